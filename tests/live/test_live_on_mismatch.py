@@ -182,3 +182,21 @@ def test_reducing_denies_a_sell_one_lot_of_1e8_beyond_a_holding_of_20() -> None:
     assert g.check(iid, OrderSide.SELL, sum([0.1] * 200)) is None  # 20.000000000000014: 20 but for float noise
     reason = g.check(iid, OrderSide.SELL, 20.00000001)
     assert reason is not None and reason.startswith("REDUCING: only orders reducing the holding here (20.0)")
+
+
+def test_reducing_counts_the_working_sells_of_every_spot_instrument_trading_the_asset() -> None:
+    """BTCUSDT and BTCUSDC sell the same BTC: 1.0 here, 0.5 at the venue, 0.4 of it offered on BTCUSDC."""
+    usdt = Instrument("BINANCE", "BTCUSDT", tick_size=0.01, lot_size=0.001, margin=False, base="BTC", quote="USDT")
+    usdc = Instrument("BINANCE", "BTCUSDC", tick_size=0.01, lot_size=0.001, margin=False, base="BTC", quote="USDC")
+    g = Guarded([usdt, usdc], 0.0, {"USDT": 1000.0, "USDC": 1000.0, "BTC": 1.0})
+    g.guard.holding = lambda _iid: g.portfolio.account.balance("BTC")
+    for inst in (usdt, usdc):
+        g.guard.reducing[inst.instrument_id] = ("reconciliation: mismatch", 0.5)
+    g.work(usdc.instrument_id, OrderSide.SELL, 0.4)
+    assert g.check(usdt.instrument_id, OrderSide.SELL, 0.1) is None
+    reason = g.check(usdt.instrument_id, OrderSide.SELL, 0.4)  # 0.8 of the venue's 0.5 with the working sell
+    assert reason == (
+        "REDUCING: only orders reducing the holding here (1.0) and at the venue (0.5) pass; "
+        "working on the order's side -0.4, order -0.4 (reconciliation: mismatch)"
+    )
+    assert g.check(usdc.instrument_id, OrderSide.SELL, 0.2) is not None

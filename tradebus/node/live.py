@@ -133,8 +133,9 @@ class LiveGuard(MarketGuard):
     (reason, difference)`` where ``difference`` is the holding here minus the venue's
     (constant while the mismatch persists: a fill moves both); an order passes only if it
     reduces, without crossing zero, both the holding here (``holding(instrument_id)``) and
-    the venue's (the holding here minus the difference), working orders on its side included, up
-    to float noise (:func:`~tradebus.risk.config.quantity_slack`: never one of ``lot_sizes``).
+    the venue's (the holding here minus the difference), working orders on its side included (a
+    spot instrument's holding is its base asset: the working orders of every instrument trading
+    it count), up to float noise (:func:`~tradebus.risk.config.quantity_slack`: never one of ``lot_sizes``).
     """
 
     __slots__ = ("holding", "holds", "lot_sizes", "reducing")

@@ -454,6 +454,12 @@ class RiskGate:
         total += sum(groups.values())
         return total if buy else -total
 
+    def _working_holding(self, instrument_id: str, buy: bool, exclude: str) -> float:
+        """:meth:`_working` on what ``instrument_id`` holds: of a cash-only instrument, its base asset, which
+        every cash-only instrument trading that asset buys and sells (``BTC-USDT`` and ``BTC-USD`` share ``BTC``)."""
+        spot = self._spot.get(instrument_id)
+        return self._working(instrument_id if spot is None else spot[1], buy, exclude)
+
     def _check_gross(self, cmd: SubmitOrder, signed: float, px: float, limit: float) -> str | None:
         """Step 6 of :meth:`check`: the worst-case gross exposure after the order."""
         pf = self._portfolio

@@ -143,8 +143,9 @@ class MarketGuard:
         """Why ``cmd`` may not be sent now, or ``None``: :meth:`block_reason` of its instrument.
 
         A subclass may look at the order itself; ``working(instrument_id, buy, exclude)`` is
-        the signed remaining quantity of the working orders on one side of an instrument
-        (``exclude``: a client order id left out).
+        the signed remaining quantity of the working orders on one side of what the instrument
+        holds: its position, or for a cash-only instrument its base asset, on every cash-only
+        instrument trading that asset (``exclude``: a client order id left out).
         """
         return self.block_reason(cmd.instrument_id)
 
@@ -202,7 +203,7 @@ class GuardedRiskGate(RiskGate):
 
     def check(self, cmd: SubmitOrder, open_orders: int = 0) -> str | None:
         """The guard's reason to block ``cmd`` (:meth:`MarketGuard.order_reason`), else :meth:`RiskGate.check`."""
-        reason = self.guard.order_reason(cmd, self._working)
+        reason = self.guard.order_reason(cmd, self._working_holding)
         if reason is not None:
             return reason
         return super().check(cmd, open_orders)
