@@ -362,3 +362,31 @@ def test_a_spot_buy_of_one_lot_more_than_the_free_cash_is_still_denied() -> None
         "buying_power: BUY 0.201 BTCUSDT.SIM needs 0.201 USDT > available 0.2 USDT "
         "(balance 0.7, held by working orders 0.5)"
     )
+
+
+@pytest.mark.parametrize("buy", [False, True])
+def test_spending_exactly_the_balance_in_three_fills_leaves_zero_not_float_noise_below_it(buy: bool) -> None:
+    """1.0 spent as 0.3, 0.2 and 0.5 (no fee): ``1.0 - 0.3 - 0.2 - 0.5`` is -5.6e-17 in floats.
+
+    Sells: 1.0 BTC at market at 100. Buys: 1.0 USDT, limits at 1.0 (a market buy's buffer would
+    need more than the 0.5 left). The equity samples' cash is the USDT balance.
+    """
+    inst = spot(maker_fee=0.0, taker_fee=0.0)
+    iid = inst.instrument_id
+    asset, typ, px = ("USDT", OrderType.LIMIT, 1.0) if buy else ("BTC", OrderType.MARKET, 100.0)
+    assert 1.0 - 0.3 - 0.2 - 0.5 < 0.0
+    kernel = Kernel([inst], balances={asset: 1.0}, equity_interval_ns=MIN)
+    side = BUY if buy else SELL
+    kernel.add_strategy(Script((iid,), {n: [(iid, side, typ, qty, 0.0)] for n, qty in enumerate((0.3, 0.2, 0.5), 1)}))
+    for k in range(1, 6):
+        kernel.process(bar(iid, k, px, px, px, px))
+    kernel.stop()
+    assert [f.quantity for f in kernel.result.fills] == [0.3, 0.2, 0.5]
+    account = kernel.portfolio.account
+    assert account.balance(asset) == 0.0 and math.copysign(1.0, account.balance(asset)) == 1.0
+    assert account.free(asset) == 0.0
+    if buy:
+        assert kernel.portfolio.cash == 0.0
+        assert kernel.result.equity[-1].cash == 0.0
+    else:
+        assert account.balance("USDT") == 100.0

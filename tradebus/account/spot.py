@@ -36,8 +36,9 @@ Checks
     of a cash-only instrument at or above zero but for float noise: a fill passes only if it needs
     no more than the free balance, up to :func:`exceeds`' slack of ``LOTS_RTOL`` of the balance (a
     sell of exactly the 0.2 left of 0.7 less 0.5 held passes though ``0.7 - 0.5`` is
-    0.19999999999999996, and selling 0.3, 0.2 and 0.5 of 1.0 BTC leaves -5.6e-17; a shortfall of one
-    lot of 1e-8 passes only on a balance of 1e6 coins).
+    0.19999999999999996; a shortfall of one lot of 1e-8 passes only on a balance of 1e6 coins).
+    A fill that leaves a balance within float noise of zero leaves exactly 0.0 (:func:`settle`:
+    selling 0.3, 0.2 and 0.5 of 1.0 BTC would leave -5.6e-17).
 
 Instruments that are not cash-only (``Instrument.margin``, perpetuals) are booked in the
 same balances but never checked here: a base balance below zero is a short, a quote balance
@@ -54,7 +55,9 @@ from tradebus.engine.instrument import LOTS_RTOL, Instrument
 from tradebus.engine.messages import OrderFilled, OrderType, SubmitOrder
 from tradebus.errors import ConfigError
 
-__all__ = ["SpotCashAccount", "asset_names", "buying_power_reason", "exceeds", "insufficient_balance_reason"]
+__all__ = [
+    "SpotCashAccount", "asset_names", "buying_power_reason", "exceeds", "insufficient_balance_reason", "settle",
+]  # fmt: skip
 
 _NAN = math.nan
 _LIMIT = OrderType.LIMIT
@@ -98,6 +101,18 @@ def exceeds(need: float, available: float, balance: float) -> bool:
         ``True`` when ``need`` cannot be paid.
     """
     return need - available > LOTS_RTOL * abs(balance)
+
+
+def settle(balance: float, amount: float) -> float:
+    """``balance + amount``, exactly 0.0 when that is float noise of the two (``LOTS_RTOL`` of the larger).
+
+    A fill of exactly what is left (``0.3 - 0.1 - 0.2`` is -2.8e-17) leaves nothing, not a balance
+    below zero; a remainder of one lot of 1e-8 stays on any balance below 1e6 coins.
+    """
+    after = balance + amount
+    if abs(after) <= LOTS_RTOL * max(abs(balance), abs(amount)):
+        return 0.0
+    return after
 
 
 def buying_power_reason(
@@ -228,13 +243,13 @@ class SpotCashAccount:
             if fee_asset == base:
                 moved -= fee  # as the portfolio moves the position, to the last bit
             else:
-                total[fee_asset] = total.get(fee_asset, 0.0) - fee
+                total[fee_asset] = settle(total.get(fee_asset, 0.0), -fee)
             fee = 0.0
-        total[base] += moved
+        total[base] = settle(total[base], moved)
         if fill.side > 0:
-            total[quote] -= qty * fill.last_px + fee
+            total[quote] = settle(total[quote], -(qty * fill.last_px + fee))
         else:
-            total[quote] += qty * fill.last_px - fee
+            total[quote] = settle(total[quote], qty * fill.last_px - fee)
 
     def apply_funding(self, instrument_id: str, payment: float) -> None:
         """Debit a funding ``payment`` (negative: received) from the instrument's quote asset."""

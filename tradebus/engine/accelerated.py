@@ -155,6 +155,15 @@ def _equity(cash, pos, cs, last):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False, inline="always")
+def _settle(balance, amount):
+    # account.spot.settle: balance + amount, exactly 0.0 within float noise of zero.
+    after = balance + amount
+    if abs(after) <= {lots_rtol!r} * max(abs(balance), abs(amount)):
+        return 0.0
+    return after
+
+
+@njit(cache=True, error_model="numpy", _nrt=False, inline="always")
 def _short_of_margin(pos, signed, unit, leverage, cost, quote, cs, mark):
     # MarginAccount._margin_check of a margin spot instrument alone in the account, no other
     # order working: the opening part's initial margin plus the fee against the available balance.
@@ -320,13 +329,13 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
             else:
                 n_fills += 1
                 signed = qty if side > 0 else -qty
-                cash -= signed * cs * px + fee
+                cash = _settle(cash, -(signed * cs * px + fee))
                 if side > 0:
-                    base += qty
-                    quote -= qty * px + fee
+                    base = _settle(base, qty)
+                    quote = _settle(quote, -(qty * px + fee))
                 else:
-                    base -= qty
-                    quote += qty * px - fee
+                    base = _settle(base, -qty)
+                    quote = _settle(quote, qty * px - fee)
                 fees += fee
                 old = pos
                 if old == 0.0 or (old > 0.0) == (signed > 0.0):

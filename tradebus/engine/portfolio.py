@@ -67,6 +67,7 @@ from collections.abc import Iterable, Mapping
 from loguru import logger
 
 from tradebus.account import Account, MarginAccount, SpotCashAccount, asset_names
+from tradebus.account.spot import settle
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderFilled, PositionChanged
 from tradebus.errors import ConfigError, OrderError
@@ -266,22 +267,23 @@ class Portfolio:
             raise _bad_fill(fill, pos is None)
         signed = qty if fill.side > 0 else -qty
         cs = pos.contract_size
+        # settle: a fill of exactly the cash left leaves 0.0, as the account's balance of it
         if not fill.fee_asset:
-            self.cash -= signed * cs * px + fee
+            self.cash = settle(self.cash, -(signed * cs * px + fee))
         else:
             fee = self._book_fee(fill)
             in_kind = self.fee_in_kind(fill)
             if in_kind:
                 # paid out of the coins bought (or with more coins sold): cash moves by the notional
                 # alone, the position by what the base-asset balance moves
-                self.cash -= signed * cs * px
+                self.cash = settle(self.cash, -(signed * cs * px))
                 signed -= in_kind
             elif fill.fee_asset in self._holding_pricing:
                 # coins of an asset the run prices (BNB beside BNBUSDT) leave the holding; cash pays the notional
-                self.cash -= signed * cs * px
+                self.cash = settle(self.cash, -(signed * cs * px))
                 self._pay_from_holding(fill.fee_asset, fill.fee)
             else:
-                self.cash -= signed * cs * px + fee
+                self.cash = settle(self.cash, -(signed * cs * px + fee))
         self.account.apply_fill(fill)
         self._fees += fee
         old = pos.quantity
