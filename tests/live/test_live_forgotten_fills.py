@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import msgspec
@@ -397,23 +398,57 @@ async def test_a_restart_books_the_late_fill_of_an_order_whose_cancel_replace_an
         first.close()  # the process stops: its journal holds the order CANCELED with nothing booked
         assert _canceled_filled_qty(path, strip=journaled_by != "this tradebus") == [pytest.approx(0.01)]
         h.emulator.listed_late.clear()  # the venue's trade history lists the fill now
-        journal = Journal(path)
-        clock = LiveClock()
-        api = BinanceTrading(h.emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {IID: INST}, timeout=0.25)
-        venue = LiveVenue(api, clock)
-        kernel = Kernel([INST], clock=clock, venue=venue, timeouts=FAST, initial_cash=100_000.0, journal=journal)
-        try:
-            unknown = journal.replay(kernel.orders, kernel.portfolio, clock.now_ns(), on_message=kernel.record_journaled)
-            venue.on_answer = kernel.execution.reconcile_order
-            holds: dict[str, str] = {IID: "live start-up: reconciling positions with the venue"}
-            reconciler = Reconciler(kernel, venue, _hold_to(holds), 2.0)
-            await reconciler.startup(unknown, [])
-            await venue.drain(2.0)
-            await reconciler.compare_balances(startup=True)
+        async with _restarted(h, path) as (kernel, holds):
             restored = kernel.orders.order(order.client_order_id)
             assert restored.status is OrderStatus.CANCELED and restored.filled_qty == pytest.approx(0.01)
             assert kernel.portfolio.account.balance("BTC") == pytest.approx(0.01) and holds == {}
             assert [f.trade_id for f in kernel.result.fills] == [str(fill.trade_id)]
-        finally:
-            await venue.aclose()
-            journal.close()
+
+
+@asynccontextmanager
+async def _restarted(h: Harness, path: Path) -> AsyncIterator[tuple[Kernel, dict[str, str]]]:
+    """A live process restarted on the journal at ``path`` against ``h``'s emulator, its start-up
+    reconciliation run and answered; its kernel and the instruments it holds."""
+    journal = Journal(path)
+    clock = LiveClock()
+    api = BinanceTrading(h.emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {IID: INST}, timeout=0.25)
+    venue = LiveVenue(api, clock)
+    kernel = Kernel([INST], clock=clock, venue=venue, timeouts=FAST, initial_cash=100_000.0, journal=journal)
+    try:
+        unknown = journal.replay(kernel.orders, kernel.portfolio, clock.now_ns(), on_message=kernel.record_journaled)
+        venue.on_answer = kernel.execution.reconcile_order
+        holds: dict[str, str] = {IID: "live start-up: reconciling positions with the venue"}
+        reconciler = Reconciler(kernel, venue, _hold_to(holds), 2.0)
+        await reconciler.startup(unknown, [])
+        await venue.drain(2.0)
+        await reconciler.compare_balances(startup=True)
+        yield kernel, holds
+    finally:
+        await venue.aclose()
+        journal.close()
+
+
+async def test_a_closed_order_queried_at_a_restart_for_the_filled_quantity_its_close_did_not_tell_is_not_queried_again(
+    tmp_path: Path,
+) -> None:
+    """A journal of an earlier tradebus holds a canceled order without the venue's filled quantity: the
+    first restart queries it. Its answer was not journaled, so every later restart queried it again (a
+    Binance spot account with thousands of such orders sent thousands of queries at every start); the
+    venue's filled quantity it tells is journaled now."""
+    path = tmp_path / "journal.sqlite"
+    first = Journal(path)
+    async with harness(journal=first) as h:
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        h.kernel.execution.cancel(CancelOrder("s1", IID, order.client_order_id, 0, 0))
+        await until(lambda: order.status is OrderStatus.CANCELED)
+        await settled(h)
+        first.close()
+        assert _canceled_filled_qty(path, strip=True) == [0.0]  # as an earlier tradebus journaled it: none told
+        queries = ("GET", "/api/v3/order", order.client_order_id)
+        before = h.emulator.requests.count(queries)
+        for _ in range(2):
+            async with _restarted(h, path) as (kernel, holds):
+                restored = kernel.orders.order(order.client_order_id)
+                assert restored.status is OrderStatus.CANCELED and restored.venue_filled_qty == 0.0 and holds == {}
+        assert h.emulator.requests.count(queries) - before == 1

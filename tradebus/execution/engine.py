@@ -443,7 +443,8 @@ class ExecutionEngine:
         ago (REJECTED then; never while it is on its way, :meth:`Venue.submit_ended_ns`);
         a query that raises or cannot settle an ``UNKNOWN`` order is retried after ``retry_ns``
         (with :class:`OrderTimeouts`) unless an answer was applied in the meantime. Of a closed
-        order only missing fills are booked. A venue whose answer says more filled than the fills it
+        order only missing fills are booked, and the venue's filled quantity a CANCELED or EXPIRED one's close
+        did not tell is kept and journaled (a restart does not query it again). A venue whose answer says more filled than the fills it
         lists (its trade history lags, or no longer lists some) publishes an ``OrderAnomaly``
         ``MISSING_FILLS``; the difference is not booked, and the order is queried again
         (:data:`MISSING_FILLS_READS`) until its fills are listed and booked.
@@ -500,6 +501,7 @@ class ExecutionEngine:
             if fill.trade_id not in trade_ids:
                 self.on_venue_event(fill)
                 trade_ids = order.trade_ids
+        self._note_venue_filled(order, report.filled_qty)
         if order.client_order_id in self._fills_awaited:
             self._fills_reread(order, report.filled_qty)
         elif self._om.note_missing_fills(order, report.filled_qty, report.ts_event):
@@ -514,6 +516,21 @@ class ExecutionEngine:
                 order.strategy_id, order.instrument_id, order.client_order_id, status, reason, now, now, report.filled_qty
             )
             self._event(event)
+
+    def _note_venue_filled(self, order: Order, venue_filled: float) -> bool:
+        """Keep and journal the venue's filled quantity of a CANCELED or EXPIRED order whose close did not tell it.
+
+        Journaled as an :class:`OrderResolved` repeating the order's status (not published: the order
+        did not change), so that a restart does not query the order again for it.
+        """
+        if not self._om.note_venue_filled(order, venue_filled):
+            return False
+        if self._journal is not None:
+            now = self._clock.now_ns()
+            self._journal.record_event(OrderResolved(order.strategy_id, order.instrument_id, order.client_order_id,
+                                                     order.status, "venue's filled quantity, told after the close", now,
+                                                     now, venue_filled))  # fmt: skip
+        return True
 
     def _fills_reread(self, order: Order, venue_filled: float) -> None:
         """A query's answer about an order whose venue-listed fills fell short (:data:`MISSING_FILLS_READS`)."""

@@ -67,7 +67,10 @@ the owner, refuses it; version 4 gets the ``equity`` table and is marked version
 tradebus, which would trade on without journaling its samples (a later restart's outputs would then
 lack that session's equity), refuses it. A field added to a journaled message with a default (``OrderResolved.filled_qty``,
 the venue's filled quantity in a query's answer) changes no version: payloads are msgpack maps, so an
-earlier journal's entry reads as the default and an earlier tradebus ignores the field.
+earlier journal's entry reads as the default and an earlier tradebus ignores the field. Nor does an
+``OrderResolved`` repeating a CANCELED or EXPIRED order's status: the venue's filled quantity a query
+told after a close that did not (:meth:`~tradebus.execution.orders.OrderManager.note_venue_filled`), which
+an earlier tradebus drops as a repeat (it queries the order again at its start, as it did).
 
 What writes a journal is part of it. An opener that names its :class:`JournalOwner` (every daemon
 and every ``live-*`` command) is refused, before anything is written to the journal, by a journal

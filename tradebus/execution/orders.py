@@ -166,6 +166,8 @@ _MEANS: dict[str, OrderStatus | None] = {
 _REOPEN = {"accepted": S.ACCEPTED, "triggered": S.TRIGGERED, "canceled": S.CANCELED, "expired": S.EXPIRED}
 #: Closed statuses a late fill leaves as they are (unless it completes the order).
 _CLOSED_KEEP = frozenset({S.CANCELED, S.EXPIRED, S.DENIED, S.INITIALIZED})
+#: Closes that end an order short of its quantity, whose events may tell the venue's filled quantity or not.
+_CLOSED_UNFILLED = frozenset({S.CANCELED, S.EXPIRED})
 
 _EVENT_KIND: dict[type, str] = {
     OrderDenied: "denied",
@@ -264,7 +266,8 @@ class Order(msgspec.Struct, gc=False, eq=False):
         (see ``OrderManager``'s ``fee_in_kind``): a buy moved the position by ``filled_qty`` less it.
     venue_filled_qty
         The venue's cumulative filled quantity as the last ``OrderCanceled``, ``OrderExpired`` or
-        ``OrderResolved`` that said it reported it (NaN: none did). Above ``filled_qty``: fills the
+        ``OrderResolved`` that said it reported it (NaN: none did; told after a close that did not:
+        :meth:`OrderManager.note_venue_filled`). Above ``filled_qty``: fills the
         venue made that are not booked (lost frames, or a trade history that lists them late);
         journaled with those events, so a restart queries such an order again.
     """
@@ -571,6 +574,9 @@ class OrderManager:
         if kind == "accepted" and not order.venue_order_id:
             order.venue_order_id = event.venue_order_id
         means = event.status if kind == "resolved" else _MEANS[kind]
+        if kind == "resolved" and means is status and status in _CLOSED_UNFILLED and event.filled_qty == event.filled_qty:
+            self.note_venue_filled(order, event.filled_qty)  # journaled by the execution engine: no repeat
+            return None
         if means is status:
             self._anomaly(order, event, AnomalyKind.DUPLICATE_EVENT, f"{kind} repeated in {status}")
         else:
@@ -651,6 +657,21 @@ class OrderManager:
             return False
         self._external.add(key)
         self._anomaly(None, fill, AnomalyKind.UNKNOWN_ORDER, "fill of an order this process did not create: booked")
+        return True
+
+    def note_venue_filled(self, order: Order, venue_filled: float) -> bool:
+        """Keep the venue's filled quantity of a CANCELED or EXPIRED ``order`` whose close did not tell it.
+
+        Told after the close: by a query's answer, or by a repeat of the close (the venue's own
+        cancel after the one a cancel-replace's answer stood for). Changes nothing else (the status,
+        ``ts_last``). Returns whether it was kept: ``False`` when ``venue_filled`` is NaN, the order
+        is in another status, or its ``venue_filled_qty`` is known already. The execution engine
+        journals a kept one as an :class:`OrderResolved` repeating the order's status, which
+        :meth:`apply` takes as this note.
+        """
+        if venue_filled != venue_filled or order.status not in _CLOSED_UNFILLED or order.venue_filled_qty == order.venue_filled_qty:
+            return False
+        order.venue_filled_qty = venue_filled
         return True
 
     def note_missing_fills(self, order: Order, venue_filled: float, ts_event: int) -> bool:

@@ -48,7 +48,8 @@ fills the venue no longer lists
     restart queries again each order the journal holds FILLED with less booked than its
     quantity, or CANCELED or EXPIRED with less booked than the venue's filled quantity its
     closing event or query answer reported (``Order.venue_filled_qty``), or with none reported
-    (a close that did not tell it: a fill's frame lost before it could not be told from none),
+    (a close that did not tell it: a fill's frame lost before it could not be told from none;
+    the answer's is journaled, so a later restart does not ask again),
     whose last event is younger than the venue lists an order's fills
     (:attr:`~tradebus.execution.live.TradingApi.fills_history_ns`: Binance USD-M and Bybit 7
     days, OKX 3; Binance spot has no window). Once the reads have booked the fills of every
@@ -518,7 +519,7 @@ class Reconciler:
         the venue filled (FILLED: its quantity; CANCELED or EXPIRED: the venue's filled quantity
         its closing event or query answer reported; a query found the venue's trade history
         lacking fills: ``MISSING_FILLS``), or CANCELED or EXPIRED by a close that did not tell
-        the venue's filled quantity, is queried again, its fills listed since booked, unless its last
+        the venue's filled quantity (once: the answer's is journaled), is queried again, its fills listed since booked, unless its last
         event is older than the venue lists an order's fills
         (:attr:`~tradebus.execution.live.TradingApi.fills_history_ns`).
         """
