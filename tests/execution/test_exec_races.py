@@ -6,6 +6,8 @@ the portfolio booked the fill, or left the order SUBMITTED / open).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tradebus.engine.messages import (
@@ -18,7 +20,11 @@ from tradebus.engine.messages import (
     OrderTimedOut,
 )
 from tradebus.errors import OrderError
+from tradebus.engine.bus import MessageBus
+from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.engine import OrderTimeouts
+from tradebus.execution.journal import Journal
+from tradebus.execution.orders import OrderManager
 
 from .venue_model import IID, build_rig
 
@@ -117,6 +123,35 @@ def test_duplicate_ack_and_cancel_are_dropped() -> None:
     assert rig.status(coid) == S.CANCELED
     assert [e.client_order_id for e in rig.published if type(e) in (OrderAccepted, OrderCanceled)] == [coid, coid]
     assert [a.kind for a in rig.anomalies()] == [AnomalyKind.DUPLICATE_EVENT, AnomalyKind.DUPLICATE_EVENT]
+
+
+def test_a_repeated_cancel_telling_the_filled_quantity_the_first_did_not_is_kept_journaled_and_its_lost_fill_fetched(
+    tmp_path: Path,
+) -> None:
+    """The cancel a cancel-replace's answer stood for told no filled quantity; the venue's own cancel, later,
+    tells 0.5: it was dropped as a repeat with the quantity, and the fill whose frame was lost never fetched."""
+    journal = Journal(tmp_path / "journal.sqlite")
+    rig = build_rig(journal=journal)
+    coid = rig.submit(2.0)
+    v = rig.venue
+    v.arrive(coid)
+    v.deliver(0)
+    v.fill(coid, 0.5)
+    v.wire.pop(0)  # the fill's frame is lost
+    v.cancels.append(coid)
+    v.cancel_arrives(says_filled=False)
+    v.deliver(0)
+    assert rig.status(coid) == S.CANCELED and v.queries == 0
+    now = rig.clock.now_ns()
+    rig.engine.on_venue_event(OrderCanceled("s", IID, coid, "canceled by user", now, now, 0.5))  # the venue's own
+    order = rig.orders.order(coid)
+    assert order.status is S.CANCELED and order.venue_filled_qty == 0.5
+    assert v.queries == 1 and rig.position() == 0.5 and order.filled_qty == 0.5
+    assert [e.client_order_id for e in rig.published if type(e) is OrderCanceled] == [coid]  # one cancel for the strategies
+    restored = OrderManager(MessageBus(), rig.clock)
+    journal.replay(restored, Portfolio(rig.portfolio.instruments, 1e12), now)
+    journal.close()
+    assert restored.order(coid).venue_filled_qty == 0.5 and restored.order(coid).filled_qty == 0.5
 
 
 def test_cancel_confirmation_after_fill_is_stale() -> None:

@@ -35,6 +35,7 @@ from tradebus.engine.messages import (
 from tradebus.engine.portfolio import Portfolio
 from tradebus.errors import VenueError
 from tradebus.execution.engine import ExecutionEngine, OrderTimeouts
+from tradebus.execution.journal import Journal
 from tradebus.execution.orders import Order, OrderManager
 from tradebus.execution.venue import OrderStatusReport, Venue
 from tradebus.risk.config import RiskConfig
@@ -246,7 +247,7 @@ class Rig:
         return self.orders.order(coid).status
 
 
-def build_rig(timeouts: OrderTimeouts | None = None) -> Rig:
+def build_rig(timeouts: OrderTimeouts | None = None, journal: Journal | None = None) -> Rig:
     inst = Instrument("BINANCE", "BTCUSDT", tick_size=0.01, lot_size=0.001, margin=True)
     instruments = {IID: inst}
     bus = MessageBus()
@@ -257,7 +258,7 @@ def build_rig(timeouts: OrderTimeouts | None = None) -> Rig:
     grace = timeouts.not_found_grace_ns if timeouts is not None else 2**62
     venue = ModelVenue(clock, grace)
     extra = {} if timeouts is None else {"timeouts": timeouts}
-    engine = ExecutionEngine(bus, clock, instruments, gate, om, venue, portfolio, **extra)
+    engine = ExecutionEngine(bus, clock, instruments, gate, om, venue, portfolio, journal, **extra)
     published: list[Any] = []
     for t in (OrderFilled, OrderAnomaly, OrderAccepted, OrderCanceled, OrderExpired, OrderRejected):
         bus.subscribe(t, published.append)

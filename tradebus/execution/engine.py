@@ -619,7 +619,9 @@ class ExecutionEngine:
         """Apply a venue event to its order (and the portfolio for a fill) and publish it.
 
         An event the order manager drops (a repeat, or older than what the order knows) is
-        neither journaled nor published; a fill of an unknown order goes to
+        neither journaled nor published (a repeated cancel or expiry that tells the venue's filled
+        quantity the first did not: the quantity is kept and journaled, and checked as the first
+        close's would have been); a fill of an unknown order goes to
         :meth:`on_external_fill`.
         """
         om = self._om
@@ -662,12 +664,14 @@ class ExecutionEngine:
             self._bus.publish(event)
         else:
             order = om.apply(event)
+            cls = type(event)
             if order is None:
+                if cls is OrderCanceled or cls is OrderExpired:
+                    self._close_repeated(event)
                 return
             if journal is not None:
                 journal.record_event(event)
             self._bus.publish(event)
-            cls = type(event)
             if cls is OrderCanceled or cls is OrderExpired:
                 self._check_closed(order, event.filled_qty)
 
@@ -688,6 +692,13 @@ class ExecutionEngine:
         """
         if venue_filled > order.filled_qty * (1.0 + 1e-9) or (venue_filled != venue_filled and self._timeouts):
             self.reconcile_order(order.client_order_id)
+
+    def _close_repeated(self, event: OrderCanceled | OrderExpired) -> None:
+        """A close the order manager dropped as a repeat may tell the venue's filled quantity the first did not
+        (the venue's own cancel after the one a cancel-replace's answer stood for): kept, journaled, checked."""
+        order = self._om.get(event.client_order_id)
+        if order is not None and self._note_venue_filled(order, event.filled_qty):
+            self._check_closed(order, event.filled_qty)
 
     def _fills_reported(self, event: OrderFillsReported) -> None:
         """Check, ``fill_grace_ns`` later, an order the venue says filled more of than is booked: its

@@ -39,6 +39,8 @@ created. None of these raises, and no fill is lost or booked twice:
 * a status event the table has no entry for is older than what the order already knows
   (an acknowledgement after a fill, a cancel after the order filled) or repeats it; it is
   dropped (``STALE_EVENT``, ``DUPLICATE_EVENT``), except on a REJECTED order, which it reopens;
+  a repeated cancel or expiry that tells the venue's filled quantity the first did not is dropped
+  too, and the execution engine keeps the quantity (:meth:`OrderManager.note_venue_filled`);
 * an amend's ``OrderModified`` arriving after the fills that reached its new quantity (the
   venue amended, then filled the rest, and its stream was faster than the amend's answer)
   leaves the order FILLED at that quantity;
