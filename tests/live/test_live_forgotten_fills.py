@@ -17,6 +17,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from loguru import logger
 from pydantic import SecretStr
 
 from tests.live.live_harness import FAST, IID, INST, KEY, SECRET, T0, Harness, harness, later_than, settled, until
@@ -452,3 +453,36 @@ async def test_a_closed_order_queried_at_a_restart_for_the_filled_quantity_its_c
                 restored = kernel.orders.order(order.client_order_id)
                 assert restored.status is OrderStatus.CANCELED and restored.venue_filled_qty == 0.0 and holds == {}
         assert h.emulator.requests.count(queries) - before == 1
+
+
+async def test_a_restart_logs_how_many_closed_orders_it_queries(tmp_path: Path) -> None:
+    """Thousands of closed orders a journal of an earlier tradebus holds without the venue's filled quantity are
+    each queried at the first restart: the start-up says how many before it sends them (it logged one line per
+    order, no count); the second restart queries none."""
+    path = tmp_path / "journal.sqlite"
+    first = Journal(path)
+    async with harness(journal=first) as h:
+        orders = [h.submit(OrderSide.BUY, 0.01, 50_000.0 - k) for k in range(3)]
+        await until(lambda: all(o.status is OrderStatus.ACCEPTED for o in orders))
+        for order in orders:
+            h.kernel.execution.cancel(CancelOrder("s1", IID, order.client_order_id, 0, 0))
+        await until(lambda: all(o.status is OrderStatus.CANCELED for o in orders))
+        await settled(h)
+        first.close()
+        assert _canceled_filled_qty(path, strip=True) == [0.0] * 3
+        lines: list[str] = []
+        sink = logger.add(lines.append, level="INFO", format="{message}")
+        try:
+            async with _restarted(h, path):
+                pass
+            async with _restarted(h, path):
+                pass
+        finally:
+            logger.remove(sink)
+        counts = [line for line in lines if "closed order(s)" in line]
+        assert counts == [
+            "reconciliation: 3 closed order(s) journaled with fewer fills booked than the venue may have filled, "
+            "last heard of within the venue's fills window: querying them (through the account's rate budget)\n"
+        ]
+        queried = [c for m, p, c in h.emulator.requests if (m, p) == ("GET", "/api/v3/order")]
+        assert sorted(queried) == sorted(o.client_order_id for o in orders)

@@ -548,6 +548,7 @@ class Reconciler:
                         len(unknown), listed, sum(1 for o in unknown if o.status is OrderStatus.UNKNOWN))
         window = self.venue.api.fills_history_ns
         oldest = None if window is None else kernel.clock.now_ns() - window
+        asked: list[Order] = []
         for order in self.kernel.orders.orders():
             venue_filled = _venue_filled(order)
             untold = venue_filled != venue_filled and order.status in _CLOSED_UNFILLED
@@ -561,8 +562,14 @@ class Reconciler:
                     continue
                 logger.warning("reconciliation: order {} ({}) journaled {} with {:g} booked {} the venue filled; querying "
                                "its fills", order.client_order_id, order.instrument_id, order.status, order.filled_qty, of)  # fmt: skip
-                self.venue.track(order)
-                execution.reconcile_order(order.client_order_id)
+                asked.append(order)
+        if asked:
+            logger.info("reconciliation: {} closed order(s) journaled with fewer fills booked than the venue may have filled, "
+                        "last heard of within the venue's fills window: querying them (through the account's rate budget)",
+                        len(asked))  # fmt: skip
+        for order in asked:
+            self.venue.track(order)
+            execution.reconcile_order(order.client_order_id)
         if paged:
             self.compare_orders(venue_open)
         self.report_external(venue_open)
