@@ -34,6 +34,18 @@ def test_round_trip_text_and_binary_frames(tmp_path: Path) -> None:
     assert list(read_frames(path)) == frames
 
 
+def test_stale_feed_episode_lines_are_read_only_when_asked_for(tmp_path: Path) -> None:
+    """A recording holds a feed's stale episode (``stale:``) and its connection's proof of life (``live:``):
+    the replay reads them, every other reader (serve, imports) sees frames alone."""
+    path = tmp_path / "feed.jsonl.gz"
+    lines = [(1, "binance-spot:1", "{}"), (5, "stale:binance-spot", "1"), (6, "live:binance-spot", "pong"), (7, "binance-spot:2", "{}")]
+    with FrameRecorder(path) as rec:
+        for line in lines:
+            rec.write(*line)
+    assert list(read_frames(path)) == [lines[0], lines[3]]
+    assert list(read_frames(path, episodes=True)) == lines
+
+
 def test_flushed_frames_survive_a_crash_without_trailer(tmp_path: Path) -> None:
     path = tmp_path / "feed.jsonl.gz"
     rec = FrameRecorder(path, flush_every=2)

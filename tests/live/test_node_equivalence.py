@@ -9,8 +9,8 @@ import pytest
 
 from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
-from tradebus.adapters.common.recorder import iter_hftbacktest
-from tradebus.engine.messages import BookDelta, BookResynced, OrderDenied
+from tradebus.adapters.common.recorder import FrameRecorder, iter_hftbacktest, read_frames
+from tradebus.engine.messages import BookDelta, BookResynced, OrderDenied, Trade
 from tradebus.node.playback import Playback, play
 from tradebus.node.daemon import PaperNode
 
@@ -177,3 +177,70 @@ async def test_replay_of_a_recording_with_a_stale_stretch_denies_and_fills_what_
     assert [(m.client_order_id, m.reason) for m in replayed] == [(m.client_order_id, m.reason) for m in denied]
     assert fill_keys(replay.kernel.result.fills) == fill_keys(result.fills)
     assert order_keys(replay.kernel.result.orders) == order_keys(result.orders)
+
+
+async def test_replay_of_a_trades_only_feed_live_again_on_a_quiet_market_allows_what_the_daemon_did(tmp_path: Path) -> None:
+    """A spot feed of trades alone loses its connection silently (stale, recycled); the new connection answers
+    its pings but its market prints nothing for a while: the daemon allowed orders on spot again once the new
+    connection answered, and they filled when spot traded again. Its replay had no connection to ask (pongs
+    are not frames): it kept denying them until the next spot trade. The recording now holds the moment the
+    connection proved itself live, and the replay denies and fills what the daemon did."""
+    usdm_frames, usdm_snapshot = split_capture(list(iter_hftbacktest(USDM_CAPTURE)))
+    faults = [
+        Fault(FaultKind.HANG, at=40, match="@trade"),  # the first connection dies without a close
+        Fault(FaultKind.SILENCE, at=0, match="@trade", connection=1, seconds=2.5),  # a quiet market on the next
+    ]
+    spot_server = LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, faults, speed=4.0, lifetime=60.0)
+    usdm_server = LocalVenueServer(BinanceProtocol(usdm_snapshot, futures=True), usdm_frames, speed=4.0, lifetime=60.0)
+    async with spot_server as spot, usdm_server as usdm:
+        spot_feed = binance_config(spot.ws_url, spot.http_url, ["trade"], stale_after=1.0)["feeds"][0]
+        usdm_feed = {**usdm_config(usdm.ws_url, usdm.http_url)["feeds"][0], "subscriptions": {USDM_IID: ["trade"]}}
+        data = {
+            "instruments": [BINANCE_INSTRUMENT, USDM_INSTRUMENT],
+            "strategy": {
+                "name": "tests.live.cross_market_strategy:CrossMarket",
+                "instruments": [USDM_IID, IID],  # orders spot on every 10th USD-M trade
+                "params": {"every": 10, "quantity": 0.001},
+            },
+            "venue": {"fill_on": "trades"},
+            "feeds": [spot_feed, usdm_feed],
+            "warm_up": False,
+            "record": str(tmp_path / "frames.jsonl.gz"),
+        }
+        node = PaperNode(config_of(data), handle_signals=False)
+        denied: list[OrderDenied] = []
+        trades: list[Trade] = []
+        node.kernel.bus.subscribe(OrderDenied, denied.append)
+        node.kernel.bus.subscribe(Trade, trades.append)
+        await run_node(node, lambda: spot.cursor >= len(SPOT_FRAMES) and usdm.cursor >= len(usdm_frames), timeout=40.0)
+    result = node.kernel.result
+    client = node.feeds[0].client
+    assert client is not None and client.connections == 2 and client.last_pong_ns > 0
+    assert denied and all(m.reason.startswith("feed stale: binance-spot delivered nothing") for m in denied)
+    ids = [o.client_order_id for o in result.orders]
+    lifted = result.orders[ids.index(denied[-1].client_order_id) + 1 :]
+    spot_back = min(t.ts_init for t in trades if t.instrument_id == IID and t.ts_init > denied[-1].ts_init)
+    assert any(o.ts_created < spot_back for o in lifted)  # allowed by the answered ping, before spot traded again
+    assert any(o.filled_qty > 0 for o in lifted)
+    recording = tmp_path / "frames.jsonl.gz"
+    assert [raw for _, conn, raw in read_frames(recording, episodes=True) if conn == "live:binance-spot"] == ["pong"]
+    replay = Playback(node.config)
+    replayed: list[OrderDenied] = []
+    replay.kernel.bus.subscribe(OrderDenied, replayed.append)
+    replay.run(recording)
+    assert [(m.client_order_id, m.reason) for m in replayed] == [(m.client_order_id, m.reason) for m in denied]
+    assert fill_keys(replay.kernel.result.fills) == fill_keys(result.fills)
+    assert order_keys(replay.kernel.result.orders) == order_keys(result.orders)
+    # a recording made before the proof was recorded keeps the block until spot trades again, as before
+    old = tmp_path / "old.jsonl.gz"
+    with FrameRecorder(old) as rec:
+        for line in read_frames(recording, episodes=True):
+            if not line[1].startswith("live:"):
+                rec.write(*line)
+    old_replay = Playback(node.config)
+    old_denied: list[OrderDenied] = []
+    old_replay.kernel.bus.subscribe(OrderDenied, old_denied.append)
+    old_replay.run(old)
+    assert len(old_denied) > len(denied) and all(o.ts_created >= spot_back for o in old_replay.kernel.result.orders
+                                                 if o.client_order_id not in {m.client_order_id for m in old_denied}
+                                                 and o.ts_created > denied[-1].ts_init)

@@ -16,7 +16,11 @@ from the snapshot the new connection brought and orders on them are denied until
 The daemon's stale-feed episodes are recorded too (``stale:<feed>`` lines: the watchdog's
 ``FeedStale``, at the time it fired): played through the same router into the same
 :class:`~tradebus.risk.guard.MarketGuard`, they deny orders on the feed's instruments from that
-moment until the guard's own rules lift the block, as the daemon did.
+moment until the guard's own rules lift the block, as the daemon did. One of those rules asks a
+live connection: a feed of trade channels alone is live again once its connection proves it (any
+frame, or an answered ping, which is no frame); its client records that moment (a ``live:<feed>``
+line), and the playback gives it to the feed (:meth:`Playback.feed_live`) the guard asks. A
+recording without such lines (made before they were) keeps such a feed blocked until its next trade.
 
 Recording formats
 -----------------
@@ -66,7 +70,7 @@ from typing import Any, Literal
 
 from loguru import logger
 
-from tradebus.adapters.common.recorder import STALE_PREFIX, first_line, iter_hftbacktest, read_frames
+from tradebus.adapters.common.recorder import LIVE_PREFIX, STALE_PREFIX, first_line, iter_hftbacktest, read_frames
 from tradebus.adapters.registry import VENUES, venue_adapter
 from tradebus.engine.clock import SimulatedClock
 from tradebus.engine.kernel import Kernel, RunResult
@@ -132,12 +136,13 @@ def detect_format(path: str | Path) -> RecordingFormat:
 
 
 def read_recording(
-    path: str | Path, feeds: list[Feed], *, stale: bool = False
+    path: str | Path, feeds: list[Feed], *, episodes: bool = False
 ) -> Iterator[tuple[int, str, str | bytes]]:
     """Yield ``(recv_ns, conn, raw)`` of every frame of a recording in either format.
 
-    With ``stale``, also the recorder's stale-feed lines (``conn`` ``"stale:<feed>"``, ``raw`` the
-    receive time of the feed's last message; a hftbacktest capture has none).
+    With ``episodes``, also the recorder's lines of stale-feed episodes (``conn`` ``"stale:<feed>"``,
+    ``raw`` the receive time of the feed's last message; ``conn`` ``"live:<feed>"``, ``raw`` what
+    proved its connection live; a hftbacktest capture has none).
 
     A hftbacktest capture is given the connection id of the only feed, and its REST
     depth snapshot line the id ``"rest:<SYMBOL>"`` of that feed's only book (skipped when
@@ -151,7 +156,7 @@ def read_recording(
     """
     path = Path(path)
     if detect_format(path) == "recorder":
-        yield from read_frames(path, stale=stale)
+        yield from read_frames(path, episodes=episodes)
         return
     if len(feeds) != 1:
         raise DataError(f"{path}: a hftbacktest capture holds one connection; the config has {len(feeds)} feeds")
@@ -262,6 +267,21 @@ class Playback:
         self.clock.advance_to(ts_ns)
         self.router(FeedStale(source, last_message_ns, ts_ns, ts_ns))
 
+    def feed_live(self, ts_ns: int, source: str) -> None:
+        """Play a recorded proof of life: at ``ts_ns``, the connection of feed ``source`` (trade channels alone)
+        answered after it went stale.
+
+        The feed gives it to the market guard as its client did
+        (:meth:`~tradebus.adapters.common.feed.Feed.connection_live_ns`, asked when an order is
+        checked). A feed the config does not have is skipped.
+        """
+        feed = next((feed for feed in self.feeds if feed.name == source), None)
+        if feed is None:
+            self._skipped[LIVE_PREFIX + source] += 1
+            return
+        self.clock.advance_to(ts_ns)
+        feed.recorded_live_ns = ts_ns
+
     def run(self, path: str | Path) -> RunResult:
         """Play a whole recording and stop the kernel; return the run result.
 
@@ -275,13 +295,15 @@ class Playback:
         """
         lineno = 0
         try:
-            for lineno, (recv_ns, conn, raw) in enumerate(read_recording(path, self.feeds, stale=True), 1):
+            for lineno, (recv_ns, conn, raw) in enumerate(read_recording(path, self.feeds, episodes=True), 1):
                 if lineno == 1:
                     # on_start at the first frame's receive time, as the daemon's just before its first frame
                     self.clock.set_time(recv_ns)
                     self.kernel.start()
                 if conn.startswith(STALE_PREFIX):
                     self.feed_stale(recv_ns, conn[len(STALE_PREFIX):], _last_message_ns(raw, conn))
+                elif conn.startswith(LIVE_PREFIX):
+                    self.feed_live(recv_ns, conn[len(LIVE_PREFIX):])
                 else:
                     self.feed_frame(recv_ns, conn, raw)
         except DataError as exc:

@@ -25,6 +25,9 @@ a server that stops pushing data but still answers pings goes stale. A feed of t
 alone (``policy.quiet_data``) is silent whenever its market does not trade: its watchdog
 follows :meth:`WsClient.live_ns` (any frame, or the answer to a WebSocket ping the client
 sends after ``stale_after / 3`` idle), so only a connection that stops answering goes stale.
+Each ``FeedStale`` is recorded (a ``stale:<feed>`` line), and for such a feed the first proof of
+life after it too (a ``live:<feed>`` line: a pong is no frame), so a replay blocks and lifts as
+the market guard did (:mod:`tradebus.adapters.common.recorder`).
 
 Venue clients subclass it and implement :meth:`WsClient.connect_url`,
 :meth:`WsClient.subscribe_frames` and :meth:`WsClient.on_frame`; they route frames to
@@ -53,7 +56,7 @@ from tradebus.adapters.common.policy import (
     SubscriptionSet,
     classify_error,
 )
-from tradebus.adapters.common.recorder import STALE_PREFIX, FrameRecorder, FrameWriter
+from tradebus.adapters.common.recorder import LIVE_PREFIX, STALE_PREFIX, FrameRecorder, FrameWriter
 from tradebus.adapters.common.stream_books import StreamBooks
 from tradebus.adapters.common.watchdog import StaleWatchdog
 from tradebus.engine.messages import FeedStale
@@ -110,6 +113,9 @@ class WsClient(ABC):
         #: Receive time (ns) of the latest answer to a WebSocket ping of a ``quiet_data`` feed (``0``: none).
         self.last_pong_ns = 0
         self._pong_waiter: asyncio.Future[float] | None = None
+        #: Time of the recorded ``FeedStale`` of a ``quiet_data`` feed whose connection has not proved
+        #: live since (``0``: none): its first proof (frame or pong) is recorded.
+        self._unproved_since = 0
         self.rejected = 0
         self.conn_id = ""
         self.connected = asyncio.Event()
@@ -269,7 +275,19 @@ class WsClient(ABC):
         """Record the watchdog's ``FeedStale`` (a replay blocks from the same moment), then hand it to the sink."""
         if self.recorder is not None:
             self.recorder.write(msg.ts_init, STALE_PREFIX + self.name, str(msg.last_message_ns))
+            if self.policy.quiet_data:
+                self._unproved_since = msg.ts_event
         self.sink(msg)
+
+    def _proved_live(self, recv_ns: int, proof: str) -> None:
+        """Record the first proof of life (``"frame"``, ``"pong"``) after a ``FeedStale`` of a ``quiet_data`` feed.
+
+        The market guard lifts the feed's stale block on it (:meth:`live_ns`, asked when an order
+        is checked); a replay has no connection to ask, so it lifts the block at this line.
+        """
+        self._unproved_since = 0
+        if self.recorder is not None:
+            self.recorder.write(recv_ns, LIVE_PREFIX + self.name, proof)
 
     def _data_to_watchdog(self) -> None:
         """Tell the watchdog of the latest market data (:meth:`live_ns`; once a tick: a frame only writes its clock)."""
@@ -325,6 +343,8 @@ class WsClient(ABC):
             self.frames += 1
             self.last_frame_ns = recv_ns
             if recorder is not None:
+                if self._unproved_since and recv_ns > self._unproved_since:
+                    self._proved_live(recv_ns, "frame")
                 recorder.write(recv_ns, conn, raw)
             try:
                 on_frame(raw, recv_ns)
@@ -386,7 +406,9 @@ class WsClient(ABC):
 
     def _on_pong(self, waiter: asyncio.Future[float]) -> None:
         if not waiter.cancelled() and waiter.exception() is None:
-            self.last_pong_ns = self.clock_ns()
+            self.last_pong_ns = pong_ns = self.clock_ns()
+            if self._unproved_since and pong_ns > self._unproved_since:
+                self._proved_live(pong_ns, "pong")
 
     async def send(self, frame: str) -> None:
         """Send a frame on the current connection (no-op when disconnected)."""

@@ -242,6 +242,9 @@ class Feed(ABC):
     client: WsClient | None
     #: The recorded connection of the last frame played (:meth:`follow_connection`), ``None`` before the first.
     recorded_conn: str | None = None
+    #: Receive time (ns) of the latest recorded proof of life of its connection played (a ``live:<feed>`` line of
+    #: a feed of trade channels alone; ``0``: none): the playback's :meth:`connection_live_ns`.
+    recorded_live_ns: int = 0
     #: Whether its book snapshots arrive on its stream (a resubscription's, a ``books5`` push), so that one
     #: proves the stream delivers; ``False``: they are fetched over REST (Binance), which a silent stream answers too.
     snapshots_on_stream: ClassVar[bool] = False
@@ -289,13 +292,19 @@ class Feed(ABC):
 
         A live feed of trade channels alone (``policy.quiet_data``) is silent whenever its market
         does not trade: its connection's :meth:`~tradebus.adapters.common.client.WsClient.live_ns`
-        (any frame, or an answered ping) proves it live, as for its watchdog. A book or quote
-        feed must deliver again (a book needs its snapshot).
+        (any frame, or an answered ping) proves it live, as for its watchdog; played back, the
+        proof its client recorded (:attr:`recorded_live_ns`; a recording without one keeps the
+        block until data). A book or quote feed must deliver again (a book needs its snapshot).
         """
         client = self.client
-        if client is None or not client.policy.quiet_data:
+        if client is None:
+            return self._recorded_live_ns if self.config.trades_only() else None
+        if not client.policy.quiet_data:
             return None
         return client.live_ns
+
+    def _recorded_live_ns(self) -> int:
+        return self.recorded_live_ns
 
     @abstractmethod
     def book(self, instrument_id: str) -> OrderBook | None:

@@ -28,7 +28,13 @@ Stale-feed episodes
     of its own, ``{"t": <when>, "c": "stale:<feed>", "d": "<its last message's receive time>"}``
     (:data:`STALE_PREFIX`): the watchdog fires on a timer between frames, a moment the frames'
     receive times do not give, so a replay blocks the feed's instruments from the same
-    moment as the daemon did. :func:`read_frames` yields these lines only if asked for them.
+    moment as the daemon did. A feed of trade channels alone is live again as soon as its
+    connection proves it (any frame, or the answer to a WebSocket ping: see
+    :meth:`~tradebus.adapters.common.client.WsClient.live_ns`), which ends the episode in the
+    market guard; a pong is no frame, so the client records the first proof after each
+    ``FeedStale`` as ``{"t": <its receive time>, "c": "live:<feed>", "d": "pong"}`` (or
+    ``"frame"``; :data:`LIVE_PREFIX`), and a replay lifts the block at the same moment.
+    :func:`read_frames` yields these lines only if asked for them (``episodes``).
 
 :func:`convert_hftbacktest` turns the shared Binance captures (``"<recv_ts> <json>"``
 lines, ns or µs) into this format.
@@ -52,6 +58,7 @@ from loguru import logger
 from tradebus.errors import ConfigError, DataError, describe_os_error
 
 __all__ = [
+    "LIVE_PREFIX",
     "PRIVATE_PREFIX",
     "STALE_PREFIX",
     "FrameRecorder",
@@ -68,6 +75,8 @@ __all__ = [
 PRIVATE_PREFIX = "private:"
 #: Connection-id prefix of a recorded stale-feed episode (``"stale:<feed>"``; not a frame).
 STALE_PREFIX = "stale:"
+#: Connection-id prefix of a recorded proof of life of a stale feed's connection (``"live:<feed>"``; not a frame).
+LIVE_PREFIX = "live:"
 #: What replaces a credential in a recorded private frame.
 REDACTED = "<redacted>"
 #: JSON string fields whose values are credentials whatever the venue (a listen key reads the account).
@@ -404,12 +413,12 @@ def first_line(path: str | Path) -> bytes | None:
 
 
 def read_frames(
-    path: str | Path, *, private: bool = False, stale: bool = False
+    path: str | Path, *, private: bool = False, episodes: bool = False
 ) -> Iterator[tuple[int, str, str | bytes]]:
     """Yield ``(recv_ns, conn, raw)`` for every complete frame line of a recording.
 
-    Frames of private streams (:func:`is_private`) are skipped unless ``private``, the
-    stale-feed lines (:data:`STALE_PREFIX`) unless ``stale``.
+    Frames of private streams (:func:`is_private`) are skipped unless ``private``, the lines
+    of stale-feed episodes (:data:`STALE_PREFIX`, :data:`LIVE_PREFIX`) unless ``episodes``.
 
     Raises :class:`DataError` naming the file and line for a line that is not a frame
     record; a final incomplete line (crash before flush) is skipped with a warning.
@@ -424,7 +433,7 @@ def read_frames(
             raise DataError(f"{path}: line {lineno} is not a frame record ({exc})") from None
         if not private and rec.c.startswith(PRIVATE_PREFIX):
             continue
-        if not stale and rec.c.startswith(STALE_PREFIX):
+        if not episodes and rec.c.startswith((STALE_PREFIX, LIVE_PREFIX)):
             continue
         if rec.d is not None:
             yield rec.t, rec.c, rec.d
