@@ -736,6 +736,35 @@ def test_funding_is_paid_on_the_position_held_at_its_time_not_after_the_first_tr
     assert paid.payment == pytest.approx(20.0) and kernel.portfolio.funding_paid == pytest.approx(20.0)
 
 
+@pytest.mark.parametrize("lean", [False, True])
+def test_a_funding_row_stamped_at_a_bar_close_is_paid_on_the_fills_of_that_bar(tmp_path: Path, lean: bool) -> None:
+    """Hourly bars closing at T0 + k h; a buy of 0.1 BTC decided on bar 1 fills at bar 2's open, an hour
+    before bar 2's close at T0 + 2h. A funding file row and a mark stamped at that close (as Binance's
+    funding history stamps most rows: on the hour) come from the feed before the bar: the position held
+    at T0 + 2h is the 0.1 BTC long, which pays 0.1 * 20,100 (the mark) * 0.001 = 2.01. The row was
+    settled before the bar's fills: flat, nothing paid."""
+    inst = perp()
+    iid = inst.instrument_id
+    closes = [20_000.0 + 10.0 * k for k in range(1, 201)]
+    source = hourly_bars(tmp_path, iid, closes)
+    at = T0 + 2 * H
+    feed = [MarkPrice(iid, at, at, 20_100.0, math.nan), FundingRate(iid, at, at, 0.001, at)]
+
+    def kernel() -> Kernel:
+        k = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0)
+        k.add_strategy(HoldAfterFirstBar(iid, 0.1) if lean else BuyOnce(iid, 0.1))
+        k.feed_perpetual_data(feed)
+        return k
+
+    for k in run_and_process(kernel, source):
+        [fill] = k.result.fills
+        assert (fill.ts_event, fill.price) == (at, closes[1])
+        [paid] = k.result.funding
+        assert (paid.ts_event, paid.quantity, paid.mark_price) == (at, 0.1, 20_100.0)
+        assert paid.payment == pytest.approx(2.01)
+        assert k.portfolio.funding_paid == pytest.approx(2.01)
+
+
 def test_every_bad_row_of_a_mark_or_funding_file_is_named(tmp_path: Path) -> None:
     """A value or ts_event that was not a number died with a ValueError traceback; times out of
     order and an impossible mark or rate named no row."""

@@ -280,6 +280,8 @@ class BatchLoop:
                 clock.current_ns = ti  # ordered batch, no timer due: nothing else to do
             else:
                 advance(ti)
+            if perps is not None and ti > perps.next_funding_ns:
+                perps.settle_due(ti, before=True)  # a funding before this bar: paid before its fills
             bar = Bar(iid, te, ti, o, h, lo, c, v)
             # priced: the portfolio is marked at this close (a watched position is checked below)
             priced = self.needs_execution
@@ -364,6 +366,11 @@ class BatchLoop:
                     j -= 1
                     materialize(j)
                     advance(ti)
+                    j += 1
+                if perps is not None and ti > perps.next_funding_ns:
+                    j -= 1  # its handlers see the previous bar, as a timer's
+                    materialize(j)
+                    perps.settle_due(ti, before=True)  # a funding before this bar: paid before its fills
                     j += 1
                 priced = self.needs_execution
                 if priced:
@@ -520,6 +527,8 @@ class BatchLoop:
                 clock.current_ns = ti
             else:
                 advance(ti)
+            if perps is not None and ti > perps.next_funding_ns:
+                perps.settle_due(ti, before=True)  # a funding before this bar: paid before its fills
             bar = Bar(iid, te, ti, o, h, lo, c, v)
             priced = False
             if self.needs_execution:
@@ -606,6 +615,9 @@ class BatchLoop:
                 else:
                     materialize()  # a timer's callback sees the bars delivered before this row
                     advance(ti)
+                if perps is not None and ti > perps.next_funding_ns:
+                    materialize()
+                    perps.settle_due(ti, before=True)  # a funding before this bar: paid before its fills
                 priced = False
                 if self.needs_execution:
                     if every_bar or iid in working:

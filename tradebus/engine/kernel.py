@@ -128,9 +128,10 @@ _EVENT_HANDLERS: dict[type, str] = {
 #: Events an ``OrderResolved`` may stand for (:func:`~tradebus.execution.orders.closing_event`).
 _CLOSING_EVENTS = (OrderCanceled, OrderExpired, OrderRejected)
 _DATA_HANDLERS: dict[type, str] = {Bar: "on_bar", Trade: "on_trade", Quote: "on_quote"}
-#: Messages after whose handling due funding is settled: a bar's fills happen within it, before the
-#: close it is stamped at; a mark first values the position at that time. Any other message settles
-#: it before its handlers, so a trade or quote at or after a funding time fills after the payment.
+#: Messages stamped at a funding time after whose handling it is settled: a bar's fills happen within
+#: it, before the close it is stamped at; a mark first values the position at that time. Any other
+#: message, and a bar or mark stamped after the funding time, settles it before its handlers, so a
+#: trade or quote at or after a funding time, or a bar closing after it, fills after the payment.
 _SETTLED_AFTER = (Bar, MarkPrice)
 #: The last price of a position (an equity sample's marks).
 _LAST_PRICE = operator.attrgetter("last_price")
@@ -773,8 +774,10 @@ class Kernel:
         if isinstance(clock, SimulatedClock):
             clock.advance_to(msg.ts_init)
         perps = self.perpetuals
-        if perps is not None and msg.ts_init >= perps.next_funding_ns and type(msg) not in _SETTLED_AFTER:
-            perps.settle_due(msg.ts_init)  # the position held at the funding time pays, not this message's fills
+        if perps is not None and msg.ts_init >= perps.next_funding_ns:
+            # the position held at the funding time pays, not this message's fills (a bar or mark at
+            # that time settles it after them)
+            perps.settle_due(msg.ts_init, before=type(msg) in _SETTLED_AFTER)
         handler(msg)
         if perps is not None:
             perps.settle_due(msg.ts_init)

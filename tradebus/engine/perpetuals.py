@@ -15,17 +15,20 @@ Mark price
 Funding
     A ``FundingRate`` announces ``rate`` for the funding at ``next_funding_ns`` (a later one for
     the same time replaces it). It is settled by the first mark, funding or market-data message
-    at or after that time: before a trade's or quote's fills (the position held at the funding time
-    pays), once a bar (whose fills happen within it, before its close stamp) or a mark (which
-    values the position at that time first) is handled (at once when the announcement itself is
-    stamped at or after it, as historical funding rows are; before it is recorded when it
-    announces the next funding time), and only once (an announcement for a time already settled
-    is ignored; after a restart, the journaled payments count as settled, :meth:`restore`): the
-    position then pays
+    at or after that time, on the position held at that time: before a trade's or quote's fills
+    and before a bar stamped after it (whose fills come after it); after a bar stamped at it (whose
+    fills happen within it, before its close stamp) or a mark (which values the position at that
+    time first; a mark of the backtest feed stamped after it settles it before). An announcement
+    stamped at or after its time, as historical funding rows are, settles it at once; from the
+    backtest feed, which delivers it before the market-data message of its time, one stamped at
+    its time leaves it to that message. An announcement of the next funding time settles the due
+    one before it is recorded. Each is settled only once (an announcement for a time already
+    settled is ignored; after a restart, the journaled payments count as settled,
+    :meth:`restore`): the position then pays
     ``quantity * contract_size * mark * rate`` (a long pays a positive rate, a short
     receives it) at the latest mark. :meth:`Kernel.process` asks at each message, and
-    the backtest's bar loops after each bar (:attr:`next_funding_ns`). Each settlement is a
-    :class:`FundingPaid` event, published and kept in :attr:`RunResult.funding`.
+    the backtest's bar loops before and after each bar (:attr:`next_funding_ns`). Each settlement
+    is a :class:`FundingPaid` event, published and kept in :attr:`RunResult.funding`.
 
 Borrowing interest (margin spot loans, when the run sets borrow rates)
     Charged by :class:`~tradebus.engine.interest.BorrowInterest` on its own clock alerts; after
@@ -152,6 +155,9 @@ class Perpetuals:
         self.next_funding_ns = 2**63 - 1
         self._feed: list[Any] = []
         self._feed_at = 0
+        # Whether the backtest feed is delivering: the market-data message that moved the clock is
+        # handled next, and settles a funding stamped at its own time (Kernel.process).
+        self._feeding = False
         self._deliver: Callable[[Any], None] = bus.publish
         self._liquidations = itertools.count(1)
         self._venue_liquidations: set[tuple[str, str]] = set()
@@ -186,9 +192,14 @@ class Perpetuals:
         """Value the instrument at ``msg.mark_price``, settle due funding, check liquidation."""
         if msg.instrument_id not in self.instruments:
             return
-        self._portfolio.mark_price(msg.instrument_id, msg.mark_price)
-        if msg.ts_init >= self.next_funding_ns:
-            self.settle_due(msg.ts_init)
+        if self._feeding:
+            if msg.ts_init > self.next_funding_ns:
+                self.settle_due(msg.ts_init, before=True)  # at the mark of its time, not this later one
+            self._portfolio.mark_price(msg.instrument_id, msg.mark_price)
+        else:
+            self._portfolio.mark_price(msg.instrument_id, msg.mark_price)
+            if msg.ts_init >= self.next_funding_ns:
+                self.settle_due(msg.ts_init)
         if self.open:
             self.check(msg.ts_init)
             if self.watching:
@@ -210,15 +221,15 @@ class Perpetuals:
         self._pending[iid] = (at, msg.rate)
         self.next_funding_ns = min(t for t, _ in self._pending.values())
         if msg.ts_init >= self.next_funding_ns:
-            self.settle_due(msg.ts_init)
+            self.settle_due(msg.ts_init, before=self._feeding)
 
-    def settle_due(self, now: int) -> None:
-        """Settle every announced funding whose time is at or before ``now``."""
-        if now < self.next_funding_ns:
+    def settle_due(self, now: int, *, before: bool = False) -> None:
+        """Settle every announced funding whose time is at or before ``now`` (``before``: strictly before it)."""
+        if now < self.next_funding_ns or (before and now == self.next_funding_ns):
             return
         portfolio = self._portfolio
         for iid, (at, rate) in list(self._pending.items()):
-            if at > now:
+            if at > now or (before and at == now):
                 continue
             del self._pending[iid]
             self._settled[iid] = at
@@ -424,9 +435,13 @@ class Perpetuals:
     def _on_feed(self, event: TimeEvent) -> None:
         feed = self._feed
         i = self._feed_at
-        while i < len(feed) and feed[i].ts_init <= event.ts_event:
-            self._deliver(feed[i])
-            i += 1
+        self._feeding = True
+        try:
+            while i < len(feed) and feed[i].ts_init <= event.ts_event:
+                self._deliver(feed[i])
+                i += 1
+        finally:
+            self._feeding = False
         self._feed_at = i
         if i < len(feed):
             self._clock.set_alert(_FEED_ALERT, feed[i].ts_init, self._on_feed)
