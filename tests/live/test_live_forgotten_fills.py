@@ -29,7 +29,7 @@ from tradebus.adapters.binance.private_emulator import StreamFault
 from tradebus.engine.messages import AnomalyKind, CancelOrder, ModifyOrder, OrderAnomaly, OrderSide, OrderStatus, OrderType
 from tradebus.execution.engine import MISSING_FILLS_READS
 from tradebus.execution.journal import Journal
-from tradebus.execution.live import LiveVenue
+from tradebus.execution.live import CLOCK_MARGIN_NS, LiveVenue
 from tradebus.execution.orders import Order
 from tradebus.node.reconcile import Reconciler
 
@@ -407,12 +407,16 @@ async def test_a_restart_books_the_late_fill_of_an_order_whose_cancel_replace_an
 
 
 @asynccontextmanager
-async def _restarted(h: Harness, path: Path) -> AsyncIterator[tuple[Kernel, dict[str, str]]]:
+async def _restarted(
+    h: Harness, path: Path, setup: Callable[[BinanceTrading, LiveClock], None] | None = None
+) -> AsyncIterator[tuple[Kernel, dict[str, str]]]:
     """A live process restarted on the journal at ``path`` against ``h``'s emulator, its start-up
-    reconciliation run and answered; its kernel and the instruments it holds."""
+    reconciliation run and answered; its kernel and the instruments it holds (``setup``: called on its API first)."""
     journal = Journal(path)
     clock = LiveClock()
     api = BinanceTrading(h.emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {IID: INST}, timeout=0.25)
+    if setup is not None:
+        setup(api, clock)
     venue = LiveVenue(api, clock)
     kernel = Kernel([INST], clock=clock, venue=venue, timeouts=FAST, initial_cash=100_000.0, journal=journal)
     try:
@@ -486,3 +490,62 @@ async def test_a_restart_logs_how_many_closed_orders_it_queries(tmp_path: Path) 
         ]
         queried = [c for m, p, c in h.emulator.requests if (m, p) == ("GET", "/api/v3/order")]
         assert sorted(queried) == sorted(o.client_order_id for o in orders)
+
+
+async def _canceled_as_an_earlier_tradebus_journaled_it(h: Harness, path: Path, first: Journal) -> Order:
+    """A buy placed and canceled at ``h``'s emulator, nothing filled; ``first`` closed with the cancel stripped of
+    the venue's filled quantity (as an earlier tradebus journaled it: a restart queries it)."""
+    order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+    await until(lambda: order.status is OrderStatus.ACCEPTED)
+    h.kernel.execution.cancel(CancelOrder("s1", IID, order.client_order_id, 0, 0))
+    await until(lambda: order.status is OrderStatus.CANCELED)
+    await settled(h)
+    first.close()
+    assert _canceled_filled_qty(path, strip=True) == [0.0]
+    return order
+
+
+async def test_a_closed_order_binance_spot_archived_is_queried_at_one_restart_not_at_every_one(tmp_path: Path) -> None:
+    """Binance spot archives a CANCELED order with nothing executed 90 days after it closed: its query answers
+    ``-2026``. That was no answer here (asked again every retry, and at every restart, forever: spot has no fills
+    window); it says the order filled nothing, which is journaled like any answer's quantity."""
+    path = tmp_path / "journal.sqlite"
+    first = Journal(path)
+    async with harness(journal=first) as h:
+        order = await _canceled_as_an_earlier_tradebus_journaled_it(h, path, first)
+        h.emulator.archive_after_ms = 0  # the 90 days have passed
+        queries = ("GET", "/api/v3/order", order.client_order_id)
+        before = h.emulator.requests.count(queries)
+        for _ in range(3):
+            async with _restarted(h, path) as (kernel, holds):
+                restored = kernel.orders.order(order.client_order_id)
+                assert restored.status is OrderStatus.CANCELED and restored.venue_filled_qty == 0.0 and holds == {}
+        assert h.emulator.requests.count(queries) - before == 1
+
+
+@pytest.mark.parametrize("closed", ["longer ago than the venue keeps it", "within the time the venue keeps it"])
+async def test_a_closed_order_the_venue_no_longer_knows_is_settled_only_beyond_the_time_it_keeps_unfilled_ones(
+    tmp_path: Path, closed: str
+) -> None:
+    """A venue that forgets a CANCELED or EXPIRED order without fills some time after it closed (and keeps those
+    with fills) answers "no such order" (``-2013``) after that: nothing filled, journaled, not asked again. It was
+    queried at every restart; an order closed more recently than that is not concluded unfilled."""
+    path = tmp_path / "journal.sqlite"
+    first = Journal(path)
+    async with harness(journal=first) as h:
+        order = await _canceled_as_an_earlier_tradebus_journaled_it(h, path, first)
+        del h.emulator.orders[order.client_order_id]  # the venue no longer knows it
+        beyond = closed.startswith("longer")
+
+        def keeps(api: BinanceTrading, clock: LiveClock) -> None:
+            ago = clock.now_ns() - order.ts_last - CLOCK_MARGIN_NS
+            api.forgets_unfilled_closed_ns = ago - 1_000_000_000 if beyond else ago + 3_600_000_000_000
+
+        queries = ("GET", "/api/v3/order", order.client_order_id)
+        before = h.emulator.requests.count(queries)
+        for _ in range(3):
+            async with _restarted(h, path, keeps) as (kernel, holds):
+                restored = kernel.orders.order(order.client_order_id)
+                assert restored.status is OrderStatus.CANCELED and holds == {}
+                assert restored.venue_filled_qty == 0.0 if beyond else math.isnan(restored.venue_filled_qty)
+        assert h.emulator.requests.count(queries) - before == (1 if beyond else 3)

@@ -52,7 +52,9 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     ``reconcile_order``) is called, which asks again and gets it. A venue that does not know
     the order answers ``None``: the engine believes it only once the order's submit request ended
     (:meth:`LiveVenue.submit_ended_ns`; one held by a rate-limit pause may leave after a later
-    query) more than its grace period ago.
+    query) more than its grace period ago. Of a CANCELED or EXPIRED order it answers that the order
+    filled nothing (the order's status, ``filled_qty`` 0) once the order closed longer ago than the
+    venue documents keeping such orders without fills (:attr:`TradingApi.forgets_unfilled_closed_ns`).
 user stream
     the venue's private stream is parsed into the same order events, handed to :meth:`emit`
     as they arrive; they may come before the REST answer, after it, twice or out of order
@@ -99,6 +101,7 @@ from tradebus.execution.orders import Order
 from tradebus.execution.venue import EventHandler, OrderStatusReport, Venue
 
 __all__ = [
+    "CLOCK_MARGIN_NS",
     "AccountBalance",
     "AccountMargin",
     "AccountPosition",
@@ -119,6 +122,10 @@ __all__ = [
 
 _T = TypeVar("_T")
 _UNACKNOWLEDGED = frozenset({OrderStatus.SUBMITTED, OrderStatus.UNKNOWN})
+_CLOSED_UNFILLED = frozenset({OrderStatus.CANCELED, OrderStatus.EXPIRED})
+#: How far the venue's clock (an order's ``ts_last``) may be ahead of this one when an order's age is
+#: judged against :attr:`TradingApi.forgets_unfilled_closed_ns`.
+CLOCK_MARGIN_NS = 60_000_000_000
 
 
 class NoAnswer(VenueError):
@@ -262,6 +269,11 @@ class TradingApi(ABC):
     #: How far back, in ns, the venue lists an order's fills to :meth:`query` (its trade history's window for the
     #: request used); ``None``: no window documented. An order older than that is not asked for fills it lacks.
     fills_history_ns: int | None = None
+    #: How long, in ns after its last update, the venue still answers a query of a CANCELED or EXPIRED order
+    #: that had no fills, as its documentation says it then forgets such orders only (and keeps those with
+    #: fills longer); ``None``: no such rule documented. "No such order" for an order closed longer ago than
+    #: that proves it filled nothing (:meth:`LiveVenue.query_order`).
+    forgets_unfilled_closed_ns: int | None = None
 
     @abstractmethod
     async def place(self, order: Order) -> Ack:
@@ -988,6 +1000,8 @@ class LiveVenue(Venue):
             return
         finally:
             self._querying.discard(coid)
+        if report is None:
+            report = self._forgotten(order)
         self._answers[coid] = report
         if coid in self._replacing and report is not None and report.status is OrderStatus.CANCELED:
             self._replace(coid, report.filled_qty)  # the cancel of a cancel-replace confirmed by a query, not the stream
@@ -1003,6 +1017,17 @@ class LiveVenue(Venue):
                 self._modify_rejected(order, "still working after its cancel-replace's cancel")
             elif coid in self._cancel_answered:
                 self._query_until_answered(order)  # the cancel was answered while this query was out: ask again
+
+    def _forgotten(self, order: Order) -> OrderStatusReport | None:
+        """The answer "no such order" means for ``order``: filled nothing, if it closed CANCELED or EXPIRED longer ago
+        than the venue keeps such orders without fills (:attr:`TradingApi.forgets_unfilled_closed_ns`); else ``None``."""
+        kept = self.api.forgets_unfilled_closed_ns
+        now = self.clock.now_ns()
+        if kept is None or order.status not in _CLOSED_UNFILLED or now - order.ts_last <= kept + CLOCK_MARGIN_NS:
+            return None
+        reason = f"the venue no longer knows it, closed {(now - order.ts_last) / 3.6e12:.1f} h ago: it forgets only orders without fills"
+        logger.info("order {} ({}): {}; none filled", order.client_order_id, order.status, reason)
+        return OrderStatusReport(order.client_order_id, order.venue_order_id, order.status, 0.0, now, (), reason)
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait (up to ``timeout`` s) for the requests in flight."""

@@ -49,7 +49,9 @@ fills the venue no longer lists
     quantity, or CANCELED or EXPIRED with less booked than the venue's filled quantity its
     closing event or query answer reported (``Order.venue_filled_qty``), or with none reported
     (a close that did not tell it: a fill's frame lost before it could not be told from none;
-    the answer's is journaled, so a later restart does not ask again),
+    the answer's is journaled, so a later restart does not ask again; "no such order" for one
+    closed longer ago than the venue keeps such orders without fills is that it filled nothing:
+    :attr:`~tradebus.execution.live.TradingApi.forgets_unfilled_closed_ns`),
     whose last event is younger than the venue lists an order's fills
     (:attr:`~tradebus.execution.live.TradingApi.fills_history_ns`: Binance USD-M and Bybit 7
     days, OKX 3; Binance spot has no window). Once the reads have booked the fills of every

@@ -13,7 +13,9 @@ faults, sessions), speaking enough of Binance spot's private API for
   (``-2015`` bad key, ``-1022`` bad signature, ``-1021`` timestamp, ``-1100`` a number or client
   order id outside Binance's legal range, :data:`DECIMAL` and :data:`CLIENT_ID`, ``-2010`` duplicate
   client order id, refused order, or a stop whose ``stopPrice`` the last trade has reached
-  ("Order would trigger immediately."), ``-2011`` unknown order on cancel, ``-2013`` on query).
+  ("Order would trigger immediately."), ``-2011`` unknown order on cancel, ``-2013`` on query,
+  ``-2026`` on a query of an order CANCELED or EXPIRED with nothing executed, last updated
+  ``archive_after_ms`` ago or more: archived).
   Every answer has ``X-MBX-USED-WEIGHT-1M`` (:data:`WEIGHTS` per request, per wall minute).
 * ``/ws-api/v3``: the WebSocket API's ``userDataStream.subscribe.signature``; then every
   order and balance change as ``{"subscriptionId": 0, "event": {...}}``;
@@ -281,6 +283,9 @@ class BinancePrivateEmulator(AccountEmulator):
         self._list_ids = 0
         #: ``client order id -> state`` of the trailing stops not triggered yet (kept out of the matching venue).
         self.trailing: dict[str, TrailingStop] = {}
+        #: How long after its last update a CANCELED or EXPIRED order with nothing executed is answered by a query;
+        #: then archived: ``-2026`` (Binance spot: 90 days, CHANGELOG 2023-03-13).
+        self.archive_after_ms = 90 * 24 * 3600 * 1000
 
     def on_trade(self, trade: Trade) -> None:
         """A public trade: its price becomes the instrument's last price, the trailing stops it triggers
@@ -577,6 +582,9 @@ class BinancePrivateEmulator(AccountEmulator):
         rec = self.orders.get(p.get("origClientOrderId", ""))
         if rec is None:
             return self.error(400, -2013, "Order does not exist.")
+        closed = rec.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED) and rec.filled == 0.0
+        if closed and max(rec.update_ms, rec.time_ms) <= self.now_ms() - self.archive_after_ms:
+            return self.error(400, -2026, "Order was canceled or expired with no executed qty over 90 days ago and has been archived.")
         return self._json(self._order_json(rec))
 
     def _open_orders(self, p: dict[str, str]) -> web.Response:

@@ -33,7 +33,8 @@ plain decimals. Errors: ccxt's ``NetworkError`` family (timeouts, dropped connec
 is :class:`NoAnswer`, except an HTTP 429 or 418: :class:`RateLimited` (Binance: "HTTP 4XX return
 codes are used for malformed requests; the issue is on the sender's side", a 5XX alone leaves
 the execution status unknown); any other answer with a Binance error code is
-:class:`VenueRejected` (``-2013`` on a query means the venue has no such order).
+:class:`VenueRejected` (``-2013`` on a query means the venue has no such order; ``-2026`` that it archived the order,
+canceled or expired with no executed quantity over 90 days ago: answered as such a close).
 
 USD-M perpetuals
 ----------------
@@ -130,6 +131,11 @@ STATUS: dict[str, OrderStatus] = {
 }
 
 _ORDER_NOT_FOUND = -2013
+#: Binance spot's answer to a query of an order it archived (``ORDER_ARCHIVED``): one CANCELED or EXPIRED with no
+#: executed quantity, last updated more than 90 days ago (``-2013`` before 2023-03-13, CHANGELOG).
+_ORDER_ARCHIVED = -2026
+#: How long Binance spot answers a query of a CANCELED or EXPIRED order with no executed quantity (then archived).
+ARCHIVED_AFTER_NS = 90 * 24 * 3600 * 1_000_000_000
 _QUERY = re.compile(r"\?[^\s{]*")
 _STATUS = re.compile(r"^binance\w* (\d{3}) ")  # ccxt ids: binance, binanceusdm
 
@@ -280,6 +286,13 @@ def error_code(exc: Exception) -> int | None:
     return int(code) if isinstance(code, int) else None
 
 
+def _archived(order: Order) -> OrderStatusReport:
+    """What Binance's ``-2026`` to a query of ``order`` tells: it closed (CANCELED or EXPIRED) with nothing executed."""
+    status = order.status if order.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED) else OrderStatus.CANCELED
+    reason = "archived by Binance: canceled or expired with no executed qty over 90 days ago"
+    return OrderStatusReport(order.client_order_id, order.venue_order_id, status, 0.0, time.time_ns(), (), reason)
+
+
 class BinanceTrading(TradingApi):
     """Binance spot REST trading for one account (see the module docstring).
 
@@ -328,6 +341,8 @@ class BinanceTrading(TradingApi):
 
     #: Weight of the own-trades request of one order.
     trades_of_order_weight = TRADES_OF_ORDER_WEIGHT
+    #: Binance spot archives a CANCELED or EXPIRED order with no executed quantity 90 days after its last update.
+    forgets_unfilled_closed_ns: int | None = ARCHIVED_AFTER_NS
     #: Longest span between ``startTime`` and ``endTime`` of one own-trades request, ms (spot: 24 h).
     trades_window_ms = 24 * 3600 * 1000
     #: The ccxt exchange class of the market.
@@ -482,6 +497,8 @@ class BinanceTrading(TradingApi):
         except VenueRejected as exc:
             if f"error {_ORDER_NOT_FOUND}:" in str(exc):
                 return None
+            if f"error {_ORDER_ARCHIVED}:" in str(exc):
+                return _archived(order)
             raise
         fills: tuple[OrderFilled, ...] = ()
         if float(raw["executedQty"]) > 0.0:
@@ -704,6 +721,9 @@ class BinanceFuturesTrading(BinanceTrading):
     #: ``userTrades`` by ``orderId`` without ``startTime``/``endTime`` lists the last 7 days (spot's ``myTrades``:
     #: every trade of the order, no window documented).
     fills_history_ns = 7 * 24 * 3600 * 1_000_000_000
+    #: ``GET /fapi/v1/order`` no longer finds a CANCELED or EXPIRED order without trades created more than 3 days
+    #: ago (any order: 90 days, beyond :attr:`fills_history_ns`).
+    forgets_unfilled_closed_ns = 3 * 24 * 3600 * 1_000_000_000
     endpoint = {
         "place": "fapiprivate_post_order",
         "cancel": "fapiprivate_delete_order",

@@ -260,6 +260,9 @@ class BybitTrading(CcxtTrading):
     supports_amend = True
     #: ``GET /v5/execution/list`` by ``orderId`` without ``startTime``/``endTime`` lists the last 7 days.
     fills_history_ns = 7 * 24 * 3600 * 1_000_000_000
+    #: ``/v5/order/history`` lists a ``Cancelled`` order for 24 hours (one with fills, ``PartiallyFilledCanceled`` on
+    #: spot, 7 days and beyond).
+    forgets_unfilled_closed_ns: int | None = 24 * 3600 * 1_000_000_000
     #: The Bybit ``category`` of every request of this account.
     category = "spot"
 
@@ -427,6 +430,8 @@ class BybitLinearTrading(BybitTrading):
     """
 
     category = "linear"
+    #: A linear order partly filled then canceled is ``Cancelled`` too: the 24 hours Bybit lists those tell nothing of fills.
+    forgets_unfilled_closed_ns = None
     #: ``execution`` pushes with ``execType=Funding``, caught up from the transaction log (:meth:`funding_since`).
     reports_funding = True
 

@@ -306,6 +306,9 @@ class OkxTrading(CcxtTrading):
     supports_amend = True
     #: ``GET /api/v5/trade/fills`` by ``ordId`` lists the last 3 days.
     fills_history_ns = 3 * 24 * 3600 * 1_000_000_000
+    #: OKX keeps a canceled order with nothing filled 2 hours ("the incomplete orders that have been canceled are
+    #: only reserved for 2 hours", order history; those with fills 7 days, then 3 months in the archive).
+    forgets_unfilled_closed_ns: int | None = 2 * 3600 * 1_000_000_000
     #: The ``instType`` of the account's instruments (queries of fills and open orders).
     inst_type = "SPOT"
 
