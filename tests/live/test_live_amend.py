@@ -544,3 +544,32 @@ async def test_a_lost_refused_cancel_of_the_filled_replacement_of_an_order_cance
     venue_fill = h.emulator.fills[0].fill
     assert [(venue_fill.client_order_id, venue_fill.last_qty)] == [(new.client_order_id, 0.01)]
     assert [(f.client_order_id, f.quantity, f.price) for f in h.kernel.result.fills] == [(new.client_order_id, 0.01, venue_fill.last_px)]
+
+
+async def test_the_cancel_of_an_order_canceled_during_its_cancel_replace_tells_the_filled_quantity_the_answer_gave() -> None:
+    """Binance spot: a limit buy of 0.02 at 50,000, half filled, moved to 55,000 by one slow cancel-replace and
+    canceled by the strategy meanwhile; the user stream's cancel frame is lost, and the strategy's cancel
+    (refused: the order is gone) is answered after the client's timeout. The order's cancel comes from the
+    cancel-replace's answer, which tells 0.01 filled (``cancelResponse.executedQty``): that quantity was dropped,
+    the cancel journaled as telling none, and the order queried for it."""
+    from tradebus.adapters.binance.private_emulator import StreamFault
+
+    rest = [
+        RestFault("slow", "POST", "/api/v3/order/cancelReplace", seconds=0.15),
+        RestFault("slow", "DELETE", "/api/v3/order", seconds=0.6),  # the strategy's cancel: no answer in time
+    ]
+    async with harness(rest_faults=rest, stream_faults=[StreamFault("drop", '"X": "CANCELED"')], trade_size_limit=True) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        canceled: list[OrderCanceled] = []
+        h.kernel.bus.subscribe(OrderCanceled, canceled.append)
+        order = h.submit(OrderSide.BUY, 0.02, 50_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        h.trade(49_000.0, 0.01)
+        await until(lambda: order.filled_qty > 0.0)
+        coid = order.client_order_id
+        await _cancel_during_replace(h, coid, price=55_000.0)
+        await until(lambda: order.status is OrderStatus.CANCELED and all(f.fired for f in rest))
+        await h.venue.drain()
+    assert [c.filled_qty for c in canceled if c.client_order_id == coid] == [pytest.approx(0.01)]
+    assert order.venue_filled_qty == pytest.approx(0.01) and order.filled_qty == pytest.approx(0.01)
+    assert [(m, p) for m, p, c in h.emulator.requests if c == coid and m == "GET"] == []  # nothing left to ask

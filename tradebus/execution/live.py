@@ -917,7 +917,7 @@ class LiveVenue(Venue):
             logger.info("order {}: canceled during its cancel-replace; canceling its replacement {}", coid, new)
             self._cancel_replacement(replacement)
             self._modify_rejected(order, "canceled during its cancel-replace")
-            self._pass_cancel(order, ack.ts_event, "canceled")
+            self._pass_cancel(order, ack.ts_event, "canceled", ack.canceled_filled_qty)
             return
         self.emit(OrderReplaced(order.strategy_id, order.instrument_id, coid, new, ack.ts_event, now))
         self._pass_cancel(order, ack.ts_event, filled_qty=ack.canceled_filled_qty)
