@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from tradebus.adapters.common.ratelimit import WeightBudget
+from tradebus.execution.live import RateLimited, send_within
 
 
 class FakeTime:
@@ -90,6 +91,64 @@ def test_429_without_retry_after_waits_until_the_reset_header_and_retry_after_wi
     budget.observe(429, {"X-Bapi-Limit-Reset-Timestamp": "1090000", "Retry-After": "2"})
     asyncio.run(budget.acquire(1))
     assert ft.slept[1:] == [pytest.approx(2.0)]
+
+
+def test_a_request_sent_within_less_than_the_pause_is_withdrawn_and_another_task_waits() -> None:
+    ft = FakeTime(1_030.0)
+    budget = _budget(ft)
+    budget.observe(418, {"Retry-After": "7"}, -1003)
+
+    async def submit() -> None:
+        with send_within(lambda: 3.0):
+            await budget.acquire(1)
+
+    async def go() -> list[BaseException | None]:
+        return await asyncio.gather(submit(), budget.acquire(1), return_exceptions=True)
+
+    withdrawn, waited = asyncio.run(go())
+    assert isinstance(withdrawn, RateLimited) and waited is None
+    assert str(withdrawn) == (
+        "withdrawn, never sent: IP banned (418, code -1003) until 1970-01-01T00:17:17.000Z, 7.0 s away, 3.0 s left to send it"
+    )
+    assert ft.slept == [pytest.approx(7.0)] and budget.used == 1  # only the other task's request waited and counts
+
+
+def test_a_request_sent_within_more_than_the_pause_waits_it_out_but_not_a_pause_prolonged_meanwhile() -> None:
+    ft = FakeTime(1_030.0)
+    budget = _budget(ft)
+    deadline = 1_035.0
+    budget.observe(429, {"Retry-After": "2"}, "50011")
+
+    async def submit() -> None:
+        with send_within(lambda: deadline - ft.t):
+            await budget.acquire(1)
+
+    asyncio.run(submit())  # 2 s of the 5 s left: it waits and goes
+    assert ft.slept == [pytest.approx(2.0)] and budget.used == 1
+
+    async def sleep_through_another_429(seconds: float) -> None:
+        await ft.sleep(seconds)
+        budget.observe(429, {"Retry-After": "7"}, "50011")  # answered to another request meanwhile
+
+    budget._sleep = sleep_through_another_429
+    budget.observe(429, {"Retry-After": "1"}, "50011")
+    with pytest.raises(RateLimited, match=r"rate limited \(429, code 50011\) until .*, 7.0 s away, 2.0 s left"):
+        asyncio.run(submit())
+    assert ft.slept[1:] == [pytest.approx(1.0)] and budget.used == 1
+
+
+def test_a_request_sent_within_less_than_the_wait_for_the_next_window_is_withdrawn() -> None:
+    ft = FakeTime(1_030.0)  # the next window at 1080
+    budget = _budget(ft)
+    budget.observe(200, {"x-mbx-used-weight-1m": "100"})
+
+    async def submit() -> None:
+        with send_within(lambda: 5.0):
+            await budget.acquire(1)
+
+    with pytest.raises(RateLimited, match=r"request budget used \(100 \+ 1 over 100\) until 1970-01-01T00:18:00.000Z, 50.0 s away"):
+        asyncio.run(submit())
+    assert ft.slept == [] and budget.used == 100
 
 
 def test_bad_settings_are_refused() -> None:

@@ -8,6 +8,7 @@ trades the test feeds it; faults are injected by the emulator.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import msgspec
@@ -18,7 +19,8 @@ from tests.live.live_harness import FAST, IID, Harness, harness, later_than, set
 from tradebus.adapters.binance.private_emulator import RestFault, StreamFault
 from tradebus.adapters.binance.trading import WEIGHT_HEADER, WEIGHT_LIMIT
 from tradebus.adapters.common.ratelimit import WeightBudget
-from tradebus.engine.messages import CancelOrder, OrderSide, OrderStatus
+from tradebus.engine.messages import CancelOrder, ModifyOrder, OrderSide, OrderStatus
+from tradebus.execution.live import RateLimited
 
 
 def _queries(h: Harness, client_order_id: str) -> int:
@@ -98,48 +100,98 @@ async def test_429_and_418_reject_the_submit_at_once_pause_every_request_for_ret
         assert h.venue.api.budget.peak <= 6000 * 0.8  # type: ignore[attr-defined]
 
 
-def _holding_budget(resume: asyncio.Event) -> WeightBudget:
-    """Binance spot's budget, whose pause holds the first request it stops (the held submit) until ``resume`` is set
-    (the waiters on a pause resume in no set order); the others wait it out."""
+def _stepping_budget(hold: asyncio.Event | None = None) -> WeightBudget:
+    """Binance spot's budget on a clock that moves only when a request waits out a pause (a pause lasts
+    until one does, however slowly the test runs); with ``hold``, the first request it stops (the held
+    submit) waits until ``hold`` is set."""
+    now = [time.time()]
     paused: list[float] = []
 
     async def sleep(delay: float) -> None:
         paused.append(delay)
-        await (resume.wait() if len(paused) == 1 else asyncio.sleep(delay))
+        await (hold.wait() if hold is not None and len(paused) == 1 else asyncio.sleep(0))
+        now[0] += delay
 
-    return WeightBudget(WEIGHT_LIMIT, 60.0, header=WEIGHT_HEADER, sleep=sleep)
+    return WeightBudget(WEIGHT_LIMIT, 60.0, header=WEIGHT_HEADER, monotonic=lambda: now[0], sleep=sleep)
+
+
+async def test_a_submit_that_would_wait_out_a_418_ban_past_its_timeout_is_withdrawn_never_sent() -> None:
+    """A 418's ``Retry-After`` (5 s) outlasts the next submit's timeout (0.3 s): sent when the ban ends, it
+    would trade at a price decided seconds before. It is REJECTED at once, naming the ban and the venue's
+    code, and never sent; a cancel (it lowers the risk) waits the ban out and goes."""
+    async with harness([RestFault("ban", at=1, retry_after=5)]) as h:
+        working = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: working.status is OrderStatus.ACCEPTED)
+        banned = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: banned.status is OrderStatus.REJECTED)
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: order.status is OrderStatus.REJECTED)
+        assert "withdrawn" in order.reason and "IP banned (418, code -1003) until" in order.reason
+        h.kernel.execution.cancel(CancelOrder("s1", IID, working.client_order_id, 0, 0))
+        await until(lambda: working.status is OrderStatus.CANCELED, timeout=10.0)  # once the ban is over
+        await h.venue.drain()
+        assert order.status is OrderStatus.REJECTED and h.venue.api.budget.blocked_until < time.time()  # type: ignore[attr-defined]
+        assert [m for m, _, c in h.emulator.requests if c == order.client_order_id] == []
+
+
+async def test_a_cancel_replace_that_would_wait_out_a_418_ban_past_its_timeout_is_withdrawn_and_the_order_works_on() -> None:
+    """Binance spot moves a limit order by one cancel-replace request, whose replacement is a submit: behind
+    a ban longer than its timeout it is withdrawn, never sent; the order keeps working at its price."""
+    async with harness([RestFault("ban", "GET", "/api/v3/account", retry_after=5)]) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        with pytest.raises(RateLimited, match="418"):
+            await h.venue.api.balances()
+        h.kernel.execution.modify(ModifyOrder("s1", IID, order.client_order_id, 0, 0, price=51_000.0))
+        await until(lambda: len(h.kernel.orders.orders()) == 2 and h.kernel.orders.orders()[1].status is OrderStatus.REJECTED)
+        replacement = h.kernel.orders.orders()[1]
+        assert "withdrawn" in replacement.reason and "IP banned (418, code -1003) until" in replacement.reason
+        assert order.status is OrderStatus.ACCEPTED and order.price == 50_000.0
+        assert h.emulator.orders[order.client_order_id].status is OrderStatus.ACCEPTED
+        assert [p for _, p, _ in h.emulator.requests if p == "/api/v3/order/cancelReplace"] == []
+
+
+async def test_a_submit_behind_a_429_pause_shorter_than_its_timeout_waits_it_out_and_is_accepted() -> None:
+    async with harness([RestFault("rate_limit", retry_after=0.1)], budget=_stepping_budget()) as h:
+        refused = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: refused.status is OrderStatus.REJECTED)
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        assert h.posts(order.client_order_id) == 1 and h.venue.api.budget.waits == 1  # type: ignore[attr-defined]
 
 
 async def test_a_query_that_passes_the_429_pause_before_the_held_submit_does_not_reject_it() -> None:
-    """A submit held by a 429's pause past its timeout is queried; the query passes the pause first and the
-    venue does not know the order: no proof that the submit never arrives, as it leaves after. Believed,
-    the order was REJECTED while the venue then placed it."""
+    """A submit that waits out a 429's pause shorter than its timeout, but is held past its timeout (its
+    wait ends late), is queried; the query passes the pause first and the venue does not know the order:
+    no proof that the submit never arrives, as it leaves after. Believed, the order was REJECTED while the
+    venue then placed it."""
     resume = asyncio.Event()
-    async with harness([RestFault("rate_limit", retry_after=1)], budget=_holding_budget(resume)) as h:
+    async with harness([RestFault("rate_limit", retry_after=0.1)], budget=_stepping_budget(resume)) as h:
         refused = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         await until(lambda: refused.status is OrderStatus.REJECTED)
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         coid = order.client_order_id
-        # UNKNOWN at its timeout, queried once the pause (1 s, past the 0.6 s grace) is over: asked twice
-        await until(lambda: _queries(h, coid) >= 2 or order.status is OrderStatus.REJECTED, timeout=5.0)
+        # UNKNOWN at its timeout (0.3 s), then queried every 0.15 s: the fifth past the 0.6 s grace from its creation
+        await until(lambda: _queries(h, coid) >= 5 or order.status is OrderStatus.REJECTED, timeout=5.0)
         assert order.status is OrderStatus.UNKNOWN and h.posts(coid) == 0
         resume.set()
         await until(lambda: order.status is OrderStatus.ACCEPTED)
-        assert [m for m, _, c in h.emulator.requests if c == coid][:3] == ["GET", "GET", "POST"]
-        assert h.posts(coid) == 1 and h.emulator.orders[coid].status is OrderStatus.ACCEPTED
+        asked = [m for m, _, c in h.emulator.requests if c == coid]
+        assert asked.index("POST") >= 5 and h.posts(coid) == 1 and h.emulator.orders[coid].status is OrderStatus.ACCEPTED
 
 
 async def test_a_submit_held_by_the_429_pause_then_unanswered_is_rejected_only_the_grace_after_it_left() -> None:
     """The grace in which a venue that does not know an order is not believed runs from when its submit
     left, not from when it was queued behind the pause."""
     resume = asyncio.Event()
-    faults = [RestFault("rate_limit", retry_after=1), RestFault("error5xx")]  # the next POST
-    async with harness(faults, budget=_holding_budget(resume)) as h:
+    faults = [RestFault("rate_limit", retry_after=0.1), RestFault("error5xx")]  # the next POST
+    async with harness(faults, budget=_stepping_budget(resume)) as h:
         refused = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         await until(lambda: refused.status is OrderStatus.REJECTED)
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         coid = order.client_order_id
-        await until(lambda: _queries(h, coid) >= 2 or order.status is OrderStatus.REJECTED, timeout=5.0)
+        await until(lambda: _queries(h, coid) >= 5 or order.status is OrderStatus.REJECTED, timeout=5.0)
         left = h.kernel.clock.now_ns()
         resume.set()  # its POST is answered 503: not processed
         await until(lambda: order.status is OrderStatus.REJECTED, timeout=5.0)

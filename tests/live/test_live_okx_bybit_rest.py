@@ -92,17 +92,25 @@ async def test_a_lost_acknowledgement_is_settled_by_a_query_never_a_resubmission
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
 async def test_a_rate_limited_submit_is_rejected_at_once_with_the_venues_code_and_never_resent(kit: VenueKit) -> None:
     """OKX 50011 (HTTP 429) and Bybit 10006 refuse the request unprocessed: the order is not placed.
-    It was left SUBMITTED, queried, and rejected as "never arrived" once the grace ran out."""
+    It was left SUBMITTED, queried, and rejected as "never arrived" once the grace ran out. The pause
+    they ask (2 s) outlasts the next submit's timeout (0.5 s): it is withdrawn, never sent; a query
+    waits the pause out, and a submit after it goes."""
     fault = RestFault("rate_limit", "POST", kit.place_path, retry_after=2)
+    code = "50011" if kit is OKX else "10006"
     async with kit_harness(kit, rest_faults=[fault]) as h:
         order = h.kernel.execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
         await until(lambda: order.status is OrderStatus.REJECTED, timeout=5.0)
         assert fault.fired
-        assert "rate limit" in order.reason and ("50011" if kit is OKX else "10006") in order.reason
+        assert "rate limit" in order.reason and code in order.reason
         assert h.venue.requests["query"] == 0
+        held = h.kernel.execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: held.status is OrderStatus.REJECTED)
+        assert "withdrawn" in held.reason and f"rate limited (429, code {code}) until" in held.reason
+        await h.venue.api.balances()  # waits out the pause
+        assert h.venue.api.budget.waits >= 1
         after = h.kernel.execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
         await until(lambda: after.status is OrderStatus.ACCEPTED, timeout=5.0)
-        assert h.venue.api.budget.waits >= 1  # the next request waited out the pause
+        await h.venue.drain()
     posts = [c for m, p, c in h.emulator.requests if m == "POST" and p == kit.place_path]
     assert posts == [order.client_order_id, after.client_order_id]
 

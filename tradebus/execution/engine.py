@@ -102,7 +102,9 @@ class OrderTimeouts(msgspec.Struct, frozen=True):
     ----------
     submit_ns
         A submit without any answer (ack, reject, fill, cancel) this long after it was sent
-        times out: the order becomes ``UNKNOWN`` and the venue is queried.
+        times out: the order becomes ``UNKNOWN`` and the venue is queried. The venue is told it
+        (:meth:`Venue.set_submit_timeout`): a live venue whose rate limit would hold a submit
+        longer withdraws it unsent (``REJECTED``).
     cancel_ns
         An order still open this long after a cancel was sent times out the same way.
     retry_ns
@@ -218,6 +220,7 @@ class ExecutionEngine:
         self._fills_awaited: dict[str, int] = {}
         self._reread_due: set[str] = set()
         venue.bind(self.on_venue_event)
+        venue.set_submit_timeout(timeouts.submit_ns if timeouts is not None else None)
         #: Books a venue's funding payment (``FundingPaid``); the kernel's perpetuals, when it has margined instruments.
         self.on_venue_funding: Callable[[FundingPaid], None] | None = None
         #: Books a fill of the venue's liquidation order (strategy ``"liquidation"``); as :attr:`on_venue_funding`.

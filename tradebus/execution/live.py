@@ -10,7 +10,13 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     (submit) or a query (cancel: the order may be closed already). **No answer** (timeout, dropped
     connection, 5xx: any :class:`NoAnswer`) emits nothing: the order stays SUBMITTED until the execution engine's
     :class:`~tradebus.execution.engine.OrderTimeouts` move it to ``UNKNOWN`` and query it. A
-    request is never re-sent: only a query by client order id settles it.
+    request is never re-sent: only a query by client order id settles it. A submit (a new order,
+    an OCO order list, a cancel-replace's replacement) leaves within its submit timeout
+    (:meth:`set_submit_timeout`, the engine's) or not at all (:func:`send_within`): one the
+    account's rate budget would hold longer (a 429's or a 418 ban's pause, OKX ``50011``, Bybit
+    ``10006``, or a full weight window) is withdrawn unsent, ``OrderRejected`` at once with a reason
+    naming the pause, the venue's code and its end (sent when the pause ends, it would trade at a
+    price decided long before); one that would wait less waits. A cancel or a query waits it out.
 ``modify``
     a venue that amends in place (:attr:`TradingApi.supports_amend`: OKX, Bybit) gets the
     new total quantity and price; its acknowledgement -> ``OrderModified``, its refusal ->
@@ -72,6 +78,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -117,6 +124,8 @@ __all__ = [
     "VenueRejected",
     "cancel_one",
     "lots_to_send",
+    "send_within",
+    "time_left_to_send",
 ]
 
 
@@ -126,6 +135,30 @@ _CLOSED_UNFILLED = frozenset({OrderStatus.CANCELED, OrderStatus.EXPIRED})
 #: How far the venue's clock (an order's ``ts_last``) may be ahead of this one when an order's age is
 #: judged against :attr:`TradingApi.forgets_unfilled_closed_ns`.
 CLOCK_MARGIN_NS = 60_000_000_000
+# Seconds left to send the requests of the running task (set by send_within); None: no limit.
+_TIME_LEFT: ContextVar[Callable[[], float] | None] = ContextVar("tradebus_time_left_to_send", default=None)
+
+
+@contextmanager
+def send_within(time_left: Callable[[], float]) -> Iterator[None]:
+    """Withdraw, rather than hold, the requests this task makes in the block that could not leave in time.
+
+    A request the account's rate limit would hold longer than ``time_left()`` seconds (asked at
+    each decision) raises :class:`RateLimited` and is never sent (the rate budget's
+    :meth:`~tradebus.adapters.common.ratelimit.WeightBudget.acquire` decides); one that would wait
+    less waits. Only the running task's requests are concerned: the live venue sends each submit
+    in its own task, within its submit timeout.
+    """
+    token = _TIME_LEFT.set(time_left)
+    try:
+        yield
+    finally:
+        _TIME_LEFT.reset(token)
+
+
+def time_left_to_send() -> Callable[[], float] | None:
+    """The ``time_left`` of the :func:`send_within` block the running task is in (``None``: none, no limit)."""
+    return _TIME_LEFT.get()
 
 
 class NoAnswer(VenueError):
@@ -455,6 +488,9 @@ class LiveVenue(Venue):
         self._orders: dict[str, Order] = {}
         # Client order id -> when its submit request ended (clock ns); None while on its way.
         self._submits: dict[str, int | None] = {}
+        # The engine's submit timeout (set_submit_timeout), and by when (clock ns) each submit not yet sent must leave.
+        self._submit_timeout_ns: int | None = None
+        self._send_by: dict[str, int] = {}
         self._answers: dict[str, OrderStatusReport | None] = {}
         self._querying: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -508,6 +544,8 @@ class LiveVenue(Venue):
             self.emit(OrderRejected(order.strategy_id, order.instrument_id, order.client_order_id, "dry run: not sent", now, now))
             return
         self._submits[order.client_order_id] = None
+        if self._submit_timeout_ns is not None:
+            self._send_by[order.client_order_id] = self.clock.now_ns() + self._submit_timeout_ns
         if self._pairing is not None:
             self._pairing.append(order)
             return
@@ -758,10 +796,21 @@ class LiveVenue(Venue):
         sent by this process."""
         return self._submits.get(client_order_id, 0)
 
-    async def _submitting(self, request: Awaitable[_T], *orders: Order) -> _T:
-        """``request``'s answer, the submit of ``orders``: when it ends is :meth:`submit_ended_ns`."""
+    def set_submit_timeout(self, timeout_ns: int | None) -> None:
+        """Send each submit within ``timeout_ns`` of :meth:`submit` or not at all (:func:`send_within`; ``None``: no limit;
+        the execution engine sets its :class:`~tradebus.execution.engine.OrderTimeouts` ``submit_ns``)."""
+        self._submit_timeout_ns = timeout_ns
+
+    async def _submitting(self, request: Coroutine[Any, Any, _T], *orders: Order) -> _T:
+        """``request``'s answer, the submit of ``orders``: when it ends is :meth:`submit_ended_ns`; withdrawn
+        (:class:`RateLimited`) if the rate limit would hold it past the first of their submit timeouts."""
+        send_by = [self._send_by.pop(order.client_order_id) for order in orders if order.client_order_id in self._send_by]
         try:
-            return await request
+            if not send_by:
+                return await request
+            deadline = min(send_by)
+            with send_within(lambda: (deadline - self.clock.now_ns()) / 1e9):
+                return await request
         finally:
             now = self.clock.now_ns()
             for order in orders:

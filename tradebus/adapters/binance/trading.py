@@ -379,14 +379,15 @@ class BinanceTrading(TradingApi):
         if budget is not None:
             await budget.acquire(self.weights[name] if weight is None else weight)
         self._ccxt.last_response_headers = None
-        status = 200
+        status, code = 200, None
         try:
             return await getattr(self._ccxt, name)(params)
         except NetworkError as exc:
             found = _STATUS.search(str(exc))
             status = int(found.group(1)) if found else 0
             if status in (429, 418):
-                raise RateLimited(f"{name}: Binance rate limit {error_code(exc)}: {_redacted(exc)}") from None
+                code = error_code(exc)
+                raise RateLimited(f"{name}: Binance rate limit {code}: {_redacted(exc)}") from None
             raise NoAnswer(f"{name}: {type(exc).__name__}: {_redacted(exc)}") from None
         except ExchangeError as exc:
             status = 400
@@ -395,7 +396,7 @@ class BinanceTrading(TradingApi):
         finally:
             self.last_headers = dict(self._ccxt.last_response_headers or {})
             if budget is not None:
-                budget.observe(status, self.last_headers)
+                budget.observe(status, self.last_headers, code)
 
     def _instrument(self, order: Order) -> Instrument:
         inst = self.instruments.get(order.instrument_id)

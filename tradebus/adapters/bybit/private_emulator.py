@@ -188,9 +188,9 @@ class BybitPrivateEmulator(AccountEmulator):
         body = {"retCode": int(code), "retMsg": msg, "result": {}, "retExtInfo": {}, "time": int(time.time() * 1000)}
         return web.json_response(body, status=status, headers=headers)
 
-    def rate_limited(self, seconds: int) -> web.Response:
+    def rate_limited(self, seconds: float) -> web.Response:
         """Bybit's ``10006`` "Too many visits": HTTP 200, the end of the limit in ``X-Bapi-Limit-Reset-Timestamp`` (ms)."""
-        reset = int(time.time() * 1000) + seconds * 1000
+        reset = int((time.time() + seconds) * 1000)
         headers = {"X-Bapi-Limit-Status": "0", "X-Bapi-Limit": "10", "X-Bapi-Limit-Reset-Timestamp": str(reset)}
         return self.error(200, self.rate_limit_code, "Too many visits", headers)
 

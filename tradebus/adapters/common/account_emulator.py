@@ -78,7 +78,7 @@ class RestFault:
     method: str
     path: str
     at: int = 0
-    retry_after: int = 1
+    retry_after: float = 1
     seconds: float = 0.0
     seen: int = 0
     fired: bool = False
@@ -264,7 +264,7 @@ class AccountEmulator(ABC):
     def error(self, status: int, code: int | str, msg: str, headers: dict[str, str] | None = None) -> web.Response:
         """An error answer in the venue's form."""
 
-    def rate_limited(self, seconds: int) -> web.Response:
+    def rate_limited(self, seconds: float) -> web.Response:
         """The venue's answer to a request over its rate limit, which ends in ``seconds`` (default: ``429`` with ``Retry-After``)."""
         return self.error(429, self.rate_limit_code, "Too Many Requests", {"Retry-After": str(seconds)})
 

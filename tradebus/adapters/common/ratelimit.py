@@ -20,6 +20,17 @@ sent with its ``10006`` answer), or ``backoff`` seconds if the venue says neithe
 caller until the ban's ``Retry-After`` ends. Nothing is retried here: the caller decides
 (a submit without an answer is UNKNOWN and settled by a query).
 
+A request made inside :func:`~tradebus.execution.live.send_within` (the live venue's submits:
+a new order, an OCO order list, a cancel-replace) has a time left to be sent (its submit
+timeout): one that would have to wait, behind a pause or for the next window, longer than that
+is **withdrawn**: :meth:`WeightBudget.acquire` raises
+:class:`~tradebus.execution.live.RateLimited` naming the pause, the venue's code and when it ends,
+and the request is never sent (a Binance ban can last minutes: the order would reach the venue
+long after its price was decided). It decides in the step of the event loop that would let
+the request go, so nothing can send it meanwhile, and decides again after each wait (a 429
+answered to another request meanwhile prolongs the pause); a request that need not wait goes.
+Other requests (cancels, queries: they lower the risk or learn it) wait as long as it takes.
+
 Time comes from an injected monotonic clock (seconds) and waiting from an injected sleep,
 so the rules are tested without waiting.
 """
@@ -30,10 +41,18 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 
 from loguru import logger
 
+from tradebus.execution.live import RateLimited, time_left_to_send
+
 __all__ = ["WeightBudget"]
+
+
+def _utc(seconds: float) -> str:
+    """An epoch time in seconds as UTC ISO 8601, to the millisecond."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class WeightBudget:
@@ -115,25 +134,38 @@ class WeightBudget:
             self.used = 0.0
 
     async def acquire(self, weight: float) -> None:
-        """Wait until ``weight`` fits in the budget and no 429/418 pause is on, then count it."""
+        """Wait until ``weight`` fits in the budget and no 429/418 pause is on, then count it.
+
+        Raises
+        ------
+        RateLimited
+            Inside :func:`~tradebus.execution.live.send_within`: the wait would be longer than the time left to send the
+            request. It is withdrawn, nothing counted (the message names the pause and its end).
+        """
+        time_left = time_left_to_send()
         while True:
             now = self._now()
             self._roll(now)
             if now < self.blocked_until:
-                self.waits += 1
-                await self._sleep(self.blocked_until - now)
-                continue
-            if self.used + weight > self.cap and self.used > 0:
-                self.waits += 1
-                logger.info("rate budget: {:.0f} + {} over {:.0f}; waiting for the next window", self.used, weight, self.cap)
-                await self._sleep(self._window_start + self.window - now)
-                continue
-            self.used += weight
-            self.peak = max(self.peak, self.used)
-            return
+                wait = self.blocked_until - now
+                why = f"{self.block_reason} until {_utc(self.blocked_until)}"
+            elif self.used + weight > self.cap and self.used > 0:
+                wait = self._window_start + self.window - now
+                why = f"request budget used ({self.used:.0f} + {weight} over {self.cap:.0f}) until {_utc(now + wait)}"
+            else:
+                self.used += weight
+                self.peak = max(self.peak, self.used)
+                return
+            left = time_left() if time_left is not None else math.inf
+            if wait > left:
+                raise RateLimited(f"withdrawn, never sent: {why}, {wait:.1f} s away, {max(left, 0.0):.1f} s left to send it")
+            self.waits += 1
+            logger.info("rate budget: {}; waiting {:.1f} s", why, wait)
+            await self._sleep(wait)
 
-    def observe(self, status: int, headers: Mapping[str, str]) -> None:
-        """Take the venue's answer into account: its used-weight header, and a 429 or 418 pause."""
+    def observe(self, status: int, headers: Mapping[str, str], code: int | str | None = None) -> None:
+        """Take the venue's answer into account: its used-weight header, and a 429 or 418 pause
+        (``code``: the venue's error code in a rate-limited answer, named by :attr:`block_reason`)."""
         now = self._now()
         self._roll(now)
         lowered = {k.lower(): v for k, v in headers.items()}
@@ -158,7 +190,8 @@ class WeightBudget:
         if status in (429, 418):
             pause = self._pause(lowered, now)
             self.blocked_until = max(self.blocked_until, now + pause)
-            self.block_reason = "IP banned (418)" if status == 418 else "rate limited (429)"
+            named = f"{status}, code {code}" if code not in (None, "") else str(status)
+            self.block_reason = f"IP banned ({named})" if status == 418 else f"rate limited ({named})"
             logger.warning("rate budget: {}; every request waits {:.1f} s", self.block_reason, pause)
 
     def _pause(self, lowered: Mapping[str, str], now: float) -> float:

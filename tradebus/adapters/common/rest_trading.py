@@ -119,13 +119,13 @@ class CcxtTrading(TradingApi):
         budget = self.budget
         await budget.acquire(self.weights.get(name, 1))
         self._ccxt.last_response_headers = None
-        status = 200
+        status, code = 200, ""
         try:
             return await getattr(self._ccxt, name)(params)
         except RateLimitExceeded as exc:
             found = _STATUS.search(str(exc))
-            status = int(found.group(1)) if found else 429
-            raise RateLimited(f"{name}: {self.venue} rate limit {error_code(exc)}: {redacted(exc)}") from None
+            status, code = (int(found.group(1)) if found else 429), error_code(exc)
+            raise RateLimited(f"{name}: {self.venue} rate limit {code}: {redacted(exc)}") from None
         except NetworkError as exc:
             found = _STATUS.search(str(exc))
             status = int(found.group(1)) if found else 0
@@ -135,7 +135,7 @@ class CcxtTrading(TradingApi):
             raise VenueRejected(f"{name}: {self.venue} error {error_code(exc)}: {redacted(exc)}") from None
         finally:
             self.last_headers = dict(self._ccxt.last_response_headers or {})
-            budget.observe(status, self.last_headers)
+            budget.observe(status, self.last_headers, code)
 
     def instrument(self, order: Order) -> Instrument:
         """The instrument of ``order`` (:class:`VenueRejected` if this account does not trade it)."""
