@@ -380,6 +380,22 @@ def test_an_order_at_max_order_notional_but_for_float_noise_passes_in_both_tiers
     assert_same_run(event, fast)
 
 
+def test_an_order_at_max_order_quantity_but_for_float_noise_passes_and_one_lot_more_is_denied_in_both_tiers() -> None:
+    """A limit of 0.7 - 0.4 (0.29999999999999993) is 0.3 but for float noise; 0.30000001 is one lot of 1e-8 more."""
+    for quantity, passes in ((0.3, True), (0.30000001, False)):
+        make = lambda q=quantity: EmaCross(IID, fast=10, slow=30, quantity=q)  # noqa: E731
+        event, fast = both(make, VENUES["fees"], BARS.iloc[:300], risk=RiskConfig(max_order_quantity=0.7 - 0.4))
+        first = event.orders[0]
+        assert first.side is OrderSide.BUY
+        if passes:
+            assert (first.status, first.reason) == (OrderStatus.FILLED, "")
+        else:
+            assert (first.status, first.reason) == (
+                OrderStatus.DENIED, "max_order_quantity: 0.30000001 > 0.29999999999999993"
+            )
+        assert_same_run(event, fast)
+
+
 def test_a_position_one_lot_over_max_position_is_denied_in_both_tiers() -> None:
     """A lot of 1e-8 is less than LIMIT_RTOL (1e-9) of a limit of 20 BTC: the slack is float noise, not a lot."""
     for quantity, passes in ((20.0, True), (sum([0.1] * 200), True), (20.00000001, False)):

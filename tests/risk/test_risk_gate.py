@@ -94,6 +94,20 @@ def test_max_order_quantity_denial_reason() -> None:
     assert Gate(max_order_quantity=1.0).check(qty=1.5) == "max_order_quantity: 1.5 > 1.0"
 
 
+def test_max_order_quantity_allows_float_noise_and_denies_one_lot_more() -> None:
+    noisy = 0.1 + 0.2  # 0.30000000000000004: on the lot grid of 0.01, and 0.3 but for float noise
+    assert noisy != 0.3
+    g = Gate(max_order_quantity=0.3)
+    assert g.check(qty=0.3) is None
+    assert g.check(qty=noisy) is None
+    assert g.check(qty=0.31) == "max_order_quantity: 0.31 > 0.3"
+    fine = Gate(inst=FINE, max_order_quantity=0.3)
+    assert fine.check(qty=noisy) is None
+    assert fine.check(qty=0.30000001) == "max_order_quantity: 0.30000001 > 0.3"
+    # a limit with float noise of its own: 0.7 - 0.4 is 0.29999999999999993
+    assert Gate(max_order_quantity=0.7 - 0.4).check(qty=0.3) is None
+
+
 def test_max_order_notional_uses_limit_price() -> None:
     g = Gate(max_order_notional=10_000.0)
     assert g.check(qty=125.0, typ=OrderType.LIMIT, price=100.0) == "max_order_notional: 12500.0 > 10000.0"

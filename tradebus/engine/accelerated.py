@@ -431,7 +431,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                         pos, signed, cs * last, leverage, size * (cs * last) * cfg[21], quote, cs, last
                     ):
                         code = {buying_power}
-                    elif size > cfg[22]:
+                    elif size > cfg[22] + min(cfg[22] * {limit_rtol!r}, 0.5 * lot):
                         code = {max_quantity}
                     elif cfg[23] == cfg[23] and not size * cs * last <= cfg[23] * (1.0 + 1e-9):
                         code = {max_notional}

@@ -17,7 +17,7 @@ LIMIT_RTOL = 1e-9
 
 
 def quantity_slack(limit: float, lot: float) -> float:
-    """The slack of a quantity compared with ``limit`` (a position, a holding): float noise, never a lot.
+    """The slack of a quantity compared with ``limit`` (an order's, a position, a holding): float noise, never a lot.
 
     ``LIMIT_RTOL`` of ``limit``, but at most half a ``lot``: quantities on the lot grid differ by a
     whole lot or not at all, and ``LIMIT_RTOL`` alone would let one lot of 1e-8 through on 20 BTC

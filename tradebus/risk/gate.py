@@ -387,7 +387,7 @@ class RiskGate:
     ) -> str | None:
         """The configured limits of :meth:`check` (steps 3 to 7), for an order that passed 1 and 2."""
         limit = self._max_quantity
-        if limit is not None and qty > limit:
+        if limit is not None and qty > limit + quantity_slack(limit, lot):
             return max_quantity_reason(qty, limit)
         limit = self._max_notional
         if limit is not None:
