@@ -585,6 +585,13 @@ class Portfolio:
                 total += amount * pos.last_price
         return total
 
+    def holding_values(self) -> dict[str, float]:
+        """``asset -> value`` of each holding of a non-cash asset (:meth:`holding`) at its last price (0 while unpriced)."""
+        return {
+            asset: amount * pos.last_price if pos.last_price == pos.last_price else 0.0
+            for asset, (pos, amount) in self._held.items()
+        }
+
     def holding(self, asset: str) -> float:
         """Amount of a base asset held outside the positions: its initial balance less the fees paid in it.
 

@@ -21,7 +21,11 @@ stores :meth:`Breakers.snapshot` in the journal whenever it changes, so a restar
     **manually** only, which resets the count.
 ``gross_exposure``
     ``sum |position * contract_size * last price| / equity`` above ``max_gross_exposure``
-    (equity <= 0 counts as infinite exposure). Always moves to REDUCING (reducing orders lower
+    (equity <= 0 counts as infinite exposure). The position of a cash-only (spot) instrument is
+    the base asset held (:meth:`Portfolio.spot_holding
+    <tradebus.engine.portfolio.Portfolio.spot_holding>`): the holding of the asset and the positions
+    of every cash-only instrument trading it count as one, at their values in equity (coins held
+    from the start are an exposure, and selling them reduces it). Always moves to REDUCING (reducing orders lower
     the exposure) and re-arms **automatically** at the first mark where the exposure is back
     within the limit.
 
@@ -45,6 +49,7 @@ import math
 
 import msgspec
 
+from tradebus.account import asset_names
 from tradebus.engine.messages import PositionChanged, TradingState
 from tradebus.engine.portfolio import Portfolio
 from tradebus.risk.config import LIMIT_RTOL, RiskConfig
@@ -116,6 +121,7 @@ class Breakers:
         "_quiet_floor",
         "_quiet_until",
         "_sides",
+        "_spot",
         "day",
         "day_start_equity",
         "loss_streak",
@@ -138,6 +144,8 @@ class Breakers:
         self.loss_streak = 0
         self.round_trip_start: dict[str, float] = {}
         self._sides: dict[str, int] = {}  # instrument -> sign of its position in a round trip
+        # cash-only instrument -> its base asset (its position counts with the asset's, see gross_notional)
+        self._spot = {iid: asset_names(inst)[0] for iid, inst in portfolio.instruments.items() if inst.cash_only}
         # The band of equity and the time in which a mark changes nothing (set by _set_quiet).
         self._quiet_floor = math.inf
         self._quiet_ceiling = -math.inf
@@ -281,12 +289,24 @@ class Breakers:
         return True
 
     def gross_notional(self) -> float:
-        """``sum |position * contract_size * last price|`` over every instrument."""
+        """``sum |position * contract_size * last price|`` over every instrument; the cash-only
+        instruments trading one base asset and its holding count as one (the module docstring)."""
         pf = self._portfolio
+        spot = self._spot
+        held = pf.holding_values()
         total = 0.0
+        assets: dict[str, float] = {}  # base asset -> the value of its positions and holding
         for iid, qty in pf.positions().items():
             pos = pf.position_state(iid)
-            total += abs(qty * pos.contract_size * pos.last_price)
+            asset = spot.get(iid)
+            if asset is None:
+                total += abs(qty * pos.contract_size * pos.last_price)
+            else:
+                assets[asset] = assets.get(asset, held.pop(asset, 0.0)) + qty * pos.contract_size * pos.last_price
+        for value in assets.values():
+            total += abs(value)
+        for value in held.values():  # held, and no cash-only instrument trading it has a position
+            total += abs(value)
         return total
 
     # ------------------------------------------------------------------ re-arming

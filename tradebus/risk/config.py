@@ -56,7 +56,9 @@ class RiskConfig(StrictModel):
     max_gross_exposure
         Largest ``sum |position * contract_size * last price| / equity`` (2.0 = 200 %): an
         order that would raise it above the limit, counting working orders, is denied, and the
-        ``gross_exposure`` breaker moves to REDUCING while marks keep it above.
+        ``gross_exposure`` breaker moves to REDUCING while marks keep it above. The position of
+        the cash-only instruments trading one base asset is the asset held (coins of ``balances``
+        included).
     max_drawdown_pct
         Equity drawdown from its peak, in percent, at which the breaker trips (in a kernel:
         evaluated once every price of a time is in, and before each order check).

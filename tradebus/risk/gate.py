@@ -23,7 +23,10 @@ it is denied, always in the form ``"<check>: <what> <op> <limit>"`` (for example
 6. ``max_gross_exposure``: the worst-case gross notional (each instrument's position with all
    its working buys or all its working sells filled, whichever is larger, at the last price;
    an instrument not priced yet at the highest limit or trigger of its working orders)
-   over equity, after the order; an order that does not raise it always passes.
+   over equity, after the order; an order that does not raise it always passes. The cash-only
+   instruments trading one base asset and the holding of that asset count as one position, the
+   base asset held, as in step 1 (:meth:`Breakers.gross_notional
+   <tradebus.risk.breakers.Breakers.gross_notional>`).
 7. ``max_open_orders``, then ``max_order_rate`` (sliding window on the injected clock; only
    orders that pass every check count).
 
@@ -503,19 +506,49 @@ class RiskGate:
         def worst(row: list[float]) -> float:
             return max(abs(row[0] + row[1]), abs(row[0] - row[2]))
 
-        gross = 0.0
-        for iid, row in book.items():
-            if iid != cmd.instrument_id:
-                mark = price(iid)
+        own = cmd.instrument_id
+        marks: dict[str, float] = {}
+        for iid in book:
+            if iid != own:
+                mark = marks[iid] = price(iid)
                 if mark != mark:  # a NaN sum would pass every order
                     return f"max_gross_exposure: no price for {iid} (it has working orders)"
-                gross += worst(row) * mark
-        row = book[cmd.instrument_id]
-        mark = price(cmd.instrument_id)
+        mark = price(own)
         if mark != mark:
-            mark = px * sizes.get(cmd.instrument_id, 1.0)
+            mark = px * sizes.get(own, 1.0)
         if mark != mark:
-            return f"max_gross_exposure: no price for {cmd.instrument_id}"
+            return f"max_gross_exposure: no price for {own}"
+        marks[own] = mark
+        # The cash-only instruments trading one base asset and its holding count as one position (the
+        # breakers' gross_notional): base asset -> (their row, in units of the first of them, the order's
+        # own first; that one's mark).
+        spot = self._spot
+        own_asset = spot[own][0] if own in spot else None
+        assets: dict[str, tuple[list[float], float]] = {} if own_asset is None else {own_asset: (book[own], mark)}
+        gross = 0.0
+        for iid, row in book.items():
+            asset = spot[iid][0] if iid in spot else None
+            if asset is None:
+                if iid != own:
+                    gross += worst(row) * marks[iid]
+            elif iid != own:
+                shared = assets.get(asset)
+                if shared is None:
+                    assets[asset] = (row, marks[iid])
+                else:
+                    units = marks[iid] / shared[1]
+                    for k in range(3):
+                        shared[0][k] += row[k] * units
+        for asset, value in pf.holding_values().items():
+            shared = assets.get(asset)
+            if shared is None:
+                gross += abs(value)
+            else:
+                shared[0][0] += value / shared[1]
+        for asset, (shared_row, shared_mark) in assets.items():
+            if asset != own_asset:
+                gross += worst(shared_row) * shared_mark
+        row = book[own]
         before = gross + worst(row) * mark
         row[1 if signed > 0.0 else 2] += abs(signed)
         after = gross + worst(row) * mark
