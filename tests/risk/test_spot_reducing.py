@@ -1,4 +1,4 @@
-"""REDUCING on cash-only spot instruments: the position is the base asset held (README "## Risk").
+"""REDUCING and max_position on cash-only spot instruments: the position is the base asset held (README "## Risk").
 
 Coins held from ``balances:`` count: a sell of them reduces up to the holding less the working sells of
 the asset (on every cash-only instrument trading it), a buy never does.
@@ -152,3 +152,22 @@ def test_instruments_sharing_a_base_asset_share_its_holding_and_count_each_other
     assert [o.client_order_id for o in book.gate.disallowed_orders()] == [bid, third]
     assert book.check(usd, SELL, 0.125) == REASON + "position 0.75, working on the order's side -1.0, order -0.125"
     assert book.check(usd, BUY, 0.125) is not None  # a buy back adds to what is held
+
+
+def test_max_position_is_the_base_asset_held() -> None:
+    """1 BTC held and a limit of 1.2: a buy of 0.201 would hold 1.201 (it passed: the run's position was 0)."""
+    book = Book()
+    book.gate = RiskGate(RiskConfig(max_position=1.2), book.portfolio, book.clock, book.bus)
+    book.gate.bind_orders(book.orders)
+    usd = USD.instrument_id
+    for iid in (IID, usd):
+        book.gate.on_price(iid, 100.0)
+    assert book.check(IID, BUY, 0.2) is None
+    assert book.check(IID, BUY, 0.201) == "max_position: |1.0 + 0.201| = 1.201 > 1.2"
+    assert book.check(usd, SELL, 1.0) is None
+    book.work(usd, BUY, 0.125)  # a working buy of the asset on the other instrument counts
+    assert book.check(IID, BUY, 0.076) == "max_position: |1.0 + working 0.125 + 0.076| = 1.201 > 1.2"
+    fill = OrderFilled("s", usd, "x", "v", "t1", SELL, 0.5, 100.0, 0.0, Liquidity.TAKER, 0, 0)
+    book.portfolio.apply_fill(fill)  # 0.5 BTC held
+    assert book.check(IID, BUY, 0.575) is None
+    assert book.check(IID, BUY, 0.576) == "max_position: |0.5 + working 0.125 + 0.576| = 1.201 > 1.2"

@@ -45,7 +45,8 @@ class RiskConfig(StrictModel):
         trigger, else the last price).
     max_position
         Largest absolute position per instrument *after* the order and every working order
-        on the same side would fill completely.
+        on the same side would fill completely; of a cash-only (spot) instrument, the base asset
+        held (coins of ``balances`` included), which the cash-only instruments trading it share.
     price_band_pct
         Largest distance, in percent, of a limit or trigger price from the last price.
     max_orders_per_window, order_rate_window_ns

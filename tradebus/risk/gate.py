@@ -18,7 +18,8 @@ it is denied, always in the form ``"<check>: <what> <op> <limit>"`` (for example
    free balance of the asset the order spends, counting working orders).
 3. ``max_order_quantity``, ``max_order_notional`` (price: limit, else trigger, else last price).
 4. ``max_position``: absolute position after the order *and every working order on its side*
-   would fill completely.
+   would fill completely; of a cash-only instrument, the base asset held after the order and every
+   working order on its side on the instruments trading that asset (as in step 1).
 5. ``price_band``: limit and trigger prices within ``price_band_pct`` of the last price.
 6. ``max_gross_exposure``: the worst-case gross notional (each instrument's position with all
    its working buys or all its working sells filled, whichever is larger, at the last price;
@@ -399,7 +400,12 @@ class RiskGate:
                 return max_notional_reason(cmd.instrument_id, notional, limit)
         limit = self._max_position
         if limit is not None:
-            working = self._working(cmd.instrument_id, signed > 0.0, cmd.client_order_id)
+            spot = self._spot.get(cmd.instrument_id)
+            if spot is None:
+                working = self._working(cmd.instrument_id, signed > 0.0, cmd.client_order_id)
+            else:  # a cash-only instrument: its position is the base asset held (step 1)
+                pos = self._portfolio.spot_holding(spot[0])
+                working = self._working(spot[1], signed > 0.0, cmd.client_order_id)
             base = pos + working
             projected = abs(base + signed)
             if projected > limit + quantity_slack(limit, lot) and projected > abs(base):
