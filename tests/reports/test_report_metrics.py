@@ -173,6 +173,28 @@ def test_undefined_metrics_are_none() -> None:
     assert m["null_reasons"]["hit_rate"] == "no round trip closed"
 
 
+def trip_run(fills: list[FillRecord]) -> RunResult:
+    return RunResult(("X.SIM",), 100.0, start_ns=T0, end_ns=T0 + 3 * DAY, first_event_ns=T0,
+                     last_event_ns=T0 + 3 * DAY, bars=4, fills=fills,
+                     equity=[sample(T0 + d * DAY, 100.0) for d in range(4)])
+
+
+def test_round_trip_null_reasons_say_whether_none_closed_or_none_lost() -> None:
+    """With no round trip closed, profit_factor's reason said 'no round trip lost money'."""
+    trip_keys = ("hit_rate", "profit_factor", "average_win", "average_loss")
+    none_closed = compute_metrics(trip_run([fill(T0 + DAY, "BUY", 1.0, 100.0)]))
+    assert {k: none_closed["null_reasons"][k] for k in trip_keys} == dict.fromkeys(trip_keys, "no round trip closed")
+    won = compute_metrics(trip_run([fill(T0 + DAY, "BUY", 1.0, 100.0), fill(T0 + 2 * DAY, "SELL", 1.0, 101.0)]))
+    assert won["hit_rate"] == 1.0 and won["average_win"] == 1.0
+    assert {k: won["null_reasons"].get(k) for k in trip_keys} == {
+        "hit_rate": None, "profit_factor": "no round trip lost money", "average_win": None,
+        "average_loss": "no losing round trip"}
+    even = compute_metrics(trip_run([fill(T0 + DAY, "BUY", 1.0, 100.0), fill(T0 + 2 * DAY, "SELL", 1.0, 100.0)]))
+    assert even["average_loss"] == 0.0
+    assert even["null_reasons"]["profit_factor"] == "no round trip lost money"
+    assert even["null_reasons"]["average_win"] == "no winning round trip"
+
+
 SECOND = 1_000_000_000
 WALL = 1_796_234_942_000_000_000  # 2026-12-02: the receive time of a paper run against a served 2024 recording
 

@@ -412,13 +412,15 @@ def compute_metrics(
         metrics["interest_paid"] = sum((c.interest for c in result.interest), 0.0)
         metrics["interest_charges"] = len(result.interest)
     if not trips:
-        reasons["hit_rate"] = "no round trip closed"
-    if not wins:
-        reasons["average_win"] = "no winning round trip"
-    if not losses:
-        reasons["average_loss"] = "no losing round trip"
-    if metrics["profit_factor"] is None:
-        reasons["profit_factor"] = "no round trip lost money"
+        trip_metrics = ("hit_rate", "profit_factor", "average_win", "average_loss")
+        reasons.update(dict.fromkeys(trip_metrics, "no round trip closed"))
+    else:
+        if not wins:
+            reasons["average_win"] = "no winning round trip"
+        if not losses:
+            reasons["average_loss"] = "no losing round trip"
+        if not losses or sum(losses) == 0.0:
+            reasons["profit_factor"] = "no round trip lost money"
     if metrics["turnover"] is None:
         reasons["turnover"] = "mean equity was not positive"
     if start is None:
