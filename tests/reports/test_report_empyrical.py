@@ -107,3 +107,35 @@ def test_the_tearsheets_rolling_sharpe_of_weekly_equity_is_annualised_by_weeks(t
     last = returns.iloc[-30:]
     assert float(sharpe["y"][-1]) == pytest.approx(float(empyrical.sharpe_ratio(last, annualization=ANNUAL / 7)))
     assert float(vol["y"][-1]) == pytest.approx(100.0 * float(empyrical.annual_volatility(last, annualization=ANNUAL / 7)))
+
+
+@pytest.mark.parametrize("flat_return", [0.0, 1.0])
+def test_the_tearsheets_rolling_sharpe_has_a_gap_where_a_window_of_returns_is_flat(tmp_path: Path,
+                                                                                  flat_return: float) -> None:
+    """30 equal daily returns: pandas' rolling std left ~1e-9 after varied returns (a Sharpe of 0.0 and a
+    volatility of ~1e-7 % over flat equity), or was 0 beside a mean of 1 (a Sharpe of inf over equity doubling
+    every day); the Sharpe of such a window is undefined (a gap) and its volatility is 0."""
+    rng = np.random.default_rng(8)
+    returns = rng.normal(0.0, 0.01, 125)
+    returns[45:85] = flat_return  # 40 days: the windows ending on days 74..84 hold only this return
+    equity = 100_000.0 * np.cumprod(1.0 + returns)
+    samples = [EquitySample(T0 + (d + 1) * DAY - 1, float(e), float(e), 0.0, 0.0, 0.0, 0.0)
+               for d, e in enumerate(equity)]
+    span = len(returns) * DAY
+    result = RunResult(("X.SIM",), 100_000.0, T0, T0 + span, T0, T0 + span, equity=samples)
+    with RunDirectory(tmp_path / "run", "backtest") as run_dir:
+        write_run(run_dir, result, compute_metrics(result), "")
+    sharpe, vol = _figure_traces(render_tearsheet(load_run(tmp_path / "run")), "fig-rolling")
+    daily = pd.Series(daily_returns(samples, 100_000.0))
+    assert (daily[45:85] == flat_return).all()
+    mean, std = daily.rolling(30).mean(), daily.rolling(30).std(ddof=1)
+    flat = np.zeros(len(daily), dtype=bool)
+    flat[74:85] = True
+    assert not np.isnan(mean[flat] / std[flat]).any(), "pandas gives no number there: the case of this test is gone"
+    shown_sharpe, shown_vol = np.asarray(sharpe["y"], dtype=float), np.asarray(vol["y"], dtype=float)
+    assert list(np.flatnonzero(np.isnan(shown_sharpe))) == list(range(29)) + list(range(74, 85))
+    assert (shown_vol[flat] == 0.0).all()
+    varied = ~flat & (np.arange(len(daily)) >= 29)
+    expected_sharpe = (mean / std * np.sqrt(ANNUAL)).to_numpy()
+    assert shown_sharpe[varied] == pytest.approx(expected_sharpe[varied], rel=1e-9)
+    assert shown_vol[varied] == pytest.approx((std * np.sqrt(ANNUAL) * 100.0).to_numpy()[varied], rel=1e-9)

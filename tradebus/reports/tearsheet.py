@@ -221,9 +221,14 @@ def _rolling_figures(run: RunData) -> list[str]:
                                                run.equity["equity"].to_numpy(np.float64)))
         days = f"{window * _YEAR_DAYS / periods:.0f}-day"
         mean = returns.rolling(window).mean()
-        std = returns.rolling(window).std(ddof=1)
+        # pandas' running sums leave ~1e-9 of std in a window of equal returns after varied ones:
+        # such a window has no volatility and no Sharpe (a gap in the chart: 0 / 0, or a mean left
+        # by the same running sums over 0).
+        flat = returns.rolling(window).max() == returns.rolling(window).min()
+        std = returns.rolling(window).std(ddof=1).mask(flat, 0.0)
+        sharpe = (mean / std * math.sqrt(periods)).replace([np.inf, -np.inf], np.nan)
         fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06)
-        fig.add_trace(go.Scatter(x=returns.index, y=(mean / std) * math.sqrt(periods), name=f"{days} Sharpe"),
+        fig.add_trace(go.Scatter(x=returns.index, y=sharpe, name=f"{days} Sharpe"),
                       row=1, col=1)
         fig.add_trace(go.Scatter(x=returns.index, y=std * math.sqrt(periods) * 100.0,
                                  name=f"{days} volatility %", line={"color": "#8e44ad"}), row=2, col=1)
