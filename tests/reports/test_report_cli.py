@@ -10,8 +10,11 @@ from typer.testing import CliRunner
 
 from tradebus.cli import app
 from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
+from tradebus.errors import ConfigError
+from tradebus.reports.compare import write_compare
 from tradebus.reports.metrics import compute_metrics
 from tradebus.reports.rundata import load_run
+from tradebus.reports.tearsheet import write_tearsheet
 from tradebus.reports.writers import INCOMPLETE_MARKER, RunDirectory, write_run
 
 S = 1_000_000_000
@@ -123,6 +126,29 @@ def test_report_out_refuses_an_existing_file_unless_force(tmp_path: Path) -> Non
     # the run's own tearsheet is rewritten without --force, named by --out or not
     for args in ([], ["--out", str(a / "tearsheet.html")], []):
         assert invoke("report", str(a), *args).exit_code == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "fills.csv", "config.yaml", "node.json", "stress.json"])
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_report_out_refuses_a_file_of_the_run_reported_or_compared(tmp_path: Path, name: str,
+                                                                   force: list[str]) -> None:
+    """`report RUN --out RUN/metrics.json --force` replaced the run's metrics.json with the page."""
+    a, b = _run_dir(tmp_path / "a", 110.0), _run_dir(tmp_path / "b", 105.0)
+    before = {p: p.read_bytes() for run in (a, b) for p in run.iterdir()}
+    calls = [("report", str(a), "--out", str(a / name)),
+             ("report", str(a), "--out", str(tmp_path / "b" / ".." / "a" / name)),
+             ("report", "compare", str(a), str(b), "--out", str(b / name)),
+             ("report", "compare", str(a), str(b), "--out", str(a / "tearsheet.html"))]
+    for call in calls:
+        result = invoke(*call, *force)
+        out = Path(call[-1])
+        assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+        assert f"{out}: is the {out.name} of the run directory" in result.output  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="is the metrics.json of the run directory"):
+        write_tearsheet(a, a / "metrics.json")
+    with pytest.raises(ConfigError, match="is the tearsheet.html of the run directory"):
+        write_compare(a, b, b / "tearsheet.html")
+    assert {p: p.read_bytes() for run in (a, b) for p in run.iterdir()} == before
 
 
 @pytest.mark.parametrize("where", ["missing_dir", "a_directory"])

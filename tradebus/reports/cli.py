@@ -4,7 +4,9 @@
 :data:`tradebus.reports.writers.OWN_FILES`), or ``--out``. ``report compare RUN_A RUN_B``
 writes the side-by-side page to ``--out`` (default ``compare-<A>-vs-<B>.html`` in the
 current directory). An existing ``--out`` file other than the run's own tearsheet is
-refused unless ``--force``. ``--screenshot PNG`` also saves a screenshot of the page taken
+refused unless ``--force``; an ``--out`` that is one of the files of the run reported or
+compared (``metrics.json``, ``fills.csv``, ...: :data:`tradebus.reports.rundata.RUN_FILES`) is
+refused even with ``--force``. ``--screenshot PNG`` also saves a screenshot of the page taken
 in headless Chromium.
 
 Exit codes: 0 success, 2 a bad argument or run directory (the message names the file), 1 any
@@ -34,13 +36,16 @@ def report(
         ),
     ],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the page.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing --out file (never one of the run's own files).")
+    ] = False,
     screenshot: Annotated[
         Path | None, typer.Option(help="Also save a PNG screenshot of the page (headless Chromium).")
     ] = None,
 ) -> None:
     """Write the HTML tearsheet of a run (RUN_DIR/tearsheet.html), or compare two runs side by side."""
     from tradebus.reports.compare import write_compare
+    from tradebus.reports.rundata import refuse_run_file
     from tradebus.reports.tearsheet import write_tearsheet
 
     console = Console()
@@ -50,10 +55,14 @@ def report(
         if len(args) == 3 and args[0] == "compare":
             run_a, run_b = Path(args[1]), Path(args[2])
             target = out if out is not None else Path(f"compare-{run_a.name}-vs-{run_b.name}.html")
+            refuse_run_file(target, [run_a, run_b])
             _refuse_existing(target, force)
             written = write_compare(run_a, run_b, target)
         elif len(args) == 1:
-            if out is not None and out.absolute() != (Path(args[0]) / REPORT_FILE).absolute():
+            own_page = Path(args[0]) / REPORT_FILE
+            if out is not None:
+                refuse_run_file(out, [args[0]], allowed=own_page)
+            if out is not None and out.absolute() != own_page.absolute():
                 _refuse_existing(out, force)
             written = write_tearsheet(args[0], out)
         else:

@@ -16,7 +16,7 @@ from plotly.subplots import make_subplots
 
 from tradebus.reports.formatting import format_metric, metric_label
 from tradebus.reports.metrics import format_ns
-from tradebus.reports.rundata import RunData, buy_and_hold, load_run
+from tradebus.reports.rundata import RunData, buy_and_hold, load_run, refuse_run_file
 from tradebus.reports.tearsheet import figure_html, page, table, write_html
 
 __all__ = ["differing_fills", "render_compare", "write_compare"]
@@ -84,7 +84,16 @@ def render_compare(a: RunData, b: RunData, max_rows: int = 1000) -> str:
 
 
 def write_compare(run_a: str | Path, run_b: str | Path, out: str | Path) -> Path:
-    """Write the comparison page of two run directories to ``out``."""
+    """Write the comparison page of two run directories to ``out``.
+
+    Raises
+    ------
+    ConfigError
+        A run directory cannot be read, ``out`` is one of either run's files
+        (:func:`~tradebus.reports.rundata.refuse_run_file`) or cannot be written.
+    """
     target = Path(out)
-    write_html(target, render_compare(load_run(run_a), load_run(run_b)))
+    a, b = load_run(run_a), load_run(run_b)
+    refuse_run_file(target, [a.path, b.path])
+    write_html(target, render_compare(a, b))
     return target

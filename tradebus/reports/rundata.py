@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,15 @@ from tradebus.errors import ConfigError
 from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
 from tradebus.reports.formatting import quote_decimals
 from tradebus.reports.trades import TRADE_COLUMNS, match_trades
-from tradebus.reports.writers import INCOMPLETE_MARKER
+from tradebus.reports.writers import INCOMPLETE_MARKER, OWN_FILES
 
-__all__ = ["RunData", "buy_and_hold", "buy_and_hold_curve", "load_run"]
+__all__ = ["RUN_FILES", "RunData", "buy_and_hold", "buy_and_hold_curve", "load_run", "refuse_run_file"]
 
 _NS = "ns"
+#: The files of a run directory a report page must never replace: the own files of every kind of
+#: run (:data:`~tradebus.reports.writers.OWN_FILES`), the ``INCOMPLETE`` marker and the
+#: ``stress.json`` the tearsheet reads.
+RUN_FILES = frozenset({name for names in OWN_FILES.values() for name in names} | {INCOMPLETE_MARKER, "stress.json"})
 
 
 @dataclass(slots=True)
@@ -168,6 +173,39 @@ def _stress(path: Path) -> list[dict[str, Any]] | None:
         if not isinstance(row.get("note", ""), str):
             raise ConfigError(f"{path}: item {n}: note must be a str, not {row['note']!r}")
     return rows
+
+
+def refuse_run_file(out: str | Path, run_dirs: Sequence[str | Path], allowed: str | Path | None = None) -> None:
+    """Refuse to write a page to ``out`` when it is one of the :data:`RUN_FILES` of a directory in ``run_dirs``.
+
+    Parameters
+    ----------
+    out
+        Where the page would be written.
+    run_dirs
+        The run directories the page reports.
+    allowed
+        A run file the page may replace (a run's own ``tearsheet.html``).
+
+    Raises
+    ------
+    ConfigError
+        ``out`` names a file of one of the runs (whether it exists or not); the message names it.
+    """
+    target = Path(out)
+    if target.name not in RUN_FILES or (allowed is not None and _same_entry(target, Path(allowed))):
+        return
+    for run_dir in map(Path, run_dirs):
+        if target.absolute().parent.resolve() == run_dir.resolve():
+            raise ConfigError(
+                f"{target}: is the {target.name} of the run directory {run_dir}; a report never replaces a run's "
+                "files: write the page elsewhere"
+            )
+
+
+def _same_entry(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name the same directory entry (their directories resolved, not a final symlink)."""
+    return a.name == b.name and a.absolute().parent.resolve() == b.absolute().parent.resolve()
 
 
 def load_run(path: str | Path) -> RunData:

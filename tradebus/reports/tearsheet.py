@@ -31,8 +31,9 @@ from plotly.subplots import make_subplots
 from tradebus.errors import ConfigError
 from tradebus.reports.formatting import format_metric
 from tradebus.reports.metrics import EquityCurve, periods_per_year
-from tradebus.reports.rundata import RunData, buy_and_hold, buy_and_hold_curve, load_run
+from tradebus.reports.rundata import RunData, buy_and_hold, buy_and_hold_curve, load_run, refuse_run_file
 from tradebus.reports.summary import INSTRUMENT_COLUMNS, instrument_rows, summary_rows
+from tradebus.reports.writers import REPORT_FILE
 
 __all__ = [
     "ANNUALISATION_NOTE",
@@ -412,8 +413,17 @@ def write_html(path: Path, text: str) -> None:
 
 
 def write_tearsheet(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write the tearsheet of the run in ``run_dir`` to ``out`` (default ``run_dir/tearsheet.html``)."""
+    """Write the tearsheet of the run in ``run_dir`` to ``out`` (default ``run_dir/tearsheet.html``).
+
+    Raises
+    ------
+    ConfigError
+        ``run_dir`` cannot be read (:func:`~tradebus.reports.rundata.load_run`), ``out`` is another of the run's
+        files (:func:`~tradebus.reports.rundata.refuse_run_file`) or cannot be written.
+    """
     run = load_run(run_dir)
-    target = Path(out) if out is not None else run.path / "tearsheet.html"
+    own_page = run.path / REPORT_FILE
+    target = Path(out) if out is not None else own_page
+    refuse_run_file(target, [run.path], allowed=own_page)
     write_html(target, render_tearsheet(run))
     return target
