@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -81,3 +82,34 @@ def test_compare_labels_market_trades_and_round_trips_as_the_summary_does(tmp_pa
     assert int(rows["trades"][0]) > 3
     market = [json.loads((run / "metrics.json").read_text())["trades"] for run in (a, b)]
     assert rows["market trades"] == [f"{n:,}" for n in market] == ["0", "0"]
+
+
+def _edited_copy(run: Path, to: Path, **metrics: float) -> Path:
+    shutil.copytree(run, to)
+    data = json.loads((to / "metrics.json").read_text())
+    data.update(metrics)
+    (to / "metrics.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
+    return to
+
+
+def test_compare_marks_only_the_differences_shown(tmp_path: Path) -> None:
+    """A metric differing in its last bit was marked ≠ beside two equal texts."""
+    shutil.copy(BARS, tmp_path / "bars.csv")
+    a = _run(tmp_path, 10)
+    metrics = json.loads((a / "metrics.json").read_text())
+    fees, sharpe, exposure = metrics["fees_paid"], metrics["sharpe"], metrics["exposure"]
+    assert isinstance(sharpe, float) and fees > 0.0
+    edge = math.nextafter(0.12345, 0.0)  # 12.34 %, and one bit above it 12.35 %
+    a = _edited_copy(a, tmp_path / "a", total_return=edge)
+    b = _edited_copy(a, tmp_path / "b", fees_paid=math.nextafter(fees, math.inf),
+                     sharpe=math.nextafter(sharpe, -math.inf), total_return=math.nextafter(edge, 1.0),
+                     exposure=exposure + 0.0002, final_equity=metrics["final_equity"] + 0.01)
+    parser = _MetricsTable()
+    parser.feed(render_compare(load_run(a), load_run(b)))
+    rows = {row[0]: row[1:] for row in parser.rows[1:]}
+    for key in ("fees_paid", "sharpe"):  # 1 ulp apart, shown the same
+        assert rows[key][0] == rows[key][1] and rows[key][2] == "", (key, rows[key])
+    assert rows["total_return"][0] != rows["total_return"][1] and rows["total_return"][2] == "", rows["total_return"]
+    for key in ("exposure", "final_equity"):  # a displayed digit apart
+        assert rows[key][0] != rows[key][1] and rows[key][2] == "≠", (key, rows[key])
+    assert [key for key, row in rows.items() if row[2]] == ["final_equity", "exposure"]

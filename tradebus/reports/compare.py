@@ -4,12 +4,19 @@ Typical pairs: a backtest and a paper run of the same period, or one config with
 parameter sets. A fill is identified by its venue time, instrument, side, quantity and
 price; the page lists the fills only one of the runs has (a multiset difference, so two
 identical fills in A and one in B leave one listed).
+
+The metrics table marks a row ``≠`` when the two values differ as shown, at the finer of the two
+runs' precisions (:func:`~tradebus.reports.formatting.format_metric`), and, for numbers, by more
+than a relative :data:`RELATIVE_TOLERANCE`: a last-bit difference of two floats (a run summing its
+fees in another order) is not marked, nor is one that only rounds across a displayed digit.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -19,9 +26,34 @@ from tradebus.reports.metrics import format_ns
 from tradebus.reports.rundata import RunData, buy_and_hold, load_run, refuse_run_file
 from tradebus.reports.tearsheet import figure_html, page, table, write_html
 
-__all__ = ["differing_fills", "render_compare", "write_compare"]
+__all__ = ["RELATIVE_TOLERANCE", "differing_fills", "metric_differs", "render_compare", "write_compare"]
 
 _FILL_KEY = ("ts_event", "instrument", "side", "quantity", "price")
+#: Two numbers closer than this (relative to the larger) are the same metric on the comparison page.
+RELATIVE_TOLERANCE = 1e-9
+
+
+def metric_differs(key: str, a: Any, b: Any, decimals: int = 2) -> bool:
+    """Whether metric ``key`` differs visibly between two runs (the ``≠`` of the comparison page).
+
+    Parameters
+    ----------
+    key
+        The metrics.json key (it sets how the value is shown).
+    a, b
+        The two runs' values.
+    decimals
+        Decimals of amounts: the finer of the two runs' reporting currencies.
+
+    Returns
+    -------
+    bool
+        The values are shown differently and, for two numbers, differ by more than :data:`RELATIVE_TOLERANCE`.
+    """
+    if format_metric(key, a, decimals) == format_metric(key, b, decimals):
+        return False
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
+    return not (numbers and math.isclose(a, b, rel_tol=RELATIVE_TOLERANCE))
 
 
 def differing_fills(a: RunData, b: RunData) -> list[tuple[str, tuple[object, ...]]]:
@@ -39,16 +71,17 @@ def render_compare(a: RunData, b: RunData, max_rows: int = 1000) -> str:
     keys = [k for k in a.metrics if k != "null_reasons"] + [
         k for k in b.metrics if k not in a.metrics and k != "null_reasons"
     ]
+    decimals = max(a.decimals, b.decimals)
     rows = []
     for key in keys:
         va, vb = a.metrics.get(key), b.metrics.get(key)
-        differs = "" if va == vb else "≠"
+        differs = "≠" if metric_differs(key, va, vb, decimals) else ""
         rows.append((metric_label(key), format_metric(key, va, a.decimals, reasons_a),
                      format_metric(key, vb, b.decimals, reasons_b), differs))
     bench_a, _ = buy_and_hold(a)
     bench_b, _ = buy_and_hold(b)
     rows.append(("buy & hold", format_metric("benchmark_return", bench_a), format_metric("benchmark_return", bench_b),
-                 "" if bench_a == bench_b else "≠"))
+                 "≠" if metric_differs("benchmark_return", bench_a, bench_b) else ""))
     rows.append(("trades", f"{len(a.trades):,}", f"{len(b.trades):,}", "" if len(a.trades) == len(b.trades) else "≠"))
     metrics_html = table(("metric", f"A: {a.path.name}", f"B: {b.path.name}", ""), rows,
                          cell_attrs=("", 'data-run="A"', 'data-run="B"', ""))
