@@ -155,7 +155,8 @@ def build_replay(config: RunConfig) -> Replay:
         ``data.sources.N.file`` / ``data.sources.N.dataset``).
     DataError
         If a catalog dataset's manifest is invalid, or the window overlaps a stretch where a book
-        dataset it replays was out of sync (:func:`check_unsynced_books`).
+        dataset it replays was out of sync (:func:`check_unsynced_books`), or a stretch where the
+        recorded feed of a dataset's instrument was stale (:func:`check_stale_feeds`).
     """
     sources = []
     for n, src in enumerate(config.data.sources):
@@ -180,6 +181,7 @@ def build_replay(config: RunConfig) -> Replay:
                 )
             sources.append(source)
     check_unsynced_books(config, sources)
+    check_stale_feeds(config, sources)
     end_ns = config.data.end_ns
     # The config's end is exclusive, the replay's inclusive.
     return Replay(sources, start_ns=config.data.start_ns, end_ns=None if end_ns is None else end_ns - 1)
@@ -220,6 +222,40 @@ def check_unsynced_books(config: RunConfig, sources: Sequence[ReplaySource]) -> 
                     f"from {format_ns(a)} (its last row before the stretch) to the snapshot at {format_ns(b)}, "
                     f"with no book rows in between: {reader}; set data.start to {format_ns(b)} (the snapshot) "
                     f"or data.end at or before {format_ns(a)} to run outside it{drop}"
+                )
+
+
+def check_stale_feeds(config: RunConfig, sources: Sequence[ReplaySource]) -> None:
+    """Refuse a run whose window overlaps a stretch where the recorded feed of a source's instrument was stale.
+
+    In such a stretch (:meth:`ReplaySource.stale`, from a paper recording's stale-feed episode:
+    :mod:`tradebus.node.recording_import`) the paper daemon's market guard denied every new order
+    on the instrument. A backtest has no market guard (its data is trusted): over the stretch it
+    would place and fill orders the daemon denied, so it is refused, as a book stretch out of sync
+    is, rather than run with decisions the recorded session could not take. Denying them in the
+    backtest instead would need the guard in every kernel a config builds (sweeps' accelerated
+    tier included) for a result that still differs from paper in its venue; ``tradebus replay``
+    of the recording runs the paper daemon's guard itself. A run outside every stretch is not
+    affected, nor a catalog imported before the stretches were stored.
+
+    Raises
+    ------
+    DataError
+        Naming the source, its instrument, the feed, the stretch and the ``data.start``/``data.end``
+        that avoid it.
+    """
+    start, end = config.data.start_ns, config.data.end_ns
+    for n, src in enumerate(sources):
+        for a, b, feed in src.stale():
+            if (start is None or start < b) and (end is None or end > a):
+                raise DataError(
+                    f"data.sources.{n}.dataset: the {src.instrument_id} feed {feed} of the recording this dataset "
+                    f"({src.describe()}) was imported from was stale from {format_ns(a)} (its watchdog's FeedStale) "
+                    f"to {format_ns(b)} (when the daemon's market guard let orders through again): the paper daemon "
+                    f"denied every new order on {src.instrument_id} in between, and a backtest, which has no market "
+                    f"guard, would place and fill them; set data.start to {format_ns(b)} or data.end at or before "
+                    f"{format_ns(a)} to run outside it, or play the recording with tradebus replay, which denies "
+                    "them as the daemon did"
                 )
 
 

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.live.node_testdata import USDM_CAPTURE, USDM_IID, config_of, usdm_config
-from tradebus.adapters.common.recorder import read_frames
+from tradebus.adapters.common.recorder import FrameRecorder, read_frames
 from tradebus.data.catalog import BOOK_SNAPSHOT, Catalog
 from tradebus.data.cli import data_app
 from tradebus.data.market_ingest import import_bybit_archive, import_tardis
@@ -277,6 +277,102 @@ def test_recording_import_stores_a_resynced_stretch_in_the_book_manifest(tmp_pat
 def test_recording_import_of_a_capture_without_gap_stores_no_stretch(usdm_catalog: Catalog) -> None:
     for ref in usdm_catalog.datasets():
         assert usdm_catalog.manifest(*ref.relpath().parts).unsynced == []
+
+
+class StaleRecording(NamedTuple):
+    """A recorder file of the USD-M trades whose feed went silent and stale (see :func:`write_stale_recording`)."""
+
+    recording: Path
+    stale_ns: int  # the stale:binance-usdm line
+    live_ns: int | None  # the live:binance-usdm line, if written
+    back_ns: int  # the first trade after the silence
+    last_ns: int  # the last line of the recording
+
+
+def trades_only_usdm_config() -> object:
+    """The USD-M capture's feed subscribed to trades alone (its connection's proof of life lifts a stale block)."""
+    cfg = usdm_config(None, None)
+    cfg["feeds"][0]["subscriptions"] = {USDM_IID: ["trade"]}
+    return config_of(cfg)
+
+
+def write_stale_recording(path: Path, *, live: bool) -> StaleRecording:
+    """The trades of :data:`USDM_CAPTURE` as the recorder writes them, with a quiet market of 4 s in the middle
+    of the capture (the later trades received 4 s later): the watchdog's ``stale:`` line 2 s into the silence
+    and, with ``live``, a ``live:`` line (its connection answered a ping) 1 s later."""
+    from tradebus.node.feeds import build_feeds
+    from tradebus.node.playback import read_recording
+
+    feeds = build_feeds(trades_only_usdm_config(), lambda msg: None, live=False, clock_ns=lambda: 0)  # type: ignore[arg-type]
+    trades = [line for line in read_recording(USDM_CAPTURE, feeds) if '"e":"trade"' in str(line[2])]
+    at = len(trades) // 2
+    silent_from = trades[at - 1][0] + 1
+    kept = [*trades[:at], *((t + 4_000_000_000, conn, raw) for t, conn, raw in trades[at:])]
+    last_before, back_ns = kept[at - 1][0], kept[at][0]
+    stale_ns, live_ns = silent_from + 2_000_000_000, silent_from + 3_000_000_000
+    lines = [*kept, (stale_ns, "stale:binance-usdm", str(last_before))]
+    if live:
+        lines.append((live_ns, "live:binance-usdm", "pong"))
+    lines.sort(key=lambda line: line[0])
+    with FrameRecorder(path) as rec:
+        for line in lines:
+            rec.write(*line)
+    return StaleRecording(path, stale_ns, live_ns if live else None, back_ns, lines[-1][0])
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_recording_import_stores_the_stale_feed_stretch_in_every_manifest(tmp_path: Path, live: bool) -> None:
+    """The import left the daemon's stale-feed episode out: a backtest over the catalog could not know the daemon
+    denied every order there. It is stored from the ``stale:`` line to what lifted the daemon's block: the next
+    trade, or the connection's recorded proof of life, earlier, on a quiet market."""
+    rec = write_stale_recording(tmp_path / "stale.jsonl.gz", live=live)
+    manifests = import_recording(rec.recording, trades_only_usdm_config(), tmp_path / "cat")
+    end = rec.live_ns if live else rec.back_ns
+    assert rec.stale_ns < end <= rec.back_ns
+    assert {key: m.stale for key, m in manifests.items()} == {(USDM_IID, "trades"): [(rec.stale_ns, end, "binance-usdm")]}
+    cat = Catalog(tmp_path / "cat")
+    assert cat.manifest("binance_usdm", "usdm", "BTCUSDT", "trades").stale == [(rec.stale_ns, end, "binance-usdm")]
+    info = CliRunner().invoke(data_app, ["info", "--catalog", str(tmp_path / "cat")], terminal_width=250)
+    assert info.exit_code == 0
+    assert (f"binance_usdm/usdm/BTCUSDT/trades: feed binance-usdm stale from {np.datetime64(rec.stale_ns, 'ns')}Z "
+            f"to {np.datetime64(end, 'ns')}Z (the recorded daemon denied every order on BTCUSDT in between") in " ".join(
+                info.output.split())
+
+
+def test_recording_import_stores_a_stale_stretch_nothing_lifts_to_the_end_of_the_recording(tmp_path: Path) -> None:
+    rec = write_stale_recording(tmp_path / "stale.jsonl.gz", live=False)
+    lines = [line for line in read_frames(rec.recording, episodes=True) if line[0] < rec.back_ns]  # cut in the silence
+    with FrameRecorder(tmp_path / "cut.jsonl.gz") as out:
+        for line in lines:
+            out.write(*line)
+    manifests = import_recording(tmp_path / "cut.jsonl.gz", trades_only_usdm_config(), tmp_path / "cat")
+    assert manifests[(USDM_IID, "trades")].stale == [(rec.stale_ns, rec.stale_ns + 1, "binance-usdm")]
+
+
+def test_recording_import_ends_a_book_feeds_stale_stretch_at_its_next_market_data(tmp_path: Path) -> None:
+    """Every dataset of the instrument holds the stretch; a book feed is not lifted by a proof of life, only by data."""
+    from tradebus.node.feeds import build_feeds
+    from tradebus.node.playback import read_recording
+
+    config = _usdm_config()
+    frames = list(read_recording(USDM_CAPTURE, build_feeds(config, lambda msg: None, live=False, clock_ns=lambda: 0)))
+    at = len(frames) // 2
+    stale_ns = frames[at][0] + 1
+    assert frames[at + 1][0] > stale_ns + 1
+    lines = [*frames[: at + 1], (stale_ns, "stale:binance-usdm", str(frames[at][0])),
+             (stale_ns + 1, "live:binance-usdm", "pong"), *frames[at + 1 :]]
+    with FrameRecorder(tmp_path / "stale.jsonl.gz") as rec:
+        for line in lines:
+            rec.write(*line)
+    manifests = import_recording(tmp_path / "stale.jsonl.gz", config, tmp_path / "cat")
+    assert len(manifests) == 5
+    for manifest in manifests.values():
+        assert manifest.stale == [(stale_ns, frames[at + 1][0], "binance-usdm")]
+
+
+def test_recording_import_of_a_recording_without_stale_lines_stores_no_stale_stretch(usdm_catalog: Catalog) -> None:
+    for ref in usdm_catalog.datasets():
+        assert usdm_catalog.manifest(*ref.relpath().parts).stale == []
 
 
 def test_recording_import_refused_midway_leaves_no_directory_in_the_catalog(tmp_path: Path) -> None:

@@ -136,11 +136,10 @@ def test_replayed_reconnect_resyncs_the_binance_book_from_the_snapshot_fetched_f
     assert [m.reason.startswith("connection lost") for m in resynced] == [True]
 
 
-async def test_replay_of_a_recording_with_a_stale_stretch_denies_and_fills_what_the_daemon_did(tmp_path: Path) -> None:
-    """The spot feed goes silent twice (its connection and the next): the daemon's watchdog declares it stale and
-    the orders a strategy decides on the USD-M trades meanwhile are denied, until spot data flows again. The
-    replay of its recording had no watchdog: it placed and filled those orders. The recording now holds the
-    watchdog's FeedStale lines, and the replay denies the same orders."""
+async def record_stale_spot_run(tmp_path: Path) -> tuple[PaperNode, list[OrderDenied]]:
+    """A paper run of :class:`~tests.live.cross_market_strategy.CrossMarket` (orders spot on every 10th USD-M trade)
+    whose spot feed goes silent twice (its connection and the next), recorded to ``tmp_path / "frames.jsonl.gz"``;
+    returns the node and the orders it denied."""
     usdm_frames, usdm_snapshot = split_capture(list(iter_hftbacktest(USDM_CAPTURE)))
     silent = [Fault(FaultKind.SILENCE, at=500, seconds=math.inf), Fault(FaultKind.SILENCE, at=0, connection=1, seconds=math.inf)]
     spot_server = LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, silent, speed=8.0, lifetime=60.0)
@@ -150,11 +149,7 @@ async def test_replay_of_a_recording_with_a_stale_stretch_denies_and_fills_what_
         usdm_feed = {**usdm_config(usdm.ws_url, usdm.http_url)["feeds"][0], "subscriptions": {USDM_IID: ["trade"]}}
         data = {
             "instruments": [BINANCE_INSTRUMENT, USDM_INSTRUMENT],
-            "strategy": {
-                "name": "tests.live.cross_market_strategy:CrossMarket",
-                "instruments": [USDM_IID, IID],  # orders spot on every 10th USD-M trade
-                "params": {"every": 10, "quantity": 0.001},
-            },
+            "strategy": CROSS_MARKET,
             "venue": {"fill_on": "trades"},
             "feeds": [spot_feed, usdm_feed],
             "warm_up": False,
@@ -164,9 +159,26 @@ async def test_replay_of_a_recording_with_a_stale_stretch_denies_and_fills_what_
         denied: list[OrderDenied] = []
         node.kernel.bus.subscribe(OrderDenied, denied.append)
         await run_node(node, lambda: spot.cursor >= len(SPOT_FRAMES) and usdm.cursor >= len(usdm_frames), timeout=40.0)
-    result = node.kernel.result
     assert node.summary.feeds["binance-spot"]["connections"] >= 3
     assert denied and all(m.reason.startswith("feed stale: binance-spot delivered nothing") for m in denied)
+    return node, denied
+
+
+#: Orders spot on every 10th USD-M trade: its decisions come from the feed that stays live.
+CROSS_MARKET = {
+    "name": "tests.live.cross_market_strategy:CrossMarket",
+    "instruments": [USDM_IID, IID],
+    "params": {"every": 10, "quantity": 0.001},
+}
+
+
+async def test_replay_of_a_recording_with_a_stale_stretch_denies_and_fills_what_the_daemon_did(tmp_path: Path) -> None:
+    """The spot feed goes silent twice (its connection and the next): the daemon's watchdog declares it stale and
+    the orders a strategy decides on the USD-M trades meanwhile are denied, until spot data flows again. The
+    replay of its recording had no watchdog: it placed and filled those orders. The recording now holds the
+    watchdog's FeedStale lines, and the replay denies the same orders."""
+    node, denied = await record_stale_spot_run(tmp_path)
+    result = node.kernel.result
     ids = [o.client_order_id for o in result.orders]
     later = result.orders[ids.index(denied[-1].client_order_id) + 1 :]
     assert any(o.filled_qty > 0 for o in later)  # the block was lifted when spot data flowed again
@@ -177,6 +189,55 @@ async def test_replay_of_a_recording_with_a_stale_stretch_denies_and_fills_what_
     assert [(m.client_order_id, m.reason) for m in replayed] == [(m.client_order_id, m.reason) for m in denied]
     assert fill_keys(replay.kernel.result.fills) == fill_keys(result.fills)
     assert order_keys(replay.kernel.result.orders) == order_keys(result.orders)
+
+
+async def test_backtest_over_the_import_of_a_recording_with_a_stale_stretch_is_refused_naming_it(tmp_path: Path) -> None:
+    """The same paper run, imported into a catalog and backtested: the import left the stale-feed episodes out and
+    the backtest, which has no market guard, placed and filled the spot orders the daemon denied. The import now
+    stores each stretch (from the FeedStale to the spot data that lifted the daemon's block) in the manifests of
+    the spot datasets, and a backtest whose window overlaps one is refused, naming it; one outside them runs."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from tradebus.cli import app
+    from tradebus.node.recording_import import import_recording
+    from tradebus.reports.metrics import format_ns
+
+    node, denied = await record_stale_spot_run(tmp_path)
+    manifests = import_recording(tmp_path / "frames.jsonl.gz", node.config, tmp_path / "cat")
+    stretches = manifests[(IID, "trades")].stale
+    assert stretches and all(feed == "binance-spot" for _, _, feed in stretches)
+    assert manifests[(IID, "quotes")].stale == stretches and manifests[(USDM_IID, "trades")].stale == []
+    # every order the daemon denied was decided in a stretch, and each stretch holds one
+    assert all(any(a <= m.ts_init < b for a, b, _ in stretches) for m in denied)
+    assert all(any(a <= m.ts_init < b for m in denied) for a, b, _ in stretches)
+    run = {
+        "instruments": [BINANCE_INSTRUMENT, USDM_INSTRUMENT],
+        "strategy": CROSS_MARKET,
+        "venue": {"fill_on": "trades"},
+        "data": {"catalog": str(tmp_path / "cat"), "sources": [
+            {"instrument": USDM_IID, "kind": "trades", "dataset": "binance_usdm/usdm/BTCUSDT/trades"},
+            {"instrument": IID, "kind": "trades", "dataset": "binance/spot/BTCUSDT/trades"}]},
+    }
+
+    def backtest(name: str, **window: str) -> object:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({**run, "data": {**run["data"], **window}}, sort_keys=False), encoding="utf-8")
+        return CliRunner().invoke(app, ["backtest", str(path), "--out", str(tmp_path / name)], catch_exceptions=False)
+
+    a, b, _ = stretches[0]
+    result = backtest("over")
+    assert result.exit_code == 3, result.output
+    assert (
+        f"over.yaml: data.sources.1.dataset: the {IID} feed binance-spot of the recording this dataset "
+        f"({tmp_path / 'cat'}/binance/spot/BTCUSDT/trades) was imported from was stale from {format_ns(a)} (its "
+        f"watchdog's FeedStale) to {format_ns(b)} (when the daemon's market guard let orders through again): the "
+        f"paper daemon denied every new order on {IID} in between"
+    ) in " ".join(result.output.split())
+    assert not (tmp_path / "over").exists()
+    before = backtest("before", end=format_ns(a))
+    assert before.exit_code == 0, before.output
+    assert (tmp_path / "before" / "fills.csv").is_file()
 
 
 async def test_replay_of_a_trades_only_feed_live_again_on_a_quiet_market_allows_what_the_daemon_did(tmp_path: Path) -> None:

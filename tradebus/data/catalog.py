@@ -256,6 +256,13 @@ class Manifest(msgspec.Struct, frozen=True):
         row before the stretch) and resume with the snapshot at ``end_ns``, so the book the rows
         rebuild is unreliable from ``start_ns`` until ``end_ns`` (a manifest without the field:
         none).
+    stale
+        Datasets imported from a paper recording: ``[start_ns, end_ns, feed]`` of each stretch where
+        the feed of the dataset's instrument was stale in the recorded daemon, from its watchdog's
+        ``FeedStale`` to the moment the daemon's market guard lifted the block (the first market data
+        of the instrument after it, or the recorded proof of life of a trades-only feed's connection;
+        the end of the recording if none came): the daemon denied every new order on the instrument in
+        between (a manifest without the field: none).
     """
 
     schema_version: int
@@ -278,6 +285,7 @@ class Manifest(msgspec.Struct, frozen=True):
     notes: list[str] = []
     quality: dict[str, object] | None = None
     unsynced: list[tuple[int, int]] = []
+    stale: list[tuple[int, int, str]] = []
 
     def ref(self) -> DatasetRef:
         """Return the :class:`DatasetRef` of this dataset."""
@@ -979,6 +987,7 @@ class DatasetWriter:
         notes: Iterable[str] = (),
         quality: dict[str, object] | None = None,
         unsynced: Iterable[tuple[int, int]] = (),
+        stale: Iterable[tuple[int, int, str]] = (),
     ) -> Manifest:
         """Finish the last file, write the manifest and swap the dataset in; return the manifest.
 
@@ -994,6 +1003,9 @@ class DatasetWriter:
         unsynced
             ``(start_ns, end_ns)`` of each stretch the book rows written leave out (see
             :attr:`Manifest.unsynced`; appended to the existing ones).
+        stale
+            ``(start_ns, end_ns, feed)`` of each stale-feed stretch of the recording the rows come
+            from (see :attr:`Manifest.stale`; appended to the existing ones).
 
         Raises
         ------
@@ -1004,7 +1016,7 @@ class DatasetWriter:
             self.check()
             self._close_part()
             self._entries.sort(key=lambda e: (e.start_ns, e.path))
-            manifest = self._manifest(notes, quality, unsynced)
+            manifest = self._manifest(notes, quality, unsynced, stale)
             (self._tmp / MANIFEST_NAME).write_bytes(
                 msgspec.json.format(_manifest_encoder.encode(manifest), indent=2) + b"\n"
             )
@@ -1084,7 +1096,11 @@ class DatasetWriter:
         self._done = True
 
     def _manifest(
-        self, notes: Iterable[str], quality: dict[str, object] | None, unsynced: Iterable[tuple[int, int]]
+        self,
+        notes: Iterable[str],
+        quality: dict[str, object] | None,
+        unsynced: Iterable[tuple[int, int]],
+        stale: Iterable[tuple[int, int, str]] = (),
     ) -> Manifest:
         gaps = missing = None
         if self.kind == "bars" and self.interval_ns is not None and self.old is None:
@@ -1124,4 +1140,5 @@ class DatasetWriter:
             notes=[*(old.notes if old is not None else []), *notes],
             quality=quality if quality is not None else (old.quality if old is not None else None),
             unsynced=[*(old.unsynced if old is not None else []), *((int(a), int(b)) for a, b in unsynced)],
+            stale=[*(old.stale if old is not None else []), *((int(a), int(b), str(feed)) for a, b, feed in stale)],
         )

@@ -315,7 +315,8 @@ def _size(nbytes: int) -> str:
 def info_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
     """List the datasets of the catalog: rows, time range, files, size, gaps and quality status.
 
-    Below the table, each stretch where a book dataset was out of sync (its manifest's ``unsynced``).
+    Below the table, each stretch where a book dataset was out of sync (its manifest's ``unsynced``)
+    and each stretch where the recorded feed of a dataset's instrument was stale (its ``stale``).
     A dataset whose manifest cannot be read is listed as unreadable and the command exits 3
     naming it, after listing the others.
     """
@@ -351,6 +352,12 @@ def info_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
             f"{ref.relpath().as_posix()}: book out of sync from {np.datetime64(a, 'ns')}Z to the snapshot at "
             f"{np.datetime64(b, 'ns')}Z (no book rows in between; a backtest replaying the book over it is refused)"
             for a, b in m.unsynced
+        )
+        unsynced.extend(
+            f"{ref.relpath().as_posix()}: feed {feed} stale from {np.datetime64(a, 'ns')}Z to "
+            f"{np.datetime64(b, 'ns')}Z (the recorded daemon denied every order on {m.symbol} in between; a "
+            "backtest over it is refused)"
+            for a, b, feed in m.stale
         )
     _console().print(table)
     for line in unsynced:

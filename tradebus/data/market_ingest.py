@@ -99,6 +99,9 @@ class CatalogSink:
     unsynced
         ``instrument_id -> [(start_ns, end_ns), ...]``: the stretches its book rows leave out, stored
         in its book dataset's manifest (:attr:`~tradebus.data.catalog.Manifest.unsynced`).
+    stale
+        ``instrument_id -> [(start_ns, end_ns, feed), ...]``: the stretches its recorded feed was stale,
+        stored in the manifest of every dataset of the instrument (:attr:`~tradebus.data.catalog.Manifest.stale`).
     last_book_ns
         ``instrument_id -> ts_init`` of its last book row so far.
 
@@ -119,6 +122,7 @@ class CatalogSink:
         self.mode = mode
         self.notes = notes
         self.unsynced: dict[str, list[tuple[int, int]]] = {}
+        self.stale: dict[str, list[tuple[int, int, str]]] = {}
         self.last_book_ns: dict[str, int] = {}
         self._buffers: dict[tuple[str, str], _KindBuffer] = {}
         self._seq: dict[str, int] = {}
@@ -196,7 +200,9 @@ class CatalogSink:
             for key in sorted(self._buffers):
                 iid, kind = key
                 unsynced = self.unsynced.get(iid, ()) if kind == "book" else ()
-                out[key] = self._buffers[key].writer.commit(notes=self.notes, unsynced=unsynced)
+                out[key] = self._buffers[key].writer.commit(
+                    notes=self.notes, unsynced=unsynced, stale=self.stale.get(iid, ())
+                )
         except BaseException:
             self.abort()
             raise

@@ -191,6 +191,18 @@ class ReplaySource:
         manifest = Catalog(self.catalog_root).manifest(self.venue, self.market, self.symbol, self.dataset)
         return [(int(a), int(b)) for a, b in manifest.unsynced]
 
+    def stale(self) -> list[tuple[int, int, str]]:
+        """``(start_ns, end_ns, feed)`` of each stretch where the recorded feed of the dataset's instrument was stale.
+
+        From the manifest (:attr:`~tradebus.data.catalog.Manifest.stale`): the paper daemon that
+        recorded the rows denied every new order on the instrument from ``start_ns`` until
+        ``end_ns`` (exclusive). Empty for a file and for a dataset that has none.
+        """
+        if self.catalog_root is None:
+            return []
+        manifest = Catalog(self.catalog_root).manifest(self.venue, self.market, self.symbol, self.dataset)
+        return [(int(a), int(b), str(feed)) for a, b, feed in manifest.stale]
+
 
 class ReplayBatch:
     """A run of consecutive rows of ONE source, in replay order.

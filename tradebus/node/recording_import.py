@@ -17,6 +17,17 @@ replays the book refuses a window that overlaps it); when none does, the book ro
 while the other streams go on, so the import is refused, naming the frame and its time. A
 subscribed book that never comes in sync (no snapshot in the recording seeds it) would have no
 rows at all: the import is refused too, naming the book.
+
+The daemon's stale-feed episodes (the recorder's ``stale:<feed>`` and ``live:<feed>`` lines,
+:mod:`tradebus.adapters.common.recorder`) are played into a
+:class:`~tradebus.risk.guard.MarketGuard` as ``tradebus replay`` plays them, with every message
+the feeds emit, and each stretch an instrument was blocked -- from the ``FeedStale`` to the
+moment that guard lifts it (the instrument's first trade, quote, bar, book change, mark price or
+funding rate after it, a book snapshot its stream pushed, or a trades-only feed's recorded proof of
+life; the end of the recording if none came) -- is stored as ``stale`` ``[start_ns, end_ns, feed]``
+in the manifest of every dataset of that instrument. The daemon denied every new order on it
+there; a backtest over the catalog has no market guard, so one whose window overlaps such a
+stretch is refused (``tradebus.cli.check_stale_feeds``).
 The command is ``tradebus data import-recording`` (registered on the data CLI by :mod:`tradebus.cli`).
 """
 
@@ -32,9 +43,12 @@ from loguru import logger
 from rich.console import Console
 from rich.markup import escape
 
+from tradebus.adapters.common.recorder import LIVE_PREFIX, STALE_PREFIX
 from tradebus.data.catalog import Catalog, DatasetExists, Manifest
 from tradebus.data.market_ingest import CatalogSink
+from tradebus.engine.messages import Bar, BookDelta, BookSnapshot, FeedStale, FundingRate, MarkPrice, Quote, Trade
 from tradebus.errors import DataError, ParseError, TradebusError
+from tradebus.risk.guard import MarketGuard
 
 if TYPE_CHECKING:
     from tradebus.adapters.common.feed import Feed
@@ -89,15 +103,27 @@ def import_recording(
 
     sink = CatalogSink(cat, locate, suffix, mode, notes=(f"imported from recording {Path(recording).name}",))
     clock = [0]
-    feeds = build_feeds(config, sink, live=False, clock_ns=lambda: clock[0])
+    stale = _StaleWatch()
+
+    def emit(msg: Any) -> None:
+        sink(msg)
+        stale.on_message(msg)
+
+    feeds = build_feeds(config, emit, live=False, clock_ns=lambda: clock[0])
+    stale.register(feeds)
     books = _BookWatch([check for f in feeds for check in f.book_checks().items()], sink.last_book_ns)
     routes: dict[str, Feed | None] = {}
     frame = 0
     rejected = 0
     first_rejected = ""
+    recv_ns = 0
     try:
-        for frame, (recv_ns, conn, raw) in enumerate(read_recording(recording, feeds), 1):
+        for recv_ns, conn, raw in read_recording(recording, feeds, episodes=True):
             clock[0] = recv_ns
+            if conn.startswith((STALE_PREFIX, LIVE_PREFIX)):
+                stale.on_episode(recv_ns, conn, raw)
+                continue
+            frame += 1
             if conn not in routes:
                 routes[conn] = feed_of_connection(feeds, conn)
             feed = routes[conn]
@@ -109,7 +135,13 @@ def import_recording(
                 rejected += 1
                 first_rejected = first_rejected or f"frame {frame}: {exc}"
             books.after(frame, recv_ns)
+            stale.after(recv_ns)
         books.check_resynced(recording)
+        stale.finish(recv_ns)
+        for iid, stretches in stale.stretches.items():
+            for a, b, feed in stretches:
+                logger.warning("{}: feed {} stale from {} to {}: the daemon denied every order on {} in between",
+                               Path(recording).name, feed, _when(a), _when(b), iid)
         notes = list(books.stretches)
         if rejected:
             notes.append(f"{rejected} frame(s) rejected by the parsers and left out (first: {first_rejected})")
@@ -117,6 +149,7 @@ def import_recording(
             logger.warning("{}: {}", Path(recording).name, note)
         sink.notes = (*sink.notes, *notes)
         sink.unsynced = books.unsynced
+        sink.stale = stale.stretches
         return sink.commit()
     except DatasetExists:
         sink.abort()
@@ -209,6 +242,77 @@ class _BookWatch:
             "book rows would stop there while the other streams go on; nothing written (cut the recording "
             "before that frame, or import it with a config that does not subscribe that book)"
         )
+
+
+class _StaleWatch:
+    """Where the recorded daemon's market guard blocked each instrument for a stale feed.
+
+    The recording's ``stale:``/``live:`` lines and every message its feeds emit are played into a
+    :class:`~tradebus.risk.guard.MarketGuard` as the playback plays them
+    (:class:`~tradebus.node.playback.Playback`, :class:`~tradebus.node.router.NodeRouter`), so
+    the stretches end where the daemon's guard lifted its block, by the guard's own rules.
+
+    Attributes
+    ----------
+    stretches
+        ``instrument_id -> [(start_ns, end_ns, feed), ...]``: from the ``FeedStale`` of ``feed`` to
+        the receive time of what lifted the block (the last line of the recording + 1 ns if nothing
+        did), end exclusive.
+    """
+
+    _DATA = (Trade, Quote, Bar, BookDelta, MarkPrice, FundingRate)
+
+    def __init__(self) -> None:
+        self.guard = MarketGuard()
+        self._feeds: dict[str, Feed] = {}
+        self._open: dict[str, tuple[int, str]] = {}
+        self.stretches: dict[str, list[tuple[int, int, str]]] = {}
+
+    def register(self, feeds: list[Feed]) -> None:
+        """Declare the feeds to the guard (instruments, trades-only proof of life, snapshots on stream)."""
+        for feed in feeds:
+            self._feeds[feed.name] = feed
+            self.guard.register_feed(
+                feed.name, feed.instrument_ids, {}, connection_live_ns=feed.connection_live_ns(),
+                snapshots_on_stream=feed.snapshots_on_stream,
+            )
+
+    def on_message(self, msg: Any) -> None:
+        """A message a feed emitted: market data ends its instrument's stale episode, as in the router."""
+        if not self._open:
+            return
+        if isinstance(msg, self._DATA):
+            self.guard.on_data(msg.instrument_id)
+        elif isinstance(msg, BookSnapshot):
+            self.guard.on_snapshot(msg.instrument_id)
+
+    def on_episode(self, recv_ns: int, conn: str, raw: str | bytes) -> None:
+        """A recorded ``stale:<feed>`` or ``live:<feed>`` line (a feed the config does not have is skipped)."""
+        from tradebus.node.playback import _last_message_ns
+
+        stale = conn.startswith(STALE_PREFIX)
+        feed = self._feeds.get(conn[len(STALE_PREFIX if stale else LIVE_PREFIX):])
+        if feed is None:
+            return
+        if not stale:
+            feed.recorded_live_ns = recv_ns
+            self.after(recv_ns)
+            return
+        self.guard.on_stale(FeedStale(feed.name, _last_message_ns(raw, conn), recv_ns, recv_ns))
+        for iid in feed.instrument_ids:
+            self._open.setdefault(iid, (recv_ns, feed.name))
+
+    def after(self, recv_ns: int) -> None:
+        """Close the stretch of every instrument the guard no longer blocks after a line received at ``recv_ns``."""
+        for iid in [iid for iid in self._open if not self.guard.stale(iid)]:
+            start, feed = self._open.pop(iid)
+            self.stretches.setdefault(iid, []).append((start, recv_ns, feed))
+
+    def finish(self, last_ns: int) -> None:
+        """Close the stretches still open at the end of the recording (its last line received at ``last_ns``)."""
+        for iid, (start, feed) in self._open.items():
+            self.stretches.setdefault(iid, []).append((start, last_ns + 1, feed))
+        self._open.clear()
 
 
 def import_recording_cmd(
