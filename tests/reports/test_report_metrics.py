@@ -173,6 +173,47 @@ def test_undefined_metrics_are_none() -> None:
     assert m["null_reasons"]["hit_rate"] == "no round trip closed"
 
 
+def constant_return_run(closes: list[float]) -> RunResult:
+    equity = [sample(T0 + (d + 1) * DAY - 1, v) for d, v in enumerate(closes)]
+    return RunResult(("X.SIM",), 100.0, T0, T0 + len(closes) * DAY - 1, T0, T0 + len(closes) * DAY - 1, equity=equity)
+
+
+def compounded(rate: float, days: int) -> list[float]:
+    closes, value = [], 100.0
+    for _ in range(days):
+        value *= 1.0 + rate
+        closes.append(value)
+    return closes
+
+
+@pytest.mark.parametrize("closes", [
+    [100.0 * 1.001 ** (d + 1) for d in range(100)],  # returns 0.001 within 1-2 ulp: std 3e-16, Sharpe was 1.4e14
+    compounded(-0.001, 100),                        # returns -0.001 within 1 ulp: Sharpe was -3.3e14
+    compounded(0.125, 100),
+    compounded(0.001, 100),                         # returns exactly equal
+])
+def test_returns_equal_but_for_rounding_have_no_volatility_and_no_sharpe(closes: list[float]) -> None:
+    returns = daily_returns(constant_return_run(closes).equity, 100.0)
+    assert max(returns) - min(returns) < 1e-15
+    m = compute_metrics(constant_return_run(closes))
+    assert m["annualised_volatility"] == 0.0
+    assert m["sharpe"] is None
+    assert m["null_reasons"]["sharpe"] == "the daily returns do not vary"
+    if returns[0] > 0.0:
+        assert m["sortino"] is None and m["null_reasons"]["sortino"] == "no daily return was negative"
+    else:  # the downside deviation is |r|, no rounding residual: Sortino is -sqrt(365), as empyrical's
+        assert m["sortino"] == pytest.approx(-math.sqrt(365.0), rel=1e-12)
+
+
+def test_returns_varying_by_a_hundredth_of_a_basis_point_keep_their_sharpe() -> None:
+    closes = compounded(0.001, 100)
+    closes[50] *= 1.000001
+    r = np.array(daily_returns(constant_return_run(closes).equity, 100.0))
+    m = compute_metrics(constant_return_run(closes))
+    assert m["sharpe"] == pytest.approx(r.mean() / r.std(ddof=1) * math.sqrt(365), rel=1e-9)
+    assert m["annualised_volatility"] == pytest.approx(r.std(ddof=1) * math.sqrt(365), rel=1e-9)
+
+
 def trip_run(fills: list[FillRecord]) -> RunResult:
     return RunResult(("X.SIM",), 100.0, start_ns=T0, end_ns=T0 + 3 * DAY, first_event_ns=T0,
                      last_event_ns=T0 + 3 * DAY, bars=4, fills=fills,

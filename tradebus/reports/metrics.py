@@ -26,8 +26,10 @@ Definitions (amounts in the quote currency, rates as fractions, 0.1 = 10 %):
   often than daily (``equity_interval: 7d``, or days without data) gives one return per
   sampled day: ``P = 365 / d`` periods a year, ``d`` the mean number of days between the
   daily closes (:func:`periods_per_year`; ``P = 365`` with a close every day).
-* **annualised_volatility**: sample standard deviation of daily returns * sqrt(P).
-* **sharpe**: mean / standard deviation of daily returns * sqrt(P) (risk-free rate 0).
+* **annualised_volatility**: sample standard deviation of daily returns * sqrt(P); 0 when
+  the returns are all equal (within rounding: a few units in the last place of ``1 + r``).
+* **sharpe**: mean / standard deviation of daily returns * sqrt(P) (risk-free rate 0); ``None``
+  when the returns are all equal.
 * **sortino**: mean daily return / downside deviation * sqrt(P), the downside
   deviation being ``sqrt(mean(min(r, 0) ** 2))``.
 * **max_drawdown**: largest fall of the sampled equity from its running peak
@@ -101,6 +103,10 @@ _DAY_NS = 86_400_000_000_000
 _YEAR_NS = 365 * _DAY_NS  # the same 365-day year as the daily annualisation
 #: Shortest run span (venue time) for which annualised figures are reported.
 MIN_ANNUALISED_DAYS = 30.0
+# A daily return is the ratio of two closes minus 1, resolved no finer than the last place of
+# ``1 + r``: returns within a few such units of each other are one return repeated (equity
+# compounding 0.1 % a day gives returns 1 ulp apart, whose std of 3e-16 made a Sharpe of 1e14).
+_RETURN_ULPS = 8
 
 
 def format_ns(ts_ns: int | None) -> str | None:
@@ -340,7 +346,10 @@ def compute_metrics(
     else:
         annual = math.sqrt(periods_per_year(curve))
         mean = sum(returns) / len(returns)
-        std = math.sqrt(sum((r - mean) ** 2 for r in returns) / (len(returns) - 1))
+        if max(returns) - min(returns) <= _RETURN_ULPS * math.ulp(1.0 + max(abs(r) for r in returns)):
+            std = 0.0
+        else:
+            std = math.sqrt(sum((r - mean) ** 2 for r in returns) / (len(returns) - 1))
         vol = std * annual
         sharpe = mean / std * annual if std > 0.0 else None
         downside = math.sqrt(sum(min(r, 0.0) ** 2 for r in returns) / len(returns))
