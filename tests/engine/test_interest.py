@@ -378,6 +378,26 @@ def test_every_equity_row_of_a_run_paying_interest_adds_up(tmp_path: Path) -> No
     assert len(set(paid)) > 50
 
 
+@pytest.mark.parametrize("margin", [False, True])
+def test_empty_rates_run_as_a_config_without_the_key(tmp_path: Path, margin: bool) -> None:
+    """``annual_borrow_rates: {}`` sets no rate; before, a cash spot run failed ("borrow rates need a
+    margin spot instrument") and a margin one wrote an empty interest.csv and lost the accelerated tier."""
+    from typer.testing import CliRunner
+
+    from tradebus.cli import app
+
+    path = write_config(tmp_path, {}, margin=margin)
+    kernel = build_kernel(load_config(path, overrides=["annual_borrow_rates={}"]))
+    assert kernel.interest is None and unsupported(kernel) is None
+    runner = CliRunner()
+    plain = runner.invoke(app, ["backtest", str(path), "--out", str(tmp_path / "plain")])
+    empty = runner.invoke(app, ["backtest", str(path), "--out", str(tmp_path / "empty"), "--set", "annual_borrow_rates={}"])
+    assert (plain.exit_code, empty.exit_code) == (0, 0), empty.output
+    assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == sorted(p.name for p in (tmp_path / "plain").iterdir())
+    for name in ("metrics.json", "config.yaml", "fills.csv", "equity.csv"):
+        assert (tmp_path / "empty" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes(), name
+
+
 def test_build_kernel_passes_the_rates(tmp_path: Path) -> None:
     kernel = build_kernel(load_config(write_config(tmp_path, {"annual_borrow_rates": {"USD": 0.05}})))
     assert kernel.interest is not None and kernel.interest.rates == {"USD": 0.05}

@@ -186,7 +186,7 @@ class RunBase(StrictModel):
 
     Borrowing interest: ``annual_borrow_rates`` (``{USDT: 0.08, BTC: 0.10}``, annual fractions,
     0.08 = 8 % a year) charges interest on what margin spot positions borrow, hourly (see
-    :mod:`tradebus.engine.interest`); absent, nothing is charged. Each asset must be a base or
+    :mod:`tradebus.engine.interest`); absent or empty (``{}``), nothing is charged. Each asset must be a base or
     quote asset of a margin spot instrument (:func:`check_borrow_rates`).
     """
 
@@ -200,6 +200,11 @@ class RunBase(StrictModel):
     balances: dict[str, Annotated[float, Field(ge=0.0, allow_inf_nan=False)]] | None = None
     annual_borrow_rates: dict[str, Annotated[float, Field(ge=0.0, allow_inf_nan=False)]] | None = None
     report: ReportConfig = Field(default_factory=ReportConfig)
+
+    @field_validator("annual_borrow_rates")
+    @classmethod
+    def _no_rates_is_no_key(cls, rates: dict[str, float] | None) -> dict[str, float] | None:
+        return rates or None  # ``{}`` sets no rate: the run charges nothing, as without the key
 
     @model_validator(mode="after")
     def _check_run_parts(self) -> Self:
