@@ -53,6 +53,9 @@ def write(tmp: Path, data: dict[str, Any]) -> Path:
         (lambda d: d["strategy"].update(instruments=["ETHUSDT.BINANCE"]), "strategy.instruments.0: 'ETHUSDT.BINANCE' is not one"),
         (lambda d: d.update(strategies=[STRATEGY]), "strategies: give either 'strategy' (one) or 'strategies'"),
         (lambda d: d.update(initial_cash=5.0, balances={"USDT": 10.0}), "initial_cash 5.0 disagrees with balances.USDT"),
+        # an account with nothing: the backtest ran with every order denied, then died on a ZeroDivisionError
+        (lambda d: d.update(balances={}), "balances: no base or quote asset of an instrument has a positive balance"),
+        (lambda d: d.update(balances={"USDT": 0.0, "BTC": 0.0}), "positive balance ({'BTC': 0.0, 'USDT': 0.0})"),
     ],
 )
 def test_every_run_config_refuses_the_shared_problems_alike(tmp_path: Path, kind: str, change: Any, message: str) -> None:

@@ -63,7 +63,8 @@ def check_starting_balances(config: RunBase) -> None:
     Raises
     ------
     ValueError
-        ``balances`` names an asset neither traded nor a fee asset, or disagrees with ``initial_cash``.
+        ``balances`` names an asset neither traded nor a fee asset, has no positive balance of a
+        traded asset (``{}``, ``{USDT: 0}``: an account with nothing), or disagrees with ``initial_cash``.
     """
     if config.balances is None:
         return
@@ -82,6 +83,12 @@ def check_starting_balances(config: RunBase) -> None:
             raise ValueError(
                 f"balances.{asset}: no instrument has {asset!r} as base or quote asset ({sorted(assets)}), {charged}"
             )
+    if not any(amount > 0.0 for asset, amount in config.balances.items() if asset in assets):
+        raise ValueError(
+            f"balances: no base or quote asset of an instrument has a positive balance ({config.balances}): the "
+            "account would start with nothing to trade and no equity to measure returns against; give one, "
+            "or leave 'balances' out to start with initial_cash"
+        )
     reporting = asset_names(config.instruments[0].to_instrument())[1]
     cash = config.balances.get(reporting, 0.0)
     if "initial_cash" in config.model_fields_set and config.initial_cash not in (cash, _DEFAULT_CASH):
