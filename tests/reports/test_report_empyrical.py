@@ -139,3 +139,29 @@ def test_the_tearsheets_rolling_sharpe_has_a_gap_where_a_window_of_returns_is_fl
     expected_sharpe = (mean / std * np.sqrt(ANNUAL)).to_numpy()
     assert shown_sharpe[varied] == pytest.approx(expected_sharpe[varied], rel=1e-9)
     assert shown_vol[varied] == pytest.approx((std * np.sqrt(ANNUAL) * 100.0).to_numpy()[varied], rel=1e-9)
+
+
+def test_the_tearsheets_rolling_sharpe_has_a_gap_where_returns_are_equal_but_for_rounding(tmp_path: Path) -> None:
+    """40 days of equity falling 0.1 % a day gives returns 1 ulp apart: the 30-day Sharpe showed -7.6e7 and
+    the volatility 4.8e-7 % there (pandas' running std of rounding); as the run's metrics, such returns are flat."""
+    rng = np.random.default_rng(8)
+    varied = 100_000.0 * np.cumprod(1.0 + rng.normal(0.0, 0.01, 125))
+    closes = list(varied[:45])
+    for _ in range(40):
+        closes.append(closes[-1] * 0.999)
+    closes += list(closes[-1] * varied[85:] / varied[84])
+    samples = [EquitySample(T0 + (d + 1) * DAY - 1, float(e), float(e), 0.0, 0.0, 0.0, 0.0)
+               for d, e in enumerate(closes)]
+    span = len(closes) * DAY
+    result = RunResult(("X.SIM",), 100_000.0, T0, T0 + span, T0, T0 + span, equity=samples)
+    with RunDirectory(tmp_path / "run", "backtest") as run_dir:
+        write_run(run_dir, result, compute_metrics(result), "")
+    sharpe, vol = _figure_traces(render_tearsheet(load_run(tmp_path / "run")), "fig-rolling")
+    daily = np.array(daily_returns(samples, 100_000.0))
+    assert len(set(daily[45:85])) > 1 and np.ptp(daily[45:85]) < 1e-15  # not equal: equal but for rounding
+    shown_sharpe, shown_vol = np.asarray(sharpe["y"], dtype=float), np.asarray(vol["y"], dtype=float)
+    assert list(np.flatnonzero(np.isnan(shown_sharpe))) == list(range(29)) + list(range(74, 85))
+    assert (shown_vol[74:85] == 0.0).all()
+    assert compute_metrics(result)["sharpe"] is not None  # the whole run varies
+    assert shown_vol[85] == pytest.approx(100.0 * float(empyrical.annual_volatility(pd.Series(daily[56:86]),
+                                                                                   annualization=ANNUAL)), rel=1e-6)

@@ -96,6 +96,7 @@ __all__ = [
     "format_ns",
     "max_drawdown",
     "periods_per_year",
+    "returns_flat",
     "round_trips",
 ]
 
@@ -107,6 +108,17 @@ MIN_ANNUALISED_DAYS = 30.0
 # ``1 + r``: returns within a few such units of each other are one return repeated (equity
 # compounding 0.1 % a day gives returns 1 ulp apart, whose std of 3e-16 made a Sharpe of 1e14).
 _RETURN_ULPS = 8
+
+
+def returns_flat(low: float | np.ndarray, high: float | np.ndarray) -> np.bool_ | np.ndarray:
+    """Whether daily returns from ``low`` to ``high`` (floats or arrays of them) are one return repeated.
+
+    True when they differ by no more than rounding: 8 units in the last place of ``1 + r``, the
+    resolution of a return computed from two closes. Such returns have no volatility (and an
+    undefined Sharpe); their standard deviation computed from them would be rounding residue.
+    """
+    largest = np.maximum(np.abs(low), np.abs(high))
+    return (high - low) <= _RETURN_ULPS * np.spacing(1.0 + largest)
 
 
 def format_ns(ts_ns: int | None) -> str | None:
@@ -346,7 +358,7 @@ def compute_metrics(
     else:
         annual = math.sqrt(periods_per_year(curve))
         mean = sum(returns) / len(returns)
-        if max(returns) - min(returns) <= _RETURN_ULPS * math.ulp(1.0 + max(abs(r) for r in returns)):
+        if returns_flat(min(returns), max(returns)):
             std = 0.0
         else:
             std = math.sqrt(sum((r - mean) ** 2 for r in returns) / (len(returns) - 1))

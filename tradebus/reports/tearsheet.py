@@ -30,7 +30,7 @@ from plotly.subplots import make_subplots
 
 from tradebus.errors import ConfigError
 from tradebus.reports.formatting import format_metric
-from tradebus.reports.metrics import EquityCurve, periods_per_year
+from tradebus.reports.metrics import EquityCurve, periods_per_year, returns_flat
 from tradebus.reports.rundata import RunData, buy_and_hold, buy_and_hold_curve, load_run, refuse_run_file
 from tradebus.reports.summary import INSTRUMENT_COLUMNS, instrument_rows, summary_rows
 from tradebus.reports.writers import REPORT_FILE
@@ -224,8 +224,8 @@ def _rolling_figures(run: RunData) -> list[str]:
         mean = returns.rolling(window).mean()
         # pandas' running sums leave ~1e-9 of std in a window of equal returns after varied ones:
         # such a window has no volatility and no Sharpe (a gap in the chart: 0 / 0, or a mean left
-        # by the same running sums over 0).
-        flat = returns.rolling(window).max() == returns.rolling(window).min()
+        # by the same running sums over 0). Equal within rounding, as the run's metrics count them.
+        flat = returns_flat(returns.rolling(window).min().to_numpy(), returns.rolling(window).max().to_numpy())
         std = returns.rolling(window).std(ddof=1).mask(flat, 0.0)
         sharpe = (mean / std * math.sqrt(periods)).replace([np.inf, -np.inf], np.nan)
         fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06)
