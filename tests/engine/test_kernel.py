@@ -402,8 +402,10 @@ def test_denied_order_is_reported_to_the_strategy_and_recorded(tmp_path: Path) -
 
 def test_risk_factory_builds_the_gate_every_order_goes_through(tmp_path: Path) -> None:
     class NoSells(RiskGate):
-        def check(self, cmd: SubmitOrder, open_orders: int = 0) -> str | None:
-            return "no_sells: selling is off" if cmd.side < 0 else super().check(cmd, open_orders)
+        def check(self, cmd: SubmitOrder, open_orders: int = 0, *, order_quantity: float | None = None) -> str | None:
+            if cmd.side < 0:
+                return "no_sells: selling is off"
+            return super().check(cmd, open_orders, order_quantity=order_quantity)
 
     strategy = Recorder(every=10)
     kernel = make_kernel(strategy, risk_factory=NoSells, risk_config=RiskConfig(max_order_quantity=1.0))

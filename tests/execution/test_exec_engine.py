@@ -19,9 +19,10 @@ from tradebus.engine.messages import (
     PositionChanged,
 )
 from tradebus.errors import OrderError
+from tradebus.execution.config import VenueConfig
 from tradebus.risk.config import RiskConfig
 
-from .conftest import IID, bar, build_stack
+from .conftest import IID, Stack, bar, build_stack, trade
 
 
 def test_market_order_round_trip_publishes_events_in_order_and_books_fill() -> None:
@@ -91,6 +92,52 @@ def test_modify_limit_price_applies_on_arrival_and_fills_at_new_price() -> None:
     (fill,) = s.fills(coid)
     assert fill.last_px == 98.0
     assert s.orders.order(coid).price == 98.0
+
+
+def half_filled_buy(risk: RiskConfig) -> tuple[Stack, str]:
+    """A limit buy of 1.0 at 99 with 0.5 filled (a trade of 0.5 at 99; fills capped at the trade's size)."""
+    s = build_stack(venue=VenueConfig(fill_on="trades", trade_size_limit=True), risk=risk)
+    s.feed_trade(trade(1_000, 100.0))
+    coid = s.submit(OrderSide.BUY, 1.0, OrderType.LIMIT, price=99.0)
+    s.feed_trade(trade(1_001, 99.0, size=0.5))
+    order = s.orders.order(coid)
+    assert (order.status, order.filled_qty, order.leaves_qty) == (OrderStatus.PARTIALLY_FILLED, 0.5, 0.5)
+    return s, coid
+
+
+def test_modify_of_a_partly_filled_order_is_limited_on_its_new_quantity_and_notional() -> None:
+    """max_order_quantity and max_order_notional limit the order's size: a buy of 1.0 with 0.5 filled,
+    modified to 1.5, is an order of 1.5 (worth 1.5 * 100 = 150 at a limit of 100). Before, the gate saw the
+    1.0 still to fill and the order rested with quantity 1.5 past a max_order_quantity of 1.2."""
+    for risk, reason in (
+        (RiskConfig(max_order_quantity=1.2), "modify: max_order_quantity: 1.5 > 1.2"),
+        (RiskConfig(max_order_notional=120.0), "modify: max_order_notional: 150.0 > 120.0"),
+    ):
+        s, coid = half_filled_buy(risk)
+        now = s.clock.now_ns()
+        s.engine.modify(ModifyOrder("s", IID, coid, now, now, price=100.0, quantity=1.5))
+        s.feed_trade(trade(1_002, 100.5, size=0.01))
+        assert [d.reason for d in s.of_type(OrderDenied)] == [reason]
+        order = s.orders.order(coid)
+        assert (order.quantity, order.price, order.leaves_qty) == (1.0, 99.0, 0.5)
+        assert s.of_type(OrderModified) == []
+
+
+def test_modify_of_a_partly_filled_order_passes_its_size_limits_and_max_position_counts_what_can_fill() -> None:
+    """At max_order_quantity 1.5, max_order_notional 150 and max_position 1.5, the modify to 1.5 at 100 passes:
+    position 0.5 + the 1.0 that can still fill is 1.5 (the 0.5 filled is in the position, not counted twice)."""
+    s, coid = half_filled_buy(RiskConfig(max_order_quantity=1.5, max_order_notional=150.0, max_position=1.5))
+    now = s.clock.now_ns()
+    s.engine.modify(ModifyOrder("s", IID, coid, now, now, price=100.0, quantity=1.5))
+    s.feed_trade(trade(1_002, 100.5, size=0.01))
+    assert s.of_type(OrderDenied) == []
+    order = s.orders.order(coid)
+    assert (order.quantity, order.price, order.leaves_qty) == (1.5, 100.0, 1.0)
+    # one lot more is denied by max_position, counted on what can still fill
+    s, coid = half_filled_buy(RiskConfig(max_position=1.5))
+    s.engine.modify(ModifyOrder("s", IID, coid, now, now, price=100.0, quantity=1.501))
+    (denied,) = s.of_type(OrderDenied)
+    assert denied.reason == "modify: max_position: |0.5 + 1.001| = 1.501 > 1.5"
 
 
 def test_modify_denied_by_risk_publishes_denied_and_order_keeps_working() -> None:

@@ -57,11 +57,11 @@ class DenyNth(RiskGate):
         super().__init__(*args, **kwargs)
         self.n, self.seen = n, 0
 
-    def check(self, cmd: SubmitOrder, open_orders: int = 0) -> str | None:
+    def check(self, cmd: SubmitOrder, open_orders: int = 0, *, order_quantity: float | None = None) -> str | None:
         self.seen += 1
         if self.seen == self.n:
             return "test: the n-th order is denied"
-        return super().check(cmd, open_orders)
+        return super().check(cmd, open_orders, order_quantity=order_quantity)
 
 
 def statuses(kernel: Any, algo: ExecAlgorithm) -> list[OrderStatus]:
@@ -458,7 +458,7 @@ def test_limit_chaser_whose_market_fallback_is_denied_fails() -> None:
     falling[["open", "high", "low", "close"]] = np.linspace(50_000, 40_000, len(frame))[:, None] * [1, 1.0001, 0.9999, 1]
 
     class DenyMarket(RiskGate):
-        def check(self, cmd: SubmitOrder, open_orders: int = 0) -> str | None:
+        def check(self, cmd: SubmitOrder, open_orders: int = 0, *, order_quantity: float | None = None) -> str | None:
             return "test: market orders are denied" if cmd.order_type is OrderType.MARKET else None
 
     strategy = Runner(lambda s: LimitChaser(s, BTC_4H, OrderSide.SELL, 0.5, poll="4h", timeout="12h"), at=2)
@@ -598,7 +598,7 @@ def test_iceberg_resends_a_denied_tip_and_gives_up_after_max_retries() -> None:
     assert algo.filled == pytest.approx(1.0)
 
     class DenyAll(RiskGate):
-        def check(self, cmd: SubmitOrder, open_orders: int = 0) -> str | None:
+        def check(self, cmd: SubmitOrder, open_orders: int = 0, *, order_quantity: float | None = None) -> str | None:
             return "test: everything is denied"
 
     strategy = Runner(make, at=5)

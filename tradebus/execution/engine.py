@@ -408,8 +408,9 @@ class ExecutionEngine:
             order.post_only,
             order.reduce_only,
         )
-        # The order being modified is already counted as open; it does not count twice.
-        reason = self._risk.check(as_submit, self._om.open_count - 1)
+        # The order being modified is already counted as open; it does not count twice. Its size
+        # limits are on the new quantity, what can still fill is the rest of the checks'.
+        reason = self._risk.check(as_submit, self._om.open_count - 1, order_quantity=qty)
         if reason is not None:
             now = self._clock.now_ns()
             logger.info("modify of {} denied: {}", order.client_order_id, reason)

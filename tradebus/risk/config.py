@@ -39,10 +39,11 @@ class RiskConfig(StrictModel):
     Parameters
     ----------
     max_order_quantity
-        Largest quantity of one order.
+        Largest quantity of one order (of a modified order, its new quantity, the part already
+        filled included).
     max_order_notional
         Largest ``quantity * contract_size * price`` of one order (price: the limit, else the
-        trigger, else the last price).
+        trigger, else the last price; of a modified order, its new quantity at its new price).
     max_position
         Largest absolute position per instrument *after* the order and every working order
         on the same side would fill completely; of a cash-only (spot) instrument, the base asset

@@ -16,7 +16,9 @@ it is denied, always in the form ``"<check>: <what> <op> <limit>"`` (for example
    are valued at the last price for the minimum notional).
    Then ``buying_power``: the account's :meth:`~tradebus.account.Account.check_order` (the
    free balance of the asset the order spends, counting working orders).
-3. ``max_order_quantity``, ``max_order_notional`` (price: limit, else trigger, else last price).
+3. ``max_order_quantity``, ``max_order_notional`` (price: limit, else trigger, else last price):
+   the order's whole quantity, of a modification of a partly filled order the new quantity, its
+   filled part included (every other check counts what can still fill).
 4. ``max_position``: absolute position after the order *and every working order on its side*
    would fill completely; of a cash-only instrument, the base asset held after the order and every
    working order on its side on the instruments trading that asset (as in step 1).
@@ -295,7 +297,7 @@ class RiskGate:
 
     # -------------------------------------------------------------------- checks
 
-    def check(self, cmd: SubmitOrder, open_orders: int = 0) -> str | None:
+    def check(self, cmd: SubmitOrder, open_orders: int = 0, *, order_quantity: float | None = None) -> str | None:
         """Why ``cmd`` must be denied, or ``None`` if it may be sent.
 
         Parameters
@@ -304,6 +306,11 @@ class RiskGate:
             The order to check.
         open_orders
             Number of orders currently open (for ``max_open_orders``).
+        order_quantity
+            The order's whole quantity when ``cmd`` is a modification of a partly filled order
+            whose ``quantity`` is what can still fill: ``max_order_quantity`` and
+            ``max_order_notional`` limit the order's size, every other check what can still fill.
+            ``None``: ``cmd.quantity``.
         """
         if self._marks_deferred:
             self._evaluate()
@@ -375,13 +382,14 @@ class RiskGate:
         if why is not None:
             return why
         if self._limited:
-            return self._check_limits(cmd, qty, signed, pos, px, last, open_orders, lot)
+            size = qty if order_quantity is None else order_quantity
+            return self._check_limits(cmd, size, signed, pos, px, last, open_orders, lot)
         return None
 
     def _check_limits(
         self,
         cmd: SubmitOrder,
-        qty: float,
+        size: float,
         signed: float,
         pos: float,
         px: float,
@@ -389,13 +397,17 @@ class RiskGate:
         open_orders: int,
         lot: float,
     ) -> str | None:
-        """The configured limits of :meth:`check` (steps 3 to 7), for an order that passed 1 and 2."""
+        """The configured limits of :meth:`check` (steps 3 to 7), for an order that passed 1 and 2.
+
+        ``size`` is the order's whole quantity (of a modification, filled part included), ``signed``
+        what can still fill, signed.
+        """
         limit = self._max_quantity
-        if limit is not None and qty > limit + quantity_slack(limit, lot):
-            return max_quantity_reason(qty, limit)
+        if limit is not None and size > limit + quantity_slack(limit, lot):
+            return max_quantity_reason(size, limit)
         limit = self._max_notional
         if limit is not None:
-            notional = qty * self._sizes.get(cmd.instrument_id, 1.0) * (px if px == px else last)
+            notional = size * self._sizes.get(cmd.instrument_id, 1.0) * (px if px == px else last)
             if not notional <= limit * (1.0 + LIMIT_RTOL):  # NaN: no price to value it
                 return max_notional_reason(cmd.instrument_id, notional, limit)
         limit = self._max_position
