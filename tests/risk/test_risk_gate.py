@@ -125,6 +125,21 @@ def test_max_order_notional_allows_an_order_exactly_at_the_limit() -> None:
     assert g.check(qty=1.11) == "max_order_notional: 111.00000000000001 > 110.0"
 
 
+def test_max_order_notional_denies_one_lot_over_and_allows_float_noise() -> None:
+    """A lot of 1e-8 at 100,000 is worth 0.001, LIMIT_RTOL (1e-9) of a limit of 1,000,000: the slack is
+    float noise, never a lot's notional. Before, 10.00000001 (1,000,000.001, one lot over) passed."""
+    g = Gate(cash=1e6, inst=FINE, max_order_notional=1e6)
+    assert g.check(qty=10.0, typ=OrderType.LIMIT, price=100_000.0) is None
+    assert g.check(qty=10.00000001, typ=OrderType.LIMIT, price=100_000.0) == "max_order_notional: 1000000.001 > 1000000.0"
+    noisy = sum([0.1] * 10) * 1e6  # 999999.9999999999: 1,000,000 but for float noise
+    assert noisy != 1e6
+    g = Gate(cash=1e6, inst=FINE, max_order_notional=noisy)
+    assert g.check(qty=10.0, typ=OrderType.LIMIT, price=100_000.0) is None
+    assert g.check(qty=10.00000001, typ=OrderType.LIMIT, price=100_000.0) == (
+        "max_order_notional: 1000000.001 > 999999.9999999999"
+    )
+
+
 def test_max_order_notional_without_any_price_denies() -> None:
     g = Gate(max_order_notional=150.0)
     g.gate._last.clear()

@@ -433,7 +433,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                         code = {buying_power}
                     elif size > cfg[22] + min(cfg[22] * {limit_rtol!r}, 0.5 * lot):
                         code = {max_quantity}
-                    elif cfg[23] == cfg[23] and not size * cs * last <= cfg[23] * (1.0 + 1e-9):
+                    elif cfg[23] == cfg[23] and not size * cs * last <= cfg[23] + min(cfg[23] * {limit_rtol!r}, 0.5 * (lot * (cs * last))):
                         code = {max_notional}
                     elif abs(pos + signed) > cfg[24] + min(cfg[24] * {limit_rtol!r}, 0.5 * lot) and abs(pos + signed) > abs(pos):
                         code = {max_position}

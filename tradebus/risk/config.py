@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from tradebus.config.base import StrictModel
 
 
-__all__ = ["LIMIT_RTOL", "RiskConfig", "quantity_slack"]
+__all__ = ["LIMIT_RTOL", "RiskConfig", "notional_slack", "quantity_slack"]
 
 #: Relative slack of a limit, in the gate and the breakers alike: a figure at the limit but for
 #: float noise (105 / 100 - 1 > 0.05) is within it.
@@ -31,6 +31,25 @@ def quantity_slack(limit: float, lot: float) -> float:
         The instrument's lot size (``inf``: no lot known, ``LIMIT_RTOL`` alone).
     """
     return min(abs(limit) * LIMIT_RTOL, 0.5 * lot)
+
+
+def notional_slack(limit: float, lot: float, unit_value: float) -> float:
+    """The slack of a notional compared with ``limit`` (an order's): float noise, never a lot's worth.
+
+    :func:`quantity_slack` in money: ``LIMIT_RTOL`` of ``limit``, but at most half a lot's notional
+    (``lot * unit_value``); ``LIMIT_RTOL`` alone would let one lot of 1e-8 at 100,000 through on a
+    limit of 1,000,000 (``1e6 * 1e-9 = 1e-3``, the lot's notional).
+
+    Parameters
+    ----------
+    limit
+        The notional compared with.
+    lot
+        The instrument's lot size.
+    unit_value
+        The value of one unit of quantity: ``contract_size * price``.
+    """
+    return quantity_slack(limit, lot * unit_value)
 
 
 class RiskConfig(StrictModel):

@@ -101,7 +101,7 @@ from tradebus.engine.messages import (
 )
 from tradebus.engine.portfolio import Portfolio, Position
 from tradebus.risk.breakers import BreakerState, Breakers
-from tradebus.risk.config import LIMIT_RTOL, RiskConfig, quantity_slack
+from tradebus.risk.config import LIMIT_RTOL, RiskConfig, notional_slack, quantity_slack
 
 if TYPE_CHECKING:
     from tradebus.execution.orders import Order, OrderManager
@@ -407,8 +407,10 @@ class RiskGate:
             return max_quantity_reason(size, limit)
         limit = self._max_notional
         if limit is not None:
-            notional = size * self._sizes.get(cmd.instrument_id, 1.0) * (px if px == px else last)
-            if not notional <= limit * (1.0 + LIMIT_RTOL):  # NaN: no price to value it
+            unit = self._sizes.get(cmd.instrument_id, 1.0)
+            price = px if px == px else last
+            notional = size * unit * price
+            if not notional <= limit + notional_slack(limit, lot, unit * price):  # NaN: no price to value it
                 return max_notional_reason(cmd.instrument_id, notional, limit)
         limit = self._max_position
         if limit is not None:
