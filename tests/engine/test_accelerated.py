@@ -398,6 +398,27 @@ def test_an_order_one_lot_over_max_order_notional_is_denied_in_both_tiers() -> N
         assert_same_run(event, fast)
 
 
+def test_an_order_one_lot_over_max_gross_exposure_is_denied_in_both_tiers() -> None:
+    """12.8 BTC at the close 62668.26 is 802153.728 (802153.7280000001 in floats), an exposure of 0.0802153728
+    of an equity of 10,000,000. One lot of 1e-8 more raises it by 6.3e-11, less than LIMIT_RTOL (1e-9) of the
+    limit (8.0e-11): the slack is float noise, never a lot's worth (before, 12.80000001 passed)."""
+    for quantity, passes in ((12.8, True), (12.80000001, False)):
+        make = lambda q=quantity: EmaCross(IID, fast=10, slow=30, quantity=q)  # noqa: E731
+        risk = RiskConfig(max_gross_exposure=0.0802153728)
+        event, fast = both(make, VENUES["fees"], BARS.iloc[:300], cash=1e7, risk=risk)
+        first = event.orders[0]
+        assert (first.ts_created, first.side) == (1_719_792_000_000_000_000, OrderSide.BUY)  # at the close 62668.26
+        if passes:
+            assert (first.status, first.reason) == (OrderStatus.FILLED, "")
+        else:
+            assert first.status is OrderStatus.DENIED
+            assert first.reason == (
+                "max_gross_exposure: 0.0802154 > 0.0802153728 "
+                "(gross notional 802153.7286266827 with working orders, equity 10000000.0)"
+            )
+        assert_same_run(event, fast)
+
+
 def test_an_order_at_max_order_quantity_but_for_float_noise_passes_and_one_lot_more_is_denied_in_both_tiers() -> None:
     """A limit of 0.7 - 0.4 (0.29999999999999993) is 0.3 but for float noise; 0.30000001 is one lot of 1e-8 more."""
     for quantity, passes in ((0.3, True), (0.30000001, False)):

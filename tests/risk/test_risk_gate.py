@@ -140,6 +140,19 @@ def test_max_order_notional_denies_one_lot_over_and_allows_float_noise() -> None
     )
 
 
+def test_max_gross_exposure_denies_one_lot_over_and_allows_float_noise() -> None:
+    """At equity 10,000,000 and a price of 100, 100,000 BTC is a gross exposure of 1.0; one lot of 1e-8
+    more raises it by 1e-13, less than LIMIT_RTOL (1e-9) of the limit: the slack is float noise, never a
+    lot's worth. Before, 100000.00000001 passed a limit of 1.0."""
+    g = Gate(cash=1e7, inst=FINE, max_gross_exposure=1.0)
+    assert g.check(qty=100_000.0) is None
+    assert g.check(qty=100_000.00000001) == (
+        "max_gross_exposure: 1 > 1.0 (gross notional 10000000.000001 with working orders, equity 10000000.0)"
+    )
+    noisy = sum([0.1] * 10)  # 0.9999999999999999: 1.0 but for float noise
+    assert Gate(cash=1e7, inst=FINE, max_gross_exposure=noisy).check(qty=100_000.0) is None
+
+
 def test_max_order_notional_without_any_price_denies() -> None:
     g = Gate(max_order_notional=150.0)
     g.gate._last.clear()

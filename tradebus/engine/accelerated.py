@@ -444,7 +444,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                         after = max(abs(pos + signed), abs(pos))  # the position with the order filled, or not
                         if after * mark > abs(pos) * mark:
                             equity = _equity(cash, pos, cs, last)
-                            if equity <= 0.0 or after * mark / equity > gross * (1.0 + 1e-9):
+                            if equity <= 0.0 or after * mark / equity > gross + min(gross * {limit_rtol!r}, 0.5 * (lot * (mark / equity))):
                                 code = {max_gross}
                                 seen = equity
                     if code == 0 and max_rate > 0:  # the gate's sliding window: only orders that pass count

@@ -12,7 +12,8 @@ from tradebus.config.base import StrictModel
 __all__ = ["LIMIT_RTOL", "RiskConfig", "notional_slack", "quantity_slack"]
 
 #: Relative slack of a limit, in the gate and the breakers alike: a figure at the limit but for
-#: float noise (105 / 100 - 1 > 0.05) is within it.
+#: float noise (105 / 100 - 1 > 0.05) is within it. An order's quantity, notional or exposure gets
+#: at most half a lot's worth of it (:func:`quantity_slack`, :func:`notional_slack`).
 LIMIT_RTOL = 1e-9
 
 
@@ -34,7 +35,7 @@ def quantity_slack(limit: float, lot: float) -> float:
 
 
 def notional_slack(limit: float, lot: float, unit_value: float) -> float:
-    """The slack of a notional compared with ``limit`` (an order's): float noise, never a lot's worth.
+    """The slack of a notional compared with ``limit`` (an order's, an exposure): float noise, never a lot's worth.
 
     :func:`quantity_slack` in money: ``LIMIT_RTOL`` of ``limit``, but at most half a lot's notional
     (``lot * unit_value``); ``LIMIT_RTOL`` alone would let one lot of 1e-8 at 100,000 through on a
@@ -47,7 +48,8 @@ def notional_slack(limit: float, lot: float, unit_value: float) -> float:
     lot
         The instrument's lot size.
     unit_value
-        The value of one unit of quantity: ``contract_size * price``.
+        The value of one unit of quantity in the limit's units: ``contract_size * price`` (over
+        equity, of an exposure ratio).
     """
     return quantity_slack(limit, lot * unit_value)
 

@@ -435,7 +435,7 @@ class RiskGate:
                         return f"price_band: {name} {value} is {dist:.4g}% from last {last} > {band}%"
         limit = self._max_gross
         if limit is not None:
-            why = self._check_gross(cmd, signed, px, limit)
+            why = self._check_gross(cmd, signed, px, limit, lot)
             if why is not None:
                 return why
         max_open = self._max_open
@@ -483,7 +483,7 @@ class RiskGate:
         spot = self._spot.get(instrument_id)
         return self._working(instrument_id if spot is None else spot[1], buy, exclude)
 
-    def _check_gross(self, cmd: SubmitOrder, signed: float, px: float, limit: float) -> str | None:
+    def _check_gross(self, cmd: SubmitOrder, signed: float, px: float, limit: float, lot: float) -> str | None:
         """Step 6 of :meth:`check`: the worst-case gross exposure after the order."""
         pf = self._portfolio
         # instrument -> [position, working buys, working sells]
@@ -578,7 +578,7 @@ class RiskGate:
         if equity <= 0.0:
             return gross_equity_reason(equity)
         ratio = after / equity
-        if ratio > limit * (1.0 + LIMIT_RTOL):
+        if ratio > limit + notional_slack(limit, lot, mark / equity):
             return gross_exposure_reason(ratio, limit, after, equity)
         return None
 
