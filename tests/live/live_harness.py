@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -79,6 +80,21 @@ def session_trades(kernel: Kernel) -> Callable[[], int]:
     for iid in kernel.instruments:
         kernel.bus.subscribe(Trade, count, iid)
     return lambda: seen[0]
+
+
+def stepping_budget(limit: int, header: str, hold: asyncio.Event | None = None) -> WeightBudget:
+    """A Binance weight budget of ``limit`` per minute (``header``: its used-weight header) on a clock that moves
+    only when a request waits out a pause or a full window (a pause lasts until one does, however slowly the
+    test runs); with ``hold``, the first request it stops waits until ``hold`` is set."""
+    now = [time.time()]
+    paused: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        paused.append(delay)
+        await (hold.wait() if hold is not None and len(paused) == 1 else asyncio.sleep(0))
+        now[0] += delay
+
+    return WeightBudget(limit, 60.0, header=header, monotonic=lambda: now[0], sleep=sleep)
 
 
 async def until(check: object, timeout: float = 3.0) -> None:
@@ -175,15 +191,17 @@ async def usdm_harness(
     rest_faults: list[RestFault] | None = None,
     timeout: float = 0.25,
     timeouts: OrderTimeouts = FAST,
+    budget: WeightBudget | None = None,
 ) -> AsyncIterator[Harness]:
     """As :func:`harness` on the Binance USD-M account emulator (a perpetual; listen-key user stream;
-    ``timeout``: the REST client's, s; ``timeouts``: the engine's)."""
+    ``timeout``: the REST client's, s; ``timeouts``: the engine's; ``budget``: the REST client's weight budget,
+    default USD-M's)."""
     emulator = BinanceFuturesEmulator(
         KEY, SECRET, {USDM_IID: USDM_INST}, {"USDT": 100_000.0}, rest_faults, stream_faults, trade_size_limit=trade_size_limit
     )
     await emulator.start()
     clock = LiveClock()
-    api = BinanceFuturesTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {USDM_IID: USDM_INST}, timeout=timeout)
+    api = BinanceFuturesTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {USDM_IID: USDM_INST}, timeout=timeout, budget=budget)
     venue = LiveVenue(api, clock)
     kernel = Kernel([USDM_INST], clock=clock, venue=venue, timeouts=timeouts, initial_cash=100_000.0)
     venue.on_answer = kernel.execution.reconcile_order

@@ -15,11 +15,11 @@ import msgspec
 import pytest
 from loguru import logger
 
-from tests.live.live_harness import FAST, IID, Harness, harness, later_than, settled, until
+from tests.live.live_harness import FAST, IID, Harness, harness, later_than, settled, stepping_budget, until, usdm_harness
 from tradebus.adapters.binance.private_emulator import RestFault, StreamFault
-from tradebus.adapters.binance.trading import WEIGHT_HEADER, WEIGHT_LIMIT
+from tradebus.adapters.binance.trading import FUTURES_WEIGHT_LIMIT, WEIGHT_HEADER, WEIGHT_LIMIT
 from tradebus.adapters.common.ratelimit import WeightBudget
-from tradebus.engine.messages import CancelOrder, ModifyOrder, OrderSide, OrderStatus
+from tradebus.engine.messages import CancelOrder, ModifyOrder, OrderReplaced, OrderSide, OrderStatus, OrderType, SubmitOrder
 from tradebus.execution.live import RateLimited
 
 
@@ -101,18 +101,8 @@ async def test_429_and_418_reject_the_submit_at_once_pause_every_request_for_ret
 
 
 def _stepping_budget(hold: asyncio.Event | None = None) -> WeightBudget:
-    """Binance spot's budget on a clock that moves only when a request waits out a pause (a pause lasts
-    until one does, however slowly the test runs); with ``hold``, the first request it stops (the held
-    submit) waits until ``hold`` is set."""
-    now = [time.time()]
-    paused: list[float] = []
-
-    async def sleep(delay: float) -> None:
-        paused.append(delay)
-        await (hold.wait() if hold is not None and len(paused) == 1 else asyncio.sleep(0))
-        now[0] += delay
-
-    return WeightBudget(WEIGHT_LIMIT, 60.0, header=WEIGHT_HEADER, monotonic=lambda: now[0], sleep=sleep)
+    """Binance spot's budget on a stepping clock (:func:`stepping_budget`)."""
+    return stepping_budget(WEIGHT_LIMIT, WEIGHT_HEADER, hold)
 
 
 async def test_a_submit_that_would_wait_out_a_418_ban_past_its_timeout_is_withdrawn_never_sent() -> None:
@@ -150,6 +140,59 @@ async def test_a_cancel_replace_that_would_wait_out_a_418_ban_past_its_timeout_i
         assert order.status is OrderStatus.ACCEPTED and order.price == 50_000.0
         assert h.emulator.orders[order.client_order_id].status is OrderStatus.ACCEPTED
         assert [p for _, p, _ in h.emulator.requests if p == "/api/v3/order/cancelReplace"] == []
+
+
+async def test_a_stop_placed_again_after_its_refused_cancel_replace_waits_out_a_full_window_rather_than_be_withdrawn() -> None:
+    """Binance spot: long 0.01 BTC, a sell stop at 59,000 moved to 60,500 (above the last trade): the venue
+    cancels it and refuses the new one (-2021), an answer that shows the minute's weight used up. The stop
+    is placed again as it was, after the next window, however far past its submit timeout: it was withdrawn,
+    the stop canceled and nothing placed in its place."""
+    resume = asyncio.Event()
+    async with harness(budget=_stepping_budget(resume)) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        buy = h.submit(OrderSide.BUY, 0.01)
+        await until(lambda: buy.status is OrderStatus.ACCEPTED)
+        h.trade(60_000.0)
+        await until(lambda: buy.status is OrderStatus.FILLED)
+        now = h.kernel.clock.now_ns()
+        stop = h.kernel.execution.submit(SubmitOrder("s1", IID, "", OrderSide.SELL, 0.01, now, now, OrderType.STOP_MARKET, trigger_price=59_000.0))
+        await until(lambda: stop.status is OrderStatus.ACCEPTED)
+        h.emulator.weight = WEIGHT_LIMIT  # the cancel-replace's answer tells the minute used up
+        h.kernel.execution.modify(ModifyOrder("s1", IID, stop.client_order_id, 0, 0, trigger_price=60_500.0))
+        await until(lambda: h.venue.api.budget.waits >= 1)  # type: ignore[attr-defined]
+        h.emulator.weight = 0
+        resume.set()
+        await until(lambda: len(h.kernel.orders.orders()) == 4 and h.kernel.orders.orders()[-1].status is OrderStatus.ACCEPTED)
+        again = h.kernel.orders.orders()[-1]
+        refused = [o for o in h.kernel.orders.orders() if o.status is OrderStatus.REJECTED]
+        assert [o.trigger_price for o in refused] == [60_500.0] and "-2021" in refused[0].reason
+        assert stop.status is OrderStatus.CANCELED and again.trigger_price == 59_000.0
+        assert [r.order.trigger_price for r in h.emulator.open_orders()] == [59_000.0]
+        h.trade(58_900.0)
+        await until(lambda: again.status is OrderStatus.FILLED)
+    assert h.kernel.portfolio.position(IID) == pytest.approx(0.0, abs=1e-12)
+
+
+async def test_a_two_request_replacement_after_its_cancel_waits_out_a_full_window_rather_than_be_withdrawn() -> None:
+    """Binance USD-M: a limit buy at 59,000 moved to 59,500 by a cancel, then a new order; the cancel's answer
+    shows the minute's weight used up. The new order waits for the next window, however far past its submit
+    timeout, and works at 59,500: it was withdrawn, the buy canceled and nothing placed in its place."""
+    resume = asyncio.Event()
+    async with usdm_harness(budget=stepping_budget(FUTURES_WEIGHT_LIMIT, WEIGHT_HEADER, resume)) as h:
+        replaced: list[OrderReplaced] = []
+        h.kernel.bus.subscribe(OrderReplaced, replaced.append)
+        order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        h.emulator.weight = FUTURES_WEIGHT_LIMIT  # type: ignore[attr-defined]  # the cancel's answer tells the minute used up
+        h.kernel.execution.modify(ModifyOrder("s1", h.iid, order.client_order_id, 0, 0, price=59_500.0))
+        await until(lambda: h.venue.api.budget.waits >= 1)  # type: ignore[attr-defined]
+        h.emulator.weight = 0  # type: ignore[attr-defined]
+        resume.set()
+        await until(lambda: len(replaced) == 1)
+        new = h.kernel.orders.order(replaced[0].replacement_id)
+        await until(lambda: new.status is OrderStatus.ACCEPTED and order.status is OrderStatus.CANCELED)
+        await h.venue.drain()
+    assert [(r.order.price, r.order.quantity) for r in h.emulator.open_orders()] == [(59_500.0, 0.01)]
 
 
 async def test_a_submit_behind_a_429_pause_shorter_than_its_timeout_waits_it_out_and_is_accepted() -> None:

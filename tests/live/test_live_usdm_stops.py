@@ -11,25 +11,29 @@ well as what the kernel booked.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from typing import Any
 
 import pytest
+from loguru import logger
 from pydantic import SecretStr
 
-from tests.live.live_harness import KEY, SECRET, until
+from tests.live.live_harness import KEY, SECRET, stepping_budget, until, usdm_harness
 from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT
 from tests.live.venue_kits import KitTape, VenueKit, kit_harness
 from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator
-from tradebus.adapters.binance.trading import BinanceFuturesTrading, algo_order_params
+from tradebus.adapters.binance.trading import FUTURES_WEIGHT_LIMIT, WEIGHT_HEADER, BinanceFuturesTrading, algo_order_params
 from tradebus.adapters.binance.user_stream import FuturesStreamParser
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import (
     CancelOrder,
+    ModifyOrder,
     OrderAccepted,
     OrderCanceled,
     OrderFilled,
+    OrderReplaced,
     OrderSide,
     OrderStatus,
     OrderTriggered,
@@ -263,3 +267,52 @@ async def test_a_restart_with_a_waiting_stop_resolves_it_from_the_open_algo_orde
         assert h.kernel.portfolio.position(USDM_IID) == pytest.approx(0.0, abs=1e-12)
     assert [f.last_px for f in emu.orders[coid].fills] == [58_800.0]
     assert emu.position(SYMBOL) == pytest.approx(0.0, abs=1e-12) and s.posts(ALGO) == [coid]
+
+
+async def test_a_stop_whose_replacement_is_held_by_a_full_weight_window_after_its_cancel_is_placed_late_not_lost() -> None:
+    """Long 0.01 BTC, a sell stop at 59,000 moved to 59,500: its DELETE's answer shows the minute's weight used
+    up (2,401 of 2,400), so the replacement's POST waits ~60 s for the next window, far past its submit timeout.
+    The stop is already canceled: the replacement was withdrawn (and so was the stop placed again as it was),
+    the position left without a stop. It waits the window out, logged at WARNING, and the stop works."""
+    resume = asyncio.Event()
+    warnings: list[Any] = []
+    sink = logger.add(warnings.append, level="WARNING")
+    try:
+        async with usdm_harness(budget=stepping_budget(FUTURES_WEIGHT_LIMIT, WEIGHT_HEADER, resume)) as h:
+            replaced: list[OrderReplaced] = []
+            h.kernel.bus.subscribe(OrderReplaced, replaced.append)
+            buy = h.submit(OrderSide.BUY, 0.01)
+            await until(lambda: buy.status is OrderStatus.ACCEPTED)
+            h.trade(60_000.0)
+            await until(lambda: buy.status is OrderStatus.FILLED)
+            stop = h.kernel.execution.submit(
+                SubmitOrder("s1", USDM_IID, "", OrderSide.SELL, 0.01, 0, 0, OrderType.STOP_MARKET, math.nan, 59_000.0, reduce_only=True)
+            )
+            await until(lambda: stop.status is OrderStatus.ACCEPTED)
+            emu: BinanceFuturesEmulator = h.emulator  # type: ignore[assignment]
+            budget = h.venue.api.budget  # type: ignore[attr-defined]
+            emu.weight = FUTURES_WEIGHT_LIMIT  # the DELETE's answer tells the minute used up
+            h.kernel.execution.modify(ModifyOrder("s1", USDM_IID, stop.client_order_id, 0, 0, trigger_price=59_500.0))
+            await until(lambda: budget.waits >= 1)  # the replacement's POST waits for the next window
+            assert [o.reason for o in h.kernel.orders.orders() if o.status is OrderStatus.REJECTED] == []
+            assert emu.algos[stop.client_order_id].status == "CANCELED" and _algo_posts(emu) == [stop.client_order_id]
+            emu.weight = 0
+            resume.set()  # the next window
+            await until(lambda: len(replaced) == 1)
+            new = h.kernel.orders.order(replaced[0].replacement_id)
+            await until(lambda: new.status is OrderStatus.ACCEPTED and stop.status is OrderStatus.CANCELED)
+            assert _trigger_of(emu, new.client_order_id) == 59_500.0
+            h.trade(59_400.0)  # through the moved stop
+            await until(lambda: new.status is OrderStatus.FILLED)
+            await h.venue.drain()
+    finally:
+        logger.remove(sink)
+    assert _algo_posts(emu) == [stop.client_order_id, new.client_order_id] and len(h.kernel.orders.orders()) == 3
+    assert h.kernel.portfolio.position(USDM_IID) == pytest.approx(0.0, abs=1e-12) and emu.position(SYMBOL) == pytest.approx(0.0, abs=1e-12)
+    [held] = [r.record for r in warnings if "never withdrawn" in r.record["message"]]
+    assert stop.client_order_id in held["message"] and "request budget used (2401 + 1 over 1920)" in held["message"]
+
+
+def _algo_posts(emu: BinanceFuturesEmulator) -> list[str]:
+    """The client ids of the algo orders placed, in order."""
+    return [c for m, p, c in emu.requests if (m, p) == ("POST", ALGO)]

@@ -104,7 +104,7 @@ class OrderTimeouts(msgspec.Struct, frozen=True):
         A submit without any answer (ack, reject, fill, cancel) this long after it was sent
         times out: the order becomes ``UNKNOWN`` and the venue is queried. The venue is told it
         (:meth:`Venue.set_submit_timeout`): a live venue whose rate limit would hold a submit
-        longer withdraws it unsent (``REJECTED``).
+        longer withdraws it unsent (``REJECTED``), unless it restores an order the venue canceled.
     cancel_ns
         An order still open this long after a cancel was sent times out the same way.
     retry_ns

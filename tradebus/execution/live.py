@@ -16,7 +16,12 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     account's rate budget would hold longer (a 429's or a 418 ban's pause, OKX ``50011``, Bybit
     ``10006``, or a full weight window) is withdrawn unsent, ``OrderRejected`` at once with a reason
     naming the pause, the venue's code and its end (sent when the pause ends, it would trade at a
-    price decided long before); one that would wait less waits. A cancel or a query waits it out.
+    price decided long before); one that would wait less waits. A cancel or a query waits it out,
+    and so does a submit that restores an order the venue has already canceled (:func:`send_late`:
+    a two-request cancel-replace's replacement, a Binance USD-M stop's replacement sent after its
+    ``DELETE``, an order placed again as it was after its replacement was refused): the strategy had
+    that order working, and its absence (a position without its stop) is worse than its lateness;
+    the wait is logged at WARNING.
 ``modify``
     a venue that amends in place (:attr:`TradingApi.supports_amend`: OKX, Bybit) gets the
     new total quantity and price; its acknowledgement -> ``OrderModified``, its refusal ->
@@ -124,7 +129,9 @@ __all__ = [
     "VenueRejected",
     "cancel_one",
     "lots_to_send",
+    "send_late",
     "send_within",
+    "sent_late",
     "time_left_to_send",
 ]
 
@@ -137,6 +144,8 @@ _CLOSED_UNFILLED = frozenset({OrderStatus.CANCELED, OrderStatus.EXPIRED})
 CLOCK_MARGIN_NS = 60_000_000_000
 # Seconds left to send the requests of the running task (set by send_within); None: no limit.
 _TIME_LEFT: ContextVar[Callable[[], float] | None] = ContextVar("tradebus_time_left_to_send", default=None)
+# What the requests of the running task restore, sent however late (set by send_late); None: nothing.
+_RESTORES: ContextVar[str | None] = ContextVar("tradebus_sent_late", default=None)
 
 
 @contextmanager
@@ -159,6 +168,29 @@ def send_within(time_left: Callable[[], float]) -> Iterator[None]:
 def time_left_to_send() -> Callable[[], float] | None:
     """The ``time_left`` of the :func:`send_within` block the running task is in (``None``: none, no limit)."""
     return _TIME_LEFT.get()
+
+
+@contextmanager
+def send_late(restores: str) -> Iterator[None]:
+    """Send the requests this task makes in the block however long the rate limit holds them, even inside
+    :func:`send_within`: never withdrawn, they wait a pause out as a cancel does.
+
+    For a submit that restores an order the venue has already canceled (``restores`` names it, in the
+    WARNING the rate budget logs its wait at): the replacement of a cancel-replace sent after its
+    cancel, or the order placed again as it was. Withdrawn, it would leave the order absent (a
+    position without its stop) for the whole pause; late, it is only late.
+    """
+    tokens = _TIME_LEFT.set(None), _RESTORES.set(restores)
+    try:
+        yield
+    finally:
+        _RESTORES.reset(tokens[1])
+        _TIME_LEFT.reset(tokens[0])
+
+
+def sent_late() -> str | None:
+    """What the :func:`send_late` block the running task is in restores (``None``: none)."""
+    return _RESTORES.get()
 
 
 class NoAnswer(VenueError):
@@ -408,6 +440,9 @@ class TradingApi(ABC):
     async def replace(self, order: Order, replacement: Order) -> Ack:
         """Cancel ``order`` and place ``replacement`` in one request (the venue's cancel-replace); its acknowledgement.
 
+        An adapter that sends it as two requests sends the second, once the cancel is done, inside
+        :func:`send_late` (the live venue sends the whole inside :func:`send_within`).
+
         Raises
         ------
         VenueRejected
@@ -491,6 +526,9 @@ class LiveVenue(Venue):
         # The engine's submit timeout (set_submit_timeout), and by when (clock ns) each submit not yet sent must leave.
         self._submit_timeout_ns: int | None = None
         self._send_by: dict[str, int] = {}
+        # The canceled order the next submit restores (_restore), and each such submit not yet sent -> what it restores.
+        self._restoring: str | None = None
+        self._restores: dict[str, str] = {}
         self._answers: dict[str, OrderStatusReport | None] = {}
         self._querying: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -544,7 +582,10 @@ class LiveVenue(Venue):
             self.emit(OrderRejected(order.strategy_id, order.instrument_id, order.client_order_id, "dry run: not sent", now, now))
             return
         self._submits[order.client_order_id] = None
-        if self._submit_timeout_ns is not None:
+        restores, self._restoring = self._restoring, None
+        if restores is not None:
+            self._restores[order.client_order_id] = restores
+        elif self._submit_timeout_ns is not None:
             self._send_by[order.client_order_id] = self.clock.now_ns() + self._submit_timeout_ns
         if self._pairing is not None:
             self._pairing.append(order)
@@ -745,10 +786,9 @@ class LiveVenue(Venue):
     def _submit_replacement(self, order: Order, cmd: ModifyOrder, qty: float, replaces: str | None) -> None:
         """Submit ``order``'s replacement for ``qty`` (:attr:`on_replace`; ``replaces``: the id the risk gate
         checks it as a modification of, ``None``: a new order), then emit ``OrderReplaced``; refused:
-        ``OrderModifyRejected``."""
-        assert self.on_replace is not None
+        ``OrderModifyRejected``. The venue canceled ``order``: the replacement is never withdrawn (:meth:`_restore`)."""
         sub = self._replacement(order, cmd, qty)
-        replacement = self.on_replace(sub) if replaces is None else self.on_replace(sub, replaces=replaces)
+        replacement = self._restore(order.client_order_id, sub, replaces)
         if replacement.status in (OrderStatus.DENIED, OrderStatus.REJECTED):
             self._modify_rejected(order, f"replacement {replacement.status.name}")
             return
@@ -756,6 +796,16 @@ class LiveVenue(Venue):
         coid = order.client_order_id
         self.emit(OrderReplaced(order.strategy_id, order.instrument_id, coid, replacement.client_order_id, now, now))
         logger.info("order {} replaced by {} ({} @ {})", coid, replacement.client_order_id, qty, sub.price)
+
+    def _restore(self, coid: str, sub: SubmitOrder, replaces: str | None) -> Any:
+        """Submit ``sub`` (:attr:`on_replace`, ``replaces=`` unless ``None``), which takes the place of ``coid``, an order
+        the venue has canceled: sent however long the rate limit holds it, never withdrawn (:func:`send_late`)."""
+        assert self.on_replace is not None
+        self._restoring = f"the order restoring {coid} (canceled at the venue)"
+        try:
+            return self.on_replace(sub) if replaces is None else self.on_replace(sub, replaces=replaces)
+        finally:
+            self._restoring = None
 
     def _end_replacing(self, coid: str) -> ModifyOrder | None:
         """Forget the two-request cancel-replace of ``coid``; its modification, if one was pending."""
@@ -798,14 +848,20 @@ class LiveVenue(Venue):
 
     def set_submit_timeout(self, timeout_ns: int | None) -> None:
         """Send each submit within ``timeout_ns`` of :meth:`submit` or not at all (:func:`send_within`; ``None``: no limit;
-        the execution engine sets its :class:`~tradebus.execution.engine.OrderTimeouts` ``submit_ns``)."""
+        the execution engine sets its :class:`~tradebus.execution.engine.OrderTimeouts` ``submit_ns``), except one
+        restoring an order the venue has canceled (:func:`send_late`: late rather than absent)."""
         self._submit_timeout_ns = timeout_ns
 
     async def _submitting(self, request: Coroutine[Any, Any, _T], *orders: Order) -> _T:
         """``request``'s answer, the submit of ``orders``: when it ends is :meth:`submit_ended_ns`; withdrawn
-        (:class:`RateLimited`) if the rate limit would hold it past the first of their submit timeouts."""
+        (:class:`RateLimited`) if the rate limit would hold it past the first of their submit timeouts, unless it
+        restores an order the venue has canceled (:meth:`_restore`: it waits, :func:`send_late`)."""
         send_by = [self._send_by.pop(order.client_order_id) for order in orders if order.client_order_id in self._send_by]
+        restores = [self._restores.pop(order.client_order_id) for order in orders if order.client_order_id in self._restores]
         try:
+            if restores:
+                with send_late(restores[0]):
+                    return await request
             if not send_by:
                 return await request
             deadline = min(send_by)
@@ -940,7 +996,7 @@ class LiveVenue(Venue):
                 logger.error("cancel-replace of {}: canceled, replacement {} refused ({}); placing it again", coid, new, exc)
                 nan = math.nan
                 keep = ModifyOrder(order.strategy_id, order.instrument_id, coid, now, now, nan, nan, nan)
-                again = self.on_replace(self._replacement(order, keep, order.quantity - order.filled_qty), replaces=coid)
+                again = self._restore(coid, self._replacement(order, keep, order.quantity - order.filled_qty), coid)
                 self.emit(OrderReplaced(order.strategy_id, order.instrument_id, coid, again.client_order_id, now, now))
                 self._pass_cancel(order, now)
                 return

@@ -115,7 +115,8 @@ class Venue(ABC):
     def set_submit_timeout(self, timeout_ns: int | None) -> None:  # noqa: B027 - optional hook
         """The execution engine's submit timeout, clock ns (``None``: none): a venue that may hold a submit
         before sending it (a live venue behind a rate-limit pause) withdraws, unsent and ``REJECTED``, one it
-        could not send within it. The default venue sends at once and ignores it."""
+        could not send within it, except one restoring an order the venue has already canceled (that one
+        waits). The default venue sends at once and ignores it."""
 
     def on_bar(self, bar: Bar) -> None:  # noqa: B027 - optional hook, no-op for live venues
         """Market data hook: match working orders against a bar (no-op unless simulated)."""

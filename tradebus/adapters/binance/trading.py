@@ -107,7 +107,7 @@ from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import FundingPaid, Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
 from tradebus.execution.live import (
     AccountBalance, AccountMargin, AccountPosition, Ack, FundingOutsideRun, NoAnswer, RateLimited, ReplacementRejected, TradingApi, VenueRejected,
-    cancel_one, lots_to_send,
+    cancel_one, lots_to_send, send_late,
 )
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
@@ -773,12 +773,15 @@ class BinanceFuturesTrading(BinanceTrading):
         ``order``, then ``POST /fapi/v1/algoOrder`` of ``replacement`` (the Algo Service has no amend).
 
         A refused cancel (the stop triggered or ended meanwhile) places nothing (:class:`VenueRejected`);
-        a refused replacement after the cancel is :class:`ReplacementRejected`.
+        a refused replacement after the cancel is :class:`ReplacementRejected`. The replacement is never
+        withdrawn by the rate limit (:func:`~tradebus.execution.live.send_late`): the stop is canceled, it
+        waits out a pause (or a weight window the cancel's answer shows full) however long.
         """
         params = algo_order_params(replacement, self._instrument(replacement))
         await self._call("fapiprivate_delete_algoorder", {"clientAlgoId": order.client_order_id})
         try:
-            raw = await self._call("fapiprivate_post_algoorder", params)
+            with send_late(f"the replacement {replacement.client_order_id} of stop {order.client_order_id} (canceled at the venue)"):
+                raw = await self._call("fapiprivate_post_algoorder", params)
         except VenueRejected as exc:
             raise ReplacementRejected(str(exc)) from None
         ts = int(raw.get("updateTime") or raw.get("createTime") or 0) * 1_000_000

@@ -29,7 +29,10 @@ and the request is never sent (a Binance ban can last minutes: the order would r
 long after its price was decided). It decides in the step of the event loop that would let
 the request go, so nothing can send it meanwhile, and decides again after each wait (a 429
 answered to another request meanwhile prolongs the pause); a request that need not wait goes.
-Other requests (cancels, queries: they lower the risk or learn it) wait as long as it takes.
+Other requests (cancels, queries: they lower the risk or learn it) wait as long as it takes, and
+so does a submit made inside :func:`~tradebus.execution.live.send_late` (one restoring an order
+the venue has already canceled, e.g. a cancel-replace's replacement after its cancel), even
+within ``send_within``: its wait is logged at WARNING, naming what it restores.
 
 Time comes from an injected monotonic clock (seconds) and waiting from an injected sleep,
 so the rules are tested without waiting.
@@ -45,7 +48,7 @@ from datetime import UTC, datetime
 
 from loguru import logger
 
-from tradebus.execution.live import RateLimited, time_left_to_send
+from tradebus.execution.live import RateLimited, sent_late, time_left_to_send
 
 __all__ = ["WeightBudget"]
 
@@ -139,10 +142,12 @@ class WeightBudget:
         Raises
         ------
         RateLimited
-            Inside :func:`~tradebus.execution.live.send_within`: the wait would be longer than the time left to send the
+            Inside :func:`~tradebus.execution.live.send_within` (and not in a
+            :func:`~tradebus.execution.live.send_late` block): the wait would be longer than the time left to send the
             request. It is withdrawn, nothing counted (the message names the pause and its end).
         """
         time_left = time_left_to_send()
+        restores = sent_late()
         while True:
             now = self._now()
             self._roll(now)
@@ -160,7 +165,10 @@ class WeightBudget:
             if wait > left:
                 raise RateLimited(f"withdrawn, never sent: {why}, {wait:.1f} s away, {max(left, 0.0):.1f} s left to send it")
             self.waits += 1
-            logger.info("rate budget: {}; waiting {:.1f} s", why, wait)
+            if restores is not None:
+                logger.warning("rate budget: {}; {} waits {:.1f} s, never withdrawn", why, restores, wait)
+            else:
+                logger.info("rate budget: {}; waiting {:.1f} s", why, wait)
             await self._sleep(wait)
 
     def observe(self, status: int, headers: Mapping[str, str], code: int | str | None = None) -> None:
