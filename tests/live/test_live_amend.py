@@ -573,3 +573,59 @@ async def test_the_cancel_of_an_order_canceled_during_its_cancel_replace_tells_t
     assert [c.filled_qty for c in canceled if c.client_order_id == coid] == [pytest.approx(0.01)]
     assert order.venue_filled_qty == pytest.approx(0.01) and order.filled_qty == pytest.approx(0.01)
     assert [(m, p) for m, p, c in h.emulator.requests if c == coid and m == "GET"] == []  # nothing left to ask
+
+
+async def test_the_cancel_of_an_order_whose_replacement_was_refused_tells_the_filled_quantity_the_answer_gave() -> None:
+    """Binance spot: a post-only buy of 0.02 at 50,000, half filled, then a trade at 51,000; moved to 51,500 by one
+    cancel-replace: Binance cancels it and refuses the new order, which would take (-2021), the answer's
+    ``cancelResponse.executedQty`` telling 0.01 filled; the user stream's cancel frame is lost. The order is placed
+    again as it was, for the 0.01 left. Its cancel told no filled quantity (NaN) and the order was queried for it."""
+    from tradebus.adapters.binance.private_emulator import StreamFault
+
+    async with harness(stream_faults=[StreamFault("drop", '"X": "CANCELED"')], trade_size_limit=True) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        canceled: list[OrderCanceled] = []
+        replaced: list[OrderReplaced] = []
+        h.kernel.bus.subscribe(OrderCanceled, canceled.append)
+        h.kernel.bus.subscribe(OrderReplaced, replaced.append)
+        order = h.kernel.execution.submit(SubmitOrder("s1", IID, "", OrderSide.BUY, 0.02, 0, 0, OrderType.LIMIT, 50_000.0, post_only=True))
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        h.trade(49_000.0, 0.01)
+        await until(lambda: order.filled_qty > 0.0)
+        h.trade(51_000.0, 0.01)
+        coid = order.client_order_id
+        h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, price=51_500.0))
+        await until(lambda: len(replaced) == 1 and order.status is OrderStatus.CANCELED)
+        again = h.kernel.orders.order(replaced[0].replacement_id)
+        await until(lambda: again.status is OrderStatus.ACCEPTED)
+        await h.venue.drain()
+    refused = [o for o in h.kernel.orders.orders() if o.status is OrderStatus.REJECTED]
+    assert [o.price for o in refused] == [51_500.0] and "-2021" in refused[0].reason
+    assert [c.filled_qty for c in canceled if c.client_order_id == coid] == [pytest.approx(0.01)]
+    assert order.venue_filled_qty == pytest.approx(0.01) and (again.quantity, again.price) == (pytest.approx(0.01), 50_000.0)
+    assert [(m, p) for m, p, c in h.emulator.requests if c == coid and m == "GET"] == []  # nothing left to ask
+
+
+async def test_an_order_placed_again_after_its_refused_replacement_is_for_what_the_venue_left_of_it() -> None:
+    """As above, the partial fill's stream frame lost too: only the -2021 answer tells 0.01 filled. The order
+    was placed again for 0.02, what was left of it before the fill here: an order of 0.02 could buy 0.03 in all."""
+    from tradebus.adapters.binance.private_emulator import StreamFault
+
+    lost = [StreamFault("drop", '"X": "PARTIALLY_FILLED"'), StreamFault("drop", '"X": "CANCELED"')]
+    async with harness(stream_faults=lost, trade_size_limit=True) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        replaced: list[OrderReplaced] = []
+        h.kernel.bus.subscribe(OrderReplaced, replaced.append)
+        order = h.kernel.execution.submit(SubmitOrder("s1", IID, "", OrderSide.BUY, 0.02, 0, 0, OrderType.LIMIT, 50_000.0, post_only=True))
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        h.trade(49_000.0, 0.01)
+        await until(lambda: h.emulator.fills and lost[0].fired)
+        h.trade(51_000.0, 0.01)
+        h.kernel.execution.modify(ModifyOrder("s1", IID, order.client_order_id, 0, 0, price=51_500.0))
+        await until(lambda: len(replaced) == 1)
+        again = h.kernel.orders.order(replaced[0].replacement_id)
+        await until(lambda: again.status is OrderStatus.ACCEPTED and order.status is OrderStatus.CANCELED and order.filled_qty > 0.0)
+        await h.venue.drain()
+    assert (again.quantity, again.price) == (pytest.approx(0.01), 50_000.0)
+    assert [r.order.quantity for r in h.emulator.open_orders()] == [pytest.approx(0.01)]
+    assert order.filled_qty == pytest.approx(0.01) and h.kernel.portfolio.position(IID) == pytest.approx(0.01)

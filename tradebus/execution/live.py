@@ -32,7 +32,9 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     the venue's success emits ``OrderAccepted`` (replacement), ``OrderReplaced``, then the
     ``OrderCanceled`` of the order (held until then if the user stream told it first); a failed
     cancel rejects the replacement (``OrderModifyRejected``); a replacement refused after the
-    cancel places the order again as it was (``OrderReplaced``), one round trip without it. A cancel
+    cancel places the order again as it was, for what the venue left of it (the filled quantity the
+    refusal told, :attr:`ReplacementRejected.canceled_filled_qty`, which the order's ``OrderCanceled``
+    carries too) (``OrderReplaced``), one round trip without it. A cancel
     of the order while its cancel-replace is in flight wins: the replacement the venue placed
     meanwhile is canceled at once, through the engine's cancel (:attr:`LiveVenue.on_cancel`: its
     cancel timeout queries the replacement, as for any cancel), ``OrderModifyRejected`` instead of
@@ -208,7 +210,20 @@ class RateLimited(VenueRejected):
 
 
 class ReplacementRejected(VenueRejected):
-    """A cancel-replace whose cancel was done and whose new order was refused: neither works at the venue."""
+    """A cancel-replace whose cancel was done and whose new order was refused: neither works at the venue.
+
+    Parameters
+    ----------
+    message
+        The venue's refusal.
+    canceled_filled_qty
+        The canceled order's filled quantity the venue's answer told (NaN: not told), as
+        :attr:`Ack.canceled_filled_qty` of a cancel-replace that succeeded.
+    """
+
+    def __init__(self, message: str, canceled_filled_qty: float = math.nan) -> None:
+        super().__init__(message)
+        self.canceled_filled_qty = canceled_filled_qty
 
 
 def lots_to_send(order: Order, instrument: Instrument) -> float:
@@ -985,20 +1000,23 @@ class LiveVenue(Venue):
             canceled = self._take_swap_canceled(coid)
             now = self.clock.now_ns()
             self.emit(OrderRejected(replacement.strategy_id, replacement.instrument_id, new, str(exc), now, now))
+            venue_filled = exc.canceled_filled_qty if isinstance(exc, ReplacementRejected) else math.nan
             if isinstance(exc, ReplacementRejected) and canceled:
                 logger.info("cancel-replace of {}: canceled, replacement {} refused ({}); the order stays canceled", coid, new, exc)
                 self._modify_rejected(order, "canceled during its cancel-replace")
-                self._pass_cancel(order, now, "canceled")
+                self._pass_cancel(order, now, "canceled", venue_filled)
                 return
             if isinstance(exc, ReplacementRejected) and self.on_replace is not None:
                 # Canceled, the new order refused: the order is placed again as it was, alone (the
-                # venue was without it for this round trip); what followed it follows the new one.
+                # venue was without it for this round trip), for what the venue left of it; what
+                # followed it follows the new one.
                 logger.error("cancel-replace of {}: canceled, replacement {} refused ({}); placing it again", coid, new, exc)
                 nan = math.nan
                 keep = ModifyOrder(order.strategy_id, order.instrument_id, coid, now, now, nan, nan, nan)
-                again = self._restore(coid, self._replacement(order, keep, order.quantity - order.filled_qty), coid)
+                filled = order.filled_qty if math.isnan(venue_filled) else max(order.filled_qty, venue_filled)
+                again = self._restore(coid, self._replacement(order, keep, order.quantity - filled), coid)
                 self.emit(OrderReplaced(order.strategy_id, order.instrument_id, coid, again.client_order_id, now, now))
-                self._pass_cancel(order, now)
+                self._pass_cancel(order, now, filled_qty=venue_filled)
                 return
             logger.info("cancel-replace of {} refused: {}; querying", coid, exc)
             self._modify_rejected(order, str(exc))

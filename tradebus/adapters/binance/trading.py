@@ -272,18 +272,29 @@ def report_from_order(
     )
 
 
-def error_code(exc: Exception) -> int | None:
-    """The Binance error code in a ccxt exception's message (``binance {"code":-2013,...}``)."""
+def _error_body(exc: Exception) -> dict[str, Any]:
+    """The Binance answer in a ccxt exception's message (``binance {"code":-2013,...}``); ``{}`` if there is none."""
     text = str(exc)
     start = text.find("{")
     if start < 0:
-        return None
+        return {}
     try:
         body = json.loads(text[start:])
     except ValueError:
-        return None
-    code = body.get("code") if isinstance(body, dict) else None
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def error_code(exc: Exception) -> int | None:
+    """The Binance error code in a ccxt exception's message (``binance {"code":-2013,...}``)."""
+    code = _error_body(exc).get("code")
     return int(code) if isinstance(code, int) else None
+
+
+def _canceled_filled(answer: Mapping[str, Any]) -> float:
+    """The canceled order's ``executedQty`` in a cancel-replace's answer (its ``data`` when refused); NaN if absent."""
+    executed = (answer.get("cancelResponse") or {}).get("executedQty")
+    return math.nan if executed is None else float(executed)
 
 
 def _archived(order: Order) -> OrderStatusReport:
@@ -420,8 +431,9 @@ class BinanceTrading(TradingApi):
 
         Binance answers ``-2022`` when the cancel failed (the new order not attempted: nothing
         changed) and ``-2021`` when the cancel was done but the new order refused
-        (:class:`ReplacementRejected`). The answer's ``cancelResponse.executedQty`` is the canceled
-        order's filled quantity (:attr:`Ack.canceled_filled_qty`).
+        (:class:`ReplacementRejected`). The answer's ``cancelResponse.executedQty`` (in its ``data`` when
+        ``-2021``) is the canceled order's filled quantity (:attr:`Ack.canceled_filled_qty`,
+        :attr:`ReplacementRejected.canceled_filled_qty`).
         """
         params = self.order_params(replacement, self._instrument(replacement))
         params |= {"cancelReplaceMode": "STOP_ON_FAILURE", "cancelOrigClientOrderId": order.client_order_id}
@@ -429,12 +441,11 @@ class BinanceTrading(TradingApi):
             raw = await self._call("private_post_order_cancelreplace", params)
         except VenueRejected as exc:
             if "error -2021:" in str(exc):
-                raise ReplacementRejected(str(exc)) from None
+                raise ReplacementRejected(str(exc), _canceled_filled(_error_body(exc).get("data") or {})) from None
             raise
         new = raw["newOrderResponse"]
         ts = int(new.get("transactTime") or new.get("updateTime") or 0) * 1_000_000
-        executed = (raw.get("cancelResponse") or {}).get("executedQty")
-        return Ack(str(new["clientOrderId"]), str(new["orderId"]), ts, math.nan if executed is None else float(executed))
+        return Ack(str(new["clientOrderId"]), str(new["orderId"]), ts, _canceled_filled(raw))
 
     def trails_in_oco(self, percent: float) -> bool:
         """Binance takes a trailing stop leg in an OCO list (``belowTrailingDelta``/``aboveTrailingDelta``)
