@@ -349,6 +349,98 @@ def test_recording_import_stores_a_stale_stretch_nothing_lifts_to_the_end_of_the
     assert manifests[(USDM_IID, "trades")].stale == [(rec.stale_ns, rec.stale_ns + 1, "binance-usdm")]
 
 
+class TradeGapRecording(NamedTuple):
+    """A recorder file of the USD-M trades with a hole in their ids (see :func:`write_trade_gap_recording`)."""
+
+    recording: Path
+    kept: list[tuple[int, str, str]]  # the trade frames written
+    at: int  # index in ``kept`` of the first trade after the hole
+    missing: list[int]  # the trade ids left out
+
+
+def write_trade_gap_recording(path: Path) -> TradeGapRecording:
+    """The trades of :data:`USDM_CAPTURE` as the recorder writes them, without those received in a 4 s window in
+    the middle and with no recorded fetch of them after: the daemon's fetch was never answered before the
+    recording ended (cut, or its daemon stopped)."""
+    from tradebus.node.feeds import build_feeds
+    from tradebus.node.playback import read_recording
+
+    feeds = build_feeds(trades_only_usdm_config(), lambda msg: None, live=False, clock_ns=lambda: 0)  # type: ignore[arg-type]
+    trades = [line for line in read_recording(USDM_CAPTURE, feeds) if '"e":"trade"' in str(line[2])]
+    hole_from = trades[len(trades) // 2][0]
+    hole = [line for line in trades if hole_from <= line[0] < hole_from + 4_000_000_000]
+    kept = [line for line in trades if line not in hole]
+    with FrameRecorder(path) as rec:
+        for line in kept:
+            rec.write(*line)
+    missing = [json.loads(raw)["data"]["t"] for _, _, raw in hole]
+    return TradeGapRecording(path, kept, kept.index(next(line for line in kept if line[0] > hole_from)), missing)
+
+
+def test_recording_import_cut_before_a_trade_gaps_recorded_fetch_writes_every_trade_and_stores_the_gap(
+    tmp_path: Path,
+) -> None:
+    """The trades after the hole were held back for the recorded fetch the recording does not reach, and the import
+    exited 0 without them (327 of 427 rows). Every received trade is written; the hole is in the manifest."""
+    rec = write_trade_gap_recording(tmp_path / "gap.jsonl.gz")
+    assert rec.kept[-1][0] - rec.kept[rec.at][0] < 20_000_000_000  # ends within the playback's wait for the answer
+    manifests = import_recording(rec.recording, trades_only_usdm_config(), tmp_path / "cat")
+    cat = Catalog(tmp_path / "cat")
+    rows = cat.read("binance_usdm", "usdm", "BTCUSDT", "trades")
+    ids = [int(json.loads(raw)["data"]["t"]) for _, _, raw in rec.kept]
+    assert [int(t) for t in rows.column("trade_id").to_pylist()] == ids
+    assert rows.column("ts_init").to_pylist() == [t for t, _, _ in rec.kept]
+    gap = (rec.kept[rec.at - 1][0], rec.kept[rec.at][0], rec.missing[0], rec.missing[-1], len(rec.missing))
+    assert rec.missing == list(range(rec.missing[0], rec.missing[-1] + 1))
+    assert manifests[(USDM_IID, "trades")].missed_trades == [gap]
+    assert cat.manifest("binance_usdm", "usdm", "BTCUSDT", "trades").missed_trades == [gap]
+    info = CliRunner().invoke(data_app, ["info", "--catalog", str(tmp_path / "cat")], terminal_width=250)
+    assert info.exit_code == 0
+    assert (f"binance_usdm/usdm/BTCUSDT/trades: trade ids {gap[2]}..{gap[3]} missing between "
+            f"{np.datetime64(gap[0], 'ns')}Z and {np.datetime64(gap[1], 'ns')}Z ({len(rec.missing)} trades lost for "
+            "good") in " ".join(info.output.split())
+
+
+def test_replay_of_a_recording_cut_before_a_trade_gaps_recorded_fetch_sees_the_trades_the_import_writes(
+    tmp_path: Path,
+) -> None:
+    """``tradebus replay`` dropped the held trades too: the strategy saw 327 of 427."""
+    from tradebus.engine.messages import TradesMissed
+    from tradebus.node.playback import Playback
+
+    rec = write_trade_gap_recording(tmp_path / "gap.jsonl.gz")
+    playback = Playback(trades_only_usdm_config())
+    seen: list = []
+    playback.kernel.bus.subscribe(Trade, seen.append, USDM_IID)
+    playback.kernel.bus.subscribe(TradesMissed, seen.append)
+    playback.run(rec.recording)
+    (missed,) = [m for m in seen if isinstance(m, TradesMissed)]
+    assert (missed.first_id, missed.last_id, missed.recovered) == (rec.missing[0], rec.missing[-1], 0)
+    assert [int(m.trade_id) for m in seen if isinstance(m, Trade)] == [
+        int(json.loads(raw)["data"]["t"]) for _, _, raw in rec.kept
+    ]
+    assert seen.index(missed) == rec.at  # before the trades held behind it, as live
+
+
+def test_recording_import_stores_a_trade_gap_its_recorded_fetch_left_unfilled(tmp_path: Path) -> None:
+    """A fetch the venue answered empty every time (it failed, or timed out) is recorded so: the held trades go on
+    after its last answer, and the hole stays in the data."""
+    from tradebus.adapters.common.trade_gaps import RETRIES
+
+    rec = write_trade_gap_recording(tmp_path / "gap.jsonl.gz")
+    answers = [(rec.kept[rec.at][0] + 1 + n, "rest-trades:BTCUSDT@binance-usdm", "[]") for n in range(1 + RETRIES)]
+    assert answers[-1][0] < rec.kept[rec.at + 1][0]
+    lines = [*rec.kept[: rec.at + 1], *answers, *rec.kept[rec.at + 1 :]]
+    with FrameRecorder(tmp_path / "answered.jsonl.gz") as out:
+        for line in lines:
+            out.write(*line)
+    manifests = import_recording(tmp_path / "answered.jsonl.gz", trades_only_usdm_config(), tmp_path / "cat")
+    assert manifests[(USDM_IID, "trades")].rows == len(rec.kept)
+    assert manifests[(USDM_IID, "trades")].missed_trades == [
+        (rec.kept[rec.at - 1][0], rec.kept[rec.at][0], rec.missing[0], rec.missing[-1], len(rec.missing))
+    ]
+
+
 def test_recording_import_ends_a_book_feeds_stale_stretch_at_its_next_market_data(tmp_path: Path) -> None:
     """Every dataset of the instrument holds the stretch; a book feed is not lifted by a proof of life, only by data."""
     from tradebus.node.feeds import build_feeds

@@ -20,7 +20,7 @@ from loguru import logger
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
-from tradebus.adapters.common.recorder import read_frames
+from tradebus.adapters.common.recorder import FrameRecorder, read_frames
 from tradebus.adapters.okx.emulator import OkxProtocol
 from tradebus.config.base import StrictModel
 from tradebus.engine.messages import OrderSide, OrderSubmitted, Trade, TradesMissed
@@ -333,6 +333,23 @@ async def test_okx_trade_push_lost_mid_stream_is_fetched_without_reconnecting(tm
     assert _keys(trades) == OKX_TRADES
     (missed,) = [m for m in seen if isinstance(m, TradesMissed)]
     assert (missed.first_id, missed.last_id, missed.recovered) == (int(OKX_TRADES[30][0]), int(OKX_TRADES[30][0]), 1)
+
+
+def test_okx_playback_of_a_recording_ending_before_a_trade_gaps_recorded_fetch_delivers_the_held_trades(
+    tmp_path: Path,
+) -> None:
+    """A trade push lost near the end and no recorded fetch after it (the daemon stopped during the fetch, or the
+    recording was cut): the trades after the hole were held for good and the playback ended without them."""
+    pushes = [i for i, (_, raw) in enumerate(OKX_FRAMES) if raw.startswith(OKX_TRADE_MATCH)]
+    lost = pushes[-3]
+    with FrameRecorder(tmp_path / "frames.jsonl.gz") as rec:
+        for i, (recv_ns, raw) in enumerate(OKX_FRAMES):
+            if i != lost:
+                rec.write(recv_ns, "okx-public", raw)
+    seen = _replayed(config_of(_okx_config(None, None)), OKX_IID, tmp_path)
+    lost_ids = [d["tradeId"] for d in json.loads(OKX_FRAMES[lost][1])["data"]]
+    assert [tid for kind, tid, _ in seen if kind == "Trade"] == [t for t, _, _ in OKX_TRADES if t not in lost_ids]
+    assert [kind for kind, _, _ in seen].count("TradesMissed") == 1
 
 
 def test_a_bybit_trade_feed_says_once_that_trade_continuity_cannot_be_checked() -> None:

@@ -263,6 +263,12 @@ class Manifest(msgspec.Struct, frozen=True):
         of the instrument after it, or the recorded proof of life of a trades-only feed's connection;
         the end of the recording if none came): the daemon denied every new order on the instrument in
         between (a manifest without the field: none).
+    missed_trades
+        Trade datasets imported from a recording: ``[start_ns, end_ns, first_id, last_id, lost]`` of each
+        gap in the venue's trade ids that its recorded REST fetch did not fill (it failed, came back short,
+        or the recording ends before it): ``lost`` trades of the ids ``first_id..last_id`` were printed
+        between the row at ``start_ns`` (the last before the gap) and the row at ``end_ns`` (the trade that
+        revealed it) and are not in the dataset (a manifest without the field: none).
     """
 
     schema_version: int
@@ -286,6 +292,7 @@ class Manifest(msgspec.Struct, frozen=True):
     quality: dict[str, object] | None = None
     unsynced: list[tuple[int, int]] = []
     stale: list[tuple[int, int, str]] = []
+    missed_trades: list[tuple[int, int, int, int, int]] = []
 
     def ref(self) -> DatasetRef:
         """Return the :class:`DatasetRef` of this dataset."""
@@ -988,6 +995,7 @@ class DatasetWriter:
         quality: dict[str, object] | None = None,
         unsynced: Iterable[tuple[int, int]] = (),
         stale: Iterable[tuple[int, int, str]] = (),
+        missed_trades: Iterable[tuple[int, int, int, int, int]] = (),
     ) -> Manifest:
         """Finish the last file, write the manifest and swap the dataset in; return the manifest.
 
@@ -1006,6 +1014,9 @@ class DatasetWriter:
         stale
             ``(start_ns, end_ns, feed)`` of each stale-feed stretch of the recording the rows come
             from (see :attr:`Manifest.stale`; appended to the existing ones).
+        missed_trades
+            ``(start_ns, end_ns, first_id, last_id, lost)`` of each gap in trade ids the trade rows
+            written leave (see :attr:`Manifest.missed_trades`; appended to the existing ones).
 
         Raises
         ------
@@ -1016,7 +1027,7 @@ class DatasetWriter:
             self.check()
             self._close_part()
             self._entries.sort(key=lambda e: (e.start_ns, e.path))
-            manifest = self._manifest(notes, quality, unsynced, stale)
+            manifest = self._manifest(notes, quality, unsynced, stale, missed_trades)
             (self._tmp / MANIFEST_NAME).write_bytes(
                 msgspec.json.format(_manifest_encoder.encode(manifest), indent=2) + b"\n"
             )
@@ -1101,6 +1112,7 @@ class DatasetWriter:
         quality: dict[str, object] | None,
         unsynced: Iterable[tuple[int, int]],
         stale: Iterable[tuple[int, int, str]] = (),
+        missed_trades: Iterable[tuple[int, int, int, int, int]] = (),
     ) -> Manifest:
         gaps = missing = None
         if self.kind == "bars" and self.interval_ns is not None and self.old is None:
@@ -1141,4 +1153,7 @@ class DatasetWriter:
             quality=quality if quality is not None else (old.quality if old is not None else None),
             unsynced=[*(old.unsynced if old is not None else []), *((int(a), int(b)) for a, b in unsynced)],
             stale=[*(old.stale if old is not None else []), *((int(a), int(b), str(feed)) for a, b, feed in stale)],
+            missed_trades=[*(old.missed_trades if old is not None else []), *(
+                (int(a), int(b), int(first), int(last), int(lost)) for a, b, first, last, lost in missed_trades
+            )],
         )

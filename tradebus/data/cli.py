@@ -316,7 +316,8 @@ def info_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
     """List the datasets of the catalog: rows, time range, files, size, gaps and quality status.
 
     Below the table, each stretch where a book dataset was out of sync (its manifest's ``unsynced``)
-    and each stretch where the recorded feed of a dataset's instrument was stale (its ``stale``).
+    and each stretch where the recorded feed of a dataset's instrument was stale (its ``stale``), and each
+    gap in trade ids a trade dataset leaves (its ``missed_trades``).
     A dataset whose manifest cannot be read is listed as unreadable and the command exits 3
     naming it, after listing the others.
     """
@@ -358,6 +359,12 @@ def info_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
             f"{np.datetime64(b, 'ns')}Z (the recorded daemon denied every order on {m.symbol} in between; a "
             "backtest over it is refused)"
             for a, b, feed in m.stale
+        )
+        unsynced.extend(
+            f"{ref.relpath().as_posix()}: trade ids {first}..{last} missing between {np.datetime64(a, 'ns')}Z and "
+            f"{np.datetime64(b, 'ns')}Z ({lost} trades lost for good: the recording has no fetch of them that "
+            "filled the gap)"
+            for a, b, first, last, lost in m.missed_trades
         )
     _console().print(table)
     for line in unsynced:

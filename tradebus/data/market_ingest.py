@@ -102,6 +102,9 @@ class CatalogSink:
     stale
         ``instrument_id -> [(start_ns, end_ns, feed), ...]``: the stretches its recorded feed was stale,
         stored in the manifest of every dataset of the instrument (:attr:`~tradebus.data.catalog.Manifest.stale`).
+    missed_trades
+        ``instrument_id -> [(start_ns, end_ns, first_id, last_id, lost), ...]``: the gaps in trade ids its
+        trade rows leave, stored in its trades dataset's manifest (:attr:`~tradebus.data.catalog.Manifest.missed_trades`).
     last_book_ns
         ``instrument_id -> ts_init`` of its last book row so far.
 
@@ -123,6 +126,7 @@ class CatalogSink:
         self.notes = notes
         self.unsynced: dict[str, list[tuple[int, int]]] = {}
         self.stale: dict[str, list[tuple[int, int, str]]] = {}
+        self.missed_trades: dict[str, list[tuple[int, int, int, int, int]]] = {}
         self.last_book_ns: dict[str, int] = {}
         self._buffers: dict[tuple[str, str], _KindBuffer] = {}
         self._seq: dict[str, int] = {}
@@ -200,8 +204,9 @@ class CatalogSink:
             for key in sorted(self._buffers):
                 iid, kind = key
                 unsynced = self.unsynced.get(iid, ()) if kind == "book" else ()
+                missed = self.missed_trades.get(iid, ()) if kind == "trades" else ()
                 out[key] = self._buffers[key].writer.commit(
-                    notes=self.notes, unsynced=unsynced, stale=self.stale.get(iid, ())
+                    notes=self.notes, unsynced=unsynced, stale=self.stale.get(iid, ()), missed_trades=missed
                 )
         except BaseException:
             self.abort()

@@ -21,6 +21,9 @@ live connection: a feed of trade channels alone is live again once its connectio
 frame, or an answered ping, which is no frame); its client records that moment (a ``live:<feed>``
 line), and the playback gives it to the feed (:meth:`Playback.feed_live`) the guard asks. A
 recording without such lines (made before they were) keeps such a feed blocked until its next trade.
+Trades held back behind a gap in trade ids wait for the recorded answer of its fetch, as live; a
+recording that ends before it (cut, or its daemon stopped during the fetch) delivers them at its end,
+after the ``TradesMissed``, rather than dropping them (:meth:`~tradebus.adapters.common.feed.Feed.end_recording`).
 
 Recording formats
 -----------------
@@ -306,6 +309,9 @@ class Playback:
                     self.feed_live(recv_ns, conn[len(LIVE_PREFIX):])
                 else:
                     self.feed_frame(recv_ns, conn, raw)
+            if lineno:
+                for feed in self.feeds:
+                    feed.end_recording(recv_ns)
         except DataError as exc:
             if str(exc).startswith(str(path)):
                 raise

@@ -18,6 +18,12 @@ while the other streams go on, so the import is refused, naming the frame and it
 subscribed book that never comes in sync (no snapshot in the recording seeds it) would have no
 rows at all: the import is refused too, naming the book.
 
+A venue's trades after a gap in its trade ids are held back until the recorded answer of the
+daemon's REST fetch of the missing ones, as ``tradebus replay`` holds them; a recording that ends
+before that answer (cut, or its daemon stopped during the fetch) releases them at its end, so no
+received trade is left out. The ids no answer filled are stored in the trades dataset's manifest
+as ``missed_trades`` ``[start_ns, end_ns, first_id, last_id, lost]`` (listed by data info).
+
 The daemon's stale-feed episodes (the recorder's ``stale:<feed>`` and ``live:<feed>`` lines,
 :mod:`tradebus.adapters.common.recorder`) are played into a
 :class:`~tradebus.risk.guard.MarketGuard` as ``tradebus replay`` plays them, with every message
@@ -46,7 +52,17 @@ from rich.markup import escape
 from tradebus.adapters.common.recorder import LIVE_PREFIX, STALE_PREFIX
 from tradebus.data.catalog import Catalog, DatasetExists, Manifest
 from tradebus.data.market_ingest import CatalogSink
-from tradebus.engine.messages import Bar, BookDelta, BookSnapshot, FeedStale, FundingRate, MarkPrice, Quote, Trade
+from tradebus.engine.messages import (
+    Bar,
+    BookDelta,
+    BookSnapshot,
+    FeedStale,
+    FundingRate,
+    MarkPrice,
+    Quote,
+    Trade,
+    TradesMissed,
+)
 from tradebus.errors import DataError, ParseError, TradebusError
 from tradebus.risk.guard import MarketGuard
 
@@ -104,10 +120,12 @@ def import_recording(
     sink = CatalogSink(cat, locate, suffix, mode, notes=(f"imported from recording {Path(recording).name}",))
     clock = [0]
     stale = _StaleWatch()
+    missed = _MissedTrades()
 
     def emit(msg: Any) -> None:
         sink(msg)
         stale.on_message(msg)
+        missed.on_message(msg)
 
     feeds = build_feeds(config, emit, live=False, clock_ns=lambda: clock[0])
     stale.register(feeds)
@@ -136,12 +154,20 @@ def import_recording(
                 first_rejected = first_rejected or f"frame {frame}: {exc}"
             books.after(frame, recv_ns)
             stale.after(recv_ns)
+        if frame:
+            for feed in feeds:  # the trades held behind a gap whose recorded fetch the recording does not reach
+                feed.end_recording(recv_ns)
+            stale.after(recv_ns)
         books.check_resynced(recording)
         stale.finish(recv_ns)
         for iid, stretches in stale.stretches.items():
             for a, b, feed in stretches:
                 logger.warning("{}: feed {} stale from {} to {}: the daemon denied every order on {} in between",
                                Path(recording).name, feed, _when(a), _when(b), iid)
+        for iid, gaps in missed.stretches.items():
+            for a, b, first, last, lost in gaps:
+                logger.warning("{}: {} trade ids {}..{} missing between {} and {}: {} trades lost for good, left out",
+                               Path(recording).name, iid, first, last, _when(a), _when(b), lost)
         notes = list(books.stretches)
         if rejected:
             notes.append(f"{rejected} frame(s) rejected by the parsers and left out (first: {first_rejected})")
@@ -150,6 +176,7 @@ def import_recording(
         sink.notes = (*sink.notes, *notes)
         sink.unsynced = books.unsynced
         sink.stale = stale.stretches
+        sink.missed_trades = missed.stretches
         return sink.commit()
     except DatasetExists:
         sink.abort()
@@ -242,6 +269,37 @@ class _BookWatch:
             "book rows would stop there while the other streams go on; nothing written (cut the recording "
             "before that frame, or import it with a config that does not subscribe that book)"
         )
+
+
+class _MissedTrades:
+    """Where the trade rows of each instrument leave a gap in the venue's trade ids (its ``TradesMissed``).
+
+    Attributes
+    ----------
+    stretches
+        ``instrument_id -> [(start_ns, end_ns, first_id, last_id, lost), ...]`` of each gap with trades
+        lost for good: from the ``ts_init`` of the last trade before it to that of the trade that revealed
+        it (the first one after the recovered trades; :class:`~tradebus.engine.messages.TradesMissed`).
+    """
+
+    def __init__(self) -> None:
+        self._last_ns: dict[str, int] = {}
+        self._open: dict[str, tuple[int, int, int, int]] = {}
+        self.stretches: dict[str, list[tuple[int, int, int, int, int]]] = {}
+
+    def on_message(self, msg: Any) -> None:
+        """A message a feed emitted: a ``TradesMissed`` opens a gap, the trade after its ids closes it."""
+        cls = type(msg)
+        if cls is Trade:
+            iid = msg.instrument_id
+            gap = self._open.get(iid)
+            if gap is not None and int(msg.trade_id) > gap[2]:
+                start, first, last, lost = self._open.pop(iid)
+                self.stretches.setdefault(iid, []).append((start, msg.ts_init, first, last, lost))
+            self._last_ns[iid] = msg.ts_init
+        elif cls is TradesMissed and msg.lost:
+            iid = msg.instrument_id
+            self._open[iid] = (self._last_ns.get(iid, msg.ts_init), msg.first_id, msg.last_id, msg.lost)
 
 
 class _StaleWatch:

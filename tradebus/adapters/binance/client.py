@@ -728,6 +728,9 @@ class BinanceFeedHandle(Feed):
         self.feed.on_snapshot_frame(raw, recv_ns, symbol)
         self._reseeded.add(symbol)
 
+    def end_recording(self, recv_ns: int) -> None:
+        self.feed.gaps.end(recv_ns)
+
     def invalidate_books(self, reason: str) -> None:
         for symbol, sync in self.feed.books.items():
             if symbol not in self._reseeded:  # not seeded by a snapshot fetched for the new connection

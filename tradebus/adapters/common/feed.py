@@ -270,6 +270,14 @@ class Feed(ABC):
     def invalidate_books(self, reason: str) -> None:
         """Mark every book out of sync for ``reason`` until the next connection's snapshot (a connection ended)."""
 
+    def end_recording(self, recv_ns: int) -> None:
+        """The played recording ended, its last line received at ``recv_ns``: deliver what the feed still holds back.
+
+        A venue with sequential trade ids holds the trades after a gap until the recorded answer of
+        its fetch; a recording that ends before it ends the recovery here
+        (:meth:`~tradebus.adapters.common.trade_gaps.TradeGaps.end`). Nothing for other feeds.
+        """
+
     def follow_connection(self, conn: str) -> None:
         """A recorded frame arrived on connection ``conn``: if it follows another connection, that one ended.
 

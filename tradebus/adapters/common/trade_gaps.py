@@ -20,7 +20,8 @@ keeps the next expected id of each instrument, and on a gap:
    after :data:`RETRY_DELAY` seconds, up to :data:`RETRIES` times, all within ``timeout``.
    Every answer is recorded (an attempt left no time records an empty one), so a playback
    merges the same answers and ends the recovery at the same one: the first that leaves
-   nothing missing, or the ``1 + RETRIES``-th;
+   nothing missing, or the ``1 + RETRIES``-th; a recording that ends before the answer
+   (cut, or its daemon stopped during the fetch) ends the recovery there (:meth:`TradeGaps.end`);
 3. delivers :class:`~tradebus.engine.messages.TradesMissed` with the range, how many
    were recovered and the time of the trade that revealed the gap, then the recovered
    trades in id order (each with the receive time of the REST answer that ends the
@@ -244,6 +245,15 @@ class TradeGaps:
         for line in list(self.lines.values()):
             if line.held is not None and now_ns - line.since_ns > limit:
                 logger.warning("{}: no recorded fetch of {} trades {}..{}", self.venue, line.instrument_id, *line.gap)
+                self._finish(line, [], now_ns)
+
+    def end(self, now_ns: int) -> None:
+        """Playback: the recording ended at ``now_ns`` with recoveries pending (it was cut before their recorded
+        answer): give them up as :meth:`expire` does, so the trades held behind them are delivered, not dropped."""
+        for line in list(self.lines.values()):
+            while line.held is not None:  # a held trade may reveal the next gap
+                logger.warning("{}: the recording ends before the recorded fetch of {} trades {}..{}", self.venue,
+                               line.instrument_id, *line.gap)
                 self._finish(line, [], now_ns)
 
     def _finish(self, line: TradeLine, trades: list[Trade], recv_ns: int) -> None:

@@ -266,6 +266,11 @@ class OkxFeedHandle(ParserFeed):
             return
         super().on_frame(raw, recv_ns, conn)
 
+    def end_recording(self, recv_ns: int) -> None:
+        sink = self.sink
+        for msg in self.parser.end_recording(recv_ns):
+            sink(msg)
+
     def accepts(self, conn: str) -> bool:
         if conn.startswith(TRADES_CONN):
             return conn[len(TRADES_CONN) :] in self._inst_ids
