@@ -286,6 +286,77 @@ def test_a_book_run_over_a_resynced_stretch_is_refused_naming_it_and_runs_outsid
 
 
 @pytest.fixture(scope="module")
+def stale_catalog(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, int]:
+    """A catalog imported from a USD-M recording with one stale-feed stretch (in each of its five datasets)."""
+    from tests.data.test_data_market_ingest import _usdm_config, write_book_feed_stale_recording
+    from tradebus.node.recording_import import import_recording
+
+    root = tmp_path_factory.mktemp("stale")
+    stale_ns, end_ns = write_book_feed_stale_recording(root / "stale.jsonl.gz")
+    import_recording(root / "stale.jsonl.gz", _usdm_config(), root / "cat")
+    return root / "cat", stale_ns, end_ns
+
+
+def _stale_run(catalog: Path, **data: Any) -> dict[str, Any]:
+    from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT
+
+    return {
+        "instruments": [USDM_INSTRUMENT],
+        "strategy": {"name": "tradebus.strategies.tick_ema:TickEmaCross", "instruments": [USDM_IID],
+                     "params": {"fast": 2, "slow": 5, "quantity": 0.001}},
+        "venue": {"fill_on": "trades"},
+        "data": {"catalog": str(catalog), "sources": [
+            {"instrument": USDM_IID, "kind": "trades", "dataset": "binance_usdm/usdm/BTCUSDT/trades"},
+            {"instrument": USDM_IID, "kind": "quotes", "dataset": "binance_usdm/usdm/BTCUSDT/quotes"}], **data},
+    }
+
+
+def test_data_allow_stale_runs_over_a_stale_stretch_with_one_warning_naming_it(
+    tmp_path: Path, stale_catalog: tuple[Path, int, int]
+) -> None:
+    """A run over a stale stretch was refused with no way to run it but cutting the window around every stretch."""
+    from tests.live.node_testdata import USDM_IID
+
+    catalog, a, b = stale_catalog
+    result = invoke("backtest", str(write_config(tmp_path, _stale_run(catalog))), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 3
+    assert "or set data.allow_stale: true to run over it" in " ".join(result.output.split())
+    assert leftovers(tmp_path, "out") == []
+
+    result = invoke("backtest", str(write_config(tmp_path, _stale_run(catalog, allow_stale=True))), "--out",
+                    str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "fills.csv").is_file()
+    assert result.output.count("data.allow_stale: running") == 1  # one stretch, stored in both datasets
+    assert (
+        f"data.allow_stale: running over the stretch where the {USDM_IID} feed binance-usdm of the recording was "
+        f"stale, from {format_ns(a)} to {format_ns(b)} (data.sources.0: {catalog}/binance_usdm/usdm/BTCUSDT/trades): "
+        f"the paper daemon denied every new order on {USDM_IID} there; the data is what it received (nothing, then "
+        "what came after), and this backtest places and fills orders in it"
+    ) in result.output
+
+
+def test_data_allow_stale_does_not_run_over_a_book_stretch_out_of_sync(
+    tmp_path: Path, resynced_book: tuple[Path, Any]
+) -> None:
+    from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT
+
+    catalog, _ = resynced_book
+    config = {
+        "instruments": [USDM_INSTRUMENT],
+        "strategy": {"name": "tradebus.strategies.touch_quoter:TouchQuoter", "instruments": [USDM_IID],
+                     "params": {"interval_ns": 500_000_000, "quantity": 0.001, "max_position": 0.005}},
+        "venue": {"fill_on": "book"},
+        "data": {"catalog": str(catalog), "allow_stale": True, "sources": [
+            {"instrument": USDM_IID, "kind": "book", "dataset": "binance_usdm/usdm/BTCUSDT/book"}]},
+    }
+    result = invoke("backtest", str(write_config(tmp_path, config)), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 3
+    assert "was out of sync" in result.output and "data.allow_stale" not in result.output
+    assert leftovers(tmp_path, "out") == []
+
+
+@pytest.fixture(scope="module")
 def usdm_book(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pa.Table]:
     """A catalog imported from the USD-M capture (its only snapshot at 23:58:20.599) and its book rows."""
     from tests.data.test_data_market_ingest import _usdm_config

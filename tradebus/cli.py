@@ -236,27 +236,42 @@ def check_stale_feeds(config: RunConfig, sources: Sequence[ReplaySource]) -> Non
     backtest instead would need the guard in every kernel a config builds (sweeps' accelerated
     tier included) for a result that still differs from paper in its venue; ``tradebus replay``
     of the recording runs the paper daemon's guard itself. A run outside every stretch is not
-    affected, nor a catalog imported before the stretches were stored.
+    affected, nor a catalog imported before the stretches were stored. With ``data.allow_stale``
+    the run goes on over them, with one WARNING per stretch (a stretch stored in several datasets
+    of its instrument is one stretch).
 
     Raises
     ------
     DataError
         Naming the source, its instrument, the feed, the stretch and the ``data.start``/``data.end``
-        that avoid it.
+        that avoid it (not with ``data.allow_stale``).
     """
     start, end = config.data.start_ns, config.data.end_ns
+    warned: set[tuple[str, int, int, str]] = set()
     for n, src in enumerate(sources):
         for a, b, feed in src.stale():
-            if (start is None or start < b) and (end is None or end > a):
-                raise DataError(
-                    f"data.sources.{n}.dataset: the {src.instrument_id} feed {feed} of the recording this dataset "
-                    f"({src.describe()}) was imported from was stale from {format_ns(a)} (its watchdog's FeedStale) "
-                    f"to {format_ns(b)} (when the daemon's market guard let orders through again): the paper daemon "
-                    f"denied every new order on {src.instrument_id} in between, and a backtest, which has no market "
-                    f"guard, would place and fill them; set data.start to {format_ns(b)} or data.end at or before "
-                    f"{format_ns(a)} to run outside it, or play the recording with tradebus replay, which denies "
-                    "them as the daemon did"
-                )
+            if not ((start is None or start < b) and (end is None or end > a)):
+                continue
+            if config.data.allow_stale:
+                if (src.instrument_id, a, b, feed) not in warned:
+                    warned.add((src.instrument_id, a, b, feed))
+                    logger.warning(
+                        "data.allow_stale: running over the stretch where the {} feed {} of the recording was stale, "
+                        "from {} to {} (data.sources.{}: {}): the paper daemon denied every new order on {} there; "
+                        "the data is what it received (nothing, then what came after), and this backtest places "
+                        "and fills orders in it",
+                        src.instrument_id, feed, format_ns(a), format_ns(b), n, src.describe(), src.instrument_id,
+                    )
+                continue
+            raise DataError(
+                f"data.sources.{n}.dataset: the {src.instrument_id} feed {feed} of the recording this dataset "
+                f"({src.describe()}) was imported from was stale from {format_ns(a)} (its watchdog's FeedStale) "
+                f"to {format_ns(b)} (when the daemon's market guard let orders through again): the paper daemon "
+                f"denied every new order on {src.instrument_id} in between, and a backtest, which has no market "
+                f"guard, would place and fill them; set data.start to {format_ns(b)} or data.end at or before "
+                f"{format_ns(a)} to run outside it, play the recording with tradebus replay, which denies "
+                "them as the daemon did, or set data.allow_stale: true to run over it with what the feed delivered"
+            )
 
 
 def perpetual_data(config: RunConfig) -> list[MarkPrice | FundingRate]:

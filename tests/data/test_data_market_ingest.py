@@ -441,25 +441,31 @@ def test_recording_import_stores_a_trade_gap_its_recorded_fetch_left_unfilled(tm
     ]
 
 
-def test_recording_import_ends_a_book_feeds_stale_stretch_at_its_next_market_data(tmp_path: Path) -> None:
-    """Every dataset of the instrument holds the stretch; a book feed is not lifted by a proof of life, only by data."""
+def write_book_feed_stale_recording(path: Path) -> tuple[int, int]:
+    """Every frame of :data:`USDM_CAPTURE` as the recorder writes them (for :func:`_usdm_config`), with a ``stale:``
+    line in the middle and a ``live:`` line right after it; returns the stale line's time and the next frame's."""
     from tradebus.node.feeds import build_feeds
     from tradebus.node.playback import read_recording
 
-    config = _usdm_config()
-    frames = list(read_recording(USDM_CAPTURE, build_feeds(config, lambda msg: None, live=False, clock_ns=lambda: 0)))
+    frames = list(read_recording(USDM_CAPTURE, build_feeds(_usdm_config(), lambda msg: None, live=False, clock_ns=lambda: 0)))
     at = len(frames) // 2
     stale_ns = frames[at][0] + 1
     assert frames[at + 1][0] > stale_ns + 1
     lines = [*frames[: at + 1], (stale_ns, "stale:binance-usdm", str(frames[at][0])),
              (stale_ns + 1, "live:binance-usdm", "pong"), *frames[at + 1 :]]
-    with FrameRecorder(tmp_path / "stale.jsonl.gz") as rec:
+    with FrameRecorder(path) as rec:
         for line in lines:
             rec.write(*line)
-    manifests = import_recording(tmp_path / "stale.jsonl.gz", config, tmp_path / "cat")
+    return stale_ns, frames[at + 1][0]
+
+
+def test_recording_import_ends_a_book_feeds_stale_stretch_at_its_next_market_data(tmp_path: Path) -> None:
+    """Every dataset of the instrument holds the stretch; a book feed is not lifted by a proof of life, only by data."""
+    stale_ns, next_ns = write_book_feed_stale_recording(tmp_path / "stale.jsonl.gz")
+    manifests = import_recording(tmp_path / "stale.jsonl.gz", _usdm_config(), tmp_path / "cat")
     assert len(manifests) == 5
     for manifest in manifests.values():
-        assert manifest.stale == [(stale_ns, frames[at + 1][0], "binance-usdm")]
+        assert manifest.stale == [(stale_ns, next_ns, "binance-usdm")]
 
 
 def test_recording_import_of_a_recording_without_stale_lines_stores_no_stale_stretch(usdm_catalog: Catalog) -> None:

@@ -126,6 +126,13 @@ class DataConfig(StrictModel):
     ``start`` is inclusive and ``end`` exclusive; dates mean midnight UTC and
     naive datetimes are UTC. ``marks`` and ``funding`` are mark-price and funding-rate files
     of perpetual instruments, replayed next to the sources.
+
+    ``allow_stale`` runs over the stretches where the recorded feed of a source's instrument was
+    stale (a catalog dataset imported from a paper recording: its manifest's ``stale``), with one
+    WARNING per stretch, instead of refusing the run (``tradebus.cli.check_stale_feeds``): the data
+    in such a stretch is what the daemon received (nothing, then what came after), and the backtest
+    places and fills the orders the daemon denied there. A book stretch out of sync is refused
+    whatever this says: the book replayed over it would be wrong.
     """
 
     catalog: Path | None = None
@@ -134,6 +141,7 @@ class DataConfig(StrictModel):
     funding: list[PerpetualDataConfig] = Field(default_factory=list)
     start: datetime | date | None = None
     end: datetime | date | None = None
+    allow_stale: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:

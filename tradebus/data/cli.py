@@ -357,7 +357,7 @@ def info_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
         unsynced.extend(
             f"{ref.relpath().as_posix()}: feed {feed} stale from {np.datetime64(a, 'ns')}Z to "
             f"{np.datetime64(b, 'ns')}Z (the recorded daemon denied every order on {m.symbol} in between; a "
-            "backtest over it is refused)"
+            "backtest over it is refused unless data.allow_stale: true)"
             for a, b, feed in m.stale
         )
         unsynced.extend(
