@@ -110,6 +110,31 @@ def test_an_instrument_quoted_in_another_instruments_base_is_refused(first: str)
         Portfolio(both, 10_000.0)
     assert Portfolio({eth.instrument_id: eth}, 1.0).reporting_currency == "BTC"  # alone, it reports in BTC
 
+@pytest.mark.parametrize(
+    ("symbols", "asset", "reporting"),
+    [
+        (("ETHUSDT", "ETHBTC"), "BTC", "USDT"),  # 1 BTC was counted as 1 USDT
+        (("ETHBTC", "ETHUSDT"), "USDT", "BTC"),  # 3,000 USDT as 3,000 BTC
+        (("BTCUSD", "BTCEUR"), "EUR", "USD"),
+    ],
+)
+def test_a_quote_asset_not_at_par_with_the_reporting_currency_is_refused_naming_it(
+    symbols: tuple[str, str], asset: str, reporting: str
+) -> None:
+    # No instrument converts the second quote asset: the ledger summed its amounts with the
+    # reporting currency's as if 1 BTC were 1 USDT (a 10,000 USDT + 1 BTC account started at 10,001).
+    insts = [Instrument("X", s, base=s[:3], quote=s[3:], tick_size=1e-5, lot_size=1e-4) for s in symbols]
+    with pytest.raises(ConfigError, match=rf"{symbols[1]}\.X is quoted in {asset}.* no instrument .* {reporting}"):
+        Portfolio({i.instrument_id: i for i in insts}, 10_000.0, {reporting: 10_000.0, asset: 1.0})
+
+
+def test_usd_stablecoin_quotes_count_at_par_with_each_other() -> None:
+    insts = [Instrument("X", s, base="BTC", quote=q, tick_size=0.01, lot_size=1e-4)
+             for s, q in (("BTCUSDT", "USDT"), ("BTCUSDC", "USDC"), ("BTC-USD", "USD"))]
+    pf = Portfolio({i.instrument_id: i for i in insts}, 0.0, {"USDT": 100.0, "USDC": 50.0, "USD": 25.0})
+    assert pf.initial_cash == 175.0
+
+
 
 def test_fill_for_unknown_instrument_raises_and_books_nothing() -> None:
     pf = _pf()

@@ -45,7 +45,9 @@ Equity is in the *reporting currency*, the quote asset of the first instrument:
   instrument's base), each counted at par with the reporting currency (USDT and USDC as USD:
   no conversion rate is applied; the account keeps each one's balance separately); an
   instrument quoted in another instrument's base (ETH-BTC beside BTC-USD) is refused, as no
-  rate would turn its amounts into the reporting currency;
+  rate would turn its amounts into the reporting currency, and so is one quoted in an asset
+  not at par with the reporting currency (ETH-BTC beside ETH-USDT, BTC-EUR beside BTC-USD:
+  only the assets of :data:`USD_AT_PAR` are at par with one another);
 - an initial balance of an asset the venue charges fees in that no instrument trades
   (``fee_assets``, ``balances: {BNB: 1}`` on a live Binance account) is the account's alone,
   in neither cash nor equity;
@@ -72,9 +74,12 @@ from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderFilled, PositionChanged
 from tradebus.errors import ConfigError, OrderError
 
-__all__ = ["Portfolio", "Position"]
+__all__ = ["USD_AT_PAR", "Portfolio", "Position"]
 
 _INF = math.inf
+
+#: Quote assets the ledger counts at par with one another: the US dollar and its stablecoins.
+USD_AT_PAR = frozenset({"USD", "USDT", "USDC", "BUSD", "FDUSD", "TUSD", "USDP", "DAI", "USDE"})
 
 
 class Position:
@@ -184,6 +189,19 @@ class Portfolio:
                     f"every quote amount at par with the reporting currency {self.reporting_currency} (no "
                     f"conversion), so its PnL, fees and cash would be {quote} amounts added as "
                     f"{self.reporting_currency}: a run cannot trade it beside {priced[quote]} yet"
+                )
+        reporting = self.reporting_currency
+        first = next(iter(instruments))
+        for iid, inst in instruments.items():
+            quote = inst.quote
+            # an instrument naming no quote asset has the placeholder: the ledger cannot tell, as before
+            if quote and instruments[first].quote and not _at_par(quote, reporting):
+                raise ConfigError(
+                    f"portfolio: {iid} is quoted in {quote}, and no instrument of the run prices {quote} in the "
+                    f"reporting currency {reporting} (the quote asset of the first instrument, {first}); the ledger "
+                    f"counts quote amounts at par (only the US dollar and its stablecoins are at par with one "
+                    f"another), so its cash, PnL and fees would be {quote} amounts added as {reporting}: a run "
+                    f"cannot trade it beside {first} yet"
                 )
         start = {self.reporting_currency: float(initial_cash)} if balances is None else dict(balances)
         # A residual below a thousandth of a lot after a reduction is float noise: snap to flat.
@@ -651,6 +669,11 @@ class Portfolio:
             return 0.0
         dd = (peak - self.equity()) / peak
         return dd if dd > 0.0 else 0.0
+
+
+def _at_par(asset: str, reporting: str) -> bool:
+    """Whether the ledger may add amounts of ``asset`` to the reporting currency's one for one."""
+    return asset == reporting or (asset.upper() in USD_AT_PAR and reporting.upper() in USD_AT_PAR)
 
 
 def _bad_fill(fill: OrderFilled, unknown: bool) -> OrderError:
