@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -363,3 +364,23 @@ def test_other_bars_restart_after_trades_lost_for_good(mode: str, kw: dict, live
     fresh_ts, fresh_bars = fresh.run(restart.ts, restart.price, restart["size"], restart.side)
     assert np.array_equal(after_ts, fresh_ts) and np.array_equal(after, fresh_bars)
     assert len(after_ts) > 3
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_volume_and_dollar_bars_close_at_a_threshold_their_trades_reach_in_decimal(live: bool) -> None:
+    """Ten trades of 0.1 BTC are a 1 BTC volume bar, though their float sum is 0.9999999999999999; ten of
+    0.3 at 19.99 a 59.97 dollar bar (float sum 59.96999999999999). One lot (1e-8) short stays short."""
+    def bars(mode: str, threshold: float, price: list[float], size: list[float]) -> list[int]:
+        ts = np.arange(len(price), dtype=np.int64)
+        b = BarBuilder(mode, threshold=threshold)
+        if live:
+            done = [b.update(int(t), p, s) for t, p, s in zip(ts, price, size, strict=True)]
+            return [int(bar[1][6]) for bar in done if bar is not None]
+        return b.run(ts, np.array(price), np.array(size))[1][:, 6].astype(int).tolist()
+
+    # hand-derived, exact decimal: 10 * 0.1 == 1, 10 * 19.99 * 0.3 == 59.97
+    assert 10 * Fraction("0.1") == 1 and 10 * Fraction("19.99") * Fraction("0.3") == Fraction("59.97")
+    assert bars("volume", 1.0, [100.0] * 30, [0.1] * 30) == [10, 10, 10]
+    assert bars("dollar", 59.97, [19.99] * 30, [0.3] * 30) == [10, 10, 10]
+    short = [0.1] * 9 + [0.09999999] + [0.1]
+    assert bars("volume", 1.0, [100.0] * 11, short) == [11]  # 0.99999999 after ten: the eleventh closes it

@@ -17,7 +17,9 @@ Rules (no lookahead: a bar is known only once a trade shows it is over):
 * ``tick``: every ``threshold`` trades, stamped with the last trade's time.
 * ``volume`` / ``dollar``: when the bar's summed size / ``price * size`` reaches
   ``threshold``; the trade that reaches it belongs to the bar (trades are not split),
-  stamped with its time.
+  stamped with its time. A sum short of ``threshold`` by float rounding only (at most
+  ``n * 2**-51`` of it for ``n`` trades: ten trades of 0.1 sum to 0.9999999999999999)
+  reaches it.
 * ``tick_imbalance`` / ``volume_imbalance`` / ``dollar_imbalance`` (Lopez de Prado,
   *Advances in Financial Machine Learning*, 2.3.2.1): each trade gets a sign ``b`` (its
   aggressor side when known, else the tick rule: the sign of the price change, the
@@ -71,6 +73,10 @@ BAR_MODES = tuple(_MODES)
 # clock (int64, ns timestamps do not fit a float64 exactly): 0 bucket end (time bars), 1 last trade ts
 _STATE = 17
 _F = len(BAR_FIELDS) - 1  # the float fields; ts_event goes to its own int64 array
+#: Per trade in the bar, the rounding a float sum of sizes or ``price * size`` may fall short of its decimal
+#: value by, as a fraction of it: each amount is rounded once or twice (decimal to binary, the product) and
+#: each addition once, a unit of 2**-53 each.
+_SUM_SLACK = 2.0**-51
 _MIN_ROWS = 1 << 10  # first output buffer of :meth:`BarBuilder.run` when the bar count is not known beforehand
 
 
@@ -103,6 +109,7 @@ def _compile(mode: int) -> tuple[Callable[..., tuple[int, int]], Callable[..., i
             theta = e_len = e_bx = bx_ready = last_px = last_sign = e_x = len_lo = len_hi = 0.0
         end, last_ts = clock[0], clock[1]
         rows, cap, fed = 0, out_ts.size, ts.size
+        slack = threshold * _SUM_SLACK
         for i in range(ts.size):
             t, p, s, a = ts[i], price[i], size[i], aggressor[i]
             if mode == 0 and started == 1.0 and t >= end:
@@ -136,9 +143,9 @@ def _compile(mode: int) -> tuple[Callable[..., tuple[int, int]], Callable[..., i
             if mode == 1:
                 done = n >= threshold
             elif mode == 2:
-                done = v >= threshold
+                done = v >= threshold - n * slack
             elif mode == 3:
-                done = q >= threshold
+                done = q >= threshold - n * slack
             else:
                 if a != 0.0:
                     b = 1.0 if a > 0.0 else -1.0
