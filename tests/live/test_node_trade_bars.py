@@ -9,10 +9,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.trade_gaps import RETRIES
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
+from tradebus.config import load_config
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import Bar, Trade, TradesMissed
 from tradebus.errors import ConfigError
@@ -33,6 +35,7 @@ from .node_testdata import (
     run_node,
 )
 
+TRADES_FILE = Path(__file__).resolve().parents[1] / "fixtures" / "data" / "btcusdt-trades.parquet"
 BARS = {IID: {"mode": "time", "interval": "2s"}}
 BAR_STRATEGY = {"name": "ema_cross", "instruments": [IID], "params": {"fast": 2, "slow": 4, "quantity": 0.01}}
 
@@ -170,3 +173,21 @@ def test_paper_bars_need_a_trades_feed_and_let_a_bar_strategy_run_on_trades() ->
                    "bars": {IID: {"mode": "tick", "threshold": 0}}})
     config = config_of(_with_bars(binance_config("ws://unused", "http://unused", ["trade"], strategy=BAR_STRATEGY)))
     assert config.data_kinds() == {IID: {"trades", "bars"}}
+
+
+def test_an_infinite_threshold_is_a_config_error_naming_its_key(tmp_path: Path) -> None:
+    """``threshold: .inf`` passed config validation and stopped the run later at its kernel's build with
+    'features: volume bars need a finite threshold > 0' (no file, no key), a paper config as a backtest's."""
+    with pytest.raises(ConfigError, match=r"bars\.BTCUSDT\.BINANCE\.threshold: Input should be a finite number"):
+        config_of({**binance_config("ws://unused", "http://unused", ["trade"]),
+                   "bars": {IID: {"mode": "volume", "threshold": float("inf")}}})
+    run = tmp_path / "run.yaml"
+    run.write_text(yaml.safe_dump({
+        "data": {"sources": [{"instrument": IID, "kind": "trades", "file": str(TRADES_FILE),
+                              "bars": {"mode": "dollar", "threshold": float("inf")}}]},
+        "instruments": [{"venue": "BINANCE", "symbol": "BTCUSDT", "tick_size": 0.01, "lot_size": 1e-5}],
+        "strategy": BAR_STRATEGY,
+    }))
+    with pytest.raises(ConfigError, match=rf"{run}: invalid config:\n  data\.sources\.0\.bars\.threshold: Input "
+                                          "should be a finite number"):
+        load_config(run)

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PositiveFloat, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tradebus.config.base import StrictModel
 from tradebus.config.units import parse_duration, to_ns
@@ -28,7 +28,7 @@ class TradeBarsConfig(StrictModel):
 
     mode: Literal["time", "tick", "volume", "dollar", "tick_imbalance", "volume_imbalance", "dollar_imbalance"]
     interval: str | None = None
-    threshold: PositiveFloat | None = None
+    threshold: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
     span_bars: int = Field(default=20, ge=1)
     span_trades: int = Field(default=1000, ge=1)
     floor: float = Field(default=0.5, ge=0.0, le=1.0)
