@@ -53,6 +53,7 @@ def test_grid_enumerates_the_product_last_parameter_fastest(tmp_path: Path) -> N
     ({"params": {"x": [1]}, "bogus": 1}, "bogus: unknown key"),
     ({"params": {"x": [1]}, "objectives": {"sharp": "maximize"}}, "objectives.sharp: not a metric"),
     ({"params": {"x": [1]}, "stress": [{"name": "a", "costs": -1}]}, "stress.0.costs"),
+    ({"params": {"x": [1]}, "stress": []}, "stress: the list of variants is empty"),
 ])
 def test_invalid_space_names_the_file_and_field(tmp_path: Path, data: dict, message: str) -> None:
     path = space_file(tmp_path, data)
@@ -76,6 +77,18 @@ def test_sweep_with_an_invalid_parameter_names_its_key_exits_2_and_leaves_no_dir
     result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2, result.output
     assert message in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_sweep_with_an_empty_stress_list_exits_2_naming_the_key_and_leaves_no_directory(tmp_path: Path) -> None:
+    """``stress: []`` ran no variant and wrote ``stress.json`` as ``[]``, even with --stress."""
+    config = write_yaml(tmp_path / "run.yaml", catalog_config())
+    space = space_file(tmp_path, {"params": {"strategy.params.fast": [5]}, "stress": []})
+    result = CliRunner().invoke(
+        app, ["sweep", str(config), "--space", str(space), "--out", str(tmp_path / "o"), "--stress", "--workers", "1"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "stress: the list of variants is empty" in " ".join(result.output.split())
     assert not (tmp_path / "o").exists()
 
 

@@ -173,6 +173,11 @@ class SweepSpace(_Model):
         if self.method == "tpe" and self.trials is None:
             raise ValueError("trials: a tpe sweep needs the number of trials")
         if self.stress is not None:
+            if not self.stress:
+                raise ValueError(
+                    "stress: the list of variants is empty; list at least one variant, or leave stress out "
+                    "(no stress runs; --stress runs the default set)"
+                )
             names = [v.name for v in self.stress]
             if len(set(names)) != len(names):
                 raise ValueError(f"stress: variant names must be unique, got {names}")
