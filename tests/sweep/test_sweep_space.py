@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from sweep_helpers import REPO, catalog_config, write_yaml
+from sweep_helpers import REPO, catalog_config, file_config, write_yaml
 from typer.testing import CliRunner
 
 from tradebus.cli import app
@@ -269,6 +269,27 @@ def test_space_sweeping_the_data_window_under_walk_forward_exits_2_naming_the_pa
     assert not out.exists()
     space_file(tmp_path, {"params": {path: ["2022-02-01", "2022-03-01"]}})
     assert len(load_space(space).params) == 1  # without walk_forward the window is the swept value's own
+
+
+@pytest.mark.parametrize(("bounds", "message"), [
+    ({"start": "2022-01-01", "end": "2022-09-01"},
+     "fold 5's test window 2022-07-30T00:00:00Z .. 2022-08-29T00:00:00Z has no data: data: no source has a row"),
+    ({"start": "2021-10-01", "end": "2022-03-01"},
+     "fold 0's train window 2021-10-01T00:00:00Z .. 2021-11-30T00:00:00Z has no data: data: no source has a row"),
+])
+def test_walk_forward_fold_window_beyond_the_data_exits_2_naming_the_fold_and_leaves_no_directory(
+    tmp_path: Path, bounds: dict, message: str
+) -> None:
+    """Folds past the data's end ran their trials on no bar, stored as ok with every figure 0, and exited 0."""
+    config = write_yaml(tmp_path / "run.yaml", file_config(tmp_path))  # bars 2022-01-01 .. 2022-07-20
+    space = space_file(tmp_path, {"params": {"strategy.params.fast": [5, 10], "strategy.params.slow": [30]},
+                                  "walk_forward": {"train": "60d", "test": "30d", **bounds}})
+    out = tmp_path / "o"
+    result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(out), "--workers", "1"])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert f"space.yaml: walk_forward: {message}" in text and "spans 2022-01-01T04:00:00Z to 2022-07-20" in text, text
+    assert not out.exists()
 
 
 def test_sweep_with_workers_0_exits_2_and_leaves_no_directory(tmp_path: Path) -> None:

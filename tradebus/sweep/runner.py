@@ -248,6 +248,29 @@ def _check_stress(space: SweepSpace, config: RunConfig, space_path: Path) -> Non
             raise ConfigError(f"{space_path}: stress.{n}: variant {variant.name!r}: {exc}") from None
 
 
+def _check_folds(config_path: Path, config: RunConfig, space: SweepSpace, space_path: Path) -> None:
+    """Fail before any trial when a walk-forward fold's train or test window holds no row of any source.
+
+    Its trials would run on nothing and be stored as ``ok`` with every figure zero (a train window),
+    or its test leave the fold out of the stitched equity (a test window).
+    """
+    if space.walk_forward is None:
+        return
+    from tradebus.cli import build_replay, empty_window  # the CLI module imports this one
+
+    for fold in folds(space.walk_forward, data_span(config)):
+        for part in ("train", "test"):
+            window = fold.window(part)
+            fold_config = load_config(config_path, overrides=TrialSpec(fold.index, str(config_path), {}, window).overrides())
+            replay = build_replay(fold_config)
+            if next(iter(replay.batches()), None) is None:
+                raise ConfigError(
+                    f"{space_path}: walk_forward: fold {fold.index}'s {part} window {format_ns(window[0])} .. "
+                    f"{format_ns(window[1])} has no data: {empty_window(fold_config, replay)}; bound the folds "
+                    "with walk_forward's start and end"
+                )
+
+
 def _objective_values(space: SweepSpace, row: dict[str, Any]) -> list[float] | None:
     values = []
     for name in space.objectives:
@@ -592,7 +615,8 @@ def run_sweep(
     ConfigError
         Invalid config or space, a parameter path that is not a config field, a grid
         none of whose points makes a valid config, a stress variant shocking data it cannot
-        move (:meth:`~tradebus.sweep.stress.StressVariant.check_data`), a sweep directory of
+        move (:meth:`~tradebus.sweep.stress.StressVariant.check_data`), a walk-forward fold whose
+        train or test window holds no row of the data, a sweep directory of
         another sweep or of data that has changed since, or one another running sweep holds; after
         the trials (their files and ``results.csv`` written), no trial that ran has a value
         of every objective (all invalid, or a null objective such as a Sharpe of a run under
@@ -615,6 +639,7 @@ def run_sweep(
     from tradebus.cli import check_window  # the CLI module imports this one
 
     check_window(config_path, config)
+    _check_folds(config_path, config, space, space_path)
     out = Path(out) if out is not None else Path("runs") / f"sweep-{config_path.stem}"
     ray_executor = RayExecutor(workers, address)  # checks --workers before the directory is made
     lock = _prepare(out, config_path, config, space_path, space, force)
