@@ -410,6 +410,31 @@ def test_trial_whose_worker_dies_stops_the_sweep_naming_the_trial_and_its_parame
     assert not (tmp_path / "out" / "trials" / "trial-000001.parquet").exists()
 
 
+def test_walk_forward_whose_test_runs_fail_warns_per_fold_and_ends_with_an_error(ray_address: str, tmp_path: Path) -> None:
+    """Every fold's test run raised (bar 200 of a 60-day window, past the 180 bars of its 30-day train window):
+    the sweep exited 0 with no warning, reporting a walk-forward total return of 0.0 over no test window.
+    """
+    shutil.copy(Path(__file__).with_name("failing_strategy.py"), tmp_path)
+    config = write_yaml(tmp_path / "run.yaml", catalog_config(
+        strategy={"name": "failing_strategy:RaisesAt", "instruments": [IID], "params": {"at": 5000}}))
+    space = write_yaml(tmp_path / "space.yaml", {"params": {"strategy.params.at": [200]},
+                                                 "objectives": {"total_return": "maximize"},
+                                                 "walk_forward": {"train": "30d", "test": "60d"}})
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.output.split())
+    assert re.search(r"walk-forward fold 1: the test run of its best trial 0 \(strategy.params.at=200\) on "
+                     r"2022-04-01T00:00:00Z .. 2022-05-31T00:00:00Z did not run \(failed: ZeroDivisionError: division "
+                     r"by zero at bar 200 \(at \S+failing_strategy.py:\d+ in on_bar\)\)", text), text
+    assert "walk-forward fold 0: the test run of its best trial 0" in text
+    assert "error: walk-forward: no fold has an out-of-sample result" in text
+    folds = pd.read_csv(out / "walk_forward" / "folds.csv")
+    assert list(folds["best_trial"]) == [0, 0] and list(folds["test_status"]) == ["failed", "failed"]
+    assert all(error.startswith("ZeroDivisionError: division by zero at bar 200") for error in folds["test_error"])
+    assert json.loads((out / "walk_forward" / "metrics.json").read_text())["untested_folds"] == [0, 1]
+
+
 def test_walk_forward_sweeping_initial_cash_chains_the_test_windows_returns(ray_address: str, workdir: Path) -> None:
     """Test runs starting with 200k were chained as if they started with the config's 100k: +1508 % for +0.5 %."""
     space = write_yaml(workdir / "wf-cash.yaml", {

@@ -504,7 +504,15 @@ def _walk_forward(
             curve = test.pop("equity")
             row.update({f"param.{k}": v for k, v in params.items()})
             row.update({f"train_{k}": best[k] for k in space.objectives})
-            row.update({f"test_{k}": test[k] for k in ("status", "total_return", "sharpe", "max_drawdown", "fills")})
+            row.update({f"test_{k}": test[k]
+                        for k in ("status", "error", "total_return", "sharpe", "max_drawdown", "fills")})
+            if test["status"] != "ok":
+                logger.warning(
+                    "walk-forward fold {}: the test run of its best trial {} ({}) on {} .. {} did not run ({}: {}); the "
+                    "window is left out of the stitched equity and metrics.json (untested_folds)", fold.index, best["trial"],
+                    ", ".join(f"{k}={v}" for k, v in params.items()), row["train_end"], row["test_end"],
+                    test["status"], test["error"],
+                )
         else:
             logger.warning(
                 "walk-forward fold {} ({} .. {}): {}; its test window {} .. {} is left out of the stitched equity "
@@ -622,7 +630,9 @@ def run_sweep(
         of every objective (all invalid, or a null objective such as a Sharpe of a run under
         30 days).
     TradebusError
-        No trial has a value of every objective and some failed while running.
+        No trial has a value of every objective and some failed while running; with
+        ``walk_forward``, no fold has an out-of-sample result (the test runs of the folds'
+        best trials failed).
     """
     config_path = Path(config_path).resolve()
     space_path = Path(space_path)
@@ -673,6 +683,12 @@ def run_sweep(
                     stores = [TrialStore(out / "walk_forward" / f"fold-{f.index:02d}" / "trials", space.params)
                               for f in wf_folds]
                     no_best = _no_best(space, stores, str(out / "walk_forward" / "fold-NN" / "trials"))
+                elif len(metrics["untested_folds"]) == len(fold_rows):
+                    no_best = TradebusError(
+                        "walk-forward: no fold has an out-of-sample result: each fold has no best trial or its test "
+                        f"run failed (see the warnings above); each fold's best_trial, test_status and test_error are in "
+                        f"{out / 'walk_forward' / 'folds.csv'}"
+                    )
             else:
                 store = TrialStore(out / "trials", space.params)
                 total, skipped = space.total_trials(), len(store.done())

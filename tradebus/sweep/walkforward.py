@@ -135,7 +135,8 @@ def stitch(
     ``metrics.json``; ``None`` when the stitched samples span less than
     :data:`~tradebus.reports.metrics.MIN_ANNUALISED_DAYS` days, as ``metrics.json``'s is for
     such a run, with fewer than two days or no variation), and ``untested_folds``: the folds whose
-    curve is empty (no trial of their train window had a value of every objective), left out of
+    curve is empty (no trial of their train window had a value of every objective, or the test run
+    of the best one failed), left out of
     the stitched equity and of every figure here.
     """
     stitched: list[tuple[int, int, float]] = []
