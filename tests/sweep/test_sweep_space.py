@@ -147,6 +147,17 @@ def test_stitched_sharpe_of_equity_sampled_every_3_days_is_annualised_by_its_122
     assert metrics["sharpe"] == pytest.approx(expected, rel=1e-9)
 
 
+def test_stitched_sharpe_of_flat_test_windows_run_with_a_swept_initial_cash_is_null_as_in_metrics_json() -> None:
+    """Three flat 20-day windows run with 22,468.22 each (a swept initial_cash) chained onto 100,000 showed a
+    Sharpe of -2.47: the rescaled level 22468.22 * (100000 / 22468.22) is 1 ulp off 100000, a return of -1e-16.
+    """
+    cash = 22_468.22
+    curves = [[(k * 20 * DAY + i * DAY // 6, cash) for i in range(120)] for k in range(3)]
+    _, metrics = stitch(curves, 100_000.0, [cash] * 3)
+    assert metrics["sharpe"] is None
+    assert metrics["total_return"] == pytest.approx(0.0, abs=1e-15)
+
+
 def test_stitched_sharpe_is_null_for_test_windows_spanning_under_30_days_as_in_metrics_json() -> None:
     """Two 7-day test windows gave an annualised Sharpe where a backtest's metrics.json gives null."""
     def curves(days_per_fold: int) -> list[list[tuple[int, float]]]:

@@ -36,6 +36,7 @@ from tradebus.reports.metrics import (
     format_ns,
     max_drawdown,
     periods_per_year,
+    returns_flat,
 )
 
 __all__ = ["Fold", "WalkForwardSpec", "data_span", "folds", "stitch"]
@@ -134,7 +135,7 @@ def stitch(
     (daily returns annualised by :func:`~tradebus.reports.metrics.periods_per_year`, as in
     ``metrics.json``; ``None`` when the stitched samples span less than
     :data:`~tradebus.reports.metrics.MIN_ANNUALISED_DAYS` days, as ``metrics.json``'s is for
-    such a run, with fewer than two days or no variation), and ``untested_folds``: the folds whose
+    such a run, with fewer than two days or returns that differ by no more than rounding), and ``untested_folds``: the folds whose
     curve is empty (no trial of their train window had a value of every objective, or the test run
     of the best one failed), left out of
     the stitched equity and of every figure here.
@@ -155,7 +156,8 @@ def stitch(
     if span >= MIN_ANNUALISED_DAYS * _DAY_NS and len(returns) >= 2:
         mean = sum(returns) / len(returns)
         std = math.sqrt(sum((r - mean) ** 2 for r in returns) / (len(returns) - 1))
-        sharpe = mean / std * math.sqrt(periods_per_year(chained)) if std > 0.0 else None
+        flat = returns_flat(min(returns), max(returns))
+        sharpe = mean / std * math.sqrt(periods_per_year(chained)) if std > 0.0 and not flat else None
     metrics = {
         "folds": len(curves),
         "initial_cash": initial_cash,
