@@ -357,6 +357,81 @@ def test_data_allow_stale_does_not_run_over_a_book_stretch_out_of_sync(
 
 
 @pytest.fixture(scope="module")
+def trade_gap_catalog(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[int, int, int, int, int]]:
+    """A catalog imported from a USD-M trades recording with 4 s of trades lost for good, and that gap."""
+    from tests.data.test_data_market_ingest import trades_only_usdm_config, write_trade_gap_recording
+    from tradebus.node.recording_import import import_recording
+
+    root = tmp_path_factory.mktemp("trade_gap")
+    rec = write_trade_gap_recording(root / "gap.jsonl.gz")
+    import_recording(rec.recording, trades_only_usdm_config(), root / "cat")
+    gap = (rec.kept[rec.at - 1][0], rec.kept[rec.at][0], rec.missing[0], rec.missing[-1], len(rec.missing))
+    return root / "cat", gap
+
+
+def _trades_run(catalog: Path, **data: Any) -> dict[str, Any]:
+    from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT
+
+    return {
+        "instruments": [USDM_INSTRUMENT],
+        "strategy": {"name": "tradebus.strategies.tick_ema:TickEmaCross", "instruments": [USDM_IID],
+                     "params": {"fast": 2, "slow": 5, "quantity": 0.001}},
+        "venue": {"fill_on": "trades"},
+        "data": {"catalog": str(catalog), "sources": [
+            {"instrument": USDM_IID, "kind": "trades", "dataset": "binance_usdm/usdm/BTCUSDT/trades"}], **data},
+    }
+
+
+def test_a_run_over_trades_lost_for_good_is_refused_naming_the_gap_and_runs_outside_it(
+    tmp_path: Path, trade_gap_catalog: tuple[Path, tuple[int, int, int, int, int]]
+) -> None:
+    """It ran and exited 0 without a word: the strategy saw, and the venue filled on, none of the trades the
+    venue printed in the gap, though the import stored it in the manifest (missed_trades) and data info listed it."""
+    from tests.live.node_testdata import USDM_IID
+
+    catalog, (a, b, first, last, lost) = trade_gap_catalog
+    result = invoke("backtest", str(write_config(tmp_path, _trades_run(catalog))), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 3
+    assert (
+        f"run.yaml: data.sources.0.dataset: {lost} trades of {USDM_IID} (ids {first}..{last}) are missing from this "
+        f"dataset ({catalog}/binance_usdm/usdm/BTCUSDT/trades) between {format_ns(a)} (the last trade before them) "
+        f"and {format_ns(b)} (the trade that revealed the gap): the venue printed them, but the recording it was "
+        "imported from has no fetch of them that filled the gap, so the strategy would not see them and the "
+        f"backtest would not fill on them; set data.start to {format_ns(b)} or data.end at or before {format_ns(a)} "
+        "to run outside it, or set data.allow_missed_trades: true to run over it without them"
+    ) in " ".join(result.output.split())
+    assert leftovers(tmp_path, "out") == []
+    assert invoke("backtest", str(write_config(tmp_path, _trades_run(catalog, start=format_ns(b - 1000)))),
+                  "--out", str(tmp_path / "out")).exit_code == 3
+    assert invoke("backtest", str(write_config(tmp_path, _trades_run(catalog, allow_stale=True))),
+                  "--out", str(tmp_path / "out")).exit_code == 3  # a stale stretch is another hole
+    for n, window in enumerate(({"start": format_ns(b)}, {"end": format_ns(a)})):
+        result = invoke("backtest", str(write_config(tmp_path, _trades_run(catalog, **window))), "--out",
+                        str(tmp_path / f"out{n}"))
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / f"out{n}" / "fills.csv").is_file()
+
+
+def test_data_allow_missed_trades_runs_over_a_trade_gap_with_one_warning_naming_it(
+    tmp_path: Path, trade_gap_catalog: tuple[Path, tuple[int, int, int, int, int]]
+) -> None:
+    from tests.live.node_testdata import USDM_IID
+
+    catalog, (a, b, first, last, lost) = trade_gap_catalog
+    result = invoke("backtest", str(write_config(tmp_path, _trades_run(catalog, allow_missed_trades=True))),
+                    "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "fills.csv").is_file()
+    output = " ".join(result.output.split())
+    assert output.count("data.allow_missed_trades: running") == 1
+    assert (
+        f"data.allow_missed_trades: running over {lost} trades of {USDM_IID} (ids {first}..{last}) missing between "
+        f"{format_ns(a)} and {format_ns(b)} (data.sources.0: {catalog}/binance_usdm/usdm/BTCUSDT/trades): the venue "
+        "printed them, the strategy does not see them and the backtest does not fill on them"
+    ) in output
+
+
+@pytest.fixture(scope="module")
 def usdm_book(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pa.Table]:
     """A catalog imported from the USD-M capture (its only snapshot at 23:58:20.599) and its book rows."""
     from tests.data.test_data_market_ingest import _usdm_config

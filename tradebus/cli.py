@@ -156,7 +156,8 @@ def build_replay(config: RunConfig) -> Replay:
     DataError
         If a catalog dataset's manifest is invalid, or the window overlaps a stretch where a book
         dataset it replays was out of sync (:func:`check_unsynced_books`), or a stretch where the
-        recorded feed of a dataset's instrument was stale (:func:`check_stale_feeds`).
+        recorded feed of a dataset's instrument was stale (:func:`check_stale_feeds`), or a gap in the
+        trade ids of a trades dataset (:func:`check_missed_trades`).
     """
     sources = []
     for n, src in enumerate(config.data.sources):
@@ -182,6 +183,7 @@ def build_replay(config: RunConfig) -> Replay:
             sources.append(source)
     check_unsynced_books(config, sources)
     check_stale_feeds(config, sources)
+    check_missed_trades(config, sources)
     end_ns = config.data.end_ns
     # The config's end is exclusive, the replay's inclusive.
     return Replay(sources, start_ns=config.data.start_ns, end_ns=None if end_ns is None else end_ns - 1)
@@ -271,6 +273,52 @@ def check_stale_feeds(config: RunConfig, sources: Sequence[ReplaySource]) -> Non
                 f"guard, would place and fill them; set data.start to {format_ns(b)} or data.end at or before "
                 f"{format_ns(a)} to run outside it, play the recording with tradebus replay, which denies "
                 "them as the daemon did, or set data.allow_stale: true to run over it with what the feed delivered"
+            )
+
+
+def check_missed_trades(config: RunConfig, sources: Sequence[ReplaySource]) -> None:
+    """Refuse a run whose window overlaps a gap in the trade ids of a trades source it replays.
+
+    In such a gap (:meth:`ReplaySource.missed_trades`, from a recording whose REST fetch of the
+    missing ids did not fill it: :mod:`tradebus.node.recording_import`) trades the venue printed
+    are not in the dataset: the strategy would not see them, a ``fill_on: trades`` venue would not
+    fill on them, and bars built from the trades would leave them out, all without a word. So the
+    run is refused, as a stale-feed stretch is (:func:`check_stale_feeds`). ``data.allow_missed_trades``
+    runs over the gaps with one WARNING per gap; it is not ``data.allow_stale``: a stale stretch
+    holds what the venue sent (the daemon denied orders there), a gap lacks data the venue printed,
+    and accepting one does not accept the other. A run outside every gap is not affected, nor a
+    catalog imported before the gaps were stored.
+
+    Raises
+    ------
+    DataError
+        Naming the source, its instrument, the ids and count lost, the gap's times, the
+        ``data.start``/``data.end`` that avoid it and ``data.allow_missed_trades``.
+    """
+    start, end = config.data.start_ns, config.data.end_ns
+    warned: set[tuple[str, int, int, int, int]] = set()
+    for n, src in enumerate(sources):
+        for a, b, first, last, lost in src.missed_trades():
+            if not ((start is None or start < b) and (end is None or end > a)):
+                continue
+            if config.data.allow_missed_trades:
+                if (src.instrument_id, a, b, first, last) not in warned:
+                    warned.add((src.instrument_id, a, b, first, last))
+                    logger.warning(
+                        "data.allow_missed_trades: running over {} trades of {} (ids {}..{}) missing between {} "
+                        "and {} (data.sources.{}: {}): the venue printed them, the strategy does not see them and "
+                        "the backtest does not fill on them",
+                        lost, src.instrument_id, first, last, format_ns(a), format_ns(b), n, src.describe(),
+                    )
+                continue
+            raise DataError(
+                f"data.sources.{n}.dataset: {lost} trades of {src.instrument_id} (ids {first}..{last}) are missing "
+                f"from this dataset ({src.describe()}) between {format_ns(a)} (the last trade before them) and "
+                f"{format_ns(b)} (the trade that revealed the gap): the venue printed them, but the recording it "
+                "was imported from has no fetch of them that filled the gap, so the strategy would not see them "
+                f"and the backtest would not fill on them; set data.start to {format_ns(b)} or data.end at or "
+                f"before {format_ns(a)} to run outside it, or set data.allow_missed_trades: true to run over it "
+                "without them"
             )
 
 

@@ -133,6 +133,11 @@ class DataConfig(StrictModel):
     in such a stretch is what the daemon received (nothing, then what came after), and the backtest
     places and fills the orders the daemon denied there. A book stretch out of sync is refused
     whatever this says: the book replayed over it would be wrong.
+
+    ``allow_missed_trades`` runs over the gaps in the trade ids of a trades source (its manifest's
+    ``missed_trades``: trades the venue printed that the recording never received nor fetched), with
+    one WARNING per gap, instead of refusing the run (``tradebus.cli.check_missed_trades``): the
+    strategy does not see those trades and the backtest does not fill on them.
     """
 
     catalog: Path | None = None
@@ -142,6 +147,7 @@ class DataConfig(StrictModel):
     start: datetime | date | None = None
     end: datetime | date | None = None
     allow_stale: bool = False
+    allow_missed_trades: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:

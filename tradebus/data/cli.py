@@ -363,7 +363,7 @@ def info_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
         unsynced.extend(
             f"{ref.relpath().as_posix()}: trade ids {first}..{last} missing between {np.datetime64(a, 'ns')}Z and "
             f"{np.datetime64(b, 'ns')}Z ({lost} trades lost for good: the recording has no fetch of them that "
-            "filled the gap)"
+            "filled the gap; a backtest over it is refused unless data.allow_missed_trades: true)"
             for a, b, first, last, lost in m.missed_trades
         )
     _console().print(table)

@@ -203,6 +203,18 @@ class ReplaySource:
         manifest = Catalog(self.catalog_root).manifest(self.venue, self.market, self.symbol, self.dataset)
         return [(int(a), int(b), str(feed)) for a, b, feed in manifest.stale]
 
+    def missed_trades(self) -> list[tuple[int, int, int, int, int]]:
+        """``(start_ns, end_ns, first_id, last_id, lost)`` of each gap in trade ids a trades dataset leaves.
+
+        From the manifest (:attr:`~tradebus.data.catalog.Manifest.missed_trades`): ``lost`` trades of
+        the ids ``first_id..last_id``, printed between the rows at ``start_ns`` and ``end_ns``, are not
+        in the dataset. Empty for a file and for a dataset that has none.
+        """
+        if self.catalog_root is None:
+            return []
+        manifest = Catalog(self.catalog_root).manifest(self.venue, self.market, self.symbol, self.dataset)
+        return [(int(a), int(b), int(first), int(last), int(lost)) for a, b, first, last, lost in manifest.missed_trades]
+
 
 class ReplayBatch:
     """A run of consecutive rows of ONE source, in replay order.

@@ -22,7 +22,9 @@ A venue's trades after a gap in its trade ids are held back until the recorded a
 daemon's REST fetch of the missing ones, as ``tradebus replay`` holds them; a recording that ends
 before that answer (cut, or its daemon stopped during the fetch) releases them at its end, so no
 received trade is left out. The ids no answer filled are stored in the trades dataset's manifest
-as ``missed_trades`` ``[start_ns, end_ns, first_id, last_id, lost]`` (listed by data info).
+as ``missed_trades`` ``[start_ns, end_ns, first_id, last_id, lost]`` (listed by data info); a
+backtest whose window overlaps one is refused unless ``data.allow_missed_trades``
+(``tradebus.cli.check_missed_trades``).
 
 The daemon's stale-feed episodes (the recorder's ``stale:<feed>`` and ``live:<feed>`` lines,
 :mod:`tradebus.adapters.common.recorder`) are played into a
