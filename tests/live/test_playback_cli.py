@@ -285,3 +285,35 @@ def test_serve_refuses_a_recording_of_another_venue_before_serving(recording: Pa
     assert f"{recording}: none of its" in message and f"frames is {venue} stream data" in message
     assert "serve it with the --venue of the venue that recorded it" in message and recorded_by in message
     assert "serving" not in message
+
+
+def test_replay_lists_every_trade_gap_it_met_in_playback_json(tmp_path: Path) -> None:
+    """playback.json told nothing of the trades missing from the replay: a user reading the run directory could
+    not tell that 100 trades the venue printed were never seen by the strategy, nor that the recording ended
+    before the fetch that would have recovered them."""
+    from tests.data.test_data_market_ingest import write_trade_gap_recording
+    from tradebus.adapters.common.trade_gaps import RETRIES
+
+    from .node_testdata import USDM_IID, usdm_config
+
+    data = usdm_config(None, None)
+    data["feeds"][0]["subscriptions"] = {USDM_IID: ["trade"]}
+    cfg = tmp_path / "paper.yaml"
+    cfg.write_text(yaml.safe_dump(data), encoding="utf-8")
+    rec = write_trade_gap_recording(tmp_path / "cut.jsonl.gz")
+    answers = [(rec.kept[rec.at][0] + 1 + n, "rest-trades:BTCUSDT@binance-usdm", "[]") for n in range(1 + RETRIES)]
+    with FrameRecorder(tmp_path / "answered.jsonl.gz") as out:
+        for line in [*rec.kept[: rec.at + 1], *answers, *rec.kept[rec.at + 1:]]:
+            out.write(*line)
+    gap = {
+        "instrument_id": USDM_IID, "first_id": rec.missing[0], "last_id": rec.missing[-1], "recovered": 0,
+        "lost": len(rec.missing), "start_ns": rec.kept[rec.at - 1][0], "end_ns": rec.kept[rec.at][0],
+    }
+    for name, ended_ns, recording_ended in (
+        ("cut", rec.kept[-1][0], True), ("answered", answers[-1][0], False)
+    ):
+        res = CliRunner().invoke(app, ["replay", str(tmp_path / f"{name}.jsonl.gz"), "--config", str(cfg),
+                                       "--out", str(tmp_path / name)])
+        assert res.exit_code == 0, res.output
+        stats = json.loads((tmp_path / name / "playback.json").read_text())
+        assert stats["trade_gaps"] == [{**gap, "ended_ns": ended_ns, "recording_ended": recording_ended}], name

@@ -24,6 +24,7 @@ recording without such lines (made before they were) keeps such a feed blocked u
 Trades held back behind a gap in trade ids wait for the recorded answer of its fetch, as live; a
 recording that ends before it (cut, or its daemon stopped during the fetch) delivers them at its end,
 after the ``TradesMissed``, rather than dropping them (:meth:`~tradebus.adapters.common.feed.Feed.end_recording`).
+Every gap met is listed in ``playback.json`` (:attr:`PlaybackStats.trade_gaps`).
 
 Recording formats
 -----------------
@@ -71,6 +72,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import msgspec
 from loguru import logger
 
 from tradebus.adapters.common.recorder import LIVE_PREFIX, STALE_PREFIX, first_line, iter_hftbacktest, read_frames
@@ -83,6 +85,7 @@ from tradebus.config.load import parse_config
 from tradebus.node.config import PaperConfig, dump_paper_config, load_paper_config
 from tradebus.node.daemon import build_paper_kernel, kept_files
 from tradebus.adapters.common.feed import Feed
+from tradebus.adapters.common.trade_gaps import TradeGapLog
 from tradebus.node.feeds import attach_feeds, build_feeds, feed_of_connection
 from tradebus.node.router import NodeRouter
 from tradebus.reports.outputs import write_outputs
@@ -182,7 +185,16 @@ def read_recording(
 
 @dataclass
 class PlaybackStats:
-    """Counts of a playback: frames per feed, skipped connections, rejected frames, unsubscribed streams."""
+    """Counts of a playback: frames per feed, skipped connections, rejected frames, unsubscribed streams, and
+    the gaps in trade ids its feeds met.
+
+    ``trade_gaps`` holds one entry per gap (:class:`~tradebus.adapters.common.trade_gaps.TradeGap`):
+    ``instrument_id``, the missed ids ``first_id..last_id``, how many the recorded fetch ``recovered``
+    and how many were ``lost`` for good (the strategy never saw them), ``start_ns``/``end_ns`` (receive
+    times of the last trade before the gap and of the trade that revealed it), ``ended_ns`` (when the
+    recovery ended) and ``recording_ended`` (the recording ends before the fetch's recorded answer:
+    the replay gave the recovery up there).
+    """
 
     frames: int = 0
     per_feed: dict[str, int] = field(default_factory=dict)
@@ -191,6 +203,7 @@ class PlaybackStats:
     skipped_connections: dict[str, int] = field(default_factory=dict)
     first_ns: int | None = None
     last_ns: int | None = None
+    trade_gaps: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> str:
         """Deterministically ordered JSON text."""
@@ -209,6 +222,8 @@ class Playback:
     ----------
     kernel, router, guard, feeds, clock
         The parts, as in :class:`~tradebus.node.daemon.PaperNode` (``feeds`` without clients).
+    trade_gaps
+        The :class:`~tradebus.adapters.common.trade_gaps.TradeGapLog` of every message the feeds emit.
     stats
         :class:`PlaybackStats`.
     """
@@ -220,7 +235,14 @@ class Playback:
         self.kernel: Kernel
         self.kernel, self.venue = build_paper_kernel(config, self.clock, self.guard)
         self.router = NodeRouter(self.kernel, self.guard)
-        self.feeds = build_feeds(config, self.router, live=False, clock_ns=self.clock.now_ns)
+        self.trade_gaps = TradeGapLog()
+        gaps, router = self.trade_gaps, self.router
+
+        def emit(msg: Any) -> None:
+            gaps(msg)
+            router(msg)
+
+        self.feeds = build_feeds(config, emit, live=False, clock_ns=self.clock.now_ns)
         attach_feeds(self.feeds, self.guard, self.kernel.cache)
         self.stats = PlaybackStats()
         self._routes: dict[str, Feed | None] = {}
@@ -297,6 +319,7 @@ class Playback:
             config's feeds take and parse (another venue's recording, an empty one).
         """
         lineno = 0
+        answered = 0
         try:
             for lineno, (recv_ns, conn, raw) in enumerate(read_recording(path, self.feeds, episodes=True), 1):
                 if lineno == 1:
@@ -309,6 +332,7 @@ class Playback:
                     self.feed_live(recv_ns, conn[len(LIVE_PREFIX):])
                 else:
                     self.feed_frame(recv_ns, conn, raw)
+            answered = len(self.trade_gaps.gaps)
             if lineno:
                 for feed in self.feeds:
                     feed.end_recording(recv_ns)
@@ -321,6 +345,10 @@ class Playback:
         stats.per_feed = dict(sorted(self._per_feed.items()))
         stats.rejected = dict(sorted(self._rejected.items()))
         stats.skipped_connections = dict(sorted(self._skipped.items()))
+        stats.trade_gaps = [
+            {**msgspec.structs.asdict(gap), "recording_ended": n >= answered}
+            for n, gap in enumerate(self.trade_gaps.gaps)
+        ]
         stats.unexpected_streams = {
             feed.name: dict(sorted(feed.unexpected_streams().items())) for feed in self.feeds if feed.unexpected_streams()
         }

@@ -52,6 +52,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from tradebus.adapters.common.recorder import LIVE_PREFIX, STALE_PREFIX
+from tradebus.adapters.common.trade_gaps import TradeGapLog
 from tradebus.data.catalog import Catalog, DatasetExists, Manifest
 from tradebus.data.market_ingest import CatalogSink
 from tradebus.engine.messages import (
@@ -63,7 +64,6 @@ from tradebus.engine.messages import (
     MarkPrice,
     Quote,
     Trade,
-    TradesMissed,
 )
 from tradebus.errors import DataError, ParseError, TradebusError
 from tradebus.risk.guard import MarketGuard
@@ -122,12 +122,12 @@ def import_recording(
     sink = CatalogSink(cat, locate, suffix, mode, notes=(f"imported from recording {Path(recording).name}",))
     clock = [0]
     stale = _StaleWatch()
-    missed = _MissedTrades()
+    missed = TradeGapLog()
 
     def emit(msg: Any) -> None:
         sink(msg)
         stale.on_message(msg)
-        missed.on_message(msg)
+        missed(msg)
 
     feeds = build_feeds(config, emit, live=False, clock_ns=lambda: clock[0])
     stale.register(feeds)
@@ -166,7 +166,8 @@ def import_recording(
             for a, b, feed in stretches:
                 logger.warning("{}: feed {} stale from {} to {}: the daemon denied every order on {} in between",
                                Path(recording).name, feed, _when(a), _when(b), iid)
-        for iid, gaps in missed.stretches.items():
+        missed_trades = missed.lost()
+        for iid, gaps in missed_trades.items():
             for a, b, first, last, lost in gaps:
                 logger.warning("{}: {} trade ids {}..{} missing between {} and {}: {} trades lost for good, left out",
                                Path(recording).name, iid, first, last, _when(a), _when(b), lost)
@@ -178,7 +179,7 @@ def import_recording(
         sink.notes = (*sink.notes, *notes)
         sink.unsynced = books.unsynced
         sink.stale = stale.stretches
-        sink.missed_trades = missed.stretches
+        sink.missed_trades = missed_trades
         return sink.commit()
     except DatasetExists:
         sink.abort()
@@ -271,37 +272,6 @@ class _BookWatch:
             "book rows would stop there while the other streams go on; nothing written (cut the recording "
             "before that frame, or import it with a config that does not subscribe that book)"
         )
-
-
-class _MissedTrades:
-    """Where the trade rows of each instrument leave a gap in the venue's trade ids (its ``TradesMissed``).
-
-    Attributes
-    ----------
-    stretches
-        ``instrument_id -> [(start_ns, end_ns, first_id, last_id, lost), ...]`` of each gap with trades
-        lost for good: from the ``ts_init`` of the last trade before it to that of the trade that revealed
-        it (the first one after the recovered trades; :class:`~tradebus.engine.messages.TradesMissed`).
-    """
-
-    def __init__(self) -> None:
-        self._last_ns: dict[str, int] = {}
-        self._open: dict[str, tuple[int, int, int, int]] = {}
-        self.stretches: dict[str, list[tuple[int, int, int, int, int]]] = {}
-
-    def on_message(self, msg: Any) -> None:
-        """A message a feed emitted: a ``TradesMissed`` opens a gap, the trade after its ids closes it."""
-        cls = type(msg)
-        if cls is Trade:
-            iid = msg.instrument_id
-            gap = self._open.get(iid)
-            if gap is not None and int(msg.trade_id) > gap[2]:
-                start, first, last, lost = self._open.pop(iid)
-                self.stretches.setdefault(iid, []).append((start, msg.ts_init, first, last, lost))
-            self._last_ns[iid] = msg.ts_init
-        elif cls is TradesMissed and msg.lost:
-            iid = msg.instrument_id
-            self._open[iid] = (self._last_ns.get(iid, msg.ts_init), msg.first_id, msg.last_id, msg.lost)
 
 
 class _StaleWatch:

@@ -47,7 +47,7 @@ from tradebus.adapters.common.client import Sink
 from tradebus.engine.messages import Trade, TradesMissed
 from tradebus.errors import ConfigError
 
-__all__ = ["RETRIES", "RETRY_DELAY", "TRADES_CONN", "TradeFetch", "TradeGaps", "TradeLine"]
+__all__ = ["RETRIES", "RETRY_DELAY", "TRADES_CONN", "TradeFetch", "TradeGap", "TradeGapLog", "TradeGaps", "TradeLine"]
 
 #: Recorder connection prefix of a REST trade-history answer: ``"rest-trades:<venue symbol>"`` (Binance adds
 #: ``"@<feed name>"``: its spot and USD-M markets share symbols).
@@ -291,3 +291,68 @@ class TradeGaps:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class TradeGap(msgspec.Struct, frozen=True):
+    """One gap in an instrument's trade ids, as the trades a feed delivered around its ``TradesMissed`` show it.
+
+    ``lost`` of the ids ``first_id..last_id`` (``recovered`` the others) were printed between the
+    trade delivered at ``start_ns`` (``ts_init`` of the last one before the gap; the ``TradesMissed``'s
+    if none came before) and the one at ``end_ns`` (the trade that revealed the gap); ``ended_ns`` is
+    when the recovery ended (the ``TradesMissed``'s ``ts_init``: the receive time of the fetch's
+    last answer, or of the moment it was given up).
+    """
+
+    instrument_id: str
+    first_id: int
+    last_id: int
+    recovered: int
+    lost: int
+    start_ns: int
+    end_ns: int
+    ended_ns: int
+
+
+class TradeGapLog:
+    """The gaps in trade ids the messages of a feed leave (a sink: give it every message the feed emits).
+
+    Attributes
+    ----------
+    gaps
+        Every :class:`TradeGap` closed so far, in the order they were: a ``TradesMissed`` opens one,
+        the first trade of its instrument after its ids (the trade that revealed it) closes it.
+    """
+
+    def __init__(self) -> None:
+        self._last_ns: dict[str, int] = {}
+        self._open: dict[str, TradesMissed] = {}
+        self._start_ns: dict[str, int] = {}
+        self.gaps: list[TradeGap] = []
+
+    def __call__(self, msg: object) -> None:
+        """A message the feed emitted (a trade or a ``TradesMissed`` updates the log; others are ignored)."""
+        cls = type(msg)
+        if cls is Trade:
+            trade: Trade = msg  # type: ignore[assignment]
+            iid = trade.instrument_id
+            missed = self._open.get(iid)
+            if missed is not None and int(trade.trade_id) > missed.last_id:
+                del self._open[iid]
+                self.gaps.append(TradeGap(
+                    iid, missed.first_id, missed.last_id, missed.recovered, missed.lost, self._start_ns.pop(iid),
+                    trade.ts_init, missed.ts_init,
+                ))
+            self._last_ns[iid] = trade.ts_init
+        elif cls is TradesMissed:
+            gap: TradesMissed = msg  # type: ignore[assignment]
+            self._open[gap.instrument_id] = gap
+            self._start_ns[gap.instrument_id] = self._last_ns.get(gap.instrument_id, gap.ts_init)
+
+    def lost(self) -> dict[str, list[tuple[int, int, int, int, int]]]:
+        """``instrument_id -> [(start_ns, end_ns, first_id, last_id, lost), ...]`` of the gaps with trades lost
+        for good (as :attr:`~tradebus.data.catalog.Manifest.missed_trades` stores them)."""
+        out: dict[str, list[tuple[int, int, int, int, int]]] = {}
+        for g in self.gaps:
+            if g.lost:
+                out.setdefault(g.instrument_id, []).append((g.start_ns, g.end_ns, g.first_id, g.last_id, g.lost))
+        return out
