@@ -45,6 +45,12 @@ FAST = OrderTimeouts(
 )
 
 
+def held_window() -> float:
+    """A spot emulator's ``weight_clock`` that never leaves its first minute: the weight a test sets is the weight
+    the next request counts on (on the wall clock a minute may turn in between and reset it)."""
+    return 0.0
+
+
 @dataclass
 class Harness:
     emulator: BinancePrivateEmulator
@@ -150,13 +156,17 @@ async def harness(
     timeouts: OrderTimeouts = FAST,
     journal: Journal | None = None,
     budget: WeightBudget | None = None,
+    weight_clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[Harness]:
     """The kernel and the account emulator of ``inst`` (``balances``: the emulator's, default 100 000 USDT;
     ``trade_size_limit``: a public trade fills at most its own size; ``timeouts``: the engine's;
-    ``journal``: the kernel's, replayed into it; ``budget``: the REST client's weight budget, default Binance spot's)."""
+    ``journal``: the kernel's, replayed into it; ``budget``: the REST client's weight budget, default Binance spot's;
+    ``weight_clock``: the emulator's, whose minutes are its weight windows: :func:`held_window` for a test that
+    sets the emulator's weight)."""
     iid = inst.instrument_id
     emulator = BinancePrivateEmulator(
-        KEY, SECRET, {iid: inst}, balances or {"USDT": 100_000.0}, rest_faults, stream_faults, trade_size_limit=trade_size_limit
+        KEY, SECRET, {iid: inst}, balances or {"USDT": 100_000.0}, rest_faults, stream_faults,
+        trade_size_limit=trade_size_limit, weight_clock=weight_clock,
     )
     await emulator.start()
     clock = LiveClock()

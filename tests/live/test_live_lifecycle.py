@@ -15,7 +15,9 @@ import msgspec
 import pytest
 from loguru import logger
 
-from tests.live.live_harness import FAST, IID, Harness, harness, later_than, settled, stepping_budget, until, usdm_harness
+from tests.live.live_harness import (
+    FAST, IID, Harness, harness, held_window, later_than, settled, stepping_budget, until, usdm_harness,
+)
 from tradebus.adapters.binance.private_emulator import RestFault, StreamFault
 from tradebus.adapters.binance.trading import FUTURES_WEIGHT_LIMIT, WEIGHT_HEADER, WEIGHT_LIMIT
 from tradebus.adapters.common.ratelimit import WeightBudget
@@ -148,7 +150,7 @@ async def test_a_stop_placed_again_after_its_refused_cancel_replace_waits_out_a_
     is placed again as it was, after the next window, however far past its submit timeout: it was withdrawn,
     the stop canceled and nothing placed in its place."""
     resume = asyncio.Event()
-    async with harness(budget=_stepping_budget(resume)) as h:
+    async with harness(budget=_stepping_budget(resume), weight_clock=held_window) as h:
         h.venue.on_replace = h.kernel.execution.submit
         buy = h.submit(OrderSide.BUY, 0.01)
         await until(lambda: buy.status is OrderStatus.ACCEPTED)

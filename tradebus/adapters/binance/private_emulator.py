@@ -16,7 +16,9 @@ faults, sessions), speaking enough of Binance spot's private API for
   ("Order would trigger immediately."), ``-2011`` unknown order on cancel, ``-2013`` on query,
   ``-2026`` on a query of an order CANCELED or EXPIRED with nothing executed, last updated
   ``archive_after_ms`` ago or more: archived).
-  Every answer has ``X-MBX-USED-WEIGHT-1M`` (:data:`WEIGHTS` per request, per wall minute).
+  Every answer has ``X-MBX-USED-WEIGHT-1M`` (:data:`WEIGHTS` per request, per minute of ``weight_clock``:
+  the wall clock unless given; a test that sets :attr:`BinancePrivateEmulator.weight` holds the window
+  with a clock of its own, so that no minute turns between its setting and the request it shapes).
 * ``/ws-api/v3``: the WebSocket API's ``userDataStream.subscribe.signature``; then every
   order and balance change as ``{"subscriptionId": 0, "event": {...}}``;
   :meth:`BinancePrivateEmulator.terminate_streams` ends the subscriptions with an
@@ -114,6 +116,7 @@ import math
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -261,12 +264,16 @@ class StreamFault(common.StreamFault):
 
 
 class BinancePrivateEmulator(AccountEmulator):
-    """The emulated Binance spot account (see the module docstring); parameters as :class:`AccountEmulator`."""
+    """The emulated Binance spot account (see the module docstring).
+
+    Parameters as :class:`AccountEmulator`, and ``weight_clock``: the seconds whose minutes are the
+    request-weight windows (default ``time.time``, Binance's wall minutes).
+    """
 
     ws_path = "/ws-api/v3"
     rate_limit_code = -1003
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, weight_clock: Callable[[], float] = time.time, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         #: Arrival time (``time.monotonic()``) of every authenticated request, in order.
         self.request_times: list[float] = []
@@ -274,7 +281,8 @@ class BinancePrivateEmulator(AccountEmulator):
         self.placed_ns: dict[str, int] = {}
         #: Request weight used in the current minute (sent as ``X-MBX-USED-WEIGHT-1M``).
         self.weight = 0
-        self._minute = 0
+        self.weight_clock = weight_clock
+        self._minute: int | None = None  # the window ``weight`` counts in (none before the first request)
         self._types: dict[str, str] = {}
         #: The last public trade's price of each instrument (what Binance checks a stop price against).
         self.last_price: dict[str, float] = {}
@@ -351,7 +359,7 @@ class BinancePrivateEmulator(AccountEmulator):
     # ------------------------------------------------------------------ REST dialect
 
     async def _rest(self, request: web.Request) -> web.StreamResponse:
-        minute = int(time.time() // 60)
+        minute = int(self.weight_clock() // 60)
         if minute != self._minute:
             self._minute, self.weight = minute, 0
         self.weight += weight_of(request.method, request.path, request.query)
