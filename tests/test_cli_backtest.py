@@ -886,3 +886,33 @@ def test_a_spot_instrument_with_a_contract_size_is_a_config_error(tmp_path: Path
         "trades base units" in " ".join(result.output.split())
     assert "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_the_window_a_refusal_over_a_catalogs_hole_suggests_is_run_when_its_times_have_nanoseconds(
+    tmp_path: Path,
+) -> None:
+    """A live recording stamps frames in ns; the refusal said `set data.start to ...40.722579789Z`, which a config
+    holds to the microsecond (...40.722579Z, before the gap's end): the run with it was refused again, the same
+    advice given. The suggested start is rounded up, the end down, to a time the config holds."""
+    import re
+
+    from tests.data.test_data_market_ingest import trades_only_usdm_config, write_trade_gap_recording
+    from tradebus.adapters.common.recorder import FrameRecorder
+    from tradebus.node.recording_import import import_recording
+
+    rec = write_trade_gap_recording(tmp_path / "us.jsonl.gz")
+    with FrameRecorder(tmp_path / "ns.jsonl.gz") as out:
+        for recv_ns, conn, raw in rec.kept:
+            out.write(recv_ns + 789, conn, raw)
+    import_recording(tmp_path / "ns.jsonl.gz", trades_only_usdm_config(), tmp_path / "cat")
+    result = invoke("backtest", str(write_config(tmp_path, _trades_run(tmp_path / "cat"))), "--out",
+                    str(tmp_path / "out"))
+    assert result.exit_code == 3
+    found = re.search(r"set data\.start to (\S+) or data\.end at or before (\S+) to run outside it",
+                      " ".join(result.output.split()))
+    assert found is not None, result.output
+    assert found.groups() == (format_ns(rec.kept[rec.at][0] + 1000), format_ns(rec.kept[rec.at - 1][0]))
+    for n, window in enumerate(({"start": found[1]}, {"end": found[2]})):
+        result = invoke("backtest", str(write_config(tmp_path, _trades_run(tmp_path / "cat", **window))), "--out",
+                        str(tmp_path / f"out{n}"))
+        assert result.exit_code == 0, result.output
