@@ -75,6 +75,19 @@ def test_duplicate_and_backward_bar_times_are_counted_across_chunks() -> None:
     assert (r.checks["duplicate_time"]["count"], r.checks["non_monotonic_time"]["count"]) == (1, 1)
 
 
+def test_bars_that_may_share_a_time_count_only_backward_times() -> None:
+    bars = real_bars()
+    bars.loc[110, "ts_event"] = bars.loc[109, "ts_event"]  # shared: volume bars closed by one trade
+    bars.loc[150, "ts_event"] = bars.loc[148, "ts_event"] - 1  # goes back: an error whatever the bars
+    check = QualityCheck("bars", None, shared_times=True)
+    table = pa.Table.from_pandas(bars, preserve_index=False)
+    for start in range(0, table.num_rows, 10):
+        check.feed(table.slice(start, 10))
+    r = check.report()
+    assert (r.checks["duplicate_time"]["count"], r.checks["non_monotonic_time"]["count"]) == (0, 1)
+    assert r.status == "fail"
+
+
 def test_planted_trade_defects_are_counted() -> None:
     clean_frame = read_trades(FIXTURES / "btcusdt-trades.parquet").to_pandas()
     trades = clean_frame.drop(index=range(100, 105))  # 5 missing trade ids

@@ -191,6 +191,41 @@ def test_validate_names_parquet_file_and_row_of_a_bad_catalog_value(tmp_path: Pa
         Replay([source], batch_rows=50).validate()
 
 
+def shared_time_bars(tmp_path: Path, ts: np.ndarray, ts_init: np.ndarray | None = None) -> tuple[Catalog, Path]:
+    """Bars written as ``data bars`` writes threshold bars (several may close at one time)."""
+    cat = Catalog(tmp_path)
+    table = bars_table(ts.size).set_column(0, "ts_event", pa.array(ts)).set_column(
+        1, "ts_init", pa.array(ts if ts_init is None else ts_init))
+    with cat.writer("v", "spot", "B", "bars_volume_1", kind="bars", distinct_times=False) as writer:
+        writer.write(table)
+        manifest = writer.commit()
+    assert manifest.shared_times
+    return cat, cat.dataset_dir("v", "spot", "B", "bars_volume_1") / "manifest.json"
+
+
+def test_bars_that_may_share_a_time_replay_in_file_order_and_time_bars_still_refuse_it(tmp_path: Path) -> None:
+    ts = T0_NS + SEC_NS * np.repeat(np.arange(1, 101, dtype=np.int64), 3)  # three bars closed at each time
+    cat, manifest_path = shared_time_bars(tmp_path / "a", ts)
+    source = ReplaySource.from_catalog(cat, "B.V", "v", "spot", "B", "bars_volume_1")
+    assert Replay([source], batch_rows=7).validate() == 300  # chunk edges fall inside runs of one time
+    bars = list(Replay([source], batch_rows=7))
+    assert [b.ts_event for b in bars] == ts.tolist() and [b.close for b in bars] == bars_table(300)["close"].to_pylist()
+    # The same rows under a manifest without the field (written before it) are refused, as time bars.
+    text = manifest_path.read_text()
+    manifest_path.write_text(text.replace(',\n  "shared_times": true', ""))
+    assert "shared_times" in text and "shared_times" not in manifest_path.read_text()
+    assert not cat.manifest("v", "spot", "B", "bars_volume_1").shared_times
+    with pytest.raises(DataError, match=r"row 2: duplicate ts_event .* \(same as row 1\)"):
+        Replay([source], batch_rows=7).validate()
+    # A bar time going back is refused whatever the dataset says.
+    back = ts.copy()
+    back[150] = back[149] - 1
+    cat, _ = shared_time_bars(tmp_path / "b", back, ts)
+    source = ReplaySource.from_catalog(cat, "B.V", "v", "spot", "B", "bars_volume_1")
+    with pytest.raises(DataError, match=r"row 151: ts_event .* is before the previous row's"):
+        Replay([source], batch_rows=7).validate()
+
+
 def test_unsorted_catalog_file_is_reported_with_file_and_row(tmp_path: Path) -> None:
     cat = Catalog(tmp_path)
     manifest = cat.write(bars_table(40), "v", "spot", "B", "bars_1m", "year", row_group_rows=10)

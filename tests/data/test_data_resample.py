@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from tradebus.data import resample
@@ -43,7 +44,7 @@ def test_time_bars_from_trades_equal_a_pandas_resample_and_the_live_builder(
         catalog: Catalog, batch_rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(resample, "_BATCH_ROWS", batch_rows)  # state carried across record batches
     manifest = resample.bars_from_trades(catalog, TRADES, "time", interval_ns=5_000_000_000)
-    assert manifest.dataset == "bars_5s" and manifest.interval_ns == 5_000_000_000
+    assert manifest.dataset == "bars_5s" and manifest.interval_ns == 5_000_000_000 and not manifest.shared_times
     got = catalog.read("binance", "spot", "BTCUSDT", "bars_5s").to_pandas()
     t = raw_trades()
     frame = t.set_index(pd.to_datetime(t.ts, utc=True))
@@ -163,3 +164,52 @@ def test_weekly_bars_of_a_catalog_that_named_them_7d_are_appended_to_there(tmp_p
                            interval="1w", mode="append").manifests[0]
     assert manifest.dataset == "bars_7d" and manifest.rows == 8
     assert [r.dataset for r in Catalog(tmp_path).datasets()] == ["bars_7d"]
+
+
+def test_volume_bars_closing_at_one_trade_time_pass_quality_and_backtest_like_process(tmp_path: Path) -> None:
+    """921 volume bars of 0.01 BTC hold 712 distinct times: quality said fail and a backtest refused them."""
+    from tradebus.cli import app, build_kernel, build_replay
+    from tradebus.config import load_config
+
+    from tests.engine.test_kernel_batches import fills_of, orders_of
+
+    runner, root = CliRunner(), tmp_path / "C"
+    run = runner.invoke(data_app, ["import", str(FIXTURES / "btcusdt-trades.parquet"), "--venue", "binance", "--market",
+                                   "spot", "--symbol", "BTCUSDT", "--kind", "trades", "--catalog", str(root)])
+    assert run.exit_code == 0, run.output
+    run = runner.invoke(data_app, ["bars", "binance/spot/BTCUSDT/trades", "--mode", "volume", "--threshold", "0.01",
+                                   "--catalog", str(root)])
+    assert run.exit_code == 0, run.output
+    manifest = Catalog(root).manifest("binance", "spot", "BTCUSDT", "bars_volume_0p01")
+    ts = Catalog(root).read("binance", "spot", "BTCUSDT", "bars_volume_0p01").column("ts_event").to_numpy()
+    assert (manifest.rows, np.unique(ts).size) == (921, 712) and np.all(np.diff(ts) >= 0)
+    assert manifest.shared_times and manifest.quality is not None and manifest.quality["status"] != "fail"
+    info = runner.invoke(data_app, ["info", "--catalog", str(root)])
+    assert info.exit_code == 0 and "fail" not in info.output, info.output
+    quality = runner.invoke(data_app, ["quality", "binance/spot/BTCUSDT/bars_volume_0p01", "--json", "--fail-on", "error",
+                                       "--catalog", str(root)])
+    assert quality.exit_code == 0, quality.output
+
+    config = {
+        "data": {"catalog": str(root), "sources": [{"instrument": "BTCUSDT.BINANCE",
+                                                     "dataset": "binance/spot/BTCUSDT/bars_volume_0p01"}]},
+        "instruments": [{"venue": "BINANCE", "symbol": "BTCUSDT", "base": "BTC", "quote": "USDT", "tick_size": 0.01,
+                         "lot_size": 1.0e-5, "taker_fee": 0.001, "maker_fee": 0.001, "margin": True}],
+        "strategy": {"name": "ema_cross", "instruments": ["BTCUSDT.BINANCE"],
+                     "params": {"fast": 3, "slow": 8, "mode": "long_short", "quantity": 0.01}},
+        "venue": {"fill_on": "bars", "slippage_bps": 1.0},
+        "initial_cash": 100_000.0,
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    run = runner.invoke(app, ["backtest", str(path), "--out", str(tmp_path / "out")])
+    assert run.exit_code == 0, run.output
+    fast, slow = build_kernel(load_config(path)), build_kernel(load_config(path))
+    fast.run(build_replay(load_config(path)))  # the batch loop, as the backtest runs it
+    for message in build_replay(load_config(path)):
+        slow.process(message)
+    slow.stop()
+    assert fast.result.bars == slow.result.bars == 921 and len(fast.result.fills) > 50
+    assert fills_of(fast) == fills_of(slow) and orders_of(fast) == orders_of(slow)
+    assert fast.result.equity == slow.result.equity
+    assert len((tmp_path / "out" / "fills.csv").read_text().splitlines()) == len(fast.result.fills) + 1

@@ -269,6 +269,11 @@ class Manifest(msgspec.Struct, frozen=True):
         or the recording ends before it): ``lost`` trades of the ids ``first_id..last_id`` were printed
         between the row at ``start_ns`` (the last before the gap) and the row at ``end_ns`` (the trade that
         revealed it) and are not in the dataset (a manifest without the field: none).
+    shared_times
+        Bars only: several bars may share one ``ts_event`` (bars closed by an amount of volume, notional
+        or trades rather than a clock: several may close at one trade time); they are stored in the
+        order they closed. ``False`` (and a manifest without the field): each bar is after the one
+        before.
     """
 
     schema_version: int
@@ -293,6 +298,7 @@ class Manifest(msgspec.Struct, frozen=True):
     unsynced: list[tuple[int, int]] = []
     stale: list[tuple[int, int, str]] = []
     missed_trades: list[tuple[int, int, int, int, int]] = []
+    shared_times: bool = False
 
     def ref(self) -> DatasetRef:
         """Return the :class:`DatasetRef` of this dataset."""
@@ -442,6 +448,7 @@ def quality_report(
     *,
     stale_bars: int = 5,
     outlier_z: float | None = None,
+    shared_times: bool = False,
 ) -> QualityReport:
     """The quality report of a dataset's files, read in order one row group batch at a time.
 
@@ -451,15 +458,15 @@ def quality_report(
         The dataset's Parquet files in time order.
     kind, interval_ns
         The dataset's kind and bar interval (see :class:`~tradebus.data.quality.QualityCheck`).
-    stale_bars, outlier_z
-        See :class:`~tradebus.data.quality.QualityCheck`.
+    stale_bars, outlier_z, shared_times
+        See :class:`~tradebus.data.quality.QualityCheck` (``shared_times``: the manifest's).
 
     Raises
     ------
     DataError
         A file that cannot be read or whose schema is not the kind's.
     """
-    check = QualityCheck(kind, interval_ns, stale_bars=stale_bars, outlier_z=outlier_z)
+    check = QualityCheck(kind, interval_ns, stale_bars=stale_bars, outlier_z=outlier_z, shared_times=shared_times)
     for path in paths:
         for batch in open_parquet(path, kind).iter_batches(batch_size=65_536):
             check.feed(pa.Table.from_batches([batch]))
@@ -723,7 +730,8 @@ class Catalog:
 
         Parameters are those of :meth:`write`, and ``distinct_times``: bars must each have a
         later ``ts_event`` than the one before (``False`` for bars closed by an amount
-        rather than a clock, several of which may close at one trade time). Use it as a context manager: leaving
+        rather than a clock, several of which may close at one trade time; the manifest then records
+        :attr:`Manifest.shared_times`). Use it as a context manager: leaving
         the block without :meth:`DatasetWriter.commit` (or on an exception) removes
         everything it staged and leaves the catalog as it was.
         """
@@ -1129,8 +1137,10 @@ class DatasetWriter:
                 missing += m
                 prev_last = int(ts_event[-1])
         old = self.old
+        shared = self.kind == "bars" and (not self.distinct_times or (old is not None and old.shared_times))
         if old is not None and quality is not None:
-            quality = quality_report((self._tmp / e.path for e in self._entries), self.kind, self.interval_ns).summary()
+            quality = quality_report((self._tmp / e.path for e in self._entries), self.kind, self.interval_ns,
+                                     shared_times=shared).summary()
         return Manifest(
             schema_version=SCHEMA_VERSION,
             kind=self.kind,
@@ -1156,4 +1166,5 @@ class DatasetWriter:
             missed_trades=[*(old.missed_trades if old is not None else []), *(
                 (int(a), int(b), int(first), int(last), int(lost)) for a, b, first, last, lost in missed_trades
             )],
+            shared_times=shared,
         )

@@ -570,7 +570,7 @@ def quality_cmd(
     try:
         manifest, entries = Catalog(catalog).entries(venue, market, symbol, name)
         report = quality_report((path for path, _ in entries), manifest.kind, manifest.interval_ns,
-                                stale_bars=stale_bars, outlier_z=outlier_z)
+                                stale_bars=stale_bars, outlier_z=outlier_z, shared_times=manifest.shared_times)
         failing = report.failing(fail_on or [])
     except TradebusError as exc:
         raise _fail(exc) from None

@@ -504,7 +504,7 @@ def _bar_checks(
     return checks
 
 
-def validate_bars(table: pa.Table, name: str, rows: np.ndarray | None = None) -> None:
+def validate_bars(table: pa.Table, name: str, rows: np.ndarray | None = None, *, distinct_times: bool = True) -> None:
     """Check a bar table in the stored layout; raise on the first bad row.
 
     Parameters
@@ -515,6 +515,9 @@ def validate_bars(table: pa.Table, name: str, rows: np.ndarray | None = None) ->
         File (or dataset) name for messages.
     rows
         1-based row number of each table row in the source (default position + 1).
+    distinct_times
+        Refuse a ``ts_event`` equal to the previous row's (``False``: bars closed by an amount,
+        which may share a time, :attr:`~tradebus.data.catalog.Manifest.shared_times`).
 
     Raises
     ------
@@ -524,7 +527,7 @@ def validate_bars(table: pa.Table, name: str, rows: np.ndarray | None = None) ->
         range or bad volume.
     """
     frame = Frame(name, {}, rows=rows)
-    _check_time_order(frame, table.column("ts_event").to_numpy(), "ts_event", strict=True)
+    _check_time_order(frame, table.column("ts_event").to_numpy(), "ts_event", strict=distinct_times)
     _check_time_order(frame, table.column("ts_init").to_numpy(), "ts_init", strict=False)
     cols = [np.asarray(table.column(n).to_numpy(), dtype=np.float64) for n in ("open", "high", "low", "close", "volume")]
     _raise_first(frame, _bar_checks(*cols))

@@ -8,7 +8,8 @@ catalog dataset's row groups), so memory stays bounded. Findings:
 check                  level    what is counted
 =====================  =======  ============================================================
 non_monotonic_time     error    rows whose ``ts_event`` is before the previous row's
-duplicate_time         error    bars whose ``ts_event`` equals the previous bar's
+duplicate_time         error    bars whose ``ts_event`` equals the previous bar's (not counted
+                                with ``shared_times``: bars closed by an amount may share a time)
 ohlc_integrity         error    bars with ``high < low`` or open/close outside [low, high]
 non_positive_price     error    rows with a price (bars: any of OHLC) <= 0 or not finite
 duplicate_trade_id     error    trades repeating the previous trade's id, or an id not
@@ -164,14 +165,25 @@ class QualityCheck:
         100 for trades, whose tick-to-tick changes are far more heavy-tailed (on the
         real Binance BTCUSDT trades fixture z > 12 flags 109 of 2,001 trades, z > 50
         one, z > 100 none).
+    shared_times
+        Bars: several bars may share one ``ts_event`` (volume, dollar, tick and imbalance bars, see
+        :attr:`~tradebus.data.catalog.Manifest.shared_times`), so an equal time is not a
+        ``duplicate_time``; a time before the previous one still is ``non_monotonic_time``.
     """
 
     def __init__(
-        self, kind: str, interval_ns: int | None = None, *, stale_bars: int = 5, outlier_z: float | None = None
+        self,
+        kind: str,
+        interval_ns: int | None = None,
+        *,
+        stale_bars: int = 5,
+        outlier_z: float | None = None,
+        shared_times: bool = False,
     ) -> None:
         if kind not in _APPLICABLE:
             raise DataError(f"quality: no checks for kind {kind!r}; expected one of {sorted(_APPLICABLE)}")
         self.kind, self.interval_ns, self.stale_bars = kind, interval_ns, stale_bars
+        self.shared_times = shared_times
         self.outlier_z = outlier_z if outlier_z is not None else (12.0 if kind == "bars" else 100.0)
         self.rows = 0
         self.findings = {name: _Finding() for name in CHECKS}
@@ -259,7 +271,8 @@ class QualityCheck:
 
     def _bars(self, table: pa.Table, ts: np.ndarray, own: np.ndarray, step: np.ndarray) -> None:
         o, h, low, c, v = (table.column(n).to_numpy() for n in ("open", "high", "low", "close", "volume"))
-        self.findings["duplicate_time"].add(own[step == 0])
+        if not self.shared_times:
+            self.findings["duplicate_time"].add(own[step == 0])
         if self.interval_ns:
             over = step > self.interval_ns
             gaps = self.findings["gaps"]

@@ -191,6 +191,16 @@ class ReplaySource:
         manifest = Catalog(self.catalog_root).manifest(self.venue, self.market, self.symbol, self.dataset)
         return [(int(a), int(b)) for a, b in manifest.unsynced]
 
+    def shared_times(self) -> bool:
+        """Whether several bars of the source may share one ``ts_event`` (volume, dollar, tick bars ...).
+
+        From the manifest (:attr:`~tradebus.data.catalog.Manifest.shared_times`); ``False`` for a
+        file and for every other dataset.
+        """
+        if self.catalog_root is None or self.kind != "bars":
+            return False
+        return Catalog(self.catalog_root).manifest(self.venue, self.market, self.symbol, self.dataset).shared_times
+
     def stale(self) -> list[tuple[int, int, str]]:
         """``(start_ns, end_ns, feed)`` of each stretch where the recorded feed of the dataset's instrument was stale.
 
@@ -672,6 +682,7 @@ class Replay:
         prev_event: int | None = None
         prev_where = ""
         held: _Chunk | None = None
+        shared = check_values and src.shared_times()
         try:
             for chunk in raw:
                 ts = chunk.ts_init
@@ -690,7 +701,7 @@ class Replay:
                         "the source is not sorted"
                     )
                 if check_values:
-                    self._check_chunk(src.kind, chunk, prev_event)
+                    self._check_chunk(src.kind, chunk, prev_event, shared)
                     prev_event = int(chunk.ts_event[-1])
                 prev_ts = int(ts[-1])
                 prev_where = f"{chunk.origin} row {chunk.first_row + len(chunk) - 1}"
@@ -714,16 +725,19 @@ class Replay:
                 close()  # stops a read-ahead thread at once (an error or a consumer that stopped)
 
     @staticmethod
-    def _check_chunk(kind: str, chunk: _Chunk, prev_event: int | None) -> None:
+    def _check_chunk(kind: str, chunk: _Chunk, prev_event: int | None, shared_times: bool = False) -> None:
+        """Check a chunk's rows like an import (``shared_times``: see :meth:`ReplaySource.shared_times`)."""
         rows = np.arange(chunk.first_row, chunk.first_row + len(chunk), dtype=np.int64)
         arrays = {"ts_event": chunk.ts_event, "ts_init": chunk.ts_init, **chunk.columns}
         if kind == "bars":
-            if prev_event is not None and int(chunk.ts_event[0]) <= prev_event:
+            first = int(chunk.ts_event[0])
+            if prev_event is not None and (first < prev_event or (first == prev_event and not shared_times)):
                 raise DataError(
-                    f"{chunk.origin} row {chunk.first_row}: ts_event {int(chunk.ts_event[0])} is not after "
-                    f"the previous bar {prev_event}"
+                    f"{chunk.origin} row {chunk.first_row}: ts_event {first} is "
+                    f"{'before' if first < prev_event else 'not after'} the previous bar {prev_event}"
                 )
-            validate_bars(pa.table(arrays, schema=schema_for("bars")), chunk.origin, rows)
+            table = pa.table(arrays, schema=schema_for("bars"))
+            validate_bars(table, chunk.origin, rows, distinct_times=not shared_times)
         elif kind == "trades":
             arrays["trade_id"] = chunk.trade_id  # type: ignore[assignment]
             validate_trades(pa.table(arrays, schema=schema_for("trades")), chunk.origin, rows)

@@ -88,7 +88,7 @@ def bars_from_trades(
     name = dataset or (bars_dataset(cat, source.venue, source.market, source.symbol, interval_ns or 0) if mode == "time"
                        else bars_dataset_name(mode, threshold=threshold))
     regular = interval_ns if mode == "time" else None
-    check = QualityCheck("bars", regular)
+    check = QualityCheck("bars", regular, shared_times=mode != "time")
     trades = 0
     with cat.writer(source.venue, source.market, source.symbol, name, "month" if regular else "day", kind="bars",
                     interval_ns=regular, distinct_times=mode == "time") as writer:
