@@ -51,6 +51,8 @@ from tradebus.engine.history import History
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.interest import BorrowInterest
 from tradebus.engine.messages import (
+    AlgoEnded,
+    AlgoStarted,
     Bar,
     BookDelta,
     BookDepth,
@@ -99,6 +101,7 @@ from tradebus.features.bars import BarBuilder
 from tradebus.features.spec import FeatureSpec
 from tradebus.risk.config import RiskConfig
 from tradebus.risk.gate import RiskGate
+from tradebus.strategies.algo_recovery import AlgoRecovery
 from tradebus.strategies.base import Strategy, feature_only, is_feature_only
 from tradebus.strategies.context import KernelContext
 from tradebus.strategies.failure import raise_strategy_failure
@@ -520,6 +523,11 @@ class Kernel:
             # Wallet movements outside fills, journaled as they happen: a restart books them again.
             self.bus.subscribe(InterestCharged, journal.record_wallet)
             self.bus.subscribe(FundingPaid, journal.record_wallet)
+            # Execution algorithms' starts and ends: a restart ends the ones left working (AlgoRecovery).
+            self.bus.subscribe(AlgoStarted, lambda msg: journal.record_command(msg, ""))
+            self.bus.subscribe(AlgoEnded, lambda msg: journal.record_command(msg, ""))
+        #: The execution algorithms a journal replay found working (ended before the strategies start).
+        self.algo_recovery = AlgoRecovery()
 
     # ------------------------------------------------------------------ set-up
 
@@ -557,10 +565,21 @@ class Kernel:
         if self.interest is not None:
             self.interest.resume(self.clock.now_ns())  # loans a journal replay restored
         try:
+            self._interrupt_journaled_algos()
             for strategy in self.strategies:
                 strategy.on_start()
         except Exception as exc:
             raise_strategy_failure(exc, self.clock.now_ns())
+
+    def _interrupt_journaled_algos(self) -> None:
+        """End the execution algorithms a previous process left working (see :mod:`tradebus.strategies.algo_recovery`)."""
+        recovery = self.algo_recovery
+        if not recovery.pending:
+            return
+        recovery.interrupt(self.strategies, self.orders, self.cancel, self.bus.publish, self.clock.now_ns())
+        if recovery.pending:  # children the live start-up has not settled with the venue yet
+            orders, cancel = self.orders, self.cancel
+            self.bus.subscribe(OrderResolved, lambda event: recovery.on_resolved(event, orders, cancel))
 
     def prepare(self) -> None:
         """Build the feature banks, histories and contingent orders and subscribe the strategies.
@@ -720,6 +739,8 @@ class Kernel:
         books the charges and payments on the portfolio).
         """
         cls = type(msg)
+        if cls is SubmitOrder or cls is AlgoStarted or cls is AlgoEnded:
+            self.algo_recovery.note(msg)
         if cls is SubmitOrder:
             self.result.submit_reasons[msg.client_order_id] = msg.reason
         elif cls is OrderFilled:

@@ -15,6 +15,8 @@ from enum import IntEnum, StrEnum
 import msgspec
 
 __all__ = [
+    "AlgoEnded",
+    "AlgoStarted",
     "AnomalyKind",
     "Bar",
     "BookDelta",
@@ -542,6 +544,52 @@ class ContingentLinked(msgspec.Struct, frozen=True, gc=False):
     params: dict[str, float]
     ts_event: int
     ts_init: int
+
+
+class AlgoStarted(msgspec.Struct, frozen=True, gc=False):
+    """An execution algorithm (:mod:`tradebus.strategies.algos`) began working its parent order.
+
+    Journaled, so that a restart knows the algorithms the stopped process left working. Its
+    children are the strategy's orders journaled after it whose reason begins with ``"<name>: "``.
+    ``kind`` is the algorithm's class name (``Twap``, ``Iceberg``...).
+    """
+
+    strategy_id: str
+    instrument_id: str
+    name: str
+    kind: str
+    side: OrderSide
+    quantity: float
+    ts_event: int
+    ts_init: int
+
+
+class AlgoEnded(msgspec.Struct, frozen=True, gc=False):
+    """An execution algorithm ended: ``status`` ``done``, ``failed``, ``canceled`` or ``interrupted``.
+
+    Journaled. ``interrupted``: the process that ran it stopped first and a restart on its
+    journal ended it (its working children canceled; ``filled`` is what its children had filled
+    then, ``children`` their client order ids); the strategy's
+    :meth:`~tradebus.strategies.base.Strategy.on_algo_interrupted` receives it.
+    """
+
+    strategy_id: str
+    instrument_id: str
+    name: str
+    kind: str
+    side: OrderSide
+    quantity: float
+    status: str
+    filled: float
+    ts_event: int
+    ts_init: int
+    children: tuple[str, ...] = ()
+    reason: str = ""
+
+    @property
+    def remaining(self) -> float:
+        """The part of the parent its children did not fill."""
+        return max(0.0, self.quantity - self.filled)
 
 
 class OrderAnomaly(msgspec.Struct, frozen=True, gc=False):

@@ -46,7 +46,9 @@ Storage (WAL mode), schema version :data:`SCHEMA_VERSION`:
   the message encoded as msgpack (NaN-safe); ``ContingentLinked`` entries (a bracket's,
   OCO group's, trailing stop's or GTD order's links, :mod:`tradebus.execution.contingent`)
   are journaled as commands: the replay hands them to ``on_message`` and the kernel gives them
-  to its contingent-order manager at start;
+  to its contingent-order manager at start; ``AlgoStarted`` and ``AlgoEnded`` entries (an
+  execution algorithm's start and end) are journaled as commands too: the kernel ends at start the
+  algorithms the stopped process left working (:mod:`tradebus.strategies.algo_recovery`);
 * ``risk_state(id = 1, ts, payload)``: the risk gate's last trading and breaker state;
 * ``equity(seq INTEGER PRIMARY KEY AUTOINCREMENT, ts, payload)``: every equity sample the kernel
   takes (at its ``equity_interval``, and the last one at a clean stop), msgpack, committed as it is
@@ -158,6 +160,8 @@ _TYPES: dict[str, type] = {
         "OrderCanceled",
         "OrderExpired",
         "ContingentLinked",
+        "AlgoStarted",
+        "AlgoEnded",
         "InterestCharged",
         "FundingPaid",
     )

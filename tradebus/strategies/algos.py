@@ -27,6 +27,10 @@ rejected, or canceled by the venue, with no slice left to send it again). One st
 (the strategy's :meth:`~tradebus.strategies.base.Strategy.at_stop`, in every mode) becomes
 ``unfinished`` and logs a warning with what was filled, what is still working and what was
 never sent; its working children are left to the run's own end (a live run's ``cancel_on_stop``).
+Its start and its end (``done``, ``failed``, ``canceled``) are published as
+:class:`~tradebus.engine.messages.AlgoStarted` and :class:`~tradebus.engine.messages.AlgoEnded`,
+which a daemon journals: a restart on the journal ends one left working ``interrupted`` and tells
+its strategy (:mod:`tradebus.strategies.algo_recovery`).
 
 A strategy stops an algorithm with :meth:`~ExecAlgorithm.cancel`: it sends nothing more and
 cancels its working children; it is ``canceling`` until a timer firing finds none of them working
@@ -45,7 +49,7 @@ from weakref import WeakKeyDictionary
 import numpy as np
 from loguru import logger
 
-from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, TimeEvent
+from tradebus.engine.messages import AlgoEnded, AlgoStarted, OrderSide, OrderStatus, OrderType, TimeEvent
 from tradebus.errors import ConfigError, OrderError
 from tradebus.risk.gate import min_notional_reason
 from tradebus.strategies.base import duration_ns
@@ -110,6 +114,7 @@ class ExecAlgorithm(ABC):
         self._cancel_sent: set[str] = set()
         self._cancel_reason = ""
         self._timer_armed = False
+        self._began = False
         #: Interval of the algorithm's timer (a TWAP's slice interval, an iceberg's or chaser's poll).
         self._poll_ns = 1
         #: Client order ids of the children, in submission order.
@@ -188,6 +193,7 @@ class ExecAlgorithm(ABC):
         self._stop_timer()
         self.status = "done"
         self.dust = left
+        self._ended()
         logger.warning(
             "{} {}: done with {} of {} filled; the remaining {} is not sent, an order of its own would be refused ({})",
             self.strategy.strategy_id, self.name, self._lots(self.filled), self.quantity, left, problem,
@@ -250,6 +256,7 @@ class ExecAlgorithm(ABC):
     def _canceled(self) -> None:
         self._stop_timer()
         self.status = "canceled"
+        self._ended()
         logger.info(
             "{} {}: canceled{} with {} of {} filled",
             self.strategy.strategy_id, self.name, f" ({self._cancel_reason})" if self._cancel_reason else "",
@@ -275,6 +282,21 @@ class ExecAlgorithm(ABC):
             raise OrderError(f"{self.strategy.strategy_id} {self.name}: cannot start, the algorithm is {self.status}")
         self.strategy.at_stop(self._run_ended)
         self.status = "working"
+        self._began = True
+        strategy = self.strategy
+        now = strategy.ctx.clock.now_ns()
+        strategy.ctx.bus.publish(AlgoStarted(strategy.strategy_id, self.instrument_id, self.name, type(self).__name__,
+                                             self.side, self.quantity, now, now))  # fmt: skip
+
+    def _ended(self) -> None:
+        """Publish (and so journal) the end of the algorithm: a restart then knows it no longer works."""
+        if not self._began:
+            return  # canceled before it started: nothing was journaled of it
+        strategy = self.strategy
+        now = strategy.ctx.clock.now_ns()
+        strategy.ctx.bus.publish(AlgoEnded(strategy.strategy_id, self.instrument_id, self.name, type(self).__name__,
+                                           self.side, self.quantity, self.status, self._lots(self.filled), now, now,
+                                           tuple(self.children)))  # fmt: skip
 
     def _run_ended(self) -> None:
         if self.status == "canceling" and not self.working():
@@ -295,6 +317,7 @@ class ExecAlgorithm(ABC):
             return  # canceled by a handler of the child it just sent
         self._stop_timer()
         self.status = "done" if ok else "failed"
+        self._ended()
         if not ok:
             logger.warning("{} {}: ended with {} of {} filled", self.strategy.strategy_id, self.name, self.filled,
                            self.quantity)  # fmt: skip

@@ -53,6 +53,7 @@ from tradebus.config.base import StrictModel
 from tradebus.config.units import parse_duration
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
+    AlgoEnded,
     Bar,
     CancelOrder,
     ModifyOrder,
@@ -302,6 +303,17 @@ class Strategy:
 
     def on_timer(self, event: TimeEvent) -> None:
         """A timer or alert of this strategy fired (``event.name`` as given to :meth:`set_timer`)."""
+
+    def on_algo_interrupted(self, event: AlgoEnded) -> None:
+        """An execution algorithm of this strategy was still working when the daemon stopped.
+
+        Called at a restart on the journal, before :meth:`on_start`: the restart canceled the
+        algorithm's working children and sends nothing more of it; ``event.filled`` is what its
+        children filled and ``event.remaining`` what is left of its parent (see
+        :mod:`tradebus.strategies.algo_recovery`). Start a new algorithm of the remainder here
+        or in ``on_start`` to finish the parent, rather than the whole parent again. Default:
+        nothing (the restart's warning names it).
+        """
 
     # ------------------------------------------------------------------ context
 
