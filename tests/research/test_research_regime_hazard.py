@@ -120,6 +120,25 @@ def test_bad_config_and_data_give_clear_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "o2" / "report.json").exists()
 
 
+@pytest.mark.parametrize(("row", "column", "shown"), [
+    ("abc,2,1.0,1.0,buy", "ts_ms", "'abc'"),
+    (",2,1.0,1.0,buy", "ts_ms", "nan"),
+    ("2.5,2,1.0,1.0,buy", "ts_ms", "2.5"),
+    ("2,2,x,1.0,buy", "price", "'x'"),
+    ("2,2,1.0,1e,buy", "size", "'1e'"),
+])
+def test_a_trade_whose_time_price_or_size_is_not_a_number_is_a_data_error_naming_row_and_column(
+        tmp_path: Path, row: str, column: str, shown: str) -> None:
+    (tmp_path / "t.csv").write_text(f"ts_ms,trade_id,price,size,side\n1,1,1.0,1.0,buy\n{row}\n3,3,1.0,1.0,sell\n")
+    data = yaml.safe_load(CONFIG.read_text())
+    data["data"]["trades"] = "t.csv"
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(app, ["research", "run", str(tmp_path / "d.yaml"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 3, result.output
+    assert f"row 3: {column} must be" in result.output and shown in result.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_figures_undefined_without_trades_are_null_not_zero(tmp_path: Path) -> None:
     """The first 2,000 trades end inside the regime warm-up: no trade, so no hit rate, hold time or Sharpe."""
     raw = pd.read_csv(REPO / "data" / "systems" / "binance_xrpeth_trades_2019-10-11_13.csv.gz", nrows=2000)

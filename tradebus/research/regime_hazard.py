@@ -178,8 +178,19 @@ def load_trades(path: str | Path) -> pd.DataFrame:
     if side.isna().any():
         row = int(np.flatnonzero(side.isna().to_numpy())[0])
         raise DataError(f"{path}: row {row + 2}: side must be 'buy' or 'sell', got {raw['side'].iloc[row]!r}")
+    numbers: dict[str, np.ndarray] = {}
+    for column in ("ts_ms", "price", "size"):
+        values = pd.to_numeric(raw[column], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if column == "ts_ms":
+            bad |= values != np.round(values)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            what = "a whole number of milliseconds" if column == "ts_ms" else "a number"
+            raise DataError(f"{path}: row {row + 2}: {column} must be {what}, got {raw[column].iloc[row]!r}")
+        numbers[column] = values
     ts = raw["ts_ms"].to_numpy(dtype=np.int64) * 1_000_000
-    price, size = raw["price"].to_numpy(dtype=np.float64), raw["size"].to_numpy(dtype=np.float64)
+    price, size = numbers["price"], numbers["size"]
     bad = ~(np.isfinite(price) & (price > 0) & np.isfinite(size) & (size > 0))
     if bad.any():
         raise DataError(f"{path}: row {int(np.flatnonzero(bad)[0]) + 2}: price and size must be positive")
