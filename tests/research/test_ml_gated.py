@@ -18,15 +18,16 @@ from typer.testing import CliRunner
 from tradebus.cli import app
 from tradebus.config import InstrumentConfig
 from tradebus.engine.instrument import InstrumentKind
-from tradebus.engine.kernel import FillRecord
+from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
 from tradebus.research.dataset import load_events
 from tradebus.research.edge import HorizonEdge, calibrate_edge, combined_target, fit_edge, tune_edge
 from tradebus.research.edge_walkforward import TrainedEdges, run_edges, train_segments
 from tradebus.research.lookahead import SourceFrame, Trace, detect_lookahead
-from tradebus.research.ml_gated import load_ml_gated_config, run_system
+from tradebus.research.ml_gated import load_ml_gated_config, out_of_sample_run, run_system
 from tradebus.research.splitters import PurgedKFold
+from tradebus.reports.metrics import compute_metrics
 from tradebus.research.tradelog import trade_log, trade_summary
 from tradebus.research.edge_strategy import PrecomputedEdges
 from tradebus.strategies.gates import EdgeGates, GatesConfig
@@ -404,6 +405,63 @@ def test_a_system_run_is_byte_identical_twice(tmp_path: Path) -> None:
     assert listed is not None and sorted(re.findall(r"`([\w.]+\.\w+)`", listed.group(1))) == names
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+DAY = 86_400_000_000_000
+
+
+def _daily_run(closes: list[float], first_day: int) -> RunResult:
+    """A run with one equity sample at noon of each day from ``first_day`` on, starting with 100."""
+    noon = [(first_day + k) * DAY + DAY // 2 for k in range(len(closes))]
+    equity = [EquitySample(ts=t, equity=e, cash=e, position_value=0.0, realized_pnl=0.0, unrealized_pnl=0.0,
+                           fees_paid=0.0) for t, e in zip(noon, closes, strict=True)]
+    return RunResult(instruments=("ETH-BTC.FREQTRADE",), initial_cash=100.0, start_ns=noon[0], end_ns=noon[-1],
+                     first_event_ns=noon[0], last_event_ns=noon[-1], bars=len(closes), equity=equity)
+
+
+def test_a_flat_training_warm_up_changes_no_out_of_sample_figure_hand_derived() -> None:
+    returns = [0.01, -0.01, 0.02, 0.005]
+    oos = [100.0 * math.prod(1.0 + r for r in returns[:k + 1]) for k in range(len(returns))]
+    start = 7 * DAY + DAY // 2  # noon of day 7: 7 flat days of training before it
+    run = _daily_run([100.0] * 7 + oos, 0)
+    metrics = compute_metrics(out_of_sample_run(run, start, bars=4), min_annualised_days=1.0)
+    mean, std = statistics.mean(returns), statistics.stdev(returns)
+    assert metrics["start"] == "1970-01-08T12:00:00Z" and metrics["end"] == "1970-01-11T12:00:00Z"
+    assert metrics["bars"] == 4 and metrics["initial_cash"] == 100.0
+    assert metrics["sharpe"] == pytest.approx(mean / std * math.sqrt(365), rel=1e-12)
+    assert metrics["annualised_volatility"] == pytest.approx(std * math.sqrt(365), rel=1e-12)
+    downside = math.sqrt(0.01 ** 2 / 4)
+    assert metrics["sortino"] == pytest.approx(mean / downside * math.sqrt(365), rel=1e-12)
+    assert metrics["cagr"] == pytest.approx((oos[-1] / 100.0) ** (365 / 3) - 1.0, rel=1e-12)  # 3 days, not 10
+    assert metrics["exposure"] == 0.0 and metrics["total_return"] == pytest.approx(oos[-1] / 100.0 - 1.0)
+    # the same figures as a run that never had the warm-up
+    alone = compute_metrics(_daily_run(oos, 7), min_annualised_days=1.0)
+    assert (metrics["start"], metrics["end"]) == (alone["start"], alone["end"])
+    for key in ("sharpe", "sortino", "annualised_volatility", "cagr", "calmar", "max_drawdown"):
+        assert metrics[key] == pytest.approx(alone[key], rel=1e-12), key
+
+
+def test_a_system_report_measures_the_out_of_sample_span_only(tmp_path: Path) -> None:
+    config = load_ml_gated_config(_small_config(tmp_path))
+    report = run_system(config, tmp_path / "run")
+    bars = load_events(CATALOG, DATASET)[1]
+    start = int(bars["ts_event"].iat[config.walkforward.min_train])
+    summary, metrics = report["summary"], report["metrics"]
+    assert summary["oos_start"] == metrics["start"] == pd.Timestamp(start, tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert summary["oos_end"] == metrics["end"] == "2018-01-30T04:55:00Z"
+    assert metrics["bars"] == summary["oos_bars"] == len(bars) - config.walkforward.min_train
+    # hand-derived from equity.csv: the daily closes of the out-of-sample bars, the first against the equity
+    # at the bar before them (the training bars hold no position: it is the initial cash)
+    equity = pd.read_csv(tmp_path / "run" / "equity.csv")
+    assert (equity.loc[equity["ts"] < start, "equity"] == config.initial_cash).all()
+    oos = equity[equity["ts"] >= start]
+    closes = oos.groupby(oos["ts"] // DAY)["equity"].last().to_numpy()
+    daily = np.diff(np.concatenate(([config.initial_cash], closes))) / np.concatenate(([config.initial_cash],
+                                                                                         closes[:-1]))
+    assert summary["sharpe"] == pytest.approx(daily.mean() / daily.std(ddof=1) * math.sqrt(365), rel=1e-9)
+    years = (int(bars["ts_event"].iat[-1]) - start) / (365 * DAY)
+    assert metrics["cagr"] == pytest.approx((closes[-1] / config.initial_cash) ** (1 / years) - 1.0, rel=1e-9)
+    assert f"({summary['oos_start']} -> {summary['oos_end']})" in (tmp_path / "run" / "report.md").read_text()
 
 
 def test_bad_configs_are_named(tmp_path: Path) -> None:

@@ -10,17 +10,23 @@ pipeline from catalog bars to a report; ``tradebus research run CONFIG`` runs it
    by :class:`~tradebus.research.edge_strategy.EdgeGated` (``strategy``: gates, exits,
    sizing) on the batch predictions (``run.edges: precomputed``) or with the models
    predicting per bar (``live``; same decisions, slower);
-4. the report: ``report.json`` (summary, run metrics, per-segment IC / hit rate / PnL /
+4. the report: ``report.json`` (summary, out-of-sample metrics, per-segment IC / hit rate / PnL /
    importance, trade analysis by exit reason, gate counts, tuning and calibration),
    ``report.md``, ``segments.csv``, ``trades.csv``, ``equity.csv``, ``edges.csv`` and
    ``model.joblib`` (the last segment's model step: ``params.model`` of
    :class:`~tradebus.research.edge_strategy.EdgeGated` in a paper or backtest run config).
+
+The summary and ``metrics`` measure the out-of-sample span only, from the first segment's
+first bar to the last bar (:func:`out_of_sample_run`; ``summary.oos_start``/``oos_end`` and
+``metrics.start``/``end`` name it): the bars before it are only trained on, and counting their
+flat equity would dilute every annualised figure.
 
 Same config and data give byte-identical files (no wall-clock time is written).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -31,10 +37,11 @@ from pydantic import Field, PositiveInt, ValidationError
 
 from tradebus.config import InstrumentConfig
 from tradebus.config.base import StrictModel, describe_errors, resolve_path
+from tradebus.engine.kernel import RunResult
 from tradebus.errors import ConfigError, FeatureError
 from tradebus.execution.config import VenueConfig
 from tradebus.features.bank import FeatureBank
-from tradebus.reports.metrics import compute_metrics
+from tradebus.reports.metrics import compute_metrics, format_ns
 from tradebus.research.config import read_yaml, validation_problems
 from tradebus.research.dataset import load_events
 from tradebus.research.edge import check_params, check_values
@@ -43,9 +50,9 @@ from tradebus.research.output import json_ready, write_json, write_text
 from tradebus.research.tradelog import trade_log, trade_summary
 from tradebus.research.edge_strategy import EdgeGatedParams
 
-__all__ = ["MLGatedConfig", "load_ml_gated_config", "run", "run_system"]
+__all__ = ["MLGatedConfig", "load_ml_gated_config", "out_of_sample_run", "run", "run_system"]
 
-#: Shortest span (days) for which the report annualises (the shipped data covers 20 days).
+#: Shortest span (days) for which the report annualises (the shipped data has 13 out-of-sample days).
 ANNUALISE_DAYS = 7.0
 
 
@@ -156,10 +163,44 @@ def load_ml_gated_config(path: str | Path) -> MLGatedConfig:
     return config.model_copy(update={"data": config.data.model_copy(update={"catalog": catalog})})
 
 
+def out_of_sample_run(result: RunResult, start_ns: int, bars: int) -> RunResult:
+    """The run seen from ``start_ns`` (the first out-of-sample bar) on, for :func:`compute_metrics`.
+
+    The equity samples before ``start_ns`` are dropped and the curve is rebased at the last of
+    them: its equity becomes ``initial_cash`` (the first daily return is measured against it),
+    and the span of the annualised figures and of the exposure starts at ``start_ns``.
+
+    Parameters
+    ----------
+    result
+        The whole run (training-only bars included).
+    start_ns
+        Time of the first out-of-sample bar.
+    bars
+        How many bars the out-of-sample span holds.
+
+    Raises
+    ------
+    ValueError
+        A fill before ``start_ns``: the strategy traded before it had a model, and a position
+        carried into the span would not be rebased.
+    """
+    early = [f for f in result.fills if f.ts_event < start_ns]
+    if early:
+        raise ValueError(f"{len(early)} fill(s) before the out-of-sample start {format_ns(start_ns)}")
+    before = [e for e in result.equity if e.ts < start_ns]
+    after = [e for e in result.equity if e.ts >= start_ns]
+    return dataclasses.replace(
+        result, initial_cash=before[-1].equity if before else result.initial_cash,
+        start_ns=after[0].ts if after else result.start_ns, first_event_ns=start_ns, bars=bars, equity=after,
+    )
+
+
 def _markdown(report: dict[str, Any], segments: pd.DataFrame) -> str:
     s = report["summary"]
     lines = [f"# ML-gated system: {report['instrument']} ({report['dataset']})", "",
-             f"Edges: {report['edges']}. Out-of-sample bars {s['oos_bars']}, segments {s['segments']}.", "",
+             f"Edges: {report['edges']}. Out-of-sample bars {s['oos_bars']} ({s['oos_start']} -> {s['oos_end']}), "
+             f"segments {s['segments']}; every figure is measured over these bars.", "",
              "| figure | value |", "|---|---|"]
     for key in ("pnl", "total_return", "buy_and_hold_return", "max_drawdown", "sharpe", "mean_ic", "mean_hit_rate",
                 "entries", "round_trips", "fees_paid", "turnover"):
@@ -207,12 +248,13 @@ def run_system(config: MLGatedConfig, out: Path) -> dict[str, Any]:
     bar_ns = int(np.median(np.diff(ts)))
     segments = segment_table(trained, result, strategy)
     log = trade_log(result.fills, bar_ns)
-    metrics = compute_metrics(result, {instrument.instrument_id: instrument.lot_size},
-                              min_annualised_days=ANNUALISE_DAYS)
     first = trained.segments[0].start
+    metrics = compute_metrics(out_of_sample_run(result, int(ts[first]), len(ts) - first),
+                              {instrument.instrument_id: instrument.lot_size}, min_annualised_days=ANNUALISE_DAYS)
     close = bars["close"].to_numpy()
     summary = {
-        "segments": len(segments), "oos_bars": int(len(ts) - first),
+        "segments": len(segments), "oos_bars": int(len(ts) - first), "oos_start": metrics["start"],
+        "oos_end": metrics["end"],
         "pnl": float(segments["pnl"].sum()), "total_return": metrics["total_return"],
         "buy_and_hold_return": float(close[-1] / close[first - 1] - 1.0),
         "max_drawdown": metrics["max_drawdown"], "sharpe": metrics["sharpe"],
