@@ -568,6 +568,28 @@ def test_an_xgboost_value_xgboost_refuses_is_a_config_error_not_a_traceback(tmp_
     assert "max_depth should be greater equal to 0" in str(info.value) or section == "params"
 
 
+@pytest.mark.parametrize(("walkforward", "message"), [
+    ({"min_train": 6000}, "walkforward.min_train: 6000 leaves no bar to trade: freqtrade/spot/ETH-BTC/bars_5m has "
+                          "5760 bars"),
+    ({"min_train": 5760}, "walkforward.min_train: 5760 leaves no bar to trade"),
+    ({"train_window": 20}, "walkforward.min_train 2016, walkforward.train_window 20: only 8 training rows before bar "
+                           "2016 (2018-01-17T05:00:00+00:00), fewer than the 40 that 4 purged folds need (10 a fold): "
+                           "raise either or lower model.cv_splits 4"),
+    ({"min_train": 30}, "walkforward.min_train 30, walkforward.train_window null: only 0 training rows before bar 30"),
+])
+def test_a_walkforward_the_data_cannot_satisfy_is_a_config_error_naming_file_and_key(
+        tmp_path: Path, walkforward: dict[str, int], message: str) -> None:
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["data"]["catalog"] = str(CATALOG)
+    raw["walkforward"].update(walkforward)
+    path = tmp_path / "wf.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(app, ["research", "run", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert " ".join(result.output.split()).startswith(f"error: {path}: {message}")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_the_shipped_config_runs_from_the_cli(tmp_path: Path) -> None:
     out = tmp_path / "run"

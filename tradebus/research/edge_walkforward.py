@@ -154,7 +154,9 @@ def train_segments(
             lo = 0 if train_window is None else max(0, s - train_window)
             rows = lo + np.flatnonzero(usable[lo:s] & (t1[lo:s] < ts[s]))
             if len(rows) < 10 * cv_splits:
-                raise ConfigError(f"edge walk-forward: only {len(rows)} training rows before bar {s}")
+                when = pd.Timestamp(int(ts[s]), unit="ns", tz="UTC").isoformat()
+                raise ConfigError(f"edge walk-forward: only {len(rows)} training rows before bar {s} ({when}), fewer "
+                                  f"than the {10 * cv_splits} that {cv_splits} purged folds need (10 a fold)")
             cv = PurgedKFold(cv_splits, t0=ts[rows], t1=t1[rows], embargo=embargo)
             fw = {h: forward[h][rows] for h in forward}
             tuning: list[dict[str, Any]] = []

@@ -223,23 +223,44 @@ def run(config_path: str | Path, out: str | Path) -> dict[str, Any]:
     """Entry of :data:`tradebus.research.systems.SYSTEMS`: load, run, return the report.
 
     The returned summary also holds the run time (``run_time_s``), which no file holds (the
-    files are byte-identical between runs).
+    files are byte-identical between runs). A :class:`ConfigError` names ``config_path``.
     """
     started = time.perf_counter()
-    report = run_system(load_ml_gated_config(config_path), Path(out))
+    config = load_ml_gated_config(config_path)
+    try:
+        report = run_system(config, Path(out))
+    except ConfigError as exc:  # a walkforward value the data cannot satisfy: name the file too
+        raise ConfigError(f"{config_path}: {exc}") from None
     report["summary"] = {**report["summary"], "run_time_s": round(time.perf_counter() - started, 1)}
     return report
 
 
 def run_system(config: MLGatedConfig, out: Path) -> dict[str, Any]:
-    """Run the pipeline of ``config`` and write its report into ``out``; returns the report."""
+    """Run the pipeline of ``config`` and write its report into ``out``; returns the report.
+
+    Raises
+    ------
+    ConfigError
+        ``walkforward.min_train`` not below the number of bars, or too few training rows before a
+        segment for the purged folds (``walkforward.min_train``, ``train_window``, ``model.cv_splits``).
+    """
     _, bars = load_events(config.data.catalog, config.data.dataset)
     m, wf = config.model, config.walkforward
-    trained = train_segments(
-        bars, config.features, m.columns, m.horizons, min_train=wf.min_train, retrain_every=wf.retrain_every,
-        train_window=wf.train_window, params=m.params, tune_grid=m.tune_grid, tune=m.tune, cv_splits=m.cv_splits,
-        embargo=m.embargo, prune_keep=m.prune_keep, calibrate=m.calibrate, seed=m.seed, nthread=m.nthread,
-    )
+    if wf.min_train >= len(bars):
+        raise ConfigError(f"walkforward.min_train: {wf.min_train} leaves no bar to trade: {config.data.dataset} has "
+                          f"{len(bars)} bars")
+    try:
+        trained = train_segments(
+            bars, config.features, m.columns, m.horizons, min_train=wf.min_train, retrain_every=wf.retrain_every,
+            train_window=wf.train_window, params=m.params, tune_grid=m.tune_grid, tune=m.tune,
+            cv_splits=m.cv_splits, embargo=m.embargo, prune_keep=m.prune_keep, calibrate=m.calibrate, seed=m.seed,
+            nthread=m.nthread,
+        )
+    except ConfigError as exc:  # too few training rows before a segment
+        window = "null" if wf.train_window is None else wf.train_window
+        raise ConfigError(f"walkforward.min_train {wf.min_train}, walkforward.train_window {window}: "
+                          f"{str(exc).removeprefix('edge walk-forward: ')}: raise either or lower model.cv_splits "
+                          f"{m.cv_splits}") from None
     source = trained.precomputed_source() if config.run.edges == "precomputed" else trained.live_source()
     instrument = config.instrument.to_instrument()
     result, strategy = run_edges(bars, instrument, config.strategy_params(), source, venue=config.venue,
