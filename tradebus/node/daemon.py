@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from loguru import logger
 
-from tradebus.adapters.common.recorder import FrameRecorder
+from tradebus.adapters.common.recorder import RUN_PREFIX, FrameRecorder
 from tradebus.config import strategy_entries
 from tradebus.engine.clock import Clock, LiveClock
 from tradebus.engine.kernel import JournaledSample, Kernel, RunResult
@@ -229,6 +229,8 @@ class PaperNode:
         self.outputs = None if run_dir is None else OutputStream(run_dir, self.kernel, self._outputs_failed)
         self.feeds: list[Feed] = []
         self.recorder: FrameRecorder | None = None
+        # The recording of this run, open until the kernel stops (a live daemon closes it itself, after).
+        self._run_recorder: FrameRecorder | None = None
         self.summary = NodeSummary()
         self.running = asyncio.Event()
         self._stop: asyncio.Event | None = None
@@ -341,6 +343,7 @@ class PaperNode:
             self.kernel.start()
             if self.config.record is not None and self.recorder is None:
                 self.recorder = self._new_recorder(self.config.record)
+            self._run_recorder = self.recorder
             sink = self.router if self.ops is None else self.ops.sink(self.router)
             self.feeds = build_feeds(self.config, sink, live=True, recorder=self.recorder)
             attach_feeds(self.feeds, self.guard, self.kernel.cache)
@@ -381,6 +384,22 @@ class PaperNode:
             raise failure
         return summary
 
+    def _record_stop(self) -> None:
+        """Fire the timers and alerts due by now, then record the moment (``run:stop``): a replay fires the same.
+
+        Its clock fires a timer before the first line at or after it; without this line one due
+        after the last frame, which the daemon fired on the wall clock, never fires in the replay.
+        """
+        now = self.clock.now_ns()
+        self.clock.run_due(now)
+        recorder = self._run_recorder
+        if recorder is None or recorder.failure is not None or recorder.closed:
+            return
+        try:
+            recorder.write(now, RUN_PREFIX + "stop", "")
+        except ConfigError:
+            pass  # told to on_failure: run() raises it
+
     def _feeds_built(self) -> None:
         """Called once ``self.feeds`` exist, before they run (the live daemon hooks its venue to them)."""
 
@@ -419,6 +438,7 @@ class PaperNode:
             for task in still:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        self._record_stop()
         self.venue.close()
         try:
             self.kernel.stop()

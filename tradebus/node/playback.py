@@ -21,6 +21,9 @@ live connection: a feed of trade channels alone is live again once its connectio
 frame, or an answered ping, which is no frame); its client records that moment (a ``live:<feed>``
 line), and the playback gives it to the feed (:meth:`Playback.feed_live`) the guard asks. A
 recording without such lines (made before they were) keeps such a feed blocked until its next trade.
+The daemon's timers and alerts fire on the wall clock, also on a silent market; the simulated clock
+fires each before the first line at or after its time, and the moment the daemon stopped (a
+``run:stop`` line) fires those due after its last frame, as the daemon did.
 Trades held back behind a gap in trade ids wait for the recorded answer of its fetch, as live; a
 recording that ends before it (cut, or its daemon stopped during the fetch) delivers them at its end,
 after the ``TradesMissed``, rather than dropping them (:meth:`~tradebus.adapters.common.feed.Feed.end_recording`).
@@ -75,7 +78,7 @@ from typing import Any, Literal
 import msgspec
 from loguru import logger
 
-from tradebus.adapters.common.recorder import LIVE_PREFIX, STALE_PREFIX, first_line, iter_hftbacktest, read_frames
+from tradebus.adapters.common.recorder import LIVE_PREFIX, RUN_PREFIX, STALE_PREFIX, first_line, iter_hftbacktest, read_frames
 from tradebus.adapters.registry import VENUES, venue_adapter
 from tradebus.engine.clock import SimulatedClock
 from tradebus.engine.kernel import Kernel, RunResult
@@ -142,13 +145,14 @@ def detect_format(path: str | Path) -> RecordingFormat:
 
 
 def read_recording(
-    path: str | Path, feeds: list[Feed], *, episodes: bool = False
+    path: str | Path, feeds: list[Feed], *, episodes: bool = False, runs: bool = False
 ) -> Iterator[tuple[int, str, str | bytes]]:
     """Yield ``(recv_ns, conn, raw)`` of every frame of a recording in either format.
 
     With ``episodes``, also the recorder's lines of stale-feed episodes (``conn`` ``"stale:<feed>"``,
     ``raw`` the receive time of the feed's last message; ``conn`` ``"live:<feed>"``, ``raw`` what
-    proved its connection live; a hftbacktest capture has none).
+    proved its connection live; a hftbacktest capture has none); with ``runs``, those of the
+    daemon's run (``conn`` ``"run:stop"``: when it stopped).
 
     A hftbacktest capture is given the connection id of the only feed, and its REST
     depth snapshot line the id ``"rest:<SYMBOL>"`` of that feed's only book (skipped when
@@ -162,7 +166,7 @@ def read_recording(
     """
     path = Path(path)
     if detect_format(path) == "recorder":
-        yield from read_frames(path, episodes=episodes)
+        yield from read_frames(path, episodes=episodes, runs=runs)
         return
     if len(feeds) != 1:
         raise DataError(f"{path}: a hftbacktest capture holds one connection; the config has {len(feeds)} feeds")
@@ -321,7 +325,7 @@ class Playback:
         lineno = 0
         answered = 0
         try:
-            for lineno, (recv_ns, conn, raw) in enumerate(read_recording(path, self.feeds, episodes=True), 1):
+            for lineno, (recv_ns, conn, raw) in enumerate(read_recording(path, self.feeds, episodes=True, runs=True), 1):
                 if lineno == 1:
                     # on_start at the first frame's receive time, as the daemon's just before its first frame
                     self.clock.set_time(recv_ns)
@@ -330,6 +334,8 @@ class Playback:
                     self.feed_stale(recv_ns, conn[len(STALE_PREFIX):], _last_message_ns(raw, conn))
                 elif conn.startswith(LIVE_PREFIX):
                     self.feed_live(recv_ns, conn[len(LIVE_PREFIX):])
+                elif conn.startswith(RUN_PREFIX):
+                    self.clock.advance_to(recv_ns)  # the daemon stopped: what fell due since its last frame fires
                 else:
                     self.feed_frame(recv_ns, conn, raw)
             answered = len(self.trade_gaps.gaps)

@@ -36,6 +36,13 @@ Stale-feed episodes
     ``"frame"``; :data:`LIVE_PREFIX`), and a replay lifts the block at the same moment.
     :func:`read_frames` yields these lines only if asked for them (``episodes``).
 
+The daemon's run
+    A daemon's timers and alerts fire on the wall clock, also while no frame arrives; a replay's
+    clock fires them before the first line at or after their time. The daemon records the moment it
+    stops, after firing what was due by then, as ``{"t": <when>, "c": "run:stop"}``
+    (:data:`RUN_PREFIX`), so a replay fires what fell due after the last frame, as the daemon
+    did. :func:`read_frames` yields these lines only if asked for them (``runs``).
+
 :func:`convert_hftbacktest` turns the shared Binance captures (``"<recv_ts> <json>"``
 lines, ns or µs) into this format.
 """
@@ -60,6 +67,7 @@ from tradebus.errors import ConfigError, DataError, describe_os_error
 __all__ = [
     "LIVE_PREFIX",
     "PRIVATE_PREFIX",
+    "RUN_PREFIX",
     "STALE_PREFIX",
     "FrameRecorder",
     "FrameWriter",
@@ -77,6 +85,8 @@ PRIVATE_PREFIX = "private:"
 STALE_PREFIX = "stale:"
 #: Connection-id prefix of a recorded proof of life of a stale feed's connection (``"live:<feed>"``; not a frame).
 LIVE_PREFIX = "live:"
+#: Connection-id prefix of a recorded moment of the daemon's run (``"run:stop"``; not a frame).
+RUN_PREFIX = "run:"
 #: What replaces a credential in a recorded private frame.
 REDACTED = "<redacted>"
 #: JSON string fields whose values are credentials whatever the venue (a listen key reads the account).
@@ -413,12 +423,13 @@ def first_line(path: str | Path) -> bytes | None:
 
 
 def read_frames(
-    path: str | Path, *, private: bool = False, episodes: bool = False
+    path: str | Path, *, private: bool = False, episodes: bool = False, runs: bool = False
 ) -> Iterator[tuple[int, str, str | bytes]]:
     """Yield ``(recv_ns, conn, raw)`` for every complete frame line of a recording.
 
     Frames of private streams (:func:`is_private`) are skipped unless ``private``, the lines
-    of stale-feed episodes (:data:`STALE_PREFIX`, :data:`LIVE_PREFIX`) unless ``episodes``.
+    of stale-feed episodes (:data:`STALE_PREFIX`, :data:`LIVE_PREFIX`) unless ``episodes``,
+    those of the daemon's run (:data:`RUN_PREFIX`) unless ``runs``.
 
     Raises :class:`DataError` naming the file and line for a line that is not a frame
     record; a final incomplete line (crash before flush) is skipped with a warning.
@@ -434,6 +445,8 @@ def read_frames(
         if not private and rec.c.startswith(PRIVATE_PREFIX):
             continue
         if not episodes and rec.c.startswith((STALE_PREFIX, LIVE_PREFIX)):
+            continue
+        if not runs and rec.c.startswith(RUN_PREFIX):
             continue
         if rec.d is not None:
             yield rec.t, rec.c, rec.d

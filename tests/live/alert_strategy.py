@@ -1,0 +1,39 @@
+"""A paper-daemon strategy for the timer tests: one alert set on the first trade, a market buy when it fires."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tradebus.config.base import StrictModel
+from tradebus.engine.messages import OrderSide, TimeEvent, Trade
+from tradebus.strategies.base import Strategy
+
+
+class AlertParams(StrictModel):
+    """The alert is due ``after_ms`` after the first trade; it buys ``quantity``."""
+
+    after_ms: int = 300
+    quantity: float = 0.01
+
+
+class AlertBuy(Strategy):
+    """Sets the alert ``buy`` on its first trade and buys at market when it fires (see :class:`AlertParams`)."""
+
+    Params = AlertParams
+
+    def __init__(self, instrument_ids: str | Sequence[str], *, after_ms: int = 300, quantity: float = 0.01,
+                 strategy_id: str | None = None) -> None:
+        super().__init__(instrument_ids, strategy_id=strategy_id)
+        self.after_ns, self.quantity = after_ms * 1_000_000, quantity
+        self.trades = 0
+        #: ``(due time, trades seen before it)`` of each firing.
+        self.fired: list[tuple[int, int]] = []
+
+    def on_trade(self, trade: Trade) -> None:
+        self.trades += 1
+        if self.trades == 1:
+            self.set_alert("buy", trade.ts_init + self.after_ns)
+
+    def on_timer(self, event: TimeEvent) -> None:
+        self.fired.append((event.ts_event, self.trades))
+        self.submit_market(self.instrument_id, OrderSide.BUY, self.quantity, reason="alert")

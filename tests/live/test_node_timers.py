@@ -1,0 +1,50 @@
+"""Timers and alerts of a paper daemon on a silent market, and the replay of its recording.
+
+The daemon fires them on the wall clock whether frames arrive or not; a replay's simulated
+clock fires each before the first recorded line at or after its time. The daemon records the
+moment it stops, so the replay also fires what fell due after the last frame.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.live.alert_strategy import AlertBuy
+from tradebus.adapters.binance.emulator import BinanceProtocol
+from tradebus.adapters.common.local_server import LocalVenueServer
+from tradebus.node.daemon import PaperNode
+from tradebus.node.playback import play
+
+from .node_testdata import IID, SPOT_FRAMES, SPOT_SNAPSHOT, binance_config, config_of, run_node
+
+#: A few trades, sent at once; the market is silent after them (the server keeps the connection open).
+FIRST_FRAMES = [frame for frame in SPOT_FRAMES if "@trade" in frame[1]][:5]
+
+
+def _decided(orders: list[Any]) -> list[tuple[Any, ...]]:
+    """What the strategy decided (not what the venue made of it by the end)."""
+    return [(o.client_order_id, o.side, o.order_type, o.quantity) for o in orders]
+
+
+def _strategy(node: PaperNode | object) -> AlertBuy:
+    strategy = node.kernel.strategies[0]  # type: ignore[attr-defined]
+    assert isinstance(strategy, AlertBuy)
+    return strategy
+
+
+async def test_an_alert_due_on_a_silent_market_after_the_last_frame_fires_in_the_replay_as_in_the_daemon(
+    tmp_path: Path,
+) -> None:
+    strategy = {"name": "tests.live.alert_strategy:AlertBuy", "instruments": [IID], "params": {"after_ms": 300}}
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), FIRST_FRAMES) as srv:
+        data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, record=True, strategy=strategy)
+        node = PaperNode(config_of(data), handle_signals=False)
+        await run_node(node, lambda: bool(_strategy(node).fired))
+    paper = _strategy(node)
+    assert paper.fired == [(paper.fired[0][0], len(FIRST_FRAMES))]  # after every trade: the market went silent
+    assert len(node.kernel.result.orders) == 1
+    replay = play(tmp_path / "frames.jsonl.gz", node.config)
+    # The alert fell due after the last frame: the replay fires it at the daemon's stop, at the same time.
+    assert _strategy(replay).fired == paper.fired
+    assert _decided(replay.kernel.result.orders) == _decided(node.kernel.result.orders)
