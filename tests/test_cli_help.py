@@ -143,3 +143,11 @@ def test_a_daemon_out_help_says_which_files_are_streamed_while_it_runs(command: 
     assert "while the daemon runs" in option.help
     for name in STREAMED_FILES:
         assert Path(name).stem in option.help, name
+
+
+def test_import_recording_help_says_what_a_backtest_refuses_and_the_keys_that_allow_it() -> None:
+    """``data import-recording --help`` said nothing of the stretches and gaps it stores in the manifests,
+    which a backtest refuses unless ``data.allow_stale`` / ``data.allow_missed_trades``."""
+    output = _flat(runner.invoke(app, ["data", "import-recording", "--help"], env={"COLUMNS": "100"}).output)
+    for word in ("unsynced", "stale", "missed_trades", "data.allow_stale", "data.allow_missed_trades", "tradebus data info"):
+        assert word in output, word

@@ -354,6 +354,8 @@ def import_recording_cmd(
 ) -> None:
     """Parse a recording with its feeds into book, quotes, trades, mark price and funding datasets.
 
+    The manifests keep what the recording lacks, listed by tradebus data info: each stretch a book was out of sync (unsynced), each stretch the daemon's market guard blocked an instrument on a stale feed (stale) and each gap in trade ids no recorded fetch filled (missed_trades). A backtest whose window overlaps one is refused (exit 3) unless data.allow_stale (stale stretches) or data.allow_missed_trades (trade gaps) is set; a book out of sync has no such key. A subscribed book that never comes in sync refuses the import.
+
     Exit codes as every data command: 2 a bad option or config, 3 bad data or an existing dataset.
     """
     from tradebus.data.cli import EXIT_CODES
