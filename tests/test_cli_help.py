@@ -59,6 +59,10 @@ def help_problems(application: typer.Typer) -> list[str]:
                 words = mention.group(1).split()
                 if not any(" ".join(words[:n]) in names for n in range(1, len(words) + 1)):
                     problems.append(f"{where} --help: names {mention.group(0)!r}, which is no command")
+        for paragraph in (command.help or "").split("\n\n")[1:]:
+            # rich keeps a line break inside a paragraph: the text shows cut mid-sentence
+            if "\n" in paragraph.strip():
+                problems.append(f"{where} --help: a paragraph breaks its lines: {paragraph.strip()[:50]!r}")
         if "<bool>" in result.output:
             problems.append(f"{where} --help: shows a <bool> placeholder")
         if re.search(r"\w \.(\s|$)", shown):
@@ -84,13 +88,18 @@ def test_the_help_check_sees_eaten_text_missing_commands_and_stray_periods() -> 
 
     @sample.command()
     def other() -> None:
-        """Another."""
+        """Another.
+
+        A paragraph written on
+        two lines.
+        """
 
     problems = help_problems(sample)
     assert any("'Output directory [default: runs/<stem>].' is not shown whole" in p for p in problems), problems
     assert any("names 'tradebus nothing here'" in p for p in problems), problems
     assert not any("'tradebus run'" in p for p in problems), problems
     assert any("stray period" in p for p in problems), problems
+    assert any("other --help: a paragraph breaks its lines" in p for p in problems), problems
 
 
 @pytest.mark.parametrize("command", [["replay"], ["backtest"], ["research", "dataset"], ["data", "quality"]])

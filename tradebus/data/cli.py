@@ -315,11 +315,9 @@ def _size(nbytes: int) -> str:
 def info_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
     """List the datasets of the catalog: rows, time range, files, size, gaps and quality status.
 
-    Below the table, each stretch where a book dataset was out of sync (its manifest's ``unsynced``)
-    and each stretch where the recorded feed of a dataset's instrument was stale (its ``stale``), and each
-    gap in trade ids a trade dataset leaves (its ``missed_trades``).
-    A dataset whose manifest cannot be read is listed as unreadable and the command exits 3
-    naming it, after listing the others.
+    Below the table, each stretch where a book dataset was out of sync (its manifest's unsynced), each stretch where the recorded feed of a dataset's instrument was stale (its stale), and each gap in trade ids a trade dataset leaves (its missed_trades).
+
+    A dataset whose manifest cannot be read is listed as unreadable and the command exits 3 naming it, after listing the others.
     """
     if not catalog.is_dir():
         raise _fail(ConfigError(f"--catalog {catalog}: no such directory"))
@@ -411,8 +409,7 @@ data_app.command("ls", help="Alias of info.")(info_cmd)
 def verify_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
     """Check every dataset: files present, sha256 as in the manifest, schema and row counts.
 
-    Every dataset is checked, whatever the ones before it gave; the command exits 3 after
-    the last one when any failed, naming each.
+    Every dataset is checked, whatever the ones before it gave; the command exits 3 after the last one when any failed, naming each.
     """
     if not catalog.is_dir():
         raise _fail(ConfigError(f"--catalog {catalog}: no such directory"))

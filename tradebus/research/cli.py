@@ -241,10 +241,7 @@ def labels(config: ConfigArg, out: OutOption = None) -> None:
 def cv(config: ConfigArg, out: OutOption = None) -> None:
     """Generate the purged splits over the labels and write cv.json (sizes and time ranges per split).
 
-    cv.embargo (samples, or a fraction < 1 of them): kfold and cpcv drop that many training samples after each
-    test fold's labels end; walkforward, whose training precedes its test window, drops the last that many
-    training samples purging kept before each test window. purged_or_embargoed counts the training candidates
-    (walkforward: the training window) removed by purging or embargo.
+    cv.embargo (samples, or a fraction < 1 of them): kfold and cpcv drop that many training samples after each test fold's labels end; walkforward, whose training precedes its test window, drops the last that many training samples purging kept before each test window. purged_or_embargoed counts the training candidates (walkforward: the training window) removed by purging or embargo.
     """
     from tradebus.research.config import load_research_config
     from tradebus.research.labels import forward_label_end
