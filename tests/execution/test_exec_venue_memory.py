@@ -34,11 +34,11 @@ class _Run:
         for _ in range(count):
             self.n += 1
             ts = self.n * 1_000
-            self.clock.set_time(ts)
+            self.clock.advance_to(ts)
             coid = f"O-{self.n}"
             side = OrderSide.BUY if self.n % 2 else OrderSide.SELL
             self.venue.submit(Order(coid, "s", IID, side, OrderType.MARKET, 1.0, ts_created=ts))
-            self.clock.set_time(ts + 500)
+            self.clock.advance_to(ts + 500)
             self.venue.on_trade(trade(ts + 500, 100.0 + self.n % 7))
             coids.append(coid)
         return coids

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tradebus.engine.clock import Clock
+from tradebus.engine.clock import Clock, SimulatedClock
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderStatus
 from tradebus.execution.config import VenueConfig
@@ -27,6 +27,14 @@ class PaperVenue(SimulatedVenue):
     its execution engine learns of every close at once, so only a late query looks back).
     Its venue order ids (``SIM-n``) and trade ids (``SIM-Tn``) go on after the highest the
     journaled orders carry, so that they never repeat across restarts.
+
+    On trades and quotes each action arrives by a clock alert at its arrival time, whatever
+    the clock: the daemon's wall clock, or the simulated clock of ``tradebus replay`` of its
+    recording. So a replay accepts an order, marketable or resting, against the prices known
+    when it arrived, as the daemon did, not at the next trade of its instrument. The daemon
+    decides on a frame once it has read it, after its receive time, where a replay's clock
+    stands: there an action arrives 1 ns after the latency so that, as live, it meets no
+    message of the frame it was decided on.
     """
 
     def __init__(
@@ -36,7 +44,9 @@ class PaperVenue(SimulatedVenue):
         config: VenueConfig | None = None,
         keep_closed: int | None = 1_000,
     ) -> None:
-        super().__init__(clock, instruments, config, keep_closed=keep_closed)
+        super().__init__(clock, instruments, config, arrival_alerts=True, keep_closed=keep_closed)
+        if self._alerts and isinstance(clock, SimulatedClock):
+            self._latency += 1
         self._previous: dict[str, Order] = {}
 
     def resume(
