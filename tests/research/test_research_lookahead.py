@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import msgspec
@@ -20,7 +20,7 @@ from tradebus.cli import app
 from tradebus.data.catalog import Catalog
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import Bar, Quote
+from tradebus.engine.messages import Bar, Quote, TimeEvent
 from tradebus.errors import ConfigError
 from tradebus.features.batch import compute_features
 from tradebus.research.lookahead import (
@@ -96,6 +96,47 @@ def test_a_centered_dataset_feature_is_caught_and_the_bank_features_pass() -> No
     assert detect_lookahead(bar_sources(), dataset_runner(False), n_cuts=3).ok  # type: ignore[arg-type]
     leaky = detect_lookahead(bar_sources(), dataset_runner(True), n_cuts=3)  # type: ignore[arg-type]
     assert not leaky.ok and leaky.violations[0]["kind"] == "feature"
+
+
+class TimerTrader(Strategy):
+    """At the first of its hourly timers after each 4h bar (half past the hour), goes long when a bar closed above the
+    one before it, looked up in the whole history it was given: the last bar received (``peek=False``), or the bar
+    that closes after the timer (``peek=True``: a timer trading on data of the future, by less than a bar)."""
+
+    def __init__(self, bars: pd.DataFrame, peek: bool) -> None:
+        super().__init__(IID, strategy_id="timer")
+        self.ts = bars["ts_init"].to_numpy()
+        self.close = bars["close"].to_numpy()
+        self.peek = peek
+        self.decided = -1
+
+    def on_start(self) -> None:
+        self.set_timer("hourly", "1h", start_ns=int(self.ts[0]) + 30 * 60 * 1_000_000_000)
+
+    def on_timer(self, event: TimeEvent) -> None:
+        last = int(np.searchsorted(self.ts, event.ts_event, side="right")) - 1
+        if last == self.decided:  # once per bar, at the first timer after it
+            return
+        self.decided = last
+        i = last + 1 if self.peek else last
+        if 1 <= i < len(self.ts):
+            self.target_position(IID, 0.1 if self.close[i] > self.close[i - 1] else 0.0)
+
+
+@pytest.mark.parametrize("n_cuts", [4, 20])
+def test_a_timer_trading_on_the_bar_closing_after_it_is_caught_and_its_causal_twin_passes(n_cuts: int) -> None:
+    """Cuts were drawn at input times, so only rows after a bar's time were perturbed: a record between two bars
+    that read the next bar was never compared with a perturbed copy of it, whatever the number of cuts."""
+    sources = bar_sources()
+
+    def runner(peek: bool) -> Callable[[Sequence[SourceFrame]], Trace]:
+        return lambda s: kernel_trace(lambda: kernel_with(TimerTrader(s[0].frame, peek)), s)
+
+    leaky = detect_lookahead(sources, runner(True), n_cuts=n_cuts)
+    assert not leaky.ok and {v["kind"] for v in leaky.violations} == {"decision"}
+    assert all(v["ts"] <= v["cut"] for v in leaky.violations)
+    clean = detect_lookahead(sources, runner(False), n_cuts=n_cuts)
+    assert clean.ok and clean.records_checked > 1000, clean.violations[:3]
 
 
 def backtest_configs() -> list[Path]:

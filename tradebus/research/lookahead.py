@@ -2,7 +2,9 @@
 
 For random cut times ``t``, every input row with ``ts_init > t`` is perturbed (prices
 and amounts of every replayed kind: :data:`PERTURBED`), the same run is repeated, and
-every record stamped at or before ``t`` is compared with the unperturbed run:
+every record stamped at or before ``t`` is compared with the unperturbed run. A random
+cut lies 1 ns before an input time, so a record between two input times (a timer's
+decision) that read the later one is compared with a perturbed copy of it:
 
 * ``feature``: the feature row a strategy sees on each bar, trade and quote (read by a
   probe strategy after the strategy under test, from the same view);
@@ -322,8 +324,8 @@ def detect_lookahead(
     runner
         Runs whatever is checked over given sources and returns its :class:`Trace`.
     n_cuts, seed
-        Number of random cut times (drawn among the input times between the 10th and
-        90th percentiles) and the seed of the cuts and the perturbations.
+        Number of random cut times (each 1 ns before an input time drawn between the 10th
+        and 90th percentiles) and the seed of the cuts and the perturbations.
     cuts
         Explicit cut times instead.
     on_run
@@ -341,7 +343,9 @@ def detect_lookahead(
     times = np.sort(np.concatenate([s.frame["ts_init"].to_numpy(dtype=np.int64) for s in sources]))
     if cuts is None:
         lo, hi = int(len(times) * 0.1), max(int(len(times) * 0.9), 1)
-        cuts = sorted(int(times[i]) for i in rng.integers(lo, hi, n_cuts))
+        # Just before an input time: its rows are perturbed, so a record between it and the row before (a timer)
+        # that read them is compared too.
+        cuts = sorted(int(times[i]) - 1 for i in rng.integers(lo, hi, n_cuts))
     base = runner(sources)
     if on_run is not None:
         on_run()
