@@ -242,6 +242,25 @@ def test_tick_ema_cross_on_trades_and_the_model_strategy_pass() -> None:
     assert report.ok, report.violations[:3]
 
 
+def test_the_model_strategy_on_bars_received_after_their_close_passes() -> None:
+    """Bars received 50 ms after their close, as a recording's are. ModelSignal gave its outputs at the bars' close
+    time: a cut 1 ns before a bar's receive time compared that bar's output with one made on its perturbed copy."""
+    from xgboost import XGBClassifier
+
+    bars = btc_bars(1500)
+    X = compute_features(bars, SPECS, event="bar")[["vol", "rsi", "z"]].to_numpy()
+    ok = ~np.isnan(X).any(axis=1)
+    y = (bars["close"].shift(-1) > bars["close"]).to_numpy()[ok].astype(int)
+    step = ModelStep(XGBClassifier(n_estimators=10, n_jobs=1, random_state=0).fit(X[ok], y), ("vol", "rsi", "z"),
+                     tuple(SPECS))
+    late = bars.assign(ts_init=bars["ts_event"] + 50_000_000)
+    report = detect_lookahead(
+        [SourceFrame(IID, "bars", late)],
+        lambda s: kernel_trace(lambda: kernel_with(ModelSignal(IID, model=step, quantity=0.1)), s), n_cuts=4,
+    )
+    assert report.ok and report.records_checked > 1000, report.violations[:3]
+
+
 def test_trades_received_after_their_venue_time_pass() -> None:
     """Trades 1-4 ms apart received 50 ms after their venue time, as a recording's are: a fill on a trade
     received after the cut has a venue time before it. Compared at that time, every cut near a fill was

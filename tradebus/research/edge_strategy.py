@@ -21,7 +21,7 @@ at the segment starts); :class:`PrecomputedEdges` looks the edge up by bar time 
 sweeps over predictions made in batch). For tree models the two give the same floats, so
 the same decisions (``tests/research/test_ml_gated.py`` checks it).
 
-Records: :attr:`EdgeGated.outputs` ``(ts, edge)`` of every bar (read by the lookahead
+Records: :attr:`EdgeGated.outputs` ``(ts_init, edge)`` of every bar (read by the lookahead
 detector), :attr:`EdgeGated.entries` of every entry and :attr:`EdgeGated.gate_counts`
 (how often each gate blocked).
 
@@ -204,7 +204,7 @@ class EdgeGated(Strategy):
             return
         row = self._view.row
         edge = float(self.source.edge(bar.ts_event, row))
-        self.outputs.append((bar.ts_event, edge))
+        self.outputs.append((bar.ts_init, edge))
         vol_bps = float(row[self._vol]) * 1e4
         direction, gate, reason = self.gates.update(edge, vol_bps)
         if direction < 0 and self.params.mode == "long_only":

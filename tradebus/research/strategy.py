@@ -2,8 +2,8 @@
 
 On every bar of its instrument it feeds the bank's values to the model step (the
 same columns as in research) and records the output in :attr:`ModelSignal.outputs`
-(``(ts_event, value)``), the model's feature for that event. While the output is
-NaN (a feature not ready) it does nothing. Otherwise it targets ``+quantity`` when
+(``(ts_init, value)``, at the bar's receive time), the model's feature for that event.
+While the output is NaN (a feature not ready) it does nothing. Otherwise it targets ``+quantity`` when
 the output is above ``upper``, ``low`` (0, or ``-quantity`` with ``long_short``) when
 below ``lower``, and keeps its position in between (``upper < lower`` is refused).
 
@@ -127,11 +127,11 @@ class ModelSignal(Strategy):
         if self._starts:
             k = bisect.bisect_right(self._starts, bar.ts_event) - 1
             if k < 0:  # before the first scheduled model: no model has been trained yet
-                self.outputs.append((bar.ts_event, float("nan")))
+                self.outputs.append((bar.ts_init, float("nan")))
                 return
             step = self._steps[k]
         value = step.predict_row(self._view.row)
-        self.outputs.append((bar.ts_event, value))
+        self.outputs.append((bar.ts_init, value))
         if value != value:
             return
         if value > self.upper:
