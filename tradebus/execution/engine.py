@@ -215,7 +215,7 @@ class ExecutionEngine:
         risk.bind_orders(orders, self._cancel_disallowed)
         self._timeouts = timeouts
         self._seq = 0  # makes clock alert names unique
-        self._retrying: set[str] = set()  # orders with a query retry pending
+        self._retrying: dict[str, str] = {}  # orders with a query retry pending -> the name of its alert
         # Orders whose venue lists fewer fills than it says filled -> reads made since; those with a read due.
         self._fills_awaited: dict[str, int] = {}
         self._reread_due: set[str] = set()
@@ -462,14 +462,18 @@ class ExecutionEngine:
         try:
             report = self._venue.query_order(client_order_id)
         except VenueError as exc:  # no answer yet (a live venue's is on its way): ask again later
-            logger.info("order {}: query not answered now ({}: {})", client_order_id, type(exc).__name__, exc)
+            # Once per query: with a retry already set, this is the query still on its way that it waits for.
+            level = "DEBUG" if client_order_id in self._retrying else "INFO"
+            logger.log(level, "order {}: query not answered now ({}: {})", client_order_id, type(exc).__name__, exc)
             self._retry(order)
             return order
         except Exception as exc:  # noqa: BLE001 - no answer: ask again later
             logger.opt(exception=exc).warning("order {}: venue.query_order raised", client_order_id)
             self._retry(order)
             return order
-        self._retrying.discard(client_order_id)  # answered: a pending retry has nothing left to ask
+        retry = self._retrying.pop(client_order_id, None)
+        if retry is not None:  # answered: the pending retry has nothing left to ask
+            self._clock.cancel(retry)
         if report is None:
             if order.is_open:
                 self._not_found(order)
@@ -585,10 +589,11 @@ class ExecutionEngine:
         self._event(OrderTimedOut(order.strategy_id, order.instrument_id, order.client_order_id, reason, now, now))
         self.reconcile_order(order.client_order_id)
 
-    def _alert(self, order: Order, what: str, delay_ns: int, callback: Any) -> None:
+    def _alert(self, order: Order, what: str, delay_ns: int, callback: Any) -> str:
         self._seq += 1
         name = f"order-{what}-{order.client_order_id}-{self._seq}"
         self._clock.set_alert(name, self._clock.now_ns() + delay_ns, lambda _event: callback(order))
+        return name
 
     def _on_submit_timeout(self, order: Order) -> None:
         if order.status is _S.SUBMITTED:
@@ -601,13 +606,10 @@ class ExecutionEngine:
     def _retry(self, order: Order) -> None:
         timeouts = self._timeouts
         if timeouts is not None and order.client_order_id not in self._retrying:
-            self._retrying.add(order.client_order_id)
-            self._alert(order, "query", timeouts.retry_ns, self._on_retry)
+            self._retrying[order.client_order_id] = self._alert(order, "query", timeouts.retry_ns, self._on_retry)
 
     def _on_retry(self, order: Order) -> None:
-        if order.client_order_id not in self._retrying:
-            return  # the venue answered since the retry was set
-        self._retrying.discard(order.client_order_id)
+        self._retrying.pop(order.client_order_id, None)  # an answer since it was set canceled it
         self.reconcile_order(order.client_order_id)
 
     def _check_open(self, event: Any) -> None:
