@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
@@ -31,6 +33,8 @@ from tradebus.execution.journal import Journal
 from tradebus.execution.live import LiveVenue
 from tradebus.execution.orders import Order
 from tradebus.node.reconcile import Reconciler
+
+from tests.live.venue_tls import self_signed, venue_url
 
 KEY = "tbLiveKey0123456789abcdefABCDEF"
 SECRET = "tbLiveSecret9876543210zyxwvuZYXWVU"
@@ -157,20 +161,37 @@ async def harness(
     journal: Journal | None = None,
     budget: WeightBudget | None = None,
     weight_clock: Callable[[], float] = time.time,
+    venue_host: str | None = None,
 ) -> AsyncIterator[Harness]:
     """The kernel and the account emulator of ``inst`` (``balances``: the emulator's, default 100 000 USDT;
     ``trade_size_limit``: a public trade fills at most its own size; ``timeouts``: the engine's;
     ``journal``: the kernel's, replayed into it; ``budget``: the REST client's weight budget, default Binance spot's;
     ``weight_clock``: the emulator's, whose minutes are its weight windows: :func:`held_window` for a test that
-    sets the emulator's weight)."""
+    sets the emulator's weight; ``venue_host``: REST over TLS under a URL ccxt takes for that Binance host,
+    :func:`~tests.live.venue_tls.venue_url`)."""
     iid = inst.instrument_id
     emulator = BinancePrivateEmulator(
         KEY, SECRET, {iid: inst}, balances or {"USDT": 100_000.0}, rest_faults, stream_faults,
         trade_size_limit=trade_size_limit, weight_clock=weight_clock,
     )
-    await emulator.start()
-    clock = LiveClock()
-    api = trading(emulator.rest_url, SecretStr(KEY), SecretStr(secret), {iid: inst}, timeout=0.25, budget=budget)
+    with tempfile.TemporaryDirectory() as certs:
+        tls, cafile = self_signed(Path(certs)) if venue_host else (None, "")
+        await emulator.start(tls)
+        clock = LiveClock()
+        url = venue_url(venue_host, emulator.tls_port) if venue_host else emulator.rest_url
+        api = trading(url, SecretStr(KEY), SecretStr(secret), {iid: inst}, timeout=0.25, budget=budget)
+        if cafile:
+            api._ccxt.cafile = cafile  # trust the emulator's certificate (read at the first request)
+        async with _harness(emulator, api, inst, clock, timeouts, journal) as h:
+            yield h
+
+
+@asynccontextmanager
+async def _harness(
+    emulator: BinancePrivateEmulator, api: BinanceTrading, inst: Instrument, clock: LiveClock, timeouts: OrderTimeouts,
+    journal: Journal | None,
+) -> AsyncIterator[Harness]:
+    iid = inst.instrument_id
     venue = LiveVenue(api, clock)
     kernel = Kernel([inst], clock=clock, venue=venue, timeouts=timeouts, initial_cash=100_000.0, journal=journal)
     if journal is not None:
@@ -202,16 +223,28 @@ async def usdm_harness(
     timeout: float = 0.25,
     timeouts: OrderTimeouts = FAST,
     budget: WeightBudget | None = None,
+    venue_host: str | None = None,
 ) -> AsyncIterator[Harness]:
     """As :func:`harness` on the Binance USD-M account emulator (a perpetual; listen-key user stream;
     ``timeout``: the REST client's, s; ``timeouts``: the engine's; ``budget``: the REST client's weight budget,
-    default USD-M's)."""
+    default USD-M's; ``venue_host``: as :func:`harness`)."""
     emulator = BinanceFuturesEmulator(
         KEY, SECRET, {USDM_IID: USDM_INST}, {"USDT": 100_000.0}, rest_faults, stream_faults, trade_size_limit=trade_size_limit
     )
-    await emulator.start()
+    with tempfile.TemporaryDirectory() as certs:
+        tls, cafile = self_signed(Path(certs)) if venue_host else (None, "")
+        await emulator.start(tls)
+        url = venue_url(venue_host, emulator.tls_port) if venue_host else emulator.rest_url
+        api = BinanceFuturesTrading(url, SecretStr(KEY), SecretStr(SECRET), {USDM_IID: USDM_INST}, timeout=timeout, budget=budget)
+        if cafile:
+            api._ccxt.cafile = cafile  # trust the emulator's certificate (read at the first request)
+        async with _usdm_harness(emulator, api, timeouts) as h:
+            yield h
+
+
+@asynccontextmanager
+async def _usdm_harness(emulator: BinanceFuturesEmulator, api: BinanceFuturesTrading, timeouts: OrderTimeouts) -> AsyncIterator[Harness]:
     clock = LiveClock()
-    api = BinanceFuturesTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {USDM_IID: USDM_INST}, timeout=timeout, budget=budget)
     venue = LiveVenue(api, clock)
     kernel = Kernel([USDM_INST], clock=clock, venue=venue, timeouts=timeouts, initial_cash=100_000.0)
     venue.on_answer = kernel.execution.reconcile_order

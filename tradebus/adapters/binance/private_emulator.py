@@ -272,6 +272,7 @@ class BinancePrivateEmulator(AccountEmulator):
 
     ws_path = "/ws-api/v3"
     rate_limit_code = -1003
+    busy_code = -1008
 
     def __init__(self, *args: Any, weight_clock: Callable[[], float] = time.time, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -775,6 +776,7 @@ class BinanceFuturesEmulator(AccountEmulator):
 
     ws_path = "/ws/{listen_key}"
     rate_limit_code = -1003
+    busy_code = -1008
     linear_positions = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -32,8 +32,11 @@ Prices go to the nearest tick, quantities down to a whole number of lots, writte
 plain decimals. Errors: ccxt's ``NetworkError`` family (timeouts, dropped connections, 5xx)
 is :class:`NoAnswer`, except an HTTP 429 or 418: :class:`RateLimited` (Binance: "HTTP 4XX return
 codes are used for malformed requests; the issue is on the sender's side", a 5XX alone leaves
-the execution status unknown); any other answer with a Binance error code is
-:class:`VenueRejected` (``-2013`` on a query means the venue has no such order; ``-2026`` that it archived the order,
+the execution status unknown); an answer with a Binance error code is classified by its code,
+whatever ccxt class it arrives as (ccxt maps some codes by the request's URL: on
+``api.binance.com`` a ``-2021`` is its ``BadResponse``, a ``-1008`` its ``OperationFailed``):
+a code of :attr:`BinanceTrading.unknown_outcome_codes` (server busy, internal error) is
+:class:`NoAnswer`, any other :class:`VenueRejected` (``-2013`` on a query means the venue has no such order; ``-2026`` that it archived the order,
 canceled or expired with no executed quantity over 90 days ago: answered as such a close).
 
 USD-M perpetuals
@@ -97,7 +100,7 @@ from typing import Any
 
 import ccxt.async_support as ccxt_async
 import msgspec
-from ccxt.base.errors import ExchangeError, NetworkError
+from ccxt.base.errors import BaseError, NetworkError, OperationFailed
 from pydantic import SecretStr
 
 from tradebus.adapters.common.ratelimit import WeightBudget
@@ -358,6 +361,9 @@ class BinanceTrading(TradingApi):
     trades_window_ms = 24 * 3600 * 1000
     #: The ccxt exchange class of the market.
     ccxt_class: Any = _Binance
+    #: Error codes of an answer that leaves the outcome unknown (:class:`NoAnswer`): unknown error, internal error,
+    #: unexpected or no answer from the matching engine, server busy (spot's ``-1004``, ``-1008``) and ``-3000``.
+    unknown_outcome_codes: frozenset[int] = frozenset({-1000, -1001, -1004, -1006, -1007, -1008, -3000})
     #: Request weight of each implicit endpoint.
     weights: dict[str, int] = WEIGHTS
     #: The implicit endpoint of each request kind.
@@ -400,9 +406,12 @@ class BinanceTrading(TradingApi):
                 code = error_code(exc)
                 raise RateLimited(f"{name}: Binance rate limit {code}: {_redacted(exc)}") from None
             raise NoAnswer(f"{name}: {type(exc).__name__}: {_redacted(exc)}") from None
-        except ExchangeError as exc:
-            status = 400
+        except BaseError as exc:  # ccxt's class depends on the URL (-2021 on api.binance.com: BadResponse): the code decides
             code = error_code(exc)
+            if code in self.unknown_outcome_codes or (code is None and isinstance(exc, OperationFailed)):
+                status = 0
+                raise NoAnswer(f"{name}: Binance error {code}: {_redacted(exc)}") from None
+            status = 400
             raise VenueRejected(f"{name}: Binance error {code}: {_redacted(exc)}") from None
         finally:
             self.last_headers = dict(self._ccxt.last_response_headers or {})
@@ -723,6 +732,8 @@ class BinanceFuturesTrading(BinanceTrading):
 
     ccxt_class = _BinanceUsdm
     weights = FUTURES_WEIGHTS
+    #: USD-M's unknown error, internal error, unexpected or no answer from the matching engine, server overloaded.
+    unknown_outcome_codes = frozenset({-1000, -1001, -1006, -1007, -1008})
     #: ``PUT /fapi/v1/order`` amends LIMIT orders only and USD-M has no cancel-replace.
     supports_replace = False
     supports_oco = False

@@ -23,6 +23,8 @@ on 127.0.0.1 and keeps the account:
   ``rate_limit``  REST: the dialect's rate-limit answer (:meth:`AccountEmulator.rate_limited`;
                   ``429`` with ``Retry-After`` unless the venue says otherwise) before processing
   ``ban``         REST: ``418`` (IP ban) with ``Retry-After`` before processing
+  ``busy``        REST: the dialect's server-busy answer (:attr:`AccountEmulator.busy_code`, HTTP ``503``)
+                  before processing (nothing happens)
   ``slow``        REST: processed, answered ``seconds`` later (the answer tells the state
                   at processing: what happens meanwhile is not in it)
   ``duplicate``   stream: the frame is sent twice
@@ -37,6 +39,7 @@ fills at the next public trade; locked balances are not tracked (the Binance spo
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -172,6 +175,8 @@ class AccountEmulator(ABC):
     ws_path: str = "/ws"
     #: The venue's error code of a rate-limited request.
     rate_limit_code: int = 429
+    #: The venue's error code of an answer "server busy, try again" (the ``busy`` fault; ``None``: the dialect has none).
+    busy_code: int | str | None = None
     #: A derivatives account: one-way linear positions and a quote wallet instead of spot balances.
     linear_positions: bool = False
     #: ``(asset, its price in the quote asset)``: a fill's fee (spot, or a derivatives account's) is
@@ -233,6 +238,8 @@ class AccountEmulator(ABC):
         self._placing_events: list[Any] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
+        #: The port serving the same app over TLS (0: none, see :meth:`start`).
+        self.tls_port = 0
 
     # ------------------------------------------------------------------ dialect
 
@@ -292,8 +299,13 @@ class AccountEmulator(ABC):
         """URL of the private WebSocket."""
         return f"ws://127.0.0.1:{self.port}{self.ws_path}"
 
-    async def start(self) -> None:
-        """Listen on a free port of 127.0.0.1."""
+    @property
+    def rest_tls_url(self) -> str:
+        """Base URL of the REST API over TLS (when started with a TLS context)."""
+        return f"https://127.0.0.1:{self.tls_port}"
+
+    async def start(self, tls: ssl.SSLContext | None = None) -> None:
+        """Listen on a free port of 127.0.0.1, and with ``tls`` (a server context) on a second one over TLS."""
         app = web.Application()
         app.router.add_get(self.ws_path, self._ws)
         app.router.add_route("*", "/{tail:.*}", self._rest)
@@ -302,6 +314,10 @@ class AccountEmulator(ABC):
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        if tls is not None:
+            secure = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=tls)
+            await secure.start()
+            self.tls_port = secure._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
         """Close every connection and stop listening."""
@@ -357,6 +373,10 @@ class AccountEmulator(ABC):
             return self.rate_limited(fault.retry_after)
         if fault is not None and fault.kind == "ban":
             return self.error(418, self.rate_limit_code, "Way too many requests; IP banned.", {"Retry-After": str(fault.retry_after)})
+        if fault is not None and fault.kind == "busy":
+            if self.busy_code is None:
+                raise ValueError(f"{type(self).__name__} has no server-busy answer: no 'busy' fault")
+            return self.error(503, self.busy_code, "Server is currently overloaded with other requests. Please try again in a few minutes.")
         handler = self.routes().get((request.method, request.path))
         if handler is None:
             return self.error(404, 404, f"{request.method} {request.path} is not emulated")

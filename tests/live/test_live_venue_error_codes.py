@@ -1,0 +1,75 @@
+"""Binance error answers under the venue's own URLs: ccxt maps some codes by the request's URL into classes outside
+its ``ExchangeError`` and ``NetworkError`` (spot ``-2021``: ``BadResponse``; ``-1008``: ``OperationFailed``).
+
+The account emulator serves REST over TLS and the client names it by a URL ccxt takes for Binance's demo hosts
+(:mod:`tests.live.venue_tls`), so each answer goes through ccxt's mapping as on the real venue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.live.live_harness import IID, harness, until, usdm_harness
+from tests.live.test_live_amend import _bought_with_stop
+from tradebus.adapters.binance.private_emulator import RestFault
+from tradebus.engine.messages import ModifyOrder, OrderRejected, OrderReplaced, OrderSide, OrderStatus
+
+
+@pytest.fixture
+async def loop_errors() -> AsyncIterator[list[dict[str, Any]]]:
+    """What reaches the event loop's exception handler (a request task that ended with an exception)."""
+    seen: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: seen.append(context))
+    yield seen
+    loop.set_exception_handler(None)
+
+
+async def test_a_spot_stop_moved_past_the_last_trade_on_the_venue_url_is_placed_again(loop_errors: list[dict[str, Any]]) -> None:
+    """Long 0.01 BTC, a sell stop at 59,000, moved to 60,500 (above the last trade) by one cancel-replace: Binance
+    cancels the stop and refuses the new one (-2021, HTTP 409). The stop is placed again at 59,000. On a Binance URL
+    ccxt raised its BadResponse: the request task died with it, the stop stayed canceled at the venue and nothing
+    was placed again."""
+    async with harness(venue_host="demo-api") as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        replaced: list[OrderReplaced] = []
+        h.kernel.bus.subscribe(OrderReplaced, replaced.append)
+        stop = await _bought_with_stop(h)
+        h.kernel.execution.modify(ModifyOrder("s1", IID, stop.client_order_id, 0, 0, trigger_price=60_500.0))
+        await until(lambda: len(replaced) == 1 or bool(loop_errors))
+        assert loop_errors == []
+        again = h.kernel.orders.order(replaced[0].replacement_id)
+        await until(lambda: again.status is OrderStatus.ACCEPTED)
+        refused = [o for o in h.kernel.orders.orders() if o.status is OrderStatus.REJECTED]
+        assert [o.trigger_price for o in refused] == [60_500.0] and "-2021" in refused[0].reason
+        assert [r.order.trigger_price for r in h.emulator.open_orders()] == [59_000.0]
+        await h.venue.drain()
+
+
+@pytest.mark.parametrize(("market", "host"), [("spot", "demo-api"), ("spot", None), ("usdm", "demo-fapi")])
+async def test_a_submit_answered_server_busy_is_queried_not_refused(
+    market: str, host: str | None, loop_errors: list[dict[str, Any]]
+) -> None:
+    """A limit buy whose submit Binance answers -1008 (server overloaded, HTTP 503): the outcome is unknown, the order
+    is queried; it is not rejected on that answer. On a Binance URL ccxt raised its OperationFailed: the request task
+    died with it and the order was never queried; on another URL (``host`` None) its ExchangeError: rejected."""
+    if market == "spot":
+        context = harness(rest_faults=[RestFault("busy", "POST", "/api/v3/order")], venue_host=host)
+        query = "/api/v3/order"
+    else:
+        context = usdm_harness(rest_faults=[RestFault("busy", "POST", "/fapi/v1/order")], venue_host=host)
+        query = "/fapi/v1/order"
+    async with context as h:
+        rejected: list[OrderRejected] = []
+        h.kernel.bus.subscribe(OrderRejected, rejected.append)
+        order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
+        coid = order.client_order_id
+        await until(lambda: ("GET", query, coid) in h.emulator.requests or bool(loop_errors))
+        assert loop_errors == []
+        assert ("POST", query, coid) in h.emulator.requests and h.emulator.open_orders() == []
+        assert not any("-1008" in r.reason for r in rejected)
+        await h.venue.drain()
