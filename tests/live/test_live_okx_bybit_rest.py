@@ -133,6 +133,22 @@ async def test_a_rate_limited_answer_pauses_every_request_as_long_as_the_venue_s
             await api.close()
 
 
+async def test_an_okx_cancel_answered_cancel_pending_is_a_refusal_with_its_code() -> None:
+    """OKX refuses a cancel of an order already being canceled (``sCode`` 51410). ccxt raises its CancelPending,
+    outside its ExchangeError and NetworkError: it escaped the adapter as a raw ccxt exception."""
+    refused = RestFault("refuse", "POST", "/api/v5/trade/cancel-order", code="51410")
+    async with OKX.emulator([refused]) as emulator:
+        api = OkxTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE), OKX.instruments(), 2.0)
+        try:
+            order = Order("abcpending", "s", OKX.iid, OrderSide.BUY, OrderType.LIMIT, 0.001, 1_000.0)
+            await api.place(order)
+            with pytest.raises(VenueRejected, match="error 51410"):
+                await api.cancel(order)
+        finally:
+            await api.close()
+    assert refused.fired and emulator.orders["abcpending"].status is OrderStatus.ACCEPTED
+
+
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
 async def test_a_5xx_is_no_answer_never_a_rejection(kit: VenueKit) -> None:
     from tradebus.execution.live import NoAnswer

@@ -23,6 +23,8 @@ on 127.0.0.1 and keeps the account:
   ``rate_limit``  REST: the dialect's rate-limit answer (:meth:`AccountEmulator.rate_limited`;
                   ``429`` with ``Retry-After`` unless the venue says otherwise) before processing
   ``ban``         REST: ``418`` (IP ban) with ``Retry-After`` before processing
+  ``refuse``      REST: the dialect's refusal of the request with the venue's error code ``code``
+                  (:meth:`AccountEmulator.refused_with`) before processing (nothing happens)
   ``busy``        REST: the dialect's server-busy answer (:attr:`AccountEmulator.busy_code`, HTTP ``503``)
                   before processing (nothing happens)
   ``slow``        REST: processed, answered ``seconds`` later (the answer tells the state
@@ -85,6 +87,8 @@ class RestFault:
     seconds: float = 0.0
     seen: int = 0
     fired: bool = False
+    #: The venue's error code of a ``refuse`` fault.
+    code: str = ""
 
 
 @dataclass
@@ -271,6 +275,10 @@ class AccountEmulator(ABC):
     def error(self, status: int, code: int | str, msg: str, headers: dict[str, str] | None = None) -> web.Response:
         """An error answer in the venue's form."""
 
+    def refused_with(self, code: str, params: dict[str, Any]) -> web.Response:
+        """The venue's refusal of the request ``params`` with error ``code`` (default: HTTP ``400`` with :meth:`error`)."""
+        return self.error(400, code, f"refused ({code})")
+
     def rate_limited(self, seconds: float) -> web.Response:
         """The venue's answer to a request over its rate limit, which ends in ``seconds`` (default: ``429`` with ``Retry-After``)."""
         return self.error(429, self.rate_limit_code, "Too Many Requests", {"Retry-After": str(seconds)})
@@ -373,6 +381,8 @@ class AccountEmulator(ABC):
             return self.rate_limited(fault.retry_after)
         if fault is not None and fault.kind == "ban":
             return self.error(418, self.rate_limit_code, "Way too many requests; IP banned.", {"Retry-After": str(fault.retry_after)})
+        if fault is not None and fault.kind == "refuse":
+            return self.refused_with(fault.code, params)
         if fault is not None and fault.kind == "busy":
             if self.busy_code is None:
                 raise ValueError(f"{type(self).__name__} has no server-busy answer: no 'busy' fault")

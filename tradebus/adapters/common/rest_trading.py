@@ -7,9 +7,10 @@
 ccxt's ``NetworkError`` family (timeouts, dropped connections, 5xx, the venues'
 "system busy" codes) is :class:`~tradebus.execution.live.NoAnswer`; its ``RateLimitExceeded``
 (HTTP 429, OKX ``50011``, Bybit ``10006``: refused unprocessed) is
-:class:`~tradebus.execution.live.RateLimited`; any other refusal is
-:class:`~tradebus.execution.live.VenueRejected` with the venue's error code
-(:func:`error_code`). Messages never carry the request's query (it may carry a signature).
+:class:`~tradebus.execution.live.RateLimited`; any other answer with a venue error code is
+:class:`~tradebus.execution.live.VenueRejected` with that code (:func:`error_code`), whatever ccxt
+class it arrives as (OKX ``51410``, a cancel of an order being canceled: ccxt's ``CancelPending``);
+ccxt's ``OperationFailed`` without a code is :class:`~tradebus.execution.live.NoAnswer`. Messages never carry the request's query (it may carry a signature).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import re
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from ccxt.base.errors import ExchangeError, NetworkError, RateLimitExceeded
+from ccxt.base.errors import BaseError, NetworkError, OperationFailed, RateLimitExceeded
 
 from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.engine.instrument import Instrument
@@ -130,9 +131,13 @@ class CcxtTrading(TradingApi):
             found = _STATUS.search(str(exc))
             status = int(found.group(1)) if found else 0
             raise NoAnswer(f"{name}: {type(exc).__name__}: {redacted(exc)}") from None
-        except ExchangeError as exc:
+        except BaseError as exc:  # an answer with the venue's code, whatever ccxt class it maps it to (OKX 51410: CancelPending)
+            code = error_code(exc)
+            if not code and isinstance(exc, OperationFailed):
+                status = 0
+                raise NoAnswer(f"{name}: {type(exc).__name__}: {redacted(exc)}") from None
             status = 400
-            raise VenueRejected(f"{name}: {self.venue} error {error_code(exc)}: {redacted(exc)}") from None
+            raise VenueRejected(f"{name}: {self.venue} error {code}: {redacted(exc)}") from None
         finally:
             self.last_headers = dict(self._ccxt.last_response_headers or {})
             budget.observe(status, self.last_headers, code)

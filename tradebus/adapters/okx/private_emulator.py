@@ -162,6 +162,10 @@ class OkxPrivateEmulator(AccountEmulator):
     def error(self, status: int, code: int | str, msg: str, headers: dict[str, str] | None = None) -> web.Response:
         return web.json_response({"code": str(code), "msg": msg, "data": []}, status=status, headers=headers)
 
+    def refused_with(self, code: str, params: dict[str, Any]) -> web.Response:
+        """OKX's refusal of one order: HTTP 200, ``code`` ``1`` and the order's ``sCode``."""
+        return self._order_error(code, f"refused ({code})", params)
+
     def _order_error(self, code: str, msg: str, p: dict[str, Any]) -> web.Response:
         row = {"clOrdId": p.get("clOrdId", ""), "ordId": p.get("ordId", ""), "tag": "", "sCode": code, "sMsg": msg}
         return web.json_response({"code": "1", "msg": "All operations failed", "data": [row]})
