@@ -1,4 +1,4 @@
-"""A paper-daemon strategy for the timer tests: one alert set on the first trade, a market buy when it fires."""
+"""Paper-daemon strategies for the timer tests: a timer or alert, a market buy when it fires."""
 
 from __future__ import annotations
 
@@ -37,3 +37,35 @@ class AlertBuy(Strategy):
     def on_timer(self, event: TimeEvent) -> None:
         self.fired.append((event.ts_event, self.trades))
         self.submit_market(self.instrument_id, OrderSide.BUY, self.quantity, reason="alert")
+
+
+class TimerParams(StrictModel):
+    """The timer is set in ``on_start``, every ``every_ms``; its first firing buys ``quantity``."""
+
+    every_ms: int = 500
+    quantity: float = 0.01
+
+
+class TimerBuy(Strategy):
+    """Sets the timer ``rebalance`` in ``on_start`` and buys at market when it first fires (see :class:`TimerParams`)."""
+
+    Params = TimerParams
+
+    def __init__(self, instrument_ids: str | Sequence[str], *, every_ms: int = 500, quantity: float = 0.01,
+                 strategy_id: str | None = None) -> None:
+        super().__init__(instrument_ids, strategy_id=strategy_id)
+        self.every_ns, self.quantity = every_ms * 1_000_000, quantity
+        self.trades = 0
+        #: ``(due time, trades seen before it)`` of each firing.
+        self.fired: list[tuple[int, int]] = []
+
+    def on_start(self) -> None:
+        self.set_timer("rebalance", self.every_ns)
+
+    def on_trade(self, trade: Trade) -> None:
+        self.trades += 1
+
+    def on_timer(self, event: TimeEvent) -> None:
+        self.fired.append((event.ts_event, self.trades))
+        self.cancel_timer("rebalance")
+        self.submit_market(self.instrument_id, OrderSide.BUY, self.quantity, reason="rebalance")

@@ -2,21 +2,24 @@
 
 The daemon fires them on the wall clock whether frames arrive or not; a replay's simulated
 clock fires each before the first recorded line at or after its time. The daemon records the
-moment it stops, so the replay also fires what fell due after the last frame.
+moment it starts its kernel, so a timer set in ``on_start`` is due at the same time in the replay,
+and the moment it stops, so the replay also fires what fell due after the last frame.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
-from tests.live.alert_strategy import AlertBuy
+from tests.live.alert_strategy import AlertBuy, TimerBuy
+from tradebus.adapters.common.recorder import RUN_PREFIX, read_frames
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.node.daemon import PaperNode
 from tradebus.node.playback import play
 
-from .node_testdata import IID, SPOT_FRAMES, SPOT_SNAPSHOT, binance_config, config_of, run_node
+from .node_testdata import IID, SPOT_FRAMES, SPOT_SNAPSHOT, binance_config, config_of, fill_keys, order_keys, run_node
 
 #: A few trades, sent at once; the market is silent after them (the server keeps the connection open).
 FIRST_FRAMES = [frame for frame in SPOT_FRAMES if "@trade" in frame[1]][:5]
@@ -27,9 +30,9 @@ def _decided(orders: list[Any]) -> list[tuple[Any, ...]]:
     return [(o.client_order_id, o.side, o.order_type, o.quantity) for o in orders]
 
 
-def _strategy(node: PaperNode | object) -> AlertBuy:
+def _strategy(node: PaperNode | object) -> Any:
     strategy = node.kernel.strategies[0]  # type: ignore[attr-defined]
-    assert isinstance(strategy, AlertBuy)
+    assert isinstance(strategy, AlertBuy | TimerBuy)
     return strategy
 
 
@@ -48,3 +51,32 @@ async def test_an_alert_due_on_a_silent_market_after_the_last_frame_fires_in_the
     # The alert fell due after the last frame: the replay fires it at the daemon's stop, at the same time.
     assert _strategy(replay).fired == paper.fired
     assert _decided(replay.kernel.result.orders) == _decided(node.kernel.result.orders)
+
+
+async def test_a_timer_set_in_on_start_is_due_and_fills_in_the_replay_exactly_as_in_the_daemon(tmp_path: Path) -> None:
+    # The daemon starts its strategies before its feed connects; the replay starts them at the same
+    # recorded moment, not at the first frame's receive time (the connection delay later).
+    trades = [frame for frame in SPOT_FRAMES if "@trade" in frame[1]][:10]
+    nodes: list[PaperNode] = []
+
+    async def hold_the_fourth_trade_until_the_timer_fired(raw: str) -> None:
+        while raw == trades[3][1] and not _strategy(nodes[0]).fired:
+            await asyncio.sleep(0.01)
+
+    strategy = {"name": "tests.live.alert_strategy:TimerBuy", "instruments": [IID], "params": {"every_ms": 500}}
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), trades, gate=hold_the_fourth_trade_until_the_timer_fired) as srv:
+        data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, record=True, strategy=strategy)
+        node = PaperNode(config_of(data), handle_signals=False)
+        nodes.append(node)
+        await run_node(node, lambda: node.kernel.result.trades == len(trades) and bool(node.kernel.result.fills))
+    paper = _strategy(node)
+    assert len(paper.fired) == 1
+    assert len(node.kernel.result.fills) == 1
+    recording = tmp_path / "frames.jsonl.gz"
+    replay = play(recording, node.config)
+    assert _strategy(replay).fired == paper.fired
+    assert fill_keys(replay.kernel.result.fills) == fill_keys(node.kernel.result.fills)
+    assert order_keys(replay.kernel.result.orders) == order_keys(node.kernel.result.orders)
+    # due one interval after the recorded start, to the nanosecond
+    started = [t for t, conn, _ in read_frames(recording, runs=True) if conn == RUN_PREFIX + "start"]
+    assert [due for due, _ in paper.fired] == [started[0] + 500_000_000]

@@ -14,7 +14,8 @@ import heapq
 import itertools
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from tradebus.engine.messages import TimeEvent
@@ -172,6 +173,8 @@ class LiveClock(Clock):
         # name -> (due time, what to run then): what the loop has not fired yet, for run_due
         self._due: dict[str, tuple[int, Callable[[int], None]]] = {}
         self.next_due: int = 2**63 - 1
+        # The time now_ns reads inside a pinned() block (None: the wall clock).
+        self._pinned: int | None = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -180,7 +183,22 @@ class LiveClock(Clock):
         return self._loop
 
     def now_ns(self) -> int:
-        return time.time_ns()
+        pinned = self._pinned
+        return time.time_ns() if pinned is None else pinned
+
+    @contextmanager
+    def pinned(self, ts_ns: int) -> Iterator[None]:
+        """Read ``ts_ns`` as the time inside the block: a synchronous step that happens at one instant.
+
+        The daemon starts its kernel so, at the time it records as the run's start: a timer
+        the strategies set in ``on_start`` is due exactly where a replay, started at that
+        recorded time, has it. Timers still fire on the wall clock.
+        """
+        self._pinned = ts_ns
+        try:
+            yield
+        finally:
+            self._pinned = None
 
     def _at(self, name: str, at_ns: int, fire: Callable[[int], None]) -> None:
         delay = max(0.0, (at_ns - time.time_ns()) / 1e9)
@@ -239,7 +257,7 @@ class LiveClock(Clock):
                 self._handles.pop(name, None)
             callback(TimeEvent(name, at_ns, time.time_ns()))
 
-        self._at(name, (time.time_ns() if start_ns is None else start_ns) + interval_ns, fire)
+        self._at(name, (self.now_ns() if start_ns is None else start_ns) + interval_ns, fire)
 
     def set_alert(self, name: str, at_ns: int, callback: TimerCallback) -> None:
         self._check(name, None, self._handles)

@@ -37,7 +37,8 @@ Lifecycle of :meth:`PaperNode.run`:
    invented or duplicated, and new client order ids never repeat journaled ones; the
    whole hours a margin loan was owed while the daemon was down are priced by the venue's
    REST klines (:mod:`tradebus.node.missed_hours`), charged before the first message;
-3. start the strategies, then the feed clients (which subscribe);
+3. start the strategies (at one instant, recorded as a ``run:start`` line: a replay starts its kernel
+   there), then the feed clients (which subscribe);
 4. run until SIGINT/SIGTERM, ``max_seconds``, ``max_messages``, a fatal feed error or an
    exception a strategy's hook raised (on a message, a timer or a venue's answer: the run then
    stops as on a signal and raises :class:`~tradebus.errors.StrategyError` naming the strategy,
@@ -340,10 +341,13 @@ class PaperNode:
             await self._price_missed_hours()
             if self.outputs is not None:
                 self.outputs.start()
-            self.kernel.start()
             if self.config.record is not None and self.recorder is None:
                 self.recorder = self._new_recorder(self.config.record)
             self._run_recorder = self.recorder
+            started = self.clock.now_ns()
+            self._record_run("start", started)
+            with self.clock.pinned(started):  # on_start's timers start where the replay starts them
+                self.kernel.start()
             sink = self.router if self.ops is None else self.ops.sink(self.router)
             self.feeds = build_feeds(self.config, sink, live=True, recorder=self.recorder)
             attach_feeds(self.feeds, self.guard, self.kernel.cache)
@@ -392,11 +396,15 @@ class PaperNode:
         """
         now = self.clock.now_ns()
         self.clock.run_due(now)
+        self._record_run("stop", now)
+
+    def _record_run(self, moment: str, ts_ns: int) -> None:
+        """Record a moment of the run (``run:start``, ``run:stop``) at ``ts_ns``, if the run records."""
         recorder = self._run_recorder
         if recorder is None or recorder.failure is not None or recorder.closed:
             return
         try:
-            recorder.write(now, RUN_PREFIX + "stop", "")
+            recorder.write(ts_ns, RUN_PREFIX + moment, "")
         except ConfigError:
             pass  # told to on_failure: run() raises it
 

@@ -21,6 +21,9 @@ live connection: a feed of trade channels alone is live again once its connectio
 frame, or an answered ping, which is no frame); its client records that moment (a ``live:<feed>``
 line), and the playback gives it to the feed (:meth:`Playback.feed_live`) the guard asks. A
 recording without such lines (made before they were) keeps such a feed blocked until its next trade.
+The kernel starts (the strategies' ``on_start``) at the moment the daemon started its own (a
+``run:start`` line, before its feeds connected), so a timer set there is due when it was in the
+daemon; a recording made before that line starts it at its first frame's receive time.
 The daemon's timers and alerts fire on the wall clock, also on a silent market; the simulated clock
 fires each before the first line at or after its time, and the moment the daemon stopped (a
 ``run:stop`` line) fires those due after its last frame, as the daemon did.
@@ -152,7 +155,7 @@ def read_recording(
     With ``episodes``, also the recorder's lines of stale-feed episodes (``conn`` ``"stale:<feed>"``,
     ``raw`` the receive time of the feed's last message; ``conn`` ``"live:<feed>"``, ``raw`` what
     proved its connection live; a hftbacktest capture has none); with ``runs``, those of the
-    daemon's run (``conn`` ``"run:stop"``: when it stopped).
+    daemon's run (``conn`` ``"run:start"``: when it started its kernel; ``"run:stop"``: when it stopped).
 
     A hftbacktest capture is given the connection id of the only feed, and its REST
     depth snapshot line the id ``"rest:<SYMBOL>"`` of that feed's only book (skipped when
@@ -327,7 +330,8 @@ class Playback:
         try:
             for lineno, (recv_ns, conn, raw) in enumerate(read_recording(path, self.feeds, episodes=True, runs=True), 1):
                 if lineno == 1:
-                    # on_start at the first frame's receive time, as the daemon's just before its first frame
+                    # on_start at the daemon's (its run:start line), or, in a recording made before that
+                    # line, at the first frame's receive time
                     self.clock.set_time(recv_ns)
                     self.kernel.start()
                 if conn.startswith(STALE_PREFIX):
@@ -335,7 +339,7 @@ class Playback:
                 elif conn.startswith(LIVE_PREFIX):
                     self.feed_live(recv_ns, conn[len(LIVE_PREFIX):])
                 elif conn.startswith(RUN_PREFIX):
-                    self.clock.advance_to(recv_ns)  # the daemon stopped: what fell due since its last frame fires
+                    self.clock.advance_to(recv_ns)  # at run:stop, what fell due since the last frame fires
                 else:
                     self.feed_frame(recv_ns, conn, raw)
             answered = len(self.trade_gaps.gaps)

@@ -37,6 +37,9 @@ Stale-feed episodes
     :func:`read_frames` yields these lines only if asked for them (``episodes``).
 
 The daemon's run
+    The daemon records the moment it starts its kernel (the strategies' ``on_start``), before its
+    feeds connect, as ``{"t": <when>, "c": "run:start"}``, before any market frame of its run: a replay
+    starts its kernel at that time, so a timer set in ``on_start`` is due when it was in the daemon.
     A daemon's timers and alerts fire on the wall clock, also while no frame arrives; a replay's
     clock fires them before the first line at or after their time. The daemon records the moment it
     stops, after firing what was due by then, as ``{"t": <when>, "c": "run:stop"}``
@@ -85,7 +88,7 @@ PRIVATE_PREFIX = "private:"
 STALE_PREFIX = "stale:"
 #: Connection-id prefix of a recorded proof of life of a stale feed's connection (``"live:<feed>"``; not a frame).
 LIVE_PREFIX = "live:"
-#: Connection-id prefix of a recorded moment of the daemon's run (``"run:stop"``; not a frame).
+#: Connection-id prefix of a recorded moment of the daemon's run (``"run:start"``, ``"run:stop"``; not a frame).
 RUN_PREFIX = "run:"
 #: What replaces a credential in a recorded private frame.
 REDACTED = "<redacted>"
