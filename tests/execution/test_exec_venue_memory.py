@@ -38,7 +38,7 @@ class _Run:
             coid = f"O-{self.n}"
             side = OrderSide.BUY if self.n % 2 else OrderSide.SELL
             self.venue.submit(Order(coid, "s", IID, side, OrderType.MARKET, 1.0, ts_created=ts))
-            self.clock.advance_to(ts + 500)
+            self.clock.advance_to(ts + 500)  # the order's arrival alert fires
             self.venue.on_trade(trade(ts + 500, 100.0 + self.n % 7))
             coids.append(coid)
         return coids

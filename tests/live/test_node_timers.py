@@ -14,6 +14,7 @@ from typing import Any
 
 from tests.live.alert_strategy import AlertBuy, TimerBuy
 from tradebus.adapters.common.recorder import RUN_PREFIX, read_frames
+from tradebus.engine.messages import OrderStatus
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.node.daemon import PaperNode
@@ -51,6 +52,9 @@ async def test_an_alert_due_on_a_silent_market_after_the_last_frame_fires_in_the
     # The alert fell due after the last frame: the replay fires it at the daemon's stop, at the same time.
     assert _strategy(replay).fired == paper.fired
     assert _decided(replay.kernel.result.orders) == _decided(node.kernel.result.orders)
+    # The order arrived at the venue during the silence (its arrival alert, before the stop): accepted, in both.
+    assert [o.status for o in node.kernel.result.orders] == [OrderStatus.ACCEPTED]
+    assert [o.status for o in replay.kernel.result.orders] == [o.status for o in node.kernel.result.orders]
 
 
 async def test_a_timer_set_in_on_start_is_due_and_fills_in_the_replay_exactly_as_in_the_daemon(tmp_path: Path) -> None:

@@ -35,6 +35,8 @@ class PaperVenue(SimulatedVenue):
     decides on a frame once it has read it, after its receive time, where a replay's clock
     stands: there an action arrives 1 ns after the latency so that, as live, it meets no
     message of the frame it was decided on.
+    An order that arrived on a silent market before the daemon stopped is accepted at the
+    recording's ``run:stop`` line as it was by the daemon.
     """
 
     def __init__(

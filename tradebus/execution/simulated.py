@@ -9,7 +9,8 @@ Arrival and latency
     strictly after the arrival, before that event is matched. On bars it is handled by the
     first bar of its instrument that *opens* at or after the arrival (see Bars). Nothing fills
     at a price the venue saw before the arrival.
-    With a wall clock (paper trading, ``arrival_alerts``), each action also sets a clock alert
+    With a wall clock (paper trading, ``arrival_alerts``; also the paper venue on a replay's simulated
+    clock, :class:`~tradebus.execution.paper.PaperVenue`), each action also sets a clock alert
     at its arrival time, so it is accepted, canceled or modified when it is due even if no
     market event of its instrument comes first (trades and quotes only: a bar-filled order
     arrives at the next bar's open by definition). Either way it is handled once, at the

@@ -26,7 +26,9 @@ The kernel starts (the strategies' ``on_start``) at the moment the daemon starte
 daemon; a recording made before that line starts it at its first frame's receive time.
 The daemon's timers and alerts fire on the wall clock, also on a silent market; the simulated clock
 fires each before the first line at or after its time, and the moment the daemon stopped (a
-``run:stop`` line) fires those due after its last frame, as the daemon did.
+``run:stop`` line) fires those due after its last frame, as the daemon did. The paper venue's
+arrival alerts are among them: an order that reached the venue on a silent market before the stop
+is accepted in the replay as it was in the daemon.
 Trades held back behind a gap in trade ids wait for the recorded answer of its fetch, as live; a
 recording that ends before it (cut, or its daemon stopped during the fetch) delivers them at its end,
 after the ``TradesMissed``, rather than dropping them (:meth:`~tradebus.adapters.common.feed.Feed.end_recording`).
