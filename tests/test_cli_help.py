@@ -160,3 +160,14 @@ def test_import_recording_help_says_what_a_backtest_refuses_and_the_keys_that_al
     output = _flat(runner.invoke(app, ["data", "import-recording", "--help"], env={"COLUMNS": "100"}).output)
     for word in ("unsynced", "stale", "missed_trades", "data.allow_stale", "data.allow_missed_trades", "tradebus data info"):
         assert word in output, word
+
+
+def test_serve_help_says_a_connection_starts_where_the_stream_is() -> None:
+    """``serve --help`` said the recording was streamed once to each connection, while the server holds one
+    cursor: a connection starts there, ``SERVE_RESUME_OVERLAP`` frames back (``LocalVenueServer``)."""
+    from tradebus.node.playback import SERVE_RESUME_OVERLAP
+
+    output = _flat(runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "100"}).output)
+    assert "to each connection" not in output
+    assert "a connection starts where the stream is" in output
+    assert f"the last {SERVE_RESUME_OVERLAP} frames again" in output

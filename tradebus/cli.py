@@ -665,7 +665,7 @@ def serve(
 ) -> None:
     """Serve a recording on 127.0.0.1 in a venue's WebSocket protocol, for a paper daemon.
 
-    The recording is streamed once, at the given pace, to each connection; the server then stays up (sending nothing more) until Ctrl-C or SIGTERM.
+    The recording is one stream, played once at the given pace: a connection starts where the stream is (a reconnecting or restarted daemon goes on where it left off, with the last 50 frames again), and once every frame was sent the server stays up, sending nothing new, until Ctrl-C or SIGTERM.
     """
     from tradebus.adapters.registry import VENUES
     from tradebus.node.playback import serve_recording

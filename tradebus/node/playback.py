@@ -113,6 +113,9 @@ __all__ = [
 
 RecordingFormat = Literal["recorder", "hftbacktest"]
 
+#: Frames a connection to :func:`serve_recording` gets again: it starts this many before where the stream is.
+SERVE_RESUME_OVERLAP = 50
+
 
 def detect_format(path: str | Path) -> RecordingFormat:
     """Whether ``path`` is a recorder file or a hftbacktest capture (from its first line).
@@ -452,6 +455,10 @@ async def serve_recording(
 ) -> None:
     """Serve a recording on ``ws://127.0.0.1:<ephemeral port>`` in ``venue``'s protocol until SIGINT/SIGTERM.
 
+    The recording is one stream: a connection starts where it is, :data:`SERVE_RESUME_OVERLAP` frames
+    back (a reconnecting daemon misses nothing), not at its beginning
+    (:class:`~tradebus.adapters.common.local_server.LocalVenueServer`).
+
     ``venue`` is a registered venue name; its emulator speaks the protocol. REST depth
     snapshots in the recording (``rest:`` lines, or a capture's snapshot line) are handed
     to the emulator (Binance serves them on ``/api/v3/depth``, ``/fapi/v1/depth`` with ``futures``).
@@ -492,7 +499,7 @@ async def serve_recording(
             f"{path}: none of its {len(frames)} frames is {venue} stream data: serve it with the --venue "
             f"of the venue that recorded it (one of {', '.join(VENUES)})"
         )
-    server = LocalVenueServer(protocol, frames, speed=speed, lifetime=lifetime, resume_overlap=50)
+    server = LocalVenueServer(protocol, frames, speed=speed, lifetime=lifetime, resume_overlap=SERVE_RESUME_OVERLAP)
     await server.start()
     logger.info(
         "serving {} frames of {} as {} on {} (REST {})", len(frames), path, venue, server.ws_url, server.http_url
