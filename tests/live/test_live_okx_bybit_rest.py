@@ -149,6 +149,39 @@ async def test_an_okx_cancel_answered_cancel_pending_is_a_refusal_with_its_code(
     assert refused.fired and emulator.orders["abcpending"].status is OrderStatus.ACCEPTED
 
 
+@pytest.mark.parametrize(
+    ("kit", "code", "processed", "ends"),
+    [
+        (BYBIT, "10016", True, OrderStatus.ACCEPTED),
+        (BYBIT, "170146", True, OrderStatus.ACCEPTED),
+        (OKX, "51149", True, OrderStatus.ACCEPTED),
+        (BYBIT, "10016", False, OrderStatus.REJECTED),
+    ],
+    ids=["bybit-10016-placed", "bybit-170146-placed", "okx-51149-placed", "bybit-10016-not-placed"],
+)
+async def test_a_submit_answered_with_an_unknown_outcome_code_is_queried_and_ends_as_the_venue_has_it(
+    kit: VenueKit, code: str, processed: bool, ends: OrderStatus
+) -> None:
+    """Bybit ``10016`` ("server error; service restarting"), ``170146`` ("order creation timeout") and OKX ``51149``
+    ("order timed out") say nothing of the outcome. The order is queried, sent once, and ends as the venue has it:
+    resting (the stream's acknowledgement lost), or, when the venue never took it, rejected as never arrived. ccxt
+    maps these codes to a plain ExchangeError or InvalidOrder: the order was REJECTED with the code at once, never
+    queried, while it rested at the venue (an orphan)."""
+    answer = RestFault("refuse", "POST", kit.place_path, code=code, processed=processed)
+    silent = StreamFault("drop", '"New"' if kit is BYBIT else '"state": "live"')
+    async with kit_harness(kit, [silent], rest_faults=[answer]) as h:
+        order = h.kernel.execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+        coid = order.client_order_id
+        await until(lambda: order.status in (OrderStatus.ACCEPTED, OrderStatus.REJECTED), timeout=5.0)
+        assert answer.fired and silent.fired is processed
+        assert order.status is ends, order.reason
+        assert code not in order.reason
+        assert (coid in h.emulator.orders) is processed
+        assert h.venue.requests["query"] >= 1
+        await h.venue.drain()
+    assert [c for m, p, c in h.emulator.requests if m == "POST" and p == kit.place_path] == [coid]
+
+
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
 async def test_a_5xx_is_no_answer_never_a_rejection(kit: VenueKit) -> None:
     from tradebus.execution.live import NoAnswer

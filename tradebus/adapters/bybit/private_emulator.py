@@ -188,6 +188,10 @@ class BybitPrivateEmulator(AccountEmulator):
         body = {"retCode": int(code), "retMsg": msg, "result": {}, "retExtInfo": {}, "time": int(time.time() * 1000)}
         return web.json_response(body, status=status, headers=headers)
 
+    def refused_with(self, code: str, params: dict[str, Any]) -> web.Response:
+        """Bybit's refusal with retCode ``code``: HTTP 200, as Bybit answers its retCodes."""
+        return self.error(200, code, f"refused ({code})")
+
     def rate_limited(self, seconds: float) -> web.Response:
         """Bybit's ``10006`` "Too many visits": HTTP 200, the end of the limit in ``X-Bapi-Limit-Reset-Timestamp`` (ms)."""
         reset = int((time.time() + seconds) * 1000)

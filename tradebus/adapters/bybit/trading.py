@@ -257,6 +257,11 @@ class BybitTrading(CcxtTrading):
     """
 
     venue = "Bybit"
+    #: Bybit's retCodes that leave the outcome unknown (v5 error codes): server timeout (``10000``, ``5004``), server
+    #: error or service restarting (``10016``), spot's internal error (``170001``), backend timeout (``170007``),
+    #: network error (``170032``), order creation / cancellation / modification timeout (``170146``, ``170147``,
+    #: ``170310``), system error (``170234``). ccxt maps most to a plain ``ExchangeError`` or ``InvalidOrder``.
+    unknown_outcome_codes = frozenset({"5004", "10000", "10016", "170001", "170007", "170032", "170146", "170147", "170234", "170310"})
     supports_amend = True
     #: ``GET /v5/execution/list`` by ``orderId`` without ``startTime``/``endTime`` lists the last 7 days.
     fills_history_ns = 7 * 24 * 3600 * 1_000_000_000

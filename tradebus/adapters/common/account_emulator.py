@@ -24,7 +24,9 @@ on 127.0.0.1 and keeps the account:
                   ``429`` with ``Retry-After`` unless the venue says otherwise) before processing
   ``ban``         REST: ``418`` (IP ban) with ``Retry-After`` before processing
   ``refuse``      REST: the dialect's refusal of the request with the venue's error code ``code``
-                  (:meth:`AccountEmulator.refused_with`) before processing (nothing happens)
+                  (:meth:`AccountEmulator.refused_with`) before processing (nothing happens); with
+                  ``processed``, after processing (an answer such as Bybit's ``10016``, "server error /
+                  service restarting", that says nothing of what was done)
   ``busy``        REST: the dialect's server-busy answer (:attr:`AccountEmulator.busy_code`, HTTP ``503``)
                   before processing (nothing happens)
   ``slow``        REST: processed, answered ``seconds`` later (the answer tells the state
@@ -89,6 +91,8 @@ class RestFault:
     fired: bool = False
     #: The venue's error code of a ``refuse`` fault.
     code: str = ""
+    #: A ``refuse`` fault answers after processing the request (default: before, nothing happens).
+    processed: bool = False
 
 
 @dataclass
@@ -381,7 +385,7 @@ class AccountEmulator(ABC):
             return self.rate_limited(fault.retry_after)
         if fault is not None and fault.kind == "ban":
             return self.error(418, self.rate_limit_code, "Way too many requests; IP banned.", {"Retry-After": str(fault.retry_after)})
-        if fault is not None and fault.kind == "refuse":
+        if fault is not None and fault.kind == "refuse" and not fault.processed:
             return self.refused_with(fault.code, params)
         if fault is not None and fault.kind == "busy":
             if self.busy_code is None:
@@ -391,6 +395,8 @@ class AccountEmulator(ABC):
         if handler is None:
             return self.error(404, 404, f"{request.method} {request.path} is not emulated")
         response = handler(params)
+        if fault is not None and fault.kind == "refuse":
+            return self.refused_with(fault.code, params)
         if fault is not None and fault.kind == "lose":
             logger.info("account emulator: {} {} processed, answer lost", request.method, request.path)
             assert request.transport is not None

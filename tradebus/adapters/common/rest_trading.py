@@ -7,10 +7,13 @@
 ccxt's ``NetworkError`` family (timeouts, dropped connections, 5xx, the venues'
 "system busy" codes) is :class:`~tradebus.execution.live.NoAnswer`; its ``RateLimitExceeded``
 (HTTP 429, OKX ``50011``, Bybit ``10006``: refused unprocessed) is
-:class:`~tradebus.execution.live.RateLimited`; any other answer with a venue error code is
-:class:`~tradebus.execution.live.VenueRejected` with that code (:func:`error_code`), whatever ccxt
-class it arrives as (OKX ``51410``, a cancel of an order being canceled: ccxt's ``CancelPending``);
-ccxt's ``OperationFailed`` without a code is :class:`~tradebus.execution.live.NoAnswer`. Messages never carry the request's query (it may carry a signature).
+:class:`~tradebus.execution.live.RateLimited`; any other answer with a venue error code is classified
+by its code, whatever ccxt class it arrives as: a code of the venue's
+:attr:`CcxtTrading.unknown_outcome_codes` (server error, timeout, service restarting: ccxt maps Bybit's
+``10016`` to a plain ``ExchangeError``) is :class:`~tradebus.execution.live.NoAnswer`, any other
+:class:`~tradebus.execution.live.VenueRejected` with that code (:func:`error_code`; OKX ``51410``, a cancel
+of an order being canceled: ccxt's ``CancelPending``); ccxt's ``OperationFailed`` without a code is
+:class:`~tradebus.execution.live.NoAnswer`. Messages never carry the request's query (it may carry a signature).
 """
 
 from __future__ import annotations
@@ -101,6 +104,8 @@ class CcxtTrading(TradingApi):
 
     #: The venue's name in messages.
     venue = ""
+    #: The venue's error codes of an answer that leaves the outcome unknown (:class:`NoAnswer`: the order is queried).
+    unknown_outcome_codes: frozenset[str] = frozenset()
 
     def __init__(self, exchange: Any, instruments: dict[str, Instrument], budget: WeightBudget, weights: dict[str, int]) -> None:
         self._ccxt = exchange
@@ -131,8 +136,11 @@ class CcxtTrading(TradingApi):
             found = _STATUS.search(str(exc))
             status = int(found.group(1)) if found else 0
             raise NoAnswer(f"{name}: {type(exc).__name__}: {redacted(exc)}") from None
-        except BaseError as exc:  # an answer with the venue's code, whatever ccxt class it maps it to (OKX 51410: CancelPending)
+        except BaseError as exc:  # the code decides, whatever ccxt class it maps it to (OKX 51410: CancelPending; Bybit 10016: ExchangeError)
             code = error_code(exc)
+            if code in self.unknown_outcome_codes:
+                status = 0
+                raise NoAnswer(f"{name}: {self.venue} error {code}: {redacted(exc)}") from None
             if not code and isinstance(exc, OperationFailed):
                 status = 0
                 raise NoAnswer(f"{name}: {type(exc).__name__}: {redacted(exc)}") from None

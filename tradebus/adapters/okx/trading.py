@@ -303,6 +303,11 @@ class OkxTrading(CcxtTrading):
     """
 
     venue = "OKX"
+    #: OKX's codes (``code``, or an order's ``sCode``) that leave the outcome unknown: service temporarily unavailable
+    #: (``50001``), endpoint request timeout (``50004``), API offline (``50005``), system busy (``50013``), system error
+    #: (``50026``), order timed out (``51149``). ccxt maps the ``500xx`` to its ``NetworkError`` family, ``51149`` to
+    #: a plain ``ExchangeError``.
+    unknown_outcome_codes = frozenset({"50001", "50004", "50005", "50013", "50026", "51149"})
     supports_amend = True
     #: ``GET /api/v5/trade/fills`` by ``ordId`` lists the last 3 days.
     fills_history_ns = 3 * 24 * 3600 * 1_000_000_000
