@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import yaml
-from research_helpers import IID, REPO, SPECS, btc_bars
+from research_helpers import DAY, IID, REPO, SPECS, btc_bars
 from research_leaky import BatchEndReader
 from typer.testing import CliRunner
 
@@ -259,6 +259,56 @@ def test_the_model_strategy_on_bars_received_after_their_close_passes() -> None:
         lambda s: kernel_trace(lambda: kernel_with(ModelSignal(IID, model=step, quantity=0.1)), s), n_cuts=4,
     )
     assert report.ok and report.records_checked > 1000, report.violations[:3]
+
+
+class CloseStamper(Strategy):
+    """Publishes each bar's close, or the next bar's (``peek=True``: a lookahead), in its ``outputs`` stamped
+    ``stamp_ns`` after the bar's close time (``ts_event``), as a user strategy stamps them."""
+
+    def __init__(self, bars: pd.DataFrame, peek: bool, stamp_ns: int) -> None:
+        super().__init__(IID, strategy_id="stamper")
+        close = bars["close"].to_numpy()
+        self.next_close = dict(zip(bars["ts_event"].tolist(), np.append(close[1:], np.nan).tolist(), strict=True))
+        self.peek = peek
+        self.stamp_ns = stamp_ns
+        self.outputs: list[tuple[int, float]] = []
+
+    def on_bar(self, bar: Bar) -> None:
+        value = self.next_close[bar.ts_event] if self.peek else bar.close
+        self.outputs.append((bar.ts_event + self.stamp_ns, value))
+
+
+@pytest.mark.parametrize("stamp_ns", [0, DAY], ids=["at_close", "a_day_later"])
+def test_outputs_are_compared_when_they_were_made_whatever_the_strategy_stamps(stamp_ns: int) -> None:
+    """Bars received 50 ms after their close. Outputs stamped at the close were compared at the close, before a
+    cut 1 ns before the bar's receive time: a causal strategy was flagged; stamped a day later, a strategy
+    publishing the next bar's close was never compared with the perturbed bar and passed."""
+    late = [SourceFrame(IID, "bars", btc_bars(1500).pipe(lambda b: b.assign(ts_init=b["ts_event"] + 50_000_000)))]
+
+    def runner(peek: bool) -> Callable[[Sequence[SourceFrame]], Trace]:
+        return lambda s: kernel_trace(lambda: kernel_with(CloseStamper(s[0].frame, peek, stamp_ns)), s)
+
+    clean = detect_lookahead(late, runner(False), n_cuts=4)
+    assert clean.ok and clean.records_checked > 1000, clean.violations[:3]
+    leaky = detect_lookahead(late, runner(True), n_cuts=4)
+    assert not leaky.ok and {v["kind"] for v in leaky.violations} == {"output"}
+    assert all(v["ts"] <= v["cut"] for v in leaky.violations)
+
+
+class OutputsReplacer(Strategy):
+    """Replaces its ``outputs`` list on every bar: the detector cannot tell when each entry was made."""
+
+    def __init__(self) -> None:
+        super().__init__(IID, strategy_id="replacer")
+        self.outputs: list[tuple[int, float]] = []
+
+    def on_bar(self, bar: Bar) -> None:
+        self.outputs = [*self.outputs, (bar.ts_event, bar.close)]
+
+
+def test_outputs_replaced_rather_than_added_to_are_a_config_error_naming_the_strategy() -> None:
+    with pytest.raises(ConfigError, match="'replacer'.*outputs"):
+        kernel_trace(lambda: kernel_with(OutputsReplacer()), bar_sources(50))
 
 
 def test_trades_received_after_their_venue_time_pass() -> None:

@@ -9,12 +9,16 @@ decision) that read the later one is compared with a perturbed copy of it:
 * ``feature``: the feature row a strategy sees on each bar, trade and quote (read by a
   probe strategy after the strategy under test, from the same view);
 * ``output``: values a strategy publishes in an ``outputs`` list of ``(ts, value)``
-  (e.g. :class:`~tradebus.research.strategy.ModelSignal`'s model outputs);
+  (e.g. :class:`~tradebus.research.strategy.ModelSignal`'s model outputs), compared as
+  ``(ts, value)`` at the kernel's clock when the strategy added them;
 * ``decision``: every order (creation time, instrument, side, quantity, type, prices)
   and every fill (at the receive time of the message it filled on).
 
-Records are compared on the receive clock (``ts_init``) the cut is on; a strategy's
-``outputs`` are compared at the times it gives them.
+Records are compared on the kernel's clock (the receive time ``ts_init`` of the message
+being handled, or a timer's time), the clock the cut is on. A strategy's own stamp on its
+``outputs`` is compared as data, never trusted as the time it decided: a causal strategy
+stamping at a bar's close passes on bars received after it, and a leaky one stamping later
+than it decided is still caught.
 
 Any difference is a lookahead: a value at ``t`` that depends on data after ``t``.
 The detector has no false positives on a causal run (the prefix of a deterministic
@@ -249,12 +253,51 @@ class MemoryReplay:
 # ---------------------------------------------------------------------------- kernel runs
 
 
-class _Probe(Strategy):
-    """Records the feature row of every event after the strategies under test saw it."""
+class _ClockedOutputs(list[Any]):
+    """A strategy's ``outputs`` list that notes the kernel's clock when each entry is added (:attr:`added_ns`)."""
 
-    def __init__(self, instrument_ids: Sequence[str], trace: Trace) -> None:
-        super().__init__(instrument_ids, strategy_id="__lookahead_probe__")
+    def __init__(self, items: Sequence[Any], clock: Any) -> None:
+        super().__init__(items)
+        self._clock = clock
+        self.added_ns: list[int] = [clock.now_ns()] * len(self)
+
+    def append(self, item: Any) -> None:
+        super().append(item)
+        self.added_ns.append(self._clock.now_ns())
+
+    def extend(self, items: Any) -> None:
+        n = len(self)
+        super().extend(items)
+        self.added_ns.extend([self._clock.now_ns()] * (len(self) - n))
+
+    def __iadd__(self, items: Any) -> _ClockedOutputs:  # type: ignore[override]
+        self.extend(items)
+        return self
+
+    def insert(self, index: Any, item: Any) -> None:
+        super().insert(index, item)
+        self.added_ns.insert(index, self._clock.now_ns())
+
+
+class _Probe(Strategy):
+    """Records the feature row of every event after the strategies under test saw it.
+
+    Started after them, it makes each one's ``outputs`` list (as ``__init__`` or ``on_start`` left it)
+    a :class:`_ClockedOutputs`.
+    """
+
+    def __init__(self, kernel: Kernel, trace: Trace) -> None:
+        super().__init__(tuple(kernel.instruments), strategy_id="__lookahead_probe__")
         self._trace = trace
+        self._tested = list(kernel.strategies)
+        self._clock = kernel.clock
+        self.clocked: dict[str, _ClockedOutputs] = {}
+
+    def on_start(self) -> None:
+        for strategy in self._tested:
+            outputs = vars(strategy).get("outputs")
+            if type(outputs) is list:
+                vars(strategy)["outputs"] = self.clocked[strategy.strategy_id] = _ClockedOutputs(outputs, self._clock)
 
     def _record(self, iid: str, ts: int) -> None:
         view = self.kernel.cache.feature_views.get(iid)
@@ -275,7 +318,8 @@ def kernel_trace(make_kernel: Callable[[], Kernel], sources: Sequence[SourceFram
     """Run a fresh kernel from ``make_kernel`` over ``sources`` and record features, outputs and decisions."""
     trace = Trace()
     kernel = make_kernel()
-    kernel.add_strategy(_Probe(tuple(kernel.instruments), trace))
+    probe = _Probe(kernel, trace)
+    kernel.add_strategy(probe)
     clock = kernel.clock
 
     def on_fill(fill: OrderFilled) -> None:
@@ -287,13 +331,27 @@ def kernel_trace(make_kernel: Callable[[], Kernel], sources: Sequence[SourceFram
     kernel.bus.subscribe(OrderFilled, on_fill)
     kernel.run(MemoryReplay(sources))
     for strategy in kernel.strategies:
-        for ts, value in getattr(strategy, "outputs", ()):
-            trace.add("output", ts, strategy.strategy_id, [float(value)])
+        _trace_outputs(trace, strategy, probe.clocked.get(strategy.strategy_id))
     for order in kernel.result.orders:
         trace.add("decision", order.ts_created, order.instrument_id,
                   ["order", str(order.side), order.quantity, str(order.order_type), order.price, order.trigger_price])
     trace.records.sort(key=lambda r: (r[1], r[0]))
     return trace
+
+
+def _trace_outputs(trace: Trace, strategy: Strategy, clocked: _ClockedOutputs | None) -> None:
+    """Add a strategy's ``outputs`` to ``trace`` at the clock they were added (``clocked``), their stamp as data."""
+    outputs = getattr(strategy, "outputs", None)
+    if outputs is None or (outputs is not clocked and len(outputs) == 0):
+        return
+    sid = strategy.strategy_id
+    if clocked is None or outputs is not clocked or len(clocked.added_ns) != len(clocked):
+        raise ConfigError(
+            f"lookahead: strategy {sid!r}'s outputs were not a list only appended to (append, extend, +=, insert) "
+            f"from on_start on: the time each one was made is unknown; keep one list and only add to it"
+        )
+    for at, (ts, value) in zip(clocked.added_ns, clocked, strict=True):
+        trace.add("output", at, sid, [int(ts), float(value)])
 
 
 def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
