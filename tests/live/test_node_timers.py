@@ -31,6 +31,11 @@ def _decided(orders: list[Any]) -> list[tuple[Any, ...]]:
     return [(o.client_order_id, o.side, o.order_type, o.quantity) for o in orders]
 
 
+def _accepted(node: PaperNode) -> bool:
+    orders = list(node.kernel.orders.orders())
+    return bool(orders) and all(o.status is OrderStatus.ACCEPTED for o in orders)
+
+
 def _strategy(node: PaperNode | object) -> Any:
     strategy = node.kernel.strategies[0]  # type: ignore[attr-defined]
     assert isinstance(strategy, AlertBuy | TimerBuy)
@@ -44,7 +49,8 @@ async def test_an_alert_due_on_a_silent_market_after_the_last_frame_fires_in_the
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), FIRST_FRAMES) as srv:
         data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, record=True, strategy=strategy)
         node = PaperNode(config_of(data), handle_signals=False)
-        await run_node(node, lambda: bool(_strategy(node).fired))
+        # until the alert fired and its order arrived at the venue (its arrival alert, on the silent market)
+        await run_node(node, lambda: bool(_strategy(node).fired) and _accepted(node))
     paper = _strategy(node)
     assert paper.fired == [(paper.fired[0][0], len(FIRST_FRAMES))]  # after every trade: the market went silent
     assert len(node.kernel.result.orders) == 1
