@@ -93,6 +93,21 @@ def test_429_without_retry_after_waits_until_the_reset_header_and_retry_after_wi
     assert ft.slept[1:] == [pytest.approx(2.0)]
 
 
+def test_a_rate_limited_answer_with_requests_left_to_the_endpoint_pauses_the_backoff_not_until_its_reset() -> None:
+    """Bybit sends its per-endpoint headers on every answer; ``X-Bapi-Limit-Reset-Timestamp`` is the end of the
+    endpoint's limit only when ``X-Bapi-Limit-Status`` is 0 (its ``10006``). An IP limit (``10018``) or the system's
+    (``429``) answered with requests left to the endpoint paused only until that endpoint's window (0.2 s here; the
+    current server time at Bybit: no pause at all)."""
+    ft = FakeTime(1_030.0)
+    budget = _budget(ft, backoff=1.0, reset_header="X-Bapi-Limit-Reset-Timestamp", remaining_header="X-Bapi-Limit-Status",
+                     limit_header="X-Bapi-Limit")
+    budget.observe(429, {"X-Bapi-Limit-Status": "7", "X-Bapi-Limit": "10", "X-Bapi-Limit-Reset-Timestamp": "1030200"}, "10018")
+    assert budget.blocked_until == pytest.approx(1_031.0) and budget.block_reason == "rate limited (429, code 10018)"
+    asyncio.run(budget.acquire(1))
+    budget.observe(429, {"X-Bapi-Limit-Status": "0", "X-Bapi-Limit": "10", "X-Bapi-Limit-Reset-Timestamp": "1033500"}, "10006")
+    assert budget.blocked_until == pytest.approx(1_033.5)
+
+
 def test_a_request_sent_within_less_than_the_pause_is_withdrawn_and_another_task_waits() -> None:
     ft = FakeTime(1_030.0)
     budget = _budget(ft)

@@ -16,7 +16,11 @@ such header (OKX) leaves it ``None``.
 
 HTTP 429 (too many requests) stops every caller until ``Retry-After`` has passed, or until
 the time a venue's reset header names (Bybit's ``X-Bapi-Limit-Reset-Timestamp``, epoch ms,
-sent with its ``10006`` answer), or ``backoff`` seconds if the venue says neither; HTTP 418 (Binance's IP ban) stops every
+sent with its ``10006`` answer), or ``backoff`` seconds if the venue says neither. The reset header
+is that limit's end only when the answer says no request is left to the endpoint just called
+(``remaining_header``, Bybit's ``X-Bapi-Limit-Status`` ``0``); with requests left, the limit hit is
+another one (Bybit's ``10018``, the IP's; its ``429``, the system's under load) and the header tells
+the endpoint's own window (Bybit: the current server time): ``backoff``. HTTP 418 (Binance's IP ban) stops every
 caller until the ban's ``Retry-After`` ends. Nothing is retried here: the caller decides
 (a submit without an answer is UNKNOWN and settled by a query).
 
@@ -75,8 +79,9 @@ class WeightBudget:
         Pause after a 429 without ``Retry-After`` or ``reset_header``, seconds.
     reset_header
         Name of the response header holding when a rate limit ends, epoch milliseconds
-        (case-insensitive; ``""``: none); read on a 429 without ``Retry-After``. The clock is
-        then compared with it: it must be wall time (the default).
+        (case-insensitive; ``""``: none); read on a 429 without ``Retry-After`` whose
+        ``remaining_header`` is absent or ``0``. The clock is then compared with it: it must be
+        wall time (the default).
     remaining_header, limit_header
         Names of the response headers holding the requests left and the limit of the
         endpoint just called (case-insensitive; ``""``: none): :attr:`left` from them.
@@ -211,9 +216,19 @@ class WeightBudget:
             except ValueError:
                 logger.warning("rate budget: unreadable Retry-After header {!r}", retry)
         reset = lowered.get(self.reset_header) if self.reset_header else None
+        if reset is not None and self._endpoint_has_room(lowered):
+            reset = None  # the reset time is the endpoint's window, not the end of the limit that was hit
         if reset is not None:
             try:
                 return max(0.0, float(reset) / 1000.0 - now)
             except ValueError:
                 logger.warning("rate budget: unreadable {} header {!r}", self.reset_header, reset)
         return self.backoff
+
+    def _endpoint_has_room(self, lowered: Mapping[str, str]) -> bool:
+        """Whether a rate-limited answer says requests are left to the endpoint just called (its ``remaining_header``)."""
+        remaining = lowered.get(self.remaining_header) if self.remaining_header else None
+        try:
+            return remaining is not None and float(remaining) > 0
+        except ValueError:
+            return False
