@@ -133,6 +133,44 @@ async def test_a_rate_limited_answer_pauses_every_request_as_long_as_the_venue_s
             await api.close()
 
 
+@pytest.mark.parametrize(("kit", "code"), [(BYBIT, "429"), (BYBIT, "10018"), (OKX, "50061")], ids=["bybit-429", "bybit-10018", "okx-50061"])
+async def test_a_submit_answered_with_any_rate_limit_code_is_rate_limited_and_pauses_the_account(kit: VenueKit, code: str) -> None:
+    """Bybit retCode ``429`` ("high server load, please retry", HTTP 200) and OKX ``50061`` (sub-account rate limit)
+    arrive from ccxt as a plain ExchangeError: the submit was an ordinary refusal and the account's budget did not
+    pause, so the next requests went at once. Bybit ``10018`` (IP rate limit) paused only until the answer's
+    ``X-Bapi-Limit-Reset-Timestamp``, the endpoint's own window (next wall second here), not over: the pause is
+    the budget's backoff (1 s) whenever the answer says requests are left to the endpoint. The next submit
+    (timeout 0.5 s) is withdrawn, never sent; a query waits, sent only after the pause (no request reaches the
+    emulator during it)."""
+    fault = RestFault("refuse", "POST", kit.place_path, code=code)
+    async with kit_harness(kit, rest_faults=[fault]) as h:
+        budget = h.venue.api.budget
+        quiet: list[bool] = []
+        pause = budget._sleep
+
+        async def sleep(seconds: float) -> None:
+            seen = len(h.emulator.requests)
+            await pause(seconds)
+            quiet.append(len(h.emulator.requests) == seen)
+
+        budget._sleep = sleep
+        order = h.kernel.execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: order.status is OrderStatus.REJECTED, timeout=5.0)
+        assert fault.fired
+        assert "rate limit" in order.reason and code in order.reason
+        assert h.venue.requests["query"] == 0
+        held = h.kernel.execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: held.status is OrderStatus.REJECTED)
+        assert "withdrawn" in held.reason and f"rate limited (429, code {code}) until" in held.reason
+        await h.venue.api.balances()
+        assert quiet and all(quiet)
+        after = h.kernel.execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: after.status is OrderStatus.ACCEPTED, timeout=5.0)
+        await h.venue.drain()
+    posts = [c for m, p, c in h.emulator.requests if m == "POST" and p == kit.place_path]
+    assert posts == [order.client_order_id, after.client_order_id]
+
+
 async def test_an_okx_cancel_answered_cancel_pending_is_a_refusal_with_its_code() -> None:
     """OKX refuses a cancel of an order already being canceled (``sCode`` 51410). ccxt raises its CancelPending,
     outside its ExchangeError and NetworkError: it escaped the adapter as a raw ccxt exception."""

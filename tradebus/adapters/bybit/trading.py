@@ -36,7 +36,8 @@ list in windows of 7 days); open orders
 orders with the others); balances ``GET /v5/account/wallet-balance`` (unified account);
 amend ``POST /v5/order/amend``. Rate limit: a budget of 10 requests per second shared by
 every caller of the account (Bybit's per-endpoint limits are 10-20 per second); a ``10006``
-answer ("Too many visits", HTTP 200) pauses every caller until its ``X-Bapi-Limit-Reset-Timestamp``.
+answer ("Too many visits", HTTP 200) pauses every caller until its ``X-Bapi-Limit-Reset-Timestamp``,
+a ``10018`` (the IP's limit) or ``429`` (high server load) answer 1 s (:attr:`BybitTrading.rate_limit_codes`).
 The share of the limit left (the budget's ``left``) is the last answer's ``X-Bapi-Limit-Status``
 over its ``X-Bapi-Limit`` (the endpoint just called).
 
@@ -262,6 +263,9 @@ class BybitTrading(CcxtTrading):
     #: network error (``170032``), order creation / cancellation / modification timeout (``170146``, ``170147``,
     #: ``170310``), system error (``170234``). ccxt maps most to a plain ``ExchangeError`` or ``InvalidOrder``.
     unknown_outcome_codes = frozenset({"5004", "10000", "10016", "170001", "170007", "170032", "170146", "170147", "170234", "170310"})
+    #: ``10006`` (the account's limit) and ``10018`` (the IP's), which ccxt already maps to ``RateLimitExceeded``, and
+    #: ``429`` ("the trading service is experiencing a high server load, please retry"), which it does not.
+    rate_limit_codes = frozenset({"429", "10006", "10018"})
     supports_amend = True
     #: ``GET /v5/execution/list`` by ``orderId`` without ``startTime``/``endTime`` lists the last 7 days.
     fills_history_ns = 7 * 24 * 3600 * 1_000_000_000

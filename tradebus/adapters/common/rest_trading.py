@@ -8,7 +8,10 @@ ccxt's ``NetworkError`` family (timeouts, dropped connections, 5xx, the venues'
 "system busy" codes) is :class:`~tradebus.execution.live.NoAnswer`; its ``RateLimitExceeded``
 (HTTP 429, OKX ``50011``, Bybit ``10006``: refused unprocessed) is
 :class:`~tradebus.execution.live.RateLimited`; any other answer with a venue error code is classified
-by its code, whatever ccxt class it arrives as: a code of the venue's
+by its code, whatever ccxt class it arrives as: a code of the venue's :attr:`CcxtTrading.rate_limit_codes`
+(ccxt maps Bybit's ``429``, "high server load, please retry", and OKX's ``50061``, the sub-account's
+limit, to a plain ``ExchangeError``) is :class:`~tradebus.execution.live.RateLimited` and pauses the
+account's budget as a 429 does, a code of the venue's
 :attr:`CcxtTrading.unknown_outcome_codes` (server error, timeout, service restarting: ccxt maps Bybit's
 ``10016`` to a plain ``ExchangeError``) is :class:`~tradebus.execution.live.NoAnswer`, any other
 :class:`~tradebus.execution.live.VenueRejected` with that code (:func:`error_code`; OKX ``51410``, a cancel
@@ -106,6 +109,8 @@ class CcxtTrading(TradingApi):
     venue = ""
     #: The venue's error codes of an answer that leaves the outcome unknown (:class:`NoAnswer`: the order is queried).
     unknown_outcome_codes: frozenset[str] = frozenset()
+    #: The venue's error codes of a request refused unprocessed for a rate limit (:class:`RateLimited`: the budget pauses).
+    rate_limit_codes: frozenset[str] = frozenset()
 
     def __init__(self, exchange: Any, instruments: dict[str, Instrument], budget: WeightBudget, weights: dict[str, int]) -> None:
         self._ccxt = exchange
@@ -138,6 +143,9 @@ class CcxtTrading(TradingApi):
             raise NoAnswer(f"{name}: {type(exc).__name__}: {redacted(exc)}") from None
         except BaseError as exc:  # the code decides, whatever ccxt class it maps it to (OKX 51410: CancelPending; Bybit 10016: ExchangeError)
             code = error_code(exc)
+            if code in self.rate_limit_codes:
+                status = 429
+                raise RateLimited(f"{name}: {self.venue} rate limit {code}: {redacted(exc)}") from None
             if code in self.unknown_outcome_codes:
                 status = 0
                 raise NoAnswer(f"{name}: {self.venue} error {code}: {redacted(exc)}") from None

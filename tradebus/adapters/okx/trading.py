@@ -308,6 +308,9 @@ class OkxTrading(CcxtTrading):
     #: (``50026``), order timed out (``51149``). ccxt maps the ``500xx`` to its ``NetworkError`` family, ``51149`` to
     #: a plain ``ExchangeError``.
     unknown_outcome_codes = frozenset({"50001", "50004", "50005", "50013", "50026", "51149"})
+    #: ``50011`` (too many requests; ccxt maps it to ``RateLimitExceeded``) and ``50061`` (the sub-account's order rate
+    #: limit, which ccxt maps to a plain ``ExchangeError``).
+    rate_limit_codes = frozenset({"50011", "50061"})
     supports_amend = True
     #: ``GET /api/v5/trade/fills`` by ``ordId`` lists the last 3 days.
     fills_history_ns = 3 * 24 * 3600 * 1_000_000_000
