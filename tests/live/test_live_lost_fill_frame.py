@@ -14,10 +14,11 @@ also come before its executions, has the order queried if it is still short afte
 from __future__ import annotations
 
 import pytest
+from loguru import logger
 
 from tests.live.live_harness import T0, harness, until, usdm_harness
 from tests.live.venue_kits import KITS, KitTape, VenueKit, kit_harness
-from tradebus.adapters.common.account_emulator import StreamFault
+from tradebus.adapters.common.account_emulator import RestFault, StreamFault
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType
 
 _BINANCE_FILL = '"x": "TRADE"'
@@ -36,6 +37,33 @@ async def test_binance_fill_frame_whose_z_is_ahead_of_the_booked_fills_queries_t
         assert order.filled_qty == pytest.approx(0.002)
         assert h.kernel.portfolio.position(h.iid) == pytest.approx(0.002)
         assert sorted(f.trade_id for f in h.kernel.result.fills) == sorted(str(f.trade_id) for f in h.emulator.fills)
+
+
+async def test_fill_frames_after_a_lost_one_warn_once_and_query_once() -> None:
+    """Every fill frame after the lost one says more than is booked until the query's answer books the lost
+    fill; the answer is held back here until they have all been handled. Before, each of them logged the lost
+    frame at WARNING (four for one lost frame); now the frame that sends the query warns, the others, whose
+    query is on its way, log at DEBUG."""
+    burst = 5
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        slow = RestFault("slow", "GET", "/fapi/v1/order", seconds=0.5)
+        async with usdm_harness([StreamFault("drop", _BINANCE_FILL)], True, [slow], timeout=5.0) as h:
+            order = h.submit(OrderSide.BUY, 0.001 * burst, 60_000.0)
+            await until(lambda: order.status is OrderStatus.ACCEPTED)
+            for n in range(burst):  # each fills 0.001; the first one's frame is lost
+                h.trade(59_990.0 + n, size=0.001)
+            sent = sum(s.queued for s in h.emulator.sessions)
+            await until(lambda: h.stream.frames >= sent)
+            assert not slow.fired or h.venue.in_flight  # the frames were all handled before the query's answer
+            await until(lambda: order.status is OrderStatus.FILLED and order.filled_qty == pytest.approx(0.001 * burst))
+            await h.venue.drain()
+            assert h.venue.requests["query"] == 1
+    finally:
+        logger.remove(sink)
+    lost = [line for line in lines if "a fill's frame was lost" in line]
+    assert len(lost) == 1, lost
 
 
 async def test_binance_fill_frames_that_all_arrive_query_nothing() -> None:

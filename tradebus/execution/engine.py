@@ -723,8 +723,10 @@ class ExecutionEngine:
     def _fills_missing(self, order: Order, venue_filled: float) -> None:
         """The venue said it filled ``venue_filled`` of ``order``, more than is booked with it: a fill's
         frame was lost; the query books the missing fills (by ``trade_id``)."""
-        logger.warning(
-            "order {}: the venue says {:g} filled, {:g} booked; a fill's frame was lost, querying the venue",
+        # Once per query: with a retry set, the query is on its way and this frame is one more it will answer.
+        level = "DEBUG" if order.client_order_id in self._retrying else "WARNING"
+        logger.log(
+            level, "order {}: the venue says {:g} filled, {:g} booked; a fill's frame was lost, querying the venue",
             order.client_order_id, venue_filled, order.filled_qty,
         )  # fmt: skip
         self.reconcile_order(order.client_order_id)
