@@ -67,3 +67,43 @@ def test_a_book_dataset_s_rows_before_the_window_are_an_input_whose_change_is_no
     catalog.write(book(3.0), "binance", "spot", "BTCUSDT", "book", kind="book", mode="overwrite")
     after = data_inputs(load_config(path), window)
     assert changes(before, after) == ["data.sources.0.dataset (binance/spot/BTCUSDT/book): content differs"]
+
+
+def test_a_dataset_s_stale_stretches_are_an_input_whose_change_is_noticed(tmp_path: Path) -> None:
+    """Editing (or re-importing with other) stretches a backtest is refused over left the fingerprint as it was."""
+    day = 86_400_000_000_000
+    t0 = 1_704_067_200_000_000_000  # 2024-01-01
+    ts = np.array([t0, t0, t0 + day + 5, t0 + day + 9], dtype=np.int64)
+    catalog = Catalog(tmp_path / "cat")
+    catalog.write(pa.table({
+        "ts_event": ts, "ts_init": ts, "sequence": np.array([1, 1, 2, 3], dtype=np.int64),
+        "side": pa.array([1, -1, 1, -1], pa.int8()), "price": [99.0, 101.0, 99.5, 100.5],
+        "size": [1.0, 1.0, 2.0, 2.0], "flags": pa.array([BOOK_SNAPSHOT, BOOK_SNAPSHOT, 0, 0], pa.int8()),
+    }), "binance", "spot", "BTCUSDT", "book", kind="book")
+    config = {
+        "data": {"catalog": "cat",
+                 "sources": [{"instrument": IID, "kind": "book", "dataset": "binance/spot/BTCUSDT/book"}]},
+        "instruments": [{"venue": "BINANCE", "symbol": "BTCUSDT", "base": "BTC", "quote": "USDT",
+                         "tick_size": 0.01, "lot_size": 1.0e-5}],
+        "strategy": {"name": "tradebus.strategies.touch_quoter:TouchQuoter", "instruments": [IID],
+                     "params": {"quantity": 0.01, "max_position": 0.05}},
+        "venue": {"fill_on": "book"},
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    manifest_path = catalog.dataset_dir("binance", "spot", "BTCUSDT", "book") / "manifest.json"
+    raw = json.loads(manifest_path.read_text(encoding="utf-8"))
+
+    def with_stale(stretches: list[list[object]]) -> dict[str, dict[str, object]]:
+        manifest_path.write_text(json.dumps({**raw, "stale": stretches}), encoding="utf-8")
+        return data_inputs(load_config(path), window)
+
+    window = (t0 + day, None)
+    before = data_inputs(load_config(path), window)
+    # A stretch the window does not reach changes nothing the runs do: a sweep from before stretches were kept resumes.
+    assert with_stale([[t0 + 1, t0 + 2, "binance"]]) == before
+    stale = with_stale([[t0 + day + 6, t0 + day + 8, "binance"]])
+    assert changes(before, stale) == ["data.sources.0.dataset (binance/spot/BTCUSDT/book): stale 0 -> 1"]
+    moved = with_stale([[t0 + day + 7, t0 + day + 8, "binance"]])
+    assert changes(stale, moved) == ["data.sources.0.dataset (binance/spot/BTCUSDT/book): content differs"]
+    assert changes(moved, before) == ["data.sources.0.dataset (binance/spot/BTCUSDT/book): stale 1 -> 0"]

@@ -8,6 +8,10 @@ fingerprint of each input is kept beside it (``sweep.json``, key ``data``) and c
   sha256) of the files the run's window reads, and each file's size (a file replaced behind the
   manifest's back). Bars appended after ``data.end`` change nothing the run reads; a re-import or
   an append inside the window does. Nothing is hashed: the manifest holds each file's sha256.
+  The fingerprint also covers the manifest's stretches that a run over the window is refused over
+  (``unsynced``, ``stale``, ``missed_trades``: :func:`tradebus.cli.check_stale_feeds`) and its
+  ``shared_times``; a manifest with none of them in the window keeps the fingerprint it had before
+  they were stored.
   A book dataset's files before the window are inputs too: a window starting after its first row
   starts from the book its rows before the start rebuild (:mod:`tradebus.data.replay`).
 * a file (``data.sources.N.file``, ``data.marks.N.file``, ``data.funding.N.file``,
@@ -25,7 +29,7 @@ from typing import Any
 
 from tradebus.config import RunConfig, strategy_entries
 from tradebus.config.base import model_paths
-from tradebus.data.catalog import Catalog, sha256_file
+from tradebus.data.catalog import Catalog, Manifest, sha256_file
 from tradebus.reports.metrics import format_ns
 from tradebus.strategies.base import resolve_strategy
 
@@ -75,15 +79,20 @@ def changes(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -> l
         if before is None or after is None:
             out.append(f"{key} {'added' if before is None else 'removed'}")
         elif before.get("sha256") != after.get("sha256"):
-            diffs = [f"{name} {before.get(name)} -> {after.get(name)}" for name in _SHOWN
-                     if name in after and before.get(name) != after.get(name)]
+            absent = _ABSENT if "dataset" in after else {}
+            diffs = [f"{name} {before.get(name, absent.get(name))} -> {after.get(name, absent.get(name))}"
+                     for name in _SHOWN if (name in after or name in absent)
+                     and before.get(name, absent.get(name)) != after.get(name, absent.get(name))]
             where = after.get("path") or after.get("dataset")
             out.append(f"{key} ({where}): {', '.join(diffs) if diffs else 'content differs'}")
     return out
 
 
 #: Fields of an input's description named when it changed (the sha256 says only that it did).
-_SHOWN = ("path", "dataset", "catalog", "bytes", "files", "rows", "first", "last")
+_SHOWN = ("path", "dataset", "catalog", "bytes", "files", "rows", "first", "last", "unsynced", "stale", "missed_trades",
+          "shared_times")
+#: A dataset's description leaves these out at their value here (so that it reads as before they were kept).
+_ABSENT: dict[str, Any] = {"unsynced": 0, "stale": 0, "missed_trades": 0, "shared_times": False}
 
 
 def _file(path: Path) -> dict[str, Any]:
@@ -98,11 +107,33 @@ def _dataset(
     first = None if catalog.manifest(*key).kind == "book" else window[0]
     manifest, entries = catalog.entries(*key, start_ns=first, end_ns=window[1])
     files = [(e.path, e.rows, e.start_ns, e.end_ns, e.sha256, path.stat().st_size) for path, e in entries]
-    digest = hashlib.sha256(json.dumps([manifest.kind, files], separators=(",", ":")).encode()).hexdigest()
+    holes = _holes(manifest, window)
+    # Left out when empty: a manifest without holes in the window keeps the fingerprint it had before they were.
+    hashed = [manifest.kind, files, holes] if holes else [manifest.kind, files]
+    digest = hashlib.sha256(json.dumps(hashed, separators=(",", ":")).encode()).hexdigest()
     return {
         "dataset": "/".join(key), "catalog": str(catalog.root), "files": len(files),
         "rows": sum(e.rows for _, e in entries),
         "first": format_ns(entries[0][1].start_ns) if entries else None,
         "last": format_ns(entries[-1][1].end_ns) if entries else None,
+        **{name: value if name == "shared_times" else len(value) for name, value in holes.items()},
         "sha256": digest,
     }
+
+
+def _holes(manifest: Manifest, window: tuple[int | None, int | None]) -> dict[str, Any]:
+    """The manifest's stretches a run over ``window`` is refused over (or warned of), and ``shared_times``.
+
+    A stretch ``(start_ns, end_ns, ...)`` counts when the window overlaps it as the backtest's checks
+    see it (:func:`tradebus.cli.check_stale_feeds`); only non-empty fields are kept.
+    """
+    first, last = window
+
+    def inside(stretches: list[Any]) -> list[list[Any]]:
+        return [list(s) for s in stretches if (first is None or s[1] > first) and (last is None or s[0] <= last)]
+
+    holes: dict[str, Any] = {
+        "unsynced": inside(manifest.unsynced), "stale": inside(manifest.stale),
+        "missed_trades": inside(manifest.missed_trades), "shared_times": manifest.shared_times,
+    }
+    return {name: value for name, value in holes.items() if value}
