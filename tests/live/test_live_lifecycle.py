@@ -320,3 +320,22 @@ async def test_an_answered_query_is_not_asked_again_and_again() -> None:
         queries = {o.client_order_id: _queries(h, o.client_order_id) for o in (rest, done)}
         assert queries == {rest.client_order_id: 1, done.client_order_id: 1}
         assert rest.status is OrderStatus.ACCEPTED and done.status is OrderStatus.FILLED
+
+
+async def test_a_daemon_forgets_when_the_submits_of_its_closed_orders_ended() -> None:
+    """The live venue kept, for every order it ever sent, when its submit ended: a daemon running for
+    weeks grew without bound. Those of closed orders are forgotten (the engine asks only of an open one)."""
+    async with harness() as h:
+        rest = h.submit(OrderSide.BUY, 0.001, 50_000.0)
+        await until(lambda: rest.status is OrderStatus.ACCEPTED)
+        filled = []
+        for _ in range(6):
+            batch = [h.submit(OrderSide.BUY, 0.001) for _ in range(100)]
+            await until(lambda: all(o.client_order_id in h.emulator.orders for o in batch), 10.0)  # noqa: B023
+            h.trade(60_000.0)
+            await until(lambda: all(o.status is OrderStatus.FILLED for o in batch), 10.0)  # noqa: B023
+            filled += batch
+        remembered = [o for o in filled if h.venue.submit_ended_ns(o.client_order_id) != 0]
+        assert len(remembered) <= 300, f"{len(remembered)} of {len(filled)} closed orders' submits still kept"
+        assert h.venue.submit_ended_ns(rest.client_order_id) not in (0, None)  # open: its submit's end is kept
+        assert rest.status is OrderStatus.ACCEPTED and h.kernel.portfolio.position(IID) == pytest.approx(0.6)

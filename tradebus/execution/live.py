@@ -141,6 +141,8 @@ __all__ = [
 _T = TypeVar("_T")
 _UNACKNOWLEDGED = frozenset({OrderStatus.SUBMITTED, OrderStatus.UNKNOWN})
 _CLOSED_UNFILLED = frozenset({OrderStatus.CANCELED, OrderStatus.EXPIRED})
+# Submits remembered before the first sweep of those of closed orders (LiveVenue._forget_closed_submits).
+_SUBMITS_SWEEP = 256
 #: How far the venue's clock (an order's ``ts_last``) may be ahead of this one when an order's age is
 #: judged against :attr:`TradingApi.forgets_unfilled_closed_ns`.
 CLOCK_MARGIN_NS = 60_000_000_000
@@ -536,8 +538,10 @@ class LiveVenue(Venue):
         self.clock = clock
         self.dry_run = dry_run
         self._orders: dict[str, Order] = {}
-        # Client order id -> when its submit request ended (clock ns); None while on its way.
+        # Client order id -> when its submit request ended (clock ns); None while on its way. Those of closed
+        # orders are dropped once it holds more than _submits_swept (_forget_closed_submits).
         self._submits: dict[str, int | None] = {}
+        self._submits_swept = _SUBMITS_SWEEP
         # The engine's submit timeout (set_submit_timeout), and by when (clock ns) each submit not yet sent must leave.
         self._submit_timeout_ns: int | None = None
         self._send_by: dict[str, int] = {}
@@ -597,6 +601,8 @@ class LiveVenue(Venue):
             self.emit(OrderRejected(order.strategy_id, order.instrument_id, order.client_order_id, "dry run: not sent", now, now))
             return
         self._submits[order.client_order_id] = None
+        if len(self._submits) > self._submits_swept:
+            self._forget_closed_submits()
         restores, self._restoring = self._restoring, None
         if restores is not None:
             self._restores[order.client_order_id] = restores
@@ -858,8 +864,18 @@ class LiveVenue(Venue):
     def submit_ended_ns(self, client_order_id: str) -> int | None:
         """When the submit request of this order ended, clock ns; ``None`` while it is on its way (it may
         still wait behind a rate-limit pause, which a later query can pass first); ``0`` for an order not
-        sent by this process."""
+        sent by this process, or closed (its submit's end may have been forgotten)."""
         return self._submits.get(client_order_id, 0)
+
+    def _forget_closed_submits(self) -> None:
+        """Drop the ended submits of closed orders (the engine asks :meth:`submit_ended_ns` only of a SUBMITTED or
+        UNKNOWN one; a closed one answers 0); the next sweep waits until as many submits again were added."""
+        orders = self._orders
+        self._submits = {
+            coid: ended for coid, ended in self._submits.items()
+            if ended is None or ((order := orders.get(coid)) is not None and order.is_open)
+        }
+        self._submits_swept = max(_SUBMITS_SWEEP, 2 * len(self._submits))
 
     def set_submit_timeout(self, timeout_ns: int | None) -> None:
         """Send each submit within ``timeout_ns`` of :meth:`submit` or not at all (:func:`send_within`; ``None``: no limit;
