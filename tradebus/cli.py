@@ -199,6 +199,12 @@ def _end_at_or_before(ts_ns: int) -> str:
     return format_ns(ts_ns // 1000 * 1000)  # type: ignore[return-value]
 
 
+def _overlaps(config: RunConfig, a: int, b: int) -> bool:
+    """Whether the run's window (``data.start``, ``data.end``; either unset: open) overlaps the stretch ``a``..``b``."""
+    start, end = config.data.start_ns, config.data.end_ns
+    return (start is None or start < b) and (end is None or end > a)
+
+
 def check_unsynced_books(config: RunConfig, sources: Sequence[ReplaySource]) -> None:
     """Refuse a run whose window overlaps a stretch where a book source it replays was out of sync.
 
@@ -214,12 +220,11 @@ def check_unsynced_books(config: RunConfig, sources: Sequence[ReplaySource]) -> 
         Naming the source, its instrument, the stretch, what would read the stale book and the
         ``data.start``/``data.end`` that avoid it.
     """
-    start, end = config.data.start_ns, config.data.end_ns
     for n, src in enumerate(sources):
         if src.kind != "book":
             continue
         for a, b in src.unsynced():
-            if (start is None or start < b) and (end is None or end > a):
+            if _overlaps(config, a, b):
                 drop = ""
                 if config.venue.fill_on == "book":
                     reader = "fill_on: book would match orders against the book as it was before the stretch"
@@ -258,11 +263,10 @@ def check_stale_feeds(config: RunConfig, sources: Sequence[ReplaySource]) -> Non
         Naming the source, its instrument, the feed, the stretch and the ``data.start``/``data.end``
         that avoid it (not with ``data.allow_stale``).
     """
-    start, end = config.data.start_ns, config.data.end_ns
     warned: set[tuple[str, int, int, str]] = set()
     for n, src in enumerate(sources):
         for a, b, feed in src.stale():
-            if not ((start is None or start < b) and (end is None or end > a)):
+            if not _overlaps(config, a, b):
                 continue
             if config.data.allow_stale:
                 if (src.instrument_id, a, b, feed) not in warned:
@@ -306,11 +310,10 @@ def check_missed_trades(config: RunConfig, sources: Sequence[ReplaySource]) -> N
         Naming the source, its instrument, the ids and count lost, the gap's times, the
         ``data.start``/``data.end`` that avoid it and ``data.allow_missed_trades``.
     """
-    start, end = config.data.start_ns, config.data.end_ns
     warned: set[tuple[str, int, int, int, int]] = set()
     for n, src in enumerate(sources):
         for a, b, first, last, lost in src.missed_trades():
-            if not ((start is None or start < b) and (end is None or end > a)):
+            if not _overlaps(config, a, b):
                 continue
             if config.data.allow_missed_trades:
                 if (src.instrument_id, a, b, first, last) not in warned:
