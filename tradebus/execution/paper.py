@@ -47,7 +47,7 @@ class PaperVenue(SimulatedVenue):
         keep_closed: int | None = 1_000,
     ) -> None:
         super().__init__(clock, instruments, config, arrival_alerts=True, keep_closed=keep_closed)
-        if isinstance(clock, SimulatedClock):
+        if self._alerts and isinstance(clock, SimulatedClock):
             self._latency += 1
         self._previous: dict[str, Order] = {}
 
