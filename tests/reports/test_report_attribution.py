@@ -13,11 +13,14 @@ from pathlib import Path
 import pytest
 
 from tradebus.cli import run_backtest
-from tradebus.engine.kernel import FillRecord, RunResult
-from tradebus.engine.messages import FundingPaid, InterestCharged
+from tradebus.data.replay import Replay
+from tradebus.engine.kernel import FillRecord, Kernel, RunResult
+from tradebus.engine.messages import FundingPaid, FundingRate, InterestCharged
+from tradebus.execution.config import VenueConfig
 from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
 from tradebus.reports.writers import RunDirectory, write_run
 
+from tests.account.test_margin_account import H, T0, BuyOnce, hourly_bars, perp
 from tests.engine.test_interest import write_config
 
 SPOT = "BTC-USD.SIM"
@@ -105,3 +108,43 @@ def test_attribution_csv_shows_a_position_closed_to_float_noise_as_zero(tmp_path
     with (tmp_path / "run" / "attribution.csv").open(newline="") as handle:
         (row, _) = list(csv.DictReader(handle))
     assert (row["position"], row["avg_price"], row["unrealized_pnl"]) == ("0.0", "", "0.0")
+
+
+def test_a_funding_paid_after_the_fills_of_its_time_is_shared_by_the_positions_they_left() -> None:
+    """A bar stamped at the funding time fills before it is settled: a buys 3 and b sells 1 then, and the
+    funding is paid on the net 2 they leave (a pays 3/2 of 4, b receives 1/2). Before, the funding was
+    taken before the fills of its time: no strategy held the perpetual, and no row took the payment."""
+    fills = [fill(5, "a", PERP, "BUY", 3.0), fill(5, "b", PERP, "SELL", 1.0)]
+    funding = [FundingPaid(PERP, 2.0, 100.0, 0.02, 4.0, 5, 5)]
+    rows = attribute(fills, {PERP: 100.0}, funding=funding, lot_sizes={PERP: 0.001})
+    got = {(r.strategy_id, r.instrument): r.funding for r in rows}
+    assert got == {("a", PERP): 6.0, ("a", "ALL"): 6.0, ("b", PERP): -2.0, ("b", "ALL"): -2.0}
+    # paid on the position before the fills of its time (a trade's): a long 1 from before pays it all
+    fills = [fill(1, "a", PERP, "BUY", 1.0), *fills]
+    funding = [FundingPaid(PERP, 1.0, 100.0, 0.02, 2.0, 5, 5)]
+    rows = attribute(fills, {PERP: 100.0}, funding=funding, lot_sizes={PERP: 0.001})
+    assert {(r.strategy_id, r.instrument): r.funding for r in rows if r.instrument == PERP} == {
+        ("a", PERP): 2.0, ("b", PERP): 0.0
+    }
+
+
+def test_attribution_of_a_run_paying_funding_on_a_bar_stamped_at_its_time_sums_to_its_pnl(tmp_path: Path) -> None:
+    """Hourly bars closing at T0 + k h, a funding row of 0.1 % at T0 + 2h: the buy of 0.1 BTC decided on
+    bar 1 fills in bar 2, stamped T0 + 2h, and pays 0.1 * 20,020 * 0.001 = 2.002 then. attribution.csv
+    left it out (net PnL 2.002 above the run's)."""
+    inst = perp(taker_fee=0.0)
+    iid = inst.instrument_id
+    closes = [20_000.0 + 10.0 * k for k in range(1, 11)]
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0)
+    kernel.add_strategy(BuyOnce(iid, 0.1))
+    kernel.feed_perpetual_data([FundingRate(iid, T0 + 2 * H, T0 + 2 * H, 0.001, T0 + 2 * H)])
+    kernel.run(Replay([hourly_bars(tmp_path, iid, closes)]))
+    result = kernel.result
+    [paid] = result.funding
+    assert (paid.ts_event, paid.quantity, paid.payment) == (T0 + 2 * H, 0.1, pytest.approx(2.002))
+    assert [f.ts_event for f in result.fills] == [T0 + 2 * H]
+    rows = attribute(result.fills, result.last_prices, result.contract_sizes, funding=result.funding,
+                     lot_sizes={iid: inst.lot_size})  # fmt: skip
+    (total,) = [r for r in rows if r.instrument == "ALL"]
+    assert total.funding == pytest.approx(2.002)
+    assert total.net_pnl == pytest.approx(kernel.portfolio.equity() - 10_000.0, rel=1e-12)

@@ -35,8 +35,9 @@ average-cost accounting:
 * ``net_pnl = realized_pnl + unrealized_pnl - fees - funding - interest``.
 
 A fill, a funding payment or an hourly charge at the same time are taken in the kernel's order:
-an hourly charge and a funding payment before the fills at their time, the charge of a fill's
-borrowing after it.
+an hourly charge and a funding payment before the fills at their time (a funding settled after the
+fills of a bar stamped at its time after them: the net position it was paid on tells), the charge
+of a fill's borrowing after it.
 
 Net PnL is linear in the fills and the payments are shared out in full, so the strategies' net
 PnL sums to the run's PnL (final equity minus starting equity), however the netting of their
@@ -179,7 +180,7 @@ def attribute(
     for n, charge in enumerate(interest or ()):
         events.append((charge.ts_event, 2 if charge.kind == "borrow" else 0, n, "interest", charge))
     events.sort(key=lambda e: e[:3])
-    for _, _, _, kind, item in events:
+    for _, _, _, kind, item in _funding_in_kernel_order(events, lots):
         if kind == "fill":
             assert isinstance(item, FillRecord)
             if item.strategy_id == LIQUIDATION_STRATEGY and _liquidate(item, rows):
@@ -217,6 +218,50 @@ def attribute(
             total.funding += row.funding
             total.interest += row.interest
         out.append(total)
+    return out
+
+
+def _funding_in_kernel_order(
+    events: list[tuple[int, int, int, str, object]], lots: Mapping[str, float]
+) -> list[tuple[int, int, int, str, object]]:
+    """``events`` (sorted) with each funding payment moved after the fills of its time that it was paid after.
+
+    The kernel settles a funding due at a message's time before the fills of a trade or quote then,
+    but after those of a bar stamped then (they happen within the bar): the two orders share one
+    time. The payment's ``quantity``, the net position it was paid on, tells which: it goes after
+    the fewest of its instrument's fills of its time that leave the net position at that quantity
+    (none when the position before them is that quantity, or when no count of them gives it).
+    """
+    out: list[tuple[int, int, int, str, object]] = []
+    net: dict[str, float] = {}
+    start = 0
+    while start < len(events):
+        end = start
+        while end < len(events) and events[end][0] == events[start][0]:
+            end += 1
+        group = events[start:end]
+        placed = [e for e in group if e[3] != "funding"]
+        for event in group:
+            paid = event[4]
+            if not isinstance(paid, FundingPaid):
+                continue
+            iid = paid.instrument_id
+            eps = max(lots.get(iid, 0.0) * 1e-3, 1e-9 * max(1.0, abs(paid.quantity)))
+            slot = next((k for k, e in enumerate(placed) if e[:3] > event[:3]), len(placed))
+            position = net.get(iid, 0.0)
+            if abs(position - paid.quantity) > eps:
+                for k, e in enumerate(placed):
+                    if isinstance(e[4], FillRecord) and e[4].instrument_id == iid:
+                        position += e[4].position_change
+                        if abs(position - paid.quantity) <= eps:
+                            slot = k + 1
+                            break
+            placed.insert(slot, event)
+        for e in placed:
+            if isinstance(e[4], FillRecord):
+                net[e[4].instrument_id] = net.get(e[4].instrument_id, 0.0) + e[4].position_change
+        out.extend(placed)
+        start = end
     return out
 
 
