@@ -90,6 +90,26 @@ def test_a_run_longer_than_its_funding_file_warns_of_the_stretch_without_funding
     ]
 
 
+def test_a_run_longer_than_its_mark_file_warns_of_the_stretch_valued_at_a_stale_mark(tmp_path: Path) -> None:
+    """The mark file ends at 2021-11-19 09:00; run to 11-21 12:00, the position held from then on was valued
+    at that mark (1.05721) for two days, its PnL and margin standing still, and nothing said so. The
+    shipped run, which ends an hour after the last mark, warns of none."""
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        run_backtest(CONFIG, tmp_path / "a")
+        assert [line for line in lines if "no mark price" in line] == []
+        result, _, _ = run_backtest(CONFIG, tmp_path / "b", overrides=["data.end=2021-11-21T12:00:00"])
+    finally:
+        logger.remove(sink)
+    assert [line for line in lines if "no mark price" in line] == [
+        "data.marks.0 (XRP_USDT_USDT-1h-mark.feather, a mark every 60 min): no mark price from "
+        "2021-11-19T09:00:00Z to 2021-11-21T12:00:00Z; a position in XRPUSDT.BINANCE held then was valued at "
+        "the mark before it, which stood still (or, before the first mark, at its last trade, bar close or mid)\n"
+    ]
+    assert result.equity[-1].marks == (1.05721,)  # the last mark of the file, two days later
+
+
 def test_volume_slippage_counts_an_order_in_contracts_at_its_contract_size(tmp_path: Path) -> None:
     """2,000 contracts of 10 XRP are 20,000 XRP: the same share of a bar's volume (in XRP), the same fills.
 

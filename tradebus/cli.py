@@ -51,7 +51,7 @@ from rich.table import Table
 from tradebus.data.catalog import Catalog
 from tradebus.data.cli import data_app
 from tradebus.node.recording_import import import_recording_cmd
-from tradebus.data.perpetual import funding_gaps, read_funding_rates, read_mark_prices
+from tradebus.data.perpetual import read_funding_rates, read_mark_prices, row_gaps
 from tradebus.data.replay import Replay, ReplaySource
 from tradebus.config import RunConfig, dump_config, load_config, parse_duration, strategy_entries
 from tradebus.engine.instrument import Instrument
@@ -446,28 +446,38 @@ def run_backtest(
             raise DataError(f"{config_path}: {empty_window(config, replay)}")
         on_batch = on_batch_factory(rows) if on_batch_factory is not None else None
         result = kernel.run(replay, on_batch=on_batch)
-        warn_funding_gaps(config, result)
+        warn_perpetual_gaps(config, result)
         metrics = write_outputs(run_dir, result, kernel.instruments, dump_config(config), report=report)
     finally:
         run_dir.close()
     return result, metrics, out
 
 
-def warn_funding_gaps(config: RunConfig, result: RunResult) -> None:
-    """Warn of each stretch of the run where a ``data.funding`` file has no row (:func:`funding_gaps`).
+def warn_perpetual_gaps(config: RunConfig, result: RunResult) -> None:
+    """Warn of each stretch of the run where a ``data.funding`` or ``data.marks`` file has no row (:func:`row_gaps`).
 
     The run's window is the config's ``data.start``/``end``, or where it has none the first and
-    last market data of ``result``. A position held in such a stretch paid no funding for it.
+    last market data of ``result``. A position held in such a stretch paid no funding for it, or
+    was valued at the mark before it (which stands still: no PnL moves, no liquidation).
     """
     start = config.data.start_ns if config.data.start_ns is not None else result.start_ns
     end = config.data.end_ns if config.data.end_ns is not None else result.end_ns
     for n, entry in enumerate(config.data.funding):
-        interval, gaps = funding_gaps(read_funding_rates(entry.file, entry.instrument), start, end)
+        interval, gaps = row_gaps(read_funding_rates(entry.file, entry.instrument), start, end)
         for a, b in gaps:
             logger.warning(
                 "data.funding.{} ({}, a funding every {:g} h): no funding row from {} to {}; a position in {} "
                 "held then paid no funding for that time",
                 n, entry.file.name, interval / 3.6e12, format_ns(a), format_ns(b), entry.instrument,
+            )
+    for n, entry in enumerate(config.data.marks):
+        interval, gaps = row_gaps(read_mark_prices(entry.file, entry.instrument), start, end)
+        for a, b in gaps:
+            logger.warning(
+                "data.marks.{} ({}, a mark every {:g} min): no mark price from {} to {}; a position in {} held "
+                "then was valued at the mark before it, which stood still (or, before the first mark, at its "
+                "last trade, bar close or mid)",
+                n, entry.file.name, interval / 6e10, format_ns(a), format_ns(b), entry.instrument,
             )
 
 

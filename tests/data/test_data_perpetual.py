@@ -11,7 +11,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from tradebus.data.perpetual import funding_gaps, read_funding_rates, read_mark_prices
+from tradebus.data.perpetual import read_funding_rates, read_mark_prices, row_gaps
 from tradebus.errors import DataError
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "perpetual"
@@ -79,13 +79,13 @@ def test_funding_gaps_name_each_stretch_of_the_window_with_a_missing_row(tmp_pat
     funding = tmp_path / "funding.parquet"
     pd.DataFrame({"ts_event": stamps[:3] + stamps[4:], "rate": 0.0001}).to_parquet(funding)
     rows = read_funding_rates(funding, "X.SIM")
-    assert funding_gaps(rows, day - 16 * h, day + 8 * h + 1) == (8 * h, [(day - 8 * h + 17_000_000, day + 8 * h)])
+    assert row_gaps(rows, day - 16 * h, day + 8 * h + 1) == (8 * h, [(day - 8 * h + 17_000_000, day + 8 * h)])
     # a window starting more than an interval before its first row, and ending more than one after its last
-    assert funding_gaps(rows, day - 20 * h, day - 16 * h + 1)[1] == []
-    assert funding_gaps(rows, day - 34 * h, day - 16 * h + 1)[1] == [(day - 34 * h, day - 24 * h)]
-    assert funding_gaps(rows, day + 8 * h, day + 24 * h)[1] == [(day + 8 * h, day + 24 * h)]
+    assert row_gaps(rows, day - 20 * h, day - 16 * h + 1)[1] == []
+    assert row_gaps(rows, day - 34 * h, day - 16 * h + 1)[1] == [(day - 34 * h, day - 24 * h)]
+    assert row_gaps(rows, day + 8 * h, day + 24 * h)[1] == [(day + 8 * h, day + 24 * h)]
     # the late stamp of a row (00:00:00.017) is no gap
-    assert funding_gaps(rows, day - 24 * h, day - 8 * h + 18_000_000)[1] == []
+    assert row_gaps(rows, day - 24 * h, day - 8 * h + 18_000_000)[1] == []
     # a window with no row at all
-    assert funding_gaps(rows, day + 9 * h, day + 30 * h)[1] == [(day + 9 * h, day + 30 * h)]
-    assert funding_gaps(rows[:1], None, None) == (0, [])
+    assert row_gaps(rows, day + 9 * h, day + 30 * h)[1] == [(day + 9 * h, day + 30 * h)]
+    assert row_gaps(rows[:1], None, None) == (0, [])

@@ -38,7 +38,7 @@ from tradebus.engine.clock import iso_ns
 from tradebus.engine.messages import FundingRate, MarkPrice
 from tradebus.errors import DataError
 
-__all__ = ["funding_gaps", "read_funding_rates", "read_mark_prices"]
+__all__ = ["read_funding_rates", "read_mark_prices", "row_gaps"]
 
 _ISO = "%Y-%m-%dT%H:%M:%S%z"
 
@@ -138,13 +138,15 @@ def read_funding_rates(path: str | Path, instrument_id: str) -> list[FundingRate
     return out
 
 
-def funding_gaps(rates: Sequence[FundingRate], start_ns: int | None, end_ns: int | None) -> tuple[int, list[tuple[int, int]]]:
-    """The funding interval of one instrument's rows and the stretches of a window where a row is missing.
+def row_gaps(
+    rows: Sequence[MarkPrice | FundingRate], start_ns: int | None, end_ns: int | None
+) -> tuple[int, list[tuple[int, int]]]:
+    """The interval of one instrument's mark or funding rows and the stretches of a window where a row is missing.
 
-    The interval is the median spacing of ``rates`` (all rows of a file, in time order), to the
+    The interval is the median spacing of ``rows`` (all rows of a file, in time order), to the
     minute. A stretch is missing rows when the window's start (inclusive) is more than the
     interval before its first row, its end (exclusive) more than the interval after its last,
-    or two rows are more than 1.5 intervals apart (a periodic funding fell there; 1 % of the
+    or two rows are more than 1.5 intervals apart (a periodic row fell there; 1 % of the
     interval is left for the venues' late stamps, ``00:00:00.017``). A window with no row is
     one stretch when longer than the interval. ``None``: the window is open on that side.
 
@@ -153,7 +155,7 @@ def funding_gaps(rates: Sequence[FundingRate], start_ns: int | None, end_ns: int
     tuple
         ``(interval_ns, [(from_ns, to_ns), ...])``; ``(0, [])`` for fewer than two rows or rows under a minute apart.
     """
-    times = [r.ts_event for r in rates]
+    times = [r.ts_event for r in rows]
     if len(times) < 2:
         return 0, []
     minute = 60_000_000_000
