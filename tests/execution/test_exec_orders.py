@@ -312,3 +312,33 @@ def test_has_open_follows_every_way_an_order_opens_and_closes() -> None:
     assert not om.has_open(IID) and not om.working_instruments and not om.has_open("OTHER.VENUE")
     om.restore(om.order("c-2"))  # a closed order restored stays closed
     assert not om.has_open(IID)
+
+
+def test_a_released_order_is_forgotten_only_past_both_windows_and_when_nothing_asks_about_it_anymore() -> None:
+    """A released closed order stays known while among the latest ``keep_released`` or released less than
+    ``keep_released_ns`` ago (a burst of releases does not forget an order whose late events may still come),
+    and while ``on_forget`` says a request about it is on its way."""
+    clock = SimulatedClock(0)
+    om = OrderManager(MessageBus(), clock)
+    om.keep_released, om.keep_released_ns = 2, 1_000
+    busy = {"c-0"}
+    asked: list[str] = []
+    om.on_forget = lambda coid: asked.append(coid) or coid not in busy
+    for i in range(6):
+        _accepted(om, f"c-{i}")
+        om.apply(_fill(f"c-{i}", 2.0, trade_id=f"T{i}"))
+        om.release(f"c-{i}")
+    assert all(om.get(f"c-{i}") is not None for i in range(6)) and asked == []  # all released within 1 µs
+    clock.advance_to(1_000)
+    _accepted(om, "c-6")
+    om.apply(_fill("c-6", 2.0, trade_id="T6"))
+    om.release("c-6")
+    assert [i for i in range(7) if om.get(f"c-{i}") is not None] == [0, 5, 6]  # c-0: a query of it is on its way
+    assert asked == [f"c-{i}" for i in range(5)]
+    busy.clear()
+    clock.advance_to(2_000)
+    for i in (7, 8):
+        _accepted(om, f"c-{i}")
+        om.apply(_fill(f"c-{i}", 2.0, trade_id=f"T{i}"))
+        om.release(f"c-{i}")
+    assert [i for i in range(9) if om.get(f"c-{i}") is not None] == [7, 8]

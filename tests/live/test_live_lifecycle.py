@@ -8,6 +8,7 @@ trades the test feeds it; faults are injected by the emulator.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -21,7 +22,7 @@ from tests.live.live_harness import (
 from tradebus.adapters.binance.private_emulator import RestFault, StreamFault
 from tradebus.adapters.binance.trading import FUTURES_WEIGHT_LIMIT, WEIGHT_HEADER, WEIGHT_LIMIT
 from tradebus.adapters.common.ratelimit import WeightBudget
-from tradebus.engine.messages import CancelOrder, ModifyOrder, OrderReplaced, OrderSide, OrderStatus, OrderType, SubmitOrder
+from tradebus.engine.messages import AnomalyKind, CancelOrder, ModifyOrder, OrderAnomaly, OrderReplaced, OrderSide, OrderStatus, OrderType, SubmitOrder
 from tradebus.execution.live import RateLimited
 
 
@@ -339,3 +340,73 @@ async def test_a_daemon_forgets_when_the_submits_of_its_closed_orders_ended() ->
         assert len(remembered) <= 300, f"{len(remembered)} of {len(filled)} closed orders' submits still kept"
         assert h.venue.submit_ended_ns(rest.client_order_id) not in (0, None)  # open: its submit's end is kept
         assert rest.status is OrderStatus.ACCEPTED and h.kernel.portfolio.position(IID) == pytest.approx(0.6)
+
+
+def _late_fill_frame(h: Harness, order: Any, qty: float, trade_id: int) -> None:
+    """The venue's executionReport of a fill of ``order`` it matched before its cancel, reaching the daemon after it."""
+    event = {
+        "e": "executionReport", "E": int(time.time() * 1000), "T": int(time.time() * 1000), "s": "BTCUSDT",
+        "c": order.client_order_id, "C": "", "S": "BUY", "x": "TRADE", "X": "CANCELED", "i": 7_000 + trade_id,
+        "l": f"{qty:.8f}", "z": f"{qty:.8f}", "L": "50000.00000000", "n": "0.00000000", "N": "USDT", "t": trade_id,
+        "m": True,
+    }  # fmt: skip
+    frame = json.dumps({"subscriptionId": 0, "event": event})
+    for session in h.emulator.sessions:
+        if session.authed:
+            session.send(frame)
+
+
+async def test_a_daemon_forgets_its_released_closed_orders_once_past_the_grace_window() -> None:
+    """The live venue kept every order it ever sent (the stream parser's lookup), and its queries' answers, for as
+    long as the daemon ran. An order the order manager forgets (released by the outputs, past the window of the
+    latest ``keep_released`` and of ``keep_released_ns``) is forgotten by the venue too."""
+    async with harness() as h:
+        om = h.kernel.orders
+        om.keep_released, om.keep_released_ns = 50, 0
+        rest = h.submit(OrderSide.BUY, 0.001, 50_000.0)
+        await until(lambda: rest.status is OrderStatus.ACCEPTED)
+        filled = []
+        for _ in range(4):
+            batch = [h.submit(OrderSide.BUY, 0.001) for _ in range(100)]
+            await until(lambda: all(o.client_order_id in h.emulator.orders for o in batch), 10.0)  # noqa: B023
+            h.trade(60_000.0)
+            await until(lambda: all(o.status is OrderStatus.FILLED for o in batch), 10.0)  # noqa: B023
+            for order in batch:
+                om.release(order.client_order_id)  # as the daemon's outputs do once its row is written
+            filled += batch
+        known = [o for o in filled if h.venue.order(o.client_order_id) is not None]
+        assert len(known) == 50, f"{len(known)} of {len(filled)} released closed orders still kept by the venue"
+        assert all(h.venue.order(o.client_order_id) is o and om.get(o.client_order_id) is o for o in filled[-50:])
+        assert all(h.venue.submit_ended_ns(o.client_order_id) == 0 for o in filled[:-50])
+        assert h.venue.order(rest.client_order_id) is rest  # open: kept
+        assert rest.status is OrderStatus.ACCEPTED and h.kernel.portfolio.position(IID) == pytest.approx(0.4)
+
+
+async def test_a_late_fill_frame_is_booked_on_its_closed_released_order_and_after_it_was_forgotten_as_an_unknown_one() -> None:
+    """A fill the venue matched before an order's cancel may reach the daemon after the cancel and after the outputs
+    released the order: within the grace window it is booked on its order (its strategy's fill); past it the order is
+    forgotten and the fill is booked as an unknown order's (the position is real), never dropped."""
+    async with harness() as h:
+        om = h.kernel.orders
+        om.keep_released, om.keep_released_ns = 1, 0
+        anomalies: list[OrderAnomaly] = []
+        h.kernel.bus.subscribe(OrderAnomaly, anomalies.append)
+        gone, late = h.submit(OrderSide.BUY, 0.001, 50_000.0), h.submit(OrderSide.BUY, 0.001, 50_000.0)
+        await until(lambda: gone.status is late.status is OrderStatus.ACCEPTED)
+        for order in (gone, late):
+            h.kernel.execution.cancel(CancelOrder("s1", IID, order.client_order_id, 0, 0))
+        await until(lambda: gone.status is late.status is OrderStatus.CANCELED)
+        await settled(h)
+        om.release(gone.client_order_id)
+        om.release(late.client_order_id)  # one released order is kept: gone is forgotten
+        assert om.get(gone.client_order_id) is None and h.venue.order(gone.client_order_id) is None
+        assert om.get(late.client_order_id) is late and h.venue.order(late.client_order_id) is late
+        _late_fill_frame(h, late, 0.0004, 901)
+        _late_fill_frame(h, gone, 0.0003, 902)
+        await until(lambda: len(h.kernel.result.fills) == 2)
+        by_order = {f.client_order_id: f for f in h.kernel.result.fills}
+        assert by_order[late.client_order_id].strategy_id == "s1" and late.filled_qty == pytest.approx(0.0004)
+        assert by_order[gone.client_order_id].quantity == pytest.approx(0.0003) and gone.filled_qty == 0.0
+        assert h.kernel.portfolio.position(IID) == pytest.approx(0.0007)
+        kinds = {(a.client_order_id, a.kind) for a in anomalies}
+        assert kinds == {(late.client_order_id, AnomalyKind.FILL_AFTER_CLOSE), (gone.client_order_id, AnomalyKind.UNKNOWN_ORDER)}

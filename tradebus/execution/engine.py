@@ -220,6 +220,7 @@ class ExecutionEngine:
         self._fills_awaited: dict[str, int] = {}
         self._reread_due: set[str] = set()
         venue.bind(self.on_venue_event)
+        orders.on_forget = self._forget
         venue.set_submit_timeout(timeouts.submit_ns if timeouts is not None else None)
         #: Books a venue's funding payment (``FundingPaid``); the kernel's perpetuals, when it has margined instruments.
         self.on_venue_funding: Callable[[FundingPaid], None] | None = None
@@ -594,6 +595,13 @@ class ExecutionEngine:
         name = f"order-{what}-{order.client_order_id}-{self._seq}"
         self._clock.set_alert(name, self._clock.now_ns() + delay_ns, lambda _event: callback(order))
         return name
+
+    def _forget(self, client_order_id: str) -> bool:
+        """Whether the order manager may forget this released order: not while a query of it is due (a retry,
+        a read of its missing fills); the venue drops what it keeps of it (:meth:`Venue.forget`)."""
+        if client_order_id in self._retrying or client_order_id in self._fills_awaited:
+            return False
+        return self._venue.forget(client_order_id)
 
     def _on_submit_timeout(self, order: Order) -> None:
         if order.status is _S.SUBMITTED:

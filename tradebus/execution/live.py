@@ -867,6 +867,20 @@ class LiveVenue(Venue):
         sent by this process, or closed (its submit's end may have been forgotten)."""
         return self._submits.get(client_order_id, 0)
 
+    def forget(self, client_order_id: str) -> bool:
+        """Drop this closed order (the order manager forgets it, :meth:`~tradebus.execution.orders.OrderManager.release`):
+        the stream parser no longer finds it (a late fill is an unknown order's) and a query is no longer sent;
+        ``False`` (kept) while a query or a cancel-replace of it is on its way."""
+        if (
+            client_order_id in self._querying or client_order_id in self._replacing or client_order_id in self._swaps
+            or client_order_id in self._held
+        ):
+            return False
+        self._orders.pop(client_order_id, None)
+        self._submits.pop(client_order_id, None)
+        self._answers.pop(client_order_id, None)
+        return True
+
     def _forget_closed_submits(self) -> None:
         """Drop the ended submits of closed orders (the engine asks :meth:`submit_ended_ns` only of a SUBMITTED or
         UNKNOWN one; a closed one answers 0); the next sweep waits until as many submits again were added."""
@@ -934,7 +948,7 @@ class LiveVenue(Venue):
         """Nothing to release synchronously; :meth:`aclose` closes the session."""
 
     def order(self, client_order_id: str) -> Order | None:
-        """The order with this client id sent (or tracked) by this venue, if any."""
+        """The order with this client id sent (or tracked) by this venue and not forgotten since (:meth:`forget`), if any."""
         return self._orders.get(client_order_id)
 
     # ------------------------------------------------------------------ tasks
@@ -1123,6 +1137,9 @@ class LiveVenue(Venue):
         self.on_answer(order.client_order_id)
 
     def _query_soon(self, order: Order) -> None:
+        if order.client_order_id not in self._orders:
+            logger.info("order {}: closed and forgotten; not queried", order.client_order_id)
+            return
         if order.client_order_id not in self._querying:
             self._querying.add(order.client_order_id)
             self._spawn(self._query(order), f"query:{order.client_order_id}")

@@ -339,6 +339,11 @@ class Order(msgspec.Struct, gc=False, eq=False):
 
 
 _ORDER_FIELDS = tuple(sorted(Order.__struct_fields__))
+# How long a released order stays known at least (:attr:`OrderManager.keep_released_ns`): 5 minutes of the
+# clock cover a user stream's reconnect (backoff capped at 10 s), a request's timeout and the engine's query
+# retries, and a venue's usual rate-limit pause (a 429's ``Retry-After``); a request still on its way after
+# that keeps its order (:attr:`OrderManager.on_forget`), and a venue's event after it is an unknown order's.
+_RELEASE_GRACE_NS = 300_000_000_000
 
 
 class OrderManager:
@@ -371,7 +376,7 @@ class OrderManager:
 
     __slots__ = (
         "_bus", "_clock", "_external", "_fee_in_kind", "_fee_value", "_open", "_orders", "_released", "_working",
-        "client_ids", "count_open", "created", "keep_released",
+        "client_ids", "count_open", "created", "keep_released", "keep_released_ns", "on_forget",
     )  # fmt: skip
 
     def __init__(
@@ -400,7 +405,14 @@ class OrderManager:
         self.created = 0
         #: How many released closed orders stay known (:meth:`release`).
         self.keep_released = 1000
-        self._released: deque[str] = deque()
+        #: How long (clock ns) a released closed order stays known however many were released since (:meth:`release`;
+        #: 5 minutes: a stream's reconnect, a request's timeout and retries, a venue's usual rate-limit pause).
+        self.keep_released_ns = _RELEASE_GRACE_NS
+        #: Asked before a released order is forgotten (the execution engine's): forgets what others keep of it, or
+        #: says ``False`` while a request about it is still on its way (it stays known one more window).
+        self.on_forget: Callable[[str], bool] | None = None
+        # (client_order_id, clock ns when released), oldest first.
+        self._released: deque[tuple[str, int]] = deque()
 
     # ----------------------------------------------------------------- creation
 
@@ -449,18 +461,28 @@ class OrderManager:
     def release(self, client_order_id: str) -> None:
         """Say that a closed order was written out (run outputs) and journaled: it may be forgotten.
 
-        The latest :attr:`keep_released` released orders stay known, so that a late or repeated
-        venue event still finds its order (deduplicated, flagged); older ones are dropped,
-        unless an event reopened them. A daemon calls this to keep its memory bounded; a
-        backtest never does (its results list every order).
+        A released order stays known while it is among the latest :attr:`keep_released` released
+        orders or was released less than :attr:`keep_released_ns` ago, so that a late or repeated
+        venue event (a fill frame, a cancel's answer, a query's) still finds its order (booked on it,
+        deduplicated, flagged); then it is forgotten, unless an event reopened it or :attr:`on_forget`
+        says a request about it is still on its way. A daemon calls this to keep its memory bounded;
+        a backtest never does (its results list every order).
         """
         released = self._released
-        released.append(client_order_id)
-        while len(released) > self.keep_released:
-            coid = released.popleft()
+        now = self._clock.now_ns()
+        released.append((client_order_id, now))
+        horizon = now - self.keep_released_ns
+        kept = []
+        while len(released) > self.keep_released and released[0][1] <= horizon:
+            coid = released.popleft()[0]
             order = self._orders.get(coid)
-            if order is not None and order.is_closed:
-                del self._orders[coid]
+            if order is None or not order.is_closed:
+                continue
+            if self.on_forget is not None and not self.on_forget(coid):
+                kept.append((coid, now))
+                continue
+            del self._orders[coid]
+        released.extend(kept)
 
     # --------------------------------------------------------------- transitions
 

@@ -112,6 +112,11 @@ class Venue(ABC):
         """
         return 0
 
+    def forget(self, client_order_id: str) -> bool:
+        """Drop what this venue keeps of a closed order the order manager forgets; ``False`` (kept) while a
+        request about it is still on its way. This default keeps nothing per order once it is closed."""
+        return True
+
     def set_submit_timeout(self, timeout_ns: int | None) -> None:  # noqa: B027 - optional hook
         """The execution engine's submit timeout, clock ns (``None``: none): a venue that may hold a submit
         before sending it (a live venue behind a rate-limit pause) withdraws, unsent and ``REJECTED``, one it

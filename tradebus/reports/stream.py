@@ -9,8 +9,8 @@ A backtest keeps its orders, fills and equity samples in memory and writes them 
   operating system as soon as it is complete, and a file holds whole rows only;
 * memory stays bounded: a fill is written and not kept in the kernel's results; an order's row
   is written once it is closed, after which the order manager may forget it
-  (:meth:`~tradebus.execution.orders.OrderManager.release`: the latest 1,000 stay known for late
-  venue events), and its submit reason is dropped; denials are counted, not kept;
+  (:meth:`~tradebus.execution.orders.OrderManager.release`: the latest 1,000, and those released in the
+  last 5 minutes, stay known for late venue events; the live venue forgets them with it), and its submit reason is dropped; denials are counted, not kept;
 * the files are byte-identical to those written at the end of the same run
   (:func:`tradebus.reports.writers.write_run`): ``orders.csv`` lists the orders in creation
   order, so a closed order's row waits for every earlier order to close (the orders still
