@@ -316,3 +316,18 @@ async def test_a_stop_whose_replacement_is_held_by_a_full_weight_window_after_it
 def _algo_posts(emu: BinanceFuturesEmulator) -> list[str]:
     """The client ids of the algo orders placed, in order."""
     return [c for m, p, c in emu.requests if (m, p) == ("POST", ALGO)]
+
+
+def test_the_parser_forgets_the_placed_orders_of_stops_the_venue_forgot() -> None:
+    """The USD-M parser mapped the order every triggered stop placed to its stop for as long as the daemon ran.
+    Those of stops the live venue forgot (closed and released, ``lookup`` is ``None``) are dropped."""
+    orders: dict[str, Order] = {}
+    parser = FuturesStreamParser({USDM_IID: INST}, orders.get, clock_ns=lambda: 7)
+    for n in range(2_000):
+        coid = f"stop{n}"
+        orders[coid] = Order(coid, "s1", USDM_IID, OrderSide.SELL, OrderType.STOP_MARKET, 0.01, trigger_price=30_000.0)
+        orders[coid].status = OrderStatus.ACCEPTED
+        parser.parse(_algo_update("TRIGGERED", caid=coid, ai=str(1_000_000 + n), tt=1750515742290))
+        orders.pop(f"stop{n - 10}", None)  # the venue forgets a stop once it closed and was released
+    assert len(parser.placed_by) <= 512, f"{len(parser.placed_by)} placed orders of 2000 triggered stops kept"
+    assert {parser.placed_by.get(str(1_000_000 + n)) for n in range(1_990, 2_000)} == {f"stop{n}" for n in range(1_990, 2_000)}

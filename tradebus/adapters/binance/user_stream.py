@@ -116,6 +116,8 @@ __all__ = ["BinanceFuturesUserStream", "BinanceUserStream", "FuturesStreamParser
 
 _MS = 1_000_000
 _UNACKNOWLEDGED = frozenset({OrderStatus.INITIALIZED, OrderStatus.SUBMITTED, OrderStatus.UNKNOWN})
+# Triggered stops remembered before the first sweep of those the live venue forgot (FuturesStreamParser._placed).
+_PLACED_SWEEP = 256
 
 
 class SubscriptionEnded(ParseError):
@@ -331,8 +333,11 @@ class FuturesStreamParser(UserStreamParser):
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         super().__init__(instruments, lookup, clock_ns)
-        #: ``orderId`` of the order a triggered stop placed -> the stop's client id.
+        #: ``orderId`` of the order a triggered stop placed -> the stop's client id; those of stops ``lookup`` no
+        #: longer finds (forgotten once closed, :meth:`~tradebus.execution.live.LiveVenue.forget`) are dropped
+        #: once it has doubled since the last sweep.
         self.placed_by: dict[str, str] = {}
+        self._placed_swept = _PLACED_SWEEP
 
     def parse(self, raw: str | bytes) -> list[Any]:
         """The events of one frame.
@@ -373,7 +378,7 @@ class FuturesStreamParser(UserStreamParser):
         o = event["o"]
         coid, status = str(o["caid"]), str(o["X"])
         if o.get("ai"):
-            self.placed_by[str(o["ai"])] = coid
+            self._placed(str(o["ai"]), coid)
         order, sid, iid, _ = self.context(coid, str(o["s"]))
         if order is None:
             logger.info("binance usdm user stream: algo order {} {} not sent by this process; ignored", coid, status)
@@ -393,6 +398,15 @@ class FuturesStreamParser(UserStreamParser):
         if status == "EXPIRED":
             return [OrderExpired(sid, iid, coid, "expired", ts, now, 0.0)]
         return []
+
+    def _placed(self, order_id: str, coid: str) -> None:
+        """Map the order a triggered stop placed to the stop; the next sweep waits until the map has doubled."""
+        placed_by = self.placed_by
+        placed_by[order_id] = coid
+        if len(placed_by) > self._placed_swept:
+            lookup = self.lookup
+            self.placed_by = {oid: stop for oid, stop in placed_by.items() if lookup(stop) is not None}
+            self._placed_swept = max(_PLACED_SWEEP, 2 * len(self.placed_by))
 
     def _liquidation(self, o: dict[str, Any], event: dict[str, Any]) -> list[Any]:
         """The fill of the venue's liquidation order (none for its other events: ``NEW``, a status)."""
