@@ -601,3 +601,40 @@ def test_research_run_refuses_an_out_that_cannot_be_a_directory_before_reading_t
         text = " ".join(result.output.split())
         assert f"--out {out}: cannot create the output directory (" in text
     assert (tmp_path / "file").read_text() == "x"
+
+
+def test_labels_and_alpha_on_volume_bars_sharing_a_time_follow_the_file_order(tmp_path: Path) -> None:
+    """921 volume bars hold 712 distinct times: labels and alpha were refused ('not strictly increasing')."""
+    from tradebus.data.catalog import Catalog, DatasetRef
+    from tradebus.data.ingest import import_path
+    from tradebus.data.resample import bars_from_trades
+
+    root = tmp_path / "catalog"
+    import_path(root, REPO / "tests" / "fixtures" / "data" / "btcusdt-trades.parquet", venue="binance",
+                market="spot", symbol="BTCUSDT", kind="trades")
+    name = bars_from_trades(Catalog(root), DatasetRef("binance", "spot", "BTCUSDT", "trades"), "volume",
+                            threshold=0.01).dataset
+    bars = Catalog(root).read("binance", "spot", "BTCUSDT", name).to_pandas()
+    assert len(bars) > bars["ts_event"].nunique()
+    raw = {"dataset": {"catalog": str(root), "sources": [{"instrument": "BTCUSDT.BINANCE",
+                                                           "dataset": f"binance/spot/BTCUSDT/{name}"}],
+                       "features": [{"name": "rsi", "kind": "rsi", "params": {"window": 14}, "input": "close"}]},
+           "labels": {"method": "forward", "horizons": [1, 3]},
+           "alpha": {"factors": ["rsi"], "horizons": [1], "period": 100}}
+    config = tmp_path / "volume.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    for command in ("dataset", "labels", "alpha"):
+        result = runner.invoke(app, ["research", command, str(config), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+    close, ts = bars["close"].to_numpy(), bars["ts_event"].to_numpy()
+    fwd = np.append(close[1:] / close[:-1] - 1.0, np.nan)
+    labels = pd.read_parquet(out / "labels.parquet")
+    assert labels["ts_event"].tolist() == ts.tolist() and labels["t1_3"].tolist()[:-3] == ts[3:].tolist()
+    np.testing.assert_array_equal(labels["fwd_1"].to_numpy(), fwd)
+    # every dataset row meets its own forward return once (a join on the time alone pairs equal times crosswise)
+    rsi = pd.read_parquet(out / "dataset.parquet")["rsi"].to_numpy()
+    both = np.isfinite(rsi) & np.isfinite(fwd)
+    buckets = json.loads((out / "alpha.json").read_text())["factors"]["rsi"]["quantile_returns"]
+    assert sum(b["count"] for b in buckets) == both.sum()
+    assert sum(b["count"] * b["mean_return"] for b in buckets) == pytest.approx(fwd[both].sum(), rel=1e-9, abs=1e-12)

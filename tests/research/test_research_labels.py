@@ -286,7 +286,27 @@ def test_time_decay_hand_derived() -> None:
 
 def test_labels_reject_unsorted_times_naming_the_row() -> None:
     bars = random_walk(10)
-    bars.loc[5, "ts_event"] = bars.loc[4, "ts_event"]
+    bars.loc[5, "ts_event"] = bars.loc[4, "ts_event"] - 1
     with pytest.raises(DataError, match="row 5"):
         triple_barrier(bars, max_bars=2)
+    with pytest.raises(DataError, match="row 5"):
+        forward_returns(bars, [1])
     assert H4 > 0
+
+
+def test_labels_of_bars_sharing_a_time_follow_the_file_order() -> None:
+    """Threshold bars may close at one trade's time: they were refused as 'not strictly increasing'."""
+    bars = bars_of([(100, 100, 100, 100), (100, 101, 100, 101), (101, 103, 101, 102),
+                    (102, 102, 98, 99), (99, 100, 99, 100)])
+    bars["ts_event"] = np.array([10, 20, 20, 20, 30], dtype=np.int64)
+    fwd = forward_returns(bars, [1, 2])
+    np.testing.assert_allclose(fwd["fwd_1"].to_numpy()[:4], [0.01, 102 / 101 - 1, 99 / 102 - 1, 100 / 99 - 1])
+    assert fwd["t1_1"].tolist() == [20, 20, 20, 30, -1] and fwd["t1_2"].tolist() == [20, 20, 30, -1, -1]
+    # bar 1 (t=20) enters at 101, barriers 103.02 / 98.98: bar 2 (t=20) stays inside, bar 3 (t=20) falls to 98
+    tb = triple_barrier(bars, np.array([1]), pt=0.02, sl=0.02, max_ns=0)
+    assert (tb["end_index"].iat[0], tb["barrier"].iat[0], tb["t1"].iat[0]) == (3, -1, 20)
+    assert tb["ret"].iat[0] == pytest.approx(-0.02)
+    # a vertical barrier of 0 ns ends at the last bar of the event's time, in file order
+    tb = triple_barrier(bars, np.array([1, 2, 3]), pt=0.5, sl=0.5, max_ns=0)
+    assert tb["end_index"].tolist() == [3, 3, 3] and tb["t1"].tolist() == [20, 20, 20]
+    np.testing.assert_allclose(tb["ret"].to_numpy(), [99 / 101 - 1, 99 / 102 - 1, 0.0])

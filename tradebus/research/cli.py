@@ -385,7 +385,10 @@ def alpha(
             _check_horizons(cfg.alpha.horizons, max(len(bars) - 1 - lo for bars, lo, _ in windows), "alpha.horizons")
             fwd = pd.concat([forward_returns(bars, cfg.alpha.horizons).assign(instrument=s.instrument)
                              for s, (bars, _, _) in zip(ds.sources, windows, strict=True)], ignore_index=True)
-            merged = frame.merge(fwd, on=["instrument", "ts_event"], how="left")
+            # bars sharing a time (threshold bars) are told apart by their position among them, in file order
+            key = ["instrument", "ts_event"]
+            nth = {"nth": lambda f: f.groupby(key, observed=True).cumcount()}
+            merged = frame.assign(**nth).merge(fwd.assign(**nth), on=[*key, "nth"], how="left").drop(columns="nth")
         by = merged["ts_event"] if len(ds.sources) > 1 else None
         payload: dict[str, Any] = {"factors": {}}
         for factor in cfg.alpha.factors:

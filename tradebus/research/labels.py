@@ -6,6 +6,13 @@ event time), never columns added to a feature frame. Each label carries ``t1``, 
 time its outcome is known (the end of its interval), which the splitters of
 :mod:`tradebus.research.splitters` purge by.
 
+Bars that share a time (threshold bars, a dataset's ``shared_times``) are taken in file
+order, as a backtest replays them: a horizon of ``h`` bars is ``h`` rows later, a bar
+sharing the event's time but after it in the file lies in the event's future (``t1`` may
+then equal ``ts_event``), and no label of a bar reads one before it. Such frames are keyed
+by ``ts_event`` and the position among the rows of that time, in file order, in the
+labels as in the dataset.
+
 Triple barrier
 --------------
 An event at bar ``i`` enters at ``close[i]``. With volatility ``w`` (a fraction of the
@@ -70,9 +77,9 @@ def _times(frame: pd.DataFrame) -> np.ndarray:
     if "ts_event" not in frame.columns:
         raise DataError("labels: bars frame has no column 'ts_event'")
     ts = frame["ts_event"].to_numpy(dtype=np.int64)
-    if ts.size and not (ts[1:] > ts[:-1]).all():
-        row = int(np.argmax(ts[1:] <= ts[:-1])) + 1
-        raise DataError(f"labels: ts_event is not strictly increasing at row {row}")
+    if ts.size and not (ts[1:] >= ts[:-1]).all():
+        row = int(np.argmax(ts[1:] < ts[:-1])) + 1
+        raise DataError(f"labels: ts_event decreases at row {row}: bars must be in time order")
     return ts
 
 
@@ -310,7 +317,7 @@ def triple_barrier(
     Parameters
     ----------
     bars
-        ``ts_event, open, high, low, close``, strictly increasing times.
+        ``ts_event, open, high, low, close`` in time order (equal times in file order).
     events
         Row positions of the events (default: every bar).
     width
