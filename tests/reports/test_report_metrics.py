@@ -363,3 +363,30 @@ def test_a_run_holding_one_btc_it_never_trades_is_fully_exposed(tmp_path: Path) 
     with (out / "equity.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert rows and all(float(r["position_value"]) == float(r["equity"]) > 0.0 for r in rows)
+
+
+def test_a_drawdown_of_rounding_gives_no_calmar() -> None:
+    """Equity compounding 0.1 % a day with one close 1 ulp below the previous gave a Calmar of 4e15."""
+    closes = [100.0 * 1.001 ** (d + 1) for d in range(40)]
+    closes[20] = float(np.nextafter(closes[19], 0.0))
+    m = compute_metrics(constant_return_run(closes))
+    assert 0.0 < m["max_drawdown"] < 1e-15 and m["cagr"] > 0.4
+    assert m["calmar"] is None and "rounding" in m["null_reasons"]["calmar"]
+    closes[20] = closes[19] * (1.0 - 1e-9)  # a real fall, however small, keeps its Calmar
+    m = compute_metrics(constant_return_run(closes))
+    assert m["calmar"] == pytest.approx(m["cagr"] / 1e-9, rel=1e-6)
+
+
+def test_a_fee_free_exit_at_the_average_entry_price_breaks_even_in_profit_factor_and_hit_rate() -> None:
+    """Three buys at 29999.9 sold at 29999.9 left -2.2e-13: a 'loss' that gave a profit factor of 4.6e12."""
+    fills = [fill(T0 + DAY, "BUY", 1.0, 100.0), fill(T0 + 2 * DAY, "SELL", 1.0, 101.0)]
+    fills += [fill(T0 + 3 * DAY + k, "BUY", q, 29999.9) for k, q in enumerate((0.01, 0.02, 0.03))]
+    fills.append(fill(T0 + 4 * DAY, "SELL", 0.06, 29999.9))
+    assert round_trips(fills)[1].net_pnl != 0.0  # the residue of average-cost accounting
+    m = compute_metrics(trip_run(fills))
+    assert (m["round_trips"], m["hit_rate"], m["average_win"], m["average_loss"]) == (2, 0.5, 1.0, 0.0)
+    assert m["profit_factor"] is None and m["null_reasons"]["profit_factor"] == "no round trip lost money"
+    # a fee is a real loss, however small
+    fills[-1] = fill(T0 + 4 * DAY, "SELL", 0.06, 29999.9, 1e-6)
+    m = compute_metrics(trip_run(fills))
+    assert m["profit_factor"] == pytest.approx(1.0 / 1e-6, rel=1e-6)

@@ -34,14 +34,17 @@ Definitions (amounts in the quote currency, rates as fractions, 0.1 = 10 %):
   deviation being ``sqrt(mean(min(r, 0) ** 2))``.
 * **max_drawdown**: largest fall of the sampled equity from its running peak
   (starting at ``initial_cash``), as a positive fraction.
-* **calmar**: ``cagr / max_drawdown``.
+* **calmar**: ``cagr / max_drawdown``; ``None`` when the drawdown is no more than rounding (a fall
+  from the peak that :func:`returns_flat` calls no return: a fee-free run whose equity dipped one ulp).
 * Round trips: a position of an instrument from flat back to flat (a flip closes
   one and opens the next). Positions move by each fill's
   :attr:`~tradebus.engine.kernel.FillRecord.position_change`: a live buy of 0.01 BTC whose fee the
   venue took out of the coins bought holds 0.00999, and selling those ends the round trip. Its PnL is realised with average-cost accounting net of
   the fees of its fills (a flipping fill's fee is split pro rata).
   **hit_rate** = winning / closed round trips; **profit_factor** = gross wins /
-  gross losses; **average_win** / **average_loss** (the latter negative).
+  gross losses; **average_win** / **average_loss** (the latter negative). A round trip whose net
+  PnL is rounding of its entry notional (a return :func:`returns_flat` calls 0: a fee-free exit at
+  the average entry price leaves 1e-13) broke even: it neither wins nor loses money.
 * **turnover**: traded notional / mean sampled equity.
 * **exposure**: fraction of the run's span (``end - start``) with a position (beyond a thousandth of a lot) in
   any instrument, positions changing at their fills' ``ts_event``. Initial holdings
@@ -197,7 +200,8 @@ class RoundTrip:
     fill that last reduced the position (the one that closed it once ``closed``), or ``None``.
     """
 
-    __slots__ = ("closed", "direction", "entry_ns", "exit_fill", "exit_ns", "fees", "instrument_id", "pnl")
+    __slots__ = ("closed", "direction", "entry_ns", "entry_notional", "exit_fill", "exit_ns", "fees", "instrument_id",
+                 "pnl")
 
     def __init__(self, instrument_id: str, entry_ns: int, direction: int = 1) -> None:
         self.instrument_id = instrument_id
@@ -207,12 +211,23 @@ class RoundTrip:
         self.exit_fill: FillRecord | None = None
         self.pnl = 0.0
         self.fees = 0.0
+        self.entry_notional = 0.0
         self.closed = False
 
     @property
     def net_pnl(self) -> float:
         """Realised PnL minus fees."""
         return self.pnl - self.fees
+
+    @property
+    def settled_pnl(self) -> float:
+        """:attr:`net_pnl`, or 0 when it is no more than rounding of :attr:`entry_notional` (see the module doc)."""
+        net = self.net_pnl
+        if self.entry_notional > 0.0:
+            r = net / self.entry_notional
+            if returns_flat(min(r, 0.0), max(r, 0.0)):
+                return 0.0
+        return net
 
 
 def round_trips(
@@ -235,18 +250,20 @@ def round_trips(
         eps = lots.get(iid, 1e-9) * 1e-3
         pos, avg, trip = state.get(iid, (0.0, 0.0, None))
         qty = fill.position_change
+        size = sizes.get(iid, 1.0)
         if trip is None or pos == 0.0:
             trip = RoundTrip(iid, fill.ts_event, 1 if qty > 0.0 else -1)
             pos, avg = qty, fill.price
             trip.fees += fill.fee
+            trip.entry_notional += abs(qty) * size * fill.price
         elif (pos > 0.0) == (qty > 0.0):
             avg = (pos * avg + qty * fill.price) / (pos + qty)
             pos += qty
             trip.fees += fill.fee
+            trip.entry_notional += abs(qty) * size * fill.price
         else:
             closed = min(abs(qty), abs(pos))
             share = closed / abs(qty)
-            size = sizes.get(iid, 1.0)
             trip.pnl += closed * size * (fill.price - avg) * (1.0 if pos > 0.0 else -1.0)
             trip.fees += fill.fee * share
             trip.exit_ns = fill.ts_event
@@ -260,6 +277,7 @@ def round_trips(
                 else:
                     trip = RoundTrip(iid, fill.ts_event, 1 if new > 0.0 else -1)
                     trip.fees += fill.fee * (1.0 - share)
+                    trip.entry_notional = abs(new) * size * fill.price
                     pos, avg = new, fill.price
             else:
                 pos = new
@@ -380,14 +398,15 @@ def compute_metrics(
     calmar = None
     if cagr is None:
         reasons["calmar"] = short
-    elif mdd > 0.0:
+    elif not returns_flat(-mdd, 0.0):
         calmar = cagr / mdd
     else:
-        reasons["calmar"] = "no drawdown"
+        reasons["calmar"] = "no drawdown" if mdd == 0.0 else f"a drawdown of {mdd:.3g} is rounding, not a loss"
     sizes = result.contract_sizes
     trips = round_trips(result.fills, lot_sizes, sizes)
-    wins = [t.net_pnl for t in trips if t.net_pnl > 0.0]
-    losses = [t.net_pnl for t in trips if t.net_pnl <= 0.0]
+    pnls = [t.settled_pnl for t in trips]
+    wins = [p for p in pnls if p > 0.0]
+    losses = [p for p in pnls if p <= 0.0]
     notional = sum((f.quantity * sizes.get(f.instrument_id, 1.0) * f.price for f in result.fills), 0.0)
     mean_equity = sum(values) / len(values) if values else initial
     exposure = (
