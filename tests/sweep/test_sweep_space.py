@@ -417,3 +417,28 @@ def test_sweep_with_workers_and_address_exits_2_instead_of_ignoring_workers(tmp_
     assert result.exit_code == 2, result.output
     assert "--workers 4 with --address 127.0.0.1:1" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_best_json_lists_the_trials_a_null_objective_leaves_unranked_and_warns_of_them(tmp_path: Path) -> None:
+    """Trial 1 had no losing round trip (profit_factor null): best.json named trial 2 without a word about it."""
+    from loguru import logger
+
+    from tradebus.sweep.runner import _write_outputs
+    from tradebus.sweep.store import TrialStore
+
+    space = load_space(space_file(tmp_path, {"params": {"strategy.params.fast": [3, 5, 8, 13]},
+                                             "objectives": {"profit_factor": "maximize"}}))
+    store = TrialStore(tmp_path / "trials", space.params)
+    for trial, status, value in ((0, "ok", 1.5), (1, "ok", None), (2, "ok", 2.0), (3, "invalid", None)):
+        store.write({"trial": trial, "status": status, "profit_factor": value, "error": None},
+                    {"strategy.params.fast": [3, 5, 8, 13][trial]})
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        best = _write_outputs(space, store, tmp_path)
+    finally:
+        logger.remove(sink)
+    data = json.loads((tmp_path / "best.json").read_text())
+    assert best is not None and data["trial"] == 2 and data["unranked_trials"] == [1]
+    assert len(lines) == 1 and "1 of 4 trials ran with profit_factor null" in lines[0]
+    assert "no losing round trip" in lines[0]

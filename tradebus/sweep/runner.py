@@ -10,7 +10,8 @@ Outputs in the sweep directory (``--out``)::
     optuna.log          Optuna's journal storage (tpe), study "sweep" (or "fold-NN"); a sweep
                         directory from before the journal keeps its SQLite optuna.db
     results.csv         every trial, sorted by trial number (written at the end)
-    best.json           the best trial by the first objective (and the Pareto front's trials)
+    best.json           the best trial by the first objective (and the Pareto front's trials); unranked_trials:
+                        the trials that ran but have no value of every objective (warned of)
     stress.json         [{variant, total_return, sharpe, max_drawdown, fills[, note]}]: the best parameters
                         (with walk_forward, of the latest fold that has a best trial: the last fold
                         unless it has none, then warned of) over the config's whole span, per
@@ -469,6 +470,16 @@ def _write_outputs(space: SweepSpace, store: TrialStore, out: Path) -> dict[str,
                              and not k.startswith("param.")})
     if len(space.objectives) > 1:
         data["pareto_trials"] = _pareto(space, rows)
+    # a null objective is no number to rank by (profit_factor with no losing round trip is not the worst)
+    data["unranked_trials"] = [r["trial"] for r in rows if r["status"] == "ok" and _objective_values(space, r) is None]
+    if data["unranked_trials"] and best is not None:
+        names = ", ".join(space.objectives)
+        logger.warning("{} of {} trials ran with {} null or not finite and are not ranked (best.json's unranked_trials: "
+                       "{}); the metric is undefined for such a run (null_reasons of its metrics.json: e.g. "
+                       "profit_factor with no losing round trip, sharpe of daily returns that do not vary{})",
+                       len(data["unranked_trials"]), len(rows), names, data["unranked_trials"][:10],
+                       f", annualised metrics under {MIN_ANNUALISED_DAYS:g} days"
+                       if any(n in _ANNUALISED for n in space.objectives) else "")
     (out / "best.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return best
 
