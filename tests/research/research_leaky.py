@@ -59,3 +59,14 @@ class NextPerpetualReader(Strategy):
             self.target_position(self.instrument_id, 1000.0 if upcoming.mark_price > bar.close else 0.0)
         else:
             self.target_position(self.instrument_id, round(1e7 * upcoming.rate, 1))
+
+
+class BareOutputs(Strategy):
+    """Causal, but publishes bare values in ``outputs`` rather than ``(ts, value)`` pairs."""
+
+    def __init__(self, instrument_ids: str | Sequence[str], strategy_id: str | None = None) -> None:
+        super().__init__(instrument_ids, strategy_id=strategy_id)
+        self.outputs: list[float] = []
+
+    def on_bar(self, bar: Bar) -> None:
+        self.outputs.append(bar.close)

@@ -638,3 +638,16 @@ def test_labels_and_alpha_on_volume_bars_sharing_a_time_follow_the_file_order(tm
     buckets = json.loads((out / "alpha.json").read_text())["factors"]["rsi"]["quantile_returns"]
     assert sum(b["count"] for b in buckets) == both.sum()
     assert sum(b["count"] * b["mean_return"] for b in buckets) == pytest.approx(fwd[both].sum(), rel=1e-9, abs=1e-12)
+
+
+def test_lookahead_on_outputs_that_are_not_ts_value_pairs_exits_2_naming_the_entry(tmp_path: Path) -> None:
+    """A strategy appending bare floats to outputs stopped the check with 'cannot unpack non-iterable float'."""
+    raw = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())
+    raw["data"]["catalog"] = str(REPO / "data" / "catalog")
+    raw["strategy"] = {"name": "research_leaky:BareOutputs", "instruments": ["BTC-USD.COINBASE"], "params": {}}
+    config = tmp_path / "bare.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["research", "lookahead", str(config), "--cuts", "1", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "outputs[0] is" in result.output and "not a (ts, value) pair" in " ".join(result.output.split())
+    assert not (tmp_path / "out").exists()

@@ -350,8 +350,16 @@ def _trace_outputs(trace: Trace, strategy: Strategy, clocked: _ClockedOutputs | 
             f"lookahead: strategy {sid!r}'s outputs were not a list only appended to (append, extend, +=, insert) "
             f"from on_start on: the time each one was made is unknown; keep one list and only add to it"
         )
-    for at, (ts, value) in zip(clocked.added_ns, clocked, strict=True):
-        trace.add("output", at, sid, [int(ts), float(value)])
+    for k, (at, entry) in enumerate(zip(clocked.added_ns, clocked, strict=True)):
+        try:
+            ts, value = entry
+            record = [int(ts), float(value)]
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"lookahead: strategy {sid!r}'s outputs[{k}] is {entry!r}, not a (ts, value) pair of a time and a "
+                f"number; append (bar.ts_event, value) tuples"
+            ) from None
+        trace.add("output", at, sid, record)
 
 
 def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
