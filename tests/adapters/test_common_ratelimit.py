@@ -72,6 +72,21 @@ def test_429_and_418_pause_every_caller_for_retry_after(status: int, reason: str
     assert ft.t >= 1_037.0 and ft.slept[0] == pytest.approx(7.0)
 
 
+def test_a_venues_own_ban_status_pauses_for_the_ban_backoff_without_retry_after() -> None:
+    """Bybit bans an IP with a 403 and no header (wait 10 minutes); a 418 there is not its ban."""
+    ft = FakeTime(1_030.0)
+    budget = _budget(ft, ban_status=403, ban_backoff=600.0)
+    budget.observe(418, {})
+    assert budget.blocked_until == 0.0
+    budget.observe(403, {"X-Bapi-Limit-Status": "5", "X-Bapi-Limit-Reset-Timestamp": "1031000"})
+    assert budget.block_reason == "IP banned (403)"
+    asyncio.run(budget.acquire(1))
+    assert ft.slept == [pytest.approx(600.0)]
+    budget.observe(403, {"Retry-After": "30"})
+    asyncio.run(budget.acquire(1))
+    assert ft.slept[1:] == [pytest.approx(30.0)]
+
+
 def test_429_without_retry_after_uses_the_backoff() -> None:
     ft = FakeTime(1_030.0)
     budget = _budget(ft, backoff=3.0)

@@ -171,6 +171,24 @@ async def test_a_submit_answered_with_any_rate_limit_code_is_rate_limited_and_pa
     assert posts == [order.client_order_id, after.client_order_id]
 
 
+async def test_a_bybit_ip_ban_pauses_the_account_for_the_ten_minutes_bybit_asks() -> None:
+    """Bybit bans an IP with HTTP 403 "access too frequent" (no JSON, no header): wait at least 10 minutes. The
+    account's budget did not pause (the 403 was taken for a 429 without ``Retry-After``: 1 s), so the daemon went on
+    sending during the ban. The submit is refused unprocessed (REJECTED, never queried); the next one is withdrawn."""
+    fault = RestFault("ban", "POST", BYBIT.place_path, retry_after=0)
+    async with kit_harness(BYBIT, rest_faults=[fault]) as h:
+        budget = h.venue.api.budget
+        order = h.kernel.execution.submit(SubmitOrder("s1", BYBIT.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: order.status is OrderStatus.REJECTED, timeout=5.0)
+        assert fault.fired and "403" in order.reason
+        assert h.venue.requests["query"] == 0
+        assert budget.blocked_until - budget._now() > 590 and budget.block_reason == "IP banned (403)"
+        held = h.kernel.execution.submit(SubmitOrder("s1", BYBIT.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: held.status is OrderStatus.REJECTED)
+        assert "withdrawn, never sent: IP banned (403) until" in held.reason
+    assert [c for m, p, c in h.emulator.requests if m == "POST" and p == BYBIT.place_path] == [order.client_order_id]
+
+
 async def test_an_okx_cancel_answered_cancel_pending_is_a_refusal_with_its_code() -> None:
     """OKX refuses a cancel of an order already being canceled (``sCode`` 51410). ccxt raises its CancelPending,
     outside its ExchangeError and NetworkError: it escaped the adapter as a raw ccxt exception."""

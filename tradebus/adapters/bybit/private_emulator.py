@@ -25,7 +25,8 @@ the private stream of :mod:`tradebus.adapters.bybit.user_stream` to run unchange
 
 Matching, balances and faults are the :class:`~tradebus.adapters.common.account_emulator.AccountEmulator`'s;
 a ``rate_limit`` fault is answered as Bybit does: HTTP 200, retCode ``10006`` "Too many visits",
-the limit's end in ``X-Bapi-Limit-Reset-Timestamp`` (epoch ms), no ``Retry-After``. Every
+the limit's end in ``X-Bapi-Limit-Reset-Timestamp`` (epoch ms), no ``Retry-After``; a ``ban`` fault as
+Bybit's IP ban: HTTP 403, the text "access too frequent" (``Retry-After`` only if the fault's ``retry_after`` > 0). Every
 authenticated answer carries Bybit's per-endpoint limit headers: ``X-Bapi-Limit``
 (:attr:`BybitPrivateEmulator.endpoint_limit` requests per second, every endpoint alike),
 ``X-Bapi-Limit-Status`` (requests left to that endpoint in the current wall second) and
@@ -197,6 +198,12 @@ class BybitPrivateEmulator(AccountEmulator):
         reset = int((time.time() + seconds) * 1000)
         headers = {"X-Bapi-Limit-Status": "0", "X-Bapi-Limit": "10", "X-Bapi-Limit-Reset-Timestamp": str(reset)}
         return self.error(200, self.rate_limit_code, "Too many visits", headers)
+
+    def banned(self, seconds: float) -> web.Response:
+        """Bybit's IP ban: HTTP ``403`` "access too frequent", not the API's JSON, and no header saying when it ends
+        (a ``Retry-After`` of ``seconds`` only when ``seconds`` > 0, which Bybit does not document: tests that go on after a ban)."""
+        headers = {"Retry-After": str(seconds)} if seconds > 0 else None
+        return web.Response(status=403, text="access too frequent", headers=headers)
 
     def _ok(self, result: dict[str, Any]) -> web.Response:
         return web.json_response({"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}, "time": int(time.time() * 1000)})

@@ -37,7 +37,8 @@ orders with the others); balances ``GET /v5/account/wallet-balance`` (unified ac
 amend ``POST /v5/order/amend``. Rate limit: a budget of 10 requests per second shared by
 every caller of the account (Bybit's per-endpoint limits are 10-20 per second); a ``10006``
 answer ("Too many visits", HTTP 200) pauses every caller until its ``X-Bapi-Limit-Reset-Timestamp``,
-a ``10018`` (the IP's limit) or ``429`` (high server load) answer 1 s (:attr:`BybitTrading.rate_limit_codes`).
+a ``10018`` (the IP's limit) or ``429`` (high server load) answer 1 s (:attr:`BybitTrading.rate_limit_codes`), an
+HTTP ``403`` ("access too frequent": the IP banned) 10 minutes, as Bybit says to wait (:data:`BAN_SECONDS`).
 The share of the limit left (the budget's ``left``) is the last answer's ``X-Bapi-Limit-Status``
 over its ``X-Bapi-Limit`` (the endpoint just called).
 
@@ -126,6 +127,10 @@ RESET_HEADER = "X-Bapi-Limit-Reset-Timestamp"
 #: The headers of Bybit's answers holding the requests left to the endpoint just called, and its limit.
 LIMIT_STATUS_HEADER = "X-Bapi-Limit-Status"
 LIMIT_HEADER = "X-Bapi-Limit"
+#: HTTP status of Bybit's IP ban ("403, access too frequent": more than 600 requests in 5 s from the IP), and how
+#: long every request waits after it: Bybit sends no ``Retry-After`` and says to wait at least 10 minutes.
+BAN_STATUS = 403
+BAN_SECONDS = 600.0
 #: Bybit's retCode of a cancel or amend naming no order it has (of the ``orderFilter`` asked, on spot).
 NO_SUCH_ORDER = "170213"
 #: ``marginMode`` of ``GET /v5/account/info`` (account-wide on a unified account) -> the instrument's ``margin_mode``;
@@ -297,7 +302,8 @@ class BybitTrading(CcxtTrading):
         api["public"] = api["private"] = rest_url.rstrip("/")
         if budget is None:
             budget = WeightBudget(
-                10, 1.0, reset_header=RESET_HEADER, remaining_header=LIMIT_STATUS_HEADER, limit_header=LIMIT_HEADER
+                10, 1.0, ban_status=BAN_STATUS, ban_backoff=BAN_SECONDS,
+                reset_header=RESET_HEADER, remaining_header=LIMIT_STATUS_HEADER, limit_header=LIMIT_HEADER,
             )
         super().__init__(exchange, instruments, budget, {})
 

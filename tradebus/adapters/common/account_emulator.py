@@ -22,7 +22,8 @@ on 127.0.0.1 and keeps the account:
   ``error5xx``    REST: ``503`` from the gateway (an HTML body) before processing (nothing happens)
   ``rate_limit``  REST: the dialect's rate-limit answer (:meth:`AccountEmulator.rate_limited`;
                   ``429`` with ``Retry-After`` unless the venue says otherwise) before processing
-  ``ban``         REST: ``418`` (IP ban) with ``Retry-After`` before processing
+  ``ban``         REST: the dialect's IP-ban answer (:meth:`AccountEmulator.banned`; ``418`` with
+                  ``Retry-After`` unless the venue says otherwise) before processing
   ``refuse``      REST: the dialect's refusal of the request with the venue's error code ``code``
                   (:meth:`AccountEmulator.refused_with`) before processing (nothing happens); with
                   ``processed``, after processing (an answer such as Bybit's ``10016``, "server error /
@@ -287,6 +288,10 @@ class AccountEmulator(ABC):
         """The venue's answer to a request over its rate limit, which ends in ``seconds`` (default: ``429`` with ``Retry-After``)."""
         return self.error(429, self.rate_limit_code, "Too Many Requests", {"Retry-After": str(seconds)})
 
+    def banned(self, seconds: float) -> web.Response:
+        """The venue's answer to a request from a banned IP, the ban ending in ``seconds`` (default: ``418`` with ``Retry-After``)."""
+        return self.error(418, self.rate_limit_code, "Way too many requests; IP banned.", {"Retry-After": str(seconds)})
+
     @abstractmethod
     def ws_message(self, text: str, session: WsSession) -> list[str]:
         """Answer a client frame (login, subscribe, ping)."""
@@ -384,7 +389,7 @@ class AccountEmulator(ABC):
         if fault is not None and fault.kind == "rate_limit":
             return self.rate_limited(fault.retry_after)
         if fault is not None and fault.kind == "ban":
-            return self.error(418, self.rate_limit_code, "Way too many requests; IP banned.", {"Retry-After": str(fault.retry_after)})
+            return self.banned(fault.retry_after)
         if fault is not None and fault.kind == "refuse" and not fault.processed:
             return self.refused_with(fault.code, params)
         if fault is not None and fault.kind == "busy":

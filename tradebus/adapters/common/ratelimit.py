@@ -20,8 +20,9 @@ sent with its ``10006`` answer), or ``backoff`` seconds if the venue says neithe
 is that limit's end only when the answer says no request is left to the endpoint just called
 (``remaining_header``, Bybit's ``X-Bapi-Limit-Status`` ``0``); with requests left, the limit hit is
 another one (Bybit's ``10018``, the IP's; its ``429``, the system's under load) and the header tells
-the endpoint's own window (Bybit: the current server time): ``backoff``. HTTP 418 (Binance's IP ban) stops every
-caller until the ban's ``Retry-After`` ends. Nothing is retried here: the caller decides
+the endpoint's own window (Bybit: the current server time): ``backoff``. An IP ban (``ban_status``: HTTP 418,
+Binance's; Bybit bans with 403, "access too frequent") stops every caller until the ban's ``Retry-After`` ends,
+or for ``ban_backoff`` seconds if it has none (Bybit documents no header, and a wait of at least 10 minutes). Nothing is retried here: the caller decides
 (a submit without an answer is UNKNOWN and settled by a query).
 
 A request made inside :func:`~tradebus.execution.live.send_within` (the live venue's submits:
@@ -77,6 +78,10 @@ class WeightBudget:
         Name of the response header carrying the used weight (case-insensitive; ``""``: none).
     backoff
         Pause after a 429 without ``Retry-After`` or ``reset_header``, seconds.
+    ban_status
+        HTTP status of the venue's IP ban (Binance ``418``, Bybit ``403``).
+    ban_backoff
+        Pause after an IP ban without ``Retry-After``, seconds (``None``: ``backoff``).
     reset_header
         Name of the response header holding when a rate limit ends, epoch milliseconds
         (case-insensitive; ``""``: none); read on a 429 without ``Retry-After`` whose
@@ -104,6 +109,8 @@ class WeightBudget:
         headroom: float = 0.8,
         header: str = "",
         backoff: float = 1.0,
+        ban_status: int = 418,
+        ban_backoff: float | None = None,
         reset_header: str = "",
         remaining_header: str = "",
         limit_header: str = "",
@@ -117,6 +124,8 @@ class WeightBudget:
         self.cap = limit * headroom
         self.header = header.lower()
         self.backoff = backoff
+        self.ban_status = ban_status
+        self.ban_backoff = backoff if ban_backoff is None else ban_backoff
         self.reset_header = reset_header.lower()
         self.remaining_header = remaining_header.lower()
         self.limit_header = limit_header.lower()
@@ -142,7 +151,7 @@ class WeightBudget:
             self.used = 0.0
 
     async def acquire(self, weight: float) -> None:
-        """Wait until ``weight`` fits in the budget and no 429/418 pause is on, then count it.
+        """Wait until ``weight`` fits in the budget and no 429 or ban pause is on, then count it.
 
         Raises
         ------
@@ -177,7 +186,7 @@ class WeightBudget:
             await self._sleep(wait)
 
     def observe(self, status: int, headers: Mapping[str, str], code: int | str | None = None) -> None:
-        """Take the venue's answer into account: its used-weight header, and a 429 or 418 pause
+        """Take the venue's answer into account: its used-weight header, and a 429 or IP-ban pause
         (``code``: the venue's error code in a rate-limited answer, named by :attr:`block_reason`)."""
         now = self._now()
         self._roll(now)
@@ -200,21 +209,25 @@ class WeightBudget:
             self.left = min(1.0, max(0.0, left))
             if self.on_left is not None:
                 self.on_left(self.left)
-        if status in (429, 418):
-            pause = self._pause(lowered, now)
+        banned = status == self.ban_status
+        if status == 429 or banned:
+            pause = self._pause(lowered, now, banned)
             self.blocked_until = max(self.blocked_until, now + pause)
             named = f"{status}, code {code}" if code not in (None, "") else str(status)
-            self.block_reason = f"IP banned ({named})" if status == 418 else f"rate limited ({named})"
+            self.block_reason = f"IP banned ({named})" if banned else f"rate limited ({named})"
             logger.warning("rate budget: {}; every request waits {:.1f} s", self.block_reason, pause)
 
-    def _pause(self, lowered: Mapping[str, str], now: float) -> float:
-        """Seconds a rate-limited answer asks to wait: its ``Retry-After``, else until its reset time, else :attr:`backoff`."""
+    def _pause(self, lowered: Mapping[str, str], now: float, banned: bool) -> float:
+        """Seconds a rate-limited answer asks to wait: its ``Retry-After``, else (a ban) :attr:`ban_backoff`, else
+        until its reset time, else :attr:`backoff`."""
         retry = lowered.get("retry-after")
         if retry is not None:
             try:
                 return float(retry)
             except ValueError:
                 logger.warning("rate budget: unreadable Retry-After header {!r}", retry)
+        if banned:
+            return self.ban_backoff
         reset = lowered.get(self.reset_header) if self.reset_header else None
         if reset is not None and self._endpoint_has_room(lowered):
             reset = None  # the reset time is the endpoint's window, not the end of the limit that was hit

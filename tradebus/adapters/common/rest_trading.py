@@ -6,7 +6,8 @@
 (a 429 pauses every caller for ``Retry-After``). ccxt's own throttle is off. Errors:
 ccxt's ``NetworkError`` family (timeouts, dropped connections, 5xx, the venues'
 "system busy" codes) is :class:`~tradebus.execution.live.NoAnswer`; its ``RateLimitExceeded``
-(HTTP 429, OKX ``50011``, Bybit ``10006``: refused unprocessed) is
+(HTTP 429, OKX ``50011``, Bybit ``10006``: refused unprocessed; Bybit's IP ban, HTTP 403, which pauses the
+budget as its ``ban_status``) is
 :class:`~tradebus.execution.live.RateLimited`; any other answer with a venue error code is classified
 by its code, whatever ccxt class it arrives as: a code of the venue's :attr:`CcxtTrading.rate_limit_codes`
 (ccxt maps Bybit's ``429``, "high server load, please retry", and OKX's ``50061``, the sub-account's
@@ -36,7 +37,8 @@ from tradebus.execution.orders import Order
 __all__ = ["CcxtTrading", "decimal_text", "error_code"]
 
 _QUERY = re.compile(r"\?[^\s{]*")
-_STATUS = re.compile(r"^\w+ (\d{3}) ")
+#: The HTTP status in a ccxt error's message: ``okx 429 Too Many Requests ...`` or ``bybit POST <url> 403 Forbidden ...``.
+_STATUS = re.compile(r"^\w+ (?:[A-Z]+ \S+ )?(\d{3}) ")
 _CODE_KEYS = ("sCode", "code", "retCode")
 
 
@@ -136,7 +138,7 @@ class CcxtTrading(TradingApi):
         except RateLimitExceeded as exc:
             found = _STATUS.search(str(exc))
             status, code = (int(found.group(1)) if found else 429), error_code(exc)
-            raise RateLimited(f"{name}: {self.venue} rate limit {code}: {redacted(exc)}") from None
+            raise RateLimited(f"{name}: {self.venue} rate limit {code or status}: {redacted(exc)}") from None
         except NetworkError as exc:
             found = _STATUS.search(str(exc))
             status = int(found.group(1)) if found else 0
