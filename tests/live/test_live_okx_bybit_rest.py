@@ -189,6 +189,21 @@ async def test_a_bybit_ip_ban_pauses_the_account_for_the_ten_minutes_bybit_asks(
     assert [c for m, p, c in h.emulator.requests if m == "POST" and p == BYBIT.place_path] == [order.client_order_id]
 
 
+@pytest.mark.parametrize(("kit", "code"), [(BYBIT, "10002"), (OKX, "50102")], ids=["bybit-10002", "okx-50102"])
+async def test_a_submit_refused_for_its_timestamp_is_rejected_at_once_with_the_code(kit: VenueKit, code: str) -> None:
+    """Bybit ``10002`` (the request's time outside its recv_window) and OKX ``50102`` ("timestamp request expired")
+    refuse the request before processing it. ccxt maps both to its InvalidNonce, a NetworkError: the order was
+    UNKNOWN, queried, and rejected as never arrived once the grace ran out, without the code."""
+    fault = RestFault("refuse", "POST", kit.place_path, code=code)
+    async with kit_harness(kit, rest_faults=[fault]) as h:
+        order = h.kernel.execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: order.status is OrderStatus.REJECTED, timeout=5.0)
+        assert fault.fired and f"error {code}" in order.reason, order.reason
+        assert h.venue.requests["query"] == 0
+        await h.venue.drain()
+    assert [c for m, p, c in h.emulator.requests if m == "POST" and p == kit.place_path] == [order.client_order_id]
+
+
 async def test_an_okx_cancel_answered_cancel_pending_is_a_refusal_with_its_code() -> None:
     """OKX refuses a cancel of an order already being canceled (``sCode`` 51410). ccxt raises its CancelPending,
     outside its ExchangeError and NetworkError: it escaped the adapter as a raw ccxt exception."""

@@ -73,3 +73,24 @@ async def test_a_submit_answered_server_busy_is_queried_not_refused(
         assert ("POST", query, coid) in h.emulator.requests and h.emulator.open_orders() == []
         assert not any("-1008" in r.reason for r in rejected)
         await h.venue.drain()
+
+
+@pytest.mark.parametrize(("market", "host"), [("spot", "demo-api"), ("spot", None), ("usdm", "demo-fapi")])
+@pytest.mark.parametrize("code", ["-1021", "-1022"])
+async def test_a_submit_refused_before_processing_is_rejected_at_once_with_its_code(
+    market: str, host: str | None, code: str, loop_errors: list[dict[str, Any]]
+) -> None:
+    """Binance refuses a request whose timestamp is outside its recvWindow (-1021) or whose signature is wrong (-1022)
+    before it reaches the matching engine: the order is not placed. ccxt maps -1021 to InvalidNonce, a NetworkError:
+    the order was UNKNOWN and queried, and rejected as never arrived once the grace ran out, without the code."""
+    path = "/api/v3/order" if market == "spot" else "/fapi/v1/order"
+    fault = RestFault("refuse", "POST", path, code=code)
+    context = harness(rest_faults=[fault], venue_host=host) if market == "spot" else usdm_harness(rest_faults=[fault], venue_host=host)
+    async with context as h:
+        order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
+        await until(lambda: order.status is OrderStatus.REJECTED or bool(loop_errors))
+        assert loop_errors == [] and fault.fired
+        assert code in order.reason, order.reason
+        assert h.venue.requests["query"] == 0
+        await h.venue.drain()
+    assert [m for m, p, c in h.emulator.requests if c == order.client_order_id] == ["POST"]

@@ -384,7 +384,7 @@ class BinancePrivateEmulator(AccountEmulator):
         }
 
     def error(self, status: int, code: int | str, msg: str, headers: dict[str, str] | None = None) -> web.Response:
-        return web.Response(status=status, text=json.dumps({"code": code, "msg": msg}), content_type="application/json", headers=headers)
+        return web.Response(status=status, text=json.dumps({"code": int(code), "msg": msg}), content_type="application/json", headers=headers)
 
     def _json(self, body: Any) -> web.Response:
         return web.Response(text=json.dumps(body), content_type="application/json")

@@ -34,7 +34,8 @@ is :class:`NoAnswer`, except an HTTP 429 or 418: :class:`RateLimited` (Binance: 
 codes are used for malformed requests; the issue is on the sender's side", a 5XX alone leaves
 the execution status unknown); an answer with a Binance error code is classified by its code,
 whatever ccxt class it arrives as (ccxt maps some codes by the request's URL: on
-``api.binance.com`` a ``-2021`` is its ``BadResponse``, a ``-1008`` its ``OperationFailed``):
+``api.binance.com`` a ``-2021`` is its ``BadResponse``, a ``-1008`` its ``OperationFailed``; on any URL a ``-1021``,
+the request's timestamp outside its ``recvWindow``, refused before the matching engine, its ``InvalidNonce``, a ``NetworkError``):
 a code of :attr:`BinanceTrading.unknown_outcome_codes` (server busy, internal error) is
 :class:`NoAnswer`, any other :class:`VenueRejected` (``-2013`` on a query means the venue has no such order; ``-2026`` that it archived the order,
 canceled or expired with no executed quantity over 90 days ago: answered as such a close).
@@ -402,9 +403,12 @@ class BinanceTrading(TradingApi):
         except NetworkError as exc:
             found = _STATUS.search(str(exc))
             status = int(found.group(1)) if found else 0
+            code = error_code(exc)
             if status in (429, 418):
-                code = error_code(exc)
                 raise RateLimited(f"{name}: Binance rate limit {code}: {_redacted(exc)}") from None
+            if code is not None and code not in self.unknown_outcome_codes:  # -1021 (recvWindow): ccxt's InvalidNonce
+                status = 400
+                raise VenueRejected(f"{name}: Binance error {code}: {_redacted(exc)}") from None
             raise NoAnswer(f"{name}: {type(exc).__name__}: {_redacted(exc)}") from None
         except BaseError as exc:  # ccxt's class depends on the URL (-2021 on api.binance.com: BadResponse): the code decides
             code = error_code(exc)

@@ -5,7 +5,10 @@
 :class:`~tradebus.adapters.common.ratelimit.WeightBudget`, and the answer feeds it back
 (a 429 pauses every caller for ``Retry-After``). ccxt's own throttle is off. Errors:
 ccxt's ``NetworkError`` family (timeouts, dropped connections, 5xx, the venues'
-"system busy" codes) is :class:`~tradebus.execution.live.NoAnswer`; its ``RateLimitExceeded``
+"system busy" codes) is :class:`~tradebus.execution.live.NoAnswer`, unless the answer has a venue code that is not
+one of the venue's :attr:`CcxtTrading.unknown_outcome_codes` (ccxt maps Bybit's ``10002`` and OKX's ``50102``, the
+request's timestamp outside its window, refused unprocessed, to its ``InvalidNonce``):
+:class:`~tradebus.execution.live.VenueRejected` with that code; its ``RateLimitExceeded``
 (HTTP 429, OKX ``50011``, Bybit ``10006``: refused unprocessed; Bybit's IP ban, HTTP 403, which pauses the
 budget as its ``ban_status``) is
 :class:`~tradebus.execution.live.RateLimited`; any other answer with a venue error code is classified
@@ -141,7 +144,10 @@ class CcxtTrading(TradingApi):
             raise RateLimited(f"{name}: {self.venue} rate limit {code or status}: {redacted(exc)}") from None
         except NetworkError as exc:
             found = _STATUS.search(str(exc))
-            status = int(found.group(1)) if found else 0
+            status, code = (int(found.group(1)) if found else 0), error_code(exc)
+            if code and code not in self.unknown_outcome_codes:  # Bybit 10002, OKX 50102 (timestamp expired): ccxt's InvalidNonce
+                status = 400
+                raise VenueRejected(f"{name}: {self.venue} error {code}: {redacted(exc)}") from None
             raise NoAnswer(f"{name}: {type(exc).__name__}: {redacted(exc)}") from None
         except BaseError as exc:  # the code decides, whatever ccxt class it maps it to (OKX 51410: CancelPending; Bybit 10016: ExchangeError)
             code = error_code(exc)
