@@ -94,3 +94,16 @@ async def test_a_submit_refused_before_processing_is_rejected_at_once_with_its_c
         assert h.venue.requests["query"] == 0
         await h.venue.drain()
     assert [m for m, p, c in h.emulator.requests if c == order.client_order_id] == ["POST"]
+
+
+async def test_a_submit_refused_for_too_many_orders_without_a_429_is_rate_limited(loop_errors: list[dict[str, Any]]) -> None:
+    """ccxt maps Binance -1015 (too many new orders) to RateLimitExceeded, a NetworkError, whatever the HTTP status:
+    refused unprocessed, it pauses the account like a 429 rather than being refused as an ordinary error."""
+    fault = RestFault("refuse", "POST", "/api/v3/order", code="-1015")
+    async with harness(rest_faults=[fault]) as h:
+        order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
+        await until(lambda: order.status is OrderStatus.REJECTED or bool(loop_errors))
+        assert loop_errors == [] and fault.fired
+        assert "rate limit -1015" in order.reason, order.reason
+        assert h.venue.requests["query"] == 0
+        await h.venue.drain()

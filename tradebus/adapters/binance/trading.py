@@ -101,7 +101,7 @@ from typing import Any
 
 import ccxt.async_support as ccxt_async
 import msgspec
-from ccxt.base.errors import BaseError, NetworkError, OperationFailed
+from ccxt.base.errors import BaseError, NetworkError, OperationFailed, RateLimitExceeded
 from pydantic import SecretStr
 
 from tradebus.adapters.common.ratelimit import WeightBudget
@@ -404,7 +404,7 @@ class BinanceTrading(TradingApi):
             found = _STATUS.search(str(exc))
             status = int(found.group(1)) if found else 0
             code = error_code(exc)
-            if status in (429, 418):
+            if status in (429, 418) or isinstance(exc, RateLimitExceeded):  # -1003/-1015 may come without a 429
                 raise RateLimited(f"{name}: Binance rate limit {code}: {_redacted(exc)}") from None
             if code is not None and code not in self.unknown_outcome_codes:  # -1021 (recvWindow): ccxt's InvalidNonce
                 status = 400
