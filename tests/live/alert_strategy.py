@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from tradebus.config.base import StrictModel
@@ -69,3 +70,37 @@ class TimerBuy(Strategy):
         self.fired.append((event.ts_event, self.trades))
         self.cancel_timer("rebalance")
         self.submit_market(self.instrument_id, OrderSide.BUY, self.quantity, reason="rebalance")
+
+
+class HeldParams(TimerParams):
+    """:class:`TimerParams`, and the trade ``hold_trade`` (1-based) holds the event loop until ``hold_ms`` after the timer's due time."""
+
+    hold_trade: int = 3
+    hold_ms: int = 150
+
+
+class HeldTimerBuy(TimerBuy):
+    """:class:`TimerBuy` whose ``hold_trade``-th trade keeps the loop busy past the timer's due time (see :class:`HeldParams`).
+
+    The daemon's timer then fires late, on the wall clock. In a replay (its wall clock far
+    past the recorded due time) nothing is held.
+    """
+
+    Params = HeldParams
+
+    def __init__(self, instrument_ids: str | Sequence[str], *, every_ms: int = 500, quantity: float = 0.01,
+                 hold_trade: int = 3, hold_ms: int = 150, strategy_id: str | None = None) -> None:
+        super().__init__(instrument_ids, every_ms=every_ms, quantity=quantity, strategy_id=strategy_id)
+        self.hold_trade, self.hold_ns = hold_trade, hold_ms * 1_000_000
+        #: When the timer is due (set in ``on_start``).
+        self.due_ns = 0
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.due_ns = self.clock.now_ns() + self.every_ns
+
+    def on_trade(self, trade: Trade) -> None:
+        super().on_trade(trade)
+        if self.trades == self.hold_trade:
+            while time.time_ns() < self.due_ns + self.hold_ns:
+                time.sleep(0.005)

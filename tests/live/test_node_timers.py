@@ -9,6 +9,7 @@ and the moment it stops, so the replay also fires what fell due after the last f
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,44 @@ async def test_a_timer_set_in_on_start_is_due_and_fills_in_the_replay_exactly_as
     # due one interval after the recorded start, to the nanosecond
     started = [t for t, conn, _ in read_frames(recording, runs=True) if conn == RUN_PREFIX + "start"]
     assert [due for due, _ in paper.fired] == [started[0] + 500_000_000]
+
+
+async def test_a_timer_the_busy_daemon_fires_late_decides_at_its_due_time_in_the_daemon_as_in_the_replay(
+    tmp_path: Path,
+) -> None:
+    # The third trade holds the loop 150 ms past the timer's due time: the daemon fires it late, after
+    # trades 4-6 were received. With a 50 ms latency its order must arrive before them in the daemon as
+    # in the replay (due + latency), and fill at trade 4, not at a later trade the wall clock picked.
+    trades = [frame for frame in SPOT_FRAMES if "@trade" in frame[1]][:10]
+    nodes: list[PaperNode] = []
+
+    def ordered() -> bool:
+        return any(o.status is not OrderStatus.SUBMITTED for o in nodes[0].kernel.orders.orders())
+
+    async def gate(raw: str) -> None:
+        strategy = _strategy(nodes[0]) if nodes else None
+        if raw == trades[2][1]:  # received before the due time, held until just before it
+            while strategy is None or not strategy.due_ns or time.time_ns() < strategy.due_ns - 300_000_000:
+                await asyncio.sleep(0.01)
+        elif raw == trades[6][1]:  # the rest once the daemon's order reached its venue
+            while not ordered():
+                await asyncio.sleep(0.01)
+
+    strategy = {"name": "tests.live.alert_strategy:HeldTimerBuy", "instruments": [IID],
+                "params": {"every_ms": 1000, "hold_trade": 3, "hold_ms": 150}}
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), trades, gate=gate) as srv:
+        data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, record=True, strategy=strategy)
+        data["venue"]["latency_ns"] = 50_000_000
+        node = PaperNode(config_of(data), handle_signals=False)
+        nodes.append(node)
+        await run_node(node, lambda: node.kernel.result.trades == len(trades) and bool(node.kernel.result.fills))
+    paper = _strategy(node)
+    assert paper.fired == [(paper.due_ns, 3)]
+    recv = [t for t, conn, _ in read_frames(tmp_path / "frames.jsonl.gz") if not conn.startswith("rest")]
+    assert recv[2] < paper.due_ns < paper.due_ns + 50_000_000 < recv[3]  # the late firing matters
+    replay = play(tmp_path / "frames.jsonl.gz", node.config)
+    assert _strategy(replay).fired == paper.fired
+    assert fill_keys(replay.kernel.result.fills) == fill_keys(node.kernel.result.fills)
+    assert order_keys(replay.kernel.result.orders) == order_keys(node.kernel.result.orders)
+    # decided at its due time, in both
+    assert [o.ts_created for o in node.kernel.result.orders] == [o.ts_created for o in replay.kernel.result.orders]

@@ -165,10 +165,24 @@ class SimulatedClock(Clock):
 
 
 class LiveClock(Clock):
-    """Wall-clock time; timers run as callbacks on the asyncio loop."""
+    """Wall-clock time; timers run as callbacks on the asyncio loop.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    Parameters
+    ----------
+    loop
+        The loop running the timers (default: the running loop, when the first is set).
+    at_due
+        Run each timer's and alert's callback with the clock pinned at its due time
+        (:meth:`pinned`; the event's ``ts_init`` is that time too), however late the loop
+        fires it: what it decides happens at the due time, where a replay's
+        :class:`SimulatedClock` runs it. Honest only where the venue is simulated (a paper
+        daemon): the callback has seen no message received after its due time
+        (:meth:`run_due`). Off (a live daemon), it reads the wall clock: its orders leave then.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None, *, at_due: bool = False) -> None:
         self._loop = loop
+        self.at_due = at_due
         self._handles: dict[str, asyncio.TimerHandle] = {}
         # name -> (due time, what to run then): what the loop has not fired yet, for run_due
         self._due: dict[str, tuple[int, Callable[[int], None]]] = {}
@@ -194,11 +208,11 @@ class LiveClock(Clock):
         the strategies set in ``on_start`` is due exactly where a replay, started at that
         recorded time, has it. Timers still fire on the wall clock.
         """
-        self._pinned = ts_ns
+        outer, self._pinned = self._pinned, ts_ns
         try:
             yield
         finally:
-            self._pinned = None
+            self._pinned = outer
 
     def _at(self, name: str, at_ns: int, fire: Callable[[int], None]) -> None:
         delay = max(0.0, (at_ns - time.time_ns()) / 1e9)
@@ -210,6 +224,14 @@ class LiveClock(Clock):
     def _fire(self, name: str, at_ns: int, fire: Callable[[int], None]) -> None:
         self._due.pop(name, None)
         fire(at_ns)
+
+    def _call(self, callback: TimerCallback, name: str, at_ns: int) -> None:
+        """Run a timer's or alert's ``callback`` due at ``at_ns``: at its due time (``at_due``) or on the wall clock."""
+        if not self.at_due:
+            callback(TimeEvent(name, at_ns, time.time_ns()))
+            return
+        with self.pinned(at_ns):
+            callback(TimeEvent(name, at_ns, at_ns))
 
     def run_due(self, ts_ns: int) -> None:
         """Fire now, in time order, every timer and alert due at or before ``ts_ns`` whose loop callback has not run.
@@ -255,7 +277,7 @@ class LiveClock(Clock):
                 self._at(name, nxt, fire)
             else:
                 self._handles.pop(name, None)
-            callback(TimeEvent(name, at_ns, time.time_ns()))
+            self._call(callback, name, at_ns)
 
         self._at(name, (self.now_ns() if start_ns is None else start_ns) + interval_ns, fire)
 
@@ -264,7 +286,7 @@ class LiveClock(Clock):
 
         def fire(at: int) -> None:
             self._handles.pop(name, None)
-            callback(TimeEvent(name, at, time.time_ns()))
+            self._call(callback, name, at)
 
         self._at(name, at_ns, fire)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tradebus.engine.clock import Clock, SimulatedClock
+from tradebus.engine.clock import Clock
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderStatus
 from tradebus.execution.config import VenueConfig
@@ -33,8 +33,9 @@ class PaperVenue(SimulatedVenue):
     recording. So a replay accepts an order, marketable or resting, against the prices known
     when it arrived, as the daemon did, not at the next trade of its instrument. The daemon
     decides on a frame once it has read it, after its receive time, where a replay's clock
-    stands: there an action arrives 1 ns after the latency so that, as live, it meets no
-    message of the frame it was decided on.
+    stands: an action arrives 1 ns after the latency so that, in a replay as live, it meets no
+    message of the frame it was decided on. The daemon's venue adds that 1 ns too: an action a
+    timer decides, at its due time on both clocks, arrives at the same nanosecond in both.
     An order that arrived on a silent market before the daemon stopped is accepted at the
     recording's ``run:stop`` line as it was by the daemon.
     """
@@ -47,7 +48,7 @@ class PaperVenue(SimulatedVenue):
         keep_closed: int | None = 1_000,
     ) -> None:
         super().__init__(clock, instruments, config, arrival_alerts=True, keep_closed=keep_closed)
-        if self._alerts and isinstance(clock, SimulatedClock):
+        if self._alerts:
             self._latency += 1
         self._previous: dict[str, Order] = {}
 

@@ -464,6 +464,8 @@ class LiveNode(PaperNode):
     venue: LiveVenue
     guard: LiveGuard
     mode = "live"
+    #: A timer's orders leave when it runs: it reads the wall clock.
+    timers_at_due = False
 
     def __init__(
         self,

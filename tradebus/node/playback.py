@@ -24,7 +24,8 @@ recording without such lines (made before they were) keeps such a feed blocked u
 The kernel starts (the strategies' ``on_start``) at the moment the daemon started its own (a
 ``run:start`` line, before its feeds connected), so a timer set there is due when it was in the
 daemon; a recording made before that line starts it at its first frame's receive time.
-The daemon's timers and alerts fire on the wall clock, also on a silent market; the simulated clock
+The daemon's timers and alerts fire on the wall clock, also on a silent market, with its clock pinned
+at their due time (:class:`~tradebus.engine.clock.LiveClock` ``at_due``); the simulated clock
 fires each before the first line at or after its time, and the moment the daemon stopped (a
 ``run:stop`` line) fires those due after its last frame, as the daemon did. The paper venue's
 arrival alerts are among them: an order that reached the venue on a silent market before the stop

@@ -29,7 +29,8 @@ The run as the strategy sees it is a narrow :class:`~tradebus.strategies.context
 * timers: :meth:`Strategy.set_timer` (every N, from an optional start) and
   :meth:`Strategy.set_alert` (once, at a time) call :meth:`Strategy.on_timer`; they run on
   the run's clock, so a backtest fires them at simulated times, deterministically, before
-  the first event at or after them, and paper/live runs fire them on the wall clock;
+  the first event at or after them, and paper/live runs fire them on the wall clock (a paper run
+  calls them with its clock at their due time, as its replay does);
 * sizing: :meth:`Strategy.quantity_for_notional`, :meth:`Strategy.quantity_for_weight`,
   :meth:`Strategy.quantity_for_risk` and :meth:`Strategy.target_weight` (reusable sizers
   live in :mod:`tradebus.strategies.sizing`).
