@@ -654,13 +654,22 @@ def replay(
     set_: Overrides = None,
     log_level: LogLevel = "WARNING",
     report_: Annotated[bool, typer.Option("--report", help=_REPORT_HELP)] = False,
+    session: Annotated[
+        int | None,
+        typer.Option(
+            "--session", min=1, show_default=False,
+            help="Replay only the N-th daemon session of a recording a restarted daemon appended to (each begins at a run:start line; 1: the first). Such a recording is refused without it (exit 3). A later session starts flat, without the orders and positions its daemon's journal restored.",
+        ),
+    ] = None,
 ) -> None:
     """Play a recording through the venue parsers into the kernel, as a backtest, and write its outputs."""
     from tradebus.node.playback import run_playback
 
     setup_logging(log_level)
     try:
-        result, out_dir = run_playback(recording, config, out, force=force, overrides=set_ or (), report=report_)
+        result, out_dir = run_playback(
+            recording, config, out, force=force, overrides=set_ or (), report=report_, session=session
+        )
     except TradebusError as exc:
         _fail(exc, Console(stderr=True))
     _print_summary(Console(), out_dir, "replay")

@@ -23,7 +23,9 @@ line), and the playback gives it to the feed (:meth:`Playback.feed_live`) the gu
 recording without such lines (made before they were) keeps such a feed blocked until its next trade.
 The kernel starts (the strategies' ``on_start``) at the moment the daemon started its own (a
 ``run:start`` line, before its feeds connected), so a timer set there is due when it was in the
-daemon; a recording made before that line starts it at its first frame's receive time.
+daemon; a recording made before that line starts it at its first frame's receive time. A daemon
+restarted on the same file appends its session from its own ``run:start``: such a recording is
+refused unless one session is chosen (:meth:`Playback.run` ``session``, ``--session``), which plays alone.
 The daemon's timers and alerts fire on the wall clock, also on a silent market, with its clock pinned
 at their due time (:class:`~tradebus.engine.clock.LiveClock` ``at_due``); the simulated clock
 fires each before the first line at or after its time, and the moment the daemon stopped (a
@@ -84,7 +86,15 @@ from typing import Any, Literal
 import msgspec
 from loguru import logger
 
-from tradebus.adapters.common.recorder import LIVE_PREFIX, RUN_PREFIX, STALE_PREFIX, first_line, iter_hftbacktest, read_frames
+from tradebus.adapters.common.recorder import (
+    LIVE_PREFIX,
+    RUN_PREFIX,
+    STALE_PREFIX,
+    first_line,
+    iter_hftbacktest,
+    line_of,
+    read_frames,
+)
 from tradebus.adapters.registry import VENUES, venue_adapter
 from tradebus.engine.clock import SimulatedClock
 from tradebus.engine.kernel import Kernel, RunResult
@@ -113,6 +123,9 @@ __all__ = [
 ]
 
 RecordingFormat = Literal["recorder", "hftbacktest"]
+
+#: The line a daemon records as it starts its kernel; after a recording's first line, a restarted daemon's session.
+RUN_START = RUN_PREFIX + "start"
 
 #: Frames a connection to :func:`serve_recording` gets again: it starts this many before where the stream is.
 SERVE_RESUME_OVERLAP = 50
@@ -320,8 +333,14 @@ class Playback:
         self.clock.advance_to(ts_ns)
         feed.recorded_live_ns = ts_ns
 
-    def run(self, path: str | Path) -> RunResult:
-        """Play a whole recording and stop the kernel; return the run result.
+    def run(self, path: str | Path, session: int | None = None) -> RunResult:
+        """Play a whole recording, or one daemon session of it, and stop the kernel; return the run result.
+
+        A daemon restarted on the same ``record:`` file appends its session to it, from its own
+        ``run:start`` line. One kernel cannot play two sessions as the daemons ran them (the restarted
+        one called ``on_start`` again, began with a new simulated venue and with what its journal
+        restored): such a recording needs ``session``, the number of the session to play (1: from
+        the first line), which is played alone, from a fresh kernel.
 
         Raises
         ------
@@ -329,12 +348,28 @@ class Playback:
             Unreadable recording (names the file and line), or frames of streams the config
             subscribes with other parameters (e.g. another depth speed): the recording does
             not match the config (names the streams seen and expected); or no frame that the
-            config's feeds take and parse (another venue's recording, an empty one).
+            config's feeds take and parse (another venue's recording, an empty one); or a
+            recording of several sessions without ``session`` (names the file and the line of the
+            second session's ``run:start``), or with fewer sessions than ``session``.
         """
+        if session is not None and session < 1:
+            raise DataError(f"{path}: --session counts the daemon's sessions from 1, got {session}")
         lineno = 0
         answered = 0
+        sessions = 0  # the session of the line read (a run:start after the first line begins the next)
+        recv_ns = last_ns = 0
         try:
-            for lineno, (recv_ns, conn, raw) in enumerate(read_recording(path, self.feeds, episodes=True, runs=True), 1):
+            for recv_ns, conn, raw in read_recording(path, self.feeds, episodes=True, runs=True):
+                if not sessions or (conn == RUN_START):
+                    sessions += 1
+                    if session is None and sessions == 2:
+                        raise _second_session(path, recv_ns)
+                if session is not None and sessions != session:
+                    if sessions > session:
+                        break
+                    continue
+                lineno += 1
+                last_ns = recv_ns
                 if lineno == 1:
                     # on_start at the daemon's (its run:start line), or, in a recording made before that
                     # line, at the first frame's receive time
@@ -351,11 +386,14 @@ class Playback:
             answered = len(self.trade_gaps.gaps)
             if lineno:
                 for feed in self.feeds:
-                    feed.end_recording(recv_ns)
+                    feed.end_recording(last_ns)
         except DataError as exc:
             if str(exc).startswith(str(path)):
                 raise
             raise DataError(f"{path}: frame {lineno}: {exc}") from None
+        if session is not None and session > sessions:
+            raise DataError(f"{path}: holds {sessions} session{'s' * (sessions != 1)} (run:start lines); "
+                            f"--session {session} is not one of them")
         self.kernel.stop()
         stats = self.stats
         stats.per_feed = dict(sorted(self._per_feed.items()))
@@ -382,6 +420,18 @@ class Playback:
         return self.kernel.result
 
 
+def _second_session(path: str | Path, recv_ns: int) -> DataError:
+    """The refusal of a recording a restarted daemon appended to, at its second ``run:start`` (``recv_ns``)."""
+    line = line_of(path, RUN_START, recv_ns)
+    where = f"line {line}" if line is not None else f"the run:start at {recv_ns}"
+    return DataError(
+        f"{path}: {where}: a second run:start: a restarted daemon appended its session to this recording, and a "
+        "replay does not model the restart (on_start again, a new simulated venue, the state its journal "
+        "restored); replay one session with --session N (1: the first; a later one starts flat, without "
+        "what a journal restored)"
+    )
+
+
 def _last_message_ns(raw: str | bytes, conn: str) -> int:
     """The receive time a recorded stale-feed line carries (raises :class:`DataError` if it is not one)."""
     try:
@@ -391,10 +441,11 @@ def _last_message_ns(raw: str | bytes, conn: str) -> int:
                         f"not {raw[:40]!r}") from None
 
 
-def play(recording: str | Path, config: PaperConfig) -> Playback:
-    """Play ``recording`` through ``config``'s feeds and kernel; return the finished :class:`Playback`."""
+def play(recording: str | Path, config: PaperConfig, session: int | None = None) -> Playback:
+    """Play ``recording`` (its ``session``-th daemon session, see :meth:`Playback.run`) through ``config``'s
+    feeds and kernel; return the finished :class:`Playback`."""
     playback = Playback(config)
-    playback.run(recording)
+    playback.run(recording, session)
     return playback
 
 
@@ -406,8 +457,9 @@ def run_playback(
     force: bool = False,
     overrides: Sequence[str] = (),
     report: bool = False,
+    session: int | None = None,
 ) -> tuple[RunResult, Path]:
-    """Validate the config, play the recording and write the backtest outputs.
+    """Validate the config, play the recording (or its ``session``-th daemon session) and write the backtest outputs.
 
     Writes ``fills.csv``, ``orders.csv``, ``equity.csv``, ``metrics.json``, ``config.yaml``
     and ``playback.json`` (:class:`PlaybackStats`), and ``tearsheet.html`` if ``report``, into ``out_dir`` (default
@@ -421,7 +473,7 @@ def run_playback(
         Invalid config, or an output directory holding files the run does not write
         (before the recording is read).
     DataError
-        Unreadable recording.
+        Unreadable recording, or one a restarted daemon appended to, without ``session``.
     """
     recording = Path(recording)
     config = load_paper_config(config_path, overrides)
@@ -431,7 +483,7 @@ def run_playback(
     run_dir = RunDirectory(out, "replay", keep=[recording, *kept_files(config)], force=force)
     try:
         playback = Playback(config)
-        result = playback.run(recording)
+        result = playback.run(recording, session)
         write_outputs(
             run_dir, result, playback.kernel.instruments, dump_paper_config(config),
             {"playback.json": playback.stats.to_json()}, report=report,

@@ -77,6 +77,7 @@ __all__ = [
     "PrivateFrames",
     "convert_hftbacktest",
     "first_line",
+    "line_of",
     "is_private",
     "iter_hftbacktest",
     "read_frames",
@@ -457,6 +458,23 @@ def read_frames(
             yield rec.t, rec.c, base64.b64decode(rec.b)
         else:
             raise DataError(f"{path}: line {lineno} has neither 'd' (text) nor 'b' (binary)")
+
+
+def line_of(path: str | Path, conn: str, recv_ns: int) -> int | None:
+    """The number of the first line of a recording recorded at ``recv_ns`` on ``conn`` (``None``: none is).
+
+    A second read of the file, for an error message that names the line.
+    """
+    needle = _encoder.encode(conn)
+    for lineno, raw_line in _complete_lines(Path(path)):
+        if needle in raw_line:
+            try:
+                rec = _decoder.decode(raw_line)
+            except msgspec.DecodeError:
+                continue
+            if rec.c == conn and rec.t == recv_ns:
+                return lineno
+    return None
 
 
 def iter_hftbacktest(path: str | Path) -> Iterator[tuple[int, str]]:
