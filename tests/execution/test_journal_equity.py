@@ -108,7 +108,7 @@ def test_a_version_4_journal_is_read_as_it_is_and_migrated_by_its_first_write(tm
     journal = Journal(path)
     inst = make_instrument()
     journal.replay(OrderManager(MessageBus(), SimulatedClock(0)), Portfolio({IID: inst}, 1_000.0), 0)  # writes
-    assert journal.schema_version == SCHEMA_VERSION == 5 and "equity" in tables(path)
+    assert journal.schema_version == SCHEMA_VERSION == 6 and "equity" in tables(path)
     kernel = kernel_on(journal)
     kernel.start()
     kernel.process(trade(0, 100.0))

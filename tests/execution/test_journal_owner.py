@@ -126,7 +126,7 @@ def test_a_journal_of_an_earlier_tradebus_is_taken_by_its_first_owner_and_stampe
         journal.begin_epoch()  # its first write
     finally:
         logger.remove(sink)
-    assert journal.written_by == TESTNET and journal.schema_version == SCHEMA_VERSION == 5
+    assert journal.written_by == TESTNET and journal.schema_version == SCHEMA_VERSION == 6
     journal.close()
     assert any(f"journal {path}: it named no owner" in line and str(TESTNET) in line for line in infos)
     meta, entries = rows(path)

@@ -67,7 +67,9 @@ older tradebus refuses the journal by its version rather than at its first walle
 is marked version 4 (``meta`` names its owner), so that an older tradebus, which would not compare
 the owner, refuses it; version 4 gets the ``equity`` table and is marked version 5, so that an older
 tradebus, which would trade on without journaling its samples (a later restart's outputs would then
-lack that session's equity), refuses it. A field added to a journaled message with a default (``OrderResolved.filled_qty``,
+lack that session's equity), refuses it; version 5 (whose entries hold no execution algorithm's start or
+end) is marked version 6, so that an older tradebus refuses the journal by its version rather than
+stopping at its first ``AlgoStarted`` entry as of an unknown message type. A field added to a journaled message with a default (``OrderResolved.filled_qty``,
 the venue's filled quantity in a query's answer) changes no version: payloads are msgpack maps, so an
 earlier journal's entry reads as the default and an earlier tradebus ignores the field. Nor does an
 ``OrderResolved`` repeating a CANCELED or EXPIRED order's status: the venue's filled quantity a query
@@ -127,8 +129,8 @@ __all__ = ["SCHEMA_VERSION", "WAL_SIZE_LIMIT", "Journal", "JournalEntry", "Journ
 
 #: Version of the journal's tables written by this code (1: ``journal`` only; 2: ``meta`` and
 #: ``risk_state`` added; 3: ``InterestCharged`` and ``FundingPaid`` entries; 4: ``meta`` names
-#: the journal's owner; 5: ``equity`` samples).
-SCHEMA_VERSION = 5
+#: the journal's owner; 5: ``equity`` samples; 6: ``AlgoStarted`` and ``AlgoEnded`` entries).
+SCHEMA_VERSION = 6
 
 #: Bytes of write-ahead log (the ``-wal`` file) past which the commit that passed them checkpoints
 #: the whole log into the database and truncates it (see ``Journal(checkpoint_every=...)``); also
@@ -376,8 +378,8 @@ class Journal:
         """Add what an older journal (or a new file) lacks and mark it :data:`SCHEMA_VERSION`; return its ``meta``.
 
         ``meta``: the rows read at open (a stored row wins). Begins the transaction (``BEGIN IMMEDIATE``)
-        the caller commits; rolls it back if it raises. Versions 1 (a journal table only) to 4 differ
-        from version 5 by tables and ``meta`` rows only.
+        the caller commits; rolls it back if it raises. Versions 1 (a journal table only) to 5 differ
+        from version 6 by tables and ``meta`` rows only.
         """
         db = self._db
         db.execute("BEGIN IMMEDIATE")
