@@ -272,7 +272,9 @@ class SubmitOrder(msgspec.Struct, frozen=True, gc=False):
     """Ask the venue to work a new order.
 
     ``price`` is the limit price (NaN for market and stop-market orders);
-    ``trigger_price`` the stop trigger (NaN unless a stop type).
+    ``trigger_price`` the stop trigger (NaN unless a stop type). ``parent`` names the execution
+    algorithm (:mod:`tradebus.strategies.algos`) of the strategy that sends it as a child (``""``:
+    none); journaled with it, it tells a restart which orders were the algorithm's.
     """
 
     strategy_id: str
@@ -289,6 +291,7 @@ class SubmitOrder(msgspec.Struct, frozen=True, gc=False):
     post_only: bool = False
     reduce_only: bool = False
     reason: str = ""
+    parent: str = ""
 
 
 class CancelOrder(msgspec.Struct, frozen=True, gc=False):
@@ -550,7 +553,7 @@ class AlgoStarted(msgspec.Struct, frozen=True, gc=False):
     """An execution algorithm (:mod:`tradebus.strategies.algos`) began working its parent order.
 
     Journaled, so that a restart knows the algorithms the stopped process left working. Its
-    children are the strategy's orders journaled after it whose reason begins with ``"<name>: "``.
+    children are the strategy's orders journaled after it whose ``SubmitOrder.parent`` is its ``name``.
     ``kind`` is the algorithm's class name (``Twap``, ``Iceberg``...).
     """
 

@@ -7,8 +7,10 @@ crash, ``kill -9``). Its start and end are journaled (:class:`~tradebus.engine.m
 journaled message to :meth:`AlgoRecovery.note` (the kernel's ``record_journaled``) and, before the
 strategies' ``on_start``, calls :meth:`AlgoRecovery.interrupt`. Each algorithm started and not ended:
 
-1. its children (the strategy's orders journaled after its start whose reason begins with
-   ``"<name>: "``) still working are canceled, reason ``"<name>: interrupted by restart"``
+1. its children (the strategy's orders journaled after its start whose
+   :attr:`~tradebus.engine.messages.SubmitOrder.parent` is its name; not their reason, which a
+   strategy's own orders may word alike) still working are canceled, reason
+   ``"<name>: interrupted by restart"``
    (a paper restart has already canceled them with its simulated venue; a live one has them
    at the exchange); a child the live start-up has not yet settled with the venue (``UNKNOWN``)
    is canceled once its query tells it is still working (:meth:`AlgoRecovery.on_resolved`);
@@ -63,9 +65,8 @@ class AlgoRecovery:
             self._open[(msg.strategy_id, msg.name)] = (msg, [])
         elif isinstance(msg, AlgoEnded):
             self._open.pop((msg.strategy_id, msg.name), None)
-        elif isinstance(msg, SubmitOrder) and self._open:
-            name, sep, _ = msg.reason.partition(": ")
-            entry = self._open.get((msg.strategy_id, name)) if sep else None
+        elif isinstance(msg, SubmitOrder) and msg.parent and self._open:
+            entry = self._open.get((msg.strategy_id, msg.parent))
             if entry is not None:
                 entry[1].append(msg.client_order_id)
 

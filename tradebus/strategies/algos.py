@@ -419,7 +419,7 @@ class Twap(ExecAlgorithm):
                 need = self._lots(self.quantity - committed)  # what is left after it is too small to send alone
             if need > 0:
                 reason = self._reason(f"slice {i + 1}")
-                cid = self.strategy.submit_market(self.instrument_id, self.side, need, reason=reason)
+                cid = self.strategy.submit_market(self.instrument_id, self.side, need, reason=reason, parent=self.name)
                 self._sent(cid, need)
             if not last:
                 return
@@ -533,7 +533,8 @@ class Iceberg(ExecAlgorithm):
         rest = self._lots(left - size)
         if rest > 0 and self.instrument.validate_order(rest, self.price) is not None:
             size = left
-        cid = self.strategy.submit_limit(self.instrument_id, self.side, size, self.price, reason=self._reason("tip"))
+        cid = self.strategy.submit_limit(self.instrument_id, self.side, size, self.price, reason=self._reason("tip"),
+                                         parent=self.name)  # fmt: skip
         self._sent(cid, size)
 
     def _tick(self, event: TimeEvent) -> None:
@@ -620,7 +621,7 @@ class LimitChaser(ExecAlgorithm):
         if self._ended_with_dust(left, price):
             return
         cid = self.strategy.submit_limit(self.instrument_id, self.side, left, price, post_only=True,
-                                         reason=self._reason("rest at the touch"))  # fmt: skip
+                                         reason=self._reason("rest at the touch"), parent=self.name)  # fmt: skip
         self._sent(cid, left)
         self.prices.append((self.strategy.ctx.clock.now_ns(), price))
 
@@ -643,7 +644,7 @@ class LimitChaser(ExecAlgorithm):
                 if self._ended_with_dust(left, math.nan):
                     return
                 cid = self.strategy.submit_market(self.instrument_id, self.side, left,
-                                                  reason=self._reason("timeout: market"))  # fmt: skip
+                                                  reason=self._reason("timeout: market"), parent=self.name)  # fmt: skip
                 self._sent(cid, left)
                 if self.working():
                     return  # its fill, or its denial, rejection or cancel, decides how the algorithm ends

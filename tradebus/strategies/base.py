@@ -463,15 +463,18 @@ class Strategy:
         reduce_only: bool = False,
         time_in_force: TimeInForce = TimeInForce.GTC,
         reason: str = "",
+        parent: str = "",
     ) -> str:
         """Submit a market order; returns its client order id.
 
         The outcome arrives as events: ``on_order_denied`` if the risk gate
         refuses it, otherwise ``on_order_submitted`` / ``on_order_accepted`` /
-        ``on_order_filled`` (or ``on_order_rejected``).
+        ``on_order_filled`` (or ``on_order_rejected``). ``parent``: the name of the
+        execution algorithm sending it as its child (:mod:`tradebus.strategies.algos` sets it;
+        a restart ends the algorithm's children with it, :mod:`tradebus.strategies.algo_recovery`).
         """
         return self._submit(
-            instrument_id, side, quantity, _MARKET, _NAN, _NAN, time_in_force, False, reduce_only, reason
+            instrument_id, side, quantity, _MARKET, _NAN, _NAN, time_in_force, False, reduce_only, reason, parent
         )
 
     def submit_limit(
@@ -485,12 +488,14 @@ class Strategy:
         reduce_only: bool = False,
         time_in_force: TimeInForce = TimeInForce.GTC,
         reason: str = "",
+        parent: str = "",
     ) -> str:
-        """Submit a limit order at ``price``; returns its client order id."""
+        """Submit a limit order at ``price``; returns its client order id (``parent``: see :meth:`submit_market`)."""
         if not (price > 0 and math.isfinite(price)):
             raise OrderError(f"{self.strategy_id}: limit price must be a positive finite number, got {price!r}")
         return self._submit(
-            instrument_id, side, quantity, OrderType.LIMIT, price, _NAN, time_in_force, post_only, reduce_only, reason
+            instrument_id, side, quantity, OrderType.LIMIT, price, _NAN, time_in_force, post_only, reduce_only, reason,
+            parent,
         )
 
     def submit_stop(
@@ -691,6 +696,7 @@ class Strategy:
         post_only: bool,
         reduce_only: bool,
         reason: str,
+        parent: str = "",
     ) -> str:
         kernel = self._kernel or self.kernel  # the property raises when not attached
         if instrument_id not in kernel.instruments:
@@ -713,6 +719,7 @@ class Strategy:
                 post_only,
                 reduce_only,
                 reason,
+                parent,
             )
         )
         return client_order_id

@@ -1,0 +1,99 @@
+"""Execution algorithms across a restart, at the kernel level, with a venue that keeps its orders.
+
+Kernel 1 (with a journal) starts a TWAP named ``entry`` (4 slices, one an hour) and rests a buy
+limit of its own far below the market whose reason happens to begin as the TWAP's children's
+(``"entry: dip buy"``). It stops with the TWAP half done. Kernel 2 replays the journal, settles
+the orders with the same venue (still working) and ends the TWAP ``interrupted``: only the
+TWAP's own children are its children; the strategy's limit keeps working.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.kernel import Kernel
+from tradebus.engine.messages import AlgoEnded, Bar, OrderSide, OrderStatus
+from tradebus.execution.config import VenueConfig
+from tradebus.execution.journal import Journal
+from tradebus.strategies.algos import Twap
+from tradebus.strategies.base import Strategy
+
+IID = "BTCUSD.SIM"
+H = 3_600_000_000_000
+T0 = 1_700_006_400_000_000_000
+
+
+class TwapAndDipBuy(Strategy):
+    """In its first run: a TWAP buy ``entry`` of 4 and a resting buy limit at 50, reason ``"entry: dip buy"``."""
+
+    def __init__(self, first_run: bool) -> None:
+        super().__init__(IID, strategy_id="s")
+        self.first_run = first_run
+        self.algo: Twap | None = None
+        self.dip = ""
+        self.interrupted: list[AlgoEnded] = []
+
+    def on_algo_interrupted(self, event: AlgoEnded) -> None:
+        self.interrupted.append(event)
+
+    def on_start(self) -> None:
+        if self.first_run:
+            self.algo = Twap(self, IID, OrderSide.BUY, 4.0, duration=4 * H, slices=4, name="entry")
+            self.algo.start()
+            self.dip = self.submit_limit(IID, OrderSide.BUY, 1.0, 50.0, reason="entry: dip buy")
+
+
+def kernel(journal: Journal, first_run: bool, venue: Any = None) -> Kernel:
+    inst = Instrument(venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, margin=True)
+    k = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=1e6, journal=journal, venue=venue)
+    k.add_strategy(TwapAndDipBuy(first_run))
+    return k
+
+
+def feed(k: Kernel, hours: range) -> None:
+    for n in hours:
+        k.process(Bar(IID, T0 + n * H, T0 + n * H, 100.0, 100.0, 100.0, 100.0, 10.0))
+
+
+def restart(path: Path, first: Kernel) -> Kernel:
+    journal = Journal(path)
+    second = kernel(journal, False, venue=first.venue)
+    second.venue.clock = second.clock  # type: ignore[attr-defined]
+    unknown = journal.replay(
+        second.orders, second.portfolio, T0 + 3 * H, risk=second.risk, on_message=second.record_journaled
+    )
+    for order in unknown:
+        second.execution.resolve_unknown(order.client_order_id)
+    return second
+
+
+def test_a_restart_interrupts_only_the_algorithms_children_not_a_strategy_order_with_a_look_alike_reason(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.sqlite"
+    first = kernel(Journal(path), True)
+    feed(first, range(1, 3))
+    strategy = first.strategies[0]
+    assert isinstance(strategy, TwapAndDipBuy) and strategy.algo is not None
+    twap = strategy.algo
+    assert twap.status == "working" and 0 < twap.filled < 4.0 and twap.working()
+    filled, children = twap.filled, list(twap.children)
+    assert first.orders.order(strategy.dip).status == OrderStatus.ACCEPTED
+
+    second = restart(path, first)
+    feed(second, range(3, 5))
+    restarted = second.strategies[0]
+    assert isinstance(restarted, TwapAndDipBuy)
+    [event] = restarted.interrupted
+    assert (event.name, event.children) == ("entry", tuple(children))
+    assert event.filled == pytest.approx(filled)
+    # The TWAP's working child was ended (its market order filled at bar 3's open, before its cancel
+    # arrived) and nothing more of it sent; the strategy's own limit keeps working.
+    assert all(second.orders.order(c).status in (OrderStatus.FILLED, OrderStatus.CANCELED) for c in children)
+    assert second.orders.order(strategy.dip).status == OrderStatus.ACCEPTED
+    assert len(list(second.orders.orders())) == len(children) + 1
+    assert second.portfolio.position(IID) == pytest.approx(sum(second.orders.order(c).filled_qty for c in children))
