@@ -110,6 +110,17 @@ def test_a_run_longer_than_its_mark_file_warns_of_the_stretch_valued_at_a_stale_
     assert result.equity[-1].marks == (1.05721,)  # the last mark of the file, two days later
 
 
+def test_a_run_starting_between_marks_is_valued_at_the_mark_in_force_from_its_start(tmp_path: Path) -> None:
+    """Started at 08:30 over hourly marks, the run was valued at the 08:30 bar's close (1.2038) until the
+    09:00 mark, though the file's 08:00 mark (1.20902, the open of its 08:00 mark bar) was in force; the
+    09:00 mark (1.20968), in the future at 08:30, is not used."""
+    result, _, _ = run_backtest(CONFIG, tmp_path / "a", overrides=["data.start=2021-11-15T08:30:00"])
+    assert [(e.ts, e.marks) for e in result.equity[:2]] == [
+        (1_636_965_000_000_000_000, (1.20902,)),  # 2021-11-15T08:30Z
+        (1_636_966_800_000_000_000, (1.20968,)),  # 09:00
+    ]
+
+
 def test_volume_slippage_counts_an_order_in_contracts_at_its_contract_size(tmp_path: Path) -> None:
     """2,000 contracts of 10 XRP are 20,000 XRP: the same share of a bar's volume (in XRP), the same fills.
 

@@ -51,7 +51,7 @@ from rich.table import Table
 from tradebus.data.catalog import Catalog
 from tradebus.data.cli import data_app
 from tradebus.node.recording_import import import_recording_cmd
-from tradebus.data.perpetual import read_funding_rates, read_mark_prices, row_gaps
+from tradebus.data.perpetual import marks_in_window, read_funding_rates, read_mark_prices, row_gaps
 from tradebus.data.replay import Replay, ReplaySource
 from tradebus.config import RunConfig, dump_config, load_config, parse_duration, strategy_entries
 from tradebus.engine.instrument import Instrument
@@ -339,6 +339,8 @@ def check_missed_trades(config: RunConfig, sources: Sequence[ReplaySource]) -> N
 def perpetual_data(config: RunConfig) -> list[MarkPrice | FundingRate]:
     """The mark prices and funding rates of ``config.data.marks``/``funding`` within its time range.
 
+    The marks are led by the one in force at ``data.start`` (:func:`~tradebus.data.perpetual.marks_in_window`).
+
     Raises
     ------
     ConfigError
@@ -352,11 +354,13 @@ def perpetual_data(config: RunConfig) -> list[MarkPrice | FundingRate]:
         for n, entry in enumerate(getattr(config.data, key)):
             if not entry.file.is_file():
                 raise ConfigError(f"data.{key}.{n}.file: no such file {entry.file}")
-            messages.extend(
-                m
-                for m in read(entry.file, entry.instrument)
-                if (start is None or m.ts_init >= start) and (end is None or m.ts_init < end)
-            )
+            rows = read(entry.file, entry.instrument)
+            if key == "marks":
+                messages.extend(marks_in_window(rows, start, end))
+            else:  # each row is a funding settled at its time: none before the start is the run's
+                messages.extend(
+                    m for m in rows if (start is None or m.ts_init >= start) and (end is None or m.ts_init < end)
+                )
     return messages
 
 

@@ -11,7 +11,8 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from tradebus.data.perpetual import read_funding_rates, read_mark_prices, row_gaps
+from tradebus.data.perpetual import marks_in_window, read_funding_rates, read_mark_prices, row_gaps
+from tradebus.engine.messages import MarkPrice
 from tradebus.errors import DataError
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "perpetual"
@@ -89,3 +90,22 @@ def test_funding_gaps_name_each_stretch_of_the_window_with_a_missing_row(tmp_pat
     # a window with no row at all
     assert row_gaps(rows, day + 9 * h, day + 30 * h)[1] == [(day + 9 * h, day + 30 * h)]
     assert row_gaps(rows[:1], None, None) == (0, [])
+
+
+def test_marks_in_a_window_starting_between_rows_begin_with_the_mark_in_force_at_its_start() -> None:
+    """Before, a window from 08:30 over hourly marks began at the 09:00 mark: until then positions were
+    valued at bar closes, though the 08:00 mark (in the file) was in force."""
+    h = 3_600_000_000_000
+    marks = [MarkPrice("X.SIM", t * h, t * h, 1.0 + t / 100, float("nan")) for t in range(6, 12)]
+    start, end = 8 * h + h // 2, 11 * h
+    got = marks_in_window(marks, start, end)
+    # the 08:00 mark delivered at the start, its own time kept; nothing at or after the end, nothing later
+    assert [(m.ts_event, m.ts_init, m.mark_price) for m in got] == [
+        (8 * h, start, 1.08), (9 * h, 9 * h, 1.09), (10 * h, 10 * h, 1.10)
+    ]
+    # a window starting at a mark, before the first mark, or open: the rows in it, none added
+    assert marks_in_window(marks, 8 * h, end) == marks[2:5]
+    assert marks_in_window(marks, 5 * h, 7 * h) == marks[:1]
+    assert marks_in_window(marks, None, None) == marks
+    # a window between two marks with no row in it: the mark in force alone
+    assert [(m.ts_event, m.ts_init) for m in marks_in_window(marks, start, start + h // 4)] == [(8 * h, start)]

@@ -38,7 +38,7 @@ from tradebus.engine.clock import iso_ns
 from tradebus.engine.messages import FundingRate, MarkPrice
 from tradebus.errors import DataError
 
-__all__ = ["read_funding_rates", "read_mark_prices", "row_gaps"]
+__all__ = ["marks_in_window", "read_funding_rates", "read_mark_prices", "row_gaps"]
 
 _ISO = "%Y-%m-%dT%H:%M:%S%z"
 
@@ -113,6 +113,25 @@ def read_mark_prices(path: str | Path, instrument_id: str) -> list[MarkPrice]:
             raise DataError(f"{path} row {row}: mark price {mark} at {iso_ns(t)} must be > 0")
         out.append(MarkPrice(instrument_id, t, t, mark, math.nan))
     return out
+
+
+def marks_in_window(marks: Sequence[MarkPrice], start_ns: int | None, end_ns: int | None) -> list[MarkPrice]:
+    """The marks of one instrument (in time order) that value its positions in a window ``[start_ns, end_ns)``.
+
+    Those stamped in the window, led by the mark in force at ``start_ns`` (the last one before
+    it) when none is stamped at ``start_ns``: a run starting between two marks is valued at the
+    earlier one from its start, not at its bars or trades until the next. That mark keeps its
+    ``ts_event`` and is delivered at the start (``ts_init = start_ns``). ``None``: the window
+    is open on that side.
+    """
+    out = [m for m in marks if (start_ns is None or m.ts_init >= start_ns) and (end_ns is None or m.ts_init < end_ns)]
+    if start_ns is None or (out and out[0].ts_init == start_ns):
+        return out
+    before = [m for m in marks if m.ts_init < start_ns]
+    if not before:
+        return out
+    last = before[-1]
+    return [MarkPrice(last.instrument_id, last.ts_event, start_ns, last.mark_price, last.index_price), *out]
 
 
 def read_funding_rates(path: str | Path, instrument_id: str) -> list[FundingRate]:
