@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from loguru import logger
@@ -118,6 +119,26 @@ def test_a_run_starting_between_marks_is_valued_at_the_mark_in_force_from_its_st
     assert [(e.ts, e.marks) for e in result.equity[:2]] == [
         (1_636_965_000_000_000_000, (1.20902,)),  # 2021-11-15T08:30Z
         (1_636_966_800_000_000_000, (1.20968,)),  # 09:00
+    ]
+
+
+def test_a_mark_file_a_second_apart_warns_of_a_stretch_without_marks(tmp_path: Path) -> None:
+    """A 1 s mark file (as a recorded mark-price stream gives) missing 06:05:00 to 06:05:29 was never
+    checked (its interval rounded to the minute was 0): the run said nothing."""
+    start = 1_636_956_000_000_000_000  # 2021-11-15T06:00:00Z
+    seconds = [i for i in range(600) if not 300 <= i < 330]
+    marks = tmp_path / "marks-1s.parquet"
+    pd.DataFrame({"ts_event": [start + i * 1_000_000_000 for i in seconds], "mark_price": 1.21}).to_parquet(marks)
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        run_backtest(CONFIG, tmp_path / "a", overrides=[f"data.marks.0.file={marks}", "data.end=2021-11-15T06:10:00"])
+    finally:
+        logger.remove(sink)
+    assert [line for line in lines if "no mark price" in line] == [
+        "data.marks.0 (marks-1s.parquet, a mark every 1s): no mark price from 2021-11-15T06:04:59Z to "
+        "2021-11-15T06:05:30Z; a position in XRPUSDT.BINANCE held then was valued at the mark before it, which "
+        "stood still (or, before the first mark, at its last trade, bar close or mid)\n"
     ]
 
 

@@ -51,6 +51,7 @@ from rich.table import Table
 from tradebus.data.catalog import Catalog
 from tradebus.data.cli import data_app
 from tradebus.node.recording_import import import_recording_cmd
+from tradebus.data.ingest import format_interval
 from tradebus.data.perpetual import marks_in_window, read_funding_rates, read_mark_prices, row_gaps
 from tradebus.data.replay import Replay, ReplaySource
 from tradebus.config import RunConfig, dump_config, load_config, parse_duration, strategy_entries
@@ -478,10 +479,11 @@ def warn_perpetual_gaps(config: RunConfig, result: RunResult) -> None:
         interval, gaps = row_gaps(read_mark_prices(entry.file, entry.instrument), start, end)
         for a, b in gaps:
             logger.warning(
-                "data.marks.{} ({}, a mark every {:g} min): no mark price from {} to {}; a position in {} held "
+                "data.marks.{} ({}, a mark every {}): no mark price from {} to {}; a position in {} held "
                 "then was valued at the mark before it, which stood still (or, before the first mark, at its "
                 "last trade, bar close or mid)",
-                n, entry.file.name, interval / 6e10, format_ns(a), format_ns(b), entry.instrument,
+                n, entry.file.name, f"{interval / 6e10:g} min" if interval >= 60_000_000_000 else format_interval(interval),
+                format_ns(a), format_ns(b), entry.instrument,
             )
 
 

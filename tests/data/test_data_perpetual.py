@@ -109,3 +109,16 @@ def test_marks_in_a_window_starting_between_rows_begin_with_the_mark_in_force_at
     assert marks_in_window(marks, None, None) == marks
     # a window between two marks with no row in it: the mark in force alone
     assert [(m.ts_event, m.ts_init) for m in marks_in_window(marks, start, start + h // 4)] == [(8 * h, start)]
+
+
+def test_a_mark_file_a_second_apart_is_checked_for_stretches_without_rows() -> None:
+    """Before, the interval of a 1 s mark file was rounded to the minute, 0, and no stretch was checked:
+    a 30 s hole in it (rows 40 to 69 missing) was not found. Rows stamped up to 3 ms late are no gap."""
+    s = 1_000_000_000
+    times = [i * s + (3_000_000 if i % 2 else 0) for i in range(100) if not 40 <= i < 70]
+    marks = [MarkPrice("X.SIM", t, t, 1.5, float("nan")) for t in times]
+    assert row_gaps(marks, 0, 100 * s) == (s, [(39 * s + 3_000_000, 70 * s)])
+    assert row_gaps(marks, 0, 110 * s) == (s, [(39 * s + 3_000_000, 70 * s), (99 * s + 3_000_000, 110 * s)])
+    # 250 ms apart: to the millisecond
+    quarter = [MarkPrice("X.SIM", t, t, 1.5, float("nan")) for t in (0, 250_000_000, 500_000_001, 1_500_000_000)]
+    assert row_gaps(quarter, 0, 1_750_000_000) == (250_000_000, [(500_000_001, 1_500_000_000)])

@@ -41,6 +41,8 @@ from tradebus.errors import DataError
 __all__ = ["marks_in_window", "read_funding_rates", "read_mark_prices", "row_gaps"]
 
 _ISO = "%Y-%m-%dT%H:%M:%S%z"
+#: The units :func:`row_gaps` rounds a file's interval to: the largest one not above it (minute, s, ms, ns).
+_INTERVAL_ROUNDING = (60_000_000_000, 1_000_000_000, 1_000_000, 1)
 
 
 def _read(path: Path) -> pa.Table:
@@ -163,7 +165,7 @@ def row_gaps(
     """The interval of one instrument's mark or funding rows and the stretches of a window where a row is missing.
 
     The interval is the median spacing of ``rows`` (all rows of a file, in time order), to the
-    minute. A stretch is missing rows when the window's start (inclusive) is more than the
+    minute (to the second under a minute, the millisecond under a second). A stretch is missing rows when the window's start (inclusive) is more than the
     interval before its first row, its end (exclusive) more than the interval after its last,
     or two rows are more than 1.5 intervals apart (a periodic row fell there; 1 % of the
     interval is left for the venues' late stamps, ``00:00:00.017``). A window with no row is
@@ -172,15 +174,14 @@ def row_gaps(
     Returns
     -------
     tuple
-        ``(interval_ns, [(from_ns, to_ns), ...])``; ``(0, [])`` for fewer than two rows or rows under a minute apart.
+        ``(interval_ns, [(from_ns, to_ns), ...])``; ``(0, [])`` for fewer than two rows.
     """
     times = [r.ts_event for r in rows]
     if len(times) < 2:
         return 0, []
-    minute = 60_000_000_000
-    interval = round(float(np.median(np.diff(np.asarray(times, dtype=np.int64)))) / minute) * minute
-    if interval <= 0:
-        return 0, []
+    median = float(np.median(np.diff(np.asarray(times, dtype=np.int64))))
+    unit = next(u for u in _INTERVAL_ROUNDING if median >= u)
+    interval = round(median / unit) * unit
     inside = [t for t in times if (start_ns is None or t >= start_ns) and (end_ns is None or t < end_ns)]
     slack = interval * 1.01
     gaps: list[tuple[int, int]] = []
