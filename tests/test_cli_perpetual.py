@@ -142,6 +142,28 @@ def test_a_mark_file_a_second_apart_warns_of_a_stretch_without_marks(tmp_path: P
     ]
 
 
+def test_a_run_starting_in_a_stretch_of_its_mark_file_without_rows_warns_of_it(tmp_path: Path) -> None:
+    """The mark file without its 07:00 and 08:00 rows, a run from 08:30: valued at the 06:00 mark until the
+    09:00 one, and nothing said (08:30 to the 09:00 mark is shorter than the file's interval)."""
+    table = pd.read_feather(REPO / "tests" / "fixtures" / "perpetual" / "XRP_USDT_USDT-1h-mark.feather")
+    marks = tmp_path / "marks.feather"
+    table[~table["date"].dt.hour.isin([7, 8]) | (table["date"].dt.day != 15)].reset_index(drop=True).to_feather(marks)
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        result, _, _ = run_backtest(
+            CONFIG, tmp_path / "a", overrides=[f"data.marks.0.file={marks}", "data.start=2021-11-15T08:30:00"]
+        )
+    finally:
+        logger.remove(sink)
+    assert result.equity[0].marks == (1.20932,)  # the 06:00 mark, in force at 08:30
+    assert [line for line in lines if "no mark price" in line] == [
+        "data.marks.0 (marks.feather, a mark every 60 min): no mark price from 2021-11-15T08:30:00Z to "
+        "2021-11-15T09:00:00Z; a position in XRPUSDT.BINANCE held then was valued at the mark before it, which "
+        "stood still (or, before the first mark, at its last trade, bar close or mid)\n"
+    ]
+
+
 def test_volume_slippage_counts_an_order_in_contracts_at_its_contract_size(tmp_path: Path) -> None:
     """2,000 contracts of 10 XRP are 20,000 XRP: the same share of a bar's volume (in XRP), the same fills.
 

@@ -52,7 +52,7 @@ from tradebus.data.catalog import Catalog
 from tradebus.data.cli import data_app
 from tradebus.node.recording_import import import_recording_cmd
 from tradebus.data.ingest import format_interval
-from tradebus.data.perpetual import marks_in_window, read_funding_rates, read_mark_prices, row_gaps
+from tradebus.data.perpetual import mark_gaps, marks_in_window, read_funding_rates, read_mark_prices, row_gaps
 from tradebus.data.replay import Replay, ReplaySource
 from tradebus.config import RunConfig, dump_config, load_config, parse_duration, strategy_entries
 from tradebus.engine.instrument import Instrument
@@ -459,7 +459,8 @@ def run_backtest(
 
 
 def warn_perpetual_gaps(config: RunConfig, result: RunResult) -> None:
-    """Warn of each stretch of the run where a ``data.funding`` or ``data.marks`` file has no row (:func:`row_gaps`).
+    """Warn of each stretch of the run where a ``data.funding`` or ``data.marks`` file has no row (:func:`row_gaps`,
+    :func:`mark_gaps`).
 
     The run's window is the config's ``data.start``/``end``, or where it has none the first and
     last market data of ``result``. A position held in such a stretch paid no funding for it, or
@@ -476,7 +477,7 @@ def warn_perpetual_gaps(config: RunConfig, result: RunResult) -> None:
                 n, entry.file.name, interval / 3.6e12, format_ns(a), format_ns(b), entry.instrument,
             )
     for n, entry in enumerate(config.data.marks):
-        interval, gaps = row_gaps(read_mark_prices(entry.file, entry.instrument), start, end)
+        interval, gaps = mark_gaps(read_mark_prices(entry.file, entry.instrument), start, end)
         for a, b in gaps:
             logger.warning(
                 "data.marks.{} ({}, a mark every {}): no mark price from {} to {}; a position in {} held "

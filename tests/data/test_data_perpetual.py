@@ -11,7 +11,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from tradebus.data.perpetual import marks_in_window, read_funding_rates, read_mark_prices, row_gaps
+from tradebus.data.perpetual import mark_gaps, marks_in_window, read_funding_rates, read_mark_prices, row_gaps
 from tradebus.engine.messages import MarkPrice
 from tradebus.errors import DataError
 
@@ -122,3 +122,16 @@ def test_a_mark_file_a_second_apart_is_checked_for_stretches_without_rows() -> N
     # 250 ms apart: to the millisecond
     quarter = [MarkPrice("X.SIM", t, t, 1.5, float("nan")) for t in (0, 250_000_000, 500_000_001, 1_500_000_000)]
     assert row_gaps(quarter, 0, 1_750_000_000) == (250_000_000, [(500_000_001, 1_500_000_000)])
+
+
+def test_mark_gaps_of_a_window_starting_in_a_stretch_without_marks_name_its_part_in_the_window() -> None:
+    """Hourly marks at 06:00 then 09:00 (07:00 and 08:00 missing), a window from 08:30: it is valued at the
+    06:00 mark until 09:00. Counted from 08:30 alone, the half hour to 09:00 was shorter than the interval."""
+    h = 3_600_000_000_000
+    marks = [MarkPrice("X.SIM", t * h, t * h, 1.0, float("nan")) for t in (5, 6, 9, 10, 11)]
+    assert row_gaps(marks, 8 * h + h // 2, 12 * h) == (h, [])
+    assert mark_gaps(marks, 8 * h + h // 2, 12 * h) == (h, [(8 * h + h // 2, 9 * h)])
+    # the stretch ended before the window: nothing; a window from a mark on, or open: as row_gaps
+    assert mark_gaps(marks, 9 * h + h // 2, 12 * h) == (h, [])
+    assert mark_gaps(marks, 6 * h, 12 * h) == row_gaps(marks, 6 * h, 12 * h) == (h, [(6 * h, 9 * h)])
+    assert mark_gaps(marks, None, None) == row_gaps(marks, None, None)

@@ -38,7 +38,7 @@ from tradebus.engine.clock import iso_ns
 from tradebus.engine.messages import FundingRate, MarkPrice
 from tradebus.errors import DataError
 
-__all__ = ["marks_in_window", "read_funding_rates", "read_mark_prices", "row_gaps"]
+__all__ = ["mark_gaps", "marks_in_window", "read_funding_rates", "read_mark_prices", "row_gaps"]
 
 _ISO = "%Y-%m-%dT%H:%M:%S%z"
 #: The units :func:`row_gaps` rounds a file's interval to: the largest one not above it (minute, s, ms, ns).
@@ -195,3 +195,19 @@ def row_gaps(
     if end_ns is not None and end_ns - inside[-1] > slack:
         gaps.append((inside[-1], end_ns))
     return interval, gaps
+
+
+def mark_gaps(
+    marks: Sequence[MarkPrice], start_ns: int | None, end_ns: int | None
+) -> tuple[int, list[tuple[int, int]]]:
+    """:func:`row_gaps` of mark rows, counting the mark in force at ``start_ns`` (:func:`marks_in_window`).
+
+    A window starting in a stretch without rows is valued from its start at the mark before
+    that stretch, which stands still: the part of that stretch within the window is a gap,
+    however short, as is any other. Returns as :func:`row_gaps`, stretches within the window.
+    """
+    if start_ns is None:
+        return row_gaps(marks, start_ns, end_ns)
+    before = [m.ts_init for m in marks if m.ts_init < start_ns]
+    interval, gaps = row_gaps(marks, before[-1] if before else start_ns, end_ns)
+    return interval, [(max(a, start_ns), b) for a, b in gaps if b > start_ns]
