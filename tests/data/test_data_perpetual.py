@@ -90,6 +90,9 @@ def test_funding_gaps_name_each_stretch_of_the_window_with_a_missing_row(tmp_pat
     # a window with no row at all
     assert row_gaps(rows, day + 9 * h, day + 30 * h)[1] == [(day + 9 * h, day + 30 * h)]
     assert row_gaps(rows[:1], None, None) == (0, [])
+    # rows mostly sharing their time have no period (the median spacing is 0): nothing to check, no error
+    same = [MarkPrice("X.SIM", t, t, 1.0, float("nan")) for t in (day, day, day, day + h)]
+    assert row_gaps(same, day - h, day + 2 * h) == (0, [])
 
 
 def test_marks_in_a_window_starting_between_rows_begin_with_the_mark_in_force_at_its_start() -> None:

@@ -174,12 +174,14 @@ def row_gaps(
     Returns
     -------
     tuple
-        ``(interval_ns, [(from_ns, to_ns), ...])``; ``(0, [])`` for fewer than two rows.
+        ``(interval_ns, [(from_ns, to_ns), ...])``; ``(0, [])`` for fewer than two rows or rows mostly sharing their time.
     """
     times = [r.ts_event for r in rows]
     if len(times) < 2:
         return 0, []
     median = float(np.median(np.diff(np.asarray(times, dtype=np.int64))))
+    if median < 1.0:  # most rows share their time: no period to check against
+        return 0, []
     unit = next(u for u in _INTERVAL_ROUNDING if median >= u)
     interval = round(median / unit) * unit
     inside = [t for t in times if (start_ns is None or t >= start_ns) and (end_ns is None or t < end_ns)]
