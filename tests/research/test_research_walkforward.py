@@ -131,3 +131,29 @@ def test_walk_forward_clips_each_segment_by_its_training_rows_only() -> None:
     with pytest.raises(ConfigError, match=r"clip_quantile must be in \(0, 0.5\), got 0.5"):
         walk_forward(bars, INSTRUMENT, SPECS, COLUMNS, ret, t1, XGBClassifier(), retrain_every=500, min_train=1000,
                      quantity=0.5, clip_quantile=0.5)
+
+
+def test_walk_forward_segments_of_bars_sharing_a_time_do_not_split_a_time() -> None:
+    """Pairs of bars share a time: starts at bars 1001 and 1501 split a time; bar 1500, predicted
+    by segment 1's model (the switch is by time), was counted in segment 0's IC and hit rate."""
+    bars = btc_bars(2000)
+    ts = bars["ts_event"].to_numpy()[::2].repeat(2)
+    bars["ts_event"] = bars["ts_init"] = ts
+    fwd = forward_returns(bars, [12])
+    ret = fwd["fwd_12"].to_numpy()
+    out = walk_forward(bars, INSTRUMENT, SPECS, COLUMNS, ret, fwd["t1_12"].to_numpy(),
+                       XGBClassifier(n_estimators=5, max_depth=2, n_jobs=1), retrain_every=500, min_train=1001,
+                       quantity=0.5)
+    seg = out.segments
+    # the segments start at bars 1000 and 1500, the first of their time
+    assert seg["start"].tolist() == [ts[1000], ts[1500]] and ts[999] < ts[1000] and ts[1499] < ts[1500]
+    assert np.isnan(out.outputs[:1000]).all() and np.isfinite(out.outputs[1000:]).all()
+    for k, (a, b) in enumerate(((1000, 1500), (1500, 2000))):
+        o, r = out.outputs[a:b], ret[a:b]
+        ok = ~np.isnan(r)
+        assert seg["ic"].iat[k] == pytest.approx(spearmanr(o[ok], r[ok]).statistic, rel=1e-12)
+        assert seg["hit_rate"].iat[k] == pytest.approx(np.mean((o[ok] > 0.5) == (r[ok] > 0)), rel=1e-12)
+    # the segments' pnl adds up to the out-of-sample equity change (a split time was counted in both)
+    before = [e.equity for e in out.result.equity if e.ts < ts[1000]][-1]
+    assert seg["pnl"].sum() == pytest.approx(out.equity["equity"].iat[-1] - before, rel=1e-12)
+    assert seg["fills"].sum() == len(out.fills)

@@ -1,7 +1,10 @@
 """Walk-forward retraining backtests: retrain on the purged past, trade the next segment on the kernel.
 
 Segment ``k`` starts at bar ``s_k = min_train + k * retrain_every`` (or every
-``retrain_every_ns`` of time, e.g. every 30 days). Its model is fitted
+``retrain_every_ns`` of time, e.g. every 30 days), moved back to the first of the bars
+sharing its time (threshold bars): the model switches by time, so the bars of one time
+belong to one segment (its model is the same, as their labels end at or after that
+time and are purged). Its model is fitted
 on the bars before ``s_k`` whose label is known before the segment starts
 (``t1 < ts[s_k]``: purged) and whose features are ready; it then trades bars ``s_k ..
 s_{k+1} - 1`` through :class:`~tradebus.research.strategy.ModelSignal` on the
@@ -121,9 +124,10 @@ def walk_forward(
         Unfitted classifier (cloned per segment).
     retrain_every, retrain_every_ns
         Segment length in bars, or in nanoseconds (a segment starts at the first bar at or
-        after each multiple of it past the first segment's start); give one.
+        after each multiple of it past the first segment's start); give one. A start among
+        bars sharing a time moves back to the first of them.
     min_train
-        Bars before the first segment.
+        Bars before the first segment (fewer when bar ``min_train`` shares its time with earlier bars).
     quantity, upper, lower, mode
         :class:`~tradebus.research.strategy.ModelSignal` parameters.
     venue, initial_cash
@@ -155,11 +159,12 @@ def walk_forward(
     t1 = np.asarray(label_t1, dtype=np.int64)
     usable = ~np.isnan(X).any(axis=1) & ~np.isnan(ret)
     if retrain_every is not None:
-        starts = list(range(min_train, n, retrain_every))
+        marks = ts[min_train::retrain_every]
     else:
         assert retrain_every_ns is not None
         marks = np.arange(int(ts[min_train]), int(ts[-1]) + 1, retrain_every_ns, dtype=np.int64)
-        starts = sorted(set(np.searchsorted(ts, marks, side="left").tolist()))
+    # ModelSignal switches models by time: a segment starts at the first bar of its time
+    starts = sorted(set(np.searchsorted(ts, marks, side="left").tolist()))
     steps: list[ModelStep] = []
     train_counts = []
     clip_bounds = []
