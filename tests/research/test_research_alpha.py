@@ -45,6 +45,20 @@ def test_ic_per_block_and_per_timestamp_equal_scipy() -> None:
     assert table["ic_mean"].iat[0] > table["ic_mean"].iat[1]  # decay: the unrelated horizon has no IC
 
 
+def test_a_cross_section_takes_one_row_per_instrument_the_last_of_its_time() -> None:
+    """Instrument a has two rows at time 0: both entered the rank correlation, as if a fourth instrument."""
+    by = pd.Series([0, 0, 0, 0, 1, 1, 1])
+    inst = pd.Series(["a", "a", "b", "c", "a", "b", "c"])
+    f = pd.Series([9.0, 1.0, 2.0, 3.0, 1.0, 2.0, 3.0])
+    r = pd.Series([-1.0, 0.1, 0.2, 0.3, 0.3, 0.2, 0.1])
+    assert ic_series(f, r, by=by, instrument=inst).tolist() == pytest.approx([1.0, -1.0])
+    assert ic_summary(f, {1: r}, by=by, instrument=inst)["ic_mean"].iat[0] == pytest.approx(0.0)
+    assert factor_turnover(f, by=by, instrument=inst) == pytest.approx(0.0)
+    # two instruments, one with two rows at a time, are no cross-section of three
+    with pytest.raises(DataError, match="no timestamp has more than 2 rows"):
+        ic_series(f[:3], r[:3], by=by[:3], instrument=inst[:3])
+
+
 def test_turnover_and_quantile_returns() -> None:
     f = pd.Series(np.arange(100, dtype=float))
     assert factor_turnover(f) == pytest.approx(0.0)

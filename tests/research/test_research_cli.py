@@ -452,6 +452,47 @@ def test_alpha_on_two_instruments_exits_3_instead_of_an_all_nan_cross_sectional_
     assert ic["n"] == len(per_time) and ic["ic_mean"] == pytest.approx(float(np.mean(per_time)))
 
 
+def test_cross_sectional_alpha_takes_the_last_bar_of_an_instrument_at_a_time(tmp_path: Path) -> None:
+    """AAA's bars come in pairs sharing a time: its two rows entered one cross-section (4 rows for 3
+    instruments) and the turnover's pivot stopped with 'Index contains duplicate entries'."""
+    import pyarrow as pa
+
+    from tradebus.data.catalog import Catalog
+
+    catalog = tmp_path / "catalog"
+    walks = {"AAA-USD.SIM": random_walk(600, 1), "BBB-USD.SIM": random_walk(300, 2), "CCC-USD.SIM": random_walk(300, 5)}
+    times = walks["BBB-USD.SIM"]["ts_event"].to_numpy()
+    walks["AAA-USD.SIM"]["ts_event"] = walks["AAA-USD.SIM"]["ts_init"] = times.repeat(2)
+    cols = ["ts_event", "ts_init", "open", "high", "low", "close", "volume"]
+    with Catalog(catalog).writer("sim", "spot", "AAA-USD", "bars", "year", kind="bars", distinct_times=False) as w:
+        w.write(pa.Table.from_pandas(walks["AAA-USD.SIM"][cols], preserve_index=False))
+        w.commit()
+    sources = [{"instrument": "AAA-USD.SIM", "dataset": "sim/spot/AAA-USD/bars"}]
+    sources += [{"instrument": iid, "dataset": write_bars(catalog, walks[iid], iid.split(".")[0], "bars", H4)}
+                for iid in ("BBB-USD.SIM", "CCC-USD.SIM")]
+    raw = {"dataset": {"catalog": str(catalog), "sources": sources,
+                       "features": [{"name": "rsi", "kind": "rsi", "params": {"window": 14}, "input": "close"}]},
+           "alpha": {"factors": ["rsi"], "horizons": [1], "period": 50}}
+    config = tmp_path / "shared.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["research", "alpha", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "alpha.json").read_text())["factors"]["rsi"]
+    # by hand: AAA's second bar of each time (its odd rows), its forward return from that bar's close
+    frame = build_dataset(load_research_config(config)[1])
+    rsi = {iid: frame.query("instrument == @iid")["rsi"].to_numpy() for iid in walks}
+    fwd = {iid: (bars["close"].shift(-1) / bars["close"] - 1.0).to_numpy() for iid, bars in walks.items()}
+    rsi["AAA-USD.SIM"], fwd["AAA-USD.SIM"] = rsi["AAA-USD.SIM"][1::2], fwd["AAA-USD.SIM"][1::2]
+    per_time = [spearmanr([rsi[i][t] for i in walks], [fwd[i][t] for i in walks]).statistic for t in range(300)
+                if all(np.isfinite(rsi[i][t]) and np.isfinite(fwd[i][t]) for i in walks)]
+    assert report["ic"][0]["n"] == len(per_time)
+    assert report["ic"][0]["ic_mean"] == pytest.approx(float(np.mean(per_time)), rel=1e-12)
+    wide = np.array([rsi[i] for i in walks]).T
+    autocorr = [spearmanr(wide[t], wide[t - 1]).statistic for t in range(1, 300) if np.isfinite(wide[t - 1 : t + 1]).all()]
+    assert report["turnover"] == pytest.approx(1.0 - float(np.mean(autocorr)), rel=1e-12)
+
+
 def test_alpha_json_is_strict_json_with_null_for_an_undefined_icir(tmp_path: Path) -> None:
     raw = yaml.safe_load(CONFIG.read_text())
     raw["dataset"]["catalog"] = str(REPO / "data" / "catalog")

@@ -7,6 +7,11 @@ several instruments it is computed across instruments at each timestamp (``by`` 
 the time column); with one instrument, over consecutive blocks of ``period`` rows. The
 ICIR is ``mean(IC) / std(IC)``; the IC decay is the mean IC per horizon.
 
+A cross-section holds one row per instrument. Of an instrument's bars sharing a time
+(threshold bars), it takes the last in file order: the instrument's state once that time
+has passed, with the forward return from its close (the others would weigh one instrument
+several times in one rank correlation).
+
 Sharpe ratios (Bailey and López de Prado)
 -----------------------------------------
 * Probabilistic Sharpe ratio: ``PSR(SR*) = Φ((SR - SR*) sqrt(n - 1) / sqrt(1 - γ3 SR + (γ4 - 1) / 4 SR²))``
@@ -53,8 +58,20 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a[ok], b[ok]).statistic)
 
 
-def ic_series(factor: pd.Series, forward: pd.Series, by: pd.Series | None = None, period: int = 100) -> pd.Series:
+def _last_per_instrument(by: pd.Series, instrument: pd.Series | None) -> np.ndarray:
+    """Mask of the rows a cross-section takes: the last row of each ``(by, instrument)``, in row order."""
+    if instrument is None:
+        return np.ones(len(by), dtype=bool)
+    keys = pd.DataFrame({"t": by.to_numpy(), "i": instrument.to_numpy()})
+    return ~keys.duplicated(keep="last").to_numpy()
+
+
+def ic_series(factor: pd.Series, forward: pd.Series, by: pd.Series | None = None, period: int = 100,
+              instrument: pd.Series | None = None) -> pd.Series:
     """Spearman IC per timestamp (``by``: cross-section) or per block of ``period`` rows (one instrument).
+
+    With ``by``, ``instrument`` names each row's instrument: of the rows of one instrument at
+    one time, the cross-section takes the last (without it, every row counts as an instrument).
 
     Raises
     ------
@@ -68,7 +85,8 @@ def ic_series(factor: pd.Series, forward: pd.Series, by: pd.Series | None = None
     if f.shape != r.shape:
         raise DataError(f"alpha: factor and forward returns differ in length ({f.shape[0]} != {r.shape[0]})")
     if by is not None:
-        keys = by.to_numpy()
+        last = _last_per_instrument(by, instrument)
+        keys, f, r = by.to_numpy()[last], f[last], r[last]
         order = np.argsort(keys, kind="stable")
         uniq, first = np.unique(keys[order], return_index=True)
         bounds = [*first.tolist(), len(keys)]
@@ -89,12 +107,16 @@ def ic_series(factor: pd.Series, forward: pd.Series, by: pd.Series | None = None
 
 
 def ic_summary(
-    factor: pd.Series, forwards: Mapping[int, pd.Series], by: pd.Series | None = None, period: int = 100
+    factor: pd.Series, forwards: Mapping[int, pd.Series], by: pd.Series | None = None, period: int = 100,
+    instrument: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """Mean IC, its standard deviation, ICIR, t-statistic and count per horizon (the IC decay)."""
+    """Mean IC, its standard deviation, ICIR, t-statistic and count per horizon (the IC decay).
+
+    ``by``, ``period`` and ``instrument`` are those of :func:`ic_series`.
+    """
     rows = []
     for horizon, forward in forwards.items():
-        ic = ic_series(factor, forward, by, period).dropna()
+        ic = ic_series(factor, forward, by, period, instrument).dropna()
         mean, std = float(ic.mean()) if len(ic) else float("nan"), float(ic.std(ddof=1)) if len(ic) > 1 else float("nan")
         icir = mean / std if std and std == std else float("nan")
         rows.append({"horizon": horizon, "ic_mean": mean, "ic_std": std, "icir": icir,
@@ -108,13 +130,15 @@ def factor_turnover(factor: pd.Series, lag: int = 1, by: pd.Series | None = None
 
     One instrument: the Spearman correlation of the series with itself ``lag`` rows
     earlier. Cross-section (``by`` times, ``instrument`` ids): the mean Spearman
-    correlation between consecutive cross-sections, matched by instrument.
+    correlation between consecutive cross-sections, matched by instrument (of the rows of one
+    instrument at one time, the last).
     """
     if by is None:
         f = factor.to_numpy(dtype=np.float64)
         return 1.0 - _spearman(f[lag:], f[:-lag])
-    wide = pd.DataFrame({"t": by.to_numpy(), "i": instrument.to_numpy() if instrument is not None else None,
-                         "f": factor.to_numpy()}).pivot(index="t", columns="i", values="f")
+    last = _last_per_instrument(by, instrument)
+    wide = pd.DataFrame({"t": by.to_numpy()[last], "i": instrument.to_numpy()[last] if instrument is not None else None,
+                         "f": factor.to_numpy()[last]}).pivot(index="t", columns="i", values="f")
     corr = [_spearman(wide.iloc[k].to_numpy(dtype=float), wide.iloc[k - lag].to_numpy(dtype=float))
             for k in range(lag, len(wide))]
     return 1.0 - float(np.nanmean(corr))

@@ -390,20 +390,21 @@ def alpha(
             nth = {"nth": lambda f: f.groupby(key, observed=True).cumcount()}
             merged = frame.assign(**nth).merge(fwd.assign(**nth), on=[*key, "nth"], how="left").drop(columns="nth")
         by = merged["ts_event"] if len(ds.sources) > 1 else None
+        instrument = merged["instrument"] if by is not None else None
         payload: dict[str, Any] = {"factors": {}}
         for factor in cfg.alpha.factors:
             if factor not in merged.columns:
                 raise ConfigError(f"{config}: alpha.factors: no dataset column {factor!r}")
             forwards = {h: merged[f"fwd_{h}"] for h in cfg.alpha.horizons}
             try:
-                ic = reports.ic_summary(merged[factor], forwards, by, cfg.alpha.period)
+                ic = reports.ic_summary(merged[factor], forwards, by, cfg.alpha.period, instrument)
                 buckets = reports.quantile_returns(merged[factor], merged[f"fwd_{cfg.alpha.horizons[0]}"],
                                                    cfg.alpha.quantiles)
             except ConfigError as exc:
                 raise ConfigError(f"{config}: {exc} (factor {factor!r})") from None
             payload["factors"][factor] = {
                 "ic": ic.to_dict(orient="records"),
-                "turnover": reports.factor_turnover(merged[factor], by=by, instrument=merged["instrument"] if by is not None else None),
+                "turnover": reports.factor_turnover(merged[factor], by=by, instrument=instrument),
                 "quantile_returns": buckets.to_dict(orient="records"),
             }
         if backtest is not None:
