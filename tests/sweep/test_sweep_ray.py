@@ -510,3 +510,30 @@ def test_walk_forward_stress_runs_the_latest_fold_with_a_best_trial_when_the_las
     assert [entry["variant"] for entry in stress] == ["costs_x2"]
     assert expected["status"] == "ok" and expected["fills"] > 0
     assert {k: stress[0][k] for k in STRESS_KEYS} == {k: expected[k] for k in STRESS_KEYS}
+
+
+def test_walk_forward_fold_names_the_trials_a_null_objective_left_unranked(ray_address: str, tmp_path: Path) -> None:
+    """In folds 0 and 2 trial 0 (slow 28) closed no round trip (hit_rate null): each fold picked trial 1
+    with no word of it, in folds.csv or the log (only a sweep without walk_forward listed such trials)."""
+    config = write_yaml(tmp_path / "run.yaml", catalog_config(end="2022-03-01"))
+    space = write_yaml(tmp_path / "wf.yaml", {
+        "params": {"strategy.params.fast": [5], "strategy.params.slow": [28, 10]},
+        "objectives": {"hit_rate": "maximize"},
+        "walk_forward": {"train": "6d", "test": "15d"},
+    })
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    folds = pd.read_csv(out / "walk_forward" / "folds.csv")
+    parsed = load_space(space)
+    for fold in folds.itertuples():
+        trials = TrialStore(out / "walk_forward" / f"fold-{fold.fold:02d}" / "trials", parsed.params).table().to_pandas()
+        null = trials.loc[(trials["status"] == "ok") & trials["hit_rate"].isna(), "trial"].tolist()
+        assert json.loads(fold.unranked_trials) == null
+    assert [json.loads(u) for u in folds["unranked_trials"]] == [[0], [], [0]]
+    assert list(folds["best_trial"]) == [1, 0, 1]  # folds 0 and 2: the only trial with a hit rate
+    text = " ".join(result.output.split())
+    for k in (0, 2):
+        assert (f"walk-forward fold {k}: 1 of 2 trials ran with hit_rate null or not finite and are not ranked "
+                "(folds.csv's unranked_trials: [0])") in text
+    assert "walk-forward fold 1: " not in text

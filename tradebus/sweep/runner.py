@@ -16,7 +16,9 @@ Outputs in the sweep directory (``--out``)::
                         (with walk_forward, of the latest fold that has a best trial: the last fold
                         unless it has none, then warned of) over the config's whole span, per
                         stress variant; sharpe is null for a run shorter than 30 days
-    walk_forward/       fold-NN/trials/, folds.csv, equity.csv, metrics.json (tradebus.sweep.walkforward)
+    walk_forward/       fold-NN/trials/, folds.csv, equity.csv, metrics.json (tradebus.sweep.walkforward);
+                        folds.csv's unranked_trials: a fold's trials without a value of every objective
+                        (a JSON list, warned of)
 
 Nothing of a trial is kept in the driver after its file is written. Running the same
 command again resumes: trials with a file are skipped; Optuna trials asked but not
@@ -470,18 +472,29 @@ def _write_outputs(space: SweepSpace, store: TrialStore, out: Path) -> dict[str,
                              and not k.startswith("param.")})
     if len(space.objectives) > 1:
         data["pareto_trials"] = _pareto(space, rows)
-    # a null objective is no number to rank by (profit_factor with no losing round trip is not the worst)
-    data["unranked_trials"] = [r["trial"] for r in rows if r["status"] == "ok" and _objective_values(space, r) is None]
-    if data["unranked_trials"] and best is not None:
-        names = ", ".join(space.objectives)
-        logger.warning("{} of {} trials ran with {} null or not finite and are not ranked (best.json's unranked_trials: "
-                       "{}); the metric is undefined for such a run (null_reasons of its metrics.json: e.g. "
-                       "profit_factor with no losing round trip, sharpe of daily returns that do not vary{})",
-                       len(data["unranked_trials"]), len(rows), names, data["unranked_trials"][:10],
-                       f", annualised metrics under {MIN_ANNUALISED_DAYS:g} days"
-                       if any(n in _ANNUALISED for n in space.objectives) else "")
+    data["unranked_trials"] = _unranked(space, rows)
+    if best is not None:
+        _warn_unranked(space, data["unranked_trials"], len(rows), "", "best.json's unranked_trials")
     (out / "best.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return best
+
+
+def _unranked(space: SweepSpace, rows: list[dict[str, Any]]) -> list[int]:
+    """Trial numbers of the rows that ran but have no value of every objective (left out of the ranking)."""
+    # a null objective is no number to rank by (profit_factor with no losing round trip is not the worst)
+    return [r["trial"] for r in rows if r["status"] == "ok" and _objective_values(space, r) is None]
+
+
+def _warn_unranked(space: SweepSpace, unranked: list[int], total: int, where: str, listed: str) -> None:
+    """Warn that ``unranked`` trials of ``total`` (``where``: e.g. a fold) were left out of the ranking."""
+    if not unranked:
+        return
+    names = ", ".join(space.objectives)
+    logger.warning("{}{} of {} trials ran with {} null or not finite and are not ranked ({}: {}); the metric is "
+                   "undefined for such a run (null_reasons of its metrics.json: e.g. profit_factor with no losing "
+                   "round trip, sharpe of daily returns that do not vary{})", where, len(unranked), total, names,
+                   listed, unranked[:10], f", annualised metrics under {MIN_ANNUALISED_DAYS:g} days"
+                   if any(n in _ANNUALISED for n in space.objectives) else "")
 
 
 def _walk_forward(
@@ -499,11 +512,17 @@ def _walk_forward(
         store, n = _optimise(executor, space, config_path, fold_dir, fold.window("train"), on_trial,
                              f"fold-{fold.index:02d}")
         ran += n
-        best = best_trial(space, store)
+        rows = store.table().to_pylist()
+        best = _best(space, rows)
+        unranked = _unranked(space, rows)
         row: dict[str, Any] = {
             "fold": fold.index, "train_start": format_ns(fold.train_start), "train_end": format_ns(fold.train_end),
             "test_end": format_ns(fold.test_end), "best_trial": None if best is None else best["trial"],
+            "unranked_trials": json.dumps(unranked),
         }
+        if best is not None:
+            _warn_unranked(space, unranked, len(rows), f"walk-forward fold {fold.index}: ",
+                           "folds.csv's unranked_trials")
         curve: list[tuple[int, float]] = []
         cash = config.initial_cash
         if best is not None:
