@@ -600,3 +600,17 @@ def test_the_shipped_config_runs_from_the_cli(tmp_path: Path) -> None:
     assert len(report["segments"]) == 5 and all("ic" in s for s in report["segments"])
     assert report["summary"]["round_trips"] == len(pd.read_csv(out / "trades.csv"))
     assert set(report["trades"]["by_exit_reason"]) <= {"stop", "take_profit", "timed"}
+
+
+def test_precomputed_edges_of_bars_sharing_a_time_are_each_bars_own() -> None:
+    """Pairs of bars share a time: the first bar of each pair was given the second's edge (a lookahead)."""
+    bars = _bars(600)
+    ts = bars["ts_event"].to_numpy()[::2].repeat(2)
+    bars["ts_event"] = bars["ts_init"] = ts
+    edges = 20.0 * np.sin(np.arange(len(ts)) / 7.0)
+    params = {**STRATEGY, "gates": {name: {"enabled": False} for name in
+                                    ("warmup", "cost", "zscore", "quantile", "persistence")}}
+    source = PrecomputedEdges(ts, edges)
+    for _ in range(2):  # a second run over the same source starts again from each time's first edge
+        _, strategy = run_edges(bars, INSTRUMENT, params, source, venue=VENUE, initial_cash=10.0)
+        assert [v for _, v in strategy.outputs] == edges.tolist()

@@ -123,18 +123,31 @@ class ModelEdges:
 
 
 class PrecomputedEdges:
-    """Edges computed beforehand, looked up by bar ``ts_event`` (NaN for an unknown time)."""
+    """Edges computed beforehand, looked up by bar ``ts_event`` (NaN for an unknown time).
+
+    Bars sharing a time (threshold bars) are told apart by their order: the ``k``-th bar of a
+    time replayed gets the ``k``-th edge given for it, in the order given.
+    """
 
     def __init__(self, ts: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray) -> None:
-        self._by_ts = dict(zip(np.asarray(ts, dtype=np.int64).tolist(),
-                               np.asarray(values, dtype=np.float64).tolist(), strict=True))
+        self._by_ts: dict[int, list[float]] = {}
+        for t, value in zip(np.asarray(ts, dtype=np.int64).tolist(), np.asarray(values, dtype=np.float64).tolist(),
+                            strict=True):
+            self._by_ts.setdefault(t, []).append(value)
+        self._last_ts: int | None = None
+        self._nth = 0
 
     def bind(self, bank: FeatureBank) -> None:
-        """Nothing to resolve."""
+        """Start a run: the next bar is the first of its time."""
+        self._last_ts = None
 
     def edge(self, ts: int, row: Sequence[float]) -> float:
-        """The stored edge of the bar closing at ``ts``."""
-        return self._by_ts.get(int(ts), math.nan)
+        """The stored edge of the bar closing at ``ts`` (call once per bar, in time order)."""
+        ts = int(ts)
+        self._nth = self._nth + 1 if ts == self._last_ts else 0
+        self._last_ts = ts
+        values = self._by_ts.get(ts, ())
+        return values[self._nth] if self._nth < len(values) else math.nan
 
 
 class EdgeGated(Strategy):
