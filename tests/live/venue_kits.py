@@ -159,10 +159,11 @@ async def kit_harness(
     rest_faults: list[RestFault] | None = None,
     strategies: Sequence[Any] = (),
     trade_size_limit: bool = False,
+    timeouts: Any = None,
 ) -> AsyncIterator[KitHarness]:
     """Emulator, live venue and user stream of ``kit`` (the venue's registry factories), a kernel on them
     (journaled to ``journal``; ``strategies`` added before it starts; ``trade_size_limit``: a public
-    trade fills at most its own size)."""
+    trade fills at most its own size; ``timeouts``: the engine's, default short ones)."""
     from tradebus.execution.journal import Journal
 
     from pydantic import SecretStr
@@ -182,7 +183,7 @@ async def kit_harness(
     clock = LiveClock()
     api = account.trading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), instruments, 1.0, **options)
     venue = LiveVenue(api, clock)
-    timeouts = OrderTimeouts(submit_ns=500_000_000, cancel_ns=500_000_000, retry_ns=200_000_000, check_ns=None, not_found_grace_ns=1_000_000_000)
+    timeouts = timeouts or OrderTimeouts(submit_ns=500_000_000, cancel_ns=500_000_000, retry_ns=200_000_000, check_ns=None, not_found_grace_ns=1_000_000_000)
     store = Journal(journal) if journal is not None else None
     kernel = Kernel(list(instruments.values()), clock=clock, venue=venue, timeouts=timeouts, initial_cash=100_000.0, journal=store)
     if store is not None:

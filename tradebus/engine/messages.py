@@ -34,6 +34,7 @@ __all__ = [
     "ModifyOrder",
     "OrderAccepted",
     "OrderAnomaly",
+    "OrderCancelRejected",
     "OrderCanceled",
     "OrderDenied",
     "OrderExpired",
@@ -390,6 +391,19 @@ class OrderModified(msgspec.Struct, frozen=True, gc=False):
 class OrderModifyRejected(msgspec.Struct, frozen=True, gc=False):
     """A modification was not applied (the venue refused it, or the order no longer works); the
     order works on unchanged. ``reason`` says why."""
+
+    strategy_id: str
+    instrument_id: str
+    client_order_id: str
+    reason: str
+    ts_event: int
+    ts_init: int
+
+
+class OrderCancelRejected(msgspec.Struct, frozen=True, gc=False):
+    """A cancel was not done: the venue refused it and a query after the refusal found the order still
+    working. The order works on (cancel it again, or act on its fills); ``reason`` is the venue's refusal.
+    Published, not journaled (the order did not change)."""
 
     strategy_id: str
     instrument_id: str

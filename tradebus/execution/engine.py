@@ -24,7 +24,8 @@ A live venue's funding payments (``FundingPaid``) and the fills of its liquidati
 Requests without answers: a :meth:`Venue.submit` or :meth:`Venue.cancel` that raises moves the
 order to ``UNKNOWN`` (``OrderTimedOut``) and the venue is queried at once. With
 :class:`OrderTimeouts` (a live venue, whose answers can be lost), a submit that gets no answer, or a cancel that does
-not close the order, within its timeout on the clock does the same; an ``UNKNOWN`` order the
+not close the order, within its timeout on the clock does the same (unless the venue refused the cancel
+and found the order still working: ``OrderCancelRejected``, published, not journaled); an ``UNKNOWN`` order the
 query cannot settle is asked again every ``retry_ns``; and every open order silent for
 ``check_ns`` is queried, which recovers events lost on the way. A venue that does not know an
 order is believed only once its submit request ended (:meth:`Venue.submit_ended_ns`: a submit held
@@ -56,6 +57,7 @@ from tradebus.engine.messages import (
     FundingPaid,
     ModifyOrder,
     OrderAccepted,
+    OrderCancelRejected,
     OrderCanceled,
     OrderDenied,
     OrderExpired,
@@ -170,6 +172,7 @@ class ExecutionEngine:
 
     __slots__ = (
         "_bus",
+        "_cancel_alerts",
         "_client_id_rules",
         "_clock",
         "_fills_awaited",
@@ -216,6 +219,7 @@ class ExecutionEngine:
         self._timeouts = timeouts
         self._seq = 0  # makes clock alert names unique
         self._retrying: dict[str, str] = {}  # orders with a query retry pending -> the name of its alert
+        self._cancel_alerts: dict[str, str] = {}  # orders with a cancel timeout pending -> the name of its alert
         # Orders whose venue lists fewer fills than it says filled -> reads made since; those with a read due.
         self._fills_awaited: dict[str, int] = {}
         self._reread_due: set[str] = set()
@@ -366,7 +370,11 @@ class ExecutionEngine:
             return
         timeouts = self._timeouts
         if timeouts is not None and order.is_open:
-            self._alert(order, "cancel", timeouts.cancel_ns, self._on_cancel_timeout)
+            earlier = self._cancel_alerts.pop(order.client_order_id, None)
+            if earlier is not None:  # the latest cancel is timed
+                self._clock.cancel(earlier)
+            alert = self._alert(order, "cancel", timeouts.cancel_ns, self._on_cancel_timeout)
+            self._cancel_alerts[order.client_order_id] = alert
 
     def _cancel_disallowed(self, order: Order, reason: str) -> None:
         """Cancel a working order the risk gate's new trading state no longer allows (journaled as any cancel)."""
@@ -608,6 +616,7 @@ class ExecutionEngine:
             self._time_out(order, f"no answer to the submit within {self._timeouts.submit_ns / 1e9:g} s")  # type: ignore[union-attr]
 
     def _on_cancel_timeout(self, order: Order) -> None:
+        self._cancel_alerts.pop(order.client_order_id, None)
         if order.is_open and order.status is not _S.UNKNOWN:
             self._time_out(order, f"cancel not confirmed within {self._timeouts.cancel_ns / 1e9:g} s")  # type: ignore[union-attr]
 
@@ -672,6 +681,8 @@ class ExecutionEngine:
             self.on_venue_funding(event)
         elif type(event) is OrderFillsReported:
             self._fills_reported(event)
+        elif type(event) is OrderCancelRejected:
+            self._cancel_refused(event)
         elif type(event) is OrderReplaced:
             # Not an order state (the replaced order's OrderCanceled follows, the replacement's own
             # events are its); not journaled: ContingentOrders journals the links it moves.
@@ -688,6 +699,19 @@ class ExecutionEngine:
             self._bus.publish(event)
             if cls is OrderCanceled or cls is OrderExpired:
                 self._check_closed(order, event.filled_qty)
+
+    def _cancel_refused(self, event: OrderCancelRejected) -> None:
+        """Publish a venue's final refusal of a cancel of a working order (not journaled: the order did not
+        change); its cancel is answered, so its timeout no longer moves it to ``UNKNOWN``."""
+        order = self._om.get(event.client_order_id)
+        if order is None or not order.is_open:
+            logger.info("order {}: cancel refused ({}), but the order is closed here; not published",
+                        event.client_order_id, event.reason)
+            return
+        alert = self._cancel_alerts.pop(order.client_order_id, None)
+        if alert is not None:
+            self._clock.cancel(alert)
+        self._bus.publish(event)
 
     def _accept_quietly(self, order: Order, venue_order_id: str, ts_event: int) -> bool:
         """Apply a venue's acknowledgement of ``order`` without building ``OrderAccepted`` when nothing

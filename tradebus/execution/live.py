@@ -7,11 +7,13 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     start a task that sends the request through the venue's :class:`TradingApi`. The answer
     is turned into events on arrival: an acknowledgement -> ``OrderAccepted``, a definitive
     refusal (:class:`VenueRejected`, a rate-limited request's :class:`RateLimited` too) -> ``OrderRejected``
-    (submit) or a query (cancel: the order may be closed already). **No answer** (timeout, dropped
-    connection, 5xx: any :class:`NoAnswer`) emits nothing: the order stays SUBMITTED until the execution engine's
-    :class:`~tradebus.execution.engine.OrderTimeouts` move it to ``UNKNOWN`` and query it. A
-    request is never re-sent: only a query by client order id settles it. A submit (a new order,
-    an OCO order list, a cancel-replace's replacement) leaves within its submit timeout
+    (submit) or a query (cancel: the order may be closed already; found still working, ``OrderCancelRejected``
+    tells the strategy). A cancel or amend the venue refuses as busy with the order (:class:`OrderBusy`,
+    "try again later") is sent again after each of :attr:`LiveVenue.busy_delays` while the order is open.
+    **No answer** (timeout, dropped connection, 5xx: any :class:`NoAnswer`) emits nothing: the order stays
+    SUBMITTED until the execution engine's :class:`~tradebus.execution.engine.OrderTimeouts` move it to
+    ``UNKNOWN`` and query it. A request without an answer is never re-sent: only a query by client order id
+    settles it. A submit (a new order, an OCO order list, a cancel-replace's replacement) leaves within its submit timeout
     (:meth:`set_submit_timeout`, the engine's) or not at all (:func:`send_within`): one the
     account's rate budget would hold longer (a 429's or a 418 ban's pause, OKX ``50011``, Bybit
     ``10006``, or a full weight window) is withdrawn unsent, ``OrderRejected`` at once with a reason
@@ -87,6 +89,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, 
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import msgspec
@@ -100,6 +103,7 @@ from tradebus.engine.messages import (
     FundingPaid,
     ModifyOrder,
     OrderAccepted,
+    OrderCancelRejected,
     OrderFilled,
     OrderModified,
     OrderModifyRejected,
@@ -115,6 +119,7 @@ from tradebus.execution.orders import Order
 from tradebus.execution.venue import EventHandler, OrderStatusReport, Venue
 
 __all__ = [
+    "BUSY_RETRY_DELAYS",
     "CLOCK_MARGIN_NS",
     "AccountBalance",
     "AccountMargin",
@@ -125,6 +130,7 @@ __all__ = [
     "LiveVenue",
     "NoAnswer",
     "OcoPair",
+    "OrderBusy",
     "RateLimited",
     "ReplacementRejected",
     "TradingApi",
@@ -141,11 +147,15 @@ __all__ = [
 _T = TypeVar("_T")
 _UNACKNOWLEDGED = frozenset({OrderStatus.SUBMITTED, OrderStatus.UNKNOWN})
 _CLOSED_UNFILLED = frozenset({OrderStatus.CANCELED, OrderStatus.EXPIRED})
+_WORKING = frozenset({OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED})
 # Submits remembered before the first sweep of those of closed orders (LiveVenue._forget_closed_submits).
 _SUBMITS_SWEEP = 256
 #: How far the venue's clock (an order's ``ts_last``) may be ahead of this one when an order's age is
 #: judged against :attr:`TradingApi.forgets_unfilled_closed_ns`.
 CLOCK_MARGIN_NS = 60_000_000_000
+#: Seconds :class:`LiveVenue` waits before each re-send of a cancel or amend the venue answered :class:`OrderBusy`
+#: (then the refusal is final): a venue busy with an order is so for the round trip of one request on it.
+BUSY_RETRY_DELAYS: tuple[float, ...] = (0.1, 0.2, 0.4)
 # Seconds left to send the requests of the running task (set by send_within); None: no limit.
 _TIME_LEFT: ContextVar[Callable[[], float] | None] = ContextVar("tradebus_time_left_to_send", default=None)
 # What the requests of the running task restore, sent however late (set by send_late); None: nothing.
@@ -209,6 +219,12 @@ class RateLimited(VenueRejected):
     """A request the venue refused for its rate limit (HTTP 429, Binance's 418 ban, OKX ``50011``, Bybit
     ``10006``): refused unprocessed, so nothing was done (Binance: a 4XX is "on the sender's side", only a
     5XX leaves the outcome unknown). The client pauses every request for as long as the answer says."""
+
+
+class OrderBusy(VenueRejected):
+    """A cancel or amend the venue refused unprocessed because it is still processing an earlier request on
+    the order (Bybit ``110079``: "the order is processing and can not be operated, please try again later"):
+    the same request may be done later. :class:`LiveVenue` sends it again (:data:`BUSY_RETRY_DELAYS`)."""
 
 
 class ReplacementRejected(VenueRejected):
@@ -577,6 +593,10 @@ class LiveVenue(Venue):
         # Those of them canceled meanwhile: the cancel wins, their replacement is not kept.
         self._swaps_canceled: set[str] = set()
         self._queued = False
+        #: Seconds waited before each re-send of a cancel or amend the venue answered :class:`OrderBusy`.
+        self.busy_delays: tuple[float, ...] = BUSY_RETRY_DELAYS
+        # Orders whose cancel the venue refused -> its refusal, until a query sent after it says whether they work.
+        self._cancel_refused: dict[str, str] = {}
         # The orders submitted inside :meth:`oco_pair`, held to be sent as one order list.
         self._pairing: list[Order] | None = None
 
@@ -879,6 +899,7 @@ class LiveVenue(Venue):
         self._orders.pop(client_order_id, None)
         self._submits.pop(client_order_id, None)
         self._answers.pop(client_order_id, None)
+        self._cancel_refused.pop(client_order_id, None)
         return True
 
     def _forget_closed_submits(self) -> None:
@@ -1002,9 +1023,11 @@ class LiveVenue(Venue):
 
     async def _amend(self, order: Order, cmd: ModifyOrder) -> None:
         coid = order.client_order_id
-        self.requests["amend"] += 1
         try:
-            await self.api.amend(order, cmd.quantity, cmd.price, cmd.trigger_price)
+            amend = partial(self.api.amend, order, cmd.quantity, cmd.price, cmd.trigger_price)
+            if not await self._send_unless_busy(order, "amend", amend):
+                self._modify_rejected(order, f"order is {order.status} (closed while the venue was busy with it)")
+                return
         except VenueRejected as exc:
             logger.info("amend of {} refused: {}; querying", coid, exc)
             self._modify_rejected(order, str(exc))
@@ -1106,15 +1129,35 @@ class LiveVenue(Venue):
         if held is not None:
             self.emit(held)
 
+    async def _send_unless_busy(self, order: Order, kind: str, send: Callable[[], Awaitable[None]]) -> bool:
+        """Send a cancel or amend (``kind``) of ``order``, again after each of :attr:`busy_delays` while the
+        venue answers :class:`OrderBusy` (each through the rate budget, as any request); ``False`` when the
+        order closed during a wait (nothing more sent). The last refusal, busy or not, is raised.
+        """
+        for delay in self.busy_delays:
+            self.requests[kind] += 1
+            try:
+                await send()
+                return True
+            except OrderBusy as exc:
+                logger.info("{} of {}: {}; sent again in {:g} s", kind, order.client_order_id, exc, delay)
+            await asyncio.sleep(delay)
+            if not order.is_open:
+                logger.info("{} of {}: the order is {} now; not sent again", kind, order.client_order_id, order.status)
+                return False
+        self.requests[kind] += 1
+        await send()
+        return True
+
     async def _cancel(self, order: Order) -> None:
         coid = order.client_order_id
-        self.requests["cancel"] += 1
         try:
-            await self.api.cancel(order)
+            await self._send_unless_busy(order, "cancel", lambda: self.api.cancel(order))
         except VenueRejected as exc:
-            # Already closed at the venue (filled, canceled): what happened comes from the query.
+            # Closed at the venue (filled, canceled), or refused while it works: the query tells which.
             logger.info("cancel of {} refused: {}; querying", coid, exc)
             if coid not in self._replacing:
+                self._cancel_refused[coid] = str(exc)
                 self._query_soon(order)
         except NoAnswer as exc:
             logger.warning("cancel of {}: no answer ({}); the cancel timeout will query", coid, exc)
@@ -1148,6 +1191,8 @@ class LiveVenue(Venue):
         coid = order.client_order_id
         # A query sent before a cancel-replace's cancel was answered may have been processed before the cancel.
         judges_replace = coid in self._cancel_answered
+        # Only a query sent after a cancel's refusal tells whether the order worked on after it.
+        judges_cancel = coid in self._cancel_refused
         self.requests["query"] += 1
         try:
             report = await self.api.query(order)
@@ -1163,6 +1208,8 @@ class LiveVenue(Venue):
             self._replace(coid, report.filled_qty)  # the cancel of a cancel-replace confirmed by a query, not the stream
         if self.on_answer is not None:
             self.on_answer(coid)
+        if coid in self._cancel_refused:
+            self._judge_cancel_refusal(order, report, judges_cancel)
         if coid in self._replacing:
             self._replace_if_closed(coid)
             if coid not in self._replacing:
@@ -1173,6 +1220,20 @@ class LiveVenue(Venue):
                 self._modify_rejected(order, "still working after its cancel-replace's cancel")
             elif coid in self._cancel_answered:
                 self._query_until_answered(order)  # the cancel was answered while this query was out: ask again
+
+    def _judge_cancel_refusal(self, order: Order, report: OrderStatusReport | None, judges: bool) -> None:
+        """Tell the strategy (``OrderCancelRejected``) that the venue refused the cancel of ``order`` if the answer
+        to a query sent after the refusal says it still works; one that says it closed told what happened."""
+        coid = order.client_order_id
+        if not judges:
+            self._query_soon(order)  # the refusal came while this query was out: ask again
+            return
+        reason = self._cancel_refused.pop(coid)
+        if report is None or report.status not in _WORKING or not order.is_open:
+            return
+        logger.warning("order {}: the venue refused its cancel ({}) and still works it", coid, reason)
+        now = self.clock.now_ns()
+        self.emit(OrderCancelRejected(order.strategy_id, order.instrument_id, coid, reason, now, now))
 
     def _forgotten(self, order: Order) -> OrderStatusReport | None:
         """The answer "no such order" means for ``order``: filled nothing, if it closed CANCELED or EXPIRED longer ago

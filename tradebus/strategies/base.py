@@ -59,6 +59,7 @@ from tradebus.engine.messages import (
     CancelOrder,
     ModifyOrder,
     OrderAccepted,
+    OrderCancelRejected,
     OrderCanceled,
     OrderDenied,
     OrderExpired,
@@ -282,6 +283,9 @@ class Strategy:
 
     def on_order_modify_rejected(self, event: OrderModifyRejected) -> None:
         """A modification was not applied (``event.reason`` says why); the order works on unchanged."""
+
+    def on_order_cancel_rejected(self, event: OrderCancelRejected) -> None:
+        """A cancel was not done: the venue refused it (``event.reason``) and the order still works there (live only)."""
 
     def on_order_replaced(self, event: OrderReplaced) -> None:
         """A modification was applied by a cancel-replace: the order works on as ``event.replacement_id``."""

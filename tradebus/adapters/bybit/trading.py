@@ -271,6 +271,9 @@ class BybitTrading(CcxtTrading):
     #: ``10006`` (the account's limit) and ``10018`` (the IP's), which ccxt already maps to ``RateLimitExceeded``, and
     #: ``429`` ("the trading service is experiencing a high server load, please retry"), which it does not.
     rate_limit_codes = frozenset({"429", "10006", "10018"})
+    #: Bybit's retCodes of a cancel or amend refused while it processes the order, "please try again later" (v5 error
+    #: codes): ``110079`` "the order is processing and can not be operated", spot's ``170191`` "can not cancel order".
+    busy_codes = frozenset({"110079", "170191"})
     supports_amend = True
     #: ``GET /v5/execution/list`` by ``orderId`` without ``startTime``/``endTime`` lists the last 7 days.
     fills_history_ns = 7 * 24 * 3600 * 1_000_000_000

@@ -17,7 +17,9 @@ by its code, whatever ccxt class it arrives as: a code of the venue's :attr:`Ccx
 limit, to a plain ``ExchangeError``) is :class:`~tradebus.execution.live.RateLimited` and pauses the
 account's budget as a 429 does, a code of the venue's
 :attr:`CcxtTrading.unknown_outcome_codes` (server error, timeout, service restarting: ccxt maps Bybit's
-``10016`` to a plain ``ExchangeError``) is :class:`~tradebus.execution.live.NoAnswer`, any other
+``10016`` to a plain ``ExchangeError``) is :class:`~tradebus.execution.live.NoAnswer`, a code of the venue's
+:attr:`CcxtTrading.busy_codes` (Bybit ``110079``: the order is being processed, try again later) is
+:class:`~tradebus.execution.live.OrderBusy`, any other
 :class:`~tradebus.execution.live.VenueRejected` with that code (:func:`error_code`; OKX ``51410``, a cancel
 of an order being canceled: ccxt's ``CancelPending``); ccxt's ``OperationFailed`` without a code is
 :class:`~tradebus.execution.live.NoAnswer`. Messages never carry the request's query (it may carry a signature).
@@ -34,7 +36,7 @@ from ccxt.base.errors import BaseError, NetworkError, OperationFailed, RateLimit
 
 from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.engine.instrument import Instrument
-from tradebus.execution.live import NoAnswer, RateLimited, TradingApi, VenueRejected
+from tradebus.execution.live import NoAnswer, OrderBusy, RateLimited, TradingApi, VenueRejected
 from tradebus.execution.orders import Order
 
 __all__ = ["CcxtTrading", "decimal_text", "error_code"]
@@ -116,6 +118,9 @@ class CcxtTrading(TradingApi):
     unknown_outcome_codes: frozenset[str] = frozenset()
     #: The venue's error codes of a request refused unprocessed for a rate limit (:class:`RateLimited`: the budget pauses).
     rate_limit_codes: frozenset[str] = frozenset()
+    #: The venue's error codes of a cancel or amend refused because the venue is still processing the order, "try again
+    #: later" (:class:`OrderBusy`: the live venue sends it again).
+    busy_codes: frozenset[str] = frozenset()
 
     def __init__(self, exchange: Any, instruments: dict[str, Instrument], budget: WeightBudget, weights: dict[str, int]) -> None:
         self._ccxt = exchange
@@ -157,10 +162,12 @@ class CcxtTrading(TradingApi):
             if code in self.unknown_outcome_codes:
                 status = 0
                 raise NoAnswer(f"{name}: {self.venue} error {code}: {redacted(exc)}") from None
+            status = 400
+            if code in self.busy_codes:
+                raise OrderBusy(f"{name}: {self.venue} error {code} (busy with the order): {redacted(exc)}") from None
             if not code and isinstance(exc, OperationFailed):
                 status = 0
                 raise NoAnswer(f"{name}: {type(exc).__name__}: {redacted(exc)}") from None
-            status = 400
             raise VenueRejected(f"{name}: {self.venue} error {code}: {redacted(exc)}") from None
         finally:
             self.last_headers = dict(self._ccxt.last_response_headers or {})

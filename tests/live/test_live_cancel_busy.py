@@ -1,0 +1,134 @@
+"""A cancel or amend the venue refuses while the order is still working: sent again when the venue says "try
+again later", and the strategy told when the refusal is final (``OrderCancelRejected``).
+
+Bybit answers ``110079`` ("the order is processing and can not be operated, please try again later", v5 error
+codes) to a cancel or amend of an order the venue is still busy with. It was a final refusal: the cancel was
+never sent again, the order kept working at the venue, and nothing told the strategy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.live.live_harness import until
+from tests.live.venue_kits import BYBIT, OKX, kit_harness
+from tradebus.adapters.common.account_emulator import RestFault
+from tradebus.engine.messages import (
+    CancelOrder,
+    ModifyOrder,
+    OrderCancelRejected,
+    OrderModified,
+    OrderSide,
+    OrderStatus,
+    OrderTimedOut,
+    OrderType,
+    SubmitOrder,
+)
+from tradebus.execution.engine import OrderTimeouts
+from tradebus.strategies.base import Strategy
+
+CANCEL = "/v5/order/cancel"
+AMEND = "/v5/order/amend"
+#: Long enough that the engine's cancel timeout never fires before the venue's last answer (no timing asserted).
+CALM = OrderTimeouts(submit_ns=5_000_000_000, cancel_ns=10_000_000_000, retry_ns=200_000_000, check_ns=None)
+
+
+class CancelWatcher(Strategy):
+    """Records the cancel refusals its hook is called with."""
+
+    def __init__(self) -> None:
+        super().__init__(BYBIT.iid, strategy_id="s1")
+        self.refused: list[OrderCancelRejected] = []
+
+    def on_order_cancel_rejected(self, event: OrderCancelRejected) -> None:
+        self.refused.append(event)
+
+
+def _posts(emulator: Any, path: str) -> list[str]:
+    return [c for m, p, c in emulator.requests if m == "POST" and p == path]
+
+
+async def test_a_cancel_refused_as_busy_is_sent_again_and_the_order_canceled() -> None:
+    busy = RestFault("refuse", "POST", CANCEL, code="110079")
+    async with kit_harness(BYBIT, rest_faults=[busy]) as h:
+        execution = h.kernel.execution
+        order = execution.submit(SubmitOrder("s1", BYBIT.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        execution.cancel(CancelOrder("s1", BYBIT.iid, order.client_order_id, 0, 0))
+        await until(lambda: order.status is OrderStatus.CANCELED)
+        await h.venue.drain()
+        assert busy.fired
+        assert h.emulator.orders[order.client_order_id].status is OrderStatus.CANCELED
+    assert _posts(h.emulator, CANCEL) == [order.client_order_id, order.client_order_id]
+    assert h.venue.requests["cancel"] == 2
+
+
+async def test_a_cancel_refused_while_the_order_works_tells_the_strategy_and_the_order_works_on() -> None:
+    faults = [RestFault("refuse", "POST", CANCEL, code=code) for code in ("110079",) * 4]
+    watcher = CancelWatcher()
+    async with kit_harness(BYBIT, rest_faults=faults, strategies=[watcher], timeouts=CALM) as h:
+        timed_out: list[OrderTimedOut] = []
+        h.kernel.bus.subscribe(OrderTimedOut, timed_out.append)
+        execution = h.kernel.execution
+        order = execution.submit(SubmitOrder("s1", BYBIT.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        execution.cancel(CancelOrder("s1", BYBIT.iid, order.client_order_id, 0, 0))
+        await until(lambda: watcher.refused, timeout=5.0)
+        await h.venue.drain()
+        (refused,) = watcher.refused
+        assert refused.client_order_id == order.client_order_id and "110079" in refused.reason
+        assert order.status is OrderStatus.ACCEPTED
+        assert h.emulator.orders[order.client_order_id].status is OrderStatus.ACCEPTED
+        assert not timed_out
+        # The next cancel (the faults are spent) is sent and done.
+        execution.cancel(CancelOrder("s1", BYBIT.iid, order.client_order_id, 0, 0))
+        await until(lambda: order.status is OrderStatus.CANCELED)
+        await h.venue.drain()
+    assert all(f.fired for f in faults)  # the cancel and its three re-sends, then the next cancel that went through
+    assert len(_posts(h.emulator, CANCEL)) == 5
+
+
+async def test_a_cancel_refused_finally_is_told_at_once_without_re_sending() -> None:
+    refused_code = RestFault("refuse", "POST", CANCEL, code="10001")
+    watcher = CancelWatcher()
+    async with kit_harness(BYBIT, rest_faults=[refused_code], strategies=[watcher], timeouts=CALM) as h:
+        execution = h.kernel.execution
+        order = execution.submit(SubmitOrder("s1", BYBIT.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        execution.cancel(CancelOrder("s1", BYBIT.iid, order.client_order_id, 0, 0))
+        await until(lambda: watcher.refused, timeout=5.0)
+        await h.venue.drain()
+        assert "10001" in watcher.refused[0].reason and order.status is OrderStatus.ACCEPTED
+    assert _posts(h.emulator, CANCEL) == [order.client_order_id]
+
+
+async def test_an_amend_refused_as_busy_is_sent_again_and_applied() -> None:
+    busy = RestFault("refuse", "POST", AMEND, code="110079")
+    async with kit_harness(BYBIT, rest_faults=[busy]) as h:
+        modified: list[OrderModified] = []
+        h.kernel.bus.subscribe(OrderModified, modified.append)
+        execution = h.kernel.execution
+        order = execution.submit(SubmitOrder("s1", BYBIT.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        execution.modify(ModifyOrder("s1", BYBIT.iid, order.client_order_id, 0, 0, price=1_100.0))
+        await until(lambda: order.price == 1_100.0)
+        await h.venue.drain()
+        assert busy.fired and len(modified) == 1
+        assert h.emulator.orders[order.client_order_id].order.price == 1_100.0
+    assert _posts(h.emulator, AMEND) == [order.client_order_id, order.client_order_id]
+
+
+async def test_an_okx_cancel_refused_while_the_order_works_tells_the_strategy() -> None:
+    """Any venue: a cancel refused (OKX ``51000``, a parameter error) while the order works reaches the strategy."""
+    refused_code = RestFault("refuse", "POST", "/api/v5/trade/cancel-order", code="51000")
+    got: list[OrderCancelRejected] = []
+    async with kit_harness(OKX, rest_faults=[refused_code], timeouts=CALM) as h:
+        h.kernel.bus.subscribe(OrderCancelRejected, got.append)
+        execution = h.kernel.execution
+        order = execution.submit(SubmitOrder("s1", OKX.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        execution.cancel(CancelOrder("s1", OKX.iid, order.client_order_id, 0, 0))
+        await until(lambda: got, timeout=5.0)
+        await h.venue.drain()
+        assert "51000" in got[0].reason and order.status is OrderStatus.ACCEPTED
+        assert h.emulator.orders[order.client_order_id].status is OrderStatus.ACCEPTED
