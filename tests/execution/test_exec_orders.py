@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import math
+import tracemalloc
 
 import pytest
+from loguru import logger
 
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import SimulatedClock
@@ -342,3 +345,33 @@ def test_a_released_order_is_forgotten_only_past_both_windows_and_when_nothing_a
         om.apply(_fill(f"c-{i}", 2.0, trade_id=f"T{i}"))
         om.release(f"c-{i}")
     assert [i for i in range(9) if om.get(f"c-{i}") is not None] == [7, 8]
+
+
+def test_the_trade_ids_of_fills_of_unknown_orders_kept_are_bounded_and_the_latest_still_book_once() -> None:
+    """A daemon kept the (client id, trade id) of every fill of an order it never created for as long as it ran.
+    The latest ``keep_trade_ids`` are kept: a repeat of one of them is still a duplicate, and memory stays flat."""
+    bus = MessageBus()
+    om = OrderManager(bus, SimulatedClock(5))
+    kept = 10_000  # the default keep_trade_ids
+
+    def external(n: int) -> bool:
+        return om.note_external_fill(_fill(f"ext-{n:06d}", 1.0, trade_id=f"X{n:09d}"))
+
+    logger.disable("tradebus.execution.orders")  # the captured log would grow with each fill's warning
+    tracemalloc.start()  # before the warm-up: the keys it allocates and the measured part frees are traced
+    try:
+        assert all(external(n) for n in range(kept))  # warm-up: the window is full
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        assert all(external(n) for n in range(kept, kept + 5_000))
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        logger.enable("tradebus.execution.orders")
+    # Keeping every key costs ~170 bytes a fill: ~0.9 MB here.
+    assert grown < 100_000, f"{grown} bytes retained over 5000 fills of unknown orders"
+    anomalies: list[OrderAnomaly] = []
+    bus.subscribe(OrderAnomaly, anomalies.append)
+    assert not any(external(n) for n in range(5_000, kept + 5_000, 100))  # the latest: booked once
+    assert [a.kind for a in anomalies] == [AnomalyKind.DUPLICATE_FILL] * 100

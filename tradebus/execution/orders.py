@@ -344,6 +344,9 @@ _ORDER_FIELDS = tuple(sorted(Order.__struct_fields__))
 # retries, and a venue's usual rate-limit pause (a 429's ``Retry-After``); a request still on its way after
 # that keeps its order (:attr:`OrderManager.on_forget`), and a venue's event after it is an unknown order's.
 _RELEASE_GRACE_NS = 300_000_000_000
+# Trade ids of fills booked on no order kept at most (:attr:`OrderManager.keep_trade_ids`): ~230 bytes each
+# (measured), 2.3 MB in all.
+_KEEP_TRADE_IDS = 10_000
 
 
 class OrderManager:
@@ -375,8 +378,9 @@ class OrderManager:
     """
 
     __slots__ = (
-        "_bus", "_clock", "_external", "_fee_in_kind", "_fee_value", "_open", "_orders", "_released", "_working",
-        "client_ids", "count_open", "created", "keep_released", "keep_released_ns", "on_forget",
+        "_bus", "_clock", "_external", "_external_order", "_fee_in_kind", "_fee_value", "_open", "_orders", "_released",
+        "_working", "client_ids", "count_open", "created", "keep_released", "keep_released_ns", "keep_trade_ids",
+        "on_forget",
     )  # fmt: skip
 
     def __init__(
@@ -399,8 +403,13 @@ class OrderManager:
         # (asked for every bar of ten interleaved instruments while one of them has an order).
         self._working: dict[str, int] = {}
         self.client_ids = client_ids if client_ids is not None else ClientOrderIds()
-        # (client_order_id, trade_id) of the fills of orders this process never created.
+        # (client_order_id, trade_id) of the fills of orders this process never created, and the same keys
+        # oldest first: the latest keep_trade_ids are kept (_note_trades).
         self._external: set[tuple[str, str]] = set()
+        self._external_order: deque[tuple[str, str]] = deque()
+        #: How many trade ids of fills booked on no order stay known to book each once (:meth:`note_external_fill`);
+        #: older ones are forgotten.
+        self.keep_trade_ids = _KEEP_TRADE_IDS
         #: Orders ever created in this process (journal replay included), forgotten ones too.
         self.created = 0
         #: How many released closed orders stay known (:meth:`release`).
@@ -672,16 +681,24 @@ class OrderManager:
     def note_external_fill(self, fill: OrderFilled) -> bool:
         """Record a fill of an order this process never created; ``False`` if already recorded.
 
-        Publishes ``UNKNOWN_ORDER`` (new) or ``DUPLICATE_FILL`` (repeat, by ``trade_id``). The
-        caller books a new one: the position is real.
+        Publishes ``UNKNOWN_ORDER`` (new) or ``DUPLICATE_FILL`` (repeat, by ``trade_id``, among the
+        latest :attr:`keep_trade_ids` recorded). The caller books a new one: the position is real.
         """
         key = (fill.client_order_id, fill.trade_id)
         if key in self._external:
             self._anomaly(None, fill, AnomalyKind.DUPLICATE_FILL, f"trade_id {fill.trade_id!r} already booked")
             return False
-        self._external.add(key)
+        self._note_trades((key,))
         self._anomaly(None, fill, AnomalyKind.UNKNOWN_ORDER, "fill of an order this process did not create: booked")
         return True
+
+    def _note_trades(self, keys: tuple[tuple[str, str], ...]) -> None:
+        """Remember ``(client_order_id, trade_id)`` keys of fills booked on no order; forget the oldest beyond :attr:`keep_trade_ids`."""
+        self._external.update(keys)
+        ring = self._external_order
+        ring.extend(keys)
+        while len(ring) > self.keep_trade_ids:
+            self._external.discard(ring.popleft())
 
     def note_venue_filled(self, order: Order, venue_filled: float) -> bool:
         """Keep the venue's filled quantity of a CANCELED or EXPIRED ``order`` whose close did not tell it.
