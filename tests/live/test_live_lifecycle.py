@@ -410,3 +410,30 @@ async def test_a_late_fill_frame_is_booked_on_its_closed_released_order_and_afte
         assert h.kernel.portfolio.position(IID) == pytest.approx(0.0007)
         kinds = {(a.client_order_id, a.kind) for a in anomalies}
         assert kinds == {(late.client_order_id, AnomalyKind.FILL_AFTER_CLOSE), (gone.client_order_id, AnomalyKind.UNKNOWN_ORDER)}
+
+
+async def test_a_fill_frame_of_a_forgotten_order_that_comes_again_is_not_booked_twice() -> None:
+    """A fill's frame of an order forgotten since (released, past the window) that the stream sends again (a replay
+    after a reconnect) was booked a second time as an unknown order's fill: the forgotten order's trade ids were
+    not kept. It is a duplicate; a new trade of the same order is still booked (the position is real)."""
+    async with harness() as h:
+        om = h.kernel.orders
+        om.keep_released, om.keep_released_ns = 0, 0
+        anomalies: list[OrderAnomaly] = []
+        h.kernel.bus.subscribe(OrderAnomaly, anomalies.append)
+        order = h.submit(OrderSide.BUY, 0.001)
+        await until(lambda: order.client_order_id in h.emulator.orders)
+        h.trade(60_000.0)
+        await until(lambda: order.status is OrderStatus.FILLED)
+        await settled(h)
+        [fill] = h.kernel.result.fills
+        om.release(order.client_order_id)
+        assert om.get(order.client_order_id) is None and h.venue.order(order.client_order_id) is None
+        new = str(int(fill.trade_id) + 1_000)
+        _late_fill_frame(h, order, 0.001, int(fill.trade_id))  # the same trade, sent again
+        _late_fill_frame(h, order, 0.0002, int(new))  # a trade not booked before, in the next frame
+        await until(lambda: h.kernel.result.fills[-1].trade_id == new)
+        await settled(h)
+        assert [f.trade_id for f in h.kernel.result.fills] == [fill.trade_id, new]
+        assert h.kernel.portfolio.position(IID) == pytest.approx(0.0012)
+        assert [a.kind for a in anomalies] == [AnomalyKind.DUPLICATE_FILL, AnomalyKind.UNKNOWN_ORDER]

@@ -344,8 +344,8 @@ _ORDER_FIELDS = tuple(sorted(Order.__struct_fields__))
 # retries, and a venue's usual rate-limit pause (a 429's ``Retry-After``); a request still on its way after
 # that keeps its order (:attr:`OrderManager.on_forget`), and a venue's event after it is an unknown order's.
 _RELEASE_GRACE_NS = 300_000_000_000
-# Trade ids of fills booked on no order kept at most (:attr:`OrderManager.keep_trade_ids`): ~230 bytes each
-# (measured), 2.3 MB in all.
+# Trade ids of fills booked on no order (or on a forgotten one) kept at most (:attr:`OrderManager.keep_trade_ids`):
+# ~230 bytes each (measured), 2.3 MB in all.
 _KEEP_TRADE_IDS = 10_000
 
 
@@ -403,12 +403,12 @@ class OrderManager:
         # (asked for every bar of ten interleaved instruments while one of them has an order).
         self._working: dict[str, int] = {}
         self.client_ids = client_ids if client_ids is not None else ClientOrderIds()
-        # (client_order_id, trade_id) of the fills of orders this process never created, and the same keys
-        # oldest first: the latest keep_trade_ids are kept (_note_trades).
+        # (client_order_id, trade_id) of the fills of orders this process never created or forgot (release),
+        # and the same keys oldest first: the latest keep_trade_ids are kept (_note_trades).
         self._external: set[tuple[str, str]] = set()
         self._external_order: deque[tuple[str, str]] = deque()
-        #: How many trade ids of fills booked on no order stay known to book each once (:meth:`note_external_fill`);
-        #: older ones are forgotten.
+        #: How many trade ids of fills booked on no order, or on an order forgotten since (:meth:`release`), stay
+        #: known to book each once (:meth:`note_external_fill`); older ones are forgotten.
         self.keep_trade_ids = _KEEP_TRADE_IDS
         #: Orders ever created in this process (journal replay included), forgotten ones too.
         self.created = 0
@@ -474,8 +474,11 @@ class OrderManager:
         orders or was released less than :attr:`keep_released_ns` ago, so that a late or repeated
         venue event (a fill frame, a cancel's answer, a query's) still finds its order (booked on it,
         deduplicated, flagged); then it is forgotten, unless an event reopened it or :attr:`on_forget`
-        says a request about it is still on its way. A daemon calls this to keep its memory bounded;
-        a backtest never does (its results list every order).
+        says a request about it is still on its way. The trade ids of a forgotten order's fills are
+        kept with those of unknown orders (:attr:`keep_trade_ids`): a repeat of one of its fills
+        (a stream replaying after a reconnect) is a duplicate, not an unknown order's new fill.
+        A daemon calls this to keep its memory bounded; a backtest never does (its results list
+        every order).
         """
         released = self._released
         now = self._clock.now_ns()
@@ -491,6 +494,9 @@ class OrderManager:
                 kept.append((coid, now))
                 continue
             del self._orders[coid]
+            trade_ids = order.trade_ids
+            if trade_ids:  # a set (many fills) in a fixed order: which is forgotten first is the same every run
+                self._note_trades(tuple((coid, t) for t in (trade_ids if type(trade_ids) is tuple else sorted(trade_ids))))
         released.extend(kept)
 
     # --------------------------------------------------------------- transitions
@@ -679,7 +685,7 @@ class OrderManager:
         return target
 
     def note_external_fill(self, fill: OrderFilled) -> bool:
-        """Record a fill of an order this process never created; ``False`` if already recorded.
+        """Record a fill of an order this process never created, or forgot; ``False`` if already recorded (booked).
 
         Publishes ``UNKNOWN_ORDER`` (new) or ``DUPLICATE_FILL`` (repeat, by ``trade_id``, among the
         latest :attr:`keep_trade_ids` recorded). The caller books a new one: the position is real.
@@ -693,7 +699,8 @@ class OrderManager:
         return True
 
     def _note_trades(self, keys: tuple[tuple[str, str], ...]) -> None:
-        """Remember ``(client_order_id, trade_id)`` keys of fills booked on no order; forget the oldest beyond :attr:`keep_trade_ids`."""
+        """Remember ``(client_order_id, trade_id)`` keys of fills booked on no order (or on a forgotten one); forget the
+        oldest beyond :attr:`keep_trade_ids`."""
         self._external.update(keys)
         ring = self._external_order
         ring.extend(keys)
