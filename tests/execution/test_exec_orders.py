@@ -375,3 +375,29 @@ def test_the_trade_ids_of_fills_of_unknown_orders_kept_are_bounded_and_the_lates
     bus.subscribe(OrderAnomaly, anomalies.append)
     assert not any(external(n) for n in range(5_000, kept + 5_000, 100))  # the latest: booked once
     assert [a.kind for a in anomalies] == [AnomalyKind.DUPLICATE_FILL] * 100
+
+
+def test_a_released_order_an_event_reopened_is_forgotten_once_it_closed_again() -> None:
+    """An order released REJECTED that a late acknowledgement reopened was dropped from the released orders when
+    its turn came while it worked, so it stayed known for the rest of the run once it closed. It stays known
+    while it works and is forgotten past the window once closed again."""
+    clock = SimulatedClock(0)
+    om = OrderManager(MessageBus(), clock)
+    om.keep_released, om.keep_released_ns = 1, 0
+    om.create(_cmd("c-0"))
+    om.apply(OrderSubmitted("strat", IID, "c-0", 1, 1))
+    om.apply(OrderRejected("strat", IID, "c-0", "the venue did not know it yet", 1, 1))
+    om.release("c-0")  # as the daemon's outputs do once its REJECTED row is written
+    om.apply(OrderAccepted("strat", IID, "c-0", "V1", 2, 2))  # it was alive at the venue after all
+    assert om.order("c-0").status is S.ACCEPTED
+    for i in (1, 2):
+        _accepted(om, f"c-{i}")
+        om.apply(_fill(f"c-{i}", 2.0, trade_id=f"T{i}"))
+        om.release(f"c-{i}")
+    assert om.get("c-0") is not None and om.get("c-1") is None  # working: kept
+    om.apply(_fill("c-0", 2.0, trade_id="T0"))
+    for i in (3, 4):
+        _accepted(om, f"c-{i}")
+        om.apply(_fill(f"c-{i}", 2.0, trade_id=f"T{i}"))
+        om.release(f"c-{i}")
+    assert [i for i in range(5) if om.get(f"c-{i}") is not None] == [4]

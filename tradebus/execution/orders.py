@@ -473,8 +473,9 @@ class OrderManager:
         A released order stays known while it is among the latest :attr:`keep_released` released
         orders or was released less than :attr:`keep_released_ns` ago, so that a late or repeated
         venue event (a fill frame, a cancel's answer, a query's) still finds its order (booked on it,
-        deduplicated, flagged); then it is forgotten, unless an event reopened it or :attr:`on_forget`
-        says a request about it is still on its way. The trade ids of a forgotten order's fills are
+        deduplicated, flagged); then it is forgotten, unless an event reopened it (it works: kept
+        until it closed again) or :attr:`on_forget` says a request about it is still on its way (each
+        is asked again one window later). The trade ids of a forgotten order's fills are
         kept with those of unknown orders (:attr:`keep_trade_ids`): a repeat of one of its fills
         (a stream replaying after a reconnect) is a duplicate, not an unknown order's new fill.
         A daemon calls this to keep its memory bounded; a backtest never does (its results list
@@ -488,10 +489,10 @@ class OrderManager:
         while len(released) > self.keep_released and released[0][1] <= horizon:
             coid = released.popleft()[0]
             order = self._orders.get(coid)
-            if order is None or not order.is_closed:
+            if order is None:
                 continue
-            if self.on_forget is not None and not self.on_forget(coid):
-                kept.append((coid, now))
+            if not order.is_closed or (self.on_forget is not None and not self.on_forget(coid)):
+                kept.append((coid, now))  # reopened by an event, or asked about: one more window
                 continue
             del self._orders[coid]
             trade_ids = order.trade_ids
