@@ -288,3 +288,35 @@ def test_late_accept_reopens_an_order_rejected_because_the_venue_did_not_know_it
 def test_timeouts_must_be_positive() -> None:
     with pytest.raises(OrderError, match="submit_ns"):
         OrderTimeouts(submit_ns=0)
+
+
+def test_a_released_closed_order_is_not_forgotten_while_a_retry_of_its_query_is_due() -> None:
+    """An order whose query went unanswered closes (the venue's cancel arrives) and is released while the retry of
+    the query is due: it stays known until the retry was answered, then is forgotten (forgotten earlier, the retry
+    asked about an order no longer known)."""
+    rig = build_rig(TIMEOUTS)
+    v = rig.venue
+    rig.orders.keep_released, rig.orders.keep_released_ns = 0, 0
+    coid = rig.submit(1.0)
+    v.arrive(coid)
+    v.deliver()
+    now = rig.clock.now_ns()
+    rig.engine.cancel(CancelOrder("s", IID, coid, now, now))
+    v.fail_queries = True
+    rig.clock.advance_to(now + 5 * SEC)  # the cancel timed out: UNKNOWN; its query is not answered
+    assert rig.status(coid) == S.UNKNOWN and v.queries == 1
+    v.cancel_arrives()
+    v.deliver()
+    assert rig.status(coid) == S.CANCELED
+    rig.orders.release(coid)  # as the daemon's outputs do once its row is written
+    assert rig.orders.get(coid) is not None
+    v.fail_queries = False
+    rig.clock.advance_to(rig.clock.now_ns() + 2 * SEC)  # the retry asks again, answered
+    assert v.queries == 2 and rig.status(coid) == S.CANCELED
+    other = rig.submit(1.0)
+    v.arrive(other)
+    v.fill(other, 1.0)
+    v.deliver_all()
+    rig.orders.release(other)
+    assert rig.orders.get(coid) is None and rig.orders.get(other) is None
+    assert rig.position() == 1.0

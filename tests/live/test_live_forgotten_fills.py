@@ -549,3 +549,25 @@ async def test_a_closed_order_the_venue_no_longer_knows_is_settled_only_beyond_t
                 assert restored.status is OrderStatus.CANCELED and holds == {}
                 assert restored.venue_filled_qty == 0.0 if beyond else math.isnan(restored.venue_filled_qty)
         assert h.emulator.requests.count(queries) - before == (1 if beyond else 3)
+
+
+async def test_a_released_order_whose_fills_are_read_again_is_forgotten_only_once_they_are_booked() -> None:
+    """An order released while the venue still lists fewer fills than it says filled stays known (and in the
+    venue) until the reads again booked them on it; forgotten earlier, the reads stopped and the fill went unbooked."""
+    async with harness(stream_faults=_both_fill_frames_dropped(), trade_size_limit=True) as h:
+        om = h.kernel.orders
+        om.keep_released, om.keep_released_ns = 0, 0
+        order, late = await _filled_twice_unseen(h, late_reads=2)
+        assert order.filled_qty == pytest.approx(0.01)  # the query's answer lacks the second fill
+        om.release(order.client_order_id)  # as the daemon's outputs do once its FILLED row is written
+        assert om.get(order.client_order_id) is order and h.venue.order(order.client_order_id) is order
+        await until(lambda: order.filled_qty == pytest.approx(0.02))
+        await settled(h)
+        assert [f.trade_id for f in h.kernel.result.fills][1] == late and h.venue.requests["query"] == 3
+        other = h.submit(OrderSide.BUY, 0.001)
+        await until(lambda: other.client_order_id in h.emulator.orders)
+        h.trade(60_000.0)
+        await until(lambda: other.status is OrderStatus.FILLED)
+        om.release(other.client_order_id)
+        assert om.get(order.client_order_id) is None and h.venue.order(order.client_order_id) is None
+        assert h.kernel.portfolio.position(IID) == pytest.approx(0.021)

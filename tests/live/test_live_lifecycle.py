@@ -437,3 +437,30 @@ async def test_a_fill_frame_of_a_forgotten_order_that_comes_again_is_not_booked_
         assert [f.trade_id for f in h.kernel.result.fills] == [fill.trade_id, new]
         assert h.kernel.portfolio.position(IID) == pytest.approx(0.0012)
         assert [a.kind for a in anomalies] == [AnomalyKind.DUPLICATE_FILL, AnomalyKind.UNKNOWN_ORDER]
+
+
+async def test_a_cancel_refused_after_its_order_was_forgotten_does_not_query_it() -> None:
+    """A cancel sent while its order worked, held by a used-up weight window until the order had filled, was
+    released and forgotten, is refused (-2011): no query of it follows (nothing here knows the order anymore;
+    queried, its answer went to an engine that no longer knows it)."""
+    resume = asyncio.Event()
+    timeouts = msgspec.structs.replace(FAST, cancel_ns=60_000_000_000)  # no cancel timeout within the test
+    async with harness(budget=_stepping_budget(resume), weight_clock=held_window, timeouts=timeouts) as h:
+        om = h.kernel.orders
+        om.keep_released, om.keep_released_ns = 0, 0
+        order = h.submit(OrderSide.BUY, 0.001, 50_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        h.emulator.weight = WEIGHT_LIMIT
+        await h.venue.api.balances()  # its answer tells the minute used up: the next request waits for the next
+        h.trade(49_000.0)  # fills it at the venue; its frame is on its way
+        h.kernel.execution.cancel(CancelOrder("s1", IID, order.client_order_id, 0, 0))  # sent while it works here
+        await until(lambda: h.venue.api.budget.waits >= 1 and order.status is OrderStatus.FILLED)  # type: ignore[attr-defined]
+        om.release(order.client_order_id)
+        assert om.get(order.client_order_id) is None and h.venue.order(order.client_order_id) is None
+        h.emulator.weight = 0
+        resume.set()
+        await until(lambda: h.venue.requests["cancel"] == 1 and h.venue.in_flight == 0)
+        await settled(h)
+        assert h.emulator.orders[order.client_order_id].status is OrderStatus.FILLED  # the cancel was refused
+        assert _queries(h, order.client_order_id) == 0 and h.venue.requests["query"] == 0
+        assert h.kernel.portfolio.position(IID) == pytest.approx(0.001)
