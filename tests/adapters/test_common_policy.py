@@ -12,7 +12,7 @@ from websockets.http11 import Response
 
 from tradebus.adapters.binance.client import binance_keepalive, binance_policy
 from tradebus.adapters.bybit.client import bybit_keepalive
-from tradebus.adapters.common.dedup import TradeDeduper
+from tradebus.dedup import TradeDeduper
 from tradebus.adapters.common.policy import (
     Backoff,
     ConnectionPolicy,

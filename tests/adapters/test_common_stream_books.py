@@ -9,7 +9,7 @@ import pytest
 
 from tradebus.adapters.bybit.parse import BybitParser
 from tradebus.adapters.bybit.sync import BybitRule
-from tradebus.adapters.common.dedup import TradeDeduper
+from tradebus.dedup import TradeDeduper
 from tradebus.adapters.common.parsing import EMPTY_LEVELS, level_array
 from tradebus.adapters.common.stream_books import StreamBooks
 from tradebus.engine.messages import BookDelta, BookResynced, BookSnapshot

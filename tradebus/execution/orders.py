@@ -85,6 +85,7 @@ from tradebus.engine.messages import (
     SubmitOrder,
     TimeInForce,
 )
+from tradebus.dedup import TradeDeduper
 from tradebus.errors import InvalidTransition, OrderError
 from tradebus.execution.client_ids import ClientOrderIds
 
@@ -378,8 +379,8 @@ class OrderManager:
     """
 
     __slots__ = (
-        "_bus", "_clock", "_external", "_external_order", "_fee_in_kind", "_fee_value", "_open", "_orders", "_released",
-        "_working", "client_ids", "count_open", "created", "keep_released", "keep_released_ns", "keep_trade_ids",
+        "_bus", "_clock", "_external", "_fee_in_kind", "_fee_value", "_open", "_orders", "_released",
+        "_working", "client_ids", "count_open", "created", "keep_released", "keep_released_ns",
         "on_forget",
     )  # fmt: skip
 
@@ -403,13 +404,9 @@ class OrderManager:
         # (asked for every bar of ten interleaved instruments while one of them has an order).
         self._working: dict[str, int] = {}
         self.client_ids = client_ids if client_ids is not None else ClientOrderIds()
-        # (client_order_id, trade_id) of the fills of orders this process never created or forgot (release),
-        # and the same keys oldest first: the latest keep_trade_ids are kept (_note_trades).
-        self._external: set[tuple[str, str]] = set()
-        self._external_order: deque[tuple[str, str]] = deque()
-        #: How many trade ids of fills booked on no order, or on an order forgotten since (:meth:`release`), stay
-        #: known to book each once (:meth:`note_external_fill`); older ones are forgotten.
-        self.keep_trade_ids = _KEEP_TRADE_IDS
+        # (client_order_id, trade_id) of the fills of orders this process never created or forgot (release): the
+        # latest keep_trade_ids.
+        self._external = TradeDeduper(_KEEP_TRADE_IDS)
         #: Orders ever created in this process (journal replay included), forgotten ones too.
         self.created = 0
         #: How many released closed orders stay known (:meth:`release`).
@@ -467,6 +464,16 @@ class OrderManager:
         self._set_open(order, order.is_open)
         self.client_ids.observe(order.client_order_id, order.strategy_id)
 
+    @property
+    def keep_trade_ids(self) -> int:
+        """How many trade ids of fills booked on no order, or on an order forgotten since (:meth:`release`), stay
+        known to book each once (:meth:`note_external_fill`); older ones are forgotten."""
+        return self._external.capacity
+
+    @keep_trade_ids.setter
+    def keep_trade_ids(self, value: int) -> None:
+        self._external.capacity = value
+
     def release(self, client_order_id: str) -> None:
         """Say that a closed order was written out (run outputs) and journaled: it may be forgotten.
 
@@ -497,7 +504,7 @@ class OrderManager:
             del self._orders[coid]
             trade_ids = order.trade_ids
             if trade_ids:  # a set (many fills) in a fixed order: which is forgotten first is the same every run
-                self._note_trades(tuple((coid, t) for t in (trade_ids if type(trade_ids) is tuple else sorted(trade_ids))))
+                self._external.first_seen(tuple((coid, t) for t in (trade_ids if type(trade_ids) is tuple else sorted(trade_ids))))
         released.extend(kept)
 
     # --------------------------------------------------------------- transitions
@@ -691,22 +698,11 @@ class OrderManager:
         Publishes ``UNKNOWN_ORDER`` (new) or ``DUPLICATE_FILL`` (repeat, by ``trade_id``, among the
         latest :attr:`keep_trade_ids` recorded). The caller books a new one: the position is real.
         """
-        key = (fill.client_order_id, fill.trade_id)
-        if key in self._external:
+        if self._external.seen((fill.client_order_id, fill.trade_id)):
             self._anomaly(None, fill, AnomalyKind.DUPLICATE_FILL, f"trade_id {fill.trade_id!r} already booked")
             return False
-        self._note_trades((key,))
         self._anomaly(None, fill, AnomalyKind.UNKNOWN_ORDER, "fill of an order this process did not create: booked")
         return True
-
-    def _note_trades(self, keys: tuple[tuple[str, str], ...]) -> None:
-        """Remember ``(client_order_id, trade_id)`` keys of fills booked on no order (or on a forgotten one); forget the
-        oldest beyond :attr:`keep_trade_ids`."""
-        self._external.update(keys)
-        ring = self._external_order
-        ring.extend(keys)
-        while len(ring) > self.keep_trade_ids:
-            self._external.discard(ring.popleft())
 
     def note_venue_filled(self, order: Order, venue_filled: float) -> bool:
         """Keep the venue's filled quantity of a CANCELED or EXPIRED ``order`` whose close did not tell it.

@@ -49,7 +49,7 @@ from tradebus.adapters.binance.parse import (
 )
 from tradebus.adapters.common.book import OrderBook
 from tradebus.adapters.common.client import Sink, WsClient
-from tradebus.adapters.common.dedup import TradeDeduper
+from tradebus.dedup import TradeDeduper
 from tradebus.adapters.common.feed import Feed, FeedConfig, connection_policy
 from tradebus.adapters.common.parsing import WHOLE_FRAME, FrameError, frame_error
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError, KeepAlive, SubscriptionRejected

@@ -50,7 +50,7 @@ from tradebus.adapters.bybit.schemas import (
     TickerNumbers,
 )
 from tradebus.adapters.bybit.sync import BybitRule, is_snapshot
-from tradebus.adapters.common.dedup import TradeDeduper
+from tradebus.dedup import TradeDeduper
 from tradebus.adapters.common.parsing import MAX_MILLIS, MS, WHOLE_FRAME, FieldError, FrameError, describe_frame, frame_error, pair_levels
 from tradebus.adapters.common.policy import SubscriptionRejected
 from tradebus.adapters.common.stream_books import Resubscribe, StreamBooks, StreamBooksParser

@@ -42,7 +42,7 @@ import msgspec
 import numpy as np
 from loguru import logger
 
-from tradebus.adapters.common.dedup import TradeDeduper
+from tradebus.dedup import TradeDeduper
 from tradebus.adapters.common.parsing import MAX_MILLIS, MS, WHOLE_FRAME, FieldError, FrameError, describe_frame, frame_error, level_array
 from tradebus.adapters.common.policy import SubscriptionRejected
 from tradebus.adapters.common.stream_books import Resubscribe, StreamBooks, StreamBooksParser
