@@ -1224,11 +1224,12 @@ class Kernel:
         logger.warning("the run stops before {} got a price: its equity counts it 0", _holdings_text(unpriced))
         return True
 
-    def stop(self) -> None:
+    def stop(self, *, start: bool = True) -> None:
         """End every strategy's run, take the final equity sample and collect the orders.
 
         Each strategy's :meth:`~tradebus.strategies.base.Strategy.end_run` calls its ``at_stop``
-        callbacks, then its ``on_stop``.
+        callbacks, then its ``on_stop``. Strategies not started yet are started first, unless
+        ``start`` is false (a daemon stopped before it started them): then neither is called.
 
         Raises
         ------
@@ -1239,14 +1240,14 @@ class Kernel:
         if self._stopped:
             return
         self._stopped = True
-        if not self._started:
+        if not self._started and start:
             self.start()
         if self._marks_deferred:
             self.sync_marks()
             self.risk.end_time()
         self._take_due_sample()  # the state after the last messages, before any on_stop acts
         failed: Exception | None = None
-        for strategy in self.strategies:
+        for strategy in self.strategies if self._started else ():
             try:
                 strategy.end_run()
             except Exception as exc:  # the others still stop, and the results are still collected

@@ -241,6 +241,8 @@ class PaperNode:
         self._stop: asyncio.Event | None = None
         self._stop_reason = ""
         self._strategy_failure: StrategyError | None = None
+        # False once the daemon stopped before it could start the strategies: neither on_start nor on_stop is called.
+        self._start_strategies = True
         # The counts of market data the journal's earlier sessions left in the results (node.json is this session's).
         self._counted_before = {"bars": 0, "trades": 0, "quotes": 0}
 
@@ -343,6 +345,7 @@ class PaperNode:
                 warm_up()
             self._recover()
             await self._price_missed_hours()
+            self._start_strategies = await self._settle_before_start()
             if self.outputs is not None:
                 self.outputs.start()
             if self.config.record is not None and self.recorder is None:
@@ -350,8 +353,9 @@ class PaperNode:
             self._run_recorder = self.recorder
             started = self.clock.now_ns()
             self._record_run("start", started)
-            with self.clock.pinned(started):  # on_start's timers start where the replay starts them
-                self.kernel.start()
+            if self._start_strategies:
+                with self.clock.pinned(started):  # on_start's timers start where the replay starts them
+                    self.kernel.start()
             sink = self.router if self.ops is None else self.ops.sink(self.router)
             self.feeds = build_feeds(self.config, sink, live=True, recorder=self.recorder)
             attach_feeds(self.feeds, self.guard, self.kernel.cache)
@@ -412,6 +416,14 @@ class PaperNode:
         except ConfigError:
             pass  # told to on_failure: run() raises it
 
+    async def _settle_before_start(self) -> bool:
+        """Called after the recovery, before the kernel starts; whether to start the strategies.
+
+        The live daemon may wait there for its start-up reconciliation, and answer ``False`` when
+        it is stopped first.
+        """
+        return True
+
     def _feeds_built(self) -> None:
         """Called once ``self.feeds`` exist, before they run (the live daemon hooks its venue to them)."""
 
@@ -453,7 +465,7 @@ class PaperNode:
         self._record_stop()
         self.venue.close()
         try:
-            self.kernel.stop()
+            self.kernel.stop(start=self._start_strategies)
         except StrategyError as failure:  # an on_stop raised: the daemon still closes its files
             self._strategy_failed(failure)
         except DataError as error:  # an on_stop's order the failed journal refused (not sent): run() raises it

@@ -40,7 +40,9 @@ Start-up
        from the journal (HALTED, REDUCING) no longer allows are canceled
        (:meth:`~tradebus.risk.gate.RiskGate.cancel_disallowed`: a breaker's trip whose cancels a
        crash kept from the venue, a ``live-kill`` whose cancels failed);
-    3. feeds, strategies and trading as in paper mode; every ``live.reconcile_interval``
+    3. feeds, strategies and trading as in paper mode (when the journal holds execution algorithms
+       to interrupt, the strategies start once step 2 has ended, and not at all if it is stopped first);
+       every ``live.reconcile_interval``
        seconds a :class:`~tradebus.node.reconcile.Reconciler` round compares open orders and
        balances with the venue again.
 
@@ -637,6 +639,36 @@ class LiveNode(PaperNode):
         if self.journal is not None:
             self._state_task = loop.create_task(self._follow_trading_state(self.journal), name="live:trading-state")
         self._catch_up_funding()
+
+    async def _settle_before_start(self) -> bool:
+        """With execution algorithms to interrupt, start the strategies once the start-up reconciliation has ended.
+
+        The interrupted algorithm's ``filled`` is then what the venue filled, a child filled while
+        the daemon was down included, not the journal's (:mod:`~tradebus.strategies.algo_recovery`),
+        and the rest a strategy starts in ``on_start`` is no longer denied by the start-up's holds.
+        The strategies are subscribed first: the fills the reconciliation books reach their
+        ``on_order_filled`` before their ``on_algo_interrupted`` and ``on_start``. A daemon stopped
+        before the reconciliation ended (a signal, its failure) does not start the strategies
+        (``False``) and leaves the algorithms to the next restart
+        (:meth:`~tradebus.strategies.algo_recovery.AlgoRecovery.postpone`).
+        """
+        recovery = self.kernel.algo_recovery
+        startup = self._startup_task
+        if startup is None or not recovery.pending:
+            return True
+        self.kernel.prepare()
+        assert self._stop is not None
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait([startup, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            await asyncio.gather(stopping, return_exceptions=True)
+        if startup.done() and not startup.cancelled() and startup.exception() is None:
+            return True
+        recovery.postpone("the daemon stopped before its start-up reconciliation told what their children filled; "
+                          "the strategies are not started")
+        return False
 
     def _catch_up_funding(self, heard: FundingUnattributed | None = None) -> None:
         """Book the funding the venue paid unheard (a restart, a reconnect) or ``heard`` without its instrument, in a task of its own.

@@ -5,16 +5,21 @@ timer and which orders are its children are lost when a paper or live daemon sto
 crash, ``kill -9``). Its start and end are journaled (:class:`~tradebus.engine.messages.AlgoStarted`,
 :class:`~tradebus.engine.messages.AlgoEnded`); a daemon restarted on the journal hands every
 journaled message to :meth:`AlgoRecovery.note` (the kernel's ``record_journaled``) and, before the
-strategies' ``on_start``, calls :meth:`AlgoRecovery.interrupt`. Each algorithm started and not ended:
+strategies' ``on_start``, calls :meth:`AlgoRecovery.interrupt`. A live daemon does so once its start-up
+reconciliation has ended (:class:`~tradebus.node.live.LiveNode`), so that the
+children's states and fills are the venue's, a child filled while the daemon was down included; one
+stopped before that leaves the algorithms to the next restart (:meth:`AlgoRecovery.postpone`) and does
+not start the strategies. Each algorithm started and not ended:
 
 1. its children (the strategy's orders journaled after its start whose
    :attr:`~tradebus.engine.messages.SubmitOrder.parent` is its name; not their reason, which a
    strategy's own orders may word alike) still working are canceled, reason
    ``"<name>: interrupted by restart"``
    (a paper restart has already canceled them with its simulated venue; a live one has them
-   at the exchange); a child the live start-up has not yet settled with the venue (``UNKNOWN``)
-   is canceled once its query tells it is still working (:meth:`AlgoRecovery.on_resolved`);
-2. it is journaled ended, status ``interrupted``, with what its children filled;
+   at the exchange); a child the live start-up could not settle with the venue (``UNKNOWN``: its
+   query unanswered) is canceled once its query tells it is still working (:meth:`AlgoRecovery.on_resolved`);
+2. it is journaled ended, status ``interrupted``, with what its children filled (live: what the
+   venue reported them filled at the start-up);
 3. a warning names it with its parent, filled and remaining quantities;
 4. its strategy's :meth:`~tradebus.strategies.base.Strategy.on_algo_interrupted` receives that
    :class:`~tradebus.engine.messages.AlgoEnded`, before its ``on_start``: the strategy decides
@@ -69,6 +74,12 @@ class AlgoRecovery:
             entry = self._open.get((msg.strategy_id, msg.parent))
             if entry is not None:
                 entry[1].append(msg.client_order_id)
+
+    def postpone(self, why: str) -> None:
+        """Leave the journaled algorithms not ended to the next restart (nothing canceled, nothing journaled), saying ``why``."""
+        for started, _ in self._open.values():
+            logger.warning("{} {}: not interrupted now, left to the next restart: {}", started.strategy_id, started.name, why)
+        self._open.clear()
 
     def interrupt(
         self,

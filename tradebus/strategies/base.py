@@ -312,9 +312,10 @@ class Strategy:
     def on_algo_interrupted(self, event: AlgoEnded) -> None:
         """An execution algorithm of this strategy was still working when the daemon stopped.
 
-        Called at a restart on the journal, before :meth:`on_start`: the restart canceled the
-        algorithm's working children and sends nothing more of it; ``event.filled`` is what its
-        children filled and ``event.remaining`` what is left of its parent (see
+        Called at a restart on the journal, before :meth:`on_start` (live: once the start-up has
+        settled the orders with the venue): the restart canceled the algorithm's working children
+        and sends nothing more of it; ``event.filled`` is what its children filled (a child filled
+        while the daemon was down included) and ``event.remaining`` what is left of its parent (see
         :mod:`tradebus.strategies.algo_recovery`). Start a new algorithm of the remainder here
         or in ``on_start`` to finish the parent, rather than the whole parent again. Default:
         nothing (the restart's warning names it).
