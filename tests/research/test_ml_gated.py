@@ -614,3 +614,20 @@ def test_precomputed_edges_of_bars_sharing_a_time_are_each_bars_own() -> None:
     for _ in range(2):  # a second run over the same source starts again from each time's first edge
         _, strategy = run_edges(bars, INSTRUMENT, params, source, venue=VENUE, initial_cash=10.0)
         assert [v for _, v in strategy.outputs] == edges.tolist()
+
+
+def test_segments_of_bars_sharing_a_time_do_not_split_a_time_so_live_equals_precomputed() -> None:
+    """Pairs of bars share a time: a start at bar 801 left bar 800 without a batch edge while the live
+    model (switched by time) predicted it, and bar 1200 got segment 0's batch edge but segment 1's live one."""
+    bars = _bars()
+    ts = bars["ts_event"].to_numpy()[::2].repeat(2)
+    bars["ts_event"] = bars["ts_init"] = ts
+    trained = _train(bars, min_train=801)
+    assert [(s.start, s.end) for s in trained.segments] == [(800, 1200), (1200, 1600)]
+    assert ts[799] < ts[800] == ts[801] and ts[1199] < ts[1200] == ts[1201]
+    _, pre = run_edges(bars, INSTRUMENT, STRATEGY, trained.precomputed_source(), venue=VENUE, initial_cash=10.0)
+    _, live = run_edges(bars, INSTRUMENT, STRATEGY, trained.live_source(), venue=VENUE, initial_cash=10.0)
+    live_out, pre_out = np.array(live.outputs), np.array(pre.outputs)
+    assert np.isnan(pre_out[:800, 1]).all() and np.isfinite(pre_out[800:, 1]).all()
+    np.testing.assert_array_equal(live_out, pre_out)
+    assert live.entries == pre.entries

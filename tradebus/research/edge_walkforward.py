@@ -1,6 +1,8 @@
 """Rolling walk-forward of an edge model traded by :class:`~tradebus.research.edge_strategy.EdgeGated`.
 
-Segment ``k`` starts at bar ``s_k = min_train + k * retrain_every``. Its model
+Segment ``k`` starts at bar ``s_k = min_train + k * retrain_every``, moved back to the first
+of the bars sharing its time (:func:`~tradebus.research.walkforward.segment_starts`: live
+predictions switch models by time, so the bars of one time belong to one segment). Its model
 (:class:`~tradebus.research.edge.HorizonEdge`) is trained on the bars before ``s_k``
 (the last ``train_window`` of them, if set) whose features are ready and whose every
 horizon's forward return is known before the segment starts (``t1 < ts[s_k]``: purged).
@@ -48,6 +50,7 @@ from tradebus.research.lookahead import MemoryReplay, SourceFrame
 from tradebus.research.model import ModelStep
 from tradebus.research.splitters import PurgedKFold
 from tradebus.research.edge_strategy import EdgeGated, EdgeSource, ModelEdges, PrecomputedEdges
+from tradebus.research.walkforward import segment_starts
 
 __all__ = ["EdgeSegment", "TrainedEdges", "run_edges", "segment_table", "train_segments"]
 
@@ -115,7 +118,8 @@ def train_segments(
     weights
         ``horizon (bars) -> weight`` of the combined target.
     min_train, retrain_every, train_window
-        First segment start, segment length and (optional) rolling training length, in bars.
+        First segment start, segment length and (optional) rolling training length, in bars
+        (a start among bars sharing a time moves back to the first of them).
     params, tune_grid, tune
         XGBoost parameters; a grid tuned by purged K-fold IC ``"first"`` (first segment
         only, its choice kept), ``"every"`` segment, or ``"none"``.
@@ -148,7 +152,7 @@ def train_segments(
     edges = np.full(n, np.nan)
     segments: list[EdgeSegment] = []
     chosen: dict[str, Any] = dict(params or {})
-    starts = list(range(min_train, n, retrain_every))
+    starts = segment_starts(ts, min_train, retrain_every=retrain_every)
     with threadpool_limits(nthread):
         for k, s in enumerate(starts):
             lo = 0 if train_window is None else max(0, s - train_window)

@@ -48,7 +48,7 @@ from tradebus.research.lookahead import MemoryReplay, SourceFrame
 from tradebus.research.model import ModelStep
 from tradebus.research.strategy import ModelSignal
 
-__all__ = ["WalkForwardResult", "walk_forward"]
+__all__ = ["WalkForwardResult", "segment_starts", "walk_forward"]
 
 
 @dataclass
@@ -72,6 +72,37 @@ class WalkForwardResult:
             "fills": int(seg["fills"].sum()),
             "final_equity": float(self.equity["equity"].iat[-1]) if len(self.equity) else None,
         }
+
+
+def segment_starts(ts: np.ndarray, min_train: int, *, retrain_every: int | None = None,
+                   retrain_every_ns: int | None = None) -> list[int]:
+    """The first bar of each walk-forward segment, none splitting the bars of one time.
+
+    Marks fall at bar ``min_train + k * retrain_every`` or every ``retrain_every_ns`` from
+    bar ``min_train``'s time; each segment starts at the first bar at or after its mark's time.
+    A model switched by time (live) covers every bar of that time, so a start among bars
+    sharing a time moves back to the first of them and batch predictions by position agree.
+
+    Parameters
+    ----------
+    ts
+        Bar ``ts_event`` (int64 ns), non-decreasing.
+    min_train
+        Position of the first mark (``0 < min_train < len(ts)``).
+    retrain_every, retrain_every_ns
+        Segment length in bars or in nanoseconds; give one.
+
+    Returns
+    -------
+    list[int]
+        Increasing, distinct segment starts.
+    """
+    if retrain_every is not None:
+        marks = ts[min_train::retrain_every]
+    else:
+        assert retrain_every_ns is not None
+        marks = np.arange(int(ts[min_train]), int(ts[-1]) + 1, retrain_every_ns, dtype=np.int64)
+    return sorted(set(np.searchsorted(ts, marks, side="left").tolist()))
 
 
 def _utc(ts: int) -> str:
@@ -158,13 +189,7 @@ def walk_forward(
     ret = np.asarray(label_ret, dtype=np.float64)
     t1 = np.asarray(label_t1, dtype=np.int64)
     usable = ~np.isnan(X).any(axis=1) & ~np.isnan(ret)
-    if retrain_every is not None:
-        marks = ts[min_train::retrain_every]
-    else:
-        assert retrain_every_ns is not None
-        marks = np.arange(int(ts[min_train]), int(ts[-1]) + 1, retrain_every_ns, dtype=np.int64)
-    # ModelSignal switches models by time: a segment starts at the first bar of its time
-    starts = sorted(set(np.searchsorted(ts, marks, side="left").tolist()))
+    starts = segment_starts(ts, min_train, retrain_every=retrain_every, retrain_every_ns=retrain_every_ns)
     steps: list[ModelStep] = []
     train_counts = []
     clip_bounds = []
