@@ -74,6 +74,27 @@ def test_turnover_and_quantile_returns() -> None:
     assert factor_turnover(same, by=t, instrument=inst) == pytest.approx(1.0 - (1.0 + -1.0) / 2)
 
 
+
+def test_turnover_is_over_the_instruments_two_cross_sections_share_and_an_error_when_none_share_3() -> None:
+    """c has rows only every other time: no two consecutive cross-sections share 3 instruments, and the
+    turnover was NaN with a 'Mean of empty slice' RuntimeWarning on stderr."""
+    t = pd.Series([0, 0, 0, 1, 1, 2, 2, 2, 3, 3])
+    inst = pd.Series(["a", "b", "c", "a", "b"] * 2)
+    f = pd.Series(np.arange(10.0))
+    with pytest.raises(DataError, match="no two cross-sections 1 time.s. apart .of 4 times. share more than 2 "
+                                        "instrument.s. with a factor value"):
+        factor_turnover(f, by=t, instrument=inst)
+    with pytest.raises(DataError, match="the factor has 2 value.s. with a value 1 row.s. earlier"):
+        factor_turnover(f[:3])
+    with pytest.raises(DataError, match="constant"):
+        factor_turnover(pd.Series(np.ones(10)))
+    # times 0 -> 1 share a, b, c (d left out); 1 -> 2 share a, b only: no correlation, left out
+    t = pd.Series([0, 0, 0, 0, 1, 1, 1, 2, 2])
+    inst = pd.Series(["a", "b", "c", "d", "a", "b", "c", "a", "b"])
+    f = pd.Series([1.0, 2.0, 3.0, 0.0, 1.0, 3.0, 2.0, 5.0, 4.0])
+    expected = 1.0 - spearmanr([1.0, 3.0, 2.0], [1.0, 2.0, 3.0]).statistic
+    assert factor_turnover(f, by=t, instrument=inst) == pytest.approx(expected, rel=1e-12)
+
 def test_psr_and_dsr_reproduce_bailey_lopez_de_prado_example() -> None:
     # "The Deflated Sharpe Ratio" (2014), section 5: 100 trials, V[SR] = 0.5 annualised (250 days),
     # T = 1250, skew -3, kurtosis 10, annualised SR 2.5  ->  SR0 = 0.1132, DSR = 0.9004

@@ -493,6 +493,31 @@ def test_cross_sectional_alpha_takes_the_last_bar_of_an_instrument_at_a_time(tmp
     assert report["turnover"] == pytest.approx(1.0 - float(np.mean(autocorr)), rel=1e-12)
 
 
+
+def test_alpha_with_no_two_consecutive_cross_sections_sharing_3_instruments_gives_a_null_turnover_and_why(
+        tmp_path: Path) -> None:
+    """CCC has bars every other time: every pair of consecutive times shares 2 instruments; the turnover
+    was null in alpha.json with no reason and a 'Mean of empty slice' RuntimeWarning on stderr."""
+    catalog = tmp_path / "catalog"
+    walks = {f"{name}.SIM": random_walk(300, seed) for name, seed in (("AAA-USD", 1), ("BBB-USD", 2), ("CCC-USD", 5))}
+    walks["CCC-USD.SIM"] = walks["CCC-USD.SIM"].iloc[::2].reset_index(drop=True)
+    sources = [{"instrument": iid, "dataset": write_bars(catalog, bars, iid.split(".")[0], "bars", H4)}
+               for iid, bars in walks.items()]
+    raw = {"dataset": {"catalog": str(catalog), "sources": sources,
+                       "features": [{"name": "rsi", "kind": "rsi", "params": {"window": 14}, "input": "close"}]},
+           "alpha": {"factors": ["rsi"], "horizons": [1], "period": 50}}
+    config = tmp_path / "sparse.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["research", "alpha", str(config), "--out", str(out)])
+    assert result.exit_code == 0, repr(result.exception)
+    report = json.loads((out / "alpha.json").read_text())["factors"]["rsi"]
+    assert report["turnover"] is None
+    assert report["turnover_undefined"] == ("alpha: turnover needs a rank correlation of at least 3 factor values, "
+                                            "but no two cross-sections 1 time(s) apart (of 300 times) share more than "
+                                            "2 instrument(s) with a factor value")
+    assert report["ic"][0]["n"] > 0 and report["quantile_returns"]
+
 def test_alpha_json_is_strict_json_with_null_for_an_undefined_icir(tmp_path: Path) -> None:
     raw = yaml.safe_load(CONFIG.read_text())
     raw["dataset"]["catalog"] = str(REPO / "data" / "catalog")

@@ -130,17 +130,37 @@ def factor_turnover(factor: pd.Series, lag: int = 1, by: pd.Series | None = None
 
     One instrument: the Spearman correlation of the series with itself ``lag`` rows
     earlier. Cross-section (``by`` times, ``instrument`` ids): the mean Spearman
-    correlation between consecutive cross-sections, matched by instrument (of the rows of one
-    instrument at one time, the last).
+    correlation between cross-sections ``lag`` times apart, each over the instruments both
+    have a factor value for (of the rows of one instrument at one time, the last); a pair
+    sharing fewer than 3 such instruments, or with a factor constant across them, has no
+    correlation and is left out.
+
+    Raises
+    ------
+    DataError
+        No pair has a correlation (e.g. an instrument with bars only every other time leaves
+        two consecutive cross-sections sharing fewer than 3 instruments).
     """
     if by is None:
         f = factor.to_numpy(dtype=np.float64)
-        return 1.0 - _spearman(f[lag:], f[:-lag])
-    last = _last_per_instrument(by, instrument)
-    wide = pd.DataFrame({"t": by.to_numpy()[last], "i": instrument.to_numpy()[last] if instrument is not None else None,
-                         "f": factor.to_numpy()[last]}).pivot(index="t", columns="i", values="f")
-    corr = [_spearman(wide.iloc[k].to_numpy(dtype=float), wide.iloc[k - lag].to_numpy(dtype=float))
-            for k in range(lag, len(wide))]
+        pairs = [(f[lag:], f[:-lag])]
+    else:
+        last = _last_per_instrument(by, instrument)
+        wide = pd.DataFrame({"t": by.to_numpy()[last],
+                             "i": instrument.to_numpy()[last] if instrument is not None else None,
+                             "f": factor.to_numpy()[last]}).pivot(index="t", columns="i", values="f")
+        values = wide.to_numpy(dtype=np.float64)
+        pairs = [(values[k], values[k - lag]) for k in range(lag, len(values))]
+    corr = np.array([_spearman(a, b) for a, b in pairs])
+    if np.isnan(corr).all():
+        shared = max((int((~np.isnan(a) & ~np.isnan(b)).sum()) for a, b in pairs), default=0)
+        if shared >= 3:
+            raise DataError(f"alpha: turnover is undefined: the factor is constant in every pair of rows "
+                            f"(cross-sections) {lag} apart with 3 or more values")
+        where = (f"the factor has {shared} value(s) with a value {lag} row(s) earlier" if by is None else
+                 f"no two cross-sections {lag} time(s) apart (of {len(wide)} times) share more than "
+                 f"{shared} instrument(s) with a factor value")
+        raise DataError(f"alpha: turnover needs a rank correlation of at least 3 factor values, but {where}")
     return 1.0 - float(np.nanmean(corr))
 
 

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import numpy as np
 import pandas as pd
 import typer
+from loguru import logger
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -402,11 +403,13 @@ def alpha(
                                                    cfg.alpha.quantiles)
             except ConfigError as exc:
                 raise ConfigError(f"{config}: {exc} (factor {factor!r})") from None
-            payload["factors"][factor] = {
-                "ic": ic.to_dict(orient="records"),
-                "turnover": reports.factor_turnover(merged[factor], by=by, instrument=instrument),
-                "quantile_returns": buckets.to_dict(orient="records"),
-            }
+            report: dict[str, Any] = {"ic": ic.to_dict(orient="records")}
+            try:
+                report["turnover"] = reports.factor_turnover(merged[factor], by=by, instrument=instrument)
+            except DataError as exc:  # the IC and quantiles stand without it
+                report.update(turnover=None, turnover_undefined=str(exc))
+                logger.warning("{}: factor {!r}: {}", config, factor, exc)
+            payload["factors"][factor] = {**report, "quantile_returns": buckets.to_dict(orient="records")}
         if backtest is not None:
             payload["backtest"] = _backtest_robustness(backtest, trials)
         path = write_json(payload, _out_dir(out, config) / "alpha.json")
