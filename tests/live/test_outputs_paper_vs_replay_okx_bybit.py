@@ -3,16 +3,14 @@
 The daemon trades a real capture served by the local venue emulator (books, trades, tickers), with
 market and limit orders, marketable and resting (:class:`~tests.live.mixed_orders_strategy.MixedOrders`),
 and records what it received; the replay plays that recording on a simulated clock at its receive times.
-What the daemon saw live is the truth: every output file must be byte for byte the daemon's, but for
-``orders.csv`` ``ts_created`` (the decision's time: the daemon's clock had moved past the frame's receive
-time, where the replay's stands). Also with the emulator dropping the connection (the new connection's
+What the daemon saw live is the truth: every output file must be byte for byte the daemon's, also
+``orders.csv`` ``ts_created`` (the decision's time: the daemon decides on a frame at its receive time,
+where the replay's clock stands). Also with the emulator dropping the connection (the new connection's
 subscription brings a book snapshot on the stream) and with a corrupt OKX books checksum (a resync).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,12 +77,6 @@ def bybit_config() -> dict[str, Any]:
     }
 
 
-def without_ts_created(text: str) -> str:
-    rows = list(csv.reader(io.StringIO(text)))
-    drop = rows[0].index("ts_created")
-    return "\n".join(",".join(row[:drop] + row[drop + 1 :]) for row in rows)
-
-
 async def paper_run(tmp_path: Path, data: dict[str, Any], protocol: StreamBookProtocol, frames: list[tuple[int, str]],
                     faults: list[Fault], speed: float | None) -> tuple[PaperNode, list[BookResynced]]:
     """Run the daemon on ``frames`` served by ``protocol`` until the emulator has served them all; write its outputs
@@ -111,8 +103,6 @@ def assert_replay_writes_the_daemons_outputs(tmp_path: Path, data: dict[str, Any
     for name in COMPARED:
         paper_text = (tmp_path / "paper" / name).read_text(encoding="utf-8")
         replay_text = (replay / name).read_text(encoding="utf-8")
-        if name == "orders.csv":
-            paper_text, replay_text = without_ts_created(paper_text), without_ts_created(replay_text)
         assert replay_text == paper_text, name
 
 

@@ -171,18 +171,20 @@ class LiveClock(Clock):
     ----------
     loop
         The loop running the timers (default: the running loop, when the first is set).
-    at_due
-        Run each timer's and alert's callback with the clock pinned at its due time
-        (:meth:`pinned`; the event's ``ts_init`` is that time too), however late the loop
-        fires it: what it decides happens at the due time, where a replay's
-        :class:`SimulatedClock` runs it. Honest only where the venue is simulated (a paper
-        daemon): the callback has seen no message received after its due time
-        (:meth:`run_due`). Off (a live daemon), it reads the wall clock: its orders leave then.
+    replay_times
+        Take every decision at the time a replay of the run's recording takes it: run each
+        timer's and alert's callback with the clock pinned at its due time (:meth:`pinned`; the
+        event's ``ts_init`` is that time too), however late the loop fires it, and have the
+        daemon's router handle each message with the clock pinned at its frame's receive time
+        (:meth:`pin`), however late the busy loop reads it: what they decide happens where a
+        replay's :class:`SimulatedClock` stands. Honest only where the venue is simulated (a
+        paper daemon): a callback has seen no message received after its due time
+        (:meth:`run_due`). Off (a live daemon), both read the wall clock: their orders leave then.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop | None = None, *, at_due: bool = False) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None, *, replay_times: bool = False) -> None:
         self._loop = loop
-        self.at_due = at_due
+        self.replay_times = replay_times
         self._handles: dict[str, asyncio.TimerHandle] = {}
         # name -> (due time, what to run then): what the loop has not fired yet, for run_due
         self._due: dict[str, tuple[int, Callable[[int], None]]] = {}
@@ -208,11 +210,20 @@ class LiveClock(Clock):
         the strategies set in ``on_start`` is due exactly where a replay, started at that
         recorded time, has it. Timers still fire on the wall clock.
         """
-        outer, self._pinned = self._pinned, ts_ns
+        outer = self.pin(ts_ns)
         try:
             yield
         finally:
             self._pinned = outer
+
+    def pin(self, ts_ns: int | None) -> int | None:
+        """Read ``ts_ns`` as the time from now on (``None``: the wall clock again); return the pin it replaces.
+
+        :meth:`pinned` without a context manager, for a caller on the hot path that restores
+        the returned pin itself (the paper daemon's router, once per message).
+        """
+        outer, self._pinned = self._pinned, ts_ns
+        return outer
 
     def _at(self, name: str, at_ns: int, fire: Callable[[int], None]) -> None:
         delay = max(0.0, (at_ns - time.time_ns()) / 1e9)
@@ -226,8 +237,8 @@ class LiveClock(Clock):
         fire(at_ns)
 
     def _call(self, callback: TimerCallback, name: str, at_ns: int) -> None:
-        """Run a timer's or alert's ``callback`` due at ``at_ns``: at its due time (``at_due``) or on the wall clock."""
-        if not self.at_due:
+        """Run a timer's or alert's ``callback`` due at ``at_ns``: at its due time (``replay_times``) or on the wall clock."""
+        if not self.replay_times:
             callback(TimeEvent(name, at_ns, time.time_ns()))
             return
         with self.pinned(at_ns):

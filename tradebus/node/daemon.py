@@ -16,7 +16,8 @@ message to a :class:`~tradebus.node.router.NodeRouter` (:mod:`tradebus.node.feed
                         the trades it could fetch, in order, after it)
 
 The kernel is the backtest kernel with a :class:`~tradebus.engine.clock.LiveClock` (whose timers and
-alerts run at their due time, however late the busy loop fires them, as in a replay), a
+alerts run at their due time, however late the busy loop fires them, and on which each message is
+handled at its frame's receive time, however late the loop reads it, as in a replay), a
 :class:`~tradebus.execution.paper.PaperVenue` (the simulated matching engine, with arrival alerts on the wall
 clock) and a :class:`~tradebus.risk.guard.GuardedRiskGate`: the risk gate plus one check
 in front of the others, asked of the :class:`~tradebus.risk.guard.MarketGuard` -- an instrument whose feed went stale
@@ -191,9 +192,10 @@ class PaperNode:
 
     #: What the daemon calls itself to its operator (alerts, ``/status``).
     mode = "paper"
-    #: Timers and alerts run at their due time (:class:`~tradebus.engine.clock.LiveClock` ``at_due``):
-    #: the simulated venue takes what they decide from there, as a replay of the recording does.
-    timers_at_due = True
+    #: Timers and alerts run at their due time, messages are handled at their frame's receive time
+    #: (:class:`~tradebus.engine.clock.LiveClock` ``replay_times``): the simulated venue takes what
+    #: they decide from there, as a replay of the recording does.
+    replay_times = True
 
     def __init__(
         self,
@@ -211,7 +213,7 @@ class PaperNode:
         self.config = config
         self.max_seconds = max_seconds
         self.handle_signals = handle_signals
-        self.clock = LiveClock(at_due=self.timers_at_due)
+        self.clock = LiveClock(replay_times=self.replay_times)
         self.guard = MarketGuard()
         self.ops = None if config.ops is None else OpsHooks(config.ops, self.mode)
         if config.record is not None:

@@ -466,8 +466,8 @@ class LiveNode(PaperNode):
     venue: LiveVenue
     guard: LiveGuard
     mode = "live"
-    #: A timer's orders leave when it runs: it reads the wall clock.
-    timers_at_due = False
+    #: A timer's or a message handler's orders leave when it runs: it reads the wall clock.
+    replay_times = False
 
     def __init__(
         self,

@@ -26,8 +26,11 @@ The kernel starts (the strategies' ``on_start``) at the moment the daemon starte
 daemon; a recording made before that line starts it at its first frame's receive time. A daemon
 restarted on the same file appends its session from its own ``run:start``: such a recording is
 refused unless one session is chosen (:meth:`Playback.run` ``session``, ``--session``), which plays alone.
+The daemon handles each message with its clock pinned at the frame's receive time, where the simulated
+clock stands, however late its busy loop read the frame (:class:`~tradebus.engine.clock.LiveClock`
+``replay_times``): an order decided on it is stamped and arrives at the same time in both.
 The daemon's timers and alerts fire on the wall clock, also on a silent market, with its clock pinned
-at their due time (:class:`~tradebus.engine.clock.LiveClock` ``at_due``); the simulated clock
+at their due time; the simulated clock
 fires each before the first line at or after its time, and the moment the daemon stopped (a
 ``run:stop`` line) fires those due after its last frame, as the daemon did. The paper venue's
 arrival alerts are among them: an order that reached the venue on a silent market before the stop

@@ -8,6 +8,7 @@ from typing import Any
 
 from loguru import logger
 
+from tradebus.engine.clock import LiveClock
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import (
     Bar,
@@ -35,6 +36,12 @@ class NodeRouter:
 
     Book messages are published on the bus (after telling the liveness rule the book
     changed); the book itself is the adapter's, read through ``kernel.cache.book``.
+    On a paper daemon's clock (:class:`~tradebus.engine.clock.LiveClock` ``replay_times``), each
+    message is handled with the clock pinned at its frame's receive time, the time its recording
+    holds and a replay's clock stands at, however late the busy loop read it: what a strategy
+    decides on it is stamped then and reaches the simulated venue at that time + latency, as in
+    the replay, not at the handling time + latency (a frame received in between would be matched
+    otherwise). A live daemon's clock reads the wall clock: its orders leave when decided.
     Before each message, the timers and alerts of the kernel's clock due by the message's
     receive time fire (:meth:`~tradebus.engine.clock.Clock.run_due`): a simulated order's
     arrival is handled before the first message received after it, as in a replay, even
@@ -107,8 +114,13 @@ class NodeRouter:
         self._recovered_ns = -1
         self._process = kernel.process
         self._evaluate_marks = kernel.risk.evaluate_marks
-        self._run_due = kernel.clock.run_due
-        self._now_ns = kernel.clock.now_ns
+        clock = kernel.clock
+        self._run_due = clock.run_due
+        self._now_ns = clock.now_ns
+        # A paper daemon's clock: each message is handled at its frame's receive time, as in a replay.
+        self._pin = clock.pin if isinstance(clock, LiveClock) and clock.replay_times else None
+        # The latest receive time handled: where a replay's clock stands (it never goes back).
+        self._received_ns = -1
         self._publish = kernel.bus.publish
         self._instruments = kernel.instruments
         self._liveness = guard.liveness
@@ -141,10 +153,24 @@ class NodeRouter:
         run_due = self._run_due
         outer = self._in_message  # a message routed while one is handled: its decisions wait for the outer one
         self._in_message = True
+        pin = self._pin
+        received = msg.ts_init
+        unpinned: int | None = None
+        if pin is not None:
+            # A BookResynced is stamped when the adapter emits it (the wall clock), after its snapshot:
+            # it is handled at that snapshot's receive time. Trades released behind a gap (received
+            # earlier) are handled at the recovery's answer, the line a replay's clock stands at.
+            if received > self._received_ns and type(msg) is not BookResynced:
+                self._received_ns = received
+            received = self._received_ns
+            unpinned = pin(received)
         try:
-            run_due(msg.ts_init)
+            run_due(received)
             handler(msg)
             self._evaluate_marks()  # a message is a time of its own: a breaker trips without waiting for the next
+            if pin is not None:
+                pin(unpinned)
+                pin = None
             if msg.ts_init > self._recovered_ns:
                 run_due(self._now_ns())
         except Exception as exc:
@@ -156,6 +182,8 @@ class NodeRouter:
             failure.__cause__ = exc
             self._failed(failure)
         finally:
+            if pin is not None:
+                pin(unpinned)
             self._in_message = outer
             if not outer and self._decided:
                 decided, self._decided = self._decided, []
