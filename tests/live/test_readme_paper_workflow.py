@@ -12,7 +12,8 @@ stops it (SIGINT, then SIGTERM for the restart):
    after its first orders: the outputs are written and the journal and recording survive;
 3. the same command again (a restart) resumes from the journal, stopped with SIGTERM;
 4. ``tradebus replay runs/paper-local/frames.jsonl.gz --config configs/paper_local.yaml
-   --out runs/replay-local`` plays the recording of both runs.
+   --out runs/replay-local`` refuses the recording of both runs (exit 3, naming the second
+   ``run:start``), and with ``--session 1`` plays the first run's: its fills are the first run's.
 """
 
 from __future__ import annotations
@@ -116,6 +117,8 @@ def test_readme_paper_workflow_keeps_journal_and_recording_restarts_from_them_an
         node1 = json.loads((run / "node.json").read_text())
         assert node1["stop_reason"] == "signal SIGINT" and node1["orders"] >= 2
         journal_size = (run / "journal.sqlite").stat().st_size
+        with (run / "fills.csv").open() as handle:
+            first_fills = len(handle.readlines()) - 1
         recording_size = (run / "frames.jsonl.gz").stat().st_size
         assert journal_size > 0 and recording_size > 0
 
@@ -141,17 +144,19 @@ def test_readme_paper_workflow_keeps_journal_and_recording_restarts_from_them_an
         except subprocess.TimeoutExpired:
             server.kill()
 
-    # 4. the recording of both runs replays
-    replay = subprocess.run(
-        [*tradebus(), "replay", "runs/paper-local/frames.jsonl.gz", "--config", "configs/paper_local.yaml",
-         "--out", "runs/replay-local"],
-        cwd=checkout, env=env, capture_output=True, timeout=TIMEOUT,
-    )
-    assert replay.returncode == 0, replay.stderr.decode()
+    # 4. the recording of both runs is refused as a whole; its first session replays as the first run ran
+    replay = [*tradebus(), "replay", "runs/paper-local/frames.jsonl.gz", "--config", "configs/paper_local.yaml",
+              "--out", "runs/replay-local"]
+    refused = subprocess.run(replay, cwd=checkout, env=env, capture_output=True, timeout=TIMEOUT)
+    assert refused.returncode == 3, refused.stderr.decode()
+    assert "a second run:start" in refused.stderr.decode() and "--session" in refused.stderr.decode()
+    assert not (checkout / "runs" / "replay-local").exists()
+    first = subprocess.run([*replay, "--session", "1"], cwd=checkout, env=env, capture_output=True, timeout=TIMEOUT)
+    assert first.returncode == 0, first.stderr.decode()
     stats = json.loads((checkout / "runs" / "replay-local" / "playback.json").read_text())
     assert stats["frames"] > 0 and stats["skipped_connections"] == {}
-    with (checkout / "runs" / "replay-local" / "fills.csv").open() as handle:
-        assert len(handle.readlines()) > 2
+    replayed = (checkout / "runs" / "replay-local" / "fills.csv").read_text().splitlines()
+    assert len(replayed) - 1 == first_fills > 0
 
 
 def test_paper_refuses_an_out_directory_with_foreign_files_before_any_io(checkout: Path) -> None:
