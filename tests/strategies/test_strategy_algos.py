@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,9 @@ from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import Bar, OrderSide, OrderStatus, OrderType, SubmitOrder
 from tradebus.errors import OrderError
 from tradebus.execution.config import VenueConfig
+from tradebus.reports.outputs import write_outputs
+from tradebus.reports.stream import OutputStream
+from tradebus.reports.writers import RunDirectory
 from tradebus.research.lookahead import MemoryReplay, SourceFrame
 from tradebus.risk.gate import RiskGate
 from tradebus.strategies.algos import ExecAlgorithm, Iceberg, LimitChaser, Twap, Vwap
@@ -83,6 +87,27 @@ def test_twap_sends_equal_slices_on_schedule_that_sum_to_the_parent() -> None:
     assert algo.filled == pytest.approx(1.0, abs=1e-12)
     assert kernel.portfolio.position(BTC_4H) == pytest.approx(1.0, abs=1e-12)
     assert all(f.reason.startswith(algo.name) for f in kernel.result.fills)
+
+
+def test_twap_whose_first_children_a_daemon_forgot_sums_their_fills_and_ends_done(tmp_path: Path) -> None:
+    """A daemon's order manager forgets closed orders once written out (past its latest ``keep_released``):
+    a TWAP of more slices than that still counts what its first children filled (it failed with
+    ``unknown client_order_id`` at its next slice)."""
+    frame = bars_4h().iloc[:40]
+    strategy = Runner(lambda s: Twap(s, BTC_4H, OrderSide.BUY, 1.0, duration="80h", slices=20), at=2)
+    kernel = Kernel([instrument(BTC_4H)], initial_cash=1_000_000.0, equity_interval_ns=DAY_NS)
+    kernel.add_strategy(strategy)
+    kernel.orders.keep_released = 3  # released 4 h apart: past keep_released_ns (5 min) at once
+    run_dir = RunDirectory(tmp_path, "paper")
+    stream = OutputStream(run_dir, kernel)
+    stream.start()
+    kernel.run(MemoryReplay([SourceFrame(BTC_4H, "bars", frame)], 64))
+    write_outputs(run_dir, kernel.result, kernel.instruments, "config: 1\n", {"node.json": "{}"}, stream)
+    algo = strategy.algo
+    assert isinstance(algo, Twap) and algo.status == "done"
+    assert kernel.orders.get(algo.children[0]) is None  # forgotten by the order manager
+    assert len(algo.sent) == 20 and algo.filled == pytest.approx(1.0, abs=1e-12)
+    assert kernel.portfolio.position(BTC_4H) == pytest.approx(1.0, abs=1e-12)
 
 
 def test_two_runs_in_one_process_name_their_algorithms_and_fill_reasons_alike() -> None:

@@ -119,6 +119,9 @@ class ExecAlgorithm(ABC):
         self._poll_ns = 1
         #: Client order ids of the children, in submission order.
         self.children: list[str] = []
+        # Their orders: a daemon's order manager forgets a closed child once written out
+        # (OrderManager.release) while the algorithm still sums what its children filled.
+        self._children: list[Order] = []
         #: ``(time, client order id, quantity)`` of every child sent.
         self.sent: list[tuple[int, str, float]] = []
         #: Quantity left unfilled at the end as too small to send alone (see the module docstring).
@@ -127,8 +130,7 @@ class ExecAlgorithm(ABC):
     # ------------------------------------------------------------------ children
 
     def _orders(self) -> list[Order]:
-        orders = self.strategy.ctx.orders
-        return [orders.order(cid) for cid in self.children]
+        return self._children
 
     @property
     def filled(self) -> float:
@@ -202,6 +204,7 @@ class ExecAlgorithm(ABC):
 
     def _sent(self, client_order_id: str, quantity: float) -> str:
         self.children.append(client_order_id)
+        self._children.append(self.strategy.ctx.orders.order(client_order_id))
         self.sent.append((self.strategy.ctx.clock.now_ns(), client_order_id, quantity))
         if self.status in ("canceling", "canceled"):  # canceled by a handler its own submission ran
             self._cancel_working()
