@@ -162,13 +162,14 @@ async def harness(
     budget: WeightBudget | None = None,
     weight_clock: Callable[[], float] = time.time,
     venue_host: str | None = None,
+    request_timeout: float = 0.25,
 ) -> AsyncIterator[Harness]:
     """The kernel and the account emulator of ``inst`` (``balances``: the emulator's, default 100 000 USDT;
     ``trade_size_limit``: a public trade fills at most its own size; ``timeouts``: the engine's;
     ``journal``: the kernel's, replayed into it; ``budget``: the REST client's weight budget, default Binance spot's;
     ``weight_clock``: the emulator's, whose minutes are its weight windows: :func:`held_window` for a test that
     sets the emulator's weight; ``venue_host``: REST over TLS under a URL ccxt takes for that Binance host,
-    :func:`~tests.live.venue_tls.venue_url`)."""
+    :func:`~tests.live.venue_tls.venue_url`; ``request_timeout``: the REST client's, seconds)."""
     iid = inst.instrument_id
     emulator = BinancePrivateEmulator(
         KEY, SECRET, {iid: inst}, balances or {"USDT": 100_000.0}, rest_faults, stream_faults,
@@ -179,7 +180,7 @@ async def harness(
         await emulator.start(tls)
         clock = LiveClock()
         url = venue_url(venue_host, emulator.tls_port) if venue_host else emulator.rest_url
-        api = trading(url, SecretStr(KEY), SecretStr(secret), {iid: inst}, timeout=0.25, budget=budget)
+        api = trading(url, SecretStr(KEY), SecretStr(secret), {iid: inst}, timeout=request_timeout, budget=budget)
         if cafile:
             api._ccxt.cafile = cafile  # trust the emulator's certificate (read at the first request)
         async with _harness(emulator, api, inst, clock, timeouts, journal) as h:
