@@ -153,3 +153,69 @@ def test_read_fills_names_the_file_and_line_of_a_malformed_row(tmp_path: Path) -
     path.write_text("a,b\n")
     with pytest.raises(DataError, match="not a fills.csv"):
         read_fills(path)
+
+
+def test_an_order_a_late_venue_event_changes_after_its_row_was_written_ends_in_its_final_state(tmp_path: Path) -> None:
+    """A canceled order whose fill frame comes after the cancel's answer, and an order believed REJECTED (its submit
+    failed) that the venue had and fills: each row was written when the order closed. While the daemon runs the
+    order's last row is its new state; at stop orders.csv and fills.csv equal write_run's (the late fill's reason
+    included)."""
+    from tests.execution.venue_model import IID, ModelVenue
+    from tradebus.engine.clock import SimulatedClock
+    from tradebus.engine.instrument import Instrument
+    from tradebus.engine.messages import OrderStatus, OrderType, SubmitOrder
+
+    def rows(path: Path) -> list[dict[str, str]]:
+        with path.open(newline="") as handle:
+            return list(csv.DictReader(handle))
+
+    mid_run: list[dict[str, str]] = []
+    for streamed in (False, True):
+        clock = SimulatedClock(1_000)
+        venue = ModelVenue(clock)
+        inst = Instrument("BINANCE", "BTCUSDT", tick_size=0.01, lot_size=0.001, margin=True)
+        kernel = Kernel([inst], clock=clock, venue=venue, initial_cash=1_000_000.0)
+        kernel.add_strategy(Strategy(IID, strategy_id="s"))
+        run_dir = RunDirectory(tmp_path / str(streamed), "paper")
+        stream = OutputStream(run_dir, kernel) if streamed else None
+        if stream is not None:
+            stream.start()
+        kernel.start()
+
+        def submit(coid: str, why: str) -> None:
+            clock.advance_to(clock.now_ns() + 1_000)
+            now = clock.now_ns()
+            kernel.submit(SubmitOrder("s", IID, coid, OrderSide.BUY, 1.0, now, now, OrderType.LIMIT, 100.0, reason=why))
+
+        submit("canceled", "bid, canceled")
+        venue.arrive("canceled")
+        venue.deliver_all()
+        venue.fill("canceled", 0.4, 101.0)
+        venue.cancels.append("canceled")
+        venue.cancel_arrives(says_filled=False)
+        venue.deliver(1)  # the cancel's answer first (not telling the filled quantity: no query books the fill)
+        venue.fail_next_submit = "before"
+        submit("rejected", "bid, refused")  # the submit failed: REJECTED at once (no timeouts)
+        assert kernel.orders.order("rejected").status is OrderStatus.REJECTED
+        venue.deliver_all()  # the canceled order's fill
+        venue.submits["rejected"] = (kernel.orders.order("rejected"), clock.now_ns())
+        clock.advance_to(clock.now_ns() + 1_000)
+        venue.arrive("rejected")  # it reached the venue after all
+        venue.fill("rejected", 1.0, 99.0)
+        venue.deliver_all()
+        assert kernel.orders.order("rejected").status is OrderStatus.FILLED
+        submit("last", "bid, rests")
+        if streamed:
+            mid_run = rows(tmp_path / "True" / "orders.csv")
+        kernel.stop()
+        write_outputs(run_dir, kernel.result, kernel.instruments, "config: 1\n", {"node.json": "{}"}, stream)
+    assert [(r["client_order_id"], r["status"], r["filled_qty"]) for r in mid_run] == [
+        ("canceled", "CANCELED", "0.0"), ("rejected", "REJECTED", "0.0"), ("canceled", "CANCELED", "0.4"),
+        ("rejected", "ACCEPTED", "0.0"), ("rejected", "FILLED", "1.0"),
+    ]  # fmt: skip
+    for name in ("orders.csv", "fills.csv", "trades.csv", "attribution.csv", "metrics.json"):
+        assert (tmp_path / "True" / name).read_bytes() == (tmp_path / "False" / name).read_bytes(), name
+    final = rows(tmp_path / "True" / "orders.csv")
+    assert [r["client_order_id"] for r in final] == ["canceled", "rejected", "last"]
+    assert [r["reason"] for r in rows(tmp_path / "True" / "fills.csv")] == ["bid, canceled", "bid, refused"]
+    assert not (tmp_path / "True" / "INCOMPLETE").exists() and not list((tmp_path / "True").glob(".*"))

@@ -10,12 +10,22 @@ A backtest keeps its orders, fills and equity samples in memory and writes them 
 * memory stays bounded: a fill is written and not kept in the kernel's results; an order's row
   is written once it is closed, after which the order manager may forget it
   (:meth:`~tradebus.execution.orders.OrderManager.release`: the latest 1,000, and those released in the
-  last 5 minutes, stay known for late venue events; the live venue forgets them with it), and its submit reason is dropped; denials are counted, not kept;
+  last 5 minutes, stay known for late venue events; the live venue forgets them with it), and its submit
+  reason is dropped with it; denials are counted, not kept;
 * the files are byte-identical to those written at the end of the same run
   (:func:`tradebus.reports.writers.write_run`): ``orders.csv`` lists the orders in creation
   order, so a closed order's row waits for every earlier order to close (the orders still
   working when the daemon stops are written then, in their final state), and the rows of
   denials that never became orders come last, at the end.
+
+A closed order is still changed by a late venue event while the order manager knows it: a fill
+whose frame came after the cancel's answer (``FILL_AFTER_CLOSE``), an order believed REJECTED
+that the venue had after all (``REOPENED``: accepted, filled, canceled later). Its new state is
+appended to ``orders.csv`` as one more row of the same ``client_order_id`` (the file stays
+append-only): while the daemon runs, an order's *last* row is its state. :meth:`OutputStream.finish`
+then rewrites ``orders.csv`` with each such order's last row in place of its first, so that the
+file equals ``write_run``'s. An event after the order manager forgot the order is an unknown
+order's (its fill is booked, the order's row stays as written).
 
 The other files (metrics, round trips, attribution, config, ``node.json``) are written when
 the daemon stops, from the fills read back from ``fills.csv``.
@@ -33,6 +43,7 @@ import csv
 import math
 import os
 from collections.abc import Callable, Iterable
+from itertools import islice
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -77,6 +88,9 @@ from tradebus.reports.writers import (
 __all__ = ["FillSink", "OutputStream", "read_fills"]
 
 T = TypeVar("T")
+
+_TS_LAST_FILL = ORDER_COLUMNS.index("ts_last_fill")
+_SUBMIT_REASON = ORDER_COLUMNS.index("submit_reason")
 
 _ORDER_EVENTS = (
     OrderSubmitted,
@@ -163,6 +177,10 @@ class OutputStream:
         self._seen = 0
         self._last_fill: dict[str, int] = {}
         self._denial_rows: list[tuple[Any, ...]] = []
+        # Rows written of orders the order manager still knows (a late event may change them), in writing order.
+        self._written: dict[str, tuple[Any, ...]] = {}
+        # Orders with more than one row in orders.csv (finish keeps the last of each).
+        self._rewritten: set[str] = set()
         self._equity_rows = EquityRows(kernel.result.instruments)
         self._started = False
         self._finished = False
@@ -250,6 +268,10 @@ class OutputStream:
             self._write_closed()
             rows = [self._order_row(order) for order in self._pending.values()]
             self.orders += len(rows)
+            reasons = self.kernel.result.submit_reasons
+            for coid in (*self._written, *self._pending):
+                reasons.pop(coid, None)
+            self._written.clear()
             self._pending.clear()
             rows += self._denial_rows
             self._denial_rows = []
@@ -262,6 +284,8 @@ class OutputStream:
                 handle.close()
             except OSError as exc:
                 self._fail(name, exc)
+        if self.failure is None and self._rewritten:
+            self._keep_last_rows()
         if self.failure is not None:
             raise self.failure
         self.kernel.result.fills = read_fills(self.run_dir.path / "fills.csv")
@@ -313,7 +337,39 @@ class OutputStream:
 
     def _order_row(self, order: Order) -> tuple[Any, ...]:
         coid = order.client_order_id
-        return order_row(order, self._last_fill.pop(coid, ""), self.kernel.result.submit_reasons.pop(coid, ""))
+        return order_row(order, self._last_fill.pop(coid, ""), self.kernel.result.submit_reasons.get(coid, ""))
+
+    def _keep_last_rows(self) -> None:
+        """Rewrite the closed ``orders.csv`` with one row per order written again: its last, in place of its first.
+
+        Two passes over the file (not held in memory); the new file replaces it in one move.
+        """
+        path = self.run_dir.path / "orders.csv"
+        rewritten = self._rewritten
+        temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            last: dict[str, list[str]] = {}
+            with path.open(encoding="utf-8", newline="") as handle:
+                for row in islice(csv.reader(handle), 1, None):
+                    if row[0] in rewritten:
+                        last[row[0]] = row
+            with path.open(encoding="utf-8", newline="") as source, temp.open("w", encoding="utf-8", newline="") as out:
+                writer = csv.writer(out, lineterminator="\n")
+                reader = csv.reader(source)
+                writer.writerow(next(reader))
+                for row in reader:
+                    coid = row[0]
+                    if coid in rewritten:
+                        if coid not in last:
+                            continue  # its last row was written in place of its first
+                        row = last.pop(coid)
+                    writer.writerow(row)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, path)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            self._fail("orders.csv", exc)
 
     # ------------------------------------------------------------------ orders
 
@@ -341,11 +397,44 @@ class OutputStream:
             del pending[coid]
         self._write("orders.csv", rows)
         self.orders += len(rows)
-        release = self.kernel.orders.release
-        for coid in released:
-            release(coid)
+        orders = self.kernel.orders
+        written = self._written
+        for coid, row in zip(released, rows, strict=True):
+            written[coid] = row
+            orders.release(coid)
+        self._forget_written()
+
+    def _forget_written(self) -> None:
+        """Drop the written rows (and submit reasons) of the orders the order manager forgot, oldest first."""
+        written = self._written
+        known = self.kernel.orders.get
+        reasons = self.kernel.result.submit_reasons
+        while written:
+            coid = next(iter(written))
+            if known(coid) is not None:
+                break
+            del written[coid]
+            reasons.pop(coid, None)
+
+    def _write_again(self, coid: str, event: Any) -> None:
+        """Append the new row of an order a late event changed after its row was written (see the module docstring)."""
+        order = self.kernel.orders.get(coid)
+        if order is None:
+            return
+        before = self._written[coid]
+        ts_last_fill = before[_TS_LAST_FILL]
+        if type(event) is OrderFilled:
+            ts_last_fill = event.ts_event if ts_last_fill == "" else max(ts_last_fill, event.ts_event)
+        row = order_row(order, ts_last_fill, before[_SUBMIT_REASON])
+        if row == before:
+            return
+        self._written[coid] = row
+        self._rewritten.add(coid)
+        self._write("orders.csv", (row,))
 
     def _on_order_event(self, event: Any) -> None:
+        if event.client_order_id in self._written:
+            self._write_again(event.client_order_id, event)
         if self.kernel.orders.created != self._seen:
             self._register_new_orders()
         pending = self._pending

@@ -178,6 +178,8 @@ _STREAMING_TEXT = (
     "a tradebus daemon is writing its outputs here (or was, and stopped before it finished):\n"
     "the rows of fills.csv, orders.csv, equity.csv, funding.csv and prices.csv are complete as far\n"
     "as they go; the other files are written when the daemon stops, and may be missing or older.\n"
+    "An order a late venue event changed after its row was written has a row more in orders.csv:\n"
+    "its last row is its state.\n"
 )
 
 FILL_COLUMNS = (
