@@ -107,3 +107,16 @@ async def test_a_submit_refused_for_too_many_orders_without_a_429_is_rate_limite
         assert "rate limit -1015" in order.reason, order.reason
         assert h.venue.requests["query"] == 0
         await h.venue.drain()
+
+
+async def test_a_submit_refused_for_too_many_orders_without_a_429_pauses_the_account(loop_errors: list[dict[str, Any]]) -> None:
+    """Binance -1015 (too many new orders) in an answer without HTTP 429 is ccxt's RateLimitExceeded with no status in
+    its message: the order was refused as rate limited, but the account's budget saw status 0 and every other
+    caller went on sending into the limit."""
+    fault = RestFault("refuse", "POST", "/api/v3/order", code="-1015")
+    async with harness(rest_faults=[fault]) as h:
+        order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
+        await until(lambda: order.status is OrderStatus.REJECTED or bool(loop_errors))
+        assert loop_errors == [] and fault.fired
+        assert h.venue.api.budget.block_reason == "rate limited (429, code -1015)"
+        await h.venue.drain()

@@ -405,6 +405,7 @@ class BinanceTrading(TradingApi):
             status = int(found.group(1)) if found else 0
             code = error_code(exc)
             if status in (429, 418) or isinstance(exc, RateLimitExceeded):  # -1003/-1015 may come without a 429
+                status = status or 429  # a code without a status pauses the account as a 429 does
                 raise RateLimited(f"{name}: Binance rate limit {code}: {_redacted(exc)}") from None
             if code is not None and code not in self.unknown_outcome_codes:  # -1021 (recvWindow): ccxt's InvalidNonce
                 status = 400
