@@ -29,15 +29,16 @@ Every request first takes its weight (:data:`WEIGHTS`) from the account's shared
 :class:`~tradebus.adapters.common.ratelimit.WeightBudget`, and every answer updates it.
 
 Prices go to the nearest tick, quantities down to a whole number of lots, written as
-plain decimals. Errors: ccxt's ``NetworkError`` family (timeouts, dropped connections, 5xx)
-is :class:`NoAnswer`, except an HTTP 429 or 418: :class:`RateLimited` (Binance: "HTTP 4XX return
-codes are used for malformed requests; the issue is on the sender's side", a 5XX alone leaves
-the execution status unknown); an answer with a Binance error code is classified by its code,
-whatever ccxt class it arrives as (ccxt maps some codes by the request's URL: on
-``api.binance.com`` a ``-2021`` is its ``BadResponse``, a ``-1008`` its ``OperationFailed``; on any URL a ``-1021``,
-the request's timestamp outside its ``recvWindow``, refused before the matching engine, its ``InvalidNonce``, a ``NetworkError``):
-a code of :attr:`BinanceTrading.unknown_outcome_codes` (server busy, internal error) is
-:class:`NoAnswer`, any other :class:`VenueRejected` (``-2013`` on a query means the venue has no such order; ``-2026`` that it archived the order,
+plain decimals. A failed request is classified by :attr:`BinanceTrading.errors`
+(:meth:`~tradebus.adapters.common.venue_errors.VenueErrors.classify`): an HTTP 429 or 418 is
+:class:`RateLimited` (Binance: "HTTP 4XX return codes are used for malformed requests; the issue
+is on the sender's side", a 5XX alone leaves the execution status unknown); an answer with a
+Binance error code is classified by its code, whatever ccxt class it arrives as (ccxt maps some
+codes by the request's URL: on ``api.binance.com`` a ``-2021`` is its ``BadResponse``, a ``-1008``
+its ``OperationFailed``; on any URL a ``-1021``, the request's timestamp outside its ``recvWindow``,
+refused before the matching engine, its ``InvalidNonce``, a ``NetworkError``): a code of the
+unknown-outcome codes (server busy, internal error) is :class:`NoAnswer`, any other
+:class:`VenueRejected` (``-2013`` on a query means the venue has no such order; ``-2026`` that it archived the order,
 canceled or expired with no executed quantity over 90 days ago: answered as such a close).
 
 USD-M perpetuals
@@ -92,25 +93,24 @@ Weights are USD-M's (2400 per minute).
 
 from __future__ import annotations
 
-import json
 import math
-import re
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import ccxt.async_support as ccxt_async
 import msgspec
-from ccxt.base.errors import BaseError, NetworkError, OperationFailed, RateLimitExceeded
+from ccxt.base.errors import BaseError
 from pydantic import SecretStr
 
 from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.adapters.common.rest_trading import decimal_text
 from tradebus.adapters.common.user_stream import venue_fee
+from tradebus.adapters.common.venue_errors import VenueErrors, error_body
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import FundingPaid, Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
 from tradebus.execution.live import (
-    AccountBalance, AccountMargin, AccountPosition, Ack, FundingOutsideRun, NoAnswer, RateLimited, ReplacementRejected, TradingApi, VenueRejected,
+    AccountBalance, AccountMargin, AccountPosition, Ack, FundingOutsideRun, RateLimited, ReplacementRejected, TradingApi, VenueRejected,
     cancel_one, lots_to_send, send_late,
 )
 from tradebus.execution.orders import Order
@@ -140,8 +140,6 @@ _ORDER_NOT_FOUND = -2013
 _ORDER_ARCHIVED = -2026
 #: How long Binance spot answers a query of a CANCELED or EXPIRED order with no executed quantity (then archived).
 ARCHIVED_AFTER_NS = 90 * 24 * 3600 * 1_000_000_000
-_QUERY = re.compile(r"\?[^\s{]*")
-_STATUS = re.compile(r"^binance\w* (\d{3}) ")  # ccxt ids: binance, binanceusdm
 
 #: Request weight of each endpoint (Binance spot documentation; openOrders with a symbol).
 WEIGHTS: dict[str, int] = {
@@ -276,25 +274,6 @@ def report_from_order(
     )
 
 
-def _error_body(exc: Exception) -> dict[str, Any]:
-    """The Binance answer in a ccxt exception's message (``binance {"code":-2013,...}``); ``{}`` if there is none."""
-    text = str(exc)
-    start = text.find("{")
-    if start < 0:
-        return {}
-    try:
-        body = json.loads(text[start:])
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def error_code(exc: Exception) -> int | None:
-    """The Binance error code in a ccxt exception's message (``binance {"code":-2013,...}``)."""
-    code = _error_body(exc).get("code")
-    return int(code) if isinstance(code, int) else None
-
-
 def _canceled_filled(answer: Mapping[str, Any]) -> float:
     """The canceled order's ``executedQty`` in a cancel-replace's answer (its ``data`` when refused); NaN if absent."""
     executed = (answer.get("cancelResponse") or {}).get("executedQty")
@@ -362,9 +341,14 @@ class BinanceTrading(TradingApi):
     trades_window_ms = 24 * 3600 * 1000
     #: The ccxt exchange class of the market.
     ccxt_class: Any = _Binance
-    #: Error codes of an answer that leaves the outcome unknown (:class:`NoAnswer`): unknown error, internal error,
-    #: unexpected or no answer from the matching engine, server busy (spot's ``-1004``, ``-1008``) and ``-3000``.
-    unknown_outcome_codes: frozenset[int] = frozenset({-1000, -1001, -1004, -1006, -1007, -1008, -3000})
+    #: Binance spot's error answers: the codes of an answer that leaves the outcome unknown (:class:`NoAnswer`): unknown
+    #: error, internal error, unexpected or no answer from the matching engine, server busy (spot's ``-1004``,
+    #: ``-1008``) and ``-3000``; an HTTP 429 (rate limit) or 418 (IP ban, ccxt's ``DDoSProtection``) is :class:`RateLimited`.
+    errors: VenueErrors = VenueErrors(
+        "Binance",
+        unknown_outcome_codes=frozenset({"-1000", "-1001", "-1004", "-1006", "-1007", "-1008", "-3000"}),
+        rate_limit_statuses=frozenset({429, 418}),
+    )
     #: Request weight of each implicit endpoint.
     weights: dict[str, int] = WEIGHTS
     #: The implicit endpoint of each request kind.
@@ -397,27 +381,12 @@ class BinanceTrading(TradingApi):
         if budget is not None:
             await budget.acquire(self.weights[name] if weight is None else weight)
         self._ccxt.last_response_headers = None
-        status, code = 200, None
+        status, code = 200, ""
         try:
             return await getattr(self._ccxt, name)(params)
-        except NetworkError as exc:
-            found = _STATUS.search(str(exc))
-            status = int(found.group(1)) if found else 0
-            code = error_code(exc)
-            if status in (429, 418) or isinstance(exc, RateLimitExceeded):  # -1003/-1015 may come without a 429
-                status = status or 429  # a code without a status pauses the account as a 429 does
-                raise RateLimited(f"{name}: Binance rate limit {code}: {_redacted(exc)}") from None
-            if code is not None and code not in self.unknown_outcome_codes:  # -1021 (recvWindow): ccxt's InvalidNonce
-                status = 400
-                raise VenueRejected(f"{name}: Binance error {code}: {_redacted(exc)}") from None
-            raise NoAnswer(f"{name}: {type(exc).__name__}: {_redacted(exc)}") from None
-        except BaseError as exc:  # ccxt's class depends on the URL (-2021 on api.binance.com: BadResponse): the code decides
-            code = error_code(exc)
-            if code in self.unknown_outcome_codes or (code is None and isinstance(exc, OperationFailed)):
-                status = 0
-                raise NoAnswer(f"{name}: Binance error {code}: {_redacted(exc)}") from None
-            status = 400
-            raise VenueRejected(f"{name}: Binance error {code}: {_redacted(exc)}") from None
+        except BaseError as exc:
+            error, status, code = self.errors.classify(exc, name)
+            raise error from None
         finally:
             self.last_headers = dict(self._ccxt.last_response_headers or {})
             if budget is not None:
@@ -455,7 +424,7 @@ class BinanceTrading(TradingApi):
             raw = await self._call("private_post_order_cancelreplace", params)
         except VenueRejected as exc:
             if "error -2021:" in str(exc):
-                raise ReplacementRejected(str(exc), _canceled_filled(_error_body(exc).get("data") or {})) from None
+                raise ReplacementRejected(str(exc), _canceled_filled(error_body(exc).get("data") or {})) from None
             raise
         new = raw["newOrderResponse"]
         ts = int(new.get("transactTime") or new.get("updateTime") or 0) * 1_000_000
@@ -615,11 +584,6 @@ class BinanceTrading(TradingApi):
         await self._ccxt.close()
 
 
-def _redacted(exc: Exception) -> str:
-    """A ccxt error message without the request URL's query (it carries the signature)."""
-    return _QUERY.sub("?...", str(exc))
-
-
 FUTURES_WEIGHTS: dict[str, int] = {
     "fapiprivate_post_algoorder": 1,
     "fapiprivate_delete_algoorder": 1,
@@ -737,8 +701,13 @@ class BinanceFuturesTrading(BinanceTrading):
 
     ccxt_class = _BinanceUsdm
     weights = FUTURES_WEIGHTS
-    #: USD-M's unknown error, internal error, unexpected or no answer from the matching engine, server overloaded.
-    unknown_outcome_codes = frozenset({-1000, -1001, -1006, -1007, -1008})
+    #: USD-M's error answers: unknown error, internal error, unexpected or no answer from the matching engine, server
+    #: overloaded leave the outcome unknown; an HTTP 429 or 418 is :class:`RateLimited`.
+    errors = VenueErrors(
+        "Binance",
+        unknown_outcome_codes=frozenset({"-1000", "-1001", "-1006", "-1007", "-1008"}),
+        rate_limit_statuses=frozenset({429, 418}),
+    )
     #: ``PUT /fapi/v1/order`` amends LIMIT orders only and USD-M has no cancel-replace.
     supports_replace = False
     supports_oco = False

@@ -37,7 +37,7 @@ orders with the others); balances ``GET /v5/account/wallet-balance`` (unified ac
 amend ``POST /v5/order/amend``. Rate limit: a budget of 10 requests per second shared by
 every caller of the account (Bybit's per-endpoint limits are 10-20 per second); a ``10006``
 answer ("Too many visits", HTTP 200) pauses every caller until its ``X-Bapi-Limit-Reset-Timestamp``,
-a ``10018`` (the IP's limit) or ``429`` (high server load) answer 1 s (:attr:`BybitTrading.rate_limit_codes`), an
+a ``10018`` (the IP's limit) or ``429`` (high server load) answer 1 s (:attr:`BybitTrading.errors`), an
 HTTP ``403`` ("access too frequent": the IP banned) 10 minutes, as Bybit says to wait (:data:`BAN_SECONDS`).
 The share of the limit left (the budget's ``left``) is the last answer's ``X-Bapi-Limit-Status``
 over its ``X-Bapi-Limit`` (the endpoint just called).
@@ -92,6 +92,7 @@ from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.adapters.bybit.user_stream import position_from_row, wire_symbol
 from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text
 from tradebus.adapters.common.user_stream import venue_fee
+from tradebus.adapters.common.venue_errors import VenueErrors
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import FundingPaid, Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
 from tradebus.execution.live import AccountBalance, AccountMargin, AccountPosition, Ack, VenueRejected, cancel_one, lots_to_send
@@ -262,18 +263,22 @@ class BybitTrading(CcxtTrading):
         The account's shared budget (default 10 requests per second).
     """
 
-    venue = "Bybit"
     #: Bybit's retCodes that leave the outcome unknown (v5 error codes): server timeout (``10000``, ``5004``), server
     #: error or service restarting (``10016``), spot's internal error (``170001``), backend timeout (``170007``),
     #: network error (``170032``), order creation / cancellation / modification timeout (``170146``, ``170147``,
-    #: ``170310``), system error (``170234``). ccxt maps most to a plain ``ExchangeError`` or ``InvalidOrder``.
-    unknown_outcome_codes = frozenset({"5004", "10000", "10016", "170001", "170007", "170032", "170146", "170147", "170234", "170310"})
-    #: ``10006`` (the account's limit) and ``10018`` (the IP's), which ccxt already maps to ``RateLimitExceeded``, and
-    #: ``429`` ("the trading service is experiencing a high server load, please retry"), which it does not.
-    rate_limit_codes = frozenset({"429", "10006", "10018"})
-    #: Bybit's retCodes of a cancel or amend refused while it processes the order, "please try again later" (v5 error
-    #: codes): ``110079`` "the order is processing and can not be operated", spot's ``170191`` "can not cancel order".
-    busy_codes = frozenset({"110079", "170191"})
+    #: ``170310``), system error (``170234``); ccxt maps most to a plain ``ExchangeError`` or ``InvalidOrder``.
+    #: Refused for a rate limit: ``10006`` (the account's limit) and ``10018`` (the IP's), which ccxt already maps to
+    #: ``RateLimitExceeded``, and ``429`` ("the trading service is experiencing a high server load, please retry"),
+    #: which it does not; HTTP 429 and the IP ban's 403 (ccxt's ``RateLimitExceeded`` too). A cancel or amend refused
+    #: while Bybit processes the order, "please try again later" (v5 error codes): ``110079`` "the order is processing
+    #: and can not be operated", spot's ``170191`` "can not cancel order".
+    errors = VenueErrors(
+        "Bybit",
+        unknown_outcome_codes=frozenset({"5004", "10000", "10016", "170001", "170007", "170032", "170146", "170147", "170234", "170310"}),
+        rate_limit_codes=frozenset({"429", "10006", "10018"}),
+        rate_limit_statuses=frozenset({429, BAN_STATUS}),
+        busy_codes=frozenset({"110079", "170191"}),
+    )
     supports_amend = True
     #: ``GET /v5/execution/list`` by ``orderId`` without ``startTime``/``endTime`` lists the last 7 days.
     fills_history_ns = 7 * 24 * 3600 * 1_000_000_000

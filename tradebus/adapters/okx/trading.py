@@ -97,6 +97,7 @@ from pydantic import SecretStr
 from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text
 from tradebus.adapters.common.user_stream import venue_fee
+from tradebus.adapters.common.venue_errors import VenueErrors
 from tradebus.adapters.okx.user_stream import positions_from_rows
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import FundingPaid, Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
@@ -302,15 +303,16 @@ class OkxTrading(CcxtTrading):
         The account's shared budget (default 60 requests per 2 s).
     """
 
-    venue = "OKX"
     #: OKX's codes (``code``, or an order's ``sCode``) that leave the outcome unknown: service temporarily unavailable
     #: (``50001``), endpoint request timeout (``50004``), API offline (``50005``), system busy (``50013``), system error
-    #: (``50026``), order timed out (``51149``). ccxt maps the ``500xx`` to its ``NetworkError`` family, ``51149`` to
-    #: a plain ``ExchangeError``.
-    unknown_outcome_codes = frozenset({"50001", "50004", "50005", "50013", "50026", "51149"})
-    #: ``50011`` (too many requests; ccxt maps it to ``RateLimitExceeded``) and ``50061`` (the sub-account's order rate
-    #: limit, which ccxt maps to a plain ``ExchangeError``).
-    rate_limit_codes = frozenset({"50011", "50061"})
+    #: (``50026``), order timed out (``51149``); ccxt maps the ``500xx`` to its ``NetworkError`` family, ``51149`` to
+    #: a plain ``ExchangeError``. Refused for a rate limit: ``50011`` (too many requests; ccxt maps it to
+    #: ``RateLimitExceeded``) and ``50061`` (the sub-account's order rate limit, which ccxt maps to a plain ``ExchangeError``).
+    errors = VenueErrors(
+        "OKX",
+        unknown_outcome_codes=frozenset({"50001", "50004", "50005", "50013", "50026", "51149"}),
+        rate_limit_codes=frozenset({"50011", "50061"}),
+    )
     supports_amend = True
     #: ``GET /api/v5/trade/fills`` by ``ordId`` lists the last 3 days.
     fills_history_ns = 3 * 24 * 3600 * 1_000_000_000
