@@ -73,6 +73,7 @@ CASES: list[tuple[str, str, int, str, str | None, type[Exception], int, str]] = 
     ("usdm-1003-429", "binanceusdm", 429, USDM, _bn(-1003, "Too many requests."), RateLimited, 429, "-1003"),
     # OKX: string codes, an order's sCode before the envelope's.
     ("okx-50011", "okx", 429, OKX, _okx("50011"), RateLimited, 429, "50011"),
+    ("okx-429-without-code", "okx", 429, OKX, "<html>Too Many Requests</html>", RateLimited, 429, ""),
     ("okx-50061-exchange-error", "okx", 200, OKX, _okx("50061"), RateLimited, 429, "50061"),
     ("okx-50102-nonce", "okx", 401, OKX, _okx("50102"), VenueRejected, 400, "50102"),
     ("okx-50001-unavailable", "okx", 503, OKX, _okx("50001"), NoAnswer, 0, "50001"),

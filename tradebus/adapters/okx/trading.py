@@ -307,11 +307,13 @@ class OkxTrading(CcxtTrading):
     #: (``50001``), endpoint request timeout (``50004``), API offline (``50005``), system busy (``50013``), system error
     #: (``50026``), order timed out (``51149``); ccxt maps the ``500xx`` to its ``NetworkError`` family, ``51149`` to
     #: a plain ``ExchangeError``. Refused for a rate limit: ``50011`` (too many requests; ccxt maps it to
-    #: ``RateLimitExceeded``) and ``50061`` (the sub-account's order rate limit, which ccxt maps to a plain ``ExchangeError``).
+    #: ``RateLimitExceeded``) and ``50061`` (the sub-account's order rate limit, which ccxt maps to a plain ``ExchangeError``),
+    #: and any HTTP 429 (without its ``50011`` body, from a proxy in front of the API, ccxt's ``ExchangeNotAvailable``).
     errors = VenueErrors(
         "OKX",
         unknown_outcome_codes=frozenset({"50001", "50004", "50005", "50013", "50026", "51149"}),
         rate_limit_codes=frozenset({"50011", "50061"}),
+        rate_limit_statuses=frozenset({429}),
     )
     supports_amend = True
     #: ``GET /api/v5/trade/fills`` by ``ordId`` lists the last 3 days.
