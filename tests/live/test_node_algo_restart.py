@@ -85,7 +85,7 @@ async def test_twap_working_at_a_stop_is_ended_interrupted_at_the_restart_and_it
         entries = [e.message for e in journal.entries()]
     finally:
         journal.close()
-    assert [(m.name, m.status) for m in entries if type(m) is AlgoEnded] == [("twap1", "interrupted"), ("twap1", "done")]
+    assert [(m.name, m.status) for m in entries if type(m) is AlgoEnded] == [("twap1", "interrupted"), ("twap2", "done")]
     assert sum(type(m) is AlgoStarted for m in entries) == 2
     recovery = AlgoRecovery()
     for msg in entries:

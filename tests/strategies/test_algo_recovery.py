@@ -97,3 +97,64 @@ def test_a_restart_interrupts_only_the_algorithms_children_not_a_strategy_order_
     assert second.orders.order(strategy.dip).status == OrderStatus.ACCEPTED
     assert len(list(second.orders.orders())) == len(children) + 1
     assert second.portfolio.position(IID) == pytest.approx(sum(second.orders.order(c).filled_qty for c in children))
+
+
+class Twaps(Strategy):
+    """Starts a TWAP buy of 4 (4 slices, one an hour) under its default name when :meth:`buy` is called."""
+
+    def __init__(self) -> None:
+        super().__init__(IID, strategy_id="s")
+        self.algos: list[Twap] = []
+        self.interrupted: list[AlgoEnded] = []
+
+    def on_algo_interrupted(self, event: AlgoEnded) -> None:
+        self.interrupted.append(event)
+
+    def buy(self) -> Twap:
+        algo = Twap(self, IID, OrderSide.BUY, 4.0, duration=4 * H, slices=4)
+        algo.start()
+        self.algos.append(algo)
+        return algo
+
+
+def twaps_kernel(path: Path, venue: Any = None) -> tuple[Kernel, Twaps]:
+    inst = Instrument(venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, margin=True)
+    journal = Journal(path)
+    k = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=1e6, journal=journal, venue=venue)
+    strategy = Twaps()
+    k.add_strategy(strategy)
+    if venue is not None:
+        k.venue.clock = k.clock  # type: ignore[attr-defined]
+        for order in journal.replay(k.orders, k.portfolio, T0, risk=k.risk, on_message=k.record_journaled):
+            k.execution.resolve_unknown(order.client_order_id)
+    return k, strategy
+
+
+def test_an_algorithm_a_restart_starts_while_the_journal_still_holds_one_open_is_named_anew_and_interrupted_by_the_next(
+    tmp_path: Path,
+) -> None:
+    """Kernel 1 leaves ``twap1`` working. Kernel 2 starts a TWAP before it interrupts ``twap1`` (as a live daemon's
+    strategy may from a fill its start-up reconciliation books: subscribed, not started yet) and leaves it working.
+    Kernel 3 interrupts that one with its own children, not again ``twap1``."""
+    path = tmp_path / "journal.sqlite"
+    first, strategy = twaps_kernel(path)
+    feed(first, range(1, 2))
+    old = strategy.buy()
+    feed(first, range(2, 3))
+    assert old.name == "twap1" and old.status == "working"
+
+    second, restarted = twaps_kernel(path, venue=first.venue)
+    second.prepare()
+    second.clock.advance_to(T0 + 3 * H)
+    new = restarted.buy()
+    second.start()
+    feed(second, range(3, 5))
+    [ended] = restarted.interrupted
+    assert (ended.name, ended.children) == ("twap1", tuple(old.children))
+    assert new.name != "twap1" and new.status == "working" and new.children
+
+    third, last = twaps_kernel(path, venue=second.venue)
+    third.start()
+    [event] = last.interrupted
+    assert (event.name, event.children) == (new.name, tuple(new.children))
+    assert event.filled == pytest.approx(sum(third.orders.order(c).filled_qty for c in new.children))

@@ -103,6 +103,7 @@ from tradebus.features.spec import FeatureSpec
 from tradebus.risk.config import RiskConfig
 from tradebus.risk.gate import RiskGate
 from tradebus.strategies.algo_recovery import AlgoRecovery
+from tradebus.strategies.algos import number_after
 from tradebus.strategies.base import Strategy, feature_only, is_feature_only
 from tradebus.strategies.context import KernelContext
 from tradebus.strategies.failure import raise_strategy_failure
@@ -738,11 +739,16 @@ class Kernel:
         Pass it as ``on_message`` to :meth:`Journal.replay`: journaled submit reasons, fills,
         denials, interest charges and funding payments reach the results as if this run had made
         them, so the outputs after a restart hold the whole history of the journal (the replay
-        books the charges and payments on the portfolio).
+        books the charges and payments on the portfolio). An algorithm's start has the strategy
+        name its next algorithms after it (:func:`~tradebus.strategies.algos.number_after`).
         """
         cls = type(msg)
         if cls is SubmitOrder or cls is AlgoStarted or cls is AlgoEnded:
             self.algo_recovery.note(msg)
+        if cls is AlgoStarted:
+            for strategy in self.strategies:
+                if strategy.strategy_id == msg.strategy_id:
+                    number_after(strategy, msg.name)
         if cls is SubmitOrder:
             self.result.submit_reasons[msg.client_order_id] = msg.reason
         elif cls is OrderFilled:

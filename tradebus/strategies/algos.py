@@ -42,6 +42,7 @@ algorithm: its unfilled quantity counts as not sent, as for a child the venue ca
 from __future__ import annotations
 
 import math
+import re
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Literal
 from weakref import WeakKeyDictionary
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
     from tradebus.execution.orders import Order
     from tradebus.strategies.base import Strategy
 
-__all__ = ["ExecAlgorithm", "Iceberg", "LimitChaser", "Twap", "Vwap"]
+__all__ = ["ExecAlgorithm", "Iceberg", "LimitChaser", "Twap", "Vwap", "number_after"]
 
 _REFUSED = frozenset({OrderStatus.DENIED, OrderStatus.REJECTED})
 _CLOSED = frozenset({OrderStatus.DENIED, OrderStatus.REJECTED, OrderStatus.FILLED, OrderStatus.CANCELED,
@@ -69,6 +70,26 @@ AlgoStatus = Literal["pending", "working", "canceling", "canceled", "done", "fai
 # Default names count the algorithms of each strategy, not of the process: a second run in the
 # same process (a sweep worker, a notebook) names its children's reasons as the first did.
 _created: WeakKeyDictionary[Strategy, int] = WeakKeyDictionary()
+_NUMBER = re.compile(r"(\d+)$")
+
+
+def number_after(strategy: Strategy, name: str) -> None:
+    """Have the strategy's next default names count on from ``name``, an algorithm a previous process journaled.
+
+    A restart's algorithms are then not named ``twap1``, ``iceberg2`` ... again: the
+    journal's starts and ends, and a restart's recovery (:mod:`tradebus.strategies.algo_recovery`),
+    tell algorithms apart by their strategy and name. A name without a trailing number changes nothing.
+
+    Parameters
+    ----------
+    strategy
+        The strategy the journaled algorithm belonged to.
+    name
+        The journaled algorithm's name (``AlgoStarted.name``).
+    """
+    found = _NUMBER.search(name)
+    if found is not None:
+        _created[strategy] = max(_created.get(strategy, 0), int(found.group(1)))
 
 
 def _ns(value: str | int) -> int:
@@ -89,7 +110,8 @@ class ExecAlgorithm(ABC):
         The parent order (quantity in base units, rounded down to whole lots).
     name
         Unique per strategy (names its timer); defaults to the class name and the number of
-        algorithms the strategy created so far (``twap1``, ``iceberg2``).
+        algorithms the strategy created so far (``twap1``, ``iceberg2``), counted on from the
+        numbers its journal holds after a restart (:func:`number_after`).
     """
 
     def __init__(
