@@ -33,10 +33,12 @@ def version_5(path: Path) -> None:
 
 
 def as_version_5_tradebus(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make this process read journals as tradebus of schema version 5 did: no execution algorithms' entries."""
+    """Make this process read journals as tradebus of schema version 5 did: no execution algorithms' entries, no
+    refused cancels."""
     monkeypatch.setattr(journal_module, "SCHEMA_VERSION", 5)
     monkeypatch.delitem(journal_module._TYPES, "AlgoStarted")
     monkeypatch.delitem(journal_module._TYPES, "AlgoEnded")
+    monkeypatch.delitem(journal_module._TYPES, "OrderCancelRejected")
 
 
 def test_a_journal_holding_algo_entries_is_refused_by_a_version_5_tradebus_by_its_version(

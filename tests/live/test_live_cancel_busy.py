@@ -8,10 +8,11 @@ never sent again, the order kept working at the venue, and nothing told the stra
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tests.live.live_harness import until
-from tests.live.venue_kits import BYBIT, OKX, kit_harness
+from tests.live.venue_kits import BYBIT, OKX, VenueKit, kit_harness
 from tradebus.adapters.common.account_emulator import RestFault
 from tradebus.engine.messages import (
     CancelOrder,
@@ -25,6 +26,7 @@ from tradebus.engine.messages import (
     SubmitOrder,
 )
 from tradebus.execution.engine import OrderTimeouts
+from tradebus.execution.journal import Journal
 from tradebus.strategies.base import Strategy
 
 CANCEL = "/v5/order/cancel"
@@ -132,3 +134,35 @@ async def test_an_okx_cancel_refused_while_the_order_works_tells_the_strategy() 
         await h.venue.drain()
         assert "51000" in got[0].reason and order.status is OrderStatus.ACCEPTED
         assert h.emulator.orders[order.client_order_id].status is OrderStatus.ACCEPTED
+
+
+async def test_a_cancel_refused_while_the_order_works_is_journaled_and_a_restart_replays_it_unchanged(tmp_path: Path) -> None:
+    """The journal holds the cancel's outcome (not only the WARNING log), and a new process on it replays the entry
+    without touching the order: it is recovered from ACCEPTED, resolved working at the venue and cancelable."""
+    journal = tmp_path / "journal.sqlite"
+    emu = BYBIT.emulator([RestFault("refuse", "POST", CANCEL, code="10001")])
+    kit = VenueKit(**{**BYBIT.__dict__, "make_emulator": lambda *a, **k: emu})  # one account across both processes
+    watcher = CancelWatcher()
+    async with kit_harness(kit, journal=journal, strategies=[watcher], timeouts=CALM) as h:
+        execution = h.kernel.execution
+        order = execution.submit(SubmitOrder("s1", BYBIT.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        execution.cancel(CancelOrder("s1", BYBIT.iid, order.client_order_id, 0, 0))
+        await until(lambda: watcher.refused, timeout=5.0)
+        await h.venue.drain()
+        coid = order.client_order_id
+    store = Journal(journal)
+    try:
+        kinds = [(e.kind, type(e.message).__name__) for e in store.entries() if e.message.client_order_id == coid]
+    finally:
+        store.close()
+    assert kinds[-2:] == [("command", "CancelOrder"), ("event", "OrderCancelRejected")]
+    async with kit_harness(kit, journal=journal) as h:  # a new process on the same journal
+        again = h.kernel.orders.order(coid)
+        assert again.status is OrderStatus.UNKNOWN and again.reason == "recovered after restart from ACCEPTED"
+        h.venue.track(again)
+        h.kernel.execution.resolve_unknown(coid)  # as the daemon's start does: a query
+        await until(lambda: again.status is OrderStatus.ACCEPTED)
+        h.kernel.execution.cancel(CancelOrder("s1", BYBIT.iid, coid, 0, 0))
+        await until(lambda: again.status is OrderStatus.CANCELED)
+        await h.venue.drain()

@@ -403,7 +403,7 @@ class OrderModifyRejected(msgspec.Struct, frozen=True, gc=False):
 class OrderCancelRejected(msgspec.Struct, frozen=True, gc=False):
     """A cancel was not done: the venue refused it and a query after the refusal found the order still
     working. The order works on (cancel it again, or act on its fills); ``reason`` is the venue's refusal.
-    Published, not journaled (the order did not change)."""
+    Journaled and published; it leaves the order as it was (the journal's replay too)."""
 
     strategy_id: str
     instrument_id: str

@@ -25,7 +25,7 @@ Requests without answers: a :meth:`Venue.submit` or :meth:`Venue.cancel` that ra
 order to ``UNKNOWN`` (``OrderTimedOut``) and the venue is queried at once. With
 :class:`OrderTimeouts` (a live venue, whose answers can be lost), a submit that gets no answer, or a cancel that does
 not close the order, within its timeout on the clock does the same (unless the venue refused the cancel
-and found the order still working: ``OrderCancelRejected``, published, not journaled); an ``UNKNOWN`` order the
+and found the order still working: ``OrderCancelRejected``, journaled and published); an ``UNKNOWN`` order the
 query cannot settle is asked again every ``retry_ns``; and every open order silent for
 ``check_ns`` is queried, which recovers events lost on the way. A venue that does not know an
 order is believed only once its submit request ended (:meth:`Venue.submit_ended_ns`: a submit held
@@ -701,7 +701,7 @@ class ExecutionEngine:
                 self._check_closed(order, event.filled_qty)
 
     def _cancel_refused(self, event: OrderCancelRejected) -> None:
-        """Publish a venue's final refusal of a cancel of a working order (not journaled: the order did not
+        """Journal and publish a venue's final refusal of a cancel of a working order (the order does not
         change); its cancel is answered, so its timeout no longer moves it to ``UNKNOWN``."""
         order = self._om.get(event.client_order_id)
         if order is None or not order.is_open:
@@ -711,6 +711,8 @@ class ExecutionEngine:
         alert = self._cancel_alerts.pop(order.client_order_id, None)
         if alert is not None:
             self._clock.cancel(alert)
+        if self._journal is not None:
+            self._journal.record_event(event)
         self._bus.publish(event)
 
     def _accept_quietly(self, order: Order, venue_order_id: str, ts_event: int) -> bool:

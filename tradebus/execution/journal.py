@@ -68,8 +68,9 @@ is marked version 4 (``meta`` names its owner), so that an older tradebus, which
 the owner, refuses it; version 4 gets the ``equity`` table and is marked version 5, so that an older
 tradebus, which would trade on without journaling its samples (a later restart's outputs would then
 lack that session's equity), refuses it; version 5 (whose entries hold no execution algorithm's start or
-end) is marked version 6, so that an older tradebus refuses the journal by its version rather than
-stopping at its first ``AlgoStarted`` entry as of an unknown message type. A field added to a journaled message with a default (``OrderResolved.filled_qty``,
+end, nor any cancel the venue refused: ``OrderCancelRejected``, which the replay hands to ``on_message`` and
+which leaves its order as it was) is marked version 6, so that an older tradebus refuses the journal by its version rather than
+stopping at its first ``AlgoStarted`` or ``OrderCancelRejected`` entry as of an unknown message type. A field added to a journaled message with a default (``OrderResolved.filled_qty``,
 the venue's filled quantity in a query's answer) changes no version: payloads are msgpack maps, so an
 earlier journal's entry reads as the default and an earlier tradebus ignores the field. Nor does an
 ``OrderResolved`` repeating a CANCELED or EXPIRED order's status: the venue's filled quantity a query
@@ -129,7 +130,7 @@ __all__ = ["SCHEMA_VERSION", "WAL_SIZE_LIMIT", "Journal", "JournalEntry", "Journ
 
 #: Version of the journal's tables written by this code (1: ``journal`` only; 2: ``meta`` and
 #: ``risk_state`` added; 3: ``InterestCharged`` and ``FundingPaid`` entries; 4: ``meta`` names
-#: the journal's owner; 5: ``equity`` samples; 6: ``AlgoStarted`` and ``AlgoEnded`` entries).
+#: the journal's owner; 5: ``equity`` samples; 6: ``AlgoStarted``, ``AlgoEnded`` and ``OrderCancelRejected`` entries).
 SCHEMA_VERSION = 6
 
 #: Bytes of write-ahead log (the ``-wal`` file) past which the commit that passed them checkpoints
@@ -158,6 +159,7 @@ _TYPES: dict[str, type] = {
         "OrderTriggered",
         "OrderModified",
         "OrderModifyRejected",
+        "OrderCancelRejected",
         "OrderFilled",
         "OrderCanceled",
         "OrderExpired",

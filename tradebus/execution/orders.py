@@ -68,6 +68,7 @@ from tradebus.engine.messages import (
     AnomalyKind,
     OrderAccepted,
     OrderAnomaly,
+    OrderCancelRejected,
     OrderCanceled,
     OrderDenied,
     OrderExpired,
@@ -535,7 +536,7 @@ class OrderManager:
             return None
         if cls is OrderFilled:
             return self.apply_fill(order, event)
-        if cls is OrderModifyRejected:
+        if cls is OrderModifyRejected or cls is OrderCancelRejected:
             return order  # the order works on as it was
         table = _BY_TYPE.get(cls)
         if table is None:
