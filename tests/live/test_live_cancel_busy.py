@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.live.live_harness import until
+from pydantic import SecretStr
+
+from tests.live.live_harness import KEY, SECRET, until
 from tests.live.venue_kits import BYBIT, OKX, VenueKit, kit_harness
 from tradebus.adapters.common.account_emulator import RestFault
 from tradebus.engine.messages import (
@@ -27,6 +29,8 @@ from tradebus.engine.messages import (
 )
 from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.journal import Journal
+from tradebus.execution.live import BUSY_RETRY_DELAYS
+from tradebus.node.live import ApiKeys, kill_switch, parse_live_config
 from tradebus.strategies.base import Strategy
 
 CANCEL = "/v5/order/cancel"
@@ -166,3 +170,20 @@ async def test_a_cancel_refused_while_the_order_works_is_journaled_and_a_restart
         h.kernel.execution.cancel(CancelOrder("s1", BYBIT.iid, coid, 0, 0))
         await until(lambda: again.status is OrderStatus.CANCELED)
         await h.venue.drain()
+
+
+async def test_the_kill_switch_sends_a_cancel_refused_as_busy_again_as_the_daemon_does(tmp_path: Path) -> None:
+    """Three "try again later" answers in a row: the daemon's cancel goes through on its fourth request; the kill
+    switch (one cancel a round, three rounds) stopped with the order still open and the user told to run it again."""
+    faults = [RestFault("refuse", "POST", CANCEL, code="110079") for _ in BUSY_RETRY_DELAYS]
+    async with kit_harness(BYBIT, rest_faults=faults) as h:
+        order = h.kernel.execution.submit(SubmitOrder("s1", BYBIT.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        config = parse_live_config(BYBIT.config(tmp_path, "ws://127.0.0.1:9", h.emulator), "<test>")
+        h.stream.stop()  # the daemon is stopped before the kill
+        await until(lambda: not h.emulator.sessions)
+        canceled = await kill_switch(config, ApiKeys(SecretStr(KEY), SecretStr(SECRET)), "test kill")
+        assert canceled == [order.client_order_id]
+        assert h.emulator.orders[order.client_order_id].status is OrderStatus.CANCELED
+    assert all(f.fired for f in faults)
+    assert len(_posts(h.emulator, CANCEL)) == len(BUSY_RETRY_DELAYS) + 1  # in one round (by venue order id)

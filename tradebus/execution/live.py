@@ -258,18 +258,27 @@ def lots_to_send(order: Order, instrument: Instrument) -> float:
     return qty
 
 
-async def cancel_one(client_order_id: str, request: Awaitable[Any]) -> bool:
-    """Await one cancel request of a cancel-all; ``False`` (logged, not raised) when refused or unanswered.
+async def cancel_one(client_order_id: str, send: Callable[[], Awaitable[Any]]) -> bool:
+    """Send one cancel request of a cancel-all; ``False`` (logged, not raised) when refused or unanswered.
 
-    A cancel-all goes on with the next order: the order may have closed meanwhile (refused), or
-    be canceled or not (no answer); the caller lists the open orders again to know.
+    A cancel the venue refuses as busy with the order (:class:`OrderBusy`) is sent again after each of
+    :data:`BUSY_RETRY_DELAYS`, as :class:`LiveVenue` does. A cancel-all goes on with the next order: the
+    order may have closed meanwhile (refused), or be canceled or not (no answer); the caller lists the
+    open orders again to know.
     """
-    try:
-        await request
-    except (NoAnswer, VenueRejected) as exc:
-        logger.warning("cancel of {} failed: {}", client_order_id, exc)
-        return False
-    return True
+    delays = iter(BUSY_RETRY_DELAYS)
+    while True:
+        try:
+            await send()
+        except (NoAnswer, VenueRejected) as exc:
+            delay = next(delays, None) if isinstance(exc, OrderBusy) else None
+            if delay is None:
+                logger.warning("cancel of {} failed: {}", client_order_id, exc)
+                return False
+            logger.info("cancel of {}: {}; sent again in {:g} s", client_order_id, exc, delay)
+        else:
+            return True
+        await asyncio.sleep(delay)
 
 
 class Ack(msgspec.Struct, frozen=True):
@@ -393,8 +402,8 @@ class TradingApi(ABC):
     async def cancel_all(self) -> list[str]:
         """Cancel every open order of the account's instruments (the kill switch); the client ids canceled.
 
-        A cancel refused or unanswered is skipped (:func:`cancel_one`), the others are still
-        sent; only a listing of the open orders that fails raises.
+        A cancel refused or unanswered is skipped (:func:`cancel_one`; one refused as busy after its
+        re-sends), the others are still sent; only a listing of the open orders that fails raises.
         """
 
     @abstractmethod

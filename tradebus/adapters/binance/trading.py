@@ -568,7 +568,8 @@ class BinanceTrading(TradingApi):
         for inst in self.instruments.values():
             for raw in await self._call(self.endpoint["open"], {"symbol": inst.symbol}):
                 coid = str(raw["clientOrderId"])
-                if await cancel_one(coid, self._call(self.endpoint["cancel"], {"symbol": inst.symbol, "origClientOrderId": coid})):
+                params = {"symbol": inst.symbol, "origClientOrderId": coid}
+                if await cancel_one(coid, lambda: self._call(self.endpoint["cancel"], params)):
                     canceled.append(coid)
         return canceled
 
@@ -897,7 +898,8 @@ class BinanceFuturesTrading(BinanceTrading):
         for inst in self.instruments.values():
             for raw in await self._call("fapiprivate_get_openalgoorders", {"symbol": inst.symbol}):
                 coid = str(raw["clientAlgoId"])
-                if await cancel_one(coid, self._call("fapiprivate_delete_algoorder", {"algoId": raw["algoId"]})):
+                params = {"algoId": raw["algoId"]}
+                if await cancel_one(coid, lambda: self._call("fapiprivate_delete_algoorder", params)):
                     canceled.append(coid)
         return canceled
 

@@ -429,7 +429,7 @@ class BybitTrading(CcxtTrading):
                 body = {"category": self.category, "symbol": wire_symbol(inst), "orderId": str(row["orderId"])}
                 if self.category == "spot" and row.get("orderStatus") == "Untriggered":
                     body["orderFilter"] = "StopOrder"
-                if await cancel_one(str(row["orderLinkId"]), self.call("private_post_v5_order_cancel", body)):
+                if await cancel_one(str(row["orderLinkId"]), lambda: self.call("private_post_v5_order_cancel", body)):
                     canceled.append(str(row["orderLinkId"]))
         return canceled
 

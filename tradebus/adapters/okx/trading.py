@@ -516,11 +516,12 @@ class OkxTrading(CcxtTrading):
         for inst in self.instruments.values():
             for row in await self._pending(inst):
                 coid = order_ids(row)[0]
-                if await cancel_one(coid, self.call("private_post_trade_cancel_order", {"instId": inst.symbol, "ordId": str(row["ordId"])})):
+                body = {"instId": inst.symbol, "ordId": str(row["ordId"])}
+                if await cancel_one(coid, lambda: self.call("private_post_trade_cancel_order", body)):
                     canceled.append(coid)
             for row in await self._pending_algos(inst):
-                body = [{"instId": inst.symbol, "algoId": str(row["algoId"])}]
-                if await cancel_one(str(row["algoClOrdId"]), self.call("private_post_trade_cancel_algos", body)):  # type: ignore[arg-type]
+                algos = [{"instId": inst.symbol, "algoId": str(row["algoId"])}]
+                if await cancel_one(str(row["algoClOrdId"]), lambda: self.call("private_post_trade_cancel_algos", algos)):  # type: ignore[arg-type]
                     canceled.append(str(row["algoClOrdId"]))
         return canceled
 
