@@ -187,3 +187,46 @@ async def test_the_kill_switch_sends_a_cancel_refused_as_busy_again_as_the_daemo
         assert h.emulator.orders[order.client_order_id].status is OrderStatus.CANCELED
     assert all(f.fired for f in faults)
     assert len(_posts(h.emulator, CANCEL)) == len(BUSY_RETRY_DELAYS) + 1  # in one round (by venue order id)
+
+
+async def test_a_cancel_timeout_shorter_than_the_busy_re_sends_times_each_re_send_and_the_order_is_not_unknown() -> None:
+    """A cancel timeout of 0.5 s, under the re-sends' 0.7 s: the venue answered every request, yet the order went
+    ``UNKNOWN`` ("cancel not confirmed within 0.5 s") before the last re-send. The timeout counts from the latest."""
+    assert sum(BUSY_RETRY_DELAYS) > 0.5
+    quick = OrderTimeouts(submit_ns=500_000_000, cancel_ns=500_000_000, retry_ns=200_000_000, check_ns=None)
+    done = [RestFault("refuse", "POST", CANCEL, code="110079") for _ in BUSY_RETRY_DELAYS]  # the last re-send goes through
+    refused = [RestFault("refuse", "POST", CANCEL, code="110079") for _ in (*BUSY_RETRY_DELAYS, 0)]
+    for faults, final in ((done, OrderStatus.CANCELED), (refused, OrderStatus.ACCEPTED)):
+        watcher = CancelWatcher()
+        async with kit_harness(BYBIT, rest_faults=faults, strategies=[watcher], timeouts=quick) as h:
+            timed_out: list[OrderTimedOut] = []
+            h.kernel.bus.subscribe(OrderTimedOut, timed_out.append)
+            execution = h.kernel.execution
+            order = execution.submit(SubmitOrder("s1", BYBIT.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+            await until(lambda: order.status is OrderStatus.ACCEPTED)
+            execution.cancel(CancelOrder("s1", BYBIT.iid, order.client_order_id, 0, 0))
+            await until(lambda: order.status is OrderStatus.CANCELED or watcher.refused, timeout=5.0)
+            await h.venue.drain()
+            # Closed, or its refusal told: no timeout of this cancel can fire after.
+            assert all(f.fired for f in faults) and not timed_out and order.status is final
+            assert h.emulator.orders[order.client_order_id].status is final
+            assert len(watcher.refused) == (final is OrderStatus.ACCEPTED)
+
+
+async def test_a_busy_cancel_whose_re_send_gets_no_answer_still_times_out_and_is_queried() -> None:
+    """The timeout counts from the latest request, so a re-send without an answer (a 503 before processing) moves the
+    order to ``UNKNOWN`` all the same, and the query finds it working."""
+    quick = OrderTimeouts(submit_ns=500_000_000, cancel_ns=500_000_000, retry_ns=200_000_000, check_ns=None)
+    faults = [RestFault("refuse", "POST", CANCEL, code="110079"), RestFault("error5xx", "POST", CANCEL)]
+    async with kit_harness(BYBIT, rest_faults=faults, timeouts=quick) as h:
+        timed_out: list[OrderTimedOut] = []
+        h.kernel.bus.subscribe(OrderTimedOut, timed_out.append)
+        execution = h.kernel.execution
+        order = execution.submit(SubmitOrder("s1", BYBIT.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        execution.cancel(CancelOrder("s1", BYBIT.iid, order.client_order_id, 0, 0))
+        await until(lambda: timed_out, timeout=5.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)  # resolved by the query
+        await h.venue.drain()
+        assert all(f.fired for f in faults) and len(_posts(h.emulator, CANCEL)) == 2
+        assert h.emulator.orders[order.client_order_id].status is OrderStatus.ACCEPTED

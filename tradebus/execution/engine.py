@@ -24,7 +24,8 @@ A live venue's funding payments (``FundingPaid``) and the fills of its liquidati
 Requests without answers: a :meth:`Venue.submit` or :meth:`Venue.cancel` that raises moves the
 order to ``UNKNOWN`` (``OrderTimedOut``) and the venue is queried at once. With
 :class:`OrderTimeouts` (a live venue, whose answers can be lost), a submit that gets no answer, or a cancel that does
-not close the order, within its timeout on the clock does the same (unless the venue refused the cancel
+not close the order, within its timeout on the clock does the same (counted from the cancel's latest request
+when the venue sends it again, :meth:`Venue.cancel_resent_ns`; unless the venue refused the cancel
 and found the order still working: ``OrderCancelRejected``, journaled and published); an ``UNKNOWN`` order the
 query cannot settle is asked again every ``retry_ns``; and every open order silent for
 ``check_ns`` is queried, which recovers events lost on the way. A venue that does not know an
@@ -108,7 +109,8 @@ class OrderTimeouts(msgspec.Struct, frozen=True):
         (:meth:`Venue.set_submit_timeout`): a live venue whose rate limit would hold a submit
         longer withdraws it unsent (``REJECTED``), unless it restores an order the venue canceled.
     cancel_ns
-        An order still open this long after a cancel was sent times out the same way.
+        An order still open this long after a cancel was sent times out the same way (after its
+        latest request, where the venue sends it again: :meth:`Venue.cancel_resent_ns`).
     retry_ns
         An ``UNKNOWN`` order the query could not settle (no answer, or a venue that does not
         know it yet) is queried again after this long.
@@ -616,9 +618,16 @@ class ExecutionEngine:
             self._time_out(order, f"no answer to the submit within {self._timeouts.submit_ns / 1e9:g} s")  # type: ignore[union-attr]
 
     def _on_cancel_timeout(self, order: Order) -> None:
-        self._cancel_alerts.pop(order.client_order_id, None)
-        if order.is_open and order.status is not _S.UNKNOWN:
-            self._time_out(order, f"cancel not confirmed within {self._timeouts.cancel_ns / 1e9:g} s")  # type: ignore[union-attr]
+        coid = order.client_order_id
+        self._cancel_alerts.pop(coid, None)
+        if not order.is_open or order.status is _S.UNKNOWN:
+            return
+        cancel_ns = self._timeouts.cancel_ns  # type: ignore[union-attr]
+        resent = self._venue.cancel_resent_ns(coid)
+        if resent is not None and (wait := resent + cancel_ns - self._clock.now_ns()) > 0:
+            self._cancel_alerts[coid] = self._alert(order, "cancel", wait, self._on_cancel_timeout)
+            return
+        self._time_out(order, f"cancel not confirmed within {cancel_ns / 1e9:g} s")
 
     def _retry(self, order: Order) -> None:
         timeouts = self._timeouts

@@ -606,6 +606,8 @@ class LiveVenue(Venue):
         self.busy_delays: tuple[float, ...] = BUSY_RETRY_DELAYS
         # Orders whose cancel the venue refused -> its refusal, until a query sent after it says whether they work.
         self._cancel_refused: dict[str, str] = {}
+        # Orders whose cancel the venue answered busy -> when it was, or will be, sent again (clock ns).
+        self._cancels_resent: dict[str, int] = {}
         # The orders submitted inside :meth:`oco_pair`, held to be sent as one order list.
         self._pairing: list[Order] | None = None
 
@@ -700,6 +702,7 @@ class LiveVenue(Venue):
         if coid in self._swaps:
             logger.info("order {}: canceled during its cancel-replace; its replacement will not be kept", coid)
             self._swaps_canceled.add(coid)
+        self._cancels_resent.pop(coid, None)  # the engine times this cancel from now
         self._spawn(self._cancel(order), f"cancel:{coid}")
 
     def modify(self, order: Order, cmd: ModifyOrder) -> None:
@@ -909,7 +912,13 @@ class LiveVenue(Venue):
         self._submits.pop(client_order_id, None)
         self._answers.pop(client_order_id, None)
         self._cancel_refused.pop(client_order_id, None)
+        self._cancels_resent.pop(client_order_id, None)
         return True
+
+    def cancel_resent_ns(self, client_order_id: str) -> int | None:
+        """When the latest cancel of this order, refused as busy (:class:`OrderBusy`), was last sent again or will be
+        after its wait (:attr:`busy_delays`), clock ns; ``None``: not sent again."""
+        return self._cancels_resent.get(client_order_id)
 
     def _forget_closed_submits(self) -> None:
         """Drop the ended submits of closed orders (the engine asks :meth:`submit_ended_ns` only of a SUBMITTED or
@@ -1141,16 +1150,22 @@ class LiveVenue(Venue):
     async def _send_unless_busy(self, order: Order, kind: str, send: Callable[[], Awaitable[None]]) -> bool:
         """Send a cancel or amend (``kind``) of ``order``, again after each of :attr:`busy_delays` while the
         venue answers :class:`OrderBusy` (each through the rate budget, as any request); ``False`` when the
-        order closed during a wait (nothing more sent). The last refusal, busy or not, is raised.
+        order closed during a wait (nothing more sent). The last refusal, busy or not, is raised. A cancel's
+        re-sends are told to the engine's cancel timeout (:meth:`cancel_resent_ns`).
         """
+        coid = order.client_order_id
         for delay in self.busy_delays:
             self.requests[kind] += 1
             try:
                 await send()
                 return True
             except OrderBusy as exc:
-                logger.info("{} of {}: {}; sent again in {:g} s", kind, order.client_order_id, exc, delay)
+                logger.info("{} of {}: {}; sent again in {:g} s", kind, coid, exc, delay)
+            if kind == "cancel":
+                self._cancels_resent[coid] = self.clock.now_ns() + round(delay * 1e9)
             await asyncio.sleep(delay)
+            if kind == "cancel":
+                self._cancels_resent[coid] = self.clock.now_ns()
             if not order.is_open:
                 logger.info("{} of {}: the order is {} now; not sent again", kind, order.client_order_id, order.status)
                 return False

@@ -112,6 +112,12 @@ class Venue(ABC):
         """
         return 0
 
+    def cancel_resent_ns(self, client_order_id: str) -> int | None:
+        """When the latest cancel of this order was last sent again, or will be, clock ns (a venue that sends a
+        cancel again after the venue refused it as busy with the order); ``None`` (this default): not sent again.
+        The execution engine's cancel timeout counts from it: each request of a cancel gets the whole timeout."""
+        return None
+
     def forget(self, client_order_id: str) -> bool:
         """Drop what this venue keeps of a closed order the order manager forgets; ``False`` (kept) while a
         request about it is still on its way. This default keeps nothing per order once it is closed."""
