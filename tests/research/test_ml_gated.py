@@ -11,12 +11,14 @@ from typing import Any
 import msgspec
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from tradebus.cli import app
 from tradebus.config import InstrumentConfig
+from tradebus.data.catalog import Catalog
 from tradebus.engine.instrument import InstrumentKind
 from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
 from tradebus.errors import ConfigError
@@ -631,3 +633,65 @@ def test_segments_of_bars_sharing_a_time_do_not_split_a_time_so_live_equals_prec
     assert np.isnan(pre_out[:800, 1]).all() and np.isfinite(pre_out[800:, 1]).all()
     np.testing.assert_array_equal(live_out, pre_out)
     assert live.entries == pre.entries
+
+
+def _paired(bars: pd.DataFrame) -> pd.DataFrame:
+    """``bars`` in pairs sharing a time (as threshold bars can), each bar's values kept."""
+    ts = bars["ts_event"].to_numpy()[::2].repeat(2)[: len(bars)]
+    return bars.assign(ts_event=ts, ts_init=ts)
+
+
+def test_trade_log_counts_hold_bars_by_the_fills_bar_positions_hand_derived() -> None:
+    def fill(ts: int, side: str, reason: str, trade_id: str) -> FillRecord:
+        return FillRecord(ts, "X.V", side, 1.0, 100.0, 0.0, "TAKER", f"o{trade_id}", "s", trade_id, reason)
+
+    # bars 0-1 at 1*BAR, 2-3 at 2*BAR, 4-5 at 3*BAR ...: entries on bars 1 and 5, exits on bars 2 and 12
+    fills = [fill(1 * BAR, "BUY", "edge", "a"), fill(2 * BAR, "SELL", "bracket stop-loss", "b"),
+             fill(3 * BAR, "BUY", "edge", "c"), fill(7 * BAR, "SELL", "timed exit", "d")]
+    log = trade_log(fills, fill_bars={"a": 1, "b": 2, "c": 5, "d": 12})
+    assert list(log["hold_bars"]) == [1.0, 7.0]
+    assert trade_summary(log)["hold_bars"] == {"mean": 4.0, "median": 4.0, "max": 7.0}
+
+
+def test_hold_bars_of_bars_sharing_a_time_are_those_of_the_same_bars_at_distinct_times() -> None:
+    """Pairs of bars share a time: the median gap was 0 and every trade's hold_bars NaN."""
+    bars = _bars(1200)
+    paired = _paired(bars)
+    edges = 20.0 * np.sin(np.arange(len(bars)) / 5.0)
+    params = {**STRATEGY, "gates": {"warmup": {"bars": 20}, "cost": {"enabled": False},
+                                    "zscore": {"enabled": False}, "persistence": {"enabled": False}}}
+    result, strategy = run_edges(bars, INSTRUMENT, params, PrecomputedEdges(bars["ts_event"].to_numpy(), edges),
+                                 venue=VENUE, initial_cash=10.0)
+    result_p, strategy_p = run_edges(paired, INSTRUMENT, params, PrecomputedEdges(paired["ts_event"].to_numpy(), edges),
+                                     venue=VENUE, initial_cash=10.0)
+    same = [(f.side, f.quantity, f.price, f.reason) for f in result.fills]
+    assert same == [(f.side, f.quantity, f.price, f.reason) for f in result_p.fills]
+    log = trade_log(result.fills, BAR)  # regular 5m bars: the time held in bars is the count
+    log_p = trade_log(result_p.fills, fill_bars=strategy_p.fill_bars)
+    assert len(log) > 10 and set(log_p["exit_reason"]) == {"stop", "take_profit", "timed"}
+    np.testing.assert_array_equal(log_p["hold_bars"], log["hold_bars"])
+    np.testing.assert_array_equal(trade_log(result.fills, fill_bars=strategy.fill_bars)["hold_bars"], log["hold_bars"])
+    # a timed exit is decided 6 bars after the entry's fill bar and fills on the next bar
+    assert set(log_p.loc[log_p["exit_reason"] == "timed", "hold_bars"]) == {7.0}
+
+
+def test_a_system_report_on_bars_sharing_a_time_counts_hold_bars(tmp_path: Path) -> None:
+    """Pairs of bars share a time: report.json's trades.hold_bars were null and trades.csv's NaN, exit 0."""
+    catalog = tmp_path / "catalog"
+    cols = ["ts_event", "ts_init", "open", "high", "low", "close", "volume"]
+    with Catalog(catalog).writer("sim", "spot", "ETH-BTC", "bars", "year", kind="bars", distinct_times=False) as w:
+        w.write(pa.Table.from_pandas(_paired(_bars(4400))[cols], preserve_index=False))
+        w.commit()
+    path = _small_config(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["data"].update(catalog=str(catalog), dataset="sim/spot/ETH-BTC/bars")
+    raw["walkforward"].update(min_train=3001, retrain_every=700)
+    path.write_text(yaml.safe_dump(raw))
+    report = run_system(load_ml_gated_config(path), tmp_path / "run")
+    trades = pd.read_csv(tmp_path / "run" / "trades.csv")
+    assert len(trades) > 5 and trades["hold_bars"].notna().all()
+    assert (trades["hold_bars"] >= 1).all()
+    timed = trades.loc[trades["exit_reason"] == "timed", "hold_bars"]
+    assert len(timed) and (timed == raw["strategy"]["exits"]["max_hold_bars"] + 1).all()
+    assert report["trades"]["hold_bars"] == {"mean": trades["hold_bars"].mean(), "median": trades["hold_bars"].median(),
+                                             "max": trades["hold_bars"].max()}

@@ -196,16 +196,19 @@ def max_drawdown(values: Sequence[float] | np.ndarray) -> float:
 class RoundTrip:
     """One closed position episode of an instrument.
 
-    ``direction`` is 1 for a long episode and -1 for a short one; ``exit_fill`` is the
-    fill that last reduced the position (the one that closed it once ``closed``), or ``None``.
+    ``direction`` is 1 for a long episode and -1 for a short one; ``entry_fill`` is the fill
+    that opened it (for an episode opened by a reversal, the reversing fill), or ``None``;
+    ``exit_fill`` is the fill that last reduced the position (the one that closed it once
+    ``closed``), or ``None``.
     """
 
-    __slots__ = ("closed", "direction", "entry_ns", "entry_notional", "exit_fill", "exit_ns", "fees", "instrument_id",
-                 "pnl")
+    __slots__ = ("closed", "direction", "entry_fill", "entry_ns", "entry_notional", "exit_fill", "exit_ns", "fees",
+                 "instrument_id", "pnl")
 
-    def __init__(self, instrument_id: str, entry_ns: int, direction: int = 1) -> None:
+    def __init__(self, instrument_id: str, entry_ns: int, direction: int = 1, entry_fill: FillRecord | None = None) -> None:
         self.instrument_id = instrument_id
         self.entry_ns = entry_ns
+        self.entry_fill = entry_fill
         self.exit_ns = entry_ns
         self.direction = direction
         self.exit_fill: FillRecord | None = None
@@ -252,7 +255,7 @@ def round_trips(
         qty = fill.position_change
         size = sizes.get(iid, 1.0)
         if trip is None or pos == 0.0:
-            trip = RoundTrip(iid, fill.ts_event, 1 if qty > 0.0 else -1)
+            trip = RoundTrip(iid, fill.ts_event, 1 if qty > 0.0 else -1, fill)
             pos, avg = qty, fill.price
             trip.fees += fill.fee
             trip.entry_notional += abs(qty) * size * fill.price
@@ -275,7 +278,7 @@ def round_trips(
                 if abs(new) <= eps:
                     pos, avg, trip = 0.0, 0.0, None
                 else:
-                    trip = RoundTrip(iid, fill.ts_event, 1 if new > 0.0 else -1)
+                    trip = RoundTrip(iid, fill.ts_event, 1 if new > 0.0 else -1, fill)
                     trip.fees += fill.fee * (1.0 - share)
                     trip.entry_notional = abs(new) * size * fill.price
                     pos, avg = new, fill.price

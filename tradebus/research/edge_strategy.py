@@ -22,8 +22,9 @@ sweeps over predictions made in batch). For tree models the two give the same fl
 the same decisions (``tests/research/test_ml_gated.py`` checks it).
 
 Records: :attr:`EdgeGated.outputs` ``(ts_init, edge)`` of every bar (read by the lookahead
-detector), :attr:`EdgeGated.entries` of every entry and :attr:`EdgeGated.gate_counts`
-(how often each gate blocked).
+detector), :attr:`EdgeGated.entries` of every entry, :attr:`EdgeGated.gate_counts`
+(how often each gate blocked) and :attr:`EdgeGated.fill_bars` (the bar each fill came on, by
+position: the trade log's ``hold_bars``, exact when bars share a time).
 
 Config use (``strategy: {name: "tradebus.research.edge_strategy:EdgeGated", params: {...}}``)
 needs ``model``: the path of a saved model step (:func:`~tradebus.research.model.load_model`).
@@ -43,7 +44,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from tradebus.config.base import StrictModel
 from tradebus.engine.cache import FeatureView
-from tradebus.engine.messages import Bar, OrderSide
+from tradebus.engine.messages import Bar, OrderFilled, OrderSide
 from tradebus.errors import ConfigError
 from tradebus.features.bank import FeatureBank
 from tradebus.features.spec import FeatureSpec, load_specs
@@ -190,6 +191,8 @@ class EdgeGated(Strategy):
         self.entries: list[tuple[int, int, float, str]] = []
         #: How often each gate blocked (``"pass"``: all passed).
         self.gate_counts: Counter[str] = Counter()
+        #: ``trade_id -> position`` (0-based, in replay order) of the bar each fill of the instrument came on.
+        self.fill_bars: dict[str, int] = {}
 
     def feature_specs(self, instrument_id: str) -> Sequence[FeatureSpec]:
         """The configured features on the traded instrument."""
@@ -210,6 +213,12 @@ class EdgeGated(Strategy):
         if self.position() != 0.0:
             return True
         return any(o.strategy_id == self.strategy_id for o in self.ctx.orders.open_orders(self.instrument_id))
+
+    def on_order_filled(self, event: OrderFilled) -> None:
+        """Note the position of the bar the fill came on (:attr:`fill_bars`)."""
+        if event.instrument_id == self.instrument_id:
+            # a bar fills orders when the venue is shown it, before the strategies get it
+            self.fill_bars[event.trade_id] = len(self.outputs)
 
     def on_bar(self, bar: Bar) -> None:
         """Gate this bar's edge and enter with a bracket when it passes."""

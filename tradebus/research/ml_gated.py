@@ -266,9 +266,8 @@ def run_system(config: MLGatedConfig, out: Path) -> dict[str, Any]:
     result, strategy = run_edges(bars, instrument, config.strategy_params(), source, venue=config.venue,
                                  initial_cash=config.initial_cash)
     ts = trained.ts
-    bar_ns = int(np.median(np.diff(ts)))
     segments = segment_table(trained, result, strategy)
-    log = trade_log(result.fills, bar_ns)
+    log = trade_log(result.fills, fill_bars=strategy.fill_bars)
     first = trained.segments[0].start
     metrics = compute_metrics(out_of_sample_run(result, int(ts[first]), len(ts) - first),
                               {instrument.instrument_id: instrument.lot_size}, min_annualised_days=ANNUALISE_DAYS)

@@ -10,7 +10,7 @@ any other reason is kept as it is (a strategy's own exit).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,8 @@ EXIT_REASONS = {"bracket stop-loss": "stop", "bracket take-profit": "take_profit
 _COLUMNS = ["instrument_id", "entry_ns", "exit_ns", "side", "net_pnl", "pnl", "fees", "exit_reason", "hold_bars"]
 
 
-def trade_log(fills: Sequence[FillRecord], bar_ns: int | None = None) -> pd.DataFrame:
+def trade_log(fills: Sequence[FillRecord], bar_ns: int | None = None,
+              fill_bars: Mapping[str, int] | None = None) -> pd.DataFrame:
     """One row per closed round trip: times, side, PnL (gross, fees, net), exit reason, hold.
 
     Parameters
@@ -35,14 +36,27 @@ def trade_log(fills: Sequence[FillRecord], bar_ns: int | None = None) -> pd.Data
     fills
         The run's fills in time order.
     bar_ns
-        Bar interval; ``hold_bars = (exit_ns - entry_ns) / bar_ns`` when given (NaN otherwise).
+        Bar interval; ``hold_bars = (exit_ns - entry_ns) / bar_ns`` when given and ``fill_bars`` is not.
+    fill_bars
+        ``trade_id -> position`` of the bar each fill came on (as
+        :attr:`~tradebus.research.edge_strategy.EdgeGated.fill_bars`): ``hold_bars`` is the exit
+        fill's bar position less the entry fill's, a count of bars whatever their times (bars
+        sharing a time, irregular bars). ``hold_bars`` is NaN with neither.
+
+    Raises
+    ------
+    KeyError
+        A trip's entry or exit fill missing from ``fill_bars``.
     """
     rows = []
     for trip in round_trips(list(fills)):
         if not trip.closed or trip.exit_fill is None:
             continue
         reason = trip.exit_fill.reason
-        hold = (trip.exit_ns - trip.entry_ns) / bar_ns if bar_ns else float("nan")
+        if fill_bars is not None and trip.entry_fill is not None:
+            hold = float(fill_bars[trip.exit_fill.trade_id] - fill_bars[trip.entry_fill.trade_id])
+        else:
+            hold = (trip.exit_ns - trip.entry_ns) / bar_ns if bar_ns else float("nan")
         rows.append((trip.instrument_id, trip.entry_ns, trip.exit_ns, "long" if trip.direction > 0 else "short",
                      trip.net_pnl, trip.pnl, trip.fees, EXIT_REASONS.get(reason, reason), hold))
     return pd.DataFrame(rows, columns=_COLUMNS)
