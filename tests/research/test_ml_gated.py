@@ -25,7 +25,7 @@ from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
 from tradebus.research.dataset import load_events
 from tradebus.research.edge import HorizonEdge, calibrate_edge, combined_target, fit_edge, tune_edge
-from tradebus.research.edge_walkforward import TrainedEdges, run_edges, train_segments
+from tradebus.research.edge_walkforward import TrainedEdges, run_edges, segment_table, train_segments
 from tradebus.research.lookahead import SourceFrame, Trace, detect_lookahead
 from tradebus.research.ml_gated import load_ml_gated_config, out_of_sample_run, run_system
 from tradebus.research.splitters import PurgedKFold
@@ -695,3 +695,30 @@ def test_a_system_report_on_bars_sharing_a_time_counts_hold_bars(tmp_path: Path)
     assert len(timed) and (timed == raw["strategy"]["exits"]["max_hold_bars"] + 1).all()
     assert report["trades"]["hold_bars"] == {"mean": trades["hold_bars"].mean(), "median": trades["hold_bars"].median(),
                                              "max": trades["hold_bars"].max()}
+
+
+def test_segment_pnl_on_irregular_bars_is_the_equity_change_over_its_bars_hand_derived() -> None:
+    """Bars 60 s, 540 s, 540 s apart: equity was sampled on a grid of the median gap (540 s), a bar
+    after a 60 s gap had no sample, and a segment ending on it lost its last bar's PnL to the next."""
+    bars = _bars(1600)
+    gaps = np.where(np.arange(len(bars) - 1) % 3 == 0, 60, 540) * 1_000_000_000
+    ts = int(bars["ts_event"].iat[0]) + np.concatenate(([0], np.cumsum(gaps)))
+    bars = bars.assign(ts_event=ts, ts_init=ts)
+    trained = _train(bars, min_train=800, retrain_every=40)
+    result, strategy = run_edges(bars, INSTRUMENT, STRATEGY, trained.precomputed_source(), venue=VENUE,
+                                 initial_cash=10.0)
+    assert [e.ts for e in result.equity] == ts.tolist()
+    fill_ts = np.array([f.ts_event for f in result.fills])
+    qty = np.array([f.quantity if f.side == "BUY" else -f.quantity for f in result.fills])
+    cash = np.array([-q * f.price - f.fee for q, f in zip(qty, result.fills, strict=True)])
+    close = bars["close"].to_numpy()
+
+    def equity(i: int) -> float:  # cash and position after the fills up to bar i, marked at its close
+        done = fill_ts <= ts[i]
+        return 10.0 + cash[done].sum() + qty[done].sum() * close[i]
+
+    want = [equity(s.end - 1) - equity(s.start - 1) for s in trained.segments]
+    held = [s.end - 1 for s in trained.segments if (qty[fill_ts <= ts[s.end - 1]].sum() != 0.0)]
+    # a segment ends in a position on a bar 60 s after the one before (no sample on the 540 s grid)
+    assert any(ts[i] - ts[i - 1] == 60_000_000_000 for i in held)
+    np.testing.assert_allclose(segment_table(trained, result, strategy)["pnl"], want, rtol=0, atol=1e-12)

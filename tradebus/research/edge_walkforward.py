@@ -197,13 +197,13 @@ def run_edges(
 ) -> tuple[RunResult, EdgeGated]:
     """Trade ``bars`` with :class:`EdgeGated` on ``source`` on the kernel; the run and the strategy.
 
-    ``source=None`` loads the model step saved at ``strategy_params["model"]``.
+    ``source=None`` loads the model step saved at ``strategy_params["model"]``. The equity is
+    sampled after every bar time (after all the bars of a time), whatever the spacing of the bars.
     """
     strategy = EdgeGated(instrument.instrument_id, source=source, **strategy_params)
     ts = bars["ts_event"].to_numpy(dtype=np.int64)
-    interval = int(np.median(np.diff(ts))) if len(ts) > 1 else 1
     kernel = Kernel([instrument], venue_config=venue or VenueConfig(), initial_cash=initial_cash,
-                    equity_interval_ns=max(interval, 1))
+                    equity_interval_ns=1)
     kernel.add_strategy(strategy)
     frame = bars if "ts_init" in bars.columns else bars.assign(ts_init=ts)
     result = kernel.run(MemoryReplay([SourceFrame(instrument.instrument_id, "bars", frame)]))
