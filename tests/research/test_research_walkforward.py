@@ -157,3 +157,33 @@ def test_walk_forward_segments_of_bars_sharing_a_time_do_not_split_a_time() -> N
     before = [e.equity for e in out.result.equity if e.ts < ts[1000]][-1]
     assert seg["pnl"].sum() == pytest.approx(out.equity["equity"].iat[-1] - before, rel=1e-12)
     assert seg["fills"].sum() == len(out.fills)
+
+
+def test_walk_forward_segment_pnl_on_irregular_bars_is_the_equity_change_over_its_bars_hand_derived() -> None:
+    """Bars 60 s, 540 s, 540 s apart: equity was sampled on a grid of the median gap (540 s), a bar
+    after a 60 s gap had no sample, and a segment ending on it lost its last bar's PnL to the next."""
+    bars = btc_bars(3000)
+    gaps = np.where(np.arange(len(bars) - 1) % 3 == 0, 60, 540) * 1_000_000_000
+    ts = int(bars["ts_event"].iat[0]) + np.concatenate(([0], np.cumsum(gaps)))
+    bars["ts_event"] = bars["ts_init"] = ts
+    fwd = forward_returns(bars, [12])
+    out = walk_forward(bars, INSTRUMENT, SPECS, COLUMNS, fwd["fwd_12"].to_numpy(), fwd["t1_12"].to_numpy(),
+                       XGBClassifier(n_estimators=5, max_depth=2, n_jobs=1), retrain_every=250, min_train=1000,
+                       quantity=0.5)
+    assert [e.ts for e in out.result.equity] == ts.tolist()  # one sample per bar
+    fills = out.fills
+    fill_ts = fills["ts_event"].to_numpy()
+    qty = np.where(fills["side"] == "BUY", fills["quantity"], -fills["quantity"]).astype(float)
+    cash = -qty * fills["price"].to_numpy() - fills["fee"].to_numpy()
+    close = bars["close"].to_numpy()
+
+    def equity(i: int) -> float:  # cash and position after the fills up to bar i, marked at its close
+        done = fill_ts <= ts[i]
+        return 100_000.0 + cash[done].sum() + qty[done].sum() * close[i]
+
+    bounds = [*range(1000, 3000, 250), 3000]
+    ends = [b - 1 for b in bounds[1:]]
+    # a segment ends in a position on a bar 60 s after the one before (no sample on the 540 s grid)
+    assert any(ts[i] - ts[i - 1] == 60_000_000_000 and qty[fill_ts <= ts[i]].sum() != 0.0 for i in ends)
+    want = [equity(b - 1) - equity(a - 1) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    np.testing.assert_allclose(out.segments["pnl"].to_numpy(), want, rtol=0, atol=1e-9)

@@ -216,9 +216,9 @@ def walk_forward(
     strategy = ModelSignal(instrument.instrument_id, model=steps[0], quantity=quantity, upper=upper, lower=lower,
                            mode=mode)  # type: ignore[arg-type]
     strategy.schedule([int(ts[s]) for s in starts], steps)
-    interval = int(np.median(np.diff(ts))) if n > 1 else 1
+    # equity after every bar time: a segment's PnL is read at its bars' times, irregular or shared
     kernel = Kernel([instrument], venue_config=venue or VenueConfig(), initial_cash=initial_cash,
-                    equity_interval_ns=max(interval, 1))
+                    equity_interval_ns=1)
     kernel.add_strategy(strategy)
     result = kernel.run(MemoryReplay([SourceFrame(instrument.instrument_id, "bars", bars)]))
     outputs = np.array([v for _, v in strategy.outputs])
