@@ -20,7 +20,7 @@ from tradebus.adapters.binance.trading import BinanceFuturesTrading, BinanceTrad
 from tradebus.adapters.bybit.trading import BybitTrading
 from tradebus.adapters.common.venue_errors import VenueErrors
 from tradebus.adapters.okx.trading import OkxTrading
-from tradebus.execution.live import NoAnswer, OrderBusy, RateLimited, VenueRejected
+from tradebus.execution.live import CancelPending, NoAnswer, OrderBusy, RateLimited, VenueRejected
 
 LOCAL = "https://127.0.0.1:8443"
 SPOT = "https://api.binance.com/api/v3/order"
@@ -79,7 +79,7 @@ CASES: list[tuple[str, str, int, str, str | None, type[Exception], int, str]] = 
     ("okx-50001-unavailable", "okx", 503, OKX, _okx("50001"), NoAnswer, 0, "50001"),
     ("okx-50013-busy", "okx", 200, OKX, _okx("50013"), NoAnswer, 0, "50013"),
     ("okx-51149-timed-out", "okx", 200, OKX, _okx("1", "51149"), NoAnswer, 0, "51149"),
-    ("okx-51410-cancel-pending", "okx", 200, OKX, _okx("1", "51410"), VenueRejected, 400, "51410"),
+    ("okx-51410-cancel-pending", "okx", 200, OKX, _okx("1", "51410"), CancelPending, 400, "51410"),
     ("okx-51603-not-found", "okx", 200, OKX, _okx("1", "51603"), VenueRejected, 400, "51603"),
     ("okx-502-html", "okx", 502, f"{OKX}?x=secret", "<html>bad gateway</html>", NoAnswer, 502, ""),
     ("okx-timeout", "okx", 0, OKX, None, NoAnswer, 0, ""),

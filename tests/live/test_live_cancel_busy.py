@@ -8,6 +8,7 @@ never sent again, the order kept working at the venue, and nothing told the stra
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,11 @@ from pydantic import SecretStr
 
 from tests.live.live_harness import KEY, SECRET, until
 from tests.live.venue_kits import BYBIT, OKX, VenueKit, kit_harness
-from tradebus.adapters.common.account_emulator import RestFault
+from tradebus.adapters.common.account_emulator import RestFault, StreamFault
 from tradebus.engine.messages import (
     CancelOrder,
     ModifyOrder,
+    OrderCanceled,
     OrderCancelRejected,
     OrderModified,
     OrderSide,
@@ -35,6 +37,7 @@ from tradebus.strategies.base import Strategy
 
 CANCEL = "/v5/order/cancel"
 AMEND = "/v5/order/amend"
+OKX_CANCEL = "/api/v5/trade/cancel-order"
 #: Long enough that the engine's cancel timeout never fires before the venue's last answer (no timing asserted).
 CALM = OrderTimeouts(submit_ns=5_000_000_000, cancel_ns=10_000_000_000, retry_ns=200_000_000, check_ns=None)
 
@@ -42,12 +45,16 @@ CALM = OrderTimeouts(submit_ns=5_000_000_000, cancel_ns=10_000_000_000, retry_ns
 class CancelWatcher(Strategy):
     """Records the cancel refusals its hook is called with."""
 
-    def __init__(self) -> None:
-        super().__init__(BYBIT.iid, strategy_id="s1")
+    def __init__(self, instrument_id: str = BYBIT.iid) -> None:
+        super().__init__(instrument_id, strategy_id="s1")
         self.refused: list[OrderCancelRejected] = []
+        self.canceled: list[OrderCanceled] = []
 
     def on_order_cancel_rejected(self, event: OrderCancelRejected) -> None:
         self.refused.append(event)
+
+    def on_order_canceled(self, event: OrderCanceled) -> None:
+        self.canceled.append(event)
 
 
 def _posts(emulator: Any, path: str) -> list[str]:
@@ -230,3 +237,53 @@ async def test_a_busy_cancel_whose_re_send_gets_no_answer_still_times_out_and_is
         await h.venue.drain()
         assert all(f.fired for f in faults) and len(_posts(h.emulator, CANCEL)) == 2
         assert h.emulator.orders[order.client_order_id].status is OrderStatus.ACCEPTED
+
+
+async def _cancel_twice_while_okx_cancels(h: Any, release: asyncio.Event) -> Any:
+    """An OKX order canceled twice: the first cancel is held at the venue (the order "being canceled"), the second is
+    answered ``51410`` (cancellation failed as the order is already under cancelling status); then the first is done."""
+    execution = h.kernel.execution
+    order = execution.submit(SubmitOrder("s1", OKX.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+    await until(lambda: order.status is OrderStatus.ACCEPTED)
+    execution.cancel(CancelOrder("s1", OKX.iid, order.client_order_id, 0, 0))
+    await until(lambda: len(_posts(h.emulator, OKX_CANCEL)) == 1)
+    execution.cancel(CancelOrder("s1", OKX.iid, order.client_order_id, 0, 0))
+    # The second cancel's answer handled, and whatever it started (a query) over: only the held cancel is in flight.
+    await until(lambda: len(_posts(h.emulator, OKX_CANCEL)) == 2 and h.venue.in_flight == 1)
+    assert order.status is OrderStatus.ACCEPTED and h.emulator.orders[order.client_order_id].status is OrderStatus.ACCEPTED
+    release.set()
+    return order
+
+
+async def test_an_okx_cancel_answered_cancel_pending_tells_the_strategy_nothing_but_the_cancel() -> None:
+    """OKX ``51410`` refuses a cancel because an earlier one is being done: not a refusal of the cancel. The query after
+    it found the order still working, and the strategy got ``OrderCancelRejected``, then ``OrderCanceled``."""
+    release = asyncio.Event()
+    faults = [RestFault("hold", "POST", OKX_CANCEL, release=release), RestFault("refuse", "POST", OKX_CANCEL, code="51410")]
+    watcher = CancelWatcher(OKX.iid)
+    async with kit_harness(OKX, rest_faults=faults, strategies=[watcher], timeouts=CALM) as h:
+        order = await _cancel_twice_while_okx_cancels(h, release)
+        await until(lambda: order.status is OrderStatus.CANCELED)
+        await h.venue.drain()
+        assert all(f.fired for f in faults)
+        assert not watcher.refused and [e.client_order_id for e in watcher.canceled] == [order.client_order_id]
+    assert h.venue.requests["query"] == 0
+
+
+async def test_an_okx_cancel_answered_cancel_pending_keeps_the_cancel_timeout_that_finds_the_order_canceled() -> None:
+    """The first cancel is done but neither its answer nor the stream tells it: only the cancel timeout (the second
+    cancel's, which replaced the first's) queries the order. The false refusal stopped it, and with no periodic check
+    the order stayed ACCEPTED here, canceled at the venue."""
+    release = asyncio.Event()
+    faults = [RestFault("hold", "POST", OKX_CANCEL, release=release), RestFault("refuse", "POST", OKX_CANCEL, code="51410")]
+    timeouts = OrderTimeouts(submit_ns=5_000_000_000, cancel_ns=2_000_000_000, retry_ns=200_000_000, check_ns=None)
+    watcher = CancelWatcher(OKX.iid)
+    async with kit_harness(OKX, [StreamFault("drop", '"state": "canceled"')], rest_faults=faults, strategies=[watcher],
+                           timeouts=timeouts) as h:
+        timed_out: list[OrderTimedOut] = []
+        h.kernel.bus.subscribe(OrderTimedOut, timed_out.append)
+        order = await _cancel_twice_while_okx_cancels(h, release)
+        await until(lambda: h.emulator.orders[order.client_order_id].status is OrderStatus.CANCELED)
+        await until(lambda: order.status is OrderStatus.CANCELED, timeout=6.0)
+        await h.venue.drain()
+        assert not watcher.refused and len(timed_out) == 1

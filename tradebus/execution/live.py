@@ -9,7 +9,8 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     refusal (:class:`VenueRejected`, a rate-limited request's :class:`RateLimited` too) -> ``OrderRejected``
     (submit) or a query (cancel: the order may be closed already; found still working, ``OrderCancelRejected``
     tells the strategy). A cancel or amend the venue refuses as busy with the order (:class:`OrderBusy`,
-    "try again later") is sent again after each of :attr:`LiveVenue.busy_delays` while the order is open.
+    "try again later") is sent again after each of :attr:`LiveVenue.busy_delays` while the order is open; one
+    refused because an earlier cancel of it is being done (:class:`CancelPending`) emits and queries nothing.
     **No answer** (timeout, dropped connection, 5xx: any :class:`NoAnswer`) emits nothing: the order stays
     SUBMITTED until the execution engine's :class:`~tradebus.execution.engine.OrderTimeouts` move it to
     ``UNKNOWN`` and query it. A request without an answer is never re-sent: only a query by client order id
@@ -125,6 +126,7 @@ __all__ = [
     "AccountMargin",
     "AccountPosition",
     "Ack",
+    "CancelPending",
     "FundingOutsideRun",
     "FundingUnattributed",
     "LiveVenue",
@@ -225,6 +227,13 @@ class OrderBusy(VenueRejected):
     """A cancel or amend the venue refused unprocessed because it is still processing an earlier request on
     the order (Bybit ``110079``: "the order is processing and can not be operated, please try again later"):
     the same request may be done later. :class:`LiveVenue` sends it again (:data:`BUSY_RETRY_DELAYS`)."""
+
+
+class CancelPending(VenueRejected):
+    """A cancel the venue refused because it is already canceling the order (OKX ``51410``: "cancellation failed as
+    the order is already under cancelling status"): an earlier cancel of it is being done, so this one is no refusal
+    to cancel. :class:`LiveVenue` tells nothing and queries nothing: the earlier cancel's outcome comes from the
+    stream, or from the query of the engine's cancel timeout, which keeps running."""
 
 
 class ReplacementRejected(VenueRejected):
@@ -1177,6 +1186,8 @@ class LiveVenue(Venue):
         coid = order.client_order_id
         try:
             await self._send_unless_busy(order, "cancel", lambda: self.api.cancel(order))
+        except CancelPending as exc:
+            logger.info("cancel of {}: {}; an earlier cancel is being done", coid, exc)
         except VenueRejected as exc:
             # Closed at the venue (filled, canceled), or refused while it works: the query tells which.
             logger.info("cancel of {} refused: {}; querying", coid, exc)

@@ -32,6 +32,8 @@ on 127.0.0.1 and keeps the account:
                   before processing (nothing happens)
   ``slow``        REST: processed, answered ``seconds`` later (the answer tells the state
                   at processing: what happens meanwhile is not in it)
+  ``hold``        REST: processed and answered once ``release`` is set (the venue busy with the
+                  request meanwhile: an OKX cancel, whose order is "being canceled" until then)
   ``duplicate``   stream: the frame is sent twice
   ``drop``        stream: the frame is not sent
   ``delay``       stream: sent after ``seconds``
@@ -94,6 +96,8 @@ class RestFault:
     code: str = ""
     #: A ``refuse`` fault answers after processing the request (default: before, nothing happens).
     processed: bool = False
+    #: What a ``hold`` fault waits for before processing the request.
+    release: asyncio.Event | None = None
 
 
 @dataclass
@@ -396,6 +400,10 @@ class AccountEmulator(ABC):
             if self.busy_code is None:
                 raise ValueError(f"{type(self).__name__} has no server-busy answer: no 'busy' fault")
             return self.error(503, self.busy_code, "Server is currently overloaded with other requests. Please try again in a few minutes.")
+        if fault is not None and fault.kind == "hold":
+            if fault.release is None:
+                raise ValueError("a 'hold' fault needs its release event")
+            await fault.release.wait()
         handler = self.routes().get((request.method, request.path))
         if handler is None:
             return self.error(404, 404, f"{request.method} {request.path} is not emulated")

@@ -30,7 +30,9 @@ some codes by the request's URL, Binance spot's ``-2021`` to ``BadResponse``, OK
 3. Any other: a code of :attr:`VenueErrors.unknown_outcome_codes`, or no code on ccxt's
    ``OperationFailed``, is :class:`~tradebus.execution.live.NoAnswer` (observed as 0); a code of
    :attr:`VenueErrors.busy_codes` (Bybit ``110079``: the order is being processed, try again later)
-   :class:`~tradebus.execution.live.OrderBusy` (observed as a 400); any other
+   :class:`~tradebus.execution.live.OrderBusy` (observed as a 400); a code of
+   :attr:`VenueErrors.cancel_pending_codes` (OKX ``51410``: the order is already being canceled)
+   :class:`~tradebus.execution.live.CancelPending` (observed as a 400); any other
    :class:`~tradebus.execution.live.VenueRejected` (observed as a 400).
 
 Messages carry the request's endpoint name and never the request's query (it may carry a signature).
@@ -45,7 +47,7 @@ from typing import Any, NamedTuple
 
 from ccxt.base.errors import BaseError, NetworkError, OperationFailed, RateLimitExceeded
 
-from tradebus.execution.live import NoAnswer, OrderBusy, RateLimited, VenueRejected
+from tradebus.execution.live import CancelPending, NoAnswer, OrderBusy, RateLimited, VenueRejected
 
 __all__ = ["Classified", "VenueErrors", "error_body", "error_code", "redacted"]
 
@@ -122,6 +124,10 @@ class VenueErrors:
     busy_codes
         Error codes of a cancel or amend refused because the venue is still processing the order, "try again later"
         (:class:`OrderBusy`: the live venue sends it again).
+    cancel_pending_codes
+        Error codes of a cancel refused because the venue is already canceling the order (:class:`CancelPending`:
+        an earlier cancel is being done; the live venue waits for its outcome). Binance cancels at once and Bybit
+        answers a second cancel "busy" (``110079``) or "not found" (the order closed): neither has one.
     """
 
     venue: str
@@ -129,6 +135,7 @@ class VenueErrors:
     rate_limit_codes: frozenset[str] = frozenset()
     rate_limit_statuses: frozenset[int] = frozenset()
     busy_codes: frozenset[str] = frozenset()
+    cancel_pending_codes: frozenset[str] = frozenset()
 
     def classify(self, exc: BaseError, request: str) -> Classified:
         """What the ccxt exception ``exc`` of the request ``request`` (an endpoint name) means."""
@@ -146,6 +153,8 @@ class VenueErrors:
             return Classified(NoAnswer(f"{request}: {self.venue} error {code}: {text}"), 0, code)
         if code in self.busy_codes:
             return Classified(OrderBusy(f"{request}: {self.venue} error {code} (busy with the order): {text}"), 400, code)
+        if code in self.cancel_pending_codes:
+            return Classified(CancelPending(f"{request}: {self.venue} error {code} (already canceling the order): {text}"), 400, code)
         if not code and isinstance(exc, OperationFailed):
             return Classified(NoAnswer(f"{request}: {type(exc).__name__}: {text}"), 0, code)
         what = f"{self.venue} error {code}" if code else type(exc).__name__

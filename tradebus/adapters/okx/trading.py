@@ -309,11 +309,13 @@ class OkxTrading(CcxtTrading):
     #: a plain ``ExchangeError``. Refused for a rate limit: ``50011`` (too many requests; ccxt maps it to
     #: ``RateLimitExceeded``) and ``50061`` (the sub-account's order rate limit, which ccxt maps to a plain ``ExchangeError``),
     #: and any HTTP 429 (without its ``50011`` body, from a proxy in front of the API, ccxt's ``ExchangeNotAvailable``).
+    #: A cancel of an order an earlier cancel is canceling: ``51410`` (ccxt's ``CancelPending``).
     errors = VenueErrors(
         "OKX",
         unknown_outcome_codes=frozenset({"50001", "50004", "50005", "50013", "50026", "51149"}),
         rate_limit_codes=frozenset({"50011", "50061"}),
         rate_limit_statuses=frozenset({429}),
+        cancel_pending_codes=frozenset({"51410"}),
     )
     supports_amend = True
     #: ``GET /api/v5/trade/fills`` by ``ordId`` lists the last 3 days.
