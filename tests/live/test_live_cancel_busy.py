@@ -287,3 +287,26 @@ async def test_an_okx_cancel_answered_cancel_pending_keeps_the_cancel_timeout_th
         await until(lambda: order.status is OrderStatus.CANCELED, timeout=6.0)
         await h.venue.drain()
         assert not watcher.refused and len(timed_out) == 1
+
+
+async def test_an_iceberg_canceled_whose_tip_cancel_is_refused_cancels_it_again_and_ends_canceled() -> None:
+    """The venue refused the tip's cancel (``10001``) and works it on: the iceberg, which sent each child's cancel once,
+    stayed ``canceling`` for the rest of the run with its tip working. It sends the cancel again at its next poll."""
+    from tests.live.iceberg_strategy import IcebergBuy
+
+    refused_code = RestFault("refuse", "POST", CANCEL, code="10001")
+    strategy = IcebergBuy(BYBIT.iid, quantity=0.004, price=1_000.0, display=0.002, poll="100ms", strategy_id="s1")
+    got: list[OrderCancelRejected] = []
+    async with kit_harness(BYBIT, rest_faults=[refused_code], strategies=[strategy], timeouts=CALM) as h:
+        h.kernel.bus.subscribe(OrderCancelRejected, got.append)
+        algo = strategy.algo
+        assert algo is not None
+        await until(lambda: algo.children and h.kernel.orders.order(algo.children[0]).status is OrderStatus.ACCEPTED)
+        algo.cancel("test")
+        await until(lambda: algo.status != "canceling", timeout=5.0)
+        await h.venue.drain()
+        (tip,) = algo.children
+        assert algo.status == "canceled" and len(got) == 1
+        assert h.kernel.orders.order(tip).status is OrderStatus.CANCELED
+        assert h.emulator.orders[tip].status is OrderStatus.CANCELED
+    assert _posts(h.emulator, CANCEL) == [tip, tip]

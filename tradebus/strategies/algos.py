@@ -35,7 +35,10 @@ its strategy (:mod:`tradebus.strategies.algo_recovery`).
 A strategy stops an algorithm with :meth:`~ExecAlgorithm.cancel`: it sends nothing more and
 cancels its working children; it is ``canceling`` until a timer firing finds none of them working
 (a child may still fill before the venue takes its cancel: that counts as filled), then
-``canceled``, logged with what was filled. A child the strategy cancels itself does not stop the
+``canceled``, logged with what was filled. A child whose cancel the venue refused while it works
+(``OrderCancelRejected``, live) has its cancel sent again at the algorithm's next timer firing, until it
+closes (or the run ends, the algorithm ``unfinished``); so has a limit chaser's child canceled for its
+timeout or its remainder. A child the strategy cancels itself does not stop the
 algorithm: its unfilled quantity counts as not sent, as for a child the venue cancels.
 """
 
@@ -50,7 +53,15 @@ from weakref import WeakKeyDictionary
 import numpy as np
 from loguru import logger
 
-from tradebus.engine.messages import AlgoEnded, AlgoStarted, OrderSide, OrderStatus, OrderType, TimeEvent
+from tradebus.engine.messages import (
+    AlgoEnded,
+    AlgoStarted,
+    OrderCancelRejected,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    TimeEvent,
+)
 from tradebus.errors import ConfigError, OrderError
 from tradebus.risk.gate import min_notional_reason
 from tradebus.strategies.base import duration_ns
@@ -235,10 +246,17 @@ class ExecAlgorithm(ABC):
         return client_order_id
 
     def _cancel_child(self, order: Order, why: str) -> None:
-        """Ask the venue to cancel a working child, once."""
+        """Ask the venue to cancel a working child, once (again once the venue refused it: :meth:`_cancel_refused`)."""
         if order.client_order_id not in self._cancel_sent:
             self._cancel_sent.add(order.client_order_id)
             self.strategy.cancel(order.client_order_id, reason=self._reason(why))
+
+    def _cancel_refused(self, event: OrderCancelRejected) -> None:
+        """The venue refused the cancel of a child that works on: the next timer firing sends it again."""
+        if event.client_order_id in self._cancel_sent:
+            self._cancel_sent.discard(event.client_order_id)
+            logger.info("{} {}: the venue refused the cancel of {} ({}); sent again at the next poll",
+                        self.strategy.strategy_id, self.name, event.client_order_id, event.reason)  # fmt: skip
 
     # ------------------------------------------------------------------ stopping
 
@@ -292,8 +310,8 @@ class ExecAlgorithm(ABC):
         status = self.status
         if status == "working":
             self._tick(event)
-        elif status == "canceling" and not self.working():
-            self._canceled()
+        elif status == "canceling":
+            self._cancel_working()  # a child whose cancel was refused is sent its cancel again
 
     def _begin(self) -> None:
         """Mark the algorithm working and have the end of the run report it if it is still working then.
@@ -309,6 +327,7 @@ class ExecAlgorithm(ABC):
         self.status = "working"
         self._began = True
         strategy = self.strategy
+        strategy.ctx.bus.subscribe(OrderCancelRejected, self._cancel_refused, self.instrument_id)
         now = strategy.ctx.clock.now_ns()
         strategy.ctx.bus.publish(AlgoStarted(strategy.strategy_id, self.instrument_id, self.name, type(self).__name__,
                                              self.side, self.quantity, now, now))  # fmt: skip
@@ -318,6 +337,7 @@ class ExecAlgorithm(ABC):
         if not self._began:
             return  # canceled before it started: nothing was journaled of it
         strategy = self.strategy
+        strategy.ctx.bus.unsubscribe(OrderCancelRejected, self._cancel_refused, self.instrument_id)
         now = strategy.ctx.clock.now_ns()
         strategy.ctx.bus.publish(AlgoEnded(strategy.strategy_id, self.instrument_id, self.name, type(self).__name__,
                                            self.side, self.quantity, self.status, self._lots(self.filled), now, now,
@@ -329,6 +349,7 @@ class ExecAlgorithm(ABC):
         if self.status not in ("working", "canceling"):
             return
         self._stop_timer()
+        self.strategy.ctx.bus.unsubscribe(OrderCancelRejected, self._cancel_refused, self.instrument_id)
         self.status = "unfinished"
         working = self._lots(sum(o.quantity - o.filled_qty for o in self.working()))
         logger.warning(
@@ -612,7 +633,6 @@ class LimitChaser(ExecAlgorithm):
         self.on_timeout = on_timeout
         self.max_retries = max_retries
         self._deadline: int | None = None
-        self._timed_out = False
         self._fallback_sent = False
         #: ``(time, price)`` of every placement and move of the child.
         self.prices: list[tuple[int, float]] = []
@@ -657,10 +677,8 @@ class LimitChaser(ExecAlgorithm):
             self._finish(True)
             return
         if self._deadline is not None and now >= self._deadline:
-            if not self._timed_out:
-                self._timed_out = True
-                for order in working:
-                    self._cancel_child(order, "timeout")
+            for order in working:
+                self._cancel_child(order, "timeout")  # once, again if the venue refused it
             if self.working():
                 return  # until the venue confirms the cancel the child may still fill
             left = self._lots(self.quantity - self.filled)
