@@ -13,15 +13,27 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.live.busy_strategy import BusyBuy
+from tests.live.busy_strategy import AcceptWatch, BusyBuy
+from tests.live.test_outputs_paper_vs_replay_okx_bybit import SOL_IID, bybit_config
 from tradebus.adapters.binance.emulator import BinanceProtocol
+from tradebus.adapters.bybit.emulator import BybitProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.adapters.common.recorder import read_frames
 from tradebus.engine.messages import OrderStatus
 from tradebus.node.daemon import PaperNode
 from tradebus.node.playback import play
 
-from .node_testdata import IID, SPOT_FRAMES, SPOT_SNAPSHOT, binance_config, config_of, fill_keys, order_keys, run_node
+from .node_testdata import (
+    IID,
+    SPOT_FRAMES,
+    SPOT_SNAPSHOT,
+    binance_config,
+    bybit_linear_frames,
+    config_of,
+    fill_keys,
+    order_keys,
+    run_node,
+)
 
 
 def _strategy(node: Any) -> BusyBuy:
@@ -71,3 +83,35 @@ async def test_an_order_a_busy_daemon_decides_on_a_trade_arrives_and_fills_as_in
 def trade_price(raw: str) -> float:
     """The price of a recorded Binance trade frame."""
     return float(json.loads(raw)["data"]["p"])
+
+
+async def test_an_order_decided_on_a_frames_first_trade_reaches_the_venue_after_the_frames_other_trades_as_in_the_replay(
+    tmp_path: Path,
+) -> None:
+    # A Bybit frame carries several trades, all received at one instant. An order decided on the first
+    # (no latency) arrives 1 ns after it: in the replay after every trade of the frame. The daemon
+    # must not hand it to its venue between them (the strategy would see it accepted before the rest).
+    frames = bybit_linear_frames()
+    first_multi = next(i for i, (_, raw) in enumerate(frames)
+                       if '"topic":"publicTrade.SOLUSDT"' in raw and len(json.loads(raw)["data"]) > 1)
+    frames = frames[: first_multi + 20]
+    before = sum(len(json.loads(raw)["data"]) for _, raw in frames[:first_multi] if '"topic":"publicTrade.SOLUSDT"' in raw)
+    data = bybit_config()
+    data["strategy"] = {"name": "tests.live.busy_strategy:AcceptWatch", "instruments": [SOL_IID],
+                        "params": {"at_trade": before + 1, "below": 0.5, "quantity": 0.1}}
+    async with LocalVenueServer(BybitProtocol(frames), frames, lifetime=120.0) as srv:
+        feed = data["feeds"][0]
+        node = PaperNode(config_of({**data, "feeds": [{**feed, "ws_url": srv.ws_url}],
+                                    "record": str(tmp_path / "frames.jsonl.gz")}), handle_signals=False)
+        await run_node(node, lambda: srv.cursor >= len(frames) and bool(_watch(node).accepted))
+    paper = _watch(node)
+    replay = play(tmp_path / "frames.jsonl.gz", node.config)
+    in_frame = len(json.loads(frames[first_multi][1])["data"])
+    assert _watch(replay).accepted == [(_watch(replay).accepted[0][0], before + in_frame)]
+    assert paper.accepted == _watch(replay).accepted
+
+
+def _watch(node: Any) -> AcceptWatch:
+    strategy = node.kernel.strategies[0]
+    assert isinstance(strategy, AcceptWatch)
+    return strategy

@@ -1,4 +1,4 @@
-"""The node router hands a simulated order's arrival to the venue before it returns."""
+"""The node router hands a simulated order's arrival to the venue by the end of the frame it was decided on."""
 
 from __future__ import annotations
 
@@ -53,8 +53,8 @@ def _config(latency_ns: int, tmp: Path, **extra: Any) -> Any:
     )
 
 
-def _trade(price: float, trade_id: int) -> Trade:
-    now = time.time_ns()
+def _trade(price: float, trade_id: int, received: int | None = None) -> Trade:
+    now = time.time_ns() if received is None else received
     return Trade(IID, now - 1_000_000, now, price, 0.5, 1, str(trade_id))
 
 
@@ -65,12 +65,36 @@ async def test_an_order_decided_on_a_message_arrives_before_the_router_returns(t
     node.kernel.bus.subscribe(OrderFilled, events.append)
     node.kernel.start()
     try:
-        node.router(_trade(60_000.0, 1))
+        node.router(_trade(60_000.0, 1))  # outside a frame: a frame of its own, ended when the router returns
         # no await in between: the event loop has not run a callback since the decision
         assert [type(e) for e in events] == [OrderAccepted]
         node.router(_trade(60_001.0, 2))  # the first trade after its arrival fills it
         assert [type(e) for e in events] == [OrderAccepted, OrderFilled]
         assert events[1].last_px == 60_001.0
+    finally:
+        node.kernel.stop()
+        node.journal.close()
+
+
+async def test_an_order_decided_on_a_frames_first_message_arrives_once_the_frame_ends(tmp_path: Path) -> None:
+    # The messages of one frame were received at one instant: a replay's clock fires nothing between them.
+    node = PaperNode(_config(0, tmp_path), handle_signals=False)
+    events: list[Any] = []
+    node.kernel.bus.subscribe(OrderAccepted, events.append)
+    node.kernel.bus.subscribe(OrderFilled, events.append)
+    node.kernel.start()
+    try:
+        received = time.time_ns()
+        node.router.frame_started()
+        node.router(_trade(60_000.0, 1, received))  # decides
+        node.router(_trade(60_001.0, 2, received))
+        assert events == []  # the order has not reached the venue between the frame's messages
+        node.router.frame_ended()
+        assert [type(e) for e in events] == [OrderAccepted]
+        node.router.frame_started()
+        node.router(_trade(60_002.0, 3))  # the next frame's trade fills it, not the second of the first frame
+        node.router.frame_ended()
+        assert [type(e) for e in events] == [OrderAccepted, OrderFilled] and events[1].last_px == 60_002.0
     finally:
         node.kernel.stop()
         node.journal.close()

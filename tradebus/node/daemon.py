@@ -361,6 +361,9 @@ class PaperNode:
             sink = self.router if self.ops is None else self.ops.sink(self.router)
             self.feeds = build_feeds(self.config, sink, live=True, recorder=self.recorder)
             attach_feeds(self.feeds, self.guard, self.kernel.cache)
+            for feed in self.feeds:
+                if feed.client is not None:
+                    feed.client.frame_listener = self.router  # due alerts fire between frames, as in a replay
             if self.ops is not None:
                 self.ops.watch(self.feeds)
             self._feeds_built()

@@ -47,7 +47,13 @@ class NodeRouter:
     arrival is handled before the first message received after it, as in a replay, even
     when frames were waiting while the loop could not run its timer callbacks. After each
     message, those due by then fire too (an order decided on it with no latency arrives at
-    once, not when the event loop next runs its callbacks), unless the message was received no
+    once, not when the event loop next runs its callbacks). The messages of one frame of a
+    feed's connection (told by its client: :meth:`frame_started`, :meth:`frame_ended`) were
+    received at one instant, and a replay's clock, moved once per frame, fires nothing between
+    them: within a frame, what is due fires before its first message and after its last, so an
+    order decided on the first trade of a frame of several reaches the venue after the others,
+    as in the replay. A message routed outside a frame (a REST answer, a stale feed's notice,
+    a direct call) is a frame of its own. Nothing fires after a message (or a frame) received no
     later than the answer of the latest trade recovery: a
     :class:`~tradebus.engine.messages.TradesMissed` and the trades its feed releases after it,
     synchronously (those recovered, stamped with the answer's receive time, then those held back
@@ -121,6 +127,10 @@ class NodeRouter:
         self._pin = clock.pin if isinstance(clock, LiveClock) and clock.replay_times else None
         # The latest receive time handled: where a replay's clock stands (it never goes back).
         self._received_ns = -1
+        # Within a frame (frame_started .. frame_ended): no message of it routed yet; something fell due after one.
+        self._in_frame = False
+        self._frame_fresh = False
+        self._due_at_frame_end = False
         self._publish = kernel.bus.publish
         self._instruments = kernel.instruments
         self._liveness = guard.liveness
@@ -151,6 +161,7 @@ class NodeRouter:
             logger.warning("node: no route for a {} message, dropped", type(msg).__name__)
             return
         run_due = self._run_due
+        framed = self._in_frame
         outer = self._in_message  # a message routed while one is handled: its decisions wait for the outer one
         self._in_message = True
         pin = self._pin
@@ -165,14 +176,19 @@ class NodeRouter:
             received = self._received_ns
             unpinned = pin(received)
         try:
-            run_due(received)
+            if not framed or self._frame_fresh:
+                self._frame_fresh = False
+                run_due(received)
             handler(msg)
             self._evaluate_marks()  # a message is a time of its own: a breaker trips without waiting for the next
             if pin is not None:
                 pin(unpinned)
                 pin = None
             if msg.ts_init > self._recovered_ns:
-                run_due(self._now_ns())
+                if framed:
+                    self._due_at_frame_end = True
+                else:
+                    run_due(self._now_ns())
         except Exception as exc:
             if self._on_failure is None:
                 raise_strategy_failure(exc, self._now_ns())
@@ -189,6 +205,19 @@ class NodeRouter:
                 decided, self._decided = self._decided, []
                 for event in decided:
                     self._log_decision(event)
+
+    def frame_started(self) -> None:
+        """The messages routed from now until :meth:`frame_ended` are those of one received frame."""
+        self._in_frame = True
+        self._frame_fresh = True
+        self._due_at_frame_end = False
+
+    def frame_ended(self) -> None:
+        """The frame's messages are all routed: fire what fell due while they were handled."""
+        self._in_frame = False
+        if self._due_at_frame_end:
+            self._due_at_frame_end = False
+            self._run_due(self._now_ns())
 
     def _failed(self, failure: StrategyError) -> None:
         """Report a strategy's failure once and drop the market data that follows."""

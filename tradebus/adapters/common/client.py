@@ -3,7 +3,8 @@
 :class:`WsClient` owns the connection loop and applies a
 :class:`~tradebus.adapters.common.policy.ConnectionPolicy`: connect to the configured URL,
 send the subscription frames for the tracked :class:`SubscriptionSet`, hand every frame
-(with its local receive time) to :meth:`WsClient.on_frame`, record raw frames if a
+(with its local receive time) to :meth:`WsClient.on_frame` (telling its :class:`FrameListener`
+where the frame's messages begin and end), record raw frames if a
 :class:`~tradebus.adapters.common.recorder.FrameRecorder` is attached, send the venue's
 keep-alive, publish FeedStale and recycle the connection when the feed's market data stops
 (FeedStale also when the silence is an outage whose reconnections keep failing), recycle a
@@ -62,13 +63,25 @@ from tradebus.adapters.common.watchdog import StaleWatchdog
 from tradebus.engine.messages import FeedStale
 from tradebus.errors import ParseError, VenueError
 
-__all__ = ["ConnectionListener", "Sink", "StreamBookClient", "StreamParser", "WsClient"]
+__all__ = ["ConnectionListener", "FrameListener", "Sink", "StreamBookClient", "StreamParser", "WsClient"]
 
 Sink = Callable[[Any], None]
 """Where core messages go (``kernel.process``, ``bus.publish``, ``list.append`` in tests)."""
 
 ConnectionListener = Callable[["WsClient", bool, str], None]
 """Told ``(client, connected, reason)`` when a connection opens (``reason`` empty) or ends."""
+
+
+class FrameListener(Protocol):
+    """Told where the messages of each received frame begin and end (the node's router)."""
+
+    def frame_started(self) -> None:
+        """A frame is about to be handed to :meth:`WsClient.on_frame`: what reaches the sink until the end is of it."""
+        ...
+
+    def frame_ended(self) -> None:
+        """The frame's messages have all reached the sink (also when it was rejected or its handling raised)."""
+        ...
 
 
 class WsClient(ABC):
@@ -128,6 +141,8 @@ class WsClient(ABC):
         #: live venue queued requests while handling it: a burst of queued frames waits, the
         #: order goes out first). ``None``: frames are handled back to back.
         self.yield_when: Callable[[], bool] | None = None
+        #: Told before and after each frame is handed to :meth:`on_frame` (``None``: nobody).
+        self.frame_listener: FrameListener | None = None
         #: Told when a connection opens and when one ends other than by :meth:`stop` (each
         #: event as it happens, however short the outage: the operations layer's alerts).
         self.connection_listeners: list[ConnectionListener] = []
@@ -338,6 +353,7 @@ class WsClient(ABC):
         on_frame = self.on_frame
         conn = self.conn_id
         yield_when = self.yield_when
+        listener = self.frame_listener
         async for raw in ws:
             recv_ns = clock()
             self.frames += 1
@@ -346,11 +362,16 @@ class WsClient(ABC):
                 if self._unproved_since and recv_ns > self._unproved_since:
                     self._proved_live(recv_ns, "frame")
                 recorder.write(recv_ns, conn, raw)
+            if listener is not None:
+                listener.frame_started()
             try:
                 on_frame(raw, recv_ns)
             except ParseError as exc:
                 self.rejected += 1
                 logger.warning("{}: frame rejected: {}", self.name, exc)
+            finally:
+                if listener is not None:
+                    listener.frame_ended()
             if yield_when is not None and yield_when():
                 await asyncio.sleep(0)
 
