@@ -8,7 +8,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +63,14 @@ class Harness:
     stream: BinanceUserStream | BinanceFuturesUserStream
     n: int = 0
     iid: str = IID
+    #: The time of trade 0: an hour past the wall clock, so that the account emulator, whose clock is the wall
+    #: clock unless a trade is later, stamps its fills with these trades' times, 1 ms apart.
+    t0: int = field(default_factory=lambda: (time.time_ns() // 10**9 + 3600) * 10**9)
 
     def trade(self, price: float, size: float = 1.0) -> None:
-        """One public trade, seen by the account emulator (matching) and the kernel (marks)."""
+        """One public trade at ``t0`` + n ms, seen by the account emulator (matching) and the kernel (marks)."""
         self.n += 1
-        tr = Trade(self.iid, T0 + self.n * 1_000_000, T0 + self.n * 1_000_000, price, size, 1, str(self.n))
+        tr = Trade(self.iid, self.t0 + self.n * 1_000_000, self.t0 + self.n * 1_000_000, price, size, 1, str(self.n))
         self.emulator.on_trade(tr)
         self.kernel.process(tr)
 

@@ -185,11 +185,24 @@ async def test_a_restart_tells_the_strategy_the_tip_filled_while_the_daemon_was_
     tmp_path: Path,
 ) -> None:
     """Tip 2 fills at the venue while the daemon is down: the strategy is told 0.02 filled, 0.02 remaining
-    (what the venue filled, not the journal's 0.01), and the buys committed total the 0.04 parent."""
-    async with _venue(tmp_path) as venue:
-        children, tip1, tip2 = await venue.first_run()
-        venue.fill(tip2)  # while down
-        second = await venue.restart(tip2, OrderStatus.FILLED)
+    (what the venue filled, not the journal's 0.01), and the buys committed total the 0.04 parent.
+
+    The restart books that fill from the venue's trade history, which the emulator stamps with its own clock
+    as a venue does: it stamped it with the capture's time (August 2024), before the window the catch-up reads
+    (from the order's creation, the daemon's clock, less a minute), so the catch-up found nothing and only the
+    query of the order booked it."""
+    infos: list[str] = []
+    sink = logger.add(lambda m: infos.append(m.record["message"]), level="INFO", filter="tradebus.node.reconcile")
+    try:
+        async with _venue(tmp_path) as venue:
+            children, tip1, tip2 = await venue.first_run()
+            venue.fill(tip2)  # while down
+            second = await venue.restart(tip2, OrderStatus.FILLED)
+    finally:
+        logger.remove(sink)
+    caught_up = [m for m in infos if "in the venue's trade history" in m]
+    assert caught_up and caught_up[-1].endswith("1 fill(s) in the venue's trade history of 1 open order(s), 1 missed and booked"), caught_up
+    assert second.reconciler.fills_caught_up == 1
     emulator = venue.emulator
     restarted = _strategy(second)
     [event] = restarted.interrupted

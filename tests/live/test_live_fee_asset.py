@@ -122,26 +122,26 @@ async def test_a_round_trip_whose_buy_paid_its_fee_in_btc_is_closed_in_the_live_
     exposure to the end of the run, the trade's fees short of the part of the buy's fee on 0.00001,
     and attribution.csv holding 0.00001 BTC whose value made its net PnL differ from the run's."""
     run_dir = RunDirectory(tmp_path / "out", "live")
-    async with harness(inst=BTC, balances={"USDT": 100_000.0}) as h:  # first trade: T0 + 1 ms
+    async with harness(inst=BTC, balances={"USDT": 100_000.0}) as h:  # first trade: t0 + 1 ms
         stream = OutputStream(run_dir, h.kernel)
         stream.start()
         h.emulator.fee_in_received = True
         buy = h.submit(OrderSide.BUY, 0.01)
         await until(lambda: buy.status is OrderStatus.ACCEPTED)
-        h.trade(60_000.0)  # T0 + 2 ms: fills the buy
+        h.trade(60_000.0)  # t0 + 2 ms: fills the buy
         await until(lambda: buy.status is OrderStatus.FILLED)
         sell = h.submit(OrderSide.SELL, h.kernel.portfolio.position(IID))
         await until(lambda: sell.status is OrderStatus.ACCEPTED)
-        h.trade(61_000.0)  # T0 + 3 ms: fills the sell
+        h.trade(61_000.0)  # t0 + 3 ms: fills the sell
         await until(lambda: sell.status is OrderStatus.FILLED)
         for _ in range(3):
-            h.trade(61_000.0)  # T0 + 6 ms: the run's last trade
+            h.trade(61_000.0)  # t0 + 6 ms: the run's last trade
         h.kernel.stop()
         metrics = write_outputs(run_dir, h.kernel.result, h.kernel.instruments, "{}\n", stream=stream)
     assert h.kernel.portfolio.position(IID) == 0.0
     # hand-derived: pnl 0.00999 * 1,000 = 9.99; fees 0.6 + 0.00999 * 61,000 * 0.001 = 1.20939
     assert metrics["round_trips"] == 1 and metrics["hit_rate"] == 1.0
-    assert metrics["exposure"] == pytest.approx(1 / 5)  # held from T0 + 2 ms to T0 + 3 ms of T0 + 1..6 ms
+    assert metrics["exposure"] == pytest.approx(1 / 5)  # held from t0 + 2 ms to t0 + 3 ms of t0 + 1..6 ms
     with (run_dir.path / "trades.csv").open() as handle:
         (trade,) = csv.DictReader(handle)
     assert float(trade["quantity"]) == 0.00999

@@ -296,17 +296,16 @@ class BinancePrivateEmulator(AccountEmulator):
         #: then archived: ``-2026`` (Binance spot: 90 days, CHANGELOG 2023-03-13).
         self.archive_after_ms = 90 * 24 * 3600 * 1000
 
-    def on_trade(self, trade: Trade) -> None:
+    def match(self, trade: Trade) -> None:
         """A public trade: its price becomes the instrument's last price, the trailing stops it triggers
         enter the matching venue (an OCO list's other leg canceled), then working orders are matched."""
         self.last_price[trade.instrument_id] = trade.price
         if self.trailing:
-            self.clock.advance_to(max(trade.ts_init, self.clock.now_ns()))
             for coid, trail in list(self.trailing.items()):
                 rec = self.orders[coid]
                 if rec.order.instrument_id == trade.instrument_id and trail.triggers_at(trade.price):
                     self._trigger(rec)
-        super().on_trade(trade)
+        super().match(trade)
 
     def _trigger(self, rec: EmulatedOrder) -> None:
         """The trailing stop ``rec`` triggered: its list's limit leg is canceled, and it enters the matching
@@ -978,20 +977,19 @@ class BinanceFuturesEmulator(AccountEmulator):
         rows = [a for a in self.algos.values() if a.status == "NEW" and p.get("symbol") in (None, a.rec.symbol)]
         return self._json([self._algo_json(a) for a in rows])
 
-    def on_trade(self, trade: Trade) -> None:
+    def match(self, trade: Trade) -> None:
         """A public trade: the waiting stops it reaches trigger first (``CONTRACT_PRICE``), then it is matched."""
         symbol = self._symbols.get(trade.instrument_id)
         if symbol is not None:
             self.last_price[symbol] = trade.price
-            self.clock.advance_to(max(trade.ts_init, self.clock.now_ns()))
             self._trigger_at(symbol, "CONTRACT_PRICE", trade.price)
-        super().on_trade(trade)
+        super().match(trade)
 
     def on_mark_price(self, instrument_id: str, price: float, ts_ns: int) -> None:
         """A mark price update: the waiting ``MARK_PRICE`` stops it reaches trigger (their orders fill on later trades)."""
         symbol = self._symbols[instrument_id]
         self.mark_price[symbol] = price
-        self.clock.advance_to(max(ts_ns, self.clock.now_ns()))
+        self.clock.advance_to(max(ts_ns, self.tick()))
         self._trigger_at(symbol, "MARK_PRICE", price)
 
     def _trigger_at(self, symbol: str, working: str, price: float) -> None:

@@ -370,18 +370,17 @@ class BybitPrivateEmulator(AccountEmulator):
         """A new trigger price of an untriggered order (spot: its direction stays the one given at placement)."""
         return None
 
-    def on_trade(self, trade: Trade) -> None:
+    def match(self, trade: Trade) -> None:
         """A public trade: the untriggered conditional orders it reaches trigger first, then it is matched."""
         symbol = self._symbols.get(trade.instrument_id)
         if symbol is not None:
             self.last_price[symbol] = trade.price
-            self.clock.advance_to(max(trade.ts_init, self.clock.now_ns()))
             for coid, rises in list(self.untriggered.items()):
                 rec = self.orders[coid]
                 reached = trade.price >= rec.order.trigger_price if rises else trade.price <= rec.order.trigger_price
                 if rec.symbol == symbol and reached:
                     self._trigger(rec)
-        super().on_trade(trade)
+        super().match(trade)
 
     def _trigger(self, rec: EmulatedOrder) -> None:
         """The conditional order ``rec`` reached its trigger: ``Triggered``, then its Market/Limit order enters the matching venue."""

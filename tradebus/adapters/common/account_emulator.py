@@ -8,7 +8,10 @@ on 127.0.0.1 and keeps the account:
 * orders are matched by a :class:`~tradebus.execution.simulated.SimulatedVenue` (fills on
   trades) against the public trades given to :meth:`AccountEmulator.on_trade` (a venue's
   ``MatchingProtocol`` feeds it every trade frame the public emulator sends); the account's
-  clock is the time of the last trade, so an order fills at the first trade after it arrived;
+  clock is the venue's server time, the wall clock at each request and trade (a trade stamped
+  later keeps its time: the clock never goes back), so an order fills at the first trade after
+  it arrived and the account's orders, fills and events carry the times the client's clock
+  knows, whatever the times of a replayed capture;
 * every order (:class:`EmulatedOrder`), every fill (:attr:`AccountEmulator.fills`) and the
   balances, spot style (a buy adds the base asset and pays the quote asset and the fee), or,
   for a derivatives dialect (:attr:`AccountEmulator.linear_positions`), one-way linear
@@ -53,6 +56,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from aiohttp import WSMsgType, web
 from loguru import logger
 
@@ -358,12 +362,35 @@ class AccountEmulator(ABC):
     # ------------------------------------------------------------------ market data
 
     def on_trade(self, trade: Trade) -> None:
-        """A public trade: time moves to it and working orders are matched."""
-        self.clock.advance_to(max(trade.ts_init, self.clock.now_ns()))
+        """A public trade, seen by the venue now: stamped on the account's clock (:meth:`stamp`), then :meth:`match`."""
+        self.match(self.stamp(trade))
+
+    def match(self, trade: Trade) -> None:
+        """A public trade stamped on the account's clock: working orders are matched (a dialect's
+        conditional orders it reaches are triggered first)."""
         self.venue.on_trade(trade)
 
+    def tick(self) -> int:
+        """Move the account's clock to the wall clock (never back): the venue's server time, ns."""
+        now = max(time.time_ns(), self.clock.now_ns())
+        self.clock.advance_to(now)
+        return now
+
+    def stamp(self, trade: Trade) -> Trade:
+        """``trade`` at the time the venue sees it: now (:meth:`tick`), or its own time when later.
+
+        A replayed capture's trades carry the capture's times: a venue stamps its fills with its
+        own clock, the one the client's orders are stamped with, so its trade history answers
+        a query by time as the venue would.
+        """
+        now = max(trade.ts_init, self.tick())
+        self.clock.advance_to(now)
+        if trade.ts_event == trade.ts_init == now:
+            return trade
+        return msgspec.structs.replace(trade, ts_event=now, ts_init=now)
+
     def now_ms(self) -> int:
-        """The account's time, ms (wall time until the first trade)."""
+        """The account's time, ms: the wall clock at its latest request or trade, or later (:meth:`stamp`)."""
         return self.clock.now_ns() // _MS or int(time.time() * 1000)
 
     # ------------------------------------------------------------------ REST
@@ -378,6 +405,7 @@ class AccountEmulator(ABC):
         return None
 
     async def _rest(self, request: web.Request) -> web.StreamResponse:
+        self.tick()
         body = await request.text() if request.can_read_body else ""
         refused = self.authenticate(request, body)
         if refused is not None:
@@ -672,6 +700,7 @@ class AccountEmulator(ABC):
                 if hold is not None and not hold.is_set():
                     self.held_frames += 1
                     await hold.wait()
+                self.tick()
                 for reply in self.ws_message(msg.data, session):
                     session.send(reply)
         finally:

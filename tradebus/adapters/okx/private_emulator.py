@@ -464,18 +464,17 @@ class OkxPrivateEmulator(AccountEmulator):
         rows = [self.orders[c] for c in self.untriggered]
         return self._paged(p, {self.algo_ids[r.order.client_order_id]: self._algo_row(r) for r in rows if p.get("instId") in (None, r.symbol)}, "algoId")
 
-    def on_trade(self, trade: Trade) -> None:
+    def match(self, trade: Trade) -> None:
         """A public trade: the waiting stops it reaches trigger first, then it is matched."""
         symbol = self._symbols.get(trade.instrument_id)
         if symbol is not None:
             self.last_price[symbol] = trade.price
-            self.clock.advance_to(max(trade.ts_init, self.clock.now_ns()))
             for coid in sorted(self.untriggered, key=lambda c: self.algo_ids[c]):
                 rec = self.orders[coid]
                 sell = rec.order.side is OrderSide.SELL
                 if rec.symbol == symbol and (trade.price <= rec.order.trigger_price if sell else trade.price >= rec.order.trigger_price):
                     self._trigger(rec)
-        super().on_trade(trade)
+        super().match(trade)
 
     def _trigger(self, rec: EmulatedOrder) -> None:
         """The stop ``rec`` reached its trigger: ``effective``, then the order it places (a new ``ordId``) enters the matching venue."""
