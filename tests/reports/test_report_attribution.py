@@ -15,10 +15,11 @@ import pytest
 from tradebus.cli import run_backtest
 from tradebus.data.replay import Replay
 from tradebus.engine.kernel import FillRecord, Kernel, RunResult
-from tradebus.engine.messages import FundingPaid, FundingRate, InterestCharged
+from tradebus.engine.messages import Bar, FundingPaid, FundingRate, InterestCharged, OrderSide
 from tradebus.execution.config import VenueConfig
 from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
 from tradebus.reports.writers import RunDirectory, write_run
+from tradebus.strategies.base import Strategy
 
 from tests.account.test_margin_account import H, T0, BuyOnce, hourly_bars, perp
 from tests.engine.test_interest import write_config
@@ -148,3 +149,45 @@ def test_attribution_of_a_run_paying_funding_on_a_bar_stamped_at_its_time_sums_t
     (total,) = [r for r in rows if r.instrument == "ALL"]
     assert total.funding == pytest.approx(2.002)
     assert total.net_pnl == pytest.approx(kernel.portfolio.equity() - 10_000.0, rel=1e-12)
+
+
+class MarketOnFirstBar(Strategy):
+    """Sends a market order of 0.1 per side in ``sides`` on its first bar (they fill in the next, in that order)."""
+
+    def __init__(self, iid: str, strategy_id: str, sides: list[OrderSide]) -> None:
+        super().__init__(iid, strategy_id=strategy_id)
+        self.sides = sides
+        self.done = False
+
+    def on_bar(self, bar: Bar) -> None:
+        if not self.done:
+            self.done = True
+            for side in self.sides:
+                self.submit_market(bar.instrument_id, side, 0.1, reason="entry")
+
+
+def test_a_funding_paid_after_a_bar_whose_fills_pass_through_its_quantity_goes_to_who_holds_it_then(
+    tmp_path: Path,
+) -> None:
+    """Funding of 0.1 % at T0 + 2h; in the bar stamped then, a buys 0.1 and sells it (net 0.1, then 0) and b
+    buys 0.1 (net 0.1): the kernel settles after the bar, b alone holds 0.1 and pays 0.1 * 20,020 * 0.001 =
+    2.002. Before, the payment went after the first fill that reached 0.1 (a's buy): a, flat at the funding,
+    was charged all of it and b none."""
+    inst = perp(taker_fee=0.0)
+    iid = inst.instrument_id
+    closes = [20_000.0 + 10.0 * k for k in range(1, 11)]
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0)
+    kernel.add_strategy(MarketOnFirstBar(iid, "a", [OrderSide.BUY, OrderSide.SELL]))
+    kernel.add_strategy(MarketOnFirstBar(iid, "b", [OrderSide.BUY]))
+    kernel.feed_perpetual_data([FundingRate(iid, T0 + 2 * H, T0 + 2 * H, 0.001, T0 + 2 * H)])
+    kernel.run(Replay([hourly_bars(tmp_path, iid, closes)]))
+    result = kernel.result
+    [paid] = result.funding
+    assert (paid.ts_event, paid.quantity, paid.payment) == (T0 + 2 * H, 0.1, pytest.approx(2.002))
+    assert [(f.ts_event, f.strategy_id, f.side) for f in result.fills] == [
+        (T0 + 2 * H, "a", "BUY"), (T0 + 2 * H, "a", "SELL"), (T0 + 2 * H, "b", "BUY")
+    ]
+    rows = attribute(result.fills, result.last_prices, result.contract_sizes, funding=result.funding,
+                     lot_sizes={iid: inst.lot_size})  # fmt: skip
+    got = {r.strategy_id: r.funding for r in rows if r.instrument == iid}
+    assert got == {"a": 0.0, "b": pytest.approx(2.002)}

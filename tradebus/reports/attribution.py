@@ -229,8 +229,10 @@ def _funding_in_kernel_order(
     The kernel settles a funding due at a message's time before the fills of a trade or quote then,
     but after those of a bar stamped then (they happen within the bar): the two orders share one
     time. The payment's ``quantity``, the net position it was paid on, tells which: it goes after
-    the fewest of its instrument's fills of its time that leave the net position at that quantity
-    (none when the position before them is that quantity, or when no count of them gives it).
+    the most of its instrument's fills of its time that leave the net position at that quantity
+    (none when the position before them is that quantity, or when no count of them gives it): a
+    bar's fills may pass through that quantity on their way to it (a strategy in and out within
+    the bar), and the kernel settles after them all.
     """
     out: list[tuple[int, int, int, str, object]] = []
     net: dict[str, float] = {}
@@ -255,7 +257,6 @@ def _funding_in_kernel_order(
                         position += e[4].position_change
                         if abs(position - paid.quantity) <= eps:
                             slot = k + 1
-                            break
             placed.insert(slot, event)
         for e in placed:
             if isinstance(e[4], FillRecord):
