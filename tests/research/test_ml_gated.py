@@ -722,3 +722,20 @@ def test_segment_pnl_on_irregular_bars_is_the_equity_change_over_its_bars_hand_d
     # a segment ends in a position on a bar 60 s after the one before (no sample on the 540 s grid)
     assert any(ts[i] - ts[i - 1] == 60_000_000_000 for i in held)
     np.testing.assert_allclose(segment_table(trained, result, strategy)["pnl"], want, rtol=0, atol=1e-12)
+
+
+def test_a_system_trade_log_of_contracts_counts_the_contract_size(tmp_path: Path) -> None:
+    """A perpetual in contracts of 0.01 ETH: a trade's PnL is its quantity * 0.01 * the price move, so the round
+    trips' net PnL sums to the run's (flat at its end, no funding). Before, trades.csv and report.json's trades
+    took one contract for 1 ETH: a net PnL of +0.711 BTC for a run that lost 0.0158."""
+    instrument = {"venue": "FREQTRADE", "symbol": "ETH-BTC", "base": "ETH", "quote": "BTC", "tick_size": 1e-6,
+                  "lot_size": 1.0, "taker_fee": 0.0003, "maker_fee": 0.0003, "kind": "perpetual",
+                  "contract_size": 0.01}
+    config = load_ml_gated_config(_small_config(tmp_path, instrument=instrument))
+    report = run_system(config, tmp_path / "run")
+    trades = pd.read_csv(tmp_path / "run" / "trades.csv")
+    equity = pd.read_csv(tmp_path / "run" / "equity.csv")["equity"].to_numpy()
+    assert len(trades) > 5
+    change = equity[-1] - config.initial_cash
+    assert trades["net_pnl"].sum() == pytest.approx(change, rel=1e-9, abs=1e-12)
+    assert report["trades"]["all"]["net_pnl"] == pytest.approx(change, rel=1e-9, abs=1e-12)

@@ -267,7 +267,8 @@ def run_system(config: MLGatedConfig, out: Path) -> dict[str, Any]:
                                  initial_cash=config.initial_cash)
     ts = trained.ts
     segments = segment_table(trained, result, strategy)
-    log = trade_log(result.fills, fill_bars=strategy.fill_bars)
+    log = trade_log(result.fills, fill_bars=strategy.fill_bars, contract_sizes=result.contract_sizes,
+                    lot_sizes={instrument.instrument_id: instrument.lot_size})
     first = trained.segments[0].start
     metrics = compute_metrics(out_of_sample_run(result, int(ts[first]), len(ts) - first),
                               {instrument.instrument_id: instrument.lot_size}, min_annualised_days=ANNUALISE_DAYS)

@@ -28,7 +28,8 @@ _COLUMNS = ["instrument_id", "entry_ns", "exit_ns", "side", "net_pnl", "pnl", "f
 
 
 def trade_log(fills: Sequence[FillRecord], bar_ns: int | None = None,
-              fill_bars: Mapping[str, int] | None = None) -> pd.DataFrame:
+              fill_bars: Mapping[str, int] | None = None, *, contract_sizes: Mapping[str, float] | None = None,
+              lot_sizes: Mapping[str, float] | None = None) -> pd.DataFrame:
     """One row per closed round trip: times, side, PnL (gross, fees, net), exit reason, hold.
 
     Parameters
@@ -42,6 +43,10 @@ def trade_log(fills: Sequence[FillRecord], bar_ns: int | None = None,
         :attr:`~tradebus.research.edge_strategy.EdgeGated.fill_bars`): ``hold_bars`` is the exit
         fill's bar position less the entry fill's, a count of bars whatever their times (bars
         sharing a time, irregular bars). ``hold_bars`` is NaN with neither.
+    contract_sizes, lot_sizes
+        ``instrument_id -> contract size`` (what a price move is worth per unit of quantity; 1 when
+        absent) and ``-> lot size`` (a position within a thousandth of it is flat), as for
+        :func:`~tradebus.reports.metrics.round_trips`.
 
     Raises
     ------
@@ -49,7 +54,7 @@ def trade_log(fills: Sequence[FillRecord], bar_ns: int | None = None,
         A trip's entry or exit fill missing from ``fill_bars``.
     """
     rows = []
-    for trip in round_trips(list(fills)):
+    for trip in round_trips(list(fills), dict(lot_sizes or {}), dict(contract_sizes or {})):
         if not trip.closed or trip.exit_fill is None:
             continue
         reason = trip.exit_fill.reason
