@@ -12,10 +12,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import SecretStr
 
 from tests.live.live_harness import KEY, SECRET, until
-from tests.live.venue_kits import BYBIT, OKX, VenueKit, kit_harness
+from tests.live.venue_kits import BYBIT, OKX, KitTape, VenueKit, kit_harness
 from tradebus.adapters.common.account_emulator import RestFault, StreamFault
 from tradebus.engine.messages import (
     CancelOrder,
@@ -39,6 +40,7 @@ CANCEL = "/v5/order/cancel"
 AMEND = "/v5/order/amend"
 OKX_CANCEL = "/api/v5/trade/cancel-order"
 #: Long enough that the engine's cancel timeout never fires before the venue's last answer (no timing asserted).
+T0 = 1_786_310_819_680_000_000
 CALM = OrderTimeouts(submit_ns=5_000_000_000, cancel_ns=10_000_000_000, retry_ns=200_000_000, check_ns=None)
 
 
@@ -310,3 +312,131 @@ async def test_an_iceberg_canceled_whose_tip_cancel_is_refused_cancels_it_again_
         assert h.kernel.orders.order(tip).status is OrderStatus.CANCELED
         assert h.emulator.orders[tip].status is OrderStatus.CANCELED
     assert _posts(h.emulator, CANCEL) == [tip, tip]
+
+
+class Bracketing(Strategy):
+    """A strategy the test drives by hand, with contingent orders."""
+
+    contingent = True
+
+    def __init__(self, instrument_id: str) -> None:
+        super().__init__(instrument_id, strategy_id="s1")
+
+
+#: A stop's cancel path and a final refusal code of each venue (OKX places a stop as an algo order).
+STOP_CANCEL = {"bybit": (BYBIT, CANCEL, "10001"), "okx": (OKX, "/api/v5/trade/cancel-algos", "51000")}
+
+
+@pytest.mark.parametrize("venue", list(STOP_CANCEL))
+async def test_a_bracket_whose_stop_loss_cancel_is_refused_after_the_take_profit_filled_cancels_it_again(venue: str) -> None:
+    """Buy 0.002 at market (fills at 60,000), stop-loss 59,000, take-profit 61,000 (spot). A trade at 61,100 fills the
+    take-profit; the venue refuses the stop-loss's cancel and works it on. The OCO sent that cancel once: the stop kept
+    working alone, a sell of coins already sold. It is sent again at the next trade, and nothing works after."""
+    kit, path, code = STOP_CANCEL[venue]
+    strategy = Bracketing(kit.iid)
+    async with kit_harness(kit, rest_faults=[RestFault("refuse", "POST", path, code=code)], strategies=[strategy],
+                           timeouts=CALM) as h:
+        got: list[OrderCancelRejected] = []
+        h.kernel.bus.subscribe(OrderCancelRejected, got.append)
+        tape = KitTape(h, kit.iid, T0)
+        entry_id = strategy.submit_bracket(kit.iid, OrderSide.BUY, 0.002, stop_loss=59_000.0, take_profit=61_000.0)
+        assert entry_id is not None
+        await until(lambda: h.kernel.orders.order(entry_id).status is OrderStatus.ACCEPTED)
+        tape.trade(60_000.0)
+        await until(lambda: h.kernel.orders.order(entry_id).status is OrderStatus.FILLED)
+        tape.trade(60_000.0)  # arms the children
+        children = lambda: [o for o in h.kernel.orders.orders() if o.client_order_id != entry_id]  # noqa: E731
+        await until(lambda: len(children()) == 2 and all(o.status is OrderStatus.ACCEPTED for o in children()))
+        stop, target = children()
+        tape.trade(61_100.0)  # fills the take-profit
+        await until(lambda: target.status is OrderStatus.FILLED and len(got) == 1, timeout=5.0)
+        await h.venue.drain()
+        assert got[0].client_order_id == stop.client_order_id and stop.status is OrderStatus.ACCEPTED
+        tape.trade(61_050.0)  # the cancel is sent again
+        await until(lambda: stop.status is OrderStatus.CANCELED, timeout=5.0)
+        await h.venue.drain()
+        assert h.emulator.orders[stop.client_order_id].status is OrderStatus.CANCELED
+        assert [o.client_order_id for o in h.kernel.orders.open_orders()] == []
+        assert len(tape.posts(path)) == 2
+        tape.trade(61_000.0)
+        await h.venue.drain()
+        assert len(tape.posts(path)) == 2  # closed: not sent again
+
+
+async def test_a_restart_cancels_the_stop_loss_whose_cancel_the_venue_refused_after_the_take_profit_filled(
+    tmp_path: Path,
+) -> None:
+    """The take-profit filled and the venue refused the stop-loss's cancel; the daemon stopped before a market event.
+    The restart restored the OCO group only with two members working: the stop worked on alone. It is canceled at the
+    first trade after the restart."""
+    journal = tmp_path / "journal.sqlite"
+    emu = BYBIT.emulator([RestFault("refuse", "POST", CANCEL, code="10001")])
+    kit = VenueKit(**{**BYBIT.__dict__, "make_emulator": lambda *a, **k: emu})  # one account across both processes
+    strategy = Bracketing(BYBIT.iid)
+    async with kit_harness(kit, journal=journal, strategies=[strategy], timeouts=CALM) as h:
+        got: list[OrderCancelRejected] = []
+        h.kernel.bus.subscribe(OrderCancelRejected, got.append)
+        tape = KitTape(h, BYBIT.iid, T0)
+        entry_id = strategy.submit_bracket(BYBIT.iid, OrderSide.BUY, 0.002, stop_loss=59_000.0, take_profit=61_000.0)
+        assert entry_id is not None
+        await until(lambda: h.kernel.orders.order(entry_id).status is OrderStatus.ACCEPTED)
+        tape.trade(60_000.0)
+        await until(lambda: h.kernel.orders.order(entry_id).status is OrderStatus.FILLED)
+        tape.trade(60_000.0)  # arms the children
+        children = lambda: [o for o in h.kernel.orders.orders() if o.client_order_id != entry_id]  # noqa: E731
+        await until(lambda: len(children()) == 2 and all(o.status is OrderStatus.ACCEPTED for o in children()))
+        stop_id = children()[0].client_order_id
+        tape.trade(61_100.0)  # fills the take-profit
+        await until(lambda: len(got) == 1, timeout=5.0)
+        await h.venue.drain()
+    assert emu.orders[stop_id].status is OrderStatus.ACCEPTED
+    async with kit_harness(kit, journal=journal, strategies=[Bracketing(BYBIT.iid)], timeouts=CALM) as h:
+        stop = h.kernel.orders.order(stop_id)
+        h.venue.track(stop)
+        h.kernel.execution.resolve_unknown(stop_id)  # as the daemon's start does: a query
+        await until(lambda: stop.status is OrderStatus.ACCEPTED)
+        KitTape(h, BYBIT.iid, T0 + 10_000_000).trade(61_050.0)
+        await until(lambda: stop.status is OrderStatus.CANCELED, timeout=5.0)
+        await h.venue.drain()
+        assert emu.orders[stop_id].status is OrderStatus.CANCELED and not h.kernel.orders.open_orders()
+
+
+async def test_a_restart_cancels_the_children_whose_cancels_the_venue_refused_at_a_timed_exit(tmp_path: Path) -> None:
+    """A bracket's timed exit (``exit_after_bars=1``) canceled its children; the venue refused both cancels and the
+    daemon stopped before a market event. The restart linked the two children again, both working on. They are
+    canceled at the first trade after the restart."""
+    from tradebus.engine.messages import Bar
+
+    journal = tmp_path / "journal.sqlite"
+    emu = BYBIT.emulator([RestFault("refuse", "POST", CANCEL, code="10001") for _ in range(2)])
+    kit = VenueKit(**{**BYBIT.__dict__, "make_emulator": lambda *a, **k: emu})  # one account across both processes
+    strategy = Bracketing(BYBIT.iid)
+    async with kit_harness(kit, journal=journal, strategies=[strategy], timeouts=CALM) as h:
+        got: list[OrderCancelRejected] = []
+        h.kernel.bus.subscribe(OrderCancelRejected, got.append)
+        tape = KitTape(h, BYBIT.iid, T0)
+        entry_id = strategy.submit_bracket(BYBIT.iid, OrderSide.BUY, 0.002, stop_loss=59_000.0, take_profit=61_000.0,
+                                           exit_after_bars=1)
+        assert entry_id is not None
+        await until(lambda: h.kernel.orders.order(entry_id).status is OrderStatus.ACCEPTED)
+        tape.trade(60_000.0)
+        await until(lambda: h.kernel.orders.order(entry_id).status is OrderStatus.FILLED)
+        tape.trade(60_000.0)  # arms the children
+        children = lambda: [o for o in h.kernel.orders.orders() if o.client_order_id != entry_id]  # noqa: E731
+        await until(lambda: len(children()) == 2 and all(o.status is OrderStatus.ACCEPTED for o in children()))
+        ids = [o.client_order_id for o in children()]
+        for n in (1, 2):  # the fill's bar, then one more: the timed exit
+            ts = T0 + n * 60_000_000_000
+            h.kernel.process(Bar(BYBIT.iid, ts, ts, 60_000.0, 60_000.0, 60_000.0, 60_000.0, 1.0))
+        await until(lambda: len(got) == 2, timeout=5.0)
+        await h.venue.drain()
+    async with kit_harness(kit, journal=journal, strategies=[Bracketing(BYBIT.iid)], timeouts=CALM) as h:
+        orders = [h.kernel.orders.order(c) for c in ids]
+        for order in orders:
+            h.venue.track(order)
+            h.kernel.execution.resolve_unknown(order.client_order_id)  # as the daemon's start does: a query
+        await until(lambda: all(o.status is OrderStatus.ACCEPTED for o in orders))
+        KitTape(h, BYBIT.iid, T0 + 10_000_000).trade(60_050.0)
+        await until(lambda: all(o.status is OrderStatus.CANCELED for o in orders), timeout=5.0)
+        await h.venue.drain()
+        assert not h.kernel.orders.open_orders()

@@ -64,6 +64,11 @@ OCO
     largest member, so the other is canceled too. Members that are not reduce-only on other
     instruments may all fill before it (linking them logs a warning); ``contingent: native``
     cancels the siblings at the fill, in the same bar.
+Cancels the venue refuses
+    A cancel sent here (an OCO sibling's, a bracket's children at a timed exit, a GTD expiry)
+    that a live venue refuses while the order works on (``OrderCancelRejected``) is sent again
+    at the next bar, trade or quote of the instrument (logged at WARNING), one at a time, until
+    the order closes.
 Trailing stop
     A stop-market order whose trigger follows the best price since it was placed by a fixed
     ``offset`` or a ``percent``: for a sell stop ``trigger = best high - offset`` (or
@@ -136,6 +141,9 @@ Restarts
       intent journaled with no replacement id, before its cancel) keeps the links of its order
       canceled at the venue until the replacement is submitted (``OrderReplaced`` moves them) or the
       modification refused (``OrderModifyRejected``: the order's close is acted on then);
+    * an OCO group with a filled member has its members still working canceled at the first bar,
+      trade or quote of the instrument (their cancel was refused, or never sent), and so have the
+      children still working of a bracket whose timed exit was sent;
     * GTD cancels and a duration-based timed exit are set again (the exit counted from the
       entry's last event); a bar-based timed exit counts bars again from the restart, and a
       cooldown is not restored.
@@ -158,6 +166,7 @@ from tradebus.engine.messages import (
     ContingentLinked,
     ModifyOrder,
     OrderCanceled,
+    OrderCancelRejected,
     OrderDenied,
     OrderExpired,
     OrderFilled,
@@ -310,11 +319,16 @@ class ContingentOrders:
         self._venue = venue
         # Members of OCO groups the venue keeps (it cancels their siblings itself).
         self._venue_oco: set[str] = set()
+        # The cancels sent of orders not closed yet: id -> (strategy id, instrument id, reason).
+        self._canceling: dict[str, tuple[str, str, str]] = {}
+        # Those the venue refused (OrderCancelRejected): sent again at the next bar, trade or quote of the instrument.
+        self._cancel_again: set[str] = set()
         bus = kernel.bus
         bus.subscribe(OrderFilled, self._on_fill)
         for cls in (OrderCanceled, OrderExpired, OrderRejected, OrderDenied):
             bus.subscribe(cls, self._on_closed)
         bus.subscribe(OrderModifyRejected, self._on_modify_refused)
+        bus.subscribe(OrderCancelRejected, self._on_cancel_refused)
         bus.subscribe(OrderModified, self._on_modified)
         bus.subscribe(OrderReplaced, self._on_replaced)
         bus.subscribe(ContingentLinked, self._on_replacing)
@@ -640,6 +654,8 @@ class ContingentOrders:
     def _on_fill(self, fill: OrderFilled) -> None:
         self._fill_px[fill.instrument_id] = fill.last_px
         coid = fill.client_order_id
+        if coid in self._canceling and not self._is_open(coid):
+            self._forget_cancel(coid)
         if self._replacing:
             self._settle_replace(coid)
         bracket = self._brackets.get(coid)
@@ -690,6 +706,8 @@ class ContingentOrders:
 
     def _on_closed(self, event: Any) -> None:
         coid = event.client_order_id
+        if coid in self._canceling and not self._is_open(coid):
+            self._forget_cancel(coid)
         if self._replacing:
             self._settle_replace(coid)
             if self._replacing.get(coid) == "" and not self._is_open(coid):
@@ -819,6 +837,8 @@ class ContingentOrders:
 
     def _on_bar(self, bar: Bar) -> None:
         self._printed.add(bar.instrument_id)
+        if self._cancel_again:
+            self._send_cancels_again(bar.instrument_id)
         if self._fill_px:
             self._fill_px.pop(bar.instrument_id, None)
         if self._cooldown:
@@ -834,6 +854,8 @@ class ContingentOrders:
 
     def _on_trade(self, trade: Trade) -> None:
         self._printed.add(trade.instrument_id)
+        if self._cancel_again:
+            self._send_cancels_again(trade.instrument_id)
         if self._fill_px:
             self._fill_px.pop(trade.instrument_id, None)
         if self._brackets:
@@ -843,6 +865,8 @@ class ContingentOrders:
 
     def _on_quote(self, quote: Quote) -> None:
         iid = quote.instrument_id
+        if self._cancel_again:
+            self._send_cancels_again(iid)
         if self._fill_px:
             self._fill_px.pop(iid, None)
         if self._brackets:
@@ -1143,7 +1167,10 @@ class ContingentOrders:
                     brackets[coid].exit_id = link.order_ids[0]
             elif link.kind == "oco":
                 live = [c for c in link.order_ids if self._is_open(c)]
-                if len(live) > 1:
+                if any((o := orders.get(c)) is not None and o.status is OrderStatus.FILLED for c in link.order_ids):
+                    for member in live:  # its cancel was refused, or never sent
+                        self._cancel_soon(member, "OCO: sibling filled")
+                elif len(live) > 1:
                     for member in live:
                         self._oco[member] = live
                     self._kernel.portfolio.account.link_oco(live)
@@ -1195,6 +1222,10 @@ class ContingentOrders:
             return
         if bracket.filled <= 0.0:
             return
+        if bracket.exit_id is not None:  # the timed exit was sent: the children's cancels were refused, or not sent
+            for coid in bracket.children:
+                if self._is_open(coid):
+                    self._cancel_soon(coid, "timed exit")
         left = bracket.filled
         for coid in [*bracket.children, *([bracket.exit_id] if bracket.exit_id else [])]:
             order = orders.get(coid)
@@ -1265,8 +1296,41 @@ class ContingentOrders:
         return order is not None and order.is_open
 
     def _cancel(self, strategy_id: str, instrument_id: str, coid: str, reason: str) -> None:
+        """Send the cancel of ``coid``, again at the next market event of ``instrument_id`` if the venue refuses it."""
+        self._canceling[coid] = (strategy_id, instrument_id, reason)
+        self._cancel_again.discard(coid)
         now = self._kernel.clock.now_ns()
         self._kernel.cancel(CancelOrder(strategy_id, instrument_id, coid, now, now, reason))
+
+    def _cancel_soon(self, coid: str, reason: str) -> None:
+        """Send the cancel of the working order ``coid`` at the next market event of its instrument (a restart)."""
+        order = self._kernel.orders.order(coid)
+        logger.info("order {}: {}; canceled at the next market event of {}", coid, reason, order.instrument_id)
+        self._canceling[coid] = (order.strategy_id, order.instrument_id, reason)
+        self._cancel_again.add(coid)
+
+    def _on_cancel_refused(self, event: OrderCancelRejected) -> None:
+        """The venue refused a cancel this sent and works the order on: it is sent again at the next market event."""
+        coid = event.client_order_id
+        sent = self._canceling.get(coid)
+        if sent is None or coid in self._cancel_again or not self._is_open(coid):
+            return
+        self._cancel_again.add(coid)
+        logger.warning("order {}: the venue refused its cancel ({}: {}) and works it on; sent again at the next "
+                       "market event of {}", coid, sent[2], event.reason, sent[1])  # fmt: skip
+
+    def _send_cancels_again(self, instrument_id: str) -> None:
+        """Send again the refused cancels of ``instrument_id``'s orders that still work (one at a time each)."""
+        for coid in [c for c in self._cancel_again if self._canceling[c][1] == instrument_id]:
+            if self._is_open(coid):
+                strategy_id, _, reason = self._canceling[coid]
+                self._cancel(strategy_id, instrument_id, coid, reason)
+            else:
+                self._forget_cancel(coid)
+
+    def _forget_cancel(self, coid: str) -> None:
+        self._canceling.pop(coid, None)
+        self._cancel_again.discard(coid)
 
     def _submit(
         self,
