@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loguru import logger
 from pydantic import SecretStr
 
 from tests.live.live_harness import KEY, SECRET, until
-from tests.live.venue_kits import BYBIT, OKX, KitTape, VenueKit, kit_harness
+from tests.live.venue_kits import BYBIT, OKX, PASSPHRASE, KitTape, VenueKit, kit_harness
 from tradebus.adapters.common.account_emulator import RestFault, StreamFault
 from tradebus.engine.messages import (
     CancelOrder,
@@ -440,3 +441,25 @@ async def test_a_restart_cancels_the_children_whose_cancels_the_venue_refused_at
         await until(lambda: all(o.status is OrderStatus.CANCELED for o in orders), timeout=5.0)
         await h.venue.drain()
         assert not h.kernel.orders.open_orders()
+
+
+async def test_the_kill_switch_logs_a_cancel_answered_cancel_pending_as_pending_not_failed(tmp_path: Path) -> None:
+    """OKX answers ``51410`` (an earlier cancel of the order is being done): the kill switch logged ``cancel of ...
+    failed`` at WARNING for an order being canceled. It says pending; the next round lists the order again."""
+    pending = RestFault("refuse", "POST", OKX_CANCEL, code="51410")
+    async with kit_harness(OKX, rest_faults=[pending]) as h:
+        order = h.kernel.execution.submit(SubmitOrder("s1", OKX.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        config = parse_live_config(OKX.config(tmp_path, "ws://127.0.0.1:9", h.emulator), "<test>")
+        h.stream.stop()  # the daemon is stopped before the kill
+        await until(lambda: not h.emulator.sessions)
+        lines: list[tuple[str, str]] = []
+        sink = logger.add(lambda m: lines.append((m.record["level"].name, m.record["message"])), level="INFO")
+        try:
+            await kill_switch(config, ApiKeys(SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE)), "test kill")
+        finally:
+            logger.remove(sink)
+        assert pending.fired and h.emulator.orders[order.client_order_id].status is OrderStatus.CANCELED
+    mine = [(level, text) for level, text in lines if order.client_order_id in text]
+    assert mine and all(level == "INFO" and " failed: " not in text for level, text in mine)
+    assert any("pending" in text and "earlier cancel" in text for _, text in mine)

@@ -268,17 +268,20 @@ def lots_to_send(order: Order, instrument: Instrument) -> float:
 
 
 async def cancel_one(client_order_id: str, send: Callable[[], Awaitable[Any]]) -> bool:
-    """Send one cancel request of a cancel-all; ``False`` (logged, not raised) when refused or unanswered.
+    """Send one cancel request of a cancel-all; ``False`` (logged, not raised) when refused, pending or unanswered.
 
     A cancel the venue refuses as busy with the order (:class:`OrderBusy`) is sent again after each of
     :data:`BUSY_RETRY_DELAYS`, as :class:`LiveVenue` does. A cancel-all goes on with the next order: the
-    order may have closed meanwhile (refused), or be canceled or not (no answer); the caller lists the
-    open orders again to know.
+    order may have closed meanwhile (refused), be being canceled by an earlier cancel (:class:`CancelPending`),
+    or be canceled or not (no answer); the caller lists the open orders again to know.
     """
     delays = iter(BUSY_RETRY_DELAYS)
     while True:
         try:
             await send()
+        except CancelPending as exc:
+            logger.info("cancel of {} pending: {}; an earlier cancel of it is being done", client_order_id, exc)
+            return False
         except (NoAnswer, VenueRejected) as exc:
             delay = next(delays, None) if isinstance(exc, OrderBusy) else None
             if delay is None:
