@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from pydantic import BaseModel
+
 from tradebus.config.base import StrictModel
-from tradebus.engine.messages import OrderAccepted, OrderSide, Trade
+from tradebus.engine.messages import BookResynced, BookSnapshot, OrderAccepted, OrderDenied, OrderRejected, OrderSide, Quote, Trade
 from tradebus.strategies.base import Strategy
 
 
@@ -77,3 +79,59 @@ class AcceptWatch(Strategy):
 
     def on_order_accepted(self, event: OrderAccepted) -> None:
         self.accepted.append((event.ts_init, self.trades))
+
+
+class BookParams(StrictModel):
+    """On the ``nth`` message of kind ``on`` (``"snapshot"``: BookSnapshot, ``"resynced"``: BookResynced) buy ``quantity``."""
+
+    on: str = "snapshot"
+    nth: int = 1
+    quantity: float = 0.01
+
+
+class BookWatch(Strategy):
+    """Buys at market on a book message and notes how many quotes it had seen when the venue answered.
+
+    See :class:`BookParams`. The quotes of a book-only feed come from the book: the one that
+    follows a (re)sync snapshot was received with it.
+    """
+
+    Params = BookParams
+
+    def __init__(self, instrument_ids: str | Sequence[str], *, on: str = "snapshot", nth: int = 1,
+                 quantity: float = 0.01, strategy_id: str | None = None) -> None:
+        super().__init__(instrument_ids, strategy_id=strategy_id)
+        self.kind = BookSnapshot if on == "snapshot" else BookResynced
+        self.nth, self.quantity = nth, quantity
+        self.seen = 0
+        self.quotes = 0
+        #: ``(clock time, ts_init of the message)`` of the decision.
+        self.decided: list[tuple[int, int]] = []
+        #: ``(event type name, ts_init, quotes seen)`` of each answer of the venue.
+        self.answered: list[tuple[str, int, int]] = []
+
+    @classmethod
+    def data_kinds(cls, params: BaseModel) -> frozenset[str]:
+        """The strategy acts on the book."""
+        return frozenset({"book"})
+
+    def on_start(self) -> None:
+        self.kernel.bus.subscribe(self.kind, self.on_book, self.instrument_id)
+
+    def on_book(self, msg: BookSnapshot | BookResynced) -> None:
+        self.seen += 1
+        if self.seen == self.nth:
+            self.decided.append((self.clock.now_ns(), msg.ts_init))
+            self.submit_market(self.instrument_id, OrderSide.BUY, self.quantity, reason="book")
+
+    def on_quote(self, quote: Quote) -> None:
+        self.quotes += 1
+
+    def on_order_accepted(self, event: OrderAccepted) -> None:
+        self.answered.append(("accepted", event.ts_init, self.quotes))
+
+    def on_order_rejected(self, event: OrderRejected) -> None:
+        self.answered.append(("rejected", event.ts_init, self.quotes))
+
+    def on_order_denied(self, event: OrderDenied) -> None:
+        self.answered.append(("denied: " + event.reason, event.ts_init, self.quotes))

@@ -13,11 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.live.busy_strategy import AcceptWatch, BusyBuy
+from tests.live.busy_strategy import AcceptWatch, BookWatch, BusyBuy
 from tests.live.test_outputs_paper_vs_replay_okx_bybit import SOL_IID, bybit_config
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.bybit.emulator import BybitProtocol
-from tradebus.adapters.common.local_server import LocalVenueServer
+from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
 from tradebus.adapters.common.recorder import read_frames
 from tradebus.engine.messages import OrderStatus
 from tradebus.node.daemon import PaperNode
@@ -114,4 +114,54 @@ async def test_an_order_decided_on_a_frames_first_trade_reaches_the_venue_after_
 def _watch(node: Any) -> AcceptWatch:
     strategy = node.kernel.strategies[0]
     assert isinstance(strategy, AcceptWatch)
+    return strategy
+
+
+async def _book_run(tmp_path: Path, on: str, faults: list[Fault]) -> tuple[BookWatch, BookWatch]:
+    # Quotes from the book alone (no bookTicker): the one a (re)sync snapshot brings is emitted with it.
+    frames = SPOT_FRAMES[:1500]
+    depth = [raw for _, raw in frames if "@depth" in raw]
+    nodes: list[PaperNode] = []
+
+    async def gate(raw: str) -> None:
+        if raw == depth[40]:  # the rest once the book is in sync: a lost depth frame later resyncs it
+            while not nodes[0].feeds[0].feed.books["BTCUSDT"].synced:  # type: ignore[attr-defined]
+                await asyncio.sleep(0.01)
+
+    strategy = {"name": "tests.live.busy_strategy:BookWatch", "instruments": [IID], "params": {"on": on}}
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), frames, faults, gate=gate, lifetime=120.0) as srv:
+        data = binance_config(srv.ws_url, srv.http_url, ["depth"], tmp=tmp_path, record=True, strategy=strategy)
+        data["venue"].update(fill_on="quotes", latency_ns=0)
+        node = PaperNode(config_of(data), handle_signals=False)
+        nodes.append(node)
+        await run_node(node, lambda: srv.cursor >= len(frames) and bool(_book_watch(node).answered), timeout=60.0)
+    replay = play(tmp_path / "frames.jsonl.gz", node.config)
+    return _book_watch(node), _book_watch(replay)
+
+
+async def test_an_order_decided_on_a_rest_snapshot_reaches_the_venue_after_the_snapshots_quote_as_in_the_replay(
+    tmp_path: Path,
+) -> None:
+    # The REST answer of the initial sync is one recorded line: its BookSnapshot and Quote, then what is
+    # due (the order decided on the snapshot with no latency, due 1 ns after). The daemon handled the
+    # answer's messages one by one outside any frame and accepted the order before the quote.
+    paper, replay = await _book_run(tmp_path, "snapshot", [])
+    assert replay.answered == [("accepted", replay.decided[0][0] + 1, 1)]  # the snapshot's quote known
+    assert paper.answered == replay.answered
+    assert paper.decided == replay.decided
+
+
+async def test_an_order_decided_on_a_book_resync_reaches_the_venue_after_the_resyncs_quote_as_in_the_replay(
+    tmp_path: Path,
+) -> None:
+    paper, replay = await _book_run(tmp_path, "resynced", [Fault(FaultKind.GARBLE, at=60, match="@depth")])
+    (answer,) = replay.answered
+    assert answer[0] == "accepted" and answer[1] == replay.decided[0][0] + 1
+    assert paper.answered == replay.answered
+    assert [clock for clock, _ in paper.decided] == [clock for clock, _ in replay.decided]
+
+
+def _book_watch(node: Any) -> BookWatch:
+    strategy = node.kernel.strategies[0]
+    assert isinstance(strategy, BookWatch)
     return strategy

@@ -52,8 +52,10 @@ class NodeRouter:
     received at one instant, and a replay's clock, moved once per frame, fires nothing between
     them: within a frame, what is due fires before its first message and after its last, so an
     order decided on the first trade of a frame of several reaches the venue after the others,
-    as in the replay. A message routed outside a frame (a REST answer, a stale feed's notice,
-    a direct call) is a frame of its own. Nothing fires after a message (or a frame) received no
+    as in the replay. The messages of a REST answer are one frame too (a sync snapshot's
+    BookSnapshot, BookResynced and Quote: told by the client's ``as_frame``), as its recorded
+    line is played. A message routed outside a frame (a stale feed's notice, a direct call)
+    is a frame of its own. Nothing fires after a message (or a frame) received no
     later than the answer of the latest trade recovery: a
     :class:`~tradebus.engine.messages.TradesMissed` and the trades its feed releases after it,
     synchronously (those recovered, stamped with the answer's receive time, then those held back

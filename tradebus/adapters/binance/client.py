@@ -149,6 +149,9 @@ class BinanceRouter:
         the recorded answers are fed with :meth:`on_trades_frame` (replay).
     clock_ns
         Time source for messages the feed creates itself (BookResynced).
+    as_frame
+        How the books hand a fetched snapshot's messages to the sink (the client's
+        :meth:`~tradebus.adapters.common.client.WsClient.as_frame`: as one frame).
     strict_streams
         A frame of a subscribed kind of stream with other parameters than subscribed (e.g.
         ``btcusdt@depth@0ms`` when ``btcusdt@depth@100ms`` is subscribed) raises
@@ -178,6 +181,7 @@ class BinanceRouter:
         *,
         strict_streams: bool = False,
         fetch_trades: TradeFetch | None = None,
+        as_frame: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         self.config = config
         self.sink = sink
@@ -201,6 +205,7 @@ class BinanceRouter:
         self._fetch = fetch_snapshot
         self._fetch_trades = fetch_trades
         self._clock = clock_ns
+        self._as_frame = as_frame
         quotes_from_book = "bookTicker" not in config.channels
         for stream in config.streams():
             symbol = stream.partition("@")[0].upper()
@@ -217,7 +222,7 @@ class BinanceRouter:
         rule: SequenceRule = BinanceSpotRule() if self.config.market is BinanceMarket.SPOT else BinanceFuturesRule()
         fetch = self._fetch
         requester = None if fetch is None else (lambda: fetch(symbol))
-        return BookSync(iid, rule, self.sink, requester, emit_quotes=emit_quotes, clock=self._clock)
+        return BookSync(iid, rule, self.sink, requester, emit_quotes=emit_quotes, clock=self._clock, as_frame=self._as_frame)
 
     def _handler(self, kind: StreamKind | None, iid: str, symbol: str) -> Handler:
         sink = self.sink
@@ -580,6 +585,7 @@ class BinanceClient(WsClient):
             self._fetch_snapshot if fetcher else None,
             clock_ns,
             fetch_trades=self._fetch_trades if fetcher and trades else None,
+            as_frame=self.as_frame,
         )
         self.subscriptions.add(config.streams())
 

@@ -4,7 +4,7 @@
 :class:`~tradebus.adapters.common.policy.ConnectionPolicy`: connect to the configured URL,
 send the subscription frames for the tracked :class:`SubscriptionSet`, hand every frame
 (with its local receive time) to :meth:`WsClient.on_frame` (telling its :class:`FrameListener`
-where the frame's messages begin and end), record raw frames if a
+where the frame's messages begin and end, as for a REST answer's through :meth:`WsClient.as_frame`), record raw frames if a
 :class:`~tradebus.adapters.common.recorder.FrameRecorder` is attached, send the venue's
 keep-alive, publish FeedStale and recycle the connection when the feed's market data stops
 (FeedStale also when the silence is an outage whose reconnections keep failing), recycle a
@@ -346,6 +346,22 @@ class WsClient(ABC):
                 listener(self, connected, reason)
             except Exception:  # an observer's bug must not end the feed
                 logger.exception("{}: a connection listener failed", self.name)
+
+    def as_frame(self, deliver: Callable[[], None]) -> None:
+        """Call ``deliver`` (what hands a REST answer's messages to the sink) as one frame for the :class:`FrameListener`.
+
+        A recording holds the answer as one line, played at one instant: a due alert fires before
+        its first message and after its last, not between them (a sync snapshot and its quote).
+        """
+        listener = self.frame_listener
+        if listener is None:
+            deliver()
+            return
+        listener.frame_started()
+        try:
+            deliver()
+        finally:
+            listener.frame_ended()
 
     async def _receive(self, ws: ClientConnection) -> None:
         clock = self.clock_ns

@@ -283,6 +283,11 @@ class BookSync:
     snapshots_in_stream
         The venue delivers snapshots in-stream, ahead of the deltas that follow them, so
         deltas received while awaiting a snapshot are dropped instead of buffered.
+    as_frame
+        ``as_frame(load)`` calls ``load()``, which loads a snapshot ``request_snapshot`` returned
+        and emits its messages (BookSnapshot, BookResynced, Quote): the client's
+        :meth:`~tradebus.adapters.common.client.WsClient.as_frame`, so that they reach the sink
+        as one frame, as their recorded answer is played. Default: ``load()``.
 
     Attributes
     ----------
@@ -306,6 +311,7 @@ class BookSync:
         capacity: int = 2048,
         clock: Callable[[], int] = time.time_ns,
         snapshots_in_stream: bool = False,
+        as_frame: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         if max_buffer < 1:
             raise ConfigError(f"book sync {instrument_id}: max_buffer must be >= 1, got {max_buffer}")
@@ -330,6 +336,7 @@ class BookSync:
         self._clock = clock
         self._reason: str | None = None
         self._in_stream = snapshots_in_stream
+        self._as_frame = _directly if as_frame is None else as_frame
         self.failure: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._synced_event = asyncio.Event()
@@ -649,10 +656,14 @@ class BookSync:
             if snapshot is not None:
                 # a snapshot that does not fit (older than the buffered deltas, crossed ...) is
                 # requested again by this loop, after the next retry delay, not at once
-                self.on_snapshot(snapshot)
+                self._as_frame(lambda: self.on_snapshot(snapshot))
                 continue
             if await self.wait_synced(self._snapshot_timeout):
                 return
+
+
+def _directly(load: Callable[[], None]) -> None:
+    load()
 
 
 def _delta_at(batch: DeltaBatch, i: int, instrument_id: str) -> BookDelta:
