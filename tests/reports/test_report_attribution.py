@@ -17,7 +17,10 @@ from tradebus.data.replay import Replay
 from tradebus.engine.kernel import FillRecord, Kernel, RunResult
 from tradebus.engine.messages import Bar, FundingPaid, FundingRate, InterestCharged, OrderSide
 from tradebus.execution.config import VenueConfig
+from tradebus.execution.journal import Journal
 from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
+from tradebus.reports.outputs import write_outputs
+from tradebus.reports.stream import OutputStream
 from tradebus.reports.writers import RunDirectory, write_run
 from tradebus.strategies.base import Strategy
 
@@ -191,3 +194,72 @@ def test_a_funding_paid_after_a_bar_whose_fills_pass_through_its_quantity_goes_t
                      lot_sizes={iid: inst.lot_size})  # fmt: skip
     got = {r.strategy_id: r.funding for r in rows if r.instrument == iid}
     assert got == {"a": 0.0, "b": pytest.approx(2.002)}
+
+
+class MarketOn(Strategy):
+    """Sends a market order of 0.1 per side in ``plan[n]`` on its ``n``-th bar (each fills in the next bar)."""
+
+    def __init__(self, iid: str, strategy_id: str, plan: dict[int, list[OrderSide]]) -> None:
+        super().__init__(iid, strategy_id=strategy_id)
+        self.plan = plan
+        self.bars = 0
+
+    def on_bar(self, bar: Bar) -> None:
+        self.bars += 1
+        for side in self.plan.get(self.bars, ()):
+            self.submit_market(bar.instrument_id, side, 0.1, reason="entry")
+
+
+def swap_kernel(journal: Journal | None = None) -> Kernel:
+    """a buys 0.1 on bar 1 (filled at T0 + 2h), sells it on bar 2 as b buys 0.1 (both filled at T0 + 3h)."""
+    inst = perp(taker_fee=0.0)
+    iid = inst.instrument_id
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0, journal=journal)
+    kernel.add_strategy(MarketOn(iid, "a", {1: [OrderSide.BUY], 2: [OrderSide.SELL]}))
+    kernel.add_strategy(MarketOn(iid, "b", {2: [OrderSide.BUY]}))
+    return kernel
+
+
+@pytest.mark.parametrize("how", ["backtest", "streamed", "restarted-on-journal"])
+def test_a_funding_paid_after_a_bar_where_one_strategy_hands_its_position_to_another_goes_to_the_new_holder(
+    tmp_path: Path, how: str
+) -> None:
+    """a buys 0.1 in the bar at T0 + 2h; in the bar stamped T0 + 3h, the funding time, a sells it and b buys
+    0.1. The kernel settles after that bar: b alone holds 0.1 and pays 0.1 * 20,030 * 0.001 = 2.003. The
+    net position is 0.1 before and after the bar's fills, so it cannot tell where the payment fell: before,
+    attribution.csv took it before them and charged a, flat then, all of it and b none. So does a daemon's
+    (its fills streamed to fills.csv and read back), and a process restarted on the run's journal."""
+    iid = perp().instrument_id
+    closes = [20_000.0 + 10.0 * k for k in range(1, 11)]
+    journal = Journal(tmp_path / "journal.sqlite") if how == "restarted-on-journal" else None
+    kernel = swap_kernel(journal)
+    kernel.feed_perpetual_data([FundingRate(iid, T0 + 3 * H, T0 + 3 * H, 0.001, T0 + 3 * H)])
+    run_dir = RunDirectory(tmp_path / "run", "paper")
+    stream = OutputStream(run_dir, kernel) if how == "streamed" else None
+    if stream is not None:
+        stream.start()
+    kernel.run(Replay([hourly_bars(tmp_path, iid, closes)]))
+    if journal is not None:
+        journal.close()
+        journal = Journal(tmp_path / "journal.sqlite")
+        kernel = swap_kernel(journal)
+        journal.replay(kernel.orders, kernel.portfolio, T0 + 11 * H, on_message=kernel.record_journaled)
+        journal.close()
+    write_outputs(run_dir, kernel.result, kernel.instruments, "config: 1\n", {"node.json": "{}"}, stream)
+    result = kernel.result
+    [paid] = result.funding
+    assert (paid.ts_event, paid.quantity, paid.payment) == (T0 + 3 * H, 0.1, pytest.approx(2.003))
+    assert [(f.ts_event, f.strategy_id, f.side) for f in result.fills] == [
+        (T0 + 2 * H, "a", "BUY"), (T0 + 3 * H, "a", "SELL"), (T0 + 3 * H, "b", "BUY")
+    ]
+    assert kernel.strategy_positions == {"a": {iid: 0.0}, "b": {iid: 0.1}}
+    with (tmp_path / "run" / "attribution.csv").open(newline="") as handle:
+        got = {r["strategy_id"]: float(r["funding"]) for r in csv.DictReader(handle) if r["instrument"] == iid}
+    assert got == {"a": 0.0, "b": pytest.approx(2.003)}
+
+
+def test_attribution_refuses_fill_counts_that_are_not_one_per_funding_payment() -> None:
+    fills = [fill(5, "a", PERP, "BUY", 1.0)]
+    funding = [FundingPaid(PERP, 1.0, 100.0, 0.02, 2.0, 5, 5)]
+    with pytest.raises(ValueError, match="2 fill counts for 1 funding payments"):
+        attribute(fills, {PERP: 100.0}, funding=funding, funding_fills=[1, 1])

@@ -258,6 +258,9 @@ class RunResult:
     #: never marked, as a daemon's restart on its journal holds one; marks the positions in attribution).
     last_prices: dict[str, float] = field(default_factory=dict)
     funding: list[FundingPaid] = field(default_factory=list)
+    #: For each payment of :attr:`funding`, in order, how many of :attr:`fills` were booked before it:
+    #: where it fell among the fills of its time (attribution shares it by the positions they left).
+    funding_fills: list[int] = field(default_factory=list)
     #: Charges of borrowing interest (``None``: the run sets no borrow rates; see :mod:`tradebus.engine.interest`).
     interest: list[InterestCharged] | None = None
     contract_sizes: dict[str, float] = field(default_factory=dict)
@@ -504,6 +507,7 @@ class Kernel:
             # publishes the mark and funding messages of its feeds reaches the account this way.
             self.bus.subscribe(MarkPrice, self.perpetuals.on_mark)
             self.bus.subscribe(FundingRate, self.perpetuals.on_funding)
+            self.bus.subscribe(FundingPaid, self._record_funding)
             self._dispatch[MarkPrice] = self.bus.publish
             self._dispatch[FundingRate] = self.bus.publish
         #: Borrowing interest of margin spot loans (``None`` unless ``borrow_rates`` are given).
@@ -772,6 +776,7 @@ class Kernel:
                     self.result.interest = []
                 self.result.interest.append(msg)
         elif cls is FundingPaid:
+            self._record_funding(msg)
             if self.perpetuals is not None:
                 self.perpetuals.restore(msg)
             else:  # the config no longer trades the perpetual: the payment was made all the same
@@ -1047,6 +1052,9 @@ class Kernel:
                 in_kind,
             )
         )
+
+    def _record_funding(self, paid: FundingPaid) -> None:
+        self.result.funding_fills.append(len(self.result.fills))
 
     def before_time(self, ts: int) -> int:
         """Complete the times before a message at ``ts``; return the new :attr:`watch_ns`.

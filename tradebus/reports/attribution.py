@@ -35,9 +35,11 @@ average-cost accounting:
 * ``net_pnl = realized_pnl + unrealized_pnl - fees - funding - interest``.
 
 A fill, a funding payment or an hourly charge at the same time are taken in the kernel's order:
-an hourly charge and a funding payment before the fills at their time (a funding settled after the
-fills of a bar stamped at its time after them: the net position it was paid on tells), the charge
-of a fill's borrowing after it.
+an hourly charge before the fills at its time, the charge of a fill's borrowing after it, and a
+funding payment after the fills the kernel booked before it (``RunResult.funding_fills``). Without
+those counts (payments read back from ``funding.csv``), a payment goes before the fills at its time,
+or after those of a bar stamped at its time when the net position it was paid on tells so (it cannot
+when the bar's fills leave the net position where it was: one strategy's position handed to another).
 
 Net PnL is linear in the fills and the payments are shared out in full, so the strategies' net
 PnL sums to the run's PnL (final equity minus starting equity), however the netting of their
@@ -49,7 +51,7 @@ equity's change belongs to no strategy and is in no row.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tradebus.engine.kernel import FillRecord
@@ -146,6 +148,7 @@ def attribute(
     contract_sizes: Mapping[str, float] | None = None,
     *,
     funding: Iterable[FundingPaid] = (),
+    funding_fills: Sequence[int] = (),
     interest: Iterable[InterestCharged] | None = None,
     borrow_assets: Mapping[str, tuple[str, str]] | None = None,
     lot_sizes: Mapping[str, float] | None = None,
@@ -162,13 +165,24 @@ def attribute(
         ``instrument_id -> contract size`` (1 when absent).
     funding, interest
         The run's funding payments and charges of borrowing interest, in order.
+    funding_fills
+        For each payment of ``funding``, how many of ``fills`` were booked before it
+        (``RunResult.funding_fills``); empty: unknown (see the module docstring).
     borrow_assets
         ``instrument_id -> (base, quote)`` of the margin spot instruments (those that borrow).
     lot_sizes
         ``instrument_id -> lot size``: a position within a thousandth of it of flat is flat.
+
+    Raises
+    ------
+    ValueError
+        If ``funding_fills`` is given but not one count per payment of ``funding``.
     """
     sizes = contract_sizes or {}
     lots = lot_sizes or {}
+    funding = list(funding)
+    if funding_fills and len(funding_fills) != len(funding):
+        raise ValueError(f"attribution: {len(funding_fills)} fill counts for {len(funding)} funding payments")
     assets = borrow_assets or {}
     rows: dict[tuple[str, str], Attribution] = {}
     # (ts, order at equal ts, sequence, kind, item): see the module docstring.
@@ -180,7 +194,8 @@ def attribute(
     for n, charge in enumerate(interest or ()):
         events.append((charge.ts_event, 2 if charge.kind == "borrow" else 0, n, "interest", charge))
     events.sort(key=lambda e: e[:3])
-    for _, _, _, kind, item in _funding_in_kernel_order(events, lots):
+    ordered = _funding_after_fills(events, funding_fills) if funding_fills else _funding_in_kernel_order(events, lots)
+    for _, _, _, kind, item in ordered:
         if kind == "fill":
             assert isinstance(item, FillRecord)
             if item.strategy_id == LIQUIDATION_STRATEGY and _liquidate(item, rows):
@@ -218,6 +233,24 @@ def attribute(
             total.funding += row.funding
             total.interest += row.interest
         out.append(total)
+    return out
+
+
+def _funding_after_fills(
+    events: list[tuple[int, int, int, str, object]], counts: Sequence[int]
+) -> list[tuple[int, int, int, str, object]]:
+    """``events`` (sorted) with funding payment ``n`` moved before fill ``counts[n]`` (to the end when none is left)."""
+    placed = [e for e in events if e[3] != "funding"]
+    fill_at = {e[2]: k for k, e in enumerate(placed) if e[3] == "fill"}
+    before: dict[int, list[tuple[int, int, int, str, object]]] = {}
+    for event in events:
+        if event[3] == "funding":
+            before.setdefault(fill_at.get(counts[event[2]], len(placed)), []).append(event)
+    out: list[tuple[int, int, int, str, object]] = []
+    for k, event in enumerate(placed):
+        out += before.get(k, ())
+        out.append(event)
+    out += before.get(len(placed), ())
     return out
 
 

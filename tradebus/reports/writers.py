@@ -448,8 +448,8 @@ def write_run(
                  a.realized_pnl, a.unrealized_pnl, a.fees, a.funding, a.interest, a.net_pnl)
                 for a in attribute(
                     result.fills, result.last_prices, result.contract_sizes,
-                    funding=result.funding, interest=result.interest, borrow_assets=result.borrow_assets,
-                    lot_sizes=lot_sizes,
+                    funding=result.funding, funding_fills=result.funding_fills, interest=result.interest,
+                    borrow_assets=result.borrow_assets, lot_sizes=lot_sizes,
                 )
             ),
         )
