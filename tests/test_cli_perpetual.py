@@ -12,6 +12,7 @@ from loguru import logger
 
 from tradebus.cli import run_backtest
 from tradebus.errors import ConfigError
+from tradebus.reports.rundata import load_run
 from tradebus.reports.writers import FUNDING_COLUMNS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -177,3 +178,19 @@ def test_volume_slippage_counts_an_order_in_contracts_at_its_contract_size(tmp_p
     for coin, contract in zip(coins.fills, contracts.fills, strict=True):
         assert (contract.side, contract.price) == (coin.side, coin.price)
         assert (contract.quantity * 10.0, contract.fee) == (pytest.approx(coin.quantity), pytest.approx(coin.fee))
+
+
+def test_a_report_of_a_run_directory_without_attribution_csv_takes_the_funding_of_its_funding_csv(
+    tmp_path: Path,
+) -> None:
+    """A directory written before attribution.csv existed: the report rebuilds the attribution from its
+    fills and prices. It left funding.csv out: the strategy's net PnL was -160.56, the run's -154.04 (the
+    5 payments, 6.51 received, in no row)."""
+    _, metrics, out = run_backtest(CONFIG, tmp_path / "a")
+    (written,) = [r for r in _rows(out / "attribution.csv") if r["instrument"] == "ALL"]
+    (out / "attribution.csv").unlink()
+    rebuilt = load_run(out).attribution
+    (total,) = rebuilt[rebuilt["instrument"] == "ALL"].to_dict("records")
+    assert total["funding"] == pytest.approx(metrics["funding_paid"], rel=1e-12) and metrics["funding_paid"] != 0.0
+    assert total["funding"] == pytest.approx(float(written["funding"]), rel=1e-12)
+    assert total["net_pnl"] == pytest.approx(metrics["final_equity"] - metrics["initial_cash"], rel=1e-9)

@@ -3,7 +3,7 @@
 Reads the files :func:`tradebus.reports.writers.write_run` writes. A directory written
 before ``trades.csv``, ``prices.csv`` and ``attribution.csv`` existed still loads: its trades are
 matched from ``fills.csv`` again, its prices are those of its fills and its attribution is that of
-its fills valued at the last of those prices.
+its fills valued at the last of those prices, with the funding payments of its ``funding.csv``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pandas as pd
 
 from tradebus.config.load import read_yaml
 from tradebus.engine.kernel import FillRecord
+from tradebus.engine.messages import FundingPaid
 from tradebus.errors import ConfigError
 from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
 from tradebus.reports.formatting import quote_decimals
@@ -75,6 +76,7 @@ _TRADES = (("entry_ts", "exit_ts"), ("quantity", "entry_price", "exit_price", "p
            ("instrument", "side", "entry_reason", "exit_reason"))
 _FILLS_OPTIONAL = ("fee_in_kind",)  # a live run's (FillRecord.fee_in_kind)
 _PRICES = (("ts",), ("price",), ("instrument",))
+_FUNDING = (("ts_event",), ("quantity", "mark_price", "rate", "payment"), ("instrument",))
 _ATTRIBUTION = (
     (),
     ("realized_pnl", "unrealized_pnl", "fees", "funding", "interest", "net_pnl"),
@@ -266,13 +268,16 @@ def load_run(path: str | Path) -> RunData:
         prices = fills[["ts_event", "instrument", "price"]].rename(columns={"ts_event": "ts"})
     attribution = _read_csv(path / "attribution.csv", _ATTRIBUTION, required=False)
     if attribution is None:
-        attribution = _attribution_of(fills, prices, config)
+        attribution = _attribution_of(fills, prices, config, _read_csv(path / "funding.csv", _FUNDING, required=False))
     prices = _times(prices, "ts")
     return RunData(path, metrics, equity, fills, trades, prices, attribution, config, _stress(path / "stress.json"))
 
 
-def _attribution_of(fills: pd.DataFrame, prices: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
-    """The attribution of ``fills`` (a directory without ``attribution.csv``), open positions at the last prices."""
+def _attribution_of(
+    fills: pd.DataFrame, prices: pd.DataFrame, config: dict[str, Any], funding: pd.DataFrame | None
+) -> pd.DataFrame:
+    """The attribution of ``fills`` and the ``funding`` payments (a directory without ``attribution.csv``),
+    open positions at the last prices."""
     columns = fills.columns
     records = [
         FillRecord(int(r["ts_event"]), str(r["instrument"]), str(r["side"]), float(r["quantity"]), float(r["price"]),
@@ -282,7 +287,12 @@ def _attribution_of(fills: pd.DataFrame, prices: pd.DataFrame, config: dict[str,
         for r in fills.to_dict("records")
     ]
     last = {str(iid): float(price) for iid, price in prices.groupby("instrument", sort=False)["price"].last().items()}
-    rows = attribute(records, last, _contract_sizes(config))
+    paid = [
+        FundingPaid(str(r["instrument"]), float(r["quantity"]), float(r["mark_price"]), float(r["rate"]),
+                    float(r["payment"]), int(r["ts_event"]), int(r["ts_event"]))
+        for r in (funding.to_dict("records") if funding is not None else ())
+    ]
+    rows = attribute(records, last, _contract_sizes(config), funding=paid)
     return pd.DataFrame(
         [(a.strategy_id, a.instrument, a.fills, a.bought, a.sold, a.position, a.avg_price, a.last_price,
           a.realized_pnl, a.unrealized_pnl, a.fees, a.funding, a.interest, a.net_pnl) for a in rows],
