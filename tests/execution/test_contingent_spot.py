@@ -182,3 +182,76 @@ def test_an_emulated_take_profit_ends_once_a_capped_stop_sold_the_rest_of_its_gr
     target = next(o for o in kernel.result.orders if reasons[o.client_order_id] == "bracket take-profit")
     assert (str(target.status), round(target.filled_qty, 9), round(target.quantity, 9)) == ("CANCELED", 0.3, 1.0)
     assert kernel.portfolio.account.locked("BTC") == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("contingent", ["native", "emulated"])
+def test_a_timed_exit_on_cash_spot_sells_once_the_childrens_cancels_are_confirmed(contingent: str) -> None:
+    """``exit_after_bars=2``: the entry fills at bar 2's open, the exit is decided at bar 4's close. Its
+    children hold the 1 BTC until their cancels reach the venue (bar 5's open); the exit is sent then
+    and sells at bar 6's open, 100 (a reduce-only exit on margin sells at bar 5's: no balance held).
+    Before, the exit went with the cancels: denied ("held by working orders 1"), the children were
+    canceled and the 1 BTC stayed unprotected. USD: 1000 - 100.2 + 100 - 0.2 = 999.6."""
+    inst = Instrument(
+        venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, base="BTC", quote="USD",
+        maker_fee=0.001, taker_fee=0.002,
+    )  # fmt: skip
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars", contingent=contingent),  # type: ignore[arg-type]
+                    balances={"USD": 1000.0, "BTC": 0.0})
+    kernel.add_strategy(Scripted({1: lambda s: s.submit_bracket(IID, OrderSide.BUY, 1.0, stop_loss=95.0,
+                                                                take_profit=110.0, exit_after_bars=2)}))
+    for k in range(1, 8):
+        kernel.process(Bar(IID, T0 + k * H, T0 + k * H, *FLAT, 10.0))
+    kernel.stop()
+    fills, orders = outcome(kernel)
+    assert fills == [("BUY", 100.0, 2), ("SELL", 100.0, 6)]
+    assert orders["bracket stop-loss"] == orders["bracket take-profit"] == ("CANCELED", False)
+    assert orders["timed exit"] == ("FILLED", False)
+    account = kernel.portfolio.account
+    assert account.balance("BTC") == pytest.approx(0.0, abs=1e-12)
+    assert account.balance("USD") == pytest.approx(999.6, abs=1e-9)
+    assert account.locked("BTC") == 0.0
+
+
+class _TimedTradeBracket(Strategy):
+    """Buys 1 BTC with a stop-loss at 95, a take-profit at 110 and a timed exit 30 s after the entry's fill."""
+
+    contingent = True
+
+    def __init__(self) -> None:
+        super().__init__(IID, strategy_id="s")
+        self.sent = False
+
+    def on_trade(self, trade: Trade) -> None:
+        if not self.sent:
+            self.sent = True
+            self.submit_bracket(IID, OrderSide.BUY, 1.0, stop_loss=95.0, take_profit=110.0, exit_after_ns=30 * S)
+
+
+@pytest.mark.parametrize("contingent", ["native", "emulated"])
+def test_a_timed_exit_on_cash_spot_sells_what_a_child_left_filling_before_its_cancel_came(contingent: str) -> None:
+    """Trades every 5 s, fills capped at the printed size, 10 s latency: the entry fills at 20 s (100), the
+    timed exit is decided at 50 s and the children's cancels reach the venue at 60 s; meanwhile a 0.3 print
+    at 110.5 (55 s) fills 0.3 of the take-profit. The exit, sent once both cancels are confirmed, sells the
+    0.7 left (100 at 80 s). Before, an exit of 1 BTC was denied at 50 s and 0.7 BTC stayed unprotected.
+    USD: 1000 - 100.2 + (33 - 0.033) + (70 - 0.14) = 1002.627 (taker 0.2 %, maker 0.1 %)."""
+    inst = Instrument(
+        venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, base="BTC", quote="USD",
+        maker_fee=0.001, taker_fee=0.002,
+    )  # fmt: skip
+    venue = VenueConfig(fill_on="trades", contingent=contingent, trade_size_limit=True, latency_ns=10 * S)  # type: ignore[arg-type]
+    kernel = Kernel([inst], venue_config=venue, balances={"USD": 1000.0, "BTC": 0.0})
+    kernel.add_strategy(_TimedTradeBracket())
+    prints = [(100.0, 5.0)] * 10 + [(110.5, 0.3)] + [(100.0, 5.0)] * 8
+    for k, (px, size) in enumerate(prints, start=1):
+        kernel.process(Trade(IID, T0 + 5 * k * S, T0 + 5 * k * S, px, size, 0, f"t{k}"))
+    kernel.stop()
+    assert [(f.side, round(f.quantity, 9), f.price, (f.ts_event - T0) // S) for f in kernel.result.fills] == [
+        ("BUY", 1.0, 100.0, 20), ("SELL", 0.3, 110.0, 55), ("SELL", 0.7, 100.0, 80),
+    ]  # fmt: skip
+    _, orders = outcome(kernel)
+    assert orders["bracket stop-loss"] == orders["bracket take-profit"] == ("CANCELED", False)
+    assert orders["timed exit"] == ("FILLED", False)
+    account = kernel.portfolio.account
+    assert account.balance("BTC") == pytest.approx(0.0, abs=1e-12)
+    assert account.balance("USD") == pytest.approx(1002.627, abs=1e-9)
+    assert account.locked("BTC") == pytest.approx(0.0, abs=1e-12)

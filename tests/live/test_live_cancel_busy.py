@@ -405,8 +405,10 @@ async def test_a_restart_cancels_the_stop_loss_whose_cancel_the_venue_refused_af
 async def test_a_restart_cancels_the_children_whose_cancels_the_venue_refused_at_a_timed_exit(tmp_path: Path) -> None:
     """A bracket's timed exit (``exit_after_bars=1``) canceled its children; the venue refused both cancels and the
     daemon stopped before a market event. The restart linked the two children again, both working on. They are
-    canceled at the first trade after the restart."""
-    from tradebus.engine.messages import Bar
+    canceled at the first trade after the restart, and then the exit sells the 0.002 BTC (spot: the children held
+    it until then). Before, the exit was sent with the refused cancels and denied for the BTC they held; after the
+    restart the children were canceled and the position stayed open, unprotected."""
+    from tradebus.engine.messages import Bar, OrderDenied
 
     journal = tmp_path / "journal.sqlite"
     emu = BYBIT.emulator([RestFault("refuse", "POST", CANCEL, code="10001") for _ in range(2)])
@@ -415,6 +417,8 @@ async def test_a_restart_cancels_the_children_whose_cancels_the_venue_refused_at
     async with kit_harness(kit, journal=journal, strategies=[strategy], timeouts=CALM) as h:
         got: list[OrderCancelRejected] = []
         h.kernel.bus.subscribe(OrderCancelRejected, got.append)
+        denied: list[OrderDenied] = []
+        h.kernel.bus.subscribe(OrderDenied, denied.append)
         tape = KitTape(h, BYBIT.iid, T0)
         entry_id = strategy.submit_bracket(BYBIT.iid, OrderSide.BUY, 0.002, stop_loss=59_000.0, take_profit=61_000.0,
                                            exit_after_bars=1)
@@ -431,16 +435,27 @@ async def test_a_restart_cancels_the_children_whose_cancels_the_venue_refused_at
             h.kernel.process(Bar(BYBIT.iid, ts, ts, 60_000.0, 60_000.0, 60_000.0, 60_000.0, 1.0))
         await until(lambda: len(got) == 2, timeout=5.0)
         await h.venue.drain()
+        assert denied == [] and len(h.kernel.orders.orders()) == 3  # no exit sent while the children hold the BTC
     async with kit_harness(kit, journal=journal, strategies=[Bracketing(BYBIT.iid)], timeouts=CALM) as h:
+        h.kernel.bus.subscribe(OrderDenied, denied.append)
         orders = [h.kernel.orders.order(c) for c in ids]
         for order in orders:
             h.venue.track(order)
             h.kernel.execution.resolve_unknown(order.client_order_id)  # as the daemon's start does: a query
         await until(lambda: all(o.status is OrderStatus.ACCEPTED for o in orders))
-        KitTape(h, BYBIT.iid, T0 + 10_000_000).trade(60_050.0)
+        tape = KitTape(h, BYBIT.iid, T0 + 10_000_000)
+        tape.trade(60_050.0)
         await until(lambda: all(o.status is OrderStatus.CANCELED for o in orders), timeout=5.0)
+        exits = lambda: [o for o in h.kernel.orders.orders() if o.client_order_id not in (entry_id, *ids)]  # noqa: E731
+        await until(lambda: len(exits()) == 1 and exits()[0].status is OrderStatus.ACCEPTED or bool(denied), timeout=5.0)
+        assert denied == []
+        tape.trade(60_100.0)  # fills the exit
+        await until(lambda: exits()[0].status is OrderStatus.FILLED, timeout=5.0)
         await h.venue.drain()
         assert not h.kernel.orders.open_orders()
+        assert (exits()[0].side, exits()[0].quantity) == (OrderSide.SELL, 0.002)
+        assert h.kernel.portfolio.position(BYBIT.iid) == pytest.approx(0.0, abs=1e-12)
+        assert emu.balances.get("BTC", 0.0) == pytest.approx(0.0, abs=1e-12)
 
 
 async def test_the_kill_switch_logs_a_cancel_answered_cancel_pending_as_pending_not_failed(tmp_path: Path) -> None:

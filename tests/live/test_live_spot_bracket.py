@@ -310,3 +310,47 @@ async def test_a_trailing_bracket_the_venue_can_hold_is_sent(trading: type[Binan
         entry = contingent.bracket("s1", IID, OrderSide.BUY, 0.01, **kwargs)  # type: ignore[arg-type]
         assert entry is not None
         await until(lambda: h.kernel.orders.order(entry).status is OrderStatus.ACCEPTED)
+
+
+@pytest.mark.parametrize("venue", ["bybit", "okx"])
+async def test_a_spot_bracket_timed_exit_sells_once_its_childrens_cancels_are_confirmed(venue: str) -> None:
+    """Buy 0.002 at market (fills at 60,000), stop-loss 59,000, take-profit 61,000, ``exit_after_bars=1`` (spot, the
+    venue's account emulator). The bar after the fill's bar cancels both children and exits. Before, the exit was sent
+    in the same step as the cancels: the children still held the 0.002 BTC, the risk gate denied it ("held by working
+    orders"), the children were canceled and the position stayed open, unprotected. Now the exit is sent once both
+    cancels are confirmed, and the next trade fills it: flat at the venue and in the kernel."""
+    from tests.live.test_live_cancel_busy import CALM, T0, Bracketing
+    from tests.live.venue_kits import KITS, KitTape, kit_harness
+    from tradebus.engine.messages import Bar
+
+    kit = KITS[venue]
+    strategy = Bracketing(kit.iid)
+    async with kit_harness(kit, strategies=[strategy], timeouts=CALM) as h:
+        refused: list[OrderDenied | OrderRejected] = []
+        h.kernel.bus.subscribe(OrderDenied, refused.append)
+        h.kernel.bus.subscribe(OrderRejected, refused.append)
+        tape = KitTape(h, kit.iid, T0)
+        entry_id = strategy.submit_bracket(kit.iid, OrderSide.BUY, 0.002, stop_loss=59_000.0, take_profit=61_000.0,
+                                           exit_after_bars=1)
+        assert entry_id is not None
+        await until(lambda: h.kernel.orders.order(entry_id).status is OrderStatus.ACCEPTED)
+        tape.trade(60_000.0)
+        await until(lambda: h.kernel.orders.order(entry_id).status is OrderStatus.FILLED)
+        tape.trade(60_000.0)  # arms the children
+        children = [o for o in h.kernel.orders.orders() if o.client_order_id != entry_id]
+        await until(lambda: len(children) == 2 and all(o.status is OrderStatus.ACCEPTED for o in children))
+        for n in (1, 2):  # the fill's bar, then one more: the timed exit
+            ts = T0 + n * 60_000_000_000
+            h.kernel.process(Bar(kit.iid, ts, ts, 60_000.0, 60_000.0, 60_000.0, 60_000.0, 1.0))
+        exits = lambda: [o for o in h.kernel.orders.orders() if h.kernel.result.submit_reasons.get(o.client_order_id) == "timed exit"]  # noqa: E731
+        await until(lambda: len(exits()) == 1 and exits()[0].status is OrderStatus.ACCEPTED or bool(refused), timeout=5.0)
+        assert refused == []
+        assert [o.status for o in children] == [OrderStatus.CANCELED] * 2
+        tape.trade(60_100.0)  # fills the exit
+        await until(lambda: exits()[0].status is OrderStatus.FILLED, timeout=5.0)
+        await h.venue.drain()
+        (exit_order,) = exits()
+        assert (exit_order.side, exit_order.quantity, exit_order.reduce_only) == (OrderSide.SELL, 0.002, False)
+        assert h.kernel.portfolio.position(kit.iid) == pytest.approx(0.0, abs=1e-12)
+        assert h.emulator.open_orders() == [] and h.emulator.balances.get(kit.base, 0.0) == pytest.approx(0.0, abs=1e-12)
+        assert refused == []

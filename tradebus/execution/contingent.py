@@ -100,7 +100,11 @@ Good-till-date
 Timed exit
     A bracket with ``exit_after_bars`` (bars of the instrument after the entry's fill bar) or
     ``exit_after_ns`` (clock time after the fill) cancels its children and closes what is
-    left of its position with a reduce-only market order.
+    left of its position with a reduce-only market order. On a cash-only spot instrument the
+    children hold the coins the exit sells until their cancels are confirmed: the exit (a plain
+    market order) is sent once none of them works any more, for what their fills left (on bars:
+    the cancels reach the venue at the next bar's open, the exit one bar later). A cancel the
+    venue refuses is sent again (below) and the exit waits for it.
 Cooldown
     A bracket with ``cooldown_bars = n`` refuses new brackets of its strategy on its
     instrument for ``n`` bars, counting the bar it closed in (stop-loss, take-profit or timed
@@ -143,7 +147,8 @@ Restarts
       modification refused (``OrderModifyRejected``: the order's close is acted on then);
     * an OCO group with a filled member has its members still working canceled at the first bar,
       trade or quote of the instrument (their cancel was refused, or never sent), and so have the
-      children still working of a bracket whose timed exit was sent;
+      children still working of a bracket whose timed exit was sent or decided; a spot exit decided
+      and not sent yet goes once they closed (at the first market event, if none works);
     * GTD cancels and a duration-based timed exit are set again (the exit counted from the
       entry's last event); a bar-based timed exit counts bars again from the restart, and a
       cooldown is not restored.
@@ -280,13 +285,15 @@ class Bracket:
     exit_after_ns: int | None
     cooldown_bars: int
     filled: float = 0.0
-    state: str = "entry"  # entry -> filled -> armed -> closed
+    state: str = "entry"  # entry -> filled -> armed (-> exiting: a spot timed exit waits for its children) -> closed
     bars_since_fill: int = -1
     children: list[str] = field(default_factory=list)
     exit_id: str | None = None
     fill_px: float = _NAN  # the entry's last fill price
     #: The venue's filled quantity of an entry that closed before its fills came (0: none pending).
     venue_filled: float = 0.0
+    #: Restored from the journal: its timed exit was decided, to be sent once its children closed.
+    exit_due: bool = False
 
 
 class ContingentOrders:
@@ -733,6 +740,9 @@ class ContingentOrders:
         self._kernel.portfolio.account.unlink_oco(coid)
         self._venue_oco.discard(coid)
         self._trailing.pop(coid, None)
+        parent = self._child_of.get(coid)
+        if parent is not None:
+            self._exit_when_free(parent)
 
     def _on_modify_refused(self, event: OrderModifyRejected | OrderDenied) -> None:
         """A trailing stop's trigger goes back to the one the venue holds (the next price sends a better one).
@@ -847,6 +857,8 @@ class ContingentOrders:
             for bracket in list(self._brackets.values()):
                 if bracket.instrument_id == bar.instrument_id and bracket.state in ("filled", "armed"):
                     self._bar_passed(bracket)
+                elif bracket.instrument_id == bar.instrument_id and bracket.state == "exiting":
+                    self._exit_when_free(bracket)
         opened = self._bar_close.get(bar.instrument_id, -1)
         self._bar_close[bar.instrument_id] = bar.ts_init
         if self._trailing:
@@ -877,10 +889,13 @@ class ContingentOrders:
                 self._follow(iid, quote.bid_price, quote.ask_price)  # a sell stop trails the bid, a buy stop the ask
 
     def _arm_on_tick(self, instrument_id: str) -> None:
-        """Arm the filled brackets of ``instrument_id`` that wait for no bar (a trade or quote came)."""
+        """Arm the filled brackets of ``instrument_id`` that wait for no bar (a trade or quote came), and send the
+        timed exits waiting for no child."""
         for bracket in list(self._brackets.values()):
             if bracket.instrument_id == instrument_id and bracket.state == "filled" and bracket.arm_after_bars == 0:
                 self._arm(bracket)
+            elif bracket.instrument_id == instrument_id and bracket.state == "exiting":
+                self._exit_when_free(bracket)
 
     # ------------------------------------------------------------------ brackets
 
@@ -1029,13 +1044,33 @@ class ContingentOrders:
     def _exit(self, bracket: Bracket) -> None:
         if bracket.state not in ("filled", "armed") or bracket.exit_id is not None:
             return
+        working = []
+        for coid in bracket.children:
+            order = self._kernel.orders.get(coid)
+            if order is not None and order.is_open:
+                working.append(coid)
+                self._cancel(order.strategy_id, order.instrument_id, coid, "timed exit")
+        if working and not self._reduce_only(bracket.instrument_id):
+            # Cash-only spot: the children hold the coins the exit sells until their cancels are confirmed.
+            bracket.state = "exiting"
+            self._link("exit", bracket.strategy_id, bracket.instrument_id, bracket.entry_id, ())
+            logger.info("bracket {}: timed exit; it sells once the cancels of {} are confirmed (they hold the coins)",
+                        bracket.entry_id, working)  # fmt: skip
+            return
+        self._send_exit(bracket)
+
+    def _exit_when_free(self, bracket: Bracket) -> None:
+        """Send the timed exit of an ``"exiting"`` bracket once none of its children works any more."""
+        if bracket.state == "exiting" and not any(self._is_open(coid) for coid in bracket.children):
+            self._send_exit(bracket)
+
+    def _send_exit(self, bracket: Bracket) -> None:
+        """Close what is left of the bracket's position with a market order (its children's fills taken out)."""
         left = bracket.filled
         for coid in bracket.children:
             order = self._kernel.orders.get(coid)
             if order is not None:
                 left -= order.filled_qty
-                if order.is_open:
-                    self._cancel(order.strategy_id, order.instrument_id, coid, "timed exit")
         bracket.state = "armed"
         lot = self._kernel.instruments[bracket.instrument_id].lot_size
         if left <= lot * 1e-3:
@@ -1163,8 +1198,10 @@ class ContingentOrders:
                 if link.kind == "children":
                     brackets[coid].children = list(link.order_ids)
                     brackets[coid].state = "armed"
-                else:
+                elif link.order_ids:
                     brackets[coid].exit_id = link.order_ids[0]
+                else:  # decided; sent once the children's cancels are confirmed
+                    brackets[coid].exit_due = True
             elif link.kind == "oco":
                 live = [c for c in link.order_ids if self._is_open(c)]
                 if any((o := orders.get(c)) is not None and o.status is OrderStatus.FILLED for c in link.order_ids):
@@ -1222,7 +1259,8 @@ class ContingentOrders:
             return
         if bracket.filled <= 0.0:
             return
-        if bracket.exit_id is not None:  # the timed exit was sent: the children's cancels were refused, or not sent
+        if bracket.exit_due or bracket.exit_id is not None:
+            # The timed exit was decided (or sent): the children's cancels were refused, or not sent.
             for coid in bracket.children:
                 if self._is_open(coid):
                     self._cancel_soon(coid, "timed exit")
@@ -1234,6 +1272,14 @@ class ContingentOrders:
         if left <= self._kernel.instruments[bracket.instrument_id].lot_size * 1e-3:
             return
         self._brackets[bracket.entry_id] = bracket
+        if bracket.exit_due and bracket.exit_id is None:
+            # Sent once the children closed (on their last close, or at the next market event if none works).
+            bracket.state = "exiting"
+            for coid in bracket.children:
+                self._child_of[coid] = bracket
+            logger.info("bracket {}: its timed exit waits for the cancels of {}, then sells {}",
+                        bracket.entry_id, [c for c in bracket.children if self._is_open(c)], left)  # fmt: skip
+            return
         if bracket.exit_after_ns is not None:
             self._kernel.clock.set_alert(f"timed exit {bracket.entry_id}", entry.ts_last + bracket.exit_after_ns,
                                          lambda event: self._exit(bracket))
