@@ -211,3 +211,32 @@ async def test_a_swap_stop_loss_of_a_long_triggers_on_the_fall_and_flattens_the_
         assert [f.last_px for f in h.emulator.orders[stop.client_order_id].fills] == [63_900.0]
         assert h.emulator.orders[stop.client_order_id].order.reduce_only
     assert SWAP.contract_size == 0.01
+
+
+@pytest.mark.parametrize(("code", "told"), [("51000", True), ("51410", False)])
+async def test_a_refused_cancel_of_a_waiting_spot_stop_keeps_the_reason_okx_gave(code: str, told: bool) -> None:
+    """OKX refuses the cancel-algos of a stop not triggered (still ``live``). ``51000`` (a parameter error): the
+    strategy's ``OrderCancelRejected`` names it (before: "the OKX stop is live, nothing to cancel", the venue's code
+    lost). ``51410`` (an earlier cancel is being done): a pending cancel, not a refusal, so the strategy is told
+    nothing (before: the code was lost with it, and the strategy was told the cancel was refused)."""
+    from tradebus.adapters.common.account_emulator import RestFault
+    from tradebus.engine.messages import OrderCancelRejected
+    from tradebus.execution.engine import OrderTimeouts
+
+    calm = OrderTimeouts(submit_ns=5_000_000_000, cancel_ns=10_000_000_000, retry_ns=200_000_000, check_ns=None)
+    got: list[OrderCancelRejected] = []
+    async with kit_harness(OKX, rest_faults=[RestFault("refuse", "POST", "/api/v5/trade/cancel-algos", code=code)],
+                           timeouts=calm) as h:
+        h.kernel.bus.subscribe(OrderCancelRejected, got.append)
+        s = KitTape(h, IID, T0, size=100.0)
+        s.trade(60_000.0)
+        stop = s.submit(OrderSide.BUY, 0.001, OrderType.STOP_MARKET, trigger=70_000.0)
+        await until(lambda: stop.status is OrderStatus.ACCEPTED)
+        h.kernel.execution.cancel(CancelOrder("s1", IID, stop.client_order_id, 0, 0))
+        await until(lambda: len(s.posts("/api/v5/trade/cancel-algos")) == 1 and h.venue.in_flight == 0)
+        await h.venue.drain()
+        if told:
+            await until(lambda: bool(got), timeout=5.0)
+            assert code in got[0].reason and "nothing to cancel" not in got[0].reason
+        assert bool(got) is told
+        assert stop.status is OrderStatus.ACCEPTED and h.emulator.algo_states[stop.client_order_id] == "live"

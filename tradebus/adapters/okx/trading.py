@@ -373,6 +373,7 @@ class OkxTrading(CcxtTrading):
         if order.order_type not in _STOPS:
             await self.call("private_post_trade_cancel_order", {"instId": inst.symbol, "clOrdId": order.client_order_id})
             return
+        refused: VenueRejected | None = None
         if order.status not in (OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED):
             ident = {"algoId": order.venue_order_id} if order.venue_order_id else {"algoClOrdId": order.client_order_id}
             try:
@@ -380,10 +381,12 @@ class OkxTrading(CcxtTrading):
                 return
             except RateLimited:
                 raise
-            except VenueRejected:
-                pass  # triggered since this process last heard of it (else the query below says why)
+            except VenueRejected as exc:
+                refused = exc  # triggered since this process last heard of it (else the query below says why)
         algo = await self._algo_row(order)
         ord_id = str((algo or {}).get("ordId") or "")
+        if refused is not None and algo is not None and not ord_id and ALGO_STATUS.get(str(algo.get("state"))) is OrderStatus.ACCEPTED:
+            raise refused  # not triggered: OKX refused the cancel of the stop itself, for the reason it gave
         if algo is None or not ord_id:
             raise VenueRejected(f"order {order.client_order_id}: the OKX stop is {algo['state'] if algo else 'unknown'}, nothing to cancel")
         await self.call("private_post_trade_cancel_order", {"instId": inst.symbol, "ordId": ord_id})
