@@ -20,6 +20,7 @@ from tradebus.execution.config import VenueConfig
 from tradebus.execution.journal import Journal
 from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
 from tradebus.reports.outputs import write_outputs
+from tradebus.reports.rundata import load_run
 from tradebus.reports.stream import OutputStream
 from tradebus.reports.writers import RunDirectory, write_run
 from tradebus.strategies.base import Strategy
@@ -78,6 +79,25 @@ def test_attribution_csv_sums_to_the_equity_change_of_a_run_that_pays_interest(t
     (total,) = [r for r in rows if r["instrument"] == "ALL"]
     assert float(total["interest"]) == pytest.approx(metrics["interest_paid"], rel=1e-12)
     assert float(total["net_pnl"]) == pytest.approx(metrics["final_equity"] - metrics["initial_cash"], rel=1e-9)
+
+
+def test_a_report_of_a_run_directory_without_attribution_csv_takes_the_interest_of_its_interest_csv(
+    tmp_path: Path,
+) -> None:
+    """A directory written before attribution.csv existed: the attribution rebuilt from its files left
+    interest.csv out: interest 0 and a net PnL of -4330.31 where the run lost 15574.19 (11243.88 of interest)."""
+    out = tmp_path / "out"
+    _, metrics, _ = run_backtest(write_config(tmp_path, {"annual_borrow_rates": {"BTC": 0.2, "USD": 0.1}}), out)
+    with (out / "attribution.csv").open(newline="") as handle:
+        written = {r["instrument"]: r for r in csv.DictReader(handle)}
+    (out / "attribution.csv").unlink()
+    rebuilt = {r["instrument"]: r for r in load_run(out).attribution.to_dict("records")}
+    assert metrics["interest_paid"] > 0.0 and set(rebuilt) == set(written) == {"BTC-USD.COINBASE", "ALL"}
+    for iid, row in written.items():
+        assert rebuilt[iid]["interest"] == pytest.approx(float(row["interest"]), rel=1e-12), iid
+        assert rebuilt[iid]["net_pnl"] == pytest.approx(float(row["net_pnl"]), rel=1e-12), iid
+    assert rebuilt["ALL"]["interest"] == pytest.approx(metrics["interest_paid"], rel=1e-12)
+    assert rebuilt["ALL"]["net_pnl"] == pytest.approx(metrics["final_equity"] - metrics["initial_cash"], rel=1e-9)
 
 
 def test_a_position_closed_to_float_noise_is_flat_as_the_portfolio_snaps_it() -> None:

@@ -7,7 +7,7 @@ liquidation) implements the same protocol.
 """
 
 from tradebus.account.base import Account
-from tradebus.account.margin import MarginAccount
+from tradebus.account.margin import MarginAccount, borrow_assets
 from tradebus.account.spot import SpotCashAccount, asset_names
 
-__all__ = ["Account", "MarginAccount", "SpotCashAccount", "asset_names"]
+__all__ = ["Account", "MarginAccount", "SpotCashAccount", "asset_names", "borrow_assets"]

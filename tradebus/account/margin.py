@@ -97,7 +97,7 @@ from tradebus.account.spot import SpotCashAccount, asset_names, exceeds
 from tradebus.engine.instrument import Instrument, MarginMode
 from tradebus.engine.messages import OrderFilled, OrderType, SubmitOrder
 
-__all__ = ["MarginAccount", "PositionLike", "margin_reason"]
+__all__ = ["MarginAccount", "PositionLike", "borrow_assets", "margin_reason"]
 
 _NAN = math.nan
 _LIMIT = OrderType.LIMIT
@@ -627,6 +627,17 @@ class MarginAccount:
     def balances(self) -> dict[str, float]:
         """``asset -> wallet balance`` in the order the instruments name the assets."""
         return self._spot.balances()
+
+
+def borrow_assets(instruments: Mapping[str, Instrument]) -> dict[str, tuple[str, str]]:
+    """``instrument_id -> (base, quote)`` of the margin spot instruments of ``instruments``: those that borrow.
+
+    Their assets are the :attr:`MarginAccount.borrowable` ones; a cash-only spot instrument or a
+    perpetual borrows nothing.
+    """
+    return {
+        iid: asset_names(inst) for iid, inst in instruments.items() if not inst.cash_only and not inst.is_perpetual
+    }
 
 
 def margin_reason(

@@ -42,7 +42,7 @@ import msgspec
 import numpy as np
 from loguru import logger
 
-from tradebus.account import MarginAccount, asset_names
+from tradebus.account import MarginAccount, borrow_assets
 from tradebus.engine.batch import BatchLoop
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.cache import Cache, FeatureView
@@ -422,11 +422,7 @@ class Kernel:
         self.result = RunResult(tuple(self.instruments), self.portfolio.initial_cash)
         self.result.contract_sizes = {iid: inst.contract_size for iid, inst in self.instruments.items()}
         self.result.holdings = self.portfolio.holdings
-        self.result.borrow_assets = {
-            iid: asset_names(inst)
-            for iid, inst in self.instruments.items()
-            if not inst.cash_only and not inst.is_perpetual
-        }
+        self.result.borrow_assets = borrow_assets(self.instruments)
         self._extra_features = tuple(features)
         unknown_bars = sorted(set(trade_bars or {}) - set(self.instruments))
         if unknown_bars:

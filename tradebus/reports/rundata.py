@@ -3,7 +3,9 @@
 Reads the files :func:`tradebus.reports.writers.write_run` writes. A directory written
 before ``trades.csv``, ``prices.csv`` and ``attribution.csv`` existed still loads: its trades are
 matched from ``fills.csv`` again, its prices are those of its fills and its attribution is that of
-its fills valued at the last of those prices, with the funding payments of its ``funding.csv``.
+its fills valued at the last of those prices, with the funding payments of its ``funding.csv`` and
+the charges of borrowing interest of its ``interest.csv`` (shared out by the instruments of its
+``config.yaml``).
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pandas as pd
+from loguru import logger
 
+from tradebus.account import borrow_assets
 from tradebus.config.load import read_yaml
 from tradebus.engine.kernel import FillRecord
-from tradebus.engine.messages import FundingPaid
-from tradebus.errors import ConfigError
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.messages import FundingPaid, InterestCharged
+from tradebus.errors import ConfigError, OrderError
 from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
 from tradebus.reports.formatting import quote_decimals
 from tradebus.reports.trades import TRADE_COLUMNS, match_trades
@@ -77,6 +83,9 @@ _TRADES = (("entry_ts", "exit_ts"), ("quantity", "entry_price", "exit_price", "p
 _FILLS_OPTIONAL = ("fee_in_kind",)  # a live run's (FillRecord.fee_in_kind)
 _PRICES = (("ts",), ("price",), ("instrument",))
 _FUNDING = (("ts_event",), ("quantity", "mark_price", "rate", "payment"), ("instrument",))
+_INTEREST = (("ts_event",), ("borrowed", "price", "annual_rate", "interest"), ("asset", "kind", "quote"))
+#: The keys of a config's instrument that the trades and attribution rebuilt from the fills use.
+_INSTRUMENT_KEYS = ("venue", "symbol", "kind", "base", "quote", "margin", "contract_size", "lot_size")
 _ATTRIBUTION = (
     (),
     ("realized_pnl", "unrealized_pnl", "fees", "funding", "interest", "net_pnl"),
@@ -268,16 +277,24 @@ def load_run(path: str | Path) -> RunData:
         prices = fills[["ts_event", "instrument", "price"]].rename(columns={"ts_event": "ts"})
     attribution = _read_csv(path / "attribution.csv", _ATTRIBUTION, required=False)
     if attribution is None:
-        attribution = _attribution_of(fills, prices, config, _read_csv(path / "funding.csv", _FUNDING, required=False))
+        attribution = _attribution_of(
+            fills, prices, _instruments(config, config_path),
+            _read_csv(path / "funding.csv", _FUNDING, required=False),
+            _read_csv(path / "interest.csv", _INTEREST, required=False),
+        )
     prices = _times(prices, "ts")
     return RunData(path, metrics, equity, fills, trades, prices, attribution, config, _stress(path / "stress.json"))
 
 
 def _attribution_of(
-    fills: pd.DataFrame, prices: pd.DataFrame, config: dict[str, Any], funding: pd.DataFrame | None
+    fills: pd.DataFrame,
+    prices: pd.DataFrame,
+    instruments: dict[str, Instrument],
+    funding: pd.DataFrame | None,
+    interest: pd.DataFrame | None,
 ) -> pd.DataFrame:
-    """The attribution of ``fills`` and the ``funding`` payments (a directory without ``attribution.csv``),
-    open positions at the last prices."""
+    """The attribution of ``fills``, the ``funding`` payments and the ``interest`` charges (a directory
+    without ``attribution.csv``), open positions at the last prices."""
     columns = fills.columns
     records = [
         FillRecord(int(r["ts_event"]), str(r["instrument"]), str(r["side"]), float(r["quantity"]), float(r["price"]),
@@ -292,12 +309,53 @@ def _attribution_of(
                     float(r["payment"]), int(r["ts_event"]), int(r["ts_event"]))
         for r in (funding.to_dict("records") if funding is not None else ())
     ]
-    rows = attribute(records, last, _contract_sizes(config), funding=paid)
+    charged = [
+        InterestCharged(str(r["asset"]), str(r["kind"]), float(r["borrowed"]), float(r["price"]),
+                        float(r["annual_rate"]), float(r["interest"]), str(r["quote"]), int(r["ts_event"]),
+                        int(r["ts_event"]))
+        for r in (interest.to_dict("records") if interest is not None else ())
+    ]
+    borrowing = borrow_assets(instruments)
+    lent = {asset for assets in borrowing.values() for asset in assets}
+    unshared = sorted({c.asset for c in charged} - lent)
+    if unshared:
+        logger.warning("interest.csv: the interest charged on {} is in no row of the rebuilt attribution: no margin "
+                       "spot instrument of the run's config.yaml borrows it", ", ".join(unshared))
+    rows = attribute(
+        records, last, {iid: inst.contract_size for iid, inst in instruments.items()}, funding=paid,
+        interest=charged, borrow_assets=borrowing,
+    )
     return pd.DataFrame(
         [(a.strategy_id, a.instrument, a.fills, a.bought, a.sold, a.position, a.avg_price, a.last_price,
           a.realized_pnl, a.unrealized_pnl, a.fees, a.funding, a.interest, a.net_pnl) for a in rows],
         columns=list(ATTRIBUTION_COLUMNS),
     )
+
+
+def _instruments(config: dict[str, Any], path: Path) -> dict[str, Instrument]:
+    """``instrument_id -> Instrument`` of the run config's instruments (read from ``path``), in its order.
+
+    Only the keys the rebuilt trades and attribution use are read (:data:`_INSTRUMENT_KEYS`; the
+    others take :class:`Instrument`'s defaults); an item without ``symbol`` and ``venue`` is skipped.
+
+    Raises
+    ------
+    ConfigError
+        One of those keys holds a value an instrument cannot have; the message names ``path``, the item and the key.
+    """
+    listed = config.get("instruments") or []
+    if not isinstance(listed, list):
+        raise ConfigError(f"{path}: instruments must be a list, not {listed!r}")
+    instruments: dict[str, Instrument] = {}
+    for n, item in enumerate(listed):
+        if not isinstance(item, dict) or "symbol" not in item or "venue" not in item:
+            continue
+        try:
+            inst = msgspec.convert({k: v for k, v in item.items() if k in _INSTRUMENT_KEYS}, Instrument)
+        except (msgspec.ValidationError, OrderError) as exc:
+            raise ConfigError(f"{path}: instruments.{n}: {exc}") from None
+        instruments[inst.instrument_id] = inst
+    return instruments
 
 
 def _contract_sizes(config: dict[str, Any]) -> dict[str, float]:
