@@ -134,6 +134,26 @@ def test_attribution_csv_shows_a_position_closed_to_float_noise_as_zero(tmp_path
     assert (row["position"], row["avg_price"], row["unrealized_pnl"]) == ("0.0", "", "0.0")
 
 
+def test_a_rebuilt_attribution_shows_a_position_closed_to_float_noise_as_zero_as_attribution_csv_does(
+    tmp_path: Path,
+) -> None:
+    """A directory without attribution.csv: the attribution rebuilt from its files took no lot size from its
+    config.yaml and showed the 0.1-lot position closed to float noise as open (position 7e-11, avg_price 11)."""
+    fills = [
+        FillRecord(1, SPOT, "BUY", 1_000_000.3, 10.0, 0.0, "TAKER", "c", "a", "t", ""),
+        FillRecord(2, SPOT, "SELL", 1_000_000.1, 10.0, 0.0, "TAKER", "c", "a", "t", ""),
+        FillRecord(3, SPOT, "SELL", 0.2, 11.0, 0.0, "TAKER", "c", "a", "t", ""),
+    ]
+    config = "instruments:\n  - {venue: SIM, symbol: BTC-USD, base: BTC, quote: USD, tick_size: 0.01, lot_size: 0.1}\n"
+    result = RunResult((SPOT,), 1e5, fills=fills, last_prices={SPOT: 12.0})
+    with RunDirectory(tmp_path / "run", "backtest") as run_dir:
+        write_run(run_dir, result, {}, config, lot_sizes={SPOT: 0.1})
+    (tmp_path / "run" / "attribution.csv").unlink()
+    (row, _) = load_run(tmp_path / "run").attribution.to_dict("records")
+    assert (row["position"], math.isnan(row["avg_price"]), row["unrealized_pnl"]) == (0.0, True, 0.0)
+    assert row["realized_pnl"] == pytest.approx(0.2, abs=1e-6)
+
+
 def test_a_funding_paid_after_the_fills_of_its_time_is_shared_by_the_positions_they_left() -> None:
     """A bar stamped at the funding time fills before it is settled: a buys 3 and b sells 1 then, and the
     funding is paid on the net 2 they leave (a pays 3/2 of 4, b receives 1/2). Before, the funding was

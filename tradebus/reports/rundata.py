@@ -324,6 +324,7 @@ def _attribution_of(
     rows = attribute(
         records, last, {iid: inst.contract_size for iid, inst in instruments.items()}, funding=paid,
         interest=charged, borrow_assets=borrowing,
+        lot_sizes={iid: inst.lot_size for iid, inst in instruments.items()},
     )
     return pd.DataFrame(
         [(a.strategy_id, a.instrument, a.fills, a.bought, a.sold, a.position, a.avg_price, a.last_price,
