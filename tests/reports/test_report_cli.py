@@ -86,6 +86,20 @@ def test_trades_matched_from_fills_count_the_config_instruments_contract_size(tm
     assert trade.pnl == pytest.approx(0.1)  # 1 contract of 0.01 from 100 to 110
 
 
+@pytest.mark.parametrize("rebuilt", ["trades.csv", "attribution.csv"])
+def test_a_config_yaml_instrument_with_a_bad_value_is_a_clear_error_when_the_report_rebuilds_from_fills(
+    tmp_path: Path, rebuilt: str
+) -> None:
+    """Rebuilding trades.csv from fills.csv read contract_size with float(): 'ten' was a ValueError traceback."""
+    a = _run_dir(tmp_path / "a", 110.0)
+    (a / rebuilt).unlink()
+    (a / "config.yaml").write_text("instruments: [{venue: SIM, symbol: X, kind: perpetual, contract_size: ten}]\n")
+    result = invoke("report", str(a))
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    assert f"{a / 'config.yaml'}: instruments.0: Expected `float`, got `str` - at `$.contract_size`" in result.output  # type: ignore[attr-defined]
+    assert not (a / "tearsheet.html").exists()
+
+
 @pytest.mark.parametrize(
     ("stress", "message"),
     [

@@ -266,7 +266,8 @@ def load_run(path: str | Path) -> RunData:
         trades = pd.DataFrame(
             [(t.instrument_id, t.side, t.quantity, t.entry_ns, "", t.entry_price, t.exit_ns, "", t.exit_price,
               t.pnl, t.fees, t.net_pnl, t.holding_s, t.entry_reason, t.exit_reason)
-             for t in match_trades(records, contract_sizes=_contract_sizes(config))],
+             for t in match_trades(records, contract_sizes={
+                 iid: inst.contract_size for iid, inst in _instruments(config, config_path).items()})],
             columns=list(TRADE_COLUMNS),
         )
     trades = _times(trades, "entry_ts", "exit_ts")
@@ -357,15 +358,6 @@ def _instruments(config: dict[str, Any], path: Path) -> dict[str, Instrument]:
             raise ConfigError(f"{path}: instruments.{n}: {exc}") from None
         instruments[inst.instrument_id] = inst
     return instruments
-
-
-def _contract_sizes(config: dict[str, Any]) -> dict[str, float]:
-    """``instrument_id -> contract_size`` of the run config's instruments (1 where it names none)."""
-    sizes: dict[str, float] = {}
-    for inst in config.get("instruments") or ():
-        if isinstance(inst, dict) and "symbol" in inst and "venue" in inst:
-            sizes[f"{inst['symbol']}.{inst['venue']}"] = float(inst.get("contract_size", 1.0))
-    return sizes
 
 
 def buy_and_hold(run: RunData) -> tuple[float | None, dict[str, float]]:
