@@ -25,7 +25,7 @@ from tests.live.live_harness import KEY, SECRET, until
 from tests.live.node_testdata import BINANCE_INSTRUMENT, IID, SPOT_FRAMES, SPOT_SNAPSHOT, binance_config
 from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
-from tradebus.engine.messages import AlgoEnded, CancelOrder, OrderStatus, Trade
+from tradebus.engine.messages import AlgoEnded, CancelOrder, Liquidity, OrderStatus, Trade
 from tradebus.execution.journal import Journal
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 
@@ -204,6 +204,11 @@ async def test_a_restart_tells_the_strategy_the_tip_filled_while_the_daemon_was_
     assert caught_up and caught_up[-1].endswith("1 fill(s) in the venue's trade history of 1 open order(s), 1 missed and booked"), caught_up
     assert second.reconciler.fills_caught_up == 1
     emulator = venue.emulator
+    # Tip 2 reached the venue just after the 19,999 trade that filled tip 1, with the best ask near 61,837:
+    # it rested, and the 19,999 trade while down filled it at its limit as maker (judged against that last
+    # trade it took the liquidity of the next print, 19,999, as taker).
+    fills = [(f.rec.order.client_order_id, f.fill.last_px, f.fill.liquidity) for f in emulator.fills]
+    assert fills == [(tip1, 20_000.0, Liquidity.MAKER), (tip2, 20_000.0, Liquidity.MAKER)]
     restarted = _strategy(second)
     [event] = restarted.interrupted
     assert (event.kind, event.status, event.children) == ("Iceberg", "interrupted", children)

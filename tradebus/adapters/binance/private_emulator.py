@@ -124,7 +124,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
-from tradebus.adapters.binance.parse import parse_trade
+from tradebus.adapters.binance.parse import parse_book_ticker, parse_trade
 from tradebus.adapters.common import account_emulator as common
 from tradebus.adapters.common.account_emulator import AccountEmulator, EmulatedFill, EmulatedOrder, WsSession
 from tradebus.engine.messages import OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce, Trade
@@ -726,7 +726,8 @@ class BinancePrivateEmulator(AccountEmulator):
 
 
 class MatchingProtocol(BinanceProtocol):
-    """The public stream emulator's Binance protocol, also feeding every sent trade to an account emulator."""
+    """The public stream emulator's Binance protocol, also feeding an account emulator every sent trade
+    and best bid and ask: each ``bookTicker``, and the top of the depth book once a diff is applied to it."""
 
     def __init__(self, *args: Any, account: AccountEmulator, instrument_ids: dict[str, str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -734,16 +735,25 @@ class MatchingProtocol(BinanceProtocol):
         self.instrument_ids = instrument_ids  # stream symbol (lower case) -> instrument id
 
     def on_sent(self, raw: str) -> None:
+        applied = self._applied
         super().on_sent(raw)
-        if '@trade"' not in raw:
-            return
-        symbol = raw[raw.find('"stream":"') + 10 : raw.find("@trade")]
-        iid = self.instrument_ids.get(symbol)
-        if iid is not None:
-            trade = parse_trade(raw, 0, iid)
-            if trade is None:
-                return
-            self.account.on_trade(Trade(iid, trade.ts_event, trade.ts_event, trade.price, trade.size, trade.aggressor, trade.trade_id))
+        if '@trade"' in raw:
+            iid = self._instrument_of(raw, "@trade")
+            trade = None if iid is None else parse_trade(raw, 0, iid)
+            if iid is not None and trade is not None:
+                self.account.on_trade(Trade(iid, trade.ts_event, trade.ts_event, trade.price, trade.size, trade.aggressor, trade.trade_id))
+        elif '@bookTicker"' in raw:
+            iid = self._instrument_of(raw, "@bookTicker")
+            if iid is not None:
+                self.account.on_quote(parse_book_ticker(raw, 0, iid))
+        elif self._applied > applied:
+            iid = self._instrument_of(raw, "@depth")
+            if iid is not None:
+                self.account.on_book(iid, self._book)
+
+    def _instrument_of(self, raw: str, stream: str) -> str | None:
+        """The instrument id of a combined-stream frame's ``<symbol><stream>`` (``None``: not one the account trades)."""
+        return self.instrument_ids.get(raw[raw.find('"stream":"') + 10 : raw.find(stream)])
 
 
 _UNSIGNED = frozenset({"/fapi/v1/listenKey"})

@@ -761,7 +761,8 @@ class BybitLinearEmulator(BybitPrivateEmulator):
 
 
 class MatchingProtocol(BybitProtocol):
-    """The public Bybit stream emulator's dialect, also feeding every sent trade to an account emulator."""
+    """The public Bybit stream emulator's dialect, also feeding an account emulator every sent trade and
+    best bid and ask: the top of an ``orderbook`` book once a frame updated it."""
 
     def __init__(self, frames: Any, *, account: AccountEmulator, instrument_ids: dict[str, str]) -> None:
         super().__init__(frames)
@@ -770,10 +771,17 @@ class MatchingProtocol(BybitProtocol):
 
     def on_sent(self, raw: str) -> None:
         super().on_sent(raw)
-        if '"topic":"publicTrade.' not in raw:
+        if '"topic":"publicTrade.' in raw:
+            for t in json.loads(raw).get("data") or []:
+                iid = self.instrument_ids.get(str(t.get("s")))
+                if iid is not None:
+                    ts = int(t["T"]) * 1_000_000
+                    self.account.on_trade(Trade(iid, ts, ts, float(t["p"]), float(t["v"]), 1 if t["S"] == "Buy" else -1, str(t["i"])))
             return
-        for t in json.loads(raw).get("data") or []:
-            iid = self.instrument_ids.get(str(t.get("s")))
-            if iid is not None:
-                ts = int(t["T"]) * 1_000_000
-                self.account.on_trade(Trade(iid, ts, ts, float(t["p"]), float(t["v"]), 1 if t["S"] == "Buy" else -1, str(t["i"])))
+        key = self.book_key(raw)
+        if key is None:
+            return
+        iid = self.instrument_ids.get(key.rpartition(".")[2])
+        sync = self._parser.books.syncs.get(key)
+        if iid is not None and sync is not None and sync.synced:
+            self.account.on_book(iid, sync.book)

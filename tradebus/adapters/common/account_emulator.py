@@ -6,8 +6,12 @@ how an order, a fill and a balance are written on its wire. The base runs an aio
 on 127.0.0.1 and keeps the account:
 
 * orders are matched by a :class:`~tradebus.execution.simulated.SimulatedVenue` (fills on
-  trades) against the public trades given to :meth:`AccountEmulator.on_trade` (a venue's
-  ``MatchingProtocol`` feeds it every trade frame the public emulator sends); the account's
+  trades) against the public trades given to :meth:`AccountEmulator.on_trade`, and a new limit
+  order is judged marketable against the best bid and ask given to :meth:`AccountEmulator.on_quote`
+  (against the last trade until the first): a venue's ``MatchingProtocol`` feeds it every trade
+  frame the public emulator sends and every best bid and ask its recording carries, whether the
+  client subscribed to them or not (Binance ``bookTicker`` and the depth book, OKX ``tickers``,
+  ``bbo-tbt`` and books, Bybit books); the account's
   clock is the venue's server time, the wall clock at each request and trade (a trade stamped
   later keeps its time: the clock never goes back), so an order fills at the first trade after
   it arrived and the account's orders, fills and events carry the times the client's clock
@@ -54,12 +58,13 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import WSMsgType, web
 from loguru import logger
 
+from tradebus.adapters.common.book import OrderBook
 from tradebus.engine.clock import SimulatedClock
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
@@ -71,6 +76,7 @@ from tradebus.engine.messages import (
     OrderRejected,
     OrderSide,
     OrderStatus,
+    Quote,
     Trade,
 )
 from tradebus.execution.config import VenueConfig
@@ -80,6 +86,7 @@ from tradebus.execution.simulated import SimulatedVenue
 __all__ = ["AccountEmulator", "EmulatedFill", "EmulatedOrder", "RestFault", "StreamFault", "WsSession"]
 
 _MS = 1_000_000
+_Seen = TypeVar("_Seen", Trade, Quote)
 #: Statuses of an order still working at the venue.
 OPEN = frozenset({OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED})
 
@@ -365,6 +372,17 @@ class AccountEmulator(ABC):
         """A public trade, seen by the venue now: stamped on the account's clock (:meth:`stamp`), then :meth:`match`."""
         self.match(self.stamp(trade))
 
+    def on_quote(self, quote: Quote) -> None:
+        """The venue's best bid and ask, seen now: stamped on the account's clock (:meth:`stamp`) and
+        kept by the matching venue, which judges a new limit order marketable against them."""
+        self.venue.on_quote(self.stamp(quote))
+
+    def on_book(self, instrument_id: str, book: OrderBook) -> None:
+        """A public order book of ``instrument_id`` once updated: its top is :meth:`on_quote` (nothing while a side is empty)."""
+        top = book.top_of_book()
+        if top is not None:
+            self.on_quote(Quote(instrument_id, 0, 0, *top))
+
     def match(self, trade: Trade) -> None:
         """A public trade stamped on the account's clock: working orders are matched (a dialect's
         conditional orders it reaches are triggered first)."""
@@ -376,18 +394,18 @@ class AccountEmulator(ABC):
         self.clock.advance_to(now)
         return now
 
-    def stamp(self, trade: Trade) -> Trade:
-        """``trade`` at the time the venue sees it: now (:meth:`tick`), or its own time when later.
+    def stamp(self, seen: _Seen) -> _Seen:
+        """A trade or quote at the time the venue sees it: now (:meth:`tick`), or its own time when later.
 
         A replayed capture's trades carry the capture's times: a venue stamps its fills with its
         own clock, the one the client's orders are stamped with, so its trade history answers
         a query by time as the venue would.
         """
-        now = max(trade.ts_init, self.tick())
+        now = max(seen.ts_init, self.tick())
         self.clock.advance_to(now)
-        if trade.ts_event == trade.ts_init == now:
-            return trade
-        return msgspec.structs.replace(trade, ts_event=now, ts_init=now)
+        if seen.ts_event == seen.ts_init == now:
+            return seen
+        return msgspec.structs.replace(seen, ts_event=now, ts_init=now)
 
     def now_ms(self) -> int:
         """The account's time, ms: the wall clock at its latest request or trade, or later (:meth:`stamp`)."""

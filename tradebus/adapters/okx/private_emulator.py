@@ -71,10 +71,12 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from tradebus.adapters.common.account_emulator import AccountEmulator, EmulatedFill, EmulatedOrder, WsSession
 from tradebus.adapters.okx.emulator import OkxProtocol
+from tradebus.adapters.okx.parse import BOOK_CHANNELS, book_key
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, TimeInForce, Trade
 from tradebus.execution.orders import Order
@@ -824,8 +826,13 @@ class OkxSwapEmulator(OkxPrivateEmulator):
         return frames
 
 
+#: Public channels whose pushes carry the best bid and ask (``parse_frame`` makes a Quote of each).
+_QUOTE_CHANNELS = frozenset({"tickers", "bbo-tbt"})
+
+
 class MatchingProtocol(OkxProtocol):
-    """The public OKX stream emulator's dialect, also feeding every sent trade to an account emulator."""
+    """The public OKX stream emulator's dialect, also feeding an account emulator every sent trade and best
+    bid and ask: each ``tickers`` and ``bbo-tbt`` quote, and the top of a book once a frame updated it."""
 
     def __init__(self, frames: Any, *, account: AccountEmulator, instrument_ids: dict[str, str]) -> None:
         super().__init__(frames)
@@ -834,12 +841,26 @@ class MatchingProtocol(OkxProtocol):
 
     def on_sent(self, raw: str) -> None:
         super().on_sent(raw)
-        if '"channel":"trades"' not in raw:
+        if '"channel":"trades"' in raw:
+            msg = json.loads(raw)
+            iid = self.instrument_ids.get(str((msg.get("arg") or {}).get("instId")))
+            if iid is None:
+                return
+            for t in msg.get("data") or []:
+                ts = int(t["ts"]) * 1_000_000
+                self.account.on_trade(Trade(iid, ts, ts, float(t["px"]), float(t["sz"]), 1 if t["side"] == "buy" else -1, str(t["tradeId"])))
             return
-        msg = json.loads(raw)
-        iid = self.instrument_ids.get(str((msg.get("arg") or {}).get("instId")))
+        head = self._head.decode(raw)
+        if head.event or head.arg is None:
+            return
+        channel, inst_id = head.arg.channel, head.arg.instId
+        iid = self.instrument_ids.get(inst_id)
         if iid is None:
             return
-        for t in msg.get("data") or []:
-            ts = int(t["ts"]) * 1_000_000
-            self.account.on_trade(Trade(iid, ts, ts, float(t["px"]), float(t["sz"]), 1 if t["side"] == "buy" else -1, str(t["tradeId"])))
+        if channel in BOOK_CHANNELS:
+            sync = self._parser.books.syncs.get(book_key(channel, inst_id))
+            if sync is not None and sync.synced:
+                self.account.on_book(iid, sync.book)
+        elif channel in _QUOTE_CHANNELS:
+            for quote in self._parser.parse_frame(raw, 0):
+                self.account.on_quote(msgspec.structs.replace(quote, instrument_id=iid))
