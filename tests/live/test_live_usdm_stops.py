@@ -26,12 +26,14 @@ from tests.live.venue_kits import KitTape, VenueKit, kit_harness
 from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator
 from tradebus.adapters.binance.trading import FUTURES_WEIGHT_LIMIT, WEIGHT_HEADER, BinanceFuturesTrading, algo_order_params
 from tradebus.adapters.binance.user_stream import FuturesStreamParser
+from tradebus.adapters.common.account_emulator import RestFault
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import (
     CancelOrder,
     ModifyOrder,
     OrderAccepted,
     OrderCanceled,
+    OrderCancelRejected,
     OrderFilled,
     OrderReplaced,
     OrderSide,
@@ -42,6 +44,7 @@ from tradebus.engine.messages import (
     Trade,
 )
 from tradebus.execution.contingent import ContingentOrders
+from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.live import VenueRejected
 from tradebus.execution.orders import Order
 
@@ -331,3 +334,23 @@ def test_the_parser_forgets_the_placed_orders_of_stops_the_venue_forgot() -> Non
         orders.pop(f"stop{n - 10}", None)  # the venue forgets a stop once it closed and was released
     assert len(parser.placed_by) <= 512, f"{len(parser.placed_by)} placed orders of 2000 triggered stops kept"
     assert {parser.placed_by.get(str(1_000_000 + n)) for n in range(1_990, 2_000)} == {f"stop{n}" for n in range(1_990, 2_000)}
+
+
+async def test_a_refused_cancel_of_a_waiting_stop_keeps_the_reason_binance_gave() -> None:
+    """Binance refuses the ``DELETE /fapi/v1/algoOrder`` of a stop not triggered (its algo order still ``NEW``), with
+    ``-1102`` (a parameter error). The strategy's ``OrderCancelRejected`` names Binance's refusal (before: "the Binance
+    stop is NEW, nothing to cancel", the venue's code lost); the stop works on."""
+    calm = OrderTimeouts(submit_ns=5_000_000_000, cancel_ns=10_000_000_000, retry_ns=200_000_000, check_ns=None)
+    got: list[OrderCancelRejected] = []
+    async with kit_harness(USDM, rest_faults=[RestFault("refuse", "DELETE", ALGO, code="-1102")], timeouts=calm) as h:
+        h.kernel.bus.subscribe(OrderCancelRejected, got.append)
+        s = KitTape(h, USDM_IID, T0, size=100.0)
+        s.trade(60_000.0)
+        stop = s.submit(OrderSide.BUY, 0.001, OrderType.STOP_MARKET, trigger=70_000.0)
+        await until(lambda: stop.status is OrderStatus.ACCEPTED)
+        h.kernel.execution.cancel(CancelOrder("s1", USDM_IID, stop.client_order_id, 0, 0))
+        await until(lambda: bool(got), timeout=5.0)
+        await h.venue.drain()
+        emu: BinanceFuturesEmulator = h.emulator  # type: ignore[assignment]
+        assert "-1102" in got[0].reason and "nothing to cancel" not in got[0].reason
+        assert stop.status is OrderStatus.ACCEPTED and emu.algos[stop.client_order_id].status == "NEW"

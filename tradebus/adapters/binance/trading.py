@@ -798,16 +798,19 @@ class BinanceFuturesTrading(BinanceTrading):
         if order.order_type not in _STOPS:
             await super().cancel(order)
             return
+        refused: VenueRejected | None = None
         if order.status not in (OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED):
             try:
                 await self._call("fapiprivate_delete_algoorder", {"clientAlgoId": order.client_order_id})
                 return
             except RateLimited:
                 raise
-            except VenueRejected:
-                pass  # triggered since this process last heard of it (else the row below says why)
+            except VenueRejected as exc:
+                refused = exc  # triggered since this process last heard of it (else the row below says why)
         algo = await self._algo_row(order)
         actual = str((algo or {}).get("actualOrderId") or "")
+        if refused is not None and algo is not None and not actual and ALGO_STATUS.get(str(algo["algoStatus"])) is OrderStatus.ACCEPTED:
+            raise refused  # not triggered: Binance refused the cancel of the stop itself, for the reason it gave
         if algo is None or not actual:
             state = algo["algoStatus"] if algo else "unknown"
             raise VenueRejected(f"order {order.client_order_id}: the Binance stop is {state}, nothing to cancel")
