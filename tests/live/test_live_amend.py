@@ -7,12 +7,13 @@ the original price would not have been reached.
 from __future__ import annotations
 
 import pytest
+from loguru import logger
 
 from tests.live.live_harness import FAST, IID, Harness, harness, until
-from tests.live.venue_kits import KITS, VenueKit, kit_harness
+from tests.live.venue_kits import KITS, KitTape, VenueKit, kit_harness
 from tests.live.test_live_resolved_contingent import Contingent
 from tradebus.adapters.common.account_emulator import RestFault
-from tradebus.execution.contingent import OrderSpec
+from tradebus.execution.contingent import REDUCE_TRIES, OrderSpec
 from tradebus.execution.orders import Order
 from tradebus.engine.messages import (
     CancelOrder,
@@ -629,3 +630,68 @@ async def test_an_order_placed_again_after_its_refused_replacement_is_for_what_t
     assert (again.quantity, again.price) == (pytest.approx(0.01), 50_000.0)
     assert [r.order.quantity for r in h.emulator.open_orders()] == [pytest.approx(0.01)]
     assert order.filled_qty == pytest.approx(0.01) and h.kernel.portfolio.position(IID) == pytest.approx(0.01)
+
+
+#: The amend path and a final refusal code of each venue (a parameter error).
+AMEND_REFUSED = {"okx": ("/api/v5/trade/amend-order", "51000"), "bybit": ("/v5/order/amend", "10001")}
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_an_oco_sibling_whose_reduction_is_refused_is_reduced_at_the_next_market_event(kit: VenueKit) -> None:
+    """Two OCO limit buys of 0.003 (1,000 and 900); a trade of 0.001 fills a third of the first, so the sibling is
+    reduced to 0.002, and the venue refuses that amend. Before, the sibling stayed at 0.003 (the group could buy 0.004);
+    the reduction is sent again at the next trade, once, and the venue's sibling is at 0.002."""
+    path, code = AMEND_REFUSED[kit.venue]
+    strategy = Contingent(kit.iid)
+    refused = [RestFault("refuse", "POST", path, code=code)]
+    async with kit_harness(kit, rest_faults=refused, strategies=[strategy], trade_size_limit=True) as h:
+        got: list[OrderModifyRejected] = []
+        h.kernel.bus.subscribe(OrderModifyRejected, got.append)
+        first, second = strategy.submit_oco([
+            OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=1_000.0), OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=900.0),
+        ])
+        a, b = (h.kernel.orders.order(c) for c in (first, second))
+        await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
+        tape = KitTape(h, kit.iid, 10**18, size=0.001)
+        tape.trade(999.0)  # fills 0.001 of the first
+        await until(lambda: a.filled_qty == pytest.approx(0.001) and len(got) == 1, timeout=5.0)
+        await h.venue.drain()
+        assert h.emulator.orders[second].order.quantity == pytest.approx(0.003) and b.quantity == pytest.approx(0.003)
+        tape.trade(1_100.0)  # fills nothing: the reduction is sent again
+        await until(lambda: h.emulator.orders[second].order.quantity == pytest.approx(0.002), timeout=5.0)
+        await until(lambda: b.quantity == pytest.approx(0.002), timeout=5.0)
+        tape.trade(1_100.0)
+        await h.venue.drain()
+        assert len(tape.posts(path)) == 2 and b.status is OrderStatus.ACCEPTED
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_an_oco_sibling_whose_reduction_the_venue_keeps_refusing_is_canceled(kit: VenueKit) -> None:
+    """As above, but the venue refuses every amend of the sibling (it cannot modify it): after ``REDUCE_TRIES``
+    refusals, one at a time, one per trade, the sibling (not reduce-only) is canceled, logged at WARNING. Before, it
+    kept buying 0.003 after the group had bought 0.001."""
+    path, code = AMEND_REFUSED[kit.venue]
+    strategy = Contingent(kit.iid)
+    refused = [RestFault("refuse", "POST", path, code=code) for _ in range(REDUCE_TRIES)]
+    warnings: list[str] = []
+    sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
+    try:
+        async with kit_harness(kit, rest_faults=refused, strategies=[strategy], trade_size_limit=True) as h:
+            first, second = strategy.submit_oco([
+                OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=1_000.0), OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=900.0),
+            ])
+            a, b = (h.kernel.orders.order(c) for c in (first, second))
+            await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
+            tape = KitTape(h, kit.iid, 10**18, size=0.001)
+            tape.trade(999.0)  # fills 0.001 of the first
+            for n in range(1, REDUCE_TRIES + 1):
+                await until(lambda: len(tape.posts(path)) == n and h.venue.in_flight == 0, timeout=5.0)
+                await h.venue.drain()
+                tape.trade(1_100.0)  # fills nothing: the reduction is sent again, then the sibling canceled
+            await until(lambda: b.status is OrderStatus.CANCELED, timeout=5.0)
+            await h.venue.drain()
+            assert h.emulator.orders[second].status is OrderStatus.CANCELED and a.status is OrderStatus.PARTIALLY_FILLED
+            assert len(tape.posts(path)) == REDUCE_TRIES
+    finally:
+        logger.remove(sink)
+    assert any(second in w and f"refused {REDUCE_TRIES} times" in w and "canceled" in w for w in warnings)

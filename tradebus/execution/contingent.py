@@ -69,6 +69,17 @@ Cancels the venue refuses
     that a live venue refuses while the order works on (``OrderCancelRejected``) is sent again
     at the next bar, trade or quote of the instrument (logged at WARNING), one at a time, until
     the order closes.
+Reductions the venue refuses
+    A sibling's reduction (a modify of its quantity) that a live venue refuses while the sibling
+    works on at its larger quantity (``OrderModifyRejected``, or ``OrderDenied`` by the risk gate)
+    is sent again at the next bar, trade or quote of the instrument (logged at WARNING), one at a
+    time, until the sibling is at the reduced quantity or closes; one whose fills reached it is
+    canceled. After :data:`REDUCE_TRIES` refusals the venue is taken not to modify the order: a
+    sibling that is not reduce-only is canceled (WARNING: left working, the group could fill more
+    than its largest member -- on spot a sale of coins already sold), a reduce-only one is left as
+    it is (WARNING: the venue fills it no further than the position; canceled, the position would
+    lose that exit). A replacement is not placed here: the live venue cancel-replaces where a
+    venue cannot amend.
 Trailing stop
     A stop-market order whose trigger follows the best price since it was placed by a fixed
     ``offset`` or a ``percent``: for a sell stop ``trigger = best high - offset`` (or
@@ -189,12 +200,15 @@ from tradebus.engine.messages import (
     Trade,
 )
 from tradebus.errors import OrderError
-from tradebus.execution.orders import OrderResolved, closing_event
+from tradebus.execution.orders import Order, OrderResolved, closing_event
 
 if TYPE_CHECKING:
     from tradebus.engine.kernel import Kernel
 
-__all__ = ["Bracket", "ContingentOrders", "OrderSpec", "TrailingStop"]
+__all__ = ["REDUCE_TRIES", "Bracket", "ContingentOrders", "OrderSpec", "TrailingStop"]
+
+#: Refusals of an OCO sibling's reduction after which the venue is taken not to modify it (module docstring).
+REDUCE_TRIES = 3
 
 _NAN = math.nan
 #: Statuses of an order refused at its submit (by the risk gate, or by the venue): it never worked.
@@ -269,6 +283,17 @@ class TrailingStop:
 
 
 @dataclass(slots=True)
+class _Reduction:
+    """An OCO sibling's reduction sent and not applied yet."""
+
+    #: The total quantity sent (its filled quantity then, plus what it may still fill).
+    quantity: float
+    refusals: int = 0
+    #: Refused: sent again at the next market event of its instrument.
+    again: bool = False
+
+
+@dataclass(slots=True)
 class Bracket:
     """One bracket's state (see the module docstring)."""
 
@@ -330,6 +355,8 @@ class ContingentOrders:
         self._canceling: dict[str, tuple[str, str, str]] = {}
         # Those the venue refused (OrderCancelRejected): sent again at the next bar, trade or quote of the instrument.
         self._cancel_again: set[str] = set()
+        # OCO siblings' reductions sent and not applied yet (some refused: sent again at the next market event).
+        self._reducing: dict[str, _Reduction] = {}
         bus = kernel.bus
         bus.subscribe(OrderFilled, self._on_fill)
         for cls in (OrderCanceled, OrderExpired, OrderRejected, OrderDenied):
@@ -663,6 +690,8 @@ class ContingentOrders:
         coid = fill.client_order_id
         if coid in self._canceling and not self._is_open(coid):
             self._forget_cancel(coid)
+        if coid in self._reducing and not self._is_open(coid):
+            del self._reducing[coid]
         if self._replacing:
             self._settle_replace(coid)
         bracket = self._brackets.get(coid)
@@ -680,8 +709,11 @@ class ContingentOrders:
 
     def _on_modified(self, event: OrderModified) -> None:
         """An amend answered after the fills that reached its quantity (the order manager made the
-        order FILLED): what follows the order acts as on its last fill."""
+        order FILLED): what follows the order acts as on its last fill. A sibling's reduction applied is done."""
         order = self._kernel.orders.get(event.client_order_id)
+        reduction = self._reducing.get(event.client_order_id)
+        if reduction is not None and order is not None and not self._above(order, reduction.quantity):
+            del self._reducing[event.client_order_id]
         if order is None or order.status is not OrderStatus.FILLED:
             return
         bracket = self._brackets.get(order.client_order_id)
@@ -715,6 +747,8 @@ class ContingentOrders:
         coid = event.client_order_id
         if coid in self._canceling and not self._is_open(coid):
             self._forget_cancel(coid)
+        if coid in self._reducing and not self._is_open(coid):
+            del self._reducing[coid]
         if self._replacing:
             self._settle_replace(coid)
             if self._replacing.get(coid) == "" and not self._is_open(coid):
@@ -745,7 +779,8 @@ class ContingentOrders:
             self._exit_when_free(parent)
 
     def _on_modify_refused(self, event: OrderModifyRejected | OrderDenied) -> None:
-        """A trailing stop's trigger goes back to the one the venue holds (the next price sends a better one).
+        """A trailing stop's trigger goes back to the one the venue holds (the next price sends a better one); a
+        sibling's reduction is sent again at the next market event (module docstring).
 
         A two-request cancel-replace refused ends: its order, canceled meanwhile, is closed for good.
         """
@@ -758,6 +793,9 @@ class ContingentOrders:
         order = self._kernel.orders.get(event.client_order_id)
         if trail is not None and order is not None and order.is_open:
             trail.trigger = order.trigger_price
+        reduction = self._reducing.get(event.client_order_id)
+        if reduction is not None and order is not None and order.is_open and not reduction.again:
+            self._reduction_refused(order, reduction, event.reason)
 
     def _on_replaced(self, event: OrderReplaced) -> None:
         """A cancel-replaced order's links (trailing, OCO, bracket child) move to its replacement, journaled."""
@@ -849,6 +887,8 @@ class ContingentOrders:
         self._printed.add(bar.instrument_id)
         if self._cancel_again:
             self._send_cancels_again(bar.instrument_id)
+        if self._reducing:
+            self._send_reductions_again(bar.instrument_id)
         if self._fill_px:
             self._fill_px.pop(bar.instrument_id, None)
         if self._cooldown:
@@ -868,6 +908,8 @@ class ContingentOrders:
         self._printed.add(trade.instrument_id)
         if self._cancel_again:
             self._send_cancels_again(trade.instrument_id)
+        if self._reducing:
+            self._send_reductions_again(trade.instrument_id)
         if self._fill_px:
             self._fill_px.pop(trade.instrument_id, None)
         if self._brackets:
@@ -879,6 +921,8 @@ class ContingentOrders:
         iid = quote.instrument_id
         if self._cancel_again:
             self._send_cancels_again(iid)
+        if self._reducing:
+            self._send_reductions_again(iid)
         if self._fill_px:
             self._fill_px.pop(iid, None)
         if self._brackets:
@@ -1319,12 +1363,64 @@ class ContingentOrders:
         if order is None or not order.is_open:
             return
         if quantity <= 0.0:
+            self._reducing.pop(coid, None)
             self._cancel(order.strategy_id, order.instrument_id, coid, reason)
         elif quantity + order.filled_qty < order.quantity:
+            target = order.filled_qty + quantity
+            reduction = self._reducing.setdefault(coid, _Reduction(target))
+            reduction.quantity, reduction.again = target, False
             now = self._kernel.clock.now_ns()
-            self._kernel.modify(
-                ModifyOrder(order.strategy_id, order.instrument_id, coid, now, now, quantity=order.filled_qty + quantity)
-            )
+            self._kernel.modify(ModifyOrder(order.strategy_id, order.instrument_id, coid, now, now, quantity=target))
+
+    def _above(self, order: Order, quantity: float) -> bool:
+        """Whether ``order``'s quantity is above ``quantity`` (by more than a rounding error of a lot)."""
+        return order.quantity - quantity > self._lot_error(order)
+
+    def _lot_error(self, order: Order) -> float:
+        """A quantity of ``order``'s instrument below which a difference is a rounding error."""
+        return self._kernel.instruments[order.instrument_id].lot_size * 1e-3
+
+    def _reduction_refused(self, order: Order, reduction: _Reduction, why: str) -> None:
+        """A sibling's reduction was not applied: sent again at the next market event, or, refused
+        :data:`REDUCE_TRIES` times, the sibling canceled (reduce-only: left as it is)."""
+        coid = order.client_order_id
+        if not self._above(order, reduction.quantity):
+            del self._reducing[coid]
+            return
+        if reduction.quantity - order.filled_qty <= self._lot_error(order):
+            del self._reducing[coid]  # its fills reached the reduction on its way (a venue refuses a quantity filled)
+            self._cancel(order.strategy_id, order.instrument_id, coid, "OCO: sibling filled")
+            return
+        reduction.refusals += 1
+        if reduction.refusals < REDUCE_TRIES:
+            reduction.again = True
+            logger.warning("order {}: its reduction to {} (OCO: sibling filled) was not applied ({}); it works for {}; "
+                           "sent again at the next market event of {}", coid, reduction.quantity, why, order.quantity,
+                           order.instrument_id)  # fmt: skip
+            return
+        del self._reducing[coid]
+        if order.reduce_only:
+            logger.warning("order {}: its reduction to {} (OCO: sibling filled) was refused {} times ({}); left at {}, "
+                           "reduce-only: the venue fills it no further than the position", coid, reduction.quantity,
+                           reduction.refusals, why, order.quantity)  # fmt: skip
+            return
+        logger.warning("order {}: its reduction to {} (OCO: sibling filled) was refused {} times ({}); canceled, as "
+                       "at {} the group could fill more than its largest member", coid, reduction.quantity,
+                       reduction.refusals, why, order.quantity)  # fmt: skip
+        self._cancel(order.strategy_id, order.instrument_id, coid, "OCO: sibling filled, its reduction refused")
+
+    def _send_reductions_again(self, instrument_id: str) -> None:
+        """Send again the refused reductions of ``instrument_id``'s siblings still above them (one at a time each);
+        a sibling whose fills reached its reduction is canceled."""
+        for coid, reduction in list(self._reducing.items()):
+            order = self._kernel.orders.get(coid)
+            if not reduction.again or order is None or order.instrument_id != instrument_id:
+                continue
+            if not order.is_open or not self._above(order, reduction.quantity):
+                del self._reducing[coid]
+            else:
+                left = reduction.quantity - order.filled_qty
+                self._reduce(coid, left if left > self._lot_error(order) else 0.0, "OCO: sibling filled")
 
     def _unlink(self, coid: str) -> None:
         group = self._oco.pop(coid, None)
