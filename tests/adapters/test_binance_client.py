@@ -176,7 +176,7 @@ async def test_recording_replays_through_the_same_path_into_identical_messages(t
             assert a == b
     # the REST snapshot it recorded names the feed that fetched it: a USD-M feed's is not this book's
     frames = list(read_frames(path))
-    assert [conn for _, conn, _ in frames if conn.startswith("rest")] == ["rest:BTCUSDT@binance-spot"]
+    assert [conn for _, conn, _ in frames if conn.startswith("rest")] == ["rest:BTCUSDT@binance-spot:1"]
     foreign: list[Any] = []
     BinanceRouter(cfg, foreign.append).replay((t, conn.replace("@binance-spot", "@binance-usdm"), raw) for t, conn, raw in frames)
     assert BookSnapshot in {type(m) for m in replayed} and BookSnapshot not in {type(m) for m in foreign}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
 from tradebus.adapters.common.recorder import FrameRecorder, iter_hftbacktest, read_frames
-from tradebus.engine.messages import BookDelta, BookResynced, OrderDenied, Trade
+from tradebus.engine.messages import BookDelta, BookResynced, BookSnapshot, OrderDenied, Quote, Trade
 from tradebus.node.playback import Playback, play
 from tradebus.node.daemon import PaperNode
 
@@ -91,6 +92,93 @@ async def test_replay_of_a_recording_with_a_reconnect_denies_and_fills_what_the_
     ]
     assert fill_keys(replay.kernel.result.fills) == fill_keys(result.fills)
     assert order_keys(replay.kernel.result.orders) == order_keys(result.orders)
+
+
+class HeldSnapshots(BinanceProtocol):
+    """The venue answers depth snapshot requests with 503 (the client retries) while ``hold`` is set."""
+
+    hold = True
+
+    def http(self, path: str, query: dict[str, list[str]]) -> tuple[int, str] | None:
+        if path.endswith("/depth") and self.hold:
+            return 503, '{"code":-1001,"msg":"Internal error; unable to process your request."}'
+        return super().http(path, query)
+
+
+def book_messages(messages: list) -> list[tuple]:
+    """What a strategy saw of the book, in order: each message's type, receive time and content."""
+    rows: list[tuple] = []
+    for m in messages:
+        if isinstance(m, BookDelta):
+            rows.append(("delta", m.ts_init, m.last_seq))
+        elif isinstance(m, BookSnapshot):
+            rows.append(("snapshot", m.ts_init, m.last_seq))
+        elif isinstance(m, Quote):
+            rows.append(("quote", m.ts_init, m.bid_price, m.bid_size, m.ask_price, m.ask_size))
+        elif isinstance(m, BookResynced):
+            rows.append(("resynced", m.ts_event))
+    return rows
+
+
+async def test_replay_of_a_drop_after_a_snapshot_answered_past_the_last_frame_keeps_the_book_the_daemon_kept(
+    tmp_path: Path,
+) -> None:
+    # connection 1's snapshot is answered after its last frame, then the connection drops: the daemon's
+    # book is unsynced from the drop until the snapshot fetched for connection 2, after 2's first frames
+    protocol = HeldSnapshots(SPOT_SNAPSHOT)
+    drop = [Fault(FaultKind.DROP, at=100, match="@trade")]
+    node: PaperNode
+    seen = {"trades": 0, "second": 0}
+
+    async def handled_all_sent(srv: LocalVenueServer, resyncs: int) -> None:
+        client = node.feeds[0].client
+        sync = node.feeds[0].feed.books["BTCUSDT"]  # type: ignore[attr-defined]
+        while client is None or client.frames < sum(s.sent for s in srv.sessions):
+            await asyncio.sleep(0.005)
+        protocol.hold = False
+        while not (sync.synced and sync.resyncs == resyncs):
+            await asyncio.sleep(0.005)
+        protocol.hold = True
+
+    async def gate(raw: str) -> None:
+        if len(srv.sessions) == 1 and "@trade" in raw:
+            seen["trades"] += 1
+            if seen["trades"] == 101:  # the frame the DROP hits: connection 1 sent its last
+                await handled_all_sent(srv, 0)
+        elif len(srv.sessions) == 2:
+            seen["second"] += 1
+            if seen["second"] == 40:
+                await handled_all_sent(srv, 1)
+
+    async with LocalVenueServer(protocol, SPOT_FRAMES, drop, resume_overlap=60, lifetime=120.0, gate=gate) as srv:
+        data = binance_config(srv.ws_url, srv.http_url, ["depth", "trade"], tmp=tmp_path, record=True)
+        node = PaperNode(config_of(data), handle_signals=False)
+        live: list = []
+        for cls in (BookDelta, BookSnapshot, BookResynced, Quote):
+            node.kernel.bus.subscribe(cls, live.append)
+        result = node.kernel.result
+
+        def done() -> bool:
+            sync = node.feeds[0].feed.books["BTCUSDT"]  # type: ignore[attr-defined]
+            return result.trades == len(SPOT_TRADE_IDS) and sync.synced and sync.resyncs == 1
+
+        await run_node(node, done)
+    recorded = [conn for _, conn, _ in read_frames(tmp_path / "frames.jsonl.gz")]
+    runs = [conn for i, conn in enumerate(recorded) if i == 0 or conn != recorded[i - 1]]
+    assert [conn.partition("@")[0] for conn in runs] == [
+        "binance-spot:1", "rest:BTCUSDT", "binance-spot:2", "rest:BTCUSDT", "binance-spot:2"
+    ]
+    replay = Playback(node.config)
+    replayed: list = []
+    for cls in (BookDelta, BookSnapshot, BookResynced, Quote):
+        replay.kernel.bus.subscribe(cls, replayed.append)
+    replay.run(tmp_path / "frames.jsonl.gz")
+    assert sum(isinstance(m, BookResynced) for m in live) == 1
+    assert book_messages(replayed) == book_messages(live)
+    assert fill_keys(replay.kernel.result.fills) == fill_keys(result.fills)
+    assert order_keys(replay.kernel.result.orders) == order_keys(result.orders)
+    # each snapshot's line names the connection it was fetched for
+    assert runs[1::2] == ["rest:BTCUSDT@binance-spot:1", "rest:BTCUSDT@binance-spot:2"]
 
 
 def test_replayed_frame_of_a_new_okx_connection_unsyncs_the_book_until_its_snapshot() -> None:

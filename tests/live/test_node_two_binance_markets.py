@@ -126,7 +126,7 @@ def _recorded_answers(tmp: Path) -> list[str]:
 async def test_replay_of_a_spot_and_usdm_recording_syncs_both_books_and_fills_as_the_daemon(tmp_path: Path) -> None:
     node, seen, protos = await _run(tmp_path, [], [])
     assert [p.depth_requests for p in protos] == [1, 1]
-    assert _recorded_answers(tmp_path) == ["rest:BTCUSDT@binance-spot", "rest:BTCUSDT@binance-usdm"]
+    assert _recorded_answers(tmp_path) == ["rest:BTCUSDT@binance-spot:1", "rest:BTCUSDT@binance-usdm:1"]
     result = node.kernel.result
     fills = {iid: [f for f in result.fills if f.instrument_id == iid] for iid in TRADES}
     assert all(len(f) >= 10 for f in fills.values()), {iid: len(f) for iid, f in fills.items()}
@@ -149,7 +149,7 @@ async def test_replay_of_a_spot_and_usdm_recording_recovers_each_feeds_lost_trad
     assert [p.trade_requests for p in protos] == [1, 1]
     assert _recorded_answers(tmp_path) == [
         "rest-trades:BTCUSDT@binance-spot", "rest-trades:BTCUSDT@binance-usdm",
-        "rest:BTCUSDT@binance-spot", "rest:BTCUSDT@binance-usdm",
+        "rest:BTCUSDT@binance-spot:1", "rest:BTCUSDT@binance-usdm:1",
     ]
     assert sum(isinstance(m, TradesMissed) for m in seen) == 2
     _, replayed = _replay(tmp_path)

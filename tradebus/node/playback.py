@@ -44,9 +44,12 @@ Recording formats
 -----------------
 * the recorder's gzip JSON lines (``{"t": recv_ns, "c": conn, "d": frame}``): each frame
   goes to the feed whose name is the connection id's prefix (``"binance-spot:3"``);
-  ``"rest:<SYMBOL>@<feed>"`` lines (Binance depth snapshots; ``"rest-trades:"`` trade
+  ``"rest:<SYMBOL>@<connection id>"`` lines (Binance depth snapshots, loaded into the book of
+  the connection they were fetched for only; ``"rest-trades:<SYMBOL>@<feed>"`` trade
   histories) to the feed named after the ``@``; in a recording made before those ids named
-  their feed (``"rest:<SYMBOL>"``), to the Binance feed with that book, and the replay stops
+  their connection (``"rest:<SYMBOL>@<feed>"``), a snapshot after a connection's last frame is
+  taken for the next one's; before they named their feed (``"rest:<SYMBOL>"``), they go to
+  the Binance feed with that book, and the replay stops
   with a :class:`~tradebus.errors.DataError` when two feeds have it (a spot and a USD-M feed
   of one symbol);
   a connection named after a feed's market (``"linear"``, as in converted captures) to the

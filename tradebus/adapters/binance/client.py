@@ -26,7 +26,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from loguru import logger
@@ -64,6 +64,7 @@ from tradebus.errors import DataError, ParseError, VenueError
 __all__ = [
     "MAX_CONNECTION_AGE",
     "SNAPSHOT_CONN",
+    "RestAnswer",
     "TRADES_CONN",
     "BinanceClient", "BinanceRouter", "CcxtDepthFetcher", "DepthFetcher", "BinanceFeedHandle",
     "HttpDepthFetcher",
@@ -90,7 +91,7 @@ TRADES_TIMEOUT = 10.0
 MAX_CONNECTION_AGE = 23 * 3600 + 50 * 60
 
 
-#: Recorder connection prefix of a REST depth snapshot: ``"rest:<SYMBOL>@<feed name>"``.
+#: Recorder connection prefix of a REST depth snapshot: ``"rest:<SYMBOL>@<connection id>"``.
 SNAPSHOT_CONN = "rest:"
 
 
@@ -99,26 +100,45 @@ def feed_name(market: BinanceMarket) -> str:
     return f"binance-{market.value}"
 
 
-def rest_conn(prefix: str, symbol: str, feed: str) -> str:
-    """The recorded connection id of a REST answer about ``symbol`` fetched by feed ``feed``.
+def rest_conn(prefix: str, symbol: str, source: str) -> str:
+    """The recorded connection id of a REST answer about ``symbol`` fetched by ``source``.
 
-    ``rest_conn("rest:", "BTCUSDT", "binance-usdm") == "rest:BTCUSDT@binance-usdm"``: a spot and
-    a USD-M feed of one symbol fetch their snapshots and trade histories under one symbol, so
-    the id names the feed that asked, for a playback to hand the answer to that feed.
+    ``source`` is the stream connection a depth snapshot was fetched for (``"binance-usdm:2"``)
+    or, for a trade history, the feed's name: ``rest_conn("rest:", "BTCUSDT", "binance-usdm:2")
+    == "rest:BTCUSDT@binance-usdm:2"``. A spot and a USD-M feed of one symbol fetch their
+    snapshots and trade histories under one symbol, so the id names the feed that asked, for a
+    playback to hand the answer to that feed; a snapshot's names its connection too, for the
+    playback to load it into the book of that connection only.
     """
-    return f"{prefix}{symbol}@{feed}"
+    return f"{prefix}{symbol}@{source}"
 
 
-def rest_answer(conn: str) -> tuple[str, str, str | None] | None:
-    """``(prefix, symbol, feed)`` of a recorded REST answer's connection id, ``None`` for a stream frame's.
+class RestAnswer(NamedTuple):
+    """What the connection id of a recorded REST answer says (:func:`rest_answer`)."""
 
-    ``"rest-trades:BTCUSDT@binance-spot"`` gives ``("rest-trades:", "BTCUSDT", "binance-spot")``;
-    an id of a recording made before the ids named their feed (``"rest:BTCUSDT"``) gives feed ``None``.
+    prefix: str
+    """:data:`SNAPSHOT_CONN` or :data:`TRADES_CONN`."""
+    symbol: str
+    feed: str | None
+    """The feed that fetched it; ``None`` in a recording made before the ids named it (``"rest:BTCUSDT"``)."""
+    connection: str | None
+    """The stream connection a snapshot was fetched for (``"binance-spot:2"``); ``None`` for a trade
+    history, and for a snapshot of a recording made before the ids named it (``"rest:BTCUSDT@binance-spot"``)."""
+
+
+def rest_answer(conn: str) -> RestAnswer | None:
+    """What a recorded REST answer's connection id says (:class:`RestAnswer`), ``None`` for a stream frame's.
+
+    ``"rest:BTCUSDT@binance-spot:2"`` gives ``("rest:", "BTCUSDT", "binance-spot", "binance-spot:2")``,
+    ``"rest-trades:BTCUSDT@binance-spot"`` gives ``("rest-trades:", "BTCUSDT", "binance-spot", None)``.
     """
     for prefix in (SNAPSHOT_CONN, TRADES_CONN):
         if conn.startswith(prefix):
-            symbol, at, feed = conn[len(prefix) :].partition("@")
-            return prefix, symbol, feed if at else None
+            symbol, at, source = conn[len(prefix) :].partition("@")
+            if not at:
+                return RestAnswer(prefix, symbol, None, None)
+            feed, colon, _ = source.partition(":")
+            return RestAnswer(prefix, symbol, feed, source if colon else None)
     return None
 
 
@@ -409,7 +429,7 @@ class BinanceRouter:
         """Run recorded ``(recv_ns, conn, raw)`` frames through the same path as live frames.
 
         Frames whose ``conn`` starts with ``"rest:"`` are REST depth snapshots
-        (``"rest:<SYMBOL>@<feed>"``, :func:`rest_conn`), with ``"rest-trades:"`` trade-history
+        (``"rest:<SYMBOL>@<connection id>"``, :func:`rest_conn`), with ``"rest-trades:"`` trade-history
         answers; those another feed fetched are skipped. Rejected frames are logged and
         skipped, as live.
         """
@@ -420,7 +440,7 @@ class BinanceRouter:
                 if answer is None:
                     self.on_frame(raw, recv_ns)
                     continue
-                prefix, symbol, feed = answer
+                prefix, symbol, feed, _ = answer
                 if feed is not None and feed != name:
                     continue
                 if prefix == SNAPSHOT_CONN:
@@ -551,8 +571,8 @@ class BinanceClient(WsClient):
     policy
         Connection policy (default :func:`binance_policy`).
     recorder
-        Records every frame and REST answer (``conn`` = ``"rest:<SYMBOL>@<name>"`` for a
-        depth snapshot, ``"rest-trades:<SYMBOL>@<name>"`` for trades, :func:`rest_conn`); default:
+        Records every frame and REST answer (``conn`` = ``"rest:<SYMBOL>@<connection id>"`` for a
+        depth snapshot, the connection it was fetched for, ``"rest-trades:<SYMBOL>@<name>"`` for trades, :func:`rest_conn`); default:
         one opened on ``config.record_path`` if set.
     fetcher
         REST depth fetcher (default from ``config.snapshot_fetcher``).
@@ -594,7 +614,9 @@ class BinanceClient(WsClient):
         body = await self.fetcher.fetch(symbol, self.config.depth_limit)
         recv_ns = self.clock_ns()
         if self.recorder is not None:
-            self.recorder.write(recv_ns, rest_conn(SNAPSHOT_CONN, symbol, self.name), body.decode())
+            # the fetch of a connection that ended is cancelled (on_disconnected): this answer is this connection's
+            conn = rest_conn(SNAPSHOT_CONN, symbol, self.conn_id or self.name)
+            self.recorder.write(recv_ns, conn, body.decode())
         sync = self.feed.books[symbol]
         return parse_depth_snapshot(body, recv_ns, sync.instrument_id)
 
@@ -709,11 +731,16 @@ class BinanceFeedHandle(Feed):
     def on_frame(self, raw: str | bytes, recv_ns: int, conn: str) -> None:
         answer = rest_answer(conn)
         if answer is not None:
-            prefix, symbol, _ = answer
-            if prefix == SNAPSHOT_CONN:
+            prefix, symbol, _, connection = answer
+            if prefix != SNAPSHOT_CONN:
+                self.feed.on_trades_frame(raw, recv_ns, symbol)
+            elif connection is None:
                 self._on_recorded_snapshot(raw, recv_ns, symbol)
             else:
-                self.feed.on_trades_frame(raw, recv_ns, symbol)
+                # fetched for ``connection``: a new one's snapshot may come before its first frame
+                if connection != self.recorded_conn:
+                    self.follow_connection(connection)
+                self.feed.on_snapshot_frame(raw, recv_ns, symbol)
             return
         if conn != self.recorded_conn:
             self.follow_connection(conn)
@@ -722,11 +749,13 @@ class BinanceFeedHandle(Feed):
         self.feed.on_frame(raw, recv_ns)
 
     def _on_recorded_snapshot(self, raw: str | bytes, recv_ns: int, symbol: str) -> None:
-        """A recorded REST snapshot; one fetched on reconnecting may precede the new connection's first frame.
+        """A REST snapshot of a recording made before its line named its connection (``"rest:<SYMBOL>@<feed>"``).
 
-        Live, a snapshot is fetched only for a book out of sync, so one that finds the book in
-        sync followed a connection loss the recording does not show yet: the book is
-        invalidated first, and kept when the next connection's first frame arrives.
+        One fetched on reconnecting may precede the new connection's first frame. Live, a snapshot
+        is fetched only for a book out of sync, so one that finds the book in sync followed a
+        connection loss the recording does not show yet: the book is invalidated first, and kept
+        when the next connection's first frame arrives. (A snapshot the previous connection
+        fetched after its last frame is taken for the next one's too: its line does not say.)
         """
         sync = self.feed.books.get(symbol)
         if sync is not None and sync.synced:
@@ -753,7 +782,7 @@ class BinanceFeedHandle(Feed):
         answer = rest_answer(conn)
         if answer is None:
             return super().accepts(conn)
-        prefix, symbol, feed = answer
+        prefix, symbol, feed, _ = answer
         if feed is not None and feed != self.name:
             return False
         return symbol in (self.feed.books if prefix == SNAPSHOT_CONN else self.binance.symbols)

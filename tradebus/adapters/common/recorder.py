@@ -23,6 +23,17 @@ Private frames
     them, so every reader of market data (``tradebus replay``, ``tradebus serve``, imports)
     sees a live recording exactly as a paper one.
 
+REST answers
+    A venue whose books resync from a REST snapshot (Binance) records each answer as a line of
+    its own, ``{"t": <its receive time>, "c": "rest:<SYMBOL>@<connection id>", "d": "<body>"}``:
+    the stream connection the snapshot was fetched for (``"binance-spot:2"``; the fetch of a
+    connection that ended is cancelled, so its answer is never recorded after it). The answer
+    may come after that connection's last frame (which ended then) or before the next one's
+    first: a replay loads it into the book of its own connection only. A recording made before
+    the line named its connection (``"rest:<SYMBOL>@<feed>"``, or ``"rest:<SYMBOL>"``) is read
+    as before: a snapshot found after a connection's last frame is taken for the next one's.
+    Trade histories (``"rest-trades:<SYMBOL>@<feed>"``) name their feed alone.
+
 Stale-feed episodes
     When a feed's watchdog declares it stale, the client records the ``FeedStale`` as a line
     of its own, ``{"t": <when>, "c": "stale:<feed>", "d": "<its last message's receive time>"}``
