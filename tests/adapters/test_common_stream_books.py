@@ -48,7 +48,8 @@ def test_gap_resubscribes_drops_updates_until_the_in_stream_snapshot() -> None:
     asked, out, books = asyncio.run(scenario())
     assert asked == [KEY]
     assert [type(m) for m in out] == [BookSnapshot, BookSnapshot, BookResynced]
-    assert "expected u=11" in out[2].reason and out[2].ts_init == 7
+    # stamped with the fresh snapshot's receive time (a replay's clock stands there), not the clock's
+    assert "expected u=11" in out[2].reason and out[2].ts_init == out[1].ts_init == 13
     assert books.dropped == 1 and [k for k, _ in books.resync_requests] == [KEY]
     assert books.syncs[KEY].book.bids().tolist() == [[97.0, 1.0]]
 

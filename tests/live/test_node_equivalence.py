@@ -116,7 +116,7 @@ def book_messages(messages: list) -> list[tuple]:
         elif isinstance(m, Quote):
             rows.append(("quote", m.ts_init, m.bid_price, m.bid_size, m.ask_price, m.ask_size))
         elif isinstance(m, BookResynced):
-            rows.append(("resynced", m.ts_event))
+            rows.append(("resynced", m.ts_event, m.ts_init))
     return rows
 
 

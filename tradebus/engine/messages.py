@@ -708,7 +708,10 @@ class TradingStateChanged(msgspec.Struct, frozen=True, gc=False):
 
 
 class BookResynced(msgspec.Struct, frozen=True, gc=False):
-    """An order book was rebuilt from a fresh snapshot after an integrity failure."""
+    """An order book was rebuilt from a fresh snapshot after an integrity failure.
+
+    ``ts_init`` is the snapshot's receive time (a recording's line of it), in a daemon as in a replay.
+    """
 
     instrument_id: str
     reason: str

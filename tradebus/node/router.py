@@ -170,10 +170,9 @@ class NodeRouter:
         received = msg.ts_init
         unpinned: int | None = None
         if pin is not None:
-            # A BookResynced is stamped when the adapter emits it (the wall clock), after its snapshot:
-            # it is handled at that snapshot's receive time. Trades released behind a gap (received
-            # earlier) are handled at the recovery's answer, the line a replay's clock stands at.
-            if received > self._received_ns and type(msg) is not BookResynced:
+            # Trades released behind a gap (received earlier) are handled at the recovery's answer,
+            # the line a replay's clock stands at.
+            if received > self._received_ns:
                 self._received_ns = received
             received = self._received_ns
             unpinned = pin(received)

@@ -279,7 +279,8 @@ class BookSync:
     capacity
         Initial book capacity per side.
     clock
-        ``ts_init`` source for emitted messages that are not a venue message passed through.
+        Time source of the sync (every emitted message carries the receive time of a venue
+        message: a :class:`~tradebus.engine.messages.BookResynced` its snapshot's).
     snapshots_in_stream
         The venue delivers snapshots in-stream, ahead of the deltas that follow them, so
         deltas received while awaiting a snapshot are dropped instead of buffered.
@@ -473,7 +474,7 @@ class BookSync:
                 return
             buffered.popleft()
             last_ts = (delta.ts_event, delta.ts_init)
-        self._go_synced(last_ts[0], last_ts[1])
+        self._go_synced(last_ts[0], last_ts[1], snapshot.ts_init)
 
     def fast_forward(self, batch: DeltaBatch) -> None:
         """Apply a batch of recorded deltas in compiled code, emitting nothing per delta.
@@ -593,13 +594,13 @@ class BookSync:
         if request:
             self._schedule_request()
 
-    def _go_synced(self, ts_event: int, ts_init: int) -> None:
+    def _go_synced(self, ts_event: int, ts_init: int, received_ns: int) -> None:
+        """Emit the rebuilt book (as of the message at ``ts_event``/``ts_init``), loaded from a snapshot received at ``received_ns``."""
         self.state = SyncState.SYNCED
         self._live = self._step
         self.failure = None
         self._synced_event.set()
         book = self.book
-        now = self._clock()
         self._emit(
             BookSnapshot(
                 instrument_id=self.instrument_id,
@@ -613,7 +614,8 @@ class BookSync:
         if self._reason is not None:
             self.resyncs += 1
             logger.info("book {}: resynced ({})", self.instrument_id, self._reason)
-            self._emit(BookResynced(self.instrument_id, self._reason, ts_event, now))
+            # the snapshot's receive time, its recorded line's: not when the daemon's loop got here
+            self._emit(BookResynced(self.instrument_id, self._reason, ts_event, received_ns))
         self._reason = None
         if self.emit_quotes:
             self._maybe_quote(ts_event, ts_init)
