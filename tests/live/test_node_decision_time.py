@@ -161,6 +161,43 @@ async def test_an_order_decided_on_a_book_resync_reaches_the_venue_after_the_res
     assert [clock for clock, _ in paper.decided] == [clock for clock, _ in replay.decided]
 
 
+class LaggingSnapshots(BinanceProtocol):
+    """A venue whose REST depth answer is behind its stream, as Binance's is: the first request is
+    refused (503), the retry answered with the book as it was at the first."""
+
+    kept: tuple[int, str] | None = None
+
+    def http(self, path: str, query: dict[str, list[str]]) -> tuple[int, str] | None:
+        answer = super().http(path, query)
+        if not path.endswith("/depth") or answer is None or answer[0] != 200:
+            return answer
+        if self.kept is None:
+            self.kept = answer
+            return 503, '{"code":-1001,"msg":"Internal error; unable to process your request."}'
+        return self.kept
+
+
+async def test_an_order_decided_on_a_rest_snapshot_behind_the_stream_is_stamped_at_its_answer_as_in_the_replay(
+    tmp_path: Path,
+) -> None:
+    # The snapshot is older than deltas received while it was fetched: the rebuilt book carries the
+    # last one's receive time. The daemon handled the answer at that time (before the answer came),
+    # the replay at the answer's recorded receive time.
+    strategy = {"name": "tests.live.busy_strategy:BookWatch", "instruments": [IID], "params": {"on": "snapshot"}}
+    frames = SPOT_FRAMES[:1500]
+    async with LocalVenueServer(LaggingSnapshots(SPOT_SNAPSHOT), frames, speed=4.0, lifetime=120.0) as srv:
+        data = binance_config(srv.ws_url, srv.http_url, ["depth"], tmp=tmp_path, record=True, strategy=strategy)
+        data["venue"].update(fill_on="quotes", latency_ns=0)
+        node = PaperNode(config_of(data), handle_signals=False)
+        await run_node(node, lambda: bool(_book_watch(node).answered), timeout=60.0)
+    paper, replay = _book_watch(node), _book_watch(play(tmp_path / "frames.jsonl.gz", node.config))
+    (answer_ns,) = [t for t, conn, _ in read_frames(tmp_path / "frames.jsonl.gz") if conn.startswith("rest:")]
+    (decided,) = replay.decided
+    assert decided[1] < decided[0] == answer_ns  # buffered deltas applied; decided at the answer
+    assert paper.decided == replay.decided
+    assert paper.answered == replay.answered == [("accepted", answer_ns + 1, 1)]
+
+
 def _book_watch(node: Any) -> BookWatch:
     strategy = node.kernel.strategies[0]
     assert isinstance(strategy, BookWatch)

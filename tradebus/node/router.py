@@ -54,7 +54,8 @@ class NodeRouter:
     order decided on the first trade of a frame of several reaches the venue after the others,
     as in the replay. The messages of a REST answer are one frame too (a sync snapshot's
     BookSnapshot, BookResynced and Quote: told by the client's ``as_frame``), as its recorded
-    line is played. A message routed outside a frame (a stale feed's notice, a direct call)
+    line is played, at the answer's receive time (the rebuilt book carries the earlier time of
+    the last buffered delta it applied). A message routed outside a frame (a stale feed's notice, a direct call)
     is a frame of its own. Nothing fires after a message (or a frame) received no
     later than the answer of the latest trade recovery: a
     :class:`~tradebus.engine.messages.TradesMissed` and the trades its feed releases after it,
@@ -207,8 +208,14 @@ class NodeRouter:
                 for event in decided:
                     self._log_decision(event)
 
-    def frame_started(self) -> None:
-        """The messages routed from now until :meth:`frame_ended` are those of one received frame."""
+    def frame_started(self, received_ns: int = 0) -> None:
+        """The messages routed from now until :meth:`frame_ended` are those of one frame received at ``received_ns``.
+
+        ``0``: at its messages' receive time. A REST answer's is its own: the book it rebuilt carries
+        the time of the last buffered delta it applied, received before the answer.
+        """
+        if received_ns > self._received_ns:
+            self._received_ns = received_ns
         self._in_frame = True
         self._frame_fresh = True
         self._due_at_frame_end = False

@@ -201,7 +201,7 @@ class BinanceRouter:
         *,
         strict_streams: bool = False,
         fetch_trades: TradeFetch | None = None,
-        as_frame: Callable[[Callable[[], None]], None] | None = None,
+        as_frame: Callable[[Callable[[], None], int], None] | None = None,
     ) -> None:
         self.config = config
         self.sink = sink

@@ -75,8 +75,12 @@ ConnectionListener = Callable[["WsClient", bool, str], None]
 class FrameListener(Protocol):
     """Told where the messages of each received frame begin and end (the node's router)."""
 
-    def frame_started(self) -> None:
-        """A frame is about to be handed to :meth:`WsClient.on_frame`: what reaches the sink until the end is of it."""
+    def frame_started(self, received_ns: int = 0) -> None:
+        """A frame is about to be handed to :meth:`WsClient.on_frame`: what reaches the sink until the end is of it.
+
+        ``received_ns``: the frame's receive time when its messages may carry earlier ones (a REST
+        answer's rebuilt book: the buffered deltas' times); ``0``: its messages' own.
+        """
         ...
 
     def frame_ended(self) -> None:
@@ -347,17 +351,19 @@ class WsClient(ABC):
             except Exception:  # an observer's bug must not end the feed
                 logger.exception("{}: a connection listener failed", self.name)
 
-    def as_frame(self, deliver: Callable[[], None]) -> None:
+    def as_frame(self, deliver: Callable[[], None], received_ns: int) -> None:
         """Call ``deliver`` (what hands a REST answer's messages to the sink) as one frame for the :class:`FrameListener`.
 
-        A recording holds the answer as one line, played at one instant: a due alert fires before
-        its first message and after its last, not between them (a sync snapshot and its quote).
+        A recording holds the answer as one line, received at ``received_ns`` and played at that
+        instant: a due alert fires before its first message and after its last, not between them
+        (a sync snapshot and its quote), and they are handled at the answer's receive time, also
+        when the rebuilt book carries the earlier time of the last buffered delta it applied.
         """
         listener = self.frame_listener
         if listener is None:
             deliver()
             return
-        listener.frame_started()
+        listener.frame_started(received_ns)
         try:
             deliver()
         finally:

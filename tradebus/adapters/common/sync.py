@@ -285,8 +285,8 @@ class BookSync:
         The venue delivers snapshots in-stream, ahead of the deltas that follow them, so
         deltas received while awaiting a snapshot are dropped instead of buffered.
     as_frame
-        ``as_frame(load)`` calls ``load()``, which loads a snapshot ``request_snapshot`` returned
-        and emits its messages (BookSnapshot, BookResynced, Quote): the client's
+        ``as_frame(load, received_ns)`` calls ``load()``, which loads a snapshot ``request_snapshot``
+        returned (received at ``received_ns``) and emits its messages (BookSnapshot, BookResynced, Quote): the client's
         :meth:`~tradebus.adapters.common.client.WsClient.as_frame`, so that they reach the sink
         as one frame, as their recorded answer is played. Default: ``load()``.
 
@@ -312,7 +312,7 @@ class BookSync:
         capacity: int = 2048,
         clock: Callable[[], int] = time.time_ns,
         snapshots_in_stream: bool = False,
-        as_frame: Callable[[Callable[[], None]], None] | None = None,
+        as_frame: Callable[[Callable[[], None], int], None] | None = None,
     ) -> None:
         if max_buffer < 1:
             raise ConfigError(f"book sync {instrument_id}: max_buffer must be >= 1, got {max_buffer}")
@@ -658,13 +658,13 @@ class BookSync:
             if snapshot is not None:
                 # a snapshot that does not fit (older than the buffered deltas, crossed ...) is
                 # requested again by this loop, after the next retry delay, not at once
-                self._as_frame(lambda: self.on_snapshot(snapshot))
+                self._as_frame(lambda: self.on_snapshot(snapshot), snapshot.ts_init)
                 continue
             if await self.wait_synced(self._snapshot_timeout):
                 return
 
 
-def _directly(load: Callable[[], None]) -> None:
+def _directly(load: Callable[[], None], received_ns: int) -> None:
     load()
 
 
