@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.error
 import urllib.request
 
@@ -92,6 +93,39 @@ async def test_snapshot_served_after_replay_is_rebuilt_at_the_cursor() -> None:
     snap = json.loads(body)
     assert status == 200 and snap["lastUpdateId"] == json.loads(depth[-1])["data"]["u"]
     assert len(snap["bids"]) == 5 and float(snap["bids"][0][0]) < float(snap["asks"][0][0])
+
+
+class FedBinanceProtocol(BinanceProtocol):
+    """Binance's plugin noting when (monotonic seconds) each recorded frame reached :meth:`on_sent`."""
+
+    def __init__(self, snapshot: str) -> None:
+        super().__init__(snapshot)
+        self.fed: list[tuple[float, int]] = []
+
+    def on_sent(self, raw: str) -> None:
+        self.fed.append((time.monotonic(), RECV_NS[id(raw)]))
+        super().on_sent(raw)
+
+
+RECV_NS = {id(raw): recv_ns for recv_ns, raw in FRAMES}
+
+
+async def test_a_paced_replay_hands_unsubscribed_frames_to_the_plugin_no_earlier_than_their_recorded_time() -> None:
+    # a client on trades only: the quotes and depth diffs between two trades reach the plugin (an account
+    # emulator's quotes, the REST depth) all the same, but not before the replay clock reaches them
+    speed = 2.0
+    proto = FedBinanceProtocol(SNAPSHOT)
+    async with LocalVenueServer(proto, FRAMES, speed=speed, lifetime=10) as srv:
+        subscribed_at = time.monotonic()  # the replay clock starts with the subscription, after this
+        got = await recv_all(srv.ws_url + STREAMS, 3)
+    assert got == TRADES[:3] and len(proto.fed) > 3
+    t0 = FRAMES[0][0]
+    ahead = [
+        (recv_ns - t0) / 1e9 - (wall - subscribed_at) * speed
+        for wall, recv_ns in proto.fed
+        if (recv_ns - t0) / 1e9 > (wall - subscribed_at) * speed + 0.005
+    ]
+    assert ahead == []  # seconds of recording the plugin held ahead of the replay clock
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,10 @@ A connection starts sending once it has at least one subscription, from
 again (to exercise trade de-duplication) and misses none. Only frames whose
 :meth:`VenueProtocol.topic_of` is subscribed (or ``None``: sent to everyone) are sent.
 ``speed=None`` sends as fast as the socket drains; ``speed=k`` paces the frames by
-their recorded receive times divided by ``k``. When the recording is exhausted the
-connection stays open and silent (``close_at_end=False``) or is closed normally.
+their recorded receive times divided by ``k``, and :meth:`VenueProtocol.on_sent` sees
+each frame, sent or not, when its time comes (no plugin state runs ahead of the replay).
+When the recording is exhausted the connection stays open and silent
+(``close_at_end=False``) or is closed normally.
 
 Fault injection
 ---------------
@@ -26,7 +28,7 @@ raw text contains ``match``:
 
 ``DROP``      abort the TCP connection (client sees an abnormal close, code 1006); with ``missed=n``
               the venue goes on printing while the client is away: the cursor moves past the
-              dropped frame and ``n - 1`` more (the plugin sees them go by, as its REST history)
+              dropped frame and ``n - 1`` more (the plugin sees them go by at once, as its REST history)
 ``DELAY``     sleep ``seconds`` before sending the frame
 ``GARBLE``    send the frame cut in half (invalid JSON) instead
 ``SKIP``      do not send the frame (a sequence gap for book streams)
@@ -463,16 +465,18 @@ class LocalVenueServer:
         i = start
         while i < len(self.frames) and not self._done.is_set():
             recv_ns, raw = self.frames[i]
+            if self.speed is not None:
+                # an unsubscribed frame waits too: the plugin (an account's quotes, a rebuilt book)
+                # must not see it before its recorded time
+                due = t0_wall + (recv_ns - t0_rec) / 1e9 / self.speed
+                wait = due - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
             topic = protocol.topic_of(raw)
             if topic is not None and topic not in session.subscriptions:
                 i += 1
                 self._advance(i, raw)
                 continue
-            if self.speed is not None:
-                due = t0_wall + (recv_ns - t0_rec) / 1e9 / self.speed
-                wait = due - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
             if self.gate is not None:
                 await self.gate(raw)
             out: str | None = protocol.render(raw, session)
