@@ -6,6 +6,8 @@ the original price would not have been reached.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from loguru import logger
 
@@ -695,3 +697,38 @@ async def test_an_oco_sibling_whose_reduction_the_venue_keeps_refusing_is_cancel
     finally:
         logger.remove(sink)
     assert any(second in w and f"refused {REDUCE_TRIES} times" in w and "canceled" in w for w in warnings)
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_restart_reduces_the_oco_sibling_whose_reduction_the_venue_refused(kit: VenueKit, tmp_path: Path) -> None:
+    """As the first test above, but the daemon stops after the refusal, before the next trade. The restart linked
+    the group again with the sibling at 0.003 and nothing reduced it: the group could buy 0.004. The journal holds
+    the partly filled member: the sibling is reduced to 0.002 at the first trade after the restart."""
+    path, code = AMEND_REFUSED[kit.venue]
+    journal = tmp_path / "journal.sqlite"
+    emu = kit.emulator([RestFault("refuse", "POST", path, code=code)], trade_size_limit=True)
+    one_account = VenueKit(**{**kit.__dict__, "make_emulator": lambda *a, **k: emu})  # across both processes
+    strategy = Contingent(kit.iid)
+    async with kit_harness(one_account, journal=journal, strategies=[strategy]) as h:
+        got: list[OrderModifyRejected] = []
+        h.kernel.bus.subscribe(OrderModifyRejected, got.append)
+        first, second = strategy.submit_oco([
+            OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=1_000.0), OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=900.0),
+        ])
+        a, b = (h.kernel.orders.order(c) for c in (first, second))
+        await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
+        KitTape(h, kit.iid, 10**18, size=0.001).trade(999.0)  # fills 0.001 of the first
+        await until(lambda: a.filled_qty == pytest.approx(0.001) and len(got) == 1, timeout=5.0)
+        await h.venue.drain()
+    assert emu.orders[second].order.quantity == pytest.approx(0.003)
+    async with kit_harness(one_account, journal=journal, strategies=[Contingent(kit.iid)]) as h:
+        orders = [h.kernel.orders.order(c) for c in (first, second)]
+        for order in orders:
+            h.venue.track(order)
+            h.kernel.execution.resolve_unknown(order.client_order_id)  # as the daemon's start does: a query
+        await until(lambda: orders[0].status is OrderStatus.PARTIALLY_FILLED and orders[1].status is OrderStatus.ACCEPTED)
+        KitTape(h, kit.iid, 10**18 + 10**9, size=0.001).trade(1_100.0)  # fills nothing
+        await until(lambda: emu.orders[second].order.quantity == pytest.approx(0.002), timeout=5.0)
+        await until(lambda: orders[1].quantity == pytest.approx(0.002), timeout=5.0)
+        await h.venue.drain()
+        assert orders[1].status is OrderStatus.ACCEPTED and len(KitTape(h, kit.iid, 0).posts(path)) == 2

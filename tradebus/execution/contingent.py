@@ -160,6 +160,9 @@ Restarts
       trade or quote of the instrument (their cancel was refused, or never sent), and so have the
       children still working of a bracket whose timed exit was sent or decided; a spot exit decided
       and not sent yet goes once they closed (at the first market event, if none works);
+    * an OCO group with a partly filled member has its other working members reduced to what the
+      group rules leave them (their fills plus the filler's unfilled quantity) at the first bar,
+      trade or quote of the instrument, when above it (their reduction was refused, or never sent);
     * GTD cancels and a duration-based timed exit are set again (the exit counted from the
       entry's last event); a bar-based timed exit counts bars again from the restart, and a
       cooldown is not restored.
@@ -1251,10 +1254,12 @@ class ContingentOrders:
                 if any((o := orders.get(c)) is not None and o.status is OrderStatus.FILLED for c in link.order_ids):
                     for member in live:  # its cancel was refused, or never sent
                         self._cancel_soon(member, "OCO: sibling filled")
-                elif len(live) > 1:
-                    for member in live:
-                        self._oco[member] = live
-                    self._kernel.portfolio.account.link_oco(live)
+                else:
+                    if len(live) > 1:
+                        for member in live:
+                            self._oco[member] = live
+                        self._kernel.portfolio.account.link_oco(live)
+                    self._reduce_soon(link.order_ids)
             elif link.kind == "trailing":
                 order = orders.get(coid)
                 if order is not None and order.is_open:
@@ -1266,6 +1271,27 @@ class ContingentOrders:
                 self._set_gtd(coid, int(p["expire_ns"]))
         for bracket in brackets.values():
             self._resume(bracket)
+
+    def _reduce_soon(self, group: Sequence[str]) -> None:
+        """Reduce the working members of a restored OCO group to what its partly filled members leave (each other
+        member's fills plus a filler's unfilled quantity, as :meth:`_filled_some`), at the next market event of
+        the instrument: the previous process may have stopped before the reduction was sent or applied."""
+        orders = self._kernel.orders
+        members = [o for c in group if (o := orders.get(c)) is not None]
+        for filler in members:
+            if filler.filled_qty <= 0.0:
+                continue
+            unfilled = max(filler.quantity - filler.filled_qty, 0.0)
+            for order in members:
+                target = order.filled_qty + unfilled
+                if order is filler or not order.is_open or not self._above(order, target):
+                    continue
+                reduction = self._reducing.get(order.client_order_id)
+                if reduction is None or target < reduction.quantity:
+                    self._reducing[order.client_order_id] = _Reduction(target, again=True)
+                    logger.info("order {}: {} of its OCO sibling {} filled; reduced from {} to {} at the next market "
+                                "event of {}", order.client_order_id, filler.filled_qty, filler.client_order_id,
+                                order.quantity, target, order.instrument_id)  # fmt: skip
 
     def _restore_replaces(self, links: list[ContingentLinked]) -> dict[str, str]:
         """The cancel-replaces journaled in flight: replaced id -> the id its links belong to, for each whose
