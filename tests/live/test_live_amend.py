@@ -732,3 +732,83 @@ async def test_a_restart_reduces_the_oco_sibling_whose_reduction_the_venue_refus
         await until(lambda: orders[1].quantity == pytest.approx(0.002), timeout=5.0)
         await h.venue.drain()
         assert orders[1].status is OrderStatus.ACCEPTED and len(KitTape(h, kit.iid, 0).posts(path)) == 2
+
+
+async def test_a_cancel_replace_of_an_oco_sibling_whose_reduction_was_refused_is_reduced_at_the_next_trade() -> None:
+    """Binance spot: two OCO limit buys of 0.003 (50,000 and 49,000); a trade of 0.001 fills a third of the first, the
+    sibling's reduction to 0.002 (a cancel-replace) is refused, and the sibling is then moved to 49,500 by a
+    cancel-replace. Before, its replacement kept 0.003 and nothing reduced it (the reduction stayed with the replaced
+    order): the group could buy 0.004. The next trade reduces the replacement to 0.002."""
+    from tradebus.execution.contingent import ContingentOrders
+
+    refused = [RestFault("refuse", "POST", "/api/v3/order/cancelReplace", code="-2022")]
+    async with harness(rest_faults=refused, trade_size_limit=True) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        contingent = ContingentOrders(h.kernel)
+        got: list[OrderModifyRejected] = []
+        replaced: list[OrderReplaced] = []
+        h.kernel.bus.subscribe(OrderModifyRejected, got.append)
+        h.kernel.bus.subscribe(OrderReplaced, replaced.append)
+        a, b = h.submit(OrderSide.BUY, 0.003, 50_000.0), h.submit(OrderSide.BUY, 0.003, 49_000.0)
+        await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
+        contingent.oco([a.client_order_id, b.client_order_id])
+        h.trade(49_900.0, 0.001)  # fills 0.001 of the first
+        await until(lambda: a.filled_qty == pytest.approx(0.001) and len(got) == 1, timeout=5.0)
+        await h.venue.drain()
+        h.kernel.execution.modify(ModifyOrder("s1", IID, b.client_order_id, 0, 0, price=49_500.0))
+        await until(lambda: len(replaced) == 1, timeout=5.0)
+        new = h.kernel.orders.order(replaced[0].replacement_id)
+        await until(lambda: new.status is OrderStatus.ACCEPTED and b.status is OrderStatus.CANCELED)
+        await h.venue.drain()
+        assert (new.quantity, new.price) == (pytest.approx(0.003), 49_500.0)
+        h.trade(51_000.0, 0.001)  # fills nothing: the reduction is sent for the replacement
+        sibling = lambda: [r.order for r in h.emulator.open_orders() if r.order.client_order_id != a.client_order_id]  # noqa: E731
+        await until(lambda: [o.quantity for o in sibling()] == [pytest.approx(0.002)], timeout=5.0)
+        await h.venue.drain()
+        [working] = [o for o in h.kernel.orders.open_orders() if o is not a]
+        assert (working.quantity, working.price) == (pytest.approx(0.002), 49_500.0)
+        assert working.client_order_id == sibling()[0].client_order_id and a.quantity == pytest.approx(0.003)
+
+
+async def test_an_oco_sibling_placed_again_after_its_reductions_replacement_was_refused_is_reduced_at_the_next_trade() -> None:
+    """Binance spot: two OCO post-only buys of 0.003 (50,000 and 49,000); a trade of 0.001 fills a third of the first,
+    and the sibling's reduction to 0.002 goes as one cancel-replace. The ask has fallen to 48,900 when it arrives:
+    Binance cancels the sibling and refuses the new order, which would take (-2021), and the sibling is placed again
+    as it was, for 0.003, once the ask is back at 50,100. Before, that was the end of the reduction: the group could
+    buy 0.004. Now it counts as a refusal and the next trade reduces the sibling to 0.002."""
+    import asyncio
+
+    from tradebus.engine.messages import Quote
+    from tradebus.adapters.binance.private_emulator import RestFault as BinanceFault
+    from tradebus.execution.contingent import ContingentOrders
+
+    swap, again = asyncio.Event(), asyncio.Event()
+    held = [BinanceFault("hold", "POST", "/api/v3/order/cancelReplace", release=swap),
+            BinanceFault("hold", "POST", "/api/v3/order", at=2, release=again)]
+    async with harness(rest_faults=held, trade_size_limit=True, request_timeout=5.0) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        contingent = ContingentOrders(h.kernel)
+        replaced: list[OrderReplaced] = []
+        h.kernel.bus.subscribe(OrderReplaced, replaced.append)
+        a, b = (h.kernel.execution.submit(SubmitOrder("s1", IID, "", OrderSide.BUY, 0.003, 0, 0, OrderType.LIMIT, px, post_only=True))
+                for px in (50_000.0, 49_000.0))
+        await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
+        contingent.oco([a.client_order_id, b.client_order_id])
+        h.trade(49_900.0, 0.001)  # fills 0.001 of the first; the sibling's cancel-replace waits at the venue
+        await until(lambda: a.filled_qty == pytest.approx(0.001) and held[0].fired)
+        h.emulator.on_quote(Quote(IID, 0, 0, 48_800.0, 1.0, 48_900.0, 1.0))
+        swap.set()
+        await until(lambda: held[1].fired, timeout=5.0)  # placed again as it was
+        h.emulator.on_quote(Quote(IID, 0, 0, 50_000.0, 1.0, 50_100.0, 1.0))
+        again.set()
+        await until(lambda: len(replaced) == 1, timeout=5.0)
+        placed = h.kernel.orders.order(replaced[0].replacement_id)
+        await until(lambda: placed.status is OrderStatus.ACCEPTED and b.status is OrderStatus.CANCELED)
+        await h.venue.drain()
+        assert (placed.quantity, placed.price) == (pytest.approx(0.003), 49_000.0)
+        h.trade(51_000.0, 0.001)  # fills nothing: the reduction is sent again
+        sibling = lambda: [r.order for r in h.emulator.open_orders() if r.order.client_order_id != a.client_order_id]  # noqa: E731
+        await until(lambda: [o.quantity for o in sibling()] == [pytest.approx(0.002)], timeout=5.0)
+        await h.venue.drain()
+        [working] = [o for o in h.kernel.orders.open_orders() if o is not a]
+        assert (working.client_order_id, working.quantity) == (sibling()[0].client_order_id, pytest.approx(0.002))

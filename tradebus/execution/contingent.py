@@ -79,7 +79,9 @@ Reductions the venue refuses
     than its largest member -- on spot a sale of coins already sold), a reduce-only one is left as
     it is (WARNING: the venue fills it no further than the position; canceled, the position would
     lose that exit). A replacement is not placed here: the live venue cancel-replaces where a
-    venue cannot amend.
+    venue cannot amend. A sibling cancel-replaced before its reduction was applied (``OrderReplaced``)
+    hands it to its replacement, for what it had left to fill; one placed again as it was after the
+    reduction's own replacement was refused counts that as a refusal.
 Trailing stop
     A stop-market order whose trigger follows the best price since it was placed by a fixed
     ``offset`` or a ``percent``: for a sell stop ``trigger = best high - offset`` (or
@@ -863,11 +865,23 @@ class ContingentOrders:
         return before.status is not OrderStatus.FILLED
 
     def _move(self, old: str, new: str) -> None:
-        """Move the links of ``old`` (trailing, OCO, bracket child) to ``new``, journaled."""
+        """Move the links of ``old`` (trailing, OCO, bracket child) to ``new``, journaled; a reduction of ``old``
+        not applied goes to ``new``, for what ``old`` had left to fill (one in flight: refused, as ``new`` is above it)."""
         order = self._kernel.orders.get(new)
         if order is None:
             return
         sid, iid = order.strategy_id, order.instrument_id
+        reduction = self._reducing.pop(old, None)
+        replaced = self._kernel.orders.get(old)
+        if reduction is not None and replaced is not None and order.is_open:
+            target = order.filled_qty + max(reduction.quantity - replaced.filled_qty, 0.0)
+            if self._above(order, target):
+                carried = self._reducing[new] = _Reduction(target, reduction.refusals, reduction.again)
+                if reduction.again:
+                    logger.warning("order {}: replaces {} for {}, above its reduction to {} (OCO: sibling filled); "
+                                   "sent again at the next market event of {}", new, old, order.quantity, target, iid)  # fmt: skip
+                else:  # the reduction was this cancel-replace, placed again as it was (its replacement refused)
+                    self._reduction_refused(order, carried, f"{old} placed again as {new} for {order.quantity}")
         trail = self._trailing.pop(old, None)
         if trail is not None:
             trail.client_order_id, trail.trigger = new, order.trigger_price
