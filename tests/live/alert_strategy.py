@@ -104,3 +104,27 @@ class HeldTimerBuy(TimerBuy):
         if self.trades == self.hold_trade:
             while time.time_ns() < self.due_ns + self.hold_ns:
                 time.sleep(0.005)
+
+
+class TickTimer(Strategy):
+    """Sets the timer ``tick`` in ``on_start``, every ``every_ms``, and notes each firing, before and after ``on_stop``."""
+
+    Params = TimerParams
+
+    def __init__(self, instrument_ids: str | Sequence[str], *, every_ms: int = 500, quantity: float = 0.01,
+                 strategy_id: str | None = None) -> None:
+        super().__init__(instrument_ids, strategy_id=strategy_id)
+        self.every_ns = every_ms * 1_000_000
+        self.stopped = False
+        #: Due times of the firings before ``on_stop`` and after it.
+        self.fired: list[int] = []
+        self.fired_after_stop: list[int] = []
+
+    def on_start(self) -> None:
+        self.set_timer("tick", self.every_ns)
+
+    def on_stop(self) -> None:
+        self.stopped = True
+
+    def on_timer(self, event: TimeEvent) -> None:
+        (self.fired_after_stop if self.stopped else self.fired).append(event.ts_event)

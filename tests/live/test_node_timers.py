@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.live.alert_strategy import AlertBuy, TimerBuy
+from tests.live.alert_strategy import AlertBuy, TickTimer, TimerBuy
 from tradebus.adapters.common.recorder import RUN_PREFIX, read_frames
 from tradebus.engine.messages import OrderStatus
 from tradebus.adapters.binance.emulator import BinanceProtocol
@@ -132,3 +132,20 @@ async def test_a_timer_the_busy_daemon_fires_late_decides_at_its_due_time_in_the
     assert order_keys(replay.kernel.result.orders) == order_keys(node.kernel.result.orders)
     # decided at its due time, in both
     assert [o.ts_created for o in node.kernel.result.orders] == [o.ts_created for o in replay.kernel.result.orders]
+
+
+async def test_a_stopped_daemon_fires_no_timer_after_its_strategies_stopped(tmp_path: Path) -> None:
+    # The replay fires what was due by the recorded stop and nothing after; the daemon's loop
+    # outlives its run (asyncio.run's teardown, the caller's own loop): its timers must not.
+    strategy = {"name": "tests.live.alert_strategy:TickTimer", "instruments": [IID], "params": {"every_ms": 5}}
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), FIRST_FRAMES) as srv:
+        data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, record=True, strategy=strategy)
+        data["warm_up"] = False
+        node = PaperNode(config_of(data), handle_signals=False)
+        await run_node(node, lambda: len(node.kernel.strategies[0].fired) >= 2)  # type: ignore[attr-defined]
+    paper = node.kernel.strategies[0]
+    assert isinstance(paper, TickTimer) and paper.stopped
+    await asyncio.sleep(0.05)  # ten intervals of the timer, with the loop running
+    assert paper.fired_after_stop == []
+    replay = play(tmp_path / "frames.jsonl.gz", node.config)
+    assert replay.kernel.strategies[0].fired == paper.fired  # type: ignore[attr-defined]

@@ -191,6 +191,7 @@ class LiveClock(Clock):
         self.next_due: int = 2**63 - 1
         # The time now_ns reads inside a pinned() block (None: the wall clock).
         self._pinned: int | None = None
+        self._stopped = False
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -225,7 +226,22 @@ class LiveClock(Clock):
         outer, self._pinned = self._pinned, ts_ns
         return outer
 
+    def stop(self) -> None:
+        """Cancel every timer and alert, and fire none set from now on: the run has ended.
+
+        The loop may outlive the run (``asyncio.run``'s teardown, a caller's own loop); a replay
+        of the run's recording fires nothing after its recorded stop.
+        """
+        self._stopped = True
+        for handle in self._handles.values():
+            handle.cancel()
+        self._handles.clear()
+        self._due.clear()
+        self.next_due = 2**63 - 1
+
     def _at(self, name: str, at_ns: int, fire: Callable[[int], None]) -> None:
+        if self._stopped:
+            return
         delay = max(0.0, (at_ns - time.time_ns()) / 1e9)
         self._handles[name] = self.loop.call_later(delay, self._fire, name, at_ns, fire)
         self._due[name] = (at_ns, fire)

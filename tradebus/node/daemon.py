@@ -468,6 +468,7 @@ class PaperNode:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         self._record_stop()
+        self.clock.stop()  # nothing fires after the recorded stop, as in a replay (an on_stop's timer neither)
         self.venue.close()
         try:
             self.kernel.stop(start=self._start_strategies)
