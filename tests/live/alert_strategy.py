@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 
 from tradebus.config.base import StrictModel
-from tradebus.engine.messages import OrderSide, TimeEvent, Trade
+from tradebus.engine.messages import OrderAccepted, OrderSide, TimeEvent, Trade
 from tradebus.strategies.base import Strategy
 
 
@@ -128,3 +129,55 @@ class TickTimer(Strategy):
 
     def on_timer(self, event: TimeEvent) -> None:
         (self.fired_after_stop if self.stopped else self.fired).append(event.ts_event)
+
+
+class TwoAlertsParams(StrictModel):
+    """On trade ``at_trade`` (1-based): alerts ``first_ms`` and ``second_ms`` after it; then the loop is held until ``hold_ms`` after it."""
+
+    at_trade: int = 5
+    first_ms: int = 1
+    second_ms: int = 3
+    hold_ms: int = 20
+    quantity: float = 0.01
+
+
+class TwoAlerts(Strategy):
+    """Buys at market when its first alert fires and notes, when its second fires, what the venue has answered.
+
+    Its ``at_trade``-th trade has the loop held past both due times once the frame is handled, so
+    the daemon's loop finds both due at once (see :class:`TwoAlertsParams`).
+    """
+
+    Params = TwoAlertsParams
+
+    def __init__(self, instrument_ids: str | Sequence[str], *, at_trade: int = 5, first_ms: int = 1,
+                 second_ms: int = 3, hold_ms: int = 20, quantity: float = 0.01, strategy_id: str | None = None) -> None:
+        super().__init__(instrument_ids, strategy_id=strategy_id)
+        self.at_trade, self.quantity = at_trade, quantity
+        self.first_ns, self.second_ns, self.hold_ns = first_ms * 1_000_000, second_ms * 1_000_000, hold_ms * 1_000_000
+        self.trades = 0
+        self.accepted = 0
+        #: ``(alert name, due time, acceptances seen)`` of each firing.
+        self.fired: list[tuple[str, int, int]] = []
+
+    def on_trade(self, trade: Trade) -> None:
+        self.trades += 1
+        if self.trades != self.at_trade:
+            return
+        self.set_alert("first", trade.ts_init + self.first_ns)
+        self.set_alert("second", trade.ts_init + self.second_ns)
+        asyncio.get_running_loop().call_soon(self._hold, trade.ts_init + self.hold_ns)
+
+    @staticmethod
+    def _hold(until_ns: int) -> None:
+        """Other work of the loop (another feed, a flush), after the frame: it keeps the alerts from firing on time."""
+        while time.time_ns() < until_ns:
+            time.sleep(0.002)
+
+    def on_timer(self, event: TimeEvent) -> None:
+        self.fired.append((event.name, event.ts_event, self.accepted))
+        if event.name == "first":
+            self.submit_market(self.instrument_id, OrderSide.BUY, self.quantity, reason="first")
+
+    def on_order_accepted(self, event: OrderAccepted) -> None:
+        self.accepted += 1

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.live.alert_strategy import AlertBuy, TickTimer, TimerBuy
+from tests.live.alert_strategy import AlertBuy, TickTimer, TimerBuy, TwoAlerts
 from tradebus.adapters.common.recorder import RUN_PREFIX, read_frames
 from tradebus.engine.messages import OrderStatus
 from tradebus.adapters.binance.emulator import BinanceProtocol
@@ -149,3 +149,25 @@ async def test_a_stopped_daemon_fires_no_timer_after_its_strategies_stopped(tmp_
     assert paper.fired_after_stop == []
     replay = play(tmp_path / "frames.jsonl.gz", node.config)
     assert replay.kernel.strategies[0].fired == paper.fired  # type: ignore[attr-defined]
+
+
+async def test_an_order_arriving_before_the_next_due_alert_reaches_the_venue_before_it_fires_as_in_the_replay(
+    tmp_path: Path,
+) -> None:
+    # After the last trade (the market is silent then) the loop is held past two alerts (1 ms and 3 ms
+    # after it): it finds both due at once. The first's market order (latency 0) arrives 1 ns after it,
+    # before the second is due: the venue has accepted it when the second fires, in the daemon as in
+    # the replay (its simulated clock fires everything in time order).
+    strategy = {"name": "tests.live.alert_strategy:TwoAlerts", "instruments": [IID],
+                "params": {"at_trade": len(FIRST_FRAMES)}}
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), FIRST_FRAMES) as srv:
+        data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, record=True, strategy=strategy)
+        data["warm_up"] = False
+        node = PaperNode(config_of(data), handle_signals=False)
+        await run_node(node, lambda: len(node.kernel.strategies[0].fired) == 2)  # type: ignore[attr-defined]
+    paper = node.kernel.strategies[0]
+    assert isinstance(paper, TwoAlerts)
+    assert [(name, accepted) for name, _, accepted in paper.fired] == [("first", 0), ("second", 1)]
+    replay = play(tmp_path / "frames.jsonl.gz", node.config)
+    assert replay.kernel.strategies[0].fired == paper.fired  # type: ignore[attr-defined]
+    assert order_keys(replay.kernel.result.orders) == order_keys(node.kernel.result.orders)
