@@ -124,7 +124,7 @@ async def test_snapshot_fetch_is_retried_after_a_5xx(fetcher: str) -> None:
         await run_until(client, lambda: client.feed.books["BTCUSDT"].synced, out)
     assert proto.depth_requests == 2
     assert isinstance(next(m for m in out if not isinstance(m, FeedStale)), BookSnapshot)
-    assert not client.feed.books["BTCUSDT"].synced  # stopping the client invalidates its books
+    assert client.feed.books["BTCUSDT"].synced  # a stop loses nothing: the book stays as the last frame left it
 
 
 async def test_silent_feed_publishes_feed_stale_and_reconnects() -> None:

@@ -202,3 +202,20 @@ def _book_watch(node: Any) -> BookWatch:
     strategy = node.kernel.strategies[0]
     assert isinstance(strategy, BookWatch)
     return strategy
+
+
+async def test_an_order_decided_in_on_stop_meets_the_book_the_replay_has_at_the_recorded_stop(tmp_path: Path) -> None:
+    # The daemon stops its feeds before its strategies: a stop is no lost connection, the books stay as they
+    # were at the stop, and an order on_stop decides is sent in the daemon as in the replay (not denied
+    # 'book unsynced'). The same holds for a timer or alert falling due while the feeds close.
+    strategy = {"name": "tests.live.resting_strategy:RestingBuy", "instruments": [IID],
+                "params": {"price": 10_000.0, "on_stop_price": 10_001.0}}
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES) as srv:
+        data = binance_config(srv.ws_url, srv.http_url, ["trade", "depth"], tmp=tmp_path, record=True, strategy=strategy)
+        data["warm_up"] = False
+        node = PaperNode(config_of(data), handle_signals=False)
+        await run_node(node, lambda: srv.cursor >= len(SPOT_FRAMES) and node.kernel.result.trades > 0)
+    paper = node.kernel.result.orders
+    assert paper[-1].price == 10_001.0 and paper[-1].status is not OrderStatus.DENIED, paper[-1].reason
+    replay = play(tmp_path / "frames.jsonl.gz", node.config)
+    assert order_keys(replay.kernel.result.orders) == order_keys(paper)

@@ -675,6 +675,8 @@ class BinanceClient(WsClient):
         self.feed.start_books()
 
     def on_disconnected(self, reason: str) -> None:
+        if self._stopping:
+            return  # a stop loses nothing: the books stay as the last frame left them, as a replay has them
         self.feed.invalidate_books(f"connection lost: {reason}")
 
     async def on_stopped(self) -> None:

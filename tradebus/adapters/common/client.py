@@ -549,6 +549,8 @@ class StreamBookClient(WsClient):
             sink(msg)
 
     def on_disconnected(self, reason: str) -> None:
+        if self._stopping:
+            return  # a stop loses nothing: the books stay as the last frame left them, as a replay has them
         self.parser.invalidate_books(f"connection lost ({reason})")
 
     async def on_stopped(self) -> None:
