@@ -9,6 +9,11 @@ from typing import Any
 
 from loguru import logger
 
+from tests.live.node_testdata import SPOT_SNAPSHOT
+from tradebus.adapters.binance.client import BinanceClient
+from tradebus.adapters.binance.config import BinanceConfig
+from tradebus.adapters.binance.parse import parse_depth_snapshot
+from tradebus.adapters.common.policy import Backoff, ConnectionPolicy
 from tradebus.engine.messages import (
     OrderAccepted,
     OrderFilled,
@@ -85,13 +90,13 @@ async def test_an_order_decided_on_a_frames_first_message_arrives_once_the_frame
     node.kernel.start()
     try:
         received = time.time_ns()
-        node.router.frame_started()
+        node.router.frame_started(received)
         node.router(_trade(60_000.0, 1, received))  # decides
         node.router(_trade(60_001.0, 2, received))
         assert events == []  # the order has not reached the venue between the frame's messages
         node.router.frame_ended()
         assert [type(e) for e in events] == [OrderAccepted]
-        node.router.frame_started()
+        node.router.frame_started(time.time_ns())
         node.router(_trade(60_002.0, 3))  # the next frame's trade fills it, not the second of the first frame
         node.router.frame_ended()
         assert [type(e) for e in events] == [OrderAccepted, OrderFilled] and events[1].last_px == 60_002.0
@@ -154,6 +159,31 @@ async def test_a_drawdown_breaker_trips_on_the_message_that_falls_without_waitin
         node.router(_trade(50_000.0, 3))  # equity 900: 10 % below the peak
         assert [c.state for c in changes] == [TradingState.HALTED]
         assert changes[0].reason.startswith("max_drawdown: 10")
+    finally:
+        node.kernel.stop()
+        node.journal.close()
+
+
+async def test_an_alert_due_before_a_book_snapshot_was_received_fires_before_the_snapshot_is_loaded(tmp_path: Path) -> None:
+    # A replay fires what is due before the recorded snapshot line, then loads it. The daemon's loop may
+    # read the answer before it runs the alert's callback: the alert must still see the book unsynced.
+    node = PaperNode(_config(0, tmp_path), handle_signals=False)
+    client = BinanceClient(
+        BinanceConfig(symbols=["BTCUSDT"], channels=["depth"], ws_url="ws://127.0.0.1:9/", rest_url="http://127.0.0.1:9"),
+        node.router,
+        ConnectionPolicy(backoff=Backoff(base=0.02, cap=0.05, min_delay=0.01, seed=7)),
+    )
+    client.frame_listener = node.router
+    sync = client.feed.books["BTCUSDT"]
+    seen: list[bool] = []
+    node.kernel.start()
+    try:
+        received = time.time_ns()
+        node.clock.set_alert("probe", received - 1_000_000, lambda _event: seen.append(sync.synced))
+        snapshot = parse_depth_snapshot(SPOT_SNAPSHOT or "", received, IID)
+        client.as_frame(lambda: sync.on_snapshot(snapshot), received)
+        assert seen == [False]
+        assert sync.synced
     finally:
         node.kernel.stop()
         node.journal.close()

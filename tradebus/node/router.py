@@ -50,7 +50,8 @@ class NodeRouter:
     once, not when the event loop next runs its callbacks). The messages of one frame of a
     feed's connection (told by its client: :meth:`frame_started`, :meth:`frame_ended`) were
     received at one instant, and a replay's clock, moved once per frame, fires nothing between
-    them: within a frame, what is due fires before its first message and after its last, so an
+    them: what is due by a frame's receive time fires before the frame is parsed (its book deltas
+    or sync snapshot applied), what fell due while it was handled after its last message, so an
     order decided on the first trade of a frame of several reaches the venue after the others,
     as in the replay. The messages of a REST answer are one frame too (a sync snapshot's
     BookSnapshot, BookResynced and Quote: told by the client's ``as_frame``), as its recorded
@@ -208,17 +209,20 @@ class NodeRouter:
                 for event in decided:
                     self._log_decision(event)
 
-    def frame_started(self, received_ns: int = 0) -> None:
-        """The messages routed from now until :meth:`frame_ended` are those of one frame received at ``received_ns``.
+    def frame_started(self, ts_ns: int) -> None:
+        """The messages routed from now until :meth:`frame_ended` are those of one frame received at ``ts_ns``.
 
-        ``0``: at its messages' receive time. A REST answer's is its own: the book it rebuilt carries
-        the time of the last buffered delta it applied, received before the answer.
+        What fell due by then fires now, before the frame is parsed: the feed changes its books
+        (a delta, a sync snapshot) before it routes their messages, and a replay fires it before the line.
+        Its messages are handled at ``ts_ns`` (or a later routed time): a REST answer's rebuilt book
+        carries the time of the last buffered delta it applied, received before the answer.
         """
-        if received_ns > self._received_ns:
-            self._received_ns = received_ns
+        if ts_ns > self._received_ns:
+            self._received_ns = ts_ns
         self._in_frame = True
         self._frame_fresh = True
         self._due_at_frame_end = False
+        self._run_due(ts_ns)
 
     def frame_ended(self) -> None:
         """The frame's messages are all routed: fire what fell due while they were handled."""

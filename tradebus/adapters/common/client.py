@@ -75,12 +75,8 @@ ConnectionListener = Callable[["WsClient", bool, str], None]
 class FrameListener(Protocol):
     """Told where the messages of each received frame begin and end (the node's router)."""
 
-    def frame_started(self, received_ns: int = 0) -> None:
-        """A frame is about to be handed to :meth:`WsClient.on_frame`: what reaches the sink until the end is of it.
-
-        ``received_ns``: the frame's receive time when its messages may carry earlier ones (a REST
-        answer's rebuilt book: the buffered deltas' times); ``0``: its messages' own.
-        """
+    def frame_started(self, ts_ns: int) -> None:
+        """A frame received at ``ts_ns`` is about to be parsed: what reaches the sink until the end is of it."""
         ...
 
     def frame_ended(self) -> None:
@@ -351,10 +347,10 @@ class WsClient(ABC):
             except Exception:  # an observer's bug must not end the feed
                 logger.exception("{}: a connection listener failed", self.name)
 
-    def as_frame(self, deliver: Callable[[], None], received_ns: int) -> None:
-        """Call ``deliver`` (what hands a REST answer's messages to the sink) as one frame for the :class:`FrameListener`.
+    def as_frame(self, deliver: Callable[[], None], ts_ns: int) -> None:
+        """Call ``deliver`` (what hands a REST answer received at ``ts_ns`` to the sink) as one frame for the :class:`FrameListener`.
 
-        A recording holds the answer as one line, received at ``received_ns`` and played at that
+        A recording holds the answer as one line, received at ``ts_ns`` and played at that
         instant: a due alert fires before its first message and after its last, not between them
         (a sync snapshot and its quote), and they are handled at the answer's receive time, also
         when the rebuilt book carries the earlier time of the last buffered delta it applied.
@@ -363,7 +359,7 @@ class WsClient(ABC):
         if listener is None:
             deliver()
             return
-        listener.frame_started(received_ns)
+        listener.frame_started(ts_ns)
         try:
             deliver()
         finally:
@@ -385,7 +381,7 @@ class WsClient(ABC):
                     self._proved_live(recv_ns, "frame")
                 recorder.write(recv_ns, conn, raw)
             if listener is not None:
-                listener.frame_started()
+                listener.frame_started(recv_ns)
             try:
                 on_frame(raw, recv_ns)
             except ParseError as exc:

@@ -285,8 +285,8 @@ class BookSync:
         The venue delivers snapshots in-stream, ahead of the deltas that follow them, so
         deltas received while awaiting a snapshot are dropped instead of buffered.
     as_frame
-        ``as_frame(load, received_ns)`` calls ``load()``, which loads a snapshot ``request_snapshot``
-        returned (received at ``received_ns``) and emits its messages (BookSnapshot, BookResynced, Quote): the client's
+        ``as_frame(load, ts_ns)`` calls ``load()``, which loads a snapshot ``request_snapshot`` returned
+        and emits its messages (BookSnapshot, BookResynced, Quote): the client's
         :meth:`~tradebus.adapters.common.client.WsClient.as_frame`, so that they reach the sink
         as one frame, as their recorded answer is played. Default: ``load()``.
 
@@ -664,7 +664,7 @@ class BookSync:
                 return
 
 
-def _directly(load: Callable[[], None], received_ns: int) -> None:
+def _directly(load: Callable[[], None], ts_ns: int) -> None:
     load()
 
 
