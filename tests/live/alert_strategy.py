@@ -181,3 +181,25 @@ class TwoAlerts(Strategy):
 
     def on_order_accepted(self, event: OrderAccepted) -> None:
         self.accepted += 1
+
+
+class TimerAndAlert(Strategy):
+    """In ``on_start``: the timer ``tick`` every ``every_ms``, then the alert ``alert`` due at its second firing.
+
+    Notes each firing ``(name, due time)``; at the tie the timer, created first, fires first (as in a replay).
+    """
+
+    Params = TimerParams
+
+    def __init__(self, instrument_ids: str | Sequence[str], *, every_ms: int = 500, quantity: float = 0.01,
+                 strategy_id: str | None = None) -> None:
+        super().__init__(instrument_ids, strategy_id=strategy_id)
+        self.every_ns = every_ms * 1_000_000
+        self.fired: list[tuple[str, int]] = []
+
+    def on_start(self) -> None:
+        self.set_timer("tick", self.every_ns)
+        self.set_alert("alert", self.clock.now_ns() + 2 * self.every_ns)
+
+    def on_timer(self, event: TimeEvent) -> None:
+        self.fired.append((event.name, event.ts_event))

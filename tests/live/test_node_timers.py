@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.live.alert_strategy import AlertBuy, TickTimer, TimerBuy, TwoAlerts
+from tests.live.alert_strategy import AlertBuy, TickTimer, TimerAndAlert, TimerBuy, TwoAlerts
 from tradebus.adapters.common.recorder import RUN_PREFIX, read_frames
 from tradebus.engine.messages import OrderStatus
 from tradebus.adapters.binance.emulator import BinanceProtocol
@@ -171,3 +171,23 @@ async def test_an_order_arriving_before_the_next_due_alert_reaches_the_venue_bef
     replay = play(tmp_path / "frames.jsonl.gz", node.config)
     assert replay.kernel.strategies[0].fired == paper.fired  # type: ignore[attr-defined]
     assert order_keys(replay.kernel.result.orders) == order_keys(node.kernel.result.orders)
+
+
+async def test_a_timer_and_an_alert_due_at_one_instant_fire_in_the_order_they_were_created_as_in_the_replay(
+    tmp_path: Path,
+) -> None:
+    # The replay's clock fires ties in creation order, a repeating timer keeping the rank it was created
+    # with at every firing: the timer (created first) before the alert due at its second firing.
+    strategy = {"name": "tests.live.alert_strategy:TimerAndAlert", "instruments": [IID], "params": {"every_ms": 20}}
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), FIRST_FRAMES) as srv:
+        data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, record=True, strategy=strategy)
+        data["warm_up"] = False
+        node = PaperNode(config_of(data), handle_signals=False)
+        await run_node(node, lambda: len(node.kernel.strategies[0].fired) >= 3)  # type: ignore[attr-defined]
+    paper = node.kernel.strategies[0]
+    assert isinstance(paper, TimerAndAlert)
+    tick = paper.every_ns
+    start = paper.fired[0][1] - tick
+    assert paper.fired[:3] == [("tick", start + tick), ("tick", start + 2 * tick), ("alert", start + 2 * tick)]
+    replay = play(tmp_path / "frames.jsonl.gz", node.config)
+    assert replay.kernel.strategies[0].fired[:3] == paper.fired[:3]  # type: ignore[attr-defined]

@@ -186,8 +186,10 @@ class LiveClock(Clock):
         self._loop = loop
         self.replay_times = replay_times
         self._handles: dict[str, asyncio.TimerHandle] = {}
-        # name -> (due time, what to run then): what the loop has not fired yet, for run_due
-        self._due: dict[str, tuple[int, Callable[[int], None]]] = {}
+        # name -> (due time, creation rank, what to run then): what the loop has not fired yet, for run_due.
+        # Ties fire in creation order, a repeating timer keeping its rank, as on a SimulatedClock.
+        self._due: dict[str, tuple[int, int, Callable[[int], None]]] = {}
+        self._created = itertools.count()
         self.next_due: int = 2**63 - 1
         # The time now_ns reads inside a pinned() block (None: the wall clock).
         self._pinned: int | None = None
@@ -239,12 +241,12 @@ class LiveClock(Clock):
         self._due.clear()
         self.next_due = 2**63 - 1
 
-    def _at(self, name: str, at_ns: int, fire: Callable[[int], None]) -> None:
+    def _at(self, name: str, at_ns: int, rank: int, fire: Callable[[int], None]) -> None:
         if self._stopped:
             return
         delay = max(0.0, (at_ns - time.time_ns()) / 1e9)
         self._handles[name] = self.loop.call_later(delay, self._fire, at_ns)
-        self._due[name] = (at_ns, fire)
+        self._due[name] = (at_ns, rank, fire)
         if at_ns < self.next_due:
             self.next_due = at_ns
 
@@ -273,13 +275,13 @@ class LiveClock(Clock):
             return
         due = self._due
         while True:
-            name, at_ns = "", 2**63 - 1
-            for key, (at, _) in due.items():
-                if at < at_ns:
-                    name, at_ns = key, at
+            name, at_ns, first = "", 2**63 - 1, 0
+            for key, (at, rank, _) in due.items():
+                if at < at_ns or (at == at_ns and rank < first):
+                    name, at_ns, first = key, at, rank
             if at_ns > ts_ns:
                 break
-            _, fire = due.pop(name)
+            _, _, fire = due.pop(name)
             handle = self._handles.get(name)
             if handle is not None:
                 handle.cancel()
@@ -298,16 +300,17 @@ class LiveClock(Clock):
         stop_ns: int | None = None,
     ) -> None:
         self._check(name, interval_ns, self._handles)
+        rank = next(self._created)
 
         def fire(at_ns: int) -> None:
             nxt = at_ns + interval_ns
             if stop_ns is None or nxt <= stop_ns:
-                self._at(name, nxt, fire)
+                self._at(name, nxt, rank, fire)
             else:
                 self._handles.pop(name, None)
             self._call(callback, name, at_ns)
 
-        self._at(name, (self.now_ns() if start_ns is None else start_ns) + interval_ns, fire)
+        self._at(name, (self.now_ns() if start_ns is None else start_ns) + interval_ns, rank, fire)
 
     def set_alert(self, name: str, at_ns: int, callback: TimerCallback) -> None:
         self._check(name, None, self._handles)
@@ -316,7 +319,7 @@ class LiveClock(Clock):
             self._handles.pop(name, None)
             self._call(callback, name, at)
 
-        self._at(name, at_ns, fire)
+        self._at(name, at_ns, next(self._created), fire)
 
     def cancel(self, name: str) -> None:
         handle = self._handles.pop(name, None)
