@@ -219,6 +219,25 @@ def test_working_order_can_be_canceled_or_expired(event: object, status: OrderSt
     assert om.apply(event).status == status
 
 
+def test_the_expected_repeat_of_a_close_is_no_anomaly_but_a_further_repeat_is() -> None:
+    """A live venue closed the order from a cancel-replace's answer; its stream repeats the cancel once:
+    dropped without an anomaly (it was a duplicate_event WARNING on every modify). Another repeat is one."""
+    bus = MessageBus()
+    om = OrderManager(bus, SimulatedClock(5))
+    anomalies: list[OrderAnomaly] = []
+    bus.subscribe(OrderAnomaly, anomalies.append)
+    _accepted(om)
+    assert om.apply(OrderCanceled("strat", IID, "c-1", "replaced", 2, 2)) is not None
+    om.expect_repeat("c-1")
+    assert om.apply(OrderCanceled("strat", IID, "c-1", "canceled", 3, 3, 0.0)) is None  # the stream's
+    assert anomalies == []
+    order = om.order("c-1")
+    assert om.note_venue_filled(order, 0.0) and order.venue_filled_qty == 0.0  # the engine keeps what it told
+    assert om.apply(OrderCanceled("strat", IID, "c-1", "canceled", 3, 3, 0.0)) is None  # a genuine repeat
+    assert [(a.kind, a.detail) for a in anomalies] == [(AnomalyKind.DUPLICATE_EVENT, "canceled repeated in CANCELED")]
+    assert order.status is S.CANCELED and order.ts_last == 2
+
+
 def test_rejected_from_submitted_records_reason() -> None:
     om = _om()
     om.create(_cmd("c-1"))

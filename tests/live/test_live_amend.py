@@ -18,8 +18,10 @@ from tradebus.adapters.common.account_emulator import RestFault
 from tradebus.execution.contingent import REDUCE_TRIES, OrderSpec
 from tradebus.execution.orders import Order
 from tradebus.engine.messages import (
+    AnomalyKind,
     CancelOrder,
     ModifyOrder,
+    OrderAnomaly,
     OrderCanceled,
     OrderModifyRejected,
     OrderReplaced,
@@ -135,6 +137,39 @@ async def test_binance_spot_cancel_replaces_and_the_replacement_trades() -> None
         await until(lambda: new.status is OrderStatus.FILLED)
     assert h.posts(coid) == 1 and h.posts(new.client_order_id) == 1
     assert h.kernel.portfolio.position(IID) == pytest.approx(0.01)
+
+
+async def test_a_binance_spot_cancel_replace_is_no_anomaly_but_a_repeated_cancel_frame_still_is() -> None:
+    """The replaced order's cancel is emitted from the cancel-replace's answer, then the user stream's CANCELED
+    frame repeats it: expected, not a ``duplicate_event`` anomaly (a WARNING on every modify before). The
+    same frame sent twice: the second is one."""
+    from tradebus.adapters.binance.private_emulator import StreamFault
+
+    for faults in ([], [StreamFault("duplicate", match='"x": "CANCELED"')]):
+        async with harness(stream_faults=faults) as h:
+            h.venue.on_replace = h.kernel.execution.submit
+            anomalies: list[OrderAnomaly] = []
+            h.kernel.bus.subscribe(OrderAnomaly, anomalies.append)
+            warnings: list[str] = []
+            sink = logger.add(warnings.append, level="WARNING", format="{message}")
+            try:
+                order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+                await until(lambda: order.status is OrderStatus.ACCEPTED)  # noqa: B023
+                coid = order.client_order_id
+                h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, price=55_000.0))
+                await until(lambda: len(h.kernel.orders.orders()) == 2)  # noqa: B023
+                new = h.kernel.orders.orders()[-1]
+                await until(lambda: new.status is OrderStatus.ACCEPTED)  # noqa: B023
+                h.trade(54_000.0)
+                await until(lambda: new.status is OrderStatus.FILLED)  # noqa: B023 - its frame follows the CANCELED ones
+                await h.venue.drain()
+            finally:
+                logger.remove(sink)
+        assert order.status is OrderStatus.CANCELED and order.venue_filled_qty == 0.0
+        expected = [(coid, AnomalyKind.DUPLICATE_EVENT, "canceled repeated in CANCELED")] if faults else []
+        assert [(a.client_order_id, a.kind, a.detail) for a in anomalies] == expected
+        logged = [f"order {coid}: {a.kind} ({a.event}): {a.detail}" for a in anomalies]
+        assert [w.rstrip() for w in warnings if "duplicate_event" in w] == logged
 
 
 async def test_a_cancel_replace_whose_cancel_event_is_dropped_still_replaces_once() -> None:

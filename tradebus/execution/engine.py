@@ -228,6 +228,7 @@ class ExecutionEngine:
         venue.bind(self.on_venue_event)
         orders.on_forget = self._forget
         venue.set_submit_timeout(timeouts.submit_ns if timeouts is not None else None)
+        venue.bind_repeat_expected(orders.expect_repeat)
         #: Books a venue's funding payment (``FundingPaid``); the kernel's perpetuals, when it has margined instruments.
         self.on_venue_funding: Callable[[FundingPaid], None] | None = None
         #: Books a fill of the venue's liquidation order (strategy ``"liquidation"``); as :attr:`on_venue_funding`.

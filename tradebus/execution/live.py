@@ -613,6 +613,8 @@ class LiveVenue(Venue):
         self._held: dict[str, Any] = {}
         # Those of them canceled meanwhile: the cancel wins, their replacement is not kept.
         self._swaps_canceled: set[str] = set()
+        # Says that a cancel emitted from a cancel-replace's answer will be repeated by the stream (bind_repeat_expected).
+        self._expect_repeat: Callable[[str], None] | None = None
         self._queued = False
         #: Seconds waited before each re-send of a cancel or amend the venue answered :class:`OrderBusy`.
         self.busy_delays: tuple[float, ...] = BUSY_RETRY_DELAYS
@@ -905,6 +907,11 @@ class LiveVenue(Venue):
         if coid not in self._swaps:  # the replacement was denied before it was sent
             self._modify_rejected(order, f"replacement {getattr(replacement, 'status', '?')}")
 
+    def bind_repeat_expected(self, expect: Callable[[str], None]) -> None:
+        """Told each order whose cancel was emitted from its cancel-replace's answer: the user stream's repeat
+        of it follows (the execution engine's order manager; see :meth:`Venue.bind_repeat_expected`)."""
+        self._expect_repeat = expect
+
     def submit_ended_ns(self, client_order_id: str) -> int | None:
         """When the submit request of this order ended, clock ns; ``None`` while it is on its way (it may
         still wait behind a rate-limit pause, which a later query can pass first); ``0`` for an order not
@@ -1147,12 +1154,16 @@ class LiveVenue(Venue):
 
     def _pass_cancel(self, order: Order, ts_event: int, reason: str = "replaced", filled_qty: float = math.nan) -> None:
         """Emit the cancel of a cancel-replaced order: the user stream's, held, else one from the answer
-        (``filled_qty``: the order's filled quantity the answer reported, NaN: none)."""
+        (``filled_qty``: the order's filled quantity the answer reported, NaN: none), whose repeat by the
+        stream is then expected (:meth:`bind_repeat_expected`)."""
         held = self._held.pop(order.client_order_id, None)
-        if held is None:
-            now = self.clock.now_ns()
-            held = OrderCanceled(order.strategy_id, order.instrument_id, order.client_order_id, reason, ts_event, now, filled_qty)
-        self.emit(held)
+        if held is not None:
+            self.emit(held)
+            return
+        now = self.clock.now_ns()
+        self.emit(OrderCanceled(order.strategy_id, order.instrument_id, order.client_order_id, reason, ts_event, now, filled_qty))
+        if self._expect_repeat is not None and order.status is OrderStatus.CANCELED:
+            self._expect_repeat(order.client_order_id)
 
     def _release_held(self, coid: str) -> None:
         held = self._held.pop(coid, None)

@@ -41,6 +41,8 @@ created. None of these raises, and no fill is lost or booked twice:
   dropped (``STALE_EVENT``, ``DUPLICATE_EVENT``), except on a REJECTED order, which it reopens;
   a repeated cancel or expiry that tells the venue's filled quantity the first did not is dropped
   too, and the execution engine keeps the quantity (:meth:`OrderManager.note_venue_filled`);
+  the one repeat of a close told by two sources (a cancel-replace's answer, then the venue's
+  stream: :meth:`OrderManager.expect_repeat`) is dropped without an anomaly (logged at DEBUG);
 * an amend's ``OrderModified`` arriving after the fills that reached its new quantity (the
   venue amended, then filled the rest, and its stream was faster than the amend's answer)
   leaves the order FILLED at that quantity;
@@ -381,7 +383,7 @@ class OrderManager:
 
     __slots__ = (
         "_bus", "_clock", "_external", "_fee_in_kind", "_fee_value", "_open", "_orders", "_released",
-        "_working", "client_ids", "count_open", "created", "keep_released", "keep_released_ns",
+        "_repeats", "_working", "client_ids", "count_open", "created", "keep_released", "keep_released_ns",
         "on_forget",
     )  # fmt: skip
 
@@ -420,6 +422,8 @@ class OrderManager:
         self.on_forget: Callable[[str], bool] | None = None
         # (client_order_id, clock ns when released), oldest first.
         self._released: deque[tuple[str, int]] = deque()
+        # Orders whose close was told by one source and will be repeated by another (expect_repeat).
+        self._repeats: set[str] = set()
 
     # ----------------------------------------------------------------- creation
 
@@ -503,6 +507,7 @@ class OrderManager:
                 kept.append((coid, now))  # reopened by an event, or asked about: one more window
                 continue
             del self._orders[coid]
+            self._repeats.discard(coid)
             trade_ids = order.trade_ids
             if trade_ids:  # a set (many fills) in a fixed order: which is forgotten first is the same every run
                 self._external.first_seen(tuple((coid, t) for t in (trade_ids if type(trade_ids) is tuple else sorted(trade_ids))))
@@ -625,6 +630,10 @@ class OrderManager:
         if kind == "resolved" and means is status and status in _CLOSED_UNFILLED and event.filled_qty == event.filled_qty:
             self.note_venue_filled(order, event.filled_qty)  # journaled by the execution engine: no repeat
             return None
+        if means is status and order.client_order_id in self._repeats:
+            self._repeats.discard(order.client_order_id)
+            logger.debug("order {}: {} repeated in {}, as expected (told by two sources)", order.client_order_id, kind, status)
+            return None
         if means is status:
             self._anomaly(order, event, AnomalyKind.DUPLICATE_EVENT, f"{kind} repeated in {status}")
         else:
@@ -719,6 +728,16 @@ class OrderManager:
             return False
         order.venue_filled_qty = venue_filled
         return True
+
+    def expect_repeat(self, client_order_id: str) -> None:
+        """Say that the close just applied to this order will be repeated once by another source.
+
+        A live venue that closed the order from a request's answer (a cancel-replace's) while its
+        stream will also report the close. That one repeat is dropped without an anomaly (a later
+        one is a ``DUPLICATE_EVENT``); :meth:`apply` still returns ``None`` for it, so the execution
+        engine keeps a venue filled quantity it tells (:meth:`note_venue_filled`).
+        """
+        self._repeats.add(client_order_id)
 
     def note_missing_fills(self, order: Order, venue_filled: float, ts_event: int) -> bool:
         """Flag a venue that says ``order`` filled ``venue_filled`` while it lists fewer fills than that.

@@ -129,6 +129,11 @@ class Venue(ABC):
         could not send within it, except one restoring an order the venue has already canceled (that one
         waits). The default venue sends at once and ignores it."""
 
+    def bind_repeat_expected(self, expect: Callable[[str], None]) -> None:  # noqa: B027 - optional hook
+        """Where to say that an order's close, emitted from a request's answer, will be repeated once by the
+        venue's stream (the execution engine binds :meth:`~tradebus.execution.orders.OrderManager.expect_repeat`):
+        that repeat is no anomaly. The default venue tells every event once and ignores it."""
+
     def on_bar(self, bar: Bar) -> None:  # noqa: B027 - optional hook, no-op for live venues
         """Market data hook: match working orders against a bar (no-op unless simulated)."""
 
