@@ -34,6 +34,24 @@ def test_round_trip_text_and_binary_frames(tmp_path: Path) -> None:
     assert list(read_frames(path)) == frames
 
 
+def test_connection_ends_are_read_only_when_asked_for_and_a_private_streams_are_not_recorded(tmp_path: Path) -> None:
+    """A connection's end is a line of its own (``end:``): the replay reads it, serve and imports see frames alone."""
+    path = tmp_path / "feed.jsonl.gz"
+    with FrameRecorder(path) as rec:
+        rec.write(1, "binance-spot:1", "{}")
+        rec.connection_ended(2, "binance-spot:1", "ConnectionClosedError: no close frame received or sent")
+        PrivateFrames(rec, []).connection_ended(3, "binance-spot-user:1", "closed")
+        rec.write(4, "binance-spot:2", "{}")
+    assert list(read_frames(path)) == [(1, "binance-spot:1", "{}"), (4, "binance-spot:2", "{}")]
+    assert list(read_frames(path, ends=True, private=True)) == [
+        (1, "binance-spot:1", "{}"),
+        (2, "end:binance-spot:1", "ConnectionClosedError: no close frame received or sent"),
+        (4, "binance-spot:2", "{}"),
+    ]
+    rec.connection_ended(5, "binance-spot:2", "stopped")  # closed: nothing more is written, nothing raised
+    assert len(list(read_frames(path, ends=True))) == 3
+
+
 def test_stale_feed_episode_lines_are_read_only_when_asked_for(tmp_path: Path) -> None:
     """A recording holds a feed's stale episode (``stale:``) and its connection's proof of life (``live:``):
     the replay reads them, every other reader (serve, imports) sees frames alone."""

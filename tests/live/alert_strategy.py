@@ -12,28 +12,29 @@ from tradebus.strategies.base import Strategy
 
 
 class AlertParams(StrictModel):
-    """The alert is due ``after_ms`` after the first trade; it buys ``quantity``."""
+    """The alert is due ``after_ms`` after the ``at_trade``-th trade (1-based); it buys ``quantity``."""
 
     after_ms: int = 300
     quantity: float = 0.01
+    at_trade: int = 1
 
 
 class AlertBuy(Strategy):
-    """Sets the alert ``buy`` on its first trade and buys at market when it fires (see :class:`AlertParams`)."""
+    """Sets the alert ``buy`` on its ``at_trade``-th trade and buys at market when it fires (see :class:`AlertParams`)."""
 
     Params = AlertParams
 
     def __init__(self, instrument_ids: str | Sequence[str], *, after_ms: int = 300, quantity: float = 0.01,
-                 strategy_id: str | None = None) -> None:
+                 at_trade: int = 1, strategy_id: str | None = None) -> None:
         super().__init__(instrument_ids, strategy_id=strategy_id)
-        self.after_ns, self.quantity = after_ms * 1_000_000, quantity
+        self.after_ns, self.quantity, self.at_trade = after_ms * 1_000_000, quantity, at_trade
         self.trades = 0
         #: ``(due time, trades seen before it)`` of each firing.
         self.fired: list[tuple[int, int]] = []
 
     def on_trade(self, trade: Trade) -> None:
         self.trades += 1
-        if self.trades == 1:
+        if self.trades == self.at_trade:
             self.set_alert("buy", trade.ts_init + self.after_ns)
 
     def on_timer(self, event: TimeEvent) -> None:

@@ -181,6 +181,68 @@ async def test_replay_of_a_drop_after_a_snapshot_answered_past_the_last_frame_ke
     assert runs[1::2] == ["rest:BTCUSDT@binance-spot:1", "rest:BTCUSDT@binance-spot:2"]
 
 
+async def test_replay_of_an_alert_due_while_the_connection_is_down_denies_it_as_the_daemon_did(tmp_path: Path) -> None:
+    # the daemon's book is out of sync from the moment its connection ends: an alert that fires before
+    # the next connection's first frame and its snapshot is denied "book unsynced", in the replay too
+    protocol = HeldSnapshots(SPOT_SNAPSHOT)
+    protocol.hold = False
+    drop = [Fault(FaultKind.DROP, at=200, match="@trade")]
+    strategy = {
+        "name": "tests.live.alert_strategy:AlertBuy",
+        "instruments": [IID],
+        "params": {"after_ms": 300, "at_trade": 200},  # connection 1's last trade
+    }
+    node: PaperNode
+    seen = {"trades": 0}
+
+    async def hold_the_next_connection_until_the_alert_fired(raw: str) -> None:
+        if len(srv.sessions) == 1 and "@trade" in raw:
+            seen["trades"] += 1
+            if seen["trades"] == 100:  # connection 1's book in sync well before its end
+                while not node.feeds[0].feed.books["BTCUSDT"].synced:  # type: ignore[attr-defined]
+                    await asyncio.sleep(0.005)
+            if seen["trades"] == 201:  # the frame the DROP hits: no snapshot until the alert fired
+                protocol.hold = True
+        elif len(srv.sessions) == 2:
+            while not node.kernel.strategies[0].fired:  # type: ignore[attr-defined]
+                await asyncio.sleep(0.005)
+            protocol.hold = False
+
+    async with LocalVenueServer(
+        protocol, SPOT_FRAMES, drop, resume_overlap=60, lifetime=120.0, gate=hold_the_next_connection_until_the_alert_fired
+    ) as srv:
+        data = binance_config(srv.ws_url, srv.http_url, ["trade", "depth"], tmp=tmp_path, record=True, strategy=strategy)
+        node = PaperNode(config_of(data), handle_signals=False)
+        live: list = []
+        for cls in (BookResynced, OrderDenied):
+            node.kernel.bus.subscribe(cls, live.append)
+        result = node.kernel.result
+
+        def done() -> bool:
+            sync = node.feeds[0].feed.books["BTCUSDT"]  # type: ignore[attr-defined]
+            return result.trades == len(SPOT_TRADE_IDS) and sync.synced and sync.resyncs == 1
+
+        await run_node(node, done)
+    assert node.summary.feeds["binance-spot"]["connections"] == 2
+    denied = [(m.client_order_id, m.reason) for m in live if isinstance(m, OrderDenied)]
+    assert len(denied) == 1 and denied[0][1].startswith("book unsynced")
+    replay = Playback(node.config)
+    replayed: list = []
+    for cls in (BookResynced, OrderDenied):
+        replay.kernel.bus.subscribe(cls, replayed.append)
+    replay.run(tmp_path / "frames.jsonl.gz")
+    assert replay.kernel.strategies[0].fired == node.kernel.strategies[0].fired  # type: ignore[attr-defined]
+    assert [(m.client_order_id, m.reason) for m in replayed if isinstance(m, OrderDenied)] == denied
+    assert [(m.reason, m.ts_init) for m in replayed if isinstance(m, BookResynced)] == [
+        (m.reason, m.ts_init) for m in live if isinstance(m, BookResynced)
+    ]
+    assert fill_keys(replay.kernel.result.fills) == fill_keys(result.fills)
+    assert order_keys(replay.kernel.result.orders) == order_keys(result.orders)
+    # the lost connection's end is a line of its own; the daemon's stop of the second keeps its books and is not one
+    ends = [(conn, raw) for _, conn, raw in read_frames(tmp_path / "frames.jsonl.gz", ends=True) if conn.startswith("end:")]
+    assert [conn for conn, _ in ends] == ["end:binance-spot:1"]
+
+
 def test_replayed_frame_of_a_new_okx_connection_unsyncs_the_book_until_its_snapshot() -> None:
     playback = Playback(config_of(stream_config(OKX_INSTRUMENT, OKX_IID, "okx", "spot", ["books", "trades"])))
     deltas: list[BookDelta] = []

@@ -12,7 +12,11 @@ So a strategy sees the same messages, with the same ``ts_init``, as the daemon s
 and ``tradebus replay`` writes the outputs of ``tradebus backtest``. The first frame of a
 feed's next connection (``binance-spot:2`` after ``binance-spot:1``: a reconnect) marks that
 feed's books out of sync, as the live client did when the connection ended, so they resync
-from the snapshot the new connection brought and orders on them are denied until then.
+from the snapshot the new connection brought and orders on them are denied until then. A recording
+made since the client records the end of each connection (an ``end:<connection id>`` line, at the
+moment it invalidated its books) invalidates them at that line instead (:meth:`Playback.feed_end`):
+a timer or alert firing between a connection's end and the next one's first line is denied
+``book unsynced`` in the replay as it was in the daemon.
 The daemon's stale-feed episodes are recorded too (``stale:<feed>`` lines: the watchdog's
 ``FeedStale``, at the time it fired): played through the same router into the same
 :class:`~tradebus.risk.guard.MarketGuard`, they deny orders on the feed's instruments from that
@@ -93,6 +97,7 @@ import msgspec
 from loguru import logger
 
 from tradebus.adapters.common.recorder import (
+    END_PREFIX,
     LIVE_PREFIX,
     RUN_PREFIX,
     STALE_PREFIX,
@@ -173,14 +178,15 @@ def detect_format(path: str | Path) -> RecordingFormat:
 
 
 def read_recording(
-    path: str | Path, feeds: list[Feed], *, episodes: bool = False, runs: bool = False
+    path: str | Path, feeds: list[Feed], *, episodes: bool = False, runs: bool = False, ends: bool = False
 ) -> Iterator[tuple[int, str, str | bytes]]:
     """Yield ``(recv_ns, conn, raw)`` of every frame of a recording in either format.
 
     With ``episodes``, also the recorder's lines of stale-feed episodes (``conn`` ``"stale:<feed>"``,
     ``raw`` the receive time of the feed's last message; ``conn`` ``"live:<feed>"``, ``raw`` what
     proved its connection live; a hftbacktest capture has none); with ``runs``, those of the
-    daemon's run (``conn`` ``"run:start"``: when it started its kernel; ``"run:stop"``: when it stopped).
+    daemon's run (``conn`` ``"run:start"``: when it started its kernel; ``"run:stop"``: when it stopped);
+    with ``ends``, those of the ends of connections (``conn`` ``"end:<connection id>"``, ``raw`` the reason).
 
     A hftbacktest capture is given the connection id of the only feed, and its REST
     depth snapshot line the id ``"rest:<SYMBOL>"`` of that feed's only book (skipped when
@@ -194,7 +200,7 @@ def read_recording(
     """
     path = Path(path)
     if detect_format(path) == "recorder":
-        yield from read_frames(path, episodes=episodes, runs=runs)
+        yield from read_frames(path, episodes=episodes, runs=runs, ends=ends)
         return
     if len(feeds) != 1:
         raise DataError(f"{path}: a hftbacktest capture holds one connection; the config has {len(feeds)} feeds")
@@ -324,6 +330,20 @@ class Playback:
         self.clock.advance_to(ts_ns)
         self.router(FeedStale(source, last_message_ns, ts_ns, ts_ns))
 
+    def feed_end(self, ts_ns: int, conn: str, reason: str) -> None:
+        """Play a recorded end of connection ``conn`` at ``ts_ns`` for ``reason``: its feed's books go out of sync.
+
+        The feed invalidates them as its client did when the connection ended
+        (:meth:`~tradebus.adapters.common.feed.Feed.end_connection`). A connection of a feed the
+        config does not have is skipped.
+        """
+        feed = self._route(conn)
+        if feed is None:
+            self._skipped[END_PREFIX + conn] += 1
+            return
+        self.clock.advance_to(ts_ns)
+        feed.end_connection(conn, reason)
+
     def feed_live(self, ts_ns: int, source: str) -> None:
         """Play a recorded proof of life: at ``ts_ns``, the connection of feed ``source`` (trade channels alone)
         answered after it went stale.
@@ -365,7 +385,7 @@ class Playback:
         sessions = 0  # the session of the line read (a run:start after the first line begins the next)
         recv_ns = last_ns = 0
         try:
-            for recv_ns, conn, raw in read_recording(path, self.feeds, episodes=True, runs=True):
+            for recv_ns, conn, raw in read_recording(path, self.feeds, episodes=True, runs=True, ends=True):
                 if not sessions or (conn == RUN_START):
                     sessions += 1
                     if session is None and sessions == 2:
@@ -385,6 +405,8 @@ class Playback:
                     self.feed_stale(recv_ns, conn[len(STALE_PREFIX):], _last_message_ns(raw, conn))
                 elif conn.startswith(LIVE_PREFIX):
                     self.feed_live(recv_ns, conn[len(LIVE_PREFIX):])
+                elif conn.startswith(END_PREFIX):
+                    self.feed_end(recv_ns, conn[len(END_PREFIX):], raw if isinstance(raw, str) else raw.decode())
                 elif conn.startswith(RUN_PREFIX):
                     self.clock.advance_to(recv_ns)  # at run:stop, what fell due since the last frame fires
                 else:

@@ -48,7 +48,7 @@ from tradebus.adapters.binance.parse import (
     stream_kind,
 )
 from tradebus.adapters.common.book import OrderBook
-from tradebus.adapters.common.client import Sink, WsClient
+from tradebus.adapters.common.client import Sink, WsClient, connection_lost
 from tradebus.dedup import TradeDeduper
 from tradebus.adapters.common.feed import Feed, FeedConfig, connection_policy
 from tradebus.adapters.common.parsing import WHOLE_FRAME, FrameError, frame_error
@@ -677,7 +677,7 @@ class BinanceClient(WsClient):
     def on_disconnected(self, reason: str) -> None:
         if self._stopping:
             return  # a stop loses nothing: the books stay as the last frame left them, as a replay has them
-        self.feed.invalidate_books(f"connection lost: {reason}")
+        self.feed.invalidate_books(connection_lost(reason))
 
     async def on_stopped(self) -> None:
         await self.feed.close()

@@ -28,7 +28,10 @@ follows :meth:`WsClient.live_ns` (any frame, or the answer to a WebSocket ping t
 sends after ``stale_after / 3`` idle), so only a connection that stops answering goes stale.
 Each ``FeedStale`` is recorded (a ``stale:<feed>`` line), and for such a feed the first proof of
 life after it too (a ``live:<feed>`` line: a pong is no frame), so a replay blocks and lifts as
-the market guard did (:mod:`tradebus.adapters.common.recorder`).
+the market guard did (:mod:`tradebus.adapters.common.recorder`). So is the end of each connection
+(an ``end:<connection id>`` line, as :meth:`WsClient.on_disconnected` invalidates the books, with
+the reason :func:`connection_lost` words), so a replay's books go out of sync at the same moment; a
+deliberate stop ends no book's sync and is not recorded.
 
 Venue clients subclass it and implement :meth:`WsClient.connect_url`,
 :meth:`WsClient.subscribe_frames` and :meth:`WsClient.on_frame`; they route frames to
@@ -63,13 +66,26 @@ from tradebus.adapters.common.watchdog import StaleWatchdog
 from tradebus.engine.messages import FeedStale
 from tradebus.errors import ParseError, VenueError
 
-__all__ = ["ConnectionListener", "FrameListener", "Sink", "StreamBookClient", "StreamParser", "WsClient"]
+__all__ = [
+    "ConnectionListener",
+    "FrameListener",
+    "Sink",
+    "StreamBookClient",
+    "StreamParser",
+    "WsClient",
+    "connection_lost",
+]
 
 Sink = Callable[[Any], None]
 """Where core messages go (``kernel.process``, ``bus.publish``, ``list.append`` in tests)."""
 
 ConnectionListener = Callable[["WsClient", bool, str], None]
 """Told ``(client, connected, reason)`` when a connection opens (``reason`` empty) or ends."""
+
+
+def connection_lost(reason: str) -> str:
+    """Why the books of a connection that ended for ``reason`` are out of sync (live and replayed alike)."""
+    return f"connection lost: {reason}"
 
 
 class FrameListener(Protocol):
@@ -251,10 +267,11 @@ class WsClient(ABC):
                     self.connected.clear()
                     if self.connections > opened_before:
                         failures = 0
-                if self._stopping:
+                opened = self.connections > opened_before
+                if self._stopping:  # a stop loses nothing (the books stay as the last frame left them): not recorded
                     self.on_disconnected("stopped")
                     break
-                self.on_disconnected(reason)
+                self._connection_ended(reason, opened)
                 if was_connected:
                     self._tell_listeners(False, reason)
                 failures += 1
@@ -272,6 +289,16 @@ class WsClient(ABC):
             if self.recorder is not None:
                 self.recorder.flush()
             await self.on_stopped()
+
+    def _connection_ended(self, reason: str, opened: bool) -> None:
+        """Record the end of the connection just ``opened`` (an ``end:`` line), then :meth:`on_disconnected`.
+
+        A replay invalidates the books at that line as the client does here; an attempt that opened
+        no connection ended nothing of it (the books are out of sync since the last one ended).
+        """
+        if opened and self.recorder is not None:
+            self.recorder.connection_ended(self.clock_ns(), self.conn_id, reason)
+        self.on_disconnected(reason)
 
     async def _watch_while_down(self) -> None:
         """Between connections (once one was open), publish FeedStale when the silence gets too long.
@@ -547,7 +574,7 @@ class StreamBookClient(WsClient):
     def on_disconnected(self, reason: str) -> None:
         if self._stopping:
             return  # a stop loses nothing: the books stay as the last frame left them, as a replay has them
-        self.parser.invalidate_books(f"connection lost ({reason})")
+        self.parser.invalidate_books(connection_lost(reason))
 
     async def on_stopped(self) -> None:
         await self.parser.books.close()

@@ -16,7 +16,7 @@ from pydantic import ConfigDict, Field, PositiveFloat, ValidationError, model_va
 
 from tradebus.config.base import StrictModel, WsUrl
 from tradebus.adapters.common.book import OrderBook
-from tradebus.adapters.common.client import Sink, StreamParser, WsClient
+from tradebus.adapters.common.client import Sink, StreamParser, WsClient, connection_lost
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive
 from tradebus.engine.instrument import Instrument
 from tradebus.errors import ConfigError
@@ -283,13 +283,23 @@ class Feed(ABC):
 
         Live, the client invalidates every book when its connection ends (nothing of them is
         emitted and orders on them are denied until the snapshot the next connection brings);
-        a played recording does the same at the first frame of the next connection.
+        a played recording does the same at the recorded end (:meth:`end_connection`), or, in a
+        recording made before those lines, at the first frame of the next connection.
         """
         last = self.recorded_conn
         if conn != last:
             self.recorded_conn = conn
             if last is not None:
                 self.invalidate_books(f"connection lost: recorded connection {last} ended")
+
+    def end_connection(self, conn: str, reason: str) -> None:
+        """Play the recorded end of connection ``conn`` (an ``end:`` line) for ``reason``: every book is out of sync.
+
+        As the live client made them when ``conn`` ended, with its reason; the next connection's
+        first line (a frame, or a snapshot fetched for it) does not invalidate them again.
+        """
+        self.invalidate_books(connection_lost(reason))
+        self.recorded_conn = None
 
     @abstractmethod
     def book_checks(self) -> dict[str, Callable[[], bool]]:

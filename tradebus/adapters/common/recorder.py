@@ -47,6 +47,16 @@ Stale-feed episodes
     ``"frame"``; :data:`LIVE_PREFIX`), and a replay lifts the block at the same moment.
     :func:`read_frames` yields these lines only if asked for them (``episodes``).
 
+Ends of connections
+    A client invalidates its books the moment its connection ends (orders on them are denied
+    until the next connection's snapshot), a moment no frame gives: the recorder writes it as
+    ``{"t": <when>, "c": "end:<connection id>", "d": "<reason>"}`` (:data:`END_PREFIX`;
+    ``"end:binance-spot:1"``; not when the daemon stops it: a stop keeps the books), before anything of
+    the next connection, and a replay invalidates that connection's books at that time, with
+    that reason. A private stream's ends are not recorded (a replay reads no private stream). In
+    a recording made before these lines, a replay invalidates the books at the next connection's
+    first line, as before. :func:`read_frames` yields these lines only if asked for them (``ends``).
+
 The daemon's run
     The daemon records the moment it starts its kernel (the strategies' ``on_start``), before its
     feeds connect, as ``{"t": <when>, "c": "run:start"}``, before any market frame of its run: a replay
@@ -79,6 +89,7 @@ from loguru import logger
 from tradebus.errors import ConfigError, DataError, describe_os_error
 
 __all__ = [
+    "END_PREFIX",
     "LIVE_PREFIX",
     "PRIVATE_PREFIX",
     "RUN_PREFIX",
@@ -100,6 +111,8 @@ PRIVATE_PREFIX = "private:"
 STALE_PREFIX = "stale:"
 #: Connection-id prefix of a recorded proof of life of a stale feed's connection (``"live:<feed>"``; not a frame).
 LIVE_PREFIX = "live:"
+#: Connection-id prefix of a recorded end of a stream connection (``"end:<connection id>"``; not a frame).
+END_PREFIX = "end:"
 #: Connection-id prefix of a recorded moment of the daemon's run (``"run:start"``, ``"run:stop"``; not a frame).
 RUN_PREFIX = "run:"
 #: What replaces a credential in a recorded private frame.
@@ -137,6 +150,9 @@ class FrameWriter(Protocol):
 
     def flush(self) -> None:
         """Make everything written so far readable even if the process dies now."""
+
+    def connection_ended(self, recv_ns: int, conn: str, reason: str) -> None:
+        """Record that connection ``conn`` ended at ``recv_ns`` for ``reason`` (its books went out of sync)."""
 
 
 def is_private(conn: str) -> bool:
@@ -211,6 +227,19 @@ class FrameRecorder:
         self._pending += 1
         if self._pending >= self._flush_every or time.monotonic() - self._last_flush >= self._flush_interval:
             self.flush()
+
+    def connection_ended(self, recv_ns: int, conn: str, reason: str) -> None:
+        """Record the end of connection ``conn`` at ``recv_ns`` (an ``"end:<conn>"`` line, :data:`END_PREFIX`).
+
+        Nothing is written once the recorder is closed (or failed: that failure was reported).
+
+        Raises
+        ------
+        ConfigError
+            The file cannot be written now (:attr:`failure`).
+        """
+        if not self.closed:
+            self.write(recv_ns, END_PREFIX + conn, reason)
 
     def flush(self) -> None:
         """Make everything written so far readable even if the process dies now.
@@ -316,6 +345,9 @@ class PrivateFrames:
     def flush(self) -> None:
         """Flush the shared recorder."""
         self.recorder.flush()
+
+    def connection_ended(self, recv_ns: int, conn: str, reason: str) -> None:
+        """Not recorded: a private stream has no book, and a replay reads no private stream."""
 
 
 #: The first bytes of a gzip member (magic and the deflate method).
@@ -438,13 +470,14 @@ def first_line(path: str | Path) -> bytes | None:
 
 
 def read_frames(
-    path: str | Path, *, private: bool = False, episodes: bool = False, runs: bool = False
+    path: str | Path, *, private: bool = False, episodes: bool = False, runs: bool = False, ends: bool = False
 ) -> Iterator[tuple[int, str, str | bytes]]:
     """Yield ``(recv_ns, conn, raw)`` for every complete frame line of a recording.
 
     Frames of private streams (:func:`is_private`) are skipped unless ``private``, the lines
     of stale-feed episodes (:data:`STALE_PREFIX`, :data:`LIVE_PREFIX`) unless ``episodes``,
-    those of the daemon's run (:data:`RUN_PREFIX`) unless ``runs``.
+    those of the daemon's run (:data:`RUN_PREFIX`) unless ``runs``, the ends of connections
+    (:data:`END_PREFIX`) unless ``ends``.
 
     Raises :class:`DataError` naming the file and line for a line that is not a frame
     record; a final incomplete line (crash before flush) is skipped with a warning.
@@ -462,6 +495,8 @@ def read_frames(
         if not episodes and rec.c.startswith((STALE_PREFIX, LIVE_PREFIX)):
             continue
         if not runs and rec.c.startswith(RUN_PREFIX):
+            continue
+        if not ends and rec.c.startswith(END_PREFIX):
             continue
         if rec.d is not None:
             yield rec.t, rec.c, rec.d
