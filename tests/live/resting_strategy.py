@@ -1,4 +1,4 @@
-"""A live-daemon strategy for the stop tests: one limit buy far below the market, resting until the stop cancels it."""
+"""Live-daemon strategies for the stop tests: limit buys far below the market, resting until the stop cancels them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tradebus.config.base import StrictModel
-from tradebus.engine.messages import OrderAccepted, OrderFilled, OrderSide, Trade
+from tradebus.engine.messages import OrderAccepted, OrderFilled, OrderSide, TimeEvent, Trade
 from tradebus.strategies.base import Strategy
 
 
@@ -51,3 +51,36 @@ class RestingBuy(Strategy):
     def on_stop(self) -> None:
         if self.on_stop_price:
             self.submit_limit(self.instrument_id, OrderSide.BUY, self.quantity, self.on_stop_price)
+
+
+class RepeatingParams(StrictModel):
+    """A limit buy at ``price`` at every firing of a timer every ``every_ms``; ``on_stop_price``: one more in
+    ``on_stop`` (0: none)."""
+
+    quantity: float = 0.001
+    price: float = 10_000.0
+    every_ms: int = 20
+    on_stop_price: float = 0.0
+
+
+class RepeatingBuy(Strategy):
+    """Submits a limit buy at ``price`` at every firing of its timer, set in ``on_start`` (see :class:`RepeatingParams`)."""
+
+    Params = RepeatingParams
+
+    def __init__(self, instrument_ids: str | Sequence[str], *, quantity: float = 0.001, price: float = 10_000.0,
+                 every_ms: int = 20, on_stop_price: float = 0.0, strategy_id: str | None = None) -> None:
+        super().__init__(instrument_ids, strategy_id=strategy_id)
+        self.quantity, self.price, self.every_ns, self.on_stop_price = quantity, price, every_ms * 1_000_000, on_stop_price
+        #: Client order ids of every order submitted, in order.
+        self.sent: list[str] = []
+
+    def on_start(self) -> None:
+        self.set_timer("again", self.every_ns)
+
+    def on_timer(self, event: TimeEvent) -> None:
+        self.sent.append(self.submit_limit(self.instrument_id, OrderSide.BUY, self.quantity, self.price))
+
+    def on_stop(self) -> None:
+        if self.on_stop_price:
+            self.sent.append(self.submit_limit(self.instrument_id, OrderSide.BUY, self.quantity, self.on_stop_price))

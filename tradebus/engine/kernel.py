@@ -452,6 +452,7 @@ class Kernel:
         self._started = False
         self._prepared = False
         self._stopped = False
+        self._strategies_ended = False
         # The backtest loop of run(), and what it skipped while nothing was working.
         self._loop = BatchLoop(self)
         self._dispatch: dict[type, Callable[[Any], None]] = {
@@ -1250,18 +1251,11 @@ class Kernel:
         if self._stopped:
             return
         self._stopped = True
-        if not self._started and start:
-            self.start()
-        if self._marks_deferred:
-            self.sync_marks()
-            self.risk.end_time()
-        self._take_due_sample()  # the state after the last messages, before any on_stop acts
         failed: Exception | None = None
-        for strategy in self.strategies if self._started else ():
-            try:
-                strategy.end_run()
-            except Exception as exc:  # the others still stop, and the results are still collected
-                failed = failed or exc
+        try:
+            self.end_strategies(start=start)
+        except Exception as exc:  # noqa: BLE001 - raised once the results are collected
+            failed = exc
         end = self.result.end_ns
         if end is not None and (not self.result.equity or self.result.equity[-1].ts != end):
             self.sample_equity(end, final=True)
@@ -1283,6 +1277,41 @@ class Kernel:
             len(self.result.fills),
             self.portfolio.equity(),
         )
+        if failed is not None:
+            raise failed
+
+    def end_strategies(self, *, start: bool = True) -> None:
+        """End every strategy's run (once): its ``at_stop`` callbacks, then its ``on_stop``.
+
+        :meth:`stop` calls it first; a live daemon calls it earlier, to cancel what the strategies
+        leave working before the results are collected. Strategies not started yet are started
+        first, unless ``start`` is false (then neither is called).
+
+        Raises
+        ------
+        StrategyError
+            An ``on_stop`` or ``at_stop`` callback raised: raised once the others ran.
+        DataError
+            The journal could not be written (the equity sample due, an order an ``on_stop`` sent: not sent).
+        """
+        if self._strategies_ended:
+            return
+        self._strategies_ended = True
+        if not self._started and start:
+            self.start()
+        if self._marks_deferred:
+            self.sync_marks()
+            self.risk.end_time()
+        failed: Exception | None = None
+        try:
+            self._take_due_sample()  # the state after the last messages, before any on_stop acts
+        except DataError as exc:  # the journal failed: the strategies still end
+            failed = exc
+        for strategy in self.strategies if self._started else ():
+            try:
+                strategy.end_run()
+            except Exception as exc:  # the others still stop
+                failed = failed or exc
         if failed is not None:
             raise_strategy_failure(failed, self.clock.now_ns())
 

@@ -457,8 +457,9 @@ class PaperNode:
             self.stop(f"feed {feed.name} ended")
         return None
 
-    async def _shutdown(self, tasks: dict[asyncio.Task[None], Feed]) -> None:
-        logger.info("{} daemon stopping: {}", self.mode, self._stop_reason or "stopped")
+    async def _stop_trading(self, tasks: dict[asyncio.Task[None], Feed]) -> None:
+        """Stop what decides orders: the feeds, then the timers and alerts (the due ones fired and the stop
+        recorded first), then the strategies (``on_stop``, which may still send orders)."""
         for feed in self.feeds:
             feed.stop()
         pending = [t for t in tasks if not t.done()]
@@ -469,14 +470,19 @@ class PaperNode:
             await asyncio.gather(*pending, return_exceptions=True)
         self._record_stop()
         self.clock.stop()  # nothing fires after the recorded stop, as in a replay (an on_stop's timer neither)
-        self.venue.close()
         try:
-            self.kernel.stop(start=self._start_strategies)
+            self.kernel.end_strategies(start=self._start_strategies)
         except StrategyError as failure:  # an on_stop raised: the daemon still closes its files
             self._strategy_failed(failure)
         except DataError as error:  # an on_stop's order the failed journal refused (not sent): run() raises it
             if self.journal is None or error is not self.journal.failure:
                 raise
+
+    async def _shutdown(self, tasks: dict[asyncio.Task[None], Feed]) -> None:
+        logger.info("{} daemon stopping: {}", self.mode, self._stop_reason or "stopped")
+        await self._stop_trading(tasks)
+        self.venue.close()
+        self.kernel.stop(start=self._start_strategies)  # the strategies have ended: the results are collected
         if self.recorder is not None:
             close_recorder(self.recorder)
         if self.journal is not None:

@@ -50,10 +50,12 @@ Stop (SIGINT/SIGTERM, ``max_seconds``, ``max_messages``, a feed or the user stre
 good, the start-up reconciliation failing: :meth:`LiveNode.run` then raises its error; a strategy's hook
 raising, on market data, a timer, or an order event of the user stream, of a request's answer or of the
 reconciliation (a fill missed while down): it raises the :class:`~tradebus.errors.StrategyError`, as the
-paper daemon): with ``live.cancel_on_stop`` every
-open order is canceled and the cancels are awaited (up to ``live.stop_timeout``) before the
-paper daemon's shutdown (unjournaled once the journal failed: a restart queries every order the
-journal holds open); the stream is closed last, then the recording.
+paper daemon): the feeds, the timers and the strategies stop as in the paper daemon (an ``on_stop``
+may still send orders); then, with ``live.cancel_on_stop``, every new order is denied and every
+open order canceled (one whose submit is on its way once it has ended) and the cancels are awaited
+(up to ``live.stop_timeout``; unjournaled once the journal failed: a restart queries every order the
+journal holds open) before the rest of the paper daemon's shutdown; the stream is closed last, then
+the recording.
 
 Recording
     With ``record:`` the recording holds, besides the public frames, every frame the user
@@ -131,7 +133,8 @@ TRADING_STATE_POLL_S = 1.0
 class LiveGuard(MarketGuard):
     """The market guard plus the per-instrument holds and REDUCING states set by the reconciliation.
 
-    ``holds``: ``instrument_id -> reason``, no new order. ``reducing``: ``instrument_id ->
+    ``stopping``: the reason no new order passes on any instrument (set by a daemon stopping;
+    ``""``: none). ``holds``: ``instrument_id -> reason``, no new order. ``reducing``: ``instrument_id ->
     (reason, difference)`` where ``difference`` is the holding here minus the venue's
     (constant while the mismatch persists: a fill moves both); an order passes only if it
     reduces, without crossing zero, both the holding here (``holding(instrument_id)``) and
@@ -140,10 +143,11 @@ class LiveGuard(MarketGuard):
     it count), up to float noise (:func:`~tradebus.risk.config.quantity_slack`: never one of ``lot_sizes``).
     """
 
-    __slots__ = ("holding", "holds", "lot_sizes", "reducing")
+    __slots__ = ("holding", "holds", "lot_sizes", "reducing", "stopping")
 
     def __init__(self) -> None:
         super().__init__()
+        self.stopping = ""
         self.holds: dict[str, str] = {}
         self.reducing: dict[str, tuple[str, float]] = {}
         #: The holding compared with the venue (set by the daemon: :meth:`~tradebus.node.reconcile.Reconciler.holding`).
@@ -152,7 +156,9 @@ class LiveGuard(MarketGuard):
         self.lot_sizes: dict[str, float] = {}
 
     def block_reason(self, instrument_id: str) -> str | None:
-        """The hold's reason first, else the market-data checks."""
+        """The stop's reason first, then the hold's, else the market-data checks."""
+        if self.stopping:
+            return self.stopping
         held = self.holds.get(instrument_id)
         return held if held is not None else super().block_reason(instrument_id)
 
@@ -853,41 +859,53 @@ class LiveNode(PaperNode):
         self._catch_up_funding()
 
     async def _shutdown(self, tasks: Any) -> None:
-        settings = self.config.live
         for task in (self._startup_task, self._reconcile_task, self._state_task, self._funding_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         await self.reconciler.aclose()
-        if settings.cancel_on_stop and not self.dry_run:
-            await self._cancel_all(settings.stop_timeout)
         self.recorder = None  # the paper shutdown must not close it: :meth:`run` does, after the user stream
         await super()._shutdown(tasks)
+
+    async def _stop_trading(self, tasks: dict[asyncio.Task[None], Any]) -> None:
+        """As the paper daemon (feeds, timers, ``on_stop``); then, with ``live.cancel_on_stop``, deny every new
+        order and cancel every open order (:meth:`_cancel_all`): nothing is left to send one after the cancels."""
+        await super()._stop_trading(tasks)
+        settings = self.config.live
+        if settings.cancel_on_stop and not self.dry_run:
+            self.guard.stopping = "stopping: the daemon cancels its open orders (live.cancel_on_stop)"
+            await self._cancel_all(settings.stop_timeout)
 
     async def _cancel_all(self, timeout: float) -> None:
         """Cancel every open order and wait (up to ``timeout`` s) until none is open.
 
-        Once the journal cannot be written, the cancels go out unjournaled (logged): a restart
-        queries every order the journal holds open, so a cancel it does not hold loses nothing.
+        An order whose submit is on its way is canceled once its submit has ended (a cancel sent first
+        may reach the venue before the order); one opened meanwhile (a bracket's exits once its
+        entry fills) is canceled as it opens. Once the journal cannot be written, the cancels go out
+        unjournaled (logged): a restart queries every order the journal holds open, so a cancel it
+        does not hold loses nothing.
         """
-        kernel = self.kernel
-        open_orders = kernel.orders.open_orders()
-        if not open_orders:
-            return
-        now = self.clock.now_ns()
-        logger.info("stopping: canceling {} open order(s)", len(open_orders))
-        journal = self.journal
-        for order in open_orders:
-            try:
-                kernel.execution.cancel(CancelOrder(order.strategy_id, order.instrument_id, order.client_order_id, now, now))
-            except DataError as error:
-                if journal is None or error is not journal.failure:
-                    raise
-                logger.warning("stopping: cancel of {} sent unjournaled (the journal failed)", order.client_order_id)
-                self.venue.cancel(order)
+        kernel, venue, journal = self.kernel, self.venue, self.journal
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while kernel.orders.open_orders() and loop.time() < deadline:
+        canceled: set[str] = set()
+        while (open_orders := kernel.orders.open_orders()) and loop.time() < deadline:
+            due = [
+                o for o in open_orders
+                if o.client_order_id not in canceled and venue.submit_ended_ns(o.client_order_id) is not None
+            ]
+            if due:
+                logger.info("stopping: canceling {} open order(s)", len(due))
+            now = self.clock.now_ns()
+            for order in due:
+                canceled.add(order.client_order_id)
+                try:
+                    kernel.execution.cancel(CancelOrder(order.strategy_id, order.instrument_id, order.client_order_id, now, now))
+                except DataError as error:
+                    if journal is None or error is not journal.failure:
+                        raise
+                    logger.warning("stopping: cancel of {} sent unjournaled (the journal failed)", order.client_order_id)
+                    venue.cancel(order)
             await asyncio.sleep(0.05)
         left = [o.client_order_id for o in kernel.orders.open_orders()]
         if left:

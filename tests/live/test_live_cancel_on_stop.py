@@ -1,0 +1,81 @@
+"""A live daemon stopping with ``live.cancel_on_stop`` leaves no order open at the venue, whatever its strategies
+still send while it stops (a repeating timer, ``on_stop``).
+
+Against the local Binance spot account emulator and the recorded public stream (all on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tradebus.engine.messages import OrderStatus
+from tradebus.node.daemon import PaperNode
+from tradebus.node.live import LiveNode
+
+from .node_testdata import IID
+from .test_live_stop_failures import account_and_market, node_on, open_at_venue, run_until_it_stops
+
+pytestmark = pytest.mark.usefixtures("_loguru_to_current_stderr")
+
+
+def repeating(strategy_id: str, **params: Any) -> dict[str, Any]:
+    """A limit buy far below the market at every firing of a timer (:class:`tests.live.resting_strategy.RepeatingBuy`)."""
+    return {"name": "tests.live.resting_strategy:RepeatingBuy", "id": strategy_id, "instruments": [IID], "params": params}
+
+
+def journaled_statuses(node: LiveNode) -> dict[str, OrderStatus]:
+    """Each order's status as the daemon's journal holds it (read by a new daemon on it)."""
+    again = PaperNode(node.config, handle_signals=False)
+    assert again.journal is not None
+    try:
+        again.journal.replay(again.kernel.orders, again.kernel.portfolio, again.clock.now_ns())
+        return {o.client_order_id: o.status for o in again.kernel.orders.orders()}
+    finally:
+        again.journal.close()
+
+
+async def test_a_sigterm_while_a_timer_keeps_sending_orders_leaves_none_open_at_the_venue(tmp_path: Path) -> None:
+    """Before: the stop's cancels went out while the feeds and the 20 ms timer still ran; the timer's orders sent
+    during the wait for the cancels (3 s, live.stop_timeout) were never canceled: about 150 orders left open at
+    the venue ('stopping with 153 order(s) still open at the venue'), ACCEPTED in the journal."""
+    async with account_and_market() as (emulator, srv):
+        node = node_on(tmp_path, emulator, srv, [repeating("quoter", every_ms=20)])
+        node.handle_signals = True
+        strategy = node.kernel.strategies[0]
+        signaled = False
+
+        def five_sent() -> bool:
+            nonlocal signaled
+            if len(strategy.sent) >= 5 and not signaled:  # type: ignore[attr-defined]
+                signaled = True
+                os.kill(os.getpid(), signal.SIGTERM)
+            return False  # the signal stops the daemon
+
+        await run_until_it_stops(node, five_sent)
+        assert node.summary.stop_reason == "signal SIGTERM"
+        sent = strategy.sent  # type: ignore[attr-defined]
+        assert len(sent) >= 5 and open_at_venue(emulator) == []
+        # every order the strategy sent reached the venue and was canceled there, as the daemon and its journal saw
+        assert sorted(emulator.orders) == sorted(sent)
+        assert {emulator.orders[c].status for c in sent} == {OrderStatus.CANCELED}
+        assert {node.kernel.orders.order(c).status for c in sent} == {OrderStatus.CANCELED}  # type: ignore[union-attr]
+        assert journaled_statuses(node) == dict.fromkeys(sent, OrderStatus.CANCELED)
+
+
+async def test_an_order_sent_in_on_stop_is_canceled_at_the_venue_too(tmp_path: Path) -> None:
+    """Before: on_stop ran after the stop's cancels and after the journal closed: its order was accepted and left
+    open at the venue, and the acceptance failed in the journal ('Cannot operate on a closed database')."""
+    async with account_and_market() as (emulator, srv):
+        node = node_on(tmp_path, emulator, srv, [repeating("quoter", every_ms=60_000, on_stop_price=10_002.0)])
+        strategy = node.kernel.strategies[0]
+        await run_until_it_stops(node, lambda: node.kernel.result.trades >= 3)
+        sent = strategy.sent  # type: ignore[attr-defined]
+        assert len(sent) == 1 and open_at_venue(emulator) == []
+        assert emulator.orders[sent[0]].status is OrderStatus.CANCELED
+        assert node.kernel.orders.order(sent[0]).status is OrderStatus.CANCELED  # type: ignore[union-attr]
+        assert journaled_statuses(node) == {sent[0]: OrderStatus.CANCELED}
