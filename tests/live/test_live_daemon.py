@@ -381,6 +381,41 @@ async def test_kill_switch_goes_on_past_a_failed_cancel_and_halts_even_when_orde
     assert halted(tmp_path / "b" / "journal.sqlite")
 
 
+
+async def test_kill_switch_halts_the_journal_before_its_first_cancel(tmp_path: Path) -> None:
+    """HALTED was written only after the three cancel rounds: a daemon running on the journal, which reads its trading
+    state every second, kept sending orders meanwhile, and the kill switch ended with some of them still open."""
+    from tradebus.adapters.binance.private_emulator import RestFault
+    from tradebus.adapters.binance.trading import BinanceTrading
+    from tradebus.engine.messages import TradingState
+    from tradebus.execution.journal import Journal
+    from tradebus.execution.orders import Order
+    from tradebus.node.live import kill_switch
+
+    instruments = parse_live_config({"instruments": [SPOT], **_minimal()}).instrument_map()
+    keys = ApiKeys(SecretStr(KEY), SecretStr(SECRET))
+    release = asyncio.Event()
+    held = RestFault("hold", "DELETE", "/api/v3/order", release=release)
+    async with BinancePrivateEmulator(KEY, SECRET, instruments, {"USDT": 100_000.0}, [held]) as emulator:
+        api = BinanceTrading(emulator.rest_url, keys.key, keys.secret, instruments)
+        await api.place(Order("open0", "", IID, OrderSide.BUY, OrderType.LIMIT, 0.001, 20_000.0))
+        await api.close()
+        config = parse_live_config(_config(tmp_path, "ws://127.0.0.1:9", "http://127.0.0.1:9", emulator), "<test>")
+        kill = asyncio.create_task(kill_switch(config, keys, "test kill"))
+        try:
+            await until(lambda: held.fired)
+            state = None
+            if (tmp_path / "journal.sqlite").is_file():
+                journal = Journal(tmp_path / "journal.sqlite")
+                state = journal.load_risk_state()
+                journal.close()
+        finally:
+            release.set()
+            canceled = await kill
+    assert state is not None and state.manual_state is TradingState.HALTED and state.manual_reason == "test kill"
+    assert canceled == ["open0"] and emulator.orders["open0"].status is OrderStatus.CANCELED
+
+
 def test_run_live_from_a_config_file_writes_the_run_outputs(tmp_path: Path) -> None:
     """The command path: config file, keys from the environment, the node built on its own loop, outputs."""
     import threading

@@ -990,7 +990,8 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
     stop the others; the open orders are listed again and what is left canceled, up to
     :data:`KILL_ROUNDS` rounds. With ``flatten``, once no order is open, every position the
     journal holds is sold at market and journaled (:func:`tradebus.node.flatten.flatten`).
-    The journal's risk state is set to HALTED with ``reason`` whatever the venue answered (a
+    The journal's risk state is set to HALTED with ``reason`` before the first cancel (a daemon
+    running on it stops sending orders) and again at the end, whatever the venue answered (a
     daemon started on it trades nothing until ``live-resume``). Returns the client order ids
     canceled.
 
@@ -1035,6 +1036,10 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
             await api.close()
             raise
         try:
+            if config.journal is not None:
+                # A daemon running on the journal reads it every second: halted before the first cancel, it stops
+                # sending orders while the rounds cancel them (written again at the end, whatever happened).
+                set_trading_state(config, TradingState.HALTED, reason)
             for round_ in range(1, KILL_ROUNDS + 1):
                 try:
                     canceled += await api.cancel_all()
