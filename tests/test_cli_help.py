@@ -171,3 +171,4 @@ def test_serve_help_says_a_connection_starts_where_the_stream_is() -> None:
     assert "to each connection" not in output
     assert "a connection starts where the stream is" in output
     assert f"the last {SERVE_RESUME_OVERLAP} frames again" in output
+    assert "at the venue's now" in output  # paced: one clock, not restarted by a reconnect

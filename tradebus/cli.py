@@ -694,7 +694,7 @@ def serve(
 ) -> None:
     """Serve a recording on 127.0.0.1 in a venue's WebSocket protocol, for a paper daemon.
 
-    The recording is one stream, played once at the given pace: a connection starts where the stream is (a reconnecting or restarted daemon goes on where it left off, with the last 50 frames again), and once every frame was sent the server stays up, sending nothing new, until Ctrl-C or SIGTERM.
+    The recording is one stream, played once at the given pace on one clock from the first subscription: a connection starts where the stream is (a reconnecting or restarted daemon goes on at the venue's now, with the last 50 frames again; at --speed 0 the stream waits for its reader, and a reconnecting daemon goes on where it left off), and once every frame was sent the server stays up, sending nothing new, until Ctrl-C or SIGTERM.
     """
     from tradebus.adapters.registry import VENUES
     from tradebus.node.playback import serve_recording

@@ -128,6 +128,52 @@ async def test_a_paced_replay_hands_unsubscribed_frames_to_the_plugin_no_earlier
     assert ahead == []  # seconds of recording the plugin held ahead of the replay clock
 
 
+async def _dropped(url: str) -> float:
+    """Read ``url`` until the server drops the connection; the time the first frame arrived."""
+    first: list[float] = []
+    with pytest.raises(ConnectionClosedError):
+        async with connect(url, max_queue=None) as ws:
+            while True:
+                await asyncio.wait_for(ws.recv(), 5)
+                first = first or [time.monotonic()]
+    return first[0]
+
+
+async def test_a_paced_drop_hands_the_frames_the_client_misses_to_the_plugin_at_their_recorded_times() -> None:
+    speed = 2.0
+    proto = FedBinanceProtocol(SNAPSHOT)
+    faults = [Fault(FaultKind.DROP, at=1, match="@trade", missed=300)]
+    async with LocalVenueServer(proto, FRAMES, faults, speed=speed, lifetime=10) as srv:
+        subscribed_at = time.monotonic()  # the replay clock starts with the subscription, after this
+        await _dropped(srv.ws_url + STREAMS)
+        missed_middle = [raw for _, raw in FRAMES].index(TRADES[1]) + 150
+        while srv.cursor < missed_middle:  # the venue goes on printing with no client connected
+            await asyncio.sleep(0.05)
+    t0 = FRAMES[0][0]
+    ahead = [
+        (recv_ns - t0) / 1e9 - (wall - subscribed_at) * speed
+        for wall, recv_ns in proto.fed
+        if (recv_ns - t0) / 1e9 > (wall - subscribed_at) * speed + 0.005
+    ]
+    assert ahead == []  # seconds of recording the plugin held ahead of the replay clock
+    assert [recv_ns for _, recv_ns in proto.fed] == [recv_ns for recv_ns, _ in FRAMES[: len(proto.fed)]]  # once, in order
+
+
+async def test_a_paced_reconnect_resumes_at_the_venues_now_not_where_the_client_left() -> None:
+    speed = 2.0
+    recorded = {raw: (recv_ns - FRAMES[0][0]) / 1e9 for recv_ns, raw in FRAMES}
+    faults = [Fault(FaultKind.DROP, at=1, match="@trade")]
+    async with LocalVenueServer(BinanceProtocol(SNAPSHOT), FRAMES, faults, resume_overlap=3, speed=speed, lifetime=10) as srv:
+        first_at = await _dropped(srv.ws_url + STREAMS)  # the clock started before trade 0 (at +0.151 s) arrived
+        await asyncio.sleep(0.75)  # away while the venue prints 1.5 s of recording
+        reconnect_at = time.monotonic()
+        again = await recv_all(srv.ws_url + STREAMS, 4)
+    venue_now = recorded[TRADES[0]] + (reconnect_at - first_at) * speed  # at least
+    start = TRADES.index(again[0])
+    assert again == TRADES[start : start + 4]
+    assert recorded[again[0]] > venue_now - 0.2  # the 3 frames of overlap are ~20 ms of recording
+
+
 @pytest.mark.parametrize(
     ("fault", "check"),
     [

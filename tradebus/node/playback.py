@@ -537,7 +537,9 @@ async def serve_recording(
     """Serve a recording on ``ws://127.0.0.1:<ephemeral port>`` in ``venue``'s protocol until SIGINT/SIGTERM.
 
     The recording is one stream: a connection starts where it is, :data:`SERVE_RESUME_OVERLAP` frames
-    back (a reconnecting daemon misses nothing), not at its beginning
+    back, not at its beginning. Paced, the stream runs on one clock from the first subscription, so a
+    reconnecting daemon starts at the venue's now; unpaced (``speed=None``) it moves only as a
+    connection reads it, and a reconnecting daemon misses nothing
     (:class:`~tradebus.adapters.common.local_server.LocalVenueServer`).
 
     ``venue`` is a registered venue name; its emulator speaks the protocol. REST depth

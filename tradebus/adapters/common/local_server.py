@@ -9,14 +9,20 @@ lives in :mod:`tradebus.adapters.binance.emulator`; OKX/Bybit plugins subclass
 
 Replay model
 ------------
-The server holds one list of recorded frames ``(recv_ns, raw)`` and one cursor over it.
+The server holds one list of recorded frames ``(recv_ns, raw)`` and one cursor over it
+(the frames the venue has printed; :meth:`VenueProtocol.on_sent` sees each once, in order).
 A connection starts sending once it has at least one subscription, from
 ``max(0, cursor - resume_overlap)`` — so a client that reconnects sees a few frames
-again (to exercise trade de-duplication) and misses none. Only frames whose
+again (to exercise trade de-duplication). Only frames whose
 :meth:`VenueProtocol.topic_of` is subscribed (or ``None``: sent to everyone) are sent.
-``speed=None`` sends as fast as the socket drains; ``speed=k`` paces the frames by
-their recorded receive times divided by ``k``, and :meth:`VenueProtocol.on_sent` sees
-each frame, sent or not, when its time comes (no plugin state runs ahead of the replay).
+
+``speed=None`` sends as fast as the socket drains, and the cursor only moves as connections
+send: a client that reconnects misses nothing. ``speed=k`` runs one replay clock for the whole
+server from the first subscription: recording time = ``t0 + (wall - wall0) * k`` (``t0`` the
+first frame's). Every frame is printed (handed to ``on_sent``) when the clock reaches it, sent
+or not, by the connections streaming or, while none is (all dropped, hung or silenced for good),
+by the server itself: no plugin state runs ahead of the clock, and a connection made later (a
+reconnect, a second client) starts at the venue's now, with the ``resume_overlap`` frames before it.
 When the recording is exhausted the connection stays open and silent
 (``close_at_end=False``) or is closed normally.
 
@@ -27,8 +33,9 @@ that connection is about to send its ``at``-th frame (0-based) among the frames 
 raw text contains ``match``:
 
 ``DROP``      abort the TCP connection (client sees an abnormal close, code 1006); with ``missed=n``
-              the venue goes on printing while the client is away: the cursor moves past the
-              dropped frame and ``n - 1`` more (the plugin sees them go by at once, as its REST history)
+              the client misses the dropped frame and ``n - 1`` more: the next connection starts after
+              them (less the resume overlap). Unpaced, the cursor moves past them at once (the plugin
+              sees them go by, as its REST history); paced, they go by at their recorded times
 ``DELAY``     sleep ``seconds`` before sending the frame
 ``GARBLE``    send the frame cut in half (invalid JSON) instead
 ``SKIP``      do not send the frame (a sequence gap for book streams)
@@ -343,6 +350,11 @@ class LocalVenueServer:
         self.http_requests: list[str] = []
         self.cursor = 0
         self.port = 0
+        self._clock: _ReplayClock | None = None
+        self._printer: asyncio.Task[None] | None = None
+        self._streaming: set[int] = set()  # sessions whose send loop prints frames (paced)
+        self._unwatched = asyncio.Event()  # set while no session streams: the server prints
+        self._resume_floor = 0  # frames a DROP with ``missed`` made the next connection miss
         self._server: Server | None = None
         self._stopper: asyncio.TimerHandle | None = None
         self._fired: set[int] = set()
@@ -382,6 +394,10 @@ class LocalVenueServer:
             self._stopper.cancel()
             self._stopper = None
         self._done.set()
+        printer, self._printer = self._printer, None
+        if printer is not None:
+            printer.cancel()
+            await asyncio.gather(printer, return_exceptions=True)
         server, self._server = self._server, None
         if server is not None:
             server.close()
@@ -456,24 +472,27 @@ class LocalVenueServer:
         await _first(session.subscribed.wait(), self._done.wait(), ws.wait_closed())
         if not session.subscribed.is_set() or self._done.is_set():
             return
+        clock = self._start_clock()
+        if clock is not None:
+            self._streaming.add(session.index)
+            self._unwatched.clear()
+        try:
+            await self._stream(ws, session, clock)
+        finally:
+            self._stop_streaming(session)
+
+    async def _stream(self, ws: ServerConnection, session: Session, clock: _ReplayClock | None) -> None:
         protocol = self.protocol
         faults = [(i, f) for i, f in enumerate(self.faults) if f.connection == session.index]
         match_counts = dict.fromkeys({f.match for _, f in faults}, 0)
-        start = max(0, self.cursor - self.resume_overlap)
-        t0_wall = time.monotonic()
-        t0_rec = self.frames[start][0] if start < len(self.frames) else 0
-        i = start
+        start = max(0, max(self.cursor, self._resume_floor) - self.resume_overlap)
+        i = min(start, self.cursor)  # frames up to ``start`` not yet printed are printed, not sent
         while i < len(self.frames) and not self._done.is_set():
             recv_ns, raw = self.frames[i]
-            if self.speed is not None:
-                # an unsubscribed frame waits too: the plugin (an account's quotes, a rebuilt book)
-                # must not see it before its recorded time
-                due = t0_wall + (recv_ns - t0_rec) / 1e9 / self.speed
-                wait = due - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
+            if clock is not None:
+                await clock.wait_until(recv_ns)
             topic = protocol.topic_of(raw)
-            if topic is not None and topic not in session.subscriptions:
+            if i < start or (topic is not None and topic not in session.subscriptions):
                 i += 1
                 self._advance(i, raw)
                 continue
@@ -487,11 +506,18 @@ class LocalVenueServer:
                 if fid in self._fired or fault.match not in raw or match_counts[fault.match] - 1 != fault.at:
                     continue
                 self._fired.add(fid)
+                if fault.kind is FaultKind.HANG or (fault.kind is FaultKind.SILENCE and math.isinf(fault.seconds)):
+                    self._stop_streaming(session)  # the venue goes on printing without this connection
                 out = await self._inject(ws, fault, out, session)
                 if fault.kind is FaultKind.DROP:
-                    for j in range(i, min(i + fault.missed, len(self.frames))):
-                        self._advance(j + 1, self.frames[j][1])
-                    return  # the frame was not delivered: the cursor stays on it (unless the venue went on)
+                    # the frame was not delivered: the cursor stays on it unless the venue went on printing
+                    missed = min(i + fault.missed, len(self.frames))
+                    if clock is None:
+                        for j in range(i, missed):
+                            self._advance(j + 1, self.frames[j][1])
+                    else:
+                        self._resume_floor = max(self._resume_floor, missed)
+                    return
                 if fault.kind is FaultKind.HANG or (fault.kind is FaultKind.SILENCE and math.isinf(fault.seconds)):
                     return
             if out is not None:
@@ -505,6 +531,34 @@ class LocalVenueServer:
             await ws.close()
         else:
             await _first(self._done.wait(), ws.wait_closed())
+
+    def _start_clock(self) -> _ReplayClock | None:
+        """The paced replay clock, started (with the printer of unwatched frames) at the first subscription."""
+        if self.speed is None:
+            return None
+        if self._clock is None:
+            self._clock = _ReplayClock(self.speed, self.frames[0][0] if len(self.frames) else 0, time.monotonic())
+            self._printer = asyncio.create_task(self._print_unwatched(self._clock))
+        return self._clock
+
+    async def _print_unwatched(self, clock: _ReplayClock) -> None:
+        """Print each frame at its time while no connection streams (so none would print it)."""
+        printed = 0
+        while self.cursor < len(self.frames):
+            await self._unwatched.wait()
+            i = self.cursor
+            await clock.wait_until(self.frames[i][0])
+            if not self._unwatched.is_set() or self.cursor != i:
+                continue  # a connection started streaming meanwhile: it prints
+            self._advance(i + 1, self.frames[i][1])
+            printed += 1
+            if printed % 64 == 0:
+                await asyncio.sleep(0)
+
+    def _stop_streaming(self, session: Session) -> None:
+        self._streaming.discard(session.index)
+        if not self._streaming:
+            self._unwatched.set()
 
     def _advance(self, i: int, raw: str) -> None:
         if i > self.cursor:
@@ -541,6 +595,21 @@ class LocalVenueServer:
         if kind is FaultKind.CORRUPT:
             return None if out is None else self.protocol.corrupt(out, fault.field, fault.value)
         raise ConfigError(f"local server: unknown fault kind {kind!r}")
+
+
+@dataclass(frozen=True)
+class _ReplayClock:
+    """A paced server's one clock: recording time ``t0_ns + (wall - wall0) * speed`` (monotonic wall seconds)."""
+
+    speed: float
+    t0_ns: int
+    wall0: float
+
+    async def wait_until(self, recv_ns: int) -> None:
+        """Return once the clock has reached recording time ``recv_ns``."""
+        wait = self.wall0 + (recv_ns - self.t0_ns) / 1e9 / self.speed - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
 
 async def _first(*aws: Any) -> None:
