@@ -356,6 +356,7 @@ class TradeGapRecording(NamedTuple):
     kept: list[tuple[int, str, str]]  # the trade frames written
     at: int  # index in ``kept`` of the first trade after the hole
     missing: list[int]  # the trade ids left out
+    hole: list[tuple[int, str, str]]  # the trade frames left out
 
 
 def write_trade_gap_recording(path: Path) -> TradeGapRecording:
@@ -374,7 +375,7 @@ def write_trade_gap_recording(path: Path) -> TradeGapRecording:
         for line in kept:
             rec.write(*line)
     missing = [json.loads(raw)["data"]["t"] for _, _, raw in hole]
-    return TradeGapRecording(path, kept, kept.index(next(line for line in kept if line[0] > hole_from)), missing)
+    return TradeGapRecording(path, kept, kept.index(next(line for line in kept if line[0] > hole_from)), missing, hole)
 
 
 def test_recording_import_cut_before_a_trade_gaps_recorded_fetch_writes_every_trade_and_stores_the_gap(
@@ -389,7 +390,10 @@ def test_recording_import_cut_before_a_trade_gaps_recorded_fetch_writes_every_tr
     rows = cat.read("binance_usdm", "usdm", "BTCUSDT", "trades")
     ids = [int(json.loads(raw)["data"]["t"]) for _, _, raw in rec.kept]
     assert [int(t) for t in rows.column("trade_id").to_pylist()] == ids
-    assert rows.column("ts_init").to_pylist() == [t for t, _, _ in rec.kept]
+    # those held back are released at the end of the recording, where a replay's clock stands when it delivers them
+    assert rows.column("ts_init").to_pylist() == [
+        *(t for t, _, _ in rec.kept[: rec.at]), *[rec.kept[-1][0]] * (len(rec.kept) - rec.at)
+    ]
     gap = (rec.kept[rec.at - 1][0], rec.kept[rec.at][0], rec.missing[0], rec.missing[-1], len(rec.missing))
     assert rec.missing == list(range(rec.missing[0], rec.missing[-1] + 1))
     assert manifests[(USDM_IID, "trades")].missed_trades == [gap]
@@ -439,6 +443,54 @@ def test_recording_import_stores_a_trade_gap_its_recorded_fetch_left_unfilled(tm
     assert manifests[(USDM_IID, "trades")].missed_trades == [
         (rec.kept[rec.at - 1][0], rec.kept[rec.at][0], rec.missing[0], rec.missing[-1], len(rec.missing))
     ]
+
+
+def test_recording_import_writes_trades_held_before_a_recovery_at_its_answer_as_the_replay_sees_them(
+    tmp_path: Path,
+) -> None:
+    """The trade that revealed the gap was received, and held, before the recorded fetch's answer recovered the
+    missing ones: the import wrote the recovered trades at the answer's time, then the held one at its own earlier
+    receive time, and refused its own rows ("ts_init ... < previous ..."). Both are written at the answer's time,
+    where the replay's kernel handles them; ts_event stays the venue's."""
+    from tradebus.node.playback import Playback
+
+    rec = write_trade_gap_recording(tmp_path / "gap.jsonl.gz")
+    held_ns = rec.kept[rec.at][0]
+    answer_ns = held_ns + 1
+    assert answer_ns < rec.kept[rec.at + 1][0]
+    rows = []
+    for _, _, raw in rec.hole:
+        d = json.loads(raw)["data"]
+        rows.append({"id": d["t"], "price": d["p"], "qty": d["q"], "quoteQty": "0", "time": d["T"],
+                     "isBuyerMaker": d["m"], "isBestMatch": True})
+    lines = [*rec.kept[: rec.at + 1], (answer_ns, "rest-trades:BTCUSDT@binance-usdm", json.dumps(rows)),
+             *rec.kept[rec.at + 1 :]]
+    with FrameRecorder(tmp_path / "recovered.jsonl.gz") as out:
+        for line in lines:
+            out.write(*line)
+
+    manifests = import_recording(tmp_path / "recovered.jsonl.gz", trades_only_usdm_config(), tmp_path / "cat")
+    assert manifests[(USDM_IID, "trades")].missed_trades == []
+    table = Catalog(tmp_path / "cat").read("binance_usdm", "usdm", "BTCUSDT", "trades")
+    written = list(zip(*(table.column(c).to_pylist() for c in ("trade_id", "ts_event", "ts_init", "price", "size",
+                                                                 "aggressor")), strict=True))
+    frames = [*rec.kept[: rec.at], *rec.hole, *rec.kept[rec.at :]]
+    assert [int(t[0]) for t in written] == [json.loads(raw)["data"]["t"] for _, _, raw in frames]
+    assert [t[1] for t in written] == [json.loads(raw)["data"]["T"] * 1_000_000 for _, _, raw in frames]
+    ts_init = [t[2] for t in written]
+    assert ts_init == sorted(ts_init)
+    released = len(rec.hole) + 1
+    assert ts_init[rec.at : rec.at + released] == [answer_ns] * released
+    assert ts_init[rec.at + released :] == [t for t, _, _ in rec.kept[rec.at + 1 :]]
+
+    playback = Playback(trades_only_usdm_config())
+    seen: list = []
+    playback.kernel.bus.subscribe(
+        Trade, lambda m: seen.append((m.trade_id, m.ts_event, playback.clock.now_ns(), m.price, m.size, m.aggressor)),
+        USDM_IID,
+    )
+    playback.run(tmp_path / "recovered.jsonl.gz")
+    assert seen == written
 
 
 def write_book_feed_stale_recording(path: Path) -> tuple[int, int]:

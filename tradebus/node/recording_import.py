@@ -5,7 +5,8 @@ with the very feed parsers of its paper config -- as ``tradebus replay`` does --
 every message they emit into catalog datasets through
 :class:`~tradebus.data.market_ingest.CatalogSink`: trades, quotes, the L2 book (the snapshot
 the book sync seeded, then every delta it applied), mark prices, funding rates and bars.
-``ts_init`` is the frame's recorded receive time. A frame a parser rejects (a garbled
+``ts_init`` is the frame's recorded receive time (a trade held back behind a gap in trade ids, below: the
+receive time of the line that released it, where a replay's clock stands). A frame a parser rejects (a garbled
 payload) is left out, counted, logged at WARNING with the first one's number and reason, and
 noted in every manifest written.
 
@@ -45,6 +46,7 @@ from pathlib import Path
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
+import msgspec
 import numpy as np
 import typer
 from loguru import logger
@@ -125,9 +127,13 @@ def import_recording(
     missed = TradeGapLog()
 
     def emit(msg: Any) -> None:
-        sink(msg)
         stale.on_message(msg)
         missed(msg)
+        if type(msg) is Trade and msg.ts_init < clock[0]:
+            # held behind a gap in trade ids, released at the line that ended its recovery (or the recording):
+            # the replay's clock, and the daemon's router, handle it there
+            msg = msgspec.structs.replace(msg, ts_init=clock[0])
+        sink(msg)
 
     feeds = build_feeds(config, emit, live=False, clock_ns=lambda: clock[0])
     stale.register(feeds)
