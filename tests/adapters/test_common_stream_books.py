@@ -35,7 +35,7 @@ def test_gap_resubscribes_drops_updates_until_the_in_stream_snapshot() -> None:
         async def resubscribe(key: str) -> None:
             asked.append(key)
 
-        books = StreamBooks(BybitRule, resubscribe, clock=lambda: 7)
+        books = StreamBooks(BybitRule, resubscribe)
         sync = books.open(KEY, IID)
         out = books.on_snapshot(KEY, sync, snap(10))
         out += books.on_delta(KEY, sync, delta(12))  # u=11 lost

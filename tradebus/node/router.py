@@ -131,9 +131,8 @@ class NodeRouter:
         self._pin = clock.pin if isinstance(clock, LiveClock) and clock.replay_times else None
         # The latest receive time handled: where a replay's clock stands (it never goes back).
         self._received_ns = -1
-        # Within a frame (frame_started .. frame_ended): no message of it routed yet; something fell due after one.
+        # Within a frame (frame_started .. frame_ended, which fire what is due); something fell due after a message of it.
         self._in_frame = False
-        self._frame_fresh = False
         self._due_at_frame_end = False
         self._publish = kernel.bus.publish
         self._instruments = kernel.instruments
@@ -179,8 +178,7 @@ class NodeRouter:
             received = self._received_ns
             unpinned = pin(received)
         try:
-            if not framed or self._frame_fresh:
-                self._frame_fresh = False
+            if not framed:  # a frame's start fired what was due by its receive time
                 run_due(received)
             handler(msg)
             self._evaluate_marks()  # a message is a time of its own: a breaker trips without waiting for the next
@@ -220,7 +218,6 @@ class NodeRouter:
         if ts_ns > self._received_ns:
             self._received_ns = ts_ns
         self._in_frame = True
-        self._frame_fresh = True
         self._due_at_frame_end = False
         self._run_due(ts_ns)
 

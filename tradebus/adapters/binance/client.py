@@ -224,7 +224,6 @@ class BinanceRouter:
         self._handlers: dict[str, Handler] = {}
         self._fetch = fetch_snapshot
         self._fetch_trades = fetch_trades
-        self._clock = clock_ns
         self._as_frame = as_frame
         quotes_from_book = "bookTicker" not in config.channels
         for stream in config.streams():
@@ -242,7 +241,7 @@ class BinanceRouter:
         rule: SequenceRule = BinanceSpotRule() if self.config.market is BinanceMarket.SPOT else BinanceFuturesRule()
         fetch = self._fetch
         requester = None if fetch is None else (lambda: fetch(symbol))
-        return BookSync(iid, rule, self.sink, requester, emit_quotes=emit_quotes, clock=self._clock, as_frame=self._as_frame)
+        return BookSync(iid, rule, self.sink, requester, emit_quotes=emit_quotes, as_frame=self._as_frame)
 
     def _handler(self, kind: StreamKind | None, iid: str, symbol: str) -> Handler:
         sink = self.sink

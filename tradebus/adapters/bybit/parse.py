@@ -190,9 +190,7 @@ class BybitParser(StreamBooksParser):
         self.venue = venue
         self.skipped: Counter[str] = Counter()
         self._suffix = CATEGORIES[category]
-        self._recv_ns = 0
-        # a BookResynced is stamped with the receive time of the snapshot that ends the resync
-        self.books = StreamBooks(self._rule, resubscribe, clock=lambda: self._recv_ns)
+        self.books = StreamBooks(self._rule, resubscribe)
         self._routes: dict[str, Route | None] = {}
         self._tickers: dict[str, _Ticker] = {}
         self._frame = msgspec.json.Decoder(BybitFrame)
@@ -511,7 +509,6 @@ class BybitParser(StreamBooksParser):
             books.lost(topic, "malformed book level")
             raise FieldError(f"data.{exc.field}", exc.problem) from None
         ts_event = frame.ts * MS
-        self._recv_ns = recv_ns
         u = msg.u
         if is_snapshot(frame.type, u):
             return books.on_snapshot(topic, sync, BookSnapshot(iid, ts_event, recv_ns, bids, asks, u))

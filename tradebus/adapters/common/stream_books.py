@@ -18,7 +18,6 @@ The parser feeds snapshots and deltas through :meth:`StreamBooks.on_snapshot` an
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -41,8 +40,6 @@ class StreamBooks:
     resubscribe
         The client's resubscription; ``None`` (recorded playback, tests): a failed book
         waits for a snapshot fed by the caller.
-    clock
-        ``ts_init`` source of the messages the books create themselves (BookResynced).
     snapshot_timeout
         Seconds to wait for the snapshot a resubscription should bring before resubscribing again.
 
@@ -61,7 +58,6 @@ class StreamBooks:
         make_rule: Callable[[str], SequenceRule],
         resubscribe: Resubscribe | None = None,
         *,
-        clock: Callable[[], int] = time.time_ns,
         snapshot_timeout: float = 10.0,
     ) -> None:
         self.syncs: dict[str, BookSync] = {}
@@ -69,7 +65,6 @@ class StreamBooks:
         self.dropped = 0
         self._make_rule = make_rule
         self._resubscribe = resubscribe
-        self._clock = clock
         self._snapshot_timeout = snapshot_timeout
         self._out: list[Any] = []
 
@@ -87,7 +82,6 @@ class StreamBooks:
                 self._out.append,
                 requester,
                 emit_quotes=False,
-                clock=self._clock,
                 snapshot_timeout=self._snapshot_timeout,
                 snapshots_in_stream=True,
             )

@@ -67,7 +67,6 @@ in one compiled call (:meth:`SequenceRule.live_step`), which :meth:`BookSync.on_
 from __future__ import annotations
 
 import asyncio
-import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -278,9 +277,6 @@ class BookSync:
         returned ``None`` before requesting again.
     capacity
         Initial book capacity per side.
-    clock
-        Time source of the sync (every emitted message carries the receive time of a venue
-        message: a :class:`~tradebus.engine.messages.BookResynced` its snapshot's).
     snapshots_in_stream
         The venue delivers snapshots in-stream, ahead of the deltas that follow them, so
         deltas received while awaiting a snapshot are dropped instead of buffered.
@@ -310,7 +306,6 @@ class BookSync:
         retry_delays: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0),
         snapshot_timeout: float = 10.0,
         capacity: int = 2048,
-        clock: Callable[[], int] = time.time_ns,
         snapshots_in_stream: bool = False,
         as_frame: Callable[[Callable[[], None], int], None] | None = None,
     ) -> None:
@@ -334,7 +329,6 @@ class BookSync:
         self._max_buffer = max_buffer
         self._retry_delays = retry_delays
         self._snapshot_timeout = snapshot_timeout
-        self._clock = clock
         self._reason: str | None = None
         self._in_stream = snapshots_in_stream
         self._as_frame = _directly if as_frame is None else as_frame

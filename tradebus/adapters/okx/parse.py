@@ -161,9 +161,7 @@ class OkxParser(StreamBooksParser):
             raise ConfigError("OkxParser: fetch_trades needs a sink for the trades it recovers")
         self.venue = venue
         self.verify_checksum = verify_checksum
-        self._recv_ns = 0
-        # a BookResynced is stamped with the receive time of the snapshot that ends the resync
-        self.books = StreamBooks(_okx_rule, resubscribe, clock=lambda: self._recv_ns)
+        self.books = StreamBooks(_okx_rule, resubscribe)
         self.skipped: Counter[str] = Counter()
         self._iids: dict[str, str] = {}
         self._trade_ids: dict[str, TradeDeduper] = {}
@@ -552,7 +550,6 @@ class OkxParser(StreamBooksParser):
             raise FieldError("action", f"{frame.action!r}: expected 'snapshot' or 'update'")
         iid = sync.instrument_id
         where = sync.rule.where  # type: ignore[attr-defined]
-        self._recv_ns = recv_ns
         out: list = []
         for i, item in enumerate(items):
             try:
