@@ -22,7 +22,10 @@ from tests.live.live_harness import (
 from tradebus.adapters.binance.private_emulator import RestFault, StreamFault
 from tradebus.adapters.binance.trading import FUTURES_WEIGHT_LIMIT, WEIGHT_HEADER, WEIGHT_LIMIT
 from tradebus.adapters.common.ratelimit import WeightBudget
-from tradebus.engine.messages import AnomalyKind, CancelOrder, ModifyOrder, OrderAnomaly, OrderReplaced, OrderSide, OrderStatus, OrderType, SubmitOrder
+from tradebus.engine.messages import (
+    AnomalyKind, CancelOrder, ModifyOrder, OrderAnomaly, OrderCanceled, OrderCancelRejected, OrderFilled, OrderReplaced, OrderSide,
+    OrderStatus, OrderType, SubmitOrder,
+)
 from tradebus.execution.live import RateLimited
 
 
@@ -301,6 +304,24 @@ async def test_cancel_racing_a_fill_whose_event_is_late_books_the_fill_once() ->
         assert h.emulator.stream_faults[0].fired
         assert len(h.kernel.result.fills) == 1 and order.filled_qty == pytest.approx(0.01)
         _position_matches_account(h)
+
+
+async def test_a_cancel_the_venue_refuses_because_the_order_filled_tells_only_the_fill() -> None:
+    """The venue refuses the cancel of an order it filled (-2011 "Unknown order sent."); the query after the
+    refusal finds it FILLED: no ``OrderCancelRejected`` (that says the order works on), no ``OrderCanceled``,
+    only the fill. The simulated venue answers such a cancel so (``tests/execution/test_cancel_after_fill.py``)."""
+    async with harness(stream_faults=[StreamFault("delay", '"x": "TRADE"', seconds=0.5)]) as h:
+        heard: list[object] = []
+        for kind in (OrderCancelRejected, OrderCanceled, OrderFilled):
+            h.kernel.bus.subscribe(kind, heard.append)
+        order = h.submit(OrderSide.BUY, 0.01, 60_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        h.trade(59_000.0)  # fills at the venue; the event is on its way, slowly
+        h.kernel.execution.cancel(CancelOrder("s1", IID, order.client_order_id, 0, 0))
+        await until(lambda: order.status is OrderStatus.FILLED)
+        await settled(h)
+        assert ("DELETE", "/api/v3/order", order.client_order_id) in h.emulator.requests
+        assert [type(e) for e in heard] == [OrderFilled] and order.filled_qty == pytest.approx(0.01)
 
 
 async def test_an_answered_query_is_not_asked_again_and_again() -> None:
