@@ -22,6 +22,18 @@ Arrival and latency
     had seen them before the order arrived (a replay on a simulated clock never shows the
     order those trades either).
 
+Cancels and modifies of an order the venue no longer works
+    A cancel that arrives after the order closed (it filled during the cancel's latency; an OCO
+    sibling's fill, a GTD expiry or a rejection at its arrival closed it) changes nothing and gets no
+    answer of its own (logged at INFO): the strategy has heard what closed the order. So does a live
+    venue as tradebus reports it: the venue refuses the cancel (Binance ``-2011`` "Unknown order
+    sent."), :class:`~tradebus.execution.live.LiveVenue` queries the order and, finding it closed,
+    emits nothing more. ``OrderCancelRejected`` means "refused, and the order works on", which the
+    contingent orders and the execution algorithms answer by sending the cancel again; this venue
+    never refuses the cancel of an order it works. A modify that arrives after the order closed is
+    refused (``OrderModifyRejected``, reason ``"not working"``, stamped at its arrival), as a live
+    venue refuses such an amend.
+
 Bars (``fill_on="bars"``)
     A bar is stamped at its close; it opens where the previous bar of its instrument closed
     (its ``ts_init``). An action is handled by the first bar whose open is at or after its
@@ -412,11 +424,16 @@ class SimulatedVenue(Venue):
             self._queue(order.instrument_id, _SUBMIT, sim, None)
 
     def cancel(self, order: Order) -> None:
-        """Queue a cancel; on arrival a working order is canceled (a closed one is left alone)."""
+        """Queue a cancel; on arrival a working order is canceled.
+
+        One that closed before the cancel arrived (filled meanwhile) is left alone and nothing is
+        emitted, as live once the venue's refusal is found to be of a closed order (module docstring).
+        """
         self._queue(order.instrument_id, _CANCEL, order, None)
 
     def modify(self, order: Order, cmd: ModifyOrder) -> None:
-        """Queue a modification (NaN fields unchanged), applied on arrival if still working."""
+        """Queue a modification (NaN fields unchanged), applied on arrival if still working
+        (otherwise ``OrderModifyRejected``, reason ``"not working"``)."""
         self._queue(order.instrument_id, _MODIFY, order, cmd)
 
     def expire_at(self, client_order_id: str, expire_ns: int) -> None:
