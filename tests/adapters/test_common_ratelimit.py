@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from tradebus.adapters.common.ratelimit import WeightBudget
-from tradebus.execution.live import RateLimited, send_within
+from tradebus.execution.live import RateLimited, VenueRejected, send_unless, send_within
 
 
 class FakeTime:
@@ -179,6 +179,30 @@ def test_a_request_sent_within_less_than_the_wait_for_the_next_window_is_withdra
     with pytest.raises(RateLimited, match=r"request budget used \(100 \+ 1 over 100\) until 1970-01-01T00:18:00.000Z, 50.0 s away"):
         asyncio.run(submit())
     assert ft.slept == [] and budget.used == 100
+
+
+def test_a_submit_held_by_a_pause_is_withdrawn_if_the_daemon_halted_during_the_wait() -> None:
+    """A submit the 429 pause held left when the pause ended, although ``live-kill`` had halted the daemon meanwhile:
+    the refusal is asked again in the step that lets it go, and it is withdrawn unsent, nothing counted."""
+    ft = FakeTime(1_030.0)
+    budget = _budget(ft)
+    budget.observe(429, {"Retry-After": "2"}, -1003)
+    asked: list[float] = []
+    halted_at = 1_031.0
+
+    def refusal() -> str | None:
+        asked.append(ft.t)
+        return "trading state HALTED: operator kill" if ft.t >= halted_at else None
+
+    async def submit() -> None:
+        with send_unless(refusal):
+            await budget.acquire(1)
+
+    with pytest.raises(VenueRejected, match=r"^withdrawn, never sent: trading state HALTED: operator kill$"):
+        asyncio.run(submit())
+    assert asked == [pytest.approx(1_032.0)] and budget.used == 0  # not asked before the wait: the venue asks it then
+    asyncio.run(submit())  # no wait: the venue's own check before the request is enough, nothing asked here
+    assert len(asked) == 1 and budget.used == 1
 
 
 def test_bad_settings_are_refused() -> None:

@@ -497,6 +497,67 @@ async def test_a_kill_from_another_process_halts_the_running_daemon(tmp_path: Pa
     assert state is not None and (state.manual_state, state.manual_reason) == (TradingState.HALTED, "operator kill again")
 
 
+async def test_once_live_kill_committed_halted_the_running_daemon_sends_no_new_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon running on the journal read the trading state ``live-kill`` stores only once a second: a strategy
+    submitting every 10 ms kept sending new orders for up to a second after HALTED was committed, racing the
+    kill switch's cancel rounds. Now a submit whose request starts after the commit is withdrawn, never sent."""
+    import time
+
+    import tradebus.node.live as live
+    from tradebus.engine.messages import TradingState
+
+    committed: list[int] = []
+    store = live.set_trading_state
+
+    def set_trading_state(*args: Any, **kwargs: Any) -> None:
+        store(*args, **kwargs)
+        committed.append(time.time_ns())  # the same loop: nothing of the daemon ran since the commit
+
+    monkeypatch.setattr(live, "set_trading_state", set_trading_state)
+    emulator = BinancePrivateEmulator(KEY, SECRET, {IID: parse_live_config({"instruments": [SPOT], **_minimal()}).instrument_map()[IID]}, {"USDT": 100_000.0})
+    async with emulator:
+        protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+        async with LocalVenueServer(protocol, SPOT_FRAMES, speed=1.0) as srv:
+            data = _config(tmp_path, srv.ws_url, srv.http_url, emulator)
+            data["strategy"] = {"name": "tests.live.resting_strategy:RepeatingBuy", "instruments": [IID],
+                                "params": {"quantity": 0.001, "price": 20_000.0, "every_ms": 10}}  # fmt: skip
+            config = parse_live_config(data, "<test>")
+            keys = ApiKeys(SecretStr(KEY), SecretStr(SECRET))
+            node = LiveNode(config, keys, handle_signals=False)
+            started: dict[str, int] = {}  # client order id -> when its place request started (wall clock ns)
+            place = node.venue.api.place
+
+            def timed_place(order: Any) -> Any:
+                started[order.client_order_id] = time.time_ns()
+                return place(order)
+
+            node.venue.api.place = timed_place  # type: ignore[method-assign]
+            task = asyncio.create_task(node.run())
+            try:
+                await until(lambda: node.running.is_set() and sum(
+                    o.status is OrderStatus.ACCEPTED for o in node.kernel.orders.orders()) >= 5, timeout=30)  # fmt: skip
+                canceled = await live.kill_switch(config, keys, "operator kill")
+                await asyncio.sleep(0.3)
+                assert node.kernel.risk.state is TradingState.HALTED
+            finally:
+                node.stop("test done")
+                await asyncio.wait_for(task, 20)
+    halted = committed[0]
+    posted = [coid for method, path, coid in emulator.requests if method == "POST" and path == "/api/v3/order"]
+    late = [coid for coid in posted if started[coid] >= halted]
+    assert late == [], f"{len(late)} order(s) sent after HALTED was committed: {late}"
+    submitted_after = [o for o in node.kernel.orders.orders() if o.ts_created >= halted]
+    assert submitted_after, "the strategy submitted nothing after the kill: the test proves nothing"
+    withdrawn = [o for o in submitted_after if o.status is OrderStatus.REJECTED]
+    assert all("withdrawn, never sent: trading state HALTED" in o.reason and "operator kill" in o.reason for o in withdrawn)
+    assert all(o.status in (OrderStatus.DENIED, OrderStatus.REJECTED) for o in submitted_after)
+    # Every order that reached the venue is canceled: by the kill switch, or by the daemon taking the HALTED up.
+    assert set(canceled) <= set(posted) and set(emulator.orders) == set(posted)
+    assert {o.status for o in emulator.orders.values()} == {OrderStatus.CANCELED}
+
+
 async def test_a_halt_cancels_the_resting_order_at_the_venue(tmp_path: Path) -> None:
     """An operator ``/halt`` (``RiskGate.set_state``, as a breaker's trip) denied new orders only: a buy resting
     at the venue stayed working and could still fill. The halt now cancels it there, journaled."""

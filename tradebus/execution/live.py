@@ -139,8 +139,10 @@ __all__ = [
     "VenueRejected",
     "cancel_one",
     "lots_to_send",
+    "refusal_to_send",
     "send_late",
     "send_within",
+    "send_unless",
     "sent_late",
     "time_left_to_send",
 ]
@@ -162,6 +164,8 @@ BUSY_RETRY_DELAYS: tuple[float, ...] = (0.1, 0.2, 0.4)
 _TIME_LEFT: ContextVar[Callable[[], float] | None] = ContextVar("tradebus_time_left_to_send", default=None)
 # What the requests of the running task restore, sent however late (set by send_late); None: nothing.
 _RESTORES: ContextVar[str | None] = ContextVar("tradebus_sent_late", default=None)
+# Why the requests of the running task must not leave after a wait (set by send_unless); None: no check.
+_REFUSAL: ContextVar[Callable[[], str | None] | None] = ContextVar("tradebus_send_unless", default=None)
 
 
 @contextmanager
@@ -207,6 +211,25 @@ def send_late(restores: str) -> Iterator[None]:
 def sent_late() -> str | None:
     """What the :func:`send_late` block the running task is in restores (``None``: none)."""
     return _RESTORES.get()
+
+
+@contextmanager
+def send_unless(refusal: Callable[[], str | None] | None) -> Iterator[None]:
+    """Withdraw the requests this task makes in the block when, after a wait of the rate limit, ``refusal()``
+    gives a reason (``None``: no check): the account's rate budget asks it in the step of the event loop that
+    would let the request go (:meth:`~tradebus.adapters.common.ratelimit.WeightBudget.acquire`) and raises
+    :class:`VenueRejected` ``"withdrawn, never sent: <why>"``. The live venue's submits: a request held by a
+    pause must not leave once the daemon's trading state forbids new orders."""
+    token = _REFUSAL.set(refusal)
+    try:
+        yield
+    finally:
+        _REFUSAL.reset(token)
+
+
+def refusal_to_send() -> Callable[[], str | None] | None:
+    """The ``refusal`` of the :func:`send_unless` block the running task is in (``None``: none)."""
+    return _REFUSAL.get()
 
 
 class NoAnswer(VenueError):
@@ -618,6 +641,9 @@ class LiveVenue(Venue):
         self._queued = False
         #: Seconds waited before each re-send of a cancel or amend the venue answered :class:`OrderBusy`.
         self.busy_delays: tuple[float, ...] = BUSY_RETRY_DELAYS
+        #: Why no submit may leave now (``None``: it may), asked as each leaves (:meth:`_submitting`); the live
+        #: daemon's: the trading state another process (``live-kill``) stored in the journal.
+        self.refusal: Callable[[], str | None] | None = None
         # Orders whose cancel the venue refused -> its refusal, until a query sent after it says whether they work.
         self._cancel_refused: dict[str, str] = {}
         # Orders whose cancel the venue answered busy -> when it was, or will be, sent again (clock ns).
@@ -958,18 +984,29 @@ class LiveVenue(Venue):
     async def _submitting(self, request: Coroutine[Any, Any, _T], *orders: Order) -> _T:
         """``request``'s answer, the submit of ``orders``: when it ends is :meth:`submit_ended_ns`; withdrawn
         (:class:`RateLimited`) if the rate limit would hold it past the first of their submit timeouts, unless it
-        restores an order the venue has canceled (:meth:`_restore`: it waits, :func:`send_late`)."""
+        restores an order the venue has canceled (:meth:`_restore`: it waits, :func:`send_late`).
+
+        Withdrawn too (:class:`VenueRejected` ``"withdrawn, never sent: <why>"``) while :attr:`refusal` gives a
+        reason: asked in the step of the event loop that starts the request, and again by the rate budget
+        after a wait (:func:`send_unless`), so a request that leaves was allowed when it left."""
         send_by = [self._send_by.pop(order.client_order_id) for order in orders if order.client_order_id in self._send_by]
         restores = [self._restores.pop(order.client_order_id) for order in orders if order.client_order_id in self._restores]
         try:
-            if restores:
-                with send_late(restores[0]):
+            refusal = self.refusal
+            if refusal is not None:
+                why = refusal()
+                if why is not None:
+                    request.close()
+                    raise VenueRejected(f"withdrawn, never sent: {why}")
+            with send_unless(refusal):
+                if restores:
+                    with send_late(restores[0]):
+                        return await request
+                if not send_by:
                     return await request
-            if not send_by:
-                return await request
-            deadline = min(send_by)
-            with send_within(lambda: (deadline - self.clock.now_ns()) / 1e9):
-                return await request
+                deadline = min(send_by)
+                with send_within(lambda: (deadline - self.clock.now_ns()) / 1e9):
+                    return await request
         finally:
             now = self.clock.now_ns()
             for order in orders:
@@ -1198,6 +1235,9 @@ class LiveVenue(Venue):
 
     async def _cancel(self, order: Order) -> None:
         coid = order.client_order_id
+        if not order.is_open:  # closed before its cancel left (a submit withdrawn unsent: :meth:`_submitting`)
+            logger.info("cancel of {}: the order is {}; not sent", coid, order.status)
+            return
         try:
             await self._send_unless_busy(order, "cancel", lambda: self.api.cancel(order))
         except CancelPending as exc:

@@ -71,6 +71,7 @@ import asyncio
 import math
 import os
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -126,7 +127,8 @@ __all__ = [
 ]
 
 #: Seconds between two reads of the journal's trading state by a running live daemon (``live-kill``
-#: and ``live-resume`` from another process take effect within them).
+#: and ``live-resume`` from another process take effect within them; a kill withdraws every submit
+#: leaving after it at once: :meth:`LiveNode._send_refusal`).
 TRADING_STATE_POLL_S = 1.0
 
 
@@ -545,6 +547,7 @@ class LiveNode(PaperNode):
         venue.on_replace = kernel.execution.submit
         venue.on_cancel = kernel.execution.cancel
         venue.on_replacing = kernel.execution.replacing
+        venue.refusal = self._send_refusal
         return kernel, venue
 
     # ------------------------------------------------------------------ run
@@ -717,20 +720,58 @@ class LiveNode(PaperNode):
     async def _follow_trading_state(self, journal: Journal) -> None:
         """Take up the trading state ``live-kill`` or ``live-resume`` store in the journal while this daemon runs.
 
-        Read every :data:`TRADING_STATE_POLL_S` seconds: a kill from another process halts this
-        daemon's orders within that (it had run on until stopped, and its next store of the risk
-        state wrote its ACTIVE over the HALTED).
+        Read every :data:`TRADING_STATE_POLL_S` seconds (and before each submit leaves:
+        :meth:`_send_refusal`): a kill from another process cancels this daemon's working orders
+        within that (it had run on until stopped, and its next store of the risk state wrote its
+        ACTIVE over the HALTED).
         """
-        risk = self.kernel.risk
         while True:
             await asyncio.sleep(TRADING_STATE_POLL_S)
-            stored = journal.load_risk_state()
-            if stored is None:
-                continue
-            wanted = (stored.manual_state, stored.manual_reason)
-            if wanted != risk.manual:
-                logger.warning("trading state {} set in the journal by another process: {}", *wanted)
-                risk.set_state(*wanted)
+            self._take_up_trading_state(journal)
+
+    def _state_elsewhere(self, journal: Journal) -> tuple[TradingState, str] | None:
+        """The manual trading state the journal holds when another process stored it and this daemon has not
+        taken it up (``None``: the daemon's own; it stores each of its changes at once)."""
+        stored = journal.load_risk_state()
+        if stored is None:
+            return None
+        wanted = (stored.manual_state, stored.manual_reason)
+        return None if wanted == self.kernel.risk.manual else wanted
+
+    def _take_up_trading_state(self, journal: Journal) -> None:
+        """Set the risk gate's manual state to the one another process stored in the journal, if any (a move
+        to a stricter one cancels the working orders it no longer allows)."""
+        wanted = self._state_elsewhere(journal)
+        if wanted is not None:
+            logger.warning("trading state {} set in the journal by another process: {}", *wanted)
+            self.kernel.risk.set_state(*wanted)
+
+    def _send_refusal(self) -> str | None:
+        """Why a submit must not leave now (``None``: it may): the trading state is HALTED (a breaker, an
+        operator's ``/halt``, a kill taken up since the gate passed the order), or the journal holds a state other
+        than ACTIVE that another process (``live-kill``) stored and this daemon has not taken up yet.
+
+        Asked by the venue as each submit leaves (:attr:`LiveVenue.refusal`), in the step of the event loop that
+        starts its request: a submit that leaves after ``live-kill`` committed HALTED is withdrawn
+        (``OrderRejected``), however recent the last poll. The state is taken up right after; until then a
+        REDUCING stored elsewhere withdraws every submit too, as the gate passed it without checking it against
+        that state. One read of the journal's risk-state row per submit (a SQLite primary-key read:
+        microseconds beside the request's round trip).
+        """
+        risk = self.kernel.risk
+        if risk.current_state() is TradingState.HALTED:
+            return f"trading state HALTED: {risk.reason}"
+        journal = self.journal
+        if journal is None or journal.failure is not None:
+            return None
+        try:
+            wanted = self._state_elsewhere(journal)
+        except (sqlite3.Error, DataError) as exc:
+            return f"the journal's trading state could not be read ({type(exc).__name__}: {exc})"
+        if wanted is None or wanted[0] is TradingState.ACTIVE:
+            return None
+        asyncio.get_running_loop().call_soon(self._take_up_trading_state, journal)
+        return f"trading state {wanted[0]} set in the journal by another process: {wanted[1]}"
 
     def _resolve_recovered(self, unknown: list[Order]) -> None:
         """Left to the start-up reconciliation (:meth:`~tradebus.node.reconcile.Reconciler.startup`): fills first, then few queries."""
@@ -991,7 +1032,7 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
     :data:`KILL_ROUNDS` rounds. With ``flatten``, once no order is open, every position the
     journal holds is sold at market and journaled (:func:`tradebus.node.flatten.flatten`).
     The journal's risk state is set to HALTED with ``reason`` before the first cancel (a daemon
-    running on it stops sending orders) and again at the end, whatever the venue answered (a
+    running on it withdraws every submit leaving after that: :meth:`LiveNode._send_refusal`) and again at the end, whatever the venue answered (a
     daemon started on it trades nothing until ``live-resume``). Returns the client order ids
     canceled.
 
@@ -1037,8 +1078,8 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
             raise
         try:
             if config.journal is not None:
-                # A daemon running on the journal reads it every second: halted before the first cancel, it stops
-                # sending orders while the rounds cancel them (written again at the end, whatever happened).
+                # A daemon running on the journal reads it as each order leaves: halted before the first cancel, it
+                # sends no new order while the rounds cancel them (written again at the end, whatever happened).
                 set_trading_state(config, TradingState.HALTED, reason)
             for round_ in range(1, KILL_ROUNDS + 1):
                 try:

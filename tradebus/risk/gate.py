@@ -600,6 +600,11 @@ class RiskGate:
     # ------------------------------------------------------------ trading state
 
     @property
+    def reason(self) -> str:
+        """Why the trading state is what it is (the reason ``TradingStateChanged`` published)."""
+        return self._reason
+
+    @property
     def manual(self) -> tuple[TradingState, str]:
         """The manual state (:meth:`set_state`) and its reason."""
         return self._manual, self._manual_reason

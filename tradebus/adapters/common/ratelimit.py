@@ -37,7 +37,10 @@ answered to another request meanwhile prolongs the pause); a request that need n
 Other requests (cancels, queries: they lower the risk or learn it) wait as long as it takes, and
 so does a submit made inside :func:`~tradebus.execution.live.send_late` (one restoring an order
 the venue has already canceled, e.g. a cancel-replace's replacement after its cancel), even
-within ``send_within``: its wait is logged at WARNING, naming what it restores.
+within ``send_within``: its wait is logged at WARNING, naming what it restores. A request made inside
+:func:`~tradebus.execution.live.send_unless` that had to wait is withdrawn (``VenueRejected``) if, in the
+step that would let it go, the block's ``refusal`` gives a reason (the live daemon's trading state, set
+HALTED by ``live-kill`` during the wait).
 
 Time comes from an injected monotonic clock (seconds) and waiting from an injected sleep,
 so the rules are tested without waiting.
@@ -53,7 +56,7 @@ from datetime import UTC, datetime
 
 from loguru import logger
 
-from tradebus.execution.live import RateLimited, sent_late, time_left_to_send
+from tradebus.execution.live import RateLimited, VenueRejected, refusal_to_send, sent_late, time_left_to_send
 
 __all__ = ["WeightBudget"]
 
@@ -159,9 +162,14 @@ class WeightBudget:
             Inside :func:`~tradebus.execution.live.send_within` (and not in a
             :func:`~tradebus.execution.live.send_late` block): the wait would be longer than the time left to send the
             request. It is withdrawn, nothing counted (the message names the pause and its end).
+        VenueRejected
+            Inside :func:`~tradebus.execution.live.send_unless`, after a wait: its ``refusal`` gives a reason (the
+            live daemon's trading state forbids the submit now). Withdrawn, nothing counted.
         """
         time_left = time_left_to_send()
         restores = sent_late()
+        refusal = refusal_to_send()
+        waited = False
         while True:
             now = self._now()
             self._roll(now)
@@ -172,6 +180,9 @@ class WeightBudget:
                 wait = self._window_start + self.window - now
                 why = f"request budget used ({self.used:.0f} + {weight} over {self.cap:.0f}) until {_utc(now + wait)}"
             else:
+                refused = refusal() if waited and refusal is not None else None
+                if refused is not None:
+                    raise VenueRejected(f"withdrawn, never sent: {refused}")
                 self.used += weight
                 self.peak = max(self.peak, self.used)
                 return
@@ -184,6 +195,7 @@ class WeightBudget:
             else:
                 logger.info("rate budget: {}; waiting {:.1f} s", why, wait)
             await self._sleep(wait)
+            waited = True
 
     def observe(self, status: int, headers: Mapping[str, str], code: int | str | None = None) -> None:
         """Take the venue's answer into account: its used-weight header, and a 429 or IP-ban pause
