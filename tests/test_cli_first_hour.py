@@ -345,3 +345,16 @@ def test_bars_built_from_trades_are_no_data_the_venue_fills_on(tmp_path: Path) -
     del data["venue"]
     config.write_text(yaml.safe_dump(data))
     assert load_config(config).venue.fill_on == "trades"
+
+
+@pytest.mark.parametrize(("command", "written"), [
+    (["backtest", str(ROOT / "configs" / "quickstart.yaml")], "backtest -> {out}"),
+    (["research", "dataset", str(ROOT / "configs" / "research_btc.yaml")], "dataset -> {out}/dataset.parquet"),
+])
+def test_the_path_a_command_wrote_prints_whole_on_one_line(tmp_path: Path, command: list[str], written: str) -> None:
+    # As a table's title the path was wrapped at the table's width, inside a name:
+    # "runs/research/research_btc/dataset.parque" / "t".
+    out = tmp_path / "a-results-directory-whose-name-is-longer-than-the-table-is-wide"
+    result = runner.invoke(app, [*command, "--out", str(out)], terminal_width=80)
+    assert result.exit_code == 0, result.output
+    assert written.format(out=out) in result.output.splitlines()

@@ -573,10 +573,9 @@ def progress_for(console: Console, total: int) -> LazyProgress | None:
 
 def _print_summary(console: Console, out: Path, title: str) -> None:
     from tradebus.reports.rundata import load_run
-    from tradebus.reports.summary import summary_tables
+    from tradebus.reports.summary import print_titled, summary_tables
 
-    for table in summary_tables(load_run(out), f"{title} -> {out}"):
-        console.print(table)
+    print_titled(console, f"{title} -> {out}", *summary_tables(load_run(out)))
 
 
 def _fail(exc: TradebusError, console: Console) -> None:

@@ -17,13 +17,14 @@ change of initial holdings (``balances: {BTC: 1}``), which is no instrument's.
 
 from __future__ import annotations
 
+from rich.console import Console, RenderableType
 from rich.table import Table
 
 from tradebus.reports.attribution import ALL_INSTRUMENTS
 from tradebus.reports.formatting import format_metric, metric_label
 from tradebus.reports.rundata import RunData, buy_and_hold
 
-__all__ = ["INSTRUMENT_COLUMNS", "instrument_rows", "summary_rows", "summary_tables"]
+__all__ = ["INSTRUMENT_COLUMNS", "instrument_rows", "print_titled", "summary_rows", "summary_tables"]
 
 # ``round_trips`` is shown after ``trades`` only where the two counts differ.
 _SKIP = {"null_reasons", "round_trips"}
@@ -77,9 +78,21 @@ def instrument_rows(run: RunData) -> list[tuple[str, ...]]:
 INSTRUMENT_COLUMNS = ("instrument", "fills", "trades", "net PnL", "fees", "buy & hold")
 
 
-def summary_tables(run: RunData, title: str) -> list[Table]:
-    """The rich tables the CLI prints for ``run``."""
-    main = Table(title=title, show_header=True, header_style="bold")
+def print_titled(console: Console, title: str, *renderables: RenderableType) -> None:
+    """Print ``title`` on a line of its own, then ``renderables``.
+
+    A command's title names the path it wrote (``dataset -> runs/research/x/dataset.parquet``).
+    As a table's title it would be wrapped at the table's width, cutting the path inside a name;
+    this line is never wrapped or cropped, so the path can be copied whole.
+    """
+    console.print(title, soft_wrap=True, highlight=False, markup=False, emoji=False)
+    for renderable in renderables:
+        console.print(renderable)
+
+
+def summary_tables(run: RunData) -> list[Table]:
+    """The rich tables the CLI prints for ``run`` (under its title, :func:`print_titled`)."""
+    main = Table(show_header=True, header_style="bold")
     main.add_column("metric")
     main.add_column("value", justify="right")
     for _, label, text in summary_rows(run):

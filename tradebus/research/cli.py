@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tradebus.errors import ConfigError, DataError, TradebusError
+from tradebus.reports.summary import print_titled
 from tradebus.ops.logs import setup_logging
 from tradebus.research.output import write_json
 
@@ -92,7 +93,7 @@ def _progress(console: Console) -> Progress:
                     console=console, transient=True, disable=not console.is_terminal)
 
 
-def _table(title: str, rows: dict[str, Any]) -> Table:
+def _table(rows: dict[str, Any], title: str | None = None) -> Table:
     table = Table(title=title, show_header=False)
     for key, value in rows.items():
         table.add_row(escape(key), f"{value:,.6g}" if isinstance(value, float) else escape(str(value)))
@@ -211,9 +212,9 @@ def dataset(config: ConfigArg, out: OutOption = None) -> None:
     except TradebusError as exc:
         _fail(exc)
     ready = int((~frame.iloc[:, 2:].isna().any(axis=1)).sum())
-    console.print(_table(f"dataset -> {path}", {"rows": len(frame), "columns": frame.shape[1] - 2,
-                                                "rows with every feature ready": ready,
-                                                "instruments": frame["instrument"].nunique()}))
+    rows = {"rows": len(frame), "columns": frame.shape[1] - 2, "rows with every feature ready": ready,
+            "instruments": frame["instrument"].nunique()}
+    print_titled(console, f"dataset -> {path}", _table(rows))
 
 
 @research_app.command()
@@ -235,7 +236,7 @@ def labels(config: ConfigArg, out: OutOption = None) -> None:
         counts = frame["label"].value_counts().to_dict()
         summary.update({f"label {k}": v for k, v in sorted(counts.items())})
         summary["complete"] = int(frame["complete"].sum())
-    console.print(_table(f"labels -> {path}", summary))
+    print_titled(console, f"labels -> {path}", _table(summary))
 
 
 @research_app.command()
@@ -276,12 +277,12 @@ def cv(config: ConfigArg, out: OutOption = None) -> None:
         path = write_json(payload, _out_dir(out, config) / "cv.json")
     except TradebusError as exc:
         _fail(exc)
-    table = Table(title=f"cv ({cfg.cv.method}) -> {path}")
+    table = Table()
     for col in ("split", "train", "test", "purged_or_embargoed"):
         table.add_column(col, justify="right")
     for s in splits:
         table.add_row(*(str(s[c]) for c in ("split", "train", "test", "purged_or_embargoed")))
-    console.print(table)
+    print_titled(console, f"cv ({cfg.cv.method}) -> {path}", table)
 
 
 @research_app.command()
@@ -331,7 +332,7 @@ def walkforward(config: ConfigArg, out: OutOption = None) -> None:
                     target / "walkforward.json")
     except TradebusError as exc:
         _fail(exc)
-    console.print(_table(f"walk-forward -> {target}", summary))
+    print_titled(console, f"walk-forward -> {target}", _table(summary))
 
 
 @research_app.command()
@@ -352,8 +353,8 @@ def lookahead(
         path = write_json(report.to_dict(), _out_dir(out, config) / "lookahead.json")
     except TradebusError as exc:
         _fail(exc)
-    console.print(_table(f"lookahead -> {path}", {"cuts": len(report.cuts), "records checked": report.records_checked,
-                                                  "violations": len(report.violations)}))
+    rows = {"cuts": len(report.cuts), "records checked": report.records_checked, "violations": len(report.violations)}
+    print_titled(console, f"lookahead -> {path}", _table(rows))
     if not report.ok:
         first = report.violations[0]
         console.print("[bold red]lookahead:[/] " + escape(f"{first['kind']} at {first['ts']} ({first['key']}) changed "
@@ -415,15 +416,15 @@ def alpha(
         path = write_json(payload, _out_dir(out, config) / "alpha.json")
     except TradebusError as exc:
         _fail(exc)
-    table = Table(title=f"alpha -> {path}")
+    table = Table()
     for col in ("factor", "horizon", "IC", "ICIR", "n"):
         table.add_column(col, justify="right")
     for factor, rep in payload["factors"].items():
         for row in rep["ic"]:
             table.add_row(factor, str(row["horizon"]), f"{row['ic_mean']:.4f}", f"{row['icir']:.3f}", str(row["n"]))
-    console.print(table)
+    print_titled(console, f"alpha -> {path}", table)
     if "backtest" in payload:
-        console.print(_table("backtest robustness", _robustness_rows(payload["backtest"])))
+        console.print(_table(_robustness_rows(payload["backtest"]), "backtest robustness"))
 
 
 def _robustness_rows(report: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from tradebus.config.load import read_yaml
 from tradebus.errors import ConfigError, TradebusError
+from tradebus.reports.summary import print_titled
 
 __all__ = ["SYSTEMS", "run", "run_system", "system_name"]
 
@@ -58,9 +59,9 @@ def run(
         report = run_system(config, target)
     except TradebusError as exc:
         _fail(exc)
-    table = Table(title=f"{report.get('system', config.stem)} -> {target}", show_header=False)
+    table = Table(show_header=False)
     for key, value in report.get("summary", {}).items():
         table.add_row(key, str(value))
-    Console().print(table)
+    print_titled(Console(), f"{report.get('system', config.stem)} -> {target}", table)
     if report.get("summary", {}).get("lookahead") == "FOUND":
         raise typer.Exit(LOOKAHEAD_FOUND)

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tradebus.errors import TradebusError
+from tradebus.reports.summary import print_titled
 
 __all__ = ["sweep"]
 
@@ -56,7 +57,7 @@ def sweep(
         progress.stop()
         _fail(exc, Console(stderr=True))
     progress.stop()
-    table = Table(title=f"sweep -> {result.out}", show_header=True, header_style="bold")
+    table = Table(show_header=True, header_style="bold")
     table.add_column("")
     table.add_column("value", overflow="fold")
     failed = f", {result.failed} failed: see the warnings above" if result.failed else ""
@@ -78,7 +79,7 @@ def sweep(
             f"max dd {_number(row['max_drawdown'])}, fills {row['fills']}"
             + (f" ({row['note']})" if "note" in row else ""),
         )
-    console.print(table)
+    print_titled(console, f"sweep -> {result.out}", table)
 
 
 def _number(value: Any) -> str:
