@@ -10,6 +10,7 @@ import csv
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tradebus.cli import run_backtest
@@ -17,6 +18,7 @@ from tradebus.data.replay import Replay
 from tradebus.engine.kernel import FillRecord, Kernel, RunResult
 from tradebus.engine.messages import Bar, FundingPaid, FundingRate, InterestCharged, OrderSide
 from tradebus.execution.config import VenueConfig
+from tradebus.errors import ConfigError
 from tradebus.execution.journal import Journal
 from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
 from tradebus.reports.outputs import write_outputs
@@ -260,15 +262,9 @@ def swap_kernel(journal: Journal | None = None) -> Kernel:
     return kernel
 
 
-@pytest.mark.parametrize("how", ["backtest", "streamed", "restarted-on-journal"])
-def test_a_funding_paid_after_a_bar_where_one_strategy_hands_its_position_to_another_goes_to_the_new_holder(
-    tmp_path: Path, how: str
-) -> None:
-    """a buys 0.1 in the bar at T0 + 2h; in the bar stamped T0 + 3h, the funding time, a sells it and b buys
-    0.1. The kernel settles after that bar: b alone holds 0.1 and pays 0.1 * 20,030 * 0.001 = 2.003. The
-    net position is 0.1 before and after the bar's fills, so it cannot tell where the payment fell: before,
-    attribution.csv took it before them and charged a, flat then, all of it and b none. So does a daemon's
-    (its fills streamed to fills.csv and read back), and a process restarted on the run's journal."""
+def swap_run(tmp_path: Path, how: str) -> Kernel:
+    """Run :func:`swap_kernel` (funding 0.001 at T0 + 3h) and write its outputs to ``tmp_path / "run"``:
+    as a backtest, as a daemon streaming them, or as a process restarted on the run's journal."""
     iid = perp().instrument_id
     closes = [20_000.0 + 10.0 * k for k in range(1, 11)]
     journal = Journal(tmp_path / "journal.sqlite") if how == "restarted-on-journal" else None
@@ -286,6 +282,20 @@ def test_a_funding_paid_after_a_bar_where_one_strategy_hands_its_position_to_ano
         journal.replay(kernel.orders, kernel.portfolio, T0 + 11 * H, on_message=kernel.record_journaled)
         journal.close()
     write_outputs(run_dir, kernel.result, kernel.instruments, "config: 1\n", {"node.json": "{}"}, stream)
+    return kernel
+
+
+@pytest.mark.parametrize("how", ["backtest", "streamed", "restarted-on-journal"])
+def test_a_funding_paid_after_a_bar_where_one_strategy_hands_its_position_to_another_goes_to_the_new_holder(
+    tmp_path: Path, how: str
+) -> None:
+    """a buys 0.1 in the bar at T0 + 2h; in the bar stamped T0 + 3h, the funding time, a sells it and b buys
+    0.1. The kernel settles after that bar: b alone holds 0.1 and pays 0.1 * 20,030 * 0.001 = 2.003. The
+    net position is 0.1 before and after the bar's fills, so it cannot tell where the payment fell: before,
+    attribution.csv took it before them and charged a, flat then, all of it and b none. So does a daemon's
+    (its fills streamed to fills.csv and read back), and a process restarted on the run's journal."""
+    iid = perp().instrument_id
+    kernel = swap_run(tmp_path, how)
     result = kernel.result
     [paid] = result.funding
     assert (paid.ts_event, paid.quantity, paid.payment) == (T0 + 3 * H, 0.1, pytest.approx(2.003))
@@ -298,8 +308,57 @@ def test_a_funding_paid_after_a_bar_where_one_strategy_hands_its_position_to_ano
     assert got == {"a": 0.0, "b": pytest.approx(2.003)}
 
 
+@pytest.mark.parametrize("how", ["backtest", "streamed", "restarted-on-journal"])
+def test_a_run_directory_without_attribution_csv_rebuilds_the_runs_attribution_of_a_handed_over_position(
+    tmp_path: Path, how: str
+) -> None:
+    """The run of the test above, its attribution.csv removed: ``tradebus report`` rebuilds it from fills.csv,
+    funding.csv and prices.csv. funding.csv's ``fills_before`` (3: the fills booked before the payment) places it
+    after a's sale and b's buy, as the run did: b pays the 2.003. Before, funding.csv held no fill count and
+    the rebuild placed the payment by its quantity, before the bar's fills: a paid it all (a's net PnL
+    -1.003 rebuilt against the run's 1.0, b's 7.0 against 4.997)."""
+    swap_run(tmp_path, how)
+    run = tmp_path / "run"
+    funding = pd.read_csv(run / "funding.csv")
+    assert funding["fills_before"].tolist() == [3]
+    written = pd.read_csv(run / "attribution.csv", keep_default_na=False, na_values=[""])
+    (run / "attribution.csv").unlink()
+    rebuilt = load_run(run).attribution
+    pd.testing.assert_frame_equal(rebuilt, written, check_dtype=False, check_exact=True)
+    assert dict(zip(rebuilt["strategy_id"] + " " + rebuilt["instrument"], rebuilt["funding"], strict=True)) == {
+        f"a {perp().instrument_id}": 0.0, "a ALL": 0.0,
+        f"b {perp().instrument_id}": pytest.approx(2.003), "b ALL": pytest.approx(2.003),
+    }
+
+
+def test_a_run_directory_whose_funding_csv_has_no_fill_counts_rebuilds_as_before(tmp_path: Path) -> None:
+    """An older run directory (funding.csv without ``fills_before``) still loads: its payment is placed by
+    the quantity it was paid on (before the bar's fills here, the net position passing through 0.1: a pays it)."""
+    swap_run(tmp_path, "backtest")
+    run = tmp_path / "run"
+    funding = pd.read_csv(run / "funding.csv").drop(columns="fills_before")
+    funding.to_csv(run / "funding.csv", index=False)
+    (run / "attribution.csv").unlink()
+    rebuilt = load_run(run).attribution
+    got = {r.strategy_id: r.funding for r in rebuilt.itertuples() if r.instrument == perp().instrument_id}
+    assert got == {"a": pytest.approx(2.003), "b": 0.0}
+
+
 def test_attribution_refuses_fill_counts_that_are_not_one_per_funding_payment() -> None:
     fills = [fill(5, "a", PERP, "BUY", 1.0)]
     funding = [FundingPaid(PERP, 1.0, 100.0, 0.02, 2.0, 5, 5)]
     with pytest.raises(ValueError, match="2 fill counts for 1 funding payments"):
         attribute(fills, {PERP: 100.0}, funding=funding, funding_fills=[1, 1])
+
+
+@pytest.mark.parametrize(("cell", "shown"), [("4", "'4'"), ("1.5", "'1.5'"), ("", "''")])
+def test_a_funding_csv_fill_count_that_is_no_count_of_the_fills_is_refused_naming_the_line(
+    tmp_path: Path, cell: str, shown: str
+) -> None:
+    swap_run(tmp_path, "backtest")
+    run = tmp_path / "run"
+    text = (run / "funding.csv").read_text(encoding="utf-8")
+    (run / "funding.csv").write_text(text.rstrip("\n").rsplit(",", 1)[0] + f",{cell}\n", encoding="utf-8")
+    (run / "attribution.csv").unlink()
+    with pytest.raises(ConfigError, match=rf"funding.csv: line 2: fills_before {shown} is not a count of the 3 fills"):
+        load_run(run)

@@ -37,7 +37,7 @@ average-cost accounting:
 A fill, a funding payment or an hourly charge at the same time are taken in the kernel's order:
 an hourly charge before the fills at its time, the charge of a fill's borrowing after it, and a
 funding payment after the fills the kernel booked before it (``RunResult.funding_fills``). Without
-those counts (payments read back from ``funding.csv``), a payment goes before the fills at its time,
+those counts (payments read back from a ``funding.csv`` older than its ``fills_before``), a payment goes before the fills at its time,
 or after those of a bar stamped at its time when the net position it was paid on tells so (it cannot
 when the bar's fills leave the net position where it was: one strategy's position handed to another).
 

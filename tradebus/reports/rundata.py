@@ -3,9 +3,10 @@
 Reads the files :func:`tradebus.reports.writers.write_run` writes. A directory written
 before ``trades.csv``, ``prices.csv`` and ``attribution.csv`` existed still loads: its trades are
 matched from ``fills.csv`` again, its prices are those of its fills and its attribution is that of
-its fills valued at the last of those prices, with the funding payments of its ``funding.csv`` and
-the charges of borrowing interest of its ``interest.csv`` (shared out by the instruments of its
-``config.yaml``).
+its fills valued at the last of those prices, with the funding payments of its ``funding.csv`` (each
+placed among the fills as the run placed it, by its ``fills_before``; by the quantity it was paid on
+in a directory written before that column existed) and the charges of borrowing interest of its
+``interest.csv`` (shared out by the instruments of its ``config.yaml``).
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ _TRADES = (("entry_ts", "exit_ts"), ("quantity", "entry_price", "exit_price", "p
 _FILLS_OPTIONAL = ("fee_in_kind",)  # a live run's (FillRecord.fee_in_kind)
 _PRICES = (("ts",), ("price",), ("instrument",))
 _FUNDING = (("ts_event",), ("quantity", "mark_price", "rate", "payment"), ("instrument",))
+#: funding.csv's count of the fills booked before each payment (older runs have none: their payments are placed by quantity).
+_FUNDING_FILLS = "fills_before"
 _INTEREST = (("ts_event",), ("borrowed", "price", "annual_rate", "interest"), ("asset", "kind", "quote"))
 #: The keys of a config's instrument that the trades and attribution rebuilt from the fills use.
 _INSTRUMENT_KEYS = ("venue", "symbol", "kind", "base", "quote", "margin", "contract_size", "lot_size")
@@ -280,7 +283,7 @@ def load_run(path: str | Path) -> RunData:
     if attribution is None:
         attribution = _attribution_of(
             fills, prices, _instruments(config, config_path),
-            _read_csv(path / "funding.csv", _FUNDING, required=False),
+            _funding_csv(path / "funding.csv", len(fills)),
             _read_csv(path / "interest.csv", _INTEREST, required=False),
         )
     prices = _times(prices, "ts")
@@ -305,6 +308,7 @@ def _attribution_of(
         for r in fills.to_dict("records")
     ]
     last = {str(iid): float(price) for iid, price in prices.groupby("instrument", sort=False)["price"].last().items()}
+    counts = [int(n) for n in funding[_FUNDING_FILLS]] if funding is not None and _FUNDING_FILLS in funding else []
     paid = [
         FundingPaid(str(r["instrument"]), float(r["quantity"]), float(r["mark_price"]), float(r["rate"]),
                     float(r["payment"]), int(r["ts_event"]), int(r["ts_event"]))
@@ -324,7 +328,7 @@ def _attribution_of(
                        "spot instrument of the run's config.yaml borrows it", ", ".join(unshared))
     rows = attribute(
         records, last, {iid: inst.contract_size for iid, inst in instruments.items()}, funding=paid,
-        interest=charged, borrow_assets=borrowing,
+        funding_fills=counts, interest=charged, borrow_assets=borrowing,
         lot_sizes={iid: inst.lot_size for iid, inst in instruments.items()},
     )
     return pd.DataFrame(
@@ -332,6 +336,28 @@ def _attribution_of(
           a.realized_pnl, a.unrealized_pnl, a.fees, a.funding, a.interest, a.net_pnl) for a in rows],
         columns=list(ATTRIBUTION_COLUMNS),
     )
+
+
+def _funding_csv(path: Path, fills: int) -> pd.DataFrame | None:
+    """``funding.csv`` (``None`` when absent), its ``fills_before`` (when present) whole numbers from 0 to ``fills``.
+
+    Raises
+    ------
+    ConfigError
+        A ``fills_before`` cell is not such a number; the message names the file and the line.
+    """
+    funding = _read_csv(path, _FUNDING, required=False, optional=(_FUNDING_FILLS,))
+    if funding is None or _FUNDING_FILLS not in funding:
+        return funding
+    counts = funding[_FUNDING_FILLS]
+    bad = ~counts.between(0, fills) | (counts % 1 != 0)
+    if bad.any():
+        row = int(bad.to_numpy().argmax())
+        text = "" if pd.isna(counts.iloc[row]) else str(counts.iloc[row])
+        raise ConfigError(
+            f"{path}: line {row + 2}: {_FUNDING_FILLS} {text!r} is not a count of the {fills} fills of fills.csv"
+        )
+    return funding
 
 
 def _instruments(config: dict[str, Any], path: Path) -> dict[str, Instrument]:

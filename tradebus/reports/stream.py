@@ -234,8 +234,8 @@ class OutputStream:
         for sample in result.equity:
             self._write_equity(sample)
         result.equity = _WrittenList(result.equity, self._write_equity)
-        for paid in result.funding:
-            self._write_funding(paid)
+        for paid, fills_before in zip(result.funding, result.funding_fills, strict=True):
+            self._write("funding.csv", (funding_row(paid, fills_before),))
         result.funding = _WrittenList(result.funding, self._write_funding)
         if kernel.perpetuals is not None:
             kernel.perpetuals.funding = result.funding
@@ -333,7 +333,8 @@ class OutputStream:
         self._write("prices.csv", rows.prices(sample))
 
     def _write_funding(self, paid: FundingPaid) -> None:
-        self._write("funding.csv", (funding_row(paid),))
+        # A new payment is booked after every fill so far (the kernel's RunResult.funding_fills).
+        self._write("funding.csv", (funding_row(paid, len(self.kernel.result.fills)),))
 
     def _order_row(self, order: Order) -> tuple[Any, ...]:
         coid = order.client_order_id

@@ -11,7 +11,9 @@ A run writes only its own files (:data:`OWN_FILES`, the one place that says whic
   unrealized_pnl - fees_paid - funding_paid - interest_paid``),
   ``funding.csv``
   (:data:`FUNDING_COLUMNS`: one row per funding settlement of a perpetual position;
-  positive ``payment`` paid, negative received), ``interest.csv`` (:data:`INTEREST_COLUMNS`:
+  positive ``payment`` paid, negative received; ``fills_before``: how many rows of ``fills.csv``
+  were booked before it, so that a rebuilt attribution places it among the fills of its time as
+  the run did), ``interest.csv`` (:data:`INTEREST_COLUMNS`:
   one row per charge of borrowing interest, :mod:`tradebus.engine.interest`; written only by a
   run that sets ``annual_borrow_rates``; an earlier run's is rewritten, with no rows, by one that
   does not),
@@ -235,7 +237,7 @@ EQUITY_COLUMNS = (
     "drawdown",
     "interest_paid",
 )
-FUNDING_COLUMNS = ("ts_event", "time", "instrument", "quantity", "mark_price", "rate", "payment")
+FUNDING_COLUMNS = ("ts_event", "time", "instrument", "quantity", "mark_price", "rate", "payment", "fills_before")
 PRICE_COLUMNS = ("ts", "time", "instrument", "price")
 INTEREST_COLUMNS = ("ts_event", "time", "asset", "kind", "borrowed", "price", "annual_rate", "interest", "quote")
 
@@ -336,9 +338,11 @@ def denial_row(d: OrderDenied, submit_reason: str) -> tuple[Any, ...]:
             "", "", "", d.ts_event, "", submit_reason, d.reason)
 
 
-def funding_row(f: FundingPaid) -> tuple[Any, ...]:
-    """The ``funding.csv`` row of a funding settlement (:data:`FUNDING_COLUMNS`)."""
-    return (f.ts_event, format_ns(f.ts_event), f.instrument_id, f.quantity, f.mark_price, f.rate, f.payment)
+def funding_row(f: FundingPaid, fills_before: int) -> tuple[Any, ...]:
+    """The ``funding.csv`` row of a funding settlement (:data:`FUNDING_COLUMNS`), booked after ``fills_before``
+    of the run's fills (:attr:`RunResult.funding_fills <tradebus.engine.kernel.RunResult.funding_fills>`)."""
+    return (f.ts_event, format_ns(f.ts_event), f.instrument_id, f.quantity, f.mark_price, f.rate, f.payment,
+            fills_before)
 
 
 def interest_row(c: InterestCharged) -> tuple[Any, ...]:
@@ -490,7 +494,8 @@ def _write_streamed_files(run_dir: RunDirectory, result: RunResult) -> None:
     with run_dir.open("equity.csv") as handle:
         _write_csv(handle, EQUITY_COLUMNS, (rows.equity(s, result.initial_cash) for s in result.equity))
     with run_dir.open("funding.csv") as handle:
-        _write_csv(handle, FUNDING_COLUMNS, (funding_row(f) for f in result.funding))
+        _write_csv(handle, FUNDING_COLUMNS,
+                   (funding_row(f, n) for f, n in zip(result.funding, result.funding_fills, strict=True)))
     with run_dir.open("prices.csv") as handle:
         _write_csv(handle, PRICE_COLUMNS, (row for s in result.equity for row in rows.prices(s)))
 
