@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
+from tradebus.reports.rundata import load_run
 from tradebus.reports.trades import TRADE_COLUMNS, match_trades
 from tradebus.reports.writers import RunDirectory, write_run
 
@@ -108,3 +110,28 @@ def test_trades_csv_is_written_with_every_run(tmp_path: Path) -> None:
     with (tmp_path / "half" / "trades.csv").open() as handle:
         (row,) = list(csv.DictReader(handle))
     assert float(row["pnl"]) == pytest.approx(10.0) and float(row["net_pnl"]) == pytest.approx(9.16)
+
+
+def test_a_run_directory_without_trades_csv_rebuilds_the_runs_trades_with_the_lot_sizes_of_its_config(
+    tmp_path: Path,
+) -> None:
+    """12,345.6 and 23,456.7 bought, 35,802.3 sold, then 5 sold and bought back, lot size 0.1. The floats of
+    the first close leave 3.6e-12 of the second lot (12,345.6 + 23,456.7 is not 35,802.3 in binary), far below
+    a thousandth of a lot: the run's trades.csv has 3 trades, the last of 5. Before, ``tradebus report``
+    rebuilding trades.csv matched the fills with no lot sizes (residue 1e-12): it kept the 3.6e-12 open and
+    listed 4 trades, one of 3.6e-12 and one of 4.999999999996362."""
+    fills = [fill(0, "BUY", 12_345.6, 0.1), fill(1, "BUY", 23_456.7, 0.1), fill(2, "SELL", 35_802.3, 0.11),
+             fill(3, "SELL", 5.0, 0.12), fill(4, "BUY", 5.0, 0.1)]  # fmt: skip
+    result = RunResult(("X.SIM",), 1e5, 0, 4 * S, fills=fills,
+                       equity=[EquitySample(0, 1e5, 1e5, 0.0, 0.0, 0.0, 0.0, marks=(0.1,))])  # fmt: skip
+    config = "instruments:\n- {venue: SIM, symbol: X, kind: spot, base: X, quote: USD, lot_size: 0.1}\n"
+    run_dir = RunDirectory(tmp_path / "run", "backtest")
+    with run_dir:
+        write_run(run_dir, result, {}, config, lot_sizes={"X.SIM": 0.1})
+    run = tmp_path / "run"
+    written = load_run(run).trades
+    assert written["quantity"].tolist() == [12_345.6, 23_456.7, 5.0]
+    (run / "trades.csv").unlink()
+    rebuilt = load_run(run).trades
+    columns = [c for c in TRADE_COLUMNS if not c.endswith("_time")]
+    pd.testing.assert_frame_equal(rebuilt[columns], written[columns], check_dtype=False, check_exact=True)

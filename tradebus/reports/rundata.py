@@ -2,10 +2,11 @@
 
 Reads the files :func:`tradebus.reports.writers.write_run` writes. A directory written
 before ``trades.csv``, ``prices.csv`` and ``attribution.csv`` existed still loads: its trades are
-matched from ``fills.csv`` again, its prices are those of its fills and its attribution is that of
-its fills valued at the last of those prices, with the funding payments of its ``funding.csv`` (each
-placed among the fills as the run placed it, by its ``fills_before``; by the quantity it was paid on
-in a directory written before that column existed) and the charges of borrowing interest of its
+matched from ``fills.csv`` again (with the lot and contract sizes of its ``config.yaml``, as the run
+matched them), its prices are those of its fills and its attribution is that of its fills valued
+at the last of those prices, with the funding payments of its ``funding.csv`` (each placed among
+the fills as the run placed it, by its ``fills_before``; by the quantity it was paid on in a
+directory written before that column existed) and the charges of borrowing interest of its
 ``interest.csv`` (shared out by the instruments of its ``config.yaml``).
 """
 
@@ -259,6 +260,7 @@ def load_run(path: str | Path) -> RunData:
         config = loaded if isinstance(loaded, dict) else {}
     trades = _read_csv(path / "trades.csv", _TRADES, required=False)
     if trades is None:
+        instruments = _instruments(config, config_path)
         in_kind = "fee_in_kind" in fills.columns
         records = [
             FillRecord(int(r.ts_event), str(r.instrument), str(r.side), float(r.quantity), float(r.price),
@@ -269,8 +271,8 @@ def load_run(path: str | Path) -> RunData:
         trades = pd.DataFrame(
             [(t.instrument_id, t.side, t.quantity, t.entry_ns, "", t.entry_price, t.exit_ns, "", t.exit_price,
               t.pnl, t.fees, t.net_pnl, t.holding_s, t.entry_reason, t.exit_reason)
-             for t in match_trades(records, contract_sizes={
-                 iid: inst.contract_size for iid, inst in _instruments(config, config_path).items()})],
+             for t in match_trades(records, {iid: inst.lot_size for iid, inst in instruments.items()},
+                                   {iid: inst.contract_size for iid, inst in instruments.items()})],
             columns=list(TRADE_COLUMNS),
         )
     trades = _times(trades, "entry_ts", "exit_ts")
