@@ -769,6 +769,48 @@ async def test_a_restart_reduces_the_oco_sibling_whose_reduction_the_venue_refus
         assert orders[1].status is OrderStatus.ACCEPTED and len(KitTape(h, kit.iid, 0).posts(path)) == 2
 
 
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_restart_counts_on_the_refusals_of_an_oco_siblings_reduction(kit: VenueKit, tmp_path: Path) -> None:
+    """Two OCO limit buys of 0.003 (1,000 and 900); a trade of 0.001 fills a third of the first, and the venue refuses
+    every amend of the sibling. The daemon stops after the second refusal. Before, the restart counted from zero: it
+    sent the reduction up to ``REDUCE_TRIES`` more times (the third refusal only counted as the first). Now the
+    journaled count goes on: the first refusal after the restart is the third, and the sibling is canceled."""
+    path, code = AMEND_REFUSED[kit.venue]
+    journal = tmp_path / "journal.sqlite"
+    faults = [RestFault("refuse", "POST", path, code=code) for _ in range(2 * REDUCE_TRIES)]
+    emu = kit.emulator(faults, trade_size_limit=True)
+    one_account = VenueKit(**{**kit.__dict__, "make_emulator": lambda *a, **k: emu})  # across both processes
+    strategy = Contingent(kit.iid)
+    async with kit_harness(one_account, journal=journal, strategies=[strategy]) as h:
+        first, second = strategy.submit_oco([
+            OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=1_000.0), OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=900.0),
+        ])
+        a, b = (h.kernel.orders.order(c) for c in (first, second))
+        await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
+        tape = KitTape(h, kit.iid, 10**18, size=0.001)
+        tape.trade(999.0)  # fills 0.001 of the first: the sibling's reduction, refused
+        await until(lambda: len(tape.posts(path)) == 1 and h.venue.in_flight == 0, timeout=5.0)
+        await h.venue.drain()
+        tape.trade(1_100.0)  # fills nothing: sent again, refused a second time
+        await until(lambda: len(tape.posts(path)) == 2 and h.venue.in_flight == 0, timeout=5.0)
+        await h.venue.drain()
+    assert REDUCE_TRIES == 3 and emu.orders[second].order.quantity == pytest.approx(0.003)
+    async with kit_harness(one_account, journal=journal, strategies=[Contingent(kit.iid)]) as h:
+        orders = [h.kernel.orders.order(c) for c in (first, second)]
+        for order in orders:
+            h.venue.track(order)
+            h.kernel.execution.resolve_unknown(order.client_order_id)  # as the daemon's start does: a query
+        await until(lambda: orders[0].status is OrderStatus.PARTIALLY_FILLED and orders[1].status is OrderStatus.ACCEPTED)
+        tape = KitTape(h, kit.iid, 10**18 + 10**9, size=0.001)
+        for _ in range(REDUCE_TRIES):
+            tape.trade(1_100.0)  # fills nothing: the third refusal, then the cancel (before: more reductions)
+            await until(lambda: h.venue.in_flight == 0, timeout=5.0)
+            await h.venue.drain()
+        await until(lambda: orders[1].status is OrderStatus.CANCELED, timeout=5.0)
+        await h.venue.drain()
+        assert len(tape.posts(path)) == REDUCE_TRIES and emu.orders[second].status is OrderStatus.CANCELED
+
 async def test_a_cancel_replace_of_an_oco_sibling_whose_reduction_was_refused_is_reduced_at_the_next_trade() -> None:
     """Binance spot: two OCO limit buys of 0.003 (50,000 and 49,000); a trade of 0.001 fills a third of the first, the
     sibling's reduction to 0.002 (a cancel-replace) is refused, and the sibling is then moved to 49,500 by a

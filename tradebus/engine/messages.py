@@ -545,6 +545,8 @@ class ContingentLinked(msgspec.Struct, frozen=True, gc=False):
     * ``"oco"``: the members of one OCO group;
     * ``"trailing"``: ``client_order_id`` trails; ``params``: ``sell``, ``offset``, ``percent``;
     * ``"gtd"``: ``client_order_id`` expires at ``params["expire_ns"]``;
+    * ``"reduce"``: the reduction of OCO sibling ``client_order_id`` to ``params["quantity"]`` was
+      refused, ``params["refusals"]`` times so far (a restart counts on from it);
     * ``"replace"``: a cancel-replace of ``client_order_id`` by ``order_ids[1]`` about to be sent
       (journaled and published by the execution engine before the request): once the orders'
       states tell it was done, the links of the one move to the other. ``order_ids[1]`` empty: a

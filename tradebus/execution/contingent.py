@@ -165,6 +165,9 @@ Restarts
     * an OCO group with a partly filled member has its other working members reduced to what the
       group rules leave them (their fills plus the filler's unfilled quantity) at the first bar,
       trade or quote of the instrument, when above it (their reduction was refused, or never sent);
+      the refusals of a reduction are journaled (``ContingentLinked`` kind ``"reduce"``), so the
+      restart counts on from them: one refused :data:`REDUCE_TRIES` times before is not sent again
+      (the sibling is canceled, a reduce-only one left as it is);
     * GTD cancels and a duration-based timed exit are set again (the exit counted from the
       entry's last event); a bar-based timed exit counts bars again from the restart, and a
       cooldown is not restored.
@@ -878,6 +881,7 @@ class ContingentOrders:
             if self._above(order, target):
                 carried = self._reducing[new] = _Reduction(target, reduction.refusals, reduction.again)
                 if reduction.again:
+                    self._link("reduce", sid, iid, new, (), quantity=target, refusals=reduction.refusals)
                     logger.warning("order {}: replaces {} for {}, above its reduction to {} (OCO: sibling filled); "
                                    "sent again at the next market event of {}", new, old, order.quantity, target, iid)  # fmt: skip
                 else:  # the reduction was this cancel-replace, placed again as it was (its replacement refused)
@@ -1241,6 +1245,9 @@ class ContingentOrders:
         orders = self._kernel.orders
         moved = self._restore_replaces(links)
         brackets: dict[str, Bracket] = {}
+        # An OCO sibling -> the refusals of its reduction (journaled as they came, after its group's link).
+        refused = {moved.get(k.client_order_id, k.client_order_id): int(k.params["refusals"])
+                   for k in links if k.kind == "reduce"}
         for link in links:
             if moved and link.kind != "replace":
                 link = msgspec.structs.replace(
@@ -1273,7 +1280,7 @@ class ContingentOrders:
                         for member in live:
                             self._oco[member] = live
                         self._kernel.portfolio.account.link_oco(live)
-                    self._reduce_soon(link.order_ids)
+                    self._reduce_soon(link.order_ids, refused)
             elif link.kind == "trailing":
                 order = orders.get(coid)
                 if order is not None and order.is_open:
@@ -1286,10 +1293,15 @@ class ContingentOrders:
         for bracket in brackets.values():
             self._resume(bracket)
 
-    def _reduce_soon(self, group: Sequence[str]) -> None:
+    def _reduce_soon(self, group: Sequence[str], refused: dict[str, int]) -> None:
         """Reduce the working members of a restored OCO group to what its partly filled members leave (each other
         member's fills plus a filler's unfilled quantity, as :meth:`_filled_some`), at the next market event of
-        the instrument: the previous process may have stopped before the reduction was sent or applied."""
+        the instrument: the previous process may have stopped before the reduction was sent or applied.
+
+        ``refused`` holds the refusals the previous processes counted (journaled ``"reduce"`` links): a reduction
+        goes on from them, and one refused :data:`REDUCE_TRIES` times already is not sent again (the sibling is
+        canceled, a reduce-only one left as it is, as :meth:`_reduction_refused` decided).
+        """
         orders = self._kernel.orders
         members = [o for c in group if (o := orders.get(c)) is not None]
         for filler in members:
@@ -1300,9 +1312,18 @@ class ContingentOrders:
                 target = order.filled_qty + unfilled
                 if order is filler or not order.is_open or not self._above(order, target):
                     continue
-                reduction = self._reducing.get(order.client_order_id)
+                coid = order.client_order_id
+                refusals = refused.get(coid, 0)
+                if refusals >= REDUCE_TRIES:
+                    if order.reduce_only:
+                        logger.warning("order {}: its reduction to {} (OCO: sibling filled) was refused {} times before "
+                                       "the restart; left at {}, reduce-only", coid, target, refusals, order.quantity)  # fmt: skip
+                    elif coid not in self._canceling:
+                        self._cancel_soon(coid, f"OCO: sibling filled, its reduction refused {refusals} times")
+                    continue
+                reduction = self._reducing.get(coid)
                 if reduction is None or target < reduction.quantity:
-                    self._reducing[order.client_order_id] = _Reduction(target, again=True)
+                    self._reducing[coid] = _Reduction(target, refusals, again=True)
                     logger.info("order {}: {} of its OCO sibling {} filled; reduced from {} to {} at the next market "
                                 "event of {}", order.client_order_id, filler.filled_qty, filler.client_order_id,
                                 order.quantity, target, order.instrument_id)  # fmt: skip
@@ -1432,6 +1453,9 @@ class ContingentOrders:
             self._cancel(order.strategy_id, order.instrument_id, coid, "OCO: sibling filled")
             return
         reduction.refusals += 1
+        # Journaled: a restart counts on from here (restore), and never sends it more than REDUCE_TRIES times.
+        self._link("reduce", order.strategy_id, order.instrument_id, coid, (), quantity=reduction.quantity,
+                   refusals=reduction.refusals)
         if reduction.refusals < REDUCE_TRIES:
             reduction.again = True
             logger.warning("order {}: its reduction to {} (OCO: sibling filled) was not applied ({}); it works for {}; "
