@@ -811,6 +811,48 @@ async def test_a_restart_counts_on_the_refusals_of_an_oco_siblings_reduction(kit
         await h.venue.drain()
         assert len(tape.posts(path)) == REDUCE_TRIES and emu.orders[second].status is OrderStatus.CANCELED
 
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_restart_rebuilds_the_room_of_a_partly_filled_spot_oco(kit: VenueKit, tmp_path: Path) -> None:
+    """Cash-only spot: two OCO limit buys of 0.003 (1,000 and 900); a trade of 0.001 fills a third of the first, the
+    sibling's reduction to 0.002 is refused, and the daemon stops. The group may buy 0.002 more: it holds
+    0.002 * 1,000 USDT (plus the fee rate), once. Before, the restart linked the group with no room: the sibling held
+    0.003 * 900 = 2.7 USDT, and a buy that the 0.7 USDT over-held left no room for was denied."""
+    path, code = AMEND_REFUSED[kit.venue]
+    journal = tmp_path / "journal.sqlite"
+    emu = kit.emulator([RestFault("refuse", "POST", path, code=code)], trade_size_limit=True)
+    one_account = VenueKit(**{**kit.__dict__, "make_emulator": lambda *a, **k: emu})  # across both processes
+    strategy = Contingent(kit.iid)
+    async with kit_harness(one_account, journal=journal, strategies=[strategy]) as h:
+        assert h.kernel.instruments[kit.iid].cash_only
+        got: list[OrderModifyRejected] = []
+        h.kernel.bus.subscribe(OrderModifyRejected, got.append)
+        first, second = strategy.submit_oco([
+            OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=1_000.0), OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=900.0),
+        ])
+        a, b = (h.kernel.orders.order(c) for c in (first, second))
+        await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
+        KitTape(h, kit.iid, 10**18, size=0.001).trade(999.0)  # fills 0.001 of the first
+        await until(lambda: a.filled_qty == pytest.approx(0.001) and len(got) == 1, timeout=5.0)
+        await h.venue.drain()
+        held = h.kernel.portfolio.account.locked("USDT")
+    async with kit_harness(one_account, journal=journal, strategies=[Contingent(kit.iid)]) as h:
+        orders = [h.kernel.orders.order(c) for c in (first, second)]
+        for order in orders:
+            h.venue.track(order)
+            h.kernel.execution.resolve_unknown(order.client_order_id)  # as the daemon's start does: a query
+        await until(lambda: orders[0].status is OrderStatus.PARTIALLY_FILLED and orders[1].status is OrderStatus.ACCEPTED)
+        account, inst = h.kernel.portfolio.account, h.kernel.instruments[kit.iid]
+        rate = 1.0 + max(inst.maker_fee, inst.taker_fee)
+        assert account.oco_room(second) == pytest.approx(0.002)
+        assert account.locked("USDT") == pytest.approx(0.002 * 1_000.0 * rate) == pytest.approx(held)
+        # A buy at 500 for what the balance leaves beside 2.35 USDT held: room for it only with the group's room.
+        qty = round((account.balance("USDT") - 2.35 * rate) / (500.0 * rate) - 0.0005, 3)
+        buy = KitTape(h, kit.iid, 0).submit(OrderSide.BUY, qty, OrderType.LIMIT, price=500.0)
+        assert buy.status is not OrderStatus.DENIED, buy.reason
+        await until(lambda: buy.status is OrderStatus.ACCEPTED, timeout=5.0)
+        await h.venue.drain()
+
 async def test_a_cancel_replace_of_an_oco_sibling_whose_reduction_was_refused_is_reduced_at_the_next_trade() -> None:
     """Binance spot: two OCO limit buys of 0.003 (50,000 and 49,000); a trade of 0.001 fills a third of the first, the
     sibling's reduction to 0.002 (a cancel-replace) is refused, and the sibling is then moved to 49,500 by a

@@ -31,9 +31,10 @@ class Account(Protocol):
         ``price(instrument_id)`` the last price (NaN if none).
         """
 
-    def link_oco(self, client_order_ids: Iterable[str]) -> None:
+    def link_oco(self, client_order_ids: Iterable[str], room: Mapping[str, float] | None = None) -> None:
         """Count orders ``client_order_ids`` (working or about to be submitted) as one OCO group:
-        together they fill no more than the largest of them, so a cash account holds that once."""
+        together they fill no more than the largest of them, so a cash account holds that once.
+        ``room``: the most each member may still fill, when members filled before (a restart)."""
 
     def unlink_oco(self, client_order_id: str) -> None:
         """Count order ``client_order_id`` on its own again (it ended, or left its OCO group)."""

@@ -161,10 +161,10 @@ class MarginAccount:
         self._spot.bind(working, price, count)
         self._working, self._price, self._count = working, price, count
 
-    def link_oco(self, client_order_ids: Iterable[str]) -> None:
-        """Count orders ``client_order_ids`` as one OCO group in what cash-only orders hold
-        (:meth:`SpotCashAccount.link_oco <tradebus.account.spot.SpotCashAccount.link_oco>`)."""
-        self._spot.link_oco(client_order_ids)
+    def link_oco(self, client_order_ids: Iterable[str], room: Mapping[str, float] | None = None) -> None:
+        """Count orders ``client_order_ids`` as one OCO group in what cash-only orders hold, each member with
+        ``room`` left to fill if given (:meth:`SpotCashAccount.link_oco <tradebus.account.spot.SpotCashAccount.link_oco>`)."""
+        self._spot.link_oco(client_order_ids, room)
 
     def unlink_oco(self, client_order_id: str) -> None:
         """Count order ``client_order_id`` on its own again."""

@@ -23,7 +23,8 @@ Held by working orders (locked)
     (none once it filled completely), as a venue holding the group reduces them
     (:meth:`SpotCashAccount.oco_room`; the simulated venue fills no more than that), even when
     the balance holds more of the asset (coins held before a bracket bought): both exits of one
-    bracket never fill.
+    bracket never fill. A restart links a group again with the room its members' fills left
+    (``link_oco(ids, room)``), not with none.
 
 Checks
     :meth:`SpotCashAccount.check_order` (called by the risk gate) denies an order that its
@@ -208,11 +209,17 @@ class SpotCashAccount:
         self._price = price
         self._count = count
 
-    def link_oco(self, client_order_ids: Iterable[str]) -> None:
-        """Count orders ``client_order_ids`` (working or about to be submitted) as one OCO group."""
+    def link_oco(self, client_order_ids: Iterable[str], room: Mapping[str, float] | None = None) -> None:
+        """Count orders ``client_order_ids`` (working or about to be submitted) as one OCO group.
+
+        ``room``: the most each member may still fill, of a group some member of which filled before it was
+        linked here (a restart: the room its fills left, which :meth:`oco_room` tells).
+        """
         group = tuple(client_order_ids)
         for coid in group:
             self._oco[coid] = group
+        if room:
+            self._oco_room.update((coid, room[coid]) for coid in group if coid in room)
 
     def unlink_oco(self, client_order_id: str) -> None:
         """Count order ``client_order_id`` on its own again (it ended, or left its group)."""

@@ -165,7 +165,9 @@ Restarts
     * an OCO group with a partly filled member has its other working members reduced to what the
       group rules leave them (their fills plus the filler's unfilled quantity) at the first bar,
       trade or quote of the instrument, when above it (their reduction was refused, or never sent);
-      the refusals of a reduction are journaled (``ContingentLinked`` kind ``"reduce"``), so the
+      on a cash-only instrument the account is given the room the group's fills left each working member
+      (the group fills no more than its largest member, no member more than a partly filled one's unfilled
+      quantity), so it holds no more than that before the reduction is applied; the refusals of a reduction are journaled (``ContingentLinked`` kind ``"reduce"``), so the
       restart counts on from them: one refused :data:`REDUCE_TRIES` times before is not sent again
       (the sibling is canceled, a reduce-only one left as it is);
     * GTD cancels and a duration-based timed exit are set again (the exit counted from the
@@ -1279,7 +1281,7 @@ class ContingentOrders:
                     if len(live) > 1:
                         for member in live:
                             self._oco[member] = live
-                        self._kernel.portfolio.account.link_oco(live)
+                        self._kernel.portfolio.account.link_oco(live, self._room_left(link.order_ids, live))
                     self._reduce_soon(link.order_ids, refused)
             elif link.kind == "trailing":
                 order = orders.get(coid)
@@ -1292,6 +1294,24 @@ class ContingentOrders:
                 self._set_gtd(coid, int(p["expire_ns"]))
         for bracket in brackets.values():
             self._resume(bracket)
+
+    def _room_left(self, group: Sequence[str], live: Sequence[str]) -> dict[str, float] | None:
+        """The most each of a restored cash-only OCO group's working members ``live`` may still fill, as the fills
+        of its members (``group``, all it had) left it (:meth:`SpotCashAccount.oco_room
+        <tradebus.account.spot.SpotCashAccount.oco_room>`; ``None``: no member filled, or not cash-only): the group
+        fills no more than its largest member, and no member more than a partly filled one's unfilled quantity."""
+        orders = self._kernel.orders
+        members = [o for c in group if (o := orders.get(c)) is not None]
+        fillers = [o for o in members if o.filled_qty > 0.0]
+        if not fillers or not self._kernel.instruments[members[0].instrument_id].cash_only:
+            return None
+        left = max(o.quantity for o in members) - sum(o.filled_qty for o in members)
+        room: dict[str, float] = {}
+        for coid in live:
+            order = orders.order(coid)
+            unfilled = [f.quantity - f.filled_qty for f in fillers if f is not order]
+            room[coid] = max(min(order.leaves_qty, left, *unfilled), 0.0)
+        return room
 
     def _reduce_soon(self, group: Sequence[str], refused: dict[str, int]) -> None:
         """Reduce the working members of a restored OCO group to what its partly filled members leave (each other
