@@ -172,6 +172,35 @@ async def test_a_binance_spot_cancel_replace_is_no_anomaly_but_a_repeated_cancel
         assert [w.rstrip() for w in warnings if "duplicate_event" in w] == logged
 
 
+
+async def test_a_canceled_frame_repeated_while_its_cancel_replace_is_unanswered_is_a_duplicate_anomaly() -> None:
+    """As above, but the cancel-replace's answer comes 0.3 s late: the CANCELED frame and its repeat both arrive while
+    the request is unanswered, and the daemon holds them until the answer. Before, the repeat took the place of the
+    first one held: dropped with no ``duplicate_event`` (a WARNING and an anomaly for the same repeat after the
+    answer). Now both are passed on after the answer: the order is canceled once, and the repeat is the anomaly."""
+    from tradebus.adapters.binance.private_emulator import RestFault as BinanceFault, StreamFault
+
+    slow = [BinanceFault("slow", "POST", "/api/v3/order/cancelReplace", seconds=0.3)]
+    async with harness(rest_faults=slow, stream_faults=[StreamFault("duplicate", match='"x": "CANCELED"')]) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        anomalies: list[OrderAnomaly] = []
+        canceled: list[OrderCanceled] = []
+        h.kernel.bus.subscribe(OrderAnomaly, anomalies.append)
+        h.kernel.bus.subscribe(OrderCanceled, canceled.append)
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        coid = order.client_order_id
+        h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, price=55_000.0))
+        await until(lambda: slow[0].fired and h.emulator.orders[coid].status == "CANCELED")
+        await until(lambda: len(h.kernel.orders.orders()) == 2 and order.status is OrderStatus.CANCELED, timeout=5.0)
+        new = h.kernel.orders.orders()[-1]
+        await until(lambda: new.status is OrderStatus.ACCEPTED)
+        await h.venue.drain()
+    assert [c.client_order_id for c in canceled] == [coid] and new.price == 55_000.0
+    assert [(a.client_order_id, a.kind, a.detail) for a in anomalies] == [
+        (coid, AnomalyKind.DUPLICATE_EVENT, "canceled repeated in CANCELED")
+    ]
+
 async def test_a_cancel_replace_whose_cancel_event_is_dropped_still_replaces_once() -> None:
     from tradebus.adapters.binance.private_emulator import StreamFault
 

@@ -630,10 +630,11 @@ class LiveVenue(Venue):
         self._resumed: dict[str, ModifyOrder] = {}
         # Those of them whose cancel's request is over: only a query sent after that judges whether it worked.
         self._cancel_answered: set[str] = set()
-        # One-request cancel-replaces in flight: replaced id -> replacement; and their held cancels.
+        # One-request cancel-replaces in flight: replaced id -> replacement; and their held cancels (a repeated
+        # frame too: passed on after the first, the order manager reports it as a duplicate).
         self._swapping: Order | None = None
         self._swaps: dict[str, Order] = {}
-        self._held: dict[str, Any] = {}
+        self._held: dict[str, list[Any]] = {}
         # Those of them canceled meanwhile: the cancel wins, their replacement is not kept.
         self._swaps_canceled: set[str] = set()
         # Says that a cancel emitted from a cancel-replace's answer will be repeated by the stream (bind_repeat_expected).
@@ -837,13 +838,14 @@ class LiveVenue(Venue):
         """Hand ``event`` to the engine; a cancel-replaced order's cancel comes after its replacement.
 
         The ``OrderCanceled`` of an order whose one-request cancel-replace is in flight waits for
-        the request's answer (it then follows the ``OrderReplaced``). That of an order canceled
+        the request's answer (it then follows the ``OrderReplaced``), and so does a repeat of it the
+        stream sends meanwhile (passed on after it: the order manager reports it, a ``DUPLICATE_EVENT``). That of an order canceled
         for a two-request cancel-replace first submits the replacement, and ``OrderReplaced``.
         """
         if type(event) is OrderCanceled:
             coid = event.client_order_id
             if coid in self._swaps:
-                self._held[coid] = event
+                self._held.setdefault(coid, []).append(event)
                 return
             if coid in self._replacing:
                 self._replace(coid, event.filled_qty)
@@ -1195,7 +1197,8 @@ class LiveVenue(Venue):
         stream is then expected (:meth:`bind_repeat_expected`)."""
         held = self._held.pop(order.client_order_id, None)
         if held is not None:
-            self.emit(held)
+            for event in held:
+                self.emit(event)
             return
         now = self.clock.now_ns()
         self.emit(OrderCanceled(order.strategy_id, order.instrument_id, order.client_order_id, reason, ts_event, now, filled_qty))
@@ -1203,9 +1206,8 @@ class LiveVenue(Venue):
             self._expect_repeat(order.client_order_id)
 
     def _release_held(self, coid: str) -> None:
-        held = self._held.pop(coid, None)
-        if held is not None:
-            self.emit(held)
+        for event in self._held.pop(coid, ()):
+            self.emit(event)
 
     async def _send_unless_busy(self, order: Order, kind: str, send: Callable[[], Awaitable[None]]) -> bool:
         """Send a cancel or amend (``kind``) of ``order``, again after each of :attr:`busy_delays` while the
