@@ -290,6 +290,39 @@ def test_oco_of_two_plain_orders() -> None:
     assert fills(kernel) == [("BUY", 105.0, 2)]
 
 
+
+def test_a_raise_of_one_bracket_exit_above_its_sibling_is_denied_and_the_oco_holds() -> None:
+    """Bracket: buy 1.0, stop-loss 95, take-profit 110; at bar 4 the strategy raises the take-profit to 2.0. Before, the
+    raise went through, the take-profit sold the 1.0 position at 110 in bar 6 (it is reduced to the stop's 1.0 left
+    at the stop's fill, never raised with it) and the stop-loss worked on after it, reduced to the take-profit's 1.0
+    unfilled. Now the raise is denied with a reason naming the group; a lowering passes; the fill cancels the stop."""
+    denied: list[OrderDenied] = []
+
+    def raise_tp(s: Scripted) -> None:
+        tp = next(o for o in s.ctx.orders.open_orders() if o.price == 110.0)
+        s.ids["tp"] = tp.client_order_id
+        s.modify(tp.client_order_id, quantity=2.0)
+
+    def lower_tp(s: Scripted) -> None:
+        s.modify(s.ids["tp"], quantity=0.9)  # type: ignore[arg-type]
+
+    class Denials(Scripted):
+        def on_order_denied(self, event: OrderDenied) -> None:
+            denied.append(event)
+
+    inst = Instrument(venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, margin=True)
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=1e6)
+    kernel.add_strategy(Denials({1: bracket(), 4: raise_tp, 5: lower_tp}))
+    for k, (o, h, lo, c) in enumerate([FLAT, FLAT, FLAT, FLAT, FLAT, (100.0, 112.0, 99.0, 111.0), FLAT], start=1):
+        kernel.process(Bar(IID, T0 + k * H, T0 + k * H, o, h, lo, c, 10.0))
+    kernel.stop()
+    [tp] = [o for o in kernel.orders.orders() if o.client_order_id == strategy(kernel).ids["tp"]]
+    assert [(d.client_order_id, d.reason.split(" to ")[0]) for d in denied] == [(tp.client_order_id, f"modify: OCO: {tp.client_order_id}")]
+    assert "above the 1 its group" in denied[0].reason
+    assert fills(kernel) == [("BUY", 100.0, 2), ("SELL", 110.0, 6)]
+    assert (tp.quantity, tp.filled_qty) == (0.9, 0.9)
+    assert [o.status.name for o in kernel.orders.orders()] == ["FILLED", "CANCELED", "FILLED"]
+
 def test_an_oco_of_two_entries_reached_in_one_bar_fills_both_and_says_so_when_linked() -> None:
     """Buy limit 95 and buy stop 105, neither reduce-only; bar 2 (100, 106, 94, 100) reaches both
     (path 100 -> 94 -> 106): the limit fills at 95, the stop at 105 before the OCO cancel (an

@@ -7,6 +7,7 @@ the original price would not have been reached.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from loguru import logger
@@ -23,6 +24,7 @@ from tradebus.engine.messages import (
     ModifyOrder,
     OrderAnomaly,
     OrderCanceled,
+    OrderDenied,
     OrderModifyRejected,
     OrderReplaced,
     OrderResolved,
@@ -701,6 +703,30 @@ async def test_an_order_placed_again_after_its_refused_replacement_is_for_what_t
 #: The amend path and a final refusal code of each venue (a parameter error).
 AMEND_REFUSED = {"okx": ("/api/v5/trade/amend-order", "51000"), "bybit": ("/v5/order/amend", "10001")}
 
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_raise_of_an_oco_member_above_its_sibling_is_denied_before_the_venue(kit: VenueKit) -> None:
+    """Two OCO limit buys of 0.003 (1,000 and 900); the strategy raises the first to 0.004. Before, the amend went to
+    the venue (the group could buy 0.004, and a fill of the sibling would reduce the first back); now it is denied as
+    the backtest denies it, with no request, and a lowering to 0.002 is amended at the venue."""
+    path, _ = AMEND_REFUSED[kit.venue]
+    strategy = Contingent(kit.iid)
+    async with kit_harness(kit, strategies=[strategy], trade_size_limit=True) as h:
+        denied: list[Any] = []
+        h.kernel.bus.subscribe(OrderDenied, denied.append)
+        first, second = strategy.submit_oco([
+            OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=1_000.0), OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=900.0),
+        ])
+        a, b = (h.kernel.orders.order(c) for c in (first, second))
+        await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
+        strategy.modify(first, quantity=0.004)
+        assert [(d.client_order_id, d.reason.startswith(f"modify: OCO: {first} to 0.004")) for d in denied] == [(first, True)]
+        strategy.modify(first, quantity=0.002)
+        await until(lambda: h.emulator.orders[first].order.quantity == pytest.approx(0.002), timeout=5.0)
+        await h.venue.drain()
+        assert len(KitTape(h, kit.iid, 0).posts(path)) == 1 and a.quantity == pytest.approx(0.002)
+        assert h.emulator.orders[second].order.quantity == pytest.approx(0.003)
 
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
 async def test_an_oco_sibling_whose_reduction_is_refused_is_reduced_at_the_next_market_event(kit: VenueKit) -> None:

@@ -716,9 +716,14 @@ class Kernel:
             self.execution.cancel(cmd)
 
     def modify(self, cmd: ModifyOrder) -> None:
-        """Forward a modify command to the execution engine (a strategy may modify only its own orders)."""
-        if not self._foreign(cmd, "modify"):
-            self.execution.modify(cmd)
+        """Forward a modify command to the execution engine (a strategy may modify only its own orders, and
+        may not raise an OCO member above its group: :meth:`ContingentOrders.refused_raise
+        <tradebus.execution.contingent.ContingentOrders.refused_raise>`)."""
+        if self._foreign(cmd, "modify"):
+            return
+        if self.contingent is not None and self.contingent.refused_raise(cmd):
+            return
+        self.execution.modify(cmd)
 
     def _foreign(self, cmd: CancelOrder | ModifyOrder, what: str) -> bool:
         """Deny (``OrderDenied`` to the asking strategy) a command on another strategy's order."""

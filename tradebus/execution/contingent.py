@@ -64,6 +64,14 @@ OCO
     largest member, so the other is canceled too. Members that are not reduce-only on other
     instruments may all fill before it (linking them logs a warning); ``contingent: native``
     cancels the siblings at the fill, in the same bar.
+    An OCO group has one size: a strategy's modify that raises a member's unfilled quantity above
+    its own and above what its group leaves it (its largest working sibling's unfilled quantity, and
+    on a cash-only instrument the room the group's fills left it) is denied before it reaches the
+    venue (``OrderDenied``, reason ``"modify: OCO: ..."``, :meth:`ContingentOrders.refused_raise`),
+    in backtests and live alike. Raised alone it would not hold: a sibling's fill reduces it back to
+    the sibling's unfilled quantity, and once it filled its sibling works on for what the raise
+    added (on spot, a sale of coins the group did not buy). A lowering passes; a size the group
+    should grow to is a new order or group.
 Cancels the venue refuses
     A cancel sent here (an OCO sibling's, a bracket's children at a timed exit, a GTD expiry)
     that a live venue refuses while the order works on (``OrderCancelRejected``) is sent again
@@ -367,6 +375,8 @@ class ContingentOrders:
         self._cancel_again: set[str] = set()
         # OCO siblings' reductions sent and not applied yet (some refused: sent again at the next market event).
         self._reducing: dict[str, _Reduction] = {}
+        # The OCO member whose raise refused_raise is denying (its OrderDenied is no refusal of a reduction).
+        self._raise_refused: str | None = None
         bus = kernel.bus
         bus.subscribe(OrderFilled, self._on_fill)
         for cls in (OrderCanceled, OrderExpired, OrderRejected, OrderDenied):
@@ -693,6 +703,38 @@ class ContingentOrders:
         """Bars left in the cooldown of ``strategy_id`` on ``instrument_id`` (0: none)."""
         return self._cooldown.get((strategy_id, instrument_id), 0)
 
+    def refused_raise(self, cmd: ModifyOrder) -> bool:
+        """Deny (``OrderDenied``, reason ``"modify: OCO: ..."``) a modify that raises an OCO member's unfilled
+        quantity above both its own and what its group leaves it (module docstring, OCO); whether it did."""
+        coid = cmd.client_order_id
+        group = self._oco.get(coid)
+        order = self._kernel.orders.get(coid)
+        if group is None or order is None or not order.is_open or cmd.quantity != cmd.quantity:
+            return False
+        wanted = cmd.quantity - order.filled_qty
+        if wanted - order.leaves_qty <= self._lot_error(order):
+            return False  # not a raise
+        others = [o for c in group if c != coid and (o := self._kernel.orders.get(c)) is not None and o.is_open]
+        if not others:
+            return False
+        allowed = min(max(o.leaves_qty for o in others), self._kernel.portfolio.account.oco_room(coid))
+        if wanted - allowed <= self._lot_error(order):
+            return False
+        reason = (
+            f"modify: OCO: {coid} to {cmd.quantity} would leave it {wanted:g} to fill, above the {allowed:g} its group "
+            f"{[o.client_order_id for o in others]} leaves it (an OCO group has one size: raised alone, a member is "
+            f"reduced back to its sibling's unfilled quantity when the sibling fills, or the sibling works on after it "
+            f"filled); lower it, or cover the added quantity with a new order or group"
+        )
+        logger.info("modify of {} denied: {}", coid, reason)
+        now = self._kernel.clock.now_ns()
+        self._raise_refused = coid
+        try:
+            self._kernel.bus.publish(OrderDenied(cmd.strategy_id, order.instrument_id, coid, reason, now, now))
+        finally:
+            self._raise_refused = None
+        return True
+
     # ------------------------------------------------------------------ events
 
     def _on_fill(self, fill: OrderFilled) -> None:
@@ -764,7 +806,8 @@ class ContingentOrders:
             if self._replacing.get(coid) == "" and not self._is_open(coid):
                 return  # canceled for its two-request cancel-replace: the links wait for the replacement
         if type(event) is OrderDenied and self._is_open(coid):
-            self._on_modify_refused(event)  # the risk gate refused a modify: the order works on
+            if coid != self._raise_refused:  # a user's raise refused here: no reduction's refusal
+                self._on_modify_refused(event)  # the risk gate refused a modify: the order works on
             return
         bracket = self._brackets.get(coid)
         if bracket is not None and bracket.state == "entry":

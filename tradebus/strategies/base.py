@@ -617,7 +617,9 @@ class Strategy:
         The outcome arrives as ``on_order_modified``, or ``on_order_modify_rejected`` when the
         venue does not apply it (the order no longer works, the new quantity is not above what
         has filled, a bad price, a post-only price that would take) and ``on_order_denied`` when
-        the risk gate refuses it (reason ``"modify: ..."``) or the order is another strategy's.
+        the risk gate refuses it (reason ``"modify: ..."``), the order is another strategy's, or it
+        raises an OCO member above its group (reason ``"modify: OCO: ..."``,
+        :meth:`ContingentOrders.refused_raise <tradebus.execution.contingent.ContingentOrders.refused_raise>`).
         A refused modification leaves the order working as it was.
         """
         ctx = self.ctx
