@@ -25,7 +25,9 @@ tradebus error, among them an exception raised in a strategy's hook (the message
 strategy id, the hook, the event time and the exception with the line that raised it; its
 traceback at ``--log-level DEBUG``); 130 after Ctrl-C and 143 after SIGTERM (a backtest or replay then leaves its
 output directory, a data import its catalog, as it was; the paper and live daemons take either
-signal as their stop). Errors are printed as one message naming the file and the
+signal as their stop); 4 when a live daemon stopping with ``live.cancel_on_stop`` left orders open, or of
+unknown state, at the venue (:class:`~tradebus.errors.OrdersLeftAtVenue`, after it stopped whole; each order
+is named). Errors are printed as one message naming the file and the
 field or row, without a traceback.
 """
 
@@ -59,7 +61,7 @@ from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import FundingRate, MarkPrice
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.execution.client_ids import ClientIdRule
-from tradebus.errors import ConfigError, DataError, FeatureError, StrategyError, TradebusError
+from tradebus.errors import ConfigError, DataError, FeatureError, OrdersLeftAtVenue, StrategyError, TradebusError
 from tradebus.reports.cli import report
 from tradebus.node.cli import DaemonOut, live, live_kill, live_resume
 from tradebus.ops.logs import LOG_LEVELS, setup_logging
@@ -134,7 +136,9 @@ def _root(
         ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
 
 #: Exit code per error class (most specific first).
-EXIT_CODES: tuple[tuple[type[TradebusError], int], ...] = ((ConfigError, 2), (DataError, 3), (TradebusError, 1))
+EXIT_CODES: tuple[tuple[type[TradebusError], int], ...] = (
+    (ConfigError, 2), (DataError, 3), (OrdersLeftAtVenue, 4), (TradebusError, 1)
+)
 
 _REPORT_HELP = "Also write the HTML tearsheet (tearsheet.html) into the output directory."
 _FORCE_HELP = (

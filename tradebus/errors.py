@@ -12,6 +12,7 @@ Hierarchy::
     ├── OrderError           an order cannot be built or a transition is invalid
     │   └── InvalidTransition
     ├── VenueError           a venue (simulated or live) answered with an error
+    │   └── OrdersLeftAtVenue  a live daemon's stop left orders open, or of unknown state, at the venue
     ├── ParseError           a market-data frame could not be parsed
     ├── BookError            an order book was given invalid levels or capacity
     └── StrategyError        a strategy's hook raised (names the strategy, the hook, the time)
@@ -33,6 +34,7 @@ __all__ = [
     "FeatureError",
     "InvalidTransition",
     "OrderError",
+    "OrdersLeftAtVenue",
     "ParseError",
     "StrategyError",
     "TradebusError",
@@ -67,6 +69,14 @@ class InvalidTransition(OrderError):
 
 class VenueError(TradebusError):
     """A venue answered with an error or could not be reached."""
+
+
+class OrdersLeftAtVenue(VenueError):
+    """A live daemon stopping with ``live.cancel_on_stop`` left orders open, or of unknown state, at the venue.
+
+    Raised once the daemon has stopped whole (journal closed, outputs written); the message names each
+    order. ``tradebus live`` exits 4 on it.
+    """
 
 
 class ParseError(TradebusError):

@@ -62,6 +62,14 @@ def node_on(
     tmp_path: Path, emulator: BinancePrivateEmulator, srv: LocalVenueServer, strategies: list[dict[str, Any]], **live: Any
 ) -> LiveNode:
     """A live daemon (journaled in ``tmp_path``, cancel_on_stop unless ``live`` says otherwise), not yet running."""
+    data = live_config_data(tmp_path, emulator, srv, strategies, **live)
+    return LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+
+
+def live_config_data(
+    tmp_path: Path, emulator: BinancePrivateEmulator, srv: LocalVenueServer, strategies: list[dict[str, Any]], **live: Any
+) -> dict[str, Any]:
+    """The config of :func:`node_on`'s daemon, as a mapping (``tradebus live`` reads it written as YAML)."""
     data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, journal=True)
     del data["strategy"]
     data["strategies"] = strategies
@@ -72,7 +80,7 @@ def node_on(
         "submit_timeout": 1.0, "cancel_timeout": 1.0, "retry_interval": 0.3, "not_found_grace": 2.0,
         "cancel_on_stop": True, "stop_timeout": 3.0, **live,
     }
-    return LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+    return data
 
 
 @asynccontextmanager

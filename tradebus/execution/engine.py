@@ -447,6 +447,29 @@ class ExecutionEngine:
             raise OrderError(f"order {client_order_id}: resolve_unknown needs UNKNOWN, status is {order.status}")
         return self.reconcile_order(client_order_id)
 
+    def time_out(self, client_order_id: str, reason: str) -> Order:
+        """Stop waiting for the venue's word on an open order: it becomes ``UNKNOWN`` (``OrderTimedOut`` with
+        ``reason``, journaled) and the venue is queried at once (:meth:`reconcile_order`), as when a request's
+        timeout runs out; what it waited for (a cancel's timeout) no longer fires. An ``UNKNOWN`` order is
+        queried; a closed one is left as it is. A stopping live daemon's deadline for its cancels uses it
+        (:meth:`tradebus.node.live.LiveNode._cancel_all`).
+
+        Raises
+        ------
+        OrderError
+            If the client order id is unknown.
+        """
+        order = self._om.order(client_order_id)
+        if not order.is_open:
+            return order
+        alert = self._cancel_alerts.pop(client_order_id, None)
+        if alert is not None:
+            self._clock.cancel(alert)
+        if order.status is _S.UNKNOWN:
+            return self.reconcile_order(client_order_id)
+        self._time_out(order, reason)
+        return order
+
     def reconcile_order(self, client_order_id: str) -> Order:
         """Query the venue about an open order and apply what it reports.
 

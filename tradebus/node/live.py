@@ -54,8 +54,12 @@ paper daemon): the feeds, the timers and the strategies stop as in the paper dae
 may still send orders); then, with ``live.cancel_on_stop``, every new order is denied and every
 open order canceled (one whose submit is on its way once it has ended) and the cancels are awaited
 (up to ``live.stop_timeout``; unjournaled once the journal failed: a restart queries every order the
-journal holds open) before the rest of the paper daemon's shutdown; the stream is closed last, then
-the recording.
+journal holds open); at that deadline each order still open here becomes UNKNOWN and is queried, once the
+requests on their way have ended (each wait up to ``live.request_timeout``), and is logged as closed, open
+at the venue, or of unknown state (no answer), the answers journaled; the rest of the paper daemon's
+shutdown follows; the stream is closed last, then the recording. Orders left open or unknown at the
+venue make :meth:`LiveNode.run` raise :class:`~tradebus.errors.OrdersLeftAtVenue` (``tradebus live``:
+exit 4).
 
 Recording
     With ``record:`` the recording holds, besides the public frames, every frame the user
@@ -88,8 +92,8 @@ from tradebus.adapters.registry import VENUES, client_id_rules, venue_adapter
 from tradebus.config import dump_config, load_config, parse_config
 from tradebus.config.base import HttpUrl, StrictModel, WsUrl
 from tradebus.engine.kernel import Kernel, RunResult
-from tradebus.engine.messages import CancelOrder, SubmitOrder, TradingState
-from tradebus.errors import ConfigError, DataError, VenueError
+from tradebus.engine.messages import CancelOrder, OrderStatus, SubmitOrder, TradingState
+from tradebus.errors import ConfigError, DataError, OrdersLeftAtVenue, VenueError
 from tradebus.execution.client_ids import ClientIdRule
 from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.journal import Journal, JournalOwner
@@ -216,7 +220,9 @@ class LiveSettings(StrictModel):
     cancel_on_stop
         Cancel every open order when the daemon stops.
     stop_timeout
-        Seconds to wait for those cancels to be confirmed.
+        Seconds to wait for those cancels to be confirmed; then every order still open is queried
+        (the stop lasts up to twice ``request_timeout`` more) and any left open or of unknown state
+        at the venue fails the run (``tradebus live`` exit 4).
     request_timeout
         HTTP timeout of one REST request, seconds (no answer by then: the order is UNKNOWN
         after ``submit_timeout``).
@@ -503,6 +509,9 @@ class LiveNode(PaperNode):
         self._startup_failure: BaseException | None = None
         self._recovered: list[Order] = []
         self._recording: FrameRecorder | None = None
+        #: The orders a ``live.cancel_on_stop`` stop left at the venue: client order id -> ``"open"`` (its query
+        #: says it works) or ``"unknown"`` (no answer; journaled UNKNOWN). :meth:`run` raises on any.
+        self.left_at_venue: dict[str, Literal["open", "unknown"]] = {}
         super().__init__(
             config, max_seconds=max_seconds, max_messages=max_messages, handle_signals=handle_signals, run_dir=run_dir
         )
@@ -553,13 +562,27 @@ class LiveNode(PaperNode):
     # ------------------------------------------------------------------ run
 
     async def run(self) -> NodeSummary:
-        """Read the account, subscribe the user stream, then run as the paper daemon; close the account last."""
+        """Read the account, subscribe the user stream, then run as the paper daemon; close the account last.
+
+        Raises
+        ------
+        OrdersLeftAtVenue
+            With ``live.cancel_on_stop``, orders open or of unknown state at the venue after the stop
+            (:attr:`left_at_venue`), once the daemon has stopped whole; otherwise as
+            :meth:`PaperNode.run <tradebus.node.daemon.PaperNode.run>`, whose error comes first.
+        """
         try:
             self._open_recording()
             await self._connect()
             summary = await super().run()
             if self._startup_failure is not None:
                 raise self._startup_failure
+            if self.left_at_venue:
+                raise OrdersLeftAtVenue(
+                    f"live.cancel_on_stop: the daemon stopped with {self._left_at_venue_text()} (the journal holds "
+                    "what the venue said; a restart queries every order it holds open or unknown). Check them at the "
+                    "venue (`tradebus live-kill` cancels every open order of the account and halts the journal)"
+                )
             return summary
         finally:
             self.stream.stop()
@@ -948,9 +971,58 @@ class LiveNode(PaperNode):
                     logger.warning("stopping: cancel of {} sent unjournaled (the journal failed)", order.client_order_id)
                     venue.cancel(order)
             await asyncio.sleep(0.05)
-        left = [o.client_order_id for o in kernel.orders.open_orders()]
+        left = kernel.orders.open_orders()
         if left:
-            logger.error("stopping with {} order(s) still open at the venue: {}", len(left), left)
+            await self._query_left(left, timeout)
+
+    async def _query_left(self, left: list[Order], stop_timeout: float) -> None:
+        """At the stop's deadline, ask the venue about every order still open here and log what each is there.
+
+        The clock's timers have stopped, so no cancel timeout queries them. The requests still on their way
+        (a cancel's, whose answer may take up to ``live.request_timeout``) are awaited first (up to that), so
+        that each query leaves after its cancel ended. Each order then becomes UNKNOWN and is queried
+        (:meth:`~tradebus.execution.engine.ExecutionEngine.time_out`: ``OrderTimedOut`` journaled, the answer
+        journaled as ``OrderResolved``), the answers awaited up to ``live.request_timeout``. A closed order is
+        logged with its status; one working at the venue, or whose query went unanswered (left UNKNOWN: a
+        restart queries it), is logged as an error and kept in :attr:`left_at_venue` (:meth:`run` raises
+        :class:`~tradebus.errors.OrdersLeftAtVenue`). So the stop lasts at most ``live.stop_timeout`` plus twice
+        ``live.request_timeout``.
+        """
+        execution, journal, venue = self.kernel.execution, self.journal, self.venue
+        wait = self.config.live.request_timeout
+        await venue.drain(wait)
+        reason = f"no cancel confirmed within live.stop_timeout ({stop_timeout:g} s) of the stop"
+        for order in left:
+            try:
+                execution.time_out(order.client_order_id, reason)
+            except DataError as error:  # UNKNOWN here, unjournaled: the query still tells what it is
+                if journal is None or error is not journal.failure:
+                    raise
+                execution.reconcile_order(order.client_order_id)
+        await venue.drain(wait)
+        for order in left:
+            coid, status = order.client_order_id, order.status
+            if not order.is_open:
+                logger.warning("stopping: order {} ({}): {} at the venue, as its query says", coid, order.instrument_id, status)
+            elif status is OrderStatus.UNKNOWN:
+                self.left_at_venue[coid] = "unknown"
+                logger.error("stopping: order {} ({}): state at the venue unknown: no cancel confirmed within {:g} s and "
+                             "its query unanswered within {:g} s; journaled UNKNOWN (a restart queries it)",
+                             coid, order.instrument_id, stop_timeout, wait)
+            else:
+                self.left_at_venue[coid] = "open"
+                logger.error("stopping: order {} ({}): open at the venue ({}, filled {:g} of {:g}), as its query says: "
+                             "its cancel was not done", coid, order.instrument_id, status, order.filled_qty, order.quantity)
+        if self.left_at_venue:
+            logger.error("stopping with {}", self._left_at_venue_text())
+
+    def _left_at_venue_text(self) -> str:
+        """The orders :meth:`_query_left` left open or of unknown state at the venue, for the log and the error."""
+        left = self.left_at_venue
+        opened = [coid for coid, state in left.items() if state == "open"]
+        unknown = [coid for coid, state in left.items() if state == "unknown"]
+        return (f"{len(opened)} order(s) open at the venue: {opened if opened else 'none'}; "
+                f"{len(unknown)} of unknown state: {unknown if unknown else 'none'}")
 
 
 def run_live(

@@ -1,0 +1,191 @@
+"""A live daemon stopping with ``live.cancel_on_stop`` whose cancels go unanswered tells each order's state at the venue.
+
+At the stop's deadline (``live.stop_timeout``) every order still open here is queried; the log names each as
+closed, open at the venue, or of unknown state, the journal holds what the answers said (UNKNOWN where none came),
+and the daemon ends with :class:`~tradebus.errors.OrdersLeftAtVenue` (``tradebus live``: exit 4) when any is open
+or unknown at the venue. Against the local Binance spot account emulator and the recorded public stream (all on
+127.0.0.1); its faults make the venue hold a cancel unanswered, lose a cancel's answer, drop the stream's report
+of the cancel, or fail the query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import yaml
+from loguru import logger
+
+from tradebus.adapters.binance.private_emulator import RestFault, StreamFault
+from tradebus.engine.messages import OrderResolved, OrderStatus
+from tradebus.errors import OrdersLeftAtVenue
+from tradebus.execution.journal import Journal
+from tradebus.node.live import LiveNode
+
+from .live_harness import KEY, SECRET
+from .test_live_stop_failures import account_and_market, live_config_data, node_on, open_at_venue, resting, run_until_it_stops
+
+pytestmark = pytest.mark.usefixtures("_loguru_to_current_stderr")
+
+ROOT = Path(__file__).resolve().parents[2]
+CANCEL = ("DELETE", "/api/v3/order")
+QUERY = ("GET", "/api/v3/order")
+
+
+@contextmanager
+def logged() -> Iterator[list[str]]:
+    """The daemon's log lines (``LEVEL message``) while in the block."""
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(m.rstrip("\n")), level="INFO", format="{level} {message}")
+    try:
+        yield lines
+    finally:
+        logger.remove(sink)
+
+
+def placed_and_accepted(node: LiveNode) -> bool:
+    placed = node.kernel.strategies[0].placed  # type: ignore[attr-defined]
+    return bool(placed) and node.kernel.orders.order(placed).status is OrderStatus.ACCEPTED
+
+
+async def stop_with_cancel_held(
+    tmp_path: Path, *faults: RestFault | StreamFault, hold: bool = True, stop_timeout: float = 2.0
+) -> tuple[LiveNode, str, list[str], list[str], BaseException | None]:
+    """Run a daemon with one resting buy and stop it once the order works; with ``hold`` the venue holds its cancel
+    unprocessed and unanswered (the request times out after live.request_timeout, 1 s) until the daemon has
+    stopped; ``faults`` besides. Returns the daemon, the order's id, the orders open at the venue when the daemon
+    had stopped, the log lines and what the run raised."""
+    release = asyncio.Event()
+    error: BaseException | None = None
+    async with account_and_market() as (emulator, srv):
+        node = node_on(tmp_path, emulator, srv, [resting("steady")], stop_timeout=stop_timeout)
+        emulator.rest_faults += [RestFault("hold", *CANCEL, release=release)] if hold else []
+        for fault in faults:
+            (emulator.rest_faults if isinstance(fault, RestFault) else emulator.stream_faults).append(fault)  # type: ignore[arg-type]
+        with logged() as lines:
+            try:
+                await run_until_it_stops(node, lambda: placed_and_accepted(node))
+            except Exception as exc:  # noqa: BLE001 - the test judges it
+                error = exc
+            finally:
+                at_stop = open_at_venue(emulator)
+                release.set()
+        placed = node.kernel.strategies[0].placed  # type: ignore[attr-defined]
+        return node, placed, at_stop, lines, error
+
+
+def journaled(node: LiveNode, client_order_id: str) -> list[str]:
+    """The journal's entries of the order, in order (an ``OrderResolved`` with the status it resolved to)."""
+    assert node.config.journal is not None
+    journal = Journal(node.config.journal, exclusive=True)  # the daemon closed it
+    try:
+        return [
+            type(e.message).__name__ + (f":{e.message.status}" if isinstance(e.message, OrderResolved) else "")
+            for e in journal.entries() if getattr(e.message, "client_order_id", "") == client_order_id
+        ]
+    finally:
+        journal.close()
+
+
+def stop_errors(lines: list[str]) -> list[str]:
+    return [line for line in lines if line.startswith("ERROR stopping")]
+
+
+@pytest.mark.parametrize("stop_timeout", [2.0, 0.5])
+async def test_a_cancel_the_venue_never_answered_leaves_its_order_named_open_at_the_venue_and_the_run_failing(
+    tmp_path: Path, stop_timeout: float
+) -> None:
+    """Before: the query the cancel's timeout would send never went (the clock's timers stop before the stop's
+    cancels); the daemon logged 'stopping with 1 order(s) still open at the venue' from its own state, unasked,
+    and its run ended as a success. With a stop_timeout (0.5 s) shorter than the request's (1 s), the session
+    closed with the cancel still on its way; now the query leaves once the cancel's request has ended."""
+    node, placed, at_stop, lines, error = await stop_with_cancel_held(tmp_path, stop_timeout=stop_timeout)
+    cancel_ended = next(n for n, line in enumerate(lines) if line.startswith(f"WARNING cancel of {placed}: no answer"))
+    timed_out = lines.index(f"WARNING order {placed}: no cancel confirmed within live.stop_timeout ({stop_timeout:g} s) "
+                            "of the stop; state UNKNOWN, querying the venue")
+    assert cancel_ended < timed_out
+    assert at_stop == [placed]
+    assert isinstance(error, OrdersLeftAtVenue)
+    assert str(error).startswith(
+        f"live.cancel_on_stop: the daemon stopped with 1 order(s) open at the venue: ['{placed}']; 0 of unknown state: none"
+    )
+    assert stop_errors(lines) == [
+        f"ERROR stopping: order {placed} (BTCUSDT.BINANCE): open at the venue (ACCEPTED, filled 0 of 0.001), as its "
+        "query says: its cancel was not done",
+        f"ERROR stopping with 1 order(s) open at the venue: ['{placed}']; 0 of unknown state: none",
+    ]
+    assert node.kernel.orders.order(placed).status is OrderStatus.ACCEPTED
+    # the venue's answer is journaled: a restart starts from it
+    assert journaled(node, placed)[-3:] == ["CancelOrder", "OrderTimedOut", "OrderResolved:ACCEPTED"]
+
+
+async def test_a_cancel_done_whose_answer_and_report_were_lost_is_found_canceled_journaled_and_the_run_ends_well(
+    tmp_path: Path,
+) -> None:
+    """The venue canceled the order, but its answer came after the request's timeout and the stream's report was
+    lost. Before: logged as 'still open at the venue' (an ERROR, false), the journal holding it working."""
+    slow = RestFault("slow", *CANCEL, seconds=2.5)
+    node, placed, at_stop, lines, error = await stop_with_cancel_held(
+        tmp_path, slow, StreamFault("drop", "executionReport", at=1), hold=False
+    )
+    assert slow.fired and at_stop == [] and error is None
+    assert stop_errors(lines) == []
+    assert f"WARNING stopping: order {placed} (BTCUSDT.BINANCE): CANCELED at the venue, as its query says" in lines
+    assert node.kernel.orders.order(placed).status is OrderStatus.CANCELED
+    assert journaled(node, placed)[-3:] == ["CancelOrder", "OrderTimedOut", "OrderResolved:CANCELED"]
+
+
+async def test_a_cancel_and_a_query_both_unanswered_leave_the_order_unknown_journaled_and_the_run_failing(
+    tmp_path: Path,
+) -> None:
+    """Before: 'still open at the venue', though nothing said so; nothing journaled after the cancel."""
+    query_fails = RestFault("error5xx", *QUERY)
+    node, placed, at_stop, lines, error = await stop_with_cancel_held(tmp_path, query_fails)
+    assert query_fails.fired and at_stop == [placed]
+    assert isinstance(error, OrdersLeftAtVenue)
+    assert f"0 order(s) open at the venue: none; 1 of unknown state: ['{placed}']" in str(error)
+    assert stop_errors(lines) == [
+        f"ERROR stopping: order {placed} (BTCUSDT.BINANCE): state at the venue unknown: no cancel confirmed within 2 s "
+        "and its query unanswered within 1 s; journaled UNKNOWN (a restart queries it)",
+        f"ERROR stopping with 0 order(s) open at the venue: none; 1 of unknown state: ['{placed}']",
+    ]
+    assert node.kernel.orders.order(placed).status is OrderStatus.UNKNOWN
+    assert journaled(node, placed)[-2:] == ["CancelOrder", "OrderTimedOut"]
+
+
+async def test_tradebus_live_exits_4_when_its_stop_leaves_an_order_open_at_the_venue(tmp_path: Path) -> None:
+    """``tradebus live`` (a subprocess) stopped by SIGTERM while the venue holds its cancel. Before: exit 0."""
+    release = asyncio.Event()
+    async with account_and_market() as (emulator, srv):
+        emulator.rest_faults.append(RestFault("hold", *CANCEL, release=release))
+        config = tmp_path / "live.yaml"
+        config.write_text(yaml.safe_dump(live_config_data(tmp_path, emulator, srv, [resting("steady")], stop_timeout=2.0)))
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TRADEBUS_BINANCE_API_KEY": KEY, "TRADEBUS_BINANCE_API_SECRET": SECRET}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tradebus.cli", "live", str(config), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=str(ROOT), env=env,
+        )
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            while not open_at_venue(emulator) and proc.returncode is None and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            placed = open_at_venue(emulator)
+            assert len(placed) == 1, "the daemon placed no order"
+            await asyncio.sleep(0.2)  # its acknowledgement reached the daemon
+            proc.send_signal(signal.SIGTERM)
+            out, err = await asyncio.wait_for(proc.communicate(), 60)
+        finally:
+            release.set()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    text = err.decode(errors="replace")
+    assert proc.returncode == 4, text[-3000:]
+    assert f"error: live.cancel_on_stop: the daemon stopped with 1 order(s) open at the venue: {placed}" in " ".join(text.split())
