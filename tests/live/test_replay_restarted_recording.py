@@ -42,12 +42,18 @@ def _loguru_to_current_stderr() -> Iterator[None]:
     logger.add(lambda message: sys.stderr.write(message), level="DEBUG")
 
 
-async def session(tmp_path: Path, trades: list[tuple[int, str]]) -> tuple[PaperNode, dict[str, Any]]:
-    """One daemon session on ``trades``, recording into ``tmp_path / "frames.jsonl.gz"`` (appended to)."""
+async def session(
+    tmp_path: Path, trades: list[tuple[int, str]], *, journal: bool = False, strategy: dict[str, Any] = STRATEGY,
+    before: int = 0,
+) -> tuple[PaperNode, dict[str, Any]]:
+    """One daemon session on ``trades``, recording into ``tmp_path / "frames.jsonl.gz"`` (appended to), and with
+    ``journal`` journaling into ``tmp_path / "journal.sqlite"`` (a restart recovers from it, with the ``before``
+    trades its earlier sessions counted)."""
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), trades) as srv:
-        data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, record=True, strategy=STRATEGY)
+        data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, record=True, strategy=strategy,
+                              journal=journal)
         node = PaperNode(config_of(data), handle_signals=False)
-        await run_node(node, lambda: node.kernel.result.trades == len(trades))
+        await run_node(node, lambda: node.kernel.result.trades == before + len(trades))
     return node, data
 
 
@@ -80,3 +86,50 @@ async def test_a_recording_a_restarted_daemon_appended_to_is_refused_and_each_se
     assert res.exit_code == 0, res.output
     with pytest.raises(DataError, match=r"holds 2 sessions \(run:start lines\); --session 3"):
         play(recording, second.config, session=3)
+
+
+def _without_run(client_order_id: str) -> str:
+    """A client order id without its run component (the daemon's journal draws it, a replay's is fixed)."""
+    return client_order_id[:8] + client_order_id[16:]
+
+
+def _keys(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return [(_without_run(row[0]), *row[1:]) for row in rows]
+
+
+async def test_a_later_session_replays_from_what_the_daemon_restored_from_its_journal(tmp_path: Path) -> None:
+    # limits resting $10 behind the price stay working: the first session stops with some
+    strategy = {**STRATEGY, "params": {**STRATEGY["params"], "ticks": 1000, "keep": 4}}
+    first, _ = await session(tmp_path, TRADES[:11], journal=True, strategy=strategy)
+    # the first session stops holding a position and working orders; the restart restores them from the journal
+    assert first.kernel.portfolio.position(IID) != 0.0 and first.kernel.orders.open_orders()
+    second, _ = await session(tmp_path, TRADES[11:], journal=True, strategy=strategy, before=11)
+    assert second.summary.recovered_orders == len(first.kernel.result.orders)
+    assert second.summary.recovered_positions == {IID: first.kernel.portfolio.position(IID)}
+    daemon = second.kernel.result
+    # the restarted daemon's outputs hold both sessions: the first's orders (its working ones CANCELED) and fills
+    assert len(daemon.fills) > len(first.kernel.result.fills) > 0
+    assert any(o.reason and "restart" in o.reason for o in daemon.orders)
+
+    replay = play(tmp_path / "frames.jsonl.gz", second.config, session=2).kernel
+    result = replay.result
+    assert _keys(fill_keys(result.fills)) == _keys(fill_keys(daemon.fills))
+    assert _keys(order_keys(result.orders)) == _keys(order_keys(daemon.orders))
+    assert [(s.ts, s.equity, s.cash) for s in result.equity] == [(s.ts, s.equity, s.cash) for s in daemon.equity]
+    assert result.trades == daemon.trades
+    assert replay.portfolio.position(IID) == second.kernel.portfolio.position(IID)
+
+    # a recording made before run:start said when and what the journal restored replays alike (recovering at run:start)
+    lines = gzip.open(tmp_path / "frames.jsonl.gz", "rt", encoding="utf-8").read().splitlines()
+    old = tmp_path / "old.jsonl.gz"
+    with gzip.open(old, "wt", encoding="utf-8") as fh:
+        fh.writelines(json.dumps({**rec, "d": ""} if rec["c"] == "run:start" else rec) + "\n" for rec in map(json.loads, lines))
+    assert _keys(order_keys(play(old, second.config, session=2).kernel.result.orders)) == _keys(order_keys(daemon.orders))
+    # the second session alone: its daemon restored orders of a session this file does not hold
+    alone = tmp_path / "alone.jsonl.gz"
+    starts = [n for n, line in enumerate(lines) if json.loads(line)["c"] == "run:start"]
+    with gzip.open(alone, "wt", encoding="utf-8") as fh:
+        fh.writelines(line + "\n" for line in lines[starts[1]:])
+    with pytest.raises(DataError, match=rf"journal restored {len(first.kernel.result.orders)} order\(s\) as this session "
+                                        r"started, the replay of the recording's earlier sessions 0"):
+        play(alone, second.config)

@@ -283,6 +283,11 @@ class Journal:
         What opens the journal to write it (a daemon, a ``live-*`` command): a journal of another
         owner is refused, one that names none is stamped with it by its first write. ``None``: not
         checked (a tool reading the journal).
+    run_id
+        The run component of client order ids a new file takes (eight base-36 digits; ``None``: drawn at
+        random, as a daemon's journal does). A replay of a later daemon session journals the earlier ones
+        with :data:`~tradebus.execution.client_ids.BACKTEST_RUN_ID`, so its ids are the same on every run.
+        An existing journal keeps its own.
 
     Raises
     ------
@@ -304,10 +309,12 @@ class Journal:
         exclusive: bool = False,
         on_failure: Callable[[DataError], None] | None = None,
         owner: JournalOwner | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.on_failure = on_failure
         self.owner = owner
+        self._new_run_id = run_id
         #: The first write that failed (names the file and SQLite's error); every later write raises it.
         self.failure: DataError | None = None
         # Taken before SQLite opens the file: closing this descriptor while SQLite holds its own
@@ -370,7 +377,7 @@ class Journal:
             self._outdated = int(meta.get("schema_version", "0")) < SCHEMA_VERSION
             # Version 1 has no meta: its run id is drawn now and stored by the migration.
             return {"run_id": new_run_id(), "epoch": "0", "schema_version": "1"} | meta
-        meta = self._migrate({})  # a new file
+        meta = self._migrate({} if self._new_run_id is None else {"run_id": self._new_run_id})  # a new file
         if self.owner is not None:
             meta |= self._store_owner(self.owner)
         db.execute("COMMIT")

@@ -90,7 +90,17 @@ from tradebus.strategies.failure import strategy_failure
 if TYPE_CHECKING:
     from tradebus.reports.writers import RunDirectory
 
-__all__ = ["NodeSummary", "PaperNode", "build_paper_kernel", "close_recorder", "kept_files", "outputs_to_write", "run_paper"]
+__all__ = [
+    "NodeSummary",
+    "PaperNode",
+    "build_paper_kernel",
+    "close_recorder",
+    "kept_files",
+    "outputs_to_write",
+    "recover_journal",
+    "run_paper",
+    "run_start_line",
+]
 
 V = TypeVar("V", bound=Venue)
 
@@ -247,6 +257,8 @@ class PaperNode:
         self._start_strategies = True
         # The counts of market data the journal's earlier sessions left in the results (node.json is this session's).
         self._counted_before = {"bars": 0, "trades": 0, "quotes": 0}
+        # When the journal was replayed (None: the run has no journal), recorded in the run:start line.
+        self._recovered_at: int | None = None
 
     def _build_kernel(self) -> tuple[Kernel, Any]:
         """The run's kernel and venue (the live daemon overrides it with the exchange's venue)."""
@@ -354,7 +366,7 @@ class PaperNode:
                 self.recorder = self._new_recorder(self.config.record)
             self._run_recorder = self.recorder
             started = self.clock.now_ns()
-            self._record_run("start", started)
+            self._record_run("start", started, run_start_line(self._recovered_at, self.summary.recovered_orders))
             if self._start_strategies:
                 with self.clock.pinned(started):  # on_start's timers start where the replay starts them
                     self.kernel.start()
@@ -411,13 +423,13 @@ class PaperNode:
         self.clock.run_due(now)
         self._record_run("stop", now)
 
-    def _record_run(self, moment: str, ts_ns: int) -> None:
-        """Record a moment of the run (``run:start``, ``run:stop``) at ``ts_ns``, if the run records."""
+    def _record_run(self, moment: str, ts_ns: int, text: str = "") -> None:
+        """Record a moment of the run (``run:start``, ``run:stop``) at ``ts_ns``, with ``text``, if the run records."""
         recorder = self._run_recorder
         if recorder is None or recorder.failure is not None or recorder.closed:
             return
         try:
-            recorder.write(ts_ns, RUN_PREFIX + moment, "")
+            recorder.write(ts_ns, RUN_PREFIX + moment, text)
         except ConfigError:
             pass  # told to on_failure: run() raises it
 
@@ -537,18 +549,16 @@ class PaperNode:
         if journal is None:
             return
         kernel = self.kernel
-        unknown = journal.replay(
-            kernel.orders, kernel.portfolio, self.clock.now_ns(), risk=kernel.risk, on_message=kernel.record_journaled
-        )
-        kernel.restore_samples(journal.samples(JournaledSample))
-        result = kernel.result
-        self._counted_before = {"bars": result.bars, "trades": result.trades, "quotes": result.quotes}
-        orders = kernel.orders.orders()
-        if not orders:
-            return
-        positions = {iid: kernel.portfolio.position(iid) for iid in kernel.instruments}
-        self.venue.resume(positions, unknown, orders)
-        self._resolve_recovered(unknown)
+        self._recovered_at = now = self.clock.now_ns()
+        with self.clock.pinned(now):  # at one instant, recorded in the run:start line: a replay recovers there
+            unknown = recover_journal(kernel, self.venue, journal, now)
+            result = kernel.result
+            self._counted_before = {"bars": result.bars, "trades": result.trades, "quotes": result.quotes}
+            orders = kernel.orders.orders()
+            if not orders:
+                return
+            positions = {iid: kernel.portfolio.position(iid) for iid in kernel.instruments}
+            self._resolve_recovered(unknown)
         summary = self.summary
         summary.recovered_orders = len(orders)
         summary.resolved_unknown = [o.client_order_id for o in unknown]
@@ -574,6 +584,33 @@ class PaperNode:
         for order in unknown:
             self.kernel.execution.resolve_unknown(order.client_order_id)
             logger.warning("recovered order {} resolved: {} ({})", order.client_order_id, order.status, order.reason)
+
+
+def recover_journal(kernel: Kernel, venue: Venue, journal: Journal, now_ns: int) -> list[Any]:
+    """Rebuild ``kernel``'s orders, positions, risk state, results and equity samples from ``journal`` at ``now_ns``.
+
+    What a daemon does as it starts on its journal (and a replay of a later session of its recording,
+    :func:`~tradebus.node.playback.play`): the journal begins a new epoch of client order ids, and
+    ``venue`` takes over the journaled positions and the orders of the stopped process. Returns the
+    orders left UNKNOWN, in creation order: the caller resolves each with the venue.
+    """
+    unknown = journal.replay(kernel.orders, kernel.portfolio, now_ns, risk=kernel.risk, on_message=kernel.record_journaled)
+    kernel.restore_samples(journal.samples(JournaledSample))
+    orders = kernel.orders.orders()
+    if orders:
+        venue.resume({iid: kernel.portfolio.position(iid) for iid in kernel.instruments}, unknown, orders)
+    return unknown
+
+
+def run_start_line(recovered_ns: int | None, orders: int) -> str:
+    """The text of a ``run:start`` line: ``""``, or after a journal's recovery its time and the orders it restored.
+
+    A replay of the session recovers at that time and checks it restored as many orders
+    (:func:`~tradebus.node.playback.play`).
+    """
+    if recovered_ns is None:
+        return ""
+    return json.dumps({"recovered_ns": recovered_ns, "orders": orders}, sort_keys=True)
 
 
 def close_recorder(recorder: FrameRecorder) -> None:

@@ -29,7 +29,9 @@ The kernel starts (the strategies' ``on_start``) at the moment the daemon starte
 ``run:start`` line, before its feeds connected), so a timer set there is due when it was in the
 daemon; a recording made before that line starts it at its first frame's receive time. A daemon
 restarted on the same file appends its session from its own ``run:start``: such a recording is
-refused unless one session is chosen (:meth:`Playback.run` ``session``, ``--session``), which plays alone.
+refused unless one session is chosen (:meth:`Playback.run` ``session``, ``--session``), which plays from
+the state the daemon began it with: what its journal restored, rebuilt by replaying the earlier
+sessions into a journal of the replay's own (:func:`play`).
 The daemon handles each message with its clock pinned at the frame's receive time, where the simulated
 clock stands, however late its busy loop read the frame (:class:`~tradebus.engine.clock.LiveClock`
 ``replay_times``): an order decided on it is stamped and arrives at the same time in both.
@@ -86,6 +88,7 @@ import asyncio
 import gzip
 import json
 import signal
+import tempfile
 import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -113,7 +116,9 @@ from tradebus.engine.messages import FeedStale
 from tradebus.errors import ConfigError, DataError, ParseError
 from tradebus.config.load import parse_config
 from tradebus.node.config import PaperConfig, dump_paper_config, load_paper_config
-from tradebus.node.daemon import build_paper_kernel, kept_files
+from tradebus.execution.client_ids import BACKTEST_RUN_ID
+from tradebus.execution.journal import Journal
+from tradebus.node.daemon import build_paper_kernel, kept_files, recover_journal
 from tradebus.adapters.common.feed import Feed
 from tradebus.adapters.common.trade_gaps import TradeGapLog
 from tradebus.node.feeds import attach_feeds, build_feeds, feed_of_connection
@@ -255,6 +260,9 @@ class Playback:
     ----------
     config
         The paper config whose feeds made the recording.
+    journal
+        The journal the kernel writes, recovered from when a session starts as the daemon's
+        was (:func:`play` gives one to a later session's replay; ``None``: none, the session starts flat).
 
     Attributes
     ----------
@@ -266,12 +274,13 @@ class Playback:
         :class:`PlaybackStats`.
     """
 
-    def __init__(self, config: PaperConfig) -> None:
+    def __init__(self, config: PaperConfig, journal: Journal | None = None) -> None:
         self.config = config
+        self.journal = journal
         self.clock = SimulatedClock()
         self.guard = MarketGuard()
         self.kernel: Kernel
-        self.kernel, self.venue = build_paper_kernel(config, self.clock, self.guard)
+        self.kernel, self.venue = build_paper_kernel(config, self.clock, self.guard, journal)
         self.router = NodeRouter(self.kernel, self.guard)
         self.trade_gaps = TradeGapLog()
         gaps, router = self.trade_gaps, self.router
@@ -359,6 +368,37 @@ class Playback:
         self.clock.advance_to(ts_ns)
         feed.recorded_live_ns = ts_ns
 
+    def _recover(self, path: str | Path, start_ns: int, text: str | bytes) -> None:
+        """Set the clock to the session's start (``start_ns``), after recovering from :attr:`journal` as the daemon did.
+
+        ``text`` is the session's ``run:start`` line's: when and how many orders the daemon's journal
+        restored (:func:`~tradebus.node.daemon.run_start_line`; ``""`` in a recording made before it
+        said, or of a daemon without a journal). A replay without a journal must find none restored.
+
+        Raises
+        ------
+        DataError
+            The daemon restored another number of orders than the replay: its journal held orders of
+            sessions the recording does not hold (names the file and both numbers).
+        """
+        started = _run_start(path, text)
+        recovered_ns = min(started.get("recovered_ns", start_ns), start_ns)
+        self.clock.set_time(recovered_ns)
+        restored = 0
+        if self.journal is not None:
+            for order in recover_journal(self.kernel, self.venue, self.journal, recovered_ns):
+                self.kernel.execution.resolve_unknown(order.client_order_id)
+            restored = len(self.kernel.orders.orders())
+        daemon = started.get("orders")
+        if daemon is not None and daemon != restored:
+            raise DataError(
+                f"{path}: the run:start at {start_ns}: the daemon's journal restored {daemon} order(s) as this session "
+                f"started, the replay of the recording's earlier sessions {restored}: the journal holds orders of "
+                "sessions this recording does not (it was recorded to another file, or without record:), "
+                "so no replay can start where the daemon did"
+            )
+        self.clock.advance_to(start_ns)
+
     def run(self, path: str | Path, session: int | None = None) -> RunResult:
         """Play a whole recording, or one daemon session of it, and stop the kernel; return the run result.
 
@@ -366,7 +406,8 @@ class Playback:
         ``run:start`` line. One kernel cannot play two sessions as the daemons ran them (the restarted
         one called ``on_start`` again, began with a new simulated venue and with what its journal
         restored): such a recording needs ``session``, the number of the session to play (1: from
-        the first line), which is played alone, from a fresh kernel.
+        the first line), which is played alone, from a fresh kernel (:func:`play` recovers it from a
+        journal of the earlier sessions first, as the daemon did).
 
         Raises
         ------
@@ -399,7 +440,7 @@ class Playback:
                 if lineno == 1:
                     # on_start at the daemon's (its run:start line), or, in a recording made before that
                     # line, at the first frame's receive time
-                    self.clock.set_time(recv_ns)
+                    self._recover(path, recv_ns, raw if conn == RUN_START else "")
                     self.kernel.start()
                 if conn.startswith(STALE_PREFIX):
                     self.feed_stale(recv_ns, conn[len(STALE_PREFIX):], _last_message_ns(raw, conn))
@@ -455,9 +496,23 @@ def _second_session(path: str | Path, recv_ns: int) -> DataError:
     return DataError(
         f"{path}: {where}: a second run:start: a restarted daemon appended its session to this recording, and a "
         "replay does not model the restart (on_start again, a new simulated venue, the state its journal "
-        "restored); replay one session with --session N (1: the first; a later one starts flat, without "
-        "what a journal restored)"
+        "restored); replay one session with --session N (1: the first; a later one from what its daemon's "
+        "journal restored, rebuilt from the sessions before it)"
     )
+
+
+def _run_start(path: str | Path, text: str | bytes) -> dict[str, int]:
+    """What a ``run:start`` line's text says (:func:`~tradebus.node.daemon.run_start_line`; ``{}``: nothing)."""
+    if not text:
+        return {}
+    try:
+        started = json.loads(text)
+    except ValueError:
+        started = None
+    if not isinstance(started, dict) or not all(isinstance(v, int) for v in started.values()):
+        raise DataError(f"{path}: a run:start line holds '' or the daemon's recovery as JSON integers, "
+                        f"not {text[:60]!r}")
+    return started
 
 
 def _last_message_ns(raw: str | bytes, conn: str) -> int:
@@ -471,9 +526,32 @@ def _last_message_ns(raw: str | bytes, conn: str) -> int:
 
 def play(recording: str | Path, config: PaperConfig, session: int | None = None) -> Playback:
     """Play ``recording`` (its ``session``-th daemon session, see :meth:`Playback.run`) through ``config``'s
-    feeds and kernel; return the finished :class:`Playback`."""
-    playback = Playback(config)
-    playback.run(recording, session)
+    feeds and kernel; return the finished :class:`Playback`.
+
+    A daemon with a journal (``config.journal``) restarted on it begins its session with what the
+    journal restored: the orders and positions of its earlier sessions (the working ones CANCELED,
+    its simulated venue having stopped), their fills and equity samples, its risk state and a new
+    epoch of client order ids. The replay of a later session rebuilds that state the way the daemon
+    did: it plays sessions ``1..session - 1`` first, each on a kernel journaling into a journal of its
+    own (a temporary file, removed after; its run id :data:`~tradebus.execution.client_ids.BACKTEST_RUN_ID`),
+    and recovers each session from it at the time the daemon recovered (its ``run:start`` line;
+    a recording made before that line says recovers at that line). Deterministic, and an old
+    recording replays so too. A journal holding more than the recording (sessions recorded elsewhere
+    or not at all) is refused where the ``run:start`` line records how many orders the daemon restored.
+    """
+    if session is None or session == 1 or config.journal is None:
+        playback = Playback(config)
+        playback.run(recording, session)
+        return playback
+    with tempfile.TemporaryDirectory(prefix="tradebus-replay-") as tmp:
+        path = Path(tmp) / "journal.sqlite"
+        for number in range(1, session + 1):
+            journal = Journal(path, "NORMAL", owner=config.journal_owner(), run_id=BACKTEST_RUN_ID)
+            try:
+                playback = Playback(config, journal)
+                playback.run(recording, number)
+            finally:
+                journal.close()
     return playback
 
 
@@ -510,8 +588,8 @@ def run_playback(
     out = Path(out_dir) if out_dir is not None else Path("runs") / f"replay-{name}"
     run_dir = RunDirectory(out, "replay", keep=[recording, *kept_files(config)], force=force)
     try:
-        playback = Playback(config)
-        result = playback.run(recording, session)
+        playback = play(recording, config, session)
+        result = playback.kernel.result
         write_outputs(
             run_dir, result, playback.kernel.instruments, dump_paper_config(config),
             {"playback.json": playback.stats.to_json()}, report=report,

@@ -59,8 +59,11 @@ Ends of connections
 
 The daemon's run
     The daemon records the moment it starts its kernel (the strategies' ``on_start``), before its
-    feeds connect, as ``{"t": <when>, "c": "run:start"}``, before any market frame of its run: a replay
+    feeds connect, as ``{"t": <when>, "c": "run:start", "d": ""}``, before any market frame of its run: a replay
     starts its kernel at that time, so a timer set in ``on_start`` is due when it was in the daemon.
+    A daemon with a journal writes ``"d": "{\"orders\": <restored>, \"recovered_ns\": <when>}"``: when it
+    replayed the journal and how many orders it restored (a replay of a later session recovers
+    there, and checks it restored as many; :func:`~tradebus.node.playback.play`).
     A daemon's timers and alerts fire on the wall clock, also while no frame arrives; a replay's
     clock fires them before the first line at or after their time. The daemon records the moment it
     stops, after firing what was due by then, as ``{"t": <when>, "c": "run:stop"}``
