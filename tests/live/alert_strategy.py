@@ -12,7 +12,8 @@ from tradebus.strategies.base import Strategy
 
 
 class AlertParams(StrictModel):
-    """The alert is due ``after_ms`` after the ``at_trade``-th trade (1-based); it buys ``quantity``."""
+    """The alert is due ``after_ms`` after the ``at_trade``-th trade (1-based; a negative ``after_ms``: already past as
+    it is set); it buys ``quantity``."""
 
     after_ms: int = 300
     quantity: float = 0.01
@@ -31,6 +32,8 @@ class AlertBuy(Strategy):
         self.trades = 0
         #: ``(due time, trades seen before it)`` of each firing.
         self.fired: list[tuple[int, int]] = []
+        #: The clock's time as each firing decided.
+        self.decided: list[int] = []
 
     def on_trade(self, trade: Trade) -> None:
         self.trades += 1
@@ -39,6 +42,7 @@ class AlertBuy(Strategy):
 
     def on_timer(self, event: TimeEvent) -> None:
         self.fired.append((event.ts_event, self.trades))
+        self.decided.append(self.clock.now_ns())
         self.submit_market(self.instrument_id, OrderSide.BUY, self.quantity, reason="alert")
 
 

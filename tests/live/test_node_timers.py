@@ -64,6 +64,29 @@ async def test_an_alert_due_on_a_silent_market_after_the_last_frame_fires_in_the
     assert [o.status for o in replay.kernel.result.orders] == [o.status for o in node.kernel.result.orders]
 
 
+async def test_an_alert_set_for_a_time_already_past_fires_at_once_at_the_current_time_in_the_daemon_as_in_the_replay(
+    tmp_path: Path,
+) -> None:
+    # set on the second trade, 300 ms before it: due already, it fires as soon as the handler returns
+    strategy = {"name": "tests.live.alert_strategy:AlertBuy", "instruments": [IID],
+                "params": {"after_ms": -300, "at_trade": 2}}
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), FIRST_FRAMES) as srv:
+        data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, record=True, strategy=strategy)
+        node = PaperNode(config_of(data), handle_signals=False)
+        await run_node(node, lambda: node.kernel.result.trades == len(FIRST_FRAMES) and bool(_strategy(node).fired))
+    recording = tmp_path / "frames.jsonl.gz"
+    second = [t for t, conn, _ in read_frames(recording) if not conn.startswith("rest")][1]  # its receive time
+    paper = _strategy(node)
+    # the event says when the alert was due; the strategy decides at the current time: the second trade's
+    assert paper.fired == [(second - 300_000_000, 2)]
+    assert paper.decided == [second]
+    replay = play(recording, node.config)
+    assert _strategy(replay).fired == paper.fired and _strategy(replay).decided == paper.decided
+    assert [o.ts_created for o in replay.kernel.result.orders] == [o.ts_created for o in node.kernel.result.orders] == [second]
+    assert order_keys(replay.kernel.result.orders) == order_keys(node.kernel.result.orders)
+    assert fill_keys(replay.kernel.result.fills) == fill_keys(node.kernel.result.fills)
+
+
 async def test_a_timer_set_in_on_start_is_due_and_fills_in_the_replay_exactly_as_in_the_daemon(tmp_path: Path) -> None:
     # The daemon starts its strategies before its feed connects; the replay starts them at the same
     # recorded moment, not at the first frame's receive time (the connection delay later).

@@ -53,7 +53,12 @@ class Clock(ABC):
 
     @abstractmethod
     def set_alert(self, name: str, at_ns: int, callback: TimerCallback) -> None:
-        """Fire ``callback`` once at ``at_ns``."""
+        """Fire ``callback`` once at ``at_ns``.
+
+        An alert set for a time already past fires as soon as the current step ends, at the current time:
+        its event's ``ts_event`` is ``at_ns``, its ``ts_init`` (and the clock inside ``callback``) the time it
+        was set, on every clock (a paper daemon's with ``replay_times`` as its replay's).
+        """
 
     @abstractmethod
     def cancel(self, name: str) -> None:
@@ -255,13 +260,15 @@ class LiveClock(Clock):
         # earlier of them (an order's arrival at the simulated venue) and due before this one fires first.
         self.run_due(at_ns)
 
-    def _call(self, callback: TimerCallback, name: str, at_ns: int) -> None:
-        """Run a timer's or alert's ``callback`` due at ``at_ns``: at its due time (``replay_times``) or on the wall clock."""
+    def _call(self, callback: TimerCallback, name: str, at_ns: int, run_ns: int | None = None) -> None:
+        """Run a timer's or alert's ``callback`` due at ``at_ns``: at ``run_ns`` (default: its due time;
+        ``replay_times``) or on the wall clock."""
         if not self.replay_times:
             callback(TimeEvent(name, at_ns, time.time_ns()))
             return
-        with self.pinned(at_ns):
-            callback(TimeEvent(name, at_ns, at_ns))
+        run_ns = at_ns if run_ns is None else run_ns
+        with self.pinned(run_ns):
+            callback(TimeEvent(name, at_ns, run_ns))
 
     def run_due(self, ts_ns: int) -> None:
         """Fire now, in time order, every timer and alert due at or before ``ts_ns`` whose loop callback has not run.
@@ -313,11 +320,14 @@ class LiveClock(Clock):
         self._at(name, (self.now_ns() if start_ns is None else start_ns) + interval_ns, rank, fire)
 
     def set_alert(self, name: str, at_ns: int, callback: TimerCallback) -> None:
+        """Call ``callback`` at ``at_ns``; an alert set for a time already past runs at once, at the time it was
+        set (``replay_times``: the event's ``ts_init`` and the clock inside it), as on a :class:`SimulatedClock`."""
         self._check(name, None, self._handles)
+        run_ns = max(at_ns, self.now_ns())
 
         def fire(at: int) -> None:
             self._handles.pop(name, None)
-            self._call(callback, name, at)
+            self._call(callback, name, at, max(at, run_ns))
 
         self._at(name, at_ns, next(self._created), fire)
 
