@@ -445,6 +445,34 @@ def test_recording_import_stores_a_trade_gap_its_recorded_fetch_left_unfilled(tm
     ]
 
 
+def test_recording_import_releases_trades_held_at_a_run_stop_at_the_stop_as_the_replay_does(tmp_path: Path) -> None:
+    """The daemon stopped during the fetch, 1 s after the last frame (its ``run:stop`` line): the replay delivered the
+    held trades at the stop, the import wrote them at the last frame's receive time. Both now release them at the
+    stop, the recording's last line."""
+    from tradebus.node.playback import Playback
+
+    rec = write_trade_gap_recording(tmp_path / "gap.jsonl.gz")
+    stop_ns = rec.kept[-1][0] + 1_000_000_000
+    with FrameRecorder(tmp_path / "stopped.jsonl.gz") as out:
+        for line in rec.kept:
+            out.write(*line)
+        out.write(stop_ns, "run:stop", "")
+    import_recording(tmp_path / "stopped.jsonl.gz", trades_only_usdm_config(), tmp_path / "cat")
+    table = Catalog(tmp_path / "cat").read("binance_usdm", "usdm", "BTCUSDT", "trades")
+    written = list(zip(*(table.column(c).to_pylist() for c in ("trade_id", "ts_event", "ts_init", "price", "size",
+                                                                 "aggressor")), strict=True))
+    assert [t[2] for t in written] == [*(t for t, _, _ in rec.kept[: rec.at]), *[stop_ns] * (len(rec.kept) - rec.at)]
+
+    playback = Playback(trades_only_usdm_config())
+    seen: list = []
+    playback.kernel.bus.subscribe(
+        Trade, lambda m: seen.append((m.trade_id, m.ts_event, playback.clock.now_ns(), m.price, m.size, m.aggressor)),
+        USDM_IID,
+    )
+    playback.run(tmp_path / "stopped.jsonl.gz")
+    assert seen == written
+
+
 def test_recording_import_writes_trades_held_before_a_recovery_at_its_answer_as_the_replay_sees_them(
     tmp_path: Path,
 ) -> None:

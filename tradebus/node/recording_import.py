@@ -22,7 +22,8 @@ rows at all: the import is refused too, naming the book.
 A venue's trades after a gap in its trade ids are held back until the recorded answer of the
 daemon's REST fetch of the missing ones, as ``tradebus replay`` holds them; a recording that ends
 before that answer (cut, or its daemon stopped during the fetch) releases them at its end, so no
-received trade is left out. The ids no answer filled are stored in the trades dataset's manifest
+received trade is left out: at its last line, the daemon's ``run:stop`` (or a connection's ``end:``)
+included, where the replay's clock stands when it delivers them. The ids no answer filled are stored in the trades dataset's manifest
 as ``missed_trades`` ``[start_ns, end_ns, first_id, last_id, lost]`` (listed by data info); a
 backtest whose window overlaps one is refused unless ``data.allow_missed_trades``
 (``tradebus.cli.check_missed_trades``).
@@ -53,7 +54,7 @@ from loguru import logger
 from rich.console import Console
 from rich.markup import escape
 
-from tradebus.adapters.common.recorder import LIVE_PREFIX, STALE_PREFIX
+from tradebus.adapters.common.recorder import END_PREFIX, LIVE_PREFIX, RUN_PREFIX, STALE_PREFIX
 from tradebus.adapters.common.trade_gaps import TradeGapLog
 from tradebus.data.catalog import Catalog, DatasetExists, Manifest
 from tradebus.data.market_ingest import CatalogSink
@@ -142,10 +143,13 @@ def import_recording(
     frame = 0
     rejected = 0
     first_rejected = ""
-    recv_ns = 0
+    recv_ns = frame_ns = 0
     try:
-        for recv_ns, conn, raw in read_recording(recording, feeds, episodes=True):
+        for recv_ns, conn, raw in read_recording(recording, feeds, episodes=True, runs=True, ends=True):
             clock[0] = recv_ns
+            if conn.startswith((RUN_PREFIX, END_PREFIX)):
+                continue  # a moment of the daemon's run or a connection's end: the time the recording ends at, if last
+            frame_ns = recv_ns
             if conn.startswith((STALE_PREFIX, LIVE_PREFIX)):
                 stale.on_episode(recv_ns, conn, raw)
                 continue
@@ -163,11 +167,11 @@ def import_recording(
             books.after(frame, recv_ns)
             stale.after(recv_ns)
         if frame:
-            for feed in feeds:  # the trades held behind a gap whose recorded fetch the recording does not reach
-                feed.end_recording(recv_ns)
-            stale.after(recv_ns)
+            for feed in feeds:  # the trades held behind a gap whose recorded fetch the recording does not reach,
+                feed.end_recording(recv_ns)  # released at its last line (a run:stop included), as the replay does
+            stale.after(frame_ns)
         books.check_resynced(recording)
-        stale.finish(recv_ns)
+        stale.finish(frame_ns)
         for iid, stretches in stale.stretches.items():
             for a, b, feed in stretches:
                 logger.warning("{}: feed {} stale from {} to {}: the daemon denied every order on {} in between",
