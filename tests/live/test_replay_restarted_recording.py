@@ -133,3 +133,19 @@ async def test_a_later_session_replays_from_what_the_daemon_restored_from_its_jo
     with pytest.raises(DataError, match=rf"journal restored {len(first.kernel.result.orders)} order\(s\) as this session "
                                         r"started, the replay of the recording's earlier sessions 0"):
         play(alone, second.config)
+    # a daemon restarted and stopped before any frame in between: its empty session is played too (a new epoch)
+    between = json.loads(lines[starts[1]])["t"]
+    empty = tmp_path / "empty.jsonl.gz"
+    with gzip.open(empty, "wt", encoding="utf-8") as fh:
+        fh.writelines(line + "\n" for line in lines[: starts[1]])
+        fh.write(json.dumps({"t": between - 2, "c": "run:start", "d": json.dumps({"orders": len(first.kernel.result.orders),
+                                                                                   "recovered_ns": between - 3})}) + "\n")
+        fh.write(json.dumps({"t": between - 1, "c": "run:stop", "d": ""}) + "\n")
+        fh.writelines(line + "\n" for line in lines[starts[1]:])
+
+    def no_epoch(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        return [(row[0][:8] + row[0][19:], *row[1:]) for row in rows]
+
+    third = play(empty, second.config, session=3).kernel.result
+    assert no_epoch(order_keys(third.orders)) == no_epoch(order_keys(daemon.orders))
+    assert no_epoch(fill_keys(third.fills)) == no_epoch(fill_keys(daemon.fills))

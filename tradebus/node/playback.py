@@ -399,7 +399,7 @@ class Playback:
             )
         self.clock.advance_to(start_ns)
 
-    def run(self, path: str | Path, session: int | None = None) -> RunResult:
+    def run(self, path: str | Path, session: int | None = None, *, require_frames: bool = True) -> RunResult:
         """Play a whole recording, or one daemon session of it, and stop the kernel; return the run result.
 
         A daemon restarted on the same ``record:`` file appends its session to it, from its own
@@ -407,7 +407,9 @@ class Playback:
         one called ``on_start`` again, began with a new simulated venue and with what its journal
         restored): such a recording needs ``session``, the number of the session to play (1: from
         the first line), which is played alone, from a fresh kernel (:func:`play` recovers it from a
-        journal of the earlier sessions first, as the daemon did).
+        journal of the earlier sessions first, as the daemon did). Without ``require_frames`` a session
+        without a frame (a daemon restarted and stopped before its feeds delivered any) is played
+        too: :func:`play` plays the sessions before the one asked for so.
 
         Raises
         ------
@@ -477,7 +479,7 @@ class Playback:
         }
         if self._rejected:
             logger.info("playback: frames rejected by the parsers: {}", stats.rejected)
-        if stats.frames == sum(stats.rejected.values()):
+        if require_frames and stats.frames == sum(stats.rejected.values()):
             feeds = ", ".join(feed.name for feed in self.feeds)
             if stats.frames:
                 held = f"the parsers of {feeds} rejected all {stats.frames} of its frames"
@@ -549,7 +551,7 @@ def play(recording: str | Path, config: PaperConfig, session: int | None = None)
             journal = Journal(path, "NORMAL", owner=config.journal_owner(), run_id=BACKTEST_RUN_ID)
             try:
                 playback = Playback(config, journal)
-                playback.run(recording, number)
+                playback.run(recording, number, require_frames=number == session)
             finally:
                 journal.close()
     return playback
