@@ -668,7 +668,7 @@ def replay(
         int | None,
         typer.Option(
             "--session", min=1, show_default=False,
-            help="Replay only the N-th daemon session of a recording a restarted daemon appended to (each begins at a run:start line; 1: the first). Such a recording is refused without it (exit 3). A later session starts flat, without the orders and positions its daemon's journal restored.",
+            help="Replay only the N-th daemon session of a recording a restarted daemon appended to (each begins at a run:start line; 1: the first). Such a recording is refused without it (exit 3). A later session starts from what its daemon's journal restored (the config's journal:), rebuilt by replaying the sessions before it into a temporary journal.",
         ),
     ] = None,
 ) -> None:
