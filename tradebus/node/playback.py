@@ -375,11 +375,10 @@ class Playback:
         restored (:func:`~tradebus.node.daemon.run_start_line`; ``""`` in a recording made before it
         said, or of a daemon without a journal). A replay without a journal must find none restored.
 
-        Raises
-        ------
-        DataError
-            The daemon restored another number of orders than the replay: its journal held orders of
-            sessions the recording does not hold (names the file and both numbers).
+        A daemon whose journal restored another number of orders (it held orders of sessions this
+        recording does not: a journal kept across recordings) is logged at WARNING, naming the file
+        and both numbers, and the session plays from what the replay restored: its outputs differ
+        from the daemon's by what the journal held.
         """
         started = _run_start(path, text)
         recovered_ns = min(started.get("recovered_ns", start_ns), start_ns)
@@ -391,11 +390,11 @@ class Playback:
             restored = len(self.kernel.orders.orders())
         daemon = started.get("orders")
         if daemon is not None and daemon != restored:
-            raise DataError(
-                f"{path}: the run:start at {start_ns}: the daemon's journal restored {daemon} order(s) as this session "
-                f"started, the replay of the recording's earlier sessions {restored}: the journal holds orders of "
-                "sessions this recording does not (it was recorded to another file, or without record:), "
-                "so no replay can start where the daemon did"
+            logger.warning(
+                "{}: the run:start at {}: the daemon's journal restored {} order(s) as this session started, the "
+                "replay of the recording's earlier sessions {}: the journal held orders of sessions this recording "
+                "does not (recorded to another file, or without record:); the replay starts from the {} and its "
+                "outputs differ from the daemon's by them", path, start_ns, daemon, restored, restored,
             )
         self.clock.advance_to(start_ns)
 
@@ -539,7 +538,8 @@ def play(recording: str | Path, config: PaperConfig, session: int | None = None)
     and recovers each session from it at the time the daemon recovered (its ``run:start`` line;
     a recording made before that line says recovers at that line). Deterministic, and an old
     recording replays so too. A journal holding more than the recording (sessions recorded elsewhere
-    or not at all) is refused where the ``run:start`` line records how many orders the daemon restored.
+    or not at all) is warned of where the ``run:start`` line records how many orders the daemon restored
+    (:meth:`Playback._recover`): the session plays from what the recording rebuilds.
     """
     if session is None or session == 1 or config.journal is None:
         playback = Playback(config)
