@@ -323,6 +323,48 @@ def test_a_raise_of_one_bracket_exit_above_its_sibling_is_denied_and_the_oco_hol
     assert (tp.quantity, tp.filled_qty) == (0.9, 0.9)
     assert [o.status.name for o in kernel.orders.orders()] == ["FILLED", "CANCELED", "FILLED"]
 
+def test_a_lowering_of_an_oco_member_whose_reduction_is_on_its_way_is_denied_above_the_reduction() -> None:
+    """OCO of a buy limit at 95 and a buy stop at 105, both 1.0, 1.5 s of latency, trades of 1 s; a print of 0.3 at 94 fills the
+    first 0.3, and its sibling's reduction to 0.7 leaves for the venue. A second later, the reduction still on its
+    way, the strategy modifies the sibling from 1.0 to 0.9. Before, that passed as a lowering of the 1.0 the order
+    still showed; the venue applied the reduction (0.7), then the 0.9, and the stop bought 0.9 at 106: the group
+    bought 1.2 for its 1.0. Now the 0.9 is denied, above the 0.7 the group leaves it; the group buys 1.0."""
+    second = 1_000_000_000
+    denied: list[OrderDenied] = []
+
+    class OnTrades(Scripted):
+        def on_trade(self, trade: Trade) -> None:
+            self.on_bar(None)  # type: ignore[arg-type]
+
+        def on_order_denied(self, event: OrderDenied) -> None:
+            denied.append(event)
+
+    def place(s: Scripted) -> None:
+        s.ids["a"] = s.submit_limit(IID, BUY, 1.0, 95.0)
+        s.ids["b"] = s.submit_stop(IID, BUY, 1.0, 105.0)
+        s.submit_oco([s.ids["a"], s.ids["b"]])  # type: ignore[list-item]
+
+    def lower_b(s: Scripted) -> None:
+        assert s.ctx.orders.order(s.ids["b"] or "").quantity == 1.0  # the reduction has not arrived
+        s.modify(s.ids["b"], quantity=0.9)  # type: ignore[arg-type]
+
+    inst = Instrument(venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, margin=True)
+    venue = VenueConfig(fill_on="trades", trade_size_limit=True, latency_ns=1_500_000_000)
+    kernel = Kernel([inst], venue_config=venue, initial_cash=1e6)
+    kernel.add_strategy(OnTrades({1: place, 4: lower_b}))
+    prints = [(100.0, 1.0), (100.0, 1.0), (94.0, 0.3), (96.0, 1.0), (96.0, 1.0), (96.0, 1.0), (96.0, 1.0), (106.0, 5.0)]
+    for k, (px, size) in enumerate(prints, start=1):
+        kernel.process(Trade(IID, T0 + k * second, T0 + k * second, px, size, 0, str(k)))
+    kernel.stop()
+    ids = strategy(kernel).ids
+    assert [(f.client_order_id, f.price, f.quantity) for f in kernel.result.fills] == [
+        (ids["a"], 95.0, 0.3), (ids["b"], 106.0, 0.7)
+    ]
+    assert kernel.portfolio.position(IID) == pytest.approx(1.0)
+    assert [(d.client_order_id, d.reason.split(" to ")[0]) for d in denied] == [(ids["b"], f"modify: OCO: {ids['b']}")]
+    assert "above the 0.7 its group" in denied[0].reason
+
+
 def test_an_oco_of_two_entries_reached_in_one_bar_fills_both_and_says_so_when_linked() -> None:
     """Buy limit 95 and buy stop 105, neither reduce-only; bar 2 (100, 106, 94, 100) reaches both
     (path 100 -> 94 -> 106): the limit fills at 95, the stop at 105 before the OCO cancel (an

@@ -65,7 +65,8 @@ OCO
     instruments may all fill before it (linking them logs a warning); ``contingent: native``
     cancels the siblings at the fill, in the same bar.
     An OCO group has one size: a strategy's modify that raises a member's unfilled quantity above
-    its own and above what its group leaves it (its largest working sibling's unfilled quantity, and
+    its own (while a sibling's reduction of it is on its way, what the reduction leaves it: the venue
+    applies the modify after it) and above what its group leaves it (its largest working sibling's unfilled quantity, and
     on a cash-only instrument the room the group's fills left it) is denied before it reaches the
     venue (``OrderDenied``, reason ``"modify: OCO: ..."``, :meth:`ContingentOrders.refused_raise`),
     in backtests and live alike. Raised alone it would not hold: a sibling's fill reduces it back to
@@ -705,14 +706,22 @@ class ContingentOrders:
 
     def refused_raise(self, cmd: ModifyOrder) -> bool:
         """Deny (``OrderDenied``, reason ``"modify: OCO: ..."``) a modify that raises an OCO member's unfilled
-        quantity above both its own and what its group leaves it (module docstring, OCO); whether it did."""
+        quantity above both its own and what its group leaves it (module docstring, OCO); whether it did.
+
+        Its own is that of the sibling's reduction on its way (:attr:`_reducing`) while there is one: the
+        venue applies the modify after it, so one below the quantity the order still shows can raise it.
+        """
         coid = cmd.client_order_id
         group = self._oco.get(coid)
         order = self._kernel.orders.get(coid)
         if group is None or order is None or not order.is_open or cmd.quantity != cmd.quantity:
             return False
         wanted = cmd.quantity - order.filled_qty
-        if wanted - order.leaves_qty <= self._lot_error(order):
+        own = order.leaves_qty
+        reduction = self._reducing.get(coid)
+        if reduction is not None:
+            own = min(own, reduction.quantity - order.filled_qty)
+        if wanted - own <= self._lot_error(order):
             return False  # not a raise
         others = [o for c in group if c != coid and (o := self._kernel.orders.get(c)) is not None and o.is_open]
         if not others:
