@@ -290,7 +290,6 @@ def test_oco_of_two_plain_orders() -> None:
     assert fills(kernel) == [("BUY", 105.0, 2)]
 
 
-
 def test_a_raise_of_one_bracket_exit_above_its_sibling_is_denied_and_the_oco_holds() -> None:
     """Bracket: buy 1.0, stop-loss 95, take-profit 110; at bar 4 the strategy raises the take-profit to 2.0. Before, the
     raise went through, the take-profit sold the 1.0 position at 110 in bar 6 (it is reduced to the stop's 1.0 left
@@ -322,6 +321,7 @@ def test_a_raise_of_one_bracket_exit_above_its_sibling_is_denied_and_the_oco_hol
     assert fills(kernel) == [("BUY", 100.0, 2), ("SELL", 110.0, 6)]
     assert (tp.quantity, tp.filled_qty) == (0.9, 0.9)
     assert [o.status.name for o in kernel.orders.orders()] == ["FILLED", "CANCELED", "FILLED"]
+
 
 def test_a_lowering_of_an_oco_member_whose_reduction_is_on_its_way_is_denied_above_the_reduction() -> None:
     """OCO of a buy limit at 95 and a buy stop at 105, both 1.0, 1.5 s of latency, trades of 1 s; a print of 0.3 at 94 fills the

@@ -25,8 +25,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tradebus.errors import ConfigError, DataError, TradebusError
-from tradebus.reports.summary import print_titled
 from tradebus.ops.logs import setup_logging
+from tradebus.reports.summary import print_titled
 from tradebus.research.output import write_json
 
 __all__ = ["research_app"]
