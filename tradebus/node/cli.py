@@ -79,7 +79,11 @@ def live_kill(
         canceled = asyncio.run(kill_switch(cfg, ApiKeys.from_env(cfg.live), reason, flatten=flatten))
     except TradebusError as exc:
         _fail(exc, Console(stderr=True))
-    Console().print(f"canceled {len(canceled)} order(s); trading HALTED in {cfg.journal} until `tradebus live-resume`")
+    if cfg.journal is None:
+        Console().print(f"canceled {len(canceled)} order(s); the config has no journal: no trading state stored (a daemon "
+                        "on this config is not halted)")
+    else:
+        Console().print(f"canceled {len(canceled)} order(s); trading HALTED in {cfg.journal} until `tradebus live-resume`")
 
 
 def live_resume(

@@ -1120,6 +1120,9 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
     VenueError
         Orders still open (or the open orders not readable) after the last round; the journal
         is HALTED all the same and nothing was flattened.
+
+    Without a journal in the config nothing is halted (there is no trading state to store: a
+    daemon on that config goes on trading), which is logged; the cancels are the kill.
     """
     from tradebus.node.flatten import flatten as flatten_positions
 
@@ -1171,7 +1174,8 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
             await api.close()
             if journal is not None:
                 journal.close()
-            set_trading_state(config, TradingState.HALTED, reason)
+            if config.journal is not None:
+                set_trading_state(config, TradingState.HALTED, reason)
     finally:
         if journal is not None:
             journal.close()
@@ -1181,7 +1185,11 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
             f"kill switch: {len(canceled)} order(s) canceled, but after {KILL_ROUNDS} rounds {what}; the journal is "
             f"HALTED{'; nothing was flattened' if flatten else ''}. Check the account and run live-kill again"
         )
-    logger.warning("kill switch: {} order(s) canceled, journal HALTED ({})", len(canceled), reason)
+    if config.journal is None:
+        logger.warning("kill switch: {} order(s) canceled; the config has no journal: no trading state stored, a daemon "
+                       "on this config is not halted", len(canceled))
+    else:
+        logger.warning("kill switch: {} order(s) canceled, journal HALTED ({})", len(canceled), reason)
     return canceled
 
 
