@@ -25,9 +25,9 @@ tradebus error, among them an exception raised in a strategy's hook (the message
 strategy id, the hook, the event time and the exception with the line that raised it; its
 traceback at ``--log-level DEBUG``); 130 after Ctrl-C and 143 after SIGTERM (a backtest or replay then leaves its
 output directory, a data import its catalog, as it was; the paper and live daemons take either
-signal as their stop); 4 when a live daemon stopping with ``live.cancel_on_stop`` left orders open, or of
-unknown state, at the venue (:class:`~tradebus.errors.OrdersLeftAtVenue`, after it stopped whole; each order
-is named). Errors are printed as one message naming the file and the
+signal as their stop); 4 when a live daemon stopping with ``live.cancel_on_stop`` (after it stopped whole) or
+``live-kill`` (after its cancel rounds, the journal HALTED) left orders open, or of unknown state, at the venue
+(:class:`~tradebus.errors.OrdersLeftAtVenue`; each order is named). Errors are printed as one message naming the file and the
 field or row, without a traceback.
 """
 

@@ -12,7 +12,7 @@ Hierarchy::
     ├── OrderError           an order cannot be built or a transition is invalid
     │   └── InvalidTransition
     ├── VenueError           a venue (simulated or live) answered with an error
-    │   └── OrdersLeftAtVenue  a live daemon's stop left orders open, or of unknown state, at the venue
+    │   └── OrdersLeftAtVenue  a live daemon's stop or live-kill left orders open, or of unknown state, at the venue
     ├── ParseError           a market-data frame could not be parsed
     ├── BookError            an order book was given invalid levels or capacity
     └── StrategyError        a strategy's hook raised (names the strategy, the hook, the time)
@@ -72,10 +72,11 @@ class VenueError(TradebusError):
 
 
 class OrdersLeftAtVenue(VenueError):
-    """A live daemon stopping with ``live.cancel_on_stop`` left orders open, or of unknown state, at the venue.
+    """Orders were left open, or of unknown state, at the venue by a live daemon's stop or the kill switch.
 
-    Raised once the daemon has stopped whole (journal closed, outputs written); the message names each
-    order. ``tradebus live`` exits 4 on it.
+    Raised once a daemon stopping with ``live.cancel_on_stop`` has stopped whole (journal closed, outputs
+    written), or once ``live-kill``'s cancel rounds have ended (journal HALTED); the message names each
+    order. ``tradebus live`` and ``tradebus live-kill`` exit 4 on it.
     """
 
 

@@ -341,7 +341,7 @@ async def test_kill_switch_goes_on_past_a_failed_cancel_and_halts_even_when_orde
     from tradebus.adapters.binance.private_emulator import RestFault
     from tradebus.adapters.binance.trading import BinanceTrading
     from tradebus.engine.messages import TradingState
-    from tradebus.errors import VenueError
+    from tradebus.errors import OrdersLeftAtVenue
     from tradebus.execution.journal import Journal
     from tradebus.execution.orders import Order
     from tradebus.node.live import kill_switch
@@ -375,7 +375,8 @@ async def test_kill_switch_goes_on_past_a_failed_cancel_and_halts_even_when_orde
         await api.place(Order("stuck", "", IID, OrderSide.BUY, OrderType.LIMIT, 0.001, 20_000.0))
         await api.close()
         config = parse_live_config(_config(tmp_path / "b", "ws://127.0.0.1:9", "http://127.0.0.1:9", emulator), "<test>")
-        with pytest.raises(VenueError, match=r"after 3 rounds the open orders could not be read; the journal is HALTED"):
+        with pytest.raises(OrdersLeftAtVenue, match=r"after 3 rounds the open orders could not be read \(.*\): which are open "
+                           r"is unknown; the journal .*journal.sqlite is HALTED"):
             await kill_switch(config, keys, "test kill")
     assert emulator.orders["stuck"].status is OrderStatus.ACCEPTED
     assert halted(tmp_path / "b" / "journal.sqlite")

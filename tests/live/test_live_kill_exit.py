@@ -1,7 +1,9 @@
 """``tradebus live-kill``'s exit code and message say what it left at the venue.
 
 Through the command (``tradebus.cli.app``) against the local Binance spot account emulator on 127.0.0.1:
-0 once no order is open, with or without a journal in the config.
+0 once no order is open, with or without a journal in the config; 4
+(:class:`~tradebus.errors.OrdersLeftAtVenue`) naming the orders still open, or saying their state is unknown,
+after the cancel rounds, the journal HALTED all the same.
 """
 
 from __future__ import annotations
@@ -71,5 +73,33 @@ async def test_a_kill_that_canceled_everything_exits_0_and_halts_the_journal(tmp
     assert emulator.orders["open0"].status is OrderStatus.CANCELED
     assert result.exit_code == 0, result.output
     assert f"canceled 1 order(s); trading HALTED in {tmp_path / 'journal.sqlite'} until" in result.output
+    assert halted(tmp_path / "journal.sqlite")
+
+
+@pytest.mark.parametrize("journal", [True, False])
+async def test_an_order_still_open_after_the_rounds_exits_4_naming_it(tmp_path: Path, journal: bool) -> None:
+    """A plain VenueError, exit 1 (and without a journal the ConfigError of the halt hid it: exit 2)."""
+    faults = [RestFault("error5xx", "DELETE", "/api/v3/order") for _ in range(6)]  # every cancel of every round
+    result, emulator = await kill(tmp_path, faults, ["open0", "stuck"], journal=journal)
+    assert emulator.orders["stuck"].status is OrderStatus.ACCEPTED
+    assert result.exit_code == 4, result.output
+    text = result.output
+    halt = f"the journal {tmp_path / 'journal.sqlite'} is HALTED" if journal else "no journal in the config: nothing HALTED"
+    assert "error: kill switch: " in text and f"after 3 rounds 2 order(s) still open at the venue: ['open0', 'stuck']; {halt}" in text
+    if journal:
+        assert halted(tmp_path / "journal.sqlite")
+
+
+async def test_open_orders_unreadable_in_the_last_round_exits_4_naming_those_last_listed(tmp_path: Path) -> None:
+    """Listed open in round 1 (its cancel unanswered), unreadable in rounds 2 and 3: its state is unknown."""
+    faults = [RestFault("error5xx", "DELETE", "/api/v3/order")]
+    # each fault counts the listings no fault before it failed: every one from the third (round 2's) on fails
+    faults += [RestFault("error5xx", "GET", "/api/v3/openOrders", at=2) for _ in range(6)]
+    result, emulator = await kill(tmp_path, faults, ["stuck"])
+    assert emulator.orders["stuck"].status is OrderStatus.ACCEPTED
+    assert result.exit_code == 4, result.output
+    text = result.output
+    assert "after 3 rounds the open orders could not be read (" in text
+    assert "which are open is unknown (1 order(s) open when last listed: ['stuck'])" in text
     assert halted(tmp_path / "journal.sqlite")
 

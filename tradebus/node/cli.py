@@ -65,7 +65,11 @@ def live_kill(
     reason: Annotated[str, typer.Option(help="Why (kept in the journal).")] = "kill switch",
     flatten: Annotated[bool, typer.Option("--flatten", help="Also sell every position the journal holds, at market.")] = False,
 ) -> None:
-    """Cancel every open order of the account's instruments (optionally flatten) and leave the journal HALTED until live-resume."""
+    """Cancel every open order of the account's instruments (optionally flatten) and leave the journal HALTED until live-resume.
+
+    Exits 0 once no order is open (with no journal in the config nothing is halted, which is said), 4 when
+    orders are left open or of unknown state at the venue (named; the journal HALTED all the same).
+    """
     import asyncio
 
     from tradebus.cli import _fail, setup_logging

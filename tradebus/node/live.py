@@ -93,7 +93,7 @@ from tradebus.config import dump_config, load_config, parse_config
 from tradebus.config.base import HttpUrl, StrictModel, WsUrl
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.engine.messages import CancelOrder, OrderStatus, SubmitOrder, TradingState
-from tradebus.errors import ConfigError, DataError, OrdersLeftAtVenue, VenueError
+from tradebus.errors import ConfigError, DataError, OrdersLeftAtVenue
 from tradebus.execution.client_ids import ClientIdRule
 from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.journal import Journal, JournalOwner
@@ -1117,9 +1117,10 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
         The config's journal was written by another mode, environment or venue account
         (:class:`~tradebus.execution.journal.JournalOwner`; the account id is read from the
         venue first when the journal holds one): nothing is canceled, sold or written.
-    VenueError
-        Orders still open (or the open orders not readable) after the last round; the journal
-        is HALTED all the same and nothing was flattened.
+    OrdersLeftAtVenue
+        Orders still open after the last round, or the open orders not readable in it (their
+        state unknown), each named where listed; the journal is HALTED all the same and nothing
+        was flattened (``tradebus live-kill`` exits 4).
 
     Without a journal in the config nothing is halted (there is no trading state to store: a
     daemon on that config goes on trading), which is logged; the cancels are the kill.
@@ -1139,6 +1140,8 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
     journal = None if config.journal is None or not config.journal.is_file() else Journal(config.journal, owner=config.journal_owner())
     canceled: list[str] = []
     left: list[str] | None = None
+    listed: list[str] = []  # the open orders of the last round that listed them
+    unread = ""
     try:
         rest_url, _ = config.live.endpoints()
         api = config.live.account().trading(
@@ -1159,10 +1162,10 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
             for round_ in range(1, KILL_ROUNDS + 1):
                 try:
                     canceled += await api.cancel_all()
-                    left = [r.client_order_id for r in await api.open_orders()]
+                    left = listed = [r.client_order_id for r in await api.open_orders()]
                 except (NoAnswer, VenueRejected) as exc:
                     logger.warning("kill switch: round {}: the open orders could not be listed: {}", round_, exc)
-                    left = None
+                    left, unread = None, str(exc)
                 if left == []:
                     break
                 if round_ < KILL_ROUNDS:
@@ -1179,11 +1182,16 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
     finally:
         if journal is not None:
             journal.close()
+    halted = "no journal in the config: nothing HALTED" if config.journal is None else f"the journal {config.journal} is HALTED"
     if left != []:
-        what = "the open orders could not be read" if left is None else f"{len(left)} order(s) still open: {left}"
-        raise VenueError(
-            f"kill switch: {len(canceled)} order(s) canceled, but after {KILL_ROUNDS} rounds {what}; the journal is "
-            f"HALTED{'; nothing was flattened' if flatten else ''}. Check the account and run live-kill again"
+        if left is None:
+            what = (f"the open orders could not be read ({unread}): which are open is unknown"
+                    + (f" ({len(listed)} order(s) open when last listed: {listed})" if listed else ""))
+        else:
+            what = f"{len(left)} order(s) still open at the venue: {left}"
+        raise OrdersLeftAtVenue(
+            f"kill switch: {len(canceled)} order(s) canceled, but after {KILL_ROUNDS} rounds {what}; {halted}"
+            f"{'; nothing was flattened' if flatten else ''}. Check the account and run live-kill again"
         )
     if config.journal is None:
         logger.warning("kill switch: {} order(s) canceled; the config has no journal: no trading state stored, a daemon "
