@@ -107,6 +107,9 @@ async def test_a_cancel_the_venue_never_answered_leaves_its_order_named_open_at_
     closed with the cancel still on its way; now the query leaves once the cancel's request has ended."""
     node, placed, at_stop, lines, error = await stop_with_cancel_held(tmp_path, stop_timeout=stop_timeout)
     cancel_ended = next(n for n, line in enumerate(lines) if line.startswith(f"WARNING cancel of {placed}: no answer"))
+    # the clock's timers have stopped: no cancel timeout queries it, the stop's deadline does
+    assert lines[cancel_ended].endswith("; the daemon is stopping: the stop's deadline queries it if still open "
+                                        "(live.cancel_on_stop), else a restart on the journal does")
     timed_out = lines.index(f"WARNING order {placed}: no cancel confirmed within live.stop_timeout ({stop_timeout:g} s) "
                             "of the stop; state UNKNOWN, querying the venue")
     assert cancel_ended < timed_out
@@ -189,3 +192,19 @@ async def test_tradebus_live_exits_4_when_its_stop_leaves_an_order_open_at_the_v
     text = err.decode(errors="replace")
     assert proc.returncode == 4, text[-3000:]
     assert f"error: live.cancel_on_stop: the daemon stopped with 1 order(s) open at the venue: {placed}" in " ".join(text.split())
+
+
+async def test_a_cancel_unanswered_while_the_daemon_runs_says_its_cancel_timeout_will_query() -> None:
+    """The other side of the stop's message: the clock's timers run, so the cancel timeout is the one to query."""
+    from tests.live.live_harness import harness, until
+    from tradebus.engine.messages import CancelOrder, OrderSide
+
+    async with harness(rest_faults=[RestFault("slow", *CANCEL, seconds=0.6)]) as h:  # answered after the 0.25 s timeout
+        order = h.submit(OrderSide.BUY, 0.001, 20_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        coid = order.client_order_id
+        with logged() as lines:
+            h.kernel.execution.cancel(CancelOrder("s1", h.iid, coid, 0, 0))
+            await until(lambda: any(line.startswith(f"WARNING cancel of {coid}: no answer") for line in lines), timeout=10)
+    (unanswered,) = [line for line in lines if line.startswith(f"WARNING cancel of {coid}: no answer")]
+    assert unanswered.endswith("; the cancel timeout will query")

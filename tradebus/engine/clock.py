@@ -64,6 +64,11 @@ class Clock(ABC):
     def cancel(self, name: str) -> None:
         """Cancel a timer or alert by name (no error if unknown)."""
 
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`LiveClock.stop` ended the run: no timer or alert fires any more (a simulated clock: never)."""
+        return False
+
     def run_due(self, ts_ns: int) -> None:  # noqa: B027 (a no-op unless the clock's timers run elsewhere)
         """Fire now every timer and alert due at or before ``ts_ns`` that has not fired yet.
 
@@ -245,6 +250,11 @@ class LiveClock(Clock):
         self._handles.clear()
         self._due.clear()
         self.next_due = 2**63 - 1
+
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` ended the run: no timer or alert fires any more."""
+        return self._stopped
 
     def _at(self, name: str, at_ns: int, rank: int, fire: Callable[[int], None]) -> None:
         if self._stopped:

@@ -1251,7 +1251,11 @@ class LiveVenue(Venue):
                 self._cancel_refused[coid] = str(exc)
                 self._query_soon(order)
         except NoAnswer as exc:
-            logger.warning("cancel of {}: no answer ({}); the cancel timeout will query", coid, exc)
+            if self.clock.stopped:  # a daemon's stop: its timers, the cancel timeouts among them, have stopped
+                logger.warning("cancel of {}: no answer ({}); the daemon is stopping: the stop's deadline queries it if "
+                               "still open (live.cancel_on_stop), else a restart on the journal does", coid, exc)
+            else:
+                logger.warning("cancel of {}: no answer ({}); the cancel timeout will query", coid, exc)
         if coid in self._replacing:
             # The replacement waits for the cancel, confirmed by the stream or a query sent from now on
             # (a cancel-replace has no engine timeout of its own).
