@@ -267,3 +267,26 @@ def test_live_resume_asks_for_mainnet_twice_as_live_and_live_kill_do(
             assert risk is not None and risk.manual_state is TradingState.ACTIVE
         finally:
             journal.close()
+
+
+def test_live_resume_prints_the_journal_path_whole_on_a_narrow_terminal(tmp_path: Path) -> None:
+    import asyncio
+
+    kit = KITS["okx"]
+    deep = tmp_path / "an-account-directory-with-a-long-name" / "journals-of-the-okx-spot-testnet-account"
+    deep.mkdir(parents=True)
+
+    async def config_data() -> dict[str, object]:
+        async with kit_harness(kit) as h:
+            return kit.config(deep, "ws://127.0.0.1:9", h.emulator)
+
+    data = asyncio.run(config_data())
+    live = parse_live_config(data, "<test>")
+    assert live.journal is not None
+    Journal(live.journal, owner=live.journal_owner()).close()
+    config = tmp_path / "live.yaml"
+    config.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(app, ["live-resume", str(config)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert len(str(live.journal)) > 80
+    assert f"trading ACTIVE in {live.journal}" in result.output.splitlines()

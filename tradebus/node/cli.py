@@ -85,9 +85,10 @@ def live_kill(
         _fail(exc, Console(stderr=True))
     if cfg.journal is None:
         Console().print(f"canceled {len(canceled)} order(s); the config has no journal: no trading state stored (a daemon "
-                        "on this config is not halted)")
+                        "on this config is not halted)", soft_wrap=True, highlight=False, markup=False)
     else:
-        Console().print(f"canceled {len(canceled)} order(s); trading HALTED in {cfg.journal} until `tradebus live-resume`")
+        Console().print(f"canceled {len(canceled)} order(s); trading HALTED in {cfg.journal} until `tradebus live-resume`",
+                        soft_wrap=True, highlight=False, markup=False)
 
 
 def live_resume(
@@ -108,4 +109,4 @@ def live_resume(
         resume_trading(cfg)
     except TradebusError as exc:
         _fail(exc, Console(stderr=True))
-    Console().print(f"trading ACTIVE in {cfg.journal}")
+    Console().print(f"trading ACTIVE in {cfg.journal}", soft_wrap=True, highlight=False, markup=False)
