@@ -908,6 +908,59 @@ async def test_a_restart_rebuilds_the_room_of_a_partly_filled_spot_oco(kit: Venu
         await until(lambda: buy.status is OrderStatus.ACCEPTED, timeout=5.0)
         await h.venue.drain()
 
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_restart_rebuilds_the_room_of_a_spot_oco_its_reductions_lowered(kit: VenueKit, tmp_path: Path) -> None:
+    """Cash-only spot: an OCO of a limit buy of 0.010 at 950 and a stop-limit buy of 0.010 (1,050, limit 1,070); a
+    trade at 940 fills 0.003 of the limit (the stop is reduced to 0.007), one at 1,060 fills 0.005 of the stop (the
+    limit is reduced to 0.005), and the daemon stops. The group bought 0.008 of its 0.010: each member may fill
+    0.002 more. Before, the restart took the group's size as its largest member's quantity now, 0.007 (its
+    reductions lowered it), and rebuilt a room of none (0.007 - 0.008): the account held nothing for the group,
+    and the next partial fill (0.001 of the stop) canceled the limit instead of reducing it to 0.004."""
+    journal = tmp_path / "journal.sqlite"
+    emu = kit.emulator(None, None, True)
+    one_account = VenueKit(**{**kit.__dict__, "make_emulator": lambda *a, **k: emu})  # across both processes
+    strategy = Contingent(kit.iid)
+    async with kit_harness(one_account, journal=journal, strategies=[strategy]) as h:
+        tape = KitTape(h, kit.iid, 10**18)
+        tape.size = 0.001
+        tape.trade(1_000.0)  # a last price below the stop's trigger
+        limit, stop = strategy.submit_oco([
+            OrderSpec(kit.iid, OrderSide.BUY, 0.010, price=950.0),
+            OrderSpec(kit.iid, OrderSide.BUY, 0.010, price=1_070.0, trigger_price=1_050.0),
+        ])
+        a, b = (h.kernel.orders.order(c) for c in (limit, stop))
+        await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
+        tape.size = 0.003
+        tape.trade(940.0)
+        await until(lambda: a.filled_qty == pytest.approx(0.003) and b.quantity == pytest.approx(0.007), timeout=5.0)
+        tape.size = 0.005
+        tape.trade(1_060.0)
+        await until(lambda: b.filled_qty == pytest.approx(0.005) and a.quantity == pytest.approx(0.005), timeout=5.0)
+        await h.venue.drain()
+        account = h.kernel.portfolio.account
+        running = (account.oco_room(limit), account.oco_room(stop))
+        held = account.locked("USDT")
+        assert running == (pytest.approx(0.002), pytest.approx(0.002))
+    async with kit_harness(one_account, journal=journal, strategies=[Contingent(kit.iid)]) as h:
+        orders = [h.kernel.orders.order(c) for c in (limit, stop)]
+        for order in orders:
+            h.venue.track(order)
+            h.kernel.execution.resolve_unknown(order.client_order_id)  # as the daemon's start does: a query
+        await until(lambda: all(o.status is OrderStatus.PARTIALLY_FILLED for o in orders))
+        a, b = orders
+        account, inst = h.kernel.portfolio.account, h.kernel.instruments[kit.iid]
+        assert (account.oco_room(limit), account.oco_room(stop)) == running
+        rate = 1.0 + max(inst.maker_fee, inst.taker_fee)
+        # The group holds what its largest holder may still buy: the stop's 0.002 at 1,070.
+        assert account.locked("USDT") == pytest.approx(0.002 * 1_070.0 * rate) == pytest.approx(held)
+        tape = KitTape(h, kit.iid, 2 * 10**18, size=0.001)
+        tape.trade(1_060.0)  # fills 0.001 of the stop: the limit is reduced to its 0.003 filled + 0.001
+        await until(lambda: b.filled_qty == pytest.approx(0.006) and a.quantity == pytest.approx(0.004), timeout=5.0)
+        await h.venue.drain()
+        assert a.status is OrderStatus.PARTIALLY_FILLED and emu.orders[limit].order.quantity == pytest.approx(0.004)
+        assert (account.oco_room(limit), account.oco_room(stop)) == (pytest.approx(0.001), pytest.approx(0.001))
+
+
 async def test_a_cancel_replace_of_an_oco_sibling_whose_reduction_was_refused_is_reduced_at_the_next_trade() -> None:
     """Binance spot: two OCO limit buys of 0.003 (50,000 and 49,000); a trade of 0.001 fills a third of the first, the
     sibling's reduction to 0.002 (a cancel-replace) is refused, and the sibling is then moved to 49,500 by a

@@ -542,7 +542,8 @@ class ContingentLinked(msgspec.Struct, frozen=True, gc=False):
       ``exit_after_bars``, ``exit_after_ns``, ``cooldown_bars``;
     * ``"children"``: the bracket's stop-loss and take-profit ids (journaled before they are sent);
     * ``"exit"``: the bracket's timed-exit order id;
-    * ``"oco"``: the members of one OCO group;
+    * ``"oco"``: the members of one OCO group; ``params``: ``size``, the group's (its largest member's quantity
+      when linked; absent from links journaled before it was added);
     * ``"trailing"``: ``client_order_id`` trails; ``params``: ``sell``, ``offset``, ``percent``;
     * ``"gtd"``: ``client_order_id`` expires at ``params["expire_ns"]``;
     * ``"reduce"``: the reduction of OCO sibling ``client_order_id`` to ``params["quantity"]`` was

@@ -175,8 +175,9 @@ Restarts
       group rules leave them (their fills plus the filler's unfilled quantity) at the first bar,
       trade or quote of the instrument, when above it (their reduction was refused, or never sent);
       on a cash-only instrument the account is given the room the group's fills left each working member
-      (the group fills no more than its largest member, no member more than a partly filled one's unfilled
-      quantity), so it holds no more than that before the reduction is applied; the refusals of a reduction are journaled (``ContingentLinked`` kind ``"reduce"``), so the
+      (the group fills no more than its size, journaled with its ``"oco"`` link as its reductions lower its
+      members' quantities -- a link without it: its largest member's quantity now --, no member more than a
+      partly filled one's unfilled quantity), so it holds no more than that before the reduction is applied; the refusals of a reduction are journaled (``ContingentLinked`` kind ``"reduce"``), so the
       restart counts on from them: one refused :data:`REDUCE_TRIES` times before is not sent again
       (the sibling is canceled, a reduce-only one left as it is);
     * GTD cancels and a duration-based timed exit are set again (the exit counted from the
@@ -355,6 +356,8 @@ class ContingentOrders:
         self._brackets: dict[str, Bracket] = {}  # entry id -> bracket
         self._child_of: dict[str, Bracket] = {}  # child or exit id -> bracket
         self._oco: dict[str, list[str]] = {}  # member id -> its group (shared list)
+        # member id -> its group's size: its largest member's quantity when linked (journaled: a restart's room).
+        self._oco_size: dict[str, float] = {}
         self._trailing: dict[str, TrailingStop] = {}
         # Cancel-replaces in flight (ContingentLinked "replace"): replaced id -> replacement id.
         self._replacing: dict[str, str] = {}
@@ -538,10 +541,11 @@ class ContingentOrders:
             return group
         (iid,) = iids
         sid = strategy_id if linked[0] in specs else orders.order(linked[0]).strategy_id
+        size = max(specs[c].quantity if c in specs else orders.order(c).quantity for c in linked)
         # As a bracket's children: linked (and journaled) before they are sent, so each is checked
         # against the group counted once.
         self._kernel.portfolio.account.link_oco(linked)
-        self._link("oco", sid, iid, linked[0], linked)
+        self._link("oco", sid, iid, linked[0], linked, size=size)
         for coid, spec in specs.items():
             order_type = (
                 OrderType.LIMIT if spec.trigger_price is None
@@ -556,7 +560,7 @@ class ContingentOrders:
             )  # fmt: skip
         live = [c for c in linked if self._is_open(c)]
         if len(live) > 1:
-            self._group(live, journal=False)
+            self._group(live, journal=False, size=size)
         else:
             for coid in live:
                 self._kernel.portfolio.account.unlink_oco(coid)
@@ -634,14 +638,19 @@ class ContingentOrders:
             )
         return ""
 
-    def _group(self, group: list[str], journal: bool = True) -> None:
-        """Link working orders into one OCO group (journaled unless it was before they were sent)."""
+    def _group(self, group: list[str], journal: bool = True, size: float | None = None) -> None:
+        """Link working orders into one OCO group (journaled unless it was before they were sent) of ``size``
+        (``None``: its largest member's quantity)."""
+        orders = self._kernel.orders
+        if size is None:
+            size = max(orders.order(c).quantity for c in group)
         for coid in group:
             self._oco[coid] = group
+            self._oco_size[coid] = size
         self._kernel.portfolio.account.link_oco(group)
         if journal:
-            first = self._kernel.orders.order(group[0])
-            self._link("oco", first.strategy_id, first.instrument_id, group[0], group)
+            first = orders.order(group[0])
+            self._link("oco", first.strategy_id, first.instrument_id, group[0], group, size=size)
         if self.native:
             self._venue.link_oco(group)  # type: ignore[attr-defined]
             self._venue_oco.update(group)
@@ -946,12 +955,15 @@ class ContingentOrders:
             self._link("trailing", sid, iid, new, (), sell=float(trail.sell), offset=trail.offset, percent=trail.percent)
             self._trailing[new] = trail
         group = self._oco.pop(old, None)
+        size = self._oco_size.pop(old, None)
         if group is not None and old in group:
             group[group.index(old)] = new
             self._oco[new] = group
+            if size is not None:
+                self._oco_size[new] = size
             self._kernel.portfolio.account.unlink_oco(old)
             self._kernel.portfolio.account.link_oco(group)
-            self._link("oco", sid, iid, group[0], group)
+            self._link("oco", sid, iid, group[0], group, size=size)
         bracket = self._child_of.pop(old, None)
         if bracket is not None:
             self._child_of[new] = bracket
@@ -1331,9 +1343,16 @@ class ContingentOrders:
                         self._cancel_soon(member, "OCO: sibling filled")
                 else:
                     if len(live) > 1:
+                        members = [o for c in link.order_ids if (o := orders.get(c)) is not None]
+                        # Journaled without its size (by an older version): its largest member's quantity now.
+                        size = p.get("size", _NAN)
+                        if size != size:
+                            size = max(o.quantity for o in members)
                         for member in live:
                             self._oco[member] = live
-                        self._kernel.portfolio.account.link_oco(live, self._room_left(link.order_ids, live))
+                            self._oco_size[member] = size
+                        room = self._room_left(members, live, size)
+                        self._kernel.portfolio.account.link_oco(live, room)
                     self._reduce_soon(link.order_ids, refused)
             elif link.kind == "trailing":
                 order = orders.get(coid)
@@ -1347,17 +1366,17 @@ class ContingentOrders:
         for bracket in brackets.values():
             self._resume(bracket)
 
-    def _room_left(self, group: Sequence[str], live: Sequence[str]) -> dict[str, float] | None:
+    def _room_left(self, members: Sequence[Order], live: Sequence[str], size: float) -> dict[str, float] | None:
         """The most each of a restored cash-only OCO group's working members ``live`` may still fill, as the fills
-        of its members (``group``, all it had) left it (:meth:`SpotCashAccount.oco_room
+        of its ``members`` (all it had) left it (:meth:`SpotCashAccount.oco_room
         <tradebus.account.spot.SpotCashAccount.oco_room>`; ``None``: no member filled, or not cash-only): the group
-        fills no more than its largest member, and no member more than a partly filled one's unfilled quantity."""
-        orders = self._kernel.orders
-        members = [o for c in group if (o := orders.get(c)) is not None]
+        fills no more than its ``size`` (journaled: its reductions lowered its members' quantities), and no member
+        more than a partly filled one's unfilled quantity."""
         fillers = [o for o in members if o.filled_qty > 0.0]
         if not fillers or not self._kernel.instruments[members[0].instrument_id].cash_only:
             return None
-        left = max(o.quantity for o in members) - sum(o.filled_qty for o in members)
+        orders = self._kernel.orders
+        left = size - sum(o.filled_qty for o in members)
         room: dict[str, float] = {}
         for coid in live:
             order = orders.order(coid)
@@ -1560,6 +1579,7 @@ class ContingentOrders:
 
     def _unlink(self, coid: str) -> None:
         group = self._oco.pop(coid, None)
+        self._oco_size.pop(coid, None)
         if group is not None and coid in group:
             group.remove(coid)
         self._kernel.portfolio.account.unlink_oco(coid)
