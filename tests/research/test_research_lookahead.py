@@ -411,3 +411,15 @@ def test_perpetual_frames_give_back_the_messages_the_backtest_feeds() -> None:
     frames = perpetual_frames(messages)
     assert [(f.kind, len(f.frame)) for f in frames] == [("mark_prices", 100), ("funding_rates", 5)]
     assert msgspec.json.encode(perpetual_messages(frames)) == msgspec.json.encode(messages)
+
+
+def test_the_lookahead_command_shows_no_log_of_its_perturbed_reruns(tmp_path: Path) -> None:
+    """quickstart.yaml's backtest has no denied order, but its re-runs on perturbed prices denied hundreds
+    (``order EmaCrrve... denied: buying_power``, 1,674 WARNING lines for 5 cuts): one INFO line counts them."""
+    config = str(REPO / "configs" / "quickstart.yaml")
+    result = CliRunner().invoke(app, ["research", "--log-level", "INFO", "lookahead", config, "--cuts", "2",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 0, repr(result.exception)
+    summary = [line for line in result.stderr.splitlines() if "re-runs on perturbed data logged" in line]
+    assert len(summary) == 1 and "denied: buying_power" in summary[0], result.stderr[-2000:]
+    assert result.stderr.count("denied") == 1

@@ -11,21 +11,29 @@ import os
 import string
 import sys
 from pathlib import Path
+from typing import Any
 
 from loguru import logger
 
 from tradebus.ops.config import LogConfig
 
-__all__ = ["LOG_LEVELS", "log_files", "open_log_sink", "setup_logging"]
+__all__ = ["LOG_LEVELS", "RERUN", "log_files", "open_log_sink", "setup_logging"]
 
 #: The levels ``--log-level`` takes (loguru's).
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+#: The ``extra`` key of a record logged by a run a research tool repeats on made-up data (the lookahead
+#: detector's perturbed re-runs); its value names the re-run. The command line's stderr does not show them.
+RERUN = "rerun"
+
+
+def _not_rerun(record: Any) -> bool:
+    return RERUN not in record["extra"]
 
 
 def setup_logging(level: str, fmt: str = "{time:HH:mm:ss} {level} {message}") -> None:
-    """Send loguru's records of ``level`` and above to stderr (and nothing else)."""
+    """Send loguru's records of ``level`` and above to stderr (and nothing else), but a re-run's (:data:`RERUN`)."""
     logger.remove()
-    logger.add(sys.stderr, level=level, format=fmt, diagnose=False)
+    logger.add(sys.stderr, level=level, format=fmt, diagnose=False, filter=_not_rerun)
 
 
 def open_log_sink(config: LogConfig) -> int | None:

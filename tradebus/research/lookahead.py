@@ -49,12 +49,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from loguru import logger
 
 from tradebus.data.catalog import schema_for
 from tradebus.data.replay import ReplayBatch
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import Bar, FundingRate, MarkPrice, OrderFilled, Quote, Trade
 from tradebus.errors import ConfigError
+from tradebus.ops.logs import RERUN
 from tradebus.strategies.base import Strategy
 
 __all__ = [
@@ -397,6 +399,13 @@ def detect_lookahead(
     on_run
         Called after each run (``n_cuts + 1`` runs; progress reporting).
 
+    Notes
+    -----
+    The records the perturbed re-runs log (a strategy's or the risk gate's, e.g. orders denied
+    for buying power at made-up prices) carry ``extra[RERUN]`` (:data:`tradebus.ops.logs.RERUN`,
+    naming the cut); the command line does not show them and one INFO line counts their warnings.
+    The unperturbed run logs as a backtest does.
+
     Raises
     ------
     ConfigError
@@ -416,27 +425,42 @@ def detect_lookahead(
     if on_run is not None:
         on_run()
     report = LookaheadReport([int(c) for c in cuts])
-    for cut in report.cuts:
-        ref = base.upto(cut)
-        got = runner(perturb(sources, cut, rng)).upto(cut)
-        if on_run is not None:
-            on_run()
-        report.records_checked += len(ref)
-        found = 0
-        for k in range(max(len(ref), len(got))):
-            a = ref[k] if k < len(ref) else None
-            b = got[k] if k < len(got) else None
-            if a is None or b is None or a[:3] != b[:3] or not _same(a[3], b[3]):
-                first = a or b
-                assert first is not None
-                report.violations.append(
-                    {"cut": cut, "kind": first[0], "ts": first[1], "key": first[2],
-                     "before": None if a is None else list(a[3])[:20], "after": None if b is None else list(b[3])[:20]}
-                )
-                found += 1
-                if found >= _MAX_PER_CUT:  # later records are misaligned after the first difference
-                    break
+    warned: list[str] = []
+    counter = logger.add(lambda m: warned.append(m.record["message"]), level="WARNING",
+                         filter=lambda r: RERUN in r["extra"])
+    try:
+        for cut in report.cuts:
+            with logger.contextualize(**{RERUN: f"lookahead cut {cut}"}):
+                got = runner(perturb(sources, cut, rng)).upto(cut)
+            if on_run is not None:
+                on_run()
+            _compare(report, cut, base.upto(cut), got)
+    finally:
+        logger.remove(counter)
+    if warned:
+        logger.info("lookahead: the {} re-runs on perturbed data logged {} warnings, not shown (their orders meet "
+                    "made-up prices); the first: {}", len(report.cuts), len(warned), warned[0])
     return report
+
+
+def _compare(report: LookaheadReport, cut: int, ref: list[tuple[str, int, str, tuple[Any, ...]]],
+             got: list[tuple[str, int, str, tuple[Any, ...]]]) -> None:
+    """Add to ``report`` the records at or before ``cut`` that differ between the run (``ref``) and its re-run."""
+    report.records_checked += len(ref)
+    found = 0
+    for k in range(max(len(ref), len(got))):
+        a = ref[k] if k < len(ref) else None
+        b = got[k] if k < len(got) else None
+        if a is None or b is None or a[:3] != b[:3] or not _same(a[3], b[3]):
+            first = a or b
+            assert first is not None
+            report.violations.append(
+                {"cut": cut, "kind": first[0], "ts": first[1], "key": first[2],
+                 "before": None if a is None else list(a[3])[:20], "after": None if b is None else list(b[3])[:20]}
+            )
+            found += 1
+            if found >= _MAX_PER_CUT:  # later records are misaligned after the first difference
+                break
 
 
 def check_config(
