@@ -164,9 +164,11 @@ def read_sources(replay: Any) -> list[SourceFrame]:
 def perturb(sources: Sequence[SourceFrame], cut: int, rng: np.random.Generator) -> list[SourceFrame]:
     """Copies of ``sources`` with every row after ``cut`` (``ts_init > cut``) shocked.
 
-    Prices are multiplied by ``exp(±U(0.05, 0.3))`` per row (OHLC together, so a bar
-    stays consistent; bid and ask together), volumes and sizes by ``U(0.3, 3)``
-    (the columns of :data:`PERTURBED`).
+    Prices are multiplied by ``exp(±U(0.05, 0.3))`` per row (OHLC together; bid and ask
+    together), volumes and sizes by ``U(0.3, 3)`` (the columns of :data:`PERTURBED`). A bar's
+    close then gets a shock of its own (high and low widened to hold it): a common factor
+    leaves ``close > open`` and ``(high - low) / close`` as they were, so a strategy peeking at
+    whether the next bar is green would pass.
     """
     out = []
     for src in sources:
@@ -180,6 +182,14 @@ def perturb(sources: Sequence[SourceFrame], cut: int, rng: np.random.Generator) 
             frame.loc[after, name] = frame.loc[after, name].to_numpy() * factor
         for name in amounts:
             frame.loc[after, name] = frame.loc[after, name].to_numpy() * size
+        if src.kind == "bars":
+            # A shock of the close alone, so a bar's own shape (green or red, its range) changes too; high and low
+            # widen to hold it.
+            shape = np.exp(rng.choice([-1.0, 1.0], k) * rng.uniform(0.05, 0.3, k))
+            close = frame.loc[after, "close"].to_numpy() * shape
+            frame.loc[after, "close"] = close
+            frame.loc[after, "high"] = np.maximum(frame.loc[after, "high"].to_numpy(), close)
+            frame.loc[after, "low"] = np.minimum(frame.loc[after, "low"].to_numpy(), close)
         out.append(SourceFrame(src.instrument_id, src.kind, frame))
     return out
 
