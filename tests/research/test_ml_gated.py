@@ -316,6 +316,37 @@ def test_the_pipeline_has_no_lookahead_and_the_detector_sees_a_leak() -> None:
     assert {v["kind"] for v in leaky.violations} >= {"output"}
 
 
+def test_a_label_leaking_into_the_model_features_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A feature column that is the 1-bar forward return (the label: a user adding the labels frame's column to the
+    features) makes every edge after training depend on the next bar."""
+    import tradebus.research.edge_walkforward as walkforward
+    from tradebus.research.labels import forward_returns
+
+    def with_label(bars: pd.DataFrame, specs: Any, event: str) -> pd.DataFrame:
+        features = compute(bars, specs, event=event)
+        features["leak"] = forward_returns(bars, [1], kind="bps")["fwd_1"].to_numpy()
+        return features
+
+    compute = walkforward.compute_features
+    monkeypatch.setattr(walkforward, "compute_features", with_label)
+    bars = _bars(1400)
+    source = [SourceFrame(INSTRUMENT.instrument_id, "bars", bars.assign(ts_init=bars["ts_event"]))]
+    ts = bars["ts_event"].to_numpy()
+
+    def runner(frames: list[SourceFrame]) -> Trace:
+        trained = train_segments(frames[0].frame, SPECS, [*COLUMNS, "leak"], WEIGHTS, min_train=800,
+                                 retrain_every=400, params={"n_estimators": 15, "max_depth": 2}, cv_splits=3,
+                                 embargo=6, calibrate=False)
+        trace = Trace()
+        for t, edge in zip(trained.ts, trained.edges, strict=True):
+            trace.add("output", int(t), "edge", [float(edge)])
+        return trace
+
+    report = detect_lookahead(source, runner, cuts=[int(ts[900]), int(ts[1150]), int(ts[1300])], seed=3)
+    assert not report.ok and {v["kind"] for v in report.violations} == {"output"}
+    assert all(v["ts"] <= v["cut"] for v in report.violations)
+
+
 def test_training_rows_are_purged_before_each_segment() -> None:
     bars = _bars(1400)
     trained = _train(bars)
