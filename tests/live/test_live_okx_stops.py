@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.live.live_harness import until
 from tests.live.test_live_okx_swap import INST as SWAP, OKX_SWAP, SWAP_IID
-from tests.live.venue_kits import OKX, KitTape, kit_harness
+from tests.live.venue_kits import OKX, KitTape, VenueKit, kit_harness
 from tradebus.adapters.okx.trading import order_params
 from tradebus.adapters.okx.user_stream import SUBSCRIBE, SUBSCRIBE_SWAP, UserStreamParser
 from tradebus.engine.instrument import Instrument
@@ -240,3 +241,58 @@ async def test_a_refused_cancel_of_a_waiting_spot_stop_keeps_the_reason_okx_gave
             assert code in got[0].reason and "nothing to cancel" not in got[0].reason
         assert bool(got) is told
         assert stop.status is OrderStatus.ACCEPTED and h.emulator.algo_states[stop.client_order_id] == "live"
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["running", "after-a-restart"])
+async def test_a_triggered_spot_stop_limit_is_amended_as_the_order_it_became(restart: bool, tmp_path: Path) -> None:
+    """A stop-limit buy of 0.001 (trigger 60,500, limit 60,600) triggers at a trade at 60,700: OKX places a limit buy
+    at 60,600 under a new ``ordId``, which rests. Its limit moved to 60,800 (and its size to 0.002), in the same
+    process or after a restart on the journal, is ``/trade/amend-order`` of that ``ordId`` (the algo order is
+    ``effective``: ``/trade/amend-algos`` answers ``51000`` "no waiting algo order"); a trade at 60,750 then fills
+    it, which the stop's own limit would not have reached. Before, the amend went to ``/trade/amend-algos`` and was
+    refused. Moving its trigger is refused: it has triggered."""
+    journal = tmp_path / "journal.sqlite"
+    emu = OKX.emulator()
+    one_account = VenueKit(**{**OKX.__dict__, "make_emulator": lambda *a, **k: emu})  # across both processes
+    async with kit_harness(one_account, journal=journal) as h:
+        s = KitTape(h, IID, T0, size=100.0)
+        s.trade(60_000.0)
+        stop = s.submit(OrderSide.BUY, 0.001, OrderType.STOP_LIMIT, price=60_600.0, trigger=60_500.0)
+        coid = stop.client_order_id
+        await until(lambda: stop.status is OrderStatus.ACCEPTED)
+        s.trade(60_700.0)  # triggers it; above its limit, the limit order it placed rests unfilled
+        await until(lambda: stop.status is OrderStatus.TRIGGERED)
+        await h.venue.drain()
+        if not restart:
+            await _amend_triggered(h, s, coid)
+    if restart:
+        async with kit_harness(one_account, journal=journal) as h:
+            stop = h.kernel.orders.order(coid)
+            h.venue.track(stop)
+            h.kernel.execution.resolve_unknown(coid)  # as the daemon's start does: a query
+            await until(lambda: stop.status is OrderStatus.TRIGGERED and h.venue.in_flight == 0)
+            await _amend_triggered(h, KitTape(h, IID, T0 + 10**9, size=100.0), coid)
+    rec = emu.orders[coid]
+    assert emu.algo_states[coid] == "effective" and rec.order_id != emu.algo_ids[coid]
+    assert (rec.order.price, rec.order.quantity, [f.last_qty for f in rec.fills]) == (60_800.0, 0.002, [0.002])
+    assert [c for m, p, c in emu.requests if p == "/api/v5/trade/amend-algos"] == []
+    assert h.kernel.portfolio.position(IID) == pytest.approx(0.002)
+
+
+async def _amend_triggered(h: Any, s: KitTape, coid: str) -> None:
+    """Move the triggered stop ``coid``'s limit to 60,800 and its size to 0.002, see it filled at 60,750, and see
+    a move of its trigger refused."""
+    from tradebus.engine.messages import ModifyOrder, OrderModifyRejected
+
+    refused: list[OrderModifyRejected] = []
+    h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
+    stop = h.kernel.orders.order(coid)
+    h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, quantity=0.002, price=60_800.0))
+    await until(lambda: stop.price == 60_800.0 and h.venue.in_flight == 0, timeout=5.0)
+    assert not refused
+    h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, trigger_price=60_900.0))
+    await until(lambda: bool(refused), timeout=5.0)
+    assert "triggered" in refused[0].reason
+    s.trade(60_750.0)
+    await until(lambda: stop.status is OrderStatus.FILLED, timeout=5.0)
+    await h.venue.drain()

@@ -28,9 +28,11 @@ passed). Its venue order id is the ``algoId``. It is reported on the ``orders-al
 should have placed was refused) and, once triggered, as the ordinary order OKX placed for it,
 under a new ``ordId`` and carrying the stop's ``algoClOrdId`` and ``algoId``: its fills are the
 stop's. Amend: ``POST /api/v5/trade/amend-algos`` (``newSlTriggerPx``, ``newSlOrdPx``, ``newSz``)
-by ``algoClOrdId``; cancel: ``POST /api/v5/trade/cancel-algos`` by ``algoId``, and, for a stop
-already triggered, ``/trade/cancel-order`` of the order it became (its ``ordId`` read by
-``GET /api/v5/trade/order-algo``); query: ``GET /api/v5/trade/order-algo`` by ``algoClOrdId``,
+by ``algoClOrdId``; cancel: ``POST /api/v5/trade/cancel-algos`` by ``algoId``; a stop already
+triggered (known so, or the algo request refused and the algo order found ``effective``: it
+triggered unheard) is canceled or amended as the order it became, ``/trade/cancel-order`` or
+``/trade/amend-order`` (``newPx``, ``newSz``; its trigger is not moved) by its ``ordId``, read by
+``GET /api/v5/trade/order-algo``; query: ``GET /api/v5/trade/order-algo`` by ``algoClOrdId``,
 then the triggered order and its fills by ``ordId``; open stops:
 ``GET /api/v5/trade/orders-algo-pending?ordType=conditional``.
 
@@ -383,35 +385,53 @@ class OkxTrading(CcxtTrading):
                 raise
             except VenueRejected as exc:
                 refused = exc  # triggered since this process last heard of it (else the query below says why)
-        algo = await self._algo_row(order)
-        ord_id = str((algo or {}).get("ordId") or "")
-        if refused is not None and algo is not None and not ord_id and ALGO_STATUS.get(str(algo.get("state"))) is OrderStatus.ACCEPTED:
-            raise refused  # not triggered: OKX refused the cancel of the stop itself, for the reason it gave
-        if algo is None or not ord_id:
-            raise VenueRejected(f"order {order.client_order_id}: the OKX stop is {algo['state'] if algo else 'unknown'}, nothing to cancel")
+        ord_id = await self._triggered_order_id(order, refused, "cancel")
         await self.call("private_post_trade_cancel_order", {"instId": inst.symbol, "ordId": ord_id})
 
     async def amend(self, order: Order, quantity: float, price: float, trigger_price: float = math.nan) -> None:
         """``POST /api/v5/trade/amend-order``: the new total size and/or price (NaN: unchanged); a stop: ``/trade/amend-algos``."""
         inst = self.instrument(order)
+        ident = {"clOrdId": order.client_order_id}
         if order.order_type in _STOPS:
-            params = {"instId": inst.symbol, "algoClOrdId": order.client_order_id}
+            refused: VenueRejected | None = None
+            if order.status not in (OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED):
+                params = {"instId": inst.symbol, "algoClOrdId": order.client_order_id}
+                if not math.isnan(trigger_price):
+                    params["newSlTriggerPx"] = decimal_text(inst.round_price(trigger_price), inst.tick_size)
+                if not math.isnan(quantity):
+                    params["newSz"] = decimal_text(inst.round_quantity(quantity), inst.lot_size)
+                if not math.isnan(price) and order.order_type is OrderType.STOP_LIMIT:
+                    params["newSlOrdPx"] = decimal_text(inst.round_price(price), inst.tick_size)
+                try:
+                    await self.call("private_post_trade_amend_algos", params)
+                    return
+                except RateLimited:
+                    raise
+                except VenueRejected as exc:
+                    refused = exc  # triggered since this process last heard of it (else the query below says why)
+            ident = {"ordId": await self._triggered_order_id(order, refused, "amend")}
             if not math.isnan(trigger_price):
-                params["newSlTriggerPx"] = decimal_text(inst.round_price(trigger_price), inst.tick_size)
-            if not math.isnan(quantity):
-                params["newSz"] = decimal_text(inst.round_quantity(quantity), inst.lot_size)
-            if not math.isnan(price) and order.order_type is OrderType.STOP_LIMIT:
-                params["newSlOrdPx"] = decimal_text(inst.round_price(price), inst.tick_size)
-            await self.call("private_post_trade_amend_algos", params)
-            return
-        if not math.isnan(trigger_price):
+                raise VenueRejected(f"order {order.client_order_id}: the OKX stop has triggered, its trigger cannot be moved")
+        elif not math.isnan(trigger_price):
             raise VenueRejected(f"order {order.client_order_id}: a {order.order_type} order has no trigger to amend")
-        params = {"instId": inst.symbol, "clOrdId": order.client_order_id}
+        params = {"instId": inst.symbol, **ident}
         if not math.isnan(quantity):
             params["newSz"] = decimal_text(inst.round_quantity(quantity), inst.lot_size)
         if not math.isnan(price):
             params["newPx"] = decimal_text(inst.round_price(price), inst.tick_size)
         await self.call("private_post_trade_amend_order", params)
+
+    async def _triggered_order_id(self, order: Order, refused: VenueRejected | None, what: str) -> str:
+        """The ``ordId`` of the order a triggered stop placed (``GET /api/v5/trade/order-algo``), which a cancel or
+        an amend of the stop goes to. ``refused``: OKX's refusal of the request sent to the algo order itself,
+        raised again when the stop is still waiting; a stop that placed no order raises why."""
+        algo = await self._algo_row(order)
+        ord_id = str((algo or {}).get("ordId") or "")
+        if refused is not None and algo is not None and not ord_id and ALGO_STATUS.get(str(algo.get("state"))) is OrderStatus.ACCEPTED:
+            raise refused  # not triggered: OKX refused the request to the stop itself, for the reason it gave
+        if algo is None or not ord_id:
+            raise VenueRejected(f"order {order.client_order_id}: the OKX stop is {algo['state'] if algo else 'unknown'}, nothing to {what}")
+        return ord_id
 
     async def _algo_row(self, order: Order) -> dict[str, Any] | None:
         """``GET /api/v5/trade/order-algo`` of a stop by ``algoClOrdId`` (``None``: OKX has no such algo order)."""
