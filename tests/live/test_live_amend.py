@@ -997,6 +997,51 @@ async def test_a_cancel_replace_of_an_oco_sibling_whose_reduction_was_refused_is
         assert working.client_order_id == sibling()[0].client_order_id and a.quantity == pytest.approx(0.003)
 
 
+async def test_a_cancel_replace_of_a_spot_oco_member_keeps_the_room_the_groups_fill_left_it() -> None:
+    """Binance spot (cash only): two OCO limit buys of 0.003 (50,000 and 49,000); a trade of 0.001 fills a third of
+    the first, the sibling's reduction to 0.002 (a cancel-replace) is refused, and the sibling is moved to 49,500 by
+    a cancel-replace: its replacement, for 0.003, may fill 0.002 more. The group holds what its largest member may
+    still buy: 0.002 * 50,000 USDT (plus the fee rate), the first's. Before, the replacement was linked with no
+    room: it held 0.003 * 49,500 = 148.5 USDT, and a buy the 48.5 USDT over-held left no room for was denied by
+    the risk gate for buying power."""
+    from tradebus.execution.contingent import ContingentOrders
+
+    refused = [RestFault("refuse", "POST", "/api/v3/order/cancelReplace", code="-2022")]
+    async with harness(rest_faults=refused, trade_size_limit=True) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        contingent = ContingentOrders(h.kernel)
+        got: list[OrderModifyRejected] = []
+        replaced: list[OrderReplaced] = []
+        h.kernel.bus.subscribe(OrderModifyRejected, got.append)
+        h.kernel.bus.subscribe(OrderReplaced, replaced.append)
+        account, inst = h.kernel.portfolio.account, h.kernel.instruments[IID]
+        assert inst.cash_only
+        a, b = h.submit(OrderSide.BUY, 0.003, 50_000.0), h.submit(OrderSide.BUY, 0.003, 49_000.0)
+        await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
+        contingent.oco([a.client_order_id, b.client_order_id])
+        h.trade(49_900.0, 0.001)  # fills 0.001 of the first; the sibling's reduction is refused
+        await until(lambda: a.filled_qty == pytest.approx(0.001) and len(got) == 1, timeout=5.0)
+        await h.venue.drain()
+        assert account.oco_room(b.client_order_id) == pytest.approx(0.002)
+        h.kernel.execution.modify(ModifyOrder("s1", IID, b.client_order_id, 0, 0, price=49_500.0))
+        await until(lambda: len(replaced) == 1, timeout=5.0)
+        new = h.kernel.orders.order(replaced[0].replacement_id)
+        await until(lambda: new.status is OrderStatus.ACCEPTED and b.status is OrderStatus.CANCELED)
+        await h.venue.drain()
+        assert (new.quantity, new.price) == (pytest.approx(0.003), 49_500.0)
+        assert account.oco_groups()[new.client_order_id] == (a.client_order_id, new.client_order_id)
+        assert account.oco_room(new.client_order_id) == pytest.approx(0.002)
+        rate = 1.0 + max(inst.maker_fee, inst.taker_fee)
+        assert account.locked("USDT") == pytest.approx(0.002 * 50_000.0 * rate)
+        # A buy at 20,000 for what the balance leaves beside 110 USDT held: room for it only with the group's room
+        # (the risk gate's check; the venue, which holds each order of the group in full, refuses it).
+        qty = round((account.balance("USDT") - 110.0 * rate) / (20_000.0 * rate) - 0.0005, 3)
+        buy = h.submit(OrderSide.BUY, qty, 20_000.0)
+        assert buy.status is OrderStatus.SUBMITTED, buy.reason
+        await until(lambda: buy.status is OrderStatus.REJECTED, timeout=5.0)
+        await h.venue.drain()
+
+
 async def test_an_oco_sibling_placed_again_after_its_reductions_replacement_was_refused_is_reduced_at_the_next_trade() -> None:
     """Binance spot: two OCO post-only buys of 0.003 (50,000 and 49,000); a trade of 0.001 fills a third of the first,
     and the sibling's reduction to 0.002 goes as one cancel-replace. The ask has fallen to 48,900 when it arrives:

@@ -90,7 +90,10 @@ Reductions the venue refuses
     lose that exit). A replacement is not placed here: the live venue cancel-replaces where a
     venue cannot amend. A sibling cancel-replaced before its reduction was applied (``OrderReplaced``)
     hands it to its replacement, for what it had left to fill; one placed again as it was after the
-    reduction's own replacement was refused counts that as a refusal.
+    reduction's own replacement was refused counts that as a refusal. On a cash-only instrument the
+    replacement also takes the room the group's fills left the member it replaces
+    (:meth:`SpotCashAccount.oco_room <tradebus.account.spot.SpotCashAccount.oco_room>`): the account
+    holds for it no more than the group may still buy.
 Trailing stop
     A stop-market order whose trigger follows the best price since it was placed by a fixed
     ``offset`` or a ``percent``: for a sell stop ``trigger = best high - offset`` (or
@@ -961,8 +964,10 @@ class ContingentOrders:
             self._oco[new] = group
             if size is not None:
                 self._oco_size[new] = size
-            self._kernel.portfolio.account.unlink_oco(old)
-            self._kernel.portfolio.account.link_oco(group)
+            account = self._kernel.portfolio.account
+            room = account.oco_room(old)  # what the group's fills left it: the replacement may fill no more
+            account.unlink_oco(old)
+            account.link_oco(group, {new: room} if room < math.inf else None)
             self._link("oco", sid, iid, group[0], group, size=size)
         bracket = self._child_of.pop(old, None)
         if bracket is not None:
