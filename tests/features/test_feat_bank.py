@@ -344,3 +344,35 @@ def test_book_batch_and_live_accept_read_only_and_short_level_arrays() -> None:
     out = FeatureBank(specs).run_books(np.arange(5), levels, levels, levels + 10, levels)
     assert np.array_equal(out[:, 0], np.asarray(rows), equal_nan=True)
     assert np.isnan(live.value("book.bid_px_5"))
+
+
+def test_inline_call_inlines_the_kernel_and_keeps_its_bits() -> None:
+    # rolling_corr's step kernel is above LLVM's inlining threshold: called normally, it stays a call
+    from numba import njit
+
+    from tradebus.features.kernels import inline_call
+    from tradebus.features.kernels.stats import rolling_corr_step
+
+    def loop(state, params, xs, out):  # noqa: ANN001, ANN202
+        for i in range(xs.shape[0]):
+            rolling_corr_step(state, params, xs[i], out[i])
+
+    def inlined(state, params, xs, out):  # noqa: ANN001, ANN202
+        for i in range(xs.shape[0]):
+            inline_call(rolling_corr_step, state, params, xs[i], out[i])
+
+    rng = np.random.default_rng(3)
+    xs = np.ascontiguousarray(np.column_stack([rng.normal(size=500), rng.lognormal(size=500)]))
+    xs[[7, 100], 0] = np.nan
+    params = np.array([30.0])
+    results = []
+    for fn in (loop, inlined):
+        compiled = njit(fn)
+        out = np.empty((500, 1))
+        compiled(np.zeros(3 + 1 + 2 * 30), params, xs, out)
+        results.append(out)
+        asm = compiled.inspect_asm(compiled.signatures[0])
+        body = asm.split(".Lfunc_end0")[0]
+        called = "rolling_corr_step" in "".join(line for line in body.splitlines() if "call" in line or "movabs" in line)
+        assert called is (fn is loop)
+    assert np.array_equal(results[0].view(np.int64), results[1].view(np.int64))

@@ -8,12 +8,13 @@ kernel itself, and Numba cannot specialise it to one bank. So each bank *layout*
 gets its own small module: for every event type that drives features, a function
 ``on_<event>`` that writes the event fields and then calls each feature's step
 kernel directly, in dependency order, with constant offsets into the bank's
-workspace; and ``run_<event>``, the batch loop over ``on_<event>``. Numba inlines
-the kernels into them, so a bank update is a straight run of kernel bodies; and
-``on_<event>`` is itself inlined (``inline="always"``) into the compiled loops that
-call it (``run_<event>``, the accelerated tier's simulator), where a call would
-make the loop spill its live registers around it on every event. Called from
-Python it is an ordinary compiled function.
+workspace; and ``run_<event>``, the batch loop over ``on_<event>``. LLVM inlines
+the kernels into them (:func:`~tradebus.features.kernels.inline_call`), so a bank
+update is a straight run of kernel bodies; and ``on_<event>`` is itself inlined
+(``inline="always"``) into the compiled loops that call it (``run_<event>``, the
+accelerated tier's simulator), where a call would make the loop spill its live
+registers around it on every event. Called from Python it is an ordinary
+compiled function.
 
 The source depends only on the bank's *structure* (kinds, wiring, dependency
 order), never on parameter values or feature names: parameters and state offsets
@@ -260,7 +261,8 @@ def _feature_lines(call: FeatureCall, alias: str) -> list[str]:
         lines += [f"    ws[{call.x + j}] = ws[{slot}]" for j, slot in enumerate(call.inputs)]
     lines.append(f"    s = int(ws[{call.table}])")
     lines.append(
-        f"    {alias}(window(ws, s, int(ws[{call.table + 1}])), window(ws, {call.params[0]}, {call.params[1]}), "
+        f"    inline_call({alias}, window(ws, s, int(ws[{call.table + 1}])), "
+        f"window(ws, {call.params[0]}, {call.params[1]}), "
         f"window(ws, {x_at}, {n_in}), window(ws, {call.outputs[0]}, {call.outputs[1]}))"
     )
     ready = " and ".join(["ws[s] != 0.0", *(f"ws[{d}] != 0.0" for d in call.deps)])
@@ -286,7 +288,7 @@ def source(plans: dict[str, tuple[FeatureCall, ...]]) -> str:
         "from numba import njit",
         "",
         "from tradebus.features.drivers import write_bar, write_book, write_quote, write_trade",
-        "from tradebus.features.kernels import window",
+        "from tradebus.features.kernels import inline_call, window",
     ]
     head += [f"from {module} import {attr} as {alias}" for (module, attr), alias in sorted(imports.items())]
     body: list[str] = []
