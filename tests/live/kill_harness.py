@@ -44,6 +44,7 @@ from websockets.asyncio.client import connect
 from tests.live.live_harness import KEY, SECRET
 from tests.live.node_testdata import IID, SPOT_FRAMES, SPOT_SNAPSHOT, USDM_CAPTURE, USDM_IID, USDM_INSTRUMENT
 from tests.live.test_live_daemon import _config as daemon_config
+from tests.live.venue_kits import KITS, VenueKit
 from tradebus.adapters.binance.emulator import split_capture
 from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, BinancePrivateEmulator, MatchingProtocol
 from tradebus.adapters.common.account_emulator import AccountEmulator
@@ -62,6 +63,8 @@ _USDM_FRAMES, USDM_SNAPSHOT = split_capture(list(iter_hftbacktest(USDM_CAPTURE))
 _USDM_TRADES = [(t, raw) for t, raw in _USDM_FRAMES if "@trade" in raw]
 #: Per market: the instrument id, the start-up request (the first the daemon sends), the order-placing path.
 _PATHS = {"spot": (IID, "/api/v3/account", "/api/v3/order"), "usdm": (USDM_IID, "/fapi/v2/balance", "/fapi/v1/order")}
+#: Other venues' markets (``"okx"``, ``"bybit"``: the spot accounts of :mod:`tests.live.venue_kits`) trade this often.
+TRADE_SPACING_NS = 100_000_000
 
 
 def looped_trades(loops: int, market: str = "spot") -> list[tuple[int, str]]:
@@ -80,6 +83,34 @@ def looped_trades(loops: int, market: str = "spot") -> list[tuple[int, str]]:
             data["T"] += shift_ns // 1_000_000
             data["E"] += shift_ns // 1_000_000
             out.append((t + shift_ns, json.dumps(msg, separators=(",", ":"))))
+    return out
+
+
+def kit_trades(kit: VenueKit, count: int) -> list[tuple[int, str]]:
+    """``count`` public trade frames of ``kit``'s instrument, 100 ms apart, made from its recording's first one.
+
+    The price walks (a fixed random walk, 3 basis points a step) so that resting orders and stops
+    fill now and then; trade ids, times and sizes (0.01) are renumbered in order.
+    """
+    symbol = kit.instrument["symbol"]
+    t0, raw = next((t, r) for t, r in kit.frames if ("trades" in r or "publicTrade" in r) and f'"{symbol}"' in r and '"data"' in r)
+    template = json.loads(raw)
+    row = template["data"][0]
+    okx = kit.venue == "okx"
+    first_id, ms0, px = int(row["tradeId" if okx else "i"]), int(row["ts" if okx else "T"]), float(row["px" if okx else "p"])
+    walk = random.Random(0)
+    out = []
+    for n in range(count):
+        px *= 1.0 + walk.choice((-3e-4, 3e-4))
+        ms = ms0 + n * TRADE_SPACING_NS // 1_000_000
+        side = walk.choice(("buy", "sell"))
+        if okx:
+            data = {**row, "tradeId": str(first_id + n), "px": f"{px:.1f}", "sz": "0.01", "side": side, "ts": str(ms)}
+            msg = {**template, "data": [data]}
+        else:
+            data = {**row, "i": str(first_id + n), "T": ms, "p": f"{px:.2f}", "v": "0.01", "S": side.title(), "seq": row["seq"] + n}
+            msg = {**template, "ts": ms + 1, "data": [data]}
+        out.append((t0 + n * TRADE_SPACING_NS, json.dumps(msg, separators=(",", ":"))))
     return out
 
 
@@ -121,11 +152,22 @@ class SoakCounts:
         }
 
 
-def _config(tmp: Path, srv: LocalVenueServer, emulator: AccountEmulator, market: str = "spot") -> Path:
+def _config(
+    tmp: Path, srv: LocalVenueServer, emulator: AccountEmulator, market: str = "spot", strategy: dict[str, Any] | None = None
+) -> Path:
     """The daemon tests' live config (journal, no recording), a faster crossing and a shorter not-found grace.
 
-    USD-M: the same on the perpetual (``live.market: perpetual``), long and short.
+    USD-M: the same on the perpetual (``live.market: perpetual``), long and short; OKX or Bybit: the kit's
+    spot config. ``strategy``: its ``name`` and ``params`` instead of the EMA cross's (on the market's instrument).
     """
+    if market in KITS:
+        data = KITS[market].config(tmp, srv.ws_url, emulator, not_found_grace=1.0, stop_timeout=2.0)
+        data.pop("record")
+        if strategy is not None:
+            data["strategy"] = {**data["strategy"], "name": strategy["name"], "params": strategy.get("params", {})}
+        path = tmp / "live.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path
     endpoints = SimpleNamespace(rest_url=emulator.rest_url, ws_api_url=emulator.ws_url)  # the user stream's URL
     data = daemon_config(tmp, srv.ws_url, srv.http_url, endpoints)  # type: ignore[arg-type]
     data.pop("record")
@@ -137,6 +179,8 @@ def _config(tmp: Path, srv: LocalVenueServer, emulator: AccountEmulator, market:
         data["strategy"]["params"]["mode"] = "long_short"
         data["feeds"] = [{**data["feeds"][0], "market": "usdm", "subscriptions": {USDM_IID: ["trade"]}}]
         data["live"]["market"] = "perpetual"
+    if strategy is not None:
+        data["strategy"] = {"name": strategy["name"], "instruments": data["strategy"]["instruments"], "params": strategy.get("params", {})}
     path = tmp / "live.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -150,14 +194,15 @@ async def _pacer(url: str) -> None:
 
 
 class _Daemon:
-    """One ``tradebus live`` subprocess, its stderr in a log file."""
+    """One ``tradebus live`` subprocess, its stderr in a log file (``keys``: the venue's key variables, default Binance's)."""
 
-    def __init__(self, config: Path, log: Path, extra: list[str]) -> None:
+    def __init__(self, config: Path, log: Path, extra: list[str], keys: dict[str, str] | None = None) -> None:
         self.config, self.log, self.extra = config, log, extra
+        self.keys = keys or {"TRADEBUS_BINANCE_API_KEY": KEY, "TRADEBUS_BINANCE_API_SECRET": SECRET}
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "TRADEBUS_BINANCE_API_KEY": KEY, "TRADEBUS_BINANCE_API_SECRET": SECRET}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), **self.keys}
         with self.log.open("ab") as err:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "tradebus.cli", "live", str(self.config), "--log-level", "DEBUG", *self.extra,
@@ -183,54 +228,72 @@ async def _wait(check: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.002)
 
 
-async def run_session(tmp: Path, seed: int, kills: int, speed: float = 5.0, market: str = "spot") -> SoakCounts:
-    """One emulator, one journal, ``kills`` SIGKILLs at seeded-random points, a reconciling restart, the audit."""
+async def run_session(tmp: Path, seed: int, kills: int, speed: float = 5.0, market: str = "spot", **options: Any) -> SoakCounts:
+    """One emulator, one journal, ``kills`` SIGKILLs at seeded-random points, a reconciling restart, the audit
+    (``options``: those of :func:`kill_and_restart`)."""
     counts = SoakCounts(sessions=1)
-    emulator = await kill_and_restart(tmp, seed, kills, counts, speed, market)
+    emulator = await kill_and_restart(tmp, seed, kills, counts, speed, market, **options)
     audit(tmp, seed, emulator, counts)
     return counts
 
 
 def _emulator(market: str) -> AccountEmulator:
+    if market in KITS:
+        return KITS[market].emulator()
     if market == "usdm":
         return BinanceFuturesEmulator(KEY, SECRET, {USDM_IID: USDM_INST}, {"USDT": CASH})
     return BinancePrivateEmulator(KEY, SECRET, {IID: INST}, {"USDT": CASH})
 
 
 async def kill_and_restart(
-    tmp: Path, seed: int, kills: int, counts: SoakCounts, speed: float = 5.0, market: str = "spot"
+    tmp: Path, seed: int, kills: int, counts: SoakCounts, speed: float = 5.0, market: str = "spot",
+    strategy: dict[str, Any] | None = None, timer: tuple[float, float] = (0.1, 2.0), skips: int = 2, run_after: float = 0.0,
 ) -> AccountEmulator:
-    """Serve the account and the market, kill the daemon ``kills`` times (counted in ``counts``), restart it to reconcile."""
+    """Serve the account and the market, kill the daemon ``kills`` times (counted in ``counts``), restart it to reconcile.
+
+    ``strategy``: the daemon's (``name`` and ``params``), default the EMA cross of :func:`_config`. A kill
+    comes ``timer`` seconds (uniform) after the start-up, or after an order request
+    or the next fill (``skips``: how many order requests may go by). ``run_after``: seconds a restarted daemon trades after the last kill before it is
+    stopped (SIGTERM), ahead of the reconciling start.
+    """
     rng = random.Random(seed)
     tmp.mkdir(parents=True, exist_ok=True)
-    iid, start_path, place_path = _PATHS[market]
+    kit = KITS.get(market)
+    iid, start_path, place_path = (kit.iid, "", kit.place_path) if kit is not None else _PATHS[market]
     emulator = _emulator(market)
     # 60 s of market per start: on a loaded machine a start alone can take 10 s, and a market that
     # ran out would stall the daemon (no trades, no decisions) and fail the session
-    trades = looped_trades(1, market)
-    loops = math.ceil((kills + 2) * 60 * speed / ((trades[-1][0] - trades[0][0]) / 1e9 + 0.05))
+    if kit is None:
+        trades = looped_trades(1, market)
+        loops = math.ceil((kills + 2) * 60 * speed / ((trades[-1][0] - trades[0][0]) / 1e9 + 0.05))
+    else:
+        frames = kit_trades(kit, math.ceil((kills + 2) * 60 * speed * 1e9 / TRADE_SPACING_NS))
     async with emulator:
-        if market == "usdm":
+        if kit is not None:
+            protocol = kit.make_protocol(frames, emulator)
+        elif market == "usdm":
             protocol = MatchingProtocol(USDM_SNAPSHOT, futures=True, account=emulator, instrument_ids={"btcusdt": iid})
         else:
             protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": iid})
-        public = LocalVenueServer(protocol, looped_trades(loops, market), speed=speed, lifetime=3_600, max_connections=4 * kills + 10)
+        tape = frames if kit is not None else looped_trades(loops, market)
+        public = LocalVenueServer(protocol, tape, speed=speed, lifetime=3_600, max_connections=4 * kills + 10)
         async with public as srv:
-            pacer = asyncio.create_task(_pacer(srv.ws_url))
+            # a paced server prints the frames itself while no connection streams; Binance's pacer keeps the old pace
+            pacer = asyncio.create_task(_pacer(srv.ws_url) if kit is None else asyncio.sleep(0))
             try:
-                config = _config(tmp, srv, emulator, market)
+                config = _config(tmp, srv, emulator, market, strategy)
                 for k in range(kills):
-                    daemon = _Daemon(config, tmp / f"daemon-{k}.log", [])
+                    daemon = _Daemon(config, tmp / f"daemon-{k}.log", [], kit.env if kit is not None else None)
                     n_req = len(emulator.requests)
                     n_trades = len(emulator.fills)
                     await daemon.start()
                     try:
-                        await _wait(lambda: any(p == start_path for _, p, _ in emulator.requests[n_req:]), 90, "the daemon's start-up")
+                        await _wait(lambda: any(start_path in (p, "") for _, p, _ in emulator.requests[n_req:]), 90, "the daemon's start-up")
                         point = rng.choice(["timer", "post", "post", "fill"])
                         if point == "timer":
-                            await asyncio.sleep(rng.uniform(0.1, 2.0))
+                            await asyncio.sleep(rng.uniform(*timer))
                         else:
-                            skip = rng.randrange(2)
+                            skip = rng.randrange(skips)
                             posts = lambda: sum(1 for m, p, _ in emulator.requests[n_req:] if m == "POST" and p == place_path)  # noqa: E731
                             try:
                                 if point == "post":
@@ -250,7 +313,17 @@ async def kill_and_restart(
                     if isinstance(emulator, BinanceFuturesEmulator) and emulator.last_price:
                         # funding settled while it is dead reaches only the venue's income history
                         emulator.settle_funding("BTCUSDT", 0.0001 * (k + 1), emulator.last_price["BTCUSDT"])
-                final = _Daemon(config, tmp / "daemon-final.log", ["--dry-run", "--out", str(tmp / "out")])
+                if run_after > 0:
+                    survivor = _Daemon(config, tmp / f"daemon-{kills}.log", [], kit.env if kit is not None else None)
+                    await survivor.start()
+                    assert survivor.proc is not None
+                    await _wait(lambda: "live daemon running" in survivor.text() or survivor.proc.returncode is not None, 90, "the restart")  # type: ignore[union-attr]
+                    await asyncio.sleep(run_after)
+                    if survivor.proc.returncode is not None:
+                        counts.problems.append(f"seed {seed}: the restarted daemon exited by itself ({survivor.proc.returncode})")
+                    survivor.proc.send_signal(signal.SIGTERM)
+                    await asyncio.wait_for(survivor.proc.wait(), 30)
+                final = _Daemon(config, tmp / "daemon-final.log", ["--dry-run", "--out", str(tmp / "out")], kit.env if kit is not None else None)
                 await final.start()
                 # the start-up comparison of the position: equal ("reconciled ...") or held with the reason
                 await _wait(lambda: re.search(r"reconciled \S+:|held here but", final.text()) is not None, 120, "the final reconciliation")
@@ -288,13 +361,16 @@ def audit(tmp: Path, seed: int, emulator: AccountEmulator, counts: SoakCounts) -
     """Compare the session's journal and logs in ``tmp`` with the account; count what disagrees into ``counts``."""
     tag = f"seed {seed}"
     perpetual = isinstance(emulator, BinanceFuturesEmulator)
-    place_path = _PATHS["usdm" if perpetual else "spot"][2]
+    kit = next((k for k in KITS.values() if isinstance(emulator, k.make_emulator)), None)  # type: ignore[arg-type]
+    place_path = kit.place_path if kit is not None else _PATHS["usdm" if perpetual else "spot"][2]
     logs = "".join(p.read_text(errors="replace") for p in sorted(tmp.glob("daemon-*.log")))
     final_log = (tmp / "daemon-final.log").read_text(errors="replace")
     db = sqlite3.connect(tmp / "journal.sqlite")
     try:
         submits = db.execute("SELECT client_order_id, payload FROM journal WHERE kind = 'command' AND type = 'SubmitOrder'").fetchall()
         fill_rows = db.execute("SELECT payload FROM journal WHERE kind = 'event' AND type = 'OrderFilled'").fetchall()
+        ended = {c for (c,) in db.execute(
+            "SELECT client_order_id FROM journal WHERE kind = 'event' AND type IN ('OrderCanceled', 'OrderRejected', 'OrderExpired')")}
         funding_rows = db.execute("SELECT payload FROM journal WHERE kind = 'event' AND type = 'FundingPaid'").fetchall()
     finally:
         db.close()
@@ -309,6 +385,15 @@ def audit(tmp: Path, seed: int, emulator: AccountEmulator, counts: SoakCounts) -
         if coid not in journaled and coid not in external:
             counts.orphans += 1
             counts.problems.append(f"{tag}: venue order {coid} is neither journaled nor reported external")
+    # an order working at the venue that the journal ended (canceled, rejected, expired) or holds filled
+    filled_here = Counter[str]()
+    for f in fills:
+        filled_here[f.client_order_id] += f.last_qty
+    for rec in emulator.open_orders():
+        coid = rec.order.client_order_id
+        if coid in journaled and (coid in ended or filled_here[coid] >= rec.order.quantity - 1e-12):
+            counts.mismatches += 1
+            counts.problems.append(f"{tag}: venue order {coid} works at the venue, closed in the journal")
     # duplicates: one client id posted twice; two venue orders for one decision; a venue trade booked twice or never
     posts = Counter(coid for method, path, coid in emulator.requests if method == "POST" and path == place_path)
     for coid, n in posts.items():
@@ -318,11 +403,12 @@ def audit(tmp: Path, seed: int, emulator: AccountEmulator, counts: SoakCounts) -
     if len(journaled) != len(submits):
         counts.duplicates += 1
         counts.problems.append(f"{tag}: the journal holds {len(submits)} SubmitOrder commands for {len(journaled)} client ids")
-    decisions: Counter[tuple[str, int]] = Counter()
+    # one decision: a strategy's order at one moment (a bracket's two exits share their moment, not their kind)
+    decisions: Counter[tuple[Any, ...]] = Counter()
     for coid, payload in submits:
         cmd = msgspec.msgpack.decode(payload, type=SubmitOrder)
         if coid in emulator.orders:
-            decisions[(cmd.strategy_id, cmd.ts_event)] += 1
+            decisions[(cmd.strategy_id, cmd.ts_event, cmd.side, cmd.order_type, cmd.quantity, str(cmd.price), str(cmd.trigger_price))] += 1
     for decision, n in decisions.items():
         if n > 1:
             counts.duplicates += 1
@@ -359,7 +445,7 @@ def audit(tmp: Path, seed: int, emulator: AccountEmulator, counts: SoakCounts) -
         venue_position = emulator.balances.get("BTC", 0.0)
         venue_trade_cash = CASH + sum((-1.0 if f.side is OrderSide.BUY else 1.0) * f.last_qty * f.last_px - f.fee for f in venue_fills)
     venue_cash = emulator.balances.get("USDT", 0.0)
-    lot = USDM_INST.lot_size if perpetual else INST.lot_size
+    lot = kit.instrument["lot_size"] if kit is not None else USDM_INST.lot_size if perpetual else INST.lot_size
     for what, here, there, tol in (
         ("position (BTC)", position, venue_position, lot / 2),
         ("cash (USDT)", cash, venue_cash, 1e-6),
