@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 from statsmodels.tsa.stattools import coint
 
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.kernel import Kernel
 from tradebus.errors import ConfigError
+from tradebus.research.lookahead import MemoryReplay, SourceFrame
 from tradebus.strategies.pairs import PairsTrading, select_pair
 
 from strat_helpers import BTC_DAY_BINANCE, BTC_DAY_COINBASE, bars_day, run
@@ -120,3 +123,37 @@ def test_bad_pairs_parameters_are_config_errors() -> None:
         PairsTrading([BTC_DAY_COINBASE], quantity=0.5)
     with pytest.raises(ConfigError, match="exit_z"):
         PairsTrading([BTC_DAY_COINBASE, BTC_DAY_BINANCE], quantity=0.5, entry_z=1.0, exit_z=1.5)
+
+
+@pytest.mark.parametrize("contracts", ["y", "x"])
+def test_legs_in_base_units_are_sent_in_contracts_of_a_contract_leg(contracts: str) -> None:
+    """One leg traded in contracts of 0.01 BTC (OKX's BTC-USDT-SWAP ctVal; the Binance closes stand for its
+    prices): ``quantity`` 0.5 BTC of y and ``beta * 0.5`` BTC of x are 50 and ``beta * 50`` contracts.
+    The legs were sent as 0.5 and ``beta * 0.5`` contracts, below the one-contract lot: never traded."""
+    cb, bn = bars_day("coinbase"), bars_day("binance")
+    iid = {"y": BTC_DAY_COINBASE, "x": BTC_DAY_BINANCE}[contracts]
+    spot = Instrument("COINBASE", "BTC-USD", base="BTC", quote="USD", tick_size=0.01, lot_size=1e-5, taker_fee=0.001, maker_fee=0.0005,
+                      margin=True, leverage=3.0)  # fmt: skip
+    swap = Instrument("BINANCE", "BTCUSDT", kind="perpetual", base="BTC", quote="USD", tick_size=0.01, lot_size=1.0,
+                      contract_size=0.01, taker_fee=0.001, maker_fee=0.0005, leverage=3.0)  # fmt: skip
+    insts = {BTC_DAY_COINBASE: spot, BTC_DAY_BINANCE: swap} if contracts == "x" else {
+        BTC_DAY_COINBASE: Instrument("COINBASE", "BTC-USD", kind="perpetual", base="BTC", quote="USD", tick_size=0.01,
+                                     lot_size=1.0, contract_size=0.01, taker_fee=0.001, maker_fee=0.0005, leverage=3.0),
+        BTC_DAY_BINANCE: Instrument("BINANCE", "BTCUSDT", base="BTC", quote="USD", tick_size=0.01, lot_size=1e-5,
+                                    taker_fee=0.001, maker_fee=0.0005, margin=True, leverage=3.0),
+    }  # fmt: skip
+    strategy = PairsTrading([BTC_DAY_COINBASE, BTC_DAY_BINANCE], **PARAMS)
+    kernel = Kernel(list(insts.values()), initial_cash=1_000_000.0)
+    kernel.add_strategy(strategy)
+    kernel.run(MemoryReplay([SourceFrame(BTC_DAY_COINBASE, "bars", cb), SourceFrame(BTC_DAY_BINANCE, "bars", bn)], 65_536))
+    first_ts, state, _, beta = strategy.decisions[0]
+    assert state != 0 and 0.9 < beta < 1.1
+    legs = {BTC_DAY_COINBASE: 0.0, BTC_DAY_BINANCE: 0.0}  # in base units (BTC)
+    for f in kernel.result.fills:
+        if f.ts_event <= first_ts + 86_400_000_000_000:  # the entry's fills, at the next bar
+            legs[f.instrument_id] += (1 if f.side == "BUY" else -1) * f.quantity * insts[f.instrument_id].contract_size
+    assert legs[BTC_DAY_COINBASE] == pytest.approx(state * 0.5)
+    assert legs[BTC_DAY_BINANCE] == pytest.approx(-state * beta * 0.5, abs=0.01)  # whole contracts of 0.01 BTC
+    held = kernel.portfolio.position(iid) * insts[iid].contract_size
+    final = strategy.decisions[-1]
+    assert held == pytest.approx(final[1] * (0.5 if contracts == "y" else -final[3] * 0.5), abs=0.01)

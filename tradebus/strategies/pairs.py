@@ -17,7 +17,9 @@ Rules (bars; a *step* is a timestamp at which every instrument of the strategy h
    step's prices (no lookahead).
 3. **Entry.** ``zscore > entry_z``: short the spread (sell ``quantity`` of ``y``, buy
    ``beta * quantity`` of ``x``); ``zscore < -entry_z``: long the spread (the opposite).
-   The legs are sized by the hedge ratio at entry and kept until the exit.
+   The legs are sized by the hedge ratio at entry and kept until the exit. Both are base
+   units (BTC): a leg traded in contracts (an OKX swap, ``contract_size`` 0.01 BTC) is sent as
+   its base quantity over the contract size, rounded down to whole lots.
 4. **Exit.** ``|zscore| < exit_z``: both legs back to flat.
 """
 
@@ -104,7 +106,8 @@ class PairsTrading(Strategy):
     instrument_ids
         Two or more instruments to select the pair from.
     quantity
-        Size of the ``y`` leg in base units (the ``x`` leg is ``beta`` times it).
+        Size of the ``y`` leg in base units (the ``x`` leg is ``beta`` times it); a contract
+        instrument's leg is sent as that over its ``contract_size``.
     strategy_id
         Defaults to ``"PairsTrading"``.
     **params
@@ -140,7 +143,8 @@ class PairsTrading(Strategy):
         """At least two instruments; the quantity must be a valid order size of each."""
         if len(instruments) < 2:
             raise ConfigError(f"instruments: pairs trading needs at least two instruments, got {len(instruments)}")
-        problem = instruments[0].validate_order(params.quantity, float("nan"))  # type: ignore[attr-defined]
+        size = params.quantity / instruments[0].contract_size  # type: ignore[attr-defined]
+        problem = instruments[0].validate_order(size, float("nan"))
         if problem is not None:
             raise ConfigError(f"quantity: {problem} for {instruments[0].instrument_id}")
 
@@ -198,8 +202,10 @@ class PairsTrading(Strategy):
         self.state = new
         self.decisions.append((ts, new, z, beta))
         reason = f"spread z {z:.2f}, beta {beta:.4f}"
-        self.target_position(pair.y, new * p.quantity, reason=reason)
-        self.target_position(pair.x, -new * beta * p.quantity, reason=reason)
+        instruments = self.ctx.instruments
+        # the legs are base units; a contract instrument's position counts contracts of contract_size
+        self.target_position(pair.y, new * p.quantity / instruments[pair.y].contract_size, reason=reason)
+        self.target_position(pair.x, -new * beta * p.quantity / instruments[pair.x].contract_size, reason=reason)
 
     def on_order_denied(self, event: OrderDenied) -> None:
         """Log a denial (a leg may then be missing until the next decision)."""
