@@ -75,3 +75,21 @@ def test_okx_swap_pnl_counts_contracts_of_ct_val() -> None:
     assert portfolio.realized_pnl == pytest.approx(30.0)
     assert portfolio.equity() == pytest.approx(10_030.0)
     assert portfolio.account.balance("USDT") == pytest.approx(10_030.0)
+
+
+def test_a_swap_contract_is_worth_ct_val_times_ct_mult() -> None:
+    """OKX's face value of a contract is ``ctVal * ctMult`` (its BTC options: ctVal 1 BTC, ctMult 0.1, so 0.1 BTC
+    a contract, in the real OPTION response); the real BTC-USDT-SWAP row with its multiplier raised from 1 to 10,
+    as OKX adjusts one (its options' 0.1 to 0.01 in 2022), is 0.1 BTC a contract. Taking ``ctVal`` alone valued
+    every notional, PnL and fee of such a swap at a tenth."""
+    import json
+
+    body = json.loads((FIX / "public_instruments_SWAP_2022-05-13_cut.json").read_text())
+    row = next(r for r in body["data"] if r["instId"] == "BTC-USDT-SWAP")
+    assert (row["ctVal"], row["ctMult"]) == ("0.01", "1")
+    assert parse_instruments(json.dumps(body))["BTC-USDT-SWAP.OKX"].contract_size == 0.01
+    row["ctMult"] = "10"
+    assert parse_instruments(json.dumps(body))["BTC-USDT-SWAP.OKX"].contract_size == pytest.approx(0.1, rel=1e-15)
+    row["ctMult"] = "x"
+    with pytest.raises(DataError, match=r"BTC-USDT-SWAP: ctVal='0.01' ctMult='x'"):
+        parse_instruments(json.dumps(body))

@@ -34,6 +34,7 @@ from tradebus.execution.live import AccountBalance, AccountMargin, AccountPositi
 from tradebus.execution.journal import Journal
 from tradebus.execution.orders import Order
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
+from tradebus.node.reconcile import margin_differences
 
 SWAP_IID = "BTC-USDT-SWAP.OKX"
 SWAP_INSTRUMENT: dict[str, Any] = {
@@ -479,6 +480,21 @@ async def test_the_swap_emulator_answers_its_instrument_s_leverage_and_margin_mo
             assert await api.margin_settings() == [AccountMargin(SWAP_IID, 3.0, "isolated", contract_size=0.01)]
         finally:
             await api.close()
+
+
+async def test_the_contract_size_checked_at_start_is_ct_val_times_ct_mult() -> None:
+    """A swap listed as ctVal 0.001 BTC with a contract multiplier of 10 is worth 0.01 BTC a contract, as configured:
+    ``ctVal`` alone (0.001) was refused at start as a contract size ten times smaller than the config's."""
+    emulator = okx_emu.OkxSwapEmulator(KEY, SECRET, {SWAP_IID: Instrument(**SWAP_INSTRUMENT)}, {"USDT": 100_000.0}, passphrase=PASSPHRASE)
+    emulator.ct_mult["BTC-USDT-SWAP"] = 10.0
+    async with emulator:
+        api = OkxSwapTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE), emulator_instruments(emulator), 2.0)
+        try:
+            (margin,) = await api.margin_settings()
+        finally:
+            await api.close()
+    assert margin.contract_size == pytest.approx(0.01, rel=1e-12)
+    assert margin_differences(emulator_instruments(emulator), [margin]) == []
 
 
 # ---------------------------------------------------------------------- the venue's funding

@@ -8,7 +8,9 @@ are set by the run config):
 * SWAP (linear, ``ctType == "linear"``): kind PERPETUAL, ``base``/``quote`` from
   ``uly`` (``"BTC-USDT"``); sizes are in **contracts** of ``ctVal`` ``ctValCcy``
   each (BTC-USDT-SWAP: 1 contract = 0.01 BTC), as OKX orders are: ``contract_size`` =
-  ``ctVal``, so notional and PnL are ``contracts * ctVal * price``.
+  ``ctVal * ctMult``, the contract's face value (``ctMult``, the contract multiplier, is 1 on
+  every swap listed; OKX has changed a multiplier before, its BTC options' 0.1 to 0.01 in 2022),
+  so notional and PnL are ``contracts * contract_size * price``.
 * Inverse swaps (coin-margined, PnL in the base coin) and other types are skipped
   with a logged reason: :class:`~tradebus.engine.instrument.Instrument` models
   quote-currency PnL only.
@@ -55,9 +57,11 @@ def instrument_from_okx(item: OkxInstrument, venue: str = "OKX") -> Instrument |
     contract_size = 1.0
     if kind == InstrumentKind.PERPETUAL:
         try:
-            contract_size = float(item.ctVal)
+            contract_size = float(item.ctVal) * float(item.ctMult or "1")
         except ValueError:
-            raise DataError(f"OKX instrument {item.instId}: ctVal={item.ctVal!r} must be a decimal string") from None
+            raise DataError(
+                f"OKX instrument {item.instId}: ctVal={item.ctVal!r} ctMult={item.ctMult!r} must be decimal strings"
+            ) from None
         if item.ctValCcy and item.ctValCcy != base:
             raise DataError(
                 f"OKX instrument {item.instId}: ctValCcy {item.ctValCcy!r} is not the base {base!r} of a linear swap"

@@ -685,7 +685,8 @@ class OkxSwapEmulator(OkxPrivateEmulator):
     :attr:`margin_mode` and :attr:`leverage`, the instrument's unless a test sets them),
     ``GET /api/v5/account/leverage-info`` (``instId`` and ``mgnMode`` required) answers the
     :attr:`leverage` of either margin mode, ``GET /api/v5/account/instruments`` (``instType``
-    required) each swap's ``ctVal`` (its instrument's ``contract_size``), ``lotSz`` and ``tickSz``, and a ``positions`` push (with
+    required) each swap's ``ctVal`` and ``ctMult`` (their product its instrument's ``contract_size``; ``ctMult`` is
+    :attr:`ct_mult`'s, 1 unless a test sets it), ``lotSz`` and ``tickSz``, and a ``positions`` push (with
     ``pos`` ``0`` when closed) follows every fill, after the ``account`` push. Funding only when
     a test calls :meth:`settle_funding`: the wallet moves, an ``account`` push tells the new
     balance only (OKX itemises no payment on a private channel), and a bill of ``type`` ``8``
@@ -708,6 +709,8 @@ class OkxSwapEmulator(OkxPrivateEmulator):
         self.leverage: dict[str, float] = {s: inst.leverage for s, inst in self.instruments.items()}
         #: The margin mode (``tdMode``) each swap is traded and its position held in: the instrument's unless a test sets it.
         self.margin_mode: dict[str, str] = {s: str(inst.margin_mode) for s, inst in self.instruments.items()}
+        #: Each swap's contract multiplier (``ctMult``; ``ctVal`` is the contract size over it): 1 unless a test sets it.
+        self.ct_mult: dict[str, float] = dict.fromkeys(self.instruments, 1.0)
         #: The account's funding bills (``GET /api/v5/account/bills`` rows), oldest first.
         self.bills: list[dict[str, Any]] = []
 
@@ -726,7 +729,8 @@ class OkxSwapEmulator(OkxPrivateEmulator):
         if p.get("instType") != self.inst_type:
             return self._ok([]) if p.get("instType") else self.error(200, 51000, "Parameter instType error")
         return self._ok([
-            {"instType": self.inst_type, "instId": s, "ctType": "linear", "ctVal": f"{inst.contract_size:g}", "ctValCcy": inst.base,
+            {"instType": self.inst_type, "instId": s, "ctType": "linear", "ctVal": f"{inst.contract_size / self.ct_mult[s]:g}",
+             "ctMult": f"{self.ct_mult[s]:g}", "ctValCcy": inst.base,
              "settleCcy": inst.quote, "lotSz": f"{inst.lot_size:g}", "tickSz": f"{inst.tick_size:g}", "state": "live"}
             for s, inst in sorted(self.instruments.items()) if p.get("instId") in (None, s)
         ])

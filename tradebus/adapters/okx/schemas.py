@@ -211,6 +211,7 @@ class OkxInstrument(msgspec.Struct, frozen=True):
     quoteCcy: str = ""
     settleCcy: str = ""
     ctVal: str = ""
+    ctMult: str = ""
     ctValCcy: str = ""
     ctType: str = ""
     uly: str = ""

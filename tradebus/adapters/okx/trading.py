@@ -73,7 +73,7 @@ an account whose ``posMode`` is not ``net_mode`` is refused with the reason, and
 is the account id. At start (:meth:`OkxSwapTrading.margin_settings`) each swap's leverage
 (``GET /api/v5/account/leverage-info?instId=&mgnMode=`` of the instrument's margin mode) and
 the margin mode of a position already open (``mgnMode`` of its positions row; OKX takes the
-margin mode from each order's ``tdMode``), and its contract size (``ctVal`` of
+margin mode from each order's ``tdMode``), and its contract size (``ctVal * ctMult`` of
 ``GET /api/v5/account/instruments?instType=SWAP``) are checked against the config. Positions: ``GET /api/v5/account/positions?instType=SWAP`` (``pos`` in contracts, signed in
 net mode; ``long``/``short`` rows of a hedge-mode account are summed); balances as spot
 (``availBal`` free, ``frozenBal`` locked, of the one USDT wallet).
@@ -632,12 +632,12 @@ class OkxSwapTrading(OkxTrading):
         gives ``lever``; OKX margins a position by the ``tdMode`` of the orders that opened it,
         so a margin mode other than the config's is one of a position already open
         (``mgnMode`` of its ``GET /api/v5/account/positions`` row), which orders here would
-        not add to. The contract size is ``ctVal`` of ``GET /api/v5/account/instruments?instType=SWAP``.
+        not add to. The contract size is ``ctVal * ctMult`` of ``GET /api/v5/account/instruments?instType=SWAP``.
         Position mode (net only) is checked by :meth:`balances`.
         """
         raw = await self.call("private_get_account_positions", {"instType": "SWAP"})
         specs = (await self.call("private_get_account_instruments", {"instType": "SWAP"})).get("data") or []
-        ct_val = {str(row.get("instId")): float(row.get("ctVal") or 0.0) for row in specs}
+        ct_val = {str(row.get("instId")): float(row.get("ctVal") or 0.0) * float(row.get("ctMult") or 1.0) for row in specs}
         held: dict[str, set[str]] = {}
         for row in raw.get("data") or []:
             if float(row.get("pos") or 0.0) != 0.0:
