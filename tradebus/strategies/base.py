@@ -413,16 +413,17 @@ class Strategy:
         return px
 
     def quantity_for_notional(self, instrument_id: str, notional: float, price: float | None = None) -> float:
-        """Base quantity worth ``notional`` (quote currency) at ``price`` (default: latest), whole lots down.
+        """Order quantity worth ``notional`` (quote currency) at ``price`` (default: latest), whole lots down.
 
-        For a contract instrument the notional of one unit is ``price * contract_size``.
+        In the instrument's order units: base units, or contracts for a contract instrument, whose
+        unit is worth ``price * contract_size``.
         """
         instrument = self.ctx.instruments[instrument_id]
         unit = self._price(instrument_id, price) * instrument.contract_size
         return _round_lots(instrument, abs(notional) / unit)
 
     def quantity_for_weight(self, instrument_id: str, weight: float, price: float | None = None) -> float:
-        """Base quantity worth ``|weight|`` of the current equity (``0.5``: half the equity)."""
+        """Order quantity (units as :meth:`quantity_for_notional`) worth ``|weight|`` of the equity (``0.5``: half)."""
         return self.quantity_for_notional(instrument_id, abs(weight) * self.ctx.equity(), price)
 
     def quantity_for_risk(
@@ -434,7 +435,7 @@ class Strategy:
         risk: float | None = None,
         risk_fraction: float | None = None,
     ) -> float:
-        """Base quantity that loses ``risk`` (quote currency) or ``risk_fraction`` of equity if the stop is hit.
+        """Order quantity (units as :meth:`quantity_for_notional`) losing ``risk`` (quote) or ``risk_fraction`` of equity at the stop.
 
         ``quantity = risk / |entry - stop|`` (per contract: times the contract size), whole lots down.
 
