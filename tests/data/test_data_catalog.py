@@ -239,6 +239,43 @@ def test_append_trades_that_go_on_at_the_last_time_unless_they_repeat_a_stored_i
     assert cat.read("x", "spot", "S", "trades").equals(pa.concat_tables([full, later]).combine_chunks())
 
 
+def test_two_runs_appending_to_one_dataset_at_once_lose_no_rows(tmp_path: Path) -> None:
+    """Two downloads appending January and February at once: both used to report success while the
+    second commit replaced the first's (31 of 59 days stored); the second is now refused, nothing lost."""
+    cat = Catalog(tmp_path)
+    full = make_bars(90, step_ns=DAY_NS)
+    cat.write(full.slice(0, 31), "x", "spot", "S", "bars_1d", "month", interval_ns=DAY_NS)
+    jan = cat.writer("x", "spot", "S", "bars_1d", "month", kind="bars", interval_ns=DAY_NS, mode="append")
+    feb = cat.writer("x", "spot", "S", "bars_1d", "month", kind="bars", interval_ns=DAY_NS, mode="append")
+    jan.write(full.slice(31, 29))
+    feb.write(full.slice(60, 30))
+    assert jan.commit().rows == 60
+    before = tree_hashes(cat.dataset_dir("x", "spot", "S", "bars_1d"))
+    with pytest.raises(DataError, match=r"bars_1d: dataset changed by another run while this one was appending"):
+        feb.commit()
+    assert tree_hashes(cat.dataset_dir("x", "spot", "S", "bars_1d")) == before
+    assert cat.read("x", "spot", "S", "bars_1d").equals(full.slice(0, 60))
+    assert sorted(p.name for p in (tmp_path / "x" / "spot" / "S").iterdir()) == ["bars_1d"]  # no staging left
+    assert cat.write(full.slice(60, 30), "x", "spot", "S", "bars_1d", "month", mode="append").rows == 90
+
+
+def test_two_runs_creating_one_dataset_at_once_keep_the_first(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    first = cat.writer("x", "spot", "S", "trades", kind="trades")
+    second = cat.writer("x", "spot", "S", "trades", kind="trades")
+    first.write(make_trades(5))
+    second.write(make_trades(7))
+    first.commit()
+    with pytest.raises(DataError, match=r"trades: dataset created by another run while this one was writing it"):
+        second.commit()
+    assert cat.read("x", "spot", "S", "trades").equals(make_trades(5))
+    # overwrite means replace, whoever wrote last
+    third = cat.writer("x", "spot", "S", "trades", kind="trades", mode="overwrite")
+    third.write(make_trades(3))
+    cat.write(make_trades(4), "x", "spot", "S", "trades", kind="trades", mode="overwrite")
+    assert third.commit().rows == 3
+
+
 def test_append_rejects_a_different_period_or_kind(tmp_path: Path) -> None:
     cat = Catalog(tmp_path)
     cat.write(make_bars(5), "x", "spot", "S", "d", "month")

@@ -18,6 +18,11 @@ Guarantees
   fixed compression (zstd level 1), no schema metadata, no wall-clock time anywhere).
 * Atomic: a dataset is built in a temporary directory next to it and swapped in
   with ``os.rename``; a failed write leaves the previous dataset (or nothing).
+  Two writers of one dataset at once (two imports, downloads or backfills): the
+  first to commit wins; the other's commit, under a ``flock`` of the symbol's
+  directory, finds the dataset no longer as it was when it opened (created, or its
+  manifest changed under an append) and is refused with nothing written, instead of
+  replacing the rows the first one added.
 * Verified: the manifest lists every file with its row count, time range and
   sha256; :meth:`Catalog.files` fails on a missing file (and on a hash mismatch
   with ``verify=True``), and :func:`open_parquet` fails on a schema mismatch.
@@ -48,13 +53,15 @@ Stored columns (``SCHEMA_VERSION`` 1):
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -738,6 +745,24 @@ class Catalog:
         return DatasetWriter(self, venue, market, symbol, dataset, period, kind, interval_ns, mode, row_group_rows,
                              distinct_times)
 
+@contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``directory`` (waiting for it): writers of its datasets commit one at a time."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _manifest_bytes(base: Path) -> bytes | None:
+    try:
+        return (base / MANIFEST_NAME).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
 def _swap(tmp: Path, base: Path) -> None:
     """Replace ``base`` by ``tmp``: two renames, the old copy removed last."""
     if not base.exists():
@@ -799,6 +824,8 @@ class DatasetWriter:
         self.interval_ns = interval_ns
         self.distinct_times = distinct_times
         self.old: Manifest | None = None
+        # The dataset as this writer found it: a commit refuses to replace another writer's commit since.
+        self._found = _manifest_bytes(self.base)
         if catalog.exists(venue, market, symbol, dataset):
             if mode == "create":
                 raise DatasetExists(self.base)
@@ -1039,7 +1066,9 @@ class DatasetWriter:
             (self._tmp / MANIFEST_NAME).write_bytes(
                 msgspec.json.format(_manifest_encoder.encode(manifest), indent=2) + b"\n"
             )
-            _swap(self._tmp, self.base)
+            with _locked(self.base.parent):
+                self._check_unchanged()
+                _swap(self._tmp, self.base)
         except BaseException:
             self.abort()
             raise
@@ -1066,6 +1095,16 @@ class DatasetWriter:
                     f"{self.base}: appended rows [{first}, {last}] overlap the existing range "
                     f"[{self.old.start_ns}, {self.old.end_ns}] (ts_init ns)"
                 )
+
+    def _check_unchanged(self) -> None:
+        """Refuse to commit over a dataset another writer committed since this one opened (not ``"overwrite"``)."""
+        if self.mode == "overwrite" or _manifest_bytes(self.base) == self._found:
+            return
+        if self._found is None:
+            raise DataError(f"{self.base}: dataset created by another run while this one was writing it; "
+                            "nothing was written (run again with append or overwrite)")
+        raise DataError(f"{self.base}: dataset changed by another run while this one was appending to it "
+                        "(its manifest is not the one this append started from); nothing was written: run again")
 
     def _continues_last_time(self, first: int) -> bool:
         """Whether appended trades begin at the dataset's last time with none of the trades stored there.
