@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import os
+import signal
+import subprocess
+import sys
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -43,11 +47,16 @@ class Server:
         self.root = root
         self.requests: list[str] = []
         self.cut: set[str] = set()  # paths whose body is cut short: the connection closes mid-download
+        self.hold: threading.Event | None = None  # set: every zip is answered only once it is set
+        self.held = threading.Event()  # a zip request is waiting for ``hold``
         outer = self
 
         class Handler(_Quiet):
             def do_GET(self) -> None:  # noqa: N802
                 outer.requests.append(self.path)
+                if outer.hold is not None and self.path.endswith(".zip"):
+                    outer.held.set()
+                    outer.hold.wait(60)
                 if self.path in outer.cut:
                     body = (outer.root / self.path.lstrip("/")).read_bytes()
                     self.send_response(200)
@@ -219,6 +228,57 @@ def test_a_download_cut_short_is_refused_and_nothing_is_written(server: Server, 
     assert "refused: ADABTC-1m-2021-11-28.zip" in out and "nothing was imported" in out
     assert not (tmp_path / "cat").exists()
     assert not list((tmp_path / "cache").rglob("*2021-11-28.zip*"))  # no partial file is kept
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_download_stopped_by_ctrl_c_or_sigterm_requests_no_further_archive(
+    server: Server, tmp_path: Path, sig: signal.Signals
+) -> None:
+    """Ctrl-C on a long range used to go on downloading every archive still queued before stopping
+    (8 of 8 zips requested here after the interrupt); it now stops at the one in flight and keeps no part of it."""
+    days = [f"2021-11-{d}" for d in range(20, 28)]
+    for day in days:
+        server.publish(f"{KLINES}/ADABTC-1m-{day}.zip", klines("2021-11-27"))
+    server.hold = threading.Event()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tradebus.cli", "data", "download", "binance", "--symbol", "ADABTC", "--interval", "1m",
+         "--start", days[0], "--end", days[-1], "--base-url", server.url, "--cache-dir", str(tmp_path / "cache"),
+         "--catalog", str(tmp_path / "cat"), "--workers", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
+    )
+    lines: list[str] = []
+    stopping = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.decode(errors="replace"))
+            if "binance vision: stopping" in lines[-1]:
+                stopping.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert server.held.wait(120), "no archive was requested"
+        proc.send_signal(sig)
+        stopping.wait(60)  # the fetch has stopped: the download held in flight may now be answered
+    finally:
+        server.hold.set()
+        try:
+            proc.wait(120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    reader.join(10)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    out = "".join(lines)
+    assert [r for r in server.requests if r.endswith(".zip")] == [f"/data/{KLINES}/ADABTC-1m-2021-11-20.zip"], out
+    assert not list((tmp_path / "cache").rglob("*.zip*")) and not (tmp_path / "cat").exists()
+    assert proc.returncode == (130 if sig == signal.SIGINT else 143), out
+    assert stopping.is_set(), out
 
 
 def test_a_bad_row_inside_an_archive_is_named_and_nothing_is_written(server: Server, tmp_path: Path) -> None:

@@ -19,6 +19,9 @@ Steps
    (a re-run resumes where the last one stopped). A day the server does not have
    (HTTP 404) is listed as missing. A zip whose sha256 differs from its checksum,
    or that is not a readable zip holding one CSV, is refused: removed and reported.
+   Ctrl-C or SIGTERM stops it at once: no further archive is requested, the ones
+   being downloaded are dropped (their ``.part`` files removed), the verified ones
+   stay for the next run.
 3. :func:`import_archives` streams the verified CSVs, in date order, into one
    catalog dataset through :func:`tradebus.data.ingest.import_path`; nothing is
    written to the catalog unless every archive was verified and every row is valid.
@@ -84,6 +87,10 @@ class Archive:
     def name(self) -> str:
         """The zip's file name."""
         return self.path.rsplit("/", 1)[-1]
+
+
+class _Stopped(Exception):
+    """The fetch was interrupted: a download in flight gives up."""
 
 
 @dataclass
@@ -173,15 +180,20 @@ def _get(url: str, timeout: float) -> bytes | None:
         raise
 
 
-def _download(url: str, target: Path, timeout: float) -> str | None:
-    """Stream ``url`` into ``target`` (via a ``.part`` file); return its sha256, or ``None`` on 404."""
+def _download(url: str, target: Path, timeout: float, stop: threading.Event) -> str | None:
+    """Stream ``url`` into ``target`` (via a ``.part`` file); return its sha256, or ``None`` on 404.
+
+    Raises :class:`_Stopped` (the ``.part`` file removed) once ``stop`` is set.
+    """
     part = target.with_name(target.name + ".part")
     digest = hashlib.sha256()
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, part.open("wb") as out:  # noqa: S310
-            while chunk := response.read(_CHUNK):
+            while not stop.is_set() and (chunk := response.read(_CHUNK)):
                 digest.update(chunk)
                 out.write(chunk)
+            if stop.is_set():
+                raise _Stopped
     except urllib.error.HTTPError as exc:
         part.unlink(missing_ok=True)
         if exc.code == 404:
@@ -242,9 +254,15 @@ def fetch(
     report = FetchReport()
     lock = threading.Lock()
     ready: dict[str, Path] = {}
+    stop = threading.Event()
 
     def one(item: Archive) -> None:
-        outcome, message = _fetch_one(item, cache_dir, base, timeout)
+        if stop.is_set():
+            return
+        try:
+            outcome, message = _fetch_one(item, cache_dir, base, timeout, stop)
+        except _Stopped:
+            return
         with lock:
             if outcome in ("downloaded", "reused"):
                 ready[item.period] = cache_dir / item.path
@@ -256,16 +274,24 @@ def fetch(
         if on_done is not None:
             on_done(item, outcome)
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="binance-vision") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="binance-vision")
+    try:
         for future in [pool.submit(one, item) for item in items]:
             future.result()
+    except BaseException:  # Ctrl-C, SIGTERM: the queued archives are dropped, not downloaded before stopping
+        stop.set()
+        logger.warning("binance vision: stopping; the downloads in flight are dropped, the verified archives kept "
+                       "in {} for the next run", cache_dir)
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
     report.ready = [ready[p] for p in sorted(ready)]
     for name in ("downloaded", "reused", "missing", "refused"):
         getattr(report, name).sort()
     return report
 
 
-def _fetch_one(item: Archive, cache_dir: Path, base: str, timeout: float) -> tuple[str, str]:
+def _fetch_one(item: Archive, cache_dir: Path, base: str, timeout: float, stop: threading.Event) -> tuple[str, str]:
     url = f"{base}/{item.path}"
     target = cache_dir / item.path
     try:
@@ -279,7 +305,7 @@ def _fetch_one(item: Archive, cache_dir: Path, base: str, timeout: float) -> tup
         if target.is_file() and sha256_file(target) == expected and _check_zip(target) is None:
             return "reused", ""
         target.parent.mkdir(parents=True, exist_ok=True)
-        digest = _download(url, target, timeout)
+        digest = _download(url, target, timeout, stop)
         if digest is None:
             return "missing", f"{item.name}: checksum published but the archive is not"
     except (urllib.error.URLError, OSError) as exc:
