@@ -49,11 +49,18 @@ class Server:
         self.cut: set[str] = set()  # paths whose body is cut short: the connection closes mid-download
         self.hold: threading.Event | None = None  # set: every zip is answered only once it is set
         self.held = threading.Event()  # a zip request is waiting for ``hold``
+        self.errors: dict[str, list[int]] = {}  # path -> statuses answered (with Retry-After: 0) before the file
         outer = self
 
         class Handler(_Quiet):
             def do_GET(self) -> None:  # noqa: N802
                 outer.requests.append(self.path)
+                if outer.errors.get(self.path):
+                    self.send_response(outer.errors[self.path].pop(0))
+                    self.send_header("Retry-After", "0")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if outer.hold is not None and self.path.endswith(".zip"):
                     outer.held.set()
                     outer.hold.wait(60)
@@ -279,6 +286,28 @@ def test_a_download_stopped_by_ctrl_c_or_sigterm_requests_no_further_archive(
     assert not list((tmp_path / "cache").rglob("*.zip*")) and not (tmp_path / "cat").exists()
     assert proc.returncode == (130 if sig == signal.SIGINT else 143), out
     assert stopping.is_set(), out
+
+
+def test_a_429_or_5xx_is_asked_again_after_its_retry_after(server: Server, tmp_path: Path) -> None:
+    """One 503 on a checksum and a 429 then a 500 on a zip used to refuse the whole download (exit 3, nothing
+    imported); each is now asked again after the Retry-After the server names, and only a fourth failure refuses."""
+    for day in ("2021-11-27", "2021-11-28"):
+        server.publish(f"{KLINES}/ADABTC-1m-{day}.zip", klines(day))
+    day1, day2 = (f"/data/{KLINES}/ADABTC-1m-{day}.zip" for day in ("2021-11-27", "2021-11-28"))
+    server.errors = {day1 + ".CHECKSUM": [503], day2: [429, 500]}
+    args = ["download", "binance", "--symbol", "ADABTC", "--interval", "1m", "--start", "2021-11-27",
+            "--end", "2021-11-28", "--base-url", server.url, "--cache-dir", str(tmp_path / "cache")]
+    code, out = run(*args, "--catalog", str(tmp_path / "cat"))
+    assert code == 0, out
+    assert "2 archives: 2 downloaded, 0 reused (verified), 0 missing, 0 refused" in out
+    assert server.requests.count(day1 + ".CHECKSUM") == 2 and server.requests.count(day2) == 3
+    assert Catalog(tmp_path / "cat").read("binance", "spot", "ADABTC", "bars_1m").num_rows == 240
+    server.requests.clear()
+    server.errors = {day2 + ".CHECKSUM": [503] * 4}
+    code, out = run(*args, "--catalog", str(tmp_path / "cat2"))
+    assert code == 3, out
+    assert "refused: ADABTC-1m-2021-11-28.zip: download failed: HTTP Error 503" in out and "nothing was imported" in out
+    assert server.requests.count(day2 + ".CHECKSUM") == 4 and not (tmp_path / "cat2").exists()
 
 
 def test_a_bad_row_inside_an_archive_is_named_and_nothing_is_written(server: Server, tmp_path: Path) -> None:

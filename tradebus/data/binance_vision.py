@@ -17,7 +17,9 @@ Steps
 2. :func:`fetch` downloads them with at most ``workers`` in parallel into a cache
    directory. A zip already there whose sha256 matches its ``.CHECKSUM`` is reused
    (a re-run resumes where the last one stopped). A day the server does not have
-   (HTTP 404) is listed as missing. A zip whose sha256 differs from its checksum,
+   (HTTP 404) is listed as missing. An HTTP 429 or 5xx is asked again, up to
+   :data:`RETRIES` times, after the ``Retry-After`` the server names (at most
+   :data:`RETRY_CAP_S`), else 1, 2, 4 s; then the archive is refused. A zip whose sha256 differs from its checksum,
    or that is not a readable zip holding one CSV, is refused: removed and reported.
    Ctrl-C or SIGTERM stops it at once: no further archive is requested, the ones
    being downloaded are dropped (their ``.part`` files removed), the verified ones
@@ -47,7 +49,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from loguru import logger
 
@@ -58,6 +60,8 @@ from tradebus.errors import DataError
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "RETRIES",
+    "RETRY_CAP_S",
     "Archive",
     "FetchReport",
     "archives",
@@ -72,8 +76,14 @@ DataType = Literal["klines", "trades", "aggTrades", "bookDepth"]
 _PREFIX = {"spot": "spot", "um": "futures/um", "cm": "futures/cm"}
 _CATALOG_MARKET = {"spot": "spot", "um": "usdm", "cm": "coinm"}
 _CHUNK = 1 << 20
+_T = TypeVar("_T")
 _EPOCH = date(1970, 1, 1)
 _DAY_NS = 86_400 * 10**9
+RETRIES = 3
+"""Times a request answered 429 (rate limited) or 5xx is asked again before its archive is refused."""
+RETRY_CAP_S = 60.0
+"""Longest wait before asking again, whatever ``Retry-After`` says."""
+_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True, order=True)
@@ -206,6 +216,34 @@ def _download(url: str, target: Path, timeout: float, stop: threading.Event) -> 
     return digest.hexdigest()
 
 
+def _retry_wait(exc: urllib.error.HTTPError, attempt: int) -> float:
+    """Seconds to wait before asking again: the answer's ``Retry-After`` (seconds), else 1, 2, 4, ... (capped)."""
+    after = exc.headers.get("Retry-After") if exc.headers is not None else None
+    try:
+        seconds = float(after) if after is not None else 2.0**attempt
+    except ValueError:  # an HTTP date
+        seconds = 2.0**attempt
+    return min(RETRY_CAP_S, max(0.0, seconds))
+
+
+def _retrying(call: Callable[[], _T], url: str, stop: threading.Event) -> _T:
+    """``call()``, asked again after a 429 or 5xx answer (see the module docstring); :class:`_Stopped` once stopped."""
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except urllib.error.HTTPError as exc:
+            if exc.code not in _RETRY_STATUS or attempt == RETRIES:
+                raise
+            wait, status = _retry_wait(exc, attempt), exc.code
+            exc.close()
+        attempt += 1
+        logger.info("binance vision: {} answered HTTP {}; asking again in {:g} s ({} of {})", url, status, wait,
+                    attempt, RETRIES)
+        if stop.wait(wait):
+            raise _Stopped
+
+
 def _check_zip(path: Path) -> str | None:
     """Why the zip cannot be imported (``None``: it is a sound zip of one CSV)."""
     try:
@@ -295,7 +333,7 @@ def _fetch_one(item: Archive, cache_dir: Path, base: str, timeout: float, stop: 
     url = f"{base}/{item.path}"
     target = cache_dir / item.path
     try:
-        checksum = _get(url + ".CHECKSUM", timeout)
+        checksum = _retrying(lambda: _get(url + ".CHECKSUM", timeout), url + ".CHECKSUM", stop)
         if checksum is None:
             return "missing", f"{item.name}: not published"
         fields = checksum.decode("ascii", "replace").split()
@@ -305,7 +343,7 @@ def _fetch_one(item: Archive, cache_dir: Path, base: str, timeout: float, stop: 
         if target.is_file() and sha256_file(target) == expected and _check_zip(target) is None:
             return "reused", ""
         target.parent.mkdir(parents=True, exist_ok=True)
-        digest = _download(url, target, timeout, stop)
+        digest = _retrying(lambda: _download(url, target, timeout, stop), url, stop)
         if digest is None:
             return "missing", f"{item.name}: checksum published but the archive is not"
     except (urllib.error.URLError, OSError) as exc:
