@@ -310,6 +310,23 @@ def test_a_429_or_5xx_is_asked_again_after_its_retry_after(server: Server, tmp_p
     assert server.requests.count(day2 + ".CHECKSUM") == 4 and not (tmp_path / "cat2").exists()
 
 
+def test_an_append_overlapping_the_dataset_names_both_ranges_in_utc(server: Server, tmp_path: Path) -> None:
+    """The refusal used to give the ranges as ns counts ('[1637971260000000000, 1638064800000000000]')."""
+    for day in ("2021-11-27", "2021-11-28"):
+        server.publish(f"{KLINES}/ADABTC-1m-{day}.zip", klines(day))
+    common = ["--symbol", "ADABTC", "--interval", "1m", "--base-url", server.url, "--cache-dir", str(tmp_path / "cache"),
+              "--catalog", str(tmp_path / "cat")]
+    code, out = run("download", "binance", "--start", "2021-11-27", "--end", "2021-11-27", *common)
+    assert code == 0, out
+    before = Catalog(tmp_path / "cat").manifest("binance", "spot", "ADABTC", "bars_1m")
+    code, out = run("download", "binance", "--start", "2021-11-27", "--end", "2021-11-28", "--append", *common)
+    assert code == 3, out
+    # the fixtures' first and last bars open 2021-11-27 00:00, 01:59 and 2021-11-28 01:59: stamped at their close
+    assert ("appended rows 2021-11-27T00:01:00Z .. 2021-11-28T02:00:00Z overlap the existing range "
+            "2021-11-27T00:01:00Z .. 2021-11-27T02:00:00Z (ts_init)") in " ".join(out.split()), out
+    assert Catalog(tmp_path / "cat").manifest("binance", "spot", "ADABTC", "bars_1m") == before
+
+
 def test_a_bad_row_inside_an_archive_is_named_and_nothing_is_written(server: Server, tmp_path: Path) -> None:
     rows = klines("2021-11-28").decode().splitlines()
     fields = rows[9].split(",")

@@ -73,6 +73,7 @@ import pyarrow.parquet as pq
 from loguru import logger
 
 from tradebus.data.quality import QualityCheck, QualityReport
+from tradebus.engine.clock import iso_ns
 from tradebus.errors import ConfigError, DataError
 
 __all__ = [
@@ -1092,8 +1093,9 @@ class DatasetWriter:
             assert first is not None and last is not None
             if not (first > self.old.end_ns or last < self.old.start_ns or self._continues_last_time(first)):
                 raise DataError(
-                    f"{self.base}: appended rows [{first}, {last}] overlap the existing range "
-                    f"[{self.old.start_ns}, {self.old.end_ns}] (ts_init ns)"
+                    f"{self.base}: appended rows {iso_ns(first)} .. {iso_ns(last)} overlap the existing range "
+                    f"{iso_ns(self.old.start_ns)} .. {iso_ns(self.old.end_ns)} (ts_init); append only rows after "
+                    "or before it, or overwrite the dataset"
                 )
 
     def _check_unchanged(self) -> None:
