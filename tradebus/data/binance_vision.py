@@ -406,8 +406,8 @@ def import_archives(
     Raises
     ------
     DataError
-        Naming the archive's CSV, row and field of the first bad value, or no row in ``days``;
-        nothing is written.
+        Naming the archive (its zip in the cache) and its CSV, the row and field of the first bad
+        value, or no row in ``days``; nothing is written.
     """
     if not zips:
         raise DataError("no verified archives to import")
@@ -418,17 +418,28 @@ def import_archives(
     name = dataset or ("aggtrades" if data == "aggTrades" else None)
     window = None if days is None else (_midnight_ns(days[0]), _midnight_ns(days[1] + timedelta(days=1)))
     with tempfile.TemporaryDirectory(prefix="tradebus-binance-") as workdir:
-        return import_path(
-            catalog,
-            _extracted(sorted(zips), Path(workdir)),
-            venue="binance",
-            market=catalog_market(market),
-            symbol=symbol,
-            kind=kind,
-            interval=interval,
-            dataset=name,
-            bar_time="open" if kind == "bars" else "auto",
-            mode=mode,
-            window_ns=window,
-            notes=[f"Binance public data: {len(zips)} verified {data} archives ({zips[0].name} .. {zips[-1].name})"],
-        )
+        try:
+            return import_path(
+                catalog,
+                _extracted(sorted(zips), Path(workdir)),
+                venue="binance",
+                market=catalog_market(market),
+                symbol=symbol,
+                kind=kind,
+                interval=interval,
+                dataset=name,
+                bar_time="open" if kind == "bars" else "auto",
+                mode=mode,
+                window_ns=window,
+                notes=[f"Binance public data: {len(zips)} verified {data} archives ({zips[0].name} .. {zips[-1].name})"],
+            )
+        except DataError as exc:
+            if workdir not in str(exc):
+                raise
+            # the error names the CSV extracted into the temporary directory, gone once the import stops: name its zip
+            text = str(exc)
+            for path in zips:
+                with zipfile.ZipFile(path) as archive:
+                    member = Path(archive.namelist()[0]).name
+                text = text.replace(str(Path(workdir) / member), f"{path} ({member})")
+            raise DataError(text) from None
