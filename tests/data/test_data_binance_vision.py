@@ -328,6 +328,22 @@ def test_an_append_overlapping_the_dataset_names_both_ranges_in_utc(server: Serv
     assert Catalog(tmp_path / "cat").manifest("binance", "spot", "ADABTC", "bars_1m") == before
 
 
+def test_a_trade_repeated_by_the_next_days_archive_names_both_archives(server: Server, tmp_path: Path) -> None:
+    """The refusal said 'duplicate trade_id ... (same as row 2001)' without saying row 2001 was the previous archive's."""
+    day1 = trades_us()
+    last = day1.decode().splitlines()[-1]
+    server.publish(f"{TRADES}/BTCUSDT-trades-2021-01-08.zip", day1)
+    server.publish(f"{TRADES}/BTCUSDT-trades-2021-01-09.zip", (last + "\n").encode())
+    report = fetch(archives("spot", "trades", "BTCUSDT", date(2021, 1, 8), date(2021, 1, 9)), tmp_path / "cache",
+                   base_url=server.url)
+    with pytest.raises(Exception, match=re.escape(
+        f"{report.ready[1]} (BTCUSDT-trades-2021-01-09.csv) row 1: duplicate trade_id '553289559' "
+        f"(same as row 2001 of {report.ready[0]} (BTCUSDT-trades-2021-01-08.csv))"
+    )):
+        import_archives(tmp_path / "cat", report.ready, market="spot", data="trades", symbol="BTCUSDT")
+    assert Catalog(tmp_path / "cat").datasets() == []
+
+
 def test_a_bad_row_inside_an_archive_is_named_and_nothing_is_written(server: Server, tmp_path: Path) -> None:
     rows = klines("2021-11-28").decode().splitlines()
     fields = rows[9].split(",")

@@ -835,6 +835,7 @@ class TradeStream:
         self.last_int_id: int | None = None
         self.prev_ids: pa.Array | None = None
         self.prev_id_rows: np.ndarray | None = None
+        self.prev_id_file = ""
         self.int_ids: np.ndarray | None = None
         self.rows = 0
 
@@ -938,9 +939,11 @@ class TradeStream:
                 seen: dict[str, int] = {}
                 for j, tid in enumerate(both.to_pylist()):
                     if tid and tid in seen:
-                        raise frame.error(j - len(prev_rows), f"duplicate trade_id {tid!r} (same as row {rows[seen[tid]]})")
+                        first = seen[tid]
+                        where = f" of {self.prev_id_file}" if first < len(prev_rows) and self.prev_id_file != frame.name else ""
+                        raise frame.error(j - len(prev_rows), f"duplicate trade_id {tid!r} (same as row {rows[first]}{where})")
                     seen[tid] = j
-        self.prev_ids, self.prev_id_rows = ids, frame.row_numbers()
+        self.prev_ids, self.prev_id_rows, self.prev_id_file = ids, frame.row_numbers(), frame.name
 
 
 def _aggressor(frame: Frame, name: str, array: pa.Array, is_maker: bool) -> np.ndarray:
