@@ -6,7 +6,7 @@ import asyncio
 import math
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,8 +193,10 @@ async def harness(
 @asynccontextmanager
 async def _harness(
     emulator: BinancePrivateEmulator, api: BinanceTrading, inst: Instrument, clock: LiveClock, timeouts: OrderTimeouts,
-    journal: Journal | None,
+    journal: Journal | None, strategies: Sequence[Any] = (), first_trade: float | None = 60_000.0,
 ) -> AsyncIterator[Harness]:
+    """The kernel (``strategies`` added before it starts), live venue and user stream on a started ``emulator``;
+    a public trade at ``first_trade`` once the kernel started (``None``: none)."""
     iid = inst.instrument_id
     venue = LiveVenue(api, clock)
     kernel = Kernel([inst], clock=clock, venue=venue, timeouts=timeouts, initial_cash=100_000.0, journal=journal)
@@ -209,8 +211,11 @@ async def _harness(
     h = Harness(emulator, kernel, venue, stream, iid=iid)
     try:
         await until(lambda: any(s.authed for s in emulator.sessions))
+        for strategy in strategies:
+            kernel.add_strategy(strategy)
         kernel.start()
-        h.trade(60_000.0)
+        if first_trade is not None:
+            h.trade(first_trade)
         yield h
     finally:
         stream.stop()

@@ -1042,6 +1042,82 @@ async def test_a_cancel_replace_of_a_spot_oco_member_keeps_the_room_the_groups_f
         await h.venue.drain()
 
 
+async def test_a_restart_after_a_cancel_replace_of_a_partly_filled_spot_oco_member_keeps_its_fills(tmp_path: Path) -> None:
+    """Binance spot (cash only): two OCO limit buys of 0.003 (50,000 and 49,000); a trade of 0.001 fills a third of
+    the first, the sibling's reduction to 0.002 is refused, and the first is moved to 49,800 by a cancel-replace (its
+    replacement buys the 0.002 left). The daemon stops and restarts on its journal. The group bought 0.001 of its
+    0.003: each member may buy 0.002 more, as the running account held (0.002 * 49,800 USDT plus the fee rate).
+    Before, the restart counted the fills of the group's members as its journal's last link names them, the
+    replacement and the sibling: the first's 0.001 was lost, so the account held the sibling's 0.003 * 49,000
+    = 147 USDT and the sibling's reduction was never sent again (the group could buy 0.004); it is now sent at the
+    first trade after the restart."""
+    from pydantic import SecretStr
+
+    from tests.live.live_harness import INST, KEY, SECRET, _harness
+    from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator
+    from tradebus.adapters.binance.trading import BinanceTrading
+    from tradebus.engine.clock import LiveClock
+    from tradebus.execution.journal import Journal
+
+    refused = [RestFault("refuse", "POST", "/api/v3/order/cancelReplace", code="-2022")]
+    emu = BinancePrivateEmulator(KEY, SECRET, {IID: INST}, {"USDT": 100_000.0}, refused, None, trade_size_limit=True)
+    journals: list[Journal] = []
+
+    async def session(strategy: Contingent) -> Any:
+        await emu.start()
+        api = BinanceTrading(emu.rest_url, SecretStr(KEY), SecretStr(SECRET), {IID: INST}, timeout=0.25)
+        journals.append(Journal(tmp_path / "journal.sqlite"))
+        return _harness(emu, api, INST, LiveClock(), FAST, journals[-1], [strategy], first_trade=None)
+
+    strategy = Contingent(IID)
+    async with await session(strategy) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        got: list[OrderModifyRejected] = []
+        replaced: list[OrderReplaced] = []
+        h.kernel.bus.subscribe(OrderModifyRejected, got.append)
+        h.kernel.bus.subscribe(OrderReplaced, replaced.append)
+        h.trade(60_000.0)
+        first, second = strategy.submit_oco([
+            OrderSpec(IID, OrderSide.BUY, 0.003, price=50_000.0), OrderSpec(IID, OrderSide.BUY, 0.003, price=49_000.0),
+        ])
+        a, b = (h.kernel.orders.order(c) for c in (first, second))
+        await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
+        h.trade(49_900.0, 0.001)  # fills 0.001 of the first; the sibling's reduction is refused
+        await until(lambda: a.filled_qty == pytest.approx(0.001) and len(got) == 1, timeout=5.0)
+        await h.venue.drain()
+        strategy.modify(first, price=49_800.0)
+        await until(lambda: len(replaced) == 1, timeout=5.0)
+        moved = replaced[0].replacement_id
+        new = h.kernel.orders.order(moved)
+        await until(lambda: new.status is OrderStatus.ACCEPTED and a.status is OrderStatus.CANCELED)
+        await h.venue.drain()
+        account = h.kernel.portfolio.account
+        running = (account.oco_room(moved), account.oco_room(second))
+        held = account.locked("USDT")
+        assert running == (pytest.approx(0.002), pytest.approx(0.002)) and new.quantity == pytest.approx(0.002)
+    journals[0].close()
+    assert emu.orders[second].order.quantity == pytest.approx(0.003)
+    async with await session(Contingent(IID)) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        reduced: list[OrderReplaced] = []
+        h.kernel.bus.subscribe(OrderReplaced, reduced.append)
+        orders = [h.kernel.orders.order(c) for c in (moved, second)]
+        for order in orders:
+            h.venue.track(order)
+            h.kernel.execution.resolve_unknown(order.client_order_id)  # as the daemon's start does: a query
+        await until(lambda: all(o.status is OrderStatus.ACCEPTED for o in orders))
+        account, inst = h.kernel.portfolio.account, h.kernel.instruments[IID]
+        assert (account.oco_room(moved), account.oco_room(second)) == running
+        rate = 1.0 + max(inst.maker_fee, inst.taker_fee)
+        assert account.locked("USDT") == pytest.approx(0.002 * 49_800.0 * rate) == pytest.approx(held)
+        h.trade(60_000.0)  # fills nothing: the sibling's reduction is sent again (a cancel-replace)
+        await until(lambda: len(reduced) == 1, timeout=5.0)
+        await h.venue.drain()
+        assert reduced[0].client_order_id == second
+        assert emu.orders[reduced[0].replacement_id].order.quantity == pytest.approx(0.002)
+    journals[1].close()
+
+
 async def test_an_oco_sibling_placed_again_after_its_reductions_replacement_was_refused_is_reduced_at_the_next_trade() -> None:
     """Binance spot: two OCO post-only buys of 0.003 (50,000 and 49,000); a trade of 0.001 fills a third of the first,
     and the sibling's reduction to 0.002 goes as one cancel-replace. The ask has fallen to 48,900 when it arrives:

@@ -180,7 +180,8 @@ Restarts
       on a cash-only instrument the account is given the room the group's fills left each working member
       (the group fills no more than its size, journaled with its ``"oco"`` link as its reductions lower its
       members' quantities -- a link without it: its largest member's quantity now --, no member more than a
-      partly filled one's unfilled quantity), so it holds no more than that before the reduction is applied; the refusals of a reduction are journaled (``ContingentLinked`` kind ``"reduce"``), so the
+      partly filled one's unfilled quantity; a member's fills count those of the orders it replaced by cancel-replaces),
+      so it holds no more than that before the reduction is applied; the refusals of a reduction are journaled (``ContingentLinked`` kind ``"reduce"``), so the
       restart counts on from them: one refused :data:`REDUCE_TRIES` times before is not sent again
       (the sibling is canceled, a reduce-only one left as it is);
     * GTD cancels and a duration-based timed exit are set again (the exit counted from the
@@ -1315,6 +1316,10 @@ class ContingentOrders:
         """
         orders = self._kernel.orders
         moved = self._restore_replaces(links)
+        # An OCO member -> the orders it replaced (canceled at the venue): their fills are the group's too.
+        replaced: dict[str, list[str]] = {}
+        for old, new in moved.items():
+            replaced.setdefault(new, []).append(old)
         brackets: dict[str, Bracket] = {}
         # An OCO sibling -> the refusals of its reduction (journaled as they came, after its group's link).
         refused = {moved.get(k.client_order_id, k.client_order_id): int(k.params["refusals"])
@@ -1347,8 +1352,9 @@ class ContingentOrders:
                     for member in live:  # its cancel was refused, or never sent
                         self._cancel_soon(member, "OCO: sibling filled")
                 else:
+                    group = [*link.order_ids, *(old for c in link.order_ids for old in replaced.get(c, ()))]
                     if len(live) > 1:
-                        members = [o for c in link.order_ids if (o := orders.get(c)) is not None]
+                        members = [o for c in group if (o := orders.get(c)) is not None]
                         # Journaled without its size (by an older version): its largest member's quantity now.
                         size = p.get("size", _NAN)
                         if size != size:
@@ -1358,7 +1364,7 @@ class ContingentOrders:
                             self._oco_size[member] = size
                         room = self._room_left(members, live, size)
                         self._kernel.portfolio.account.link_oco(live, room)
-                    self._reduce_soon(link.order_ids, refused)
+                    self._reduce_soon(group, refused)
             elif link.kind == "trailing":
                 order = orders.get(coid)
                 if order is not None and order.is_open:
@@ -1376,7 +1382,8 @@ class ContingentOrders:
         of its ``members`` (all it had) left it (:meth:`SpotCashAccount.oco_room
         <tradebus.account.spot.SpotCashAccount.oco_room>`; ``None``: no member filled, or not cash-only): the group
         fills no more than its ``size`` (journaled: its reductions lowered its members' quantities), and no member
-        more than a partly filled one's unfilled quantity."""
+        more than a partly filled one's unfilled quantity. ``members`` holds the orders its members replaced
+        (cancel-replaces): their fills are the group's."""
         fillers = [o for o in members if o.filled_qty > 0.0]
         if not fillers or not self._kernel.instruments[members[0].instrument_id].cash_only:
             return None
