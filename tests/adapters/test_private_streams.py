@@ -71,6 +71,47 @@ def test_okx_account_balances_and_errors() -> None:
         _okx().parse('{"arg":{"channel":"orders"},"data":[{"state":"live"}]}')
 
 
+OKX_SPOT = Instrument("OKX", "BTC-USDT", kind=InstrumentKind.SPOT, base="BTC", quote="USDT", tick_size=0.1, lot_size=0.00001)
+
+
+def _okx_fill_frame(inst: Instrument = OKX_SWAP, **fields: str) -> str:
+    """The documentation example's ``orders`` row (tests/fixtures/okx/user_data/ws_orders.json) with ``fields`` set.
+
+    A field given as ``"-"`` is left out of the row (the example has no ``fillFee`` / ``fillFeeCcy``).
+    """
+    frame = json.loads(_read("okx", "ws_orders.json"))
+    row = frame["data"][0]
+    row.update(instId=inst.symbol, instType="SPOT" if inst.kind is InstrumentKind.SPOT else "SWAP", sz="0.03")
+    row.update(fields)
+    frame["data"][0] = {k: v for k, v in row.items() if v != "-"}
+    return json.dumps(frame)
+
+
+def _okx_parser(inst: Instrument = OKX_SWAP) -> OkxParser:
+    return OkxParser({inst.instrument_id: inst}, _orders("001BTCUSDT20250106001", iid=inst.instrument_id).get, clock_ns=lambda: 5, venue="OKX")
+
+
+def test_okx_maker_rebate_on_a_spot_buy_is_a_negative_fee_in_the_quote_currency() -> None:
+    # OKX: a spot buy's feeCcy is the base (BTC) and its rebateCcy the quote; fillFee > 0 is a
+    # rebate, in fillFeeCcy, "rebate currency when fillFee >= 0". 0.01 @ 50000, rebate 0.01 % = 0.05 USDT.
+    frame = _okx_fill_frame(
+        OKX_SPOT, tradeId="21", fillSz="0.01", fillPx="50000", accFillSz="0.01", state="partially_filled", execType="M",
+        fee="0", feeCcy="BTC", rebate="0.05", rebateCcy="USDT", fillFee="0.05", fillFeeCcy="USDT",
+    )
+    (fill,) = _okx_parser(OKX_SPOT).parse(frame)
+    assert (fill.liquidity, fill.fee, fill.fee_asset) == (Liquidity.MAKER, pytest.approx(-0.05), "")
+
+
+def test_okx_taker_fee_of_a_spot_buy_is_kept_in_the_base_currency() -> None:
+    # 0.01 BTC bought, 0.1 % taken out of it: 0.00001 BTC
+    frame = _okx_fill_frame(
+        OKX_SPOT, tradeId="22", fillSz="0.01", fillPx="50000", accFillSz="0.01", state="partially_filled", execType="T",
+        fee="-0.00001", feeCcy="BTC", fillFee="-0.00001", fillFeeCcy="BTC",
+    )
+    (fill,) = _okx_parser(OKX_SPOT).parse(frame)
+    assert (fill.fee, fill.fee_asset) == (pytest.approx(0.00001), "BTC")
+
+
 # ----------------------------------------------------------------------------- Bybit
 
 

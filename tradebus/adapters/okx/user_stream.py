@@ -4,8 +4,9 @@
 
 =================================  ==================================================
 ``tradeId`` set, ``fillSz`` > 0    ``OrderFilled`` (trade id ``tradeId``, ``fillSz`` @ ``fillPx``,
-                                   fee ``-fee`` -- OKX reports a charge as negative -- in
-                                   ``feeCcy``, kept in that asset; ``execType`` M/T;
+                                   fee ``-fillFee`` -- OKX reports a charge as negative, a
+                                   rebate positive -- in ``fillFeeCcy`` (else ``feeCcy``), kept
+                                   in that asset; ``execType`` M/T;
                                    the order's cumulative filled ``accFillSz``)
 ``state == "live"``                ``OrderAccepted`` (venue order id ``ordId``)
 ``canceled`` / ``mmp_canceled``    ``OrderCanceled`` (cumulative filled ``accFillSz``)
@@ -110,7 +111,7 @@ class UserStreamParser(PrivateStreamParser):
         if row.get("tradeId") and float(row.get("fillSz") or 0.0) > 0.0:
             px = float(row["fillPx"])
             ts = int(row.get("fillTime") or row["uTime"]) * _MS
-            fee, fee_asset = venue_fee(-float(row.get("fillFee") or row.get("fee") or 0.0), row.get("feeCcy"), inst)
+            fee, fee_asset = venue_fee(-float(row.get("fillFee") or row.get("fee") or 0.0), row.get("fillFeeCcy") or row.get("feeCcy"), inst)
             out.append(
                 OrderFilled(
                     sid,
