@@ -91,6 +91,31 @@ def _okx_parser(inst: Instrument = OKX_SWAP) -> OkxParser:
     return OkxParser({inst.instrument_id: inst}, _orders("001BTCUSDT20250106001", iid=inst.instrument_id).get, clock_ns=lambda: 5, venue="OKX")
 
 
+# Two taker fills of one order, 0.05 % of notional: 0.01 @ 100000 -> fee 0.5, then 0.02 @ 100100 -> 1.001;
+# OKX's cumulative ``fee`` is -0.5, then -1.501.
+_FIRST = {"tradeId": "11", "fillSz": "0.01", "fillPx": "100000", "accFillSz": "0.01", "state": "partially_filled", "fee": "-0.5"}
+_SECOND = {"tradeId": "12", "fillSz": "0.02", "fillPx": "100100", "accFillSz": "0.03", "state": "filled", "fee": "-1.501"}
+
+
+@pytest.mark.parametrize("per_fill", [True, False], ids=["fillFee", "cumulative-fee-only"])
+def test_okx_two_partial_fills_book_each_fill_fee_once(per_fill: bool) -> None:
+    parser = _okx_parser()
+    first = _FIRST | ({"fillFee": "-0.5", "fillFeeCcy": "USDT"} if per_fill else {"fillFee": "-", "fillFeeCcy": "-"})
+    second = _SECOND | ({"fillFee": "-1.001", "fillFeeCcy": "USDT"} if per_fill else {"fillFee": "-", "fillFeeCcy": "-"})
+    (a,) = parser.parse(_okx_fill_frame(**first))
+    (b,) = parser.parse(_okx_fill_frame(**second))
+    assert (a.trade_id, a.last_qty, a.filled_qty, b.trade_id, b.last_qty, b.filled_qty) == ("11", 0.01, 0.01, "12", 0.02, 0.03)
+    assert (a.fee, a.fee_asset) == (pytest.approx(0.5), "")
+    assert (b.fee, b.fee_asset) == (pytest.approx(1.001), "")  # not the order's total 1.501 again
+    assert a.fee + b.fee == pytest.approx(1.501)
+
+
+def test_okx_fill_without_fill_fee_after_unseen_fills_books_its_share_of_the_total() -> None:
+    # a restarted parser whose first sight of the order is its second fill: 0.02 of 0.03 -> 2/3 of 1.5
+    (fill,) = _okx_parser().parse(_okx_fill_frame(**_SECOND | {"fee": "-1.5", "fillFee": "-", "fillFeeCcy": "-"}))
+    assert fill.fee == pytest.approx(1.0)
+
+
 def test_okx_maker_rebate_on_a_spot_buy_is_a_negative_fee_in_the_quote_currency() -> None:
     # OKX: a spot buy's feeCcy is the base (BTC) and its rebateCcy the quote; fillFee > 0 is a
     # rebate, in fillFeeCcy, "rebate currency when fillFee >= 0". 0.01 @ 50000, rebate 0.01 % = 0.05 USDT.

@@ -5,8 +5,11 @@
 =================================  ==================================================
 ``tradeId`` set, ``fillSz`` > 0    ``OrderFilled`` (trade id ``tradeId``, ``fillSz`` @ ``fillPx``,
                                    fee ``-fillFee`` -- OKX reports a charge as negative, a
-                                   rebate positive -- in ``fillFeeCcy`` (else ``feeCcy``), kept
-                                   in that asset; ``execType`` M/T;
+                                   rebate positive -- in ``fillFeeCcy`` (else ``feeCcy``),
+                                   kept in that asset; without ``fillFee``, the change of the
+                                   order's cumulative ``fee`` since its last fill (a restarted
+                                   parser's first fill: its ``fillSz / accFillSz`` share of
+                                   it); ``execType`` M/T;
                                    the order's cumulative filled ``accFillSz``)
 ``state == "live"``                ``OrderAccepted`` (venue order id ``ordId``)
 ``canceled`` / ``mmp_canceled``    ``OrderCanceled`` (cumulative filled ``accFillSz``)
@@ -52,6 +55,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from loguru import logger
 from pydantic import SecretStr
 
 from tradebus.adapters.common.client import Sink
@@ -68,10 +72,20 @@ from tradebus.execution.live import AccountBalance, AccountPosition
 __all__ = ["LIVE_ACCOUNT", "LIVE_PERPETUAL", "SUBSCRIBE", "SUBSCRIBE_SWAP", "UserStreamParser", "login_frame", "positions_from_rows"]
 
 _MS = 1_000_000
+#: ``orders`` states after which an order has no more fills.
+_DONE = frozenset({"filled", "canceled", "mmp_canceled"})
 
 
 class UserStreamParser(PrivateStreamParser):
-    """OKX ``orders`` / ``account`` / ``positions`` frames -> core events (see the module docstring)."""
+    """OKX ``orders`` / ``account`` / ``positions`` frames -> core events (see the module docstring).
+
+    Parameters are :class:`~tradebus.adapters.common.user_stream.PrivateStreamParser`'s.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: ``ordId -> cumulative fee`` at the order's last booked fill (until the order is done).
+        self._fee_booked: dict[str, float] = {}
 
     def parse(self, raw: str | bytes) -> list[Any]:
         msg = self.decode(raw, "okx")
@@ -111,7 +125,7 @@ class UserStreamParser(PrivateStreamParser):
         if row.get("tradeId") and float(row.get("fillSz") or 0.0) > 0.0:
             px = float(row["fillPx"])
             ts = int(row.get("fillTime") or row["uTime"]) * _MS
-            fee, fee_asset = venue_fee(-float(row.get("fillFee") or row.get("fee") or 0.0), row.get("fillFeeCcy") or row.get("feeCcy"), inst)
+            fee, fee_asset = venue_fee(*self._fill_fee(row), inst)
             out.append(
                 OrderFilled(
                     sid,
@@ -130,6 +144,8 @@ class UserStreamParser(PrivateStreamParser):
                     float(row.get("accFillSz") or 0.0),
                 )
             )
+        if state in _DONE:
+            self._fee_booked.pop(str(row["ordId"]), None)
         if order is None:
             return out
         ts = int(row["uTime"]) * _MS
@@ -139,6 +155,32 @@ class UserStreamParser(PrivateStreamParser):
             why = row.get("cancelSourceReason") or "canceled"
             out.append(OrderCanceled(sid, iid, coid, str(why), ts, now, float(row.get("accFillSz") or 0.0)))
         return out
+
+    def _fill_fee(self, row: dict[str, Any]) -> tuple[float, str | None]:
+        """The fee of the fill an ``orders`` row carries, booked positive when charged, and its currency.
+
+        ``fillFee`` / ``fillFeeCcy`` are this fill's (negative charged, positive a rebate, which
+        on a spot buy OKX pays in the quote currency while ``feeCcy`` names the base one). A row
+        without ``fillFee`` has only the order's cumulative ``fee`` (in ``feeCcy``): its fill's
+        fee is the change since the order's last booked fill; when fills of the order came
+        before this parser saw any (a restart), its ``fillSz / accFillSz`` share of the total.
+        """
+        ord_id = str(row["ordId"])
+        total = float(row["fee"]) if row.get("fee") not in (None, "") else None
+        booked = self._fee_booked.get(ord_id)
+        if total is not None:
+            self._fee_booked[ord_id] = total
+        if row.get("fillFee") not in (None, ""):
+            return -float(row["fillFee"]), row.get("fillFeeCcy") or row.get("feeCcy")
+        if total is None:
+            return 0.0, None
+        if booked is None:
+            size, cumulative = float(row["fillSz"]), float(row.get("accFillSz") or 0.0)
+            booked = total * (1.0 - size / cumulative) if cumulative > size else 0.0
+            if booked:
+                logger.warning("okx order {}: no fillFee and earlier fills unseen; fill {} booked its {} / {} share of the fee {}",
+                               ord_id, row.get("tradeId"), size, cumulative, total)
+        return -(total - booked), row.get("feeCcy")
 
     def _algo(self, row: dict[str, Any]) -> list[Any]:
         coid = str(row["algoClOrdId"])
