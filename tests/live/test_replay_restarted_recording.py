@@ -111,6 +111,10 @@ async def test_a_later_session_replays_from_what_the_daemon_restored_from_its_jo
     assert len(daemon.fills) > len(first.kernel.result.fills) > 0
     assert any(o.reason and "restart" in o.reason for o in daemon.orders)
 
+    # the first session too: its daemon's fresh journal began epoch 1 of its client order ids, as its replay must
+    opened = play(tmp_path / "frames.jsonl.gz", first.config, session=1).kernel.result
+    assert _keys(order_keys(opened.orders)) == _keys(order_keys(first.kernel.result.orders))
+    assert _keys(fill_keys(opened.fills)) == _keys(fill_keys(first.kernel.result.fills))
     replay = play(tmp_path / "frames.jsonl.gz", second.config, session=2).kernel
     result = replay.result
     assert _keys(fill_keys(result.fills)) == _keys(fill_keys(daemon.fills))

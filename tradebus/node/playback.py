@@ -537,21 +537,23 @@ def play(recording: str | Path, config: PaperConfig, session: int | None = None)
     own (a temporary file, removed after; its run id :data:`~tradebus.execution.client_ids.BACKTEST_RUN_ID`),
     and recovers each session from it at the time the daemon recovered (its ``run:start`` line;
     a recording made before that line says recovers at that line). Deterministic, and an old
-    recording replays so too. A journal holding more than the recording (sessions recorded elsewhere
+    recording replays so too. The first session (or a recording of one) is played journaling too, so its
+    client order ids are of epoch 1, as those of a daemon that began its journal. A journal holding more than the recording (sessions recorded elsewhere
     or not at all) is warned of where the ``run:start`` line records how many orders the daemon restored
     (:meth:`Playback._recover`): the session plays from what the recording rebuilds.
     """
-    if session is None or session == 1 or config.journal is None:
+    if config.journal is None:
         playback = Playback(config)
         playback.run(recording, session)
         return playback
+    last = session or 1
     with tempfile.TemporaryDirectory(prefix="tradebus-replay-") as tmp:
         path = Path(tmp) / "journal.sqlite"
-        for number in range(1, session + 1):
+        for number in range(1, last + 1):
             journal = Journal(path, "NORMAL", owner=config.journal_owner(), run_id=BACKTEST_RUN_ID)
             try:
                 playback = Playback(config, journal)
-                playback.run(recording, number, require_frames=number == session)
+                playback.run(recording, session and number, require_frames=number == last)
             finally:
                 journal.close()
     return playback
