@@ -132,3 +132,15 @@ async def test_bybit_paper_run_and_the_replay_of_its_recording_write_the_same_ou
         assert node.summary.feeds["bybit-linear"]["connections"] == 2
         assert [r.reason for r in resynced if r.reason.startswith("connection lost")]
     assert_replay_writes_the_daemons_outputs(tmp_path, data)
+
+
+async def test_an_order_of_on_start_before_the_books_synced_replays_as_the_daemon_sent_it(tmp_path: Path) -> None:
+    # the daemon starts its strategies before its feeds exist: the iceberg's first tip, decided in on_start, is
+    # checked by no book and fills on the first trade; the replay must not deny it 'book unsynced'
+    frames = okx_frames()
+    data = {**okx_config(), "strategy": {"name": "tests.live.iceberg_strategy:IcebergBuy", "instruments": [OKX_IID],
+                                         "params": {"quantity": 0.006, "price": 30236.0, "display": 0.002}}}
+    node, _ = await paper_run(tmp_path, data, OkxProtocol(frames), frames, [], speed=None)
+    first = node.kernel.result.orders[0]
+    assert first.filled_qty == 0.002 and not first.reason
+    assert_replay_writes_the_daemons_outputs(tmp_path, data)

@@ -27,7 +27,9 @@ line), and the playback gives it to the feed (:meth:`Playback.feed_live`) the gu
 recording without such lines (made before they were) keeps such a feed blocked until its next trade.
 The kernel starts (the strategies' ``on_start``) at the moment the daemon started its own (a
 ``run:start`` line, before its feeds connected), so a timer set there is due when it was in the
-daemon; a recording made before that line starts it at its first frame's receive time. A daemon
+daemon; a recording made before that line starts it at its first frame's receive time. The daemon
+builds its feeds after that start, so an order decided in ``on_start`` meets no book check (no book is
+declared yet): the playback declares its feeds to the market guard after the start too (:meth:`Playback.attach`). A daemon
 restarted on the same file appends its session from its own ``run:start``: such a recording is
 refused unless one session is chosen (:meth:`Playback.run` ``session``, ``--session``), which plays from
 the state the daemon began it with: what its journal restored, rebuilt by replaying the earlier
@@ -290,7 +292,7 @@ class Playback:
             router(msg)
 
         self.feeds = build_feeds(config, emit, live=False, clock_ns=self.clock.now_ns)
-        attach_feeds(self.feeds, self.guard, self.kernel.cache)
+        self._attached = False
         self.stats = PlaybackStats()
         self._routes: dict[str, Feed | None] = {}
         self._rejected: Counter[str] = Counter()
@@ -307,8 +309,20 @@ class Playback:
         self._routes[conn] = found
         return found
 
+    def attach(self) -> None:
+        """Declare the feeds to the market guard and their books to the cache (once).
+
+        The daemon does so after its strategies' ``on_start``, as it builds its feeds: an order decided
+        there is checked by no book. :meth:`run` attaches them after ``kernel.start()`` likewise; the
+        ``feed_*`` methods attach them before their first line.
+        """
+        if not self._attached:
+            self._attached = True
+            attach_feeds(self.feeds, self.guard, self.kernel.cache)
+
     def feed_frame(self, recv_ns: int, conn: str, raw: str | bytes) -> None:
         """Play one recorded frame: move the clock to its receive time and parse it into the kernel."""
+        self.attach()
         feed = self._route(conn)
         if feed is None:
             self._skipped[conn] += 1
@@ -333,6 +347,7 @@ class Playback:
         guard lifts the block by its own rules on the frames that follow. A feed the config does
         not have is skipped.
         """
+        self.attach()
         if not any(feed.name == source for feed in self.feeds):
             self._skipped[STALE_PREFIX + source] += 1
             return
@@ -346,6 +361,7 @@ class Playback:
         (:meth:`~tradebus.adapters.common.feed.Feed.end_connection`). A connection of a feed the
         config does not have is skipped.
         """
+        self.attach()
         feed = self._route(conn)
         if feed is None:
             self._skipped[END_PREFIX + conn] += 1
@@ -361,6 +377,7 @@ class Playback:
         (:meth:`~tradebus.adapters.common.feed.Feed.connection_live_ns`, asked when an order is
         checked). A feed the config does not have is skipped.
         """
+        self.attach()
         feed = next((feed for feed in self.feeds if feed.name == source), None)
         if feed is None:
             self._skipped[LIVE_PREFIX + source] += 1
@@ -443,6 +460,7 @@ class Playback:
                     # line, at the first frame's receive time
                     self._recover(path, recv_ns, raw if conn == RUN_START else "")
                     self.kernel.start()
+                    self.attach()  # after on_start, as the daemon builds its feeds after it
                 if conn.startswith(STALE_PREFIX):
                     self.feed_stale(recv_ns, conn[len(STALE_PREFIX):], _last_message_ns(raw, conn))
                 elif conn.startswith(LIVE_PREFIX):
