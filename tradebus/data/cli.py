@@ -521,6 +521,10 @@ def bars_cmd(
                                                     "initial expected trades per bar.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Target dataset (default bars_<interval> or "
                                              "bars_<mode>_<threshold>).")] = None,
+    contract_size: Annotated[float | None, typer.Option(help="Base units per unit of trade size: the instrument's "
+                                                        "contract size when its trades count contracts (OKX "
+                                                        "BTC-USDT-SWAP 0.01), so volume counts base units and "
+                                                        "dollar bars quote value. Default 1.")] = None,
     catalog: CatalogOpt = DEFAULT_CATALOG,
 ) -> None:
     """Build bars into the catalog from trades, or resample bars to a longer interval (complete bars only)."""
@@ -539,9 +543,12 @@ def bars_cmd(
         if cat.manifest(ref.venue, ref.market, ref.symbol, ref.dataset).kind == "bars":
             if mode != "time":
                 raise ConfigError(f"{dataset} holds bars: only --mode time resamples bars")
+            if contract_size is not None:
+                raise ConfigError(f"{dataset} holds bars, already in base units: --contract-size applies to trades")
             manifest = resample_bars(cat, ref, int(interval_ns or 0), dataset=name)
         else:
-            manifest = bars_from_trades(cat, ref, mode, interval_ns=interval_ns, threshold=threshold, dataset=name)
+            manifest = bars_from_trades(cat, ref, mode, interval_ns=interval_ns, threshold=threshold, dataset=name,
+                                        contract_size=1.0 if contract_size is None else contract_size)
     except TradebusError as exc:
         raise _fail(exc, "give the new bars another --name") from None
     _console().print(f"built -> {_summary(manifest)}", highlight=False, soft_wrap=True)

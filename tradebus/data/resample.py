@@ -66,6 +66,7 @@ def bars_from_trades(
     interval_ns: int | None = None,
     threshold: float | None = None,
     dataset: str | None = None,
+    contract_size: float = 1.0,
     **builder: float,
 ) -> Manifest:
     """Build bars from the trades dataset ``source`` into ``<venue>/<market>/<symbol>/<dataset>``.
@@ -75,6 +76,11 @@ def bars_from_trades(
     mode, interval_ns, threshold, builder
         Passed to :class:`~tradebus.features.bars.BarBuilder` (``span_bars``,
         ``span_trades``, ``floor`` for imbalance bars).
+    contract_size
+        Base units per unit of the trades' ``size``: the instrument's contract size when its
+        trades count contracts (OKX BTC-USDT-SWAP 0.01), so the bars' volume is in base units
+        as every bars dataset's, and dollar bars sum quote value. A trades dataset does not
+        record it: 1 (base units) unless given.
     dataset
         Target dataset name (default :func:`bars_dataset_name`).
 
@@ -84,7 +90,8 @@ def bars_from_trades(
         If ``source`` is not a trades dataset, the target exists, or no bar completes.
     """
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
-    bars = BarBuilder(mode, interval_ns=interval_ns, threshold=threshold, **builder)  # type: ignore[arg-type]
+    bars = BarBuilder(mode, interval_ns=interval_ns, threshold=threshold, contract_size=contract_size,
+                      **builder)  # type: ignore[arg-type]
     name = dataset or (bars_dataset(cat, source.venue, source.market, source.symbol, interval_ns or 0) if mode == "time"
                        else bars_dataset_name(mode, threshold=threshold))
     regular = interval_ns if mode == "time" else None
@@ -102,8 +109,11 @@ def bars_from_trades(
                 check.feed(table)
         if writer.rows == 0:
             raise DataError(f"{source.relpath().as_posix()}: {trades} trades complete no {mode} bar")
-        return writer.commit([f"{mode} bars built from {source.relpath().as_posix()} ({trades} trades); the unfinished last "
-                              "bar is not written"], quality=check.report().summary())
+        notes = [f"{mode} bars built from {source.relpath().as_posix()} ({trades} trades); the unfinished last "
+                 "bar is not written"]
+        if contract_size != 1.0:
+            notes.append(f"trade sizes x contract_size {contract_size:g}: volume in base units")
+        return writer.commit(notes, quality=check.report().summary())
 
 
 def resample_bars(

@@ -326,7 +326,8 @@ class Kernel:
         The trade that completes a bar is processed first; then the bar (``ts_event`` its
         stamp, ``ts_init`` the trade's) goes to the cache, the feature bank (bar features),
         the history window and the ``on_bar`` subscribers. It is not fed to the execution
-        engine: orders on the instrument fill on its trades.
+        engine: orders on the instrument fill on its trades. Each builder's ``contract_size``
+        must be its instrument's (bars count base units, not contracts; refused otherwise).
     borrow_rates
         ``asset -> annual rate`` of borrowing interest on margin spot loans (simulated venues
         only; ``None``: none charged, see :mod:`tradebus.engine.interest`).
@@ -427,6 +428,12 @@ class Kernel:
         unknown_bars = sorted(set(trade_bars or {}) - set(self.instruments))
         if unknown_bars:
             raise ConfigError(f"kernel: trade_bars for unknown instrument(s) {unknown_bars}")
+        for iid, builder in sorted((trade_bars or {}).items()):
+            if builder.contract_size != self.instruments[iid].contract_size:
+                raise ConfigError(
+                    f"kernel: trade_bars of {iid} are built with contract_size {builder.contract_size:g}, the "
+                    f"instrument's is {self.instruments[iid].contract_size:g}: its bars would not count base units"
+                )
         #: ``instrument_id -> BarBuilder``: bars built in the run from the instrument's trades.
         self.trade_bars: dict[str, BarBuilder] = dict(trade_bars or {})
         #: The instruments the run delivers bars of (``None``: not known; see ``bar_instruments``).

@@ -46,6 +46,11 @@ Every field is held in a local of the compiled loop and written back to the stat
 vector once per call: reading and writing the state array on every trade cost more than
 the bar arithmetic itself (``bench/data.py`` compares with a hand-written loop).
 
+Sizes count base units: a trade's size is multiplied by the builder's ``contract_size``
+first (an OKX BTC-USDT-SWAP trade of 100 contracts of 0.01 BTC adds 1 BTC to ``volume`` and
+``price * 1`` to a dollar bar's notional, as the catalog's and the venue's candles count it;
+1 for spot and for venues whose trades are in base units).
+
 Each bar: ``ts_event`` (int64 ns) and the floats ``open, high, low, close, volume, vwap,
 trades, buy_volume, sell_volume`` (aggressor 1 buy, -1 sell, 0 counted in neither). :meth:`flush` emits the
 unfinished bar at the end of a history, if asked.
@@ -229,6 +234,13 @@ class BarBuilder:
         the very start of its interval (a daemon started or restarted mid-bar has not seen
         the interval's earlier trades). Off: that first bar is emitted from the trades
         there are, as ``data bars`` and a backtest build it.
+    contract_size
+        Base units one unit of trade size stands for: the instrument's ``contract_size``
+        (OKX BTC-USDT-SWAP 0.01 BTC a contract), so volume, dollar and imbalance bars and
+        every bar's ``volume``, ``buy_volume`` and ``sell_volume`` count base units and
+        ``price * base`` (quote value), whatever unit the venue's trades are in. Linear
+        contracts only (a coin-margined contract's quote value is ``contracts * contract_size``
+        whatever the price; no builder path takes one).
 
     Examples
     --------
@@ -239,7 +251,7 @@ class BarBuilder:
 
     def __init__(self, mode: str, *, interval_ns: int | None = None, threshold: float | None = None,
                  span_bars: int = 20, span_trades: int = 1000, floor: float = 0.5,
-                 whole_only: bool = False) -> None:
+                 whole_only: bool = False, contract_size: float = 1.0) -> None:
         if mode not in _MODES:
             raise FeatureError(f"bar mode {mode!r} is not one of {sorted(_MODES)}")
         positive = interval_ns is not None and interval_ns > 0 and math.isfinite(interval_ns)
@@ -250,7 +262,11 @@ class BarBuilder:
         if not (span_bars >= 1 and span_trades >= 1 and 0.0 <= floor <= 1.0):
             raise FeatureError(f"{mode} bars need span_bars >= 1, span_trades >= 1 and 0 <= floor <= 1, got "
                                f"span_bars={span_bars!r}, span_trades={span_trades!r}, floor={floor!r}")
+        if not (contract_size > 0 and math.isfinite(contract_size)):
+            raise FeatureError(f"{mode} bars need a finite contract_size > 0, got {contract_size!r}")
         self.mode = mode
+        #: Base units per unit of trade size (see the class docstring).
+        self.contract_size = float(contract_size)
         self._mode = _MODES[mode]
         self._loop, self._update = _KERNELS[self._mode]
         self._interval = int(interval_ns or 1)
@@ -281,7 +297,7 @@ class BarBuilder:
         if ts <= self._skip_until:
             return None
         if self._update(self._state, self._clock, self._one, self._one_ts, self._in_ts, self._in, int(ts),
-                        float(price), float(size), float(aggressor), self._threshold, self._interval,
+                        float(price), float(size) * self.contract_size, float(aggressor), self._threshold, self._interval,
                         self._alpha_bars, self._alpha_trades, self._floor):
             ts_event = int(self._one_ts[0])
             if ts_event <= self._drop_until:
@@ -332,10 +348,15 @@ class BarBuilder:
     def run(
         self, ts: np.ndarray, price: np.ndarray, size: np.ndarray, aggressor: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Feed many trades; return the bars they complete: ``ts_event`` (int64) and values ``(n, 9)``."""
+        """Feed many trades; return the bars they complete: ``ts_event`` (int64) and values ``(n, 9)``.
+
+        ``size`` is in the trades' unit (contracts on a contract instrument): see ``contract_size``.
+        """
         ts = np.ascontiguousarray(ts, dtype=np.int64)
         price = np.ascontiguousarray(price, dtype=np.float64)
         size = np.ascontiguousarray(size, dtype=np.float64)
+        if self.contract_size != 1.0:
+            size = size * self.contract_size
         side = np.zeros(ts.size) if aggressor is None else np.ascontiguousarray(aggressor, dtype=np.float64)
         if not (ts.size == price.size == size.size == side.size):
             raise FeatureError("bar builder: ts, price, size and aggressor must have one length")

@@ -137,7 +137,8 @@ def build_paper_kernel(
         features=config.features,
         equity_interval_ns=config.report.equity_interval_ns,
         timeouts=timeouts,
-        trade_bars={iid: bars.builder(whole_only=True) for iid, bars in config.bars.items()},
+        trade_bars={iid: bars.builder(whole_only=True, contract_size=instruments[iid].contract_size)
+                    for iid, bars in config.bars.items()},
         bar_instruments=[iid for iid, kinds in config.data_kinds().items() if "bars" in kinds],
         joins_mid_stream=True,
         client_id_rules=config.client_id_rules(),

@@ -1,0 +1,130 @@
+"""Bars built from trades of a contract instrument count base units and quote value, not contracts.
+
+OKX swap trades are sized in contracts: a BTC-USDT-SWAP contract is ``ctVal * ctMult`` =
+0.01 BTC (the real instruments listing in ``tests/fixtures/okx``). 100 contracts at 30000 are
+1 BTC and 30000 USDT; a builder that summed the raw sizes counted 100 (BTC) of volume and
+3,000,000 USDT of notional, so a 50,000 USDT dollar bar closed on each trade (after 1/100 of
+the value asked), and volumes were 100 times the base units that catalog and venue candles hold.
+
+The trades below are made up (no real linear-swap trade is in the shared data), at prices of
+the real BTC-USDT trades of 2022-05-13 in ``okx_v5_public_2022-05-13.jsonl.gz`` (about 30236).
+By hand, with 0.01 BTC a contract (base, quote value):
+
+====  ========  =========  ======  ==========  =======================
+ k     price     contracts  BTC     USDT        dollar bar of 50,000
+====  ========  =========  ======  ==========  =======================
+ 0     30230.0   100        1.0     30230.0     30230.0
+ 1     30240.0   50         0.5     15120.0     45350.0
+ 2     30220.0   150        1.5     45330.0     90680.0: closes, 3 BTC
+ 3     30236.0   200        2.0     60472.0     60472.0: closes, 2 BTC
+ 4     30250.0   10         0.1     3025.0      unfinished
+====  ========  =========  ======  ==========  =======================
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tradebus.data.catalog import Catalog
+from tradebus.data.cli import data_app
+from tradebus.engine.messages import Bar
+from tradebus.errors import ConfigError
+from tradebus.features.bars import BarBuilder
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+T0 = 1_652_459_220_000_000_000  # 2022-05-13 16:27:00 UTC
+S = 1_000_000_000
+PRICES = [30230.0, 30240.0, 30220.0, 30236.0, 30250.0]
+CONTRACTS = [100.0, 50.0, 150.0, 200.0, 10.0]
+SIDES = ["buy", "sell", "buy", "sell", "buy"]
+#: The two complete dollar bars of 50,000 USDT: (ts_event, open, high, low, close, volume in BTC).
+EXPECTED = [(T0 + 2 * S, 30230.0, 30240.0, 30220.0, 30220.0, 3.0), (T0 + 3 * S, 30236.0, 30236.0, 30236.0, 30236.0, 2.0)]
+
+
+def okx_contract_size(inst_id: str) -> float:
+    """``ctVal * ctMult`` of ``inst_id`` in the real OKX SWAP instruments listing."""
+    listing = json.loads((FIXTURES / "okx" / "public_instruments_SWAP_2022-05-13_cut.json").read_text())["data"]
+    (row,) = [r for r in listing if r["instId"] == inst_id]
+    assert row["ctType"] == "linear" and row["ctValCcy"] == "BTC"
+    return float(row["ctVal"]) * float(row["ctMult"])
+
+
+def write_trades(path: Path) -> Path:
+    lines = ["timestamp,price,size,side,trade_id"]
+    lines += [f"{(T0 + k * S) // 1_000_000},{p},{c},{s},{k + 1}"
+              for k, (p, c, s) in enumerate(zip(PRICES, CONTRACTS, SIDES, strict=True))]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def rows(bars: list[tuple[int, float, float, float, float, float]]) -> list[tuple[float, ...]]:
+    return [(ts, *(round(x, 9) for x in rest)) for ts, *rest in bars]
+
+
+def test_builder_counts_base_units_live_and_in_batch() -> None:
+    size = okx_contract_size("BTC-USDT-SWAP")
+    assert size == 0.01
+    ts = np.array([T0 + k * S for k in range(5)])
+    batch_ts, batch = BarBuilder("dollar", threshold=50_000.0, contract_size=size).run(ts, PRICES, CONTRACTS)
+    assert rows([(t, *v[:5]) for t, v in zip(batch_ts.tolist(), batch.tolist(), strict=True)]) == EXPECTED
+    live = BarBuilder("volume", threshold=2.0, contract_size=size)  # 2 BTC: the same two bars
+    built = [b for k in range(5) if (b := live.update(int(ts[k]), PRICES[k], CONTRACTS[k], 1)) is not None]
+    assert rows([(t, *v[:5]) for t, v in built]) == EXPECTED
+    assert [v[7] for _, v in built] == pytest.approx([3.0, 2.0])  # buy volume, base units too
+
+
+def test_data_bars_of_okx_swap_trades_count_base_units(tmp_path: Path) -> None:
+    runner, root = CliRunner(), str(tmp_path / "C")
+    trades = write_trades(tmp_path / "trades.csv")
+    run = runner.invoke(data_app, ["import", str(trades), "--venue", "okx", "--market", "swap", "--symbol",
+                                   "BTC-USDT-SWAP", "--kind", "trades", "--catalog", root])
+    assert run.exit_code == 0, run.output
+    run = runner.invoke(data_app, ["bars", "okx/swap/BTC-USDT-SWAP/trades", "--mode", "dollar", "--threshold", "50000",
+                                   "--contract-size", str(okx_contract_size("BTC-USDT-SWAP")), "--catalog", root])
+    assert run.exit_code == 0, run.output
+    got = Catalog(root).read("okx", "swap", "BTC-USDT-SWAP", "bars_dollar_50000").to_pandas()
+    assert rows(list(got[["ts_event", "open", "high", "low", "close", "volume"]].itertuples(index=False,
+                                                                                         name=None))) == EXPECTED
+    resample = runner.invoke(data_app, ["bars", "okx/swap/BTC-USDT-SWAP/bars_dollar_50000", "--interval", "1h",
+                                        "--contract-size", "0.01", "--catalog", root])
+    assert resample.exit_code != 0 and "--contract-size applies to trades" in " ".join(resample.output.split())
+
+
+def test_backtest_bars_built_from_okx_swap_trades_count_base_units(tmp_path: Path) -> None:
+    from tradebus.cli import build_kernel, build_replay
+    from tradebus.config import load_config
+
+    config = {
+        "data": {"sources": [{"instrument": "BTC-USDT-SWAP.OKX", "kind": "trades",
+                              "file": str(write_trades(tmp_path / "trades.csv")),
+                              "bars": {"mode": "dollar", "threshold": 50_000.0}}]},
+        "instruments": [{"venue": "OKX", "symbol": "BTC-USDT-SWAP", "kind": "perpetual", "base": "BTC", "quote": "USDT",
+                         "tick_size": 0.1, "lot_size": 1.0, "contract_size": okx_contract_size("BTC-USDT-SWAP")}],
+        "strategy": {"name": "ema_cross", "instruments": ["BTC-USDT-SWAP.OKX"],
+                     "params": {"fast": 3, "slow": 8, "quantity": 1.0}},
+        "venue": {"fill_on": "trades"},
+        "initial_cash": 100_000.0,
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    kernel = build_kernel(load_config(path))
+    seen: list[Bar] = []
+    kernel.bus.subscribe(Bar, seen.append)
+    kernel.run(build_replay(load_config(path)))
+    assert rows([(b.ts_event, b.open, b.high, b.low, b.close, b.volume) for b in seen]) == EXPECTED
+
+
+def test_kernel_refuses_a_builder_whose_contract_size_is_not_the_instruments() -> None:
+    from tradebus.engine.instrument import Instrument, InstrumentKind
+    from tradebus.engine.kernel import Kernel
+
+    inst = Instrument(venue="OKX", symbol="BTC-USDT-SWAP", kind=InstrumentKind.PERPETUAL, tick_size=0.1, lot_size=1.0,
+                      contract_size=0.01)
+    with pytest.raises(ConfigError, match="BTC-USDT-SWAP.OKX are built with contract_size 1, the instrument's is 0.01"):
+        Kernel([inst], trade_bars={"BTC-USDT-SWAP.OKX": BarBuilder("dollar", threshold=50_000.0)})
