@@ -14,7 +14,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -54,13 +54,19 @@ def placed_and_accepted(node: LiveNode) -> bool:
     return bool(placed) and node.kernel.orders.order(placed).status is OrderStatus.ACCEPTED
 
 
+def submit_on_its_way(node: LiveNode) -> bool:
+    placed = node.kernel.strategies[0].placed  # type: ignore[attr-defined]
+    return bool(placed) and node.venue.submit_ended_ns(placed) is None
+
+
 async def stop_with_cancel_held(
-    tmp_path: Path, *faults: RestFault | StreamFault, hold: bool = True, stop_timeout: float = 2.0
+    tmp_path: Path, *faults: RestFault | StreamFault, hold: bool = True, stop_timeout: float = 2.0,
+    ready: Callable[[LiveNode], bool] = placed_and_accepted,
 ) -> tuple[LiveNode, str, list[str], list[str], BaseException | None]:
-    """Run a daemon with one resting buy and stop it once the order works; with ``hold`` the venue holds its cancel
-    unprocessed and unanswered (the request times out after live.request_timeout, 1 s) until the daemon has
-    stopped; ``faults`` besides. Returns the daemon, the order's id, the orders open at the venue when the daemon
-    had stopped, the log lines and what the run raised."""
+    """Run a daemon with one resting buy and stop it once ``ready`` (by default: once the order works); with ``hold``
+    the venue holds its cancel unprocessed and unanswered (the request times out after live.request_timeout, 1 s)
+    until the daemon has stopped; ``faults`` besides. Returns the daemon, the order's id, the orders open at the
+    venue when the daemon had stopped, the log lines and what the run raised."""
     release = asyncio.Event()
     error: BaseException | None = None
     async with account_and_market() as (emulator, srv):
@@ -70,7 +76,7 @@ async def stop_with_cancel_held(
             (emulator.rest_faults if isinstance(fault, RestFault) else emulator.stream_faults).append(fault)  # type: ignore[arg-type]
         with logged() as lines:
             try:
-                await run_until_it_stops(node, lambda: placed_and_accepted(node))
+                await run_until_it_stops(node, lambda: ready(node))
             except Exception as exc:  # noqa: BLE001 - the test judges it
                 error = exc
             finally:
@@ -120,7 +126,7 @@ async def test_a_cancel_the_venue_never_answered_leaves_its_order_named_open_at_
     )
     assert stop_errors(lines) == [
         f"ERROR stopping: order {placed} (BTCUSDT.BINANCE): open at the venue (ACCEPTED, filled 0 of 0.001), as its "
-        "query says: its cancel was not done",
+        "query says: its cancel was sent and not confirmed",
         f"ERROR stopping with 1 order(s) open at the venue: ['{placed}']; 0 of unknown state: none",
     ]
     assert node.kernel.orders.order(placed).status is OrderStatus.ACCEPTED
@@ -154,12 +160,48 @@ async def test_a_cancel_and_a_query_both_unanswered_leave_the_order_unknown_jour
     assert isinstance(error, OrdersLeftAtVenue)
     assert f"0 order(s) open at the venue: none; 1 of unknown state: ['{placed}']" in str(error)
     assert stop_errors(lines) == [
-        f"ERROR stopping: order {placed} (BTCUSDT.BINANCE): state at the venue unknown: no cancel confirmed within 2 s "
-        "and its query unanswered within 1 s; journaled UNKNOWN (a restart queries it)",
+        f"ERROR stopping: order {placed} (BTCUSDT.BINANCE): state at the venue unknown: its cancel was sent and not "
+        "confirmed, and its query went unanswered within 1 s; journaled UNKNOWN (a restart queries it)",
         f"ERROR stopping with 0 order(s) open at the venue: none; 1 of unknown state: ['{placed}']",
     ]
     assert node.kernel.orders.order(placed).status is OrderStatus.UNKNOWN
     assert journaled(node, placed)[-2:] == ["CancelOrder", "OrderTimedOut"]
+
+
+async def test_an_order_whose_submit_was_on_its_way_at_the_stop_deadline_is_canceled_once_its_submit_ends(
+    tmp_path: Path,
+) -> None:
+    """The venue takes the order at once but answers its submit 0.8 s later; the daemon stops meanwhile, with a
+    stop_timeout (0.3 s) that runs out before the submit ends. Before: no cancel was ever sent; the order was
+    queried after its submit ended and logged 'open at the venue (ACCEPTED ...), as its query says: its cancel
+    was not done', left working at the venue and the run failing (exit 4)."""
+    slow = RestFault("slow", "POST", "/api/v3/order", seconds=0.8)
+    node, placed, at_stop, lines, error = await stop_with_cancel_held(
+        tmp_path, slow, hold=False, stop_timeout=0.3, ready=submit_on_its_way
+    )
+    assert slow.fired
+    assert at_stop == [] and error is None
+    assert stop_errors(lines) == []
+    assert node.kernel.orders.order(placed).status is OrderStatus.CANCELED
+    assert "CancelOrder" in journaled(node, placed)
+
+
+async def test_an_order_canceled_after_its_late_submit_whose_cancel_goes_unanswered_says_its_cancel_was_sent(
+    tmp_path: Path,
+) -> None:
+    """As above, the venue holding the cancel sent once the submit ended: the query finds the order working, and
+    the log says a cancel was sent and not confirmed (not that none was done)."""
+    slow = RestFault("slow", "POST", "/api/v3/order", seconds=0.8)
+    node, placed, at_stop, lines, error = await stop_with_cancel_held(
+        tmp_path, slow, stop_timeout=0.3, ready=submit_on_its_way
+    )
+    assert at_stop == [placed]
+    assert isinstance(error, OrdersLeftAtVenue)
+    assert stop_errors(lines)[0] == (
+        f"ERROR stopping: order {placed} (BTCUSDT.BINANCE): open at the venue (ACCEPTED, filled 0 of 0.001), as its "
+        "query says: its cancel was sent and not confirmed"
+    )
+    assert journaled(node, placed)[-3:] == ["CancelOrder", "OrderTimedOut", "OrderResolved:ACCEPTED"]
 
 
 async def test_tradebus_live_exits_4_when_its_stop_leaves_an_order_open_at_the_venue(tmp_path: Path) -> None:

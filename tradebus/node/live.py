@@ -947,72 +947,87 @@ class LiveNode(PaperNode):
         may reach the venue before the order); one opened meanwhile (a bracket's exits once its
         entry fills) is canceled as it opens. Once the journal cannot be written, the cancels go out
         unjournaled (logged): a restart queries every order the journal holds open, so a cancel it
-        does not hold loses nothing.
+        does not hold loses nothing. The orders still open at the deadline are settled by :meth:`_query_left`.
         """
-        kernel, venue, journal = self.kernel, self.venue, self.journal
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         canceled: set[str] = set()
-        while (open_orders := kernel.orders.open_orders()) and loop.time() < deadline:
-            due = [
-                o for o in open_orders
-                if o.client_order_id not in canceled and venue.submit_ended_ns(o.client_order_id) is not None
-            ]
-            if due:
-                logger.info("stopping: canceling {} open order(s)", len(due))
-            now = self.clock.now_ns()
-            for order in due:
-                canceled.add(order.client_order_id)
-                try:
-                    kernel.execution.cancel(CancelOrder(order.strategy_id, order.instrument_id, order.client_order_id, now, now))
-                except DataError as error:
-                    if journal is None or error is not journal.failure:
-                        raise
-                    logger.warning("stopping: cancel of {} sent unjournaled (the journal failed)", order.client_order_id)
-                    venue.cancel(order)
+        while (open_orders := self.kernel.orders.open_orders()) and loop.time() < deadline:
+            self._cancel_due(open_orders, canceled)
             await asyncio.sleep(0.05)
-        left = kernel.orders.open_orders()
-        if left:
-            await self._query_left(left, timeout)
+        if self.kernel.orders.open_orders():
+            await self._query_left(timeout, canceled)
 
-    async def _query_left(self, left: list[Order], stop_timeout: float) -> None:
-        """At the stop's deadline, ask the venue about every order still open here and log what each is there.
+    def _cancel_due(self, open_orders: list[Order], canceled: set[str]) -> int:
+        """Cancel each of ``open_orders`` not in ``canceled`` whose submit has ended, adding it there; how many."""
+        kernel, venue, journal = self.kernel, self.venue, self.journal
+        due = [
+            o for o in open_orders
+            if o.client_order_id not in canceled and venue.submit_ended_ns(o.client_order_id) is not None
+        ]
+        if due:
+            logger.info("stopping: canceling {} open order(s)", len(due))
+        now = self.clock.now_ns()
+        for order in due:
+            canceled.add(order.client_order_id)
+            try:
+                kernel.execution.cancel(CancelOrder(order.strategy_id, order.instrument_id, order.client_order_id, now, now))
+            except DataError as error:
+                if journal is None or error is not journal.failure:
+                    raise
+                logger.warning("stopping: cancel of {} sent unjournaled (the journal failed)", order.client_order_id)
+                venue.cancel(order)
+        return len(due)
+
+    async def _query_left(self, stop_timeout: float, canceled: set[str]) -> None:
+        """At the stop's deadline, cancel what could not be yet, then ask the venue about every order still open here
+        and log what each is there.
 
         The clock's timers have stopped, so no cancel timeout queries them. The requests still on their way
-        (a cancel's, whose answer may take up to ``live.request_timeout``) are awaited first (up to that), so
-        that each query leaves after its cancel ended. Each order then becomes UNKNOWN and is queried
+        (a submit's or a cancel's, whose answer may take up to ``live.request_timeout``) are awaited first (up to
+        that); an order whose submit ended meanwhile (the venue may have taken it) is canceled then, and those
+        cancels awaited (up to ``live.request_timeout`` again), so that each query leaves after its cancel ended.
+        Each order still open then becomes UNKNOWN and is queried
         (:meth:`~tradebus.execution.engine.ExecutionEngine.time_out`: ``OrderTimedOut`` journaled, the answer
         journaled as ``OrderResolved``), the answers awaited up to ``live.request_timeout``. A closed order is
         logged with its status; one working at the venue, or whose query went unanswered (left UNKNOWN: a
-        restart queries it), is logged as an error and kept in :attr:`left_at_venue` (:meth:`run` raises
-        :class:`~tradebus.errors.OrdersLeftAtVenue`). So the stop lasts at most ``live.stop_timeout`` plus twice
-        ``live.request_timeout``.
+        restart queries it), is logged as an error saying whether its cancel was sent (``canceled``: unconfirmed)
+        or not (its submit still on its way), and kept in :attr:`left_at_venue` (:meth:`run` raises
+        :class:`~tradebus.errors.OrdersLeftAtVenue`). So the stop lasts at most ``live.stop_timeout`` plus three
+        times ``live.request_timeout``.
         """
         execution, journal, venue = self.kernel.execution, self.journal, self.venue
         wait = self.config.live.request_timeout
         await venue.drain(wait)
-        reason = f"no cancel confirmed within live.stop_timeout ({stop_timeout:g} s) of the stop"
+        if self._cancel_due(self.kernel.orders.open_orders(), canceled):
+            await venue.drain(wait)
+        left = self.kernel.orders.open_orders()
         for order in left:
+            coid = order.client_order_id
+            reason = (f"no cancel confirmed within live.stop_timeout ({stop_timeout:g} s) of the stop" if coid in canceled
+                      else f"its submit still on its way at live.stop_timeout ({stop_timeout:g} s) of the stop: not canceled")
             try:
-                execution.time_out(order.client_order_id, reason)
+                execution.time_out(coid, reason)
             except DataError as error:  # UNKNOWN here, unjournaled: the query still tells what it is
                 if journal is None or error is not journal.failure:
                     raise
-                execution.reconcile_order(order.client_order_id)
-        await venue.drain(wait)
+                execution.reconcile_order(coid)
+        if left:
+            await venue.drain(wait)
         for order in left:
             coid, status = order.client_order_id, order.status
+            done = ("its cancel was sent and not confirmed" if coid in canceled
+                    else "no cancel was sent: its submit was still on its way")
             if not order.is_open:
                 logger.warning("stopping: order {} ({}): {} at the venue, as its query says", coid, order.instrument_id, status)
             elif status is OrderStatus.UNKNOWN:
                 self.left_at_venue[coid] = "unknown"
-                logger.error("stopping: order {} ({}): state at the venue unknown: no cancel confirmed within {:g} s and "
-                             "its query unanswered within {:g} s; journaled UNKNOWN (a restart queries it)",
-                             coid, order.instrument_id, stop_timeout, wait)
+                logger.error("stopping: order {} ({}): state at the venue unknown: {}, and its query went unanswered "
+                             "within {:g} s; journaled UNKNOWN (a restart queries it)", coid, order.instrument_id, done, wait)
             else:
                 self.left_at_venue[coid] = "open"
                 logger.error("stopping: order {} ({}): open at the venue ({}, filled {:g} of {:g}), as its query says: "
-                             "its cancel was not done", coid, order.instrument_id, status, order.filled_qty, order.quantity)
+                             "{}", coid, order.instrument_id, status, order.filled_qty, order.quantity, done)
         if self.left_at_venue:
             logger.error("stopping with {}", self._left_at_venue_text())
 
