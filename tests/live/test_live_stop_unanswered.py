@@ -23,13 +23,13 @@ import yaml
 from loguru import logger
 
 from tradebus.adapters.binance.private_emulator import RestFault, StreamFault
-from tradebus.engine.messages import OrderResolved, OrderStatus
-from tradebus.errors import OrdersLeftAtVenue
+from tradebus.engine.messages import OrderResolved, OrderStatus, Trade
+from tradebus.errors import DataError, OrdersLeftAtVenue
 from tradebus.execution.journal import Journal
 from tradebus.node.live import LiveNode
 
-from .live_harness import KEY, SECRET
-from .test_live_stop_failures import account_and_market, live_config_data, node_on, open_at_venue, resting, run_until_it_stops
+from .live_harness import IID, KEY, SECRET
+from .test_live_stop_failures import account_and_market, fail_journal, live_config_data, node_on, open_at_venue, resting, run_until_it_stops
 
 pytestmark = pytest.mark.usefixtures("_loguru_to_current_stderr")
 
@@ -202,6 +202,37 @@ async def test_an_order_canceled_after_its_late_submit_whose_cancel_goes_unanswe
         "query says: its cancel was sent and not confirmed"
     )
     assert journaled(node, placed)[-3:] == ["CancelOrder", "OrderTimedOut", "OrderResolved:ACCEPTED"]
+
+
+async def test_a_query_answer_with_a_fill_and_a_close_after_the_journal_failed_is_logged_as_the_venue_answered(
+    tmp_path: Path,
+) -> None:
+    """The order fills 0.0004 of 0.001 and is canceled at the venue, its cancel answered too late and both stream
+    reports lost, after the journal failed: applying the query's answer stops at its fill (the journal raises).
+    Before: logged 'open at the venue (PARTIALLY_FILLED, filled 0.0004 of 0.001), as its query says' (ERROR, false)."""
+    slow = RestFault("slow", *CANCEL, seconds=2.5)
+    lost = [StreamFault("drop", "executionReport", at=n) for n in (1, 2)]  # the fill's and the cancel's reports
+    async with account_and_market(lost) as (emulator, srv):
+        emulator.venue.config = emulator.venue.config.model_copy(update={"trade_size_limit": True})
+        node = node_on(tmp_path, emulator, srv, [resting("steady")], stop_timeout=2.0)
+        emulator.rest_faults.append(slow)
+
+        def filled_then_journal_failed(node: LiveNode) -> bool:
+            if not placed_and_accepted(node):
+                return False
+            now = emulator.tick()
+            emulator.match(Trade(IID, now, now, 9_000.0, 0.0004, -1, "own-fill"))
+            fail_journal(node)
+            return True
+
+        with logged() as lines:
+            with pytest.raises(DataError, match="cannot write it"):
+                await run_until_it_stops(node, lambda: filled_then_journal_failed(node))
+        placed = node.kernel.strategies[0].placed  # type: ignore[attr-defined]
+        assert all(fault.fired for fault in lost) and slow.fired and open_at_venue(emulator) == []
+    assert f"WARNING stopping: order {placed} (BTCUSDT.BINANCE): CANCELED at the venue, as its query says" in lines
+    assert stop_errors(lines) == []
+    assert node.left_at_venue == {}
 
 
 async def test_tradebus_live_exits_4_when_its_stop_leaves_an_order_open_at_the_venue(tmp_path: Path) -> None:

@@ -1026,6 +1026,10 @@ class LiveVenue(Venue):
             self._spawn(self._query(order), f"query:{client_order_id}")
         raise NoAnswer(f"order {client_order_id}: query sent, answer pending")
 
+    def answer_held(self, client_order_id: str) -> OrderStatusReport | None:
+        """The venue's answer about this order not yet taken by :meth:`query_order` (``None``: none, or "no such order")."""
+        return self._answers.get(client_order_id)
+
     def answer(self, report: OrderStatusReport) -> None:
         """Take ``report`` (from a list the venue gave, e.g. its open orders) as the answer to the next query of its order."""
         self._answers[report.client_order_id] = report

@@ -98,7 +98,7 @@ from tradebus.execution.client_ids import ClientIdRule
 from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.journal import Journal, JournalOwner
 from tradebus.execution.live import AccountBalance, AccountPosition, FundingUnattributed, LiveVenue, NoAnswer, VenueRejected
-from tradebus.execution.orders import Order
+from tradebus.execution.orders import OPEN_STATUSES, Order
 from tradebus.execution.venue import OrderStatusReport
 from tradebus.node.config import PaperConfig
 from tradebus.node.reconcile import ExternalOrder, InstrumentHeld, Reconciler, hedge_mode, margin_differences
@@ -993,8 +993,9 @@ class LiveNode(PaperNode):
         logged with its status; one working at the venue, or whose query went unanswered (left UNKNOWN: a
         restart queries it), is logged as an error saying whether its cancel was sent (``canceled``: unconfirmed)
         or not (its submit still on its way), and kept in :attr:`left_at_venue` (:meth:`run` raises
-        :class:`~tradebus.errors.OrdersLeftAtVenue`). So the stop lasts at most ``live.stop_timeout`` plus three
-        times ``live.request_timeout``.
+        :class:`~tradebus.errors.OrdersLeftAtVenue`). Once the journal has failed, an answer may be applied only
+        in part (it stops at its first event): each order is then logged as its query's answer says. So the stop
+        lasts at most ``live.stop_timeout`` plus three times ``live.request_timeout``.
         """
         execution, journal, venue = self.kernel.execution, self.journal, self.venue
         wait = self.config.live.request_timeout
@@ -1002,6 +1003,18 @@ class LiveNode(PaperNode):
         if self._cancel_due(self.kernel.orders.open_orders(), canceled):
             await venue.drain(wait)
         left = self.kernel.orders.open_orders()
+        # What each query answered, for the log: once the journal has failed, applying an answer stops at its
+        # first event (a fill not booked yet), which leaves the order open here whatever the venue said.
+        answers: dict[str, OrderStatusReport] = {}
+        reconcile = venue.on_answer
+
+        def on_answer(coid: str) -> Any:
+            report = venue.answer_held(coid)
+            if report is not None:
+                answers[coid] = report
+            return reconcile(coid) if reconcile is not None else None
+
+        venue.on_answer = on_answer
         for order in left:
             coid = order.client_order_id
             reason = (f"no cancel confirmed within live.stop_timeout ({stop_timeout:g} s) of the stop" if coid in canceled
@@ -1014,11 +1027,19 @@ class LiveNode(PaperNode):
                 execution.reconcile_order(coid)
         if left:
             await venue.drain(wait)
+        venue.on_answer = reconcile
         for order in left:
-            coid, status = order.client_order_id, order.status
+            coid, status, filled = order.client_order_id, order.status, order.filled_qty
             done = ("its cancel was sent and not confirmed" if coid in canceled
                     else "no cancel was sent: its submit was still on its way")
-            if not order.is_open:
+            report = answers.get(coid)
+            if (journal is not None and journal.failure is not None and order.is_open and report is not None
+                    and (report.status not in OPEN_STATUSES or report.filled_qty > order.filled_qty)):
+                status, filled = report.status, report.filled_qty
+                logger.warning("stopping: order {} ({}): its query's answer not wholly applied here (the journal failed): "
+                               "{}, filled {:g} here; a restart queries it", coid, order.instrument_id, order.status,
+                               order.filled_qty)
+            if status not in OPEN_STATUSES:
                 logger.warning("stopping: order {} ({}): {} at the venue, as its query says", coid, order.instrument_id, status)
             elif status is OrderStatus.UNKNOWN:
                 self.left_at_venue[coid] = "unknown"
@@ -1027,7 +1048,7 @@ class LiveNode(PaperNode):
             else:
                 self.left_at_venue[coid] = "open"
                 logger.error("stopping: order {} ({}): open at the venue ({}, filled {:g} of {:g}), as its query says: "
-                             "{}", coid, order.instrument_id, status, order.filled_qty, order.quantity, done)
+                             "{}", coid, order.instrument_id, status, filled, order.quantity, done)
         if self.left_at_venue:
             logger.error("stopping with {}", self._left_at_venue_text())
 
