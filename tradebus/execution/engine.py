@@ -452,7 +452,7 @@ class ExecutionEngine:
         ``reason``, journaled) and the venue is queried at once (:meth:`reconcile_order`), as when a request's
         timeout runs out; what it waited for (a cancel's timeout) no longer fires. An ``UNKNOWN`` order is
         queried; a closed one is left as it is. A stopping live daemon's deadline for its cancels uses it
-        (:meth:`tradebus.node.live.LiveNode._cancel_all`).
+        (:meth:`tradebus.node.live.LiveNode._query_left`).
 
         Raises
         ------

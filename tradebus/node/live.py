@@ -1015,19 +1015,21 @@ class LiveNode(PaperNode):
             return reconcile(coid) if reconcile is not None else None
 
         venue.on_answer = on_answer
-        for order in left:
-            coid = order.client_order_id
-            reason = (f"no cancel confirmed within live.stop_timeout ({stop_timeout:g} s) of the stop" if coid in canceled
-                      else f"its submit still on its way at live.stop_timeout ({stop_timeout:g} s) of the stop: not canceled")
-            try:
-                execution.time_out(coid, reason)
-            except DataError as error:  # UNKNOWN here, unjournaled: the query still tells what it is
-                if journal is None or error is not journal.failure:
-                    raise
-                execution.reconcile_order(coid)
-        if left:
-            await venue.drain(wait)
-        venue.on_answer = reconcile
+        try:
+            for order in left:
+                coid = order.client_order_id
+                reason = (f"no cancel confirmed within live.stop_timeout ({stop_timeout:g} s) of the stop" if coid in canceled
+                          else f"its submit still on its way at live.stop_timeout ({stop_timeout:g} s) of the stop: not canceled")
+                try:
+                    execution.time_out(coid, reason)
+                except DataError as error:  # UNKNOWN here, unjournaled: the query still tells what it is
+                    if journal is None or error is not journal.failure:
+                        raise
+                    execution.reconcile_order(coid)
+            if left:
+                await venue.drain(wait)
+        finally:
+            venue.on_answer = reconcile
         for order in left:
             coid, status, filled = order.client_order_id, order.status, order.filled_qty
             done = ("its cancel was sent and not confirmed" if coid in canceled
