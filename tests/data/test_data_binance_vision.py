@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from datetime import date
@@ -50,6 +51,7 @@ class Server:
         self.cut: set[str] = set()  # paths whose body is cut short: the connection closes mid-download
         self.hold: threading.Event | None = None  # set: every zip is answered only once it is set
         self.held = threading.Event()  # a zip request is waiting for ``hold``
+        self.meet: threading.Barrier | None = None  # set: each zip's body is sent half, then the rest once all meet
         self.errors: dict[str, list[int]] = {}  # path -> statuses answered (with Retry-After: 0) before the file
         outer = self
 
@@ -65,6 +67,19 @@ class Server:
                 if outer.hold is not None and self.path.endswith(".zip"):
                     outer.held.set()
                     outer.hold.wait(60)
+                if outer.meet is not None and self.path.endswith(".zip"):
+                    body = (outer.root / self.path.lstrip("/")).read_bytes()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    outer.meet.wait()
+                    for i in range(len(body) // 2, len(body), 256):  # the rest slowly
+                        self.wfile.write(body[i : i + 256])
+                        self.wfile.flush()
+                        time.sleep(0.01)
+                    return
                 if self.path in outer.cut:
                     body = (outer.root / self.path.lstrip("/")).read_bytes()
                     self.send_response(200)
@@ -236,6 +251,34 @@ def test_a_download_cut_short_is_refused_and_nothing_is_written(server: Server, 
     assert "refused: ADABTC-1m-2021-11-28.zip" in out and "nothing was imported" in out
     assert not (tmp_path / "cat").exists()
     assert not list((tmp_path / "cache").rglob("*2021-11-28.zip*"))  # no partial file is kept
+
+
+def test_two_runs_downloading_the_same_archive_into_one_cache_both_succeed(server: Server, tmp_path: Path) -> None:
+    """Two runs fetching one archive at once shared its ``.part`` file: the first renamed it onto the zip and the
+    second's rename failed ("download failed: [Errno 2] No such file or directory"), so one run refused a good archive.
+    Each now writes a part file of its own and renames only a verified one."""
+    server.publish(f"{KLINES}/ADABTC-1m-2021-11-27.zip", klines("2021-11-27"))
+    server.meet = threading.Barrier(2, timeout=30)  # both bodies are in flight before either completes
+    cache = tmp_path / "cache"
+    item = archives("spot", "klines", "ADABTC", date(2021, 11, 27), date(2021, 11, 27), interval="1m")
+    reports: list[object] = [None, None]
+
+    def one(i: int) -> None:
+        reports[i] = fetch(item, cache, base_url=server.url, workers=1, timeout=30)
+
+    runs = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+    for run_ in runs:
+        run_.start()
+    for run_ in runs:
+        run_.join(60)
+    assert [r for r in server.requests if r.endswith(".zip")] == [f"/data/{KLINES}/ADABTC-1m-2021-11-27.zip"] * 2
+    for report in reports:
+        assert report is not None
+        assert (report.downloaded, report.refused) == (["2021-11-27"], []), report  # type: ignore[attr-defined]
+    assert [p.name for p in cache.rglob("*") if p.is_file()] == ["ADABTC-1m-2021-11-27.zip"]  # no part file left
+    zipped = cache / KLINES / "ADABTC-1m-2021-11-27.zip"
+    with zipfile.ZipFile(zipped) as archive:
+        assert archive.read("ADABTC-1m-2021-11-27.csv") == klines("2021-11-27")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

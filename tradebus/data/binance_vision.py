@@ -16,7 +16,9 @@ Steps
 1. :func:`archives` lists the zips of a date range.
 2. :func:`fetch` downloads them with at most ``workers`` in parallel into a cache
    directory. A zip already there whose sha256 matches its ``.CHECKSUM`` is reused
-   (a re-run resumes where the last one stopped). A day the server does not have
+   (a re-run resumes where the last one stopped). Each download streams into a ``.part``
+   file of its own in the zip's directory and is renamed onto the zip only once verified,
+   so two runs sharing a cache can fetch the same archive at once. A day the server does not have
    (HTTP 404) is listed as missing. An HTTP 429 or 5xx is asked again, up to
    :data:`RETRIES` times, after the ``Retry-After`` the server names (at most
    :data:`RETRY_CAP_S`), else 1, 2, 4 s; then the archive is refused. A zip whose sha256 differs from its checksum,
@@ -37,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -190,15 +193,17 @@ def _get(url: str, timeout: float) -> bytes | None:
         raise
 
 
-def _download(url: str, target: Path, timeout: float, stop: threading.Event) -> str | None:
-    """Stream ``url`` into ``target`` (via a ``.part`` file); return its sha256, or ``None`` on 404.
+def _download(url: str, target: Path, timeout: float, stop: threading.Event) -> tuple[str, Path] | None:
+    """Stream ``url`` into a ``.part`` file of its own beside ``target``; return its sha256 and path, or ``None`` on 404.
 
+    The part file's name is unique (``<zip name>.<random>.part``), so two runs downloading the same
+    archive into one cache each write their own; the caller verifies it and renames it onto ``target``.
     Raises :class:`_Stopped` (the ``.part`` file removed) once ``stop`` is set.
     """
-    part = target.with_name(target.name + ".part")
+    part = target.with_name(f"{target.name}.{secrets.token_hex(8)}.part")
     digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, part.open("wb") as out:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=timeout) as response, part.open("xb") as out:  # noqa: S310
             while not stop.is_set() and (chunk := response.read(_CHUNK)):
                 digest.update(chunk)
                 out.write(chunk)
@@ -212,8 +217,7 @@ def _download(url: str, target: Path, timeout: float, stop: threading.Event) -> 
     except BaseException:
         part.unlink(missing_ok=True)
         raise
-    os.replace(part, target)
-    return digest.hexdigest()
+    return digest.hexdigest(), part
 
 
 def _retry_wait(exc: urllib.error.HTTPError, attempt: int) -> float:
@@ -343,20 +347,25 @@ def _fetch_one(item: Archive, cache_dir: Path, base: str, timeout: float, stop: 
         if target.is_file() and sha256_file(target) == expected and _check_zip(target) is None:
             return "reused", ""
         target.parent.mkdir(parents=True, exist_ok=True)
-        digest = _retrying(lambda: _download(url, target, timeout, stop), url, stop)
-        if digest is None:
+        downloaded = _retrying(lambda: _download(url, target, timeout, stop), url, stop)
+        if downloaded is None:
             return "missing", f"{item.name}: checksum published but the archive is not"
     except (urllib.error.URLError, OSError) as exc:
         return "refused", f"{item.name}: download failed: {exc}"
     except http.client.HTTPException as exc:  # IncompleteRead, BadStatusLine: not OSErrors
         return "refused", f"{item.name}: download failed: response cut short or malformed ({exc!r})"
-    if digest != expected:
-        target.unlink(missing_ok=True)
-        return "refused", f"{item.name}: sha256 {digest} does not match its .CHECKSUM {expected}; archive refused"
-    problem = _check_zip(target)
+    digest, part = downloaded
+    problem = None if digest == expected else f"sha256 {digest} does not match its .CHECKSUM {expected}"
+    problem = problem or _check_zip(part)
     if problem is not None:
-        target.unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
         return "refused", f"{item.name}: {problem}; archive refused"
+    # only a verified zip takes the archive's name: atomic, and one another run placed meanwhile holds the same bytes
+    try:
+        os.replace(part, target)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        return "refused", f"{item.name}: could not be placed in the cache: {exc}"
     logger.debug("binance vision: {} verified ({})", item.name, digest)
     return "downloaded", ""
 
