@@ -238,6 +238,22 @@ def test_bad_archives_are_refused_and_nothing_is_written(
     assert not list((tmp_path / "cache").rglob("*2021-11-28.zip*"))  # the refused file is not kept
 
 
+def test_a_checksum_file_naming_another_archive_is_refused_as_such(server: Server, tmp_path: Path) -> None:
+    """A server publishing the 27th's .CHECKSUM as the 28th's was reported as "sha256 ... does not match its
+    .CHECKSUM ...", as if the download were corrupt; the file names another archive, and the message now says so."""
+    server.publish(f"{KLINES}/ADABTC-1m-2021-11-27.zip", klines("2021-11-27"))
+    server.publish(f"{KLINES}/ADABTC-1m-2021-11-28.zip", klines("2021-11-28"))
+    folder = server.root / "data" / KLINES
+    other = (folder / "ADABTC-1m-2021-11-27.zip.CHECKSUM").read_bytes()
+    (folder / "ADABTC-1m-2021-11-28.zip.CHECKSUM").write_bytes(other)
+    item = archives("spot", "klines", "ADABTC", date(2021, 11, 28), date(2021, 11, 28), interval="1m")
+    report = fetch(item, tmp_path / "cache", base_url=server.url, workers=1)
+    assert report.refused == ["ADABTC-1m-2021-11-28.zip: its .CHECKSUM file names 'ADABTC-1m-2021-11-27.zip', another "
+                              "archive (the server published the wrong checksum file); archive refused"]
+    assert not [r for r in server.requests if r.endswith(".zip")]  # refused before the download
+    assert not list((tmp_path / "cache").rglob("*.zip*"))
+
+
 @pytest.mark.parametrize("cut", [".zip.CHECKSUM", ".zip"])
 def test_a_download_cut_short_is_refused_and_nothing_is_written(server: Server, tmp_path: Path, cut: str) -> None:
     for day in ("2021-11-27", "2021-11-28"):

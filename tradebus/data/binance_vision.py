@@ -22,7 +22,8 @@ Steps
    (HTTP 404) is listed as missing. An HTTP 429 or 5xx is asked again, up to
    :data:`RETRIES` times, after the ``Retry-After`` the server names (at most
    :data:`RETRY_CAP_S`), else 1, 2, 4 s; then the archive is refused. A zip whose sha256 differs from its checksum,
-   or that is not a readable zip holding one CSV, is refused: removed and reported.
+   or that is not a readable zip holding one CSV, is refused: removed and reported; so is one
+   whose ``.CHECKSUM`` names another zip (before it is downloaded).
    Ctrl-C or SIGTERM stops it at once: no further archive is requested, the ones
    being downloaded are dropped (their ``.part`` files removed), the verified ones
    stay for the next run.
@@ -194,7 +195,7 @@ def _get(url: str, timeout: float) -> bytes | None:
 
 
 def _download(url: str, target: Path, timeout: float, stop: threading.Event) -> tuple[str, Path] | None:
-    """Stream ``url`` into a ``.part`` file of its own beside ``target``; return its sha256 and path, or ``None`` on 404.
+    """Stream ``url`` into a ``.part`` file of its own beside ``target``: its sha256 and path, or ``None`` on 404.
 
     The part file's name is unique (``<zip name>.<random>.part``), so two runs downloading the same
     archive into one cache each write their own; the caller verifies it and renames it onto ``target``.
@@ -343,6 +344,10 @@ def _fetch_one(item: Archive, cache_dir: Path, base: str, timeout: float, stop: 
         fields = checksum.decode("ascii", "replace").split()
         if not fields or len(fields[0]) != 64:
             return "refused", f"{item.name}: malformed .CHECKSUM {checksum[:80]!r}"
+        named = fields[1].lstrip("*") if len(fields) > 1 else item.name  # sha256sum's binary mode marks "*name"
+        if named != item.name:
+            return "refused", (f"{item.name}: its .CHECKSUM file names {named!r}, another archive (the server "
+                               f"published the wrong checksum file); archive refused")
         expected = fields[0].lower()
         if target.is_file() and sha256_file(target) == expected and _check_zip(target) is None:
             return "reused", ""
