@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from loguru import logger
 from typer.testing import CliRunner
 
 import numpy as np
@@ -199,6 +200,42 @@ def test_backfill_resumes_from_the_catalogs_last_bar_without_duplicates(venue: V
     assert nothing.manifest is None and nothing.rows == 0
 
 
+def warnings_of(call) -> list[str]:
+    messages: list[str] = []
+    sink = logger.add(lambda m: messages.append(m.record["message"]), level="WARNING")
+    try:
+        call()
+    finally:
+        logger.remove(sink)
+    return messages
+
+
+def test_backfill_from_before_the_datasets_first_bar_says_the_older_bars_are_not_fetched(
+    venue: Venue, tmp_path: Path
+) -> None:
+    """A backfill from 00:00 onto a dataset of the bars opening 01:00-01:29 resumed at 01:30 without a word:
+    the hour asked before the dataset's first bar was never fetched. It is still not (a backfill appends), but says so."""
+    venue.throttle_next = 0
+    hour = FIRST_MS + 60 * MINUTE_MS
+
+    def backfill(since_ms: int) -> None:
+        backfill_ohlcv(tmp_path, exchange(venue, 1), "ADA/BTC", "1m", since_ms=since_ms,
+                       until_ms=FIRST_MS + 120 * MINUTE_MS if since_ms == FIRST_MS else hour + 30 * MINUTE_MS,
+                       venue="binance", market="spot", catalog_symbol="ADABTC")
+
+    assert warnings_of(lambda: backfill(hour)) == []
+    assert warnings_of(lambda: backfill(hour)) == []  # a resume from the same --since says nothing
+    messages = warnings_of(lambda: backfill(FIRST_MS))
+    assert messages == [
+        "binance/spot/ADABTC/bars_1m holds bars opening from 2021-11-27T01:00:00Z to 2021-11-27T01:29:00Z: a backfill "
+        "appends after its last row only, so nothing before 2021-11-27T01:00:00Z is fetched from --since "
+        "2021-11-27T00:00:00Z; for that older history backfill into an empty catalog (--catalog) or delete "
+        f"{tmp_path / 'binance' / 'spot' / 'ADABTC' / 'bars_1m'} and run again"
+    ]
+    stored = Catalog(tmp_path).read("binance", "spot", "ADABTC", "bars_1m").column("ts_event").to_numpy()
+    assert stored[0] == (hour + MINUTE_MS) * 1_000_000  # appended after 01:29 only
+
+
 def test_backfill_gives_up_after_the_retries_and_writes_nothing(venue: Venue, tmp_path: Path) -> None:
     venue.throttle_next = 10
     with pytest.raises(Exception, match="giving up after 2 retries"):
@@ -324,6 +361,27 @@ def test_trades_backfill_resumes_without_duplicates(venue: Venue, tmp_path: Path
     assert first.rows + again.rows == 2001
     stored = Catalog(tmp_path).read("binance", "spot", "BTCUSDT", "trades").to_pandas()
     assert stored.trade_id.is_unique and stored.ts_event.is_monotonic_increasing and len(stored) == 2001
+
+
+def test_trades_backfill_from_before_the_datasets_first_trade_says_the_older_trades_are_not_fetched(
+    venue: Venue, tmp_path: Path
+) -> None:
+    """The fixture's 1,001st trade is at 00:00:25.603 and the last before 00:00:26.103 at 00:00:26.035 (2021-01-08)."""
+    venue.throttle_next = 0
+    since, later = int(venue.trade_ms[0]), int(venue.trade_ms[1000])
+
+    def backfill(since_ms: int) -> None:
+        backfill_trades(tmp_path, exchange(venue, 1), "BTC/USDT", since_ms=since_ms, until_ms=later + 500,
+                        venue="binance", market="spot", catalog_symbol="BTCUSDT", limit=1000)
+
+    assert warnings_of(lambda: backfill(later)) == []
+    assert warnings_of(lambda: backfill(since)) == [
+        "binance/spot/BTCUSDT/trades holds trades from 2021-01-08T00:00:25.603Z to 2021-01-08T00:00:26.035Z: a backfill "
+        "appends after its last row only, so nothing before 2021-01-08T00:00:25.603Z is fetched from --since "
+        "2021-01-08T00:00:00.278Z; for that older history backfill into an empty catalog (--catalog) or delete "
+        f"{tmp_path / 'binance' / 'spot' / 'BTCUSDT' / 'trades'} and run again"
+    ]
+    assert len(Catalog(tmp_path).read("binance", "spot", "BTCUSDT", "trades")) == 11  # none of the first 1,000
 
 
 @pytest.mark.parametrize(("limit", "per_page"), [(10, 1000), (30, 10)], ids=["at_the_limit", "at_the_venues_cap"])

@@ -2,7 +2,8 @@
 
 :func:`backfill_ohlcv` pages through ``exchange.fetch_ohlcv(symbol, timeframe, since,
 limit)`` from ``since`` (or, when the dataset exists, from the bar after its last
-one) up to ``until``:
+one: a backfill only appends, so a ``since`` before the dataset's first bar fetches
+nothing older, with a warning naming the dataset's range) up to ``until``:
 
 * pagination: the next page starts one interval after the last bar received; a page
   with nothing after the last bar ends the backfill. An empty page does not: an exchange
@@ -81,6 +82,7 @@ from tradebus.data.catalog import Catalog, Manifest, open_parquet
 from tradebus.data.ingest import BarStream, TradeStream, bars_dataset, parse_interval
 from tradebus.data.quality import QualityCheck
 from tradebus.data.sources import Frame, Source
+from tradebus.engine.clock import iso_ns
 from tradebus.errors import ConfigError, DataError
 
 __all__ = ["BackfillResult", "backfill_ohlcv", "backfill_trades", "check_trades_history", "close_before", "make_exchange"]
@@ -185,6 +187,8 @@ def backfill_ohlcv(
     mode = "create"
     if cat.exists(venue, market, catalog_symbol, dataset):
         done = cat.manifest(venue, market, catalog_symbol, dataset)
+        _warn_older_skipped(cat, (venue, market, catalog_symbol, dataset), since_ms,
+                            (done.start_ns - interval_ns, done.end_ns - interval_ns), "bars opening")
         since_ms = max(since_ms, done.end_ns // 1_000_000)  # the close of the last bar opens the next
         mode = "append"
     name = f"ccxt {exchange.id} {symbol} {timeframe}"
@@ -226,6 +230,18 @@ def backfill_ohlcv(
             quality=check.report().summary(),
         )
     return BackfillResult(manifest, pages, rows, retried, start)
+
+
+def _warn_older_skipped(cat: Catalog, ref: tuple[str, str, str, str], since_ms: int, held_ns: tuple[int, int],
+                        rows: str) -> None:
+    """Warn that a ``since_ms`` before the dataset's first row fetches nothing older: a backfill only appends."""
+    if since_ms * 1_000_000 >= held_ns[0]:
+        return
+    logger.warning(
+        "{} holds {} from {} to {}: a backfill appends after its last row only, so nothing before {} is fetched "
+        "from --since {}; for that older history backfill into an empty catalog (--catalog) or delete {} and run "
+        "again", "/".join(ref), rows, iso_ns(held_ns[0]), iso_ns(held_ns[1]), iso_ns(held_ns[0]),
+        iso_ns(since_ms * 1_000_000), cat.dataset_dir(*ref))
 
 
 def close_before(
@@ -329,6 +345,9 @@ def backfill_trades(
     last_ms: int | None = None
     if cat.exists(venue, market, catalog_symbol, "trades"):
         last_ms, seen = _stored_tail(cat, venue, market, catalog_symbol)
+        done = cat.manifest(venue, market, catalog_symbol, "trades")
+        _warn_older_skipped(cat, (venue, market, catalog_symbol, "trades"), since_ms, (done.start_ns, done.end_ns),
+                            "trades")
         since_ms = max(since_ms, last_ms)
         mode = "append"
     name = f"ccxt {exchange.id} {symbol} trades"

@@ -609,7 +609,7 @@ def backfill_cmd(
     exchange_id: Annotated[str, typer.Option("--exchange", help="ccxt exchange id: binance, bybit, okx, kraken, ...")],
     symbol: Annotated[str, typer.Option(help="ccxt unified symbol, e.g. BTC/USDT.")],
     since: Annotated[str, typer.Option(help="First bar open time (ISO 8601, UTC); a resume starts after the "
-                                       "catalog's last bar.")],
+                                       "catalog's last bar (nothing before its first is fetched).")],
     timeframe: Annotated[str, typer.Option(help="Bar timeframe (1m, 1h, 1d, ...); bars only.")] = "1m",
     kind: Annotated[str, typer.Option(help="bars (OHLCV) or trades.")] = "bars",
     until: Annotated[str | None, typer.Option(help="End, exclusive (default: now); bars: at most now, whole bars "
