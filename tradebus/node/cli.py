@@ -67,8 +67,9 @@ def live_kill(
 ) -> None:
     """Cancel every open order of the account's instruments (optionally flatten) and leave the journal HALTED until live-resume.
 
-    Exits 0 once no order is open (with no journal in the config nothing is halted, which is said), 4 when
-    orders are left open or of unknown state at the venue (named; the journal HALTED all the same).
+    Exits 0 once no order is open, 4 when orders are left open or of unknown state at the venue (named).
+
+    Without a journal in the config nothing is halted (it says so); with one it is HALTED even on exit 4.
     """
     import asyncio
 
