@@ -501,3 +501,28 @@ def test_a_symbol_or_interval_that_is_not_a_name_is_refused_before_anything_is_f
     assert "is not a valid name" in out and repr(symbol if interval == "1m" else interval) in out
     assert server.requests == []
     assert [p for p in tmp_path.rglob("*") if p.is_file() and server.root not in p.parents] == []
+
+
+def test_a_part_file_left_by_a_killed_run_is_removed_when_its_archive_is_next_fetched(
+    server: Server, tmp_path: Path
+) -> None:
+    """A SIGKILLed download leaves ``<zip>.<random>.part``: with a name of its own per download no later run wrote
+    over it, so each kill left one more in the cache for good. The next fetch of the archive removes the ones unwritten
+    for an hour and keeps a fresh one (another run's download of the same archive in flight)."""
+    server.publish(f"{KLINES}/ADABTC-1m-2021-11-27.zip", klines("2021-11-27"))
+    folder = tmp_path / "cache" / KLINES
+    folder.mkdir(parents=True)
+    stale = [folder / "ADABTC-1m-2021-11-27.zip.0123456789abcdef.part", folder / "ADABTC-1m-2021-11-27.zip.part"]
+    fresh = folder / "ADABTC-1m-2021-11-27.zip.fedcba9876543210.part"
+    other = folder / "ADABTC-1m-2021-11-28.zip.0123456789abcdef.part"  # another archive's, not fetched here
+    two_hours_ago = time.time() - 7200
+    for part in (*stale, fresh, other):
+        part.write_bytes(b"PK\x03\x04 cut by SIGKILL")
+    for part in (*stale, other):
+        os.utime(part, (two_hours_ago, two_hours_ago))
+    item = archives("spot", "klines", "ADABTC", date(2021, 11, 27), date(2021, 11, 27), interval="1m")
+    report = fetch(item, tmp_path / "cache", base_url=server.url, workers=1)
+    assert report.downloaded == ["2021-11-27"] and not report.refused
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["ADABTC-1m-2021-11-27.zip", fresh.name, other.name])
+    report = fetch(item, tmp_path / "cache", base_url=server.url, workers=1)  # reused: the fresh part stays
+    assert report.reused == ["2021-11-27"] and fresh.exists()

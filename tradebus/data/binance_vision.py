@@ -18,7 +18,8 @@ Steps
    directory. A zip already there whose sha256 matches its ``.CHECKSUM`` is reused
    (a re-run resumes where the last one stopped). Each download streams into a ``.part``
    file of its own in the zip's directory and is renamed onto the zip only once verified,
-   so two runs sharing a cache can fetch the same archive at once. A day the server does not have
+   so two runs sharing a cache can fetch the same archive at once; the ``.part`` files a killed
+   run left (unwritten for an hour) are removed when their archive is next fetched. A day the server does not have
    (HTTP 404) is listed as missing. An HTTP 429 or 5xx is asked again, up to
    :data:`RETRIES` times, after the ``Retry-After`` the server names (at most
    :data:`RETRY_CAP_S`), else 1, 2, 4 s; then the archive is refused. A zip whose sha256 differs from its checksum,
@@ -37,6 +38,7 @@ a local HTTP server.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import http.client
 import os
@@ -44,6 +46,7 @@ import secrets
 import shutil
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -88,6 +91,8 @@ RETRIES = 3
 RETRY_CAP_S = 60.0
 """Longest wait before asking again, whatever ``Retry-After`` says."""
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+_STALE_PART_S = 3600.0
+"""A ``.part`` file unwritten this long (seconds) is a killed run's: a live download writes to its own at every read."""
 
 
 @dataclass(frozen=True, order=True)
@@ -221,6 +226,22 @@ def _download(url: str, target: Path, timeout: float, stop: threading.Event) -> 
     return digest.hexdigest(), part
 
 
+def _drop_stale_parts(target: Path, timeout: float) -> None:
+    """Remove the ``.part`` files of ``target`` a killed run left (unwritten for ``_STALE_PART_S``, or ``2 * timeout``).
+
+    Each download's part file has a name of its own, so no later download overwrites a SIGKILLed one's;
+    a part still being written (another run's, fetching the same archive) is newer and kept.
+    """
+    cutoff = time.time() - max(_STALE_PART_S, 2.0 * timeout)
+    for part in target.parent.glob(f"{glob.escape(target.name)}.*part"):
+        try:
+            if part.stat().st_mtime < cutoff:
+                part.unlink()
+                logger.info("binance vision: removed {}, left by a run that was killed", part)
+        except FileNotFoundError:  # another run removed it meanwhile
+            continue
+
+
 def _retry_wait(exc: urllib.error.HTTPError, attempt: int) -> float:
     """Seconds to wait before asking again: the answer's ``Retry-After`` (seconds), else 1, 2, 4, ... (capped)."""
     after = exc.headers.get("Retry-After") if exc.headers is not None else None
@@ -349,6 +370,7 @@ def _fetch_one(item: Archive, cache_dir: Path, base: str, timeout: float, stop: 
             return "refused", (f"{item.name}: its .CHECKSUM file names {named!r}, another archive (the server "
                                f"published the wrong checksum file); archive refused")
         expected = fields[0].lower()
+        _drop_stale_parts(target, timeout)
         if target.is_file() and sha256_file(target) == expected and _check_zip(target) is None:
             return "reused", ""
         target.parent.mkdir(parents=True, exist_ok=True)
