@@ -221,7 +221,7 @@ class LiveSettings(StrictModel):
         Cancel every open order when the daemon stops.
     stop_timeout
         Seconds to wait for those cancels to be confirmed; then every order still open is queried
-        (the stop lasts up to twice ``request_timeout`` more) and any left open or of unknown state
+        (the stop lasts up to three times ``request_timeout`` more) and any left open or of unknown state
         at the venue fails the run (``tradebus live`` exit 4).
     request_timeout
         HTTP timeout of one REST request, seconds (no answer by then: the order is UNKNOWN
