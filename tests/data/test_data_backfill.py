@@ -566,11 +566,11 @@ class OkxVenue:
     hole = OKX_HOLE
     served = [i for i in range(len(TRADES)) if i not in OKX_HOLE]
 
-    def __init__(self) -> None:
-        info = (FIXTURES / "okx" / "public_instruments_SPOT_2022-05-13_cut.json").read_bytes()
+    def __init__(self, inst_type: str = "SPOT", inst_id: str = "BTC-USDT") -> None:
+        info = (FIXTURES / "okx" / f"public_instruments_{inst_type}_2022-05-13_cut.json").read_bytes()
         ms = trade_millis()
         self.rows = {int(TRADES.trade_id[i]): {
-            "instId": "BTC-USDT", "tradeId": str(TRADES.trade_id[i]), "px": f"{TRADES.price[i]:.2f}",
+            "instId": inst_id, "tradeId": str(TRADES.trade_id[i]), "px": f"{TRADES.price[i]:.2f}",
             "sz": f"{TRADES.quantity[i]:.6f}", "side": "sell" if TRADES.buyer_maker[i] == "True" else "buy",
             "ts": str(ms[i])} for i in self.served}
         self.requests: list[dict[str, str]] = []
@@ -583,9 +583,9 @@ class OkxVenue:
             def do_GET(self) -> None:  # noqa: N802
                 url = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
-                if url.path == "/api/v5/public/instruments" and query.get("instType") == "SPOT":
+                if url.path == "/api/v5/public/instruments" and query.get("instType") == inst_type:
                     return self._send(info)
-                if url.path == "/api/v5/market/history-trades" and query.get("instId") == "BTC-USDT":
+                if url.path == "/api/v5/market/history-trades" and query.get("instId") == inst_id:
                     venue.requests.append(query)
                     return self._send(json.dumps(venue.history(query)).encode())
                 return self._send(json.dumps({"code": "51001", "msg": "Instrument ID does not exist", "data": []})
@@ -695,3 +695,49 @@ def test_cli_backfill_trades_from_okx(okx: OkxVenue, tmp_path: Path) -> None:
     ])
     assert result.exit_code == 0, result.output
     assert "482 new trades" in result.output and "okx/spot/BTC-USDT/trades: 482 rows" in result.output
+
+
+@pytest.fixture
+def okx_swap() -> Iterator[OkxVenue]:
+    server = OkxVenue("SWAP", "BTC-USDT-SWAP")
+    server.thread.start()
+    try:
+        yield server
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+
+
+def test_dollar_bars_from_backfilled_okx_swap_trades_count_base_units_without_the_flag(
+        okx_swap: OkxVenue, tmp_path: Path) -> None:
+    """OKX swap trades are sized in contracts (BTC-USDT-SWAP: ctVal 0.01 BTC, the instruments fixture):
+    the backfill records it and ``data bars`` uses it, so a dollar bar sums ``px * sz * 0.01``."""
+    result = CliRunner().invoke(data_app, [
+        "backfill", "--exchange", "okx", "--symbol", "BTC/USDT:USDT", "--kind", "trades",
+        "--since", "2021-01-08T00:00:02.573", "--until", "2021-01-08T00:00:22.423", "--api-base", okx_swap.url,
+        "--rate-limit-ms", "1", "--market-types", "swap", "--catalog", str(tmp_path),
+    ])
+    assert result.exit_code == 0, result.output
+    rows = sorted((r for r in okx_swap.rows.values() if BUSY_MS <= int(r["ts"]) < UNTIL_MS),
+                  key=lambda r: int(r["tradeId"]))
+    base = [float(r["sz"]) * 0.01 for r in rows]  # contracts x 0.01 BTC
+    quote = [float(r["px"]) * b for r, b in zip(rows, base)]
+    threshold = round(sum(quote) / 4)
+    want, value, volume = [], 0.0, 0.0  # the module docstring's rule: a bar closes on the trade reaching it
+    for b, q in zip(base, quote):
+        value, volume = value + q, volume + b
+        if value >= threshold:
+            want.append(volume)
+            value = volume = 0.0
+    assert len(want) == 3
+    result = CliRunner().invoke(data_app, ["bars", "okx/swap/BTC-USDT-SWAP/trades", "--mode", "dollar",
+                                           "--threshold", str(threshold), "--catalog", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    got = Catalog(tmp_path).read("okx", "swap", "BTC-USDT-SWAP", f"bars_dollar_{threshold}").to_pandas()
+    np.testing.assert_allclose(got.volume.to_numpy(), want, rtol=1e-9)
+    assert Catalog(tmp_path).manifest("okx", "swap", "BTC-USDT-SWAP", "trades").contract_size == 0.01
+    result = CliRunner().invoke(data_app, ["bars", "okx/swap/BTC-USDT-SWAP/trades", "--mode", "dollar",
+                                           "--threshold", str(threshold), "--name", "other", "--contract-size", "1",
+                                           "--catalog", str(tmp_path)])
+    assert result.exit_code != 0 and "contract size 1 given" in result.output
+    assert "contract size 0.01" in result.output

@@ -232,6 +232,22 @@ def backfill_ohlcv(
     return BackfillResult(manifest, pages, rows, retried, start)
 
 
+def _contract_size(exchange: ccxt.Exchange, symbol: str) -> float | None:
+    """Base units per unit of a ccxt trade's ``amount`` of ``symbol``, for the trades manifest.
+
+    ccxt gives a contract market's trade amounts in contracts (OKX BTC-USDT-SWAP: 0.01 BTC each)
+    and a spot market's in the base currency: 1. ``None`` for an inverse contract, whose contract is
+    worth an amount of the quote currency, not of the base.
+    """
+    exchange.load_markets()
+    market = exchange.market(symbol)
+    if not market.get("contract"):
+        return 1.0
+    if market.get("inverse") or market.get("contractSize") is None:
+        return None
+    return float(market["contractSize"])
+
+
 def _warn_older_skipped(cat: Catalog, ref: tuple[str, str, str, str], since_ms: int, held_ns: tuple[int, int],
                         rows: str) -> None:
     """Warn that a ``since_ms`` before the dataset's first row fetches nothing older: a backfill only appends."""
@@ -339,6 +355,7 @@ def backfill_trades(
         no trade before ``since_ms``, retries exhausted, or an exchange error.
     """
     check_trades_history(exchange)
+    contract_size, _ = _fetch(exchange, symbol, lambda: _contract_size(exchange, symbol), retries, sleep)
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
     mode = "create"
     seen: set[str] = set()
@@ -404,6 +421,7 @@ def backfill_trades(
         manifest = writer.commit(
             [f"backfilled from {name} ({pages} pages, {retried} retries), trades {start} .. {last_ms} ms"],
             quality=check.report().summary(),
+            contract_size=contract_size,
         )
     return BackfillResult(manifest, pages, rows, retried, start)
 

@@ -282,6 +282,11 @@ class Manifest(msgspec.Struct, frozen=True):
         or trades rather than a clock: several may close at one trade time); they are stored in the
         order they closed. ``False`` (and a manifest without the field): each bar is after the one
         before.
+    contract_size
+        Trades only: base units per unit of the rows' ``size`` as the importer knew it (the
+        instrument's contract size, 0.01 for OKX BTC-USDT-SWAP; 1 for sizes in base units), so
+        ``data bars`` counts base units without being told. ``None`` (and a manifest without the
+        field): not recorded.
     """
 
     schema_version: int
@@ -307,6 +312,7 @@ class Manifest(msgspec.Struct, frozen=True):
     stale: list[tuple[int, int, str]] = []
     missed_trades: list[tuple[int, int, int, int, int]] = []
     shared_times: bool = False
+    contract_size: float | None = None
 
     def ref(self) -> DatasetRef:
         """Return the :class:`DatasetRef` of this dataset."""
@@ -1032,6 +1038,7 @@ class DatasetWriter:
         unsynced: Iterable[tuple[int, int]] = (),
         stale: Iterable[tuple[int, int, str]] = (),
         missed_trades: Iterable[tuple[int, int, int, int, int]] = (),
+        contract_size: float | None = None,
     ) -> Manifest:
         """Finish the last file, write the manifest and swap the dataset in; return the manifest.
 
@@ -1053,17 +1060,21 @@ class DatasetWriter:
         missed_trades
             ``(start_ns, end_ns, first_id, last_id, lost)`` of each gap in trade ids the trade rows
             written leave (see :attr:`Manifest.missed_trades`; appended to the existing ones).
+        contract_size
+            Trades: base units per unit of the rows' size (see :attr:`Manifest.contract_size`;
+            ``None``: the existing one, if any).
 
         Raises
         ------
         DataError
-            Nothing was written, or appended rows overlap the existing range.
+            Nothing was written, appended rows overlap the existing range, or ``contract_size``
+            differs from the existing dataset's.
         """
         try:
             self.check()
             self._close_part()
             self._entries.sort(key=lambda e: (e.start_ns, e.path))
-            manifest = self._manifest(notes, quality, unsynced, stale, missed_trades)
+            manifest = self._manifest(notes, quality, unsynced, stale, missed_trades, contract_size)
             (self._tmp / MANIFEST_NAME).write_bytes(
                 msgspec.json.format(_manifest_encoder.encode(manifest), indent=2) + b"\n"
             )
@@ -1162,7 +1173,13 @@ class DatasetWriter:
         unsynced: Iterable[tuple[int, int]],
         stale: Iterable[tuple[int, int, str]] = (),
         missed_trades: Iterable[tuple[int, int, int, int, int]] = (),
+        contract_size: float | None = None,
     ) -> Manifest:
+        old = self.old
+        if old is not None and old.contract_size is not None and contract_size is not None \
+                and contract_size != old.contract_size:
+            raise DataError(f"{self.ref.relpath().as_posix()}: the rows appended have contract size {contract_size:g}, "
+                            f"the dataset's {old.contract_size:g} (trade sizes in another unit)")
         gaps = missing = None
         if self.kind == "bars" and self.interval_ns is not None and self.old is None:
             gaps, missing = self._gap_stats
@@ -1177,7 +1194,6 @@ class DatasetWriter:
                 gaps += g
                 missing += m
                 prev_last = int(ts_event[-1])
-        old = self.old
         shared = self.kind == "bars" and (not self.distinct_times or (old is not None and old.shared_times))
         if old is not None and quality is not None:
             quality = quality_report((self._tmp / e.path for e in self._entries), self.kind, self.interval_ns,
@@ -1208,4 +1224,5 @@ class DatasetWriter:
                 (int(a), int(b), int(first), int(last), int(lost)) for a, b, first, last, lost in missed_trades
             )],
             shared_times=shared,
+            contract_size=contract_size if contract_size is not None else (old.contract_size if old is not None else None),
         )

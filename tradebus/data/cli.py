@@ -524,7 +524,9 @@ def bars_cmd(
     contract_size: Annotated[float | None, typer.Option(help="Base units per unit of trade size: the instrument's "
                                                         "contract size when its trades count contracts (OKX "
                                                         "BTC-USDT-SWAP 0.01), so volume counts base units and "
-                                                        "dollar bars quote value. Default 1.")] = None,
+                                                        "dollar bars quote value. Default: the one the trades "
+                                                        "dataset records (backfill, recording import), else 1; "
+                                                        "refused when it differs from the recorded one.")] = None,
     catalog: CatalogOpt = DEFAULT_CATALOG,
 ) -> None:
     """Build bars into the catalog from trades, or resample bars to a longer interval (complete bars only)."""
@@ -548,7 +550,7 @@ def bars_cmd(
             manifest = resample_bars(cat, ref, int(interval_ns or 0), dataset=name)
         else:
             manifest = bars_from_trades(cat, ref, mode, interval_ns=interval_ns, threshold=threshold, dataset=name,
-                                        contract_size=1.0 if contract_size is None else contract_size)
+                                        contract_size=contract_size)
     except TradebusError as exc:
         raise _fail(exc, "give the new bars another --name") from None
     _console().print(f"built -> {_summary(manifest)}", highlight=False, soft_wrap=True)

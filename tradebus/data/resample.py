@@ -66,7 +66,7 @@ def bars_from_trades(
     interval_ns: int | None = None,
     threshold: float | None = None,
     dataset: str | None = None,
-    contract_size: float = 1.0,
+    contract_size: float | None = None,
     **builder: float,
 ) -> Manifest:
     """Build bars from the trades dataset ``source`` into ``<venue>/<market>/<symbol>/<dataset>``.
@@ -79,17 +79,25 @@ def bars_from_trades(
     contract_size
         Base units per unit of the trades' ``size``: the instrument's contract size when its
         trades count contracts (OKX BTC-USDT-SWAP 0.01), so the bars' volume is in base units
-        as every bars dataset's, and dollar bars sum quote value. A trades dataset does not
-        record it: 1 (base units) unless given.
+        as every bars dataset's, and dollar bars sum quote value. ``None``: the trades
+        manifest's ``contract_size`` (recorded by the importers that know the instrument), else 1
+        (base units).
     dataset
         Target dataset name (default :func:`bars_dataset_name`).
 
     Raises
     ------
     DataError
-        If ``source`` is not a trades dataset, the target exists, or no bar completes.
+        If ``source`` is not a trades dataset, the target exists, no bar completes, or
+        ``contract_size`` differs from the one the trades manifest records.
     """
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
+    recorded = cat.manifest(source.venue, source.market, source.symbol, source.dataset).contract_size
+    if contract_size is None:
+        contract_size = 1.0 if recorded is None else recorded
+    elif recorded is not None and contract_size != recorded:
+        raise DataError(f"{source.relpath().as_posix()}: contract size {contract_size:g} given, but the dataset "
+                        f"records its trades' sizes with contract size {recorded:g}")
     bars = BarBuilder(mode, interval_ns=interval_ns, threshold=threshold, contract_size=contract_size,
                       **builder)  # type: ignore[arg-type]
     name = dataset or (bars_dataset(cat, source.venue, source.market, source.symbol, interval_ns or 0) if mode == "time"
