@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -297,3 +298,30 @@ async def test_an_okx_or_bybit_spot_buy_paying_its_fee_in_btc_says_so_on_the_wir
         report = await h.venue.api.query(buy)  # the fills list, as a reconciliation reads them
         assert report is not None
         assert [(f.fee, f.fee_asset) for f in report.fills] == [(0.00001, "BTC")]
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_an_okx_or_bybit_spot_maker_buy_is_paid_its_rebate_in_usdt_not_btc(kit: VenueKit) -> None:
+    """A spot maker buy with a negative maker fee: OKX pays the rebate in the quote coin (``rebateCcy``
+    ``USDT`` on a BTC-USDT buy whose ``feeCcy`` is ``BTC``), as does Bybit ("Spot Fee Currency
+    Instruction": makerFeeRate negative, maker, Buy -> quote). Before, the emulators with
+    ``fee_in_received`` paid it in BTC (0.000001 BTC more, 0.059 USDT less than the venue pays)."""
+    kit = replace(kit, instrument={**kit.instrument, "maker_fee": -0.0001})
+    async with kit_harness(kit) as h:
+        h.emulator.fee_in_received = True
+        tape = KitTape(h, kit.iid, 1_723_161_255_000_000_000)
+        tape.trade(60_000.0)
+        buy = tape.submit(OrderSide.BUY, 0.01, OrderType.LIMIT, 59_000.0)
+        await until(lambda: buy.status is OrderStatus.ACCEPTED)
+        tape.trade(59_000.0)  # reaches the resting bid: a maker fill
+        await until(lambda: buy.status is OrderStatus.FILLED)
+        # hand-derived: 0.01 * 59 000 = 590 USDT paid; -0.01 % of it is a 0.059 USDT rebate; 0.01 BTC received whole
+        assert h.emulator.balances == {"USDT": pytest.approx(100_000.0 - 590.0 + 0.059, abs=1e-9), "BTC": 0.01}
+        account = h.kernel.portfolio.account
+        assert account.balance("BTC") == 0.01
+        assert account.balance("USDT") == pytest.approx(100_000.0 - 590.0 + 0.059, abs=1e-9)
+        assert h.kernel.portfolio.fees_paid == pytest.approx(-0.059, abs=1e-12)
+        assert h.kernel.portfolio.fees_unvalued == {}
+        report = await h.venue.api.query(buy)  # the fills list, as a reconciliation reads them
+        assert report is not None
+        assert [(f.fee, f.fee_asset) for f in report.fills] == [(pytest.approx(-0.059, abs=1e-12), "")]  # "": the quote coin

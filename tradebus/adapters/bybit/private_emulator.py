@@ -33,7 +33,9 @@ authenticated answer carries Bybit's per-endpoint limit headers: ``X-Bapi-Limit`
 ``X-Bapi-Limit-Reset-Timestamp`` (the next second, ms); going over is not refused.
 Fees are in the quote asset unless a test sets ``fee_in_received``: a spot buy's fee is then taken
 out of the coin it receives, as Bybit charges it, and ``execFee`` / ``feeCurrency`` (stream and
-``/v5/execution/list``) and ``cumExecFee`` tell it in that coin.
+``/v5/execution/list``) and ``cumExecFee`` tell it in that coin; a maker buy's rebate (a negative
+``maker_fee``) stays in the quote coin, as Bybit's "Spot Fee Currency Instruction" has it. Departure:
+a maker sell's rebate is paid in the quote coin (Bybit pays it in the base coin).
 Departures from Bybit: a MARKET order is acknowledged ``New`` and fills at the next public
 trade, its size in the base asset (``marketUnit=baseCoin``).
 
@@ -135,6 +137,7 @@ class BybitPrivateEmulator(AccountEmulator):
 
     rate_limit_code = 10006
     ws_path = "/v5/private"
+    rebate_in_quote = True  # "Spot Fee Currency Instruction": a maker buy's negative fee is in the quote coin
     #: The Bybit ``category`` this account emulates.
     category = "spot"
     #: Requests per second per endpoint (``X-Bapi-Limit``).

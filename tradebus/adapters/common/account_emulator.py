@@ -211,6 +211,10 @@ class AccountEmulator(ABC):
     #: fill price, to 8 decimals (Binance without BNB: buy 0.01 BTC, receive 0.00999); a sell's
     #: stays in the quote asset it receives. :attr:`fee_in` comes first while its balance covers it.
     fee_in_received: bool = False
+    #: With :attr:`fee_in_received`, a spot buy's rebate (a negative fee, a maker's) is paid in the
+    #: quote asset, not the base asset it receives (OKX's ``rebateCcy``, Bybit's spot fee currency
+    #: rule); set by each venue's emulator.
+    rebate_in_quote: bool = False
 
     def __init__(
         self,
@@ -581,7 +585,7 @@ class AccountEmulator(ABC):
             buy = fill.side is OrderSide.BUY
             notional = fill.last_qty * fill.last_px
             moved = fill.last_qty if buy else -fill.last_qty
-            if not fee_asset and self.fee_in_received and buy:
+            if not fee_asset and self.fee_in_received and buy and not (self.rebate_in_quote and fill.fee < 0.0):
                 fee_asset, fee = inst.base, round(fill.fee / fill.last_px, 8)
                 moved -= fee
             self.balances[inst.base] = self.balances.get(inst.base, 0.0) + moved

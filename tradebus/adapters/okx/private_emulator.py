@@ -29,7 +29,9 @@ private stream of :mod:`tradebus.adapters.okx.user_stream` to run unchanged:
 Matching, balances and faults are the :class:`~tradebus.adapters.common.account_emulator.AccountEmulator`'s.
 Fees are in the quote asset unless a test sets ``fee_in_received``: a spot buy's fee is then taken
 out of the coin it receives, as OKX charges it, and every wire form names that coin (``fillFeeCcy``,
-``feeCcy`` of the order and of ``/trade/fills``). Departures from OKX: a MARKET order is acknowledged ``live`` and fills at the next public
+``feeCcy`` of the order and of ``/trade/fills``); a maker buy's rebate (a negative ``maker_fee``) is
+paid in the quote coin, as OKX's ``rebateCcy`` (``fillFeeCcy`` ``USDT``, ``fillFee`` positive).
+Departure: the order row's ``fee``/``feeCcy`` carry that rebate too (OKX puts it in ``rebate``/``rebateCcy``). Departures from OKX: a MARKET order is acknowledged ``live`` and fills at the next public
 trade; a market order must give its size in the base asset (``tgtCcy=base_ccy``, as
 :mod:`~tradebus.adapters.okx.trading` sends it).
 
@@ -126,6 +128,7 @@ class OkxPrivateEmulator(AccountEmulator):
 
     rate_limit_code = 50011
     ws_path = "/ws/v5/private"
+    rebate_in_quote = True  # a spot buy's order row: feeCcy the base coin, rebateCcy the quote one
     #: The account's ``instType`` and the ``tdMode`` its orders must give.
     inst_type = "SPOT"
     td_mode = "cash"
