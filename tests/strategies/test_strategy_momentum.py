@@ -108,3 +108,30 @@ def test_bad_momentum_parameters_are_config_errors() -> None:
 def test_a_book_that_can_never_hold_anything_is_a_config_error(params: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         CrossSectionalMomentum(UNIVERSE, **params)
+
+
+def test_identical_series_are_not_split_long_short_by_their_listing_order() -> None:
+    twin = "BTC-USD.KRAKEN"  # the Coinbase closes again under another name: equal momentum at every rebalance
+    frames = {BTC_DAY_COINBASE: bars_day("coinbase"), twin: bars_day("coinbase")}
+    strategy = CrossSectionalMomentum([BTC_DAY_COINBASE, twin], lookback=10, rebalance="1d", top=1, bottom=1)
+    kernel = run([strategy], frames)
+    ranked = [r for r in strategy.rebalances if r[1]]
+    assert len(ranked) > 300 and all(r[1][BTC_DAY_COINBASE] == r[1][twin] for r in ranked)
+    assert all(w == {BTC_DAY_COINBASE: 0.0, twin: 0.0} for _, _, w in strategy.rebalances)
+    assert kernel.result.fills == []
+
+
+def test_instruments_tied_for_one_slot_share_it_equally() -> None:
+    twin = "BTC-USD.KRAKEN"
+    frames = {BTC_DAY_COINBASE: bars_day("coinbase"), twin: bars_day("coinbase"), BTC_DAY_BINANCE: bars_day("binance")}
+    strategy = CrossSectionalMomentum([BTC_DAY_COINBASE, twin, BTC_DAY_BINANCE], lookback=10, rebalance="1d",
+                                      top=1, bottom=1)
+    run([strategy], frames)
+    ranked = [r for r in strategy.rebalances if r[1]]
+    sides = set()
+    for _, mom, weights in ranked:
+        # one long slot and one short slot, half the equity each; the twins share theirs
+        side = 1.0 if mom[BTC_DAY_COINBASE] > mom[BTC_DAY_BINANCE] else -1.0
+        sides.add(side)
+        assert weights == {BTC_DAY_COINBASE: side * 0.25, twin: side * 0.25, BTC_DAY_BINANCE: -side * 0.5}
+    assert sides == {1.0, -1.0} and len(ranked) > 300

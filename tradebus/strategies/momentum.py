@@ -12,16 +12,21 @@ Rules:
   position is closed, when its latest bar is older than ``max_staleness`` at the rebalance
   time (default: one ``rebalance`` interval) or when its momentum is not ready (fewer than
   ``lookback + 1`` bars). A stale price is never ranked as if it were current.
-* **Ranking.** Eligible instruments are sorted by momentum, highest first (ties: config
-  order). The first ``top`` are held long, the last ``bottom`` of the rest short
-  (``long_short``; none in ``long_only``); everything else flat. Each held instrument gets
-  weight ``gross / (number held)`` of equity, through
-  :meth:`~tradebus.strategies.base.Strategy.target_weight`.
+* **Ranking.** Eligible instruments are sorted by momentum, highest first. The first ``top``
+  ranks are long slots, the last ``bottom`` of the rest short slots (``long_short``; none in
+  ``long_only``); everything else flat. Each slot is worth ``gross / (number of slots)`` of
+  equity, set through :meth:`~tradebus.strategies.base.Strategy.target_weight`.
+* **Ties.** Instruments of exactly equal momentum are never told apart by their config order:
+  a tied group shares the slots its ranks cover equally. Each member gets
+  ``(long slots covered - short slots covered) / (members)`` of a slot, so a tie across the
+  long/short cut nets to flat (two identical series give an empty book, not a long/short
+  pair), and two leaders tied for one long slot are each long half a slot.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import groupby
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -130,23 +135,33 @@ class CrossSectionalMomentum(Strategy):
             if last is None or now - last.ts_event > self.max_staleness_ns or value != value:
                 continue
             momentum[iid] = value
-        order = sorted(momentum, key=lambda iid: -momentum[iid])  # stable: ties keep config order
-        p = self.params
-        longs = order[: p.top]
-        rest = order[len(longs) :]
-        shorts = rest[len(rest) - min(p.bottom, len(rest)) :] if p.mode == "long_short" and p.bottom else []
-        held = len(longs) + len(shorts)
         weights = {iid: 0.0 for iid in self.instrument_ids}
-        for iid in longs:
-            weights[iid] = p.gross / held
-        for iid in shorts:
-            weights[iid] = -p.gross / held
+        weights.update(self._weights(momentum))
         self.rebalances.append((now, momentum, weights))
         for iid, weight in weights.items():
             if weight == 0.0:
                 self.target_position(iid, 0.0, reason="momentum rebalance: out")
             else:
                 self.target_weight(iid, weight, reason=f"momentum rebalance: {weight:+.3f} of equity")
+
+    def _weights(self, momentum: dict[str, float]) -> dict[str, float]:
+        """Target weight of each ranked instrument: its share of the long and short slots its rank covers."""
+        p = self.params
+        n = len(momentum)
+        long_end = min(p.top, n)
+        short_start = n - (min(p.bottom, n - long_end) if p.mode == "long_short" else 0)
+        slots = long_end + n - short_start
+        weights: dict[str, float] = {}
+        first = 0
+        for _, group in groupby(sorted(momentum, key=lambda iid: -momentum[iid]), key=momentum.__getitem__):
+            members = list(group)
+            end = first + len(members)
+            longs = max(0, min(end, long_end) - first)
+            shorts = max(0, end - max(first, short_start))
+            for iid in members:
+                weights[iid] = (longs - shorts) / len(members) * (p.gross / slots)
+            first = end
+        return weights
 
     def on_order_denied(self, event: OrderDenied) -> None:
         """Log a denial; the next rebalance tries again."""
