@@ -18,6 +18,7 @@ from tradebus.strategies.models import CalibratedLogit, ModelSchedule
 from tradebus.data.catalog import Catalog
 from tradebus.errors import ConfigError
 from tradebus.research.regime_hazard import (
+    _metrics,
     load_config,
     load_trades,
     lookahead_by_layer,
@@ -373,3 +374,16 @@ def test_entry_and_regime_buckets_starting_before_the_first_trade_give_no_bar(
     _feed(system, _T0 + start, _T0 + 65 * _M + 10 * _S)
     assert [r[0] for r in system.regimes] == [_T0 + m * _M for m in range(first_regime, 61, 30)]
     assert system._entry_bars == (65 - first_entry) // 5 + 1
+
+
+def test_the_first_hours_move_from_the_starting_capital_counts_in_the_hourly_sharpe() -> None:
+    """A trade opened in the first hour: its +1 % by that hour's end is the first hourly return, not dropped."""
+    hour, minute = 3_600_000_000_000, 60_000_000_000
+    day = 1_570_752_000_000_000_000  # 2019-10-11 00:00 UTC
+    stamps = [day + 10 * minute, day + 50 * minute, day + hour + 30 * minute, day + 2 * hour + 20 * minute]
+    equity = pd.Series([-0.002, 0.01, 0.03, 0.02], index=stamps, name="equity")
+    trades = pd.DataFrame({"pnl": [0.02], "hold_min": [140.0], "exit": ["take_profit"]})
+    # hourly closes 1.01, 1.03, 1.02 after a start at 1: returns +1 %, 1.03/1.01 - 1, 1.02/1.03 - 1
+    rets = np.array([0.01, 1.03 / 1.01 - 1.0, 1.02 / 1.03 - 1.0])
+    expected = rets.mean() / rets.std(ddof=1) * math.sqrt(24 * 365)
+    assert _metrics(trades, equity)["sharpe_hourly_annualised"] == pytest.approx(expected, rel=1e-6)

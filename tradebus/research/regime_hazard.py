@@ -266,7 +266,8 @@ def _metrics(trades: pd.DataFrame, equity: pd.Series) -> dict[str, Any]:
     peak = np.maximum.accumulate(np.concatenate([[1.0], curve]))[1:]
     hours = (equity.index.to_numpy() // _HOUR) if len(equity) else np.empty(0, dtype=np.int64)
     hourly = pd.Series(curve, index=hours).groupby(level=0).last()
-    rets = hourly.pct_change().dropna().to_numpy()
+    # the first hour's return is against the capital of 1 the run starts with
+    rets = pd.Series(np.concatenate([[1.0], hourly.to_numpy()])).pct_change().dropna().to_numpy()
     sd = rets.std(ddof=1) if rets.size > 1 else 0.0
     return {
         "trades": len(trades),
