@@ -766,7 +766,7 @@ def _locked(directory: Path) -> Iterator[None]:
 def _manifest_bytes(base: Path) -> bytes | None:
     try:
         return (base / MANIFEST_NAME).read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no dataset there (a path under a file: refused on creating it)
         return None
 
 
