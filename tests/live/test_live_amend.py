@@ -789,6 +789,36 @@ async def test_an_oco_sibling_whose_reduction_the_venue_keeps_refusing_is_cancel
     assert any(second in w and f"refused {REDUCE_TRIES} times" in w and "canceled" in w for w in warnings)
 
 
+def _one_account(kit: VenueKit, emu: Any) -> VenueKit:
+    """``kit`` whose every harness trades on ``emu``: one account across a daemon and its restart."""
+    return VenueKit(**{**kit.__dict__, "make_emulator": lambda *a, **k: emu})
+
+
+def _queried(h: Any, *coids: str) -> list[Order]:
+    """The orders ``coids`` a restart restored, each tracked by the venue and queried, as the daemon's start does."""
+    orders = [h.kernel.orders.order(c) for c in coids]
+    for order in orders:
+        h.venue.track(order)
+        h.kernel.execution.resolve_unknown(order.client_order_id)
+    return orders
+
+
+async def _oco_reduction_refused(h: Any, kit: VenueKit, strategy: Contingent) -> tuple[str, str]:
+    """Two OCO limit buys of 0.003 (1,000 and 900); a trade of 0.001 fills a third of the first and the venue
+    refuses the sibling's reduction once. Returns the two client order ids."""
+    got: list[OrderModifyRejected] = []
+    h.kernel.bus.subscribe(OrderModifyRejected, got.append)
+    first, second = strategy.submit_oco([
+        OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=1_000.0), OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=900.0),
+    ])
+    a, b = (h.kernel.orders.order(c) for c in (first, second))
+    await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
+    KitTape(h, kit.iid, 10**18, size=0.001).trade(999.0)  # fills 0.001 of the first
+    await until(lambda: a.filled_qty == pytest.approx(0.001) and len(got) == 1, timeout=5.0)
+    await h.venue.drain()
+    return first, second
+
+
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
 async def test_a_restart_reduces_the_oco_sibling_whose_reduction_the_venue_refused(kit: VenueKit, tmp_path: Path) -> None:
     """As the first test above, but the daemon stops after the refusal, before the next trade. The restart linked
@@ -797,25 +827,13 @@ async def test_a_restart_reduces_the_oco_sibling_whose_reduction_the_venue_refus
     path, code = AMEND_REFUSED[kit.venue]
     journal = tmp_path / "journal.sqlite"
     emu = kit.emulator([RestFault("refuse", "POST", path, code=code)], trade_size_limit=True)
-    one_account = VenueKit(**{**kit.__dict__, "make_emulator": lambda *a, **k: emu})  # across both processes
+    one_account = _one_account(kit, emu)
     strategy = Contingent(kit.iid)
     async with kit_harness(one_account, journal=journal, strategies=[strategy]) as h:
-        got: list[OrderModifyRejected] = []
-        h.kernel.bus.subscribe(OrderModifyRejected, got.append)
-        first, second = strategy.submit_oco([
-            OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=1_000.0), OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=900.0),
-        ])
-        a, b = (h.kernel.orders.order(c) for c in (first, second))
-        await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
-        KitTape(h, kit.iid, 10**18, size=0.001).trade(999.0)  # fills 0.001 of the first
-        await until(lambda: a.filled_qty == pytest.approx(0.001) and len(got) == 1, timeout=5.0)
-        await h.venue.drain()
+        first, second = await _oco_reduction_refused(h, kit, strategy)
     assert emu.orders[second].order.quantity == pytest.approx(0.003)
     async with kit_harness(one_account, journal=journal, strategies=[Contingent(kit.iid)]) as h:
-        orders = [h.kernel.orders.order(c) for c in (first, second)]
-        for order in orders:
-            h.venue.track(order)
-            h.kernel.execution.resolve_unknown(order.client_order_id)  # as the daemon's start does: a query
+        orders = _queried(h, first, second)
         await until(lambda: orders[0].status is OrderStatus.PARTIALLY_FILLED and orders[1].status is OrderStatus.ACCEPTED)
         KitTape(h, kit.iid, 10**18 + 10**9, size=0.001).trade(1_100.0)  # fills nothing
         await until(lambda: emu.orders[second].order.quantity == pytest.approx(0.002), timeout=5.0)
@@ -835,7 +853,7 @@ async def test_a_restart_counts_on_the_refusals_of_an_oco_siblings_reduction(kit
     journal = tmp_path / "journal.sqlite"
     faults = [RestFault("refuse", "POST", path, code=code) for _ in range(2 * REDUCE_TRIES)]
     emu = kit.emulator(faults, trade_size_limit=True)
-    one_account = VenueKit(**{**kit.__dict__, "make_emulator": lambda *a, **k: emu})  # across both processes
+    one_account = _one_account(kit, emu)
     strategy = Contingent(kit.iid)
     async with kit_harness(one_account, journal=journal, strategies=[strategy]) as h:
         first, second = strategy.submit_oco([
@@ -852,10 +870,7 @@ async def test_a_restart_counts_on_the_refusals_of_an_oco_siblings_reduction(kit
         await h.venue.drain()
     assert REDUCE_TRIES == 3 and emu.orders[second].order.quantity == pytest.approx(0.003)
     async with kit_harness(one_account, journal=journal, strategies=[Contingent(kit.iid)]) as h:
-        orders = [h.kernel.orders.order(c) for c in (first, second)]
-        for order in orders:
-            h.venue.track(order)
-            h.kernel.execution.resolve_unknown(order.client_order_id)  # as the daemon's start does: a query
+        orders = _queried(h, first, second)
         await until(lambda: orders[0].status is OrderStatus.PARTIALLY_FILLED and orders[1].status is OrderStatus.ACCEPTED)
         tape = KitTape(h, kit.iid, 10**18 + 10**9, size=0.001)
         for _ in range(REDUCE_TRIES):
@@ -876,26 +891,14 @@ async def test_a_restart_rebuilds_the_room_of_a_partly_filled_spot_oco(kit: Venu
     path, code = AMEND_REFUSED[kit.venue]
     journal = tmp_path / "journal.sqlite"
     emu = kit.emulator([RestFault("refuse", "POST", path, code=code)], trade_size_limit=True)
-    one_account = VenueKit(**{**kit.__dict__, "make_emulator": lambda *a, **k: emu})  # across both processes
+    one_account = _one_account(kit, emu)
     strategy = Contingent(kit.iid)
     async with kit_harness(one_account, journal=journal, strategies=[strategy]) as h:
         assert h.kernel.instruments[kit.iid].cash_only
-        got: list[OrderModifyRejected] = []
-        h.kernel.bus.subscribe(OrderModifyRejected, got.append)
-        first, second = strategy.submit_oco([
-            OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=1_000.0), OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=900.0),
-        ])
-        a, b = (h.kernel.orders.order(c) for c in (first, second))
-        await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
-        KitTape(h, kit.iid, 10**18, size=0.001).trade(999.0)  # fills 0.001 of the first
-        await until(lambda: a.filled_qty == pytest.approx(0.001) and len(got) == 1, timeout=5.0)
-        await h.venue.drain()
+        first, second = await _oco_reduction_refused(h, kit, strategy)
         held = h.kernel.portfolio.account.locked("USDT")
     async with kit_harness(one_account, journal=journal, strategies=[Contingent(kit.iid)]) as h:
-        orders = [h.kernel.orders.order(c) for c in (first, second)]
-        for order in orders:
-            h.venue.track(order)
-            h.kernel.execution.resolve_unknown(order.client_order_id)  # as the daemon's start does: a query
+        orders = _queried(h, first, second)
         await until(lambda: orders[0].status is OrderStatus.PARTIALLY_FILLED and orders[1].status is OrderStatus.ACCEPTED)
         account, inst = h.kernel.portfolio.account, h.kernel.instruments[kit.iid]
         rate = 1.0 + max(inst.maker_fee, inst.taker_fee)
@@ -918,7 +921,7 @@ async def test_a_restart_rebuilds_the_room_of_a_spot_oco_its_reductions_lowered(
     and the next partial fill (0.001 of the stop) canceled the limit instead of reducing it to 0.004."""
     journal = tmp_path / "journal.sqlite"
     emu = kit.emulator(None, None, True)
-    one_account = VenueKit(**{**kit.__dict__, "make_emulator": lambda *a, **k: emu})  # across both processes
+    one_account = _one_account(kit, emu)
     strategy = Contingent(kit.iid)
     async with kit_harness(one_account, journal=journal, strategies=[strategy]) as h:
         tape = KitTape(h, kit.iid, 10**18)
@@ -942,10 +945,7 @@ async def test_a_restart_rebuilds_the_room_of_a_spot_oco_its_reductions_lowered(
         held = account.locked("USDT")
         assert running == (pytest.approx(0.002), pytest.approx(0.002))
     async with kit_harness(one_account, journal=journal, strategies=[Contingent(kit.iid)]) as h:
-        orders = [h.kernel.orders.order(c) for c in (limit, stop)]
-        for order in orders:
-            h.venue.track(order)
-            h.kernel.execution.resolve_unknown(order.client_order_id)  # as the daemon's start does: a query
+        orders = _queried(h, limit, stop)
         await until(lambda: all(o.status is OrderStatus.PARTIALLY_FILLED for o in orders))
         a, b = orders
         account, inst = h.kernel.portfolio.account, h.kernel.instruments[kit.iid]
@@ -1101,10 +1101,7 @@ async def test_a_restart_after_a_cancel_replace_of_a_partly_filled_spot_oco_memb
         h.venue.on_replace = h.kernel.execution.submit
         reduced: list[OrderReplaced] = []
         h.kernel.bus.subscribe(OrderReplaced, reduced.append)
-        orders = [h.kernel.orders.order(c) for c in (moved, second)]
-        for order in orders:
-            h.venue.track(order)
-            h.kernel.execution.resolve_unknown(order.client_order_id)  # as the daemon's start does: a query
+        orders = _queried(h, moved, second)
         await until(lambda: all(o.status is OrderStatus.ACCEPTED for o in orders))
         account, inst = h.kernel.portfolio.account, h.kernel.instruments[IID]
         assert (account.oco_room(moved), account.oco_room(second)) == running
