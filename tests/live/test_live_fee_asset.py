@@ -325,3 +325,37 @@ async def test_an_okx_or_bybit_spot_maker_buy_is_paid_its_rebate_in_usdt_not_btc
         report = await h.venue.api.query(buy)  # the fills list, as a reconciliation reads them
         assert report is not None
         assert [(f.fee, f.fee_asset) for f in report.fills] == [(pytest.approx(-0.059, abs=1e-12), "")]  # "": the quote coin
+
+
+@pytest.mark.parametrize(("kit", "in_btc"), [(KITS["okx"], False), (KITS["bybit"], True)], ids=list(KITS))
+async def test_a_spot_maker_sell_is_paid_its_rebate_in_the_venues_coin(kit: VenueKit, in_btc: bool) -> None:
+    """A spot maker sell with a negative maker fee. Bybit's "Spot Fee Currency Instruction" (makerFeeRate
+    negative, maker, Sell -> base currency) pays it in BTC: ``execFee`` negative, ``feeCurrency`` ``BTC``.
+    OKX pays it in the quote coin: a maker sell's ``fee`` is "fee and rebate, always in quote currency"
+    and ``/trade/fills`` names it in ``feeCcy``. Before, the Bybit emulator paid it in USDT."""
+    kit = replace(kit, instrument={**kit.instrument, "maker_fee": -0.0001})
+    async with kit_harness(kit) as h:
+        h.emulator.fee_in_received = True
+        tape = KitTape(h, kit.iid, 1_723_161_255_000_000_000)
+        tape.trade(60_000.0)
+        buy = tape.submit(OrderSide.BUY, 0.01, OrderType.LIMIT, 59_000.0)
+        await until(lambda: buy.status is OrderStatus.ACCEPTED)
+        tape.trade(59_000.0)  # a maker buy: 0.059 USDT of rebate, 0.01 BTC received whole
+        await until(lambda: buy.status is OrderStatus.FILLED)
+        sell = tape.submit(OrderSide.SELL, 0.01, OrderType.LIMIT, 60_000.0)
+        await until(lambda: sell.status is OrderStatus.ACCEPTED)
+        tape.trade(60_000.0)  # reaches the resting ask: a maker sell
+        await until(lambda: sell.status is OrderStatus.FILLED)
+        # hand-derived: 0.01 * 60 000 = 600 USDT received; -0.01 % of it is a 0.06 USDT rebate,
+        # 0.06 / 60 000 = 0.000001 BTC where the venue pays it in the base coin
+        usdt = 100_000.0 - 590.0 + 0.059 + 600.0 + (0.0 if in_btc else 0.06)
+        btc = 0.000001 if in_btc else 0.0
+        assert h.emulator.balances["USDT"] == pytest.approx(usdt, abs=1e-9)
+        assert h.emulator.balances["BTC"] == pytest.approx(btc, abs=1e-15)
+        account = h.kernel.portfolio.account
+        assert account.balance("USDT") == pytest.approx(usdt, abs=1e-9)
+        assert account.balance("BTC") == pytest.approx(btc, abs=1e-15)
+        report = await h.venue.api.query(sell)  # the fills list, as a reconciliation reads them
+        assert report is not None
+        expected = (pytest.approx(-0.000001, abs=1e-15), "BTC") if in_btc else (pytest.approx(-0.06, abs=1e-12), "")
+        assert [(f.fee, f.fee_asset) for f in report.fills] == [expected]

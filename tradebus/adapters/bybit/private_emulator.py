@@ -34,8 +34,8 @@ authenticated answer carries Bybit's per-endpoint limit headers: ``X-Bapi-Limit`
 Fees are in the quote asset unless a test sets ``fee_in_received``: a spot buy's fee is then taken
 out of the coin it receives, as Bybit charges it, and ``execFee`` / ``feeCurrency`` (stream and
 ``/v5/execution/list``) and ``cumExecFee`` tell it in that coin; a maker buy's rebate (a negative
-``maker_fee``) stays in the quote coin, as Bybit's "Spot Fee Currency Instruction" has it. Departure:
-a maker sell's rebate is paid in the quote coin (Bybit pays it in the base coin).
+``maker_fee``) stays in the quote coin and a maker sell's is paid in the base coin (``execFee``
+negative, ``feeCurrency`` ``BTC``), as Bybit's "Spot Fee Currency Instruction" has it.
 Departures from Bybit: a MARKET order is acknowledged ``New`` and fills at the next public
 trade, its size in the base asset (``marketUnit=baseCoin``).
 
@@ -138,6 +138,7 @@ class BybitPrivateEmulator(AccountEmulator):
     rate_limit_code = 10006
     ws_path = "/v5/private"
     rebate_in_quote = True  # "Spot Fee Currency Instruction": a maker buy's negative fee is in the quote coin
+    sell_rebate_in_base = True  # ... and a maker sell's in the base coin
     #: The Bybit ``category`` this account emulates.
     category = "spot"
     #: Requests per second per endpoint (``X-Bapi-Limit``).

@@ -215,6 +215,10 @@ class AccountEmulator(ABC):
     #: quote asset, not the base asset it receives (OKX's ``rebateCcy``, Bybit's spot fee currency
     #: rule); set by each venue's emulator.
     rebate_in_quote: bool = False
+    #: With :attr:`fee_in_received`, a spot sell's rebate is paid in the base asset it gives, not the
+    #: quote asset it receives (Bybit's spot fee currency rule: maker, negative maker fee, Sell -> base);
+    #: set by each venue's emulator.
+    sell_rebate_in_base: bool = False
 
     def __init__(
         self,
@@ -585,7 +589,9 @@ class AccountEmulator(ABC):
             buy = fill.side is OrderSide.BUY
             notional = fill.last_qty * fill.last_px
             moved = fill.last_qty if buy else -fill.last_qty
-            if not fee_asset and self.fee_in_received and buy and not (self.rebate_in_quote and fill.fee < 0.0):
+            rebate = fill.fee < 0.0
+            in_base = not (self.rebate_in_quote and rebate) if buy else self.sell_rebate_in_base and rebate
+            if not fee_asset and self.fee_in_received and in_base:
                 fee_asset, fee = inst.base, round(fill.fee / fill.last_px, 8)
                 moved -= fee
             self.balances[inst.base] = self.balances.get(inst.base, 0.0) + moved
