@@ -127,6 +127,19 @@ def test_okx_maker_rebate_on_a_spot_buy_is_a_negative_fee_in_the_quote_currency(
     assert (fill.liquidity, fill.fee, fill.fee_asset) == (Liquidity.MAKER, pytest.approx(-0.05), "")
 
 
+def test_okx_maker_rebate_on_a_spot_buy_without_fill_fee_is_read_from_the_order_rebate() -> None:
+    # OKX's orders row of a spot buy: ``fee`` is "accumulated fee charged by the platform, always
+    # negative" in ``feeCcy`` (BTC), the maker rebate is ``rebate`` ("always positive") in ``rebateCcy``
+    # (USDT). A row without fillFee: two maker fills, 0.01 @ 50000 then 0.02 @ 50000, rebate 0.01 %:
+    # 0.05 then 0.1 USDT (cumulative rebate 0.05, 0.15; fee 0 throughout).
+    parser = _okx_parser(OKX_SPOT)
+    row = {"fee": "0", "feeCcy": "BTC", "rebateCcy": "USDT", "execType": "M", "fillFee": "-", "fillFeeCcy": "-", "fillPx": "50000"}
+    (a,) = parser.parse(_okx_fill_frame(OKX_SPOT, **row, tradeId="31", fillSz="0.01", accFillSz="0.01", state="partially_filled", rebate="0.05"))
+    (b,) = parser.parse(_okx_fill_frame(OKX_SPOT, **row, tradeId="32", fillSz="0.02", accFillSz="0.03", state="filled", rebate="0.15"))
+    assert (a.fee, a.fee_asset) == (pytest.approx(-0.05), "")
+    assert (b.fee, b.fee_asset) == (pytest.approx(-0.1), "")
+
+
 def test_okx_taker_fee_of_a_spot_buy_is_kept_in_the_base_currency() -> None:
     # 0.01 BTC bought, 0.1 % taken out of it: 0.00001 BTC
     frame = _okx_fill_frame(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -325,6 +326,13 @@ async def test_an_okx_or_bybit_spot_maker_buy_is_paid_its_rebate_in_usdt_not_btc
         report = await h.venue.api.query(buy)  # the fills list, as a reconciliation reads them
         assert report is not None
         assert [(f.fee, f.fee_asset) for f in report.fills] == [(pytest.approx(-0.059, abs=1e-12), "")]  # "": the quote coin
+        if kit.venue == "okx":  # the order row (GET /trade/order, the orders push): the rebate in rebate/rebateCcy
+            (_, frame), = h.emulator.order_frames(h.emulator.orders[buy.client_order_id], None)
+            row = json.loads(frame)["data"][0]
+            # OKX: fee "accumulated fee charged by the platform, always negative" (none charged) in the
+            # buy's fee coin, BTC; rebate "always positive" in rebateCcy
+            assert (float(row["fee"]), row["feeCcy"]) == (0.0, "BTC")
+            assert (float(row["rebate"]), row["rebateCcy"]) == (pytest.approx(0.059, abs=1e-12), "USDT")
 
 
 @pytest.mark.parametrize(("kit", "in_btc"), [(KITS["okx"], False), (KITS["bybit"], True)], ids=list(KITS))

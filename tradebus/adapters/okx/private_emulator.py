@@ -30,8 +30,11 @@ Matching, balances and faults are the :class:`~tradebus.adapters.common.account_
 Fees are in the quote asset unless a test sets ``fee_in_received``: a spot buy's fee is then taken
 out of the coin it receives, as OKX charges it, and every wire form names that coin (``fillFeeCcy``,
 ``feeCcy`` of the order and of ``/trade/fills``); a maker buy's rebate (a negative ``maker_fee``) is
-paid in the quote coin, as OKX's ``rebateCcy`` (``fillFeeCcy`` ``USDT``, ``fillFee`` positive).
-Departure: the order row's ``fee``/``feeCcy`` carry that rebate too (OKX puts it in ``rebate``/``rebateCcy``). Departures from OKX: a MARKET order is acknowledged ``live`` and fills at the next public
+paid in the quote coin, as OKX's ``rebateCcy`` (``fillFeeCcy`` ``USDT``, ``fillFee`` positive; a
+``/trade/fills`` row's ``fee`` positive in ``feeCcy`` ``USDT``). As OKX documents the order row, a spot
+buy's ``fee`` is only what was charged (negative, in ``feeCcy``) and its rebate is ``rebate``
+(positive) in ``rebateCcy``; a maker sell's ``fee`` is its fee and rebate, in the quote coin
+(``rebate`` left empty). Departures from OKX: a MARKET order is acknowledged ``live`` and fills at the next public
 trade; a market order must give its size in the base asset (``tgtCcy=base_ccy``, as
 :mod:`~tradebus.adapters.okx.trading` sends it).
 
@@ -590,8 +593,7 @@ class OkxPrivateEmulator(AccountEmulator):
             "accFillSz": repr(filled),
             "avgPx": repr(sum(f.last_qty * f.last_px for f in mine) / filled) if filled else "",
             "state": _STATE[rec.status],
-            "fee": repr(-sum(f.fee for f in booked)),
-            "feeCcy": booked[-1].fee_asset or quote if booked else quote,
+            **self._fee_fields(rec, booked),
             "fillPx": "",
             "fillSz": "0",
             "tradeId": "",
@@ -616,6 +618,21 @@ class OkxPrivateEmulator(AccountEmulator):
                 "execType": "M" if f.liquidity == "MAKER" else "T",
             }
         return row
+
+    def _fee_fields(self, rec: EmulatedOrder, booked: list[EmulatedFill]) -> dict[str, str]:
+        """``fee``/``feeCcy``/``rebate``/``rebateCcy`` of an order row, as OKX splits them: a spot buy's
+        ``fee`` is what was charged (negative) in its fee coin and ``rebate`` its maker rebate (positive)
+        in the quote coin; a sell's (and a swap's) ``fee`` is fee and rebate together, in the quote coin."""
+        inst = self.instruments[rec.symbol]
+        if self.linear_positions or rec.order.side is not OrderSide.BUY:
+            fee = sum(f.fee for f in booked)
+            return {"fee": repr(-fee) if fee else "0", "feeCcy": booked[-1].fee_asset or inst.quote if booked else inst.quote,
+                    "rebate": "", "rebateCcy": inst.quote if self.linear_positions else inst.base}
+        charged = [f for f in booked if f.fee >= 0.0]
+        fee, rebate = sum(f.fee for f in charged), -sum(f.fee for f in booked if f.fee < 0.0)
+        fee_ccy = charged[-1].fee_asset if charged else inst.base if self.fee_in_received else ""
+        return {"fee": repr(-fee) if fee else "0", "feeCcy": fee_ccy or inst.quote,
+                "rebate": repr(rebate) if rebate else "", "rebateCcy": inst.quote}
 
     def row_extras(self, rec: EmulatedOrder) -> dict[str, Any]:
         """Fields of an order row that only this account's instrument type has."""
@@ -807,6 +824,21 @@ class OkxSwapEmulator(OkxPrivateEmulator):
         if abs(self.position(rec.symbol)) < 1e-12:
             return "51169", "Order failed because you don't have any positions in this direction for this contract to reduce or close."
         return "51170", "Failed to place order. A reduce-only order can't be the same direction as your existing position."
+
+    def _fee_fields(self, rec: EmulatedOrder, booked: list[EmulatedFill]) -> dict[str, str]:
+        """``fee``/``feeCcy``/``rebate``/``rebateCcy`` of an order row, as OKX splits them: a spot buy's
+        ``fee`` is what was charged (negative) in its fee coin and ``rebate`` its maker rebate (positive)
+        in the quote coin; a sell's (and a swap's) ``fee`` is fee and rebate together, in the quote coin."""
+        inst = self.instruments[rec.symbol]
+        if self.linear_positions or rec.order.side is not OrderSide.BUY:
+            fee = sum(f.fee for f in booked)
+            return {"fee": repr(-fee) if fee else "0", "feeCcy": booked[-1].fee_asset or inst.quote if booked else inst.quote,
+                    "rebate": "", "rebateCcy": inst.quote if self.linear_positions else inst.base}
+        charged = [f for f in booked if f.fee >= 0.0]
+        fee, rebate = sum(f.fee for f in charged), -sum(f.fee for f in booked if f.fee < 0.0)
+        fee_ccy = charged[-1].fee_asset if charged else inst.base if self.fee_in_received else ""
+        return {"fee": repr(-fee) if fee else "0", "feeCcy": fee_ccy or inst.quote,
+                "rebate": repr(rebate) if rebate else "", "rebateCcy": inst.quote}
 
     def row_extras(self, rec: EmulatedOrder) -> dict[str, Any]:
         return {"posSide": "net", "reduceOnly": "true" if rec.order.reduce_only else "false", "lever": f"{self.leverage[rec.symbol]:g}"}

@@ -7,7 +7,8 @@
                                    fee ``-fillFee`` -- OKX reports a charge as negative, a
                                    rebate positive -- in ``fillFeeCcy`` (else ``feeCcy``),
                                    kept in that asset; without ``fillFee``, the change of the
-                                   order's cumulative ``fee`` since its last fill (a restarted
+                                   order's cumulative ``fee`` (a spot buy's ``rebate`` in
+                                   ``rebateCcy`` when that moved) since its last fill (a restarted
                                    parser's first fill: its ``fillSz / accFillSz`` share of
                                    it); ``execType`` M/T;
                                    the order's cumulative filled ``accFillSz``)
@@ -84,8 +85,8 @@ class UserStreamParser(PrivateStreamParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        #: ``ordId -> cumulative fee`` at the order's last booked fill (until the order is done).
-        self._fee_booked: dict[str, float] = {}
+        #: ``ordId -> (cumulative fee, cumulative rebate)`` at the order's last booked fill (until the order is done).
+        self._fee_booked: dict[str, tuple[float, float]] = {}
 
     def parse(self, raw: str | bytes) -> list[Any]:
         msg = self.decode(raw, "okx")
@@ -161,26 +162,32 @@ class UserStreamParser(PrivateStreamParser):
 
         ``fillFee`` / ``fillFeeCcy`` are this fill's (negative charged, positive a rebate, which
         on a spot buy OKX pays in the quote currency while ``feeCcy`` names the base one). A row
-        without ``fillFee`` has only the order's cumulative ``fee`` (in ``feeCcy``): its fill's
-        fee is the change since the order's last booked fill; when fills of the order came
-        before this parser saw any (a restart), its ``fillSz / accFillSz`` share of the total.
+        without ``fillFee`` has only the order's cumulative ``fee`` (in ``feeCcy``) and, on a spot
+        buy, its cumulative maker ``rebate`` (positive, in ``rebateCcy``; a sell's ``fee`` holds
+        its rebate): its fill's fee is the change since the order's last booked fill, the
+        rebate's when the rebate moved; when fills of the order came before this parser saw any
+        (a restart), its ``fillSz / accFillSz`` share of the total.
         """
         ord_id = str(row["ordId"])
         total = float(row["fee"]) if row.get("fee") not in (None, "") else None
+        rebate = float(row.get("rebate") or 0.0) if row.get("side") == "buy" else 0.0
         booked = self._fee_booked.get(ord_id)
         if total is not None:
-            self._fee_booked[ord_id] = total
+            self._fee_booked[ord_id] = (total, rebate)
         if row.get("fillFee") not in (None, ""):
             return -float(row["fillFee"]), row.get("fillFeeCcy") or row.get("feeCcy")
         if total is None:
             return 0.0, None
         if booked is None:
             size, cumulative = float(row["fillSz"]), float(row.get("accFillSz") or 0.0)
-            booked = total * (1.0 - size / cumulative) if cumulative > size else 0.0
-            if booked:
-                logger.warning("okx order {}: no fillFee and earlier fills unseen; fill {} booked its {} / {} share of the fee {}",
-                               ord_id, row.get("tradeId"), size, cumulative, total)
-        return -(total - booked), row.get("feeCcy")
+            unseen = 1.0 - size / cumulative if cumulative > size else 0.0
+            booked = (total * unseen, rebate * unseen)
+            if unseen:
+                logger.warning("okx order {}: no fillFee and earlier fills unseen; fill {} booked its {} / {} share of the fee {} and rebate {}",
+                               ord_id, row.get("tradeId"), size, cumulative, total, rebate)
+        if rebate != booked[1]:
+            return -(rebate - booked[1]), row.get("rebateCcy")
+        return -(total - booked[0]), row.get("feeCcy")
 
     def _algo(self, row: dict[str, Any]) -> list[Any]:
         coid = str(row["algoClOrdId"])
