@@ -11,7 +11,7 @@ from tradebus.adapters.bybit.user_stream import UserStreamParser as BybitParser
 from tradebus.adapters.common.policy import FatalVenueError
 from tradebus.adapters.okx.user_stream import UserStreamParser as OkxParser
 from tradebus.engine.instrument import Instrument, InstrumentKind
-from tradebus.engine.messages import Liquidity, OrderAccepted, OrderCanceled, OrderFilled, OrderFillsReported, OrderSide, OrderType
+from tradebus.engine.messages import Liquidity, OrderAccepted, OrderCanceled, OrderFilled, OrderFillsReported, OrderSide, OrderStatus, OrderType
 from tradebus.errors import ParseError
 from tradebus.execution.live import AccountBalance
 from tradebus.execution.orders import Order
@@ -114,6 +114,29 @@ def test_okx_fill_without_fill_fee_after_unseen_fills_books_its_share_of_the_tot
     # a restarted parser whose first sight of the order is its second fill: 0.02 of 0.03 -> 2/3 of 1.5
     (fill,) = _okx_parser().parse(_okx_fill_frame(**_SECOND | {"fee": "-1.5", "fillFee": "-", "fillFeeCcy": "-"}))
     assert fill.fee == pytest.approx(1.0)
+
+
+def test_okx_fee_memory_of_an_order_closed_by_a_rest_query_is_dropped() -> None:
+    # the first fill is pushed (no fillFee), the final one's push is lost; a REST query books it and
+    # closes the order: the parser's memory of the order's cumulative fee goes at its next frame
+    orders = _orders("001BTCUSDT20250106001", "other", iid=OKX_SWAP.instrument_id)
+    parser = OkxParser({OKX_SWAP.instrument_id: OKX_SWAP}, orders.get, clock_ns=lambda: 5, venue="OKX")
+    parser.parse(_okx_fill_frame(**_FIRST | {"fillFee": "-", "fillFeeCcy": "-"}))
+    assert list(parser._fee_booked) == ["2497956918703120384"]
+    order = orders["001BTCUSDT20250106001"]
+    order.status, order.filled_qty = OrderStatus.FILLED, 0.03  # what the order manager learnt from the query
+    parser.parse(_okx_fill_frame(clOrdId="other", ordId="9", state="live", tradeId="", fillSz="0"))
+    assert parser._fee_booked == {}
+
+
+def test_okx_fill_without_fill_fee_after_a_lost_push_books_only_its_own_fee() -> None:
+    # 0.01, 0.02, 0.03 @ 100000, 0.05 %: fees 0.5, 1.0, 1.5 (cumulative 0.5, 1.5, 3.0). The second
+    # push is lost (its fill is booked from /trade/fills with its 1.0); the third must book 1.5, not 2.5.
+    parser = _okx_parser()
+    none = {"fillFee": "-", "fillFeeCcy": "-", "fillPx": "100000", "state": "partially_filled", "sz": "0.06"}
+    (a,) = parser.parse(_okx_fill_frame(**none | {"tradeId": "41", "fillSz": "0.01", "accFillSz": "0.01", "fee": "-0.5"}))
+    (c,) = parser.parse(_okx_fill_frame(**none | {"tradeId": "43", "fillSz": "0.03", "accFillSz": "0.06", "fee": "-3.0", "state": "filled"}))
+    assert (a.fee, c.fee) == (pytest.approx(0.5), pytest.approx(1.5))
 
 
 def test_okx_maker_rebate_on_a_spot_buy_is_a_negative_fee_in_the_quote_currency() -> None:

@@ -8,9 +8,9 @@
                                    rebate positive -- in ``fillFeeCcy`` (else ``feeCcy``),
                                    kept in that asset; without ``fillFee``, the change of the
                                    order's cumulative ``fee`` (a spot buy's ``rebate`` in
-                                   ``rebateCcy`` when that moved) since its last fill (a restarted
-                                   parser's first fill: its ``fillSz / accFillSz`` share of
-                                   it); ``execType`` M/T;
+                                   ``rebateCcy`` when that moved) since its last fill (after
+                                   fills unseen, a lost push or a restart: its ``fillSz`` share
+                                   of the change); ``execType`` M/T;
                                    the order's cumulative filled ``accFillSz``)
 ``state == "live"``                ``OrderAccepted`` (venue order id ``ordId``)
 ``canceled`` / ``mmp_canceled``    ``OrderCanceled`` (cumulative filled ``accFillSz``)
@@ -85,8 +85,10 @@ class UserStreamParser(PrivateStreamParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        #: ``ordId -> (cumulative fee, cumulative rebate)`` at the order's last booked fill (until the order is done).
-        self._fee_booked: dict[str, tuple[float, float]] = {}
+        #: ``ordId -> (client order id, cumulative fee, cumulative rebate, accFillSz)`` at the order's last
+        #: pushed fill, until the order is done: by its own push, or by a REST query or a reconciliation
+        #: the order manager learnt it from (dropped at the next ``orders`` frame).
+        self._fee_booked: dict[str, tuple[str, float, float, float]] = {}
 
     def parse(self, raw: str | bytes) -> list[Any]:
         msg = self.decode(raw, "okx")
@@ -126,7 +128,7 @@ class UserStreamParser(PrivateStreamParser):
         if row.get("tradeId") and float(row.get("fillSz") or 0.0) > 0.0:
             px = float(row["fillPx"])
             ts = int(row.get("fillTime") or row["uTime"]) * _MS
-            fee, fee_asset = venue_fee(*self._fill_fee(row), inst)
+            fee, fee_asset = venue_fee(*self._fill_fee(row, coid), inst)
             out.append(
                 OrderFilled(
                     sid,
@@ -147,6 +149,7 @@ class UserStreamParser(PrivateStreamParser):
             )
         if state in _DONE:
             self._fee_booked.pop(str(row["ordId"]), None)
+        self._forget_closed()
         if order is None:
             return out
         ts = int(row["uTime"]) * _MS
@@ -157,7 +160,14 @@ class UserStreamParser(PrivateStreamParser):
             out.append(OrderCanceled(sid, iid, coid, str(why), ts, now, float(row.get("accFillSz") or 0.0)))
         return out
 
-    def _fill_fee(self, row: dict[str, Any]) -> tuple[float, str | None]:
+    def _forget_closed(self) -> None:
+        """Drop the fee memory of orders the order manager knows closed (a final push lost, the close learnt by REST)."""
+        for ord_id, (coid, *_) in list(self._fee_booked.items()):
+            order = self.lookup(coid)
+            if order is not None and order.is_closed:
+                del self._fee_booked[ord_id]
+
+    def _fill_fee(self, row: dict[str, Any], coid: str) -> tuple[float, str | None]:
         """The fee of the fill an ``orders`` row carries, booked positive when charged, and its currency.
 
         ``fillFee`` / ``fillFeeCcy`` are this fill's (negative charged, positive a rebate, which
@@ -165,29 +175,29 @@ class UserStreamParser(PrivateStreamParser):
         without ``fillFee`` has only the order's cumulative ``fee`` (in ``feeCcy``) and, on a spot
         buy, its cumulative maker ``rebate`` (positive, in ``rebateCcy``; a sell's ``fee`` holds
         its rebate): its fill's fee is the change since the order's last booked fill, the
-        rebate's when the rebate moved; when fills of the order came before this parser saw any
-        (a restart), its ``fillSz / accFillSz`` share of the total.
+        rebate's when the rebate moved; when fills of the order came unseen since (a lost push,
+        its fill booked from ``/trade/fills``) or before this parser saw any (a restart), its
+        ``fillSz`` share of the change over the quantity those fills and it filled.
         """
         ord_id = str(row["ordId"])
         total = float(row["fee"]) if row.get("fee") not in (None, "") else None
         rebate = float(row.get("rebate") or 0.0) if row.get("side") == "buy" else 0.0
-        booked = self._fee_booked.get(ord_id)
+        size, cumulative = float(row["fillSz"]), float(row.get("accFillSz") or 0.0)
+        _, fee_before, rebate_before, filled_before = self._fee_booked.get(ord_id, (coid, 0.0, 0.0, 0.0))
         if total is not None:
-            self._fee_booked[ord_id] = (total, rebate)
+            self._fee_booked[ord_id] = (coid, total, rebate, cumulative)
         if row.get("fillFee") not in (None, ""):
             return -float(row["fillFee"]), row.get("fillFeeCcy") or row.get("feeCcy")
         if total is None:
             return 0.0, None
-        if booked is None:
-            size, cumulative = float(row["fillSz"]), float(row.get("accFillSz") or 0.0)
-            unseen = 1.0 - size / cumulative if cumulative > size else 0.0
-            booked = (total * unseen, rebate * unseen)
-            if unseen:
-                logger.warning("okx order {}: no fillFee and earlier fills unseen; fill {} booked its {} / {} share of the fee {} and rebate {}",
-                               ord_id, row.get("tradeId"), size, cumulative, total, rebate)
-        if rebate != booked[1]:
-            return -(rebate - booked[1]), row.get("rebateCcy")
-        return -(total - booked[0]), row.get("feeCcy")
+        share = size / (cumulative - filled_before) if cumulative - filled_before > size else 1.0
+        if share < 1.0:
+            logger.warning("okx order {}: no fillFee and fills unseen since {}; fill {} booked its {} / {} share of the fee {} and rebate {}",
+                           ord_id, filled_before, row.get("tradeId"), size, cumulative - filled_before,
+                           total - fee_before, rebate - rebate_before)
+        if rebate != rebate_before:
+            return -(rebate - rebate_before) * share, row.get("rebateCcy")
+        return -(total - fee_before) * share, row.get("feeCcy")
 
     def _algo(self, row: dict[str, Any]) -> list[Any]:
         coid = str(row["algoClOrdId"])
