@@ -22,7 +22,9 @@ Guarantees
   first to commit wins; the other's commit, under a ``flock`` of the symbol's
   directory, finds the dataset no longer as it was when it opened (created, or its
   manifest changed under an append) and is refused with nothing written, instead of
-  replacing the rows the first one added.
+  replacing the rows the first one added. What a writer killed outright leaves (its staging
+  directory, or the old version between the two renames) is recovered by the next writer or read
+  of the dataset (:func:`_recover`): the dataset is the version before or after the write.
 * Verified: the manifest lists every file with its row count, time range and
   sha256; :meth:`Catalog.files` fails on a missing file (and on a hash mismatch
   with ``verify=True``), and :func:`open_parquet` fails on a schema mismatch.
@@ -517,8 +519,11 @@ class Catalog:
         return self.root / DatasetRef(venue, market, symbol, dataset).relpath()
 
     def exists(self, venue: str, market: str, symbol: str, dataset: str) -> bool:
-        """Return whether the dataset has a manifest."""
-        return (self.dataset_dir(venue, market, symbol, dataset) / MANIFEST_NAME).is_file()
+        """Return whether the dataset has a manifest (after recovering what a killed write left of it)."""
+        base = self.dataset_dir(venue, market, symbol, dataset)
+        if not (base / MANIFEST_NAME).is_file():
+            _heal(base)
+        return (base / MANIFEST_NAME).is_file()
 
     # ------------------------------------------------------------------ read
 
@@ -535,6 +540,10 @@ class Catalog:
         return self._load_manifest(path)
 
     def _load_manifest(self, path: Path) -> Manifest:
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            _heal(path.parent)
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
@@ -566,6 +575,10 @@ class Catalog:
         """Return every dataset of the catalog (those with a manifest), sorted."""
         if not self.root.is_dir():
             return []
+        for symbol_dir in sorted({p.parent for p in self.root.glob("*/*/*/.*") if _LEFTOVER_RE.match(p.name)}):
+            for _, dataset, what in _leftovers(symbol_dir):
+                if what == "old" and not (symbol_dir / dataset / MANIFEST_NAME).is_file():
+                    _heal(symbol_dir / dataset)
         refs = []
         for path in self.root.glob(f"*/*/*/*/{MANIFEST_NAME}"):
             venue, market, symbol, dataset = path.parent.relative_to(self.root).parts
@@ -785,6 +798,106 @@ def _swap(tmp: Path, base: Path) -> None:
     shutil.rmtree(retired, ignore_errors=True)
 
 
+_LEFTOVER_RE = re.compile(r"^\.(?P<dataset>[A-Za-z0-9][A-Za-z0-9._-]*)\.(?P<what>tmp|old)-[0-9a-f]{32}$")
+"""A directory a writer made beside its dataset: ``.<dataset>.tmp-<uuid>`` (staged rows), ``.<dataset>.old-<uuid>``
+(the version a commit replaced, removed last)."""
+
+
+def _leftovers(symbol_dir: Path, dataset: str | None = None) -> list[tuple[Path, str, str]]:
+    """The catalog's own staging and retired directories in ``symbol_dir`` (of ``dataset`` only, if given), sorted."""
+    try:
+        names = sorted(os.listdir(symbol_dir))
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        match = _LEFTOVER_RE.match(name)
+        path = symbol_dir / name
+        if match and (dataset is None or match["dataset"] == dataset) and path.is_dir() and not path.is_symlink():
+            found.append((path, match["dataset"], match["what"]))
+    return found
+
+
+def _hold(directory: Path) -> int:
+    """Take an exclusive ``flock`` on a staging directory for its writer's life; return the descriptor.
+
+    A process killed outright releases it, so :func:`_recover` tells a live writer's staging from a dead one's.
+    """
+    fd = os.open(directory, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def _held(directory: Path) -> bool:
+    """Whether a live writer holds ``directory`` (see :func:`_hold`)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _recover(symbol_dir: Path, dataset: str | None = None) -> None:
+    """Undo or finish what a killed writer left in ``symbol_dir``; the caller holds its :func:`_locked`.
+
+    A commit renames the dataset to ``.old-``, its staging to the dataset, then removes the ``.old-`` copy,
+    all under the lock, so a leftover found under it is a dead process's: a dataset missing beside its
+    one complete ``.old-`` copy was killed between the two renames and is rolled back to it (the write is
+    lost, the previous version kept); an ``.old-`` copy beside its dataset is removed (the commit was done);
+    a staging directory no live writer holds is removed. Only directories named as the catalog names
+    them are touched. An operation refused (a read-only catalog) is logged and the leftover kept.
+    """
+    found = _leftovers(symbol_dir, dataset)
+    retired: dict[str, list[Path]] = {}
+    for path, name, what in found:
+        if what == "old":
+            retired.setdefault(name, []).append(path)
+        elif not _held(path):
+            logger.warning("catalog: removing {}, the staging directory of a write that was killed", path)
+            shutil.rmtree(path, ignore_errors=True)
+    for name, copies in retired.items():
+        base = symbol_dir / name
+        complete = [c for c in copies if _complete(c)]
+        if not base.exists() and len(complete) == 1:
+            logger.warning("catalog: {} was missing: a write was killed while replacing it; restoring the previous "
+                           "version from {}", base, complete[0])
+            try:
+                os.rename(complete[0], base)
+            except OSError as exc:
+                logger.warning("catalog: cannot restore {} from {} ({})", base, complete[0], exc.strerror)
+                continue
+            copies = [c for c in copies if c != complete[0]]
+        if base.exists():
+            for copy in copies:
+                shutil.rmtree(copy, ignore_errors=True)
+
+
+def _complete(directory: Path) -> bool:
+    """Whether ``directory`` holds a readable manifest and every file it lists."""
+    try:
+        manifest = _manifest_decoder.decode((directory / MANIFEST_NAME).read_bytes())
+    except (OSError, msgspec.MsgspecError):
+        return False
+    return all((directory / e.path).is_file() for e in manifest.files)
+
+
+def _heal(base: Path) -> None:
+    """Recover the leftovers of the dataset at ``base`` (see :func:`_recover`), if it has any."""
+    if not _leftovers(base.parent, base.name):
+        return
+    try:
+        with _locked(base.parent):
+            _recover(base.parent, base.name)
+    except OSError as exc:
+        logger.warning("catalog: cannot recover the leftovers of {} ({})", base, exc.strerror)
+
+
 _IN_FLIGHT = 2
 
 
@@ -831,13 +944,42 @@ class DatasetWriter:
         self.interval_ns = interval_ns
         self.distinct_times = distinct_times
         self.old: Manifest | None = None
+        self._done = False
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-writer")
+        self._pending: list[Future[None]] = []
+        self._part: tuple[np.datetime64, str, pq.ParquetWriter] | None = None
+        self._made_dirs = [d for d in (self.base.parent, *self.base.parent.parents) if not d.exists()]
+        try:
+            self.base.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._pool.shutdown()
+            raise ConfigError(f"catalog: cannot create {self.base.parent} ({exc.strerror})") from None
+        self._tmp = self.base.parent / f".{dataset}.tmp-{uuid.uuid4().hex}"
+        self._tmp_fd: int | None = None
+        try:
+            with _locked(self.base.parent):  # a killed writer's leftovers are recovered before this one looks
+                _recover(self.base.parent)
+                self._tmp.mkdir()
+                self._tmp_fd = _hold(self._tmp)
+        except BaseException:
+            self.abort()
+            raise
+        try:
+            self._open_existing(catalog, interval_ns)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _open_existing(self, catalog: Catalog, interval_ns: int | None) -> None:
+        """Read the dataset as it is (refusing a create over it) and link its files into the staging directory."""
+        ref = self.ref
         # The dataset as this writer found it: a commit refuses to replace another writer's commit since.
         self._found = _manifest_bytes(self.base)
-        if catalog.exists(venue, market, symbol, dataset):
-            if mode == "create":
+        if catalog.exists(ref.venue, ref.market, ref.symbol, ref.dataset):
+            if self.mode == "create":
                 raise DatasetExists(self.base)
-            if mode == "append":
-                self.old = catalog.manifest(venue, market, symbol, dataset)
+            if self.mode == "append":
+                self.old = catalog.manifest(ref.venue, ref.market, ref.symbol, ref.dataset)
                 self._check_append_layout(self.old)
                 self.interval_ns = interval_ns if interval_ns is not None else self.old.interval_ns
         self.rows = 0
@@ -851,26 +993,11 @@ class DatasetWriter:
         self._gap_last: int | None = None
         self._entries: list[FileEntry] = []
         self._taken: set[str] = set()
-        self._part: tuple[np.datetime64, str, pq.ParquetWriter] | None = None
         self._part_rows = 0
         self._part_range: tuple[int, int] | None = None
         self._buffer: list[pa.Table] = []
         self._buffered = 0
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-writer")
-        self._pending: list[Future[None]] = []
-        self._done = False
-        self._made_dirs = [d for d in (self.base.parent, *self.base.parent.parents) if not d.exists()]
-        try:
-            self.base.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"catalog: cannot create {self.base.parent} ({exc.strerror})") from None
-        self._tmp = self.base.parent / f".{dataset}.tmp-{uuid.uuid4().hex}"
-        self._tmp.mkdir()
-        try:
-            self._link_old()
-        except BaseException:
-            self.abort()
-            raise
+        self._link_old()
 
     def __enter__(self) -> DatasetWriter:
         return self
@@ -1086,6 +1213,7 @@ class DatasetWriter:
             raise
         self._done = True
         self._pool.shutdown()
+        self._release()
         logger.info("catalog: wrote {} ({} rows, {} files, {} mode)", self.name, self.rows, len(manifest.files), self.mode)
         return manifest
 
@@ -1159,12 +1287,19 @@ class DatasetWriter:
                 pass
             self._part = None
         shutil.rmtree(self._tmp, ignore_errors=True)
+        self._release()
         for directory in self._made_dirs:  # deepest first: the ones this writer created
             try:
                 directory.rmdir()
             except OSError:
                 break
         self._done = True
+
+    def _release(self) -> None:
+        """Let go of the staging directory's lock (see :func:`_hold`)."""
+        if self._tmp_fd is not None:
+            os.close(self._tmp_fd)
+            self._tmp_fd = None
 
     def _manifest(
         self,
