@@ -229,11 +229,63 @@ def test_backfill_from_before_the_datasets_first_bar_says_the_older_bars_are_not
     assert messages == [
         "binance/spot/ADABTC/bars_1m holds bars opening from 2021-11-27T01:00:00Z to 2021-11-27T01:29:00Z: a backfill "
         "appends after its last row only, so nothing before 2021-11-27T01:00:00Z is fetched from --since "
-        "2021-11-27T00:00:00Z; for that older history backfill into an empty catalog (--catalog) or delete "
+        "2021-11-27T00:00:00Z; the venue has bars opening from 2021-11-27T00:00:00Z; for that older history backfill into an empty catalog (--catalog) or delete "
         f"{tmp_path / 'binance' / 'spot' / 'ADABTC' / 'bars_1m'} and run again"
     ]
     stored = Catalog(tmp_path).read("binance", "spot", "ADABTC", "bars_1m").column("ts_event").to_numpy()
     assert stored[0] == (hour + MINUTE_MS) * 1_000_000  # appended after 01:29 only
+
+
+def messages_of(call, level: str) -> list[str]:
+    messages: list[str] = []
+    sink = logger.add(lambda m: messages.append(m.record["message"]), level=level,
+                      filter=lambda r: r["level"].name == level and "backfill" in r["message"])
+    try:
+        call()
+    finally:
+        logger.remove(sink)
+    return messages
+
+
+def test_backfill_from_before_the_venues_first_bar_says_the_venue_has_nothing_older(
+    venue: Venue, tmp_path: Path
+) -> None:
+    """The venue's first bar opens 2021-11-27 00:00. A resume from --since 2021-11-26 12:00 warned that the dataset
+    starts at 00:00 and nothing before is fetched, as if twelve hours were missed: the venue has none of them."""
+    venue.throttle_next = 0
+    since = FIRST_MS - 12 * 60 * MINUTE_MS
+
+    def backfill() -> None:
+        backfill_ohlcv(tmp_path, exchange(venue, 1), "ADA/BTC", "1m", since_ms=since, until_ms=FIRST_MS + 30 * MINUTE_MS,
+                       venue="binance", market="spot", catalog_symbol="ADABTC")
+
+    backfill()
+    assert messages_of(backfill, "WARNING") == []
+    assert messages_of(backfill, "INFO") == [
+        "binance/spot/ADABTC/bars_1m holds bars opening from 2021-11-27T00:00:00Z: the venue has nothing older from "
+        "--since 2021-11-26T12:00:00Z (its first from there is at 2021-11-27T00:00:00Z), so the backfill misses "
+        "nothing before the dataset"
+    ]
+
+
+def test_trades_backfill_from_before_the_venues_first_trade_says_the_venue_has_nothing_older(
+    venue: Venue, tmp_path: Path
+) -> None:
+    """The venue's first trade is at 2021-01-08 00:00:00.278; a resume from a minute before warned of trades not fetched."""
+    venue.throttle_next = 0
+    first = int(venue.trade_ms[0])
+
+    def backfill() -> None:
+        backfill_trades(tmp_path, exchange(venue, 1), "BTC/USDT", since_ms=first - MINUTE_MS, until_ms=first + 500,
+                        venue="binance", market="spot", catalog_symbol="BTCUSDT", limit=1000)
+
+    backfill()
+    assert messages_of(backfill, "WARNING") == []
+    assert messages_of(backfill, "INFO") == [
+        "binance/spot/BTCUSDT/trades holds trades from 2021-01-08T00:00:00.278Z: the venue has nothing older from "
+        "--since 2021-01-07T23:59:00.278Z (its first from there is at 2021-01-08T00:00:00.278Z), so the backfill "
+        "misses nothing before the dataset"
+    ]
 
 
 def test_backfill_gives_up_after_the_retries_and_writes_nothing(venue: Venue, tmp_path: Path) -> None:
@@ -378,7 +430,7 @@ def test_trades_backfill_from_before_the_datasets_first_trade_says_the_older_tra
     assert warnings_of(lambda: backfill(since)) == [
         "binance/spot/BTCUSDT/trades holds trades from 2021-01-08T00:00:25.603Z to 2021-01-08T00:00:26.035Z: a backfill "
         "appends after its last row only, so nothing before 2021-01-08T00:00:25.603Z is fetched from --since "
-        "2021-01-08T00:00:00.278Z; for that older history backfill into an empty catalog (--catalog) or delete "
+        "2021-01-08T00:00:00.278Z; the venue has trades from 2021-01-08T00:00:00.278Z; for that older history backfill into an empty catalog (--catalog) or delete "
         f"{tmp_path / 'binance' / 'spot' / 'BTCUSDT' / 'trades'} and run again"
     ]
     assert len(Catalog(tmp_path).read("binance", "spot", "BTCUSDT", "trades")) == 11  # none of the first 1,000

@@ -3,7 +3,8 @@
 :func:`backfill_ohlcv` pages through ``exchange.fetch_ohlcv(symbol, timeframe, since,
 limit)`` from ``since`` (or, when the dataset exists, from the bar after its last
 one: a backfill only appends, so a ``since`` before the dataset's first bar fetches
-nothing older, with a warning naming the dataset's range) up to ``until``:
+nothing older, with a warning naming the dataset's range unless the venue's page from
+``since`` shows it has nothing older) up to ``until``:
 
 * pagination: the next page starts one interval after the last bar received; a page
   with nothing after the last bar ends the backfill. An empty page does not: an exchange
@@ -188,7 +189,9 @@ def backfill_ohlcv(
     if cat.exists(venue, market, catalog_symbol, dataset):
         done = cat.manifest(venue, market, catalog_symbol, dataset)
         _warn_older_skipped(cat, (venue, market, catalog_symbol, dataset), since_ms,
-                            (done.start_ns - interval_ns, done.end_ns - interval_ns), "bars opening")
+                            (done.start_ns - interval_ns, done.end_ns - interval_ns), "bars opening",
+                            lambda: [int(r[0]) for r in _fetch(exchange, symbol, lambda: exchange.fetch_ohlcv(
+                                symbol, timeframe, since=since_ms, limit=limit), retries, sleep)[0]])
         since_ms = max(since_ms, done.end_ns // 1_000_000)  # the close of the last bar opens the next
         mode = "append"
     name = f"ccxt {exchange.id} {symbol} {timeframe}"
@@ -249,15 +252,31 @@ def _contract_size(exchange: ccxt.Exchange, symbol: str) -> float | None:
 
 
 def _warn_older_skipped(cat: Catalog, ref: tuple[str, str, str, str], since_ms: int, held_ns: tuple[int, int],
-                        rows: str) -> None:
-    """Warn that a ``since_ms`` before the dataset's first row fetches nothing older: a backfill only appends."""
+                        rows: str, first_page: Callable[[], list[int]] | None) -> None:
+    """Say what a ``since_ms`` before the dataset's first row leaves: a backfill only appends.
+
+    ``first_page`` asks the venue for its page from ``since_ms`` (the times of its rows, ms; ``None``: the venue
+    cannot be asked by time). A page whose rows all start at or after the dataset's first row tells that the
+    venue has nothing older from ``since_ms``: said at INFO, nothing is missed. Otherwise (older rows, an empty
+    page or no way to ask) the warning names the range not fetched and how to get it.
+    """
     if since_ms * 1_000_000 >= held_ns[0]:
         return
+    page = first_page() if first_page is not None else []
+    first_ms = held_ns[0] // 1_000_000
+    if page and min(page) >= first_ms:
+        logger.info(
+            "{} holds {} from {}: the venue has nothing older from --since {} (its first from there is at {}), "
+            "so the backfill misses nothing before the dataset", "/".join(ref), rows, iso_ns(held_ns[0]),
+            iso_ns(since_ms * 1_000_000), iso_ns(min(page) * 1_000_000))
+        return
+    venue_says = (f"the venue has {rows} from {iso_ns(min(page) * 1_000_000)}; " if page else
+                  "the venue's page from --since held none, so it may have nothing older; " if first_page else "")
     logger.warning(
         "{} holds {} from {} to {}: a backfill appends after its last row only, so nothing before {} is fetched "
-        "from --since {}; for that older history backfill into an empty catalog (--catalog) or delete {} and run "
+        "from --since {}; {}for that older history backfill into an empty catalog (--catalog) or delete {} and run "
         "again", "/".join(ref), rows, iso_ns(held_ns[0]), iso_ns(held_ns[1]), iso_ns(held_ns[0]),
-        iso_ns(since_ms * 1_000_000), cat.dataset_dir(*ref))
+        iso_ns(since_ms * 1_000_000), venue_says, cat.dataset_dir(*ref))
 
 
 def close_before(
@@ -364,7 +383,9 @@ def backfill_trades(
         last_ms, seen = _stored_tail(cat, venue, market, catalog_symbol)
         done = cat.manifest(venue, market, catalog_symbol, "trades")
         _warn_older_skipped(cat, (venue, market, catalog_symbol, "trades"), since_ms, (done.start_ns, done.end_ns),
-                            "trades")
+                            "trades", None if isinstance(exchange, ccxt.okx) else lambda: [
+                                _trade_ms(t, symbol) for t in _fetch(exchange, symbol, lambda: exchange.fetch_trades(
+                                    symbol, since=since_ms, limit=limit), retries, sleep)[0]])
         since_ms = max(since_ms, last_ms)
         mode = "append"
     name = f"ccxt {exchange.id} {symbol} trades"
