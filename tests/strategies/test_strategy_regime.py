@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from tradebus.errors import ConfigError
 from tradebus.strategies.regime import RegimeMachine, schmitt
 from tradebus.strategies.regime_hazard import RegimeHazardParams, RegimeHazardSystem
 
-BARS_4H = Path(__file__).resolve().parents[1] / "fixtures" / "kernel" / "coinbase_btc_usd_4h_2022_1200.csv"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+BARS_4H = FIXTURES / "kernel" / "coinbase_btc_usd_4h_2022_1200.csv"
 
 
 def test_schmitt_enters_above_enter_and_stays_down_to_exit() -> None:
@@ -86,3 +89,52 @@ def test_book_features_of_the_hazard_meter_by_hand() -> None:
     assert system._refill_last[1] == (3 * s, pytest.approx(0.5))
     assert system._hazard_row(flow, 1, 0.0, 1.0, 0.0)[-1] == pytest.approx(0.5)
     assert system._hazard_row(flow, -1, 0.0, 1.0, 0.0)[-1] == 0.0
+
+
+def test_base_bars_of_okx_swap_trades_count_base_units_as_the_kernels_bars(tmp_path: Path) -> None:
+    """A BTC-USDT-SWAP contract is 0.01 BTC (``ctVal * ctMult`` in the real OKX listing): trades sized in
+    contracts give 1m base bars (volume, buy - sell volume) in BTC, as the kernel's own 1m bars of the same trades.
+
+    Made-up trades at prices of the real 2022-05-13 BTC-USDT trades (tests/features/test_bars_contracts.py).
+    By hand, 0.01 BTC a contract: minute 0 100 buy + 50 sell contracts = 1.5 BTC (1.0 - 0.5 = 0.5 signed);
+    minute 1 150 buy + 200 sell = 3.5 BTC (1.5 - 2.0 = -0.5); minute 2 10 buy = 0.1 BTC (0.1); the trade of
+    minute 3 closes minute 2 and leaves its own bar unfinished.
+    """
+    from tradebus.cli import build_kernel, build_replay
+    from tradebus.config import load_config
+    from tradebus.engine.messages import Bar
+
+    listing = json.loads((FIXTURES / "okx" / "public_instruments_SWAP_2022-05-13_cut.json").read_text())["data"]
+    (row,) = [r for r in listing if r["instId"] == "BTC-USDT-SWAP"]
+    contract = float(row["ctVal"]) * float(row["ctMult"])
+    t0, m = 1_652_459_220_000, 60_000  # 2022-05-13 16:27 UTC, in ms
+    trades = [(t0, 30230.0, 100.0, "buy"), (t0 + 30_000, 30240.0, 50.0, "sell"), (t0 + m, 30220.0, 150.0, "buy"),
+              (t0 + m + 1, 30236.0, 200.0, "sell"), (t0 + 2 * m + 5, 30250.0, 10.0, "buy"),
+              (t0 + 3 * m, 30260.0, 20.0, "sell")]
+    path = tmp_path / "trades.csv"
+    path.write_text("timestamp,price,size,side,trade_id\n" + "".join(
+        f"{ts},{px},{n},{side},{k + 1}\n" for k, (ts, px, n, side) in enumerate(trades)), encoding="utf-8")
+    config = {
+        "data": {"sources": [{"instrument": "BTC-USDT-SWAP.OKX", "kind": "trades", "file": str(path),
+                              "bars": {"mode": "time", "interval": "1m"}}]},
+        "instruments": [{"venue": "OKX", "symbol": "BTC-USDT-SWAP", "kind": "perpetual", "base": "BTC", "quote": "USDT",
+                         "tick_size": 0.1, "lot_size": 1.0, "contract_size": contract}],
+        "strategy": {"name": "tradebus.strategies.regime_hazard:RegimeHazard", "instruments": ["BTC-USDT-SWAP.OKX"],
+                     "params": {"quantity": 1.0}},
+        "venue": {"fill_on": "trades"},
+        "initial_cash": 100_000.0,
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    kernel = build_kernel(load_config(tmp_path / "run.yaml"))
+    seen: list[Bar] = []
+    kernel.bus.subscribe(Bar, seen.append)
+    kernel.run(build_replay(load_config(tmp_path / "run.yaml")))
+    closes = [(t0 + k * m) * 1_000_000 for k in (1, 2, 3)]
+    volumes = [1.5, 3.5, 0.1]
+    assert [b.ts_event for b in seen] == closes
+    assert [b.volume for b in seen] == pytest.approx(volumes, rel=1e-12)
+    system = kernel.strategies[0].system
+    assert [b[0] for b in system.bars] == closes
+    assert [b[5] for b in system.bars] == pytest.approx(volumes, rel=1e-12)
+    assert [b[5] for b in system.bars] == [b.volume for b in seen]
+    assert list(system._sv) == pytest.approx([0.5, -0.5, 0.1], rel=1e-12)  # buy - sell volume, the flow features'

@@ -5,9 +5,10 @@
 paper, live) feed it the same trades, so they take the same decisions.
 
 Trades become *base* bars (``base_interval``, default 1 minute) with
-:class:`~tradebus.features.bars.BarBuilder`; base bars are merged into *entry* bars
-(5 minutes) and *regime* bars (30 minutes). A bar is known only when a trade after its
-end arrives, and every decision is stamped with that trade's time. A paper or live run
+:class:`~tradebus.features.bars.BarBuilder`, in base units (trades sized in contracts count
+``size * contract_size``, the instrument's, as the kernel's bars from trades); base bars are
+merged into *entry* bars (5 minutes) and *regime* bars (30 minutes). A bar is known only
+when a trade after its end arrives, and every decision is stamped with that trade's time. A paper or live run
 (the kernel's ``joins_mid_stream``) starts inside a base bar: that first bar, partial, is
 dropped (:meth:`RegimeHazardSystem.join_mid_stream`); research and backtests keep it. Such a
 run builds no base bar over trades its feed lost for good (``TradesMissed``,
@@ -248,16 +249,21 @@ class RegimeHazardSystem:
         Hazard models (``None``: hazard probabilities are NaN).
     use_hazard
         Whether layer C acts (exit early, block entries); off = the baseline A+B.
+    contract_size
+        Base units one unit of trade size stands for: the instrument's ``contract_size``
+        (OKX BTC-USDT-SWAP 0.01 BTC), so base bars count base units as the kernel's bars
+        from trades do (see :class:`~tradebus.features.bars.BarBuilder`). 1 for trades in
+        base units (spot, and the research runner's CSV trades).
     """
 
     def __init__(self, params: RegimeHazardParams, *, meta: ModelSchedule | None = None,
-                 hazard: ModelSchedule | None = None, use_hazard: bool = False) -> None:
+                 hazard: ModelSchedule | None = None, use_hazard: bool = False, contract_size: float = 1.0) -> None:
         self.p = params
         self.base_ns, self.entry_ns, self.regime_ns = params.intervals_ns()
         self.meta, self.hazard, self.use_hazard = meta, hazard, use_hazard
-        self.builder = BarBuilder("time", interval_ns=self.base_ns)
         self.builder_ts = 0
         self._mid_stream = False
+        self.builder = self._base_builder(contract_size)
         self.entry_agg, self.regime_agg = _Aggregator(self.entry_ns, "entry"), _Aggregator(self.regime_ns, "regime")
         self.regime = RegimeMachine(HAZARD, params.confirm)
         w = params.flow_window
@@ -318,8 +324,20 @@ class RegimeHazardSystem:
         """
         if self.builder_ts:
             raise ConfigError("regime_hazard: join_mid_stream() must come before the first trade")
-        self.builder = BarBuilder("time", interval_ns=self.base_ns, whole_only=True)
         self._mid_stream = True
+        self.builder = self._base_builder(self.builder.contract_size)
+
+    def set_contract_size(self, contract_size: float) -> None:
+        """The trades are sized in contracts of ``contract_size`` base units (the instrument's).
+
+        Call before the first trade; base bars then count base units (see ``contract_size``).
+        """
+        if self.builder_ts:
+            raise ConfigError("regime_hazard: set_contract_size() must come before the first trade")
+        self.builder = self._base_builder(contract_size)
+
+    def _base_builder(self, contract_size: float) -> BarBuilder:
+        return BarBuilder("time", interval_ns=self.base_ns, whole_only=self._mid_stream, contract_size=contract_size)
 
     def lose(self, until_ns: int) -> None:
         """Trades were lost for good between the last trade fed and ``until_ns``: no bar is built over them.
@@ -674,7 +692,10 @@ class RegimeHazard(Strategy):
 
         Such a run also builds no base bar over trades its feed lost for good
         (:class:`~tradebus.engine.messages.TradesMissed`, published before the recovered trades).
+        Base bars count base units: trades are sized in the instrument's contracts, as for the
+        kernel's own bars from trades.
         """
+        self.system.set_contract_size(self.instrument().contract_size)
         if self.ctx.joins_mid_stream:
             self.system.join_mid_stream()
             self.ctx.bus.subscribe(TradesMissed, self.on_trades_missed, self.instrument_id)
