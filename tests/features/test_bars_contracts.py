@@ -120,6 +120,64 @@ def test_backtest_bars_built_from_okx_swap_trades_count_base_units(tmp_path: Pat
     assert rows([(b.ts_event, b.open, b.high, b.low, b.close, b.volume) for b in seen]) == EXPECTED
 
 
+def _bars_without_the_flag(root: str, venue: str, market: str) -> list[tuple[float, ...]]:
+    run = CliRunner().invoke(data_app, ["bars", f"{venue}/{market}/BTC-USDT-SWAP/trades", "--mode", "dollar",
+                                        "--threshold", "50000", "--catalog", root])
+    assert run.exit_code == 0, run.output
+    got = Catalog(root).read(venue, market, "BTC-USDT-SWAP", "bars_dollar_50000").to_pandas()
+    return rows(list(got[["ts_event", "open", "high", "low", "close", "volume"]].itertuples(index=False, name=None)))
+
+
+def test_a_recording_import_of_okx_swap_trades_records_the_contract_size_for_data_bars(tmp_path: Path) -> None:
+    """The paper config's instrument says 0.01 BTC a contract: the trades manifest records it, data bars uses it."""
+    from tradebus.adapters.common.recorder import FrameRecorder
+    from tradebus.node.config import parse_paper_config
+    from tradebus.node.recording_import import import_recording
+
+    size = okx_contract_size("BTC-USDT-SWAP")
+    recorder = FrameRecorder(tmp_path / "frames.jsonl.gz")
+    for k, (p, c, s) in enumerate(zip(PRICES, CONTRACTS, SIDES, strict=True)):  # OKX v5 public trades push
+        row = {"instId": "BTC-USDT-SWAP", "tradeId": str(k + 1), "px": str(p), "sz": f"{c:g}", "side": s,
+               "ts": str((T0 + k * S) // 1_000_000)}
+        recorder.write(T0 + k * S + 1_000_000, "okx-public",
+                       json.dumps({"arg": {"channel": "trades", "instId": "BTC-USDT-SWAP"}, "data": [row]}))
+    recorder.close()
+    config = parse_paper_config({
+        "instruments": [{"venue": "OKX", "symbol": "BTC-USDT-SWAP", "kind": "perpetual", "base": "BTC",
+                         "quote": "USDT", "tick_size": 0.1, "lot_size": 1.0, "contract_size": size}],
+        "strategy": {"name": "tradebus.strategies.tick_ema:TickEmaCross", "instruments": ["BTC-USDT-SWAP.OKX"],
+                     "params": {"fast": 2, "slow": 4, "quantity": 1.0}},
+        "venue": {"fill_on": "trades"},
+        "feeds": [{"venue": "okx", "market": "swap", "ws_url": "ws://127.0.0.1:1/ws",
+                   "subscriptions": {"BTC-USDT-SWAP.OKX": ["trades"]}}],
+    }, "<test config>")
+    root = str(tmp_path / "C")
+    manifests = import_recording(tmp_path / "frames.jsonl.gz", config, root)
+    assert manifests[("BTC-USDT-SWAP.OKX", "trades")].contract_size == 0.01
+    assert _bars_without_the_flag(root, "okx", "swap") == EXPECTED
+
+
+def test_a_tardis_import_records_the_contract_size_it_is_given_for_data_bars(tmp_path: Path) -> None:
+    """A Tardis trades file of OKX BTC-USDT-SWAP (amounts in contracts) imported with the instrument's contract size."""
+    path = tmp_path / "okex-swap_trades_2022-05-13_BTC-USDT-SWAP.csv"
+    lines = ["exchange,symbol,timestamp,local_timestamp,id,side,price,amount"]
+    lines += [f"okex-swap,BTC-USDT-SWAP,{(T0 + k * S) // 1000},{(T0 + k * S) // 1000 + 1000},{k + 1},{s},{p},{c}"
+              for k, (p, c, s) in enumerate(zip(PRICES, CONTRACTS, SIDES, strict=True))]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    runner, root = CliRunner(), str(tmp_path / "C")
+    run = runner.invoke(data_app, ["import-tardis", str(path), "--venue", "okx", "--market", "swap", "--symbol",
+                                   "BTC-USDT-SWAP", "--contract-size", str(okx_contract_size("BTC-USDT-SWAP")),
+                                   "--catalog", root])
+    assert run.exit_code == 0, run.output
+    assert Catalog(root).manifest("okx", "swap", "BTC-USDT-SWAP", "trades").contract_size == 0.01
+    assert _bars_without_the_flag(root, "okx", "swap") == EXPECTED
+    # not told: nothing recorded, and data bars counts the amounts as base units unless given --contract-size
+    run = runner.invoke(data_app, ["import-tardis", str(path), "--venue", "okx", "--market", "swap2", "--symbol",
+                                   "BTC-USDT-SWAP", "--catalog", root])
+    assert run.exit_code == 0, run.output
+    assert Catalog(root).manifest("okx", "swap2", "BTC-USDT-SWAP", "trades").contract_size is None
+
+
 def test_kernel_refuses_a_builder_whose_contract_size_is_not_the_instruments() -> None:
     from tradebus.engine.instrument import Instrument, InstrumentKind
     from tradebus.engine.kernel import Kernel

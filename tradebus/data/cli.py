@@ -203,13 +203,18 @@ def import_tardis_cmd(
     symbol: Annotated[str, typer.Option(help="Venue symbol.")],
     suffix: Annotated[str, typer.Option(help="Appended to the dataset name (book, quotes, trades).")] = "",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset.")] = False,
+    contract_size: Annotated[float | None, typer.Option(help="Trades: the instrument's contract size when the "
+                                                        "amounts count contracts (OKX BTC-USDT-SWAP 0.01; 1 for "
+                                                        "base units), recorded in the manifest so data bars "
+                                                        "counts base units. Default: none recorded.")] = None,
     catalog: CatalogOpt = DEFAULT_CATALOG,
 ) -> None:
     """Import a Tardis-style CSV as a book, quotes or trades dataset."""
     from tradebus.data.market_ingest import import_tardis
 
     _name_options(venue=venue, market=market, symbol=symbol)
-    _import_one(path.name, lambda: import_tardis(path, catalog, venue, market, symbol, suffix=suffix, mode=_mode(overwrite)))
+    _import_one(path.name, lambda: import_tardis(path, catalog, venue, market, symbol, suffix=suffix,
+                                                 mode=_mode(overwrite), contract_size=contract_size))
 
 
 @data_app.command("import-bybit-book")

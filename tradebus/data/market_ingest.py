@@ -50,7 +50,7 @@ from tradebus.engine.messages import (
     Quote,
     Trade,
 )
-from tradebus.errors import DataError
+from tradebus.errors import ConfigError, DataError
 
 __all__ = ["CatalogSink", "import_bybit_archive", "import_tardis"]
 
@@ -105,6 +105,10 @@ class CatalogSink:
     missed_trades
         ``instrument_id -> [(start_ns, end_ns, first_id, last_id, lost), ...]``: the gaps in trade ids its
         trade rows leave, stored in its trades dataset's manifest (:attr:`~tradebus.data.catalog.Manifest.missed_trades`).
+    contract_sizes
+        ``instrument_id -> contract size`` of the instruments the importer knows: base units per
+        unit of trade size, stored in its trades dataset's manifest
+        (:attr:`~tradebus.data.catalog.Manifest.contract_size`); an instrument not in it records none.
     last_book_ns
         ``instrument_id -> ts_init`` of its last book row so far.
 
@@ -127,6 +131,7 @@ class CatalogSink:
         self.unsynced: dict[str, list[tuple[int, int]]] = {}
         self.stale: dict[str, list[tuple[int, int, str]]] = {}
         self.missed_trades: dict[str, list[tuple[int, int, int, int, int]]] = {}
+        self.contract_sizes: dict[str, float] = {}
         self.last_book_ns: dict[str, int] = {}
         self._buffers: dict[tuple[str, str], _KindBuffer] = {}
         self._seq: dict[str, int] = {}
@@ -206,7 +211,8 @@ class CatalogSink:
                 unsynced = self.unsynced.get(iid, ()) if kind == "book" else ()
                 missed = self.missed_trades.get(iid, ()) if kind == "trades" else ()
                 out[key] = self._buffers[key].writer.commit(
-                    notes=self.notes, unsynced=unsynced, stale=self.stale.get(iid, ()), missed_trades=missed
+                    notes=self.notes, unsynced=unsynced, stale=self.stale.get(iid, ()), missed_trades=missed,
+                    contract_size=self.contract_sizes.get(iid) if kind == "trades" else None,
                 )
         except BaseException:
             self.abort()
@@ -247,6 +253,7 @@ def import_tardis(
     suffix: str = "",
     mode: str = "create",
     block_size: int = 1 << 20,
+    contract_size: float | None = None,
 ) -> Manifest:
     """Import one Tardis CSV (plain or ``.gz``) into a catalog dataset; return its manifest.
 
@@ -256,8 +263,15 @@ def import_tardis(
     book update cannot be detected here (the stored sequence is a running message number);
     an ``incremental_book_L2`` file must start with a snapshot (``is_snapshot`` rows).
 
+    A Tardis ``amount`` is the venue's trade size (contracts on an OKX swap) and the file does
+    not say its unit: ``contract_size``, the instrument's when the caller knows it, is recorded
+    in a trades dataset's manifest (:attr:`~tradebus.data.catalog.Manifest.contract_size`) so
+    ``data bars`` counts base units; ``None``: not recorded.
+
     Raises
     ------
+    ConfigError
+        A ``contract_size`` that is not a finite number > 0, or given for a file of another kind.
     DataError
         Unknown columns, a side other than bid/ask or buy/sell, a book price that is not a
         finite number > 0 or an amount not one >= 0, an update before the first snapshot
@@ -277,6 +291,12 @@ def import_tardis(
     tkind = _tardis_kind(names)
     kind: Kind = "book" if tkind in ("incremental_book_L2", "book_snapshot") else tkind  # type: ignore[assignment]
     sink = CatalogSink(cat, lambda _iid: (venue, market, symbol), suffix, mode, notes=(f"imported from Tardis CSV {path.name}",))
+    if contract_size is not None:
+        if not (contract_size > 0 and math.isfinite(contract_size)):
+            raise ConfigError(f"{path}: contract size must be a finite number > 0, got {contract_size!r}")
+        if kind != "trades":
+            raise ConfigError(f"{path}: a {tkind} file: a contract size applies to trades only")
+        sink.contract_sizes[""] = contract_size
     row = 0
     state = {"seq": 0, "key": None, "seeded": False}
     try:

@@ -5,6 +5,8 @@ with the very feed parsers of its paper config -- as ``tradebus replay`` does --
 every message they emit into catalog datasets through
 :class:`~tradebus.data.market_ingest.CatalogSink`: trades, quotes, the L2 book (the snapshot
 the book sync seeded, then every delta it applied), mark prices, funding rates and bars.
+A trades dataset's manifest records its instrument's ``contract_size`` (the config's; none for an
+inverse contract), so ``data bars`` counts the venue's contracts as base units.
 ``ts_init`` is the frame's recorded receive time (a trade held back behind a gap in trade ids, below: the
 receive time of the line that released it, where a replay's clock stands). A frame a parser rejects (a garbled
 payload) is left out, counted, logged at WARNING with the first one's number and reason, and
@@ -123,6 +125,9 @@ def import_recording(
         return inst.venue.lower(), market_of.get(iid, "spot"), inst.symbol
 
     sink = CatalogSink(cat, locate, suffix, mode, notes=(f"imported from recording {Path(recording).name}",))
+    # the feeds emit the venue's trade sizes (contracts of the instrument's contract size); an inverse
+    # contract's is worth an amount of the quote currency, not of the base: none recorded (as a backfill)
+    sink.contract_sizes = {iid: inst.contract_size for iid, inst in instruments.items() if not inst.inverse}
     clock = [0]
     stale = _StaleWatch()
     missed = TradeGapLog()
