@@ -11,6 +11,7 @@ in what the strategy is told was filled: the restart tells it once its start-up 
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,7 +26,7 @@ from tests.live.live_harness import KEY, SECRET, until
 from tests.live.node_testdata import BINANCE_INSTRUMENT, IID, SPOT_FRAMES, SPOT_SNAPSHOT, binance_config
 from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
-from tradebus.engine.messages import AlgoEnded, CancelOrder, Liquidity, OrderStatus, Trade
+from tradebus.engine.messages import AlgoEnded, CancelOrder, Liquidity, OrderStatus, Quote, Trade
 from tradebus.execution.journal import Journal
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 
@@ -133,6 +134,12 @@ async def _venue(tmp: Path) -> AsyncIterator[_Venue]:
          "venue": {"fill_on": "trades"}},
     ).instrument_map()[IID]  # fmt: skip
     emulator = BinancePrivateEmulator(KEY, SECRET, {IID: instrument}, {"USDT": 100_000.0})
+    # The venue's market before the daemon subscribes (the replay's clock starts then): its best bid and
+    # ask by the capture's depth snapshot. Without it a tip reaching the venue before the first quote or
+    # trade printed was taken as marketable and the test's 19,999 trade filled it as taker, at 19,999.
+    snapshot = json.loads(SPOT_SNAPSHOT)
+    (bid, bid_size), (ask, ask_size) = snapshot["bids"][0], snapshot["asks"][0]
+    emulator.on_quote(Quote(IID, 0, 0, float(bid), float(bid_size), float(ask), float(ask_size)))
     async with emulator:
         protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
         async with LocalVenueServer(protocol, SPOT_FRAMES, speed=1.0) as srv:
