@@ -540,9 +540,7 @@ class Catalog:
         return self._load_manifest(path)
 
     def _load_manifest(self, path: Path) -> Manifest:
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
+        if not path.is_file():
             _heal(path.parent)
         try:
             raw = path.read_bytes()
