@@ -186,3 +186,31 @@ def test_kernel_refuses_a_builder_whose_contract_size_is_not_the_instruments() -
                       contract_size=0.01)
     with pytest.raises(ConfigError, match="BTC-USDT-SWAP.OKX are built with contract_size 1, the instrument's is 0.01"):
         Kernel([inst], trade_bars={"BTC-USDT-SWAP.OKX": BarBuilder("dollar", threshold=50_000.0)})
+
+
+def test_data_bars_refuses_a_contract_market_trades_dataset_that_records_no_contract_size(tmp_path: Path) -> None:
+    """A plain CSV import of OKX swap trades records no contract size: data bars asks for it, spot does not."""
+    runner, root = CliRunner(), str(tmp_path / "C")
+    trades = write_trades(tmp_path / "trades.csv")
+    for market in ("swap", "spot"):
+        run = runner.invoke(data_app, ["import", str(trades), "--venue", "okx", "--market", market, "--symbol",
+                                       "BTC-USDT-SWAP", "--kind", "trades", "--catalog", root])
+        assert run.exit_code == 0, run.output
+        assert Catalog(root).manifest("okx", market, "BTC-USDT-SWAP", "trades").contract_size is None
+    args = ["--mode", "dollar", "--threshold", "50000", "--catalog", root]
+    run = runner.invoke(data_app, ["bars", "okx/swap/BTC-USDT-SWAP/trades", *args])
+    said = " ".join(run.output.split())
+    assert run.exit_code == 2, run.output
+    assert "okx/swap/BTC-USDT-SWAP/trades" in said and "records no contract size" in said and "--contract-size" in said
+    assert not Catalog(root).exists("okx", "swap", "BTC-USDT-SWAP", "bars_dollar_50000")
+    # given the flag, the contracts count 0.01 BTC each: the module docstring's two bars
+    run = runner.invoke(data_app, ["bars", "okx/swap/BTC-USDT-SWAP/trades", *args, "--contract-size", "0.01"])
+    assert run.exit_code == 0, run.output
+    got = Catalog(root).read("okx", "swap", "BTC-USDT-SWAP", "bars_dollar_50000").to_pandas()
+    assert rows(list(got[["ts_event", "open", "high", "low", "close", "volume"]].itertuples(index=False,
+                                                                                         name=None))) == EXPECTED
+    # spot sizes are base units: as before, each size counts whole (100 + 50 + ... "BTC"), no flag asked
+    run = runner.invoke(data_app, ["bars", "okx/spot/BTC-USDT-SWAP/trades", *args])
+    assert run.exit_code == 0, run.output
+    got = Catalog(root).read("okx", "spot", "BTC-USDT-SWAP", "bars_dollar_50000").to_pandas()
+    assert got.volume.tolist() == CONTRACTS  # 30250 * 10 alone passes 50,000: one bar a trade

@@ -28,7 +28,7 @@ import pyarrow as pa
 from tradebus.data.catalog import BAR_SCHEMA, Catalog, DatasetRef, Manifest, open_parquet
 from tradebus.data.ingest import bars_dataset, format_interval
 from tradebus.data.quality import QualityCheck
-from tradebus.errors import DataError
+from tradebus.errors import ConfigError, DataError
 from tradebus.features.bars import BarBuilder
 
 __all__ = ["bars_dataset_name", "bars_from_trades", "resample_bars"]
@@ -81,7 +81,8 @@ def bars_from_trades(
         trades count contracts (OKX BTC-USDT-SWAP 0.01), so the bars' volume is in base units
         as every bars dataset's, and dollar bars sum quote value. ``None``: the trades
         manifest's ``contract_size`` (recorded by the importers that know the instrument), else 1
-        (base units).
+        (base units) in a ``spot`` market; any other market (``swap``, ``usdm``, ``linear`` ...) may
+        count contracts, so a dataset there that records none needs it given.
     dataset
         Target dataset name (default :func:`bars_dataset_name`).
 
@@ -90,9 +91,16 @@ def bars_from_trades(
     DataError
         If ``source`` is not a trades dataset, the target exists, no bar completes, or
         ``contract_size`` differs from the one the trades manifest records.
+    ConfigError
+        If neither ``contract_size`` nor the trades manifest says the contract size of a market
+        other than ``spot``.
     """
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
     recorded = cat.manifest(source.venue, source.market, source.symbol, source.dataset).contract_size
+    if contract_size is None and recorded is None and source.market != "spot":
+        raise ConfigError(f"{source.relpath().as_posix()}: the dataset records no contract size, and the trades of a "
+                          f"{source.market!r} market may count contracts: give --contract-size, the instrument's base "
+                          "units per contract (1 if its trades are in base units)")
     if contract_size is None:
         contract_size = 1.0 if recorded is None else recorded
     elif recorded is not None and contract_size != recorded:
