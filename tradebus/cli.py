@@ -157,7 +157,8 @@ def build_replay(config: RunConfig) -> Replay:
     ------
     ConfigError
         If a data file or catalog dataset does not exist (names the field
-        ``data.sources.N.file`` / ``data.sources.N.dataset``).
+        ``data.sources.N.file`` / ``data.sources.N.dataset``), or a trades dataset records a
+        contract size other than its instrument's (:func:`check_contract_sizes`).
     DataError
         If a catalog dataset's manifest is invalid, or the window overlaps a stretch where a book
         dataset it replays was out of sync (:func:`check_unsynced_books`), or a stretch where the
@@ -186,6 +187,7 @@ def build_replay(config: RunConfig) -> Replay:
                     f"data.sources.{n}.kind: {src.kind!r}, but dataset {src.dataset!r} holds {source.kind}"
                 )
             sources.append(source)
+    check_contract_sizes(config, sources)
     check_unsynced_books(config, sources)
     check_stale_feeds(config, sources)
     check_missed_trades(config, sources)
@@ -208,6 +210,35 @@ def _overlaps(config: RunConfig, a: int, b: int) -> bool:
     """Whether the run's window (``data.start``, ``data.end``; either unset: open) overlaps the stretch ``a``..``b``."""
     start, end = config.data.start_ns, config.data.end_ns
     return (start is None or start < b) and (end is None or end > a)
+
+
+def check_contract_sizes(config: RunConfig, sources: Sequence[ReplaySource]) -> None:
+    """Refuse a trades source whose manifest records a contract size other than its instrument's.
+
+    A run reads trade sizes in its instrument's units: bars built from them and the venue's fills
+    multiply them by the config's ``contract_size``. A dataset whose sizes count contracts of
+    another size (:meth:`ReplaySource.contract_size`, recorded by the importer that knew the venue's
+    instrument) would make every volume, notional and fill off by their ratio without a word.
+
+    Raises
+    ------
+    ConfigError
+        Naming the source, its dataset's contract size, the instrument's and the config field.
+    """
+    index = {inst.instrument_id: n for n, inst in enumerate(config.instruments)}
+    for n, src in enumerate(sources):
+        recorded = src.contract_size()
+        if recorded is None or src.instrument_id not in index:
+            continue
+        inst = config.instruments[index[src.instrument_id]]
+        if recorded != inst.contract_size:
+            raise ConfigError(
+                f"data.sources.{n}.dataset: the trades of {src.describe()} count contracts of {recorded:g} base "
+                f"units (its manifest's contract_size, recorded when it was imported), but "
+                f"instruments.{index[src.instrument_id]}.contract_size of {src.instrument_id} is "
+                f"{inst.contract_size:g}: every trade size would be read in the wrong unit; give the instrument "
+                "the venue's contract size, or replay a dataset of its sizes"
+            )
 
 
 def check_unsynced_books(config: RunConfig, sources: Sequence[ReplaySource]) -> None:

@@ -214,3 +214,41 @@ def test_data_bars_refuses_a_contract_market_trades_dataset_that_records_no_cont
     assert run.exit_code == 0, run.output
     got = Catalog(root).read("okx", "spot", "BTC-USDT-SWAP", "bars_dollar_50000").to_pandas()
     assert got.volume.tolist() == CONTRACTS  # 30250 * 10 alone passes 50,000: one bar a trade
+
+
+@pytest.mark.parametrize(("instrument_size", "runs"), [(0.01, True), (1.0, False)])
+def test_backtest_refuses_trades_recorded_with_another_contract_size(tmp_path: Path, instrument_size: float,
+                                                                     runs: bool) -> None:
+    """Trades whose manifest says 0.01 BTC a contract, replayed for an instrument of 0.01 (runs) or 1 (refused)."""
+    from tradebus.cli import app
+
+    runner, root = CliRunner(), tmp_path / "C"
+    run = runner.invoke(data_app, ["import", str(write_trades(tmp_path / "trades.csv")), "--venue", "okx", "--market",
+                                   "swap", "--symbol", "BTC-USDT-SWAP", "--kind", "trades", "--catalog", str(root)])
+    assert run.exit_code == 0, run.output
+    with Catalog(root).writer("okx", "swap", "BTC-USDT-SWAP", "trades", "day", kind="trades", mode="overwrite") as w:
+        w.write(Catalog(root).read("okx", "swap", "BTC-USDT-SWAP", "trades"))
+        w.commit([], contract_size=okx_contract_size("BTC-USDT-SWAP"))  # as backfill and import-tardis record it
+    config = {
+        "data": {"catalog": str(root), "sources": [{"instrument": "BTC-USDT-SWAP.OKX", "kind": "trades",
+                                                    "dataset": "okx/swap/BTC-USDT-SWAP/trades",
+                                                    "bars": {"mode": "dollar", "threshold": 50_000.0}}]},
+        "instruments": [{"venue": "OKX", "symbol": "BTC-USDT-SWAP", "kind": "perpetual", "base": "BTC", "quote": "USDT",
+                         "tick_size": 0.1, "lot_size": 1.0, "contract_size": instrument_size}],
+        "strategy": {"name": "ema_cross", "instruments": ["BTC-USDT-SWAP.OKX"],
+                     "params": {"fast": 3, "slow": 8, "quantity": 1.0}},
+        "venue": {"fill_on": "trades"},
+        "initial_cash": 100_000.0,
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    run = runner.invoke(app, ["backtest", str(path), "--out", str(tmp_path / "out")])
+    said = " ".join(run.output.split())
+    if runs:
+        assert run.exit_code == 0, run.output
+        assert (tmp_path / "out" / "fills.csv").is_file()
+        return
+    assert run.exit_code == 2, run.output
+    assert "data.sources.0.dataset" in said and "count contracts of 0.01 base units (its manifest's contract_size" in said
+    assert "instruments.0.contract_size of BTC-USDT-SWAP.OKX is 1" in said
+    assert not (tmp_path / "out").exists() or not any(p.name == "fills.csv" for p in (tmp_path / "out").iterdir())

@@ -213,6 +213,16 @@ class ReplaySource:
         manifest = Catalog(self.catalog_root).manifest(self.venue, self.market, self.symbol, self.dataset)
         return [(int(a), int(b), str(feed)) for a, b, feed in manifest.stale]
 
+    def contract_size(self) -> float | None:
+        """Base units per unit of a trades dataset's ``size``, as its manifest records it.
+
+        From the manifest (:attr:`~tradebus.data.catalog.Manifest.contract_size`). ``None`` for a
+        file, another kind, and a dataset that records none.
+        """
+        if self.catalog_root is None or self.kind != "trades":
+            return None
+        return Catalog(self.catalog_root).manifest(self.venue, self.market, self.symbol, self.dataset).contract_size
+
     def missed_trades(self) -> list[tuple[int, int, int, int, int]]:
         """``(start_ns, end_ns, first_id, last_id, lost)`` of each gap in trade ids a trades dataset leaves.
 
