@@ -64,6 +64,31 @@ async def test_a_fill_charged_in_bnb_debits_bnb_not_the_quote_asset() -> None:
         assert [(f.fee, f.fee_asset) for f in report.fills] == [(pytest.approx(0.0012), "BNB")]
 
 
+async def test_a_maker_rebate_with_bnb_fees_on_is_paid_in_the_quote_asset_not_bnb() -> None:
+    """Binance's BNB deduction pays *fees* in BNB ("otherwise the system will automatically deduct USDT", its
+    futures fee FAQ); a rebate is no fee paid, so it is credited as without BNB: in the quote asset.
+
+    By hand: a maker buy of 0.01 BTC at 60 000 with a -0.01 % maker fee earns 0.01 * 60 000 * 0.0001 = 0.06 USDT;
+    BNB is untouched (it was credited 0.06 / 500 = 0.00012 BNB before).
+    """
+    maker = Instrument("BINANCE", "BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, lot_size=1e-5, maker_fee=-0.0001)
+    async with harness(inst=maker, balances={"USDT": 100_000.0, "BNB": 1.0}) as h:
+        h.emulator.fee_in = ("BNB", 500.0)
+        h.trade(60_100.0)  # the market, above the buy: it rests
+        buy = h.submit(OrderSide.BUY, 0.01, 60_000.0)
+        await until(lambda: buy.status is OrderStatus.ACCEPTED)
+        h.trade(60_000.0)
+        await until(lambda: buy.status is OrderStatus.FILLED)
+        (row,) = h.emulator.trades
+        assert float(row["price"]) == 60_000.0 and row["isMaker"] in (True, "true")
+        assert (row["commissionAsset"], float(row["commission"])) == ("USDT", pytest.approx(-0.06))
+        assert h.emulator.balances["BNB"] == 1.0
+        assert h.emulator.balances["USDT"] == pytest.approx(100_000.0 - 600.0 + 0.06, abs=1e-9)
+        account = h.kernel.portfolio.account
+        assert account.balance("BNB") == 0.0
+        assert account.balance("USDT") == pytest.approx(100_000.0 - 600.0 + 0.06, abs=1e-9)
+
+
 async def test_a_fill_charged_in_the_quote_asset_still_debits_the_quote_asset() -> None:
     async with harness(inst=BTC, balances={"USDT": 100_000.0}) as h:
         buy = h.submit(OrderSide.BUY, 0.01)

@@ -47,7 +47,8 @@ and ``locked``. A MARKET or STOP_LOSS buy (no price) locks nothing here.
 
 Fees are in the quote asset, or, with ``fee_in = ("BNB", price)``, in BNB while its balance covers
 them, and with ``fee_in_received`` a buy's in the base asset it receives, as Binance charges without
-BNB (``commissionAsset``/``N``: the asset charged).
+BNB (``commissionAsset``/``N``: the asset charged). A maker rebate (a negative fee) is never paid in
+BNB: BNB pays fees, so the rebate is credited as without BNB.
 
 Faults are the base's (``RestFault`` defaults to ``POST /api/v3/order``, ``StreamFault`` to
 ``executionReport`` frames), plus ``ban``: ``418`` with ``Retry-After``.

@@ -205,7 +205,8 @@ class AccountEmulator(ABC):
     linear_positions: bool = False
     #: ``(asset, its price in the quote asset)``: a fill's fee (spot, or a derivatives account's) is
     #: charged in that asset, worth the simulated fee, while its balance covers it (Binance's BNB fee
-    #: discount, the discount itself left out); ``None``: in the quote asset.
+    #: discount, the discount itself left out); ``None``: in the quote asset. A rebate (a negative fee)
+    #: is not a fee paid: it is credited as without it (the quote asset, or per :attr:`fee_in_received`).
     fee_in: tuple[str, float] | None = None
     #: A spot buy's fee is charged in the base asset it receives, worth the simulated fee at the
     #: fill price, to 8 decimals (Binance without BNB: buy 0.01 BTC, receive 0.00999); a sell's
@@ -579,7 +580,8 @@ class AccountEmulator(ABC):
     def _book_fill(self, rec: EmulatedOrder, fill: OrderFilled) -> None:
         inst = self.instruments[rec.symbol]
         fee, fee_asset = fill.fee, ""
-        if self.fee_in is not None and self.balances.get(self.fee_in[0], 0.0) >= fill.fee / self.fee_in[1]:
+        # a rebate (negative fee) is no fee paid: credited as without fee_in (Binance pays fees in BNB)
+        if self.fee_in is not None and fill.fee >= 0.0 and self.balances.get(self.fee_in[0], 0.0) >= fill.fee / self.fee_in[1]:
             fee_asset, fee = self.fee_in[0], fill.fee / self.fee_in[1]
             self.balances[fee_asset] -= fee
         if self.linear_positions:
