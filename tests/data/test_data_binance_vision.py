@@ -218,6 +218,15 @@ def test_download_usdm_agg_trades_reads_the_futures_header(server: Server, tmp_p
     assert stored.column("trade_id").to_pylist()[:2] == ["553287559", "553287560"]
     assert stored.column("aggressor").to_pylist()[:2] == [-1, 1]
     assert np.array_equal(stored.column("size").to_numpy(), table["quantity"].to_numpy())
+    # USD-M quantities are in base units: recorded, so data bars needs no --contract-size (a non-spot market's
+    # trades recording none are refused)
+    assert Catalog(tmp_path / "cat").manifest("binance", "usdm", "BTCUSDT", "aggtrades").contract_size == 1.0
+    code, out = run("bars", "binance/usdm/BTCUSDT/aggtrades", "--mode", "volume", "--threshold", "10",
+                    "--catalog", str(tmp_path / "cat"))
+    assert code == 0, out
+    bars = Catalog(tmp_path / "cat").read("binance", "usdm", "BTCUSDT", "bars_volume_10").to_pandas()
+    total = table["quantity"].sum()  # complete bars of >= 10 BTC each, the unfinished last one (< 10) not written
+    assert total - 10 < bars["volume"].sum() <= total + 1e-9 and (bars["volume"] >= 10).all()
 
 
 @pytest.mark.parametrize(("corrupt", "wrong_checksum", "reason"), [

@@ -82,6 +82,8 @@ Market = Literal["spot", "um", "cm"]
 DataType = Literal["klines", "trades", "aggTrades", "bookDepth"]
 _PREFIX = {"spot": "spot", "um": "futures/um", "cm": "futures/cm"}
 _CATALOG_MARKET = {"spot": "spot", "um": "usdm", "cm": "coinm"}
+#: Markets whose trade archives' ``qty`` is in base units: contract size 1 (COIN-M's counts contracts of USD).
+_BASE_UNIT_TRADES = {"spot": 1.0, "um": 1.0}
 _CHUNK = 1 << 20
 _T = TypeVar("_T")
 _EPOCH = date(1970, 1, 1)
@@ -468,6 +470,7 @@ def import_archives(
                 mode=mode,
                 window_ns=window,
                 notes=[f"Binance public data: {len(zips)} verified {data} archives ({zips[0].name} .. {zips[-1].name})"],
+                contract_size=_BASE_UNIT_TRADES.get(market),
             )
         except DataError as exc:
             if workdir not in str(exc):

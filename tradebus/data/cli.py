@@ -530,7 +530,7 @@ def bars_cmd(
                                                         "contract size when its trades count contracts (OKX "
                                                         "BTC-USDT-SWAP 0.01), so volume counts base units and "
                                                         "dollar bars quote value. Default: the one the trades "
-                                                        "dataset records (backfill, recording import), else 1 "
+                                                        "dataset records (backfill, recording import, Binance archives), else 1 "
                                                         "in a spot market (required in any other); refused "
                                                         "when it differs from the recorded one.")] = None,
     catalog: CatalogOpt = DEFAULT_CATALOG,

@@ -1223,6 +1223,7 @@ def import_path(
     notes: Iterable[str] = (),
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     window_ns: tuple[int, int] | None = None,
+    contract_size: float | None = None,
 ) -> ImportResult:
     """Stream one file into the catalog: read, validate and write it chunk by chunk.
 
@@ -1265,6 +1266,9 @@ def import_path(
     window_ns
         ``(first, stop)``: keep only the rows whose time lies in ``[first, stop)`` (ns), a bar's
         open time (``ts_event`` less the interval) or a trade's time; every row is still validated.
+    contract_size
+        Trades: base units per unit of the rows' size, recorded in each manifest
+        (:attr:`~tradebus.data.catalog.Manifest.contract_size`); ``None``: none recorded.
 
     Raises
     ------
@@ -1353,7 +1357,8 @@ def import_path(
         for writer in writers.values():
             writer.check()
         manifests = [
-            writers[k].commit([*lines, *notes], quality=checks[k].report().summary())
+            writers[k].commit([*lines, *notes], quality=checks[k].report().summary(),
+                              contract_size=contract_size if kind == "trades" else None)
             for k in sorted(writers, key=lambda k: k or "")
         ]
     finally:
