@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.data.test_data_backfill import FIRST_MS, MINUTE_MS, Venue, exchange
+from tests.data.test_data_catalog import DAY_NS, make_bars
 from tradebus.data.backfill import backfill_ohlcv
 from tradebus.data.catalog import Catalog, DatasetRef
 from tradebus.data.cli import data_app
@@ -168,3 +170,23 @@ def test_a_commit_killed_leaves_the_old_or_the_new_version_and_the_next_run_clea
         assert again.returncode == 0, again.stderr
     assert closes(root) == new
     assert sorted(os.listdir(root / "binance" / "spot" / "ADABTC")) == ["bars_1m"]
+
+
+def test_an_append_open_when_another_writer_is_killed_mid_commit_commits_onto_the_rolled_back_version(
+    tmp_path: Path,
+) -> None:
+    """A writer killed between its commit's two renames while another append was open: the open one's commit
+    used to be refused ("dataset changed by another run", the dataset missing until a read healed it) though
+    the dataset, rolled back, is the one it opened on; its commit now recovers first and stores 31 + 29 days."""
+    cat = Catalog(tmp_path)
+    full = make_bars(60, step_ns=DAY_NS)
+    cat.write(full.slice(0, 31), "x", "spot", "S", "bars_1d", "month", interval_ns=DAY_NS)
+    feb = cat.writer("x", "spot", "S", "bars_1d", "month", kind="bars", interval_ns=DAY_NS, mode="append")
+    feb.write(full.slice(31, 29))
+    base = cat.dataset_dir("x", "spot", "S", "bars_1d")
+    # what the killed writer left: its dataset retired by the first rename, its staging not renamed in
+    os.rename(base, base.parent / f".bars_1d.old-{uuid.uuid4().hex}")
+    (base.parent / f".bars_1d.tmp-{uuid.uuid4().hex}").mkdir()
+    assert feb.commit().rows == 60
+    assert cat.read("x", "spot", "S", "bars_1d").equals(full)
+    assert sorted(os.listdir(base.parent)) == ["bars_1d"]

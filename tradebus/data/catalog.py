@@ -1204,6 +1204,7 @@ class DatasetWriter:
                 msgspec.json.format(_manifest_encoder.encode(manifest), indent=2) + b"\n"
             )
             with _locked(self.base.parent):
+                _recover(self.base.parent, self.base.name)  # a writer killed since this one opened: rolled back first
                 self._check_unchanged()
                 _swap(self._tmp, self.base)
         except BaseException:
