@@ -825,21 +825,6 @@ class OkxSwapEmulator(OkxPrivateEmulator):
             return "51169", "Order failed because you don't have any positions in this direction for this contract to reduce or close."
         return "51170", "Failed to place order. A reduce-only order can't be the same direction as your existing position."
 
-    def _fee_fields(self, rec: EmulatedOrder, booked: list[EmulatedFill]) -> dict[str, str]:
-        """``fee``/``feeCcy``/``rebate``/``rebateCcy`` of an order row, as OKX splits them: a spot buy's
-        ``fee`` is what was charged (negative) in its fee coin and ``rebate`` its maker rebate (positive)
-        in the quote coin; a sell's (and a swap's) ``fee`` is fee and rebate together, in the quote coin."""
-        inst = self.instruments[rec.symbol]
-        if self.linear_positions or rec.order.side is not OrderSide.BUY:
-            fee = sum(f.fee for f in booked)
-            return {"fee": repr(-fee) if fee else "0", "feeCcy": booked[-1].fee_asset or inst.quote if booked else inst.quote,
-                    "rebate": "", "rebateCcy": inst.quote if self.linear_positions else inst.base}
-        charged = [f for f in booked if f.fee >= 0.0]
-        fee, rebate = sum(f.fee for f in charged), -sum(f.fee for f in booked if f.fee < 0.0)
-        fee_ccy = charged[-1].fee_asset if charged else inst.base if self.fee_in_received else ""
-        return {"fee": repr(-fee) if fee else "0", "feeCcy": fee_ccy or inst.quote,
-                "rebate": repr(rebate) if rebate else "", "rebateCcy": inst.quote}
-
     def row_extras(self, rec: EmulatedOrder) -> dict[str, Any]:
         return {"posSide": "net", "reduceOnly": "true" if rec.order.reduce_only else "false", "lever": f"{self.leverage[rec.symbol]:g}"}
 
