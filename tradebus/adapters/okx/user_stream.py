@@ -102,7 +102,9 @@ class UserStreamParser(PrivateStreamParser):
             raise ParseError(f"okx user stream: no data list in {str(raw)[:120]!r}")
         try:
             if channel == "orders":
-                return [event for row in data for event in self._order(row)]
+                events = [event for row in data for event in self._order(row)]
+                self._forget_closed()
+                return events
             if channel == "orders-algo":
                 return [event for row in data for event in self._algo(row)]
             if channel == "account":
@@ -149,7 +151,6 @@ class UserStreamParser(PrivateStreamParser):
             )
         if state in _DONE:
             self._fee_booked.pop(str(row["ordId"]), None)
-        self._forget_closed()
         if order is None:
             return out
         ts = int(row["uTime"]) * _MS
