@@ -163,6 +163,18 @@ def test_okx_maker_rebate_on_a_spot_buy_without_fill_fee_is_read_from_the_order_
     assert (b.fee, b.fee_asset) == (pytest.approx(-0.1), "")
 
 
+def test_okx_taker_fill_without_fill_fee_after_an_unseen_maker_rebate_books_a_fee_not_a_rebate() -> None:
+    # A spot buy: 0.01 filled as maker @ 50000 (rebate 0.01 %: 0.05 USDT, fee 0), seen before a restart;
+    # amended to cross, 0.01 more taken @ 50000 (0.1 %: 0.00001 BTC) in a row without fillFee. The restarted
+    # parser sees rebate 0.05 and fee -0.00001 moved since nothing: a taker earns no rebate, so its fill is
+    # a charge in BTC, its 0.01 / 0.02 share of the fee (0.000005), not half the rebate as a 0.025 USDT rebate.
+    row = {"fee": "-0.00001", "feeCcy": "BTC", "rebate": "0.05", "rebateCcy": "USDT", "execType": "T", "side": "buy",
+           "fillFee": "-", "fillFeeCcy": "-", "fillPx": "50000", "tradeId": "52", "fillSz": "0.01", "accFillSz": "0.02",
+           "state": "filled", "sz": "0.02"}
+    (fill,) = _okx_parser(OKX_SPOT).parse(_okx_fill_frame(OKX_SPOT, **row))
+    assert (fill.liquidity, fill.fee, fill.fee_asset) == (Liquidity.TAKER, pytest.approx(0.000005), "BTC")
+
+
 def test_okx_taker_fee_of_a_spot_buy_is_kept_in_the_base_currency() -> None:
     # 0.01 BTC bought, 0.1 % taken out of it: 0.00001 BTC
     frame = _okx_fill_frame(

@@ -8,7 +8,8 @@
                                    rebate positive -- in ``fillFeeCcy`` (else ``feeCcy``),
                                    kept in that asset; without ``fillFee``, the change of the
                                    order's cumulative ``fee`` (a spot buy's ``rebate`` in
-                                   ``rebateCcy`` when that moved) since its last fill (after
+                                   ``rebateCcy`` when that moved, a maker fill's only) since
+                                   its last fill (after
                                    fills unseen, a lost push or a restart: its ``fillSz`` share
                                    of the change); ``execType`` M/T;
                                    the order's cumulative filled ``accFillSz``)
@@ -176,7 +177,7 @@ class UserStreamParser(PrivateStreamParser):
         without ``fillFee`` has only the order's cumulative ``fee`` (in ``feeCcy``) and, on a spot
         buy, its cumulative maker ``rebate`` (positive, in ``rebateCcy``; a sell's ``fee`` holds
         its rebate): its fill's fee is the change since the order's last booked fill, the
-        rebate's when the rebate moved; when fills of the order came unseen since (a lost push,
+        rebate's when the rebate moved and the fill is not a taker's (which earns none); when fills of the order came unseen since (a lost push,
         its fill booked from ``/trade/fills``) or before this parser saw any (a restart), its
         ``fillSz`` share of the change over the quantity those fills and it filled.
         """
@@ -196,7 +197,7 @@ class UserStreamParser(PrivateStreamParser):
             logger.warning("okx order {}: no fillFee and fills unseen since {}; fill {} booked its {} / {} share of the fee {} and rebate {}",
                            ord_id, filled_before, row.get("tradeId"), size, cumulative - filled_before,
                            total - fee_before, rebate - rebate_before)
-        if rebate != rebate_before:
+        if rebate != rebate_before and row.get("execType") != "T":  # a taker earns no rebate: unseen fills moved it
             return -(rebate - rebate_before) * share, row.get("rebateCcy")
         return -(total - fee_before) * share, row.get("feeCcy")
 
