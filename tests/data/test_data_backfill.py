@@ -288,6 +288,25 @@ def test_trades_backfill_from_before_the_venues_first_trade_says_the_venue_has_n
     ]
 
 
+def test_backfill_whose_probe_of_older_bars_fails_still_appends_and_says_so(venue: Venue, tmp_path: Path) -> None:
+    """A resume from --since 00:00 onto bars opening 01:00-01:29: the venue's page from 00:00, asked only to word the
+    warning, was throttled past the 2 retries and failed the backfill ("giving up after 2 retries") that needed it
+    not; the bars after 01:29 are now appended and the warning says the venue could not be asked."""
+    venue.throttle_next = 0
+    hour = FIRST_MS + 60 * MINUTE_MS
+    backfill_ohlcv(tmp_path, exchange(venue, 1), "ADA/BTC", "1m", since_ms=hour, until_ms=hour + 30 * MINUTE_MS,
+                   venue="binance", market="spot", catalog_symbol="ADABTC")
+    venue.throttle_next = 3  # the probe's three tries; the pages after 01:29 are answered
+    messages = warnings_of(lambda: backfill_ohlcv(
+        tmp_path, exchange(venue, 1), "ADA/BTC", "1m", since_ms=FIRST_MS, until_ms=hour + 60 * MINUTE_MS,
+        venue="binance", market="spot", catalog_symbol="ADABTC", retries=2, sleep=lambda _s: None))
+    probe = [m for m in messages if "holds bars opening" in m]
+    assert len(probe) == 1 and "the venue could not be asked for its page from --since (" in probe[0], messages
+    assert "giving up after 2 retries" in probe[0]
+    stored = Catalog(tmp_path).read("binance", "spot", "ADABTC", "bars_1m").column("ts_event").to_numpy()
+    assert (len(stored), stored[0], stored[-1]) == (60, (hour + MINUTE_MS) * 1_000_000, (hour + 60 * MINUTE_MS) * 1_000_000)
+
+
 def test_backfill_gives_up_after_the_retries_and_writes_nothing(venue: Venue, tmp_path: Path) -> None:
     venue.throttle_next = 10
     with pytest.raises(Exception, match="giving up after 2 retries"):

@@ -258,11 +258,16 @@ def _warn_older_skipped(cat: Catalog, ref: tuple[str, str, str, str], since_ms: 
     ``first_page`` asks the venue for its page from ``since_ms`` (the times of its rows, ms; ``None``: the venue
     cannot be asked by time). A page whose rows all start at or after the dataset's first row tells that the
     venue has nothing older from ``since_ms``: said at INFO, nothing is missed. Otherwise (older rows, an empty
-    page or no way to ask) the warning names the range not fetched and how to get it.
+    page, a request that failed -- it does not fail the backfill -- or no way to ask) the warning names the range
+    not fetched and how to get it.
     """
     if since_ms * 1_000_000 >= held_ns[0]:
         return
-    page = first_page() if first_page is not None else []
+    page, failed = [], ""
+    try:
+        page = first_page() if first_page is not None else []
+    except DataError as exc:  # only words the warning: the backfill, after the dataset, does not need it
+        failed = str(exc)
     first_ms = held_ns[0] // 1_000_000
     if page and min(page) >= first_ms:
         logger.info(
@@ -271,6 +276,7 @@ def _warn_older_skipped(cat: Catalog, ref: tuple[str, str, str, str], since_ms: 
             iso_ns(since_ms * 1_000_000), iso_ns(min(page) * 1_000_000))
         return
     venue_says = (f"the venue has {rows} from {iso_ns(min(page) * 1_000_000)}; " if page else
+                  f"the venue could not be asked for its page from --since ({failed}); " if failed else
                   "the venue's page from --since held none, so it may have nothing older; " if first_page else "")
     logger.warning(
         "{} holds {} from {} to {}: a backfill appends after its last row only, so nothing before {} is fetched "
