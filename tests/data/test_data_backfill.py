@@ -16,8 +16,9 @@ import http.server
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -200,14 +201,20 @@ def test_backfill_resumes_from_the_catalogs_last_bar_without_duplicates(venue: V
     assert nothing.manifest is None and nothing.rows == 0
 
 
-def warnings_of(call) -> list[str]:
+def logged(call: Callable[[], object], level: str, keep: Callable[[Any], bool] = lambda record: True) -> list[str]:
+    """The messages ``call`` logs at ``level`` or above that ``keep`` keeps."""
     messages: list[str] = []
-    sink = logger.add(lambda m: messages.append(m.record["message"]), level="WARNING")
+    sink = logger.add(lambda m: messages.append(m.record["message"]), level=level, filter=keep)
     try:
         call()
     finally:
         logger.remove(sink)
     return messages
+
+
+def warnings_of(call: Callable[[], object]) -> list[str]:
+    """Every WARNING or worse ``call`` logs."""
+    return logged(call, "WARNING")
 
 
 def test_backfill_from_before_the_datasets_first_bar_says_the_older_bars_are_not_fetched(
@@ -236,15 +243,9 @@ def test_backfill_from_before_the_datasets_first_bar_says_the_older_bars_are_not
     assert stored[0] == (hour + MINUTE_MS) * 1_000_000  # appended after 01:29 only
 
 
-def messages_of(call, level: str) -> list[str]:
-    messages: list[str] = []
-    sink = logger.add(lambda m: messages.append(m.record["message"]), level=level,
-                      filter=lambda r: r["level"].name == level and "backfill" in r["message"])
-    try:
-        call()
-    finally:
-        logger.remove(sink)
-    return messages
+def messages_of(call: Callable[[], object], level: str) -> list[str]:
+    """The backfill's messages ``call`` logs at exactly ``level``."""
+    return logged(call, level, lambda r: r["level"].name == level and "backfill" in r["message"])
 
 
 def test_backfill_from_before_the_venues_first_bar_says_the_venue_has_nothing_older(
