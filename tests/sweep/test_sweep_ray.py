@@ -399,6 +399,33 @@ def test_trial_whose_strategy_raises_is_a_failed_row_naming_the_exception_and_it
     assert json.loads((out / "best.json").read_text())["trial"] == 0
 
 
+def test_rerun_after_fixing_the_strategy_file_is_refused_instead_of_resuming_the_old_codes_failed_trial(
+    ray_address: str, tmp_path: Path
+) -> None:
+    """The strategy's bug fixed, the same command resumed all 3 trials: trial 1 stayed failed, never run again."""
+    source = tmp_path / "fixed_later.py"  # a module name of its own: this process keeps the modules it imported
+    shutil.copy(Path(__file__).with_name("failing_strategy.py"), source)
+    config = write_yaml(tmp_path / "run.yaml", catalog_config(
+        strategy={"name": "fixed_later:RaisesAt", "instruments": [IID], "params": {"at": 5000}}))
+    space = write_yaml(tmp_path / "space.yaml", {"params": {"strategy.params.at": [5000, 100, 6000]},
+                                                 "objectives": {"total_return": "maximize"}})
+    out = tmp_path / "out"
+    assert run_sweep(config, space, out).failed == 1
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    text = source.read_text()
+    fixed = text.replace("if self.bars == self.at:\n            raise", "if self.bars == -self.at:\n            raise")
+    assert fixed != text
+    source.write_text(fixed)
+    result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert (f"the strategy code its trials ran has changed since: strategy.name ({source}): bytes {len(text)} -> "
+            f"{len(fixed)}; resuming would keep the old code's results as the new code's") in " ".join(
+        result.output.split()), result.output
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    source.write_text(text)  # the code as it was: the sweep resumes
+    assert run_sweep(config, space, out).skipped == 3
+
+
 def test_trial_whose_worker_dies_stops_the_sweep_naming_the_trial_and_its_parameters(
     ray_address: str, tmp_path: Path
 ) -> None:

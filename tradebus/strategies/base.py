@@ -101,6 +101,7 @@ __all__ = [
     "duration_ns",
     "resolve_strategy",
     "strategy_module_dir",
+    "strategy_source_files",
 ]
 
 #: Built-in strategies by config name -> ``"module:Class"``.
@@ -832,16 +833,34 @@ def strategy_module_dir(name: str) -> Path | None:
 
     ``None`` for a built-in name, or a module not imported yet (:func:`resolve_strategy` imports it).
     """
-    target = BUILTIN_STRATEGIES.get(name, name)
-    if name in BUILTIN_STRATEGIES or ":" not in target:
-        return None
-    top = sys.modules.get(target.partition(":")[0].partition(".")[0])
-    spec = None if top is None else top.__spec__
+    spec = _top_spec(name)
     if spec is None:
         return None
     if spec.submodule_search_locations:  # a package (a namespace package has no __init__.py)
         return Path(next(iter(spec.submodule_search_locations))).resolve().parent
     return Path(spec.origin).resolve().parent if spec.origin is not None and spec.has_location else None
+
+
+def strategy_source_files(name: str) -> list[Path]:
+    """The Python files of a ``"package.module:Class"`` strategy's top-level package, or its module's file.
+
+    Sorted; empty for a built-in name or a module not imported yet (:func:`resolve_strategy` imports it).
+    """
+    spec = _top_spec(name)
+    if spec is None:
+        return []
+    if spec.submodule_search_locations:
+        return sorted({p.resolve() for folder in spec.submodule_search_locations for p in Path(folder).rglob("*.py")})
+    return [Path(spec.origin).resolve()] if spec.origin is not None and spec.has_location else []
+
+
+def _top_spec(name: str) -> Any:
+    """The module spec of a ``"package.module:Class"`` strategy's top-level package or module, if imported."""
+    target = BUILTIN_STRATEGIES.get(name, name)
+    if name in BUILTIN_STRATEGIES or ":" not in target:
+        return None
+    top = sys.modules.get(target.partition(":")[0].partition(".")[0])
+    return None if top is None else top.__spec__
 
 
 def _import_strategy_module(module_name: str, base: Path | None) -> ModuleType:

@@ -18,12 +18,18 @@ fingerprint of each input is kept beside it (``sweep.json``, key ``data``) and c
   ``venue.book.ack_latency_samples``, a strategy parameter typed as a path such as a saved model's
   ``strategy.params.model``): the sha256 of its bytes (a file is read whole; about
   1 s a GB), so a copied or touched file with the same content is the same input.
+
+The source of a strategy that is not built in (``strategy.name: mystrats.trend:Breakout``) is
+kept too (:func:`code_inputs`, key ``code``): the sha256 of each Python file of its top-level
+package (or of its module's file), so that fixing a strategy and running the same command
+again does not report the trials of the old code as the new one's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +37,9 @@ from tradebus.config import RunConfig, strategy_entries
 from tradebus.config.base import model_paths
 from tradebus.data.catalog import Catalog, Manifest, sha256_file
 from tradebus.reports.metrics import format_ns
-from tradebus.strategies.base import resolve_strategy
+from tradebus.strategies.base import resolve_strategy, strategy_source_files
 
-__all__ = ["changes", "data_inputs"]
+__all__ = ["changes", "code_inputs", "data_inputs"]
 
 
 def data_inputs(config: RunConfig, window: tuple[int | None, int | None]) -> dict[str, dict[str, Any]]:
@@ -68,6 +74,28 @@ def data_inputs(config: RunConfig, window: tuple[int | None, int | None]) -> dic
         params = resolve_strategy(entry.name).Params.model_validate(entry.params)
         for key, path in model_paths(params):
             inputs[f"{where}.params.{key}"] = _file(path)
+    return inputs
+
+
+def code_inputs(config: RunConfig) -> dict[str, dict[str, Any]]:
+    """``{strategy field: description with a sha256}`` of the source of every strategy of ``config`` not built in.
+
+    The description: ``path`` (the module's file, or the directory of its top-level package's files),
+    ``files``, ``bytes`` and a sha256 of each file's name (relative to that directory) and content.
+    """
+    inputs: dict[str, dict[str, Any]] = {}
+    for where, entry in strategy_entries(config):
+        resolve_strategy(entry.name)  # imported when the config was loaded: imports nothing
+        files = strategy_source_files(entry.name)
+        if not files:
+            continue
+        root = Path(os.path.commonpath([f.parent for f in files]))
+        listed = [(str(f.relative_to(root)), sha256_file(f)) for f in files]
+        inputs[f"{where}.name"] = {
+            "path": str(files[0] if len(files) == 1 else root), "files": len(files),
+            "bytes": sum(f.stat().st_size for f in files),
+            "sha256": hashlib.sha256(json.dumps(listed, separators=(",", ":")).encode()).hexdigest(),
+        }
     return inputs
 
 

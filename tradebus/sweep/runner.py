@@ -3,8 +3,8 @@
 Outputs in the sweep directory (``--out``)::
 
     sweep.json          the config (path and fingerprint), the space's fingerprint, method and seed,
-                        and the fingerprint of each data input (tradebus.sweep.inputs); checked on
-                        resume: an edited config or space, or changed data, is refused
+                        and the fingerprint of each data input and strategy source (tradebus.sweep.inputs);
+                        checked on resume: an edited config, space or strategy, or changed data, is refused
     space.yaml          the space file as given
     trials/             one Parquet file per finished trial (tradebus.sweep.store)
     optuna.log          Optuna's journal storage (tpe), study "sweep" (or "fold-NN"); a sweep
@@ -25,7 +25,7 @@ command again resumes: trials with a file are skipped; Optuna trials asked but n
 finished are run again with the parameters they were given (and a round interrupted
 while being asked is completed first), so a resumed sweep produces the same trials and
 results as an uninterrupted one. A sweep directory made from another config or space, or
-on data that has changed since, is refused, as is a non-empty directory that is not a sweep
+on data or strategy code that has changed since, is refused, as is a non-empty directory that is not a sweep
 directory (one without ``sweep.json``; with ``force`` it is used unless it holds a file or
 directory named as one the sweep writes). While a sweep runs it holds its directory with a
 ``flock`` (:mod:`tradebus.locks`, released when its process ends, ``kill -9`` included): a
@@ -53,7 +53,7 @@ from tradebus.errors import ConfigError, TradebusError
 from tradebus.locks import take_lock
 from tradebus.reports.metrics import MIN_ANNUALISED_DAYS, format_ns
 from tradebus.sweep.executor import RayExecutor
-from tradebus.sweep.inputs import changes, data_inputs
+from tradebus.sweep.inputs import changes, code_inputs, data_inputs
 from tradebus.sweep.space import SweepSpace, load_space
 from tradebus.sweep.store import TrialStore
 from tradebus.sweep.stress import default_variants
@@ -109,13 +109,14 @@ def _prepare(
         "space_fingerprint": space.fingerprint(), "method": space.method, "seed": space.seed,
     }
     data = data_inputs(config, _read_window(config, space))
+    code = code_inputs(config)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"{out}: cannot create the sweep directory ({exc.strerror})") from None
     lock = _hold(out)
     try:
-        _claim(out, meta, data, space_path, force)
+        _claim(out, meta, data, code, space_path, force)
     except BaseException:
         if lock is not None:
             os.close(lock)
@@ -148,7 +149,9 @@ def _hold(out: Path) -> int | None:
     return fd
 
 
-def _claim(out: Path, meta: dict[str, Any], data: dict[str, Any], space_path: Path, force: bool) -> None:
+def _claim(
+    out: Path, meta: dict[str, Any], data: dict[str, Any], code: dict[str, Any], space_path: Path, force: bool
+) -> None:
     """Resume the sweep of ``out`` if it is this one's, else make it a sweep directory (see :func:`run_sweep`)."""
     marker = out / "sweep.json"
     if marker.is_file():
@@ -167,6 +170,12 @@ def _claim(out: Path, meta: dict[str, Any], data: dict[str, Any], space_path: Pa
                 f"results on the old data with new trials on the new; start afresh with another --out "
                 f"(or delete {out})"
             )
+        changed = changes(old["code"], code) if "code" in old else []  # a sweep.json from before it was kept
+        if changed:
+            raise ConfigError(
+                f"{out}: the strategy code its trials ran has changed since: {'; '.join(changed)}; resuming would "
+                f"keep the old code's results as the new code's; start afresh with another --out (or delete {out})"
+            )
         if not (out / "space.yaml").exists():  # the first run stopped between writing sweep.json and it
             (out / "space.yaml").write_bytes(space_path.read_bytes())
         return
@@ -183,7 +192,7 @@ def _claim(out: Path, meta: dict[str, Any], data: dict[str, Any], space_path: Pa
             f"{out}: not a sweep directory (no sweep.json) but holds {', '.join(clash)}, which the sweep "
             "writes; --force only writes beside other files: use another --out"
         )
-    marker.write_text(json.dumps({**meta, "data": data}, indent=2) + "\n", encoding="utf-8")
+    marker.write_text(json.dumps({**meta, "data": data, "code": code}, indent=2) + "\n", encoding="utf-8")
     (out / "space.yaml").write_bytes(space_path.read_bytes())
 
 
@@ -655,7 +664,7 @@ def run_sweep(
         none of whose points makes a valid config, a stress variant shocking data it cannot
         move (:meth:`~tradebus.sweep.stress.StressVariant.check_data`), a walk-forward fold whose
         train or test window holds no row of the data, a sweep directory of
-        another sweep or of data that has changed since, or one another running sweep holds; after
+        another sweep or of data or strategy code that has changed since, or one another running sweep holds; after
         the trials (their files and ``results.csv`` written), no trial that ran has a value
         of every objective (all invalid, or a null objective such as a Sharpe of a run under
         30 days).
