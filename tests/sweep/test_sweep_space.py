@@ -177,6 +177,25 @@ def test_sweep_refuses_a_parameter_path_that_is_not_a_config_field(tmp_path: Pat
     assert not (tmp_path / "o").exists()
 
 
+def test_sweep_of_strategy_params_of_a_config_listing_strategies_exits_2_naming_the_path_not_a_missing_name(
+    tmp_path: Path,
+) -> None:
+    """It said "no point of the grid makes a valid config ... strategy.name: required field is missing"."""
+    config = catalog_config()
+    config["strategies"] = [{**config.pop("strategy"), "id": "ema"}]
+    config_path = write_yaml(tmp_path / "run.yaml", config)
+    space = space_file(tmp_path, {"params": {"strategy.params.fast": [5, 10]}})
+    result = CliRunner().invoke(app, ["sweep", str(config_path), "--space", str(space), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert (f"params.strategy.params.fast: not a field of {config_path}: it has no strategy; it lists strategies: "
+            "name one by its index, e.g. strategies.0.params.fast") in " ".join(result.output.split())
+    assert not (tmp_path / "o").exists()
+    space = space_file(tmp_path, {"params": {"strategies.0.params.fast": [5, 10]}})  # its check passes
+    result = CliRunner().invoke(app, ["sweep", str(config_path), "--space", str(space), "--out", str(tmp_path / "o"),
+                                      "--workers", "0"])
+    assert result.exit_code == 2 and "--workers must be >= 1" in result.output, result.output
+
+
 @pytest.mark.parametrize(("params", "message"), [
     ({"strategy.params.fast": [50, 60], "strategy.params.slow": [10]},
      "the first, strategy.params.fast=50, strategy.params.slow=10: strategy.params: fast (50) must be smaller than slow (10)"),

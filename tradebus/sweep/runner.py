@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 import pyarrow.csv as pa_csv
 from loguru import logger
+from pydantic import BaseModel
 
 from tradebus.config import RunConfig, load_config
 from tradebus.errors import ConfigError, TradebusError
@@ -208,8 +209,12 @@ def _read_window(config: RunConfig, space: SweepSpace) -> tuple[int | None, int 
     return config.data.start_ns, None if end is None else end - 1
 
 
-def _check_paths(config_path: Path, space: SweepSpace, space_path: Path) -> None:
-    """Fail before any trial when a parameter's path is not a field of the config."""
+def _check_paths(config_path: Path, config: RunConfig, space: SweepSpace, space_path: Path) -> None:
+    """Fail before any trial when a parameter's path is not a field of the config.
+
+    Also when the path runs through a section the config leaves out (``strategy.params.fast`` of a
+    config with ``strategies:``) and setting it alone makes the config invalid.
+    """
     for param in space.params:
         value = param.values[0] if param.values is not None else param.low
         try:
@@ -218,6 +223,26 @@ def _check_paths(config_path: Path, space: SweepSpace, space_path: Path) -> None
             text = str(exc)
             if "unknown key" in text or "has no entry" in text:
                 raise ConfigError(f"{space_path}: params.{param.path}: not a field of {config_path}: {text}") from None
+            unset = _unset_section(config, param.path)
+            if unset is not None:
+                hint = (f"; it lists strategies: name one by its index, e.g. strategies.0.{param.path.partition('.')[2]}"
+                        if unset == "strategy" and config.strategies else "")
+                raise ConfigError(
+                    f"{space_path}: params.{param.path}: not a field of {config_path}: it has no {unset}{hint}"
+                ) from None
+
+
+def _unset_section(config: RunConfig, path: str) -> str | None:
+    """The leading part of the dotted ``path`` that ``config`` leaves unset (``None``), if any."""
+    node: Any = config
+    parts = path.split(".")
+    for n, name in enumerate(parts[:-1]):
+        if not isinstance(node, BaseModel) or name not in type(node).model_fields:
+            return None
+        node = getattr(node, name)
+        if node is None:
+            return ".".join(parts[: n + 1])
+    return None
 
 
 def _check_grid(config_path: Path, space: SweepSpace, space_path: Path) -> None:
@@ -681,7 +706,7 @@ def run_sweep(
             raise ConfigError(f"--tier: {tier!r} is not one of {', '.join(TIERS)}")
         space = space.model_copy(update={"tier": tier})
     config = load_config(config_path)
-    _check_paths(config_path, space, space_path)
+    _check_paths(config_path, config, space, space_path)
     _check_grid(config_path, space, space_path)
     _check_tier(config_path, space, space_path)
     _check_stress(space, config, space_path)
