@@ -47,7 +47,11 @@ def test_grid_enumerates_the_product_last_parameter_fastest(tmp_path: Path) -> N
 
 @pytest.mark.parametrize(("data", "message"), [
     ({"params": {"strategy.params.fast": {"low": 1.0, "high": 5.0}}}, "a grid needs a list of values or a 'step'"),
-    ({"params": {"strategy.params.fast": {"low": 5, "high": 1}}}, "low 5.0 is above high 1.0"),
+    ({"params": {"strategy.params.fast": {"low": 5, "high": 1}}}, "low 5 is above high 1"),
+    ({"params": {"strategy.params.fast": {"low": 10, "high": 35, "step": 10}}},
+     "the range 10..35 step 10 does not end at high: its last point is 30; make high 30 or 40"),
+    ({"method": "tpe", "trials": 4, "params": {"venue.slippage_bps": {"low": 0.0, "high": 1.0, "step": 0.3}}},
+     "the range 0..1 step 0.3 does not end at high: its last point is 0.9; make high 0.9 or 1.2"),
     ({"method": "tpe", "params": {"strategy.params.fast": [1, 2]}}, "trials: a tpe sweep needs the number"),
     ({"params": {"x": [1]}, "objectives": {}}, "objectives: name at least one metric"),
     ({"params": {"x": [1]}, "bogus": 1}, "bogus: unknown key"),

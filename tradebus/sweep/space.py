@@ -11,7 +11,8 @@ Example::
       max_drawdown: minimize
     params:                  # dotted paths into the run config, applied like --set
       strategy.params.fast: [5, 10, 20]                      # a list: these values (categorical)
-      strategy.params.slow: {low: 40, high: 120, step: 20}   # ints: an integer range (both ends included)
+      strategy.params.slow: {low: 40, high: 120, step: 20}   # ints: an integer range (both ends included;
+                                                             # a step must end at high)
       venue.slippage_bps: {low: 0.0, high: 5.0, step: 2.5}   # floats: a float range
       risk.max_position: {low: 0.1, high: 1.0, log: true}    # tpe only (a grid needs values or a step)
     walk_forward: {train: 365d, test: 90d}                   # optional, see tradebus.sweep.walkforward
@@ -85,11 +86,17 @@ class Param(_Model):
         if self.low is None or self.high is None:
             raise ValueError("a range needs 'low' and 'high' (or give a list of values)")
         if self.low > self.high:
-            raise ValueError(f"low {self.low} is above high {self.high}")
+            raise ValueError(f"low {self.low:g} is above high {self.high:g}")
         if self.step is not None and self.step <= 0:
             raise ValueError(f"step must be > 0, got {self.step}")
         if self.log and (self.low <= 0 or self.step is not None):
             raise ValueError("a log range needs low > 0 and no step")
+        if self.step is not None:
+            steps = (self.high - self.low) / self.step
+            if abs(steps - round(steps)) > 1e-9:
+                last = self.low + math.floor(steps + 1e-9) * self.step
+                raise ValueError(f"the range {_range(self)} does not end at high: its last point is {last:g}; "
+                                 f"make high {last:g} or {last + self.step:g}")
         return self
 
     @property
@@ -130,6 +137,12 @@ class Param(_Model):
         if all(isinstance(v, int | float) and not isinstance(v, bool) for v in self.values):
             return "float64"
         return "string"
+
+
+def _range(param: Param) -> str:
+    """``low..high step s`` of a range, as written (``10..35 step 10``)."""
+    step = "" if param.step is None else f" step {param.step:g}"
+    return f"{param.low:g}..{param.high:g}{step}"
 
 
 class SweepSpace(_Model):
