@@ -26,9 +26,10 @@ from numba.np.arrayobj import populate_array
 
 from tradebus.errors import FeatureError
 from tradebus.features import drivers
-from tradebus.features.blas_probe import probe_blas_lazily
+from tradebus.features.numba_start import defer_cffi_parser, probe_blas_lazily
 
 probe_blas_lazily()  # before the first compiled call imports numba.np.arraymath with a scipy.linalg import
+defer_cffi_parser()  # and numba.core.typing.cffi_utils with a cffi.FFI() (pycparser)
 
 from tradebus.features.kernels import book, core, flow, regime, stats, ta  # noqa: E402
 from tradebus.features.registry import FeatureKind, all_kinds, register  # noqa: E402

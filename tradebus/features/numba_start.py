@@ -1,0 +1,97 @@
+"""Numba's first compiled call without the imports our kernels never use.
+
+The first compiled call of a process (compiling a kernel or loading it from the
+cache) makes Numba fill its typing and target registries, importing dozens of
+modules. Two of them do expensive work at import for features no kernel here uses:
+
+* ``numba.np.arraymath`` calls ``numba.np.linalg.ensure_blas()`` to decide whether
+  ``np.dot`` of two vectors may use BLAS. That call imports
+  ``scipy.linalg.cython_blas``, and with it ``scipy.linalg`` and SciPy's array-API
+  layer (``numpy.f2py``, ``numpy.testing``...): about a third of a second, a quarter
+  of a cold start. :func:`probe_blas_lazily` imports ``numba.np.arraymath`` once with
+  that probe replaced by an equivalent that looks for the ``cython_blas`` extension
+  file on disk instead of importing it, then restores the original. The verdict is
+  the same (``True`` exactly when the module is installed), and so is the LAPACK
+  integer-width guard, which still runs. Kernels that do use BLAS call the real
+  ``ensure_blas`` when they are compiled, as before.
+* ``numba.core.typing.cffi_utils`` builds a ``cffi.FFI()`` at import (when cffi is
+  installed, as ccxt and cryptography require), which imports cffi's C parser
+  (pycparser): 0.20 s measured on a loaded 2-core machine. :func:`defer_cffi_parser` imports that
+  module with an FFI that is built on its first use instead: when Numba types a cffi
+  function or a C type, exactly where it would have used the one built at import.
+  ``SUPPORTED`` stays ``True``.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["defer_cffi_parser", "probe_blas_lazily"]
+
+
+def _cython_blas_installed() -> bool:
+    """Whether ``scipy.linalg.cython_blas`` exists, found without importing SciPy."""
+    spec = importlib.util.find_spec("scipy")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    for base in spec.submodule_search_locations:
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            if (Path(base) / "linalg" / f"cython_blas{suffix}").is_file():
+                return True
+    return False
+
+
+def probe_blas_lazily() -> None:
+    """Import ``numba.np.arraymath`` with a file-system BLAS probe (no-op once imported)."""
+    if "numba.np.arraymath" in sys.modules:
+        return
+    from numba.np import linalg
+
+    real = linalg.ensure_blas
+
+    def ensure_blas() -> None:
+        if "scipy.linalg.cython_blas" in sys.modules:
+            real()
+            return
+        if not _cython_blas_installed():
+            raise ImportError("scipy 0.16+ is required for linear algebra")
+        linalg._check_lapack_int_width()
+
+    linalg.ensure_blas = ensure_blas
+    try:
+        from numba.np import arraymath  # runs the probe once, at import
+    finally:
+        linalg.ensure_blas = real
+    arraymath.ensure_blas = real  # its module-level name was bound to the stand-in
+
+
+class _DeferredFFI:
+    """Stands for ``numba.core.typing.cffi_utils.ffi`` until an attribute is read: then builds it."""
+
+    def __getattr__(self, name: str) -> Any:
+        import cffi
+        from numba.core.typing import cffi_utils
+
+        if cffi_utils.ffi is self:
+            cffi_utils.ffi = cffi.FFI()
+        return getattr(cffi_utils.ffi, name)
+
+
+def defer_cffi_parser() -> None:
+    """Import ``numba.core.typing.cffi_utils`` with its FFI built on first use (no-op once imported or without cffi)."""
+    if "numba.core.typing.cffi_utils" in sys.modules:
+        return
+    try:
+        import cffi
+    except ImportError:
+        return  # Numba's own import then sets ffi = None, SUPPORTED = False, as before
+    real = cffi.FFI
+    cffi.FFI = _DeferredFFI  # type: ignore[misc,assignment]
+    try:
+        importlib.import_module("numba.core.typing.cffi_utils")  # its ffi = cffi.FFI() runs once, at import
+    finally:
+        cffi.FFI = real  # type: ignore[misc]
