@@ -642,9 +642,10 @@ class LiveVenue(Venue):
         self._queued = False
         #: Seconds waited before each re-send of a cancel or amend the venue answered :class:`OrderBusy`.
         self.busy_delays: tuple[float, ...] = BUSY_RETRY_DELAYS
-        #: Why no submit may leave now (``None``: it may), asked as each leaves (:meth:`_submitting`); the live
-        #: daemon's: the trading state another process (``live-kill``) stored in the journal.
-        self.refusal: Callable[[], str | None] | None = None
+        #: Why the submit of these orders may not leave now (``None``: it may), asked as each leaves
+        #: (:meth:`_submitting`); the live daemon's: its trading state set since the risk gate passed them, or the one
+        #: another process (``live-kill``) stored in the journal.
+        self.refusal: Callable[[Sequence[Order]], str | None] | None = None
         # Orders whose cancel the venue refused -> its refusal, until a query sent after it says whether they work.
         self._cancel_refused: dict[str, str] = {}
         # Orders whose cancel the venue answered busy -> when it was, or will be, sent again (clock ns).
@@ -994,7 +995,7 @@ class LiveVenue(Venue):
         send_by = [self._send_by.pop(order.client_order_id) for order in orders if order.client_order_id in self._send_by]
         restores = [self._restores.pop(order.client_order_id) for order in orders if order.client_order_id in self._restores]
         try:
-            refusal = self.refusal
+            refusal = None if self.refusal is None else partial(self.refusal, orders)
             if refusal is not None:
                 why = refusal()
                 if why is not None:

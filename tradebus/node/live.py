@@ -769,10 +769,13 @@ class LiveNode(PaperNode):
             logger.warning("trading state {} set in the journal by another process: {}", *wanted)
             self.kernel.risk.set_state(*wanted)
 
-    def _send_refusal(self) -> str | None:
-        """Why a submit must not leave now (``None``: it may): the trading state is HALTED (a breaker, an
-        operator's ``/halt``, a kill taken up since the gate passed the order), or the journal holds a state other
-        than ACTIVE that another process (``live-kill``) stored and this daemon has not taken up yet.
+    def _send_refusal(self, orders: Sequence[Order]) -> str | None:
+        """Why the submit of ``orders`` must not leave now (``None``: it may): the trading state is HALTED (a
+        breaker, an operator's ``/halt``, a kill taken up since the gate passed the order), or REDUCING (a breaker,
+        ``/reduce``, set since the gate passed it) and one of them is an order that state cancels
+        (:meth:`RiskGate.disallowed_orders <tradebus.risk.gate.RiskGate.disallowed_orders>`: it would grow a
+        position; a reducing one goes), or the journal holds a state other than ACTIVE that another process
+        (``live-kill``) stored and this daemon has not taken up yet.
 
         Asked by the venue as each submit leaves (:attr:`LiveVenue.refusal`), in the step of the event loop that
         starts its request: a submit that leaves after ``live-kill`` committed HALTED is withdrawn
@@ -782,8 +785,13 @@ class LiveNode(PaperNode):
         microseconds beside the request's round trip).
         """
         risk = self.kernel.risk
-        if risk.current_state() is TradingState.HALTED:
+        state = risk.current_state()
+        if state is TradingState.HALTED:
             return f"trading state HALTED: {risk.reason}"
+        if state is TradingState.REDUCING:
+            ids = {order.client_order_id for order in orders}
+            if any(order.client_order_id in ids for order in risk.disallowed_orders()):
+                return f"trading state REDUCING: {risk.reason}"
         journal = self.journal
         if journal is None or journal.failure is not None:
             return None
