@@ -6,6 +6,7 @@ the original price would not have been reached.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -787,6 +788,45 @@ async def test_an_oco_sibling_whose_reduction_the_venue_keeps_refusing_is_cancel
     finally:
         logger.remove(sink)
     assert any(second in w and f"refused {REDUCE_TRIES} times" in w and "canceled" in w for w in warnings)
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_an_oco_siblings_reduction_the_order_rate_holds_back_goes_once_the_window_passes(kit: VenueKit) -> None:
+    """Two OCO limit buys of 0.003 (1,000 and 900) under ``max_orders_per_window: 2`` in 3 s; a trade of 0.001 fills a
+    third of the first: the sibling's reduction to 0.002 is denied by the gate's order rate (the two buys used the
+    window), and again at each of ``REDUCE_TRIES`` trades. Before, those denials counted as the venue's refusals: the
+    sibling was canceled and the group broken, for a limit that passes with time. Now they do not count: once the
+    window has passed, the next trade reduces the sibling to 0.002 at the venue, still working in its group."""
+    from tradebus.risk.config import RiskConfig
+
+    path, _ = AMEND_REFUSED[kit.venue]
+    strategy = Contingent(kit.iid)
+    risk = RiskConfig(max_orders_per_window=2, order_rate_window_ns=3_000_000_000)
+    async with kit_harness(kit, strategies=[strategy], trade_size_limit=True, risk_config=risk) as h:
+        denied: list[OrderDenied] = []
+        h.kernel.bus.subscribe(OrderDenied, denied.append)
+        first, second = strategy.submit_oco([
+            OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=1_000.0), OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=900.0),
+        ])
+        a, b = (h.kernel.orders.order(c) for c in (first, second))
+        passed = h.kernel.clock.now_ns()
+        await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
+        tape = KitTape(h, kit.iid, 10**18, size=0.001)
+        tape.trade(999.0)  # fills 0.001 of the first
+        await until(lambda: a.filled_qty == pytest.approx(0.001) and len(denied) == 1, timeout=2.0)
+        for n in range(2, REDUCE_TRIES + 1):
+            tape.trade(1_100.0)  # fills nothing: the reduction is checked again, and denied
+            assert len(denied) == n
+        assert h.kernel.clock.now_ns() - passed < 3_000_000_000, "the rate window passed: the test proves nothing"
+        assert all(d.client_order_id == second and d.reason.startswith("modify: max_order_rate:") for d in denied)
+        await h.venue.drain()
+        assert b.status is OrderStatus.ACCEPTED and h.emulator.orders[second].status is OrderStatus.ACCEPTED
+        await asyncio.sleep(max(0.0, (passed + 3_100_000_000 - h.kernel.clock.now_ns()) / 1e9))
+        tape.trade(1_100.0)  # the window has passed: the reduction goes
+        await until(lambda: b.quantity == pytest.approx(0.002), timeout=5.0)
+        await h.venue.drain()
+        assert h.emulator.orders[second].order.quantity == pytest.approx(0.002) and b.status is OrderStatus.ACCEPTED
+        assert len(KitTape(h, kit.iid, 0).posts(path)) == 1 and h.kernel.portfolio.account.oco_groups().get(second)
 
 
 def _one_account(kit: VenueKit, emu: Any) -> VenueKit:

@@ -160,10 +160,12 @@ async def kit_harness(
     strategies: Sequence[Any] = (),
     trade_size_limit: bool = False,
     timeouts: Any = None,
+    risk_config: Any = None,
 ) -> AsyncIterator[KitHarness]:
     """Emulator, live venue and user stream of ``kit`` (the venue's registry factories), a kernel on them
     (journaled to ``journal``; ``strategies`` added before it starts; ``trade_size_limit``: a public
-    trade fills at most its own size; ``timeouts``: the engine's, default short ones)."""
+    trade fills at most its own size; ``timeouts``: the engine's, default short ones; ``risk_config``:
+    the risk gate's limits, default none)."""
     from tradebus.execution.journal import Journal
 
     from pydantic import SecretStr
@@ -185,7 +187,7 @@ async def kit_harness(
     venue = LiveVenue(api, clock)
     timeouts = timeouts or OrderTimeouts(submit_ns=500_000_000, cancel_ns=500_000_000, retry_ns=200_000_000, check_ns=None, not_found_grace_ns=1_000_000_000)
     store = Journal(journal) if journal is not None else None
-    kernel = Kernel(list(instruments.values()), clock=clock, venue=venue, timeouts=timeouts, initial_cash=100_000.0, journal=store)
+    kernel = Kernel(list(instruments.values()), clock=clock, venue=venue, timeouts=timeouts, initial_cash=100_000.0, journal=store, risk_config=risk_config)
     if store is not None:
         store.replay(kernel.orders, kernel.portfolio, clock.now_ns(), risk=kernel.risk, on_message=kernel.record_journaled)
     venue.on_answer = kernel.execution.reconcile_order

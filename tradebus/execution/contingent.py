@@ -83,7 +83,11 @@ Reductions the venue refuses
     works on at its larger quantity (``OrderModifyRejected``, or ``OrderDenied`` by the risk gate)
     is sent again at the next bar, trade or quote of the instrument (logged at WARNING), one at a
     time, until the sibling is at the reduced quantity or closes; one whose fills reached it is
-    canceled. After :data:`REDUCE_TRIES` refusals the venue is taken not to modify the order: a
+    canceled. A denial by a check that passes with time (``max_order_rate``, ``max_open_orders``,
+    ``price_band``, ``trading_state``) is not a refusal: the reduction is sent again, uncounted, however
+    often (the gate answers it without a request; a halt cancels the sibling anyway); one by the
+    order's own terms (``instrument``: a reduced quantity under the venue's minimum, ``buying_power``)
+    counts, as a venue's. After :data:`REDUCE_TRIES` refusals the venue is taken not to modify the order: a
     sibling that is not reduce-only is canceled (WARNING: left working, the group could fill more
     than its largest member -- on spot a sale of coins already sold), a reduce-only one is left as
     it is (WARNING: the venue fills it no further than the position; canceled, the position would
@@ -233,6 +237,9 @@ __all__ = ["REDUCE_TRIES", "Bracket", "ContingentOrders", "OrderSpec", "Trailing
 
 #: Refusals of an OCO sibling's reduction after which the venue is taken not to modify it (module docstring).
 REDUCE_TRIES = 3
+#: The risk gate's denials of a reduction that pass with time, whatever the order (the order rate, the count of open
+#: orders, the band around the last price, the trading state): sent again, never counted among its REDUCE_TRIES.
+_PASSING_DENIALS = ("modify: max_order_rate:", "modify: max_open_orders:", "modify: price_band:", "modify: trading_state:")
 
 _NAN = math.nan
 #: Statuses of an order refused at its submit (by the risk gate, or by the venue): it never worked.
@@ -870,7 +877,8 @@ class ContingentOrders:
             trail.trigger = order.trigger_price
         reduction = self._reducing.get(event.client_order_id)
         if reduction is not None and order is not None and order.is_open and not reduction.again:
-            self._reduction_refused(order, reduction, event.reason)
+            passing = type(event) is OrderDenied and event.reason.startswith(_PASSING_DENIALS)
+            self._reduction_refused(order, reduction, event.reason, counts=not passing)
 
     def _on_replaced(self, event: OrderReplaced) -> None:
         """A cancel-replaced order's links (trailing, OCO, bracket child) move to its replacement, journaled."""
@@ -1544,9 +1552,10 @@ class ContingentOrders:
         """A quantity of ``order``'s instrument below which a difference is a rounding error."""
         return self._kernel.instruments[order.instrument_id].lot_size * 1e-3
 
-    def _reduction_refused(self, order: Order, reduction: _Reduction, why: str) -> None:
+    def _reduction_refused(self, order: Order, reduction: _Reduction, why: str, counts: bool = True) -> None:
         """A sibling's reduction was not applied: sent again at the next market event, or, refused
-        :data:`REDUCE_TRIES` times, the sibling canceled (reduce-only: left as it is)."""
+        :data:`REDUCE_TRIES` times, the sibling canceled (reduce-only: left as it is). Not ``counts``: a
+        denial that passes with time (:data:`_PASSING_DENIALS`), sent again without counting."""
         coid = order.client_order_id
         if not self._above(order, reduction.quantity):
             del self._reducing[coid]
@@ -1554,6 +1563,12 @@ class ContingentOrders:
         if reduction.quantity - order.filled_qty <= self._lot_error(order):
             del self._reducing[coid]  # its fills reached the reduction on its way (a venue refuses a quantity filled)
             self._cancel(order.strategy_id, order.instrument_id, coid, "OCO: sibling filled")
+            return
+        if not counts:
+            reduction.again = True
+            logger.warning("order {}: its reduction to {} (OCO: sibling filled) was held back ({}); it works for {}; "
+                           "sent again at the next market event of {}", coid, reduction.quantity, why, order.quantity,
+                           order.instrument_id)  # fmt: skip
             return
         reduction.refusals += 1
         # Journaled: a restart counts on from here (restore), and never sends it more than REDUCE_TRIES times.
