@@ -63,6 +63,16 @@ _USDM_FRAMES, USDM_SNAPSHOT = split_capture(list(iter_hftbacktest(USDM_CAPTURE))
 _USDM_TRADES = [(t, raw) for t, raw in _USDM_FRAMES if "@trade" in raw]
 #: Per market: the instrument id, the start-up request (the first the daemon sends), the order-placing path.
 _PATHS = {"spot": (IID, "/api/v3/account", "/api/v3/order"), "usdm": (USDM_IID, "/fapi/v2/balance", "/fapi/v1/order")}
+#: The requests that open an order at a venue, by the client id they give it: a place, Binance spot's cancel-replace
+#: (its new order), a Binance spot OCO list (by its first leg's id), Binance USD-M's and OKX's algo orders. One id in
+#: two of them, or twice in one, is a double send.
+NEW_ORDER_PATHS = frozenset({
+    "/api/v3/order", "/api/v3/order/cancelReplace", "/api/v3/orderList/oco", "/fapi/v1/order", "/fapi/v1/algoOrder",
+    "/api/v5/trade/order", "/api/v5/trade/order-algo", "/v5/order/create",
+})  # fmt: skip
+#: The requests that amend an order in place: one order's no more often than the journal holds modifications of it
+#: (a request without an answer is never sent again: a restart must not repeat one).
+AMEND_PATHS = frozenset({"/api/v5/trade/amend-order", "/api/v5/trade/amend-algos", "/v5/order/amend"})
 #: Other venues' markets (``"okx"``, ``"bybit"``: the spot accounts of :mod:`tests.live.venue_kits`) trade this often.
 TRADE_SPACING_NS = 100_000_000
 
@@ -362,7 +372,6 @@ def audit(tmp: Path, seed: int, emulator: AccountEmulator, counts: SoakCounts) -
     tag = f"seed {seed}"
     perpetual = isinstance(emulator, BinanceFuturesEmulator)
     kit = next((k for k in KITS.values() if isinstance(emulator, k.make_emulator)), None)  # type: ignore[arg-type]
-    place_path = kit.place_path if kit is not None else _PATHS["usdm" if perpetual else "spot"][2]
     logs = "".join(p.read_text(errors="replace") for p in sorted(tmp.glob("daemon-*.log")))
     final_log = (tmp / "daemon-final.log").read_text(errors="replace")
     db = sqlite3.connect(tmp / "journal.sqlite")
@@ -372,6 +381,8 @@ def audit(tmp: Path, seed: int, emulator: AccountEmulator, counts: SoakCounts) -
         ended = {c for (c,) in db.execute(
             "SELECT client_order_id FROM journal WHERE kind = 'event' AND type IN ('OrderCanceled', 'OrderRejected', 'OrderExpired')")}
         funding_rows = db.execute("SELECT payload FROM journal WHERE kind = 'event' AND type = 'FundingPaid'").fetchall()
+        modified = Counter(c for (c,) in db.execute(
+            "SELECT client_order_id FROM journal WHERE kind = 'command' AND type = 'ModifyOrder'"))
     finally:
         db.close()
     journaled = {coid for coid, _ in submits}
@@ -395,11 +406,17 @@ def audit(tmp: Path, seed: int, emulator: AccountEmulator, counts: SoakCounts) -
             counts.mismatches += 1
             counts.problems.append(f"{tag}: venue order {coid} works at the venue, closed in the journal")
     # duplicates: one client id posted twice; two venue orders for one decision; a venue trade booked twice or never
-    posts = Counter(coid for method, path, coid in emulator.requests if method == "POST" and path == place_path)
+    posts = Counter(coid for method, path, coid in emulator.requests if method == "POST" and path in NEW_ORDER_PATHS and coid)
     for coid, n in posts.items():
         if n > 1:
             counts.duplicates += 1
-            counts.problems.append(f"{tag}: client order id {coid} posted {n} times")
+            paths = sorted({path for method, path, c in emulator.requests if c == coid and path in NEW_ORDER_PATHS})
+            counts.problems.append(f"{tag}: client order id {coid} sent as a new order {n} times ({', '.join(paths)})")
+    amends = Counter(coid for method, path, coid in emulator.requests if method == "POST" and path in AMEND_PATHS)
+    for coid, n in amends.items():
+        if n > modified[coid]:
+            counts.duplicates += 1
+            counts.problems.append(f"{tag}: order {coid} amended {n} times at the venue, modified {modified[coid]} in the journal")
     if len(journaled) != len(submits):
         counts.duplicates += 1
         counts.problems.append(f"{tag}: the journal holds {len(submits)} SubmitOrder commands for {len(journaled)} client ids")

@@ -6,7 +6,9 @@ and is SIGKILLed at seeded moments (0.2-3 s after its start-up, right after one 
 eight order requests reached the venue, or right after a fill), restarted on the same journal
 each time; a last restart trades for 2 s and is stopped cleanly, and a reconciling start ends
 the session. The emulator's own records are the reference (:func:`tests.live.kill_harness.audit`):
-every venue order journaled, no client id posted twice, every venue trade booked once, position
+every venue order journaled, no client id sent twice as a new order (a place, a Binance cancel-replace's
+replacement or OCO list, an OKX or USD-M algo order), no order amended more often than the journal modified it,
+every venue trade booked once, position
 and cash from the journal's fills equal to the account's.
 
 A few seeds per venue here; ``python -m tests.live.test_live_crash_fuzz MARKET FIRST LAST`` runs more.

@@ -396,7 +396,8 @@ class BinancePrivateEmulator(AccountEmulator):
         return _illegal_parameter(self, params)
 
     def client_id(self, params: dict[str, Any]) -> str:
-        return params.get("newClientOrderId") or params.get("origClientOrderId") or ""
+        """The new order's id (a place, a cancel-replace's), the canceled or queried order's, an OCO list's first leg's."""
+        return params.get("newClientOrderId") or params.get("origClientOrderId") or params.get("aboveClientOrderId") or ""
 
     def authenticate(self, request: web.Request, body: str) -> web.Response | None:
         if request.headers.get("X-MBX-APIKEY") != self.key:
