@@ -229,6 +229,7 @@ from tradebus.engine.messages import (
 )
 from tradebus.errors import OrderError
 from tradebus.execution.orders import Order, OrderResolved, closing_event
+from tradebus.risk.gate import PASSING_CHECKS
 
 if TYPE_CHECKING:
     from tradebus.engine.kernel import Kernel
@@ -239,7 +240,7 @@ __all__ = ["REDUCE_TRIES", "Bracket", "ContingentOrders", "OrderSpec", "Trailing
 REDUCE_TRIES = 3
 #: The risk gate's denials of a reduction that pass with time, whatever the order (the order rate, the count of open
 #: orders, the band around the last price, the trading state): sent again, never counted among its REDUCE_TRIES.
-_PASSING_DENIALS = ("modify: max_order_rate:", "modify: max_open_orders:", "modify: price_band:", "modify: trading_state:")
+_PASSING_DENIALS = tuple(f"modify: {check}:" for check in PASSING_CHECKS)
 
 _NAN = math.nan
 #: Statuses of an order refused at its submit (by the risk gate, or by the venue): it never worked.

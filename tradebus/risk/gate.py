@@ -107,7 +107,7 @@ if TYPE_CHECKING:
     from tradebus.execution.orders import Order, OrderManager
 
 __all__ = [
-    "HALTED_REASON", "RiskGate", "gross_equity_reason", "gross_exposure_reason", "max_notional_reason",
+    "HALTED_REASON", "PASSING_CHECKS", "RiskGate", "gross_equity_reason", "gross_exposure_reason", "max_notional_reason",
     "max_position_reason", "max_quantity_reason", "min_notional_reason", "order_rate_reason", "reducing_reason",
 ]  # fmt: skip
 
@@ -127,6 +127,9 @@ _AUTO_REARM = {"daily_loss": "the UTC day rolled over", "gross_exposure": "gross
 
 #: The denial of every order while trading is HALTED.
 HALTED_REASON = "trading_state: HALTED denies every order"
+#: Checks whose denial can pass with time whatever the order (the trading state, the band around the last price,
+#: the count of open orders, the order rate); a denial's reason starts with its check's name and a colon.
+PASSING_CHECKS = ("trading_state", "price_band", "max_open_orders", "max_order_rate")
 
 
 def reducing_reason(position: float, working: float, signed: float) -> str:
