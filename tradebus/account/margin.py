@@ -94,7 +94,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from tradebus.account.spot import SpotCashAccount, asset_names, exceeds
-from tradebus.engine.instrument import Instrument, MarginMode
+from tradebus.engine.instrument import CloseFee, Instrument, MarginMode
 from tradebus.engine.messages import OrderFilled, OrderType, SubmitOrder
 
 __all__ = ["MarginAccount", "PositionLike", "borrow_assets", "margin_reason"]
@@ -306,8 +306,30 @@ class MarginAccount:
         total = 0.0
         for iid, inst in self._margined.items():
             if (asset is None or self._settle[iid] == asset) and self._positions[iid].quantity != 0.0:
-                total += inst.maintenance_margin(self.position_notional(iid))
+                total += self.position_maintenance(iid)
         return total
+
+    def position_maintenance(self, instrument_id: str) -> float:
+        """Maintenance margin of one margined position at its mark: tiered, plus its venue's fee to close.
+
+        ``Instrument.maintenance_margin(N)`` plus, by ``Instrument.maintenance_close_fee``
+        (:class:`~tradebus.engine.instrument.CloseFee`): the taker fee on the position's value at
+        its bankruptcy price ``entry * (1 - s / leverage)`` (``s`` +1 long, -1 short), or on ``N``.
+        """
+        inst = self._margined[instrument_id]
+        notional = self.position_notional(instrument_id)
+        return inst.maintenance_margin(notional) + self._close_fee(instrument_id, inst, notional)
+
+    def _close_fee(self, instrument_id: str, inst: Instrument, notional: float) -> float:
+        """The fee to close the position its maintenance margin counts (:meth:`position_maintenance`)."""
+        rule = inst.maintenance_close_fee
+        if rule == CloseFee.NONE or notional == 0.0:
+            return 0.0
+        if rule == CloseFee.MARK:
+            return notional * inst.taker_fee
+        pos = self._positions[instrument_id]
+        side = 1.0 if pos.quantity > 0.0 else -1.0
+        return abs(pos.quantity) * _unit(inst, pos.avg_price * (1.0 - side / inst.leverage)) * inst.taker_fee
 
     def cross_balance(self, asset: str) -> float:
         """``wallet - isolated margins + unrealised of cross perpetuals + margin spot positions' value`` of an asset."""
@@ -344,13 +366,13 @@ class MarginAccount:
             if pos.quantity == 0.0 or pos.last_price != pos.last_price:
                 continue
             if inst.margin_mode == MarginMode.ISOLATED:
-                if self._isolated[iid] + self.unrealized(iid) < inst.maintenance_margin(self.position_notional(iid)):
+                if self._isolated[iid] + self.unrealized(iid) < self.position_maintenance(iid):
                     out.append(iid)
                 continue
             asset = self._settle[iid]
             if asset not in cross_checked:
                 mm = sum(
-                    other.maintenance_margin(self.position_notional(j))
+                    self.position_maintenance(j)
                     for j, other in self._margined.items()
                     if self._settle[j] == asset and other.margin_mode == MarginMode.CROSS
                 )
@@ -395,7 +417,8 @@ class MarginAccount:
             if backing >= 0.0:
                 for iid in members:
                     pos, inst = self._positions[iid], self._margined[iid]
-                    fee = min(abs(pos.quantity) * inst.contract_size * pos.last_price * inst.liquidation_fee, backing)
+                    rate = inst.taker_fee if inst.maintenance_close_fee == CloseFee.MARK else inst.liquidation_fee
+                    fee = min(abs(pos.quantity) * inst.contract_size * pos.last_price * rate, backing)
                     backing -= fee
                     terms[iid] = (pos.last_price, fee, 0.0)
                 continue
@@ -434,7 +457,7 @@ class MarginAccount:
             backing = self._isolated[instrument_id] + unrealised
         else:
             backing = self._spot.balance(self._settle[instrument_id]) + unrealised
-        return backing < inst.maintenance_margin(abs(q) * _unit(inst, mark))
+        return backing < self.position_maintenance(instrument_id)
 
     def liquidation_price(self, instrument_id: str) -> float:
         """Mark at which this position is liquidated, everything else held fixed (NaN if never).
@@ -458,13 +481,16 @@ class MarginAccount:
         if q == 0.0 or pos.last_price != pos.last_price:
             return _NAN
         backing = self._liquidation_backing(instrument_id, inst, q)
+        # The venue's fee to close: on the notional at P, a rate; at the bankruptcy price, an amount.
+        fee_rate = inst.taker_fee if inst.maintenance_close_fee == CloseFee.MARK else 0.0
+        fee_amount = self._close_fee(instrument_id, inst, 1.0) if inst.maintenance_close_fee == CloseFee.BANKRUPTCY else 0.0
         bracket = inst.maintenance_bracket(self.position_notional(instrument_id))
-        price = self._liquidation_at(instrument_id, inst, q, backing, *bracket)
+        price = self._liquidation_at(instrument_id, inst, q, backing, bracket[0] + fee_rate, bracket[1] - fee_amount)
         if not inst.margin_tiers or (price == price and _in_tier(inst, abs(q) * _unit(inst, price), bracket)):
             return price
         for tier in inst.margin_tiers:  # the breach lies in another tier: the one whose price is in it
             other = inst.maintenance_bracket(tier.max_notional)
-            price = self._liquidation_at(instrument_id, inst, q, backing, *other)
+            price = self._liquidation_at(instrument_id, inst, q, backing, other[0] + fee_rate, other[1] - fee_amount)
             if price == price and _in_tier(inst, abs(q) * _unit(inst, price), other):
                 return price
         return _NAN
@@ -479,7 +505,7 @@ class MarginAccount:
         backing = self.cross_balance(asset) - own
         for j, other in self._margined.items():
             if j != instrument_id and self._settle[j] == asset and other.margin_mode == MarginMode.CROSS:
-                backing -= other.maintenance_margin(self.position_notional(j))
+                backing -= self.position_maintenance(j)
         return backing
 
     def _liquidation_at(

@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from tradebus.adapters import binance, bybit, okx
 from tradebus.adapters.common.feed import FeedConfig
 from tradebus.adapters.common.venue import VenueAdapter
-from tradebus.engine.instrument import Instrument
+from tradebus.engine.instrument import CloseFee, Instrument
 from tradebus.execution.client_ids import ClientIdRule
 
-__all__ = ["VENUES", "client_id_rules", "venue_adapter"]
+__all__ = ["VENUES", "client_id_rules", "maintenance_close_fee", "venue_adapter"]
 
 #: Every venue a feed config may name.
 VENUES: dict[str, VenueAdapter] = {
@@ -63,6 +63,14 @@ def client_id_rules(
         if rule is not None:
             rules |= dict.fromkeys(feed.subscriptions, rule)
     return rules
+
+
+def maintenance_close_fee(venue: str) -> CloseFee:
+    """The :class:`CloseFee` rule of the venue of instrument venue name ``venue`` (as :func:`client_id_rules`
+    matches it: ``OKX_DEMO`` is OKX's); ``NONE`` for a venue not registered."""
+    by_name = {name.upper(): adapter for adapter in VENUES.values() for name in adapter.instrument_venues}
+    adapter = _named_venue(venue, by_name)
+    return CloseFee.NONE if adapter is None else adapter.maintenance_close_fee
 
 
 def _named_venue(name: str, by_name: dict[str, VenueAdapter]) -> VenueAdapter | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, PositiveFloat, model_validator
 
 from tradebus.config.base import StrictModel
-from tradebus.engine.instrument import FeeTier, Instrument, InstrumentKind, MarginMode, MarginTier
+from tradebus.engine.instrument import CloseFee, FeeTier, Instrument, InstrumentKind, MarginMode, MarginTier
 from tradebus.errors import OrderError
 
 __all__ = ["FeeTierConfig", "InstrumentConfig", "MarginTierConfig"]
@@ -33,6 +33,9 @@ class InstrumentConfig(StrictModel):
     Fees are fractions of notional (0.001 = 10 bps), negative for a rebate. ``margin: true``
     marks a spot instrument as margin-enabled (it may be sold short and bought on credit);
     without it a spot instrument is cash-only (see :mod:`tradebus.account`).
+    ``maintenance_close_fee`` unset: a perpetual takes its venue's rule
+    (:func:`tradebus.adapters.registry.maintenance_close_fee`: Bybit's maintenance margin counts the
+    fee to close at the bankruptcy price, OKX's the liquidation fee at the mark, Binance's none).
     """
 
     venue: str = Field(min_length=1)
@@ -53,6 +56,7 @@ class InstrumentConfig(StrictModel):
     maintenance_rate: float = Field(default=0.005, ge=0.0, lt=1.0)
     margin_tiers: list[MarginTierConfig] = Field(default_factory=list)
     liquidation_fee: float = Field(default=0.005, ge=0.0, lt=1.0)
+    maintenance_close_fee: CloseFee | None = None
     fee_tiers: list[FeeTierConfig] = Field(default_factory=list)
 
     @property
@@ -63,6 +67,12 @@ class InstrumentConfig(StrictModel):
     def to_instrument(self) -> Instrument:
         """The :class:`Instrument` this config describes."""
         fields = self.model_dump(exclude={"margin_tiers", "fee_tiers"})
+        if self.maintenance_close_fee is None:
+            fields["maintenance_close_fee"] = CloseFee.NONE
+            if self.kind == InstrumentKind.PERPETUAL:
+                from tradebus.adapters.registry import maintenance_close_fee  # the venues import the config
+
+                fields["maintenance_close_fee"] = maintenance_close_fee(self.venue)
         tiers = tuple(MarginTier(**tier.model_dump()) for tier in self.margin_tiers)
         fee_tiers = tuple(FeeTier(**tier.model_dump()) for tier in self.fee_tiers)
         return Instrument(**fields, margin_tiers=tiers, fee_tiers=fee_tiers)

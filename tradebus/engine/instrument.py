@@ -10,7 +10,9 @@ import msgspec
 
 from tradebus.errors import OrderError
 
-__all__ = ["LOTS_RTOL", "TICKS_RTOL", "FeeTier", "Instrument", "InstrumentKind", "MarginMode", "MarginTier"]
+__all__ = [
+    "LOTS_RTOL", "TICKS_RTOL", "CloseFee", "FeeTier", "Instrument", "InstrumentKind", "MarginMode", "MarginTier",
+]
 
 #: Float noise of a count of lots, relative to the count: ``quantity / lot`` of a quantity on the
 #: lot grid misses its whole number by a few units in the last place (about 2e-16 of the count),
@@ -34,6 +36,20 @@ class MarginMode(StrEnum):
 
     CROSS = "cross"
     ISOLATED = "isolated"
+
+
+class CloseFee(StrEnum):
+    """The fee to close a perpetual position that its maintenance margin counts besides ``rate * N - amount``.
+
+    ``NONE``: none (Binance USD-M). ``BANKRUPTCY``: the taker fee on the position's value at
+    its bankruptcy price ``entry * (1 - 1 / leverage)`` (a short: ``1 + 1 / leverage``), fixed
+    while the position is (Bybit). ``MARK``: the taker fee on the notional at the mark (OKX's
+    liquidation fee in its margin ratio); the position is then liquidated with that fee.
+    """
+
+    NONE = "none"
+    BANKRUPTCY = "bankruptcy"
+    MARK = "mark"
 
 
 class MarginTier(msgspec.Struct, frozen=True):
@@ -102,6 +118,9 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
         bracket at ``maintenance_rate``.
     liquidation_fee
         Fee rate charged on the notional of a liquidated position (the venue's clearance fee).
+    maintenance_close_fee
+        :class:`CloseFee` a perpetual's maintenance margin counts (its venue's rule; a backtest
+        config takes the venue's, :mod:`tradebus.config.instruments`).
     fee_tiers
         Maker/taker rates by the trailing 30-day notional the run traded (:class:`FeeTier`,
         ascending ``min_volume``); below the first tier, ``maker_fee``/``taker_fee``.
@@ -132,6 +151,7 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
     maintenance_rate: float = 0.005
     margin_tiers: tuple[MarginTier, ...] = ()
     liquidation_fee: float = 0.005
+    maintenance_close_fee: CloseFee = CloseFee.NONE
     fee_tiers: tuple[FeeTier, ...] = ()
     inverse: bool = False
 
@@ -162,6 +182,8 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
                 f"{where}: contract_size {self.contract_size:g} applies to perpetuals; a spot instrument trades "
                 "base units (contract_size 1; set kind: perpetual for a swap traded in contracts)"
             )
+        if self.maintenance_close_fee != CloseFee.NONE and self.kind != InstrumentKind.PERPETUAL:
+            raise OrderError(f"{where}: maintenance_close_fee {self.maintenance_close_fee} applies to perpetuals")
         if self.margin_mode != MarginMode.CROSS and self.kind != InstrumentKind.PERPETUAL:
             raise OrderError(f"{where}: margin_mode {self.margin_mode} applies to perpetuals; margin spot is cross")
         if self.leverage != 1.0 and self.cash_only:

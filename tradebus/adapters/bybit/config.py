@@ -10,6 +10,7 @@ from pydantic import Field
 
 from tradebus.adapters.common.venue import RestKlines
 from tradebus.config.base import StrictModel
+from tradebus.engine.instrument import CloseFee
 from tradebus.errors import ConfigError
 from tradebus.execution.client_ids import ClientIdRule
 
@@ -76,6 +77,11 @@ class BybitConfig(StrictModel):
 CLIENT_ID_RULE = ClientIdRule(re.compile(r"[A-Za-z0-9_-]{1,36}"), "Bybit orderLinkId: 1-36 letters, digits, - and _")
 #: The venue names of this venue's instrument ids (what its instrument loaders write).
 INSTRUMENT_VENUES: tuple[str, ...] = ("BYBIT",)
+#: A linear perpetual's maintenance margin is ``position value * MMR - MM deduction + estimated fee to
+#: close``, the fee being ``quantity * bankruptcy price * taker fee rate`` with the bankruptcy price
+#: ``entry * (1 -/+ 1 / leverage)`` (Bybit help "Liquidation Price Calculation under Isolated Mode
+#: (Unified Trading Account)", "Order Cost (USDT Contract)").
+MAINTENANCE_CLOSE_FEE = CloseFee.BANKRUPTCY
 FEED_MARKETS: tuple[str, ...] = ("spot", "linear")
 #: Channels that maintain an L2 book (``orderbook.<depth>``).
 BOOK_CHANNELS: tuple[str, ...] = ("orderbook",)

@@ -11,6 +11,7 @@ Mapping (fees are not in this response; they stay 0 and come from the run config
   :func:`tradebus.adapters.bybit.parse.instrument_symbol` (``BTCUSDT-LINEAR``), so
   spot and linear instruments of the same Bybit symbol have distinct ids.
 * Instruments whose ``status`` is not ``Trading`` are skipped.
+* A perpetual's maintenance margin counts Bybit's fee to close (``config.MAINTENANCE_CLOSE_FEE``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from loguru import logger
 from tradebus.adapters.bybit.parse import instrument_symbol
 from tradebus.adapters.bybit.schemas import BybitInstrument, BybitInstrumentsResponse
 from tradebus.adapters.common.instruments import load_instruments_file
-from tradebus.engine.instrument import Instrument, InstrumentKind
+from tradebus.adapters.bybit.config import MAINTENANCE_CLOSE_FEE
+from tradebus.engine.instrument import CloseFee, Instrument, InstrumentKind
 from tradebus.errors import DataError, OrderError
 
 __all__ = ["instrument_from_bybit", "load_instruments", "parse_instruments"]
@@ -74,6 +76,7 @@ def instrument_from_bybit(item: BybitInstrument, category: str, venue: str = "BY
             lot_size=lot,
             min_notional=min_notional,
             min_quantity=_num(lots.minOrderQty, "minOrderQty", item.symbol, 0.0),
+            maintenance_close_fee=MAINTENANCE_CLOSE_FEE if kind == InstrumentKind.PERPETUAL else CloseFee.NONE,
         )
     except OrderError as exc:
         raise DataError(f"Bybit instrument {item.symbol}: {exc}") from None

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from tradebus.engine.instrument import Instrument
+from tradebus.engine.instrument import CloseFee, Instrument
 from tradebus.execution.client_ids import ClientIdRule
 
 if TYPE_CHECKING:
@@ -140,6 +140,10 @@ class VenueAdapter:
     client_id_rule
         The form of a client order id the venue takes (``CLIENT_ID_RULE``): an order whose id
         breaks it is denied before it is sent (:mod:`tradebus.execution.client_ids`).
+    maintenance_close_fee
+        The fee to close a perpetual that the venue's maintenance margin counts
+        (``MAINTENANCE_CLOSE_FEE``, :class:`~tradebus.engine.instrument.CloseFee`; none by default):
+        a backtest's perpetuals of the venue take it (:func:`tradebus.adapters.registry.maintenance_close_fee`).
     instrument_venues
         The venue names of the venue's instrument ids (``INSTRUMENT_VENUES``: ``OKX`` in
         ``BTC-USDT.OKX``), which tell a backtest's instruments of this venue.
@@ -160,6 +164,7 @@ class VenueAdapter:
     is_snapshot_line: Callable[[str], bool] = _never
     client_id_rule: ClientIdRule | None = None
     instrument_venues: tuple[str, ...] = ()
+    maintenance_close_fee: CloseFee = CloseFee.NONE
     #: Live trading (``None``: the venue has market data only so far).
     live: LiveAccount | None = None
     #: Live trading of the venue's USDT-margined perpetuals (``None``: not yet).
@@ -179,7 +184,8 @@ class VenueAdapter:
     ) -> VenueAdapter:
         """The adapter whose feed rules are the venue ``config`` module's (``FEED_MARKETS``,
         ``BOOK_CHANNELS``, ``FILL_CHANNELS``, ``FEED_OPTIONS``, ``known_channel``, ``check_feed``,
-        ``stream_symbol``, ``rest_klines``, ``CLIENT_ID_RULE``, ``INSTRUMENT_VENUES``)."""
+        ``stream_symbol``, ``rest_klines``, ``CLIENT_ID_RULE``, ``INSTRUMENT_VENUES``, ``MAINTENANCE_CLOSE_FEE``
+        if it has one)."""
         return cls(
             name=name,
             markets=config.FEED_MARKETS,
@@ -196,6 +202,7 @@ class VenueAdapter:
             is_snapshot_line=is_snapshot_line,
             client_id_rule=config.CLIENT_ID_RULE,
             instrument_venues=config.INSTRUMENT_VENUES,
+            maintenance_close_fee=getattr(config, "MAINTENANCE_CLOSE_FEE", CloseFee.NONE),
             live=live,
             live_perpetual=live_perpetual,
         )

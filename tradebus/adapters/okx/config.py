@@ -11,6 +11,7 @@ from pydantic import Field
 from tradebus.adapters.common.feed import FeedOptions
 from tradebus.adapters.common.venue import RestKlines
 from tradebus.config.base import HttpUrl, StrictModel
+from tradebus.engine.instrument import CloseFee
 from tradebus.execution.client_ids import ClientIdRule
 
 
@@ -90,6 +91,11 @@ class OkxConfig(StrictModel):
 CLIENT_ID_RULE = ClientIdRule(re.compile(r"[A-Za-z0-9]{1,32}"), "OKX clOrdId: 1-32 letters and digits")
 #: The venue names of this venue's instrument ids (what its instrument loaders write).
 INSTRUMENT_VENUES: tuple[str, ...] = ("OKX",)
+#: A swap is liquidated when its margin ratio, equity / (maintenance margin + liquidation fee), is at
+#: most 100 %; the liquidation fee is the taker fee on the notional at the mark (OKX help "Tiered
+#: maintenance margin ratio rules": isolated USDT swaps, ``face value * |contracts| * mark *
+#: (tiered MMR + fee rate)``), and is what the liquidation charges.
+MAINTENANCE_CLOSE_FEE = CloseFee.MARK
 FEED_MARKETS: tuple[str, ...] = ("spot", "swap", "futures")
 #: Channels of a paper feed (plus ``candle<bar>``); which URL serves which: :data:`BUSINESS_CHANNELS`.
 FEED_CHANNELS = frozenset(

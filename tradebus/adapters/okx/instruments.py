@@ -16,6 +16,7 @@ are set by the run config):
   quote-currency PnL only.
 * ``min_notional`` = 0: OKX states no minimum notional in this response.
 * Instruments whose ``state`` is not ``live`` are skipped.
+* A swap's maintenance margin counts OKX's liquidation fee (``config.MAINTENANCE_CLOSE_FEE``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from loguru import logger
 
 from tradebus.adapters.okx.schemas import OkxInstrument, OkxInstrumentsResponse
 from tradebus.adapters.common.instruments import load_instruments_file
-from tradebus.engine.instrument import Instrument, InstrumentKind
+from tradebus.adapters.okx.config import MAINTENANCE_CLOSE_FEE
+from tradebus.engine.instrument import CloseFee, Instrument, InstrumentKind
 from tradebus.errors import DataError, OrderError
 
 __all__ = ["instrument_from_okx", "load_instruments", "parse_instruments"]
@@ -84,6 +86,7 @@ def instrument_from_okx(item: OkxInstrument, venue: str = "OKX") -> Instrument |
             lot_size=lot,
             min_quantity=min_sz,
             contract_size=contract_size,
+            maintenance_close_fee=MAINTENANCE_CLOSE_FEE if kind == InstrumentKind.PERPETUAL else CloseFee.NONE,
         )
     except OrderError as exc:
         raise DataError(f"OKX instrument {item.instId}: {exc}") from None

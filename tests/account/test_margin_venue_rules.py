@@ -1,0 +1,130 @@
+"""Each venue's liquidation rule: the fee to close that its maintenance margin counts (:class:`CloseFee`).
+
+Numbers are derived by hand from the venues' own formulas:
+
+* Bybit (help center, "Liquidation Price Calculation under Isolated Mode (Unified Trading
+  Account)" and "Order Cost (USDT Contract)"): maintenance margin = position value * MMR - MM
+  deduction + estimated fee to close; fee to close = quantity * bankruptcy price * taker fee
+  rate; bankruptcy price of a long = entry * (1 - 1 / leverage).
+* OKX (help center, "Tiered maintenance margin ratio rules"): liquidation when the margin ratio
+  falls to 100 %, equity <= maintenance margin + liquidation fee; isolated USDT swaps:
+  (margin balance + PnL) / (face value * |contracts| * mark * (tiered MMR + fee rate)).
+* Binance USD-M keeps its rule: equity < position value * MMR - maintenance amount.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from tests.account.test_margin_account import H, T0, BuyOnce, flat_bar, opened_kernel, perp
+from tradebus.account import MarginAccount
+from tradebus.config.instruments import InstrumentConfig
+from tradebus.engine.instrument import CloseFee, MarginMode
+from tradebus.engine.kernel import Kernel
+from tradebus.engine.messages import MarkPrice, OrderSide
+from tradebus.execution.config import VenueConfig
+
+
+def _mark(kernel: Any, iid: str, k: int, px: float) -> None:
+    kernel.process(MarkPrice(iid, T0 + 2 * H + k, T0 + 2 * H + k, px, math.nan))
+
+
+def test_bybit_long_is_liquidated_where_its_margin_meets_mm_plus_the_fee_to_close_at_bankruptcy() -> None:
+    """1 BTC long at 20000, 10x isolated, MMR 0.5 %, taker 0.055 %: margin 2000, bankruptcy price
+    20000 * (1 - 1/10) = 18000, fee to close 1 * 18000 * 0.00055 = 9.9. Liquidated where
+    2000 + (P - 20000) = 0.005 P + 9.9: P = 18009.9 / 0.995 = 18100.402... (Binance's rule,
+    without the 9.9: 18090.45). A mark of 18101 keeps it; 18100 liquidates it."""
+    inst = perp(margin_mode=MarginMode.ISOLATED, taker_fee=0.00055, maintenance_close_fee=CloseFee.BANKRUPTCY)
+    kernel, _ = opened_kernel(inst, 10_000.0, 1.0)
+    iid = inst.instrument_id
+    account = kernel.portfolio.account
+    assert isinstance(account, MarginAccount)
+    _mark(kernel, iid, 1, 18_101.0)
+    assert account.liquidation_price(iid) == pytest.approx(18_009.9 / 0.995, rel=1e-12)
+    assert account.maintenance_margin("USDT") == pytest.approx(0.005 * 18_101.0 + 9.9, rel=1e-12)
+    assert kernel.portfolio.position(iid) == 1.0
+    _mark(kernel, iid, 2, 18_100.0)
+    [event] = kernel.result.liquidations
+    assert (event.price, event.liquidation_price) == (18_100.0, pytest.approx(18_009.9 / 0.995, rel=1e-12))
+    assert kernel.portfolio.position(iid) == 0.0
+
+
+def test_bybit_short_fee_to_close_is_at_its_bankruptcy_price_above_entry() -> None:
+    """1 BTC short at 20000, 10x isolated, MMR 0.5 %, taker 0.055 %: bankruptcy price 22000, fee to
+    close 22000 * 0.00055 = 12.1. Liquidated where 2000 - (P - 20000) = 0.005 P + 12.1:
+    P = 21987.9 / 1.005 = 21878.507..."""
+    inst = perp(margin_mode=MarginMode.ISOLATED, taker_fee=0.00055, maintenance_close_fee=CloseFee.BANKRUPTCY)
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0)
+    kernel.add_strategy(BuyOnce(inst.instrument_id, 1.0, OrderSide.SELL))
+    iid = inst.instrument_id
+    kernel.process(flat_bar(iid, 1, 20_000.0))
+    kernel.process(flat_bar(iid, 2, 20_000.0))
+    account = kernel.portfolio.account
+    assert isinstance(account, MarginAccount)
+    assert account.liquidation_price(iid) == pytest.approx(21_987.9 / 1.005, rel=1e-12)
+    _mark(kernel, iid, 1, 21_878.0)
+    assert kernel.portfolio.position(iid) == -1.0
+    _mark(kernel, iid, 2, 21_879.0)
+    assert kernel.portfolio.position(iid) == 0.0
+
+
+def test_okx_long_is_liquidated_where_its_margin_meets_mm_plus_the_liquidation_fee_at_mark() -> None:
+    """1 BTC long at 20000, 10x isolated, tier MMR 0.5 %, taker 0.05 %: margin 2000. Margin ratio
+    (2000 + P - 20000) / (P * (0.005 + 0.0005)) = 100 % at P = 18000 / 0.9945 = 18099.547...
+    A mark of 18100 keeps it; 18099 liquidates it, charging the taker fee at the mark,
+    18099 * 0.0005 = 9.0495 (not the 0.5 % clearance fee of Binance's rule, 90.495)."""
+    inst = perp(margin_mode=MarginMode.ISOLATED, taker_fee=0.0005, maintenance_close_fee=CloseFee.MARK)
+    kernel, _ = opened_kernel(inst, 10_000.0, 1.0)
+    iid = inst.instrument_id
+    account = kernel.portfolio.account
+    assert isinstance(account, MarginAccount)
+    _mark(kernel, iid, 1, 18_100.0)
+    assert account.liquidation_price(iid) == pytest.approx(18_000.0 / 0.9945, rel=1e-12)
+    assert account.maintenance_margin("USDT") == pytest.approx(18_100.0 * 0.0055, rel=1e-12)
+    assert kernel.portfolio.position(iid) == 1.0
+    _mark(kernel, iid, 2, 18_099.0)
+    [event] = kernel.result.liquidations
+    assert (event.price, event.fee) == (18_099.0, pytest.approx(18_099.0 * 0.0005, rel=1e-12))
+    # wallet: 10000 - 10 (entry taker fee) + (18099 - 20000) - 9.0495
+    assert account.balance("USDT") == pytest.approx(10_000.0 - 10.0 - 1_901.0 - 9.0495, rel=1e-12)
+
+
+def test_okx_cross_long_counts_the_liquidation_fee_in_its_liquidation_price() -> None:
+    """1 BTC long at 20000, 10x cross, wallet 3000 (2990 after the 10 entry fee), MMR 0.5 %,
+    taker 0.05 %: liquidated where 2990 + (P - 20000) = 0.0055 P, P = 17010 / 0.9945 = 17104.07..."""
+    inst = perp(taker_fee=0.0005, maintenance_close_fee=CloseFee.MARK)
+    kernel, _ = opened_kernel(inst, 3_000.0, 1.0)
+    iid = inst.instrument_id
+    account = kernel.portfolio.account
+    assert isinstance(account, MarginAccount)
+    assert account.liquidation_price(iid) == pytest.approx(17_010.0 / 0.9945, rel=1e-12)
+    _mark(kernel, iid, 1, 17_105.0)
+    assert kernel.portfolio.position(iid) == 1.0
+    _mark(kernel, iid, 2, 17_104.0)
+    assert kernel.portfolio.position(iid) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("venue", "kind", "rule"),
+    [
+        ("BINANCE", "perpetual", CloseFee.NONE),
+        ("BYBIT", "perpetual", CloseFee.BANKRUPTCY),
+        ("OKX", "perpetual", CloseFee.MARK),
+        ("OKX_DEMO", "perpetual", CloseFee.MARK),
+        ("OKX", "spot", CloseFee.NONE),
+        ("SIM", "perpetual", CloseFee.NONE),
+    ],
+)
+def test_a_config_instrument_takes_its_venues_rule(venue: str, kind: str, rule: CloseFee) -> None:
+    cfg = InstrumentConfig(venue=venue, symbol="X", kind=kind, tick_size=0.1, lot_size=0.001)
+    assert cfg.to_instrument().maintenance_close_fee == rule
+
+
+def test_a_config_instrument_may_name_another_rule() -> None:
+    cfg = InstrumentConfig(
+        venue="BYBIT", symbol="X", kind="perpetual", tick_size=0.1, lot_size=0.001, maintenance_close_fee="none"
+    )
+    assert cfg.to_instrument().maintenance_close_fee == CloseFee.NONE
