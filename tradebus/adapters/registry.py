@@ -52,10 +52,9 @@ def client_id_rules(
     if venue is not None:
         rule = venue_adapter(venue).client_id_rule
         return {} if rule is None else {inst.instrument_id: rule for inst in instruments}
-    by_name = {name.upper(): adapter for adapter in VENUES.values() for name in adapter.instrument_venues}
     rules = {}
     for inst in instruments:
-        adapter = _named_venue(inst.venue, by_name)
+        adapter = _named_venue(inst.venue)
         if adapter is not None and adapter.client_id_rule is not None:
             rules[inst.instrument_id] = adapter.client_id_rule
     for feed in feeds:
@@ -68,13 +67,13 @@ def client_id_rules(
 def maintenance_close_fee(venue: str) -> CloseFee:
     """The :class:`CloseFee` rule of the venue of instrument venue name ``venue`` (as :func:`client_id_rules`
     matches it: ``OKX_DEMO`` is OKX's); ``NONE`` for a venue not registered."""
-    by_name = {name.upper(): adapter for adapter in VENUES.values() for name in adapter.instrument_venues}
-    adapter = _named_venue(venue, by_name)
+    adapter = _named_venue(venue)
     return CloseFee.NONE if adapter is None else adapter.maintenance_close_fee
 
 
-def _named_venue(name: str, by_name: dict[str, VenueAdapter]) -> VenueAdapter | None:
+def _named_venue(name: str) -> VenueAdapter | None:
     """The adapter of instrument venue name ``name``, ignoring case and ``_<suffix>`` parts from the right."""
+    by_name = {venue.upper(): adapter for adapter in VENUES.values() for venue in adapter.instrument_venues}
     name = name.upper()
     while (adapter := by_name.get(name)) is None:
         name, underscore, _ = name.rpartition("_")

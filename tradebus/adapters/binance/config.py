@@ -15,12 +15,14 @@ from pydantic import Field, field_validator, model_validator
 from tradebus.adapters.common.feed import FeedConfig, FeedOptions
 from tradebus.adapters.common.venue import RestKlines
 from tradebus.config.base import HttpUrl, StrictModel
+from tradebus.engine.instrument import CloseFee
 from tradebus.errors import ConfigError
 from tradebus.execution.client_ids import ClientIdRule
 
 __all__ = [
     "CLIENT_ID_RULE",
     "INSTRUMENT_VENUES",
+    "MAINTENANCE_CLOSE_FEE",
     "BOOK_CHANNELS",
     "DEPTH_SPEEDS",
     "FEED_CHANNELS",
@@ -216,6 +218,8 @@ class BinanceConfig(StrictModel):
 CLIENT_ID_RULE = ClientIdRule(re.compile(r"[.A-Z:/a-z0-9_-]{1,36}"), "Binance newClientOrderId: 1-36 letters, digits and . : / _ -")
 #: The venue names of this venue's instrument ids (what its instrument loaders write).
 INSTRUMENT_VENUES: tuple[str, ...] = ("BINANCE", "BINANCE_USDM")
+#: USD-M's maintenance margin is ``notional * rate - maintenance amount`` alone: no fee to close.
+MAINTENANCE_CLOSE_FEE = CloseFee.NONE
 FEED_MARKETS: tuple[str, ...] = tuple(m.value for m in DEPTH_SPEEDS)
 #: Channels of a paper feed (every instrument of one feed has the same: one combined-stream connection),
 #: plus ``kline_<interval>`` (:data:`KLINE_INTERVALS`; plain ``kline`` is ``kline_1m``).

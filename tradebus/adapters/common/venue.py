@@ -184,8 +184,7 @@ class VenueAdapter:
     ) -> VenueAdapter:
         """The adapter whose feed rules are the venue ``config`` module's (``FEED_MARKETS``,
         ``BOOK_CHANNELS``, ``FILL_CHANNELS``, ``FEED_OPTIONS``, ``known_channel``, ``check_feed``,
-        ``stream_symbol``, ``rest_klines``, ``CLIENT_ID_RULE``, ``INSTRUMENT_VENUES``, ``MAINTENANCE_CLOSE_FEE``
-        if it has one)."""
+        ``stream_symbol``, ``rest_klines``, ``CLIENT_ID_RULE``, ``INSTRUMENT_VENUES``, ``MAINTENANCE_CLOSE_FEE``)."""
         return cls(
             name=name,
             markets=config.FEED_MARKETS,
@@ -202,7 +201,7 @@ class VenueAdapter:
             is_snapshot_line=is_snapshot_line,
             client_id_rule=config.CLIENT_ID_RULE,
             instrument_venues=config.INSTRUMENT_VENUES,
-            maintenance_close_fee=getattr(config, "MAINTENANCE_CLOSE_FEE", CloseFee.NONE),
+            maintenance_close_fee=config.MAINTENANCE_CLOSE_FEE,
             live=live,
             live_perpetual=live_perpetual,
         )
