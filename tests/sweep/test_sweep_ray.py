@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -24,6 +25,7 @@ from typer.testing import CliRunner
 from tradebus.cli import app, run_backtest
 from tradebus.data.catalog import Catalog
 from tradebus.errors import ConfigError, TradebusError
+from tradebus.sweep import runner
 from tradebus.sweep.executor import RayExecutor
 from tradebus.sweep.runner import STRESS_KEYS, run_sweep
 from tradebus.sweep.space import load_space
@@ -204,6 +206,57 @@ def test_killed_sweep_resumes_skipping_finished_trials_with_the_same_results(
         path = out / "trials" / name
         assert (path.stat().st_mtime_ns, path.read_bytes()) == (mtime, data)
     assert csv_bytes(results(out)) == csv_bytes(results(tpe_reference))
+
+
+class _AskCutShort(Exception):
+    """Raised by the storage of :func:`_storage_cut_short` where a killed driver would have stopped."""
+
+
+def _storage_cut_short(directory: Path, trial: int, stored: int) -> Any:
+    """The sweep's journal storage, raising when ``trial`` has ``stored`` parameters and is given another.
+
+    As a driver killed inside the trial's ``study.ask`` leaves the study.
+    """
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    class StorageCutShort(JournalStorage):
+        def set_trial_param(self, trial_id: int, param_name: str, *args: Any) -> None:
+            frozen = self.get_trial(trial_id)
+            if frozen.number == trial and len(frozen.params) == stored:
+                raise _AskCutShort(f"trial {trial} cut short after {list(frozen.params)}")
+            super().set_trial_param(trial_id, param_name, *args)
+
+    path = str(directory / "optuna.log")
+    return StorageCutShort(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path, grace_period=5)))
+
+
+@pytest.mark.parametrize(("cut", "stored"), [(6, 1), (12, 1), (12, 0)],
+                         ids=["random-startup", "tpe", "tpe-no-parameter"])
+def test_tpe_sweep_cut_short_inside_a_trials_ask_resumes_with_the_uninterrupted_runs_parameters(
+    ray_address: str, workdir: Path, monkeypatch: pytest.MonkeyPatch, cut: int, stored: int
+) -> None:
+    """A driver stopped with ``stored`` of a trial's parameters stored: the resumed sweep asks the rest as it would have.
+
+    Trial 6 is asked by the random sampler of Optuna's first 10 trials, trial 12 by TPE.
+    """
+    space = write_yaml(workdir / "tpe15.yaml", {**TPE_SPACE, "seed": 5, "trials": 15, "batch": 5})
+    reference = workdir / "tpe15"
+    if not reference.exists():
+        run_sweep(workdir / "run.yaml", space, reference)
+    out = workdir / f"tpe15-cut{cut}-{stored}"
+    with monkeypatch.context() as patch:
+        patch.setattr(runner, "_study_storage", lambda directory: _storage_cut_short(directory, cut, stored))
+        with pytest.raises(_AskCutShort):
+            run_sweep(workdir / "run.yaml", space, out)
+    assert len(list((out / "trials").glob("trial-*.parquet"))) == cut - cut % 5  # the rounds before its own
+    result = run_sweep(workdir / "run.yaml", space, out)
+    assert (result.ran, result.skipped) == (15 - cut + cut % 5, cut - cut % 5)
+    expected = pd.read_csv(reference / "results.csv").drop(columns=list(TIMING_COLUMNS))
+    got = pd.read_csv(out / "results.csv").drop(columns=list(TIMING_COLUMNS))
+    assert got.filter(like="param.").notna().all().all()
+    pd.testing.assert_frame_equal(got, expected)
+    assert (out / "best.json").read_bytes() == (reference / "best.json").read_bytes()
 
 
 def test_cli_stress_flag_runs_the_default_variants_with_the_best_parameters(ray_address: str, workdir: Path) -> None:

@@ -23,8 +23,9 @@ Outputs in the sweep directory (``--out``)::
 Nothing of a trial is kept in the driver after its file is written. Running the same
 command again resumes: trials with a file are skipped; Optuna trials asked but not
 finished are run again with the parameters they were given (and a round interrupted
-while being asked is completed first), so a resumed sweep produces the same trials and
-results as an uninterrupted one. A sweep directory made from another config or space, or
+while being asked is completed first, as is a trial interrupted inside its own ask: its
+missing parameters are drawn again from its seeded sampler), so a resumed sweep produces
+the same trials and results as an uninterrupted one. A sweep directory made from another config or space, or
 on data or strategy code that has changed since, is refused, as is a non-empty directory that is not a sweep
 directory (one without ``sweep.json``; with ``force`` it is used unless it holds a file or
 directory named as one the sweep writes). While a sweep runs it holds its directory with a
@@ -429,11 +430,16 @@ def _tpe(
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     directory.mkdir(parents=True, exist_ok=True)
+    storage = optuna.storages.get_storage(_study_storage(directory))
     study = optuna.create_study(
-        storage=_study_storage(directory), study_name=study_name, directions=space.directions, load_if_exists=True
+        storage=storage, study_name=study_name, directions=space.directions, load_if_exists=True
     )
     distributions = {p.path: p.distribution() for p in space.params}
     total = space.total_trials()
+
+    def sampler(number: int) -> Any:
+        """The sampler that asks trial ``number``."""
+        return optuna.samplers.TPESampler(seed=(space.seed * 1_000_003 + number) % 2**32)
 
     def asked() -> int:
         """Trials asked so far (``study.trials`` would deep-copy every one of them)."""
@@ -444,8 +450,37 @@ def _tpe(
         have = asked()
         target = min(total, (have // space.batch + 1) * space.batch)
         for number in range(have, target):
-            study.sampler = optuna.samplers.TPESampler(seed=(space.seed * 1_000_003 + number) % 2**32)
+            study.sampler = sampler(number)
             study.ask(distributions)
+
+    def finish_asks() -> None:
+        """Store the parameters a driver stopped inside a trial's ``study.ask`` left unset.
+
+        The parameters are drawn one after the other from the trial's seeded sampler, each from
+        the trials finished before its round: asking a study holding copies of the trials before
+        it draws them all again, those already stored included.
+        """
+        trials = study.get_trials(deepcopy=False)
+        study_id = storage.get_study_id_from_name(study_name)
+        for trial in trials:
+            if trial.state != TrialState.RUNNING or trial.params.keys() == distributions.keys():
+                continue
+            replay = optuna.create_study(directions=space.directions, sampler=sampler(trial.number))
+            replay.add_trials(trials[:trial.number])
+            params = replay.ask(distributions).params
+            differ = {k: (v, params[k]) for k, v in trial.params.items() if params.get(k) != v}
+            if differ:  # the sampler draws differently from when it was asked (another Optuna version)
+                raise TradebusError(
+                    f"{directory}: trial {trial.number} was cut short while being asked and asking it again gives "
+                    + ", ".join(f"{k}={new!r}, not the stored {old!r}" for k, (old, new) in differ.items())
+                    + f" (Optuna {optuna.__version__}); start afresh with another --out"
+                )
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            for name, distribution in distributions.items():
+                if name not in trial.params:
+                    storage.set_trial_param(trial_id, name, distribution.to_internal_repr(params[name]), distribution)
+            logger.info("trial {} was cut short while being asked: {} asked again", trial.number,
+                        ", ".join(f"{k}={params[k]}" for k in distributions if k not in trial.params))
 
     def tell(number: int, row: dict[str, Any]) -> None:
         values = _objective_values(space, row)
@@ -454,6 +489,7 @@ def _tpe(
         else:
             study.tell(number, values if len(values) > 1 else values[0])
 
+    finish_asks()
     ran = 0
     while True:
         have = asked()
