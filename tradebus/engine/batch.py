@@ -10,7 +10,10 @@ messages, faster:
   there is no lookahead;
 - the execution engine is skipped while no order is working (it would only mark prices; the
   breakers that evaluate marks wait for a time's end, where :meth:`Kernel.before_time` marks
-  the portfolio at the cached prices first). The loop remembers what it
+  the portfolio at the cached prices first, and only when their answer could change: it
+  returns the time to call it next and :attr:`Kernel.mark_band` the prices beyond which the
+  loop calls it at the next time, as it does after a fill, a funding, a liquidation check or
+  a timer). The loop remembers what it
   skipped, and :meth:`BatchLoop.catch_up` (called by :meth:`Kernel.submit` before the next
   order) makes the skipped marks and tells the simulated venue each instrument's latest bar
   close (the open of the next bar, before which a bar order cannot fill) and latest trade.
@@ -261,6 +264,7 @@ class BatchLoop:
         perps = k.perpetuals
         advance = clock.advance_to
         watch = k.watch_ns
+        band_lo, band_hi = k.price_band(iid)
         result = k.result
         k.extend_span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
         for te, ti, o, h, lo, c, v, row in zip(
@@ -276,21 +280,27 @@ class BatchLoop:
         ):
             if ti >= watch:
                 watch = k.before_time(ti)
+                band_lo, band_hi = k.price_band(iid)
             if ti < clock.next_due:
                 clock.current_ns = ti  # ordered batch, no timer due: nothing else to do
             else:
                 advance(ti)
+                watch = ti + 1  # a timer may move equity (interest): the breakers see it next time
             if perps is not None and ti > perps.next_funding_ns:
                 perps.settle_due(ti, before=True)  # a funding before this bar: paid before its fills
+                watch = ti + 1
             bar = Bar(iid, te, ti, o, h, lo, c, v)
             # priced: the portfolio is marked at this close (a watched position is checked below)
             priced = self.needs_execution
             if priced:
                 execution_on_bar(bar)
                 self.needs_execution = count_open() > 0
+                watch = ti + 1  # a fill moves equity
             elif perps is not None and (c <= perps.lo or c >= perps.hi):
                 mark(iid, c)  # a watched position may be liquidated at this close
                 priced = True
+            if c <= band_lo or c >= band_hi:
+                watch = ti + 1  # a breaker may trip or its peak rise at this close
             cache_bars[iid] = bar
             cache_prices[iid] = c
             view.row = row
@@ -298,8 +308,10 @@ class BatchLoop:
             if perps is not None:  # after the handlers, as process() settles and then checks
                 if ti >= perps.next_funding_ns:
                     perps.settle_due(ti)
+                    watch = ti + 1
                 if priced and perps.watching:
                     perps.check(ti)
+                    watch = ti + 1
         result.bars += n
         result.end_ns = ts_init[-1]
 
@@ -340,6 +352,7 @@ class BatchLoop:
         perps = k.perpetuals
         advance = clock.advance_to
         watch = k.watch_ns
+        band_lo, band_hi = k.price_band(iid)
         result = k.result
         k.extend_span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
         # The current row, read by lazy() or closes() (a cell: the loop stores it without an
@@ -358,6 +371,7 @@ class BatchLoop:
             for j, ti, c, row in zip(range(n), ts_init, batch.close.tolist(), features, strict=True):
                 if ti >= watch:
                     watch = k.before_time(ti)
+                    band_lo, band_hi = k.price_band(iid)
                 if ti < clock.next_due:
                     clock.current_ns = ti
                 else:
@@ -367,28 +381,35 @@ class BatchLoop:
                     materialize(j)
                     advance(ti)
                     j += 1
+                    watch = ti + 1  # see _full_bars
                 if perps is not None and ti > perps.next_funding_ns:
                     j -= 1  # its handlers see the previous bar, as a timer's
                     materialize(j)
                     perps.settle_due(ti, before=True)  # a funding before this bar: paid before its fills
                     j += 1
+                    watch = ti + 1
                 priced = self.needs_execution
                 if priced:
                     bar = bar_at(iid, j)
                     execution_on_bar(bar)
                     self.needs_execution = count_open() > 0
                     cache_bars[iid] = bar
+                    watch = ti + 1
                 elif perps is not None and (c <= perps.lo or c >= perps.hi):
                     mark(iid, c)
                     priced = True
+                if c <= band_lo or c >= band_hi:
+                    watch = ti + 1
                 cache_prices[iid] = c
                 view.row = row
                 deliver(None)
                 if perps is not None:  # after the handlers, as process() settles and then checks
                     if ti >= perps.next_funding_ns:
                         perps.settle_due(ti)
+                        watch = ti + 1
                     if priced and perps.watching:
                         perps.check(ti)
+                        watch = ti + 1
         finally:
             self.lazy = None
             self.bar_closes = None
@@ -504,6 +525,7 @@ class BatchLoop:
         perps = k.perpetuals
         advance = clock.advance_to
         watch = k.watch_ns
+        band_iid, band_lo, band_hi = k.mark_band
         # While an order works on one instrument, the others' bars skip the execution engine
         # too (unless marks matter or perpetuals are watched); see submit().
         every_bar = perps is not None
@@ -523,15 +545,19 @@ class BatchLoop:
             iid, view, deliver = lanes[s]
             if ti >= watch:
                 watch = k.before_time(ti)
+                band_iid, band_lo, band_hi = k.mark_band
             if ti < clock.next_due:
                 clock.current_ns = ti
             else:
                 advance(ti)
+                watch = ti + 1  # see _full_bars
             if perps is not None and ti > perps.next_funding_ns:
                 perps.settle_due(ti, before=True)  # a funding before this bar: paid before its fills
+                watch = ti + 1
             bar = Bar(iid, te, ti, o, h, lo, c, v)
             priced = False
             if self.needs_execution:
+                watch = ti + 1
                 if every_bar or iid in working:
                     execution_on_bar(bar)
                     self.needs_execution = orders.count_open() > 0
@@ -541,6 +567,8 @@ class BatchLoop:
             elif perps is not None and (c <= perps.lo or c >= perps.hi):
                 mark(iid, c)
                 priced = True
+            if iid == band_iid and (c <= band_lo or c >= band_hi):
+                watch = ti + 1
             cache_bars[iid] = bar
             cache_prices[iid] = c
             view.row = row
@@ -548,8 +576,10 @@ class BatchLoop:
             if perps is not None:  # after the handlers, as process() settles and then checks
                 if ti >= perps.next_funding_ns:
                     perps.settle_due(ti)
+                    watch = ti + 1
                 if priced and perps.watching:
                     perps.check(ti)
+                    watch = ti + 1
 
     def _lean_mixed(self, batch: Any, lanes: list[Any], ts_init: list[int], features: Iterator[Any]) -> None:
         """The loop of :meth:`mixed_bars` for feature-only subscribers (see :meth:`_lean_bars`).
@@ -585,6 +615,7 @@ class BatchLoop:
         perps = k.perpetuals
         advance = clock.advance_to
         watch = k.watch_ns
+        band_iid, band_lo, band_hi = k.mark_band
         every_bar = perps is not None
         lagging = self.lagging
         # Order events that reach only the kernel's bookkeeping and handlers declared feature-only
@@ -610,16 +641,20 @@ class BatchLoop:
                 iid, view, deliver = lanes[s]
                 if ti >= watch:
                     watch = k.before_time(ti)
+                    band_iid, band_lo, band_hi = k.mark_band
                 if ti < clock.next_due:
                     clock.current_ns = ti
                 else:
                     materialize()  # a timer's callback sees the bars delivered before this row
                     advance(ti)
+                    watch = ti + 1  # see _full_bars
                 if perps is not None and ti > perps.next_funding_ns:
                     materialize()
                     perps.settle_due(ti, before=True)  # a funding before this bar: paid before its fills
+                    watch = ti + 1
                 priced = False
                 if self.needs_execution:
+                    watch = ti + 1
                     if every_bar or iid in working:
                         if not quiet:
                             materialize()  # order events show a strategy the other instruments' latest bars
@@ -634,6 +669,8 @@ class BatchLoop:
                 elif perps is not None and (c <= perps.lo or c >= perps.hi):
                     mark(iid, c)
                     priced = True
+                if iid == band_iid and (c <= band_lo or c >= band_hi):
+                    watch = ti + 1
                 latest[s] = j
                 cache_prices[iid] = c
                 view.row = row
@@ -641,8 +678,10 @@ class BatchLoop:
                 if perps is not None:  # after the handlers, as process() settles and then checks
                     if ti >= perps.next_funding_ns:
                         perps.settle_due(ti)
+                        watch = ti + 1
                     if priced and perps.watching:
                         perps.check(ti)
+                        watch = ti + 1
         finally:
             self.lazy = None
             self.bar_closes = None
@@ -703,6 +742,7 @@ class BatchLoop:
         count_open = k.orders.count_open
         advance = clock.advance_to
         watch = k.watch_ns
+        band_lo, band_hi = k.price_band(iid)
         result = k.result
         if skip and not self.needs_execution:
             idle.add(iid)
@@ -729,6 +769,7 @@ class BatchLoop:
                 for j, ti, px, row in zip(range(n), ts_init, prices, features, strict=True):
                     if ti >= watch:
                         watch = k.before_time(ti)
+                        band_lo, band_hi = k.price_band(iid)
                     if ti < clock.next_due:
                         clock.current_ns = ti
                     else:
@@ -736,6 +777,7 @@ class BatchLoop:
                         materialize(j)
                         advance(ti)
                         j += 1
+                        watch = ti + 1  # see _full_bars
                     shown = self.needs_execution
                     if shown:
                         trade = trade_at(j)
@@ -744,6 +786,9 @@ class BatchLoop:
                         if not self.needs_execution:
                             idle.add(iid)
                         cache_trades[iid] = trade
+                        watch = ti + 1
+                    if px <= band_lo or px >= band_hi:
+                        watch = ti + 1
                     cache_prices[iid] = px
                     view.row = row
                     deliver(None)
@@ -753,6 +798,7 @@ class BatchLoop:
                                 perps.check(ti)  # a fill, of any instrument, may have moved the wallet
                         elif px <= perps.lo or px >= perps.hi:
                             perps.on_price(iid, px, ti)
+                            watch = ti + 1
             finally:
                 self.lazy = None
             materialize(n - 1)
@@ -769,18 +815,23 @@ class BatchLoop:
             ):
                 if ti >= watch:
                     watch = k.before_time(ti)
+                    band_lo, band_hi = k.price_band(iid)
                 if ti < clock.next_due:
                     clock.current_ns = ti
                 else:
                     advance(ti)
+                    watch = ti + 1  # see _full_bars
                 trade = Trade(iid, te, ti, px, sz, side, tid)
                 shown = self.needs_execution or not skip
                 if shown:
                     execution_on_trade(trade)
+                    watch = ti + 1
                     if skip:
                         self.needs_execution = count_open() > 0
                         if not self.needs_execution:
                             idle.add(iid)
+                if px <= band_lo or px >= band_hi:
+                    watch = ti + 1
                 cache_trades[iid] = trade
                 cache_prices[iid] = px
                 view.row = row
@@ -791,6 +842,7 @@ class BatchLoop:
                             perps.check(ti)
                     elif px <= perps.lo or px >= perps.hi:
                         perps.on_price(iid, px, ti)
+                        watch = ti + 1
         result.trades += n
         result.end_ns = ts_init[-1]
         if live is not None:

@@ -446,6 +446,11 @@ class Kernel:
         self.next_sample_ns = -(2**63)
         #: A message at or after this ``ts_init`` calls :meth:`before_time` first.
         self.watch_ns = -(2**63)
+        #: ``(instrument_id, lo, hi)`` of the latest :meth:`before_time`: until the time it returned,
+        #: the batch loops call it again only at the time after a price of ``instrument_id`` at or
+        #: beyond ``lo`` or ``hi`` (a band of an instrument that is ``None`` holds every price), or after
+        #: a fill, a funding, a liquidation check or a timer.
+        self.mark_band: tuple[str | None, float, float] = (None, -math.inf, math.inf)
         self._sample_due: int | None = None  # the time of a due sample not taken yet
         # The starting holdings the first sample waited for a price of (asset -> valuing instrument;
         # None: it did not wait), and the time each got one.
@@ -1078,9 +1083,14 @@ class Kernel:
           or after an interval boundary.
 
         Bars of several instruments that share a time are thus all in the breakers' equity and
-        in the sample. :meth:`process` and the batch loops call this for a message whose
-        ``ts_init`` is at or after :attr:`watch_ns`, before anything else: every new time when
-        breakers evaluate marks, else the times a sample falls or is due.
+        in the sample. :meth:`process` calls this for a message whose ``ts_init`` is at or after
+        :attr:`watch_ns`, before anything else: every new time when breakers evaluate marks, else
+        the times a sample falls or is due. The batch loops call it at or after the time it
+        returns, which with breakers is later while an evaluation could change nothing: until
+        the breakers' UTC day ends (:meth:`RiskGate.quiet_band`) and while the one instrument
+        whose price moves equity stays between the prices of :attr:`mark_band`
+        (:meth:`Portfolio.equity_band`); they come back at the next time after a price beyond
+        them, a fill, a funding, a liquidation check or a timer (which may charge interest).
         """
         if self._marks_deferred:
             self.sync_marks()  # the batch loops skip the marks while nothing works
@@ -1091,12 +1101,25 @@ class Kernel:
             due = None
         if due is None and ts >= self.next_sample_ns:
             self._sample_due = due = ts
-        if self._marks_deferred:
-            watch = ts + 1
-        else:
-            watch = self.next_sample_ns if due is None else due + 1
-        self.watch_ns = watch
-        return watch
+        watch = self.next_sample_ns if due is None else due + 1
+        if not self._marks_deferred:
+            self.watch_ns = watch
+            return watch
+        self.watch_ns = ts + 1
+        until, floor, ceiling = self.risk.quiet_band()
+        band = self.portfolio.equity_band(floor, ceiling)
+        if band is None:
+            self.mark_band = (None, -math.inf, math.inf)
+            return ts + 1
+        self.mark_band = band
+        # A later time's evaluation runs at the clock of the time before it: before until_ns up to
+        # a message at until_ns.
+        return max(ts + 1, min(until + 1, watch))
+
+    def price_band(self, instrument_id: str) -> tuple[float, float]:
+        """The prices of ``instrument_id`` between which the breakers need no evaluation (see :attr:`mark_band`)."""
+        band_iid, lo, hi = self.mark_band
+        return (lo, hi) if band_iid == instrument_id else (-math.inf, math.inf)
 
     def _take_due_sample(self) -> None:
         due = self._sample_due

@@ -662,6 +662,72 @@ class Portfolio:
             total += self.holdings_value()
         return total
 
+    def equity_band(self, floor: float, ceiling: float) -> tuple[str | None, float, float] | None:
+        """The one instrument whose price moves equity, and its prices that keep equity in ``(floor, ceiling]``.
+
+        Returns ``(instrument_id, lo, hi)``: while nothing but that instrument's last price
+        changes, any price strictly between ``lo`` and ``hi`` gives an :meth:`equity` above
+        ``floor`` and at most ``ceiling``. ``(None, -inf, inf)`` when no price moves equity (flat,
+        no holdings) and it is in the band; ``None`` when it is not, when several instruments'
+        prices move it, or when the instrument's current price is outside the range.
+
+        Equity is monotone in one price whose every term (the position's and the holdings' it
+        values) has one sign, rounding included; each bound is checked by :meth:`equity` itself
+        at the price next to it, so the range never holds a price whose equity is out of band.
+        """
+        mover = None
+        slope = 0.0  # d equity / d price
+        for pos in self._positions.values():
+            if pos.quantity != 0.0:
+                if mover is not None:
+                    return None
+                mover = pos
+                slope = pos.quantity * pos.contract_size
+        for held, amount in self._holdings:
+            if amount:
+                if mover is None:
+                    mover = held
+                elif held is not mover or (amount > 0.0) is not (slope > 0.0):
+                    return None  # another price, or terms of both signs (not monotone)
+                slope += amount
+        equity = self.equity()
+        if not floor < equity <= ceiling:
+            return None
+        if mover is None:
+            return None, -math.inf, math.inf
+        price = mover.last_price
+        if not 0.0 < price < math.inf:
+            return None
+        rising = slope > 0.0
+        lo = hi = 0.0
+        for level, below, toward in ((ceiling, True, -1.0), (floor, False, 1.0)):
+            if not rising:
+                toward = -toward
+            if abs(level) == math.inf:
+                bound = -toward * math.inf
+            else:
+                # From the level's price, step toward the current one until the next price in
+                # is inside: every price beyond it is (equity is monotone in the price).
+                bound = price + (level - equity) / slope
+                step = ((abs(level) + abs(equity)) / abs(slope) + abs(bound)) * 2.0**-50
+                for _ in range(64):
+                    if not math.isfinite(bound):
+                        return None
+                    mover.last_price = math.nextafter(bound, toward * math.inf)
+                    inside = self.equity()
+                    mover.last_price = price
+                    if inside <= ceiling if below else inside > floor:
+                        break
+                    bound += toward * step
+                    step *= 2.0
+                else:
+                    return None
+            if toward > 0.0:
+                lo = bound
+            else:
+                hi = bound
+        return (mover.instrument_id, lo, hi) if lo < price < hi else None
+
     def drawdown(self) -> float:
         """Drawdown of equity from its peak, as a fraction (0.25 = 25 %); 0 at a new peak."""
         peak = self.max_equity

@@ -235,6 +235,12 @@ class Breakers:
         self._quiet_ceiling = self.peak if cfg.max_drawdown_pct is not None else math.inf
         self._quiet_until = (self.day + 1) * DAY_NS if cfg.max_daily_loss_pct is not None else _NEVER
 
+    def quiet_band(self) -> tuple[int, float, float]:
+        """``(until_ns, floor, ceiling)``: a mark before ``until_ns`` whose equity is above ``floor``
+        and at most ``ceiling`` changes nothing and returns at once (:meth:`on_mark`; an empty band
+        until a full evaluation without a gross-exposure limit sets one)."""
+        return self._quiet_until, self._quiet_floor, self._quiet_ceiling
+
     def _reset_quiet(self) -> None:
         """No quick return until the next full evaluation (the references or trips changed)."""
         self._quiet_floor = math.inf

@@ -678,6 +678,12 @@ class RiskGate:
 
     _evaluate = end_time
 
+    def quiet_band(self) -> tuple[int, float, float]:
+        """``(until_ns, floor, ceiling)``: an evaluation of the mark-driven breakers at a clock
+        before ``until_ns`` and an equity in ``(floor, ceiling]`` changes nothing
+        (:meth:`Breakers.quiet_band <tradebus.risk.breakers.Breakers.quiet_band>`)."""
+        return self._breakers.quiet_band()
+
     def on_prices(self, prices: Iterable[tuple[str, float]]) -> None:
         """:meth:`on_price` of several instruments' prices at one time (the portfolio marked at all of them)."""
         last = self._last
