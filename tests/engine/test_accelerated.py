@@ -639,12 +639,49 @@ def test_an_order_below_the_lot_size_still_stops_the_accelerated_run() -> None:
 def test_an_order_of_more_lots_than_the_grid_arithmetic_holds_stops_the_accelerated_run() -> None:
     """1e15 BTC in lots of 1e-8 overflowed the loop's int64 lot count: it ran on with no order (the event tier denies 25)."""
     k = kernel(lambda: EmaCross(IID, fast=10, slow=30, quantity=1e15), VENUES["fees"])
-    with pytest.raises(AcceleratedUnsupported, match="4e15 lots or more"):
+    with pytest.raises(AcceleratedUnsupported, match="more lots or ticks than the loop rounds"):
         run_accelerated(k, BarArrays.of(**{c: BARS[c] for c in BARS}))
     event = kernel(lambda: EmaCross(IID, fast=10, slow=30, quantity=1e15), VENUES["fees"]).run(
         MemoryReplay([SourceFrame(IID, "bars", BARS)], 700)  # type: ignore[arg-type]
     )
     assert event.orders and len(event.denials) == len(event.orders)
+
+
+def test_a_price_on_a_grid_the_instruments_rounding_leaves_noise_on_stops_the_accelerated_run() -> None:
+    """BTC near 67,769 slipped 2 bps onto a 1e-8 tick: ``Instrument.round_price_up`` gives 67769.12111400001
+    (``round(n * 1e-8, 11)`` keeps the product's float noise), the loop's exact grid 67769.121114: 11 of 101
+    fills differed. The loop now stops at such a count of ticks and the event tier runs it."""
+    inst = Instrument("COINBASE", "BTC-USD", kind="spot", base="BTC", quote="USD", tick_size=1e-8, lot_size=1e-8,
+                      taker_fee=0.001)  # fmt: skip
+
+    def fresh() -> Kernel:
+        k = Kernel([inst], initial_cash=1e6, venue_config=VENUES["fixed_2bps"], equity_interval_ns=H4_NS * 6)
+        k.add_strategy(STRATEGIES["ema_10_30"][0]())
+        return k
+
+    event = fresh().run(MemoryReplay([SourceFrame(IID, "bars", BARS)], 700))  # type: ignore[arg-type]
+    assert 67769.12111400001 in [f.price for f in event.fills]
+    with pytest.raises(AcceleratedUnsupported, match="more lots or ticks than the loop rounds"):
+        run_accelerated(fresh(), MemoryReplay([SourceFrame(IID, "bars", BARS)], 700))  # type: ignore[arg-type]
+
+
+def test_a_quantity_on_a_grid_the_instruments_rounding_leaves_noise_on_stops_the_accelerated_run() -> None:
+    """A reversal of 2 x 987,654.32101234 coins in lots of 1e-8: ``Instrument.round_quantity`` gives
+    1975308.64202469 and the loop's grid arithmetic (n * m beyond 2 ** 53) 1975308.6420246898: every
+    reversal's fill differed. The loop now stops at such a count of lots and the event tier runs it."""
+    inst = instrument(True)
+    frame = BARS.copy()
+    frame[["open", "high", "low", "close"]] /= 100_000.0  # a coin near 0.6 USD
+
+    def fresh() -> Kernel:
+        k = Kernel([inst], initial_cash=1e7, venue_config=VENUES["fees"], equity_interval_ns=H4_NS * 6)
+        k.add_strategy(EmaCross(IID, fast=10, slow=30, mode="long_short", quantity=987654.32101234))
+        return k
+
+    event = fresh().run(MemoryReplay([SourceFrame(IID, "bars", frame)], 700))  # type: ignore[arg-type]
+    assert event.fills[1].quantity == 1975308.64202469
+    with pytest.raises(AcceleratedUnsupported, match="more lots or ticks than the loop rounds"):
+        run_accelerated(fresh(), MemoryReplay([SourceFrame(IID, "bars", frame)], 700))  # type: ignore[arg-type]
 
 
 @njit(cache=True)
