@@ -36,11 +36,19 @@ DAY = 1_440 * MIN
 class Flipper(Strategy):
     """Every few messages of each instrument, targets a seeded random position in it (reads no data)."""
 
-    def __init__(self, ids: tuple[str, ...], seed: int, quantity: float, traded: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        ids: tuple[str, ...],
+        seed: int,
+        quantity: float,
+        traded: tuple[str, ...] = (),
+        targets: tuple[float, ...] = (-1.0, 0.0, 0.0, 1.0, 2.0),
+    ) -> None:
         super().__init__(ids, strategy_id="flipper")
         self.traded = traded or ids
         self.rng = random.Random(seed)
         self.quantity = quantity
+        self.targets = targets
         self.count = 0
 
     def _act(self, instrument_id: str) -> None:
@@ -48,7 +56,7 @@ class Flipper(Strategy):
             return
         self.count += 1
         if self.count % 37 == 0:
-            target = self.rng.choice((-1.0, 0.0, 0.0, 1.0, 2.0)) * self.quantity
+            target = self.rng.choice(self.targets) * self.quantity
             self.target_position(instrument_id, target, reason="flip")
 
 
@@ -135,6 +143,9 @@ def test_the_daily_loss_rearms_at_the_day_roll_and_trips_again_as_in_process(tmp
 @pytest.mark.parametrize("lean", [True, False])
 def test_several_instruments_trip_as_in_process(tmp_path: Path, lean: bool, one: bool) -> None:
     # One traded: the others' prices move no equity, and the traded one's band is checked among them.
+    # Margin spot: while a position is open every close is checked for liquidation (several
+    # instruments give no liquidation bounds), which has the next time evaluated whatever the band;
+    # the band's own check is held by the next test.
     tables = [bar_table(3_000, seed=20 + k) for k in range(3)]
     sources = bar_sources(tmp_path / "cat", tables)
     risk = RiskConfig(max_drawdown_pct=3.0, max_daily_loss_pct=2.0)
@@ -143,6 +154,28 @@ def test_several_instruments_trip_as_in_process(tmp_path: Path, lean: bool, one:
     _assert_same_breakers(
         lambda: _kernel([_spot(k) for k in range(3)], risk, flipper(ids, 8, 5.0, ids[:1] if one else ())), sources, 700, 1
     )
+
+
+@pytest.mark.parametrize("lean", [True, False])
+def test_the_several_instrument_loops_evaluate_after_a_close_beyond_the_band(tmp_path: Path, lean: bool) -> None:
+    # Cash spot (no margin): no liquidation check after every close while a position is open,
+    # which would have the next time evaluated on its own. One instrument held long, two that
+    # move no equity: the mixed loops skip before_time while the held one's closes stay inside
+    # Kernel.mark_band, and only a close beyond it has the next time evaluated.
+    tables = [bar_table(3_000, seed=50 + k) for k in range(3)]
+    sources = bar_sources(tmp_path / "cat", tables)
+    risk = RiskConfig(max_drawdown_pct=3.0, drawdown_action="reduce", max_daily_loss_pct=2.0,
+                      daily_loss_action="reduce")  # fmt: skip
+    flipper = LeanFlipper if lean else FullFlipper
+    ids = tuple(s.instrument_id for s in sources)
+    cash = [Instrument("SIM", f"C{k}USD", tick_size=0.01, lot_size=0.001, taker_fee=0.0002) for k in range(3)]
+
+    def setup() -> Kernel:
+        kernel = _kernel(cash, risk, flipper(ids, 9, 3.0, ids[:1], (0.0, 1.0, 2.0)))
+        assert kernel.perpetuals is None
+        return kernel
+
+    _assert_same_breakers(setup, sources, 700, 1)
 
 
 @pytest.mark.parametrize("lean", [True, False])
