@@ -48,8 +48,65 @@ def test_bybit_long_is_liquidated_where_its_margin_meets_mm_plus_the_fee_to_clos
     assert kernel.portfolio.position(iid) == 1.0
     _mark(kernel, iid, 2, 18_100.0)
     [event] = kernel.result.liquidations
-    assert (event.price, event.liquidation_price) == (18_100.0, pytest.approx(18_009.9 / 0.995, rel=1e-12))
+    assert event.liquidation_price == pytest.approx(18_009.9 / 0.995, rel=1e-12)
     assert kernel.portfolio.position(iid) == 0.0
+
+
+def test_bybit_isolated_liquidation_settles_at_the_bankruptcy_price_losing_the_position_margin() -> None:
+    """Bybit closes a liquidated position at its bankruptcy price: 1 BTC long at 20000, 10x isolated,
+    taker 0.055 %, breached at a mark of 18100, settles at 20000 * (1 - 1/10) = 18000 with the
+    fee to close 18000 * 0.00055 = 9.9: the wallet loses the margin 2000 and the 9.9
+    (10000 - 11 entry fee - 2000 - 9.9 = 7979.1), not 1900 + 9.955 at the mark; the 100
+    between the mark and the bankruptcy price is the insurance fund's, which covers nothing."""
+    inst = perp(margin_mode=MarginMode.ISOLATED, taker_fee=0.00055, maintenance_close_fee=CloseFee.BANKRUPTCY)
+    kernel, _ = opened_kernel(inst, 10_000.0, 1.0)
+    iid = inst.instrument_id
+    account = kernel.portfolio.account
+    assert isinstance(account, MarginAccount)
+    _mark(kernel, iid, 1, 18_100.0)
+    [event] = kernel.result.liquidations
+    assert (event.mark_price, event.insurance_fund_cover) == (18_100.0, 0.0)
+    assert event.price == pytest.approx(18_000.0, rel=1e-12)
+    assert event.fee == pytest.approx(9.9, rel=1e-12)
+    assert account.balance("USDT") == pytest.approx(7_979.1, rel=1e-12)
+
+
+def test_bybit_isolated_liquidation_gapped_past_bankruptcy_settles_there_and_the_fund_covers_the_gap() -> None:
+    """The same long with the mark gapping to 17000: still settled at 18000 with the 9.9 fee (the
+    wallet 7979.1); the insurance fund covers 18000 - 17000 = 1000."""
+    inst = perp(margin_mode=MarginMode.ISOLATED, taker_fee=0.00055, maintenance_close_fee=CloseFee.BANKRUPTCY)
+    kernel, _ = opened_kernel(inst, 10_000.0, 1.0)
+    iid = inst.instrument_id
+    account = kernel.portfolio.account
+    assert isinstance(account, MarginAccount)
+    _mark(kernel, iid, 1, 17_000.0)
+    [event] = kernel.result.liquidations
+    assert (event.price, event.fee) == (pytest.approx(18_000.0, rel=1e-12), pytest.approx(9.9, rel=1e-12))
+    assert event.insurance_fund_cover == pytest.approx(1_000.0, rel=1e-12)
+    assert account.balance("USDT") == pytest.approx(7_979.1, rel=1e-12)
+
+
+def test_bybit_cross_liquidation_loses_the_cross_margin_balance() -> None:
+    """1 BTC long at 20000, 10x cross, wallet 3000 (2989 after the 11 entry fee), MMR 0.5 %, taker
+    0.055 %, fee to close 9.9: liquidated where 2989 + (P - 20000) = 0.005 P + 9.9, P = 17020.9 /
+    0.995 = 17106.43... At a mark of 17106 the cross balance is 2989 - 2894 = 95: the fee 9.9
+    is paid and the other 85.1 goes to the insurance fund, so the position settles at
+    17106 - 85.1 = 17020.9, the price where the wallet less the fee to close is used up, and the
+    wallet ends at 0."""
+    inst = perp(taker_fee=0.00055, maintenance_close_fee=CloseFee.BANKRUPTCY)
+    kernel, _ = opened_kernel(inst, 3_000.0, 1.0)
+    iid = inst.instrument_id
+    account = kernel.portfolio.account
+    assert isinstance(account, MarginAccount)
+    assert account.liquidation_price(iid) == pytest.approx(17_020.9 / 0.995, rel=1e-12)
+    _mark(kernel, iid, 1, 17_107.0)
+    assert kernel.portfolio.position(iid) == 1.0
+    _mark(kernel, iid, 2, 17_106.0)
+    [event] = kernel.result.liquidations
+    assert (event.price, event.fee, event.insurance_fund_cover) == (
+        pytest.approx(17_020.9, rel=1e-12), pytest.approx(9.9, rel=1e-12), 0.0
+    )
+    assert account.balance("USDT") == pytest.approx(0.0, abs=1e-9)
 
 
 def test_bybit_short_fee_to_close_is_at_its_bankruptcy_price_above_entry() -> None:

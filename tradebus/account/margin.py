@@ -85,6 +85,11 @@ Insurance fund (the venues' rule: Binance, Bybit, OKX)
     as the venues book it. The amount the fund absorbed, ``|q| * c * |mark - close price|``,
     is the event's ``insurance_fund_cover``. So an isolated position's wallet loses exactly
     its margin, and a cross wallet falls to zero, never below.
+
+    Bybit (``CloseFee.BANKRUPTCY``) settles every liquidation at the bankruptcy price: the margin
+    is lost even when the mark has not reached it (the rest goes to the insurance fund, not
+    reported), and the fee to close at that price is charged, an isolated position's in full
+    (Bybit holds it in the position margin), so its wallet loses its margin plus that fee.
 """
 
 from __future__ import annotations
@@ -382,19 +387,26 @@ class MarginAccount:
         return out
 
     def liquidation_closes(self, instrument_ids: Iterable[str]) -> list[tuple[str, float, float, float]]:
-        """How each position of ``instrument_ids`` is closed by liquidation at its mark (module docstring).
+        """How each position of ``instrument_ids`` is closed by liquidation (module docstring).
 
         ``instrument_ids`` are positions :meth:`liquidations` returned (a cross asset's positions
         all together). Positions sharing a margin are one group: an isolated position alone, the
         cross positions of a settle asset together. With ``B`` the group's margin at the marks
         (isolated: its margin plus unrealised PnL; cross: :meth:`cross_balance`, which closing
-        at the marks leaves unchanged), each fee ``|q| c mark liquidation_fee`` is taken while
-        ``B`` lasts, in the given order. When ``B < 0`` the fund covers ``d = -B``: each
-        position's share ``d * loss_i / sum(loss)`` (``loss_i`` its loss at the mark) moves
-        its close price towards its entry by ``share / (|q| c)``, which for one position is its
+        at the marks leaves unchanged), the positions close at their marks and each fee
+        (:meth:`_liquidation_fee`: by the instrument's
+        :class:`~tradebus.engine.instrument.CloseFee`) is taken while ``B`` lasts, in the given
+        order. Where the venue settles a liquidation at the bankruptcy price (``BANKRUPTCY``,
+        Bybit), the margin is lost: an isolated position closes at ``entry - M / (q c)`` (``M``
+        its margin) and pays its fee to close in full; cross positions give what is left of
+        ``B`` after the fees to the insurance fund, each moving its close price against it by
+        its share of ``B`` by notional. When ``B < 0`` the fund covers ``d = -B``: each
+        position's share ``d * loss_i / sum(loss)`` (``loss_i`` its loss at the mark) moves its
+        close price towards its entry by ``share / (|q| c)``, which for one position is its
         bankruptcy price ``entry - B_0 / (q c)`` (``B_0``: ``B`` without its own unrealised
-        PnL); no fee then. Only trading losses are covered: a wallet already below zero without
-        them stays so by that much. Linear instruments (the portfolio trades no inverse ones).
+        PnL); no fee then (but a ``BANKRUPTCY`` isolated position's). Only trading losses are
+        covered: a wallet already below zero without them stays so by that much. Linear
+        instruments (the portfolio trades no inverse ones).
 
         Returns
         -------
@@ -408,19 +420,26 @@ class MarginAccount:
         terms: dict[str, tuple[float, float, float]] = {}
         for key, members in groups.items():
             if key in self._margined:  # an isolated position
-                pos = self._positions[key]
-                backing = self._isolated[key] + pos.quantity * self._margined[key].contract_size * (
-                    pos.last_price - pos.avg_price
-                )
+                pos, inst = self._positions[key], self._margined[key]
+                backing = self._isolated[key] + pos.quantity * inst.contract_size * (pos.last_price - pos.avg_price)
+                if inst.maintenance_close_fee == CloseFee.BANKRUPTCY:
+                    price = pos.avg_price - self._isolated[key] / (pos.quantity * inst.contract_size)
+                    terms[key] = (price, self._liquidation_fee(key), max(0.0, -backing))
+                    continue
             else:
                 backing = self.cross_balance(key)
             if backing >= 0.0:
                 for iid in members:
-                    pos, inst = self._positions[iid], self._margined[iid]
-                    rate = inst.taker_fee if inst.maintenance_close_fee == CloseFee.MARK else inst.liquidation_fee
-                    fee = min(abs(pos.quantity) * inst.contract_size * pos.last_price * rate, backing)
+                    fee = min(self._liquidation_fee(iid), backing)
                     backing -= fee
-                    terms[iid] = (pos.last_price, fee, 0.0)
+                    terms[iid] = (self._positions[iid].last_price, fee, 0.0)
+                lost = [iid for iid in members if self._margined[iid].maintenance_close_fee == CloseFee.BANKRUPTCY]
+                notional = sum(self.position_notional(iid) for iid in lost)
+                for iid in lost if backing > 0.0 and notional > 0.0 else ():
+                    pos, inst = self._positions[iid], self._margined[iid]
+                    share = backing * self.position_notional(iid) / notional
+                    price, fee, _ = terms[iid]
+                    terms[iid] = (price - share / (pos.quantity * inst.contract_size), fee, 0.0)
                 continue
             losses: dict[str, float] = {}
             for iid in members:
@@ -434,6 +453,19 @@ class MarginAccount:
                 share = covered * losses[iid] / total if total > 0.0 else 0.0
                 terms[iid] = (pos.last_price + share / (pos.quantity * inst.contract_size), 0.0, share)
         return [(iid, *terms[iid]) for iid in instrument_ids]
+
+    def _liquidation_fee(self, instrument_id: str) -> float:
+        """The fee a liquidation of the position charges, by its venue's :class:`CloseFee`.
+
+        ``NONE`` (Binance): ``liquidation_fee`` on the notional at the mark; ``MARK`` (OKX): the
+        taker fee on it; ``BANKRUPTCY`` (Bybit): the fee to close its maintenance margin counts,
+        the taker fee on its value at the bankruptcy price.
+        """
+        inst, pos = self._margined[instrument_id], self._positions[instrument_id]
+        if inst.maintenance_close_fee == CloseFee.BANKRUPTCY:
+            return self._close_fee(instrument_id, inst, 1.0)
+        rate = inst.taker_fee if inst.maintenance_close_fee == CloseFee.MARK else inst.liquidation_fee
+        return abs(pos.quantity) * inst.contract_size * pos.last_price * rate
 
     def breached(self, instrument_id: str) -> bool:
         """Whether the position is below maintenance margin, when it is the only margined instrument of the run.

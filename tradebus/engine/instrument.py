@@ -41,10 +41,13 @@ class MarginMode(StrEnum):
 class CloseFee(StrEnum):
     """The fee to close a perpetual position that its maintenance margin counts besides ``rate * N - amount``.
 
-    ``NONE``: none (Binance USD-M). ``BANKRUPTCY``: the taker fee on the position's value at
-    its bankruptcy price ``entry * (1 - 1 / leverage)`` (a short: ``1 + 1 / leverage``), fixed
-    while the position is (Bybit). ``MARK``: the taker fee on the notional at the mark (OKX's
-    liquidation fee in its margin ratio); the position is then liquidated with that fee.
+    ``NONE``: none (Binance USD-M); a liquidation closes at the mark charging ``liquidation_fee``.
+    ``BANKRUPTCY``: the taker fee on the position's value at its bankruptcy price ``entry * (1 -
+    1 / leverage)`` (a short: ``1 + 1 / leverage``), fixed while the position is (Bybit); a
+    liquidation settles at the bankruptcy price charging that fee, the margin lost. ``MARK``: the
+    taker fee on the notional at the mark (OKX's liquidation fee in its margin ratio); a
+    liquidation closes at the mark charging that fee
+    (:meth:`~tradebus.account.margin.MarginAccount.liquidation_closes`).
     """
 
     NONE = "none"

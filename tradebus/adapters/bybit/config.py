@@ -80,7 +80,8 @@ INSTRUMENT_VENUES: tuple[str, ...] = ("BYBIT",)
 #: A linear perpetual's maintenance margin is ``position value * MMR - MM deduction + estimated fee to
 #: close``, the fee being ``quantity * bankruptcy price * taker fee rate`` with the bankruptcy price
 #: ``entry * (1 -/+ 1 / leverage)`` (Bybit help "Liquidation Price Calculation under Isolated Mode
-#: (Unified Trading Account)", "Order Cost (USDT Contract)").
+#: (Unified Trading Account)", "Order Cost (USDT Contract)"). A liquidated position is settled at
+#: its bankruptcy price, its margin lost (help "Liquidation Process (USDT Contract)").
 MAINTENANCE_CLOSE_FEE = CloseFee.BANKRUPTCY
 FEED_MARKETS: tuple[str, ...] = ("spot", "linear")
 #: Channels that maintain an L2 book (``orderbook.<depth>``).

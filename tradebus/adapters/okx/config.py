@@ -94,7 +94,9 @@ INSTRUMENT_VENUES: tuple[str, ...] = ("OKX",)
 #: A swap is liquidated when its margin ratio, equity / (maintenance margin + liquidation fee), is at
 #: most 100 %; the liquidation fee is the taker fee on the notional at the mark (OKX help "Tiered
 #: maintenance margin ratio rules": isolated USDT swaps, ``face value * |contracts| * mark *
-#: (tiered MMR + fee rate)``), and is what the liquidation charges.
+#: (tiered MMR + fee rate)``), and is what the liquidation charges: the position is closed with
+#: that clearance fee going to the insurance fund (OKX learn "When would my order be liquidated?"),
+#: the rest of the margin staying the trader's.
 MAINTENANCE_CLOSE_FEE = CloseFee.MARK
 FEED_MARKETS: tuple[str, ...] = ("spot", "swap", "futures")
 #: Channels of a paper feed (plus ``candle<bar>``); which URL serves which: :data:`BUSINESS_CHANNELS`.
