@@ -18,6 +18,7 @@ import math
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from tests.account.test_margin_account import H, T0, BuyOnce, flat_bar, opened_kernel, perp
 from tradebus.account import MarginAccount
@@ -185,3 +186,23 @@ def test_a_config_instrument_may_name_another_rule() -> None:
         venue="BYBIT", symbol="X", kind="perpetual", tick_size=0.1, lot_size=0.001, maintenance_close_fee="none"
     )
     assert cfg.to_instrument().maintenance_close_fee == CloseFee.NONE
+
+
+@pytest.mark.parametrize("venue", ["OKX", "BYBIT"])
+def test_a_liquidation_fee_the_venues_rule_does_not_charge_is_refused_naming_the_field(venue: str) -> None:
+    """OKX charges its taker fee at the mark and Bybit its fee to close: a liquidation_fee set for
+    their perpetuals would be silently ignored."""
+    with pytest.raises(ValidationError, match=r"BTC-USDT-SWAP\.%s: liquidation_fee 0\.01 is not charged" % venue):
+        InstrumentConfig(
+            venue=venue, symbol="BTC-USDT-SWAP", kind="perpetual", tick_size=0.1, lot_size=1.0, liquidation_fee=0.01
+        )
+
+
+def test_a_liquidation_fee_is_taken_where_it_is_charged() -> None:
+    """Binance's rule charges it; an OKX perpetual set to the rule ``none`` does too; OKX spot has no rule."""
+    for venue, extra in (("BINANCE", {}), ("OKX", {"maintenance_close_fee": "none"})):
+        cfg = InstrumentConfig(
+            venue=venue, symbol="X", kind="perpetual", tick_size=0.1, lot_size=1.0, liquidation_fee=0.01, **extra
+        )
+        assert cfg.to_instrument().liquidation_fee == 0.01
+    assert InstrumentConfig(venue="OKX", symbol="X", tick_size=0.1, lot_size=1.0, liquidation_fee=0.01)

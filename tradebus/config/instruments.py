@@ -36,6 +36,7 @@ class InstrumentConfig(StrictModel):
     ``maintenance_close_fee`` unset: a perpetual takes its venue's rule
     (:func:`tradebus.adapters.registry.maintenance_close_fee`: Bybit's maintenance margin counts the
     fee to close at the bankruptcy price, OKX's the liquidation fee at the mark, Binance's none).
+    ``liquidation_fee`` is charged only under the rule ``none``; set with another, it is refused.
     """
 
     venue: str = Field(min_length=1)
@@ -80,7 +81,14 @@ class InstrumentConfig(StrictModel):
     @model_validator(mode="after")
     def _valid_instrument(self) -> InstrumentConfig:
         try:
-            self.to_instrument()
+            rule = self.to_instrument().maintenance_close_fee
         except OrderError as exc:
             raise ValueError(str(exc)) from None
+        if rule != CloseFee.NONE and "liquidation_fee" in self.model_fields_set:
+            raise ValueError(
+                f"instrument {self.instrument_id}: liquidation_fee {self.liquidation_fee:g} is not charged: its "
+                f"maintenance_close_fee rule '{rule}' sets the liquidation's fee (mark: the taker fee on the "
+                "notional at the mark, OKX; bankruptcy: the taker fee at the bankruptcy price, Bybit); remove "
+                "liquidation_fee, or set maintenance_close_fee: none to charge it"
+            )
         return self
