@@ -642,10 +642,11 @@ class LiveVenue(Venue):
         self._queued = False
         #: Seconds waited before each re-send of a cancel or amend the venue answered :class:`OrderBusy`.
         self.busy_delays: tuple[float, ...] = BUSY_RETRY_DELAYS
-        #: Why the submit of these orders may not leave now (``None``: it may), asked as each leaves
-        #: (:meth:`_submitting`); the live daemon's: its trading state set since the risk gate passed them, or the one
-        #: another process (``live-kill``) stored in the journal.
-        self.refusal: Callable[[Sequence[Order]], str | None] | None = None
+        #: Why the submit of these orders, replacing the working orders of these client ids (a cancel-replace; else
+        #: none), may not leave now (``None``: it may), asked as each leaves (:meth:`_submitting`); the live daemon's:
+        #: its trading state set since the risk gate passed them, or the one another process (``live-kill``) stored
+        #: in the journal.
+        self.refusal: Callable[[Sequence[Order], tuple[str, ...]], str | None] | None = None
         # Orders whose cancel the venue refused -> its refusal, until a query sent after it says whether they work.
         self._cancel_refused: dict[str, str] = {}
         # Orders whose cancel the venue answered busy -> when it was, or will be, sent again (clock ns).
@@ -984,10 +985,11 @@ class LiveVenue(Venue):
         restoring an order the venue has canceled (:func:`send_late`: late rather than absent)."""
         self._submit_timeout_ns = timeout_ns
 
-    async def _submitting(self, request: Coroutine[Any, Any, _T], *orders: Order) -> _T:
+    async def _submitting(self, request: Coroutine[Any, Any, _T], *orders: Order, replaces: str = "") -> _T:
         """``request``'s answer, the submit of ``orders``: when it ends is :meth:`submit_ended_ns`; withdrawn
         (:class:`RateLimited`) if the rate limit would hold it past the first of their submit timeouts, unless it
-        restores an order the venue has canceled (:meth:`_restore`: it waits, :func:`send_late`).
+        restores an order the venue has canceled (:meth:`_restore`: it waits, :func:`send_late`). ``replaces``: the
+        working order a cancel-replace of ``orders`` replaces (``""``: none).
 
         Withdrawn too (:class:`VenueRejected` ``"withdrawn, never sent: <why>"``) while :attr:`refusal` gives a
         reason: asked in the step of the event loop that starts the request, and again by the rate budget
@@ -995,7 +997,7 @@ class LiveVenue(Venue):
         send_by = [self._send_by.pop(order.client_order_id) for order in orders if order.client_order_id in self._send_by]
         restores = [self._restores.pop(order.client_order_id) for order in orders if order.client_order_id in self._restores]
         try:
-            refusal = None if self.refusal is None else partial(self.refusal, orders)
+            refusal = None if self.refusal is None else partial(self.refusal, orders, (replaces,) if replaces else ())
             if refusal is not None:
                 why = refusal()
                 if why is not None:
@@ -1128,7 +1130,7 @@ class LiveVenue(Venue):
         coid, new = order.client_order_id, replacement.client_order_id
         self.requests["replace"] += 1
         try:
-            ack = await self._submitting(self.api.replace(order, replacement), replacement)
+            ack = await self._submitting(self.api.replace(order, replacement), replacement, replaces=coid)
         except VenueRejected as exc:
             self._swaps.pop(coid, None)
             canceled = self._take_swap_canceled(coid)

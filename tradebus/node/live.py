@@ -769,12 +769,13 @@ class LiveNode(PaperNode):
             logger.warning("trading state {} set in the journal by another process: {}", *wanted)
             self.kernel.risk.set_state(*wanted)
 
-    def _send_refusal(self, orders: Sequence[Order]) -> str | None:
+    def _send_refusal(self, orders: Sequence[Order], replaced: tuple[str, ...]) -> str | None:
         """Why the submit of ``orders`` must not leave now (``None``: it may): the trading state is HALTED (a
         breaker, an operator's ``/halt``, a kill taken up since the gate passed the order), or REDUCING (a breaker,
         ``/reduce``, set since the gate passed it) and one of them is an order that state cancels
         (:meth:`RiskGate.disallowed_orders <tradebus.risk.gate.RiskGate.disallowed_orders>`: it would grow a
-        position; a reducing one goes), or the journal holds a state other than ACTIVE that another process
+        position; a reducing one goes: the working order a cancel-replace replaces, ``replaced``, is not counted
+        beside its replacement), or the journal holds a state other than ACTIVE that another process
         (``live-kill``) stored and this daemon has not taken up yet.
 
         Asked by the venue as each submit leaves (:attr:`LiveVenue.refusal`), in the step of the event loop that
@@ -790,7 +791,7 @@ class LiveNode(PaperNode):
             return f"trading state HALTED: {risk.reason}"
         if state is TradingState.REDUCING:
             ids = {order.client_order_id for order in orders}
-            if any(order.client_order_id in ids for order in risk.disallowed_orders()):
+            if any(order.client_order_id in ids for order in risk.disallowed_orders(replaced)):
                 return f"trading state REDUCING: {risk.reason}"
         journal = self.journal
         if journal is None or journal.failure is not None:

@@ -83,7 +83,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
@@ -747,7 +747,7 @@ class RiskGate:
             cancel(order, why)
         return orders
 
-    def disallowed_orders(self) -> list[Order]:
+    def disallowed_orders(self, replaced: Collection[str] = ()) -> list[Order]:
         """The working orders the trading state no longer allows, in creation order.
 
         HALTED: every working order. REDUCING: every order that may grow an instrument's absolute
@@ -757,12 +757,16 @@ class RiskGate:
         counts them (an OCO group once, as its largest member). On cash-only instruments the
         position is the base asset held (module docstring): every buy (reduce-only or not), and the
         sells beyond the holding, counted across the instruments sharing the asset. ACTIVE: none.
+        ``replaced``: client ids of working orders a cancel-replace in flight replaces, not counted (their
+        replacements, working orders too, stand for them).
         """
         orders = self._orders
         state = self.state
         if orders is None or state is _ACTIVE:
             return []
         working = orders.open_orders()
+        if replaced:
+            working = [order for order in working if order.client_order_id not in replaced]
         if state is _HALTED:
             return working
         pf = self._portfolio
