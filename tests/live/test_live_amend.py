@@ -829,6 +829,40 @@ async def test_an_oco_siblings_reduction_the_order_rate_holds_back_goes_once_the
         assert len(KitTape(h, kit.iid, 0).posts(path)) == 1 and h.kernel.portfolio.account.oco_groups().get(second)
 
 
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_an_oco_siblings_reduction_the_price_band_holds_back_counts_as_a_refusal(kit: VenueKit) -> None:
+    """Two OCO limit buys of 0.003 (1,000 and 960, within ``price_band_pct: 5`` of the last trade, 1,000); a trade of
+    0.001 at 999 fills a third of the first, and the price runs to 1,100 before the fill's report: the sibling's
+    reduction to 0.002 is denied by the band (960 is 12.7 % from 1,100), at each trade while the price stays away,
+    which it may never leave. Taken as a denial that passes with time, it was sent again uncounted at every trade,
+    a WARNING each, the sibling working at 0.003 meanwhile (the group could fill 0.004). The band is a check of the
+    order's own price: after ``REDUCE_TRIES`` denials the sibling is canceled, as for a venue's refusals."""
+    from tradebus.risk.config import RiskConfig
+
+    strategy = Contingent(kit.iid)
+    risk = RiskConfig(price_band_pct=5.0)
+    async with kit_harness(kit, strategies=[strategy], trade_size_limit=True, risk_config=risk) as h:
+        denied: list[OrderDenied] = []
+        h.kernel.bus.subscribe(OrderDenied, denied.append)
+        tape = KitTape(h, kit.iid, 10**18, size=0.001)
+        tape.trade(1_000.0)  # the band's last price
+        first, second = strategy.submit_oco([
+            OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=1_000.0), OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=960.0),
+        ])
+        a, b = (h.kernel.orders.order(c) for c in (first, second))
+        await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
+        tape.trade(999.0)  # fills 0.001 of the first at the venue
+        tape.trade(1_100.0)  # before its report arrives
+        await until(lambda: a.filled_qty == pytest.approx(0.001) and len(denied) == 1, timeout=2.0)
+        for _ in range(REDUCE_TRIES + 2):
+            tape.trade(1_100.0)  # fills nothing: the reduction is sent again while it is not counted out
+        await until(lambda: not b.is_open, timeout=5.0)
+        await h.venue.drain()
+    assert all(d.client_order_id == second and d.reason.startswith("modify: price_band:") for d in denied)
+    assert len(denied) == REDUCE_TRIES
+    assert b.status is OrderStatus.CANCELED and h.emulator.orders[second].status is OrderStatus.CANCELED
+
+
 def _one_account(kit: VenueKit, emu: Any) -> VenueKit:
     """``kit`` whose every harness trades on ``emu``: one account across a daemon and its restart."""
     return VenueKit(**{**kit.__dict__, "make_emulator": lambda *a, **k: emu})

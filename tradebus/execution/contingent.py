@@ -84,10 +84,11 @@ Reductions the venue refuses
     is sent again at the next bar, trade or quote of the instrument (logged at WARNING), one at a
     time, until the sibling is at the reduced quantity or closes; one whose fills reached it is
     canceled. A denial by a check that passes with time (``max_order_rate``, ``max_open_orders``,
-    ``price_band``, ``trading_state``) is not a refusal: the reduction is sent again, uncounted, however
+    ``trading_state``) is not a refusal: the reduction is sent again, uncounted, however
     often (the gate answers it without a request; a halt cancels the sibling anyway); one by the
-    order's own terms (``instrument``: a reduced quantity under the venue's minimum, ``buying_power``)
-    counts, as a venue's. After :data:`REDUCE_TRIES` refusals the venue is taken not to modify the order: a
+    order's own terms (``instrument``: a reduced quantity under the venue's minimum, ``buying_power``,
+    ``price_band``: its price away from the last, which the market may never come back to) counts, as a
+    venue's. After :data:`REDUCE_TRIES` refusals the venue is taken not to modify the order: a
     sibling that is not reduce-only is canceled (WARNING: left working, the group could fill more
     than its largest member -- on spot a sale of coins already sold), a reduce-only one is left as
     it is (WARNING: the venue fills it no further than the position; canceled, the position would
@@ -239,7 +240,7 @@ __all__ = ["REDUCE_TRIES", "Bracket", "ContingentOrders", "OrderSpec", "Trailing
 #: Refusals of an OCO sibling's reduction after which the venue is taken not to modify it (module docstring).
 REDUCE_TRIES = 3
 #: The risk gate's denials of a reduction that pass with time, whatever the order (the order rate, the count of open
-#: orders, the band around the last price, the trading state): sent again, never counted among its REDUCE_TRIES.
+#: orders, the trading state): sent again, never counted among its REDUCE_TRIES.
 _PASSING_DENIALS = tuple(f"modify: {check}:" for check in PASSING_CHECKS)
 
 _NAN = math.nan

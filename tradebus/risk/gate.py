@@ -127,9 +127,10 @@ _AUTO_REARM = {"daily_loss": "the UTC day rolled over", "gross_exposure": "gross
 
 #: The denial of every order while trading is HALTED.
 HALTED_REASON = "trading_state: HALTED denies every order"
-#: Checks whose denial can pass with time whatever the order (the trading state, the band around the last price,
-#: the count of open orders, the order rate); a denial's reason starts with its check's name and a colon.
-PASSING_CHECKS = ("trading_state", "price_band", "max_open_orders", "max_order_rate")
+#: Checks whose denial can pass with time whatever the order (the trading state, the count of open orders, the order
+#: rate; not ``price_band``, which the order's own price fails until the market comes back to it, if ever); a
+#: denial's reason starts with its check's name and a colon.
+PASSING_CHECKS = ("trading_state", "max_open_orders", "max_order_rate")
 
 
 def reducing_reason(position: float, working: float, signed: float) -> str:
