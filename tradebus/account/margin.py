@@ -46,7 +46,9 @@ Margin (amounts in the settle asset; ``N = |quantity| * contract_size * mark``)
     - initial margin of a position ``N / leverage``; of a working order the part of it that
       would add to the position, ``opening * contract_size * price / leverage`` (reduce-only
       orders and the part of an order that reduces the position need none);
-    - maintenance margin ``Instrument.maintenance_margin(N)`` (tiered: ``rate * N - amount``);
+    - maintenance margin ``Instrument.maintenance_margin(N)`` (tiered: ``rate * N - amount``),
+      plus, for a perpetual, its venue's fee to close (:meth:`MarginAccount.position_maintenance`,
+      ``Instrument.maintenance_close_fee``);
     - isolated positions hold their own margin: ``entry notional / leverage`` set aside when
       the position opens or grows, released pro rata as it shrinks; the funding the position
       pays comes out of it (received: is added to it), as Binance, Bybit and OKX book an

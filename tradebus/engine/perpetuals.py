@@ -48,8 +48,8 @@ Liquidation (simulated venues only: a live venue liquidates on its own and repor
     has no mark price: its trades, bar closes or mids mark it), the margin account is asked which
     positions are below maintenance margin (:meth:`MarginAccount.liquidations`). Each is
     closed whole at its current mark (the first mark seen beyond the liquidation price, so a
-    gap is booked at the gapped price) with a fee of ``Instrument.liquidation_fee`` times the
-    notional, taken from what is left of its margin and no more; a mark gapped beyond the
+    gap is booked at the gapped price) with a fee of ``Instrument.liquidation_fee`` (``taker_fee``
+    for a ``CloseFee.MARK`` perpetual: OKX) times the notional, taken from what is left of its margin and no more; a mark gapped beyond the
     bankruptcy price closes it at that price instead, the insurance fund absorbing the rest
     (:meth:`MarginAccount.liquidation_closes`: the loss never exceeds the margin). Its working
     orders are canceled; a :class:`PositionLiquidated` event is published and the fill is
