@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -589,17 +591,10 @@ async def test_a_halt_cancels_the_resting_order_at_the_venue(tmp_path: Path) -> 
     assert [(c.client_order_id, c.reason) for c in cancels] == [(resting.client_order_id, "trading state HALTED: operator /halt")]
 
 
-@pytest.mark.parametrize("state", ["REDUCING", "HALTED"])
-async def test_a_state_the_daemon_sets_after_the_gate_passed_an_order_withdraws_it_unsent(
-    tmp_path: Path, state: str
-) -> None:
-    """A trading state the daemon sets itself (a breaker's trip, an operator's ``/halt``: ``RiskGate.set_state``)
-    after the risk gate passed a buy, before its request left. REDUCING let the buy leave: it was placed at the
-    venue, then canceled by the move's cancel of the orders REDUCING no longer allows. Now a submit the state
-    would cancel is withdrawn unsent (``OrderRejected`` "withdrawn, never sent: trading state ..."): the venue
-    never sees it. A sell that reduces the BTC held still goes under REDUCING."""
-    from tradebus.engine.messages import TradingState
-
+@contextlib.asynccontextmanager
+async def _idle_spot_daemon(tmp_path: Path) -> AsyncIterator[tuple[LiveNode, BinancePrivateEmulator]]:
+    """A reconciled Binance spot daemon holding 100,000 USDT and 0.05 BTC whose strategy trades nothing, and its
+    venue's emulator; stopped on exit."""
     instruments = {IID: parse_live_config({"instruments": [SPOT], **_minimal()}).instrument_map()[IID]}
     emulator = BinancePrivateEmulator(KEY, SECRET, instruments, {"USDT": 100_000.0, "BTC": 0.05})
     async with emulator:
@@ -613,20 +608,35 @@ async def test_a_state_the_daemon_sets_after_the_gate_passed_an_order_withdraws_
             task = asyncio.create_task(node.run())
             try:
                 await until(lambda: node.running.is_set() and IID not in node.guard.holds, timeout=30)  # reconciled
-                now = node.clock.now_ns()
-                submit = node.kernel.execution.submit
-                buy = submit(SubmitOrder("TickEmaCross", IID, "", OrderSide.BUY, 0.01, now, now, OrderType.LIMIT, 10_000.0))
-                sell = submit(SubmitOrder("TickEmaCross", IID, "", OrderSide.SELL, 0.01, now, now, OrderType.LIMIT, 90_000.0))
-                assert buy.status is OrderStatus.SUBMITTED and sell.status is OrderStatus.SUBMITTED  # the gate passed both
-                node.kernel.risk.set_state(TradingState[state], "risk limit reached")  # before either request left
-                goes = OrderStatus.ACCEPTED if state == "REDUCING" else OrderStatus.REJECTED
-                await until(lambda: not buy.is_open and sell.status is goes, timeout=5)
-                await answered(node.kernel)
-                await asyncio.sleep(0.3)  # a cancel sent for the buy would have reached the emulator
-                assert sell.status is goes
+                yield node, emulator
             finally:
                 node.stop("test done")
                 await asyncio.wait_for(task, 20)
+
+
+@pytest.mark.parametrize("state", ["REDUCING", "HALTED"])
+async def test_a_state_the_daemon_sets_after_the_gate_passed_an_order_withdraws_it_unsent(
+    tmp_path: Path, state: str
+) -> None:
+    """A trading state the daemon sets itself (a breaker's trip, an operator's ``/halt``: ``RiskGate.set_state``)
+    after the risk gate passed a buy, before its request left. REDUCING let the buy leave: it was placed at the
+    venue, then canceled by the move's cancel of the orders REDUCING no longer allows. Now a submit the state
+    would cancel is withdrawn unsent (``OrderRejected`` "withdrawn, never sent: trading state ..."): the venue
+    never sees it. A sell that reduces the BTC held still goes under REDUCING."""
+    from tradebus.engine.messages import TradingState
+
+    async with _idle_spot_daemon(tmp_path) as (node, emulator):
+        now = node.clock.now_ns()
+        submit = node.kernel.execution.submit
+        buy = submit(SubmitOrder("TickEmaCross", IID, "", OrderSide.BUY, 0.01, now, now, OrderType.LIMIT, 10_000.0))
+        sell = submit(SubmitOrder("TickEmaCross", IID, "", OrderSide.SELL, 0.01, now, now, OrderType.LIMIT, 90_000.0))
+        assert buy.status is OrderStatus.SUBMITTED and sell.status is OrderStatus.SUBMITTED  # the gate passed both
+        node.kernel.risk.set_state(TradingState[state], "risk limit reached")  # before either request left
+        goes = OrderStatus.ACCEPTED if state == "REDUCING" else OrderStatus.REJECTED
+        await until(lambda: not buy.is_open and sell.status is goes, timeout=5)
+        await answered(node.kernel)
+        await asyncio.sleep(0.3)  # a cancel sent for the buy would have reached the emulator
+        assert sell.status is goes
     assert buy.status is OrderStatus.REJECTED
     assert buy.reason.startswith(f"withdrawn, never sent: trading state {state}: risk limit reached"), buy.reason
     sent = [coid for _method, _path, coid in emulator.requests]
@@ -642,36 +652,21 @@ async def test_a_reducing_cancel_replace_under_reducing_is_sent(tmp_path: Path) 
     replaced order is not counted: the replacement goes and works at 89000."""
     from tradebus.engine.messages import ModifyOrder, TradingState
 
-    instruments = {IID: parse_live_config({"instruments": [SPOT], **_minimal()}).instrument_map()[IID]}
-    emulator = BinancePrivateEmulator(KEY, SECRET, instruments, {"USDT": 100_000.0, "BTC": 0.05})
-    async with emulator:
-        protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
-        async with LocalVenueServer(protocol, SPOT_FRAMES, speed=1.0) as srv:
-            data = _config(tmp_path, srv.ws_url, srv.http_url, emulator)
-            data["balances"] = {"USDT": 100_000.0, "BTC": 0.05}
-            data["strategy"]["params"].update(fast=600, slow=1_000)  # never ready on the 546 trades: it trades nothing
-            config = parse_live_config(data, "<test>")
-            node = LiveNode(config, ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
-            task = asyncio.create_task(node.run())
-            try:
-                await until(lambda: node.running.is_set() and IID not in node.guard.holds, timeout=30)  # reconciled
-                execution = node.kernel.execution
-                now = node.clock.now_ns()
-                sell = execution.submit(
-                    SubmitOrder("TickEmaCross", IID, "", OrderSide.SELL, 0.04, now, now, OrderType.LIMIT, 90_000.0)
-                )
-                await until(lambda: sell.status is OrderStatus.ACCEPTED, timeout=5)
-                node.kernel.risk.set_state(TradingState.REDUCING, "risk limit reached")
-                assert sell.status is OrderStatus.ACCEPTED  # a reducing sell: REDUCING keeps it
-                now = node.clock.now_ns()
-                execution.modify(ModifyOrder("TickEmaCross", IID, sell.client_order_id, now, now, price=89_000.0))
-                await until(lambda: not sell.is_open, timeout=5)
-                await answered(node.kernel)
-                await asyncio.sleep(0.3)
-                orders = node.kernel.orders.open_orders(IID)
-            finally:
-                node.stop("test done")
-                await asyncio.wait_for(task, 20)
+    async with _idle_spot_daemon(tmp_path) as (node, emulator):
+        execution = node.kernel.execution
+        now = node.clock.now_ns()
+        sell = execution.submit(
+            SubmitOrder("TickEmaCross", IID, "", OrderSide.SELL, 0.04, now, now, OrderType.LIMIT, 90_000.0)
+        )
+        await until(lambda: sell.status is OrderStatus.ACCEPTED, timeout=5)
+        node.kernel.risk.set_state(TradingState.REDUCING, "risk limit reached")
+        assert sell.status is OrderStatus.ACCEPTED  # a reducing sell: REDUCING keeps it
+        now = node.clock.now_ns()
+        execution.modify(ModifyOrder("TickEmaCross", IID, sell.client_order_id, now, now, price=89_000.0))
+        await until(lambda: not sell.is_open, timeout=5)
+        await answered(node.kernel)
+        await asyncio.sleep(0.3)
+        orders = node.kernel.orders.open_orders(IID)
     rejected = [o for o in node.kernel.orders.orders() if o.status is OrderStatus.REJECTED]
     assert not rejected, [(o.client_order_id, o.reason) for o in rejected]
     [replacement] = orders
