@@ -724,6 +724,7 @@ async def test_a_feed_whose_every_connection_delivers_a_little_then_stalls_is_al
             node.stop("test done")
             await asyncio.wait_for(task, 20)
     texts = [t for t in api.texts(OPERATOR) if t.startswith((f"feed {feed}", "book "))]
+    assert texts.pop().startswith(f"feed {feed} still flapping at the stop: "), texts  # its last word
     flapping = next(i for i, t in enumerate(texts) if t.startswith(f"feed {feed} flapping: "))
     assert all(t.startswith(f"feed {feed} still flapping: ") for t in texts[flapping + 1 :]), texts
     assert len(texts) - flapping - 1 == 2, texts
@@ -956,3 +957,34 @@ def test_alerts_dropped_on_a_full_queue_are_logged_when_it_happens_not_only_at_t
         assert lines[-1] == "telegram: queue has room again; 3 message(s) were dropped\n"
     finally:
         logger.remove(sink)
+
+
+async def test_a_feed_still_flapping_when_the_daemon_stops_gets_its_last_summary_before_the_stop_alert() -> None:
+    """A daemon stopped while a feed flapped said only ``stopped``: the alerts held since the feed's last
+    ``still flapping`` summary (here its two disconnects and a reconnect after the flapping alert) were
+    counted and never told, and nothing said the feed was still flapping at the stop."""
+    inst = Instrument("BINANCE", "BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, lot_size=1e-5, margin=True)
+    kernel = Kernel([inst], initial_cash=10_000.0)
+    async with FakeBotApi(TOKEN) as api:
+        telegram = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, token_env="TB_TEST_TELEGRAM_TOKEN",
+                                  commands=False, flap_cycles=1, flap_window=600.0)  # fmt: skip
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
+            hooks = OpsHooks(OpsConfig(telegram=telegram))
+        await hooks.start(_Daemon(kernel))  # type: ignore[arg-type]
+        assert hooks.flaps is not None
+        hooks.flaps.add_feed("binance-usdm", [inst.instrument_id], lambda: 0)
+        client = type("Client", (), {"name": "binance-usdm", "connections": 1})()
+        for connections in range(2, 6):  # down, up, down (flapping), up, down, up, down, up
+            hooks._on_connection("feed", hooks.metrics.disconnects, client, False, "stream silent")
+            client.connections = connections
+            hooks._on_connection("feed", hooks.metrics.disconnects, client, True, "")
+        await hooks.stop("test done")
+    texts = api.texts(OPERATOR)
+    flapping = next(i for i, t in enumerate(texts) if t.startswith("feed binance-usdm flapping: 2 disconnects"))
+    assert texts[flapping + 1 :] == [
+        "feed binance-usdm still flapping at the stop: 4 disconnects in the last 10 min, "
+        "5 alerts held since the last message",
+        texts[-1],
+    ], texts
+    assert texts[-1].startswith("tradebus paper daemon stopped: test done\n"), texts

@@ -19,6 +19,8 @@ resynced and it reconnects -- four alerts -- and, the stream still silent, does 
   held ...)``, found by the same timer. Data alone does not end it: a feed whose every connection
   delivers a little data then stalls sends its one flapping alert and then a summary every
   ``window``, not an end and a new flapping alert every cycle.
+* a feed still flapping when the daemon stops gets its last summary (``feed X still flapping at
+  the stop: ...``, :meth:`FlapDetector.close`) before the stop alert.
 
 A live daemon's private user stream (:meth:`FlapDetector.add_stream`) follows the same rule for
 its disconnect and reconnect alerts (``user stream X flapping: ...``, ``user stream X still
@@ -161,14 +163,25 @@ class FlapDetector:
             if feed.up_since is not None and now - feed.up_since >= self.window and self._delivers(feed):
                 self._end(name, feed)
             elif now - feed.noticed >= self.window:
-                while feed.disconnects and feed.disconnects[0] <= now - self.window:
-                    feed.disconnects.popleft()
-                down = "; not connected now" if feed.up_since is None else ""
-                self._alert(
-                    f"{feed.what} {name} still flapping: {len(feed.disconnects)} disconnects in the last "
-                    f"{self._minutes()}, {feed.held} alerts held since the last message{down}"
-                )
+                self._summary(name, feed, now, "still flapping")
                 feed.noticed, feed.held = now, 0
+
+    def close(self) -> None:
+        """The daemon stops: send the last summary of each feed or stream still flapping (the alerts held since
+        its last message would otherwise never be told)."""
+        now = self._clock()
+        for name, feed in self.flapping.items():
+            self._summary(name, feed, now, "still flapping at the stop")
+            feed.noticed, feed.held = now, 0
+
+    def _summary(self, name: str, feed: _Feed, now: float, what: str) -> None:
+        while feed.disconnects and feed.disconnects[0] <= now - self.window:
+            feed.disconnects.popleft()
+        down = "; not connected now" if feed.up_since is None else ""
+        self._alert(
+            f"{feed.what} {name} {what}: {len(feed.disconnects)} disconnects in the last "
+            f"{self._minutes()}, {feed.held} alerts held since the last message{down}"
+        )
 
     async def run(self) -> None:
         """Call :meth:`tick` every ``window / 4`` seconds (1 s at most), for ever."""

@@ -165,12 +165,14 @@ class OpsHooks:
         )
 
     async def stop(self, reason: str) -> None:
-        """Send the stop alert, stop every task and the server, close the log file."""
+        """Send the last summary of each flapping feed and the stop alert, stop every task and the server, close the log file."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         if self.telegram is not None:
+            if self.flaps is not None:
+                self.flaps.close()
             self.telegram.alert("lifecycle", f"tradebus {self.mode} daemon stopped: {reason}\n{self.pnl_text()}")
             await self.telegram.stop()
         if self.server is not None:
