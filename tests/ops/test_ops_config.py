@@ -6,7 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
+from tradebus.cli import app
 from tradebus.errors import ConfigError
 from tradebus.node.config import parse_paper_config
 
@@ -52,3 +55,24 @@ def test_log_values_loguru_takes_are_accepted_and_a_retention_may_count_files(tm
     config = parse_paper_config(paper({"log": log}), "<ops test>", base=tmp_path)
     assert config.ops is not None and config.ops.log.retention == 5
     assert not (tmp_path / "logs").exists()  # validating opens no file
+
+
+def test_a_bot_token_pasted_as_token_env_is_refused_naming_the_field_and_never_shown(tmp_path: Path) -> None:
+    """``token_env: "<the token>"`` (the token where its variable's name belongs) made ``tradebus paper`` exit 2
+    with "set the bot token in the environment variable 110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw": the
+    token on the terminal (and in whatever collects it). The token is shaped as BotFather issues them (the Bot
+    API docs' example), not a real one."""
+    token = "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+    data = paper({"telegram": {"chat_ids": [1], "token_env": token}})
+    with pytest.raises(ConfigError) as info:
+        parse_paper_config(data, "<ops test>")
+    assert "ops.telegram.token_env: not an environment variable name" in str(info.value)
+    assert token not in str(info.value) and token.partition(":")[2] not in str(info.value)
+
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    result = CliRunner().invoke(app, ["paper", str(path), "--out", str(tmp_path / "out")], catch_exceptions=False)
+    assert result.exit_code == 2
+    assert "ops.telegram.token_env: not an environment variable name" in result.output
+    assert token.partition(":")[2] not in result.output
+    assert not (tmp_path / "out").exists()

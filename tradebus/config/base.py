@@ -15,6 +15,7 @@ field, not at connection. It imports nothing of tradebus but its errors, so any 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -27,12 +28,36 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Val
 from tradebus.errors import ConfigError
 
 __all__ = [
-    "FilePath", "HttpUrl", "StrictModel", "WsUrl", "config_error_from", "describe_errors", "model_paths",
-    "refuse_system_config", "resolve_model_paths", "resolve_path",
+    "ENV_NAME", "EnvName", "FilePath", "HttpUrl", "StrictModel", "WsUrl", "config_error_from", "describe_errors",
+    "env_name", "model_paths", "refuse_system_config", "resolve_model_paths", "resolve_path",
 ]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
+
+#: The form of an environment variable name (POSIX's portable one, upper case); a key or a token fits it rarely.
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+
+
+def env_name(value: Any) -> Any:
+    """``value`` if it is an environment variable name (:data:`ENV_NAME`).
+
+    Raises
+    ------
+    ValueError
+        Not such a name; the message does not show the value: it may be the secret itself, pasted
+        where the name of its variable belongs.
+    """
+    if isinstance(value, str) and ENV_NAME.fullmatch(value):
+        return value
+    raise ValueError(
+        "not an environment variable name (upper-case letters, digits, _); the value is not shown in case it is "
+        "a secret: put it in an environment variable and give that variable's name here"
+    )
+
+
+#: A field naming the environment variable that holds a secret (:func:`env_name`: refused unshown).
+EnvName = Annotated[str, BeforeValidator(env_name)]
 
 _NUMBERS = (int, float, Decimal)
 _SEQUENCES = (list, tuple, set, frozenset, Sequence)

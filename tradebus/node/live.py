@@ -74,7 +74,6 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import re
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -90,7 +89,7 @@ from tradebus.adapters.common.recorder import FrameRecorder, PrivateFrames
 from tradebus.adapters.common.venue import LiveAccount
 from tradebus.adapters.registry import VENUES, client_id_rules, venue_adapter
 from tradebus.config import dump_config, load_config, parse_config
-from tradebus.config.base import HttpUrl, StrictModel, WsUrl
+from tradebus.config.base import HttpUrl, StrictModel, WsUrl, env_name
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.engine.messages import CancelOrder, OrderStatus, SubmitOrder, TradingState
 from tradebus.errors import ConfigError, DataError, OrdersLeftAtVenue
@@ -192,8 +191,6 @@ class LiveGuard(MarketGuard):
         return None
 
 
-#: The form of an environment variable name (POSIX's portable one, upper case); a key fits it rarely.
-ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 #: Longest variable name an error message shows (a longer one may be a key pasted as a name).
 SHOWN_NAME_LENGTH = 40
 
@@ -215,7 +212,7 @@ class LiveSettings(StrictModel):
         Names of the environment variables holding the key pair (and the passphrase, for
         the venues that have one); default ``TRADEBUS_<VENUE>_API_KEY``,
         ``TRADEBUS_<VENUE>_API_SECRET``, ``TRADEBUS_<VENUE>_API_PASSPHRASE``. A name is
-        upper-case letters, digits and ``_`` (:data:`ENV_NAME`); anything else is refused
+        upper-case letters, digits and ``_`` (:data:`~tradebus.config.base.ENV_NAME`); anything else is refused
         without being shown, as it may be a key pasted where its variable's name belongs.
     cancel_on_stop
         Cancel every open order when the daemon stops.
@@ -263,15 +260,12 @@ class LiveSettings(StrictModel):
     @classmethod
     def _a_variable_name(cls, value: Any) -> Any:
         """Refuse what is not an environment variable name, without showing it: it may be the key itself."""
-        if value is None or (isinstance(value, str) and ENV_NAME.fullmatch(value)):
+        if value is None:
             return value
         if isinstance(value, str) and not value.strip():
             raise ValueError("empty: give the name of the environment variable holding it, or leave the key out "
                              "for the default TRADEBUS_<VENUE>_API_KEY, _SECRET or _PASSPHRASE")
-        raise ValueError(
-            "not an environment variable name (upper-case letters, digits, _); the value is not shown in case it is "
-            "a key: put the key in an environment variable and give that variable's name here"
-        )
+        return env_name(value)
 
     @model_validator(mode="after")
     def _key_names(self) -> LiveSettings:

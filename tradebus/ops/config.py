@@ -24,7 +24,7 @@ from typing import Any, Literal
 from loguru import logger
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 
-from tradebus.config.base import FilePath, StrictModel
+from tradebus.config.base import EnvName, FilePath, StrictModel
 
 
 __all__ = ["ALERT_KINDS", "LogConfig", "OpsConfig", "TelegramConfig"]
@@ -55,7 +55,9 @@ class TelegramConfig(_Model):
     chat_ids
         Alerts are sent to these chats; commands are accepted only from them.
     token_env
-        Environment variable holding the bot token (the token is never in a config or a log).
+        Environment variable holding the bot token (the token is never in a config or a log). A
+        name is upper-case letters, digits and ``_``; anything else is refused without being shown,
+        as it may be the token pasted where its variable's name belongs.
     base_url
         The Bot API root (a local fake in tests).
     alerts
@@ -93,7 +95,7 @@ class TelegramConfig(_Model):
     """
 
     chat_ids: list[int] = Field(min_length=1)
-    token_env: str = "TRADEBUS_TELEGRAM_TOKEN"
+    token_env: EnvName = "TRADEBUS_TELEGRAM_TOKEN"
     base_url: str = "https://api.telegram.org"
     alerts: list[Literal[ALERT_KINDS]] = Field(default_factory=lambda: list(ALERT_KINDS))  # type: ignore[valid-type]
     queue_size: PositiveInt = 1000
