@@ -18,16 +18,19 @@ from typing import Any
 import httpx
 import pytest
 from loguru import logger
+from pydantic import SecretStr
 
-from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol
+from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol, RestFault
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder
-from tradebus.errors import VenueError
+from tradebus.errors import OrdersLeftAtVenue, VenueError
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 
 from live.live_harness import KEY, SECRET, until
 from live.node_testdata import BINANCE_INSTRUMENT, IID, SPOT_FRAMES, SPOT_SNAPSHOT, binance_config
+from live.test_live_stop_failures import account_and_market, live_config_data, resting, run_until_it_stops
+from live.test_live_stop_unanswered import placed_and_accepted
 
 from .fake_telegram import FakeBotApi
 
@@ -376,3 +379,34 @@ async def test_flatten_buys_nothing_back_when_a_spot_run_sold_coins_of_its_start
     )
     assert flatten_orders == []
     assert kernel.portfolio.spot_holding("BTC") == pytest.approx(0.04)
+
+
+async def test_a_live_daemon_stopping_with_an_order_left_open_at_the_venue_says_so_to_its_operator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``live.cancel_on_stop`` whose cancel the venue never answered: the order is left working at the venue and
+    ``tradebus live`` exits 4, but Telegram said only "tradebus live daemon stopped: test done" and the PnL (the
+    error was logged, and raised after the alerts had gone): the operator watching the chat was not told."""
+    monkeypatch.setenv("TB_TEST_LIVE_TOKEN", TOKEN)
+    release = asyncio.Event()
+    error: BaseException | None = None
+    async with FakeBotApi(TOKEN) as api, account_and_market() as (emulator, srv):
+        data = live_config_data(tmp_path, emulator, srv, [resting("steady")], stop_timeout=1.0)
+        data["ops"] = {"telegram": {"chat_ids": [OPERATOR], "base_url": api.base_url, "commands": False,
+                                    "token_env": "TB_TEST_LIVE_TOKEN"}}  # fmt: skip
+        node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+        emulator.rest_faults.append(RestFault("hold", "DELETE", "/api/v3/order", release=release))
+        try:
+            await run_until_it_stops(node, lambda: placed_and_accepted(node))
+        except OrdersLeftAtVenue as exc:
+            error = exc
+        finally:
+            release.set()
+    placed = node.kernel.strategies[0].placed  # type: ignore[attr-defined]
+    assert isinstance(error, OrdersLeftAtVenue)
+    texts = api.texts(OPERATOR)
+    assert texts[-1].startswith("tradebus live daemon stopped: test done\n"), texts
+    assert texts[-2] == (
+        f"stopping with 1 order(s) open at the venue: ['{placed}']; 0 of unknown state: none. Check them at the "
+        "venue (`tradebus live-kill` cancels every open order of the account and halts the journal)"
+    ), texts

@@ -191,6 +191,10 @@ class LiveGuard(MarketGuard):
         return None
 
 
+#: What to do about orders a stop left open or of unknown state at the venue (the error and the operator's alert).
+_CHECK_LEFT_AT_VENUE = (
+    "Check them at the venue (`tradebus live-kill` cancels every open order of the account and halts the journal)"
+)
 #: Longest variable name an error message shows (a longer one may be a key pasted as a name).
 SHOWN_NAME_LENGTH = 40
 
@@ -574,8 +578,7 @@ class LiveNode(PaperNode):
             if self.left_at_venue:
                 raise OrdersLeftAtVenue(
                     f"live.cancel_on_stop: the daemon stopped with {self._left_at_venue_text()} (the journal holds "
-                    "what the venue said; a restart queries every order it holds open or unknown). Check them at the "
-                    "venue (`tradebus live-kill` cancels every open order of the account and halts the journal)"
+                    f"what the venue said; a restart queries every order it holds open or unknown). {_CHECK_LEFT_AT_VENUE}"
                 )
             return summary
         finally:
@@ -1056,6 +1059,8 @@ class LiveNode(PaperNode):
                              "{}", coid, order.instrument_id, status, filled, order.quantity, done)
         if self.left_at_venue:
             logger.error("stopping with {}", self._left_at_venue_text())
+            if self.ops is not None:
+                self.ops.on_orders_left_at_venue(f"stopping with {self._left_at_venue_text()}. {_CHECK_LEFT_AT_VENUE}")
 
     def _left_at_venue_text(self) -> str:
         """The orders :meth:`_query_left` left open or of unknown state at the venue, for the log and the error."""

@@ -15,8 +15,8 @@ built from its config's ``ops:`` block and calls:
 * ``await hooks.stop(reason)`` last thing in its shutdown.
 
 A live daemon also reports what only it knows: :meth:`OpsHooks.on_reconciliation_mismatch`,
-:meth:`OpsHooks.set_rate_limit_headroom`. Everything else (orders, fills, denials, rejects,
-resyncs, stale feeds, trading state) is read from the kernel's bus.
+:meth:`OpsHooks.set_rate_limit_headroom`, :meth:`OpsHooks.on_orders_left_at_venue`. Everything else
+(orders, fills, denials, rejects, resyncs, stale feeds, trading state) is read from the kernel's bus.
 """
 
 from __future__ import annotations
@@ -186,6 +186,11 @@ class OpsHooks:
         """A live daemon found local and venue state differ (counted and alerted)."""
         self.metrics.reconciliation.labels(venue).inc()
         self._alert("reconciliation", f"reconciliation mismatch on {venue}: {detail}")
+
+    def on_orders_left_at_venue(self, text: str) -> None:
+        """A live daemon stops with orders open or of unknown state at the venue (``text`` names them): alerted
+        (``lifecycle``) before the stop alert, as ``tradebus live`` then exits 4."""
+        self._alert("lifecycle", text)
 
     def set_rate_limit_headroom(self, venue: str, ratio: float) -> None:
         """A live daemon's share of ``venue``'s request budget left (0..1)."""
