@@ -24,7 +24,7 @@ from typing import Any, Literal
 from loguru import logger
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 
-from tradebus.config.base import EnvName, FilePath, StrictModel
+from tradebus.config.base import EnvName, FilePath, HttpUrl, StrictModel
 
 
 __all__ = ["ALERT_KINDS", "LogConfig", "OpsConfig", "TelegramConfig"]
@@ -59,7 +59,8 @@ class TelegramConfig(_Model):
         name is upper-case letters, digits and ``_``; anything else is refused without being shown,
         as it may be the token pasted where its variable's name belongs.
     base_url
-        The Bot API root (a local fake in tests).
+        The Bot API root (a local fake in tests): ``http://`` or ``https://`` and a host, else refused
+        at load.
     alerts
         Which alert kinds to send (:data:`ALERT_KINDS`).
     queue_size
@@ -96,7 +97,7 @@ class TelegramConfig(_Model):
 
     chat_ids: list[int] = Field(min_length=1)
     token_env: EnvName = "TRADEBUS_TELEGRAM_TOKEN"
-    base_url: str = "https://api.telegram.org"
+    base_url: HttpUrl = "https://api.telegram.org"
     alerts: list[Literal[ALERT_KINDS]] = Field(default_factory=lambda: list(ALERT_KINDS))  # type: ignore[valid-type]
     queue_size: PositiveInt = 1000
     poll_timeout: PositiveFloat = 20.0
