@@ -32,6 +32,8 @@ def paper(ops: Any) -> dict[str, Any]:
         ({"telegram": {"chat_ids": [1], "daily_summary_utc": "24:00"}}, "ops.telegram.daily_summary_utc"),
         ({"telegram": {"chat_ids": [1], "send_retries": -1}}, "ops.telegram.send_retries"),
         ({"telegram": {"chat_ids": [1], "retry_delay": 0}}, "ops.telegram.retry_delay"),
+        # getUpdates takes whole seconds: 0.5 was sent as timeout 0, a poll answered at once, ~370 a second
+        ({"telegram": {"chat_ids": [1], "poll_timeout": 0.5}}, "ops.telegram.poll_timeout"),
         # a Bot API root without its scheme: the daemon ran (exit 0) and every alert failed with UnsupportedProtocol
         ({"telegram": {"chat_ids": [1], "base_url": "api.telegram.org"}}, "ops.telegram.base_url: 'api.telegram.org' is not a URL"),
         ({"log": {"file": "x.log", "serialise": True}}, "ops.log.serialise"),

@@ -66,7 +66,8 @@ class TelegramConfig(_Model):
     queue_size
         Outgoing messages waiting at most; when full, new alerts are dropped and counted.
     poll_timeout
-        Long-polling timeout of ``getUpdates`` (seconds).
+        Long-polling timeout of ``getUpdates`` (whole seconds, as the Bot API takes it: a fraction
+        would be sent as 0, a poll answered at once, in a loop).
     daily_summary_utc
         ``HH:MM`` UTC of the daily summary.
     commands
@@ -100,7 +101,7 @@ class TelegramConfig(_Model):
     base_url: HttpUrl = "https://api.telegram.org"
     alerts: list[Literal[ALERT_KINDS]] = Field(default_factory=lambda: list(ALERT_KINDS))  # type: ignore[valid-type]
     queue_size: PositiveInt = 1000
-    poll_timeout: PositiveFloat = 20.0
+    poll_timeout: PositiveInt = 20
     daily_summary_utc: str = "00:00"
     commands: bool = True
     command_max_age: PositiveFloat = 60.0

@@ -413,7 +413,7 @@ class TelegramBot:
         delay = 1.0
         while True:
             try:
-                params: dict[str, Any] = {"timeout": int(self.config.poll_timeout), "allowed_updates": ["message"]}
+                params: dict[str, Any] = {"timeout": self.config.poll_timeout, "allowed_updates": ["message"]}
                 if offset is not None:
                     params["offset"] = offset
                 updates = await self._post("getUpdates", params)
