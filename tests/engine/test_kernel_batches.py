@@ -15,7 +15,8 @@ from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import Bar, OrderSide, TimeEvent, Trade
 from tradebus.execution.config import VenueConfig
-from tradebus.strategies.base import Strategy
+from tradebus.risk.config import RiskConfig
+from tradebus.strategies.base import Strategy, feature_only
 from tradebus.strategies.ema_cross import EmaCross
 from tradebus.strategies.tick_ema import TickEmaCross
 
@@ -287,3 +288,70 @@ def test_instruments_with_staggered_times_and_intervals_fill_like_process(tmp_pa
     fast, slow = run_both(sources, lambda: mixed_kernel(ids, MIN // 2), batch_rows=333)
     assert_same(fast, slow, min_fills=300)
     assert watcher_log(fast) == watcher_log(slow)
+
+
+class AsksOnce(Strategy):
+    """At its 40th bar, submits an order the risk gate denies (``deny``) or asks the trading state; then only watches."""
+
+    def __init__(self, ids: tuple[str, ...], action: str) -> None:
+        super().__init__(ids, strategy_id="asks")
+        self.ids = ids
+        self.action = action
+        self.n = 0
+
+    def on_bar(self, bar: Bar) -> None:
+        self.n += 1
+        if self.n == 40:
+            if self.action == "deny":
+                self.submit_market(self.ids[1], OrderSide.BUY, 5.0)  # 500 of notional: max_order_notional denies it
+            elif self.action == "state":
+                self.ctx.trading_state()
+
+
+class LeanAsksOnce(AsksOnce):
+    @feature_only
+    def on_bar(self, bar: Bar) -> None:
+        super().on_bar(bar)
+
+
+@pytest.mark.parametrize("lean", [False, True])
+@pytest.mark.parametrize("action", ["deny", "state"])
+def test_instruments_skip_execution_again_once_a_denied_order_leaves_nothing_working(
+    tmp_path: Path, lean: bool, action: str
+) -> None:
+    # The several-instrument loops once left needs_execution set after a denied order (or a bare
+    # trading_state()): every later time completed its times (before_time) and queued its bar for a
+    # catch-up, as if an order worked, until another order filled.
+    sources = bar_sources(tmp_path / "c", [bar_table(1_200, seed=k) for k in range(2)])
+    ids = tuple(src.instrument_id for src in sources)
+
+    def build(act: str) -> Kernel:
+        kernel = Kernel(
+            [Instrument("SIM", iid.split(".")[0], tick_size=0.01, lot_size=0.001, taker_fee=0.0002) for iid in ids],
+            initial_cash=1_000_000.0,
+            risk_config=RiskConfig(max_order_notional=100.0),
+        )
+        kernel.add_strategy((LeanAsksOnce if lean else AsksOnce)(ids, act))
+        return kernel
+
+    def completed_times(kernel: Kernel) -> list[int]:
+        times: list[int] = []
+        inner = kernel.before_time
+
+        def counted(ts: int) -> int:
+            times.append(ts)
+            return inner(ts)
+
+        kernel.before_time = counted  # type: ignore[method-assign]
+        kernel.run(Replay(sources, batch_rows=500))
+        return times
+
+    idle, asked = build("none"), build(action)
+    idle_times, asked_times = completed_times(idle), completed_times(asked)
+    assert len(idle_times) < 100  # of 1,200 times: the loop completes only the times that need it
+    if action == "deny":
+        assert [str(o.status) for o in asked.result.orders] == ["DENIED"]
+    # The denied order (or the state asked) costs the time after it, not every later one.
+    assert len(asked_times) <= len(idle_times) + 1
+    assert not asked._loop.lagging
+    assert asked.result.equity == idle.result.equity

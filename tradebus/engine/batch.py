@@ -111,7 +111,8 @@ class BatchLoop:
     ----------
     needs_execution
         Whether the loop must show the execution engine the next bar or trade: an order may be
-        working. Set by :meth:`catch_up` on every order.
+        working. Set by :meth:`catch_up` on every order (and every :meth:`Kernel.trading_state`);
+        cleared at the next bar or trade once no order is working (a denied order leaves none).
     idle_trades
         Instruments whose latest trades the loop did not show the (simulated) venue.
     lagging
@@ -562,8 +563,12 @@ class BatchLoop:
                     execution_on_bar(bar)
                     self.needs_execution = orders.count_open() > 0
                     priced = True
-                else:
+                elif working:
                     lagging.add(iid)  # nothing works on it: shown to the venue before the next order
+                else:
+                    # Nothing works at all (the order was denied, or trading_state() caught up):
+                    # as after a single-instrument loop's bar, the engine is skipped from here.
+                    self.needs_execution = False
             elif perps is not None and (c <= perps.lo or c >= perps.hi):
                 mark(iid, c)
                 priced = True
@@ -664,8 +669,10 @@ class BatchLoop:
                         cache_bars[iid] = bar
                         cached[s] = j
                         priced = True
-                    else:
+                    elif working:
                         lagging.add(iid)
+                    else:
+                        self.needs_execution = False  # nothing works at all: see _full_mixed
                 elif perps is not None and (c <= perps.lo or c >= perps.hi):
                     mark(iid, c)
                     priced = True
