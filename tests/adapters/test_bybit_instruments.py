@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tradebus.adapters.bybit.instruments import load_instruments, parse_instruments
-from tradebus.engine.instrument import Instrument, InstrumentKind
+from tradebus.engine.instrument import CloseFee, Instrument, InstrumentKind
 from tradebus.errors import DataError
 
 FIX = Path(__file__).parent.parent / "fixtures" / "bybit"
@@ -21,6 +21,7 @@ def test_linear_perpetuals_with_qty_step_and_min_notional() -> None:
     assert insts["BTCUSDT-LINEAR.BYBIT"] == Instrument(
         venue="BYBIT", symbol="BTCUSDT-LINEAR", kind=InstrumentKind.PERPETUAL, base="BTC", quote="USDT",
         tick_size=0.1, lot_size=0.001, min_notional=5.0, min_quantity=0.001,
+        maintenance_close_fee=CloseFee.BANKRUPTCY,  # Bybit's maintenance margin counts the fee to close
     )
 
 
