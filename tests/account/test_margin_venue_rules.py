@@ -198,6 +198,16 @@ def test_a_liquidation_fee_the_venues_rule_does_not_charge_is_refused_naming_the
         )
 
 
+@pytest.mark.parametrize("venue", ["OKX", "BYBIT"])
+def test_a_written_config_of_a_perpetual_whose_rule_sets_the_fee_loads_again(venue: str) -> None:
+    """A config written out whole (a run's ``config.yaml``, ``serve --write-config``: every field, the default
+    ``liquidation_fee`` too) was refused when loaded again, as if the fee had been set."""
+    cfg = InstrumentConfig(venue=venue, symbol="BTC-USDT-SWAP", kind="perpetual", tick_size=0.1, lot_size=1.0)
+    written = cfg.model_dump(mode="json")
+    assert "liquidation_fee" in written
+    assert InstrumentConfig(**written).to_instrument() == cfg.to_instrument()
+
+
 def test_a_liquidation_fee_is_taken_where_it_is_charged() -> None:
     """Binance's rule charges it; an OKX perpetual set to the rule ``none`` does too; OKX spot has no rule."""
     for venue, extra in (("BINANCE", {}), ("OKX", {"maintenance_close_fee": "none"})):

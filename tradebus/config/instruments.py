@@ -36,7 +36,8 @@ class InstrumentConfig(StrictModel):
     ``maintenance_close_fee`` unset: a perpetual takes its venue's rule
     (:func:`tradebus.adapters.registry.maintenance_close_fee`: Bybit's maintenance margin counts the
     fee to close at the bankruptcy price, OKX's the liquidation fee at the mark, Binance's none).
-    ``liquidation_fee`` is charged only under the rule ``none``; set with another, it is refused.
+    ``liquidation_fee`` is charged only under the rule ``none``; set to another value than its default
+    with another rule, it is refused.
     """
 
     venue: str = Field(min_length=1)
@@ -84,7 +85,9 @@ class InstrumentConfig(StrictModel):
             rule = self.to_instrument().maintenance_close_fee
         except OrderError as exc:
             raise ValueError(str(exc)) from None
-        if rule != CloseFee.NONE and "liquidation_fee" in self.model_fields_set:
+        # A written config (a run's config.yaml, serve --write-config) holds every field: the default is no choice.
+        default = type(self).model_fields["liquidation_fee"].default
+        if rule != CloseFee.NONE and "liquidation_fee" in self.model_fields_set and self.liquidation_fee != default:
             raise ValueError(
                 f"instrument {self.instrument_id}: liquidation_fee {self.liquidation_fee:g} is not charged: its "
                 f"maintenance_close_fee rule '{rule}' sets the liquidation's fee (mark: the taker fee on the "
