@@ -7,11 +7,13 @@ import json
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from tradebus.errors import ConfigError
-from tradebus.research.calibration import fit_calibrated_logit, walk_forward_schedule
+from tradebus.research.calibration import fit_calibrated_logit, out_of_fold_logit, walk_forward_schedule
+from tradebus.research.splitters import PurgedKFold
 from tradebus.strategies.models import CalibratedLogit, ModelSchedule
 
 MIN = 60_000_000_000
@@ -71,3 +73,33 @@ def test_schedule_skips_segments_with_too_few_samples_or_one_class() -> None:
                                           min_samples=10)
     assert schedule.entries == ()
     assert log[0]["trained"].startswith("no: 5 samples") and log[1]["trained"] == "no: one class only"
+
+
+def test_out_of_fold_fit_standardises_with_its_own_training_rows_only() -> None:
+    X, y, t0, t1 = _data()
+    cv = PurgedKFold(4, t0=t0, t1=t1, embargo=10)
+    oof = out_of_fold_logit(X, y, cv)
+    # reference: scikit-learn's scaler fitted inside each fold, on the rows the splitter left to train on
+    ref = cross_val_predict(make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)), X, y, cv=cv,
+                            method="predict_proba")[:, 1]
+    assert np.allclose(oof, ref, atol=1e-6)
+    # rescaling half of fold 1's test rows changes nothing of the model that predicts the other half
+    test = list(cv.split(X))[1][1]
+    X2 = X.copy()
+    X2[test[::2]] = X2[test[::2]] * 40.0 + 25.0
+    assert (out_of_fold_logit(X2, y, cv)[test[1::2]] == oof[test[1::2]]).all()
+
+
+def test_calibration_is_platt_on_the_reference_out_of_fold_probabilities() -> None:
+    X, y, t0, t1 = _data()
+    X[:100, 1] *= 4.0  # the first fold's feature 'b' is far wider than the rest's: its moments matter
+    model = fit_calibrated_logit(X, y, ["a", "b", "c"], t0=t0, t1=t1, folds=4)
+    cv = PurgedKFold(4, t0=t0, t1=t1)
+    oof = cross_val_predict(make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)), X, y, cv=cv,
+                            method="predict_proba")[:, 1]
+    q = np.clip(oof, 1e-6, 1.0 - 1e-6)  # the documented clip before the logit
+    logit = np.log(q / (1.0 - q))
+    platt = LogisticRegression(C=1e6).fit(logit[:, None], y)
+    grid = np.linspace(0.0, 1.0, 201)[1:-1]
+    expected = platt.predict_proba(np.log(grid / (1.0 - grid))[:, None])[:, 1]
+    assert np.allclose(model.knots_y[1:-1], expected, atol=1e-6)

@@ -22,12 +22,55 @@ import numpy as np
 from tradebus.errors import ConfigError
 from tradebus.strategies.models import CalibratedLogit, ModelSchedule
 
-__all__ = ["fit_calibrated_logit", "walk_forward_schedule"]
+__all__ = ["fit_calibrated_logit", "out_of_fold_logit", "walk_forward_schedule"]
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
     q = np.clip(p, 1e-6, 1.0 - 1e-6)
     return np.log(q / (1.0 - q))
+
+
+def _moments(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and population standard deviations (1 where a column is constant)."""
+    scale = X.std(axis=0)
+    return X.mean(axis=0), np.where(scale > 0, scale, 1.0)
+
+
+def out_of_fold_logit(X: np.ndarray, y: np.ndarray, cv: Any, *, C: float = 1.0) -> np.ndarray:
+    """Out-of-fold probabilities of a standardised logistic regression.
+
+    Each fold standardises with the mean and standard deviation of its own training rows
+    (what the splitter left after purging and embargo), fits on them and predicts its test
+    rows: nothing of a test row, not even its features' moments, reaches the fit that
+    predicts it. A fold whose training rows hold one class predicts that class's rate.
+
+    Parameters
+    ----------
+    X
+        Features (n x k), finite.
+    y
+        Binary labels (n).
+    cv
+        A splitter that tests every row once (:class:`~tradebus.research.splitters.PurgedKFold`).
+    C
+        Inverse L2 strength of the logistic regression (on the standardised features).
+
+    Returns
+    -------
+    numpy.ndarray
+        The probability of class 1 for every row (NaN for a row no fold tests).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    oof = np.full(y.shape[0], np.nan)
+    for train, test in cv.split(X):
+        if np.unique(y[train]).size < 2:
+            oof[test] = y[train].mean()
+            continue
+        mean, scale = _moments(X[train])
+        model = LogisticRegression(C=C, max_iter=1000).fit((X[train] - mean) / scale, y[train])
+        oof[test] = model.predict_proba((X[test] - mean) / scale)[:, 1]
+    return oof
 
 
 def fit_calibrated_logit(X: np.ndarray, y: np.ndarray, columns: Sequence[str], *, t0: np.ndarray, t1: np.ndarray,
@@ -52,18 +95,9 @@ def fit_calibrated_logit(X: np.ndarray, y: np.ndarray, columns: Sequence[str], *
         raise ConfigError(f"calibrated logit: X {X.shape}, y {y.shape} and {len(columns)} columns disagree")
     if not np.isfinite(X).all():
         raise ConfigError("calibrated logit: features must be finite")
-    mean = X.mean(axis=0)
-    scale = X.std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
-    Z = (X - mean) / scale
-    oof = np.full(y.shape[0], np.nan)
-    for train, test in PurgedKFold(folds, t0=t0, t1=t1, embargo=embargo).split(Z):
-        if np.unique(y[train]).size < 2:
-            oof[test] = y[train].mean()
-            continue
-        model = LogisticRegression(C=C, max_iter=1000).fit(Z[train], y[train])
-        oof[test] = model.predict_proba(Z[test])[:, 1]
-    full = LogisticRegression(C=C, max_iter=1000).fit(Z, y)
+    oof = out_of_fold_logit(X, y, PurgedKFold(folds, t0=t0, t1=t1, embargo=embargo), C=C)
+    mean, scale = _moments(X)
+    full = LogisticRegression(C=C, max_iter=1000).fit((X - mean) / scale, y)
     if method == "isotonic":
         iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(oof, y)
         kx, ky = iso.X_thresholds_, iso.y_thresholds_
