@@ -770,3 +770,45 @@ def test_a_system_trade_log_of_contracts_counts_the_contract_size(tmp_path: Path
     change = equity[-1] - config.initial_cash
     assert trades["net_pnl"].sum() == pytest.approx(change, rel=1e-9, abs=1e-12)
     assert report["trades"]["all"]["net_pnl"] == pytest.approx(change, rel=1e-9, abs=1e-12)
+
+
+def test_pruning_for_the_calibration_sees_nothing_of_the_fold_it_predicts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe column that is 0, except on half of one calibration fold's test rows where it is the 1-bar
+    forward return: the fold's out-of-fold edges on the other half must not move, since the columns that
+    predict them are chosen on the fold's training rows (purged, embargoed), which the probe never reaches."""
+    import tradebus.research.edge as edge
+    import tradebus.research.edge_walkforward as walkforward
+    from tradebus.research.labels import forward_returns
+
+    bars = _bars(1200)
+    probe = np.zeros(len(bars))
+    compute, oof_edge = walkforward.compute_features, edge.oof_edge
+    calls: list[tuple[Any, np.ndarray]] = []
+
+    def with_probe(frame: pd.DataFrame, specs: Any, event: str) -> pd.DataFrame:
+        return compute(frame, specs, event=event).assign(probe=probe)
+
+    def recorded(*args: Any, **kwargs: Any) -> np.ndarray:
+        out = oof_edge(*args, **kwargs)
+        calls.append((args[3], out))
+        return out
+
+    monkeypatch.setattr(walkforward, "compute_features", with_probe)
+    monkeypatch.setattr(walkforward, "oof_edge", recorded)
+
+    def first_segment() -> tuple[tuple[str, ...], Any, np.ndarray]:
+        calls.clear()
+        trained = train_segments(bars, SPECS, [*COLUMNS, "probe"], WEIGHTS, min_train=900, retrain_every=400,
+                                 params={"n_estimators": 15, "max_depth": 2}, cv_splits=3, embargo=6, prune_keep=2,
+                                 calibrate=True, tune="none")
+        return (trained.segments[0].step.columns, *calls[0])
+
+    columns, cv, before = first_segment()
+    ts = bars["ts_event"].to_numpy()
+    bar_of_row = np.searchsorted(ts, cv.t0)
+    test = list(cv.split(cv.t0))[1][1]
+    probe[bar_of_row[test[::2]]] = forward_returns(bars, [1], kind="bps")["fwd_1"].to_numpy()[bar_of_row[test[::2]]]
+    columns_after, _, after = first_segment()
+    # pruned on all the rows, the segment's own model now keeps the probe; the fold's model must not
+    assert "probe" not in columns and "probe" in columns_after
+    assert (after[test[1::2]] == before[test[1::2]]).all()

@@ -200,17 +200,28 @@ def oof_edge(
     cv: Any,
     params: Mapping[str, Any] | None = None,
     *,
+    keep: int | None = None,
     seed: int = 0,
     nthread: int = 1,
 ) -> np.ndarray:
-    """Out-of-fold raw edge from a splitter that tests every row once (purged K-fold)."""
+    """Out-of-fold raw edge from a splitter that tests every row once (purged K-fold).
+
+    With ``keep``, each fold prunes to the ``keep`` most important columns of its own fit
+    (:func:`prune_columns`) and refits on them, as the final model does on all the rows: the
+    columns that predict a fold's test rows are chosen without them.
+    """
     out = np.full(len(X), np.nan)
     for train, test in cv.split(X):
         if len(train) == 0:
             continue
-        model = fit_edge(X[train], {h: forward[h][train] for h in weights}, weights, params, seed=seed,
-                         nthread=nthread)
-        out[test] = model.raw(X[test])
+        fw = {h: forward[h][train] for h in weights}
+        model = fit_edge(X[train], fw, weights, params, seed=seed, nthread=nthread)
+        if keep is None or keep >= X.shape[1]:
+            out[test] = model.raw(X[test])
+            continue
+        kept = prune_columns(model, list(range(X.shape[1])), keep)
+        model = fit_edge(X[train][:, kept], fw, weights, params, seed=seed, nthread=nthread)
+        out[test] = model.raw(X[test][:, kept])
     return out
 
 

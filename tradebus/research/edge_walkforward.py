@@ -9,7 +9,9 @@ horizon's forward return is known before the segment starts (``t1 < ts[s_k]``: p
 Within those rows, hyper-parameter tuning and edge calibration use a purged K-fold
 (:class:`~tradebus.research.splitters.PurgedKFold`, label intervals ``[ts, t1]``, with
 embargo), so no out-of-fold prediction comes from a model trained on overlapping labels.
-Optionally the columns are pruned to the most important ones and the model refitted.
+Optionally the columns are pruned to the most important ones and the model refitted; the
+calibration's out-of-fold models prune the same way on their own fold's training rows, so no
+test fold helps choose the columns that predict it.
 
 :func:`train_segments` fits every segment's model and predicts its bars in batch;
 :func:`run_edges` trades the bars on the event-driven kernel from either the batch
@@ -126,7 +128,8 @@ def train_segments(
     cv_splits, embargo
         Purged K-fold folds and embargo (rows) for tuning and calibration.
     prune_keep
-        Keep this many most important columns (refit), or all when ``None``.
+        Keep this many most important columns (refit), or all when ``None``; each
+        calibration fold prunes on its own training rows (:func:`~tradebus.research.edge.oof_edge`'s ``keep``).
     calibrate
         Map the raw edge through the purged out-of-fold OLS line (:func:`calibrate_edge`).
     seed, nthread
@@ -173,10 +176,9 @@ def train_segments(
                 cols = prune_columns(model, cols, prune_keep)
                 model = fit_edge(features[cols].to_numpy(dtype=np.float64)[rows], fw, weights, chosen, seed=seed,
                                  nthread=nthread)
-            X = features[cols].to_numpy(dtype=np.float64)
             calibration = {"offset": 0.0, "scale": 1.0, "rows": 0}
             if calibrate:
-                oof = oof_edge(X[rows], fw, weights, cv, chosen, seed=seed, nthread=nthread)
+                oof = oof_edge(X_all[rows], fw, weights, cv, chosen, keep=prune_keep, seed=seed, nthread=nthread)
                 calibration = calibrate_edge(model, oof, target[rows])
             step = ModelStep(model, tuple(cols), tuple(specs), output="predict")
             end = starts[k + 1] if k + 1 < len(starts) else n
