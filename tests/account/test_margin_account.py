@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from tradebus.account import MarginAccount
 from tradebus.data.perpetual import read_funding_rates, read_mark_prices
 from tradebus.data.replay import Replay, ReplaySource
-from tradebus.engine.instrument import Instrument, InstrumentKind, MarginMode, MarginTier
+from tradebus.engine.instrument import CloseFee, Instrument, InstrumentKind, MarginMode, MarginTier
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import (
     Bar,
@@ -382,6 +382,52 @@ def test_a_tiered_liquidation_price_is_where_a_price_scan_first_breaches(
     step = grid[1] - grid[0]
     edge = grid[np.flatnonzero(breached)].max() if qty > 0 else grid[np.flatnonzero(breached)].min()
     assert abs(edge - price) <= step
+
+
+#: OKX 1INCHUSDT swap position tiers (announcement of 9 June 2022), by size in contracts of 1 1INCH.
+OKX_1INCH_TIERS = tuple(
+    MarginTier(math.inf, rate, lever, max_size=size)
+    for size, rate, lever in ((1_000, 0.01, 75), (2_500, 0.015, 50), (65_000, 0.02, 20), (130_000, 0.025, 18.18))
+)
+
+
+def okx_swap(**overrides: Any) -> Instrument:
+    fields: dict[str, Any] = dict(
+        venue="OKX", symbol="1INCH-USDT-SWAP", base="1INCH", tick_size=0.0001, lot_size=1.0, taker_fee=0.0005,
+        maintenance_close_fee=CloseFee.MARK, margin_tiers=OKX_1INCH_TIERS,
+    )
+    fields.update(overrides)
+    return perp(**fields)
+
+
+def test_an_okx_liquidation_price_uses_the_tier_of_the_positions_size() -> None:
+    """Isolated long of 2,000 contracts (tier 2 by size: 1.5 %) entered at 0.5, 20x: margin 2,000 * 0.5 / 20 =
+    50 USDT. OKX liquidates where margin plus PnL reaches the maintenance margin plus the taker fee at
+    the mark: 50 + 2,000 (P - 0.5) = (0.015 + 0.0005) 2,000 P, P = 950 / 1,969 = 0.48248... (its notional,
+    about 965 USDT, would be tier 1 by notional: 1 %, P = 950 / 1,979)."""
+    inst = okx_swap(leverage=20.0, margin_mode=MarginMode.ISOLATED)
+    iid = inst.instrument_id
+    pos = Position(iid, 1e-9, inst.contract_size)
+    account = MarginAccount({iid: inst}, {"USDT": 1_000.0}, {iid: pos})
+    account.apply_fill(OrderFilled("s", iid, "c", "v", "t", OrderSide.BUY, 2_000.0, 0.5, 0.0, Liquidity.TAKER, 0, 0))
+    pos.quantity, pos.avg_price, pos.last_price = 2_000.0, 0.5, 0.5
+    price = account.liquidation_price(iid)
+    assert price == pytest.approx(950.0 / 1_969.0, rel=1e-12)
+    pos.last_price = price * (1.0 + 1e-9)
+    assert account.liquidations() == [] and not account.breached(iid)
+    pos.last_price = price * (1.0 - 1e-9)
+    assert account.liquidations() == [iid] and account.breached(iid)
+
+
+def test_an_okx_order_into_a_tier_by_size_allowing_less_leverage_is_denied() -> None:
+    """75x is tier 1's leverage (up to 1,000 contracts); 1,001 contracts are tier 2, which allows 50x,
+    whatever their notional (0.5 USDT each: 500.5 USDT)."""
+    inst = okx_swap(leverage=75.0)
+    kernel, strategy = opened_kernel(inst, 10_000.0, 1_001.0, px=0.5)
+    [denied] = strategy.denied
+    assert "makes a position of 1001 contracts, whose tier allows leverage 50 < the instrument's 75" in denied.reason
+    kernel, strategy = opened_kernel(inst, 10_000.0, 1_000.0, px=0.5)
+    assert strategy.denied == [] and kernel.portfolio.position(inst.instrument_id) == 1_000.0
 
 
 # ----------------------------------------------------------------------------- funding

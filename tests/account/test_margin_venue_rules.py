@@ -216,3 +216,30 @@ def test_a_liquidation_fee_is_taken_where_it_is_charged() -> None:
         )
         assert cfg.to_instrument().liquidation_fee == 0.01
     assert InstrumentConfig(venue="OKX", symbol="X", tick_size=0.1, lot_size=1.0, liquidation_fee=0.01)
+
+
+def test_a_config_instrument_takes_okx_tiers_by_size_and_its_written_config_loads_again() -> None:
+    """``max_size`` (contracts) gives OKX's tiers: the tier of 1,001 contracts (1.5 %) on all 500.5 USDT."""
+    tiers = [{"max_size": 1_000, "maintenance_rate": 0.01, "max_leverage": 75},
+             {"max_size": 2_500, "maintenance_rate": 0.015, "max_leverage": 50}]  # fmt: skip
+    cfg = InstrumentConfig(venue="OKX", symbol="1INCH-USDT-SWAP", kind="perpetual", tick_size=0.0001, lot_size=1.0,
+                           leverage=20, margin_tiers=tiers)  # fmt: skip
+    inst = cfg.to_instrument()
+    assert inst.tiered_by_size and inst.maintenance_margin(500.5, 1_001.0) == pytest.approx(500.5 * 0.015)
+    assert InstrumentConfig(**cfg.model_dump(mode="json")).to_instrument() == inst
+
+
+@pytest.mark.parametrize(
+    ("tiers", "message"),
+    [
+        ([{"maintenance_rate": 0.01}], "a margin tier has one cap: max_notional"),
+        ([{"max_size": 10, "max_notional": 10, "maintenance_rate": 0.01}], "a margin tier has one cap: max_notional"),
+        ([{"max_size": 10, "maintenance_rate": 0.01}, {"max_notional": 100, "maintenance_rate": 0.02}],
+         "margin_tiers must each have a max_notional .* or each a max_size"),
+        ([{"max_size": 10, "maintenance_rate": 0.01}, {"max_size": 5, "maintenance_rate": 0.02}],
+         "margin_tiers must have ascending max_size"),
+    ],
+)  # fmt: skip
+def test_margin_tiers_with_no_cap_both_or_mixed_caps_are_refused(tiers: list[dict], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        InstrumentConfig(venue="OKX", symbol="X", kind="perpetual", tick_size=0.1, lot_size=1.0, margin_tiers=tiers)

@@ -93,3 +93,53 @@ def test_a_swap_contract_is_worth_ct_val_times_ct_mult() -> None:
     row["ctMult"] = "x"
     with pytest.raises(DataError, match=r"BTC-USDT-SWAP: ctVal='0.01' ctMult='x'"):
         parse_instruments(json.dumps(body))
+
+
+# ----------------------------------------------------------------------------- position tiers
+
+TIERS_1INCH = FIX / "public_position-tiers_SWAP_1INCH-USDT_2022-06-09.json"
+
+
+def test_swap_position_tiers_become_tiers_by_size_in_contracts() -> None:
+    """OKX's 1INCHUSDT swap tiers of 9 June 2022: 0-1,000 contracts 1 % (75x), 1,001-2,500 1.5 % (50x),
+    2,501-65,000 2 % (20x), 65,001-130,000 2.5 % (18.18x)."""
+    from tradebus.adapters.okx.instruments import load_margin_tiers
+    from tradebus.engine.instrument import MarginTier
+
+    inf = float("inf")
+    assert load_margin_tiers(TIERS_1INCH) == {
+        "1INCH-USDT-SWAP": (
+            MarginTier(inf, 0.01, 75.0, max_size=1_000.0), MarginTier(inf, 0.015, 50.0, max_size=2_500.0),
+            MarginTier(inf, 0.02, 20.0, max_size=65_000.0), MarginTier(inf, 0.025, 18.18, max_size=130_000.0),
+        )
+    }  # fmt: skip
+
+
+def test_a_swap_position_crossing_a_tier_pays_the_new_rate_on_all_of_it() -> None:
+    """OKX: 1,000 contracts of 1 1INCH at 1.0 USDT are tier 1, 1 % of 1,000 = 10 USDT; 1,001 are tier 2,
+    1.5 % of the whole 1,001 = 15.015 USDT (no deduction: the maintenance margin jumps by 5)."""
+    from tradebus.adapters.okx.instruments import load_margin_tiers
+
+    tiers = load_margin_tiers(TIERS_1INCH)["1INCH-USDT-SWAP"]
+    inst = Instrument("OKX", "1INCH-USDT-SWAP", kind=InstrumentKind.PERPETUAL, margin_tiers=tiers, leverage=20.0)
+    assert inst.tiered_by_size
+    assert inst.maintenance_margin(1_000.0, 1_000.0) == pytest.approx(10.0, rel=1e-12)
+    assert inst.maintenance_margin(1_001.0, -1_001.0) == pytest.approx(15.015, rel=1e-12)
+    # the size chooses the tier, not the notional: 1,000 contracts at 3.0 are still tier 1
+    assert inst.maintenance_margin(3_000.0, 1_000.0) == pytest.approx(30.0, rel=1e-12)
+
+
+def test_margin_pair_tiers_are_refused_naming_the_row() -> None:
+    """The position-tiers response of a margin pair (instType MARGIN: borrowing tiers) is not a swap's."""
+    from tradebus.adapters.okx.instruments import load_margin_tiers
+
+    with pytest.raises(DataError, match=r"http_get_position_tiers_margin.json: .*tier 1 of BTC-USDT is not a swap's"):
+        load_margin_tiers(FIX / "http_get_position_tiers_margin.json")
+
+
+def test_position_tiers_with_a_gap_are_refused() -> None:
+    from tradebus.adapters.okx.instruments import margin_tiers_from_position_tiers
+
+    body = TIERS_1INCH.read_text().replace('"minSz": "2501"', '"minSz": "3000"')
+    with pytest.raises(DataError, match=r"1INCH-USDT-SWAP: the tier up to 65000 contracts starts at 3000"):
+        margin_tiers_from_position_tiers(body)

@@ -25,7 +25,7 @@ Margin spot instruments (``Instrument.margin``)
     PnL), its initial margin is ``N / leverage`` and its orders are checked as below. So at
     ``leverage: 1`` a long may spend the available balance and a short may sell as much again;
     ``leverage: 3`` borrows up to three times it. Their maintenance margin is
-    ``Instrument.maintenance_margin(N)`` and they are liquidated with the cross positions of
+    ``Instrument.maintenance_margin(N, quantity)`` and they are liquidated with the cross positions of
     their quote asset (below). Initial holdings of a base asset are not collateral.
 
 Borrowing (margin spot)
@@ -46,7 +46,9 @@ Margin (amounts in the settle asset; ``N = |quantity| * contract_size * mark``)
     - initial margin of a position ``N / leverage``; of a working order the part of it that
       would add to the position, ``opening * contract_size * price / leverage`` (reduce-only
       orders and the part of an order that reduces the position need none);
-    - maintenance margin ``Instrument.maintenance_margin(N)`` (tiered: ``rate * N - amount``),
+    - maintenance margin ``Instrument.maintenance_margin(N, quantity)`` (tiered by notional:
+      ``rate * N - amount``; by size in contracts, OKX: the rate of the tier of ``|quantity|``
+      on the whole ``N``; :class:`~tradebus.engine.instrument.MarginTier`),
       plus, for a perpetual, its venue's fee to close (:meth:`MarginAccount.position_maintenance`,
       ``Instrument.maintenance_close_fee``);
     - isolated positions hold their own margin: ``entry notional / leverage`` set aside when
@@ -319,13 +321,14 @@ class MarginAccount:
     def position_maintenance(self, instrument_id: str) -> float:
         """Maintenance margin of one margined position at its mark: tiered, plus its venue's fee to close.
 
-        ``Instrument.maintenance_margin(N)`` plus, by ``Instrument.maintenance_close_fee``
+        ``Instrument.maintenance_margin(N, quantity)`` plus, by ``Instrument.maintenance_close_fee``
         (:class:`~tradebus.engine.instrument.CloseFee`): the taker fee on the position's value at
         its bankruptcy price ``entry * (1 - s / leverage)`` (``s`` +1 long, -1 short), or on ``N``.
         """
         inst = self._margined[instrument_id]
         notional = self.position_notional(instrument_id)
-        return inst.maintenance_margin(notional) + self._close_fee(instrument_id, inst, notional)
+        quantity = self._positions[instrument_id].quantity
+        return inst.maintenance_margin(notional, quantity) + self._close_fee(instrument_id, inst, notional)
 
     def _close_fee(self, instrument_id: str, inst: Instrument, notional: float) -> float:
         """The fee to close the position its maintenance margin counts (:meth:`position_maintenance`)."""
@@ -482,7 +485,7 @@ class MarginAccount:
         inst = self._margined[instrument_id]
         if not inst.is_perpetual:  # margin spot: the wallet plus the position's value
             backing = self._spot.balance(self._settle[instrument_id]) + q * inst.contract_size * mark
-            return backing < inst.maintenance_margin(abs(q) * _unit(inst, mark))
+            return backing < inst.maintenance_margin(abs(q) * _unit(inst, mark), q)
         if inst.inverse:
             unrealised = self.unrealized(instrument_id)
         else:
@@ -507,7 +510,8 @@ class MarginAccount:
         cross balance (``E`` is the cross balance without it): ``E + q c P = m |q| c P - k``, so
         ``P = (-E - k) / (c (q - m |q|))``. With margin tiers, ``m`` and ``k`` are those of the
         tier the position's notional is in at ``P`` (the maintenance margin is continuous across
-        tiers, so exactly one tier's ``P`` lies in it).
+        tiers, so exactly one tier's ``P`` lies in it); with tiers by size (OKX), those of the
+        tier of ``|q|``, which the price does not move.
         """
         inst = self._margined[instrument_id]
         pos = self._positions[instrument_id]
@@ -518,9 +522,11 @@ class MarginAccount:
         # The venue's fee to close: on the notional at P, a rate; at the bankruptcy price, an amount.
         fee_rate = inst.taker_fee if inst.maintenance_close_fee == CloseFee.MARK else 0.0
         fee_amount = self._close_fee(instrument_id, inst, 1.0) if inst.maintenance_close_fee == CloseFee.BANKRUPTCY else 0.0
-        bracket = inst.maintenance_bracket(self.position_notional(instrument_id))
+        bracket = inst.maintenance_bracket(self.position_notional(instrument_id), q)
         price = self._liquidation_at(instrument_id, inst, q, backing, bracket[0] + fee_rate, bracket[1] - fee_amount)
-        if not inst.margin_tiers or (price == price and _in_tier(inst, abs(q) * _unit(inst, price), bracket)):
+        if not inst.margin_tiers or inst.tiered_by_size:
+            return price
+        if price == price and _in_tier(inst, abs(q) * _unit(inst, price), bracket):
             return price
         for tier in inst.margin_tiers:  # the breach lies in another tier: the one whose price is in it
             other = inst.maintenance_bracket(tier.max_notional)
@@ -608,17 +614,17 @@ class MarginAccount:
             return None
         unit = _unit(inst, price)
         after = abs(old + signed) * unit
-        for tier in inst.margin_tiers:
-            if after <= tier.max_notional:
-                if inst.leverage > tier.max_leverage:
-                    return (
-                        f"margin: {what} {quantity} {iid} makes a position of notional {after:.10g}, whose tier "
-                        f"allows leverage {tier.max_leverage:g} < the instrument's {inst.leverage:g}"
-                    )
-                break
-        else:
-            if inst.margin_tiers:
-                return f"margin: {what} {quantity} {iid} makes a position of notional {after:.10g} above the last tier"
+        if inst.margin_tiers:
+            size = abs(old + signed)
+            made = f"a position of {size:.10g} contracts" if inst.tiered_by_size else f"a position of notional {after:.10g}"
+            if not inst.within_tiers(after, size):
+                return f"margin: {what} {quantity} {iid} makes {made} above the last tier"
+            tier = inst.margin_tier(after, size)
+            if inst.leverage > tier.max_leverage:
+                return (
+                    f"margin: {what} {quantity} {iid} makes {made}, whose tier "
+                    f"allows leverage {tier.max_leverage:g} < the instrument's {inst.leverage:g}"
+                )
         asset = self._settle[iid]
         cost = quantity * unit * max(inst.taker_fee, inst.maker_fee, 0.0) if fee is None else fee
         need = opening * unit / inst.leverage + cost

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pydantic import Field, PositiveFloat, model_validator
 
 from tradebus.config.base import StrictModel
@@ -12,11 +14,31 @@ __all__ = ["FeeTierConfig", "InstrumentConfig", "MarginTierConfig"]
 
 
 class MarginTierConfig(StrictModel):
-    """One maintenance bracket of a perpetual (see :class:`~tradebus.engine.instrument.MarginTier`)."""
+    """One maintenance bracket of a perpetual (see :class:`~tradebus.engine.instrument.MarginTier`).
 
-    max_notional: PositiveFloat
+    Exactly one cap: ``max_notional`` (Binance, Bybit: ``rate * notional - deduction``) or
+    ``max_size`` in contracts (OKX: the tier's rate on the whole position).
+    """
+
+    max_notional: PositiveFloat | None = Field(default=None, allow_inf_nan=False)
+    max_size: PositiveFloat | None = Field(default=None, allow_inf_nan=False)
     maintenance_rate: float = Field(ge=0.0, lt=1.0)
     max_leverage: float = Field(default=125.0, ge=1.0)
+
+    @model_validator(mode="after")
+    def _one_cap(self) -> MarginTierConfig:
+        if (self.max_notional is None) == (self.max_size is None):
+            raise ValueError("a margin tier has one cap: max_notional (by notional) or max_size (by contracts, OKX)")
+        return self
+
+    def to_tier(self) -> MarginTier:
+        """The :class:`MarginTier` this config describes (the cap not given is infinite)."""
+        return MarginTier(
+            max_notional=math.inf if self.max_notional is None else self.max_notional,
+            maintenance_rate=self.maintenance_rate,
+            max_leverage=self.max_leverage,
+            max_size=math.inf if self.max_size is None else self.max_size,
+        )
 
 
 class FeeTierConfig(StrictModel):
@@ -75,7 +97,7 @@ class InstrumentConfig(StrictModel):
                 from tradebus.adapters.registry import maintenance_close_fee  # the venues import the config
 
                 fields["maintenance_close_fee"] = maintenance_close_fee(self.venue)
-        tiers = tuple(MarginTier(**tier.model_dump()) for tier in self.margin_tiers)
+        tiers = tuple(tier.to_tier() for tier in self.margin_tiers)
         fee_tiers = tuple(FeeTier(**tier.model_dump()) for tier in self.fee_tiers)
         return Instrument(**fields, margin_tiers=tiers, fee_tiers=fee_tiers)
 

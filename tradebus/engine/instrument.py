@@ -56,17 +56,29 @@ class CloseFee(StrEnum):
 
 
 class MarginTier(msgspec.Struct, frozen=True):
-    """One maintenance-margin bracket of a perpetual (Binance ``leverageBracket``, OKX position tiers).
+    """One maintenance-margin bracket of a perpetual, by its venue's rule.
 
-    A position whose notional (at mark) is at most ``max_notional`` (and above the previous
-    tier's) needs ``maintenance_rate * notional - maintenance_amount`` of maintenance margin
-    and may use at most ``max_leverage``. ``maintenance_amount`` (Binance ``cum``) is derived
-    from the tiers below it, so the maintenance margin is continuous in the notional.
+    The venues choose a position's tier and price its maintenance margin in two ways, and a tier
+    says which by the cap it has (an instrument's tiers all have the same kind of cap):
+
+    * ``max_notional`` (Binance ``leverageBracket``, Bybit risk limits): a position whose notional
+      (at mark) is at most ``max_notional`` (and above the previous tier's) needs
+      ``maintenance_rate * notional - maintenance_amount`` of maintenance margin.
+      ``maintenance_amount`` (Binance ``cum``, Bybit ``mmDeduction``) is derived from the tiers
+      below it, so the maintenance margin is continuous in the notional.
+    * ``max_size`` (OKX position tiers, ``maxSz``), ``max_notional`` left infinite: a position of
+      at most ``max_size`` contracts (its absolute quantity; above the previous tier's) needs
+      ``maintenance_rate * notional``, the tier's rate on the whole position and no deduction: the
+      maintenance margin jumps where the size crosses a tier, and a position's tier does not move
+      with the price.
+
+    Either way the position may use at most ``max_leverage``.
     """
 
     max_notional: float
     maintenance_rate: float
     max_leverage: float = 125.0
+    max_size: float = math.inf
 
 
 class FeeTier(msgspec.Struct, frozen=True):
@@ -117,8 +129,9 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
     maintenance_rate
         Maintenance margin rate of a perpetual without ``margin_tiers`` (0.005 = 0.5 %).
     margin_tiers
-        Maintenance brackets by notional, ascending (:class:`MarginTier`); empty = one
-        bracket at ``maintenance_rate``.
+        Maintenance brackets, ascending (:class:`MarginTier`): all by notional (Binance, Bybit)
+        or all by size in contracts (OKX, :attr:`tiered_by_size`); empty = one bracket at
+        ``maintenance_rate``.
     liquidation_fee
         Fee rate charged on the notional of a liquidated position (the venue's clearance fee).
     maintenance_close_fee
@@ -172,9 +185,16 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
             raise OrderError(f"{where}: leverage must be >= 1, got {self.leverage!r}")
         if not (0.0 <= self.maintenance_rate < 1.0 and 0.0 <= self.liquidation_fee < 1.0):
             raise OrderError(f"{where}: maintenance_rate and liquidation_fee must be fractions in [0, 1)")
-        caps = [tier.max_notional for tier in self.margin_tiers]
+        by_size = self.tiered_by_size
+        if any((t.max_size != math.inf) != by_size or (t.max_notional != math.inf) == by_size for t in self.margin_tiers):
+            raise OrderError(
+                f"{where}: margin_tiers must each have a max_notional (tiers by notional) or each a max_size "
+                "(tiers by contracts), not both"
+            )
+        cap = "max_size" if by_size else "max_notional"
+        caps = [getattr(tier, cap) for tier in self.margin_tiers]
         if caps != sorted(caps) or len(set(caps)) != len(caps) or any(not 0.0 <= t.maintenance_rate < 1.0 for t in self.margin_tiers):
-            raise OrderError(f"{where}: margin_tiers must have ascending max_notional and rates in [0, 1)")
+            raise OrderError(f"{where}: margin_tiers must have ascending {cap} and rates in [0, 1)")
         volumes = [tier.min_volume for tier in self.fee_tiers]
         if volumes != sorted(volumes) or len(set(volumes)) != len(volumes):
             raise OrderError(f"{where}: fee_tiers must have strictly ascending min_volume")
@@ -209,16 +229,34 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
         """``quantity * contract_size * price`` (signed as ``quantity``)."""
         return quantity * self.contract_size * price
 
-    def maintenance_margin(self, notional: float) -> float:
-        """Maintenance margin of a position of absolute ``notional`` (tiered; see :class:`MarginTier`)."""
-        rate, amount = self.maintenance_bracket(notional)
+    @property
+    def tiered_by_size(self) -> bool:
+        """Whether :attr:`margin_tiers` are by position size in contracts (OKX's rule, :class:`MarginTier`)."""
+        return bool(self.margin_tiers) and self.margin_tiers[0].max_size != math.inf
+
+    def maintenance_margin(self, notional: float, quantity: float = math.nan) -> float:
+        """Maintenance margin of a position of absolute ``notional`` and ``quantity`` (tiered; see :class:`MarginTier`)."""
+        rate, amount = self.maintenance_bracket(notional, quantity)
         return abs(notional) * rate - amount
 
-    def maintenance_bracket(self, notional: float) -> tuple[float, float]:
-        """``(rate, amount)`` of the maintenance tier of absolute ``notional`` (amount 0 untiered)."""
+    def maintenance_bracket(self, notional: float, quantity: float = math.nan) -> tuple[float, float]:
+        """``(rate, amount)`` of the maintenance tier of a position of ``notional`` and ``quantity`` (amount 0 untiered).
+
+        ``quantity`` (contracts, either sign) chooses the tier of tiers by size and is needed
+        for them; tiers by notional use ``notional``. Beyond the last tier: the last tier's.
+
+        Raises
+        ------
+        ValueError
+            The tiers are by size and ``quantity`` is NaN.
+        """
         notional = abs(notional)
         if not self.margin_tiers:
             return self.maintenance_rate, 0.0
+        if self.tiered_by_size:
+            if quantity != quantity:
+                raise ValueError(f"instrument {self.instrument_id}: its margin tiers are by size; the quantity is needed")
+            return self.margin_tier(notional, quantity).maintenance_rate, 0.0
         amount, floor, prev_rate = 0.0, 0.0, 0.0
         for tier in self.margin_tiers:
             amount += floor * (tier.maintenance_rate - prev_rate)
@@ -226,6 +264,26 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
                 return tier.maintenance_rate, amount
             floor, prev_rate = tier.max_notional, tier.maintenance_rate
         return prev_rate, amount
+
+    def margin_tier(self, notional: float, quantity: float) -> MarginTier:
+        """The tier of a position of absolute ``notional`` and ``quantity`` contracts (beyond the last: the last).
+
+        Tiers by notional compare ``notional`` with ``max_notional``; tiers by size ``|quantity|``
+        with ``max_size``. The instrument must have tiers.
+        """
+        by_size = self.tiered_by_size
+        measure = abs(quantity) if by_size else abs(notional)
+        for tier in self.margin_tiers:
+            if measure <= (tier.max_size if by_size else tier.max_notional):
+                return tier
+        return self.margin_tiers[-1]
+
+    def within_tiers(self, notional: float, quantity: float) -> bool:
+        """Whether a position of ``notional`` and ``quantity`` is within the last tier's cap (true untiered)."""
+        if not self.margin_tiers:
+            return True
+        last = self.margin_tiers[-1]
+        return abs(quantity) <= last.max_size if self.tiered_by_size else abs(notional) <= last.max_notional
 
     @property
     def cash_only(self) -> bool:

@@ -17,24 +17,35 @@ are set by the run config):
 * ``min_notional`` = 0: OKX states no minimum notional in this response.
 * Instruments whose ``state`` is not ``live`` are skipped.
 * A swap's maintenance margin counts OKX's liquidation fee (``config.MAINTENANCE_CLOSE_FEE``).
+
+Margin tiers come from another response, ``GET /api/v5/public/position-tiers?instType=SWAP``
+(:func:`margin_tiers_from_position_tiers`): OKX chooses a swap position's tier by its size in
+contracts (``minSz``/``maxSz``) and applies the tier's ``mmr`` to the whole position, no deduction
+(:class:`~tradebus.engine.instrument.MarginTier` ``max_size``); ``maxLever`` is the tier's
+``max_leverage``.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import msgspec
 from loguru import logger
 
-from tradebus.adapters.okx.schemas import OkxInstrument, OkxInstrumentsResponse
-from tradebus.adapters.common.instruments import load_instruments_file
+from tradebus.adapters.okx.schemas import OkxInstrument, OkxInstrumentsResponse, OkxPositionTiersResponse
+from tradebus.adapters.common.instruments import load_instruments_file, load_response_file
 from tradebus.adapters.okx.config import MAINTENANCE_CLOSE_FEE
-from tradebus.engine.instrument import CloseFee, Instrument, InstrumentKind
+from tradebus.engine.instrument import CloseFee, Instrument, InstrumentKind, MarginTier
 from tradebus.errors import DataError, OrderError
 
-__all__ = ["instrument_from_okx", "load_instruments", "parse_instruments"]
+__all__ = [
+    "instrument_from_okx", "load_instruments", "load_margin_tiers", "margin_tiers_from_position_tiers",
+    "parse_instruments",
+]
 
 _decoder = msgspec.json.Decoder(OkxInstrumentsResponse)
+_tiers_decoder = msgspec.json.Decoder(OkxPositionTiersResponse)
 
 
 def instrument_from_okx(item: OkxInstrument, venue: str = "OKX") -> Instrument | None:
@@ -118,3 +129,70 @@ def parse_instruments(body: bytes | str, venue: str = "OKX") -> dict[str, Instru
 def load_instruments(path: str | Path, venue: str = "OKX") -> dict[str, Instrument]:
     """:func:`parse_instruments` of a saved response file (errors name the file)."""
     return load_instruments_file(path, parse_instruments, venue)
+
+
+def margin_tiers_from_position_tiers(body: bytes | str) -> dict[str, tuple[MarginTier, ...]]:
+    """``instId -> margin tiers`` (``"BTC-USDT-SWAP"``) of a ``GET /api/v5/public/position-tiers`` SWAP response.
+
+    Each row is a tier of the swap of its ``instFamily`` (or ``uly``): ``maxSz`` contracts its
+    ``max_size``, ``mmr`` its ``maintenance_rate``, ``maxLever`` its ``max_leverage``. A family's
+    tiers must follow on: the first from 0 (``minSz`` at most 1 contract), each ``minSz`` the
+    previous ``maxSz`` or one contract above it.
+
+    Raises
+    ------
+    DataError
+        Not a position-tiers response, OKX returned an error code, a row is not a swap's (a
+        margin pair's borrowing tiers), a number is not a positive decimal string, or a
+        family's tiers leave a gap or overlap.
+    """
+    try:
+        resp = _tiers_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise DataError(f"OKX position tiers response: {exc}") from None
+    if resp.code != "0":
+        raise DataError(f"OKX position tiers response: error code {resp.code!r} ({resp.msg!r}), expected '0'")
+    rows: dict[str, list[tuple[float, float, MarginTier]]] = {}
+    for row in resp.data:
+        family = row.instFamily or row.uly
+        if row.instId.endswith("-SWAP"):
+            inst_id = row.instId
+        elif family and not row.instId:
+            inst_id = f"{family}-SWAP"
+        else:
+            raise DataError(
+                f"OKX position tiers: tier {row.tier} of {row.instId or '?'} is not a swap's (instFamily "
+                f"{family!r}; a margin pair's borrowing tiers?): ask instType=SWAP"
+            )
+        try:
+            low, high, mmr, lever = float(row.minSz), float(row.maxSz), float(row.mmr), float(row.maxLever)
+        except ValueError:
+            raise DataError(
+                f"OKX position tiers {inst_id} tier {row.tier}: minSz={row.minSz!r} maxSz={row.maxSz!r} "
+                f"mmr={row.mmr!r} maxLever={row.maxLever!r} must be decimal strings"
+            ) from None
+        if not (0.0 <= low < high and 0.0 <= mmr < 1.0 and lever >= 1.0):
+            raise DataError(
+                f"OKX position tiers {inst_id} tier {row.tier}: minSz {row.minSz} < maxSz {row.maxSz}, mmr {row.mmr} "
+                f"in [0, 1) and maxLever {row.maxLever} >= 1 expected"
+            )
+        tier = MarginTier(max_notional=math.inf, maintenance_rate=mmr, max_leverage=lever, max_size=high)
+        rows.setdefault(inst_id, []).append((high, low, tier))
+    out: dict[str, tuple[MarginTier, ...]] = {}
+    for inst_id, tiers in rows.items():
+        tiers.sort(key=lambda t: t[0])
+        previous = 0.0
+        for high, low, _ in tiers:
+            if not previous <= low <= previous + 1.0:
+                raise DataError(
+                    f"OKX position tiers {inst_id}: the tier up to {high:g} contracts starts at {low:g}, "
+                    f"not at the previous tier's end {previous:g} (or one contract above)"
+                )
+            previous = high
+        out[inst_id] = tuple(t for _, _, t in tiers)
+    return out
+
+
+def load_margin_tiers(path: str | Path) -> dict[str, tuple[MarginTier, ...]]:
+    """:func:`margin_tiers_from_position_tiers` of a saved response file (errors name the file)."""
+    return load_response_file(path, margin_tiers_from_position_tiers)

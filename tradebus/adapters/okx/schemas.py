@@ -34,6 +34,8 @@ __all__ = [
     "OkxInstrumentsResponse",
     "OkxLevel",
     "OkxMarkPrice",
+    "OkxPositionTier",
+    "OkxPositionTiersResponse",
     "OkxRestResponse",
     "OkxTicker",
     "OkxTrade",
@@ -231,4 +233,35 @@ class OkxInstrumentsResponse(msgspec.Struct, frozen=True):
 
     code: str
     data: list[OkxInstrument]
+    msg: str = ""
+
+
+class OkxPositionTier(msgspec.Struct, frozen=True):
+    """One row of ``GET /api/v5/public/position-tiers`` (fields we use; strings as OKX sends them).
+
+    A swap's row (``instType=SWAP``, asked by ``instFamily``): ``{"tier": "2", "minSz": "1001",
+    "maxSz": "2500", "mmr": "0.015", "imr": "0.02", "maxLever": "50", "uly": "1INCH-USDT",
+    "instFamily": "1INCH-USDT", "instId": "", "baseMaxLoan": "", "quoteMaxLoan": "", ...}``:
+    sizes in contracts. A margin row names a spot pair in ``instId`` and its tiers are loans
+    (``baseMaxLoan``/``quoteMaxLoan``).
+    """
+
+    tier: str
+    minSz: str
+    maxSz: str
+    mmr: str
+    maxLever: str
+    imr: str = ""
+    instId: str = ""
+    instFamily: str = ""
+    uly: str = ""
+    baseMaxLoan: str = ""
+    quoteMaxLoan: str = ""
+
+
+class OkxPositionTiersResponse(msgspec.Struct, frozen=True):
+    """REST envelope ``{"code": "0", "msg": "", "data": [...]}`` of position tiers."""
+
+    code: str
+    data: list[OkxPositionTier]
     msg: str = ""
