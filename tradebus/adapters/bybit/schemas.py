@@ -29,6 +29,8 @@ __all__ = [
     "BybitKlineFrame",
     "BybitLotSizeFilter",
     "BybitPriceFilter",
+    "BybitRiskLimit",
+    "BybitRiskLimitResponse",
     "BybitTickerFrame",
     "BybitTickerPush",
     "BybitTrade",
@@ -222,4 +224,36 @@ class BybitInstrumentsResponse(msgspec.Struct, frozen=True):
 
     retCode: int
     result: _InstrumentsResult
+    retMsg: str = ""
+
+
+class BybitRiskLimit(msgspec.Struct, frozen=True):
+    """One tier of ``GET /v5/market/risk-limit`` (fields we use).
+
+    ``{"id": 2, "symbol": "BTCUSDT", "riskLimitValue": "2600000", "maintenanceMargin": "0.0056",
+    "initialMargin": "0.0111", "isLowestRisk": 0, "maxLeverage": "90.00", "mmDeduction": "1200"}``:
+    the tier holds positions of value up to ``riskLimitValue``; the documentation types the
+    rates as numbers, the venue sends strings (both are taken).
+    """
+
+    symbol: str
+    riskLimitValue: str
+    maintenanceMargin: str | float
+    maxLeverage: str
+    mmDeduction: str = ""
+    initialMargin: str | float = ""
+    id: int = 0
+
+
+class _RiskLimitResult(msgspec.Struct, frozen=True, rename={"items": "list"}):
+    items: list[BybitRiskLimit]
+    category: str = ""
+    nextPageCursor: str = ""
+
+
+class BybitRiskLimitResponse(msgspec.Struct, frozen=True):
+    """REST envelope ``{"retCode": 0, "retMsg": "OK", "result": {"category": "linear", "list": [...]}}``."""
+
+    retCode: int
+    result: _RiskLimitResult
     retMsg: str = ""
