@@ -114,6 +114,15 @@ def test_marks_in_a_window_starting_between_rows_begin_with_the_mark_in_force_at
     assert [(m.ts_event, m.ts_init) for m in marks_in_window(marks, start, start + h // 4)] == [(8 * h, start)]
 
 
+def test_a_mark_file_90_s_apart_is_checked_at_its_own_spacing_so_one_missing_row_is_a_gap() -> None:
+    """Before, the interval of marks 90 s apart was rounded to the minute, 2 min: the 180 s between the rows
+    around a missing one was within 1.5 intervals and no stretch was found."""
+    s = 1_000_000_000
+    marks = [MarkPrice("X.SIM", i * 90 * s, i * 90 * s, 1.5, float("nan")) for i in range(40) if i != 20]
+    assert row_gaps(marks, 0, 40 * 90 * s) == (90 * s, [(19 * 90 * s, 21 * 90 * s)])
+    assert mark_gaps(marks, 10 * 90 * s + 5 * s, 40 * 90 * s) == (90 * s, [(19 * 90 * s, 21 * 90 * s)])
+
+
 def test_a_mark_file_a_second_apart_is_checked_for_stretches_without_rows() -> None:
     """Before, the interval of a 1 s mark file was rounded to the minute, 0, and no stretch was checked:
     a 30 s hole in it (rows 40 to 69 missing) was not found. Rows stamped up to 3 ms late are no gap."""

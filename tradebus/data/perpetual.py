@@ -41,8 +41,9 @@ from tradebus.errors import DataError
 __all__ = ["mark_gaps", "marks_in_window", "read_funding_rates", "read_mark_prices", "row_gaps"]
 
 _ISO = "%Y-%m-%dT%H:%M:%S%z"
-#: The units :func:`row_gaps` rounds a file's interval to: the largest one not above it (minute, s, ms, ns).
-_INTERVAL_ROUNDING = (60_000_000_000, 1_000_000_000, 1_000_000, 1)
+#: The units :func:`row_gaps` rounds a file's interval to: the largest one not above it (s, ms, ns). Not
+#: the minute: a file of marks 90 s apart would be checked at 2 min, and one missing row (180 s) missed.
+_INTERVAL_ROUNDING = (1_000_000_000, 1_000_000, 1)
 
 
 def _read(path: Path) -> pa.Table:
@@ -165,7 +166,7 @@ def row_gaps(
     """The interval of one instrument's mark or funding rows and the stretches of a window where a row is missing.
 
     The interval is the median spacing of ``rows`` (all rows of a file, in time order), to the
-    minute (to the second under a minute, the millisecond under a second). A stretch is missing rows when the window's start (inclusive) is more than the
+    second (the millisecond under a second): the file's own cadence, 90 s for marks 90 s apart. A stretch is missing rows when the window's start (inclusive) is more than the
     interval before its first row, its end (exclusive) more than the interval after its last,
     or two rows are more than 1.5 intervals apart (a periodic row fell there; 1 % of the
     interval is left for the venues' late stamps, ``00:00:00.017``). A window with no row is
