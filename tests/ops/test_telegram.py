@@ -670,12 +670,25 @@ async def test_a_feed_whose_stream_stays_silent_is_alerted_as_flapping_once_not_
     monkeypatch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
     silent = [Fault(FaultKind.SILENCE, at=100, seconds=math.inf)]
     silent += [Fault(FaultKind.SILENCE, at=0, connection=n, seconds=math.inf) for n in range(1, 5)]
+    now = [0.0]
     async with FakeBotApi(TOKEN) as api, LocalVenueServer(
         BinanceProtocol(USDM_SNAPSHOT, futures=True), USDM_FRAMES, silent, speed=5.0, lifetime=120.0
     ) as srv:
         node = _flapping_node(srv, api, cycles=2, window=4)
+        flaps = node.ops.flaps  # type: ignore[union-attr]
+        assert flaps is not None
+        # The detector's clock stands still while the five silent connections cycle, however slowly a
+        # loaded machine runs them: all five disconnects fall in one window (on the wall clock a cycle
+        # of over 2 s put the third out of the window of the first).
+        flaps.clock = lambda: now[0]
         task = asyncio.create_task(node.run())
         try:  # five silent connections, then the sixth delivers data (7 s of it) and stays open the window
+            await until(lambda: node.feeds and node.feeds[0].name in flaps.flapping, 60.0)
+            feed = node.feeds[0].name
+            registry = node.ops.metrics.registry  # type: ignore[union-attr]
+            await until(lambda: registry.get_sample_value("tradebus_feed_disconnects_total", {"feed": feed}) == 5, 60.0)
+            await until(lambda: node.feeds[0].client.live_ns() > flaps.flapping[feed].mark_ns, 60.0)
+            now[0] += 4.0  # the sixth connection has delivered data: it stays open the window
             await until(lambda: any(" delivers data again after flapping" in t for t in api.texts()), 60.0)
         finally:
             node.stop("test done")

@@ -86,7 +86,8 @@ class FlapDetector:
         self.cycles = cycles
         self.window = window
         self._alert = alert
-        self._clock = clock
+        #: The clock (a test may stand it still or move it).
+        self.clock = clock
         self._feeds: dict[str, _Feed] = {}
         self._instruments: dict[str, str] = {}
         #: The feeds and streams flapping now, by name.
@@ -114,7 +115,7 @@ class FlapDetector:
         feed = self._feeds.get(name)
         if feed is None:
             return True
-        feed.up_since = self._clock()
+        feed.up_since = self.clock()
         return not self.hold(name)
 
     def on_disconnect(self, name: str) -> bool:
@@ -122,7 +123,7 @@ class FlapDetector:
         feed = self._feeds.get(name)
         if feed is None:
             return True
-        now = self._clock()
+        now = self.clock()
         feed.up_since = None
         feed.disconnects.append(now)
         while feed.disconnects[0] <= now - self.window:
@@ -158,7 +159,7 @@ class FlapDetector:
         """Send the summary of each flapping feed or stream whose last flapping message is ``window`` old, and end
         the flapping of each whose connection has been open ``window`` (a feed: and delivered data since its
         last disconnect)."""
-        now = self._clock()
+        now = self.clock()
         for name, feed in list(self.flapping.items()):
             if feed.up_since is not None and now - feed.up_since >= self.window and self._delivers(feed):
                 self._end(name, feed)
@@ -169,7 +170,7 @@ class FlapDetector:
     def close(self) -> None:
         """The daemon stops: send the last summary of each feed or stream still flapping (the alerts held since
         its last message would otherwise never be told)."""
-        now = self._clock()
+        now = self.clock()
         for name, feed in self.flapping.items():
             self._summary(name, feed, now, "still flapping at the stop")
             feed.noticed, feed.held = now, 0
