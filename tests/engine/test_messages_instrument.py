@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from tradebus import errors
 from tradebus.engine import messages
+from tradebus.engine.accelerated import _EXACT_GRID, _grid_of
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import Bar, OrderSide, SubmitOrder
 from tradebus.errors import OrderError
@@ -131,6 +132,36 @@ def test_round_quantity_keeps_a_quantity_on_the_lot_grid_of_any_count_of_lots(lo
     quantity = float(lots * Decimal(repr(lot)))  # 0.29 at a lot of 1e-8 is 28999999.999999996 lots in floats
     assert make_instrument(lot_size=lot).round_quantity(quantity) == quantity
     assert make_instrument(lot_size=lot).round_quantity(quantity - max(quantity * 1e-12, lot * 1e-8)) < quantity  # never up
+
+
+def test_round_quantity_of_millions_of_coins_in_lots_of_1e8_never_rounds_up_past_the_quantity() -> None:
+    """2,000,000.00000001 (200,000,000,000,001 lots, on the grid) came back as 2,000,000.00000003 and
+    100,000.0000000095 (0.95 of a lot past 1e13 lots) as 100,000.00000001: ``LOTS_RTOL`` of the count
+    forgave 2 lots and 0.1 of a lot; a sell of all that is held was sold more than held."""
+    inst = make_instrument(lot_size=1e-8)
+    assert inst.round_quantity(2_000_000.00000001) == 2_000_000.00000001
+    assert inst.round_quantity(100_000.0000000095) == 100_000.0
+    assert make_instrument(lot_size=0.001).round_quantity(123_456_789_012.3) == 123_456_789_012.3
+    assert inst.round_quantity(6.3 - 6.17256286) == 0.12743714  # the noise of a difference is forgiven still
+
+
+@given(
+    st.sampled_from([1e-8, 1e-6, 0.001, 0.1, 0.25, 1.0, 5.0]),
+    st.floats(0.0, 1.0),
+    st.floats(0.0, 40.0),
+)
+def test_round_quantity_is_the_whole_lots_below_the_quantity_or_above_it_by_float_noise_only(
+    lot: float, scale: float, short: float
+) -> None:
+    """Counts up to where ``round(n * lot, digits)`` is the exact decimal grid (``_EXACT_GRID``), short of
+    the next whole lot by ``2 ** -short`` of a lot (from a whole lot to float noise)."""
+    lots = int((_EXACT_GRID / _grid_of(lot, "lot_size")[1]) ** scale)
+    quantity = float((lots + 1 - Decimal(2.0**-short)) * Decimal(repr(lot)))
+    rounded = make_instrument(lot_size=lot).round_quantity(quantity)
+    below = math.floor(Decimal(quantity) / Decimal(repr(lot)))  # exact decimal arithmetic
+    assert rounded == float(below * Decimal(repr(lot))) or (
+        rounded == float((below + 1) * Decimal(repr(lot))) and rounded - quantity <= max(8 * math.ulp(quantity), 1e-3 * lot)
+    )
 
 
 def test_round_quantity_of_029_at_a_lot_of_1e8_is_029() -> None:

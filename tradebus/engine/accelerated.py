@@ -81,7 +81,7 @@ import numpy as np
 from tradebus.account.margin import margin_reason
 from tradebus.account.spot import asset_names, buying_power_reason, insufficient_balance_reason
 from tradebus.engine.batch import rare_gc
-from tradebus.engine.instrument import LOTS_RTOL, TICKS_RTOL, Instrument
+from tradebus.engine.instrument import LOTS_RTOL, ROUNDING_RTOL, TICKS_RTOL, Instrument
 from tradebus.engine.kernel import EquitySample, FillRecord, Kernel, ReplayLike, RunResult
 from tradebus.engine.messages import Liquidity, OrderDenied, OrderSide, OrderStatus, OrderType
 from tradebus.errors import TradebusError
@@ -397,7 +397,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                 delta = new_target * quantity - pos - 0.0
                 if not abs(delta) / lot * cfg[4] < {exact!r}:  # Instrument.round_quantity may keep float noise there
                     return {invalid}, n_orders, n_fills, n_samples, i
-                size = _grid(math.floor(abs(delta) / lot + max(1e-9, abs(delta) / lot * {lots_rtol!r})), cfg[4], cfg[5])
+                size = _grid(math.floor(abs(delta) / lot + min(max(1e-9, abs(delta) / lot * {lots_rtol!r}), max(1e-3, abs(delta) / lot * {rounding_rtol!r}))), cfg[4], cfg[5])
                 if size > 0.0:
                     buy = delta > 0
                     signed = size if buy else -size
@@ -418,7 +418,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                     state = max(max(dd, dl), max(gx, ls))
                     if state == {reducing_state} and pos != 0.0 and buy != (pos > 0.0) and abs(delta) > abs(pos):
                         # Strategy.target_position sends a reversal as its close alone while REDUCING.
-                        size = _grid(math.floor(abs(pos) / lot + max(1e-9, abs(pos) / lot * {lots_rtol!r})), cfg[4], cfg[5])
+                        size = _grid(math.floor(abs(pos) / lot + min(max(1e-9, abs(pos) / lot * {lots_rtol!r}), max(1e-3, abs(pos) / lot * {rounding_rtol!r}))), cfg[4], cfg[5])
                         signed = size if buy else -size
                         lots = size / lot
                         if size < cfg[9] - 1e-12 or abs(lots - round(lots)) > max(1e-6, lots * {lots_rtol!r}):
@@ -694,7 +694,7 @@ def _generate(bank_module: str, signal: SignalKernel) -> Any:
         buying_power=_BUYING_POWER, max_quantity=_MAX_QUANTITY, max_notional=_MAX_NOTIONAL,
         max_position=_MAX_POSITION, unpaid=_UNPAID, halted=_HALTED, reducing=_REDUCING, max_gross=_MAX_GROSS,
         max_rate_code=_MAX_RATE, active=_ACTIVE_STATE, reducing_state=_REDUCING_STATE, halted_state=_HALTED_STATE,
-        day_ns=DAY_NS, limit_rtol=LIMIT_RTOL, lots_rtol=LOTS_RTOL, ticks_rtol=TICKS_RTOL, exact=_EXACT_GRID,
+        day_ns=DAY_NS, limit_rtol=LIMIT_RTOL, lots_rtol=LOTS_RTOL, rounding_rtol=ROUNDING_RTOL, ticks_rtol=TICKS_RTOL, exact=_EXACT_GRID,
     )  # fmt: skip
     return drivers.load_module(text).simulate
 

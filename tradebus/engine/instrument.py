@@ -11,13 +11,19 @@ import msgspec
 from tradebus.errors import OrderError
 
 __all__ = [
-    "LOTS_RTOL", "TICKS_RTOL", "CloseFee", "FeeTier", "Instrument", "InstrumentKind", "MarginMode", "MarginTier",
+    "LOTS_RTOL", "ROUNDING_RTOL", "TICKS_RTOL", "CloseFee", "FeeTier", "Instrument", "InstrumentKind", "MarginMode", "MarginTier",
 ]
 
 #: Float noise of a count of lots, relative to the count: ``quantity / lot`` of a quantity on the
 #: lot grid misses its whole number by a few units in the last place (about 2e-16 of the count),
 #: beyond an absolute 1e-9 once the count passes ~1e7 (0.1 of a coin at a lot of 1e-8).
 LOTS_RTOL = 1e-14
+
+#: The float noise of a count of lots alone (4 to 8 units in its last place): beyond 1e11 lots
+#: :meth:`Instrument.round_quantity` forgives ``LOTS_RTOL`` of the count only up to 1e-3 of a lot or this,
+#: whichever is more. ``LOTS_RTOL`` alone reached a whole lot past 1e14 lots: 2,000,000.00000001 at a
+#: lot of 1e-8 was rounded *up* to 2,000,000.00000003.
+ROUNDING_RTOL = 2.0**-50
 
 #: The same float noise for a count of ticks, ``price / tick`` of a price on the tick grid
 #: (750.66163 / 1e-5 is 75066162.99999999 ticks).
@@ -324,11 +330,15 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
         """Round a quantity *down* to a whole number of lots (never trade more than asked).
 
         A quantity already on the grid up to float noise stays where it is, however many lots
-        it counts (0.29 / 1e-8 is 28999999.999999996 lots: 0.29, not 0.28999999).
+        it counts (0.29 / 1e-8 is 28999999.999999996 lots: 0.29, not 0.28999999; 6.3 - 6.17256286
+        is 0.12743713999999962: 0.12743714). The noise forgiven is ``LOTS_RTOL`` of the count (at
+        least 1e-9 of a lot) but at most 1e-3 of a lot, or ``ROUNDING_RTOL`` of the count where that
+        is more: the result is above the quantity by no more than that.
         """
         lot = self.lot_size
         lots = quantity / lot
-        return round(math.floor(lots + max(1e-9, lots * LOTS_RTOL)) * lot, _digits(lot))
+        slack = min(max(1e-9, lots * LOTS_RTOL), max(1e-3, lots * ROUNDING_RTOL))
+        return round(math.floor(lots + slack) * lot, _digits(lot))
 
     def validate_order(self, quantity: float, price: float) -> str | None:
         """Return why an order of ``quantity`` at ``price`` is invalid, or ``None`` if it is valid.
