@@ -31,6 +31,8 @@ def test_each_venue_loads_its_instruments_through_the_registry(venue: str) -> No
     market, path, iid, tick = INSTRUMENTS[venue]
     instruments = VENUES[venue].load_instruments(path, market)
     assert instruments[iid].tick_size == tick
+    # No instruments response holds the account's fees: none is invented (a run config sets them).
+    assert {(inst.maker_fee, inst.taker_fee) for inst in instruments.values()} == {(0.0, 0.0)}
 
 
 @pytest.mark.parametrize("venue", ["binance", "okx", "bybit"])

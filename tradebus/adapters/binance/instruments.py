@@ -3,7 +3,8 @@
 Tick size comes from ``PRICE_FILTER.tickSize``, lot size from ``LOT_SIZE.stepSize``
 (minimum quantity from ``LOT_SIZE.minQty``), the minimum notional from ``NOTIONAL`` /
 ``MIN_NOTIONAL`` (``minNotional`` on spot, ``notional`` on futures). Fees are not in
-``exchangeInfo``; they are given by the caller (account-specific).
+``exchangeInfo``; they are given by the caller (account-specific; :func:`load_instruments`, the
+registry's loader, leaves them 0 as the other venues' loaders do).
 """
 
 from __future__ import annotations
@@ -158,5 +159,10 @@ def margin_tiers_from_brackets(body: str | bytes) -> dict[str, tuple[MarginTier,
 
 
 def load_instruments(path: str | Path, market: str) -> dict[str, Instrument]:
-    """The instruments of a saved ``exchangeInfo`` response of ``market`` (``spot`` or ``usdm``), by instrument id."""
-    return {i.instrument_id: i for i in instruments_from_exchange_info(load_exchange_info(path), BinanceMarket(market))}
+    """The instruments of a saved ``exchangeInfo`` response of ``market`` (``spot`` or ``usdm``), by instrument id.
+
+    Fees are 0: ``exchangeInfo`` has none (a run config sets them).
+    """
+    info = load_exchange_info(path)
+    instruments = instruments_from_exchange_info(info, BinanceMarket(market), maker_fee=0.0, taker_fee=0.0)
+    return {i.instrument_id: i for i in instruments}
