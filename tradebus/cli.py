@@ -1,5 +1,8 @@
 """The ``tradebus`` command line: ``tradebus backtest CONFIG [--out DIR]`` and ``tradebus data ...``.
 
+``tradebus instruments VENUE MARKET FILE [--tiers FILE] [--symbol S ...]`` prints the ``instruments:``
+block of a run config from a venue's saved REST responses (:mod:`tradebus.config.venue_instruments`).
+
 ``tradebus paper CONFIG`` runs the paper-trading daemon (:mod:`tradebus.node.daemon`) and
 ``tradebus replay RECORDING --config CONFIG`` plays a recording of its feeds as a backtest
 (:mod:`tradebus.node.playback`).
@@ -756,6 +759,50 @@ def serve(
                 write_config=write_config,
             )
         )
+    except TradebusError as exc:
+        _fail(exc, Console(stderr=True))
+
+
+@app.command("instruments")
+def instruments(
+    venue: Annotated[str, typer.Argument(help="A venue of the adapter registry, e.g. okx.", show_default=False)],
+    market: Annotated[str, typer.Argument(help="The venue's market of the file, e.g. swap, usdm, linear.", show_default=False)],
+    instruments_file: Annotated[
+        Path, typer.Argument(help="A saved instruments REST response of that venue and market.", show_default=False)
+    ],
+    tiers: Annotated[
+        Path | None,
+        typer.Option("--tiers", help="A saved margin tiers REST response of the venue (its perpetuals' tiers).", show_default=False),
+    ] = None,
+    symbol: Annotated[
+        list[str] | None,
+        typer.Option("--symbol", "-s", help="Keep this instrument (symbol or instrument id; repeatable). Default: all.", show_default=False),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the block to this file.", show_default="stdout")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --out file.")] = False,
+    log_level: LogLevel = "WARNING",
+) -> None:
+    """Print the instruments: block of a run config from a venue's saved instruments (and margin tiers) responses.
+
+    Fees are not in these responses: the block leaves maker_fee and taker_fee at 0 (a comment says so).
+    """
+    from tradebus.config.venue_instruments import instruments_block
+
+    setup_logging(log_level)
+    try:
+        if out is not None and out.exists() and not force:
+            raise ConfigError(f"--out {out}: the file exists; give --force to overwrite it")
+        text = instruments_block(venue, market, instruments_file, tiers, symbol or ())
+        if out is None:
+            typer.echo(text, nl=False)
+            return
+        partial = out.with_name(f".{out.name}.partial")
+        try:
+            partial.write_text(text)
+            partial.replace(out)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise ConfigError(f"--out {out}: cannot write ({exc})") from None
     except TradebusError as exc:
         _fail(exc, Console(stderr=True))
 

@@ -5,6 +5,11 @@ Tick size comes from ``PRICE_FILTER.tickSize``, lot size from ``LOT_SIZE.stepSiz
 ``MIN_NOTIONAL`` (``minNotional`` on spot, ``notional`` on futures). Fees are not in
 ``exchangeInfo``; they are given by the caller (account-specific; :func:`load_instruments`, the
 registry's loader, leaves them 0 as the other venues' loaders do).
+
+Margin tiers come from another response, USD-M ``GET /fapi/v1/leverageBracket``
+(:func:`margin_tiers_from_brackets`, :func:`load_margin_tiers`): a position's tier is chosen by its
+notional (``notionalCap``) and its maintenance margin is ``notional * maintMarginRatio - cum``
+(:class:`~tradebus.engine.instrument.MarginTier` ``max_notional``).
 """
 
 from __future__ import annotations
@@ -17,10 +22,14 @@ import msgspec
 from loguru import logger
 
 from tradebus.adapters.binance.config import BinanceMarket
+from tradebus.adapters.common.instruments import load_response_file
 from tradebus.engine.instrument import Instrument, InstrumentKind, MarginTier
 from tradebus.errors import DataError, OrderError
 
-__all__ = ["instruments_from_exchange_info", "load_exchange_info", "load_instruments", "margin_tiers_from_brackets"]
+__all__ = [
+    "instruments_from_exchange_info", "load_exchange_info", "load_instruments", "load_margin_tiers",
+    "margin_tiers_from_brackets",
+]
 
 
 def load_exchange_info(path: str | Path) -> dict[str, Any]:
@@ -137,6 +146,15 @@ def margin_tiers_from_brackets(body: str | bytes) -> dict[str, tuple[MarginTier,
     """
     try:
         items = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise DataError(f"binance leverageBracket response is not JSON: {exc}") from None
+    if not isinstance(items, list) or not all(isinstance(i, dict) and "brackets" in i for i in items):
+        got = f"an object with keys {sorted(items)[:6]}" if isinstance(items, dict) else type(items).__name__
+        raise DataError(
+            f"not a binance leverageBracket response (a list of {{symbol, brackets}}), got {got}: "
+            "another venue's tiers, or another endpoint's response?"
+        )
+    try:
         out: dict[str, tuple[MarginTier, ...]] = {}
         for item in items:
             rows = sorted(item["brackets"], key=lambda b: float(b["notionalCap"]))
@@ -153,9 +171,14 @@ def margin_tiers_from_brackets(body: str | bytes) -> dict[str, tuple[MarginTier,
                         f"{tier.max_notional} disagrees with the derived {amount}"
                     )
             out[str(item["symbol"])] = tiers
-    except (msgspec.DecodeError, KeyError, TypeError, ValueError, OrderError) as exc:
+    except (KeyError, TypeError, ValueError, OrderError) as exc:
         raise DataError(f"binance leverageBracket response is malformed: {exc}") from None
     return out
+
+
+def load_margin_tiers(path: str | Path) -> dict[str, tuple[MarginTier, ...]]:
+    """:func:`margin_tiers_from_brackets` of a saved response file (errors name the file)."""
+    return load_response_file(path, margin_tiers_from_brackets)
 
 
 def load_instruments(path: str | Path, market: str) -> dict[str, Instrument]:

@@ -16,17 +16,21 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from tradebus.engine.instrument import CloseFee, Instrument
+from tradebus.engine.instrument import CloseFee, Instrument, MarginTier
 from tradebus.execution.client_ids import ClientIdRule
 
 if TYPE_CHECKING:
     from tradebus.adapters.common.feed import FeedConfig, FeedFactory, FeedOptions
     from tradebus.adapters.common.local_server import VenueProtocol
 
-__all__ = ["EmulatorFactory", "LiveAccount", "RestKlines", "VenueAdapter", "lazy_trading"]
+__all__ = ["EmulatorFactory", "LiveAccount", "MarginTiersLoader", "RestKlines", "VenueAdapter", "lazy_trading"]
 
 #: ``(frames, rest_snapshot, futures) -> protocol``: the local public-stream emulator of a recording.
 EmulatorFactory = Callable[[Sequence[tuple[int, str]], "str | None", bool], "VenueProtocol"]
+
+#: ``path -> symbol -> margin tiers`` of a saved margin tiers REST response, keyed by the symbol its
+#: venue's ``load_instruments`` gives the instrument (its ``instruments.load_margin_tiers``).
+MarginTiersLoader = Callable[[str | Path], dict[str, tuple[MarginTier, ...]]]
 
 
 class RestKlines(NamedTuple):
@@ -128,7 +132,11 @@ class VenueAdapter:
     feed
         The data-client factory (the :class:`~tradebus.adapters.common.feed.Feed` of its ``client.py``).
     load_instruments
-        ``(path, market) -> instrument_id -> Instrument`` from a saved instruments REST response.
+        ``(path, market) -> instrument_id -> Instrument`` from a saved instruments REST response
+        (fees are not in it: every instrument has fees 0).
+    load_margin_tiers
+        The venue's perpetuals' maintenance tiers from a saved REST response
+        (:data:`MarginTiersLoader`; ``None``: the venue has no loader).
     emulator
         The local public-stream emulator serving a recording (:class:`EmulatorFactory`).
     rest_klines
@@ -162,6 +170,7 @@ class VenueAdapter:
     emulator: EmulatorFactory
     rest_klines: Callable[[FeedConfig], RestKlines]
     is_snapshot_line: Callable[[str], bool] = _never
+    load_margin_tiers: MarginTiersLoader | None = None
     client_id_rule: ClientIdRule | None = None
     instrument_venues: tuple[str, ...] = ()
     maintenance_close_fee: CloseFee = CloseFee.NONE
@@ -181,6 +190,7 @@ class VenueAdapter:
         is_snapshot_line: Callable[[str], bool] = _never,
         live: LiveAccount | None = None,
         live_perpetual: LiveAccount | None = None,
+        load_margin_tiers: MarginTiersLoader | None = None,
     ) -> VenueAdapter:
         """The adapter whose feed rules are the venue ``config`` module's (``FEED_MARKETS``,
         ``BOOK_CHANNELS``, ``FILL_CHANNELS``, ``FEED_OPTIONS``, ``known_channel``, ``check_feed``,
@@ -199,6 +209,7 @@ class VenueAdapter:
             emulator=emulator,
             rest_klines=config.rest_klines,
             is_snapshot_line=is_snapshot_line,
+            load_margin_tiers=load_margin_tiers,
             client_id_rule=config.CLIENT_ID_RULE,
             instrument_venues=config.INSTRUMENT_VENUES,
             maintenance_close_fee=config.MAINTENANCE_CLOSE_FEE,
