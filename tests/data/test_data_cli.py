@@ -261,3 +261,29 @@ def test_a_dataset_name_option_that_is_not_a_catalog_name_is_a_bad_option(
     assert code == 2, out
     assert f"{flag}: catalog {flag[2:]} {value!r} is not a valid name" in " ".join(out.split())
     assert not (tmp_path / "cat").exists()
+
+
+UNWRITABLE = Path("/sys/kernel")  # a directory the kernel refuses new entries in, to root as well (sysfs)
+
+
+@pytest.mark.skipif(not UNWRITABLE.is_dir(), reason="needs Linux sysfs")
+def test_an_import_into_a_catalog_folder_it_cannot_write_is_refused_naming_the_catalog(tmp_path: Path) -> None:
+    """The symbol's folder exists and refuses new entries: the writer raised a raw PermissionError traceback
+    ('Operation not permitted: .../.bars_4h.tmp-<id>'), exit 1, when it could not create its staging folder."""
+    root = tmp_path / "cat"
+    (root / "coinbase" / "spot").mkdir(parents=True)
+    link = root / "coinbase" / "spot" / "BTC-USD"
+    link.symlink_to(UNWRITABLE)
+    try:
+        before = sorted(os.listdir(UNWRITABLE))
+        code, out = run("import", str(FIXTURES / "coinbase_btc-usd_4h_cut.json.gz"), "--venue", "coinbase", "--market",
+                        "spot", "--symbol", "BTC-USD", "--catalog", str(root))
+        said = " ".join(out.split())
+        assert code == 2, out
+        assert "Traceback" not in out and "PermissionError" not in out
+        assert f"catalog {root}: cannot write coinbase/spot/BTC-USD/bars_4h: cannot create its staging folder in " in said
+        assert sorted(os.listdir(UNWRITABLE)) == before
+        left = [os.path.relpath(os.path.join(d, n), root) for d, dirs, files in os.walk(root) for n in dirs + files]
+        assert sorted(left) == ["coinbase", "coinbase/spot", "coinbase/spot/BTC-USD"]  # os.walk: the link not followed
+    finally:
+        link.unlink()  # nothing walks into sysfs after the test (pytest cleans tmp_path up)

@@ -728,6 +728,9 @@ class Catalog:
         DataError
             Bad columns, unsorted rows, an existing dataset in ``"create"`` mode,
             an overlap or a kind/period/interval mismatch in ``"append"`` mode.
+        ConfigError
+            The catalog's folders cannot be created, or its staging folder (a read-only catalog):
+            nothing is written.
         """
         kind = kind or _infer_kind(table)
         with self.writer(
@@ -959,6 +962,10 @@ class DatasetWriter:
                 _recover(self.base.parent)
                 self._tmp.mkdir()
                 self._tmp_fd = _hold(self._tmp)
+        except OSError as exc:  # a read-only catalog, a folder its user may not write
+            self.abort()
+            raise ConfigError(f"catalog {catalog.root}: cannot write {self.name}: cannot create its staging folder in "
+                              f"{self.base.parent} ({exc.strerror})") from None
         except BaseException:
             self.abort()
             raise
