@@ -178,6 +178,35 @@ def test_a_tardis_import_records_the_contract_size_it_is_given_for_data_bars(tmp
     assert Catalog(root).manifest("okx", "swap2", "BTC-USDT-SWAP", "trades").contract_size is None
 
 
+def test_a_csv_import_records_the_contract_size_it_is_given_for_data_bars(tmp_path: Path) -> None:
+    """data import --kind trades of OKX BTC-USDT-SWAP trades (sizes in contracts) had no --contract-size: a plain
+    CSV's manifest recorded none whatever the market, and data bars then asked for the flag on every build."""
+    runner, root = CliRunner(), str(tmp_path / "C")
+    trades = str(write_trades(tmp_path / "trades.csv"))
+    common = ["--venue", "okx", "--symbol", "BTC-USDT-SWAP", "--kind", "trades", "--catalog", root]
+    run = runner.invoke(data_app, ["import", trades, "--market", "swap", *common,
+                                   "--contract-size", str(okx_contract_size("BTC-USDT-SWAP"))])
+    assert run.exit_code == 0, run.output
+    assert "records no contract size" not in run.output
+    assert Catalog(root).manifest("okx", "swap", "BTC-USDT-SWAP", "trades").contract_size == 0.01
+    assert _bars_without_the_flag(root, "okx", "swap") == EXPECTED
+    # not told, outside spot: nothing recorded, and the import says what data bars and backtests will do
+    run = runner.invoke(data_app, ["import", trades, "--market", "swap2", *common])
+    said = " ".join(run.output.split())
+    assert run.exit_code == 0, run.output
+    assert Catalog(root).manifest("okx", "swap2", "BTC-USDT-SWAP", "trades").contract_size is None
+    assert ("okx/swap2/BTC-USDT-SWAP/trades records no contract size: the trades of a 'swap2' market may count "
+            "contracts, so data bars and backtests refuse it; import it again with --overwrite --contract-size") in said
+    # a spot market's sizes are base units: nothing said
+    run = runner.invoke(data_app, ["import", trades, "--market", "spot", *common])
+    assert run.exit_code == 0 and "records no contract size" not in run.output, run.output
+    for bad, named in ((["--contract-size", "0"], "--contract-size 0 is not a positive number"),
+                       (["--contract-size", "0.01", "--kind", "bars"], "--contract-size applies to trades")):
+        run = runner.invoke(data_app, ["import", trades, "--market", "swap3", *common, *bad])
+        assert run.exit_code == 2 and named in " ".join(run.output.split()), run.output
+        assert not Catalog(root).exists("okx", "swap3", "BTC-USDT-SWAP", "trades")
+
+
 def test_kernel_refuses_a_builder_whose_contract_size_is_not_the_instruments() -> None:
     from tradebus.engine.instrument import Instrument, InstrumentKind
     from tradebus.engine.kernel import Kernel

@@ -133,6 +133,13 @@ def import_cmd(
     drop_duplicates: Annotated[
         bool, typer.Option("--drop-duplicates", help="Keep the first bar of a repeated time (each drop is logged).")
     ] = False,
+    contract_size: Annotated[float | None, typer.Option(help="Trades: base units per unit of size, the instrument's "
+                                                        "contract size when the sizes count contracts (OKX "
+                                                        "BTC-USDT-SWAP 0.01; 1 for base units), recorded in the "
+                                                        "manifest for data bars and backtests. Default: none "
+                                                        "recorded: a spot market's sizes count base units, any "
+                                                        "other market's dataset is refused by data bars and "
+                                                        "backtests until it records one.")] = None,
     catalog: CatalogOpt = DEFAULT_CATALOG,
 ) -> None:
     """Validate a file and write it into the catalog (one dataset, or one per symbol with --split-by)."""
@@ -152,6 +159,10 @@ def import_cmd(
         raise _fail(ConfigError(f"--ts-unit {ts_unit!r} is not one of {', '.join(get_args(TsUnit))}"))
     if interval is not None:
         _interval_option(interval, "--interval")
+    if contract_size is not None and kind != "trades":
+        raise _fail(ConfigError("--contract-size applies to trades; bars hold base units"))
+    if contract_size is not None and not (contract_size > 0.0 and np.isfinite(contract_size)):
+        raise _fail(ConfigError(f"--contract-size {contract_size:g} is not a positive number"))
     _name_options(venue=venue, market=market, symbol=symbol, dataset=dataset)
     mode: Literal["create", "append", "overwrite"] = "append" if append else "overwrite" if overwrite else "create"
     try:
@@ -170,6 +181,7 @@ def import_cmd(
             duplicates="keep_first" if drop_duplicates else "error",
             mode=mode,
             split_by=split_by,
+            contract_size=contract_size,
         )
     except TradebusError as exc:
         raise _fail(exc, _APPEND_OR_OVERWRITE) from None
@@ -179,6 +191,13 @@ def import_cmd(
         console.print(f"dropped {result.dropped_duplicates} duplicate bars (first kept)", highlight=False)
     for manifest in result.manifests:
         console.print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+        if manifest.kind == "trades" and manifest.contract_size is None and market != "spot":
+            console.print(
+                f"{manifest.ref().relpath().as_posix()} records no contract size: the trades of a {market!r} market "
+                "may count contracts, so data bars and backtests refuse it; import it again with --overwrite "
+                "--contract-size (the instrument's base units per contract; 1 if its sizes are base units)",
+                highlight=False, soft_wrap=True,
+            )
 
 
 def _mode(overwrite: bool) -> Literal["create", "overwrite"]:
