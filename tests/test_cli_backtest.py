@@ -510,6 +510,8 @@ def test_a_book_run_starting_between_snapshots_quotes_and_fills_against_the_book
     empty.write(late, "binance_usdm", "usdm", "BTCUSDT", "book", kind="book")
     trades = Catalog(catalog).read("binance_usdm", "usdm", "BTCUSDT", "trades")
     empty.write(trades, "binance_usdm", "usdm", "BTCUSDT", "trades", kind="trades")
+    recorded = Catalog(catalog).manifest("binance_usdm", "usdm", "BTCUSDT", "trades").contract_size
+    empty.record_contract_size("binance_usdm", "usdm", "BTCUSDT", "trades", recorded)  # write() takes no size
     config = _touch_config(tmp_path / "empty", start)
     result = invoke("backtest", str(write_config(tmp_path, config)), "--out", str(tmp_path / "out_empty"))
     assert result.exit_code == 0, result.output
@@ -538,6 +540,7 @@ def test_a_book_run_starting_where_no_snapshot_precedes_it_is_refused_naming_the
     cat.write(pa.table({"ts_event": ts[:1], "ts_init": ts[:1], "price": [28_000.0], "size": [0.001],
                         "aggressor": pa.array([1], pa.int8()), "trade_id": ["1"]}),
               "binance_usdm", "usdm", "BTCUSDT", "trades", kind="trades")
+    cat.record_contract_size("binance_usdm", "usdm", "BTCUSDT", "trades", 1.0)  # USD-M sizes are base units
     config = _touch_config(tmp_path / "cat", "2023-04-04T23:58:40Z")
     result = invoke("backtest", str(write_config(tmp_path, config)), "--out", str(tmp_path / "out"))
     assert result.exit_code == 3

@@ -60,7 +60,7 @@ from tradebus.data.ingest import format_interval
 from tradebus.data.perpetual import mark_gaps, marks_in_window, read_funding_rates, read_mark_prices, row_gaps
 from tradebus.data.replay import Replay, ReplaySource
 from tradebus.config import RunConfig, dump_config, load_config, parse_duration, strategy_entries
-from tradebus.engine.instrument import Instrument
+from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import FundingRate, MarkPrice
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.execution.client_ids import ClientIdRule
@@ -223,17 +223,34 @@ def check_contract_sizes(config: RunConfig, sources: Sequence[ReplaySource]) -> 
     another size (:meth:`ReplaySource.contract_size`, recorded by the importer that knew the venue's
     instrument) would make every volume, notional and fill off by their ratio without a word.
 
+    A catalog trades dataset outside a ``spot`` market that records none is refused as well (as
+    ``data bars`` refuses it): its sizes may count contracts of any size, and reading them as the
+    instrument's would be off by their ratio without a word (100 times for 0.01 BTC contracts read
+    as BTC). Only a spot instrument of contract size 1 takes it, its trades being in base units.
+
     Raises
     ------
     ConfigError
-        Naming the source, its dataset's contract size, the instrument's and the config field.
+        Naming the source, its dataset's contract size, the instrument's and the config field; or the
+        dataset recording none and the ``tradebus data set-contract-size`` command that records it.
     """
     index = {inst.instrument_id: n for n, inst in enumerate(config.instruments)}
     for n, src in enumerate(sources):
-        recorded = src.contract_size()
-        if recorded is None or src.instrument_id not in index:
+        if src.instrument_id not in index or src.kind != "trades" or src.catalog_root is None:
             continue
+        recorded = src.contract_size()
         inst = config.instruments[index[src.instrument_id]]
+        if recorded is None:
+            if src.market == "spot" or (inst.kind == InstrumentKind.SPOT and inst.contract_size == 1.0):
+                continue
+            raise ConfigError(
+                f"data.sources.{n}.dataset: the trades of {src.describe()} record no contract size, and the trades of "
+                f"a {src.market!r} market may count contracts: their sizes cannot be read as "
+                f"{src.instrument_id}'s (instruments.{index[src.instrument_id]}.contract_size "
+                f"{inst.contract_size:g}) without knowing it; record it with tradebus data set-contract-size "
+                f"{src.venue}/{src.market}/{src.symbol}/{src.dataset} SIZE --catalog {src.catalog_root} (the venue's "
+                "base units per contract; 1 if its sizes are base units)"
+            )
         if recorded != inst.contract_size:
             raise ConfigError(
                 f"data.sources.{n}.dataset: the trades of {src.describe()} count contracts of {recorded:g} base "

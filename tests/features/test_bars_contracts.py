@@ -196,7 +196,8 @@ def test_a_csv_import_records_the_contract_size_it_is_given_for_data_bars(tmp_pa
     assert run.exit_code == 0, run.output
     assert Catalog(root).manifest("okx", "swap2", "BTC-USDT-SWAP", "trades").contract_size is None
     assert ("okx/swap2/BTC-USDT-SWAP/trades records no contract size: the trades of a 'swap2' market may count "
-            "contracts, so data bars and backtests refuse it; import it again with --overwrite --contract-size") in said
+            "contracts, so data bars and backtests refuse it until it records one: tradebus data set-contract-size "
+            f"okx/swap2/BTC-USDT-SWAP/trades SIZE --catalog {root}") in said
     # a spot market's sizes are base units: nothing said
     run = runner.invoke(data_app, ["import", trades, "--market", "spot", *common])
     assert run.exit_code == 0 and "records no contract size" not in run.output, run.output
@@ -245,12 +246,37 @@ def test_data_bars_refuses_a_contract_market_trades_dataset_that_records_no_cont
     assert got.volume.tolist() == CONTRACTS  # 30250 * 10 alone passes 50,000: one bar a trade
 
 
+def _backtest(tmp_path: Path, root: Path, instrument_size: float, out: str, kind: str = "perpetual",
+              market: str = "swap") -> tuple[int, str]:
+    """``tradebus backtest`` of dollar bars built from okx/<market>/BTC-USDT-SWAP/trades for an instrument of
+    ``instrument_size`` BTC a contract: its exit code and output, whitespace joined."""
+    from tradebus.cli import app
+
+    config = {
+        "data": {"catalog": str(root), "sources": [{"instrument": "BTC-USDT-SWAP.OKX", "kind": "trades",
+                                                    "dataset": f"okx/{market}/BTC-USDT-SWAP/trades",
+                                                    "bars": {"mode": "dollar", "threshold": 50_000.0}}]},
+        "instruments": [{"venue": "OKX", "symbol": "BTC-USDT-SWAP", "kind": kind, "base": "BTC", "quote": "USDT",
+                         "tick_size": 0.1, "lot_size": 1.0, "contract_size": instrument_size}],
+        "strategy": {"name": "ema_cross", "instruments": ["BTC-USDT-SWAP.OKX"],
+                     "params": {"fast": 3, "slow": 8, "quantity": 1.0}},
+        "venue": {"fill_on": "trades"},
+        "initial_cash": 100_000.0,
+    }
+    path = tmp_path / f"{out}.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    run = CliRunner().invoke(app, ["backtest", str(path), "--out", str(tmp_path / out)])
+    return run.exit_code, " ".join(run.output.split())
+
+
+def _no_fills(out: Path) -> bool:
+    return not out.exists() or not any(p.name == "fills.csv" for p in out.iterdir())
+
+
 @pytest.mark.parametrize(("instrument_size", "runs"), [(0.01, True), (1.0, False)])
 def test_backtest_refuses_trades_recorded_with_another_contract_size(tmp_path: Path, instrument_size: float,
                                                                      runs: bool) -> None:
     """Trades whose manifest says 0.01 BTC a contract, replayed for an instrument of 0.01 (runs) or 1 (refused)."""
-    from tradebus.cli import app
-
     runner, root = CliRunner(), tmp_path / "C"
     run = runner.invoke(data_app, ["import", str(write_trades(tmp_path / "trades.csv")), "--venue", "okx", "--market",
                                    "swap", "--symbol", "BTC-USDT-SWAP", "--kind", "trades", "--catalog", str(root)])
@@ -258,26 +284,69 @@ def test_backtest_refuses_trades_recorded_with_another_contract_size(tmp_path: P
     with Catalog(root).writer("okx", "swap", "BTC-USDT-SWAP", "trades", "day", kind="trades", mode="overwrite") as w:
         w.write(Catalog(root).read("okx", "swap", "BTC-USDT-SWAP", "trades"))
         w.commit([], contract_size=okx_contract_size("BTC-USDT-SWAP"))  # as backfill and import-tardis record it
-    config = {
-        "data": {"catalog": str(root), "sources": [{"instrument": "BTC-USDT-SWAP.OKX", "kind": "trades",
-                                                    "dataset": "okx/swap/BTC-USDT-SWAP/trades",
-                                                    "bars": {"mode": "dollar", "threshold": 50_000.0}}]},
-        "instruments": [{"venue": "OKX", "symbol": "BTC-USDT-SWAP", "kind": "perpetual", "base": "BTC", "quote": "USDT",
-                         "tick_size": 0.1, "lot_size": 1.0, "contract_size": instrument_size}],
-        "strategy": {"name": "ema_cross", "instruments": ["BTC-USDT-SWAP.OKX"],
-                     "params": {"fast": 3, "slow": 8, "quantity": 1.0}},
-        "venue": {"fill_on": "trades"},
-        "initial_cash": 100_000.0,
-    }
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    run = runner.invoke(app, ["backtest", str(path), "--out", str(tmp_path / "out")])
-    said = " ".join(run.output.split())
+    code, said = _backtest(tmp_path, root, instrument_size, "out")
     if runs:
-        assert run.exit_code == 0, run.output
+        assert code == 0, said
         assert (tmp_path / "out" / "fills.csv").is_file()
         return
-    assert run.exit_code == 2, run.output
+    assert code == 2, said
     assert "data.sources.0.dataset" in said and "count contracts of 0.01 base units (its manifest's contract_size" in said
     assert "instruments.0.contract_size of BTC-USDT-SWAP.OKX is 1" in said
-    assert not (tmp_path / "out").exists() or not any(p.name == "fills.csv" for p in (tmp_path / "out").iterdir())
+    assert _no_fills(tmp_path / "out")
+
+
+def test_backtest_refuses_swap_trades_that_record_no_contract_size_until_it_is_recorded(tmp_path: Path) -> None:
+    """okx/swap/BTC-USDT-SWAP/trades imported without --contract-size, replayed for an instrument of 0.01 BTC a
+    contract, ran (exit 0) reading sizes the dataset does not say the unit of: 100 contracts of 0.01 or 100 BTC
+    alike. Now refused whatever the instrument's size, naming data set-contract-size, which records it."""
+    runner, root = CliRunner(), tmp_path / "C"
+    trades = str(write_trades(tmp_path / "trades.csv"))
+    common = ["--venue", "okx", "--symbol", "BTC-USDT-SWAP", "--kind", "trades"]
+    for market in ("swap", "spot"):
+        run = runner.invoke(data_app, ["import", trades, "--market", market, *common, "--catalog", str(root)])
+        assert run.exit_code == 0, run.output
+    for size in (0.01, 1.0):
+        code, said = _backtest(tmp_path, root, size, f"out_{size:g}")
+        assert code == 2, said
+        assert (f"data.sources.0.dataset: the trades of {root}/okx/swap/BTC-USDT-SWAP/trades record no contract size, "
+                "and the trades of a 'swap' market may count contracts") in said
+        assert f"instruments.0.contract_size {size:g}" in said
+        assert f"tradebus data set-contract-size okx/swap/BTC-USDT-SWAP/trades SIZE --catalog {root}" in said
+        assert _no_fills(tmp_path / f"out_{size:g}")
+    # a spot market's trades, or a spot instrument of contract size 1: base units, not refused
+    assert _backtest(tmp_path, root, 1.0, "out_spot_market", market="spot")[0] == 0
+    assert _backtest(tmp_path, root, 1.0, "out_spot", kind="spot")[0] == 0
+    files = {p.name: p.read_bytes() for p in (root / "okx" / "swap" / "BTC-USDT-SWAP" / "trades").rglob("*.parquet")}
+    run = runner.invoke(data_app, ["set-contract-size", "okx/swap/BTC-USDT-SWAP/trades",
+                                   str(okx_contract_size("BTC-USDT-SWAP")), "--catalog", str(root)])
+    assert run.exit_code == 0, run.output
+    manifest = Catalog(root).manifest("okx", "swap", "BTC-USDT-SWAP", "trades")
+    assert manifest.contract_size == 0.01 and manifest.notes[-1] == "contract_size 0.01 recorded after the import"
+    assert files == {p.name: p.read_bytes()
+                     for p in (root / "okx" / "swap" / "BTC-USDT-SWAP" / "trades").rglob("*.parquet")}
+    assert Catalog(root).verify("okx", "swap", "BTC-USDT-SWAP", "trades") == manifest
+    # now it runs, as a dataset imported with --contract-size 0.01 does: the same outputs byte for byte
+    code, said = _backtest(tmp_path, root, 0.01, "out_set")
+    assert code == 0, said
+    told = tmp_path / "told"
+    run = runner.invoke(data_app, ["import", trades, "--market", "swap", *common, "--contract-size", "0.01",
+                                   "--catalog", str(told)])
+    assert run.exit_code == 0, run.output
+    code, said = _backtest(tmp_path, told, 0.01, "out_told")
+    assert code == 0, said
+    written = sorted(p.name for p in (tmp_path / "out_set").iterdir())
+    assert "fills.csv" in written and written == sorted(p.name for p in (tmp_path / "out_told").iterdir())
+    for name in written:
+        if name != "config.yaml":  # its data.catalog is the path of each
+            assert (tmp_path / "out_set" / name).read_bytes() == (tmp_path / "out_told" / name).read_bytes(), name
+    # the rows of bars built over it count 0.01 BTC a contract: the module docstring's two bars
+    assert _bars_without_the_flag(str(root), "okx", "swap") == EXPECTED
+    # a recorded size is the unit of the sizes: another one is refused, the same one changes nothing
+    for size, code_expected in (("1", 3), ("0.01", 0)):
+        run = runner.invoke(data_app, ["set-contract-size", "okx/swap/BTC-USDT-SWAP/trades", size,
+                                       "--catalog", str(root)])
+        assert run.exit_code == code_expected, run.output
+    assert "okx/swap/BTC-USDT-SWAP/trades records a contract size of 0.01, not 1" in " ".join(
+        runner.invoke(data_app, ["set-contract-size", "okx/swap/BTC-USDT-SWAP/trades", "1", "--catalog",
+                                 str(root)]).output.split())
+    assert Catalog(root).manifest("okx", "swap", "BTC-USDT-SWAP", "trades") == manifest

@@ -677,6 +677,60 @@ class Catalog:
 
     # ------------------------------------------------------------------ write
 
+    def record_contract_size(self, venue: str, market: str, symbol: str, dataset: str, contract_size: float) -> Manifest:
+        """Record the contract size of a trades dataset that records none; its rows are left as they are.
+
+        For a dataset imported without it (an older manifest, an import not told): its manifest gets
+        :attr:`Manifest.contract_size` and a note saying so, swapped in with ``os.replace`` under the
+        lock writers commit under (a writer that opened the dataset before is then refused at commit).
+
+        Parameters
+        ----------
+        venue, market, symbol, dataset
+            The trades dataset.
+        contract_size
+            Base units per unit of the rows' ``size`` (OKX BTC-USDT-SWAP 0.01; 1 for base units).
+
+        Returns
+        -------
+        Manifest
+            The manifest recording it (the same one when it already recorded this size).
+
+        Raises
+        ------
+        ConfigError
+            If ``contract_size`` is not a positive number, or the manifest cannot be written.
+        DataError
+            If the dataset does not exist, does not hold trades, or records another contract size.
+        """
+        if not (contract_size > 0.0 and np.isfinite(contract_size)):
+            raise ConfigError(f"contract size {contract_size!r} is not a positive number")
+        base = self.dataset_dir(venue, market, symbol, dataset)
+        name = DatasetRef(venue, market, symbol, dataset).relpath().as_posix()
+        self.manifest(venue, market, symbol, dataset)  # a missing one named, a killed write's leftovers recovered
+        staged = base / f".{MANIFEST_NAME}.tmp-{uuid.uuid4().hex}"
+        with _locked(base.parent):
+            manifest = self._load_manifest(base / MANIFEST_NAME)
+            if manifest.kind != "trades":
+                raise DataError(f"{name} holds {manifest.kind}, already in base units: a contract size is for trades")
+            if manifest.contract_size is not None:
+                if manifest.contract_size == contract_size:
+                    return manifest
+                raise DataError(f"{name} records a contract size of {manifest.contract_size:g}, not {contract_size:g}: "
+                                "its sizes are in that unit; import it again to replace it")
+            manifest = msgspec.structs.replace(
+                manifest, contract_size=float(contract_size),
+                notes=[*manifest.notes, f"contract_size {contract_size:g} recorded after the import"],
+            )
+            try:
+                staged.write_bytes(msgspec.json.format(_manifest_encoder.encode(manifest), indent=2) + b"\n")
+                os.replace(staged, base / MANIFEST_NAME)
+            except OSError as exc:
+                staged.unlink(missing_ok=True)
+                raise ConfigError(f"catalog {self.root}: cannot write the manifest of {name} ({exc.strerror})") from None
+        logger.info("catalog: {} records a contract size of {:g}", name, contract_size)
+        return manifest
+
     def write(
         self,
         table: pa.Table,

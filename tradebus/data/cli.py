@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tradebus.data.catalog import Catalog, DatasetExists, Manifest, check_name, quality_report
+from tradebus.data.catalog import Catalog, DatasetExists, DatasetRef, Manifest, check_name, quality_report
 from tradebus.data.ingest import TsUnit, format_interval, import_path, parse_interval
 from tradebus.errors import ConfigError, DataError, TradebusError
 from tradebus.ops.logs import LOG_LEVELS, setup_logging
@@ -194,8 +194,9 @@ def import_cmd(
         if manifest.kind == "trades" and manifest.contract_size is None and market != "spot":
             console.print(
                 f"{manifest.ref().relpath().as_posix()} records no contract size: the trades of a {market!r} market "
-                "may count contracts, so data bars and backtests refuse it; import it again with --overwrite "
-                "--contract-size (the instrument's base units per contract; 1 if its sizes are base units)",
+                "may count contracts, so data bars and backtests refuse it until it records one: tradebus data "
+                f"set-contract-size {manifest.ref().relpath().as_posix()} SIZE --catalog {catalog} (the instrument's "
+                "base units per contract; 1 if its sizes are base units)",
                 highlight=False, soft_wrap=True,
             )
 
@@ -555,7 +556,6 @@ def bars_cmd(
     catalog: CatalogOpt = DEFAULT_CATALOG,
 ) -> None:
     """Build bars into the catalog from trades, or resample bars to a longer interval (complete bars only)."""
-    from tradebus.data.catalog import DatasetRef
     from tradebus.data.resample import bars_from_trades, resample_bars
     from tradebus.features.bars import BAR_MODES
 
@@ -579,6 +579,28 @@ def bars_cmd(
     except TradebusError as exc:
         raise _fail(exc, "give the new bars another --name") from None
     _console().print(f"built -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+
+
+@data_app.command("set-contract-size")
+def set_contract_size_cmd(
+    dataset: Annotated[str, typer.Argument(help="A trades dataset recording no contract size, "
+                                           "venue/market/symbol/dataset.")],
+    contract_size: Annotated[float, typer.Argument(help="Base units per unit of its trade sizes: the instrument's "
+                                                   "contract size when they count contracts (OKX BTC-USDT-SWAP "
+                                                   "0.01), 1 when they are base units.")],
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+) -> None:
+    """Record the contract size of a trades dataset imported without one (its rows are not touched).
+
+    Refused (exit 3) when the dataset records another one: its sizes are in that unit.
+    """
+    ref = DatasetRef(*_ref(dataset))
+    try:
+        manifest = Catalog(catalog).record_contract_size(ref.venue, ref.market, ref.symbol, ref.dataset, contract_size)
+    except TradebusError as exc:
+        raise _fail(exc) from None
+    _console().print(f"{dataset}: contract size {manifest.contract_size:g} (base units per unit of size)",
+                     highlight=False, soft_wrap=True)
 
 
 @data_app.command("quality")
