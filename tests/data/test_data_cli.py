@@ -287,3 +287,20 @@ def test_an_import_into_a_catalog_folder_it_cannot_write_is_refused_naming_the_c
         assert sorted(left) == ["coinbase", "coinbase/spot", "coinbase/spot/BTC-USD"]  # os.walk: the link not followed
     finally:
         link.unlink()  # nothing walks into sysfs after the test (pytest cleans tmp_path up)
+
+
+def test_an_import_over_a_file_where_the_dataset_folder_should_be_is_refused_leaving_it(tmp_path: Path) -> None:
+    """A regular file named like the dataset (coinbase/spot/BTC-USD/bars_4h) was moved aside to a hidden
+    .bars_4h.old-<id> and the import reported success (exit 0): the file vanished from where it was."""
+    root = tmp_path / "cat"
+    (root / "coinbase" / "spot" / "BTC-USD").mkdir(parents=True)
+    squatter = root / "coinbase" / "spot" / "BTC-USD" / "bars_4h"
+    squatter.write_text("notes of mine\n", encoding="utf-8")
+    for mode in ([], ["--overwrite"]):
+        code, out = run("import", str(FIXTURES / "coinbase_btc-usd_4h_cut.json.gz"), "--venue", "coinbase",
+                        "--market", "spot", "--symbol", "BTC-USD", "--catalog", str(root), *mode)
+        assert code == 2, out
+        assert (f"catalog {root}: cannot write coinbase/spot/BTC-USD/bars_4h: {squatter} is a file, not a dataset "
+                "folder") in " ".join(out.split())
+        assert os.listdir(squatter.parent) == ["bars_4h"]
+        assert squatter.read_text(encoding="utf-8") == "notes of mine\n"

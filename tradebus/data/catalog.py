@@ -783,8 +783,8 @@ class Catalog:
             Bad columns, unsorted rows, an existing dataset in ``"create"`` mode,
             an overlap or a kind/period/interval mismatch in ``"append"`` mode.
         ConfigError
-            The catalog's folders cannot be created, or its staging folder (a read-only catalog):
-            nothing is written.
+            The catalog's folders cannot be created, or its staging folder (a read-only catalog), or a
+            file stands where the dataset's folder goes: nothing is written.
         """
         kind = kind or _infer_kind(table)
         with self.writer(
@@ -1009,6 +1009,10 @@ class DatasetWriter:
         except OSError as exc:
             self._pool.shutdown()
             raise ConfigError(f"catalog: cannot create {self.base.parent} ({exc.strerror})") from None
+        if self.base.exists() and not self.base.is_dir():  # a commit would rename it aside as a retired dataset
+            self._pool.shutdown()
+            raise ConfigError(f"catalog {catalog.root}: cannot write {self.name}: {self.base} is a file, not a dataset "
+                              "folder; move it out of the catalog")
         self._tmp = self.base.parent / f".{dataset}.tmp-{uuid.uuid4().hex}"
         self._tmp_fd: int | None = None
         try:
