@@ -355,3 +355,69 @@ def test_instruments_skip_execution_again_once_a_denied_order_leaves_nothing_wor
     assert len(asked_times) <= len(idle_times) + 1
     assert not asked._loop.lagging
     assert asked.result.equity == idle.result.equity
+
+
+class EveryMessage(Strategy):
+    """A market order on every bar or trade (alternating buy and sell, cycling through the instruments)."""
+
+    def __init__(self, ids: tuple[str, ...], trade: bool) -> None:
+        super().__init__(ids, strategy_id="every")
+        self.ids = ids
+        self.trade = trade
+        self.n = 0
+
+    def _act(self) -> None:
+        self.n += 1
+        if self.trade:
+            side = OrderSide.BUY if self.n % 2 else OrderSide.SELL
+            self.submit_market(self.ids[self.n % len(self.ids)], side, 0.01)
+
+    def on_bar(self, bar: Bar) -> None:
+        self._act()
+
+    def on_trade(self, trade: Trade) -> None:
+        self._act()
+
+
+class LeanEveryMessage(EveryMessage):
+    @feature_only
+    def on_bar(self, bar: Bar | None = None) -> None:
+        self._act()
+
+
+@pytest.mark.parametrize(
+    ("data", "lean"), [("bars", False), ("bars", True), ("mixed", False), ("mixed", True), ("trades", False)]
+)
+def test_without_mark_breakers_a_fill_does_not_complete_the_next_time(tmp_path: Path, data: str, lean: bool) -> None:
+    # b4b4a89 had every fill (every bar or trade shown the execution engine) call before_time at the
+    # next time so that drawdown and daily-loss breakers see it; without them before_time only
+    # takes the hourly equity samples, and a market order on every bar completed all 1,200 times
+    # (the round trip of bench/throughput.py went from 34 to 35-37 us).
+    if data == "trades":
+        sources = [trade_source(tmp_path, synthetic_trades(3_000, seed=7), "C0USD.SIM", "C0USD")]
+    else:
+        sources = bar_sources(tmp_path / "c", [bar_table(1_200, seed=k) for k in range(1 if data == "bars" else 2)])
+    ids = tuple(src.instrument_id for src in sources)
+
+    def completed_times(trade: bool) -> tuple[Kernel, list[int]]:
+        kernel = Kernel(
+            [Instrument("SIM", iid.split(".")[0], tick_size=0.01, lot_size=0.001, taker_fee=0.0002) for iid in ids],
+            initial_cash=1_000_000.0,
+            venue_config=VenueConfig(fill_on=data if data == "trades" else "bars"),
+        )
+        kernel.add_strategy((LeanEveryMessage if lean else EveryMessage)(ids, trade))
+        times: list[int] = []
+        inner = kernel.before_time
+
+        def counted(ts: int) -> int:
+            times.append(ts)
+            return inner(ts)
+
+        kernel.before_time = counted  # type: ignore[method-assign]
+        kernel.run(Replay(sources, batch_rows=500))
+        return kernel, times
+
+    (_, idle_times), (busy, busy_times) = completed_times(False), completed_times(True)
+    assert len(busy.result.fills) >= 1_000
+    assert len(idle_times) < 100  # the hourly samples of 20 hours (or the trades' 5 minutes)
+    assert busy_times == idle_times

@@ -265,6 +265,7 @@ class BatchLoop:
         perps = k.perpetuals
         advance = clock.advance_to
         watch = k.watch_ns
+        marks = k.risk_config.breakers_on_marks  # else before_time only samples: no recheck
         band_lo, band_hi = k.price_band(iid)
         result = k.result
         k.extend_span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
@@ -296,11 +297,12 @@ class BatchLoop:
             if priced:
                 execution_on_bar(bar)
                 self.needs_execution = count_open() > 0
-                watch = ti + 1  # a fill moves equity
+                if marks:
+                    watch = ti + 1  # a fill moves equity
             elif perps is not None and (c <= perps.lo or c >= perps.hi):
                 mark(iid, c)  # a watched position may be liquidated at this close
                 priced = True
-            if c <= band_lo or c >= band_hi:
+            if marks and (c <= band_lo or c >= band_hi):
                 watch = ti + 1  # a breaker may trip or its peak rise at this close
             cache_bars[iid] = bar
             cache_prices[iid] = c
@@ -353,6 +355,7 @@ class BatchLoop:
         perps = k.perpetuals
         advance = clock.advance_to
         watch = k.watch_ns
+        marks = k.risk_config.breakers_on_marks  # else before_time only samples: no recheck
         band_lo, band_hi = k.price_band(iid)
         result = k.result
         k.extend_span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
@@ -395,11 +398,12 @@ class BatchLoop:
                     execution_on_bar(bar)
                     self.needs_execution = count_open() > 0
                     cache_bars[iid] = bar
-                    watch = ti + 1
+                    if marks:
+                        watch = ti + 1
                 elif perps is not None and (c <= perps.lo or c >= perps.hi):
                     mark(iid, c)
                     priced = True
-                if c <= band_lo or c >= band_hi:
+                if marks and (c <= band_lo or c >= band_hi):
                     watch = ti + 1
                 cache_prices[iid] = c
                 view.row = row
@@ -526,6 +530,7 @@ class BatchLoop:
         perps = k.perpetuals
         advance = clock.advance_to
         watch = k.watch_ns
+        marks = k.risk_config.breakers_on_marks  # else before_time only samples: no recheck
         band_iid, band_lo, band_hi = k.mark_band
         # While an order works on one instrument, the others' bars skip the execution engine
         # too (unless marks matter or perpetuals are watched); see submit().
@@ -558,7 +563,8 @@ class BatchLoop:
             bar = Bar(iid, te, ti, o, h, lo, c, v)
             priced = False
             if self.needs_execution:
-                watch = ti + 1
+                if marks:
+                    watch = ti + 1
                 if every_bar or iid in working:
                     execution_on_bar(bar)
                     self.needs_execution = orders.count_open() > 0
@@ -572,7 +578,7 @@ class BatchLoop:
             elif perps is not None and (c <= perps.lo or c >= perps.hi):
                 mark(iid, c)
                 priced = True
-            if iid == band_iid and (c <= band_lo or c >= band_hi):
+            if marks and iid == band_iid and (c <= band_lo or c >= band_hi):
                 watch = ti + 1
             cache_bars[iid] = bar
             cache_prices[iid] = c
@@ -620,6 +626,7 @@ class BatchLoop:
         perps = k.perpetuals
         advance = clock.advance_to
         watch = k.watch_ns
+        marks = k.risk_config.breakers_on_marks  # else before_time only samples: no recheck
         band_iid, band_lo, band_hi = k.mark_band
         every_bar = perps is not None
         lagging = self.lagging
@@ -659,7 +666,8 @@ class BatchLoop:
                     watch = ti + 1
                 priced = False
                 if self.needs_execution:
-                    watch = ti + 1
+                    if marks:
+                        watch = ti + 1
                     if every_bar or iid in working:
                         if not quiet:
                             materialize()  # order events show a strategy the other instruments' latest bars
@@ -676,7 +684,7 @@ class BatchLoop:
                 elif perps is not None and (c <= perps.lo or c >= perps.hi):
                     mark(iid, c)
                     priced = True
-                if iid == band_iid and (c <= band_lo or c >= band_hi):
+                if marks and iid == band_iid and (c <= band_lo or c >= band_hi):
                     watch = ti + 1
                 latest[s] = j
                 cache_prices[iid] = c
@@ -749,6 +757,7 @@ class BatchLoop:
         count_open = k.orders.count_open
         advance = clock.advance_to
         watch = k.watch_ns
+        marks = k.risk_config.breakers_on_marks  # else before_time only samples: no recheck
         band_lo, band_hi = k.price_band(iid)
         result = k.result
         if skip and not self.needs_execution:
@@ -793,8 +802,9 @@ class BatchLoop:
                         if not self.needs_execution:
                             idle.add(iid)
                         cache_trades[iid] = trade
-                        watch = ti + 1
-                    if px <= band_lo or px >= band_hi:
+                        if marks:
+                            watch = ti + 1
+                    if marks and (px <= band_lo or px >= band_hi):
                         watch = ti + 1
                     cache_prices[iid] = px
                     view.row = row
@@ -832,12 +842,13 @@ class BatchLoop:
                 shown = self.needs_execution or not skip
                 if shown:
                     execution_on_trade(trade)
-                    watch = ti + 1
+                    if marks:
+                        watch = ti + 1
                     if skip:
                         self.needs_execution = count_open() > 0
                         if not self.needs_execution:
                             idle.add(iid)
-                if px <= band_lo or px >= band_hi:
+                if marks and (px <= band_lo or px >= band_hi):
                     watch = ti + 1
                 cache_trades[iid] = trade
                 cache_prices[iid] = px
