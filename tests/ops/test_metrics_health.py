@@ -203,6 +203,7 @@ class _Target:
         self.kernel = kernel
         self.feeds: list[Any] = []
         self.running = asyncio.Event()
+        self.warming_up = False
 
     def stop(self, reason: str = "") -> None:
         """Nothing to stop."""

@@ -306,6 +306,7 @@ class _Daemon:
         self.kernel = kernel
         self.feeds: list[Any] = []
         self.running = asyncio.Event()
+        self.warming_up = False
         self.running.set()
 
     def stop(self, reason: str = "") -> None:

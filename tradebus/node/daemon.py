@@ -29,7 +29,9 @@ the reason ``"feed stale: ..."`` or ``"book unsynced: ..."``.
 
 Lifecycle of :meth:`PaperNode.run`:
 
-1. warm up the Numba feature kernels (before any socket is opened);
+1. warm up the Numba feature kernels (before any feed's socket is opened), on a thread of its own: the loop
+   serves ``/health`` (503, ``warming up``), ``/metrics`` and the signals meanwhile, and a stop then ends
+   the run at once, nothing recovered or started;
 2. replay the SQLite journal (:class:`~tradebus.execution.journal.Journal`): orders,
    positions, the risk gate's trading and breaker state, the run's fills and its equity samples
    (with the span and counts of market data of the earlier sessions) are rebuilt, and
@@ -57,11 +59,14 @@ This module is the lifecycle of a paper run; its parts live in :mod:`tradebus.no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import signal
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -251,6 +256,8 @@ class PaperNode:
         self._run_recorder: FrameRecorder | None = None
         self.summary = NodeSummary()
         self.running = asyncio.Event()
+        #: True while :meth:`run` warms up the feature kernels (``/health`` says so).
+        self.warming_up = False
         self._stop: asyncio.Event | None = None
         self._stop_reason = ""
         self._strategy_failure: StrategyError | None = None
@@ -353,50 +360,10 @@ class PaperNode:
         try:
             if self.ops is not None:
                 await self.ops.start(self)
-            if self.config.warm_up:
-                from tradebus.features.warmup import warm_up
-
-                logger.info("warming up the feature kernels")
-                warm_up()
-            self._recover()
-            await self._price_missed_hours()
-            self._start_strategies = await self._settle_before_start()
-            if self.outputs is not None:
-                self.outputs.start()
-            if self.config.record is not None and self.recorder is None:
-                self.recorder = self._new_recorder(self.config.record)
-            self._run_recorder = self.recorder
-            started = self.clock.now_ns()
-            self._record_run("start", started, run_start_line(self._recovered_at, self.summary.recovered_orders))
-            if self._start_strategies:
-                with self.clock.pinned(started):  # on_start's timers start where the replay starts them
-                    self.kernel.start()
-            sink = self.router if self.ops is None else self.ops.sink(self.router)
-            self.feeds = build_feeds(self.config, sink, live=True, recorder=self.recorder)
-            attach_feeds(self.feeds, self.guard, self.kernel.cache)
-            for feed in self.feeds:
-                if feed.client is not None:
-                    feed.client.frame_listener = self.router  # due alerts fire between frames, as in a replay
-            if self.ops is not None:
-                self.ops.watch(self.feeds)
-            self._feeds_built()
-            await asyncio.sleep(0)  # let a signal received so far be handled before subscribing
-            if not self._stop.is_set():
-                tasks = {asyncio.create_task(feed.run(), name=f"feed:{feed.name}"): feed for feed in self.feeds}
-                self.running.set()
-                logger.info(
-                    "{} daemon running: {} feed(s), strategies {}",
-                    self.mode,
-                    len(self.feeds),
-                    ", ".join(entry.name for _, entry in strategy_entries(self.config)),
-                )
-                # Everything alive now (modules, compiled kernels, recovered state) is frozen out of
-                # the cyclic collector: otherwise each gen-2 pass walks it all (~0.5 s on the event loop).
-                gc.freeze()
-                try:
-                    failure = await self._serve(tasks)
-                finally:
-                    gc.unfreeze()
+            if self.config.warm_up and not await self._warm_up():
+                self._start_strategies = False  # stopped while warming up: nothing recovered, nothing started
+            else:
+                failure = await self._start_and_serve(tasks)
         finally:
             for sig in signals:
                 loop.remove_signal_handler(sig)
@@ -413,6 +380,101 @@ class PaperNode:
         if failure is not None:
             raise failure
         return summary
+
+    async def _warm_up(self) -> bool:
+        """Compile (or load) the feature kernels on a thread of their own; whether they were, before a stop.
+
+        The loop goes on meanwhile: ``/health`` answers (503, ``warming up``), ``/metrics`` too, and
+        a signal stops the daemon at once (a cold compile takes a minute or more). The compiling thread
+        holds the GIL for most of its work, so the loop waits up to the switch interval (5 ms) for it
+        at each turn. Nothing on the loop may compile meanwhile: Numba's compile lock would hold it
+        until the warm-up ends (the strategies start, and the kernel's Numba code first runs, after).
+        Asked to stop, it returns ``False`` at once; the thread, a daemon thread, is left to finish or
+        to end with the process.
+
+        Raises
+        ------
+        Exception
+            What the warm-up raised.
+        """
+        from tradebus.features.warmup import warm_up
+
+        assert self._stop is not None
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[float] = loop.create_future()
+
+        def settle(outcome: Callable[[], None]) -> None:
+            if not done.done():
+                outcome()
+
+        def compile_kernels() -> None:
+            try:
+                elapsed = warm_up()
+            except BaseException as exc:  # handed to the loop: run() raises it
+                result: Callable[[], None] = partial(done.set_exception, exc)
+            else:
+                result = partial(done.set_result, elapsed)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the daemon stopped meanwhile
+                loop.call_soon_threadsafe(settle, result)
+
+        logger.info("warming up the feature kernels")
+        self.warming_up = True
+        threading.Thread(target=compile_kernels, name="tradebus:warm-up", daemon=True).start()
+        stopper = asyncio.create_task(self._stop.wait(), name="node:stop")
+        try:
+            await asyncio.wait([done, stopper], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            self.warming_up = False
+        if not done.done():
+            logger.warning("stopped while warming up the feature kernels: nothing was recovered or started")
+            return False
+        logger.info("feature kernels warmed up in {:.1f} s", done.result())
+        return True
+
+    async def _start_and_serve(self, tasks: dict[asyncio.Task[None], Feed]) -> BaseException | None:
+        """Recover, start the strategies and the feeds (put in ``tasks``), and serve until stopped: what failed."""
+        assert self._stop is not None
+        self._recover()
+        await self._price_missed_hours()
+        self._start_strategies = await self._settle_before_start()
+        if self.outputs is not None:
+            self.outputs.start()
+        if self.config.record is not None and self.recorder is None:
+            self.recorder = self._new_recorder(self.config.record)
+        self._run_recorder = self.recorder
+        started = self.clock.now_ns()
+        self._record_run("start", started, run_start_line(self._recovered_at, self.summary.recovered_orders))
+        if self._start_strategies:
+            with self.clock.pinned(started):  # on_start's timers start where the replay starts them
+                self.kernel.start()
+        sink = self.router if self.ops is None else self.ops.sink(self.router)
+        self.feeds = build_feeds(self.config, sink, live=True, recorder=self.recorder)
+        attach_feeds(self.feeds, self.guard, self.kernel.cache)
+        for feed in self.feeds:
+            if feed.client is not None:
+                feed.client.frame_listener = self.router  # due alerts fire between frames, as in a replay
+        if self.ops is not None:
+            self.ops.watch(self.feeds)
+        self._feeds_built()
+        await asyncio.sleep(0)  # let a signal received so far be handled before subscribing
+        if self._stop.is_set():
+            return None
+        tasks.update({asyncio.create_task(feed.run(), name=f"feed:{feed.name}"): feed for feed in self.feeds})
+        self.running.set()
+        logger.info(
+            "{} daemon running: {} feed(s), strategies {}",
+            self.mode,
+            len(self.feeds),
+            ", ".join(entry.name for _, entry in strategy_entries(self.config)),
+        )
+        # Everything alive now (modules, compiled kernels, recovered state) is frozen out of
+        # the cyclic collector: otherwise each gen-2 pass walks it all (~0.5 s on the event loop).
+        gc.freeze()
+        try:
+            return await self._serve(tasks)
+        finally:
+            gc.unfreeze()
 
     def _record_stop(self) -> None:
         """Fire the timers and alerts due by now, then record the moment (``run:stop``): a replay fires the same.

@@ -5,7 +5,9 @@ within ``max_age`` seconds, every subscribed L2 book is in sync, the market guar
 instrument's orders for its market data (a feed its watchdog judged stale, which happens after
 the feed's ``stale_after``, whatever ``max_age`` is; a book in sync but frozen), and (live daemon) its
 private user stream is connected and the venue confirmed its subscription (without it no
-fill is seen); otherwise 503 with the failing checks listed under ``problems``. Every
+fill is seen); otherwise 503 with the failing checks listed under ``problems``. While the daemon
+warms up its feature kernels (before it recovers and subscribes) the answer is 503 with the
+status ``warming up``: alive, not trading yet. Every
 instrument whose new orders the guard denies is listed with the reason under
 ``orders_blocked``.
 
@@ -62,7 +64,10 @@ def health_report(
     now = clock_ns()
     problems: list[str] = []
     running = target.running.is_set()
-    if not running:
+    warming_up = target.warming_up
+    if warming_up:
+        problems.append("daemon warming up the feature kernels (not trading yet)")
+    elif not running:
         problems.append("daemon not running (starting or stopping)")
     feeds: dict[str, Any] = {}
     for feed in target.feeds:
@@ -105,8 +110,9 @@ def health_report(
         elif not s["subscribed"]:
             problems.append(f"user stream {name}: subscription not confirmed by the venue")
     report = {
-        "status": "ok" if not problems else "unhealthy",
+        "status": "ok" if not problems else "warming up" if warming_up else "unhealthy",
         "running": running,
+        "warming_up": warming_up,
         "trading_state": str(target.kernel.risk.state),
         "feeds": feeds,
         "books_synced": books,

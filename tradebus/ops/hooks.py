@@ -5,7 +5,7 @@ built from its config's ``ops:`` block and calls:
 
 * ``await hooks.start(node)`` first thing in its run (log file, bus subscriptions,
   ``/metrics`` + ``/health`` server, event-loop probe, Telegram), where ``node`` is an
-  :class:`OpsTarget` (``kernel``, ``feeds``, ``running``, ``stop``);
+  :class:`OpsTarget` (``kernel``, ``feeds``, ``running``, ``warming_up``, ``stop``);
 * ``hooks.sink(router)`` as the sink it gives its feeds (counts every message, its lag and
   its receive time);
 * ``hooks.watch(feeds)`` once the feeds exist, before they run (each connection that ends
@@ -69,6 +69,7 @@ class OpsTarget(Protocol):
     kernel: Any
     feeds: list[Any]
     running: asyncio.Event
+    warming_up: bool  # compiling or loading the feature kernels, before it recovers and subscribes
     guard: Any  # the MarketGuard asked before every order
 
     def stop(self, reason: str = ...) -> None:

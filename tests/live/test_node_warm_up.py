@@ -1,0 +1,70 @@
+"""A paper daemon warming up its feature kernels answers ``/health`` and stops promptly on SIGTERM.
+
+A real ``scripts/paper.py`` process on a cold Numba cache (a minute or more of compiling), its
+ops server on 127.0.0.1: while the kernels compile, ``/health`` answers 503 ``warming up`` and
+``/metrics`` answers; a SIGTERM then stops the daemon within seconds, exit 0, its journal whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+
+import httpx
+import yaml
+
+from .node_testdata import binance_config
+from .test_node_restart import PAPER, ROOT, wait_for
+
+#: Seconds a SIGTERM may take to stop a daemon in its warm-up (a cold compile takes 50 s to minutes).
+STOP_BOUND_S = 20.0
+
+
+async def test_a_daemon_warming_up_answers_health_and_stops_on_sigterm_within_seconds(tmp_path: Path) -> None:
+    # feeds on a port nobody listens on: the daemon never gets past its warm-up in this test anyway
+    data = binance_config("ws://127.0.0.1:9", "http://127.0.0.1:9", ["trade"], tmp=tmp_path, journal=True)
+    data["ops"] = {"port": 0}
+    cfg = tmp_path / "paper.yaml"
+    cfg.write_text(yaml.safe_dump(data), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": str(tmp_path / "cold-numba-cache")}
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(sys.executable, str(PAPER), str(cfg), stdout=out, stderr=out, env=env)
+    try:
+        await wait_for(lambda: "warming up the feature kernels" in log.read_text(), proc, 120.0, "the warm-up", log)
+        port = re.search(r"/health on http://127\.0\.0\.1:(\d+)", log.read_text())
+        assert port is not None, log.read_text()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port[1]}", timeout=5.0) as http:
+            health = await http.get("/health")
+            metrics = await http.get("/metrics")
+        assert "warmed up" not in log.read_text()  # the answers came while the kernels compiled
+        assert health.status_code == 503
+        report = health.json()
+        assert report["status"] == "warming up" and report["warming_up"] and not report["running"]
+        assert report["problems"] == ["daemon warming up the feature kernels (not trading yet)"]
+        assert metrics.status_code == 200 and b"tradebus_" in metrics.content
+
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), STOP_BOUND_S)
+        took = loop.time() - sent
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    text = log.read_text()
+    assert proc.returncode == 0, text[-3000:]
+    assert took < STOP_BOUND_S
+    assert "stopped while warming up the feature kernels" in text and "warmed up" not in text
+    assert "paper daemon stopped" in text and "Traceback" not in text and "Fatal Python error" not in text
+    db = sqlite3.connect(f"file:{tmp_path / 'journal.sqlite'}?mode=ro", uri=True)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        db.close()
