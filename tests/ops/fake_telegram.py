@@ -23,7 +23,8 @@ class FakeBotApi:
     ``(chat_id, text)`` the bot sent; ``send_delay`` slows ``sendMessage`` down; a wrong
     token gets 401 like the real API, and a text that is empty or longer than 4096 UTF-16 code units
     400; ``throttle``, ``garble`` and ``fail`` make the next
-    ``sendMessage`` calls fail (429, a JSON list, an HTTP 5xx page). ``flood(method, seconds)``
+    ``sendMessage`` calls fail (429, a JSON list, an HTTP 5xx page), and ``answers`` gives the next
+    ``sendMessage`` calls the answers it holds, as they are. ``flood(method, seconds)``
     puts ``method`` under flood control for ``seconds`` of ``clock``, as Telegram does: every call
     before then gets HTTP 429 with the seconds left in ``parameters.retry_after`` (whole seconds,
     rounded up).
@@ -48,6 +49,8 @@ class FakeBotApi:
         #: answer this many sendMessage calls with ``fail_status`` (a proxy's HTML page, not JSON) first
         self.fail = 0
         self.fail_status = 502
+        #: answer the next sendMessage calls with these ``(HTTP status, JSON body)`` first, as they are
+        self.answers: list[tuple[int, Any]] = []
         self.sent: list[tuple[int, str]] = []
         self.requests: list[str] = []
         self.confirm = True
@@ -86,6 +89,9 @@ class FakeBotApi:
             self.garble -= 1
             return web.json_response([1, 2])
         if method == "sendMessage":
+            if self.answers:
+                status, answer = self.answers.pop(0)
+                return web.json_response(answer, status=status)
             if self.fail > 0:
                 self.fail -= 1
                 return web.Response(status=self.fail_status, text="<html>Bad Gateway</html>", content_type="text/html")

@@ -199,6 +199,35 @@ async def test_an_answer_that_is_not_a_json_object_fails_one_send_not_the_bot() 
     assert api.texts() == ["after it"]
 
 
+async def test_an_error_no_rule_foresaw_in_the_sender_is_logged_and_counted_and_later_alerts_are_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 429 whose ``parameters`` is not an object: ``.get`` raised AttributeError, which no ``except`` of the
+    sender took; the sender task ended without a log line and every later alert waited in the queue, unsent."""
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        async with FakeBotApi(TOKEN) as api:
+            api.answers.append((429, {"ok": False, "error_code": 429, "description": "Too Many Requests",
+                                      "parameters": "retry later"}))  # fmt: skip
+            hooks = _ops_bot(api, monkeypatch)
+            bot = hooks.telegram
+            assert bot is not None
+            await bot.start()
+            bot.alert("fill", "lost to the odd answer")
+            await until(lambda: bot.failed == 1, 5.0)
+            bot.alert("fill", "after it")
+            await until(lambda: bot.sent == 1, 5.0)
+            await bot.stop()
+    finally:
+        logger.remove(sink)
+    assert api.texts() == ["after it"]
+    assert hooks.metrics.registry.get_sample_value("tradebus_alerts_failed_total") == 1
+    errors = [line for line in lines if "AttributeError" in line]
+    assert len(errors) == 1 and "chat 4242" in errors[0] and "not delivered" in errors[0], lines
+    assert not any(TOKEN in line for line in lines)
+
+
 def _ops_bot(api: FakeBotApi, monkeypatch: pytest.MonkeyPatch, **telegram: Any) -> OpsHooks:
     """The ops hooks of a daemon whose Telegram is ``api`` (retries every 10 ms at most)."""
     monkeypatch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)

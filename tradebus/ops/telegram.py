@@ -10,7 +10,9 @@ retried ``send_retries`` times with a capped, jittered backoff (a 429 waits its 
 however long, unless the message would then be older than ``alert_max_age``: it is given up at
 once), and a message still not taken (or refused: 4xx) is counted (``failed``, and the ``on_fail``
 callback: the ``tradebus_alerts_failed_total`` metric), as is one still queued or being sent
-when the bot stops. A poller task asks the Bot API who the bot is (``getMe``), then reads
+when the bot stops, and one lost to an error no rule foresaw (logged with the file and line that
+raised it, not its traceback, which could show the token): the sender goes on with the next.
+A poller task asks the Bot API who the bot is (``getMe``), then reads
 commands (``getUpdates``; both are retried with a capped backoff, a 429 after the Bot API's
 ``ResponseParameters.retry_after``) and answers only chats of the allow-list (``chat_ids``) --
 a command from any other chat is ignored, counted and logged by chat id. In a group chat a command may name the bot it
@@ -40,7 +42,9 @@ import inspect
 import logging
 import os
 import time
+import traceback
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -180,6 +184,12 @@ def _utc(seconds: int) -> str:
         return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     except (OverflowError, OSError, ValueError):
         return f"{seconds} (Unix time)"
+
+
+def _raised_at(exc: BaseException) -> str:
+    """``file:line`` where ``exc`` was raised (a traceback could show the token: a request's URL in a message)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
 
 
 def _utc_now() -> dt.datetime:
@@ -384,6 +394,13 @@ class TelegramBot:
                 self._not_delivered()
                 reason = str(exc) if isinstance(exc, _Expired) else self._redact(exc)
                 logger.warning("telegram: sendMessage to chat {} failed, message not delivered: {}", chat, reason)
+            except Exception as exc:  # no rule foresaw it: the sender must outlive it, or every later alert is lost
+                self._not_delivered()
+                logger.error(
+                    "telegram: sendMessage to chat {} failed unexpectedly, message not delivered: {} (at {}); "
+                    "the next messages are sent",
+                    chat, self._redact(exc), _raised_at(exc),
+                )  # fmt: skip
             finally:
                 self._sending = False
                 self.queue.task_done()
