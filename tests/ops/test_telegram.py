@@ -319,6 +319,42 @@ async def test_alerts_still_queued_at_the_stop_are_counted_and_logged_as_not_del
     assert "telegram: 3 message(s) not delivered before the stop\n" in lines
 
 
+async def test_a_shutdown_that_raises_still_sends_the_stop_alert_and_closes_the_ops_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ops layer stopped last in the shutdown, outside any ``finally``: a shutdown step that raised
+    skipped it, so the operator never got the stop alert and ``/health`` kept listening."""
+    monkeypatch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
+    async with FakeBotApi(TOKEN) as api:
+        ops = {"port": 0, "telegram": {"chat_ids": [OPERATOR], "token_env": "TB_TEST_TELEGRAM_TOKEN",
+                                       "base_url": api.base_url, "commands": False}}  # fmt: skip
+        nowhere = type("S", (), {"ws_url": "ws://127.0.0.1:9", "http_url": "http://127.0.0.1:9"})()
+        node = PaperNode(config_of(usdm_paper(nowhere, ops)), handle_signals=False)
+        assert node.ops is not None
+
+        def close_failing() -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(node.venue, "close", close_failing)
+        task = asyncio.create_task(node.run())
+        try:
+            await until(lambda: node.running.is_set())
+            assert node.ops.server is not None
+            port = node.ops.server.port
+        finally:
+            node.stop("test done")
+            with pytest.raises(OSError, match="No space left"):
+                await asyncio.wait_for(task, 20)
+    stopped = [t for t in api.texts(OPERATOR) if "daemon stopped" in t]
+    assert len(stopped) == 1, api.texts()
+    assert stopped[0].startswith(
+        "tradebus paper daemon stopped: test done; the shutdown failed: OSError: [Errno 28] No space left on device\n"
+    )
+    assert node.ops.telegram is not None and node.ops.telegram.queue.empty()
+    with pytest.raises(OSError):  # nothing listens there any more
+        await asyncio.open_connection("127.0.0.1", port)
+
+
 def test_daily_summary_schedule() -> None:
     at = dt.datetime(2026, 12, 3, 23, 30, tzinfo=dt.UTC)
     assert seconds_until("00:00", at) == 30 * 60

@@ -47,7 +47,8 @@ Lifecycle of :meth:`PaperNode.run`:
    exception a strategy's hook raised (on a message, a timer or a venue's answer: the run then
    stops as on a signal and raises :class:`~tradebus.errors.StrategyError` naming the strategy,
    the hook and the time; market data after it is dropped);
-5. stop the clients, cancel their tasks, stop the kernel, close recorder and journal.
+5. stop the clients, cancel their tasks, stop the kernel, close recorder and journal; then the
+   operations layer, whatever the shutdown raised (the stop alert is sent and the queued alerts flushed).
 
 Every order decision is logged on one line with its reason (``decision ...``).
 
@@ -369,7 +370,7 @@ class PaperNode:
                 loop.remove_signal_handler(sig)
             self.running.clear()  # stopping: an operator's /flatten still waiting for its cancels sends nothing
             try:
-                await self._shutdown(tasks)
+                await self._shutdown_and_stop_ops(tasks)
             finally:
                 loop.set_exception_handler(exception_handler)
         if self._strategy_failure is not None:
@@ -596,8 +597,22 @@ class PaperNode:
             summary.fills,
             summary.positions,
         )
+
+    async def _shutdown_and_stop_ops(self, tasks: dict[asyncio.Task[None], Feed]) -> None:
+        """:meth:`_shutdown`, then stop the operations layer last, whatever the shutdown raised.
+
+        The stop alert is sent and the queued alerts flushed either way; after a failed shutdown the
+        stop alert names the error, which is raised again.
+        """
+        try:
+            await self._shutdown(tasks)
+        except BaseException as exc:
+            if self.ops is not None:
+                reason = self._stop_reason or "stopped"
+                await self.ops.stop(f"{reason}; the shutdown failed: {type(exc).__name__}: {exc}")
+            raise
         if self.ops is not None:
-            await self.ops.stop(summary.stop_reason)
+            await self.ops.stop(self.summary.stop_reason)
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
         installed = []
