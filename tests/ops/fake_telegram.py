@@ -11,6 +11,9 @@ from typing import Any
 
 from aiohttp import web
 
+#: Telegram's answer to a getUpdates long poll that a newer one (another process on the token) ended.
+CONFLICT = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+
 
 class FakeBotApi:
     """Answers ``/bot<token>/getMe``, ``/bot<token>/getUpdates`` and ``/bot<token>/sendMessage`` for one token.
@@ -27,7 +30,8 @@ class FakeBotApi:
     ``sendMessage`` calls the answers it holds, as they are. ``flood(method, seconds)``
     puts ``method`` under flood control for ``seconds`` of ``clock``, as Telegram does: every call
     before then gets HTTP 429 with the seconds left in ``parameters.retry_after`` (whole seconds,
-    rounded up).
+    rounded up). A ``getUpdates`` long poll still waiting when another one arrives is answered
+    409 ``Conflict`` (counted in ``conflicts``), as Telegram answers two processes polling one token.
     """
 
     def __init__(
@@ -56,6 +60,11 @@ class FakeBotApi:
         self.confirm = True
         self.confirmed = 0
         self._updates: list[dict[str, Any]] = []
+        #: getUpdates calls so far, and those of them still waiting for an update
+        self._polls = 0
+        self._waiting = 0
+        #: long polls ended with 409 Conflict by a newer getUpdates call (another process on the token)
+        self.conflicts = 0
         self._next_id = 1000
         self._arrived = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -130,14 +139,24 @@ class FakeBotApi:
             if not self.confirm:  # a request that never arrived: the daemon waits on it until it is stopped
                 await asyncio.sleep(min(float(body.get("timeout", 0)), 0.2))
                 return web.json_response({"ok": True, "result": []})
+            self._polls += 1
+            poll = self._polls
+            if self._waiting:  # a long poll still waiting is ended by this one, as Telegram does
+                self._arrived.set()
             offset = max(offset, self.confirmed)
             pending = [u for u in self._updates if u["update_id"] >= offset]
             if not pending:
                 self._arrived.clear()
+                self._waiting += 1
                 try:
                     await asyncio.wait_for(self._arrived.wait(), min(float(body.get("timeout", 0)), 0.2))
                 except TimeoutError:
                     pass
+                finally:
+                    self._waiting -= 1
+                if poll != self._polls:
+                    self.conflicts += 1
+                    return web.json_response({"ok": False, "error_code": 409, "description": CONFLICT}, status=409)
                 pending = [u for u in self._updates if u["update_id"] >= offset]
             return web.json_response({"ok": True, "result": pending[: int(body.get("limit", 100))]})
         return web.json_response({"ok": False, "error_code": 404, "description": "Not Found"}, status=404)

@@ -228,6 +228,38 @@ async def test_an_error_no_rule_foresaw_in_the_sender_is_logged_and_counted_and_
     assert not any(TOKEN in line for line in lines)
 
 
+async def test_two_daemons_polling_one_bot_token_get_one_warning_naming_the_conflict_each_and_go_on() -> None:
+    """Telegram ends a ``getUpdates`` long poll with 409 Conflict when another process polls the same token:
+    each 409 was logged as a failed getUpdates retried, every few seconds for as long as both ran, never
+    saying why."""
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="INFO", format="{level} {message}")
+
+    async def quick(seconds: float) -> None:  # the poller's backoff, shortened: many conflicts in little time
+        await asyncio.sleep(min(seconds, 0.02))
+
+    try:
+        async with FakeBotApi(TOKEN) as api:
+            config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, poll_timeout=1)
+            bots = [TelegramBot(config, TOKEN, on_command=lambda text, chat: "pong", sleep=quick) for _ in range(2)]
+            for bot in bots:
+                await bot.start()
+            await until(lambda: api.conflicts >= 6, 20.0)
+            api.push(OPERATOR, "/ping")  # still answered, by whichever bot reads it
+            await until(lambda: "pong" in api.texts(OPERATOR), 20.0)
+            assert all(not task.done() for bot in bots for task in bot._tasks)  # noqa: SLF001
+            for bot in bots:
+                await bot.stop()
+    finally:
+        logger.remove(sink)
+    about_it = [line for line in lines if "409" in line or "onflict" in line]
+    assert len(about_it) == 2, about_it  # one warning per daemon, however many conflicts
+    assert all(line.startswith("WARNING telegram: another process reads this bot's updates (") for line in about_it)
+    assert all("terminated by other getUpdates request" in line and "token_env" in line for line in about_it)
+    assert not any(TOKEN in line for line in lines)
+    assert all(bot.conflicts >= 1 for bot in bots)  # each was ended by the other (and counted it)
+
+
 def _ops_bot(api: FakeBotApi, monkeypatch: pytest.MonkeyPatch, **telegram: Any) -> OpsHooks:
     """The ops hooks of a daemon whose Telegram is ``api`` (retries every 10 ms at most)."""
     monkeypatch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)

@@ -15,7 +15,10 @@ raised it, not its traceback, which could show the token): the sender goes on wi
 A poller task asks the Bot API who the bot is (``getMe``), then reads
 commands (``getUpdates``; both are retried with a capped backoff, a 429 after the Bot API's
 ``ResponseParameters.retry_after``) and answers only chats of the allow-list (``chat_ids``) --
-a command from any other chat is ignored, counted and logged by chat id. In a group chat a command may name the bot it
+a command from any other chat is ignored, counted and logged by chat id. A ``getUpdates`` answered 409
+Conflict (another process polls the same token, or a webhook is set on it) is retried as any
+failure, counted in ``conflicts`` and logged once, as a warning saying what it means. In a group
+chat a command may name the bot it
 is for (``/halt@OtherBot``): only a command naming none or naming this bot (its username, in
 any case, as Telegram compares them) is acted on. Updates are confirmed to Telegram (a
 ``getUpdates`` with the next ``offset``, answered before any of them is acted on), so a daemon
@@ -76,6 +79,10 @@ _BREAKS = ("\n", "; ", ", ", " ")
 
 class _Expired(Exception):
     """A message that flood control would hold past ``alert_max_age`` (the message says by how much)."""
+
+
+class _Conflict(RuntimeError):
+    """HTTP 409 from ``getUpdates``: another process reads this bot's updates (or a webhook is set on the token)."""
 
 
 class _Retryable(Exception):
@@ -277,6 +284,8 @@ class TelegramBot:
         self.username: str | None = None
         self.throttled = 0
         self.retried = 0
+        #: ``getUpdates`` calls answered 409 Conflict (another process polls the token; logged once).
+        self.conflicts = 0
         self._sending = False
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -337,6 +346,8 @@ class TelegramBot:
             if resp.status_code == 429:
                 retry = (body.get("parameters") or {}).get("retry_after")
                 raise _Retryable(description, float(retry) if isinstance(retry, int | float) else None)
+            if resp.status_code == 409:
+                raise _Conflict(description)
             raise RuntimeError(description)
         return body.get("result")
 
@@ -437,7 +448,8 @@ class TelegramBot:
                 delay = 1.0
             except (httpx.HTTPError, RuntimeError, ValueError, _Retryable) as exc:
                 wait = self._retry_in(exc, delay)
-                logger.warning("telegram: getUpdates failed, retrying in {:.0f} s: {}", wait, self._redact(exc))
+                if not self._conflict(exc):
+                    logger.warning("telegram: getUpdates failed, retrying in {:.0f} s: {}", wait, self._redact(exc))
                 await self._sleep(wait)
                 delay = min(delay * 2, 30.0)
                 continue
@@ -451,13 +463,31 @@ class TelegramBot:
                 await self._post("getUpdates", {"offset": last, "timeout": 0, "limit": 1, "allowed_updates": ["message"]})
             except (httpx.HTTPError, RuntimeError, ValueError, _Retryable) as exc:
                 wait = self._retry_in(exc, delay)
-                logger.warning("telegram: confirming updates failed, retrying in {:.0f} s: {}", wait, self._redact(exc))
+                if not self._conflict(exc):
+                    logger.warning("telegram: confirming updates failed, retrying in {:.0f} s: {}", wait, self._redact(exc))
                 await self._sleep(wait)
                 delay = min(delay * 2, 30.0)
                 continue
             offset = last
             for update in updates:
                 self._command(update.get("message") or {})
+
+    def _conflict(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a 409 Conflict of ``getUpdates``: counted, and the first one logged."""
+        if not isinstance(exc, _Conflict):
+            return False
+        self.conflicts += 1
+        if self.conflicts == 1:
+            logger.warning(
+                "telegram: another process reads this bot's updates ({}): a second daemon on the same bot token, "
+                "or a webhook set on it. Commands reach whichever process reads them first. Give each daemon "
+                "its own bot (ops.telegram.token_env), or set ops.telegram.commands: false on all but one. "
+                "Polling goes on; further conflicts are counted, not logged",
+                str(exc).replace(self._token, "<token>"),
+            )  # fmt: skip
+        else:
+            logger.debug("telegram: getUpdates conflict {}", self.conflicts)
+        return True
 
     def _command(self, message: dict[str, Any]) -> None:
         chat = (message.get("chat") or {}).get("id")
