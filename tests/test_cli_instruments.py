@@ -132,6 +132,13 @@ def test_an_existing_out_file_is_kept_without_force(tmp_path: Path) -> None:
          "of BTCUSDT-LINEAR)"),
         (("binance", "usdm", BINANCE_USDM, "-s", "BTCUSTD"), "--symbol BTCUSTD: no such instrument in"),
         (("okx", "swap", BYBIT_LINEAR), "INSTRUMENTS_FILE: not okx's swap instruments response"),
+        # OKX's and Bybit's loaders take the market from the response: a file of another market is refused,
+        # not written under a header naming the market given
+        (("okx", "spot", OKX_SWAP), "INSTRUMENTS_FILE: 1INCH-USDT-SWAP.OKX is a perpetual, not an okx spot instrument"),
+        (("okx", "swap", FIX / "okx" / "public_instruments_SPOT_2022-05-13_cut.json"),
+         "INSTRUMENTS_FILE: BTC-USDT.OKX and 3 more are spot instruments, not okx swap ones"),
+        (("bybit", "spot", BYBIT_LINEAR, "-s", "BTCUSDT-LINEAR"),
+         "INSTRUMENTS_FILE: BTCUSDT-LINEAR.BYBIT and 3 more are perpetuals, not bybit spot instruments"),
         (("okx", "swap", FIX / "okx" / "nope.json"), "INSTRUMENTS_FILE: no such file"),
         (("okx", "perp", OKX_SWAP), "MARKET: 'perp' is not a market of okx"),
         (("kraken", "spot", OKX_SWAP), "VENUE: 'kraken' is not a known venue"),

@@ -56,6 +56,27 @@ def instrument_entry(inst: Instrument) -> dict[str, Any]:
     return entry
 
 
+def _check_market(instruments: dict[str, Instrument], venue: str, market: str, markets: Sequence[str]) -> None:
+    """Refuse a response of another market than ``market`` (``spot``: spot instruments; the others: perpetuals).
+
+    OKX's and Bybit's loaders read every market's response (it names its own), so a swap file
+    given as ``spot`` would be written as the perpetuals it holds under a header naming spot.
+    """
+    spot = market == "spot"
+    other = [inst.instrument_id for inst in instruments.values() if (inst.kind == InstrumentKind.SPOT) != spot]
+    if not other:
+        return
+    what = other[0] if len(other) == 1 else f"{other[0]} and {len(other) - 1} more"
+    if spot:
+        held = "is a perpetual, not" if len(other) == 1 else "are perpetuals, not"
+        wanted = f"an {venue} spot instrument" if len(other) == 1 else f"{venue} spot instruments"
+    else:
+        held = "is a spot instrument, not" if len(other) == 1 else "are spot instruments, not"
+        wanted = f"{venue} {market} " + ("one" if len(other) == 1 else "ones")
+    choices = ", ".join(m for m in markets if (m == "spot") != spot)
+    raise ConfigError(f"INSTRUMENTS_FILE: {what} {held} {wanted}: give the file's MARKET ({choices})")
+
+
 def _select(instruments: dict[str, Instrument], symbols: Sequence[str], path: Path) -> list[Instrument]:
     """The instruments named by ``symbols`` (a symbol or an instrument id), in that order; all without any."""
     if not symbols:
@@ -124,7 +145,8 @@ def instruments_block(
     Raises
     ------
     ConfigError
-        An unknown venue or market, a file that is missing or not that venue's response, an
+        An unknown venue or market, a file that is missing or not that venue's response (or a
+        response of another market: perpetuals given as ``spot``, spot given as a perpetuals' market), an
         unknown symbol, a spot instrument given tiers, or a perpetual the tiers file has no tiers of.
     """
     try:
@@ -142,6 +164,7 @@ def instruments_block(
         raise ConfigError(f"INSTRUMENTS_FILE: not {venue}'s {market} instruments response: {exc}") from None
     if not instruments:
         raise ConfigError(f"INSTRUMENTS_FILE: {instruments_path} holds no tradable {venue} {market} instrument")
+    _check_market(instruments, venue, market, adapter.markets)
     chosen = _select(instruments, symbols, instruments_path)
     notes = [
         f"instruments of {venue} {market} from {instruments_path.name}"
