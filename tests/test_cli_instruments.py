@@ -137,6 +137,8 @@ def test_an_existing_out_file_is_kept_without_force(tmp_path: Path) -> None:
         (("okx", "spot", OKX_SWAP), "INSTRUMENTS_FILE: 1INCH-USDT-SWAP.OKX is a perpetual, not an okx spot instrument"),
         (("okx", "swap", FIX / "okx" / "public_instruments_SPOT_2022-05-13_cut.json"),
          "INSTRUMENTS_FILE: BTC-USDT.OKX and 3 more are spot instruments, not okx swap ones"),
+        (("binance", "spot", BINANCE_USDM), "not binance's spot instruments response: exchangeInfo symbol BTCUSDT: "
+         "has a contractType: a futures exchangeInfo, not spot's"),
         (("bybit", "spot", BYBIT_LINEAR, "-s", "BTCUSDT-LINEAR"),
          "INSTRUMENTS_FILE: BTCUSDT-LINEAR.BYBIT and 3 more are perpetuals, not bybit spot instruments"),
         (("okx", "swap", FIX / "okx" / "nope.json"), "INSTRUMENTS_FILE: no such file"),

@@ -82,8 +82,8 @@ def instruments_from_exchange_info(
     Raises
     ------
     DataError
-        A kept symbol lacks PRICE_FILTER/LOT_SIZE or has unusable values, or a requested
-        symbol is absent.
+        A kept symbol lacks PRICE_FILTER/LOT_SIZE or has unusable values, a requested
+        symbol is absent, or ``market`` is spot and the response is a futures one.
     """
     venue = venue or ("BINANCE" if market is BinanceMarket.SPOT else "BINANCE_USDM")
     wanted = set(symbols) if symbols is not None else None
@@ -96,6 +96,8 @@ def instruments_from_exchange_info(
             continue
         if market is BinanceMarket.USDM and sym.get("contractType") != "PERPETUAL":
             continue
+        if market is BinanceMarket.SPOT and "contractType" in sym:
+            raise DataError(f"exchangeInfo symbol {name}: has a contractType: a futures exchangeInfo, not spot's")
         price_f = _filter(sym, "PRICE_FILTER")
         lot_f = _filter(sym, "LOT_SIZE")
         if price_f is None or lot_f is None:
