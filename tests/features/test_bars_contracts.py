@@ -208,6 +208,32 @@ def test_a_csv_import_records_the_contract_size_it_is_given_for_data_bars(tmp_pa
         assert not Catalog(root).exists("okx", "swap3", "BTC-USDT-SWAP", "trades")
 
 
+def test_a_split_import_refuses_one_contract_size_for_every_symbol(tmp_path: Path) -> None:
+    """data import --split-by symbol --contract-size 0.01 of OKX BTC-USDT-SWAP and ETH-USDT-SWAP trades recorded
+    0.01 for both, where an ETH-USDT-SWAP contract is 0.1 ETH: its bars would count a tenth of the ETH traded."""
+    runner, root = CliRunner(), str(tmp_path / "C")
+    lines = ["timestamp,symbol,price,size,side,trade_id"]
+    lines += [f"{(T0 + k * S) // 1_000_000},{sym},{p},{c},{s},{k + 1}" for sym in ("BTC-USDT-SWAP", "ETH-USDT-SWAP")
+              for k, (p, c, s) in enumerate(zip(PRICES, CONTRACTS, SIDES, strict=True))]
+    trades = tmp_path / "two.csv"
+    trades.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    listing = json.loads((FIXTURES / "okx" / "public_instruments_SWAP_2022-05-13_cut.json").read_text())["data"]
+    assert {r["instId"]: r["ctVal"] for r in listing if r["ctType"] == "linear"} == {"BTC-USDT-SWAP": "0.01",
+                                                                                    "ETH-USDT-SWAP": "0.1"}
+    common = ["import", str(trades), "--venue", "okx", "--market", "swap", "--kind", "trades", "--split-by", "symbol",
+              "--catalog", root]
+    run = runner.invoke(data_app, [*common, "--contract-size", "0.01"])
+    said = " ".join(run.output.split())
+    assert run.exit_code == 2, run.output
+    assert "--contract-size 0.01 with --split-by" in said and "--symbol" in said, said
+    assert Catalog(root).datasets() == []
+    # 1 (sizes in base units) is every symbol's, as on Binance USDⓈ-M: recorded for each
+    run = runner.invoke(data_app, [*common, "--contract-size", "1"])
+    assert run.exit_code == 0, run.output
+    assert [Catalog(root).manifest("okx", "swap", sym, "trades").contract_size
+            for sym in ("BTC-USDT-SWAP", "ETH-USDT-SWAP")] == [1.0, 1.0]
+
+
 def test_kernel_refuses_a_builder_whose_contract_size_is_not_the_instruments() -> None:
     from tradebus.engine.instrument import Instrument, InstrumentKind
     from tradebus.engine.kernel import Kernel

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tradebus.data.catalog import Catalog, DatasetExists, DatasetRef, Manifest, check_name, quality_report
-from tradebus.data.ingest import TsUnit, format_interval, import_path, parse_interval
+from tradebus.data.ingest import TsUnit, format_interval, import_path, parse_interval, split_contract_size
 from tradebus.errors import ConfigError, DataError, TradebusError
 from tradebus.ops.logs import LOG_LEVELS, setup_logging
 
@@ -163,6 +163,8 @@ def import_cmd(
         raise _fail(ConfigError("--contract-size applies to trades; bars hold base units"))
     if contract_size is not None and not (contract_size > 0.0 and np.isfinite(contract_size)):
         raise _fail(ConfigError(f"--contract-size {contract_size:g} is not a positive number"))
+    if contract_size is not None and split_by is not None and contract_size != 1.0:
+        raise _fail(ConfigError(split_contract_size(contract_size)))
     _name_options(venue=venue, market=market, symbol=symbol, dataset=dataset)
     mode: Literal["create", "append", "overwrite"] = "append" if append else "overwrite" if overwrite else "create"
     try:

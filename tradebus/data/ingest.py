@@ -125,6 +125,7 @@ __all__ = [
     "parse_interval",
     "read_bars",
     "read_trades",
+    "split_contract_size",
     "to_float",
     "to_ns",
     "validate_bars",
@@ -1203,6 +1204,17 @@ def _default_period(kind: str, interval_ns: int | None) -> Period:
     return "day"
 
 
+def split_contract_size(contract_size: float) -> str:
+    """Why a contract size other than 1 is refused for a file split by symbol (the reason, as a message).
+
+    One size would be recorded for every symbol in the file, where the symbols' contracts differ in
+    general (OKX BTC-USDT-SWAP 0.01 BTC, ETH-USDT-SWAP 0.1 ETH); 1, sizes in base units, holds for all.
+    """
+    return (f"--contract-size {contract_size:g} with --split-by would record that size for every symbol in the file, "
+            "whose contract sizes differ in general (OKX BTC-USDT-SWAP 0.01 BTC, ETH-USDT-SWAP 0.1 ETH): import each "
+            "symbol with --symbol and its own --contract-size (1, sizes in base units, applies to every symbol)")
+
+
 def import_path(
     catalog: Catalog | str | os.PathLike[str],
     path: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
@@ -1268,7 +1280,8 @@ def import_path(
         open time (``ts_event`` less the interval) or a trade's time; every row is still validated.
     contract_size
         Trades: base units per unit of the rows' size, recorded in each manifest
-        (:attr:`~tradebus.data.catalog.Manifest.contract_size`); ``None``: none recorded.
+        (:attr:`~tradebus.data.catalog.Manifest.contract_size`); ``None``: none recorded. With
+        ``split_by`` only 1 (sizes in base units, every symbol's unit): see :func:`split_contract_size`.
 
     Raises
     ------
@@ -1283,6 +1296,8 @@ def import_path(
         raise DataError(f"{label}: interval applies to bars only, not to trades")
     if symbol is None and split_by is None:
         raise DataError(f"{label}: a symbol is needed (or split_by, to take it from a column)")
+    if kind == "trades" and split_by is not None and contract_size is not None and contract_size != 1.0:
+        raise DataError(f"{label}: {split_contract_size(contract_size)}")
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
     # What can be refused without the data is refused before any file is opened (a reader runs threads).
     for what, value in (("venue", venue), ("market", market), ("symbol", symbol), ("dataset", dataset)):
