@@ -190,3 +190,57 @@ def test_an_append_open_when_another_writer_is_killed_mid_commit_commits_onto_th
     assert feb.commit().rows == 60
     assert cat.read("x", "spot", "S", "bars_1d").equals(full)
     assert sorted(os.listdir(base.parent)) == ["bars_1d"]
+
+
+#: ``tradebus`` with the catalog module's ``os.replace`` killing its process: ``set-contract-size`` killed between
+#: writing its staged manifest and swapping it in.
+REPLACE_KILLER = r"""
+import os, signal, sys, types
+
+import tradebus.data.catalog as catalog
+from tradebus.cli import main
+
+
+def replace(src, dst):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+catalog.os = types.SimpleNamespace(**{**vars(os), "replace": replace})
+main(sys.argv[1:])
+"""
+
+
+def test_a_contract_size_record_killed_before_its_swap_leaves_no_staged_manifest_for_good(tmp_path: Path) -> None:
+    """data set-contract-size okx/swap/BTC-USDT-SWAP/trades 0.01 SIGKILLed between writing its staged
+    .manifest.json.tmp-<id> and the swap left that file in the dataset's folder for good; the next manifest
+    write and the next writer now remove it, unless a live process holds it."""
+    from tests.data.test_data_catalog import make_trades
+
+    cat = Catalog(tmp_path)
+    cat.write(make_trades(10), "okx", "swap", "BTC-USDT-SWAP", "trades")
+    base = cat.dataset_dir("okx", "swap", "BTC-USDT-SWAP", "trades")
+    before = (base / "manifest.json").read_bytes()
+    args = ["data", "set-contract-size", "okx/swap/BTC-USDT-SWAP/trades", "0.01", "--catalog", str(tmp_path)]
+    killed = subprocess.run([sys.executable, "-c", REPLACE_KILLER, *args], capture_output=True, text=True,
+                            timeout=300, env=os.environ.copy(), check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (staged,) = [n for n in os.listdir(base) if n.startswith(".manifest.json.tmp-")]
+    assert (base / "manifest.json").read_bytes() == before
+    # a live writer's staged manifest (one holding its flock) and a file not named by the catalog's rule are kept
+    live = base / f".manifest.json.tmp-{uuid.uuid4().hex}"
+    live.write_bytes(b"{}")
+    fd = os.open(live, os.O_RDONLY)
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        (base / ".manifest.json.tmp-mine").write_bytes(b"user")
+        assert CliRunner().invoke(data_app, args[1:]).exit_code == 0
+        assert sorted(n for n in os.listdir(base) if n.startswith(".")) == [live.name, ".manifest.json.tmp-mine"]
+    finally:
+        os.close(fd)
+    assert cat.manifest("okx", "swap", "BTC-USDT-SWAP", "trades").contract_size == 0.01
+    # the next writer of the symbol's folder (another dataset) finds the live one dead now
+    cat.write(make_trades(10), "okx", "swap", "BTC-USDT-SWAP", "trades_copy")
+    assert sorted(n for n in os.listdir(base) if n.startswith(".")) == [".manifest.json.tmp-mine"]
+    assert staged not in os.listdir(base)

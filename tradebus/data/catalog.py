@@ -710,6 +710,7 @@ class Catalog:
         self.manifest(venue, market, symbol, dataset)  # a missing one named, a killed write's leftovers recovered
         staged = base / f".{MANIFEST_NAME}.tmp-{uuid.uuid4().hex}"
         with _locked(base.parent):
+            _recover(base.parent, dataset)  # a killed record's staged manifest removed
             manifest = self._load_manifest(base / MANIFEST_NAME)
             if manifest.kind != "trades":
                 raise DataError(f"{name} holds {manifest.kind}, already in base units: a contract size is for trades")
@@ -723,11 +724,19 @@ class Catalog:
                 notes=[*manifest.notes, f"contract_size {contract_size:g} recorded after the import"],
             )
             try:
-                staged.write_bytes(msgspec.json.format(_manifest_encoder.encode(manifest), indent=2) + b"\n")
+                fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except OSError as exc:
+                raise ConfigError(f"catalog {self.root}: cannot write the manifest of {name} ({exc.strerror})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # alive while held: see _recover
+                with os.fdopen(fd, "wb", closefd=False) as fh:
+                    fh.write(msgspec.json.format(_manifest_encoder.encode(manifest), indent=2) + b"\n")
                 os.replace(staged, base / MANIFEST_NAME)
             except OSError as exc:
                 staged.unlink(missing_ok=True)
                 raise ConfigError(f"catalog {self.root}: cannot write the manifest of {name} ({exc.strerror})") from None
+            finally:
+                os.close(fd)
         logger.info("catalog: {} records a contract size of {:g}", name, contract_size)
         return manifest
 
@@ -853,6 +862,8 @@ def _swap(tmp: Path, base: Path) -> None:
     shutil.rmtree(retired, ignore_errors=True)
 
 
+_STAGED_MANIFEST_RE = re.compile(rf"^\.{re.escape(MANIFEST_NAME)}\.tmp-[0-9a-f]{{32}}$")
+"""A manifest :meth:`Catalog.record_contract_size` staged in the dataset's folder: ``.manifest.json.tmp-<uuid>``."""
 _LEFTOVER_RE = re.compile(r"^\.(?P<dataset>[A-Za-z0-9][A-Za-z0-9._-]*)\.(?P<what>tmp|old)-[0-9a-f]{32}$")
 """A directory a writer made beside its dataset: ``.<dataset>.tmp-<uuid>`` (staged rows), ``.<dataset>.old-<uuid>``
 (the version a commit replaced, removed last)."""
@@ -898,6 +909,23 @@ def _held(directory: Path) -> bool:
     return False
 
 
+def _staged_manifests(symbol_dir: Path, dataset: str | None) -> list[Path]:
+    """The staged manifests (see :data:`_STAGED_MANIFEST_RE`) in the datasets of ``symbol_dir`` (``dataset`` only)."""
+    try:
+        datasets = [dataset] if dataset is not None else sorted(n for n in os.listdir(symbol_dir) if n[:1] != ".")
+    except OSError:
+        return []
+    found = []
+    for name in datasets:
+        try:
+            names = sorted(os.listdir(symbol_dir / name))
+        except OSError:  # not a folder, or none
+            continue
+        found += [symbol_dir / name / n for n in names if _STAGED_MANIFEST_RE.match(n)
+                  and (symbol_dir / name / n).is_file() and not (symbol_dir / name / n).is_symlink()]
+    return found
+
+
 def _recover(symbol_dir: Path, dataset: str | None = None) -> None:
     """Undo or finish what a killed writer left in ``symbol_dir``; the caller holds its :func:`_locked`.
 
@@ -905,9 +933,18 @@ def _recover(symbol_dir: Path, dataset: str | None = None) -> None:
     all under the lock, so a leftover found under it is a dead process's: a dataset missing beside its
     one complete ``.old-`` copy was killed between the two renames and is rolled back to it (the write is
     lost, the previous version kept); an ``.old-`` copy beside its dataset is removed (the commit was done);
-    a staging directory no live writer holds is removed. Only directories named as the catalog names
-    them are touched. An operation refused (a read-only catalog) is logged and the leftover kept.
+    a staging directory no live writer holds is removed, and so is a manifest staged in a dataset's folder
+    by :meth:`Catalog.record_contract_size` that no live process holds (killed before its swap). Only
+    directories and files named as the catalog names them are touched. An operation refused (a read-only
+    catalog) is logged and the leftover kept.
     """
+    for path in _staged_manifests(symbol_dir, dataset):
+        if not _held(path):
+            logger.warning("catalog: removing {}, the staged manifest of a write that was killed", path)
+            try:
+                path.unlink()
+            except OSError as exc:
+                logger.warning("catalog: cannot remove {} ({})", path, exc.strerror)
     found = _leftovers(symbol_dir, dataset)
     retired: dict[str, list[Path]] = {}
     for path, name, what in found:
