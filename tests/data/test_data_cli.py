@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import gc
 import os
+import resource
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -304,3 +310,116 @@ def test_an_import_over_a_file_where_the_dataset_folder_should_be_is_refused_lea
                 "folder") in " ".join(out.split())
         assert os.listdir(squatter.parent) == ["bars_4h"]
         assert squatter.read_text(encoding="utf-8") == "notes of mine\n"
+
+
+COINBASE = FIXTURES / "coinbase_btc-usd_4h_cut.json.gz"
+COINBASE_ARGS = ("--venue", "coinbase", "--market", "spot", "--symbol", "BTC-USD")
+
+
+@contextmanager
+def mounted(*args: str) -> Iterator[None]:
+    """``mount ARGS`` for the block (skipping the test when the machine refuses it), unmounted after."""
+    try:
+        done = subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        pytest.skip("needs mount(8)")
+    if done.returncode != 0:
+        pytest.skip(f"mount {' '.join(args)} refused (needs root): {done.stderr.strip()}")
+    try:
+        yield
+    finally:
+        gc.collect()  # a failed test's frames may still hold a file open there
+        if subprocess.run(["umount", args[-1]], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", args[-1]], check=True)
+
+
+def fill(directory: Path) -> Path:
+    """A file in ``directory`` grown until its file system has no space left."""
+    filler = directory / "filler"
+    with filler.open("wb", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+    return filler
+
+
+def left_in(root: Path) -> list[str]:
+    """What the catalog's symbol folder holds besides the dataset: a write's staging or retired copies."""
+    return sorted(n for n in os.listdir(root / "coinbase" / "spot" / "BTC-USD") if n != "bars_4h")
+
+
+def test_an_import_onto_a_full_disk_is_a_clear_error_that_keeps_the_dataset(tmp_path: Path) -> None:
+    """data import --overwrite of coinbase/spot/BTC-USD/bars_4h into a catalog whose disk is full exited 1 with a
+    raw OSError traceback ('No space left on device') from the Parquet writer. A real full file system: a tmpfs."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    with mounted("-t", "tmpfs", "-o", "size=512k", "tmpfs", str(disk)):
+        root = disk / "cat"
+        assert run("import", str(COINBASE), *COINBASE_ARGS, "--catalog", str(root))[0] == 0
+        old = Catalog(root).read("coinbase", "spot", "BTC-USD", "bars_4h")
+        filler = fill(disk)
+        code, out = run("import", str(COINBASE), *COINBASE_ARGS, "--overwrite", "--catalog", str(root))
+        said = " ".join(out.split())
+        assert code == 2, out
+        assert "Traceback" not in out
+        assert (f"catalog {root}: cannot write coinbase/spot/BTC-USD/bars_4h: writing its Parquet files failed "
+                "(ENOSPC: ") in said and "No space left on device" in said, said
+        assert Catalog(root).read("coinbase", "spot", "BTC-USD", "bars_4h", verify=True).equals(old)
+        code, out = run("ls", "--catalog", str(root))
+        assert code == 0 and all(f" {w} " in " ".join(out.split()) for w in ("BTC-USD", "bars_4h", "300")), out
+        assert left_in(root) == []
+        filler.unlink()
+        assert run("import", str(COINBASE), *COINBASE_ARGS, "--overwrite", "--catalog", str(root))[0] == 0
+        assert Catalog(root).read("coinbase", "spot", "BTC-USD", "bars_4h", verify=True).equals(old)
+        assert left_in(root) == []
+
+
+def test_an_import_whose_manifest_outgrows_the_file_size_limit_is_a_clear_error(tmp_path: Path) -> None:
+    """The Parquet files written, the manifest write failing (EFBIG under RLIMIT_FSIZE, a real OS error) exited 1
+    with a raw OSError traceback; now exit 2 naming the manifest, the previous dataset intact."""
+    root = tmp_path / "cat"
+    daily = (*COINBASE_ARGS, "--period", "day")  # many small files: a manifest larger than each
+    assert run("import", str(COINBASE), *daily, "--catalog", str(root))[0] == 0
+    old = Catalog(root).read("coinbase", "spot", "BTC-USD", "bars_4h")
+    manifest = (root / "coinbase" / "spot" / "BTC-USD" / "bars_4h" / "manifest.json").stat().st_size
+    parts = [p.stat().st_size for p in (root / "coinbase" / "spot" / "BTC-USD" / "bars_4h").rglob("*.parquet")]
+    assert max(parts) < manifest, (parts, manifest)  # a limit between them fails the manifest only
+    limit = (max(parts) + manifest) // 2
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from tradebus.cli import main; main(sys.argv[1:])", "data", "import",
+         str(COINBASE), *daily, "--overwrite", "--catalog", str(root)],
+        capture_output=True, text=True, timeout=300, env=os.environ.copy(), preexec_fn=limited, check=False,
+    )
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert (f"catalog {root}: cannot write coinbase/spot/BTC-USD/bars_4h: writing its manifest failed "
+            "(EFBIG: File too large)") in said, said
+    assert Catalog(root).read("coinbase", "spot", "BTC-USD", "bars_4h", verify=True).equals(old)
+    assert left_in(root) == []
+
+
+def test_an_import_whose_swap_fails_is_a_clear_error_that_keeps_the_dataset(tmp_path: Path) -> None:
+    """The commit's rename of the dataset aside failing (EBUSY: the dataset's folder is a mount point) exited 1
+    with a raw OSError traceback; now exit 2 naming the swap, the dataset as it was and no staging left."""
+    root = tmp_path / "cat"
+    assert run("import", str(COINBASE), *COINBASE_ARGS, "--catalog", str(root))[0] == 0
+    base = root / "coinbase" / "spot" / "BTC-USD" / "bars_4h"
+    old = Catalog(root).read("coinbase", "spot", "BTC-USD", "bars_4h")
+    with mounted("--bind", str(base), str(base)):
+        code, out = run("import", str(COINBASE), *COINBASE_ARGS, "--overwrite", "--catalog", str(root))
+        said = " ".join(out.split())
+        assert code == 2, out
+        assert "Traceback" not in out
+        assert (f"catalog {root}: cannot write coinbase/spot/BTC-USD/bars_4h: swapping it into the catalog failed "
+                "(EBUSY: Device or resource busy)") in said, said
+        assert Catalog(root).read("coinbase", "spot", "BTC-USD", "bars_4h", verify=True).equals(old)
+        assert left_in(root) == []

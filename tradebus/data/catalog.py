@@ -76,7 +76,7 @@ from loguru import logger
 
 from tradebus.data.quality import QualityCheck, QualityReport
 from tradebus.engine.clock import iso_ns
-from tradebus.errors import ConfigError, DataError
+from tradebus.errors import ConfigError, DataError, describe_os_error
 
 __all__ = [
     "BAR_SCHEMA",
@@ -793,7 +793,8 @@ class Catalog:
             an overlap or a kind/period/interval mismatch in ``"append"`` mode.
         ConfigError
             The catalog's folders cannot be created, or its staging folder (a read-only catalog), or a
-            file stands where the dataset's folder goes: nothing is written.
+            file stands where the dataset's folder goes, or an OS error while writing (a full disk) or
+            swapping the dataset in: nothing is written.
         """
         kind = kind or _infer_kind(table)
         with self.writer(
@@ -1030,6 +1031,7 @@ class DatasetWriter:
             raise DataError(f"unknown write mode {mode!r}")
         schema_for(kind)
         self.base = catalog.dataset_dir(venue, market, symbol, dataset)
+        self.root = catalog.root
         self.ref = DatasetRef(venue, market, symbol, dataset)
         self.name = "/".join(self.ref.relpath().parts)
         self.kind, self.period, self.mode, self.row_group_rows = kind, period, mode, row_group_rows
@@ -1141,9 +1143,23 @@ class DatasetWriter:
         DataError
             Missing or null columns, or rows out of order (naming the row, counted
             from the first row given to this writer).
+        ConfigError
+            An OS error writing the Parquet files (a full disk), naming the catalog and the dataset;
+            the writer is then to be aborted (leaving the ``with`` block does it).
         """
         if self._done:
             raise DataError(f"{self.name}: writer already committed or aborted")
+        try:
+            self._write(table)
+        except OSError as exc:  # a full disk, a file too large: the caller's abort leaves the catalog as it was
+            raise self._os_failure("writing its Parquet files", exc) from None
+
+    def _os_failure(self, operation: str, exc: OSError) -> ConfigError:
+        """The error of an OS failure (a full disk, a failed rename) while ``operation``: nothing is committed."""
+        return ConfigError(f"catalog {self.root}: cannot write {self.name}: {operation} failed "
+                           f"({describe_os_error(exc)}); the dataset is left as it was")
+
+    def _write(self, table: pa.Table) -> None:
         if self._pending and self._pending[0].done():
             self._pending.pop(0).result()  # a write error surfaces at the next batch
         table = _conform(table, self.kind, self.name, self.rows)
@@ -1296,19 +1312,29 @@ class DatasetWriter:
         DataError
             Nothing was written, appended rows overlap the existing range, or ``contract_size``
             differs from the existing dataset's.
+        ConfigError
+            An OS error (a full disk, a failed rename) while writing the files or the manifest or
+            swapping the dataset in, naming the catalog, the dataset and the step: everything
+            staged is removed and the dataset is left as it was.
         """
+        operation = "writing its Parquet files"
         try:
             self.check()
             self._close_part()
             self._entries.sort(key=lambda e: (e.start_ns, e.path))
             manifest = self._manifest(notes, quality, unsynced, stale, missed_trades, contract_size)
+            operation = "writing its manifest"
             (self._tmp / MANIFEST_NAME).write_bytes(
                 msgspec.json.format(_manifest_encoder.encode(manifest), indent=2) + b"\n"
             )
+            operation = "swapping it into the catalog"
             with _locked(self.base.parent):
                 _recover(self.base.parent, self.base.name)  # a writer killed since this one opened: rolled back first
                 self._check_unchanged()
                 _swap(self._tmp, self.base)
+        except OSError as exc:
+            self.abort()
+            raise self._os_failure(operation, exc) from None
         except BaseException:
             self.abort()
             raise
