@@ -27,7 +27,8 @@ class FakeBotApi:
     token gets 401 like the real API, and a text that is empty or longer than 4096 UTF-16 code units
     400; ``throttle``, ``garble`` and ``fail`` make the next
     ``sendMessage`` calls fail (429, a JSON list, an HTTP 5xx page), and ``answers`` gives the next
-    ``sendMessage`` calls the answers it holds, as they are. ``flood(method, seconds)``
+    ``sendMessage`` calls the answers it holds, as they are (``update_answers``: the next ``getUpdates``
+    calls). ``flood(method, seconds)``
     puts ``method`` under flood control for ``seconds`` of ``clock``, as Telegram does: every call
     before then gets HTTP 429 with the seconds left in ``parameters.retry_after`` (whole seconds,
     rounded up). A ``getUpdates`` long poll still waiting when another one arrives is answered
@@ -55,6 +56,8 @@ class FakeBotApi:
         self.fail_status = 502
         #: answer the next sendMessage calls with these ``(HTTP status, JSON body)`` first, as they are
         self.answers: list[tuple[int, Any]] = []
+        #: answer the next getUpdates calls (long polls and confirmations alike) with these first, as they are
+        self.update_answers: list[tuple[int, Any]] = []
         self.sent: list[tuple[int, str]] = []
         self.requests: list[str] = []
         self.confirm = True
@@ -94,6 +97,9 @@ class FakeBotApi:
             retry = math.ceil(left)
             body429 = {"ok": False, "error_code": 429, "description": f"Too Many Requests: retry after {retry}"}
             return web.json_response({**body429, "parameters": {"retry_after": retry}}, status=429)
+        if method == "getUpdates" and self.update_answers:
+            status, answer = self.update_answers.pop(0)
+            return web.json_response(answer, status=status)
         if self.garble > 0 and method in ("sendMessage", "getUpdates"):
             self.garble -= 1
             return web.json_response([1, 2])

@@ -62,6 +62,11 @@ async def until(cond: Callable[[], bool], timeout: float = 20.0) -> None:
         await asyncio.sleep(0.02)
 
 
+def _throttled(parameters: Any) -> tuple[int, Any]:
+    """An HTTP 429 (flood control) answer with these ``parameters``."""
+    return 429, {"ok": False, "error_code": 429, "description": "Too Many Requests", "parameters": parameters}
+
+
 async def test_alerts_and_commands_of_a_paper_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
     lines: list[str] = []
@@ -202,17 +207,25 @@ async def test_an_answer_that_is_not_a_json_object_fails_one_send_not_the_bot() 
 async def test_an_error_no_rule_foresaw_in_the_sender_is_logged_and_counted_and_later_alerts_are_sent(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A 429 whose ``parameters`` is not an object: ``.get`` raised AttributeError, which no ``except`` of the
-    sender took; the sender task ended without a log line and every later alert waited in the queue, unsent."""
+    """An error no ``except`` of the sender took (it was a 429 whose ``parameters`` is not an object, now read
+    as naming no wait; here a call raising AttributeError): the sender task ended without a log line and
+    every later alert waited in the queue, unsent."""
     lines: list[str] = []
     sink = logger.add(lines.append, level="WARNING", format="{message}")
     try:
         async with FakeBotApi(TOKEN) as api:
-            api.answers.append((429, {"ok": False, "error_code": 429, "description": "Too Many Requests",
-                                      "parameters": "retry later"}))  # fmt: skip
             hooks = _ops_bot(api, monkeypatch)
             bot = hooks.telegram
             assert bot is not None
+            post = bot._post  # noqa: SLF001
+            odd = [AttributeError("'str' object has no attribute 'get'")]
+
+            async def once_odd(method: str, payload: dict[str, Any]) -> Any:
+                if odd:
+                    raise odd.pop()
+                return await post(method, payload)
+
+            monkeypatch.setattr(bot, "_post", once_odd)
             await bot.start()
             bot.alert("fill", "lost to the odd answer")
             await until(lambda: bot.failed == 1, 5.0)
@@ -226,6 +239,26 @@ async def test_an_error_no_rule_foresaw_in_the_sender_is_logged_and_counted_and_
     errors = [line for line in lines if "AttributeError" in line]
     assert len(errors) == 1 and "chat 4242" in errors[0] and "not delivered" in errors[0], lines
     assert not any(TOKEN in line for line in lines)
+
+
+async def test_an_alert_given_a_429_with_unusable_parameters_waits_the_backoff_and_is_delivered() -> None:
+    """A 429 whose ``parameters`` is a string: ``.get`` raised AttributeError and the alert was lost."""
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        async with FakeBotApi(TOKEN) as api:
+            api.answers += [_throttled("retry later"), _throttled(None)]
+            config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, commands=False, retry_delay=0.01)
+            bot = TelegramBot(config, TOKEN)
+            await bot.start()
+            bot.alert("fill", "after the odd answer")
+            await until(lambda: bot.sent + bot.failed == 1, 5.0)
+            await bot.stop()
+    finally:
+        logger.remove(sink)
+    assert api.texts() == ["after the odd answer"]
+    assert (bot.retried, bot.throttled, bot.failed, bot.malformed_429) == (2, 0, 0, 1)  # a null is no surprise
+    assert sum("answered 429" in line for line in lines) == 1 and not any(TOKEN in line for line in lines)
 
 
 async def test_two_daemons_polling_one_bot_token_get_one_warning_naming_the_conflict_each_and_go_on() -> None:
@@ -973,6 +1006,74 @@ async def test_the_poller_under_flood_control_waits_its_retry_after_and_calls_ag
         finally:
             await bot.stop()
     assert clock.sleeps == [2.0]  # one wait, of the 2 s asked: one call again
+
+
+@pytest.mark.parametrize("parameters", ["retry later", [1, 2], {"retry_after": -5}, {"retry_after": True}])
+async def test_the_poller_given_a_429_with_unusable_parameters_backs_off_logs_once_and_still_takes_commands(
+    parameters: Any,
+) -> None:
+    """A 429 on ``getUpdates`` whose ``parameters`` is a string or a list: ``.get`` raised AttributeError, which
+    no ``except`` of the poller took; the poller task ended without a log line and /status, /flatten went
+    unread. A ``retry_after`` of -5 s (or ``true``) was waited as asked: no wait at all (1 s)."""
+    clock = VirtualClock()
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="INFO", format="{level} {message}")
+    try:
+        async with FakeBotApi(TOKEN, clock=clock) as api:
+            api.update_answers += [_throttled(parameters), _throttled(parameters)]
+            config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, poll_timeout=1)
+            bot = TelegramBot(config, TOKEN, on_command=lambda text, chat: f"pong {text}", sleep=clock.sleep)
+            await bot.start()
+            try:
+                api.push(OPERATOR, "/status")
+                await until(lambda: "pong /status" in api.texts(), 10.0)
+                assert all(not task.done() for task in bot._tasks)  # noqa: SLF001
+            finally:
+                await bot.stop()
+    finally:
+        logger.remove(sink)
+    assert clock.sleeps == [1.0, 2.0]  # the poller's own backoff
+    assert bot.malformed_429 == 2 and bot.poll_errors == 0
+    about_it = [line for line in lines if "answered 429" in line]  # each retry is logged too, as any failure
+    assert len(about_it) == 1 and about_it[0].startswith("WARNING telegram: getUpdates answered 429"), lines
+    assert "usual backoff" in about_it[0]
+    assert not any(TOKEN in line for line in lines)
+
+
+async def test_an_error_no_rule_foresaw_in_the_poller_is_logged_counted_and_polling_goes_on() -> None:
+    """An update whose ``update_id`` is null (TypeError in ``int``), then one whose ``message`` is a string
+    (AttributeError in the command's parsing): either ended the poller task without a log line, and no
+    command was read again. Each is now logged with the file and line that raised it and counted; the
+    first waits the poller's backoff, the second's neighbour in the same answer is still acted on."""
+    clock = VirtualClock()
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="INFO", format="{level} {message}")
+    odd = {"update_id": 7, "message": "not an object"}
+    fine = {"update_id": 8, "message": {"message_id": 8, "chat": {"id": OPERATOR}, "date": int(time.time()) + 1,
+                                        "text": "/positions"}}  # fmt: skip
+    try:
+        async with FakeBotApi(TOKEN, clock=clock) as api:
+            api.update_answers += [(200, {"ok": True, "result": [{"update_id": None}]}),
+                                   (200, {"ok": True, "result": [odd, fine]})]  # fmt: skip
+            config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, poll_timeout=1)
+            bot = TelegramBot(config, TOKEN, on_command=lambda text, chat: f"pong {text}", sleep=clock.sleep)
+            await bot.start()
+            try:
+                await until(lambda: "pong /positions" in api.texts(), 10.0)
+                api.push(OPERATOR, "/status")
+                await until(lambda: "pong /status" in api.texts(), 10.0)
+                assert all(not task.done() for task in bot._tasks)  # noqa: SLF001
+            finally:
+                await bot.stop()
+    finally:
+        logger.remove(sink)
+    assert bot.poll_errors == 2 and clock.sleeps == [1.0]
+    errors = [line for line in lines if line.startswith("ERROR")]
+    assert len(errors) == 2, lines
+    assert "getUpdates failed unexpectedly: TypeError" in errors[0] and "(at telegram.py:" in errors[0]
+    assert "in 1 s" in errors[0]
+    assert "update 7 failed unexpectedly: AttributeError" in errors[1] and "(at telegram.py:" in errors[1]
+    assert not any(TOKEN in line for line in lines)
 
 
 async def test_an_alert_under_a_long_flood_wait_waits_it_out_once_and_is_delivered() -> None:

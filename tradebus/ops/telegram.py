@@ -14,10 +14,13 @@ when the bot stops, and one lost to an error no rule foresaw (logged with the fi
 raised it, not its traceback, which could show the token): the sender goes on with the next.
 A poller task asks the Bot API who the bot is (``getMe``), then reads
 commands (``getUpdates``; both are retried with a capped backoff, a 429 after the Bot API's
-``ResponseParameters.retry_after``) and answers only chats of the allow-list (``chat_ids``) --
+``ResponseParameters.retry_after``; one naming no usable retry_after, in the sender too, waits the
+backoff, and the first such answer is logged) and answers only chats of the allow-list (``chat_ids``) --
 a command from any other chat is ignored, counted and logged by chat id. A ``getUpdates`` answered 409
 Conflict (another process polls the same token, or a webhook is set on it) is retried as any
-failure, counted in ``conflicts`` and logged once, as a warning saying what it means. In a group
+failure, counted in ``conflicts`` and logged once, as a warning saying what it means. An error no
+rule foresaw in the poller (an update it cannot parse, say) is logged with its file and line and
+counted (``poll_errors``); polling goes on, after the backoff if it came before the updates were confirmed. In a group
 chat a command may name the bot it
 is for (``/halt@OtherBot``): only a command naming none or naming this bot (its username, in
 any case, as Telegram compares them) is acted on. Updates are confirmed to Telegram (a
@@ -43,6 +46,7 @@ import contextlib
 import datetime as dt
 import inspect
 import logging
+import math
 import os
 import time
 import traceback
@@ -286,6 +290,10 @@ class TelegramBot:
         self.retried = 0
         #: ``getUpdates`` calls answered 409 Conflict (another process polls the token; logged once).
         self.conflicts = 0
+        #: 429 answers whose ``parameters`` named no usable ``retry_after`` (the first one logged).
+        self.malformed_429 = 0
+        #: Errors no rule foresaw in the command poller (each logged; the poller goes on after a backoff).
+        self.poll_errors = 0
         self._sending = False
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -333,6 +341,28 @@ class TelegramBot:
     def _redact(self, exc: BaseException) -> str:
         return f"{type(exc).__name__}: {exc}".replace(self._token, "<token>")
 
+    def _retry_after(self, method: str, parameters: Any) -> float | None:
+        """A 429's ``parameters.retry_after`` (seconds), or ``None`` (the caller's backoff) when it names none.
+
+        A ``parameters`` that is not an object, or a ``retry_after`` that is not a finite number of
+        seconds at least 0, is read as naming none; the first such answer is logged (the method, never the URL).
+        """
+        if parameters is None:
+            return None
+        retry = parameters.get("retry_after") if isinstance(parameters, dict) else None
+        if isinstance(retry, int | float) and not isinstance(retry, bool) and 0.0 <= retry < math.inf:
+            return float(retry)
+        if retry is None and isinstance(parameters, dict):
+            return None
+        self.malformed_429 += 1
+        if self.malformed_429 == 1:
+            logger.warning(
+                "telegram: {} answered 429 (flood control) with parameters {!r}, not an object with a retry_after "
+                "in seconds; waiting the usual backoff instead (further such answers are counted, not logged)",
+                method, str(parameters).replace(self._token, "<token>")[:80],
+            )  # fmt: skip
+        return None
+
     async def _post(self, method: str, payload: dict[str, Any]) -> Any:
         assert self._client is not None
         resp = await self._client.post(method, json=payload)
@@ -344,8 +374,7 @@ class TelegramBot:
         if not body.get("ok"):
             description = f"Bot API {method}: HTTP {resp.status_code} {body.get('description', '')}"
             if resp.status_code == 429:
-                retry = (body.get("parameters") or {}).get("retry_after")
-                raise _Retryable(description, float(retry) if isinstance(retry, int | float) else None)
+                raise _Retryable(description, self._retry_after(method, body.get("parameters")))
             if resp.status_code == 409:
                 raise _Conflict(description)
             raise RuntimeError(description)
@@ -435,42 +464,54 @@ class TelegramBot:
                 delay = min(delay * 2, 30.0)
 
     async def _poller(self) -> None:
-        self.username = await self._get_username()
-        logger.info("telegram: commands for @{} (or naming no bot)", self.username)
         offset: int | None = None
         delay = 1.0
         while True:
+            step = "getMe"
             try:
+                if self.username is None:
+                    self.username = await self._get_username()
+                    logger.info("telegram: commands for @{} (or naming no bot)", self.username)
+                step = "getUpdates"
                 params: dict[str, Any] = {"timeout": self.config.poll_timeout, "allowed_updates": ["message"]}
                 if offset is not None:
                     params["offset"] = offset
                 updates = await self._post("getUpdates", params)
                 delay = 1.0
-            except (httpx.HTTPError, RuntimeError, ValueError, _Retryable) as exc:
-                wait = self._retry_in(exc, delay)
-                if not self._conflict(exc):
-                    logger.warning("telegram: getUpdates failed, retrying in {:.0f} s: {}", wait, self._redact(exc))
-                await self._sleep(wait)
-                delay = min(delay * 2, 30.0)
-                continue
-            if not isinstance(updates, list) or not all(isinstance(u, dict) and "update_id" in u for u in updates):
-                logger.warning("telegram: getUpdates answered {!r}, not a list of updates; ignored", str(updates)[:80])
-                continue
-            if not updates:
-                continue
-            last = max(int(u["update_id"]) for u in updates) + 1
-            try:  # confirmed before acting: a daemon stopped after acting must not get the command again
+                if not isinstance(updates, list) or not all(isinstance(u, dict) and "update_id" in u for u in updates):
+                    logger.warning("telegram: getUpdates answered {!r}, not a list of updates; ignored", str(updates)[:80])
+                    continue
+                if not updates:
+                    continue
+                last = max(int(u["update_id"]) for u in updates) + 1
+                step = "confirming updates"  # before acting: a daemon stopped after acting must not get them again
                 await self._post("getUpdates", {"offset": last, "timeout": 0, "limit": 1, "allowed_updates": ["message"]})
             except (httpx.HTTPError, RuntimeError, ValueError, _Retryable) as exc:
                 wait = self._retry_in(exc, delay)
                 if not self._conflict(exc):
-                    logger.warning("telegram: confirming updates failed, retrying in {:.0f} s: {}", wait, self._redact(exc))
+                    logger.warning("telegram: {} failed, retrying in {:.0f} s: {}", step, wait, self._redact(exc))
                 await self._sleep(wait)
+                delay = min(delay * 2, 30.0)
+                continue
+            except Exception as exc:  # no rule foresaw it: the poller must outlive it, or no command is read again
+                self._poll_failed(step, exc, delay)
+                await self._sleep(delay)
                 delay = min(delay * 2, 30.0)
                 continue
             offset = last
             for update in updates:
-                self._command(update.get("message") or {})
+                try:
+                    self._command(update.get("message") or {})
+                except Exception as exc:  # one odd update must not end the poller (it is confirmed: not read again)
+                    self._poll_failed(f"update {update['update_id']}", exc, 0.0)
+
+    def _poll_failed(self, step: str, exc: Exception, wait: float) -> None:
+        """Count and log an error no rule foresaw in the poller (where it was raised, not its traceback: the token)."""
+        self.poll_errors += 1
+        logger.error(
+            "telegram: command poller: {} failed unexpectedly: {} (at {}); polling goes on{}",
+            step, self._redact(exc), _raised_at(exc), f" in {wait:.0f} s" if wait else "",
+        )  # fmt: skip
 
     def _conflict(self, exc: BaseException) -> bool:
         """Whether ``exc`` is a 409 Conflict of ``getUpdates``: counted, and the first one logged."""
