@@ -1,4 +1,5 @@
-"""How the live daemon stops when a strategy's hook raises on the account's events, or the journal fails.
+"""How the live daemon stops when a strategy's hook raises on the account's events, the journal fails, or a step
+of its shutdown raises.
 
 Against the local Binance spot account emulator and the recorded public stream (all on 127.0.0.1).
 """
@@ -294,3 +295,71 @@ async def test_a_strategy_raising_on_a_fill_a_reconciliation_round_applies_stops
         assert [f.client_order_id for f in node.kernel.result.fills] == [order.client_order_id]
         assert open_at_venue(emulator) == []
     assert_journal_whole(node)
+
+
+def test_a_live_shutdown_whose_reconciler_fails_to_close_still_cancels_closes_the_journal_and_writes_the_outputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``reconciler.aclose()`` raising in the shutdown skipped the paper shutdown: the resting order stayed open at
+    the venue (cancel_on_stop), the strategies were not stopped and ``node.json`` said the daemon never stopped.
+    ``tradebus live``'s own path: config file, keys from the environment, outputs."""
+    import csv
+    import json
+    import sqlite3
+    import threading
+
+    import yaml
+
+    from tradebus.node.live import run_live
+    from tradebus.node.reconcile import Reconciler
+
+    ready = threading.Event()
+    stop: list[Any] = []
+    shared: dict[str, Any] = {}
+
+    def servers() -> None:
+        async def main() -> None:
+            async with account_and_market() as (emulator, srv):
+                shared.update(data=live_config_data(tmp_path, emulator, srv, [resting("steady")]), emulator=emulator)
+                done = asyncio.Event()
+                stop.append((asyncio.get_running_loop(), done))
+                ready.set()
+                await done.wait()
+
+        asyncio.run(main())
+
+    close = Reconciler.aclose
+
+    async def aclose_failing(self: Reconciler) -> None:
+        await close(self)
+        raise RuntimeError("reconciler: closing failed (test)")
+
+    monkeypatch.setattr(Reconciler, "aclose", aclose_failing)
+    thread = threading.Thread(target=servers, daemon=True)
+    thread.start()
+    assert ready.wait(30)
+    out = tmp_path / "out"
+    try:
+        path = tmp_path / "live.yaml"
+        path.write_text(yaml.safe_dump(shared["data"]))
+        env = {"TRADEBUS_BINANCE_API_KEY": KEY, "TRADEBUS_BINANCE_API_SECRET": SECRET}
+        with pytest.raises(RuntimeError, match=r"^reconciler: closing failed \(test\)$"):
+            run_live(path, out, max_seconds=4.0, environ=env)
+    finally:
+        loop, done = stop[0]
+        loop.call_soon_threadsafe(done.set)
+        thread.join(30)
+    emulator = shared["emulator"]
+    assert len(emulator.orders) == 1 and open_at_venue(emulator) == []  # cancel_on_stop canceled the resting buy
+    node = json.loads((out / "node.json").read_text())
+    assert node["stop_reason"].startswith("max_seconds") and node["stopped_ns"] > node["started_ns"] > 0
+    with (out / "orders.csv").open(newline="") as f:
+        assert [row["status"] for row in csv.DictReader(f)] == ["CANCELED"]
+    assert not (out / "INCOMPLETE").exists()
+    journal = tmp_path / "journal.sqlite"
+    Journal(journal, exclusive=True).close()  # closed by the daemon: a new one opens it exclusively
+    db = sqlite3.connect(journal)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        db.close()

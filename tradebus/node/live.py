@@ -929,13 +929,31 @@ class LiveNode(PaperNode):
         self._catch_up_funding()
 
     async def _shutdown(self, tasks: Any) -> None:
+        """Stop the live tasks and the reconciler's checks, then shut down as the paper daemon.
+
+        Each step runs whatever an earlier one raised (the open orders are still canceled, the
+        strategies stopped, the journal closed and the summary made); the first error is raised after
+        the last step, and a later one is logged.
+        """
         for task in (self._startup_task, self._reconcile_task, self._state_task, self._funding_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        await self.reconciler.aclose()
+        failure: BaseException | None = None
+        try:
+            await self.reconciler.aclose()
+        except BaseException as exc:  # the shutdown goes on: open orders, strategies, journal
+            logger.error("stopping: closing the reconciler failed ({}: {}); the shutdown goes on", type(exc).__name__, exc)
+            failure = exc
         self.recorder = None  # the paper shutdown must not close it: :meth:`run` does, after the user stream
-        await super()._shutdown(tasks)
+        try:
+            await super()._shutdown(tasks)
+        except BaseException as exc:
+            if failure is None:
+                raise
+            logger.error("stopping: the shutdown failed again ({}: {}); the first error is raised", type(exc).__name__, exc)
+        if failure is not None:
+            raise failure
 
     async def _stop_trading(self, tasks: dict[asyncio.Task[None], Any]) -> None:
         """As the paper daemon (feeds, timers, ``on_stop``); then, with ``live.cancel_on_stop``, deny every new
