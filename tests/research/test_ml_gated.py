@@ -812,3 +812,51 @@ def test_pruning_for_the_calibration_sees_nothing_of_the_fold_it_predicts(monkey
     # pruned on all the rows, the segment's own model now keeps the probe; the fold's model must not
     assert "probe" not in columns and "probe" in columns_after
     assert (after[test[1::2]] == before[test[1::2]]).all()
+
+
+@pytest.mark.parametrize(("segment", "fold"), [(0, 1), (1, 0)])
+def test_tuning_for_the_calibration_sees_no_label_of_the_fold_it_predicts(monkeypatch: pytest.MonkeyPatch,
+                                                                          segment: int, fold: int) -> None:
+    """The forward returns (labels) of half of one calibration fold's test rows are scaled by -5: the fold's
+    out-of-fold edges on the other half must not move. Before, the fold was fitted with the segment's tuned
+    parameters, chosen by an IC over all the rows (the perturbed labels flip that choice); now each fold
+    reruns the tuning on its own training rows (nested purged K-fold). Segment 1 keeps segment 0's choice
+    (``tune: first``), whose rows its fold 0 tests."""
+    import tradebus.research.edge as edge
+    import tradebus.research.edge_walkforward as walkforward
+
+    bars = _bars(1600)
+    labels, oof_edge = walkforward.forward_returns, edge.oof_edge
+    flipped = np.array([], dtype=np.int64)
+    calls: list[tuple[Any, np.ndarray]] = []
+
+    def perturbed(frame: pd.DataFrame, horizons: Any, kind: str) -> pd.DataFrame:
+        out = labels(frame, horizons, kind=kind)
+        for h in horizons:
+            out[f"fwd_{h}"] = out[f"fwd_{h}"].to_numpy().copy()
+            out.loc[flipped, f"fwd_{h}"] *= -5.0
+        return out
+
+    def recorded(*args: Any, **kwargs: Any) -> np.ndarray:
+        out = oof_edge(*args, **kwargs)
+        calls.append((args[3], out))
+        return out
+
+    monkeypatch.setattr(walkforward, "forward_returns", perturbed)
+    monkeypatch.setattr(walkforward, "oof_edge", recorded)
+
+    def run() -> tuple[Any, Any, np.ndarray]:
+        calls.clear()
+        trained = train_segments(bars, SPECS, COLUMNS, WEIGHTS, min_train=800, retrain_every=400,
+                                 params={"n_estimators": 15}, tune_grid={"max_depth": [1, 3], "min_child_weight": [1, 20]},
+                                 tune="first", cv_splits=3, embargo=6, calibrate=True)
+        return (trained.segments[segment], *calls[segment])
+
+    seg, cv, before = run()
+    test = list(cv.split(cv.t0))[fold][1]
+    flipped = np.searchsorted(bars["ts_event"].to_numpy(), cv.t0[test[::2]])
+    seg_after, _, after = run()
+    # the perturbed labels change the tuned parameters in force, but not the fold's own
+    assert seg_after.params != seg.params
+    assert (after[test[1::2]] == before[test[1::2]]).all()
+    assert seg_after.fold_params[fold] == seg.fold_params[fold]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import itertools
 import re
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,6 +201,7 @@ def oof_edge(
     params: Mapping[str, Any] | None = None,
     *,
     keep: int | None = None,
+    fold_params: Callable[[np.ndarray], Mapping[str, Any]] | None = None,
     seed: int = 0,
     nthread: int = 1,
 ) -> np.ndarray:
@@ -209,12 +210,18 @@ def oof_edge(
     With ``keep``, each fold prunes to the ``keep`` most important columns of its own fit
     (:func:`prune_columns`) and refits on them, as the final model does on all the rows: the
     columns that predict a fold's test rows are chosen without them.
+
+    With ``fold_params``, each fold is fitted with ``fold_params(train)`` (its training positions)
+    instead of ``params``: a tuning run on those rows only (nested), so that the parameters that
+    predict a fold's test rows are chosen without their labels too.
     """
     out = np.full(len(X), np.nan)
     for train, test in cv.split(X):
         if len(train) == 0:
             continue
         fw = {h: forward[h][train] for h in weights}
+        if fold_params is not None:
+            params = fold_params(train)
         model = fit_edge(X[train], fw, weights, params, seed=seed, nthread=nthread)
         if keep is None or keep >= X.shape[1]:
             out[test] = model.raw(X[test])

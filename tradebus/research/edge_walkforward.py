@@ -9,9 +9,12 @@ horizon's forward return is known before the segment starts (``t1 < ts[s_k]``: p
 Within those rows, hyper-parameter tuning and edge calibration use a purged K-fold
 (:class:`~tradebus.research.splitters.PurgedKFold`, label intervals ``[ts, t1]``, with
 embargo), so no out-of-fold prediction comes from a model trained on overlapping labels.
-Optionally the columns are pruned to the most important ones and the model refitted; the
-calibration's out-of-fold models prune the same way on their own fold's training rows, so no
-test fold helps choose the columns that predict it.
+Optionally the columns are pruned to the most important ones and the model refitted. The
+calibration's out-of-fold models repeat that procedure on their own fold's training rows: they
+prune there, and, when the parameters in force were tuned, rerun the tuning there (a nested
+purged K-fold, :class:`_FoldTuning`), so no test fold's labels help choose the parameters or
+the columns that predict it. The nested tuning costs up to ``cv_splits`` more tuning runs per
+tuned segment (grid points x ``cv_splits`` fits each, on fewer rows).
 
 :func:`train_segments` fits every segment's model and predicts its bars in batch;
 :func:`run_edges` trades the bars on the event-driven kernel from either the batch
@@ -59,7 +62,11 @@ __all__ = ["EdgeSegment", "TrainedEdges", "run_edges", "segment_table", "train_s
 
 @dataclass
 class EdgeSegment:
-    """One walk-forward segment: bars ``[start, end)``, its model and how it was fitted."""
+    """One walk-forward segment: bars ``[start, end)``, its model and how it was fitted.
+
+    ``fold_params`` holds the parameters each calibration fold was fitted with (its own tuning
+    run, :class:`_FoldTuning`); empty when the parameters were not tuned.
+    """
 
     start: int
     end: int
@@ -69,6 +76,7 @@ class EdgeSegment:
     calibration: dict[str, float]
     importance: dict[str, float]
     tuning: list[dict[str, Any]] = field(default_factory=list)
+    fold_params: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -88,6 +96,52 @@ class TrainedEdges:
     def precomputed_source(self) -> PrecomputedEdges:
         """The batch predictions looked up by bar time."""
         return PrecomputedEdges(self.ts, self.edges)
+
+
+@dataclass
+class _FoldTuning:
+    """The parameters of a calibration fold, chosen without the fold's test labels (nested purged K-fold).
+
+    The segment's parameters came from :func:`tune_edge` on the bars ``tuned_on`` (this segment's
+    training rows, or the first segment's with ``tune: first``), which hold labels of the
+    calibration folds' test rows. A fold instead reruns that tuning on the bars of ``tuned_on``
+    among its own training rows (what the outer purge and embargo left), with the same grid and a
+    purged K-fold of ``cv_splits`` folds and ``embargo`` rows of its own. A fold whose training
+    rows hold all of ``tuned_on`` gets the segment's choice (the same run); one left with fewer
+    than ``10 * cv_splits`` of them gets the untuned ``base`` parameters, as a tuning run without
+    a finite score would. Each fold's parameters are appended to ``log``.
+    """
+
+    X: np.ndarray
+    forward: Mapping[int, np.ndarray]
+    weights: Mapping[int, float]
+    grid: Mapping[str, Sequence[Any]]
+    base: Mapping[str, Any] | None
+    ts: np.ndarray
+    t1: np.ndarray
+    rows: np.ndarray
+    tuned_on: np.ndarray
+    chosen: Mapping[str, Any]
+    cv_splits: int
+    embargo: int
+    seed: int
+    nthread: int
+    log: list[dict[str, Any]]
+
+    def __call__(self, train: np.ndarray) -> dict[str, Any]:
+        """The parameters of the fold whose training positions (into ``rows``) are ``train``."""
+        pool = self.rows[train]
+        pool = pool[np.isin(pool, self.tuned_on)]
+        if np.array_equal(pool, self.tuned_on):
+            params = dict(self.chosen)
+        elif len(pool) < 10 * self.cv_splits:
+            params = dict(self.base or {})
+        else:
+            inner = PurgedKFold(self.cv_splits, t0=self.ts[pool], t1=self.t1[pool], embargo=self.embargo)
+            params = tune_edge(self.X[pool], {h: self.forward[h][pool] for h in self.weights}, self.weights,
+                               self.grid, inner, self.base, seed=self.seed, nthread=self.nthread).params
+        self.log.append(params)
+        return params
 
 
 def train_segments(
@@ -124,7 +178,9 @@ def train_segments(
         (a start among bars sharing a time moves back to the first of them).
     params, tune_grid, tune
         XGBoost parameters; a grid tuned by purged K-fold IC ``"first"`` (first segment
-        only, its choice kept), ``"every"`` segment, or ``"none"``.
+        only, its choice kept), ``"every"`` segment, or ``"none"``. Each calibration fold
+        reruns the tuning that chose the parameters in force on its own training rows
+        (:class:`_FoldTuning`).
     cv_splits, embargo
         Purged K-fold folds and embargo (rows) for tuning and calibration.
     prune_keep
@@ -155,6 +211,7 @@ def train_segments(
     edges = np.full(n, np.nan)
     segments: list[EdgeSegment] = []
     chosen: dict[str, Any] = dict(params or {})
+    tuned_on: np.ndarray | None = None  # the bars (training rows) the parameters in force were tuned on
     starts = segment_starts(ts, min_train, retrain_every=retrain_every)
     with threadpool_limits(nthread):
         for k, s in enumerate(starts):
@@ -169,7 +226,7 @@ def train_segments(
             tuning: list[dict[str, Any]] = []
             if tune_grid and (tune == "every" or (tune == "first" and k == 0)):
                 result = tune_edge(X_all[rows], fw, weights, tune_grid, cv, params, seed=seed, nthread=nthread)
-                chosen, tuning = result.params, result.scores
+                chosen, tuning, tuned_on = result.params, result.scores, rows
             cols = list(columns)
             model = fit_edge(X_all[rows], fw, weights, chosen, seed=seed, nthread=nthread)
             if prune_keep is not None and prune_keep < len(cols):
@@ -177,14 +234,21 @@ def train_segments(
                 model = fit_edge(features[cols].to_numpy(dtype=np.float64)[rows], fw, weights, chosen, seed=seed,
                                  nthread=nthread)
             calibration = {"offset": 0.0, "scale": 1.0, "rows": 0}
+            fold_params: list[dict[str, Any]] = []
             if calibrate:
-                oof = oof_edge(X_all[rows], fw, weights, cv, chosen, keep=prune_keep, seed=seed, nthread=nthread)
+                retune = None
+                if tuned_on is not None:
+                    retune = _FoldTuning(X_all, forward, weights, tune_grid or {}, params, ts, t1, rows, tuned_on,
+                                         chosen, cv_splits, embargo, seed, nthread, fold_params)
+                oof = oof_edge(X_all[rows], fw, weights, cv, chosen, keep=prune_keep, fold_params=retune, seed=seed,
+                               nthread=nthread)
                 calibration = calibrate_edge(model, oof, target[rows])
             step = ModelStep(model, tuple(cols), tuple(specs), output="predict")
             end = starts[k + 1] if k + 1 < len(starts) else n
             edges[s:end] = step.predict_frame(features.iloc[s:end])
             importance = dict(zip(cols, (float(v) for v in model.feature_importances_), strict=True))
-            segments.append(EdgeSegment(s, end, step, len(rows), dict(chosen), calibration, importance, tuning))
+            segments.append(EdgeSegment(s, end, step, len(rows), dict(chosen), calibration, importance, tuning,
+                                        fold_params))
     return TrainedEdges(ts, segments, edges, target, forward)
 
 
