@@ -103,3 +103,41 @@ def test_calibration_is_platt_on_the_reference_out_of_fold_probabilities() -> No
     grid = np.linspace(0.0, 1.0, 201)[1:-1]
     expected = platt.predict_proba(np.log(grid / (1.0 - grid))[:, None])[:, 1]
     assert np.allclose(model.knots_y[1:-1], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("spacing", ["regular", "irregular"])
+def test_schedule_calibration_folds_embargo_the_samples_after_each_test_fold(monkeypatch: pytest.MonkeyPatch,
+                                                                             spacing: str) -> None:
+    """The segment cut kept a 30-minute embargo but the calibration's purged folds had none: the samples
+    right after a test fold's labels ended trained the model that predicted it. Samples 1 minute apart,
+    labels 15 minutes long, embargo 30 minutes: a fold testing samples a..b-1 trains on neither the
+    15 samples before it (purged), nor b..b+14 (purged), nor b+15..b+44 (embargoed). Irregular: every
+    sample starting within 30 minutes of a fold's label end is dropped."""
+    import tradebus.research.calibration as calibration
+
+    X, y, t0, t1 = _data(400)
+    if spacing == "irregular":
+        t0 = np.cumsum(np.random.default_rng(1).integers(1, 180, size=400)) * 1_000_000_000
+        t1 = t0 + 15 * MIN
+    splits: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    oof = calibration.out_of_fold_logit
+
+    def recorded(Xf: np.ndarray, yf: np.ndarray, cv: PurgedKFold, **kwargs: float) -> np.ndarray:
+        splits.extend((train, test, np.asarray(cv.t0), np.asarray(cv.t1)) for train, test in cv.split(Xf))
+        return oof(Xf, yf, cv, **kwargs)
+
+    monkeypatch.setattr(calibration, "out_of_fold_logit", recorded)
+    embargo = 30 * MIN
+    start = int(t0[-1]) + 1
+    walk_forward_schedule(X, y, ["a", "b", "c"], t0=t0, t1=t1, starts=[start], embargo_ns=embargo)
+    assert len(splits) == 4
+    for train, test, s0, s1 in splits:
+        a, b = int(test[0]), int(test[-1]) + 1
+        if spacing == "regular":
+            n = len(s0)
+            assert train.tolist() == [i for i in range(n) if not a - 15 <= i < b + 45]
+        else:
+            end = s1[a:b].max()
+            after = (s0 > end) & (s0 <= end + embargo)
+            assert after.any() == (b < len(s0))  # the last fold has no sample after it
+            assert not np.isin(np.flatnonzero(after), train).any()

@@ -119,7 +119,9 @@ def walk_forward_schedule(X: np.ndarray, y: np.ndarray, columns: Sequence[str], 
     """One :class:`CalibratedLogit` per segment start, trained on labels that ended before it.
 
     A sample trains the model of segment start ``s`` only when ``t1 < s - embargo_ns``
-    (so its whole label window lies before the segment, with a margin). Segments with
+    (so its whole label window lies before the segment, with a margin). The calibration's
+    purged K-fold embargoes the same ``embargo_ns`` after each test fold, as the samples it
+    spans (:func:`~tradebus.research.splitters.embargo_samples`). Segments with
     fewer than ``min_samples`` such samples, or one class only, get no new model (the
     previous one stays in force).
 
@@ -128,6 +130,8 @@ def walk_forward_schedule(X: np.ndarray, y: np.ndarray, columns: Sequence[str], 
     (ModelSchedule, list of dict)
         The schedule and one log row per segment start (samples, positives, trained or why not).
     """
+    from tradebus.research.splitters import embargo_samples
+
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.int64)
     t0 = np.asarray(t0, dtype=np.int64)
@@ -144,8 +148,9 @@ def walk_forward_schedule(X: np.ndarray, y: np.ndarray, columns: Sequence[str], 
             row["trained"] = "no: one class only"
         else:
             order = np.argsort(t0[mask], kind="stable")
-            model = fit_calibrated_logit(X[mask][order], y[mask][order], columns, t0=t0[mask][order],
-                                        t1=t1[mask][order], folds=min(folds, n), C=C, method=method)
+            s0, s1, k = t0[mask][order], t1[mask][order], min(folds, n)
+            model = fit_calibrated_logit(X[mask][order], y[mask][order], columns, t0=s0, t1=s1, folds=k,
+                                        embargo=embargo_samples(s0, s1, k, embargo_ns), C=C, method=method)
             entries.append((start, model))
             row["trained"] = "yes"
         log.append(row)

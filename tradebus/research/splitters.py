@@ -55,7 +55,8 @@ from sklearn.model_selection import BaseCrossValidator
 
 from tradebus.errors import ConfigError
 
-__all__ = ["CombinatorialPurgedCV", "PurgedKFold", "PurgedWalkForward", "embargo_problem", "fold_bounds", "purge"]
+__all__ = ["CombinatorialPurgedCV", "PurgedKFold", "PurgedWalkForward", "embargo_problem", "embargo_samples",
+           "fold_bounds", "purge"]
 
 
 def fold_bounds(n: int, k: int) -> np.ndarray:
@@ -90,6 +91,33 @@ def embargo_problem(embargo: float) -> str | None:
         return (f"embargo {embargo} is neither a number of samples (a whole number) "
                 f"nor a fraction of the samples (< 1)")
     return None
+
+
+def embargo_samples(t0: np.ndarray, t1: np.ndarray, n_splits: int, embargo_ns: int) -> int:
+    """The embargo in samples that covers ``embargo_ns`` after every test fold of a :class:`PurgedKFold`.
+
+    :class:`PurgedKFold` embargoes the ``h`` samples that follow a fold's labels; with irregular
+    sample times the samples within ``embargo_ns`` of a fold's label end vary in number, so ``h``
+    is the largest such count over the ``n_splits`` folds (some folds drop a few more samples than
+    the time asks).
+
+    Parameters
+    ----------
+    t0, t1
+        Label start and end time (ns) of every sample, in time order.
+    n_splits
+        Number of folds.
+    embargo_ns
+        The embargo as a duration (ns), >= 0.
+    """
+    t0, t1 = np.asarray(t0, dtype=np.int64), np.asarray(t1, dtype=np.int64)
+    h = 0
+    for a, b in itertools.pairwise(fold_bounds(t0.shape[0], n_splits).tolist()):
+        if b > a:
+            end = int(t1[a:b].max())
+            after = np.searchsorted(t0, [end, end + int(embargo_ns)], side="right")
+            h = max(h, int(after[1] - after[0]))
+    return h
 
 
 def _embargo_size(embargo: float, n: int) -> int:
