@@ -40,7 +40,8 @@ Lifecycle of :meth:`PaperNode.run`:
    order it was working resolves to CANCELED with that reason: nothing is re-sent,
    invented or duplicated, and new client order ids never repeat journaled ones; the
    whole hours a margin loan was owed while the daemon was down are priced by the venue's
-   REST klines (:mod:`tradebus.node.missed_hours`), charged before the first message;
+   REST klines (:mod:`tradebus.node.missed_hours`), charged before the first message (the prices
+   are recorded in the ``run:start`` line: a replay charges them alike, fetching nothing);
 3. start the strategies (at one instant, recorded as a ``run:start`` line: a replay starts its kernel
    there), then the feed clients (which subscribe);
 4. run until SIGINT/SIGTERM, ``max_seconds``, ``max_messages``, a fatal feed error or an
@@ -268,6 +269,8 @@ class PaperNode:
         self._counted_before = {"bars": 0, "trades": 0, "quotes": 0}
         # When the journal was replayed (None: the run has no journal), recorded in the run:start line.
         self._recovered_at: int | None = None
+        # The prices (and reasons) of the interest hours missed while down, recorded in the run:start line.
+        self._missed_record: dict[str, Any] | None = None
 
     def _build_kernel(self) -> tuple[Kernel, Any]:
         """The run's kernel and venue (the live daemon overrides it with the exchange's venue)."""
@@ -445,7 +448,8 @@ class PaperNode:
             self.recorder = self._new_recorder(self.config.record)
         self._run_recorder = self.recorder
         started = self.clock.now_ns()
-        self._record_run("start", started, run_start_line(self._recovered_at, self.summary.recovered_orders))
+        self._record_run("start", started, run_start_line(self._recovered_at, self.summary.recovered_orders,
+                                                                 self._missed_record))
         if self._start_strategies:
             with self.clock.pinned(started):  # on_start's timers start where the replay starts them
                 self.kernel.start()
@@ -649,13 +653,18 @@ class PaperNode:
         )
 
     async def _price_missed_hours(self) -> None:
-        """Fetch the venue's price of each interest hour missed while down (off the loop), before the kernel starts."""
+        """Fetch the venue's price of each interest hour missed while down (off the loop), before the kernel starts.
+
+        What it fetched goes into the ``run:start`` line (:func:`run_start_line`), for a replay of the session.
+        """
         interest = self.kernel.interest
         missed = interest.missed_hours(self.clock.now_ns()) if interest is not None else {}
         if interest is not None and missed:
-            from tradebus.node.missed_hours import fetch_missed_prices
+            from tradebus.node.missed_hours import fetch_missed_prices, missed_record
 
-            interest.price_missed(*await asyncio.to_thread(fetch_missed_prices, self.config, missed))
+            prices, failures = await asyncio.to_thread(fetch_missed_prices, self.config, missed)
+            interest.price_missed(prices, failures)
+            self._missed_record = missed_record(prices, failures)  # a replay charges them so, asking the venue nothing
 
     def _resolve_recovered(self, unknown: list[Any]) -> None:
         """Resolve the orders the journal left UNKNOWN, each by a query of the venue."""
@@ -680,15 +689,20 @@ def recover_journal(kernel: Kernel, venue: Venue, journal: Journal, now_ns: int)
     return unknown
 
 
-def run_start_line(recovered_ns: int | None, orders: int) -> str:
-    """The text of a ``run:start`` line: ``""``, or after a journal's recovery its time and the orders it restored.
+def run_start_line(recovered_ns: int | None, orders: int, missed_hours: dict[str, Any] | None = None) -> str:
+    """The text of a ``run:start`` line: ``""``, or after a journal's recovery its time and the orders it restored,
+    and the prices of the interest hours missed while down (``missed_hours``,
+    :func:`~tradebus.node.missed_hours.missed_record`), if any were.
 
-    A replay of the session recovers at that time and checks it restored as many orders
-    (:func:`~tradebus.node.playback.play`).
+    A replay of the session recovers at that time, checks it restored as many orders and charges
+    those hours at those prices (:func:`~tradebus.node.playback.play`).
     """
     if recovered_ns is None:
         return ""
-    return json.dumps({"recovered_ns": recovered_ns, "orders": orders}, sort_keys=True)
+    started: dict[str, Any] = {"recovered_ns": recovered_ns, "orders": orders}
+    if missed_hours is not None:
+        started["missed_hours"] = missed_hours
+    return json.dumps(started, sort_keys=True)
 
 
 def close_recorder(recorder: FrameRecorder) -> None:

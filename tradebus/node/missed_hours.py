@@ -8,12 +8,18 @@ hour (:func:`~tradebus.data.backfill.close_before`, ccxt ``fetch_ohlcv`` on the 
 endpoint: :attr:`VenueAdapter.rest_klines <tradebus.adapters.common.venue.VenueAdapter.rest_klines>`):
 the last trade before the hour. An hour it cannot price (network, venue error, no candle for
 that minute) keeps the journal's last fill price, with the reason in the charge's warning.
+
+The daemon records what it fetched in its ``run:start`` line (:func:`missed_record`, under
+``"missed_hours"``), and a replay of the session gives the kernel those prices and reasons
+(:func:`read_missed_record`): it asks the venue nothing and charges the hours as the daemon did.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from loguru import logger
 
@@ -22,7 +28,10 @@ from tradebus.adapters.registry import VENUES
 from tradebus.errors import ConfigError, DataError
 from tradebus.node.config import PaperConfig
 
-__all__ = ["fetch_missed_prices"]
+__all__ = ["fetch_missed_prices", "missed_record", "read_missed_record"]
+
+MissedPrices = dict[tuple[str, int], float]
+MissedFailures = dict[tuple[str, int], str]
 
 _MS = 1_000_000
 
@@ -34,7 +43,7 @@ def _utc(ts_ns: int) -> str:
 
 def fetch_missed_prices(
     config: PaperConfig, missed: Mapping[str, list[int]], *, timeout_s: float = 10.0
-) -> tuple[dict[tuple[str, int], float], dict[tuple[str, int], str]]:
+) -> tuple[MissedPrices, MissedFailures]:
     """The price of each missed hour (``instrument id -> hours`` in ns), fetched from its feed's venue.
 
     Blocking (run it off the event loop). After an exchange or network error the instrument's
@@ -48,8 +57,8 @@ def fetch_missed_prices(
     """
     from tradebus.data.backfill import close_before, make_exchange
 
-    prices: dict[tuple[str, int], float] = {}
-    failures: dict[tuple[str, int], str] = {}
+    prices: MissedPrices = {}
+    failures: MissedFailures = {}
     instruments = config.instrument_map()
     feed_of = {iid: feed for feed in config.feeds for iid in feed.subscriptions}
     for iid, hours in missed.items():
@@ -84,3 +93,44 @@ def fetch_missed_prices(
     if prices:
         logger.info("interest: {} missed hour(s) priced by the venue's klines", len(prices))
     return prices, failures
+
+
+def missed_record(prices: Mapping[tuple[str, int], float], failures: Mapping[tuple[str, int], str]) -> dict[str, Any]:
+    """What :func:`fetch_missed_prices` gave, as JSON for the daemon's ``run:start`` line (sorted: deterministic).
+
+    ``{"prices": [[instrument id, hour ns, price], ...], "failures": [[instrument id, hour ns, why], ...]}``.
+    """
+    return {
+        "prices": [[iid, hour, price] for (iid, hour), price in sorted(prices.items())],
+        "failures": [[iid, hour, why] for (iid, hour), why in sorted(failures.items())],
+    }
+
+
+def read_missed_record(record: object, where: str) -> tuple[MissedPrices, MissedFailures]:
+    """The prices and reasons a :func:`missed_record` holds, for :meth:`BorrowInterest.price_missed
+    <tradebus.engine.interest.BorrowInterest.price_missed>`.
+
+    Raises
+    ------
+    DataError
+        ``record`` is not such a record (names ``where`` and the entry).
+    """
+
+    def entries(key: str, valid: type) -> list[tuple[str, int, Any]]:
+        rows = record.get(key) if isinstance(record, dict) else None
+        if not isinstance(rows, list):
+            raise DataError(f"{where}: missed_hours must be {{\"prices\": [...], \"failures\": [...]}}, not {record!r:.80}")
+        out = []
+        for row in rows:
+            if not (isinstance(row, list) and len(row) == 3 and isinstance(row[0], str) and type(row[1]) is int
+                    and isinstance(row[2], valid) and not isinstance(row[2], bool)):
+                raise DataError(f"{where}: missed_hours {key}: an entry is [instrument id, hour ns, "
+                                f"{'price' if valid is not str else 'why'}], not {row!r:.80}")
+            out.append((row[0], row[1], row[2]))
+        return out
+
+    prices = {(iid, hour): float(price) for iid, hour, price in entries("prices", int | float)}
+    bad = next((p for p in prices.values() if not (math.isfinite(p) and p > 0.0)), None)
+    if bad is not None:
+        raise DataError(f"{where}: missed_hours prices: a price must be finite and > 0, not {bad!r}")
+    return prices, {(iid, hour): why for iid, hour, why in entries("failures", str)}

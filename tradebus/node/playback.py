@@ -112,7 +112,7 @@ from tradebus.adapters.common.recorder import (
     read_frames,
 )
 from tradebus.adapters.registry import VENUES, venue_adapter
-from tradebus.engine.clock import SimulatedClock
+from tradebus.engine.clock import SimulatedClock, iso_ns
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.engine.messages import FeedStale
 from tradebus.errors import ConfigError, DataError, ParseError
@@ -124,6 +124,7 @@ from tradebus.node.daemon import build_paper_kernel, kept_files, recover_journal
 from tradebus.adapters.common.feed import Feed
 from tradebus.adapters.common.trade_gaps import TradeGapLog
 from tradebus.node.feeds import attach_feeds, build_feeds, feed_of_connection
+from tradebus.node.missed_hours import MissedFailures, MissedPrices, read_missed_record
 from tradebus.node.router import NodeRouter
 from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import RunDirectory
@@ -144,6 +145,9 @@ RecordingFormat = Literal["recorder", "hftbacktest"]
 
 #: The line a daemon records as it starts its kernel; after a recording's first line, a restarted daemon's session.
 RUN_START = RUN_PREFIX + "start"
+
+#: The key of a ``run:start`` line's prices of the interest hours the daemon missed while down.
+_MISSED_HOURS = "missed_hours"
 
 #: Frames a connection to :func:`serve_recording` gets again: it starts this many before where the stream is.
 SERVE_RESUME_OVERLAP = 50
@@ -405,6 +409,7 @@ class Playback:
             for order in recover_journal(self.kernel, self.venue, self.journal, recovered_ns):
                 self.kernel.execution.resolve_unknown(order.client_order_id)
             restored = len(self.kernel.orders.orders())
+            self._price_missed_hours(path, start_ns, recovered_ns, started.get(_MISSED_HOURS))
         daemon = started.get("orders")
         if daemon is not None and daemon != restored:
             logger.warning(
@@ -414,6 +419,33 @@ class Playback:
                 "outputs differ from the daemon's by them", path, start_ns, daemon, restored, restored,
             )
         self.clock.advance_to(start_ns)
+
+    def _price_missed_hours(
+        self, path: str | Path, start_ns: int, recovered_ns: int, recorded: tuple[MissedPrices, MissedFailures] | None
+    ) -> None:
+        """Give the kernel the daemon's prices of the interest hours it missed while down, as its ``run:start`` recorded them.
+
+        The daemon fetched them from the venue's klines (:mod:`tradebus.node.missed_hours`); the
+        replay asks nothing. A recording made before the daemon recorded them (a session with such
+        hours and no ``missed_hours``) is warned of, naming the file and the hours: they are charged
+        at the journal's last fill price (``hour_last_fill``), the daemon's perhaps at the klines'.
+        """
+        interest = self.kernel.interest
+        if interest is None:
+            return
+        if recorded is not None:
+            interest.price_missed(*recorded)
+            return
+        missed = interest.missed_hours(recovered_ns)
+        if missed:
+            hours = sorted({hour for hours in missed.values() for hour in hours})
+            logger.warning(
+                "{}: the run:start at {}: the daemon was down through {} whole hour(s) of interest on a margin loan "
+                "({} .. {}) and this recording, made before the daemon recorded the prices it charged them at, does "
+                "not say them: the replay charges them at the journal's last fill price (hour_last_fill in "
+                "interest.csv), where the daemon charged the venue's klines (hour_kline): its interest.csv and "
+                "equity may differ from the daemon's", path, start_ns, len(hours), iso_ns(hours[0]), iso_ns(hours[-1]),
+            )  # fmt: skip
 
     def run(self, path: str | Path, session: int | None = None, *, require_frames: bool = True) -> RunResult:
         """Play a whole recording, or one daemon session of it, and stop the kernel; return the run result.
@@ -520,17 +552,25 @@ def _second_session(path: str | Path, recv_ns: int) -> DataError:
     )
 
 
-def _run_start(path: str | Path, text: str | bytes) -> dict[str, int]:
-    """What a ``run:start`` line's text says (:func:`~tradebus.node.daemon.run_start_line`; ``{}``: nothing)."""
+def _run_start(path: str | Path, text: str | bytes) -> dict[str, Any]:
+    """What a ``run:start`` line's text says (:func:`~tradebus.node.daemon.run_start_line`; ``{}``: nothing).
+
+    Its integers (``recovered_ns``, ``orders``), and ``missed_hours`` read as ``(prices, failures)``
+    (:func:`~tradebus.node.missed_hours.read_missed_record`).
+    """
     if not text:
         return {}
     try:
         started = json.loads(text)
     except ValueError:
         started = None
-    if not isinstance(started, dict) or not all(isinstance(v, int) for v in started.values()):
+    if not isinstance(started, dict) or not all(
+        isinstance(v, int) for k, v in started.items() if k != _MISSED_HOURS
+    ):
         raise DataError(f"{path}: a run:start line holds '' or the daemon's recovery as JSON integers, "
                         f"not {text[:60]!r}")
+    if _MISSED_HOURS in started:
+        started[_MISSED_HOURS] = read_missed_record(started[_MISSED_HOURS], f"{path}: a run:start line")
     return started
 
 

@@ -63,7 +63,9 @@ The daemon's run
     starts its kernel at that time, so a timer set in ``on_start`` is due when it was in the daemon.
     A daemon with a journal writes ``"d": "{\"orders\": <restored>, \"recovered_ns\": <when>}"``: when it
     replayed the journal and how many orders it restored (a replay of a later session recovers
-    there, and checks it restored as many; :func:`~tradebus.node.playback.play`).
+    there, and checks it restored as many; :func:`~tradebus.node.playback.play`), and, when a margin
+    loan was owed through whole hours it was down, ``"missed_hours"``: the prices it charged them at
+    (:func:`~tradebus.node.missed_hours.missed_record`), which the replay charges too.
     A daemon's timers and alerts fire on the wall clock, also while no frame arrives; a replay's
     clock fires them before the first line at or after their time. The daemon records the moment it
     stops, after firing what was due by then, as ``{"t": <when>, "c": "run:stop"}``
