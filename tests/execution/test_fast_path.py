@@ -227,6 +227,35 @@ def test_mixed_orders_on_two_instruments_same_results_fast_or_general(
     assert any(o.order_type is OrderType.STOP_MARKET and o.status is OrderStatus.FILLED for o in fast.result.orders)
 
 
+class ReduceOnlyMarkets(Strategy):
+    """On bars: a market buy, then reduce-only market sells larger than the position (capped at it) and
+    while flat (rejected on arrival), one order at a time: the lone-market-order arrival on bars."""
+
+    def __init__(self, iid: str) -> None:
+        super().__init__(iid, strategy_id="reducer")
+        self.n = 0
+
+    def on_bar(self, bar: Bar) -> None:
+        self.n += 1
+        if self.n % 4 == 1:
+            self.submit_market(self.instrument_id, OrderSide.BUY, 0.3)
+        elif self.n % 4 != 0:
+            self.submit_market(self.instrument_id, OrderSide.SELL, 0.5, reduce_only=True)
+
+
+def test_reduce_only_market_orders_on_bars_same_results_fast_or_general(monkeypatch: pytest.MonkeyPatch) -> None:
+    def run() -> Kernel:
+        kernel = bar_kernel([ReduceOnlyMarkets(A)], (A,), 100_000.0, True, slippage_bps=2.0)
+        kernel.run(Replay(bar_sources(A)))
+        return kernel
+
+    fast, general = both(monkeypatch, run)
+    assert_same(fast, general, min_fills=500)
+    reducing = [o for o in fast.result.orders if o.reduce_only]
+    capped = [o for o in reducing if o.status is OrderStatus.CANCELED and o.filled_qty == pytest.approx(0.3)]
+    assert len(capped) >= 250 and sum(o.status is OrderStatus.REJECTED for o in reducing) >= 250
+
+
 def test_subscribers_receive_the_same_events_fast_or_general(monkeypatch: pytest.MonkeyPatch) -> None:
     # A strategy that handles OrderAccepted and PositionChanged gets them built on the fast path too.
     strategies: list[LoggedMixer] = []

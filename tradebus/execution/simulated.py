@@ -560,11 +560,30 @@ class SimulatedVenue(Venue):
         bar_close[iid] = bar.ts_init
         if self._expiries and opened is not None and iid in self._expiries:
             self._expire_due(iid, opened + 1, bar.open, bar.open)
+        working = self._working[iid]
         if pending and opened is not None and pending[0][0] <= opened:
+            if len(pending) == 1 and not working and self._inline and not self.native_contingent:
+                arrival, action, sim, _ = pending[0]
+                if action == _SUBMIT and sim.type == _MARKET and sim.status is _SUBMITTED:  # type: ignore[union-attr]
+                    # The common case, fused: a lone market order arrives at this bar's open with nothing
+                    # working; _arrive's and _match_bar's steps for it, without their loops and plans.
+                    pending.popleft()
+                    sim.arrived = arrival  # type: ignore[union-attr]
+                    if arrival > self._arrived[iid]:
+                        self._arrived[iid] = arrival
+                    self._accept(iid, sim, arrival, bar.open)  # type: ignore[arg-type]
+                    if working:  # accepted
+                        px = bar.open
+                        if self._slip:
+                            px = self._slipped(iid, sim, px, bar)  # type: ignore[arg-type]
+                        self._fill(iid, sim, sim.quantity, px, _TAKER, bar.ts_event)  # type: ignore[arg-type, union-attr]
+                    if self._dirty:
+                        self._prune(iid)
+                    self._last[iid] = bar.close
+                    return
             self._arrive(iid, pending, opened + 1, bar.open, bar.open)
             if self._dirty:
                 self._prune(iid)
-        working = self._working[iid]
         if working:
             self._match_bar(iid, bar, working)
         self._last[iid] = bar.close
