@@ -48,7 +48,8 @@ Lifecycle of :meth:`PaperNode.run`:
    exception a strategy's hook raised (on a message, a timer or a venue's answer: the run then
    stops as on a signal and raises :class:`~tradebus.errors.StrategyError` naming the strategy,
    the hook and the time; market data after it is dropped);
-5. stop the clients, cancel their tasks, stop the kernel, close recorder and journal; then the
+5. stop the clients, cancel their tasks, stop the kernel, close recorder and journal, each step whatever an
+   earlier one raised (:class:`ShutdownSteps`: the first error is raised after the last); then the
    operations layer, whatever the shutdown raised (the stop alert is sent and the queued alerts flushed).
 
 Every order decision is logged on one line with its reason (``decision ...``).
@@ -66,7 +67,7 @@ import gc
 import json
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -100,6 +101,7 @@ if TYPE_CHECKING:
 __all__ = [
     "NodeSummary",
     "PaperNode",
+    "ShutdownSteps",
     "build_paper_kernel",
     "close_recorder",
     "kept_files",
@@ -113,6 +115,37 @@ V = TypeVar("V", bound=Venue)
 
 #: Seconds between the journal's checkpoints, made off the event loop's thread.
 JOURNAL_CHECKPOINT_S = 0.5
+
+
+class ShutdownSteps:
+    """The steps of a daemon's shutdown, each run whatever an earlier one raised.
+
+    Each step runs in :meth:`step`; the first error is kept (and logged, the shutdown going on),
+    a later one is logged, and :meth:`raise_first` raises the first once every step has run.
+    """
+
+    def __init__(self) -> None:
+        #: The first error a step raised (``None``: none did).
+        self.failure: BaseException | None = None
+
+    @contextlib.contextmanager
+    def step(self, what: str) -> Iterator[None]:
+        """Run the body as the step ``what`` (its error is kept or logged, not raised)."""
+        try:
+            yield
+        except BaseException as exc:  # every step runs: a later one closes what this one did not
+            if self.failure is None:
+                self.failure = exc
+                logger.error("stopping: {} failed ({}: {}); the shutdown goes on", what, type(exc).__name__, exc)
+            else:
+                logger.error(
+                    "stopping: {} failed too ({}: {}); the first error is raised", what, type(exc).__name__, exc
+                )
+
+    def raise_first(self) -> None:
+        """Raise the first error a step raised, if any."""
+        if self.failure is not None:
+            raise self.failure
 
 
 def build_paper_kernel(
@@ -559,14 +592,35 @@ class PaperNode:
                 raise
 
     async def _shutdown(self, tasks: dict[asyncio.Task[None], Feed]) -> None:
+        """Stop trading, close the venue, stop the kernel, close the recording and the journal, make the summary.
+
+        Each step runs whatever an earlier one raised (:class:`ShutdownSteps`): the first error is
+        raised after the last step, and a later one is logged.
+        """
         logger.info("{} daemon stopping: {}", self.mode, self._stop_reason or "stopped")
-        await self._stop_trading(tasks)
-        self.venue.close()
-        self.kernel.stop(start=self._start_strategies)  # the strategies have ended: the results are collected
+        steps = ShutdownSteps()
+        await self._shutdown_steps(tasks, steps)
+        steps.raise_first()
+
+    async def _shutdown_steps(self, tasks: dict[asyncio.Task[None], Feed], steps: ShutdownSteps) -> None:
+        """The steps of :meth:`_shutdown`, each run in ``steps`` (the live daemon adds its own before them)."""
+        with steps.step("stopping the trading"):
+            await self._stop_trading(tasks)
+        with steps.step("closing the venue"):
+            self.venue.close()
+        with steps.step("stopping the kernel"):
+            self.kernel.stop(start=self._start_strategies)  # the strategies have ended: the results are collected
         if self.recorder is not None:
-            close_recorder(self.recorder)
+            with steps.step("closing the recording"):
+                close_recorder(self.recorder)
         if self.journal is not None:
-            self.journal.close()
+            with steps.step("closing the journal"):
+                self.journal.close()
+        with steps.step("making the summary"):
+            self._summarize()
+
+    def _summarize(self) -> None:
+        """Fill :attr:`summary` in at the stop: the reason, the time, the counts, the positions."""
         summary = self.summary
         summary.stop_reason = self._stop_reason or "stopped"
         summary.stopped_ns = self.clock.now_ns()

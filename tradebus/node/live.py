@@ -103,7 +103,15 @@ from tradebus.node.config import PaperConfig
 from tradebus.node.reconcile import ExternalOrder, InstrumentHeld, Reconciler, hedge_mode, margin_differences
 from tradebus.risk.breakers import BreakerState
 from tradebus.risk.config import quantity_slack
-from tradebus.node.daemon import NodeSummary, PaperNode, build_paper_kernel, close_recorder, kept_files, outputs_to_write
+from tradebus.node.daemon import (
+    NodeSummary,
+    PaperNode,
+    ShutdownSteps,
+    build_paper_kernel,
+    close_recorder,
+    kept_files,
+    outputs_to_write,
+)
 from tradebus.reports.outputs import write_outputs
 from tradebus.risk.guard import MarketGuard
 from tradebus.strategies.failure import strategy_failure
@@ -928,8 +936,8 @@ class LiveNode(PaperNode):
             self.kernel.execution.reconcile_order(order.client_order_id)
         self._catch_up_funding()
 
-    async def _shutdown(self, tasks: Any) -> None:
-        """Stop the live tasks and the reconciler's checks, then shut down as the paper daemon.
+    async def _shutdown_steps(self, tasks: Any, steps: ShutdownSteps) -> None:
+        """Stop the live tasks and the reconciler's checks, then the paper daemon's steps.
 
         Each step runs whatever an earlier one raised (the open orders are still canceled, the
         strategies stopped, the journal closed and the summary made); the first error is raised after
@@ -939,21 +947,10 @@ class LiveNode(PaperNode):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        failure: BaseException | None = None
-        try:
+        with steps.step("closing the reconciler"):
             await self.reconciler.aclose()
-        except BaseException as exc:  # the shutdown goes on: open orders, strategies, journal
-            logger.error("stopping: closing the reconciler failed ({}: {}); the shutdown goes on", type(exc).__name__, exc)
-            failure = exc
         self.recorder = None  # the paper shutdown must not close it: :meth:`run` does, after the user stream
-        try:
-            await super()._shutdown(tasks)
-        except BaseException as exc:
-            if failure is None:
-                raise
-            logger.error("stopping: the shutdown failed again ({}: {}); the first error is raised", type(exc).__name__, exc)
-        if failure is not None:
-            raise failure
+        await super()._shutdown_steps(tasks, steps)
 
     async def _stop_trading(self, tasks: dict[asyncio.Task[None], Any]) -> None:
         """As the paper daemon (feeds, timers, ``on_stop``); then, with ``live.cancel_on_stop``, deny every new
