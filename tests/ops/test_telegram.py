@@ -1040,6 +1040,37 @@ async def test_the_poller_given_a_429_with_unusable_parameters_backs_off_logs_on
     assert not any(TOKEN in line for line in lines)
 
 
+@pytest.mark.parametrize("result", [{"update_id": 1}, "updates", [1, 2], [{"message": {}}]])
+async def test_a_get_updates_answer_that_is_not_a_list_of_updates_is_backed_off_and_commands_are_read_after(
+    result: Any,
+) -> None:
+    """``getUpdates`` answered ``ok`` with a ``result`` that is not a list of updates (a proxy's, or a changed Bot
+    API's): it was skipped with no wait, so an API answering that way was called again at once, in a tight loop
+    (here four calls in a row, no wait between). It now waits the backoff (1 s, 2 s, 4 s, ...), as on any failure."""
+    clock = VirtualClock()
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{level} {message}")
+    try:
+        async with FakeBotApi(TOKEN, clock=clock) as api:
+            api.update_answers += [(200, {"ok": True, "result": result})] * 4
+            config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, poll_timeout=1)
+            bot = TelegramBot(config, TOKEN, on_command=lambda text, chat: f"pong {text}", sleep=clock.sleep)
+            await bot.start()
+            try:
+                api.push(OPERATOR, "/status")
+                await until(lambda: "pong /status" in api.texts(), 10.0)
+                assert all(not task.done() for task in bot._tasks)  # noqa: SLF001
+            finally:
+                await bot.stop()
+    finally:
+        logger.remove(sink)
+    assert api.update_answers == []
+    assert clock.sleeps == [1.0, 2.0, 4.0, 8.0]  # one wait after each odd answer, doubling
+    odd = [line for line in lines if "not a list of updates" in line]
+    assert len(odd) == 4 and odd[0].startswith("WARNING telegram: getUpdates failed, retrying in 1 s: RuntimeError"), lines
+    assert bot.poll_errors == 0 and not any(TOKEN in line for line in lines)
+
+
 async def test_an_error_no_rule_foresaw_in_the_poller_is_logged_counted_and_polling_goes_on() -> None:
     """An update whose ``update_id`` is null (TypeError in ``int``), then one whose ``message`` is a string
     (AttributeError in the command's parsing): either ended the poller task without a log line, and no

@@ -15,7 +15,8 @@ raised it, not its traceback, which could show the token): the sender goes on wi
 A poller task asks the Bot API who the bot is (``getMe``), then reads
 commands (``getUpdates``; both are retried with a capped backoff, a 429 after the Bot API's
 ``ResponseParameters.retry_after``; one naming no usable retry_after, in the sender too, waits the
-backoff, and the first such answer is logged) and answers only chats of the allow-list (``chat_ids``) --
+backoff, and the first such answer is logged; a ``getUpdates`` answer that is not a list of updates
+is a failure, retried after the backoff) and answers only chats of the allow-list (``chat_ids``) --
 a command from any other chat is ignored, counted and logged by chat id. A ``getUpdates`` answered 409
 Conflict (another process polls the same token, or a webhook is set on it) is retried as any
 failure, counted in ``conflicts`` and logged once, as a warning saying what it means. An error no
@@ -477,10 +478,9 @@ class TelegramBot:
                 if offset is not None:
                     params["offset"] = offset
                 updates = await self._post("getUpdates", params)
-                delay = 1.0
                 if not isinstance(updates, list) or not all(isinstance(u, dict) and "update_id" in u for u in updates):
-                    logger.warning("telegram: getUpdates answered {!r}, not a list of updates; ignored", str(updates)[:80])
-                    continue
+                    raise RuntimeError(f"Bot API getUpdates: the answer {str(updates)[:80]!r} is not a list of updates")
+                delay = 1.0
                 if not updates:
                     continue
                 last = max(int(u["update_id"]) for u in updates) + 1
