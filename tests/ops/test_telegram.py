@@ -35,7 +35,7 @@ from tradebus.ops.flapping import FlapDetector
 from tradebus.ops.hooks import OpsHooks
 from tradebus.ops.metrics import DaemonMetrics
 from tradebus.risk.config import RiskConfig
-from tradebus.ops.telegram import TelegramBot, every_day_at, read_token, seconds_until, split_message
+from tradebus.ops.telegram import MAX_POLL_WAIT, TelegramBot, every_day_at, read_token, seconds_until, split_message
 
 from live.node_testdata import USDM_IID, config_of
 
@@ -1037,6 +1037,37 @@ async def test_the_poller_given_a_429_with_unusable_parameters_backs_off_logs_on
     about_it = [line for line in lines if "answered 429" in line]  # each retry is logged too, as any failure
     assert len(about_it) == 1 and about_it[0].startswith("WARNING telegram: getUpdates answered 429"), lines
     assert "usual backoff" in about_it[0]
+    assert not any(TOKEN in line for line in lines)
+
+
+async def test_the_poller_under_a_day_long_flood_wait_waits_at_most_five_minutes_and_says_so_once() -> None:
+    """``getUpdates`` answered 429 with ``retry_after: 86400`` (valid, a day): the poller slept the whole day, so
+    /status and /flatten went unread for 24 h with no word of why. It waits :data:`MAX_POLL_WAIT` (300 s) at most,
+    calls again, and logs the Bot API's 86400 once."""
+    clock = VirtualClock()
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{level} {message}")
+    try:
+        async with FakeBotApi(TOKEN, clock=clock) as api:
+            api.update_answers += [_throttled({"retry_after": 86400}), _throttled({"retry_after": 86400})]
+            config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, poll_timeout=1)
+            bot = TelegramBot(config, TOKEN, on_command=lambda text, chat: f"pong {text}", sleep=clock.sleep)
+            await bot.start()
+            try:
+                api.push(OPERATOR, "/status")
+                await until(lambda: "pong /status" in api.texts(), 10.0)
+            finally:
+                await bot.stop()
+    finally:
+        logger.remove(sink)
+    assert MAX_POLL_WAIT == 300.0 and clock.sleeps == [300.0, 300.0]
+    assert bot.long_429 == 2 and bot.malformed_429 == 0
+    told = [line for line in lines if "86400" in line and "at most" in line]
+    assert told == [
+        "WARNING telegram: getUpdates answered 429 (flood control) asking to wait 86400 s; the command poller waits "
+        "at most 300 s at a time and calls again, so commands (/flatten) are read as soon as Telegram allows (further "
+        "such answers are counted, not logged)\n"
+    ], lines
     assert not any(TOKEN in line for line in lines)
 
 

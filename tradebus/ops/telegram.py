@@ -14,7 +14,9 @@ when the bot stops, and one lost to an error no rule foresaw (logged with the fi
 raised it, not its traceback, which could show the token): the sender goes on with the next.
 A poller task asks the Bot API who the bot is (``getMe``), then reads
 commands (``getUpdates``; both are retried with a capped backoff, a 429 after the Bot API's
-``ResponseParameters.retry_after``; one naming no usable retry_after, in the sender too, waits the
+``ResponseParameters.retry_after``, at most :data:`MAX_POLL_WAIT` (300 s: a poller waiting a day's
+``retry_after`` would read no /flatten for a day; the first longer one is logged with its value, and
+the call is made again after the 300 s); one naming no usable retry_after, in the sender too, waits the
 backoff, and the first such answer is logged; a ``getUpdates`` answer that is not a list of updates
 is a failure, retried after the backoff) and answers only chats of the allow-list (``chat_ids``) --
 a command from any other chat is ignored, counted and logged by chat id. A ``getUpdates`` answered 409
@@ -64,6 +66,7 @@ from tradebus.ops.config import TelegramConfig
 
 __all__ = [
     "MAX_PARTS",
+    "MAX_POLL_WAIT",
     "MESSAGE_LIMIT",
     "TelegramBot",
     "every_day_at",
@@ -79,6 +82,8 @@ logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry the
 MESSAGE_LIMIT = 4096
 #: Most messages one text is sent as; the rest is cut, and the last message says how much.
 MAX_PARTS = 5
+#: Longest wait (seconds) of the command poller under flood control: a longer ``retry_after`` is cut to it.
+MAX_POLL_WAIT = 300.0
 _BREAKS = ("\n", "; ", ", ", " ")
 
 
@@ -293,6 +298,8 @@ class TelegramBot:
         self.conflicts = 0
         #: 429 answers whose ``parameters`` named no usable ``retry_after`` (the first one logged).
         self.malformed_429 = 0
+        #: 429 answers to the poller asking for a wait over :data:`MAX_POLL_WAIT` (the first one logged).
+        self.long_429 = 0
         #: Errors no rule foresaw in the command poller (each logged; the poller goes on after a backoff).
         self.poll_errors = 0
         self._sending = False
@@ -332,12 +339,22 @@ class TelegramBot:
                 logger.warning("telegram: queue has room again; {} message(s) were dropped", self._dropping)
                 self._dropping = 0
 
-    @staticmethod
-    def _retry_in(exc: BaseException, delay: float) -> float:
-        """The wait before calling again after ``exc``: flood control's ``retry_after``, else ``delay``."""
-        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+    def _retry_in(self, method: str, exc: BaseException, delay: float) -> float:
+        """The poller's wait before calling ``method`` again after ``exc``: flood control's ``retry_after``, at
+        most :data:`MAX_POLL_WAIT` (the first longer one is logged with the Bot API's value), else ``delay``."""
+        if not isinstance(exc, _Retryable) or exc.retry_after is None:
+            return delay
+        if exc.retry_after <= MAX_POLL_WAIT:
             return exc.retry_after
-        return delay
+        self.long_429 += 1
+        if self.long_429 == 1:
+            logger.warning(
+                "telegram: {} answered 429 (flood control) asking to wait {:g} s; the command poller waits at most "
+                "{:g} s at a time and calls again, so commands (/flatten) are read as soon as Telegram allows "
+                "(further such answers are counted, not logged)",
+                method, exc.retry_after, MAX_POLL_WAIT,
+            )  # fmt: skip
+        return MAX_POLL_WAIT
 
     def _redact(self, exc: BaseException) -> str:
         return f"{type(exc).__name__}: {exc}".replace(self._token, "<token>")
@@ -459,7 +476,7 @@ class TelegramBot:
                     return username
                 raise RuntimeError(f"Bot API getMe: no username in {str(me)[:80]!r}")
             except (httpx.HTTPError, RuntimeError, ValueError, _Retryable) as exc:
-                wait = self._retry_in(exc, delay)
+                wait = self._retry_in("getMe", exc, delay)
                 logger.warning("telegram: getMe failed, retrying in {:.0f} s: {}", wait, self._redact(exc))
                 await self._sleep(wait)
                 delay = min(delay * 2, 30.0)
@@ -487,7 +504,7 @@ class TelegramBot:
                 step = "confirming updates"  # before acting: a daemon stopped after acting must not get them again
                 await self._post("getUpdates", {"offset": last, "timeout": 0, "limit": 1, "allowed_updates": ["message"]})
             except (httpx.HTTPError, RuntimeError, ValueError, _Retryable) as exc:
-                wait = self._retry_in(exc, delay)
+                wait = self._retry_in(step, exc, delay)
                 if not self._conflict(exc):
                     logger.warning("telegram: {} failed, retrying in {:.0f} s: {}", step, wait, self._redact(exc))
                 await self._sleep(wait)
