@@ -26,7 +26,9 @@ messages, faster:
 
 Trade batches take the same path (features by ``FeatureBank.run_trades``; while nothing is
 working the simulated venue is not shown the trades, and before the next order it is shown
-each skipped instrument's latest trade, the only one whose price it would have kept), except
+each skipped instrument's latest trade, the only one whose price it would have kept; when every
+subscriber declares the rows where it acts, :func:`~tradebus.strategies.base.wakes_at`, the
+loop visits only those and the rows where something else is due, see :func:`_next_row`), except
 with perpetuals or bars built from trades, whose settlement and bar building act between
 trades: those go through :meth:`Kernel.process` one at a time. A lone margin spot instrument
 stays in the batch: its liquidation is checked at the trades priced at or beyond the bounds
@@ -50,12 +52,15 @@ order manager, perpetuals, result) and calls back only its public methods (``pro
 from __future__ import annotations
 
 import gc
+import math
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numba import njit
 
 from tradebus.engine.cache import FeatureView
 from tradebus.engine.clock import SimulatedClock
@@ -81,7 +86,7 @@ from tradebus.engine.messages import (
 )
 from tradebus.errors import DataError
 from tradebus.execution.simulated import SimulatedVenue
-from tradebus.strategies.base import is_feature_only
+from tradebus.strategies.base import is_feature_only, wake_rows
 
 if TYPE_CHECKING:
     from tradebus.engine.kernel import Kernel, ReplayLike
@@ -732,17 +737,17 @@ class BatchLoop:
             return
         bank = k.banks.get(iid)
         view = k.cache.feature_views.get(iid)
+        out: np.ndarray | None = None
         if bank is not None and view is not None:
             live = view.row
             view.row = live.tolist()  # type: ignore[union-attr]
             out = bank.run_trades(batch.ts_event, batch.price, batch.size, batch.aggressor)
-            features: Iterable[Any] = zip(*out.T.tolist(), strict=True)
         else:
             view, live = FeatureView(()), None
-            features = repeat((), n)
         ts_init = batch.ts_init.tolist()
         ts_event = ts_init if np.array_equal(batch.ts_event, batch.ts_init) else batch.ts_event.tolist()
-        deliver = _fan_out(k.bus.handlers(Trade, iid))
+        handlers = k.bus.handlers(Trade, iid)
+        deliver = _fan_out(handlers)
         history = k.histories.get(iid)
         history_free = history is None or not history.trade_capacity
         if not history_free:
@@ -763,7 +768,7 @@ class BatchLoop:
         if skip and not self.needs_execution:
             idle.add(iid)
         k.extend_span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
-        if skip and history_free and _lean(k.bus.handlers(Trade, iid)):
+        if skip and history_free and _lean(handlers):
             # No subscriber reads a trade: one is built only when something may read it (see
             # _lean_bars); the venue sees none while nothing works, as in the loop below.
             columns: list[Any] = []
@@ -779,10 +784,29 @@ class BatchLoop:
                     cache_trades[iid] = trade_at(j)
 
             prices = batch.price.tolist()
+            # The rows visited: every row, or (when every handler declares where it acts,
+            # wakes_at) those rows and the rows where something else is due (see _next_row).
+            wake = _wake_rows(handlers, iid, out, n)
+            rows: Any = _FeatureRows(out) if wake is not None else [()] * n if out is None else list(zip(*out.T.tolist()))
+            if wake is not None:
+                price_values = np.ascontiguousarray(batch.price, dtype=np.float64)
+                pending = 0  # the index in wake of the next row a handler may act on
             j = -1  # the current row, read by lazy() (see _lean_bars)
             self.lazy = lambda: materialize(j)
             try:
-                for j, ti, px, row in zip(range(n), ts_init, prices, features, strict=True):
+                nxt = 0
+                while nxt < n:
+                    if nxt > j + 1:
+                        # Rows skipped: nothing was due there and no handler acts there; the
+                        # cache, the feature view and the clock hold the last of them, as
+                        # delivering them would have left them.
+                        q = nxt - 1
+                        clock.current_ns = ts_init[q]
+                        cache_prices[iid] = prices[q]
+                        view.row = rows[q]
+                    j = nxt
+                    ti = ts_init[j]
+                    px = prices[j]
                     if ti >= watch:
                         watch = k.before_time(ti)
                         band_lo, band_hi = k.price_band(iid)
@@ -807,7 +831,7 @@ class BatchLoop:
                     if marks and (px <= band_lo or px >= band_hi):
                         watch = ti + 1
                     cache_prices[iid] = px
-                    view.row = row
+                    view.row = rows[j]
                     deliver(None)
                     if perps is not None:  # after the handlers, as process() checks
                         if shown:
@@ -816,10 +840,26 @@ class BatchLoop:
                         elif px <= perps.lo or px >= perps.hi:
                             perps.on_price(iid, px, ti)
                             watch = ti + 1
+                    nxt = j + 1
+                    if wake is None or self.needs_execution or nxt >= n:
+                        continue
+                    while wake[pending] < nxt:
+                        pending += 1
+                    lo, hi = band_lo, band_hi
+                    if perps is not None:
+                        lo, hi = max(lo, perps.lo), min(hi, perps.hi)
+                    nxt = _next_row(ts_init, price_values, nxt, wake[pending], min(watch, clock.next_due), lo, hi)
+                if j < n - 1:
+                    q = n - 1
+                    clock.current_ns = ts_init[q]
+                    cache_prices[iid] = prices[q]
+                    view.row = rows[q]
+                    j = q
             finally:
                 self.lazy = None
             materialize(n - 1)
         else:
+            features: Iterable[Any] = repeat((), n) if out is None else zip(*out.T.tolist(), strict=True)
             for te, ti, px, sz, side, tid, row in zip(
                 ts_event,
                 ts_init,
@@ -948,6 +988,57 @@ def _rows_in_order(n: int, values: list[tuple[np.ndarray, np.ndarray | None]]) -
 def _ordered_from(ts: np.ndarray, start: int) -> bool:
     """Whether ``ts`` never decreases and starts at or after ``start``."""
     return bool(ts[0] >= start and (ts[1:] >= ts[:-1]).all())
+
+
+def _wake_rows(
+    handlers: tuple[Callable[[Any], None], ...], instrument_id: str, features: np.ndarray | None, n: int
+) -> list[int] | None:
+    """The rows of a batch at which some handler may act, then ``n`` (``None``: any row).
+
+    Every handler must declare its rows (:func:`~tradebus.strategies.base.wakes_at`).
+    """
+    if features is None or not handlers:
+        return None
+    found = []
+    for handler in handlers:
+        rows = wake_rows(handler, instrument_id, features)
+        if rows is None:
+            return None
+        found.append(rows)
+    return [*(found[0] if len(found) == 1 else np.unique(np.concatenate(found))).tolist(), n]
+
+
+class _FeatureRows:
+    """Row ``j`` of a batch's feature values as a tuple, built when asked for (the sparse loop visits few rows)."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    def __getitem__(self, j: int) -> tuple[float, ...]:
+        return tuple(self.values[j].tolist())
+
+
+def _next_row(ts: list[int], prices: np.ndarray, start: int, stop: int, due: int, lo: float, hi: float) -> int:
+    """The first row from ``start`` whose time is at or after ``due`` or whose price is at or beyond ``lo`` or ``hi``.
+
+    ``stop`` if none is before it.
+    """
+    end = bisect_left(ts, due, start, stop)
+    if lo == -math.inf and hi == math.inf:
+        return end
+    return int(_first_outside(prices, start, end, float(lo), float(hi)))
+
+
+@njit(cache=True)
+def _first_outside(values: np.ndarray, start: int, stop: int, lo: float, hi: float) -> int:
+    """The first index in ``start:stop`` whose value is ``<= lo`` or ``>= hi`` (``stop``: none; NaN is inside)."""
+    for i in range(start, stop):
+        v = values[i]
+        if v <= lo or v >= hi:
+            return i
+    return stop
 
 
 def _lean(handlers: tuple[Callable[[Any], None], ...]) -> bool:

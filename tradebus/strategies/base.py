@@ -83,6 +83,8 @@ from tradebus.engine.messages import (
 from tradebus.errors import ConfigError, OrderError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from tradebus.engine.cache import BookView, Cache, FeatureView
     from tradebus.engine.clock import Clock
     from tradebus.engine.history import BarWindow, History, TradeWindow
@@ -758,6 +760,43 @@ def feature_only(handler: Any) -> Any:
 def is_feature_only(handler: Any) -> bool:
     """Whether ``handler`` (a function or bound method) was declared with :func:`feature_only`."""
     return bool(getattr(getattr(handler, "__func__", handler), FEATURE_ONLY, False))
+
+
+#: Attribute set on a feature-only data handler by :func:`wakes_at`.
+WAKE_ROWS = "_tradebus_wake_rows"
+
+def wakes_at(rows: Callable[[Any, str, np.ndarray], np.ndarray | None]) -> Callable[[Any], Any]:
+    """Declare the rows of a batch at which a :func:`feature_only` data handler may act.
+
+    ``rows(strategy, instrument_id, features)`` receives the feature rows of a run of the
+    instrument's messages that the backtest loop is about to deliver (one row per message, the
+    columns of the instrument's feature view) and returns the indices, ascending, of the rows
+    at which the handler may do anything (``None``: any row). At every other row the handler
+    must return at once, changing nothing. The loop asks once per run of messages, so the
+    answer may depend on the strategy's state only where that state changes in the handler
+    itself. The lean trade loop then neither calls the handler at the other rows nor visits
+    them while nothing else is due there (:meth:`EmaCross.on_bar
+    <tradebus.strategies.ema_cross.EmaCross.on_bar>` acts only where the relation of its EMAs
+    is set or flips). Like :func:`feature_only`, the declaration belongs to the function.
+    """
+
+    def declare(handler: Any) -> Any:
+        setattr(handler, WAKE_ROWS, rows)
+        return handler
+
+    return declare
+
+
+def wake_rows(handler: Any, instrument_id: str, features: np.ndarray) -> np.ndarray | None:
+    """The rows of ``features`` at which the bound feature-only ``handler`` may act (see :func:`wakes_at`).
+
+    ``None``: any row (no declaration, or the handler's own answer).
+    """
+    rows = getattr(getattr(handler, "__func__", handler), WAKE_ROWS, None)
+    owner = getattr(handler, "__self__", None)
+    if rows is None or owner is None or not is_feature_only(handler):
+        return None
+    return rows(owner, instrument_id, features)  # type: ignore[no-any-return]
 
 
 def duration_ns(value: str | int, what: str = "duration") -> int:

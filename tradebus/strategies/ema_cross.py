@@ -30,7 +30,7 @@ from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Bar, OrderDenied
 from tradebus.errors import ConfigError
 from tradebus.features.spec import FeatureSpec
-from tradebus.strategies.base import Strategy, feature_only
+from tradebus.strategies.base import Strategy, feature_only, wakes_at
 from tradebus.strategies.signal_kernel import SignalKernel
 
 __all__ = ["EmaCross", "EmaCrossParams", "cross_signal"]
@@ -172,6 +172,25 @@ class EmaCross(Strategy):
              f"{self.label} fast crossed below slow"),
         )  # fmt: skip
 
+    def _relation_changes(self, instrument_id: str, features: np.ndarray) -> np.ndarray | None:
+        """The rows of ``features`` at which :meth:`on_bar` acts: the EMAs' relation set or flipped.
+
+        A row's relation is +1 (fast above slow), -1 (below) or none (a tie or a NaN, which keep
+        the previous one); it changes at the rows whose relation differs from the last one
+        before them, starting from the current ``_above``.
+        """
+        if instrument_id != self.instrument_id:
+            return None
+        fast, slow = features[:, self._fast_col], features[:, self._slow_col]
+        relation = (fast > slow).astype(np.int8) - (fast < slow)
+        related = np.flatnonzero(relation)
+        now = relation[related]
+        before = np.empty_like(now)
+        before[:1] = 0 if self._above is None else (1 if self._above else -1)
+        before[1:] = now[:-1]
+        return related[now != before]
+
+    @wakes_at(_relation_changes)
     @feature_only
     def on_bar(self, bar: Bar | None = None) -> None:
         """Act on a crossing of the two EMAs at this bar's close (``bar`` itself is not read)."""
