@@ -9,6 +9,9 @@ must charge the same (``interest.csv``, ``equity.csv``) without asking the venue
 restarted daemon records the prices in its ``run:start`` line. Before, the replay charged those
 hours at the journal's last fill price (``hour_last_fill``), the daemon at the klines' closes.
 A recording made before that replays as before, warned of.
+
+The emulator serves the capture's frames unmodified (venue times of 2024-08-09): the restarted
+daemon owes the hours it was down on its own clock, not every hour since the capture's date.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +36,10 @@ from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.cli import app
 from tradebus.engine.interest import HOUR_NS
 from tradebus.errors import DataError
+from tradebus.node import daemon
 from tradebus.node.config import dump_paper_config
 from tradebus.node.daemon import PaperNode, kept_files
+from tradebus.node.feeds import build_feeds
 from tradebus.node.playback import play
 from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import RunDirectory
@@ -53,16 +59,6 @@ def _loguru_to_current_stderr() -> Iterator[None]:
     yield
     logger.remove()
     logger.add(lambda message: sys.stderr.write(message), level="DEBUG")
-
-
-def _trades_at(ts_ns: int, frames: list[tuple[int, str]]) -> list[tuple[int, str]]:
-    """``frames`` (Binance trades) a millisecond apart from ``ts_ns`` in venue time, as a live venue sends them now."""
-    out = []
-    for n, (recv_ns, raw) in enumerate(frames):
-        msg = json.loads(raw)
-        msg["data"]["E"] = msg["data"]["T"] = ts_ns // 1_000_000 + n
-        out.append((recv_ns, json.dumps(msg)))
-    return out
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -89,17 +85,45 @@ async def _session(tmp_path: Path, trades: list[tuple[int, str]], klines: list[l
     return node, data
 
 
-async def test_a_replay_of_a_restarted_session_charges_the_hours_the_daemon_was_down_at_the_daemons_prices(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def _restarted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, out: Path | None
+) -> tuple[PaperNode, PaperNode, dict[str, Any]]:
+    """A first session :data:`SHIFT_NS` back (a short of 0.5 BTC), then a restart now on the same journal."""
     now = time.time_ns()
     klines = _klines((now - SHIFT_NS - HOUR_NS) // 1_000_000 // 60_000 * 60_000, (now + HOUR_NS) // 1_000_000, set())
     real_time_ns = time.time_ns
-    with monkeypatch.context() as shifted:
-        shifted.setattr(time, "time_ns", lambda: real_time_ns() - SHIFT_NS)
-        first, _ = await _session(tmp_path, _trades_at(now - SHIFT_NS, TRADES[:8]), klines, None)
+
+    def shifted_ns() -> int:
+        return real_time_ns() - SHIFT_NS
+
+    with monkeypatch.context() as shifted:  # the daemon's clock and its feeds' receive stamps
+        shifted.setattr(time, "time_ns", shifted_ns)
+        shifted.setattr(daemon, "build_feeds", partial(build_feeds, clock_ns=shifted_ns))
+        first, _ = await _session(tmp_path, TRADES[:8], klines, None)
     assert first.kernel.portfolio.position(IID) == -0.5
-    second, data = await _session(tmp_path, _trades_at(time.time_ns(), TRADES[8:]), klines, tmp_path / "paper", before=8)
+    second, data = await _session(tmp_path, TRADES[8:], klines, out, before=8)
+    return first, second, data
+
+
+async def test_a_daemon_restarted_on_an_old_capture_charges_the_hours_it_was_down_not_since_the_capture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second, _ = await _restarted(tmp_path, monkeypatch, None)
+    [borrow] = first.kernel.result.interest or []
+    assert borrow.kind == "borrow"
+    assert borrow.ts_event < 1_723_248_000_000_000_000 < borrow.ts_init  # the fill's venue time: before 2024-08-10
+    assert second._recovered_at is not None
+    down = list(range((borrow.ts_init // HOUR_NS + 1) * HOUR_NS, second._recovered_at // HOUR_NS * HOUR_NS + 1, HOUR_NS))
+    assert len(down) in (3, 4)
+    charged = [c for c in second.kernel.result.interest or [] if c.kind != "borrow" and c.ts_event <= second._recovered_at]
+    assert [c.ts_event for c in charged] == down
+    assert {c.kind for c in charged} == {"hour_kline"}
+
+
+async def test_a_replay_of_a_restarted_session_charges_the_hours_the_daemon_was_down_at_the_daemons_prices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, second, data = await _restarted(tmp_path, monkeypatch, tmp_path / "paper")
     daemon = second.kernel.result.interest or []
     missed = [c for c in daemon if c.kind.startswith("hour")]
     assert len(missed) >= 3 and {c.kind for c in missed} == {"hour_kline"}

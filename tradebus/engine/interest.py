@@ -25,7 +25,9 @@ When (Binance cross margin's rule: hourly interest, the first charge at borrowin
       same points, so they charge the same.
     * after a restart of a paper daemon (the journal replays the charges of the stopped process,
       :meth:`BorrowInterest.restore`), from the first whole hour after the last journaled charge
-      (:meth:`BorrowInterest.resume`): no hour is charged twice, and an hour that passed while the
+      on the process clock (a ``"borrow"`` charge's ``ts_init``, not the fill's venue time: a
+      daemon fed old capture frames fills at the capture's date; :meth:`BorrowInterest.resume`):
+      no hour is charged twice, and an hour that passed while the
       process was down is charged before its first message. The process saw no price before
       it, and the journal holds the prices of its fills only: the daemon asks the venue for
       the price of each such hour before it starts (:meth:`BorrowInterest.missed_hours`,
@@ -159,7 +161,7 @@ class BorrowInterest:
         #: Every charge of the run, in order.
         self.charges: list[InterestCharged] = []
         self._scheduled = False
-        # ts_event of the latest charge of a previous process (journal replay): its hours are paid.
+        # Process-clock time of the latest charge of a previous process (journal replay, restore): its hours are paid.
         self._restored_until: int | None = None
         # (instrument id, hour) -> that hour's price fetched from the venue, or why it could not be
         self._missed_prices: dict[tuple[str, int], float] = {}
@@ -187,10 +189,17 @@ class BorrowInterest:
         self.schedule(self._clock.now_ns())
 
     def restore(self, charge: InterestCharged) -> None:
-        """Take a charge of a previous process (journal replay; the replay debited it): kept in :attr:`charges`."""
+        """Take a charge of a previous process (journal replay; the replay debited it): kept in :attr:`charges`.
+
+        The hours are paid up to the time on the process clock that charge left the previous
+        process at, as if it ran on: an hourly charge's hour (``ts_event``), a ``"borrow"``
+        charge's ``ts_init`` (its ``ts_event`` is the fill's venue time: a paper daemon fed old
+        capture frames fills at the capture's date).
+        """
         self.charges.append(charge)
-        if self._restored_until is None or charge.ts_event > self._restored_until:
-            self._restored_until = charge.ts_event
+        paid = charge.ts_init if charge.kind == "borrow" else charge.ts_event
+        if self._restored_until is None or paid > self._restored_until:
+            self._restored_until = paid
 
     def resume(self, now: int) -> None:
         """Start the hourly charges at the start of a run: after the last restored charge, or after ``now``.
