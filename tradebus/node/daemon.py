@@ -86,6 +86,7 @@ from tradebus.execution.paper import PaperVenue
 from tradebus.execution.venue import Venue
 from tradebus.node.config import PaperConfig, dump_paper_config, load_paper_config
 from tradebus.node.feeds import Feed, attach_feeds, build_feeds
+from tradebus.node.missed_hours import RUN_START_KEY
 from tradebus.node.router import NodeRouter
 from tradebus.ops.hooks import OpsHooks
 from tradebus.ops.logs import log_files
@@ -755,7 +756,7 @@ def run_start_line(recovered_ns: int | None, orders: int, missed_hours: dict[str
         return ""
     started: dict[str, Any] = {"recovered_ns": recovered_ns, "orders": orders}
     if missed_hours is not None:
-        started["missed_hours"] = missed_hours
+        started[RUN_START_KEY] = missed_hours
     return json.dumps(started, sort_keys=True)
 
 

@@ -10,8 +10,9 @@ the last trade before the hour. An hour it cannot price (network, venue error, n
 that minute) keeps the journal's last fill price, with the reason in the charge's warning.
 
 The daemon records what it fetched in its ``run:start`` line (:func:`missed_record`, under
-``"missed_hours"``), and a replay of the session gives the kernel those prices and reasons
-(:func:`read_missed_record`): it asks the venue nothing and charges the hours as the daemon did.
+:data:`RUN_START_KEY`, ``"missed_hours"``), and a replay of the session gives the kernel those
+prices and reasons (:func:`read_missed_record`): it asks the venue nothing and charges the hours
+as the daemon did.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ from tradebus.adapters.registry import VENUES
 from tradebus.errors import ConfigError, DataError
 from tradebus.node.config import PaperConfig
 
-__all__ = ["fetch_missed_prices", "missed_record", "read_missed_record"]
+__all__ = ["RUN_START_KEY", "fetch_missed_prices", "missed_record", "read_missed_record"]
+
+#: The key of a :func:`missed_record` in the ``run:start`` line (written by the daemon, read by a replay).
+RUN_START_KEY = "missed_hours"
 
 MissedPrices = dict[tuple[str, int], float]
 MissedFailures = dict[tuple[str, int], str]

@@ -124,7 +124,7 @@ from tradebus.node.daemon import build_paper_kernel, kept_files, recover_journal
 from tradebus.adapters.common.feed import Feed
 from tradebus.adapters.common.trade_gaps import TradeGapLog
 from tradebus.node.feeds import attach_feeds, build_feeds, feed_of_connection
-from tradebus.node.missed_hours import MissedFailures, MissedPrices, read_missed_record
+from tradebus.node.missed_hours import RUN_START_KEY, MissedFailures, MissedPrices, read_missed_record
 from tradebus.node.router import NodeRouter
 from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import RunDirectory
@@ -145,9 +145,6 @@ RecordingFormat = Literal["recorder", "hftbacktest"]
 
 #: The line a daemon records as it starts its kernel; after a recording's first line, a restarted daemon's session.
 RUN_START = RUN_PREFIX + "start"
-
-#: The key of a ``run:start`` line's prices of the interest hours the daemon missed while down.
-_MISSED_HOURS = "missed_hours"
 
 #: Frames a connection to :func:`serve_recording` gets again: it starts this many before where the stream is.
 SERVE_RESUME_OVERLAP = 50
@@ -409,7 +406,7 @@ class Playback:
             for order in recover_journal(self.kernel, self.venue, self.journal, recovered_ns):
                 self.kernel.execution.resolve_unknown(order.client_order_id)
             restored = len(self.kernel.orders.orders())
-            self._price_missed_hours(path, start_ns, recovered_ns, started.get(_MISSED_HOURS))
+            self._price_missed_hours(path, start_ns, recovered_ns, started.get(RUN_START_KEY))
         daemon = started.get("orders")
         if daemon is not None and daemon != restored:
             logger.warning(
@@ -565,12 +562,12 @@ def _run_start(path: str | Path, text: str | bytes) -> dict[str, Any]:
     except ValueError:
         started = None
     if not isinstance(started, dict) or not all(
-        isinstance(v, int) for k, v in started.items() if k != _MISSED_HOURS
+        isinstance(v, int) for k, v in started.items() if k != RUN_START_KEY
     ):
         raise DataError(f"{path}: a run:start line holds '' or the daemon's recovery as JSON integers, "
                         f"not {text[:60]!r}")
-    if _MISSED_HOURS in started:
-        started[_MISSED_HOURS] = read_missed_record(started[_MISSED_HOURS], f"{path}: a run:start line")
+    if RUN_START_KEY in started:
+        started[RUN_START_KEY] = read_missed_record(started[RUN_START_KEY], f"{path}: a run:start line")
     return started
 
 
