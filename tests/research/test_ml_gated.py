@@ -633,6 +633,16 @@ def test_the_shipped_config_runs_from_the_cli(tmp_path: Path) -> None:
     assert len(report["segments"]) == 5 and all("ic" in s for s in report["segments"])
     assert report["summary"]["round_trips"] == len(pd.read_csv(out / "trades.csv"))
     assert set(report["trades"]["by_exit_reason"]) <= {"stop", "take_profit", "timed"}
+    # the saved model through the run-config path: the in-sample figures docs/systems/ml_gated.md quotes
+    backtest = CliRunner().invoke(app, ["backtest", str(CONFIG.with_name("ml_gated_backtest.yaml")), "--out",
+                                        str(tmp_path / "bt"), "--set", f"strategy.params.model={out / 'model.joblib'}"])
+    assert backtest.exit_code == 0, backtest.output
+    metrics = yaml.safe_load((tmp_path / "bt" / "metrics.json").read_text())
+    doc = " ".join((REPO / "docs" / "systems" / "ml_gated.md").read_text(encoding="utf-8").split())
+    quoted = re.search(r"\+([\d.]+) % from (\d+) round trips there against \+([\d.]+) % out of sample", doc)
+    assert quoted is not None
+    assert quoted.groups() == (f"{100 * metrics['total_return']:.1f}", str(metrics["round_trips"]),
+                               f"{100 * report['summary']['total_return']:.1f}")
 
 
 def test_precomputed_edges_of_bars_sharing_a_time_are_each_bars_own() -> None:
