@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import signal
 import threading
 import time
@@ -836,15 +837,18 @@ def features_list(
         kinds = (get_kind(kind),) if kind is not None else all_kinds()
     except FeatureError as exc:
         _fail(ConfigError(str(exc)), Console(stderr=True))
+    columns = ("kind", "inputs", "parameters (default)", "outputs (as NAME.output)")
     table = Table(show_header=True, header_style="bold", title="feature kinds" if kind is None else None)
-    for column in ("kind", "inputs", "parameters (default)", "outputs (as NAME.output)", "description"):
+    for column in columns if kind is not None else (*columns, "description"):
         table.add_column(column, overflow="fold")
     for k in kinds:
         outputs = "NAME" if len(k.outputs) == 1 else ", ".join(f"NAME.{o}" for o in k.outputs)
-        doc = (k.step.__doc__ or "").strip()
-        description = doc if kind is not None else (doc.splitlines() or [""])[0]
-        table.add_row(*(escape(cell) for cell in (k.name, ", ".join(k.inputs), k.parameters_doc(), outputs, description)))
+        doc = inspect.cleandoc(k.step.__doc__ or "")
+        cells = (k.name, ", ".join(k.inputs), k.parameters_doc(), outputs)
+        table.add_row(*(escape(cell) for cell in (cells if kind is not None else (*cells, (doc.splitlines() or [""])[0]))))
     console.print(table)
+    if kind is not None:  # the docstring at the terminal's width, not folded into a table column
+        console.print(escape(doc), highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -37,3 +37,17 @@ def test_kinds_without_keyword_mapping_list_their_declared_parameters() -> None:
     assert "window=required, min_periods=0" in listing("rolling_std")
     assert "window=20, k=2" in listing("bollinger")
     assert get_kind("obv").parameters_doc() == "-"
+
+
+def test_one_kind_in_detail_prints_its_description_as_written_not_folded_and_indented() -> None:
+    """On an 80-column terminal the description was folded into a 19-character table column, its
+    lines after the first indented by the docstring's four spaces."""
+    result = runner.invoke(app, ["features", "list", "bollinger"], env={"COLUMNS": "100"})
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    for expected in ("Bollinger bands on a simple moving average with population standard deviation.",
+                     "``upper = mid + k sd``, ``lower = mid - k sd``,",
+                     "NaN policy: skip.",
+                     "State: ``[ready, last_x, ring(window)]``. Params: ``[window, k]``."):
+        assert expected in lines, expected
+    assert "NAME.mid, NAME.upper, NAME.lower, NAME.pctb," in result.output
