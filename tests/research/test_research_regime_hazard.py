@@ -112,6 +112,12 @@ def test_bad_config_and_data_give_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
     result = runner.invoke(app, ["research", "run", str(tmp_path / "s.yaml")])
     assert result.exit_code == 2 and "system: must be one of" in result.output
+    for shipped in ("research_btc.yaml", "quickstart.yaml"):  # the newcomer's guess: it said "got None"
+        result = runner.invoke(app, ["research", "run", str(CONFIG.parents[1] / shipped)])
+        message = " ".join(result.output.split())
+        assert result.exit_code == 2, message
+        assert "no system: key; research run runs a system config (system: one of ['ml_gated', 'regime_hazard']" in message
+        assert "goes to research dataset, labels, cv, walkforward or alpha, a run config to backtest" in message
     (tmp_path / "t.csv").write_text("ts_ms,trade_id,price,size,side\n1,1,1.0,1.0,buy\n2,2,1.0,1.0,hold\n")
     data = yaml.safe_load(CONFIG.read_text())
     data["data"]["trades"] = "t.csv"

@@ -35,6 +35,11 @@ def system_name(config_path: str | Path) -> str:
     path = Path(config_path)
     data = read_yaml(path)
     name = data.get("system") if isinstance(data, dict) else None
+    if name is None:
+        raise ConfigError(f"{path}: no system: key; research run runs a system config (system: one of "
+                          f"{sorted(SYSTEMS)}, as configs/systems/*.yaml); a research config (dataset:, labels:, ...) "
+                          "goes to research dataset, labels, cv, walkforward or alpha, a run config to backtest or "
+                          "research lookahead")
     if name not in SYSTEMS:
         raise ConfigError(f"{path}: system: must be one of {sorted(SYSTEMS)}, got {name!r}")
     return str(name)
