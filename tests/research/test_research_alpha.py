@@ -163,3 +163,29 @@ def test_quantile_returns_put_equal_factor_values_in_one_quantile() -> None:
     f, r = pd.Series(rng.normal(size=103)), pd.Series(rng.normal(size=103))
     means = r.groupby(pd.qcut(f, 5, labels=False) + 1).mean()
     assert quantile_returns(f, r, 5)["mean_return"].tolist() == pytest.approx(means.tolist(), rel=1e-12)
+
+
+def test_cost_stress_reruns_log_as_reruns_not_as_the_backtest(tmp_path: Path) -> None:
+    """research alpha --backtest configs/quickstart.yaml printed 26 'order ... denied: buying_power'
+    warnings of its x2/x5 cost re-runs on the command line, where the backtest itself denies nothing."""
+    from loguru import logger
+
+    from tradebus.ops.logs import RERUN
+
+    config = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())
+    config["data"]["catalog"] = str(REPO / "data" / "catalog")
+    path = tmp_path / "quickstart.yaml"
+    path.write_text(yaml.safe_dump(config))
+    records: list[dict] = []
+    sink = logger.add(lambda m: records.append(m.record), level="INFO")
+    try:
+        table = cost_stress(path, (1.0, 5.0))
+    finally:
+        logger.remove(sink)
+    warnings = [r for r in records if r["level"].name == "WARNING"]
+    assert len(warnings) > 10 and all("denied: buying_power" in r["message"] for r in warnings)
+    assert {r["extra"].get(RERUN) for r in warnings} == {"cost stress x5"}  # x1 is the backtest, denying nothing
+    counted = [r["message"] for r in records if r["message"].startswith("cost stress: the 2 re-runs")]
+    assert counted == [f"cost stress: the 2 re-runs with costs x1, x5 logged {len(warnings)} warnings, not shown; "
+                       f"the first: {warnings[0]['message']}"]
+    assert table["multiplier"].tolist() == [1.0, 5.0] and table["fills"].iat[1] < table["fills"].iat[0]

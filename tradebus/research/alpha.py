@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from loguru import logger
 from scipy.stats import kurtosis, norm, skew, spearmanr
 
 from tradebus.errors import ConfigError, DataError
@@ -286,20 +287,36 @@ def bootstrap_ci(returns: np.ndarray, n_sims: int = 1000, seed: int = 0, level: 
 
 
 def cost_stress(config_path: str | Path, multipliers: Sequence[float] = (1.0, 2.0, 5.0)) -> pd.DataFrame:
-    """Re-run a backtest config with every fee and the slippage multiplied; one row of metrics per multiplier."""
+    """Re-run a backtest config with every fee and the slippage multiplied; one row of metrics per multiplier.
+
+    The re-runs' records carry ``extra[RERUN]`` (:data:`tradebus.ops.logs.RERUN`, naming the
+    multiplier), so the command line does not show them (orders denied for buying power at x5 costs
+    read as the backtest's own); one INFO line counts their warnings.
+    """
     from tradebus.cli import build_kernel, build_replay
     from tradebus.config import load_config
+    from tradebus.ops.logs import RERUN
     from tradebus.reports.metrics import compute_metrics
     from tradebus.sweep.stress import scale_costs
 
     config = load_config(Path(config_path))
     rows = []
-    for m in multipliers:
-        stressed = scale_costs(config, m)
-        kernel = build_kernel(stressed)
-        result = kernel.run(build_replay(stressed))
-        metrics: dict[str, Any] = compute_metrics(result)
-        rows.append({"multiplier": m, "final_equity": result.equity[-1].equity if result.equity else config.initial_cash,
-                     "fees": sum(f.fee for f in result.fills), "fills": len(result.fills),
-                     **{k: metrics.get(k) for k in ("total_return", "sharpe", "max_drawdown")}})
+    warned: list[str] = []
+    counter = logger.add(lambda m: warned.append(m.record["message"]), level="WARNING",
+                         filter=lambda r: RERUN in r["extra"])
+    try:
+        for m in multipliers:
+            stressed = scale_costs(config, m)
+            with logger.contextualize(**{RERUN: f"cost stress x{m:g}"}):
+                result = build_kernel(stressed).run(build_replay(stressed))
+            metrics: dict[str, Any] = compute_metrics(result)
+            rows.append({"multiplier": m,
+                         "final_equity": result.equity[-1].equity if result.equity else config.initial_cash,
+                         "fees": sum(f.fee for f in result.fills), "fills": len(result.fills),
+                         **{k: metrics.get(k) for k in ("total_return", "sharpe", "max_drawdown")}})
+    finally:
+        logger.remove(counter)
+    if warned:
+        logger.info("cost stress: the {} re-runs with costs x{} logged {} warnings, not shown; the first: {}",
+                    len(rows), ", x".join(f"{m:g}" for m in multipliers), len(warned), warned[0])
     return pd.DataFrame(rows)
