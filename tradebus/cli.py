@@ -693,6 +693,7 @@ def paper(
     from tradebus.node.daemon import run_paper
 
     setup_logging(log_level, "{time:HH:mm:ss.SSS} {level} {message}")
+    before = _file_identity(out / "metrics.json") if out is not None else None
     try:
         if report_ and out is None:
             raise ConfigError("--report writes the tearsheet into the run outputs: give --out too")
@@ -702,8 +703,23 @@ def paper(
         )
     except TradebusError as exc:
         _fail(exc, Console(stderr=True))
-    if out is not None:
-        _print_summary(Console(), out, "paper")
+    if out is None:
+        return
+    after = _file_identity(out / "metrics.json")
+    if after is None or after == before:  # stopped before it started (in its warm-up): no outputs written
+        Console().print(f"paper -> {escape(str(out))}: no run outputs written (the daemon stopped before it started)",
+                        highlight=False)
+        return
+    _print_summary(Console(), out, "paper")
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """``path``'s inode and modification time (``None``: no such file); a file replaced since has another."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 @app.command()

@@ -68,3 +68,30 @@ async def test_a_daemon_warming_up_answers_health_and_stops_on_sigterm_within_se
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     finally:
         db.close()
+
+
+async def test_tradebus_paper_out_stopped_while_warming_up_exits_0_without_a_traceback(tmp_path: Path) -> None:
+    """`tradebus paper CONFIG --out DIR` stopped in its warm-up wrote no outputs, as it should, and then
+    failed on printing their summary: 'not a run directory (no metrics.json)', a traceback, exit 1."""
+    data = binance_config("ws://127.0.0.1:9", "http://127.0.0.1:9", ["trade"], tmp=tmp_path, journal=True)
+    cfg = tmp_path / "paper.yaml"
+    cfg.write_text(yaml.safe_dump(data), encoding="utf-8")
+    out_dir = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": str(tmp_path / "cold-numba-cache")}
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "tradebus.cli", "paper", str(cfg), "--out",
+                                                    str(out_dir), stdout=out, stderr=out, env=env, cwd=tmp_path)
+    try:
+        await wait_for(lambda: "warming up the feature kernels" in log.read_text(), proc, 120.0, "the warm-up", log)
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), STOP_BOUND_S)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    text = log.read_text()
+    assert proc.returncode == 0, text[-3000:]
+    assert "stopped while warming up the feature kernels" in text and "Traceback" not in text
+    assert f"paper -> {out_dir}: no run outputs written (the daemon stopped before it started)" in " ".join(text.split())
+    assert not out_dir.exists() or sorted(p.name for p in out_dir.iterdir()) == []
