@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -381,3 +382,41 @@ def test_partition_cuts_match_a_per_row_calendar_conversion() -> None:
             starts, got = catalog_module._partition_cuts(ts, period)
             assert got == cuts
             assert [str(s) for s in starts] == [str(d) for d in days[[0, *cuts]]]
+
+
+def test_a_swap_whose_rollback_fails_says_where_the_previous_version_is_and_keeps_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder with a file put where the dataset was, between the commit's two renames (another process), made
+    both the swap and its rollback fail (ENOTEMPTY, real); the error said "the dataset is left as it was" while
+    it had been renamed aside, and the next write removed that only copy as a finished commit's leftover."""
+    catalog = Catalog(tmp_path / "cat")
+    old = make_bars(24)
+    catalog.write(old, "sim", "spot", "BTCUSDT", "bars_1h")
+    base = catalog.dataset_dir("sim", "spot", "BTCUSDT", "bars_1h")
+    rename = os.rename
+
+    def intruded(src: object, dst: object) -> None:
+        rename(src, dst)
+        if Path(src) == base:  # the dataset renamed aside: someone makes a folder where it was
+            base.mkdir()
+            (base / "notes.txt").write_text("mine\n")
+
+    monkeypatch.setattr(catalog_module.os, "rename", intruded)
+    with pytest.raises(ConfigError) as caught:
+        catalog.write(make_bars(48), "sim", "spot", "BTCUSDT", "bars_1h", mode="overwrite")
+    monkeypatch.setattr(catalog_module.os, "rename", rename)
+    said = str(caught.value)
+    (retired,) = [p for p in base.parent.iterdir() if p.name.startswith(".bars_1h.old-")]
+    assert "left as it was" not in said, said
+    assert "swapping it into the catalog failed (ENOTEMPTY: " in said, said
+    assert "putting the previous version back failed too (ENOTEMPTY: " in said, said
+    assert str(retired) in said and str(base) in said, said
+    # What stands at the dataset's path is not a dataset: a later write keeps the previous version.
+    catalog.write(make_bars(24), "sim", "spot", "BTCUSDT", "other_1h")
+    assert retired.is_dir() and (base / "notes.txt").read_text() == "mine\n"
+    # Once that folder is gone the catalog puts the previous version back.
+    (base / "notes.txt").unlink()
+    base.rmdir()
+    assert catalog.read("sim", "spot", "BTCUSDT", "bars_1h").equals(old)
+    assert not retired.exists()

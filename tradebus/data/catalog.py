@@ -848,8 +848,23 @@ def _manifest_bytes(base: Path) -> bytes | None:
         return None
 
 
+class _RollbackFailed(OSError):
+    """:func:`_swap`'s second rename failed and so did putting the previous version back: it is in ``retired``."""
+
+    def __init__(self, error: OSError, rollback: OSError, retired: Path) -> None:
+        super().__init__(error.errno, error.strerror)
+        self.rollback = rollback
+        self.retired = retired
+
+
 def _swap(tmp: Path, base: Path) -> None:
-    """Replace ``base`` by ``tmp``: two renames, the old copy removed last."""
+    """Replace ``base`` by ``tmp``: two renames, the old copy removed last.
+
+    Raises
+    ------
+    _RollbackFailed
+        The second rename failed and the previous version could not be renamed back.
+    """
     if not base.exists():
         os.rename(tmp, base)
         return
@@ -857,8 +872,13 @@ def _swap(tmp: Path, base: Path) -> None:
     os.rename(base, retired)
     try:
         os.rename(tmp, base)
-    except BaseException:
-        os.rename(retired, base)
+    except BaseException as exc:
+        try:
+            os.rename(retired, base)
+        except OSError as again:
+            if isinstance(exc, OSError):
+                raise _RollbackFailed(exc, again, retired) from None
+            raise
         raise
     shutil.rmtree(retired, ignore_errors=True)
 
@@ -933,7 +953,8 @@ def _recover(symbol_dir: Path, dataset: str | None = None) -> None:
     A commit renames the dataset to ``.old-``, its staging to the dataset, then removes the ``.old-`` copy,
     all under the lock, so a leftover found under it is a dead process's: a dataset missing beside its
     one complete ``.old-`` copy was killed between the two renames and is rolled back to it (the write is
-    lost, the previous version kept); an ``.old-`` copy beside its dataset is removed (the commit was done);
+    lost, the previous version kept); an ``.old-`` copy beside its dataset is removed (the commit was done),
+    and kept beside anything else at the dataset's path (a failed rollback, see :func:`_swap`);
     a staging directory no live writer holds is removed, and so is a manifest staged in a dataset's folder
     by :meth:`Catalog.record_contract_size` that no live process holds (killed before its swap). Only
     directories and files named as the catalog names them are touched. An operation refused (a read-only
@@ -966,9 +987,12 @@ def _recover(symbol_dir: Path, dataset: str | None = None) -> None:
                 logger.warning("catalog: cannot restore {} from {} ({})", base, complete[0], exc.strerror)
                 continue
             copies = [c for c in copies if c != complete[0]]
-        if base.exists():
+        if (base / MANIFEST_NAME).is_file():
             for copy in copies:
                 shutil.rmtree(copy, ignore_errors=True)
+        elif base.exists():
+            logger.warning("catalog: {} is not a dataset (no {}): keeping {}, its previous version", base,
+                           MANIFEST_NAME, ", ".join(map(str, copies)))
 
 
 def _complete(directory: Path) -> bool:
@@ -1156,8 +1180,12 @@ class DatasetWriter:
 
     def _os_failure(self, operation: str, exc: OSError) -> ConfigError:
         """The error of an OS failure (a full disk, a failed rename) while ``operation``: nothing is committed."""
-        return ConfigError(f"catalog {self.root}: cannot write {self.name}: {operation} failed "
-                           f"({describe_os_error(exc)}); the dataset is left as it was")
+        failed = f"catalog {self.root}: cannot write {self.name}: {operation} failed ({describe_os_error(exc)})"
+        if isinstance(exc, _RollbackFailed):
+            return ConfigError(f"{failed}; putting the previous version back failed too "
+                               f"({describe_os_error(exc.rollback)}): it is kept in {exc.retired}, and the catalog "
+                               f"restores it when {self.base} is gone (remove what stands there)")
+        return ConfigError(f"{failed}; the dataset is left as it was")
 
     def _write(self, table: pa.Table) -> None:
         if self._pending and self._pending[0].done():
