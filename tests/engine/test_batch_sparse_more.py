@@ -1,0 +1,70 @@
+"""Parity of the sparse lean trade loop with ``process()``: an order submitted from a timer while
+rows are skipped, two declared strategies on one instrument and an order-rate breaker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tradebus.engine import batch as batch_module
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.kernel import Kernel
+from tradebus.engine.messages import OrderSide, TimeEvent
+from tradebus.execution.config import VenueConfig
+from tradebus.risk.config import RiskConfig
+from tradebus.strategies.tick_ema import TickEmaCross
+
+from tests.engine.test_batch_lean import snapshot
+from tests.engine.test_kernel_batches import IID, T0, assert_same, orders_of, run_both, synthetic_trades, trade_source
+
+
+class TimerTrader(TickEmaCross):
+    """TickEmaCross that also buys or sells a lot at market from a timer, and records what it saw there."""
+
+    every = 1_300_000_000 + 777
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.seen: list[tuple[object, ...]] = []
+        self.flip = False
+        self.set_timer("poke", self.every, start_ns=T0)
+
+    def on_timer(self, event: TimeEvent) -> None:
+        self.seen.append((event.ts_init, self.clock.now_ns(), self.cache.price(self.instrument_id), snapshot(self.cache.trade(self.instrument_id))))
+        self.flip = not self.flip
+        self.submit_market(self.instrument_id, OrderSide.BUY if self.flip else OrderSide.SELL, 0.01)
+
+
+def test_timer_orders_second_declared_strategy_and_order_rate_match_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = trade_source(tmp_path, synthetic_trades(30_000, seed=7))
+    jumps = []
+    next_row = batch_module._next_row
+
+    def counted(*args: Any) -> int:
+        row = next_row(*args)
+        jumps.append(row - args[2])
+        return row
+
+    monkeypatch.setattr(batch_module, "_next_row", counted)
+
+    def build() -> Kernel:
+        kernel = Kernel(
+            [Instrument("SIM", "BTCUSDT", tick_size=0.01, lot_size=0.0001, taker_fee=0.0002)],
+            venue_config=VenueConfig(fill_on="trades", latency_ns=3_000_000),
+            initial_cash=100_000.0,
+            risk_config=RiskConfig(max_orders_per_window=2, order_rate_window_ns=5_000_000_000),
+        )
+        kernel.add_strategy(TimerTrader(IID, fast=20, slow=200, quantity=0.1, strategy_id="a"))
+        kernel.add_strategy(TickEmaCross(IID, fast=7, slow=50, quantity=0.1, strategy_id="b"))
+        return kernel
+
+    fast, slow = run_both([source], build, batch_rows=4_000)
+    assert_same(fast, slow, min_fills=10)
+    assert orders_of(fast) == orders_of(slow)
+    assert fast.strategies[0].seen == slow.strategies[0].seen
+    assert len(fast.strategies[0].seen) > 10
+    assert fast.result.denials == slow.result.denials
+    assert snapshot(fast.cache.trade(IID)) == snapshot(slow.cache.trade(IID))
+    assert sum(jumps) > 10_000  # the loop did skip rows
