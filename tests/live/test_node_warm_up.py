@@ -16,9 +16,14 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
-from .node_testdata import binance_config
+from tradebus.features import warmup as warmup_module
+from tradebus.node.daemon import PaperNode
+from tradebus.strategies.tick_ema import TickEmaCross
+
+from .node_testdata import binance_config, config_of
 from .test_node_restart import PAPER, ROOT, wait_for
 
 #: Seconds a SIGTERM may take to stop a daemon in its warm-up (a cold compile takes 50 s to minutes).
@@ -95,3 +100,31 @@ async def test_tradebus_paper_out_stopped_while_warming_up_exits_0_without_a_tra
     assert "stopped while warming up the feature kernels" in text and "Traceback" not in text
     assert f"paper -> {out_dir}: no run outputs written (the daemon stopped before it started)" in " ".join(text.split())
     assert not out_dir.exists() or sorted(p.name for p in out_dir.iterdir()) == []
+
+
+async def test_a_warm_up_that_fails_stops_the_daemon_naming_it_and_starts_no_strategy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warm-up's thread raising (MemoryError, injected: a compile failure cannot be made on demand) was raised
+    by run() bare, node.json said stop_reason 'stopped', and the shutdown started the strategies (on_start) on a
+    journal never recovered; now the error names the warm-up, so does the stop reason, and no strategy starts."""
+    started: list[str] = []
+
+    def failing_warm_up() -> float:
+        raise MemoryError("cannot allocate the code of the kernels")
+
+    monkeypatch.setattr(warmup_module, "warm_up", failing_warm_up)
+    monkeypatch.setattr(TickEmaCross, "on_start", lambda self: started.append(self.strategy_id))
+    data = binance_config("ws://127.0.0.1:9", "http://127.0.0.1:9", ["trade"], tmp=tmp_path, journal=True)
+    node = PaperNode(config_of(data), handle_signals=False)
+    with pytest.raises(MemoryError) as caught:
+        await asyncio.wait_for(node.run(), 60)
+    assert any("warming up the feature kernels failed: MemoryError" in note for note in caught.value.__notes__)
+    assert started == []
+    assert node.summary.stop_reason == "warming up the feature kernels failed: MemoryError: cannot allocate the code of the kernels"
+    assert node.summary.stopped_ns > 0
+    db = sqlite3.connect(f"file:{tmp_path / 'journal.sqlite'}?mode=ro", uri=True)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        db.close()

@@ -31,7 +31,7 @@ Lifecycle of :meth:`PaperNode.run`:
 
 1. warm up the Numba feature kernels (before any feed's socket is opened), on a thread of its own: the loop
    serves ``/health`` (503, ``warming up``), ``/metrics`` and the signals meanwhile, and a stop then ends
-   the run at once, nothing recovered or started;
+   the run at once, nothing recovered or started (a failure of the warm-up too, raised naming it);
 2. replay the SQLite journal (:class:`~tradebus.execution.journal.Journal`): orders,
    positions, the risk gate's trading and breaker state, the run's fills and its equity samples
    (with the span and counts of market data of the earlier sessions) are rebuilt, and
@@ -297,8 +297,10 @@ class PaperNode:
         self._stop: asyncio.Event | None = None
         self._stop_reason = ""
         self._strategy_failure: StrategyError | None = None
-        # False once the daemon stopped before it could start the strategies: neither on_start nor on_stop is called.
-        self._start_strategies = True
+        # Whether the shutdown starts the strategies not started yet (then stops them): false until the recovery
+        # settled (a daemon stopped or failed before, in the warm-up or the recovery, calls neither on_start nor
+        # on_stop), then what it settled.
+        self._start_strategies = False
         # The counts of market data the journal's earlier sessions left in the results (node.json is this session's).
         self._counted_before = {"bars": 0, "trades": 0, "quotes": 0}
         # When the journal was replayed (None: the run has no journal), recorded in the run:start line.
@@ -398,9 +400,7 @@ class PaperNode:
         try:
             if self.ops is not None:
                 await self.ops.start(self)
-            if self.config.warm_up and not await self._warm_up():
-                self._start_strategies = False  # stopped while warming up: nothing recovered, nothing started
-            else:
+            if not self.config.warm_up or await self._warm_up():  # else stopped while warming up: nothing started
                 failure = await self._start_and_serve(tasks)
         finally:
             for sig in signals:
@@ -433,7 +433,8 @@ class PaperNode:
         Raises
         ------
         Exception
-            What the warm-up raised.
+            What the warm-up raised, with a note naming the warm-up; the daemon is stopped (that reason) and
+            its shutdown neither recovers nor starts anything.
         """
         from tradebus.features.warmup import warm_up
 
@@ -467,6 +468,13 @@ class PaperNode:
         if not done.done():
             logger.warning("stopped while warming up the feature kernels: nothing was recovered or started")
             return False
+        failed = done.exception()
+        if failed is not None:
+            what = f"warming up the feature kernels failed: {type(failed).__name__}: {failed}"
+            logger.error("{}; nothing was recovered or started", what)
+            self.stop(what)
+            failed.add_note(f"tradebus: {what} (the daemon stopped; nothing was recovered or started)")
+            raise failed
         logger.info("feature kernels warmed up in {:.1f} s", done.result())
         return True
 
