@@ -7,6 +7,7 @@ Against the local Binance spot account emulator and the recorded public stream (
 from __future__ import annotations
 
 import asyncio
+import errno
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from pydantic import SecretStr
 
 from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol, StreamFault
 from tradebus.adapters.common.account_emulator import OPEN
+from tradebus.adapters.common.recorder import read_frames
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.messages import OrderStatus, Trade
 from tradebus.errors import DataError, StrategyError
@@ -363,3 +365,37 @@ def test_a_live_shutdown_whose_reconciler_fails_to_close_still_cancels_closes_th
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     finally:
         db.close()
+
+
+async def test_a_live_daemon_whose_venue_fails_to_close_still_closes_its_recording(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``venue.aclose()`` raising (ENOSPC, injected after the real close) in LiveNode.run's last steps skipped the
+    recording's close: the file stayed open, what came since its last flush (up to 1 s: run:stop, the user stream's
+    last frames) unwritten, lost when the process ended. Now every step runs and
+    the close's error is raised after them."""
+    async with account_and_market() as (emulator, srv):
+        data = live_config_data(tmp_path, emulator, srv, [resting("steady")])
+        data["record"] = str(tmp_path / "frames.jsonl.gz")
+        node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+        aclose = node.venue.aclose
+
+        async def aclose_failing() -> None:
+            await aclose()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(node.venue, "aclose", aclose_failing)
+        steady = node.kernel.strategies[0]
+
+        def accepted() -> bool:
+            placed = steady.placed  # type: ignore[attr-defined]
+            return bool(placed) and node.kernel.orders.order(placed).status is OrderStatus.ACCEPTED
+
+        with pytest.raises(OSError, match="No space left on device"):
+            await run_until_it_stops(node, accepted)
+    recording = node._recording
+    assert recording is not None and recording.closed  # flushed whole, its gzip trailer written
+    runs = [conn for _, conn, _ in read_frames(tmp_path / "frames.jsonl.gz", runs=True)]
+    assert runs[-1] == "run:stop", runs[-5:]
+    assert node.summary.stop_reason == "test done" and node.summary.stopped_ns > 0
+    Journal(tmp_path / "journal.sqlite", exclusive=True).close()  # closed by the daemon

@@ -577,6 +577,7 @@ class LiveNode(PaperNode):
             (:attr:`left_at_venue`), once the daemon has stopped whole; otherwise as
             :meth:`PaperNode.run <tradebus.node.daemon.PaperNode.run>`, whose error comes first.
         """
+        failed = False
         try:
             self._open_recording()
             await self._connect()
@@ -589,15 +590,25 @@ class LiveNode(PaperNode):
                     f"what the venue said; a restart queries every order it holds open or unknown). {_CHECK_LEFT_AT_VENUE}"
                 )
             return summary
+        except BaseException:
+            failed = True
+            raise
         finally:
+            # Each step whatever an earlier one raised; their first error is raised unless run()'s comes first.
+            steps = ShutdownSteps()
             self.stream.stop()
             if self._stream_task is not None:
                 await asyncio.gather(self._stream_task, return_exceptions=True)
-            await self.venue.aclose()
+            with steps.step("closing the venue's connections"):
+                await self.venue.aclose()
             if self._recording is not None:
-                close_recorder(self._recording)  # after the stream: its last frames are recorded too
+                with steps.step("closing the recording"):
+                    close_recorder(self._recording)  # after the stream: its last frames are recorded too
             if self.journal is not None:
-                self.journal.close()  # closed by the paper daemon's shutdown, unless the account could not be read
+                with steps.step("closing the journal"):
+                    self.journal.close()  # closed by the paper daemon's shutdown, unless the account could not be read
+            if not failed:
+                steps.raise_first()
 
     def _open_recording(self) -> None:
         """With ``record:``, open the recorder now and record the user stream's received frames in it.
