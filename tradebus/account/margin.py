@@ -152,6 +152,11 @@ class MarginAccount:
         self._margined = {iid: inst for iid, inst in instruments.items() if not inst.cash_only}
         self._settle = {iid: asset_names(inst)[0 if inst.inverse else 1] for iid, inst in self._margined.items()}
         self._settle_assets = frozenset(self._settle.values())
+        # Each settle asset's margined instruments in instrument order, bound once for the checks of every order.
+        self._by_asset: dict[str, tuple[tuple[str, Instrument], ...]] = {
+            asset: tuple((iid, inst) for iid, inst in self._margined.items() if self._settle[iid] == asset)
+            for asset in self._settle_assets
+        }
         self._isolated: dict[str, float] = dict.fromkeys(self._perps, 0.0)
         # Entry value (base asset) of each inverse position: sum of q_i * contract_size / p_i.
         self._entry_value: dict[str, float] = {iid: 0.0 for iid, inst in self._perps.items() if inst.inverse}
@@ -295,9 +300,11 @@ class MarginAccount:
     def position_notional(self, instrument_id: str) -> float:
         """``|quantity| * contract_size * mark`` (inverse: ``/ mark``) of a margined position (0 when flat or unpriced)."""
         pos = self._positions[instrument_id]
-        if pos.quantity == 0.0 or pos.last_price != pos.last_price:
+        mark = pos.last_price
+        if pos.quantity == 0.0 or mark != mark:
             return 0.0
-        return abs(pos.quantity) * _unit(self._margined[instrument_id], pos.last_price)
+        inst = self._margined[instrument_id]
+        return abs(pos.quantity) * (inst.contract_size / mark if inst.inverse else inst.contract_size * mark)
 
     def initial_margin(self, asset: str | None = None) -> float:
         """Initial margin of the open margined positions (settling in ``asset``; all when ``None``)."""
@@ -343,11 +350,13 @@ class MarginAccount:
 
     def cross_balance(self, asset: str) -> float:
         """``wallet - isolated margins + unrealised of cross perpetuals + margin spot positions' value`` of an asset."""
-        total = self._spot.balance(asset)
-        for iid, inst in self._margined.items():
-            if self._settle[iid] != asset:
-                continue
-            if not inst.is_perpetual:
+        return self._cross_balance(asset, self._spot.balance(asset))
+
+    def _cross_balance(self, asset: str, wallet: float) -> float:
+        """:meth:`cross_balance` of ``asset`` with its ``wallet`` balance."""
+        total = wallet
+        for iid, inst in self._by_asset.get(asset, ()):
+            if iid not in self._perps:
                 pos = self._positions[iid]
                 if pos.quantity != 0.0 and pos.last_price == pos.last_price:
                     total += pos.quantity * inst.contract_size * pos.last_price
@@ -359,10 +368,18 @@ class MarginAccount:
 
     def available(self, asset: str, exclude: str = "") -> float:
         """What new positions in ``asset`` may use (module docstring), ignoring working order ``exclude``."""
-        total = self.cross_balance(asset)
-        for iid, inst in self._margined.items():
-            if self._settle[iid] == asset and inst.margin_mode == MarginMode.CROSS:
-                total -= self.position_notional(iid) / inst.leverage
+        return self._available(asset, exclude, self._spot.balance(asset))
+
+    def _available(self, asset: str, exclude: str, wallet: float) -> float:
+        """:meth:`available` of ``asset`` with its ``wallet`` balance."""
+        total = self._cross_balance(asset, wallet)
+        for iid, inst in self._by_asset.get(asset, ()):
+            if inst.margin_mode == MarginMode.CROSS:
+                pos = self._positions[iid]
+                mark = pos.last_price
+                if pos.quantity != 0.0 and mark == mark:  # position_notional, without the calls
+                    cs = inst.contract_size
+                    total -= abs(pos.quantity) * (cs / mark if inst.inverse else cs * mark) / inst.leverage
         if self._count():
             total -= self._orders_margin(asset, exclude)
         return total
@@ -483,9 +500,9 @@ class MarginAccount:
         if q == 0.0 or mark != mark:
             return False
         inst = self._margined[instrument_id]
-        if not inst.is_perpetual:  # margin spot: the wallet plus the position's value
+        if instrument_id not in self._perps:  # margin spot (never inverse): the wallet plus the position's value
             backing = self._spot.balance(self._settle[instrument_id]) + q * inst.contract_size * mark
-            return backing < inst.maintenance_margin(abs(q) * _unit(inst, mark), q)
+            return backing < inst.maintenance_margin(abs(q) * (inst.contract_size * mark), q)
         if inst.inverse:
             unrealised = self.unrealized(instrument_id)
         else:
@@ -541,10 +558,11 @@ class MarginAccount:
             return self._isolated[instrument_id]
         asset = self._settle[instrument_id]
         pos = self._positions[instrument_id]
-        own = q * inst.contract_size * pos.last_price if not inst.is_perpetual else self.unrealized(instrument_id)
+        perpetual = instrument_id in self._perps
+        own = self.unrealized(instrument_id) if perpetual else q * inst.contract_size * pos.last_price
         backing = self.cross_balance(asset) - own
-        for j, other in self._margined.items():
-            if j != instrument_id and self._settle[j] == asset and other.margin_mode == MarginMode.CROSS:
+        for j, other in self._by_asset[asset]:
+            if j != instrument_id and other.margin_mode == MarginMode.CROSS:
                 backing -= self.position_maintenance(j)
         return backing
 
@@ -557,7 +575,7 @@ class MarginAccount:
             side = 1.0 if q > 0.0 else -1.0
             denominator = backing + side * self._entry_value[instrument_id] + amount
             price = (rate + side) * abs(q) * cs / denominator if denominator != 0.0 else _NAN
-        elif not inst.is_perpetual:
+        elif instrument_id not in self._perps:
             price = (-backing - amount) / (cs * (q - rate * abs(q)))
         else:
             price = (q * cs * self._positions[instrument_id].avg_price - backing - amount) / (cs * (q - rate * abs(q)))
@@ -612,7 +630,8 @@ class MarginAccount:
         opening = _opening(old, signed)
         if opening <= 0.0:
             return None
-        unit = _unit(inst, price)
+        cs = inst.contract_size
+        unit = cs / price if inst.inverse else cs * price
         after = abs(old + signed) * unit
         if inst.margin_tiers:
             size = abs(old + signed)
@@ -628,16 +647,15 @@ class MarginAccount:
         asset = self._settle[iid]
         cost = quantity * unit * max(inst.taker_fee, inst.maker_fee, 0.0) if fee is None else fee
         need = opening * unit / inst.leverage + cost
-        available = self.available(asset, exclude)
+        wallet = self._spot.balance(asset)
+        available = self._available(asset, exclude, wallet)
         if opening < abs(signed):  # a reversal closes the position first, which releases its margin
             if inst.margin_mode == MarginMode.ISOLATED:
                 available += self._isolated[iid] + self.unrealized(iid)
             else:
                 available += self.position_notional(iid) / inst.leverage
-        if exceeds(need, available, self._spot.balance(asset)):
-            return margin_reason(
-                what, quantity, iid, need, asset, available, self._spot.balance(asset), self.initial_margin(asset)
-            )
+        if exceeds(need, available, wallet):
+            return margin_reason(what, quantity, iid, need, asset, available, wallet, self.initial_margin(asset))
         return None
 
     def _cash_check(self, what: str, quantity: float, iid: str, need: float, asset: str, exclude: str) -> str | None:

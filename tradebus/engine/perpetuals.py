@@ -334,9 +334,14 @@ class Perpetuals:
 
     def note_positions(self) -> None:
         """Recompute :attr:`open`, :attr:`watching` and the bounds :attr:`lo`, :attr:`hi` (after a fill)."""
-        positions = self._positions.values()
-        self.open = any(p.quantity != 0.0 for p in positions)
-        self.watching = any(p.quantity != 0.0 and not p.has_mark for p in positions)
+        held = watching = False
+        for pos in self._positions.values():  # one pass, no generators: this runs after every fill
+            if pos.quantity != 0.0:
+                held = True
+                if not pos.has_mark:
+                    watching = True
+                    break
+        self.open, self.watching = held, watching
         if not self.watching or not self._liquidate:
             self.lo, self.hi = -math.inf, math.inf
         elif not self.bounded:
