@@ -990,6 +990,37 @@ class VirtualClock:
         await asyncio.sleep(0)
 
 
+async def _poll_commands(
+    answers: list[tuple[int, Any]], level: str = "WARNING", before: str | None = None
+) -> tuple[TelegramBot, FakeBotApi, VirtualClock, list[str]]:
+    """A bot polling a fake Bot API that first gives ``getUpdates`` the ``answers``, then is sent /status.
+
+    Waits for the reply to ``before`` (a command the answers carry) first, when given; checks that /status is
+    answered and the bot's tasks still run; returns the bot, the API, the virtual clock and the log lines of
+    ``level`` and above.
+    """
+    clock = VirtualClock()
+    lines: list[str] = []
+    sink = logger.add(lines.append, level=level, format="{level} {message}")
+    try:
+        async with FakeBotApi(TOKEN, clock=clock) as api:
+            api.update_answers += answers
+            config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, poll_timeout=1)
+            bot = TelegramBot(config, TOKEN, on_command=lambda text, chat: f"pong {text}", sleep=clock.sleep)
+            await bot.start()
+            try:
+                if before is not None:
+                    await until(lambda: f"pong {before}" in api.texts(), 10.0)
+                api.push(OPERATOR, "/status")
+                await until(lambda: "pong /status" in api.texts(), 10.0)
+                assert all(not task.done() for task in bot._tasks)  # noqa: SLF001
+            finally:
+                await bot.stop()
+    finally:
+        logger.remove(sink)
+    return bot, api, clock, lines
+
+
 @pytest.mark.parametrize("method", ["getMe", "getUpdates"])
 async def test_the_poller_under_flood_control_waits_its_retry_after_and_calls_again_once(method: str) -> None:
     """A 429 with ``retry_after: 2`` on ``getMe`` or ``getUpdates``: the poller waited 1 s, was refused again
@@ -1015,23 +1046,7 @@ async def test_the_poller_given_a_429_with_unusable_parameters_backs_off_logs_on
     """A 429 on ``getUpdates`` whose ``parameters`` is a string or a list: ``.get`` raised AttributeError, which
     no ``except`` of the poller took; the poller task ended without a log line and /status, /flatten went
     unread. A ``retry_after`` of -5 s (or ``true``) was waited as asked: no wait at all (1 s)."""
-    clock = VirtualClock()
-    lines: list[str] = []
-    sink = logger.add(lines.append, level="INFO", format="{level} {message}")
-    try:
-        async with FakeBotApi(TOKEN, clock=clock) as api:
-            api.update_answers += [_throttled(parameters), _throttled(parameters)]
-            config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, poll_timeout=1)
-            bot = TelegramBot(config, TOKEN, on_command=lambda text, chat: f"pong {text}", sleep=clock.sleep)
-            await bot.start()
-            try:
-                api.push(OPERATOR, "/status")
-                await until(lambda: "pong /status" in api.texts(), 10.0)
-                assert all(not task.done() for task in bot._tasks)  # noqa: SLF001
-            finally:
-                await bot.stop()
-    finally:
-        logger.remove(sink)
+    bot, _, clock, lines = await _poll_commands([_throttled(parameters), _throttled(parameters)], "INFO")
     assert clock.sleeps == [1.0, 2.0]  # the poller's own backoff
     assert bot.malformed_429 == 2 and bot.poll_errors == 0
     about_it = [line for line in lines if "answered 429" in line]  # each retry is logged too, as any failure
@@ -1044,22 +1059,7 @@ async def test_the_poller_under_a_day_long_flood_wait_waits_at_most_five_minutes
     """``getUpdates`` answered 429 with ``retry_after: 86400`` (valid, a day): the poller slept the whole day, so
     /status and /flatten went unread for 24 h with no word of why. It waits :data:`MAX_POLL_WAIT` (300 s) at most,
     calls again, and logs the Bot API's 86400 once."""
-    clock = VirtualClock()
-    lines: list[str] = []
-    sink = logger.add(lines.append, level="WARNING", format="{level} {message}")
-    try:
-        async with FakeBotApi(TOKEN, clock=clock) as api:
-            api.update_answers += [_throttled({"retry_after": 86400}), _throttled({"retry_after": 86400})]
-            config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, poll_timeout=1)
-            bot = TelegramBot(config, TOKEN, on_command=lambda text, chat: f"pong {text}", sleep=clock.sleep)
-            await bot.start()
-            try:
-                api.push(OPERATOR, "/status")
-                await until(lambda: "pong /status" in api.texts(), 10.0)
-            finally:
-                await bot.stop()
-    finally:
-        logger.remove(sink)
+    bot, _, clock, lines = await _poll_commands([_throttled({"retry_after": 86400}), _throttled({"retry_after": 86400})])
     assert MAX_POLL_WAIT == 300.0 and clock.sleeps == [300.0, 300.0]
     assert bot.long_429 == 2 and bot.malformed_429 == 0
     told = [line for line in lines if "86400" in line and "at most" in line]
@@ -1078,23 +1078,7 @@ async def test_a_get_updates_answer_that_is_not_a_list_of_updates_is_backed_off_
     """``getUpdates`` answered ``ok`` with a ``result`` that is not a list of updates (a proxy's, or a changed Bot
     API's): it was skipped with no wait, so an API answering that way was called again at once, in a tight loop
     (here four calls in a row, no wait between). It now waits the backoff (1 s, 2 s, 4 s, ...), as on any failure."""
-    clock = VirtualClock()
-    lines: list[str] = []
-    sink = logger.add(lines.append, level="WARNING", format="{level} {message}")
-    try:
-        async with FakeBotApi(TOKEN, clock=clock) as api:
-            api.update_answers += [(200, {"ok": True, "result": result})] * 4
-            config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, poll_timeout=1)
-            bot = TelegramBot(config, TOKEN, on_command=lambda text, chat: f"pong {text}", sleep=clock.sleep)
-            await bot.start()
-            try:
-                api.push(OPERATOR, "/status")
-                await until(lambda: "pong /status" in api.texts(), 10.0)
-                assert all(not task.done() for task in bot._tasks)  # noqa: SLF001
-            finally:
-                await bot.stop()
-    finally:
-        logger.remove(sink)
+    bot, api, clock, lines = await _poll_commands([(200, {"ok": True, "result": result})] * 4)
     assert api.update_answers == []
     assert clock.sleeps == [1.0, 2.0, 4.0, 8.0]  # one wait after each odd answer, doubling
     odd = [line for line in lines if "not a list of updates" in line]
@@ -1107,28 +1091,11 @@ async def test_an_error_no_rule_foresaw_in_the_poller_is_logged_counted_and_poll
     (AttributeError in the command's parsing): either ended the poller task without a log line, and no
     command was read again. Each is now logged with the file and line that raised it and counted; the
     first waits the poller's backoff, the second's neighbour in the same answer is still acted on."""
-    clock = VirtualClock()
-    lines: list[str] = []
-    sink = logger.add(lines.append, level="INFO", format="{level} {message}")
     odd = {"update_id": 7, "message": "not an object"}
     fine = {"update_id": 8, "message": {"message_id": 8, "chat": {"id": OPERATOR}, "date": int(time.time()) + 1,
                                         "text": "/positions"}}  # fmt: skip
-    try:
-        async with FakeBotApi(TOKEN, clock=clock) as api:
-            api.update_answers += [(200, {"ok": True, "result": [{"update_id": None}]}),
-                                   (200, {"ok": True, "result": [odd, fine]})]  # fmt: skip
-            config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, poll_timeout=1)
-            bot = TelegramBot(config, TOKEN, on_command=lambda text, chat: f"pong {text}", sleep=clock.sleep)
-            await bot.start()
-            try:
-                await until(lambda: "pong /positions" in api.texts(), 10.0)
-                api.push(OPERATOR, "/status")
-                await until(lambda: "pong /status" in api.texts(), 10.0)
-                assert all(not task.done() for task in bot._tasks)  # noqa: SLF001
-            finally:
-                await bot.stop()
-    finally:
-        logger.remove(sink)
+    answers = [(200, {"ok": True, "result": [{"update_id": None}]}), (200, {"ok": True, "result": [odd, fine]})]
+    bot, _, clock, lines = await _poll_commands(answers, "INFO", before="/positions")
     assert bot.poll_errors == 2 and clock.sleeps == [1.0]
     errors = [line for line in lines if line.startswith("ERROR")]
     assert len(errors) == 2, lines
