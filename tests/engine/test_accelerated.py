@@ -808,3 +808,53 @@ def test_editing_a_helper_of_a_user_signal_kernel_compiles_a_new_loop(
         assert key(fast) == key(event)
         runs.append(len(event.fills))
     assert runs[0] != runs[1]  # the edit changes what the strategy does
+
+
+@pytest.mark.parametrize("maintenance", [0.004, 0.05, 0.5, 0.998])
+@pytest.mark.parametrize(("pos", "quote"), [(0.3, -12_345.67), (2.5, -1e6), (0.3, 250.0), (-0.3, 20_000.0),
+                                            (-7.0, 1e9), (-0.3, -5.0)])  # fmt: skip
+def test_the_loops_band_of_marks_where_no_liquidation_can_hold_ends_at_the_exact_liquidation_price(
+    pos: float, quote: float, maintenance: float
+) -> None:
+    """The loop skips the liquidation check at a close whose mark lies strictly inside ``_safe_marks``.
+    The check (quote + position value <= maintenance margin + 1e-9 of the notional, at contract size 1)
+    holds at the price ``-quote / (pos * (1 - maintenance - 1e-9))`` of a long (at or below it) and
+    ``quote / (|pos| * (1 + maintenance + 1e-9))`` of a short (at or above it), computed here in
+    decimals: the band ends within 1e-6 of that price on its safe side, and the check holds nowhere
+    inside it (its first and last floats and points between)."""
+    k = kernel(STRATEGIES["ema_10_30"][0], VENUES["fees"])
+    k.prepare()
+    loop = _loop(k.banks[IID], k.strategies[0].signal_kernel())
+    low, high = sys.modules[loop.py_func.__module__]._safe_marks(False, pos, quote, 1.0, maintenance)
+    d_pos, d_quote, keep = Decimal(pos), Decimal(quote), Decimal(maintenance) + Decimal("1e-9")
+    root = -d_quote / (d_pos * (1 - keep)) if pos > 0 else d_quote / (-d_pos * (1 + keep))
+
+    def liquidated(mark: float) -> bool:  # the loop's check, operation for operation
+        notional = abs(pos) * (1.0 * mark)
+        return quote + pos * 1.0 * mark <= notional * maintenance + 1e-9 * notional
+
+    if pos > 0:
+        assert high == math.inf and root <= Decimal(low) <= root + abs(root) * Decimal("2e-6")
+        inside = [math.nextafter(low, math.inf), *(low + abs(low) * f + f for f in (1e-9, 1e-3, 1.0, 1e3))]
+    else:
+        assert low == -math.inf and root - abs(root) * Decimal("2e-6") <= Decimal(high) <= root
+        inside = [math.nextafter(high, -math.inf), *(high - abs(high) * f - f for f in (1e-9, 1e-3, 1.0, 1e3))]
+    assert not any(map(liquidated, inside))
+    beyond = float(root) - abs(float(root)) * 1e-9 if pos > 0 else float(root) + abs(float(root)) * 1e-9
+    assert liquidated(beyond)  # and just beyond the price, the check holds
+
+
+@pytest.mark.parametrize("strategy", ["ema_10_30", "bollinger_20"])
+def test_the_loop_leaves_the_banks_workspace_as_the_bank_fed_every_bar_leaves_it(strategy: str) -> None:
+    """The loop's step_bar writes only the bar fields the features read (EmaCross's and Bollinger's read
+    the close alone, not the time): its run ends with the workspace, time field of the last bar
+    (1761624000.0 s, 2025-10-28 04:00 UTC) included, equal to a bank fed the same bars by run_bars."""
+    k = kernel(STRATEGIES[strategy][0], VENUES["fees"])
+    bars = BarArrays.of(**{c: BARS[c] for c in BARS})
+    run_accelerated(k, bars)
+    fed = kernel(STRATEGIES[strategy][0], VENUES["fees"])
+    fed.prepare()
+    bank = fed.banks[IID]
+    bank.run_bars(bars.ts_event, bars.open, bars.high, bars.low, bars.close, bars.volume)
+    assert k.banks[IID]._ws[0] == bars.ts_event[-1] / 1e9  # noqa: SLF001
+    np.testing.assert_array_equal(k.banks[IID]._ws, bank._ws)  # noqa: SLF001

@@ -9,8 +9,10 @@ client order and trade ids), the same equity samples and the same metrics.
 
 What it shares with the event tier
     * the features: the instrument's :class:`~tradebus.features.bank.FeatureBank`, built by the
-      kernel from the same specs; the loop calls the bank's generated ``on_bar`` driver (the same
-      step kernels, bit for bit) on the bank's own workspace;
+      kernel from the same specs; the loop calls the bank's generated ``step_bar`` driver (``on_bar``
+      writing only the bar fields its features read: the same step kernels, bit for bit) on the bank's
+      own workspace, and writes the last bar's fields with ``write_bar`` at the end, so the workspace
+      ends as ``on_bar`` leaves it;
     * the decision: the strategy's signal kernel, then the rule of
       :meth:`~tradebus.strategies.base.Strategy.target_position` (difference to the position,
       rounded down to whole lots);
@@ -19,7 +21,9 @@ What it shares with the event tier
       (:func:`~tradebus.execution.costs.slippage_bps`) against the trader, rounded onto the tick
       grid against the trader and clamped to the bar's range; taker fee on the notional;
     * the portfolio's accounting (:mod:`tradebus.engine.portfolio`: cash, netting position,
-      average price, realised PnL) and the kernel's equity sampling.
+      average price, realised PnL) and the kernel's equity sampling. A margin spot position's
+      liquidation check at each close runs only when the close leaves the band of marks where it
+      cannot hold (``_safe_marks``, recomputed at each fill).
 
 The loop runs its own copy of each rule, operation for operation, so the floats agree exactly
 (``tests/engine/test_accelerated.py`` compares both tiers fill for fill on real data).
@@ -145,7 +149,8 @@ import math
 from numba import njit
 
 from tradebus.features.kernels import window
-from {bank_module} import on_bar as _on_bar
+from tradebus.features.drivers import write_bar
+from {bank_module} import step_bar as _step_bar
 from {signal_module} import {signal_name} as _signal
 
 
@@ -195,6 +200,28 @@ def _short_of_margin(pos, signed, unit, leverage, cost, quote, cs, mark):
 def _trip_fall(fall):
     # Breakers._trip_fall of the limit as a fraction: a 100 % limit trips at an equity <= 0 only.
     return fall * (1.0 - {limit_rtol!r}) if fall < 1.0 else math.inf
+
+
+@njit(cache=True, error_model="numpy", _nrt=False, inline="always")
+def _safe_marks(cash_only, pos, quote, cs, maintenance):
+    # The marks strictly between which the liquidation check at a close (in the loop) cannot hold
+    # for this position and balance: that check is linear in the mark, and its root gets a margin
+    # of 1e-6 of itself, far beyond the float error of either side (a few 1e-16 of the terms,
+    # over 1 - maintenance >= 1e-3). Outside the band, or with no band (empty), the check runs.
+    if cash_only or pos == 0.0:
+        return -math.inf, math.inf
+    size = abs(pos) * cs
+    if pos > 0.0:
+        keep = 1.0 - maintenance - 1e-9
+        if not (keep > 1e-3 and size > 0.0):
+            return math.inf, -math.inf
+        below = -quote / (size * keep)  # liquidated at or below
+        return below + abs(below) * 1e-6, math.inf
+    keep = 1.0 + maintenance + 1e-9
+    if not (keep > 1e-3 and size > 0.0):
+        return math.inf, -math.inf
+    above = quote / (size * keep)  # liquidated at or above
+    return -math.inf, above - abs(above) * 1e-6
 
 
 @njit(cache=True, error_model="numpy", _nrt=False, inline="always")
@@ -279,6 +306,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
     n_fills = 0
     n_samples = 0
     pending = False
+    safe_low, safe_high = -math.inf, math.inf  # _safe_marks of the position
     previous = ts_init[0] if n else 0
     for i in range(n):
         t = ts_init[i]
@@ -365,6 +393,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                         pos = new
                 if last != last:
                     last = px
+                safe_low, safe_high = _safe_marks(cash_only, pos, quote, cs, maintenance)
                 if streak_limit == streak_limit:  # Breakers.on_position on the fill's PositionChanged
                     now_side = (pos > 0.0) - (pos < 0.0)
                     if now_side != side_held:
@@ -382,13 +411,13 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                         side_held = now_side
         if c > 0.0 and c < math.inf:
             last = c
-        if not cash_only and pos != 0.0:
+        if not (last > safe_low and last < safe_high) and not cash_only and pos != 0.0:
             # Perpetuals.check at this close (MarginAccount.breached): a margin spot position at
             # or within 1e-9 of its liquidation stops the loop (the event tier liquidates it).
             notional = abs(pos) * (cs * last)
             if quote + pos * cs * last <= notional * maintenance + 1e-9 * notional:
                 return {liquidation}, n_orders, n_fills, n_samples, i
-        _on_bar(ws, ts_event[i], o, h, l, c, v)
+        _step_bar(ws, ts_event[i], o, h, l, c, v)
         raw = _signal(window(ws, n_fields, n_cols), o, h, l, c, v, target, sparams, sstate)
         if raw == raw:
             new_target = 0.0 if long_only and raw < 0.0 else raw
@@ -512,6 +541,8 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
             smp_f[n_samples, 7] = margin
             smp_f[n_samples, 8] = maintained
             n_samples += 1
+    if n:  # the bar's time field, which _step_bar leaves where no feature reads it
+        write_bar(ws, ts_event[n - 1], op[n - 1], hi[n - 1], lo[n - 1], cl[n - 1], vol[n - 1])
     return {ok}, n_orders, n_fills, n_samples, n
 '''
 

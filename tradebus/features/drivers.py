@@ -29,6 +29,10 @@ from the cache in milliseconds.
 The same :func:`load_module` writes and imports the per-kind batch loops of
 :func:`tradebus.features.kernels.runner` (``kind_<hash>.py``).
 
+Bars also get ``step_bar``: ``on_bar`` writing only the bar fields the bank's features
+read (most read no time, whose division is the dearest store), for a loop over many bars
+that writes the last one's fields itself (the accelerated tier's simulator).
+
 Live updates and batch runs execute the same compiled ``on_<event>``, so they are
 bit-identical. Events that drive no feature of a bank use the shared field-only
 module (:func:`fields_only`), compiled once for every bank.
@@ -270,6 +274,22 @@ def _feature_lines(call: FeatureCall, alias: str) -> list[str]:
     return lines
 
 
+def _step_bar_lines(calls: tuple[FeatureCall, ...], imports: dict[tuple[str, str], str]) -> list[str]:
+    """``step_bar``: ``on_bar`` writing only the bar fields its features read, for a loop over many
+    bars that calls ``write_bar`` on its last one (the time's division and the other stores are
+    the per-bar work a feature that reads none of them does not need)."""
+    read = {slot for call in calls for slot in call.inputs}
+    args = ("ts_event_ns / 1e9", *EVENT_ARGS["bar"])
+    lines = ["", "", '@njit(cache=True, _nrt=False, inline="always")',
+             f"def step_bar(ws, ts_event_ns, {', '.join(EVENT_ARGS['bar'])}):"]  # fmt: skip
+    lines += [f"    ws[{_BAR + j}] = {value}" for j, value in enumerate(args) if _BAR + j in read]
+    for call in calls:
+        lines += _feature_lines(call, imports[_step_import(call)])
+    if len(lines) == 4:
+        lines.append("    pass")
+    return lines
+
+
 def source(plans: dict[str, tuple[FeatureCall, ...]]) -> str:
     """Python source of the drivers of the events in ``plans`` (features in update order).
 
@@ -300,6 +320,8 @@ def source(plans: dict[str, tuple[FeatureCall, ...]]) -> str:
         body.append(f"    write_{event}(ws, ts_event_ns, {args})")
         for call in plans[event]:
             body += _feature_lines(call, imports[_step_import(call)])
+        if event == "bar":
+            body += _step_bar_lines(plans[event], imports)
         rows = ", ".join(f"{a}[i]" for a in EVENT_ARGS[event])
         body += [
             "",
