@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import numpy as np
 from tests.live.live_harness import answered
 from tradebus.adapters.binance.emulator import split_capture
 from tradebus.adapters.common.recorder import iter_hftbacktest, read_frames
+from tradebus.execution.journal import Journal
 from tradebus.node.daemon import PaperNode
 from tradebus.node.config import PaperConfig, parse_paper_config
 
@@ -106,6 +108,18 @@ def binance_config(
         assert tmp is not None
         data["record"] = str(tmp / "frames.jsonl.gz")
     return data
+
+
+def assert_journal_intact(path: Path, *, closed: bool = True) -> None:
+    """The journal at ``path`` passes SQLite's integrity check; with ``closed``, its daemon let go of it too
+    (a new :class:`Journal` opens it exclusively)."""
+    if closed:
+        Journal(path, exclusive=True).close()
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        db.close()
 
 
 def config_of(data: dict[str, Any]) -> PaperConfig:

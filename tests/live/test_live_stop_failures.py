@@ -28,7 +28,7 @@ from tradebus.node.daemon import PaperNode
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 
 from .live_harness import KEY, SECRET, until
-from .node_testdata import BINANCE_INSTRUMENT, IID, SPOT_FRAMES, SPOT_SNAPSHOT, binance_config
+from .node_testdata import BINANCE_INSTRUMENT, IID, SPOT_FRAMES, SPOT_SNAPSHOT, assert_journal_intact, binance_config
 
 pytestmark = pytest.mark.usefixtures("_loguru_to_current_stderr")
 
@@ -307,7 +307,6 @@ def test_a_live_shutdown_whose_reconciler_fails_to_close_still_cancels_closes_th
     ``tradebus live``'s own path: config file, keys from the environment, outputs."""
     import csv
     import json
-    import sqlite3
     import threading
 
     import yaml
@@ -358,13 +357,7 @@ def test_a_live_shutdown_whose_reconciler_fails_to_close_still_cancels_closes_th
     with (out / "orders.csv").open(newline="") as f:
         assert [row["status"] for row in csv.DictReader(f)] == ["CANCELED"]
     assert not (out / "INCOMPLETE").exists()
-    journal = tmp_path / "journal.sqlite"
-    Journal(journal, exclusive=True).close()  # closed by the daemon: a new one opens it exclusively
-    db = sqlite3.connect(journal)
-    try:
-        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    finally:
-        db.close()
+    assert_journal_intact(tmp_path / "journal.sqlite")
 
 
 async def test_a_live_daemon_whose_venue_fails_to_close_still_closes_its_recording(

@@ -5,7 +5,6 @@ Against the Binance spot capture served on 127.0.0.1, with a journal and a recor
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,10 @@ from loguru import logger
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.adapters.common.recorder import RUN_PREFIX, read_frames
-from tradebus.execution.journal import Journal
 from tradebus.features.warmup import warm_up
 from tradebus.node.daemon import PaperNode
 
-from .node_testdata import SPOT_FRAMES, SPOT_SNAPSHOT, binance_config, config_of, run_node
+from .node_testdata import SPOT_FRAMES, SPOT_SNAPSHOT, assert_journal_intact, binance_config, config_of, run_node
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -64,13 +62,7 @@ async def test_a_paper_shutdown_whose_venue_fails_to_close_still_closes_the_jour
         logger.remove(sink)
     assert node.summary.stop_reason == "test done" and node.summary.stopped_ns > node.summary.started_ns > 0
     assert node.summary.orders == node.kernel.orders.created > 0
-    journal = tmp_path / "journal.sqlite"
-    Journal(journal, exclusive=True).close()  # closed by the daemon: a new one opens it exclusively
-    db = sqlite3.connect(journal)
-    try:
-        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    finally:
-        db.close()
+    assert_journal_intact(tmp_path / "journal.sqlite")
     recorded = list(read_frames(tmp_path / "frames.jsonl.gz", runs=True))
     assert recorded[-1][1] == RUN_PREFIX + "stop"  # the recording's last flush was made: read to its end
     assert len(recorded) - 2 == node.feeds[0].client.frames  # every frame received, between run:start and run:stop

@@ -11,7 +11,6 @@ import asyncio
 import os
 import re
 import signal
-import sqlite3
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from tradebus.features import warmup as warmup_module
 from tradebus.node.daemon import PaperNode
 from tradebus.strategies.tick_ema import TickEmaCross
 
-from .node_testdata import binance_config, config_of
+from .node_testdata import assert_journal_intact, binance_config, config_of
 from .test_node_restart import PAPER, ROOT, wait_for
 
 #: Seconds a SIGTERM may take to stop a daemon in its warm-up (a cold compile takes 50 s to minutes).
@@ -68,11 +67,7 @@ async def test_a_daemon_warming_up_answers_health_and_stops_on_sigterm_within_se
     assert took < STOP_BOUND_S
     assert "stopped while warming up the feature kernels" in text and "warmed up" not in text
     assert "paper daemon stopped" in text and "Traceback" not in text and "Fatal Python error" not in text
-    db = sqlite3.connect(f"file:{tmp_path / 'journal.sqlite'}?mode=ro", uri=True)
-    try:
-        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    finally:
-        db.close()
+    assert_journal_intact(tmp_path / "journal.sqlite")
 
 
 async def test_tradebus_paper_out_stopped_while_warming_up_exits_0_without_a_traceback(tmp_path: Path) -> None:
@@ -123,8 +118,4 @@ async def test_a_warm_up_that_fails_stops_the_daemon_naming_it_and_starts_no_str
     assert started == []
     assert node.summary.stop_reason == "warming up the feature kernels failed: MemoryError: cannot allocate the code of the kernels"
     assert node.summary.stopped_ns > 0
-    db = sqlite3.connect(f"file:{tmp_path / 'journal.sqlite'}?mode=ro", uri=True)
-    try:
-        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    finally:
-        db.close()
+    assert_journal_intact(tmp_path / "journal.sqlite")
