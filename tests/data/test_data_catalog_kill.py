@@ -244,3 +244,54 @@ def test_a_contract_size_record_killed_before_its_swap_leaves_no_staged_manifest
     cat.write(make_trades(10), "okx", "swap", "BTC-USDT-SWAP", "trades_copy")
     assert sorted(n for n in os.listdir(base) if n.startswith(".")) == [".manifest.json.tmp-mine"]
     assert staged not in os.listdir(base)
+
+
+#: ``tradebus`` run without root's power to bypass file permissions (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH dropped
+#: from the bounding set before the exec), so that a file of mode 000 is unreadable to it as to any other user.
+_PR_CAPBSET_DROP, _DAC_CAPS = 24, (1, 2)
+
+
+def _without_dac_override() -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in _DAC_CAPS:
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_a_staged_manifest_the_writer_cannot_open_is_kept_and_named(tmp_path: Path) -> None:
+    """A live set-contract-size's staged .manifest.json.tmp-<id> of mode 000 (another user's write): the next
+    writer of the symbol's folder could not open it to test its lock, took it for a dead write's and deleted it
+    (exit 0), so the live write's swap then failed; now exit 2 naming the file, and it is kept."""
+    from tests.data.test_data_catalog import make_trades
+
+    cat = Catalog(tmp_path)
+    cat.write(make_trades(10), "okx", "swap", "BTC-USDT-SWAP", "trades")
+    base = cat.dataset_dir("okx", "swap", "BTC-USDT-SWAP", "trades")
+    live = base / f".manifest.json.tmp-{uuid.uuid4().hex}"
+    live.write_bytes(b"{}")
+    fd = os.open(live, os.O_RDONLY)
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the live write
+        live.chmod(0)
+        args = ["data", "set-contract-size", "okx/swap/BTC-USDT-SWAP/trades", "0.01", "--catalog", str(tmp_path)]
+        if os.geteuid() == 0:
+            done = subprocess.run([sys.executable, "-c", "import sys; from tradebus.cli import main; main(sys.argv[1:])",
+                                   *args], capture_output=True, text=True, timeout=300, env=os.environ.copy(),
+                                  preexec_fn=_without_dac_override, check=False)
+            code, said = done.returncode, " ".join(done.stderr.split())
+        else:
+            result = CliRunner().invoke(data_app, args[1:])
+            code, said = result.exit_code, " ".join(result.output.split())
+        assert code == 2, said
+        assert "Traceback" not in said
+        assert (f"{live}: cannot tell whether a running write holds it, left by a write of the catalog: cannot open "
+                "it (EACCES: Permission denied); nothing was removed") in said, said
+        assert live.exists()
+    finally:
+        os.close(fd)
+        live.chmod(0o644)
+    assert cat.manifest("okx", "swap", "BTC-USDT-SWAP", "trades").contract_size is None

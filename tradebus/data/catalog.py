@@ -915,12 +915,25 @@ def _hold(directory: Path) -> int:
     return fd
 
 
-def _held(directory: Path) -> bool:
-    """Whether a live writer holds ``directory`` (see :func:`_hold`)."""
+def _held(path: Path) -> bool:
+    """Whether a live writer holds ``path``, a staging directory or a staged manifest (see :func:`_hold`).
+
+    Raises
+    ------
+    ConfigError
+        If ``path`` cannot be opened (its permissions): whether a write running as another user holds it
+        cannot be told, so it is not removed.
+    """
     try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:  # removed meanwhile (its writer done)
         return False
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot tell whether a running write holds it, left by a write of the catalog: cannot open it "
+            f"({describe_os_error(exc)}); nothing was removed: let this user read it, or remove it once no write "
+            "of the catalog runs"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -958,7 +971,8 @@ def _recover(symbol_dir: Path, dataset: str | None = None) -> None:
     a staging directory no live writer holds is removed, and so is a manifest staged in a dataset's folder
     by :meth:`Catalog.record_contract_size` that no live process holds (killed before its swap). Only
     directories and files named as the catalog names them are touched. An operation refused (a read-only
-    catalog) is logged and the leftover kept.
+    catalog) is logged and the leftover kept; a leftover it cannot open to test its lock stops it with a
+    :class:`ConfigError` naming it (see :func:`_held`).
     """
     for path in _staged_manifests(symbol_dir, dataset):
         if not _held(path):
