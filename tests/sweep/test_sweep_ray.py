@@ -296,6 +296,38 @@ def test_cli_tier_says_which_tier_ran_and_both_tiers_store_the_same_trials(ray_a
     pd.testing.assert_frame_equal(tables["accelerated"], tables["event"])
 
 
+def test_a_sweep_resumed_with_another_tier_says_so_naming_both_and_records_it(ray_address: str, workdir: Path) -> None:
+    """A sweep begun with --tier accelerated and resumed with --tier event ran its last trial in the event tier
+    without a word; now the resume warns naming both tiers and sweep.json records each run's tier."""
+    from loguru import logger
+
+    space = write_yaml(workdir / "tier-resume.yaml", {"params": {"strategy.params.fast": [5, 10],
+                                                                 "strategy.params.slow": [30]}})
+    out = workdir / "tier-resume"
+    run_sweep(workdir / "run.yaml", space, out, tier="accelerated")
+    (out / "trials" / "trial-000001.parquet").unlink()  # as a sweep stopped after its first trial leaves it
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        result = run_sweep(workdir / "run.yaml", space, out, tier="event")
+    finally:
+        logger.remove(sink)
+    assert (result.ran, result.skipped, result.tiers) == (1, 1, {"event": 1})
+    said = [line for line in lines if "resumed with tier" in line]
+    assert said == [f"{out}: resumed with tier event, its earlier runs asked accelerated: the trials run now run in "
+                    "event, those run before in theirs (both give the same fills and metrics; results.csv's tier "
+                    "column says which ran each)\n"], lines
+    assert list(pd.read_csv(out / "results.csv")["tier"]) == ["accelerated", "event"]
+    assert json.loads((out / "sweep.json").read_text())["tiers"] == ["accelerated", "event"]
+    lines.clear()
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        run_sweep(workdir / "run.yaml", space, out, tier="accelerated")  # a tier it ran before: nothing new to say
+    finally:
+        logger.remove(sink)
+    assert not [line for line in lines if "resumed with tier" in line], lines
+
+
 def test_walk_forward_optimises_each_train_window_and_stitches_the_test_windows(ray_address: str, workdir: Path) -> None:
     space = write_yaml(workdir / "wf.yaml", {
         "params": {"strategy.params.fast": [5, 10], "strategy.params.slow": [30]},

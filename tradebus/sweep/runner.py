@@ -4,7 +4,9 @@ Outputs in the sweep directory (``--out``)::
 
     sweep.json          the config (path and fingerprint), the space's fingerprint, method and seed,
                         and the fingerprint of each data input and strategy source (tradebus.sweep.inputs);
-                        checked on resume: an edited config, space or strategy, or changed data, is refused
+                        checked on resume: an edited config, space or strategy, or changed data, is refused;
+                        tiers: the tier each run of the sweep asked (--tier or the space's), in order: a
+                        resume asking another is warned of (each trial's tier is in results.csv)
     space.yaml          the space file as given
     trials/             one Parquet file per finished trial (tradebus.sweep.store)
     optuna.log          Optuna's journal storage (tpe), study "sweep" (or "fold-NN"); a sweep
@@ -118,7 +120,7 @@ def _prepare(
         raise ConfigError(f"{out}: cannot create the sweep directory ({exc.strerror})") from None
     lock = _hold(out)
     try:
-        _claim(out, meta, data, code, space_path, force)
+        _claim(out, meta, data, code, space_path, force, space.tier)
     except BaseException:
         if lock is not None:
             os.close(lock)
@@ -152,7 +154,8 @@ def _hold(out: Path) -> int | None:
 
 
 def _claim(
-    out: Path, meta: dict[str, Any], data: dict[str, Any], code: dict[str, Any], space_path: Path, force: bool
+    out: Path, meta: dict[str, Any], data: dict[str, Any], code: dict[str, Any], space_path: Path, force: bool,
+    tier: str,
 ) -> None:
     """Resume the sweep of ``out`` if it is this one's, else make it a sweep directory (see :func:`run_sweep`)."""
     marker = out / "sweep.json"
@@ -180,6 +183,7 @@ def _claim(
             )
         if not (out / "space.yaml").exists():  # the first run stopped between writing sweep.json and it
             (out / "space.yaml").write_bytes(space_path.read_bytes())
+        _note_tier(marker, old, tier)
         return
     # Without sweep.json nothing here is the sweep's, whatever its name (a results.csv, a trials/ of one's own).
     present = sorted(p.name for p in out.iterdir())
@@ -194,8 +198,28 @@ def _claim(
             f"{out}: not a sweep directory (no sweep.json) but holds {', '.join(clash)}, which the sweep "
             "writes; --force only writes beside other files: use another --out"
         )
-    marker.write_text(json.dumps({**meta, "data": data, "code": code}, indent=2) + "\n", encoding="utf-8")
+    marker.write_text(json.dumps({**meta, "data": data, "code": code, "tiers": [tier]}, indent=2) + "\n",
+                      encoding="utf-8")
     (out / "space.yaml").write_bytes(space_path.read_bytes())
+
+
+def _note_tier(marker: Path, old: dict[str, Any], tier: str) -> None:
+    """Record in ``sweep.json`` the tier a resumed sweep asks; warn when its earlier runs asked another.
+
+    Both tiers give the same fills and metrics (the tier is not part of the space's fingerprint), so a
+    resume in another tier is allowed; the trials it runs record their tier in ``results.csv``.
+    """
+    asked = old.get("tiers")
+    if asked is None:  # a sweep.json from before it was kept: the earlier runs' tiers are unknown
+        asked = []
+    elif tier not in asked:
+        logger.warning(
+            "{}: resumed with tier {}, its earlier runs asked {}: the trials run now run in {}, those run before "
+            "in theirs (both give the same fills and metrics; results.csv's tier column says which ran each)",
+            marker.parent, tier, ", ".join(asked), tier,
+        )
+    if tier not in asked:
+        marker.write_text(json.dumps({**old, "tiers": [*asked, tier]}, indent=2) + "\n", encoding="utf-8")
 
 
 def _read_window(config: RunConfig, space: SweepSpace) -> tuple[int | None, int | None]:

@@ -33,7 +33,8 @@ the same space and seed give the same trials on any number of workers.
 strategy declares a signal kernel and the config has nothing it does not model, else the
 event tier; ``accelerated`` insists (a config it cannot run is an error before any trial);
 ``event`` never accelerates. Both tiers give the same fills and metrics, so the tier is not
-part of the space's fingerprint: a sweep may be resumed with another tier.
+part of the space's fingerprint: a sweep may be resumed with another tier (warned of, naming the
+tiers its earlier runs asked, which ``sweep.json``'s ``tiers`` records; each trial's is in ``results.csv``).
 """
 
 from __future__ import annotations
