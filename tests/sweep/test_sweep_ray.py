@@ -328,6 +328,28 @@ def test_a_sweep_resumed_with_another_tier_says_so_naming_both_and_records_it(ra
     assert not [line for line in lines if "resumed with tier" in line], lines
 
 
+def test_a_sweep_stopped_with_ctrl_c_says_what_is_saved_and_how_to_resume(ray_address: str, workdir: Path) -> None:
+    """Ctrl-C during tradebus sweep exited 130 with nothing on stderr; now it says how many trials are saved where
+    and that the same command resumes it."""
+    out = workdir / "tpe-interrupted"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "tradebus.cli", "sweep", str(workdir / "run.yaml"), "--space",
+               str(workdir / "tpe.yaml"), "--out", str(out), "--address", ray_address]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((out / "trials").glob("trial-*.parquet")) and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1]
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    saved = len(list((out / "trials").glob("trial-*.parquet")))
+    assert process.returncode == 130, stderr
+    said = " ".join(stderr.split())
+    assert (f"sweep interrupted: {saved} of 8 trials done, each saved in {out}; run the same command again to "
+            "resume it (finished trials are kept)") in said, stderr
+    assert "Traceback" not in stderr
+
+
 def test_walk_forward_optimises_each_train_window_and_stitches_the_test_windows(ray_address: str, workdir: Path) -> None:
     space = write_yaml(workdir / "wf.yaml", {
         "params": {"strategy.params.fast": [5, 10], "strategy.params.slow": [30]},

@@ -33,7 +33,7 @@ def sweep(
 ) -> None:
     """Sweep strategy, risk and venue parameters (grid or Optuna TPE) on Ray; resumes when re-run."""
     from tradebus.cli import _fail, check_log_level, setup_logging
-    from tradebus.sweep.runner import run_sweep
+    from tradebus.sweep.runner import default_out, run_sweep
 
     setup_logging(check_log_level(log_level))
     console = Console()
@@ -42,20 +42,38 @@ def sweep(
         console=console, transient=True, disable=not console.is_terminal,
     )
     task: Any = None
+    counts = [0, 0]  # trials in all, trials whose file is written
 
     def on_start(total: int, done: int) -> None:
         nonlocal task
+        counts[:] = [total, done]
         task = progress.add_task("trials", total=total, completed=done)
         progress.start()
+
+    def on_trial(row: dict[str, Any]) -> None:
+        counts[1] += 1
+        progress.advance(task)
 
     try:
         result = run_sweep(
             config, space, out, workers=workers, address=address, stress=stress, force=force, tier=tier,
-            on_start=on_start, on_trial=lambda row: progress.advance(task),
+            on_start=on_start, on_trial=on_trial,
         )
     except TradebusError as exc:
         progress.stop()
         _fail(exc, Console(stderr=True))
+    except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C; SIGTERM is a SystemExit(143) (tradebus.cli)
+        progress.stop()
+        if isinstance(exc, SystemExit) and exc.code != 143:
+            raise
+        where = out if out is not None else default_out(config)
+        saved = (f"{min(counts[1], counts[0])} of {counts[0]} trials done, each saved in {where}" if task is not None
+                 else "stopped before its first trial")
+        Console(stderr=True).print(
+            f"sweep interrupted: {saved}; run the same command again to resume it (finished trials are kept)",
+            highlight=False, soft_wrap=True,
+        )
+        raise typer.Exit(130 if isinstance(exc, KeyboardInterrupt) else 143) from None
     progress.stop()
     table = Table(show_header=True, header_style="bold")
     table.add_column("")

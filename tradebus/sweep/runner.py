@@ -64,7 +64,7 @@ from tradebus.sweep.stress import default_variants
 from tradebus.sweep.trial import TIERS, TIMING_COLUMNS, TrialSpec, override_text
 from tradebus.sweep.walkforward import data_span, folds, stitch
 
-__all__ = ["OWN_FILES", "STRESS_KEYS", "SweepResult", "best_trial", "run_sweep"]
+__all__ = ["OWN_FILES", "STRESS_KEYS", "SweepResult", "best_trial", "default_out", "run_sweep"]
 
 #: What a sweep writes in its directory.
 OWN_FILES = frozenset(
@@ -93,6 +93,11 @@ class SweepResult:
     tiers: dict[str, int] = field(default_factory=dict)
     #: Trials run by this invocation whose backtest raised (``status`` ``failed``; ``error`` says why).
     failed: int = 0
+
+
+def default_out(config_path: str | Path) -> Path:
+    """The sweep directory of a config when no ``--out`` is given: ``runs/sweep-<config stem>``."""
+    return Path("runs") / f"sweep-{Path(config_path).stem}"
 
 
 def _config_fingerprint(config: RunConfig) -> str:
@@ -774,7 +779,7 @@ def run_sweep(
 
     check_window(config_path, config)
     _check_folds(config_path, config, space, space_path)
-    out = Path(out) if out is not None else Path("runs") / f"sweep-{config_path.stem}"
+    out = Path(out) if out is not None else default_out(config_path)
     ray_executor = RayExecutor(workers, address)  # checks --workers before the directory is made
     lock = _prepare(out, config_path, config, space_path, space, force)
     try:
