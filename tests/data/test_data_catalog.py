@@ -300,11 +300,11 @@ def test_failed_write_leaves_no_partial_dataset(tmp_path: Path, monkeypatch: pyt
         return real_open(path, kind)
 
     monkeypatch.setattr(catalog_module, "_open_part_writer", fail_on_second)
-    with pytest.raises(ConfigError, match="bars_1h: writing its Parquet files failed .OSError: disk full"):
+    with pytest.raises(ConfigError, match=r"bars_1h: writing its Parquet file date=\d{4}-\d\d-01/part-\d{5}\.parquet failed .OSError: disk full"):
         cat.write(make_bars(24 * 40, start_ns=T0_NS + 60 * DAY_NS), "x", "spot", "S", "bars_1h", "month", mode="append")
     assert tree_hashes(tmp_path) == before
     assert [p.name for p in (tmp_path / "x" / "spot" / "S").iterdir()] == ["bars_1h"]
-    with pytest.raises(ConfigError, match="fresh: writing its Parquet files failed .OSError: disk full"):
+    with pytest.raises(ConfigError, match=r"fresh: writing its Parquet file date=\d{4}-\d\d-01/part-00000\.parquet failed .OSError: disk full"):
         calls.clear()
         cat.write(make_bars(24 * 40), "x", "spot", "S", "fresh", "month")
     assert not cat.exists("x", "spot", "S", "fresh")

@@ -295,3 +295,28 @@ def test_a_staged_manifest_the_writer_cannot_open_is_kept_and_named(tmp_path: Pa
         os.close(fd)
         live.chmod(0o644)
     assert cat.manifest("okx", "swap", "BTC-USDT-SWAP", "trades").contract_size is None
+
+
+def test_an_append_that_cannot_read_back_a_file_of_the_dataset_names_the_step_and_the_file(tmp_path: Path) -> None:
+    """data import --append of binance/spot/ADABTC/bars_1m whose stored part is of mode 000: the commit's re-read of
+    it (the gap count of the whole dataset) failed, and the error said 'writing its Parquet files failed (EACCES:
+    Permission denied)', a step it had finished, naming no file; now it names the re-read and the file."""
+    import_file(tmp_path, DAY_1, venue="binance", market="spot", symbol="ADABTC")
+    base = Catalog(tmp_path).dataset_dir(*REF.relpath().parts)
+    before = {p: p.read_bytes() for p in base.rglob("*") if p.is_file()}
+    (part,) = [p for p in before if p.suffix == ".parquet"]
+    part.chmod(0)
+    try:
+        done = subprocess.run([sys.executable, "-c", "import sys; from tradebus.cli import main; main(sys.argv[1:])",
+                               *import_args(tmp_path)], capture_output=True, text=True, timeout=300,
+                              env=os.environ.copy(), preexec_fn=_without_dac_override if os.geteuid() == 0 else None,
+                              check=False)
+    finally:
+        part.chmod(0o644)
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 2, done.stderr
+    assert (f"catalog {tmp_path}: cannot write binance/spot/ADABTC/bars_1m: reading its Parquet file "
+            f"{part.relative_to(base).as_posix()} (to count the gaps between bars) failed (EACCES: ") in said, said
+    assert said.endswith("Permission denied); the dataset is left as it was"), said
+    assert {p: p.read_bytes() for p in base.rglob("*") if p.is_file()} == before
+    assert sorted(os.listdir(base.parent)) == ["bars_1m"]

@@ -1080,6 +1080,7 @@ class DatasetWriter:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-writer")
         self._pending: list[Future[None]] = []
         self._part: tuple[np.datetime64, str, pq.ParquetWriter] | None = None
+        self._step = "writing its Parquet files"  # what an OS error stops (see _os_failure)
         self._made_dirs = [d for d in (self.base.parent, *self.base.parent.parents) if not d.exists()]
         try:
             self.base.parent.mkdir(parents=True, exist_ok=True)
@@ -1190,7 +1191,7 @@ class DatasetWriter:
         try:
             self._write(table)
         except OSError as exc:  # a full disk, a file too large: the caller's abort leaves the catalog as it was
-            raise self._os_failure("writing its Parquet files", exc) from None
+            raise self._os_failure(self._step, exc) from None
 
     def _os_failure(self, operation: str, exc: OSError) -> ConfigError:
         """The error of an OS failure (a full disk, a failed rename) while ``operation``: nothing is committed."""
@@ -1266,6 +1267,7 @@ class DatasetWriter:
         rel = f"{part_dir}/part-{n:05d}.parquet"
         self._taken.add(rel)
         (self._tmp / part_dir).mkdir(parents=True, exist_ok=True)
+        self._step = f"writing its Parquet file {rel}"
         self._part = (day, rel, _open_part_writer(self._tmp / rel, self.kind))
         self._part_rows = 0
         self._part_range = None
@@ -1311,6 +1313,7 @@ class DatasetWriter:
         writer.close()
         assert self._part_range is not None
         start, end = self._part_range
+        self._step = f"reading back its Parquet file {rel} to hash it"
         self._entries.append(FileEntry(rel, self._part_rows, start, end, sha256_file(self._tmp / rel)))
         self._part = None
 
@@ -1359,24 +1362,23 @@ class DatasetWriter:
             swapping the dataset in, naming the catalog, the dataset and the step: everything
             staged is removed and the dataset is left as it was.
         """
-        operation = "writing its Parquet files"
         try:
             self.check()
             self._close_part()
             self._entries.sort(key=lambda e: (e.start_ns, e.path))
             manifest = self._manifest(notes, quality, unsynced, stale, missed_trades, contract_size)
-            operation = "writing its manifest"
+            self._step = "writing its manifest"
             (self._tmp / MANIFEST_NAME).write_bytes(
                 msgspec.json.format(_manifest_encoder.encode(manifest), indent=2) + b"\n"
             )
-            operation = "swapping it into the catalog"
+            self._step = "swapping it into the catalog"
             with _locked(self.base.parent):
                 _recover(self.base.parent, self.base.name)  # a writer killed since this one opened: rolled back first
                 self._check_unchanged()
                 _swap(self._tmp, self.base)
         except OSError as exc:
             self.abort()
-            raise self._os_failure(operation, exc) from None
+            raise self._os_failure(self._step, exc) from None
         except BaseException:
             self.abort()
             raise
@@ -1430,6 +1432,7 @@ class DatasetWriter:
         stored: set[str] = set()
         for entry in old.files:
             if entry.end_ns == old.end_ns:
+                self._step = f"reading its Parquet file {entry.path} (the trades at its last time)"
                 tail = pq.read_table(self.base / entry.path, columns=["ts_init", "trade_id"])
                 at_end = pc.equal(tail.column("ts_init"), old.end_ns)
                 stored.update(tail.column("trade_id").filter(at_end).to_pylist())
@@ -1491,6 +1494,7 @@ class DatasetWriter:
             gaps = missing = 0
             prev_last: int | None = None
             for entry in self._entries:
+                self._step = f"reading its Parquet file {entry.path} (to count the gaps between bars)"
                 ts_event = pq.read_table(self._tmp / entry.path, columns=["ts_event"]).column(0).to_numpy()
                 if prev_last is not None:
                     ts_event = np.concatenate(([prev_last], ts_event))
@@ -1500,6 +1504,7 @@ class DatasetWriter:
                 prev_last = int(ts_event[-1])
         shared = self.kind == "bars" and (not self.distinct_times or (old is not None and old.shared_times))
         if old is not None and quality is not None:
+            self._step = "reading its Parquet files (to check the quality of the whole dataset)"
             quality = quality_report((self._tmp / e.path for e in self._entries), self.kind, self.interval_ns,
                                      shared_times=shared).summary()
         return Manifest(
