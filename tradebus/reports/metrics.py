@@ -7,6 +7,9 @@ Definitions (amounts in the quote currency, rates as fractions, 0.1 = 10 %):
   :class:`~tradebus.engine.kernel.RunResult`). Every span below is measured on this clock, so a paper run and a
   replay of the same frames agree, and a fill's ``ts_event`` (venue time too) is
   compared with times of the same clock.
+* **bars**, **trades**: the market data the run saw, bar and trade messages (``trades`` counts
+  the market's prints, not the run's own trading: that is **fills**, **round_trips** and the rows
+  of ``trades.csv``, which the summary shows as ``trades``; it labels this one ``market trades``).
 * **final_equity**: the equity of the last equity sample; in a run that took none (it saw no
   market data, as a daemon restarted on its journal may), the portfolio's equity when it stopped
   (:attr:`~tradebus.engine.kernel.RunResult.equity_at_stop`: a position at its fill price), which
