@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,8 @@ from tradebus.data import catalog as catalog_module
 from tradebus.data.catalog import SCHEMA_VERSION, Catalog, DatasetRef
 from tradebus.data.ingest import import_file
 from tradebus.errors import ConfigError, DataError
+
+REPO = Path(__file__).resolve().parents[2]
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 HOUR_NS = 3_600_000_000_000
@@ -420,3 +424,53 @@ def test_a_swap_whose_rollback_fails_says_where_the_previous_version_is_and_keep
     base.rmdir()
     assert catalog.read("sim", "spot", "BTCUSDT", "bars_1h").equals(old)
     assert not retired.exists()
+
+
+#: Writes trades (three day files) under every file-size limit from below the largest part's row groups to past its
+#: footer, each failing write followed in the same process by one without the limit; prints what stayed open.
+_FAILING_WRITES = r"""
+import os, resource, signal, sys
+from tests.data.test_data_catalog import make_trades
+from tradebus.data.catalog import Catalog
+from tradebus.errors import ConfigError
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+root, largest = sys.argv[1], int(sys.argv[2])
+cat, table = Catalog(root), make_trades(200_000)
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+failed, steps = 0, set()
+for limit in range(largest - 3000, largest + 50, 97):
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        cat.write(table, "x", "spot", "S", "trades", period="day", mode="overwrite")
+    except ConfigError as exc:  # its traceback (the writer's frames) still alive: nothing may be open
+        failed += 1
+        steps.add(str(exc).split(": ")[2].split(" failed")[0])
+        held = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                if os.path.exists(f"/proc/self/fd/{fd}") and root in os.readlink(f"/proc/self/fd/{fd}")]
+        if held:
+            print("open after a write under", limit, held)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    cat.write(table, "x", "spot", "S", "trades", period="day", mode="overwrite")
+print("failed", failed, sorted(steps))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc")
+def test_a_write_failing_anywhere_in_a_part_leaves_no_file_open_and_the_next_write_succeeds(tmp_path: Path) -> None:
+    """A part whose row group or footer outgrows the file-size limit (a real EFBIG, as a full disk fails): the
+    writer's ParquetWriter, whose close had failed, must not keep its file open until garbage collection."""
+    cat = Catalog(tmp_path)
+    table = make_trades(200_000)
+    cat.write(table, "x", "spot", "S", "trades", period="day")
+    largest = max(p.stat().st_size for p in tmp_path.rglob("*.parquet"))
+    done = subprocess.run([sys.executable, "-c", _FAILING_WRITES, str(tmp_path), str(largest)], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "open after" not in done.stdout, done.stdout
+    failed, steps = done.stdout.split(" ", 2)[1:]
+    assert int(failed) >= 30, done.stdout  # the limits under the largest part, its footer's included
+    assert steps.strip() == "['writing its Parquet file date=2024-01-01/part-00000.parquet']", done.stdout
+    assert cat.read("x", "spot", "S", "trades", verify=True).equals(table)
+    assert sorted(os.listdir(tmp_path / "x" / "spot" / "S")) == ["trades"]
