@@ -127,3 +127,24 @@ def test_leverage_brackets_become_margin_tiers_whose_amounts_are_binances_cum() 
     brackets[3]["cum"] = 46_000.0
     with pytest.raises(DataError, match="cum 46000.0 of the tier up to 20000000.0 disagrees"):
         margin_tiers_from_brackets(json.dumps([{"symbol": "BTCUSDT", "brackets": brackets}]))
+
+
+def test_the_leverage_brackets_of_one_symbol_come_as_one_object_and_load_as_a_list_does() -> None:
+    """``GET /fapi/v1/leverageBracket?symbol=ETHUSDT`` answers one ``{symbol, brackets}`` object, not a
+    list (Binance's docs show both shapes); it was refused as "not a binance leverageBracket response"."""
+    from tradebus.adapters.binance.instruments import margin_tiers_from_brackets
+
+    one = {
+        "symbol": "ETHUSDT", "notionalCoef": 1.5,
+        "brackets": [
+            {"bracket": 1, "initialLeverage": 75, "notionalCap": 10_000, "notionalFloor": 0, "maintMarginRatio": 0.0065, "cum": 0},
+            {"bracket": 2, "initialLeverage": 50, "notionalCap": 100_000, "notionalFloor": 10_000, "maintMarginRatio": 0.01, "cum": 35},
+        ],
+    }  # fmt: skip
+    tiers = margin_tiers_from_brackets(json.dumps(one))
+    assert tiers == margin_tiers_from_brackets(json.dumps([one]))
+    assert [(t.max_notional, t.maintenance_rate, t.max_leverage) for t in tiers["ETHUSDT"]] == [
+        (10_000.0, 0.0065, 75.0), (100_000.0, 0.01, 50.0),
+    ]
+    with pytest.raises(DataError, match=r"got an object with keys \['code', 'msg'\]"):
+        margin_tiers_from_brackets(json.dumps({"code": -2015, "msg": "Invalid API-key"}))

@@ -136,24 +136,27 @@ def instruments_from_exchange_info(
 def margin_tiers_from_brackets(body: str | bytes) -> dict[str, tuple[MarginTier, ...]]:
     """``symbol -> margin tiers`` of a USD-M ``GET /fapi/v1/leverageBracket`` response.
 
-    Each bracket gives ``notionalCap`` (the tier's ``max_notional``), ``maintMarginRatio``
+    The response is a list of ``{symbol, brackets}``, or one such object when the request named a
+    ``symbol`` (as Binance documents it). Each bracket gives ``notionalCap`` (the tier's ``max_notional``), ``maintMarginRatio``
     and ``initialLeverage`` (its ``max_leverage``); ``cum`` is only checked: the tiers derive it
     (:meth:`Instrument.maintenance_bracket`), and it must agree.
 
     Raises
     ------
     DataError
-        The body is not a list of ``{symbol, brackets}``, a number is missing or not positive,
+        The body is not a list of ``{symbol, brackets}`` nor one, a number is missing or not positive,
         or a published ``cum`` disagrees with the derived amount.
     """
     try:
         items = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise DataError(f"binance leverageBracket response is not JSON: {exc}") from None
+    if isinstance(items, dict) and "brackets" in items:  # the answer for one symbol
+        items = [items]
     if not isinstance(items, list) or not all(isinstance(i, dict) and "brackets" in i for i in items):
         got = f"an object with keys {sorted(items)[:6]}" if isinstance(items, dict) else type(items).__name__
         raise DataError(
-            f"not a binance leverageBracket response (a list of {{symbol, brackets}}), got {got}: "
+            f"not a binance leverageBracket response (a list of {{symbol, brackets}} or one), got {got}: "
             "another venue's tiers, or another endpoint's response?"
         )
     try:
