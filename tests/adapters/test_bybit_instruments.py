@@ -92,3 +92,18 @@ def test_a_published_deduction_that_disagrees_is_refused_naming_the_file(tmp_pat
     path.write_text(RISK_BTC.read_text().replace('"mmDeduction": "1200"', '"mmDeduction": "1300"'))
     with pytest.raises(DataError, match=r"risk.json: Bybit risk limits BTCUSDT: mmDeduction 1300 .* derived 1200"):
         load_margin_tiers(path)
+
+
+def test_a_risk_limit_page_with_more_pages_after_it_is_refused_not_loaded_with_a_cut_table(tmp_path: Path) -> None:
+    """Bybit pages ``GET /v5/market/risk-limit?category=linear`` (``nextPageCursor``). A first page that ends
+    after BTCUSDT's first tier loaded BTCUSDT with that tier alone (up to 2,000,000 USDT, and every larger
+    position priced in it), with only a warning logged."""
+    from tradebus.adapters.bybit.instruments import load_margin_tiers
+
+    body = json.loads(RISK_BTC.read_text())
+    body["result"]["list"] = body["result"]["list"][:1]
+    body["result"]["nextPageCursor"] = "2%3A0"
+    path = tmp_path / "risk.json"
+    path.write_text(json.dumps(body))
+    with pytest.raises(DataError, match=r"risk.json: Bybit risk-limit response is one page of several \(nextPageCursor '2%3A0'\)"):
+        load_margin_tiers(path)

@@ -139,7 +139,8 @@ def margin_tiers_from_risk_limits(body: bytes | str) -> dict[str, tuple[MarginTi
     Raises
     ------
     DataError
-        Not a risk-limit response, ``retCode != 0``, a category other than ``linear``, a number
+        Not a risk-limit response, ``retCode != 0``, a category other than ``linear``, a page that
+        has more after it (``nextPageCursor``), a number
         that is not a decimal string, or a published ``mmDeduction`` that disagrees with the
         derived amount.
     """
@@ -152,7 +153,12 @@ def margin_tiers_from_risk_limits(body: bytes | str) -> dict[str, tuple[MarginTi
     if resp.result.category != "linear":
         raise DataError(f"Bybit risk-limit response: category {resp.result.category!r}, expected 'linear'")
     if resp.result.nextPageCursor:
-        logger.warning("Bybit risk-limit response has more pages; only this page is parsed")
+        # A symbol's tiers may run on to the next page: one page alone would give it a cut table.
+        raise DataError(
+            f"Bybit risk-limit response is one page of several (nextPageCursor {resp.result.nextPageCursor!r}): "
+            "a symbol's tiers may go on in the pages not saved; save the response of the symbols you trade "
+            "(GET /v5/market/risk-limit?category=linear&symbol=BTCUSDT), which fits one page"
+        )
     rows: dict[str, list[BybitRiskLimit]] = {}
     for row in resp.result.items:
         rows.setdefault(row.symbol, []).append(row)
