@@ -668,7 +668,9 @@ def test_a_price_on_a_grid_the_instruments_rounding_leaves_noise_on_stops_the_ac
 def test_a_quantity_on_a_grid_the_instruments_rounding_leaves_noise_on_stops_the_accelerated_run() -> None:
     """A reversal of 2 x 987,654.32101234 coins in lots of 1e-8: ``Instrument.round_quantity`` gives
     1975308.64202468 (1975308.64202469, a lot more, while it forgave LOTS_RTOL of any count) and the loop's grid
-    arithmetic (n * m beyond 2 ** 53) 1975308.6420246898: every reversal's fill differed. The loop now stops at such a count of lots and the event tier runs it."""
+    arithmetic (n * m beyond 2 ** 53) 1975308.6420246898: every reversal's fill differed. The loop now stops at
+    such a count of lots, and the event tier denies the order: the instrument refuses a count of lots beyond
+    ``EXACT_GRID`` (98,765,432,101,234 lots here) by the same rule."""
     inst = instrument(True)
     frame = BARS.copy()
     frame[["open", "high", "low", "close"]] /= 100_000.0  # a coin near 0.6 USD
@@ -679,7 +681,10 @@ def test_a_quantity_on_a_grid_the_instruments_rounding_leaves_noise_on_stops_the
         return k
 
     event = fresh().run(MemoryReplay([SourceFrame(IID, "bars", frame)], 700))  # type: ignore[arg-type]
-    assert event.fills[1].quantity == 1975308.64202468  # 2 x 987,654.32101234, not a lot more
+    assert not event.fills and event.denials[0].reason == (
+        "instrument: quantity 987654.32101234 is 98765432101234 lots of 1e-08, more than floats hold exactly on "
+        "that grid (below 1125899906843 lots: 2 ** 50 over the grid's integer 1000)"
+    )
     with pytest.raises(AcceleratedUnsupported, match="more lots or ticks than the loop rounds"):
         run_accelerated(fresh(), MemoryReplay([SourceFrame(IID, "bars", frame)], 700))  # type: ignore[arg-type]
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tradebus import errors
 from tradebus.engine import messages
 from tradebus.engine.accelerated import _EXACT_GRID, _grid_of
-from tradebus.engine.instrument import Instrument, InstrumentKind
+from tradebus.engine.instrument import EXACT_GRID, Instrument, InstrumentKind, grid_of
 from tradebus.engine.messages import Bar, OrderSide, SubmitOrder
 from tradebus.errors import OrderError
 
@@ -109,6 +109,8 @@ def test_round_price_down_of_75066163_at_a_tick_of_1e5_is_75066163() -> None:
 
 @given(st.sampled_from([1e-8, 1e-6, 1e-5, 0.001, 0.01, 0.1, 0.2, 0.25, 5.0]), st.integers(1, 10**12))
 def test_validate_order_takes_a_quantity_and_price_on_their_grids_of_any_count(step: float, count: int) -> None:
+    """Any count the float grid holds (below 2 ** 50 over the grid's integer: ``EXACT_GRID``)."""
+    count = min(count, math.ceil(EXACT_GRID / grid_of(step)[0]) - 1)
     on_grid = float(count * Decimal(repr(step)))  # 128.01 / 1e-8 is 12800999999.999998 lots in floats
     inst = make_instrument(tick_size=step, lot_size=step, min_notional=0.0)
     assert inst.validate_order(on_grid, on_grid) is None
@@ -200,3 +202,38 @@ def test_error_hierarchy_is_pinned() -> None:
     assert issubclass(errors.BookError, errors.TradebusError)
     assert issubclass(errors.InvalidTransition, errors.OrderError)
     assert issubclass(errors.ConfigError, errors.TradebusError)
+
+
+def test_validate_order_forgives_float_noise_of_a_count_but_never_a_tenth_of_a_lot() -> None:
+    """8,000,000,000,000.06 in lots of 1 is 0.06 of a lot off the grid (8e12 lots, 8e14 < 2 ** 50 on the
+    grid's integer 100): ``LOTS_RTOL`` of the count (0.08 of a lot) accepted it. The slack is now at most
+    1e-3 of a lot or ``ROUNDING_RTOL`` of the count (7.1e-3 of a lot here); the grid's own noise is
+    forgiven still."""
+    inst = make_instrument(lot_size=1.0, min_notional=0.0)
+    assert inst.validate_order(8_000_000_000_000.06, math.nan) == (
+        "quantity 8000000000000.06 is not a multiple of the lot size 1.0"
+    )
+    assert inst.validate_order(8_000_000_000_001.0, math.nan) is None
+    assert inst.validate_order(8e12 * (1.0 + 2.0**-52), math.nan) is None  # one unit in the last place
+    assert make_instrument(tick_size=1.0).validate_order(1.0, 8_000_000_000_000.06) == (
+        "price 8000000000000.06 is not a multiple of the tick size 1.0"
+    )
+
+
+def test_validate_order_refuses_a_count_of_lots_or_ticks_the_float_grid_does_not_hold() -> None:
+    """``round(n * lot, digits)`` is the decimal grid only below 2 ** 50 over the grid's integer (m = 1000
+    for a lot of 1e-8: 1,125,899,906,842.624 lots, 11,258.99906842624 coins); the accelerated tier stops
+    there, and the event tier accepted any count (20,000 coins in lots of 1e-8)."""
+    inst = make_instrument(lot_size=1e-8, tick_size=1e-8, min_notional=0.0)
+    assert inst.validate_order(11_258.99, math.nan) is None
+    assert inst.validate_order(11_259.0, math.nan) == (
+        "quantity 11259.0 is 1125900000000 lots of 1e-08, more than floats hold exactly on that grid "
+        "(below 1125899906843 lots: 2 ** 50 over the grid's integer 1000)"
+    )
+    assert inst.validate_order(20_000.0, math.nan) is not None
+    assert inst.validate_order(1.0, 11_258.99) is None
+    assert inst.validate_order(1.0, 67_769.121114) == (
+        "price 67769.121114 is 6776912111400 ticks of 1e-08, more than floats hold exactly on that grid "
+        "(below 1125899906843 ticks: 2 ** 50 over the grid's integer 1000)"
+    )
+    assert make_instrument(lot_size=1.0, min_notional=0.0).validate_order(2.0**50 / 100, math.nan) is not None

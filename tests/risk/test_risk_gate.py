@@ -141,16 +141,17 @@ def test_max_order_notional_denies_one_lot_over_and_allows_float_noise() -> None
 
 
 def test_max_gross_exposure_denies_one_lot_over_and_allows_float_noise() -> None:
-    """At equity 10,000,000 and a price of 100, 100,000 BTC is a gross exposure of 1.0; one lot of 1e-8
-    more raises it by 1e-13, less than LIMIT_RTOL (1e-9) of the limit: the slack is float noise, never a
-    lot's worth. Before, 100000.00000001 passed a limit of 1.0."""
-    g = Gate(cash=1e7, inst=FINE, max_gross_exposure=1.0)
-    assert g.check(qty=100_000.0) is None
-    assert g.check(qty=100_000.00000001) == (
-        "max_gross_exposure: 1 > 1.0 (gross notional 10000000.000001 with working orders, equity 10000000.0)"
+    """At equity 10,000 and a price of 100, 100 BTC is a gross exposure of 1.0; one lot of 1e-8 more
+    raises it by 1e-10, less than LIMIT_RTOL (1e-9) of the limit: the slack is float noise, never a lot's
+    worth. Before, 100.00000001 passed a limit of 1.0 (as 100000.00000001 at equity 10,000,000, a count of
+    lots the instrument now refuses)."""
+    g = Gate(cash=1e4, inst=FINE, max_gross_exposure=1.0)
+    assert g.check(qty=100.0) is None
+    assert g.check(qty=100.00000001) == (
+        "max_gross_exposure: 1 > 1.0 (gross notional 10000.000000999999 with working orders, equity 10000.0)"
     )
     noisy = sum([0.1] * 10)  # 0.9999999999999999: 1.0 but for float noise
-    assert Gate(cash=1e7, inst=FINE, max_gross_exposure=noisy).check(qty=100_000.0) is None
+    assert Gate(cash=1e4, inst=FINE, max_gross_exposure=noisy).check(qty=100.0) is None
 
 
 def test_max_order_notional_without_any_price_denies() -> None:
@@ -748,3 +749,19 @@ def test_reducing_allows_a_take_profit_beside_its_stop_loss() -> None:
     g.work(SELL, 0.5, price=120.0)  # outside the group: 1.0 - 0.5 - 1.0 would flip
     reason = g.check(SELL, qty=1.0, typ=OrderType.LIMIT, price=110.0)
     assert reason is not None and reason.startswith("trading_state: REDUCING")
+
+
+def test_a_market_order_of_more_lots_than_the_float_grid_holds_is_denied_with_the_instruments_reason() -> None:
+    """20,000 BTC in lots of 1e-8 is 2e12 lots, beyond 2 ** 50 over the grid's integer 1000; the gate's
+    inline check passed it (the accelerated tier stops there), as it passed 8,000,000,000,000.06 in lots of
+    1, 0.06 of a lot off the grid, within ``LOTS_RTOL`` of the count."""
+    g = Gate(cash=1e12, inst=FINE)
+    assert g.check(qty=11_258.99) is None
+    assert g.check(qty=20_000.0) == (
+        "instrument: quantity 20000.0 is 2000000000000 lots of 1e-08, more than floats hold exactly on that grid "
+        "(below 1125899906843 lots: 2 ** 50 over the grid's integer 1000)"
+    )
+    coarse = Instrument("BINANCE", "BTCUSDT", tick_size=0.5, lot_size=1.0, margin=True, leverage=100.0)
+    g = Gate(cash=1e18, inst=coarse)
+    assert g.check(qty=8_000_000_000_001.0) is None
+    assert g.check(qty=8_000_000_000_000.06) == "instrument: quantity 8000000000000.06 is not a multiple of the lot size 1.0"

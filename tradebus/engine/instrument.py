@@ -11,7 +11,7 @@ import msgspec
 from tradebus.errors import OrderError
 
 __all__ = [
-    "LOTS_RTOL", "ROUNDING_RTOL", "TICKS_RTOL", "CloseFee", "FeeTier", "Instrument", "InstrumentKind", "MarginMode", "MarginTier",
+    "EXACT_GRID", "LOTS_RTOL", "ROUNDING_RTOL", "TICKS_RTOL", "CloseFee", "FeeTier", "Instrument", "InstrumentKind", "MarginMode", "MarginTier",
 ]
 
 #: Float noise of a count of lots, relative to the count: ``quantity / lot`` of a quantity on the
@@ -24,6 +24,14 @@ LOTS_RTOL = 1e-14
 #: whichever is more. ``LOTS_RTOL`` alone reached a whole lot past 1e14 lots: 2,000,000.00000001 at a
 #: lot of 1e-8 was rounded *up* to 2,000,000.00000003.
 ROUNDING_RTOL = 2.0**-50
+
+#: A count ``n`` of lots (ticks) with ``n * m`` at or above this, ``m`` the grid's integer
+#: (``increment = m / 10 ** digits``, :func:`grid_of`), is refused (:meth:`Instrument.validate_order`,
+#: the risk gate, the accelerated tier): ``round(n * increment, digits)`` is the decimal
+#: ``n * m / 10 ** digits`` only while the float noise of ``n * increment`` (up to 2 ** -52 of it)
+#: stays below half its last digit, and beyond ``2 ** 50 / m`` lots the grid's own noise grows past
+#: the slack a quantity off the grid is told from (11,258.99906842624 coins in lots of 1e-8, m = 1000).
+EXACT_GRID = 2.0**50
 
 #: The same float noise for a count of ticks, ``price / tick`` of a price on the tick grid
 #: (750.66163 / 1e-5 is 75066162.99999999 ticks).
@@ -351,18 +359,42 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
         if quantity < max(self.min_quantity, lot) - 1e-12:
             return f"quantity {quantity} is below the minimum {max(self.min_quantity, lot)}"
         lots = quantity / lot
-        if abs(lots - round(lots)) > max(1e-6, lots * LOTS_RTOL):
+        m = grid_of(lot)[0]
+        if not lots * m < EXACT_GRID:
+            return (
+                f"quantity {quantity} is {lots:.0f} lots of {lot}, more than floats hold exactly on that grid "
+                f"(below {EXACT_GRID / m:.0f} lots: 2 ** 50 over the grid's integer {m:.0f})"
+            )
+        if abs(lots - round(lots)) > min(max(1e-6, lots * LOTS_RTOL), max(1e-3, lots * ROUNDING_RTOL)):
             return f"quantity {quantity} is not a multiple of the lot size {lot}"
         if price == price:
             if not (price > 0.0 and price < math.inf):
                 return f"price {price!r} must be a positive finite number"
-            ticks = price / self.tick_size
-            if abs(ticks - round(ticks)) > max(1e-6, ticks * TICKS_RTOL):
+            tick = self.tick_size
+            ticks = price / tick
+            m = grid_of(tick)[0]
+            if not ticks * m < EXACT_GRID:
+                return (
+                    f"price {price} is {ticks:.0f} ticks of {tick}, more than floats hold exactly on that grid "
+                    f"(below {EXACT_GRID / m:.0f} ticks: 2 ** 50 over the grid's integer {m:.0f})"
+                )
+            if abs(ticks - round(ticks)) > min(max(1e-6, ticks * TICKS_RTOL), max(1e-3, ticks * ROUNDING_RTOL)):
                 return f"price {price} is not a multiple of the tick size {self.tick_size}"
             notional = price * quantity * self.contract_size
             if notional < self.min_notional - 1e-12:
                 return f"notional {notional} is below the minimum {self.min_notional}"
         return None
+
+
+@functools.lru_cache(maxsize=256)
+def grid_of(increment: float) -> tuple[float, float]:
+    """``(m, scale)`` with ``increment`` the decimal ``m / scale``, ``scale = 10 ** digits`` (:func:`_digits`).
+
+    ``m`` is the nearest whole number to ``increment * scale``; whether that is exact is the
+    caller's to check (the accelerated tier refuses a grid where it is not).
+    """
+    scale = 10.0 ** _digits(increment)
+    return float(round(increment * scale)), scale
 
 
 @functools.lru_cache(maxsize=256)

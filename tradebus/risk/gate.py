@@ -91,7 +91,7 @@ from loguru import logger
 from tradebus.account import asset_names
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import Clock
-from tradebus.engine.instrument import LOTS_RTOL, Instrument
+from tradebus.engine.instrument import EXACT_GRID, LOTS_RTOL, ROUNDING_RTOL, Instrument, grid_of
 from tradebus.engine.messages import (
     OrderType,
     PositionChanged,
@@ -252,8 +252,8 @@ class RiskGate:
         self._manual_reason = ""
         self._last: dict[str, float] = {}
         self._rate: deque[int] = deque()
-        # instrument_id -> (instrument, its live position record, lot size, minimum quantity)
-        self._specs: dict[str, tuple[Instrument, Position, float, float]] = {}
+        # instrument_id -> (instrument, its live position record, lot size, minimum quantity, lot grid integer m)
+        self._specs: dict[str, tuple[Instrument, Position, float, float, float]] = {}
         self._orders: OrderManager | None = None
         self._cancel: Callable[[Order, str], None] | None = None
         self._store: Callable[[BreakerState], None] | None = None
@@ -349,12 +349,16 @@ class RiskGate:
                 return reducing_reason(held, working, signed)
         if spec is None:
             return f"instrument: unknown instrument {iid!r}"
-        inst, _, lot, minimum = spec
+        inst, _, lot, minimum, lot_m = spec
         typ = cmd.order_type
         last = self._last.get(iid, _NAN)
         if typ == _MARKET:
             # Instrument.validate_order(qty, nan) inline; it is asked for the reason when a check fails.
-            if not (qty > 0.0 and qty < _INF and qty >= minimum - 1e-12) or abs(qty / lot - round(qty / lot)) > max(1e-6, qty / lot * LOTS_RTOL):
+            lots = qty / lot
+            if (
+                not (qty > 0.0 and qty < _INF and qty >= minimum - 1e-12 and lots * lot_m < EXACT_GRID)
+                or abs(lots - round(lots)) > min(max(1e-6, lots * LOTS_RTOL), max(1e-3, lots * ROUNDING_RTOL))
+            ):
                 why = inst.validate_order(qty, _NAN)
                 if why is not None:
                     return f"instrument: {why}"
@@ -592,12 +596,13 @@ class RiskGate:
             return None
         return f"ownership: order {client_order_id} belongs to strategy {owner!r}, not {strategy_id!r}"
 
-    def _spec(self, iid: str) -> tuple[Instrument, Position, float, float] | None:
+    def _spec(self, iid: str) -> tuple[Instrument, Position, float, float, float] | None:
         """The per-instrument constants of :meth:`check` (``None`` for an unknown instrument)."""
         inst = self.instruments.get(iid)
         if inst is None:
             return None
-        spec = (inst, self._portfolio.position_state(iid), inst.lot_size, max(inst.min_quantity, inst.lot_size))
+        lot = inst.lot_size
+        spec = (inst, self._portfolio.position_state(iid), lot, max(inst.min_quantity, lot), grid_of(lot)[0])
         self._specs[iid] = spec
         return spec
 
