@@ -607,7 +607,7 @@ def test_an_xgboost_value_xgboost_refuses_is_a_config_error_not_a_traceback(tmp_
     ({"min_train": 5760}, "walkforward.min_train: 5760 leaves no bar to trade"),
     ({"train_window": 20}, "walkforward.min_train 2016, walkforward.train_window 20: only 8 training rows before bar "
                            "2016 (2018-01-17T05:00:00+00:00), fewer than the 40 that 4 purged folds need (10 a fold): "
-                           "raise either or lower model.cv_splits 4"),
+                           "raise either, or lower model.cv_splits 4 or model.embargo 12"),
     ({"min_train": 30}, "walkforward.min_train 30, walkforward.train_window null: only 0 training rows before bar 30"),
 ])
 def test_a_walkforward_the_data_cannot_satisfy_is_a_config_error_naming_file_and_key(
@@ -870,3 +870,23 @@ def test_tuning_for_the_calibration_sees_no_label_of_the_fold_it_predicts(monkey
     assert seg_after.params != seg.params
     assert (after[test[1::2]] == before[test[1::2]]).all()
     assert seg_after.fold_params[fold] == seg.fold_params[fold]
+
+
+def test_a_nested_tuning_fold_too_short_for_its_purged_folds_is_named_with_the_keys_to_change(
+        tmp_path: Path) -> None:
+    """150 training rows, 2 folds, embargo 20 rows, labels 12 bars long: the segment's purged folds train, but
+    calibration fold 0's 37 training rows leave its nested purged K-fold a fold with none; the error names the
+    segment, the fold, the rows and the keys (it was the bare PurgedKFold message, naming neither)."""
+    raw = yaml.safe_load(_small_config(tmp_path).read_text())
+    raw["model"]["embargo"] = 20
+    raw["walkforward"]["train_window"] = 150
+    path = tmp_path / "short.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(app, ["research", "run", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert said.startswith(f"error: {path}: walkforward.min_train 3500, walkforward.train_window 150: segment 0 "
+                           "(bar 3500, 2018-01-22T08:40:00+00:00): calibration fold 0's nested tuning on 37 rows: "
+                           "PurgedKFold: fold 0 has no training samples left"), said
+    assert said.endswith("raise either, or lower model.cv_splits 2 or model.embargo 20"), said
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()

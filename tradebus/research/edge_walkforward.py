@@ -110,6 +110,12 @@ class _FoldTuning:
     rows hold all of ``tuned_on`` gets the segment's choice (the same run); one left with fewer
     than ``10 * cv_splits`` of them gets the untuned ``base`` parameters, as a tuning run without
     a finite score would. Each fold's parameters are appended to ``log``.
+
+    Raises
+    ------
+    ConfigError
+        The nested purged K-fold cannot be made on the fold's rows (a fold of it left with no
+        training row by the purge and embargo), naming ``where``, the fold and its rows.
     """
 
     X: np.ndarray
@@ -127,19 +133,24 @@ class _FoldTuning:
     seed: int
     nthread: int
     log: list[dict[str, Any]]
+    where: str
 
     def __call__(self, train: np.ndarray) -> dict[str, Any]:
         """The parameters of the fold whose training positions (into ``rows``) are ``train``."""
-        pool = self.rows[train]
-        pool = pool[np.isin(pool, self.tuned_on)]
+        fold, own = len(self.log), self.rows[train]
+        pool = own[np.isin(own, self.tuned_on)]
         if np.array_equal(pool, self.tuned_on):
             params = dict(self.chosen)
         elif len(pool) < 10 * self.cv_splits:
             params = dict(self.base or {})
         else:
             inner = PurgedKFold(self.cv_splits, t0=self.ts[pool], t1=self.t1[pool], embargo=self.embargo)
-            params = tune_edge(self.X[pool], {h: self.forward[h][pool] for h in self.weights}, self.weights,
-                               self.grid, inner, self.base, seed=self.seed, nthread=self.nthread).params
+            try:
+                params = tune_edge(self.X[pool], {h: self.forward[h][pool] for h in self.weights}, self.weights,
+                                   self.grid, inner, self.base, seed=self.seed, nthread=self.nthread).params
+            except ConfigError as exc:
+                raise ConfigError(f"{self.where}: calibration fold {fold}'s nested tuning on {len(pool)} rows: "
+                                  f"{exc}") from None
         self.log.append(params)
         return params
 
@@ -190,6 +201,13 @@ def train_segments(
         Map the raw edge through the purged out-of-fold OLS line (:func:`calibrate_edge`).
     seed, nthread
         XGBoost ``random_state`` and threads.
+
+    Raises
+    ------
+    ConfigError
+        Fewer than ``10 * cv_splits`` training rows before a segment, or a purged K-fold (the
+        segment's, or a calibration fold's nested one) with a fold that the purge and embargo
+        leave with no training row: the message names the segment, the fold and the rows.
     """
     specs = load_specs(list(specs))
     n = len(bars)
@@ -217,32 +235,38 @@ def train_segments(
         for k, s in enumerate(starts):
             lo = 0 if train_window is None else max(0, s - train_window)
             rows = lo + np.flatnonzero(usable[lo:s] & (t1[lo:s] < ts[s]))
+            when = pd.Timestamp(int(ts[s]), unit="ns", tz="UTC").isoformat()
             if len(rows) < 10 * cv_splits:
-                when = pd.Timestamp(int(ts[s]), unit="ns", tz="UTC").isoformat()
                 raise ConfigError(f"edge walk-forward: only {len(rows)} training rows before bar {s} ({when}), fewer "
                                   f"than the {10 * cv_splits} that {cv_splits} purged folds need (10 a fold)")
-            cv = PurgedKFold(cv_splits, t0=ts[rows], t1=t1[rows], embargo=embargo)
-            fw = {h: forward[h][rows] for h in forward}
-            tuning: list[dict[str, Any]] = []
-            if tune_grid and (tune == "every" or (tune == "first" and k == 0)):
-                result = tune_edge(X_all[rows], fw, weights, tune_grid, cv, params, seed=seed, nthread=nthread)
-                chosen, tuning, tuned_on = result.params, result.scores, rows
-            cols = list(columns)
-            model = fit_edge(X_all[rows], fw, weights, chosen, seed=seed, nthread=nthread)
-            if prune_keep is not None and prune_keep < len(cols):
-                cols = prune_columns(model, cols, prune_keep)
-                model = fit_edge(features[cols].to_numpy(dtype=np.float64)[rows], fw, weights, chosen, seed=seed,
-                                 nthread=nthread)
-            calibration = {"offset": 0.0, "scale": 1.0, "rows": 0}
-            fold_params: list[dict[str, Any]] = []
-            if calibrate:
-                retune = None
-                if tuned_on is not None:
-                    retune = _FoldTuning(X_all, forward, weights, tune_grid or {}, params, ts, t1, rows, tuned_on,
-                                         chosen, cv_splits, embargo, seed, nthread, fold_params)
-                oof = oof_edge(X_all[rows], fw, weights, cv, chosen, keep=prune_keep, fold_params=retune, seed=seed,
-                               nthread=nthread)
-                calibration = calibrate_edge(model, oof, target[rows])
+            where = f"segment {k} (bar {s}, {when})"
+            try:
+                cv = PurgedKFold(cv_splits, t0=ts[rows], t1=t1[rows], embargo=embargo)
+                fw = {h: forward[h][rows] for h in forward}
+                tuning: list[dict[str, Any]] = []
+                if tune_grid and (tune == "every" or (tune == "first" and k == 0)):
+                    result = tune_edge(X_all[rows], fw, weights, tune_grid, cv, params, seed=seed, nthread=nthread)
+                    chosen, tuning, tuned_on = result.params, result.scores, rows
+                cols = list(columns)
+                model = fit_edge(X_all[rows], fw, weights, chosen, seed=seed, nthread=nthread)
+                if prune_keep is not None and prune_keep < len(cols):
+                    cols = prune_columns(model, cols, prune_keep)
+                    model = fit_edge(features[cols].to_numpy(dtype=np.float64)[rows], fw, weights, chosen, seed=seed,
+                                     nthread=nthread)
+                calibration = {"offset": 0.0, "scale": 1.0, "rows": 0}
+                fold_params: list[dict[str, Any]] = []
+                if calibrate:
+                    retune = None
+                    if tuned_on is not None:
+                        retune = _FoldTuning(X_all, forward, weights, tune_grid or {}, params, ts, t1, rows, tuned_on,
+                                             chosen, cv_splits, embargo, seed, nthread, fold_params, where)
+                    oof = oof_edge(X_all[rows], fw, weights, cv, chosen, keep=prune_keep, fold_params=retune,
+                                   seed=seed, nthread=nthread)
+                    calibration = calibrate_edge(model, oof, target[rows])
+            except ConfigError as exc:  # a purged K-fold the rows cannot make: name the segment
+                if str(exc).startswith(where):
+                    raise ConfigError(f"edge walk-forward: {exc}") from None
+                raise ConfigError(f"edge walk-forward: {where}, {len(rows)} training rows: {exc}") from None
             step = ModelStep(model, tuple(cols), tuple(specs), output="predict")
             end = starts[k + 1] if k + 1 < len(starts) else n
             edges[s:end] = step.predict_frame(features.iloc[s:end])

@@ -242,7 +242,9 @@ def run_system(config: MLGatedConfig, out: Path) -> dict[str, Any]:
     ------
     ConfigError
         ``walkforward.min_train`` not below the number of bars, or too few training rows before a
-        segment for the purged folds (``walkforward.min_train``, ``train_window``, ``model.cv_splits``).
+        segment, or in one of its calibration folds, for the purged folds (named with the segment and
+        fold, and the keys to change: ``walkforward.min_train``, ``train_window``, ``model.cv_splits``,
+        ``model.embargo``).
     """
     _, bars = load_events(config.data.catalog, config.data.dataset)
     m, wf = config.model, config.walkforward
@@ -259,8 +261,8 @@ def run_system(config: MLGatedConfig, out: Path) -> dict[str, Any]:
     except ConfigError as exc:  # too few training rows before a segment
         window = "null" if wf.train_window is None else wf.train_window
         raise ConfigError(f"walkforward.min_train {wf.min_train}, walkforward.train_window {window}: "
-                          f"{str(exc).removeprefix('edge walk-forward: ')}: raise either or lower model.cv_splits "
-                          f"{m.cv_splits}") from None
+                          f"{str(exc).removeprefix('edge walk-forward: ')}: raise either, or lower model.cv_splits "
+                          f"{m.cv_splits} or model.embargo {m.embargo}") from None
     source = trained.precomputed_source() if config.run.edges == "precomputed" else trained.live_source()
     instrument = config.instrument.to_instrument()
     result, strategy = run_edges(bars, instrument, config.strategy_params(), source, venue=config.venue,
