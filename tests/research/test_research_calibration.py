@@ -90,6 +90,33 @@ def test_out_of_fold_fit_standardises_with_its_own_training_rows_only() -> None:
     assert (out_of_fold_logit(X2, y, cv)[test[1::2]] == oof[test[1::2]]).all()
 
 
+
+def test_a_column_constant_but_for_rounding_in_a_fold_is_standardised_as_constant() -> None:
+    """Feature 'c' is 0.3 on fold 0's training rows, as 0.3 or as 0.1 + 0.2 (std 2.8e-17), and 0.5 on its test
+    rows: standardised by that std, the test rows sat 7e15 deviations out and fold 0 predicted 0 or 1 for
+    every one of them. scikit-learn's scaler treats a variance within the rounding error of zero as a constant
+    column (scale 1), and so does each fold now."""
+    X, y, t0, t1 = _data()
+    cv = PurgedKFold(4, t0=t0, t1=t1, embargo=10)
+    train, test = next(cv.split(X))
+    X[:, 2] = np.where(np.arange(len(X)) % 2 == 0, 0.3, 0.1 + 0.2)
+    X[test, 2] = 0.5
+    assert 0 < X[train, 2].std() < 1e-16
+    oof = out_of_fold_logit(X, y, cv)
+    ref = cross_val_predict(make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)), X, y, cv=cv,
+                            method="predict_proba")[:, 1]
+    assert np.allclose(oof, ref, atol=1e-6)
+    assert ((oof[test] > 1e-6) & (oof[test] < 1.0 - 1e-6)).all()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_feature_that_is_not_finite_is_named_by_row_and_column(bad: float) -> None:
+    X, y, t0, t1 = _data()
+    X[123, 1] = bad
+    with pytest.raises(ConfigError, match=r"out-of-fold logit: feature column 1 is not finite at row 123"):
+        out_of_fold_logit(X, y, PurgedKFold(4, t0=t0, t1=t1))
+
+
 def test_calibration_is_platt_on_the_reference_out_of_fold_probabilities() -> None:
     X, y, t0, t1 = _data()
     X[:100, 1] *= 4.0  # the first fold's feature 'b' is far wider than the rest's: its moments matter

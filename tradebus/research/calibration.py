@@ -31,9 +31,24 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def _moments(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Column means and population standard deviations (1 where a column is constant)."""
-    scale = X.std(axis=0)
-    return X.mean(axis=0), np.where(scale > 0, scale, 1.0)
+    """Column means and population standard deviations (1 where a column is constant).
+
+    A column is constant when its variance is within the rounding error of computing it from
+    ``n`` values, ``n * eps * var + (n * eps * mean)^2``, as scikit-learn's ``StandardScaler``
+    has it: a column equal to 0.3 up to its last bit (std 3e-17) is not divided by that std.
+    """
+    mean, var = X.mean(axis=0), X.var(axis=0)
+    rounding = X.shape[0] * np.finfo(np.float64).eps
+    constant = var <= rounding * var + (rounding * mean) ** 2
+    return mean, np.where(constant, 1.0, np.sqrt(var))
+
+
+def _check_finite(X: np.ndarray, what: str) -> None:
+    """Refuse a NaN or infinite feature, naming its row and column."""
+    bad = ~np.isfinite(X)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ConfigError(f"{what}: feature column {col} is not finite at row {row} ({X[row, col]})")
 
 
 def out_of_fold_logit(X: np.ndarray, y: np.ndarray, cv: Any, *, C: float = 1.0) -> np.ndarray:
@@ -59,9 +74,16 @@ def out_of_fold_logit(X: np.ndarray, y: np.ndarray, cv: Any, *, C: float = 1.0) 
     -------
     numpy.ndarray
         The probability of class 1 for every row (NaN for a row no fold tests).
+
+    Raises
+    ------
+    ConfigError
+        A NaN or infinite feature (its row and column named).
     """
     from sklearn.linear_model import LogisticRegression
 
+    X = np.asarray(X, dtype=np.float64)
+    _check_finite(X, "out-of-fold logit")
     oof = np.full(y.shape[0], np.nan)
     for train, test in cv.split(X):
         if np.unique(y[train]).size < 2:
@@ -93,8 +115,7 @@ def fit_calibrated_logit(X: np.ndarray, y: np.ndarray, columns: Sequence[str], *
     y = np.asarray(y, dtype=np.int64)
     if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[1] != len(columns):
         raise ConfigError(f"calibrated logit: X {X.shape}, y {y.shape} and {len(columns)} columns disagree")
-    if not np.isfinite(X).all():
-        raise ConfigError("calibrated logit: features must be finite")
+    _check_finite(X, "calibrated logit")
     oof = out_of_fold_logit(X, y, PurgedKFold(folds, t0=t0, t1=t1, embargo=embargo), C=C)
     mean, scale = _moments(X)
     full = LogisticRegression(C=C, max_iter=1000).fit((X - mean) / scale, y)
