@@ -403,7 +403,7 @@ def test_walkforward_with_a_model_column_the_features_lack_exits_2_naming_it(tmp
     out = tmp_path / "out"
     result = runner.invoke(app, ["research", "walkforward", str(config), "--out", str(out)])
     assert result.exit_code == 2, repr(result.exception)
-    assert ("walk-forward: model column(s) ['rsi_14'] are not columns of the features (they are: r, vol, rsi, "
+    assert (f"{config}: model.columns: ['rsi_14'] are not columns of the features (they are: r, vol, rsi, "
             "macd.macd, macd.signal, macd.hist, z, atr)") in " ".join(result.output.split())
     assert not out.exists()
 

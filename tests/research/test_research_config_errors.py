@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -196,3 +197,52 @@ def test_every_cv_field_a_splitter_alone_reads_names_a_splitter() -> None:
 
     assert set(_CV_READ_BY) == set(CVConfig.model_fields) - {"method", "n_splits", "embargo"}
     assert set(_CV_READ_BY.values()) == {"cpcv", "walkforward"}
+
+
+def _system(tmp: Path, name: str, edit: dict[str, dict[str, str]]) -> Path:
+    """The shipped system config ``name`` with absolute data paths and ``edit`` merged into its sections."""
+    text = (ROOT / "configs" / "systems" / f"{name}.yaml").read_text()
+    data = yaml.safe_load(text.replace("../../data/", f"{ROOT}/data/"))
+    for section, values in edit.items():
+        data[section] = {**data[section], **values}
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def _run_config(tmp: Path) -> Path:
+    data = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
+    data["data"]["catalog"] = str(ROOT / "data" / "catalog")
+    data["data"]["sources"][0]["dataset"] = "coinbase/spot/BTC-USD/bars_9h"
+    path = tmp / "run.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("command", "make", "message"), [
+    (["alpha"], lambda tmp: write(tmp, {"dataset": {"sources": [{"instrument": "BTC-USD.COINBASE",
+                                                                  "dataset": "coinbase/spot/BTC-USD/bars_9h"}]}}),
+     "dataset.sources.0.dataset: no dataset 'coinbase/spot/BTC-USD/bars_9h' in catalog"),
+    (["walkforward"], lambda tmp: write(tmp, {"model": {"columns": ["volx", "rsi"]}}),
+     "model.columns: ['volx'] are not columns of the features"),
+    (["lookahead", "--cuts", "1"], _run_config,
+     "data.sources.0.dataset: no dataset 'coinbase/spot/BTC-USD/bars_9h' in catalog"),
+    (["run"], lambda tmp: _system(tmp, "ml_gated", {"data": {"dataset": "freqtrade/spot/ETH-BTC/bars_9m"}}),
+     "data.dataset: no dataset 'freqtrade/spot/ETH-BTC/bars_9m' in catalog"),
+    (["run"], lambda tmp: _system(tmp, "regime_hazard", {"data": {"trades": "no_such_trades.csv.gz"}}),
+     "data.trades: no such file "),
+    (["run"], lambda tmp: _system(tmp, "regime_hazard", {"regime_study": {"dataset": "coinbase/spot/BTC-USD/bars_9h"}}),
+     "regime_study.dataset: no dataset 'coinbase/spot/BTC-USD/bars_9h' in catalog"),
+], ids=["alpha-dataset", "walkforward-column", "lookahead-dataset", "ml_gated-dataset", "regime_hazard-trades",
+        "regime_hazard-study"])
+def test_a_research_command_names_the_config_file_and_key_exit_2(tmp_path: Path, command: list[str], make: Any,
+                                                                  message: str) -> None:
+    """A dataset or file the config names but the disk lacks, or a model column no feature gives: the error
+    starts with the config's path and the key (they said only 'no dataset ...' with exit 3, or named no file)."""
+    path = make(tmp_path)
+    result = CliRunner().invoke(app, ["research", command[0], str(path), *command[1:], "--out", str(tmp_path / "out")])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2, said
+    assert said.startswith(f"error: {path}: {message}"), said
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "out").exists()

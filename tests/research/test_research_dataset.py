@@ -137,7 +137,7 @@ def test_bad_configs_and_missing_datasets_name_the_field() -> None:
         _config(sources=[{"instrument": IID, "dataset": "coinbase/BTC"}])
     with pytest.raises(ConfigError, match="timeframe '1d'"):
         _config(sources=[{"instrument": IID, "dataset": DATASET, "timeframes": {"1d": DATASET}}])
-    with pytest.raises(DataError, match="no dataset 'coinbase/spot/BTC-USD/bars_1m'"):
+    with pytest.raises(ConfigError, match="dataset.sources.0.dataset: no dataset 'coinbase/spot/BTC-USD/bars_1m'"):
         build_dataset(_config(sources=[{"instrument": IID, "dataset": "coinbase/spot/BTC-USD/bars_1m"}]))
 
 

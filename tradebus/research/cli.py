@@ -53,9 +53,13 @@ _EXIT = ((ConfigError, 2), (DataError, 3), (TradebusError, 1))
 LOOKAHEAD_FOUND = 4
 
 
-def _fail(exc: TradebusError) -> None:
+def _fail(exc: TradebusError, config: Path | None = None) -> None:
+    """Print ``exc`` and exit with its code; a config error names ``config`` if it does not yet."""
     code = next(code for cls, code in _EXIT if isinstance(exc, cls))
-    Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    message = str(exc)
+    if config is not None and isinstance(exc, ConfigError) and not message.startswith(str(config)):
+        message = f"{config}: {message}"
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -210,7 +214,7 @@ def dataset(config: ConfigArg, out: OutOption = None) -> None:
             frame = build_dataset(ds)
         path = write_parquet(frame, _out_dir(out, config) / "dataset.parquet")
     except TradebusError as exc:
-        _fail(exc)
+        _fail(exc, config)
     ready = int((~frame.iloc[:, 2:].isna().any(axis=1)).sum())
     rows = {"rows": len(frame), "columns": frame.shape[1] - 2, "rows with every feature ready": ready,
             "instruments": frame["instrument"].nunique()}
@@ -230,7 +234,7 @@ def labels(config: ConfigArg, out: OutOption = None) -> None:
             frame = _labels(cfg, ds)
         path = write_parquet(frame, _out_dir(out, config) / "labels.parquet")
     except TradebusError as exc:
-        _fail(exc)
+        _fail(exc, config)
     summary: dict[str, Any] = {"rows": len(frame), "method": cfg.labels.method}
     if "label" in frame.columns:
         counts = frame["label"].value_counts().to_dict()
@@ -276,7 +280,7 @@ def cv(config: ConfigArg, out: OutOption = None) -> None:
             payload["recombined_paths"] = splitter.recombined_paths.tolist()
         path = write_json(payload, _out_dir(out, config) / "cv.json")
     except TradebusError as exc:
-        _fail(exc)
+        _fail(exc, config)
     table = Table()
     for col in ("split", "train", "test", "purged_or_embargoed"):
         table.add_column(col, justify="right")
@@ -331,7 +335,7 @@ def walkforward(config: ConfigArg, out: OutOption = None) -> None:
         write_json({"summary": summary, "segments": result.segments.to_dict(orient="records")},
                     target / "walkforward.json")
     except TradebusError as exc:
-        _fail(exc)
+        _fail(exc, config)
     print_titled(console, f"walk-forward -> {target}", _table(summary))
 
 
@@ -352,7 +356,7 @@ def lookahead(
             report = check_config(config, n_cuts=cuts, seed=seed, on_run=lambda: progress.advance(task))
         path = write_json(report.to_dict(), _out_dir(out, config) / "lookahead.json")
     except TradebusError as exc:
-        _fail(exc)
+        _fail(exc, config)
     rows = {"cuts": len(report.cuts), "records checked": report.records_checked, "violations": len(report.violations)}
     print_titled(console, f"lookahead -> {path}", _table(rows))
     if not report.ok:
@@ -415,7 +419,7 @@ def alpha(
             payload["backtest"] = _backtest_robustness(backtest, trials)
         path = write_json(payload, _out_dir(out, config) / "alpha.json")
     except TradebusError as exc:
-        _fail(exc)
+        _fail(exc, config)
     table = Table()
     for col in ("factor", "horizon", "IC", "ICIR", "n"):
         table.add_column(col, justify="right")

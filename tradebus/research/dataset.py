@@ -152,19 +152,30 @@ def load_config(data: Mapping[str, Any], base: Path | None = None) -> DatasetCon
     return config
 
 
-def load_events(catalog: Catalog | str | Path, dataset: str) -> tuple[str, pd.DataFrame]:
+def load_events(catalog: Catalog | str | Path, dataset: str, key: str | None = None) -> tuple[str, pd.DataFrame]:
     """Read a whole catalog dataset (``venue/market/symbol/name``) as ``(kind, frame)``.
 
     Trades get a float ``side`` column (+1 buy, -1 sell, 0 unknown) from ``aggressor``.
 
+    Parameters
+    ----------
+    catalog, dataset
+        The catalog and the dataset in it.
+    key
+        The config key that names ``dataset``: a missing dataset is then a config error naming it.
+
     Raises
     ------
+    ConfigError
+        With ``key``: the dataset does not exist.
     DataError
-        The dataset does not exist or its manifest is invalid.
+        The dataset does not exist (without ``key``) or its manifest is invalid.
     """
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
     venue, market, symbol, name = _split_dataset(dataset)
     if not cat.exists(venue, market, symbol, name):
+        if key is not None:
+            raise ConfigError(f"{key}: no dataset {dataset!r} in catalog {cat.root}")
         raise DataError(f"no dataset {dataset!r} in catalog {cat.root}")
     kind = cat.manifest(venue, market, symbol, name).kind
     frame = cat.read(venue, market, symbol, name).to_pandas()
@@ -252,19 +263,22 @@ def build_dataset(config: DatasetConfig) -> pd.DataFrame:
 
     Raises
     ------
+    ConfigError
+        A dataset the config names is not in the catalog (named with its key,
+        ``dataset.sources.N.dataset`` or ``dataset.sources.N.timeframes.NAME``).
     DataError
-        A dataset is missing or unreadable (named), or the window holds no row of any source.
+        A dataset is unreadable (named), or the window holds no row of any source.
     """
     catalog = Catalog(config.catalog)
     specs = load_specs(config.features)
     ids = list(dict.fromkeys(source.instrument for source in config.sources))
     frames = []
     spans: dict[str, tuple[int, int] | None] = {}
-    for source in config.sources:
-        kind, events = load_events(catalog, source.dataset)
+    for n, source in enumerate(config.sources):
+        kind, events = load_events(catalog, source.dataset, f"dataset.sources.{n}.dataset")
         frame = feature_frame(events, kind, specs)
         for name, dataset in source.timeframes.items():
-            slow_kind, slow_events = load_events(catalog, dataset)
+            slow_kind, slow_events = load_events(catalog, dataset, f"dataset.sources.{n}.timeframes.{name}")
             frame = align_timeframe(frame, feature_frame(slow_events, slow_kind, config.timeframes[name]), name)
         ts = frame["ts_event"].to_numpy()
         spans[f"{source.instrument} ({source.dataset})"] = (int(ts[0]), int(ts[-1])) if len(ts) else None

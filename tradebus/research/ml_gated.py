@@ -229,7 +229,7 @@ def run(config_path: str | Path, out: str | Path) -> dict[str, Any]:
     config = load_ml_gated_config(config_path)
     try:
         report = run_system(config, Path(out))
-    except ConfigError as exc:  # a walkforward value the data cannot satisfy: name the file too
+    except ConfigError as exc:  # a dataset or walkforward value the data cannot satisfy: name the file too
         raise ConfigError(f"{config_path}: {exc}") from None
     report["summary"] = {**report["summary"], "run_time_s": round(time.perf_counter() - started, 1)}
     return report
@@ -241,12 +241,12 @@ def run_system(config: MLGatedConfig, out: Path) -> dict[str, Any]:
     Raises
     ------
     ConfigError
-        ``walkforward.min_train`` not below the number of bars, or too few training rows before a
-        segment, or in one of its calibration folds, for the purged folds (named with the segment and
+        ``data.dataset`` not in the catalog, ``walkforward.min_train`` not below the number of bars,
+        or too few training rows before a segment, or in one of its calibration folds, for the purged folds (named with the segment and
         fold, and the keys to change: ``walkforward.min_train``, ``train_window``, ``model.cv_splits``,
         ``model.embargo``).
     """
-    _, bars = load_events(config.data.catalog, config.data.dataset)
+    _, bars = load_events(config.data.catalog, config.data.dataset, "data.dataset")
     m, wf = config.model, config.walkforward
     if wf.min_train >= len(bars):
         raise ConfigError(f"walkforward.min_train: {wf.min_train} leaves no bar to trade: {config.data.dataset} has "

@@ -43,6 +43,7 @@ from tradebus.config.units import parse_duration
 from tradebus.errors import ConfigError, DataError
 from tradebus.research.calibration import walk_forward_schedule
 from tradebus.research.config import read_yaml, validation_problems
+from tradebus.research.dataset import load_events
 from tradebus.strategies.models import ModelSchedule
 from tradebus.research.labels import triple_barrier
 from tradebus.research.lookahead import SourceFrame, Trace, detect_lookahead
@@ -449,10 +450,8 @@ def regime_study(study: RegimeStudyConfig, base: Path) -> dict[str, Any]:
     when moves persist (what TREND bets on) and negative when they revert (what RANGE bets on). Also the
     number of switches without hysteresis (enter = exit, confirm 1) against the configured one.
     """
-    from tradebus.data.catalog import Catalog
-
     root = Path(study.catalog)
-    bars = Catalog(root if root.is_absolute() else base / root).read(*study.dataset.split("/")).to_pandas()
+    _, bars = load_events(root if root.is_absolute() else base / root, study.dataset, "regime_study.dataset")
     p = study.params
     states, dirs, switches = regime_states(bars, p)
     flat = p.model_copy(update={"trend_exit": p.trend_enter, "hazard_exit": p.hazard_enter, "confirm": 1})
@@ -578,13 +577,25 @@ def _markdown(report: dict[str, Any]) -> str:
 
 
 def run(config_path: str | Path, out: str | Path) -> dict[str, Any]:
-    """Run the system from its config and write the outputs into ``out``; return the report."""
+    """Run the system from its config and write the outputs into ``out``; return the report.
+
+    Raises
+    ------
+    ConfigError
+        ``data.trades`` is no file, ``regime_study.dataset`` not in its catalog (named with ``config_path``).
+    """
     config, base = load_config(config_path)
     trades_path = Path(config.data.trades)
-    frame = load_trades(trades_path if trades_path.is_absolute() else base / trades_path)
+    trades_path = trades_path if trades_path.is_absolute() else base / trades_path
+    if not trades_path.is_file():
+        raise ConfigError(f"{config_path}: data.trades: no such file {trades_path}")
+    frame = load_trades(trades_path)
+    try:  # before the pipeline: a dataset missing is told at once
+        study = regime_study(config.regime_study, base) if config.regime_study is not None else None
+    except ConfigError as exc:
+        raise ConfigError(f"{config_path}: {exc}") from None
     result = run_pipeline(frame, config)
     lookahead = lookahead_by_layer(frame, config) if config.lookahead.cuts else None
-    study = regime_study(config.regime_study, base) if config.regime_study is not None else None
     report = build_report(result, config, frame, lookahead, study)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -63,7 +63,7 @@ def run(
     try:
         report = run_system(config, target)
     except TradebusError as exc:
-        _fail(exc)
+        _fail(exc, config)
     table = Table(show_header=False)
     for key, value in report.get("summary", {}).items():
         table.add_row(key, str(value))

@@ -183,7 +183,7 @@ def walk_forward(
     features = compute_features(bars, specs, event="bar")
     missing = [c for c in columns if c not in features.columns]
     if missing:
-        raise ConfigError(f"walk-forward: model column(s) {missing} are not columns of the features "
+        raise ConfigError(f"model.columns: {missing} are not columns of the features "
                           f"(they are: {', '.join(features.columns)})")
     X = features[list(columns)].to_numpy(dtype=np.float64)
     ret = np.asarray(label_ret, dtype=np.float64)
