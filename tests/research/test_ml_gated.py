@@ -872,6 +872,40 @@ def test_tuning_for_the_calibration_sees_no_label_of_the_fold_it_predicts(monkey
     assert seg_after.fold_params[fold] == seg.fold_params[fold]
 
 
+def test_a_later_fold_testing_the_first_window_is_tuned_on_its_own_training_rows(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``tune: first``, segment 2's calibration fold 0 tests all the rows segment 0 was tuned on: it used to
+    get the untuned base parameters (``n_estimators`` alone) while the segment's model used the tuned ones; it
+    now reruns the tuning on its own training rows, a nested purged K-fold, and says so."""
+    import tradebus.research.edge as edge
+    import tradebus.research.edge_walkforward as walkforward
+
+    oof_edge, calls = edge.oof_edge, []
+
+    def recorded(*args: Any, **kwargs: Any) -> np.ndarray:
+        calls.append((args[0], args[1], args[3]))
+        return oof_edge(*args, **kwargs)
+
+    monkeypatch.setattr(walkforward, "oof_edge", recorded)
+    bars = _bars(1600)
+    grid = {"max_depth": [1, 3], "min_child_weight": [1, 20]}
+    trained = train_segments(bars, SPECS, COLUMNS, WEIGHTS, min_train=400, retrain_every=400,
+                             params={"n_estimators": 15}, tune_grid=grid, tune="first", cv_splits=3, embargo=6,
+                             calibrate=True)
+    (_, _, cv0), (X, forward, cv) = calls[0], calls[2]
+    train, test = next(cv.split(X))
+    assert np.isin(cv0.t0, cv.t0[test]).all()  # the fold tests the whole first window
+    # the tuning rerun by hand on the fold's training rows, with its own purged K-fold
+    inner = PurgedKFold(3, t0=cv.t0[train], t1=cv.t1[train], embargo=6)
+    expected = tune_edge(X[train], {h: forward[h][train] for h in WEIGHTS}, WEIGHTS, grid, inner,
+                         {"n_estimators": 15}).params
+    seg = trained.segments[2]
+    assert seg.fold_params[0] == expected and set(expected) == {"n_estimators", *grid}
+    assert seg.fold_tuning[0] == (f"tuned on its {len(train)} training rows (only 0 of the {len(cv0.t0)} the "
+                                  "parameters in force were tuned on)")
+    assert seg.fold_tuning[1].startswith("the segment's choice")
+
+
 def test_a_nested_tuning_fold_too_short_for_its_purged_folds_is_named_with_the_keys_to_change(
         tmp_path: Path) -> None:
     """150 training rows, 2 folds, embargo 20 rows, labels 12 bars long: the segment's purged folds train, but

@@ -12,8 +12,9 @@ embargo), so no out-of-fold prediction comes from a model trained on overlapping
 Optionally the columns are pruned to the most important ones and the model refitted. The
 calibration's out-of-fold models repeat that procedure on their own fold's training rows: they
 prune there, and, when the parameters in force were tuned, rerun the tuning there (a nested
-purged K-fold, :class:`_FoldTuning`), so no test fold's labels help choose the parameters or
-the columns that predict it. The nested tuning costs up to ``cv_splits`` more tuning runs per
+purged K-fold, :class:`_FoldTuning`; with ``tune: first``, on the first window's rows among
+them, or on all of them when the fold's test rows hold most of the first window), so no test
+fold's labels help choose the parameters or the columns that predict it. The nested tuning costs up to ``cv_splits`` more tuning runs per
 tuned segment (grid points x ``cv_splits`` fits each, on fewer rows).
 
 :func:`train_segments` fits every segment's model and predicts its bars in batch;
@@ -33,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from loguru import logger
 from threadpoolctl import threadpool_limits
 
 from tradebus.engine.instrument import Instrument
@@ -65,7 +67,8 @@ class EdgeSegment:
     """One walk-forward segment: bars ``[start, end)``, its model and how it was fitted.
 
     ``fold_params`` holds the parameters each calibration fold was fitted with (its own tuning
-    run, :class:`_FoldTuning`); empty when the parameters were not tuned.
+    run, :class:`_FoldTuning`), ``fold_tuning`` on which rows they were chosen; both empty when
+    the parameters were not tuned.
     """
 
     start: int
@@ -77,6 +80,7 @@ class EdgeSegment:
     importance: dict[str, float]
     tuning: list[dict[str, Any]] = field(default_factory=list)
     fold_params: list[dict[str, Any]] = field(default_factory=list)
+    fold_tuning: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -107,9 +111,10 @@ class _FoldTuning:
     calibration folds' test rows. A fold instead reruns that tuning on the bars of ``tuned_on``
     among its own training rows (what the outer purge and embargo left), with the same grid and a
     purged K-fold of ``cv_splits`` folds and ``embargo`` rows of its own. A fold whose training
-    rows hold all of ``tuned_on`` gets the segment's choice (the same run); one left with fewer
-    than ``10 * cv_splits`` of them gets the untuned ``base`` parameters, as a tuning run without
-    a finite score would. Each fold's parameters are appended to ``log``.
+    rows hold all of ``tuned_on`` gets the segment's choice (the same run). A fold left with fewer
+    than ``10 * cv_splits`` of them (with ``tune: first``, a later segment's fold whose test rows
+    hold most of the first window) reruns the tuning on all its training rows instead, and says so
+    in the log. Each fold's parameters are appended to ``log``, how they were chosen to ``how``.
 
     Raises
     ------
@@ -133,6 +138,7 @@ class _FoldTuning:
     seed: int
     nthread: int
     log: list[dict[str, Any]]
+    how: list[str]
     where: str
 
     def __call__(self, train: np.ndarray) -> dict[str, Any]:
@@ -141,9 +147,18 @@ class _FoldTuning:
         pool = own[np.isin(own, self.tuned_on)]
         if np.array_equal(pool, self.tuned_on):
             params = dict(self.chosen)
-        elif len(pool) < 10 * self.cv_splits:
-            params = dict(self.base or {})
+            self.how.append(f"the segment's choice: its {len(own)} training rows hold the {len(pool)} it was tuned on")
         else:
+            if len(pool) < 10 * self.cv_splits:
+                logger.info("{}: calibration fold {} holds only {} of the {} rows the parameters in force were tuned "
+                            "on, fewer than {} ({} purged folds); it tunes on its {} training rows", self.where, fold,
+                            len(pool), len(self.tuned_on), 10 * self.cv_splits, self.cv_splits, len(own))
+                self.how.append(f"tuned on its {len(own)} training rows (only {len(pool)} of the {len(self.tuned_on)} "
+                                "the parameters in force were tuned on)")
+                pool = own
+            else:
+                self.how.append(f"tuned on {len(pool)} of the {len(self.tuned_on)} rows the parameters in force were "
+                                "tuned on")
             inner = PurgedKFold(self.cv_splits, t0=self.ts[pool], t1=self.t1[pool], embargo=self.embargo)
             try:
                 params = tune_edge(self.X[pool], {h: self.forward[h][pool] for h in self.weights}, self.weights,
@@ -255,11 +270,12 @@ def train_segments(
                                      nthread=nthread)
                 calibration = {"offset": 0.0, "scale": 1.0, "rows": 0}
                 fold_params: list[dict[str, Any]] = []
+                fold_tuning: list[str] = []
                 if calibrate:
                     retune = None
                     if tuned_on is not None:
                         retune = _FoldTuning(X_all, forward, weights, tune_grid or {}, params, ts, t1, rows, tuned_on,
-                                             chosen, cv_splits, embargo, seed, nthread, fold_params, where)
+                                             chosen, cv_splits, embargo, seed, nthread, fold_params, fold_tuning, where)
                     oof = oof_edge(X_all[rows], fw, weights, cv, chosen, keep=prune_keep, fold_params=retune,
                                    seed=seed, nthread=nthread)
                     calibration = calibrate_edge(model, oof, target[rows])
@@ -272,7 +288,7 @@ def train_segments(
             edges[s:end] = step.predict_frame(features.iloc[s:end])
             importance = dict(zip(cols, (float(v) for v in model.feature_importances_), strict=True))
             segments.append(EdgeSegment(s, end, step, len(rows), dict(chosen), calibration, importance, tuning,
-                                        fold_params))
+                                        fold_params, fold_tuning))
     return TrainedEdges(ts, segments, edges, target, forward)
 
 

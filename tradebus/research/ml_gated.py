@@ -290,7 +290,8 @@ def run_system(config: MLGatedConfig, out: Path) -> dict[str, Any]:
         "edges": config.run.edges, "summary": summary, "metrics": metrics,
         "segments": segments.to_dict(orient="records"),
         "models": [{"segment": k, "params": s.params, "calibration": s.calibration, "columns": list(s.step.columns),
-                    "importance": s.importance, "tuning": s.tuning, "calibration_fold_params": s.fold_params}
+                    "importance": s.importance, "tuning": s.tuning, "calibration_fold_params": s.fold_params,
+                    "calibration_fold_tuning": s.fold_tuning}
                    for k, s in enumerate(trained.segments)],
         "trades": trade_summary(log), "gate_counts": dict(sorted(strategy.gate_counts.items())),
     }
