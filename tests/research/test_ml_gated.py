@@ -643,6 +643,48 @@ def test_the_shipped_config_runs_from_the_cli(tmp_path: Path) -> None:
     assert quoted is not None
     assert quoted.groups() == (f"{100 * metrics['total_return']:.1f}", str(metrics["round_trips"]),
                                f"{100 * report['summary']['total_return']:.1f}")
+    # the results table and the figures around it, against the report and equity.csv
+    s, m = report["summary"], report["metrics"]
+
+    def signed(x: float, digits: int) -> str:
+        return f"{x:+.{digits}f}".replace("-", "\u2212")
+
+    def rate(x: float, digits: int) -> str:
+        return f"{x:.{digits}f}".replace("-", "\u2212")
+
+    by = report["trades"]["by_exit_reason"]
+    rows = [f"| out-of-sample bars / segments | {s['oos_bars']:,} / {s['segments']} ",
+            f"| PnL | {signed(s['pnl'], 3)} BTC on 10 BTC ({signed(100 * s['total_return'], 2)} %), fees "
+            f"{s['fees_paid']:.3f} BTC |",
+            f"| buy and hold over the same bars | {signed(100 * s['buy_and_hold_return'], 1)} % |",
+            f"| max drawdown | {100 * s['max_drawdown']:.2f} % |",
+            f"| Sharpe / CAGR (annualised, out-of-sample days) | {s['sharpe']:.2f} / {100 * m['cagr']:.0f} % |",
+            f"| round trips | {s['round_trips']} ({by['take_profit']['trades']} take-profit "
+            f"{signed(by['take_profit']['net_pnl'], 3)}, {by['stop']['trades']} stop {signed(by['stop']['net_pnl'], 3)}, "
+            f"{by['timed']['trades']} timed {signed(by['timed']['net_pnl'], 3)} BTC) |",
+            f"| mean segment rank IC / hit rate | {s['mean_ic']:.3f} / {s['mean_hit_rate']:.3f} (IC "
+            + ", ".join(rate(seg["ic"], 2) for seg in report["segments"]) + ") |",
+            f"Sharpe {s['sharpe']:.2f}, CAGR {100 * m['cagr']:.0f} %",
+            "Twelve trades are far too few" if s["round_trips"] == 12 else "round trips changed: reword",
+            f"segment 3's: {signed(report['segments'][3]['pnl'], 3)} BTC of the {signed(s['pnl'], 3)}"]
+    scores = sorted(row["oof_ic"] for row in report["models"][0]["tuning"])
+    rows.append(f"all four grid points negative ({rate(scores[-1], 3)} \u2026 {rate(scores[0], 3)})")
+    offsets = [model["calibration"]["offset"] for model in report["models"]]
+    scales = [model["calibration"]["scale"] for model in report["models"]]
+    rows.append(f"offset ({signed(min(offsets), 2)} \u2026 {signed(max(offsets), 2)} bps)")
+    rows.append(f"its scale is {min(scales):.2f} \u2026 {max(scales):.2f}")
+    rows.append(f"blocks {100 * report['gate_counts']['cost'] / s['oos_bars']:.0f} % of the bars")
+    # counting the training-only days: the whole equity curve, not rebased
+    equity = pd.read_csv(out / "equity.csv")
+    samples = [EquitySample(ts=int(t), equity=float(v), cash=float(v), position_value=0.0, realized_pnl=0.0,
+                            unrealized_pnl=0.0, fees_paid=0.0) for t, v in zip(equity["ts"], equity["equity"], strict=True)]
+    whole = RunResult(instruments=(report["instrument"],), initial_cash=10.0, start_ns=samples[0].ts,
+                      end_ns=samples[-1].ts, first_event_ns=samples[0].ts, last_event_ns=samples[-1].ts,
+                      bars=len(samples), equity=samples)
+    counted = compute_metrics(whole, min_annualised_days=7.0)
+    rows.append(f"gave a Sharpe of {counted['sharpe']:.2f} and a CAGR of {100 * counted['cagr']:.0f} %")
+    missing = [row for row in rows if " ".join(row.split()) not in doc]
+    assert not missing, missing
 
 
 def test_precomputed_edges_of_bars_sharing_a_time_are_each_bars_own() -> None:
