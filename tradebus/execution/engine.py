@@ -217,7 +217,7 @@ class ExecutionEngine:
         self._portfolio = portfolio
         self._journal = journal
         # Working orders count in the position and exposure limits; a stricter trading state cancels them.
-        risk.bind_orders(orders, self._cancel_disallowed)
+        risk.bind_orders(orders, self._cancel_disallowed, venue.replaced_in_flight)
         self._timeouts = timeouts
         self._seq = 0  # makes clock alert names unique
         self._retrying: dict[str, str] = {}  # orders with a query retry pending -> the name of its alert

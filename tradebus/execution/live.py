@@ -692,6 +692,11 @@ class LiveVenue(Venue):
             return
         self._spawn(self._place(order), f"place:{order.client_order_id}")
 
+    def replaced_in_flight(self) -> tuple[str, ...]:
+        """Client ids of the working orders whose one-request cancel-replace is in flight (its replacement works
+        too, submitted, until the answer or the stream closes one of them)."""
+        return tuple(self._swaps)
+
     @property
     def lists_oco(self) -> bool:
         """Whether :meth:`oco_pair` sends a limit and a stop as one OCO order list here

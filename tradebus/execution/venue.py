@@ -123,6 +123,12 @@ class Venue(ABC):
         request about it is still on its way. This default keeps nothing per order once it is closed."""
         return True
 
+    def replaced_in_flight(self) -> tuple[str, ...]:
+        """Client ids of the working orders a one-request cancel-replace in flight replaces: their replacements,
+        working orders too, stand for them, and the risk gate counts each pair once. This default venue replaces
+        nothing in flight."""
+        return ()
+
     def set_submit_timeout(self, timeout_ns: int | None) -> None:  # noqa: B027 - optional hook
         """The execution engine's submit timeout, clock ns (``None``: none): a venue that may hold a submit
         before sending it (a live venue behind a rate-limit pause) withdraws, unsent and ``REJECTED``, one it

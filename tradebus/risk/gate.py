@@ -225,6 +225,7 @@ class RiskGate:
         "_rate",
         "_rate_window",
         "_reason",
+        "_replaced",
         "_sizes",
         "_specs",
         "_spot",
@@ -256,6 +257,7 @@ class RiskGate:
         self._specs: dict[str, tuple[Instrument, Position, float, float, float]] = {}
         self._orders: OrderManager | None = None
         self._cancel: Callable[[Order, str], None] | None = None
+        self._replaced: Callable[[], Collection[str]] | None = None
         self._store: Callable[[BreakerState], None] | None = None
         self._max_quantity = config.max_order_quantity
         self._max_notional = config.max_order_notional
@@ -289,15 +291,24 @@ class RiskGate:
         """The limits (read-only: the gate keeps its own copy of each)."""
         return self._config
 
-    def bind_orders(self, orders: OrderManager, cancel: Callable[[Order, str], None] | None = None) -> None:
+    def bind_orders(
+        self,
+        orders: OrderManager,
+        cancel: Callable[[Order, str], None] | None = None,
+        replaced: Callable[[], Collection[str]] | None = None,
+    ) -> None:
         """Count the working orders of ``orders`` in the position, REDUCING and exposure checks.
 
         ``cancel(order, reason)`` sends a cancel through the venue path: the gate calls it for each
         working order a move to a more severe trading state no longer allows
-        (:meth:`disallowed_orders`).
+        (:meth:`disallowed_orders`). ``replaced()``: the client ids of working orders a cancel-replace
+        in flight replaces (:meth:`Venue.replaced_in_flight
+        <tradebus.execution.venue.Venue.replaced_in_flight>`), which that move counts once, as their
+        replacements.
         """
         self._orders = orders
         self._cancel = cancel
+        self._replaced = replaced
 
     # -------------------------------------------------------------------- checks
 
@@ -747,7 +758,8 @@ class RiskGate:
         if cancel is None:
             return []
         why = f"trading state {self.state}: {self._reason}"
-        orders = self.disallowed_orders()
+        replaced = self._replaced
+        orders = self.disallowed_orders(() if replaced is None else replaced())
         for order in orders:
             logger.warning("risk: canceling order {} ({})", order.client_order_id, why)
             cancel(order, why)
@@ -763,16 +775,15 @@ class RiskGate:
         counts them (an OCO group once, as its largest member). On cash-only instruments the
         position is the base asset held (module docstring): every buy (reduce-only or not), and the
         sells beyond the holding, counted across the instruments sharing the asset. ACTIVE: none.
-        ``replaced``: client ids of working orders a cancel-replace in flight replaces, not counted (their
-        replacements, working orders too, stand for them).
+        ``replaced``: client ids of working orders a cancel-replace in flight replaces: their quantity
+        is not counted (their replacements, working orders too, stand for them), though one that
+        grows the position, or any under HALTED, is still disallowed.
         """
         orders = self._orders
         state = self.state
         if orders is None or state is _ACTIVE:
             return []
         working = orders.open_orders()
-        if replaced:
-            working = [order for order in working if order.client_order_id not in replaced]
         if state is _HALTED:
             return working
         pf = self._portfolio
@@ -796,7 +807,7 @@ class RiskGate:
                 grows = order.side > 0 or pos <= 0.0
                 if order.side > 0 or (grows and not order.reduce_only):
                     disallowed.append(order)
-            if grows:
+            if grows or (replaced and order.client_order_id in replaced):
                 continue
             leaves = order.leaves_qty
             group = oco.get(order.client_order_id) if oco else None
