@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -719,6 +720,50 @@ async def test_reducing_reached_while_a_reducing_cancel_replace_is_in_flight_kee
     assert orders == [replacement]
     assert (replacement.side, replacement.quantity, replacement.price) == (OrderSide.SELL, 0.04, 89_000.0)
     assert at_venue is OrderStatus.ACCEPTED
+
+
+async def test_a_daemon_started_while_the_ip_is_banned_waits_out_the_ban_then_runs(tmp_path: Path) -> None:
+    """A daemon (re)started while Binance bans the IP: its first request, the account read, is answered 418 with
+    ``Retry-After: 2`` (Binance: "the number of seconds ... until the ban is over"). The daemon ended at once,
+    ``RateLimited ... 418 I'm a Teapot``, naming no end to the ban, so a supervisor's restart sent the next
+    request into the ban (and Binance's bans "scale in duration for repeat offenders"). The start-up waits until
+    the ban ends, reads the account once more, and runs: no request sent within the 2 s after the 418."""
+    from tradebus.adapters.common.account_emulator import RestFault
+
+    class Timed(list[tuple[str, str, str]]):
+        """The emulator's request list, each request's arrival (monotonic s) kept beside it."""
+
+        times: list[float] = []
+
+        def append(self, request: tuple[str, str, str]) -> None:
+            self.times.append(time.monotonic())
+            super().append(request)
+
+    instruments = {IID: parse_live_config({"instruments": [SPOT], **_minimal()}).instrument_map()[IID]}
+    emulator = BinancePrivateEmulator(KEY, SECRET, instruments, {"USDT": 100_000.0})
+    emulator.requests = requests = Timed()
+    emulator.rest_faults.append(RestFault("ban", "GET", "/api/v3/account", at=0, retry_after=2))
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        async with emulator:
+            protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+            async with LocalVenueServer(protocol, SPOT_FRAMES, speed=1.0) as srv:
+                config = parse_live_config(_config(tmp_path, srv.ws_url, srv.http_url, emulator), "<test>")
+                node = LiveNode(config, ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+                task = asyncio.create_task(node.run())
+                try:
+                    await until(lambda: task.done() or node.running.is_set(), timeout=30)
+                    if task.done():
+                        task.result()  # the daemon's error
+                finally:
+                    node.stop("test done")
+                    await asyncio.wait_for(task, 20)
+    finally:
+        logger.remove(sink)
+    assert requests[0][1] == "/api/v3/account" and len(requests) > 1
+    assert min(requests.times[1:]) - requests.times[0] >= 1.9, list(zip(requests.times, requests, strict=True))
+    assert any("balances refused by the venue's rate limit" in line and "418" in line for line in lines), lines
 
 
 async def test_a_restart_on_a_halted_journal_cancels_the_order_left_working_at_the_venue(tmp_path: Path) -> None:

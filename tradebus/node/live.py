@@ -76,9 +76,9 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
@@ -96,7 +96,15 @@ from tradebus.errors import ConfigError, DataError, OrdersLeftAtVenue
 from tradebus.execution.client_ids import ClientIdRule
 from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.journal import Journal, JournalOwner
-from tradebus.execution.live import AccountBalance, AccountPosition, FundingUnattributed, LiveVenue, NoAnswer, VenueRejected
+from tradebus.execution.live import (
+    AccountBalance,
+    AccountPosition,
+    FundingUnattributed,
+    LiveVenue,
+    NoAnswer,
+    RateLimited,
+    VenueRejected,
+)
 from tradebus.execution.orders import OPEN_STATUSES, Order
 from tradebus.execution.venue import OrderStatusReport
 from tradebus.node.config import PaperConfig
@@ -136,6 +144,8 @@ __all__ = [
     "run_live",
     "venue_account_id",
 ]
+
+_T = TypeVar("_T")
 
 #: Seconds between two reads of the journal's trading state by a running live daemon (``live-kill``
 #: and ``live-resume`` from another process take effect within them; a kill withdraws every submit
@@ -628,18 +638,18 @@ class LiveNode(PaperNode):
     async def _connect(self) -> None:
         settings = self.config.live
         api = self.venue.api
-        balances = await api.balances()
+        balances = await self._read_at_start("balances", api.balances)
         self.balances = {b.asset: b for b in balances}
         if self.journal is not None:
             self.journal.check_account(getattr(api, "account_id", ""))
-        margin = await api.margin_settings()
+        margin = await self._read_at_start("margin settings", api.margin_settings)
         differences = [] if margin is None else margin_differences(self.kernel.instruments, margin)
         if differences:
             raise VenueRejected(
                 "the venue account's margin settings differ from the config (set them at the venue or in the "
                 "config; nothing was sent): " + "; ".join(differences)
             )
-        self._venue_open = await api.open_orders()
+        self._venue_open = await self._read_at_start("open orders", api.open_orders)
         rest_url, ws_url = settings.endpoints()
         logger.warning(
             "live daemon: environment {} ({} {}), REST {}, user stream {}, account {}{}",
@@ -665,6 +675,20 @@ class LiveNode(PaperNode):
             self.stream.confirmation_late()  # the open orders are queried when it comes
             logger.warning("user stream: subscription not confirmed within {} s; going on (fills may wait for a query)",
                            settings.request_timeout)
+
+    @staticmethod
+    async def _read_at_start(what: str, read: Callable[[], Awaitable[_T]]) -> _T:
+        """``read()``'s answer, a start-up read of the account's ``what``, sent again as long as the venue's rate
+        limit refuses it (:class:`RateLimited`: a 429, Binance's 418 IP ban, as a daemon restarted during a ban
+        meets): the venue's rate budget holds the next request until the pause the answer asked for ends
+        (``Retry-After``), so one request is sent per pause, and a ban is waited out rather than ended on.
+        """
+        while True:
+            try:
+                return await read()
+            except RateLimited as exc:
+                logger.warning("live start-up: reading the account's {} refused by the venue's rate limit; read again "
+                               "once the pause it asks for ends: {}", what, exc)
 
     def _recover(self) -> None:
         """Replay the journal (paper daemon), track every order it left open, start the start-up reconciliation."""
