@@ -72,6 +72,31 @@ def test_bybit_isolated_liquidation_settles_at_the_bankruptcy_price_losing_the_p
     assert account.balance("USDT") == pytest.approx(7_979.1, rel=1e-12)
 
 
+def test_the_fee_to_close_is_at_the_venue_taker_fee_that_overrides_the_instruments() -> None:
+    """``venue.taker_fee`` 0.055 % overrides the instrument's 0 (the rate ``tradebus instruments`` prints: fees are
+    not in the venues' responses). The entry pays 20000 * 0.00055 = 11; the maintenance margin and the liquidation
+    used the instrument's 0: no fee to close, liquidated at 18000 / 0.995 = 18090.45, settled with no fee. At the
+    rate charged, as with the instrument's own 0.055 % above: fee to close 1 * 18000 * 0.00055 = 9.9, liquidated
+    at 18009.9 / 0.995 = 18100.402..., so a mark of 18100 liquidates it, settling at 18000 with the 9.9:
+    10000 - 11 - 2000 - 9.9 = 7979.1."""
+    inst = perp(margin_mode=MarginMode.ISOLATED, taker_fee=0.0, maintenance_close_fee=CloseFee.BANKRUPTCY)
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars", taker_fee=0.00055), initial_cash=10_000.0)
+    kernel.add_strategy(BuyOnce(inst.instrument_id, 1.0))
+    for k in (1, 2):
+        kernel.process(flat_bar(inst.instrument_id, k, 20_000.0))
+    iid = inst.instrument_id
+    account = kernel.portfolio.account
+    assert isinstance(account, MarginAccount)
+    assert kernel.portfolio.position(iid) == 1.0
+    assert account.balance("USDT") == pytest.approx(10_000.0 - 11.0, rel=1e-12)
+    assert account.liquidation_price(iid) == pytest.approx(18_009.9 / 0.995, rel=1e-12)
+    _mark(kernel, iid, 1, 18_100.0)
+    [event] = kernel.result.liquidations
+    assert event.price == pytest.approx(18_000.0, rel=1e-12)
+    assert event.fee == pytest.approx(9.9, rel=1e-12)
+    assert account.balance("USDT") == pytest.approx(7_979.1, rel=1e-12)
+
+
 def test_bybit_isolated_liquidation_gapped_past_bankruptcy_settles_there_and_the_fund_covers_the_gap() -> None:
     """The same long with the mark gapping to 17000: still settled at 18000 with the 9.9 fee (the
     wallet 7979.1); the insurance fund covers 18000 - 17000 = 1000."""

@@ -91,6 +91,7 @@ from tradebus.engine.portfolio import Portfolio
 from tradebus.errors import ConfigError, DataError, FeatureError
 from tradebus.execution.config import VenueConfig
 from tradebus.execution.contingent import ContingentOrders
+from tradebus.execution.costs import charged_fees
 from tradebus.execution.engine import ExecutionEngine, OrderTimeouts
 from tradebus.execution.orders import Order, OrderManager, OrderResolved, closing_event
 from tradebus.execution.book_matching import simulated_venue
@@ -371,7 +372,10 @@ class Kernel:
         client_id_rules: Mapping[str, ClientIdRule] | Callable[[], Mapping[str, ClientIdRule]] | None = None,
     ) -> None:
         self.instruments: dict[str, Instrument] = {}
+        fees = (None, None) if venue_config is None else (venue_config.maker_fee, venue_config.taker_fee)
         for instrument in instruments:
+            # the venue's fee overrides are the rates every account check counts, as its fills charge them
+            instrument = charged_fees(instrument, *fees)
             if instrument.instrument_id in self.instruments:
                 raise ConfigError(f"kernel: duplicate instrument {instrument.instrument_id!r}")
             self.instruments[instrument.instrument_id] = instrument

@@ -42,12 +42,13 @@ from __future__ import annotations
 from collections import deque
 from typing import Literal
 
+import msgspec
 from pydantic import Field, model_validator
 
 from tradebus.config.base import StrictModel
 from tradebus.engine.instrument import Instrument
 
-__all__ = ["FEE_WINDOW_NS", "FeeSchedule", "SlippageConfig", "slippage_bps", "tick_slippage_bps"]
+__all__ = ["FEE_WINDOW_NS", "FeeSchedule", "SlippageConfig", "charged_fees", "slippage_bps", "tick_slippage_bps"]
 
 #: Trailing window of traded notional that selects a fee tier.
 FEE_WINDOW_NS = 30 * 86_400_000_000_000
@@ -95,6 +96,20 @@ def tick_slippage_bps(config: SlippageConfig, quantity: float, price: float, siz
     the trade's move from the previous trade.
     """
     return slippage_bps(config, quantity, price, price + range_, price, size)
+
+
+def charged_fees(instrument: Instrument, maker: float | None, taker: float | None) -> Instrument:
+    """``instrument`` with the rates :class:`FeeSchedule` charges under the overrides ``maker`` and ``taker``
+    (``venue.maker_fee``/``taker_fee``; ``None``: none): what the account's fee reserves, maintenance margin
+    (its fee to close) and liquidation fee then count. Either override drops the tiers, as it does there."""
+    if maker is None and taker is None:
+        return instrument
+    return msgspec.structs.replace(
+        instrument,
+        maker_fee=instrument.maker_fee if maker is None else maker,
+        taker_fee=instrument.taker_fee if taker is None else taker,
+        fee_tiers=(),
+    )
 
 
 class FeeSchedule:
