@@ -178,6 +178,24 @@ def test_duplicate_trade_id_fill_is_dropped() -> None:
     assert om.order("c-1").filled_qty == 0.5
 
 
+def test_an_order_of_many_fills_keeps_every_trade_id_in_order_then_in_a_set_and_drops_repeats_of_any() -> None:
+    """Up to 16 fills the trade ids are a tuple in fill order, from the 17th a set; a repeat of any is dropped."""
+    om = _om()
+    _accepted(om, qty=20.0)
+    for n in range(1, 17):
+        om.apply(_fill("c-1", 1.0, trade_id=f"T{n}"))
+    order = om.order("c-1")
+    assert order.trade_ids == tuple(f"T{n}" for n in range(1, 17))
+    for n in range(17, 20):
+        om.apply(_fill("c-1", 1.0, trade_id=f"T{n}"))
+    assert order.trade_ids == {f"T{n}" for n in range(1, 20)}
+    for repeat in ("T1", "T16", "T17", "T19"):
+        assert om.apply(_fill("c-1", 1.0, trade_id=repeat)) is None
+    assert (order.filled_qty, order.status) == (19.0, S.PARTIALLY_FILLED)
+    assert om.apply(_fill("c-1", 1.0, trade_id="T20")) is order
+    assert (order.filled_qty, order.status, len(order.trade_ids)) == (20.0, S.FILLED, 20)
+
+
 def test_stop_order_triggered_then_filled() -> None:
     om = _om()
     _accepted(om)

@@ -105,6 +105,7 @@ from tradebus.execution.simulated import (
     _WORKING,
     SimulatedVenue,
     _SimOrder,
+    _sim_order,
 )
 from tradebus.execution.orders import Order
 
@@ -393,7 +394,7 @@ class BookVenue(SimulatedVenue):
     def submit(self, order: Order) -> None:
         """Queue a new order; it arrives after the entry latency."""
         self._venue_ids += 1
-        sim = _SimOrder.of(order, self._venue_ids)
+        sim = _sim_order(order, self._venue_ids)
         self._orders[sim.coid] = sim
         self._queue(order.instrument_id, _SUBMIT, sim, None)
 

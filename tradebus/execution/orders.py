@@ -668,12 +668,12 @@ class OrderManager:
             order.fee_paid += fill.fee if fee_value is None else fee_value(fill)
             if fee_in_kind is not None:
                 order.fee_in_kind += fee_in_kind(fill)
-        if len(trade_ids) < _TUPLE_TRADE_IDS:
-            order.trade_ids = (*trade_ids, trade_id)
-        elif type(trade_ids) is tuple:
-            order.trade_ids = {*trade_ids, trade_id}
-        else:
+        if type(trade_ids) is not tuple:
             trade_ids.add(trade_id)
+        elif len(trade_ids) < _TUPLE_TRADE_IDS:
+            order.trade_ids = trade_ids + (trade_id,)  # () + (t,) is (t,) itself; (*a, t) builds a list first
+        else:
+            order.trade_ids = {*trade_ids, trade_id}
         if fill.venue_order_id and not order.venue_order_id:
             order.venue_order_id = fill.venue_order_id
         order.status = target

@@ -220,7 +220,7 @@ class _SimOrder(msgspec.Struct, gc=False, eq=False):
     """The venue's own state of an order; identity fields are read from the submitted order.
 
     Untracked by the cyclic garbage collector, as :class:`Order` (no reference cycle). Build
-    it with :meth:`of`.
+    it with :func:`_sim_order`.
     """
 
     order: Order
@@ -249,15 +249,6 @@ class _SimOrder(msgspec.Struct, gc=False, eq=False):
     fills: list[OrderFilled] | None = None
     ts_event: int = 0
 
-    @classmethod
-    def of(cls, order: Order, seq: int) -> _SimOrder:
-        """The venue's state of ``order``, its ``seq``-th, as it arrives."""
-        side = order.side
-        return cls(
-            order, seq, f"{VENUE_ORDER_ID_PREFIX}{seq}", order.client_order_id, order.strategy_id, order.order_type, order.tif, side,
-            order.reduce_only, side > 0, order.quantity, order.price, order.trigger_price,
-        )  # fmt: skip
-
     @property
     def leaves(self) -> float:
         return self.quantity - self.filled
@@ -276,6 +267,18 @@ class _SimOrder(msgspec.Struct, gc=False, eq=False):
             return tuple(self.fills)
         return () if self.last_fill is None else (self.last_fill,)
 
+
+def _sim_order(order: Order, seq: int) -> _SimOrder:
+    """The venue's state of ``order``, its ``seq``-th, as it arrives.
+
+    A module function, not a classmethod: looking a classmethod up on its class builds a bound
+    method object on every order.
+    """
+    side = order.side
+    return _SimOrder(
+        order, seq, f"{VENUE_ORDER_ID_PREFIX}{seq}", order.client_order_id, order.strategy_id, order.order_type, order.tif, side,
+        order.reduce_only, side > 0, order.quantity, order.price, order.trigger_price,
+    )  # fmt: skip
 
 class SimulatedVenue(Venue):
     """Matching engine for backtests and paper trading (see the module docstring).
@@ -401,7 +404,7 @@ class SimulatedVenue(Venue):
         (native contingent orders; see the module docstring).
         """
         self._venue_ids += 1
-        sim = _SimOrder.of(order, self._venue_ids)
+        sim = _sim_order(order, self._venue_ids)
         self._orders[sim.coid] = sim
         parent_id = self._holding_for
         if parent_id is not None:
