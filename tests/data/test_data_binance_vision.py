@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from tests.data.test_data_catalog import tree_hashes
 from tradebus.data.binance_vision import archives, fetch, import_archives
 from tradebus.data.catalog import Catalog
 from tradebus.data.cli import data_app
@@ -535,3 +536,44 @@ def test_a_part_file_left_by_a_killed_run_is_removed_when_its_archive_is_next_fe
     assert sorted(p.name for p in folder.iterdir()) == sorted(["ADABTC-1m-2021-11-27.zip", fresh.name, other.name])
     report = fetch(item, tmp_path / "cache", base_url=server.url, workers=1)  # reused: the fresh part stays
     assert report.reused == ["2021-11-27"] and fresh.exists()
+
+
+#: Runs ``tradebus`` with the given arguments under a file-size limit (argv[1], bytes): a write past it fails EFBIG.
+_UNDER_FILE_SIZE_LIMIT = r"""
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+from tradebus.cli import main
+main(sys.argv[2:])
+"""
+
+
+def test_an_archive_that_cannot_be_extracted_is_a_clear_error_and_leaves_the_catalog_as_it_was(
+    server: Server, tmp_path: Path
+) -> None:
+    """A full temporary folder (here a 20,000-byte file size limit, EFBIG) while unpacking the 28th's 30,596-byte CSV
+    ended the download with a raw 'OSError: [Errno 27] File too large' traceback, exit 1; it is now exit 2 naming the
+    zip and the folder, the overwrite is dropped (the 27th's import staged first) and the temporary folder removed."""
+    server.publish(f"{KLINES}/ADABTC-1m-2021-11-27.zip", klines("2021-11-27"))
+    server.publish(f"{KLINES}/ADABTC-1m-2021-11-28.zip", klines("2021-11-28") * 2)  # fails before it is read
+    common = ["download", "binance", "--symbol", "ADABTC", "--interval", "1m", "--start", "2021-11-27",
+              "--base-url", server.url, "--cache-dir", str(tmp_path / "cache"), "--catalog", str(tmp_path / "cat")]
+    code, out = run(*common, "--end", "2021-11-27")
+    assert code == 0, out
+    before = tree_hashes(tmp_path / "cat")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", _UNDER_FILE_SIZE_LIMIT, "20000", "data", *common, "--end", "2021-11-28", "--overwrite"],
+        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(scratch), "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    out = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 2, out
+    assert "Traceback" not in out, out
+    zipped = tmp_path / "cache" / KLINES / "ADABTC-1m-2021-11-28.zip"
+    assert re.search(rf"binance archive {re.escape(str(zipped))}: cannot extract ADABTC-1m-2021-11-28.csv into the "
+                     rf"temporary folder {re.escape(str(scratch))}/tradebus-binance-\w+ \(EFBIG: File too large\); "
+                     "nothing was imported", out), out
+    assert list(scratch.iterdir()) == []
+    assert tree_hashes(tmp_path / "cat") == before

@@ -63,7 +63,7 @@ from loguru import logger
 from tradebus.data.book_depth import import_book_depth
 from tradebus.data.catalog import Catalog, check_name, sha256_file
 from tradebus.data.ingest import ImportResult, import_path
-from tradebus.errors import DataError
+from tradebus.errors import ConfigError, DataError, describe_os_error
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -400,13 +400,23 @@ def _fetch_one(item: Archive, cache_dir: Path, base: str, timeout: float, stop: 
 
 
 def _extracted(zips: list[Path], workdir: Path) -> Iterator[Path]:
-    """Each zip's CSV extracted into ``workdir`` in turn, removed once the next is asked for."""
+    """Each zip's CSV extracted into ``workdir`` in turn, removed once the next is asked for.
+
+    An OS error extracting one (a full disk, a file size limit) is a :class:`ConfigError` naming the zip and
+    ``workdir``; the import then stops and writes nothing.
+    """
     for path in zips:
-        with zipfile.ZipFile(path) as archive:
-            member = archive.namelist()[0]
-            target = workdir / Path(member).name
-            with archive.open(member) as src, target.open("wb") as dst:
-                shutil.copyfileobj(src, dst, _CHUNK)
+        target = workdir / "its CSV"
+        try:
+            with zipfile.ZipFile(path) as archive:
+                member = archive.namelist()[0]
+                target = workdir / Path(member).name
+                with archive.open(member) as src, target.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, _CHUNK)
+        except OSError as exc:
+            raise ConfigError(f"binance archive {path}: cannot extract {target.name} into the temporary folder {workdir} "
+                              f"({describe_os_error(exc)}); nothing was imported: free space there, or point TMPDIR "
+                              f"at a folder with room for one archive's CSV") from None
         try:
             yield target
         finally:
@@ -446,6 +456,9 @@ def import_archives(
     DataError
         Naming the archive (its zip in the cache) and its CSV, the row and field of the first bad
         value, or no row in ``days``; nothing is written.
+    ConfigError
+        An OS error extracting a CSV (a full disk, a file size limit; naming the zip and the
+        temporary folder) or writing the catalog; nothing is written, the temporary folder is removed.
     """
     if not zips:
         raise DataError("no verified archives to import")
@@ -455,7 +468,12 @@ def import_archives(
     kind: Literal["bars", "trades"] = "bars" if data == "klines" else "trades"
     name = dataset or ("aggtrades" if data == "aggTrades" else None)
     window = None if days is None else (_midnight_ns(days[0]), _midnight_ns(days[1] + timedelta(days=1)))
-    with tempfile.TemporaryDirectory(prefix="tradebus-binance-") as workdir:
+    try:
+        scratch = tempfile.TemporaryDirectory(prefix="tradebus-binance-")
+    except OSError as exc:
+        raise ConfigError(f"cannot create a temporary folder in {tempfile.gettempdir()} to extract the binance archives "
+                          f"({describe_os_error(exc)}); nothing was imported: point TMPDIR at a writable folder") from None
+    with scratch as workdir:
         try:
             return import_path(
                 catalog,
