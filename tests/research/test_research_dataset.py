@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from research_helpers import CATALOG, DATASET, H4, IID, SPECS, btc_bars, daily_from_4h, random_walk, write_bars
+from research_helpers import CATALOG, DATASET, H4, IID, REPO, SPECS, btc_bars, daily_from_4h, random_walk, write_bars
 
 from tradebus.data.replay import Replay, ReplaySource
 from tradebus.engine.instrument import Instrument
@@ -183,3 +186,34 @@ def test_a_window_holding_no_row_is_a_data_error_naming_the_window_and_the_data_
     start = int(full["ts_event"].iat[100])
     with pytest.raises(DataError, match="no source has a row between"):
         build_dataset(_config(start_ns=start, end_ns=start))
+
+
+#: Writes a 10-row frame to argv[1], then a 100,000-row one over it under a file-size limit of 64 KiB (a real
+#: EFBIG, as a full disk fails); prints the error of the second write.
+_FAILED_DATASET_WRITE = r"""
+import resource, signal, sys
+import numpy as np, pandas as pd
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+from tradebus.errors import ConfigError
+from tradebus.research.dataset import write_parquet
+write_parquet(pd.DataFrame({"x": np.arange(10.0)}), sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (65536, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    write_parquet(pd.DataFrame({"x": np.arange(100_000.0)}), sys.argv[1])
+except ConfigError as exc:
+    print(exc)
+"""
+
+
+def test_a_dataset_write_that_fails_is_a_clear_error_and_leaves_the_previous_file(tmp_path: Path) -> None:
+    """A full disk writing dataset.parquet (EFBIG here) ended 'tradebus research dataset' with a raw 'OSError: [Errno
+    27] Error writing bytes to file' traceback; it is now a ConfigError naming the file (exit 2), the earlier
+    dataset.parquet is left as it was and no temporary file stays beside it."""
+    path = tmp_path / "out" / "dataset.parquet"
+    done = subprocess.run([sys.executable, "-c", _FAILED_DATASET_WRITE, str(path)], capture_output=True, text=True,
+                          timeout=300, check=False, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (f"output {path}: cannot write it (EFBIG: Error writing bytes to file. Detail: "
+                                   "[errno 27] File too large)"), done.stdout
+    assert os.listdir(path.parent) == ["dataset.parquet"]
+    assert pq.read_table(path).to_pandas().equals(pd.DataFrame({"x": np.arange(10.0)}))

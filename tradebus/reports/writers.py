@@ -100,7 +100,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from loguru import logger
 
@@ -112,6 +112,9 @@ from tradebus.locks import take_lock
 from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
 from tradebus.reports.metrics import format_ns
 from tradebus.reports.trades import TRADE_COLUMNS, match_trades
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "EQUITY_COLUMNS",
@@ -139,6 +142,7 @@ __all__ = [
     "output_error",
     "write_csv_header",
     "write_csv_rows",
+    "write_parquet_file",
     "write_run",
 ]
 
@@ -397,6 +401,38 @@ def output_error(path: Path, exc: OSError) -> ConfigError:
     left on device)``.
     """
     return ConfigError(f"output {path}: cannot write it ({describe_os_error(exc)})")
+
+
+def write_parquet_file(table: pa.Table, path: Path, **options: Any) -> Path:
+    """Write ``table`` to ``path`` as Parquet (``options``: :func:`pyarrow.parquet.write_table`'s); return ``path``.
+
+    The file is written to a hidden temporary name in the same folder, fsynced and renamed, so
+    ``path`` is either absent (or the previous file) or complete, also after a power loss; a failed
+    write leaves nothing of itself.
+
+    Raises
+    ------
+    ConfigError
+        An OS error (a full disk, a file size limit), naming ``path`` (:func:`output_error`).
+    """
+    import pyarrow.parquet as pq
+
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        try:
+            pq.write_table(table, temp, **options)
+            fd = os.open(temp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise output_error(path, exc) from None
+    return path
 
 
 #: The files a daemon writes row by row while it runs (:mod:`tradebus.reports.stream`).

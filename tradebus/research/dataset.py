@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import Field, ValidationError, field_validator
 
 from tradebus.config.base import StrictModel, describe_errors, resolve_path
@@ -37,6 +36,7 @@ from tradebus.data.catalog import Catalog
 from tradebus.errors import ConfigError, DataError, FeatureError
 from tradebus.features.bank import FeatureBank
 from tradebus.features.spec import FeatureSpec, load_specs
+from tradebus.reports.writers import output_error, write_parquet_file
 
 __all__ = [
     "DatasetConfig",
@@ -298,11 +298,17 @@ def build_dataset(config: DatasetConfig) -> pd.DataFrame:
 
 
 def write_parquet(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write a dataset or label frame to Parquet (atomically: a temporary file renamed into place)."""
+    """Write a dataset or label frame to Parquet (atomically: :func:`~tradebus.reports.writers.write_parquet_file`).
+
+    Raises
+    ------
+    ConfigError
+        An OS error (a full disk), naming ``path``; a file already there is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
-    tmp.replace(path)
-    return path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(path.parent, exc) from None
+    return write_parquet_file(pa.Table.from_pandas(frame, preserve_index=False), path)
 

@@ -7,9 +7,10 @@ backtest tier that ran it: ``accelerated`` or ``event``), one
 time inside the worker), ``worker_cpu_s`` (the worker's CPU time for it) and ``wall_s``
 (submission to result, in the driver). Every file
 has the same schema, so the directory reads as one dataset (``pyarrow.dataset``,
-DuckDB ``read_parquet('trials/*.parquet')``). A file is written to a temporary name
-and renamed, so a trial's file exists only once it is complete: a sweep that is
-interrupted resumes by skipping the trials that have a file.
+DuckDB ``read_parquet('trials/*.parquet')``). A file is written to a hidden temporary name,
+fsynced and renamed, so a trial's file exists only once it is complete (also after a power
+loss): a sweep that is interrupted, or stopped by a failed write, resumes by skipping the
+trials that have a file.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from tradebus.reports.writers import output_error, write_parquet_file
 from tradebus.sweep.space import Param
 from tradebus.sweep.trial import METRIC_COLUMNS, TIMING_COLUMNS
 
@@ -55,17 +57,24 @@ class TrialStore:
         return {int(p.stem.split("-")[1]) for p in self.directory.glob("trial-*.parquet")}
 
     def write(self, row: dict[str, Any], params: dict[str, Any]) -> None:
-        """Write one trial's row (``params`` as ``{path: value}``) atomically."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        """Write one trial's row (``params`` as ``{path: value}``) atomically (:func:`write_parquet_file`).
+
+        Raises
+        ------
+        ConfigError
+            An OS error (a full disk), naming the trial's file; no file of the trial is left.
+        """
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise output_error(self.directory, exc) from None
         values = dict(row)
         for p in self.params:
             value = params.get(p.path)
             values[p.column] = str(value) if p.arrow_type() == "string" and value is not None else value
         table = pa.table({f.name: [values.get(f.name)] for f in self.schema}, schema=self.schema)
-        target = self.path(int(row["trial"]))
-        tmp = target.with_suffix(".parquet.tmp")
-        pq.write_table(table, tmp, compression="none")  # one row: compression only costs time
-        os.replace(tmp, target)
+        # one row: compression only costs time
+        write_parquet_file(table, self.path(int(row["trial"])), compression="none")
 
     def read(self, trial: int) -> dict[str, Any]:
         """The row of one trial."""
