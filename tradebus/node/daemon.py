@@ -80,6 +80,7 @@ from tradebus.config import strategy_entries
 from tradebus.engine.clock import Clock, LiveClock
 from tradebus.engine.kernel import JournaledSample, Kernel, RunResult
 from tradebus.errors import ConfigError, DataError, StrategyError, TradebusError
+from tradebus.execution.costs import charged_fees
 from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.journal import Journal, JournalOwner
 from tradebus.execution.paper import PaperVenue
@@ -163,6 +164,9 @@ def build_paper_kernel(
     """
     instruments = config.instrument_map()
     if venue is None:
+        # the paper venue charges venue.maker_fee/taker_fee: every account check counts them too
+        fees = config.venue.maker_fee, config.venue.taker_fee
+        instruments = {iid: charged_fees(inst, *fees) for iid, inst in instruments.items()}
         venue = PaperVenue(clock, instruments, config.venue)  # type: ignore[assignment]
     kernel = Kernel(
         instruments.values(),
