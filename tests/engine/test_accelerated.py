@@ -647,10 +647,11 @@ def test_an_order_of_more_lots_than_the_grid_arithmetic_holds_stops_the_accelera
     assert event.orders and len(event.denials) == len(event.orders)
 
 
-def test_a_price_on_a_grid_the_instruments_rounding_leaves_noise_on_stops_the_accelerated_run() -> None:
-    """BTC near 67,769 slipped 2 bps onto a 1e-8 tick: ``Instrument.round_price_up`` gives 67769.12111400001
-    (``round(n * 1e-8, 11)`` keeps the product's float noise), the loop's exact grid 67769.121114: 11 of 101
-    fills differed. The loop now stops at such a count of ticks and the event tier runs it."""
+def test_a_price_of_billions_of_ticks_of_1e8_is_the_exact_decimal_in_both_tiers() -> None:
+    """BTC near 67,769 slipped 2 bps onto a 1e-8 tick: ``Instrument.round_price_up`` gave 67769.12111400001
+    (``round(n * 1e-8, 11)``, three digits beyond the tick's own, kept the product's float noise), the
+    loop's exact grid 67769.121114: the loop stopped and the event tier refused the price of a limit there.
+    Rounded to the tick's own 8 digits, both give 67769.121114 and the accelerated run equals the event run."""
     inst = Instrument("COINBASE", "BTC-USD", kind="spot", base="BTC", quote="USD", tick_size=1e-8, lot_size=1e-8,
                       taker_fee=0.001)  # fmt: skip
 
@@ -660,30 +661,47 @@ def test_a_price_on_a_grid_the_instruments_rounding_leaves_noise_on_stops_the_ac
         return k
 
     event = fresh().run(MemoryReplay([SourceFrame(IID, "bars", BARS)], 700))  # type: ignore[arg-type]
-    assert 67769.12111400001 in [f.price for f in event.fills]
-    with pytest.raises(AcceleratedUnsupported, match="more lots or ticks than the loop rounds"):
-        run_accelerated(fresh(), MemoryReplay([SourceFrame(IID, "bars", BARS)], 700))  # type: ignore[arg-type]
+    prices = [f.price for f in event.fills]
+    assert 67769.121114 in prices and 67769.12111400001 not in prices
+    assert all(p == float(Decimal(repr(p)).quantize(Decimal("1e-8"))) for p in prices)
+    fast = run_accelerated(fresh(), MemoryReplay([SourceFrame(IID, "bars", BARS)], 700))  # type: ignore[arg-type]
+    assert_same_run(event, fast)
 
 
-def test_a_quantity_on_a_grid_the_instruments_rounding_leaves_noise_on_stops_the_accelerated_run() -> None:
-    """A reversal of 2 x 987,654.32101234 coins in lots of 1e-8: ``Instrument.round_quantity`` gives
-    1975308.64202468 (1975308.64202469, a lot more, while it forgave LOTS_RTOL of any count) and the loop's grid
-    arithmetic (n * m beyond 2 ** 53) 1975308.6420246898: every reversal's fill differed. The loop now stops at
-    such a count of lots, and the event tier denies the order: the instrument refuses a count of lots beyond
-    ``EXACT_GRID`` (98,765,432,101,234 lots here) by the same rule."""
+def test_a_reversal_of_600000_coins_in_lots_of_1e8_runs_alike_in_both_tiers() -> None:
+    """A reversal of 2 x 300,000.12345678 coins in lots of 1e-8 (60,000,024,691,356 lots, below 2 ** 46)
+    fills 600000.24691356 in both tiers: the event tier denied it while the bound counted the lot's grid
+    integer in three digits more than its own (below 1,125,899,906,843 lots of 1e-8), and the loop stopped."""
     inst = instrument(True)
     frame = BARS.copy()
     frame[["open", "high", "low", "close"]] /= 100_000.0  # a coin near 0.6 USD
 
     def fresh() -> Kernel:
         k = Kernel([inst], initial_cash=1e7, venue_config=VENUES["fees"], equity_interval_ns=H4_NS * 6)
-        k.add_strategy(EmaCross(IID, fast=10, slow=30, mode="long_short", quantity=987654.32101234))
+        k.add_strategy(EmaCross(IID, fast=10, slow=30, mode="long_short", quantity=300000.12345678))
+        return k
+
+    event = fresh().run(MemoryReplay([SourceFrame(IID, "bars", frame)], 700))  # type: ignore[arg-type]
+    assert not event.denials and event.fills[1].quantity == 600000.24691356  # 2 x 300,000.12345678
+    fast = run_accelerated(fresh(), MemoryReplay([SourceFrame(IID, "bars", frame)], 700))  # type: ignore[arg-type]
+    assert_same_run(event, fast)
+
+
+def test_a_quantity_beyond_the_float_grid_stops_the_accelerated_run_and_is_denied_in_the_event_tier() -> None:
+    """800,000 coins in lots of 1e-8 is 8e13 lots, beyond ``EXACT_GRID`` (2 ** 46 over the grid's integer 1)."""
+    inst = instrument(True)
+    frame = BARS.copy()
+    frame[["open", "high", "low", "close"]] /= 100_000.0
+
+    def fresh() -> Kernel:
+        k = Kernel([inst], initial_cash=1e7, venue_config=VENUES["fees"], equity_interval_ns=H4_NS * 6)
+        k.add_strategy(EmaCross(IID, fast=10, slow=30, mode="long_short", quantity=800_000.0))
         return k
 
     event = fresh().run(MemoryReplay([SourceFrame(IID, "bars", frame)], 700))  # type: ignore[arg-type]
     assert not event.fills and event.denials[0].reason == (
-        "instrument: quantity 987654.32101234 is 98765432101234 lots of 1e-08, more than floats hold exactly on "
-        "that grid (below 1125899906843 lots: 2 ** 50 over the grid's integer 1000)"
+        "instrument: quantity 800000.0 is 80000000000000 lots of 1e-08, more than floats hold exactly on "
+        "that grid (below 70368744177664 lots: 2 ** 46 over the grid's integer 1)"
     )
     with pytest.raises(AcceleratedUnsupported, match="more lots or ticks than the loop rounds"):
         run_accelerated(fresh(), MemoryReplay([SourceFrame(IID, "bars", frame)], 700))  # type: ignore[arg-type]

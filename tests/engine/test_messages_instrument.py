@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal
+from pathlib import Path
 
 import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tradebus import errors
+from tradebus.adapters.binance.instruments import load_instruments as load_binance
+from tradebus.adapters.bybit.instruments import load_instruments as load_bybit
+from tradebus.adapters.okx.instruments import load_instruments as load_okx
 from tradebus.engine import messages
 from tradebus.engine.accelerated import _EXACT_GRID, _grid_of
 from tradebus.engine.instrument import EXACT_GRID, Instrument, InstrumentKind, grid_of
 from tradebus.engine.messages import Bar, OrderSide, SubmitOrder
 from tradebus.errors import OrderError
 
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+OKX = FIXTURES / "okx"
 
 def make_instrument(**overrides: object) -> Instrument:
     fields: dict[str, object] = dict(
@@ -109,7 +115,7 @@ def test_round_price_down_of_75066163_at_a_tick_of_1e5_is_75066163() -> None:
 
 @given(st.sampled_from([1e-8, 1e-6, 1e-5, 0.001, 0.01, 0.1, 0.2, 0.25, 5.0]), st.integers(1, 10**12))
 def test_validate_order_takes_a_quantity_and_price_on_their_grids_of_any_count(step: float, count: int) -> None:
-    """Any count the float grid holds (below 2 ** 50 over the grid's integer: ``EXACT_GRID``)."""
+    """Any count the float grid holds (below 2 ** 46 over the grid's integer: ``EXACT_GRID``)."""
     count = min(count, math.ceil(EXACT_GRID / grid_of(step)[0]) - 1)
     on_grid = float(count * Decimal(repr(step)))  # 128.01 / 1e-8 is 12800999999.999998 lots in floats
     inst = make_instrument(tick_size=step, lot_size=step, min_notional=0.0)
@@ -205,8 +211,8 @@ def test_error_hierarchy_is_pinned() -> None:
 
 
 def test_validate_order_forgives_float_noise_of_a_count_but_never_a_tenth_of_a_lot() -> None:
-    """8,000,000,000,000.06 in lots of 1 is 0.06 of a lot off the grid (8e12 lots, 8e14 < 2 ** 50 on the
-    grid's integer 100): ``LOTS_RTOL`` of the count (0.08 of a lot) accepted it. The slack is now at most
+    """8,000,000,000,000.06 in lots of 1 is 0.06 of a lot off the grid (8e12 lots, below 2 ** 46 on the
+    grid's integer 1): ``LOTS_RTOL`` of the count (0.08 of a lot) accepted it. The slack is now at most
     1e-3 of a lot or ``ROUNDING_RTOL`` of the count (7.1e-3 of a lot here); the grid's own noise is
     forgiven still."""
     inst = make_instrument(lot_size=1.0, min_notional=0.0)
@@ -221,19 +227,68 @@ def test_validate_order_forgives_float_noise_of_a_count_but_never_a_tenth_of_a_l
 
 
 def test_validate_order_refuses_a_count_of_lots_or_ticks_the_float_grid_does_not_hold() -> None:
-    """``round(n * lot, digits)`` is the decimal grid only below 2 ** 50 over the grid's integer (m = 1000
-    for a lot of 1e-8: 1,125,899,906,842.624 lots, 11,258.99906842624 coins); the accelerated tier stops
-    there, and the event tier accepted any count (20,000 coins in lots of 1e-8)."""
+    """``round(n * lot, digits)`` is the decimal grid only below 2 ** 51 over the grid's integer, and the
+    slack for a count off the grid (``ROUNDING_RTOL`` of it) passes 1/16 of a lot at 2 ** 46 lots: the
+    instrument refuses 2 ** 46 over the grid's integer (m = 1 for a lot of 1e-8: 70,368,744,177,664 lots,
+    703,687.44177664 coins); the accelerated tier stops there, the event tier accepted any count."""
     inst = make_instrument(lot_size=1e-8, tick_size=1e-8, min_notional=0.0)
-    assert inst.validate_order(11_258.99, math.nan) is None
-    assert inst.validate_order(11_259.0, math.nan) == (
-        "quantity 11259.0 is 1125900000000 lots of 1e-08, more than floats hold exactly on that grid "
-        "(below 1125899906843 lots: 2 ** 50 over the grid's integer 1000)"
+    assert inst.validate_order(703_687.44, math.nan) is None
+    assert inst.validate_order(703_688.0, math.nan) == (
+        "quantity 703688.0 is 70368800000000 lots of 1e-08, more than floats hold exactly on that grid "
+        "(below 70368744177664 lots: 2 ** 46 over the grid's integer 1)"
     )
-    assert inst.validate_order(20_000.0, math.nan) is not None
-    assert inst.validate_order(1.0, 11_258.99) is None
-    assert inst.validate_order(1.0, 67_769.121114) == (
-        "price 67769.121114 is 6776912111400 ticks of 1e-08, more than floats hold exactly on that grid "
-        "(below 1125899906843 ticks: 2 ** 50 over the grid's integer 1000)"
+    assert inst.validate_order(1.0, 703_687.44) is None
+    assert inst.validate_order(1.0, 703_688.12111401) == (
+        "price 703688.12111401 is 70368812111401 ticks of 1e-08, more than floats hold exactly on that grid "
+        "(below 70368744177664 ticks: 2 ** 46 over the grid's integer 1)"
     )
-    assert make_instrument(lot_size=1.0, min_notional=0.0).validate_order(2.0**50 / 100, math.nan) is not None
+    assert make_instrument(lot_size=1.0, min_notional=0.0).validate_order(2.0**46, math.nan) is not None
+    assert make_instrument(lot_size=0.25, min_notional=0.0).validate_order(2.0**46 / 100, math.nan) is not None
+
+
+def test_a_cheap_coin_in_lots_of_1e6_takes_an_order_of_millions_of_coins() -> None:
+    """OKX's SWFTC-USDT and DOGE-USDT (2022-05-13) trade in lots of 1e-6: 2,000,000 SWFTC at 0.001 (2,000 USDT)
+    and 2,000,000.5 DOGE at 0.081234 were refused as "more than floats hold exactly on that grid (below
+    1125899906843 lots: 2 ** 50 over the grid's integer 1000)": the grid's integer was counted in three
+    decimals more than the lot's own (``_digits``), so the bound was a thousand times too strict."""
+    insts = load_okx(OKX / "public_instruments_SPOT_2022-05-13_fine_lots.json")
+    swftc, doge = insts["SWFTC-USDT.OKX"], insts["DOGE-USDT.OKX"]
+    assert (swftc.lot_size, doge.lot_size) == (1e-6, 1e-6)
+    assert swftc.validate_order(2_000_000.0, 0.001) is None
+    assert doge.validate_order(2_000_000.5, 0.081234) is None
+    assert doge.round_quantity(2_000_000.5000019) == 2_000_000.500001
+    assert doge.validate_order(2_000_000.5000004, math.nan) == (
+        "quantity 2000000.5000004 is not a multiple of the lot size 1e-06"
+    )
+
+
+def _real_instruments() -> list[Instrument]:
+    """Every instrument of the saved OKX, Bybit and Binance answers in tests/fixtures (Binance spot: each 7th)."""
+    found = [
+        *load_okx(OKX / "public_instruments_SPOT_2022-05-13_cut.json").values(),
+        *load_okx(OKX / "public_instruments_SPOT_2022-05-13_fine_lots.json").values(),
+        *load_okx(OKX / "public_instruments_SWAP_2022-05-13_cut.json").values(),
+        *load_bybit(FIXTURES / "bybit" / "market_instruments-info_spot_2026-08-09_cut.json").values(),
+        *load_bybit(FIXTURES / "bybit" / "market_instruments-info_linear_2026-08-09_cut.json").values(),
+    ]
+    binance = load_binance(FIXTURES / "binance" / "exchangeInfo_spot_2021-10-12.json.gz", "spot")
+    return found + [binance[k] for k in sorted(binance)[::7]]
+
+
+REAL = _real_instruments()
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(st.sampled_from(REAL), st.floats(0.0, 4.5), st.floats(-1e-9, 1.0))
+def test_round_quantity_and_round_price_give_what_validate_order_takes(inst: Instrument, decades: float, frac: float) -> None:
+    """The two rules agree: a quantity ``round_quantity`` gives at or above the minimum, up to 10 ** 4.5
+    minimum orders of a real instrument (100,000 USDT and more for most), and a price ``round_price``
+    gives, pass ``validate_order``."""
+    minimum = max(inst.min_quantity, inst.lot_size)
+    quantity = inst.round_quantity(minimum * 10.0**decades * (1.0 + frac))
+    if quantity < minimum:  # just below the minimum, rounded down
+        return
+    assert inst.validate_order(quantity, math.nan) is None
+    price = inst.round_price(inst.tick_size * 10.0**decades * (1.0 + frac) * 1000.0)
+    reason = inst.validate_order(quantity, price)
+    assert reason is None or reason.startswith("notional"), reason

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import msgspec
 import numpy as np
 import pytest
 
+from tradebus.adapters.okx.instruments import load_instruments as load_okx
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import SimulatedClock
 from tradebus.engine.instrument import Instrument, InstrumentKind
@@ -32,6 +34,7 @@ from tradebus.risk.gate import RiskGate
 INST = Instrument("BINANCE", "BTCUSDT", tick_size=0.5, lot_size=0.01, min_notional=10.0, margin=True, leverage=100.0)
 IID = INST.instrument_id
 #: The same instrument at a lot of 1e-8: a lot is less than LIMIT_RTOL (1e-9) of 20 BTC.
+FIXTURES = Path(__file__).parent.parent / "fixtures"
 FINE = Instrument("BINANCE", "BTCUSDT", tick_size=0.5, lot_size=1e-8, min_notional=10.0, margin=True, leverage=100.0)
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
 
@@ -752,16 +755,31 @@ def test_reducing_allows_a_take_profit_beside_its_stop_loss() -> None:
 
 
 def test_a_market_order_of_more_lots_than_the_float_grid_holds_is_denied_with_the_instruments_reason() -> None:
-    """20,000 BTC in lots of 1e-8 is 2e12 lots, beyond 2 ** 50 over the grid's integer 1000; the gate's
+    """800,000 BTC in lots of 1e-8 is 8e13 lots, beyond 2 ** 46 over the grid's integer 1; the gate's
     inline check passed it (the accelerated tier stops there), as it passed 8,000,000,000,000.06 in lots of
     1, 0.06 of a lot off the grid, within ``LOTS_RTOL`` of the count."""
     g = Gate(cash=1e12, inst=FINE)
-    assert g.check(qty=11_258.99) is None
-    assert g.check(qty=20_000.0) == (
-        "instrument: quantity 20000.0 is 2000000000000 lots of 1e-08, more than floats hold exactly on that grid "
-        "(below 1125899906843 lots: 2 ** 50 over the grid's integer 1000)"
+    assert g.check(qty=20_000.0) is None
+    assert g.check(qty=703_687.44) is None
+    assert g.check(qty=800_000.0) == (
+        "instrument: quantity 800000.0 is 80000000000000 lots of 1e-08, more than floats hold exactly on that grid "
+        "(below 70368744177664 lots: 2 ** 46 over the grid's integer 1)"
     )
     coarse = Instrument("BINANCE", "BTCUSDT", tick_size=0.5, lot_size=1.0, margin=True, leverage=100.0)
     g = Gate(cash=1e18, inst=coarse)
     assert g.check(qty=8_000_000_000_001.0) is None
     assert g.check(qty=8_000_000_000_000.06) == "instrument: quantity 8000000000000.06 is not a multiple of the lot size 1.0"
+
+
+def test_the_gate_takes_what_round_quantity_gives_for_a_cheap_coin_and_its_close() -> None:
+    """OKX's SC-USDT trades in lots of 1e-6: 5,000,000 SC (about 35,000 USDT in May 2022), sized by
+    ``round_quantity`` from 5,000,000.0000004, was denied as more than floats hold on the grid (2 ** 50 over
+    an integer 1000, 1,125,899.9 coins), and so was the sell closing it."""
+    sc = load_okx(FIXTURES / "okx" / "public_instruments_SPOT_2022-05-13_fine_lots.json")["SC-USDT.OKX"]
+    qty = sc.round_quantity(5_000_000.0000004)
+    assert qty == 5_000_000.0
+    g = Gate(cash=1e9, inst=sc)
+    assert g.check(qty=qty) is None
+    assert g.check(qty=qty, typ=OrderType.LIMIT, price=100.0) is None
+    g.hold(qty)
+    assert g.check(SELL, qty=qty) is None

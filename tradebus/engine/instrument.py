@@ -29,9 +29,10 @@ ROUNDING_RTOL = 2.0**-50
 #: (``increment = m / 10 ** digits``, :func:`grid_of`), is refused (:meth:`Instrument.validate_order`,
 #: the risk gate, the accelerated tier): ``round(n * increment, digits)`` is the decimal
 #: ``n * m / 10 ** digits`` only while the float noise of ``n * increment`` (up to 2 ** -52 of it)
-#: stays below half its last digit, and beyond ``2 ** 50 / m`` lots the grid's own noise grows past
-#: the slack a quantity off the grid is told from (11,258.99906842624 coins in lots of 1e-8, m = 1000).
-EXACT_GRID = 2.0**50
+#: stays below half its last digit (``n * m < 2 ** 51``), and beyond ``2 ** 46`` lots the slack a
+#: quantity off the grid is told from (``ROUNDING_RTOL`` of the count) passes 1/16 of a lot
+#: (703,687.44 coins in lots of 1e-8 or 70,368,744 in lots of 1e-6, m = 1).
+EXACT_GRID = 2.0**46
 
 #: The same float noise for a count of ticks, ``price / tick`` of a price on the tick grid
 #: (750.66163 / 1e-5 is 75066162.99999999 ticks).
@@ -363,7 +364,7 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
         if not lots * m < EXACT_GRID:
             return (
                 f"quantity {quantity} is {lots:.0f} lots of {lot}, more than floats hold exactly on that grid "
-                f"(below {EXACT_GRID / m:.0f} lots: 2 ** 50 over the grid's integer {m:.0f})"
+                f"(below {EXACT_GRID / m:.0f} lots: 2 ** 46 over the grid's integer {m:.0f})"
             )
         if abs(lots - round(lots)) > min(max(1e-6, lots * LOTS_RTOL), max(1e-3, lots * ROUNDING_RTOL)):
             return f"quantity {quantity} is not a multiple of the lot size {lot}"
@@ -376,7 +377,7 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
             if not ticks * m < EXACT_GRID:
                 return (
                     f"price {price} is {ticks:.0f} ticks of {tick}, more than floats hold exactly on that grid "
-                    f"(below {EXACT_GRID / m:.0f} ticks: 2 ** 50 over the grid's integer {m:.0f})"
+                    f"(below {EXACT_GRID / m:.0f} ticks: 2 ** 46 over the grid's integer {m:.0f})"
                 )
             if abs(ticks - round(ticks)) > min(max(1e-6, ticks * TICKS_RTOL), max(1e-3, ticks * ROUNDING_RTOL)):
                 return f"price {price} is not a multiple of the tick size {self.tick_size}"
@@ -401,9 +402,17 @@ def grid_of(increment: float) -> tuple[float, float]:
 def _digits(increment: float) -> int:
     """Decimal digits that hold every multiple of ``increment`` without float noise.
 
-    A few digits beyond the increment's own (0.01 -> 5, 0.25 -> 4, 5.0 -> 2), so that
-    ``round(n * increment, _digits(increment))`` strips the noise of the multiplication
-    (0.1 * 3 -> 0.30000000000000004 -> 0.3) and nothing else. Cached: every rounding asks.
+    The increment's own (0.01 -> 2, 0.25 -> 2, 5.0 -> 0), so that ``round(n * increment,
+    _digits(increment))`` strips the noise of the multiplication (0.1 * 3 -> 0.30000000000000004 ->
+    0.3) and nothing else; an increment that is no decimal of that many digits keeps a few digits
+    beyond its magnitude (1/3 -> 4). No digit more than its own: the noise of ``n * increment`` is
+    stripped only below half the last digit kept, so each extra digit divides by ten the count of
+    lots rounded exactly (1,125,899.9 coins of 1e-6 with three). Cached: every rounding asks.
     """
-    decimals = max(0, -math.floor(math.log10(increment)) + 1) if increment < 1 else 0
-    return decimals + 2
+    digits = (max(0, -math.floor(math.log10(increment)) + 1) if increment < 1 else 0) + 2
+    m = round(increment * 10.0**digits)
+    if m > 0 and abs(m - increment * 10.0**digits) <= 1e-6 * m:
+        while digits > 0 and m % 10 == 0:
+            m //= 10
+            digits -= 1
+    return digits
