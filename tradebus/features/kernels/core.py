@@ -893,24 +893,25 @@ def _rank_state_size(params: np.ndarray) -> int:
 
 
 # ----------------------------------------------------------------------------- EMA (TA-Lib seeding)
-# state: [ready, n, seed_sum, ema]
+# state: [ready, n, seed_sum, ema, k]; k = 2 / (span + 1), stored when the seed completes
 
 
 @njit(cache=True, _nrt=False, inline="always")
 def _ema_next(
-    ready: float, n: float, seed: float, ema: float, span: float, v: float
-) -> tuple[float, float, float, float]:
-    """Advance the TA-Lib EMA header ``(ready, n, seed_sum, ema)`` by ``v``."""
+    ready: float, n: float, seed: float, ema: float, k: float, span: float, v: float
+) -> tuple[float, float, float, float, float]:
+    """Advance the TA-Lib EMA header ``(ready, n, seed_sum, ema, k)`` by ``v``."""
     if math.isfinite(v):
         if ready != 0.0:
-            ema = (v - ema) * (2.0 / (span + 1.0)) + ema
+            ema = (v - ema) * k + ema
         else:
             seed += v
             n += 1.0
             if n >= span:
                 ema = seed / span
+                k = 2.0 / (span + 1.0)
                 ready = 1.0
-    return ready, n, seed, ema
+    return ready, n, seed, ema, k
 
 
 @njit(cache=True, _nrt=False)
@@ -923,23 +924,26 @@ def ema_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarr
     pandas ``ewm(span).mean()`` use ``ewm_mean``. NaN policy: skip (a NaN input
     leaves the state unchanged and repeats the current value).
     """
-    ready, n, seed, ema = _ema_next(state[0], state[1], state[2], state[3], params[0], x[0])
-    state[0], state[1], state[2], state[3] = ready, n, seed, ema
+    was_ready = state[0]
+    ready, n, seed, ema, k = _ema_next(was_ready, state[1], state[2], state[3], state[4], params[0], x[0])
+    state[3] = ema
+    if was_ready == 0.0:  # once ready, only the EMA moves
+        state[0], state[1], state[2], state[4] = ready, n, seed, k
     out[0] = ema if ready != 0.0 else _NAN
 
 
 @njit(cache=True, _nrt=False, inline="always")
 def _ema_run(state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
-    ready, n, seed, ema = state[0], state[1], state[2], state[3]
+    ready, n, seed, ema, k = state[0], state[1], state[2], state[3], state[4]
     span = params[0]
     for i in range(result.shape[0]):
-        ready, n, seed, ema = _ema_next(ready, n, seed, ema, span, inputs[i])
+        ready, n, seed, ema, k = _ema_next(ready, n, seed, ema, k, span, inputs[i])
         result[i] = ema if ready != 0.0 else _NAN
-    state[0], state[1], state[2], state[3] = ready, n, seed, ema
+    state[0], state[1], state[2], state[3], state[4] = ready, n, seed, ema, k
 
 
 def _ema_state_size(params: np.ndarray) -> int:
-    return 4
+    return 5
 
 
 # ----------------------------------------------------------------------------- WMA
