@@ -170,23 +170,25 @@ def _lag_warmup(params: np.ndarray) -> int:
 
 
 # ----------------------------------------------------------------------------- EWM
-# state: [ready, nobs, started, mean, cov, sum_wt, sum_wt2, old_wt, W, cmean, M2, M3, M4]
-_E_W, _E_CMEAN, _E_M2, _E_M3, _E_M4 = range(8, 13)
-_EWM_STATE = 13
+# state: [ready, nobs, started, mean, cov, sum_wt, sum_wt2, old_wt, factor, W, cmean, M2, M3, M4]
+# factor = 1 - alpha, stored at the first observation
+_E_FACTOR = 8
+_E_W, _E_CMEAN, _E_M2, _E_M3, _E_M4 = range(9, 14)
+_EWM_STATE = 14
 
 
-#: The EWM header ``state[0:8]`` as a tuple (ready, nobs, started, mean, cov, sum_wt, sum_wt2, old_wt).
-EwmHeader = tuple[float, float, float, float, float, float, float, float]
+#: The EWM header ``state[0:9]`` as a tuple (ready, nobs, started, mean, cov, sum_wt, sum_wt2, old_wt, factor).
+EwmHeader = tuple[float, float, float, float, float, float, float, float, float]
 
 
 @njit(cache=True, _nrt=False)
 def _ewm_load(state: np.ndarray) -> EwmHeader:
-    return state[0], state[1], state[2], state[3], state[4], state[5], state[6], state[7]
+    return state[0], state[1], state[2], state[3], state[4], state[5], state[6], state[7], state[8]
 
 
 @njit(cache=True, _nrt=False)
 def _ewm_store(state: np.ndarray, h: EwmHeader) -> None:
-    state[0], state[1], state[2], state[3], state[4], state[5], state[6], state[7] = h
+    state[0], state[1], state[2], state[3], state[4], state[5], state[6], state[7], state[8] = h
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -196,8 +198,7 @@ def _ewm_next(h: EwmHeader, params: np.ndarray, x: float) -> EwmHeader:
     Works on the header as values, so a batch loop keeps it in registers; sets the
     sticky ready flag once ``nobs >= min_periods``.
     """
-    ready, nobs, started, mean, cov, sw, sw2, old_wt = h
-    factor = 1.0 - 1.0 / (1.0 + params[0])
+    ready, nobs, started, mean, cov, sw, sw2, old_wt, factor = h
     obs = math.isfinite(x)
     if obs:
         nobs += 1.0
@@ -217,6 +218,7 @@ def _ewm_next(h: EwmHeader, params: np.ndarray, x: float) -> EwmHeader:
             old_wt += 1.0
     elif obs:
         started = 1.0
+        factor = 1.0 - 1.0 / (1.0 + params[0])
         mean = x
         cov = 0.0
         sw = 1.0
@@ -224,7 +226,7 @@ def _ewm_next(h: EwmHeader, params: np.ndarray, x: float) -> EwmHeader:
         old_wt = 1.0
     if nobs >= params[1]:
         ready = 1.0
-    return ready, nobs, started, mean, cov, sw, sw2, old_wt
+    return ready, nobs, started, mean, cov, sw, sw2, old_wt, factor
 
 
 @njit(cache=True, _nrt=False)
@@ -329,7 +331,7 @@ def _ewm_central_update(state: np.ndarray, params: np.ndarray, x: float) -> bool
     joins with weight 1. Returns whether ``nobs >= min_periods``.
     """
     ready = _ewm_update(state, params, x)
-    factor = 1.0 - 1.0 / (1.0 + params[0])
+    factor = state[_E_FACTOR]  # 0 before the first observation, when every moment is 0 too
     wa = state[_E_W] * factor
     m2 = state[_E_M2] * factor
     m3 = state[_E_M3] * factor
