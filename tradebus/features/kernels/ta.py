@@ -282,8 +282,9 @@ def macd_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndar
 
     NaN policy: skip.
 
-    State: ``[ready, count, ema_slow, ema_fast, ema_signal, macd]`` (the EMA slots
-    hold running sums while seeding). Params: ``[fast, slow, signal]``, ``fast < slow``.
+    State: ``[ready, count, ema_slow, ema_fast, ema_signal, macd, k_slow, k_fast, k_signal]``
+    (the EMA slots hold running sums while seeding; each ``k`` is stored when its EMA's seed
+    completes). Params: ``[fast, slow, signal]``, ``fast < slow``.
     """
     v = x[0]
     if math.isfinite(v):
@@ -298,9 +299,11 @@ def macd_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndar
             if i == slow - 1.0:
                 state[2] /= slow
                 state[3] /= fast
+                state[6] = 2.0 / (slow + 1.0)
+                state[7] = 2.0 / (fast + 1.0)
         else:
-            state[2] = ((v - state[2]) * (2.0 / (slow + 1.0))) + state[2]
-            state[3] = ((v - state[3]) * (2.0 / (fast + 1.0))) + state[3]
+            state[2] = ((v - state[2]) * state[6]) + state[2]
+            state[3] = ((v - state[3]) * state[7]) + state[3]
         if i >= slow - 1.0:
             macd = state[3] - state[2]
             state[5] = macd
@@ -309,9 +312,10 @@ def macd_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndar
                 state[4] += macd
                 if j == sig - 1.0:
                     state[4] /= sig
+                    state[8] = 2.0 / (sig + 1.0)
                     state[0] = 1.0
             else:
-                state[4] = ((macd - state[4]) * (2.0 / (sig + 1.0))) + state[4]
+                state[4] = ((macd - state[4]) * state[8]) + state[4]
         if i < slow + sig:
             state[1] = i + 1.0
     _macd_emit(state, out)
@@ -796,7 +800,7 @@ MACD = FeatureKind(
         Param("slow", 26.0, low=2.0, high=_MAX_WINDOW, integer=True),
         Param("signal", 9.0, low=1.0, high=_MAX_WINDOW, integer=True),
     ),
-    state_size=_fixed(6),
+    state_size=_fixed(9),
     step=macd_step,
     normalize=_macd_normalize,
     warmup=_macd_warmup,
