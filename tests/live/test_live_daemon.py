@@ -684,38 +684,23 @@ async def test_reducing_reached_while_a_reducing_cancel_replace_is_in_flight_kee
     replacement works at 89000, and nothing is canceled but the replaced sell."""
     from tradebus.engine.messages import ModifyOrder, TradingState
 
-    instruments = {IID: parse_live_config({"instruments": [SPOT], **_minimal()}).instrument_map()[IID]}
-    emulator = BinancePrivateEmulator(KEY, SECRET, instruments, {"USDT": 100_000.0, "BTC": 0.05})
-    async with emulator:
-        protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
-        async with LocalVenueServer(protocol, SPOT_FRAMES, speed=1.0) as srv:
-            data = _config(tmp_path, srv.ws_url, srv.http_url, emulator)
-            data["balances"] = {"USDT": 100_000.0, "BTC": 0.05}
-            data["strategy"]["params"].update(fast=600, slow=1_000)  # never ready on the 546 trades: it trades nothing
-            config = parse_live_config(data, "<test>")
-            node = LiveNode(config, ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
-            task = asyncio.create_task(node.run())
-            try:
-                await until(lambda: node.running.is_set() and IID not in node.guard.holds, timeout=30)  # reconciled
-                execution = node.kernel.execution
-                now = node.clock.now_ns()
-                sell = execution.submit(
-                    SubmitOrder("TickEmaCross", IID, "", OrderSide.SELL, 0.04, now, now, OrderType.LIMIT, 90_000.0)
-                )
-                await until(lambda: sell.status is OrderStatus.ACCEPTED, timeout=5)
-                now = node.clock.now_ns()
-                execution.modify(ModifyOrder("TickEmaCross", IID, sell.client_order_id, now, now, price=89_000.0))
-                [replacement] = [o for o in node.kernel.orders.open_orders(IID) if o is not sell]  # in flight
-                node.kernel.risk.set_state(TradingState.REDUCING, "risk limit reached")
-                await until(lambda: not sell.is_open, timeout=5)
-                await answered(node.kernel)
-                await asyncio.sleep(0.3)
-                orders = node.kernel.orders.open_orders(IID)
-                closed = [(o.client_order_id, o.status, o.reason) for o in node.kernel.orders.orders() if o is not sell and not o.is_open]
-                at_venue = emulator.orders[replacement.client_order_id].status
-            finally:
-                node.stop("test done")
-                await asyncio.wait_for(task, 20)
+    async with _idle_spot_daemon(tmp_path) as (node, emulator):
+        execution = node.kernel.execution
+        now = node.clock.now_ns()
+        sell = execution.submit(
+            SubmitOrder("TickEmaCross", IID, "", OrderSide.SELL, 0.04, now, now, OrderType.LIMIT, 90_000.0)
+        )
+        await until(lambda: sell.status is OrderStatus.ACCEPTED, timeout=5)
+        now = node.clock.now_ns()
+        execution.modify(ModifyOrder("TickEmaCross", IID, sell.client_order_id, now, now, price=89_000.0))
+        [replacement] = [o for o in node.kernel.orders.open_orders(IID) if o is not sell]  # in flight
+        node.kernel.risk.set_state(TradingState.REDUCING, "risk limit reached")
+        await until(lambda: not sell.is_open, timeout=5)
+        await answered(node.kernel)
+        await asyncio.sleep(0.3)
+        orders = node.kernel.orders.open_orders(IID)
+        closed = [(o.client_order_id, o.status, o.reason) for o in node.kernel.orders.orders() if o is not sell and not o.is_open]
+        at_venue = emulator.orders[replacement.client_order_id].status
     assert not closed, closed
     assert orders == [replacement]
     assert (replacement.side, replacement.quantity, replacement.price) == (OrderSide.SELL, 0.04, 89_000.0)
