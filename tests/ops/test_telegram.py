@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from loguru import logger
 
@@ -1229,3 +1230,44 @@ async def test_a_feed_still_flapping_when_the_daemon_stops_gets_its_last_summary
         texts[-1],
     ], texts
     assert texts[-1].startswith("tradebus paper daemon stopped: test done\n"), texts
+
+
+async def test_a_daemon_serves_the_command_pollers_counters_on_its_metrics_endpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The poller counted its 409 conflicts and its errors, but ``/metrics`` served none of it: an operator saw a
+    second daemon on the token, or a poller stuck in backoff, only in the log. A ``getUpdates`` answered 409, then
+    one holding an update whose ``update_id`` is null (an error no rule foresaw): the poller waited 1 s, then 1 s
+    again (a list of updates resets the backoff), and then polled again; the daemon's real ``/metrics`` says so."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from .fake_telegram import CONFLICT
+
+    monkeypatch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
+    async with FakeBotApi(TOKEN) as api, served_usdm(speed=3.0) as srv:
+        api.update_answers += [
+            (409, {"ok": False, "error_code": 409, "description": CONFLICT}),
+            (200, {"ok": True, "result": [{"update_id": None}]}),
+        ]
+        telegram = {"chat_ids": [OPERATOR], "token_env": "TB_TEST_TELEGRAM_TOKEN", "base_url": api.base_url,
+                    "poll_timeout": 1}  # fmt: skip
+        node = PaperNode(config_of(usdm_paper(srv, {"port": 0, "telegram": telegram})), handle_signals=False)
+        bot = node.ops.telegram  # type: ignore[union-attr]
+        assert bot is not None
+        task = asyncio.create_task(node.run())
+        try:
+            await until(lambda: bot.polls >= 3, 30.0)  # the third long poll: after both waits
+            server = node.ops.server  # type: ignore[union-attr]
+            assert server is not None
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=5.0) as http:
+                text = (await http.get("/metrics")).text
+        finally:
+            node.stop("test done")
+            await asyncio.wait_for(task, 20)
+    scraped = {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples}
+    assert scraped["tradebus_telegram_poll_conflicts_total"] == 1
+    assert scraped["tradebus_telegram_poll_errors_total"] == 1
+    assert scraped["tradebus_telegram_poll_retry_waits_total"] == 2
+    assert scraped["tradebus_telegram_poll_retry_wait_seconds_total"] == 2.0  # 1 s, then 1 s
+    assert scraped["tradebus_telegram_polls_total"] >= 3
+    assert TOKEN not in text

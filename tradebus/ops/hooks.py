@@ -53,7 +53,7 @@ from tradebus.ops.config import OpsConfig
 from tradebus.ops.flapping import FlapDetector
 from tradebus.ops.health import health_report
 from tradebus.ops.logs import open_log_sink
-from tradebus.ops.metrics import DaemonMetrics, StateCollector, reason_label
+from tradebus.ops.metrics import DaemonMetrics, StateCollector, TelegramCollector, reason_label
 from tradebus.ops.server import OpsServer
 from tradebus.ops.telegram import TelegramBot, read_token
 
@@ -106,6 +106,7 @@ class OpsHooks:
                 on_drop=self.metrics.alerts_dropped.inc,
                 on_fail=self.metrics.alerts_failed.inc,
             )
+            self.metrics.registry.register(TelegramCollector(self.telegram))
             self.flaps = FlapDetector(
                 config.telegram.flap_cycles, config.telegram.flap_window, partial(self._alert, "disconnect")
             )

@@ -43,8 +43,16 @@ metric                                             labels
 ``tradebus_asyncio_tasks``
 ``tradebus_alerts_dropped_total``
 ``tradebus_alerts_failed_total``                   -- not taken by the Bot API after the retries
+``tradebus_telegram_polls_total``                  -- ``getUpdates`` long polls of the command poller
+``tradebus_telegram_poll_errors_total``            -- errors no rule foresaw in the poller
+``tradebus_telegram_poll_conflicts_total``         -- ``getUpdates`` answered 409 (another process polls the token)
+``tradebus_telegram_poll_retry_waits_total``       -- the poller's waits after a failure
+``tradebus_telegram_poll_retry_wait_seconds_total``  -- their seconds
 ``process_resident_memory_bytes``, ``process_open_fds``, ...  (prometheus-client's process collector)
 =================================================  ===========================================
+
+The ``tradebus_telegram_*`` counters are the Telegram bot's (:class:`~tradebus.ops.telegram.TelegramBot`),
+read when scraped by :class:`TelegramCollector`; a daemon without ``ops.telegram`` has none.
 """
 
 from __future__ import annotations
@@ -82,8 +90,9 @@ from tradebus.ops.health import book_states
 
 if TYPE_CHECKING:
     from tradebus.ops.hooks import OpsTarget
+    from tradebus.ops.telegram import TelegramBot
 
-__all__ = ["DaemonMetrics", "StateCollector", "reason_label"]
+__all__ = ["DaemonMetrics", "StateCollector", "TelegramCollector", "reason_label"]
 
 _TYPE_NAMES: dict[type, str] = {
     Trade: "trade",
@@ -333,6 +342,34 @@ class StateCollector(Collector):
             state.add_metric([s.value], 1.0 if s is current else 0.0)
         yield state
         yield GaugeMetricFamily("tradebus_asyncio_tasks", "asyncio tasks alive on the daemon's loop", _tasks())
+
+
+class TelegramCollector(Collector):
+    """The counters of a Telegram bot's command poller, read when scraped (see the module docstring)."""
+
+    def __init__(self, bot: TelegramBot) -> None:
+        self.bot = bot
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        bot = self.bot
+        yield CounterMetricFamily("tradebus_telegram_polls", "getUpdates long polls of the command poller", bot.polls)
+        yield CounterMetricFamily(
+            "tradebus_telegram_poll_errors", "Errors no rule foresaw in the command poller", bot.poll_errors
+        )
+        yield CounterMetricFamily(
+            "tradebus_telegram_poll_conflicts", "getUpdates answered 409 Conflict (another process polls the token)",
+            bot.conflicts,
+        )
+        yield CounterMetricFamily(
+            "tradebus_telegram_poll_retry_waits", "Waits of the command poller after a failure", bot.poll_waits
+        )
+        yield CounterMetricFamily(
+            "tradebus_telegram_poll_retry_wait_seconds", "Seconds the command poller waited after failures",
+            bot.poll_wait_seconds,
+        )
 
 
 def _tasks() -> int:

@@ -23,7 +23,9 @@ a command from any other chat is ignored, counted and logged by chat id. A ``get
 Conflict (another process polls the same token, or a webhook is set on it) is retried as any
 failure, counted in ``conflicts`` and logged once, as a warning saying what it means. An error no
 rule foresaw in the poller (an update it cannot parse, say) is logged with its file and line and
-counted (``poll_errors``); polling goes on, after the backoff if it came before the updates were confirmed. In a group
+counted (``poll_errors``); polling goes on, after the backoff if it came before the updates were confirmed. The
+long polls made (``polls``) and the poller's waits after a failure (``poll_waits``, ``poll_wait_seconds``) are counted
+too; a daemon serves these counters on ``/metrics`` (:class:`~tradebus.ops.metrics.TelegramCollector`). In a group
 chat a command may name the bot it
 is for (``/halt@OtherBot``): only a command naming none or naming this bot (its username, in
 any case, as Telegram compares them) is acted on. Updates are confirmed to Telegram (a
@@ -302,6 +304,11 @@ class TelegramBot:
         self.long_429 = 0
         #: Errors no rule foresaw in the command poller (each logged; the poller goes on after a backoff).
         self.poll_errors = 0
+        #: ``getUpdates`` long polls the command poller made (confirmations not counted).
+        self.polls = 0
+        #: Waits the command poller made before calling again after a failure, and their seconds in all.
+        self.poll_waits = 0
+        self.poll_wait_seconds = 0.0
         self._sending = False
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -494,6 +501,7 @@ class TelegramBot:
                 params: dict[str, Any] = {"timeout": self.config.poll_timeout, "allowed_updates": ["message"]}
                 if offset is not None:
                     params["offset"] = offset
+                self.polls += 1
                 updates = await self._post("getUpdates", params)
                 if not isinstance(updates, list) or not all(isinstance(u, dict) and "update_id" in u for u in updates):
                     raise RuntimeError(f"Bot API getUpdates: the answer {str(updates)[:80]!r} is not a list of updates")
@@ -507,12 +515,12 @@ class TelegramBot:
                 wait = self._retry_in(step, exc, delay)
                 if not self._conflict(exc):
                     logger.warning("telegram: {} failed, retrying in {:.0f} s: {}", step, wait, self._redact(exc))
-                await self._sleep(wait)
+                await self._wait_to_poll(wait)
                 delay = min(delay * 2, 30.0)
                 continue
             except Exception as exc:  # no rule foresaw it: the poller must outlive it, or no command is read again
                 self._poll_failed(step, exc, delay)
-                await self._sleep(delay)
+                await self._wait_to_poll(delay)
                 delay = min(delay * 2, 30.0)
                 continue
             offset = last
@@ -521,6 +529,12 @@ class TelegramBot:
                     self._command(update.get("message") or {})
                 except Exception as exc:  # one odd update must not end the poller (it is confirmed: not read again)
                     self._poll_failed(f"update {update['update_id']}", exc, 0.0)
+
+    async def _wait_to_poll(self, seconds: float) -> None:
+        """The poller's wait after a failure, counted (``poll_waits``, ``poll_wait_seconds``)."""
+        self.poll_waits += 1
+        self.poll_wait_seconds += seconds
+        await self._sleep(seconds)
 
     def _poll_failed(self, step: str, exc: Exception, wait: float) -> None:
         """Count and log an error no rule foresaw in the poller (where it was raised, not its traceback: the token)."""
