@@ -19,7 +19,7 @@ Money safety
     * ``--dry-run`` connects, reconciles and decides, and sends nothing (a submit is
       answered locally with ``OrderRejected("dry run: not sent")``).
 
-Start-up
+Start-up (after the paper daemon's warm-up of the feature kernels: no socket is open while they compile)
     1. the account is read (balances, account id) and the user stream subscribed (the venue's
        confirmation awaited, up to ``live.request_timeout``; one that comes later is followed by
        a query of every open order, as after a reconnect);
@@ -578,7 +578,8 @@ class LiveNode(PaperNode):
     # ------------------------------------------------------------------ run
 
     async def run(self) -> NodeSummary:
-        """Read the account, subscribe the user stream, then run as the paper daemon; close the account last.
+        """Run as the paper daemon, reading the account and subscribing the user stream once warmed up; close the
+        account last.
 
         Raises
         ------
@@ -590,7 +591,6 @@ class LiveNode(PaperNode):
         failed = False
         try:
             self._open_recording()
-            await self._connect()
             summary = await super().run()
             if self._startup_failure is not None:
                 raise self._startup_failure
@@ -634,6 +634,21 @@ class LiveNode(PaperNode):
         if keys.passphrase is not None:
             secrets.append(keys.passphrase.get_secret_value())
         self.stream.recorder = PrivateFrames(self._recording, secrets)
+
+    async def _start_and_serve(self, tasks: dict[asyncio.Task[None], Any]) -> BaseException | None:
+        """Read the account and subscribe the user stream, then recover, start and serve as the paper daemon.
+
+        After the warm-up: no socket is open while the kernels compile (a minute or more, cold), so no
+        event of the stream reaches a kernel that has not replayed its journal yet (a fill of a journaled
+        order would be booked as a stranger's, then again by the start-up reconciliation); what the venue
+        did meanwhile is read by that reconciliation. A failure to read the account stops the daemon, naming it.
+        """
+        try:
+            await self._connect()
+        except Exception as exc:
+            self.stop(f"reading the account failed: {type(exc).__name__}: {exc}")
+            raise
+        return await super()._start_and_serve(tasks)
 
     async def _connect(self) -> None:
         settings = self.config.live
