@@ -392,3 +392,44 @@ async def test_a_live_daemon_whose_venue_fails_to_close_still_closes_its_recordi
     assert runs[-1] == "run:stop", runs[-5:]
     assert node.summary.stop_reason == "test done" and node.summary.stopped_ns > 0
     Journal(tmp_path / "journal.sqlite", exclusive=True).close()  # closed by the daemon
+
+
+async def test_a_live_daemon_cancelled_as_its_shutdown_begins_still_cancels_its_orders_and_closes_its_files(
+    tmp_path: Path,
+) -> None:
+    """The daemon's task cancelled as its shutdown began (``asyncio.run`` ending on a second Ctrl-C, a caller's
+    timeout): the cancellation met the shutdown's first await, the wait for the reconciliation's tasks, which ran
+    in no step, so every later step was skipped: with ``cancel_on_stop`` the resting order was left working at the
+    venue, ``on_stop`` never called, ``run:stop`` never recorded. Every await of the shutdown is in a step now:
+    the order is canceled, the stop recorded, the files closed, and ``run()`` ends cancelled."""
+    from loguru import logger
+
+    def cancel_at_the_shutdown(message: Any) -> None:
+        if message.record["message"].startswith("live daemon stopping"):
+            task = asyncio.current_task()  # the daemon's: the shutdown logs this line on it, then awaits
+            assert task is not None
+            task.cancel()
+
+    async with account_and_market() as (emulator, srv):
+        data = live_config_data(tmp_path, emulator, srv, [resting("steady")])
+        data["record"] = str(tmp_path / "frames.jsonl.gz")
+        node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+        steady = node.kernel.strategies[0]
+
+        def accepted() -> bool:
+            placed = steady.placed  # type: ignore[attr-defined]
+            return bool(placed) and node.kernel.orders.order(placed).status is OrderStatus.ACCEPTED
+
+        canceller = logger.add(cancel_at_the_shutdown, level="INFO")
+        try:
+            with pytest.raises(asyncio.CancelledError):
+                await run_until_it_stops(node, accepted)
+        finally:
+            logger.remove(canceller)
+        placed = steady.placed  # type: ignore[attr-defined]
+        assert emulator.orders[placed].status is OrderStatus.CANCELED  # not left working at the venue
+    assert node.kernel.orders.order(placed).status is OrderStatus.CANCELED and node.left_at_venue == {}
+    runs = [conn for _, conn, _ in read_frames(tmp_path / "frames.jsonl.gz", runs=True)]
+    assert runs[-1] == "run:stop", runs[-5:]  # recorded, and the recording closed: read to its end
+    assert node.summary.stop_reason == "test done" and node.summary.stopped_ns > 0
+    assert_journal_intact(tmp_path / "journal.sqlite")

@@ -5,6 +5,7 @@ Against the Binance spot capture served on 127.0.0.1, with a journal and a recor
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +77,41 @@ async def test_a_paper_shutdown_whose_venue_fails_to_close_still_closes_the_jour
             "the first error is raised"
         )
     assert len(errors) == 1 + kernel_fails_too, lines
+
+
+async def test_a_paper_daemon_cancelled_in_its_shutdown_still_records_the_stop_closes_its_files_and_is_cancelled(
+    tmp_path: Path,
+) -> None:
+    """The daemon's task cancelled as its shutdown waits for the feeds to end (``asyncio.run`` ending on a second
+    Ctrl-C, a caller's timeout): the cancellation ended the step "stopping the trading" there, so the timers were
+    never stopped and ``run:stop`` never recorded (a replay then fires no timer due after the last frame), and it
+    was logged as the step's failure. The feeds' step is cut short, logged as such; the strategies' step still
+    records the stop, the journal and the recording are closed, and ``run()`` ends cancelled."""
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{level} {message}")
+
+    def cancel_at_the_shutdown(message: Any) -> None:
+        if message.record["message"].startswith("paper daemon stopping"):
+            task = asyncio.current_task()  # the daemon's: the shutdown logs this line on it, then waits for the feeds
+            assert task is not None
+            task.cancel()
+
+    canceller = logger.add(cancel_at_the_shutdown, level="INFO")
+    try:
+        async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, lifetime=120.0) as srv:
+            data = binance_config(srv.ws_url, srv.http_url, ["trade", "bookTicker"], tmp=tmp_path, journal=True,
+                                  record=True)  # fmt: skip
+            node = PaperNode(config_of(data), handle_signals=False)
+            with pytest.raises(asyncio.CancelledError):
+                await run_node(node, lambda: node.kernel.result.trades >= 200 and node.kernel.orders.created > 0)
+    finally:
+        logger.remove(canceller)
+        logger.remove(sink)
+    assert node.clock.stopped
+    assert node.summary.stop_reason == "test done" and node.summary.orders == node.kernel.orders.created > 0
+    assert_journal_intact(tmp_path / "journal.sqlite")
+    recorded = list(read_frames(tmp_path / "frames.jsonl.gz", runs=True))
+    assert recorded[-1][1] == RUN_PREFIX + "stop"  # recorded, and the recording closed: read to its end
+    assert [line.rstrip("\n") for line in lines if line.startswith(("WARNING stopping:", "ERROR stopping:"))] == [
+        "WARNING stopping: stopping the feeds was cut short, the daemon's task being cancelled; the shutdown goes on"
+    ]

@@ -49,7 +49,8 @@ Lifecycle of :meth:`PaperNode.run`:
    stops as on a signal and raises :class:`~tradebus.errors.StrategyError` naming the strategy,
    the hook and the time; market data after it is dropped);
 5. stop the clients, cancel their tasks, stop the kernel, close recorder and journal, each step whatever an
-   earlier one raised (:class:`ShutdownSteps`: the first error is raised after the last); then the
+   earlier one raised or a cancellation of the daemon's task cut short (:class:`ShutdownSteps`: the
+   cancellation, else the first error, is raised after the last); then the
    operations layer, whatever the shutdown raised (the stop alert is sent and the queued alerts flushed).
 
 Every order decision is logged on one line with its reason (``decision ...``).
@@ -123,18 +124,28 @@ class ShutdownSteps:
     """The steps of a daemon's shutdown, each run whatever an earlier one raised.
 
     Each step runs in :meth:`step`; the first error is kept (and logged, the shutdown going on),
-    a later one is logged, and :meth:`raise_first` raises the first once every step has run.
+    a later one is logged, and :meth:`raise_first` raises the first once every step has run. The
+    daemon's task cancelled during a step (``asyncio.run`` ending on a second Ctrl-C, a caller's
+    timeout) ends that step, logged as such, not as a failure; the later steps still run (the
+    cancellation has been delivered: their awaits go on), and :meth:`raise_first` raises the
+    cancellation, the first error having been logged.
     """
 
     def __init__(self) -> None:
         #: The first error a step raised (``None``: none did).
         self.failure: BaseException | None = None
+        #: The cancellation a step met (``None``: none).
+        self.cancelled: asyncio.CancelledError | None = None
 
     @contextlib.contextmanager
     def step(self, what: str) -> Iterator[None]:
         """Run the body as the step ``what`` (its error is kept or logged, not raised)."""
         try:
             yield
+        except asyncio.CancelledError as exc:
+            if self.cancelled is None:
+                self.cancelled = exc
+            logger.warning("stopping: {} was cut short, the daemon's task being cancelled; the shutdown goes on", what)
         except BaseException as exc:  # every step runs: a later one closes what this one did not
             if self.failure is None:
                 self.failure = exc
@@ -145,7 +156,9 @@ class ShutdownSteps:
                 )
 
     def raise_first(self) -> None:
-        """Raise the first error a step raised, if any."""
+        """Raise the cancellation a step met, else the first error a step raised, if any."""
+        if self.cancelled is not None:
+            raise self.cancelled
         if self.failure is not None:
             raise self.failure
 
@@ -583,26 +596,28 @@ class PaperNode:
             self.stop(f"feed {feed.name} ended")
         return None
 
-    async def _stop_trading(self, tasks: dict[asyncio.Task[None], Feed]) -> None:
-        """Stop what decides orders: the feeds, then the timers and alerts (the due ones fired and the stop
-        recorded first), then the strategies (``on_stop``, which may still send orders)."""
-        for feed in self.feeds:
-            feed.stop()
-        pending = [t for t in tasks if not t.done()]
-        if pending:
-            _, still = await asyncio.wait(pending, timeout=5.0)
-            for task in still:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        self._record_stop()
-        self.clock.stop()  # nothing fires after the recorded stop, as in a replay (an on_stop's timer neither)
-        try:
-            self.kernel.end_strategies(start=self._start_strategies)
-        except StrategyError as failure:  # an on_stop raised: the daemon still closes its files
-            self._strategy_failed(failure)
-        except DataError as error:  # an on_stop's order the failed journal refused (not sent): run() raises it
-            if self.journal is None or error is not self.journal.failure:
-                raise
+    async def _stop_trading(self, tasks: dict[asyncio.Task[None], Feed], steps: ShutdownSteps) -> None:
+        """Stop what decides orders, each in ``steps``: the feeds, then the timers and alerts (the due ones fired
+        and the stop recorded first), then the strategies (``on_stop``, which may still send orders)."""
+        with steps.step("stopping the feeds"):
+            for feed in self.feeds:
+                feed.stop()
+            pending = [t for t in tasks if not t.done()]
+            if pending:
+                _, still = await asyncio.wait(pending, timeout=5.0)
+                for task in still:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        with steps.step("stopping the strategies"):
+            self._record_stop()
+            self.clock.stop()  # nothing fires after the recorded stop, as in a replay (an on_stop's timer neither)
+            try:
+                self.kernel.end_strategies(start=self._start_strategies)
+            except StrategyError as failure:  # an on_stop raised: the daemon still closes its files
+                self._strategy_failed(failure)
+            except DataError as error:  # an on_stop's order the failed journal refused (not sent): run() raises it
+                if self.journal is None or error is not self.journal.failure:
+                    raise
 
     async def _shutdown(self, tasks: dict[asyncio.Task[None], Feed]) -> None:
         """Stop trading, close the venue, stop the kernel, close the recording and the journal, make the summary.
@@ -617,8 +632,7 @@ class PaperNode:
 
     async def _shutdown_steps(self, tasks: dict[asyncio.Task[None], Feed], steps: ShutdownSteps) -> None:
         """The steps of :meth:`_shutdown`, each run in ``steps`` (the live daemon adds its own before them)."""
-        with steps.step("stopping the trading"):
-            await self._stop_trading(tasks)
+        await self._stop_trading(tasks, steps)
         with steps.step("closing the venue"):
             self.venue.close()
         with steps.step("stopping the kernel"):

@@ -606,9 +606,10 @@ class LiveNode(PaperNode):
         finally:
             # Each step whatever an earlier one raised; their first error is raised unless run()'s comes first.
             steps = ShutdownSteps()
-            self.stream.stop()
-            if self._stream_task is not None:
-                await asyncio.gather(self._stream_task, return_exceptions=True)
+            with steps.step("closing the user stream"):
+                self.stream.stop()
+                if self._stream_task is not None:
+                    await asyncio.gather(self._stream_task, return_exceptions=True)
             with steps.step("closing the venue's connections"):
                 await self.venue.aclose()
             if self._recording is not None:
@@ -617,7 +618,7 @@ class LiveNode(PaperNode):
             if self.journal is not None:
                 with steps.step("closing the journal"):
                     self.journal.close()  # closed by the paper daemon's shutdown, unless the account could not be read
-            if not failed:
+            if not failed or steps.cancelled is not None:
                 steps.raise_first()
 
     def _open_recording(self) -> None:
@@ -993,23 +994,25 @@ class LiveNode(PaperNode):
         strategies stopped, the journal closed and the summary made); the first error is raised after
         the last step, and a later one is logged.
         """
-        for task in (self._startup_task, self._reconcile_task, self._state_task, self._funding_task):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        with steps.step("stopping the reconciliation"):
+            for task in (self._startup_task, self._reconcile_task, self._state_task, self._funding_task):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
         with steps.step("closing the reconciler"):
             await self.reconciler.aclose()
         self.recorder = None  # the paper shutdown must not close it: :meth:`run` does, after the user stream
         await super()._shutdown_steps(tasks, steps)
 
-    async def _stop_trading(self, tasks: dict[asyncio.Task[None], Any]) -> None:
+    async def _stop_trading(self, tasks: dict[asyncio.Task[None], Any], steps: ShutdownSteps) -> None:
         """As the paper daemon (feeds, timers, ``on_stop``); then, with ``live.cancel_on_stop``, deny every new
         order and cancel every open order (:meth:`_cancel_all`): nothing is left to send one after the cancels."""
-        await super()._stop_trading(tasks)
+        await super()._stop_trading(tasks, steps)
         settings = self.config.live
         if settings.cancel_on_stop and not self.dry_run:
-            self.guard.stopping = "stopping: the daemon cancels its open orders (live.cancel_on_stop)"
-            await self._cancel_all(settings.stop_timeout)
+            with steps.step("canceling the open orders"):
+                self.guard.stopping = "stopping: the daemon cancels its open orders (live.cancel_on_stop)"
+                await self._cancel_all(settings.stop_timeout)
 
     async def _cancel_all(self, timeout: float) -> None:
         """Cancel every open order and wait (up to ``timeout`` s) until none is open.
