@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sweep_helpers import REPO
+from sweep_helpers import REPO, catalog_config, write_yaml
 
 from tradebus.sweep.space import load_space
 from tradebus.sweep.store import TrialStore
@@ -54,3 +54,57 @@ def test_a_sweep_resumed_after_a_failed_trial_write_runs_that_trial_again(tmp_pa
     assert rows == [{"trial": 0, "param.strategy.params.fast": 5, "sharpe": 1.5},
                     {"trial": 1, "param.strategy.params.fast": 7, "sharpe": 0.5}]
     assert sorted(os.listdir(trials)) == ["trial-000000.parquet", "trial-000001.parquet"]
+
+
+#: Runs ``tradebus`` with the given arguments, a file-size limit (argv[1], bytes) taking effect once the sweep's Ray
+#: runtime has started (its own logs are not the sweep's outputs): a write of an output past it fails EFBIG.
+_SWEEP_UNDER_FILE_SIZE_LIMIT = r"""
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+from tradebus.cli import main
+from tradebus.sweep.executor import RayExecutor
+started = RayExecutor.__enter__
+def enter(self):
+    executor = started(self)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    return executor
+RayExecutor.__enter__ = enter
+main(sys.argv[2:])
+"""
+
+
+def _sweep(tmp_path: Path, limit: int | None = None) -> subprocess.CompletedProcess[str]:
+    """``tradebus sweep`` of the grid into ``tmp_path/out`` (under a file-size limit of ``limit`` bytes)."""
+    args = ["sweep", str(tmp_path / "run.yaml"), "--space", str(tmp_path / "space.yaml"), "--out",
+            str(tmp_path / "out"), "--workers", "1"]
+    command = [sys.executable, "-c", _SWEEP_UNDER_FILE_SIZE_LIMIT, str(limit or 2**40), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def _resumed_under_limit(tmp_path: Path, name: str, limit: int) -> None:
+    """The finished sweep resumed under a file-size limit of ``limit``: writing ``name`` fails, exit 2, naming it."""
+    out = tmp_path / "out"
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    done = _sweep(tmp_path, limit)
+    text = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 2, text
+    assert "Traceback" not in text, text
+    assert f"output {out / name}: cannot write it (EFBIG: " in text, text
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_a_sweep_whose_results_csv_or_best_json_cannot_be_written_leaves_the_previous_one(tmp_path: Path) -> None:
+    """A full disk writing results.csv (EFBIG here, at half its size) left a truncated results.csv and ended the sweep
+    with a raw 'OSError: [Errno 27] File too large' traceback; it is now exit 2 naming the file, the previous
+    results.csv left whole and nothing beside it. The same for best.json (a limit between the two files' sizes)."""
+    write_yaml(tmp_path / "run.yaml", catalog_config())
+    # one trial: results.csv (its header and row) is smaller than best.json (the row's metrics, indented)
+    write_yaml(tmp_path / "space.yaml", {"params": {"strategy.params.fast": [5]}})
+    done = _sweep(tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "out"
+    sizes = (out / "results.csv").stat().st_size, (out / "best.json").stat().st_size
+    _resumed_under_limit(tmp_path, "results.csv", sizes[0] // 2)
+    assert sizes[0] < sizes[1] - 1, sizes
+    _resumed_under_limit(tmp_path, "best.json", sizes[0] + 1)

@@ -96,7 +96,7 @@ import json
 import math
 import os
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -142,6 +142,7 @@ __all__ = [
     "output_error",
     "write_csv_header",
     "write_csv_rows",
+    "write_file",
     "write_parquet_file",
     "write_run",
 ]
@@ -403,24 +404,26 @@ def output_error(path: Path, exc: OSError) -> ConfigError:
     return ConfigError(f"output {path}: cannot write it ({describe_os_error(exc)})")
 
 
-def write_parquet_file(table: pa.Table, path: Path, **options: Any) -> Path:
-    """Write ``table`` to ``path`` as Parquet (``options``: :func:`pyarrow.parquet.write_table`'s); return ``path``.
+def write_file(path: Path, content: bytes | str | Callable[[Path], object]) -> Path:
+    """Write ``content`` to ``path`` atomically; return ``path``.
 
-    The file is written to a hidden temporary name in the same folder, fsynced and renamed, so
-    ``path`` is either absent (or the previous file) or complete, also after a power loss; a failed
-    write leaves nothing of itself.
+    ``content`` is the file's bytes, its text (UTF-8), or a writer called with the path to write
+    (e.g. ``lambda p: pq.write_table(table, p)``). The file is written to a hidden temporary name
+    in the same folder, fsynced and renamed, so ``path`` is either absent (or the previous file)
+    or complete, also after a power loss; a failed write leaves nothing of itself.
 
     Raises
     ------
     ConfigError
         An OS error (a full disk, a file size limit), naming ``path`` (:func:`output_error`).
     """
-    import pyarrow.parquet as pq
-
     temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         try:
-            pq.write_table(table, temp, **options)
+            if callable(content):
+                content(temp)
+            else:
+                temp.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
             fd = os.open(temp, os.O_RDONLY)
             try:
                 os.fsync(fd)
@@ -433,6 +436,21 @@ def write_parquet_file(table: pa.Table, path: Path, **options: Any) -> Path:
     except OSError as exc:
         raise output_error(path, exc) from None
     return path
+
+
+def write_parquet_file(table: pa.Table, path: Path, **options: Any) -> Path:
+    """Write ``table`` to ``path`` as Parquet (``options``: :func:`pyarrow.parquet.write_table`'s), atomically.
+
+    See :func:`write_file`; returns ``path``.
+
+    Raises
+    ------
+    ConfigError
+        An OS error (a full disk, a file size limit), naming ``path`` (:func:`output_error`).
+    """
+    import pyarrow.parquet as pq
+
+    return write_file(path, lambda temp: pq.write_table(table, temp, **options))
 
 
 #: The files a daemon writes row by row while it runs (:mod:`tradebus.reports.stream`).

@@ -56,6 +56,7 @@ from tradebus.config import RunConfig, load_config
 from tradebus.errors import ConfigError, TradebusError
 from tradebus.locks import take_lock
 from tradebus.reports.metrics import MIN_ANNUALISED_DAYS, format_ns
+from tradebus.reports.writers import write_file
 from tradebus.sweep.executor import RayExecutor
 from tradebus.sweep.inputs import changes, code_inputs, data_inputs
 from tradebus.sweep.space import SweepSpace, load_space
@@ -559,7 +560,7 @@ def _optimise(
 def _write_outputs(space: SweepSpace, store: TrialStore, out: Path) -> dict[str, Any] | None:
     """``results.csv`` and ``best.json`` of the stored trials (read once: a few ms a trial file); the best row."""
     table = store.table()
-    pa_csv.write_csv(table, out / "results.csv")
+    write_file(out / "results.csv", lambda temp: pa_csv.write_csv(table, temp))
     rows = table.to_pylist()
     best = _best(space, rows)
     name, direction = next(iter(space.objectives.items()))
@@ -574,7 +575,7 @@ def _write_outputs(space: SweepSpace, store: TrialStore, out: Path) -> dict[str,
     data["unranked_trials"] = _unranked(space, rows)
     if best is not None:
         _warn_unranked(space, data["unranked_trials"], len(rows), "", "best.json's unranked_trials")
-    (out / "best.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    write_file(out / "best.json", json.dumps(data, indent=2) + "\n")
     return best
 
 
