@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -717,3 +720,32 @@ def test_lookahead_on_outputs_that_are_not_ts_value_pairs_exits_2_naming_the_ent
     assert result.exit_code == 2, result.output
     assert "outputs[0] is" in result.output and "not a (ts, value) pair" in " ".join(result.output.split())
     assert not (tmp_path / "out").exists()
+
+
+#: Runs ``tradebus`` with the given arguments under a file-size limit (argv[1], bytes): a write past it fails EFBIG.
+_UNDER_FILE_SIZE_LIMIT = r"""
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+from tradebus.cli import main
+main(sys.argv[2:])
+"""
+
+
+def test_a_research_json_that_cannot_be_written_is_a_clear_error_and_leaves_the_previous_file(tmp_path: Path) -> None:
+    """A full disk writing cv.json (EFBIG here, at half its size) ended 'tradebus research cv' with a raw 'OSError:
+    [Errno 27] File too large' traceback, leaving .cv.json.tmp beside it, and the file was renamed without an fsync;
+    it is now exit 2 naming cv.json, the previous cv.json left whole and nothing beside it."""
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["research", "cv", str(CONFIG), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    before = (out / "cv.json").read_bytes()
+    done = subprocess.run([sys.executable, "-c", _UNDER_FILE_SIZE_LIMIT, str(len(before) // 2), "research", "cv",
+                           str(CONFIG), "--out", str(out)], capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    text = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 2, text
+    assert "Traceback" not in text, text
+    assert f"output {out / 'cv.json'}: cannot write it (EFBIG: File too large)" in text, text
+    assert os.listdir(out) == ["cv.json"]
+    assert (out / "cv.json").read_bytes() == before

@@ -3,8 +3,9 @@
 Every JSON file a research command or system writes goes through :func:`json_text`: an
 undefined figure (NaN, ±inf) is ``null``, as in a run's ``metrics.json``, so the files are
 JSON any parser reads; NumPy scalars are plain numbers, tuples are lists, keys are strings,
-and keys are sorted (same data, same bytes). A file is written to a hidden temporary name
-and renamed, so a failed run never leaves a half-written file.
+and keys are sorted (same data, same bytes). A file is written to a hidden temporary name,
+fsynced and renamed, so a failed run never leaves a half-written file; an OS error is a
+:class:`~tradebus.errors.ConfigError` naming the file (exit 2).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tradebus.reports.writers import write_file
 
 __all__ = ["json_ready", "json_text", "write_json", "write_text"]
 
@@ -44,11 +47,14 @@ def json_text(data: Any, indent: int | None = 2) -> str:
 
 
 def write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same directory; return ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`~tradebus.reports.writers.write_file`); return ``path``.
+
+    Raises
+    ------
+    ConfigError
+        An OS error (a full disk, a file size limit), naming ``path``.
+    """
+    return write_file(path, text)
 
 
 def write_json(data: Any, path: Path, indent: int | None = 2) -> Path:
