@@ -512,3 +512,18 @@ def test_a_limit_not_marketable_on_arrival_expires_saying_so(tif: TimeInForce) -
     _book(s, 2 * MS)
     assert s.fills(coid) == [] and s.orders.order(coid).status == OrderStatus.EXPIRED
     assert [e.reason for e in s.of_type(OrderExpired)] == [f"{tif}: not marketable on arrival"]
+
+
+def test_a_resting_bid_filled_by_30_prints_books_every_trade_id_once() -> None:
+    """A bid of 3.0 at 99.6 (no queue ahead) met by 30 sells of 0.1 fills 30 times: past the 16 fills an order
+    keeps in a tuple, every venue trade id is on the order once and its journaled form lists the 30 sorted."""
+    s = _stack()
+    coid = s.submit(BUY, 3.0, LIMIT, price=99.6)
+    _book(s, 2 * MS)
+    for i in range(30):
+        _trade(s, (3 + i) * MS, 99.6, 0.1, -1)
+    ids = [f.trade_id for f in s.fills(coid)]
+    order = s.orders.get(coid)
+    assert (len(ids), len(set(ids)), order.status, round(order.filled_qty, 9)) == (30, 30, OrderStatus.FILLED, 3.0)
+    assert set(order.trade_ids) == set(ids) and len(order.trade_ids) == 30
+    assert order.to_dict()["trade_ids"] == sorted(ids)
