@@ -118,6 +118,33 @@ def test_saved_model_refuses_other_specs_and_a_tampered_hash(tmp_path: Path, dat
         step.bind(FeatureBank(changed))
 
 
+def test_a_model_that_cannot_be_written_is_a_clear_error_and_leaves_the_saved_one(tmp_path: Path, dataset: object) -> None:
+    """A full disk while saving a model (EFBIG here, at half its size) raised a raw 'OSError: [Errno 27] File too
+    large' and left .m.joblib.tmp beside the model; now a ConfigError naming the file, the model saved before left
+    whole and nothing beside it."""
+    import os
+    import resource
+    import signal
+
+    X, y, _, _ = fit_xy(dataset)
+    step = ModelStep(XGBClassifier(n_estimators=5, n_jobs=1, random_state=0).fit(X, y), COLUMNS, tuple(SPECS))
+    path = step.save(tmp_path / "m.joblib")
+    before = path.read_bytes()
+    other = ModelStep(XGBClassifier(n_estimators=9, n_jobs=1, random_state=1).fit(X, y), COLUMNS, tuple(SPECS))
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(before) // 2, hard))
+    try:
+        with pytest.raises(ConfigError) as raised:
+            other.save(path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+    assert str(raised.value) == f"output {path}: cannot write it (EFBIG: File too large)"
+    assert os.listdir(tmp_path) == ["m.joblib"]
+    assert path.read_bytes() == before
+
+
 def test_a_model_fitted_on_other_columns_is_refused(dataset: object) -> None:
     import pandas as pd
 

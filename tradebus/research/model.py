@@ -42,6 +42,7 @@ from sklearn.model_selection import cross_val_predict
 from tradebus.errors import ConfigError, FeatureError
 from tradebus.features.bank import FeatureBank
 from tradebus.features.spec import FeatureSpec, load_specs
+from tradebus.reports.writers import output_error, write_file
 
 __all__ = ["ModelStep", "fit_calibrated", "load_model", "spec_hash"]
 
@@ -177,9 +178,18 @@ class ModelStep:
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | Path) -> Path:
-        """Write the model, its specs and their hash to ``path`` (atomically)."""
+        """Write the model, its specs and their hash to ``path`` (atomically: :func:`~tradebus.reports.writers.write_file`).
+
+        Raises
+        ------
+        ConfigError
+            An OS error (a full disk, a file size limit), naming ``path``; a file there before is left as it was.
+        """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise output_error(path, exc) from None
         payload = {
             "format": _FORMAT,
             "model": self.model,
@@ -189,10 +199,7 @@ class ModelStep:
             "output": self.output,
             "hash": self.hash,
         }
-        tmp = path.with_name(f".{path.name}.tmp")
-        joblib.dump(payload, tmp)
-        tmp.replace(path)
-        return path
+        return write_file(path, lambda temp: joblib.dump(payload, temp))
 
 
 def load_model(path: str | Path, specs: Iterable[FeatureSpec | Mapping[str, Any]] | None = None) -> ModelStep:
