@@ -28,6 +28,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.data.test_data_catalog import tree_hashes
+from tests.file_size_limit import cli_under_file_size_limit
 from tradebus.data.binance_vision import archives, fetch, import_archives
 from tradebus.data.catalog import Catalog
 from tradebus.data.cli import data_app
@@ -539,13 +540,6 @@ def test_a_part_file_left_by_a_killed_run_is_removed_when_its_archive_is_next_fe
 
 
 #: Runs ``tradebus`` with the given arguments under a file-size limit (argv[1], bytes): a write past it fails EFBIG.
-_UNDER_FILE_SIZE_LIMIT = r"""
-import resource, signal, sys
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
-from tradebus.cli import main
-main(sys.argv[2:])
-"""
 
 
 def test_an_archive_that_cannot_be_extracted_is_a_clear_error_and_leaves_the_catalog_as_it_was(
@@ -563,13 +557,9 @@ def test_an_archive_that_cannot_be_extracted_is_a_clear_error_and_leaves_the_cat
     before = tree_hashes(tmp_path / "cat")
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    done = subprocess.run(
-        [sys.executable, "-c", _UNDER_FILE_SIZE_LIMIT, "20000", "data", *common, "--end", "2021-11-28", "--overwrite"],
-        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
-        env={**os.environ, "TMPDIR": str(scratch), "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-    )
-    out = " ".join((done.stdout + done.stderr).split())
-    assert done.returncode == 2, out
+    code, out = cli_under_file_size_limit(20_000, ["data", *common, "--end", "2021-11-28", "--overwrite"], cwd=tmp_path,
+                                          env={"TMPDIR": str(scratch)})
+    assert code == 2, out
     assert "Traceback" not in out, out
     zipped = tmp_path / "cache" / KLINES / "ADABTC-1m-2021-11-28.zip"
     assert re.search(rf"binance archive {re.escape(str(zipped))}: cannot extract ADABTC-1m-2021-11-28.csv into the "

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ from research_helpers import H4, REPO, btc_bars, random_walk, write_bars
 from scipy.stats import spearmanr
 from typer.testing import CliRunner
 
+from tests.file_size_limit import cli_under_file_size_limit
 from tradebus.cli import app
 from tradebus.research.config import load_research_config
 from tradebus.research.dataset import build_dataset
@@ -723,13 +722,6 @@ def test_lookahead_on_outputs_that_are_not_ts_value_pairs_exits_2_naming_the_ent
 
 
 #: Runs ``tradebus`` with the given arguments under a file-size limit (argv[1], bytes): a write past it fails EFBIG.
-_UNDER_FILE_SIZE_LIMIT = r"""
-import resource, signal, sys
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
-from tradebus.cli import main
-main(sys.argv[2:])
-"""
 
 
 def test_a_research_json_that_cannot_be_written_is_a_clear_error_and_leaves_the_previous_file(tmp_path: Path) -> None:
@@ -740,11 +732,8 @@ def test_a_research_json_that_cannot_be_written_is_a_clear_error_and_leaves_the_
     result = runner.invoke(app, ["research", "cv", str(CONFIG), "--out", str(out)])
     assert result.exit_code == 0, result.output
     before = (out / "cv.json").read_bytes()
-    done = subprocess.run([sys.executable, "-c", _UNDER_FILE_SIZE_LIMIT, str(len(before) // 2), "research", "cv",
-                           str(CONFIG), "--out", str(out)], capture_output=True, text=True, timeout=300, check=False,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
-    text = " ".join((done.stdout + done.stderr).split())
-    assert done.returncode == 2, text
+    code, text = cli_under_file_size_limit(len(before) // 2, ["research", "cv", str(CONFIG), "--out", str(out)])
+    assert code == 2, text
     assert "Traceback" not in text, text
     assert f"output {out / 'cv.json'}: cannot write it (EFBIG: File too large)" in text, text
     assert os.listdir(out) == ["cv.json"]
