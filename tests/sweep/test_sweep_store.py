@@ -56,42 +56,59 @@ def test_a_sweep_resumed_after_a_failed_trial_write_runs_that_trial_again(tmp_pa
     assert sorted(os.listdir(trials)) == ["trial-000000.parquet", "trial-000001.parquet"]
 
 
-#: Runs ``tradebus`` with the given arguments, a file-size limit (argv[1], bytes) taking effect once the sweep's Ray
-#: runtime has started (its own logs are not the sweep's outputs): a write of an output past it fails EFBIG.
+#: Runs ``tradebus`` with the given arguments (argv[3:]) under a file-size limit (argv[1], bytes): a write of an output
+#: past it fails EFBIG. The limit takes effect as the function of tradebus.sweep.runner named by argv[2] is called, or
+#: (argv[2] empty) once the sweep's Ray runtime has started (its own logs are not the sweep's outputs).
 _SWEEP_UNDER_FILE_SIZE_LIMIT = r"""
 import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 from tradebus.cli import main
+from tradebus.sweep import runner
 from tradebus.sweep.executor import RayExecutor
-started = RayExecutor.__enter__
-def enter(self):
-    executor = started(self)
+def limit():
     resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
-    return executor
-RayExecutor.__enter__ = enter
-main(sys.argv[2:])
+if sys.argv[2]:
+    called = getattr(runner, sys.argv[2])
+    def call(*args, **kwargs):
+        limit()
+        return called(*args, **kwargs)
+    setattr(runner, sys.argv[2], call)
+else:
+    started = RayExecutor.__enter__
+    def enter(self):
+        executor = started(self)
+        limit()
+        return executor
+    RayExecutor.__enter__ = enter
+main(sys.argv[3:])
 """
 
 
-def _sweep(tmp_path: Path, limit: int | None = None) -> subprocess.CompletedProcess[str]:
-    """``tradebus sweep`` of the grid into ``tmp_path/out`` (under a file-size limit of ``limit`` bytes)."""
+def _sweep(tmp_path: Path, limit: int | None = None, when: str = "") -> subprocess.CompletedProcess[str]:
+    """``tradebus sweep`` of the grid into ``tmp_path/out`` (under a file-size limit of ``limit`` bytes from ``when``)."""
     args = ["sweep", str(tmp_path / "run.yaml"), "--space", str(tmp_path / "space.yaml"), "--out",
             str(tmp_path / "out"), "--workers", "1"]
-    command = [sys.executable, "-c", _SWEEP_UNDER_FILE_SIZE_LIMIT, str(limit or 2**40), *args]
+    command = [sys.executable, "-c", _SWEEP_UNDER_FILE_SIZE_LIMIT, str(limit or 2**40), when, *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
-def _resumed_under_limit(tmp_path: Path, name: str, limit: int) -> None:
-    """The finished sweep resumed under a file-size limit of ``limit``: writing ``name`` fails, exit 2, naming it."""
+def _files(out: Path) -> dict[str, bytes]:
+    """Every file under ``out`` (its path relative to ``out``: its bytes)."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def _resumed_under_limit(tmp_path: Path, name: str, limit: int, when: str = "") -> None:
+    """The finished sweep resumed under a file-size limit of ``limit`` (from ``when``, see :func:`_sweep`): writing
+    ``name`` fails, exit 2, naming it; every file of the sweep is as before and nothing is beside them."""
     out = tmp_path / "out"
-    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    done = _sweep(tmp_path, limit)
+    before = _files(out)
+    done = _sweep(tmp_path, limit, when)
     text = " ".join((done.stdout + done.stderr).split())
     assert done.returncode == 2, text
     assert "Traceback" not in text, text
     assert f"output {out / name}: cannot write it (EFBIG: " in text, text
-    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert _files(out) == before
 
 
 def test_a_sweep_whose_results_csv_or_best_json_cannot_be_written_leaves_the_previous_one(tmp_path: Path) -> None:
@@ -108,3 +125,25 @@ def test_a_sweep_whose_results_csv_or_best_json_cannot_be_written_leaves_the_pre
     _resumed_under_limit(tmp_path, "results.csv", sizes[0] // 2)
     assert sizes[0] < sizes[1] - 1, sizes
     _resumed_under_limit(tmp_path, "best.json", sizes[0] + 1)
+
+
+def test_a_walk_forward_sweep_whose_fold_files_or_stress_json_cannot_be_written_leaves_the_previous_ones(
+    tmp_path: Path,
+) -> None:
+    """A full disk writing a walk-forward sweep's folds.csv, metrics.json or equity.csv, or its stress.json (EFBIG
+    here) left the file truncated and ended the sweep with a raw 'OSError: [Errno 27] File too large' traceback; it is
+    now exit 2 naming the file, every previous file left whole and nothing beside them."""
+    write_yaml(tmp_path / "run.yaml", catalog_config())
+    write_yaml(tmp_path / "space.yaml", {"params": {"strategy.params.fast": [5]},
+                                         "walk_forward": {"train": "120d", "test": "30d"},
+                                         "stress": [{"name": "baseline"}]})
+    done = _sweep(tmp_path)
+    assert done.returncode == 0, done.stderr
+    wf = tmp_path / "out" / "walk_forward"
+    # written in this order, each larger than the one before: a limit between two sizes fails the larger
+    sizes = [(wf / name).stat().st_size for name in ("metrics.json", "folds.csv", "equity.csv")]
+    assert sizes == sorted(sizes), sizes
+    _resumed_under_limit(tmp_path, "walk_forward/metrics.json", sizes[0] // 2, "stitch")
+    _resumed_under_limit(tmp_path, "walk_forward/folds.csv", sizes[0], "stitch")
+    _resumed_under_limit(tmp_path, "walk_forward/equity.csv", sizes[1], "stitch")
+    _resumed_under_limit(tmp_path, "stress.json", (tmp_path / "out" / "stress.json").stat().st_size // 2, "_stress")

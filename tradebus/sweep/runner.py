@@ -42,7 +42,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -654,17 +654,20 @@ def _walk_forward(
         fold_rows.append(row)
     stitched, metrics = stitch(curves, config.initial_cash, run_cash)
     wf_dir.mkdir(parents=True, exist_ok=True)
-    with (wf_dir / "equity.csv").open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["fold", "ts", "equity"])
-        writer.writerows((k, ts, repr(e)) for k, ts, e in stitched)
     columns = list(dict.fromkeys(k for r in fold_rows for k in r))
-    with (wf_dir / "folds.csv").open("w", newline="", encoding="utf-8") as fh:
-        dict_writer = csv.DictWriter(fh, columns)
-        dict_writer.writeheader()
-        dict_writer.writerows(fold_rows)
-    (wf_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_file(wf_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_file(wf_dir / "folds.csv", lambda temp: _write_csv(temp, columns, fold_rows))
+    write_file(wf_dir / "equity.csv", lambda temp: _write_csv(
+        temp, ["fold", "ts", "equity"], ({"fold": k, "ts": ts, "equity": repr(e)} for k, ts, e in stitched)))
     return metrics, fold_rows, best, ran
+
+
+def _write_csv(path: Path, columns: list[str], rows: Iterable[dict[str, Any]]) -> None:
+    """Write ``rows`` to the CSV file ``path`` under a header of ``columns`` (a row's missing keys empty)."""
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, columns)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _stress_params(space: SweepSpace, fold_rows: list[dict[str, Any]], stress: bool) -> dict[str, Any] | None:
@@ -706,7 +709,7 @@ def _stress(
         if note is not None:
             logger.warning("stress variant {!r}: {}", variant.name, note)
             entry["note"] = note
-    (out / "stress.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_file(out / "stress.json", json.dumps(report, indent=2) + "\n")
     return report
 
 
