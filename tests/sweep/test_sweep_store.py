@@ -84,10 +84,11 @@ main(sys.argv[3:])
 """
 
 
-def _sweep(tmp_path: Path, limit: int | None = None, when: str = "") -> subprocess.CompletedProcess[str]:
-    """``tradebus sweep`` of the grid into ``tmp_path/out`` (under a file-size limit of ``limit`` bytes from ``when``)."""
+def _sweep(tmp_path: Path, limit: int | None = None, when: str = "", *extra: str) -> subprocess.CompletedProcess[str]:
+    """``tradebus sweep`` of the grid into ``tmp_path/out`` (under a file-size limit of ``limit`` bytes from ``when``)
+    with the options ``extra``."""
     args = ["sweep", str(tmp_path / "run.yaml"), "--space", str(tmp_path / "space.yaml"), "--out",
-            str(tmp_path / "out"), "--workers", "1"]
+            str(tmp_path / "out"), "--workers", "1", *extra]
     command = [sys.executable, "-c", _SWEEP_UNDER_FILE_SIZE_LIMIT, str(limit or 2**40), when, *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -98,12 +99,12 @@ def _files(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
 
-def _resumed_under_limit(tmp_path: Path, name: str, limit: int, when: str = "") -> None:
+def _resumed_under_limit(tmp_path: Path, name: str, limit: int, when: str = "", *extra: str) -> None:
     """The finished sweep resumed under a file-size limit of ``limit`` (from ``when``, see :func:`_sweep`): writing
     ``name`` fails, exit 2, naming it; every file of the sweep is as before and nothing is beside them."""
     out = tmp_path / "out"
     before = _files(out)
-    done = _sweep(tmp_path, limit, when)
+    done = _sweep(tmp_path, limit, when, *extra)
     text = " ".join((done.stdout + done.stderr).split())
     assert done.returncode == 2, text
     assert "Traceback" not in text, text
@@ -147,3 +148,22 @@ def test_a_walk_forward_sweep_whose_fold_files_or_stress_json_cannot_be_written_
     _resumed_under_limit(tmp_path, "walk_forward/folds.csv", sizes[0], "stitch")
     _resumed_under_limit(tmp_path, "walk_forward/equity.csv", sizes[1], "stitch")
     _resumed_under_limit(tmp_path, "stress.json", (tmp_path / "out" / "stress.json").stat().st_size // 2, "_stress")
+
+
+def test_a_sweep_whose_sweep_json_cannot_be_written_leaves_no_truncated_one(tmp_path: Path) -> None:
+    """A full disk writing sweep.json (EFBIG here, under a 100-byte limit) left a truncated sweep.json, which the next
+    run could not read, and ended with a raw 'OSError: [Errno 27] File too large' traceback; it is now exit 2 naming
+    the file with nothing left in the directory. The same for the sweep.json a resume with another --tier rewrites
+    (the previous one left whole)."""
+    write_yaml(tmp_path / "run.yaml", catalog_config())
+    write_yaml(tmp_path / "space.yaml", {"params": {"strategy.params.fast": [5]}})
+    out = tmp_path / "out"
+    done = _sweep(tmp_path, 100, "_prepare")
+    text = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 2, text
+    assert "Traceback" not in text, text
+    assert f"output {out / 'sweep.json'}: cannot write it (EFBIG: " in text, text
+    assert _files(out) == {}
+    done = _sweep(tmp_path)
+    assert done.returncode == 0, done.stderr
+    _resumed_under_limit(tmp_path, "sweep.json", (out / "sweep.json").stat().st_size // 2, "_prepare", "--tier", "event")

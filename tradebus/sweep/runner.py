@@ -188,7 +188,7 @@ def _claim(
                 f"keep the old code's results as the new code's; start afresh with another --out (or delete {out})"
             )
         if not (out / "space.yaml").exists():  # the first run stopped between writing sweep.json and it
-            (out / "space.yaml").write_bytes(space_path.read_bytes())
+            write_file(out / "space.yaml", space_path.read_bytes())
         _note_tier(marker, old, tier)
         return
     # Without sweep.json nothing here is the sweep's, whatever its name (a results.csv, a trials/ of one's own).
@@ -204,9 +204,8 @@ def _claim(
             f"{out}: not a sweep directory (no sweep.json) but holds {', '.join(clash)}, which the sweep "
             "writes; --force only writes beside other files: use another --out"
         )
-    marker.write_text(json.dumps({**meta, "data": data, "code": code, "tiers": [tier]}, indent=2) + "\n",
-                      encoding="utf-8")
-    (out / "space.yaml").write_bytes(space_path.read_bytes())
+    write_file(marker, json.dumps({**meta, "data": data, "code": code, "tiers": [tier]}, indent=2) + "\n")
+    write_file(out / "space.yaml", space_path.read_bytes())
 
 
 def _note_tier(marker: Path, old: dict[str, Any], tier: str) -> None:
@@ -225,7 +224,7 @@ def _note_tier(marker: Path, old: dict[str, Any], tier: str) -> None:
             marker.parent, tier, ", ".join(asked), tier,
         )
     if tier not in asked:
-        marker.write_text(json.dumps({**old, "tiers": [*asked, tier]}, indent=2) + "\n", encoding="utf-8")
+        write_file(marker, json.dumps({**old, "tiers": [*asked, tier]}, indent=2) + "\n")
 
 
 def _read_window(config: RunConfig, space: SweepSpace) -> tuple[int | None, int | None]:
