@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sweep_helpers import REPO, catalog_config, write_yaml
 
+from tradebus.locks import take_lock
 from tradebus.sweep.space import load_space
 from tradebus.sweep.store import TrialStore
 
@@ -19,6 +20,7 @@ import resource, signal, sys
 from pathlib import Path
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 from tradebus.errors import ConfigError
+from tradebus.locks import take_lock
 from tradebus.sweep.space import load_space
 from tradebus.sweep.store import TrialStore
 store = TrialStore(sys.argv[1], load_space(sys.argv[2]).params)
@@ -167,3 +169,33 @@ def test_a_sweep_whose_sweep_json_cannot_be_written_leaves_no_truncated_one(tmp_
     done = _sweep(tmp_path)
     assert done.returncode == 0, done.stderr
     _resumed_under_limit(tmp_path, "sweep.json", (out / "sweep.json").stat().st_size // 2, "_prepare", "--tier", "event")
+
+
+def test_a_sweep_resumed_after_one_killed_mid_write_removes_its_stale_temporaries(tmp_path: Path) -> None:
+    """A sweep killed (``kill -9``) while writing a file leaves its temporary, ``.<name>.tmp-<pid>``: one of
+    sweep.json made the next run refuse the directory as 'not empty (.sweep.json.tmp-...) and not a sweep directory';
+    one of results.csv or of a trial's file was left beside the sweep's files forever. A run that holds the directory
+    now removes them (only the temporaries of files the sweep writes); while another process holds it, nothing."""
+    write_yaml(tmp_path / "run.yaml", catalog_config())
+    write_yaml(tmp_path / "space.yaml", {"params": {"strategy.params.fast": [5]}})
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".sweep.json.tmp-99999").write_text('{"config": ', encoding="utf-8")
+    done = _sweep(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(os.listdir(out)) == ["best.json", "results.csv", "space.yaml", "sweep.json", "trials"]
+    stale = [".results.csv.tmp-99999", ".best.json.tmp-12", "trials/.trial-000000.parquet.tmp-99999"]
+    kept = [".results.csv.tmp-mine", ".notes.txt.tmp-99999", "trials/.other.parquet.tmp-99999"]  # not the sweep's
+    for name in stale + kept:
+        (out / name).write_bytes(b"partial")
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert take_lock(fd) is None
+        done = _sweep(tmp_path)
+        assert done.returncode == 2 and "in use by another running sweep" in done.stderr, done.stderr
+        assert all((out / name).exists() for name in stale + kept)
+    finally:
+        os.close(fd)
+    done = _sweep(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [name for name in stale + kept if (out / name).exists()] == kept

@@ -95,6 +95,7 @@ import csv
 import json
 import math
 import os
+import re
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -117,6 +118,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = [
+    "temporary_of",
     "EQUITY_COLUMNS",
     "FEE_IN_KIND_COLUMN",
     "FUNDING_COLUMNS",
@@ -436,6 +438,19 @@ def write_file(path: Path, content: bytes | str | Callable[[Path], object]) -> P
     except OSError as exc:
         raise output_error(path, exc) from None
     return path
+
+
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.tmp-[0-9]+")
+
+
+def temporary_of(name: str) -> str | None:
+    """The name of the file whose :func:`write_file` temporary is named ``name``, else ``None``.
+
+    ``.best.json.tmp-4242`` (``.<name>.tmp-<pid>``) gives ``best.json``: one a process killed while
+    writing it left behind.
+    """
+    match = _TEMPORARY.fullmatch(name)
+    return None if match is None else match["name"]
 
 
 def write_parquet_file(table: pa.Table, path: Path, **options: Any) -> Path:

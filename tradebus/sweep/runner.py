@@ -32,7 +32,10 @@ on data or strategy code that has changed since, is refused, as is a non-empty d
 directory (one without ``sweep.json``; with ``force`` it is used unless it holds a file or
 directory named as one the sweep writes). While a sweep runs it holds its directory with a
 ``flock`` (:mod:`tradebus.locks`, released when its process ends, ``kill -9`` included): a
-second sweep on the same directory is refused, naming the process that holds it.
+second sweep on the same directory is refused, naming the process that holds it. Every file is written
+to a hidden temporary (``.results.csv.tmp-<pid>``) and renamed (:func:`~tradebus.reports.writers.write_file`);
+the temporaries of the sweep's own files that a sweep killed mid-write left are removed by the next run
+that holds the directory.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +60,7 @@ from tradebus.config import RunConfig, load_config
 from tradebus.errors import ConfigError, TradebusError
 from tradebus.locks import take_lock
 from tradebus.reports.metrics import MIN_ANNUALISED_DAYS, format_ns
-from tradebus.reports.writers import write_file
+from tradebus.reports.writers import temporary_of, write_file
 from tradebus.sweep.executor import RayExecutor
 from tradebus.sweep.inputs import changes, code_inputs, data_inputs
 from tradebus.sweep.space import SweepSpace, load_space
@@ -72,6 +76,11 @@ OWN_FILES = frozenset(
     {"sweep.json", "space.yaml", "trials", "optuna.log", "optuna.log.lock", "optuna.db", "results.csv", "best.json",
      "stress.json", "walk_forward"}
 )
+#: The files :func:`~tradebus.reports.writers.write_file` writes in the sweep directory and in its ``walk_forward/``.
+_WRITTEN = frozenset({"sweep.json", "space.yaml", "results.csv", "best.json", "stress.json"})
+_WRITTEN_WF = frozenset({"folds.csv", "metrics.json", "equity.csv"})
+#: A trial's file in a ``trials/`` folder (:meth:`~tradebus.sweep.store.TrialStore.path`).
+_TRIAL_FILE = re.compile(r"trial-[0-9]{6,}\.parquet")
 #: Keys of each ``stress.json`` entry (the tearsheet's "Stress" section reads exactly these).
 STRESS_KEYS = ("total_return", "sharpe", "max_drawdown", "fills")
 
@@ -187,12 +196,16 @@ def _claim(
                 f"{out}: the strategy code its trials ran has changed since: {'; '.join(changed)}; resuming would "
                 f"keep the old code's results as the new code's; start afresh with another --out (or delete {out})"
             )
+        _remove_temporaries(out)
         if not (out / "space.yaml").exists():  # the first run stopped between writing sweep.json and it
             write_file(out / "space.yaml", space_path.read_bytes())
         _note_tier(marker, old, tier)
         return
     # Without sweep.json nothing here is the sweep's, whatever its name (a results.csv, a trials/ of one's own).
     present = sorted(p.name for p in out.iterdir())
+    if present and all(temporary_of(name) == "sweep.json" for name in present):  # a first run killed writing it
+        _remove_temporaries(out)
+        present = []
     if present and not force:
         raise ConfigError(
             f"{out}: not empty ({', '.join(present[:5])}) and not a sweep directory (no sweep.json); "
@@ -206,6 +219,27 @@ def _claim(
         )
     write_file(marker, json.dumps({**meta, "data": data, "code": code, "tiers": [tier]}, indent=2) + "\n")
     write_file(out / "space.yaml", space_path.read_bytes())
+
+
+def _remove_temporaries(out: Path) -> None:
+    """Remove the temporaries of the sweep's own files that a sweep killed while writing one left in ``out``.
+
+    Only names the sweep writes (``.results.csv.tmp-<pid>``, ``trials/.trial-000042.parquet.tmp-<pid>``, ...);
+    called with ``out`` held (:func:`_hold`), so no other process is writing them.
+    """
+    wf = out / "walk_forward"
+    folders = [(out, _WRITTEN), (out / "trials", None), (wf, _WRITTEN_WF)]
+    folders += [(fold / "trials", None) for fold in sorted(wf.glob("fold-*"))]
+    for folder, names in folders:
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        for path in sorted(folder.iterdir()):
+            target = temporary_of(path.name)
+            if target is None or path.is_symlink() or not path.is_file():
+                continue
+            if target in names if names is not None else _TRIAL_FILE.fullmatch(target):
+                path.unlink()
+                logger.info("{}: removed {}, left by a sweep stopped while writing {}", folder, path.name, target)
 
 
 def _note_tier(marker: Path, old: dict[str, Any], tier: str) -> None:
