@@ -147,7 +147,7 @@ from numba import njit
 
 from tradebus.features.kernels import window
 from tradebus.features.drivers import write_bar
-from {bank_module} import step_bar as _step_bar
+from {bank_module} import bar_table as _bar_table, step_bar as _step_bar
 from {signal_module} import {signal_name} as _signal
 
 
@@ -305,6 +305,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
     pending = False
     safe_low, safe_high = -math.inf, math.inf  # _safe_marks of the position
     previous = ts_init[0] if n else 0
+    table = _bar_table(ws)
     for i in range(n):
         t = ts_init[i]
         if t < previous:
@@ -414,7 +415,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
             notional = abs(pos) * (cs * last)
             if quote + pos * cs * last <= notional * maintenance + 1e-9 * notional:
                 return {liquidation}, n_orders, n_fills, n_samples, i
-        _step_bar(ws, ts_event[i], o, h, l, c, v)
+        _step_bar(ws, ts_event[i], o, h, l, c, v, table)
         raw = _signal(window(ws, n_fields, n_cols), o, h, l, c, v, target, sparams, sstate)
         if raw == raw:
             new_target = 0.0 if long_only and raw < 0.0 else raw

@@ -31,7 +31,9 @@ The same :func:`load_module` writes and imports the per-kind batch loops of
 
 Bars also get ``step_bar``: ``on_bar`` writing only the bar fields the bank's features
 read (most read no time, whose division is the dearest store), for a loop over many bars
-that writes the last one's fields itself (the accelerated tier's simulator).
+that writes the last one's fields itself (the accelerated tier's simulator); it takes the
+features' state offsets and lengths as a tuple (``bar_table(ws)``, read once before the loop)
+instead of reading them from the workspace at every bar.
 
 Live updates and batch runs execute the same compiled ``on_<event>``, so they are
 bit-identical. Events that drive no feature of a bank use the shared field-only
@@ -254,7 +256,9 @@ def _step_import(call: FeatureCall) -> tuple[str, str]:
     return where
 
 
-def _feature_lines(call: FeatureCall, alias: str) -> list[str]:
+def _feature_lines(call: FeatureCall, alias: str, table: tuple[str, str] | None = None) -> list[str]:
+    """The driver's lines of one feature; ``table``: the expressions of its state offset and length
+    (by default read from the workspace's table)."""
     n_in = len(call.inputs)
     adjacent = all(b == a + 1 for a, b in zip(call.inputs, call.inputs[1:], strict=False))
     lines = [f"    # {call.kind}"]
@@ -263,9 +267,10 @@ def _feature_lines(call: FeatureCall, alias: str) -> list[str]:
     else:
         x_at = call.x
         lines += [f"    ws[{call.x + j}] = ws[{slot}]" for j, slot in enumerate(call.inputs)]
-    lines.append(f"    s = int(ws[{call.table}])")
+    offset, length = table or (f"int(ws[{call.table}])", f"int(ws[{call.table + 1}])")
+    lines.append(f"    s = {offset}")
     lines.append(
-        f"    inline_call({alias}, window(ws, s, int(ws[{call.table + 1}])), "
+        f"    inline_call({alias}, window(ws, s, {length}), "
         f"window(ws, {call.params[0]}, {call.params[1]}), "
         f"window(ws, {x_at}, {n_in}), window(ws, {call.outputs[0]}, {call.outputs[1]}))"
     )
@@ -277,15 +282,24 @@ def _feature_lines(call: FeatureCall, alias: str) -> list[str]:
 def _step_bar_lines(calls: tuple[FeatureCall, ...], imports: dict[tuple[str, str], str]) -> list[str]:
     """``step_bar``: ``on_bar`` writing only the bar fields its features read, for a loop over many
     bars that calls ``write_bar`` on its last one (the time's division and the other stores are
-    the per-bar work a feature that reads none of them does not need)."""
+    the per-bar work a feature that reads none of them does not need).
+
+    Its last argument is ``bar_table(ws)``, the features' state offsets and lengths read once
+    before the loop: read from the workspace at every bar, as ``on_bar`` does, they are a load
+    and a float-to-int conversion each, which the compiler cannot hoist (the steps write the
+    same array)."""
     read = {slot for call in calls for slot in call.inputs}
     args = ("ts_event_ns / 1e9", *EVENT_ARGS["bar"])
-    lines = ["", "", '@njit(cache=True, _nrt=False, inline="always")',
-             f"def step_bar(ws, ts_event_ns, {', '.join(EVENT_ARGS['bar'])}):"]  # fmt: skip
+    lines = ["", "", '@njit(cache=True, _nrt=False, inline="always")', "def bar_table(ws):"]
+    entries = [f"int(ws[{call.table + j}])" for call in calls for j in (0, 1)]
+    lines.append(f"    return ({', '.join(entries)})")
+    lines += ["", "", '@njit(cache=True, _nrt=False, inline="always")',
+              f"def step_bar(ws, ts_event_ns, {', '.join(EVENT_ARGS['bar'])}, table):"]  # fmt: skip
+    head = len(lines)
     lines += [f"    ws[{_BAR + j}] = {value}" for j, value in enumerate(args) if _BAR + j in read]
-    for call in calls:
-        lines += _feature_lines(call, imports[_step_import(call)])
-    if len(lines) == 4:
+    for k, call in enumerate(calls):
+        lines += _feature_lines(call, imports[_step_import(call)], (f"table[{2 * k}]", f"table[{2 * k + 1}]"))
+    if len(lines) == head:
         lines.append("    pass")
     return lines
 
