@@ -359,32 +359,38 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
         lot = self.lot_size
         if quantity < max(self.min_quantity, lot) - 1e-12:
             return f"quantity {quantity} is below the minimum {max(self.min_quantity, lot)}"
-        lots = quantity / lot
-        m = grid_of(lot)[0]
-        if not lots * m < EXACT_GRID:
-            return (
-                f"quantity {quantity} is {lots:.0f} lots of {lot}, more than floats hold exactly on that grid "
-                f"(below {EXACT_GRID / m:.0f} lots: 2 ** 46 over the grid's integer {m:.0f})"
-            )
-        if abs(lots - round(lots)) > min(max(1e-6, lots * LOTS_RTOL), max(1e-3, lots * ROUNDING_RTOL)):
-            return f"quantity {quantity} is not a multiple of the lot size {lot}"
+        why = _off_grid("quantity", quantity, "lot", lot, LOTS_RTOL)
+        if why is not None:
+            return why
         if price == price:
             if not (price > 0.0 and price < math.inf):
                 return f"price {price!r} must be a positive finite number"
-            tick = self.tick_size
-            ticks = price / tick
-            m = grid_of(tick)[0]
-            if not ticks * m < EXACT_GRID:
-                return (
-                    f"price {price} is {ticks:.0f} ticks of {tick}, more than floats hold exactly on that grid "
-                    f"(below {EXACT_GRID / m:.0f} ticks: 2 ** 46 over the grid's integer {m:.0f})"
-                )
-            if abs(ticks - round(ticks)) > min(max(1e-6, ticks * TICKS_RTOL), max(1e-3, ticks * ROUNDING_RTOL)):
-                return f"price {price} is not a multiple of the tick size {self.tick_size}"
+            why = _off_grid("price", price, "tick", self.tick_size, TICKS_RTOL)
+            if why is not None:
+                return why
             notional = price * quantity * self.contract_size
             if notional < self.min_notional - 1e-12:
                 return f"notional {notional} is below the minimum {self.min_notional}"
         return None
+
+
+def _off_grid(name: str, value: float, unit: str, increment: float, rtol: float) -> str | None:
+    """Why ``value`` (a quantity in lots, a price in ticks) is off the grid of ``increment``, or ``None``.
+
+    A count the grid cannot hold exactly (``EXACT_GRID``) is refused; otherwise the noise
+    forgiven is ``rtol`` of the count (at least 1e-6 of a step), at most 1e-3 of a step or
+    ``ROUNDING_RTOL`` of the count where that is more.
+    """
+    count = value / increment
+    m = grid_of(increment)[0]
+    if not count * m < EXACT_GRID:
+        return (
+            f"{name} {value} is {count:.0f} {unit}s of {increment}, more than floats hold exactly on that grid "
+            f"(below {EXACT_GRID / m:.0f} {unit}s: 2 ** 46 over the grid's integer {m:.0f})"
+        )
+    if abs(count - round(count)) > min(max(1e-6, count * rtol), max(1e-3, count * ROUNDING_RTOL)):
+        return f"{name} {value} is not a multiple of the {unit} size {increment}"
+    return None
 
 
 @functools.lru_cache(maxsize=256)
