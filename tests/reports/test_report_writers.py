@@ -288,3 +288,66 @@ def test_a_directory_another_run_holds_is_refused_with_or_without_force_until_it
     first.close()
     write(out, "paper").close()
     assert INCOMPLETE_MARKER not in os.listdir(out)  # the next run wrote its outputs whole
+
+
+#: ``python -c`` text: write ``argv[1]``'s run files and the tearsheet, and ``kill -9`` itself half-way through
+#: writing ``argv[2]`` (its temporary, ``.<name>.tmp-<pid>``, is left as a killed run leaves it).
+_KILLED_WHILE_WRITING = r"""
+import os, signal, sys
+from pathlib import Path
+from tradebus.reports.writers import REPORT_FILE, RunDirectory, write_file
+out, name = Path(sys.argv[1]), sys.argv[2]
+def die(path):
+    Path(path).write_text("<html>half a pa")
+    os.kill(os.getpid(), signal.SIGKILL)
+if name == REPORT_FILE:
+    write_file(out / name, die)
+run_dir = RunDirectory(out, "backtest")
+with run_dir:
+    with run_dir.open(name) as handle:
+        handle.write("ts_event,ti")
+        handle.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_rerun_after_one_killed_mid_write_removes_its_stale_temporaries_and_no_others(tmp_path: Path) -> None:
+    """A run killed (``kill -9``) while writing fills.csv or the tearsheet left ``.fills.csv.tmp-<pid>`` or
+    ``.tearsheet.html.tmp-<pid>``: the rerun refused the directory as holding 'files a backtest run does not
+    write: .fills.csv.tmp-...', and with --force the temporaries stayed beside the outputs forever."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    write(out).close()
+    before = snapshot(out)
+    for name in ("fills.csv", REPORT_FILE):
+        killed = subprocess.run([sys.executable, "-c", _KILLED_WHILE_WRITING, str(out), name], check=False,
+                                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+        assert killed.returncode == -9
+    left = sorted(name for name in os.listdir(out) if ".tmp-" in name)
+    assert [name.split(".tmp-")[0] for name in left] == [".fills.csv", ".tearsheet.html"]
+    assert {k: v for k, v in snapshot(out).items() if k not in left} == before  # the earlier run's files whole
+    write(out).close()
+    assert sorted(os.listdir(out)) == sorted(before)  # the rerun was not refused; it removed them
+
+    # Only the temporaries of the run's own names: another's is foreign (refused), and left with --force.
+    for name in left:
+        (out / name).write_text("half")
+    (out / ".notes.txt.tmp-4242").write_text("someone else's")
+    with pytest.raises(ConfigError, match=r"does not write: \.notes\.txt\.tmp-4242\. A run"):
+        RunDirectory(out, "backtest")
+    write(out, force=True).close()
+    assert sorted(os.listdir(out)) == sorted([*before, ".notes.txt.tmp-4242"])
+    assert (out / ".notes.txt.tmp-4242").read_text() == "someone else's"
+
+
+def test_a_streaming_daemon_removes_the_stale_temporaries_of_its_files_when_it_starts(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    write(out, "paper").close()
+    (out / ".orders.csv.tmp-99999").write_text("client_order_id\n")  # a daemon killed rewriting orders.csv at its stop
+    (out / f".{INCOMPLETE_MARKER}.tmp-99999").write_text("")
+    run_dir = RunDirectory(out, "paper")
+    run_dir.stream("fills.csv").close()
+    assert not [name for name in os.listdir(out) if ".tmp-" in name]
+    run_dir.close()

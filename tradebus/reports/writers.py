@@ -74,6 +74,9 @@ The output directory (``--out``)
   (exit 2) naming the directory and those files, unless ``force`` (then they are
   left untouched; an entry at one of the run's own names that is not a plain file,
   such as a symlink, is replaced by the run's file, never written through);
+* the hidden temporary of one of its own files (``.fills.csv.tmp-<pid>``, :func:`temporary_path`) that
+  a run killed while writing it left is the run's own too: the next run that writes into the
+  directory removes it (and no temporary of another name);
 * a directory another run holds (a running daemon streaming into it, a backtest still
   running) is refused too, ``force`` or not, naming that run's process: a run holds its
   directory until :meth:`RunDirectory.close` (see its notes);
@@ -118,7 +121,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = [
+    "remove_temporaries",
     "temporary_of",
+    "temporary_path",
     "EQUITY_COLUMNS",
     "FEE_IN_KIND_COLUMN",
     "FUNDING_COLUMNS",
@@ -419,7 +424,7 @@ def write_file(path: Path, content: bytes | str | Callable[[Path], object]) -> P
     ConfigError
         An OS error (a full disk, a file size limit), naming ``path`` (:func:`output_error`).
     """
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temp = temporary_path(path)
     try:
         try:
             if callable(content):
@@ -443,14 +448,41 @@ def write_file(path: Path, content: bytes | str | Callable[[Path], object]) -> P
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.tmp-[0-9]+")
 
 
+def temporary_path(path: Path) -> Path:
+    """The hidden temporary ``path`` is written to before it is renamed over it: ``.<name>.tmp-<pid>`` beside it.
+
+    The one name every output written by renaming uses (:func:`write_file`, :meth:`RunDirectory.open`,
+    the streamed files), so that :func:`temporary_of` recognises what a killed process left.
+    """
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
 def temporary_of(name: str) -> str | None:
-    """The name of the file whose :func:`write_file` temporary is named ``name``, else ``None``.
+    """The name of the file whose temporary (:func:`temporary_path`) is named ``name``, else ``None``.
 
     ``.best.json.tmp-4242`` (``.<name>.tmp-<pid>``) gives ``best.json``: one a process killed while
     writing it left behind.
     """
     match = _TEMPORARY.fullmatch(name)
     return None if match is None else match["name"]
+
+
+def remove_temporaries(folder: Path, own: Callable[[str], bool], what: str = "a run") -> None:
+    """Remove from ``folder`` the temporaries (:func:`temporary_path`) of the files ``own`` accepts.
+
+    They are what a process killed while writing one of those files left. Only plain files
+    whose name :func:`temporary_of` decodes to a name ``own`` accepts are removed (a symlink or
+    a folder, and the temporaries of other names, are left); call it only while holding
+    ``folder`` against other writers (:mod:`tradebus.locks`). ``what`` names the writer in the log line.
+    """
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for path in sorted(folder.iterdir()):
+        target = temporary_of(path.name)
+        if target is None or path.is_symlink() or not path.is_file() or not own(target):
+            continue
+        path.unlink(missing_ok=True)
+        logger.info("{}: removed {}, left by {} stopped while writing {}", folder, path.name, what, target)
 
 
 def write_parquet_file(table: pa.Table, path: Path, **options: Any) -> Path:
@@ -620,6 +652,7 @@ class RunDirectory:
         self._keep = {Path(p).absolute() for p in keep}
         self._pending: dict[str, Path] = {}
         self._created = False
+        self._swept = False  # the temporaries a killed run left were removed
         self._lock: weakref.finalize | None = None  # closes the locked descriptor (also when forgotten)
         if self.path.is_dir():
             self._hold()
@@ -679,8 +712,8 @@ class RunDirectory:
             raise ConfigError(f"output directory {self.path} is not writable")
         names = []
         for entry in self.path.iterdir():
-            if (entry.name in self.own or entry.name == INCOMPLETE_MARKER) and _is_plain_file(entry):
-                continue
+            if (self._own(entry.name) or self._own(temporary_of(entry.name))) and _is_plain_file(entry):
+                continue  # the run's file, or the temporary of one a killed run left (removed when it writes)
             if self._kept(entry):
                 continue
             names.append(entry.name + ("/" if entry.is_dir() else ""))
@@ -695,6 +728,16 @@ class RunDirectory:
             raise ConfigError(f"output directory {self.path} cannot be created: {ancestor} is not a directory")
         if not os.access(ancestor, os.W_OK | os.X_OK):
             raise ConfigError(f"output directory {self.path} cannot be created: {ancestor} is not writable")
+
+    def _own(self, name: str | None) -> bool:
+        """Whether ``name`` is one of the run's own files or its ``INCOMPLETE`` marker."""
+        return name in self.own or name == INCOMPLETE_MARKER
+
+    def _remove_temporaries(self) -> None:
+        """Remove the temporaries of the run's own files a run killed while writing them left (once, held)."""
+        if not self._swept:
+            self._swept = True
+            remove_temporaries(self.path, self._own)
 
     def _kept(self, entry: Path) -> bool:
         entry = entry.absolute()
@@ -711,6 +754,7 @@ class RunDirectory:
             self.path.mkdir(parents=True)
             self._created = True
         self._hold()
+        self._remove_temporaries()
         return self
 
     @contextmanager
@@ -718,7 +762,7 @@ class RunDirectory:
         """A text handle on the temporary file of the run's own file ``name``."""
         if name not in self.own:
             raise ValueError(f"{name!r} is not a file a {self.kind} run writes ({', '.join(self.own)})")
-        temp = self.path / f".{name}.tmp-{os.getpid()}"
+        temp = temporary_path(self.path / name)
         self._pending[name] = temp
         try:
             with temp.open("w", encoding="utf-8", newline="") as handle:
@@ -750,6 +794,7 @@ class RunDirectory:
                 self.path.mkdir(parents=True)
                 self._created = True
             self._hold()
+            self._remove_temporaries()
             target = marker
             if not _is_plain_file(marker):
                 _write_marker(marker, _STREAMING_TEXT)
@@ -791,7 +836,7 @@ def _replace_with_new_file(path: Path) -> TextIO:
     process id left) and moved over ``path`` with :func:`os.replace`; the temporary file is removed
     if the move fails.
     """
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temp = temporary_path(path)
     temp.unlink(missing_ok=True)
     handle = temp.open("x", encoding="utf-8", newline="")
     try:

@@ -60,7 +60,7 @@ from tradebus.config import RunConfig, load_config
 from tradebus.errors import ConfigError, TradebusError
 from tradebus.locks import take_lock
 from tradebus.reports.metrics import MIN_ANNUALISED_DAYS, format_ns
-from tradebus.reports.writers import temporary_of, write_file
+from tradebus.reports.writers import remove_temporaries, temporary_of, write_file
 from tradebus.sweep.executor import RayExecutor
 from tradebus.sweep.inputs import changes, code_inputs, data_inputs
 from tradebus.sweep.space import SweepSpace, load_space
@@ -228,18 +228,11 @@ def _remove_temporaries(out: Path) -> None:
     called with ``out`` held (:func:`_hold`), so no other process is writing them.
     """
     wf = out / "walk_forward"
-    folders = [(out, _WRITTEN), (out / "trials", None), (wf, _WRITTEN_WF)]
-    folders += [(fold / "trials", None) for fold in sorted(wf.glob("fold-*"))]
-    for folder, names in folders:
-        if not folder.is_dir() or folder.is_symlink():
-            continue
-        for path in sorted(folder.iterdir()):
-            target = temporary_of(path.name)
-            if target is None or path.is_symlink() or not path.is_file():
-                continue
-            if target in names if names is not None else _TRIAL_FILE.fullmatch(target):
-                path.unlink()
-                logger.info("{}: removed {}, left by a sweep stopped while writing {}", folder, path.name, target)
+    trial_folders = [out / "trials", *(fold / "trials" for fold in sorted(wf.glob("fold-*")))]
+    remove_temporaries(out, _WRITTEN.__contains__, "a sweep")
+    remove_temporaries(wf, _WRITTEN_WF.__contains__, "a sweep")
+    for folder in trial_folders:
+        remove_temporaries(folder, lambda name: _TRIAL_FILE.fullmatch(name) is not None, "a sweep")
 
 
 def _note_tier(marker: Path, old: dict[str, Any], tier: str) -> None:
