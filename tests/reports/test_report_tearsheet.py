@@ -281,3 +281,23 @@ def test_render_leaves_no_profile_and_no_chromium_behind(tmp_path: Path) -> None
     before = set(Path(tempfile.gettempdir()).glob("tradebus-chromium-*"))
     assert render(page, expression="document.body.textContent").value == "ok"
     assert set(Path(tempfile.gettempdir()).glob("tradebus-chromium-*")) - before == set()
+
+
+def test_a_tearsheet_whose_disk_fills_exits_2_naming_it_and_leaves_the_previous_page_whole(
+    runs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``tradebus report`` under a 4 kB file size limit (EFBIG, as a full disk): the page, written to a
+    temporary of its own that was never fsynced, failed with 'cannot write the page (File too large)',
+    naming no errno and unlike every other output (``reports.writers.write_file``: fsync, rename, its error)."""
+    from tests.file_size_limit import cli_under_file_size_limit
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(runs[1], run_dir)
+    page = write_tearsheet(run_dir)
+    before = page.read_bytes()
+    assert len(before) > 4096
+    code, output = cli_under_file_size_limit(4096, ["report", str(run_dir)])
+    assert code == 2, output
+    assert f"error: output {page}: cannot write it (EFBIG: File too large)" in output
+    assert page.read_bytes() == before
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted([*(p.name for p in runs[1].iterdir()), page.name])

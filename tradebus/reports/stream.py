@@ -83,6 +83,7 @@ from tradebus.reports.writers import (
     output_error,
     write_csv_header,
     write_csv_rows,
+    write_file,
 )
 
 __all__ = ["FillSink", "OutputStream", "read_fills"]
@@ -302,11 +303,14 @@ class OutputStream:
         except OSError as exc:
             self._fail(name, exc)
 
-    def _fail(self, name: str, exc: OSError) -> None:
-        """Keep the first failed write as :attr:`failure`, close the files and tell ``on_failure``."""
+    def _fail(self, name: str, exc: OSError | ConfigError) -> None:
+        """Keep the first failed write as :attr:`failure`, close the files and tell ``on_failure``.
+
+        ``exc`` is the OS error writing ``name``, or the :func:`~tradebus.reports.writers.output_error` it made.
+        """
         if self.failure is not None:
             return
-        self.failure = error = output_error(self.run_dir.path / name, exc)
+        self.failure = error = exc if isinstance(exc, ConfigError) else output_error(self.run_dir.path / name, exc)
         logger.error("{}: no more rows are written", error)
         self._close_files()
         if self.on_failure is not None:
@@ -347,8 +351,8 @@ class OutputStream:
         """
         path = self.run_dir.path / "orders.csv"
         rewritten = self._rewritten
-        temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
+
+        def rewrite(temp: Path) -> None:
             last: dict[str, list[str]] = {}
             with path.open(encoding="utf-8", newline="") as handle:
                 for row in islice(csv.reader(handle), 1, None):
@@ -365,12 +369,11 @@ class OutputStream:
                             continue  # its last row was written in place of its first
                         row = last.pop(coid)
                     writer.writerow(row)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temp, path)
-        except OSError as exc:
-            temp.unlink(missing_ok=True)
-            self._fail("orders.csv", exc)
+
+        try:
+            write_file(path, rewrite)
+        except ConfigError as error:
+            self._fail("orders.csv", error)
 
     # ------------------------------------------------------------------ orders
 

@@ -13,10 +13,8 @@ embedded in the page. Figure ids are fixed, so the same run gives the same bytes
 
 from __future__ import annotations
 
-import contextlib
 import html
 import math
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,12 +26,11 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from tradebus.errors import ConfigError
 from tradebus.reports.formatting import format_metric
 from tradebus.reports.metrics import EquityCurve, periods_per_year, returns_flat
 from tradebus.reports.rundata import RunData, buy_and_hold, buy_and_hold_curve, load_run, refuse_run_file
 from tradebus.reports.summary import INSTRUMENT_COLUMNS, instrument_rows, summary_rows
-from tradebus.reports.writers import REPORT_FILE
+from tradebus.reports.writers import REPORT_FILE, write_file
 
 __all__ = [
     "ANNUALISATION_NOTE",
@@ -394,22 +391,15 @@ def render_tearsheet(run: RunData) -> str:
 
 
 def write_html(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same directory (never a partial file).
+    """Write ``text`` to ``path`` atomically (:func:`~tradebus.reports.writers.write_file`: never a partial page).
 
     Raises
     ------
     ConfigError
-        The page cannot be written there (a missing or non-directory parent, no permission).
+        The page cannot be written there (a missing or non-directory parent, no permission, a full
+        disk), naming ``path`` and the errno (:func:`~tradebus.reports.writers.output_error`).
     """
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        temp.write_text(text, encoding="utf-8")
-        os.replace(temp, path)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot write the page ({exc.strerror})") from None
-    finally:
-        with contextlib.suppress(OSError):
-            temp.unlink(missing_ok=True)
+    write_file(path, text)
 
 
 def write_tearsheet(run_dir: str | Path, out: str | Path | None = None) -> Path:
