@@ -160,6 +160,33 @@ def test_files_names_a_missing_file(tmp_path: Path) -> None:
         cat.files("x", "spot", "S", "bars_1d")
 
 
+def test_a_part_replaced_by_another_file_of_the_same_schema_fails_every_read_not_only_verify(tmp_path: Path) -> None:
+    """Another symbol's day copied over a part (same schema, rows and times, other prices) was read as this
+    symbol's: only ``verify`` (a sha256 of every file) noticed. The manifest now keeps each file's size."""
+    cat = Catalog(tmp_path)
+    day = make_bars(48)  # two day partitions of 24 hourly bars
+    other = day.set_column(day.schema.get_field_index("close"), "close", pa.array(np.linspace(2_000.0, 2_500.0, 48)))
+    manifest = cat.write(day, "x", "spot", "S", "bars_1h", "day")
+    theirs = cat.write(other, "x", "spot", "ETH", "bars_1h", "day")
+    ours = cat.dataset_dir("x", "spot", "S", "bars_1h") / manifest.files[0].path
+    copied = cat.dataset_dir("x", "spot", "ETH", "bars_1h") / theirs.files[0].path
+    assert (theirs.files[0].rows, theirs.files[0].start_ns) == (manifest.files[0].rows, manifest.files[0].start_ns)
+    written = ours.stat().st_size
+    assert written != copied.stat().st_size
+    ours.write_bytes(copied.read_bytes())
+    message = rf"{manifest.files[0].path}: {copied.stat().st_size} bytes, the manifest says {written}: "
+    for read in (cat.files, cat.read, cat.verify):
+        with pytest.raises(DataError, match=message + "the file was replaced or changed since the catalog wrote it"):
+            read("x", "spot", "S", "bars_1h")
+    # a manifest written before sizes were kept reads as before
+    manifest_path = cat.dataset_dir("x", "spot", "ETH", "bars_1h") / "manifest.json"
+    old = json.loads(manifest_path.read_text())
+    for entry in old["files"]:
+        del entry["size"]
+    manifest_path.write_text(json.dumps(old))
+    assert cat.read("x", "spot", "ETH", "bars_1h").equals(other)
+
+
 def test_verify_names_a_file_with_the_wrong_schema(tmp_path: Path) -> None:
     cat = Catalog(tmp_path)
     manifest = cat.write(make_bars(20), "x", "spot", "S", "bars_1h", "year")

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.catalog_damage import keep_sizes
 from tradebus.data.catalog import BOOK_SNAPSHOT, Catalog
 from tradebus.data.replay import Replay, ReplayBatch, ReplaySource
 from tradebus.engine.messages import Bar, BookDelta, BookSnapshot, Trade
@@ -233,6 +234,7 @@ def test_unsorted_catalog_file_is_reported_with_file_and_row(tmp_path: Path) -> 
     order = np.arange(40)
     order[[24, 25]] = [25, 24]
     pq.write_table(bars_table(40).take(pa.array(order)), path, row_group_size=10)
+    keep_sizes(path.parents[1])
     source = ReplaySource.from_catalog(cat, "B.V", "v", "spot", "B", "bars_1m")
     with pytest.raises(DataError, match=r"part-00000.parquet row 26: ts_init .* < previous .*not sorted"):
         list(Replay([source], batch_rows=100))
@@ -255,6 +257,7 @@ def test_a_file_whose_times_decode_outside_its_statistics_is_reported_as_damaged
     at = data.index(value.to_bytes(8, "little"))
     path.write_bytes(data[:at] + (value + 10**18).to_bytes(8, "little") + data[at + 8:])
     assert pq.read_table(path).column("ts_event")[13].as_py() == value + 10**18  # it decodes
+    keep_sizes(path.parents[1])
     source = ReplaySource.from_catalog(cat, "B.V", "v", "spot", "B", "bars_1m")
     with pytest.raises(DataError, match=rf"part-00000.parquet row 14: ts_event {value + 10**18} lies outside "
                                         r"\[\d+, \d+\], the range the file's statistics record.*damaged"):

@@ -25,9 +25,11 @@ Guarantees
   replacing the rows the first one added. What a writer killed outright leaves (its staging
   directory, or the old version between the two renames) is recovered by the next writer or read
   of the dataset (:func:`_recover`): the dataset is the version before or after the write.
-* Verified: the manifest lists every file with its row count, time range and
-  sha256; :meth:`Catalog.files` fails on a missing file (and on a hash mismatch
-  with ``verify=True``), and :func:`open_parquet` fails on a schema mismatch.
+* Verified: the manifest lists every file with its row count, time range, size and
+  sha256; :meth:`Catalog.files` (so every read) fails on a missing file and on one whose size
+  differs from the manifest's (another file copied over a part, a truncated one: one ``stat``,
+  the call made anyway to find the file), and with ``verify=True`` on a hash mismatch (a change
+  that keeps the size); :func:`open_parquet` fails on a schema mismatch.
 
 Stored columns (``SCHEMA_VERSION`` 1):
 
@@ -60,6 +62,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -216,7 +219,8 @@ class FileEntry(msgspec.Struct, frozen=True):
     """One Parquet file of a dataset as recorded in the manifest.
 
     ``path`` is relative to the dataset directory (``date=2020-01-01/part-00000.parquet``);
-    ``start_ns``/``end_ns`` are its first and last ``ts_init``.
+    ``start_ns``/``end_ns`` are its first and last ``ts_init``; ``size`` its length in bytes
+    (``None`` in a manifest written before sizes were kept: not checked).
     """
 
     path: str
@@ -224,6 +228,7 @@ class FileEntry(msgspec.Struct, frozen=True):
     start_ns: int
     end_ns: int
     sha256: str
+    size: int | None = None
 
 
 class Manifest(msgspec.Struct, frozen=True):
@@ -609,7 +614,8 @@ class Catalog:
         Raises
         ------
         DataError
-            If a listed file is missing or (with ``verify``) its hash differs.
+            If a listed file is missing, its size differs from the manifest's or (with ``verify``) its
+            hash differs.
         """
         manifest = self.manifest(venue, market, symbol, dataset)
         base = self.dataset_dir(venue, market, symbol, dataset)
@@ -643,8 +649,17 @@ class Catalog:
             if end_ns is not None and entry.start_ns > end_ns:
                 continue
             path = base / entry.path
-            if not path.is_file():
+            try:
+                info = path.stat()
+            except (FileNotFoundError, NotADirectoryError):
+                info = None
+            if info is None or not stat.S_ISREG(info.st_mode):
                 raise DataError(f"{path}: file listed in the manifest is missing")
+            if entry.size is not None and info.st_size != entry.size:
+                raise DataError(
+                    f"{path}: {info.st_size} bytes, the manifest says {entry.size}: the file was replaced or changed "
+                    "since the catalog wrote it; write the dataset again (`tradebus data verify` checks every file)"
+                )
             if verify:
                 digest = sha256_file(path)
                 if digest != entry.sha256:
@@ -1314,7 +1329,8 @@ class DatasetWriter:
         assert self._part_range is not None
         start, end = self._part_range
         self._step = f"reading back its Parquet file {rel} to hash it"
-        self._entries.append(FileEntry(rel, self._part_rows, start, end, sha256_file(self._tmp / rel)))
+        part = self._tmp / rel
+        self._entries.append(FileEntry(rel, self._part_rows, start, end, sha256_file(part), part.stat().st_size))
         self._part = None
 
     # ------------------------------------------------------------------ end
