@@ -229,6 +229,10 @@ def check_contract_sizes(config: RunConfig, sources: Sequence[ReplaySource]) -> 
     instrument's would be off by their ratio without a word (100 times for 0.01 BTC contracts read
     as BTC). Only a spot instrument of contract size 1 takes it, its trades being in base units.
 
+    A plain trades file records no unit and is not checked: its sizes are read as contracts of the
+    instrument's ``contract_size`` (the README's "data bars" notes; import it with ``--contract-size``
+    to have it checked).
+
     Raises
     ------
     ConfigError
