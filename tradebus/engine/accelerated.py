@@ -62,7 +62,7 @@ Denials and unpaid fills
 No lookahead
     Row ``i``'s features and decision use bars ``<= i`` only; the order fills on bar ``i + 1``.
 
-The loop is generated per (bank structure, signal kernel), written to the Numba cache
+The loop is generated per (bank structure, signal kernel, number of its parameters), written to the Numba cache
 directory next to the bank drivers and compiled with ``cache=True``; its file name hashes its
 source and the source file of the signal kernel, so editing a kernel or a helper in its module
 compiles a new loop (an edit of a helper in another module is not seen).
@@ -306,6 +306,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
     safe_low, safe_high = -math.inf, math.inf  # _safe_marks of the position
     previous = ts_init[0] if n else 0
     table = _bar_table(ws)
+    params = {params}  # read once: the loop writes ws and sstate, which an array of them might alias
     for i in range(n):
         t = ts_init[i]
         if t < previous:
@@ -416,7 +417,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
             if quote + pos * cs * last <= notional * maintenance + 1e-9 * notional:
                 return {liquidation}, n_orders, n_fills, n_samples, i
         _step_bar(ws, ts_event[i], o, h, l, c, v, table)
-        raw = _signal(window(ws, n_fields, n_cols), o, h, l, c, v, target, sparams, sstate)
+        raw = _signal(window(ws, n_fields, n_cols), o, h, l, c, v, target, params, sstate)
         if raw == raw:
             new_target = 0.0 if long_only and raw < 0.0 else raw
             if not (on_change and new_target == target):
@@ -700,7 +701,7 @@ def _loop(bank: FeatureBank, signal: SignalKernel) -> Any:
     bank_module = bank._module  # noqa: SLF001 (the bank's generated drivers)
     if bank_module is None:
         raise AcceleratedUnsupported("the strategy's instrument has no bar features")
-    key = (bank_module.__name__, signal.fn)
+    key = (bank_module.__name__, signal.fn, max(len(signal.params), 1))
     loop = _LOOPS.get(key)
     if loop is None:
         loop = _LOOPS[key] = _generate(bank_module.__name__, signal)
@@ -715,6 +716,7 @@ def _generate(bank_module: str, signal: SignalKernel) -> Any:
         raise AcceleratedUnsupported("a signal kernel must be an @njit function defined at module level")
     text = _TEMPLATE.format(
         bank_module=bank_module, signal_module=module, signal_name=name, signal_hash=_source_hash(py),
+        params="(" + "".join(f"sparams[{k}], " for k in range(max(len(signal.params), 1))) + ")",
         ok=_OK, full=_FULL, invalid=_INVALID, unordered=_UNORDERED, liquidation=_LIQUIDATION, min_notional=_MIN_NOTIONAL,
         buying_power=_BUYING_POWER, max_quantity=_MAX_QUANTITY, max_notional=_MAX_NOTIONAL,
         max_position=_MAX_POSITION, unpaid=_UNPAID, halted=_HALTED, reducing=_REDUCING, max_gross=_MAX_GROSS,

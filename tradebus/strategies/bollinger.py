@@ -32,7 +32,7 @@ __all__ = ["BollingerReversion", "BollingerReversionParams", "bollinger_signal"]
 
 @njit(cache=True)
 def bollinger_signal(
-    values: np.ndarray, o: float, h: float, lo: float, c: float, v: float, target: float, params: np.ndarray,
+    values: np.ndarray, o: float, h: float, lo: float, c: float, v: float, target: float, params: tuple[float, ...],
     state: np.ndarray,
 ) -> float:
     """Signal kernel of :class:`BollingerReversion` (``params``: lower, mid, upper columns; ``state``: armed long, short)."""

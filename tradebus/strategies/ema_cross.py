@@ -38,7 +38,7 @@ __all__ = ["EmaCross", "EmaCrossParams", "cross_signal"]
 
 @njit(cache=True)
 def cross_signal(
-    values: np.ndarray, o: float, h: float, lo: float, c: float, v: float, target: float, params: np.ndarray,
+    values: np.ndarray, o: float, h: float, lo: float, c: float, v: float, target: float, params: tuple[float, ...],
     state: np.ndarray,
 ) -> float:
     """Signal kernel of a crossing of ``values[params[0]]`` over ``values[params[1]]`` (EmaCross, MacdCross).

@@ -27,7 +27,7 @@ __all__ = ["RsiReversion", "RsiReversionParams", "rsi_signal"]
 
 @njit(cache=True)
 def rsi_signal(
-    values: np.ndarray, o: float, h: float, lo: float, c: float, v: float, target: float, params: np.ndarray,
+    values: np.ndarray, o: float, h: float, lo: float, c: float, v: float, target: float, params: tuple[float, ...],
     state: np.ndarray,
 ) -> float:
     """Signal kernel of :class:`RsiReversion` (``params``: RSI column, oversold, overbought, exit_long, exit_short)."""

@@ -12,8 +12,10 @@ The kernel is a module-level ``@njit(cache=True)`` function::
 
 ``values`` is the bar's row of feature outputs (the instrument's bank columns, in
 ``FeatureView`` order: NaN while not ready), ``target`` the current target exposure,
-``params`` and ``state`` float64 arrays (``state`` is the kernel's own, zeroed at the start
-and kept from bar to bar). It returns the new target exposure (``+1`` long ``quantity``,
+``params`` a tuple of floats (index it; the loop reads the parameters once, before its first
+bar, so the compiler keeps them in registers instead of reloading them after every write to the
+feature workspace, which an array of them might alias) and ``state`` a float64 array (the
+kernel's own, zeroed at the start and kept from bar to bar). It returns the new target exposure (``+1`` long ``quantity``,
 ``-1`` short, ``0`` flat) or NaN for "no order now". The simulator then does what
 :meth:`~tradebus.strategies.base.Strategy.target_position` does: ``-1`` becomes ``0`` in
 ``long_only`` mode, and with ``on_change`` a target equal to the current one sends nothing.
