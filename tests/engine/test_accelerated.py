@@ -639,7 +639,7 @@ def test_an_order_below_the_lot_size_still_stops_the_accelerated_run() -> None:
 def test_an_order_of_more_lots_than_the_grid_arithmetic_holds_stops_the_accelerated_run() -> None:
     """1e15 BTC in lots of 1e-8 overflowed the loop's int64 lot count: it ran on with no order (the event tier denies 25)."""
     k = kernel(lambda: EmaCross(IID, fast=10, slow=30, quantity=1e15), VENUES["fees"])
-    with pytest.raises(AcceleratedUnsupported, match="more lots or ticks than the loop rounds"):
+    with pytest.raises(AcceleratedUnsupported, match="more lots than the loop rounds"):
         run_accelerated(k, BarArrays.of(**{c: BARS[c] for c in BARS}))
     event = kernel(lambda: EmaCross(IID, fast=10, slow=30, quantity=1e15), VENUES["fees"]).run(
         MemoryReplay([SourceFrame(IID, "bars", BARS)], 700)  # type: ignore[arg-type]
@@ -703,7 +703,7 @@ def test_a_quantity_beyond_the_float_grid_stops_the_accelerated_run_and_is_denie
         "instrument: quantity 800000.0 is 80000000000000 lots of 1e-08, more than floats hold exactly on "
         "that grid (below 70368744177664 lots: 2 ** 46 over the grid's integer 1)"
     )
-    with pytest.raises(AcceleratedUnsupported, match="more lots or ticks than the loop rounds"):
+    with pytest.raises(AcceleratedUnsupported, match="more lots than the loop rounds"):
         run_accelerated(fresh(), MemoryReplay([SourceFrame(IID, "bars", frame)], 700))  # type: ignore[arg-type]
 
 
@@ -881,3 +881,30 @@ def test_the_loop_leaves_the_banks_workspace_as_the_bank_fed_every_bar_leaves_it
     bank.run_bars(bars.ts_event, bars.open, bars.high, bars.low, bars.close, bars.volume)
     assert k.banks[IID]._ws[0] == bars.ts_event[-1] / 1e9  # noqa: SLF001
     np.testing.assert_array_equal(k.banks[IID]._ws, bank._ws)  # noqa: SLF001
+
+
+def test_a_slipped_price_beyond_the_exact_grid_cancels_its_order_alike_in_both_tiers() -> None:
+    """BTC x 10 on a 1e-8 tick, slipped 2 bps: below 703,687.44 (2 ** 46 ticks) the opens fill on the
+    grid, beyond it the venue cancels the order. The loop stopped at the first such open (the buy
+    filling on 2024-11-06 08:00 at 743,480.5 * 1.0002 = 743,629.1961) while the event tier filled it."""
+    inst = Instrument("COINBASE", "BTC-USD", kind="spot", base="BTC", quote="USD", tick_size=1e-8, lot_size=1e-8,
+                      taker_fee=0.001)  # fmt: skip
+    frame = BARS.copy()
+    frame[["open", "high", "low", "close"]] *= 10.0
+
+    def fresh() -> Kernel:
+        k = Kernel([inst], initial_cash=1e9, venue_config=VENUES["fixed_2bps"], equity_interval_ns=H4_NS * 6)
+        k.add_strategy(STRATEGIES["ema_10_30"][0]())
+        return k
+
+    event = fresh().run(MemoryReplay([SourceFrame(IID, "bars", frame)], 700))  # type: ignore[arg-type]
+    # the first fill: 626,691.4 * 1.0002 = 626,816.73828 (on the grid, 6.3e13 ticks)
+    assert event.fills[0].side == "BUY" and event.fills[0].price == 626816.73828
+    refused = [o for o in event.orders if o.status == OrderStatus.CANCELED]
+    assert len(event.fills) >= 10 and len(refused) >= 10
+    assert refused[0].ts_last == pd.Timestamp("2024-11-06 08:00").value and refused[0].reason == (
+        "slipped price 743629.1961 is 74362919610000 ticks of 1e-08, more than floats hold exactly on that grid "
+        "(below 70368744177664 ticks: 2 ** 46 over the grid's integer 1)"
+    )
+    fast = run_accelerated(fresh(), MemoryReplay([SourceFrame(IID, "bars", frame)], 700))  # type: ignore[arg-type]
+    assert_same_run(event, fast)

@@ -139,3 +139,22 @@ def test_venue_fee_override_ignores_the_tiers() -> None:
     script = {k: (OrderSide.BUY, 10.0, None) for k in range(1, 4)}
     kernel = run(bars, script, venue={"taker_fee": 0.002}, taker_fee=0.001, fee_tiers=TIERS)
     assert [f.fee for f in kernel.result.fills] == pytest.approx([2.0, 2.0, 2.0])
+
+
+def test_a_buy_slipped_beyond_the_exact_tick_grid_is_canceled_and_one_below_fills_on_it() -> None:
+    """Tick 1e-8 holds 2 ** 46 ticks exactly (703,687.44). An open of 1,000,000.00 slipped 2 bps is
+    1,000,200.00, 1.0002e14 ticks: ``round_price_up`` gave 1000199.99999999, a tick under the slipped
+    price (its noise slack passes a tick there); the venue now cancels the order. 700,000.00 slipped is
+    700,140.00 (7.0014e13 ticks) and fills there."""
+    venue = {"slippage": {"model": "fixed", "bps": 2.0}}
+    big = [(1e6, 1e6, 1e6, 1e6, 10.0), (1e6, 1.01e6, 0.99e6, 1e6, 10.0)]
+    kernel = run(big, {1: (OrderSide.BUY, 1.0, None)}, venue=venue, tick_size=1e-8, lot_size=1e-8)
+    assert not kernel.result.fills
+    (order,) = kernel.result.orders
+    assert order.status == "CANCELED" and order.reason == (
+        "slipped price 1000200.0 is 100020000000000 ticks of 1e-08, more than floats hold exactly on that grid "
+        "(below 70368744177664 ticks: 2 ** 46 over the grid's integer 1)"
+    )
+    below = [(7e5, 7e5, 7e5, 7e5, 10.0), (7e5, 7.01e5, 6.99e5, 7e5, 10.0)]
+    kernel = run(below, {1: (OrderSide.BUY, 1.0, None)}, venue=venue, tick_size=1e-8, lot_size=1e-8)
+    assert [f.price for f in kernel.result.fills] == [700140.0]

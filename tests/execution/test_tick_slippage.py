@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tradebus.engine.messages import Liquidity, OrderSide, OrderType
+from tradebus.engine.messages import Liquidity, OrderCanceled, OrderSide, OrderType
 from tradebus.execution.config import VenueConfig
 from tradebus.execution.costs import SlippageConfig, tick_slippage_bps
 
@@ -94,3 +94,18 @@ def test_tick_slippage_formula() -> None:
     assert tick_slippage_bps(volume, 2.0, 100.0, 4.0, 0.0) == 6.0  # 1 + 10 * 2/4
     assert tick_slippage_bps(SlippageConfig(model="volume", impact_bps=10.0, max_bps=30.0), 1.0, 1.0, 0.0, 0.0) == 30.0
     assert tick_slippage_bps(SlippageConfig(model="volatility", k=0.5), 1.0, 200.0, 1.0, 4.0) == pytest.approx(100.0)
+
+
+def test_a_sell_slipped_to_zero_or_below_on_a_trade_is_canceled_with_the_reason() -> None:
+    # 20,000 bps of a 100.00 print: 100 * (1 - 2) = -100.00 (the run stopped with "OrderError: order ...: fill
+    # price -100.0 must be > 0"); a buy pays 300.00
+    s = build_stack(venue=VenueConfig(fill_on="trades", slippage=SlippageConfig(bps=20_000.0)))
+    s.feed_trade(trade(1_000, 100.0))
+    coid = s.submit(SELL, 1.0)
+    s.feed_trade(trade(1_001, 100.0))
+    assert not s.fills(coid)
+    (canceled,) = s.of_type(OrderCanceled)
+    assert canceled.client_order_id == coid and canceled.reason == (
+        "slipped price -100.0 (on the tick grid and within the bar or limit: -100.0) is not a positive price"
+    )
+    assert fill_on_trades(BUY, [(100.0, 1.0), (100.0, 1.0)], {"bps": 20_000.0}).last_px == 300.0

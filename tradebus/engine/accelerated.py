@@ -44,18 +44,20 @@ What it refuses (:func:`unsupported`, checked before the run)
     Several strategies or instruments, perpetuals, fee or margin tiers, borrowing interest
     (``annual_borrow_rates``), latency, a venue that does not fill on bars, ``max_open_orders:
     0``, initial holdings, trade bars, history windows, contingent orders, data other than bars. During the run, an order below the
-    instrument's minimum quantity or off its lot grid, a quantity or slipped price of so many lots or ticks that
-    the instrument refuses (``n * m >= 2 ** 46``, see ``_EXACT_GRID``: 703,687.44 on a 1e-8 tick), or a margin spot position that reaches its
+    instrument's minimum quantity or off its lot grid, a quantity of so many lots that
+    the instrument refuses (``n * m >= 2 ** 46``, see ``_EXACT_GRID``: 703,687.44 in lots of 1e-8), or a margin spot position that reaches its
     liquidation (within ``1e-9`` of the maintenance margin, at a close), stops it with
     :class:`AcceleratedUnsupported` (the instrument words the order's reason; the event tier
     liquidates the position): the event tier handles it (``tier: auto`` falls back to it).
 
-Denials and unpaid fills
+Denials, unpaid fills and refused prices
     An order the risk gate or the account would deny (the trading state, minimum notional, buying
     power or a margin spot instrument's initial margin, ``max_order_quantity``,
     ``max_order_notional``, ``max_position``, ``max_gross_exposure``, the order rate, in the
     gate's order) is denied in the loop, and a fill the balance (or the margin) cannot pay
-    cancels its order, as the venue does: :func:`collect` words their reasons with the gate's
+    cancels its order, as the venue does, and so does a slipped price the venue refuses (of so many ticks
+    that ``n * m >= 2 ** 46``, 703,687.44 on a 1e-8 tick, or not positive; module docstring of
+    :mod:`tradebus.execution.simulated`, "Prices"): :func:`collect` words their reasons with the gate's
     and the account's own functions, so the denials, statuses, reasons and ids equal the event
     tier's.
 
@@ -89,7 +91,7 @@ from tradebus.engine.kernel import EquitySample, FillRecord, Kernel, ReplayLike,
 from tradebus.engine.messages import Liquidity, OrderDenied, OrderSide, OrderStatus, OrderType
 from tradebus.errors import TradebusError
 from tradebus.execution.orders import Order
-from tradebus.execution.simulated import SimulatedVenue
+from tradebus.execution.simulated import SimulatedVenue, slipped_price_reason
 from tradebus.features import drivers
 from tradebus.features.bank import FeatureBank
 from tradebus.risk.breakers import DAY_NS
@@ -121,9 +123,9 @@ class AcceleratedUnsupported(TradebusError):
 _OK, _FULL, _INVALID, _UNORDERED, _LIQUIDATION = 0, 1, 2, 3, 4
 # What became of an order (the loop's order_index[:, 3]): sent to the venue, denied by one of the
 # checks of the risk gate or the account (in the gate's order), or canceled at its fill because
-# the balance could not pay it.
+# the balance could not pay it or the venue refused its slipped price.
 (_SENT, _MIN_NOTIONAL, _BUYING_POWER, _MAX_QUANTITY, _MAX_NOTIONAL, _MAX_POSITION, _UNPAID, _HALTED, _REDUCING,
- _MAX_GROSS, _MAX_RATE) = range(11)  # fmt: skip
+ _MAX_GROSS, _MAX_RATE, _REFUSED) = range(12)  # fmt: skip
 # Indices of the float configuration vector.
 (_QTY, _LONG_ONLY, _ON_CHANGE, _LOT, _LOT_M, _LOT_SCALE, _TICK, _TICK_M, _TICK_SCALE, _MIN_QTY, _CFG_MIN_NOTIONAL,
  _CS, _TAKER, _SLIP, _BPS, _IMPACT, _EXPONENT, _K, _MAX_BPS, _CASH_ONLY, _BUFFER, _FEE_HOLD, _MAX_ORDER_QTY,
@@ -327,6 +329,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
             side = ord_i[j, 1]
             qty = ord_f[j, 0]
             px = o
+            moved = o
             if slip_model >= 0.0:
                 if slip_model == 0.0:
                     bps = cfg[14]
@@ -339,10 +342,11 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                     bps = cfg[14] + cfg[17] * (h - l) / o * 10_000.0 if o > 0.0 else cfg[18]
                     bps = min(bps, cfg[18])
                 slip = bps * 1e-4
-                ticks = px * (1.0 + slip if side > 0 else 1.0 - slip) / tick
-                if abs(ticks) * cfg[7] >= {exact!r}:  # Instrument.round_price_* may keep float noise there
-                    return {invalid}, n_orders, n_fills, n_samples, i
-                if side > 0:
+                moved = px * (1.0 + slip) if side > 0 else px * (1.0 - slip)
+                ticks = moved / tick
+                if not abs(ticks) * cfg[7] < {exact!r}:  # Instrument.round_price_* may keep float noise there
+                    px = math.nan
+                elif side > 0:
                     px = min(_grid(math.ceil(ticks - max(1e-9, abs(ticks) * {ticks_rtol!r})), cfg[7], cfg[8]), h)
                 else:
                     px = max(_grid(math.floor(ticks + max(1e-9, abs(ticks) * {ticks_rtol!r})), cfg[7], cfg[8]), l)
@@ -352,8 +356,12 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
             ord_i[j, 2] = i
             ord_f[j, 2] = px
             ord_f[j, 3] = fee
+            if slip_model >= 0.0 and not px > 0.0:
+                # SimulatedVenue._slipped: a slipped price it cannot round exactly, or not positive, cancels the order.
+                ord_i[j, 3] = {refused}
+                ord_f[j, 6] = moved
             # The account's check at fill time: a fill the balance cannot pay cancels the order.
-            if cash_only and (
+            elif cash_only and (
                 qty * px + fee - quote > {lots_rtol!r} * abs(quote) if side > 0 else qty - base > {lots_rtol!r} * abs(base)
             ):
                 ord_i[j, 3] = {unpaid}
@@ -719,7 +727,7 @@ def _generate(bank_module: str, signal: SignalKernel) -> Any:
         params="(" + "".join(f"sparams[{k}], " for k in range(max(len(signal.params), 1))) + ")",
         ok=_OK, full=_FULL, invalid=_INVALID, unordered=_UNORDERED, liquidation=_LIQUIDATION, min_notional=_MIN_NOTIONAL,
         buying_power=_BUYING_POWER, max_quantity=_MAX_QUANTITY, max_notional=_MAX_NOTIONAL,
-        max_position=_MAX_POSITION, unpaid=_UNPAID, halted=_HALTED, reducing=_REDUCING, max_gross=_MAX_GROSS,
+        max_position=_MAX_POSITION, unpaid=_UNPAID, refused=_REFUSED, halted=_HALTED, reducing=_REDUCING, max_gross=_MAX_GROSS,
         max_rate_code=_MAX_RATE, active=_ACTIVE_STATE, reducing_state=_REDUCING_STATE, halted_state=_HALTED_STATE,
         day_ns=DAY_NS, limit_rtol=LIMIT_RTOL, lots_rtol=LOTS_RTOL, rounding_rtol=ROUNDING_RTOL, ticks_rtol=TICKS_RTOL, exact=_EXACT_GRID,
     )  # fmt: skip
@@ -754,11 +762,13 @@ class AcceleratedRun:
         the last column is ``0`` (sent), a denial code of the risk gate or the account (``1`` to
         ``5``: minimum notional, buying power, ``max_order_quantity``, ``max_order_notional``,
         ``max_position``; ``7`` HALTED, ``8`` REDUCING, ``9`` ``max_gross_exposure``, ``10`` the
-        order rate), or ``6``: canceled at its fill bar, whose cost the balance could not pay.
+        order rate), ``6``: canceled at its fill bar, whose cost the balance could not pay, or ``11``:
+        canceled at its fill bar, whose slipped price the venue refuses (:func:`~tradebus.execution.simulated.slipped_price_reason`).
     order_values
         Per order ``(quantity, signal result, fill price, fee, last price, position, balance)``: the
         last three as the checks saw them (the balance: quote asset of a buy, base asset of a cash-only sell;
-        at the fill for a canceled order; the equity for a ``max_gross_exposure`` denial).
+        at the fill for a canceled order; the equity for a ``max_gross_exposure`` denial; the slipped
+        price before rounding for a refused one).
     fills
         How many orders filled (the orders sent, less the canceled ones and one still working at the end).
     sample_ts, sample_values
@@ -814,10 +824,10 @@ def simulate(kernel: Kernel, bars: BarArrays) -> AcceleratedRun:
         raise AcceleratedUnsupported(f"accelerated tier: out of room for orders or samples at bar {at}")
     if status == _INVALID:
         raise AcceleratedUnsupported(
-            f"accelerated tier: the order decided or filled at bar {at} (ts {int(bars.ts_init[at])}) breaks the "
-            "instrument's minimum quantity or lot size, has no price to value its exposure, or has a quantity or "
-            "price of more lots or ticks than the loop rounds as the instrument does (2 ** 46 over the grid's "
-            "integer); the event tier handles it"
+            f"accelerated tier: the order decided at bar {at} (ts {int(bars.ts_init[at])}) breaks the "
+            "instrument's minimum quantity or lot size, has no price to value its exposure, or has a quantity "
+            "of more lots than the loop rounds as the instrument does (2 ** 46 over the grid's integer); the "
+            "event tier handles it"
         )
     if status == _LIQUIDATION:
         raise AcceleratedUnsupported(
@@ -907,7 +917,7 @@ def _collect_objects(
         side, side_name = buy if side_sign > 0 else sell
         order = Order(coid, strategy_id, iid, side, market, qty, ts_created=ts_created)
         orders.append(order)
-        if code != _SENT and code != _UNPAID:
+        if code != _SENT and code != _UNPAID and code != _REFUSED:
             order.status = OrderStatus.DENIED
             order.reason = why = _denial(kernel, iid, side_sign > 0, code, values, run.config)
             result.denials.append(OrderDenied(strategy_id, iid, coid, why, ts_created, ts_created))
@@ -918,9 +928,12 @@ def _collect_objects(
             continue
         order.venue_order_id = f"SIM-{sent}"
         order.ts_last = ts_filled
-        if code == _UNPAID:
+        if code == _UNPAID or code == _REFUSED:
             order.status = OrderStatus.CANCELED
-            order.reason = _unpaid(kernel, iid, side_sign > 0, values)
+            order.reason = (
+                _unpaid(kernel, iid, side_sign > 0, values) if code == _UNPAID
+                else slipped_price_reason(kernel.instruments[iid], values[6], px)
+            )
             continue
         trade_id = f"SIM-T{len(fills) + 1}"
         order.status = filled_status

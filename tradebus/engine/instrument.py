@@ -349,6 +349,15 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
         slack = min(max(1e-9, lots * LOTS_RTOL), max(1e-3, lots * ROUNDING_RTOL))
         return round(math.floor(lots + slack) * lot, _digits(lot))
 
+    def exact_price_reason(self, price: float) -> str | None:
+        """Why ``price`` cannot be rounded onto the tick grid exactly, or ``None`` if it can.
+
+        Its count of ticks (either sign) times the grid's integer must stay below ``EXACT_GRID``;
+        a NaN never does. The simulated venue refuses a slipped fill price that does not
+        (:mod:`tradebus.execution.simulated`, "Prices"), as :meth:`validate_order` refuses such a limit price.
+        """
+        return _beyond_grid("price", price, "tick", self.tick_size)
+
     def validate_order(self, quantity: float, price: float) -> str | None:
         """Return why an order of ``quantity`` at ``price`` is invalid, or ``None`` if it is valid.
 
@@ -381,15 +390,24 @@ def _off_grid(name: str, value: float, unit: str, increment: float, rtol: float)
     forgiven is ``rtol`` of the count (at least 1e-6 of a step), at most 1e-3 of a step or
     ``ROUNDING_RTOL`` of the count where that is more.
     """
+    why = _beyond_grid(name, value, unit, increment)
+    if why is not None:
+        return why
+    count = value / increment
+    if abs(count - round(count)) > min(max(1e-6, count * rtol), max(1e-3, count * ROUNDING_RTOL)):
+        return f"{name} {value} is not a multiple of the {unit} size {increment}"
+    return None
+
+
+def _beyond_grid(name: str, value: float, unit: str, increment: float) -> str | None:
+    """Why ``value`` counts too many steps of ``increment`` (either sign, NaN too) to be rounded exactly, or ``None``."""
     count = value / increment
     m = grid_of(increment)[0]
-    if not count * m < EXACT_GRID:
+    if not abs(count) * m < EXACT_GRID:
         return (
             f"{name} {value} is {count:.0f} {unit}s of {increment}, more than floats hold exactly on that grid "
             f"(below {EXACT_GRID / m:.0f} {unit}s: 2 ** 46 over the grid's integer {m:.0f})"
         )
-    if abs(count - round(count)) > min(max(1e-6, count * rtol), max(1e-3, count * ROUNDING_RTOL)):
-        return f"{name} {value} is not a multiple of the {unit} size {increment}"
     return None
 
 

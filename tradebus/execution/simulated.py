@@ -127,6 +127,15 @@ Prices
     the bar traded (its ``[low, high]``). On trades and quotes the models read the filling
     event (its size and spread, or the move from the previous trade); maker fills at a
     resting limit never slip.
+    A slipped price the venue cannot round exactly is refused: one of so many ticks that
+    ``|price / tick|`` times the grid's integer reaches ``EXACT_GRID`` (2 ** 46: 703,687.44 on a
+    1e-8 tick; a NaN too), where ``Instrument.round_price_*`` would round by a tick in the trader's
+    favour, or one not positive once rounded and clamped (a sell slipped by 10,000 bps or more on
+    a trade or quote; on a bar the clamp to its low keeps it positive). The venue cancels the order
+    with the reason (:func:`slipped_price_reason`: ``slipped price 1253633.47656 is 125363347656000
+    ticks of 1e-08, more than floats hold exactly ...``), as the risk gate denies a limit price
+    beyond that grid; the accelerated tier cancels it alike. An unslipped fill keeps the price the
+    data show.
     Fees are ``quantity * contract_size * price * rate`` with the maker or taker rate of the
     instrument, of its fee tier by trailing traded notional (:class:`~tradebus.execution.costs.FeeSchedule`),
     or the config's override.
@@ -171,11 +180,23 @@ from tradebus.execution.costs import FeeSchedule, slippage_bps, tick_slippage_bp
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import EventHandler, OrderStatusReport, Venue
 
-__all__ = ["TRADE_ID_PREFIX", "VENUE_ORDER_ID_PREFIX", "SimulatedVenue", "simulated_id_number"]
+__all__ = ["TRADE_ID_PREFIX", "VENUE_ORDER_ID_PREFIX", "SimulatedVenue", "simulated_id_number", "slipped_price_reason"]
 
 #: The simulated venue's order ids are ``SIM-<n>``, its trade ids ``SIM-T<n>`` (``n`` counts from 1).
 VENUE_ORDER_ID_PREFIX = "SIM-"
 TRADE_ID_PREFIX = "SIM-T"
+
+
+def slipped_price_reason(instrument: Instrument, moved: float, price: float) -> str:
+    """Why the venue refuses a taker fill whose slippage moved its price to ``moved`` (module docstring, "Prices").
+
+    ``price`` is ``moved`` rounded onto the tick grid and clamped (NaN where ``moved`` counts too many ticks
+    to be rounded, :meth:`~tradebus.engine.instrument.Instrument.exact_price_reason`).
+    """
+    why = instrument.exact_price_reason(moved)
+    if why is not None:
+        return f"slipped {why}"
+    return f"slipped price {moved!r} (on the tick grid and within the bar or limit: {price!r}) is not a positive price"
 
 
 def simulated_id_number(venue_id: str | None, prefix: str) -> int:
@@ -579,7 +600,8 @@ class SimulatedVenue(Venue):
                         px = bar.open
                         if self._slip:
                             px = self._slipped(iid, sim, px, bar)  # type: ignore[arg-type]
-                        self._fill(iid, sim, sim.quantity, px, _TAKER, bar.ts_event)  # type: ignore[arg-type, union-attr]
+                        if px == px:  # NaN: the venue refused the slipped price and canceled the order
+                            self._fill(iid, sim, sim.quantity, px, _TAKER, bar.ts_event)  # type: ignore[arg-type, union-attr]
                     if self._dirty:
                         self._prune(iid)
                     self._last[iid] = bar.close
@@ -829,7 +851,8 @@ class SimulatedVenue(Venue):
                 px = bar.open
                 if self._slip:
                     px = self._slipped(iid, sim, px, bar)
-                self._fill(iid, sim, sim.quantity - sim.filled, px, _TAKER, ts)
+                if px == px:
+                    self._fill(iid, sim, sim.quantity - sim.filled, px, _TAKER, ts)
             if self._dirty:
                 self._prune(iid)
             return
@@ -887,6 +910,8 @@ class SimulatedVenue(Venue):
             elif kind == _PLAN_FILL:
                 if liq is _TAKER and self._slip:
                     px = self._slipped(iid, sim, px, bar)
+                    if px != px:
+                        continue
                 self._fill(iid, sim, sim.leaves, px, liq, ts)
             elif sim.order.post_only and (px <= sim.limit if sim.buy else px >= sim.limit):
                 self._close(sim, _EXPIRED, _post_only_taker(sim, px), ts)
@@ -954,8 +979,11 @@ class SimulatedVenue(Venue):
                     qty = sim.leaves
                     if px > 0.0 and qty > 0.0:
                         if self._slip:
-                            px = self._slipped_tick(iid, sim, px, qty, buy_px, sell_px, buy_size if buy else sell_size)
-                        self._fill(iid, sim, qty, px, _TAKER, ts)
+                            px = self._slipped_tick(
+                                iid, sim, px, qty, buy_px, sell_px, buy_size if buy else sell_size, ts
+                            )
+                        if px == px:
+                            self._fill(iid, sim, qty, px, _TAKER, ts)
                 self._prune(iid)
                 return
         avail_buy = buy_size if limit_size else math.inf
@@ -1007,7 +1035,9 @@ class SimulatedVenue(Venue):
             if qty <= 0.0:
                 continue
             if liq is _TAKER and self._slip:
-                fill_px = self._slipped_tick(iid, sim, fill_px, qty, buy_px, sell_px, buy_size if buy else sell_size)
+                fill_px = self._slipped_tick(iid, sim, fill_px, qty, buy_px, sell_px, buy_size if buy else sell_size, ts)
+                if fill_px != fill_px:
+                    continue
             filled = self._fill(iid, sim, qty, fill_px, liq, ts)
             if buy:
                 avail_buy -= filled
@@ -1023,27 +1053,35 @@ class SimulatedVenue(Venue):
     # ------------------------------------------------------------------- helpers
 
     def _slipped(self, iid: str, sim: _SimOrder, px: float, bar: Bar) -> float:
-        """``px`` moved by the slippage model against the trader onto the tick grid, within the bar and limit."""
+        """``px`` moved by the slippage model against the trader onto the tick grid, within the bar and limit.
+
+        NaN when the venue refuses the slipped price (:func:`slipped_price_reason`): it has canceled the order.
+        """
         instrument = self.instruments[iid]
         low, high = bar.low, bar.high
         # bar volume is in base units (tradebus.data.catalog); an order in contracts of contract_size
         slip = slippage_bps(self._slippage, sim.leaves * instrument.contract_size, bar.open, high, low, bar.volume) * 1e-4
+        moved = px * (1.0 + slip) if sim.buy else px * (1.0 - slip)
+        if instrument.exact_price_reason(moved) is not None:
+            return self._refuse_slipped(instrument, sim, moved, math.nan, bar.ts_event)
         if sim.buy:
-            px = min(instrument.round_price_up(px * (1.0 + slip)), high)
+            px = min(instrument.round_price_up(moved), high)
             if sim.type in _LIMITS:
                 px = min(px, sim.limit)
         else:
-            px = max(instrument.round_price_down(px * (1.0 - slip)), low)
+            px = max(instrument.round_price_down(moved), low)
             if sim.type in _LIMITS:
                 px = max(px, sim.limit)
+        if not px > 0.0:
+            return self._refuse_slipped(instrument, sim, moved, px, bar.ts_event)
         return px
 
     def _slipped_tick(
-        self, iid: str, sim: _SimOrder, px: float, qty: float, buy_px: float, sell_px: float, size: float
+        self, iid: str, sim: _SimOrder, px: float, qty: float, buy_px: float, sell_px: float, size: float, ts: int
     ) -> float:
         """``px`` of a taker fill on a trade or quote (``buy_px`` / ``sell_px``: what a buy and a sell
         take; ``size``: the size the order takes from) moved by the slippage model against the trader,
-        within the limit."""
+        within the limit; NaN when the venue refuses it (as :meth:`_slipped`)."""
         if buy_px != sell_px:  # a quote: its spread
             spread = buy_px - sell_px
         else:  # a trade: its move from the previous one (not updated yet)
@@ -1051,15 +1089,25 @@ class SimulatedVenue(Venue):
             spread = abs(px - last) if last == last else 0.0
         instrument = self.instruments[iid]
         slip = tick_slippage_bps(self._slippage, qty, px, size, spread) * 1e-4
+        moved = px * (1.0 + slip) if sim.buy else px * (1.0 - slip)
+        if instrument.exact_price_reason(moved) is not None:
+            return self._refuse_slipped(instrument, sim, moved, math.nan, ts)
         if sim.buy:
-            px = instrument.round_price_up(px * (1.0 + slip))
+            px = instrument.round_price_up(moved)
             if sim.type in _LIMITS:
                 px = min(px, sim.limit)
         else:
-            px = instrument.round_price_down(px * (1.0 - slip))
+            px = instrument.round_price_down(moved)
             if sim.type in _LIMITS:
                 px = max(px, sim.limit)
+        if not px > 0.0:
+            return self._refuse_slipped(instrument, sim, moved, px, ts)
         return px
+
+    def _refuse_slipped(self, instrument: Instrument, sim: _SimOrder, moved: float, price: float, ts: int) -> float:
+        """Cancel ``sim``, whose taker fill slipped to ``moved`` (``price`` rounded and clamped), with the reason; NaN."""
+        self._close(sim, _CANCELED, slipped_price_reason(instrument, moved, price), ts)  # type: ignore[arg-type]
+        return math.nan
 
     def _fill(self, iid: str, sim: _SimOrder, qty: float, px: float, liq: Liquidity, ts: int) -> float:
         """Fill up to ``qty`` (reduce-only capped); return the quantity filled."""
