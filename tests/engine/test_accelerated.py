@@ -145,7 +145,7 @@ def test_slipped_prices_are_on_the_tick_grid_and_cost_the_trader() -> None:
         assert b.fee == pytest.approx(b.quantity * b.price * 0.006, rel=1e-12)
 
 
-@pytest.mark.parametrize("increment", [0.01, 1e-8, 0.5, 0.25, 5.0, 1e-5, 0.1])
+@pytest.mark.parametrize("increment", [0.01, 1e-8, 0.5, 0.25, 5.0, 1e-5, 0.1, 0.10000004, 0.1000004])
 def test_decimal_grid_matches_the_instrument_rounding(increment: float) -> None:
     inst = Instrument("X", "Y", tick_size=increment, lot_size=increment)
     step, m, scale = _grid_of(increment, "tick_size")

@@ -16,7 +16,7 @@ from tradebus.adapters.binance.instruments import load_instruments as load_binan
 from tradebus.adapters.bybit.instruments import load_instruments as load_bybit
 from tradebus.adapters.okx.instruments import load_instruments as load_okx
 from tradebus.engine import messages
-from tradebus.engine.accelerated import _EXACT_GRID, _grid_of
+from tradebus.engine.accelerated import _EXACT_GRID, AcceleratedUnsupported, _grid_of
 from tradebus.engine.instrument import EXACT_GRID, Instrument, InstrumentKind, grid_of
 from tradebus.engine.messages import Bar, OrderSide, SubmitOrder
 from tradebus.errors import OrderError
@@ -292,3 +292,32 @@ def test_round_quantity_and_round_price_give_what_validate_order_takes(inst: Ins
     price = inst.round_price(inst.tick_size * 10.0**decades * (1.0 + frac) * 1000.0)
     reason = inst.validate_order(quantity, price)
     assert reason is None or reason.startswith("notional"), reason
+
+
+@pytest.mark.parametrize(
+    ("tick", "price", "expected", "m", "scale"),
+    [
+        # 1000 / 0.10000004 = 9,999.996 ticks -> 10,000 x 0.10000004 = 1,000.0004 (4e-7 off 0.1 was taken as 0.1: 1000.0)
+        (0.10000004, 1000.0, 1000.0004, 10_000_004.0, 1e8),
+        # 0.3 / 0.1000004 = 2.99998 -> 3 x 0.1000004 = 0.3000012 (rounded to 4 digits as 0.1 was: 0.3)
+        (0.1000004, 0.3, 0.3000012, 1_000_004.0, 1e7),
+    ],
+)
+def test_an_increment_near_a_short_decimal_is_the_decimal_it_is_in_rounding_validation_and_the_loop(
+    tick: float, price: float, expected: float, m: float, scale: float
+) -> None:
+    """An increment within 1e-6 of a short decimal was rounded on that decimal's grid: every price and
+    quantity the instrument rounded was refused by its own ``validate_order`` ("price 0.3 is not a multiple
+    of the tick size 0.10000004") and the accelerated loop rounded on 0.1 too."""
+    inst = Instrument("X", "Y", tick_size=tick, lot_size=tick)
+    assert inst.round_price(price) == expected
+    assert inst.round_quantity(expected) == expected and inst.round_quantity(price) <= price
+    assert inst.validate_order(inst.round_quantity(7 * price), inst.round_price(7 * price)) is None
+    assert grid_of(tick) == (m, scale) and _grid_of(tick, "tick_size") == (tick, m, scale)
+
+
+def test_an_increment_that_is_no_decimal_has_no_exact_grid() -> None:
+    """1/3 and 0.1000000001 (ten digits) are no decimal of at most nine digits: the loop refuses them."""
+    for tick in (1 / 3, 0.1000000001):
+        with pytest.raises(AcceleratedUnsupported, match="no exact decimal grid"):
+            _grid_of(tick, "tick_size")

@@ -86,7 +86,15 @@ import numpy as np
 from tradebus.account.margin import margin_reason
 from tradebus.account.spot import asset_names, buying_power_reason, insufficient_balance_reason
 from tradebus.engine.batch import rare_gc
-from tradebus.engine.instrument import EXACT_GRID, LOTS_RTOL, ROUNDING_RTOL, TICKS_RTOL, Instrument, grid_of
+from tradebus.engine.instrument import (
+    EXACT_GRID,
+    LOTS_RTOL,
+    ROUNDING_RTOL,
+    TICKS_RTOL,
+    Instrument,
+    exact_decimal,
+    grid_of,
+)
 from tradebus.engine.kernel import EquitySample, FillRecord, Kernel, ReplayLike, RunResult
 from tradebus.engine.messages import Liquidity, OrderDenied, OrderSide, OrderStatus, OrderType
 from tradebus.errors import TradebusError
@@ -696,7 +704,7 @@ def _grid_of(increment: float, what: str) -> tuple[float, float, float]:
     decimal ``n * m / scale``, which is what the correctly rounded ``float(n * m) / scale`` gives.
     """
     m, scale = grid_of(increment)
-    if scale > 1e22 or abs(m - increment * scale) > 1e-6 * max(1.0, m):
+    if not exact_decimal(increment):
         raise AcceleratedUnsupported(f"{what} {increment} has no exact decimal grid")
     return increment, m, scale
 

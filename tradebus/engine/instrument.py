@@ -11,7 +11,7 @@ import msgspec
 from tradebus.errors import OrderError
 
 __all__ = [
-    "EXACT_GRID", "LOTS_RTOL", "ROUNDING_RTOL", "TICKS_RTOL", "CloseFee", "FeeTier", "Instrument", "InstrumentKind", "MarginMode", "MarginTier",
+    "DECIMAL_RTOL", "EXACT_GRID", "LOTS_RTOL", "ROUNDING_RTOL", "TICKS_RTOL", "CloseFee", "FeeTier", "Instrument", "InstrumentKind", "MarginMode", "MarginTier", "exact_decimal",
 ]
 
 #: Float noise of a count of lots, relative to the count: ``quantity / lot`` of a quantity on the
@@ -422,21 +422,42 @@ def grid_of(increment: float) -> tuple[float, float]:
     return float(round(increment * scale)), scale
 
 
+#: How far (relative) ``increment * 10 ** digits`` may miss its whole number ``m`` for ``increment``
+#: to be taken as the decimal ``m / 10 ** digits``: float noise only (``0.1 ** 5`` is
+#: 1.0000000000000002e-05, 2e-16 of it off 1e-05). A tick of 0.10000004 (4e-7 off 0.1) is the decimal
+#: of 8 digits it is, not 0.1.
+DECIMAL_RTOL = 1e-12
+
+#: Significant digits of the longest decimal :func:`_digits` looks for (``m`` below ``10 ** 9``):
+#: within ``DECIMAL_RTOL`` of a decimal of more, every float is (1/3 is 0.3333333333333 to 1e-13).
+_DECIMAL_DIGITS = 9
+
+
 @functools.lru_cache(maxsize=256)
 def _digits(increment: float) -> int:
     """Decimal digits that hold every multiple of ``increment`` without float noise.
 
-    The increment's own (0.01 -> 2, 0.25 -> 2, 5.0 -> 0), so that ``round(n * increment,
-    _digits(increment))`` strips the noise of the multiplication (0.1 * 3 -> 0.30000000000000004 ->
-    0.3) and nothing else; an increment that is no decimal of that many digits keeps a few digits
-    beyond its magnitude (1/3 -> 4). No digit more than its own: the noise of ``n * increment`` is
-    stripped only below half the last digit kept, so each extra digit divides by ten the count of
-    lots rounded exactly (1,125,899.9 coins of 1e-6 with three). Cached: every rounding asks.
+    The increment's own: the fewest ``digits`` with ``increment * 10 ** digits`` a whole number
+    of at most nine digits up to float noise (``DECIMAL_RTOL``; 0.01 -> 2, 0.25 -> 2, 5.0 -> 0,
+    0.1000004 -> 7), so that ``round(n * increment, _digits(increment))`` strips the noise of the
+    multiplication (0.1 * 3 -> 0.30000000000000004 -> 0.3) and nothing else. An increment that is
+    no such decimal keeps two digits beyond its magnitude (1/3 -> 4; no grid is exact for it:
+    :func:`exact_decimal` is false, the accelerated tier refuses it). No digit more than its own: the
+    noise of ``n * increment`` is stripped only below half the last digit kept, so each extra digit
+    divides by ten the count of lots rounded exactly (1,125,899.9 coins of 1e-6 with three). Cached:
+    every rounding asks.
     """
-    digits = (max(0, -math.floor(math.log10(increment)) + 1) if increment < 1 else 0) + 2
-    m = round(increment * 10.0**digits)
-    if m > 0 and abs(m - increment * 10.0**digits) <= 1e-6 * m:
-        while digits > 0 and m % 10 == 0:
-            m //= 10
-            digits -= 1
-    return digits
+    for digits in range(0, 31):
+        scaled = increment * 10.0**digits
+        m = round(scaled)
+        if m >= 10**_DECIMAL_DIGITS:
+            break
+        if m > 0 and abs(m - scaled) <= DECIMAL_RTOL * m:
+            return digits
+    return (max(0, -math.floor(math.log10(increment)) + 1) if increment < 1 else 0) + 2
+
+
+def exact_decimal(increment: float) -> bool:
+    """Whether ``increment`` is the decimal ``m / scale`` of :func:`grid_of` up to float noise (``DECIMAL_RTOL``)."""
+    m, scale = grid_of(increment)
+    return scale <= 1e22 and m > 0 and abs(m - increment * scale) <= DECIMAL_RTOL * m
