@@ -77,6 +77,24 @@ def test_limit_fill_through_mode_needs_price_beyond_limit() -> None:
     assert s.fills(coid)[0].last_px == 98.0
 
 
+@pytest.mark.parametrize("limit_fill", ["touch", "through"])
+@pytest.mark.parametrize(("side", "limit", "edge_bar", "beyond_bar"), [
+    (BUY, 98.0, (100.0, 101.0, 98.0, 100.0), (100.0, 101.0, 97.99, 100.0)),  # the low exactly at the limit
+    (SELL, 101.0, (100.0, 101.0, 99.0, 100.0), (100.0, 101.01, 99.0, 100.0)),  # the high exactly at the limit
+])  # fmt: skip
+def test_a_resting_limit_exactly_at_the_bars_extreme_fills_on_touch_only(
+    side: OrderSide, limit: float, edge_bar: tuple[float, ...], beyond_bar: tuple[float, ...], limit_fill: str
+) -> None:
+    """The docs' rule (``limit_fill``): "touch" fills when the bar reaches the limit, "through" only when it
+    trades beyond it; both fill at the limit as maker."""
+    s = _started(venue=VenueConfig(limit_fill=limit_fill))  # type: ignore[arg-type]
+    coid = s.submit(side, 1.0, LIMIT, price=limit)
+    s.feed_bar(bar(2, *edge_bar))
+    assert [(f.last_px, f.liquidity) for f in s.fills(coid)] == ([(limit, Liquidity.MAKER)] if limit_fill == "touch" else [])
+    s.feed_bar(bar(3, *beyond_bar))
+    assert [(f.last_px, f.liquidity) for f in s.fills(coid)] == [(limit, Liquidity.MAKER)]
+
+
 def test_resting_buy_limit_fills_at_open_when_bar_gaps_below_it() -> None:
     s = _started()
     coid = s.submit(BUY, 1.0, LIMIT, price=95.0)
