@@ -101,6 +101,17 @@ def test_slippage_model_pure_function_and_config_errors() -> None:
         SlippageConfig(model="fixed", k=1.0)
 
 
+@pytest.mark.parametrize("field", ["bps", "impact_bps", "k", "max_bps"])
+def test_a_slippage_amount_that_is_not_a_finite_number_is_a_config_error(field: str) -> None:
+    """``k: .inf`` with ``max_bps: .inf`` priced a fill on a bar of high == low at inf * 0 = NaN bps (the run
+    stopped with "ValueError: cannot convert float NaN to integer"; the venue would now cancel every such
+    order, "slipped price nan ..."): the config names the field instead."""
+    model = {"impact_bps": "volume", "k": "volatility"}.get(field, "fixed")
+    for bad in (float("inf"), float("nan")):
+        with pytest.raises(ValidationError, match=f"slippage.{field}\n  Input should be a finite number"):
+            VenueConfig(slippage={"model": model, field: bad})
+
+
 TIERS = (FeeTier(1_000.0, 0.0005, 0.0008), FeeTier(5_000.0, -0.0001, 0.0006))
 
 

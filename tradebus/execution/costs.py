@@ -59,10 +59,10 @@ class SlippageConfig(StrictModel):
 
     model: Literal["fixed", "volume", "volatility"] = "fixed"
     bps: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
-    impact_bps: float = Field(default=0.0, ge=0.0)
+    impact_bps: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
     exponent: float = Field(default=0.5, gt=0.0, le=2.0)
-    k: float = Field(default=0.0, ge=0.0)
-    max_bps: float = Field(default=500.0, gt=0.0)
+    k: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    max_bps: float = Field(default=500.0, gt=0.0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _fields_of_its_model(self) -> SlippageConfig:
