@@ -7,7 +7,9 @@ the same router and kernel as a paper run: the node publishes the parsed ``MarkP
 
 from __future__ import annotations
 
+import gzip
 import json
+from pathlib import Path
 
 import pytest
 
@@ -39,8 +41,29 @@ def test_recorded_marks_value_the_perpetual_and_funding_is_announced_not_settled
     # the capture ends hours before the next funding time: announced, not settled
     assert kernel.result.funding == []
     assert kernel.perpetuals is not None
-    assert kernel.perpetuals._pending[USDM_IID] == (marks[-1][2] * 1_000_000, marks[-1][1])
+    assert kernel.perpetuals._pending[USDM_IID][1:] == (marks[-1][2] * 1_000_000, marks[-1][1])
     pf = kernel.portfolio
     assert pf.equity() == pytest.approx(
         kernel.result.initial_cash + pf.realized_pnl + pf.unrealized_pnl() - pf.fees_paid - pf.funding_paid
     )
+
+
+@pytest.mark.usefixtures("_loguru_to_current_stderr")
+def test_a_recording_received_years_later_settles_no_funding_before_its_venue_time(tmp_path: Path) -> None:
+    """A paper daemon on ``tradebus serve`` of the capture receives its frames years after their venue
+    times (the daemon's clock is now): the markPrice frames still announce the funding at
+    2023-04-05T00:00:00Z, 100 s after the capture's last frame, so none is settled, as in the replay
+    of the capture above. (The receive clock was compared with the venue's funding time: every
+    announced funding was due at the first frame, paid on the position of that moment.)"""
+    shift_us = 3 * 365 * 86_400 * 1_000_000  # 2023 -> 2026, as served to a daemon today
+    shifted = tmp_path / "usdm_received_later.gz"
+    with gzip.open(USDM_CAPTURE, "rt") as src, gzip.open(shifted, "wt") as dst:
+        for line in src:
+            recv, _, rest = line.partition(" ")
+            dst.write(f"{int(recv) + shift_us} {rest}")
+    data = usdm_config(None, None, depth_speed="0ms")
+    data["feeds"][0]["subscriptions"] = {USDM_IID: ["trade", "bookTicker", "depth", "markPrice"]}
+    kernel = play(shifted, config_of(data)).kernel
+    assert kernel.result.fills  # positions were held while the funding was announced
+    assert kernel.result.funding == []
+    assert kernel.portfolio.funding_paid == 0.0

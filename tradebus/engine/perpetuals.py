@@ -14,8 +14,11 @@ Mark price
 
 Funding
     A ``FundingRate`` announces ``rate`` for the funding at ``next_funding_ns`` (a later one for
-    the same time replaces it). It is settled by the first mark, funding or market-data message
-    at or after that time, on the position held at that time: before a trade's or quote's fills
+    the same time replaces it). That time is the venue's; the kernel's clock is the receive time
+    (``ts_init``), ahead of the venue's by the announcement's receive delay (``ts_init - ts_event``:
+    milliseconds live, none in a backtest's files, years for a recording a paper daemon is served
+    today), so the funding is due on the kernel's clock at its time plus that delay. It is settled
+    by the first mark, funding or market-data message at or after then, on the position held then: before a trade's or quote's fills
     and before a bar stamped after it (whose fills come after it); after a bar stamped at it (whose
     fills happen within it, before its close stamp) or a mark (which values the position at that
     time first; a mark of the backtest feed stamped after it settles it before). An announcement
@@ -147,11 +150,12 @@ class Perpetuals:
         self._on_liquidation_fill = on_liquidation_fill
         account = portfolio.account
         self.account: MarginAccount | None = account if isinstance(account, MarginAccount) else None
-        # instrument_id -> (funding time, rate) announced and not settled yet
-        self._pending: dict[str, tuple[int, float]] = {}
+        # instrument_id -> (due on the kernel's clock, funding time, rate) announced and not settled yet
+        self._pending: dict[str, tuple[int, int, float]] = {}
         # instrument_id -> the latest funding time settled
         self._settled: dict[str, int] = {}
-        #: The earliest announced funding time not settled yet (``2**63 - 1``: none).
+        #: When the earliest announced funding not settled yet is due on the kernel's clock (its
+        #: venue time plus its announcement's receive delay; ``2**63 - 1``: none).
         self.next_funding_ns = 2**63 - 1
         self._feed: list[Any] = []
         self._feed_at = 0
@@ -215,11 +219,13 @@ class Perpetuals:
         if at <= self._settled.get(iid, -1):
             return  # a late repeat of a funding already settled
         pending = self._pending.get(iid)
-        if pending is not None and pending[0] != at and msg.ts_init >= pending[0]:
+        if pending is not None and pending[1] != at and msg.ts_init >= pending[0]:
             # the next funding's announcement is the first message at or after this one's time
             self.settle_due(msg.ts_init)
-        self._pending[iid] = (at, msg.rate)
-        self.next_funding_ns = min(t for t, _ in self._pending.values())
+        # ``at`` is venue time; the kernel's clock is the receive time, ahead of the venue's by
+        # the announcement's receive delay (years for a recording served today)
+        self._pending[iid] = (at + msg.ts_init - msg.ts_event, at, msg.rate)
+        self.next_funding_ns = min(due for due, _, _ in self._pending.values())
         if msg.ts_init >= self.next_funding_ns:
             self.settle_due(msg.ts_init, before=self._feeding)
 
@@ -228,8 +234,8 @@ class Perpetuals:
         if now < self.next_funding_ns or (before and now == self.next_funding_ns):
             return
         portfolio = self._portfolio
-        for iid, (at, rate) in list(self._pending.items()):
-            if at > now or (before and at == now):
+        for iid, (due, at, rate) in list(self._pending.items()):
+            if due > now or (before and due == now):
                 continue
             del self._pending[iid]
             self._settled[iid] = at
@@ -239,7 +245,7 @@ class Perpetuals:
                 event = FundingPaid(iid, qty, portfolio.last_price(iid), rate, payment, at, now)
                 self.funding.append(event)
                 self._bus.publish(event)
-        self.next_funding_ns = min((t for t, _ in self._pending.values()), default=2**63 - 1)
+        self.next_funding_ns = min((due for due, _, _ in self._pending.values()), default=2**63 - 1)
         if self.open:
             self.check(now)  # a payment may take a position below maintenance margin
 
