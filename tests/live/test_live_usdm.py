@@ -305,6 +305,22 @@ def test_perpetual_market_is_refused_on_a_venue_without_it_and_selects_the_usdm_
         parse_live_config({**data, "live": {**data["live"], "market": "spot"}}, "<test>")
 
 
+def test_a_perpetual_config_without_live_market_is_told_the_default_and_the_setting_to_trade_it() -> None:
+    """A newcomer's USD-M config whose ``live:`` section leaves out ``market`` (or a paper config run
+    by ``tradebus live``) was told ``live.market: a spot account ...``, naming a key it never wrote
+    and not what to set."""
+    from tradebus.errors import ConfigError
+
+    data = _config(Path("/nonexistent"), "ws://127.0.0.1:1", _emulator(), Path("/nonexistent/j.sqlite"))
+    data.pop("journal"), data.pop("record")
+    for live in ({k: v for k, v in data["live"].items() if k != "market"}, None):
+        raw = {**data, "live": live} if live is not None else {k: v for k, v in data.items() if k != "live"}
+        with pytest.raises(ConfigError) as info:
+            parse_live_config(raw, "<test>")
+        assert "live.market: a spot account trades spot instruments only; ['BTCUSDT.BINANCE_USDM'] are not: " \
+            "set live.market: perpetual to trade them (spot is the default)" in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("account", "refusal"),
     [

@@ -352,7 +352,11 @@ class LiveConfig(PaperConfig):
         want = "perpetual" if self.live.market == "perpetual" else "spot"
         wrong = [f"{inst.symbol}.{inst.venue}" for inst in self.instruments if str(inst.kind) != want]
         if wrong:
-            raise ValueError(f"live.market: a {self.live.market} account trades {want} instruments only; {wrong} are not")
+            other = "spot" if want == "perpetual" else "perpetual"
+            raise ValueError(
+                f"live.market: a {self.live.market} account trades {want} instruments only; {wrong} are not: "
+                f"set live.market: {other} to trade them (spot is the default)"
+            )
         margin = [f"{inst.symbol}.{inst.venue}" for inst in self.instruments if inst.kind == "spot" and inst.margin]
         if margin:
             raise ValueError(
