@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 from pathlib import Path
 from typing import Any
 
@@ -319,6 +320,21 @@ def test_a_perpetual_config_without_live_market_is_told_the_default_and_the_sett
             parse_live_config(raw, "<test>")
         assert "live.market: a spot account trades spot instruments only; ['BTCUSDT.BINANCE_USDM'] are not: " \
             "set live.market: perpetual to trade them (spot is the default)" in str(info.value)
+
+
+async def test_a_misspelt_symbol_is_refused_at_start_naming_the_symbol_to_check(tmp_path: Path) -> None:
+    """A config trading ``BTCUSDX`` (a typo) on the account was refused with "the venue reports no
+    leverage or margin mode for it", under "set them at the venue or in the config": a newcomer looked
+    for a leverage setting, not at the symbol."""
+    async with _emulator() as emulator:  # the account's market lists BTCUSDT only
+        data = _config(tmp_path, "ws://127.0.0.1:9", emulator, tmp_path / "journal.sqlite")
+        data = json.loads(json.dumps(data).replace("BTCUSDT", "BTCUSDX"))
+        node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+        with pytest.raises(VenueRejected) as err:
+            await asyncio.wait_for(node.run(), 20)
+    assert ("BTCUSDX.BINANCE_USDM: the venue reports no leverage or margin mode for symbol 'BTCUSDX': "
+            "check that the account's market lists it (a misspelt or delisted symbol)") in str(err.value)
+    assert [p for m, p, _ in emulator.requests if m != "GET"] == []  # nothing placed, no stream opened
 
 
 @pytest.mark.parametrize(

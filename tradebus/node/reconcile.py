@@ -178,7 +178,10 @@ def margin_differences(instruments: Mapping[str, Instrument], settings: list[Acc
             continue
         venue = reported.get(iid)
         if venue is None:
-            out.append(f"{iid}: the venue reports no leverage or margin mode for it")
+            out.append(
+                f"{iid}: the venue reports no leverage or margin mode for symbol {inst.symbol!r}: "
+                "check that the account's market lists it (a misspelt or delisted symbol)"
+            )
             continue
         if not venue.one_way:
             out.append(hedge_mode(iid))
