@@ -74,3 +74,26 @@ def test_set_with_an_impossible_date_is_refused_naming_it(tmp_path: Path, value:
     assert result.exit_code == 2, result.output
     assert f"--set 'data.start={value}': the value is not valid YAML: '{value}' is not a valid timestamp" in result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["replay", "paper", "backtest"])
+def test_a_live_config_given_to_replay_paper_or_backtest_is_refused_saying_to_drop_its_live_section(
+    tmp_path: Path, command: str
+) -> None:
+    """The README says a live recording replays as the same file without its private lines; a user
+    who replayed it with the live config it was recorded with read only ``live: unknown key (not
+    allowed here)`` (backtest: among ``warm_up``, ``ops``...), not what config the command takes."""
+    config = Path(__file__).parent.parent / "configs" / "live_binance_usdm_testnet.yaml"
+    recording = Path(__file__).parent / "fixtures" / "binance" / "usdm_btcusdt_20230404_head4000.gz"
+    args = {
+        "replay": ["replay", str(recording), "--config", str(config), "--out", str(tmp_path / "out")],
+        "paper": ["paper", str(config), "--out", str(tmp_path / "out")],
+        "backtest": ["backtest", str(config), "--out", str(tmp_path / "out")],
+    }[command]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert (f"{config}: a live config (it has a live: section) is run by 'tradebus live'; this command takes the "
+            "config without it: give it a copy without the live: section (a live recording replays with that copy)") in text
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()

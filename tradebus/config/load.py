@@ -114,6 +114,11 @@ def parse_config(
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of config sections, got {type(data).__name__}")
     refuse_system_config(source, data)
+    if "live" in data and "live" not in model.model_fields:  # type: ignore[attr-defined]
+        raise ConfigError(
+            f"{source}: a live config (it has a live: section) is run by 'tradebus live'; this command takes "
+            "the config without it: give it a copy without the live: section (a live recording replays with that copy)"
+        )
     try:
         config = model.model_validate(data)  # type: ignore[attr-defined]
     except ValidationError as exc:
