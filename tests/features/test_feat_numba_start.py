@@ -43,3 +43,80 @@ def test_first_compiled_call_defers_cffi_parser_and_cffi_functions_still_compile
     loaded, cffi_line = done.stdout.splitlines()[-2:]
     assert loaded == "[]"  # neither cffi's C parser nor scipy.linalg loaded by the first bank update
     assert cffi_line == "True True True False"  # cffi functions still compile and are told apart (FFI built on demand)
+
+
+_HASH_MODULE = """
+from numba import njit
+
+
+@njit(cache=True)
+def str_hash(text):
+    return hash(text)
+"""
+
+_CACHE_HIT_CHILD = """
+import sys
+from tradebus.features.bank import FeatureBank
+import hashmod
+
+bank = FeatureBank([{"name": "ema_3", "kind": "ema", "params": {"span": 3}, "input": "close"}])
+for close in (1.0, 2.0, 3.0, 4.0, 5.0):
+    bank.update_bar(1_700_000_000_000_000_000, close, close, close, close, 1.0)
+hashed = hashmod.str_hash("tradebus") == hash("tradebus")  # loaded code linked against the hash secret
+refreshed = "numba.np.random.generator_methods" in sys.modules  # imported by a context refresh only
+
+import numpy as np
+from numba import njit
+
+
+@njit
+def compiled_after(n):
+    d = {"a": n}
+    return d["a"] + np.random.random() * 0.0
+
+
+print(refreshed, hashed, bank.get("ema_3"), compiled_after(2.0))
+"""
+
+
+def test_cache_hits_refresh_no_context_and_compiling_afterwards_still_works(tmp_path: Path) -> None:
+    (tmp_path / "hashmod.py").write_text(_HASH_MODULE, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(ROOT), str(tmp_path)))}
+    lines = []
+    for _ in range(2):  # the first run may compile; the second loads everything from the cache
+        done = subprocess.run(
+            [sys.executable, "-c", _CACHE_HIT_CHILD], cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=600, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        lines.append(done.stdout.splitlines()[-1])
+    # no refresh on cache hits; a str hash loaded from the cache equals CPython's; EMA span 3 of
+    # 1..5 seeded with the mean of the first 3: 2 -> 3 -> 4; a typed dict and np.random compile after
+    assert lines[1] == "False True 4.0 2.0"
+
+
+_SYMBOLS_CHILD = """
+import llvmlite.binding as ll
+from numba.core.registry import cpu_target
+from tradebus.features.numba_start import link_symbols
+
+context = cpu_target.target_context  # creating it registers Numba's C helpers, math and exceptions
+names = []
+real = ll.add_symbol
+ll.add_symbol = lambda name, address: (names.append(name), real(name, address))[1]
+link_symbols(context)
+light = set(names)
+names.clear()
+context.refresh()
+print(sorted(set(names) - light), len(light) > 0)
+"""
+
+
+def test_a_full_refresh_registers_no_symbol_that_link_symbols_did_not() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", _SYMBOLS_CHILD], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "[] True"

@@ -26,10 +26,11 @@ from numba.np.arrayobj import populate_array
 
 from tradebus.errors import FeatureError
 from tradebus.features import drivers
-from tradebus.features.numba_start import defer_cffi_parser, probe_blas_lazily
+from tradebus.features.numba_start import defer_cffi_parser, load_cache_hits_lightly, probe_blas_lazily
 
 probe_blas_lazily()  # before the first compiled call imports numba.np.arraymath with a scipy.linalg import
 defer_cffi_parser()  # and numba.core.typing.cffi_utils with a cffi.FFI() (pycparser)
+load_cache_hits_lightly()  # and a cache hit refreshes neither context (the compiler still does, first)
 
 from tradebus.features.kernels import book, core, flow, regime, stats, ta  # noqa: E402
 from tradebus.features.registry import FeatureKind, all_kinds, register  # noqa: E402
