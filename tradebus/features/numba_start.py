@@ -124,6 +124,10 @@ def link_symbols(target_context: Any) -> None:
     importlib.import_module("numba.cpython.hashing")
 
 
+#: The private parts of Numba's ``FunctionCache`` (0.60 to 0.68) the light load calls.
+_LOAD_PARTS = ("_load_overload", "_guard_against_spurious_io_errors")
+
+
 def load_cache_hits_lightly() -> None:
     """Make a CPU cache hit only :func:`link_symbols` instead of refreshing both contexts (no-op once done).
 
@@ -136,6 +140,8 @@ def load_cache_hits_lightly() -> None:
     real = caching.FunctionCache.load_overload
     if getattr(real, "_tradebus_light", False):
         return
+    if not all(hasattr(caching.FunctionCache, name) for name in _LOAD_PARTS):
+        return  # a Numba whose cache is built otherwise keeps its own loading (a slower start, nothing else)
 
     def load_overload(self: Any, sig: Any, target_context: Any) -> Any:
         if type(target_context) is not CPUContext:
