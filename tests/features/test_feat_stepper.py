@@ -8,6 +8,7 @@ import pytest
 from tradebus.errors import FeatureError
 from tradebus.features import stepper as stepper_module
 from tradebus.features.kernels import core
+from tradebus.features.registry import all_kinds, get_kind
 from tradebus.features.stepper import Ema, EwmMean, RollingStd, Sma, Stepper
 
 
@@ -106,3 +107,65 @@ def test_package_exports_the_public_api() -> None:
     for name in features.__all__:
         assert getattr(features, name) is not None, name
     assert features.FeatureBank.__module__ == "tradebus.features.bank"
+
+
+_X = np.cumsum(np.random.default_rng(5).normal(size=80)) + 100.0
+_MACD = {"fast": 12, "slow": 26, "signal": 9}
+
+
+@pytest.mark.parametrize(
+    ("kind", "saved", "restored", "message"),
+    [
+        ("ema", {"span": 10}, {"span": 20},
+         r"'ema'.*span=10 \(k=0\.18181818181818182\).*span=20 \(k=0\.09523809523809523\)"),
+        ("ewm_mean", {"span": 7}, {"span": 15}, r"'ewm_mean'.*com=3 \(factor=0\.75\).*com=7 \(factor=0\.875\)"),
+        ("ewm_var", {"com": 3}, {"com": 4}, r"'ewm_var'.*com=3 .*com=4 "),
+        ("ewm_std", {"com": 3}, {"com": 4}, r"'ewm_std'.*com=3 .*com=4 "),
+        ("ewm_zscore", {"com": 3}, {"com": 4}, r"'ewm_zscore'.*com=3 .*com=4 "),
+        ("ewm_skew", {"com": 3}, {"com": 4}, r"'ewm_skew'.*com=3 .*com=4 "),
+        ("ewm_kurt", {"com": 3}, {"com": 4}, r"'ewm_kurt'.*com=3 .*com=4 "),
+        # alpha 1 stores factor 0, the value of a fresh state: refused all the same
+        ("ewm_mean", {"alpha": 1.0}, {"alpha": 0.5}, r"com=0 \(factor=0\.0\).*com=1 \(factor=0\.5\)"),
+        ("macd", _MACD, {**_MACD, "slow": 30}, r"'macd'.*slow=26 \(k_slow=.*slow=30 \(k_slow="),
+        ("macd", _MACD, {**_MACD, "fast": 5}, r"'macd'.*fast=12 \(k_fast=.*fast=5 \(k_fast="),
+        ("macd", _MACD, {**_MACD, "signal": 4}, r"'macd'.*signal=9 \(k_signal=0\.2\).*signal=4 \(k_signal=0\.4\)"),
+    ],
+)
+def test_from_state_refuses_a_coefficient_other_parameters_stored(
+    kind: str, saved: dict, restored: dict, message: str
+) -> None:
+    # the state row has the same size under both, so only the stored coefficient tells them apart
+    first = Stepper(kind, **saved)
+    first.run(_X[:60])
+    with pytest.raises(FeatureError, match=message):
+        Stepper.from_state(first.state, kind, **restored)
+
+
+@pytest.mark.parametrize(
+    ("kind", "saved", "restored"),
+    [
+        ("ema", {"span": 10}, {"span": 20}),  # k is stored only when the seed completes
+        ("ewm_mean", {"com": 3, "min_periods": 3}, {"com": 3, "min_periods": 5}),  # the factor is com's alone
+        ("macd", {"fast": 3, "slow": 5, "signal": 4}, {"fast": 3, "slow": 5, "signal": 9}),  # k_signal not stored yet
+    ],
+)
+def test_from_state_takes_a_state_whose_stored_coefficients_agree(kind: str, saved: dict, restored: dict) -> None:
+    first = Stepper(kind, **saved)
+    first.run(_X[:6] if kind != "ewm_mean" else _X[:60])
+    resumed = Stepper.from_state(first.state, kind, **restored)
+    again = Stepper.from_state(first.state, kind, **restored)
+    assert np.array_equal(resumed.run(_X[60:]), np.array([again.update(v) for v in _X[60:]]), equal_nan=True)
+
+
+@pytest.mark.parametrize("kind", sorted({k.name for k in all_kinds() if k.coefficients}))
+def test_declared_coefficients_are_the_bits_the_kernel_stores(kind: str) -> None:
+    kind_ = get_kind(kind)
+    params = {"ewm": {"span": 9}, "ema": {"span": 7}, "macd": {"fast": 4, "slow": 9, "signal": 5}}
+    s = Stepper(kind, **params["ewm" if kind.startswith("ewm") else kind])
+    s.run(_X)
+    packed = kind_.pack(dict(s.params))
+    names = [p.name for p in kind_.params]
+    for c in kind_.coefficients:
+        stored = s.state[c.slot]
+        assert stored == c.of_param(float(packed[names.index(c.param)])), (kind, c.name)
+        assert stored != 0.0

@@ -33,7 +33,7 @@ import numpy as np
 
 from tradebus.errors import FeatureError
 
-__all__ = ["FeatureKind", "Param", "all_kinds", "get_kind", "register"]
+__all__ = ["Coefficient", "FeatureKind", "Param", "all_kinds", "get_kind", "register"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,38 @@ class Param:
 
 
 @dataclass(frozen=True)
+class Coefficient:
+    """A value a kernel derives from one parameter alone and keeps in its state row.
+
+    A state row saved under one value of the parameter carries the coefficient of that
+    value; :meth:`FeatureKind.check_state` refuses it under another.
+
+    Parameters
+    ----------
+    name
+        What the kernel calls it (``"k"``, ``"factor"``).
+    slot
+        Its index in the state row.
+    param
+        The parameter it derives from.
+    of_param
+        The parameter value to the coefficient, by the kernel's own float64 operations.
+    param_of
+        The inverse, to name the parameter a stored coefficient came from.
+    stored_flag
+        Index of a state slot that is non-zero once the coefficient is stored; ``None``
+        when the coefficient itself is (it is never 0 once stored).
+    """
+
+    name: str
+    slot: int
+    param: str
+    of_param: Callable[[float], float]
+    param_of: Callable[[float], float]
+    stored_flag: int | None = None
+
+
+@dataclass(frozen=True)
 class FeatureKind:
     """Everything the bank needs to know about one kind of feature.
 
@@ -111,6 +143,9 @@ class FeatureKind:
     usage
         Optional: the parameters a spec gives, in words, when ``normalize`` takes other
         keywords than ``params`` (``tradebus features list`` shows it instead of ``params``).
+    coefficients
+        The values the kernel derives from parameters alone and keeps in its state
+        (:class:`Coefficient`), checked by :meth:`check_state`.
     """
 
     name: str
@@ -124,6 +159,7 @@ class FeatureKind:
     warmup: Callable[[np.ndarray], int] | None = field(default=None)
     batch: Callable[..., None] | None = field(default=None)
     usage: str | None = field(default=None)
+    coefficients: tuple[Coefficient, ...] = field(default=())
 
     def parameters_doc(self) -> str:
         """The parameters a spec gives, with their defaults (``-`` for none)."""
@@ -148,6 +184,44 @@ class FeatureKind:
             else:
                 packed.append(float(p.default))
         return np.asarray(packed, dtype=np.float64)
+
+
+    def check_state(self, params: np.ndarray, state: np.ndarray) -> None:
+        """Refuse a state row that carries a coefficient other parameters gave.
+
+        Parameters
+        ----------
+        params
+            Packed parameters the state is to continue under.
+        state
+            The state row, of the size ``state_size(params)``.
+
+        Raises
+        ------
+        FeatureError
+            A stored coefficient is not the one ``params`` give; names the feature, the
+            parameter, the value the state was saved with and the one given.
+        """
+        names = [p.name for p in self.params]
+        for c in self.coefficients:
+            if state[c.slot if c.stored_flag is None else c.stored_flag] == 0.0:
+                continue
+            value = float(params[names.index(c.param)])
+            expected = c.of_param(value)
+            stored = float(state[c.slot])
+            if stored != expected:
+                raise FeatureError(
+                    f"feature {self.name!r}: the state was saved with {c.param}={_saved(c.param_of, stored)} "
+                    f"({c.name}={stored!r}), not {c.param}={_number(value)} ({c.name}={expected!r}); "
+                    f"restore it with the parameters it was saved with"
+                )
+
+
+def _saved(param_of: Callable[[float], float], coefficient: float) -> str:
+    try:
+        return f"{param_of(coefficient):.10g}"
+    except (ZeroDivisionError, OverflowError, ValueError):
+        return "?"
 
 
 def _number(value: float) -> str:

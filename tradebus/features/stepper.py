@@ -204,7 +204,9 @@ class Stepper:
         Raises
         ------
         FeatureError
-            ``state`` does not have the size the kind needs for these parameters.
+            ``state`` does not have the size the kind needs for these parameters, or
+            holds a coefficient other parameters gave (an ``ema`` saved with another
+            ``span``: :meth:`FeatureKind.check_state <tradebus.features.registry.FeatureKind.check_state>`).
         """
         obj = cls(kind, **params) if kind is not None else cls(**params)
         arr = np.asarray(state, dtype=np.float64)
@@ -212,6 +214,7 @@ class Stepper:
             raise FeatureError(
                 f"feature {obj._kind.name!r}: state has shape {arr.shape}, expected {obj._state.shape} for {params}"
             )
+        obj._kind.check_state(obj._params, arr)
         obj._state[:] = arr
         return obj
 

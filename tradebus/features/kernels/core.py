@@ -34,7 +34,7 @@ import numpy as np
 from numba import njit
 
 from tradebus.errors import FeatureError
-from tradebus.features.registry import FeatureKind, Param
+from tradebus.features.registry import Coefficient, FeatureKind, Param
 
 __all__ = ["BATCH_KINDS", "KINDS", "dispatch"]
 
@@ -396,6 +396,12 @@ def ewm_kurt_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.
 
 def _ewm_state_size(params: np.ndarray) -> int:
     return _EWM_STATE
+
+
+#: ``factor = 1 - 1 / (1 + com)`` as :func:`_ewm_next` stores it, kept at ``state[8]`` from the first observation.
+_EWM_FACTOR = Coefficient(
+    "factor", _E_FACTOR, "com", lambda com: 1.0 - 1.0 / (1.0 + com), lambda f: 1.0 / (1.0 - f) - 1.0, stored_flag=2
+)
 
 
 def _ewm_warmup(params: np.ndarray) -> int:
@@ -948,6 +954,15 @@ def _ema_state_size(params: np.ndarray) -> int:
     return 5
 
 
+def ema_coefficient(slot: int, param: str = "span") -> Coefficient:
+    """The TA-Lib EMA's ``k = 2 / (param + 1)``, kept at ``state[slot]`` once its seed completes.
+
+    Named ``k`` for the ``span`` of ``ema``, ``k_<param>`` for the three EMAs of ``macd``.
+    """
+    return Coefficient("k" if param == "span" else f"k_{param}", slot, param,
+                       lambda v: 2.0 / (v + 1.0), lambda k: 2.0 / k - 1.0)  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- WMA
 # state: [ready, seen, pos, count, nobs, S, N, since, ring[w]]
 _W_SEEN, _W_POS, _W_COUNT, _W_NOBS, _W_S, _W_N, _W_SINCE = range(1, 8)
@@ -1192,9 +1207,10 @@ _EWM_USAGE = "one of span, halflife, alpha, com (required); min_periods=span rou
 def _kind(
     name: str, kind_id: int, params: tuple[Param, ...], size, step, warmup, normalize=None, batch=None
 ) -> FeatureKind:
-    usage = _EWM_USAGE if normalize is _ewm_normalize else None
+    ewm = normalize is _ewm_normalize
+    coefficients = (_EWM_FACTOR,) if ewm else (ema_coefficient(4),) if step is ema_step else ()
     return FeatureKind(name, kind_id, _X, _V, params, size, step, normalize=normalize, warmup=warmup, batch=batch,
-                       usage=usage)  # fmt: skip
+                       usage=_EWM_USAGE if ewm else None, coefficients=coefficients)  # fmt: skip
 
 
 KINDS: tuple[FeatureKind, ...] = (

@@ -46,6 +46,7 @@ import numpy as np
 from numba import njit
 
 from tradebus.errors import FeatureError
+from tradebus.features.kernels.core import ema_coefficient
 from tradebus.features.registry import FeatureKind, Param, register
 
 __all__ = [
@@ -802,6 +803,7 @@ MACD = FeatureKind(
     ),
     state_size=_fixed(9),
     step=macd_step,
+    coefficients=(ema_coefficient(6, "slow"), ema_coefficient(7, "fast"), ema_coefficient(8, "signal")),
     normalize=_macd_normalize,
     warmup=_macd_warmup,
 )
