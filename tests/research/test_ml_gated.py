@@ -71,7 +71,8 @@ def _train(bars: pd.DataFrame, **kwargs: Any) -> TrainedEdges:
     options: dict[str, Any] = {"min_train": 800, "retrain_every": 400, "params": {"n_estimators": 15, "max_depth": 2},
                                "cv_splits": 3, "embargo": 6, "calibrate": False}
     options.update(kwargs)
-    return train_segments(bars, SPECS, COLUMNS, WEIGHTS, **options)
+    weights = options.pop("weights", WEIGHTS)
+    return train_segments(bars, SPECS, COLUMNS, weights, **options)
 
 
 # ---------------------------------------------------------------------------- gates
@@ -366,6 +367,18 @@ def test_training_rows_are_purged_before_each_segment() -> None:
     assert ts[a] == again.ts[a]
 
 
+def test_a_calibration_fold_the_purge_and_embargo_leave_one_training_row_is_refused_not_fitted() -> None:
+    """52 bars before the segment, labels 12 bars long: 40 training rows, the 40 that 4 folds need; with an
+    embargo of 7 rows, fold 1 (rows 10-19) keeps only row 39 (purging takes 0-9 and 20-31, the embargo 32-38).
+    It was fitted on that one row and predicted its fold's edge from it, silently."""
+    with pytest.raises(ConfigError) as info:
+        _train(_bars(1000), train_window=52, weights={12: 1.0}, cv_splits=4, embargo=7, calibrate=True)
+    assert str(info.value) == (
+        "edge walk-forward: segment 0 (bar 800, 2018-01-12T23:40:00+00:00), 40 training rows: PurgedKFold: fold 1 "
+        "has only 1 training sample left, fewer than the 10 asked for: of 40 samples 10 are tested and the other "
+        "29 are purged or embargoed (embargo 7 samples); lower the embargo or use more samples")
+
+
 def test_trade_log_by_exit_reason_hand_derived() -> None:
     def fill(ts: int, side: str, qty: float, price: float, fee: float, reason: str) -> FillRecord:
         return FillRecord(ts, "X.V", side, qty, price, fee, "TAKER", f"o{ts}", "s", str(ts), reason)
@@ -606,8 +619,10 @@ def test_an_xgboost_value_xgboost_refuses_is_a_config_error_not_a_traceback(tmp_
                           "5760 bars"),
     ({"min_train": 5760}, "walkforward.min_train: 5760 leaves no bar to trade"),
     ({"train_window": 20}, "walkforward.min_train 2016, walkforward.train_window 20: only 8 training rows before bar "
-                           "2016 (2018-01-17T05:00:00+00:00), fewer than the 40 that 4 purged folds need (10 a fold): "
-                           "raise either, or lower model.cv_splits 4 or model.embargo 12"),
+                           "2016 (2018-01-17T05:00:00+00:00) (bars of the training window with every model column set "
+                           "whose 12-bar label ends before it), fewer than the 40 that 4 purged folds need (10 a fold, "
+                           "and each fold 10 training rows after its purge and embargo): raise either, or lower "
+                           "model.cv_splits 4 or model.embargo 12"),
     ({"min_train": 30}, "walkforward.min_train 30, walkforward.train_window null: only 0 training rows before bar 30"),
 ])
 def test_a_walkforward_the_data_cannot_satisfy_is_a_config_error_naming_file_and_key(

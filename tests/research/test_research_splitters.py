@@ -341,3 +341,19 @@ def test_an_embargo_that_is_neither_a_sample_count_nor_a_fraction_is_refused() -
     whole = [tr.tolist() for tr, _ in PurgedKFold(2, t0=t0, t1=t1, embargo=2.0).split()]
     assert whole == [tr.tolist() for tr, _ in PurgedKFold(2, t0=t0, t1=t1, embargo=2).split()]
     assert whole[0] == list(range(23, 40))  # test 0..19, label 19 ends at 20 (purged), embargo 21, 22
+
+
+def test_a_fold_left_with_fewer_training_samples_than_asked_is_refused_naming_the_counts() -> None:
+    # labels 12 samples long, 4 folds of 10, embargo 7: fold 1 tests 0-based 10..19, whose labels run to 31;
+    # purging takes 0..9 (their labels reach 10) and 20..31, the embargo 32..38: only sample 39 is left
+    t0 = np.arange(40)
+    t1 = np.minimum(t0 + 12, 39)
+    sizes = [len(train) for train, _ in PurgedKFold(4, t0=t0, t1=t1, embargo=7).split()]
+    assert sizes == [11, 1, 8, 18]  # by default a fold trains on whatever is left
+    with pytest.raises(ConfigError) as info:
+        list(PurgedKFold(4, t0=t0, t1=t1, embargo=7, min_train=10).split())
+    assert str(info.value) == ("PurgedKFold: fold 1 has only 1 training sample left, fewer than the 10 asked for: of "
+                               "40 samples 10 are tested and the other 29 are purged or embargoed (embargo 7 samples); "
+                               "lower the embargo or use more samples")
+    # without the embargo the smallest folds keep 8: exactly enough for min_train 8
+    assert [len(train) for train, _ in PurgedKFold(4, t0=t0, t1=t1, min_train=8).split()] == [18, 8, 8, 18]

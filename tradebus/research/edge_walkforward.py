@@ -17,6 +17,11 @@ them, or on all of them when the fold's test rows hold most of the first window)
 fold's labels help choose the parameters or the columns that predict it. The nested tuning costs up to ``cv_splits`` more tuning runs per
 tuned segment (grid points x ``cv_splits`` fits each, on fewer rows).
 
+A segment needs at least :data:`ROWS_A_FOLD` training rows per fold (``10 * cv_splits``), and
+every fold of each purged K-fold, segment's or nested, at least :data:`ROWS_A_FOLD` training rows
+once the purge and embargo have taken theirs: a fold left with fewer is a
+:class:`~tradebus.errors.ConfigError` naming it, not a model fitted on a row or two.
+
 :func:`train_segments` fits every segment's model and predicts its bars in batch;
 :func:`run_edges` trades the bars on the event-driven kernel from either the batch
 predictions (:class:`~tradebus.research.edge_strategy.PrecomputedEdges`) or the models
@@ -59,7 +64,11 @@ from tradebus.research.splitters import PurgedKFold
 from tradebus.research.edge_strategy import EdgeGated, EdgeSource, ModelEdges, PrecomputedEdges
 from tradebus.research.walkforward import segment_starts
 
-__all__ = ["EdgeSegment", "TrainedEdges", "run_edges", "segment_table", "train_segments"]
+__all__ = ["ROWS_A_FOLD", "EdgeSegment", "TrainedEdges", "run_edges", "segment_table", "train_segments"]
+
+#: Training rows a segment needs per fold of its purged K-fold, and the fewest a fold may keep
+#: after its purge and embargo.
+ROWS_A_FOLD = 10
 
 
 @dataclass
@@ -112,15 +121,16 @@ class _FoldTuning:
     among its own training rows (what the outer purge and embargo left), with the same grid and a
     purged K-fold of ``cv_splits`` folds and ``embargo`` rows of its own. A fold whose training
     rows hold all of ``tuned_on`` gets the segment's choice (the same run). A fold left with fewer
-    than ``10 * cv_splits`` of them (with ``tune: first``, a later segment's fold whose test rows
+    than ``ROWS_A_FOLD * cv_splits`` of them (with ``tune: first``, a later segment's fold whose test rows
     hold most of the first window) reruns the tuning on all its training rows instead, and says so
     in the log. Each fold's parameters are appended to ``log``, how they were chosen to ``how``.
 
     Raises
     ------
     ConfigError
-        The nested purged K-fold cannot be made on the fold's rows (a fold of it left with no
-        training row by the purge and embargo), naming ``where``, the fold and its rows.
+        The nested purged K-fold cannot be made on the fold's rows (a fold of it left with fewer
+        than :data:`ROWS_A_FOLD` training rows by the purge and embargo), naming ``where``, the fold
+        and its rows.
     """
 
     X: np.ndarray
@@ -149,17 +159,18 @@ class _FoldTuning:
             params = dict(self.chosen)
             self.how.append(f"the segment's choice: its {len(own)} training rows hold the {len(pool)} it was tuned on")
         else:
-            if len(pool) < 10 * self.cv_splits:
+            if len(pool) < ROWS_A_FOLD * self.cv_splits:
                 logger.info("{}: calibration fold {} holds only {} of the {} rows the parameters in force were tuned "
                             "on, fewer than {} ({} purged folds); it tunes on its {} training rows", self.where, fold,
-                            len(pool), len(self.tuned_on), 10 * self.cv_splits, self.cv_splits, len(own))
+                            len(pool), len(self.tuned_on), ROWS_A_FOLD * self.cv_splits, self.cv_splits, len(own))
                 self.how.append(f"tuned on its {len(own)} training rows (only {len(pool)} of the {len(self.tuned_on)} "
                                 "the parameters in force were tuned on)")
                 pool = own
             else:
                 self.how.append(f"tuned on {len(pool)} of the {len(self.tuned_on)} rows the parameters in force were "
                                 "tuned on")
-            inner = PurgedKFold(self.cv_splits, t0=self.ts[pool], t1=self.t1[pool], embargo=self.embargo)
+            inner = PurgedKFold(self.cv_splits, t0=self.ts[pool], t1=self.t1[pool], embargo=self.embargo,
+                                min_train=ROWS_A_FOLD)
             try:
                 params = tune_edge(self.X[pool], {h: self.forward[h][pool] for h in self.weights}, self.weights,
                                    self.grid, inner, self.base, seed=self.seed, nthread=self.nthread).params
@@ -220,9 +231,10 @@ def train_segments(
     Raises
     ------
     ConfigError
-        Fewer than ``10 * cv_splits`` training rows before a segment, or a purged K-fold (the
-        segment's, or a calibration fold's nested one) with a fold that the purge and embargo
-        leave with no training row: the message names the segment, the fold and the rows.
+        Fewer than ``ROWS_A_FOLD * cv_splits`` training rows before a segment, or a purged K-fold
+        (the segment's, or a calibration fold's nested one) with a fold that the purge and embargo
+        leave fewer than :data:`ROWS_A_FOLD` training rows: the message names the segment, the fold
+        and the rows.
     """
     specs = load_specs(list(specs))
     n = len(bars)
@@ -251,12 +263,15 @@ def train_segments(
             lo = 0 if train_window is None else max(0, s - train_window)
             rows = lo + np.flatnonzero(usable[lo:s] & (t1[lo:s] < ts[s]))
             when = pd.Timestamp(int(ts[s]), unit="ns", tz="UTC").isoformat()
-            if len(rows) < 10 * cv_splits:
-                raise ConfigError(f"edge walk-forward: only {len(rows)} training rows before bar {s} ({when}), fewer "
-                                  f"than the {10 * cv_splits} that {cv_splits} purged folds need (10 a fold)")
+            if len(rows) < ROWS_A_FOLD * cv_splits:
+                raise ConfigError(f"edge walk-forward: only {len(rows)} training rows before bar {s} ({when}) (bars "
+                                  f"of the training window with every model column set whose {max(weights)}-bar label "
+                                  f"ends before it), fewer than the {ROWS_A_FOLD * cv_splits} that {cv_splits} purged "
+                                  f"folds need ({ROWS_A_FOLD} a fold, and each fold {ROWS_A_FOLD} training rows after "
+                                  "its purge and embargo)")
             where = f"segment {k} (bar {s}, {when})"
             try:
-                cv = PurgedKFold(cv_splits, t0=ts[rows], t1=t1[rows], embargo=embargo)
+                cv = PurgedKFold(cv_splits, t0=ts[rows], t1=t1[rows], embargo=embargo, min_train=ROWS_A_FOLD)
                 fw = {h: forward[h][rows] for h in forward}
                 tuning: list[dict[str, Any]] = []
                 if tune_grid and (tune == "every" or (tune == "first" and k == 0)):

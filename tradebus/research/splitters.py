@@ -183,13 +183,18 @@ class _Purged(BaseCrossValidator):
             raise ConfigError(f"splitter: t1 < t0 at sample {row}")
         return t0, t1
 
-    def _trainable(self, split: str, train: np.ndarray, test: np.ndarray, n: int, h: int) -> np.ndarray:
-        """``train``, refused when purging and embargo left it empty (no model can be fitted on it)."""
-        if train.size == 0:
+    def _trainable(self, split: str, train: np.ndarray, test: np.ndarray, n: int, h: int, least: int = 1) -> np.ndarray:
+        """``train``, refused when purging and embargo left it fewer than ``least`` samples (empty by default)."""
+        if train.size < least:
+            if train.size == 0:
+                left = "no training samples left"
+            else:
+                left = (f"only {train.size} training sample{'s' if train.size > 1 else ''} left, fewer than the "
+                        f"{least} asked for")
             raise ConfigError(
-                f"{type(self).__name__}: {split} has no training samples left: of {n} samples "
-                f"{test.size} are tested and the other {n - test.size} are purged or embargoed "
-                f"(embargo {_embargo_text(self.embargo, h)}); lower the embargo or use more samples")
+                f"{type(self).__name__}: {split} has {left}: of {n} samples {test.size} are tested and the other "
+                f"{n - test.size - train.size} are purged or embargoed (embargo {_embargo_text(self.embargo, h)}); "
+                "lower the embargo or use more samples")
         return train
 
     def _iter_test_indices(self, X: Any = None, y: Any = None, groups: Any = None) -> Iterator[np.ndarray]:
@@ -210,15 +215,21 @@ class PurgedKFold(_Purged):
         Label start and end times per sample (see the module docstring).
     embargo
         Samples (a whole number) or fraction of samples (float < 1) embargoed after each test fold.
+    min_train
+        Fewest training samples a fold may keep after its purge and embargo (>= 1); a fold left
+        with fewer is refused (:class:`~tradebus.errors.ConfigError` naming it and the counts).
     """
 
-    def __init__(self, n_splits: int = 5, *, t0: Any, t1: Any, embargo: float = 0) -> None:
+    def __init__(self, n_splits: int = 5, *, t0: Any, t1: Any, embargo: float = 0, min_train: int = 1) -> None:
         if n_splits < 2:
             raise ConfigError(f"PurgedKFold: n_splits must be >= 2, got {n_splits}")
+        if min_train < 1:
+            raise ConfigError(f"PurgedKFold: min_train must be >= 1, got {min_train}")
         self.n_splits = n_splits
         self.t0 = t0
         self.t1 = t1
         self.embargo = embargo
+        self.min_train = min_train
 
     def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
         """Number of folds."""
@@ -236,7 +247,7 @@ class PurgedKFold(_Purged):
         for k, (a, b) in enumerate(itertools.pairwise(bounds.tolist())):
             test = everything[a:b]
             train = np.concatenate([everything[:a], everything[b:]])
-            yield self._trainable(f"fold {k}", purge(train, test, t0, t1, h), test, n, h), test
+            yield self._trainable(f"fold {k}", purge(train, test, t0, t1, h), test, n, h, self.min_train), test
 
 
 class PurgedWalkForward(_Purged):
