@@ -185,7 +185,6 @@ class FeatureKind:
                 packed.append(float(p.default))
         return np.asarray(packed, dtype=np.float64)
 
-
     def check_state(self, params: np.ndarray, state: np.ndarray) -> None:
         """Refuse a state row that carries a coefficient other parameters gave.
 
