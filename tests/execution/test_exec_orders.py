@@ -327,11 +327,15 @@ def test_resolve_unknown_on_order_not_unknown_raises() -> None:
 
 
 def test_an_order_is_equal_only_to_itself_and_starts_with_ts_last_at_its_creation() -> None:
-    a = Order("c-1", "s", IID, OrderSide.BUY, OrderType.LIMIT, 1.0, 100.0, ts_created=7)
-    b = Order("c-1", "s", IID, OrderSide.BUY, OrderType.LIMIT, 1.0, 100.0, ts_created=7)
+    a = Order("c-1", "s", IID, OrderSide.BUY, OrderType.LIMIT, 1.0, 100.0, ts_created=7, ts_last=7)
+    b = Order("c-1", "s", IID, OrderSide.BUY, OrderType.LIMIT, 1.0, 100.0, ts_created=7, ts_last=7)
     assert a != b and a == a
     assert len({a, b}) == 2  # hashable by identity: orders key dicts and sets
     assert (a.ts_created, a.ts_last, a.status, a.filled_qty, a.trade_ids) == (7, 7, OrderStatus.INITIALIZED, 0.0, ())
+    # The order manager sets both at creation: the strategy's decision time, else its clock's (5).
+    decided = _om().create(SubmitOrder("strat", IID, "c-3", OrderSide.BUY, 2.0, 3, 3))
+    undated = _om().create(SubmitOrder("strat", IID, "c-4", OrderSide.BUY, 2.0, 0, 0))
+    assert [(o.ts_created, o.ts_last) for o in (decided, undated)] == [(3, 3), (5, 5)]
     assert math.isnan(a.avg_px)
     assert Order("c-2", "s", IID, OrderSide.SELL, OrderType.MARKET, 1.0, ts_created=7, ts_last=9).ts_last == 9
     keys = list(a.to_dict())  # the snapshot's keys as before: in name order, trade ids last

@@ -923,7 +923,7 @@ def _collect_objects(
         qty, raw, px, fee = values[:4]
         reasons[coid] = reason = signal.reason(raw)
         side, side_name = buy if side_sign > 0 else sell
-        order = Order(coid, strategy_id, iid, side, market, qty, ts_created=ts_created)
+        order = Order(coid, strategy_id, iid, side, market, qty, ts_created=ts_created, ts_last=ts_created)
         orders.append(order)
         if code != _SENT and code != _UNPAID and code != _REFUSED:
             order.status = OrderStatus.DENIED

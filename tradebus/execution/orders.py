@@ -264,7 +264,8 @@ class Order(msgspec.Struct, gc=False, eq=False):
         The venue's id once accepted (``""`` before).
     ts_created, ts_last
         When the order was created, and the ``ts_event`` of the last applied event
-        (``ts_created`` until then).
+        (``ts_created`` until then: the order manager sets both at creation; an order built
+        by hand states its ``ts_last``, 0 by default).
     reason
         Reason of the last denial, rejection, cancel, expiry or timeout (``""`` otherwise).
     fee_in_kind
@@ -295,16 +296,12 @@ class Order(msgspec.Struct, gc=False, eq=False):
     avg_px: float = math.nan
     fee_paid: float = 0.0
     venue_order_id: str = ""
-    ts_last: int = -1
+    ts_last: int = 0
     reason: str = ""
     # A tuple while the order has few fills (a set costs 216 bytes per order), a set beyond.
     trade_ids: tuple[str, ...] | set[str] = ()
     fee_in_kind: float = 0.0
     venue_filled_qty: float = math.nan
-
-    def __post_init__(self) -> None:
-        if self.ts_last == -1:
-            self.ts_last = self.ts_created
 
     @property
     def type(self) -> OrderType:
@@ -445,6 +442,9 @@ class OrderManager:
         orders = self._orders
         if coid in orders:
             raise OrderError(f"order {coid}: client_order_id already used in this run")
+        # When the strategy decided, as the journal restores it (the clock reads later).
+        ts = cmd.ts_init if cmd.ts_init > 0 else self._clock.now_ns()
+        # ts_last given here rather than by a __post_init__ (msgspec's callback costs ~0.35 us per order).
         order = orders[coid] = Order(
             coid,
             cmd.strategy_id,
@@ -457,8 +457,8 @@ class OrderManager:
             cmd.time_in_force,
             cmd.post_only,
             cmd.reduce_only,
-            # When the strategy decided, as the journal restores it (the clock reads later).
-            cmd.ts_init if cmd.ts_init > 0 else self._clock.now_ns(),
+            ts,
+            ts_last=ts,
         )
         self.created += 1
         return order
