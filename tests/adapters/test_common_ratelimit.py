@@ -208,3 +208,43 @@ def test_a_submit_held_by_a_pause_is_withdrawn_if_the_daemon_halted_during_the_w
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="headroom"):
         WeightBudget(100, headroom=0.0)
+
+
+def test_a_ban_is_told_to_on_pause_with_its_end_and_cleared_by_the_first_answer_after_it() -> None:
+    """What a daemon keeps in its journal: the 418's end (Binance: ``Retry-After`` "the number of seconds ... until
+    the ban is over"), then ``None`` once a request was answered after it; an answer during the ban clears nothing."""
+    from tradebus.execution.journal import VenuePause
+
+    ft = FakeTime(1_000.0)
+    budget = _budget(ft)
+    told: list[VenuePause | None] = []
+    budget.on_pause = told.append
+    budget.observe(418, {"Retry-After": "120"}, -1003)
+    budget.observe(200, {})  # a request in flight before the ban, answered during it
+    ft.t = 1_120.0
+    budget.observe(200, {})
+    budget.observe(200, {})
+    assert told == [VenuePause(1_000.0, 1_120.0, "IP banned (418, code -1003)"), None]
+
+
+@pytest.mark.parametrize(
+    ("now", "wait"),
+    [
+        (1_030.0, 90.0),  # restarted 30 s into a 120 s ban: the 90 s left
+        (900.0, 120.0),  # the clock set back 100 s: the ban's own length, not the 220 s to its end
+        (1_120.0, 0.0),  # the clock at (or past) the end: nothing held; a ban still on answers a new Retry-After
+        (5_000.0, 0.0),
+    ],
+)
+def test_a_kept_pause_holds_a_new_process_for_what_is_left_of_it_at_most_its_length(now: float, wait: float) -> None:
+    from tradebus.execution.journal import VenuePause
+
+    ft = FakeTime(now)
+    budget = _budget(ft)
+    assert budget.resume(VenuePause(1_000.0, 1_120.0, "IP banned (418, code -1003)")) == pytest.approx(wait)
+
+    async def go() -> None:
+        await budget.acquire(1)
+
+    asyncio.run(go())
+    assert ft.slept == ([pytest.approx(wait)] if wait else [])

@@ -751,6 +751,61 @@ async def test_a_daemon_started_while_the_ip_is_banned_waits_out_the_ban_then_ru
     assert any("balances refused by the venue's rate limit" in line and "418" in line for line in lines), lines
 
 
+class _TimedRequests(list[tuple[str, str, str]]):
+    """An emulator's request list, each request's arrival (monotonic s) kept beside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+
+    def append(self, request: tuple[str, str, str]) -> None:
+        self.times.append(time.monotonic())
+        super().append(request)
+
+
+async def test_a_daemon_restarted_during_an_ip_ban_waits_out_what_is_left_of_it_before_its_first_request(tmp_path: Path) -> None:
+    """A daemon met a Binance 418 ban (``Retry-After: 3``) reading the account and was ended during it (a kill, a
+    supervisor's restart). The ban's end lived only in its rate budget: the restarted daemon sent its first request
+    straight into the ban (each request during one prolongs it: Binance's bans "scale in duration for repeat
+    offenders"). The journal keeps the ban's end: the restart sends nothing until the ban is over, then runs, and
+    the first answer after it clears the kept pause."""
+    from tradebus.adapters.common.account_emulator import RestFault
+    from tradebus.execution.journal import Journal
+
+    instruments = {IID: parse_live_config({"instruments": [SPOT], **_minimal()}).instrument_map()[IID]}
+    emulator = BinancePrivateEmulator(KEY, SECRET, instruments, {"USDT": 100_000.0})
+    emulator.requests = requests = _TimedRequests()
+    emulator.rest_faults.append(RestFault("ban", "GET", "/api/v3/account", at=0, retry_after=3))
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        async with emulator:
+            protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+            async with LocalVenueServer(protocol, SPOT_FRAMES, speed=1.0) as srv:
+                config = parse_live_config(_config(tmp_path, srv.ws_url, srv.http_url, emulator), "<test>")
+                keys = ApiKeys(SecretStr(KEY), SecretStr(SECRET))
+                first = LiveNode(config, keys, handle_signals=False)
+                task = asyncio.create_task(first.run())
+                await until(lambda: len(requests) == 1 and first.venue.api.budget.blocked_until > 0, timeout=10)
+                task.cancel()  # ended during the ban, its request answered 418
+                await asyncio.gather(task, return_exceptions=True)
+                assert len(requests) == 1
+                second = LiveNode(config, keys, handle_signals=False)
+                await _run_until(second, lambda: True)
+        journal = Journal(tmp_path / "journal.sqlite")
+        try:
+            kept = journal.venue_pause
+        finally:
+            journal.close()
+    finally:
+        logger.remove(sink)
+    assert requests[0][1] == "/api/v3/account" and len(requests) > 1
+    assert requests.times[1] - requests.times[0] >= 2.9, list(zip(requests.times, requests, strict=True))
+    assert second.summary.stop_reason == "test done"
+    assert kept is None  # answered after the ban: a later restart waits for nothing
+    assert any("paused an earlier session (IP banned (418, code -1003))" in line for line in lines), lines
+
+
 async def test_a_restart_on_a_halted_journal_cancels_the_order_left_working_at_the_venue(tmp_path: Path) -> None:
     """A journal HALTED while an order of the daemon still worked at the venue (a breaker's trip whose cancels a
     crash kept from the venue, a ``live-kill`` whose cancels failed): the restored state canceled nothing and the

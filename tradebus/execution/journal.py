@@ -41,7 +41,9 @@ Storage (WAL mode), schema version :data:`SCHEMA_VERSION`:
   run component of the client order ids), ``epoch`` (incremented by every :meth:`replay`),
   ``mode``, ``venue``, ``market``, ``environment`` (what writes the journal: :class:`JournalOwner`)
   and ``account`` (the live venue account's id, where the venue reports one:
-  :meth:`Journal.check_account`);
+  :meth:`Journal.check_account`), and ``venue_pause`` (the last pause the venue's rate limit asked a live
+  daemon for, a 429 or an IP ban, as JSON :class:`VenuePause`; empty once a request was answered after it:
+  :meth:`Journal.save_venue_pause`);
 * ``journal(seq INTEGER PRIMARY KEY AUTOINCREMENT, kind, type, client_order_id, ts, payload)``,
   the message encoded as msgpack (NaN-safe); ``ContingentLinked`` entries (a bracket's,
   OCO group's, trailing stop's or GTD order's links, :mod:`tradebus.execution.contingent`)
@@ -126,7 +128,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["SCHEMA_VERSION", "WAL_SIZE_LIMIT", "Journal", "JournalEntry", "JournalOwner"]
+__all__ = ["SCHEMA_VERSION", "WAL_SIZE_LIMIT", "Journal", "JournalEntry", "JournalOwner", "VenuePause"]
 
 #: Version of the journal's tables written by this code (1: ``journal`` only; 2: ``meta`` and
 #: ``risk_state`` added; 3: ``InterestCharged`` and ``FundingPaid`` entries; 4: ``meta`` names
@@ -229,6 +231,26 @@ class JournalOwner(msgspec.Struct, frozen=True):
 
 
 _OWNER_KEYS = ("mode", "venue", "market", "environment")
+# The meta row holding the last rate-limit pause the venue asked for (Journal.venue_pause).
+_VENUE_PAUSE_KEY = "venue_pause"
+
+
+class VenuePause(msgspec.Struct, frozen=True):
+    """A pause the venue's rate limit asked for (a 429, an IP ban), kept across restarts (:attr:`Journal.venue_pause`).
+
+    Parameters
+    ----------
+    observed
+        When the answer asking for it came, epoch seconds (the rate budget's clock, the wall clock).
+    until
+        When it ends, epoch seconds (the same clock).
+    reason
+        What it is, as the rate budget names it (``"IP banned (418, code -1003)"``).
+    """
+
+    observed: float
+    until: float
+    reason: str
 
 
 class JournalEntry(msgspec.Struct, frozen=True):
@@ -523,6 +545,47 @@ class Journal:
         except sqlite3.Error as exc:
             raise self._failed(exc) from None
         self._meta["account"] = account_id
+
+    @property
+    def venue_pause(self) -> VenuePause | None:
+        """The last pause the venue's rate limit asked of a daemon on this journal (:meth:`save_venue_pause`), or ``None``.
+
+        Raises
+        ------
+        DataError
+            An undecodable stored pause (names the file).
+        """
+        stored = self._meta.get(_VENUE_PAUSE_KEY)
+        if not stored:
+            return None
+        try:
+            return msgspec.json.decode(stored, type=VenuePause)
+        except msgspec.DecodeError as exc:
+            raise DataError(f"journal {self.path}: bad {_VENUE_PAUSE_KEY} in its meta table: {exc}") from exc
+
+    def save_venue_pause(self, pause: VenuePause | None) -> None:
+        """Store the pause the venue's rate limit asks for (``None``: the last one is over), for a restart to wait out.
+
+        Committed at once, as a ``meta`` row (an earlier tradebus ignores it: no schema version).
+
+        Raises
+        ------
+        DataError
+            The journal cannot be written (:attr:`failure`).
+        """
+        value = "" if pause is None else msgspec.json.encode(pause).decode()
+        try:
+            self._check_writable()
+            self._commit()
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_VENUE_PAUSE_KEY, value))
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from None
+        self._meta[_VENUE_PAUSE_KEY] = value
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
 
     def begin_epoch(self) -> int:
         """Begin (and commit) the next epoch of client order ids; return it.

@@ -95,7 +95,7 @@ from tradebus.engine.messages import CancelOrder, OrderStatus, SubmitOrder, Trad
 from tradebus.errors import ConfigError, DataError, OrdersLeftAtVenue
 from tradebus.execution.client_ids import ClientIdRule
 from tradebus.execution.engine import OrderTimeouts
-from tradebus.execution.journal import Journal, JournalOwner
+from tradebus.execution.journal import Journal, JournalOwner, VenuePause
 from tradebus.execution.live import (
     AccountBalance,
     AccountPosition,
@@ -554,6 +554,8 @@ class LiveNode(PaperNode):
             **keys.options(config.live),
         )
         budget = getattr(self.venue.api, "budget", None)
+        if budget is not None and self.journal is not None:
+            budget.on_pause = self._keep_venue_pause  # a restart during a ban waits it out (_resume_venue_pause)
         if self.ops is not None and budget is not None and self.kernel.instruments:
             venue = next(iter(self.kernel.instruments.values())).venue
             ops = self.ops
@@ -658,6 +660,7 @@ class LiveNode(PaperNode):
     async def _connect(self) -> None:
         settings = self.config.live
         api = self.venue.api
+        self._resume_venue_pause()
         balances = await self._read_at_start("balances", api.balances)
         self.balances = {b.asset: b for b in balances}
         if self.journal is not None:
@@ -695,6 +698,37 @@ class LiveNode(PaperNode):
             self.stream.confirmation_late()  # the open orders are queried when it comes
             logger.warning("user stream: subscription not confirmed within {} s; going on (fills may wait for a query)",
                            settings.request_timeout)
+
+    def _keep_venue_pause(self, pause: VenuePause | None) -> None:
+        """Store in the journal the pause the venue's rate limit asks for (``None``: over), for a restart to wait out.
+
+        Not once the journal is closed or failed (the daemon is stopping on that failure).
+        """
+        journal = self.journal
+        if journal is None or journal.closed or journal.failure is not None:
+            return
+        try:
+            journal.save_venue_pause(pause)
+        except DataError as error:
+            if error is not journal.failure:
+                raise
+
+    def _resume_venue_pause(self) -> None:
+        """Hold the first request until the rate-limit pause (a 429, an IP ban) an earlier session met ends.
+
+        The journal keeps the pause's end (:meth:`_keep_venue_pause`): a daemon restarted during a Binance IP ban
+        sent its first request straight into it, and each one prolongs the ban. Wall time, as the venue's
+        ``Retry-After``: at most the pause's own length is waited, whatever the clock did meanwhile
+        (:meth:`~tradebus.adapters.common.ratelimit.WeightBudget.resume`). A stop ends the wait at once.
+        """
+        budget = getattr(self.venue.api, "budget", None)
+        pause = None if self.journal is None or budget is None else self.journal.venue_pause
+        if pause is None:
+            return
+        wait = budget.resume(pause)
+        if wait > 0:
+            logger.warning("live start-up: the venue's rate limit paused an earlier session ({}): the first request to "
+                           "the venue waits {:.1f} s, until the pause ends", pause.reason, wait)
 
     @staticmethod
     async def _read_at_start(what: str, read: Callable[[], Awaitable[_T]]) -> _T:

@@ -42,7 +42,16 @@ within ``send_within``: its wait is logged at WARNING, naming what it restores. 
 step that would let it go, the block's ``refusal`` gives a reason (the live daemon's trading state, set
 HALTED by ``live-kill`` during the wait).
 
-Time comes from an injected monotonic clock (seconds) and waiting from an injected sleep,
+A pause outlives the process when ``on_pause`` keeps it (the live daemon stores it in its journal): it is
+called with each pause an answer asks for, and with ``None`` by the first answer after it ended.
+:meth:`WeightBudget.resume` holds every request of a new process until a kept pause ends, so a daemon
+restarted during a Binance IP ban sends nothing into it (each request during a ban prolongs it). The
+end is wall time: a clock that moved between the two processes moves it. The wait is therefore at most
+the pause's own length: a clock set back makes the restart wait no longer than the venue asked; a
+clock set forward past the end lets the first request go, and a ban still on answers it with a new
+``Retry-After``, waited as any.
+
+Time comes from an injected clock (seconds; wall time by default) and waiting from an injected sleep,
 so the rules are tested without waiting.
 """
 
@@ -56,6 +65,7 @@ from datetime import UTC, datetime
 
 from loguru import logger
 
+from tradebus.execution.journal import VenuePause
 from tradebus.execution.live import RateLimited, VenueRejected, refusal_to_send, sent_late, time_left_to_send
 
 __all__ = ["WeightBudget"]
@@ -102,6 +112,9 @@ class WeightBudget:
         Share of the venue's limit left by its last answer that told it (``None``: none did).
     on_left
         Called with :attr:`left` whenever an answer tells it (or ``None``).
+    on_pause
+        Called with each pause a rate-limited answer asks for (its end, :attr:`blocked_until`), and with
+        ``None`` by the first answer after the last one told ended (or ``None``: not called).
     """
 
     def __init__(
@@ -134,6 +147,9 @@ class WeightBudget:
         self.limit_header = limit_header.lower()
         self.left: float | None = None
         self.on_left: Callable[[float], object] | None = None
+        self.on_pause: Callable[[VenuePause | None], object] | None = None
+        # Whether on_pause was told a pause and not yet its end.
+        self._pause_told = False
         self._now = monotonic
         self._sleep = sleep
         self._window_start = self._start_of(monotonic())
@@ -228,6 +244,28 @@ class WeightBudget:
             named = f"{status}, code {code}" if code not in (None, "") else str(status)
             self.block_reason = f"IP banned ({named})" if banned else f"rate limited ({named})"
             logger.warning("rate budget: {}; every request waits {:.1f} s", self.block_reason, pause)
+            if self.on_pause is not None:
+                self._pause_told = True
+                self.on_pause(VenuePause(now, self.blocked_until, self.block_reason))
+        elif self._pause_told and now >= self.blocked_until:
+            self._pause_told = False
+            if self.on_pause is not None:
+                self.on_pause(None)
+
+    def resume(self, pause: VenuePause) -> float:
+        """Hold every request until ``pause``, one an earlier process met (:attr:`on_pause`), ends; the seconds left.
+
+        At most the pause's own length (``until - observed``) from now, whatever the clock did since
+        (see the module docstring); ``0``: it is over, nothing held.
+        """
+        now = self._now()
+        wait = min(pause.until - now, pause.until - pause.observed)
+        if not wait > 0:
+            return 0.0
+        self.blocked_until = max(self.blocked_until, now + wait)
+        self.block_reason = f"{pause.reason}, met by an earlier process"
+        self._pause_told = True  # the first answer after it clears the kept pause
+        return wait
 
     def _pause(self, lowered: Mapping[str, str], now: float, banned: bool) -> float:
         """Seconds a rate-limited answer asks to wait: its ``Retry-After``, else (a ban) :attr:`ban_backoff`, else
