@@ -806,6 +806,41 @@ async def test_a_daemon_restarted_during_an_ip_ban_waits_out_what_is_left_of_it_
     assert any("paused an earlier session (IP banned (418, code -1003))" in line for line in lines), lines
 
 
+async def test_a_stop_during_the_wait_for_an_ip_ban_to_end_ends_the_daemon_at_once(tmp_path: Path) -> None:
+    """A daemon waiting out a Binance 418 ban (``Retry-After: 30``; a real one lasts minutes to days) at its start-up
+    is stopped (SIGTERM, Ctrl-C, ``node.stop()``). The stop took effect only when the ban ended: the daemon then read
+    the account, subscribed, replayed its journal and only then stopped. Now it stops at once, sends nothing more,
+    recovers and starts nothing (as a stop during the warm-up) and returns its summary (``tradebus live``: exit 0)."""
+    from tradebus.adapters.common.account_emulator import RestFault
+
+    instruments = {IID: parse_live_config({"instruments": [SPOT], **_minimal()}).instrument_map()[IID]}
+    emulator = BinancePrivateEmulator(KEY, SECRET, instruments, {"USDT": 100_000.0})
+    emulator.rest_faults.append(RestFault("ban", "GET", "/api/v3/account", at=0, retry_after=30))
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        async with emulator:
+            protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+            async with LocalVenueServer(protocol, SPOT_FRAMES, speed=1.0) as srv:
+                config = parse_live_config(_config(tmp_path, srv.ws_url, srv.http_url, emulator), "<test>")
+                node = LiveNode(config, ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+                task = asyncio.create_task(node.run())
+                await until(lambda: len(emulator.requests) == 1 and node.venue.api.budget.blocked_until > 0, timeout=10)
+                node.stop("signal SIGTERM")
+                done, _ = await asyncio.wait([task], timeout=5)
+                if not done:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    raise AssertionError("the stop waited for the ban to end")
+                summary = task.result()
+    finally:
+        logger.remove(sink)
+    assert [path for _, path, _ in emulator.requests] == ["/api/v3/account"]
+    assert summary.stop_reason == "signal SIGTERM"
+    assert not node.running.is_set() and node.kernel.orders.orders() == []
+    assert any("stopped while reading the account: nothing was recovered or started" in line for line in lines), lines
+
+
 async def test_a_restart_on_a_halted_journal_cancels_the_order_left_working_at_the_venue(tmp_path: Path) -> None:
     """A journal HALTED while an order of the daemon still worked at the venue (a breaker's trip whose cancels a
     crash kept from the venue, a ``live-kill`` whose cancels failed): the restored state canceled nothing and the

@@ -20,7 +20,9 @@ Money safety
       answered locally with ``OrderRejected("dry run: not sent")``).
 
 Start-up (after the paper daemon's warm-up of the feature kernels: no socket is open while they compile)
-    1. the account is read (balances, account id) and the user stream subscribed (the venue's
+    1. the account is read (balances, account id; a rate-limit pause or IP ban the journal kept from an earlier
+       session, or met now, is waited out first, and a stop ends that wait at once, nothing recovered or
+       started) and the user stream subscribed (the venue's
        confirmation awaited, up to ``live.request_timeout``; one that comes later is followed by
        a query of every open order, as after a reconnect);
     2. the journal is replayed as in paper mode; every order it left open is tracked by the
@@ -649,12 +651,27 @@ class LiveNode(PaperNode):
         event of the stream reaches a kernel that has not replayed its journal yet (a fill of a journaled
         order would be booked as a stranger's, then again by the start-up reconciliation); what the venue
         did meanwhile is read by that reconciliation. A failure to read the account stops the daemon, naming it.
+        A stop while it is read (waiting out a venue's rate-limit pause or IP ban, which can last minutes) ends the
+        read at once: nothing is recovered or started, as after a stop in the warm-up.
         """
+        assert self._stop is not None
+        connect = asyncio.ensure_future(self._connect())
+        stopper = asyncio.ensure_future(self._stop.wait())
         try:
-            await self._connect()
-        except Exception as exc:
-            self.stop(f"reading the account failed: {type(exc).__name__}: {exc}")
-            raise
+            await asyncio.wait([connect, stopper], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if not connect.done():
+                connect.cancel()
+                await asyncio.gather(connect, return_exceptions=True)
+        if connect.cancelled():
+            logger.warning("stopped while reading the account: nothing was recovered or started")
+            return None
+        exc = connect.exception()
+        if exc is not None:
+            if isinstance(exc, Exception):
+                self.stop(f"reading the account failed: {type(exc).__name__}: {exc}")
+            raise exc
         return await super()._start_and_serve(tasks)
 
     async def _connect(self) -> None:
