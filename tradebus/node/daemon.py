@@ -44,7 +44,9 @@ Lifecycle of :meth:`PaperNode.run`:
    are recorded in the ``run:start`` line: a replay charges them alike, fetching nothing);
 3. start the strategies (at one instant, recorded as a ``run:start`` line: a replay starts its kernel
    there), then the feed clients (which subscribe);
-4. run until SIGINT/SIGTERM, ``max_seconds``, ``max_messages``, a fatal feed error or an
+4. run until SIGINT/SIGTERM (handled until the daemon has stopped whole: one received while it stops cuts the
+   shutdown's step under way short, and :meth:`PaperNode.run` then raises ``KeyboardInterrupt`` or ``SystemExit(143)``),
+   ``max_seconds``, ``max_messages``, a fatal feed error or an
    exception a strategy's hook raised (on a message, a timer or a venue's answer: the run then
    stops as on a signal and raises :class:`~tradebus.errors.StrategyError` naming the strategy,
    the hook and the time; market data after it is dropped);
@@ -125,8 +127,8 @@ class ShutdownSteps:
 
     Each step runs in :meth:`step`; the first error is kept (and logged, the shutdown going on),
     a later one is logged, and :meth:`raise_first` raises the first once every step has run. The
-    daemon's task cancelled during a step (``asyncio.run`` ending on a second Ctrl-C, a caller's
-    timeout) ends that step, logged as such, not as a failure; the later steps still run (the
+    daemon's task cancelled during a step (a second SIGINT or SIGTERM while it stops:
+    :meth:`PaperNode._on_signal`; a caller's timeout) ends that step, logged as such, not as a failure; the later steps still run (the
     cancellation has been delivered: their awaits go on), and :meth:`raise_first` raises the
     cancellation, the first error having been logged.
     """
@@ -244,7 +246,11 @@ class PaperNode:
     max_messages
         Stop after this many market-data messages (``None``: no limit).
     handle_signals
-        Install SIGINT/SIGTERM handlers for the duration of :meth:`run` (needs the main thread).
+        Install SIGINT/SIGTERM handlers for the duration of :meth:`run` (needs the main thread), the shutdown
+        included; the handlers found are put back after. The first signal is the daemon's stop; one received
+        once the daemon is stopping (a second Ctrl-C, whatever stopped it) cuts the step of the shutdown under
+        way short (:class:`ShutdownSteps`: the later steps still run) and :meth:`run` then raises
+        ``KeyboardInterrupt`` (SIGINT) or ``SystemExit(143)`` (SIGTERM): ``tradebus paper``/``live`` exit 130 or 143.
     run_dir
         The output directory: fills, orders, equity, funding and prices are written there row
         by row as they happen (:class:`~tradebus.reports.stream.OutputStream`, ``outputs``), and
@@ -313,6 +319,9 @@ class PaperNode:
         self.warming_up = False
         self._stop: asyncio.Event | None = None
         self._stop_reason = ""
+        # The task running run(), and the signal that cut its shutdown short (None: none did).
+        self._task: asyncio.Task[Any] | None = None
+        self._cut_short_by: signal.Signals | None = None
         self._strategy_failure: StrategyError | None = None
         # Whether the shutdown starts the strategies not started yet (then stops them): false until the recovery
         # settled (a daemon stopped or failed before, in the warm-up or the recovery, calls neither on_start nor
@@ -388,6 +397,10 @@ class PaperNode:
     async def run(self) -> NodeSummary:
         """Warm up, recover, subscribe, trade until stopped, shut down; return the summary.
 
+        With ``handle_signals``, SIGINT and SIGTERM are the daemon's until it has stopped whole (see the class
+        parameters): a signal while it stops cuts the step under way short, and ``KeyboardInterrupt`` (SIGINT) or
+        ``SystemExit(143)`` (SIGTERM) is raised once the rest of the shutdown has run.
+
         Raises
         ------
         VenueError
@@ -403,13 +416,32 @@ class PaperNode:
             A strategy's hook raised (after the daemon shut down cleanly, as on a signal).
         """
         loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
         self._stop = asyncio.Event()
         if self._stop_reason:
             self._stop.set()
+        # Installed first (a signal during the warm-up or the recovery stops the daemon cleanly) and kept until the
+        # daemon has stopped whole: removed before the shutdown, a second SIGTERM took the default action (the
+        # process killed in the middle of its stop) and a second SIGINT raised KeyboardInterrupt anywhere.
+        signals = self._install_signals(loop) if self.handle_signals else []
+        try:
+            return await self._run()
+        except asyncio.CancelledError:
+            cut_short = self._cut_short_by
+            if cut_short is None:
+                raise
+            if cut_short is signal.SIGINT:
+                raise KeyboardInterrupt from None
+            raise SystemExit(128 + cut_short) from None
+        finally:
+            _restore_signals(loop, signals)
+
+    async def _run(self) -> NodeSummary:
+        """The body of :meth:`run`, signals handled (the live daemon adds its steps around it)."""
+        assert self._stop is not None
+        loop = asyncio.get_running_loop()
         summary = self.summary
         summary.started_ns = self.clock.now_ns()
-        # Installed first: a signal during the warm-up or the recovery stops the daemon cleanly.
-        signals = self._install_signals(loop) if self.handle_signals else []
         exception_handler = loop.get_exception_handler()
         loop.set_exception_handler(self._loop_exception)
         tasks: dict[asyncio.Task[None], Feed] = {}
@@ -420,8 +452,6 @@ class PaperNode:
             if not self.config.warm_up or await self._warm_up():  # else stopped while warming up: nothing started
                 failure = await self._start_and_serve(tasks)
         finally:
-            for sig in signals:
-                loop.remove_signal_handler(sig)
             self.running.clear()  # stopping: an operator's /flatten still waiting for its cancels sends nothing
             try:
                 await self._shutdown_and_stop_ops(tasks)
@@ -699,12 +729,27 @@ class PaperNode:
         if self.ops is not None:
             await self.ops.stop(self.summary.stop_reason)
 
-    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[tuple[signal.Signals, Any]]:
+        """Take SIGINT and SIGTERM on ``loop`` (:meth:`_on_signal`); return each with the handler it had."""
         installed = []
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.stop, f"signal {sig.name}")
-            installed.append(sig)
+            previous = signal.getsignal(sig)
+            loop.add_signal_handler(sig, self._on_signal, sig)
+            installed.append((sig, previous))
         return installed
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        """The daemon's stop; once it is stopping, cut the step of the shutdown under way short (see ``handle_signals``)."""
+        assert self._stop is not None
+        if not self._stop.is_set():
+            self.stop(f"signal {sig.name}")
+            return
+        if self._cut_short_by is None:
+            self._cut_short_by = sig
+        logger.warning("signal {} while stopping ({}): the step of the shutdown under way is cut short, the rest runs",
+                       sig.name, self._stop_reason or "stopped")
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
 
     def _recover(self) -> None:
         """Rebuild orders and positions from the journal and resolve the UNKNOWN orders."""
@@ -784,6 +829,15 @@ def run_start_line(recovered_ns: int | None, orders: int, missed_hours: dict[str
     if missed_hours is not None:
         started[RUN_START_KEY] = missed_hours
     return json.dumps(started, sort_keys=True)
+
+
+def _restore_signals(loop: asyncio.AbstractEventLoop, installed: list[tuple[signal.Signals, Any]]) -> None:
+    """Remove the daemon's handlers from ``loop`` and put back the ones they replaced (``asyncio.run``'s SIGINT
+    handler, the CLI's SIGTERM one): removed alone, SIGTERM would kill the process outright from then on."""
+    for sig, previous in installed:
+        loop.remove_signal_handler(sig)
+        if previous is not None:  # None: a handler not set from Python, which cannot be put back
+            signal.signal(sig, previous)
 
 
 def close_recorder(recorder: FrameRecorder) -> None:

@@ -587,7 +587,7 @@ class LiveNode(PaperNode):
 
     async def run(self) -> NodeSummary:
         """Run as the paper daemon, reading the account and subscribing the user stream once warmed up; close the
-        account last.
+        account last (the signals are handled until then, as by the paper daemon).
 
         Raises
         ------
@@ -596,10 +596,14 @@ class LiveNode(PaperNode):
             (:attr:`left_at_venue`), once the daemon has stopped whole; otherwise as
             :meth:`PaperNode.run <tradebus.node.daemon.PaperNode.run>`, whose error comes first.
         """
+        return await super().run()
+
+    async def _run(self) -> NodeSummary:
+        """The paper daemon's run, then the live daemon's last steps (:meth:`run`)."""
         failed = False
         try:
             self._open_recording()
-            summary = await super().run()
+            summary = await super()._run()
             if self._startup_failure is not None:
                 raise self._startup_failure
             if self.left_at_venue:
