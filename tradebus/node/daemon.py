@@ -175,13 +175,14 @@ def build_paper_kernel(
 ) -> tuple[Kernel, V | PaperVenue]:
     """The kernel of a paper run (or of its playback): guarded risk gate, paper venue, journal.
 
-    A live run passes its own ``venue`` and request ``timeouts``; the rest is the same.
+    A live run passes its own ``venue`` and request ``timeouts``; the rest is the same. ``venue.maker_fee`` and
+    ``taker_fee`` override the instruments' rates in every account check (the fee reserved for an order, the fee to
+    close in a maintenance margin), paper or live: the paper venue charges them, a live venue its own, booked as
+    each fill reports it.
     """
-    instruments = config.instrument_map()
+    fees = config.venue.maker_fee, config.venue.taker_fee
+    instruments = {iid: charged_fees(inst, *fees) for iid, inst in config.instrument_map().items()}
     if venue is None:
-        # the paper venue charges venue.maker_fee/taker_fee: every account check counts them too
-        fees = config.venue.maker_fee, config.venue.taker_fee
-        instruments = {iid: charged_fees(inst, *fees) for iid, inst in instruments.items()}
         venue = PaperVenue(clock, instruments, config.venue)  # type: ignore[assignment]
     kernel = Kernel(
         instruments.values(),
