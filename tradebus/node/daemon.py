@@ -125,12 +125,12 @@ JOURNAL_CHECKPOINT_S = 0.5
 class ShutdownSteps:
     """The steps of a daemon's shutdown, each run whatever an earlier one raised.
 
-    Each step runs in :meth:`step`; the first error is kept (and logged, the shutdown going on),
-    a later one is logged, and :meth:`raise_first` raises the first once every step has run. The
-    daemon's task cancelled during a step (a second SIGINT or SIGTERM while it stops:
-    :meth:`PaperNode._on_signal`; a caller's timeout) ends that step, logged as such, not as a failure; the later steps still run (the
-    cancellation has been delivered: their awaits go on), and :meth:`raise_first` raises the
-    cancellation, the first error having been logged.
+    Each step runs in :meth:`step`; the first error is kept (and logged, the shutdown going on), a
+    later one is logged. The daemon's task cancelled during a step (a second SIGINT or SIGTERM while
+    it stops: :meth:`PaperNode._on_signal`; a caller's timeout) ends that step, logged as such, not as
+    a failure; the later steps still run (the cancellation has been delivered: their awaits go on).
+    Once every step has run, :meth:`raise_cancellation_or_first_error` raises the cancellation if a
+    step met one (the first error having been logged), else the first error.
     """
 
     def __init__(self) -> None:
@@ -157,7 +157,7 @@ class ShutdownSteps:
                     "stopping: {} failed too ({}: {}); the first error is raised", what, type(exc).__name__, exc
                 )
 
-    def raise_first(self) -> None:
+    def raise_cancellation_or_first_error(self) -> None:
         """Raise the cancellation a step met, else the first error a step raised, if any."""
         if self.cancelled is not None:
             raise self.cancelled
@@ -659,7 +659,7 @@ class PaperNode:
         logger.info("{} daemon stopping: {}", self.mode, self._stop_reason or "stopped")
         steps = ShutdownSteps()
         await self._shutdown_steps(tasks, steps)
-        steps.raise_first()
+        steps.raise_cancellation_or_first_error()
 
     async def _shutdown_steps(self, tasks: dict[asyncio.Task[None], Feed], steps: ShutdownSteps) -> None:
         """The steps of :meth:`_shutdown`, each run in ``steps`` (the live daemon adds its own before them)."""

@@ -631,7 +631,7 @@ class LiveNode(PaperNode):
                 with steps.step("closing the journal"):
                     self.journal.close()  # closed by the paper daemon's shutdown, unless the account could not be read
             if not failed or steps.cancelled is not None:
-                steps.raise_first()
+                steps.raise_cancellation_or_first_error()
 
     def _open_recording(self) -> None:
         """With ``record:``, open the recorder now and record the user stream's received frames in it.
