@@ -15,6 +15,11 @@ Figures (medians of ``--runs`` runs):
 * ``batch``: ns per value of ``Stepper.run`` for every core kind over ``--size``
   values, against a hand-written single-purpose ``@njit`` loop (target <= 1.5x)
   and against pandas / TA-Lib.
+* ``per_kind`` (only with ``--per-kind``): ns per feature of every kind of the mixed
+  bank, live: ``update_bar`` of a bank of 20 copies of that kind minus the empty
+  bank's, over 20, thread CPU time, every bank timed in turn in every run (inputs
+  that are features of the mixed bank read ``close`` instead).
+
 Cold start (process start to the first bank update) is ``bench/cold_start.py``.
 """
 
@@ -78,13 +83,18 @@ def median_of(runs: int, fn: Callable[[], float]) -> float:
     return statistics.median(fn() for _ in range(runs))
 
 
-def bank_per_event(runs: int, n: int = 200_000) -> dict[str, float]:
+def bar_rows(n: int) -> list[tuple[int, float, float, float, float, float]]:
+    """``n`` seeded ``update_bar`` argument rows (a random walk around 30,000)."""
     rng = np.random.default_rng(0)
     close = 30_000.0 * np.exp(np.cumsum(rng.normal(0, 0.002, n)))
-    rows = [
+    return [
         (1_700_000_000_000_000_000 + i * 60_000_000_000, c, c * 1.001, c * 0.999, c, v)
         for i, (c, v) in enumerate(zip(close.tolist(), rng.lognormal(2, 1, n).tolist(), strict=True))
     ]
+
+
+def bank_per_event(runs: int, n: int = 200_000) -> dict[str, float]:
+    rows = bar_rows(n)
 
     def one(specs: list[dict[str, Any]]) -> float:
         update = FeatureBank(specs).update_bar
@@ -106,6 +116,37 @@ def bank_per_event(runs: int, n: int = 200_000) -> dict[str, float]:
         for key, bank_specs in banks.items():
             times[key].append(one(bank_specs))
     return {"features": float(len(specs)), **{key: statistics.median(t) for key, t in times.items()}}
+
+
+def copies_of(spec: dict[str, Any], count: int = 20) -> list[dict[str, Any]]:
+    """``count`` copies of a mixed-bank spec, reading ``close`` where it read another feature."""
+    features = {s["name"] for s in MIXED_BANK}
+    inputs = spec.get("input")
+    if isinstance(inputs, list):
+        inputs = ["close" if i in features else i for i in inputs]
+    elif inputs in features:
+        inputs = "close"
+    base = {key: value for key, value in spec.items() if key != "input"}
+    return [dict(base, name=f"{spec['kind']}{k}", **({} if inputs is None else {"input": inputs})) for k in range(count)]
+
+
+def per_kind(runs: int, n: int = 20_000) -> dict[str, float]:
+    """ns of thread CPU per feature of every kind of the mixed bank, live (see the module docstring)."""
+    rows = bar_rows(n)
+    banks = {"": FeatureBank([])}
+    for spec in available_specs():
+        if spec["kind"] not in banks:
+            banks[spec["kind"]] = FeatureBank(copies_of(spec))
+    times: dict[str, list[float]] = {key: [] for key in banks}
+    for _ in range(runs):  # alternate, so every bank sees the same machine load
+        for key, bank in banks.items():
+            update = bank.update_bar
+            start = time.thread_time_ns()
+            for row in rows:
+                update(*row)
+            times[key].append((time.thread_time_ns() - start) / n)
+    empty = statistics.median(times.pop(""))
+    return {key: (statistics.median(t) - empty) / 20 for key, t in times.items()}
 
 
 # ---------------------------------------------------------------- hand-written single-purpose loops
@@ -327,14 +368,17 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--size", type=int, default=10_000_000, help="values per batch run")
     parser.add_argument("--runs", type=int, default=5, help="runs per figure (median reported)")
+    parser.add_argument("--per-kind", action="store_true", help="also time every kind of the bank alone")
     args = parser.parse_args()
     warm_up()
-    report = {
+    report: dict[str, Any] = {
         "bank": bank_per_event(args.runs),
         "batch": batch_speed(max(1, args.runs // 2 + 1), args.size),
         "size": args.size,
         "runs": args.runs,
     }
+    if args.per_kind:
+        report["per_kind"] = per_kind(args.runs)
     report["bank"]["vs_empty"] = report["bank"]["ns_per_event"] / report["bank"]["ns_per_event_empty_bank"]
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
@@ -354,6 +398,10 @@ def main() -> None:
         if "vs_reference" in row:
             parts.append(f"pandas/TA-Lib {row['reference_ns_per_value']:6.2f} ({row['vs_reference']:.2f}x)")
         lines.append("  ".join(parts))
+    if "per_kind" in report:
+        costs = sorted(report["per_kind"].items(), key=lambda item: -item[1])
+        lines.append("ns per feature, live, a bank of 20 copies minus the empty bank (thread CPU):")
+        lines.append("  " + ", ".join(f"{kind} {ns:.1f}" for kind, ns in costs))
     sys.stdout.write("\n".join(lines) + "\n")
 
 
