@@ -262,6 +262,7 @@ def test_a_run_whose_fills_have_no_reason_reports_them_as_text(tmp_path: Path, t
     result = RunResult(("X.SIM",), 1000.0, 0, 60 * S, 0, 60 * S, fills=fills, equity=equity)
     with RunDirectory(tmp_path / "run", "backtest") as run_dir:
         write_run(run_dir, result, compute_metrics(result), "instruments: [{tick_size: 0.01}]\n")
+    run_dir.close()  # the run is over: it releases its directory (as the commands do) for the report
     if not trades_csv:
         (tmp_path / "run" / "trades.csv").unlink()
     run = load_run(tmp_path / "run")  # filterwarnings = error
@@ -277,3 +278,16 @@ def test_a_run_whose_config_yaml_is_binary_is_a_clear_error(tmp_path: Path) -> N
     assert result.exit_code == 2  # type: ignore[attr-defined]
     assert f"{a / 'config.yaml'}: cannot read run config: not UTF-8 text" in result.output  # type: ignore[attr-defined]
     assert not (a / "tearsheet.html").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="the holder is read from Linux's /proc/locks")
+def test_a_run_directory_a_running_backtest_holds_is_refused_and_its_page_left_to_that_run(tmp_path: Path) -> None:
+    out = _run_dir(tmp_path / "run", 110.0)
+    rerun = RunDirectory(out, "backtest")  # a backtest rerun into the directory: held until it has written its outputs
+    result = invoke("report", str(out))
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    assert f"output directory {out} is in use by another running tradebus run" in " ".join(result.output.split())  # type: ignore[attr-defined]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".") or p.name == "tearsheet.html") == []
+    rerun.close()
+    assert invoke("report", str(out)).exit_code == 0  # type: ignore[attr-defined]
+    assert 'data-metric="total_return"' in (out / "tearsheet.html").read_text()

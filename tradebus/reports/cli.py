@@ -6,8 +6,10 @@ writes the side-by-side page to ``--out`` (default ``compare-<A>-vs-<B>.html`` i
 current directory). An existing ``--out`` file other than the run's own tearsheet is
 refused unless ``--force``; an ``--out`` that is one of the files of the run reported or
 compared (``metrics.json``, ``fills.csv``, ...: :data:`tradebus.reports.rundata.RUN_FILES`) is
-refused even with ``--force``. ``--screenshot PNG`` also saves a screenshot of the page taken
-in headless Chromium.
+refused even with ``--force``. ``report RUN_DIR`` holds the run directory while it reads it and
+writes the page, as a run writing there does (:class:`tradebus.reports.writers.RunDirectory`):
+a directory a running backtest or daemon holds is refused, naming its process. ``--screenshot
+PNG`` also saves a screenshot of the page taken in headless Chromium.
 
 Exit codes: 0 success, 2 a bad argument or run directory (the message names the file), 1 any
 other error (Chromium missing or failing for ``--screenshot``).
@@ -15,6 +17,7 @@ other error (Chromium missing or failing for ``--screenshot``).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -23,7 +26,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from tradebus.errors import ConfigError, TradebusError
-from tradebus.reports.writers import REPORT_FILE
+from tradebus.reports.writers import REPORT_FILE, hold_directory
 
 __all__ = ["report"]
 
@@ -64,7 +67,15 @@ def report(
                 refuse_run_file(out, [args[0]], allowed=own_page)
             if out is not None and out.absolute() != own_page.absolute():
                 _refuse_existing(out, force)
-            written = write_tearsheet(args[0], out)
+            # Held as a run writing there holds it: a backtest rewriting the directory meanwhile would remove this
+            # page's temporary as its own, or have its fresh page replaced by one of the files it replaced.
+            run_dir = Path(args[0])
+            held = hold_directory(run_dir, "Report it once that run has finished") if run_dir.is_dir() else None
+            try:
+                written = write_tearsheet(args[0], out)
+            finally:
+                if held is not None:
+                    os.close(held)
         else:
             raise ConfigError(f"report takes RUN_DIR or `compare RUN_A RUN_B`, not {' '.join(args)!r}")
         if screenshot is not None:

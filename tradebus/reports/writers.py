@@ -144,6 +144,7 @@ __all__ = [
     "fill_columns",
     "fill_row",
     "funding_row",
+    "hold_directory",
     "interest_row",
     "order_row",
     "output_error",
@@ -675,26 +676,12 @@ class RunDirectory:
         """Take the directory's lock (see the class notes), or refuse a directory another run holds."""
         if self._lock is not None:
             return
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as exc:
-            raise ConfigError(f"output directory {self.path} cannot be opened ({describe_os_error(exc)})") from None
-        try:
-            holder = take_lock(fd)
-        except OSError as exc:
-            os.close(fd)
-            logger.warning(
-                "output directory {}: cannot lock it ({}); another run could write into it at the same time",
-                self.path, describe_os_error(exc),
-            )
-            return
-        if holder is not None:
-            os.close(fd)
-            raise ConfigError(
-                f"output directory {self.path} is in use by another running tradebus run ({holder}): it writes its "
-                "outputs there. Wait for it to finish or stop it, or choose another --out (--force does not override this)"
-            )
-        self._lock = weakref.finalize(self, os.close, fd)
+        fd = hold_directory(
+            self.path,
+            "Wait for it to finish or stop it, or choose another --out (--force does not override this)",
+        )
+        if fd is not None:
+            self._lock = weakref.finalize(self, os.close, fd)
 
     def close(self) -> None:
         """Release the directory (the run is over, or failed): another run may write there again."""
@@ -827,6 +814,39 @@ class RunDirectory:
                 raise output_error(Path(error.filename2 or error.filename or self.path), error) from None
             raise
         marker.unlink()
+
+
+def hold_directory(path: Path, advice: str) -> int | None:
+    """Hold the run directory ``path`` as :class:`RunDirectory` does (its notes); the descriptor to close to release it.
+
+    ``None`` when the file system cannot lock (warned of: another run could write into it at the same time).
+
+    Raises
+    ------
+    ConfigError
+        ``path`` cannot be opened, or another run holds it: the message names that run's process and
+        ends with ``advice``.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise ConfigError(f"output directory {path} cannot be opened ({describe_os_error(exc)})") from None
+    try:
+        holder = take_lock(fd)
+    except OSError as exc:
+        os.close(fd)
+        logger.warning(
+            "output directory {}: cannot lock it ({}); another run could write into it at the same time",
+            path, describe_os_error(exc),
+        )
+        return None
+    if holder is not None:
+        os.close(fd)
+        raise ConfigError(
+            f"output directory {path} is in use by another running tradebus run ({holder}): it writes its "
+            f"outputs there. {advice}"
+        )
+    return fd
 
 
 def _replace_with_new_file(path: Path) -> TextIO:
