@@ -351,3 +351,18 @@ def test_a_streaming_daemon_removes_the_stale_temporaries_of_its_files_when_it_s
     run_dir.stream("fills.csv").close()
     assert not [name for name in os.listdir(out) if ".tmp-" in name]
     run_dir.close()
+
+
+def test_a_rerun_through_a_symlinked_out_removes_the_stale_temporaries_of_its_files(tmp_path: Path) -> None:
+    """``--out runs/latest`` (a symlink to the day's run directory) after a run killed mid-write: the rerun was
+    accepted, the temporaries counted as the run's own, and ``.fills.csv.tmp-<pid>`` stayed there forever."""
+    target = tmp_path / "2026-12-06"
+    write(target).close()
+    before = snapshot(target)
+    latest = tmp_path / "latest"
+    latest.symlink_to(target, target_is_directory=True)
+    (target / ".fills.csv.tmp-99999").write_text("ts_event,ti")
+    (target / ".notes.txt.tmp-4242").write_text("someone else's")
+    write(latest, force=True).close()
+    assert sorted(os.listdir(target)) == sorted([*before, ".notes.txt.tmp-4242"])
+    assert latest.is_symlink() and (target / ".notes.txt.tmp-4242").read_text() == "someone else's"

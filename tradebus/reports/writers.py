@@ -724,7 +724,8 @@ class RunDirectory:
         """Remove the temporaries of the run's own files a run killed while writing them left (once, held)."""
         if not self._swept:
             self._swept = True
-            remove_temporaries(self.path, self._own)
+            # the directory the run writes in and holds: an --out symlink's target, as its files go there
+            remove_temporaries(self.path.resolve(), self._own)
 
     def _kept(self, entry: Path) -> bool:
         entry = entry.absolute()
