@@ -199,3 +199,23 @@ def test_a_sweep_resumed_after_one_killed_mid_write_removes_its_stale_temporarie
     done = _sweep(tmp_path)
     assert done.returncode == 0, done.stderr
     assert [name for name in stale + kept if (out / name).exists()] == kept
+
+
+def test_a_sweep_resumed_through_a_symlinked_out_removes_its_stale_temporaries(tmp_path: Path) -> None:
+    """``--out sweeps/latest`` (a symlink to the sweep directory) after a sweep killed mid-write: the resumed sweep
+    kept ``.results.csv.tmp-<pid>`` and a trial's temporary there forever (only a real --out was swept)."""
+    write_yaml(tmp_path / "run.yaml", catalog_config())
+    write_yaml(tmp_path / "space.yaml", {"params": {"strategy.params.fast": [5]}})
+    real = tmp_path / "sweep-2026-12-06"
+    real.mkdir()
+    (tmp_path / "out").symlink_to(real, target_is_directory=True)
+    done = _sweep(tmp_path)
+    assert done.returncode == 0, done.stderr
+    stale = [".results.csv.tmp-99999", "trials/.trial-000000.parquet.tmp-99999"]
+    kept = [".notes.txt.tmp-99999", "trials/.other.parquet.tmp-99999"]  # not the sweep's
+    for name in stale + kept:
+        (real / name).write_bytes(b"partial")
+    done = _sweep(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [name for name in stale + kept if (real / name).exists()] == kept
+    assert (tmp_path / "out").is_symlink()

@@ -225,8 +225,10 @@ def _remove_temporaries(out: Path) -> None:
     """Remove the temporaries of the sweep's own files that a sweep killed while writing one left in ``out``.
 
     Only names the sweep writes (``.results.csv.tmp-<pid>``, ``trials/.trial-000042.parquet.tmp-<pid>``, ...);
-    called with ``out`` held (:func:`_hold`), so no other process is writing them.
+    called with ``out`` held (:func:`_hold`), so no other process is writing them. A symlinked ``out`` is its
+    target's (the directory held and written in); a symlinked folder inside it is left.
     """
+    out = out.resolve()
     wf = out / "walk_forward"
     trial_folders = [out / "trials", *(fold / "trials" for fold in sorted(wf.glob("fold-*")))]
     remove_temporaries(out, _WRITTEN.__contains__, "a sweep")
