@@ -811,6 +811,143 @@ def test_a_funding_row_stamped_at_a_bar_close_is_paid_on_the_fills_of_that_bar(t
         assert k.portfolio.funding_paid == pytest.approx(2.01)
 
 
+@pytest.mark.parametrize("lean", [False, True])
+def test_a_funding_inside_the_bar_whose_open_fills_an_entry_is_paid_on_the_new_position(
+    tmp_path: Path, lean: bool
+) -> None:
+    """Hourly bars closing at T0 + k h; a buy of 0.1 BTC decided on bar 1 fills at bar 2's open, T0 + 1h.
+    A funding of 0.1 % at T0 + 1h30 (inside bar 2, as a 4h or 1d bar holds its fundings, or a
+    Binance funding row stamped 00:00:00.017 sits inside the bar opening at 00:00), marked 20,015
+    then: the venue charges the position held then, the 0.1 BTC long: 0.1 * 20,015 * 0.001 = 2.0015,
+    booked once bar 2 is matched (T0 + 2h). It was settled before bar 2's fills: flat, nothing paid."""
+    inst = perp()
+    iid = inst.instrument_id
+    closes = [20_000.0 + 10.0 * k for k in range(1, 201)]
+    source = hourly_bars(tmp_path, iid, closes)
+    at = T0 + H + H // 2
+    feed = [MarkPrice(iid, at, at, 20_015.0, math.nan), FundingRate(iid, at, at, 0.001, at)]
+
+    def kernel() -> Kernel:
+        k = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0)
+        k.add_strategy(HoldAfterFirstBar(iid, 0.1) if lean else BuyOnce(iid, 0.1))
+        k.feed_perpetual_data(feed)
+        return k
+
+    ran, processed = run_and_process(kernel, source)
+    for k in (ran, processed):
+        [fill] = k.result.fills
+        assert (fill.ts_event, fill.price) == (T0 + 2 * H, closes[1])  # bar 2's open, stamped at its close
+        [paid] = k.result.funding
+        assert (paid.ts_event, paid.ts_init, paid.quantity, paid.mark_price) == (at, T0 + 2 * H, 0.1, 20_015.0)
+        assert paid.payment == pytest.approx(2.0015)
+        assert k.portfolio.funding_paid == pytest.approx(2.0015)
+        assert k.result.funding_fills == [1]
+    assert ran.result.equity == processed.result.equity
+
+
+class _InAndOut(Strategy):
+    """Buys 0.1 at market on bar 1 and sells it on bar 3: filled at the opens of bars 2 and 4."""
+
+    def __init__(self, iid: str) -> None:
+        super().__init__(iid, strategy_id="in-and-out")
+        self.bars = 0
+
+    def on_bar(self, bar: Bar | None = None) -> None:
+        self.bars += 1
+        if self.bars in (1, 3):
+            side = OrderSide.BUY if self.bars == 1 else OrderSide.SELL
+            self.submit_market(self.instrument_id, side, 0.1, reason="in" if self.bars == 1 else "out")
+
+
+class _LeanInAndOut(_InAndOut):
+    on_bar = feature_only(_InAndOut.on_bar)
+
+
+@pytest.mark.parametrize("lean", [False, True])
+def test_the_position_held_at_each_funding_time_pays_whether_a_bar_opens_at_it_or_before_it(
+    tmp_path: Path, lean: bool
+) -> None:
+    """0.1 BTC bought at bar 2's open (T0 + 1h) and sold at bar 4's open (T0 + 3h); 0.1 % funding at
+    T0 + 1h (marked 20,000), T0 + 2h30 (20,025) and T0 + 3h30 (20,035).
+
+    - T0 + 1h is bar 2's open: a fill at the funding time itself is not held at it (the venue
+      charges the positions that stand at that instant; the buy comes with it). Flat: nothing.
+    - T0 + 2h30, inside bar 3: long 0.1, nothing at the venue: 0.1 * 20,025 * 0.001 = 2.0025, paid
+      before bar 3's handlers (T0 + 3h).
+    - T0 + 3h30, inside bar 4 whose open sold the long: flat, nothing. It was paid before bar 4's
+      fills on the 0.1 long: 2.0035 more.
+    """
+    inst = perp()
+    iid = inst.instrument_id
+    closes = [20_000.0 + 10.0 * k for k in range(1, 201)]
+    source = hourly_bars(tmp_path, iid, closes)
+    feed: list[Any] = []
+    for at, mark in ((T0 + H, 20_000.0), (T0 + 2 * H + H // 2, 20_025.0), (T0 + 3 * H + H // 2, 20_035.0)):
+        feed += [MarkPrice(iid, at, at, mark, math.nan), FundingRate(iid, at, at, 0.001, at)]
+
+    def kernel() -> Kernel:
+        k = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0)
+        k.add_strategy(_LeanInAndOut(iid) if lean else _InAndOut(iid))
+        k.feed_perpetual_data(feed)
+        return k
+
+    ran, processed = run_and_process(kernel, source)
+    for k in (ran, processed):
+        assert [(f.ts_event, f.side) for f in k.result.fills] == [(T0 + 2 * H, "BUY"), (T0 + 4 * H, "SELL")]
+        [paid] = k.result.funding
+        assert (paid.ts_event, paid.ts_init, paid.quantity, paid.mark_price) == (
+            T0 + 2 * H + H // 2, T0 + 3 * H, 0.1, 20_025.0
+        )
+        assert paid.payment == pytest.approx(2.0025)
+        assert k.portfolio.funding_paid == pytest.approx(2.0025)
+    assert ran.result.equity == processed.result.equity
+
+
+@pytest.mark.parametrize("lean", [False, True])
+def test_a_funding_due_on_another_instrument_s_bar_waits_for_the_bar_it_falls_in_or_the_end(
+    tmp_path: Path, lean: bool
+) -> None:
+    """BTC: three hourly bars closing at T0 + 1h, 2h, 3h; 0.1 bought on bar 1 (filled at bar 2's open,
+    T0 + 1h), a sell decided on bar 3 that no later bar fills. ETH's bars close at T0 + k h + 45 min.
+    BTC's 0.1 % funding at T0 + 1h30 (mark 20,015) falls due at ETH's bar of T0 + 1h45, before BTC's
+    bar 2 is matched: paid once it is, on the long, 0.1 * 20,015 * 0.001 = 2.0015. The one at
+    T0 + 3h30 (mark 20,035) falls due at ETH's bar of T0 + 3h45 while the sell waits for a bar that
+    never comes: the run's end pays it on the long still held, 2.0035."""
+    btc = perp()
+    eth = perp(symbol="ETHUSDT", base="ETH", lot_size=0.01)
+    b, e = btc.instrument_id, eth.instrument_id
+    pd.DataFrame({"ts": [T0 + k * H for k in (1, 2, 3)], "open": 20_000.0, "high": 20_000.0, "low": 20_000.0,
+                  "close": 20_000.0, "volume": 1.0}).to_csv(tmp_path / "btc.csv", index=False)
+    eth_ts = [T0 + k * H + 3 * H // 4 for k in range(0, 150)]
+    pd.DataFrame({"ts": eth_ts, "open": 1_000.0, "high": 1_000.0, "low": 1_000.0, "close": 1_000.0,
+                  "volume": 1.0}).to_csv(tmp_path / "eth.csv", index=False)
+    sources = [ReplaySource.from_file(tmp_path / "btc.csv", b, "bars", bar_time="close"),
+               ReplaySource.from_file(tmp_path / "eth.csv", e, "bars", bar_time="close")]
+    feed: list[Any] = []
+    for at, mark in ((T0 + H + H // 2, 20_015.0), (T0 + 3 * H + H // 2, 20_035.0)):
+        feed += [MarkPrice(b, at, at, mark, math.nan), FundingRate(b, at, at, 0.001, at)]
+
+    def kernel() -> Kernel:
+        k = Kernel([btc, eth], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0)
+        k.add_strategy(_LeanInAndOut(b) if lean else _InAndOut(b))
+        k.feed_perpetual_data(feed)
+        return k
+
+    ran = kernel()
+    ran.run(Replay(sources))
+    processed = kernel()
+    for msg in Replay(sources):
+        processed.process(msg)
+    processed.stop()
+    for k in (ran, processed):
+        assert [(f.ts_event, f.side) for f in k.result.fills] == [(T0 + 2 * H, "BUY")]
+        assert [(p.ts_event, p.ts_init, p.quantity, p.mark_price) for p in k.result.funding] == [
+            (T0 + H + H // 2, T0 + 2 * H, 0.1, 20_015.0), (T0 + 3 * H + H // 2, eth_ts[-1], 0.1, 20_035.0)
+        ]
+        assert [p.payment for p in k.result.funding] == [pytest.approx(2.0015), pytest.approx(2.0035)]
+    assert ran.result.equity == processed.result.equity
+
+
 def test_every_bad_row_of_a_mark_or_funding_file_is_named(tmp_path: Path) -> None:
     """A value or ts_event that was not a number died with a ValueError traceback; times out of
     order and an impossible mark or rate named no row."""

@@ -294,7 +294,7 @@ class BatchLoop:
                 advance(ti)
                 watch = ti + 1  # a timer may move equity (interest): the breakers see it next time
             if perps is not None and ti > perps.next_funding_ns:
-                perps.settle_due(ti, before=True)  # a funding before this bar: paid before its fills
+                perps.settle_due(ti, before=True)  # before its fills, unless held for its bar (Perpetuals)
                 watch = ti + 1
             bar = Bar(iid, te, ti, o, h, lo, c, v)
             # priced: the portfolio is marked at this close (a watched position is checked below)
@@ -394,7 +394,7 @@ class BatchLoop:
                 if perps is not None and ti > perps.next_funding_ns:
                     j -= 1  # its handlers see the previous bar, as a timer's
                     materialize(j)
-                    perps.settle_due(ti, before=True)  # a funding before this bar: paid before its fills
+                    perps.settle_due(ti, before=True)  # before its fills, unless held for its bar (Perpetuals)
                     j += 1
                     watch = ti + 1
                 priced = self.needs_execution
@@ -563,7 +563,7 @@ class BatchLoop:
                 advance(ti)
                 watch = ti + 1  # see _full_bars
             if perps is not None and ti > perps.next_funding_ns:
-                perps.settle_due(ti, before=True)  # a funding before this bar: paid before its fills
+                perps.settle_due(ti, before=True)  # before its fills, unless held for its bar (Perpetuals)
                 watch = ti + 1
             bar = Bar(iid, te, ti, o, h, lo, c, v)
             priced = False
@@ -667,7 +667,7 @@ class BatchLoop:
                     watch = ti + 1  # see _full_bars
                 if perps is not None and ti > perps.next_funding_ns:
                     materialize()
-                    perps.settle_due(ti, before=True)  # a funding before this bar: paid before its fills
+                    perps.settle_due(ti, before=True)  # before its fills, unless held for its bar (Perpetuals)
                     watch = ti + 1
                 priced = False
                 if self.needs_execution:

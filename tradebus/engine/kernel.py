@@ -138,7 +138,8 @@ _DATA_HANDLERS: dict[type, str] = {Bar: "on_bar", Trade: "on_trade", Quote: "on_
 #: Messages stamped at a funding time after whose handling it is settled: a bar's fills happen within
 #: it, before the close it is stamped at; a mark first values the position at that time. Any other
 #: message, and a bar or mark stamped after the funding time, settles it before its handlers, so a
-#: trade or quote at or after a funding time, or a bar closing after it, fills after the payment.
+#: trade or quote at or after a funding time, or a bar opening at or after it, fills after the payment
+#: (a funding inside a bar whose open may fill an order is held until that bar is matched, Perpetuals).
 _SETTLED_AFTER = (Bar, MarkPrice)
 #: The last price of a position (an equity sample's marks).
 _LAST_PRICE = operator.attrgetter("last_price")
@@ -511,6 +512,8 @@ class Kernel:
                 liquidate=isinstance(self.venue, SimulatedVenue),
                 settle_funding=not self.venue.reports_funding,
                 on_liquidation_fill=self._note_liquidation,
+                bar_venue=self.venue if isinstance(self.venue, SimulatedVenue) and self.venue.config.fill_on == "bars"
+                else None,
             )
             self.execution.on_venue_funding = self.perpetuals.on_venue_funding
             self.execution.on_venue_liquidation = self.perpetuals.on_venue_liquidation
@@ -1296,6 +1299,8 @@ class Kernel:
         except Exception as exc:  # noqa: BLE001 - raised once the results are collected
             failed = exc
         end = self.result.end_ns
+        if self.perpetuals is not None:  # a funding held for a bar that never came
+            self.perpetuals.settle_held(self.clock.now_ns())
         if end is not None and (not self.result.equity or self.result.equity[-1].ts != end):
             self.sample_equity(end, final=True)
         if self.result.first_event_ns is None:  # after the sample: a journaled one keeps the spans apart

@@ -25,7 +25,14 @@ Funding
     stamped at or after its time, as historical funding rows are, settles it at once; from the
     backtest feed, which delivers it before the market-data message of its time, one stamped at
     its time leaves it to that message. An announcement of the next funding time settles the due
-    one before it is recorded. Each is settled only once (an announcement for a time already
+    one before it is recorded. On a venue filling on bars, a funding that falls due while an
+    order of its instrument waits at the venue and the instrument's next bar opens before it
+    (a funding inside a 4h or 1d bar, or a Binance row stamped 00:00:00.017 inside the bar opening
+    at 00:00) is held, at the mark of then, until that bar is matched: its fills, at its open or
+    along its path, are the position held at the funding time (the venue charges whoever holds
+    the position then); one a bar opens at is not (a fill at the funding time itself comes after
+    it). The run's end pays a funding still held on the position held then.
+    Each is settled only once (an announcement for a time already
     settled is ignored; after a restart, the journaled payments count as settled,
     :meth:`restore`): the position then pays
     ``quantity * contract_size * mark * rate`` (a long pays a positive rate, a short
@@ -90,6 +97,7 @@ if TYPE_CHECKING:
     from tradebus.engine.portfolio import Portfolio
     from tradebus.execution.engine import ExecutionEngine
     from tradebus.execution.orders import OrderManager
+    from tradebus.execution.simulated import SimulatedVenue
 
 __all__ = ["LIQUIDATION_ID_PREFIX", "LIQUIDATION_STRATEGY", "Perpetuals"]
 
@@ -122,6 +130,9 @@ class Perpetuals:
         venue reports its own payments, :meth:`on_venue_funding`, and only those are booked).
     on_liquidation_fill
         Called with each liquidation fill before it is booked (the kernel records its reason).
+    bar_venue
+        The simulated venue when it fills on bars: a funding inside the next bar of an
+        instrument with an order there is paid after that bar's fills (the module docstring).
     """
 
     def __init__(
@@ -136,6 +147,7 @@ class Perpetuals:
         liquidate: bool,
         settle_funding: bool = True,
         on_liquidation_fill: Callable[[OrderFilled], None],
+        bar_venue: SimulatedVenue | None = None,
     ) -> None:
         self.instruments = {iid: inst for iid, inst in instruments.items() if not inst.cash_only}
         #: Whether any instrument is a perpetual (funding; margin spot alone pays none).
@@ -154,8 +166,12 @@ class Perpetuals:
         self._pending: dict[str, tuple[int, int, float]] = {}
         # instrument_id -> the latest funding time settled
         self._settled: dict[str, int] = {}
-        #: When the earliest announced funding not settled yet is due on the kernel's clock (its
-        #: venue time plus its announcement's receive delay; ``2**63 - 1``: none).
+        self._bar_venue = bar_venue
+        # Fundings due inside a bar not matched yet, paid after it: (instrument_id, due on the kernel's
+        # clock, funding time, rate, mark then).
+        self._held: list[tuple[str, int, int, float, float]] = []
+        #: When the earliest announced (or held) funding not settled yet is due on the kernel's clock
+        #: (its venue time plus its announcement's receive delay; ``2**63 - 1``: none).
         self.next_funding_ns = 2**63 - 1
         self._feed: list[Any] = []
         self._feed_at = 0
@@ -225,29 +241,76 @@ class Perpetuals:
         # ``at`` is venue time; the kernel's clock is the receive time, ahead of the venue's by
         # the announcement's receive delay (years for a recording served today)
         self._pending[iid] = (at + msg.ts_init - msg.ts_event, at, msg.rate)
-        self.next_funding_ns = min(due for due, _, _ in self._pending.values())
+        self._next_due()
         if msg.ts_init >= self.next_funding_ns:
             self.settle_due(msg.ts_init, before=self._feeding)
 
     def settle_due(self, now: int, *, before: bool = False) -> None:
-        """Settle every announced funding whose time is at or before ``now`` (``before``: strictly before it)."""
+        """Settle every announced funding whose time is at or before ``now`` (``before``: strictly before it).
+
+        A funding inside the next bar of an instrument with an order at a bar-filled venue is held
+        and paid once that bar is matched, at the mark when it fell due; ``before`` pays no held funding (the
+        call before a bar's handlers).
+        """
         if now < self.next_funding_ns or (before and now == self.next_funding_ns):
             return
         portfolio = self._portfolio
+        venue = self._bar_venue
         for iid, (due, at, rate) in list(self._pending.items()):
             if due > now or (before and due == now):
                 continue
             del self._pending[iid]
             self._settled[iid] = at
-            qty = portfolio.position(iid)
-            payment = portfolio.apply_funding(iid, rate)
-            if qty != 0.0 and payment == payment:
-                event = FundingPaid(iid, qty, portfolio.last_price(iid), rate, payment, at, now)
-                self.funding.append(event)
-                self._bus.publish(event)
-        self.next_funding_ns = min((due for due, _, _ in self._pending.values()), default=2**63 - 1)
+            if venue is not None:
+                opens = venue.next_bar_open(iid)
+                if opens is not None and opens < due:  # its fills at the open come before the funding
+                    self._held.append((iid, due, at, rate, portfolio.last_price(iid)))
+                    continue
+            self._pay(iid, at, rate, portfolio.last_price(iid), now)
+        if self._held and not before:
+            self._pay_held(now, final=False)
+        self._next_due()
         if self.open:
             self.check(now)  # a payment may take a position below maintenance margin
+
+    def settle_held(self, now: int) -> None:
+        """Pay every held funding on the position held now (the run ends before the bar it waits for)."""
+        if self._held:
+            self._pay_held(now, final=True)
+            self._next_due()
+            if self.open:
+                self.check(now)
+
+    def _next_due(self) -> None:
+        # A held funding keeps the loops calling settle_due after each bar until it is paid.
+        self.next_funding_ns = min(
+            min((due for due, _, _ in self._pending.values()), default=2**63 - 1),
+            min((due for _, due, _, _, _ in self._held), default=2**63 - 1),
+        )
+
+    def _pay_held(self, now: int, *, final: bool) -> None:
+        venue = self._bar_venue
+        assert venue is not None
+        kept = []
+        for held in self._held:
+            iid, due, at, rate, mark = held
+            if final or venue.bar_closed(iid) >= due:  # the bar it falls in is matched
+                self._pay(iid, at, rate, mark, now)
+            else:
+                kept.append(held)
+        self._held = kept
+
+    def _pay(self, iid: str, at: int, rate: float, mark: float, now: int) -> None:
+        """Pay the funding of ``at`` at ``rate`` on the position held now, at ``mark`` (the latest mark when it fell due)."""
+        portfolio = self._portfolio
+        if mark != mark:  # not priced when it fell due: its fill price
+            mark = portfolio.last_price(iid)
+        qty = portfolio.position(iid)
+        payment = portfolio.apply_funding(iid, rate, mark)
+        if qty != 0.0 and payment == payment:
+            event = FundingPaid(iid, qty, mark, rate, payment, at, now)
+            self.funding.append(event)
+            self._bus.publish(event)
 
     def on_venue_funding(self, paid: FundingPaid) -> None:
         """Book a funding payment the venue made (live): its ``payment`` on the position held now.

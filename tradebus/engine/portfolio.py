@@ -458,17 +458,19 @@ class Portfolio:
         pos.has_mark = True
         self._set_price(pos, price)
 
-    def apply_funding(self, instrument_id: str, rate: float) -> float:
-        """Settle one funding of ``rate`` on the position at its mark; return the payment.
+    def apply_funding(self, instrument_id: str, rate: float, mark: float | None = None) -> float:
+        """Settle one funding of ``rate`` on the position at ``mark`` (``None``: its mark now); return the payment.
 
         The payment is ``quantity * contract_size * mark * rate``: a long pays a positive rate
         and a short receives it. It is debited from cash (and the account's wallet) and added to
         :attr:`funding_paid`. 0 when flat, never priced, or ``rate`` is not finite.
         """
         pos = self._positions.get(instrument_id)
-        if pos is None or pos.quantity == 0.0 or pos.last_price != pos.last_price or not math.isfinite(rate):
+        if mark is None:
+            mark = math.nan if pos is None else pos.last_price
+        if pos is None or pos.quantity == 0.0 or mark != mark or not math.isfinite(rate):
             return 0.0
-        payment = pos.quantity * pos.contract_size * pos.last_price * rate
+        payment = pos.quantity * pos.contract_size * mark * rate
         self.pay_funding(instrument_id, payment)
         return payment
 

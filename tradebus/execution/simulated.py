@@ -525,6 +525,28 @@ class SimulatedVenue(Venue):
         """The venue's net position of an instrument (from its own fills)."""
         return self._positions.get(instrument_id, 0.0)
 
+    def next_bar_open(self, instrument_id: str) -> int | None:
+        """Where the instrument's next bar opens when an order of it may fill in that bar; else ``None``.
+
+        On bars, an order that works, or a submission waiting to arrive, may fill in the next bar,
+        which opens where its latest bar closed (``ts_init``). ``None``: no such order of the
+        instrument is at this venue (a cancel of an order closed meanwhile fills nothing), no bar
+        of it came yet, or the venue does not fill on bars. A venue with an order of the instrument
+        learned its latest bar when the order was queued and is shown each of its bars from then
+        on (the kernel's loops skip it only while nothing works), so the close it knows is the latest.
+        """
+        if not self._on_bars:
+            return None
+        if not self._working.get(instrument_id):
+            pending = self._pending.get(instrument_id)
+            if not pending or all(action != _SUBMIT for _, action, _, _ in pending):
+                return None
+        return self._bar_close.get(instrument_id)
+
+    def bar_closed(self, instrument_id: str) -> int:
+        """Where the latest bar of the instrument this venue was shown closed (``ts_init``; -1: none)."""
+        return self._bar_close.get(instrument_id, -1)
+
     def _queue(self, iid: str, action: int, target: _SimOrder | Order, cmd: ModifyOrder | None) -> None:
         pending = self._pending.get(iid)
         if pending is None:
