@@ -245,6 +245,21 @@ def test_instrument_checks_deny_with_reason(qty: float, price: float, expected: 
     assert g.check(qty=qty, typ=typ, price=price) == expected
 
 
+def test_a_market_quantity_that_passed_lets_no_other_through_on_the_same_gate() -> None:
+    """The gate remembers the last market quantity that passed the instrument checks and skips them for it:
+    on one gate, every other quantity is still checked, before and after, with the instrument's reasons."""
+    g = Gate()
+    assert g.check(qty=0.015) == "instrument: quantity 0.015 is not a multiple of the lot size 0.01"
+    assert g.check(qty=1.0) is None
+    assert g.check(qty=1.0) is None
+    assert g.check(qty=0.015) == "instrument: quantity 0.015 is not a multiple of the lot size 0.01"
+    assert g.check(qty=0.005) == "instrument: quantity 0.005 is below the minimum 0.01"
+    assert g.check(qty=math.nan) == "instrument: quantity nan must be a positive finite number"
+    assert g.check(qty=0.3) is None
+    assert g.check(qty=1.005) == "instrument: quantity 1.005 is not a multiple of the lot size 0.01"
+    assert g.check(qty=0.3) is None
+
+
 def test_a_market_order_of_12801_btc_at_a_lot_of_1e8_passes_the_instrument_checks() -> None:
     """128.01 / 1e-8 is 12800999999.999998 lots in floats: it was denied as not a multiple of the lot."""
     inst = Instrument("COINBASE", "BTC-USD", tick_size=0.01, lot_size=1e-8, margin=True, leverage=100.0)

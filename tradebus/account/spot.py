@@ -62,6 +62,7 @@ __all__ = [
 
 _NAN = math.nan
 _LIMIT = OrderType.LIMIT
+_MARKET = OrderType.MARKET
 _STOP_LIMIT = OrderType.STOP_LIMIT
 _STOP_MARKET = OrderType.STOP_MARKET
 
@@ -304,14 +305,22 @@ class SpotCashAccount:
         if spec is None or not spec[2]:
             return None
         qty = cmd.quantity
-        need, asset = self.order_need(cmd, price)
-        if need != need:
-            return None  # nothing priced yet: only the venue's check at fill time applies
+        # order_need inline (a call less per order; a market buy's price without _buy_price's)
+        if cmd.side > 0:
+            typ = cmd.order_type
+            px = price * self._buffer if typ is _MARKET else self._buy_price(typ, cmd.price, cmd.trigger_price, price)
+            need = qty * px * (1.0 + spec[3])
+            if need != need:
+                return None  # nothing priced yet: only the venue's check at fill time applies
+            asset = spec[1]
+        else:
+            need = qty
+            asset = spec[0]
         # The order being checked is not working yet: with nothing working nothing is held.
         held = self._held(asset, cmd.client_order_id) if self._count() else 0.0
-        available = self._total[asset] - held
-        if exceeds(need, available, self._total[asset]):
-            return buying_power_reason(cmd.side > 0, qty, cmd.instrument_id, need, asset, self._total[asset], held)
+        balance = self._total[asset]
+        if exceeds(need, balance - held, balance):
+            return buying_power_reason(cmd.side > 0, qty, cmd.instrument_id, need, asset, balance, held)
         return None
 
     def check_fill(self, order: Any, quantity: float, price: float, fee: float) -> str | None:

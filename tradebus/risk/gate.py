@@ -91,7 +91,7 @@ from loguru import logger
 from tradebus.account import asset_names
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import Clock
-from tradebus.engine.instrument import EXACT_GRID, LOTS_RTOL, ROUNDING_RTOL, Instrument, grid_of
+from tradebus.engine.instrument import EXACT_GRID, LOTS_RTOL, ROUNDING_RTOL, grid_of
 from tradebus.engine.messages import (
     OrderType,
     PositionChanged,
@@ -99,7 +99,7 @@ from tradebus.engine.messages import (
     TradingState,
     TradingStateChanged,
 )
-from tradebus.engine.portfolio import Portfolio, Position
+from tradebus.engine.portfolio import Portfolio
 from tradebus.risk.breakers import BreakerState, Breakers
 from tradebus.risk.config import LIMIT_RTOL, RiskConfig, notional_slack, quantity_slack
 
@@ -253,8 +253,9 @@ class RiskGate:
         self._manual_reason = ""
         self._last: dict[str, float] = {}
         self._rate: deque[int] = deque()
-        # instrument_id -> (instrument, its live position record, lot size, minimum quantity, lot grid integer m)
-        self._specs: dict[str, tuple[Instrument, Position, float, float, float]] = {}
+        # instrument_id -> [instrument, its live position record, lot size, minimum quantity, lot grid integer m,
+        # the last quantity a market order passed the instrument's quantity checks with (NaN: none yet)]
+        self._specs: dict[str, list[Any]] = {}
         self._orders: OrderManager | None = None
         self._cancel: Callable[[Order, str], None] | None = None
         self._replaced: Callable[[], Collection[str]] | None = None
@@ -360,19 +361,22 @@ class RiskGate:
                 return reducing_reason(held, working, signed)
         if spec is None:
             return f"instrument: unknown instrument {iid!r}"
-        inst, _, lot, minimum, lot_m = spec
+        inst, _, lot, minimum, lot_m, passed = spec
         typ = cmd.order_type
         last = self._last.get(iid, _NAN)
         if typ == _MARKET:
-            # Instrument.validate_order(qty, nan) inline; it is asked for the reason when a check fails.
-            lots = qty / lot
-            if (
-                not (qty > 0.0 and qty < _INF and qty >= minimum - 1e-12 and lots * lot_m < EXACT_GRID)
-                or abs(lots - round(lots)) > min(max(1e-6, lots * LOTS_RTOL), max(1e-3, lots * ROUNDING_RTOL))
-            ):
-                why = inst.validate_order(qty, _NAN)
-                if why is not None:
-                    return f"instrument: {why}"
+            # Instrument.validate_order(qty, nan) inline; it is asked for the reason when a check fails. Its
+            # verdict depends on the quantity alone: the quantity that passed last passes again.
+            if qty != passed:
+                lots = qty / lot
+                if (
+                    not (qty > 0.0 and qty < _INF and qty >= minimum - 1e-12 and lots * lot_m < EXACT_GRID)
+                    or abs(lots - round(lots)) > min(max(1e-6, lots * LOTS_RTOL), max(1e-3, lots * ROUNDING_RTOL))
+                ):
+                    why = inst.validate_order(qty, _NAN)
+                    if why is not None:
+                        return f"instrument: {why}"
+                spec[5] = qty
             px = _NAN
         else:
             if typ == _LIMIT or typ == _STOP_LIMIT:
@@ -607,13 +611,13 @@ class RiskGate:
             return None
         return f"ownership: order {client_order_id} belongs to strategy {owner!r}, not {strategy_id!r}"
 
-    def _spec(self, iid: str) -> tuple[Instrument, Position, float, float, float] | None:
-        """The per-instrument constants of :meth:`check` (``None`` for an unknown instrument)."""
+    def _spec(self, iid: str) -> list[Any] | None:
+        """The per-instrument record of :meth:`check` (``None`` for an unknown instrument)."""
         inst = self.instruments.get(iid)
         if inst is None:
             return None
         lot = inst.lot_size
-        spec = (inst, self._portfolio.position_state(iid), lot, max(inst.min_quantity, lot), grid_of(lot)[0])
+        spec = [inst, self._portfolio.position_state(iid), lot, max(inst.min_quantity, lot), grid_of(lot)[0], _NAN]
         self._specs[iid] = spec
         return spec
 
