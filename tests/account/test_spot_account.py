@@ -13,7 +13,7 @@ from tradebus.account import SpotCashAccount
 from tradebus.config import RunConfig
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import Bar, Liquidity, OrderFilled, OrderSide, OrderType
+from tradebus.engine.messages import Bar, Liquidity, OrderFilled, OrderSide, OrderType, SubmitOrder
 from tradebus.engine.portfolio import Portfolio
 from tradebus.errors import ConfigError
 from tradebus.strategies.base import Strategy
@@ -390,3 +390,32 @@ def test_spending_exactly_the_balance_in_three_fills_leaves_zero_not_float_noise
         assert kernel.result.equity[-1].cash == 0.0
     else:
         assert account.balance("USDT") == 100.0
+
+
+# ------------------------------------------------------------------------ the check and order_need agree
+
+_KINDS = [
+    (OrderType.MARKET, math.nan, math.nan),
+    (OrderType.LIMIT, 20_123.45, math.nan),
+    (OrderType.STOP_LIMIT, 20_200.0, 20_150.0),
+    (OrderType.STOP_MARKET, math.nan, 20_300.0),
+    (OrderType.STOP_MARKET, math.nan, 19_000.0),  # a trigger below the last: the last prices it
+]
+
+
+@pytest.mark.parametrize("side", [BUY, SELL])
+@pytest.mark.parametrize(("typ", "limit", "trigger"), _KINDS)
+def test_check_order_denies_with_the_need_order_need_computes(
+    side: OrderSide, typ: OrderType, limit: float, trigger: float
+) -> None:
+    """check_order computes a cash order's need inline (speed); it must be order_need's to the last bit."""
+    inst = spot()
+    account = SpotCashAccount({inst.instrument_id: inst}, {"USDT": 10.0, "BTC": 0.0001})
+    cmd = SubmitOrder("s", inst.instrument_id, "c-1", side, 0.5, T0, T0, typ, limit, trigger)
+    need, asset = account.order_need(cmd, 20_000.0)
+    reason = account.check_order(cmd, 20_000.0)
+    assert reason is not None
+    assert f"needs {need:.10g} {asset} >" in reason
+    unpriced = SubmitOrder("s", inst.instrument_id, "c-2", side, 0.5, T0, T0)
+    unpriced_need = account.order_need(unpriced, math.nan)[0]
+    assert (account.check_order(unpriced, math.nan) is None) == (unpriced_need != unpriced_need)
