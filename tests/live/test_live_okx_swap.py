@@ -9,6 +9,7 @@ kernel's book and what the private stream and the REST positions report.
 from __future__ import annotations
 
 import asyncio
+import csv
 import gzip
 import json
 import math
@@ -35,6 +36,7 @@ from tradebus.execution.journal import Journal
 from tradebus.execution.orders import Order
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 from tradebus.node.reconcile import margin_differences
+from tradebus.reports.writers import RunDirectory
 
 SWAP_IID = "BTC-USDT-SWAP.OKX"
 SWAP_INSTRUMENT: dict[str, Any] = {
@@ -251,11 +253,15 @@ def _config(tmp: Path, ws_url: str, emulator: AccountEmulator, **live: Any) -> d
     return data
 
 
-async def _run(tmp: Path, emulator: AccountEmulator, frames: list[tuple[int, str]], act: Any = None) -> LiveNode:
-    """One daemon session over ``frames`` (journal and recording in ``tmp``); ``act(node)`` runs once they are all sent."""
+async def _run(
+    tmp: Path, emulator: AccountEmulator, frames: list[tuple[int, str]], act: Any = None, run_dir: RunDirectory | None = None
+) -> LiveNode:
+    """One daemon session over ``frames`` (journal and recording in ``tmp``); ``act(node)`` runs once they are all sent;
+    ``run_dir``: the outputs streamed there, as ``tradebus live --out`` does."""
     async with LocalVenueServer(_protocol(frames, emulator), frames, speed=16.0) as srv:
         data = _config(tmp, srv.ws_url, emulator, reconcile_interval=0.5)
-        node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE)), handle_signals=False)
+        node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE)),
+                        handle_signals=False, run_dir=run_dir)
         seen = session_trades(node.kernel)
         await run_node(node, lambda: seen() == len(frames), 60.0, None if act is None else lambda: act(node))
     assert seen() == len(frames), "the session saw every trade"
@@ -552,6 +558,31 @@ async def test_the_venues_funding_bill_is_booked_once_by_the_next_reconciliation
         assert seen["wallet"] == pytest.approx(emulator.balances["USDT"], abs=1e-8)
         assert not node.guard.holds
     assert [p.payment for p in _journaled_funding(tmp_path / "journal.sqlite")] == pytest.approx([seen["paid"]], abs=1e-9)
+
+
+async def test_a_daemon_streaming_its_outputs_reads_the_funding_bill_in_its_rounds_and_writes_it_to_funding_csv(tmp_path: Path) -> None:
+    """``tradebus live --out``: the outputs are streamed (the kernel's fills are written, not kept). Before, the
+    first reconciliation round of an OKX swap stopped the daemon with "TypeError: 'FillSink' object is not
+    iterable" (the funding catch-up looked for the run's first fill in the fills no longer kept), exit 1."""
+    seen: dict[str, Any] = {}
+
+    async def act(node: LiveNode) -> None:
+        await _open_long(node, emulator)
+        seen["paid"] = emulator.settle_funding("BTC-USDT-SWAP", 0.0001, FUNDING_PX)
+        await until(lambda: len(node.kernel.result.funding) >= 1, timeout=5.0)
+        await _bills_read_twice(emulator)
+
+    run_dir = RunDirectory(tmp_path / "out", "live")
+    async with OKX_SWAP.emulator() as emulator:
+        await _run(tmp_path, emulator, OKX_SWAP.frames[:1], act, run_dir=run_dir)
+    # OKX: funding = position value x rate = 2 contracts x 0.01 BTC x 30,000 x 0.0001 = 0.06 USDT paid by the long
+    assert seen["paid"] == pytest.approx(0.06)
+    with (tmp_path / "out" / "funding.csv").open() as handle:
+        (row,) = csv.DictReader(handle)
+    # the bill tells the payment only: quantity is the position held, the rate the one the last price implies
+    assert (row["instrument"], float(row["quantity"]), float(row["payment"]), row["fills_before"]) == (
+        SWAP_IID, 2.0, pytest.approx(0.06, abs=1e-12), "1")
+    assert float(row["rate"]) == pytest.approx(0.06 / (2 * 0.01 * float(row["mark_price"])))
 
 
 @pytest.mark.slow

@@ -1057,6 +1057,8 @@ class Kernel:
         perps = self.perpetuals
         if perps is not None:
             perps.note_positions()
+            if iid in perps.instruments and (perps.first_fill_ns is None or fill.ts_event < perps.first_fill_ns):
+                perps.first_fill_ns = fill.ts_event
         self.result.fills.append(
             FillRecord(
                 fill.ts_event,

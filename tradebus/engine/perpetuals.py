@@ -173,6 +173,9 @@ class Perpetuals:
         #: When the earliest announced (or held) funding not settled yet is due on the kernel's clock
         #: (its venue time plus its announcement's receive delay; ``2**63 - 1``: none).
         self.next_funding_ns = 2**63 - 1
+        #: The time of the run's earliest fill of one of :attr:`instruments` (the journal's too; ``None``: none),
+        #: kept here as a daemon streaming its outputs keeps no fills (the kernel sets it).
+        self.first_fill_ns: int | None = None
         self._feed: list[Any] = []
         self._feed_at = 0
         # Whether the backtest feed is delivering: the market-data message that moved the clock is

@@ -411,7 +411,7 @@ class Reconciler:
             return False
         since = perpetuals.last_funding_ns()
         if since is None:
-            since = min((f.ts_event for f in kernel.result.fills if f.instrument_id in perpetuals.instruments), default=None)
+            since = perpetuals.first_fill_ns
         if heard is not None:
             self._funding_unattributed.append(heard)
             earliest = heard.ts_event - VENUE_FUNDING_MATCH_NS
