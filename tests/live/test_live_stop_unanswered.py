@@ -26,9 +26,9 @@ from tradebus.adapters.binance.private_emulator import RestFault, StreamFault
 from tradebus.engine.messages import OrderResolved, OrderStatus, Trade
 from tradebus.errors import DataError, OrdersLeftAtVenue
 from tradebus.execution.journal import Journal
-from tradebus.node.live import LiveNode
+from tradebus.node.live import _CHECK_LEFT_AT_VENUE, LiveNode
 
-from .live_harness import IID, KEY, SECRET
+from .live_harness import IID, KEY, SECRET, until
 from .test_live_stop_failures import account_and_market, fail_journal, live_config_data, node_on, open_at_venue, resting, run_until_it_stops
 
 pytestmark = pytest.mark.usefixtures("_loguru_to_current_stderr")
@@ -281,3 +281,33 @@ async def test_a_cancel_unanswered_while_the_daemon_runs_says_its_cancel_timeout
             await until(lambda: any(line.startswith(f"WARNING cancel of {coid}: no answer") for line in lines), timeout=10)
     (unanswered,) = [line for line in lines if line.startswith(f"WARNING cancel of {coid}: no answer")]
     assert unanswered.endswith("; the cancel timeout will query")
+
+
+async def test_a_second_ctrl_c_cutting_the_stops_cancels_short_names_each_order_left_at_the_venue(tmp_path: Path) -> None:
+    """``tradebus live`` stopped by Ctrl-C, then Ctrl-C again while its cancel waits for the venue: ``asyncio.run``
+    cancels the daemon's task, which ends the cancels' wait (exit 130). Before, only "canceling the open orders was cut
+    short" was logged (a WARNING) and the order rested at the venue unnamed; now an ERROR names each order still open
+    here, says its state at the venue is unknown and that a restart on the journal queries it."""
+    release = asyncio.Event()
+    async with account_and_market() as (emulator, srv):
+        node = node_on(tmp_path, emulator, srv, [resting("steady")], stop_timeout=5.0)
+        emulator.rest_faults.append(RestFault("hold", *CANCEL, release=release))
+        with logged() as lines:
+            task = asyncio.create_task(node.run())
+            try:
+                await until(lambda: node.running.is_set() and placed_and_accepted(node), timeout=20.0)
+                node.stop("signal SIGINT")
+                await until(lambda: "INFO stopping: canceling 1 open order(s)" in lines, timeout=10.0)
+                await asyncio.sleep(0.2)  # the cancel is on its way, held by the venue
+                task.cancel()  # the second Ctrl-C: asyncio.run cancels the main task
+                with pytest.raises(asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(task), 30)
+            finally:
+                at_stop = open_at_venue(emulator)
+                release.set()
+        placed = node.kernel.strategies[0].placed  # type: ignore[attr-defined]
+    assert at_stop == [placed]
+    assert stop_errors(lines) == [
+        f"ERROR stopping: the cancels were cut short (a second signal): 1 order(s) not confirmed canceled, of unknown state "
+        f"at the venue: ['{placed}'] (the journal holds them open; a restart on it queries them). {_CHECK_LEFT_AT_VENUE}"
+    ]

@@ -1069,9 +1069,17 @@ class LiveNode(PaperNode):
         await super()._stop_trading(tasks, steps)
         settings = self.config.live
         if settings.cancel_on_stop and not self.dry_run:
+            cut_before = steps.cancelled
             with steps.step("canceling the open orders"):
                 self.guard.stopping = "stopping: the daemon cancels its open orders (live.cancel_on_stop)"
                 await self._cancel_all(settings.stop_timeout)
+            left = [o.client_order_id for o in self.kernel.orders.open_orders()]
+            if cut_before is None and steps.cancelled is not None and left:
+                logger.error(
+                    "stopping: the cancels were cut short (a second signal): {} order(s) not confirmed canceled, of unknown "
+                    "state at the venue: {} (the journal holds them open; a restart on it queries them). {}",
+                    len(left), left, _CHECK_LEFT_AT_VENUE,
+                )
 
     async def _cancel_all(self, timeout: float) -> None:
         """Cancel every open order and wait (up to ``timeout`` s) until none is open.
