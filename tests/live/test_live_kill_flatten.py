@@ -14,6 +14,7 @@ from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import LiveClock
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder, Trade, TradingState
 from tradebus.engine.portfolio import Portfolio
+from tradebus.errors import OrdersLeftAtVenue
 from tradebus.execution.journal import Journal
 from tradebus.execution.orders import OrderManager
 from tradebus.node.flatten import KILL_STRATEGY
@@ -61,6 +62,32 @@ async def test_kill_flatten_sells_the_journaled_position_once_and_halts(kit: Ven
     (kill,) = [o for o in orders.orders() if o.strategy_id == KILL_STRATEGY]
     assert kill.status is OrderStatus.FILLED and kill.client_order_id == sells[0].order.client_order_id
     assert state is not None and state.manual_state is TradingState.HALTED
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_kill_flatten_whose_market_order_is_still_open_at_the_venue_exits_4_naming_it(kit: VenueKit, tmp_path: Path) -> None:
+    """The flattening market order is not filled within live.stop_timeout (no trade comes). Before, ``tradebus
+    live-kill --flatten`` logged an ERROR and ended with "canceled 0 order(s); trading HALTED", exit 0, the order
+    working at the venue and the position open; now it raises OrdersLeftAtVenue (exit 4) naming that order."""
+    path = tmp_path / "journal.sqlite"
+    async with kit_harness(kit, journal=path) as h:
+        bought = h.kernel.execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.003, 0, 0, OrderType.MARKET))
+        await until(lambda: bought.status is OrderStatus.ACCEPTED)
+        h.emulator.on_trade(Trade(kit.iid, 10**18, 10**18, 30_000.0, 1.0, 1, "t1"))
+        await until(lambda: bought.status is OrderStatus.FILLED)
+        config = parse_live_config(kit.config(tmp_path, "ws://127.0.0.1:9", h.emulator, stop_timeout=0.5), "<test>")
+        h.stream.stop()
+        await until(lambda: not h.emulator.sessions)
+        keys = ApiKeys(SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE))
+        with pytest.raises(OrdersLeftAtVenue) as raised:
+            await kill_switch(config, keys, "test kill", flatten=True)
+    (sell,) = [r for r in h.emulator.orders.values() if r.order.side is OrderSide.SELL]
+    assert sell.status is OrderStatus.ACCEPTED  # working at the venue, as the error says
+    assert str(raised.value) == (
+        f"kill switch: 0 order(s) canceled, but 1 flattening order(s) not closed at the venue within live.stop_timeout "
+        f"(0.5 s): ['{sell.order.client_order_id}'] (open or of unknown state; the next start queries them); the journal "
+        f"{path} is HALTED. Check the account and run live-kill again"
+    )
 
 
 async def test_kill_flatten_with_no_journal_at_the_configured_path_is_refused_before_touching_the_account(tmp_path: Path) -> None:

@@ -48,10 +48,14 @@ KILL_STRATEGY = "killswitch"
 _CLOSED = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED})
 
 
-async def flatten(config: PaperConfig, api: TradingApi, journal: Journal, timeout: float = 10.0) -> list[OrderStatusReport]:
-    """Sell every position the journal holds (see the module docstring); the venue's final report of each order.
+async def flatten(
+    config: PaperConfig, api: TradingApi, journal: Journal, timeout: float = 10.0
+) -> tuple[list[OrderStatusReport], list[str]]:
+    """Sell every position the journal holds (see the module docstring).
 
     ``timeout`` bounds the wait for each order to close (polling the venue by client id).
+    Returns the venue's final report of each order that closed, and the client ids of those
+    not closed: still open after ``timeout``, or placed without an answer (state unknown).
     """
     instruments = config.instrument_map()
     clock = LiveClock()
@@ -62,6 +66,7 @@ async def flatten(config: PaperConfig, api: TradingApi, journal: Journal, timeou
     perpetual = any(inst.kind is InstrumentKind.PERPETUAL for inst in instruments.values())
     venue_positions = {p.instrument_id: p.quantity for p in await api.positions() if p.one_way} if perpetual else {}
     reports = []
+    left: list[str] = []
     for iid, inst in instruments.items():
         side, qty, reduce_only = _closing(inst, portfolio.position(iid), held, venue_positions)
         if not qty > 0.0:
@@ -81,11 +86,13 @@ async def flatten(config: PaperConfig, api: TradingApi, journal: Journal, timeou
             continue
         except NoAnswer as exc:
             logger.error("kill switch: flattening {}: no answer ({}); the next start queries {}", iid, exc, coid)
+            left.append(coid)
             continue
         journal.record_event(OrderAccepted(KILL_STRATEGY, iid, coid, ack.venue_order_id, ack.ts_event, clock.now_ns()))
         report = await _settle(api, order, timeout)
         if report is None:
             logger.error("kill switch: flattening order {} still open after {} s; the next start queries it", coid, timeout)
+            left.append(coid)
             continue
         booked = {(e.message.client_order_id, e.message.trade_id) for e in journal.entries() if type(e.message) is OrderFilled}
         for fill in report.fills:
@@ -94,7 +101,7 @@ async def flatten(config: PaperConfig, api: TradingApi, journal: Journal, timeou
         if report.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED):
             journal.record_event(OrderCanceled(KILL_STRATEGY, iid, coid, "flatten: closed unfilled", report.ts_event, clock.now_ns(), report.filled_qty))
         reports.append(report)
-    return reports
+    return reports, left
 
 
 def _closing(inst: Instrument, here: float, held: dict[str, float], venue_positions: dict[str, float]) -> tuple[OrderSide, float, bool]:

@@ -1301,7 +1301,8 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
     OrdersLeftAtVenue
         Orders still open after the last round, or the open orders not readable in it (their
         state unknown), each named where listed; the journal is HALTED all the same and nothing
-        was flattened (``tradebus live-kill`` exits 4).
+        was flattened (``tradebus live-kill`` exits 4). With ``flatten``, also a flattening order
+        not closed within ``live.stop_timeout`` or placed without an answer, named.
 
     Without a journal in the config nothing is halted (there is no trading state to store: a
     daemon on that config goes on trading), which is logged; the cancels are the kill.
@@ -1323,6 +1324,7 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
     left: list[str] | None = None
     listed: list[str] = []  # the open orders of the last round that listed them
     unread = ""
+    unflat: list[str] = []  # flattening orders not closed at the venue
     try:
         rest_url, _ = config.live.endpoints()
         api = config.live.account().trading(
@@ -1353,7 +1355,7 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
                     await asyncio.sleep(KILL_ROUND_PAUSE)
             if flatten and left == []:
                 assert journal is not None
-                await flatten_positions(config, api, journal, config.live.stop_timeout)
+                _, unflat = await flatten_positions(config, api, journal, config.live.stop_timeout)
         finally:
             await api.close()
             if journal is not None:
@@ -1373,6 +1375,12 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
         raise OrdersLeftAtVenue(
             f"kill switch: {len(canceled)} order(s) canceled, but after {KILL_ROUNDS} rounds {what}; {halted}"
             f"{'; nothing was flattened' if flatten else ''}. Check the account and run live-kill again"
+        )
+    if unflat:
+        raise OrdersLeftAtVenue(
+            f"kill switch: {len(canceled)} order(s) canceled, but {len(unflat)} flattening order(s) not closed at the venue "
+            f"within live.stop_timeout ({config.live.stop_timeout:g} s): {unflat} (open or of unknown state; the next start "
+            f"queries them); {halted}. Check the account and run live-kill again"
         )
     if config.journal is None:
         logger.warning("kill switch: {} order(s) canceled; the config has no journal: no trading state stored, a daemon "
