@@ -209,6 +209,21 @@ def test_a_testnet_config_pointed_at_another_mainnet_host_of_the_venue_is_refuse
     assert result.exit_code == 2 and "api1.binance.com is binance's mainnet (real money)" in result.output, result.output
 
 
+@pytest.mark.parametrize("market", ["spot", "perpetual"])
+def test_a_testnet_config_pointed_at_bybits_demo_trading_is_refused_as_demo_trading_not_as_real_money(market: str) -> None:
+    """Bybit's demo trading (api-demo.bybit.com, stream-demo.bybit.com: docs/v5/demo) is neither its testnet nor
+    real money. Before, a testnet config pointed there was refused as "bybit's mainnet (real money)", advising
+    live.environment: mainnet and --mainnet; now the refusal says what the host is and where the testnet is."""
+    for field, url in (("rest_url", "https://api-demo.bybit.com"), ("ws_api_url", "wss://stream-demo.bybit.com/v5/private")):
+        with pytest.raises(ConfigError) as raised:
+            check_environment(LiveSettings(venue="bybit", market=market, **{field: url}), mainnet=False)
+        assert str(raised.value) == (
+            f"live.{field}: {url} is bybit's demo trading, which tradebus does not trade (its testnet is "
+            "https://api-testnet.bybit.com, wss://stream-testnet.bybit.com/v5/private, with testnet keys); "
+            f"leave live.{field} unset to trade the testnet"
+        )
+
+
 def test_a_live_spot_account_refuses_margin_instruments() -> None:
     """Spot orders go to the spot API, which rejects a short; the local margin account would have allowed it."""
     with pytest.raises(ConfigError, match=(

@@ -471,6 +471,12 @@ def check_environment(settings: LiveSettings, mainnet: bool) -> None:
         host = _host(url or "")
         if host in testnet or not host:
             continue
+        if host in account.other_hosts:
+            raise ConfigError(
+                f"live.{field}: {url} is {settings.venue}'s {account.other_hosts[host]}, which tradebus does not trade "
+                f"(its testnet is {', '.join(account.endpoints['testnet'])}, with testnet keys); leave live.{field} unset "
+                "to trade the testnet"
+            )
         if host in real or any(host.endswith(f".{domain}") or host == domain for domain in account.mainnet_domains):
             raise ConfigError(
                 f"live.{field}: {url} is {settings.venue}'s mainnet (real money) but live.environment is "

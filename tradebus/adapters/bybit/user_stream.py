@@ -252,12 +252,15 @@ LIVE_ACCOUNT = LiveAccount(
     user_stream=_user_stream,
     # api.bybit.com and its alternative api.bytick.com; the testnet's hosts are the -testnet ones of bybit.com
     mainnet_domains=("bybit.com", "bytick.com"),
+    # demo trading (docs/v5/demo): an account of its own with its own keys, not traded here
+    other_hosts={"api-demo.bybit.com": "demo trading", "stream-demo.bybit.com": "demo trading"},
 )
 
 #: Bybit USDT-perpetual live trading (``category=linear``, one-way mode) on the same unified account and hosts.
 LIVE_PERPETUAL = LiveAccount(
     endpoints=LIVE_ACCOUNT.endpoints,
     mainnet_domains=LIVE_ACCOUNT.mainnet_domains,
+    other_hosts=LIVE_ACCOUNT.other_hosts,
     trading=lazy_trading("tradebus.adapters.bybit.trading", "BybitLinearTrading"),
     user_stream=_linear_user_stream,
 )

@@ -10,7 +10,7 @@ its ``__init__.py``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
 from types import ModuleType
@@ -92,6 +92,9 @@ class LiveAccount:
         DNS domains of the venue's real-money hosts (``binance.com``: ``api1.binance.com``,
         ``fapi.binance.com`` ...): an endpoint override on any host in them, other than the
         testnet's own, is mainnet.
+    other_hosts
+        ``host -> what it is`` for hosts in :attr:`mainnet_domains` that are neither real money
+        nor the testnet (Bybit's demo trading): an endpoint override on one is refused, saying so.
     fee_assets
         Assets the venue may charge fees in that no instrument trades (Binance spot and USD-M:
         ``BNB``, its fee discount): a live config may declare their ``balances``, and the
@@ -103,6 +106,7 @@ class LiveAccount:
     user_stream: Callable[..., Any]
     passphrase: bool = False
     mainnet_domains: tuple[str, ...] = ()
+    other_hosts: Mapping[str, str] = field(default_factory=dict)
     fee_assets: tuple[str, ...] = ()
 
 
