@@ -29,6 +29,7 @@ from typer.testing import CliRunner
 
 from tests.data.test_data_catalog import tree_hashes
 from tests.file_size_limit import cli_under_file_size_limit
+from tests.reaped import reaped
 from tradebus.data.binance_vision import archives, fetch, import_archives
 from tradebus.data.catalog import Catalog
 from tradebus.data.cli import data_app
@@ -344,11 +345,8 @@ def test_a_download_stopped_by_ctrl_c_or_sigterm_requests_no_further_archive(
         stopping.wait(60)  # the fetch has stopped: the download held in flight may now be answered
     finally:
         server.hold.set()
-        try:
+        with reaped(proc):
             proc.wait(120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
     reader.join(10)
     assert proc.stdout is not None
     proc.stdout.close()

@@ -45,6 +45,7 @@ from tests.live.live_harness import KEY, SECRET
 from tests.live.node_testdata import IID, SPOT_FRAMES, SPOT_SNAPSHOT, USDM_CAPTURE, USDM_IID, USDM_INSTRUMENT
 from tests.live.test_live_daemon import _config as daemon_config
 from tests.live.venue_kits import KITS, VenueKit
+from tests.reaped import areaped
 from tradebus.adapters.binance.emulator import split_capture
 from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, BinancePrivateEmulator, MatchingProtocol
 from tradebus.adapters.common.account_emulator import AccountEmulator
@@ -327,20 +328,22 @@ async def kill_and_restart(
                     survivor = _Daemon(config, tmp / f"daemon-{kills}.log", [], kit.env if kit is not None else None)
                     await survivor.start()
                     assert survivor.proc is not None
-                    await _wait(lambda: "live daemon running" in survivor.text() or survivor.proc.returncode is not None, 90, "the restart")  # type: ignore[union-attr]
-                    await asyncio.sleep(run_after)
-                    if survivor.proc.returncode is not None:
-                        counts.problems.append(f"seed {seed}: the restarted daemon exited by itself ({survivor.proc.returncode})")
-                    survivor.proc.send_signal(signal.SIGTERM)
-                    await asyncio.wait_for(survivor.proc.wait(), 30)
+                    async with areaped(survivor.proc):
+                        await _wait(lambda: "live daemon running" in survivor.text() or survivor.proc.returncode is not None, 90, "the restart")  # type: ignore[union-attr]
+                        await asyncio.sleep(run_after)
+                        if survivor.proc.returncode is not None:
+                            counts.problems.append(f"seed {seed}: the restarted daemon exited by itself ({survivor.proc.returncode})")
+                        survivor.proc.send_signal(signal.SIGTERM)
+                        await asyncio.wait_for(survivor.proc.wait(), 30)
                 final = _Daemon(config, tmp / "daemon-final.log", ["--dry-run", "--out", str(tmp / "out")], kit.env if kit is not None else None)
                 await final.start()
-                # the start-up comparison of the position: equal ("reconciled ...") or held with the reason
-                await _wait(lambda: re.search(r"reconciled \S+:|held here but", final.text()) is not None, 120, "the final reconciliation")
-                await asyncio.sleep(1.5)  # unknown orders outlive not_found_grace
                 assert final.proc is not None
-                final.proc.send_signal(signal.SIGTERM)
-                await asyncio.wait_for(final.proc.wait(), 30)
+                async with areaped(final.proc):
+                    # the start-up comparison of the position: equal ("reconciled ...") or held with the reason
+                    await _wait(lambda: re.search(r"reconciled \S+:|held here but", final.text()) is not None, 120, "the final reconciliation")
+                    await asyncio.sleep(1.5)  # unknown orders outlive not_found_grace
+                    final.proc.send_signal(signal.SIGTERM)
+                    await asyncio.wait_for(final.proc.wait(), 30)
             finally:
                 pacer.cancel()
                 await asyncio.gather(pacer, return_exceptions=True)

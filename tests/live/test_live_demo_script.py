@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from tests.reaped import reaped
 from tradebus.node.live import load_live_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +28,8 @@ def test_live_demo_write_config_elsewhere_keeps_every_relative_path_of_the_confi
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-u", str(ROOT / "scripts" / "live_demo.py"), str(CAPTURE),
                "--config", str(config), "--write-config", "elsewhere/live.yaml"]
-    with subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
+    with subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc, \
+            reaped(proc):
         assert proc.stdout is not None
         lines = []
         for line in proc.stdout:  # the script prints where it wrote the config once both servers are up

@@ -22,6 +22,7 @@ import yaml
 from typer.testing import CliRunner
 
 import tradebus
+from tests.reaped import reaped
 from tradebus.cli import app
 from tradebus.reports.writers import INCOMPLETE_MARKER, STREAMED_FILES
 
@@ -68,10 +69,14 @@ def start_daemon(tmp_path: Path, out: Path) -> subprocess.Popen[bytes]:
             stdout=subprocess.DEVNULL, stderr=stderr, env=env, cwd=tmp_path,
         )
     deadline = time.monotonic() + START_BOUND
-    while "paper daemon running" not in log.read_text(errors="replace"):
-        assert daemon.poll() is None, log.read_text(errors="replace")
-        assert time.monotonic() < deadline, "the first daemon did not start"
-        time.sleep(0.1)
+    try:
+        while "paper daemon running" not in log.read_text(errors="replace"):
+            assert daemon.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, "the first daemon did not start"
+            time.sleep(0.1)
+    except BaseException:
+        with reaped(daemon):
+            raise
     return daemon
 
 
@@ -91,7 +96,8 @@ def test_a_run_on_the_out_of_a_running_daemon_is_refused_naming_it_and_leaves_it
         after = {name: (out / name).stat().st_ino for name in streaming}
     finally:
         first.send_signal(signal.SIGTERM)
-        first.wait(timeout=START_BOUND)
+        with reaped(first):
+            first.wait(timeout=START_BOUND)
     assert res.exit_code == 2, res.output
     assert f"output directory {out} is in use by another running tradebus run (pid {first.pid} on " \
         f"{socket.gethostname()}: {sys.executable} -m tradebus.cli paper" in " ".join(res.output.split())

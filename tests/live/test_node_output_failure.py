@@ -30,6 +30,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from tests.reaped import areaped
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.adapters.common.recorder import read_frames
@@ -107,15 +108,16 @@ async def run_until_the_disk_fills(
             sys.executable, "-m", "tradebus.cli", "paper", str(cfg), *cli, "--max-seconds", "30",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
         )
-        output = asyncio.create_task(daemon.communicate())
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 60.0
-        while not ready():
-            assert not output.done(), (await output)[0].decode()
-            assert loop.time() < deadline, f"timed out waiting for {what}"
-            await asyncio.sleep(0.05)
-        resource.prlimit(daemon.pid, resource.RLIMIT_FSIZE, (1, 1))  # the disk is full from now on
-        log = (await asyncio.wait_for(output, 60.0))[0].decode()
+        async with areaped(daemon):
+            output = asyncio.create_task(daemon.communicate())
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60.0
+            while not ready():
+                assert not output.done(), (await output)[0].decode()
+                assert loop.time() < deadline, f"timed out waiting for {what}"
+                await asyncio.sleep(0.05)
+            resource.prlimit(daemon.pid, resource.RLIMIT_FSIZE, (1, 1))  # the disk is full from now on
+            log = (await asyncio.wait_for(output, 60.0))[0].decode()
     return daemon.returncode, log
 
 
@@ -162,7 +164,8 @@ async def test_a_full_disk_on_the_journal_stops_the_daemon_exit_3_naming_it_and_
         sys.executable, "-m", "tradebus.cli", "paper", str(paper_config(tmp_path, journal)), "--max-seconds", "1",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-    restarted = (await asyncio.wait_for(restart.communicate(), 60.0))[0].decode()
+    async with areaped(restart):
+        restarted = (await asyncio.wait_for(restart.communicate(), 60.0))[0].decode()
     assert restart.returncode == 0, restarted  # the journal reads back
     assert f"recovered {len(submitted)} order(s) from journal {journal}" in restarted
 

@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 import yaml
 
+from tests.reaped import areaped
 from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture
 from tradebus.adapters.common.recorder import iter_hftbacktest
 from tradebus.adapters.common.local_server import LocalVenueServer
@@ -119,16 +120,17 @@ async def test_daemon_killed_mid_run_restarts_from_its_journal_without_duplicate
             second = await asyncio.create_subprocess_exec(
                 sys.executable, str(PAPER), str(cfg), "--out", str(out), stdout=log2, stderr=log2, env=env
             )
-        try:
-            await wait_for(
-                lambda: any(r[1] == "SubmitOrder" and r[2] not in submitted for r in journal_rows(journal)),
-                second,
-                90.0,
-                "a new order after the restart",
-            )
-        finally:
-            second.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(second.wait(), 30.0)
+        async with areaped(second):
+            try:
+                await wait_for(
+                    lambda: any(r[1] == "SubmitOrder" and r[2] not in submitted for r in journal_rows(journal)),
+                    second,
+                    90.0,
+                    "a new order after the restart",
+                )
+            finally:
+                second.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(second.wait(), 30.0)
     assert second.returncode == 0, (tmp_path / "run2.log").read_text()
     summary = json.loads((out / "node.json").read_text())
     assert summary["stop_reason"] == "signal SIGTERM"

@@ -21,6 +21,7 @@ from pathlib import Path
 import msgspec
 import yaml
 
+from tests.reaped import areaped
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.messages import OrderFilled
@@ -87,13 +88,14 @@ async def test_rows_written_before_a_kill_are_whole_match_the_journal_and_surviv
             second = await asyncio.create_subprocess_exec(
                 sys.executable, str(PAPER), str(cfg), "--out", str(out), stdout=log2, stderr=log2, env=env
             )
-        try:
-            await wait_for(
-                lambda: len(data_rows(out / "fills.csv")) > len(journaled), second, 90.0, "a fill after the restart"
-            )
-        finally:
-            second.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(second.wait(), 30.0)
+        async with areaped(second):
+            try:
+                await wait_for(
+                    lambda: len(data_rows(out / "fills.csv")) > len(journaled), second, 90.0, "a fill after the restart"
+                )
+            finally:
+                second.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(second.wait(), 30.0)
     assert second.returncode == 0, (tmp_path / "run2.log").read_text()
     assert not (out / INCOMPLETE_MARKER).exists()
     # equity.csv too: its samples are journaled before their rows are written, and the restart writes them again

@@ -18,6 +18,7 @@ stops it (SIGINT, then SIGTERM for the restart):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -34,6 +35,8 @@ from typer.testing import CliRunner
 
 from tradebus.cli import app
 from tradebus.reports.writers import INTEREST_FILE, OPTIONAL_FILES, OWN_FILES, REPORT_FILE
+
+from tests.reaped import reaped
 
 from .node_testdata import SPOT_CAPTURE
 
@@ -68,11 +71,7 @@ def wait_for(condition: Callable[[], bool], what: str, proc: subprocess.Popen[by
 
 def stop(proc: subprocess.Popen[bytes], sig: signal.Signals, log: Path) -> None:
     proc.send_signal(sig)
-    try:
-        proc.wait(TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
+    proc.wait(TIMEOUT)
     assert proc.returncode == 0, log.read_text()
 
 
@@ -109,8 +108,9 @@ def test_readme_paper_workflow_keeps_journal_and_recording_restarts_from_them_an
         log1 = checkout / "paper1.log"
         with log1.open("wb") as out:
             first = subprocess.Popen(paper, cwd=checkout, env=env, stdout=out, stderr=subprocess.STDOUT)
-        wait_for(lambda: decisions(log1) >= 2, "two order decisions", first, log1)
-        stop(first, signal.SIGINT, log1)
+        with reaped(first):
+            wait_for(lambda: decisions(log1) >= 2, "two order decisions", first, log1)
+            stop(first, signal.SIGINT, log1)
         names = sorted(p.name for p in run.iterdir())
         assert names == sorted([*(n for n in OWN_FILES["paper"] if n != INTEREST_FILE), "journal.sqlite", "frames.jsonl.gz"]), names  # --report
         assert 'data-metric="fills"' in (run / REPORT_FILE).read_text(encoding="utf-8")
@@ -126,9 +126,10 @@ def test_readme_paper_workflow_keeps_journal_and_recording_restarts_from_them_an
         log2 = checkout / "paper2.log"
         with log2.open("wb") as out:
             second = subprocess.Popen(paper, cwd=checkout, env=env, stdout=out, stderr=subprocess.STDOUT)
-        wait_for(lambda: "recovered" in log2.read_text(errors="replace") and decisions(log2) >= 1,
-                 "recovery and a new decision", second, log2)
-        stop(second, signal.SIGTERM, log2)
+        with reaped(second):
+            wait_for(lambda: "recovered" in log2.read_text(errors="replace") and decisions(log2) >= 1,
+                     "recovery and a new decision", second, log2)
+            stop(second, signal.SIGTERM, log2)
         node2 = json.loads((run / "node.json").read_text())
         assert node2["stop_reason"] == "signal SIGTERM"
         assert node2["recovered_orders"] == node1["orders"]
@@ -139,10 +140,8 @@ def test_readme_paper_workflow_keeps_journal_and_recording_restarts_from_them_an
             assert len(handle.readlines()) - 1 == node2["orders"]  # the recovered orders are in the outputs
     finally:
         server.send_signal(signal.SIGINT)
-        try:
+        with reaped(server), contextlib.suppress(subprocess.TimeoutExpired):
             server.wait(TIMEOUT)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
     # 4. the recording of both runs is refused as a whole; its first session replays as the first run ran
     replay = [*tradebus(), "replay", "runs/paper-local/frames.jsonl.gz", "--config", "configs/paper_local.yaml",

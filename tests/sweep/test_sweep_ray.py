@@ -22,6 +22,7 @@ import pytest
 from sweep_helpers import CATALOG, IID, REPO, catalog_config, file_config, make_config, write_yaml
 from typer.testing import CliRunner
 
+from tests.reaped import reaped
 from tradebus.cli import app, run_backtest
 from tradebus.data.catalog import Catalog
 from tradebus.errors import ConfigError, TradebusError
@@ -192,6 +193,7 @@ def test_killed_sweep_resumes_skipping_finished_trials_with_the_same_results(
     log = workdir / "killed.log"
     with log.open("wb") as stderr:
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    with reaped(process):
         deadline = time.monotonic() + 120
         while not list((out / "trials").glob("trial-*.parquet")) and time.monotonic() < deadline:
             assert process.poll() is None, log.read_text()
@@ -336,12 +338,13 @@ def test_a_sweep_stopped_with_ctrl_c_says_what_is_saved_and_how_to_resume(ray_ad
     command = [sys.executable, "-m", "tradebus.cli", "sweep", str(workdir / "run.yaml"), "--space",
                str(workdir / "tpe.yaml"), "--out", str(out), "--address", ray_address]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not list((out / "trials").glob("trial-*.parquet")) and time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()[1]
-        time.sleep(0.01)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
+    with reaped(process):
+        deadline = time.monotonic() + 120
+        while not list((out / "trials").glob("trial-*.parquet")) and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()[1]
+            time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
     saved = len(list((out / "trials").glob("trial-*.parquet")))
     assert process.returncode == 130, stderr
     said = " ".join(stderr.split())
