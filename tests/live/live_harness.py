@@ -110,7 +110,10 @@ def stepping_budget(limit: int, header: str, hold: asyncio.Event | None = None) 
     return WeightBudget(limit, 60.0, header=header, monotonic=lambda: now[0], sleep=sleep)
 
 
-async def until(check: object, timeout: float = 3.0) -> None:
+WAIT = 60.0  # how long a wait for what normally takes milliseconds may take on a loaded machine before failing
+
+
+async def until(check: object, timeout: float = WAIT) -> None:
     """Wait until ``check()`` is true (fails the test after ``timeout`` seconds)."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
@@ -120,19 +123,19 @@ async def until(check: object, timeout: float = 3.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def rounds_after(reconciler: Reconciler, n: int, timeout: float = 10.0) -> None:
+async def rounds_after(reconciler: Reconciler, n: int, timeout: float = WAIT) -> None:
     """Wait until ``n`` reconciliation rounds begun after this call have ended (a round running now does not count)."""
     start = reconciler.rounds
     await until(lambda: reconciler.rounds >= start + n + 1, timeout)
 
 
-async def answered(kernel: Kernel, timeout: float = 10.0) -> None:
+async def answered(kernel: Kernel, timeout: float = WAIT) -> None:
     """Wait until no order of ``kernel`` waits for the venue: none unanswered and no market order unfilled."""
     waiting = {OrderStatus.INITIALIZED, OrderStatus.SUBMITTED, OrderStatus.UNKNOWN}
     await until(lambda: not any(o.status in waiting or o.order_type is OrderType.MARKET for o in kernel.orders.open_orders()), timeout)
 
 
-async def settled(h: Harness, timeout: float = 3.0) -> None:
+async def settled(h: Harness, timeout: float = WAIT) -> None:
     """Wait until nothing is on its way to the daemon: no request of the venue in flight, no stream frame
     a fault holds back or delays, and every frame queued to the stream's (one) connection handled."""
 
@@ -144,7 +147,7 @@ async def settled(h: Harness, timeout: float = 3.0) -> None:
     await until(quiet, timeout)
 
 
-async def later_than(clock: LiveClock, delay_ns: int, timeout: float = 5.0) -> None:
+async def later_than(clock: LiveClock, delay_ns: int, timeout: float = WAIT) -> None:
     """Wait until an alert set now on ``clock`` ``delay_ns`` ahead has fired: every timer and alert due before it has fired too."""
     fired = asyncio.Event()
     clock.set_alert(f"test-later-{clock.now_ns()}", clock.now_ns() + delay_ns, lambda _event: fired.set())

@@ -100,7 +100,7 @@ async def run_until_the_disk_fills(
     """
     warm_up()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, speed=6.0, lifetime=90.0) as srv:
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, speed=6.0, lifetime=600.0) as srv:
         data = binance_config(srv.ws_url, srv.http_url, ["trade", "bookTicker"]) | options
         cfg = tmp_path / "paper.yaml"
         cfg.write_text(yaml.safe_dump(data), encoding="utf-8")

@@ -95,7 +95,7 @@ async def test_daemon_killed_mid_run_restarts_from_its_journal_without_duplicate
     warm_up()  # compile (or load) the kernels here once: the daemons then load them from the disk cache
     journal = tmp_path / "journal.sqlite"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, speed=6.0, resume_overlap=60, lifetime=90.0) as srv:
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, speed=6.0, resume_overlap=60, lifetime=600.0) as srv:
         data = binance_config(srv.ws_url, srv.http_url, ["trade", "bookTicker"], tmp=tmp_path, journal=True)
         cfg = tmp_path / "paper.yaml"
         cfg.write_text(yaml.safe_dump(data), encoding="utf-8")

@@ -44,7 +44,7 @@ async def test_rows_written_before_a_kill_are_whole_match_the_journal_and_surviv
     journal = tmp_path / "journal.sqlite"
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, speed=6.0, resume_overlap=60, lifetime=90.0) as srv:
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, speed=6.0, resume_overlap=60, lifetime=600.0) as srv:
         data = binance_config(srv.ws_url, srv.http_url, ["trade", "bookTicker"], tmp=tmp_path, journal=True)
         data["report"] = {"equity_interval": "1s"}
         cfg = tmp_path / "paper.yaml"

@@ -22,7 +22,7 @@ from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.instrument import Instrument
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 
-from live.live_harness import KEY, SECRET, until
+from live.live_harness import KEY, SECRET, WAIT, until
 from live.node_testdata import BINANCE_INSTRUMENT, IID, SPOT_FRAMES, SPOT_SNAPSHOT, binance_config
 from live.venue_kits import KITS
 
@@ -43,7 +43,7 @@ def _binance(tmp_path: Path) -> tuple[AccountEmulator, Any, Any, dict[str, str]]
             "name": "tradebus.strategies.tick_ema:TickEmaCross", "instruments": [IID], "params": NEVER_ORDERS,
         })
         data.update(instruments=[spot], warm_up=False)
-        data["live"] = {"rest_url": emulator.rest_url, "ws_api_url": emulator.ws_api_url, "request_timeout": 1.0}
+        data["live"] = {"rest_url": emulator.rest_url, "ws_api_url": emulator.ws_api_url, "request_timeout": WAIT}
         return data
 
     env = {"TRADEBUS_BINANCE_API_KEY": KEY, "TRADEBUS_BINANCE_API_SECRET": SECRET}
@@ -58,6 +58,7 @@ def _kit(venue: str, tmp_path: Path) -> tuple[AccountEmulator, Any, Any, dict[st
         data = kit.config(tmp_path, srv.ws_url, emulator)
         data["strategy"]["params"] = NEVER_ORDERS
         del data["record"], data["journal"]
+        data["live"]["request_timeout"] = WAIT  # the start-up's requests are answered, however slowly
         return data
 
     return emulator, LocalVenueServer(kit.make_protocol(kit.frames, emulator), kit.frames[:200]), config, kit.env
@@ -75,14 +76,14 @@ async def test_headroom_on_metrics_is_what_the_venues_last_answer_left(venue: st
         task = asyncio.create_task(node.run())
         try:
             await until(lambda: task.done() or (node.running.is_set() and node._startup_task is not None
-                                                and node._startup_task.done()), timeout=20)
-            await node.venue.drain(2.0)
+                                                and node._startup_task.done()))
+            await node.venue.drain(WAIT)
             assert node.ops is not None and node.ops.server is not None
-            async with httpx.AsyncClient() as http:
+            async with httpx.AsyncClient(timeout=WAIT) as http:
                 text = (await http.get(f"http://127.0.0.1:{node.ops.server.port}/metrics")).text
         finally:
             node.stop("test done")
-            await asyncio.wait_for(task, 20)
+            await asyncio.wait_for(task, WAIT)
     found = samples(text).get(HEADROOM, [])
     label = next(iter(config.instrument_map().values())).venue
     if venue == "binance":
