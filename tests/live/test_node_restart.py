@@ -236,13 +236,17 @@ async def test_a_restarted_daemon_keeps_the_interest_its_margin_short_paid(tmp_p
 async def test_a_restarted_daemon_does_not_pay_the_last_funding_again_on_a_repeat_of_its_announcement(
     tmp_path: Path,
 ) -> None:
-    """The USD-M capture's markPrice frames announce the funding of 2023-04-05 00:00 UTC, long past for a
-    daemon receiving them now: the first one settles it and the next ones are late repeats, ignored.
+    """The USD-M capture's markPrice frames announce a funding, here moved to the venue time of the first
+    one the daemon receives (the capture ends before its own, 2023-04-05 00:00 UTC): that first one
+    settles it and the next ones are late repeats, ignored.
     A daemon restarted on the journal whose first frame is such a repeat paid it a second time: the
     record of the settled time was not rebuilt from the journaled payment."""
     frames = [(t, raw) for t, raw in USDM_FRAMES if "@trade" in raw or "@markPrice" in raw]
     marks = [i for i, (_, raw) in enumerate(frames) if "@markPrice" in raw]
     # the strategy (TickEmaCross 2/8) holds a position when the first announcement comes
+    first_mark = next(i for i in marks if i > marks[0] + 40)
+    funding_ms = json.loads(frames[first_mark][1])["data"]["E"]  # due as the daemon receives that frame
+    frames = [(t, raw.replace('"T":1680652800000', f'"T":{funding_ms}')) for t, raw in frames]
     first_frames = [f for i, f in enumerate(frames) if "@trade" in f[1] or i > marks[0] + 40]
 
     def config(srv: LocalVenueServer) -> dict[str, Any]:
@@ -256,11 +260,11 @@ async def test_a_restarted_daemon_does_not_pay_the_last_funding_again_on_a_repea
         first = PaperNode(config_of(config(srv)), handle_signals=False)
         await run_node(first, lambda: bool(first.kernel.result.funding))
     [paid] = first.kernel.result.funding
-    assert paid.quantity != 0.0 and paid.ts_event == 1_680_652_800_000_000_000
+    assert paid.quantity != 0.0 and paid.ts_event == funding_ms * 1_000_000
     wallet = first.kernel.portfolio.cash
-    # The restarted process: a repeat of the settled announcement, then one trade.
+    # The restarted process: a repeat of the settled announcement (due as it comes), then one trade.
     trade = next(f for f in frames if "@trade" in f[1])
-    async with LocalVenueServer(BinanceProtocol(USDM_SNAPSHOT, futures=True), [frames[marks[0]], trade]) as srv:
+    async with LocalVenueServer(BinanceProtocol(USDM_SNAPSHOT, futures=True), [frames[first_mark], trade]) as srv:
         second = PaperNode(config_of(config(srv)), handle_signals=False, max_messages=1)
         await run_node(second, lambda: False, timeout=30.0)
     assert second.summary.stop_reason == "max_messages reached (1)"
