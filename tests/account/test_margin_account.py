@@ -912,7 +912,9 @@ def test_a_funding_due_on_another_instrument_s_bar_waits_for_the_bar_it_falls_in
     BTC's 0.1 % funding at T0 + 1h30 (mark 20,015) falls due at ETH's bar of T0 + 1h45, before BTC's
     bar 2 is matched: paid once it is, on the long, 0.1 * 20,015 * 0.001 = 2.0015. The one at
     T0 + 3h30 (mark 20,035) falls due at ETH's bar of T0 + 3h45 while the sell waits for a bar that
-    never comes: the run's end pays it on the long still held, 2.0035."""
+    never comes: the run's end pays it on the long still held, 2.0035, and the run's last equity
+    sample (equity.csv's last row, the metrics' final equity) holds it: 10,000 - 2.0015 - 2.0035
+    + 0.1 * (20,035 - 20,000) = 9,999.495 (it held 10,001.4985, the end's payment left out)."""
     btc = perp()
     eth = perp(symbol="ETHUSDT", base="ETH", lot_size=0.01)
     b, e = btc.instrument_id, eth.instrument_id
@@ -945,6 +947,9 @@ def test_a_funding_due_on_another_instrument_s_bar_waits_for_the_bar_it_falls_in
             (T0 + H + H // 2, T0 + 2 * H, 0.1, 20_015.0), (T0 + 3 * H + H // 2, eth_ts[-1], 0.1, 20_035.0)
         ]
         assert [p.payment for p in k.result.funding] == [pytest.approx(2.0015), pytest.approx(2.0035)]
+        last = k.result.equity[-1]
+        assert (last.ts, last.funding_paid, last.equity) == (eth_ts[-1], pytest.approx(4.005), pytest.approx(9_999.495))
+        assert k.result.equity_at_stop == pytest.approx(9_999.495)
     assert ran.result.equity == processed.result.equity
 
 

@@ -1301,8 +1301,6 @@ class Kernel:
         except Exception as exc:  # noqa: BLE001 - raised once the results are collected
             failed = exc
         end = self.result.end_ns
-        if self.perpetuals is not None:  # a funding held for a bar that never came
-            self.perpetuals.settle_held(self.clock.now_ns())
         if end is not None and (not self.result.equity or self.result.equity[-1].ts != end):
             self.sample_equity(end, final=True)
         if self.result.first_event_ns is None:  # after the sample: a journaled one keeps the spans apart
@@ -1338,7 +1336,8 @@ class Kernel:
         StrategyError
             An ``on_stop`` or ``at_stop`` callback raised: raised once the others ran.
         DataError
-            The journal could not be written (the equity sample due, an order an ``on_stop`` sent: not sent).
+            The journal could not be written (a funding held for a bar that never came, the equity sample
+            due, an order an ``on_stop`` sent: not sent).
         """
         if self._strategies_ended:
             return
@@ -1350,6 +1349,8 @@ class Kernel:
             self.risk.end_time()
         failed: Exception | None = None
         try:
+            if self.perpetuals is not None:  # a funding held for a bar that never came: in the sample
+                self.perpetuals.settle_held(self.clock.now_ns())
             self._take_due_sample()  # the state after the last messages, before any on_stop acts
         except DataError as exc:  # the journal failed: the strategies still end
             failed = exc

@@ -31,7 +31,8 @@ Funding
     at 00:00) is held, at the mark of then, until that bar is matched: its fills, at its open or
     along its path, are the position held at the funding time (the venue charges whoever holds
     the position then); one a bar opens at is not (a fill at the funding time itself comes after
-    it). The run's end pays a funding still held on the position held then.
+    it). The run's end pays a funding still held on the position held then, before the strategies'
+    ``on_stop`` and in the run's last equity sample.
     Each is settled only once (an announcement for a time already
     settled is ignored; after a restart, the journaled payments count as settled,
     :meth:`restore`): the position then pays
