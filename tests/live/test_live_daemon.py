@@ -722,6 +722,18 @@ async def test_reducing_reached_while_a_reducing_cancel_replace_is_in_flight_kee
     assert at_venue is OrderStatus.ACCEPTED
 
 
+class _TimedRequests(list[tuple[str, str, str]]):
+    """An emulator's request list, each request's arrival (monotonic s) kept beside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+
+    def append(self, request: tuple[str, str, str]) -> None:
+        self.times.append(time.monotonic())
+        super().append(request)
+
+
 async def test_a_daemon_started_while_the_ip_is_banned_waits_out_the_ban_then_runs(tmp_path: Path) -> None:
     """A daemon (re)started while Binance bans the IP: its first request, the account read, is answered 418 with
     ``Retry-After: 2`` (Binance: "the number of seconds ... until the ban is over"). The daemon ended at once,
@@ -730,18 +742,9 @@ async def test_a_daemon_started_while_the_ip_is_banned_waits_out_the_ban_then_ru
     the ban ends, reads the account once more, and runs: no request sent within the 2 s after the 418."""
     from tradebus.adapters.common.account_emulator import RestFault
 
-    class Timed(list[tuple[str, str, str]]):
-        """The emulator's request list, each request's arrival (monotonic s) kept beside it."""
-
-        times: list[float] = []
-
-        def append(self, request: tuple[str, str, str]) -> None:
-            self.times.append(time.monotonic())
-            super().append(request)
-
     instruments = {IID: parse_live_config({"instruments": [SPOT], **_minimal()}).instrument_map()[IID]}
     emulator = BinancePrivateEmulator(KEY, SECRET, instruments, {"USDT": 100_000.0})
-    emulator.requests = requests = Timed()
+    emulator.requests = requests = _TimedRequests()
     emulator.rest_faults.append(RestFault("ban", "GET", "/api/v3/account", at=0, retry_after=2))
     lines: list[str] = []
     sink = logger.add(lines.append, level="WARNING", format="{message}")
@@ -764,18 +767,6 @@ async def test_a_daemon_started_while_the_ip_is_banned_waits_out_the_ban_then_ru
     assert requests[0][1] == "/api/v3/account" and len(requests) > 1
     assert min(requests.times[1:]) - requests.times[0] >= 1.9, list(zip(requests.times, requests, strict=True))
     assert any("balances refused by the venue's rate limit" in line and "418" in line for line in lines), lines
-
-
-class _TimedRequests(list[tuple[str, str, str]]):
-    """An emulator's request list, each request's arrival (monotonic s) kept beside it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.times: list[float] = []
-
-    def append(self, request: tuple[str, str, str]) -> None:
-        self.times.append(time.monotonic())
-        super().append(request)
 
 
 async def test_a_daemon_restarted_during_an_ip_ban_waits_out_what_is_left_of_it_before_its_first_request(tmp_path: Path) -> None:
