@@ -590,8 +590,13 @@ async def test_a_daemon_streaming_its_outputs_reads_the_funding_bill_in_its_roun
         await _bills_read_twice(emulator)
 
     run_dir = RunDirectory(tmp_path / "out", "live")
-    async with OKX_SWAP.emulator() as emulator:
-        await _run(tmp_path, emulator, OKX_SWAP.frames[:1], act, run_dir=run_dir)
+    try:
+        async with OKX_SWAP.emulator() as emulator:
+            node = await _run(tmp_path, emulator, OKX_SWAP.frames[:1], act, run_dir=run_dir)
+        assert node.outputs is not None
+        node.outputs.finish()  # as tradebus live --out ends (write_outputs): the streamed files closed
+    finally:
+        run_dir.close()
     # OKX: funding = position value x rate = 2 contracts x 0.01 BTC x 30,000 x 0.0001 = 0.06 USDT paid by the long
     assert seen["paid"] == pytest.approx(0.06)
     with (tmp_path / "out" / "funding.csv").open() as handle:
