@@ -9,6 +9,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
+
+def _child_lines(script: str, cwd: Path, path: Path = ROOT) -> list[str]:
+    """The stdout lines of ``python -c script`` in ``cwd`` with ``path`` on PYTHONPATH (the test fails if it fails)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys((str(ROOT), str(path))))}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.splitlines()
+
 _CHILD = """
 import math, sys
 from tradebus.features.bank import FeatureBank
@@ -35,14 +45,8 @@ print(cffi_utils.SUPPORTED, call(0.5) == math.cos(0.5), cffi_utils.is_cffi_func(
 
 
 def test_first_compiled_call_defers_cffi_parser_and_cffi_functions_still_compile(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    for _ in range(2):  # the first run may compile the bank (a cold cache); the second is a cold start
-        done = subprocess.run(
-            [sys.executable, "-c", _CHILD], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-            check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-    loaded, cffi_line = done.stdout.splitlines()[-2:]
+    _child_lines(_CHILD, tmp_path)  # may compile the bank (a cold cache); the second run is a cold start
+    loaded, cffi_line = _child_lines(_CHILD, tmp_path)[-2:]
     assert loaded == "[]"  # neither cffi's C parser nor scipy.linalg loaded by the first bank update
     assert cffi_line == "True True True False"  # cffi functions still compile and are told apart (FFI built on demand)
 
@@ -83,15 +87,8 @@ print(refreshed, hashed, bank.get("ema_3"), compiled_after(2.0))
 
 def test_cache_hits_refresh_no_context_and_compiling_afterwards_still_works(tmp_path: Path) -> None:
     (tmp_path / "hashmod.py").write_text(_HASH_MODULE, encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(ROOT), str(tmp_path)))}
-    lines = []
-    for _ in range(2):  # the first run may compile; the second loads everything from the cache
-        done = subprocess.run(
-            [sys.executable, "-c", _CACHE_HIT_CHILD], cwd=tmp_path, env=env, capture_output=True, text=True,
-            timeout=600, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-2000:]
-        lines.append(done.stdout.splitlines()[-1])
+    # the first run may compile; the second loads everything from the cache
+    lines = [_child_lines(_CACHE_HIT_CHILD, tmp_path, tmp_path)[-1] for _ in range(2)]
     # no refresh on cache hits; a str hash loaded from the cache equals CPython's; EMA span 3 of
     # 1..5 seeded with the mean of the first 3: 2 -> 3 -> 4; a typed dict and np.random compile after
     assert lines[1] == "False True 4.0 2.0"
@@ -115,13 +112,7 @@ print(sorted(set(names) - light), len(light) > 0)
 
 
 def test_a_full_refresh_registers_no_symbol_that_link_symbols_did_not() -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-c", _SYMBOLS_CHILD], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-        check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.splitlines()[-1] == "[] True"
+    assert _child_lines(_SYMBOLS_CHILD, ROOT)[-1] == "[] True"
 
 
 _OTHER_NUMBA_CHILD = """
@@ -137,10 +128,4 @@ print(caching.FunctionCache.load_overload is real)
 
 
 def test_a_numba_without_the_private_load_parts_keeps_its_own_cache_loading() -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-c", _OTHER_NUMBA_CHILD], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-        check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.splitlines()[-1] == "True"
+    assert _child_lines(_OTHER_NUMBA_CHILD, ROOT)[-1] == "True"

@@ -817,8 +817,9 @@ class RunDirectory:
         marker.unlink()
 
 
-def hold_directory(path: Path, advice: str) -> int | None:
-    """Hold the run directory ``path`` as :class:`RunDirectory` does (its notes); the descriptor to close to release it.
+def hold_directory(path: Path, advice: str, *, kind: str = "output", runs: str = "tradebus run") -> int | None:
+    """Hold the ``kind`` directory ``path`` against other ``runs`` (:mod:`tradebus.locks`; :class:`RunDirectory`'s
+    notes); the descriptor to close to release it.
 
     ``None`` when the file system cannot lock (warned of: another run could write into it at the same time).
 
@@ -831,20 +832,20 @@ def hold_directory(path: Path, advice: str) -> int | None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
-        raise ConfigError(f"output directory {path} cannot be opened ({describe_os_error(exc)})") from None
+        raise ConfigError(f"{kind} directory {path} cannot be opened ({describe_os_error(exc)})") from None
     try:
         holder = take_lock(fd)
     except OSError as exc:
         os.close(fd)
         logger.warning(
-            "output directory {}: cannot lock it ({}); another run could write into it at the same time",
-            path, describe_os_error(exc),
+            "{} directory {}: cannot lock it ({}); another {} could write into it at the same time",
+            kind, path, describe_os_error(exc), runs,
         )
         return None
     if holder is not None:
         os.close(fd)
         raise ConfigError(
-            f"output directory {path} is in use by another running tradebus run ({holder}): it writes its "
+            f"{kind} directory {path} is in use by another running {runs} ({holder}): it writes its "
             f"outputs there. {advice}"
         )
     return fd

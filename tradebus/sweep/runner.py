@@ -58,9 +58,8 @@ from pydantic import BaseModel
 
 from tradebus.config import RunConfig, load_config
 from tradebus.errors import ConfigError, TradebusError
-from tradebus.locks import take_lock
 from tradebus.reports.metrics import MIN_ANNUALISED_DAYS, format_ns
-from tradebus.reports.writers import remove_temporaries, temporary_of, write_file
+from tradebus.reports.writers import hold_directory, remove_temporaries, temporary_of, write_file
 from tradebus.sweep.executor import RayExecutor
 from tradebus.sweep.inputs import changes, code_inputs, data_inputs
 from tradebus.sweep.space import SweepSpace, load_space
@@ -144,28 +143,12 @@ def _prepare(
 
 
 def _hold(out: Path) -> int | None:
-    """Lock the sweep directory (:mod:`tradebus.locks`), or refuse one another running sweep holds.
+    """Lock the sweep directory (:func:`~tradebus.reports.writers.hold_directory`), or refuse one another running
+    sweep holds.
 
     Two drivers on one directory would ask and tell the same Optuna study and run the same trials.
     """
-    try:
-        fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as exc:
-        raise ConfigError(f"{out}: cannot open the sweep directory ({exc.strerror})") from None
-    try:
-        holder = take_lock(fd)
-    except OSError as exc:
-        os.close(fd)
-        logger.warning("{}: cannot lock the sweep directory ({}); a second sweep could run in it at once",
-                       out, exc.strerror)
-        return None
-    if holder is not None:
-        os.close(fd)
-        raise ConfigError(
-            f"{out}: in use by another running sweep ({holder}); wait for it to finish or stop it, "
-            "or use another --out"
-        )
-    return fd
+    return hold_directory(out, "Wait for it to finish or stop it, or use another --out", kind="sweep", runs="sweep")
 
 
 def _claim(
