@@ -291,3 +291,41 @@ def test_a_run_directory_a_running_backtest_holds_is_refused_and_its_page_left_t
     rerun.close()
     assert invoke("report", str(out)).exit_code == 0  # type: ignore[attr-defined]
     assert 'data-metric="total_return"' in (out / "tearsheet.html").read_text()
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="the holder is read from Linux's /proc/locks")
+@pytest.mark.parametrize("command", ["report", "compare"])
+def test_a_page_written_into_a_directory_a_running_backtest_holds_is_refused(tmp_path: Path, command: str) -> None:
+    a, b = _run_dir(tmp_path / "a", 110.0), _run_dir(tmp_path / "b", 105.0)
+    busy = _run_dir(tmp_path / "busy", 120.0)
+    page = busy / "page.html"
+    rerun = RunDirectory(busy, "backtest", force=True)  # a backtest rerun into it: held until it has written its outputs
+    args = ["report", str(a)] if command == "report" else ["report", "compare", str(a), str(b)]
+    result = invoke(*args, "--out", str(page))
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    assert f"output directory {busy} is in use by another running tradebus run" in " ".join(result.output.split())  # type: ignore[attr-defined]
+    assert sorted(p.name for p in busy.iterdir() if p.name.startswith(".") or p.suffix == ".html") == []
+    rerun.close()
+    assert invoke(*args, "--out", str(page)).exit_code == 0  # type: ignore[attr-defined]
+    assert page.is_file()
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="the holder is read from Linux's /proc/locks")
+def test_compare_refuses_a_run_a_running_backtest_is_rewriting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = _run_dir(tmp_path / "a", 110.0), _run_dir(tmp_path / "b", 105.0)
+    monkeypatch.chdir(tmp_path)
+    rerun = RunDirectory(b, "backtest")  # its files are about to be replaced: a page would mix the old and new run
+    result = invoke("report", "compare", str(a), str(b))
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    assert f"output directory {b} is in use by another running tradebus run" in " ".join(result.output.split())  # type: ignore[attr-defined]
+    assert not (tmp_path / "compare-a-vs-b.html").exists()
+    rerun.close()
+
+
+def test_a_page_written_into_a_directory_the_report_reads_is_held_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = _run_dir(tmp_path / "a", 110.0)
+    assert invoke("report", str(a), "--out", str(a / "copy.html")).exit_code == 0  # type: ignore[attr-defined]
+    monkeypatch.chdir(a)
+    result = invoke("report", "compare", ".", str(a))  # one directory under two names, and the page's too
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert (a / "copy.html").is_file() and len(list(a.glob("compare-*-vs-a.html"))) == 1

@@ -6,10 +6,11 @@ writes the side-by-side page to ``--out`` (default ``compare-<A>-vs-<B>.html`` i
 current directory). An existing ``--out`` file other than the run's own tearsheet is
 refused unless ``--force``; an ``--out`` that is one of the files of the run reported or
 compared (``metrics.json``, ``fills.csv``, ...: :data:`tradebus.reports.rundata.RUN_FILES`) is
-refused even with ``--force``. ``report RUN_DIR`` holds the run directory while it reads it and
-writes the page, as a run writing there does (:class:`tradebus.reports.writers.RunDirectory`):
-a directory a running backtest or daemon holds is refused, naming its process. ``--screenshot
-PNG`` also saves a screenshot of the page taken in headless Chromium.
+refused even with ``--force``. Both hold the run directories they read and the directory they
+write the page into while they read and write, as a run writing there does
+(:class:`tradebus.reports.writers.RunDirectory`): a directory a running backtest, daemon or sweep
+holds is refused, naming its process. ``--screenshot PNG`` also saves a screenshot of the page
+taken in headless Chromium.
 
 Exit codes: 0 success, 2 a bad argument or run directory (the message names the file), 1 any
 other error (Chromium missing or failing for ``--screenshot``).
@@ -18,6 +19,8 @@ other error (Chromium missing or failing for ``--screenshot``).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -60,22 +63,16 @@ def report(
             target = out if out is not None else Path(f"compare-{run_a.name}-vs-{run_b.name}.html")
             refuse_run_file(target, [run_a, run_b])
             _refuse_existing(target, force)
-            written = write_compare(run_a, run_b, target)
+            with _holding([run_a, run_b], target):
+                written = write_compare(run_a, run_b, target)
         elif len(args) == 1:
             own_page = Path(args[0]) / REPORT_FILE
             if out is not None:
                 refuse_run_file(out, [args[0]], allowed=own_page)
             if out is not None and out.absolute() != own_page.absolute():
                 _refuse_existing(out, force)
-            # Held as a run writing there holds it: a backtest rewriting the directory meanwhile would remove this
-            # page's temporary as its own, or have its fresh page replaced by one of the files it replaced.
-            run_dir = Path(args[0])
-            held = hold_directory(run_dir, "Report it once that run has finished") if run_dir.is_dir() else None
-            try:
+            with _holding([Path(args[0])], out if out is not None else own_page):
                 written = write_tearsheet(args[0], out)
-            finally:
-                if held is not None:
-                    os.close(held)
         else:
             raise ConfigError(f"report takes RUN_DIR or `compare RUN_A RUN_B`, not {' '.join(args)!r}")
         if screenshot is not None:
@@ -84,6 +81,34 @@ def report(
         Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
     console.print(f"report written to {written}" + (f" (screenshot {screenshot})" if screenshot else ""))
+
+
+@contextmanager
+def _holding(run_dirs: list[Path], page: Path) -> Iterator[None]:
+    """Hold the run directories read and the directory ``page`` is written into, as a run writing there holds it.
+
+    A backtest rewriting one of them meanwhile would have its files half-read, remove the page's
+    temporary as its own, or see its fresh files replaced by the page; a held one is refused
+    (:func:`~tradebus.reports.writers.hold_directory`). A directory is held once however it is named
+    (a second lock on it in this process would be refused as another run's); a missing one is not held.
+    """
+    with ExitStack() as stack:
+        seen: set[tuple[int, int]] = set()
+        for folder, advice in [
+            *((d, "Report it once that run has finished") for d in run_dirs),
+            (page.parent, "Write the page once that run has finished, or choose another --out"),
+        ]:
+            try:
+                info = os.stat(folder)
+            except OSError:
+                continue  # a missing run directory is refused when it is read; a missing --out folder when written
+            if (info.st_dev, info.st_ino) in seen or not Path(folder).is_dir():
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            held = hold_directory(folder, advice)
+            if held is not None:
+                stack.callback(os.close, held)
+        yield
 
 
 def _refuse_existing(target: Path, force: bool) -> None:
