@@ -366,3 +366,37 @@ def test_a_rerun_through_a_symlinked_out_removes_the_stale_temporaries_of_its_fi
     write(latest, force=True).close()
     assert sorted(os.listdir(target)) == sorted([*before, ".notes.txt.tmp-4242"])
     assert latest.is_symlink() and (target / ".notes.txt.tmp-4242").read_text() == "someone else's"
+
+
+def test_a_run_that_cannot_lock_its_directory_leaves_the_temporaries_there_and_names_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a file system without ``flock`` (some network file systems) a run removed every ``.fills.csv.tmp-<pid>``
+    as one a killed run left, though nothing proved it: another run, on this host or another, may be writing it."""
+    import errno
+    import fcntl
+
+    from loguru import logger
+
+    out = tmp_path / "run"
+    write(out).close()
+    before = snapshot(out)
+    writing = {".fills.csv.tmp-99999": "ts_event,ti", ".tearsheet.html.tmp-4242": "<html>half a pa"}
+    for name, text in writing.items():
+        (out / name).write_text(text)
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        write(out).close()
+    finally:
+        logger.remove(sink)
+    assert {name: (out / name).read_text() for name in writing} == writing
+    assert sorted(snapshot(out)) == sorted([*before, *writing])  # the run's outputs written beside them
+    assert any(f"output directory {out}: cannot lock it (ENOLCK" in line for line in lines), lines
+    assert any(f"{out}: left .fills.csv.tmp-99999, .tearsheet.html.tmp-4242: the directory cannot be locked" in line
+               for line in lines), lines

@@ -219,3 +219,40 @@ def test_a_sweep_resumed_through_a_symlinked_out_removes_its_stale_temporaries(t
     assert done.returncode == 0, done.stderr
     assert [name for name in stale + kept if (real / name).exists()] == kept
     assert (tmp_path / "out").is_symlink()
+
+
+#: Runs ``tradebus`` with the given arguments (argv[1:]) on a file system that cannot lock a directory: ``flock`` on
+#: one fails ENOLCK, as on some network file systems (files, such as Ray's, lock as usual).
+_SWEEP_WITHOUT_DIRECTORY_LOCKS = r"""
+import errno, fcntl, os, stat, sys
+flock = fcntl.flock
+def no_directory_locks(fd, operation):
+    if stat.S_ISDIR(os.fstat(fd if isinstance(fd, int) else fd.fileno()).st_mode):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+    return flock(fd, operation)
+fcntl.flock = no_directory_locks
+from tradebus.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_a_sweep_that_cannot_lock_its_directory_leaves_the_temporaries_there_and_names_them(tmp_path: Path) -> None:
+    """On a file system without ``flock`` a resumed sweep removed ``.results.csv.tmp-<pid>`` and the trials'
+    temporaries as a killed sweep's, though another sweep (on this host or another) may be writing them."""
+    write_yaml(tmp_path / "run.yaml", catalog_config())
+    write_yaml(tmp_path / "space.yaml", {"params": {"strategy.params.fast": [5]}})
+    out = tmp_path / "out"
+    assert _sweep(tmp_path).returncode == 0
+    writing = [".results.csv.tmp-99999", "trials/.trial-000000.parquet.tmp-99999"]
+    for name in writing:
+        (out / name).write_bytes(b"partial")
+    args = ["sweep", str(tmp_path / "run.yaml"), "--space", str(tmp_path / "space.yaml"), "--out", str(out),
+            "--workers", "1"]
+    done = subprocess.run([sys.executable, "-c", _SWEEP_WITHOUT_DIRECTORY_LOCKS, *args], capture_output=True,
+                          text=True, timeout=300, check=False, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert [name for name in writing if (out / name).read_bytes() == b"partial"] == writing
+    log = " ".join(done.stderr.split())
+    assert f"sweep directory {out}: cannot lock it (ENOLCK" in log, log
+    assert f"{out}: left .results.csv.tmp-99999: the directory cannot be locked" in log, log
+    assert f"{out / 'trials'}: left .trial-000000.parquet.tmp-99999" in log, log

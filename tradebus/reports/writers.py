@@ -76,7 +76,8 @@ The output directory (``--out``)
   such as a symlink, is replaced by the run's file, never written through);
 * the hidden temporary of one of its own files (``.fills.csv.tmp-<pid>``, :func:`temporary_path`) that
   a run killed while writing it left is the run's own too: the next run that writes into the
-  directory removes it (and no temporary of another name);
+  directory removes it (and no temporary of another name), once it holds the directory (on a file
+  system that cannot lock, none is removed: a warning names them, :func:`remove_temporaries`);
 * a directory another run holds (a running daemon streaming into it, a backtest still
   running) is refused too, ``force`` or not, naming that run's process: a run holds its
   directory until :meth:`RunDirectory.close` (see its notes);
@@ -468,22 +469,36 @@ def temporary_of(name: str) -> str | None:
     return None if match is None else match["name"]
 
 
-def remove_temporaries(folder: Path, own: Callable[[str], bool], what: str = "a run") -> None:
+def remove_temporaries(folder: Path, own: Callable[[str], bool], what: str = "a run", *, held: bool) -> None:
     """Remove from ``folder`` the temporaries (:func:`temporary_path`) of the files ``own`` accepts.
 
     They are what a process killed while writing one of those files left. Only plain files
     whose name :func:`temporary_of` decodes to a name ``own`` accepts are removed (a symlink or
-    a folder, and the temporaries of other names, are left); call it only while holding
-    ``folder`` against other writers (:mod:`tradebus.locks`). ``what`` names the writer in the log line.
+    a folder, and the temporaries of other names, are left). ``held``: whether the caller holds
+    ``folder`` against other writers (:func:`hold_directory`); only then is a temporary known to be
+    no running writer's. Without it (a file system that cannot lock) none is removed: they are
+    warned of by name, to be removed by hand once no run writes there (another process, possibly
+    on another host, may be writing one; its pid says nothing here). ``what`` names the writer in
+    the log lines.
     """
     if not folder.is_dir() or folder.is_symlink():
         return
+    found = []
     for path in sorted(folder.iterdir()):
         target = temporary_of(path.name)
         if target is None or path.is_symlink() or not path.is_file() or not own(target):
             continue
+        if not held:
+            found.append(path.name)
+            continue
         path.unlink(missing_ok=True)
         logger.info("{}: removed {}, left by {} stopped while writing {}", folder, path.name, what, target)
+    if found:
+        logger.warning(
+            "{}: left {}: the directory cannot be locked, so they may be another {}'s files being written; "
+            "remove them once no {} writes there",
+            folder, ", ".join(found), what.removeprefix("a "), what.removeprefix("a "),
+        )
 
 
 def write_parquet_file(table: pa.Table, path: Path, **options: Any) -> Path:
@@ -636,7 +651,8 @@ class RunDirectory:
     (:mod:`tradebus.locks`): a second run on it is refused instead of replacing the files this
     one writes, a daemon's streamed files included. The lock leaves nothing in the directory
     and goes with the process (``kill -9`` included); one the file system cannot take (some
-    network file systems) is warned of, and the run goes on without it.
+    network file systems) is warned of, and the run goes on without it, leaving in the directory
+    the temporaries a killed run may have left (:func:`remove_temporaries`).
     """
 
     def __init__(
@@ -725,7 +741,7 @@ class RunDirectory:
         if not self._swept:
             self._swept = True
             # the directory the run writes in and holds: an --out symlink's target, as its files go there
-            remove_temporaries(self.path.resolve(), self._own)
+            remove_temporaries(self.path.resolve(), self._own, held=self._lock is not None)
 
     def _kept(self, entry: Path) -> bool:
         entry = entry.absolute()

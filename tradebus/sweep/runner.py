@@ -134,7 +134,7 @@ def _prepare(
         raise ConfigError(f"{out}: cannot create the sweep directory ({exc.strerror})") from None
     lock = _hold(out)
     try:
-        _claim(out, meta, data, code, space_path, force, space.tier)
+        _claim(out, meta, data, code, space_path, force, space.tier, held=lock is not None)
     except BaseException:
         if lock is not None:
             os.close(lock)
@@ -153,9 +153,12 @@ def _hold(out: Path) -> int | None:
 
 def _claim(
     out: Path, meta: dict[str, Any], data: dict[str, Any], code: dict[str, Any], space_path: Path, force: bool,
-    tier: str,
+    tier: str, *, held: bool,
 ) -> None:
-    """Resume the sweep of ``out`` if it is this one's, else make it a sweep directory (see :func:`run_sweep`)."""
+    """Resume the sweep of ``out`` if it is this one's, else make it a sweep directory (see :func:`run_sweep`).
+
+    ``held``: whether ``out`` is held (:func:`_hold`; not on a file system that cannot lock).
+    """
     marker = out / "sweep.json"
     if marker.is_file():
         old = json.loads(marker.read_text(encoding="utf-8"))
@@ -179,7 +182,7 @@ def _claim(
                 f"{out}: the strategy code its trials ran has changed since: {'; '.join(changed)}; resuming would "
                 f"keep the old code's results as the new code's; start afresh with another --out (or delete {out})"
             )
-        _remove_temporaries(out)
+        _remove_temporaries(out, held)
         if not (out / "space.yaml").exists():  # the first run stopped between writing sweep.json and it
             write_file(out / "space.yaml", space_path.read_bytes())
         _note_tier(marker, old, tier)
@@ -187,8 +190,8 @@ def _claim(
     # Without sweep.json nothing here is the sweep's, whatever its name (a results.csv, a trials/ of one's own).
     present = sorted(p.name for p in out.iterdir())
     if present and all(temporary_of(name) == "sweep.json" for name in present):  # a first run killed writing it
-        _remove_temporaries(out)
-        present = []
+        _remove_temporaries(out, held)
+        present = sorted(p.name for p in out.iterdir())
     if present and not force:
         raise ConfigError(
             f"{out}: not empty ({', '.join(present[:5])}) and not a sweep directory (no sweep.json); "
@@ -204,20 +207,21 @@ def _claim(
     write_file(out / "space.yaml", space_path.read_bytes())
 
 
-def _remove_temporaries(out: Path) -> None:
+def _remove_temporaries(out: Path, held: bool) -> None:
     """Remove the temporaries of the sweep's own files that a sweep killed while writing one left in ``out``.
 
     Only names the sweep writes (``.results.csv.tmp-<pid>``, ``trials/.trial-000042.parquet.tmp-<pid>``, ...);
-    called with ``out`` held (:func:`_hold`), so no other process is writing them. A symlinked ``out`` is its
-    target's (the directory held and written in); a symlinked folder inside it is left.
+    with ``out`` held (:func:`_hold`) no other process is writing them; without (``held`` false: a file
+    system that cannot lock) none is removed (:func:`~tradebus.reports.writers.remove_temporaries`). A
+    symlinked ``out`` is its target's (the directory held and written in); a symlinked folder inside it is left.
     """
     out = out.resolve()
     wf = out / "walk_forward"
     trial_folders = [out / "trials", *(fold / "trials" for fold in sorted(wf.glob("fold-*")))]
-    remove_temporaries(out, _WRITTEN.__contains__, "a sweep")
-    remove_temporaries(wf, _WRITTEN_WF.__contains__, "a sweep")
+    remove_temporaries(out, _WRITTEN.__contains__, "a sweep", held=held)
+    remove_temporaries(wf, _WRITTEN_WF.__contains__, "a sweep", held=held)
     for folder in trial_folders:
-        remove_temporaries(folder, lambda name: _TRIAL_FILE.fullmatch(name) is not None, "a sweep")
+        remove_temporaries(folder, lambda name: _TRIAL_FILE.fullmatch(name) is not None, "a sweep", held=held)
 
 
 def _note_tier(marker: Path, old: dict[str, Any], tier: str) -> None:
