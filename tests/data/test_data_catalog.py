@@ -501,3 +501,23 @@ def test_a_write_failing_anywhere_in_a_part_leaves_no_file_open_and_the_next_wri
     assert steps.strip() == "['writing its Parquet file date=2024-01-01/part-00000.parquet']", done.stdout
     assert cat.read("x", "spot", "S", "trades", verify=True).equals(table)
     assert sorted(os.listdir(tmp_path / "x" / "spot" / "S")) == ["trades"]
+
+
+def test_an_append_refuses_a_part_whose_size_the_manifest_does_not_record_naming_it(tmp_path: Path) -> None:
+    """A part replaced by another file since the catalog wrote it (another symbol's day, same schema and times)
+    was carried into the appended dataset's new manifest; only a later read refused it."""
+    cat = Catalog(tmp_path)
+    day = make_bars(48)
+    manifest = cat.write(day.slice(0, 24), "x", "spot", "S", "bars_1h", "day")
+    other = day.set_column(day.schema.get_field_index("close"), "close", pa.array(np.linspace(2_000.0, 2_500.0, 48)))
+    theirs = cat.write(other.slice(0, 24), "x", "spot", "ETH", "bars_1h", "day")
+    ours = cat.dataset_dir("x", "spot", "S", "bars_1h") / manifest.files[0].path
+    copied = cat.dataset_dir("x", "spot", "ETH", "bars_1h") / theirs.files[0].path
+    written = ours.stat().st_size
+    ours.write_bytes(copied.read_bytes())
+    assert copied.stat().st_size != written
+    before = tree_hashes(tmp_path)
+    message = rf"{ours}: {copied.stat().st_size} bytes, the manifest says {written}: the file was replaced or changed"
+    with pytest.raises(DataError, match=message):
+        cat.write(day.slice(24, 24), "x", "spot", "S", "bars_1h", "day", mode="append")
+    assert tree_hashes(tmp_path) == before  # nothing appended, no new manifest

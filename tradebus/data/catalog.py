@@ -29,7 +29,8 @@ Guarantees
   sha256; :meth:`Catalog.files` (so every read) fails on a missing file and on one whose size
   differs from the manifest's (another file copied over a part, a truncated one: one ``stat``,
   the call made anyway to find the file), and with ``verify=True`` on a hash mismatch (a change
-  that keeps the size); :func:`open_parquet` fails on a schema mismatch.
+  that keeps the size); an append refuses such a file too, before its new manifest would carry it
+  forward; :func:`open_parquet` fails on a schema mismatch.
 
 Stored columns (``SCHEMA_VERSION`` 1):
 
@@ -655,11 +656,7 @@ class Catalog:
                 info = None
             if info is None or not stat.S_ISREG(info.st_mode):
                 raise DataError(f"{path}: file listed in the manifest is missing")
-            if entry.size is not None and info.st_size != entry.size:
-                raise DataError(
-                    f"{path}: {info.st_size} bytes, the manifest says {entry.size}: the file was replaced or changed "
-                    "since the catalog wrote it; write the dataset again (`tradebus data verify` checks every file)"
-                )
+            _check_size(path, info.st_size, entry)
             if verify:
                 digest = sha256_file(path)
                 if digest != entry.sha256:
@@ -854,6 +851,21 @@ def _locked(directory: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _check_size(path: Path, size: int, entry: FileEntry) -> None:
+    """Refuse the file ``path`` of ``size`` bytes when its manifest ``entry`` records another size.
+
+    Raises
+    ------
+    DataError
+        Naming the file and both sizes.
+    """
+    if entry.size is not None and size != entry.size:
+        raise DataError(
+            f"{path}: {size} bytes, the manifest says {entry.size}: the file was replaced or changed "
+            "since the catalog wrote it; write the dataset again (`tradebus data verify` checks every file)"
+        )
 
 
 def _manifest_bytes(base: Path) -> bytes | None:
@@ -1184,6 +1196,7 @@ class DatasetWriter:
                 os.link(src, dst)
             except OSError:
                 shutil.copy2(src, dst)
+            _check_size(src, dst.stat().st_size, entry)  # the new manifest would carry a replaced part forward
             self._entries.append(entry)
             self._taken.add(entry.path)
 
