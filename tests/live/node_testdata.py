@@ -33,6 +33,8 @@ SPOT_LINES = list(iter_hftbacktest(SPOT_CAPTURE))
 SPOT_FRAMES, SPOT_SNAPSHOT = split_capture(SPOT_LINES)
 SPOT_TRADE_IDS = [str(json.loads(raw)["data"]["t"]) for _, raw in SPOT_FRAMES if "@trade" in raw]
 SPOT_QUOTES = sum("@bookTicker" in raw for _, raw in SPOT_FRAMES)
+#: The first trade of the capture's second half (where the restart tests hold the stream: :class:`Valve`).
+SPOT_HALFWAY_TRADE = next(raw for _, raw in SPOT_FRAMES[len(SPOT_FRAMES) // 2 :] if "@trade" in raw)
 
 BINANCE_INSTRUMENT = {
     "venue": "BINANCE",
@@ -108,6 +110,41 @@ def binance_config(
         assert tmp is not None
         data["record"] = str(tmp / "frames.jsonl.gz")
     return data
+
+
+class Valve:
+    """A :class:`LocalVenueServer` ``gate`` that holds a paced stream at one frame until the test opens it.
+
+    A paced server goes on printing while no connection streams, so a daemon restarted after a kill
+    meets the recording where the clock is: on a loaded machine, past its end (no trade, no fill,
+    and a test waiting for one fails or proves nothing). Held at the valve, the killed daemon's
+    connection still counts as streaming: the server prints nothing until the valve opens, and the
+    restarted daemon's connection starts at the held frame (less the resume overlap), so it meets
+    the rest of the recording however long it took to start.
+
+    Parameters
+    ----------
+    frame
+        The raw text of the frame to hold (the first time a connection is about to send it).
+    """
+
+    def __init__(self, frame: str) -> None:
+        self.frame = frame
+        self.held = 0  # send loops waiting at the valve
+        self._open = asyncio.Event()
+
+    async def __call__(self, raw: str) -> None:
+        if self._open.is_set() or raw != self.frame:
+            return
+        self.held += 1
+        try:
+            await self._open.wait()
+        finally:
+            self.held -= 1
+
+    def open(self) -> None:
+        """Let every held connection go on (for good)."""
+        self._open.set()
 
 
 def assert_journal_intact(path: Path, *, closed: bool = True) -> None:

@@ -33,9 +33,11 @@ from tradebus.features.warmup import warm_up
 from .node_testdata import (
     IID,
     SPOT_FRAMES,
+    SPOT_HALFWAY_TRADE,
     SPOT_SNAPSHOT,
     USDM_CAPTURE,
     USDM_IID,
+    Valve,
     binance_config,
     config_of,
     run_node,
@@ -95,7 +97,10 @@ async def test_daemon_killed_mid_run_restarts_from_its_journal_without_duplicate
     warm_up()  # compile (or load) the kernels here once: the daemons then load them from the disk cache
     journal = tmp_path / "journal.sqlite"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, speed=6.0, resume_overlap=60, lifetime=600.0) as srv:
+    valve = Valve(SPOT_HALFWAY_TRADE)  # the stream waits there for the restarted daemon
+    async with LocalVenueServer(
+        BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, speed=6.0, resume_overlap=60, lifetime=600.0, gate=valve
+    ) as srv:
         data = binance_config(srv.ws_url, srv.http_url, ["trade", "bookTicker"], tmp=tmp_path, journal=True)
         cfg = tmp_path / "paper.yaml"
         cfg.write_text(yaml.safe_dump(data), encoding="utf-8")
@@ -104,6 +109,7 @@ async def test_daemon_killed_mid_run_restarts_from_its_journal_without_duplicate
                 sys.executable, str(PAPER), str(cfg), stdout=log1, stderr=log1, env=env
             )
         try:
+            await wait_for(lambda: valve.held == 1, first, 90.0, "the first half of the capture")
             await wait_for(lambda: sum(r[1] == "OrderFilled" for r in journal_rows(journal)) >= 2, first, 90.0, "2 fills")
         finally:
             first.send_signal(signal.SIGKILL)
@@ -122,6 +128,8 @@ async def test_daemon_killed_mid_run_restarts_from_its_journal_without_duplicate
             )
         async with areaped(second):
             try:
+                await wait_for(lambda: valve.held == 2, second, 90.0, "the restarted daemon's subscription", tmp_path / "run2.log")
+                valve.open()
                 await wait_for(
                     lambda: any(r[1] == "SubmitOrder" and r[2] not in submitted for r in journal_rows(journal)),
                     second,

@@ -29,7 +29,7 @@ from tradebus.features.warmup import warm_up
 from tradebus.reports.stream import read_fills
 from tradebus.reports.writers import FILL_COLUMNS, INCOMPLETE_MARKER, ORDER_COLUMNS
 
-from .node_testdata import SPOT_FRAMES, SPOT_SNAPSHOT, binance_config
+from .node_testdata import SPOT_FRAMES, SPOT_HALFWAY_TRADE, SPOT_SNAPSHOT, Valve, binance_config
 from .test_node_restart import PAPER, ROOT, journal_rows, wait_for
 
 
@@ -44,7 +44,10 @@ async def test_rows_written_before_a_kill_are_whole_match_the_journal_and_surviv
     journal = tmp_path / "journal.sqlite"
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, speed=6.0, resume_overlap=60, lifetime=600.0) as srv:
+    valve = Valve(SPOT_HALFWAY_TRADE)  # the stream waits there for the restarted daemon
+    async with LocalVenueServer(
+        BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, speed=6.0, resume_overlap=60, lifetime=600.0, gate=valve
+    ) as srv:
         data = binance_config(srv.ws_url, srv.http_url, ["trade", "bookTicker"], tmp=tmp_path, journal=True)
         data["report"] = {"equity_interval": "1s"}
         cfg = tmp_path / "paper.yaml"
@@ -54,6 +57,7 @@ async def test_rows_written_before_a_kill_are_whole_match_the_journal_and_surviv
                 sys.executable, str(PAPER), str(cfg), "--out", str(out), stdout=log1, stderr=log1, env=env
             )
         try:
+            await wait_for(lambda: valve.held == 1, first, 90.0, "the first half of the capture")
             await wait_for(lambda: len(data_rows(out / "fills.csv")) >= 4, first, 90.0, "4 fill rows")
         finally:
             first.send_signal(signal.SIGKILL)
@@ -90,6 +94,8 @@ async def test_rows_written_before_a_kill_are_whole_match_the_journal_and_surviv
             )
         async with areaped(second):
             try:
+                await wait_for(lambda: valve.held == 2, second, 90.0, "the restarted daemon's subscription", tmp_path / "run2.log")
+                valve.open()
                 await wait_for(
                     lambda: len(data_rows(out / "fills.csv")) > len(journaled), second, 90.0, "a fill after the restart"
                 )
