@@ -192,3 +192,25 @@ async def test_a_linear_stop_whose_trigger_the_market_already_passed_is_refused_
         stop = h.kernel.execution.submit(sub)
         await until(lambda: stop.status is OrderStatus.REJECTED)
     assert "110093" in stop.reason and stop.client_order_id not in h.emulator.orders
+
+
+async def test_a_linear_stop_triggered_by_the_mark_or_index_price_is_refused_placed_or_amended() -> None:
+    """The emulator watches stops against the public trades (``LastPrice``): a ``triggerBy`` it would not honour is
+    refused, on ``/v5/order/create`` and on ``/v5/order/amend`` (Bybit: "Modify the type of trigger price"),
+    never taken and then triggered on the trades as if it were the last price."""
+    async with linear_account() as h:
+        h.trade(65_000.0)
+        api = h.venue.api
+        order = Order("m1", "s", BYBIT_IID, OrderSide.SELL, OrderType.STOP_MARKET, 0.01, trigger_price=64_000.0)
+        with pytest.raises(VenueRejected, match="10001.*triggerBy 'MarkPrice'"):
+            await api.call("private_post_v5_order_create", linear_order_params(order, INST) | {"triggerBy": "MarkPrice"})
+        assert "m1" not in h.emulator.orders
+        sub = SubmitOrder("s1", BYBIT_IID, "", OrderSide.SELL, 0.01, 0, 0, OrderType.STOP_MARKET, math.nan, 64_000.0)
+        stop = h.kernel.execution.submit(sub)
+        await until(lambda: stop.status is OrderStatus.ACCEPTED)
+        amend = {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": stop.client_order_id}
+        with pytest.raises(VenueRejected, match="10001.*triggerBy 'IndexPrice'"):
+            await api.call("private_post_v5_order_amend", amend | {"triggerPrice": "64500.0", "triggerBy": "IndexPrice"})
+        assert h.emulator.conditions[stop.client_order_id] == (64_000.0, 2)  # the refused amend changed nothing
+        await api.call("private_post_v5_order_amend", amend | {"triggerPrice": "64500.0", "triggerBy": "LastPrice"})
+        assert h.emulator.conditions[stop.client_order_id] == (64_500.0, 2)

@@ -54,7 +54,8 @@ is refused (``10001``). On spot a cancel finds an untriggered conditional order 
 ``170213`` otherwise. Departures: a spot conditional order placed before any public trade is
 refused (``10001``: no last price to compare its trigger with); on spot a ``triggerPrice``
 without ``orderFilter=StopOrder`` is refused (``10001``) and on linear a ``triggerBy`` other than
-``LastPrice``; a triggered order the matching venue refuses is pushed ``Cancelled`` with the
+``LastPrice``, placed or amended (a mark or index trigger is not emulated: it is refused, never
+watched against the trades); a triggered order the matching venue refuses is pushed ``Cancelled`` with the
 reason in ``rejectReason``.
 
 :class:`BybitLinearEmulator` is the same account trading USDT perpetuals (``category=linear``)
@@ -356,6 +357,9 @@ class BybitPrivateEmulator(AccountEmulator):
         order, coid = rec.order, rec.order.client_order_id
         if (qty is not None and not qty > 0.0) or (trigger is not None and not trigger > 0.0):
             return self.error(200, 10001, "params error: qty/triggerPrice")
+        refused = self.trigger_by_refused(p)
+        if refused is not None:
+            return refused
         if trigger is not None:
             refused = self.check_amended_trigger(rec, trigger)
             if refused is not None:
@@ -372,6 +376,10 @@ class BybitPrivateEmulator(AccountEmulator):
 
     def check_amended_trigger(self, rec: EmulatedOrder, trigger: float) -> web.Response | None:
         """A new trigger price of an untriggered order (spot: its direction stays the one given at placement)."""
+        return None
+
+    def trigger_by_refused(self, p: dict[str, Any]) -> web.Response | None:
+        """The refusal of a ``triggerBy`` this account does not emulate (spot: none, Bybit takes it on linear only)."""
         return None
 
     def match(self, trade: Trade) -> None:
@@ -683,8 +691,9 @@ class BybitLinearEmulator(BybitPrivateEmulator):
 
     def direction(self, p: dict[str, Any], symbol: str, trigger: float) -> tuple[int, web.Response | None]:
         """Linear: ``triggerDirection`` as given (1 or 2), refused when the last trade already passed the trigger."""
-        if str(p.get("triggerBy") or "LastPrice") != "LastPrice":
-            return 0, self.error(200, 10001, f"params error: triggerBy {p.get('triggerBy')!r} (emulated: LastPrice only)")
+        refused = self.trigger_by_refused(p)
+        if refused is not None:
+            return 0, refused
         direction = str(p.get("triggerDirection", ""))
         if direction not in ("1", "2"):
             return 0, self.error(200, 10001, "params error: triggerDirection must be 1 or 2")
@@ -696,6 +705,12 @@ class BybitLinearEmulator(BybitPrivateEmulator):
             return self.error(200, 110092, f"expect Rising, but trigger_price[{trigger}] <= current[{last}]")
         if last is not None and direction == 2 and trigger >= last:
             return self.error(200, 110093, f"expect Falling, but trigger_price[{trigger}] >= current[{last}]")
+        return None
+
+    def trigger_by_refused(self, p: dict[str, Any]) -> web.Response | None:
+        """Linear: a ``triggerBy`` other than ``LastPrice``, placed or amended, is refused (the stops here watch trades)."""
+        if str(p.get("triggerBy") or "LastPrice") != "LastPrice":
+            return self.error(200, 10001, f"params error: triggerBy {p.get('triggerBy')!r} (emulated: LastPrice only)")
         return None
 
     def check_amended_trigger(self, rec: EmulatedOrder, trigger: float) -> web.Response | None:
