@@ -296,3 +296,25 @@ async def _amend_triggered(h: Any, s: KitTape, coid: str) -> None:
     s.trade(60_750.0)
     await until(lambda: stop.status is OrderStatus.FILLED, timeout=5.0)
     await h.venue.drain()
+
+
+async def test_a_stop_triggered_by_the_mark_or_index_price_is_refused_placed_or_amended() -> None:
+    """The emulator watches stops against the public trades (``last``): a ``slTriggerPxType`` it would not honour is
+    refused on ``/trade/order-algo``, and a ``newSlTriggerPxType`` on ``/trade/amend-algos`` (OKX: last, index or
+    mark), never taken and then triggered on the trades as if it were the last price."""
+    async with kit_harness(OKX) as h:
+        s = KitTape(h, IID, T0, size=100.0)
+        s.trade(60_000.0)
+        api = h.venue.api
+        order = Order("m1", "s", IID, OrderSide.BUY, OrderType.STOP_MARKET, 0.001, trigger_price=61_000.0)
+        with pytest.raises(VenueRejected, match="51000"):
+            await api.call("private_post_trade_order_algo", order_params(order, SPOT) | {"slTriggerPxType": "mark"})
+        assert "m1" not in h.emulator.orders
+        stop = s.submit(OrderSide.BUY, 0.001, OrderType.STOP_MARKET, trigger=61_000.0)
+        await until(lambda: stop.status is OrderStatus.ACCEPTED)
+        amend = {"instId": "BTC-USDT", "algoClOrdId": stop.client_order_id, "newSlTriggerPx": "61500.0"}
+        with pytest.raises(VenueRejected, match="51000"):
+            await api.call("private_post_trade_amend_algos", amend | {"newSlTriggerPxType": "index"})
+        assert h.emulator.orders[stop.client_order_id].order.trigger_price == 61_000.0  # the refused amend changed nothing
+        await api.call("private_post_trade_amend_algos", amend | {"newSlTriggerPxType": "last"})
+        assert h.emulator.orders[stop.client_order_id].order.trigger_price == 61_500.0

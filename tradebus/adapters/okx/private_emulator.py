@@ -56,7 +56,8 @@ either on any other is ``51000``-refused per row. ``GET /api/v5/trade/order-algo
 unknown) and ``/trade/orders-algo-pending`` (``ordType`` required) list them; an algo order is
 never in ``/trade/orders-pending`` nor found by ``/trade/order`` or ``/trade/cancel-order``.
 Departures: only ``conditional`` stop losses (no take profit, ``trigger``, ``oco``, trailing),
-triggered by the last price only (``slTriggerPxType`` ``last``); a stop placed before any
+triggered by the last price only (``slTriggerPxType`` ``last``, and ``newSlTriggerPxType`` on an amend:
+another is ``51000``-refused, never watched against the trades as if it were the last price); a stop placed before any
 public trade is refused (``51000``: no last price to compare its trigger with).
 
 :class:`OkxSwapEmulator` is the same account trading swaps (linear USDT perpetuals, net
@@ -434,6 +435,8 @@ class OkxPrivateEmulator(AccountEmulator):
             return self._algo_error("51000", "Amend failed: no waiting algo order", p)
         if p.get("newTriggerPx") or p.get("newOrdPx"):
             return self._algo_error("51000", "Parameter newTriggerPx error: a conditional order takes newSlTriggerPx/newSlOrdPx", p)
+        if p.get("newTpTriggerPx") or str(p.get("newSlTriggerPxType") or "last") != "last":
+            return self._algo_error("51000", "emulated: a stop loss triggered by the last price only", p)
         order = rec.order
         try:
             trigger = float(p["newSlTriggerPx"]) if p.get("newSlTriggerPx") else None
