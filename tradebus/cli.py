@@ -766,11 +766,14 @@ def serve(
     futures: Annotated[bool, typer.Option(help="Serve Binance USD-M REST depth snapshots.")] = False,
     config: Annotated[Path | None, typer.Option(help="A paper config to point at this server.")] = None,
     write_config: Annotated[Path | None, typer.Option(help="Where to write that copy of the config.")] = None,
+    hold: Annotated[
+        bool, typer.Option("--hold", help="Paced: stop the recording while no daemon reads it (a restart goes on where it stopped).")
+    ] = False,
     log_level: LogLevel = "INFO",
 ) -> None:
     """Serve a recording on 127.0.0.1 in a venue's WebSocket protocol, for a paper daemon.
 
-    The recording is one stream, played once at the given pace on one clock from the first subscription: a connection starts where the stream is (a reconnecting or restarted daemon goes on at the venue's now, with the last 50 frames again; at --speed 0 the stream waits for its reader, and a reconnecting daemon goes on where it left off), and once every frame was sent the server stays up, sending nothing new, until Ctrl-C or SIGTERM.
+    The recording is one stream, played once at the given pace on one clock from the first subscription: a connection starts where the stream is (a reconnecting or restarted daemon goes on at the venue's now, with the last 50 frames again; with --hold the stream stops while no daemon reads it, and a restarted daemon goes on where the last one stopped; at --speed 0 the stream waits for its reader, and a reconnecting daemon goes on where it left off), and once every frame was sent the server stays up, sending nothing new, until Ctrl-C or SIGTERM.
     """
     from tradebus.adapters.registry import VENUES
     from tradebus.node.playback import serve_recording
@@ -795,6 +798,7 @@ def serve(
                 futures=futures,
                 config=config,
                 write_config=write_config,
+                hold=hold,
             )
         )
     except TradebusError as exc:

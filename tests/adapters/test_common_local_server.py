@@ -174,6 +174,19 @@ async def test_a_paced_reconnect_resumes_at_the_venues_now_not_where_the_client_
     assert recorded[again[0]] > venue_now - 0.2  # the 3 frames of overlap are ~20 ms of recording
 
 
+async def test_a_held_paced_replay_waits_for_its_next_client_and_resumes_where_the_last_left() -> None:
+    """``hold=True``: the 4.1 s recording at speed 20 would be printed out 0.2 s after the first subscription;
+    held, the clock stops while no client streams, and one that comes back 0.5 s later gets the trades from
+    where the dropped one left off (the 3 frames of overlap before trade 1, which it never got), not the end."""
+    faults = [Fault(FaultKind.DROP, at=1, match="@trade")]
+    async with LocalVenueServer(BinanceProtocol(SNAPSHOT), FRAMES, faults, resume_overlap=3, speed=20.0, lifetime=10, hold=True) as srv:
+        await _dropped(srv.ws_url + STREAMS)
+        await asyncio.sleep(0.5)  # away past the recording's end on a clock that ran on
+        again = await recv_all(srv.ws_url + STREAMS, 6)
+    start = TRADES.index(again[0])
+    assert start <= 1 and again == TRADES[start : start + 6]
+
+
 @pytest.mark.parametrize(
     ("fault", "check"),
     [

@@ -6,11 +6,13 @@ README's, run in a subprocess from a directory laid out like the repository (the
 and the capture copied to their repository paths); the daemon is stopped the way a user
 stops it (SIGINT, then SIGTERM for the restart):
 
-1. ``tradebus serve <capture> --venue binance --speed 1
+1. ``tradebus serve <capture> --venue binance --speed 1 --hold
    --config configs/paper_local.yaml --write-config runs/paper_local.yaml``
 2. ``tradebus paper runs/paper_local.yaml --out runs/paper-local`` -- stopped with SIGINT
    after its first orders: the outputs are written and the journal and recording survive;
-3. the same command again (a restart) resumes from the journal, stopped with SIGTERM;
+3. the same command again (a restart) resumes from the journal, stopped with SIGTERM (``--hold``
+   stops the recording while no daemon reads it: the restart meets the rest of it, however long a
+   loaded machine takes to start it);
 4. ``tradebus replay runs/paper-local/frames.jsonl.gz --config configs/paper_local.yaml
    --out runs/replay-local`` refuses the recording of both runs (exit 3, naming the second
    ``run:start``), and with ``--session 1`` plays the first run's: its fills are the first run's.
@@ -96,7 +98,7 @@ def test_readme_paper_workflow_keeps_journal_and_recording_restarts_from_them_an
     server_log = checkout / "serve.log"
     with server_log.open("wb") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "tradebus.cli", "serve", CAPTURE, "--venue", "binance", "--speed", "1",
+            [sys.executable, "-m", "tradebus.cli", "serve", CAPTURE, "--venue", "binance", "--speed", "1", "--hold",
              "--config", "configs/paper_local.yaml", "--write-config", "runs/paper_local.yaml"],
             cwd=checkout, env=env, stdout=out, stderr=subprocess.STDOUT,
         )

@@ -670,13 +670,15 @@ async def serve_recording(
     config: str | Path | None = None,
     write_config: str | Path | None = None,
     lifetime: float = 86_400.0,
+    hold: bool = False,
 ) -> None:
     """Serve a recording on ``ws://127.0.0.1:<ephemeral port>`` in ``venue``'s protocol until SIGINT/SIGTERM.
 
     The recording is one stream: a connection starts where it is, :data:`SERVE_RESUME_OVERLAP` frames
     back, not at its beginning. Paced, the stream runs on one clock from the first subscription, so a
-    reconnecting daemon starts at the venue's now; unpaced (``speed=None``) it moves only as a
-    connection reads it, and a reconnecting daemon misses nothing
+    reconnecting daemon starts at the venue's now; with ``hold`` that clock stops while no connection
+    streams, so a restarted daemon goes on where the last one left off; unpaced (``speed=None``) it
+    moves only as a connection reads it, and a reconnecting daemon misses nothing
     (:class:`~tradebus.adapters.common.local_server.LocalVenueServer`).
 
     ``venue`` is a registered venue name; its emulator speaks the protocol. REST depth
@@ -719,7 +721,9 @@ async def serve_recording(
             f"{path}: none of its {len(frames)} frames is {venue} stream data: serve it with the --venue "
             f"of the venue that recorded it (one of {', '.join(VENUES)})"
         )
-    server = LocalVenueServer(protocol, frames, speed=speed, lifetime=lifetime, resume_overlap=SERVE_RESUME_OVERLAP)
+    server = LocalVenueServer(
+        protocol, frames, speed=speed, lifetime=lifetime, resume_overlap=SERVE_RESUME_OVERLAP, hold=hold
+    )
     await server.start()
     logger.info(
         "serving {} frames of {} as {} on {} (REST {})", len(frames), path, venue, server.ws_url, server.http_url

@@ -23,6 +23,9 @@ first frame's). Every frame is printed (handed to ``on_sent``) when the clock re
 or not, by the connections streaming or, while none is (all dropped, hung or silenced for good),
 by the server itself: no plugin state runs ahead of the clock, and a connection made later (a
 reconnect, a second client) starts at the venue's now, with the ``resume_overlap`` frames before it.
+With ``hold=True`` the paced clock stops instead while no connection streams (nothing is printed) and
+goes on when one streams again: a restarted client goes on where the last one left off, at the pace
+kept, however long it took to come back.
 When the recording is exhausted the connection stays open and silent
 (``close_at_end=False``) or is closed normally.
 
@@ -310,6 +313,9 @@ class LocalVenueServer:
     gate
         Awaited with each frame before it is sent: holding it holds the stream (a test of
         latency 0 against a live account holds the next trade while an order is in flight).
+    hold
+        Paced: stop the clock while no connection streams, rather than print on without one
+        (see the module docstring).
 
     A ``frames`` sequence that is not a list or tuple (e.g. one that makes frames on access)
     is indexed in place, not copied.
@@ -331,6 +337,7 @@ class LocalVenueServer:
         max_connections: int = 16,
         ping_interval: float | None = 20.0,
         gate: Callable[[str], Awaitable[None]] | None = None,
+        hold: bool = False,
     ) -> None:
         if speed is not None and not speed > 0:
             raise ConfigError(f"local server: speed must be > 0 or None, got {speed!r}")
@@ -340,6 +347,7 @@ class LocalVenueServer:
         self.frames = list(frames) if isinstance(frames, list | tuple) else frames
         self.ping_interval = ping_interval
         self.gate = gate
+        self.hold = hold
         self.faults = list(faults)
         self.resume_overlap = resume_overlap
         self.speed = speed
@@ -476,6 +484,7 @@ class LocalVenueServer:
         if clock is not None:
             self._streaming.add(session.index)
             self._unwatched.clear()
+            clock.resume()
         try:
             await self._stream(ws, session, clock)
         finally:
@@ -538,7 +547,8 @@ class LocalVenueServer:
             return None
         if self._clock is None:
             self._clock = _ReplayClock(self.speed, self.frames[0][0] if len(self.frames) else 0, time.monotonic())
-            self._printer = asyncio.create_task(self._print_unwatched(self._clock))
+            if not self.hold:
+                self._printer = asyncio.create_task(self._print_unwatched(self._clock))
         return self._clock
 
     async def _print_unwatched(self, clock: _ReplayClock) -> None:
@@ -559,6 +569,8 @@ class LocalVenueServer:
         self._streaming.discard(session.index)
         if not self._streaming:
             self._unwatched.set()
+            if self.hold and self._clock is not None:
+                self._clock.pause()
 
     def _advance(self, i: int, raw: str) -> None:
         if i > self.cursor:
@@ -597,13 +609,28 @@ class LocalVenueServer:
         raise ConfigError(f"local server: unknown fault kind {kind!r}")
 
 
-@dataclass(frozen=True)
+@dataclass
 class _ReplayClock:
-    """A paced server's one clock: recording time ``t0_ns + (wall - wall0) * speed`` (monotonic wall seconds)."""
+    """A paced server's one clock: recording time ``t0_ns + (wall - wall0) * speed`` (monotonic wall seconds).
+
+    :meth:`pause` and :meth:`resume` stop it and start it again where it stopped (``wall0`` moves on by the pause).
+    """
 
     speed: float
     t0_ns: int
     wall0: float
+    paused_at: float | None = None
+
+    def pause(self) -> None:
+        """Stop the clock (a held server with no connection streaming)."""
+        if self.paused_at is None:
+            self.paused_at = time.monotonic()
+
+    def resume(self) -> None:
+        """Start the clock again at the recording time it stopped at."""
+        if self.paused_at is not None:
+            self.wall0 += time.monotonic() - self.paused_at
+            self.paused_at = None
 
     async def wait_until(self, recv_ns: int) -> None:
         """Return once the clock has reached recording time ``recv_ns``."""
