@@ -142,6 +142,30 @@ async def test_binance_spot_cancel_replaces_and_the_replacement_trades() -> None
     assert h.kernel.portfolio.position(IID) == pytest.approx(0.01)
 
 
+async def test_a_partly_filled_binance_spot_order_is_cancel_replaced_for_what_is_left_of_its_new_quantity() -> None:
+    """A buy of 0.01 at 50,000 fills 0.004 (a trade of 0.004 at 49,990); a modify to 0.012 in all at 55,000 is one
+    ``POST /api/v3/order/cancelReplace``: Binance places the replacement as a new order, so it is a buy of 0.008
+    (0.012 less the 0.004 filled), and the two together buy 0.012."""
+    async with harness(trade_size_limit=True) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        coid = order.client_order_id
+        h.trade(49_990.0, 0.004)
+        await until(lambda: order.filled_qty == pytest.approx(0.004))
+        h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, quantity=0.012, price=55_000.0))
+        await until(lambda: len(h.kernel.orders.orders()) == 2, timeout=5.0)
+        new = next(o for o in h.kernel.orders.orders() if o.client_order_id != coid)
+        await until(lambda: new.status is OrderStatus.ACCEPTED)
+        venue = h.emulator.orders[new.client_order_id].order
+        assert (venue.side, venue.quantity, venue.price) == (OrderSide.BUY, 0.008, 55_000.0)
+        assert h.emulator.orders[coid].status == "CANCELED" and order.status is OrderStatus.CANCELED
+        assert [p for m, p, c in h.emulator.requests if c == new.client_order_id] == ["/api/v3/order/cancelReplace"]
+        h.trade(54_000.0, 0.008)
+        await until(lambda: new.status is OrderStatus.FILLED)
+    assert h.kernel.portfolio.position(IID) == pytest.approx(0.012)
+
+
 async def test_a_binance_spot_cancel_replace_is_no_anomaly_but_a_repeated_cancel_frame_still_is() -> None:
     """The replaced order's cancel is emitted from the cancel-replace's answer, then the user stream's CANCELED
     frame repeats it: expected, not a ``duplicate_event`` anomaly (a WARNING on every modify before). The
