@@ -546,6 +546,8 @@ class Kernel:
             # Wallet movements outside fills, journaled as they happen: a restart books them again.
             self.bus.subscribe(InterestCharged, journal.record_wallet)
             self.bus.subscribe(FundingPaid, journal.record_wallet)
+            if self.perpetuals is not None:  # fundings announced or held and not paid yet: a restart settles them
+                self.perpetuals.on_due = journal.save_funding_due
             # Execution algorithms' starts and ends: a restart ends the ones left working (AlgoRecovery).
             self.bus.subscribe(AlgoStarted, lambda msg: journal.record_command(msg, ""))
             self.bus.subscribe(AlgoEnded, lambda msg: journal.record_command(msg, ""))

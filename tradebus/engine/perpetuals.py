@@ -35,7 +35,11 @@ Funding
     ``on_stop`` and in the run's last equity sample.
     Each is settled only once (an announcement for a time already
     settled is ignored; after a restart, the journaled payments count as settled,
-    :meth:`restore`): the position then pays
+    :meth:`restore`). A daemon's journal keeps the fundings announced or held and not paid yet
+    (:attr:`Perpetuals.on_due`, :class:`FundingDue`): a daemon restarted on it (even after a
+    SIGKILL) settles a pending one as before the stop, and pays a held one at its start, on the
+    position restored (the order it waited for stopped with the previous process's venue, so that
+    position is the one held at its time) at the mark it was held at (:meth:`restore_due`): the position then pays
     ``quantity * contract_size * mark * rate`` (a long pays a positive rate, a short
     receives it) at the latest mark. :meth:`Kernel.process` asks at each message, and
     the backtest's bar loops before and after each bar (:attr:`next_funding_ns`). Each settlement
@@ -75,6 +79,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from loguru import logger
 
 from tradebus.account import MarginAccount
@@ -100,7 +105,7 @@ if TYPE_CHECKING:
     from tradebus.execution.orders import OrderManager
     from tradebus.execution.simulated import SimulatedVenue
 
-__all__ = ["LIQUIDATION_ID_PREFIX", "LIQUIDATION_STRATEGY", "Perpetuals"]
+__all__ = ["LIQUIDATION_ID_PREFIX", "LIQUIDATION_STRATEGY", "FundingDue", "Perpetuals"]
 
 #: ``strategy_id`` of liquidation fills (no strategy submitted them).
 LIQUIDATION_STRATEGY = "liquidation"
@@ -111,6 +116,31 @@ _FEED_ALERT = "perpetuals feed"
 #: user stream's event time and the income history's row time of a payment are not documented as equal;
 #: a venue settles an instrument's funding at most once an hour).
 VENUE_FUNDING_MATCH_NS = 60_000_000_000
+
+
+class FundingDue(msgspec.Struct, frozen=True):
+    """A funding announced and not paid yet, as a daemon's journal keeps it (:attr:`Perpetuals.on_due`).
+
+    Parameters
+    ----------
+    instrument_id
+        The perpetual.
+    due
+        When it falls due on the kernel's clock (its venue time plus its announcement's receive delay).
+    at
+        The funding time (venue time, ns).
+    rate
+        The announced rate.
+    mark
+        ``None``: pending (not due yet, or due and not settled yet); else held for the bar it falls in, at
+        this mark (NaN: no price known then).
+    """
+
+    instrument_id: str
+    due: int
+    at: int
+    rate: float
+    mark: float | None = None
 
 
 class Perpetuals:
@@ -171,6 +201,10 @@ class Perpetuals:
         # Fundings due inside a bar not matched yet, paid after it: (instrument_id, due on the kernel's
         # clock, funding time, rate, mark then).
         self._held: list[tuple[str, int, int, float, float]] = []
+        #: Called with every funding announced or held and not paid yet (:meth:`due`) whenever they change
+        #: (a daemon's journal keeps them for a restart, :meth:`restore_due`); ``None``: not kept.
+        self.on_due: Callable[[list[FundingDue]], None] | None = None
+        self._due_kept: list[FundingDue] = []
         #: When the earliest announced (or held) funding not settled yet is due on the kernel's clock
         #: (its venue time plus its announcement's receive delay; ``2**63 - 1``: none).
         self.next_funding_ns = 2**63 - 1
@@ -248,6 +282,8 @@ class Perpetuals:
         self._next_due()
         if msg.ts_init >= self.next_funding_ns:
             self.settle_due(msg.ts_init, before=self._feeding)
+        if self.on_due is not None:
+            self._keep_due()
 
     def settle_due(self, now: int, *, before: bool = False) -> None:
         """Settle every announced funding whose time is at or before ``now`` (``before``: strictly before it).
@@ -274,6 +310,8 @@ class Perpetuals:
         if self._held and not before:
             self._pay_held(now, final=False)
         self._next_due()
+        if self.on_due is not None:
+            self._keep_due()
         if self.open:
             self.check(now)  # a payment may take a position below maintenance margin
 
@@ -282,8 +320,52 @@ class Perpetuals:
         if self._held:
             self._pay_held(now, final=True)
             self._next_due()
+            if self.on_due is not None:
+                self._keep_due()
             if self.open:
                 self.check(now)
+
+    def due(self) -> list[FundingDue]:
+        """Every funding announced (pending) or held and not paid yet, pending ones first, by instrument."""
+        pending = [FundingDue(iid, due, at, rate) for iid, (due, at, rate) in sorted(self._pending.items())]
+        return pending + [FundingDue(iid, due, at, rate, mark) for iid, due, at, rate, mark in self._held]
+
+    def _keep_due(self) -> None:
+        assert self.on_due is not None
+        due = self.due()
+        if due != self._due_kept:  # (a held NaN mark is the same float object each time: equal)
+            self.on_due(due)
+            self._due_kept = due
+
+    def restore_due(self, due: Iterable[FundingDue], now: int) -> None:
+        """Take back the fundings a previous process left announced or held (journal replay, after :meth:`restore`).
+
+        One whose time is settled already (its payment journaled) is skipped. A pending one is pending
+        here as it was there; a held one is paid now, on the position restored, at the mark it was held
+        at (the order whose fills it waited for stopped with that process's venue). Each payment is
+        published (journaled) as any other.
+        """
+        due = list(due)
+        self._due_kept = due  # what the journal holds: replaced by what is left of it
+        for entry in due:
+            iid = entry.instrument_id
+            inst = self.instruments.get(iid)
+            if inst is None or not inst.is_perpetual:
+                logger.warning("perpetuals: the journal's funding of {} at {} ignored (not a perpetual of this run)",
+                               iid, entry.at)
+                continue
+            if entry.at <= self._settled.get(iid, -1):
+                continue  # paid before the stop (its payment is journaled)
+            if entry.mark is None:
+                if iid not in self._pending or self._pending[iid][1] < entry.at:
+                    self._pending[iid] = (entry.due, entry.at, entry.rate)
+                continue
+            logger.info("perpetuals: paying the funding of {} at {} held by the stopped process", iid, entry.at)
+            self._settled[iid] = max(self._settled.get(iid, -1), entry.at)
+            self._pay(iid, entry.at, entry.rate, entry.mark, now)
+        self._next_due()
+        if self.on_due is not None:
+            self._keep_due()
 
     def _next_due(self) -> None:
         # A held funding keeps the loops calling settle_due after each bar until it is paid.

@@ -41,7 +41,8 @@ Storage (WAL mode), schema version :data:`SCHEMA_VERSION`:
   run component of the client order ids), ``epoch`` (incremented by every :meth:`replay`),
   ``mode``, ``venue``, ``market``, ``environment`` (what writes the journal: :class:`JournalOwner`)
   and ``account`` (the live venue account's id, where the venue reports one:
-  :meth:`Journal.check_account`), and ``venue_pause`` (the last pause the venue's rate limit asked a live
+  :meth:`Journal.check_account`), ``funding_due`` (the fundings announced or held and not paid yet, msgpack
+  :class:`~tradebus.engine.perpetuals.FundingDue` entries: :meth:`Journal.save_funding_due`), and ``venue_pause`` (the last pause the venue's rate limit asked a live
   daemon for, a 429 or an IP ban, as JSON :class:`VenuePause`; empty once a request was answered after it:
   :meth:`Journal.save_venue_pause`);
 * ``journal(seq INTEGER PRIMARY KEY AUTOINCREMENT, kind, type, client_order_id, ts, payload)``,
@@ -114,7 +115,7 @@ from loguru import logger
 
 from tradebus.account import MarginAccount
 from tradebus.engine import messages as _messages
-from tradebus.engine.perpetuals import LIQUIDATION_ID_PREFIX
+from tradebus.engine.perpetuals import LIQUIDATION_ID_PREFIX, FundingDue
 from tradebus.engine.portfolio import Portfolio
 from tradebus.errors import DataError
 from tradebus.execution.client_ids import new_run_id
@@ -233,6 +234,8 @@ class JournalOwner(msgspec.Struct, frozen=True):
 _OWNER_KEYS = ("mode", "venue", "market", "environment")
 # The meta row holding the last rate-limit pause the venue asked for (Journal.venue_pause).
 _VENUE_PAUSE_KEY = "venue_pause"
+# The meta row holding the fundings announced or held and not paid yet (Journal.funding_due).
+_FUNDING_DUE_KEY = "funding_due"
 
 
 class VenuePause(msgspec.Struct, frozen=True):
@@ -581,6 +584,44 @@ class Journal:
         except sqlite3.Error as exc:
             raise self._failed(exc) from None
         self._meta[_VENUE_PAUSE_KEY] = value
+
+    def funding_due(self) -> list[FundingDue]:
+        """The fundings announced or held and not paid yet when a daemon on this journal last changed them (``[]``: none).
+
+        Raises
+        ------
+        DataError
+            An undecodable stored list (names the file).
+        """
+        stored = self._meta.get(_FUNDING_DUE_KEY)
+        if not stored:
+            return []
+        try:
+            return msgspec.msgpack.decode(stored, type=list[FundingDue])
+        except (msgspec.DecodeError, TypeError) as exc:
+            raise DataError(f"journal {self.path}: bad {_FUNDING_DUE_KEY} in its meta table: {exc}") from exc
+
+    def save_funding_due(self, due: list[FundingDue]) -> None:
+        """Store the fundings announced or held and not paid yet (replacing the last list), for a restart to settle.
+
+        Committed at once, as a ``meta`` row (msgpack: a held funding's mark may be NaN); an earlier
+        tradebus ignores it, as it did these fundings (no schema version). A payment is journaled
+        (:meth:`record_wallet`) before the list without it is stored: a restart skips a stored funding
+        whose payment the journal holds.
+
+        Raises
+        ------
+        DataError
+            The journal cannot be written (:attr:`failure`).
+        """
+        value = msgspec.msgpack.encode(due) if due else b""
+        try:
+            self._check_writable()
+            self._commit()
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_FUNDING_DUE_KEY, value))
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from None
+        self._meta[_FUNDING_DUE_KEY] = value  # type: ignore[assignment]
 
     @property
     def closed(self) -> bool:

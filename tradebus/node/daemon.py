@@ -801,7 +801,7 @@ class PaperNode:
 
 
 def recover_journal(kernel: Kernel, venue: Venue, journal: Journal, now_ns: int) -> list[Any]:
-    """Rebuild ``kernel``'s orders, positions, risk state, results and equity samples from ``journal`` at ``now_ns``.
+    """Rebuild ``kernel``'s orders, positions, risk state, results, equity samples and unpaid fundings from ``journal`` at ``now_ns``.
 
     What a daemon does as it starts on its journal (and a replay of a later session of its recording,
     :func:`~tradebus.node.playback.play`): the journal begins a new epoch of client order ids, and
@@ -810,6 +810,8 @@ def recover_journal(kernel: Kernel, venue: Venue, journal: Journal, now_ns: int)
     """
     unknown = journal.replay(kernel.orders, kernel.portfolio, now_ns, risk=kernel.risk, on_message=kernel.record_journaled)
     kernel.restore_samples(journal.samples(JournaledSample))
+    if kernel.perpetuals is not None:  # after the journaled payments: a funding paid before the stop is skipped
+        kernel.perpetuals.restore_due(journal.funding_due(), now_ns)
     orders = kernel.orders.orders()
     if orders:
         venue.resume({iid: kernel.portfolio.position(iid) for iid in kernel.instruments}, unknown, orders)
