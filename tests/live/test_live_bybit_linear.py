@@ -665,6 +665,8 @@ async def test_the_linear_emulator_answers_its_instrument_s_leverage_and_margin_
 
 
 FUNDING_PX = 65_000.0
+#: The mark of a settlement, not the fill price (the last price the daemon knows).
+SETTLE_PX = 65_130.5
 
 
 async def _open_long(node: LiveNode, emulator: BybitLinearEmulator, qty: float = 0.01) -> None:
@@ -691,7 +693,7 @@ async def test_the_venues_funding_settlement_is_booked_once_from_the_execution_s
         await _open_long(node, emulator)
         now = node.clock.now_ns()
         kernel.bus.publish(FundingRate(BYBIT_IID, now, now, 0.0001, now - 1))
-        seen["paid"] = emulator.settle_funding(SYMBOL, 0.0001, FUNDING_PX)
+        seen["paid"] = emulator.settle_funding(SYMBOL, 0.0001, SETTLE_PX)
         # the venue's payment is heard (an estimate of the announced rate would have been booked before it)
         venue_ns = int(emulator.transaction_log[-1]["transactionTime"]) * 1_000_000
         await until(lambda: any(f.ts_event == venue_ns for f in kernel.result.funding))
@@ -699,9 +701,12 @@ async def test_the_venues_funding_settlement_is_booked_once_from_the_execution_s
 
     async with _emulator() as emulator:
         node = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, act)
-        assert seen["paid"] == pytest.approx(0.01 * FUNDING_PX * 0.0001)
+        assert seen["paid"] == pytest.approx(0.01 * SETTLE_PX * 0.0001)
         assert [f.payment for f in node.kernel.result.funding] == pytest.approx([seen["paid"]], abs=1e-9)
         assert node.kernel.result.funding[0].quantity == pytest.approx(0.01)
+        # the execution's execPrice and feeRate: the venue's mark and rate (they were the last price and the
+        # rate the payment implies at it)
+        assert (node.kernel.result.funding[0].mark_price, node.kernel.result.funding[0].rate) == (SETTLE_PX, 0.0001)
         assert seen["wallet"] == pytest.approx(emulator.balances["USDT"], abs=1e-8)
         assert not node.guard.holds
     assert [p.payment for p in _journaled_funding(journal)] == pytest.approx([seen["paid"]], abs=1e-9)
@@ -723,11 +728,13 @@ async def test_funding_settled_while_the_daemon_was_down_is_booked_once_from_the
     async with _emulator() as emulator:
         await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, open_long)
         # the daemon is down (no user stream): two settlements reach only the transaction log
-        paid = [emulator.settle_funding(SYMBOL, 0.0001, FUNDING_PX), emulator.settle_funding(SYMBOL, -0.0003, FUNDING_PX)]
+        paid = [emulator.settle_funding(SYMBOL, 0.0001, SETTLE_PX), emulator.settle_funding(SYMBOL, -0.0003, FUNDING_PX)]
         node = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, booked)
         assert not node.guard.holds
         assert [f.payment for f in node.kernel.result.funding] == pytest.approx(paid, abs=1e-9)
         assert [f.ts_event // 1_000_000 for f in node.kernel.result.funding] == [int(r["transactionTime"]) for r in emulator.transaction_log]
+        # the transaction log's tradePrice and feeRate: the venue's mark and rate
+        assert [(f.mark_price, f.rate) for f in node.kernel.result.funding] == [(SETTLE_PX, 0.0001), (FUNDING_PX, -0.0003)]
         assert seen["wallet"] == pytest.approx(emulator.balances["USDT"], abs=1e-8)
         assert node.reconciler.funding_caught_up == 2
         # a second restart reads the same log and books nothing more

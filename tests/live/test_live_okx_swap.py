@@ -524,6 +524,8 @@ async def test_the_contract_size_checked_at_start_is_ct_val_times_ct_mult() -> N
 
 
 FUNDING_PX = 30_000.0
+#: The mark of a settlement, not the fill price (the last price the daemon knows).
+SETTLE_PX = 30_150.0
 
 
 async def _open_long(node: LiveNode, emulator: AccountEmulator, contracts: float = 2.0) -> None:
@@ -585,7 +587,7 @@ async def test_a_daemon_streaming_its_outputs_reads_the_funding_bill_in_its_roun
 
     async def act(node: LiveNode) -> None:
         await _open_long(node, emulator)
-        seen["paid"] = emulator.settle_funding("BTC-USDT-SWAP", 0.0001, FUNDING_PX)
+        seen["paid"] = emulator.settle_funding("BTC-USDT-SWAP", 0.0001, SETTLE_PX)
         await until(lambda: len(node.kernel.result.funding) >= 1, timeout=5.0)
         await _bills_read_twice(emulator)
 
@@ -597,14 +599,15 @@ async def test_a_daemon_streaming_its_outputs_reads_the_funding_bill_in_its_roun
         node.outputs.finish()  # as tradebus live --out ends (write_outputs): the streamed files closed
     finally:
         run_dir.close()
-    # OKX: funding = position value x rate = 2 contracts x 0.01 BTC x 30,000 x 0.0001 = 0.06 USDT paid by the long
-    assert seen["paid"] == pytest.approx(0.06)
+    # OKX: funding = position value x rate = 2 contracts x 0.01 BTC x 30,150 x 0.0001 = 0.0603 USDT paid by the long
+    assert seen["paid"] == pytest.approx(0.0603)
     with (tmp_path / "out" / "funding.csv").open() as handle:
         (row,) = csv.DictReader(handle)
-    # the bill tells the payment only: quantity is the position held, the rate the one the last price implies
+    # the bill tells the payment and the mark (px), no rate: quantity is the position held, the rate left empty
+    # (they were the last price, 30,000, and the rate the payment implies at it)
     assert (row["instrument"], float(row["quantity"]), float(row["payment"]), row["fills_before"]) == (
-        SWAP_IID, 2.0, pytest.approx(0.06, abs=1e-12), "1")
-    assert float(row["rate"]) == pytest.approx(0.06 / (2 * 0.01 * float(row["mark_price"])))
+        SWAP_IID, 2.0, pytest.approx(0.0603, abs=1e-12), "1")
+    assert (row["mark_price"], row["rate"]) == ("30150.0", "")
 
 
 @pytest.mark.slow

@@ -401,9 +401,10 @@ class Perpetuals:
     def on_venue_funding(self, paid: FundingPaid) -> None:
         """Book a funding payment the venue made (live): its ``payment`` on the position held now.
 
-        The payment is the venue's; quantity and mark are this portfolio's at the time, the rate
-        the one they imply (``payment / (quantity * contract_size * mark)``, NaN when flat). It is
-        published (journaled) and kept in :attr:`funding` as a settled payment. A payment already
+        The payment is the venue's, and so are the mark price and the rate when its record gives them
+        (Bybit's execution and transaction log: both; OKX's bill: the mark; Binance's income: neither),
+        NaN (an empty ``funding.csv`` field) when it does not: none is made up from another price.
+        The quantity is this portfolio's position at the time. It is published (journaled) and kept in :attr:`funding` as a settled payment. A payment already
         booked (:meth:`is_booked`: told by the stream and by the income history, or journaled by a
         previous process) is not booked again.
         """
@@ -417,10 +418,7 @@ class Perpetuals:
             return
         portfolio = self._portfolio
         qty = portfolio.position(iid)
-        mark = portfolio.last_price(iid)
-        notional = qty * self.instruments[iid].contract_size * mark
-        rate = paid.payment / notional if notional != 0.0 and notional == notional else math.nan
-        event = FundingPaid(iid, qty, mark, rate, paid.payment, paid.ts_event, paid.ts_init)
+        event = FundingPaid(iid, qty, paid.mark_price, paid.rate, paid.payment, paid.ts_event, paid.ts_init)
         portfolio.pay_funding(iid, paid.payment)
         self._settled[iid] = max(self._settled.get(iid, -1), paid.ts_event)
         self.funding.append(event)

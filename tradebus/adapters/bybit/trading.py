@@ -469,7 +469,8 @@ class BybitLinearTrading(BybitTrading):
         ``type=SETTLEMENT``), window by window of :data:`EXECUTIONS_WINDOW_MS` from ``since_ns`` to
         now (Bybit's longest span), each window :data:`TRANSACTION_LOG_PAGE` rows a page through
         ``nextPageCursor``. A row's ``funding`` is what the account received (its payment is the
-        negation), stamped ``transactionTime``; rows of symbols not traded here are skipped, and a
+        negation), stamped ``transactionTime``, at the mark price ``tradePrice`` and the funding rate ``feeRate`` (empty:
+        NaN); rows of symbols not traded here are skipped, and a
         row listed twice (by its ``id``) is read once.
         """
         start, now_ms = since_ns // 1_000_000, int(time.time() * 1000)
@@ -495,7 +496,8 @@ class BybitLinearTrading(BybitTrading):
                         continue
                     seen.add(row_id)
                     ts = int(row["transactionTime"]) * 1_000_000
-                    window.append(FundingPaid(inst.instrument_id, nan, nan, nan, -received, ts, time.time_ns()))
+                    mark, rate = (float(row.get(key) or nan) for key in ("tradePrice", "feeRate"))
+                    window.append(FundingPaid(inst.instrument_id, nan, mark, rate, -received, ts, time.time_ns()))
                 cursor = result.get("nextPageCursor")
                 if not cursor or not result["list"]:
                     break

@@ -145,8 +145,10 @@ class UserStreamParser(PrivateStreamParser):
         if kind == "Trade":
             return [self._fill(row)]
         if kind == "Funding" and (inst := self._perpetual(row)) is not None:
-            nan = math.nan
-            return [FundingPaid(inst.instrument_id, nan, nan, nan, float(row["execFee"]), int(row["execTime"]) * _MS, self.clock_ns())]
+            # the settlement's mark price and funding rate are the row's execPrice and feeRate
+            mark, rate = (float(row.get(key) or math.nan) for key in ("execPrice", "feeRate"))
+            return [FundingPaid(inst.instrument_id, math.nan, mark, rate, float(row["execFee"]), int(row["execTime"]) * _MS,
+                                self.clock_ns())]
         return []
 
     def _fill(self, row: dict[str, Any]) -> OrderFilled:

@@ -584,8 +584,8 @@ class OkxSwapTrading(OkxTrading):
         ``/account/bills-archive`` (3 months), with ``instType=SWAP``, ``type=8`` (funding fee)
         and ``begin`` = ``since_ns`` in ms; OKX answers newest first, each next page asked
         ``after`` the last row's ``billId`` until a page is short. A row's ``balChg`` is what
-        the account received (its payment is the negation), stamped ``ts``; rows of
-        instruments not traded here are skipped.
+        the account received (its payment is the negation), stamped ``ts``, at the mark price
+        ``px`` (a bill holds no funding rate: NaN); rows of instruments not traded here are skipped.
         """
         since_ms = since_ns // 1_000_000
         recent = time.time() * 1000 - since_ms < BILLS_RECENT_MS
@@ -600,7 +600,8 @@ class OkxSwapTrading(OkxTrading):
             received = float(row.get("balChg") or 0.0)
             if inst is None or str(row.get("type", FUNDING_BILL)) != FUNDING_BILL or received == 0.0:
                 continue
-            out.append(FundingPaid(inst.instrument_id, nan, nan, nan, -received, int(row["ts"]) * 1_000_000, time.time_ns()))
+            mark = float(row.get("px") or nan)
+            out.append(FundingPaid(inst.instrument_id, nan, mark, nan, -received, int(row["ts"]) * 1_000_000, time.time_ns()))
         return out
 
     async def balances(self) -> list[AccountBalance]:
