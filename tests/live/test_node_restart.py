@@ -14,17 +14,19 @@ import os
 import signal
 import sqlite3
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 import yaml
 
 from tests.reaped import areaped
 from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture
 from tradebus.adapters.common.recorder import iter_hftbacktest
 from tradebus.adapters.common.local_server import LocalVenueServer
-from tradebus.engine.messages import OrderAccepted, OrderFilled, OrderSide, OrderStatus, OrderSubmitted, SubmitOrder
+from tradebus.engine.messages import FundingRate, OrderAccepted, OrderFilled, OrderSide, OrderStatus, OrderSubmitted, SubmitOrder
 from tradebus.node.daemon import PaperNode
 from tradebus.execution.client_ids import ClientOrderIds
 from tradebus.execution.journal import Journal
@@ -280,3 +282,56 @@ async def test_a_restarted_daemon_does_not_pay_the_last_funding_again_on_a_repea
     assert second.kernel.result.funding == [paid]  # paid once
     assert second.kernel.portfolio.funding_paid == paid.payment
     assert second.kernel.portfolio.cash == wallet
+
+
+async def test_a_funding_announced_before_a_stop_and_due_during_it_is_paid_once_by_the_restarted_daemon(
+    tmp_path: Path,
+) -> None:
+    """A daemon stopped while it holds a position and a funding is announced, restarted after that funding's time:
+    the funding was in memory only, and the restarted daemon, whose feed announces the next funding time, never
+    paid it. The journal keeps it; the restarted daemon pays it at its first message (a mark: at that mark),
+    on the position held through the stop, once."""
+    frames = [(t, raw) for t, raw in USDM_FRAMES if "@trade" in raw or "@markPrice" in raw]
+    marks = [i for i, (_, raw) in enumerate(frames) if "@markPrice" in raw]
+    announce = next(i for i in marks if i > marks[0] + 40)  # the strategy holds a position by then
+    data = json.loads(frames[announce][1])["data"]
+    funding_ms = data["E"] + 200  # due 0.2 s after the daemon receives the announcement
+    first_frames = frames[:announce] + [(frames[announce][0], frames[announce][1].replace(
+        '"T":1680652800000', f'"T":{funding_ms}'))]
+
+    def config(srv: LocalVenueServer) -> dict[str, Any]:
+        data = usdm_config(srv.ws_url, srv.http_url)
+        data["feeds"][0]["subscriptions"] = {USDM_IID: ["trade", "markPrice"]}
+        data["journal"] = str(tmp_path / "journal.sqlite")
+        return data
+
+    warm_up()  # compiled before the server starts: a cold compile on a loaded machine outlasts its lifetime
+    announced: list[FundingRate] = []
+    async with LocalVenueServer(BinanceProtocol(USDM_SNAPSHOT, futures=True), first_frames, speed=8.0) as srv:
+        first = PaperNode(config_of(config(srv)), handle_signals=False)
+        first.kernel.bus.subscribe(FundingRate, announced.append)
+        await run_node(first, lambda: any(f.next_funding_ns == funding_ms * 1_000_000 for f in announced))
+    last = announced[-1]
+    due = last.next_funding_ns + last.ts_init - last.ts_event  # on the daemon's (receive) clock
+    position = first.kernel.portfolio.position(USDM_IID)
+    assert position != 0.0 and first.kernel.result.funding == []
+    while time.time_ns() <= due:  # the restart comes after the funding time
+        await asyncio.sleep(0.05)
+    # The restarted daemon's first frame: a later mark, announcing the next funding time (then a trade, which ends
+    # the run: a mark is no market-data message of max_messages).
+    later = frames[marks[-1]]
+    mark = float(json.loads(later[1])["data"]["p"])
+    trade = next(f for f in frames[marks[-1]:] if "@trade" in f[1])
+    paid_at = []
+    for _ in range(2):
+        async with LocalVenueServer(BinanceProtocol(USDM_SNAPSHOT, futures=True), [later, trade]) as srv:
+            node = PaperNode(config_of(config(srv)), handle_signals=False, max_messages=1)
+            await run_node(node, lambda: False, timeout=30.0)
+        assert node.summary.stop_reason == "max_messages reached (1)"
+        paid_at.append(node.kernel.result.funding)
+    [paid] = paid_at[0]
+    assert (paid.ts_event, paid.quantity, paid.mark_price, paid.rate) == (
+        funding_ms * 1_000_000, position, mark, float(data["r"]))
+    assert paid.payment == pytest.approx(position * mark * float(data["r"]), rel=1e-12)
+    assert paid_at[1] == [paid]  # the next restart does not pay it again
+    assert [r[1] for r in journal_rows(tmp_path / "journal.sqlite")].count("FundingPaid") == 1
