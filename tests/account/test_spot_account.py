@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -419,3 +420,37 @@ def test_check_order_denies_with_the_need_order_need_computes(
     unpriced = SubmitOrder("s", inst.instrument_id, "c-2", side, 0.5, T0, T0)
     unpriced_need = account.order_need(unpriced, math.nan)[0]
     assert (account.check_order(unpriced, math.nan) is None) == (unpriced_need != unpriced_need)
+
+
+@pytest.mark.parametrize("side", [BUY, SELL])
+@pytest.mark.parametrize("others", [0, 1])
+def test_check_fill_refuses_exactly_past_the_need_fill_need_computes(side: OrderSide, others: int) -> None:
+    """check_fill computes a fill's need inline (speed); it must be fill_need's: a balance of exactly that
+    need (plus what another working order holds) pays the fill, one lot less does not, and the refusal names it.
+
+    A buy of 0.5 BTC at 20,000 with a fee of 6 needs 10,006 USDT (the fee counts); a sell needs 0.5 BTC.
+    """
+    inst = spot()
+    iid = inst.instrument_id
+    filling = SimpleNamespace(instrument_id=iid, side=side, client_order_id="c-1", order_type=OrderType.MARKET,
+                              price=math.nan, trigger_price=math.nan, leaves_qty=0.5, is_open=True)
+    other = SimpleNamespace(instrument_id=iid, side=side, client_order_id="c-2", order_type=OrderType.LIMIT,
+                            price=20_000.0, trigger_price=math.nan, leaves_qty=0.25, is_open=True)
+    working = [filling, other][: 1 + others]
+    probe = SpotCashAccount({iid: inst}, {"USDT": 0.0, "BTC": 0.0})
+    need, asset = probe.fill_need(filling, 0.5, 20_000.0, 6.0)
+    assert (need, asset) == ((10_006.0, "USDT") if side is BUY else (0.5, "BTC"))
+    held = 0.0
+    if others:
+        probe.bind(lambda: working, lambda _iid: 20_000.0, lambda: len(working))
+        held = probe.held(asset, "c-1")
+        assert held == pytest.approx(0.25 * 20_000.0 * 1.002 if side is BUY else 0.25)  # a limit buy holds its taker fee
+    for balance, pays in ((need + held, True), (need + held - 0.001 * (20_000.0 if side is BUY else 1.0), False)):
+        account = SpotCashAccount({iid: inst}, {asset: balance})
+        account.bind(lambda: working, lambda _iid: 20_000.0, lambda: len(working))
+        reason = account.check_fill(filling, 0.5, 20_000.0, 6.0)
+        if pays:
+            assert reason is None
+        else:
+            assert reason is not None and reason.startswith(f"insufficient balance: {need:.10g} {asset} needed")
+            assert f"held by other working orders {held:.10g})" in reason

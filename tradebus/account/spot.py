@@ -61,6 +61,7 @@ __all__ = [
 ]  # fmt: skip
 
 _NAN = math.nan
+_INF = math.inf
 _LIMIT = OrderType.LIMIT
 _MARKET = OrderType.MARKET
 _STOP_LIMIT = OrderType.STOP_LIMIT
@@ -290,7 +291,7 @@ class SpotCashAccount:
     def oco_room(self, client_order_id: str) -> float:
         """How much more order ``client_order_id`` may fill as a member of its OCO group (``inf``:
         no member of its group has filled, or it is in none, or not of a cash-only instrument)."""
-        return self._oco_room.get(client_order_id, math.inf) if self._oco_room else math.inf
+        return self._oco_room.get(client_order_id, _INF) if self._oco_room else _INF
 
     # ------------------------------------------------------------------- checks
 
@@ -328,12 +329,22 @@ class SpotCashAccount:
         spec = self._specs.get(order.instrument_id)
         if spec is None or not spec[2]:
             return None
-        need, asset = self.fill_need(order, quantity, price, fee)
+        # fill_need inline (a call and a tuple less per fill; a test holds the two equal)
+        if order.side > 0:
+            need = quantity * price + fee
+            asset = spec[1]
+        else:
+            need = quantity
+            asset = spec[0]
+        balance = self._total[asset]
         count = self._count()
         # Only the filling order itself working: nothing else holds funds.
-        held = self._held(asset, order.client_order_id) if count > 1 or not order.is_open else 0.0
-        available = self._total[asset] - held
-        if exceeds(need, available, self._total[asset]):
+        if count > 1 or not order.is_open:
+            held = self._held(asset, order.client_order_id)
+            available = balance - held
+        else:
+            held, available = 0.0, balance
+        if exceeds(need, available, balance):
             return insufficient_balance_reason(need, asset, quantity, price, available, held)
         return None
 

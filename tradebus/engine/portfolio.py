@@ -281,7 +281,7 @@ class Portfolio:
         qty = fill.last_qty
         px = fill.last_px
         fee = fill.fee
-        if pos is None or not (qty > 0.0 and qty < _INF and px > 0.0 and px < _INF and abs(fee) < _INF):
+        if pos is None or not (qty > 0.0 and qty < _INF and px > 0.0 and px < _INF and -_INF < fee < _INF):
             raise _bad_fill(fill, pos is None)
         signed = qty if fill.side > 0 else -qty
         cs = pos.contract_size
@@ -310,12 +310,15 @@ class Portfolio:
             pos.avg_price = (old * pos.avg_price + signed * px) / new
             pos.quantity = new
         else:
-            closed = min(abs(signed), abs(old))
+            # min(abs(signed), abs(old)) without the builtin calls (neither is 0 or NaN here)
+            closed = signed if signed > 0.0 else -signed
+            if (old if old > 0.0 else -old) < closed:
+                closed = old if old > 0.0 else -old
             pnl = cs * (closed * (px - pos.avg_price) if old > 0.0 else closed * (pos.avg_price - px))
             pos.realized_pnl += pnl
             self._realized += pnl
             new = old + signed
-            if abs(new) <= pos.flat_eps:
+            if -pos.flat_eps <= new <= pos.flat_eps:
                 pos.quantity = 0.0
                 pos.avg_price = 0.0
             else:

@@ -274,14 +274,6 @@ class _SimOrder(msgspec.Struct, gc=False, eq=False):
     def leaves(self) -> float:
         return self.quantity - self.filled
 
-    def add_fill(self, fill: OrderFilled) -> None:
-        """Keep ``fill`` as the latest of this order's fills."""
-        if self.last_fill is not None:
-            if self.fills is None:
-                self.fills = [self.last_fill]
-            self.fills.append(fill)
-        self.last_fill = fill
-
     def all_fills(self) -> tuple[OrderFilled, ...]:
         """Every fill of the order, in order."""
         if self.fills is not None:
@@ -1186,7 +1178,12 @@ class SimulatedVenue(Venue):
             ts,
             self.clock.now_ns(),
         )
-        sim.add_fill(fill)
+        last = sim.last_fill  # kept as the latest of the order's fills (the list from the second on)
+        if last is not None:
+            if sim.fills is None:
+                sim.fills = [last]
+            sim.fills.append(fill)  # type: ignore[union-attr]
+        sim.last_fill = fill
         sim.ts_event = ts
         done = sim.filled >= sim.quantity * (1.0 - 1e-9)
         if done:
