@@ -33,6 +33,7 @@ from tradebus.engine.messages import (
     PositionLiquidated,
     Trade,
 )
+from tradebus.engine.perpetuals import FundingDue
 from tradebus.engine.portfolio import Portfolio, Position
 from tradebus.errors import DataError
 from tradebus.reports.metrics import compute_metrics
@@ -975,3 +976,31 @@ def test_every_bad_row_of_a_mark_or_funding_file_is_named(tmp_path: Path) -> Non
     funding.write_text("date,rate\n2021-11-17T00:00:00+00:00,0.0001\n2021-11-17T08:00:00.017+00:00,1.5\n")
     with pytest.raises(DataError, match=r"funding.csv row 2: funding rate 1.5 at 2021-11-17T08:00:00.017Z is not"):
         read_funding_rates(funding, "X.SIM")
+
+
+def test_unpaid_fundings_are_handed_on_when_they_change_and_a_moving_rate_once_a_minute() -> None:
+    """markPrice@1s: every frame announces the next funding with a moving estimated rate and a jittering
+    receive delay. Over 150 s of frames the journal's list of unpaid fundings is written when the funding
+    first appears, then at most once a minute for the rate (s 0, 60, 120), and again when it is paid;
+    before, every frame rewrote it (one journal commit a second per perpetual)."""
+    inst = perp()
+    kernel, _ = opened_kernel(inst, 10_000.0, 0.1)
+    iid = inst.instrument_id
+    perpetuals = kernel.perpetuals
+    assert perpetuals is not None
+    written: list[list[FundingDue]] = []
+    perpetuals.on_due = written.append
+    t = T0 + 2 * H + 1
+    second = 1_000_000_000
+    for s in range(150):
+        now = t + s * second
+        kernel.process(FundingRate(iid, now - (s % 7) * 1_000_000, now, 0.0001 + s * 1e-7, T0 + 3 * H))
+    assert [(len(w), w[0].at, w[0].rate) for w in written] == [
+        (1, T0 + 3 * H, 0.0001),
+        (1, T0 + 3 * H, pytest.approx(0.0001 + 60e-7)),
+        (1, T0 + 3 * H, pytest.approx(0.0001 + 120e-7)),
+    ]
+    later = T0 + 3 * H + second  # past the funding time and its receive delay
+    kernel.process(Bar(iid, later, later, 20_000.0, 20_000.0, 20_000.0, 20_000.0, 1.0))
+    assert len(kernel.result.funding) == 1
+    assert written[-1] == []

@@ -36,7 +36,8 @@ Funding
     Each is settled only once (an announcement for a time already
     settled is ignored; after a restart, the journaled payments count as settled,
     :meth:`restore`). A daemon's journal keeps the fundings announced or held and not paid yet
-    (:attr:`Perpetuals.on_due`, :class:`FundingDue`): a daemon restarted on it (even after a
+    (:attr:`Perpetuals.on_due`, :class:`FundingDue`; rewritten when which they are changes, and a moving
+    announced rate at most once a minute, :data:`FUNDING_DUE_REFRESH_NS`): a daemon restarted on it (even after a
     SIGKILL) settles a pending one as before the stop, and pays a held one at its start, on the
     position restored (the order it waited for stopped with the previous process's venue, so that
     position is the one held at its time) at the mark it was held at (:meth:`restore_due`): the position then pays
@@ -116,6 +117,10 @@ _FEED_ALERT = "perpetuals feed"
 #: user stream's event time and the income history's row time of a payment are not documented as equal;
 #: a venue settles an instrument's funding at most once an hour).
 VENUE_FUNDING_MATCH_NS = 60_000_000_000
+
+#: How often at most (kernel clock, ns) a changed rate of the same unpaid fundings is handed to
+#: :attr:`Perpetuals.on_due` (a restart after a crash settles with a rate at most this old).
+FUNDING_DUE_REFRESH_NS = 60_000_000_000
 
 
 class FundingDue(msgspec.Struct, frozen=True):
@@ -205,6 +210,7 @@ class Perpetuals:
         #: (a daemon's journal keeps them for a restart, :meth:`restore_due`); ``None``: not kept.
         self.on_due: Callable[[list[FundingDue]], None] | None = None
         self._due_kept: list[FundingDue] = []
+        self._due_written = -(2**63)
         #: When the earliest announced (or held) funding not settled yet is due on the kernel's clock
         #: (its venue time plus its announcement's receive delay; ``2**63 - 1``: none).
         self.next_funding_ns = 2**63 - 1
@@ -283,7 +289,7 @@ class Perpetuals:
         if msg.ts_init >= self.next_funding_ns:
             self.settle_due(msg.ts_init, before=self._feeding)
         if self.on_due is not None:
-            self._keep_due()
+            self._keep_due(msg.ts_init)
 
     def settle_due(self, now: int, *, before: bool = False) -> None:
         """Settle every announced funding whose time is at or before ``now`` (``before``: strictly before it).
@@ -311,7 +317,7 @@ class Perpetuals:
             self._pay_held(now, final=False)
         self._next_due()
         if self.on_due is not None:
-            self._keep_due()
+            self._keep_due(now)
         if self.open:
             self.check(now)  # a payment may take a position below maintenance margin
 
@@ -321,7 +327,7 @@ class Perpetuals:
             self._pay_held(now, final=True)
             self._next_due()
             if self.on_due is not None:
-                self._keep_due()
+                self._keep_due(now)
             if self.open:
                 self.check(now)
 
@@ -330,12 +336,20 @@ class Perpetuals:
         pending = [FundingDue(iid, due, at, rate) for iid, (due, at, rate) in sorted(self._pending.items())]
         return pending + [FundingDue(iid, due, at, rate, mark) for iid, due, at, rate, mark in self._held]
 
-    def _keep_due(self) -> None:
+    def _keep_due(self, now: int) -> None:
+        """Hand :attr:`on_due` the fundings not paid yet when which they are changes, or their rates every
+        :data:`FUNDING_DUE_REFRESH_NS` of the kernel's clock (an announced rate is an estimate that moves with
+        every mark frame, and its receive delay with it: one journal commit a second per perpetual otherwise)."""
         assert self.on_due is not None
         due = self.due()
-        if due != self._due_kept:  # (a held NaN mark is the same float object each time: equal)
-            self.on_due(due)
-            self._due_kept = due
+        kept = self._due_kept
+        if [(d.instrument_id, d.at, d.mark is None) for d in due] == [
+            (d.instrument_id, d.at, d.mark is None) for d in kept
+        ] and (now < self._due_written + FUNDING_DUE_REFRESH_NS or [d.rate for d in due] == [d.rate for d in kept]):
+            return
+        self.on_due(due)
+        self._due_kept = due
+        self._due_written = now
 
     def restore_due(self, due: Iterable[FundingDue], now: int) -> None:
         """Take back the fundings a previous process left announced or held (journal replay, after :meth:`restore`).
@@ -365,7 +379,7 @@ class Perpetuals:
             self._pay(iid, entry.at, entry.rate, entry.mark, now)
         self._next_due()
         if self.on_due is not None:
-            self._keep_due()
+            self._keep_due(now)
 
     def _next_due(self) -> None:
         # A held funding keeps the loops calling settle_due after each bar until it is paid.
