@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import json
 import os
 import re
 import resource
@@ -20,6 +21,7 @@ from typer.testing import CliRunner
 
 from tradebus.data.catalog import Catalog
 from tradebus.data.cli import data_app
+from tradebus.errors import DataError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 runner = CliRunner()
@@ -109,6 +111,54 @@ def test_verify_checks_every_dataset_after_a_failing_one_and_names_each_failure(
     assert "ok x/spot/B/bars_1h: 20 rows" in out
     assert out.count("does not match the manifest") == 2
     assert "2 of 3 datasets failed verification: x/spot/A/bars_1h, x/spot/C/bars_1h" in out
+
+
+def _strip_sizes(manifest: Path) -> None:
+    """Make ``manifest`` one written before sizes were kept: its files' ``size`` keys dropped."""
+    doc = json.loads(manifest.read_text())
+    for entry in doc["files"]:
+        del entry["size"]
+    manifest.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def test_verify_fix_sizes_adds_the_sizes_an_old_manifest_lacks_once_each_hash_matches(tmp_path: Path) -> None:
+    """A catalog written before manifests kept sizes was never checked against a replaced part; verify --fix-sizes
+    records them after re-hashing, so a later read refuses the part a truncated copy replaced."""
+    for symbol in ("A", "B"):
+        assert run("import", str(FIXTURES / "bars_valid.csv"), "--venue", "x", "--market", "spot", "--symbol", symbol,
+                   "--catalog", str(tmp_path))[0] == 0
+    manifests = {s: tmp_path / "x" / "spot" / s / "bars_1h" / "manifest.json" for s in ("A", "B")}
+    written = {s: m.read_bytes() for s, m in manifests.items()}
+    for manifest in manifests.values():
+        _strip_sizes(manifest)
+    stripped_b = manifests["B"].read_bytes()
+    part_b = next((tmp_path / "x" / "spot" / "B").rglob("*.parquet"))
+    part_b.write_bytes(part_b.read_bytes()[:-1] + b"X")  # same size, other bytes: not the file listed
+    code, out = run("verify", "--fix-sizes", "--catalog", str(tmp_path))
+    assert code == 3, out
+    assert "ok x/spot/A/bars_1h: 20 rows" in out and "(sizes recorded for 1 file(s))" in out
+    assert "1 of 2 datasets failed verification: x/spot/B/bars_1h" in out
+    assert manifests["A"].read_bytes() == written["A"]  # the manifest the import wrote, size and all
+    assert manifests["B"].read_bytes() == stripped_b  # no size recorded for a file the hash does not prove
+    code, out = run("verify", "--fix-sizes", "--catalog", str(tmp_path))
+    assert code == 3 and "sizes recorded" not in out  # A already has them: nothing rewritten
+    assert manifests["A"].read_bytes() == written["A"]
+    part_a = next((tmp_path / "x" / "spot" / "A").rglob("*.parquet"))
+    part_a.write_bytes(part_a.read_bytes()[:-100])
+    with pytest.raises(DataError, match=rf"{re.escape(str(part_a))}: \d+ bytes, the manifest says \d+"):
+        Catalog(tmp_path).read("x", "spot", "A", "bars_1h")
+    assert not list(tmp_path.rglob(".manifest.json.tmp-*"))
+
+
+def test_verify_without_fix_sizes_leaves_an_old_manifest_as_it_is(tmp_path: Path) -> None:
+    assert run("import", str(FIXTURES / "bars_valid.csv"), "--venue", "x", "--market", "spot", "--symbol", "S",
+               "--catalog", str(tmp_path))[0] == 0
+    manifest = tmp_path / "x" / "spot" / "S" / "bars_1h" / "manifest.json"
+    _strip_sizes(manifest)
+    stripped = manifest.read_bytes()
+    code, out = run("verify", "--catalog", str(tmp_path))
+    assert code == 0 and "sizes recorded" not in out
+    assert manifest.read_bytes() == stripped
 
 
 def test_verify_refuses_a_catalog_that_does_not_exist_and_says_when_it_is_empty(tmp_path: Path) -> None:

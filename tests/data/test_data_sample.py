@@ -94,3 +94,17 @@ def test_interrupted_swap_is_reported_with_the_retired_copy(tmp_path: Path) -> N
 def test_import_file_rejects_an_interval_for_trades(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="trades_valid.csv: interval applies to bars only"):
         import_file(tmp_path, FIXTURES / "trades_valid.csv", venue="x", market="spot", symbol="S", kind="trades", interval="1m")
+
+
+def test_every_file_of_the_shipped_sample_catalog_has_its_size_in_the_manifest() -> None:
+    """The shipped manifests predated sizes, so a replaced or truncated part of the Quickstart's data was read
+    unchecked; each entry now records its file's length (and the Coinbase one is what the build writes)."""
+    catalog = Catalog(REPO / "data" / "catalog")
+    refs = catalog.datasets()
+    assert {ref.relpath().as_posix() for ref in refs} >= {"coinbase/spot/BTC-USD/bars_4h", "freqtrade/spot/ETH-BTC/bars_5m"}
+    for ref in refs:
+        manifest = catalog.manifest(ref.venue, ref.market, ref.symbol, ref.dataset)
+        base = catalog.dataset_dir(ref.venue, ref.market, ref.symbol, ref.dataset)
+        for entry in manifest.files:
+            assert entry.size == (base / entry.path).stat().st_size, (ref, entry.path)
+            assert hashlib.sha256((base / entry.path).read_bytes()).hexdigest() == entry.sha256, (ref, entry.path)

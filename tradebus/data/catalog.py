@@ -69,7 +69,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import msgspec
 import numpy as np
@@ -221,7 +221,7 @@ class FileEntry(msgspec.Struct, frozen=True):
 
     ``path`` is relative to the dataset directory (``date=2020-01-01/part-00000.parquet``);
     ``start_ns``/``end_ns`` are its first and last ``ts_init``; ``size`` its length in bytes
-    (``None`` in a manifest written before sizes were kept: not checked).
+    (``None`` in a manifest written before sizes were kept: not checked until :meth:`Catalog.record_sizes`).
     """
 
     path: str
@@ -360,11 +360,18 @@ def check_name(what: str, value: str) -> None:
 
 def sha256_file(path: Path) -> str:
     """The hex sha256 of a file, read in 1 MB chunks."""
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return _sha256_and_size(fh)[0]
+
+
+def _sha256_and_size(fh: BinaryIO) -> tuple[str, int]:
+    """The hex sha256 and byte count of what is left to read in ``fh``, read in 1 MB chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := fh.read(_HASH_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
 
 
 def _partition_cuts(ts_init: np.ndarray, period: str) -> tuple[list[np.datetime64], list[int]]:
@@ -720,7 +727,6 @@ class Catalog:
         base = self.dataset_dir(venue, market, symbol, dataset)
         name = DatasetRef(venue, market, symbol, dataset).relpath().as_posix()
         self.manifest(venue, market, symbol, dataset)  # a missing one named, a killed write's leftovers recovered
-        staged = base / f".{MANIFEST_NAME}.tmp-{uuid.uuid4().hex}"
         with _locked(base.parent):
             _recover(base.parent, dataset)  # a killed record's staged manifest removed
             manifest = self._load_manifest(base / MANIFEST_NAME)
@@ -735,22 +741,92 @@ class Catalog:
                 manifest, contract_size=float(contract_size),
                 notes=[*manifest.notes, f"contract_size {contract_size:g} recorded after the import"],
             )
-            try:
-                fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            except OSError as exc:
-                raise ConfigError(f"catalog {self.root}: cannot write the manifest of {name} ({exc.strerror})") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # alive while held: see _recover
-                with os.fdopen(fd, "wb", closefd=False) as fh:
-                    fh.write(msgspec.json.format(_manifest_encoder.encode(manifest), indent=2) + b"\n")
-                os.replace(staged, base / MANIFEST_NAME)
-            except OSError as exc:
-                staged.unlink(missing_ok=True)
-                raise ConfigError(f"catalog {self.root}: cannot write the manifest of {name} ({exc.strerror})") from None
-            finally:
-                os.close(fd)
+            self._replace_manifest(base, name, manifest)
         logger.info("catalog: {} records a contract size of {:g}", name, contract_size)
         return manifest
+
+    def record_sizes(self, venue: str, market: str, symbol: str, dataset: str) -> tuple[Manifest, int]:
+        """Add each file's size to a manifest written before sizes were kept, once its sha256 proves the file.
+
+        Every listed file without a size is hashed; only when each hash equals the manifest's is its size
+        (the bytes hashed) written into a new manifest, swapped in as :meth:`record_contract_size` does,
+        so reads from then on refuse a replaced or truncated file (see :func:`_check_size`). The data
+        files are not touched.
+
+        Parameters
+        ----------
+        venue, market, symbol, dataset
+            The dataset.
+
+        Returns
+        -------
+        tuple[Manifest, int]
+            The manifest (the same one when every file had its size) and how many sizes were added.
+
+        Raises
+        ------
+        DataError
+            If the dataset does not exist, or a listed file is missing, not a regular file, or hashes
+            otherwise than its manifest says (nothing is written).
+        ConfigError
+            If the manifest cannot be written.
+        """
+        base = self.dataset_dir(venue, market, symbol, dataset)
+        name = DatasetRef(venue, market, symbol, dataset).relpath().as_posix()
+        self.manifest(venue, market, symbol, dataset)  # a missing one named, a killed write's leftovers recovered
+        with _locked(base.parent):  # a commit swaps the dataset's files under it: they stay the ones hashed
+            _recover(base.parent, dataset)
+            manifest = self._load_manifest(base / MANIFEST_NAME)
+            files = []
+            for entry in manifest.files:
+                if entry.size is None:
+                    path = base / entry.path
+                    try:
+                        regular = stat.S_ISREG(path.stat().st_mode)
+                    except (FileNotFoundError, NotADirectoryError):
+                        regular = False
+                    if not regular:
+                        raise DataError(f"{path}: file listed in the manifest is missing")
+                    with path.open("rb") as fh:
+                        digest, size = _sha256_and_size(fh)  # the size of the very bytes hashed
+                    if digest != entry.sha256:
+                        raise DataError(f"{path}: sha256 {digest} does not match the manifest ({entry.sha256}): "
+                                        "no size recorded for it; write the dataset again")
+                    entry = msgspec.structs.replace(entry, size=size)
+                files.append(entry)
+            added = sum(old.size is None for old in manifest.files)
+            if not added:
+                return manifest, 0
+            manifest = msgspec.structs.replace(manifest, files=files)
+            self._replace_manifest(base, name, manifest)
+        logger.info("catalog: {} records the size of {} file(s), each hashed as its manifest says", name, added)
+        return manifest, added
+
+    def _replace_manifest(self, base: Path, name: str, manifest: Manifest) -> None:
+        """Swap ``manifest`` in as the dataset's at ``base`` (staged, ``flock`` held until ``os.replace``).
+
+        The caller holds :func:`_locked` on ``base.parent``.
+
+        Raises
+        ------
+        ConfigError
+            If it cannot be written (the staged copy is removed).
+        """
+        staged = base / f".{MANIFEST_NAME}.tmp-{uuid.uuid4().hex}"
+        try:
+            fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except OSError as exc:
+            raise ConfigError(f"catalog {self.root}: cannot write the manifest of {name} ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # alive while held: see _recover
+            with os.fdopen(fd, "wb", closefd=False) as fh:
+                fh.write(msgspec.json.format(_manifest_encoder.encode(manifest), indent=2) + b"\n")
+            os.replace(staged, base / MANIFEST_NAME)
+        except OSError as exc:
+            staged.unlink(missing_ok=True)
+            raise ConfigError(f"catalog {self.root}: cannot write the manifest of {name} ({exc.strerror})") from None
+        finally:
+            os.close(fd)
 
     def write(
         self,

@@ -433,10 +433,17 @@ data_app.command("ls", help="Alias of info.")(info_cmd)
 
 
 @data_app.command("verify")
-def verify_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
+def verify_cmd(
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+    fix_sizes: Annotated[bool, typer.Option(
+        "--fix-sizes", help="Add each file's size to a manifest written before sizes were kept (every read then "
+        "refuses a replaced or truncated file), once its sha256 matches the manifest's; data files are not touched.")
+    ] = False,
+) -> None:
     """Check every dataset: files present, sha256 as in the manifest, schema and row counts.
 
     Every dataset is checked, whatever the ones before it gave; the command exits 3 after the last one when any failed, naming each.
+    With --fix-sizes a dataset that passes gets the sizes its manifest lacks (hashed again under the catalog's lock).
     """
     if not catalog.is_dir():
         raise _fail(ConfigError(f"--catalog {catalog}: no such directory"))
@@ -449,11 +456,17 @@ def verify_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
     for ref in refs:
         try:
             manifest = cat.verify(ref.venue, ref.market, ref.symbol, ref.dataset)
+            added = 0
+            if fix_sizes and any(entry.size is None for entry in manifest.files):
+                manifest, added = cat.record_sizes(ref.venue, ref.market, ref.symbol, ref.dataset)
         except DataError as exc:
             failed.append(ref.relpath().as_posix())
             _console(stderr=True).print(f"[bold red]FAILED[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             continue
-        _console().print(f"ok {_summary(manifest)}", highlight=False, soft_wrap=True)
+        except ConfigError as exc:
+            raise _fail(exc) from None
+        fixed = f" (sizes recorded for {added} file(s))" if added else ""
+        _console().print(f"ok {_summary(manifest)}{fixed}", highlight=False, soft_wrap=True)
     if failed:
         raise _fail(DataError(f"{len(failed)} of {len(refs)} datasets failed verification: {', '.join(failed)}"))
 
