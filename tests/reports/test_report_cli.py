@@ -329,3 +329,28 @@ def test_a_page_written_into_a_directory_the_report_reads_is_held_once(tmp_path:
     result = invoke("report", "compare", ".", str(a))  # one directory under two names, and the page's too
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
     assert (a / "copy.html").is_file() and len(list(a.glob("compare-*-vs-a.html"))) == 1
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="the holder is read from Linux's /proc/locks")
+@pytest.mark.parametrize("command", ["report", "compare"])
+def test_a_screenshot_saved_into_a_directory_a_running_backtest_holds_is_refused(tmp_path: Path, command: str) -> None:
+    """--screenshot busy/page.png was written straight into a directory a backtest rerun held (the page's own
+    directory was held, the PNG's not): the run could remove or replace it mid-write. Now refused, exit 2, nothing
+    written there; once the run is done the PNG is written through a temporary that does not stay."""
+    a, b = _run_dir(tmp_path / "a", 110.0), _run_dir(tmp_path / "b", 105.0)
+    busy = _run_dir(tmp_path / "busy", 120.0)
+    png = busy / "page.png"
+    rerun = RunDirectory(busy, "backtest", force=True)  # a backtest rerun into it: held until it has written its outputs
+    args = ["report", str(a)] if command == "report" else ["report", "compare", str(a), str(b), "--out",
+                                                            str(tmp_path / "page.html")]
+    result = invoke(*args, "--screenshot", str(png))
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    said = " ".join(result.output.split())  # type: ignore[attr-defined]
+    assert f"output directory {busy} is in use by another running tradebus run" in said
+    assert "choose another --screenshot" in said
+    assert sorted(p.name for p in busy.iterdir() if p.name.startswith(".") or p.suffix == ".png") == []
+    rerun.close()
+    result = invoke(*args, "--screenshot", str(png))
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in busy.iterdir() if p.name.startswith(".")) == []

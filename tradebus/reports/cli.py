@@ -10,7 +10,8 @@ refused even with ``--force``. Both hold the run directories they read and the d
 write the page into while they read and write, as a run writing there does
 (:class:`tradebus.reports.writers.RunDirectory`): a directory a running backtest, daemon or sweep
 holds is refused, naming its process. ``--screenshot PNG`` also saves a screenshot of the page
-taken in headless Chromium.
+taken in headless Chromium, written through a temporary beside it (renamed over it once complete)
+into a directory held the same way.
 
 Exit codes: 0 success, 2 a bad argument or run directory (the message names the file), 1 any
 other error (Chromium missing or failing for ``--screenshot``).
@@ -29,7 +30,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from tradebus.errors import ConfigError, TradebusError
-from tradebus.reports.writers import REPORT_FILE, hold_directory
+from tradebus.reports.writers import REPORT_FILE, hold_directory, write_file
 
 __all__ = ["report"]
 
@@ -63,20 +64,22 @@ def report(
             target = out if out is not None else Path(f"compare-{run_a.name}-vs-{run_b.name}.html")
             refuse_run_file(target, [run_a, run_b])
             _refuse_existing(target, force)
-            with _holding([run_a, run_b], target):
+            with _holding([run_a, run_b], target, screenshot):
                 written = write_compare(run_a, run_b, target)
+                if screenshot is not None:
+                    _screenshot(written, screenshot)
         elif len(args) == 1:
             own_page = Path(args[0]) / REPORT_FILE
             if out is not None:
                 refuse_run_file(out, [args[0]], allowed=own_page)
             if out is not None and out.absolute() != own_page.absolute():
                 _refuse_existing(out, force)
-            with _holding([Path(args[0])], out if out is not None else own_page):
+            with _holding([Path(args[0])], out if out is not None else own_page, screenshot):
                 written = write_tearsheet(args[0], out)
+                if screenshot is not None:
+                    _screenshot(written, screenshot)
         else:
             raise ConfigError(f"report takes RUN_DIR or `compare RUN_A RUN_B`, not {' '.join(args)!r}")
-        if screenshot is not None:
-            _screenshot(written, screenshot)
     except TradebusError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
@@ -84,8 +87,9 @@ def report(
 
 
 @contextmanager
-def _holding(run_dirs: list[Path], page: Path) -> Iterator[None]:
-    """Hold the run directories read and the directory ``page`` is written into, as a run writing there holds it.
+def _holding(run_dirs: list[Path], page: Path, screenshot: Path | None = None) -> Iterator[None]:
+    """Hold the run directories read and the directories ``page`` and ``screenshot`` are written into, as a run
+    writing there holds it.
 
     A backtest rewriting one of them meanwhile would have its files half-read, remove the page's
     temporary as its own, or see its fresh files replaced by the page; a held one is refused
@@ -97,6 +101,9 @@ def _holding(run_dirs: list[Path], page: Path) -> Iterator[None]:
         for folder, advice in [
             *((d, "Report it once that run has finished") for d in run_dirs),
             (page.parent, "Write the page once that run has finished, or choose another --out"),
+            *(() if screenshot is None else
+              ((screenshot.absolute().parent, "Save the screenshot once that run has finished, or choose another "
+                "--screenshot"),)),
         ]:
             try:
                 info = os.stat(folder)
@@ -131,7 +138,4 @@ def _screenshot(page: Path, png: Path) -> None:
     rendering = render(page, width=1280, height=1000)
     if rendering.errors:
         raise TradebusError(f"{page}: the page logged errors in Chromium: {'; '.join(rendering.errors)}")
-    try:
-        png.write_bytes(rendering.png)
-    except OSError as exc:
-        raise ConfigError(f"--screenshot {png}: cannot be written ({exc.strerror})") from None
+    write_file(png, rendering.png)
