@@ -443,6 +443,7 @@ def verify_cmd(
     """Check every dataset: files present, sha256 as in the manifest, schema and row counts.
 
     Every dataset is checked, whatever the ones before it gave; the command exits 3 after the last one when any failed, naming each.
+
     With --fix-sizes a dataset that passes gets the sizes its manifest lacks (hashed again under the catalog's lock).
     """
     if not catalog.is_dir():
