@@ -354,3 +354,23 @@ def test_a_screenshot_saved_into_a_directory_a_running_backtest_holds_is_refused
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in busy.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize("command", ["report", "compare"])
+def test_a_screenshot_over_one_of_the_run_files_is_refused_before_anything_is_written(tmp_path: Path,
+                                                                                      command: str) -> None:
+    """report a --screenshot a/metrics.json replaced the run's metrics with the PNG (--out was refused there,
+    --screenshot not): now exit 2 naming it, every file of the runs as it was, no page written."""
+    a, b = _run_dir(tmp_path / "a", 110.0), _run_dir(tmp_path / "b", 105.0)
+    before = {p: p.read_bytes() for run in (a, b) for p in run.iterdir()}
+    args = ["report", str(a)] if command == "report" else ["report", "compare", str(a), str(b), "--out",
+                                                            str(tmp_path / "page.html")]
+    for png in (a / "metrics.json", b / "fills.csv", a / "tearsheet.html"):
+        if command == "report" and png.parent == b:
+            continue
+        result = invoke(*args, "--screenshot", str(png))
+        assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+        said = " ".join(result.output.split())  # type: ignore[attr-defined]
+        assert f"--screenshot {png}: is the {png.name} of the run directory" in said
+    assert {p: p.read_bytes() for run in (a, b) for p in run.iterdir()} == before
+    assert not (tmp_path / "page.html").exists()

@@ -6,7 +6,7 @@ writes the side-by-side page to ``--out`` (default ``compare-<A>-vs-<B>.html`` i
 current directory). An existing ``--out`` file other than the run's own tearsheet is
 refused unless ``--force``; an ``--out`` that is one of the files of the run reported or
 compared (``metrics.json``, ``fills.csv``, ...: :data:`tradebus.reports.rundata.RUN_FILES`) is
-refused even with ``--force``. Both hold the run directories they read and the directory they
+refused even with ``--force``, and so is such a ``--screenshot``. Both hold the run directories they read and the directory they
 write the page into while they read and write, as a run writing there does
 (:class:`tradebus.reports.writers.RunDirectory`): a directory a running backtest, daemon or sweep
 holds is refused, naming its process. ``--screenshot PNG`` also saves a screenshot of the page
@@ -63,6 +63,7 @@ def report(
             run_a, run_b = Path(args[1]), Path(args[2])
             target = out if out is not None else Path(f"compare-{run_a.name}-vs-{run_b.name}.html")
             refuse_run_file(target, [run_a, run_b])
+            _refuse_run_file_screenshot(screenshot, [run_a, run_b])
             _refuse_existing(target, force)
             with _holding([run_a, run_b], target, screenshot):
                 written = write_compare(run_a, run_b, target)
@@ -72,6 +73,7 @@ def report(
             own_page = Path(args[0]) / REPORT_FILE
             if out is not None:
                 refuse_run_file(out, [args[0]], allowed=own_page)
+            _refuse_run_file_screenshot(screenshot, [args[0]])
             if out is not None and out.absolute() != own_page.absolute():
                 _refuse_existing(out, force)
             with _holding([Path(args[0])], out if out is not None else own_page, screenshot):
@@ -130,6 +132,17 @@ def _check_screenshot(png: Path) -> None:
     parent = png.absolute().parent
     if not parent.is_dir():
         raise ConfigError(f"--screenshot {png}: cannot be written: {parent} is not a directory")
+
+
+def _refuse_run_file_screenshot(png: Path | None, run_dirs: list[str] | list[Path]) -> None:
+    """Refuse a ``--screenshot`` that would replace one of the files of a run reported (``metrics.json`` ...)."""
+    from tradebus.reports.rundata import refuse_run_file
+
+    if png is not None:
+        try:
+            refuse_run_file(png, run_dirs)
+        except ConfigError as exc:
+            raise ConfigError(f"--screenshot {exc}".replace("write the page elsewhere", "save it elsewhere")) from None
 
 
 def _screenshot(page: Path, png: Path) -> None:
