@@ -32,6 +32,31 @@ class BatchEndReader(Strategy):
             self.target_position(self.instrument_id, 0.1 if bar.close < value else 0.0)
 
 
+class CrossBatchEndReader(Strategy):
+    """Trades its first instrument on the second's ``ema_fast`` read from that bank's raw values vector.
+
+    In a backtest of several bar sources (``Replay.mixed_batches``) that vector already holds the second
+    instrument's value at the batch's last row: a lookahead across instruments.
+    """
+
+    def __init__(self, instrument_ids: str | Sequence[str], strategy_id: str | None = None) -> None:
+        super().__init__(instrument_ids, strategy_id=strategy_id)
+        self.outputs: list[tuple[int, float]] = []
+
+    def feature_specs(self, instrument_id: str) -> list[FeatureSpec]:
+        return [FeatureSpec(name="ema_fast", kind="ema", params={"span": 10}, input="close")]
+
+    def on_bar(self, bar: Bar) -> None:
+        traded, read = self.instrument_ids
+        if bar.instrument_id != traded:
+            return
+        bank = self.kernel.banks[read]
+        value = float(bank.values[bank.slot("ema_fast")])
+        self.outputs.append((bar.ts_event, value))
+        if value == value:
+            self.target_position(traded, 0.1 if bar.close < value else 0.0)
+
+
 class NextPerpetualReader(Strategy):
     """Goes long 1000 before the next mark price is above the bar's close (``read: mark``), or long 1000 per bp
     of the next funding rate (``read: funding``), read from the kernel's pending perpetual feed.

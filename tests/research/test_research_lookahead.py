@@ -387,6 +387,25 @@ def test_lookahead_command_checks_a_config_trading_on_quotes(tmp_path: Path) -> 
     assert report["ok"] and report["records_checked"] > 1500
 
 
+def test_a_strategy_reading_another_instruments_batch_end_is_caught(tmp_path: Path) -> None:
+    """pairs_btc_venues.yaml's two daily bar sources are replayed in mixed batches, whose bank values already hold
+    each instrument's last row of the batch. The detector replayed its sources one run of rows at a time (one bar a
+    batch), so a strategy trading Coinbase on Binance's batch-end EMA (one value, 25,821, all of 2020 in the
+    backtest) passed, exit 0; it now runs the mixed batches of the backtest."""
+    raw = yaml.safe_load((REPO / "configs" / "pairs_btc_venues.yaml").read_text())
+    for entry in raw["data"]["sources"]:
+        entry["file"] = str((REPO / "configs" / entry["file"]).resolve())
+    raw["strategy"] = {"name": "research_leaky:CrossBatchEndReader",
+                       "instruments": ["BTC-USD.COINBASE", "BTCUSDT.BINANCE"]}
+    config = tmp_path / "cross_leak.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(app, ["research", "lookahead", str(config), "--cuts", "3", "--out", str(tmp_path)])
+    assert result.exit_code == 4, result.output
+    report = json.loads((tmp_path / "lookahead.json").read_text())
+    assert {v["kind"] for v in report["violations"]} >= {"output"}
+    assert {v["key"] for v in report["violations"] if v["kind"] == "output"} == {"CrossBatchEndReader"}
+
+
 @pytest.mark.parametrize("read", ["mark", "funding"])
 def test_a_strategy_peeking_at_the_next_mark_or_funding_rate_of_a_config_is_caught(read: str, tmp_path: Path) -> None:
     """The config's ``data.marks``/``funding`` reach the kernel outside the replay: they were never perturbed, so a

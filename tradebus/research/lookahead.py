@@ -52,7 +52,7 @@ import pandas as pd
 from loguru import logger
 
 from tradebus.data.catalog import schema_for
-from tradebus.data.replay import ReplayBatch
+from tradebus.data.replay import MixedBatch, ReplayBatch
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import Bar, FundingRate, MarkPrice, OrderFilled, Quote, Trade
 from tradebus.errors import ConfigError
@@ -228,19 +228,45 @@ def perpetual_messages(sources: Sequence[SourceFrame]) -> list[MarkPrice | Fundi
 
 
 class MemoryReplay:
-    """Batches over in-memory source frames, merged by ``ts_init`` then source order (as :class:`Replay`)."""
+    """Batches over in-memory source frames, merged by ``ts_init`` then source order (as :class:`Replay`).
+
+    Several bar sources are walked as :meth:`Replay.mixed_batches` walks them, rows of every
+    instrument in one batch, so a strategy runs on the batch path of its backtest.
+    """
 
     def __init__(self, sources: Sequence[SourceFrame], batch_rows: int = 65_536) -> None:
         self.sources = list(sources)
         self.batch_rows = batch_rows
 
-    def batches(self) -> Iterator[ReplayBatch]:
-        """Runs of consecutive rows of one source, in merged order."""
+    def _order(self) -> np.ndarray:
+        """Positions in the sources' concatenated rows, in ``(ts_init, source, row)`` order."""
         ts = np.concatenate([s.frame["ts_init"].to_numpy(dtype=np.int64) for s in self.sources])
         which = np.concatenate([np.full(len(s.frame), i) for i, s in enumerate(self.sources)])
-        row = np.concatenate([np.arange(len(s.frame)) for s in self.sources])
-        order = np.lexsort((which, ts))
-        which, row = which[order], row[order]
+        return np.lexsort((which, ts))
+
+    def mixed_batches(self) -> Iterator[ReplayBatch | MixedBatch]:
+        """The rows of :meth:`batches`, those of several bar sources in :class:`MixedBatch` es of ``batch_rows``."""
+        if len(self.sources) < 2 or any(s.kind != "bars" for s in self.sources):
+            yield from self.batches()
+            return
+        order = self._order()
+
+        def merged(name: str, dtype: Any) -> np.ndarray:
+            return np.concatenate([s.frame[name].to_numpy(dtype=dtype) for s in self.sources])[order]
+
+        source = np.concatenate([np.full(len(s.frame), i, dtype=np.int32) for i, s in enumerate(self.sources)])[order]
+        ts_event, ts_init = merged("ts_event", np.int64), merged("ts_init", np.int64)
+        columns = {c: merged(c, np.float64) for c in _values("bars")}
+        ids = tuple(s.instrument_id for s in self.sources)
+        for lo in range(0, len(order), self.batch_rows):
+            part = slice(lo, lo + self.batch_rows)
+            yield MixedBatch(ids, source[part], ts_event[part], ts_init[part], {c: v[part] for c, v in columns.items()})
+
+    def batches(self) -> Iterator[ReplayBatch]:
+        """Runs of consecutive rows of one source, in merged order."""
+        order = self._order()
+        which = np.concatenate([np.full(len(s.frame), i) for i, s in enumerate(self.sources)])[order]
+        row = np.concatenate([np.arange(len(s.frame)) for s in self.sources])[order]
         cuts = np.flatnonzero(np.diff(which) != 0) + 1
         for a, b in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(which)]]), strict=True):
             i = int(which[a])
