@@ -280,6 +280,19 @@ def test_dataset_on_an_empty_window_exits_3_and_writes_nothing(tmp_path: Path) -
     assert not (out / "dataset.parquet").exists()
 
 
+@pytest.mark.parametrize("command", ["dataset", "labels"])
+def test_a_window_ending_before_it_starts_is_a_config_error_exit_2(tmp_path: Path, command: str) -> None:
+    """start_ns 2023-11-14, end_ns 2020-09-13 said 'no source has a row between ...' and blamed the data, exit 3."""
+    config = _windowed_config(tmp_path, 1_700_000_000_000_000_000, 1_600_000_000_000_000_000)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["research", command, str(config), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    shown = " ".join(result.output.split())
+    assert (f"error: {config}: dataset.end_ns: 1600000000000000000 (2020-09-13T12:26:40Z) is not after "
+            "dataset.start_ns 1700000000000000000 (2023-11-14T22:13:20Z)") in shown
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_labels_cv_and_alpha_keep_to_the_dataset_window(tmp_path: Path) -> None:
     bars = btc_bars()
     ts = bars["ts_event"].to_numpy()

@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from tradebus.config.base import StrictModel, describe_errors, resolve_path
 from tradebus.data.catalog import Catalog
+from tradebus.engine.clock import iso_ns
 from tradebus.errors import ConfigError, DataError, FeatureError
 from tradebus.features.bank import FeatureBank
 from tradebus.features.spec import FeatureSpec, load_specs
@@ -110,6 +111,15 @@ class DatasetConfig(_Model):
     timeframes: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     start_ns: int | None = None
     end_ns: int | None = None
+
+    @field_validator("end_ns")
+    @classmethod
+    def _end_after_start(cls, value: int | None, info: ValidationInfo) -> int | None:
+        start = info.data.get("start_ns")
+        if value is not None and start is not None and value <= start:
+            raise ValueError(f"{value} ({iso_ns(value)}) is not after dataset.start_ns {start} "
+                             f"({iso_ns(start)}): the window [start_ns, end_ns) would hold no bar")
+        return value
 
     @field_validator("sources")
     @classmethod
