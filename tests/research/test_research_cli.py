@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import yaml
 from research_helpers import H4, REPO, btc_bars, random_walk, write_bars
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 
 from tests.file_size_limit import cli_under_file_size_limit
 from tradebus.cli import app
+from tradebus.data.catalog import Catalog
 from tradebus.research.config import load_research_config
 from tradebus.research.dataset import build_dataset
 
@@ -69,6 +71,33 @@ def test_cv_purges_by_the_longest_forward_horizon_not_the_last_one(tmp_path: Pat
                                                                          (ts[14], ts[23])]
     assert [(s["train"], s["test"], s["purged_or_embargoed"]) for s in cv["splits"]] == [(11, 7, 3), (8, 7, 6),
                                                                                          (11, 7, 3)]
+
+
+@pytest.mark.parametrize("method", ["triple_barrier", "forward"])
+def test_labels_of_a_dataset_with_a_nan_close_exit_3_naming_the_dataset_row_and_time(tmp_path: Path,
+                                                                                     method: str) -> None:
+    """A NaN close in the catalog (a float NaN, which Catalog.write takes; a null it refuses) gave the label
+    -9223372036854775808 in labels.parquet, exit 0."""
+    bars = random_walk(80)
+    bars.loc[50, "close"] = np.nan
+    table = pa.table({c: pa.array(bars[c].to_numpy()) for c in ("ts_event", "ts_init", "open", "high", "low", "close",
+                                                                "volume")})
+    Catalog(tmp_path / "catalog").write(table, "sim", "spot", "SIM-USD", "bars", period="year", kind="bars",
+                                        interval_ns=H4)
+    dataset = "sim/spot/SIM-USD/bars"
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["dataset"] = {"catalog": str(tmp_path / "catalog"), "sources": [{"instrument": "SIM-USD.SIM", "dataset": dataset}],
+                      "features": [{"name": "r", "kind": "log_ret", "input": "close"}]}
+    raw["labels"] = {"method": "forward", "horizons": [1]} if method == "forward" else {"vol_span": 5, "max_bars": 12}
+    config = tmp_path / "nan.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["research", "labels", str(config), "--out", str(out)])
+    assert result.exit_code == 3, result.output
+    when = pd.Timestamp(int(bars["ts_event"].iat[50]), unit="ns", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert (f"error: SIM-USD.SIM ({dataset}): labels: bars frame's close is nan at row 50 (ts_event {when})"
+            in " ".join(result.output.split()))
+    assert not (out / "labels.parquet").exists()
 
 
 @pytest.mark.parametrize(("expanding", "trains"), [(True, [4, 8, 12]), (False, [4, 4, 4])])

@@ -294,6 +294,20 @@ def test_labels_reject_unsorted_times_naming_the_row() -> None:
     assert H4 > 0
 
 
+@pytest.mark.parametrize("column", ["open", "high", "low", "close"])
+def test_labels_reject_a_price_that_is_not_finite_naming_the_column_row_and_time(column: str) -> None:
+    """A catalog file with one NaN close gave a triple-barrier label of -9223372036854775808 (NaN cast to int64)
+    to the event whose vertical barrier ended on it, exit 0; a NaN high or low was never touched."""
+    bars = bars_of([(100.0, 101.0, 99.0, 100.0)] * 6)
+    bars.loc[4, column] = np.nan
+    message = rf"labels: bars frame's {column} is nan at row 4 \(ts_event 1970-01-01T00:00:00.00000005Z\)"
+    with pytest.raises(DataError, match=message):
+        triple_barrier(bars, width=np.full(6, 0.05), max_bars=2)
+    if column == "close":
+        with pytest.raises(DataError, match=message):
+            forward_returns(bars, [1])
+
+
 def test_labels_of_bars_sharing_a_time_follow_the_file_order() -> None:
     """Threshold bars may close at one trade's time: they were refused as 'not strictly increasing'."""
     bars = bars_of([(100, 100, 100, 100), (100, 101, 100, 101), (101, 103, 101, 102),

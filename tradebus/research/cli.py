@@ -155,21 +155,24 @@ def _labels(config: Any, dataset: Any) -> pd.DataFrame:
         if lo >= len(bars):
             continue
         longest = max(longest, len(bars) - 1 - lo)
-        if lab.method == "forward":
-            out = forward_returns(bars, lab.horizons, lab.kind).iloc[lo:].reset_index(drop=True)
-            if lab.clip_quantile is not None:  # by the window's rows only
-                out = clip_forward_returns(out, lab.horizons, lab.clip_quantile)
-        else:
-            vol = volatility(bars, lab.vol_method, lab.vol_span)
-            vol_ready += int((vol[lo:] > 0).sum())
-            if lab.cusum is not None:
-                events = cusum_events(bars["close"].to_numpy(), lab.cusum * vol)
-                events = events[events >= lo]
+        try:
+            if lab.method == "forward":
+                out = forward_returns(bars, lab.horizons, lab.kind).iloc[lo:].reset_index(drop=True)
+                if lab.clip_quantile is not None:  # by the window's rows only
+                    out = clip_forward_returns(out, lab.horizons, lab.clip_quantile)
             else:
-                events = np.arange(lo, len(bars))
-            out = triple_barrier(bars, events, width=vol, pt=lab.pt, sl=lab.sl, max_bars=lab.max_bars,
-                                 side=float(lab.side), tie_break=lab.tie_break)
-            out["uniqueness"] = average_uniqueness(out["index"].to_numpy(), out["end_index"].to_numpy(), len(bars))
+                vol = volatility(bars, lab.vol_method, lab.vol_span)
+                vol_ready += int((vol[lo:] > 0).sum())
+                if lab.cusum is not None:
+                    events = cusum_events(bars["close"].to_numpy(), lab.cusum * vol)
+                    events = events[events >= lo]
+                else:
+                    events = np.arange(lo, len(bars))
+                out = triple_barrier(bars, events, width=vol, pt=lab.pt, sl=lab.sl, max_bars=lab.max_bars,
+                                     side=float(lab.side), tie_break=lab.tie_break)
+                out["uniqueness"] = average_uniqueness(out["index"].to_numpy(), out["end_index"].to_numpy(), len(bars))
+        except DataError as exc:
+            raise DataError(f"{source.instrument} ({source.dataset}): {exc}") from None
         out.insert(0, "instrument", source.instrument)
         frames.append(out)
     if not frames:

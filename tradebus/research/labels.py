@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
+from tradebus.engine.clock import iso_ns
 from tradebus.errors import DataError
 from tradebus.features.batch import compute_features
 
@@ -68,9 +69,17 @@ _TOUCH_RTOL = 1e-12
 
 
 def _array(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """The price column ``name`` as float64, refused when a value is not finite (naming its row and time)."""
     if name not in frame.columns:
         raise DataError(f"labels: bars frame has no column {name!r}")
-    return frame[name].to_numpy(dtype=np.float64)
+    values = frame[name].to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        row = int(bad[0])
+        when = f" (ts_event {iso_ns(int(frame['ts_event'].iat[row]))})" if "ts_event" in frame.columns else ""
+        raise DataError(f"labels: bars frame's {name} is {values[row]} at row {row}{when}"
+                        f"{f' and {bad.size - 1} more rows' if bad.size > 1 else ''}: a label needs finite prices")
+    return values
 
 
 def _times(frame: pd.DataFrame) -> np.ndarray:
