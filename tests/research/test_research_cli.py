@@ -373,6 +373,30 @@ def test_walkforward_trades_only_inside_the_dataset_window(tmp_path: Path) -> No
     assert "walkforward.min_train 3000 leaves no bar to trade" in result.output
 
 
+def test_walkforward_scores_no_segment_by_an_incomplete_label(tmp_path: Path) -> None:
+    """The last two 4h bars' triple-barrier labels touch no barrier before the data ends (complete: False, their
+    return stops at the last close); a last segment of just those bars had a hit rate and IC from them."""
+    bars = btc_bars()
+    ts = bars["ts_event"].to_numpy()
+    n = len(ts)
+    config = _windowed_config(tmp_path, int(ts[n - 2_000]), None)
+    raw = yaml.safe_load(config.read_text())
+    raw["walkforward"].update({"retrain_every": 998, "min_train": 1_000})
+    raw["model"]["params"] = {"n_estimators": 10, "max_depth": 2}
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    for command in ("labels", "walkforward"):
+        result = runner.invoke(app, ["research", command, str(config), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+    labels = pd.read_parquet(out / "labels.parquet")
+    assert labels["index"].tolist()[-2:] == [n - 2, n - 1] and not labels["complete"].tail(2).any()
+    assert labels["complete"].iloc[:-2].all()
+    segments = json.loads((out / "walkforward.json").read_text())["segments"]
+    assert [s["start"] for s in segments] == [ts[n - 1_000], ts[n - 2]]
+    assert segments[1]["hit_rate"] is None and segments[1]["ic"] is None
+    assert segments[0]["hit_rate"] is not None
+
+
 @pytest.mark.parametrize("cuts", ["0", "-1"])
 def test_lookahead_with_no_cut_exits_2_instead_of_passing_unchecked(tmp_path: Path, cuts: str) -> None:
     result = runner.invoke(app, ["research", "lookahead", str(REPO / "configs" / "quickstart.yaml"), "--cuts", cuts,

@@ -316,7 +316,9 @@ def walkforward(config: ConfigArg, out: OutOption = None) -> None:
         ret = np.full(len(bars), np.nan)
         t1 = np.full(len(bars), -1, dtype=np.int64)
         if "ret" in frame.columns:
-            ret[frame["index"].to_numpy()] = frame["ret"].to_numpy()
+            # an incomplete label's return stops at the data's end: no label to train on or score a segment by
+            known = frame["complete"].to_numpy()
+            ret[frame["index"].to_numpy()[known]] = frame["ret"].to_numpy()[known]
             t1[frame["index"].to_numpy()] = frame["t1"].to_numpy()
         else:
             h = wf.horizon if wf.horizon is not None else cfg.labels.horizons[-1]
