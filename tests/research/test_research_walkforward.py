@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from loguru import logger
 from research_helpers import IID, SPECS, btc_bars
 from scipy.stats import spearmanr
 from xgboost import XGBClassifier
@@ -53,6 +54,29 @@ def test_walk_forward_segments_use_purged_past_models_and_stitch_the_equity() ->
     o, r = out.outputs[1500:2000], fwd["fwd_12"].to_numpy()[1500:2000]
     assert seg["ic"].iat[1] == pytest.approx(spearmanr(o, r).statistic)
     assert seg["hit_rate"].iat[1] == pytest.approx(np.mean((o > 0.5) == (r > 0)))
+
+
+def test_walk_forward_counts_and_warns_of_the_orders_it_denied() -> None:
+    """research_btc.yaml's last segment made 0 fills with model outputs up to 0.68 > upper 0.55: each 0.5 BTC buy
+    (~56,500) was denied for buying power (48,017 left), said only at INFO level, and no count showed it."""
+    bars = btc_bars(3000)
+    fwd = forward_returns(bars, [12])
+    messages: list[str] = []
+    sink = logger.add(lambda m: messages.append(m.record["message"]), level="WARNING")
+    try:  # 100 BTC: within the 100,000 of cash at 2016 prices, beyond it once BTC passes 1,000 (2017-01)
+        out = walk_forward(bars, INSTRUMENT, SPECS, COLUMNS, fwd["fwd_12"].to_numpy(), fwd["t1_12"].to_numpy(),
+                           XGBClassifier(n_estimators=5, max_depth=2, n_jobs=1), retrain_every=500, min_train=1000,
+                           quantity=100.0)
+    finally:
+        logger.remove(sink)
+    denials = out.result.denials
+    assert denials and all("buying_power" in d.reason for d in denials)
+    ts = bars["ts_event"].to_numpy()
+    starts = [ts[s] for s in range(1000, 3000, 500)]
+    expected = [sum(1 for d in denials if a <= d.ts_event < b) for a, b in zip(starts, [*starts[1:], ts[-1] + 1],
+                                                                             strict=True)]
+    assert out.segments["denied"].tolist() == expected and out.summary()["denied"] == len(denials)
+    assert [m for m in messages if m.startswith(f"walk-forward: {len(denials)} orders denied, the first at ")]
 
 
 def test_walk_forward_is_deterministic_and_the_seed_matters() -> None:

@@ -14,7 +14,8 @@ equity curve and trade log are stitched by construction and positions carry acro
 segment boundaries as they would live.
 
 Per segment: the rank IC (Spearman) and hit rate of the model output against the
-label return, the number of fills and the PnL (equity change over the segment).
+label return, the number of fills, of orders denied (buying power, risk limits; a warning
+counts them all) and the PnL (equity change over the segment).
 
 With ``clip_quantile``, segment ``k``'s labels (its training rows and the returns its IC
 is measured on) are clipped to the ``[q, 1 - q]`` quantiles of its training rows' returns:
@@ -34,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from loguru import logger
 from scipy.stats import spearmanr
 from sklearn.base import clone
 from threadpoolctl import threadpool_limits
@@ -70,6 +72,7 @@ class WalkForwardResult:
             "mean_hit_rate": float(np.nanmean(seg["hit_rate"])) if len(seg) else None,
             "pnl": float(seg["pnl"].sum()),
             "fills": int(seg["fills"].sum()),
+            "denied": int(seg["denied"].sum()),
             "final_equity": float(self.equity["equity"].iat[-1]) if len(self.equity) else None,
         }
 
@@ -238,7 +241,12 @@ def walk_forward(
         before = eq_val[np.searchsorted(eq_ts, ts[a], side="left") - 1] if a > 0 else initial_cash
         end = eq_val[np.searchsorted(eq_ts, ts[b - 1], side="right") - 1]
         n_fills = int(((fills["ts_event"] >= ts[a]) & (fills["ts_event"] <= ts[b - 1])).sum()) if len(fills) else 0
+        n_denied = sum(1 for d in result.denials if ts[a] <= d.ts_event <= ts[b - 1])
         rows.append({"segment": k, "start": int(ts[a]), "end": int(ts[b - 1]), "train_rows": train_counts[k],
-                     "ic": ic, "hit_rate": hit, "fills": n_fills, "pnl": float(end - before)})
+                     "ic": ic, "hit_rate": hit, "fills": n_fills, "denied": n_denied, "pnl": float(end - before)})
+    if result.denials:
+        first = result.denials[0]
+        logger.warning("walk-forward: {} orders denied, the first at {}: {}", len(result.denials),
+                       _utc(first.ts_event), first.reason)
     oos = equity[equity["ts"] >= ts[starts[0]]].reset_index(drop=True)
     return WalkForwardResult(pd.DataFrame(rows), oos, fills, outputs, result)
