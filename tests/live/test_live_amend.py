@@ -166,6 +166,61 @@ async def test_a_partly_filled_binance_spot_order_is_cancel_replaced_for_what_is
     assert h.kernel.portfolio.position(IID) == pytest.approx(0.012)
 
 
+@pytest.mark.parametrize(("modified", "raced", "left"), [(0.012, 0.004, 0.008), (0.006, 0.008, None)], ids=["reduced", "canceled"])
+async def test_a_fill_racing_a_binance_spot_cancel_replace_never_buys_more_than_asked(
+    modified: float, raced: float, left: float | None
+) -> None:
+    """A buy of 0.01 at 50,000, nothing filled, is modified to ``modified`` in all at 55,000: one ``POST
+    /api/v3/order/cancelReplace`` whose replacement is a buy of ``modified`` (less the 0.0 known filled). The request
+    reaches Binance, and before it cancels the order a trade at 49,990 fills ``raced`` of it; the fill's user-stream
+    frame comes 1 s late, and the answer's ``cancelResponse.executedQty`` says ``raced``.
+
+    Modified to 0.012, 0.004 raced: before, the replacement went on buying 0.012, 0.016 in all; now it is cut at once
+    to what is left, 0.008 (a cancel-replace of it), and the order and its replacements buy 0.012. Modified to 0.006,
+    0.008 raced: the order bought more than asked before its cancel (nothing can undo that); before, the replacement
+    bought 0.006 more (0.014 in all); now it is canceled at once, 0.008 in all. Checked at the emulated venue and by the
+    position."""
+    from tradebus.adapters.binance.private_emulator import RestFault as BinanceFault, StreamFault
+
+    release = asyncio.Event()
+    held = [BinanceFault("hold", "POST", "/api/v3/order/cancelReplace", release=release)]
+    late = [StreamFault("delay", match='"x": "TRADE"', seconds=1.0)]
+    warnings: list[str] = []
+    sink = logger.add(warnings.append, level="WARNING", format="{message}")
+    try:
+        async with harness(rest_faults=held, stream_faults=late, trade_size_limit=True, request_timeout=5.0) as h:
+            h.venue.on_replace = h.kernel.execution.submit
+            order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+            await until(lambda: order.status is OrderStatus.ACCEPTED)
+            coid = order.client_order_id
+            h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, quantity=modified, price=55_000.0))
+            await until(lambda: held[0].fired)  # the request waits at the venue, the order not canceled yet
+            h.trade(49_990.0, raced)
+            assert h.emulator.orders[coid].filled == pytest.approx(raced) and order.filled_qty == 0.0
+            release.set()
+
+            def settled() -> bool:
+                working = h.kernel.orders.open_orders()
+                return (
+                    order.filled_qty == pytest.approx(raced) and not h.venue.replaced_in_flight() and h.venue.in_flight == 0
+                    and all(o.status is OrderStatus.ACCEPTED for o in working)
+                    and sorted(o.client_order_id for o in working) == sorted(r.order.client_order_id for r in h.emulator.open_orders())
+                )
+
+            await until(settled, timeout=5.0)
+            working = [r.order for r in h.emulator.open_orders()]
+            h.trade(54_000.0, 0.02)  # fills all a working replacement is for
+            await until(lambda: not h.kernel.orders.open_orders(), timeout=5.0)
+            await h.venue.drain()
+    finally:
+        logger.remove(sink)
+    bought = modified if left is not None else raced
+    assert sum(r.filled for r in h.emulator.orders.values()) == pytest.approx(bought)
+    assert h.kernel.portfolio.position(IID) == pytest.approx(bought)
+    assert [(o.quantity, o.price) for o in working] == ([(pytest.approx(left), 55_000.0)] if left is not None else [])
+    assert any(coid in w and f"{raced} filled at the venue" in w for w in warnings)
+
+
 async def test_a_binance_spot_cancel_replace_is_no_anomaly_but_a_repeated_cancel_frame_still_is() -> None:
     """The replaced order's cancel is emitted from the cancel-replace's answer, then the user stream's CANCELED
     frame repeats it: expected, not a ``duplicate_event`` anomaly (a WARNING on every modify before). The

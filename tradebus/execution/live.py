@@ -34,7 +34,11 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     submitted through :attr:`LiveVenue.on_replace` with ``replaces=`` and sent with the cancel;
     the venue's success emits ``OrderAccepted`` (replacement), ``OrderReplaced``, then the
     ``OrderCanceled`` of the order (held until then if the user stream told it first); a failed
-    cancel rejects the replacement (``OrderModifyRejected``); a replacement refused after the
+    cancel rejects the replacement (``OrderModifyRejected``); the replacement is sized on the fills known
+    when it is sent, and when the answer's filled quantity of the canceled order
+    (:attr:`Ack.canceled_filled_qty`) is larger (a fill raced the request) it is cut at once to what is left
+    of the new quantity by a cancel-replace of it, or canceled when nothing is left (a WARNING names the
+    quantities); a replacement refused after the
     cancel places the order again as it was, for what the venue left of it (the filled quantity the
     refusal told, :attr:`ReplacementRejected.canceled_filled_qty`, which the order's ``OrderCanceled``
     carries too) (``OrderReplaced``), one round trip without it. A cancel
@@ -635,6 +639,8 @@ class LiveVenue(Venue):
         self._swapping: Order | None = None
         self._swaps: dict[str, Order] = {}
         self._held: dict[str, list[Any]] = {}
+        # Their replaced order's filled quantity when the replacement was sized (_swap): the venue may have filled more.
+        self._swap_sized: dict[str, float] = {}
         # Those of them canceled meanwhile: the cancel wins, their replacement is not kept.
         self._swaps_canceled: set[str] = set()
         # Says that a cancel emitted from a cancel-replace's answer will be repeated by the stream (bind_repeat_expected).
@@ -935,11 +941,13 @@ class LiveVenue(Venue):
             return
         assert self.on_replace is not None
         self._swapping = order
+        self._swap_sized[coid] = order.filled_qty
         try:
             replacement = self.on_replace(self._replacement(order, cmd, qty), replaces=coid)
         finally:
             self._swapping = None
         if coid not in self._swaps:  # the replacement was denied before it was sent
+            self._swap_sized.pop(coid, None)
             self._modify_rejected(order, f"replacement {getattr(replacement, 'status', '?')}")
 
     def bind_repeat_expected(self, expect: Callable[[str], None]) -> None:
@@ -1133,6 +1141,7 @@ class LiveVenue(Venue):
 
     async def _cancel_replace(self, order: Order, replacement: Order) -> None:
         coid, new = order.client_order_id, replacement.client_order_id
+        sized_on = self._swap_sized.pop(coid, order.filled_qty)
         self.requests["replace"] += 1
         try:
             ack = await self._submitting(self.api.replace(order, replacement), replacement, replaces=coid)
@@ -1186,15 +1195,41 @@ class LiveVenue(Venue):
         self.emit(OrderReplaced(order.strategy_id, order.instrument_id, coid, new, ack.ts_event, now))
         self._pass_cancel(order, ack.ts_event, filled_qty=ack.canceled_filled_qty)
         logger.info("order {} replaced by {} in one request", coid, new)
+        self._trim_replacement(order, replacement, sized_on, ack.canceled_filled_qty)
 
-    def _cancel_replacement(self, replacement: Order) -> None:
-        """Cancel the replacement of an order canceled during its cancel-replace, through :attr:`on_cancel`
-        when set (the engine then times the cancel out and queries the replacement), else directly."""
+    def _trim_replacement(self, order: Order, replacement: Order, sized_on: float, venue_filled: float) -> None:
+        """Take out of ``replacement`` what ``order`` filled at the venue before its cancel beyond the ``sized_on``
+        the replacement was sized on (``venue_filled``: the cancel-replace's answer's, NaN: not told), a fill that
+        raced the request, so that the two never fill more than the modification asked: the replacement is
+        cancel-replaced for what is left (:meth:`_swap`, the same check on its answer), or canceled when nothing is
+        left or that cannot be sent (its own cancel-replace in flight, or its replacement refused before it left)."""
+        if not venue_filled > sized_on * (1.0 + 1e-9):  # NaN: the venue did not tell; nothing raced
+            return
+        coid, new = order.client_order_id, replacement.client_order_id
+        total = replacement.quantity - (venue_filled - sized_on)
+        logger.warning(
+            "order {}: {} filled at the venue before its cancel-replace canceled it, {} known when replacement {} was "
+            "sized for {}; reducing {} to {} in all", coid, venue_filled, sized_on, new, replacement.quantity, new, total,
+        )
+        if not replacement.is_open:
+            return
+        if total > replacement.filled_qty * (1.0 + 1e-9) and new not in self._swaps and self.api.can_replace(replacement):
+            now = self.clock.now_ns()
+            nan = math.nan
+            self._swap(replacement, ModifyOrder(replacement.strategy_id, replacement.instrument_id, new, now, now, total, nan, nan))
+            if new in self._swaps:
+                return
+        logger.warning("order {}: replacement {} canceled instead of reduced to {} ({} filled)", coid, new, total, replacement.filled_qty)
+        self._cancel_replacement(replacement, f"its order {coid} filled {venue_filled} before its cancel-replace's cancel")
+
+    def _cancel_replacement(self, replacement: Order, reason: str = "its order was canceled during the cancel-replace") -> None:
+        """Cancel the replacement of a cancel-replace (its order canceled meanwhile, or a fill that raced it:
+        ``reason``), through :attr:`on_cancel` when set (the engine then times the cancel out and queries the
+        replacement), else directly."""
         if self.on_cancel is None:
             self.cancel(replacement)
             return
         now = self.clock.now_ns()
-        reason = "its order was canceled during the cancel-replace"
         self.on_cancel(CancelOrder(replacement.strategy_id, replacement.instrument_id, replacement.client_order_id, now, now, reason))
 
     def _take_swap_canceled(self, coid: str) -> bool:

@@ -51,7 +51,10 @@ BNB (``commissionAsset``/``N``: the asset charged). A maker rebate (a negative f
 BNB: BNB pays fees, so the rebate is credited as without BNB.
 
 Faults are the base's (``RestFault`` defaults to ``POST /api/v3/order``, ``StreamFault`` to
-``executionReport`` frames), plus ``ban``: ``418`` with ``Retry-After``.
+``executionReport`` frames), plus ``ban``: ``418`` with ``Retry-After``. A fill racing a request (made
+between the request's arrival and its processing, its ``executionReport`` not yet sent when the answer
+is): a ``hold`` fault on the request, a public trade (:meth:`~AccountEmulator.on_trade`) while it waits,
+and a ``delay`` fault on ``'"x": "TRADE"'`` frames.
 
 Departures from Binance, all documented: a MARKET order is answered ``NEW`` and fills at
 the next trade (Binance fills it before answering);
