@@ -124,6 +124,34 @@ async def test_an_oco_member_completed_by_its_late_answered_amend_cancels_its_si
     assert h.emulator.open_orders() == []
 
 
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_fill_racing_an_in_place_amend_buys_the_new_total_and_no_more(kit: VenueKit) -> None:
+    """A buy of 0.003 at 1,000 fills 0.001; it is amended to 0.004 in all at 1,100, and while the amend waits at the
+    venue a trade fills 0.001 more. OKX's ``newSz`` and Bybit's ``qty`` are the order's new total, fills included,
+    applied by the venue in place: the daemon sends 0.004 and the order buys 0.004 in all, whatever filled meanwhile
+    (sent as what is left to fill, 0.003, it would buy 0.003)."""
+    path = {"okx": "/api/v5/trade/amend-order", "bybit": "/v5/order/amend"}[kit.venue]
+    release = asyncio.Event()
+    held = [RestFault("hold", "POST", path, release=release)]
+    async with kit_harness(kit, rest_faults=held, trade_size_limit=True) as h:
+        execution = h.kernel.execution
+        order = execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.003, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        coid = order.client_order_id
+        h.emulator.on_trade(Trade(kit.iid, 10**18, 10**18, 999.0, 0.001, -1, "t1"))
+        await until(lambda: order.filled_qty == pytest.approx(0.001))
+        execution.modify(ModifyOrder("s1", kit.iid, coid, 0, 0, quantity=0.004, price=1_100.0))
+        await until(lambda: held[0].fired)
+        h.emulator.on_trade(Trade(kit.iid, 10**18 + 1, 10**18 + 1, 999.0, 0.001, -1, "t2"))  # before the amend is done
+        release.set()
+        await until(lambda: order.quantity == 0.004 and order.filled_qty == pytest.approx(0.002), timeout=5.0)
+        h.emulator.on_trade(Trade(kit.iid, 10**18 + 2, 10**18 + 2, 1_050.0, 1.0, -1, "t3"))
+        await until(lambda: order.status is OrderStatus.FILLED, timeout=5.0)
+        await h.venue.drain()
+    assert h.emulator.orders[coid].filled == pytest.approx(0.004) and order.filled_qty == pytest.approx(0.004)
+    assert h.kernel.portfolio.position(kit.iid) == pytest.approx(0.004)
+
+
 async def test_binance_spot_cancel_replaces_and_the_replacement_trades() -> None:
     async with harness() as h:
         h.venue.on_replace = h.kernel.execution.submit  # as the live node wires it
