@@ -321,3 +321,44 @@ def test_an_increment_that_is_no_decimal_has_no_exact_grid() -> None:
     for tick in (1 / 3, 0.1000000001):
         with pytest.raises(AcceleratedUnsupported, match="no exact decimal grid"):
             _grid_of(tick, "tick_size")
+
+
+@pytest.mark.parametrize("field", ["tick_size", "lot_size"])
+@pytest.mark.parametrize("value", [1 / 3, 0.1000000001, 10.87890625, 1e9])
+def test_an_increment_that_is_no_decimal_is_refused_at_load_naming_the_instrument_and_field(field: str, value: float) -> None:
+    """A tick of 1/3 loaded, and ``validate_order`` refused the price its own ``round_price`` gave (0.3333:
+    "not a multiple of the tick size 0.3333333333333333"); 1e9 has no count below ``EXACT_GRID`` at all."""
+    with pytest.raises(OrderError, match=rf"^instrument BTCUSDT.BINANCE: {field} {value!r} is no decimal of at most 9 "):
+        make_instrument(**{field: value})
+
+
+def _ulps_off(value: float, ulps: int) -> float:
+    for _ in range(abs(ulps)):
+        value = math.nextafter(value, math.inf if ulps > 0 else 0.0)
+    return value
+
+
+_INCREMENTS = st.one_of(
+    st.floats(1e-12, 1e4),
+    # decimals of up to nine digits, a few units in the last place off as computed ones are (0.1 ** 11 is 6 off 1e-11)
+    st.builds(lambda m, e, ulps: _ulps_off(m * 10.0**e, ulps), st.integers(1, 999_999_999), st.integers(-20, 4), st.integers(-8, 8)),
+)
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True)
+@given(_INCREMENTS, st.floats(0.0, 1.0), st.floats(-0.49, 0.49))
+def test_every_increment_that_loads_takes_the_prices_and_quantities_it_rounds(increment: float, decades: float, frac: float) -> None:
+    """For any increment the instrument takes, ``validate_order`` takes what ``round_price``, ``round_price_up/down``
+    and ``round_quantity`` give, up to the largest count the grid holds (``EXACT_GRID / m``). 1.0000000000000009 (4
+    units in the last place off 1) was taken as the decimal 1, but validated as itself: at 2 ** 46 - 1 ticks the
+    price 70368744177663.0 it rounded to was "not a multiple of the tick size"."""
+    try:
+        inst = Instrument("X", "Y", tick_size=increment, lot_size=increment)
+    except OrderError:
+        return
+    count = max(1, int((EXACT_GRID / grid_of(increment)[0]) ** decades) - 1)
+    value = (count + frac) * increment
+    for price in (inst.round_price(value), inst.round_price_up(value), inst.round_price_down(value)):
+        assert price <= 0.0 or inst.validate_order(increment, price) is None, (price, inst.validate_order(increment, price))
+    quantity = inst.round_quantity(value)
+    assert quantity <= 0.0 or inst.validate_order(quantity, math.nan) is None, (quantity, inst.validate_order(quantity, math.nan))

@@ -786,6 +786,19 @@ def test_a_market_order_of_more_lots_than_the_float_grid_holds_is_denied_with_th
     assert g.check(qty=8_000_000_000_000.06) == "instrument: quantity 8000000000000.06 is not a multiple of the lot size 1.0"
 
 
+def test_the_gate_counts_lots_on_the_decimal_grid_the_instrument_validates_on() -> None:
+    """A lot of 1.0000000000000009 (4 units in its last place off 1) is the decimal 1: 70,368,744,177,660.09
+    is 0.09 of a lot off that grid and ``validate_order`` refuses it, but the gate's inline check counted lots
+    of 1.0000000000000009 (0.03 off) and passed it."""
+    noisy = Instrument("BINANCE", "BTCUSDT", tick_size=0.5, lot_size=1.0000000000000009, margin=True, leverage=100.0)
+    g = Gate(cash=1e18, inst=noisy)
+    quantity = 70_368_744_177_660.09375
+    reason = "quantity 70368744177660.09 is not a multiple of the lot size 1.0000000000000009"
+    assert noisy.validate_order(quantity, math.nan) == reason
+    assert g.check(qty=quantity) == f"instrument: {reason}"
+    assert g.check(qty=noisy.round_quantity(quantity)) is None
+
+
 def test_the_gate_takes_what_round_quantity_gives_for_a_cheap_coin_and_its_close() -> None:
     """OKX's SC-USDT trades in lots of 1e-6: 5,000,000 SC (about 35,000 USDT in May 2022), sized by
     ``round_quantity`` from 5,000,000.0000004, was denied as more than floats hold on the grid (2 ** 50 over

@@ -103,16 +103,29 @@ def test_breakers_stay_in_the_accelerated_tier(config: Path, limits: dict[str, A
 
 
 def test_auto_falls_back_to_event_when_the_accelerated_run_meets_what_it_does_not_model(tmp_path: Path) -> None:
-    # The loop rounds prices on an exact decimal grid; a third of a dollar has none (found once the run starts).
+    # The loop does not liquidate: 0.1 BTC at 10x on 800 USD reaches its liquidation (found once the run starts).
     data = file_config(tmp_path)
-    data["instruments"][0]["tick_size"] = 1 / 3
-    config = write_yaml(tmp_path / "thirds.yaml", data)
+    data["instruments"][0]["leverage"] = 10.0
+    data["initial_cash"] = 800.0
+    data["strategy"]["params"]["quantity"] = 0.1
+    config = write_yaml(tmp_path / "liquidated.yaml", data)
     auto = run_trial(TrialSpec(0, str(config), PARAMS, tier="auto"))
     event = run_trial(TrialSpec(0, str(config), PARAMS, tier="event"))
     assert (auto["status"], auto["tier"]) == ("ok", "event") and auto["fills"] > 0
     assert {k: auto[k] for k in METRIC_COLUMNS} == {k: event[k] for k in METRIC_COLUMNS}
     forced = run_trial(TrialSpec(0, str(config), PARAMS, tier="accelerated"))
-    assert forced["status"] == "failed" and "no exact decimal grid" in forced["error"]
+    assert forced["status"] == "failed" and "reaches its liquidation" in forced["error"]
+
+
+def test_a_tick_of_a_third_is_refused_in_every_tier_naming_the_instrument_and_field(tmp_path: Path) -> None:
+    """A tick of 1/3 loaded and ran in the event tier, where the instrument refused every limit price it had rounded
+    itself (0.3333 is no multiple of 0.3333333333333333); it is refused before the run."""
+    data = file_config(tmp_path)
+    data["instruments"][0]["tick_size"] = 1 / 3
+    config = write_yaml(tmp_path / "thirds.yaml", data)
+    for tier in ("auto", "event", "accelerated"):
+        row = run_trial(TrialSpec(0, str(config), PARAMS, tier=tier))
+        assert row["status"] == "invalid" and "instrument BTC-USD.COINBASE: tick_size 0.3333333333333333 is no decimal" in row["error"]
 
 
 def test_space_tier_is_validated_and_not_part_of_the_fingerprint(tmp_path: Path) -> None:

@@ -117,7 +117,8 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
     base, quote
         Currencies; PnL and fees are in ``quote``.
     tick_size, lot_size
-        Price and quantity increments (> 0).
+        Price and quantity increments: decimals of at most nine significant digits (0.01, 0.5,
+        1e-08; :func:`exact_decimal`), as every venue's are; 1/3 is refused.
     min_notional
         Smallest ``price * quantity`` an order may have (0 = none).
     maker_fee, taker_fee
@@ -191,6 +192,12 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
                 raise OrderError(f"instrument {self.symbol}.{self.venue}: {name} must be > 0, got {value!r}")
+            if not exact_decimal(value):
+                raise OrderError(
+                    f"instrument {self.symbol}.{self.venue}: {name} {value!r} is no decimal of at most "
+                    f"{_DECIMAL_DIGITS} significant digits, as a venue's increments are (0.01, 0.5, 1e-08): orders "
+                    "cannot be rounded onto its grid exactly"
+                )
         if self.min_notional < 0 or self.min_quantity < 0:
             raise OrderError(f"instrument {self.symbol}.{self.venue}: min_notional/min_quantity must be >= 0")
         where = f"instrument {self.symbol}.{self.venue}"
@@ -366,8 +373,9 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
         if not (quantity > 0.0 and quantity < math.inf):
             return f"quantity {quantity!r} must be a positive finite number"
         lot = self.lot_size
-        if quantity < max(self.min_quantity, lot) - 1e-12:
-            return f"quantity {quantity} is below the minimum {max(self.min_quantity, lot)}"
+        minimum = max(self.min_quantity, lot)
+        if quantity < minimum - max(1e-12, minimum * DECIMAL_RTOL):  # one lot of 10000.000000000004 is 10000.0
+            return f"quantity {quantity} is below the minimum {minimum}"
         why = _off_grid("quantity", quantity, "lot", lot, LOTS_RTOL)
         if why is not None:
             return why
@@ -388,12 +396,16 @@ def _off_grid(name: str, value: float, unit: str, increment: float, rtol: float)
 
     A count the grid cannot hold exactly (``EXACT_GRID``) is refused; otherwise the noise
     forgiven is ``rtol`` of the count (at least 1e-6 of a step), at most 1e-3 of a step or
-    ``ROUNDING_RTOL`` of the count where that is more.
+    ``ROUNDING_RTOL`` of the count where that is more. The count is of the decimal ``m / scale``
+    (:func:`grid_of`) the rounding puts values on, not of ``increment``: an increment a few units
+    in its last place off its decimal (``0.1 ** 11``, 6 off 1e-11) drifts 0.05 of a step from it
+    at ``2 ** 46`` steps.
     """
     why = _beyond_grid(name, value, unit, increment)
     if why is not None:
         return why
-    count = value / increment
+    m, scale = grid_of(increment)
+    count = value * scale / m
     if abs(count - round(count)) > min(max(1e-6, count * rtol), max(1e-3, count * ROUNDING_RTOL)):
         return f"{name} {value} is not a multiple of the {unit} size {increment}"
     return None
@@ -416,7 +428,7 @@ def grid_of(increment: float) -> tuple[float, float]:
     """``(m, scale)`` with ``increment`` the decimal ``m / scale``, ``scale = 10 ** digits`` (:func:`_digits`).
 
     ``m`` is the nearest whole number to ``increment * scale``; whether that is exact is the
-    caller's to check (the accelerated tier refuses a grid where it is not).
+    caller's to check (an :class:`Instrument` and the accelerated tier refuse a grid where it is not).
     """
     scale = 10.0 ** _digits(increment)
     return float(round(increment * scale)), scale
@@ -442,7 +454,7 @@ def _digits(increment: float) -> int:
     0.1000004 -> 7), so that ``round(n * increment, _digits(increment))`` strips the noise of the
     multiplication (0.1 * 3 -> 0.30000000000000004 -> 0.3) and nothing else. An increment that is
     no such decimal keeps two digits beyond its magnitude (1/3 -> 4; no grid is exact for it:
-    :func:`exact_decimal` is false, the accelerated tier refuses it). No digit more than its own: the
+    :func:`exact_decimal` is false, an :class:`Instrument` refuses it). No digit more than its own: the
     noise of ``n * increment`` is stripped only below half the last digit kept, so each extra digit
     divides by ten the count of lots rounded exactly (1,125,899.9 coins of 1e-6 with three). Cached:
     every rounding asks.
@@ -458,6 +470,10 @@ def _digits(increment: float) -> int:
 
 
 def exact_decimal(increment: float) -> bool:
-    """Whether ``increment`` is the decimal ``m / scale`` of :func:`grid_of` up to float noise (``DECIMAL_RTOL``)."""
+    """Whether ``increment`` is the decimal ``m / scale`` of :func:`grid_of` up to float noise (``DECIMAL_RTOL``).
+
+    ``m`` has at most ``_DECIMAL_DIGITS`` digits, as :func:`_digits` looks for (an increment of 1e9
+    and more is none).
+    """
     m, scale = grid_of(increment)
-    return scale <= 1e22 and m > 0 and abs(m - increment * scale) <= DECIMAL_RTOL * m
+    return scale <= 1e22 and 0 < m < 10**_DECIMAL_DIGITS and abs(m - increment * scale) <= DECIMAL_RTOL * m

@@ -254,7 +254,7 @@ class RiskGate:
         self._last: dict[str, float] = {}
         self._rate: deque[int] = deque()
         # instrument_id -> [instrument, its live position record, lot size, minimum quantity, lot grid integer m,
-        # the last quantity a market order passed the instrument's quantity checks with (NaN: none yet)]
+        # the last quantity a market order passed the instrument's quantity checks with (NaN: none yet), lot grid scale]
         self._specs: dict[str, list[Any]] = {}
         self._orders: OrderManager | None = None
         self._cancel: Callable[[Order, str], None] | None = None
@@ -361,16 +361,16 @@ class RiskGate:
                 return reducing_reason(held, working, signed)
         if spec is None:
             return f"instrument: unknown instrument {iid!r}"
-        inst, _, lot, minimum, lot_m, passed = spec
+        inst, _, lot, minimum, lot_m, passed, lot_scale = spec
         typ = cmd.order_type
         last = self._last.get(iid, _NAN)
         if typ == _MARKET:
             # Instrument.validate_order(qty, nan) inline; it is asked for the reason when a check fails. Its
             # verdict depends on the quantity alone: the quantity that passed last passes again.
             if qty != passed:
-                lots = qty / lot
+                lots = qty * lot_scale / lot_m
                 if (
-                    not (qty > 0.0 and qty < _INF and qty >= minimum - 1e-12 and lots * lot_m < EXACT_GRID)
+                    not (qty > 0.0 and qty < _INF and qty >= minimum - 1e-12 and qty / lot * lot_m < EXACT_GRID)
                     or abs(lots - round(lots)) > min(max(1e-6, lots * LOTS_RTOL), max(1e-3, lots * ROUNDING_RTOL))
                 ):
                     why = inst.validate_order(qty, _NAN)
@@ -617,7 +617,8 @@ class RiskGate:
         if inst is None:
             return None
         lot = inst.lot_size
-        spec = [inst, self._portfolio.position_state(iid), lot, max(inst.min_quantity, lot), grid_of(lot)[0], _NAN]
+        lot_m, lot_scale = grid_of(lot)
+        spec = [inst, self._portfolio.position_state(iid), lot, max(inst.min_quantity, lot), lot_m, _NAN, lot_scale]
         self._specs[iid] = spec
         return spec
 
