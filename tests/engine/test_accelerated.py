@@ -152,9 +152,10 @@ def test_decimal_grid_matches_the_instrument_rounding(increment: float) -> None:
     rng = random.Random(7)
     for _ in range(5_000):
         price = rng.uniform(0.0, 120_000.0) if increment >= 1e-5 else rng.uniform(0.0, 50.0)
-        ticks = lots = price / step
-        assert float(math.ceil(ticks - max(1e-9, ticks * TICKS_RTOL)) * m) / scale == inst.round_price_up(price)
-        assert float(math.floor(ticks + max(1e-9, ticks * TICKS_RTOL)) * m) / scale == inst.round_price_down(price)
+        ticks, lots = price * scale / m, price / step
+        slack = min(max(1e-9, ticks * TICKS_RTOL), max(1e-3, ticks * ROUNDING_RTOL))
+        assert float(math.ceil(ticks - slack) * m) / scale == inst.round_price_up(price)
+        assert float(math.floor(ticks + slack) * m) / scale == inst.round_price_down(price)
         assert float(math.floor(lots + min(max(1e-9, lots * LOTS_RTOL), max(1e-3, lots * ROUNDING_RTOL))) * m) / scale == inst.round_quantity(price)
 
 

@@ -107,6 +107,22 @@ def test_round_price_up_and_down_keep_a_price_on_the_tick_grid_of_any_count_of_t
     assert inst.round_price_down(price - off) < price and inst.round_price_up(price + off) > price
 
 
+def test_round_price_up_and_down_forgive_float_noise_at_ten_trillion_ticks_but_not_a_tenth_of_a_tick() -> None:
+    """At 1e13 ticks the slack of 1e-14 of the count was 0.1 of a tick: 100,000,000,000.001 at a tick of 0.01
+    (0.1 of a tick above 100,000,000,000.00) was rounded *up* to 100,000,000,000.00, below the price, and
+    100,000,000,000.009 *down* to 100,000,000,000.01, above it. Float noise there is about 0.002 of a tick (one
+    unit in the last place of 1e11 is 1.5e-5): the slack is at most 2 ** -50 of the count, 0.0089 of a tick."""
+    inst = make_instrument(tick_size=0.01)
+    assert inst.round_price_up(100_000_000_000.001) == 100_000_000_000.01
+    assert inst.round_price_down(100_000_000_000.009) == 100_000_000_000.0
+    assert inst.round_price_up(100_000_000_000.01) == 100_000_000_000.01 == inst.round_price_down(100_000_000_000.01)
+    noisy = math.nextafter(100_000_000_000.01, math.inf)  # on the grid up to float noise: stays
+    assert inst.round_price_up(noisy) == 100_000_000_000.01 == inst.round_price_down(math.nextafter(100_000_000_000.01, 0.0))
+    fine = make_instrument(tick_size=1e-8)  # 100,000 at 1e-8 is 1e13 ticks: 0.1 of a tick above is 100,000.000000001
+    assert fine.round_price_up(100_000.000000001) == 100_000.00000001
+    assert fine.round_price_down(100_000.000000009) == 100_000.0
+
+
 def test_round_price_down_of_75066163_at_a_tick_of_1e5_is_75066163() -> None:
     inst = make_instrument(tick_size=1e-5)
     assert inst.round_price_down(750.66163) == 750.66163 and inst.round_price_up(750.66163) == 750.66163

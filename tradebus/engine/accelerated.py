@@ -351,13 +351,13 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                     bps = min(bps, cfg[18])
                 slip = bps * 1e-4
                 moved = px * (1.0 + slip) if side > 0 else px * (1.0 - slip)
-                ticks = moved / tick
-                if not abs(ticks) * cfg[7] < {exact!r}:  # Instrument.round_price_* may keep float noise there
+                ticks = moved * cfg[8] / cfg[7]
+                if not abs(moved / tick) * cfg[7] < {exact!r}:  # Instrument.round_price_* may keep float noise there
                     px = math.nan
                 elif side > 0:
-                    px = min(_grid(math.ceil(ticks - max(1e-9, abs(ticks) * {ticks_rtol!r})), cfg[7], cfg[8]), h)
+                    px = min(_grid(math.ceil(ticks - min(max(1e-9, abs(ticks) * {ticks_rtol!r}), max(1e-3, abs(ticks) * {rounding_rtol!r}))), cfg[7], cfg[8]), h)
                 else:
-                    px = max(_grid(math.floor(ticks + max(1e-9, abs(ticks) * {ticks_rtol!r})), cfg[7], cfg[8]), l)
+                    px = max(_grid(math.floor(ticks + min(max(1e-9, abs(ticks) * {ticks_rtol!r}), max(1e-3, abs(ticks) * {rounding_rtol!r}))), cfg[7], cfg[8]), l)
             notional = qty * cs * px
             fee = notional * taker
             pending = False

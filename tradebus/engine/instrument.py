@@ -326,21 +326,27 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
         """Round a price *up* to the tick grid (a buyer's price, rounded against the buyer).
 
         A price already on the grid up to float noise (``66506.000000001`` ticks) stays where it is,
-        however many ticks it counts.
+        however many ticks it counts; the noise forgiven is that of :meth:`round_quantity`
+        (``TICKS_RTOL`` of the count, at most 1e-3 of a tick or ``ROUNDING_RTOL`` of the count):
+        100,000,000,000.001 at a tick of 0.01, 0.1 of a tick above a line, is 100,000,000,000.01.
+        The ticks are counted on the decimal the rounding puts the price on (:func:`grid_of`).
         """
         tick = self.tick_size
-        ticks = price / tick
-        return round(math.ceil(ticks - max(1e-9, abs(ticks) * TICKS_RTOL)) * tick, _digits(tick))
+        m, scale = grid_of(tick)
+        ticks = price * scale / m
+        return round(math.ceil(ticks - _noise(abs(ticks), TICKS_RTOL)) * tick, _digits(tick))
 
     def round_price_down(self, price: float) -> float:
         """Round a price *down* to the tick grid (a seller's price, rounded against the seller).
 
         A price already on the grid up to float noise stays where it is, however many ticks it
-        counts (750.66163 / 1e-5 is 75066162.99999999 ticks: 750.66163, not 750.66162).
+        counts (750.66163 / 1e-5 is 75066162.99999999 ticks: 750.66163, not 750.66162); the noise
+        forgiven is :meth:`round_price_up`'s.
         """
         tick = self.tick_size
-        ticks = price / tick
-        return round(math.floor(ticks + max(1e-9, abs(ticks) * TICKS_RTOL)) * tick, _digits(tick))
+        m, scale = grid_of(tick)
+        ticks = price * scale / m
+        return round(math.floor(ticks + _noise(abs(ticks), TICKS_RTOL)) * tick, _digits(tick))
 
     def round_quantity(self, quantity: float) -> float:
         """Round a quantity *down* to a whole number of lots (never trade more than asked).
@@ -353,8 +359,7 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
         """
         lot = self.lot_size
         lots = quantity / lot
-        slack = min(max(1e-9, lots * LOTS_RTOL), max(1e-3, lots * ROUNDING_RTOL))
-        return round(math.floor(lots + slack) * lot, _digits(lot))
+        return round(math.floor(lots + _noise(lots, LOTS_RTOL)) * lot, _digits(lot))
 
     def exact_price_reason(self, price: float) -> str | None:
         """Why ``price`` cannot be rounded onto the tick grid exactly, or ``None`` if it can.
@@ -389,6 +394,12 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
             if notional < self.min_notional - 1e-12:
                 return f"notional {notional} is below the minimum {self.min_notional}"
         return None
+
+
+def _noise(count: float, rtol: float) -> float:
+    """The float noise forgiven a ``count`` of lots (ticks) rounded onto its grid: ``rtol`` of it, at least
+    1e-9, but at most 1e-3 or ``ROUNDING_RTOL`` of it, whichever is more (never a tenth of a step)."""
+    return min(max(1e-9, count * rtol), max(1e-3, count * ROUNDING_RTOL))
 
 
 def _off_grid(name: str, value: float, unit: str, increment: float, rtol: float) -> str | None:
