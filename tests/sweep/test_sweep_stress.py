@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 from sweep_helpers import IID, REPO, file_config, make_config, write_yaml
 
 from tradebus.cli import build_kernel, build_replay
@@ -17,6 +18,8 @@ from tradebus.data.replay import Replay, ReplaySource
 from tradebus.engine.kernel import RunResult
 from tradebus.execution.book_matching import LatencyModel
 from tradebus.reports.metrics import compute_metrics
+from tradebus.errors import ConfigError
+from tradebus.sweep.runner import run_sweep
 from tradebus.sweep.stress import FlashCrash, StressVariant, VolSpike, default_variants
 
 HOUR = 3_600_000_000_000
@@ -135,6 +138,38 @@ def test_cost_multiplier_scales_slippage_and_venue_fee_overrides(tmp_path: Path)
     assert slippage is not None and (slippage.bps, slippage.impact_bps, slippage.max_bps) == (2.0, 20.0, 100.0)
     tier = stressed.instruments[0].fee_tiers[0]
     assert (tier.min_volume, tier.maker_fee, tier.taker_fee) == (1e6, -0.0002, 0.008)
+
+
+def test_a_cost_multiplier_past_the_configs_bounds_is_refused_naming_the_multiplier_and_the_field(tmp_path: Path) -> None:
+    """costs x20 made a taker fee of 0.006 one of 0.12 and a maker rebate of -0.001 one of -0.02, past the
+    bounds (-0.01, 0.1) a config is held to, and the trial ran with them; x1e308 made a slippage of 2 bps
+    infinite."""
+    config = file_config(tmp_path, venue={"slippage_bps": 2.0})
+    config["instruments"][0]["maker_fee"] = -0.001
+    loaded = load_config(write_yaml(tmp_path / "r.yaml", config))
+    with pytest.raises(ConfigError) as info:
+        StressVariant(name="costs_x20", costs=20.0).apply_config(loaded)
+    assert str(info.value) == (
+        "costs x20 makes an invalid config:\n"
+        "  instruments.0.maker_fee: Input should be greater than -0.01 (got -0.02)\n"
+        "  instruments.0.taker_fee: Input should be less than 0.1 (got 0.12)"
+    )
+    with pytest.raises(ConfigError, match=r"^costs x1e\+308 makes an invalid config:\n(.|\n)*  venue.slippage_bps: Input should be a finite number \(got inf\)"):
+        StressVariant(name="huge", costs=1e308).apply_config(loaded)
+    assert StressVariant(name="costs_x5", costs=5.0).apply_config(loaded).instruments[0].taker_fee == pytest.approx(0.03)
+    for field in ("costs", "latency"):
+        with pytest.raises(ValidationError, match="finite"):
+            StressVariant(name="inf", **{field: math.inf})
+    # the defaults leave out what the config cannot take, and a sweep's own variant fails before any trial
+    config["instruments"][0]["taker_fee"] = 0.025
+    loaded = load_config(write_yaml(tmp_path / "fees.yaml", config))
+    assert [v.name for v in default_variants(None, loaded)] == ["baseline", "costs_x2", "latency_x2", "latency_x5"]
+    space = write_yaml(tmp_path / "space.yaml", {"params": {"strategy.params.fast": [5, 8]},
+                                                 "stress": [{"name": "costs_x5", "costs": 5.0}]})
+    with pytest.raises(ConfigError, match=r"space.yaml: stress.0: variant 'costs_x5': costs x5 makes an invalid config:\n"
+                                          r"  instruments.0.taker_fee: Input should be less than 0.1 \(got 0.125\)"):
+        run_sweep(tmp_path / "fees.yaml", space, tmp_path / "out", workers=1, stress=True)
+    assert not (tmp_path / "out").exists()
 
 
 def test_latency_x3_delays_every_fill_by_one_bar(tmp_path: Path) -> None:

@@ -323,10 +323,12 @@ def _check_tier(config_path: Path, space: SweepSpace, space_path: Path) -> None:
 
 
 def _check_stress(space: SweepSpace, config: RunConfig, space_path: Path) -> None:
-    """Fail before any trial when a stress variant shocks data it cannot move (an L2 book)."""
+    """Fail before any trial when a stress variant shocks data it cannot move (an L2 book) or its
+    multipliers make the config invalid (a fee rate past the config's bounds)."""
     for n, variant in enumerate(space.stress or ()):
         try:
             variant.check_data(config)
+            variant.apply_config(config)
         except ConfigError as exc:
             raise ConfigError(f"{space_path}: stress.{n}: variant {variant.name!r}: {exc}") from None
 

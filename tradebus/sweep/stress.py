@@ -20,7 +20,9 @@ A :class:`StressVariant` combines any of:
 ``costs: m``
     Every fee rate (each instrument's maker and taker fee and fee tiers, the venue's
     overrides) and the venue's slippage (``slippage_bps`` or the slippage model's
-    coefficients) multiplied by ``m`` (2 and 5 are the usual stresses).
+    coefficients) multiplied by ``m`` (2 and 5 are the usual stresses). A multiplied value the
+    config would refuse (a taker fee of 0.1 or more, an infinite slippage) is refused, naming the
+    multiplier and the field (:meth:`StressVariant.apply_config`), before any trial.
 ``latency: m``
     Every latency of the venue multiplied by ``m``: ``latency_ns`` and, for ``fill_on: book``,
     the entry and acknowledgement latencies of ``venue.book`` (constant ones in place, sampled
@@ -54,10 +56,10 @@ from typing import Any, Protocol
 import msgspec
 import numpy as np
 from loguru import logger
-from pydantic import Field, PositiveFloat, field_validator
+from pydantic import Field, PositiveFloat, ValidationError, field_validator
 
 from tradebus.config import RunConfig, parse_duration, to_ns
-from tradebus.config.base import StrictModel
+from tradebus.config.base import StrictModel, describe_errors
 from tradebus.data.replay import ReplayBatch
 from tradebus.errors import ConfigError
 from tradebus.engine.messages import FundingRate, MarkPrice
@@ -123,8 +125,8 @@ class StressVariant(_Model):
     name: str = Field(min_length=1)
     flash_crash: FlashCrash | None = None
     vol_spike: VolSpike | None = None
-    costs: PositiveFloat | None = None
-    latency: float | None = Field(default=None, ge=0.0)
+    costs: PositiveFloat | None = Field(default=None, allow_inf_nan=False)
+    latency: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
 
     @property
     def shocks_prices(self) -> bool:
@@ -132,12 +134,28 @@ class StressVariant(_Model):
         return self.flash_crash is not None or self.vol_spike is not None
 
     def apply_config(self, config: RunConfig) -> RunConfig:
-        """The config with this variant's cost and latency multipliers applied."""
+        """The config with this variant's cost and latency multipliers applied.
+
+        Raises
+        ------
+        ConfigError
+            A multiplied value breaks the config's own rule for it (a taker fee of 0.006 times 20
+            is 0.12, not below 0.1): the error names the multiplier and the field.
+        """
+        scaled = config
         if self.costs is not None:
-            config = scale_costs(config, self.costs)
+            scaled = scale_costs(scaled, self.costs)
         if self.latency is not None:
-            config = scale_latency(config, self.latency)
-        return config
+            scaled = scale_latency(scaled, self.latency)
+        if scaled is not config:
+            try:
+                type(scaled).model_validate(scaled.model_dump())
+            except ValidationError as exc:
+                multipliers = ", ".join(
+                    f"{name} x{value:g}" for name, value in (("costs", self.costs), ("latency", self.latency)) if value is not None
+                )
+                raise ConfigError(f"{multipliers} makes an invalid config:\n  " + "\n  ".join(describe_errors(exc))) from None
+        return scaled
 
     def no_effect(self, config: RunConfig, span: tuple[int, int] | None = None) -> str | None:
         """What of this variant changes nothing, or ``None``.
@@ -292,15 +310,23 @@ def default_variants(span: tuple[int, int] | None, config: RunConfig | None = No
     Baseline, costs ×2 and ×5, latency ×2 and ×5 and, when the data span is known, a 20 %
     flash crash recovering over a day and a 7-day ×3 volatility spike, both at mid-span
     (left out, and logged, when ``config`` replays data they cannot shock:
-    :meth:`StressVariant.check_data`).
+    :meth:`StressVariant.check_data`); a multiplier that makes ``config`` invalid (a taker fee
+    of 0.025 times 5) is left out and logged too (:meth:`StressVariant.apply_config`).
     """
-    variants = [
-        StressVariant(name="baseline"),
+    variants = [StressVariant(name="baseline")]
+    for variant in (
         StressVariant(name="costs_x2", costs=2.0),
         StressVariant(name="costs_x5", costs=5.0),
         StressVariant(name="latency_x2", latency=2.0),
         StressVariant(name="latency_x5", latency=5.0),
-    ]
+    ):
+        try:
+            if config is not None:
+                variant.apply_config(config)
+        except ConfigError as exc:
+            logger.info("stress: the default variant {!r} is left out: {}", variant.name, exc)
+            continue
+        variants.append(variant)
     if span is not None:
         mid = datetime.fromtimestamp((span[0] + span[1]) // 2 // 1_000_000_000, UTC).replace(minute=0, second=0)
         shocks = [
