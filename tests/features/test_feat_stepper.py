@@ -157,6 +157,51 @@ def test_from_state_takes_a_state_whose_stored_coefficients_agree(kind: str, sav
     assert np.array_equal(resumed.run(_X[60:]), np.array([again.update(v) for v in _X[60:]]), equal_nan=True)
 
 
+@pytest.mark.parametrize(
+    ("kind", "saved", "seen", "restored", "message"),
+    [
+        # 15 values into an ema of span 20: no k yet; under span 10 the next value made it seed / 10, a mean of 16
+        ("ema", {"span": 20}, 15, {"span": 10},
+         r"^feature 'ema': the state was saved with span above 15 \(15 values seeded, k not stored yet\), not span=10 "),
+        ("ema", {"span": 20}, 15, {"span": 15}, r"span above 15 .*not span=15 \(whose seed completes at 15\)"),
+        ("macd", _MACD, 20, {**_MACD, "slow": 20}, r"^feature 'macd': the state was saved with slow above 20 "
+                                                   r"\(20 values seeded, k_slow not stored yet\), not slow=20 "),
+        # 26 + 5 prices: the slow and fast EMAs are seeded, the signal EMA has 6 of its 9 macd values
+        ("macd", _MACD, 31, {**_MACD, "signal": 4}, r"signal above 6 \(6 values seeded, k_signal not stored yet\), "
+                                                    r"not signal=4 "),
+    ],
+)
+def test_from_state_refuses_a_seed_past_the_span_it_is_restored_with(
+    kind: str, saved: dict, seen: int, restored: dict, message: str
+) -> None:
+    first = Stepper(kind, **saved)
+    first.run(_X[:seen])
+    assert not first.ready
+    with pytest.raises(FeatureError, match=message):
+        Stepper.from_state(first.state, kind, **restored)
+
+
+@pytest.mark.parametrize(
+    ("kind", "saved", "seen", "restored"),
+    [
+        ("ema", {"span": 20}, 15, {"span": 16}),
+        ("ema", {"span": 10}, 6, {"span": 20}),
+        ("macd", _MACD, 31, {**_MACD, "signal": 7}),
+    ],
+)
+def test_a_seed_restored_under_a_span_it_has_not_reached_goes_on_as_a_fresh_run_would(
+    kind: str, saved: dict, seen: int, restored: dict
+) -> None:
+    """The seed is the plain sum of the values seen: continued under a span it has not reached, the stepper
+    gives what one built with that span gives over the same values (TA-Lib's EMA and MACD seeding)."""
+    first = Stepper(kind, **saved)
+    first.run(_X[:seen])
+    resumed = Stepper.from_state(first.state, kind, **restored)
+    fresh = Stepper(kind, **restored)
+    fresh.run(_X[:seen])
+    assert np.array_equal(resumed.run(_X[seen:]), fresh.run(_X[seen:]), equal_nan=True)
+
+
 @pytest.mark.parametrize("kind", sorted({k.name for k in all_kinds() if k.coefficients}))
 def test_declared_coefficients_are_the_bits_the_kernel_stores(kind: str) -> None:
     kind_ = get_kind(kind)

@@ -97,6 +97,14 @@ class Coefficient:
     stored_flag
         Index of a state slot that is non-zero once the coefficient is stored; ``None``
         when the coefficient itself is (it is never 0 once stored).
+    seeded
+        Index of a state slot counting the values seen while the coefficient is not stored
+        yet (an EMA's seed, stored once ``param`` values are in); ``None`` when there is none.
+        A state not stored yet that has seen ``param`` values or more was saved under a larger
+        ``param``: :meth:`FeatureKind.check_state` refuses it.
+    seeded_after
+        A parameter ``p`` whose first ``p - 1`` values that count precedes the seed (the
+        signal EMA of ``macd`` seeds on the macd values after ``slow - 1`` prices).
     """
 
     name: str
@@ -105,6 +113,8 @@ class Coefficient:
     of_param: Callable[[float], float]
     param_of: Callable[[float], float]
     stored_flag: int | None = None
+    seeded: int | None = None
+    seeded_after: str | None = None
 
 
 @dataclass(frozen=True)
@@ -198,14 +208,27 @@ class FeatureKind:
         Raises
         ------
         FeatureError
-            A stored coefficient is not the one ``params`` give; names the feature, the
-            parameter, the value the state was saved with and the one given.
+            A stored coefficient is not the one ``params`` give, or a coefficient not stored
+            yet has seen as many values as ``params`` give it to seed on (its seed would have
+            completed: the state was saved under a larger parameter); names the feature, the
+            parameter, the value (or the bound) the state was saved with and the one given.
         """
         names = [p.name for p in self.params]
         for c in self.coefficients:
-            if state[c.slot if c.stored_flag is None else c.stored_flag] == 0.0:
-                continue
             value = float(params[names.index(c.param)])
+            if state[c.slot if c.stored_flag is None else c.stored_flag] == 0.0:
+                if c.seeded is None:
+                    continue
+                seen = float(state[c.seeded])
+                if c.seeded_after is not None:
+                    seen -= float(params[names.index(c.seeded_after)]) - 1.0
+                if seen >= value:
+                    raise FeatureError(
+                        f"feature {self.name!r}: the state was saved with {c.param} above {_number(seen)} "
+                        f"({_number(seen)} values seeded, {c.name} not stored yet), not {c.param}={_number(value)} "
+                        f"(whose seed completes at {_number(value)}); restore it with the parameters it was saved with"
+                    )
+                continue
             expected = c.of_param(value)
             stored = float(state[c.slot])
             if stored != expected:

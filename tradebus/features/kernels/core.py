@@ -954,13 +954,14 @@ def _ema_state_size(params: np.ndarray) -> int:
     return 5
 
 
-def ema_coefficient(slot: int, param: str = "span") -> Coefficient:
+def ema_coefficient(slot: int, param: str = "span", seeded: int | None = 1, seeded_after: str | None = None) -> Coefficient:
     """The TA-Lib EMA's ``k = 2 / (param + 1)``, kept at ``state[slot]`` once its seed completes.
 
-    Named ``k`` for the ``span`` of ``ema``, ``k_<param>`` for the three EMAs of ``macd``.
+    Named ``k`` for the ``span`` of ``ema``, ``k_<param>`` for the three EMAs of ``macd``;
+    ``state[seeded]`` counts the values seen while seeding (:class:`Coefficient`).
     """
     return Coefficient("k" if param == "span" else f"k_{param}", slot, param,
-                       lambda v: 2.0 / (v + 1.0), lambda k: 2.0 / k - 1.0)  # fmt: skip
+                       lambda v: 2.0 / (v + 1.0), lambda k: 2.0 / k - 1.0, seeded=seeded, seeded_after=seeded_after)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- WMA

@@ -803,7 +803,10 @@ MACD = FeatureKind(
     ),
     state_size=_fixed(9),
     step=macd_step,
-    coefficients=(ema_coefficient(6, "slow"), ema_coefficient(7, "fast"), ema_coefficient(8, "signal")),
+    # state[1] counts the prices seen up to slow + signal: the slow EMA seeds on the first slow of them (the
+    # fast one's seed completes with it), the signal EMA on the macd values after the first slow - 1
+    coefficients=(ema_coefficient(6, "slow"), ema_coefficient(7, "fast", seeded=None),
+                  ema_coefficient(8, "signal", seeded_after="slow")),
     normalize=_macd_normalize,
     warmup=_macd_warmup,
 )
