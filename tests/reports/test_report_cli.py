@@ -374,3 +374,26 @@ def test_a_screenshot_over_one_of_the_run_files_is_refused_before_anything_is_wr
         assert f"--screenshot {png}: is the {png.name} of the run directory" in said
     assert {p: p.read_bytes() for run in (a, b) for p in run.iterdir()} == before
     assert not (tmp_path / "page.html").exists()
+
+
+@pytest.mark.parametrize("command", ["report", "compare", "compare-default"])
+def test_a_screenshot_over_the_page_itself_is_refused_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """report a --out page.html --screenshot page.html wrote the page, then the PNG over it, exit 0: the page the
+    user asked for was gone (and the compare's default page the same). Now exit 2 naming both, nothing written."""
+    a, b = _run_dir(tmp_path / "a", 110.0), _run_dir(tmp_path / "b", 105.0)
+    monkeypatch.chdir(tmp_path)
+    page = tmp_path / "page.html"
+    if command == "report":
+        args, png = ["report", str(a), "--out", str(page)], page
+    elif command == "compare":
+        args, png = ["report", "compare", str(a), str(b), "--out", "page.html"], Path("sub/../page.html")
+        (tmp_path / "sub").mkdir()
+    else:
+        args, png = ["report", "compare", str(a), str(b)], tmp_path / "compare-a-vs-b.html"
+    result = invoke(*args, "--screenshot", str(png))
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    said = " ".join(result.output.split())  # type: ignore[attr-defined]
+    assert f"--screenshot {png}: is the page itself" in said
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"] + (["sub"] if command == "compare" else [])

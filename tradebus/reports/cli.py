@@ -6,8 +6,9 @@ writes the side-by-side page to ``--out`` (default ``compare-<A>-vs-<B>.html`` i
 current directory). An existing ``--out`` file other than the run's own tearsheet is
 refused unless ``--force``; an ``--out`` that is one of the files of the run reported or
 compared (``metrics.json``, ``fills.csv``, ...: :data:`tradebus.reports.rundata.RUN_FILES`) is
-refused even with ``--force``, and so is such a ``--screenshot``. Both hold the run directories they read and the directory they
-write the page into while they read and write, as a run writing there does
+refused even with ``--force``, and so is such a ``--screenshot`` or one naming the page itself.
+Both hold the run directories they read and the directory they write the page into while they
+read and write, as a run writing there does
 (:class:`tradebus.reports.writers.RunDirectory`): a directory a running backtest, daemon or sweep
 holds is refused, naming its process. ``--screenshot PNG`` also saves a screenshot of the page
 taken in headless Chromium, written through a temporary beside it (renamed over it once complete)
@@ -64,6 +65,7 @@ def report(
             target = out if out is not None else Path(f"compare-{run_a.name}-vs-{run_b.name}.html")
             refuse_run_file(target, [run_a, run_b])
             _refuse_run_file_screenshot(screenshot, [run_a, run_b])
+            _refuse_screenshot_over_page(screenshot, target)
             _refuse_existing(target, force)
             with _holding([run_a, run_b], target, screenshot):
                 written = write_compare(run_a, run_b, target)
@@ -74,6 +76,7 @@ def report(
             if out is not None:
                 refuse_run_file(out, [args[0]], allowed=own_page)
             _refuse_run_file_screenshot(screenshot, [args[0]])
+            _refuse_screenshot_over_page(screenshot, out if out is not None else own_page)
             if out is not None and out.absolute() != own_page.absolute():
                 _refuse_existing(out, force)
             with _holding([Path(args[0])], out if out is not None else own_page, screenshot):
@@ -143,6 +146,14 @@ def _refuse_run_file_screenshot(png: Path | None, run_dirs: list[str] | list[Pat
             refuse_run_file(png, run_dirs)
         except ConfigError as exc:
             raise ConfigError(f"--screenshot {exc}".replace("write the page elsewhere", "save it elsewhere")) from None
+
+
+def _refuse_screenshot_over_page(png: Path | None, page: Path) -> None:
+    """Refuse a ``--screenshot`` naming the page it is taken of: the PNG would replace the page just written."""
+    from tradebus.reports.rundata import _same_entry
+
+    if png is not None and _same_entry(png, page):
+        raise ConfigError(f"--screenshot {png}: is the page itself ({page}); the PNG would replace it: save it elsewhere")
 
 
 def _screenshot(page: Path, png: Path) -> None:
