@@ -4,7 +4,8 @@ A daemon's journal (:class:`tradebus.execution.journal.Journal`) and a run's out
 (:class:`tradebus.reports.writers.RunDirectory`) are held with an exclusive ``flock`` on an open
 descriptor: closing it releases the lock, and so does the end of the process, ``kill -9``
 included, so a crashed run never leaves one behind. A second opener is refused, naming the
-holder (:func:`lock_holder`).
+holder (:func:`lock_holder`). A report reading a run directory (or writing its page there) holds it
+with a shared one: it keeps a run out, not another report.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import socket
 __all__ = ["lock_holder", "take_lock"]
 
 
-def take_lock(fd: int) -> str | None:
-    """Hold an exclusive ``flock`` on ``fd`` without waiting: ``None`` once held, else who holds it.
+def take_lock(fd: int, *, shared: bool = False) -> str | None:
+    """Hold an exclusive (``shared``: a shared) ``flock`` on ``fd`` without waiting: ``None`` once held, else
+    who holds it.
 
     The holder as :func:`lock_holder` describes it, or ``"locked by another process"`` when it is not
     to be seen.
@@ -28,7 +30,7 @@ def take_lock(fd: int) -> str | None:
         The file system cannot lock (some network file systems).
     """
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         return lock_holder(fd) or "locked by another process"
     return None

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -397,3 +400,40 @@ def test_a_screenshot_over_the_page_itself_is_refused_before_anything_is_written
     said = " ".join(result.output.split())  # type: ignore[attr-defined]
     assert f"--screenshot {png}: is the page itself" in said
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"] + (["sub"] if command == "compare" else [])
+
+
+_ANOTHER_REPORT = """
+import sys
+from pathlib import Path
+
+from tradebus.reports.cli import _holding
+
+with _holding([Path(sys.argv[1]), Path(sys.argv[2])], Path(sys.argv[3])):
+    print("holding", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_reports_of_the_same_runs_at_the_same_time_are_not_refused_a_backtest_still_is(tmp_path: Path) -> None:
+    """tradebus report compare base v1 and report compare base v2 run at once (a loop of compares against one
+    baseline, in parallel): the second was refused, exit 2, "output directory base is in use by another running
+    tradebus run (pid ...: ... report compare ...)", as each report held what it read exclusively. A report holds
+    them shared now: another report reads and writes beside it, a backtest rerun is still refused."""
+    base, v1, v2 = (_run_dir(tmp_path / name, px) for name, px in (("base", 110.0), ("v1", 105.0), ("v2", 120.0)))
+    other = subprocess.Popen(  # another report, stopped while it holds base and v1 and the page's folder
+        [sys.executable, "-c", _ANOTHER_REPORT, str(base), str(v1), str(tmp_path / "v1-vs-base.html")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        assert other.stdout is not None and other.stdout.readline() == "holding\n"
+        result = invoke("report", "compare", str(base), str(v2), "--out", str(tmp_path / "v2-vs-base.html"))
+        assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+        assert "1 only in A, 1 only in B" in (tmp_path / "v2-vs-base.html").read_text()
+        assert invoke("report", str(v1)).exit_code == 0  # type: ignore[attr-defined]
+        with pytest.raises(ConfigError, match=f"output directory {base} is in use by another running tradebus run"):
+            RunDirectory(base, "backtest", force=True)
+    finally:
+        assert other.stdin is not None
+        other.communicate("\n", timeout=60)
+    assert other.returncode == 0

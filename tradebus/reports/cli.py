@@ -8,9 +8,9 @@ refused unless ``--force``; an ``--out`` that is one of the files of the run rep
 compared (``metrics.json``, ``fills.csv``, ...: :data:`tradebus.reports.rundata.RUN_FILES`) is
 refused even with ``--force``, and so is such a ``--screenshot`` or one naming the page itself.
 Both hold the run directories they read and the directory they write the page into while they
-read and write, as a run writing there does
-(:class:`tradebus.reports.writers.RunDirectory`): a directory a running backtest, daemon or sweep
-holds is refused, naming its process. ``--screenshot PNG`` also saves a screenshot of the page
+read and write, against runs writing there (:class:`tradebus.reports.writers.RunDirectory`): a
+directory a running backtest, daemon or sweep holds is refused, naming its process; other reports
+are not. ``--screenshot PNG`` also saves a screenshot of the page
 taken in headless Chromium, written through a temporary beside it (renamed over it once complete)
 into a directory held the same way.
 
@@ -93,13 +93,13 @@ def report(
 
 @contextmanager
 def _holding(run_dirs: list[Path], page: Path, screenshot: Path | None = None) -> Iterator[None]:
-    """Hold the run directories read and the directories ``page`` and ``screenshot`` are written into, as a run
-    writing there holds it.
+    """Hold the run directories read and the directories ``page`` and ``screenshot`` are written into against runs.
 
     A backtest rewriting one of them meanwhile would have its files half-read, remove the page's
-    temporary as its own, or see its fresh files replaced by the page; a held one is refused
-    (:func:`~tradebus.reports.writers.hold_directory`). A directory is held once however it is named
-    (a second lock on it in this process would be refused as another run's); a missing one is not held.
+    temporary as its own, or see its fresh files replaced by the page; one a run holds is refused
+    (:func:`~tradebus.reports.writers.hold_directory`). The hold is shared: other reports reading or
+    writing there at the same time are not refused (each writes its page through a temporary of its
+    own). A directory is held once however it is named; a missing one is not held.
     """
     with ExitStack() as stack:
         seen: set[tuple[int, int]] = set()
@@ -117,7 +117,7 @@ def _holding(run_dirs: list[Path], page: Path, screenshot: Path | None = None) -
             if (info.st_dev, info.st_ino) in seen or not Path(folder).is_dir():
                 continue
             seen.add((info.st_dev, info.st_ino))
-            held = hold_directory(folder, advice)
+            held = hold_directory(folder, advice, shared=True)
             if held is not None:
                 stack.callback(os.close, held)
         yield

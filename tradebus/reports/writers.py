@@ -833,9 +833,14 @@ class RunDirectory:
         marker.unlink()
 
 
-def hold_directory(path: Path, advice: str, *, kind: str = "output", runs: str = "tradebus run") -> int | None:
+def hold_directory(
+    path: Path, advice: str, *, kind: str = "output", runs: str = "tradebus run", shared: bool = False
+) -> int | None:
     """Hold the ``kind`` directory ``path`` against other ``runs`` (:mod:`tradebus.locks`; :class:`RunDirectory`'s
     notes); the descriptor to close to release it.
+
+    ``shared``: a reader's hold (a report reading a run, or writing its page there), which keeps out a
+    run but not another reader.
 
     ``None`` when the file system cannot lock (warned of: another run could write into it at the same time).
 
@@ -850,7 +855,7 @@ def hold_directory(path: Path, advice: str, *, kind: str = "output", runs: str =
     except OSError as exc:
         raise ConfigError(f"{kind} directory {path} cannot be opened ({describe_os_error(exc)})") from None
     try:
-        holder = take_lock(fd)
+        holder = take_lock(fd, shared=shared)
     except OSError as exc:
         os.close(fd)
         logger.warning(
