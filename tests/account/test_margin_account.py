@@ -904,6 +904,123 @@ def test_the_position_held_at_each_funding_time_pays_whether_a_bar_opens_at_it_o
     assert ran.result.equity == processed.result.equity
 
 
+class _FlipAfterGap(Strategy):
+    """Buys 0.1 at market on bar 1 and sells 0.2 on bar 5 (long 0.1 -> short 0.1), at the next bars' opens."""
+
+    def __init__(self, iid: str) -> None:
+        super().__init__(iid, strategy_id="flip")
+        self.bars = 0
+
+    def on_bar(self, bar: Bar | None = None) -> None:
+        self.bars += 1
+        if self.bars in (1, 5):
+            side = OrderSide.BUY if self.bars == 1 else OrderSide.SELL
+            self.submit_market(self.instrument_id, side, 0.1 if self.bars == 1 else 0.2, reason="flip")
+
+
+class _LeanFlipAfterGap(_FlipAfterGap):
+    on_bar = feature_only(_FlipAfterGap.on_bar)
+
+
+def _bars_with_a_gap(path: Path, minutes: list[int]) -> pd.DataFrame:
+    """1-minute bars closing at ``T0 + k min`` for k in ``minutes``, opening at 20,000 + 10 k - 5, closing at 20,000 + 10 k."""
+    m = 60_000_000_000
+    frame = pd.DataFrame({
+        "ts": [T0 + k * m for k in minutes], "open": [20_000.0 + 10.0 * k - 5.0 for k in minutes],
+        "high": [20_000.0 + 10.0 * k for k in minutes], "low": [20_000.0 + 10.0 * k - 5.0 for k in minutes],
+        "close": [20_000.0 + 10.0 * k for k in minutes], "volume": 1.0,
+    })
+    frame.to_csv(path, index=False)
+    return frame
+
+
+@pytest.mark.parametrize("lean", [False, True])
+def test_a_funding_in_a_gap_of_the_bars_is_paid_on_the_position_before_the_next_bar_s_fills_at_its_open(
+    tmp_path: Path, lean: bool
+) -> None:
+    """1-minute bars opening at 00:00 .. 00:04 (closing 00:01 .. 00:05), then none until the one opening
+    at 00:10 (minutes missing from the data), and on; bar k (closing at k min) opens at 20,000 + 10 k - 5
+    and closes at 20,000 + 10 k. 0.1 BTC bought on bar 1 (filled at bar 2's open); a sell of 0.2 decided
+    on the bar closing 00:05 fills at the open of the bar opening 00:10 (20,105): long 0.1 -> short 0.1.
+    A funding of 0.1 % at 00:07, no mark price: at 00:07 the long is held, and the first price after
+    00:07 is that bar's open, so the long pays 0.1 * 20,105 * 0.001 = 2.0105, before the flip's fill.
+    Before, the bar was taken to open at 00:05 (the previous close): the funding was held for the bar's
+    fills and charged to the short at 20,050 (the 00:05 close): -2.005 (received).
+    The ordinary case is as it was: a funding at 00:20:30, inside the bar 00:20 .. 00:21 with nothing at
+    the venue, is paid before that bar on the short at the previous close (20,200): -2.02 (received).
+    One at 00:33, in a second gap (00:30 .. 00:35) with nothing at the venue, is paid before the bar
+    opening at 00:35, at its open 20,355 (before: at the 00:30 close, 20,300): -2.0355."""
+    inst = perp()
+    iid = inst.instrument_id
+    m = 60_000_000_000
+    _bars_with_a_gap(tmp_path / "bars.csv", [1, 2, 3, 4, 5] + list(range(11, 31)) + list(range(36, 60)))
+    source = ReplaySource.from_file(tmp_path / "bars.csv", iid, "bars", bar_time="close")
+    feed = [FundingRate(iid, at, at, 0.001, at) for at in (T0 + 7 * m, T0 + 20 * m + m // 2, T0 + 33 * m)]
+
+    def kernel() -> Kernel:
+        k = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0)
+        k.add_strategy(_LeanFlipAfterGap(iid) if lean else _FlipAfterGap(iid))
+        k.feed_perpetual_data(feed)
+        return k
+
+    ran, processed = run_and_process(kernel, source)
+    for k in (ran, processed):
+        assert [(f.ts_event, f.side, f.price) for f in k.result.fills] == [
+            (T0 + 2 * m, "BUY", 20_015.0), (T0 + 11 * m, "SELL", 20_105.0)
+        ]
+        assert [(p.ts_event, p.ts_init, p.quantity, p.mark_price) for p in k.result.funding] == [
+            (T0 + 7 * m, T0 + 11 * m, 0.1, 20_105.0), (T0 + 20 * m + m // 2, T0 + 21 * m, -0.1, 20_200.0),
+            (T0 + 33 * m, T0 + 36 * m, -0.1, 20_355.0),
+        ]
+        assert [p.payment for p in k.result.funding] == [
+            pytest.approx(2.0105), pytest.approx(-2.02), pytest.approx(-2.0355)
+        ]
+        assert k.portfolio.funding_paid == pytest.approx(2.0105 - 2.02 - 2.0355)
+    assert ran.result.equity == processed.result.equity
+
+
+@pytest.mark.parametrize("lean", [False, True])
+def test_a_funding_in_a_gap_due_at_another_instrument_s_bar_is_paid_before_the_next_bar_s_fills_at_its_open(
+    tmp_path: Path, lean: bool
+) -> None:
+    """As the test above, with ETH's bars closing at k min + 30 s: BTC's funding at 00:07 falls due at
+    ETH's bar of 00:07:30, while the sell waits at the venue for BTC's next bar, not known yet: held,
+    then paid when that bar comes, opening at 00:10, after the funding: before its fills, on the long
+    0.1 at its open 20,105: 2.0105 (before: after them, on the short at 20,050, -2.005)."""
+    btc = perp()
+    eth = perp(symbol="ETHUSDT", base="ETH", lot_size=0.01)
+    b, e = btc.instrument_id, eth.instrument_id
+    m = 60_000_000_000
+    _bars_with_a_gap(tmp_path / "btc.csv", [1, 2, 3, 4, 5] + list(range(11, 60)))
+    pd.DataFrame({"ts": [T0 + k * m + m // 2 for k in range(60)], "open": 1_000.0, "high": 1_000.0,
+                  "low": 1_000.0, "close": 1_000.0, "volume": 1.0}).to_csv(tmp_path / "eth.csv", index=False)
+    sources = [ReplaySource.from_file(tmp_path / "btc.csv", b, "bars", bar_time="close"),
+               ReplaySource.from_file(tmp_path / "eth.csv", e, "bars", bar_time="close")]
+    feed = [FundingRate(b, T0 + 7 * m, T0 + 7 * m, 0.001, T0 + 7 * m)]
+
+    def kernel() -> Kernel:
+        k = Kernel([btc, eth], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0)
+        k.add_strategy(_LeanFlipAfterGap(b) if lean else _FlipAfterGap(b))
+        k.feed_perpetual_data(feed)
+        return k
+
+    ran = kernel()
+    ran.run(Replay(sources))
+    processed = kernel()
+    for msg in Replay(sources):
+        processed.process(msg)
+    processed.stop()
+    for k in (ran, processed):
+        assert [(f.ts_event, f.side, f.price) for f in k.result.fills] == [
+            (T0 + 2 * m, "BUY", 20_015.0), (T0 + 11 * m, "SELL", 20_105.0)
+        ]
+        assert [(p.ts_event, p.ts_init, p.quantity, p.mark_price) for p in k.result.funding] == [
+            (T0 + 7 * m, T0 + 11 * m, 0.1, 20_105.0)
+        ]
+        assert k.result.funding[0].payment == pytest.approx(2.0105)
+    assert ran.result.equity == processed.result.equity
+
+
 @pytest.mark.parametrize("lean", [False, True])
 def test_a_funding_due_on_another_instrument_s_bar_waits_for_the_bar_it_falls_in_or_the_end(
     tmp_path: Path, lean: bool

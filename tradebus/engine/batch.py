@@ -230,6 +230,8 @@ class BatchLoop:
                 k.process(bar)
             return
         iid = k.instrument_key(batch.instrument_id)
+        if k.perpetuals is not None:
+            k.perpetuals.note_bars(iid, batch.ts_init)  # where a bar after a gap opens
         view, live, out, deliver, history = self._bar_lane(
             iid, batch.ts_event, batch.open, batch.high, batch.low, batch.close, batch.volume
         )
@@ -294,7 +296,8 @@ class BatchLoop:
                 advance(ti)
                 watch = ti + 1  # a timer may move equity (interest): the breakers see it next time
             if perps is not None and ti > perps.next_funding_ns:
-                perps.settle_due(ti, before=True)  # before its fills, unless held for its bar (Perpetuals)
+                # before its fills, unless held for its bar (Perpetuals)
+                perps.settle_due(ti, before=True, bar=iid, opening=o)
                 watch = ti + 1
             bar = Bar(iid, te, ti, o, h, lo, c, v)
             # priced: the portfolio is marked at this close (a watched position is checked below)
@@ -394,7 +397,8 @@ class BatchLoop:
                 if perps is not None and ti > perps.next_funding_ns:
                     j -= 1  # its handlers see the previous bar, as a timer's
                     materialize(j)
-                    perps.settle_due(ti, before=True)  # before its fills, unless held for its bar (Perpetuals)
+                    # before its fills, unless held for its bar (Perpetuals)
+                    perps.settle_due(ti, before=True, bar=iid, opening=float(batch.open[j + 1]))
                     j += 1
                     watch = ti + 1
                 priced = self.needs_execution
@@ -493,6 +497,8 @@ class BatchLoop:
                 lanes.append(None)
                 continue
             iid = k.instrument_key(instrument_id)
+            if k.perpetuals is not None:
+                k.perpetuals.note_bars(iid, batch.ts_init[rows])  # where a bar after a gap opens
             view, live, out, deliver, history = self._bar_lane(
                 iid,
                 batch.ts_event[rows],
@@ -563,7 +569,8 @@ class BatchLoop:
                 advance(ti)
                 watch = ti + 1  # see _full_bars
             if perps is not None and ti > perps.next_funding_ns:
-                perps.settle_due(ti, before=True)  # before its fills, unless held for its bar (Perpetuals)
+                # before its fills, unless held for its bar (Perpetuals)
+                perps.settle_due(ti, before=True, bar=iid, opening=o)
                 watch = ti + 1
             bar = Bar(iid, te, ti, o, h, lo, c, v)
             priced = False
@@ -667,7 +674,8 @@ class BatchLoop:
                     watch = ti + 1  # see _full_bars
                 if perps is not None and ti > perps.next_funding_ns:
                     materialize()
-                    perps.settle_due(ti, before=True)  # before its fills, unless held for its bar (Perpetuals)
+                    # before its fills, unless held for its bar (Perpetuals)
+                    perps.settle_due(ti, before=True, bar=iid, opening=float(batch.open[j]))
                     watch = ti + 1
                 priced = False
                 if self.needs_execution:

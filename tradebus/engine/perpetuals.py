@@ -31,7 +31,10 @@ Funding
     at 00:00) is held, at the mark of then, until that bar is matched: its fills, at its open or
     along its path, are the position held at the funding time (the venue charges whoever holds
     the position then); one a bar opens at is not (a fill at the funding time itself comes after
-    it). The run's end pays a funding still held on the position held then, before the strategies'
+    it). A bar after a gap in the data opens one bar length (the shortest spacing of its
+    instrument's bars up to it, :meth:`bar_open`) before its close, not at the previous close: a
+    funding in the gap is paid before that bar's fills (held ones too, once the bar shows it), and
+    without marks priced at that bar's open, the first price after its time. The run's end pays a funding still held on the position held then, before the strategies'
     ``on_stop`` and in the run's last equity sample.
     Each is settled only once (an announcement for a time already
     settled is ignored; after a restart, the journaled payments count as settled,
@@ -81,6 +84,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import numpy as np
 from loguru import logger
 
 from tradebus.account import MarginAccount
@@ -206,6 +210,11 @@ class Perpetuals:
         # Fundings due inside a bar not matched yet, paid after it: (instrument_id, due on the kernel's
         # clock, funding time, rate, mark then).
         self._held: list[tuple[str, int, int, float, float]] = []
+        # On a venue filling on bars: instrument_id -> (the shortest spacing of its bars seen, its latest bar's
+        # close) noted so far, and the bar times of a bar loop's batch not folded into it yet (with the running
+        # minimum of their spacings, computed when first asked): where a bar after a gap opens (:meth:`note_bars`).
+        self._bar_steps: dict[str, tuple[int, int]] = {}
+        self._bar_batches: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
         #: Called with every funding announced or held and not paid yet (:meth:`due`) whenever they change
         #: (a daemon's journal keeps them for a restart, :meth:`restore_due`); ``None``: not kept.
         self.on_due: Callable[[list[FundingDue]], None] | None = None
@@ -291,35 +300,116 @@ class Perpetuals:
         if self.on_due is not None:
             self._keep_due(msg.ts_init)
 
-    def settle_due(self, now: int, *, before: bool = False) -> None:
+    def settle_due(self, now: int, *, before: bool = False, bar: str | None = None, opening: float = math.nan) -> None:
         """Settle every announced funding whose time is at or before ``now`` (``before``: strictly before it).
 
         A funding inside the next bar of an instrument with an order at a bar-filled venue is held
         and paid once that bar is matched, at the mark when it fell due; ``before`` pays no held funding (the
-        call before a bar's handlers).
+        call before a bar's handlers) but one of ``bar``'s.
+
+        ``bar`` (with ``before``): the instrument whose bar stamped ``now`` comes next, opening at price
+        ``opening``. A funding of it at or before that bar's open (:meth:`bar_open`: in a gap of its bars) is
+        paid now, before the bar's fills, pending or held, at its mark or, with no mark price, at ``opening``:
+        the first price after the funding time.
         """
         if now < self.next_funding_ns or (before and now == self.next_funding_ns):
             return
         portfolio = self._portfolio
         venue = self._bar_venue
+        opens = None if bar is None or venue is None else self.bar_open(bar, now)
         for iid, (due, at, rate) in list(self._pending.items()):
             if due > now or (before and due == now):
                 continue
             del self._pending[iid]
             self._settled[iid] = at
+            if iid == bar and opens is not None and opens >= due:  # before the bar: in a gap of its bars
+                self._pay(iid, at, rate, self._price_before(iid, opening), now)
+                continue
             if venue is not None:
-                opens = venue.next_bar_open(iid)
-                if opens is not None and opens < due:  # its fills at the open come before the funding
+                previous = venue.next_bar_open(iid)
+                if previous is not None and previous < due:  # its fills at the open may come before the funding
                     self._held.append((iid, due, at, rate, portfolio.last_price(iid)))
                     continue
             self._pay(iid, at, rate, portfolio.last_price(iid), now)
-        if self._held and not before:
-            self._pay_held(now, final=False)
+        if self._held:
+            if not before:
+                self._pay_held(now, final=False)
+            elif opens is not None:
+                self._pay_held_before(bar, opens, opening, now)  # type: ignore[arg-type]
         self._next_due()
         if self.on_due is not None:
             self._keep_due(now)
         if self.open:
             self.check(now)  # a payment may take a position below maintenance margin
+
+    def note_bars(self, instrument_id: str, times: np.ndarray) -> None:
+        """Note the close times (sorted ``ts_init``) of a bar loop's batch of the instrument's bars.
+
+        Nothing is read from them before the loop reaches them: :meth:`bar_open` of a bar looks at the
+        bars up to it. Only the perpetuals of a venue filling on bars need them (a no-op otherwise).
+        """
+        inst = self.instruments.get(instrument_id)
+        if self._bar_venue is None or inst is None or not inst.is_perpetual or not len(times):
+            return
+        self._fold_bars(instrument_id)
+        self._bar_batches[instrument_id] = (times, None)
+
+    def note_bar(self, instrument_id: str, ts: int) -> None:
+        """Note one bar of the instrument closing at ``ts`` (:meth:`Kernel.process`), after its handlers."""
+        inst = self.instruments.get(instrument_id)
+        if self._bar_venue is None or inst is None or not inst.is_perpetual:
+            return
+        self._fold_bars(instrument_id)
+        step, last = self._bar_steps.get(instrument_id, (2**63 - 1, -1))
+        if ts > last:
+            self._bar_steps[instrument_id] = (step if last < 0 else min(step, ts - last), ts)
+
+    def bar_open(self, instrument_id: str, close: int) -> int | None:
+        """Where the instrument's bar closing at ``close`` opens (``None``: no earlier bar of it known).
+
+        A bar lasts the shortest spacing of the instrument's bars up to it (time bars: their interval,
+        once two adjacent bars have been seen), so a bar after a gap opens that long before its close, not
+        at the previous bar's close; never before that close (the simulated venue's open of a bar,
+        ``SimulatedVenue``, and the first spacings of a run, until an adjacent pair is seen).
+        """
+        step, last = self._bar_steps.get(instrument_id, (2**63 - 1, -1))
+        batch = self._bar_batches.get(instrument_id)
+        if batch is not None:
+            times, mins = batch
+            k = int(np.searchsorted(times, close))  # the bars of the batch before this one
+            if k:
+                if last >= 0 and times[0] > last:
+                    step = min(step, int(times[0]) - last)
+                if k >= 2:
+                    if mins is None:
+                        spacing = np.diff(times)
+                        mins = np.minimum.accumulate(np.where(spacing > 0, spacing, 2**63 - 1))
+                        self._bar_batches[instrument_id] = (times, mins)
+                    step = min(step, int(mins[k - 2]))
+                last = int(times[k - 1])
+        if last < 0 or close <= last:
+            return None if last < 0 else last
+        return max(last, close - min(step, close - last))
+
+    def _fold_bars(self, instrument_id: str) -> None:
+        batch = self._bar_batches.pop(instrument_id, None)
+        if batch is None:
+            return
+        times = batch[0]
+        step, last = self._bar_steps.get(instrument_id, (2**63 - 1, -1))
+        spacing = np.diff(times)
+        spacing = spacing[spacing > 0]
+        if spacing.size:
+            step = min(step, int(spacing.min()))
+        if last >= 0 and times[0] > last:
+            step = min(step, int(times[0]) - last)
+        self._bar_steps[instrument_id] = (step, max(last, int(times[-1])))
+
+    def _price_before(self, iid: str, opening: float) -> float:
+        """The price of a funding paid before a bar of ``iid`` opening at ``opening``, after its time."""
+        if self._positions[iid].has_mark or opening != opening:
+            return self._portfolio.last_price(iid)
+        return opening
 
     def settle_held(self, now: int) -> None:
         """Pay every held funding on the position held now (the run ends before the bar it waits for)."""
@@ -395,6 +485,19 @@ class Perpetuals:
         for held in self._held:
             iid, due, at, rate, mark = held
             if final or venue.bar_closed(iid) >= due:  # the bar it falls in is matched
+                self._pay(iid, at, rate, mark, now)
+            else:
+                kept.append(held)
+        self._held = kept
+
+    def _pay_held_before(self, bar: str, opens: int, opening: float, now: int) -> None:
+        """Pay the held fundings of ``bar`` at or before its next bar's open ``opens`` (before its fills)."""
+        kept = []
+        for held in self._held:
+            iid, due, at, rate, mark = held
+            if iid == bar and due <= opens:
+                if not self._positions[iid].has_mark and opening == opening:
+                    mark = opening
                 self._pay(iid, at, rate, mark, now)
             else:
                 kept.append(held)
