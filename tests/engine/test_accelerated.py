@@ -26,7 +26,7 @@ from tradebus.engine.accelerated import (
 )
 from tradebus.engine.instrument import LOTS_RTOL, ROUNDING_RTOL, TICKS_RTOL, Instrument
 from tradebus.engine.kernel import Kernel, RunResult
-from tradebus.engine.messages import Bar, OrderSide, OrderStatus
+from tradebus.engine.messages import Bar, FundingRate, OrderSide, OrderStatus
 from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.config import VenueConfig
 from tradebus.research.lookahead import MemoryReplay, SourceFrame
@@ -909,3 +909,28 @@ def test_a_slipped_price_beyond_the_exact_grid_cancels_its_order_alike_in_both_t
     )
     fast = run_accelerated(fresh(), MemoryReplay([SourceFrame(IID, "bars", frame)], 700))  # type: ignore[arg-type]
     assert_same_run(event, fast)
+
+
+def test_a_perpetual_with_funding_in_a_gap_of_its_bars_is_refused_naming_funding() -> None:
+    """The accelerated tier pays no funding: a perpetual's run (here with a funding of 0.1 % falling in a
+    gap of its 4h bars, which the event tier pays before the next bar's fills) is refused, not run
+    without its payments."""
+    perp = Instrument("BINANCE", "BTCUSDT", kind="perpetual", base="BTC", quote="USDT", tick_size=0.01,
+                      lot_size=1e-3, leverage=5.0, maintenance_rate=0.005)  # fmt: skip
+    iid = perp.instrument_id
+    frame = BARS.drop(index=BARS.index[100:103]).reset_index(drop=True)  # three bars missing
+    at = int(BARS["ts_init"].iloc[101])
+
+    def build() -> Kernel:
+        k = Kernel([perp], initial_cash=1e6, venue_config=VenueConfig(), equity_interval_ns=H4_NS * 6)
+        k.add_strategy(EmaCross(iid, fast=10, slow=30, quantity=0.5))
+        k.feed_perpetual_data([FundingRate(iid, at, at, 0.001, at)])
+        return k
+
+    why = unsupported(build())
+    assert why is not None and "perpetual" in why and "funding" in why
+    with pytest.raises(AcceleratedUnsupported, match="funding"):
+        run_accelerated(build(), MemoryReplay([SourceFrame(iid, "bars", frame)], 700))  # type: ignore[arg-type]
+    event = build().run(MemoryReplay([SourceFrame(iid, "bars", frame)], 700))  # type: ignore[arg-type]
+    [paid] = event.funding
+    assert paid.ts_event == at and paid.ts_init == int(frame["ts_init"].iloc[100])
