@@ -249,6 +249,37 @@ async def test_a_fill_racing_a_binance_spot_cancel_replace_never_buys_more_than_
     assert any(coid in w and f"{raced} filled at the venue" in w for w in warnings)
 
 
+async def test_a_raced_cancel_replaces_replacement_whose_cut_is_withdrawn_at_send_time_is_canceled() -> None:
+    """As the "reduced" case above (a buy of 0.01 modified to 0.012, 0.004 filled by the race), but the cut of the
+    replacement, a cancel-replace of it to 0.008, is withdrawn unsent: the daemon's send-time refusal
+    (:attr:`LiveVenue.refusal`, here the one it gives when the journal's trading state cannot be read, which sets no
+    trading state and so cancels nothing itself) refuses it. Before, the replacement kept working for 0.012 and bought
+    it: 0.016 in all. Now the replacement is canceled (a cancel is never withdrawn): 0.004 in all, nothing working."""
+    from tradebus.adapters.binance.private_emulator import RestFault as BinanceFault, StreamFault
+
+    release = asyncio.Event()
+    held = [BinanceFault("hold", "POST", "/api/v3/order/cancelReplace", release=release)]
+    late = [StreamFault("delay", match='"x": "TRADE"', seconds=1.0)]
+    async with harness(rest_faults=held, stream_faults=late, trade_size_limit=True, request_timeout=5.0) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        coid = order.client_order_id
+        why = "the journal's trading state could not be read (OperationalError: disk I/O error)"
+        h.venue.refusal = lambda orders, replaced: why if replaced and replaced != (coid,) else None
+        h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, quantity=0.012, price=55_000.0))
+        await until(lambda: held[0].fired)
+        h.trade(49_990.0, 0.004)
+        release.set()
+        await until(lambda: order.filled_qty == pytest.approx(0.004) and h.venue.in_flight == 0, timeout=5.0)
+        await until(lambda: not h.kernel.orders.open_orders() and not h.emulator.open_orders(), timeout=5.0)
+        h.trade(54_000.0, 0.02)  # would fill a replacement left working
+        await asyncio.sleep(0.2)
+        await h.venue.drain()
+    assert sum(r.filled for r in h.emulator.orders.values()) == pytest.approx(0.004)
+    assert h.kernel.portfolio.position(IID) == pytest.approx(0.004)
+
+
 async def test_a_binance_spot_cancel_replace_is_no_anomaly_but_a_repeated_cancel_frame_still_is() -> None:
     """The replaced order's cancel is emitted from the cancel-replace's answer, then the user stream's CANCELED
     frame repeats it: expected, not a ``duplicate_event`` anomaly (a WARNING on every modify before). The

@@ -37,8 +37,8 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     cancel rejects the replacement (``OrderModifyRejected``); the replacement is sized on the fills known
     when it is sent, and when the answer's filled quantity of the canceled order
     (:attr:`Ack.canceled_filled_qty`) is larger (a fill raced the request) it is cut at once to what is left
-    of the new quantity by a cancel-replace of it, or canceled when nothing is left (a WARNING names the
-    quantities); a replacement refused after the
+    of the new quantity by a cancel-replace of it, or canceled when nothing is left or that cut is withdrawn
+    or refused (a WARNING names the quantities); a replacement refused after the
     cancel places the order again as it was, for what the venue left of it (the filled quantity the
     refusal told, :attr:`ReplacementRejected.canceled_filled_qty`, which the order's ``OrderCanceled``
     carries too) (``OrderReplaced``), one round trip without it. A cancel
@@ -641,6 +641,8 @@ class LiveVenue(Venue):
         self._held: dict[str, list[Any]] = {}
         # Their replaced order's filled quantity when the replacement was sized (_swap): the venue may have filled more.
         self._swap_sized: dict[str, float] = {}
+        # Replacements being cut after a fill raced their cancel-replace (_trim_replacement) -> why: one whose cut fails is canceled.
+        self._trims: dict[str, str] = {}
         # Those of them canceled meanwhile: the cancel wins, their replacement is not kept.
         self._swaps_canceled: set[str] = set()
         # Says that a cancel emitted from a cancel-replace's answer will be repeated by the stream (bind_repeat_expected).
@@ -1142,6 +1144,7 @@ class LiveVenue(Venue):
     async def _cancel_replace(self, order: Order, replacement: Order) -> None:
         coid, new = order.client_order_id, replacement.client_order_id
         sized_on = self._swap_sized.pop(coid, order.filled_qty)
+        trim = self._trims.pop(coid, None)
         self.requests["replace"] += 1
         try:
             ack = await self._submitting(self.api.replace(order, replacement), replacement, replaces=coid)
@@ -1171,6 +1174,10 @@ class LiveVenue(Venue):
             logger.info("cancel-replace of {} refused: {}; querying", coid, exc)
             self._modify_rejected(order, str(exc))
             self._release_held(coid)
+            if trim is not None and order.is_open:
+                # Still working for more than is left to trade (withdrawn unsent, e.g. by the trading state): a cancel goes.
+                logger.warning("order {}: its cut refused ({}); canceling it", coid, exc)
+                self._cancel_replacement(order, trim)
             self._query_soon(order)
             return
         except NoAnswer as exc:
@@ -1213,14 +1220,17 @@ class LiveVenue(Venue):
         )
         if not replacement.is_open:
             return
+        why = f"its order {coid} filled {venue_filled} before its cancel-replace's cancel"
         if total > replacement.filled_qty * (1.0 + 1e-9) and new not in self._swaps and self.api.can_replace(replacement):
             now = self.clock.now_ns()
             nan = math.nan
+            self._trims[new] = why
             self._swap(replacement, ModifyOrder(replacement.strategy_id, replacement.instrument_id, new, now, now, total, nan, nan))
             if new in self._swaps:
                 return
+            self._trims.pop(new, None)
         logger.warning("order {}: replacement {} canceled instead of reduced to {} ({} filled)", coid, new, total, replacement.filled_qty)
-        self._cancel_replacement(replacement, f"its order {coid} filled {venue_filled} before its cancel-replace's cancel")
+        self._cancel_replacement(replacement, why)
 
     def _cancel_replacement(self, replacement: Order, reason: str = "its order was canceled during the cancel-replace") -> None:
         """Cancel the replacement of a cancel-replace (its order canceled meanwhile, or a fill that raced it:
