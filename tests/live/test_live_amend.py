@@ -152,6 +152,35 @@ async def test_a_fill_racing_an_in_place_amend_buys_the_new_total_and_no_more(ki
     assert h.kernel.portfolio.position(kit.iid) == pytest.approx(0.004)
 
 
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_an_amend_below_what_a_racing_fill_bought_cancels_the_rest(kit: VenueKit) -> None:
+    """A buy of 0.003 at 1,000 is amended down to 0.001 in all, and while the amend waits at the venue a trade fills
+    0.002 of it. OKX and Bybit refuse an amend to a total at or below what is filled (the order keeps working for its
+    old remainder, 0.001). Before, the strategy got ``OrderModifyRejected`` and the order went on to buy 0.003 in all;
+    now the query after the refusal finds 0.002 filled, at least the 0.001 asked, and the rest is canceled: 0.002 in
+    all, nothing working."""
+    path = {"okx": "/api/v5/trade/amend-order", "bybit": "/v5/order/amend"}[kit.venue]
+    release = asyncio.Event()
+    held = [RestFault("hold", "POST", path, release=release)]
+    async with kit_harness(kit, rest_faults=held, trade_size_limit=True) as h:
+        execution = h.kernel.execution
+        order = execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.003, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        coid = order.client_order_id
+        execution.modify(ModifyOrder("s1", kit.iid, coid, 0, 0, quantity=0.001))
+        await until(lambda: held[0].fired)
+        h.emulator.on_trade(Trade(kit.iid, 10**18, 10**18, 999.0, 0.002, -1, "t1"))  # before the amend is done
+        release.set()
+        await until(lambda: order.filled_qty == pytest.approx(0.002) and h.venue.in_flight == 0, timeout=5.0)
+        await until(lambda: not order.is_open and not h.emulator.open_orders(), timeout=5.0)
+        h.emulator.on_trade(Trade(kit.iid, 10**18 + 1, 10**18 + 1, 999.0, 1.0, -1, "t2"))  # would fill the rest
+        await asyncio.sleep(0.2)
+        await h.venue.drain()
+    assert order.status is OrderStatus.CANCELED
+    assert h.emulator.orders[coid].filled == pytest.approx(0.002) and order.filled_qty == pytest.approx(0.002)
+    assert h.kernel.portfolio.position(kit.iid) == pytest.approx(0.002)
+
+
 async def test_binance_spot_cancel_replaces_and_the_replacement_trades() -> None:
     async with harness() as h:
         h.venue.on_replace = h.kernel.execution.submit  # as the live node wires it

@@ -28,7 +28,9 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
 ``modify``
     a venue that amends in place (:attr:`TradingApi.supports_amend`: OKX, Bybit) gets the
     new total quantity and price; its acknowledgement -> ``OrderModified``, its refusal ->
-    ``OrderModifyRejected``. A refusal or no answer leaves the order as it was and queries it.
+    ``OrderModifyRejected``. A refusal or no answer leaves the order as it was and queries it; an
+    amend to a lower total refused because fills reached it meanwhile (the venues refuse a total at or
+    below the filled quantity) is found so by that query, and the rest of the order is canceled.
     A venue with a cancel-replace in one request (:meth:`TradingApi.can_replace`: Binance
     spot; a Binance USD-M stop, cancel then place back to back by the adapter) gets it: the replacement (a new client id, the new quantity, price and trigger) is
     submitted through :attr:`LiveVenue.on_replace` with ``replaces=`` and sent with the cancel;
@@ -655,6 +657,9 @@ class LiveVenue(Venue):
         #: its trading state set since the risk gate passed them, or the one another process (``live-kill``) stored
         #: in the journal.
         self.refusal: Callable[[Sequence[Order], tuple[str, ...]], str | None] | None = None
+        # Orders whose amend to a lower total the venue refused -> that total, until a query sent after it says whether
+        # fills reached it (then the rest is canceled: the venue refuses an amend to a total at or below the filled quantity).
+        self._amend_floor: dict[str, float] = {}
         # Orders whose cancel the venue refused -> its refusal, until a query sent after it says whether they work.
         self._cancel_refused: dict[str, str] = {}
         # Orders whose cancel the venue answered busy -> when it was, or will be, sent again (clock ns).
@@ -976,6 +981,7 @@ class LiveVenue(Venue):
         self._submits.pop(client_order_id, None)
         self._answers.pop(client_order_id, None)
         self._cancel_refused.pop(client_order_id, None)
+        self._amend_floor.pop(client_order_id, None)
         self._cancels_resent.pop(client_order_id, None)
         return True
 
@@ -1129,12 +1135,15 @@ class LiveVenue(Venue):
         except VenueRejected as exc:
             logger.info("amend of {} refused: {}; querying", coid, exc)
             self._modify_rejected(order, str(exc))
+            if cmd.quantity < order.quantity:
+                self._amend_floor[coid] = cmd.quantity
             self._query_soon(order)
             return
         except NoAnswer as exc:
             logger.warning("amend of {}: no answer ({}); querying (the order may or may not be amended)", coid, exc)
             self._query_soon(order)
             return
+        self._amend_floor.pop(coid, None)
         now = self.clock.now_ns()
         qty = order.quantity if math.isnan(cmd.quantity) else cmd.quantity
         price = order.price if math.isnan(cmd.price) else cmd.price
@@ -1234,7 +1243,7 @@ class LiveVenue(Venue):
 
     def _cancel_replacement(self, replacement: Order, reason: str = "its order was canceled during the cancel-replace") -> None:
         """Cancel the replacement of a cancel-replace (its order canceled meanwhile, or a fill that raced it:
-        ``reason``), through :attr:`on_cancel` when set (the engine then times the cancel out and queries the
+        ``reason``; or an order whose amend a fill raced), through :attr:`on_cancel` when set (the engine then times the cancel out and queries the
         replacement), else directly."""
         if self.on_cancel is None:
             self.cancel(replacement)
@@ -1345,6 +1354,7 @@ class LiveVenue(Venue):
         judges_replace = coid in self._cancel_answered
         # Only a query sent after a cancel's refusal tells whether the order worked on after it.
         judges_cancel = coid in self._cancel_refused
+        judges_amend = coid in self._amend_floor
         self.requests["query"] += 1
         try:
             report = await self.api.query(order)
@@ -1362,6 +1372,8 @@ class LiveVenue(Venue):
             self.on_answer(coid)
         if coid in self._cancel_refused:
             self._judge_cancel_refusal(order, report, judges_cancel)
+        if coid in self._amend_floor:
+            self._judge_amend_refusal(order, report, judges_amend)
         if coid in self._replacing:
             self._replace_if_closed(coid)
             if coid not in self._replacing:
@@ -1386,6 +1398,19 @@ class LiveVenue(Venue):
         logger.warning("order {}: the venue refused its cancel ({}) and still works it", coid, reason)
         now = self.clock.now_ns()
         self.emit(OrderCancelRejected(order.strategy_id, order.instrument_id, coid, reason, now, now))
+
+    def _judge_amend_refusal(self, order: Order, report: OrderStatusReport | None, judges: bool) -> None:
+        """Cancel ``order`` if the answer to a query sent after the venue refused its amend to a lower total says it
+        still works with at least that total filled (a fill raced the amend: the strategy wants no more)."""
+        coid = order.client_order_id
+        if not judges:
+            self._query_soon(order)  # the refusal came while this query was out: ask again
+            return
+        floor = self._amend_floor.pop(coid)
+        if report is None or report.status not in _WORKING or not order.is_open or report.filled_qty < floor * (1.0 - 1e-9):
+            return
+        logger.warning("order {}: its amend to {} in all was refused with {} filled; canceling the rest", coid, floor, report.filled_qty)
+        self._cancel_replacement(order, f"amended to {floor} in all, {report.filled_qty} filled before the amend")
 
     def _forgotten(self, order: Order) -> OrderStatusReport | None:
         """The answer "no such order" means for ``order``: filled nothing, if it closed CANCELED or EXPIRED longer ago
