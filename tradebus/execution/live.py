@@ -641,8 +641,6 @@ class LiveVenue(Venue):
         self._swapping: Order | None = None
         self._swaps: dict[str, Order] = {}
         self._held: dict[str, list[Any]] = {}
-        # Their replaced order's filled quantity when the replacement was sized (_swap): the venue may have filled more.
-        self._swap_sized: dict[str, float] = {}
         # Replacements being cut after a fill raced their cancel-replace (_trim_replacement) -> why: one whose cut fails is canceled.
         self._trims: dict[str, str] = {}
         # Those of them canceled meanwhile: the cancel wins, their replacement is not kept.
@@ -700,8 +698,10 @@ class LiveVenue(Venue):
             return
         replaced, self._swapping = self._swapping, None
         if replaced is not None:
-            self._swaps[replaced.client_order_id] = order
-            self._spawn(self._cancel_replace(replaced, order), f"replace:{replaced.client_order_id}")
+            rid = replaced.client_order_id
+            self._swaps[rid] = order
+            # Sized on replaced.filled_qty in this step (_swap).
+            self._spawn(self._cancel_replace(replaced, order, replaced.filled_qty, self._trims.pop(rid, None)), f"replace:{rid}")
             return
         self._spawn(self._place(order), f"place:{order.client_order_id}")
 
@@ -948,13 +948,11 @@ class LiveVenue(Venue):
             return
         assert self.on_replace is not None
         self._swapping = order
-        self._swap_sized[coid] = order.filled_qty
         try:
             replacement = self.on_replace(self._replacement(order, cmd, qty), replaces=coid)
         finally:
             self._swapping = None
         if coid not in self._swaps:  # the replacement was denied before it was sent
-            self._swap_sized.pop(coid, None)
             self._modify_rejected(order, f"replacement {getattr(replacement, 'status', '?')}")
 
     def bind_repeat_expected(self, expect: Callable[[str], None]) -> None:
@@ -1150,10 +1148,11 @@ class LiveVenue(Venue):
         trigger = order.trigger_price if math.isnan(cmd.trigger_price) else cmd.trigger_price
         self.emit(OrderModified(order.strategy_id, order.instrument_id, coid, qty, price, trigger, now, now))
 
-    async def _cancel_replace(self, order: Order, replacement: Order) -> None:
+    async def _cancel_replace(self, order: Order, replacement: Order, sized_on: float, trim: str | None) -> None:
+        """Cancel-replace ``order`` by ``replacement`` in one request; ``sized_on``: ``order``'s filled quantity the
+        replacement was sized on (the venue may have filled more: :meth:`_trim_replacement`); ``trim``: why it is a cut
+        of a replacement a fill raced (``None``: it is not), which its failure cancels."""
         coid, new = order.client_order_id, replacement.client_order_id
-        sized_on = self._swap_sized.pop(coid, order.filled_qty)
-        trim = self._trims.pop(coid, None)
         self.requests["replace"] += 1
         try:
             ack = await self._submitting(self.api.replace(order, replacement), replacement, replaces=coid)
