@@ -329,8 +329,23 @@ class LiveSettings(StrictModel):
         )
 
 
+#: The ``venue:`` keys a live config takes at any value: the fee overrides of the account checks
+#: (:func:`~tradebus.node.daemon.build_paper_kernel`) and ``fill_on``, which picks the channel the feeds must
+#: subscribe, as in paper mode (a live config on bars alone says ``fill_on: bars``). The others set how the
+#: simulated venue fills.
+LIVE_VENUE_KEYS = frozenset({"fill_on", "maker_fee", "taker_fee"})
+#: The paper daemon's ``venue:``: a live config may keep its values (a paper config run live as it is).
+_PAPER_VENUE = PaperConfig.model_fields["venue"].get_default(call_default_factory=True).model_dump(mode="json")
+
+
 class LiveConfig(PaperConfig):
-    """A paper config plus the ``live:`` section (the account that trades)."""
+    """A paper config plus the ``live:`` section (the account that trades).
+
+    Its ``venue:`` section takes the fee overrides (``maker_fee``, ``taker_fee``: the account checks use them, the
+    exchange charges its own fees) and ``fill_on`` (:data:`LIVE_VENUE_KEYS`); any other key set to a value other than
+    the paper daemon's default (slippage, latency, ``limit_fill`` ...) is refused naming each: the exchange, not the
+    simulated venue, fills a live order.
+    """
 
     live: LiveSettings = Field(default_factory=LiveSettings)
 
@@ -358,6 +373,15 @@ class LiveConfig(PaperConfig):
             raise ValueError(
                 f"live.market: a {self.live.market} account trades {want} instruments only; {wrong} are not: "
                 f"set live.market: {other} to trade them (spot is the default)"
+            )
+        simulated = [
+            f"{key}: {value!r}" for key, value in self.venue.model_dump(mode="json").items()
+            if key not in LIVE_VENUE_KEYS and value != _PAPER_VENUE[key]
+        ]
+        if simulated:
+            raise ValueError(
+                f"venue: {', '.join(simulated)}: simulated-venue settings have no effect on a live account, whose "
+                f"orders the exchange fills; remove them (a live config's venue: takes {', '.join(sorted(LIVE_VENUE_KEYS))})"
             )
         margin = [f"{inst.symbol}.{inst.venue}" for inst in self.instruments if inst.kind == "spot" and inst.margin]
         if margin:
