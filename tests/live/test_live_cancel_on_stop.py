@@ -6,19 +6,21 @@ Against the local Binance spot account emulator and the recorded public stream (
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from loguru import logger
 
 from tradebus.engine.messages import OrderStatus
 from tradebus.node.daemon import PaperNode
 from tradebus.node.live import LiveNode
 
 from .node_testdata import IID
-from .test_live_stop_failures import account_and_market, node_on, open_at_venue, run_until_it_stops
+from .test_live_stop_failures import account_and_market, node_on, open_at_venue, resting, run_until_it_stops
 
 pytestmark = pytest.mark.usefixtures("_loguru_to_current_stderr")
 
@@ -79,3 +81,47 @@ async def test_an_order_sent_in_on_stop_is_canceled_at_the_venue_too(tmp_path: P
         assert emulator.orders[sent[0]].status is OrderStatus.CANCELED
         assert node.kernel.orders.order(sent[0]).status is OrderStatus.CANCELED  # type: ignore[union-attr]
         assert journaled_statuses(node) == {sent[0]: OrderStatus.CANCELED}
+
+
+async def test_a_stop_with_cancel_on_stop_false_names_each_order_it_leaves_working_and_says_so_in_node_json(
+    tmp_path: Path,
+) -> None:
+    """Before: with ``live.cancel_on_stop: false`` the stop left the resting buy (BTCUSDT 0.01 @ 20,000) working at the
+    venue and said nothing of it: no log line, and ``node.json`` read as a clean stop's. Each order left is now logged
+    (client and venue id, instrument, side, type, quantity, price, filled, status) and listed in ``orders_left``."""
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(m.record["message"]), level="WARNING", format="{message}")
+    try:
+        async with account_and_market() as (emulator, srv):
+            node = node_on(tmp_path, emulator, srv, [resting("steady", quantity=0.01, price=20_000.0)],
+                           cancel_on_stop=False)
+            strategy = node.kernel.strategies[0]
+
+            def accepted() -> bool:
+                order = node.kernel.orders.order(strategy.placed) if strategy.placed else None  # type: ignore[attr-defined]
+                return order is not None and order.status is OrderStatus.ACCEPTED
+
+            await run_until_it_stops(node, accepted)
+            placed = strategy.placed  # type: ignore[attr-defined]
+            assert open_at_venue(emulator) == [placed]
+            venue_id = node.kernel.orders.order(placed).venue_order_id  # type: ignore[union-attr]
+    finally:
+        logger.remove(sink)
+    assert venue_id
+    assert json.loads(node.summary.to_json())["orders_left"] == [{
+        "client_order_id": placed, "venue_order_id": venue_id, "instrument_id": IID, "side": "buy", "type": "limit",
+        "quantity": 0.01, "price": 20_000.0, "filled": 0.0, "status": "ACCEPTED",
+    }]
+    assert (f"stopping: order {placed} (venue id {venue_id}) {IID} buy limit 0.01 @ 20000, filled 0, ACCEPTED: "
+            "left working at the venue (live.cancel_on_stop: false)") in lines
+    assert any(line.startswith("stopping with 1 order(s) left open or of unknown state at the venue") for line in lines)
+
+
+async def test_a_clean_stop_lists_no_order_left(tmp_path: Path) -> None:
+    """The other side of ``orders_left``: the same resting buy canceled by ``live.cancel_on_stop`` leaves none."""
+    async with account_and_market() as (emulator, srv):
+        node = node_on(tmp_path, emulator, srv, [resting("steady", quantity=0.01, price=20_000.0)])
+        strategy = node.kernel.strategies[0]
+        await run_until_it_stops(node, lambda: bool(strategy.placed) and bool(open_at_venue(emulator)))  # type: ignore[attr-defined]
+        assert open_at_venue(emulator) == []
+    assert json.loads(node.summary.to_json())["orders_left"] == []

@@ -67,7 +67,8 @@ async def test_a_second_sigterm_while_the_live_daemon_cancels_its_orders_cuts_th
     cancel unanswered. A second SIGTERM meanwhile killed the process outright (the handlers were removed before the
     shutdown: the default action), nothing of the stop done, no ``node.json``, exit -15. It now cuts the cancels'
     wait short, the rest of the shutdown runs (journal closed, outputs written), and the command exits 143, as the
-    CLI documents for SIGTERM."""
+    CLI documents for SIGTERM; the order left is logged and listed in ``node.json``'s ``orders_left`` (a stop
+    that left nothing lists none)."""
     release = asyncio.Event()
     log = tmp_path / "daemon.log"
     proc: asyncio.subprocess.Process | None = None
@@ -104,4 +105,9 @@ async def test_a_second_sigterm_while_the_live_daemon_cancels_its_orders_cuts_th
     text = log.read_text()
     assert returncode == 143, text
     assert "signal SIGTERM while stopping (signal SIGTERM): the step of the shutdown under way is cut short" in text
-    assert json.loads((tmp_path / "out" / "node.json").read_text())["stop_reason"] == "signal SIGTERM"
+    summary = json.loads((tmp_path / "out" / "node.json").read_text())
+    assert summary["stop_reason"] == "signal SIGTERM"
+    # the resting buy whose cancel was cut short: node.json tells this stop from a clean one
+    [left] = summary["orders_left"]
+    assert (left["instrument_id"], left["side"], left["quantity"], left["price"]) == (IID, "buy", 0.01, 20_000.0)
+    assert f"stopping: order {left['client_order_id']} " in text and "not confirmed canceled" in text

@@ -268,6 +268,8 @@ class PaperNode:
 
     #: What the daemon calls itself to its operator (alerts, ``/status``).
     mode = "paper"
+    #: The type of :attr:`summary` (``node.json``).
+    summary_class: type[NodeSummary] = NodeSummary
     #: Timers and alerts run at their due time, messages are handled at their frame's receive time
     #: (:class:`~tradebus.engine.clock.LiveClock` ``replay_times``): the simulated venue takes what
     #: they decide from there, as a replay of the recording does.
@@ -314,7 +316,7 @@ class PaperNode:
         self.recorder: FrameRecorder | None = None
         # The recording of this run, open until the kernel stops (a live daemon closes it itself, after).
         self._run_recorder: FrameRecorder | None = None
-        self.summary = NodeSummary()
+        self.summary = self.summary_class()
         self.running = asyncio.Event()
         #: True while :meth:`run` warms up the feature kernels (``/health`` says so).
         self.warming_up = False

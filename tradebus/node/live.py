@@ -61,7 +61,9 @@ requests on their way have ended (each wait up to ``live.request_timeout``), and
 at the venue, or of unknown state (no answer), the answers journaled; the rest of the paper daemon's
 shutdown follows; the stream is closed last, then the recording. Orders left open or unknown at the
 venue make :meth:`LiveNode.run` raise :class:`~tradebus.errors.OrdersLeftAtVenue` (``tradebus live``:
-exit 4).
+exit 4). Whatever the stop did (``cancel_on_stop: false``, cancels cut short by a second signal), each order
+still open or unknown here is logged with its details and listed in ``node.json``'s ``orders_left``
+(:class:`LiveSummary`; empty after a clean stop).
 
 Recording
     With ``record:`` the recording holds, besides the public frames, every frame the user
@@ -74,6 +76,7 @@ Recording
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import os
 import sqlite3
@@ -137,6 +140,7 @@ __all__ = [
     "LiveConfig",
     "LiveNode",
     "LiveSettings",
+    "LiveSummary",
     "check_environment",
     "kill_switch",
     "resume_trading",
@@ -513,6 +517,34 @@ def _host(url: str) -> str:
     return (urlsplit(url).hostname or "").rstrip(".")
 
 
+@dataclasses.dataclass
+class LiveSummary(NodeSummary):
+    """A live daemon's :class:`~tradebus.node.daemon.NodeSummary` (``node.json``) plus the orders it left.
+
+    ``orders_left``: every order still open or of unknown state here when the daemon stopped trading, as
+    ``{client_order_id, venue_order_id, instrument_id, side, type, quantity, price, filled, status}`` (``price``
+    ``None`` for a market order): working at the venue after a stop with ``live.cancel_on_stop: false``, or one
+    whose cancel a second signal cut short or the venue did not confirm. Empty: a clean stop, nothing left working.
+    """
+
+    orders_left: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+def _order_left(order: Order) -> dict[str, Any]:
+    """One entry of :attr:`LiveSummary.orders_left`."""
+    return {
+        "client_order_id": order.client_order_id,
+        "venue_order_id": order.venue_order_id,
+        "instrument_id": order.instrument_id,
+        "side": order.side.name.lower(),
+        "type": order.order_type.name.lower(),
+        "quantity": order.quantity,
+        "price": None if math.isnan(order.price) else order.price,
+        "filled": order.filled_qty,
+        "status": order.status.name,
+    }
+
+
 class LiveNode(PaperNode):
     """The live daemon (see the module docstring).
 
@@ -531,7 +563,9 @@ class LiveNode(PaperNode):
     config: LiveConfig
     venue: LiveVenue
     guard: LiveGuard
+    summary: LiveSummary
     mode = "live"
+    summary_class = LiveSummary
     #: A timer's or a message handler's orders leave when it runs: it reads the wall clock.
     replay_times = False
 
@@ -1110,6 +1144,23 @@ class LiveNode(PaperNode):
                     "state at the venue: {} (the journal holds them open; a restart on it queries them). {}",
                     len(left), left, _CHECK_LEFT_AT_VENUE,
                 )
+        self._note_orders_left(settings.cancel_on_stop and not self.dry_run)
+
+    def _note_orders_left(self, canceled: bool) -> None:
+        """Log each order still open or unknown here once trading has stopped, and list it in ``node.json``
+        (:attr:`LiveSummary.orders_left`); ``canceled``: the stop tried to cancel them (``live.cancel_on_stop``)."""
+        left = self.kernel.orders.open_orders()
+        self.summary.orders_left = [_order_left(order) for order in left]
+        why = ("not confirmed canceled" if canceled else "left working at the venue (live.cancel_on_stop: false)")
+        for order in left:
+            price = "market" if math.isnan(order.price) else f"{order.price:g}"
+            logger.warning("stopping: order {} (venue id {}) {} {} {} {:g} @ {}, filled {:g}, {}: {}",
+                           order.client_order_id, order.venue_order_id or "none", order.instrument_id,
+                           order.side.name.lower(), order.order_type.name.lower(), order.quantity, price,
+                           order.filled_qty, order.status.name, why)
+        if left:
+            logger.warning("stopping with {} order(s) left open or of unknown state at the venue (node.json: orders_left). {}",
+                           len(left), _CHECK_LEFT_AT_VENUE)
 
     async def _cancel_all(self, timeout: float) -> None:
         """Cancel every open order and wait (up to ``timeout`` s) until none is open.
