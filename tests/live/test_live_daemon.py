@@ -903,3 +903,84 @@ def test_the_live_section_sets_every_order_timeout_of_the_engine() -> None:
         not_found_grace_ns=4_000_000_000, fill_grace_ns=2_500_000_000,
     )
     assert set(OrderTimeouts.__struct_fields__) == {"submit_ns", "cancel_ns", "retry_ns", "check_ns", "not_found_grace_ns", "fill_grace_ns"}
+
+
+def _kept_pause(path: Path) -> str:
+    """The journal's kept rate-limit pause as stored (``""``: none), read without writing the journal."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'venue_pause'").fetchone()
+    finally:
+        db.close()
+    return "" if row is None else str(row[0])
+
+
+async def test_a_ban_the_kill_switch_meets_is_kept_in_the_journal_and_the_next_daemon_waits_it_out(tmp_path: Path) -> None:
+    """``live-kill`` met a Binance 418 ban (``Retry-After: 3``) listing the open orders and was ended during it (the
+    operator's Ctrl-C while it waited). The ban's end lived only in the kill's rate budget: the journal kept none,
+    and the daemon started next on it sent its first request straight into the ban. The kill keeps it there, as a
+    daemon does: the next daemon sends nothing until the ban is over."""
+    from tradebus.adapters.common.account_emulator import RestFault
+    from tradebus.engine.messages import TradingState
+    from tradebus.node.live import kill_switch, set_trading_state
+
+    instruments = {IID: parse_live_config({"instruments": [SPOT], **_minimal()}).instrument_map()[IID]}
+    emulator = BinancePrivateEmulator(KEY, SECRET, instruments, {"USDT": 100_000.0})
+    emulator.requests = requests = _TimedRequests()
+    emulator.rest_faults.append(RestFault("ban", "GET", "/api/v3/openOrders", at=0, retry_after=3))
+    journal_path = tmp_path / "journal.sqlite"
+    async with emulator:
+        protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+        async with LocalVenueServer(protocol, SPOT_FRAMES, speed=1.0) as srv:
+            config = parse_live_config(_config(tmp_path, srv.ws_url, srv.http_url, emulator), "<test>")
+            keys = ApiKeys(SecretStr(KEY), SecretStr(SECRET))
+            kill = asyncio.create_task(kill_switch(config, keys, "test kill"))
+            await until(lambda: kill.done() or (journal_path.exists() and bool(_kept_pause(journal_path))), timeout=10)
+            assert not kill.done()
+            kill.cancel()  # ended during the ban, its request answered 418
+            await asyncio.gather(kill, return_exceptions=True)
+            banned = len(requests)
+            assert requests[-1][1] == "/api/v3/openOrders"
+            assert "IP banned (418, code -1003)" in _kept_pause(journal_path)
+            set_trading_state(config, TradingState.ACTIVE, "resumed")
+            daemon = LiveNode(config, keys, handle_signals=False)
+            await _run_until(daemon, lambda: True)
+    assert len(requests) > banned
+    assert requests.times[banned] - requests.times[banned - 1] >= 2.9, list(zip(requests.times, requests, strict=True))
+    assert _kept_pause(journal_path) == ""  # answered after the ban: a later start waits for nothing
+
+
+def test_a_ban_live_resume_meets_reading_the_account_is_kept_in_the_journal(tmp_path: Path) -> None:
+    """``live-resume`` on a journal naming its venue account reads the account first; answered 418 (``Retry-After:
+    30``), it failed and the journal kept nothing of the ban: the daemon started next hammered the banned venue.
+    The journal keeps the ban's end, as a daemon's does."""
+    from tradebus.adapters.common.account_emulator import RestFault
+    from tradebus.execution.journal import Journal
+    from tradebus.execution.live import RateLimited
+    from tradebus.node.live import resume_trading
+
+    instruments = {IID: parse_live_config({"instruments": [SPOT], **_minimal()}).instrument_map()[IID]}
+    emulator = BinancePrivateEmulator(KEY, SECRET, instruments, {"USDT": 100_000.0})
+    emulator.rest_faults.append(RestFault("ban", "GET", "/api/v3/account", at=0, retry_after=30))
+    env = {"TRADEBUS_BINANCE_API_KEY": KEY, "TRADEBUS_BINANCE_API_SECRET": SECRET}
+
+    async def main() -> None:
+        async with emulator:
+            config = parse_live_config(_config(tmp_path, "ws://127.0.0.1:9", "http://127.0.0.1:9", emulator), "<test>")
+            journal = Journal(tmp_path / "journal.sqlite", owner=config.journal_owner())
+            journal.check_account("some-account")
+            journal.close()
+            with pytest.raises(RateLimited, match="418"):
+                await asyncio.to_thread(resume_trading, config, env)
+
+    started = time.time()
+    asyncio.run(main())
+    journal = Journal(tmp_path / "journal.sqlite")
+    try:
+        kept = journal.venue_pause
+    finally:
+        journal.close()
+    assert kept is not None and kept.reason == "IP banned (418, code -1003)"
+    assert started + 29 <= kept.until <= time.time() + 30

@@ -142,6 +142,7 @@ __all__ = [
     "LiveSettings",
     "LiveSummary",
     "check_environment",
+    "keep_venue_pause",
     "kill_switch",
     "resume_trading",
     "set_trading_state",
@@ -785,18 +786,10 @@ class LiveNode(PaperNode):
                            settings.request_timeout)
 
     def _keep_venue_pause(self, pause: VenuePause | None) -> None:
-        """Store in the journal the pause the venue's rate limit asks for (``None``: over), for a restart to wait out.
-
-        Not once the journal is closed or failed (the daemon is stopping on that failure).
-        """
-        journal = self.journal
-        if journal is None or journal.closed or journal.failure is not None:
-            return
-        try:
-            journal.save_venue_pause(pause)
-        except DataError as error:
-            if error is not journal.failure:
-                raise
+        """Store in the journal the pause the venue's rate limit asks for (``None``: over), for a restart to wait out
+        (:func:`keep_venue_pause`)."""
+        if self.journal is not None:
+            keep_venue_pause(self.journal, pause)
 
     def _resume_venue_pause(self) -> None:
         """Hold the first request until the rate-limit pause (a 429, an IP ban) an earlier session met ends.
@@ -1351,6 +1344,28 @@ def run_live(
     return summary, nodes[0].kernel.result
 
 
+def keep_venue_pause(journal: Journal, pause: VenuePause | None) -> None:
+    """Store in ``journal`` the pause the venue's rate limit asked for (a 429, an IP ban; ``None``: over), for the next
+    daemon on it to wait out (:meth:`LiveNode._resume_venue_pause`).
+
+    Not once the journal is closed or failed (a daemon stopping on that failure).
+    """
+    if journal.closed or journal.failure is not None:
+        return
+    try:
+        journal.save_venue_pause(pause)
+    except DataError as error:
+        if error is not journal.failure:
+            raise
+
+
+def _keep_pauses(api: Any, journal: Journal) -> None:
+    """Have the rate budget of ``api`` (a venue's trading API) keep each pause it meets in ``journal``, as a daemon's does."""
+    budget = getattr(api, "budget", None)
+    if budget is not None:
+        budget.on_pause = lambda pause: keep_venue_pause(journal, pause)
+
+
 #: Rounds of the kill switch: each lists the open orders again and cancels what is still open.
 KILL_ROUNDS = 3
 #: Seconds between two rounds (a 429's ``Retry-After`` is waited by the rate budget besides).
@@ -1367,8 +1382,9 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
     journal holds is sold at market and journaled (:func:`tradebus.node.flatten.flatten`).
     The journal's risk state is set to HALTED with ``reason`` before the first cancel (a daemon
     running on it withdraws every submit leaving after that: :meth:`LiveNode._send_refusal`) and again at the end, whatever the venue answered (a
-    daemon started on it trades nothing until ``live-resume``). Returns the client order ids
-    canceled.
+    daemon started on it trades nothing until ``live-resume``). A rate-limit pause the venue asks for (a 429, an
+    IP ban) is kept in the journal as a daemon keeps it (:func:`keep_venue_pause`): the next daemon on it waits it
+    out rather than sending into a ban. Returns the client order ids canceled.
 
     Raises
     ------
@@ -1412,6 +1428,8 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
             rest_url, keys.key, keys.secret, config.instrument_map(), config.live.request_timeout, **keys.options(config.live)
         )
         try:
+            if journal is not None:
+                _keep_pauses(api, journal)  # a ban the kill meets: the next daemon on the journal waits it out
             if journal is not None and journal.account:
                 await api.balances()  # reads the account id
                 journal.check_account(getattr(api, "account_id", ""))
@@ -1423,6 +1441,9 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
                 # A daemon running on the journal reads it as each order leaves: halted before the first cancel, it
                 # sends no new order while the rounds cancel them (written again at the end, whatever happened).
                 set_trading_state(config, TradingState.HALTED, reason)
+                if journal is None:  # made by that write: it keeps the pauses the rounds meet
+                    journal = Journal(config.journal, owner=config.journal_owner())
+                    _keep_pauses(api, journal)
             for round_ in range(1, KILL_ROUNDS + 1):
                 try:
                     canceled += await api.cancel_all()
@@ -1471,8 +1492,10 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
     return canceled
 
 
-async def venue_account_id(config: LiveConfig, keys: ApiKeys) -> str:
+async def venue_account_id(config: LiveConfig, keys: ApiKeys, journal: Journal | None = None) -> str:
     """The id of the venue account ``keys`` open, read with its balances (``""``: the venue reports none).
+
+    ``journal``: keeps the rate-limit pause (a 429, an IP ban) the read meets, as a daemon's journal does.
 
     Raises
     ------
@@ -1483,6 +1506,8 @@ async def venue_account_id(config: LiveConfig, keys: ApiKeys) -> str:
     api = config.live.account().trading(
         rest_url, keys.key, keys.secret, config.instrument_map(), config.live.request_timeout, **keys.options(config.live)
     )
+    if journal is not None:
+        _keep_pauses(api, journal)
     try:
         await api.balances()
         return str(getattr(api, "account_id", ""))
@@ -1495,7 +1520,8 @@ def resume_trading(config: LiveConfig, environ: dict[str, str] | None = None) ->
 
     A journal holding a venue account's id (:meth:`~tradebus.execution.journal.Journal.check_account`)
     is checked, as the daemon and the kill switch check it, against the account the keys of the
-    environment (``environ``, default ``os.environ``) open, read from the venue before anything is written.
+    environment (``environ``, default ``os.environ``) open, read from the venue before anything is written
+    (a rate-limit pause that read meets is kept in the journal, as a daemon keeps it: :func:`keep_venue_pause`).
 
     Raises
     ------
@@ -1507,19 +1533,20 @@ def resume_trading(config: LiveConfig, environ: dict[str, str] | None = None) ->
         The journal holds an account id and the venue's account could not be read (nothing is written).
     """
 
-    def account_id() -> str:
-        return asyncio.run(venue_account_id(config, ApiKeys.from_env(config.live, environ)))
+    def account_id(journal: Journal) -> str:
+        return asyncio.run(venue_account_id(config, ApiKeys.from_env(config.live, environ), journal))
 
     set_trading_state(config, TradingState.ACTIVE, "resumed by the operator", account_id=account_id)
 
 
 def set_trading_state(
-    config: LiveConfig, state: TradingState, reason: str, *, account_id: Callable[[], str] | None = None
+    config: LiveConfig, state: TradingState, reason: str, *, account_id: Callable[[Journal], str] | None = None
 ) -> None:
     """Store the operator's trading state in the config's journal (kept with the breakers' memory).
 
-    ``account_id``, where given, is called when the journal holds a venue account's id, and the journal
-    refused unless it is that account's (the kill switch checks it itself before it cancels).
+    ``account_id``, where given, is called with the journal when it holds a venue account's id (to keep there a
+    rate-limit pause the read meets), and the journal refused unless it is that account's (the kill switch checks
+    it itself before it cancels).
 
     Raises
     ------
@@ -1538,7 +1565,7 @@ def set_trading_state(
     journal = Journal(config.journal, owner=config.journal_owner())
     try:
         if account_id is not None and journal.account:
-            journal.check_account(account_id())
+            journal.check_account(account_id(journal))
         stored = journal.load_risk_state()
         now = time.time_ns()
         if stored is None:
