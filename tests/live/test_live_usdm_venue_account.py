@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from loguru import logger
 
 from tests.live.live_harness import KEY, SECRET, open_long, rounds_after, until
 from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT
@@ -176,7 +178,16 @@ async def test_funding_settled_while_the_daemon_was_down_is_booked_once_at_resta
         paid = [emulator.settle_funding(SYMBOL, 0.0001, PRICE), emulator.settle_funding(SYMBOL, -0.0003, PRICE)]
         # the first read of it gets no answer: asked again later, while trading and reconciliation go on
         emulator.rest_faults.append(RestFault("error5xx", "GET", "/fapi/v1/income"))
-        node = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, booked)
+        lines: list[str] = []
+        sink = logger.add(lambda m: lines.append(m.record["message"]), level="INFO", format="{message}")
+        try:
+            node = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, booked)
+        finally:
+            logger.remove(sink)
+        # the time read from is logged as a time (it was raw epoch nanoseconds: 'since 1680652800123000000')
+        told = [line for line in lines if "funding payment(s) at the venue since" in line]
+        assert any(re.fullmatch(r"reconciliation: 2 funding payment\(s\) at the venue since "
+                                r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z, 2 missed and booked", line) for line in told), told
         assert [p for m, p, _ in emulator.requests if p == "/fapi/v1/income"] == ["/fapi/v1/income"] * 2
         assert not node.guard.holds
         assert [f.payment for f in node.kernel.result.funding] == pytest.approx(paid, abs=1e-8)

@@ -122,6 +122,7 @@ import msgspec
 from loguru import logger
 
 from tradebus.account import asset_names
+from tradebus.engine.clock import iso_ns
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import AnomalyKind, FundingPaid, OrderAnomaly, OrderFilled, OrderStatus, OrderType, TradingState
@@ -465,11 +466,11 @@ class Reconciler:
                     booked += 1
             self.funding_caught_up += booked
             logger.info("reconciliation: {} funding payment(s) at the venue since {}, {} missed and booked",
-                        len(paid), since, booked)
+                        len(paid), iso_ns(since), booked)
             self._funding_unattributed = self._unlisted(paid)
             if self._funding_unattributed and self._funding_from is None:
                 unlisted_reads += 1
-                unlisted = ", ".join(f"{h.payment} {h.asset} at {h.ts_event}" for h in self._funding_unattributed)
+                unlisted = ", ".join(f"{h.payment} {h.asset} at {iso_ns(h.ts_event)}" for h in self._funding_unattributed)
                 if unlisted_reads >= FUNDING_UNLISTED_READS:
                     logger.error("reconciliation: funding payment(s) {} told by the user stream without their instrument are "
                                  "not listed by the venue after {} reads: not booked until the next reconnect reads again",
@@ -488,7 +489,7 @@ class Reconciler:
         if key not in self._funding_outside:
             self._funding_outside.add(key)
             logger.info("reconciliation: a funding payment of {} {} on {} at {} not booked: not a symbol of this run",
-                        payment.payment, payment.asset, payment.symbol, payment.ts_event)
+                        payment.payment, payment.asset, payment.symbol, iso_ns(payment.ts_event))
 
     def _unlisted(self, paid: Sequence[FundingPaid | FundingOutsideRun]) -> list[FundingUnattributed]:
         """The payments told without their instrument that ``paid`` does not list.
