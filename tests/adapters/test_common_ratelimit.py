@@ -248,3 +248,38 @@ def test_a_kept_pause_holds_a_new_process_for_what_is_left_of_it_at_most_its_len
 
     asyncio.run(go())
     assert ft.slept == ([pytest.approx(wait)] if wait else [])
+
+
+def test_a_wall_clock_set_back_an_hour_holds_a_full_window_for_one_window_at_most() -> None:
+    """The budget's clock is wall time (Binance's weight windows are wall minutes; a ban's end is kept as epoch
+    seconds). The window [1020, 1080) is used up at 1030 and the clock is set back an hour (an NTP step): the
+    window never rolled (its start was ahead of the clock), and the next request waited 3,650 s, every request of
+    the daemon held an hour. A clock set back starts the window it is now in, the weight used kept: at most
+    one window's wait."""
+    ft = FakeTime(1_030.0 + 3_600.0)
+    budget = _budget(ft)
+
+    async def go() -> None:
+        for _ in range(5):
+            await budget.acquire(20)  # 100: exactly the limit
+        ft.t -= 3_600.0
+        await budget.acquire(20)
+
+    asyncio.run(go())
+    assert len(ft.slept) == 1 and 0 < ft.slept[0] <= 60.0
+    assert ft.slept == [pytest.approx(50.0)]  # to the end of the window the clock is now in, [1020, 1080)
+
+
+def test_a_wall_clock_set_back_during_a_pause_waits_only_what_was_left_of_it() -> None:
+    """A 429 asks for ``Retry-After: 2`` at 1030; the clock is then set back an hour: the pause's end, 1032 on the
+    old clock, was 3,602 s away and every request waited that long. It waits the 2 s the venue asked."""
+    ft = FakeTime(1_030.0)
+    budget = _budget(ft)
+    budget.observe(429, {"Retry-After": "2"})
+    ft.t -= 3_600.0
+
+    async def go() -> None:
+        await budget.acquire(1)
+
+    asyncio.run(go())
+    assert ft.slept == [pytest.approx(2.0)]

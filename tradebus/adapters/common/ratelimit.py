@@ -52,7 +52,10 @@ clock set forward past the end lets the first request go, and a ban still on ans
 ``Retry-After``, waited as any.
 
 Time comes from an injected clock (seconds; wall time by default) and waiting from an injected sleep,
-so the rules are tested without waiting.
+so the rules are tested without waiting. Wall time, since the venue's windows are wall minutes (Binance), its
+reset header an epoch time (Bybit) and a kept pause must outlive the process; a step back of the clock (an NTP
+step) is measured between two reads and leaves what was left of a pause as long, and a window used up held
+no longer than one window (not the length of the step).
 """
 
 from __future__ import annotations
@@ -104,7 +107,8 @@ class WeightBudget:
         Names of the response headers holding the requests left and the limit of the
         endpoint just called (case-insensitive; ``""``: none): :attr:`left` from them.
     monotonic, sleep
-        Clock and sleep (tests inject their own).
+        Clock (seconds since the epoch: wall time, as the venue's windows, reset times and a kept pause are; a step
+        back of it is taken into account, see :meth:`_clock`) and sleep (tests inject their own).
 
     Attributes
     ----------
@@ -152,13 +156,31 @@ class WeightBudget:
         self._pause_told = False
         self._now = monotonic
         self._sleep = sleep
-        self._window_start = self._start_of(monotonic())
+        self._last_now = monotonic()
+        self._window_start = self._start_of(self._last_now)
         self.used = 0.0
         self.blocked_until = 0.0
         self.block_reason = ""
         #: Most weight ever seen used in one window (a test asserts it stays under the limit).
         self.peak = 0.0
         self.waits = 0
+
+    def _clock(self) -> float:
+        """The clock's time, taking a step back of it (the wall clock set back) into account: what was left of a
+        pause stays as long, and the window becomes the one the clock is now in, its weight used kept (so a step
+        back holds requests at most one window more, not the length of the step)."""
+        now = self._now()
+        back = self._last_now - now
+        self._last_now = now
+        if back > 0:
+            if self.blocked_until > 0:
+                self.blocked_until -= back
+            start = self._start_of(now)
+            if start < self._window_start:
+                self._window_start = start
+                logger.warning("rate budget: the clock went back {:.1f} s; the weight used ({:.0f}) counts in the "
+                               "window it is now in", back, self.used)
+        return now
 
     def _start_of(self, t: float) -> float:
         return math.floor(t / self.window) * self.window
@@ -187,7 +209,7 @@ class WeightBudget:
         refusal = refusal_to_send()
         waited = False
         while True:
-            now = self._now()
+            now = self._clock()
             self._roll(now)
             if now < self.blocked_until:
                 wait = self.blocked_until - now
@@ -216,7 +238,7 @@ class WeightBudget:
     def observe(self, status: int, headers: Mapping[str, str], code: int | str | None = None) -> None:
         """Take the venue's answer into account: its used-weight header, and a 429 or IP-ban pause
         (``code``: the venue's error code in a rate-limited answer, named by :attr:`block_reason`)."""
-        now = self._now()
+        now = self._clock()
         self._roll(now)
         lowered = {k.lower(): v for k, v in headers.items()}
         left = None
@@ -258,7 +280,7 @@ class WeightBudget:
         At most the pause's own length (``until - observed``) from now, whatever the clock did since
         (see the module docstring); ``0``: it is over, nothing held.
         """
-        now = self._now()
+        now = self._clock()
         wait = min(pause.until - now, pause.until - pause.observed)
         if not wait > 0:
             return 0.0
