@@ -36,6 +36,8 @@ STRESS = [
     {"variant": "fees x5", "total_return": -0.0456, "sharpe": -1.25, "max_drawdown": 0.102, "fills": 38},
     {"variant": "latency x5", "total_return": 0.0123, "sharpe": 0.81, "max_drawdown": 0.054, "fills": 40,
      "note": "latency x5 changes nothing: the venue's latency is zero (set venue.latency_ns)"},
+    {"variant": "costs_x5", "total_return": None, "sharpe": None, "max_drawdown": None, "fills": None,
+     "note": "left out: costs x5 makes an invalid config: instruments.0.taker_fee: Input should be less than 0.1"},
 ]
 METRICS_JS = "Object.fromEntries([...document.querySelectorAll('[data-metric]')].map(e => [e.dataset.metric, e.textContent]))"
 
@@ -148,7 +150,8 @@ def test_the_tearsheet_renders_and_shows_the_numbers_of_metrics_json(runs: tuple
     assert shown_months == pytest.approx(list(monthly.values), abs=1e-4) and len(shown_months) >= 6
     assert shown["stress"] == [["base", "1.23 %", "0.810", "5.40 %", "40", ""],
                                ["fees x5", "-4.56 %", "-1.250", "10.20 %", "38", ""],
-                               ["latency x5", "1.23 %", "0.810", "5.40 %", "40", STRESS[2]["note"]]]
+                               ["latency x5", "1.23 %", "0.810", "5.40 %", "40", STRESS[2]["note"]],
+                               ["costs_x5", "-", "-", "-", "-", STRESS[3]["note"]]]
 
 
 def test_the_tearsheet_is_byte_identical_and_self_contained(runs: tuple[Path, Path], tmp_path: Path) -> None:

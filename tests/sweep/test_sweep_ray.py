@@ -283,6 +283,27 @@ def test_cli_stress_flag_runs_the_default_variants_with_the_best_parameters(ray_
     assert table.split("stress latency_x5", 1)[0].strip().endswith(f"({note})")
 
 
+def test_a_default_stress_variant_the_config_cannot_take_is_named_in_stress_json_and_the_summary(
+    ray_address: str, workdir: Path
+) -> None:
+    """costs x5 on a taker fee of 0.025 is 0.125, past the config's bound 0.1: the default variant was left out
+    and said only in an INFO log line, stress.json and the summary showed four variants and no reason."""
+    config = catalog_config()
+    config["instruments"][0]["taker_fee"] = 0.025
+    run = write_yaml(workdir / "fees" / "run.yaml", config)
+    space = write_yaml(workdir / "fees" / "one.yaml", {"params": {"strategy.params.fast": [10], "strategy.params.slow": [30]}})
+    out = workdir / "fees" / "stress"
+    result = CliRunner().invoke(app, ["sweep", str(run), "--space", str(space), "--out", str(out), "--stress"])
+    assert result.exit_code == 0, result.output
+    stress = json.loads((out / "stress.json").read_text())
+    assert [s["variant"] for s in stress] == ["baseline", "costs_x2", "latency_x2", "latency_x5", "flash_crash_20pct",
+                                              "vol_spike_x3_7d", "costs_x5"]
+    why = ("left out: costs x5 makes an invalid config:\n"
+           "  instruments.0.taker_fee: Input should be less than 0.1 (got 0.125)")
+    assert stress[-1] == {"variant": "costs_x5", **dict.fromkeys(STRESS_KEYS), "note": why}
+    assert "stress costs_x5" in result.output and "left out: costs x5 makes an invalid config" in result.output
+
+
 def test_cli_tier_says_which_tier_ran_and_both_tiers_store_the_same_trials(ray_address: str, workdir: Path) -> None:
     space = write_yaml(workdir / "tier.yaml", {"params": {"strategy.params.fast": [5, 10], "strategy.params.slow": [30]}})
     tables = {}

@@ -182,7 +182,7 @@ def _stress(path: Path) -> list[dict[str, Any]] | None:
         for key, kind in keys.items():
             value = row[key]
             number = kind is float and isinstance(value, int)
-            ok = (value is None and key == "sharpe") or isinstance(value, kind) or number
+            ok = (value is None and (key == "sharpe" or "note" in row)) or isinstance(value, kind) or number
             if not ok or isinstance(value, bool):
                 raise ConfigError(f"{path}: item {n}: {key} must be a {kind.__name__}, not {value!r}")
         if not isinstance(row.get("note", ""), str):
@@ -225,7 +225,8 @@ def _same_entry(a: Path, b: Path) -> bool:
 
 def load_run(path: str | Path) -> RunData:
     """Read the run directory ``path`` (and its ``stress.json``, if any: a list of ``{variant, total_return,
-    sharpe, max_drawdown, fills}``, ``sharpe`` may be null).
+    sharpe, max_drawdown, fills}``, ``sharpe`` may be null, and every metric of an entry with a ``note``: a
+    variant left out).
 
     Raises
     ------

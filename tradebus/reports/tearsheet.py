@@ -341,9 +341,9 @@ def _stress_table(run: RunData) -> str:
         return ""
     noted = any("note" in s for s in run.stress)
     rows = [
-        (s["variant"], format_metric("total_return", float(s["total_return"])),
-         format_metric("sharpe", None if s["sharpe"] is None else float(s["sharpe"])),
-         format_metric("max_drawdown", float(s["max_drawdown"])), f"{int(s['fills']):,}")
+        (s["variant"], *(format_metric(key, None if s[key] is None else float(s[key]))
+                         for key in ("total_return", "sharpe", "max_drawdown")),
+         "-" if s["fills"] is None else f"{int(s['fills']):,}")
         + ((str(s.get("note", "")),) if noted else ())
         for s in run.stress
     ]

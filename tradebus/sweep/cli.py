@@ -91,6 +91,9 @@ def sweep(
         for key, value in result.walk_forward.items():
             table.add_row(f"walk-forward {key}", _number(value))
     for row in result.stress or ():
+        if row["fills"] is None:  # a default variant left out
+            table.add_row(f"stress {row['variant']}", row["note"])
+            continue
         table.add_row(
             f"stress {row['variant']}",
             f"return {_number(row['total_return'])}, sharpe {_number(row['sharpe'])}, "

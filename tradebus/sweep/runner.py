@@ -17,7 +17,9 @@ Outputs in the sweep directory (``--out``)::
     stress.json         [{variant, total_return, sharpe, max_drawdown, fills[, note]}]: the best parameters
                         (with walk_forward, of the latest fold that has a best trial: the last fold
                         unless it has none, then warned of) over the config's whole span, per
-                        stress variant; sharpe is null for a run shorter than 30 days
+                        stress variant; sharpe is null for a run shorter than 30 days; a default variant
+                        the config cannot take (costs x5 on a taker fee of 0.025) has null metrics and
+                        the note "left out: <why>"
     walk_forward/       fold-NN/trials/, folds.csv, equity.csv, metrics.json (tradebus.sweep.walkforward);
                         folds.csv's unranked_trials: a fold's trials without a value of every objective
                         (a JSON list, warned of)
@@ -708,7 +710,8 @@ def _stress_params(space: SweepSpace, fold_rows: list[dict[str, Any]], stress: b
 def _stress(
     executor: RayExecutor, space: SweepSpace, config_path: Path, config: RunConfig, params: dict[str, Any], out: Path
 ) -> list[dict[str, Any]]:
-    variants = space.stress if space.stress is not None else default_variants(data_span(config), config)
+    left_out: dict[str, str] = {}
+    variants = space.stress if space.stress is not None else default_variants(data_span(config), config, left_out)
     specs = [
         TrialSpec(i, str(config_path), params, stress=v.model_dump(mode="json"), tier=space.tier)
         for i, v in enumerate(variants)
@@ -726,6 +729,7 @@ def _stress(
         if note is not None:
             logger.warning("stress variant {!r}: {}", variant.name, note)
             entry["note"] = note
+    report += [{"variant": name, **dict.fromkeys(STRESS_KEYS), "note": f"left out: {why}"} for name, why in left_out.items()]
     write_file(out / "stress.json", json.dumps(report, indent=2) + "\n")
     return report
 

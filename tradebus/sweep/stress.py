@@ -22,7 +22,8 @@ A :class:`StressVariant` combines any of:
     overrides) and the venue's slippage (``slippage_bps`` or the slippage model's
     coefficients) multiplied by ``m`` (2 and 5 are the usual stresses). A multiplied value the
     config would refuse (a taker fee of 0.1 or more, an infinite slippage) is refused, naming the
-    multiplier and the field (:meth:`StressVariant.apply_config`), before any trial.
+    multiplier and the field (:meth:`StressVariant.apply_config`), before any trial; a default
+    variant that does is left out and noted in ``stress.json`` (:func:`default_variants`).
 ``latency: m``
     Every latency of the venue multiplied by ``m``: ``latency_ns`` and, for ``fill_on: book``,
     the entry and acknowledgement latencies of ``venue.book`` (constant ones in place, sampled
@@ -304,14 +305,17 @@ def scale_latency(config: RunConfig, multiplier: float) -> RunConfig:
     return config.model_copy(update={"venue": venue})
 
 
-def default_variants(span: tuple[int, int] | None, config: RunConfig | None = None) -> list[StressVariant]:
+def default_variants(
+    span: tuple[int, int] | None, config: RunConfig | None = None, left_out: dict[str, str] | None = None
+) -> list[StressVariant]:
     """The variants of ``--stress`` without a ``stress:`` block.
 
     Baseline, costs ×2 and ×5, latency ×2 and ×5 and, when the data span is known, a 20 %
     flash crash recovering over a day and a 7-day ×3 volatility spike, both at mid-span
     (left out, and logged, when ``config`` replays data they cannot shock:
     :meth:`StressVariant.check_data`); a multiplier that makes ``config`` invalid (a taker fee
-    of 0.025 times 5) is left out and logged too (:meth:`StressVariant.apply_config`).
+    of 0.025 times 5) is left out and logged too (:meth:`StressVariant.apply_config`). Each one
+    left out is put in ``left_out`` (name -> why), when given, for the sweep's ``stress.json``.
     """
     variants = [StressVariant(name="baseline")]
     for variant in (
@@ -325,6 +329,8 @@ def default_variants(span: tuple[int, int] | None, config: RunConfig | None = No
                 variant.apply_config(config)
         except ConfigError as exc:
             logger.info("stress: the default variant {!r} is left out: {}", variant.name, exc)
+            if left_out is not None:
+                left_out[variant.name] = str(exc)
             continue
         variants.append(variant)
     if span is not None:
@@ -339,6 +345,8 @@ def default_variants(span: tuple[int, int] | None, config: RunConfig | None = No
                     variant.check_data(config)
             except ConfigError as exc:
                 logger.info("stress: the default variant {!r} is left out: {}", variant.name, exc)
+                if left_out is not None:
+                    left_out[variant.name] = str(exc)
                 continue
             variants.append(variant)
     return variants
