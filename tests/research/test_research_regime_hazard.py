@@ -18,6 +18,7 @@ from tradebus.strategies.models import CalibratedLogit, ModelSchedule
 from tradebus.data.catalog import Catalog
 from tradebus.errors import ConfigError
 from tradebus.research.regime_hazard import (
+    _meta_samples,
     _metrics,
     load_config,
     load_trades,
@@ -393,3 +394,18 @@ def test_the_first_hours_move_from_the_starting_capital_counts_in_the_hourly_sha
     rets = np.array([0.01, 1.03 / 1.01 - 1.0, 1.02 / 1.03 - 1.0])
     expected = rets.mean() / rets.std(ddof=1) * math.sqrt(24 * 365)
     assert _metrics(trades, equity)["sharpe_hourly_annualised"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_candidate_whose_label_is_incomplete_at_the_data_end_is_no_meta_sample(setup: tuple) -> None:
+    """The trades cut at the last candidate's: its triple barrier has two base bars of data and its vertical barrier
+    lies an hour (max_hold_bars) past the end; its return, cut at the last close, was a meta-label (y = 0) counted in
+    meta_samples and meta_positive_rate, where research walkforward drops such labels."""
+    config, frame = setup
+    full = simulate(frame, config.params, config.costs)
+    last = full.system.candidates[-1]
+    cut = simulate(frame[frame["ts_event"] <= last["ts"]].reset_index(drop=True), config.params, config.costs)
+    assert cut.system.candidates[-1]["ts"] == last["ts"]
+    assert last["ts"] + config.params.max_hold_bars * cut.system.entry_ns > cut.system.bars[-1][0]
+    samples = _meta_samples(cut, config.params, config.costs)
+    before = _meta_samples(full, config.params, config.costs)
+    assert samples["t0"].tolist() == before.loc[before["t0"] < last["ts"], "t0"].tolist()

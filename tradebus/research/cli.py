@@ -297,6 +297,7 @@ def walkforward(config: ConfigArg, out: OutOption = None) -> None:
     """Retrain the model every N bars on purged past data, trade each next segment on the kernel."""
     from tradebus.research.config import load_research_config, make_estimator
     from tradebus.research.dataset import write_parquet
+    from tradebus.research.labels import known_returns
     from tradebus.research.walkforward import walk_forward
 
     console = Console()
@@ -316,9 +317,7 @@ def walkforward(config: ConfigArg, out: OutOption = None) -> None:
         ret = np.full(len(bars), np.nan)
         t1 = np.full(len(bars), -1, dtype=np.int64)
         if "ret" in frame.columns:
-            # an incomplete label's return stops at the data's end: no label to train on or score a segment by
-            known = frame["complete"].to_numpy()
-            ret[frame["index"].to_numpy()[known]] = frame["ret"].to_numpy()[known]
+            ret[frame["index"].to_numpy()] = known_returns(frame)
             t1[frame["index"].to_numpy()] = frame["t1"].to_numpy()
         else:
             h = wf.horizon if wf.horizon is not None else cfg.labels.horizons[-1]

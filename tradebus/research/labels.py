@@ -55,6 +55,7 @@ __all__ = [
     "concurrency",
     "cusum_events",
     "forward_label_end",
+    "known_returns",
     "forward_returns",
     "meta_labels",
     "return_attribution_weights",
@@ -412,6 +413,26 @@ def triple_barrier(
             "complete": (barrier != 0) | horizon_in_data,
         }
     )
+
+
+def known_returns(labels: pd.DataFrame) -> np.ndarray:
+    """Each triple-barrier label's return, NaN where the label is incomplete.
+
+    An incomplete label (no barrier touched before the data ends, its vertical barrier beyond
+    it) has a return cut at the last close: no label to train on, score or count a class by.
+
+    Parameters
+    ----------
+    labels
+        A frame of :func:`triple_barrier` (``ret`` and ``complete``).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 returns, one per row.
+    """
+    ret = labels["ret"].to_numpy(dtype=np.float64)
+    return np.where(labels["complete"].to_numpy(dtype=bool), ret, np.nan)
 
 
 def meta_labels(labels: pd.DataFrame) -> pd.DataFrame:

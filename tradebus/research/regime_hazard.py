@@ -45,7 +45,7 @@ from tradebus.research.calibration import walk_forward_schedule
 from tradebus.research.config import read_yaml, validation_problems
 from tradebus.research.dataset import load_events
 from tradebus.strategies.models import ModelSchedule
-from tradebus.research.labels import triple_barrier
+from tradebus.research.labels import known_returns, triple_barrier
 from tradebus.research.lookahead import SourceFrame, Trace, detect_lookahead
 from tradebus.research.output import json_text, write_json, write_text
 from tradebus.strategies.base import duration_ns
@@ -306,12 +306,14 @@ def _meta_samples(res: SimResult, params: RegimeHazardParams, costs: CostsConfig
     by_index = {int(i): k for k, i in enumerate(index)}
     cost = 2 * (costs.fee_bps + costs.slippage_bps) / 1e4
     out = []
-    for row in labels.itertuples():
+    for row, ret in zip(labels.itertuples(), known_returns(labels), strict=True):
+        if np.isnan(ret):  # incomplete: its return stops at the data's end, no class to learn or count
+            continue
         c = cands[by_index[int(row.index)]]
-        out.append({"t0": c["ts"], "t1": max(int(row.t1), c["ts"]), "y": int(row.ret > cost),
+        out.append({"t0": c["ts"], "t1": max(int(row.t1), c["ts"]), "y": int(ret > cost),
                     **dict(zip(META_FEATURES, c["features"], strict=True))})
-    frame = pd.DataFrame(out)
-    return frame[np.isfinite(frame[list(META_FEATURES)]).all(axis=1)].reset_index(drop=True)
+    frame = pd.DataFrame(out, columns=["t0", "t1", "y", *META_FEATURES])
+    return frame[np.isfinite(frame[list(META_FEATURES)].to_numpy(dtype=np.float64)).all(axis=1)].reset_index(drop=True)
 
 
 def _hazard_samples(res: SimResult, labels: HazardLabelConfig) -> pd.DataFrame:
