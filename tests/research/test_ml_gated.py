@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import yaml
+from loguru import logger
 from typer.testing import CliRunner
 
 from tradebus.cli import app
@@ -981,3 +982,28 @@ def test_a_nested_tuning_fold_too_short_for_its_purged_folds_is_named_with_the_k
                            "PurgedKFold: fold 0 has no training samples left"), said
     assert said.endswith("raise either, or lower model.cv_splits 2 or model.embargo 20"), said
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_segments_count_and_warn_of_the_orders_denied_as_research_walkforward_does() -> None:
+    """On a cash account (no margin) every short entry of the edge is a SELL of ETH the account does not hold:
+    the segments showed entries with 0 fills and no reason (denials said only at INFO level)."""
+    bars = _bars(1600)
+    trained = _train(bars)
+    cash_only = InstrumentConfig(venue="FREQTRADE", symbol="ETH-BTC", tick_size=1e-6, lot_size=0.001,
+                                 taker_fee=0.0003, maker_fee=0.0003, margin=False).to_instrument()
+    messages: list[str] = []
+    sink = logger.add(lambda m: messages.append(m.record["message"]), level="WARNING")
+    try:
+        result, strategy = run_edges(bars, cash_only, STRATEGY, trained.precomputed_source(), venue=VENUE,
+                                     initial_cash=10.0)
+        table = segment_table(trained, result, strategy)
+    finally:
+        logger.remove(sink)
+    denials = result.denials
+    assert denials and any(d.reason.startswith("buying_power: SELL") for d in denials)
+    ts = bars["ts_event"].to_numpy()
+    bounds = [*(int(ts[s.start]) for s in trained.segments), int(ts[-1]) + 1]
+    expected = [sum(1 for d in denials if a <= d.ts_event < b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    assert table["denied"].tolist() == expected and sum(expected) == len(denials)
+    first = pd.Timestamp(denials[0].ts_event, tz="UTC").isoformat()
+    assert f"edge walk-forward: {len(denials)} orders denied, the first at {first}: {denials[0].reason}" in messages

@@ -28,7 +28,7 @@ predictions (:class:`~tradebus.research.edge_strategy.PrecomputedEdges`) or the 
 predicting live per bar (:class:`~tradebus.research.edge_strategy.ModelEdges`), in one pass
 (positions carry across segment starts as they would live); :func:`segment_table` gives
 per segment the rank IC and hit rate of the edge against the realised combined return,
-the entries, the PnL and the feature importance.
+the entries, the fills, the denied orders, the PnL and the feature importance.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ from tradebus.research.lookahead import MemoryReplay, SourceFrame
 from tradebus.research.model import ModelStep
 from tradebus.research.splitters import PurgedKFold
 from tradebus.research.edge_strategy import EdgeGated, EdgeSource, ModelEdges, PrecomputedEdges
-from tradebus.research.walkforward import segment_starts
+from tradebus.research.walkforward import denied_between, segment_starts, warn_denials
 
 __all__ = ["ROWS_A_FOLD", "EdgeSegment", "TrainedEdges", "run_edges", "segment_table", "train_segments"]
 
@@ -332,7 +332,11 @@ def run_edges(
 
 
 def segment_table(trained: TrainedEdges, result: RunResult, strategy: EdgeGated) -> pd.DataFrame:
-    """Per segment: rank IC, hit rate, entries, fills, PnL (equity change) and the top features."""
+    """Per segment: rank IC, hit rate, entries, fills, denied orders, PnL (equity change) and the top features.
+
+    Denied orders (buying power, risk limits) are counted per segment, and a warning gives their
+    count with the first one's time and reason, as :func:`~tradebus.research.walkforward.walk_forward` does.
+    """
     ts = trained.ts
     eq_ts = np.array([e.ts for e in result.equity], dtype=np.int64)
     eq_val = np.array([e.equity for e in result.equity], dtype=np.float64)
@@ -353,7 +357,9 @@ def segment_table(trained: TrainedEdges, result: RunResult, strategy: EdgeGated)
             "ic": rank_ic(e, y), "hit_rate": hit,
             "entries": int(((entry_ts >= ts[a]) & (entry_ts <= ts[b - 1])).sum()),
             "fills": int(((fill_ts >= ts[a]) & (fill_ts <= ts[b - 1])).sum()),
+            "denied": denied_between(result, int(ts[a]), int(ts[b - 1])),
             "pnl": float(end - before), "calibration_scale": seg.calibration["scale"],
             "columns": len(seg.step.columns), "top_features": ", ".join(f"{c}={v:.3f}" for c, v in top),
         })
+    warn_denials(result, "edge walk-forward")
     return pd.DataFrame(rows)

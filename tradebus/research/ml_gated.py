@@ -10,7 +10,7 @@ pipeline from catalog bars to a report; ``tradebus research run CONFIG`` runs it
    by :class:`~tradebus.research.edge_strategy.EdgeGated` (``strategy``: gates, exits,
    sizing) on the batch predictions (``run.edges: precomputed``) or with the models
    predicting per bar (``live``; same decisions, slower);
-4. the report: ``report.json`` (summary, out-of-sample metrics, per-segment IC / hit rate / PnL /
+4. the report: ``report.json`` (summary, out-of-sample metrics, per-segment IC / hit rate / denied orders / PnL /
    importance, trade analysis by exit reason, gate counts, tuning and calibration),
    ``report.md``, ``segments.csv``, ``trades.csv``, ``equity.csv``, ``edges.csv`` and
    ``model.joblib`` (the last segment's model step: ``params.model`` of
@@ -203,14 +203,14 @@ def _markdown(report: dict[str, Any], segments: pd.DataFrame) -> str:
              f"segments {s['segments']}; every figure is measured over these bars.", "",
              "| figure | value |", "|---|---|"]
     for key in ("pnl", "total_return", "buy_and_hold_return", "max_drawdown", "sharpe", "mean_ic", "mean_hit_rate",
-                "entries", "round_trips", "fees_paid", "turnover"):
+                "entries", "denied", "round_trips", "fees_paid", "turnover"):
         value = s.get(key)
         lines.append(f"| {key} | {value:.6g} |" if isinstance(value, float) else f"| {key} | {value} |")
-    lines += ["", "## Segments", "", "| seg | bars | train | IC | hit | entries | PnL | top features |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "## Segments", "", "| seg | bars | train | IC | hit | entries | denied | PnL | top features |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for row in segments.itertuples():
         lines.append(f"| {row.segment} | {row.bars} | {row.train_rows} | {row.ic:.4f} | {row.hit_rate:.3f} | "
-                     f"{row.entries} | {row.pnl:.6g} | {row.top_features} |")
+                     f"{row.entries} | {row.denied} | {row.pnl:.6g} | {row.top_features} |")
     lines += ["", "## Trades by exit reason", "", "| reason | trades | net PnL | mean | win rate |", "|---|---|---|---|---|"]
     for reason, st in report["trades"]["by_exit_reason"].items():
         lines.append(f"| {reason} | {st['trades']} | {st['net_pnl']:.6g} | {st['mean']:.6g} | {st['win_rate']:.3f} |")
@@ -282,7 +282,7 @@ def run_system(config: MLGatedConfig, out: Path) -> dict[str, Any]:
         "buy_and_hold_return": float(close[-1] / close[first - 1] - 1.0),
         "max_drawdown": metrics["max_drawdown"], "sharpe": metrics["sharpe"],
         "mean_ic": float(np.nanmean(segments["ic"])), "mean_hit_rate": float(np.nanmean(segments["hit_rate"])),
-        "entries": len(strategy.entries), "round_trips": len(log), "fees_paid": metrics["fees_paid"],
+        "entries": len(strategy.entries), "denied": int(segments["denied"].sum()), "round_trips": len(log), "fees_paid": metrics["fees_paid"],
         "turnover": metrics["turnover"],
     }
     report = {

@@ -50,7 +50,7 @@ from tradebus.research.lookahead import MemoryReplay, SourceFrame
 from tradebus.research.model import ModelStep
 from tradebus.research.strategy import ModelSignal
 
-__all__ = ["WalkForwardResult", "segment_starts", "walk_forward"]
+__all__ = ["WalkForwardResult", "denied_between", "segment_starts", "walk_forward", "warn_denials"]
 
 
 @dataclass
@@ -106,6 +106,19 @@ def segment_starts(ts: np.ndarray, min_train: int, *, retrain_every: int | None 
         assert retrain_every_ns is not None
         marks = np.arange(int(ts[min_train]), int(ts[-1]) + 1, retrain_every_ns, dtype=np.int64)
     return sorted(set(np.searchsorted(ts, marks, side="left").tolist()))
+
+
+def denied_between(result: RunResult, start_ns: int, end_ns: int) -> int:
+    """Orders of ``result`` denied (buying power, risk limits) at times ``start_ns`` to ``end_ns`` inclusive."""
+    return sum(1 for d in result.denials if start_ns <= d.ts_event <= end_ns)
+
+
+def warn_denials(result: RunResult, what: str) -> None:
+    """Warn with the count of ``result``'s denied orders and the first one's time and reason (none: silent)."""
+    if result.denials:
+        first = result.denials[0]
+        logger.warning("{}: {} orders denied, the first at {}: {}", what, len(result.denials), _utc(first.ts_event),
+                       first.reason)
 
 
 def _utc(ts: int) -> str:
@@ -241,12 +254,9 @@ def walk_forward(
         before = eq_val[np.searchsorted(eq_ts, ts[a], side="left") - 1] if a > 0 else initial_cash
         end = eq_val[np.searchsorted(eq_ts, ts[b - 1], side="right") - 1]
         n_fills = int(((fills["ts_event"] >= ts[a]) & (fills["ts_event"] <= ts[b - 1])).sum()) if len(fills) else 0
-        n_denied = sum(1 for d in result.denials if ts[a] <= d.ts_event <= ts[b - 1])
+        n_denied = denied_between(result, int(ts[a]), int(ts[b - 1]))
         rows.append({"segment": k, "start": int(ts[a]), "end": int(ts[b - 1]), "train_rows": train_counts[k],
                      "ic": ic, "hit_rate": hit, "fills": n_fills, "denied": n_denied, "pnl": float(end - before)})
-    if result.denials:
-        first = result.denials[0]
-        logger.warning("walk-forward: {} orders denied, the first at {}: {}", len(result.denials),
-                       _utc(first.ts_event), first.reason)
+    warn_denials(result, "walk-forward")
     oos = equity[equity["ts"] >= ts[starts[0]]].reset_index(drop=True)
     return WalkForwardResult(pd.DataFrame(rows), oos, fills, outputs, result)
