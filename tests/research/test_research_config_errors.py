@@ -246,3 +246,17 @@ def test_a_research_command_names_the_config_file_and_key_exit_2(tmp_path: Path,
     assert said.startswith(f"error: {path}: {message}"), said
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["dataset", "labels", "cv", "alpha", "walkforward"])
+def test_a_model_column_no_feature_gives_is_refused_by_every_command_that_loads_the_config(
+        tmp_path: Path, command: str) -> None:
+    """model.columns [volx, rsi] on research_btc.yaml's features (r, vol, rsi, macd, z, atr): only walkforward,
+    which reads the model section, said so; dataset, labels and cv ran to exit 0 on the broken config."""
+    path = write(tmp_path, {"model": {"columns": ["volx", "rsi"]}})
+    result = CliRunner().invoke(app, ["research", command, str(path), "--out", str(tmp_path / "out")])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2, said
+    assert said.startswith(f"error: {path}: model.columns: ['volx'] are not columns of the features (they are: r, vol, "
+                           "rsi, macd.macd, macd.signal, macd.hist, z, atr)"), said
+    assert not (tmp_path / "out").exists()

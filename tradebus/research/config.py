@@ -14,7 +14,9 @@ Example (``configs/research_btc.yaml``)::
     alpha:    {factors: [rsi, z], horizons: [1, 6, 24], period: 200}
 
 Relative paths are resolved against the config file's directory. Unknown keys are
-errors naming the field, and so is a ``labels`` or ``cv`` field its section's ``method`` does not read.
+errors naming the field, and so is a ``labels`` or ``cv`` field its section's ``method`` does not read,
+or a ``model.columns`` entry no ``dataset.features`` output gives: the whole file is checked at load,
+whichever command reads it.
 """
 
 from __future__ import annotations
@@ -31,12 +33,20 @@ from pydantic import Field, PositiveInt, ValidationError, ValidationInfo, field_
 from tradebus.config import InstrumentConfig, parse_duration
 from tradebus.config.base import StrictModel, describe_errors, refuse_system_config
 from tradebus.config.load import read_yaml as read_config_yaml
-from tradebus.errors import ConfigError
+from tradebus.errors import ConfigError, FeatureError
 from tradebus.execution.config import VenueConfig
+from tradebus.features.bank import FeatureBank
 from tradebus.research.dataset import DatasetConfig
 from tradebus.research.dataset import load_config as load_dataset_config
 
-__all__ = ["ResearchConfig", "load_research_config", "make_estimator", "read_yaml", "validation_problems"]
+__all__ = [
+    "ResearchConfig",
+    "load_research_config",
+    "make_estimator",
+    "model_columns_problem",
+    "read_yaml",
+    "validation_problems",
+]
 
 
 _Model = StrictModel
@@ -260,7 +270,23 @@ def load_research_config(path: str | Path) -> tuple[ResearchConfig, DatasetConfi
         dataset = config.dataset_config(path.parent)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    if config.model is not None:  # read by walkforward only, checked for every command that loads the config
+        try:
+            available = FeatureBank(dataset.features).columns
+        except FeatureError as exc:
+            raise ConfigError(f"{path}: dataset.features: {exc}") from None
+        problem = model_columns_problem(config.model.columns, available)
+        if problem is not None:
+            raise ConfigError(f"{path}: {problem}")
     return config, dataset
+
+
+def model_columns_problem(columns: list[str] | tuple[str, ...], available: list[str] | tuple[str, ...]) -> str | None:
+    """Why ``model.columns`` cannot be read from the feature columns ``available`` (``None``: every one is there)."""
+    missing = [c for c in columns if c not in available]
+    if not missing:
+        return None
+    return f"model.columns: {missing} are not columns of the features (they are: {', '.join(available)})"
 
 
 #: XGBoost's own names for parameters the scikit-learn API spells otherwise (also accepted).

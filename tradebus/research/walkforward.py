@@ -46,6 +46,7 @@ from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
 from tradebus.features.batch import compute_features
 from tradebus.features.spec import FeatureSpec, load_specs
+from tradebus.research.config import model_columns_problem
 from tradebus.research.lookahead import MemoryReplay, SourceFrame
 from tradebus.research.model import ModelStep
 from tradebus.research.strategy import ModelSignal
@@ -197,10 +198,9 @@ def walk_forward(
         raise ConfigError(f"walk-forward: clip_quantile must be in (0, 0.5), got {clip_quantile}")
     ts = bars["ts_event"].to_numpy(dtype=np.int64)
     features = compute_features(bars, specs, event="bar")
-    missing = [c for c in columns if c not in features.columns]
-    if missing:
-        raise ConfigError(f"model.columns: {missing} are not columns of the features "
-                          f"(they are: {', '.join(features.columns)})")
+    problem = model_columns_problem(list(columns), list(features.columns))
+    if problem is not None:
+        raise ConfigError(problem)
     X = features[list(columns)].to_numpy(dtype=np.float64)
     ret = np.asarray(label_ret, dtype=np.float64)
     t1 = np.asarray(label_t1, dtype=np.int64)
