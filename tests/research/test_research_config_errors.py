@@ -260,3 +260,39 @@ def test_a_model_column_no_feature_gives_is_refused_by_every_command_that_loads_
     assert said.startswith(f"error: {path}: model.columns: ['volx'] are not columns of the features (they are: r, vol, "
                            "rsi, macd.macd, macd.signal, macd.hist, z, atr)"), said
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", [["research", "lookahead", "--cuts", "1"], ["backtest"]])
+def test_a_research_config_given_to_a_run_command_is_refused_naming_the_commands_that_read_it(
+        tmp_path: Path, command: list[str]) -> None:
+    """research lookahead configs/research_btc.yaml listed 'dataset: unknown key', 'labels: ...', 'cv: ...',
+    'model: ...' and said nothing of what kind of config it had been given or which command reads it."""
+    path = write(tmp_path, {})
+    result = CliRunner().invoke(app, [*command[:2], str(path), *command[2:], "--out", str(tmp_path / "out")])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2, said
+    assert said.startswith(f"error: {path}: a research config (it has a dataset: section) is read by 'tradebus "
+                           "research dataset', 'labels', 'cv', 'walkforward' or 'alpha'; this command takes a run "
+                           "config (instruments:, data:, strategy:, as configs/quickstart.yaml)"), said
+    assert "unknown key" not in said
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("config", "runs"), [
+    ("quickstart.yaml", "'tradebus backtest' (or paper) and checked by 'tradebus research lookahead'"),
+    ("live_binance_testnet.yaml", "'tradebus live'"),
+])
+@pytest.mark.parametrize("command", ["walkforward", "dataset"])
+def test_a_run_config_given_to_a_research_command_is_refused_naming_the_command_that_runs_it(
+        tmp_path: Path, command: str, config: str, runs: str) -> None:
+    """research walkforward configs/quickstart.yaml said 'dataset: required field is missing; data: unknown key;
+    instruments: unknown key; strategy: unknown key; ...' as if a research config had been misspelt."""
+    path = ROOT / "configs" / config
+    result = CliRunner().invoke(app, ["research", command, str(path), "--out", str(tmp_path / "out")])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2, said
+    assert said.startswith(f"error: {path}: a run config (it has an instruments: section) is run by {runs}; this "
+                           "command takes a research config (dataset:, labels:, model:, ..., as "
+                           "configs/research_btc.yaml)"), said
+    assert "unknown key" not in said
+    assert not (tmp_path / "out").exists()

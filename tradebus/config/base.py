@@ -29,7 +29,8 @@ from tradebus.errors import ConfigError
 
 __all__ = [
     "ENV_NAME", "EnvName", "FilePath", "HttpUrl", "StrictModel", "WsUrl", "config_error_from", "describe_errors",
-    "env_name", "model_paths", "refuse_system_config", "resolve_model_paths", "resolve_path",
+    "env_name", "model_paths", "refuse_research_config", "refuse_run_config", "refuse_system_config",
+    "resolve_model_paths", "resolve_path",
 ]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -267,3 +268,36 @@ def refuse_system_config(source: str, data: Any) -> None:
     if isinstance(data, dict) and "system" in data:
         raise ConfigError(f"{source}: a system config (system: {data['system']!r}) is run by "
                           f"'tradebus research run {source}', not read by this command")
+
+
+def refuse_research_config(source: str, data: Any) -> None:
+    """Refuse a research config (a top-level ``dataset:`` section, no ``instruments:``) read as a run config.
+
+    Its sections would all be reported unknown; the error names the commands that read it.
+
+    Raises
+    ------
+    ConfigError
+        If ``data`` is a mapping with a ``dataset`` key and no ``instruments`` key.
+    """
+    if isinstance(data, dict) and "dataset" in data and "instruments" not in data:
+        raise ConfigError(f"{source}: a research config (it has a dataset: section) is read by 'tradebus research "
+                          "dataset', 'labels', 'cv', 'walkforward' or 'alpha'; this command takes a run config "
+                          "(instruments:, data:, strategy:, as configs/quickstart.yaml)")
+
+
+def refuse_run_config(source: str, data: Any) -> None:
+    """Refuse a run config (a top-level ``instruments:`` section, no ``dataset:``) read as a research config.
+
+    Its sections would all be reported unknown; the error names the commands that take it.
+
+    Raises
+    ------
+    ConfigError
+        If ``data`` is a mapping with an ``instruments`` key and no ``dataset`` key.
+    """
+    if isinstance(data, dict) and "instruments" in data and "dataset" not in data:
+        runs = ("'tradebus live'" if "live" in data
+                else "'tradebus backtest' (or paper) and checked by 'tradebus research lookahead'")
+        raise ConfigError(f"{source}: a run config (it has an instruments: section) is run by {runs}; this command "
+                          "takes a research config (dataset:, labels:, model:, ..., as configs/research_btc.yaml)")

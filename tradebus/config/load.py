@@ -10,7 +10,13 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tradebus.config.base import config_error_from, refuse_system_config, resolve_model_paths, resolve_path
+from tradebus.config.base import (
+    config_error_from,
+    refuse_research_config,
+    refuse_system_config,
+    resolve_model_paths,
+    resolve_path,
+)
 from tradebus.config.run import RunBase, RunConfig
 from tradebus.config.strategy import StrategyConfig, strategy_entries
 from tradebus.errors import ConfigError
@@ -114,6 +120,7 @@ def parse_config(
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of config sections, got {type(data).__name__}")
     refuse_system_config(source, data)
+    refuse_research_config(source, data)
     if "live" in data and "live" not in model.model_fields:  # type: ignore[attr-defined]
         raise ConfigError(
             f"{source}: a live config (it has a live: section) is run by 'tradebus live'; this command takes "

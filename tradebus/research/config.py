@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import Field, PositiveInt, ValidationError, ValidationInfo, field_validator, model_validator
 
 from tradebus.config import InstrumentConfig, parse_duration
-from tradebus.config.base import StrictModel, describe_errors, refuse_system_config
+from tradebus.config.base import StrictModel, describe_errors, refuse_run_config, refuse_system_config
 from tradebus.config.load import read_yaml as read_config_yaml
 from tradebus.errors import ConfigError, FeatureError
 from tradebus.execution.config import VenueConfig
@@ -245,6 +245,7 @@ def load_research_config(path: str | Path) -> tuple[ResearchConfig, DatasetConfi
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a research config is a mapping with a 'dataset' section")
     refuse_system_config(str(path), raw)
+    refuse_run_config(str(path), raw)
     try:
         config = ResearchConfig.model_validate(raw)
     except ValidationError as exc:
