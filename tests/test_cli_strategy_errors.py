@@ -14,7 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from tradebus.cli import app, run_backtest
-from tradebus.errors import StrategyError
+from tradebus.errors import OrderError, StrategyError
 
 REPO = Path(__file__).resolve().parent.parent
 BARS = REPO / "tests" / "fixtures" / "kernel" / "coinbase_btc_usd_4h_2022_1200.csv"
@@ -60,6 +60,28 @@ def test_second_of_two_instances_raising_in_on_bar_is_named_with_hook_time_and_l
         f"(at {STRATEGY.resolve()}:{line} in _maybe_fail)"
     )
     assert not (tmp_path / "out").exists()  # a failed run leaves nothing behind
+
+
+@pytest.mark.parametrize(
+    ("error", "call", "cause"),
+    [("cancel", "self.cancel(", "unknown client_order_id 'no-such-order'"),
+     ("instrument", "self.submit_market(\"ETH-USD.NOWHERE\"", "flaky: unknown instrument 'ETH-USD.NOWHERE'")],
+)
+def test_an_order_call_tradebus_refuses_in_on_bar_names_the_strategy_hook_time_and_line(
+    tmp_path: Path, error: str, call: str, cause: str
+) -> None:
+    # an OrderError keeps its exit code (1) but says whose hook made the call, when, and on which line
+    path = config(tmp_path, [entry("steady"), entry("flaky", hook="on_bar", at=4, error=error)])
+    result = CliRunner().invoke(app, ["backtest", str(path), "--out", str(tmp_path / "out")], catch_exceptions=False)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1, text
+    line = next(n for n, src in enumerate(STRATEGY.read_text().splitlines(), 1) if call in src)
+    assert text == (
+        f"error: strategy 'flaky' on_bar at {bar_time(4)}: {cause} (at {STRATEGY.resolve()}:{line} in _maybe_fail)"
+    )
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(OrderError, match=rf"^strategy 'flaky' on_bar at {bar_time(4)}: {re.escape(cause)} \(at "):
+        run_backtest(path, tmp_path / "out2")
 
 
 @pytest.mark.parametrize("hook", ["on_start", "on_timer", "on_order_filled", "on_stop"])

@@ -93,8 +93,9 @@ class StrategyError(TradebusError):
 
     Raised once, where the kernel or a daemon hands work to the strategies
     (:func:`tradebus.strategies.failure.strategy_failure`), chained to the original exception.
-    A tradebus error a hook raises (a history window beyond ``history_sizes``, an invalid order
-    price) is not wrapped: it keeps its own message and class.
+    A tradebus error a hook raises is not wrapped: it keeps its class (so its exit code); one that
+    refuses the hook's call (a history window beyond ``history_sizes``, an invalid order price,
+    :data:`tradebus.strategies.failure.REFUSALS`) has its message prefixed the same way.
 
     Attributes
     ----------

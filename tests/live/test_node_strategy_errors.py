@@ -60,6 +60,22 @@ def test_replay_names_the_second_instance_failing_in_on_trade_with_the_trade_tim
     assert not (tmp_path / "o").exists()
 
 
+def test_replay_names_the_strategy_time_and_line_of_a_cancel_tradebus_refuses_in_on_trade(tmp_path: Path) -> None:
+    data = with_strategies(binance_config(None, None, ["trade"]), entry("flaky", hook="on_trade", at=5, error="cancel"))
+    config = tmp_path / "paper.yaml"
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    res = CliRunner().invoke(
+        app, ["replay", str(SPOT_CAPTURE), "--config", str(config), "--out", str(tmp_path / "o")], catch_exceptions=False
+    )
+    text = " ".join(res.output.split())
+    fifth_trade = [recv for recv, raw in SPOT_LINES if "@trade" in raw][4]
+    line = next(n for n, src in enumerate((HOOKS / "hook_failures.py").read_text().splitlines(), 1) if "self.cancel(" in src)
+    assert res.exit_code == 1, text
+    assert (f"error: strategy 'flaky' on_trade at {iso(fifth_trade)}: unknown client_order_id 'no-such-order' "
+            f"(at {HOOKS / 'hook_failures.py'}:{line} in _maybe_fail)") in text, text
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize(("hook", "params"), [("on_trade", {"at": 5}), ("on_timer", {"every": "50ms"}),
                                               ("on_stop", {})])
 async def test_paper_daemon_stops_cleanly_and_raises_the_strategy_error(

@@ -12,7 +12,14 @@ per event:
 * the hook is the first ``on_*`` method of that strategy from there inwards (a timer enters
   through ``Strategy._fire`` and names ``on_timer``), else the entered method itself;
 * the line shown is the innermost frame that is a method of that strategy or code outside
-  tradebus and the Python installation (the user's line, not numpy's or the kernel's).
+  tradebus and the Python installation (the user's line, not numpy's or the kernel's); for a
+  refusal (below), the innermost frame of code outside them (the user's call that tradebus refused).
+
+A tradebus error refusing a hook's call (:data:`REFUSALS`: an order on an unknown instrument, a
+cancel of an unknown id, a history window beyond ``history_sizes``, an unknown feature name) keeps
+its class, so its exit code, but its message gets the same prefix and line, as it would otherwise
+not say whose hook made the call, nor when. Other tradebus errors (a journal that cannot be
+written, bad data, a venue's answer) are no strategy's doing and keep their message.
 """
 
 from __future__ import annotations
@@ -24,15 +31,20 @@ from typing import NoReturn
 
 import tradebus
 from tradebus.engine.clock import iso_ns
-from tradebus.errors import StrategyError, TradebusError
+from tradebus.errors import ConfigError, FeatureError, OrderError, StrategyError, TradebusError
 from tradebus.strategies.base import Strategy
 
-__all__ = ["raise_strategy_failure", "strategy_failure"]
+__all__ = ["REFUSALS", "raise_strategy_failure", "strategy_failure"]
 
 #: Directories whose frames are not the user's line: tradebus itself and the Python installation.
 _LIBRARY_DIRS = tuple(
     {str(Path(tradebus.__file__).resolve().parent), *(str(Path(p).resolve()) for p in (sys.prefix, sys.base_prefix))}
 )
+
+#: The tradebus errors that refuse a strategy's call (its message is given the strategy's prefix).
+REFUSALS: tuple[type[Exception], ...] = (ConfigError, FeatureError, OrderError)
+#: Attribute marking a tradebus error whose message :func:`strategy_failure` has given its strategy's prefix.
+_WORDED = "_tradebus_strategy_worded"
 
 
 def strategy_failure(exc: BaseException, ts_ns: int | None) -> StrategyError | None:
@@ -48,10 +60,12 @@ def strategy_failure(exc: BaseException, ts_ns: int | None) -> StrategyError | N
     Returns
     -------
     StrategyError or None
-        ``None`` for a tradebus error (its message already says what and where) and for an
-        exception that did not pass through a strategy. The caller chains the original.
+        ``None`` for a tradebus error (its message says what and where) and for an exception
+        that did not pass through a strategy. The caller chains the original. One of
+        :data:`REFUSALS` that passed through a strategy's hook is re-worded in place: its
+        message gets the prefix and the line a :class:`StrategyError` would have (once).
     """
-    if isinstance(exc, TradebusError):
+    if isinstance(exc, TradebusError) and not isinstance(exc, REFUSALS):
         return None
     frames: list[tuple[FrameType, int]] = []
     tb = exc.__traceback__
@@ -74,13 +88,18 @@ def strategy_failure(exc: BaseException, ts_ns: int | None) -> StrategyError | N
     line = next(
         i for i in range(len(frames) - 1, entry - 1, -1) if owners[i] is strategy or _users(frames[i][0].f_code.co_filename)
     )
+    if isinstance(exc, REFUSALS):  # tradebus refused a call: the user's line that made it
+        line = next((i for i in range(line, entry - 1, -1) if _users(frames[i][0].f_code.co_filename)), line)
     frame, lineno = frames[line]
     when = "" if ts_ns is None else f" at {iso_ns(ts_ns)}"
-    message = (
-        f"strategy {strategy.strategy_id!r} {hook}{when}: {type(exc).__name__}: {exc} "
-        f"(at {frame.f_code.co_filename}:{lineno} in {frame.f_code.co_name})"
-    )
-    return StrategyError(message, strategy.strategy_id, hook, ts_ns)
+    prefix = f"strategy {strategy.strategy_id!r} {hook}{when}: "
+    where = f" (at {frame.f_code.co_filename}:{lineno} in {frame.f_code.co_name})"
+    if isinstance(exc, REFUSALS):
+        if len(exc.args) == 1 and isinstance(exc.args[0], str) and not getattr(exc, _WORDED, False):
+            exc.args = (f"{prefix}{exc.args[0]}{where}",)
+            setattr(exc, _WORDED, True)  # a daemon asks again on its way out
+        return None
+    return StrategyError(f"{prefix}{type(exc).__name__}: {exc}{where}", strategy.strategy_id, hook, ts_ns)
 
 
 def raise_strategy_failure(exc: Exception, ts_ns: int | None) -> NoReturn:
