@@ -65,7 +65,8 @@ def test_second_of_two_instances_raising_in_on_bar_is_named_with_hook_time_and_l
 @pytest.mark.parametrize(
     ("error", "call", "cause"),
     [("cancel", "self.cancel(", "unknown client_order_id 'no-such-order'"),
-     ("instrument", "self.submit_market(\"ETH-USD.NOWHERE\"", "flaky: unknown instrument 'ETH-USD.NOWHERE'")],
+     ("instrument", "self.submit_market(\"ETH-USD.NOWHERE\"", "flaky: unknown instrument 'ETH-USD.NOWHERE'"),
+     ("quantity", "OrderSide.SELL, -0.001", "flaky: quantity must be a positive finite number, got -0.001")],
 )
 def test_an_order_call_tradebus_refuses_in_on_bar_names_the_strategy_hook_time_and_line(
     tmp_path: Path, error: str, call: str, cause: str

@@ -122,6 +122,7 @@ BUILTIN_STRATEGIES: dict[str, str] = {
 DATA_HANDLERS: dict[str, str] = {"bars": "on_bar", "trades": "on_trade", "quotes": "on_quote"}
 
 _NAN = float("nan")
+_INF = float("inf")
 # Enum members read through their class cost ~60 ns each (EnumType attribute lookup); orders read them.
 _BUY = OrderSide.BUY
 _SELL = OrderSide.SELL
@@ -478,7 +479,9 @@ class Strategy:
 
         The outcome arrives as events: ``on_order_denied`` if the risk gate
         refuses it, otherwise ``on_order_submitted`` / ``on_order_accepted`` /
-        ``on_order_filled`` (or ``on_order_rejected``). ``parent``: the name of the
+        ``on_order_filled`` (or ``on_order_rejected``); a quantity that is not a positive finite
+        number (``-0.01``, ``0``, NaN) raises an ``OrderError``, as a limit or trigger price that is not
+        does (a quantity off the lot grid is the instrument's to deny). ``parent``: the name of the
         execution algorithm sending it as its child (:mod:`tradebus.strategies.algos` sets it;
         a restart ends the algorithm's children with it, :mod:`tradebus.strategies.algo_recovery`).
         """
@@ -549,6 +552,7 @@ class Strategy:
         ``exit_after_bars`` / ``exit_after_ns``, ``cooldown_bars``, ``reason``. Returns the
         entry's id, or ``None`` while a cooldown refuses new brackets.
         """
+        self._check_quantity(quantity)
         return self._contingent().bracket(self.strategy_id, instrument_id, side, quantity, **options)
 
     def submit_oco(self, orders: Sequence[str | OrderSpec]) -> list[str]:
@@ -591,6 +595,7 @@ class Strategy:
         have no reduce-only orders and refuse them; the cash account never sells more than it holds),
         as for a bracket's exits.
         """
+        self._check_quantity(quantity)
         return self._contingent().trailing_stop(
             self.strategy_id, instrument_id, side, quantity, offset=offset, percent=percent,
             reduce_only=reduce_only, reason=reason,
@@ -695,6 +700,11 @@ class Strategy:
             instrument_id, side, quantity, _MARKET, _NAN, _NAN, _GTC, False, False, reason
         )
 
+    def _check_quantity(self, quantity: float) -> None:
+        """Raise the ``OrderError`` of an order quantity that is not a positive finite number (a caller's slip)."""
+        if not 0.0 < quantity < _INF:
+            raise OrderError(f"{self.strategy_id}: quantity must be a positive finite number, got {quantity!r}")
+
     def _submit(
         self,
         instrument_id: str,
@@ -712,6 +722,8 @@ class Strategy:
         kernel = self._kernel or self.kernel  # the property raises when not attached
         if instrument_id not in kernel.instruments:
             raise OrderError(f"{self.strategy_id}: unknown instrument {instrument_id!r}")
+        if not 0.0 < quantity < _INF:
+            self._check_quantity(quantity)
         now = kernel.clock.now_ns()
         client_order_id = kernel.orders.client_ids.next(self.strategy_id)
         kernel.submit(
