@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -169,6 +170,27 @@ def test_only_overridden_handlers_are_subscribed() -> None:
     assert len(kernel.bus.handlers(Bar, IID)) == 1
     assert kernel.bus.handlers(OrderAccepted, IID) == ()
     assert kernel.bus.handlers(PositionChanged, IID) == ()
+
+
+@pytest.mark.parametrize(
+    ("package", "source", "cause"),
+    [("broken_syntax_strats", 'class S:\n    x = f"{d["k"]}"\n', "SyntaxError: f-string: unmatched '[' (at {file}:2)"),
+     ("broken_name_strats", "import math\n\nVALUE = math.sqrtt(2)\n",
+      "AttributeError: module 'math' has no attribute 'sqrtt' (at {file}:3)")],
+)
+def test_a_strategy_module_whose_own_code_raises_on_import_is_a_config_error_naming_its_line(
+    tmp_path: Path, package: str, source: str, cause: str
+) -> None:
+    # Before: the SyntaxError escaped as a raw traceback (exit 1), under a "No module named" it was chained to.
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "__init__.py").write_text("", encoding="utf-8")
+    file = tmp_path / package / "mine.py"
+    file.write_text(source, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        resolve_strategy(f"{package}.mine:S", tmp_path)
+    assert str(info.value) == (
+        f"strategy '{package}.mine:S': importing module '{package}.mine' raised {cause.format(file=file)}"
+    )
 
 
 def test_resolve_strategy_by_builtin_name_and_dotted_path() -> None:

@@ -860,8 +860,9 @@ def resolve_strategy(name: str, base: Path | None = None) -> type[Strategy]:
     Raises
     ------
     ConfigError
-        If the name is unknown, the module cannot be imported or the object is
-        not a :class:`Strategy` subclass.
+        If the name is unknown, the module cannot be imported (not found, or its own code
+        raised: a syntax error, named with its file and line) or the object is not a
+        :class:`Strategy` subclass.
     """
     target = BUILTIN_STRATEGIES.get(name, name)
     if ":" not in target:
@@ -873,10 +874,25 @@ def resolve_strategy(name: str, base: Path | None = None) -> type[Strategy]:
     except ImportError as exc:
         where = f" (looked in sys.path and {base})" if base is not None else ""
         raise ConfigError(f"strategy {name!r}: cannot import module {module_name!r}{where} ({exc})") from None
+    except Exception as exc:  # the module's own code: a syntax error, a name error at import time
+        raise ConfigError(
+            f"strategy {name!r}: importing module {module_name!r} raised {type(exc).__name__}: {_import_failure(exc)}"
+        ) from exc
     cls: Any = getattr(module, attr, None)
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise ConfigError(f"strategy {name!r}: {target!r} is not a Strategy subclass")
     return cls
+
+
+def _import_failure(exc: Exception) -> str:
+    """An exception a strategy module raised on import, with the line: a syntax error's, else the innermost frame's."""
+    if isinstance(exc, SyntaxError):
+        return f"{exc.msg} (at {exc.filename}:{exc.lineno})"
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = "" if tb is None else f" (at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno})"
+    return f"{exc}{where}"
 
 
 def strategy_module_dir(name: str) -> Path | None:
