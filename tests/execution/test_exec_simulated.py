@@ -296,6 +296,27 @@ def test_reduce_only_larger_than_position_is_capped_and_never_flips() -> None:
     assert s.portfolio.position(IID) == 0.0
 
 
+@pytest.mark.parametrize("mode", ["cap", "reject"])
+def test_reduce_only_closing_a_position_left_by_float_sums_fills_its_whole_lots(mode: str) -> None:
+    # 0.03 - 0.01 - 0.01 is 0.009999999999999997 in floats: the reduce-only sell of the 0.01 left was
+    # capped there (a fill of 0.009999999999999997, off the 0.001 lot grid) or, rejecting, canceled
+    s = _started(venue=VenueConfig(reduce_only_mode=mode))  # type: ignore[arg-type]
+    s.submit(BUY, 0.03)
+    s.feed_bar(bar(2, 100.0, 101.0, 99.0, 100.0))
+    for i in (3, 4):
+        s.submit(SELL, 0.01)
+        s.feed_bar(bar(i, 100.0, 101.0, 99.0, 100.0))
+    coid = s.submit(SELL, 0.01, reduce_only=True)
+    s.feed_bar(bar(5, 100.0, 101.0, 99.0, 100.0))
+    (fill,) = s.fills(coid)
+    assert fill.last_qty == 0.01
+    assert s.orders.order(coid).status == OrderStatus.FILLED
+    assert abs(s.portfolio.position(IID)) < 1e-15
+    later = s.submit(BUY, 0.01, reduce_only=True)  # flat: nothing left to reduce, not a fill of the float residue
+    s.feed_bar(bar(6, 100.0, 101.0, 99.0, 100.0))
+    assert s.fills(later) == [] and s.orders.order(later).status is not OrderStatus.FILLED
+
+
 def test_reduce_only_reject_mode_cancels_oversized_order_without_fill() -> None:
     s = _started(venue=VenueConfig(reduce_only_mode="reject"))
     s.submit(BUY, 1.0)

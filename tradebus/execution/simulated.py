@@ -117,7 +117,10 @@ Post-only and reduce-only
     a post-only stop-limit that would take at its trigger expires there.
     A reduce-only order that would not reduce the venue-side position (flat, or same side) is
     rejected on arrival; at fill time one larger than the position is capped to the position
-    (rest canceled) or canceled (``reduce_only_mode``); it never flips a position.
+    (rest canceled) or canceled (``reduce_only_mode``); it never flips a position. The position
+    it is held to is in whole lots, up to float noise (:meth:`Instrument.round_quantity`): the
+    0.009999999999999997 that fills of 0.03, -0.01 and -0.01 sum to lets 0.01 through, not an
+    off-lot 0.009999999999999997, and the -3e-18 left after it is flat.
 
 Prices
     Taker fills pay the slippage of the configured model (``slippage_bps``, or ``slippage``:
@@ -1127,7 +1130,8 @@ class SimulatedVenue(Venue):
         """Fill up to ``qty`` (reduce-only capped); return the quantity filled."""
         pos = self._positions[iid]
         if sim.reduce_only:
-            room = abs(pos) if (pos > 0.0) != sim.buy and pos != 0.0 else 0.0
+            # whole lots: sums of fills drift (0.03 - 0.01 - 0.01 is 0.009999999999999997, -0.01 then -3e-18)
+            room = self.instruments[iid].round_quantity(abs(pos)) if (pos > 0.0) != sim.buy and pos != 0.0 else 0.0
             if room <= 0.0 or (qty > room and self.config.reduce_only_mode == "reject"):
                 self._close(sim, _CANCELED, f"reduce_only: position {pos} leaves no room", ts)
                 return 0.0
