@@ -195,13 +195,13 @@ def test_bad_timer_interval_is_a_config_error() -> None:
 
 
 class Slipped(Strategy):
-    """Sends one order of ``quantity`` on its third bar, of the kind ``how`` names."""
+    """Sends one order of ``side`` and ``quantity`` on its third bar, of the kind ``how`` names."""
 
     contingent = True
 
-    def __init__(self, how: str, quantity: float) -> None:
+    def __init__(self, how: str, side: Any, quantity: float) -> None:
         super().__init__(BTC_4H, strategy_id="slipped")
-        self.how, self.quantity, self.k = how, quantity, 0
+        self.how, self.side, self.quantity, self.k = how, side, quantity, 0
 
     def on_bar(self, bar: Bar) -> None:
         self.k += 1
@@ -209,27 +209,42 @@ class Slipped(Strategy):
             self.submit_market(BTC_4H, OrderSide.BUY, 0.5)  # valid: the bad one is refused beside a position
         if self.k != 3:
             return
+        side, quantity = self.side, self.quantity
         if self.how == "market":
-            self.submit_market(BTC_4H, OrderSide.SELL, self.quantity)
+            self.submit_market(BTC_4H, side, quantity)
         elif self.how == "limit":
-            self.submit_limit(BTC_4H, OrderSide.SELL, self.quantity, round(bar.close * 1.1, 2))
+            self.submit_limit(BTC_4H, side, quantity, round(bar.close * 1.1, 2))
         elif self.how == "stop":
-            self.submit_stop(BTC_4H, OrderSide.SELL, self.quantity, round(bar.close * 0.9, 2))
+            self.submit_stop(BTC_4H, side, quantity, round(bar.close * 0.9, 2))
         elif self.how == "bracket":
-            self.submit_bracket(BTC_4H, OrderSide.BUY, self.quantity, stop_loss=round(bar.close * 0.9, 2),
+            self.submit_bracket(BTC_4H, side, quantity, stop_loss=round(bar.close * 0.9, 2),
                                 take_profit=round(bar.close * 1.1, 2))
         else:
-            self.submit_trailing_stop(BTC_4H, OrderSide.SELL, self.quantity, percent=5.0)
+            self.submit_trailing_stop(BTC_4H, side, quantity, percent=5.0)
 
 
-@pytest.mark.parametrize("how", ["market", "limit", "stop", "bracket", "trailing"])
+KINDS = ["market", "limit", "stop", "bracket", "trailing"]
+
+
+@pytest.mark.parametrize("how", KINDS)
 @pytest.mark.parametrize("quantity", [-0.5, 0.0, float("nan"), float("inf")])
 def test_an_order_quantity_that_is_not_a_positive_finite_number_is_an_order_error(how: str, quantity: float) -> None:
     # a sign slip (SELL -0.5) was sent on and denied by the instrument check: the run went on, exit 0
-    strategy = Slipped(how, quantity)
+    strategy = Slipped(how, OrderSide.BUY if how == "bracket" else OrderSide.SELL, quantity)
     with pytest.raises(OrderError, match=rf"slipped: quantity must be a positive finite number, got {quantity!r}"):
         run([strategy], {BTC_4H: bars_4h().iloc[:6]})
     assert [o.quantity for o in strategy.ctx.orders.orders()] == [0.5]  # nothing of the slip was sent
+
+
+@pytest.mark.parametrize("how", KINDS)
+@pytest.mark.parametrize("side", ["SELL", -1, None])
+def test_an_order_side_that_is_no_order_side_is_an_order_error(how: str, side: Any) -> None:
+    # a str or None failed deep in the risk gate ("'>' not supported between 'str' and 'int'"); an int ran
+    # the whole backtest and then failed writing orders.csv (AttributeError: 'int' object has no attribute 'name')
+    strategy = Slipped(how, side, 0.25)
+    with pytest.raises(OrderError, match=rf"slipped: side must be OrderSide.BUY or OrderSide.SELL, got {side!r}"):
+        run([strategy], {BTC_4H: bars_4h().iloc[:6]})
+    assert [o.quantity for o in strategy.ctx.orders.orders()] == [0.5]
 
 
 class Modifier(Strategy):

@@ -479,9 +479,10 @@ class Strategy:
 
         The outcome arrives as events: ``on_order_denied`` if the risk gate
         refuses it, otherwise ``on_order_submitted`` / ``on_order_accepted`` /
-        ``on_order_filled`` (or ``on_order_rejected``); a quantity that is not a positive finite
-        number (``-0.01``, ``0``, NaN) raises an ``OrderError``, as a limit or trigger price that is not
-        does (a quantity off the lot grid is the instrument's to deny). ``parent``: the name of the
+        ``on_order_filled`` (or ``on_order_rejected``); a side that is no ``OrderSide`` (``"BUY"``,
+        ``1``) or a quantity that is not a positive finite number (``-0.01``, ``0``, NaN) raises an
+        ``OrderError``, as a limit or trigger price that is not does (a quantity off the lot grid is the
+        instrument's to deny). ``parent``: the name of the
         execution algorithm sending it as its child (:mod:`tradebus.strategies.algos` sets it;
         a restart ends the algorithm's children with it, :mod:`tradebus.strategies.algo_recovery`).
         """
@@ -552,7 +553,7 @@ class Strategy:
         ``exit_after_bars`` / ``exit_after_ns``, ``cooldown_bars``, ``reason``. Returns the
         entry's id, or ``None`` while a cooldown refuses new brackets.
         """
-        self._check_quantity(quantity)
+        self._check_order(side, quantity)
         return self._contingent().bracket(self.strategy_id, instrument_id, side, quantity, **options)
 
     def submit_oco(self, orders: Sequence[str | OrderSpec]) -> list[str]:
@@ -595,7 +596,7 @@ class Strategy:
         have no reduce-only orders and refuse them; the cash account never sells more than it holds),
         as for a bracket's exits.
         """
-        self._check_quantity(quantity)
+        self._check_order(side, quantity)
         return self._contingent().trailing_stop(
             self.strategy_id, instrument_id, side, quantity, offset=offset, percent=percent,
             reduce_only=reduce_only, reason=reason,
@@ -700,8 +701,11 @@ class Strategy:
             instrument_id, side, quantity, _MARKET, _NAN, _NAN, _GTC, False, False, reason
         )
 
-    def _check_quantity(self, quantity: float) -> None:
-        """Raise the ``OrderError`` of an order quantity that is not a positive finite number (a caller's slip)."""
+    def _check_order(self, side: OrderSide, quantity: float) -> None:
+        """Raise the ``OrderError`` of a side that is no ``OrderSide`` or a quantity that is not a positive
+        finite number (a caller's slip)."""
+        if side is not _BUY and side is not _SELL:
+            raise OrderError(f"{self.strategy_id}: side must be OrderSide.BUY or OrderSide.SELL, got {side!r}")
         if not 0.0 < quantity < _INF:
             raise OrderError(f"{self.strategy_id}: quantity must be a positive finite number, got {quantity!r}")
 
@@ -722,8 +726,8 @@ class Strategy:
         kernel = self._kernel or self.kernel  # the property raises when not attached
         if instrument_id not in kernel.instruments:
             raise OrderError(f"{self.strategy_id}: unknown instrument {instrument_id!r}")
-        if not 0.0 < quantity < _INF:
-            self._check_quantity(quantity)
+        if (side is not _BUY and side is not _SELL) or not 0.0 < quantity < _INF:
+            self._check_order(side, quantity)
         now = kernel.clock.now_ns()
         client_order_id = kernel.orders.client_ids.next(self.strategy_id)
         kernel.submit(
