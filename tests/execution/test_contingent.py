@@ -7,6 +7,8 @@ open -> high -> low -> close.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -410,6 +412,26 @@ def test_bracket_errors_and_disabled_strategy() -> None:
     kernel.add_strategy(Plain(IID))
     with pytest.raises(OrderError, match="need `contingent = True`"):
         kernel.process(Bar(IID, T0, T0, 1.0, 1.0, 1.0, 1.0, 1.0))
+
+
+@pytest.mark.parametrize(
+    ("side", "options", "message"),
+    [(BUY, {"stop_loss": -5.0, "take_profit": 110.0}, "stop_loss must be a positive finite number, got -5.0"),
+     (BUY, {"stop_loss": math.nan}, "stop_loss must be a positive finite number, got nan"),
+     (SELL, {"take_profit": 0.0}, "take_profit must be a positive finite number, got 0.0"),
+     (BUY, {"entry_price": math.inf, "stop_loss": 95.0}, "entry_price must be a positive finite number, got inf"),
+     (BUY, {"stop_loss": 95.0, "trail_offset": -1.0}, "trail_offset must be a positive finite number, got -1.0"),
+     (BUY, {"stop_loss": 110.0, "take_profit": 95.0}, "stop_loss 110.0 must be below take_profit 95.0 of a BUY"),
+     (SELL, {"stop_loss": 95.0, "take_profit": 110.0}, "stop_loss 95.0 must be above take_profit 110.0 of a SELL")],
+)
+def test_a_bracket_whose_exit_could_never_work_is_refused_before_its_entry(
+    side: OrderSide, options: dict[str, Any], message: str
+) -> None:
+    # Before: the market entry filled, the stop-loss child was then denied ("trigger: price -5.0 must be a positive
+    # finite number"), and the position stood unprotected in a run that exited 0; swapped exits filled at once.
+    script = {1: lambda s: s.ids.update(entry=s.submit_bracket(IID, side, 1.0, **options))}
+    with pytest.raises(OrderError, match=re.escape(f"bracket: {message}")):
+        run([FLAT, FLAT, FLAT], script)
 
 
 def test_a_denied_entry_leaves_no_bracket_behind() -> None:

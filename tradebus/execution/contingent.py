@@ -451,6 +451,14 @@ class ContingentOrders:
         if trail_offset is not None and trail_percent is not None:
             raise OrderError("bracket: give trail_offset or trail_percent, not both")
         buy = side == OrderSide.BUY
+        # a child the venue could not take would leave the filled entry unprotected: refused before the entry
+        for name, value in (("entry_price", entry_price), ("stop_loss", stop_loss), ("take_profit", take_profit),
+                            ("trail_offset", trail_offset), ("trail_percent", trail_percent)):
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise OrderError(f"bracket: {name} must be a positive finite number, got {value!r}")
+        if stop_loss is not None and take_profit is not None and (stop_loss >= take_profit) == buy:
+            where = "below" if buy else "above"
+            raise OrderError(f"bracket: stop_loss {stop_loss} must be {where} take_profit {take_profit} of a {side.name}")
         if entry_price is not None:
             for name, px, below in (("stop_loss", stop_loss, buy), ("take_profit", take_profit, not buy)):
                 if px is not None and (px >= entry_price if below else px <= entry_price):
