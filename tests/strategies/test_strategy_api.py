@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -245,6 +246,17 @@ def test_an_order_side_that_is_no_order_side_is_an_order_error(how: str, side: A
     with pytest.raises(OrderError, match=rf"slipped: side must be OrderSide.BUY or OrderSide.SELL, got {side!r}"):
         run([strategy], {BTC_4H: bars_4h().iloc[:6]})
     assert [o.quantity for o in strategy.ctx.orders.orders()] == [0.5]
+
+
+@pytest.mark.parametrize(("field", "value"), [("quantity", -0.25), ("price", 0.0), ("trigger_price", math.nan)])
+def test_a_modify_to_a_value_that_is_not_a_positive_finite_number_is_an_order_error(field: str, value: float) -> None:
+    # a modify to quantity -0.25 went to the risk gate, whose denial only on_order_denied saw: the run exited 0
+    class Remodel(Strategy):
+        def on_bar(self, bar: Bar) -> None:
+            self.modify(self.submit_limit(BTC_4H, OrderSide.BUY, 0.5, round(bar.close * 0.5, 2)), **{field: value})
+
+    with pytest.raises(OrderError, match=rf"remodel: modify {field} must be a positive finite number, got {value!r}"):
+        run([Remodel(BTC_4H, strategy_id="remodel")], {BTC_4H: bars_4h().iloc[:3]})
 
 
 class Modifier(Strategy):

@@ -630,8 +630,12 @@ class Strategy:
         the risk gate refuses it (reason ``"modify: ..."``), the order is another strategy's, or it
         raises an OCO member above its group (reason ``"modify: OCO: ..."``,
         :meth:`ContingentOrders.refused_raise <tradebus.execution.contingent.ContingentOrders.refused_raise>`).
-        A refused modification leaves the order working as it was.
+        A refused modification leaves the order working as it was. A quantity, price or trigger given
+        that is not a positive finite number raises an ``OrderError``, as at :meth:`submit_limit`.
         """
+        for name, value in (("quantity", quantity), ("price", price), ("trigger_price", trigger_price)):
+            if value is not None and not 0.0 < value < _INF:
+                raise OrderError(f"{self.strategy_id}: modify {name} must be a positive finite number, got {value!r}")
         ctx = self.ctx
         order = ctx.orders.order(client_order_id)
         now = ctx.clock.now_ns()
