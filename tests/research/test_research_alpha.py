@@ -149,6 +149,28 @@ def test_cost_stress_scales_fees_and_lowers_equity(tmp_path: Path) -> None:
     assert (np.diff(table["final_equity"].to_numpy()) < 0).all()
 
 
+def test_cost_stress_leaves_out_a_multiplier_that_makes_the_config_invalid(tmp_path: Path) -> None:
+    """research alpha's cost stress ran a taker fee of 0.02 x5 as 0.1, a fee the config itself refuses
+    (below 0.1), where a sweep's stress variant is validated (StressVariant.apply_config)."""
+    from loguru import logger
+
+    config = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())
+    config["data"]["catalog"] = str(REPO / "data" / "catalog")
+    config["instruments"][0]["taker_fee"] = 0.02
+    config["strategy"]["params"]["quantity"] = 0.05
+    path = tmp_path / "fees.yaml"
+    path.write_text(yaml.safe_dump(config))
+    warnings: list[str] = []
+    sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
+    try:
+        table = cost_stress(path, (1.0, 2.0, 5.0))
+    finally:
+        logger.remove(sink)
+    assert table["multiplier"].tolist() == [1.0, 2.0]
+    assert warnings == ["cost stress: costs x5 is left out: costs x5 makes an invalid config:\n"
+                        "  instruments.0.taker_fee: Input should be less than 0.1 (got 0.1)"]
+
+
 def test_quantile_returns_put_equal_factor_values_in_one_quantile() -> None:
     # sorted factor: -1 x3, 0 x4, 1 x3; its 20/40/60/80 % quantiles are -1, 0, 0, 1, so -1 falls in
     # quantile 1, 0 in (-1, 0] = quantile 2, 1 in (0, 1] = quantile 4; quantiles 3 and 5 are empty

@@ -289,6 +289,10 @@ def bootstrap_ci(returns: np.ndarray, n_sims: int = 1000, seed: int = 0, level: 
 def cost_stress(config_path: str | Path, multipliers: Sequence[float] = (1.0, 2.0, 5.0)) -> pd.DataFrame:
     """Re-run a backtest config with every fee and the slippage multiplied; one row of metrics per multiplier.
 
+    A multiplier whose config the config's own rules refuse (a taker fee of 0.02 times 5 is 0.1, not
+    below 0.1) is left out, with a warning naming it and the field, validated as a sweep's stress
+    variant is (:meth:`tradebus.sweep.stress.StressVariant.apply_config`).
+
     The re-runs' records carry ``extra[RERUN]`` (:data:`tradebus.ops.logs.RERUN`, naming the
     multiplier), so the command line does not show them (orders denied for buying power at x5 costs
     read as the backtest's own); one INFO line counts their warnings.
@@ -297,7 +301,7 @@ def cost_stress(config_path: str | Path, multipliers: Sequence[float] = (1.0, 2.
     from tradebus.config import load_config
     from tradebus.ops.logs import RERUN
     from tradebus.reports.metrics import compute_metrics
-    from tradebus.sweep.stress import scale_costs
+    from tradebus.sweep.stress import StressVariant
 
     config = load_config(Path(config_path))
     rows = []
@@ -306,7 +310,11 @@ def cost_stress(config_path: str | Path, multipliers: Sequence[float] = (1.0, 2.
                          filter=lambda r: RERUN in r["extra"])
     try:
         for m in multipliers:
-            stressed = scale_costs(config, m)
+            try:
+                stressed = StressVariant(name=f"costs_x{m:g}", costs=m).apply_config(config)
+            except ConfigError as exc:
+                logger.warning("cost stress: costs x{:g} is left out: {}", m, exc)
+                continue
             with logger.contextualize(**{RERUN: f"cost stress x{m:g}"}):
                 result = build_kernel(stressed).run(build_replay(stressed))
             metrics: dict[str, Any] = compute_metrics(result)
@@ -318,5 +326,5 @@ def cost_stress(config_path: str | Path, multipliers: Sequence[float] = (1.0, 2.
         logger.remove(counter)
     if warned:
         logger.info("cost stress: the {} re-runs with costs x{} logged {} warnings, not shown; the first: {}",
-                    len(rows), ", x".join(f"{m:g}" for m in multipliers), len(warned), warned[0])
+                    len(rows), ", x".join(f"{row['multiplier']:g}" for row in rows), len(warned), warned[0])
     return pd.DataFrame(rows)
