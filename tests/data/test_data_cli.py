@@ -150,6 +150,39 @@ def test_verify_fix_sizes_adds_the_sizes_an_old_manifest_lacks_once_each_hash_ma
     assert not list(tmp_path.rglob(".manifest.json.tmp-*"))
 
 
+def test_verify_fix_sizes_goes_on_after_a_manifest_it_cannot_write_and_names_each(tmp_path: Path) -> None:
+    """verify --fix-sizes on a catalog whose first dataset's folder is read-only stopped at its manifest
+    write (exit 2), so the datasets after it were never verified; each is now checked and each failure named."""
+    from tests.data.test_data_catalog_kill import _without_dac_override
+
+    for symbol in ("A", "B", "C"):
+        assert run("import", str(FIXTURES / "bars_valid.csv"), "--venue", "x", "--market", "spot", "--symbol", symbol,
+                   "--catalog", str(tmp_path))[0] == 0
+        _strip_sizes(tmp_path / "x" / "spot" / symbol / "bars_1h" / "manifest.json")
+    part_b = next((tmp_path / "x" / "spot" / "B").rglob("*.parquet"))
+    part_b.write_bytes(part_b.read_bytes()[:-1] + b"X")
+    read_only = tmp_path / "x" / "spot" / "A" / "bars_1h"
+    stripped_a = (read_only / "manifest.json").read_bytes()
+    read_only.chmod(0o555)
+    try:
+        done = subprocess.run([sys.executable, "-c", "import sys; from tradebus.cli import main; main(sys.argv[1:])",
+                               "data", "verify", "--fix-sizes", "--catalog", str(tmp_path)],
+                              capture_output=True, text=True, timeout=300, env=os.environ.copy(),
+                              preexec_fn=_without_dac_override if os.geteuid() == 0 else None, check=False)
+    finally:
+        read_only.chmod(0o755)
+    out = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 3, out
+    assert "Traceback" not in out
+    assert (f"FAILED catalog {tmp_path}: cannot write the manifest of x/spot/A/bars_1h (Permission denied)") in out
+    assert "does not match the manifest" in out  # B, after A
+    assert "ok x/spot/C/bars_1h: 20 rows" in out and "(sizes recorded for 1 file(s))" in out
+    assert ("1 of 3 datasets failed verification: x/spot/B/bars_1h; 1 of 3 manifests could not be written (no sizes "
+            "recorded): x/spot/A/bars_1h") in out
+    assert (read_only / "manifest.json").read_bytes() == stripped_a
+    assert all(e["size"] > 0 for e in json.loads((tmp_path / "x/spot/C/bars_1h/manifest.json").read_text())["files"])
+
+
 def test_verify_without_fix_sizes_leaves_an_old_manifest_as_it_is(tmp_path: Path) -> None:
     assert run("import", str(FIXTURES / "bars_valid.csv"), "--venue", "x", "--market", "spot", "--symbol", "S",
                "--catalog", str(tmp_path))[0] == 0

@@ -444,7 +444,7 @@ def verify_cmd(
 
     Every dataset is checked, whatever the ones before it gave; the command exits 3 after the last one when any failed, naming each.
 
-    With --fix-sizes a dataset that passes gets the sizes its manifest lacks (hashed again under the catalog's lock).
+    With --fix-sizes a dataset that passes gets the sizes its manifest lacks (hashed again under the catalog's lock); a manifest that cannot be written (a read-only catalog) is named as that dataset's failure, and the others go on (exit 2 when no dataset failed otherwise).
     """
     if not catalog.is_dir():
         raise _fail(ConfigError(f"--catalog {catalog}: no such directory"))
@@ -454,22 +454,27 @@ def verify_cmd(
         _console().print(f"no datasets in {catalog}", highlight=False)
         return
     failed: list[str] = []
+    unwritten: list[str] = []
     for ref in refs:
         try:
             manifest = cat.verify(ref.venue, ref.market, ref.symbol, ref.dataset)
             added = 0
             if fix_sizes and any(entry.size is None for entry in manifest.files):
                 manifest, added = cat.record_sizes(ref.venue, ref.market, ref.symbol, ref.dataset)
-        except DataError as exc:
-            failed.append(ref.relpath().as_posix())
+        except (DataError, ConfigError) as exc:
+            (failed if isinstance(exc, DataError) else unwritten).append(ref.relpath().as_posix())
             _console(stderr=True).print(f"[bold red]FAILED[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             continue
-        except ConfigError as exc:
-            raise _fail(exc) from None
         fixed = f" (sizes recorded for {added} file(s))" if added else ""
         _console().print(f"ok {_summary(manifest)}{fixed}", highlight=False, soft_wrap=True)
+    parts = []
     if failed:
-        raise _fail(DataError(f"{len(failed)} of {len(refs)} datasets failed verification: {', '.join(failed)}"))
+        parts.append(f"{len(failed)} of {len(refs)} datasets failed verification: {', '.join(failed)}")
+    if unwritten:
+        parts.append(f"{len(unwritten)} of {len(refs)} manifests could not be written (no sizes recorded): "
+                     f"{', '.join(unwritten)}")
+    if parts:
+        raise _fail((DataError if failed else ConfigError)("; ".join(parts)))
 
 
 download_app = typer.Typer(name="download", help="Download published exchange archives into the catalog.",
