@@ -202,6 +202,59 @@ def test_a_seed_restored_under_a_span_it_has_not_reached_goes_on_as_a_fresh_run_
     assert np.array_equal(resumed.run(_X[seen:]), fresh.run(_X[seen:]), equal_nan=True)
 
 
+@pytest.mark.parametrize(
+    ("seen", "restored", "message"),
+    [
+        # 20 prices into 12/26: the fast sum holds prices 14..19; under fast=10 it would hold 16..19
+        (20, {**_MACD, "fast": 10}, r"^feature 'macd': the state was saved with slow - fast = 14 \(the fast EMA seeding "
+                                    r"from price 14 of the 20 seen, k_fast not stored yet\), not slow - fast = 16 "
+                                    r"\(fast=10, slow=26\); restore it"),
+        (20, {**_MACD, "slow": 25}, r"saved with slow - fast = 14 .*not slow - fast = 13 \(fast=12, slow=25\)"),
+        # 10 prices: no fast value summed under 12/26 (from 14), but under fast=20 (from 6) prices 6..9 would be
+        (10, {**_MACD, "fast": 20}, r"saved with slow - fast = 14 \(the fast EMA seeding from price 14 of the 10 seen"),
+    ],
+)
+def test_from_state_refuses_a_macd_fast_seed_started_at_another_price(seen: int, restored: dict, message: str) -> None:
+    """A macd saved with fast=12, slow=26 after 20 prices and restored with fast=10 went on with the sum of
+    6 prices as the seed of a 10-price mean (neither k stored yet, the fast sum's start not in the state)."""
+    first = Stepper("macd", **_MACD)
+    first.run(_X[:seen])
+    with pytest.raises(FeatureError, match=message):
+        Stepper.from_state(first.state, "macd", **restored)
+
+
+@pytest.mark.parametrize(
+    ("seen", "restored"),
+    [
+        (20, {"fast": 14, "slow": 28, "signal": 9}),  # the fast sum starts at price 14 under both
+        (10, {**_MACD, "fast": 13}),  # no fast value summed yet under either (from 14, from 13)
+        (0, {**_MACD, "fast": 3}),
+    ],
+)
+def test_a_macd_seed_restored_with_the_same_fast_start_goes_on_as_a_fresh_run_would(seen: int, restored: dict) -> None:
+    first = Stepper("macd", **_MACD)
+    first.run(_X[:seen])
+    resumed = Stepper.from_state(first.state, "macd", **restored)
+    fresh = Stepper("macd", **restored)
+    fresh.run(_X[:seen])
+    assert np.array_equal(resumed.run(_X[seen:]), fresh.run(_X[seen:]), equal_nan=True)
+
+
+def test_a_macd_seed_saved_before_its_fast_start_was_kept_is_refused_naming_why() -> None:
+    """A state row of the earlier layout (slot 5 zero while seeding) cannot tell where its fast sum starts."""
+    first = Stepper("macd", **_MACD)
+    first.run(_X[:20])
+    old = first.state
+    old[5] = 0.0
+    with pytest.raises(FeatureError, match=r"^feature 'macd': the state has seen 20 prices, k_fast not stored yet, "
+                                           r"and does not say where its fast EMA's seed starts \(a state saved by an "
+                                           r"earlier tradebus\); run the stepper again from the first price"):
+        Stepper.from_state(old, "macd", **_MACD)
+    done = Stepper("macd", **_MACD)
+    done.run(_X[:40])
+    assert Stepper.from_state(done.state, "macd", **_MACD).run(_X[40:]).shape == (40, 3)  # seeded: as before
+
+
 @pytest.mark.parametrize("kind", sorted({k.name for k in all_kinds() if k.coefficients}))
 def test_declared_coefficients_are_the_bits_the_kernel_stores(kind: str) -> None:
     kind_ = get_kind(kind)

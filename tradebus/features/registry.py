@@ -156,6 +156,10 @@ class FeatureKind:
     coefficients
         The values the kernel derives from parameters alone and keeps in its state
         (:class:`Coefficient`), checked by :meth:`check_state`.
+    state_check
+        Optional ``state_check(params, state)``, called by :meth:`check_state` after the
+        coefficients: raises :class:`~tradebus.errors.FeatureError` for a state row that
+        other parameters left in a way no coefficient tells (``macd``'s fast seed).
     """
 
     name: str
@@ -170,6 +174,7 @@ class FeatureKind:
     batch: Callable[..., None] | None = field(default=None)
     usage: str | None = field(default=None)
     coefficients: tuple[Coefficient, ...] = field(default=())
+    state_check: Callable[[np.ndarray, np.ndarray], None] | None = field(default=None)
 
     def parameters_doc(self) -> str:
         """The parameters a spec gives, with their defaults (``-`` for none)."""
@@ -237,6 +242,8 @@ class FeatureKind:
                     f"({c.name}={stored!r}), not {c.param}={_number(value)} ({c.name}={expected!r}); "
                     f"restore it with the parameters it was saved with"
                 )
+        if self.state_check is not None:
+            self.state_check(params, state)
 
 
 def _saved(param_of: Callable[[float], float], coefficient: float) -> str:

@@ -285,7 +285,9 @@ def macd_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndar
 
     State: ``[ready, count, ema_slow, ema_fast, ema_signal, macd, k_slow, k_fast, k_signal]``
     (the EMA slots hold running sums while seeding; each ``k`` is stored when its EMA's seed
-    completes). Params: ``[fast, slow, signal]``, ``fast < slow``.
+    completes; until the price ones complete, the ``macd`` slot holds ``slow - fast``, the
+    price the fast sum starts at, for :func:`_macd_check_state`). Params: ``[fast, slow, signal]``,
+    ``fast < slow``.
     """
     v = x[0]
     if math.isfinite(v):
@@ -294,6 +296,7 @@ def macd_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndar
         sig = params[2]
         i = state[1]
         if i < slow:
+            state[5] = slow - fast
             state[2] += v
             if i >= slow - fast:
                 state[3] += v
@@ -743,6 +746,34 @@ def _macd_normalize(kwargs: dict[str, float]) -> dict[str, float]:
     return kwargs
 
 
+def _macd_check_state(params: np.ndarray, state: np.ndarray) -> None:
+    """Refuse a seed whose fast sum started at another price than ``slow - fast`` of ``params``.
+
+    While ``k_fast`` is not stored, the fast sum holds the prices from ``slow - fast`` (kept in
+    ``state[5]``) to the last seen; other parameters that start it elsewhere before the last price
+    would carry on another sum. A row of the layout before ``state[5]`` kept it (zero while
+    seeding) is refused once it has seen a price: where its sum starts cannot be told.
+    """
+    seen = float(state[1])
+    if state[7] != 0.0 or seen == 0.0:
+        return
+    fast, slow = float(params[0]), float(params[1])
+    start, saved = slow - fast, float(state[5])
+    if saved == 0.0:
+        raise FeatureError(
+            f"feature 'macd': the state has seen {int(seen)} prices, k_fast not stored yet, and does not say "
+            "where its fast EMA's seed starts (a state saved by an earlier tradebus); run the stepper again from "
+            "the first price"
+        )
+    if saved != start and seen > min(saved, start):
+        raise FeatureError(
+            f"feature 'macd': the state was saved with slow - fast = {int(saved)} (the fast EMA seeding from "
+            f"price {int(saved)} of the {int(seen)} seen, k_fast not stored yet), not slow - fast = "
+            f"{int(start)} (fast={int(fast)}, slow={int(slow)}); restore it with the parameters it was "
+            "saved with"
+        )
+
+
 def _fixed(size: int) -> Callable[[np.ndarray], int]:
     def constant(params: np.ndarray) -> int:
         return size
@@ -809,6 +840,7 @@ MACD = FeatureKind(
                   ema_coefficient(8, "signal", seeded_after="slow")),
     normalize=_macd_normalize,
     warmup=_macd_warmup,
+    state_check=_macd_check_state,
 )
 ATR = FeatureKind(
     name="atr",
