@@ -152,7 +152,7 @@ def test_decimal_grid_matches_the_instrument_rounding(increment: float) -> None:
     rng = random.Random(7)
     for _ in range(5_000):
         price = rng.uniform(0.0, 120_000.0) if increment >= 1e-5 else rng.uniform(0.0, 50.0)
-        ticks, lots = price * scale / m, price / step
+        ticks = lots = price * scale / m
         slack = min(max(1e-9, ticks * TICKS_RTOL), max(1e-3, ticks * ROUNDING_RTOL))
         assert float(math.ceil(ticks - slack) * m) / scale == inst.round_price_up(price)
         assert float(math.floor(ticks + slack) * m) / scale == inst.round_price_down(price)
@@ -684,6 +684,26 @@ def test_a_reversal_of_600000_coins_in_lots_of_1e8_runs_alike_in_both_tiers() ->
 
     event = fresh().run(MemoryReplay([SourceFrame(IID, "bars", frame)], 700))  # type: ignore[arg-type]
     assert not event.denials and event.fills[1].quantity == 600000.24691356  # 2 x 300,000.12345678
+    fast = run_accelerated(fresh(), MemoryReplay([SourceFrame(IID, "bars", frame)], 700))  # type: ignore[arg-type]
+    assert_same_run(event, fast)
+
+
+def test_a_quantity_on_the_grid_of_a_lot_a_few_ulps_off_its_decimal_is_kept_in_both_tiers() -> None:
+    """703,687.44177663 coins (2 ** 46 - 1 lots) in lots of 1.000000000000001e-08, the decimal 1e-8 six units in
+    its last place off: both tiers bought 703,687.44177662, one lot less, counting quantity / lot (0.08 of a lot
+    below the count there) instead of lots of the decimal, as validate_order does."""
+    inst = Instrument("COINBASE", "BTC-USD", kind="spot", base="BTC", quote="USD", tick_size=0.01,
+                      lot_size=1.000000000000001e-08, min_notional=1.0, taker_fee=0.006)  # fmt: skip
+    frame = BARS.copy()
+    frame[["open", "high", "low", "close"]] /= 100_000.0
+
+    def fresh() -> Kernel:
+        k = Kernel([inst], initial_cash=1e7, venue_config=VENUES["fees"], equity_interval_ns=H4_NS * 6)
+        k.add_strategy(EmaCross(IID, fast=10, slow=30, quantity=703_687.44177663))
+        return k
+
+    event = fresh().run(MemoryReplay([SourceFrame(IID, "bars", frame)], 700))  # type: ignore[arg-type]
+    assert not event.denials and {f.quantity for f in event.fills} == {703_687.44177663}
     fast = run_accelerated(fresh(), MemoryReplay([SourceFrame(IID, "bars", frame)], 700))  # type: ignore[arg-type]
     assert_same_run(event, fast)
 

@@ -123,6 +123,24 @@ def test_round_price_up_and_down_forgive_float_noise_at_ten_trillion_ticks_but_n
     assert fine.round_price_down(100_000.000000009) == 100_000.0
 
 
+def test_round_quantity_and_round_price_count_on_the_decimal_grid_of_an_increment_a_few_ulps_off() -> None:
+    """A lot of 1.000000000000001e-08 (6 units in the last place above 1e-8, loaded as the decimal 1e-8): the
+    quantity 703,687.44177663, on that grid (2 ** 46 - 1 lots), was rounded to 703,687.44177662, one lot down, as
+    quantity / lot drifts 0.08 of a lot below the count there; validate_order counts on the decimal and took both.
+    round_price alike: 703,687,441,776.6255 on a tick of 0.010000000000000014 is 62.55 ticks past ...776.00, nearest
+    ...776.63 (0.45 of a tick away, 0.55 from ...776.62), but price / tick counted 62.47."""
+    fine = make_instrument(lot_size=1.000000000000001e-08, min_notional=0.0)
+    assert fine.round_quantity(703_687.44177663) == 703_687.44177663
+    assert fine.validate_order(703_687.44177663, math.nan) is None
+    assert fine.round_quantity(703_687.441776639) == 703_687.44177663  # 0.9 of a lot above: down to it
+    whole = make_instrument(lot_size=1.0000000000000013, min_notional=0.0)
+    assert whole.round_quantity(70_368_744_177_663.0) == 70_368_744_177_663.0
+    tick = make_instrument(tick_size=0.010000000000000014)
+    assert tick.round_price(703_687_441_776.6255) == 703_687_441_776.63
+    assert tick.round_price(703_687_441_776.6245) == 703_687_441_776.62
+    assert tick.round_price_up(703_687_441_776.6255) == 703_687_441_776.63  # counted on the same grid
+
+
 def test_round_price_down_of_75066163_at_a_tick_of_1e5_is_75066163() -> None:
     inst = make_instrument(tick_size=1e-5)
     assert inst.round_price_down(750.66163) == 750.66163 and inst.round_price_up(750.66163) == 750.66163

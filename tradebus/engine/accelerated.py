@@ -441,13 +441,13 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                 delta = new_target * quantity - pos - 0.0
                 if not abs(delta) / lot * cfg[4] < {exact!r}:  # Instrument.round_quantity may keep float noise there
                     return {invalid}, n_orders, n_fills, n_samples, i
-                size = _grid(math.floor(abs(delta) / lot + min(max(1e-9, abs(delta) / lot * {lots_rtol!r}), max(1e-3, abs(delta) / lot * {rounding_rtol!r}))), cfg[4], cfg[5])
+                size = _grid(math.floor(abs(delta) * cfg[5] / cfg[4] + min(max(1e-9, abs(delta) * cfg[5] / cfg[4] * {lots_rtol!r}), max(1e-3, abs(delta) * cfg[5] / cfg[4] * {rounding_rtol!r}))), cfg[4], cfg[5])
                 if size > 0.0:
                     buy = delta > 0
                     signed = size if buy else -size
                     # The risk gate (no working order) and the account's buying power, in
                     # the gate's order; a limit not set is NaN (no comparison with it holds).
-                    lots = size / lot
+                    lots = size * cfg[5] / cfg[4]
                     if size < cfg[9] - 1e-12 or abs(lots - round(lots)) > min(max(1e-6, lots * {lots_rtol!r}), max(1e-3, lots * {rounding_rtol!r})):
                         return {invalid}, n_orders, n_fills, n_samples, i
                     if n_orders >= cap_orders:
@@ -462,9 +462,9 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                     state = max(max(dd, dl), max(gx, ls))
                     if state == {reducing_state} and pos != 0.0 and buy != (pos > 0.0) and abs(delta) > abs(pos):
                         # Strategy.target_position sends a reversal as its close alone while REDUCING.
-                        size = _grid(math.floor(abs(pos) / lot + min(max(1e-9, abs(pos) / lot * {lots_rtol!r}), max(1e-3, abs(pos) / lot * {rounding_rtol!r}))), cfg[4], cfg[5])
+                        size = _grid(math.floor(abs(pos) * cfg[5] / cfg[4] + min(max(1e-9, abs(pos) * cfg[5] / cfg[4] * {lots_rtol!r}), max(1e-3, abs(pos) * cfg[5] / cfg[4] * {rounding_rtol!r}))), cfg[4], cfg[5])
                         signed = size if buy else -size
-                        lots = size / lot
+                        lots = size * cfg[5] / cfg[4]
                         if size < cfg[9] - 1e-12 or abs(lots - round(lots)) > min(max(1e-6, lots * {lots_rtol!r}), max(1e-3, lots * {rounding_rtol!r})):
                             return {invalid}, n_orders, n_fills, n_samples, i
                     if state == {halted_state}:

@@ -318,9 +318,10 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
         return f"{self.symbol}.{self.venue}"
 
     def round_price(self, price: float) -> float:
-        """Round a price to the nearest tick."""
+        """Round a price to the nearest tick, the ticks counted on the decimal grid (:func:`grid_of`)."""
         tick = self.tick_size
-        return round(round(price / tick) * tick, _digits(tick))
+        m, scale = grid_of(tick)
+        return round(round(price * scale / m) * tick, _digits(tick))
 
     def round_price_up(self, price: float) -> float:
         """Round a price *up* to the tick grid (a buyer's price, rounded against the buyer).
@@ -355,10 +356,12 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
         it counts (0.29 / 1e-8 is 28999999.999999996 lots: 0.29, not 0.28999999; 6.3 - 6.17256286
         is 0.12743713999999962: 0.12743714). The noise forgiven is ``LOTS_RTOL`` of the count (at
         least 1e-9 of a lot) but at most 1e-3 of a lot, or ``ROUNDING_RTOL`` of the count where that
-        is more: the result is above the quantity by no more than that.
+        is more: the result is above the quantity by no more than that. The lots are counted on the
+        decimal the rounding puts the quantity on (:func:`grid_of`), as :meth:`validate_order` counts them.
         """
         lot = self.lot_size
-        lots = quantity / lot
+        m, scale = grid_of(lot)
+        lots = quantity * scale / m
         return round(math.floor(lots + _noise(lots, LOTS_RTOL)) * lot, _digits(lot))
 
     def exact_price_reason(self, price: float) -> str | None:
