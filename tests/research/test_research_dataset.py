@@ -183,9 +183,9 @@ def test_a_window_holding_no_row_is_a_data_error_naming_the_window_and_the_data_
     with pytest.raises(DataError, match=r"no source has a row from dataset.start_ns .* BTC-USD.COINBASE "
                                         r"\(coinbase/spot/BTC-USD/bars_4h\) spans 2016-05-18T08:00:00Z to "):
         build_dataset(_config(start_ns=last + 1))
-    start = int(full["ts_event"].iat[100])
+    start = int(full["ts_event"].iat[100]) + 1  # between two 4h bars: a window of 1 ns holds none
     with pytest.raises(DataError, match="no source has a row between"):
-        build_dataset(_config(start_ns=start, end_ns=start))
+        build_dataset(_config(start_ns=start, end_ns=start + 1))
 
 
 #: Writes a 10-row frame to argv[1], then a 100,000-row one over it under a file-size limit of 64 KiB (a real
