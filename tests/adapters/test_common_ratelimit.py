@@ -283,3 +283,39 @@ def test_a_wall_clock_set_back_during_a_pause_waits_only_what_was_left_of_it() -
 
     asyncio.run(go())
     assert ft.slept == [pytest.approx(2.0)]
+
+
+class SteppedTime(FakeTime):
+    """A wall clock a test can step (an NTP step) beside a steady clock that only sleeping moves."""
+
+    def __init__(self, t: float = 1_000.0) -> None:
+        super().__init__(t)
+        self.s = 50.0
+
+    def steady(self) -> float:
+        return self.s
+
+    async def sleep(self, seconds: float) -> None:
+        await super().sleep(seconds)
+        self.s += seconds
+
+
+def test_a_wall_clock_set_forward_an_hour_during_a_ban_waits_what_was_left_of_it() -> None:
+    """A Binance 418 asks for ``Retry-After: 120`` at 1030; 10 s later the wall clock is set forward an hour (an NTP
+    step). The ban's end, 1150 on the old clock, was then 3,480 s in the past and the next request went at once,
+    into the ban (each request during a ban prolongs it). It waits the 110 s left of the 120 the venue asked;
+    a step back still leaves them too."""
+    for step in (3_600.0, -3_600.0):
+        ft = SteppedTime(1_030.0)
+        budget = WeightBudget(100, 60.0, headroom=1.0, monotonic=ft.now, sleep=ft.sleep, steady=ft.steady)
+        budget.observe(418, {"Retry-After": "120"})
+        ft.t += 10.0
+        ft.s += 10.0
+        ft.t += step
+
+        async def go(b: WeightBudget = budget) -> None:
+            await b.acquire(1)
+
+        asyncio.run(go())
+        assert ft.slept == [pytest.approx(110.0)], step
+        assert budget.blocked_until == pytest.approx(1_150.0 + step)

@@ -53,9 +53,10 @@ clock set forward past the end lets the first request go, and a ban still on ans
 
 Time comes from an injected clock (seconds; wall time by default) and waiting from an injected sleep,
 so the rules are tested without waiting. Wall time, since the venue's windows are wall minutes (Binance), its
-reset header an epoch time (Bybit) and a kept pause must outlive the process; a step back of the clock (an NTP
-step) is measured between two reads and leaves what was left of a pause as long, and a window used up held
-no longer than one window (not the length of the step).
+reset header an epoch time (Bybit) and a kept pause must outlive the process; a step of the clock (an NTP
+step) is measured between two reads against a steady clock (:func:`time.monotonic`) and leaves what was left of a
+pause as long, back or forward (set forward, it does not let a request into a ban early), and after a step back a
+window used up is held no longer than one window (not the length of the step).
 """
 
 from __future__ import annotations
@@ -109,6 +110,10 @@ class WeightBudget:
     monotonic, sleep
         Clock (seconds since the epoch: wall time, as the venue's windows, reset times and a kept pause are; a step
         back of it is taken into account, see :meth:`_clock`) and sleep (tests inject their own).
+    steady
+        A clock no step moves (seconds, any origin): a pause lasts as long on it as the venue asked, so the wall
+        clock set forward does not end it early (:meth:`_clock`). ``None``: :func:`time.monotonic` with the default
+        ``monotonic``, else none (an injected clock alone: only a step back of it is seen).
 
     Attributes
     ----------
@@ -136,6 +141,7 @@ class WeightBudget:
         limit_header: str = "",
         monotonic: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        steady: Callable[[], float] | None = None,
     ) -> None:
         if limit <= 0 or window <= 0 or not 0 < headroom <= 1:
             raise ValueError(f"WeightBudget: need limit > 0, window > 0, 0 < headroom <= 1; got {limit}, {window}, {headroom}")
@@ -156,7 +162,9 @@ class WeightBudget:
         self._pause_told = False
         self._now = monotonic
         self._sleep = sleep
+        self._steady = time.monotonic if steady is None and monotonic is time.time else steady
         self._last_now = monotonic()
+        self._last_steady = self._steady() if self._steady is not None else 0.0
         self._window_start = self._start_of(self._last_now)
         self.used = 0.0
         self.blocked_until = 0.0
@@ -166,20 +174,30 @@ class WeightBudget:
         self.waits = 0
 
     def _clock(self) -> float:
-        """The clock's time, taking a step back of it (the wall clock set back) into account: what was left of a
-        pause stays as long, and the window becomes the one the clock is now in, its weight used kept (so a step
-        back holds requests at most one window more, not the length of the step)."""
+        """The clock's time, taking a step of it (the wall clock set back or forward) into account: what was left of
+        a pause stays as long; after a step back the window becomes the one the clock is now in, its weight used kept
+        (so a step back holds requests at most one window more, not the length of the step).
+
+        A step is the wall time passed between two reads less the :attr:`steady` time passed (without a steady
+        clock, only a step back is seen: the wall time going back).
+        """
         now = self._now()
-        back = self._last_now - now
+        step = now - self._last_now
         self._last_now = now
-        if back > 0:
-            if self.blocked_until > 0:
-                self.blocked_until -= back
+        if self._steady is not None:
+            steady = self._steady()
+            step -= steady - self._last_steady
+            self._last_steady = steady
+        elif step > 0:
+            step = 0.0
+        if step and self.blocked_until > 0:
+            self.blocked_until += step
+        if step < 0:
             start = self._start_of(now)
             if start < self._window_start:
                 self._window_start = start
                 logger.warning("rate budget: the clock went back {:.1f} s; the weight used ({:.0f}) counts in the "
-                               "window it is now in", back, self.used)
+                               "window it is now in", -step, self.used)
         return now
 
     def _start_of(self, t: float) -> float:
