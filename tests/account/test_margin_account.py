@@ -1021,6 +1021,33 @@ def test_a_funding_in_a_gap_due_at_another_instrument_s_bar_is_paid_before_the_n
     assert ran.result.equity == processed.result.equity
 
 
+def test_a_funding_at_the_close_of_a_live_kline_received_soon_after_a_late_one_is_paid_after_its_fills() -> None:
+    """A paper daemon on 1-minute klines stamps each bar at its receive time (``ts_init``), its close at
+    ``ts_event``: here 0.5 s after the close, but the kline closing at 00:02 came 60.1 s late (the loop was
+    busy), 0.4 s before the next one. 0.1 bought on bar 1 (filled at 00:01, bar 2's open), 0.2 sold on bar 5
+    (filled at 00:05, bar 6's open): short 0.1 from 00:05. A funding of 0.1 % at 00:06, the close of bar 6 (no
+    mark price) is the short's: it receives 0.1 * 20,050 * 0.001 = 2.005 (at the 00:05 close, the price when it fell
+    due), after bar 6's fills. The receive times' shortest spacing, 0.4 s, was taken for the bar length: bar 6
+    was taken to open 0.1 s after 00:06, the funding to lie in a gap before it, and the long paid 2.0055 at bar 6's
+    open before the sell filled. The bar length is the spacing of the bars' closes (``ts_event``)."""
+    inst = perp()
+    iid = inst.instrument_id
+    m = 60_000_000_000
+    k = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0)
+    k.add_strategy(_FlipAfterGap(iid))
+    k.feed_perpetual_data([FundingRate(iid, T0, T0, 0.001, T0 + 6 * m)])
+    k.start()
+    for j in range(1, 10):
+        close = T0 + j * m
+        late = 60_100_000_000 if j == 2 else 500_000_000
+        k.process(Bar(iid, close, close + late, 20_000.0 + 10.0 * j - 5.0, 20_000.0 + 10.0 * j,
+                      20_000.0 + 10.0 * j - 5.0, 20_000.0 + 10.0 * j, 1.0))
+    k.stop()
+    assert [(f.side, f.price) for f in k.result.fills] == [("BUY", 20_015.0), ("SELL", 20_055.0)]
+    assert [(p.ts_event, p.quantity, p.mark_price) for p in k.result.funding] == [(T0 + 6 * m, -0.1, 20_050.0)]
+    assert k.result.funding[0].payment == pytest.approx(-2.005)
+
+
 @pytest.mark.parametrize("lean", [False, True])
 def test_a_funding_due_on_another_instrument_s_bar_waits_for_the_bar_it_falls_in_or_the_end(
     tmp_path: Path, lean: bool

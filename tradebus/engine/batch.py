@@ -231,7 +231,7 @@ class BatchLoop:
             return
         iid = k.instrument_key(batch.instrument_id)
         if k.perpetuals is not None:
-            k.perpetuals.note_bars(iid, batch.ts_init)  # where a bar after a gap opens
+            k.perpetuals.note_bars(iid, batch.ts_event)  # where a bar after a gap opens
         view, live, out, deliver, history = self._bar_lane(
             iid, batch.ts_event, batch.open, batch.high, batch.low, batch.close, batch.volume
         )
@@ -297,7 +297,7 @@ class BatchLoop:
                 watch = ti + 1  # a timer may move equity (interest): the breakers see it next time
             if perps is not None and ti > perps.next_funding_ns:
                 # before its fills, unless held for its bar (Perpetuals)
-                perps.settle_due(ti, before=True, bar=iid, opening=o)
+                perps.settle_due(ti, before=True, bar=iid, opening=o, closing=te)
                 watch = ti + 1
             bar = Bar(iid, te, ti, o, h, lo, c, v)
             # priced: the portfolio is marked at this close (a watched position is checked below)
@@ -398,7 +398,8 @@ class BatchLoop:
                     j -= 1  # its handlers see the previous bar, as a timer's
                     materialize(j)
                     # before its fills, unless held for its bar (Perpetuals)
-                    perps.settle_due(ti, before=True, bar=iid, opening=float(batch.open[j + 1]))
+                    perps.settle_due(ti, before=True, bar=iid, opening=float(batch.open[j + 1]),
+                                     closing=int(batch.ts_event[j + 1]))
                     j += 1
                     watch = ti + 1
                 priced = self.needs_execution
@@ -498,7 +499,7 @@ class BatchLoop:
                 continue
             iid = k.instrument_key(instrument_id)
             if k.perpetuals is not None:
-                k.perpetuals.note_bars(iid, batch.ts_init[rows])  # where a bar after a gap opens
+                k.perpetuals.note_bars(iid, batch.ts_event[rows])  # where a bar after a gap opens
             view, live, out, deliver, history = self._bar_lane(
                 iid,
                 batch.ts_event[rows],
@@ -570,7 +571,7 @@ class BatchLoop:
                 watch = ti + 1  # see _full_bars
             if perps is not None and ti > perps.next_funding_ns:
                 # before its fills, unless held for its bar (Perpetuals)
-                perps.settle_due(ti, before=True, bar=iid, opening=o)
+                perps.settle_due(ti, before=True, bar=iid, opening=o, closing=te)
                 watch = ti + 1
             bar = Bar(iid, te, ti, o, h, lo, c, v)
             priced = False
@@ -675,7 +676,9 @@ class BatchLoop:
                 if perps is not None and ti > perps.next_funding_ns:
                     materialize()
                     # before its fills, unless held for its bar (Perpetuals)
-                    perps.settle_due(ti, before=True, bar=iid, opening=float(batch.open[j]))
+                    perps.settle_due(
+                        ti, before=True, bar=iid, opening=float(batch.open[j]), closing=int(batch.ts_event[j])
+                    )
                     watch = ti + 1
                 priced = False
                 if self.needs_execution:

@@ -835,13 +835,15 @@ class Kernel:
             # the position held at the funding time pays, not this message's fills (a bar or mark at
             # that time settles it after them)
             if type(msg) is Bar:
-                perps.settle_due(msg.ts_init, before=True, bar=msg.instrument_id, opening=msg.open)
+                perps.settle_due(
+                    msg.ts_init, before=True, bar=msg.instrument_id, opening=msg.open, closing=msg.ts_event
+                )
             else:
                 perps.settle_due(msg.ts_init, before=type(msg) in _SETTLED_AFTER)
         handler(msg)
         if perps is not None:
             if type(msg) is Bar:
-                perps.note_bar(msg.instrument_id, msg.ts_init)
+                perps.note_bar(msg.instrument_id, msg.ts_event)
             perps.settle_due(msg.ts_init)
             if perps.watching and type(msg) is not MarkPrice:
                 perps.check(msg.ts_init)

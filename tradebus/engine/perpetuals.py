@@ -32,7 +32,7 @@ Funding
     along its path, are the position held at the funding time (the venue charges whoever holds
     the position then); one a bar opens at is not (a fill at the funding time itself comes after
     it). A bar after a gap in the data opens one bar length (the shortest spacing of its
-    instrument's bars up to it, :meth:`bar_open`) before its close, not at the previous close: a
+    instrument's bars' closes, ``ts_event``, up to it, :meth:`bar_open`) before its close, not at the previous close: a
     funding in the gap is paid before that bar's fills (held ones too, once the bar shows it), and
     without marks priced at that bar's open, the first price after its time. The run's end pays a funding still held on the position held then, before the strategies'
     ``on_stop`` and in the run's last equity sample.
@@ -300,7 +300,10 @@ class Perpetuals:
         if self.on_due is not None:
             self._keep_due(msg.ts_init)
 
-    def settle_due(self, now: int, *, before: bool = False, bar: str | None = None, opening: float = math.nan) -> None:
+    def settle_due(
+        self, now: int, *, before: bool = False, bar: str | None = None, opening: float = math.nan,
+        closing: int | None = None,
+    ) -> None:
         """Settle every announced funding whose time is at or before ``now`` (``before``: strictly before it).
 
         A funding inside the next bar of an instrument with an order at a bar-filled venue is held
@@ -308,21 +311,22 @@ class Perpetuals:
         call before a bar's handlers) but one of ``bar``'s.
 
         ``bar`` (with ``before``): the instrument whose bar stamped ``now`` comes next, opening at price
-        ``opening``. A funding of it at or before that bar's open (:meth:`bar_open`: in a gap of its bars) is
-        paid now, before the bar's fills, pending or held, at its mark or, with no mark price, at ``opening``:
-        the first price after the funding time.
+        ``opening`` and closing at ``closing`` (its ``ts_event``, venue time; ``None``: ``now``). A funding of it
+        whose time is at or before that bar's open (:meth:`bar_open`: in a gap of its bars) is paid now, before the
+        bar's fills, pending or held, at its mark or, with no mark price, at ``opening``: the first price after the
+        funding time.
         """
         if now < self.next_funding_ns or (before and now == self.next_funding_ns):
             return
         portfolio = self._portfolio
         venue = self._bar_venue
-        opens = None if bar is None or venue is None else self.bar_open(bar, now)
+        opens = None if bar is None or venue is None else self.bar_open(bar, now if closing is None else closing)
         for iid, (due, at, rate) in list(self._pending.items()):
             if due > now or (before and due == now):
                 continue
             del self._pending[iid]
             self._settled[iid] = at
-            if iid == bar and opens is not None and opens >= due:  # before the bar: in a gap of its bars
+            if iid == bar and opens is not None and opens >= at:  # before the bar: in a gap of its bars
                 self._pay(iid, at, rate, self._price_before(iid, opening), now)
                 continue
             if venue is not None:
@@ -343,7 +347,7 @@ class Perpetuals:
             self.check(now)  # a payment may take a position below maintenance margin
 
     def note_bars(self, instrument_id: str, times: np.ndarray) -> None:
-        """Note the close times (sorted ``ts_init``) of a bar loop's batch of the instrument's bars.
+        """Note the close times (sorted ``ts_event``, venue time) of a bar loop's batch of the instrument's bars.
 
         Nothing is read from them before the loop reaches them: :meth:`bar_open` of a bar looks at the
         bars up to it. Only the perpetuals of a venue filling on bars need them (a no-op otherwise).
@@ -355,7 +359,11 @@ class Perpetuals:
         self._bar_batches[instrument_id] = (times, None)
 
     def note_bar(self, instrument_id: str, ts: int) -> None:
-        """Note one bar of the instrument closing at ``ts`` (:meth:`Kernel.process`), after its handlers."""
+        """Note one bar of the instrument closing at ``ts`` (its ``ts_event``), after its handlers (:meth:`Kernel.process`).
+
+        The venue's close times, not the receive times (``ts_init``): a daemon's klines arrive with delays of
+        their own, two of them a fraction of a second apart after a late one, no bar length.
+        """
         inst = self.instruments.get(instrument_id)
         if self._bar_venue is None or inst is None or not inst.is_perpetual:
             return
@@ -365,7 +373,7 @@ class Perpetuals:
             self._bar_steps[instrument_id] = (step if last < 0 else min(step, ts - last), ts)
 
     def bar_open(self, instrument_id: str, close: int) -> int | None:
-        """Where the instrument's bar closing at ``close`` opens (``None``: no earlier bar of it known).
+        """Where the instrument's bar closing at ``close`` (``ts_event``) opens (``None``: no earlier bar of it known).
 
         A bar lasts the shortest spacing of the instrument's bars up to it (time bars: their interval,
         once two adjacent bars have been seen), so a bar after a gap opens that long before its close, not
@@ -491,11 +499,11 @@ class Perpetuals:
         self._held = kept
 
     def _pay_held_before(self, bar: str, opens: int, opening: float, now: int) -> None:
-        """Pay the held fundings of ``bar`` at or before its next bar's open ``opens`` (before its fills)."""
+        """Pay the held fundings of ``bar`` timed at or before its next bar's open ``opens`` (before its fills)."""
         kept = []
         for held in self._held:
             iid, due, at, rate, mark = held
-            if iid == bar and due <= opens:
+            if iid == bar and at <= opens:
                 if not self._positions[iid].has_mark and opening == opening:
                     mark = opening
                 self._pay(iid, at, rate, mark, now)
