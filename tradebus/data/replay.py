@@ -16,6 +16,10 @@ same order by construction.
 File sources (CSV, Parquet, Coinbase JSON) are read whole and validated by
 :mod:`tradebus.data.ingest`, then cut into chunks.
 
+A :class:`MemorySource` holds a source's rows in memory, with the chunks a replay read
+them in (:meth:`Replay.read_memory`): a replay of such sources (the lookahead detector's,
+on perturbed copies) yields the same batches, mixed ones included, as the replay that read them.
+
 Every catalog kind replays (:data:`~tradebus.data.catalog.KINDS`): bars, trades,
 quotes, L2 book rows, mark prices, funding rates, open interest and percentage-depth
 bands (one :class:`~tradebus.engine.messages.BookDepth` per band). Book rows are
@@ -69,7 +73,7 @@ from tradebus.engine.messages import (
 )
 from tradebus.errors import DataError
 
-__all__ = ["MixedBatch", "Replay", "ReplayBatch", "ReplaySource"]
+__all__ = ["MemorySource", "MixedBatch", "Replay", "ReplayBatch", "ReplaySource"]
 
 DEFAULT_BATCH_ROWS = 65_536
 _BAR_FIELDS = ("open", "high", "low", "close", "volume")
@@ -234,6 +238,47 @@ class ReplaySource:
             return []
         manifest = Catalog(self.catalog_root).manifest(self.venue, self.market, self.symbol, self.dataset)
         return [(int(a), int(b), int(first), int(last), int(lost)) for a, b, first, last, lost in manifest.missed_trades]
+
+
+@dataclass(frozen=True, eq=False)
+class MemorySource:
+    """One stream of a replay held in memory: the rows of one source, and the chunks they are read in.
+
+    :meth:`Replay.read_memory` gives a replay's sources as it read them; a :class:`Replay` over
+    them (with the same ``batch_rows``) cuts and merges them as that replay did, so its
+    :meth:`~Replay.batches` and :meth:`~Replay.mixed_batches` are the same batches.
+
+    Attributes
+    ----------
+    instrument_id, kind
+        As in :class:`ReplaySource`.
+    ts_event, ts_init
+        int64 ns arrays, sorted by ``ts_init``.
+    columns
+        Every value column of the kind (:func:`~tradebus.data.catalog.schema_for`), by name.
+    trade_id
+        The trade ids (trades), else ``None``.
+    chunks
+        Rows of each chunk, in order (they add up to the rows): read as given, already checked and
+        cut where the replay that read them cut (a book message never split). ``None``: chunks of
+        ``batch_rows`` rows, checked as a file's are.
+    """
+
+    instrument_id: str
+    kind: str
+    ts_event: np.ndarray
+    ts_init: np.ndarray
+    columns: dict[str, np.ndarray]
+    trade_id: list[str] | None = None
+    chunks: tuple[int, ...] | None = None
+
+    def describe(self) -> str:
+        """Return a short human-readable name of the source."""
+        return f"in-memory {self.kind} of {self.instrument_id}"
+
+    def shared_times(self) -> bool:
+        """``False``: rows in memory record no bar type (see :meth:`ReplaySource.shared_times`)."""
+        return False
 
 
 class ReplayBatch:
@@ -633,7 +678,8 @@ class Replay:
     Parameters
     ----------
     sources
-        The streams; their order breaks ties at equal ``ts_init``.
+        The streams; their order breaks ties at equal ``ts_init``. A :class:`MemorySource` is read in
+        its own chunks (it is neither prefetched nor, with chunks given, checked again).
     start_ns, end_ns
         Inclusive ``ts_init`` range to replay (``None`` = unbounded); a book source starts
         with its book at ``start_ns`` (see the module docstring).
@@ -656,7 +702,7 @@ class Replay:
 
     def __init__(
         self,
-        sources: Sequence[ReplaySource],
+        sources: Sequence[ReplaySource | MemorySource],
         start_ns: int | None = None,
         end_ns: int | None = None,
         batch_rows: int = DEFAULT_BATCH_ROWS,
@@ -682,12 +728,53 @@ class Replay:
     def _chunks(self, index: int, *, check_values: bool = False) -> Iterator[_Chunk]:
         """The checked chunks of source ``index``; with :attr:`prefetch` its reading starts now."""
         src = self.sources[index]
+        if isinstance(src, MemorySource):
+            return self._memory_chunks(src, check_values)
         raw = self._file_chunks(src) if src.path is not None else self._catalog_chunks(src)
         if self.prefetch:
             raw = prefetched(raw, name=f"tradebus-replay-{index}")
         return self._checked(src, raw, check_values)
 
-    def _checked(self, src: ReplaySource, raw: Iterator[_Chunk], check_values: bool) -> Iterator[_Chunk]:
+    def _memory_chunks(self, src: MemorySource, check_values: bool) -> Iterator[_Chunk]:
+        """The chunks of an in-memory source in range: as it gives them, or of ``batch_rows`` rows, checked."""
+        whole = _Chunk(src.describe(), 1, src.ts_event, src.ts_init, src.columns, src.trade_id)
+        lo, hi = _range_mask(src.ts_init, self.start_ns, self.end_ns)
+        if src.chunks is None:
+            cuts = [(a, min(a + self.batch_rows, hi)) for a in range(lo, hi, self.batch_rows)]
+            return self._checked(src, (whole.cut(a, b) for a, b in cuts), check_values)  # type: ignore[arg-type]
+        if sum(src.chunks) != len(whole):
+            raise DataError(f"{src.describe()}: chunks of {sum(src.chunks)} rows in all, the source has {len(whole)}")
+        ends = np.cumsum(src.chunks, dtype=np.int64).tolist()
+        bounds = zip([0, *ends[:-1]], ends, strict=True)
+        return (whole.cut(max(a, lo), min(b, hi)) for a, b in bounds if min(b, hi) > max(a, lo))
+
+    def read_memory(self) -> list[MemorySource]:
+        """Every row of every source in range, in memory, with the chunks this replay reads them in.
+
+        A :class:`Replay` over them with this replay's ``batch_rows`` yields this replay's batches.
+
+        Raises
+        ------
+        DataError
+            As :meth:`batches`.
+        """
+        out = []
+        for i, src in enumerate(self.sources):
+            chunks = list(self._chunks(i))
+            fields = _fields(src.kind)
+            out.append(MemorySource(
+                src.instrument_id,
+                src.kind,
+                np.concatenate([c.ts_event for c in chunks]) if chunks else np.empty(0, dtype=np.int64),
+                np.concatenate([c.ts_init for c in chunks]) if chunks else np.empty(0, dtype=np.int64),
+                {f: np.concatenate([c.columns[f] for c in chunks]) if chunks
+                 else np.empty(0, dtype=schema_for(src.kind).field(f).type.to_pandas_dtype()) for f in fields},
+                [t for c in chunks for t in c.trade_id] if src.kind == "trades" else None,  # type: ignore[union-attr]
+                tuple(len(c) for c in chunks),
+            ))
+        return out
+
+    def _checked(self, src: ReplaySource | MemorySource, raw: Iterator[_Chunk], check_values: bool) -> Iterator[_Chunk]:
         prev_ts: int | None = None
         prev_event: int | None = None
         prev_where = ""

@@ -33,8 +33,9 @@ A strategy that reads data files itself is not covered by :func:`check_config`; 
 code a ``runner`` that hands it the perturbed frames (see the tests).
 
 The run is the real backtest loop (:meth:`Kernel.run`, batch path included) over an
-in-memory replay merged like :class:`~tradebus.data.replay.Replay` (by
-``ts_init``, then source order). :func:`check_config` does it for a run config;
+in-memory :class:`~tradebus.data.replay.Replay` (:class:`MemoryReplay`) read in the chunks the
+config's replay read (:func:`read_sources`), so it yields the backtest's batches, mixed ones
+included: a leak through where a batch ends shows at the rows it shows at in the backtest. :func:`check_config` does it for a run config;
 :func:`detect_lookahead` takes any ``runner(frames) -> Trace`` (datasets, custom
 strategies).
 """
@@ -42,7 +43,7 @@ strategies).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ import pandas as pd
 from loguru import logger
 
 from tradebus.data.catalog import schema_for
-from tradebus.data.replay import MixedBatch, ReplayBatch
+from tradebus.data.replay import DEFAULT_BATCH_ROWS, MemorySource, Replay
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import Bar, FundingRate, MarkPrice, OrderFilled, Quote, Trade
 from tradebus.errors import ConfigError
@@ -96,11 +97,32 @@ def _values(kind: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class SourceFrame:
-    """The rows of one replay source: ``ts_event``, ``ts_init`` and the kind's value columns (+ ``trade_id``)."""
+    """The rows of one replay source: ``ts_event``, ``ts_init`` and the kind's value columns (+ ``trade_id``).
+
+    ``chunks``: rows of each chunk the replay read them in (:func:`read_sources`), so that
+    :class:`MemoryReplay` cuts and merges them as that replay did; ``None``: chunks of ``batch_rows``.
+    """
 
     instrument_id: str
     kind: str
     frame: pd.DataFrame
+    chunks: tuple[int, ...] | None = None
+
+    def memory(self) -> MemorySource:
+        """The rows as a :class:`~tradebus.data.replay.MemorySource` (columns in their catalog types)."""
+        schema = schema_for(self.kind)
+        frame = self.frame
+        columns = {c: np.ascontiguousarray(frame[c].to_numpy(dtype=schema.field(c).type.to_pandas_dtype()))
+                   for c in _values(self.kind)}
+        return MemorySource(
+            self.instrument_id,
+            self.kind,
+            frame["ts_event"].to_numpy(dtype=np.int64),
+            frame["ts_init"].to_numpy(dtype=np.int64),
+            columns,
+            frame["trade_id"].astype(str).tolist() if self.kind == "trades" else None,
+            self.chunks,
+        )
 
 
 @dataclass
@@ -140,24 +162,14 @@ class LookaheadReport:
 # ---------------------------------------------------------------------------- inputs
 
 
-def read_sources(replay: Any) -> list[SourceFrame]:
-    """Every row of a :class:`~tradebus.data.replay.Replay`, one frame per source."""
-    parts: dict[int, list[ReplayBatch]] = {}
-    for batch in replay.batches():
-        parts.setdefault(batch.source, []).append(batch)
+def read_sources(replay: Replay) -> list[SourceFrame]:
+    """Every row of a :class:`~tradebus.data.replay.Replay`, one frame per source, with the chunks it read them in."""
     out = []
-    for index in sorted(parts):
-        batches = parts[index]
-        kind = batches[0].kind
-        data: dict[str, Any] = {
-            "ts_event": np.concatenate([b.ts_event for b in batches]),
-            "ts_init": np.concatenate([b.ts_init for b in batches]),
-        }
-        for name in batches[0].columns:
-            data[name] = np.concatenate([b.columns[name] for b in batches])
-        if kind == "trades":
-            data["trade_id"] = [t for b in batches for t in b.trade_id]
-        out.append(SourceFrame(batches[0].instrument_id, kind, pd.DataFrame(data)))
+    for src in replay.read_memory():
+        data: dict[str, Any] = {"ts_event": src.ts_event, "ts_init": src.ts_init, **src.columns}
+        if src.kind == "trades":
+            data["trade_id"] = src.trade_id
+        out.append(SourceFrame(src.instrument_id, src.kind, pd.DataFrame(data), src.chunks))
     return out
 
 
@@ -190,7 +202,7 @@ def perturb(sources: Sequence[SourceFrame], cut: int, rng: np.random.Generator) 
             frame.loc[after, "close"] = close
             frame.loc[after, "high"] = np.maximum(frame.loc[after, "high"].to_numpy(), close)
             frame.loc[after, "low"] = np.minimum(frame.loc[after, "low"].to_numpy(), close)
-        out.append(SourceFrame(src.instrument_id, src.kind, frame))
+        out.append(SourceFrame(src.instrument_id, src.kind, frame, src.chunks))
     return out
 
 
@@ -227,65 +239,16 @@ def perpetual_messages(sources: Sequence[SourceFrame]) -> list[MarkPrice | Fundi
     return out
 
 
-class MemoryReplay:
-    """Batches over in-memory source frames, merged by ``ts_init`` then source order (as :class:`Replay`).
+class MemoryReplay(Replay):
+    """A :class:`~tradebus.data.replay.Replay` over in-memory source frames (perturbed or not).
 
-    Several bar sources are walked as :meth:`Replay.mixed_batches` walks them, rows of every
-    instrument in one batch, so a strategy runs on the batch path of its backtest.
+    Each frame is read in its ``chunks`` (those of the replay :func:`read_sources` read it from), so
+    :meth:`~Replay.batches` and :meth:`~Replay.mixed_batches` are that replay's batches, cut by the same
+    rule; frames without ``chunks`` are read ``batch_rows`` rows at a time, as a file is.
     """
 
-    def __init__(self, sources: Sequence[SourceFrame], batch_rows: int = 65_536) -> None:
-        self.sources = list(sources)
-        self.batch_rows = batch_rows
-
-    def _order(self) -> np.ndarray:
-        """Positions in the sources' concatenated rows, in ``(ts_init, source, row)`` order."""
-        ts = np.concatenate([s.frame["ts_init"].to_numpy(dtype=np.int64) for s in self.sources])
-        which = np.concatenate([np.full(len(s.frame), i) for i, s in enumerate(self.sources)])
-        return np.lexsort((which, ts))
-
-    def mixed_batches(self) -> Iterator[ReplayBatch | MixedBatch]:
-        """The rows of :meth:`batches`, those of several bar sources in :class:`MixedBatch` es of ``batch_rows``."""
-        if len(self.sources) < 2 or any(s.kind != "bars" for s in self.sources):
-            yield from self.batches()
-            return
-        order = self._order()
-
-        def merged(name: str, dtype: Any) -> np.ndarray:
-            return np.concatenate([s.frame[name].to_numpy(dtype=dtype) for s in self.sources])[order]
-
-        source = np.concatenate([np.full(len(s.frame), i, dtype=np.int32) for i, s in enumerate(self.sources)])[order]
-        ts_event, ts_init = merged("ts_event", np.int64), merged("ts_init", np.int64)
-        columns = {c: merged(c, np.float64) for c in _values("bars")}
-        ids = tuple(s.instrument_id for s in self.sources)
-        for lo in range(0, len(order), self.batch_rows):
-            part = slice(lo, lo + self.batch_rows)
-            yield MixedBatch(ids, source[part], ts_event[part], ts_init[part], {c: v[part] for c, v in columns.items()})
-
-    def batches(self) -> Iterator[ReplayBatch]:
-        """Runs of consecutive rows of one source, in merged order."""
-        order = self._order()
-        which = np.concatenate([np.full(len(s.frame), i) for i, s in enumerate(self.sources)])[order]
-        row = np.concatenate([np.arange(len(s.frame)) for s in self.sources])[order]
-        cuts = np.flatnonzero(np.diff(which) != 0) + 1
-        for a, b in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(which)]]), strict=True):
-            i = int(which[a])
-            src = self.sources[i]
-            for lo in range(int(a), int(b), self.batch_rows):
-                hi = min(lo + self.batch_rows, int(b))
-                rows = src.frame.iloc[row[lo:hi]]
-                data = {c: np.ascontiguousarray(rows[c].to_numpy()) for c in _values(src.kind)}
-                if src.kind == "trades":
-                    data["aggressor"] = data["aggressor"].astype(np.int8)
-                yield ReplayBatch(
-                    i,
-                    src.instrument_id,
-                    src.kind,
-                    rows["ts_event"].to_numpy(dtype=np.int64),
-                    rows["ts_init"].to_numpy(dtype=np.int64),
-                    data,
-                    rows["trade_id"].tolist() if src.kind == "trades" else None,
-                )
+    def __init__(self, sources: Sequence[SourceFrame], batch_rows: int = DEFAULT_BATCH_ROWS) -> None:
+        super().__init__([s.memory() for s in sources], batch_rows=batch_rows, prefetch=False)
 
 
 # ---------------------------------------------------------------------------- kernel runs
@@ -352,8 +315,11 @@ class _Probe(Strategy):
         self._record(quote.instrument_id, quote.ts_init)
 
 
-def kernel_trace(make_kernel: Callable[[], Kernel], sources: Sequence[SourceFrame]) -> Trace:
-    """Run a fresh kernel from ``make_kernel`` over ``sources`` and record features, outputs and decisions."""
+def kernel_trace(
+    make_kernel: Callable[[], Kernel], sources: Sequence[SourceFrame], batch_rows: int = DEFAULT_BATCH_ROWS
+) -> Trace:
+    """Run a fresh kernel from ``make_kernel`` over ``sources`` (a :class:`MemoryReplay` of ``batch_rows``, that of
+    the replay they were read from) and record features, outputs and decisions."""
     trace = Trace()
     kernel = make_kernel()
     probe = _Probe(kernel, trace)
@@ -367,7 +333,7 @@ def kernel_trace(make_kernel: Callable[[], Kernel], sources: Sequence[SourceFram
                   ["fill", "BUY" if fill.side > 0 else "SELL", fill.last_qty, fill.last_px])
 
     kernel.bus.subscribe(OrderFilled, on_fill)
-    kernel.run(MemoryReplay(sources))
+    kernel.run(MemoryReplay(sources, batch_rows))
     for strategy in kernel.strategies:
         _trace_outputs(trace, strategy, probe.clocked.get(strategy.strategy_id))
     for order in kernel.result.orders:
@@ -511,12 +477,14 @@ def check_config(
     from tradebus.config import load_config
 
     config = load_config(Path(config_path))
-    sources = read_sources(build_replay(config))
+    replay = build_replay(config)
+    sources = read_sources(replay)
     replayed = len(sources)
     fed = perpetual_frames(perpetual_data(config))
 
     def run(frames: Sequence[SourceFrame]) -> Trace:
         messages = perpetual_messages(frames[replayed:])
-        return kernel_trace(lambda: build_kernel(config, messages if fed else None), frames[:replayed])
+        return kernel_trace(lambda: build_kernel(config, messages if fed else None), frames[:replayed],
+                            replay.batch_rows)
 
     return detect_lookahead([*sources, *fed], run, n_cuts, seed, on_run=on_run)
