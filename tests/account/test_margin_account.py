@@ -18,8 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tradebus.account import MarginAccount
+from tradebus.data.catalog import Catalog, DatasetRef
+from tradebus.data.ingest import import_path
 from tradebus.data.perpetual import read_funding_rates, read_mark_prices
 from tradebus.data.replay import Replay, ReplaySource
+from tradebus.data.resample import bars_from_trades
 from tradebus.engine.instrument import CloseFee, Instrument, InstrumentKind, MarginMode, MarginTier
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import (
@@ -1019,6 +1022,45 @@ def test_a_funding_in_a_gap_due_at_another_instrument_s_bar_is_paid_before_the_n
         ]
         assert k.result.funding[0].payment == pytest.approx(2.0105)
     assert ran.result.equity == processed.result.equity
+
+
+@pytest.mark.parametrize("lean", [False, True])
+def test_a_funding_inside_a_volume_bar_is_paid_after_the_fill_at_its_open_not_taken_for_a_gap(
+    tmp_path: Path, lean: bool
+) -> None:
+    """Volume bars of 1 BTC (two trades of 0.5 each, the first at the bar's open price 20,000 + 10 k - 5,
+    the second closing it at 20,000 + 10 k) built from trades into the catalog: back to back, of any
+    length. Bar 2 closes 5 ms after bar 1 (trades at 00:01:00.001 and .005), bar 6 opens with a trade at
+    00:05:01 and closes at 00:10. 0.1 BTC bought on bar 1 (filled at bar 2's open), a sell of 0.2 decided
+    on bar 5 fills at bar 6's open, 20,055, at 00:05:01: short 0.1 from then. A funding of 0.1 % at 00:07,
+    inside bar 6, is the short's: held until bar 6 is matched, at the price of when it fell due (bar 5's
+    close, 20,050): -0.1 * 20,050 * 0.001 = -2.005 (received). Before, the gap rule took bar 6 to open
+    one bar length (the shortest spacing of closes, 5 ms) before its close, after the funding, and made
+    the long 0.1 pay 0.1 * 20,055 * 0.001 = 2.0055 before the flip's fill."""
+    inst = perp()
+    iid = inst.instrument_id
+    m, s = 60_000_000_000, 1_000_000_000
+    spans = [(0, m), (m + 1_000_000, m + 5_000_000), (2 * m, 3 * m), (3 * m + s, 4 * m), (4 * m + s, 5 * m),
+             (5 * m + s, 10 * m)] + [((k - 1) * m + s, k * m) for k in range(11, 51)]
+    trades = [(T0 + t, 20_000.0 + 10.0 * k + (-5.0 if i == 0 else 0.0), 0.5, 1)
+              for k, span in enumerate(spans, start=1) for i, t in enumerate(span)]
+    pd.DataFrame(trades, columns=["ts", "price", "size", "side"]).to_csv(tmp_path / "trades.csv", index=False)
+    cat = Catalog(tmp_path / "catalog")
+    import_path(cat, tmp_path / "trades.csv", venue="sim", market="usdm", symbol="BTCUSDT", kind="trades",
+                ts_unit="ns")
+    manifest = bars_from_trades(cat, DatasetRef("sim", "usdm", "BTCUSDT", "trades"), "volume", threshold=1.0,
+                                contract_size=1.0)
+    assert manifest.rows == len(spans) and manifest.interval_ns is None
+    source = ReplaySource.from_catalog(cat, iid, "sim", "usdm", "BTCUSDT", manifest.dataset)
+    k = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0)
+    k.add_strategy(_LeanFlipAfterGap(iid) if lean else _FlipAfterGap(iid))
+    k.feed_perpetual_data([FundingRate(iid, T0 + 7 * m, T0 + 7 * m, 0.001, T0 + 7 * m)])
+    k.run(Replay([source]))
+    assert [(f.ts_event, f.side, f.price) for f in k.result.fills] == [
+        (T0 + m + 5_000_000, "BUY", 20_015.0), (T0 + 10 * m, "SELL", 20_055.0)
+    ]
+    assert [(p.ts_event, p.quantity, p.mark_price) for p in k.result.funding] == [(T0 + 7 * m, -0.1, 20_050.0)]
+    assert k.result.funding[0].payment == pytest.approx(-2.005)
 
 
 def test_a_funding_at_the_close_of_a_live_kline_received_soon_after_a_late_one_is_paid_after_its_fills() -> None:

@@ -205,6 +205,21 @@ class ReplaySource:
             return False
         return Catalog(self.catalog_root).manifest(self.venue, self.market, self.symbol, self.dataset).shared_times
 
+    def timed_bars(self) -> bool:
+        """Whether the source's bars have a fixed time interval (each lasts it, a longer spacing is a gap).
+
+        A file's bars do (their interval given or detected as they are read), and a catalog dataset's
+        with an interval in its manifest (:attr:`~tradebus.data.catalog.Manifest.interval_ns`); bars
+        closed by an amount (volume, dollar, tick, imbalance bars built from trades) have none: each
+        opens right after the previous one's close, however long it lasts. ``False`` for trades.
+        """
+        if self.kind != "bars":
+            return False
+        if self.catalog_root is None:
+            return True
+        manifest = Catalog(self.catalog_root).manifest(self.venue, self.market, self.symbol, self.dataset)
+        return manifest.interval_ns is not None
+
     def stale(self) -> list[tuple[int, int, str]]:
         """``(start_ns, end_ns, feed)`` of each stretch where the recorded feed of the dataset's instrument was stale.
 

@@ -1008,6 +1008,12 @@ class Kernel:
         if self.bar_instruments is None and sources is not None:
             replayed = frozenset(source.instrument_id for source in sources if source.kind == "bars")
             self.bar_instruments = replayed | frozenset(self.trade_bars)
+        if self.perpetuals is not None and sources is not None:
+            # volume, dollar, tick bars ... are back to back: no funding falls in a gap of them
+            self.perpetuals.untimed_bars(
+                source.instrument_id for source in sources
+                if source.kind == "bars" and hasattr(source, "timed_bars") and not source.timed_bars()
+            )
         batches = self._loop.batches(replay)
         head: list[Any] = []
         for batch in batches:

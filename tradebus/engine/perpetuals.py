@@ -31,10 +31,12 @@ Funding
     at 00:00) is held, at the mark of then, until that bar is matched: its fills, at its open or
     along its path, are the position held at the funding time (the venue charges whoever holds
     the position then); one a bar opens at is not (a fill at the funding time itself comes after
-    it). A bar after a gap in the data opens one bar length (the shortest spacing of its
+    it). A time bar after a gap in the data opens one bar length (the shortest spacing of its
     instrument's bars' closes, ``ts_event``, up to it, :meth:`bar_open`) before its close, not at the previous close: a
     funding in the gap is paid before that bar's fills (held ones too, once the bar shows it), and
-    without marks priced at that bar's open, the first price after its time. The run's end pays a funding still held on the position held then, before the strategies'
+    without marks priced at that bar's open, the first price after its time. Bars of no fixed time interval
+    (volume, dollar, tick bars, :meth:`untimed_bars`) have no gap: each opens at the previous close. The
+    run's end pays a funding still held on the position held then, before the strategies'
     ``on_stop`` and in the run's last equity sample.
     Each is settled only once (an announcement for a time already
     settled is ignored; after a restart, the journaled payments count as settled,
@@ -215,6 +217,8 @@ class Perpetuals:
         # minimum of their spacings, computed when first asked): where a bar after a gap opens (:meth:`note_bars`).
         self._bar_steps: dict[str, tuple[int, int]] = {}
         self._bar_batches: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+        # The instruments whose bars have no fixed time interval (:meth:`untimed_bars`): no gap of theirs.
+        self._untimed: set[str] = set()
         #: Called with every funding announced or held and not paid yet (:meth:`due`) whenever they change
         #: (a daemon's journal keeps them for a restart, :meth:`restore_due`); ``None``: not kept.
         self.on_due: Callable[[list[FundingDue]], None] | None = None
@@ -346,6 +350,19 @@ class Perpetuals:
         if self.open:
             self.check(now)  # a payment may take a position below maintenance margin
 
+    def untimed_bars(self, instrument_ids: Iterable[str]) -> None:
+        """Say that the bars of ``instrument_ids`` have no fixed time interval (volume, dollar, tick bars ...).
+
+        Such bars are back to back, of any length: each opens right after the previous one's close, so no
+        funding falls in a gap of them (:meth:`bar_open` is ``None``), and one inside a bar with an order
+        waiting is held until that bar is matched. :meth:`Kernel.run` tells it from its replay's sources
+        (:meth:`~tradebus.data.replay.ReplaySource.timed_bars`); bars not told of are taken as time bars.
+        """
+        for iid in instrument_ids:
+            self._untimed.add(iid)
+            self._bar_steps.pop(iid, None)
+            self._bar_batches.pop(iid, None)
+
     def note_bars(self, instrument_id: str, times: np.ndarray) -> None:
         """Note the close times (sorted ``ts_event``, venue time) of a bar loop's batch of the instrument's bars.
 
@@ -353,7 +370,8 @@ class Perpetuals:
         bars up to it. Only the perpetuals of a venue filling on bars need them (a no-op otherwise).
         """
         inst = self.instruments.get(instrument_id)
-        if self._bar_venue is None or inst is None or not inst.is_perpetual or not len(times):
+        if (self._bar_venue is None or inst is None or not inst.is_perpetual or not len(times)
+                or instrument_id in self._untimed):
             return
         self._fold_bars(instrument_id)
         self._bar_batches[instrument_id] = (times, None)
@@ -365,7 +383,7 @@ class Perpetuals:
         their own, two of them a fraction of a second apart after a late one, no bar length.
         """
         inst = self.instruments.get(instrument_id)
-        if self._bar_venue is None or inst is None or not inst.is_perpetual:
+        if self._bar_venue is None or inst is None or not inst.is_perpetual or instrument_id in self._untimed:
             return
         self._fold_bars(instrument_id)
         step, last = self._bar_steps.get(instrument_id, (2**63 - 1, -1))
@@ -378,7 +396,8 @@ class Perpetuals:
         A bar lasts the shortest spacing of the instrument's bars up to it (time bars: their interval,
         once two adjacent bars have been seen), so a bar after a gap opens that long before its close, not
         at the previous bar's close; never before that close (the simulated venue's open of a bar,
-        ``SimulatedVenue``, and the first spacings of a run, until an adjacent pair is seen).
+        ``SimulatedVenue``, and the first spacings of a run, until an adjacent pair is seen). Always ``None``
+        for bars of no fixed time interval (:meth:`untimed_bars`): they have no gap.
         """
         step, last = self._bar_steps.get(instrument_id, (2**63 - 1, -1))
         batch = self._bar_batches.get(instrument_id)
