@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from loguru import logger
 
-from tradebus.engine.messages import OrderStatus
+from tradebus.engine.messages import OrderSide, OrderStatus, OrderType
+from tradebus.execution.orders import Order
 from tradebus.node.daemon import PaperNode
-from tradebus.node.live import LiveNode
+from tradebus.node.live import LiveNode, _left_reason, _order_left
 
 from .node_testdata import IID
 from .test_live_stop_failures import account_and_market, node_on, open_at_venue, resting, run_until_it_stops
@@ -110,7 +111,7 @@ async def test_a_stop_with_cancel_on_stop_false_names_each_order_it_leaves_worki
     assert venue_id
     assert json.loads(node.summary.to_json())["orders_left"] == [{
         "client_order_id": placed, "venue_order_id": venue_id, "instrument_id": IID, "side": "buy", "type": "limit",
-        "quantity": 0.01, "price": 20_000.0, "filled": 0.0, "status": "ACCEPTED",
+        "quantity": 0.01, "price": 20_000.0, "trigger_price": None, "filled": 0.0, "status": "ACCEPTED",
     }]
     assert (f"stopping: order {placed} (venue id {venue_id}) {IID} buy limit 0.01 @ 20000, filled 0, ACCEPTED: "
             "left working at the venue (live.cancel_on_stop: false)") in lines
@@ -125,3 +126,21 @@ async def test_a_clean_stop_lists_no_order_left(tmp_path: Path) -> None:
         await run_until_it_stops(node, lambda: bool(strategy.placed) and bool(open_at_venue(emulator)))  # type: ignore[attr-defined]
         assert open_at_venue(emulator) == []
     assert json.loads(node.summary.to_json())["orders_left"] == []
+
+
+def test_a_stop_order_left_is_listed_with_its_trigger_price() -> None:
+    """Before: a stop-market sell left working (trigger 19,000) was listed with ``price: null`` and no trigger, so
+    ``node.json`` did not say at what price it would sell."""
+    order = Order("c1", "s", IID, OrderSide.SELL, OrderType.STOP_MARKET, 0.01, trigger_price=19_000.0,
+                  status=OrderStatus.ACCEPTED, venue_order_id="42")
+    entry = _order_left(order)
+    assert (entry["type"], entry["price"], entry["trigger_price"]) == ("stop_market", None, 19_000.0)
+
+
+def test_a_dry_run_does_not_say_its_orders_were_left_by_cancel_on_stop_false() -> None:
+    """Before: a dry run (which sends no cancel) with ``live.cancel_on_stop: true`` logged the orders its journal
+    holds open as 'left working at the venue (live.cancel_on_stop: false)', a setting it did not have."""
+    assert "dry run" in _left_reason(cancel_on_stop=True, dry_run=True)
+    assert "cancel_on_stop: false" not in _left_reason(cancel_on_stop=True, dry_run=True)
+    assert _left_reason(cancel_on_stop=False, dry_run=False) == "left working at the venue (live.cancel_on_stop: false)"
+    assert _left_reason(cancel_on_stop=True, dry_run=False) == "not confirmed canceled"

@@ -523,9 +523,11 @@ class LiveSummary(NodeSummary):
     """A live daemon's :class:`~tradebus.node.daemon.NodeSummary` (``node.json``) plus the orders it left.
 
     ``orders_left``: every order still open or of unknown state here when the daemon stopped trading, as
-    ``{client_order_id, venue_order_id, instrument_id, side, type, quantity, price, filled, status}`` (``price``
-    ``None`` for a market order): working at the venue after a stop with ``live.cancel_on_stop: false``, or one
-    whose cancel a second signal cut short or the venue did not confirm. Empty: a clean stop, nothing left working.
+    ``{client_order_id, venue_order_id, instrument_id, side, type, quantity, price, trigger_price, filled,
+    status}`` (``price`` ``None`` for a market or stop-market order, ``trigger_price`` ``None`` for an order
+    without a trigger): working at the venue after a stop with ``live.cancel_on_stop: false``, one whose cancel
+    a second signal cut short or the venue did not confirm, or one a dry run found in its journal (it cancels
+    nothing). Empty: a clean stop, nothing left working.
     """
 
     orders_left: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -541,9 +543,19 @@ def _order_left(order: Order) -> dict[str, Any]:
         "type": order.order_type.name.lower(),
         "quantity": order.quantity,
         "price": None if math.isnan(order.price) else order.price,
+        "trigger_price": None if math.isnan(order.trigger_price) else order.trigger_price,
         "filled": order.filled_qty,
         "status": order.status.name,
     }
+
+
+def _left_reason(cancel_on_stop: bool, dry_run: bool) -> str:
+    """Why a stopped live daemon's open orders are left, as its log lines say it."""
+    if dry_run:
+        return "left as the journal holds it (a dry run sends no cancel)"
+    if cancel_on_stop:
+        return "not confirmed canceled"
+    return "left working at the venue (live.cancel_on_stop: false)"
 
 
 class LiveNode(PaperNode):
@@ -1137,16 +1149,17 @@ class LiveNode(PaperNode):
                     "state at the venue: {} (the journal holds them open; a restart on it queries them). {}",
                     len(left), left, _CHECK_LEFT_AT_VENUE,
                 )
-        self._note_orders_left(settings.cancel_on_stop and not self.dry_run)
+        self._note_orders_left(_left_reason(settings.cancel_on_stop, self.dry_run))
 
-    def _note_orders_left(self, canceled: bool) -> None:
+    def _note_orders_left(self, why: str) -> None:
         """Log each order still open or unknown here once trading has stopped, and list it in ``node.json``
-        (:attr:`LiveSummary.orders_left`); ``canceled``: the stop tried to cancel them (``live.cancel_on_stop``)."""
+        (:attr:`LiveSummary.orders_left`); ``why``: why it is left (:func:`_left_reason`)."""
         left = self.kernel.orders.open_orders()
         self.summary.orders_left = [_order_left(order) for order in left]
-        why = ("not confirmed canceled" if canceled else "left working at the venue (live.cancel_on_stop: false)")
         for order in left:
             price = "market" if math.isnan(order.price) else f"{order.price:g}"
+            if not math.isnan(order.trigger_price):
+                price += f" (trigger {order.trigger_price:g})"
             logger.warning("stopping: order {} (venue id {}) {} {} {} {:g} @ {}, filled {:g}, {}: {}",
                            order.client_order_id, order.venue_order_id or "none", order.instrument_id,
                            order.side.name.lower(), order.order_type.name.lower(), order.quantity, price,
