@@ -309,6 +309,49 @@ async def test_a_raced_cancel_replaces_replacement_whose_cut_is_withdrawn_at_sen
     assert h.kernel.portfolio.position(IID) == pytest.approx(0.004)
 
 
+@pytest.mark.parametrize(("fault", "bought"), [("error5xx", 0.004), ("lose", 0.012)], ids=["never-arrived", "answer-lost"])
+async def test_a_raced_cancel_replaces_replacement_whose_cut_gets_no_answer_never_buys_more_than_asked(
+    fault: str, bought: float
+) -> None:
+    """As the "reduced" case above (a buy of 0.01 modified to 0.012, 0.004 filled by the race), but the cut of the
+    replacement, a cancel-replace of it to 0.008, gets no answer. "never-arrived": a gateway ``503`` before Binance
+    processed it (nothing happened; the outcome unknown to the daemon); before, the replacement was only queried, found
+    working for 0.012 and left so: it bought 0.012, 0.016 in all. Now the replacement is canceled: 0.004 in all.
+    "answer-lost": the cut was processed and its answer lost; the replacement's cut, 0.008, works on and buys: 0.012
+    in all, as asked (the cancel of the replaced order finds it gone)."""
+    from tradebus.adapters.binance.private_emulator import RestFault as BinanceFault, StreamFault
+
+    release = asyncio.Event()
+    path = "/api/v3/order/cancelReplace"
+    faults = [BinanceFault("hold", "POST", path, release=release), BinanceFault(fault, "POST", path)]  # the second: the cut's
+    late = [StreamFault("delay", match='"x": "TRADE"', seconds=1.0)]
+    async with harness(rest_faults=faults, stream_faults=late, trade_size_limit=True, request_timeout=5.0) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        h.kernel.execution.modify(ModifyOrder("s1", IID, order.client_order_id, 0, 0, quantity=0.012, price=55_000.0))
+        await until(lambda: faults[0].fired)
+        h.trade(49_990.0, 0.004)
+        release.set()
+        await until(lambda: faults[1].fired and order.filled_qty == pytest.approx(0.004), timeout=5.0)
+
+        def settled() -> bool:
+            working = h.kernel.orders.open_orders()
+            return (
+                h.venue.in_flight == 0 and not h.venue.replaced_in_flight()
+                and all(o.status is OrderStatus.ACCEPTED for o in working)
+                and sorted(o.client_order_id for o in working) == sorted(r.order.client_order_id for r in h.emulator.open_orders())
+            )
+
+        await until(settled, timeout=5.0)
+        h.trade(54_000.0, 0.02)  # fills all a working replacement is for
+        await until(lambda: not h.kernel.orders.open_orders(), timeout=5.0)
+        await asyncio.sleep(0.2)
+        await h.venue.drain()
+    assert sum(r.filled for r in h.emulator.orders.values()) == pytest.approx(bought)
+    assert h.kernel.portfolio.position(IID) == pytest.approx(bought)
+
+
 async def test_a_binance_spot_cancel_replace_is_no_anomaly_but_a_repeated_cancel_frame_still_is() -> None:
     """The replaced order's cancel is emitted from the cancel-replace's answer, then the user stream's CANCELED
     frame repeats it: expected, not a ``duplicate_event`` anomaly (a WARNING on every modify before). The

@@ -39,8 +39,8 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     cancel rejects the replacement (``OrderModifyRejected``); the replacement is sized on the fills known
     when it is sent, and when the answer's filled quantity of the canceled order
     (:attr:`Ack.canceled_filled_qty`) is larger (a fill raced the request) it is cut at once to what is left
-    of the new quantity by a cancel-replace of it, or canceled when nothing is left or that cut is withdrawn
-    or refused (a WARNING names the quantities); a replacement refused after the
+    of the new quantity by a cancel-replace of it, or canceled when nothing is left or that cut is withdrawn,
+    refused or unanswered (a WARNING names the quantities); a replacement refused after the
     cancel places the order again as it was, for what the venue left of it (the filled quantity the
     refusal told, :attr:`ReplacementRejected.canceled_filled_qty`, which the order's ``OrderCanceled``
     carries too) (``OrderReplaced``), one round trip without it. A cancel
@@ -1195,6 +1195,11 @@ class LiveVenue(Venue):
             if self._take_swap_canceled(coid):
                 self._cancel_replacement(replacement)  # it may have been placed
             self._release_held(coid)
+            if trim is not None and order.is_open:
+                # A cut that may never have arrived: the order may still work for more than is left to trade. Its
+                # cancel is right either way (STOP_ON_FAILURE: the cut's replacement exists only if it was canceled).
+                logger.warning("order {}: its cut got no answer; canceling it", coid)
+                self._cancel_replacement(order, trim)
             self._query_soon(order)
             return
         self._swaps.pop(coid, None)
