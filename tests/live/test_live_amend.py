@@ -352,6 +352,47 @@ async def test_a_raced_cancel_replaces_replacement_whose_cut_gets_no_answer_neve
     assert h.kernel.portfolio.position(IID) == pytest.approx(bought)
 
 
+async def test_a_raced_cancel_replaces_replacement_whose_cut_is_refused_after_its_cancel_is_placed_again_for_the_cut() -> None:
+    """As the "reduced" case above (a buy of 0.01 modified to 0.012, 0.004 filled by the race), but Binance cancels the
+    replacement and refuses the cut's new order (a ``refuse_new`` fault: ``-2021``, the new order's ``-2010``). The
+    replacement is then placed again alone. Before, it was placed again for its old size, 0.012, and bought it: 0.016
+    in all. Now it is placed for what is left of the cut's total, 0.008: 0.012 in all, as asked."""
+    from tradebus.adapters.binance.private_emulator import RestFault as BinanceFault, StreamFault
+
+    modified, raced, placed = 0.012, 0.004, 0.008
+    release = asyncio.Event()
+    path = "/api/v3/order/cancelReplace"
+    faults = [BinanceFault("hold", "POST", path, release=release), BinanceFault("refuse_new", "POST", path)]  # the second: the cut's
+    late = [StreamFault("delay", match='"x": "TRADE"', seconds=1.0)]
+    async with harness(rest_faults=faults, stream_faults=late, trade_size_limit=True, request_timeout=5.0) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        h.kernel.execution.modify(ModifyOrder("s1", IID, order.client_order_id, 0, 0, quantity=modified, price=55_000.0))
+        await until(lambda: faults[0].fired)
+        h.trade(49_990.0, raced)
+        release.set()
+        await until(lambda: faults[1].fired and order.filled_qty == pytest.approx(raced), timeout=5.0)
+
+        def settled() -> bool:
+            working = h.kernel.orders.open_orders()
+            return (
+                h.venue.in_flight == 0 and not h.venue.replaced_in_flight() and len(working) == 1
+                and all(o.status is OrderStatus.ACCEPTED for o in working)
+                and sorted(o.client_order_id for o in working) == sorted(r.order.client_order_id for r in h.emulator.open_orders())
+            )
+
+        await until(settled, timeout=5.0)
+        working = [(r.order.quantity, r.order.price) for r in h.emulator.open_orders()]
+        h.trade(54_000.0, 0.02)  # fills all a working order is for
+        await until(lambda: not h.kernel.orders.open_orders(), timeout=5.0)
+        await asyncio.sleep(0.2)
+        await h.venue.drain()
+    assert working == [(pytest.approx(placed), 55_000.0)]
+    assert sum(r.filled for r in h.emulator.orders.values()) == pytest.approx(modified)
+    assert h.kernel.portfolio.position(IID) == pytest.approx(modified)
+
+
 async def test_a_binance_spot_cancel_replace_is_no_anomaly_but_a_repeated_cancel_frame_still_is() -> None:
     """The replaced order's cancel is emitted from the cancel-replace's answer, then the user stream's CANCELED
     frame repeats it: expected, not a ``duplicate_event`` anomaly (a WARNING on every modify before). The

@@ -43,7 +43,8 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     refused or unanswered (a WARNING names the quantities); a replacement refused after the
     cancel places the order again as it was, for what the venue left of it (the filled quantity the
     refusal told, :attr:`ReplacementRejected.canceled_filled_qty`, which the order's ``OrderCanceled``
-    carries too) (``OrderReplaced``), one round trip without it. A cancel
+    carries too) (``OrderReplaced``), one round trip without it (the cut of a replacement a fill raced: for
+    what is left of the cut's total, or not at all when nothing is). A cancel
     of the order while its cancel-replace is in flight wins: the replacement the venue placed
     meanwhile is canceled at once, through the engine's cancel (:attr:`LiveVenue.on_cancel`: its
     cancel timeout queries the replacement, as for any cancel), ``OrderModifyRejected`` instead of
@@ -1171,11 +1172,18 @@ class LiveVenue(Venue):
                 # Canceled, the new order refused: the order is placed again as it was, alone (the
                 # venue was without it for this round trip), for what the venue left of it; what
                 # followed it follows the new one.
-                logger.error("cancel-replace of {}: canceled, replacement {} refused ({}); placing it again", coid, new, exc)
+                filled = order.filled_qty if math.isnan(venue_filled) else max(order.filled_qty, venue_filled)
+                # A cut's order is placed again for what is left of the cut's total, not of its own.
+                left = order.quantity - filled if trim is None else replacement.quantity - (filled - sized_on)
+                if trim is not None and not left > 1e-9 * replacement.quantity:
+                    logger.warning("order {}: canceled, its cut {} refused ({}); nothing left to trade ({} filled)", coid, new, exc, filled)
+                    self._modify_rejected(order, str(exc))
+                    self._pass_cancel(order, now, "canceled", venue_filled)
+                    return
+                logger.error("cancel-replace of {}: canceled, replacement {} refused ({}); placing it again for {}", coid, new, exc, left)
                 nan = math.nan
                 keep = ModifyOrder(order.strategy_id, order.instrument_id, coid, now, now, nan, nan, nan)
-                filled = order.filled_qty if math.isnan(venue_filled) else max(order.filled_qty, venue_filled)
-                again = self._restore(coid, self._replacement(order, keep, order.quantity - filled), coid)
+                again = self._restore(coid, self._replacement(order, keep, left), coid)
                 self.emit(OrderReplaced(order.strategy_id, order.instrument_id, coid, again.client_order_id, now, now))
                 self._pass_cancel(order, now, filled_qty=venue_filled)
                 return
