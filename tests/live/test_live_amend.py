@@ -7,6 +7,9 @@ the original price would not have been reached.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,9 @@ from loguru import logger
 from tests.live.live_harness import FAST, IID, Harness, harness, until
 from tests.live.venue_kits import KITS, KitTape, VenueKit, kit_harness
 from tests.live.test_live_resolved_contingent import Contingent
+from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator
 from tradebus.adapters.common.account_emulator import RestFault
+from tradebus.engine.kernel import Kernel
 from tradebus.execution.contingent import REDUCE_TRIES, OrderSpec
 from tradebus.execution.orders import Order
 from tradebus.engine.messages import (
@@ -391,6 +396,98 @@ async def test_a_raced_cancel_replaces_replacement_whose_cut_is_refused_after_it
     assert working == [(pytest.approx(placed), 55_000.0)]
     assert sum(r.filled for r in h.emulator.orders.values()) == pytest.approx(modified)
     assert h.kernel.portfolio.position(IID) == pytest.approx(modified)
+
+
+@asynccontextmanager
+async def _restarted_on(emulator: BinancePrivateEmulator, path: Path) -> AsyncIterator[Kernel]:
+    """A live process restarted on the journal at ``path`` against ``emulator``, started as the live node starts one
+    (``LiveNode._recover``, then ``_reconcile_positions``): the journal replayed, its open orders tracked and its
+    cancel-replaces taken over by the venue, the start-up reconciliation run, then ``replace_resumed``."""
+    from pydantic import SecretStr
+
+    from tests.live.live_harness import INST, KEY, SECRET
+    from tradebus.adapters.binance.trading import BinanceTrading
+    from tradebus.adapters.binance.user_stream import BinanceUserStream, UserStreamParser
+    from tradebus.engine.clock import LiveClock
+    from tradebus.execution.journal import Journal
+    from tradebus.execution.live import LiveVenue
+    from tradebus.node.reconcile import Reconciler
+
+    journal, clock = Journal(path), LiveClock()
+    api = BinanceTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {IID: INST}, timeout=5.0)
+    venue = LiveVenue(api, clock)
+    kernel = Kernel([INST], clock=clock, venue=venue, timeouts=FAST, initial_cash=100_000.0, journal=journal)
+    unknown = journal.replay(kernel.orders, kernel.portfolio, clock.now_ns(), risk=kernel.risk, on_message=kernel.record_journaled)
+    venue.on_answer, venue.on_cancel, venue.on_replace = kernel.execution.reconcile_order, kernel.execution.cancel, kernel.execution.submit
+    stream = BinanceUserStream(emulator.ws_api_url, SecretStr(KEY), SecretStr(SECRET), UserStreamParser({IID: INST}, venue.order), venue.emit)
+    task = asyncio.create_task(stream.run())
+    try:
+        await until(lambda: any(s.authed for s in emulator.sessions))
+        for order in kernel.orders.open_orders():
+            venue.track(order)
+        venue.resume_replaces(kernel.journaled_replaces.values())
+        venue.resume_swaps(kernel.journaled_swaps.values(), kernel.orders.get)
+        kernel.start()
+        await Reconciler(kernel, venue, lambda iid, reason: None, 2.0).startup(unknown, [])
+        await venue.drain(2.0)
+        venue.replace_resumed()
+        yield kernel
+        await venue.drain(2.0)
+    finally:
+        stream.stop()
+        await task
+        await venue.aclose()
+        journal.close()
+
+
+@pytest.mark.parametrize("killed", ["before-the-answer", "before-the-cut"])
+async def test_a_raced_cancel_replaces_replacement_left_working_by_a_kill_is_cut_by_the_restart(tmp_path: Path, killed: str) -> None:
+    """As the "reduced" case above (a buy of 0.01 modified to 0.012 in all, 0.004 filled by a trade racing the
+    cancel-replace), but the daemon is killed (its journal closed, nothing more sent): "before-the-answer" while the
+    cancel-replace waits at Binance (done after the kill: the order canceled with 0.004 filled, the replacement
+    working for 0.012); "before-the-cut": once its answer told the 0.004, while the cut of the replacement to 0.008
+    waits at Binance (done only after the restart: refused, its order gone). Before, the restarted daemon found the
+    replacement working for 0.012 and left it: 0.016 bought in all. Now the restart compares the 0.004 the venue
+    filled with the 0.0 the journal says the replacement was sized on and cuts it to 0.008: 0.012 in all."""
+    from tradebus.adapters.binance.private_emulator import RestFault as BinanceFault, StreamFault
+    from tradebus.execution.journal import Journal
+
+    path = "/api/v3/order/cancelReplace"
+    replace, cut = asyncio.Event(), asyncio.Event()
+    faults = [BinanceFault("hold", "POST", path, release=replace)]
+    if killed == "before-the-cut":
+        faults.append(BinanceFault("hold", "POST", path, release=cut))
+    late = [StreamFault("delay", match='"x": "TRADE"', seconds=1.0)]
+    journal = Journal(tmp_path / "journal.sqlite")
+    async with harness(rest_faults=faults, stream_faults=late, trade_size_limit=True, request_timeout=5.0, journal=journal) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        now = time.time_ns()  # a real creation time: the restart reads the trade history since it
+        order = h.kernel.execution.submit(SubmitOrder("s1", IID, "", OrderSide.BUY, 0.01, now, now, OrderType.LIMIT, 50_000.0))
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        coid = order.client_order_id
+        h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, quantity=0.012, price=55_000.0))
+        await until(lambda: faults[0].fired)
+        h.trade(49_990.0, 0.004)
+        if killed == "before-the-cut":
+            replace.set()
+            await until(lambda: faults[1].fired, timeout=5.0)
+        journal.close()  # killed: nothing more reaches the journal or the venue
+        h.kernel.clock.stop()
+        h.stream.stop()
+        await h.venue.aclose()
+        replace.set()
+        await until(lambda: [(r.order.quantity, r.order.price) for r in h.emulator.open_orders()] == [(0.012, 55_000.0)])
+        try:
+            async with _restarted_on(h.emulator, tmp_path / "journal.sqlite") as kernel:
+                await until(lambda: [r.order.quantity for r in h.emulator.open_orders()] == [pytest.approx(0.008)], timeout=5.0)
+                cut.set()  # the killed daemon's cut, if it waits, reaches Binance now: its order is gone
+                h.emulator.on_trade(Trade(IID, h.t0 + 10**9, h.t0 + 10**9, 54_000.0, 0.02, 1, "late"))  # fills what works
+                await until(lambda: not h.emulator.open_orders() and not kernel.orders.open_orders(), timeout=5.0)
+                await asyncio.sleep(0.2)
+        finally:
+            cut.set()  # a held request would keep the emulator from stopping
+        assert kernel.portfolio.position(IID) == pytest.approx(0.012)
+    assert sum(r.filled for r in h.emulator.orders.values()) == pytest.approx(0.012)
 
 
 async def test_a_binance_spot_cancel_replace_is_no_anomaly_but_a_repeated_cancel_frame_still_is() -> None:

@@ -499,6 +499,9 @@ class Kernel:
         #: Of those, the two-request cancel-replace intents the previous process left in flight
         #: (no replacement submitted, no cancel, no refusal after them): ``replaced id -> link``.
         self.journaled_replaces: dict[str, ContingentLinked] = {}
+        #: The one-request cancel-replace intents that tell what their replacement was sized on
+        #: (``params["sized_on"]``): ``replacement id -> link``.
+        self.journaled_swaps: dict[str, ContingentLinked] = {}
         # Marks, funding and liquidation of perpetuals and margin spot instruments (None without any).
         self.perpetuals: Perpetuals | None = None
         if any(not inst.cash_only for inst in self.instruments.values()):
@@ -789,6 +792,8 @@ class Kernel:
                 self.journaled_replaces.pop(old, None)
                 if not new:
                     self.journaled_replaces[old] = msg
+                elif "sized_on" in msg.params:
+                    self.journaled_swaps[new] = msg
         elif cls is CancelOrder or cls is OrderModifyRejected:
             self.journaled_replaces.pop(msg.client_order_id, None)  # a two-request cancel-replace it ended
         elif cls is InterestCharged:

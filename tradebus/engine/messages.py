@@ -550,7 +550,9 @@ class ContingentLinked(msgspec.Struct, frozen=True, gc=False):
       refused, ``params["refusals"]`` times so far (a restart counts on from it);
     * ``"replace"``: a cancel-replace of ``client_order_id`` by ``order_ids[1]`` about to be sent
       (journaled and published by the execution engine before the request): once the orders'
-      states tell it was done, the links of the one move to the other. ``order_ids[1]`` empty: a
+      states tell it was done, the links of the one move to the other; ``params``: ``sized_on``, the
+      replaced order's filled quantity the replacement was sized on (a restart cuts a replacement
+      still working when the venue says the replaced order filled more). ``order_ids[1]`` empty: a
       two-request cancel-replace whose cancel is about to be sent (journaled by the live venue),
       ``params``: the modification's ``quantity`` and ``price`` (NaN: unchanged); a restart
       places its replacement (:meth:`tradebus.execution.live.LiveVenue.resume_replaces`).

@@ -270,13 +270,15 @@ class ExecutionEngine:
 
     # ------------------------------------------------------------------ commands
 
-    def submit(self, cmd: SubmitOrder, *, replaces: str = "") -> Order:
+    def submit(self, cmd: SubmitOrder, *, replaces: str = "", sized_on: float = float("nan")) -> Order:
         """Check ``cmd`` and send it to the venue, or deny it.
 
         ``replaces``: the client id of a working order this one replaces in a cancel-replace sent
         as one request; it is checked as a modification of that order (what that order holds and
         its place among the open orders are not counted twice), and its intent is journaled and
-        published (``ContingentLinked`` ``"replace"``) before the venue is called.
+        published (``ContingentLinked`` ``"replace"``) before the venue is called, with ``sized_on``
+        (NaN: not given), that order's filled quantity ``cmd``'s quantity was sized on: a restart
+        compares it with what the venue says that order filled.
 
         Returns the order (status DENIED, SUBMITTED, or whatever the venue answered synchronously).
 
@@ -311,7 +313,7 @@ class ExecutionEngine:
             om.apply(event)
             self._bus.publish(event)
         if replaces:
-            self._replacing(cmd, replaces, order.client_order_id, now)
+            self._replacing(cmd, replaces, order.client_order_id, now, sized_on)
         try:
             self._venue.submit(order)
         except Exception as exc:  # noqa: BLE001 - the venue's failure is an answer we do not have
@@ -333,13 +335,14 @@ class ExecutionEngine:
         rule = rules.get(cmd.instrument_id) if rules else None
         return None if rule is None else rule.refusal(cmd.client_order_id)
 
-    def _replacing(self, cmd: SubmitOrder, replaced: str, replacement: str, now: int) -> None:
+    def _replacing(self, cmd: SubmitOrder, replaced: str, replacement: str, now: int, sized_on: float) -> None:
         """Journal and publish the intent of a cancel-replace before it is sent (``ContingentLinked``
-        ``"replace"``): a restart after a crash in flight moves the replaced order's links to the
-        replacement if the venue shows it working (:meth:`ContingentOrders.restore`)."""
+        ``"replace"``, ``params`` ``sized_on`` when given): a restart after a crash in flight moves the replaced
+        order's links to the replacement if the venue shows it working (:meth:`ContingentOrders.restore`)."""
         if self._journal is None and ContingentLinked not in self._bus.wanted:
             return
-        self.replacing(ContingentLinked(cmd.strategy_id, cmd.instrument_id, replaced, "replace", (replaced, replacement), {}, now, now))
+        params = {} if sized_on != sized_on else {"sized_on": sized_on}
+        self.replacing(ContingentLinked(cmd.strategy_id, cmd.instrument_id, replaced, "replace", (replaced, replacement), params, now, now))
 
     def replacing(self, link: ContingentLinked) -> None:
         """Journal and publish a cancel-replace's intent (``ContingentLinked`` ``"replace"``) before its request is sent.

@@ -44,7 +44,8 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     cancel places the order again as it was, for what the venue left of it (the filled quantity the
     refusal told, :attr:`ReplacementRejected.canceled_filled_qty`, which the order's ``OrderCanceled``
     carries too) (``OrderReplaced``), one round trip without it (the cut of a replacement a fill raced: for
-    what is left of the cut's total, or not at all when nothing is). A cancel
+    what is left of the cut's total, or not at all when nothing is). A replacement a restart finds working
+    (the process stopped before the answer or the cut) is cut then (:meth:`LiveVenue.resume_swaps`). A cancel
     of the order while its cancel-replace is in flight wins: the replacement the venue placed
     meanwhile is canceled at once, through the engine's cancel (:attr:`LiveVenue.on_cancel`: its
     cancel timeout queries the replacement, as for any cancel), ``OrderModifyRejected`` instead of
@@ -635,6 +636,9 @@ class LiveVenue(Venue):
         self.on_replacing: Callable[[ContingentLinked], Any] | None = None
         # Two-request cancel-replaces a previous process left in flight (resume_replaces): replaced id -> modification.
         self._resumed: dict[str, ModifyOrder] = {}
+        # Replacements of one-request cancel-replaces working when the previous process stopped (resume_swaps):
+        # (replaced order, replacement, the replaced order's filled quantity the replacement was sized on).
+        self._resumed_swaps: list[tuple[Order, Order, float]] = []
         # Those of them whose cancel's request is over: only a query sent after that judges whether it worked.
         self._cancel_answered: set[str] = set()
         # One-request cancel-replaces in flight: replaced id -> replacement; and their held cancels (a repeated
@@ -810,6 +814,19 @@ class LiveVenue(Venue):
             params = {"quantity": cmd.quantity, "price": cmd.price}
             self.on_replacing(ContingentLinked(cmd.strategy_id, cmd.instrument_id, coid, "replace", (coid, ""), params, now, now))
 
+    def resume_swaps(self, intents: Iterable[ContingentLinked], orders: Callable[[str], Order | None]) -> None:
+        """Take over the replacements of one-request cancel-replaces a previous process left working.
+
+        ``intents``: their journaled ``ContingentLinked`` ``"replace"`` telling what the replacement was sized
+        on (:attr:`~tradebus.engine.kernel.Kernel.journaled_swaps`); ``orders``: the order of a client id (the
+        order manager's ``get``). Those whose replacement the journal leaves open are checked by
+        :meth:`replace_resumed`: a fill that raced the cancel-replace may have been told (or queried) only now.
+        """
+        for link in intents:
+            old, new = (orders(coid) for coid in link.order_ids)
+            if old is not None and new is not None and new.is_open:
+                self._resumed_swaps.append((old, new, link.params["sized_on"]))
+
     def resume_replaces(self, intents: Iterable[ContingentLinked]) -> None:
         """Take over the two-request cancel-replaces a previous process left in flight.
 
@@ -835,8 +852,16 @@ class LiveVenue(Venue):
 
         Canceled (not filled) at the venue: the replacement is submitted (the risk gate and the
         journal as any order), then ``OrderReplaced``; still working there (the cancel never left):
-        cancel-replaced again; filled, or not settled: ``OrderModifyRejected``.
+        cancel-replaced again; filled, or not settled: ``OrderModifyRejected``. A replacement of a one-request
+        cancel-replace (:meth:`resume_swaps`) still working whose replaced order filled more at the venue than
+        it was sized on (a fill raced the request, and the process stopped before it cut the replacement or
+        before the answer) is cut to what is left of the modified total, or canceled (:meth:`_trim_replacement`).
         """
+        swaps, self._resumed_swaps = self._resumed_swaps, []
+        for old, new, sized_on in swaps:
+            venue_filled = old.filled_qty if math.isnan(old.venue_filled_qty) else max(old.filled_qty, old.venue_filled_qty)
+            if new.is_open and not old.is_open:
+                self._trim_replacement(old, new, sized_on, venue_filled)
         resumed, self._resumed = self._resumed, {}
         for coid, cmd in resumed.items():
             order = self._orders[coid]
@@ -913,13 +938,18 @@ class LiveVenue(Venue):
         self.emit(OrderReplaced(order.strategy_id, order.instrument_id, coid, replacement.client_order_id, now, now))
         logger.info("order {} replaced by {} ({} @ {})", coid, replacement.client_order_id, qty, sub.price)
 
-    def _restore(self, coid: str, sub: SubmitOrder, replaces: str | None) -> Any:
-        """Submit ``sub`` (:attr:`on_replace`, ``replaces=`` unless ``None``), which takes the place of ``coid``, an order
-        the venue has canceled: sent however long the rate limit holds it, never withdrawn (:func:`send_late`)."""
+    def _restore(self, coid: str, sub: SubmitOrder, replaces: str | None, sized_on: float = math.nan) -> Any:
+        """Submit ``sub`` (:attr:`on_replace`, ``replaces=`` unless ``None``, ``sized_on=``: ``coid``'s filled quantity
+        ``sub`` was sized on, unless NaN), which takes the place of ``coid``, an order the venue has canceled: sent
+        however long the rate limit holds it, never withdrawn (:func:`send_late`)."""
         assert self.on_replace is not None
         self._restoring = f"the order restoring {coid} (canceled at the venue)"
         try:
-            return self.on_replace(sub) if replaces is None else self.on_replace(sub, replaces=replaces)
+            if replaces is None:
+                return self.on_replace(sub)
+            if math.isnan(sized_on):
+                return self.on_replace(sub, replaces=replaces)
+            return self.on_replace(sub, replaces=replaces, sized_on=sized_on)
         finally:
             self._restoring = None
 
@@ -950,7 +980,7 @@ class LiveVenue(Venue):
         assert self.on_replace is not None
         self._swapping = order
         try:
-            replacement = self.on_replace(self._replacement(order, cmd, qty), replaces=coid)
+            replacement = self.on_replace(self._replacement(order, cmd, qty), replaces=coid, sized_on=order.filled_qty)
         finally:
             self._swapping = None
         if coid not in self._swaps:  # the replacement was denied before it was sent
@@ -1183,7 +1213,7 @@ class LiveVenue(Venue):
                 logger.error("cancel-replace of {}: canceled, replacement {} refused ({}); placing it again for {}", coid, new, exc, left)
                 nan = math.nan
                 keep = ModifyOrder(order.strategy_id, order.instrument_id, coid, now, now, nan, nan, nan)
-                again = self._restore(coid, self._replacement(order, keep, left), coid)
+                again = self._restore(coid, self._replacement(order, keep, left), coid, filled)
                 self.emit(OrderReplaced(order.strategy_id, order.instrument_id, coid, again.client_order_id, now, now))
                 self._pass_cancel(order, now, filled_qty=venue_filled)
                 return

@@ -841,6 +841,7 @@ class LiveNode(PaperNode):
         for order in kernel.orders.open_orders():
             self.venue.track(order)
         self.venue.resume_replaces(kernel.journaled_replaces.values())
+        self.venue.resume_swaps(kernel.journaled_swaps.values(), kernel.orders.get)
         for iid in kernel.instruments:
             self._hold(iid, "live start-up: reconciling positions with the venue")
         loop = asyncio.get_running_loop()
