@@ -541,13 +541,7 @@ class Journal:
                 f"{account_id}; its orders and positions are not this account's: nothing was sent. "
                 "Give this account's config a journal of its own, or use the keys of account " + stored
             )
-        try:
-            self._check_writable()
-            self._commit()
-            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('account', ?)", (account_id,))
-        except sqlite3.Error as exc:
-            raise self._failed(exc) from None
-        self._meta["account"] = account_id
+        self._set_meta("account", account_id)
 
     @property
     def venue_pause(self) -> VenuePause | None:
@@ -576,14 +570,7 @@ class Journal:
         DataError
             The journal cannot be written (:attr:`failure`).
         """
-        value = "" if pause is None else msgspec.json.encode(pause).decode()
-        try:
-            self._check_writable()
-            self._commit()
-            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_VENUE_PAUSE_KEY, value))
-        except sqlite3.Error as exc:
-            raise self._failed(exc) from None
-        self._meta[_VENUE_PAUSE_KEY] = value
+        self._set_meta(_VENUE_PAUSE_KEY, "" if pause is None else msgspec.json.encode(pause).decode())
 
     def funding_due(self) -> list[FundingDue]:
         """The fundings announced or held and not paid yet when a daemon on this journal last changed them (``[]``: none).
@@ -614,14 +601,17 @@ class Journal:
         DataError
             The journal cannot be written (:attr:`failure`).
         """
-        value = msgspec.msgpack.encode(due) if due else b""
+        self._set_meta(_FUNDING_DUE_KEY, msgspec.msgpack.encode(due) if due else b"")
+
+    def _set_meta(self, key: str, value: str | bytes) -> None:
+        """Store (and commit at once) the ``meta`` row ``key``; raises :class:`DataError` as the journal's writes do."""
         try:
             self._check_writable()
             self._commit()
-            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_FUNDING_DUE_KEY, value))
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
         except sqlite3.Error as exc:
             raise self._failed(exc) from None
-        self._meta[_FUNDING_DUE_KEY] = value  # type: ignore[assignment]
+        self._meta[key] = value  # type: ignore[assignment]
 
     @property
     def closed(self) -> bool:

@@ -50,7 +50,7 @@ that runs the trial; the data in the catalog is never modified.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
@@ -318,37 +318,32 @@ def default_variants(
     left out is put in ``left_out`` (name -> why), when given, for the sweep's ``stress.json``.
     """
     variants = [StressVariant(name="baseline")]
+
+    def keep(variant: StressVariant, check: Callable[[RunConfig], Any]) -> None:
+        try:
+            if config is not None:
+                check(config)
+        except ConfigError as exc:
+            logger.info("stress: the default variant {!r} is left out: {}", variant.name, exc)
+            if left_out is not None:
+                left_out[variant.name] = str(exc)
+            return
+        variants.append(variant)
+
     for variant in (
         StressVariant(name="costs_x2", costs=2.0),
         StressVariant(name="costs_x5", costs=5.0),
         StressVariant(name="latency_x2", latency=2.0),
         StressVariant(name="latency_x5", latency=5.0),
     ):
-        try:
-            if config is not None:
-                variant.apply_config(config)
-        except ConfigError as exc:
-            logger.info("stress: the default variant {!r} is left out: {}", variant.name, exc)
-            if left_out is not None:
-                left_out[variant.name] = str(exc)
-            continue
-        variants.append(variant)
+        keep(variant, variant.apply_config)
     if span is not None:
         mid = datetime.fromtimestamp((span[0] + span[1]) // 2 // 1_000_000_000, UTC).replace(minute=0, second=0)
-        shocks = [
+        for variant in (
             StressVariant(name="flash_crash_20pct", flash_crash=FlashCrash(at=mid, depth=0.2)),
             StressVariant(name="vol_spike_x3_7d", vol_spike=VolSpike(start=mid, duration="7d", factor=3.0)),
-        ]
-        for variant in shocks:
-            try:
-                if config is not None:
-                    variant.check_data(config)
-            except ConfigError as exc:
-                logger.info("stress: the default variant {!r} is left out: {}", variant.name, exc)
-                if left_out is not None:
-                    left_out[variant.name] = str(exc)
-                continue
-            variants.append(variant)
+        ):
+            keep(variant, variant.check_data)
     return variants
 
 
