@@ -277,6 +277,8 @@ class MemorySource:
         Rows of each chunk, in order (they add up to the rows): read as given, already checked and
         cut where the replay that read them cut (a book message never split). ``None``: chunks of
         ``batch_rows`` rows, checked as a file's are.
+    timed
+        Whether the bars have a fixed time interval (:meth:`ReplaySource.timed_bars` of the source read).
     """
 
     instrument_id: str
@@ -286,6 +288,7 @@ class MemorySource:
     columns: dict[str, np.ndarray]
     trade_id: list[str] | None = None
     chunks: tuple[int, ...] | None = None
+    timed: bool = True
 
     def describe(self) -> str:
         """Return a short human-readable name of the source."""
@@ -294,6 +297,10 @@ class MemorySource:
     def shared_times(self) -> bool:
         """``False``: rows in memory record no bar type (see :meth:`ReplaySource.shared_times`)."""
         return False
+
+    def timed_bars(self) -> bool:
+        """Whether these are bars of a fixed time interval (see :meth:`ReplaySource.timed_bars`)."""
+        return self.kind == "bars" and self.timed
 
 
 class ReplayBatch:
@@ -786,6 +793,7 @@ class Replay:
                  else np.empty(0, dtype=schema_for(src.kind).field(f).type.to_pandas_dtype()) for f in fields},
                 [t for c in chunks for t in c.trade_id] if src.kind == "trades" else None,  # type: ignore[union-attr]
                 tuple(len(c) for c in chunks),
+                src.timed_bars(),
             ))
         return out
 

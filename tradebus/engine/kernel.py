@@ -1017,7 +1017,7 @@ class Kernel:
             # volume, dollar, tick bars ... are back to back: no funding falls in a gap of them
             self.perpetuals.untimed_bars(
                 source.instrument_id for source in sources
-                if source.kind == "bars" and hasattr(source, "timed_bars") and not source.timed_bars()
+                if source.kind == "bars" and not source.timed_bars()
             )
         batches = self._loop.batches(replay)
         head: list[Any] = []
