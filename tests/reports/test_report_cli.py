@@ -437,3 +437,23 @@ def test_reports_of_the_same_runs_at_the_same_time_are_not_refused_a_backtest_st
         assert other.stdin is not None
         other.communicate("\n", timeout=60)
     assert other.returncode == 0
+
+
+@pytest.mark.parametrize("command", ["report", "compare"])
+def test_a_screenshot_over_an_existing_file_is_refused_unless_force(tmp_path: Path, command: str) -> None:
+    """report a --screenshot shot.png replaced an existing shot.png without --force, exit 0, where --out over an
+    existing page is refused: now exit 2 naming it, nothing written (no page either); --force replaces it."""
+    a, b = _run_dir(tmp_path / "a", 110.0), _run_dir(tmp_path / "b", 105.0)
+    page = tmp_path / "page.html"
+    png = tmp_path / "shot.png"
+    png.write_bytes(b"my picture")
+    args = ["report", str(a), "--out", str(page)] if command == "report" else [
+        "report", "compare", str(a), str(b), "--out", str(page)]
+    result = invoke(*args, "--screenshot", str(png))
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    said = " ".join(result.output.split())  # type: ignore[attr-defined]
+    assert f"--screenshot {png}: exists; choose another --screenshot or pass --force to replace it" in said
+    assert png.read_bytes() == b"my picture" and not page.exists()
+    result = invoke(*args, "--screenshot", str(png), "--force")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and page.is_file()

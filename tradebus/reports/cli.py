@@ -4,8 +4,8 @@
 :data:`tradebus.reports.writers.OWN_FILES`), or ``--out``. ``report compare RUN_A RUN_B``
 writes the side-by-side page to ``--out`` (default ``compare-<A>-vs-<B>.html`` in the
 current directory). An existing ``--out`` file other than the run's own tearsheet is
-refused unless ``--force``; an ``--out`` that is one of the files of the run reported or
-compared (``metrics.json``, ``fills.csv``, ...: :data:`tradebus.reports.rundata.RUN_FILES`) is
+refused unless ``--force``, and so is an existing ``--screenshot`` file; an ``--out`` that
+is one of the files of the run reported or compared (``metrics.json``, ``fills.csv``, ...: :data:`tradebus.reports.rundata.RUN_FILES`) is
 refused even with ``--force``, and so is such a ``--screenshot`` or one naming the page itself.
 Both hold the run directories they read and the directory they write the page into while they
 read and write, against runs writing there (:class:`tradebus.reports.writers.RunDirectory`): a
@@ -45,7 +45,8 @@ def report(
     ],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the page.")] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace an existing --out file (never one of the run's own files).")
+        bool, typer.Option("--force", help="Replace an existing --out or --screenshot file (never one of the run's "
+                                           "own files).")
     ] = False,
     screenshot: Annotated[
         Path | None, typer.Option(help="Also save a PNG screenshot of the page (headless Chromium).")
@@ -67,6 +68,7 @@ def report(
             _refuse_run_file_screenshot(screenshot, [run_a, run_b])
             _refuse_screenshot_over_page(screenshot, target)
             _refuse_existing(target, force)
+            _refuse_existing_screenshot(screenshot, force)
             with _holding([run_a, run_b], target, screenshot):
                 written = write_compare(run_a, run_b, target)
                 if screenshot is not None:
@@ -79,6 +81,7 @@ def report(
             _refuse_screenshot_over_page(screenshot, out if out is not None else own_page)
             if out is not None and out.absolute() != own_page.absolute():
                 _refuse_existing(out, force)
+            _refuse_existing_screenshot(screenshot, force)
             with _holding([Path(args[0])], out if out is not None else own_page, screenshot):
                 written = write_tearsheet(args[0], out)
                 if screenshot is not None:
@@ -126,6 +129,12 @@ def _holding(run_dirs: list[Path], page: Path, screenshot: Path | None = None) -
 def _refuse_existing(target: Path, force: bool) -> None:
     if target.exists() and not force:
         raise ConfigError(f"{target} exists; choose another --out or pass --force to replace it")
+
+
+def _refuse_existing_screenshot(png: Path | None, force: bool) -> None:
+    """Refuse a ``--screenshot`` over an existing file without ``force``, as :func:`_refuse_existing` an ``--out``."""
+    if png is not None and (png.exists() or png.is_symlink()) and not force:
+        raise ConfigError(f"--screenshot {png}: exists; choose another --screenshot or pass --force to replace it")
 
 
 def _check_screenshot(png: Path) -> None:
