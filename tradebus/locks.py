@@ -5,7 +5,9 @@ A daemon's journal (:class:`tradebus.execution.journal.Journal`) and a run's out
 descriptor: closing it releases the lock, and so does the end of the process, ``kill -9``
 included, so a crashed run never leaves one behind. A second opener is refused, naming the
 holder (:func:`lock_holder`). A report reading a run directory (or writing its page there) holds it
-with a shared one: it keeps a run out, not another report.
+with a shared one: it keeps a run out, not another report. The catalog's writers hold its folders
+the same way (:mod:`tradebus.data.catalog`). A file system that cannot lock (some network file
+systems) is named as such by :func:`cannot_lock`.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import fcntl
 import os
 import socket
 
-__all__ = ["lock_holder", "take_lock"]
+from tradebus.errors import describe_os_error
+
+__all__ = ["cannot_lock", "lock_holder", "take_lock"]
 
 
-def take_lock(fd: int, *, shared: bool = False) -> str | None:
-    """Hold an exclusive (``shared``: a shared) ``flock`` on ``fd`` without waiting: ``None`` once held, else
-    who holds it.
+def take_lock(fd: int, *, shared: bool = False, wait: bool = False) -> str | None:
+    """Hold an exclusive (``shared``: a shared) ``flock`` on ``fd`` without waiting (``wait``: until it is free):
+    ``None`` once held, else who holds it.
 
     The holder as :func:`lock_holder` describes it, or ``"locked by another process"`` when it is not
     to be seen.
@@ -30,10 +34,19 @@ def take_lock(fd: int, *, shared: bool = False) -> str | None:
         The file system cannot lock (some network file systems).
     """
     try:
-        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
         return lock_holder(fd) or "locked by another process"
     return None
+
+
+def cannot_lock(what: str, exc: OSError) -> str:
+    """The message naming ``what`` (``"output directory runs/a"``) as :func:`take_lock` could not lock it (``exc``).
+
+    ``"output directory runs/a: cannot lock it (ENOLCK: No locks available: its file system cannot lock, as some
+    network file systems)"``.
+    """
+    return f"{what}: cannot lock it ({describe_os_error(exc)}: its file system cannot lock, as some network file systems)"
 
 
 def lock_holder(fd: int) -> str | None:

@@ -521,3 +521,41 @@ def test_an_append_refuses_a_part_whose_size_the_manifest_does_not_record_naming
     with pytest.raises(DataError, match=message):
         cat.write(day.slice(24, 24), "x", "spot", "S", "bars_1h", "day", mode="append")
     assert tree_hashes(tmp_path) == before  # nothing appended, no new manifest
+
+
+def test_a_catalog_on_a_file_system_that_cannot_lock_refuses_each_write_naming_the_folder_and_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a file system without ``flock`` (ENOLCK, some network file systems) an overwrite was refused as 'cannot
+    create its staging folder in x/spot/A (No locks available)', blaming the folder, and record_contract_size or
+    record_sizes ended with a raw OSError. Each write now names the folder it could not lock and the file system
+    problem (ConfigError, exit 2 in the CLI); nothing is written, and reads go on."""
+    import errno
+    import fcntl
+
+    cat = Catalog(tmp_path)
+    cat.write(make_bars(3), "x", "spot", "A", "bars_1h")
+    cat.write(make_trades(3), "x", "spot", "A", "trades")
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")), tree_hashes(tmp_path)
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    folder = tmp_path / "x" / "spot" / "A"
+    writes = [
+        lambda: cat.write(make_bars(4), "x", "spot", "A", "bars_1h", mode="overwrite"),
+        lambda: cat.write(make_bars(2), "x", "spot", "B", "bars_1h"),
+        lambda: cat.record_contract_size("x", "spot", "A", "trades", 0.01),
+        lambda: cat.record_sizes("x", "spot", "A", "bars_1h"),
+    ]
+    for n, write in enumerate(writes):
+        where = tmp_path / "x" / "spot" / "B" if n == 1 else folder
+        with pytest.raises(ConfigError) as refused:
+            write()
+        said = str(refused.value)
+        assert f"catalog {where}: cannot lock it (ENOLCK: No locks available: its file system cannot lock" in said
+        assert "staging folder" not in said
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before[0]
+    assert tree_hashes(tmp_path) == before[1]
+    assert cat.read("x", "spot", "A", "bars_1h").num_rows == 3

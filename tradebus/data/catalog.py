@@ -58,7 +58,6 @@ Stored columns (``SCHEMA_VERSION`` 1):
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import re
@@ -81,6 +80,7 @@ from loguru import logger
 from tradebus.data.quality import QualityCheck, QualityReport
 from tradebus.engine.clock import iso_ns
 from tradebus.errors import ConfigError, DataError, describe_os_error
+from tradebus.locks import cannot_lock, take_lock
 
 __all__ = [
     "BAR_SCHEMA",
@@ -818,7 +818,7 @@ class Catalog:
         except OSError as exc:
             raise ConfigError(f"catalog {self.root}: cannot write the manifest of {name} ({exc.strerror})") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # alive while held: see _recover
+            _lock(fd, staged)  # alive while held: see _recover
             with os.fdopen(fd, "wb", closefd=False) as fh:
                 fh.write(msgspec.json.format(_manifest_encoder.encode(manifest), indent=2) + b"\n")
             os.replace(staged, base / MANIFEST_NAME)
@@ -923,10 +923,27 @@ def _locked(directory: Path) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``directory`` (waiting for it): writers of its datasets commit one at a time."""
     fd = os.open(directory, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        _lock(fd, directory, wait=True)
         yield
     finally:
         os.close(fd)
+
+
+def _lock(fd: int, path: Path, *, wait: bool = False) -> bool:
+    """Take an exclusive ``flock`` on ``fd``, open on ``path`` (:func:`tradebus.locks.take_lock`): whether it was free.
+
+    Raises
+    ------
+    ConfigError
+        The file system cannot lock (some network file systems): the message names ``path`` and the error.
+    """
+    try:
+        return take_lock(fd, wait=wait) is None
+    except OSError as exc:
+        raise ConfigError(
+            f"catalog {cannot_lock(str(path), exc)}: the catalog keeps its writers and their leftovers apart by "
+            "these locks, and writes nothing without them; put the catalog on a local file system"
+        ) from None
 
 
 def _check_size(path: Path, size: int, entry: FileEntry) -> None:
@@ -1014,7 +1031,11 @@ def _hold(directory: Path) -> int:
     A process killed outright releases it, so :func:`_recover` tells a live writer's staging from a dead one's.
     """
     fd = os.open(directory, os.O_RDONLY)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        _lock(fd, directory)
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
 
 
@@ -1038,12 +1059,9 @@ def _held(path: Path) -> bool:
             "of the catalog runs"
         ) from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
+        return not _lock(fd, path)
     finally:
         os.close(fd)
-    return False
 
 
 def _staged_manifests(symbol_dir: Path, dataset: str | None) -> list[Path]:
@@ -1130,6 +1148,8 @@ def _heal(base: Path) -> None:
             _recover(base.parent, base.name)
     except OSError as exc:
         logger.warning("catalog: cannot recover the leftovers of {} ({})", base, exc.strerror)
+    except ConfigError as exc:  # a leftover it cannot tell is a dead writer's, or a file system that cannot lock
+        logger.warning("catalog: cannot recover the leftovers of {}: {}", base, exc)
 
 
 _IN_FLIGHT = 2

@@ -113,7 +113,7 @@ from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
 from tradebus.engine.messages import FundingPaid, InterestCharged, OrderDenied
 from tradebus.errors import ConfigError, describe_os_error
 from tradebus.execution.orders import Order
-from tradebus.locks import take_lock
+from tradebus.locks import cannot_lock, take_lock
 from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
 from tradebus.reports.metrics import format_ns
 from tradebus.reports.trades import TRADE_COLUMNS, match_trades
@@ -858,10 +858,8 @@ def hold_directory(
         holder = take_lock(fd, shared=shared)
     except OSError as exc:
         os.close(fd)
-        logger.warning(
-            "{} directory {}: cannot lock it ({}); another {} could write into it at the same time",
-            kind, path, describe_os_error(exc), runs,
-        )
+        logger.warning("{}; another {} could write into it at the same time", cannot_lock(f"{kind} directory {path}", exc),
+                       runs)
         return None
     if holder is not None:
         os.close(fd)
