@@ -18,7 +18,7 @@ import socket
 
 from tradebus.errors import describe_os_error
 
-__all__ = ["cannot_lock", "lock_holder", "take_lock"]
+__all__ = ["cannot_lock", "held_shared", "lock_holder", "take_lock"]
 
 
 def take_lock(fd: int, *, shared: bool = False, wait: bool = False) -> str | None:
@@ -38,6 +38,20 @@ def take_lock(fd: int, *, shared: bool = False, wait: bool = False) -> str | Non
     except BlockingIOError:
         return lock_holder(fd) or "locked by another process"
     return None
+
+
+def held_shared(fd: int) -> bool:
+    """Whether the ``flock`` an exclusive :func:`take_lock` on ``fd`` was refused is held shared only (by readers).
+
+    Tried, not read from ``/proc/locks``, so it holds for a holder on another host too; what it says may be
+    stale by the time it is read (a holder that ended meanwhile).
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return True
 
 
 def cannot_lock(what: str, exc: OSError) -> str:

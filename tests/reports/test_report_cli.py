@@ -431,7 +431,7 @@ def test_reports_of_the_same_runs_at_the_same_time_are_not_refused_a_backtest_st
         assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
         assert "1 only in A, 1 only in B" in (tmp_path / "v2-vs-base.html").read_text()
         assert invoke("report", str(v1)).exit_code == 0  # type: ignore[attr-defined]
-        with pytest.raises(ConfigError, match=f"output directory {base} is in use by another running tradebus run"):
+        with pytest.raises(ConfigError, match=f"output directory {base} is in use by a running tradebus report"):
             RunDirectory(base, "backtest", force=True)
     finally:
         assert other.stdin is not None
@@ -457,3 +457,36 @@ def test_a_screenshot_over_an_existing_file_is_refused_unless_force(tmp_path: Pa
     result = invoke(*args, "--screenshot", str(png), "--force")
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and page.is_file()
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="the holder is read from Linux's /proc/locks")
+def test_a_run_refused_by_a_report_is_told_the_report_reads_there_not_that_it_writes_its_outputs(
+    tmp_path: Path,
+) -> None:
+    """A backtest rerun into base while report compare base v1 read it was refused as 'in use by another running
+    tradebus run (pid N: ... report ...): it writes its outputs there', though the report only read it. It is now
+    told a report reads there (naming its pid); a run holding the directory is still said to write there."""
+    base, v1 = _run_dir(tmp_path / "base", 110.0), _run_dir(tmp_path / "v1", 105.0)
+    other = subprocess.Popen(  # a report, stopped while it holds base and v1 and the page's folder
+        [sys.executable, "-c", _ANOTHER_REPORT, str(base), str(v1), str(tmp_path / "v1-vs-base.html")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        assert other.stdout is not None and other.stdout.readline() == "holding\n"
+        with pytest.raises(ConfigError) as refused:
+            RunDirectory(base, "backtest", force=True)
+        said = str(refused.value)
+        assert f"output directory {base} is in use by a running tradebus report (pid {other.pid} on " in said
+        assert "it reads the files there, or writes its page there" in said and "writes its outputs" not in said
+    finally:
+        assert other.stdin is not None
+        other.communicate("\n", timeout=60)
+    assert other.returncode == 0
+    rerun = RunDirectory(base, "backtest", force=True)
+    try:
+        with pytest.raises(ConfigError, match=f"output directory {base} is in use by another running tradebus run "
+                                              rf"\(pid {os.getpid()} on .*\): it writes its outputs there"):
+            RunDirectory(base, "backtest", force=True)
+    finally:
+        rerun.close()

@@ -113,7 +113,7 @@ from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
 from tradebus.engine.messages import FundingPaid, InterestCharged, OrderDenied
 from tradebus.errors import ConfigError, describe_os_error
 from tradebus.execution.orders import Order
-from tradebus.locks import cannot_lock, take_lock
+from tradebus.locks import cannot_lock, held_shared, take_lock
 from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
 from tradebus.reports.metrics import format_ns
 from tradebus.reports.trades import TRADE_COLUMNS, match_trades
@@ -847,8 +847,9 @@ def hold_directory(
     Raises
     ------
     ConfigError
-        ``path`` cannot be opened, or another run holds it: the message names that run's process and
-        ends with ``advice``.
+        ``path`` cannot be opened, or another run holds it: the message names that run's process, says
+        whether it writes there (a run) or reads (a report, holding it shared; it may write its page there),
+        and ends with ``advice``.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -862,7 +863,13 @@ def hold_directory(
                        runs)
         return None
     if holder is not None:
+        reading = not shared and held_shared(fd)  # only reports hold shared: they read runs and write pages
         os.close(fd)
+        if reading:
+            raise ConfigError(
+                f"{kind} directory {path} is in use by a running tradebus report ({holder}): it reads the files "
+                f"there, or writes its page there. {advice}"
+            )
         raise ConfigError(
             f"{kind} directory {path} is in use by another running {runs} ({holder}): it writes its "
             f"outputs there. {advice}"
