@@ -490,3 +490,23 @@ def test_a_run_refused_by_a_report_is_told_the_report_reads_there_not_that_it_wr
             RunDirectory(base, "backtest", force=True)
     finally:
         rerun.close()
+
+
+@pytest.mark.parametrize("name", ["fills.csv", "equity.csv", "trades.csv", "prices.csv"])
+@pytest.mark.parametrize("command", ["report", "compare"])
+def test_a_run_file_cut_short_is_refused_naming_it_and_nothing_is_written(tmp_path: Path, name: str,
+                                                                         command: str) -> None:
+    """A run's fills.csv cut mid-row (a copy or a crash stopped while writing it: its last fill '60000000000,
+    ...,X.SIM,SE') was reported and compared, exit 0, its last row read with no quantity or price. Every row a
+    run writes ends with a newline: a file that does not is now refused, exit 2 naming it, no page written."""
+    a, b = _run_dir(tmp_path / "a", 110.0), _run_dir(tmp_path / "b", 105.0)
+    cut = a / name
+    text = cut.read_bytes()
+    cut.write_bytes(text[: text.rindex(b"\n", 0, len(text) - 1) + 12])  # the last row's first 11 characters
+    page = tmp_path / "page.html"
+    args = ["report", str(a)] if command == "report" else ["report", "compare", str(b), str(a)]
+    result = invoke(*args, "--out", str(page))
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    said = " ".join(result.output.split())  # type: ignore[attr-defined]
+    assert f"{cut}: ends in the middle of a row (the file was cut short" in said
+    assert not page.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]

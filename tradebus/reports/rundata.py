@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from tradebus.config.load import read_yaml
 from tradebus.engine.kernel import FillRecord
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import FundingPaid, InterestCharged
-from tradebus.errors import ConfigError, OrderError
+from tradebus.errors import ConfigError, OrderError, describe_os_error
 from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
 from tradebus.reports.formatting import quote_decimals
 from tradebus.reports.trades import TRADE_COLUMNS, match_trades
@@ -109,6 +110,7 @@ def _read_csv(
         if required:
             raise ConfigError(f"{path.parent}: not a run directory (no {path.name})")
         return None
+    _refuse_cut_short(path)
     integers, numbers, texts = columns
     try:
         # Text columns as text: one whose cells are all empty (no fill had a reason) would be float NaN.
@@ -135,6 +137,29 @@ def _read_csv(
             raise ConfigError(f"{path}: line {row + 2}: {column} {text!r} is not {kind}")
         frame[column] = parsed
     return frame
+
+
+def _refuse_cut_short(path: Path) -> None:
+    """Refuse a run file that does not end with a whole line: every row a run writes ends with one.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file: it ends mid-row (cut short: a run or a copy stopped while writing it).
+    """
+    try:
+        with path.open("rb") as handle:
+            if handle.seek(0, os.SEEK_END) == 0:
+                return
+            handle.seek(-1, os.SEEK_END)
+            last = handle.read(1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({describe_os_error(exc)})") from None
+    if last != b"\n":
+        raise ConfigError(
+            f"{path}: ends in the middle of a row (the file was cut short: a run, or a copy of it, stopped while "
+            "writing it); run it again, or copy the whole file"
+        )
 
 
 def _metrics(path: Path) -> dict[str, Any]:
