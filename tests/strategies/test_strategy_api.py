@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tradebus.engine.messages import Bar, OrderModified, OrderSide, OrderStatus, TimeEvent
+from tradebus.engine.messages import Bar, OrderModified, OrderSide, OrderStatus, TimeEvent, TimeInForce
 from tradebus.errors import ConfigError, OrderError
+from tradebus.execution.contingent import OrderSpec
 from tradebus.strategies.base import Strategy
 from tradebus.strategies.context import KernelContext
 
@@ -246,6 +247,51 @@ def test_an_order_side_that_is_no_order_side_is_an_order_error(how: str, side: A
     with pytest.raises(OrderError, match=rf"slipped: side must be OrderSide.BUY or OrderSide.SELL, got {side!r}"):
         run([strategy], {BTC_4H: bars_4h().iloc[:6]})
     assert [o.quantity for o in strategy.ctx.orders.orders()] == [0.5]
+
+
+class InForce(Strategy):
+    """Sends one buy limit (or an OCO of it and a stop) of ``time_in_force`` 10 % below its second bar's close."""
+
+    contingent = True
+
+    def __init__(self, time_in_force: Any, how: str = "limit") -> None:
+        super().__init__(BTC_4H, strategy_id="inforce")
+        self.time_in_force, self.how, self.k = time_in_force, how, 0
+
+    def on_bar(self, bar: Bar) -> None:
+        self.k += 1
+        if self.k != 2:
+            return
+        price = round(bar.close * 0.9, 2)
+        if self.how == "limit":
+            self.submit_limit(BTC_4H, OrderSide.BUY, 0.1, price, time_in_force=self.time_in_force)
+        elif self.how == "stop_limit":
+            self.submit_stop(BTC_4H, OrderSide.BUY, 0.1, round(bar.close * 1.5, 2), limit_price=price,
+                             time_in_force=self.time_in_force)
+        else:
+            self.submit_oco([OrderSpec(BTC_4H, OrderSide.BUY, 0.1, price=price, time_in_force=self.time_in_force),
+                             OrderSpec(BTC_4H, OrderSide.BUY, 0.1, trigger_price=round(bar.close * 1.5, 2))])
+
+
+@pytest.mark.parametrize("how", ["limit", "stop_limit", "oco"])
+@pytest.mark.parametrize("time_in_force", ["gtc", "GTD", None])
+def test_a_time_in_force_that_is_no_time_in_force_is_an_order_error(how: str, time_in_force: Any) -> None:
+    # the simulated venue took every value but GTC as IOC: a buy limit 10 % below the market sent "gtc"
+    # (or "GTD") expired on arrival, "gtc: not marketable on arrival", and the run went on, exit 0
+    strategy = InForce(time_in_force, how)
+    message = rf"inforce: time_in_force must be TimeInForce.GTC, IOC or FOK .*got {time_in_force!r}"
+    with pytest.raises(OrderError, match=message):
+        run([strategy], {BTC_4H: bars_4h().iloc[:4]})
+    assert strategy.ctx.orders.orders() == []
+
+
+@pytest.mark.parametrize(("time_in_force", "status"), [("GTC", OrderStatus.ACCEPTED), ("IOC", OrderStatus.EXPIRED),
+                                                       (TimeInForce.FOK, OrderStatus.EXPIRED)])
+def test_a_time_in_force_given_by_its_value_works_as_the_member(time_in_force: Any, status: OrderStatus) -> None:
+    strategy = InForce(time_in_force)
+    run([strategy], {BTC_4H: bars_4h().iloc[:4]})
+    (order,) = strategy.ctx.orders.orders()
+    assert (order.tif, order.status) == (TimeInForce(time_in_force), status)
 
 
 @pytest.mark.parametrize(("field", "value"), [("quantity", -0.25), ("price", 0.0), ("trigger_price", math.nan)])

@@ -481,7 +481,8 @@ class Strategy:
         refuses it, otherwise ``on_order_submitted`` / ``on_order_accepted`` /
         ``on_order_filled`` (or ``on_order_rejected``); a side that is no ``OrderSide`` (``"BUY"``,
         ``1``) or a quantity that is not a positive finite number (``-0.01``, ``0``, NaN) raises an
-        ``OrderError``, as a limit or trigger price that is not does (a quantity off the lot grid is the
+        ``OrderError``, as a limit or trigger price that is not does, and a ``time_in_force`` that is no
+        ``TimeInForce`` or its value (``"gtc"``, ``"GTD"``) (a quantity off the lot grid is the
         instrument's to deny). ``parent``: the name of the
         execution algorithm sending it as its child (:mod:`tradebus.strategies.algos` sets it;
         a restart ends the algorithm's children with it, :mod:`tradebus.strategies.algo_recovery`).
@@ -575,8 +576,12 @@ class Strategy:
             An id given twice, of no order, of an order that worked and no longer does (filled,
             canceled, expired), of one already in an OCO group (a bracket's exits are one) or of
             another strategy (and the refusals of
-            :meth:`ContingentOrders.oco <tradebus.execution.contingent.ContingentOrders.oco>`).
+            :meth:`ContingentOrders.oco <tradebus.execution.contingent.ContingentOrders.oco>`), or a
+            spec's ``time_in_force`` that is no ``TimeInForce``.
         """
+        for spec in orders:
+            if not isinstance(spec, str) and spec.time_in_force is not _GTC:
+                self._time_in_force(spec.time_in_force)
         return self._contingent().oco(orders, self.strategy_id)
 
     def submit_trailing_stop(
@@ -713,6 +718,17 @@ class Strategy:
         if not 0.0 < quantity < _INF:
             raise OrderError(f"{self.strategy_id}: quantity must be a positive finite number, got {quantity!r}")
 
+    def _time_in_force(self, value: object) -> TimeInForce:
+        """``value`` as a ``TimeInForce`` (a member, or its value as a str: ``"IOC"``); an ``OrderError``
+        otherwise (``"gtc"``, ``"GTD"``: the simulated venue took any value but GTC as IOC)."""
+        try:
+            return TimeInForce(value)
+        except ValueError:
+            raise OrderError(
+                f"{self.strategy_id}: time_in_force must be TimeInForce.GTC, IOC or FOK (good-till-date: "
+                f"submit_gtd), got {value!r}"
+            ) from None
+
     def _submit(
         self,
         instrument_id: str,
@@ -732,6 +748,8 @@ class Strategy:
             raise OrderError(f"{self.strategy_id}: unknown instrument {instrument_id!r}")
         if (side is not _BUY and side is not _SELL) or not 0.0 < quantity < _INF:
             self._check_order(side, quantity)
+        if time_in_force is not _GTC:
+            time_in_force = self._time_in_force(time_in_force)
         now = kernel.clock.now_ns()
         client_order_id = kernel.orders.client_ids.next(self.strategy_id)
         kernel.submit(
