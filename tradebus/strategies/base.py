@@ -305,7 +305,8 @@ class Strategy:
         """
 
     def on_order_expired(self, event: OrderExpired) -> None:
-        """An IOC/FOK order ended unfilled or partially filled (live, also when only a query found it expired)."""
+        """An IOC/FOK order ended unfilled or partially filled, or a GTD order (:meth:`submit_gtd`) reached its
+        expiry (live, also when only a query found it expired)."""
 
     def on_position_changed(self, event: PositionChanged) -> None:
         """The net position of one of the strategy's instruments changed."""
