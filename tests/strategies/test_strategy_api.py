@@ -218,6 +218,9 @@ class Slipped(Strategy):
             self.submit_limit(BTC_4H, side, quantity, round(bar.close * 1.1, 2))
         elif self.how == "stop":
             self.submit_stop(BTC_4H, side, quantity, round(bar.close * 0.9, 2))
+        elif self.how == "oco":
+            self.submit_oco([OrderSpec(BTC_4H, side, quantity, price=round(bar.close * 1.1, 2)),
+                             OrderSpec(BTC_4H, OrderSide.SELL, 0.25, trigger_price=round(bar.close * 0.9, 2))])
         elif self.how == "bracket":
             self.submit_bracket(BTC_4H, side, quantity, stop_loss=round(bar.close * 0.9, 2),
                                 take_profit=round(bar.close * 1.1, 2))
@@ -225,7 +228,7 @@ class Slipped(Strategy):
             self.submit_trailing_stop(BTC_4H, side, quantity, percent=5.0)
 
 
-KINDS = ["market", "limit", "stop", "bracket", "trailing"]
+KINDS = ["market", "limit", "stop", "oco", "bracket", "trailing"]
 
 
 @pytest.mark.parametrize("how", KINDS)

@@ -578,10 +578,14 @@ class Strategy:
             canceled, expired), of one already in an OCO group (a bracket's exits are one) or of
             another strategy (and the refusals of
             :meth:`ContingentOrders.oco <tradebus.execution.contingent.ContingentOrders.oco>`), or a
-            spec's ``time_in_force`` that is no ``TimeInForce``.
+            spec's side that is no ``OrderSide``, quantity that is not a positive finite number or
+            ``time_in_force`` that is no ``TimeInForce`` (as at :meth:`submit_limit`; nothing is sent).
         """
         for spec in orders:
-            if not isinstance(spec, str) and spec.time_in_force is not _GTC:
+            if isinstance(spec, str):
+                continue
+            self._check_order(spec.side, spec.quantity)
+            if spec.time_in_force is not _GTC:
                 self._time_in_force(spec.time_in_force)
         return self._contingent().oco(orders, self.strategy_id)
 
