@@ -983,6 +983,59 @@ def test_a_funding_in_a_gap_of_the_bars_is_paid_on_the_position_before_the_next_
 
 
 @pytest.mark.parametrize("lean", [False, True])
+@pytest.mark.parametrize("where", ["file", "catalog"])
+def test_a_funding_in_the_first_gap_of_bars_of_a_known_interval_is_paid_before_the_next_bar_s_fills(
+    tmp_path: Path, lean: bool, where: str
+) -> None:
+    """1-minute bars closing at 00:01, then none until the one closing at 00:05 (opening at 00:04), and on;
+    bar k (closing at k min) opens at 20,000 + 10 k - 5 and closes at 20,000 + 10 k. 0.1 BTC bought on bar 1
+    fills at the open of the bar closing at 00:05 (20,045, at 00:04). A funding of 0.1 % at 00:03, no mark
+    price, lies in the gap, when nothing was held: nothing is paid. The source knows the interval (a file's
+    ``interval: 1m``, a catalog dataset's manifest), so this first gap of the bars is one, although no two
+    adjacent bars were seen before it. Before, the bar length was learnt from the bars' spacing only: the bar
+    was taken to open at 00:01 (the previous close), the funding was held for its fills and charged to the
+    long they bought, at 20,010 (the 00:01 close): 0.1 * 20,010 * 0.001 = 2.001. The ordinary case is as it
+    was: one at 00:06:30, inside the bar closing at 00:07 with nothing at the venue, is paid before it by the
+    long at the 00:06 close: 0.1 * 20,060 * 0.001 = 2.006."""
+    inst = perp()
+    iid = inst.instrument_id
+    m = 60_000_000_000
+    _bars_with_a_gap(tmp_path / "bars.csv", [1] + list(range(5, 31)))
+    if where == "file":
+        source = ReplaySource.from_file(tmp_path / "bars.csv", iid, "bars", interval="1m", bar_time="close")
+    else:
+        cat = Catalog(tmp_path / "catalog")
+        import_path(cat, tmp_path / "bars.csv", venue="sim", market="usdm", symbol="BTCUSDT", kind="bars",
+                    dataset="bars_1m", bar_time="close")
+        source = ReplaySource.from_catalog(cat, iid, "sim", "usdm", "BTCUSDT", "bars_1m")
+    assert source.bar_interval_ns() == m
+    feed = [FundingRate(iid, at, at, 0.001, at) for at in (T0 + 3 * m, T0 + 6 * m + m // 2)]
+
+    def kernel() -> Kernel:
+        k = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0)
+        k.add_strategy(_LeanFlipAfterGap(iid) if lean else _FlipAfterGap(iid))
+        k.feed_perpetual_data(feed)
+        return k
+
+    ran = kernel()
+    ran.run(Replay([source]))
+    processed = kernel()
+    processed.bar_intervals({iid: m})  # as a daemon says of its bar streams
+    for msg in Replay([source]):
+        processed.process(msg)
+    processed.stop()
+    for k in (ran, processed):
+        assert [(f.ts_event, f.side, f.price) for f in k.result.fills] == [
+            (T0 + 5 * m, "BUY", 20_045.0), (T0 + 9 * m, "SELL", 20_085.0)
+        ]
+        assert [(p.ts_event, p.quantity, p.mark_price) for p in k.result.funding] == [
+            (T0 + 6 * m + m // 2, 0.1, 20_060.0)
+        ]
+        assert k.portfolio.funding_paid == pytest.approx(2.006)
+    assert ran.result.equity == processed.result.equity
+
+
+@pytest.mark.parametrize("lean", [False, True])
 def test_a_funding_in_a_gap_due_at_another_instrument_s_bar_is_paid_before_the_next_bar_s_fills_at_its_open(
     tmp_path: Path, lean: bool
 ) -> None:

@@ -57,7 +57,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tradebus.data.catalog import BOOK_SNAPSHOT, Catalog, open_parquet, schema_for
-from tradebus.data.ingest import read_bars, read_trades, validate_bars, validate_trades
+from tradebus.data.ingest import parse_interval, read_bars, read_trades, validate_bars, validate_trades
 from tradebus.data.prefetch import prefetched
 from tradebus.engine.clock import iso_ns
 from tradebus.engine.messages import (
@@ -220,6 +220,19 @@ class ReplaySource:
         manifest = Catalog(self.catalog_root).manifest(self.venue, self.market, self.symbol, self.dataset)
         return manifest.interval_ns is not None
 
+    def bar_interval_ns(self) -> int | None:
+        """The fixed interval of the source's bars (ns) when it is known before they are read, else ``None``.
+
+        A catalog dataset's from its manifest (:attr:`~tradebus.data.catalog.Manifest.interval_ns`), a file's
+        when it is given (``interval``; one detected as the file is read is not known here). ``None`` for
+        trades and for bars of no fixed time interval (:meth:`timed_bars`).
+        """
+        if self.kind != "bars":
+            return None
+        if self.catalog_root is None:
+            return None if self.interval is None else parse_interval(self.interval)
+        return Catalog(self.catalog_root).manifest(self.venue, self.market, self.symbol, self.dataset).interval_ns
+
     def stale(self) -> list[tuple[int, int, str]]:
         """``(start_ns, end_ns, feed)`` of each stretch where the recorded feed of the dataset's instrument was stale.
 
@@ -279,6 +292,8 @@ class MemorySource:
         ``batch_rows`` rows, checked as a file's are.
     timed
         Whether the bars have a fixed time interval (:meth:`ReplaySource.timed_bars` of the source read).
+    interval_ns
+        Their interval when the source read knew it (:meth:`ReplaySource.bar_interval_ns`), else ``None``.
     """
 
     instrument_id: str
@@ -289,6 +304,7 @@ class MemorySource:
     trade_id: list[str] | None = None
     chunks: tuple[int, ...] | None = None
     timed: bool = True
+    interval_ns: int | None = None
 
     def describe(self) -> str:
         """Return a short human-readable name of the source."""
@@ -301,6 +317,10 @@ class MemorySource:
     def timed_bars(self) -> bool:
         """Whether these are bars of a fixed time interval (see :meth:`ReplaySource.timed_bars`)."""
         return self.kind == "bars" and self.timed
+
+    def bar_interval_ns(self) -> int | None:
+        """The bars' fixed interval when known (see :meth:`ReplaySource.bar_interval_ns`)."""
+        return self.interval_ns if self.kind == "bars" else None
 
 
 class ReplayBatch:
@@ -794,6 +814,7 @@ class Replay:
                 [t for c in chunks for t in c.trade_id] if src.kind == "trades" else None,  # type: ignore[union-attr]
                 tuple(len(c) for c in chunks),
                 src.timed_bars(),
+                src.bar_interval_ns(),
             ))
         return out
 

@@ -987,6 +987,18 @@ class Kernel:
 
     # ------------------------------------------------------------------ backtest loop
 
+    def bar_intervals(self, intervals: Mapping[str, int | None]) -> None:
+        """Say how long the bars of each instrument given last, as their source knows it (before its first bar).
+
+        ``instrument_id -> interval`` (ns) of time bars, ``None`` for bars of no fixed time interval (volume,
+        dollar, tick bars ...). A perpetual's funding in a gap of its bars is told from it
+        (:meth:`Perpetuals.bar_intervals <tradebus.engine.perpetuals.Perpetuals.bar_intervals>`); bars not
+        given learn their length from their spacing. :meth:`run` tells it from its replay's sources, a paper
+        daemon from its bar streams.
+        """
+        if self.perpetuals is not None:
+            self.perpetuals.bar_intervals(intervals)
+
     def run(self, replay: ReplayLike, on_batch: Callable[[int], None] | None = None) -> RunResult:
         """Run a whole backtest over ``replay.batches()`` and stop; return the result.
 
@@ -1013,12 +1025,19 @@ class Kernel:
         if self.bar_instruments is None and sources is not None:
             replayed = frozenset(source.instrument_id for source in sources if source.kind == "bars")
             self.bar_instruments = replayed | frozenset(self.trade_bars)
-        if self.perpetuals is not None and sources is not None:
-            # volume, dollar, tick bars ... are back to back: no funding falls in a gap of them
-            self.perpetuals.untimed_bars(
-                source.instrument_id for source in sources
-                if source.kind == "bars" and not source.timed_bars()
-            )
+        if sources is not None:
+            intervals: dict[str, int | None] = {}
+            for source in sources:
+                if source.kind != "bars":
+                    continue
+                iid = source.instrument_id
+                interval = source.bar_interval_ns() if source.timed_bars() else None
+                if interval is None and source.timed_bars():
+                    continue  # an interval found as the bars are read: learnt from their spacing
+                # bars of one instrument with no fixed interval from one source have none at all
+                known = intervals.get(iid, interval)
+                intervals[iid] = None if known is None or interval is None else min(known, interval)
+            self.bar_intervals(intervals)
         batches = self._loop.batches(replay)
         head: list[Any] = []
         for batch in batches:

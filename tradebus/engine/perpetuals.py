@@ -32,10 +32,11 @@ Funding
     along its path, are the position held at the funding time (the venue charges whoever holds
     the position then); one a bar opens at is not (a fill at the funding time itself comes after
     it). A time bar after a gap in the data opens one bar length (the shortest spacing of its
-    instrument's bars' closes, ``ts_event``, up to it, :meth:`bar_open`) before its close, not at the previous close: a
+    instrument's bars' closes, ``ts_event``, up to it, or from the first bar the interval their source
+    gives, :meth:`bar_intervals`; :meth:`bar_open`) before its close, not at the previous close: a
     funding in the gap is paid before that bar's fills (held ones too, once the bar shows it), and
     without marks priced at that bar's open, the first price after its time. Bars of no fixed time interval
-    (volume, dollar, tick bars, :meth:`untimed_bars`) have no gap: each opens at the previous close. The
+    (volume, dollar, tick bars, :meth:`bar_intervals`) have no gap: each opens at the previous close. The
     run's end pays a funding still held on the position held then, before the strategies'
     ``on_stop`` and in the run's last equity sample.
     Each is settled only once (an announcement for a time already
@@ -82,7 +83,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -217,7 +218,7 @@ class Perpetuals:
         # minimum of their spacings, computed when first asked): where a bar after a gap opens (:meth:`note_bars`).
         self._bar_steps: dict[str, tuple[int, int]] = {}
         self._bar_batches: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
-        # The instruments whose bars have no fixed time interval (:meth:`untimed_bars`): no gap of theirs.
+        # The instruments whose bars have no fixed time interval (:meth:`bar_intervals`): no gap of theirs.
         self._untimed: set[str] = set()
         #: Called with every funding announced or held and not paid yet (:meth:`due`) whenever they change
         #: (a daemon's journal keeps them for a restart, :meth:`restore_due`); ``None``: not kept.
@@ -350,18 +351,28 @@ class Perpetuals:
         if self.open:
             self.check(now)  # a payment may take a position below maintenance margin
 
-    def untimed_bars(self, instrument_ids: Iterable[str]) -> None:
-        """Say that the bars of ``instrument_ids`` have no fixed time interval (volume, dollar, tick bars ...).
+    def bar_intervals(self, intervals: Mapping[str, int | None]) -> None:
+        """Say how long the bars of each instrument of ``intervals`` last, as their source knows it.
 
-        Such bars are back to back, of any length: each opens right after the previous one's close, so no
-        funding falls in a gap of them (:meth:`bar_open` is ``None``), and one inside a bar with an order
-        waiting is held until that bar is matched. :meth:`Kernel.run` tells it from its replay's sources
-        (:meth:`~tradebus.data.replay.ReplaySource.timed_bars`); bars not told of are taken as time bars.
+        An int: time bars of that fixed interval (ns), the bar length of :meth:`bar_open` from the first bar
+        on (so the first gap is recognised too, not only one after two adjacent bars were seen). ``None``: bars
+        of no fixed time interval (volume, dollar, tick bars ...): back to back, of any length, each opening
+        right after the previous one's close, so no funding falls in a gap of them (:meth:`bar_open` is
+        ``None``), and one inside a bar with an order waiting is held until that bar is matched. Bars not
+        told of are time bars whose length is learnt from their spacing. :meth:`Kernel.run` tells it from its
+        replay's sources (:meth:`~tradebus.data.replay.ReplaySource.bar_interval_ns`), a paper daemon from its
+        bar streams (:meth:`Kernel.bar_intervals`).
         """
-        for iid in instrument_ids:
-            self._untimed.add(iid)
-            self._bar_steps.pop(iid, None)
-            self._bar_batches.pop(iid, None)
+        for iid, interval in intervals.items():
+            if interval is None:
+                self._untimed.add(iid)
+                self._bar_steps.pop(iid, None)
+                self._bar_batches.pop(iid, None)
+            else:
+                self._untimed.discard(iid)
+                self._fold_bars(iid)
+                step, last = self._bar_steps.get(iid, (2**63 - 1, -1))
+                self._bar_steps[iid] = (min(step, int(interval)), last)
 
     def note_bars(self, instrument_id: str, times: np.ndarray) -> None:
         """Note the close times (sorted ``ts_event``, venue time) of a bar loop's batch of the instrument's bars.
@@ -393,11 +404,12 @@ class Perpetuals:
     def bar_open(self, instrument_id: str, close: int) -> int | None:
         """Where the instrument's bar closing at ``close`` (``ts_event``) opens (``None``: no earlier bar of it known).
 
-        A bar lasts the shortest spacing of the instrument's bars up to it (time bars: their interval,
-        once two adjacent bars have been seen), so a bar after a gap opens that long before its close, not
-        at the previous bar's close; never before that close (the simulated venue's open of a bar,
-        ``SimulatedVenue``, and the first spacings of a run, until an adjacent pair is seen). Always ``None``
-        for bars of no fixed time interval (:meth:`untimed_bars`): they have no gap.
+        A bar lasts the interval its source gives (:meth:`bar_intervals`), else the shortest spacing of the
+        instrument's bars up to it (time bars: their interval, once two adjacent bars have been seen), so a bar
+        after a gap opens that long before its close, not at the previous bar's close; never before that close
+        (the simulated venue's open of a bar, ``SimulatedVenue``, and, with no interval given, the first
+        spacings of a run, until an adjacent pair is seen). Always ``None``
+        for bars of no fixed time interval (:meth:`bar_intervals`): they have no gap.
         """
         step, last = self._bar_steps.get(instrument_id, (2**63 - 1, -1))
         batch = self._bar_batches.get(instrument_id)
