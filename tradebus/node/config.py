@@ -180,6 +180,24 @@ class PaperConfig(RunBase):
                     kinds[iid].add("book")
         return kinds
 
+    def bar_intervals(self) -> dict[str, int | None]:
+        """``instrument_id -> the fixed interval (ns) of the bars its feed streams``, as the channel names it.
+
+        ``kline_1m`` (Binance), ``candle1H`` (OKX), ``kline.60`` (Bybit): what the daemon's bars last from the
+        first one on, so a perpetual's funding in a gap of them is told before two adjacent bars were seen,
+        after a restart too (:meth:`Kernel.bar_intervals <tradebus.engine.kernel.Kernel.bar_intervals>`).
+        Bars of calendar months or years are not listed (their length is learnt from their spacing); bars
+        built from trades (``bars``) neither: they are not matched by the venue.
+        """
+        out: dict[str, int | None] = {}
+        for feed in self.feeds:
+            bar_interval = VENUES[feed.venue].bar_interval
+            for iid, channels in feed.subscriptions.items():
+                found = [n for n in map(bar_interval, channels) if n is not None]
+                if found:
+                    out[iid] = min(found)
+        return out
+
     def journal_owner(self) -> JournalOwner:
         """What the journal of a run of this config is written by: a paper run of its feeds' venues and markets."""
         venues = ",".join(sorted({feed.venue for feed in self.feeds}))

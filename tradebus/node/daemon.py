@@ -204,6 +204,7 @@ def build_paper_kernel(
         joins_mid_stream=True,
         client_id_rules=config.client_id_rules(),
     )
+    kernel.bar_intervals(config.bar_intervals())  # a funding in the first gap of its klines, after a restart too
     for strategy in build_strategies([entry for _, entry in strategy_entries(config)]):
         kernel.add_strategy(strategy)
     return kernel, venue

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from tradebus.adapters.common.feed import FeedConfig, FeedOptions
 from tradebus.adapters.common.venue import RestKlines
 from tradebus.config.base import HttpUrl, StrictModel
+from tradebus.config.units import parse_duration
 from tradebus.engine.instrument import CloseFee
 from tradebus.errors import ConfigError
 from tradebus.execution.client_ids import ClientIdRule
@@ -36,6 +37,7 @@ __all__ = [
     "Channel",
     "check_feed",
     "depth_stream_suffix",
+    "bar_interval",
     "kline_interval",
     "known_channel",
     "stream_symbol",
@@ -245,6 +247,17 @@ def kline_interval(channel: str) -> str | None:
     if channel == "kline":
         return "1m"
     return channel[6:] if channel.startswith("kline_") else None
+
+
+def bar_interval(channel: str) -> int | None:
+    """The interval (ns) of a kline channel's bars (``kline_1h`` -> 3,600 s); ``None`` for another channel or ``1M``."""
+    interval = kline_interval(channel)
+    if interval is None:
+        return None
+    try:
+        return parse_duration(interval)
+    except ValueError:  # 1M: calendar months, no fixed length
+        return None
 
 
 class BinanceFeedOptions(FeedOptions):

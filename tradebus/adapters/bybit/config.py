@@ -29,6 +29,7 @@ __all__ = [
     "known_channel",
     "stream_symbol",
     "rest_klines",
+    "bar_interval",
 ]
 
 
@@ -100,6 +101,17 @@ FEED_OPTIONS = None
 def known_channel(channel: str) -> bool:
     """Whether ``channel`` is a Bybit paper-feed channel (topic without the symbol)."""
     return _CHANNEL.match(channel) is not None
+
+
+def bar_interval(channel: str) -> int | None:
+    """The interval (ns) of a ``kline.<interval>`` channel's bars (minutes, ``D``, ``W``); ``None`` for another
+    channel or ``M`` (calendar months, no fixed length)."""
+    if not channel.startswith("kline.") or not known_channel(channel):
+        return None
+    interval = channel[len("kline."):]
+    if interval.isdigit():
+        return int(interval) * 60_000_000_000
+    return {"D": 86_400_000_000_000, "W": 604_800_000_000_000}.get(interval)
 
 
 def check_feed(feed: FeedConfig) -> None:

@@ -146,6 +146,9 @@ class VenueAdapter:
     rest_klines
         ``feed -> where its market's REST klines are`` (:class:`RestKlines`): a restarted paper
         daemon prices the hours of borrowing interest it missed with them.
+    bar_interval
+        ``channel -> the fixed interval (ns) of its bars`` (``bar_interval``): ``None`` for a channel of no
+        bars and for bars of calendar months or years, whose length varies.
     is_snapshot_line
         Recorder/playback hook: whether a raw line of a single-connection capture is a REST
         book snapshot (replayed as connection ``rest:<symbol>``).
@@ -173,6 +176,7 @@ class VenueAdapter:
     load_instruments: Callable[[str | Path, str], dict[str, Instrument]]
     emulator: EmulatorFactory
     rest_klines: Callable[[FeedConfig], RestKlines]
+    bar_interval: Callable[[str], int | None]
     is_snapshot_line: Callable[[str], bool] = _never
     load_margin_tiers: MarginTiersLoader | None = None
     client_id_rule: ClientIdRule | None = None
@@ -198,7 +202,7 @@ class VenueAdapter:
     ) -> VenueAdapter:
         """The adapter whose feed rules are the venue ``config`` module's (``FEED_MARKETS``,
         ``BOOK_CHANNELS``, ``FILL_CHANNELS``, ``FEED_OPTIONS``, ``known_channel``, ``check_feed``,
-        ``stream_symbol``, ``rest_klines``, ``CLIENT_ID_RULE``, ``INSTRUMENT_VENUES``, ``MAINTENANCE_CLOSE_FEE``)."""
+        ``stream_symbol``, ``rest_klines``, ``bar_interval``, ``CLIENT_ID_RULE``, ``INSTRUMENT_VENUES``, ``MAINTENANCE_CLOSE_FEE``)."""
         return cls(
             name=name,
             markets=config.FEED_MARKETS,
@@ -212,6 +216,7 @@ class VenueAdapter:
             load_instruments=load_instruments,
             emulator=emulator,
             rest_klines=config.rest_klines,
+            bar_interval=config.bar_interval,
             is_snapshot_line=is_snapshot_line,
             load_margin_tiers=load_margin_tiers,
             client_id_rule=config.CLIENT_ID_RULE,

@@ -25,6 +25,7 @@ __all__ = [
     "BUSINESS_CHANNELS",
     "CANDLE_BARS",
     "CANDLE_CHANNELS",
+    "CANDLE_UNIT_MS",
     "FEED_CHANNELS",
     "FEED_MARKETS",
     "FEED_OPTIONS",
@@ -36,6 +37,7 @@ __all__ = [
     "known_channel",
     "stream_symbol",
     "rest_klines",
+    "bar_interval",
 ]
 
 
@@ -128,6 +130,8 @@ CANDLE_BARS: tuple[str, ...] = (
 )
 #: Bar sizes that also have a UTC-aligned ``candle<bar>utc`` channel.
 UTC_CANDLE_BARS: tuple[str, ...] = ("6H", "12H", "1D", "2D", "3D", "5D", "1W", "1M", "3M", "1Y")
+#: Milliseconds of the fixed-length candle units (``M`` months and ``Y`` years are calendar lengths).
+CANDLE_UNIT_MS = {"s": 1_000, "m": 60_000, "H": 3_600_000, "D": 86_400_000, "W": 604_800_000}
 #: Every candle channel OKX offers.
 CANDLE_CHANNELS: tuple[str, ...] = (
     *(f"candle{bar}" for bar in CANDLE_BARS),
@@ -209,6 +213,16 @@ def check_feed(feed: FeedConfig) -> None:
 def stream_symbol(market: str, symbol: str, instrument_id: str) -> str:
     """The stream symbol of an instrument: its ``instId``."""
     return symbol
+
+
+def bar_interval(channel: str) -> int | None:
+    """The interval (ns) of a ``candle<bar>`` channel's bars (``candle1H`` -> 3,600 s); ``None`` for another
+    channel or a bar of months or years (calendar lengths)."""
+    if channel not in CANDLE_CHANNELS:
+        return None
+    core = channel[len("candle"):].removesuffix("utc")
+    unit_ms = CANDLE_UNIT_MS.get(core[-1:])
+    return None if unit_ms is None else int(core[:-1]) * unit_ms * 1_000_000
 
 
 def rest_klines(feed: FeedConfig) -> RestKlines:

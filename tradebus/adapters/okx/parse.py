@@ -49,6 +49,7 @@ from tradebus.adapters.common.stream_books import Resubscribe, StreamBooks, Stre
 from tradebus.adapters.common.sync import BookSync
 from tradebus.adapters.common.trade_gaps import TradeFetch, TradeGaps
 from tradebus.adapters.okx.config import BOOK_CHANNELS as _BOOK_CHANNELS
+from tradebus.adapters.okx.config import CANDLE_UNIT_MS
 from tradebus.adapters.okx.schemas import (
     OkxBbo,
     OkxBboNumbers,
@@ -72,7 +73,7 @@ BOOK_CHANNELS = frozenset(_BOOK_CHANNELS)
 
 _SEQUENCED = frozenset({"books", "books-l2-tbt", "books50-l2-tbt"})
 
-_UNIT_MS = {"s": 1_000, "m": 60_000, "H": 3_600_000, "D": 86_400_000, "W": 604_800_000}
+_UNIT_MS = CANDLE_UNIT_MS
 _MONTHS = {"M": 1, "Y": 12}
 _HK = timezone(timedelta(hours=8))
 _DEDUP_WINDOW = 4096
