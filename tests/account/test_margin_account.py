@@ -1077,6 +1077,45 @@ def test_a_funding_in_a_gap_due_at_another_instrument_s_bar_is_paid_before_the_n
     assert ran.result.equity == processed.result.equity
 
 
+def test_a_funding_in_a_gap_due_at_another_instrument_s_bar_with_nothing_waiting_is_priced_at_its_last_close(
+    tmp_path: Path,
+) -> None:
+    """BTC's 1-minute bars close at 00:01 .. 00:05, then none until 00:11 (bar k closing at 20,000 + 10 k);
+    ETH's at k min + 30 s. 0.1 BTC bought on bar 1 (filled at bar 2's open, 20,015) and held. BTC's funding
+    of 0.1 % at 00:07, no mark price, falls due at ETH's bar of 00:07:30 with no BTC order at the venue: it
+    is paid then, on the long, at BTC's last price known at 00:07 and still at 00:07:30, the 00:05 close:
+    0.1 * 20,050 * 0.001 = 2.005. The open of BTC's next bar (20,105 at 00:10) comes after that message:
+    pricing it there would take a price the run had not seen yet."""
+    btc = perp()
+    eth = perp(symbol="ETHUSDT", base="ETH", lot_size=0.01)
+    b, e = btc.instrument_id, eth.instrument_id
+    m = 60_000_000_000
+    _bars_with_a_gap(tmp_path / "btc.csv", [1, 2, 3, 4, 5] + list(range(11, 60)))
+    pd.DataFrame({"ts": [T0 + k * m + m // 2 for k in range(60)], "open": 1_000.0, "high": 1_000.0,
+                  "low": 1_000.0, "close": 1_000.0, "volume": 1.0}).to_csv(tmp_path / "eth.csv", index=False)
+    sources = [ReplaySource.from_file(tmp_path / "btc.csv", b, "bars", bar_time="close"),
+               ReplaySource.from_file(tmp_path / "eth.csv", e, "bars", bar_time="close")]
+
+    def kernel() -> Kernel:
+        k = Kernel([btc, eth], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0)
+        k.add_strategy(BuyOnce(b, 0.1))
+        k.feed_perpetual_data([FundingRate(b, T0 + 7 * m, T0 + 7 * m, 0.001, T0 + 7 * m)])
+        return k
+
+    ran = kernel()
+    ran.run(Replay(sources))
+    processed = kernel()
+    for msg in Replay(sources):
+        processed.process(msg)
+    processed.stop()
+    for k in (ran, processed):
+        assert [(f.side, f.price) for f in k.result.fills] == [("BUY", 20_015.0)]
+        assert [(p.ts_event, p.ts_init, p.quantity, p.mark_price) for p in k.result.funding] == [
+            (T0 + 7 * m, T0 + 7 * m + m // 2, 0.1, 20_050.0)
+        ]
+        assert k.result.funding[0].payment == pytest.approx(2.005)
+
+
 @pytest.mark.parametrize("lean", [False, True])
 def test_a_funding_inside_a_volume_bar_is_paid_after_the_fill_at_its_open_not_taken_for_a_gap(
     tmp_path: Path, lean: bool
