@@ -527,3 +527,17 @@ def test_a_resting_bid_filled_by_30_prints_books_every_trade_id_once() -> None:
     assert (len(ids), len(set(ids)), order.status, round(order.filled_qty, 9)) == (30, 30, OrderStatus.FILLED, 3.0)
     assert set(order.trade_ids) == set(ids) and len(order.trade_ids) == 30
     assert order.to_dict()["trade_ids"] == sorted(ids)
+
+
+def test_a_print_of_03_past_the_queue_fills_03_on_the_lot_grid_not_3_times_01() -> None:
+    """Nothing ahead at 99.6, lot 0.1: a sell of 0.3 fills 0.3 of the bid of 1.0 exactly (before:
+    3 lots counted as ``0.3 / 0.1`` and built as ``3 * 0.1``, 0.30000000000000004, off the grid),
+    then a sell of 0.7 the 0.7 left: the order is filled for 1.0."""
+    s = _stack()
+    coid = s.submit(BUY, 1.0, LIMIT, price=99.6)
+    _book(s, 2 * MS)
+    _trade(s, 3 * MS, 99.6, 0.3, -1)
+    assert [(f.last_qty, f.last_px) for f in s.fills(coid)] == [(0.3, 99.6)]
+    _trade(s, 4 * MS, 99.6, 0.7, -1)
+    assert [f.last_qty for f in s.fills(coid)] == [0.3, 0.7]
+    assert s.orders.get(coid).status is OrderStatus.FILLED and s.orders.get(coid).filled_qty == 1.0

@@ -245,6 +245,17 @@ async def test_the_swap_emulator_refuses_what_okx_refuses() -> None:
 
 
 
+def test_the_swap_emulator_counts_lots_on_the_decimal_grid() -> None:
+    """A lot of 0.1: 838,861.2 contracts is 8,388,612 lots, on the grid, though ``838861.2 / 0.1`` is
+    8388611.999999998 in floats, 2e-9 off a whole number (before: refused 51121, more than its 1e-9);
+    838,861.25 (half a lot off) and 0.05 (half a lot) are still refused."""
+    inst = Instrument(**{**SWAP_INSTRUMENT, "kind": InstrumentKind.PERPETUAL, "lot_size": 0.1, "min_quantity": 0.1})
+    emulator = okx_emu.OkxSwapEmulator(KEY, SECRET, {SWAP_IID: inst}, {"USDT": 100_000.0}, passphrase=PASSPHRASE)
+    assert emulator.check_order({"sz": "838861.2"}, OrderType.LIMIT, inst) is None
+    for sz in ("838861.25", "0.05"):
+        assert emulator.check_order({"sz": sz}, OrderType.LIMIT, inst) == ("51121", "Order quantity should be a multiple of the lot size 0.1")
+
+
 def _config(tmp: Path, ws_url: str, emulator: AccountEmulator, **live: Any) -> dict[str, Any]:
     """The kit's live config trading 1 contract (0.01 BTC) long and short, with the emulator's 100,000 USDT."""
     data = OKX_SWAP.config(tmp, ws_url, emulator, **live)

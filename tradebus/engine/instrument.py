@@ -364,6 +364,16 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
         lots = quantity * scale / m
         return round(math.floor(lots + _noise(lots, LOTS_RTOL)) * lot, _digits(lot))
 
+    def round_quantity_nearest(self, quantity: float) -> float:
+        """Round a quantity to the *nearest* whole number of lots, counted on the decimal grid (:func:`grid_of`).
+
+        As :meth:`round_price` for prices: the result is the lot grid's decimal (0.3 at a lot of 0.1,
+        not ``3 * 0.1``, 0.30000000000000004), where :meth:`round_quantity` rounds down.
+        """
+        lot = self.lot_size
+        m, scale = grid_of(lot)
+        return round(round(quantity * scale / m) * lot, _digits(lot))
+
     def exact_price_reason(self, price: float) -> str | None:
         """Why ``price`` cannot be rounded onto the tick grid exactly, or ``None`` if it can.
 

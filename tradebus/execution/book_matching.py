@@ -552,7 +552,6 @@ class BookVenue(SimulatedVenue):
     ) -> None:
         model = self.queue_model
         inst = self.instruments[iid]
-        lot = inst.lot_size
         # Best price first (highest bid, lowest ask), as the aggressor met them; not the order placed.
         for level in sorted([t for t in rest if (t > tick if buy else t < tick)], reverse=buy):
             for q in list(rest[level]):
@@ -573,7 +572,7 @@ class BookVenue(SimulatedVenue):
                 # Whole lots past the queue, rounded to the nearest lot as hftbacktest's is_filled
                 # does, but never more than the whole lots left of the print (hftbacktest 2.4.4
                 # has no such cap: a queue estimate below zero could fill more than traded).
-                qty = min(round(-q.front / lot), round(inst.round_quantity(size - own_filled) / lot)) * lot
+                qty = min(inst.round_quantity_nearest(-q.front), inst.round_quantity(size - own_filled))
                 if qty > 0.0:
                     q.front = 0.0
                     own_filled += self._rest_fill(iid, q, min(qty, q.sim.leaves), ts)

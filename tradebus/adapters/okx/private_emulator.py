@@ -816,8 +816,7 @@ class OkxSwapEmulator(OkxPrivateEmulator):
             return "51000", "Parameter tgtCcy error (SPOT only)"
         if p.get("posSide", "net") != "net":
             return "51000", "Parameter posSide error (the account is in net mode)"
-        lots = float(p["sz"]) / inst.lot_size
-        if abs(lots - round(lots)) > 1e-9 or round(lots) < 1:
+        if inst.validate_order(float(p["sz"]), math.nan) is not None:  # lots counted on the decimal grid
             return "51121", f"Order quantity should be a multiple of the lot size {inst.lot_size}"
         return None
 
