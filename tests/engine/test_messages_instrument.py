@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from decimal import Decimal
 from pathlib import Path
 
@@ -111,7 +112,7 @@ def test_round_price_up_and_down_forgive_float_noise_at_ten_trillion_ticks_but_n
     """At 1e13 ticks the slack of 1e-14 of the count was 0.1 of a tick: 100,000,000,000.001 at a tick of 0.01
     (0.1 of a tick above 100,000,000,000.00) was rounded *up* to 100,000,000,000.00, below the price, and
     100,000,000,000.009 *down* to 100,000,000,000.01, above it. Float noise there is about 0.002 of a tick (one
-    unit in the last place of 1e11 is 1.5e-5): the slack is at most 2 ** -50 of the count, 0.0089 of a tick."""
+    unit in the last place of 1e11 is 1.5e-5): the slack is at most 2 ** -51 of the count, 0.0044 of a tick."""
     inst = make_instrument(tick_size=0.01)
     assert inst.round_price_up(100_000_000_000.001) == 100_000_000_000.01
     assert inst.round_price_down(100_000_000_000.009) == 100_000_000_000.0
@@ -139,6 +140,29 @@ def test_round_quantity_and_round_price_count_on_the_decimal_grid_of_an_incremen
     assert tick.round_price(703_687_441_776.6255) == 703_687_441_776.63
     assert tick.round_price(703_687_441_776.6245) == 703_687_441_776.62
     assert tick.round_price_up(703_687_441_776.6255) == 703_687_441_776.63  # counted on the same grid
+
+
+@pytest.mark.parametrize(
+    ("step", "line", "under"),
+    [(1e-6, 10_000_000.0, 9_999_999.999999), (1e-15, 0.01, 0.009999999999999)],
+)
+def test_a_hundredth_of_a_step_off_ten_trillion_steps_is_no_float_noise(step: float, line: float, under: float) -> None:
+    """1e13 steps below a line, a hundredth of a step under it (9,999,999.99999999 on a 1e-6 tick, 0.00999999999999999
+    on 1e-15) and over it: ``round_price_down`` and ``round_quantity`` gave the line, above the value, and
+    ``round_price_up`` of the value over it the line, below it (the slack, 2 ** -50 of the count, was 0.0089 of
+    a step, and the sum's rounding took it past the line). The float noise of the count there is about 0.002
+    of a step (3 * 2 ** -53 of it: the value's nearest float, ``* scale``, ``/ m``); the slack is 2 ** -51
+    of it, 0.0044 of a step. On the grid up to one unit in the last place, a value stays."""
+    inst = make_instrument(tick_size=step, lot_size=step, min_notional=0.0)
+    below, above = line - step / 100, line + step / 100
+    assert (below, above) == ((9_999_999.99999999, 10_000_000.00000001) if step == 1e-6 else (0.00999999999999999, 0.01000000000000001))
+    assert inst.round_price_down(below) == under == inst.round_quantity(below)
+    assert inst.round_price_up(below) == line == inst.round_price_down(above)
+    assert inst.round_price_up(above) == round(line + step, 15)
+    for noisy in (math.nextafter(line, 0.0), line, math.nextafter(line, math.inf)):
+        assert inst.round_price_up(noisy) == line == inst.round_price_down(noisy)
+        assert inst.round_quantity(noisy) == line and inst.validate_order(noisy, noisy) is None
+    assert inst.validate_order(below, math.nan) == f"quantity {below} is not a multiple of the lot size {step}"
 
 
 def test_round_price_down_of_75066163_at_a_tick_of_1e5_is_75066163() -> None:
@@ -247,7 +271,7 @@ def test_error_hierarchy_is_pinned() -> None:
 def test_validate_order_forgives_float_noise_of_a_count_but_never_a_tenth_of_a_lot() -> None:
     """8,000,000,000,000.06 in lots of 1 is 0.06 of a lot off the grid (8e12 lots, below 2 ** 46 on the
     grid's integer 1): ``LOTS_RTOL`` of the count (0.08 of a lot) accepted it. The slack is now at most
-    1e-3 of a lot or ``ROUNDING_RTOL`` of the count (7.1e-3 of a lot here); the grid's own noise is
+    1e-3 of a lot or ``ROUNDING_RTOL`` of the count (3.6e-3 of a lot here); the grid's own noise is
     forgiven still."""
     inst = make_instrument(lot_size=1.0, min_notional=0.0)
     assert inst.validate_order(8_000_000_000_000.06, math.nan) == (
@@ -262,7 +286,7 @@ def test_validate_order_forgives_float_noise_of_a_count_but_never_a_tenth_of_a_l
 
 def test_validate_order_refuses_a_count_of_lots_or_ticks_the_float_grid_does_not_hold() -> None:
     """``round(n * lot, digits)`` is the decimal grid only below 2 ** 51 over the grid's integer, and the
-    slack for a count off the grid (``ROUNDING_RTOL`` of it) passes 1/16 of a lot at 2 ** 46 lots: the
+    slack for a count off the grid (``ROUNDING_RTOL`` of it) passes 1/32 of a lot at 2 ** 46 lots: the
     instrument refuses 2 ** 46 over the grid's integer (m = 1 for a lot of 1e-8: 70,368,744,177,664 lots,
     703,687.44177664 coins); the accelerated tier stops there, the event tier accepted any count."""
     inst = make_instrument(lot_size=1e-8, tick_size=1e-8, min_notional=0.0)
@@ -310,6 +334,34 @@ def _real_instruments() -> list[Instrument]:
 
 
 REAL = _real_instruments()
+
+
+def test_every_saved_instrument_takes_what_it_rounds_to_anywhere_on_its_grid() -> None:
+    """Every instrument of the saved OKX, Bybit and Binance (spot, USD-M) answers loads and takes what
+    ``round_price``, ``round_price_up``/``down`` and ``round_quantity`` give, at 40 seeded random values each
+    from one step to the largest count its grid holds (``EXACT_GRID / m``), with the slack of float noise only."""
+    rng = random.Random(20261206)
+    saved = [
+        *REAL,
+        *load_okx(OKX / "public_instruments_SWAP_1INCH-USDT_2022-05-13_cut.json").values(),
+        *load_binance(FIXTURES / "binance" / "exchangeInfo_spot_2021-10-12.json.gz", "spot").values(),
+        *load_binance(FIXTURES / "binance" / "exchangeInfo_usdm_2021-07-22.json.gz", "usdm").values(),
+    ]
+    assert len(saved) > 1000
+    for inst in saved:
+        inst = msgspec.structs.replace(inst, min_notional=0.0, min_quantity=0.0)
+        checks = (
+            (inst.tick_size, (inst.round_price, inst.round_price_up, inst.round_price_down), lambda price: (inst.lot_size, price)),
+            (inst.lot_size, (inst.round_quantity,), lambda quantity: (quantity, math.nan)),
+        )
+        for step, rounders, order in checks:
+            most = EXACT_GRID / grid_of(step)[0] - 1.0
+            for _ in range(40):
+                value = step * most ** rng.random() * (1.0 + rng.uniform(-1e-3, 1e-3))
+                for rounder in rounders:
+                    rounded = rounder(value)
+                    if 0.0 < rounded < most * step:
+                        assert inst.validate_order(*order(rounded)) is None, (inst.instrument_id, value, rounded)
 
 
 @settings(max_examples=400, deadline=None, derandomize=True)

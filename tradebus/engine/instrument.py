@@ -19,18 +19,23 @@ __all__ = [
 #: beyond an absolute 1e-9 once the count passes ~1e7 (0.1 of a coin at a lot of 1e-8).
 LOTS_RTOL = 1e-14
 
-#: The float noise of a count of lots alone (4 to 8 units in its last place): beyond 1e11 lots
-#: :meth:`Instrument.round_quantity` forgives ``LOTS_RTOL`` of the count only up to 1e-3 of a lot or this,
-#: whichever is more. ``LOTS_RTOL`` alone reached a whole lot past 1e14 lots: 2,000,000.00000001 at a
-#: lot of 1e-8 was rounded *up* to 2,000,000.00000003.
-ROUNDING_RTOL = 2.0**-50
+#: The float noise of a count of lots alone: beyond 1e11 lots :meth:`Instrument.round_quantity` forgives
+#: ``LOTS_RTOL`` of the count only up to 1e-3 of a lot or this, whichever is more. A decimal on the grid
+#: is its nearest float (off by up to 2 ** -53 of it) and ``value * scale / m`` rounds twice more: the
+#: count misses its whole number by at most 3 * 2 ** -53 of it, which this covers (2 to 4 units in the
+#: last place of the count) and no more. ``LOTS_RTOL`` alone reached a whole lot past 1e14 lots
+#: (2,000,000.00000001 at a lot of 1e-8 was rounded *up* to 2,000,000.00000003), and 2 ** -50 of the
+#: count 0.009 of a tick at 1e13 ticks: 9,999,999.99999999, 0.01 of a 1e-6 tick below 10,000,000, was
+#: rounded down to 10,000,000.0. Past 2 ** 51 / 100 steps (2.25e13) even this is a hundredth of a step,
+#: where the floats themselves are that far apart (a unit in the last place of 500,000 is 0.006 of a 1e-8 tick).
+ROUNDING_RTOL = 2.0**-51
 
 #: A count ``n`` of lots (ticks) with ``n * m`` at or above this, ``m`` the grid's integer
 #: (``increment = m / 10 ** digits``, :func:`grid_of`), is refused (:meth:`Instrument.validate_order`,
 #: the risk gate, the accelerated tier): ``round(n * increment, digits)`` is the decimal
 #: ``n * m / 10 ** digits`` only while the float noise of ``n * increment`` (up to 2 ** -52 of it)
 #: stays below half its last digit (``n * m < 2 ** 51``), and beyond ``2 ** 46`` lots the slack a
-#: quantity off the grid is told from (``ROUNDING_RTOL`` of the count) passes 1/16 of a lot
+#: quantity off the grid is told from (``ROUNDING_RTOL`` of the count) passes 1/32 of a lot
 #: (703,687.44 coins in lots of 1e-8 or 70,368,744 in lots of 1e-6, m = 1).
 EXACT_GRID = 2.0**46
 
