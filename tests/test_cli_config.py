@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -280,6 +281,27 @@ def test_an_infinite_amount_of_money_or_slippage_is_an_error(section: dict[str, 
     data.update(section)
     with pytest.raises(ConfigError, match=rf"{field}: Input should be a finite number"):
         parse_config(data, "run.yaml")
+
+
+@pytest.mark.parametrize(
+    ("venue", "field", "got"),
+    [
+        ({"slippage_bps": 20_000.0}, "venue.slippage_bps", "20000.0"),
+        ({"slippage_bps": 10_000.0}, "venue.slippage_bps", "10000.0"),
+        ({"slippage": {"model": "fixed", "bps": 10_000.0}}, "venue.slippage.bps", "10000.0"),
+        ({"slippage": {"model": "volume", "bps": 1.0, "impact_bps": 30.0, "max_bps": 12_000.0}}, "venue.slippage.max_bps", "12000.0"),
+    ],
+)
+def test_a_slippage_of_100_percent_or_more_is_an_error_naming_the_key_and_the_bound(venue: dict[str, Any], field: str, got: str) -> None:
+    """venue.slippage_bps: 20000 loaded, and every sell slipped to 100.0 * (1 - 2) = -100.0 was canceled at
+    fill time ("not positive once rounded"); 10,000 bps sells at 0. The bound is below 10,000 bps, a model's
+    ``max_bps`` too (its slippage reaches it); 9,999.5 (a sell at 0.005 % of the price) loads."""
+    data = minimal()
+    data["venue"] = venue
+    with pytest.raises(ConfigError, match=rf"{re.escape(field)}: Input should be less than 10000 \(got {got}\)"):
+        parse_config(data, "run.yaml")
+    data["venue"] = {"slippage_bps": 9_999.5}
+    assert parse_config(data).venue.slippage_bps == 9_999.5
 
 
 @pytest.mark.parametrize("field", ["tick_size", "lot_size", "min_notional", "min_quantity", "contract_size"])

@@ -96,16 +96,15 @@ def test_tick_slippage_formula() -> None:
     assert tick_slippage_bps(SlippageConfig(model="volatility", k=0.5), 1.0, 200.0, 1.0, 4.0) == pytest.approx(100.0)
 
 
-def test_a_sell_slipped_to_zero_or_below_on_a_trade_is_canceled_with_the_reason() -> None:
-    # 20,000 bps of a 100.00 print: 100 * (1 - 2) = -100.00 (the run stopped with "OrderError: order ...: fill
-    # price -100.0 must be > 0"); a buy pays 300.00
-    s = build_stack(venue=VenueConfig(fill_on="trades", slippage=SlippageConfig(bps=20_000.0)))
+def test_a_sell_slipped_to_zero_on_a_trade_is_canceled_with_the_reason() -> None:
+    # 9,999.5 bps of a 100.00 print: 100 * (1 - 0.99995) = 0.005, rounded down to 0.00 (20,000 bps, -100.00,
+    # stopped the run with "OrderError: order ...: fill price -100.0 must be > 0"; the config now refuses
+    # 10,000 bps and more); a buy pays 199.995, rounded up to 200.00
+    s = build_stack(venue=VenueConfig(fill_on="trades", slippage=SlippageConfig(bps=9_999.5)))
     s.feed_trade(trade(1_000, 100.0))
     coid = s.submit(SELL, 1.0)
     s.feed_trade(trade(1_001, 100.0))
     assert not s.fills(coid)
     (canceled,) = s.of_type(OrderCanceled)
-    assert canceled.client_order_id == coid and canceled.reason == (
-        "slipped price -100.0 (on the tick grid and within the bar or limit: -100.0) is not a positive price"
-    )
-    assert fill_on_trades(BUY, [(100.0, 1.0), (100.0, 1.0)], {"bps": 20_000.0}).last_px == 300.0
+    assert canceled.client_order_id == coid and canceled.reason.endswith("(on the tick grid and within the bar or limit: 0.0) is not a positive price")
+    assert fill_on_trades(BUY, [(100.0, 1.0), (100.0, 1.0)], {"bps": 9_999.5}).last_px == 200.0

@@ -296,3 +296,14 @@ def test_a_run_config_given_to_a_research_command_is_refused_naming_the_command_
                            "configs/research_btc.yaml)"), said
     assert "unknown key" not in said
     assert not (tmp_path / "out").exists()
+
+
+def test_a_regime_hazard_slippage_of_100_percent_or_more_names_the_key_and_the_bound(tmp_path: Path) -> None:
+    """costs.slippage_bps: 20000 loaded, and the simulation filled every sell at price * (1 - 2), below 0;
+    it is refused as the venue's slippage is, below 10,000 bps."""
+    from tradebus.research.regime_hazard import load_config
+
+    path = _system(tmp_path, "regime_hazard", {"costs": {"slippage_bps": 20_000.0}})
+    with pytest.raises(ConfigError, match=r"costs\.slippage_bps: Input should be less than 10000 \(got 20000\.0\)") as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}: ")

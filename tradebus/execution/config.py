@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from tradebus.config.base import StrictModel
-from tradebus.execution.costs import SlippageConfig
+from tradebus.execution.costs import MAX_SLIPPAGE_BPS, SlippageConfig
 
 __all__ = ["BookFillConfig", "VenueConfig"]
 
@@ -60,7 +60,8 @@ class VenueConfig(StrictModel):
         ``None`` uses the instrument's rates. The bounds are an instrument's (-1 % < rate < 10 %).
     slippage_bps
         Fixed adverse slippage applied to taker fills, in basis points (bars, trades and
-        quotes). A slipped price is clamped to the order's limit and, on bars, to the bar's
+        quotes), below 10,000 (:data:`~tradebus.execution.costs.MAX_SLIPPAGE_BPS`: a sell slipped by
+        100 % or more would have no positive price). A slipped price is clamped to the order's limit and, on bars, to the bar's
         ``[low, high]``; on trades and quotes it moves beyond the printed price.
     slippage
         A slippage model instead of ``slippage_bps`` (not both): fixed, volume participation
@@ -128,7 +129,7 @@ class VenueConfig(StrictModel):
 
     maker_fee: float | None = Field(default=None, gt=-0.01, lt=0.1)
     taker_fee: float | None = Field(default=None, gt=-0.01, lt=0.1)
-    slippage_bps: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    slippage_bps: float = Field(default=0.0, ge=0.0, lt=MAX_SLIPPAGE_BPS, allow_inf_nan=False)
     slippage: SlippageConfig | None = None
     latency_ns: int = Field(default=0, ge=0)
     fill_on: Literal["bars", "trades", "quotes", "book"] = "bars"

@@ -48,21 +48,29 @@ from pydantic import Field, model_validator
 from tradebus.config.base import StrictModel
 from tradebus.engine.instrument import Instrument
 
-__all__ = ["FEE_WINDOW_NS", "FeeSchedule", "SlippageConfig", "charged_fees", "slippage_bps", "tick_slippage_bps"]
+__all__ = ["FEE_WINDOW_NS", "MAX_SLIPPAGE_BPS", "FeeSchedule", "SlippageConfig", "charged_fees", "slippage_bps", "tick_slippage_bps"]
+
+#: Every slippage setting (``venue.slippage_bps``, a model's ``bps`` and ``max_bps``) is below this:
+#: a sell slipped by 10,000 bps (100 %) or more has a price of 0 or less, which no fill can have.
+MAX_SLIPPAGE_BPS = 10_000.0
 
 #: Trailing window of traded notional that selects a fee tier.
 FEE_WINDOW_NS = 30 * 86_400_000_000_000
 
 
 class SlippageConfig(StrictModel):
-    """One slippage model (see the module docstring); amounts in basis points."""
+    """One slippage model (see the module docstring); amounts in basis points.
+
+    ``bps`` and ``max_bps`` are below :data:`MAX_SLIPPAGE_BPS` (10,000), so a model's slippage
+    (``bps`` for ``fixed``, at most ``max_bps`` for the others) leaves a sell a positive price.
+    """
 
     model: Literal["fixed", "volume", "volatility"] = "fixed"
-    bps: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    bps: float = Field(default=0.0, ge=0.0, lt=MAX_SLIPPAGE_BPS, allow_inf_nan=False)
     impact_bps: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
     exponent: float = Field(default=0.5, gt=0.0, le=2.0)
     k: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
-    max_bps: float = Field(default=500.0, gt=0.0, allow_inf_nan=False)
+    max_bps: float = Field(default=500.0, gt=0.0, lt=MAX_SLIPPAGE_BPS, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _fields_of_its_model(self) -> SlippageConfig:
