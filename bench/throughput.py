@@ -13,7 +13,9 @@ same TA-Lib-seeded EMAs, decisions at the close, market fills at the next open,
 (target >= 1/8), the bars/s of 2 and 10 interleaved instruments with identical
 times (the same number of bars in all, an EmaCross each) as a share of one instrument's
 (target >= 70%), the bars/s of the same run with drawdown and daily-loss breakers that never
-trip as a share of the run without (no target; the same fills), fills, final PnL, peak RSS,
+trip as a share of the run without (no target; the same fills), the CPU time of the bar part alone
+(:class:`SignalsOnly`: the same run whose crossings send no order) against the plain loop and what the
+orders add per fill, fills, final PnL, peak RSS,
 and the cost of one market-order round trip (submit -> risk -> order manager -> venue -> fill
 on the next bar -> portfolio -> strategy callback), measured as the extra time per bar of a strategy
 that sends a market order on every bar over one that never trades, on the same data
@@ -112,6 +114,13 @@ class EveryBar(Strategy):
 
     def on_order_filled(self, event: OrderFilled) -> None:
         self.filled += 1
+
+
+class SignalsOnly(EmaCross):
+    """EmaCross whose crossings send no order: the bar part of the run (replay, features, decisions) alone."""
+
+    def target_position(self, instrument_id: str, target: float, *, reason: str = "") -> str | None:
+        return None
 
 
 def plain_ema_cross(
@@ -337,6 +346,7 @@ def main() -> None:
         runners = {count: several_instruments(Path(tmp) / f"several{count}", count, args.bars) for count in args.instruments}
         several_runs: dict[int, list[tuple[float, float, int]]] = {count: [] for count in args.instruments}
         breaker_runs: list[tuple[float, float, int]] = []
+        bars_only_cpu: list[float] = []
         for _ in range(args.runs):
             for count, runner in runners.items():
                 several_runs[count].append(runner())
@@ -355,6 +365,10 @@ def main() -> None:
             gc.collect()
             elapsed, used, kernel = run_once(replay, EmaCross(IID, fast=10, slow=30, quantity=1.0), risk=BREAKERS)
             breaker_runs.append((elapsed, used, len(kernel.result.fills)))
+            del kernel
+            gc.collect()
+            _, used, kernel = run_once(replay, SignalsOnly(IID, fast=10, slow=30, quantity=1.0))
+            bars_only_cpu.append(used)
             del kernel
             gc.collect()
 
@@ -406,6 +420,11 @@ def main() -> None:
             }
             for count, rows in several_runs.items()
         },
+        "bars_only": {
+            "bars_per_cpu_second": bars / statistics.median(bars_only_cpu),
+            "cpu_ratio_to_plain_loop": statistics.median(plain_cpu) / statistics.median(bars_only_cpu),
+            "order_part_us_per_fill": (statistics.median(cpu) - statistics.median(bars_only_cpu)) / max(fills, 1) * 1e6,
+        },
         "breakers": {
             "bars_per_second": bars / statistics.median(r[0] for r in breaker_runs),
             "fills": breaker_runs[-1][2],
@@ -440,6 +459,12 @@ def main() -> None:
                 f"{v['fills']:,} fills) = {v['ratio_to_single']:.0%} of one instrument (target >= 70%; "
                 f"{v['cpu_ratio_to_single']:.0%} in CPU time)"
             )
+        only = figures["bars_only"]
+        print(
+            f"bars only       {only['bars_per_cpu_second']:,.0f} bars per CPU second with no order sent (the same "  # type: ignore[index]
+            f"crossings) = 1/{1 / only['cpu_ratio_to_plain_loop']:.2f} of the plain loop in CPU time; the orders "  # type: ignore[index]
+            f"add {only['order_part_us_per_fill']:.2f} us CPU per fill"  # type: ignore[index]
+        )
         b = figures["breakers"]
         print(
             f"breakers        {b['bars_per_second']:,.0f} bars/s with drawdown and daily-loss limits that never trip "  # type: ignore[index]
