@@ -138,3 +138,19 @@ def test_a_single_candle_page_needs_the_interval(tmp_path: Path) -> None:
         import_okx_candles(one, tmp_path / "cat", "BTC-USDT-SWAP", market="swap")
     manifest = import_okx_candles(one, tmp_path / "cat", "BTC-USDT-SWAP", interval="1m", market="swap")
     assert manifest.rows == 1 and manifest.end_ns == 1_747_094_100_000 * MS
+
+
+def test_a_given_interval_no_two_candles_are_apart_is_refused(tmp_path: Path) -> None:
+    """Three daily candles (opening 2025-05-10, 11 and 12 at 00:00 UTC) imported with --interval 1H were taken
+    as 1-hour bars: stamped at open + 1 h, each close 23 hours before the candle closed (lookahead), and the
+    manifest's interval (a perpetual's bar length from its first bar) an hour; the import said only 'gaps'.
+    A file's import refuses that interval; the pages' import now does too, naming the spacing found."""
+    days = [[str(1_747_008_000_000 - i * 86_400_000), "102806", "102820.5", "102783.1", "102806.1", "7164.04",
+             "71.6404", "7364701.57952", "1"] for i in range(3)]
+    pages = page(tmp_path, "days.json", days)
+    with pytest.raises(DataError, match=r"days.json: the interval given is 1h, but no two consecutive bars of the first 3 "
+                                        r"are 1h apart \(ts: the closest 1d, most 1d\)"):
+        import_okx_candles(pages, tmp_path / "cat", "BTC-USDT-SWAP", interval="1H", market="swap")
+    assert not any((tmp_path / "cat").rglob("*.parquet"))
+    manifest = import_okx_candles(pages, tmp_path / "cat", "BTC-USDT-SWAP", interval="1Dutc", market="swap")
+    assert manifest.interval_ns == 86_400 * 10**9 and manifest.rows == 3

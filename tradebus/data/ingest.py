@@ -115,6 +115,7 @@ __all__ = [
     "ImportResult",
     "TradeStream",
     "TsUnit",
+    "check_given_interval",
     "detect_interval",
     "format_interval",
     "import_file",
@@ -733,7 +734,7 @@ class BarStream:
             self.interval_ns = detect_interval(ts)
             self.interval_detected = True
         elif not self.interval_detected and self.prev_ts is None and ts.size > 2:
-            _check_given_interval(frame, ts, self.interval_ns, self.display_ts)
+            check_given_interval(frame.name, ts, self.interval_ns, self.display_ts)
         full = ts if self.prev_ts is None else np.concatenate(([self.prev_ts], ts))
         short = _first(np.diff(full) < self.interval_ns)
         if short is not None:
@@ -789,11 +790,27 @@ class BarStream:
         return ts[keep], {n: a[keep] for n, a in cols.items()}, kept_frame
 
 
-def _check_given_interval(frame: Frame, ts: np.ndarray, interval_ns: int, ts_name: str) -> None:
+def check_given_interval(name: str, ts: np.ndarray, interval_ns: int, ts_name: str) -> None:
     """Refuse a given interval that no two consecutive bars of the first chunk are apart.
 
     Bars of 4h read as 1h would be stamped at open + 1h: their closes three hours before the
     bars closed, which is lookahead, and every bar would count as a gap of three missing ones.
+
+    Parameters
+    ----------
+    name
+        The file (page) the bars are from, named in the error.
+    ts
+        Their times (ns, sorted), open or close stamps alike.
+    interval_ns
+        The interval given.
+    ts_name
+        The time column or field, named in the error.
+
+    Raises
+    ------
+    DataError
+        With at least three bars, no two consecutive ones are ``interval_ns`` apart.
     """
     steps = np.diff(ts)
     steps = steps[steps > 0]
@@ -801,7 +818,7 @@ def _check_given_interval(frame: Frame, ts: np.ndarray, interval_ns: int, ts_nam
         spacing = format_interval(detect_interval(ts))
         given = format_interval(interval_ns)
         raise DataError(
-            f"{frame.name}: the interval given is {given}, but no two consecutive bars of the first {ts.size} are "
+            f"{name}: the interval given is {given}, but no two consecutive bars of the first {ts.size} are "
             f"{given} apart ({ts_name}: the closest {format_interval(int(steps.min()))}, most {spacing}): read as "
             f"{given} bars, {spacing} bars would be stamped before they closed and counted as gaps; give the "
             f"interval {spacing} or leave it out to detect it"

@@ -22,7 +22,10 @@ field; nothing is written):
 * the envelope's ``code`` is ``"0"``; a candle has the nine fields; numbers parse; ``ts`` is
   an integer millisecond time in 2015..2100; prices and volumes pass the bar checks of
   :func:`tradebus.data.ingest.validate_bars` (finite positive prices, ``low <= open, close <=
-  high``, volume >= 0) and consecutive candles are at least one interval apart;
+  high``, volume >= 0) and consecutive candles are at least one interval apart; an interval given
+  is one that two consecutive candles of the first page in time are apart (when it has three or
+  more), as :func:`tradebus.data.ingest.check_given_interval` asks of a file: daily candles read as
+  ``1H`` would be stamped 23 hours before they closed;
 * ``confirm`` is ``0`` or ``1``. An unfinished candle (``0``) is dropped, and noted in the
   manifest, when it is the newest candle of the whole import (the API's first row when the
   pages were fetched from now backwards); anywhere else it is refused, since a candle that
@@ -52,6 +55,7 @@ from tradebus.data.catalog import BAR_SCHEMA, Catalog, Manifest
 from tradebus.data.ingest import (
     _default_period,
     bars_dataset,
+    check_given_interval,
     detect_interval,
     format_interval,
     parse_interval,
@@ -178,12 +182,14 @@ def import_okx_candles(
         raise DataError(f"{files[0]}: no candles")
     ranges.sort(key=lambda r: (r[0], r[1], r[2]))
     newest = max(r[1] for r in ranges)
+    first = _read_page(ranges[0][3], volume_index)
     if interval_ns is None:
-        first = _read_page(ranges[0][3], volume_index)
         try:
             interval_ns = detect_interval(first.ts_ms * _MS)
         except DataError as exc:
             raise DataError(f"{first.name}: {exc}") from None
+    else:  # daily candles read as 1H would be stamped 23 hours before they closed
+        check_given_interval(first.name, first.ts_ms * _MS, interval_ns, "ts")
     interval_ms = interval_ns // _MS
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
     name = dataset or bars_dataset(cat, "okx", market, symbol, interval_ns)
