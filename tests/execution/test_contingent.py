@@ -434,6 +434,27 @@ def test_a_bracket_whose_exit_could_never_work_is_refused_before_its_entry(
         run([FLAT, FLAT, FLAT], script)
 
 
+@pytest.mark.parametrize(
+    ("side", "options", "message"),
+    [(BUY, {"stop_loss": 90.0, "take_profit": 95.0},
+      "take_profit 95.0 must be above the last price 100.0 of a market BUY entry (it would fill at once)"),
+     (SELL, {"stop_loss": 110.0, "take_profit": 105.0},
+      "take_profit 105.0 must be below the last price 100.0 of a market SELL entry (it would fill at once)"),
+     (BUY, {"stop_loss": 101.0, "take_profit": 110.0},
+      "stop_loss 101.0 must be below the last price 100.0 of a market BUY entry (it would trigger at once)"),
+     (SELL, {"stop_loss": 99.0},
+      "stop_loss 99.0 must be above the last price 100.0 of a market SELL entry (it would trigger at once)")],
+)
+def test_a_market_bracket_whose_exit_is_beyond_the_last_price_is_refused_before_its_entry(
+    side: OrderSide, options: dict[str, Any], message: str
+) -> None:
+    # Before: a market BUY at 100 with stop_loss 90 and take_profit 95 was taken (the exits were checked only
+    # against each other and a limit entry's price): the entry filled and the take-profit sold at once.
+    script = {1: lambda s: s.ids.update(entry=s.submit_bracket(IID, side, 1.0, **options))}
+    with pytest.raises(OrderError, match=re.escape(f"bracket: {message}")):
+        run([FLAT, FLAT, FLAT], script)
+
+
 def test_a_denied_entry_leaves_no_bracket_behind() -> None:
     """The risk gate denies the entry (quantity above the instrument's lot grid): the bracket is dropped."""
     kernel = run([FLAT, FLAT, FLAT], {1: lambda s: s.ids.update(entry=s.submit_bracket(IID, BUY, 1.0005, stop_loss=95.0))})

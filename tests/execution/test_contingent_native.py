@@ -167,10 +167,11 @@ def test_stop_first_takes_a_profit_the_bar_opens_through_before_a_later_stop(con
 
 
 def test_a_child_crossed_at_the_fill_fills_at_the_fill_price() -> None:
-    """A long filled at the open 100 with its stop at 101 (above the fill): the sell stop is
-    already triggered where it goes live and fills there, at 100 (taker)."""
-    kernel = run([FLAT, (100.0, 100.5, 99.5, 100.0), FLAT], {1: bracket(stop_loss=101.0, take_profit=110.0)})
-    assert fills(kernel) == [("BUY", 100.0, 2), ("SELL", 100.0, 2)]
+    """A long sent at 100 with its stop at 99, filled at bar 2's open 98.5 (a gap below the stop): the sell
+    stop is already triggered where it goes live and fills there, at 98.5 (taker). (A stop above the last
+    price of a market entry is refused at submit: the market moved after it.)"""
+    kernel = run([FLAT, (98.5, 99.0, 98.0, 98.5), FLAT], {1: bracket(stop_loss=99.0, take_profit=110.0)})
+    assert fills(kernel) == [("BUY", 98.5, 2), ("SELL", 98.5, 2)]
     assert [str(f.liquidity) for f in kernel.result.fills] == ["TAKER", "TAKER"]
 
 

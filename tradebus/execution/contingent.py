@@ -441,7 +441,8 @@ class ContingentOrders:
         Raises
         ------
         OrderError
-            A stop-loss or take-profit on the wrong side of ``entry_price``, both trailing
+            A stop-loss or take-profit on the wrong side of ``entry_price`` (of a market entry:
+            of the last price, where it would fill or trigger at once), both trailing
             parameters, a negative bar count, a bar count on an instrument the run has no
             bars of, or, on a live venue with OCO order lists, a trailing stop-loss and a
             take-profit that cannot rest in one list (module docstring).
@@ -459,11 +460,17 @@ class ContingentOrders:
         if stop_loss is not None and take_profit is not None and (stop_loss >= take_profit) == buy:
             where = "below" if buy else "above"
             raise OrderError(f"bracket: stop_loss {stop_loss} must be {where} take_profit {take_profit} of a {side.name}")
-        if entry_price is not None:
-            for name, px, below in (("stop_loss", stop_loss, buy), ("take_profit", take_profit, not buy)):
-                if px is not None and (px >= entry_price if below else px <= entry_price):
+        # a market entry fills near the last price: an exit beyond it would be filled (or triggered) at once
+        start = entry_price if entry_price is not None else self._last_price(instrument_id)
+        if start == start:
+            for name, px, below, at_once in (("stop_loss", stop_loss, buy, "trigger"),
+                                              ("take_profit", take_profit, not buy, "fill")):
+                if px is not None and (px >= start if below else px <= start):
                     where = "below" if below else "above"
-                    raise OrderError(f"bracket: {name} {px} must be {where} the entry {entry_price} of a {side.name}")
+                    if entry_price is not None:
+                        raise OrderError(f"bracket: {name} {px} must be {where} the entry {entry_price} of a {side.name}")
+                    raise OrderError(f"bracket: {name} {px} must be {where} the last price {start} of a market "
+                                     f"{side.name} entry (it would {at_once} at once)")
         counting = _bar_counts(arm_after_bars, exit_after_bars, cooldown_bars)
         bars_of = self._kernel.bar_instruments
         if counting and bars_of is not None and instrument_id not in bars_of:
@@ -631,6 +638,12 @@ class ContingentOrders:
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise OrderError(f"oco: {name} must be a positive finite number, got {value!r}")
 
+    def _last_price(self, instrument_id: str) -> float:
+        """The instrument's latest price (NaN before any): a fill reported while a bar, trade or quote is
+        matched is the venue's latest, which the cache does not hold yet."""
+        last = self._fill_px.get(instrument_id)
+        return self._kernel.cache.prices.get(instrument_id, _NAN) if last is None else last
+
     def _apart_at_venue(
         self, instrument_id: str, side: OrderSide, entry_price: float | None, stop_loss: float | None,
         take_profit: float | None, trail_offset: float | None, trail_percent: float | None,
@@ -704,11 +717,7 @@ class ContingentOrders:
         distance = offset if offset is not None else percent
         if not (distance is not None and distance > 0.0 and math.isfinite(distance)):
             raise OrderError(f"trailing stop: the distance must be a positive number, got {distance!r}")
-        # Placed on a fill reported while a bar, trade or quote is matched: the cache does not
-        # hold that price yet, the fill's is the venue's latest.
-        last = self._fill_px.get(instrument_id)
-        if last is None:
-            last = self._kernel.cache.prices.get(instrument_id, _NAN)
+        last = self._last_price(instrument_id)
         if last != last:
             raise OrderError(f"trailing stop: no last price of {instrument_id} to trail from")
         if reduce_only is None:
