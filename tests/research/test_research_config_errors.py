@@ -262,6 +262,34 @@ def test_a_model_column_no_feature_gives_is_refused_by_every_command_that_loads_
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("command", ["dataset", "labels", "cv", "walkforward", "alpha"])
+@pytest.mark.parametrize("factors", [["rsi", "rsix"], ["rsi", "fwd_1"]], ids=["misspelt", "forward-return"])
+def test_an_alpha_factor_that_is_no_dataset_column_is_refused_by_every_command_that_loads_the_config(
+        tmp_path: Path, command: str, factors: list[str]) -> None:
+    """alpha.factors [rsi, rsix] on research_btc.yaml's features: only alpha, which reads the alpha section, said
+    so, and dataset, labels, cv and walkforward ran to exit 0; alpha took fwd_1, the forward return it joins to the
+    dataset, as a factor (an IC of 1 from the label itself)."""
+    path = write(tmp_path, {"alpha": {"factors": factors}})
+    result = CliRunner().invoke(app, ["research", command, str(path), "--out", str(tmp_path / "out")])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2, said
+    assert said.startswith(f"error: {path}: alpha.factors: {[factors[1]]} are not columns of the dataset (they are: "
+                           "r, vol, rsi, macd.macd, macd.signal, macd.hist, z, atr)"), said
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_alpha_factor_of_an_extra_timeframe_is_a_dataset_column(tmp_path: Path) -> None:
+    """A slower timeframe's columns are named <timeframe>:<column> in the dataset: a factor may name one."""
+    path = write(tmp_path, {"alpha": {"factors": ["rsi", "1d:r"]}})
+    data = yaml.safe_load(path.read_text())
+    data["dataset"]["sources"][0]["timeframes"] = {"1d": "coinbase/spot/BTC-USD/bars_4h"}
+    data["dataset"]["timeframes"] = {"1d": [{"name": "r", "kind": "log_ret", "input": "close"}]}
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    config, dataset = load_research_config(path)
+    assert config.alpha is not None and config.alpha.factors == ["rsi", "1d:r"]
+    assert dataset.feature_columns()[-1] == "1d:r"
+
+
 @pytest.mark.parametrize("command", [["research", "lookahead", "--cuts", "1"], ["backtest"]])
 def test_a_research_config_given_to_a_run_command_is_refused_naming_the_commands_that_read_it(
         tmp_path: Path, command: list[str]) -> None:

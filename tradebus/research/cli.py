@@ -403,8 +403,6 @@ def alpha(
         instrument = merged["instrument"] if by is not None else None
         payload: dict[str, Any] = {"factors": {}}
         for factor in cfg.alpha.factors:
-            if factor not in merged.columns:
-                raise ConfigError(f"{config}: alpha.factors: no dataset column {factor!r}")
             forwards = {h: merged[f"fwd_{h}"] for h in cfg.alpha.horizons}
             try:
                 ic = reports.ic_summary(merged[factor], forwards, by, cfg.alpha.period, instrument)

@@ -15,7 +15,8 @@ Example (``configs/research_btc.yaml``)::
 
 Relative paths are resolved against the config file's directory. Unknown keys are
 errors naming the field, and so is a ``labels`` or ``cv`` field its section's ``method`` does not read,
-or a ``model.columns`` entry no ``dataset.features`` output gives: the whole file is checked at load,
+a ``model.columns`` entry no ``dataset.features`` output gives, or an ``alpha.factors`` entry that is no
+column of the dataset: the whole file is checked at load,
 whichever command reads it.
 """
 
@@ -41,6 +42,7 @@ from tradebus.research.dataset import load_config as load_dataset_config
 
 __all__ = [
     "ResearchConfig",
+    "columns_problem",
     "load_research_config",
     "make_estimator",
     "model_columns_problem",
@@ -279,15 +281,26 @@ def load_research_config(path: str | Path) -> tuple[ResearchConfig, DatasetConfi
         problem = model_columns_problem(config.model.columns, available)
         if problem is not None:
             raise ConfigError(f"{path}: {problem}")
+    if config.alpha is not None:  # read by alpha only, checked for every command that loads the config
+        problem = columns_problem("alpha.factors", config.alpha.factors, dataset.feature_columns(), "dataset")
+        if problem is not None:
+            raise ConfigError(f"{path}: {problem}")
     return config, dataset
+
+
+def columns_problem(field: str, columns: list[str] | tuple[str, ...], available: list[str] | tuple[str, ...],
+                    what: str = "features") -> str | None:
+    """Why the columns of ``field`` cannot be read from the columns ``available`` of ``what`` (``None``: every one
+    is there)."""
+    missing = [c for c in columns if c not in available]
+    if not missing:
+        return None
+    return f"{field}: {missing} are not columns of the {what} (they are: {', '.join(available)})"
 
 
 def model_columns_problem(columns: list[str] | tuple[str, ...], available: list[str] | tuple[str, ...]) -> str | None:
     """Why ``model.columns`` cannot be read from the feature columns ``available`` (``None``: every one is there)."""
-    missing = [c for c in columns if c not in available]
-    if not missing:
-        return None
-    return f"model.columns: {missing} are not columns of the features (they are: {', '.join(available)})"
+    return columns_problem("model.columns", columns, available)
 
 
 #: XGBoost's own names for parameters the scikit-learn API spells otherwise (also accepted).

@@ -134,6 +134,14 @@ class DatasetConfig(_Model):
             first[source.instrument] = k
         return value
 
+    def feature_columns(self) -> list[str]:
+        """The columns of :func:`build_dataset`'s frame after ``instrument`` and ``ts_event``: the base
+        features', then ``<timeframe>:<column>`` of each extra timeframe's."""
+        columns = list(FeatureBank(self.features).columns)
+        for name, specs in self.timeframes.items():
+            columns += [f"{name}:{column}" for column in FeatureBank(specs).columns]
+        return columns
+
 
 def load_config(data: Mapping[str, Any], base: Path | None = None) -> DatasetConfig:
     """Validate a dataset config mapping; relative ``catalog`` paths are resolved against ``base``.
