@@ -66,7 +66,11 @@ def test_second_of_two_instances_raising_in_on_bar_is_named_with_hook_time_and_l
     ("error", "call", "cause"),
     [("cancel", "self.cancel(", "unknown client_order_id 'no-such-order'"),
      ("instrument", "self.submit_market(\"ETH-USD.NOWHERE\"", "flaky: unknown instrument 'ETH-USD.NOWHERE'"),
-     ("quantity", "OrderSide.SELL, -0.001", "flaky: quantity must be a positive finite number, got -0.001")],
+     ("quantity", "OrderSide.SELL, -0.001", "flaky: quantity must be a positive finite number, got -0.001"),
+     # was a TypeError "got an unexpected keyword argument 'stoploss'" at tradebus/strategies/base.py:557
+     ("keyword", "stoploss=1.0", "flaky: submit_bracket takes no keyword 'stoploss' (did you mean 'stop_loss'?); it "
+      "takes entry_price, stop_loss, take_profit, trail_offset, trail_percent, arm_after_bars, exit_after_bars, "
+      "exit_after_ns, cooldown_bars, reason")],
 )
 def test_an_order_call_tradebus_refuses_in_on_bar_names_the_strategy_hook_time_and_line(
     tmp_path: Path, error: str, call: str, cause: str

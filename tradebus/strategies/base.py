@@ -38,8 +38,10 @@ The run as the strategy sees it is a narrow :class:`~tradebus.strategies.context
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
+import inspect
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -555,7 +557,17 @@ class Strategy:
         ``exit_after_bars`` / ``exit_after_ns``, ``cooldown_bars``, ``reason``. Returns the
         entry's id, or ``None`` while a cooldown refuses new brackets.
         """
+        from tradebus.execution.contingent import ContingentOrders
+
         self._check_order(side, quantity)
+        # raised here, not as Python's TypeError at the call below: the error names the user's line
+        takes = _keywords(ContingentOrders.bracket)
+        unknown = [name for name in options if name not in takes]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], takes, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise OrderError(f"{self.strategy_id}: submit_bracket takes no keyword {unknown[0]!r}{hint}; "
+                             f"it takes {', '.join(takes)}")
         return self._contingent().bracket(self.strategy_id, instrument_id, side, quantity, **options)
 
     def submit_oco(self, orders: Sequence[str | OrderSpec]) -> list[str]:
@@ -840,6 +852,12 @@ def wake_rows(handler: Any, instrument_id: str, features: np.ndarray) -> np.ndar
     if rows is None or owner is None or not is_feature_only(handler):
         return None
     return rows(owner, instrument_id, features)  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _keywords(method: Callable[..., Any]) -> tuple[str, ...]:
+    """The keyword-only parameters of ``method``, in order."""
+    return tuple(name for name, p in inspect.signature(method).parameters.items() if p.kind is p.KEYWORD_ONLY)
 
 
 def duration_ns(value: str | int, what: str = "duration") -> int:
