@@ -382,6 +382,28 @@ def _trades_run(catalog: Path, **data: Any) -> dict[str, Any]:
     }
 
 
+def test_a_catalog_trades_source_without_a_kind_is_refused_saying_the_kind_defaulted_to_bars(
+    tmp_path: Path, trade_gap_catalog: tuple[Path, tuple[int, int, int, int, int]]
+) -> None:
+    """It said only "data.sources.0.kind: 'bars', but dataset ... holds trades", of a config that wrote no kind
+    (a bar strategy filling on bars: nothing else in the config tells the source is not bars)."""
+    from tests.live.node_testdata import USDM_IID
+
+    catalog, _ = trade_gap_catalog
+    config = _trades_run(catalog, allow_missed_trades=True)
+    del config["data"]["sources"][0]["kind"]
+    config["venue"] = {"fill_on": "bars"}
+    config["strategy"] = {"name": "ema_cross", "instruments": [USDM_IID],
+                          "params": {"fast": 2, "slow": 4, "quantity": 0.001}}
+    result = invoke("backtest", str(write_config(tmp_path, config)), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2, result.output
+    assert (
+        "run.yaml: data.sources.0.kind: 'bars' (no kind given: it defaults to 'bars'), but dataset "
+        "'binance_usdm/usdm/BTCUSDT/trades' holds trades: give kind: trades"
+    ) in " ".join(result.output.split())
+    assert leftovers(tmp_path, "out") == []
+
+
 def test_a_run_over_trades_lost_for_good_is_refused_naming_the_gap_and_runs_outside_it(
     tmp_path: Path, trade_gap_catalog: tuple[Path, tuple[int, int, int, int, int]]
 ) -> None:

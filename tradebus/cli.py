@@ -188,7 +188,8 @@ def build_replay(config: RunConfig) -> Replay:
                 raise DataError(f"data.sources.{n}.dataset: {exc}") from None
             if source.kind != src.kind:
                 raise ConfigError(
-                    f"data.sources.{n}.kind: {src.kind!r}, but dataset {src.dataset!r} holds {source.kind}"
+                    f"data.sources.{n}.kind: {src.kind!r}{src.defaulted_kind()}, but dataset {src.dataset!r} holds "
+                    f"{source.kind}: give kind: {source.kind}"
                 )
             sources.append(source)
     check_contract_sizes(config, sources)

@@ -34,8 +34,9 @@ class BarRecorder(Strategy):
         self.seen.append((bar, self._kernel.cache.trades[bar.instrument_id].ts_init))
 
 
-def _config(bars: dict[str, Any] | None, file: Path = TRADES_FILE, kind: str = "trades") -> RunConfig:
-    source: dict[str, Any] = {"instrument": IID, "kind": kind, "file": str(file)}
+def _config(bars: dict[str, Any] | None, file: Path = TRADES_FILE, kind: str | None = "trades") -> RunConfig:
+    source: dict[str, Any] = {"instrument": IID, "file": str(file)} if kind is None else {
+        "instrument": IID, "kind": kind, "file": str(file)}
     if bars is not None:
         source["bars"] = bars
     return parse_config(
@@ -138,10 +139,16 @@ def test_a_bar_strategy_on_trades_is_accepted_only_with_built_bars() -> None:
         ({"mode": "renko", "threshold": 1}, "trades", r"data\.sources\.0\.bars\.mode"),
         ({"mode": "time", "interval": "5 fortnights"}, "trades", r"data\.sources\.0\.bars\.interval"),
         ({"mode": "time", "interval": "1m", "size": 3}, "trades", r"data\.sources\.0\.bars\.size"),
-        ({"mode": "time", "interval": "1m"}, "bars", r"data\.sources\.0.*bars: bars are built from trades"),
+        ({"mode": "time", "interval": "1m"}, "bars",
+         r"data\.sources\.0.*bars: bars are built from trades; this source's kind is 'bars': a trades source needs "
+         r"kind: trades"),
+        # said only "this source's kind is 'bars'" of a source that gave no kind
+        ({"mode": "time", "interval": "1m"}, None,
+         r"data\.sources\.0.*bars: bars are built from trades; this source's kind is 'bars' \(no kind given: it "
+         r"defaults to 'bars'\): a trades source needs kind: trades"),
     ],
 )
-def test_a_bad_bars_block_is_a_config_error_naming_the_key(bars: dict[str, Any], kind: str, message: str) -> None:
+def test_a_bad_bars_block_is_a_config_error_naming_the_key(bars: dict[str, Any], kind: str | None, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         _config(bars, kind=kind)
 

@@ -99,12 +99,17 @@ class DataSourceConfig(StrictModel):
         if (self.dataset is None) == (self.file is None):
             raise ValueError("give exactly one of 'dataset' (catalog) or 'file'")
         if self.bars is not None and self.kind != "trades":
-            raise ValueError(f"bars: bars are built from trades; this source's kind is {self.kind!r}")
+            raise ValueError(f"bars: bars are built from trades; this source's kind is {self.kind!r}"
+                             f"{self.defaulted_kind()}: a trades source needs kind: trades")
         if (self.interval is not None or self.bar_time != "auto") and (self.kind != "bars" or self.file is None):
             # read only when a bar file is parsed: a catalog dataset and a trades file stamp their own times
             what = "a catalog dataset" if self.file is None else f"a {self.kind} file"
             raise ValueError(f"interval, bar_time: they describe the time column of a bar file, not of {what}")
         return self
+
+    def defaulted_kind(self) -> str:
+        """``" (no kind given: it defaults to 'bars')"`` when the config did not write ``kind``, else ``""``."""
+        return "" if "kind" in self.model_fields_set else " (no kind given: it defaults to 'bars')"
 
     @property
     def catalog_key(self) -> tuple[str, str, str, str]:
