@@ -136,6 +136,27 @@ def test_attribution_csv_shows_a_position_closed_to_float_noise_as_zero(tmp_path
     assert (row["position"], row["avg_price"], row["unrealized_pnl"]) == ("0.0", "", "0.0")
 
 
+def test_attribution_csv_writes_quantities_without_the_float_noise_of_their_sums(tmp_path: Path) -> None:
+    """Buys of 0.1 and 0.2 wrote bought 0.30000000000000004 and position 0.20000000000000004 (float sums of the
+    fills); they are rounded to a thousandth of the 0.001 lot: 0.3 and 0.2. A live buy whose fee the venue took
+    out of the coins bought (0.00999 of lots of 0.001: off the lot grid) keeps its 0.00999."""
+    fills = [
+        FillRecord(1, SPOT, "BUY", 0.1, 100.0, 0.0, "TAKER", "c", "a", "t", ""),
+        FillRecord(2, SPOT, "BUY", 0.2, 100.0, 0.0, "TAKER", "c", "a", "t", ""),
+        FillRecord(3, SPOT, "SELL", 0.1, 100.0, 0.0, "TAKER", "c", "a", "t", ""),
+        FillRecord(4, PERP, "BUY", 0.00999, 100.0, 0.0, "TAKER", "c", "a", "t", ""),
+    ]
+    assert 0.1 + 0.2 == 0.30000000000000004 and 0.1 + 0.2 - 0.1 == 0.20000000000000004
+    result = RunResult((SPOT, PERP), 1e5, fills=fills, last_prices={SPOT: 100.0, PERP: 100.0})
+    with RunDirectory(tmp_path / "run", "backtest") as run_dir:
+        write_run(run_dir, result, {}, "", lot_sizes={SPOT: 0.001, PERP: 0.001})
+    with (tmp_path / "run" / "attribution.csv").open(newline="") as handle:
+        rows = {r["instrument"]: r for r in csv.DictReader(handle)}
+    assert (rows[SPOT]["bought"], rows[SPOT]["sold"], rows[SPOT]["position"]) == ("0.3", "0.1", "0.2")
+    assert (rows[PERP]["bought"], rows[PERP]["sold"], rows[PERP]["position"]) == ("0.00999", "0.0", "0.00999")
+    assert (rows["ALL"]["bought"], rows["ALL"]["position"]) == ("", "")
+
+
 def test_a_rebuilt_attribution_shows_a_position_closed_to_float_noise_as_zero_as_attribution_csv_does(
     tmp_path: Path,
 ) -> None:

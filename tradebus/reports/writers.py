@@ -109,6 +109,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from loguru import logger
 
+from tradebus.engine.instrument import grid_of
 from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
 from tradebus.engine.messages import FundingPaid, InterestCharged, OrderDenied
 from tradebus.errors import ConfigError, describe_os_error
@@ -279,6 +280,18 @@ def write_csv_rows(handle: TextIO, rows: Iterable[Sequence[Any]]) -> None:
 def _write_csv(handle: TextIO, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     write_csv_header(handle, columns)
     write_csv_rows(handle, rows)
+
+
+def _on_lots(quantity: float, lot: float | None) -> float:
+    """A sum of fill quantities rounded to a thousandth of ``lot`` (the lot's decimals and three more).
+
+    That strips the float noise of the sum (0.060000000000000005 of lots of 0.001 is 0.06) and keeps
+    what a thousandth of a lot tells from flat, as the attribution does: a live buy whose fee the
+    venue took out of the coins bought is off the lot grid (0.00999 of lots of 0.001).
+    """
+    if not lot or not math.isfinite(quantity):
+        return quantity
+    return round(quantity, round(math.log10(grid_of(lot)[1])) + 3) + 0.0  # + 0.0: no -0.0
 
 
 def _json_ready(value: Any) -> Any:
@@ -542,7 +555,8 @@ def write_run(
         Further files of this kind of run, name -> text (``node.json``, ``playback.json``).
     lot_sizes
         Per instrument, the lot size below a thousandth of which a lot counts as closed
-        (``trades.csv``; see :func:`tradebus.reports.trades.match_trades`).
+        (``trades.csv``; see :func:`tradebus.reports.trades.match_trades`) and to a thousandth of
+        which ``attribution.csv``'s ``bought``, ``sold`` and ``position`` are rounded.
     streamed
         The :data:`STREAMED_FILES` were written during the run (:class:`~tradebus.reports.stream.OutputStream`):
         write only the others.
@@ -560,13 +574,15 @@ def write_run(
                 for t in match_trades(result.fills, dict(lot_sizes or {}), result.contract_sizes)
             ),
         )
+    lots = lot_sizes or {}
     with run_dir.open("attribution.csv") as handle:
         _write_csv(
             handle,
             ATTRIBUTION_COLUMNS,
             (
-                (a.strategy_id, a.instrument, a.fills, a.bought, a.sold, a.position, a.avg_price, a.last_price,
-                 a.realized_pnl, a.unrealized_pnl, a.fees, a.funding, a.interest, a.net_pnl)
+                (a.strategy_id, a.instrument, a.fills,
+                 *(_on_lots(q, lots.get(a.instrument)) for q in (a.bought, a.sold, a.position)),
+                 a.avg_price, a.last_price, a.realized_pnl, a.unrealized_pnl, a.fees, a.funding, a.interest, a.net_pnl)
                 for a in attribute(
                     result.fills, result.last_prices, result.contract_sizes,
                     funding=result.funding, funding_fills=result.funding_fills, interest=result.interest,
