@@ -401,6 +401,23 @@ def test_walkforward_scores_no_segment_by_an_incomplete_label(tmp_path: Path) ->
     assert segments[0]["hit_rate"] is not None
 
 
+def test_labels_write_no_outcome_for_an_incomplete_label(tmp_path: Path) -> None:
+    """research_btc.yaml's last 4h bars touch no barrier before the data ends, their vertical barrier (max_bars 12)
+    beyond it: labels.parquet gave them a label of +-1 from the return cut at the last close, which walkforward and
+    the regime system drop. They are kept, marked complete: False, with a null label and a NaN ret."""
+    result = runner.invoke(app, ["research", "labels", str(CONFIG), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    labels = pd.read_parquet(tmp_path / "labels.parquet")
+    n = len(btc_bars())
+    # by hand: an event is incomplete when it touched no barrier and its vertical barrier, 12 bars on, is past the end
+    incomplete = (labels["barrier"] == 0) & (labels["index"] + 12 > n - 1)
+    assert incomplete.sum() > 0 and incomplete.tolist() == (~labels["complete"]).tolist()
+    assert labels.loc[incomplete, "label"].isna().all() and labels.loc[incomplete, "ret"].isna().all()
+    assert labels.loc[~incomplete, "label"].notna().all() and labels.loc[~incomplete, "ret"].notna().all()
+    said = " ".join(result.output.replace("│", " ").split())
+    assert f"complete {int((~incomplete).sum())} incomplete (label null) {int(incomplete.sum())}" in said, said
+
+
 @pytest.mark.parametrize("cuts", ["0", "-1"])
 def test_lookahead_with_no_cut_exits_2_instead_of_passing_unchecked(tmp_path: Path, cuts: str) -> None:
     result = runner.invoke(app, ["research", "lookahead", str(REPO / "configs" / "quickstart.yaml"), "--cuts", cuts,

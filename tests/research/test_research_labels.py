@@ -16,6 +16,7 @@ from tradebus.research.labels import (
     cusum_events,
     forward_label_end,
     forward_returns,
+    mark_incomplete,
     meta_labels,
     return_attribution_weights,
     time_decay,
@@ -203,6 +204,20 @@ def test_meta_labels_mark_profitable_primary_trades() -> None:
     meta = meta_labels(tb)
     assert meta["meta"].tolist() == [1, 1]  # long hit profit; short from 105 closed at 99 (vertical, +)
     assert meta["t1"].tolist() == [20, 30]
+
+
+def test_meta_labels_of_an_incomplete_label_are_null() -> None:
+    """Event 1's vertical barrier (2 bars on) lies past the last bar and it touches nothing: its meta-label was 1,
+    from its return cut at the last close (100 -> 101), as if the trade were known to have made money."""
+    bars = bars_of([(100, 100, 100, 100), (100, 106, 99, 105), (100, 100, 100, 100), (100, 101, 100, 101)])
+    tb = triple_barrier(bars, [0, 2], width=np.full(4, 0.05), max_bars=2)
+    assert tb["complete"].tolist() == [True, False]
+    meta = meta_labels(tb)
+    assert meta["meta"].iat[0] == 1 and meta["meta"].isna().tolist() == [False, True]
+    assert meta["ret"].iat[0] == pytest.approx(0.05) and np.isnan(meta["ret"].iat[1])
+    marked = mark_incomplete(tb)
+    assert marked["label"].isna().tolist() == [False, True] and marked["label"].iat[0] == 1
+    assert tb["label"].tolist() == [1, 1]  # the frame given is left as it was
 
 
 # ---------------------------------------------------------------------------- CUSUM

@@ -132,8 +132,9 @@ def _labels(config: Any, dataset: Any) -> pd.DataFrame:
     """Labels of the events in every source's window, stacked in time order (``instrument`` column first).
 
     Only bars before ``dataset.end_ns`` are read: a label that needs later bars is incomplete
-    (triple barrier) or NaN (forward). Bars before ``dataset.start_ns`` warm up the
-    volatility and the CUSUM filter but carry no label (nor set ``clip_quantile``'s bounds).
+    (triple barrier: ``complete`` False, ``label`` null, ``ret`` NaN) or NaN (forward). Bars before
+    ``dataset.start_ns`` warm up the volatility and the CUSUM filter but carry no label (nor set
+    ``clip_quantile``'s bounds).
     """
     from tradebus.research.dataset import empty_window
     from tradebus.research.labels import (
@@ -141,6 +142,7 @@ def _labels(config: Any, dataset: Any) -> pd.DataFrame:
         clip_forward_returns,
         cusum_events,
         forward_returns,
+        mark_incomplete,
         triple_barrier,
         volatility,
     )
@@ -171,6 +173,7 @@ def _labels(config: Any, dataset: Any) -> pd.DataFrame:
                 out = triple_barrier(bars, events, width=vol, pt=lab.pt, sl=lab.sl, max_bars=lab.max_bars,
                                      side=float(lab.side), tie_break=lab.tie_break)
                 out["uniqueness"] = average_uniqueness(out["index"].to_numpy(), out["end_index"].to_numpy(), len(bars))
+                out = mark_incomplete(out)
         except DataError as exc:
             raise DataError(f"{source.instrument} ({source.dataset}): {exc}") from None
         out.insert(0, "instrument", source.instrument)
@@ -243,6 +246,7 @@ def labels(config: ConfigArg, out: OutOption = None) -> None:
         counts = frame["label"].value_counts().to_dict()
         summary.update({f"label {k}": v for k, v in sorted(counts.items())})
         summary["complete"] = int(frame["complete"].sum())
+        summary["incomplete (label null)"] = int((~frame["complete"]).sum())
     print_titled(console, f"labels -> {path}", _table(summary))
 
 

@@ -33,7 +33,9 @@ does, to within 1e-12 of the entry price: the barrier's float rounding).
   barrier (label ``sign(ret)``, or 0 with ``vertical_label="zero"``).
 
 ``barrier`` is +1 (profit), -1 (stop) or 0 (vertical); ``complete`` is False for an
-event whose vertical barrier lies beyond the data and which touched nothing.
+event whose vertical barrier lies beyond the data and which touched nothing: its return stops at
+the last close, no outcome (:func:`known_returns`, :func:`mark_incomplete`; ``tradebus research
+labels`` and :func:`meta_labels` write such a row with a null ``label``/``meta`` and a NaN ``ret``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ __all__ = [
     "forward_label_end",
     "known_returns",
     "forward_returns",
+    "mark_incomplete",
     "meta_labels",
     "return_attribution_weights",
     "time_decay",
@@ -435,14 +438,41 @@ def known_returns(labels: pd.DataFrame) -> np.ndarray:
     return np.where(labels["complete"].to_numpy(dtype=bool), ret, np.nan)
 
 
+def mark_incomplete(labels: pd.DataFrame) -> pd.DataFrame:
+    """``labels`` with no outcome on its incomplete rows: ``ret`` NaN (:func:`known_returns`), ``label`` null.
+
+    The rows stay (``complete`` False), so the frame keeps one row per event, but carry no
+    class or return to train on, score or count by.
+
+    Parameters
+    ----------
+    labels
+        A frame of :func:`triple_barrier`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy; ``label`` a nullable ``Int64`` column.
+    """
+    out = labels.copy()
+    complete = labels["complete"].to_numpy(dtype=bool)
+    out["ret"] = known_returns(labels)
+    out["label"] = pd.array(labels["label"].to_numpy(), dtype="Int64")
+    out.loc[~complete, "label"] = pd.NA
+    return out
+
+
 def meta_labels(labels: pd.DataFrame) -> pd.DataFrame:
     """Meta-labels of a primary model's trades (triple-barrier labels with its ``side``).
 
     ``meta`` is 1 when the trade in the primary's direction made money (profit barrier,
-    or a positive vertical exit), else 0; ``t1`` is kept for purging.
+    or a positive vertical exit), else 0, and null where the label is incomplete (its
+    ``ret`` NaN: :func:`mark_incomplete`); ``t1`` is kept for purging.
     """
-    out = labels[["ts_event", "t1", "index", "end_index", "side", "ret"]].copy()
-    out["meta"] = (labels["ret"].to_numpy() > 0).astype(np.int64)
+    out = mark_incomplete(labels)[["ts_event", "t1", "index", "end_index", "side", "ret"]]
+    ret = out["ret"].to_numpy()
+    out["meta"] = pd.array((ret > 0).astype(np.int64), dtype="Int64")
+    out.loc[np.isnan(ret), "meta"] = pd.NA
     return out
 
 
