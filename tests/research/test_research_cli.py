@@ -59,6 +59,7 @@ def test_cv_purges_by_the_longest_forward_horizon_not_the_last_one(tmp_path: Pat
     raw["dataset"] = {"catalog": str(tmp_path / "catalog"), "sources": [{"instrument": "SIM-USD.SIM", "dataset": dataset}],
                       "features": [{"name": "r", "kind": "log_ret", "input": "close"}]}
     raw["model"]["columns"] = ["r"]  # the one feature left (every command checks model.columns)
+    raw["alpha"]["factors"] = ["r"]  # and alpha.factors
     raw["labels"] = {"method": "forward", "horizons": [3, 1]}
     raw["cv"] = {"method": "kfold", "n_splits": 3, "embargo": 0}
     config = tmp_path / "horizons.yaml"
@@ -90,6 +91,7 @@ def test_labels_of_a_dataset_with_a_nan_close_exit_3_naming_the_dataset_row_and_
     raw["dataset"] = {"catalog": str(tmp_path / "catalog"), "sources": [{"instrument": "SIM-USD.SIM", "dataset": dataset}],
                       "features": [{"name": "r", "kind": "log_ret", "input": "close"}]}
     raw["model"]["columns"] = ["r"]  # the one feature left (every command checks model.columns)
+    raw["alpha"]["factors"] = ["r"]  # and alpha.factors
     raw["labels"] = {"method": "forward", "horizons": [1]} if method == "forward" else {"vol_span": 5, "max_bars": 12}
     config = tmp_path / "nan.yaml"
     config.write_text(yaml.safe_dump(raw))
@@ -114,6 +116,7 @@ def test_cv_walkforward_embargoes_and_counts_only_the_training_rows_it_removes(t
     raw["dataset"] = {"catalog": str(tmp_path / "catalog"), "sources": [{"instrument": "SIM-USD.SIM", "dataset": dataset}],
                       "features": [{"name": "r", "kind": "log_ret", "input": "close"}]}
     raw["model"]["columns"] = ["r"]  # the one feature left (every command checks model.columns)
+    raw["alpha"]["factors"] = ["r"]  # and alpha.factors
     raw["labels"] = {"method": "forward", "horizons": [2]}
     raw["cv"] = {"method": "walkforward", "n_splits": 3, "test_size": 4, "expanding": expanding, "embargo": 0.1}
     config = tmp_path / "walkforward.yaml"
@@ -139,6 +142,7 @@ def test_cv_refuses_a_fold_that_purging_and_embargo_leave_without_training_rows(
     raw["dataset"] = {"catalog": str(tmp_path / "catalog"), "sources": [{"instrument": "SIM-USD.SIM", "dataset": dataset}],
                       "features": [{"name": "r", "kind": "log_ret", "input": "close"}]}
     raw["model"]["columns"] = ["r"]  # the one feature left (every command checks model.columns)
+    raw["alpha"]["factors"] = ["r"]  # and alpha.factors
     raw["labels"] = {"method": "forward", "horizons": [3]}
     raw["cv"] = {"method": "kfold", "n_splits": 3, "embargo": 100}
     config = tmp_path / "embargo.yaml"
@@ -459,6 +463,7 @@ def test_triple_barrier_labels_left_without_an_event_exit_2_naming_the_field(tmp
     raw["dataset"] = {"catalog": str(tmp_path / "catalog"), "sources": [{"instrument": "SIM-USD.SIM", "dataset": dataset}],
                       "features": [{"name": "r", "kind": "log_ret", "input": "close"}]}
     raw["model"]["columns"] = ["r"]  # the one feature left (every command checks model.columns)
+    raw["alpha"]["factors"] = ["r"]  # and alpha.factors
     raw["labels"].update(labels)
     config = tmp_path / "short.yaml"
     config.write_text(yaml.safe_dump(raw))
