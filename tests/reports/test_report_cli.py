@@ -510,3 +510,54 @@ def test_a_run_file_cut_short_is_refused_naming_it_and_nothing_is_written(tmp_pa
     said = " ".join(result.output.split())  # type: ignore[attr-defined]
     assert f"{cut}: ends in the middle of a row (the file was cut short" in said
     assert not page.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+
+
+_A_RUN_HOLDING = """
+import sys
+
+from tradebus.reports.writers import RunDirectory
+
+held = RunDirectory(sys.argv[1], "backtest", force=True)
+print("holding", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_run_whose_holder_ends_while_it_is_told_apart_from_a_report_takes_the_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backtest refused by another backtest holding runs/base, the holder ending right then (between the refused
+    lock and the try of a shared one that tells a report from a run), was refused as 'in use by a running tradebus
+    report (pid N ...: ... RunDirectory ...): it reads the files there', though no report ran and the directory was
+    free by then. It now takes the directory."""
+    import tradebus.reports.writers as writers
+
+    base = _run_dir(tmp_path / "base", 110.0)
+    other = subprocess.Popen(  # another run holding base until told to end
+        [sys.executable, "-c", _A_RUN_HOLDING, str(base)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    tried = []
+
+    def holder_ends_first(fd: int) -> bool:
+        if not tried:
+            other.communicate("\n", timeout=60)
+        tried.append(fd)
+        return writers_held_shared(fd)
+
+    from tradebus.locks import held_shared as writers_held_shared
+
+    monkeypatch.setattr(writers, "held_shared", holder_ends_first)
+    try:
+        assert other.stdout is not None and other.stdout.readline() == "holding\n"
+        rerun = RunDirectory(base, "backtest", force=True)
+    finally:
+        if other.poll() is None:
+            other.communicate("\n", timeout=60)
+    assert other.returncode == 0 and len(tried) == 1  # it was refused first, its holder ending then
+    try:
+        with pytest.raises(ConfigError, match=f"output directory {base} is in use by another running tradebus run "
+                                              rf"\(pid {os.getpid()} on .*\): it writes its outputs there"):
+            RunDirectory(base, "backtest", force=True)  # held by the rerun
+    finally:
+        rerun.close()

@@ -860,6 +860,9 @@ def hold_directory(
 
     ``None`` when the file system cannot lock (warned of: another run could write into it at the same time).
 
+    A holder that ends while its hold is told apart (a run's from a report's) leaves ``path`` to this call: held,
+    not refused as in use by a report that is none.
+
     Raises
     ------
     ConfigError
@@ -880,6 +883,8 @@ def hold_directory(
         return None
     if holder is not None:
         reading = not shared and held_shared(fd)  # only reports hold shared: they read runs and write pages
+        if reading and take_lock(fd) is None:  # no holder at all by then: the one refusing it ended meanwhile
+            return fd
         os.close(fd)
         if reading:
             raise ConfigError(
