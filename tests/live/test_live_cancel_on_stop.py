@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from loguru import logger
 
+from tradebus.adapters.common.local_server import Fault, FaultKind
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType
 from tradebus.execution.orders import Order
 from tradebus.node.daemon import PaperNode
@@ -42,6 +43,7 @@ def journaled_statuses(node: LiveNode) -> dict[str, OrderStatus]:
         again.journal.close()
 
 
+@pytest.mark.timeout(300, method="thread")  # see the next test
 async def test_a_sigterm_while_a_timer_keeps_sending_orders_leaves_none_open_at_the_venue(tmp_path: Path) -> None:
     """Before: the stop's cancels went out while the feeds and the 20 ms timer still ran; the timer's orders sent
     during the wait for the cancels (3 s, live.stop_timeout) were never canceled: about 150 orders left open at
@@ -68,6 +70,44 @@ async def test_a_sigterm_while_a_timer_keeps_sending_orders_leaves_none_open_at_
         assert {emulator.orders[c].status for c in sent} == {OrderStatus.CANCELED}
         assert {node.kernel.orders.order(c).status for c in sent} == {OrderStatus.CANCELED}  # type: ignore[union-attr]
         assert journaled_statuses(node) == dict.fromkeys(sent, OrderStatus.CANCELED)
+
+
+@pytest.mark.timeout(300, method="thread")  # a daemon that never stops: the signal method's error is lost in the loop
+async def test_a_timer_sends_no_order_once_the_daemon_stops_while_its_market_stream_is_hung(tmp_path: Path) -> None:
+    """Before: the shutdown stopped the timers only once the feeds had ended: the hung market connection took its
+    close timeout (2 s) to end, and the 20 ms timer sent about 100 orders after 'live daemon stopping: signal
+    SIGTERM'. On a busy loop each of those orders (its submit, its timeout, its queries) made the next wait
+    longer: the daemon never reached its clock's stop, still sending orders minutes after the SIGTERM. The
+    timers are stopped (and the feeds told to stop) before the shutdown's first await now."""
+    at_stop: list[int] = []
+    async with account_and_market(market_faults=[Fault(FaultKind.HANG, at=0)]) as (emulator, srv):
+        node = node_on(tmp_path, emulator, srv, [repeating("quoter", every_ms=20)])
+        node.handle_signals = True
+        strategy = node.kernel.strategies[0]
+        signaled = False
+
+        def stopping(message: Any) -> None:
+            if message.record["message"].startswith("live daemon stopping"):
+                at_stop.append(len(strategy.sent))  # type: ignore[attr-defined]
+
+        def five_placed() -> bool:
+            nonlocal signaled
+            orders = [node.kernel.orders.order(c) for c in strategy.sent]  # type: ignore[attr-defined]
+            placed = [o for o in orders if o is not None and o.status is not OrderStatus.DENIED]
+            if len(placed) >= 5 and not signaled:
+                signaled = True
+                os.kill(os.getpid(), signal.SIGTERM)
+            return False  # the signal stops the daemon
+
+        sink = logger.add(stopping, level="INFO")
+        try:
+            await run_until_it_stops(node, five_placed)
+        finally:
+            logger.remove(sink)
+        assert node.summary.stop_reason == "signal SIGTERM"
+        sent = strategy.sent  # type: ignore[attr-defined]
+        assert sent[at_stop[0]:] == []
+        assert open_at_venue(emulator) == []
 
 
 async def test_an_order_sent_in_on_stop_is_canceled_at_the_venue_too(tmp_path: Path) -> None:

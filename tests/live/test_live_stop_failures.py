@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol, StreamFault
 from tradebus.adapters.common.account_emulator import OPEN
 from tradebus.adapters.common.recorder import read_frames
-from tradebus.adapters.common.local_server import LocalVenueServer
+from tradebus.adapters.common.local_server import Fault, LocalVenueServer
 from tradebus.engine.messages import OrderStatus, Trade
 from tradebus.errors import DataError, StrategyError
 from tradebus.execution.journal import Journal
@@ -50,14 +50,15 @@ def resting(strategy_id: str, **params: Any) -> dict[str, Any]:
 
 @asynccontextmanager
 async def account_and_market(
-    stream_faults: list[StreamFault] | None = None,
+    stream_faults: list[StreamFault] | None = None, market_faults: list[Fault] | None = None,
 ) -> AsyncIterator[tuple[BinancePrivateEmulator, LocalVenueServer]]:
-    """The account emulator and the public stream matching on it (one account for several daemons in turn)."""
+    """The account emulator (its user stream's ``stream_faults``) and the public stream matching on it (its
+    ``market_faults``): one account for several daemons in turn."""
     config = parse_live_config({"instruments": [SPOT], **_minimal()}, "<test>")
     emulator = BinancePrivateEmulator(KEY, SECRET, config.instrument_map(), {"USDT": 100_000.0}, None, stream_faults)
     async with emulator:
         protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
-        async with LocalVenueServer(protocol, SPOT_FRAMES, speed=4.0, lifetime=120.0) as srv:
+        async with LocalVenueServer(protocol, SPOT_FRAMES, market_faults or (), speed=4.0, lifetime=120.0) as srv:
             yield emulator, srv
 
 
@@ -105,7 +106,9 @@ def _minimal() -> dict[str, Any]:
 async def run_until_it_stops(node: LiveNode, ready: Callable[[], bool] | None = None, timeout: float = 20.0) -> None:
     """Run ``node`` until it stops by itself; with ``ready``, stop it once ``ready()`` (the test's stop).
 
-    Fails the test (after stopping the node) if neither happens within ``timeout`` seconds.
+    Fails the test (after stopping the node) if neither happens within ``timeout`` seconds, and if the daemon has
+    not ended 30 s after its stop (its task then cancelled, and waited for 10 s more): a daemon that does not stop
+    fails the test, naming that, rather than hang it. Raises what ``node.run()`` raised.
     """
     task = asyncio.create_task(node.run())
     loop = asyncio.get_running_loop()
@@ -118,7 +121,12 @@ async def run_until_it_stops(node: LiveNode, ready: Callable[[], bool] | None = 
     stopped_itself = task.done()
     if not stopped_itself and ready is None:
         node.stop("test timeout")
-    await asyncio.wait_for(task, 30)
+    if not (await asyncio.wait({task}, timeout=30))[0]:
+        task.cancel()  # asyncio.wait_for would wait for the cancelled task to end, however long that takes
+        ended = bool((await asyncio.wait({task}, timeout=10))[0])
+        pytest.fail(f"the daemon did not stop within 30 s of its stop ({len(node.kernel.orders.orders())} orders); "
+                    + ("its task then cancelled, it ended" if ended else "nor 10 s after its task was cancelled"))
+    task.result()
     assert stopped_itself or ready is not None, f"the daemon did not stop within {timeout} s"
 
 

@@ -50,7 +50,9 @@ Lifecycle of :meth:`PaperNode.run`:
    exception a strategy's hook raised (on a message, a timer or a venue's answer: the run then
    stops as on a signal and raises :class:`~tradebus.errors.StrategyError` naming the strategy,
    the hook and the time; market data after it is dropped);
-5. stop the clients, cancel their tasks, stop the kernel, close recorder and journal, each step whatever an
+5. at once, before any await: stop the feed clients (no frame handled or recorded after) and the timers and
+   alerts (the due ones fired, ``run:stop`` recorded), so no timer sends an order while the daemon stops;
+   then wait for the clients' tasks, stop the kernel, close recorder and journal, each step whatever an
    earlier one raised or a cancellation of the daemon's task cut short (:class:`ShutdownSteps`: the
    cancellation, else the first error, is raised after the last); then the
    operations layer, whatever the shutdown raised (the stop alert is sent and the queued alerts flushed).
@@ -630,12 +632,24 @@ class PaperNode:
             self.stop(f"feed {feed.name} ended")
         return None
 
+    def _stop_deciding(self) -> None:
+        """Stop, at once, what decides orders on its own: the feeds (no frame is handled or recorded from now on),
+        then the timers and alerts (the due ones fired and the stop recorded first).
+
+        Called before any await of the shutdown: a timer going on meanwhile (the shutdown waits for tasks to
+        end, for the feeds to close) sent orders after the stop, and on a busy loop each of them made the
+        next wait longer, so the daemon never got to stop its clock (a 20 ms timer: thousands of orders
+        after a SIGTERM, the daemon still running minutes later).
+        """
+        for feed in self.feeds:
+            feed.stop()
+        self._record_stop()
+        self.clock.stop()  # nothing fires after the recorded stop, as in a replay (an on_stop's timer neither)
+
     async def _stop_trading(self, tasks: dict[asyncio.Task[None], Feed], steps: ShutdownSteps) -> None:
-        """Stop what decides orders, each in ``steps``: the feeds, then the timers and alerts (the due ones fired
-        and the stop recorded first), then the strategies (``on_stop``, which may still send orders)."""
+        """Wait for the feeds (told to stop by :meth:`_stop_deciding`) to end, then stop the strategies (``on_stop``,
+        which may still send orders), each in ``steps``."""
         with steps.step("stopping the feeds"):
-            for feed in self.feeds:
-                feed.stop()
             pending = [t for t in tasks if not t.done()]
             if pending:
                 _, still = await asyncio.wait(pending, timeout=5.0)
@@ -643,8 +657,6 @@ class PaperNode:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
         with steps.step("stopping the strategies"):
-            self._record_stop()
-            self.clock.stop()  # nothing fires after the recorded stop, as in a replay (an on_stop's timer neither)
             try:
                 self.kernel.end_strategies(start=self._start_strategies)
             except StrategyError as failure:  # an on_stop raised: the daemon still closes its files
@@ -659,8 +671,10 @@ class PaperNode:
         Each step runs whatever an earlier one raised (:class:`ShutdownSteps`): the first error is
         raised after the last step, and a later one is logged.
         """
-        logger.info("{} daemon stopping: {}", self.mode, self._stop_reason or "stopped")
         steps = ShutdownSteps()
+        with steps.step("stopping the feeds and the timers"):
+            self._stop_deciding()
+        logger.info("{} daemon stopping: {}", self.mode, self._stop_reason or "stopped")
         await self._shutdown_steps(tasks, steps)
         steps.raise_cancellation_or_first_error()
 

@@ -1134,8 +1134,9 @@ class LiveNode(PaperNode):
         await super()._shutdown_steps(tasks, steps)
 
     async def _stop_trading(self, tasks: dict[asyncio.Task[None], Any], steps: ShutdownSteps) -> None:
-        """As the paper daemon (feeds, timers, ``on_stop``); then, with ``live.cancel_on_stop``, deny every new
-        order and cancel every open order (:meth:`_cancel_all`): nothing is left to send one after the cancels."""
+        """As the paper daemon (the feeds' end, then ``on_stop``: its timers stopped first); then, with
+        ``live.cancel_on_stop``, deny every new order and cancel every open order (:meth:`_cancel_all`): nothing is
+        left to send one after the cancels."""
         await super()._stop_trading(tasks, steps)
         settings = self.config.live
         if settings.cancel_on_stop and not self.dry_run:

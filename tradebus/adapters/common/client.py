@@ -223,7 +223,7 @@ class WsClient(ABC):
     # ------------------------------------------------------------------- loop
 
     def stop(self) -> None:
-        """Ask :meth:`run` to close the connection and return."""
+        """Ask :meth:`run` to close the connection and return; no frame is handled or recorded from now on."""
         self._stopping = True
         self._stop_event.set()
         ws = self._ws
@@ -400,6 +400,8 @@ class WsClient(ABC):
         yield_when = self.yield_when
         listener = self.frame_listener
         async for raw in ws:
+            if self._stopping:  # a frame read after stop() is neither handled nor recorded: its daemon has stopped
+                break
             recv_ns = clock()
             self.frames += 1
             self.last_frame_ns = recv_ns
