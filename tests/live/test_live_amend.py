@@ -283,6 +283,64 @@ async def test_a_fill_racing_a_binance_spot_cancel_replace_never_buys_more_than_
     assert any(coid in w and f"{raced} filled at the venue" in w for w in warnings)
 
 
+async def test_a_modify_of_a_raced_replacement_from_its_order_replaced_handler_is_refused_naming_the_cut() -> None:
+    """As the "reduced" case above (a buy of 0.01 modified to 0.012 at 55,000, 0.004 filled by the race), and a
+    strategy modifies the replacement in its ``OrderReplaced`` handler (to 0.015 at 56,000), before the daemon's cut of
+    it to 0.008 leaves. Before, that modify's cancel-replace made the cut cancel the replacement instead, which canceled
+    the modify's own replacement too: 0.004 bought in all, and the modify refused as 'canceled during its
+    cancel-replace', which the strategy never asked. Now the modify is refused with an ``OrderModifyRejected`` naming
+    the race and the cut, the cut goes (0.008 at 55,000, its ``OrderReplaced`` follows for the strategy to modify
+    again): 0.012 in all, never more than asked."""
+    from tradebus.adapters.binance.private_emulator import RestFault as BinanceFault, StreamFault
+
+    release = asyncio.Event()
+    held = [BinanceFault("hold", "POST", "/api/v3/order/cancelReplace", release=release)]
+    late = [StreamFault("delay", match='"x": "TRADE"', seconds=1.0)]
+    async with harness(rest_faults=held, stream_faults=late, trade_size_limit=True, request_timeout=5.0) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        coid = order.client_order_id
+        replaced: list[OrderReplaced] = []
+        refused: list[OrderModifyRejected] = []
+
+        def on_replaced(event: OrderReplaced) -> None:  # what a strategy's on_order_replaced does
+            replaced.append(event)
+            if event.client_order_id == coid:
+                h.kernel.execution.modify(ModifyOrder("s1", IID, event.replacement_id, 0, 0, quantity=0.015, price=56_000.0))
+
+        h.kernel.bus.subscribe(OrderReplaced, on_replaced, IID)
+        h.kernel.bus.subscribe(OrderModifyRejected, refused.append, IID)
+        h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, quantity=0.012, price=55_000.0))
+        await until(lambda: held[0].fired)
+        h.trade(49_990.0, 0.004)
+        release.set()
+
+        def settled() -> bool:
+            working = h.kernel.orders.open_orders()
+            return (
+                len(replaced) == 2 and h.venue.in_flight == 0 and not h.venue.replaced_in_flight() and len(working) == 1
+                and all(o.status is OrderStatus.ACCEPTED for o in working)
+                and sorted(o.client_order_id for o in working) == sorted(r.order.client_order_id for r in h.emulator.open_orders())
+            )
+
+        await until(settled, timeout=5.0)
+        working = [(r.order.quantity, r.order.price) for r in h.emulator.open_orders()]
+        h.trade(54_000.0, 0.02)  # fills all a working order is for
+        await until(lambda: not h.kernel.orders.open_orders(), timeout=5.0)
+        await asyncio.sleep(0.2)
+        await h.venue.drain()
+    first = replaced[0].replacement_id
+    assert [(e.client_order_id, e.replacement_id) for e in replaced] == [(coid, first), (first, replaced[1].replacement_id)]
+    [refusal] = refused
+    assert refusal.client_order_id == first
+    assert f"its order {coid} filled 0.004 before its cancel-replace's cancel" in refusal.reason
+    assert "being cut to what is left of the modified total" in refusal.reason
+    assert working == [(pytest.approx(0.008), 55_000.0)]
+    assert sum(r.filled for r in h.emulator.orders.values()) == pytest.approx(0.012)
+    assert h.kernel.portfolio.position(IID) == pytest.approx(0.012)
+
+
 async def test_a_raced_cancel_replaces_replacement_whose_cut_is_withdrawn_at_send_time_is_canceled() -> None:
     """As the "reduced" case above (a buy of 0.01 modified to 0.012, 0.004 filled by the race), but the cut of the
     replacement, a cancel-replace of it to 0.008, is withdrawn unsent: the daemon's send-time refusal

@@ -575,6 +575,12 @@ class OcoPair:
 _STOPS = frozenset({OrderType.STOP_MARKET, OrderType.STOP_LIMIT})
 
 
+def _raced(sized_on: float, venue_filled: float) -> bool:
+    """Whether a cancel-replaced order filled ``venue_filled`` at the venue, more than the ``sized_on`` its replacement
+    was sized on (a fill raced the request; NaN: the venue did not tell, nothing raced)."""
+    return venue_filled > sized_on * (1.0 + 1e-9)
+
+
 def _is_oco(first: Order, second: Order) -> bool:
     """Whether two orders can be one OCO order list: one limit and one stop, of one instrument, side and quantity."""
     kinds = {first.order_type, second.order_type}
@@ -648,6 +654,9 @@ class LiveVenue(Venue):
         self._held: dict[str, list[Any]] = {}
         # Replacements being cut after a fill raced their cancel-replace (_trim_replacement) -> why: one whose cut fails is canceled.
         self._trims: dict[str, str] = {}
+        # Replacements a fill raced, while their cancel-replace's OrderReplaced (and the replaced order's cancel) are
+        # handed on, before their cut leaves -> why: a modify of one meanwhile is refused (modify).
+        self._cutting: dict[str, str] = {}
         # Those of them canceled meanwhile: the cancel wins, their replacement is not kept.
         self._swaps_canceled: set[str] = set()
         # Says that a cancel emitted from a cancel-replace's answer will be repeated by the stream (bind_repeat_expected).
@@ -776,6 +785,13 @@ class LiveVenue(Venue):
         coid = order.client_order_id
         if self.dry_run:
             logger.info("dry run: modify of {} not sent", coid)
+            return
+        cutting = self._cutting.get(coid)
+        if cutting is not None:
+            reason = (f"{cutting}: it is being cut to what is left of the modified total; modify the order that "
+                      "replaces it (its OrderReplaced follows), or this one if it is left")
+            logger.warning("order {}: modify refused: {}", coid, reason)
+            self._modify_rejected(order, reason)
             return
         if self.api.supports_amend:
             self._spawn(self._amend(order, cmd), f"amend:{coid}")
@@ -1250,8 +1266,14 @@ class LiveVenue(Venue):
             self._modify_rejected(order, "canceled during its cancel-replace")
             self._pass_cancel(order, ack.ts_event, "canceled", ack.canceled_filled_qty)
             return
-        self.emit(OrderReplaced(order.strategy_id, order.instrument_id, coid, new, ack.ts_event, now))
-        self._pass_cancel(order, ack.ts_event, filled_qty=ack.canceled_filled_qty)
+        if _raced(sized_on, ack.canceled_filled_qty):
+            # Its cut leaves once the events are handed on: a modify from their handlers would race it.
+            self._cutting[new] = self._raced_why(coid, ack.canceled_filled_qty, sized_on)
+        try:
+            self.emit(OrderReplaced(order.strategy_id, order.instrument_id, coid, new, ack.ts_event, now))
+            self._pass_cancel(order, ack.ts_event, filled_qty=ack.canceled_filled_qty)
+        finally:
+            self._cutting.pop(new, None)
         logger.info("order {} replaced by {} in one request", coid, new)
         self._trim_replacement(order, replacement, sized_on, ack.canceled_filled_qty)
 
@@ -1261,7 +1283,7 @@ class LiveVenue(Venue):
         raced the request, so that the two never fill more than the modification asked: the replacement is
         cancel-replaced for what is left (:meth:`_swap`, the same check on its answer), or canceled when nothing is
         left or that cannot be sent (its own cancel-replace in flight, or its replacement refused before it left)."""
-        if not venue_filled > sized_on * (1.0 + 1e-9):  # NaN: the venue did not tell; nothing raced
+        if not _raced(sized_on, venue_filled):
             return
         coid, new = order.client_order_id, replacement.client_order_id
         total = replacement.quantity - (venue_filled - sized_on)
@@ -1271,7 +1293,7 @@ class LiveVenue(Venue):
         )
         if not replacement.is_open:
             return
-        why = f"its order {coid} filled {venue_filled} before its cancel-replace's cancel"
+        why = self._raced_why(coid, venue_filled, sized_on)
         if total > replacement.filled_qty * (1.0 + 1e-9) and new not in self._swaps and self.api.can_replace(replacement):
             now = self.clock.now_ns()
             nan = math.nan
@@ -1282,6 +1304,11 @@ class LiveVenue(Venue):
             self._trims.pop(new, None)
         logger.warning("order {}: replacement {} canceled instead of reduced to {} ({} filled)", coid, new, total, replacement.filled_qty)
         self._cancel_replacement(replacement, why)
+
+    @staticmethod
+    def _raced_why(coid: str, venue_filled: float, sized_on: float) -> str:
+        """Why the replacement of ``coid`` is cut: ``coid`` filled ``venue_filled`` before the cancel, beyond the ``sized_on`` it was sized on."""
+        return f"its order {coid} filled {venue_filled} before its cancel-replace's cancel, {sized_on} known when it was sized"
 
     def _cancel_replacement(self, replacement: Order, reason: str = "its order was canceled during the cancel-replace") -> None:
         """Cancel the replacement of a cancel-replace (its order canceled meanwhile, or a fill that raced it:
