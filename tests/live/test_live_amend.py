@@ -456,6 +456,56 @@ async def test_a_raced_cancel_replaces_replacement_whose_cut_is_refused_after_it
     assert h.kernel.portfolio.position(IID) == pytest.approx(modified)
 
 
+async def test_a_raced_cancel_replaces_cut_refused_after_fills_reached_the_modified_total_places_nothing_again(tmp_path: Path) -> None:
+    """As the case above (a buy of 0.01 modified to 0.012, 0.004 filled by the race, the cut of the replacement to
+    0.008 canceled by Binance and its new order refused, ``-2021``), but while the cut waits at the venue (one fault
+    on it: held, then ``refuse_new``) a trade at 54,000 fills the replacement's 0.008: the fills reach the modified
+    total, 0.012, before the cut's cancel. Nothing is placed again (0.008 - (0.008 - 0) is left), the modify is
+    refused (``OrderModifyRejected``), the replacement ends canceled with its 0.008 filled, and the journal holds it
+    so: 0.012 in all, nothing working."""
+    from tradebus.adapters.binance.private_emulator import RestFault as BinanceFault, StreamFault
+    from tradebus.execution.journal import Journal
+
+    modified, raced = 0.012, 0.004
+    swap, cut = asyncio.Event(), asyncio.Event()
+    path = "/api/v3/order/cancelReplace"
+    faults = [BinanceFault("hold", "POST", path, release=swap), BinanceFault("refuse_new", "POST", path, release=cut)]
+    late = [StreamFault("delay", match='"x": "TRADE"', seconds=1.0)]
+    journal = Journal(tmp_path / "journal.db")
+    refused: list[OrderModifyRejected] = []
+    async with harness(rest_faults=faults, stream_faults=late, trade_size_limit=True, request_timeout=5.0, journal=journal) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        h.kernel.bus.subscribe(OrderModifyRejected, refused.append, IID)
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        coid = order.client_order_id
+        h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, quantity=modified, price=55_000.0))
+        await until(lambda: faults[0].fired)
+        h.trade(49_990.0, raced)
+        swap.set()
+        await until(lambda: faults[1].fired, timeout=5.0)  # the cut waits at the venue
+        [replacement] = [o for o in h.kernel.orders.open_orders() if o.client_order_id != coid and o.quantity == pytest.approx(modified)]
+        rid = replacement.client_order_id
+        h.trade(54_000.0, 0.008)  # fills the replacement's 0.008 before the cut's cancel
+        assert h.emulator.orders[rid].filled == pytest.approx(0.008)
+        cut.set()
+        await until(lambda: not h.kernel.orders.open_orders() and h.venue.in_flight == 0, timeout=5.0)
+        await asyncio.sleep(0.2)
+        await h.venue.drain()
+        placed = [c for m, p, c in h.emulator.requests if m == "POST"]
+        h.trade(54_000.0, 0.02)  # would fill an order placed again
+        await asyncio.sleep(0.2)
+    assert not h.emulator.open_orders()
+    assert len(placed) == 3  # the order, the cancel-replace, the cut: nothing placed again
+    assert replacement.status is OrderStatus.CANCELED and replacement.filled_qty == pytest.approx(0.008)
+    assert [e.client_order_id for e in refused] == [rid]
+    assert sum(r.filled for r in h.emulator.orders.values()) == pytest.approx(modified)
+    assert h.kernel.portfolio.position(IID) == pytest.approx(modified)
+    entries = [type(e.message).__name__ for e in journal.entries() if getattr(e.message, "client_order_id", "") == rid]
+    journal.close()
+    assert entries[-1] == "OrderCanceled" and entries.count("OrderFilled") >= 1
+
+
 @asynccontextmanager
 async def _restarted_on(emulator: BinancePrivateEmulator, path: Path) -> AsyncIterator[Kernel]:
     """A live process restarted on the journal at ``path`` against ``emulator``, started as the live node starts one

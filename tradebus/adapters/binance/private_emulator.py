@@ -53,7 +53,7 @@ BNB: BNB pays fees, so the rebate is credited as without BNB.
 Faults are the base's (``RestFault`` defaults to ``POST /api/v3/order``, ``StreamFault`` to
 ``executionReport`` frames), plus ``ban``: ``418`` with ``Retry-After``, and ``refuse_new`` on
 ``POST /api/v3/order/cancelReplace``: the order canceled, the new order refused with Binance's error ``code``
-(default ``-2010``), answered ``-2021`` as any new order refused after the cancel. A fill racing a request (made
+(default ``-2010``), answered ``-2021`` as any new order refused after the cancel (with a ``release``, once it is set). A fill racing a request (made
 between the request's arrival and its processing, its ``executionReport`` not yet sent when the answer
 is): a ``hold`` fault on the request, a public trade (:meth:`~AccountEmulator.on_trade`) while it waits,
 and a ``delay`` fault on ``'"x": "TRADE"'`` frames.
@@ -291,7 +291,6 @@ class BinancePrivateEmulator(AccountEmulator):
         self.weight_clock = weight_clock
         self._minute: int | None = None  # the window ``weight`` counts in (none before the first request)
         self._types: dict[str, str] = {}
-        self._refuse_new: RestFault | None = None  # the ``refuse_new`` fault of the cancelReplace being handled
         #: The last public trade's price of each instrument (what Binance checks a stop price against).
         self.last_price: dict[str, float] = {}
         #: ``client order id -> (order list id, list client order id, both legs' client ids)`` of OCO legs.
@@ -565,17 +564,14 @@ class BinancePrivateEmulator(AccountEmulator):
 
     def _fault(self, method: str, path: str) -> common.RestFault | None:
         fault = super()._fault(method, path)
-        if fault is not None and fault.kind == "refuse_new":  # the handler, called with no wait between, refuses
-            if path != "/api/v3/order/cancelReplace":
-                raise ValueError(f"a 'refuse_new' fault is for POST /api/v3/order/cancelReplace, not {method} {path}")
-            self._refuse_new = fault
-            return None
-        return fault
+        if fault is not None and fault.kind == "refuse_new" and path != "/api/v3/order/cancelReplace":
+            raise ValueError(f"a 'refuse_new' fault is for POST /api/v3/order/cancelReplace, not {method} {path}")
+        return fault  # a refuse_new: the handler refuses (:attr:`firing`)
 
     def _cancel_replace(self, p: dict[str, str]) -> web.Response:
         """``cancelReplaceMode=STOP_ON_FAILURE``: a failed cancel places nothing (``-2022``); a refused
         new order after the cancel is ``-2021`` (HTTP 409), the cancel standing."""
-        refuse, self._refuse_new = self._refuse_new, None
+        refuse = self.firing if self.firing is not None and self.firing.kind == "refuse_new" else None
         if p.get("cancelReplaceMode") != "STOP_ON_FAILURE":
             return self.error(400, -1102, "Mandatory parameter 'cancelReplaceMode' was not sent or is not STOP_ON_FAILURE here.")
         rec = self.orders.get(p.get("cancelOrigClientOrderId", ""))

@@ -41,6 +41,9 @@ on 127.0.0.1 and keeps the account:
                   at processing: what happens meanwhile is not in it)
   ``hold``        REST: processed and answered once ``release`` is set (the venue busy with the
                   request meanwhile: an OKX cancel, whose order is "being canceled" until then)
+
+  A fault of another kind given a ``release`` is held so first, then does what its kind does:
+  two faults on one request (a fill racing a request the venue then refuses).
   ``duplicate``   stream: the frame is sent twice
   ``drop``        stream: the frame is not sent
   ``delay``       stream: sent after ``seconds``
@@ -107,7 +110,7 @@ class RestFault:
     code: str = ""
     #: A ``refuse`` fault answers after processing the request (default: before, nothing happens).
     processed: bool = False
-    #: What a ``hold`` fault waits for before processing the request.
+    #: What a ``hold`` fault (or one of another kind held first) waits for before processing the request.
     release: asyncio.Event | None = None
 
 
@@ -239,6 +242,8 @@ class AccountEmulator(ABC):
         self.instruments = {self.symbol_of(inst): inst for inst in instruments.values()}
         self.balances: dict[str, float] = dict(balances or {})
         self.rest_faults = list(rest_faults or [])
+        #: The fault of the REST request whose handler runs now (``None``: none, or no handler running).
+        self.firing: RestFault | None = None
         self.stream_faults = list(stream_faults or [])
         self.clock = SimulatedClock()
         self.venue = SimulatedVenue(self.clock, dict(instruments), VenueConfig(fill_on="trades", trade_size_limit=trade_size_limit), arrival_alerts=True)
@@ -443,6 +448,10 @@ class AccountEmulator(ABC):
             return refused
         self.requests.append((request.method, request.path, self.client_id(params)))
         fault = self._fault(request.method, request.path)
+        if fault is not None and fault.kind == "hold" and fault.release is None:
+            raise ValueError("a 'hold' fault needs its release event")
+        if fault is not None and fault.release is not None:  # a hold, or another fault held first
+            await fault.release.wait()
         if fault is not None and fault.kind == "error5xx":  # the gateway's answer: not the API's JSON
             return web.Response(status=503, text="<html><body>503 Service Temporarily Unavailable</body></html>", content_type="text/html")
         if fault is not None and fault.kind == "rate_limit":
@@ -455,14 +464,14 @@ class AccountEmulator(ABC):
             if self.busy_code is None:
                 raise ValueError(f"{type(self).__name__} has no server-busy answer: no 'busy' fault")
             return self.error(503, self.busy_code, "Server is currently overloaded with other requests. Please try again in a few minutes.")
-        if fault is not None and fault.kind == "hold":
-            if fault.release is None:
-                raise ValueError("a 'hold' fault needs its release event")
-            await fault.release.wait()
         handler = self.routes().get((request.method, request.path))
         if handler is None:
             return self.error(404, 404, f"{request.method} {request.path} is not emulated")
-        response = handler(params)
+        self.firing = fault  # no wait between this and the handler: a dialect's handler reads its fault here
+        try:
+            response = handler(params)
+        finally:
+            self.firing = None
         if fault is not None and fault.kind == "refuse":
             return self.refused_with(fault.code, params)
         if fault is not None and fault.kind == "lose":
