@@ -103,6 +103,11 @@ def stop_errors(lines: list[str]) -> list[str]:
     return [line for line in lines if line.startswith("ERROR stopping")]
 
 
+def stopping_lines(lines: list[str], placed: str) -> list[str]:
+    """The stop's lines naming the order ``placed``, or counting the orders left, whatever their level."""
+    return [line for line in lines if f"stopping: order {placed} " in line or " stopping with " in f" {line.split(' ', 1)[1]}"]
+
+
 @pytest.mark.parametrize("stop_timeout", [2.0, 0.5])
 async def test_a_cancel_the_venue_never_answered_leaves_its_order_named_open_at_the_venue_and_the_run_failing(
     tmp_path: Path, stop_timeout: float
@@ -129,6 +134,8 @@ async def test_a_cancel_the_venue_never_answered_leaves_its_order_named_open_at_
         "query says: its cancel was sent and not confirmed",
         f"ERROR stopping with 1 order(s) open at the venue: ['{placed}']; 0 of unknown state: none",
     ]
+    # one line each: before, a WARNING repeated the order ('... not confirmed canceled') and the count
+    assert stopping_lines(lines, placed) == stop_errors(lines)
     assert node.kernel.orders.order(placed).status is OrderStatus.ACCEPTED
     # the venue's answer is journaled: a restart starts from it
     assert journaled(node, placed)[-3:] == ["CancelOrder", "OrderTimedOut", "OrderResolved:ACCEPTED"]
@@ -164,6 +171,7 @@ async def test_a_cancel_and_a_query_both_unanswered_leave_the_order_unknown_jour
         "confirmed, and its query went unanswered within 1 s; journaled UNKNOWN (a restart queries it)",
         f"ERROR stopping with 0 order(s) open at the venue: none; 1 of unknown state: ['{placed}']",
     ]
+    assert stopping_lines(lines, placed) == stop_errors(lines)
     assert node.kernel.orders.order(placed).status is OrderStatus.UNKNOWN
     assert journaled(node, placed)[-2:] == ["CancelOrder", "OrderTimedOut"]
 

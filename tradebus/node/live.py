@@ -1155,9 +1155,12 @@ class LiveNode(PaperNode):
 
     def _note_orders_left(self, why: str) -> None:
         """Log each order still open or unknown here once trading has stopped, and list it in ``node.json``
-        (:attr:`LiveSummary.orders_left`); ``why``: why it is left (:func:`_left_reason`)."""
-        left = self.kernel.orders.open_orders()
-        self.summary.orders_left = [_order_left(order) for order in left]
+        (:attr:`LiveSummary.orders_left`); ``why``: why it is left (:func:`_left_reason`). Those the stop's
+        queries left open or unknown at the venue (:attr:`left_at_venue`) are listed only: :meth:`_query_left`
+        logged each, and their count, as an ERROR."""
+        everything = self.kernel.orders.open_orders()
+        self.summary.orders_left = [_order_left(order) for order in everything]
+        left = [order for order in everything if order.client_order_id not in self.left_at_venue]
         for order in left:
             price = "market" if math.isnan(order.price) else f"{order.price:g}"
             if not math.isnan(order.trigger_price):
