@@ -75,8 +75,11 @@ class Harness:
         self.kernel.process(tr)
 
     def submit(self, side: OrderSide, qty: float, price: float = math.nan, reduce_only: bool = False) -> Order:
+        """Submit an order of strategy ``s1`` at the clock's time, as a strategy does (a restart on the journal
+        reads the trade history from the time of the orders it holds open)."""
         typ = OrderType.MARKET if price != price else OrderType.LIMIT
-        return self.kernel.execution.submit(SubmitOrder("s1", self.iid, "", side, qty, 0, 0, typ, price, reduce_only=reduce_only))
+        now = self.kernel.clock.now_ns()
+        return self.kernel.execution.submit(SubmitOrder("s1", self.iid, "", side, qty, now, now, typ, price, reduce_only=reduce_only))
 
     def posts(self, coid: str) -> int:
         return sum(1 for method, path, c in self.emulator.requests if method == "POST" and c == coid)

@@ -7,7 +7,6 @@ the original price would not have been reached.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -569,8 +568,7 @@ async def test_a_raced_cancel_replaces_replacement_left_working_by_a_kill_is_cut
     journal = Journal(tmp_path / "journal.sqlite")
     async with harness(rest_faults=faults, stream_faults=late, trade_size_limit=True, request_timeout=5.0, journal=journal) as h:
         h.venue.on_replace = h.kernel.execution.submit
-        now = time.time_ns()  # a real creation time: the restart reads the trade history since it
-        order = h.kernel.execution.submit(SubmitOrder("s1", IID, "", OrderSide.BUY, 0.01, now, now, OrderType.LIMIT, 50_000.0))
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)  # at the clock's time: the restart reads the trade history since it
         await until(lambda: order.status is OrderStatus.ACCEPTED)
         coid = order.client_order_id
         h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, quantity=0.012, price=55_000.0))
@@ -596,6 +594,8 @@ async def test_a_raced_cancel_replaces_replacement_left_working_by_a_kill_is_cut
             cut.set()  # a held request would keep the emulator from stopping
         assert kernel.portfolio.position(IID) == pytest.approx(0.012)
     assert sum(r.filled for r in h.emulator.orders.values()) == pytest.approx(0.012)
+    # the trade history read from the order's creation (one 24 h window), not from 1970 (some 20,000 windows)
+    assert sum(1 for m, p, _ in h.emulator.requests if p == "/api/v3/myTrades") <= 2
 
 
 async def test_a_binance_spot_cancel_replace_is_no_anomaly_but_a_repeated_cancel_frame_still_is() -> None:
