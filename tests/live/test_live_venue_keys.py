@@ -13,6 +13,7 @@ from tests.live.live_harness import KEY, SECRET
 from tests.live.node_testdata import BINANCE_INSTRUMENT, IID
 from tradebus.cli import app
 from tradebus.errors import ConfigError
+from tradebus.node.config import parse_paper_config
 from tradebus.node.live import parse_live_config
 
 
@@ -50,6 +51,31 @@ def test_the_fee_overrides_and_fill_on_stay_and_a_default_value_is_no_error() ->
     config = parse_live_config(_live({"fill_on": "trades", "taker_fee": 0.0005, "maker_fee": 0.0, "latency_ns": 0,
                                       "slippage_bps": 0.0}))
     assert (config.venue.taker_fee, config.venue.maker_fee) == (0.0005, 0.0)
+
+
+@pytest.mark.parametrize(
+    "venue, channels",
+    [
+        ({"taker_fee": 0.001}, ["trade"]),  # VenueConfig's own fill_on default, 'bars': "needs one of ['kline']"
+        ({"fill_on": "trades"}, ["trade", "bookTicker"]),
+        ({"fill_on": "quotes"}, ["trade"]),  # "needs one of ['bookTicker']"
+        ({"fill_on": "book"}, ["trade"]),  # "'book' is for backtests of recorded books"
+    ],
+    ids=["fee-override-alone", "trades", "quotes-unsubscribed", "book"],
+)
+def test_a_live_config_is_not_refused_for_a_fill_on_channel_its_feeds_do_not_subscribe(venue: dict[str, Any], channels: list[str]) -> None:
+    """The exchange fills a live order: ``venue.fill_on`` asks nothing of the feeds. Before, a live config whose
+    ``venue:`` held only the fee override it is allowed (``taker_fee``) was refused, 'venue.fill_on: 'bars' needs one of
+    the binance channels ['kline']' (the section's own fill_on default), as were the others above, each naming a
+    simulated venue's fill that never happens live. A paper config keeps the check."""
+    data = _live(venue)
+    data["feeds"][0]["subscriptions"] = {IID: channels}
+    config = parse_live_config(data, "live.yaml")
+    assert config.venue.model_dump(exclude_unset=True) == venue
+    paper = {k: v for k, v in data.items() if k != "live"}
+    if venue != {"fill_on": "trades"}:
+        with pytest.raises(ConfigError, match="venue.fill_on"):
+            parse_paper_config(paper, "paper.yaml")
 
 
 def test_tradebus_live_refuses_them_all_by_name_before_it_connects_or_writes(tmp_path: Path) -> None:

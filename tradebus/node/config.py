@@ -51,7 +51,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -111,6 +111,9 @@ class PaperConfig(RunBase):
     record: FilePath | None = None
     warm_up: bool = True
     ops: OpsConfig | None = None
+    #: Whether the simulated venue fills the orders on the feeds' data (``venue.fill_on`` must then name a kind
+    #: of data each traded instrument's feed subscribes); a live config's venue fills them itself.
+    fills_on_feeds: ClassVar[bool] = True
 
     @model_validator(mode="after")
     def _cross_check(self) -> PaperConfig:
@@ -147,13 +150,15 @@ class PaperConfig(RunBase):
                     "its bars and the ones built from trades would make one interleaved series"
                 )
         fill_on = self.venue.fill_on
-        if fill_on == "book":  # the paper venue matches trades, quotes or bars; the L2-book venue is a backtest's
+        if fill_on == "book" and self.fills_on_feeds:  # the paper venue matches trades, quotes or bars; the L2-book venue is a backtest's
             raise ValueError(
                 "venue.fill_on: 'book' is for backtests of recorded books; a paper venue fills on 'trades', 'quotes' or 'bars'"
             )
         for iid in dict.fromkeys(i for _, e in strategy_entries(self) for i in e.instruments):
             if iid not in fed:
                 raise ValueError(f"strategy.instruments: {iid!r} is traded but no feed subscribes to it")
+            if not self.fills_on_feeds:
+                continue
             feed = self.feeds[fed[iid]]
             wanted = VENUES[feed.venue].fill_channels[fill_on]
             if not any(ch.split(".")[0].startswith(wanted) for ch in feed.channels_of(iid)):

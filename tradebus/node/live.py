@@ -83,7 +83,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
@@ -335,9 +335,9 @@ class LiveSettings(StrictModel):
 
 
 #: The ``venue:`` keys a live config takes at any value: the fee overrides of the account checks
-#: (:func:`~tradebus.node.daemon.build_paper_kernel`) and ``fill_on``, which picks the channel the feeds must
-#: subscribe, as in paper mode (a live config on bars alone says ``fill_on: bars``). The others set how the
-#: simulated venue fills.
+#: (:func:`~tradebus.node.daemon.build_paper_kernel`) and ``fill_on``, kept so that a paper config runs live as it
+#: is (the exchange fills live orders: whatever it says, the feeds need not subscribe its channel). The others set
+#: how the simulated venue fills.
 LIVE_VENUE_KEYS = frozenset({"fill_on", "maker_fee", "taker_fee"})
 #: The paper daemon's ``venue:``: a live config may keep its values (a paper config run live as it is).
 _PAPER_VENUE = PaperConfig.model_fields["venue"].get_default(call_default_factory=True).model_dump(mode="json")
@@ -347,12 +347,14 @@ class LiveConfig(PaperConfig):
     """A paper config plus the ``live:`` section (the account that trades).
 
     Its ``venue:`` section takes the fee overrides (``maker_fee``, ``taker_fee``: the account checks use them, the
-    exchange charges its own fees) and ``fill_on`` (:data:`LIVE_VENUE_KEYS`); any other key set to a value other than
+    exchange charges its own fees) and ``fill_on``, which asks nothing of the feeds here (:data:`LIVE_VENUE_KEYS`); any other key set to a value other than
     the paper daemon's default (slippage, latency, ``limit_fill`` ...) is refused naming each: the exchange, not the
     simulated venue, fills a live order.
     """
 
     live: LiveSettings = Field(default_factory=LiveSettings)
+    # The exchange fills a live order: venue.fill_on picks no channel the feeds must subscribe.
+    fills_on_feeds: ClassVar[bool] = False
 
     @model_validator(mode="after")
     def _live_venue(self) -> LiveConfig:
