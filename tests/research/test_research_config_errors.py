@@ -335,3 +335,16 @@ def test_a_regime_hazard_slippage_of_100_percent_or_more_names_the_key_and_the_b
     with pytest.raises(ConfigError, match=r"costs\.slippage_bps: Input should be less than 10000 \(got 20000\.0\)") as info:
         load_config(path)
     assert str(info.value).startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize("fee_bps", [1_000.0, 20_000.0, float("inf")])
+def test_a_regime_hazard_fee_of_10_percent_or_more_names_the_key_and_the_bound(tmp_path: Path, fee_bps: float) -> None:
+    """costs.fee_bps: 20000 loaded (a fill paying twice its notional in fees, 40,000 bps per round trip); it
+    is refused as the backtest's fee rates are (``taker_fee`` below 0.1), below 1,000 bps."""
+    from tradebus.research.regime_hazard import load_config
+
+    path = _system(tmp_path, "regime_hazard", {"costs": {"fee_bps": fee_bps}})
+    with pytest.raises(ConfigError, match=rf"costs\.fee_bps: Input should be less than 1000 \(got {fee_bps}\)") as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}: ")
+    assert load_config(_system(tmp_path, "regime_hazard", {"costs": {"fee_bps": 999.0}}))[0].costs.fee_bps == 999.0

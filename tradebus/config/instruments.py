@@ -9,6 +9,7 @@ from pydantic import Field, PositiveFloat, model_validator
 from tradebus.config.base import StrictModel
 from tradebus.engine.instrument import CloseFee, FeeTier, Instrument, InstrumentKind, MarginMode, MarginTier
 from tradebus.errors import OrderError
+from tradebus.execution.costs import MAX_FEE_RATE
 
 __all__ = ["FeeTierConfig", "InstrumentConfig", "MarginTierConfig"]
 
@@ -45,8 +46,8 @@ class FeeTierConfig(StrictModel):
     """Fee rates from a trailing 30-day traded notional on (see :mod:`tradebus.execution.costs`)."""
 
     min_volume: float = Field(ge=0.0)
-    maker_fee: float = Field(gt=-0.01, lt=0.1)
-    taker_fee: float = Field(gt=-0.01, lt=0.1)
+    maker_fee: float = Field(gt=-0.01, lt=MAX_FEE_RATE)
+    taker_fee: float = Field(gt=-0.01, lt=MAX_FEE_RATE)
 
 
 class InstrumentConfig(StrictModel):
@@ -71,8 +72,8 @@ class InstrumentConfig(StrictModel):
     lot_size: float = Field(gt=0.0, allow_inf_nan=False)
     min_notional: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
     min_quantity: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
-    maker_fee: float = Field(default=0.0, gt=-0.01, lt=0.1)
-    taker_fee: float = Field(default=0.0, gt=-0.01, lt=0.1)
+    maker_fee: float = Field(default=0.0, gt=-0.01, lt=MAX_FEE_RATE)
+    taker_fee: float = Field(default=0.0, gt=-0.01, lt=MAX_FEE_RATE)
     margin: bool = False
     contract_size: float = Field(default=1.0, gt=0.0, allow_inf_nan=False)
     leverage: float = Field(default=1.0, ge=1.0, le=200.0)

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from tradebus.config.base import StrictModel
-from tradebus.execution.costs import MAX_SLIPPAGE_BPS, SlippageConfig
+from tradebus.execution.costs import MAX_FEE_RATE, MAX_SLIPPAGE_BPS, SlippageConfig
 
 __all__ = ["BookFillConfig", "VenueConfig"]
 
@@ -127,8 +127,8 @@ class VenueConfig(StrictModel):
         See :mod:`tradebus.execution.contingent`.
     """
 
-    maker_fee: float | None = Field(default=None, gt=-0.01, lt=0.1)
-    taker_fee: float | None = Field(default=None, gt=-0.01, lt=0.1)
+    maker_fee: float | None = Field(default=None, gt=-0.01, lt=MAX_FEE_RATE)
+    taker_fee: float | None = Field(default=None, gt=-0.01, lt=MAX_FEE_RATE)
     slippage_bps: float = Field(default=0.0, ge=0.0, lt=MAX_SLIPPAGE_BPS, allow_inf_nan=False)
     slippage: SlippageConfig | None = None
     latency_ns: int = Field(default=0, ge=0)

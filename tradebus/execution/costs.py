@@ -48,11 +48,15 @@ from pydantic import Field, model_validator
 from tradebus.config.base import StrictModel
 from tradebus.engine.instrument import Instrument
 
-__all__ = ["FEE_WINDOW_NS", "MAX_SLIPPAGE_BPS", "FeeSchedule", "SlippageConfig", "charged_fees", "slippage_bps", "tick_slippage_bps"]
+__all__ = ["FEE_WINDOW_NS", "MAX_FEE_RATE", "MAX_SLIPPAGE_BPS", "FeeSchedule", "SlippageConfig", "charged_fees", "slippage_bps", "tick_slippage_bps"]
 
 #: Every slippage setting (``venue.slippage_bps``, a model's ``bps`` and ``max_bps``) is below this:
 #: a sell slipped by 10,000 bps (100 %) or more has a price of 0 or less, which no fill can have.
 MAX_SLIPPAGE_BPS = 10_000.0
+
+#: Every fee rate (an instrument's and its tiers' ``maker_fee`` and ``taker_fee``, the venue's overrides, the
+#: research costs' ``fee_bps`` / 10,000) is below this: 10 % of the notional, far above any venue's schedule.
+MAX_FEE_RATE = 0.1
 
 #: Trailing window of traded notional that selects a fee tier.
 FEE_WINDOW_NS = 30 * 86_400_000_000_000

@@ -41,7 +41,7 @@ from pydantic import Field, ValidationError, field_validator
 from tradebus.config.base import StrictModel
 from tradebus.config.units import parse_duration
 from tradebus.errors import ConfigError, DataError
-from tradebus.execution.costs import MAX_SLIPPAGE_BPS
+from tradebus.execution.costs import MAX_FEE_RATE, MAX_SLIPPAGE_BPS
 from tradebus.research.calibration import walk_forward_schedule
 from tradebus.research.config import read_yaml, validation_problems
 from tradebus.research.dataset import load_events
@@ -76,7 +76,7 @@ class DataConfig(_Model):
 class CostsConfig(_Model):
     """Costs per fill in basis points of notional."""
 
-    fee_bps: float = Field(default=7.5, ge=0.0)
+    fee_bps: float = Field(default=7.5, ge=0.0, lt=MAX_FEE_RATE * 1e4)  # 1,000 bps: the backtest's fee rates' bound
     slippage_bps: float = Field(default=2.0, ge=0.0, lt=MAX_SLIPPAGE_BPS)  # 100 % or more: a sell at no positive price
 
 
