@@ -722,3 +722,33 @@ def test_an_oco_of_members_the_gate_denied_links_nothing_and_a_lone_working_memb
     [warning] = [w for w in warnings if "left out" in w]
     assert f"{ids['b']} DENIED" in warning and f"{ids['a']} stays a plain order" in warning
     assert not any("not reduce-only" in w for w in warnings)  # one order alone cannot fill with another
+
+
+def _reasons(kernel: Kernel) -> list[tuple[str, float, int, str]]:
+    """(side, price, bar index, reason) of every fill: the reason column of fills.csv and trades.csv."""
+    return [(f.side, f.price, (f.ts_event - T0) // H, f.reason) for f in kernel.result.fills]
+
+
+def test_orders_of_the_contingent_layer_given_no_reason_say_what_they_are() -> None:
+    """A bracket's entry, a standalone trailing stop and an OCO spec given no reason were written with an
+    empty reason in fills.csv, orders.csv and the exit of trades.csv, beside a bracket child's
+    "bracket take-profit"; each says what it is, and a reason given is kept."""
+    # the bracket of test_bracket_take_profit_fills_and_cancels_the_stop_loss: in at 100, out at 110
+    kernel = run([FLAT, (100.0, 101.0, 99.0, 100.0), (100.0, 111.0, 99.0, 105.0)], {1: bracket()})
+    assert _reasons(kernel)[:2] == [("BUY", 100.0, 2, "bracket entry"), ("SELL", 110.0, 3, "bracket take-profit")]
+    kernel = run([FLAT, (100.0, 101.0, 99.0, 100.0), (100.0, 111.0, 99.0, 105.0)], {1: bracket(reason="dip")})
+    assert _reasons(kernel)[0] == ("BUY", 100.0, 2, "dip")
+    # the trailing stop of test_trailing_stop_follows_the_high_and_fills_at_the_raised_trigger: out at 103
+    script: dict[int, Callable[[Scripted], Any]] = {
+        1: lambda s: s.submit_market(IID, BUY, 1.0, reason="entry"),
+        2: lambda s: s.submit_trailing_stop(IID, SELL, 1.0, offset=5.0),
+    }
+    bars = [FLAT, FLAT, (100.0, 104.0, 100.0, 104.0), (104.0, 108.0, 103.0, 108.0), (107.0, 107.0, 102.0, 103.0)]
+    assert _reasons(run(bars, script)) == [("BUY", 100.0, 2, "entry"), ("SELL", 103.0, 5, "trailing stop")]
+    # an OCO of a buy stop at 105 (no reason) and a buy limit at 95 ("dip"): bar 2 reaches 105 first
+    kernel = run([FLAT, (100.0, 106.0, 99.0, 106.0), (100.0, 100.0, 90.0, 91.0)], {
+        1: lambda s: s.submit_oco([OrderSpec(IID, BUY, 1.0, trigger_price=105.0),
+                                   OrderSpec(IID, BUY, 1.0, price=95.0, reason="dip")]),
+    })
+    assert _reasons(kernel) == [("BUY", 105.0, 2, "oco")]
+    assert sorted(kernel.result.submit_reasons.values()) == ["dip", "oco"]

@@ -279,6 +279,7 @@ class OrderSpec:
     reduce_only: bool = False
     post_only: bool = False
     time_in_force: TimeInForce = TimeInForce.GTC
+    #: Its submit reason (orders.csv, fills.csv); ``""``: ``"oco"``.
     reason: str = ""
 
 
@@ -438,6 +439,8 @@ class ContingentOrders:
     ) -> str | None:
         """Submit a bracket's entry (limit at ``entry_price``, else market); return its id (``None`` in cooldown).
 
+        Its submit reason is ``reason``, or ``"bracket entry"`` when none is given.
+
         Raises
         ------
         OrderError
@@ -503,6 +506,7 @@ class ContingentOrders:
             arm_after_bars=arm_after_bars, exit_after_bars=exit_after_bars, exit_after_ns=exit_after_ns,
             cooldown_bars=cooldown_bars,
         )
+        reason = reason or "bracket entry"
         if entry_price is None:
             self._submit(strategy_id, instrument_id, side, quantity, OrderType.MARKET, reason=reason, coid=entry_id)
         else:
@@ -584,7 +588,7 @@ class ContingentOrders:
                 price=_NAN if spec.price is None else spec.price,
                 trigger=_NAN if spec.trigger_price is None else spec.trigger_price,
                 time_in_force=spec.time_in_force, post_only=spec.post_only, reduce_only=spec.reduce_only,
-                reason=spec.reason, coid=coid,
+                reason=spec.reason or "oco", coid=coid,
             )  # fmt: skip
         live = [c for c in linked if self._is_open(c)]
         if len(live) > 1:
@@ -705,6 +709,7 @@ class ContingentOrders:
         market data of it came since); return its id.
 
         ``reduce_only=None``: as a bracket's exits (reduce-only, except on a cash-only spot instrument).
+        Its submit reason is ``reason``, or ``"trailing stop"`` when none is given.
 
         Raises
         ------
@@ -722,7 +727,8 @@ class ContingentOrders:
             raise OrderError(f"trailing stop: no last price of {instrument_id} to trail from")
         if reduce_only is None:
             reduce_only = self._reduce_only(instrument_id)
-        return self._trail(strategy_id, instrument_id, side, quantity, offset, percent, last, reduce_only, reason)
+        return self._trail(strategy_id, instrument_id, side, quantity, offset, percent, last, reduce_only,
+                           reason or "trailing stop")
 
     def gtd(self, client_order_id: str, expire_ns: int) -> None:
         """End a working order at ``expire_ns`` (module docstring)."""

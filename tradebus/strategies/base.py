@@ -554,8 +554,8 @@ class Strategy:
 
         Options (:meth:`ContingentOrders.bracket`): ``entry_price``, ``stop_loss``,
         ``take_profit``, ``trail_offset`` / ``trail_percent``, ``arm_after_bars``,
-        ``exit_after_bars`` / ``exit_after_ns``, ``cooldown_bars``, ``reason``. Returns the
-        entry's id, or ``None`` while a cooldown refuses new brackets.
+        ``exit_after_bars`` / ``exit_after_ns``, ``cooldown_bars``, ``reason`` (the entry's; ``""``:
+        ``"bracket entry"``). Returns the entry's id, or ``None`` while a cooldown refuses new brackets.
         """
         from tradebus.execution.contingent import ContingentOrders
 
@@ -616,7 +616,7 @@ class Strategy:
 
         ``reduce_only`` defaults to reduce-only except on a cash-only spot instrument (spot venues
         have no reduce-only orders and refuse them; the cash account never sells more than it holds),
-        as for a bracket's exits.
+        as for a bracket's exits. ``reason``: its submit reason (``""``: ``"trailing stop"``).
         """
         self._check_order(side, quantity)
         return self._contingent().trailing_stop(
