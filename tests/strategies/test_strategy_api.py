@@ -446,3 +446,52 @@ def test_timers_run_on_the_wall_clock_in_paper_mode() -> None:
     assert [e.name for e in strategy.fired] == ["tick"] * 3
     assert [b - a for a, b in zip(times, times[1:])] == [interval, interval]
     assert all(e.ts_init >= e.ts_event for e in strategy.fired)  # fired on the wall clock, not early
+
+
+class StopOnce(Strategy):
+    """Sends ``submit_stop(**stop)`` (a buy of 1) at its first bar's close."""
+
+    def __init__(self, **stop: Any) -> None:
+        super().__init__("BTCUSD.SIM", strategy_id="stop")
+        self.stop = stop
+        self.sent = False
+
+    def on_bar(self, bar: Bar) -> None:
+        if not self.sent:
+            self.sent = True
+            self.submit_stop(bar.instrument_id, OrderSide.BUY, 1.0, **self.stop)
+
+
+def _stop_run(bars: list[tuple[float, float, float, float]], **stop: Any) -> Any:
+    from tradebus.engine.instrument import Instrument
+    from tradebus.engine.kernel import Kernel
+    from tradebus.execution.config import VenueConfig
+
+    inst = Instrument(venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001)
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=1e6)
+    kernel.add_strategy(StopOnce(**stop))
+    t0, hour = 1_700_006_400_000_000_000, 3_600_000_000_000
+    for k, (o, h, lo, c) in enumerate(bars, start=1):
+        kernel.process(Bar(inst.instrument_id, t0 + k * hour, t0 + k * hour, o, h, lo, c, 10.0))
+    kernel.stop()
+    return kernel.result
+
+
+def test_a_post_only_stop_limit_from_submit_stop_never_takes() -> None:
+    """submit_stop had no post_only (only an OrderSpec could send one). A buy stop at 105 sent at bar 1's close
+    (100); bar 2 (open 100, low 99, high 107) triggers it at 105. Limit 106: it would take at 105, so post-only
+    it expires there (without post_only it fills at 105 as a taker). Limit 104: it rests after the trigger
+    and fills as a maker at 104 when bar 3 falls to 103."""
+    up = [(100.0, 100.0, 100.0, 100.0), (100.0, 107.0, 99.0, 106.0), (106.0, 106.0, 103.0, 103.0)]
+    taking = _stop_run(up, trigger_price=105.0, limit_price=106.0, post_only=True)
+    assert taking.fills == []
+    (order,) = taking.orders
+    assert (order.status, order.reason) == (OrderStatus.EXPIRED,
+                                            "post_only: limit 106.0 would take liquidity at 105.0 when triggered")
+    plain = _stop_run(up, trigger_price=105.0, limit_price=106.0)
+    assert [(f.price, f.liquidity) for f in plain.fills] == [(105.0, "TAKER")]
+    resting = _stop_run(up, trigger_price=105.0, limit_price=104.0, post_only=True)
+    assert [(f.price, f.liquidity) for f in resting.fills] == [(104.0, "MAKER")]
+    assert resting.orders[0].post_only
+    with pytest.raises(OrderError, match="post_only needs a limit_price"):
+        _stop_run(up, trigger_price=105.0, post_only=True)

@@ -523,19 +523,29 @@ class Strategy:
         trigger_price: float,
         *,
         limit_price: float | None = None,
+        post_only: bool = False,
         reduce_only: bool = False,
         time_in_force: TimeInForce = TimeInForce.GTC,
         reason: str = "",
     ) -> str:
-        """Submit a stop-market order (or stop-limit if ``limit_price`` is given); returns its id."""
+        """Submit a stop-market order (or stop-limit if ``limit_price`` is given); returns its id.
+
+        ``post_only`` (a stop-limit only): its limit never takes liquidity; the simulated venue expires it
+        at its trigger if it would (:mod:`tradebus.execution.simulated`). Of the live venues Bybit takes
+        it (``timeInForce=PostOnly``); the Binance and OKX adapters reject it (``VenueRejected``) before sending. A post-only stop without
+        ``limit_price`` raises an ``OrderError`` (a stop-market always takes).
+        """
         if not (trigger_price > 0 and math.isfinite(trigger_price)):
             raise OrderError(
                 f"{self.strategy_id}: trigger price must be a positive finite number, got {trigger_price!r}"
             )
+        if post_only and limit_price is None:
+            raise OrderError(f"{self.strategy_id}: post_only needs a limit_price (a stop-market order always takes)")
         order_type = OrderType.STOP_MARKET if limit_price is None else OrderType.STOP_LIMIT
         price = _NAN if limit_price is None else limit_price
         return self._submit(
-            instrument_id, side, quantity, order_type, price, trigger_price, time_in_force, False, reduce_only, reason
+            instrument_id, side, quantity, order_type, price, trigger_price, time_in_force, post_only, reduce_only,
+            reason,
         )
 
     # Contingent orders (:mod:`tradebus.execution.contingent`): set ``contingent = True`` on the class.
