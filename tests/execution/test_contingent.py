@@ -7,9 +7,11 @@ open -> high -> low -> close.
 
 from __future__ import annotations
 
+import csv
 import math
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +23,8 @@ from tradebus.engine.messages import Bar, OrderDenied, OrderFilled, OrderSide, T
 from tradebus.errors import OrderError
 from tradebus.execution.config import VenueConfig
 from tradebus.execution.contingent import OrderSpec
+from tradebus.reports.outputs import write_outputs
+from tradebus.reports.writers import RunDirectory
 from tradebus.risk.config import RiskConfig
 from tradebus.strategies.base import Strategy
 
@@ -752,3 +756,22 @@ def test_orders_of_the_contingent_layer_given_no_reason_say_what_they_are() -> N
     })
     assert _reasons(kernel) == [("BUY", 105.0, 2, "oco")]
     assert sorted(kernel.result.submit_reasons.values()) == ["dip", "oco"]
+
+
+def test_a_good_till_date_order_says_gtd_in_orders_csv(tmp_path: Path) -> None:
+    """The GTD buy limit of test_good_till_date_expires_at_its_time ended EXPIRED ("GTD: expired") with
+    time_in_force GTC in orders.csv, the tif it was sent with; it says GTD (Binance's and NautilusTrader's
+    name), and a plain limit beside it GTC."""
+    def place(s: Scripted) -> None:
+        s.submit_gtd(s.submit_limit(IID, BUY, 1.0, 90.0, reason="dip"), T0 + 3 * H)
+        s.submit_limit(IID, BUY, 1.0, 80.0, reason="deep dip")
+
+    kernel = run([FLAT, FLAT, FLAT, (95.0, 95.0, 89.0, 92.0)], {1: place})
+    out = tmp_path / "run"
+    write_outputs(RunDirectory(out, "backtest"), kernel.result, kernel.instruments, "config: 1\n")
+    with (out / "orders.csv").open(newline="") as handle:
+        rows = {row["submit_reason"]: row for row in csv.DictReader(handle)}
+    assert {k: (r["time_in_force"], r["status"], r["status_reason"]) for k, r in rows.items()} == {
+        "dip": ("GTD", "EXPIRED", "GTD: expired"),
+        "deep dip": ("GTC", "ACCEPTED", ""),
+    }

@@ -17,6 +17,7 @@ from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import Bar, OrderSide, OrderStatus
 from tradebus.execution.config import VenueConfig
 from tradebus.execution.journal import Journal
+from tradebus.reports.writers import ORDER_COLUMNS, order_row
 from tradebus.strategies.base import Strategy
 
 IID = "BTCUSD.SIM"
@@ -95,3 +96,34 @@ def test_a_restart_keeps_trailing_a_bracket_stop(tmp_path: Path) -> None:
     feed(second, {4: (100.0, 108.0, 100.0, 104.0), 5: (104.0, 104.0, 101.0, 101.0), 6: FLAT})
     assert [(f.side, f.price) for f in second.result.fills] == [("BUY", 100.0), ("SELL", 103.0)]
     assert second.portfolio.position(IID) == 0.0
+
+
+class GtdOnce(Strategy):
+    """A buy limit at 90 good till bar 5's time, sent at the first bar's close."""
+
+    contingent = True
+
+    def __init__(self) -> None:
+        super().__init__(IID, strategy_id="s")
+        self.sent = False
+
+    def on_bar(self, bar: Bar) -> None:
+        if not self.sent:
+            self.sent = True
+            self.submit_gtd(self.submit_limit(IID, OrderSide.BUY, 1.0, 90.0), T0 + 5 * H)
+
+
+def test_a_restart_keeps_a_good_till_date_order_gtd_in_orders_csv(tmp_path: Path) -> None:
+    """The GTD limit works across the restart and expires at bar 5's time in the second process, whose
+    orders.csv row says GTD (not the GTC it was sent with): the journaled link tells the restored order."""
+    path = tmp_path / "journal.sqlite"
+    inst = Instrument(venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, margin=True)
+    first = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=1e6, journal=Journal(path))
+    first.add_strategy(GtdOnce())
+    feed(first, {1: FLAT, 2: FLAT, 3: FLAT})
+    second = restart(path, first)
+    feed(second, {4: FLAT, 5: FLAT, 6: (95.0, 95.0, 89.0, 92.0)})
+    (order,) = second.orders.orders()
+    assert (order.status, order.reason, order.expire_ns) == (OrderStatus.EXPIRED, "GTD: expired", T0 + 5 * H)
+    assert second.result.fills == []
+    assert order_row(order, "", "")[ORDER_COLUMNS.index("time_in_force")] == "GTD"

@@ -732,8 +732,10 @@ class ContingentOrders:
 
     def gtd(self, client_order_id: str, expire_ns: int) -> None:
         """End a working order at ``expire_ns`` (module docstring)."""
-        order = self._kernel.orders.order(client_order_id)
+        orders = self._kernel.orders
+        order = orders.order(client_order_id)
         self._link("gtd", order.strategy_id, order.instrument_id, client_order_id, (), expire_ns=expire_ns)
+        orders.set_expiry(client_order_id, expire_ns)
         self._set_gtd(client_order_id, expire_ns)
 
     def _set_gtd(self, client_order_id: str, expire_ns: int) -> None:
@@ -1405,8 +1407,11 @@ class ContingentOrders:
                                          _opt(p["percent"]), _NAN, order.trigger_price)
                     trail.best = trail.best_for(order.trigger_price)
                     self._trailing[coid] = trail
-            elif link.kind == "gtd" and self._is_open(coid):
-                self._set_gtd(coid, int(p["expire_ns"]))
+            elif link.kind == "gtd":
+                if orders.get(coid) is not None:
+                    orders.set_expiry(coid, int(p["expire_ns"]))
+                if self._is_open(coid):
+                    self._set_gtd(coid, int(p["expire_ns"]))
         for bracket in brackets.values():
             self._resume(bracket)
 

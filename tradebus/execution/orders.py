@@ -277,6 +277,10 @@ class Order(msgspec.Struct, gc=False, eq=False):
         :meth:`OrderManager.note_venue_filled`). Above ``filled_qty``: fills the
         venue made that are not booked (lost frames, or a trade history that lists them late);
         journaled with those events, so a restart queries such an order again.
+    expire_ns
+        When a good-till-date order ends (``Strategy.submit_gtd``: the order is sent as ``tif`` and expired
+        at this time, :mod:`tradebus.execution.contingent`); 0: not good-till-date. ``orders.csv`` then says
+        ``GTD`` as its time in force.
     """
 
     client_order_id: str
@@ -302,6 +306,7 @@ class Order(msgspec.Struct, gc=False, eq=False):
     trade_ids: tuple[str, ...] | set[str] = ()
     fee_in_kind: float = 0.0
     venue_filled_qty: float = math.nan
+    expire_ns: int = 0
 
     @property
     def type(self) -> OrderType:
@@ -478,6 +483,10 @@ class OrderManager:
     @keep_trade_ids.setter
     def keep_trade_ids(self, value: int) -> None:
         self._external.capacity = value
+
+    def set_expiry(self, client_order_id: str, expire_ns: int) -> None:
+        """Note that an order is good-till-date, ending at ``expire_ns`` (:attr:`Order.expire_ns`)."""
+        self.order(client_order_id).expire_ns = expire_ns
 
     def release(self, client_order_id: str) -> None:
         """Say that a closed order was written out (run outputs) and journaled: it may be forgotten.

@@ -335,7 +335,10 @@ def fill_row(f: FillRecord, fee_in_kind: bool = False) -> tuple[Any, ...]:
 
 
 def order_row(o: Order, ts_last_fill: int | str, submit_reason: str) -> tuple[Any, ...]:
-    """The ``orders.csv`` row of an order (:data:`ORDER_COLUMNS`); ``ts_last_fill`` ``""`` without a fill."""
+    """The ``orders.csv`` row of an order (:data:`ORDER_COLUMNS`); ``ts_last_fill`` ``""`` without a fill.
+
+    Its ``time_in_force`` is ``GTD`` for a good-till-date order (:attr:`Order.expire_ns`), sent as ``GTC``.
+    """
     return (
         o.client_order_id,
         o.strategy_id,
@@ -345,7 +348,7 @@ def order_row(o: Order, ts_last_fill: int | str, submit_reason: str) -> tuple[An
         o.quantity,
         o.price,
         o.trigger_price,
-        str(o.tif),
+        "GTD" if o.expire_ns else str(o.tif),
         o.post_only,
         o.reduce_only,
         str(o.status),
