@@ -1282,3 +1282,30 @@ def test_unpaid_fundings_are_handed_on_when_they_change_and_a_moving_rate_once_a
     kernel.process(Bar(iid, later, later, 20_000.0, 20_000.0, 20_000.0, 20_000.0, 1.0))
     assert len(kernel.result.funding) == 1
     assert written[-1] == []
+
+
+def test_a_restart_with_a_restored_position_and_no_price_yet_pays_its_funding_at_the_last_fill(tmp_path: Path) -> None:
+    """A paper daemon bought 0.1 BTCUSDT perpetual at 20 000 and stopped; restarted on its journal, the first
+    message is the funding of 03:00 (rate 0.0001), before any mark or bar. The restored position is priced
+    at its journaled fill (Portfolio.apply_fill, the journal's mark), so the funding is paid, not lost:
+    0.1 * 20 000 * 0.0001 = 0.2, on the position restored."""
+    from tradebus.execution.journal import Journal
+
+    inst = perp()
+    iid = inst.instrument_id
+    path = tmp_path / "journal.sqlite"
+    first = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0, journal=Journal(path))
+    first.add_strategy(BuyOnce(iid, 0.1))
+    first.process(flat_bar(iid, 1, 20_000.0))
+    first.process(flat_bar(iid, 2, 20_000.0))
+    assert first.portfolio.position(iid) == pytest.approx(0.1)
+    journal = Journal(path)
+    second = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0, journal=journal)
+    second.add_strategy(BuyOnce(iid, 0.1))
+    journal.replay(second.orders, second.portfolio, T0 + 2 * H + 1, risk=second.risk,
+                   on_message=second.record_journaled)
+    second.process(FundingRate(iid, T0 + 3 * H, T0 + 3 * H, 0.0001, T0 + 3 * H))
+    [paid] = second.result.funding
+    assert (paid.quantity, paid.mark_price, paid.rate) == (pytest.approx(0.1), 20_000.0, 0.0001)
+    assert paid.payment == pytest.approx(0.2, rel=1e-12)
+    assert second.portfolio.funding_paid == pytest.approx(0.2, rel=1e-12)
