@@ -76,3 +76,48 @@ class MixedKinds(Strategy):
             self.submit_market(iid, OrderSide.SELL, q, reason="fuzz market sell")
         elif step == 7 and self.sell:
             self.submit_limit(iid, OrderSide.SELL, q, self._price(px * (1 - self.away)), reason="fuzz marketable sell")
+
+
+class ModifyRacedParams(StrictModel):
+    """``quantity`` of each resting buy; ``factor``: its modification's total, in ``quantity`` (above 1: a larger
+    order, so a racing fill never takes more than the modification asks); ``every``: trades between two steps;
+    ``away``: the resting buy's distance below the trade price, and the modified one's, as a fraction."""
+
+    quantity: float = 0.001
+    factor: float = 1.5
+    every: int = 3
+    away: float = 0.002
+
+
+class ModifyRaced(Strategy):
+    """Rests a buy below the market, then modifies it once, larger and resting at the new price, while the fuzzer
+    races the modification with a fill.
+
+    A chain (the buy, its replacements) is asked for ``quantity * factor`` in all; the fuzzer
+    (``races`` of :func:`tests.live.kill_harness.kill_and_restart`) holds the modification at the venue,
+    fills part of the buy meanwhile and kills the daemon at a seeded point of the modification.
+    """
+
+    Params = ModifyRacedParams
+
+    def __init__(self, instrument_ids: str | Sequence[str], *, quantity: float = 0.001, factor: float = 1.5, every: int = 3,
+                 away: float = 0.002, strategy_id: str | None = None) -> None:
+        super().__init__(instrument_ids, strategy_id=strategy_id or "ModifyRaced")
+        self.quantity, self.factor, self.every, self.away = quantity, factor, every, away
+        self.seen = 0
+        self.resting: str | None = None
+
+    def on_trade(self, trade: Trade) -> None:
+        self.seen += 1
+        if self.seen % self.every:
+            return
+        inst = self.instrument(self.instrument_id)
+        order = self.kernel.orders.get(self.resting) if self.resting is not None else None
+        if order is None or order.status not in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED):
+            price = round(round(trade.price * (1 - self.away) / inst.tick_size) * inst.tick_size, 10)
+            self.resting = self.submit_limit(trade.instrument_id, OrderSide.BUY, self.quantity, price, reason="fuzz resting")
+        else:
+            price = round(round(trade.price * (1 - self.away) / inst.tick_size) * inst.tick_size, 10)
+            total = round(round(self.quantity * self.factor / inst.lot_size) * inst.lot_size, 10)
+            self.modify(self.resting, quantity=total, price=price)
+            self.resting = None  # modified once: the next step rests a new buy

@@ -48,11 +48,11 @@ from tests.live.venue_kits import KITS, VenueKit
 from tests.reaped import areaped
 from tradebus.adapters.binance.emulator import split_capture
 from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, BinancePrivateEmulator, MatchingProtocol
-from tradebus.adapters.common.account_emulator import AccountEmulator
+from tradebus.adapters.common.account_emulator import OPEN, AccountEmulator, RestFault, StreamFault
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.adapters.common.recorder import iter_hftbacktest
 from tradebus.engine.instrument import Instrument, InstrumentKind
-from tradebus.engine.messages import FundingPaid, OrderFilled, OrderSide, SubmitOrder
+from tradebus.engine.messages import ContingentLinked, FundingPaid, ModifyOrder, OrderFilled, OrderSide, SubmitOrder, Trade
 
 ROOT = Path(__file__).resolve().parents[2]
 INST = Instrument("BINANCE", "BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, lot_size=1e-5, taker_fee=0.001, maker_fee=0.001, margin=False)
@@ -74,6 +74,13 @@ NEW_ORDER_PATHS = frozenset({
 #: The requests that amend an order in place: one order's no more often than the journal holds modifications of it
 #: (a request without an answer is never sent again: a restart must not repeat one).
 AMEND_PATHS = frozenset({"/api/v5/trade/amend-order", "/api/v5/trade/amend-algos", "/v5/order/amend"})
+#: Per market: the request that modifies an order (Binance spot's cancel-replace, OKX's and Bybit's amend), the stream
+#: frames that carry a fill, and the seeded kill points inside a modification a fill races (``races``).
+MODIFY_PATHS = {
+    "spot": ("/api/v3/order/cancelReplace", '"x": "TRADE"', ("held", "answered", "cut-held", "cut-refused")),
+    "okx": ("/api/v5/trade/amend-order", KITS["okx"].fill_frame, ("held", "answered")),
+    "bybit": ("/v5/order/amend", KITS["bybit"].fill_frame, ("held", "answered")),
+}
 #: Other venues' markets (``"okx"``, ``"bybit"``: the spot accounts of :mod:`tests.live.venue_kits`) trade this often.
 TRADE_SPACING_NS = 100_000_000
 
@@ -137,6 +144,8 @@ class SoakCounts:
     orphans: int = 0
     duplicates: int = 0
     mismatches: int = 0
+    #: Kills inside a modification a fill raced (``races``).
+    raced: int = 0
     problems: list[str] = field(default_factory=list)
 
     def add(self, other: SoakCounts) -> None:
@@ -144,7 +153,7 @@ class SoakCounts:
         self.sessions += other.sessions
         self.kills += other.kills
         self.kills_by_point.update(other.kills_by_point)
-        for name in ("orders", "fills", "orphans", "duplicates", "mismatches"):
+        for name in ("orders", "fills", "orphans", "duplicates", "mismatches", "raced"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.problems += other.problems
 
@@ -159,20 +168,23 @@ class SoakCounts:
             "orphans": self.orphans,
             "duplicates": self.duplicates,
             "mismatches": self.mismatches,
+            "raced": self.raced,
             "problems": self.problems,
         }
 
 
 def _config(
-    tmp: Path, srv: LocalVenueServer, emulator: AccountEmulator, market: str = "spot", strategy: dict[str, Any] | None = None
+    tmp: Path, srv: LocalVenueServer, emulator: AccountEmulator, market: str = "spot", strategy: dict[str, Any] | None = None,
+    cancel_on_stop: bool = True,
 ) -> Path:
     """The daemon tests' live config (journal, no recording), a faster crossing and a shorter not-found grace.
 
     USD-M: the same on the perpetual (``live.market: perpetual``), long and short; OKX or Bybit: the kit's
     spot config. ``strategy``: its ``name`` and ``params`` instead of the EMA cross's (on the market's instrument).
+    ``cancel_on_stop``: the live setting (false: a stop leaves the orders working, for the audit to see).
     """
     if market in KITS:
-        data = KITS[market].config(tmp, srv.ws_url, emulator, not_found_grace=1.0, stop_timeout=2.0)
+        data = KITS[market].config(tmp, srv.ws_url, emulator, not_found_grace=1.0, stop_timeout=2.0, cancel_on_stop=cancel_on_stop)
         data.pop("record")
         if strategy is not None:
             data["strategy"] = {**data["strategy"], "name": strategy["name"], "params": strategy.get("params", {})}
@@ -183,7 +195,7 @@ def _config(
     data = daemon_config(tmp, srv.ws_url, srv.http_url, endpoints)  # type: ignore[arg-type]
     data.pop("record")
     data["strategy"]["params"] = {"fast": 2, "slow": 5, "quantity": QTY, "mode": "long_only"}
-    data["live"].update(not_found_grace=1.0, stop_timeout=2.0)
+    data["live"].update(not_found_grace=1.0, stop_timeout=2.0, cancel_on_stop=cancel_on_stop)
     if market == "usdm":
         data["instruments"] = [USDM_INSTRUMENT]
         data["strategy"]["instruments"] = [USDM_IID]
@@ -248,30 +260,105 @@ async def run_session(tmp: Path, seed: int, kills: int, speed: float = 5.0, mark
     return counts
 
 
-def _emulator(market: str) -> AccountEmulator:
+def _emulator(market: str, trade_size_limit: bool = False) -> AccountEmulator:
     if market in KITS:
-        return KITS[market].emulator()
+        return KITS[market].emulator(trade_size_limit=trade_size_limit)
     if market == "usdm":
-        return BinanceFuturesEmulator(KEY, SECRET, {USDM_IID: USDM_INST}, {"USDT": CASH})
-    return BinancePrivateEmulator(KEY, SECRET, {IID: INST}, {"USDT": CASH})
+        return BinanceFuturesEmulator(KEY, SECRET, {USDM_IID: USDM_INST}, {"USDT": CASH}, trade_size_limit=trade_size_limit)
+    return BinancePrivateEmulator(KEY, SECRET, {IID: INST}, {"USDT": CASH}, trade_size_limit=trade_size_limit)
+
+
+class _Race:
+    """A modification raced by a fill, and the seeded kill point inside it (``races`` of :func:`kill_and_restart`).
+
+    The next modification request is held at the venue (``hold``); meanwhile a public trade at the
+    modified order's price fills part of it there, its stream frame 1 s late. ``point`` says when the
+    daemon dies: ``held`` (the request at the venue, done after the kill), ``answered`` (released, killed
+    0-50 ms later: before or after the answer reached it, before or after a cut of the replacement left),
+    ``cut-held`` (Binance spot: the cut, a second cancel-replace, held at the venue, done after the kill),
+    ``cut-refused`` (Binance spot: the cut's new order refused, ``-2021``; killed 0-50 ms later). A restart's cut
+    held in place of a modification is not raced (see :meth:`kill_point`).
+    """
+
+    def __init__(self, emulator: AccountEmulator, market: str, journal: Path, point: str, rng: random.Random) -> None:
+        self.emulator, self.journal, self.point, self.rng = emulator, journal, point, rng
+        self.path, self.fill_frame, _ = MODIFY_PATHS[market]
+        self.releases = [asyncio.Event(), asyncio.Event()]
+        self.raced = False
+        self.faults = [RestFault("hold", "POST", self.path, release=self.releases[0])]
+        if point == "cut-held":
+            self.faults.append(RestFault("hold", "POST", self.path, at=1, release=self.releases[1]))
+        elif point == "cut-refused":
+            self.faults.append(RestFault("refuse_new", "POST", self.path, at=1))
+        emulator.rest_faults[:] = self.faults  # a former start's unfired faults would fire in this one
+
+    def _modified(self, coid: str) -> tuple[str, bool]:
+        """The order a held modification is for, and whether the request is a daemon's cut of a replacement: an amend
+        names the order, a Binance cancel-replace its replacement (the journal's ``"replace"`` link, written before
+        the request, names the replaced order)."""
+        if self.path != MODIFY_PATHS["spot"][0]:
+            return coid, False
+        db = sqlite3.connect(self.journal)
+        try:
+            rows = db.execute("SELECT payload FROM journal WHERE type = 'ContingentLinked'").fetchall()
+        finally:
+            db.close()
+        links = [link for link in (msgspec.msgpack.decode(p, type=ContingentLinked) for (p,) in rows) if link.kind == "replace"]
+        replaced = next(link.order_ids[0] for link in links if link.order_ids[1:] == (coid,))
+        return replaced, any(link.order_ids[1:] == (replaced,) for link in links)
+
+    async def kill_point(self, daemon: _Daemon) -> None:
+        """Race the daemon's next modification with a fill and return at the kill point (a stall raises)."""
+        alive = lambda: daemon.proc is not None and daemon.proc.returncode is None  # noqa: E731
+        await _wait(lambda: self.faults[0].fired or not alive(), 30, "a modification")
+        if not alive():
+            return
+        coid = next(c for m, p, c in reversed(self.emulator.requests) if m == "POST" and p == self.path)
+        modified, cut = self._modified(coid)
+        rec = self.emulator.orders[modified]
+        inst = self.emulator.instruments[rec.symbol]
+        left = rec.order.quantity - rec.filled
+        raced = round(math.floor(left * self.rng.uniform(0.2, 0.9) / inst.lot_size) * inst.lot_size, 10)
+        # a fill racing a cut (a restart's, lowering a replacement) may take more than the cut leaves: nothing can
+        # undo that, and the audit's asked totals would not hold; only the strategy's modifications are raced
+        if raced > 0.0 and not cut:
+            self.emulator.stream_faults.append(StreamFault("delay", match=self.fill_frame, seconds=1.0))
+            now = self.emulator.tick()
+            self.emulator.on_trade(Trade(rec.order.instrument_id, now, now, rec.order.price, raced, -1, f"race-{now}"))
+            self.raced = rec.order.quantity - rec.filled < left  # the trade filled part of the order
+        if self.point == "held":
+            await asyncio.sleep(self.rng.uniform(0.0, 0.02))
+            return
+        self.releases[0].set()
+        if self.point.startswith("cut-"):
+            await _wait(lambda: self.faults[1].fired or not alive(), 10, "the cut of the replacement")
+        await asyncio.sleep(self.rng.uniform(0.0, 0.05) if self.point != "cut-held" else self.rng.uniform(0.0, 0.02))
+
+    def release(self) -> None:
+        """Let the held requests be done (the daemon is dead: the venue goes on without it)."""
+        for event in self.releases:
+            event.set()
 
 
 async def kill_and_restart(
     tmp: Path, seed: int, kills: int, counts: SoakCounts, speed: float = 5.0, market: str = "spot",
     strategy: dict[str, Any] | None = None, timer: tuple[float, float] = (0.1, 2.0), skips: int = 2, run_after: float = 0.0,
+    races: bool = False,
 ) -> AccountEmulator:
     """Serve the account and the market, kill the daemon ``kills`` times (counted in ``counts``), restart it to reconcile.
 
     ``strategy``: the daemon's (``name`` and ``params``), default the EMA cross of :func:`_config`. A kill
     comes ``timer`` seconds (uniform) after the start-up, or after an order request
     or the next fill (``skips``: how many order requests may go by). ``run_after``: seconds a restarted daemon trades after the last kill before it is
-    stopped (SIGTERM), ahead of the reconciling start.
+    stopped (SIGTERM), ahead of the reconciling start. ``races``: each kill comes inside a modification a fill
+    races instead (:class:`_Race`, its point seeded; the strategy must modify: ``fuzz_strategy.ModifyRaced``),
+    the account's fills limited to the public trades' sizes.
     """
     rng = random.Random(seed)
     tmp.mkdir(parents=True, exist_ok=True)
     kit = KITS.get(market)
     iid, start_path, place_path = (kit.iid, "", kit.place_path) if kit is not None else _PATHS[market]
-    emulator = _emulator(market)
+    emulator = _emulator(market, trade_size_limit=races)
     # 60 s of market per start: on a loaded machine a start alone can take 10 s, and a market that
     # ran out would stall the daemon (no trades, no decisions) and fail the session
     if kit is None:
@@ -292,16 +379,22 @@ async def kill_and_restart(
             # a paced server prints the frames itself while no connection streams; Binance's pacer keeps the old pace
             pacer = asyncio.create_task(_pacer(srv.ws_url) if kit is None else asyncio.sleep(0))
             try:
-                config = _config(tmp, srv, emulator, market, strategy)
+                config = _config(tmp, srv, emulator, market, strategy, cancel_on_stop=not races)
                 for k in range(kills):
                     daemon = _Daemon(config, tmp / f"daemon-{k}.log", [], kit.env if kit is not None else None)
                     n_req = len(emulator.requests)
                     n_trades = len(emulator.fills)
+                    race = _Race(emulator, market, tmp / "journal.sqlite", rng.choice(MODIFY_PATHS[market][2]), rng) if races else None
                     await daemon.start()
                     try:
                         await _wait(lambda: any(start_path in (p, "") for _, p, _ in emulator.requests[n_req:]), 90, "the daemon's start-up")
-                        point = rng.choice(["timer", "post", "post", "fill"])
-                        if point == "timer":
+                        point = rng.choice(["timer", "post", "post", "fill"]) if race is None else race.point
+                        if race is not None:
+                            try:
+                                await race.kill_point(daemon)
+                            except AssertionError as exc:
+                                counts.problems.append(f"seed {seed} kill {k}: {exc} (the daemon stalled: {daemon.log.name})")
+                        elif point == "timer":
                             await asyncio.sleep(rng.uniform(*timer))
                         else:
                             skip = rng.randrange(skips)
@@ -320,6 +413,9 @@ async def kill_and_restart(
                         counts.kills += 1
                     finally:
                         await daemon.kill()
+                        if race is not None:
+                            race.release()
+                            counts.raced += race.raced
                     await asyncio.sleep(rng.uniform(0.0, 0.5))  # the market moves on while it is dead
                     if isinstance(emulator, BinanceFuturesEmulator) and emulator.last_price:
                         # funding settled while it is dead reaches only the venue's income history
@@ -384,10 +480,13 @@ def audit(tmp: Path, seed: int, emulator: AccountEmulator, counts: SoakCounts) -
         ended = {c for (c,) in db.execute(
             "SELECT client_order_id FROM journal WHERE kind = 'event' AND type IN ('OrderCanceled', 'OrderRejected', 'OrderExpired')")}
         funding_rows = db.execute("SELECT payload FROM journal WHERE kind = 'event' AND type = 'FundingPaid'").fetchall()
-        modified = Counter(c for (c,) in db.execute(
-            "SELECT client_order_id FROM journal WHERE kind = 'command' AND type = 'ModifyOrder'"))
+        modifies = [msgspec.msgpack.decode(p, type=ModifyOrder) for (p,) in db.execute(
+            "SELECT payload FROM journal WHERE kind = 'command' AND type = 'ModifyOrder'")]
+        links = [msgspec.msgpack.decode(p, type=ContingentLinked) for (p,) in db.execute(
+            "SELECT payload FROM journal WHERE type = 'ContingentLinked'")]
     finally:
         db.close()
+    modified = Counter(m.client_order_id for m in modifies)
     journaled = {coid for coid, _ in submits}
     fills = [msgspec.msgpack.decode(p, type=OrderFilled) for (p,) in fill_rows]
     external = set(re.findall(r"external order (\S+) ", logs))
@@ -433,6 +532,30 @@ def audit(tmp: Path, seed: int, emulator: AccountEmulator, counts: SoakCounts) -
         if n > 1:
             counts.duplicates += 1
             counts.problems.append(f"{tag}: {n} venue orders for the one decision {decision}")
+    # nothing bought beyond the asked total: an order and its cancel-replaces' replacements (the journal's "replace"
+    # links) together fill no more than the order's quantity or the largest total a modification of any of them asked,
+    # nor, with what is left of those still working at the venue, could
+    root = {link.order_ids[1]: link.order_ids[0] for link in links if link.kind == "replace" and len(link.order_ids) > 1 and link.order_ids[1]}
+
+    def chain_root(coid: str) -> str:
+        while coid in root:
+            coid = root[coid]
+        return coid
+
+    asked = {coid: msgspec.msgpack.decode(payload, type=SubmitOrder).quantity for coid, payload in submits}
+    for m in modifies:
+        if m.quantity == m.quantity:
+            first = chain_root(m.client_order_id)
+            asked[first] = max(asked.get(first, 0.0), m.quantity)
+    bought, exposed = Counter[str](), Counter[str]()
+    for coid, rec in emulator.orders.items():
+        bought[chain_root(coid)] += rec.filled
+        exposed[chain_root(coid)] += rec.filled + (rec.order.quantity - rec.filled if rec.status in OPEN else 0.0)
+    for first, qty in exposed.items():
+        if first in asked and qty > asked[first] + 1e-12:
+            counts.mismatches += 1
+            counts.problems.append(f"{tag}: order {first} and its replacements bought {bought[first]:.10g} and work for "
+                                   f"{qty - bought[first]:.10g} more at the venue, asked {asked[first]:.10g}")
     booked = Counter(f.trade_id for f in fills)
     venue_trades = Counter(str(f.trade_id) for f in emulator.fills)
     for trade_id, n in booked.items():

@@ -11,7 +11,13 @@ replacement or OCO list, an OKX or USD-M algo order), no order amended more ofte
 every venue trade booked once, position
 and cash from the journal's fills equal to the account's.
 
-A few seeds per venue here; ``python -m tests.live.test_live_crash_fuzz MARKET FIRST LAST`` runs more.
+The race mode runs :class:`~tests.live.fuzz_strategy.ModifyRaced` (a resting buy modified to a larger, marketable
+one) on Binance spot, OKX and Bybit, each kill inside a modification a fill races at the venue (the request held
+there, a trade filling part of the order meanwhile, its stream frame late): while the request waits, after its
+answer, and on Binance spot while the cut of the replacement waits or once it was refused
+(:class:`tests.live.kill_harness._Race`); the audit adds that no order and its replacements bought more than asked.
+
+A few seeds per venue here; ``python -m tests.live.test_live_crash_fuzz MARKET FIRST LAST [race]`` runs more.
 """
 
 from __future__ import annotations
@@ -33,12 +39,16 @@ STRATEGY = {"name": "tests.live.fuzz_strategy:MixedKinds", "params": {"quantity"
 OPTIONS: dict[str, Any] = {"strategy": STRATEGY, "timer": (0.2, 3.0), "skips": 8, "run_after": 2.0}
 KILLS = 3
 SEEDS = {"spot": (0,), "usdm": (0,), "okx": (0,), "bybit": (0,)}
+RACE_STRATEGY = {"name": "tests.live.fuzz_strategy:ModifyRaced", "params": {"quantity": 0.001, "factor": 1.5, "every": 3}}
+RACE_OPTIONS: dict[str, Any] = {"strategy": RACE_STRATEGY, "races": True, "run_after": 2.0}
+RACE_SEEDS = {"spot": (0, 1), "okx": (0,), "bybit": (0,)}
 
 
-async def fuzz(tmp: Path, market: str, seed: int) -> tuple[SoakCounts, Any]:
-    """One session of ``KILLS`` kills on ``market`` with ``seed``, audited; its counts and emulator."""
+async def fuzz(tmp: Path, market: str, seed: int, race: bool = False) -> tuple[SoakCounts, Any]:
+    """One session of ``KILLS`` kills on ``market`` with ``seed``, audited (``race``: in raced modifications);
+    its counts and emulator."""
     counts = SoakCounts(sessions=1)
-    emulator = await kill_and_restart(tmp, seed, KILLS, counts, market=market, **OPTIONS)
+    emulator = await kill_and_restart(tmp, seed, KILLS, counts, market=market, **(RACE_OPTIONS if race else OPTIONS))
     audit(tmp, seed, emulator, counts)
     return counts, emulator
 
@@ -70,10 +80,22 @@ async def test_kill9_while_trading_every_order_kind_loses_and_doubles_nothing(tm
     assert {"CancelOrder", "ModifyOrder", "AlgoStarted", "ContingentLinked"} <= commands, commands
 
 
-async def _many(market: str, seeds: range, root: Path) -> SoakCounts:
+@pytest.mark.slow
+@pytest.mark.parametrize(("market", "seed"), [(m, s) for m, seeds in RACE_SEEDS.items() for s in seeds])
+async def test_kill9_inside_a_modification_a_fill_races_buys_no_more_than_asked(tmp_path: Path, market: str, seed: int) -> None:
+    counts, emulator = await fuzz(tmp_path, market, seed, race=True)
+    assert counts.kills == KILLS
+    assert counts.problems == [], counts.as_dict()
+    assert (counts.orphans, counts.duplicates, counts.mismatches) == (0, 0, 0)
+    assert counts.raced >= 1, counts.as_dict()  # a kill met a modification whose order a racing trade filled at the venue
+    _, commands = _journaled(tmp_path)
+    assert "ModifyOrder" in commands
+
+
+async def _many(market: str, seeds: range, root: Path, race: bool = False) -> SoakCounts:
     total = SoakCounts()
     for seed in seeds:
-        counts, _ = await fuzz(root / f"{market}-{seed}", market, seed)
+        counts, _ = await fuzz(root / f"{market}-{seed}", market, seed, race)
         print(seed, json.dumps(counts.as_dict()), flush=True)  # noqa: T201 (a command-line driver)
         total.add(counts)
     return total
@@ -83,5 +105,6 @@ if __name__ == "__main__":
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="crashfuzz-") as where:
-        result = asyncio.run(_many(sys.argv[1], range(int(sys.argv[2]), int(sys.argv[3])), Path(where)))
+        race = sys.argv[4:] == ["race"]
+        result = asyncio.run(_many(sys.argv[1], range(int(sys.argv[2]), int(sys.argv[3])), Path(where), race))
     print("TOTAL", json.dumps(result.as_dict()))  # noqa: T201
