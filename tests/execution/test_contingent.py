@@ -459,6 +459,34 @@ def test_a_market_bracket_whose_exit_is_beyond_the_last_price_is_refused_before_
         run([FLAT, FLAT, FLAT], script)
 
 
+@pytest.mark.parametrize(
+    ("side", "options", "message"),
+    [(BUY, {"entry_price": 105.0, "stop_loss": 102.0, "take_profit": 110.0},
+      "stop_loss 102.0 must be below the last price 100.0, where the marketable limit BUY entry at 105.0 fills "
+      "(it would trigger at once)"),
+     (SELL, {"entry_price": 95.0, "stop_loss": 98.0, "take_profit": 90.0},
+      "stop_loss 98.0 must be above the last price 100.0, where the marketable limit SELL entry at 95.0 fills "
+      "(it would trigger at once)")],
+)
+def test_a_marketable_limit_bracket_whose_stop_is_beyond_the_last_price_is_refused_before_its_entry(
+    side: OrderSide, options: dict[str, Any], message: str
+) -> None:
+    # Before: a limit BUY at 105 with the last price at 100 (it fills at once, at 100) and its stop-loss at 102
+    # was taken: the stop was checked against the limit only; the entry bought at 100 and the stop sold at once.
+    script = {1: lambda s: s.ids.update(entry=s.submit_bracket(IID, side, 1.0, **options))}
+    with pytest.raises(OrderError, match=re.escape(f"bracket: {message}")):
+        run([FLAT, FLAT, FLAT], script)
+
+
+def test_a_marketable_limit_bracket_whose_exits_are_apart_from_the_last_price_fills_and_exits() -> None:
+    """A limit BUY at 105 with the last price at 100, its stop at 95 and take-profit at 110: bought at bar 2's
+    open 100, the take-profit sells at 110 on bar 3."""
+    script = {1: lambda s: s.ids.update(entry=s.submit_bracket(IID, BUY, 1.0, entry_price=105.0, stop_loss=95.0,
+                                                               take_profit=110.0))}
+    kernel = run([FLAT, FLAT, (100.0, 111.0, 99.0, 105.0), FLAT], script)
+    assert fills(kernel) == [("BUY", 100.0, 2), ("SELL", 110.0, 3)]
+
+
 def test_a_denied_entry_leaves_no_bracket_behind() -> None:
     """The risk gate denies the entry (quantity above the instrument's lot grid): the bracket is dropped."""
     kernel = run([FLAT, FLAT, FLAT], {1: lambda s: s.ids.update(entry=s.submit_bracket(IID, BUY, 1.0005, stop_loss=95.0))})

@@ -445,7 +445,8 @@ class ContingentOrders:
         ------
         OrderError
             A stop-loss or take-profit on the wrong side of ``entry_price`` (of a market entry:
-            of the last price, where it would fill or trigger at once), both trailing
+            of the last price, where it would fill or trigger at once; a stop-loss of a marketable
+            limit entry, a buy at or above the last price, also of that price), both trailing
             parameters, a negative bar count, a bar count on an instrument the run has no
             bars of, or, on a live venue with OCO order lists, a trailing stop-loss and a
             take-profit that cannot rest in one list (module docstring).
@@ -463,17 +464,7 @@ class ContingentOrders:
         if stop_loss is not None and take_profit is not None and (stop_loss >= take_profit) == buy:
             where = "below" if buy else "above"
             raise OrderError(f"bracket: stop_loss {stop_loss} must be {where} take_profit {take_profit} of a {side.name}")
-        # a market entry fills near the last price: an exit beyond it would be filled (or triggered) at once
-        start = entry_price if entry_price is not None else self._last_price(instrument_id)
-        if start == start:
-            for name, px, below, at_once in (("stop_loss", stop_loss, buy, "trigger"),
-                                              ("take_profit", take_profit, not buy, "fill")):
-                if px is not None and (px >= start if below else px <= start):
-                    where = "below" if below else "above"
-                    if entry_price is not None:
-                        raise OrderError(f"bracket: {name} {px} must be {where} the entry {entry_price} of a {side.name}")
-                    raise OrderError(f"bracket: {name} {px} must be {where} the last price {start} of a market "
-                                     f"{side.name} entry (it would {at_once} at once)")
+        self._check_exits_apart(instrument_id, side, entry_price, stop_loss, take_profit)
         counting = _bar_counts(arm_after_bars, exit_after_bars, cooldown_bars)
         bars_of = self._kernel.bar_instruments
         if counting and bars_of is not None and instrument_id not in bars_of:
@@ -641,6 +632,31 @@ class ContingentOrders:
             value = getattr(spec, name)
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise OrderError(f"oco: {name} must be a positive finite number, got {value!r}")
+
+    def _check_exits_apart(
+        self, instrument_id: str, side: OrderSide, entry_price: float | None, stop_loss: float | None,
+        take_profit: float | None,
+    ) -> None:
+        """Raise an :class:`OrderError` for a bracket exit that would fill or trigger as soon as the entry fills.
+
+        A limit entry fills at its price or better: its take-profit must lie beyond that price, its stop-loss
+        below a buy's price (above a sell's) and, when the entry is marketable (a buy limit at or above the
+        last price), below the last price too, where it fills at once. A market entry fills near the last price.
+        """
+        buy = side == OrderSide.BUY
+        last = self._last_price(instrument_id)
+        for name, px, below, at_once in (("stop_loss", stop_loss, buy, "trigger"), ("take_profit", take_profit, not buy, "fill")):
+            if px is None:
+                continue
+            where = "below" if below else "above"
+            if entry_price is not None and (px >= entry_price if below else px <= entry_price):
+                raise OrderError(f"bracket: {name} {px} must be {where} the entry {entry_price} of a {side.name}")
+            if last == last and (entry_price is None or name == "stop_loss") and (px >= last if below else px <= last):
+                if entry_price is None:
+                    raise OrderError(f"bracket: {name} {px} must be {where} the last price {last} of a market "
+                                     f"{side.name} entry (it would {at_once} at once)")
+                raise OrderError(f"bracket: {name} {px} must be {where} the last price {last}, where the marketable "
+                                 f"limit {side.name} entry at {entry_price} fills (it would {at_once} at once)")
 
     def _last_price(self, instrument_id: str) -> float:
         """The instrument's latest price (NaN before any): a fill reported while a bar, trade or quote is
