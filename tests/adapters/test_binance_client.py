@@ -246,3 +246,33 @@ async def test_an_insurance_fund_trade_is_counted_not_delivered() -> None:
         await run_until(client, lambda: client.feed.counts["trade"] + client.feed.counts["trade_not_market"] >= 3, out)
     assert [(t.trade_id, t.price) for t in trades(out)] == [("3535191079", 28147.0), ("3535191081", 28147.0)]
     assert client.feed.counts["trade_not_market"] == 1
+
+
+async def test_a_snapshot_answered_after_the_stop_is_neither_handled_nor_recorded(tmp_path: Path) -> None:
+    """Before: a book's REST snapshot on its way when the client was stopped (the daemon's stop, its ``run:stop``
+    already recorded) was recorded after the stop and handled (a BookSnapshot and its Quote published to a daemon
+    whose timers had stopped) while the connection closed; a stopped client handles and records no frame."""
+    out = Messages()
+    path = tmp_path / "rec.jsonl.gz"
+    asked, answer = asyncio.Event(), asyncio.Event()
+
+    class HeldFetcher(HttpDepthFetcher):
+        async def fetch(self, symbol: str, limit: int) -> bytes:
+            body = await super().fetch(symbol, limit)
+            asked.set()
+            await answer.wait()  # answered once the client is stopped
+            return body
+
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES) as srv:
+        with FrameRecorder(path) as rec:
+            client = BinanceClient(spot_config(srv, ["depth"]), out.append, policy(), recorder=rec,
+                                   fetcher=HeldFetcher(srv.http_url, BinanceMarket.SPOT, timeout=120.0))
+            task = asyncio.create_task(client.run())
+            try:
+                await asyncio.wait_for(asked.wait(), 60.0)
+            finally:
+                client.stop()
+                answer.set()
+                await asyncio.wait_for(task, 10.0)
+    assert [type(m).__name__ for m in out if isinstance(m, (BookSnapshot, Quote))] == []
+    assert [conn for _, conn, _ in read_frames(path) if conn.startswith("rest")] == []

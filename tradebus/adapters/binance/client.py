@@ -612,7 +612,7 @@ class BinanceClient(WsClient):
         assert self.fetcher is not None
         body = await self.fetcher.fetch(symbol, self.config.depth_limit)
         recv_ns = self.clock_ns()
-        if self.recorder is not None:
+        if self.recorder is not None and not self._stopping:  # after stop() it is not handled either (as_frame)
             # the fetch of a connection that ended is cancelled (on_disconnected): this answer is this connection's
             conn = rest_conn(SNAPSHOT_CONN, symbol, self.conn_id or self.name)
             self.recorder.write(recv_ns, conn, body.decode())

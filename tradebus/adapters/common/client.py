@@ -381,7 +381,10 @@ class WsClient(ABC):
         instant: a due alert fires before its first message and after its last, not between them
         (a sync snapshot and its quote), and they are handled at the answer's receive time, also
         when the rebuilt book carries the earlier time of the last buffered delta it applied.
+        An answer received after :meth:`stop` is dropped, as a frame is (its fetch does not record it).
         """
+        if self._stopping:
+            return
         listener = self.frame_listener
         if listener is None:
             deliver()
