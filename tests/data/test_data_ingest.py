@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv
 import pyarrow.parquet as pq
 import pytest
 from loguru import logger
@@ -173,6 +174,23 @@ def test_read_bars_headerless_binance_vision_klines() -> None:
     assert table.column("ts_event")[0].as_py() == 1_637_971_260_000_000_000
     assert table.column("open")[0].as_py() == 0.00002853
     assert table.column("volume")[0].as_py() == 36304.2
+
+
+# The header python-binance's README and Binance's API docs give the kline fields, as users' saved files carry it.
+BINANCE_DOC_HEADER = ("Open time,Open,High,Low,Close,Volume,Close time,Quote asset volume,Number of trades,"
+                      "Taker buy base asset volume,Taker buy quote asset volume,Ignore")
+
+
+def test_read_bars_header_with_spaces_in_names_matches_the_headerless_klines(tmp_path: Path) -> None:
+    headerless = fixture("ADABTC-1m-2021-11-27_head120.csv")
+    csv = tmp_path / "klines.csv"
+    csv.write_text(BINANCE_DOC_HEADER + "\n" + headerless.read_text())
+    expected = read_bars(headerless)
+    assert read_bars(csv).equals(expected)
+    parquet = tmp_path / "klines.parquet"
+    frame = pa.csv.read_csv(csv).rename_columns([" Open  Time ", *BINANCE_DOC_HEADER.split(",")[1:]])
+    pq.write_table(frame, parquet)
+    assert read_bars(parquet).equals(expected)
 
 
 def test_read_bars_coinbase_json_gz_real_cut_keeps_the_gap() -> None:

@@ -104,7 +104,7 @@ from tradebus.data.catalog import (
     check_name,
 )
 from tradebus.data.quality import QualityCheck
-from tradebus.data.sources import DEFAULT_BLOCK_BYTES, Frame, Source, is_number, open_source
+from tradebus.data.sources import DEFAULT_BLOCK_BYTES, Frame, Source, column_key, is_number, open_source
 from tradebus.engine.clock import iso_ns
 from tradebus.errors import DataError
 
@@ -284,7 +284,7 @@ def _pick(frame: Frame, aliases: Sequence[str], field: str, *, required: bool = 
 
 def _time_column(frame: Frame, ts_column: str | None) -> str:
     if ts_column is not None:
-        key = ts_column.lower()
+        key = column_key(ts_column)
         if key not in frame.columns:
             raise DataError(f"{frame.name}: ts_column {ts_column!r} not found; got {list(frame.columns)}")
         return key
@@ -582,7 +582,7 @@ class _Symbols:
     @classmethod
     def find(cls, frame: Frame, split_by: str | None) -> _Symbols:
         if split_by is not None:
-            key = split_by.lower()
+            key = column_key(split_by)
             if key not in frame.columns:
                 raise DataError(f"{frame.name}: --split-by column {split_by!r} not found; got {list(frame.columns)}")
             return cls(frame.name, key, True)

@@ -17,7 +17,8 @@ holds at most one chunk of the input in memory whatever the file's size:
 * Coinbase candles JSON (``{"candles": [...]}``) in one chunk: the API returns at most
   a few hundred candles per document.
 
-Column names are lower-cased. Row numbers are 1-based data rows (the header is not
+Column names are keyed by :func:`column_key`: lower-cased, runs of blanks as one ``_``
+(python-binance's ``Open time`` is ``open_time``). Row numbers are 1-based data rows (the header is not
 counted; for JSON the candle's position).
 """
 
@@ -37,7 +38,7 @@ import pyarrow.parquet as pq
 
 from tradebus.errors import DataError
 
-__all__ = ["DEFAULT_BLOCK_BYTES", "Frame", "Source", "is_number", "open_source", "strip_gz"]
+__all__ = ["DEFAULT_BLOCK_BYTES", "Frame", "Source", "column_key", "is_number", "open_source", "strip_gz"]
 
 DEFAULT_BLOCK_BYTES = 4 << 20
 """CSV bytes per chunk (about 40k Binance kline rows or 65k aggTrades).
@@ -47,6 +48,16 @@ both busy: importing the 130 MB of aggTrades of ``bench/data.py`` took 1.2-1.3 s
 chunks, 0.86-1.03 s in 4 MB ones (measured on 2 cores)."""
 _PARQUET_BATCH_ROWS = 262_144
 _GZIP_MAGIC = b"\x1f\x8b"
+_BLANKS = re.compile(r"\s+")
+
+
+def column_key(name: str) -> str:
+    """The key of an input column: lower-cased, outer blanks dropped, inner runs of blanks one ``_``.
+
+    So ``"Open time"`` (the kline field names of Binance's API docs, which python-binance
+    users write as a header) is ``"open_time"``, one of the time column's accepted names.
+    """
+    return _BLANKS.sub("_", name.strip().lower())
 
 
 class Frame:
@@ -57,7 +68,7 @@ class Frame:
     name
         File name used in error messages.
     columns
-        Lower-cased column name -> Arrow array.
+        Column key (:func:`column_key`) -> Arrow array.
     offset
         Rows of the file before this chunk (row ``i`` is file row ``offset + i + 1``).
     rows
@@ -202,7 +213,7 @@ def _parquet_frames(name: str, pf: pq.ParquetFile) -> Iterator[Frame]:
     offset = 0
     try:
         for batch in pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS, use_threads=False):
-            yield Frame(name, {n.lower(): batch.column(i) for i, n in enumerate(batch.schema.names)}, offset)
+            yield Frame(name, {column_key(n): batch.column(i) for i, n in enumerate(batch.schema.names)}, offset)
             offset += batch.num_rows
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"{name}: cannot read Parquet after row {offset}: {exc}") from None
@@ -223,7 +234,7 @@ def _open_csv(path: Path, block_bytes: int) -> Source:
         raise DataError(f"{path}: empty file")
     fields = [f.strip().strip('"') for f in first.split(",")]
     has_header = not any(is_number(f) for f in fields)
-    names = [f.lower() for f in fields] if has_header else [f"f{i}" for i in range(len(fields))]
+    names = [column_key(f) for f in fields] if has_header else [f"f{i}" for i in range(len(fields))]
     if has_header and len(set(names)) != len(names):
         raise DataError(f"{path}: duplicate column names in header {fields}")
     # Headerless: the first line is the first data row, which a layout may look at; with a header only the names.
