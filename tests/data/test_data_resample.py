@@ -129,6 +129,35 @@ def test_cli_bars(catalog: Catalog) -> None:
     assert bad.exit_code == 2 and "--mode 'renko'" in bad.output
 
 
+def test_bars_rebuilt_with_overwrite_after_an_append_cover_the_new_bars(tmp_path: Path) -> None:
+    """After appending a day of 1m bars, rebuilding bars_1h was refused ('give the new bars another --name')."""
+    def bars(*extra: str) -> tuple[int, str]:
+        run = CliRunner().invoke(data_app, ["bars", "binance/spot/ADABTC/bars_1m", "--interval", "1h", *extra,
+                                            "--catalog", str(tmp_path)])
+        return run.exit_code, run.output
+
+    days = [FIXTURES / f"ADABTC-1m-2021-11-{day}_head120.csv" for day in ("27", "28")]
+    import_path(tmp_path, days[0], venue="binance", market="spot", symbol="ADABTC", kind="bars", interval="1m")
+    assert bars()[0] == 0
+    import_path(tmp_path, days[1], venue="binance", market="spot", symbol="ADABTC", kind="bars", interval="1m",
+                mode="append")
+    code, out = bars()
+    assert code == 3 and "--overwrite" in out, out
+    code, out = bars("--overwrite")
+    assert code == 0 and "bars_1h: 4 rows" in out, out
+    fine = pd.concat([pd.read_csv(day, header=None, usecols=range(6)) for day in days])
+    fine.columns = ["open_time", "open", "high", "low", "close", "volume"]
+    ref = fine.set_index(pd.to_datetime(fine.open_time, unit="ms")).resample("1h").agg(
+        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}).dropna()
+    got = Catalog(tmp_path).read("binance", "spot", "ADABTC", "bars_1h").to_pandas()
+    assert got.ts_event.tolist() == [int(x.value) + 3_600_000_000_000 for x in ref.index.as_unit("ns")]
+    for col in ("open", "high", "low", "close", "volume"):
+        assert np.array_equal(got[col].to_numpy(), ref[col].to_numpy()), col
+    code, out = bars("--overwrite", "--name", "bars_1m")
+    assert code == 2 and "the source" in out, out
+    assert Catalog(tmp_path).manifest("binance", "spot", "ADABTC", "bars_1m").rows == 240
+
+
 DAILY = Path(__file__).resolve().parents[1] / "fixtures" / "strategies" / "binance_btcusdt_day_2020.csv"
 
 

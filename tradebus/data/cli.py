@@ -574,6 +574,8 @@ def bars_cmd(
                                                         "dataset records (backfill, recording import, Binance archives), else 1 "
                                                         "in a spot market (required in any other); refused "
                                                         "when it differs from the recorded one.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Rebuild an existing target dataset from the whole "
+                                            "source (after an append to it), replacing it on success.")] = False,
     catalog: CatalogOpt = DEFAULT_CATALOG,
 ) -> None:
     """Build bars into the catalog from trades, or resample bars to a longer interval (complete bars only)."""
@@ -593,12 +595,12 @@ def bars_cmd(
                 raise ConfigError(f"{dataset} holds bars: only --mode time resamples bars")
             if contract_size is not None:
                 raise ConfigError(f"{dataset} holds bars, already in base units: --contract-size applies to trades")
-            manifest = resample_bars(cat, ref, int(interval_ns or 0), dataset=name)
+            manifest = resample_bars(cat, ref, int(interval_ns or 0), dataset=name, write_mode=_mode(overwrite))
         else:
             manifest = bars_from_trades(cat, ref, mode, interval_ns=interval_ns, threshold=threshold, dataset=name,
-                                        contract_size=contract_size)
+                                        contract_size=contract_size, write_mode=_mode(overwrite))
     except TradebusError as exc:
-        raise _fail(exc, "give the new bars another --name") from None
+        raise _fail(exc, "rebuild it with --overwrite, or give the new bars another --name") from None
     _console().print(f"built -> {_summary(manifest)}", highlight=False, soft_wrap=True)
 
 

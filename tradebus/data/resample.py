@@ -15,12 +15,17 @@ seen it. A coarse bar with fine bars missing *inside* it (a gap), or at its star
 input starts inside it, is written from the fine bars there are. Buckets are aligned to the
 Unix epoch (a week starts on Thursday 00:00 UTC). Memory is bounded by a record batch, whatever the dataset's size; nothing
 is written unless the whole input was read (the catalog writer's commit).
+
+An existing target is refused unless ``overwrite``: then it is rebuilt from the whole source
+(after an append to the source, say) and swapped in on commit, the previous bars kept until then.
+The source itself is never a target.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -67,6 +72,7 @@ def bars_from_trades(
     threshold: float | None = None,
     dataset: str | None = None,
     contract_size: float | None = None,
+    write_mode: Literal["create", "overwrite"] = "create",
     **builder: float,
 ) -> Manifest:
     """Build bars from the trades dataset ``source`` into ``<venue>/<market>/<symbol>/<dataset>``.
@@ -85,15 +91,17 @@ def bars_from_trades(
         count contracts, so a dataset there that records none needs it given.
     dataset
         Target dataset name (default :func:`bars_dataset_name`).
+    write_mode
+        ``"overwrite"`` replaces an existing target (``"create"`` refuses it).
 
     Raises
     ------
     DataError
-        If ``source`` is not a trades dataset, the target exists, no bar completes, or
+        If ``source`` is not a trades dataset, the target exists (``create``), no bar completes, or
         ``contract_size`` differs from the one the trades manifest records.
     ConfigError
         If neither ``contract_size`` nor the trades manifest says the contract size of a market
-        other than ``spot``.
+        other than ``spot``, or the target is the source.
     """
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
     recorded = cat.manifest(source.venue, source.market, source.symbol, source.dataset).contract_size
@@ -110,11 +118,12 @@ def bars_from_trades(
                       **builder)  # type: ignore[arg-type]
     name = dataset or (bars_dataset(cat, source.venue, source.market, source.symbol, interval_ns or 0) if mode == "time"
                        else bars_dataset_name(mode, threshold=threshold))
+    _refuse_source_as_target(source, name)
     regular = interval_ns if mode == "time" else None
     check = QualityCheck("bars", regular, shared_times=mode != "time")
     trades = 0
     with cat.writer(source.venue, source.market, source.symbol, name, "month" if regular else "day", kind="bars",
-                    interval_ns=regular, distinct_times=mode == "time") as writer:
+                    interval_ns=regular, mode=write_mode, distinct_times=mode == "time") as writer:
         for batch in _batches(cat, source, "trades"):
             trades += batch.num_rows
             ts, values = bars.run(batch.column("ts_event").to_numpy(), batch.column("price").to_numpy(),
@@ -138,14 +147,19 @@ def resample_bars(
     interval_ns: int,
     *,
     dataset: str | None = None,
+    write_mode: Literal["create", "overwrite"] = "create",
 ) -> Manifest:
     """Aggregate the bars of ``source`` into bars of ``interval_ns`` (a whole multiple of its interval).
+
+    ``write_mode="overwrite"`` replaces an existing target (``"create"`` refuses it).
 
     Raises
     ------
     DataError
         If ``source`` is not a bars dataset with an interval that divides ``interval_ns``,
-        the target exists, or no coarse bar is complete.
+        the target exists (``create``), or no coarse bar is complete.
+    ConfigError
+        If the target is the source.
     """
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
     manifest = cat.manifest(source.venue, source.market, source.symbol, source.dataset)
@@ -156,10 +170,11 @@ def resample_bars(
         raise DataError(f"{source.relpath().as_posix()}: {format_interval(interval_ns)} is not a whole multiple of its "
                         f"{format_interval(fine)} bars")
     name = dataset or bars_dataset(cat, source.venue, source.market, source.symbol, interval_ns)
+    _refuse_source_as_target(source, name)
     check = QualityCheck("bars", interval_ns)
     carry: pa.Table | None = None
     with cat.writer(source.venue, source.market, source.symbol, name, "year" if interval_ns >= 3_600_000_000_000
-                    else "month", kind="bars", interval_ns=interval_ns) as writer:
+                    else "month", kind="bars", interval_ns=interval_ns, mode=write_mode) as writer:
         for batch in _batches(cat, source, "bars"):
             table = pa.Table.from_batches([batch])
             if carry is not None:
@@ -180,6 +195,12 @@ def resample_bars(
         return writer.commit([f"resampled from {source.relpath().as_posix()} ({format_interval(fine)} -> "
                               f"{format_interval(interval_ns)}); an incomplete last bar is not written"],
                              quality=check.report().summary())
+
+
+def _refuse_source_as_target(source: DatasetRef, name: str) -> None:
+    if name == source.dataset:
+        raise ConfigError(f"{source.relpath().as_posix()}: the target dataset {name!r} is the source; give the bars "
+                          "another --name")
 
 
 def _write_buckets(writer: object, check: QualityCheck, table: pa.Table, bucket: np.ndarray, interval_ns: int) -> None:
