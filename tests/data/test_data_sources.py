@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pyarrow.csv as pacsv
@@ -34,3 +35,16 @@ def test_csv_reader_hands_arrow_no_python_callable_and_still_numbers_a_ragged_ro
             pass
     assert str(info.value).startswith(f"{path} row 6: expected 6 fields, got 5: "), str(info.value)
     assert handlers and all(h is None for h in handlers)
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+@pytest.mark.parametrize("header", [True, False])
+def test_a_csv_separated_by_semicolons_or_tabs_is_refused_naming_the_separator(
+        tmp_path: Path, sep: str, header: bool) -> None:
+    """A spreadsheet's ';' export was refused as 'missing time column ... got ['time;open;high;low;close;volume']'."""
+    lines = (FIXTURES / "ADABTC-1m-2021-11-27_head120.csv").read_text().splitlines()[:3]
+    rows = [",".join(line.split(",")[:6]) for line in lines]
+    path = tmp_path / "klines.csv"
+    path.write_text("\n".join((["time,open,high,low,close,volume"] if header else []) + rows).replace(",", sep) + "\n")
+    with pytest.raises(DataError, match=re.escape(f"{path}: line 1 has no comma but 5 {sep!r}: ") + ".*comma-separated"):
+        open_source(path)

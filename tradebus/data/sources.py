@@ -7,7 +7,8 @@ holds at most one chunk of the input in memory whatever the file's size:
   chunk), numbers and booleans typed by pyarrow, a column that does not parse read
   as text so that the converters can name the row and field of a bad value. A first
   line none of whose fields is a number is a header; without one the columns are
-  named ``f0``, ``f1``, ... A gzip file is recognised by its magic bytes, whatever
+  named ``f0``, ``f1``, ... Only commas separate fields: a first line with none but a ``;``,
+  tab or ``|`` is refused naming it. A gzip file is recognised by its magic bytes, whatever
   its name. Before the first chunk is read, :attr:`Source.preview` (the column
   names and the first data line as text) lets an importer find its columns and
   :meth:`Source.narrow` the reader to them: columns it does not use (a kline's
@@ -49,6 +50,7 @@ chunks, 0.86-1.03 s in 4 MB ones (measured on 2 cores)."""
 _PARQUET_BATCH_ROWS = 262_144
 _GZIP_MAGIC = b"\x1f\x8b"
 _BLANKS = re.compile(r"\s+")
+_OTHER_SEPARATORS = (";", "\t", "|")  # a spreadsheet's other exports: one column to a comma-only reader
 
 
 def column_key(name: str) -> str:
@@ -233,6 +235,12 @@ def _open_csv(path: Path, block_bytes: int) -> Source:
     if not first:
         raise DataError(f"{path}: empty file")
     fields = [f.strip().strip('"') for f in first.split(",")]
+    if len(fields) == 1:
+        seps = {sep: first.count(sep) for sep in _OTHER_SEPARATORS if sep in first}
+        if seps:
+            sep, count = max(seps.items(), key=lambda item: item[1])
+            raise DataError(f"{path}: line 1 has no comma but {count} {sep!r}: fields must be separated by commas "
+                            "(save the file as comma-separated CSV)")
     has_header = not any(is_number(f) for f in fields)
     names = [column_key(f) for f in fields] if has_header else [f"f{i}" for i in range(len(fields))]
     if has_header and len(set(names)) != len(names):
