@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.csv
 import pyarrow.parquet as pq
@@ -28,6 +29,7 @@ from tradebus.data.ingest import (
     read_trades,
     to_ns,
 )
+from tradebus.engine.clock import iso_ns
 from tradebus.errors import DataError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
@@ -570,3 +572,24 @@ def test_import_refuses_a_bad_or_existing_dataset_before_reading_the_file(
     with pytest.raises(DataError, match=re.escape(expected)):
         import_path(catalog, fixture("bars_negative_price.csv"), venue="binance", market="spot", symbol="BTCUSDT",
                     dataset=dataset)
+
+
+@pytest.mark.parametrize("block_bytes", [300, 1 << 20])
+def test_a_split_symbol_going_back_in_time_names_its_own_earlier_row(tmp_path: Path, block_bytes: int) -> None:
+    """Split by symbol, a BTCUSDT row of usdm after spot's was said to be 'before the previous row's' time, the
+    time of a row dozens of thousands of lines up, while the previous row was another symbol's."""
+    source = FIXTURES / "binance_coinm_trades_two_symbols.csv"
+    lines = source.read_text().splitlines()
+    frame = pd.read_csv(source)
+    last_btc = int(frame.index[frame.symbol == "BTCUSD_PERP"][-1]) + 1  # 1-based data row
+    assert frame.symbol.iloc[-1] == "ETHUSD_PERP" and last_btc < len(frame)
+    late = lines[1].split(",")  # the first BTCUSD_PERP trade again, under a new id, after the file's last row
+    late[2] = str(int(frame.trade_id.max()) + 1)
+    path = tmp_path / "trades.csv"
+    path.write_text("\n".join([*lines, ",".join(late)]) + "\n")
+    last_time = iso_ns(int(frame.trade_time_ms.iloc[last_btc - 1]) * 1_000_000)
+    late_time = iso_ns(int(frame.trade_time_ms.iloc[0]) * 1_000_000)
+    with pytest.raises(DataError, match=re.escape(f"row {len(frame) + 1}: ts_event {late_time} is before "
+                                                  f"row {last_btc}'s {last_time}")):
+        import_path(tmp_path / "cat", path, venue="binance", market="coinm", symbol=None, kind="trades",
+                    split_by="symbol", block_bytes=block_bytes)

@@ -458,12 +458,27 @@ def _raise_first(frame: Frame, checks: Iterable[tuple[np.ndarray, Callable[[int]
         raise frame.error(best[0], best[1](best[0]) + suffix)
 
 
+def _earlier_row(frame: Frame, i: int, prev_row: int | None, prev_name: str | None) -> str:
+    """Name the row a time went back from: row ``i`` of ``frame`` (``-1``: ``prev_row`` of file ``prev_name``).
+
+    "the previous row's" when it is the line before, else its row (and file): the rows of one
+    symbol of a file split by symbol need not be adjacent.
+    """
+    before = frame.row(i) if i >= 0 else prev_row
+    if before is None or before == frame.row(i + 1) - 1:
+        return "the previous row's"
+    if i < 0 and prev_name is not None and prev_name != frame.name:
+        return f"{prev_name} row {before}'s"
+    return f"row {before}'s"
+
+
 def _check_time_order(
-    frame: Frame, ts: np.ndarray, field: str, *, strict: bool, prev_ts: int | None = None, prev_row: int | None = None
+    frame: Frame, ts: np.ndarray, field: str, *, strict: bool, prev_ts: int | None = None, prev_row: int | None = None,
+    prev_name: str | None = None,
 ) -> None:
     """Raise on the first time before its predecessor (``strict``: or equal to it).
 
-    ``prev_ts``/``prev_row`` are the last time and file row of the previous chunk.
+    ``prev_ts``/``prev_row``/``prev_name`` are the last time, file row and file of the previous chunk.
     """
     full = ts if prev_ts is None else np.concatenate(([prev_ts], ts))
     if full.size < 2:
@@ -475,7 +490,8 @@ def _check_time_order(
     if back is not None and (dup is None or back < dup):
         raise frame.error(
             back + 1 - s,
-            f"{field} {iso_ns(full[back + 1])} is before the previous row's {iso_ns(full[back])} (rows must be sorted by time)",
+            f"{field} {iso_ns(full[back + 1])} is before {_earlier_row(frame, back - s, prev_row, prev_name)} {iso_ns(full[back])} "
+            "(rows must be sorted by time)",
         )
     if dup is not None:
         i = dup + 1 - s
@@ -651,6 +667,7 @@ class BarStream:
         self.fields: dict[str, str] = {}
         self.prev_ts: int | None = None
         self.prev_row: int | None = None
+        self.prev_name: str | None = None  # the file of prev_row
         self.prev_values: dict[str, float] = {}
         self.dropped = 0
         self.rows = 0
@@ -725,7 +742,8 @@ class BarStream:
             ts = _reverse_if_descending(frame, ts, cols)
         if self.duplicates == "keep_first":
             ts, cols, frame = self._drop_duplicates(frame, ts, cols)
-        _check_time_order(frame, ts, self.display_ts, strict=True, prev_ts=self.prev_ts, prev_row=self.prev_row)
+        _check_time_order(frame, ts, self.display_ts, strict=True, prev_ts=self.prev_ts, prev_row=self.prev_row,
+                          prev_name=self.prev_name)
         if ts.size == 0:
             return BAR_SCHEMA.empty_table()
         if self.interval_ns is None:
@@ -746,7 +764,7 @@ class BarStream:
             )
         _raise_first(frame, _bar_checks(cols["open"], cols["high"], cols["low"], cols["close"], cols["volume"]))
         last = ts.size - 1
-        self.prev_ts, self.prev_row = int(ts[last]), frame.row(last)
+        self.prev_ts, self.prev_row, self.prev_name = int(ts[last]), frame.row(last), frame.name
         self.prev_values = {n: float(a[last]) for n, a in cols.items()}
         self.rows += ts.size
         stamped = pa.array(ts + self.shift_ns)
@@ -764,8 +782,9 @@ class BarStream:
         if back is not None:
             raise frame.error(
                 back + 1 - s,
-                f"{self.display_ts} {iso_ns(full[back + 1])} is before the previous row's {iso_ns(full[back])} "
-                "(rows must be sorted by time)",
+                f"{self.display_ts} {iso_ns(full[back + 1])} is before "
+                f"{_earlier_row(frame, back - s, self.prev_row, self.prev_name)} "
+                f"{iso_ns(full[back])} (rows must be sorted by time)",
             )
         dup = np.flatnonzero(step == 0) + 1 - s
         if dup.size == 0:
@@ -850,6 +869,7 @@ class TradeStream:
         self.names: dict[str, str | None] = {}
         self.prev_ts: int | None = None
         self.prev_row: int | None = None
+        self.prev_name: str | None = None  # the file of prev_row
         self.last_int_id: int | None = None
         self.prev_ids: pa.Array | None = None
         self.prev_id_rows: np.ndarray | None = None
@@ -913,7 +933,8 @@ class TradeStream:
             aggressor = _aggressor(frame, self.display["side"], frame.columns[n["side"]], is_maker)
         ids = frame.columns[n["trade_id"]] if n["trade_id"] is not None else None
         trade_id = pa.array([""] * ts.size, pa.string()) if ids is None else pc.cast(ids, pa.string())
-        _check_time_order(frame, ts, "ts_event", strict=False, prev_ts=self.prev_ts, prev_row=self.prev_row)
+        _check_time_order(frame, ts, "ts_event", strict=False, prev_ts=self.prev_ts, prev_row=self.prev_row,
+                          prev_name=self.prev_name)
         with np.errstate(invalid="ignore"):
             _raise_first(frame, [
                 (~(np.isfinite(price) & (price > 0)), lambda i: f"price {_v(price[i])} is not a finite positive price"),
@@ -926,7 +947,7 @@ class TradeStream:
             if pa.types.is_integer(ids.type) and ids.null_count == 0:
                 self.int_ids = ids.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
         if ts.size:
-            self.prev_ts, self.prev_row = int(ts[-1]), frame.row(ts.size - 1)
+            self.prev_ts, self.prev_row, self.prev_name = int(ts[-1]), frame.row(ts.size - 1), frame.name
         self.rows += ts.size
         stamped = pa.array(ts)
         return pa.Table.from_arrays(
