@@ -593,3 +593,17 @@ def test_a_split_symbol_going_back_in_time_names_its_own_earlier_row(tmp_path: P
                                                   f"row {last_btc}'s {last_time}")):
         import_path(tmp_path / "cat", path, venue="binance", market="coinm", symbol=None, kind="trades",
                     split_by="symbol", block_bytes=block_bytes)
+
+
+@pytest.mark.parametrize("interval", ["1m", None])
+def test_bars_timed_by_a_kline_close_time_are_refused_naming_it(tmp_path: Path, interval: str | None) -> None:
+    """A file of Binance klines timed by their close_time (open + 1m - 1 ms) was imported as open times: every
+    bar stamped at 00:01:59.999 for the bar that closed at 00:01:00, 59.999 s late and off the 1m grid."""
+    klines = pd.read_csv(fixture("ADABTC-1m-2021-11-27_head120.csv"), header=None)
+    assert (klines[6] - klines[0] == 59_999).all()  # Binance: close_time = open_time + interval - 1 ms
+    path = tmp_path / "klines.csv"
+    klines[[6, 1, 2, 3, 4, 5]].set_axis(["time", "open", "high", "low", "close", "volume"], axis=1).to_csv(
+        path, index=False)
+    with pytest.raises(DataError, match=re.escape(f"{path} row 1: time 2021-11-27T00:00:59.999Z is 1 ms before a "
+                                                  "whole second, as are all 120 times") + ".*close_time"):
+        read_bars(path, interval=interval)

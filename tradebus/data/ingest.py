@@ -753,6 +753,8 @@ class BarStream:
             self.interval_detected = True
         elif not self.interval_detected and self.prev_ts is None and ts.size > 2:
             check_given_interval(frame.name, ts, self.interval_ns, self.display_ts)
+        if self.prev_ts is None:
+            _refuse_close_times_less_1ms(frame, ts, self.interval_ns, self.display_ts)
         full = ts if self.prev_ts is None else np.concatenate(([self.prev_ts], ts))
         short = _first(np.diff(full) < self.interval_ns)
         if short is not None:
@@ -842,6 +844,23 @@ def check_given_interval(name: str, ts: np.ndarray, interval_ns: int, ts_name: s
             f"{given} bars, {spacing} bars would be stamped before they closed and counted as gaps; give the "
             f"interval {spacing} or leave it out to detect it"
         )
+
+
+_MS_NS = 1_000_000
+_SECOND_NS = 1_000_000_000
+
+
+def _refuse_close_times_less_1ms(frame: Frame, ts: np.ndarray, interval_ns: int, ts_name: str) -> None:
+    """Refuse bar times that are all 1 ms before a whole second: Binance's ``close_time``, open + interval - 1 ms.
+
+    Read as open times they stamp each bar an interval less 1 ms after it closed (its close at
+    00:01:59.999 for the bar of 00:00-00:01), off the grid of every other dataset; read as close
+    times, 1 ms before it closed.
+    """
+    if interval_ns >= _SECOND_NS and ts.size > 1 and not np.any((ts + _MS_NS) % _SECOND_NS):
+        raise frame.error(0, f"{ts_name} {iso_ns(int(ts[0]))} is 1 ms before a whole second, as are all {ts.size} "
+                             "times of the first chunk: a kline close_time (open + interval - 1 ms), not a bar's open "
+                             "or close; import the bars' open_time column instead")
 
 
 def _reverse_if_descending(frame: Frame, ts: np.ndarray, columns: dict[str, np.ndarray]) -> np.ndarray:
