@@ -14,13 +14,15 @@ class OneBracketParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     quantity: float
-    stop_loss: float
-    take_profit: float
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    span: float | None = None
     enter: bool = True
 
 
 class OneBracket(Strategy):
-    """Buys ``quantity`` at market with a stop-loss and a take-profit on its first trade (if ``enter``)."""
+    """Buys ``quantity`` at market with a stop-loss and a take-profit on its first trade (if ``enter``): at
+    ``stop_loss`` and ``take_profit``, or ``span`` below and above that trade's price."""
 
     Params = OneBracketParams
     contingent = True
@@ -30,8 +32,9 @@ class OneBracket(Strategy):
         instrument_ids: str | Sequence[str],
         *,
         quantity: float,
-        stop_loss: float,
-        take_profit: float,
+        stop_loss: float | None = None,
+        take_profit: float | None = None,
+        span: float | None = None,
         enter: bool = True,
         strategy_id: str | None = None,
     ) -> None:
@@ -39,11 +42,15 @@ class OneBracket(Strategy):
         self.quantity = quantity
         self.stop_loss = stop_loss
         self.take_profit = take_profit
+        self.span = span
         self.enter = enter
 
     def on_trade(self, trade: Trade) -> None:
         if self.enter:
             self.enter = False
-            self.submit_bracket(
-                trade.instrument_id, OrderSide.BUY, self.quantity, stop_loss=self.stop_loss, take_profit=self.take_profit
-            )
+            if self.span is not None:
+                stop_loss, take_profit = round(trade.price - self.span, 8), round(trade.price + self.span, 8)
+            else:
+                assert self.stop_loss is not None and self.take_profit is not None
+                stop_loss, take_profit = self.stop_loss, self.take_profit
+            self.submit_bracket(trade.instrument_id, OrderSide.BUY, self.quantity, stop_loss=stop_loss, take_profit=take_profit)
