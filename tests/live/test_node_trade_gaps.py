@@ -21,6 +21,7 @@ from loguru import logger
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
 from tradebus.adapters.common.recorder import FrameRecorder, read_frames
+from tradebus.adapters.common.trade_gaps import TradeLine
 from tradebus.adapters.okx.emulator import OkxProtocol
 from tradebus.config.base import StrictModel
 from tradebus.engine.messages import OrderSide, OrderSubmitted, Trade, TradesMissed
@@ -364,3 +365,109 @@ def test_a_bybit_trade_feed_says_once_that_trade_continuity_cannot_be_checked() 
         "bybit-linear: Bybit public trade ids are not sequential: trade continuity cannot be checked, so trades "
         "printed while the connection is down are missing (no TradesMissed)"
     ]
+
+
+# ----------------------------------------------------------------------------- a stop during a fetch
+
+
+def _pending_gap(node: PaperNode) -> TradeLine | None:
+    """The line of the daemon's (one) feed whose trade-gap recovery is pending, if any."""
+    feed: Any = node.feeds[0] if node.feeds else None
+    if feed is None:
+        return None
+    gaps = feed.parser.gaps if hasattr(feed, "parser") else feed.feed.gaps
+    return next((line for line in gaps.lines.values() if line.held is not None), None)
+
+
+async def _stop_during_the_fetch(
+    tmp: Path, proto: Any, frames: Sequence[tuple[int, str]], fault: Fault, data_of: Any, strategy: dict[str, Any],
+    held: int,
+) -> tuple[PaperNode, list, list[str]]:
+    """A paper run whose trade feed loses one trade frame (``fault``); the REST answer of the fetch of the missed
+    trades is held back by the server until the daemon has stopped, ``held`` trade frames after the gap."""
+    answer = asyncio.Event()
+    asked: list[str] = []
+
+    async def http_gate(path: str) -> None:
+        if "rades" in path:  # historicalTrades, aggTrades, history-trades
+            asked.append(path)
+            await answer.wait()
+
+    seen: list = []
+    warm_up()
+    async with LocalVenueServer(proto, frames, [fault], http_gate=http_gate, lifetime=60.0) as srv:
+        node = PaperNode(config_of(data_of(srv, strategy)), handle_signals=False)
+        node.kernel.bus.subscribe(Trade, seen.append)
+        node.kernel.bus.subscribe(TradesMissed, seen.append)
+
+        def done() -> bool:
+            line = _pending_gap(node)
+            return bool(asked) and line is not None and line.held is not None and len(line.held) >= held
+
+        try:
+            await run_node(node, done, timeout=30.0)
+        finally:
+            answer.set()  # answered once the daemon has stopped (its client gone)
+            await asyncio.sleep(0.05)
+    return node, seen, asked
+
+
+def _check_agrees(node: PaperNode, seen: list, asked: list[str], tmp: Path, submit_on: str) -> None:
+    """The daemon's trades, ``TradesMissed``, orders and fills are its recording's replay's; nothing recorded after
+    the stop; the trades held behind the gap released at the stop (``submit_on`` the held trade decided on)."""
+    assert asked  # the case at stake: the fetch was in flight (its answer held) when the daemon stopped
+    again: list = []
+    replay = Playback(node.config)
+    replay.kernel.bus.subscribe(Trade, again.append)
+    replay.kernel.bus.subscribe(TradesMissed, again.append)
+    replay.run(tmp / "frames.jsonl.gz")
+    assert _stamps(seen) == _stamps(again)
+    assert _outcomes(node) == _outcomes(replay)
+    lines = list(read_frames(tmp / "frames.jsonl.gz", episodes=True, runs=True, ends=True))
+    assert lines[-1][1] == "run:stop"  # nothing recorded after the stop (no late answer)
+    assert not any(conn.startswith("rest-trades:") for _, conn, _ in lines)
+    (missed,) = [m for m in seen if isinstance(m, TradesMissed)]
+    assert (missed.recovered, missed.ts_init) == (0, lines[-1][0])  # given up at the stop, nothing recovered
+    assert _pending_gap(node) is None
+    assert [m.trade_id for m in node.kernel.strategies[0].decided] == [submit_on]
+    assert len(node.kernel.result.orders) == 1
+
+
+async def test_trades_held_behind_a_gap_whose_fetch_the_stop_cut_short_are_released_as_in_a_replay(
+    tmp_path: Path,
+) -> None:
+    # the 300th trade frame is lost; the fetch of its trade is answered only after the daemon stopped, 20 trades
+    # later: the daemon held them for good (no buy decided on the 310th) while the replay of its recording,
+    # ending there, released them and decided the buy
+    submit_on = CAPTURE_TRADES[310][0]
+    strategy = {"name": f"{__name__}:OnTradeIds", "instruments": [IID],
+                "params": {"price": 61829.9, "submit_on": submit_on}}
+
+    def data_of(srv: LocalVenueServer, strategy: dict[str, Any]) -> dict:
+        return binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, record=True, strategy=strategy)
+
+    fault = Fault(FaultKind.SKIP, at=300, match="@trade")
+    node, seen, asked = await _stop_during_the_fetch(
+        tmp_path, BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, fault, data_of, strategy, held=20
+    )
+    _check_agrees(node, seen, asked, tmp_path, submit_on)
+
+
+async def test_okx_trades_held_behind_a_gap_whose_fetch_the_stop_cut_short_are_released_as_in_a_replay(
+    tmp_path: Path,
+) -> None:
+    pushes = [json.loads(raw)["data"] for _, raw in OKX_FRAMES if raw.startswith(OKX_TRADE_MATCH)]
+    submit_on = pushes[35][0]["tradeId"]
+    strategy = {"name": f"{__name__}:OnTradeIds", "instruments": [OKX_IID],
+                "params": {"price": float(pushes[35][0]["px"]), "submit_on": submit_on}}
+
+    def data_of(srv: LocalVenueServer, strategy: dict[str, Any]) -> dict:
+        data = _okx_config(srv.ws_url, srv.http_url, tmp_path)
+        data["strategy"] = strategy
+        return data
+
+    fault = Fault(FaultKind.SKIP, at=30, match=OKX_TRADE_MATCH)
+    node, seen, asked = await _stop_during_the_fetch(
+        tmp_path, OkxProtocol(OKX_FRAMES), OKX_FRAMES, fault, data_of, strategy, held=10
+    )
+    _check_agrees(node, seen, asked, tmp_path, submit_on)

@@ -51,7 +51,9 @@ Lifecycle of :meth:`PaperNode.run`:
    stops as on a signal and raises :class:`~tradebus.errors.StrategyError` naming the strategy,
    the hook and the time; market data after it is dropped);
 5. at once, before any await: stop the feed clients (no frame handled or recorded after) and the timers and
-   alerts (the due ones fired, ``run:stop`` recorded), so no timer sends an order while the daemon stops;
+   alerts (the due ones fired, ``run:stop`` recorded), so no timer sends an order while the daemon stops,
+   and release the trades held behind a trade-id gap whose fetch is in flight (the fetch canceled), as a
+   replay does at that line;
    then wait for the clients' tasks, stop the kernel, close recorder and journal, each step whatever an
    earlier one raised or a cancellation of the daemon's task cut short (:class:`ShutdownSteps`: the
    cancellation, else the first error, is raised after the last); then the
@@ -576,15 +578,17 @@ class PaperNode:
         finally:
             gc.unfreeze()
 
-    def _record_stop(self) -> None:
+    def _record_stop(self) -> int:
         """Fire the timers and alerts due by now, then record the moment (``run:stop``): a replay fires the same.
 
         Its clock fires a timer before the first line at or after it; without this line one due
         after the last frame, which the daemon fired on the wall clock, never fires in the replay.
+        Returns the moment (ns).
         """
         now = self.clock.now_ns()
         self.clock.run_due(now)
         self._record_run("stop", now)
+        return now
 
     def _record_run(self, moment: str, ts_ns: int, text: str = "") -> None:
         """Record a moment of the run (``run:start``, ``run:stop``) at ``ts_ns``, with ``text``, if the run records."""
@@ -634,7 +638,10 @@ class PaperNode:
 
     def _stop_deciding(self) -> None:
         """Stop, at once, what decides orders on its own: the feeds (no frame is handled or recorded from now on),
-        then the timers and alerts (the due ones fired and the stop recorded first).
+        then the timers and alerts (the due ones fired and the stop recorded first); then the run ends for the
+        feeds at the recorded stop (:meth:`~tradebus.adapters.common.feed.Feed.end_run`): the trades they hold
+        behind a gap whose fetch is in flight are released (the fetch canceled, its answer neither recorded nor
+        handled), as a replay of the recording releases them at its ``run:stop`` line, its last.
 
         Called before any await of the shutdown: a timer going on meanwhile (the shutdown waits for tasks to
         end, for the feeds to close) sent orders after the stop, and on a busy loop each of them made the
@@ -643,8 +650,10 @@ class PaperNode:
         """
         for feed in self.feeds:
             feed.stop()
-        self._record_stop()
+        stop_ns = self._record_stop()
         self.clock.stop()  # nothing fires after the recorded stop, as in a replay (an on_stop's timer neither)
+        for feed in self.feeds:
+            feed.end_run(stop_ns)
 
     async def _stop_trading(self, tasks: dict[asyncio.Task[None], Feed], steps: ShutdownSteps) -> None:
         """Wait for the feeds (told to stop by :meth:`_stop_deciding`) to end, then stop the strategies (``on_stop``,

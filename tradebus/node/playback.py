@@ -45,7 +45,8 @@ arrival alerts are among them: an order that reached the venue on a silent marke
 is accepted in the replay as it was in the daemon.
 Trades held back behind a gap in trade ids wait for the recorded answer of its fetch, as live; a
 recording that ends before it (cut, or its daemon stopped during the fetch) delivers them at its end,
-after the ``TradesMissed``, rather than dropping them (:meth:`~tradebus.adapters.common.feed.Feed.end_recording`).
+after the ``TradesMissed``, rather than dropping them, as the daemon released them when it stopped
+(:meth:`~tradebus.adapters.common.feed.Feed.end_run`).
 Every gap met is listed in ``playback.json`` (:attr:`PlaybackStats.trade_gaps`).
 
 Recording formats
@@ -503,7 +504,7 @@ class Playback:
             answered = len(self.trade_gaps.gaps)
             if lineno:
                 for feed in self.feeds:
-                    feed.end_recording(last_ns)
+                    feed.end_run(last_ns)
         except DataError as exc:
             if str(exc).startswith(str(path)):
                 raise

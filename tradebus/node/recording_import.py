@@ -173,7 +173,7 @@ def import_recording(
             stale.after(recv_ns)
         if frame:
             for feed in feeds:  # the trades held behind a gap whose recorded fetch the recording does not reach,
-                feed.end_recording(recv_ns)  # released at its last line (a run:stop included), as the replay does
+                feed.end_run(recv_ns)  # released at its last line (a run:stop included), as the replay does
             stale.after(frame_ns)
         books.check_resynced(recording)
         stale.finish(frame_ns)

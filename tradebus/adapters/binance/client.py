@@ -650,7 +650,7 @@ class BinanceClient(WsClient):
             )
         raw = b"[" + b",".join(bytes(item) for item in items) + b"]"
         recv_ns = self.clock_ns()
-        if self.recorder is not None:
+        if self.recorder is not None and not self._stopping:  # after stop() the recovery was given up (TradeGaps.end)
             self.recorder.write(recv_ns, rest_conn(TRADES_CONN, symbol, self.name), raw.decode())
         return parse_rest_trades(raw, recv_ns, instrument_id, self._aggregated), recv_ns
 
@@ -764,7 +764,7 @@ class BinanceFeedHandle(Feed):
         self.feed.on_snapshot_frame(raw, recv_ns, symbol)
         self._reseeded.add(symbol)
 
-    def end_recording(self, recv_ns: int) -> None:
+    def end_run(self, recv_ns: int) -> None:
         self.feed.gaps.end(recv_ns)
 
     def invalidate_books(self, reason: str) -> None:

@@ -270,12 +270,14 @@ class Feed(ABC):
     def invalidate_books(self, reason: str) -> None:
         """Mark every book out of sync for ``reason`` until the next connection's snapshot (a connection ended)."""
 
-    def end_recording(self, recv_ns: int) -> None:
-        """The played recording ended, its last line received at ``recv_ns``: deliver what the feed still holds back.
+    def end_run(self, recv_ns: int) -> None:
+        """The run ended at ``recv_ns`` (a daemon's stop, its ``run:stop`` line's time; a played recording's last
+        line): deliver what the feed still holds back, as a daemon and a replay of its recording both do there.
 
-        A venue with sequential trade ids holds the trades after a gap until the recorded answer of
-        its fetch; a recording that ends before it ends the recovery here
-        (:meth:`~tradebus.adapters.common.trade_gaps.TradeGaps.end`). Nothing for other feeds.
+        A venue with sequential trade ids holds the trades after a gap until the answer of its
+        fetch (recorded, when played back); the run's end gives the recovery up, a fetch in flight
+        canceled unrecorded (:meth:`~tradebus.adapters.common.trade_gaps.TradeGaps.end`). Nothing
+        for other feeds.
         """
 
     def follow_connection(self, conn: str) -> None:

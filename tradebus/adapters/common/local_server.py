@@ -313,6 +313,9 @@ class LocalVenueServer:
     gate
         Awaited with each frame before it is sent: holding it holds the stream (a test of
         latency 0 against a live account holds the next trade while an order is in flight).
+    http_gate
+        Awaited with each plain GET's path (and query) before it is answered: holding it holds
+        that REST answer (a test holds a trade-history answer until its client has stopped).
     hold
         Paced: stop the clock while no connection streams, rather than print on without one
         (see the module docstring).
@@ -337,6 +340,7 @@ class LocalVenueServer:
         max_connections: int = 16,
         ping_interval: float | None = 20.0,
         gate: Callable[[str], Awaitable[None]] | None = None,
+        http_gate: Callable[[str], Awaitable[None]] | None = None,
         hold: bool = False,
     ) -> None:
         if speed is not None and not speed > 0:
@@ -347,6 +351,7 @@ class LocalVenueServer:
         self.frames = list(frames) if isinstance(frames, list | tuple) else frames
         self.ping_interval = ping_interval
         self.gate = gate
+        self.http_gate = http_gate
         self.hold = hold
         self.faults = list(faults)
         self.resume_overlap = resume_overlap
@@ -426,7 +431,9 @@ class LocalVenueServer:
 
     # -------------------------------------------------------------------- http
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | Awaitable[Response] | None:
         if len(self.sessions) >= self.max_connections:
             return self._response(503, '{"msg":"too many connections"}')
         if request.headers.get("Upgrade", "").lower() == "websocket":
@@ -434,7 +441,17 @@ class LocalVenueServer:
             refused = self.protocol.refuse_handshake(parts.path, parse_qs(parts.query))
             return None if refused is None else self._response(*refused)
         self.http_requests.append(request.path)
-        parts = urlsplit(request.path)
+        if self.http_gate is not None:
+            return self._answer_after_gate(request.path)
+        return self._answer(request.path)
+
+    async def _answer_after_gate(self, path: str) -> Response:
+        assert self.http_gate is not None
+        await self.http_gate(path)
+        return self._answer(path)
+
+    def _answer(self, path: str) -> Response:
+        parts = urlsplit(path)
         answer = self.protocol.http(parts.path, parse_qs(parts.query))
         if answer is None:
             return self._response(404, '{"msg":"not found"}')

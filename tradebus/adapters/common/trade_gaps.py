@@ -20,8 +20,11 @@ keeps the next expected id of each instrument, and on a gap:
    after :data:`RETRY_DELAY` seconds, up to :data:`RETRIES` times, all within ``timeout``.
    Every answer is recorded (an attempt left no time records an empty one), so a playback
    merges the same answers and ends the recovery at the same one: the first that leaves
-   nothing missing, or the ``1 + RETRIES``-th; a recording that ends before the answer
-   (cut, or its daemon stopped during the fetch) ends the recovery there (:meth:`TradeGaps.end`);
+   nothing missing, or the ``1 + RETRIES``-th; the end of the run gives the recovery up
+   (:meth:`TradeGaps.end`): a daemon's stop (after its ``run:stop`` line) cancels the fetch in
+   flight, whose answer is neither recorded nor handled, and releases the trades held behind
+   it, as a playback of its recording does at that line, its last (a recording cut short
+   ends there too);
 3. delivers :class:`~tradebus.engine.messages.TradesMissed` with the range, how many
    were recovered and the time of the trade that revealed the gap, then the recovered
    trades in id order (each with the receive time of the REST answer that ends the
@@ -130,6 +133,9 @@ class TradeGaps:
         self.lines: dict[str, TradeLine] = {}
         #: Instruments whose recovery is pending (playback: checked by :meth:`expire`).
         self.recovering = 0
+        #: Whether :meth:`end` ended the run: no fetch is started any more.
+        self.ended = False
+        self._canceled: list[asyncio.Task[None]] = []  # fetches :meth:`end` canceled, awaited by :meth:`close`
         #: Gaps detected and trade ids missed / recovered, in total.
         self.gaps = 0
         self.missed = 0
@@ -183,7 +189,7 @@ class TradeGaps:
         self.recovering += 1
         if self.recover == "none":
             self._finish(line, [], trade.ts_init)
-        elif self.recover == "fetch":
+        elif self.recover == "fetch" and not self.ended:  # ended: given up by the end() releasing it
             line.task = asyncio.get_running_loop().create_task(
                 self._fetch(line), name=f"trades:{line.instrument_id}:{first}"
             )
@@ -248,11 +254,23 @@ class TradeGaps:
                 self._finish(line, [], now_ns)
 
     def end(self, now_ns: int) -> None:
-        """Playback: the recording ended at ``now_ns`` with recoveries pending (it was cut before their recorded
-        answer): give them up as :meth:`expire` does, so the trades held behind them are delivered, not dropped."""
+        """The run ended at ``now_ns`` with recoveries pending: give them up as :meth:`expire` does, so the trades
+        held behind them are delivered (after their ``TradesMissed``, stamped ``now_ns``), not dropped.
+
+        The one rule of a run's end, live and played back alike: a daemon calls it when it stops, after its
+        ``run:stop`` line (``now_ns`` that line's time), a playback at the recording's last line (that
+        ``run:stop``, or where the recording was cut). A fetch in flight is canceled: its answer, not
+        recorded, is neither merged nor delivered, and no fetch starts from now on.
+        """
+        self.ended = True
+        for line in self.lines.values():
+            task, line.task = line.task, None
+            if task is not None:
+                task.cancel()
+                self._canceled.append(task)
         for line in list(self.lines.values()):
             while line.held is not None:  # a held trade may reveal the next gap
-                logger.warning("{}: the recording ends before the recorded fetch of {} trades {}..{}", self.venue,
+                logger.warning("{}: the run ends before the answer of the fetch of {} trades {}..{}", self.venue,
                                line.instrument_id, *line.gap)
                 self._finish(line, [], now_ns)
 
@@ -287,7 +305,8 @@ class TradeGaps:
 
     async def close(self) -> None:
         """Cancel the fetches in flight."""
-        tasks = [line.task for line in self.lines.values() if line.task is not None]
+        tasks = [line.task for line in self.lines.values() if line.task is not None] + self._canceled
+        self._canceled = []
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -184,7 +184,7 @@ class OkxClient(StreamBookClient):
             )
         raw = "[" + ",".join(items) + "]"
         recv_ns = self.clock_ns()
-        if self.recorder is not None:
+        if self.recorder is not None and not self._stopping:  # after stop() the recovery was given up (TradeGaps.end)
             self.recorder.write(recv_ns, f"{TRADES_CONN}{inst_id}", raw)
         return parse_rest_trades(raw, recv_ns, instrument_id), recv_ns
 
@@ -266,9 +266,9 @@ class OkxFeedHandle(ParserFeed):
             return
         super().on_frame(raw, recv_ns, conn)
 
-    def end_recording(self, recv_ns: int) -> None:
+    def end_run(self, recv_ns: int) -> None:
         sink = self.sink
-        for msg in self.parser.end_recording(recv_ns):
+        for msg in self.parser.end_run(recv_ns):
             sink(msg)
 
     def accepts(self, conn: str) -> bool:

@@ -263,9 +263,9 @@ class OkxParser(StreamBooksParser):
         trades = parse_rest_trades(raw, recv_ns, iid)
         return self._collect(self.gaps.on_recorded, iid, trades, recv_ns)
 
-    def end_recording(self, recv_ns: int) -> list:
-        """Playback: the recording ended at ``recv_ns``; the messages of the recoveries it cut short
-        (:meth:`TradeGaps.end`: the trades held behind them)."""
+    def end_run(self, recv_ns: int) -> list:
+        """The run ended at ``recv_ns`` (a daemon's stop, a played recording's last line); the messages of the
+        recoveries it cut short (:meth:`TradeGaps.end`: the trades held behind them)."""
         return self._collect(self.gaps.end, recv_ns)
 
     def _parse(self, raw: bytes | str, recv_ns: int) -> list:
