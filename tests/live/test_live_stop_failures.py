@@ -441,3 +441,45 @@ async def test_a_live_daemon_cancelled_as_its_shutdown_begins_still_cancels_its_
     assert runs[-1] == "run:stop", runs[-5:]  # recorded, and the recording closed: read to its end
     assert node.summary.stop_reason == "test done" and node.summary.stopped_ns > 0
     assert_journal_intact(tmp_path / "journal.sqlite")
+
+
+async def test_trades_released_at_the_stop_from_behind_a_trade_gap_reach_no_live_strategy(tmp_path: Path) -> None:
+    """A paper daemon stopped while fetching a trade gap releases the trades held behind it at its stop, as the
+    replay of its recording does, and its strategy may decide on them; a live daemon's would send real orders after
+    'live daemon stopping'. The live daemon drops them (counted ``after_stop``): the buy decided on the 310th trade,
+    held behind the lost 300th, is never sent."""
+    from tradebus.adapters.common.local_server import FaultKind
+
+    from .test_node_trade_gaps import CAPTURE_TRADES, _pending_gap
+
+    submit_on = CAPTURE_TRADES[310][0]
+    strategy = {"name": "tests.live.test_node_trade_gaps:OnTradeIds", "id": "on_ids", "instruments": [IID],
+                "params": {"price": 61829.9, "submit_on": submit_on}}
+    answer = asyncio.Event()
+    asked: list[str] = []
+
+    async def http_gate(path: str) -> None:
+        if "rades" in path:  # the fetch of the lost trade, answered once the daemon has stopped
+            asked.append(path)
+            await answer.wait()
+
+    config = parse_live_config({"instruments": [SPOT], **_minimal()}, "<test>")
+    emulator = BinancePrivateEmulator(KEY, SECRET, config.instrument_map(), {"USDT": 100_000.0}, None, None)
+    async with emulator:
+        protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+        fault = Fault(FaultKind.SKIP, at=300, match="@trade")
+        async with LocalVenueServer(protocol, SPOT_FRAMES, [fault], http_gate=http_gate, lifetime=60.0) as srv:
+            node = node_on(tmp_path, emulator, srv, [strategy])
+
+            def held() -> bool:
+                line = _pending_gap(node)
+                return bool(asked) and line is not None and line.held is not None and len(line.held) >= 20
+
+            try:
+                await run_until_it_stops(node, held, timeout=60.0)
+            finally:
+                answer.set()
+                await asyncio.sleep(0.05)
+    assert asked and node.kernel.strategies[0].decided == []  # type: ignore[attr-defined]
+    assert node.router.counts["after_stop"] >= 20
+    assert emulator.orders == {}

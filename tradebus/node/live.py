@@ -1135,6 +1135,13 @@ class LiveNode(PaperNode):
         self.recorder = None  # the paper shutdown must not close it: :meth:`run` does, after the user stream
         await super()._shutdown_steps(tasks, steps)
 
+    def _stop_deciding(self) -> None:
+        """As the paper daemon, but the market data still routed after the stop (the trades a feed held behind a
+        trade-id gap, released at its end) is dropped: no strategy decides a real order once the daemon stops.
+        A replay of its recording still hands them on at ``run:stop``, as the paper daemon does."""
+        self.router.stop_data()
+        super()._stop_deciding()
+
     async def _stop_trading(self, tasks: dict[asyncio.Task[None], Any], steps: ShutdownSteps) -> None:
         """As the paper daemon (the feeds' end, then ``on_stop``: its timers stopped first); then, with
         ``live.cancel_on_stop``, deny every new order and cancel every open order (:meth:`_cancel_all`): nothing is

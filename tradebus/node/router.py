@@ -97,7 +97,7 @@ class NodeRouter:
     counts
         Messages handled per type name (``"ignored"``: instruments the kernel does not trade,
         ``"after_limit"``: dropped after ``max_messages``, ``"after_failure"``: dropped after a
-        strategy failed).
+        strategy failed, ``"after_stop"``: dropped after :meth:`stop_data`).
     failure
         The strategy failure reported to ``on_failure``, if any.
     """
@@ -120,6 +120,7 @@ class NodeRouter:
         self._on_failure = on_failure
         self.failure: StrategyError | None = None
         self._closed = False
+        self._closed_count = "after_limit"  # what a message dropped once closed counts as
         # Receive time of the latest trade recovery's answer: a message received by then is part of its release.
         self._recovered_ns = -1
         self._process = kernel.process
@@ -228,9 +229,15 @@ class NodeRouter:
             self._due_at_frame_end = False
             self._run_due(self._now_ns())
 
+    def stop_data(self) -> None:
+        """Drop the market data routed from now on (counted ``"after_stop"``): no strategy decides on it."""
+        self._closed = True
+        self._closed_count = "after_stop"
+
     def _failed(self, failure: StrategyError) -> None:
         """Report a strategy's failure once and drop the market data that follows."""
         self._closed = True
+        self._closed_count = "after_failure"
         if self.failure is None:
             self.failure = failure
             assert self._on_failure is not None
@@ -243,7 +250,7 @@ class NodeRouter:
             self.counts["ignored"] += 1
             return False
         if self._closed:
-            self.counts["after_limit" if self.failure is None else "after_failure"] += 1
+            self.counts[self._closed_count] += 1
             return False
         self.messages += 1
         limit = self.max_messages
