@@ -210,6 +210,21 @@ def test_good_till_date_expires_at_its_time() -> None:
     assert fills(control) == [("BUY", 90.0, 4)]
 
 
+def test_a_modified_good_till_date_order_still_expires_at_its_time() -> None:
+    """The GTD buy limit at 90 of test_good_till_date_expires_at_its_time, moved to 91 at bar 2: the simulated venue
+    modifies it in place (no replacement), so it still ends EXPIRED at bar 3's time and bar 4's low 89 fills
+    nothing (a live venue's cancel-replace: tests/live/test_live_amend.py)."""
+    def place(s: Scripted) -> None:
+        s.ids["limit"] = s.submit_limit(IID, BUY, 1.0, 90.0)
+        s.submit_gtd(s.ids["limit"], T0 + 3 * H)
+
+    bars = [FLAT, FLAT, FLAT, (95.0, 95.0, 89.0, 92.0)]
+    kernel = run(bars, {1: place, 2: lambda s: s.modify(s.ids["limit"], price=91.0)})
+    assert fills(kernel) == []
+    [order] = kernel.result.orders
+    assert (str(order.status), order.price, order.expire_ns) == ("EXPIRED", 91.0, T0 + 3 * H)
+
+
 def test_good_till_date_with_latency_expires_at_its_time_on_the_venue() -> None:
     """Latency 1 min: the buy limit 90 (decided at bar 1's close) works from bar 3's open (2h),
     good till 3h. Bar 4 opens at 3h, when the venue has expired the order: its low 89 fills

@@ -7,7 +7,8 @@ the original price would not have been reached.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -506,10 +507,11 @@ async def test_a_raced_cancel_replaces_cut_refused_after_fills_reached_the_modif
 
 
 @asynccontextmanager
-async def _restarted_on(emulator: BinancePrivateEmulator, path: Path) -> AsyncIterator[Kernel]:
+async def _restarted_on(emulator: BinancePrivateEmulator, path: Path, strategies: Sequence[Any] = ()) -> AsyncIterator[Kernel]:
     """A live process restarted on the journal at ``path`` against ``emulator``, started as the live node starts one
     (``LiveNode._recover``, then ``_reconcile_positions``): the journal replayed, its open orders tracked and its
-    cancel-replaces taken over by the venue, the start-up reconciliation run, then ``replace_resumed``."""
+    cancel-replaces taken over by the venue, ``strategies`` added, the start-up reconciliation run, then
+    ``replace_resumed``."""
     from pydantic import SecretStr
 
     from tests.live.live_harness import INST, KEY, SECRET
@@ -534,6 +536,8 @@ async def _restarted_on(emulator: BinancePrivateEmulator, path: Path) -> AsyncIt
             venue.track(order)
         venue.resume_replaces(kernel.journaled_replaces.values())
         venue.resume_swaps(kernel.journaled_swaps.values(), kernel.orders.get)
+        for strategy in strategies:
+            kernel.add_strategy(strategy)
         kernel.start()
         await Reconciler(kernel, venue, lambda iid, reason: None, 2.0).startup(unknown, [])
         await venue.drain(2.0)
@@ -596,6 +600,51 @@ async def test_a_raced_cancel_replaces_replacement_left_working_by_a_kill_is_cut
     assert sum(r.filled for r in h.emulator.orders.values()) == pytest.approx(0.012)
     # the trade history read from the order's creation (one 24 h window), not from 1970 (some 20,000 windows)
     assert sum(1 for m, p, _ in h.emulator.requests if p == "/api/v3/myTrades") <= 2
+
+
+@pytest.mark.parametrize("restarted", [False, True], ids=["running", "restarted"])
+async def test_a_good_till_date_order_cancel_replaced_on_binance_spot_still_ends_at_its_date(tmp_path: Path, restarted: bool) -> None:
+    """A buy of 0.01 at 50,000 made good till a date 1-2 s away (``gtd``), then moved to 51,000: Binance spot
+    cancel-replaces it (a new client order id, ``OrderReplaced``). Before, the expiry timer named the replaced order,
+    already canceled, so at the date nothing happened: the replacement the user asked to end kept working at the
+    venue, and its row said GTC. Now the replacement carries the date (``expire_ns``, its own timer and journaled
+    link) and is canceled then; "restarted": the daemon is killed after the replacement was placed
+    and a restart on its journal cancels it at the date."""
+    from tradebus.execution.contingent import ContingentOrders
+    from tradebus.execution.journal import Journal
+
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(path)
+    async with harness(journal=journal) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        contingent = ContingentOrders(h.kernel)
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        coid = order.client_order_id
+        expire = (h.kernel.clock.now_ns() // 10**9 + 2) * 10**9  # whole seconds: exact as the link's float
+        contingent.gtd(coid, expire)
+        h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, price=51_000.0))
+        await until(lambda: len(h.kernel.orders.orders()) == 2)
+        new = h.kernel.orders.orders()[1]
+        await until(lambda: new.status is OrderStatus.ACCEPTED and order.status is OrderStatus.CANCELED)
+        assert new.expire_ns == expire and h.kernel.clock.now_ns() < expire
+        if restarted:
+            journal.close()  # killed: nothing more reaches the journal or the venue
+            h.kernel.clock.stop()
+            h.stream.stop()
+            await h.venue.aclose()
+            async with _restarted_on(h.emulator, path, [Contingent(IID)]) as kernel:
+                ended = kernel.orders.order(new.client_order_id)
+                assert ended.expire_ns == expire
+                await until(lambda: not ended.is_open, timeout=5.0)
+        else:
+            ended = new
+            await until(lambda: not new.is_open, timeout=5.0)
+        assert ended.status is OrderStatus.CANCELED and time.time_ns() >= expire
+        assert h.emulator.orders[new.client_order_id].status == "CANCELED" and h.emulator.open_orders() == []
+        await asyncio.sleep(0.2)
+    # one cancel of the replacement, at its date: a restart sets its timer once
+    assert [p for m, p, c in h.emulator.requests if c == new.client_order_id and m == "DELETE"] == ["/api/v3/order"]
 
 
 async def test_a_binance_spot_cancel_replace_is_no_anomaly_but_a_repeated_cancel_frame_still_is() -> None:

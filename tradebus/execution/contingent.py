@@ -109,7 +109,7 @@ Trailing stop
     or ``OrderDenied`` by the risk gate) leaves the stop at the trigger the venue holds (the
     order's); the best price is kept, so the next price sends its trigger again. A venue that
     cannot amend a stop cancel-replaces it (``OrderReplaced``): the trailing, its OCO group and
-    its bracket follow the new order, journaled. A bracket's stop-loss trails when the bracket
+    its bracket follow the new order, journaled (so does a GTD expiry). A bracket's stop-loss trails when the bracket
     has ``trail_offset`` or ``trail_percent``. An instrument with quotes only trails on them: a
     sell stop follows the best bid, a buy stop the best ask (where the stop would execute). Its
     quotes are ignored for trailing once a bar or trade of it came, and from the start when the
@@ -126,7 +126,10 @@ Good-till-date
     working then. A simulated venue (backtest, paper) expires it at that time on its own clock
     (:meth:`SimulatedVenue.expire_at <tradebus.execution.simulated.SimulatedVenue.expire_at>`,
     ``OrderExpired``), so the latency never lets it fill after its expiry; on another venue it
-    is canceled when the clock reaches ``expire_ns`` (the cancel travels like any action).
+    is canceled when the clock reaches ``expire_ns`` (the cancel travels like any action). A
+    modify the venue does as a cancel-replace (``OrderReplaced``) gives the replacement the
+    replaced order's ``expire_ns`` (its timer, journaled ``"gtd"`` link and :attr:`Order.expire_ns
+    <tradebus.execution.orders.Order.expire_ns>`), so the order still ends at its date.
 Timed exit
     A bracket with ``exit_after_bars`` (bars of the instrument after the entry's fill bar) or
     ``exit_after_ns`` (clock time after the fill) cancels its children and closes what is
@@ -169,7 +172,7 @@ Restarts
     * a cancel-replace in flight when the previous process stopped (its ``"replace"`` intent is
       journaled before the request is sent): once the venue shows the replacement placed
       (accepted or filled, or still open while the replaced order ended unfilled), the replaced
-      order's trailing, OCO group and bracket links move to it, as ``OrderReplaced`` would have
+      order's trailing, OCO group, bracket and GTD links move to it, as ``OrderReplaced`` would have
       moved them; the replacement refused, or the replaced order filled, they stay. The same rule
       settles a cancel-replace whose request got no answer. A two-request cancel-replace (its
       intent journaled with no replacement id, before its cancel) keeps the links of its order
@@ -986,7 +989,7 @@ class ContingentOrders:
         return before.status is not OrderStatus.FILLED
 
     def _move(self, old: str, new: str) -> None:
-        """Move the links of ``old`` (trailing, OCO, bracket child) to ``new``, journaled; a reduction of ``old``
+        """Move the links of ``old`` (trailing, OCO, bracket child, GTD expiry) to ``new``, journaled; a reduction of ``old``
         not applied goes to ``new``, for what ``old`` had left to fill (one in flight: refused, as ``new`` is above it)."""
         order = self._kernel.orders.get(new)
         if order is None:
@@ -1026,6 +1029,12 @@ class ContingentOrders:
             self._child_of[new] = bracket
             bracket.children = [new if c == old else c for c in bracket.children]
             self._link("children", sid, iid, bracket.entry_id, bracket.children)
+        expire_ns = replaced.expire_ns if replaced is not None else 0
+        if expire_ns:  # the timer names the replaced order: without its own, the replacement outlives the date
+            self._link("gtd", sid, iid, new, (), expire_ns=expire_ns)
+            self._kernel.orders.set_expiry(new, expire_ns)
+            if order.is_open:
+                self._set_gtd(new, expire_ns)
 
     def _on_bar(self, bar: Bar) -> None:
         self._printed.add(bar.instrument_id)
@@ -1375,6 +1384,7 @@ class ContingentOrders:
         # An OCO sibling -> the refusals of its reduction (journaled as they came, after its group's link).
         refused = {moved.get(k.client_order_id, k.client_order_id): int(k.params["refusals"])
                    for k in links if k.kind == "reduce"}
+        expiring: dict[str, int] = {}  # open GTD order -> its expiry
         for link in links:
             if moved and link.kind != "replace":
                 link = msgspec.structs.replace(
@@ -1427,7 +1437,9 @@ class ContingentOrders:
                 if orders.get(coid) is not None:
                     orders.set_expiry(coid, int(p["expire_ns"]))
                 if self._is_open(coid):
-                    self._set_gtd(coid, int(p["expire_ns"]))
+                    expiring[coid] = int(p["expire_ns"])
+        for coid, expire_ns in expiring.items():  # once: a cancel-replaced order's link moved onto its replacement's
+            self._set_gtd(coid, expire_ns)
         for bracket in brackets.values():
             self._resume(bracket)
 
