@@ -56,7 +56,7 @@ def test_the_fee_overrides_and_fill_on_stay_and_a_default_value_is_no_error() ->
 @pytest.mark.parametrize(
     "venue, channels",
     [
-        ({"taker_fee": 0.001}, ["trade"]),  # VenueConfig's own fill_on default, 'bars': "needs one of ['kline']"
+        ({"taker_fee": 0.001}, ["trade"]),  # was VenueConfig's own fill_on default, 'bars': "needs one of ['kline']"
         ({"fill_on": "trades"}, ["trade", "bookTicker"]),
         ({"fill_on": "quotes"}, ["trade"]),  # "needs one of ['bookTicker']"
         ({"fill_on": "book"}, ["trade"]),  # "'book' is for backtests of recorded books"
@@ -67,13 +67,16 @@ def test_a_live_config_is_not_refused_for_a_fill_on_channel_its_feeds_do_not_sub
     """The exchange fills a live order: ``venue.fill_on`` asks nothing of the feeds. Before, a live config whose
     ``venue:`` held only the fee override it is allowed (``taker_fee``) was refused, 'venue.fill_on: 'bars' needs one of
     the binance channels ['kline']' (the section's own fill_on default), as were the others above, each naming a
-    simulated venue's fill that never happens live. A paper config keeps the check."""
+    simulated venue's fill that never happens live. A paper config keeps the check; without ``fill_on`` it fills on
+    trades, the paper default, as a config with no ``venue:`` does."""
     data = _live(venue)
     data["feeds"][0]["subscriptions"] = {IID: channels}
     config = parse_live_config(data, "live.yaml")
-    assert config.venue.model_dump(exclude_unset=True) == venue
+    assert config.venue.model_dump(exclude_unset=True) == {"fill_on": "trades"} | venue
     paper = {k: v for k, v in data.items() if k != "live"}
-    if venue != {"fill_on": "trades"}:
+    if "fill_on" not in venue:
+        assert parse_paper_config(paper, "paper.yaml").venue.fill_on == "trades"
+    elif venue != {"fill_on": "trades"}:
         with pytest.raises(ConfigError, match="venue.fill_on"):
             parse_paper_config(paper, "paper.yaml")
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tradebus.execution.config import VenueConfig
 from tradebus.node.config import load_paper_config
 
 from .node_testdata import IID, OKX_IID, OKX_INSTRUMENT, binance_config
@@ -90,6 +91,34 @@ def test_invalid_paper_config_is_a_config_error_naming_the_field(tmp_path: Path,
         load(tmp_path, data)
     assert type(info.value).__name__ == "ConfigError"
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("venue", "fill_on"),
+    [
+        (None, "trades"),
+        ({"taker_fee": 0.001}, "trades"),
+        ({"taker_fee": 0.001, "fill_on": "trades"}, "trades"),
+        ({"taker_fee": 0.001, "fill_on": "bars"}, "bars"),
+    ],
+    ids=["no-venue", "fee-only", "trades-given", "bars-given"],
+)
+def test_a_paper_venue_without_fill_on_fills_on_trades_whatever_else_it_sets(
+    tmp_path: Path, venue: dict[str, Any] | None, fill_on: str
+) -> None:
+    """The documented paper default is ``fill_on: trades``; a ``venue:`` with only ``taker_fee: 0.001`` got
+    VenueConfig's backtest default ``bars`` instead: adding a fee changed how fills happen (with a kline feed),
+    or failed with "'bars' needs one of the binance channels" (with trades only). A ``fill_on`` given is kept."""
+    data = binance_config(None, None, ["trade", "kline_1m"])
+    data.pop("venue")
+    if venue is not None:
+        data["venue"] = venue
+    config = load(tmp_path, data)
+    assert config.venue.fill_on == fill_on
+    assert config.venue.taker_fee == (0.001 if venue else VenueConfig().taker_fee)
+    data["feeds"][0]["subscriptions"] = {IID: ["trade"]}  # no bars: the default still loads
+    if fill_on == "trades":
+        assert load(tmp_path, data).venue.fill_on == "trades"
 
 
 def test_one_binance_feed_needs_one_channel_set_and_an_instrument_one_feed(tmp_path: Path) -> None:

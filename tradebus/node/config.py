@@ -80,7 +80,8 @@ class PaperConfig(RunBase):
     Parameters
     ----------
     instruments, strategy, strategies, venue, risk, features, initial_cash, balances, report
-        As in :class:`~tradebus.config.RunBase` (``venue.fill_on`` defaults to ``trades`` here).
+        As in :class:`~tradebus.config.RunBase` (``venue.fill_on`` defaults to ``trades`` here, also in a
+        ``venue:`` that sets other keys only).
     feeds
         Live market-data connections.
     bars
@@ -117,6 +118,8 @@ class PaperConfig(RunBase):
 
     @model_validator(mode="after")
     def _cross_check(self) -> PaperConfig:
+        if "fill_on" not in self.venue.model_fields_set:  # a venue: of fees only keeps the paper default
+            object.__setattr__(self, "venue", self.venue.model_copy(update={"fill_on": "trades"}))
         by_id = {i.instrument_id: i for i in self.instruments}
         fed: dict[str, int] = {}
         for n, feed in enumerate(self.feeds):
