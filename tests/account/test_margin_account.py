@@ -1309,3 +1309,39 @@ def test_a_restart_with_a_restored_position_and_no_price_yet_pays_its_funding_at
     assert (paid.quantity, paid.mark_price, paid.rate) == (pytest.approx(0.1), 20_000.0, 0.0001)
     assert paid.payment == pytest.approx(0.2, rel=1e-12)
     assert second.portfolio.funding_paid == pytest.approx(0.2, rel=1e-12)
+
+
+def test_a_held_funding_without_a_mark_is_read_back_held_and_paid_at_the_last_fill_by_a_restart(tmp_path: Path) -> None:
+    """The journal's ``funding_due`` row holds a funding held with no mark (NaN) beside a pending one (no mark,
+    ``None``). It is msgpack, which keeps NaN (JSON would write null: the held funding read back pending, not paid
+    at the restart but left waiting for a due time already past): read back, the held one is still NaN and a
+    restart on the 0.1 BTCUSDT perpetual bought at 20 000 pays it at the journaled fill, 0.1 * 20 000 * 0.0001
+    = 0.2; the pending one stays pending."""
+    import math
+
+    from tradebus.engine.perpetuals import FundingDue
+    from tradebus.execution.journal import Journal
+
+    inst = perp()
+    iid = inst.instrument_id
+    path = tmp_path / "journal.sqlite"
+    first = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0, journal=Journal(path))
+    first.add_strategy(BuyOnce(iid, 0.1))
+    first.process(flat_bar(iid, 1, 20_000.0))
+    first.process(flat_bar(iid, 2, 20_000.0))
+    assert first.portfolio.position(iid) == pytest.approx(0.1)
+    saved = [FundingDue(iid, T0 + 3 * H, T0 + 3 * H, 0.0001, math.nan), FundingDue(iid, T0 + 11 * H, T0 + 11 * H, 0.0002)]
+    store = Journal(path)
+    store.save_funding_due(saved)  # as Perpetuals.on_due stores them
+    store.close()
+    journal = Journal(path)
+    held, pending = journal.funding_due()
+    assert held.mark is not None and math.isnan(held.mark) and pending.mark is None
+    assert (held.at, held.rate, pending.at, pending.rate) == (T0 + 3 * H, 0.0001, T0 + 11 * H, 0.0002)
+    second = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0, journal=journal)
+    journal.replay(second.orders, second.portfolio, T0 + 3 * H + 1, risk=second.risk, on_message=second.record_journaled)
+    second.perpetuals.restore_due([held, pending], T0 + 3 * H + 1)
+    [paid] = second.result.funding
+    assert (paid.quantity, paid.mark_price, paid.rate, paid.ts_event) == (pytest.approx(0.1), 20_000.0, 0.0001, T0 + 3 * H)
+    assert paid.payment == pytest.approx(0.2, rel=1e-12)
+    assert second.perpetuals.next_funding_ns == T0 + 11 * H  # the pending one waits for its time
