@@ -288,13 +288,16 @@ def test_a_time_in_force_that_is_no_time_in_force_is_an_order_error(how: str, ti
     assert strategy.ctx.orders.orders() == []
 
 
+@pytest.mark.parametrize("how", ["limit", "oco"])
 @pytest.mark.parametrize(("time_in_force", "status"), [("GTC", OrderStatus.ACCEPTED), ("IOC", OrderStatus.EXPIRED),
                                                        (TimeInForce.FOK, OrderStatus.EXPIRED)])
-def test_a_time_in_force_given_by_its_value_works_as_the_member(time_in_force: Any, status: OrderStatus) -> None:
-    strategy = InForce(time_in_force)
+def test_a_time_in_force_given_by_its_value_works_as_the_member(how: str, time_in_force: Any, status: OrderStatus) -> None:
+    # an OCO spec's "IOC" was checked but sent on as the str: the order's tif was no TimeInForce (tif.name failed)
+    strategy = InForce(time_in_force, how)
     run([strategy], {BTC_4H: bars_4h().iloc[:4]})
-    (order,) = strategy.ctx.orders.orders()
+    order = strategy.ctx.orders.orders()[0]
     assert (order.tif, order.status) == (TimeInForce(time_in_force), status)
+    assert type(order.tif) is TimeInForce
 
 
 @pytest.mark.parametrize(("field", "value"), [("quantity", -0.25), ("price", 0.0), ("trigger_price", math.nan)])

@@ -38,6 +38,7 @@ The run as the strategy sees it is a narrow :class:`~tradebus.strategies.context
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import importlib
@@ -603,13 +604,14 @@ class Strategy:
             spec's side that is no ``OrderSide``, quantity that is not a positive finite number or
             ``time_in_force`` that is no ``TimeInForce`` (as at :meth:`submit_limit`; nothing is sent).
         """
+        members: list[str | OrderSpec] = []
         for spec in orders:
-            if isinstance(spec, str):
-                continue
-            self._check_order(spec.side, spec.quantity)
-            if spec.time_in_force is not _GTC:
-                self._time_in_force(spec.time_in_force)
-        return self._contingent().oco(orders, self.strategy_id)
+            if not isinstance(spec, str):
+                self._check_order(spec.side, spec.quantity)
+                if spec.time_in_force is not _GTC:  # sent as the member, as _submit sends it
+                    spec = dataclasses.replace(spec, time_in_force=self._time_in_force(spec.time_in_force))
+            members.append(spec)
+        return self._contingent().oco(members, self.strategy_id)
 
     def submit_trailing_stop(
         self,
