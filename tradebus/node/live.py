@@ -613,6 +613,8 @@ class LiveNode(PaperNode):
         #: The orders a ``live.cancel_on_stop`` stop left at the venue: client order id -> ``"open"`` (its query
         #: says it works) or ``"unknown"`` (no answer; journaled UNKNOWN). :meth:`run` raises on any.
         self.left_at_venue: dict[str, Literal["open", "unknown"]] = {}
+        # The orders the stop's queries logged (:meth:`_query_left`), whatever their answer said.
+        self._queried_at_stop: set[str] = set()
         super().__init__(
             config, max_seconds=max_seconds, max_messages=max_messages, handle_signals=handle_signals, run_dir=run_dir
         )
@@ -1165,11 +1167,12 @@ class LiveNode(PaperNode):
     def _note_orders_left(self, why: str) -> None:
         """Log each order still open or unknown here once trading has stopped, and list it in ``node.json``
         (:attr:`LiveSummary.orders_left`); ``why``: why it is left (:func:`_left_reason`). Those the stop's
-        queries left open or unknown at the venue (:attr:`left_at_venue`) are listed only: :meth:`_query_left`
-        logged each, and their count, as an ERROR."""
+        queries asked about are listed only: :meth:`_query_left` logged each as its answer says (open or unknown at
+        the venue, :attr:`left_at_venue`, and their count, as an ERROR; closed there, but open here once the journal
+        failed, as a WARNING)."""
         everything = self.kernel.orders.open_orders()
         self.summary.orders_left = [_order_left(order) for order in everything]
-        left = [order for order in everything if order.client_order_id not in self.left_at_venue]
+        left = [order for order in everything if order.client_order_id not in self._queried_at_stop]
         for order in left:
             price = "market" if math.isnan(order.price) else f"{order.price:g}"
             if not math.isnan(order.trigger_price):
@@ -1274,6 +1277,7 @@ class LiveNode(PaperNode):
             venue.on_answer = reconcile
         for order in left:
             coid, status, filled = order.client_order_id, order.status, order.filled_qty
+            self._queried_at_stop.add(coid)
             done = ("its cancel was sent and not confirmed" if coid in canceled
                     else "no cancel was sent: its submit was still on its way")
             report = answers.get(coid)
