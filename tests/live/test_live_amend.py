@@ -612,6 +612,7 @@ async def test_a_good_till_date_order_cancel_replaced_on_binance_spot_still_ends
     and a restart on its journal cancels it at the date."""
     from tradebus.execution.contingent import ContingentOrders
     from tradebus.execution.journal import Journal
+    from tradebus.reports.writers import ORDER_COLUMNS, order_row
 
     path = tmp_path / "journal.sqlite"
     journal = Journal(path)
@@ -628,6 +629,7 @@ async def test_a_good_till_date_order_cancel_replaced_on_binance_spot_still_ends
         new = h.kernel.orders.orders()[1]
         await until(lambda: new.status is OrderStatus.ACCEPTED and order.status is OrderStatus.CANCELED)
         assert new.expire_ns == expire and h.kernel.clock.now_ns() < expire
+        assert order_row(new, "", "")[ORDER_COLUMNS.index("time_in_force")] == "GTD"  # orders.csv
         if restarted:
             journal.close()  # killed: nothing more reaches the journal or the venue
             h.kernel.clock.stop()
