@@ -388,6 +388,19 @@ def test_mark_accepted_leaves_anything_but_a_fresh_submitted_order_to_the_event(
     assert new.status is OrderStatus.INITIALIZED and foreign.status is OrderStatus.SUBMITTED
 
 
+def test_mark_accepted_leaves_an_acknowledgement_something_receives_to_the_event() -> None:
+    # The venue hands acknowledgements to the order manager itself; a subscriber must still get the event.
+    bus = MessageBus()
+    om = OrderManager(bus, SimulatedClock())
+    order = submitted(om, "c-1")
+    got: list[Any] = []
+    bus.subscribe(OrderAccepted, got.append)
+    assert not om.mark_accepted(order, "SIM-1", 5)
+    assert order.status is OrderStatus.SUBMITTED and order.venue_order_id == ""
+    bus.unsubscribe(OrderAccepted, got.append)
+    assert om.mark_accepted(order, "SIM-1", 5) and order.status is OrderStatus.ACCEPTED
+
+
 class QuoteFlipper(Strategy):
     """Every ``every`` quotes: flip the position with a market order, and sell a little more now and then."""
 

@@ -57,7 +57,6 @@ from tradebus.engine.messages import (
     ContingentLinked,
     FundingPaid,
     ModifyOrder,
-    OrderAccepted,
     OrderCancelRejected,
     OrderCanceled,
     OrderDenied,
@@ -238,8 +237,9 @@ class ExecutionEngine:
         self.on_fills_listed: Callable[[Order], None] | None = None
         self._lean = self.fast_path
         bind_accepted = getattr(venue, "bind_accepted", None)
-        if bind_accepted is not None and self._lean:
-            bind_accepted(self._accept_quietly)
+        if bind_accepted is not None and self._lean and journal is None:
+            # The order manager applies an acknowledgement nothing receives without its event (one call).
+            bind_accepted(orders.mark_accepted)
         if timeouts is not None and timeouts.check_ns is not None:
             clock.set_timer(f"orders-check-{id(self)}", timeouts.check_ns, self._check_open)
 
@@ -689,7 +689,7 @@ class ExecutionEngine:
             if event.strategy_id == LIQUIDATION_STRATEGY and self.on_venue_liquidation is not None:
                 self.on_venue_liquidation(event)
                 return
-            order = om.get(event.client_order_id)
+            order = om.lookup(event.client_order_id)
             if order is None:
                 self.on_external_fill(event)
                 return
@@ -750,14 +750,6 @@ class ExecutionEngine:
         if self._journal is not None:
             self._journal.record_event(event)
         self._bus.publish(event)
-
-    def _accept_quietly(self, order: Order, venue_order_id: str, ts_event: int) -> bool:
-        """Apply a venue's acknowledgement of ``order`` without building ``OrderAccepted`` when nothing
-        journals or receives it; ``False``: the venue emits the event instead (see ``bind_accepted``).
-        """
-        if self._journal is not None or OrderAccepted in self._bus.wanted:
-            return False
-        return self._om.mark_accepted(order, venue_order_id, ts_event)
 
     def _check_closed(self, order: Order, venue_filled: float) -> None:
         """Ask the venue for the fills of a closed order whose booked quantity may fall short.

@@ -386,7 +386,7 @@ class OrderManager:
     __slots__ = (
         "_bus", "_clock", "_external", "_fee_in_kind", "_fee_value", "_open", "_orders", "_released",
         "_repeats", "_working", "client_ids", "count_open", "created", "keep_released", "keep_released_ns",
-        "on_forget",
+        "lookup", "on_forget",
     )  # fmt: skip
 
     def __init__(
@@ -405,6 +405,8 @@ class OrderManager:
         self._open: dict[str, Order] = {}
         #: :attr:`open_count` as a callable, without a Python frame (the account asks on every order).
         self.count_open: Callable[[], int] = self._open.__len__
+        #: :meth:`get` as a callable, without a Python frame (the execution engine asks on every fill).
+        self.lookup: Callable[[str], Order | None] = self._orders.get
         # instrument_id -> its orders in _open: has_open() without a walk over every open order
         # (asked for every bar of ten interleaved instruments while one of them has an order).
         self._working: dict[str, int] = {}
@@ -612,11 +614,17 @@ class OrderManager:
     def mark_accepted(self, order: Order, venue_order_id: str, ts: int) -> bool:
         """Move a SUBMITTED order to ACCEPTED at ``ts``: :meth:`apply` of its ``OrderAccepted``, without the event.
 
-        For an acknowledgement that nothing journals or receives (a backtest). Returns ``False``
-        and changes nothing when the order is not this manager's SUBMITTED order without fills:
-        the caller then applies the event, which handles every race.
+        For an acknowledgement that nothing journals (the caller's to know: the execution engine
+        binds this to a venue only without a journal). Returns ``False`` and changes nothing when
+        something receives ``OrderAccepted`` or the order is not this manager's SUBMITTED order
+        without fills: the caller then emits the event, which handles every race.
         """
-        if order.status is not _SUBMITTED or order.filled_qty or self._orders.get(order.client_order_id) is not order:
+        if (
+            order.status is not _SUBMITTED
+            or order.filled_qty
+            or self._orders.get(order.client_order_id) is not order
+            or OrderAccepted in self._bus.wanted
+        ):
             return False
         order.status = _ACCEPTED
         order.venue_order_id = venue_order_id
