@@ -13,12 +13,13 @@ import yaml
 
 from tradebus.cli import run_backtest
 from tradebus.config import load_config
-from tradebus.engine.messages import Bar, OrderDenied, OrderSide, OrderStatus
+from tradebus.engine.kernel import Kernel
+from tradebus.engine.messages import Bar, Liquidity, OrderDenied, OrderFilled, OrderSide, OrderStatus
 from tradebus.errors import ConfigError
 from tradebus.reports.attribution import attribute
 from tradebus.strategies.base import Strategy
 
-from strat_helpers import BTC_4H, FIXTURES, bars_4h, run
+from strat_helpers import BTC_4H, FIXTURES, bars_4h, instrument, run
 
 INSTRUMENT = {"venue": "COINBASE", "symbol": "BTC-USD", "base": "BTC", "quote": "USD", "tick_size": 0.01,
               "lot_size": 1.0e-8, "min_notional": 1.0, "maker_fee": 0.004, "taker_fee": 0.006, "margin": True}
@@ -263,3 +264,20 @@ def test_attribution_closes_each_strategys_position_at_the_liquidation() -> None
         assert row.realized_pnl == pytest.approx(20.0 * (liquidation.price - entry), rel=1e-12)
         assert row.fees == pytest.approx(kernel.result.fills[0].fee + liquidation.fee / 2, rel=1e-12)
     assert rows[1].net_pnl + rows[3].net_pnl == pytest.approx(kernel.portfolio.equity() - 1_500.0, abs=1e-9)
+
+
+def test_a_fill_replayed_before_the_start_counts_in_its_strategys_share_of_a_shared_instrument() -> None:
+    # The strategies' shares are summed only for the instruments several of them trade, known as they are
+    # added: a journal replayed before start() (a restarted daemon's) books into them, a lone strategy's not.
+    first, second = HoldThenExit("first", 1.0, exit_at=99), HoldThenExit("second", 1.0, exit_at=99)
+    alone = Strategy("ETH-USD.COINBASE", strategy_id="eth")
+    kernel = Kernel([instrument(BTC_4H), instrument("ETH-USD.COINBASE")], initial_cash=100_000.0)
+    for strategy in (first, second, alone):
+        kernel.add_strategy(strategy)
+    kernel.record_journaled(OrderFilled("second", BTC_4H, "second-1", "V-1", "T-1", OrderSide.SELL, 0.25, 100.0,
+                                        0.0, Liquidity.TAKER, 5, 5))
+    kernel.record_journaled(OrderFilled("eth", "ETH-USD.COINBASE", "eth-1", "V-2", "T-2",
+                                        OrderSide.BUY, 2.0, 10.0, 0.0, Liquidity.TAKER, 6, 6))
+    assert kernel.strategy_positions == {"second": {BTC_4H: -0.25}}
+    assert kernel.strategy_position("second", BTC_4H) == -0.25 and kernel.strategy_position("first", BTC_4H) == 0.0
+    assert [f.strategy_id for f in kernel.result.fills] == ["second", "eth"]

@@ -413,11 +413,14 @@ class Kernel:
         self.banks: dict[str, FeatureBank] = {}
         #: ``instrument_id -> History`` of the instruments whose history a strategy asked for.
         self.histories: dict[str, History] = {}
-        #: ``strategy_id -> instrument_id -> signed quantity`` of each strategy's own fills (a
+        #: ``strategy_id -> instrument_id -> signed quantity`` of each strategy's own fills in the
+        #: instruments several strategies trade, where :meth:`strategy_position` reads it (a strategy
+        #: alone on its instrument holds the net position; its fills are not summed here). A
         #: liquidation fill scales every strategy's position in the instrument by the fraction of
-        #: the net position it left: zero after a whole liquidation, pro rata after a partial one).
+        #: the net position it left: zero after a whole liquidation, pro rata after a partial one.
         self.strategy_positions: dict[str, dict[str, float]] = {}
-        # Instruments traded by more than one strategy (their net position is shared).
+        # Instruments traded by more than one strategy (their net position is shared), as the
+        # strategies are added: a journal replayed before the start books their fills.
         self._shared: frozenset[str] = frozenset()
         #: What the strategies see of this kernel (their narrow view of the run).
         self.context = KernelContext(
@@ -577,6 +580,8 @@ class Kernel:
             raise ConfigError(f"strategy {strategy.strategy_id!r}: unknown instrument(s) {unknown}")
         strategy.bind(self.context)
         self.strategies.append(strategy)
+        traded = [iid for added in self.strategies for iid in added.instrument_ids]
+        self._shared = frozenset(iid for iid in traded if traded.count(iid) > 1)
 
     def start(self) -> None:
         """Build the feature banks, subscribe the strategies and call their ``on_start``.
@@ -643,8 +648,6 @@ class Kernel:
             trades = max((size.get("trades", 0) for size in sizes), default=0)
             if bars or trades:
                 self.histories[iid] = History(bars, trades)
-        traded = [iid for strategy in self.strategies for iid in strategy.instrument_ids]
-        self._shared = frozenset(iid for iid in traded if traded.count(iid) > 1)
         if any(getattr(strategy, "contingent", False) for strategy in self.strategies):
             # Before the strategies subscribe: it sees each bar and fill first.
             self.contingent = ContingentOrders(self)
@@ -1087,7 +1090,7 @@ class Kernel:
             for own in self.strategy_positions.values():
                 if iid in own:
                     own[iid] *= kept
-        else:
+        elif iid in self._shared:
             own = self.strategy_positions.get(fill.strategy_id)
             if own is None:
                 own = self.strategy_positions[fill.strategy_id] = {}
