@@ -99,18 +99,19 @@ def test_a_restart_keeps_trailing_a_bracket_stop(tmp_path: Path) -> None:
 
 
 class GtdOnce(Strategy):
-    """A buy limit at 90 good till bar 5's time, sent at the first bar's close."""
+    """A buy limit at 90 good till ``expire_ns`` (bar 5's time), sent at the first bar's close."""
 
     contingent = True
 
-    def __init__(self) -> None:
+    def __init__(self, expire_ns: int = T0 + 5 * H) -> None:
         super().__init__(IID, strategy_id="s")
         self.sent = False
+        self.expire_ns = expire_ns
 
     def on_bar(self, bar: Bar) -> None:
         if not self.sent:
             self.sent = True
-            self.submit_gtd(self.submit_limit(IID, OrderSide.BUY, 1.0, 90.0), T0 + 5 * H)
+            self.submit_gtd(self.submit_limit(IID, OrderSide.BUY, 1.0, 90.0), self.expire_ns)
 
 
 def test_a_restart_keeps_a_good_till_date_order_gtd_in_orders_csv(tmp_path: Path) -> None:
@@ -127,3 +128,22 @@ def test_a_restart_keeps_a_good_till_date_order_gtd_in_orders_csv(tmp_path: Path
     assert (order.status, order.reason, order.expire_ns) == (OrderStatus.EXPIRED, "GTD: expired", T0 + 5 * H)
     assert second.result.fills == []
     assert order_row(order, "", "")[ORDER_COLUMNS.index("time_in_force")] == "GTD"
+
+
+def test_a_restart_keeps_a_good_till_date_expiry_to_the_nanosecond(tmp_path: Path) -> None:
+    """An expiry 100 ns after bar 5's time (1_700_024_400_000_000_100: a float holds only multiples of 256 ns
+    there) comes back from the journal as given: the restored order's ``expire_ns`` and its EXPIRED stamp.
+    Journaled as a float it came back 100 ns early, at bar 5's time."""
+    path = tmp_path / "journal.sqlite"
+    expire = T0 + 5 * H + 100
+    assert int(float(expire)) == T0 + 5 * H  # what a float link held
+    inst = Instrument(venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, margin=True)
+    first = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=1e6, journal=Journal(path))
+    first.add_strategy(GtdOnce(expire))
+    feed(first, {1: FLAT, 2: FLAT, 3: FLAT})
+    second = restart(path, first)
+    feed(second, {4: FLAT})
+    (order,) = second.orders.orders()
+    assert (order.status, order.expire_ns) == (OrderStatus.ACCEPTED, expire)
+    feed(second, {5: FLAT, 6: FLAT, 7: FLAT})  # the venue expires it once bar 7 tells it bar 6's span passed
+    assert (order.status, order.expire_ns, order.ts_last) == (OrderStatus.EXPIRED, expire, expire)

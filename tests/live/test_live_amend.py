@@ -622,7 +622,7 @@ async def test_a_good_till_date_order_cancel_replaced_on_binance_spot_still_ends
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         await until(lambda: order.status is OrderStatus.ACCEPTED)
         coid = order.client_order_id
-        expire = (h.kernel.clock.now_ns() // 10**9 + 2) * 10**9  # whole seconds: exact as the link's float
+        expire = (h.kernel.clock.now_ns() // 10**9 + 2) * 10**9  # whole seconds
         contingent.gtd(coid, expire)
         h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, price=51_000.0))
         await until(lambda: len(h.kernel.orders.orders()) == 2)

@@ -545,7 +545,8 @@ class ContingentLinked(msgspec.Struct, frozen=True, gc=False):
     * ``"oco"``: the members of one OCO group; ``params``: ``size``, the group's (its largest member's quantity
       when linked; absent from links journaled before it was added);
     * ``"trailing"``: ``client_order_id`` trails; ``params``: ``sell``, ``offset``, ``percent``;
-    * ``"gtd"``: ``client_order_id`` expires at ``params["expire_ns"]``;
+    * ``"gtd"``: ``client_order_id`` expires at ``params["expire_ns"]`` (an ``int``, as every ``*_ns``
+      parameter; a float in links journaled by an older version);
     * ``"reduce"``: the reduction of OCO sibling ``client_order_id`` to ``params["quantity"]`` was
       refused, ``params["refusals"]`` times so far (a restart counts on from it);
     * ``"replace"``: a cancel-replace of ``client_order_id`` by ``order_ids[1]`` about to be sent
@@ -563,7 +564,7 @@ class ContingentLinked(msgspec.Struct, frozen=True, gc=False):
     client_order_id: str
     kind: str
     order_ids: tuple[str, ...]
-    params: dict[str, float]
+    params: dict[str, float | int]
     ts_event: int
     ts_init: int
 

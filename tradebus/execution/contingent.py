@@ -753,6 +753,7 @@ class ContingentOrders:
         """End a working order at ``expire_ns`` (module docstring)."""
         orders = self._kernel.orders
         order = orders.order(client_order_id)
+        expire_ns = int(expire_ns)
         self._link("gtd", order.strategy_id, order.instrument_id, client_order_id, (), expire_ns=expire_ns)
         orders.set_expiry(client_order_id, expire_ns)
         self._set_gtd(client_order_id, expire_ns)
@@ -1573,11 +1574,13 @@ class ContingentOrders:
         bracket.bars_since_fill = bracket.arm_after_bars - 1
 
     def _link(
-        self, kind: str, strategy_id: str, instrument_id: str, coid: str, order_ids: Any, **params: float | None
+        self, kind: str, strategy_id: str, instrument_id: str, coid: str, order_ids: Any, **params: float | int | None
     ) -> None:
-        """Journal a link (:class:`~tradebus.engine.messages.ContingentLinked`; NaN for ``None``)."""
+        """Journal a link (:class:`~tradebus.engine.messages.ContingentLinked`; NaN for ``None``; a time in ns,
+        ``*_ns``, kept an ``int``: a float holds one only to 256 ns)."""
         now = self._kernel.clock.now_ns()
-        values = {name: _NAN if value is None else float(value) for name, value in params.items()}
+        values = {name: _NAN if value is None else int(value) if name.endswith("_ns") else float(value)
+                  for name, value in params.items()}
         self._kernel.execution.journal_links(
             ContingentLinked(strategy_id, instrument_id, coid, kind, tuple(order_ids), values, now, now)
         )
