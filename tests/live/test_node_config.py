@@ -121,6 +121,19 @@ def test_a_paper_venue_without_fill_on_fills_on_trades_whatever_else_it_sets(
         assert load(tmp_path, data).venue.fill_on == "trades"
 
 
+def test_a_paper_venue_without_fill_on_refuses_bar_path_as_it_fills_on_trades(tmp_path: Path) -> None:
+    """``venue: {bar_path: high_first}`` with no ``fill_on`` was checked against the backtest default, bars,
+    then filled on trades with ``bar_path`` silently ignored; a setting of another fill model is an error."""
+    data = binance_config(None, None, ["trade", "kline_1m"])
+    data["venue"] = {"bar_path": "high_first"}
+    with pytest.raises(Exception, match="invalid config") as info:
+        load(tmp_path, data)
+    assert type(info.value).__name__ == "ConfigError"
+    assert "venue.bar_path: acts only with fill_on: bars (this venue fills on trades)" in str(info.value)
+    data["venue"]["fill_on"] = "bars"  # said: bars, the path kept
+    assert (load(tmp_path, data).venue.fill_on, load(tmp_path, data).venue.bar_path) == ("bars", "high_first")
+
+
 def test_one_binance_feed_needs_one_channel_set_and_an_instrument_one_feed(tmp_path: Path) -> None:
     data = binance_config(None, None, ["trade"])
     eth = dict(data["instruments"][0], symbol="ETHUSDT")

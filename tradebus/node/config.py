@@ -61,6 +61,7 @@ from tradebus.execution.client_ids import ClientIdRule
 from tradebus.execution.journal import JournalOwner
 from tradebus.config import RunBase, TradeBarsConfig, dump_config, load_config, parse_config, strategy_entries
 from tradebus.config.base import FilePath, resolve_path
+from tradebus.config.run import check_fill_model_settings
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
 from tradebus.ops.config import OpsConfig
@@ -120,6 +121,8 @@ class PaperConfig(RunBase):
     def _cross_check(self) -> PaperConfig:
         if "fill_on" not in self.venue.model_fields_set:  # a venue: of fees only keeps the paper default
             object.__setattr__(self, "venue", self.venue.model_copy(update={"fill_on": "trades"}))
+            if self.fills_on_feeds:  # checked against the backtest default, bars, before: a bar_path would be ignored
+                check_fill_model_settings(self.venue)
         by_id = {i.instrument_id: i for i in self.instruments}
         fed: dict[str, int] = {}
         for n, feed in enumerate(self.feeds):
