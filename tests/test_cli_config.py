@@ -141,6 +141,19 @@ def test_a_fill_model_setting_the_venue_would_ignore_is_an_error(venue: dict[str
     assert parse_config(yaml.safe_load(dump_config(config))) == config
 
 
+def test_a_bar_path_is_an_error_when_fill_on_left_out_falls_to_trades() -> None:
+    """``venue: {bar_path: stop_first}`` over trades only was checked against the default ``fill_on``, bars,
+    then the run filled on the trades it replays (:func:`default_fill_on`) with ``bar_path`` silently ignored."""
+    data = minimal()
+    data["data"]["sources"] = [{"instrument": "BTCUSDT.BINANCE", "kind": "trades", "dataset": "binance/spot/BTCUSDT/trades",
+                                "bars": {"mode": "time", "interval": "1m"}}]
+    data["venue"] = {"bar_path": "stop_first"}
+    with pytest.raises(ConfigError, match=r"venue.bar_path: acts only with fill_on: bars \(this venue fills on trades\)"):
+        parse_config(data)
+    del data["venue"]["bar_path"]
+    assert parse_config(data).venue.fill_on == "trades"
+
+
 @pytest.mark.parametrize(
     ("setting", "limit"),
     [

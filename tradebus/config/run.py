@@ -265,6 +265,7 @@ class RunConfig(RunBase):
             chosen = default_fill_on(self)
             if chosen is not None and chosen != self.venue.fill_on:
                 object.__setattr__(self, "venue", self.venue.model_copy(update={"fill_on": chosen}))
+                check_fill_model_settings(self.venue)  # checked against the default, bars, before
         check_fill_data(self)
         perpetual = {i.instrument_id for i in self.instruments if i.kind == InstrumentKind.PERPETUAL}
         for key in ("marks", "funding"):
