@@ -106,28 +106,35 @@ def _minimal() -> dict[str, Any]:
 async def run_until_it_stops(node: LiveNode, ready: Callable[[], bool] | None = None, timeout: float = 20.0) -> None:
     """Run ``node`` until it stops by itself; with ``ready``, stop it once ``ready()`` (the test's stop).
 
-    Fails the test (after stopping the node) if neither happens within ``timeout`` seconds, and if the daemon has
-    not ended 30 s after its stop (its task then cancelled, and waited for 10 s more): a daemon that does not stop
-    fails the test, naming that, rather than hang it. Raises what ``node.run()`` raised.
+    Fails the test if neither happens within ``timeout`` seconds (the daemon then stopped, reason ``test timeout``),
+    and if the daemon has not ended 30 s after its stop (its task then cancelled, and waited for 10 s more): a daemon
+    that does not stop fails the test, naming that, rather than hang it. ``ready`` is asked once more after a loop
+    stalled past the deadline (a cold Numba compile on a loaded machine): what it does then (a signal sent) is the
+    stop. Raises what ``node.run()`` raised.
     """
     task = asyncio.create_task(node.run())
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not task.done() and loop.time() < deadline:
+    while not task.done():
         if ready is not None and node.running.is_set() and ready():
             node.stop("test done")
             break
+        if loop.time() >= deadline:
+            # A daemon left running here ran on for the 30 s below, its timers still sending orders (a 20 ms one:
+            # about 1,500 more), and was then cancelled.
+            await asyncio.sleep(0.1)  # a signal ready() just sent is handled first: its stop is the daemon's
+            node.stop("test timeout")
+            break
         await asyncio.sleep(0.02)
-    stopped_itself = task.done()
-    if not stopped_itself and ready is None:
-        node.stop("test timeout")
     if not (await asyncio.wait({task}, timeout=30))[0]:
         task.cancel()  # asyncio.wait_for would wait for the cancelled task to end, however long that takes
         ended = bool((await asyncio.wait({task}, timeout=10))[0])
         pytest.fail(f"the daemon did not stop within 30 s of its stop ({len(node.kernel.orders.orders())} orders); "
                     + ("its task then cancelled, it ended" if ended else "nor 10 s after its task was cancelled"))
     task.result()
-    assert stopped_itself or ready is not None, f"the daemon did not stop within {timeout} s"
+    if node.summary.stop_reason == "test timeout":
+        pytest.fail(f"the daemon did not stop within {timeout:g} s"
+                    + ("" if ready is None else " and the test's stop condition did not come true") + ": stopped by the test")
 
 
 def open_at_venue(emulator: BinancePrivateEmulator) -> list[str]:
@@ -483,3 +490,40 @@ async def test_trades_released_at_the_stop_from_behind_a_trade_gap_reach_no_live
     assert asked and node.kernel.strategies[0].decided == []  # type: ignore[attr-defined]
     assert node.router.counts["after_stop"] >= 20
     assert emulator.orders == {}
+
+
+async def test_run_until_it_stops_stops_a_daemon_whose_stop_condition_never_comes_true_and_fails_saying_so(
+    tmp_path: Path,
+) -> None:
+    """Before: with a stop condition given, the helper let its deadline pass without stopping the daemon: it ran on
+    for 30 s more (a 20 ms timer sending its orders meanwhile: 2,745 in one run under load), was cancelled, and the
+    failure named a daemon that did not stop. It is stopped at the deadline, and the failure says why."""
+    async with account_and_market() as (emulator, srv):
+        node = node_on(tmp_path, emulator, srv, [resting("steady")])
+        with pytest.raises(pytest.fail.Exception, match=r"^the daemon did not stop within 1 s and the test's stop "
+                                                        r"condition did not come true: stopped by the test$"):
+            await run_until_it_stops(node, lambda: False, timeout=1.0)
+        assert node.summary.stop_reason == "test timeout" and open_at_venue(emulator) == []
+
+
+async def test_run_until_it_stops_takes_the_test_stop_once_a_loop_stalled_past_its_deadline_runs_again(
+    tmp_path: Path,
+) -> None:
+    """Before: a loop blocked past the deadline (a cold Numba compile on a loaded machine: 17 s in a run where the
+    daemon had placed its five orders just before) ended the wait without asking the stop condition again: the test's
+    SIGTERM was never sent, and the daemon, never stopped, sent 2,745 orders until its task was cancelled."""
+    async with account_and_market() as (emulator, srv):
+        node = node_on(tmp_path, emulator, srv, [resting("steady")])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10.0
+        asked = 0
+
+        def true_after_a_stall() -> bool:
+            nonlocal asked
+            asked += 1
+            if asked == 1:  # the loop then blocked until past the deadline
+                loop.call_soon(time.sleep, max(0.0, deadline - loop.time()) + 0.5)
+            return asked > 1
+
+        await run_until_it_stops(node, true_after_a_stall, timeout=10.0)
+        assert asked == 2 and node.summary.stop_reason == "test done" and open_at_venue(emulator) == []
