@@ -11,6 +11,7 @@ import asyncio
 import os
 import re
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -119,3 +120,46 @@ async def test_a_warm_up_that_fails_stops_the_daemon_naming_it_and_starts_no_str
     assert node.summary.stop_reason == "warming up the feature kernels failed: MemoryError: cannot allocate the code of the kernels"
     assert node.summary.stopped_ns > 0
     assert_journal_intact(tmp_path / "journal.sqlite")
+
+
+def test_the_warm_up_compiles_the_book_kernels_a_daemon_runs_on_its_loop() -> None:
+    """Before: the daemon's warm-up compiled the feature kernels only; the book's (apply_top, load_side, ...) were
+    compiled at the first book message, on the event loop: seconds on a cold cache, the streams and timers held.
+    In a fresh process (none compiled yet), after the book warm-up a book loaded and updated with writable and
+    read-only levels compiles nothing more."""
+    script = (
+        "import numpy as np\n"
+        "from tradebus.adapters.common import book\n"
+        "kernels = [getattr(book, n) for n in ('apply_levels', 'apply_top', 'load_side', 'collect')]\n"
+        "assert all(not k.signatures for k in kernels), 'compiled before the warm-up'\n"
+        "book.warm_up()\n"
+        "before = [len(k.signatures) for k in kernels]\n"
+        "for writable in (True, False):\n"
+        "    bids, asks = np.array([[10.0, 1.0]]), np.array([[11.0, 2.0], [12.0, 1.0]])\n"
+        "    bids.flags.writeable = asks.flags.writeable = writable\n"
+        "    b = book.OrderBook('X', capacity=2)\n"
+        "    b.load(bids, asks); b.apply(bids, asks); b.apply_top(bids, asks, np.full(4, np.nan)); b.top(2)\n"
+        "after = [len(k.signatures) for k in kernels]\n"
+        "assert min(before) > 0 and after == before, (before, after)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+async def test_the_daemon_warm_up_warms_the_book_kernels_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon's warm-up thread runs the book warm-up after the feature kernels' (see the test above)."""
+    from tradebus.adapters.common import book
+
+    called: list[str] = []
+    monkeypatch.setattr(warmup_module, "warm_up", lambda: called.append("features") or 0.0)
+    monkeypatch.setattr(book, "warm_up", lambda: called.append("book"))
+    data = binance_config("ws://127.0.0.1:9", "http://127.0.0.1:9", ["trade"], tmp=tmp_path, journal=True)
+    node = PaperNode(config_of(data), handle_signals=False)
+    node._stop = asyncio.Event()
+    try:
+        assert await asyncio.wait_for(node._warm_up(), 60)
+    finally:
+        assert node.journal is not None
+        node.journal.close()
+    assert called == ["features", "book"]

@@ -29,7 +29,7 @@ the reason ``"feed stale: ..."`` or ``"book unsynced: ..."``.
 
 Lifecycle of :meth:`PaperNode.run`:
 
-1. warm up the Numba feature kernels (before any feed's socket is opened), on a thread of its own: the loop
+1. warm up the Numba feature and book kernels (before any feed's socket is opened), on a thread of its own: the loop
    serves ``/health`` (503, ``warming up``), ``/metrics`` and the signals meanwhile, and a stop then ends
    the run at once, nothing recovered or started (a failure of the warm-up too, raised naming it);
 2. replay the SQLite journal (:class:`~tradebus.execution.journal.Journal`): orders,
@@ -475,7 +475,7 @@ class PaperNode:
         return summary
 
     async def _warm_up(self) -> bool:
-        """Compile (or load) the feature kernels on a thread of their own; whether they were, before a stop.
+        """Compile (or load) the feature and book kernels on a thread of their own; whether they were, before a stop.
 
         The loop goes on meanwhile: ``/health`` answers (503, ``warming up``), ``/metrics`` too, and
         a signal stops the daemon at once (a cold compile takes a minute or more). The compiling thread
@@ -491,6 +491,7 @@ class PaperNode:
             What the warm-up raised, with a note naming the warm-up; the daemon is stopped (that reason) and
             its shutdown neither recovers nor starts anything.
         """
+        from tradebus.adapters.common import book
         from tradebus.features.warmup import warm_up
 
         assert self._stop is not None
@@ -504,6 +505,7 @@ class PaperNode:
         def compile_kernels() -> None:
             try:
                 elapsed = warm_up()
+                book.warm_up()  # compiled at the first book message otherwise: on the loop
             except BaseException as exc:  # handed to the loop: run() raises it
                 result: Callable[[], None] = partial(done.set_exception, exc)
             else:

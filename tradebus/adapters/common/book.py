@@ -45,6 +45,7 @@ __all__ = [
     "first_invalid",
     "load_side",
     "refresh_top",
+    "warm_up",
 ]
 
 _EMPTY = np.empty((0, 2), dtype=np.float64)
@@ -517,3 +518,23 @@ def _levels(levels: object, instrument_id: str, side: str) -> np.ndarray:
     if not np.all(np.isfinite(arr)) or np.any(arr[:, 0] <= 0.0) or np.any(arr[:, 1] < 0.0):
         raise BookError(f"book {instrument_id}: {side} holds a non-finite, non-positive price or negative size")
     return arr
+
+
+def warm_up() -> None:
+    """Compile (or load from the on-disk cache) the book kernels for the arrays the live path gives them.
+
+    A daemon calls it in its warm-up (:meth:`tradebus.node.daemon.PaperNode.run`), before any socket opens:
+    compiled lazily, they ran on the daemon's event loop at its first book message, a cold cache (a first run
+    after an install or an upgrade) holding the loop for seconds while the streams and timers waited.
+    Level arrays as writable and as read-only float64 (a parser's buffer view, a shared empty side):
+    each is a specialisation of its own.
+    """
+    for writable in (True, False):
+        bids = np.array([[100.0, 1.0], [99.0, 2.0]])
+        asks = np.array([[101.0, 1.0], [102.0, 2.0]])
+        bids.flags.writeable = asks.flags.writeable = writable
+        book = OrderBook("warm-up", capacity=4)
+        book.load(bids, asks)
+        book.apply(bids, asks)
+        book.apply_top(bids, asks, np.full(4, np.nan))
+        book.top(1)
