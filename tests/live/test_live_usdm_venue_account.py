@@ -8,6 +8,7 @@ emulator's wallet and position.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -235,6 +236,38 @@ async def test_funding_settled_while_the_user_stream_was_disconnected_is_booked_
         assert seen["caught_up"] == 2  # the cross payment heard on the stream names no symbol: read from the history too
         assert seen["wallet"] == pytest.approx(emulator.balances["USDT"], abs=1e-8)
     assert [p.payment for p in _journaled_funding(journal)] == pytest.approx([seen["paid"], seen["live"]], abs=1e-8)
+
+
+@pytest.mark.slow
+async def test_a_funding_read_after_a_flip_is_booked_on_the_long_it_was_paid_on_not_the_short_after(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.sqlite"
+    seen: dict[str, Any] = {}
+
+    async def act(node: LiveNode) -> None:
+        kernel = node.kernel
+        await _open_long(node, emulator)
+        # the venue pays the long's funding; the cross payment pushed names no symbol, and its read of the income
+        # history is held at the venue while a sell of 0.02 flips the position to a short 0.01
+        release = asyncio.Event()
+        emulator.rest_faults.append(RestFault("hold", "GET", "/fapi/v1/income", release=release))
+        reads = _income_reads(emulator)
+        seen["paid"] = emulator.settle_funding(SYMBOL, 0.0001, PRICE)
+        await until(lambda: _income_reads(emulator) > reads)
+        now = node.clock.now_ns()
+        order = kernel.execution.submit(SubmitOrder("TickEmaCross", USDM_IID, "", OrderSide.SELL, 0.02, now, now, OrderType.MARKET))
+        await until(lambda: order.client_order_id in emulator.orders)
+        at = emulator.clock.now_ns() + 10**6
+        emulator.on_trade(Trade(USDM_IID, at, at, PRICE, 1.0, -1, "x-flip"))
+        await until(lambda: math.isclose(kernel.portfolio.position(USDM_IID), -0.01, abs_tol=1e-12))
+        release.set()
+        await until(lambda: len(kernel.result.funding) >= 1)
+
+    async with _emulator() as emulator:
+        node = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, act)
+        # the long 0.01 paid 0.01 * 28,000 * 0.0001 = 0.028 at the venue's funding time, before the flip's fill
+        assert seen["paid"] == pytest.approx(0.028)
+        assert [(f.quantity, f.payment) for f in node.kernel.result.funding] == [(pytest.approx(0.01), pytest.approx(0.028))]
+    assert [(p.quantity, p.payment) for p in _journaled_funding(journal)] == [(pytest.approx(0.01), pytest.approx(0.028))]
 
 
 ETH_INSTRUMENT = {**USDM_INSTRUMENT, "symbol": "ETHUSDT", "base": "ETH"}

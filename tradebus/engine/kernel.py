@@ -1099,8 +1099,10 @@ class Kernel:
         perps = self.perpetuals
         if perps is not None:
             perps.note_positions()
-            if iid in perps.instruments and (perps.first_fill_ns is None or fill.ts_event < perps.first_fill_ns):
-                perps.first_fill_ns = fill.ts_event
+            if iid in perps.instruments:
+                perps.note_fill(iid, fill.ts_event, moved)
+                if perps.first_fill_ns is None or fill.ts_event < perps.first_fill_ns:
+                    perps.first_fill_ns = fill.ts_event
         self.result.fills.append(
             FillRecord(
                 fill.ts_event,

@@ -81,6 +81,7 @@ Liquidation (simulated venues only: a live venue liquidates on its own and repor
 
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -231,6 +232,9 @@ class Perpetuals:
         #: The time of the run's earliest fill of one of :attr:`instruments` (the journal's too; ``None``: none),
         #: kept here as a daemon streaming its outputs keeps no fills (the kernel sets it).
         self.first_fill_ns: int | None = None
+        # Per instrument, (venue time, signed quantity) of the fills since its latest payment booked (less
+        # VENUE_FUNDING_MATCH_NS): a venue payment read after them is booked on the position before them.
+        self._recent_fills: dict[str, collections.deque[tuple[int, float]]] = {}
         self._feed: list[Any] = []
         self._feed_at = 0
         # Whether the backtest feed is delivering: the market-data message that moved the clock is
@@ -555,12 +559,13 @@ class Perpetuals:
             self._bus.publish(event)
 
     def on_venue_funding(self, paid: FundingPaid) -> None:
-        """Book a funding payment the venue made (live): its ``payment`` on the position held now.
+        """Book a funding payment the venue made (live): its ``payment`` on the position held at its time.
 
         The payment is the venue's, and so are the mark price and the rate when its record gives them
         (Bybit's execution and transaction log: both; OKX's bill: the mark; Binance's income: neither),
         NaN (an empty ``funding.csv`` field) when it does not: none is made up from another price.
-        The quantity is this portfolio's position at the time. It is published (journaled) and kept in :attr:`funding` as a settled payment. A payment already
+        The quantity is this portfolio's position at the payment's time (venue time): the fills booked since
+        with a later venue time (a payment read from the income history after them) taken back. It is published (journaled) and kept in :attr:`funding` as a settled payment. A payment already
         booked (:meth:`is_booked`: told by the stream and by the income history, or journaled by a
         previous process) is not booked again.
         """
@@ -573,13 +578,23 @@ class Perpetuals:
             logger.debug("perpetuals: venue funding payment of {} on {} at {} already booked", paid.payment, iid, paid.ts_event)
             return
         portfolio = self._portfolio
-        qty = portfolio.position(iid)
+        qty = portfolio.position(iid) - sum(moved for ts, moved in self._recent_fills.get(iid, ()) if ts > paid.ts_event)
         event = FundingPaid(iid, qty, paid.mark_price, paid.rate, paid.payment, paid.ts_event, paid.ts_init)
         portfolio.pay_funding(iid, paid.payment)
         self._settled[iid] = max(self._settled.get(iid, -1), paid.ts_event)
         self.funding.append(event)
         self._bus.publish(event)
         self.note_positions()
+
+    def note_fill(self, instrument_id: str, ts_event: int, moved: float) -> None:
+        """Keep a fill of ``moved`` (signed) at ``ts_event`` (venue time) for :meth:`on_venue_funding` (the kernel tells)."""
+        fills = self._recent_fills.get(instrument_id)
+        if fills is None:
+            fills = self._recent_fills[instrument_id] = collections.deque()
+        fills.append((ts_event, moved))
+        oldest = self._settled.get(instrument_id, -1) - VENUE_FUNDING_MATCH_NS
+        while fills and fills[0][0] < oldest:
+            fills.popleft()
 
     def is_booked(self, paid: FundingPaid) -> bool:
         """Whether a payment of ``paid``'s instrument and amount within :data:`VENUE_FUNDING_MATCH_NS` of its time is booked."""
