@@ -270,6 +270,50 @@ async def test_a_funding_read_after_a_flip_is_booked_on_the_long_it_was_paid_on_
     assert [(p.quantity, p.payment) for p in _journaled_funding(journal)] == [(pytest.approx(0.01), pytest.approx(0.028))]
 
 
+@pytest.mark.slow
+async def test_a_funding_the_user_stream_tells_before_the_journal_is_replayed_books_no_earlier_one_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    journal = tmp_path / "journal.sqlite"
+    seen: dict[str, Any] = {}
+
+    async def first(node: LiveNode) -> None:
+        await _open_long(node, emulator)
+        seen["first"] = emulator.settle_funding(SYMBOL, 0.0001, PRICE)
+        await until(lambda: len(node.kernel.result.funding) == 1 and not node.reconciler.funding_pending)
+
+    async def booked(node: LiveNode) -> None:
+        await until(lambda: len(node.kernel.result.funding) >= 2 and not node.reconciler.funding_pending)
+        seen["wallet"] = _wallet(node)
+
+    # the restart's user stream is subscribed, and the venue pays the next funding (a cross payment: no symbol)
+    # before the journal is replayed: the daemon hears it with no payment booked yet and no position
+    told = asyncio.Event()
+    on_balance, connect = LiveNode._on_balance, LiveNode._connect
+
+    def spy(self: LiveNode, balance: Any) -> None:
+        on_balance(self, balance)
+        if isinstance(balance, FundingUnattributed):
+            told.set()
+
+    async def settle_once_subscribed(self: LiveNode) -> None:
+        await connect(self)
+        seen["second"] = emulator.settle_funding(SYMBOL, 0.0002, PRICE)
+        await told.wait()
+        await asyncio.sleep(0.2)  # a read of the income history it started meanwhile answers
+
+    async with _emulator() as emulator:
+        await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, first)
+        monkeypatch.setattr(LiveNode, "_on_balance", spy)
+        monkeypatch.setattr(LiveNode, "_connect", settle_once_subscribed)
+        node = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, booked)
+        paid = [seen["first"], seen["second"]]
+        assert paid == pytest.approx([0.028, 0.056])  # 0.01 * 28,000 * 0.0001, then * 0.0002, on the long 0.01
+        assert [(f.quantity, f.payment) for f in node.kernel.result.funding] == [(0.01, pytest.approx(p)) for p in paid]
+        assert seen["wallet"] == pytest.approx(emulator.balances["USDT"], abs=1e-8)
+    assert [(f.quantity, f.payment) for f in _journaled_funding(journal)] == [(0.01, pytest.approx(p)) for p in paid]
+
+
 ETH_INSTRUMENT = {**USDM_INSTRUMENT, "symbol": "ETHUSDT", "base": "ETH"}
 ETH = Instrument(**{**ETH_INSTRUMENT, "kind": InstrumentKind.PERPETUAL})
 

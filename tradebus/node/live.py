@@ -37,7 +37,8 @@ Start-up (after the paper daemon's warm-up of the feature kernels: no socket is 
        (:meth:`~tradebus.node.reconcile.Reconciler.catch_up_funding`; also after every
        reconnect of the user stream, every reconciliation round on a venue whose user
        stream does not push its payments: ``TradingApi.streams_funding``, OKX swaps, and a
-       payment the stream tells without its instrument: ``FundingUnattributed``); once the
+       payment the stream tells without its instrument: ``FundingUnattributed``, one told before the
+       journal's replay read after it); once the
        orders are settled and the holdings compared, the working orders a trading state restored
        from the journal (HALTED, REDUCING) no longer allows are canceled
        (:meth:`~tradebus.risk.gate.RiskGate.cancel_disallowed`: a breaker's trip whose cancels a
@@ -606,6 +607,9 @@ class LiveNode(PaperNode):
         self._startup_task: asyncio.Task[None] | None = None
         self._state_task: asyncio.Task[None] | None = None
         self._funding_task: asyncio.Task[None] | None = None
+        # Payments the user stream told without their instrument before the journal was replayed (None: replayed):
+        # read then, once the journal's payments and fills are booked.
+        self._funding_heard_early: list[FundingUnattributed] | None = []
         #: The exception (not a strategy's) the start-up reconciliation ended with: :meth:`run` raises it.
         self._startup_failure: BaseException | None = None
         self._recovered: list[Order] = []
@@ -859,7 +863,10 @@ class LiveNode(PaperNode):
             self._reconcile_task.add_done_callback(self._reconciliation_ended)
         if self.journal is not None:
             self._state_task = loop.create_task(self._follow_trading_state(self.journal), name="live:trading-state")
+        early, self._funding_heard_early = self._funding_heard_early or [], None
         self._catch_up_funding()
+        for heard in early:
+            self._catch_up_funding(heard)
 
     async def _settle_before_start(self) -> bool:
         """With execution algorithms to interrupt, start the strategies once the start-up reconciliation has ended.
@@ -1080,7 +1087,11 @@ class LiveNode(PaperNode):
 
     def _on_balance(self, balance: AccountBalance | AccountPosition | FundingUnattributed) -> None:
         if isinstance(balance, FundingUnattributed):  # the venue's list of its payments names the instrument
-            self._catch_up_funding(balance)
+            if self._funding_heard_early is not None:
+                # before the journal's replay: no payment booked yet to read from, no position to book on
+                self._funding_heard_early.append(balance)
+            else:
+                self._catch_up_funding(balance)
             return
         if isinstance(balance, AccountPosition):
             if not balance.one_way:  # the account switched to hedge mode: one-way orders are refused
