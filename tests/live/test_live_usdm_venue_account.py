@@ -314,6 +314,57 @@ async def test_a_funding_the_user_stream_tells_before_the_journal_is_replayed_bo
     assert [(f.quantity, f.payment) for f in _journaled_funding(journal)] == [(0.01, pytest.approx(p)) for p in paid]
 
 
+@pytest.mark.slow
+async def test_a_funding_paid_after_a_fill_made_while_down_is_booked_at_restart_on_the_position_after_it(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.sqlite"
+    seen: dict[str, Any] = {}
+
+    async def rest_a_sell(node: LiveNode) -> None:
+        await _open_long(node, emulator)
+        now = node.clock.now_ns()
+        order = node.kernel.execution.submit(
+            SubmitOrder("TickEmaCross", USDM_IID, "", OrderSide.SELL, 0.02, now, now, OrderType.LIMIT, price=PRICE + 100.0))
+        await until(lambda: order.client_order_id in emulator.orders)
+
+    async def booked(node: LiveNode) -> None:
+        await until(lambda: len(node.kernel.result.funding) >= 1 and not node.reconciler.funding_pending)
+
+    def leave_orders(raw: dict[str, Any]) -> None:
+        raw["live"]["cancel_on_stop"] = False
+
+    async with _emulator() as emulator:
+        await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, rest_a_sell, leave_orders)
+        # while the daemon is down the resting sell fills (the long 0.01 flips to a short 0.01), then the venue pays
+        # the short's funding: 0.01 * 28,100 * 0.0001 = 0.0281 received
+        at = emulator.clock.now_ns() + 10**6
+        emulator.on_trade(Trade(USDM_IID, at, at, PRICE + 100.0, 1.0, -1, "x-down"))
+        assert emulator.position(SYMBOL) == pytest.approx(-0.01)
+        seen["paid"] = emulator.settle_funding(SYMBOL, 0.0001, PRICE + 100.0)
+        # the restart's read of the fills made while it was down answers late (held until the income history is
+        # read, at most 2 s)
+        release = asyncio.Event()
+        emulator.rest_faults.append(RestFault("hold", "GET", "/fapi/v1/userTrades", release=release))
+
+        async def release_later() -> None:
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 2.0
+            while _income_reads(emulator) == 0 and loop.time() < end:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)
+            release.set()
+
+        releasing = asyncio.create_task(release_later())
+        try:
+            node = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, booked, leave_orders)
+        finally:
+            release.set()
+            await releasing
+        assert seen["paid"] == pytest.approx(-0.0281)
+        assert node.kernel.portfolio.position(USDM_IID) == pytest.approx(-0.01)
+        assert [(f.quantity, f.payment) for f in node.kernel.result.funding] == [(pytest.approx(-0.01), pytest.approx(-0.0281))]
+    assert [(f.quantity, f.payment) for f in _journaled_funding(journal)] == [(pytest.approx(-0.01), pytest.approx(-0.0281))]
+
+
 ETH_INSTRUMENT = {**USDM_INSTRUMENT, "symbol": "ETHUSDT", "base": "ETH"}
 ETH = Instrument(**{**ETH_INSTRUMENT, "kind": InstrumentKind.PERPETUAL})
 

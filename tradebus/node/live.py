@@ -32,7 +32,8 @@ Start-up (after the paper daemon's warm-up of the feature kernels: no socket is 
        than their quantity are asked for their fills again while the venue still lists them);
        orders open at the venue that the journal does not know are reported as external and
        left alone
-       (:meth:`~tradebus.node.reconcile.Reconciler.startup`); beside it, the funding the venue
+       (:meth:`~tradebus.node.reconcile.Reconciler.startup`); after it (each payment on the
+       position of its time, the fills missed while down booked), the funding the venue
        paid while the daemon was down is read from the venue and booked once
        (:meth:`~tradebus.node.reconcile.Reconciler.catch_up_funding`; also after every
        reconnect of the user stream, every reconciliation round on a venue whose user
@@ -907,9 +908,7 @@ class LiveNode(PaperNode):
             return
         if self._funding_task is not None and not self._funding_task.done():
             return  # the running catch-up reads again from the time just noted
-        task = asyncio.get_running_loop().create_task(
-            self.reconciler.catch_up_funding(self.config.live.retry_interval), name="live:funding-catch-up"
-        )
+        task = asyncio.get_running_loop().create_task(self._funding_after_startup(), name="live:funding-catch-up")
         task.add_done_callback(self._reconciliation_ended)
         self._funding_task = task
 
@@ -1084,6 +1083,15 @@ class LiveNode(PaperNode):
                 raise
             failure.__cause__ = exc
             self._strategy_failed(failure)
+
+    async def _funding_after_startup(self) -> None:
+        """Catch up the funding once the start-up reconciliation has booked the fills missed while down: a payment made
+        after one of them is booked on the position it was made on (a fill booked later with an earlier venue time is
+        not taken back)."""
+        startup = self._startup_task
+        if startup is not None and not startup.done():
+            await asyncio.wait([startup])
+        await self.reconciler.catch_up_funding(self.config.live.retry_interval)
 
     def _on_balance(self, balance: AccountBalance | AccountPosition | FundingUnattributed) -> None:
         if isinstance(balance, FundingUnattributed):  # the venue's list of its payments names the instrument

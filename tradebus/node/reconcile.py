@@ -33,7 +33,9 @@ missed funding (start-up, after every reconnect of the user stream, every round 
     there at once, again until listed; one the venue lists on a symbol the run does not trade
     (:class:`~tradebus.execution.live.FundingOutsideRun`, a position the account holds beside
     the run) is the account's, not the run's: logged once, never booked.
-    It runs beside the rest (:meth:`Reconciler.catch_up_funding`):
+    It runs beside the rest (:meth:`Reconciler.catch_up_funding`), at start-up once the fills missed
+    while down are booked (each payment is booked on the position of its time, :class:`LiveNode`'s
+    ``_funding_after_startup``; one the stream tells before the journal's replay is read after it):
     a read that fails is logged and asked again later, and holds up neither orders nor the
     comparisons below.
 fills the venue no longer lists
