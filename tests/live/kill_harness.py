@@ -16,13 +16,17 @@ orphans (a venue order neither journaled nor reported external), duplicates (a c
 posted twice, two venue orders for one decision, a venue trade booked twice or never),
 mismatches (position or cash from the journal's fills against the account's balances; on
 USD-M the wallet moves by realized PnL -- average entry price, one-way -- less fees, and by the
-funding the account settles after each kill, while the daemon is dead: each payment journaled once).
+funding the account settles after each kill, while the daemon is dead: each payment journaled once). With
+``funding`` the venue settles funding every half second and the kills fall around one (:class:`_Funder`); the
+emulator's own ledger (:class:`LedgerFuturesEmulator`) is then the reference of every payment's time, amount and
+position, in the journal and the final run's ``funding.csv``.
 Used by ``tests/live/test_live_kill9.py`` and ``bench/live_soak.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import math
 import os
@@ -81,6 +85,10 @@ MODIFY_PATHS = {
     "okx": ("/api/v5/trade/amend-order", KITS["okx"].fill_frame, ("held", "answered")),
     "bybit": ("/v5/order/amend", KITS["bybit"].fill_frame, ("held", "answered")),
 }
+#: The funding mode (``funding`` of :func:`kill_and_restart`, USD-M): seconds between two of the venue's settlements,
+#: and the kill points around one (see :class:`_Funder`).
+FUNDING_EVERY_S = 0.5
+FUNDING_POINTS = ("funding-before", "funding-after", "funding-reconcile")
 #: Other venues' markets (``"okx"``, ``"bybit"``: the spot accounts of :mod:`tests.live.venue_kits`) trade this often.
 TRADE_SPACING_NS = 100_000_000
 
@@ -260,11 +268,77 @@ async def run_session(tmp: Path, seed: int, kills: int, speed: float = 5.0, mark
     return counts
 
 
+class LedgerFuturesEmulator(BinanceFuturesEmulator):
+    """The USD-M account emulator keeping its own funding ledger: the audit's reference for every payment."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: One row per payment settled: time (ms, the income row's), position, mark, rate and payment.
+        self.ledger: list[tuple[int, float, float, float, float]] = []
+
+    def settle_funding(self, symbol: str, rate: float, mark: float) -> float:
+        """Settle as the emulator does, noting the position the payment was made on."""
+        held = self.position(symbol)
+        payment = super().settle_funding(symbol, rate, mark)
+        if payment != 0.0:
+            self.ledger.append((self.income[-1]["time"], held, mark, rate, payment))
+        return payment
+
+
+class _Funder:
+    """The venue settling the perpetual's funding every :data:`FUNDING_EVERY_S`, daemon alive or dead, at the last
+    trade's price; each rate another (1 bp and a 64th more each time, and 0.003 bp, never the 1, 2, 3 bp paid after
+    each kill), so that no two payments within a minute are alike (Perpetuals.is_booked matches by amount within a minute).
+
+    The seeded kill points: ``funding-before`` (0-30 ms before a settlement), ``funding-after`` (0-30 ms after
+    a payment the user stream pushed: before or after its income row was read and journaled), ``funding-reconcile``
+    (a funding settled as the restarted daemon reads the income history, killed 0-30 ms later).
+    """
+
+    def __init__(self, emulator: BinanceFuturesEmulator) -> None:
+        self.emulator = emulator
+        self.count = 0
+        self.next_at = 0.0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.next_at = loop.time() + FUNDING_EVERY_S
+        while True:
+            await asyncio.sleep(max(0.0, self.next_at - loop.time()))
+            self.settle()
+            self.next_at += FUNDING_EVERY_S
+
+    def settle(self) -> float:
+        price = self.emulator.last_price.get("BTCUSDT")
+        if not price:
+            return 0.0
+        self.count += 1
+        return self.emulator.settle_funding("BTCUSDT", 1e-4 * (1.0 + self.count / 64) + 3e-7, price)
+
+    async def kill_point(self, point: str, daemon: _Daemon, n_req: int, rng: random.Random) -> None:
+        """Return at ``point`` of this start (a stall raises)."""
+        loop = asyncio.get_running_loop()
+        alive = lambda: daemon.proc is not None and daemon.proc.returncode is None  # noqa: E731
+        ledger = self.emulator.ledger  # type: ignore[attr-defined]
+        if point == "funding-reconcile":
+            await _wait(lambda: any(p == "/fapi/v1/income" for _, p, _ in self.emulator.requests[n_req:]) or not alive(), 60,
+                        "the restart's read of the income history")
+            self.settle()
+        else:
+            await asyncio.sleep(rng.uniform(0.0, 3.0))  # some fundings, fills and decisions go by
+            if point == "funding-before":
+                await asyncio.sleep(max(0.0, self.next_at - loop.time() - rng.uniform(0.0, 0.03)))
+                return
+            paid = len(ledger)
+            await _wait(lambda: len(ledger) > paid or not alive(), 30, "a funding payment")
+        await asyncio.sleep(rng.uniform(0.0, 0.03))
+
+
 def _emulator(market: str, trade_size_limit: bool = False) -> AccountEmulator:
     if market in KITS:
         return KITS[market].emulator(trade_size_limit=trade_size_limit)
     if market == "usdm":
-        return BinanceFuturesEmulator(KEY, SECRET, {USDM_IID: USDM_INST}, {"USDT": CASH}, trade_size_limit=trade_size_limit)
+        return LedgerFuturesEmulator(KEY, SECRET, {USDM_IID: USDM_INST}, {"USDT": CASH}, trade_size_limit=trade_size_limit)
     return BinancePrivateEmulator(KEY, SECRET, {IID: INST}, {"USDT": CASH}, trade_size_limit=trade_size_limit)
 
 
@@ -343,7 +417,7 @@ class _Race:
 async def kill_and_restart(
     tmp: Path, seed: int, kills: int, counts: SoakCounts, speed: float = 5.0, market: str = "spot",
     strategy: dict[str, Any] | None = None, timer: tuple[float, float] = (0.1, 2.0), skips: int = 2, run_after: float = 0.0,
-    races: bool = False,
+    races: bool = False, funding: bool = False,
 ) -> AccountEmulator:
     """Serve the account and the market, kill the daemon ``kills`` times (counted in ``counts``), restart it to reconcile.
 
@@ -352,7 +426,8 @@ async def kill_and_restart(
     or the next fill (``skips``: how many order requests may go by). ``run_after``: seconds a restarted daemon trades after the last kill before it is
     stopped (SIGTERM), ahead of the reconciling start. ``races``: each kill comes inside a modification a fill
     races instead (:class:`_Race`, its point seeded; the strategy must modify: ``fuzz_strategy.ModifyRaced``),
-    the account's fills limited to the public trades' sizes.
+    the account's fills limited to the public trades' sizes. ``funding`` (USD-M): the venue settles funding
+    every :data:`FUNDING_EVERY_S` throughout and each kill comes around one (:class:`_Funder`, its point seeded).
     """
     rng = random.Random(seed)
     tmp.mkdir(parents=True, exist_ok=True)
@@ -378,6 +453,8 @@ async def kill_and_restart(
         async with public as srv:
             # a paced server prints the frames itself while no connection streams; Binance's pacer keeps the old pace
             pacer = asyncio.create_task(_pacer(srv.ws_url) if kit is None else asyncio.sleep(0))
+            funder = _Funder(emulator) if funding else None  # type: ignore[arg-type]
+            settling = asyncio.create_task(funder.run() if funder is not None else asyncio.sleep(0))
             try:
                 config = _config(tmp, srv, emulator, market, strategy, cancel_on_stop=not races)
                 for k in range(kills):
@@ -389,7 +466,13 @@ async def kill_and_restart(
                     try:
                         await _wait(lambda: any(start_path in (p, "") for _, p, _ in emulator.requests[n_req:]), 90, "the daemon's start-up")
                         point = rng.choice(["timer", "post", "post", "fill"]) if race is None else race.point
-                        if race is not None:
+                        if funder is not None:
+                            point = rng.choice(FUNDING_POINTS if k else FUNDING_POINTS[:2])  # a first start reads no history
+                            try:
+                                await funder.kill_point(point, daemon, n_req, rng)
+                            except AssertionError as exc:
+                                counts.problems.append(f"seed {seed} kill {k}: {exc} (the daemon stalled: {daemon.log.name})")
+                        elif race is not None:
                             try:
                                 await race.kill_point(daemon)
                             except AssertionError as exc:
@@ -431,6 +514,8 @@ async def kill_and_restart(
                             counts.problems.append(f"seed {seed}: the restarted daemon exited by itself ({survivor.proc.returncode})")
                         survivor.proc.send_signal(signal.SIGTERM)
                         await asyncio.wait_for(survivor.proc.wait(), 30)
+                settling.cancel()  # the reconciling start must find every payment the venue made
+                await asyncio.gather(settling, return_exceptions=True)
                 final = _Daemon(config, tmp / "daemon-final.log", ["--dry-run", "--out", str(tmp / "out")], kit.env if kit is not None else None)
                 await final.start()
                 assert final.proc is not None
@@ -442,7 +527,8 @@ async def kill_and_restart(
                     await asyncio.wait_for(final.proc.wait(), 30)
             finally:
                 pacer.cancel()
-                await asyncio.gather(pacer, return_exceptions=True)
+                settling.cancel()
+                await asyncio.gather(pacer, settling, return_exceptions=True)
     return emulator
 
 
@@ -464,6 +550,36 @@ def perpetual_wallet(cash: float, fills: list[OrderFilled]) -> tuple[float, floa
         position = after
         cash -= f.fee
     return position, cash
+
+
+def _audit_funding(tag: str, emulator: BinanceFuturesEmulator, journaled: list[FundingPaid], out: Path, counts: SoakCounts) -> None:
+    """Each payment of the emulator's ledger journaled exactly once, at its time, on the position it was made on, and
+    the final daemon's ``funding.csv`` the journal's payments, row for row."""
+    ledger = getattr(emulator, "ledger", [])
+    lot = USDM_INST.lot_size
+    for at, held, mark, rate, payment in ledger:
+        mine = [f for f in journaled if f.ts_event // 1_000_000 == at and math.fabs(f.payment - payment) <= 1e-8]
+        if len(mine) != 1:
+            counts.mismatches += 1 if not mine else 0
+            counts.duplicates += 1 if mine else 0
+            counts.problems.append(f"{tag}: the venue's funding of {payment:.10g} at {at} ms journaled {len(mine)} times")
+        elif math.fabs(mine[0].quantity - held) > lot / 2:
+            counts.mismatches += 1
+            counts.problems.append(f"{tag}: the venue's funding of {payment:.10g} at {at} ms (mark {mark}, rate {rate:.6g}) "
+                                   f"journaled on a position of {mine[0].quantity}, made on {held}")
+    for f in journaled:
+        if not any(f.ts_event // 1_000_000 == at and math.fabs(f.payment - payment) <= 1e-8 for at, _, _, _, payment in ledger):
+            counts.mismatches += 1
+            counts.problems.append(f"{tag}: journaled funding of {f.payment:.10g} at {f.ts_event} is not in the venue's ledger")
+    path = out / "funding.csv"
+    if ledger and path.exists():
+        with path.open(newline="") as fh:
+            rows = sorted((int(r["ts_event"]), float(r["quantity"]), float(r["payment"])) for r in csv.DictReader(fh))
+        want = sorted((f.ts_event, f.quantity, f.payment) for f in journaled)
+        if len(rows) != len(want) or any(a[0] != b[0] or not math.isclose(a[2], b[2], rel_tol=1e-9)
+                                         or math.fabs(a[1] - b[1]) > lot / 2 for a, b in zip(rows, want)):
+            counts.mismatches += 1
+            counts.problems.append(f"{tag}: funding.csv rows {rows} are not the journal's payments {want}")
 
 
 def audit(tmp: Path, seed: int, emulator: AccountEmulator, counts: SoakCounts) -> None:
@@ -579,6 +695,7 @@ def audit(tmp: Path, seed: int, emulator: AccountEmulator, counts: SoakCounts) -
         if len(paid) != len(venue_paid) or any(math.fabs(a - b) > 1e-8 for a, b in zip(paid, venue_paid)):
             counts.mismatches += 1
             counts.problems.append(f"{tag}: funding payments {paid} journaled, {venue_paid} settled by the venue")
+        _audit_funding(tag, emulator, [msgspec.msgpack.decode(p, type=FundingPaid) for (p,) in funding_rows], tmp / "out", counts)
         position, cash = perpetual_wallet(CASH - sum(paid), fills)
         venue_position = emulator.position("BTCUSDT")
         _, venue_trade_cash = perpetual_wallet(CASH - sum(venue_paid), venue_fills)

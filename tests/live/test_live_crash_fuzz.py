@@ -17,7 +17,12 @@ there, a trade filling part of the order meanwhile, its stream frame late): whil
 answer, and on Binance spot while the cut of the replacement waits or once it was refused
 (:class:`tests.live.kill_harness._Race`); the audit adds that no order and its replacements bought more than asked.
 
-A few seeds per venue here; ``python -m tests.live.test_live_crash_fuzz MARKET FIRST LAST [race]`` runs more.
+The funding mode runs the EMA cross on Binance USD-M while the venue settles funding every half second, each kill
+around one: just before it, just after its payment was pushed, or as the restart reads the income history while
+another is settled (:class:`tests.live.kill_harness._Funder`); the audit adds the emulator's funding ledger: each
+payment journaled once, at its time, on the position it was made on, and the final ``funding.csv`` the journal's.
+
+A few seeds per venue here; ``python -m tests.live.test_live_crash_fuzz MARKET FIRST LAST [race|funding]`` runs more.
 """
 
 from __future__ import annotations
@@ -42,13 +47,16 @@ SEEDS = {"spot": (0,), "usdm": (0,), "okx": (0,), "bybit": (0,)}
 RACE_STRATEGY = {"name": "tests.live.fuzz_strategy:ModifyRaced", "params": {"quantity": 0.001, "factor": 1.5, "every": 3}}
 RACE_OPTIONS: dict[str, Any] = {"strategy": RACE_STRATEGY, "races": True, "run_after": 2.0}
 RACE_SEEDS = {"spot": (0, 1), "okx": (0,), "bybit": (0,)}
+FUNDING_OPTIONS: dict[str, Any] = {"funding": True, "run_after": 2.0}
+FUNDING_SEEDS = (1, 11)
 
 
-async def fuzz(tmp: Path, market: str, seed: int, race: bool = False) -> tuple[SoakCounts, Any]:
-    """One session of ``KILLS`` kills on ``market`` with ``seed``, audited (``race``: in raced modifications);
-    its counts and emulator."""
+async def fuzz(tmp: Path, market: str, seed: int, mode: str = "") -> tuple[SoakCounts, Any]:
+    """One session of ``KILLS`` kills on ``market`` with ``seed``, audited (``mode``: ``"race"``, in raced
+    modifications; ``"funding"``, around the venue's frequent fundings); its counts and emulator."""
     counts = SoakCounts(sessions=1)
-    emulator = await kill_and_restart(tmp, seed, KILLS, counts, market=market, **(RACE_OPTIONS if race else OPTIONS))
+    options = {"race": RACE_OPTIONS, "funding": FUNDING_OPTIONS}.get(mode, OPTIONS)
+    emulator = await kill_and_restart(tmp, seed, KILLS, counts, market=market, **options)
     audit(tmp, seed, emulator, counts)
     return counts, emulator
 
@@ -83,7 +91,7 @@ async def test_kill9_while_trading_every_order_kind_loses_and_doubles_nothing(tm
 @pytest.mark.slow
 @pytest.mark.parametrize(("market", "seed"), [(m, s) for m, seeds in RACE_SEEDS.items() for s in seeds])
 async def test_kill9_inside_a_modification_a_fill_races_buys_no_more_than_asked(tmp_path: Path, market: str, seed: int) -> None:
-    counts, emulator = await fuzz(tmp_path, market, seed, race=True)
+    counts, emulator = await fuzz(tmp_path, market, seed, "race")
     assert counts.kills == KILLS
     assert counts.problems == [], counts.as_dict()
     assert (counts.orphans, counts.duplicates, counts.mismatches) == (0, 0, 0)
@@ -92,10 +100,20 @@ async def test_kill9_inside_a_modification_a_fill_races_buys_no_more_than_asked(
     assert "ModifyOrder" in commands
 
 
-async def _many(market: str, seeds: range, root: Path, race: bool = False) -> SoakCounts:
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", FUNDING_SEEDS)
+async def test_kill9_around_frequent_fundings_pays_each_once_on_its_position(tmp_path: Path, seed: int) -> None:
+    counts, emulator = await fuzz(tmp_path, "usdm", seed, "funding")
+    assert counts.kills == KILLS
+    assert counts.problems == [], counts.as_dict()
+    assert (counts.orphans, counts.duplicates, counts.mismatches) == (0, 0, 0)
+    assert len(emulator.ledger) >= 3, counts.as_dict()  # fundings paid on positions while it lived and while it was dead
+
+
+async def _many(market: str, seeds: range, root: Path, mode: str = "") -> SoakCounts:
     total = SoakCounts()
     for seed in seeds:
-        counts, _ = await fuzz(root / f"{market}-{seed}", market, seed, race)
+        counts, _ = await fuzz(root / f"{market}-{seed}", market, seed, mode)
         print(seed, json.dumps(counts.as_dict()), flush=True)  # noqa: T201 (a command-line driver)
         total.add(counts)
     return total
@@ -105,6 +123,6 @@ if __name__ == "__main__":
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="crashfuzz-") as where:
-        race = sys.argv[4:] == ["race"]
-        result = asyncio.run(_many(sys.argv[1], range(int(sys.argv[2]), int(sys.argv[3])), Path(where), race))
+        mode = sys.argv[4] if sys.argv[4:] else ""
+        result = asyncio.run(_many(sys.argv[1], range(int(sys.argv[2]), int(sys.argv[3])), Path(where), mode))
     print("TOTAL", json.dumps(result.as_dict()))  # noqa: T201
