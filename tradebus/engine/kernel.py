@@ -1100,7 +1100,7 @@ class Kernel:
         if perps is not None:
             perps.note_positions()
             if iid in perps.instruments:
-                perps.note_fill(iid, fill.ts_event, moved)
+                perps.note_fill(iid, fill.ts_event, fill.last_qty if fill.side > 0 else -fill.last_qty)
                 if perps.first_fill_ns is None or fill.ts_event < perps.first_fill_ns:
                     perps.first_fill_ns = fill.ts_event
         self.result.fills.append(
