@@ -88,7 +88,8 @@ async def paper_run(tmp_path: Path, data: dict[str, Any], protocol: StreamBookPr
         node = PaperNode(config, handle_signals=False, run_dir=run_dir)
         resynced: list[BookResynced] = []
         node.kernel.bus.subscribe(BookResynced, resynced.append)
-        await run_node(node, lambda: srv.cursor >= len(frames), timeout=60.0)
+        # the served frames all sent, and a fault's resync seen: frames still unread at the stop are not handled
+        await run_node(node, lambda: srv.cursor >= len(frames) and (not faults or bool(resynced)), timeout=60.0)
     write_outputs(run_dir, node.kernel.result, node.kernel.instruments, dump_paper_config(node.config), {}, node.outputs)
     run_dir.close()
     return node, resynced
