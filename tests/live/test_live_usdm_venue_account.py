@@ -365,6 +365,70 @@ async def test_a_funding_paid_after_a_fill_made_while_down_is_booked_at_restart_
     assert [(f.quantity, f.payment) for f in _journaled_funding(journal)] == [(pytest.approx(-0.01), pytest.approx(-0.0281))]
 
 
+@pytest.mark.slow
+async def test_a_fill_the_user_stream_tells_before_the_journal_is_replayed_is_booked_once_on_its_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    journal = tmp_path / "journal.sqlite"
+    seen: dict[str, Any] = {}
+
+    async def rest_a_sell(node: LiveNode) -> None:
+        await _open_long(node, emulator)
+        now = node.clock.now_ns()
+        order = node.kernel.execution.submit(
+            SubmitOrder("TickEmaCross", USDM_IID, "", OrderSide.SELL, 0.02, now, now, OrderType.LIMIT, price=PRICE + 100.0))
+        await until(lambda: order.client_order_id in emulator.orders)
+        seen["sell"] = order.client_order_id
+
+    async def reconciled(node: LiveNode) -> None:
+        startup = node._startup_task
+        await until(lambda: startup is not None and startup.done())
+        await rounds_after(node.reconciler, 1)
+
+    def leave_orders(raw: dict[str, Any]) -> None:
+        raw["live"]["cancel_on_stop"] = False
+
+    # the restart's user stream is subscribed, and the journaled resting sell of 0.02 fills (the long 0.01 flips to
+    # a short 0.01) before the journal is replayed: the daemon hears the fill with no order and no position yet
+    told = asyncio.Event()
+    on_event, connect = LiveNode._on_stream_event, LiveNode._connect
+
+    def spy(self: LiveNode, event: Any) -> None:
+        if isinstance(event, OrderFilled):
+            told.set()
+        on_event(self, event)
+
+    async def fill_once_subscribed(self: LiveNode) -> None:
+        await connect(self)
+        at = emulator.clock.now_ns() + 10**6
+        emulator.on_trade(Trade(USDM_IID, at, at, PRICE + 100.0, 1.0, -1, "x-early"))
+        await told.wait()
+        await asyncio.sleep(0.1)
+
+    async with _emulator() as emulator:
+        await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, rest_a_sell, leave_orders)
+        monkeypatch.setattr(LiveNode, "_on_stream_event", spy)
+        monkeypatch.setattr(LiveNode, "_connect", fill_once_subscribed)
+        node = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, reconciled, leave_orders)
+        assert emulator.position(SYMBOL) == pytest.approx(-0.01)
+        kernel = node.kernel
+        sell = kernel.orders.get(seen["sell"])
+        assert sell is not None and sell.status is OrderStatus.FILLED and sell.filled_qty == pytest.approx(0.02)
+        assert kernel.portfolio.position(USDM_IID) == pytest.approx(-0.01)
+        booked = [(f.strategy_id, f.side, f.quantity, f.price) for f in kernel.result.fills if f.client_order_id == seen["sell"]]
+        assert booked == [("TickEmaCross", "SELL", pytest.approx(0.02), PRICE + 100.0)]
+        assert [f.client_order_id for f in kernel.result.fills if f.side == "SELL"] == [seen["sell"]]
+        assert not node.guard.holds
+    j = Journal(journal)
+    try:
+        fills = [e.message for e in j.entries() if type(e.message) is OrderFilled]
+    finally:
+        j.close()
+    assert [(f.client_order_id, f.strategy_id, f.last_qty) for f in fills if f.side is OrderSide.SELL] == [
+        (seen["sell"], "TickEmaCross", pytest.approx(0.02))
+    ]
+
+
 ETH_INSTRUMENT = {**USDM_INSTRUMENT, "symbol": "ETHUSDT", "base": "ETH"}
 ETH = Instrument(**{**ETH_INSTRUMENT, "kind": InstrumentKind.PERPETUAL})
 

@@ -24,7 +24,8 @@ Start-up (after the paper daemon's warm-up of the feature kernels: no socket is 
        session, or met now, is waited out first, and a stop ends that wait at once, nothing recovered or
        started) and the user stream subscribed (the venue's
        confirmation awaited, up to ``live.request_timeout``; one that comes later is followed by
-       a query of every open order, as after a reconnect);
+       a query of every open order, as after a reconnect; what the stream tells until the journal is
+       replayed is kept and handed on, in order, right after the replay);
     2. the journal is replayed as in paper mode; every order it left open is tracked by the
        venue; the fills missed while down are booked from each instrument's trade history,
        read page by page (by trade id, once); the orders whose venue state still differs are
@@ -38,8 +39,7 @@ Start-up (after the paper daemon's warm-up of the feature kernels: no socket is 
        (:meth:`~tradebus.node.reconcile.Reconciler.catch_up_funding`; also after every
        reconnect of the user stream, every reconciliation round on a venue whose user
        stream does not push its payments: ``TradingApi.streams_funding``, OKX swaps, and a
-       payment the stream tells without its instrument: ``FundingUnattributed``, one told before the
-       journal's replay read after it); once the
+       payment the stream tells without its instrument: ``FundingUnattributed``); once the
        orders are settled and the holdings compared, the working orders a trading state restored
        from the journal (HALTED, REDUCING) no longer allows are canceled
        (:meth:`~tradebus.risk.gate.RiskGate.cancel_disallowed`: a breaker's trip whose cancels a
@@ -79,6 +79,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import math
 import os
 import sqlite3
@@ -98,7 +99,7 @@ from tradebus.adapters.registry import VENUES, client_id_rules, venue_adapter
 from tradebus.config import dump_config, load_config, parse_config
 from tradebus.config.base import HttpUrl, StrictModel, WsUrl, env_name
 from tradebus.engine.kernel import Kernel, RunResult
-from tradebus.engine.messages import CancelOrder, OrderStatus, SubmitOrder, TradingState
+from tradebus.engine.messages import CancelOrder, OrderFilled, OrderStatus, SubmitOrder, TradingState
 from tradebus.errors import ConfigError, DataError, OrdersLeftAtVenue
 from tradebus.execution.client_ids import ClientIdRule
 from tradebus.execution.engine import OrderTimeouts
@@ -608,9 +609,9 @@ class LiveNode(PaperNode):
         self._startup_task: asyncio.Task[None] | None = None
         self._state_task: asyncio.Task[None] | None = None
         self._funding_task: asyncio.Task[None] | None = None
-        # Payments the user stream told without their instrument before the journal was replayed (None: replayed):
-        # read then, once the journal's payments and fills are booked.
-        self._funding_heard_early: list[FundingUnattributed] | None = []
+        # What the user stream told before the journal was replayed (None: replayed), handed on right after it, in
+        # order: a fill of a journaled order, a payment, a reconnect then meet the journal's orders, fills and payments.
+        self._heard_early: list[Callable[[], None]] | None = []
         #: The exception (not a strategy's) the start-up reconciliation ended with: :meth:`run` raises it.
         self._startup_failure: BaseException | None = None
         self._recovered: list[Order] = []
@@ -737,10 +738,10 @@ class LiveNode(PaperNode):
     async def _start_and_serve(self, tasks: dict[asyncio.Task[None], Any]) -> BaseException | None:
         """Read the account and subscribe the user stream, then recover, start and serve as the paper daemon.
 
-        After the warm-up: no socket is open while the kernels compile (a minute or more, cold), so no
-        event of the stream reaches a kernel that has not replayed its journal yet (a fill of a journaled
-        order would be booked as a stranger's, then again by the start-up reconciliation); what the venue
-        did meanwhile is read by that reconciliation. A failure to read the account stops the daemon, naming it.
+        After the warm-up: no socket is open while the kernels compile (a minute or more, cold); what the venue
+        did meanwhile is read by the start-up reconciliation. What the stream tells from its subscription until the
+        journal is replayed waits for that replay (a fill of a journaled order would be booked as a stranger's, then
+        again by the replay): :meth:`_recover` hands it on. A failure to read the account stops the daemon, naming it.
         A stop while it is read (waiting out a venue's rate-limit pause or IP ban, which can last minutes) ends the
         read at once: nothing is recovered or started, as after a stop in the warm-up.
         """
@@ -864,10 +865,10 @@ class LiveNode(PaperNode):
             self._reconcile_task.add_done_callback(self._reconciliation_ended)
         if self.journal is not None:
             self._state_task = loop.create_task(self._follow_trading_state(self.journal), name="live:trading-state")
-        early, self._funding_heard_early = self._funding_heard_early or [], None
+        early, self._heard_early = self._heard_early or [], None
         self._catch_up_funding()
-        for heard in early:
-            self._catch_up_funding(heard)
+        for hand_on in early:
+            hand_on()
 
     async def _settle_before_start(self) -> bool:
         """With execution algorithms to interrupt, start the strategies once the start-up reconciliation has ended.
@@ -1070,8 +1071,12 @@ class LiveNode(PaperNode):
         The stream is not at fault: the error is not the stream's to classify (a fatal connection
         error, or a reconnect for an ``OSError``), and the stream stays up for the stop's cancels.
         So it does when the journal cannot take the event (the daemon is stopping on that): the
-        order's state moved all the same, which tells the stop its cancel was done.
+        order's state moved all the same, which tells the stop its cancel was done. One told before the journal was
+        replayed waits for it (:meth:`_on_early_event`).
         """
+        if self._heard_early is not None:
+            self._heard_early.append(functools.partial(self._on_early_event, event))
+            return
         try:
             self.venue.emit(event)
         except DataError as error:
@@ -1084,6 +1089,17 @@ class LiveNode(PaperNode):
             failure.__cause__ = exc
             self._strategy_failed(failure)
 
+    def _on_early_event(self, event: Any) -> None:
+        """Hand on an order event the user stream told before the journal was replayed, now that it is.
+
+        Parsed while the journal's orders were unknown: a fill of one of them names no strategy; it is its order's.
+        """
+        if type(event) is OrderFilled and not event.strategy_id:
+            order = self.venue.order(event.client_order_id)
+            if order is not None:
+                event = msgspec.structs.replace(event, strategy_id=order.strategy_id)
+        self._on_stream_event(event)
+
     async def _funding_after_startup(self) -> None:
         """Catch up the funding once the start-up reconciliation has booked the fills missed while down: a payment made
         after one of them is booked on the position it was made on (a fill booked later with an earlier venue time is
@@ -1094,12 +1110,11 @@ class LiveNode(PaperNode):
         await self.reconciler.catch_up_funding(self.config.live.retry_interval)
 
     def _on_balance(self, balance: AccountBalance | AccountPosition | FundingUnattributed) -> None:
+        if self._heard_early is not None:  # before the journal's replay: no payment booked yet, no position
+            self._heard_early.append(functools.partial(self._on_balance, balance))
+            return
         if isinstance(balance, FundingUnattributed):  # the venue's list of its payments names the instrument
-            if self._funding_heard_early is not None:
-                # before the journal's replay: no payment booked yet to read from, no position to book on
-                self._funding_heard_early.append(balance)
-            else:
-                self._catch_up_funding(balance)
+            self._catch_up_funding(balance)
             return
         if isinstance(balance, AccountPosition):
             if not balance.one_way:  # the account switched to hedge mode: one-way orders are refused
@@ -1134,7 +1149,11 @@ class LiveNode(PaperNode):
         return failure if failure is not None else exc
 
     def _on_stream_reconnect(self) -> None:
-        """Events may have been missed while the stream was down: query every open order, catch up the funding paid."""
+        """Events may have been missed while the stream was down: query every open order, catch up the funding paid
+        (once the journal is replayed: its orders and payments are those to read from)."""
+        if self._heard_early is not None:
+            self._heard_early.append(self._on_stream_reconnect)
+            return
         for order in self.kernel.orders.open_orders():
             self.kernel.execution.reconcile_order(order.client_order_id)
         self._catch_up_funding()
