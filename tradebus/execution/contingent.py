@@ -84,7 +84,7 @@ Reductions the venue refuses
     is sent again at the next bar, trade or quote of the instrument (logged at WARNING), one at a
     time, until the sibling is at the reduced quantity or closes; one whose fills reached it is
     canceled. A denial by a check that passes with time (``max_order_rate``, ``max_open_orders``,
-    ``trading_state``) is not a refusal: the reduction is sent again, uncounted, however
+    ``trading_state``, and a daemon's ``feed stale`` and ``book unsynced``) is not a refusal: the reduction is sent again, uncounted, however
     often (the gate answers it without a request; a halt cancels the sibling anyway); one by the
     order's own terms (``instrument``: a reduced quantity under the venue's minimum, ``buying_power``,
     ``price_band``: its price away from the last, which the market may never come back to) counts, as a
@@ -234,6 +234,7 @@ from tradebus.engine.messages import (
 from tradebus.errors import OrderError
 from tradebus.execution.orders import Order, OrderResolved, closing_event
 from tradebus.risk.gate import PASSING_CHECKS
+from tradebus.risk.guard import GUARD_CHECKS
 
 if TYPE_CHECKING:
     from tradebus.engine.kernel import Kernel
@@ -243,8 +244,9 @@ __all__ = ["REDUCE_TRIES", "Bracket", "ContingentOrders", "OrderSpec", "Trailing
 #: Refusals of an OCO sibling's reduction after which the venue is taken not to modify it (module docstring).
 REDUCE_TRIES = 3
 #: The risk gate's denials of a reduction that pass with time, whatever the order (the order rate, the count of open
-#: orders, the trading state): sent again, never counted among its REDUCE_TRIES.
-_PASSING_DENIALS = tuple(f"modify: {check}:" for check in PASSING_CHECKS)
+#: orders, the trading state; a daemon's market guard: a stale feed, an unsynced book): sent again, never counted
+#: among its REDUCE_TRIES.
+_PASSING_DENIALS = tuple(f"modify: {check}:" for check in PASSING_CHECKS + GUARD_CHECKS)
 
 _NAN = math.nan
 #: Statuses of an order refused at its submit (by the risk gate, or by the venue): it never worked.

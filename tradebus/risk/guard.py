@@ -24,7 +24,11 @@ from tradebus.risk.config import RiskConfig
 from tradebus.risk.gate import RiskGate
 from tradebus.risk.liveness import BookLiveness
 
-__all__ = ["GuardedFeed", "GuardedRiskGate", "MarketGuard"]
+__all__ = ["GUARD_CHECKS", "GuardedFeed", "GuardedRiskGate", "MarketGuard"]
+
+#: The guard's denials, ``"<check>: ..."``: each blocks an instrument whatever the order until its data can be
+#: trusted again, so it passes with time (as the gate's :data:`~tradebus.risk.gate.PASSING_CHECKS`).
+GUARD_CHECKS = ("feed stale", "book unsynced")
 
 
 class _FeedSettings(Protocol):
