@@ -164,6 +164,78 @@ async def test_a_drawdown_breaker_trips_on_the_message_that_falls_without_waitin
         node.journal.close()
 
 
+class BuyWhenFlat(Strategy):
+    """A market buy of 0.01 on a trade of its instrument while flat (and no order of its own is working)."""
+
+    def on_trade(self, trade: Trade) -> None:
+        if self.position(self.instrument_id) == 0.0 and not self.ctx.orders.open_orders(self.instrument_id):
+            self.submit_market(self.instrument_id, OrderSide.BUY, 0.01)
+
+
+def _two_instruments(tmp: Path) -> Any:
+    """BTCUSDT (traded by :class:`BuyWhenFlat`) and ETHUSDT, a drawdown breaker of 5 %, 1,000 USDT."""
+    spec = {"venue": "BINANCE", "quote": "USDT", "tick_size": 0.01, "lot_size": 1e-5}
+    return parse_paper_config(
+        {
+            "instruments": [{**spec, "symbol": "BTCUSDT", "base": "BTC"}, {**spec, "symbol": "ETHUSDT", "base": "ETH"}],
+            "strategy": {"name": f"{__name__}:BuyWhenFlat", "instruments": [IID]},
+            "venue": {"fill_on": "trades"},
+            "feeds": [{"venue": "binance", "market": "spot", "ws_url": "ws://127.0.0.1:9/",
+                       "subscriptions": {IID: ["trade"], "ETHUSDT.BINANCE": ["trade"]}}],
+            "journal": str(tmp / "journal.sqlite"),
+            "initial_cash": 1_000.0,
+            "risk": {"max_drawdown_pct": 5.0},
+        },
+        "<test>",
+    )
+
+
+async def test_a_restarted_daemon_measures_its_drawdown_at_market_prices_not_at_the_journals_fill_prices(
+    tmp_path: Path,
+) -> None:
+    """A paper daemon buys 0.01 BTC at 60,000 and BTC runs to 70,000: equity 1,100, the drawdown's peak. It stops
+    and restarts on its journal, which values the 0.01 BTC at its fill price, 60,000: equity 1,000. Before, the
+    first message after the restart, an ETH trade, halted trading ('max_drawdown: 9.091% >= 5.0% below the peak
+    1100.0 (equity 1000.0)'), BTC never having fallen below 70,000: a halt an operator had to re-arm by hand.
+    Now the breakers wait for a BTC price: at 69,000 the equity is 1,090 (0.9 % below the peak), and a fall to
+    64,000 (1,040, 5.45 %) halts, measured from the peak of the session before."""
+    from tradebus.node.daemon import recover_journal
+
+    config = _two_instruments(tmp_path)
+    eth = Trade("ETHUSDT.BINANCE", time.time_ns(), time.time_ns(), 3_000.0, 0.5, 1, "e1")
+    node = PaperNode(config, handle_signals=False)
+    assert node.journal is not None
+    recover_journal(node.kernel, node.venue, node.journal, node.clock.now_ns())  # as the daemon starts: stores the risk state
+    node.kernel.start()
+    try:
+        node.router(_trade(60_000.0, 1))  # buys 0.01 (600 of the 1,000)
+        node.router(_trade(60_000.0, 2))  # fills it
+        node.router(eth)
+        node.router(_trade(70_000.0, 3))  # equity 1,100: the peak
+        assert node.kernel.portfolio.position(IID) == 0.01 and node.kernel.risk.state is TradingState.ACTIVE
+    finally:
+        node.kernel.stop()
+        node.journal.close()
+    again = PaperNode(config, handle_signals=False)
+    assert again.journal is not None
+    changes: list[TradingStateChanged] = []
+    again.kernel.bus.subscribe(TradingStateChanged, changes.append)
+    recover_journal(again.kernel, again.venue, again.journal, again.clock.now_ns())
+    again.kernel.start()
+    try:
+        assert again.kernel.portfolio.equity() == 1_000.0  # the journal's fill price
+        again.router(Trade("ETHUSDT.BINANCE", time.time_ns(), time.time_ns(), 3_000.0, 0.5, 1, "e2"))
+        assert changes == [] and again.kernel.risk.state is TradingState.ACTIVE
+        again.router(_trade(69_000.0, 4))  # equity 1,090: 0.9 % below the peak
+        assert changes == [] and again.kernel.portfolio.equity() == 1_090.0
+        again.router(_trade(64_000.0, 5))  # equity 1,040: 5.45 % below the peak of 1,100
+        assert [c.state for c in changes] == [TradingState.HALTED]
+        assert changes[0].reason.startswith("max_drawdown: 5.455% >= 5.0% below the peak 1100.0 (equity 1040.0")
+    finally:
+        again.kernel.stop()
+        again.journal.close()
+
+
 async def test_an_alert_due_before_a_book_snapshot_was_received_fires_before_the_snapshot_is_loaded(tmp_path: Path) -> None:
     # A replay fires what is due before the recorded snapshot line, then loads it. The daemon's loop may
     # read the answer before it runs the alert's callback: the alert must still see the book unsynced.

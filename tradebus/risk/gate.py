@@ -76,7 +76,8 @@ journal cancels nothing by itself (its orders are not yet checked against the ve
 ``set_state(ACTIVE)`` re-arms them all) and sets the manual state. Once
 :meth:`RiskGate.restore` gave the gate a store (the journal), the manual state and the
 breakers' memory are stored on every change, and a restarted process resumes them: a restart
-never re-arms trading by itself.
+never re-arms trading by itself, nor trips a breaker on the journal's prices (the mark-driven breakers
+wait for a price of every instrument the restored book holds, :meth:`RiskGate.restore`).
 """
 
 from __future__ import annotations
@@ -230,6 +231,7 @@ class RiskGate:
         "_specs",
         "_spot",
         "_store",
+        "_unpriced",
         "instruments",
         "state",
     )
@@ -260,6 +262,8 @@ class RiskGate:
         self._cancel: Callable[[Order, str], None] | None = None
         self._replaced: Callable[[], Collection[str]] | None = None
         self._store: Callable[[BreakerState], None] | None = None
+        # Instruments a restored book holds and no price has come for since (restore): the mark-driven breakers wait.
+        self._unpriced: set[str] = set()
         self._max_quantity = config.max_order_quantity
         self._max_notional = config.max_order_notional
         self._max_position = config.max_position
@@ -658,6 +662,8 @@ class RiskGate:
         """
         if price > 0.0 and price < _INF:
             self._last[instrument_id] = price
+            if self._unpriced:
+                self._priced((instrument_id,))
         if self._marks:
             if self._marks_deferred:
                 self._marks_pending = True
@@ -689,8 +695,11 @@ class RiskGate:
             self._evaluate()
 
     def end_time(self) -> None:
-        """A time is complete: evaluate the mark-driven breakers (see :meth:`defer_marks`)."""
+        """A time is complete: evaluate the mark-driven breakers (see :meth:`defer_marks`; not while :meth:`restore`
+        waits for prices)."""
         self._marks_pending = False
+        if self._unpriced:
+            return
         breakers = self._breakers
         if breakers.on_mark(self._clock.now_ns()):
             rearmed = breakers.rearmed
@@ -712,11 +721,20 @@ class RiskGate:
         for instrument_id, price in prices:
             if price > 0.0 and price < _INF:
                 last[instrument_id] = price
+        if self._unpriced:
+            self._priced(last)
         if self._marks:
             if self._marks_deferred:
                 self._marks_pending = True
             else:
                 self._evaluate()
+
+    def _priced(self, instrument_ids: Iterable[str]) -> None:
+        """Instruments priced since :meth:`restore`: once every one it waits for is, the breakers evaluate marks."""
+        unpriced = self._unpriced
+        unpriced.difference_update(instrument_ids)
+        if not unpriced:
+            logger.info("risk: every instrument held is priced again: the breakers evaluate marks")
 
     def _on_position(self, change: PositionChanged) -> None:
         if self._breakers.on_position(change):
@@ -836,12 +854,25 @@ class RiskGate:
 
         A restored HALTED or REDUCING state is published as ``TradingStateChanged`` with the
         reason ``"restored from the journal: ..."``.
+
+        The portfolio rebuilt from the journal values its positions and holdings at the journal's
+        fill prices, not at the market's: the mark-driven breakers (drawdown, daily loss, gross
+        exposure) evaluate nothing until a price (:meth:`on_price`) has come for every instrument
+        it holds, or that values a holding; their restored trips hold meanwhile.
         """
         self._store = store
         if state is not None:
             self._manual = state.manual_state
             self._manual_reason = state.manual_reason
             self._breakers.restore(state)
+        pf = self._portfolio
+        if self._marks:
+            self._unpriced = (set(pf.positions()) | set(pf.holdings)) - self._last.keys()
+            if self._unpriced:
+                logger.info(
+                    "risk: the breakers evaluate marks once {} are priced (held; valued at the journal's prices until then)",
+                    ", ".join(sorted(self._unpriced)),
+                )
         self._apply(None, restored=True)
 
     def last_price(self, instrument_id: str) -> float:
