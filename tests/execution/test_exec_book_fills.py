@@ -209,6 +209,23 @@ def test_stop_market_triggers_on_a_trade_and_walks_the_book_from_then_on() -> No
     assert _fills(s, coid) == [(1.0, 100.0, Liquidity.TAKER), (1.0, 100.1, Liquidity.TAKER)]
 
 
+@pytest.mark.parametrize(("trigger", "print_px", "print_qty"), [(99.7, 99.8, 0.1), (99.8, 99.9, 6.0)])
+def test_the_print_that_triggers_a_stop_limit_does_not_fill_it(trigger: float, print_px: float, print_qty: float) -> None:
+    """A buy stop-limit of 2.0 at 99.9 (asks from 100.0: it rests at 99.9, behind the 5.0 bid
+    there). A sell of 0.1 at 99.8 triggers it (trigger 99.7): 2.0 filled at 99.9 as maker, the
+    print "passing through" a bid that joined the book after it; a sell of 6.0 at 99.9
+    (trigger 99.8) filled 1.0, 6.0 past the 5.0 ahead. Neither fills now; the next sell at 99.8
+    prints through the resting bid and fills it whole."""
+    s = _stack()
+    coid = s.submit(BUY, 2.0, OrderType.STOP_LIMIT, price=99.9, trigger=trigger)
+    _book(s, 2 * MS)
+    _trade(s, 3 * MS, print_px, print_qty, -1)
+    assert [e.client_order_id for e in s.of_type(OrderTriggered)] == [coid]
+    assert s.fills(coid) == []
+    _trade(s, 4 * MS, 99.8, 0.1, -1)
+    assert _fills(s, coid) == [(2.0, 99.9, Liquidity.MAKER)]
+
+
 # ------------------------------------------------------------------------ queues
 
 

@@ -11,6 +11,8 @@ replay or a paper feed. It keeps the book of each instrument and matches:
   ``book.beyond_depth: last_level`` fills it at the last level's price (optimistic). FOK
   expires whole when the visible depth within its limit is short. The venue takes the
   quantity it filled off its copy of the book, until the next data update of that level.
+  A stop triggers on a trade after that trade has met the resting orders: the print that
+  triggers a stop-limit which then rests never fills it (the order joined the book after it).
 * **resting limit orders** join the queue at their price: the quantity ahead of them is the
   level's size on arrival. A trade at that price consumes the queue ahead; a size decrease
   not explained by trades (a cancel) advances it according to the queue model:
@@ -525,7 +527,7 @@ class BookVenue(SimulatedVenue):
         )
 
     def on_trade(self, trade: Trade) -> None:
-        """Handle arrivals, trigger stops, then advance and fill the resting orders the trade reaches."""
+        """Handle arrivals, advance and fill the resting orders the trade reaches, then trigger stops."""
         iid = trade.instrument_id
         book = self.books.get(iid)
         if book is None:
@@ -535,16 +537,18 @@ class BookVenue(SimulatedVenue):
         tick = book.to_tick(trade.price)
         size = trade.size
         ts = trade.ts_init  # the venue's clock is the replay's: events are stamped with receive times
-        working = self._working[iid]
-        if working:
-            for sim in [s for s in working if s.type not in (_MARKET, _LIMIT) and not s.triggered]:
-                if trade.price >= sim.trigger if sim.buy else trade.price <= sim.trigger:
-                    self._trigger(iid, sim, ts)
         # A sell-initiated trade reaches the bids, a buy-initiated one the asks (unknown: both).
         if trade.aggressor <= 0 and self._rest_bid[iid]:
             self._trade_side(iid, self._rest_bid[iid], tick, size, ts, buy=True)
         if trade.aggressor >= 0 and self._rest_ask[iid]:
             self._trade_side(iid, self._rest_ask[iid], tick, size, ts, buy=False)
+        # Stops trigger on the print after it has met the resting orders: a stop-limit that rests
+        # at its trigger joins the book after the print, which cannot fill it.
+        working = self._working[iid]
+        if working:
+            for sim in [s for s in working if s.type not in (_MARKET, _LIMIT) and not s.triggered]:
+                if sim.status in _WORKING and (trade.price >= sim.trigger if sim.buy else trade.price <= sim.trigger):
+                    self._trigger(iid, sim, ts)
         self._prune(iid)
 
     def _trade_side(
