@@ -141,6 +141,32 @@ def test_a_fill_model_setting_the_venue_would_ignore_is_an_error(venue: dict[str
     assert parse_config(yaml.safe_load(dump_config(config))) == config
 
 
+@pytest.mark.parametrize(
+    ("setting", "needs"),
+    [
+        ({"slippage_bps": 50.0}, "bars, trades or quotes"),
+        ({"slippage": {"model": "fixed", "bps": 50.0}}, "bars, trades or quotes"),
+        ({"limit_fill": "through"}, "bars, trades or quotes"),
+        ({"trade_size_limit": True}, "trades or quotes"),
+    ],
+)
+def test_a_cost_or_fill_setting_a_book_venue_ignores_is_an_error(setting: dict[str, Any], needs: str) -> None:
+    """``venue: {fill_on: book, slippage_bps: 50}`` ran with the book's prices, unslipped: a market
+    buy of 2.0 over asks 1.0 @ 100.0 and 1.0 @ 100.1 filled at 100.0 and 100.1, not 50 bps worse, and
+    nothing said so (likewise ``slippage``, ``limit_fill: through``, ``trade_size_limit``). Each is
+    now an error naming it; with fill_on: trades the same setting is taken."""
+    data = minimal()
+    data["data"]["sources"].append({"instrument": "BTCUSDT.BINANCE", "kind": "book", "dataset": "binance/spot/BTCUSDT/book"})
+    data["venue"] = {"fill_on": "book", **setting}
+    name = next(iter(setting))
+    with pytest.raises(ConfigError, match=rf"venue.{name}: acts only with fill_on: {needs} \(this venue fills on book"):
+        parse_config(data)
+    data["venue"]["fill_on"] = "trades"
+    data["data"]["sources"].append({"instrument": "BTCUSDT.BINANCE", "kind": "trades", "dataset": "binance/spot/BTCUSDT/trades"})
+    config = parse_config(data)
+    assert parse_config(yaml.safe_load(dump_config(config))) == config
+
+
 def test_a_bar_path_is_an_error_when_fill_on_left_out_falls_to_trades() -> None:
     """``venue: {bar_path: stop_first}`` over trades only was checked against the default ``fill_on``, bars,
     then the run filled on the trades it replays (:func:`default_fill_on`) with ``bar_path`` silently ignored."""

@@ -126,7 +126,9 @@ def check_fill_model_settings(venue: VenueConfig) -> None:
     """Settings of one fill model set while the venue fills with another are errors, not ignored.
 
     ``venue.book`` only acts with ``fill_on: book`` and ``venue.bar_path`` only with ``fill_on:
-    bars``; a value other than the default with another ``fill_on`` would change nothing.
+    bars``; ``slippage_bps``, ``slippage``, ``limit_fill`` and ``trade_size_limit`` not with
+    ``fill_on: book`` (a taking order walks the book's levels, a resting one fills by its queue).
+    A value other than the default with another ``fill_on`` would change nothing.
     (Defaults are fine: a dumped config, which spells every default out, reloads.)
 
     Raises
@@ -139,6 +141,14 @@ def check_fill_model_settings(venue: VenueConfig) -> None:
         raise ValueError(f"venue.book: these settings act only with fill_on: book (this venue fills on {venue.fill_on})")
     if venue.fill_on != "bars" and venue.bar_path != defaults.bar_path:
         raise ValueError(f"venue.bar_path: acts only with fill_on: bars (this venue fills on {venue.fill_on})")
+    if venue.fill_on == "book":
+        for name, needs in (("slippage_bps", "bars, trades or quotes"), ("slippage", "bars, trades or quotes"),
+                            ("limit_fill", "bars, trades or quotes"), ("trade_size_limit", "trades or quotes")):
+            if getattr(venue, name) != getattr(defaults, name):
+                raise ValueError(
+                    f"venue.{name}: acts only with fill_on: {needs} (this venue fills on book: a taking order "
+                    "walks the book's levels, a resting limit fills by its queue)"
+                )
 
 
 def check_fill_data(config: RunConfig) -> None:

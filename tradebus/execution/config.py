@@ -60,7 +60,7 @@ class VenueConfig(StrictModel):
         ``None`` uses the instrument's rates. The bounds are an instrument's (-1 % < rate < 10 %).
     slippage_bps
         Fixed adverse slippage applied to taker fills, in basis points (bars, trades and
-        quotes), below 10,000 (:data:`~tradebus.execution.costs.MAX_SLIPPAGE_BPS`: a sell slipped by
+        quotes; with ``fill_on: book`` a config error, the book walk being the cost), below 10,000 (:data:`~tradebus.execution.costs.MAX_SLIPPAGE_BPS`: a sell slipped by
         100 % or more would have no positive price). A slipped price is clamped to the order's limit and, on bars, to the bar's
         ``[low, high]``; on trades and quotes it moves beyond the printed price.
     slippage
