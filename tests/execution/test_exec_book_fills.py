@@ -442,6 +442,27 @@ def test_a_book_that_crosses_stops_the_run_naming_the_time_and_sequence(tmp_path
     assert s.fills(coid) == []
 
 
+def test_a_book_level_off_the_tick_grid_stops_the_run_naming_the_price_and_tick() -> None:
+    """Book data of a 0.05 tick on an instrument of tick 0.1: bids 99.95 (2.0), 99.9 (3.0); asks
+    100.05 (1.0), 100.1 (4.0). Rounded to ticks, 99.95 became a bid at 100.0 and 100.05's 1.0 was
+    overwritten by 100.1's 4.0: a market sell of 2.0 filled at 100.0, above the book's best bid,
+    and a market buy of 5.0 filled 4.0 at 100.1, the rest canceled. The venue now refuses the
+    level, naming it; a price on the grid up to float noise (750.66163 on a tick of 1e-5, 75066162.99999999
+    ticks) passes."""
+    s = build_stack(venue=VenueConfig(fill_on="book"), tick_size=0.1, lot_size=0.1)
+    s.clock.advance_to(1 * MS)
+    msg = BookSnapshot(IID, 1 * MS, 1 * MS, _levels((99.95, 2.0), (99.9, 3.0)), _levels((100.05, 1.0), (100.1, 4.0)), 5)
+    with pytest.raises(DataError, match=r"BTCUSDT.BINANCE book level at price 99.95 in the BookSnapshot at ts_init 1000000 "
+                                        r"\(1970-01-01T00:00:00.001000000Z\) sequence 5 is not a multiple of the "
+                                        r"instrument's tick_size 0.1"):
+        s.venue.on_book(msg)  # type: ignore[attr-defined]
+    s = build_stack(venue=VenueConfig(fill_on="book"), tick_size=1e-5, lot_size=0.1)
+    _book(s, 1 * MS, bids=((750.66163, 2.0),), asks=((750.66164, 1.0),), snapshot=True)
+    coid = s.submit(SELL, 2.0)
+    _book(s, 2 * MS)
+    assert _fills(s, coid) == [(2.0, 750.66163, Liquidity.TAKER)]
+
+
 # ------------------------------------------------------------------------ latency
 
 

@@ -388,6 +388,10 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
         """
         return _beyond_grid("price", price, "tick", self.tick_size)
 
+    def price_grid_reason(self, price: float) -> str | None:
+        """Why ``price`` is not on the tick grid (a multiple of ``tick_size`` up to float noise), or ``None``."""
+        return _off_grid("price", price, "tick", self.tick_size, TICKS_RTOL)
+
     def validate_order(self, quantity: float, price: float) -> str | None:
         """Return why an order of ``quantity`` at ``price`` is invalid, or ``None`` if it is valid.
 

@@ -58,6 +58,11 @@ replay or a paper feed. It keeps the book of each instrument and matches:
 No lookahead: an action is handled at the first book or trade event after its arrival, on the
 book as it was then; nothing it does depends on later data.
 
+A book level whose price is off the instrument's tick grid (``tick_size`` coarser than the data's:
+99.95 on a tick of 0.1) stops the run with a :class:`~tradebus.errors.DataError` naming the
+instrument, the price, the tick size, the update's time and sequence: rounded to a tick it would
+overwrite its neighbour there and fill orders at a price the book never showed.
+
 A book update that leaves the book crossed or locked (best bid >= best ask) stops the run with a
 :class:`~tradebus.errors.DataError` naming the instrument, the update's time and sequence: levels
 left stale by a gap in the book data would otherwise fill resting orders (the live book resyncs
@@ -477,19 +482,25 @@ class BookVenue(SimulatedVenue):
         snapshot = type(msg) is BookSnapshot
         rest_bid, rest_ask = self._rest_bid[iid], self._rest_ask[iid]
         model = self.queue_model
-        to_tick = book.to_tick
+        inv_tick = book.inv_tick
         if snapshot:
             old_bids, old_asks = book.bids, book.asks
             book.bids, book.asks = {}, {}
             book.best_bid, book.best_ask = -(2**62), 2**62
         for price, size in msg.bids.tolist():  # type: ignore[attr-defined]
-            tick = to_tick(price)
+            ticks = price * inv_tick
+            tick = int(ticks + 0.5)  # book.to_tick, inlined with the grid check
+            if abs(ticks - tick) > 1e-6 + ticks * 1e-15:
+                self._off_grid(iid, price, msg)
             prev = book.set_bid(tick, size)
             if rest_bid and tick in rest_bid and not snapshot:
                 for q in rest_bid[tick]:
                     model.depth(q, prev, size)
         for price, size in msg.asks.tolist():  # type: ignore[attr-defined]
-            tick = to_tick(price)
+            ticks = price * inv_tick
+            tick = int(ticks + 0.5)
+            if abs(ticks - tick) > 1e-6 + ticks * 1e-15:
+                self._off_grid(iid, price, msg)
             prev = book.set_ask(tick, size)
             if rest_ask and tick in rest_ask and not snapshot:
                 for q in rest_ask[tick]:
@@ -508,6 +519,25 @@ class BookVenue(SimulatedVenue):
         if rest_bid or rest_ask:
             self._fill_crossed(iid, book, msg.ts_init)
         self._last_ts = msg.ts_init
+
+    def _off_grid(self, iid: str, price: float, msg: BookSnapshot | BookDelta) -> None:
+        """Refuse a book level whose price is off the instrument's tick grid (float noise passes).
+
+        Raises
+        ------
+        DataError
+            Naming the instrument, the price, the tick size, the update's time and sequence.
+        """
+        inst = self.instruments[iid]
+        if inst.price_grid_reason(price) is None:
+            return
+        when = f"{np.datetime64(msg.ts_init, 'ns')}Z"
+        raise DataError(
+            f"{iid} book level at price {price} in the {type(msg).__name__} at ts_init {msg.ts_init} ({when}) "
+            f"sequence {msg.last_seq} is not a multiple of the instrument's tick_size {inst.tick_size}: the venue "
+            "would merge it into a neighbouring tick and fill at a price the book never showed (set the "
+            "instrument's tick_size to the one of the book data)"
+        )
 
     @staticmethod
     def _crossed(iid: str, book: L2Book, msg: BookSnapshot | BookDelta) -> None:
