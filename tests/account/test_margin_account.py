@@ -38,7 +38,7 @@ from tradebus.engine.messages import (
 )
 from tradebus.engine.perpetuals import FundingDue
 from tradebus.engine.portfolio import Portfolio, Position
-from tradebus.errors import DataError
+from tradebus.errors import DataError, OrderError
 from tradebus.reports.metrics import compute_metrics
 from tradebus.execution.config import VenueConfig
 from tradebus.risk.config import RiskConfig
@@ -204,6 +204,23 @@ def test_isolated_long_is_liquidated_below_its_hand_derived_price() -> None:
     assert kernel.portfolio.equity() == pytest.approx(8_000.0)
     assert kernel.result.fills[-1].reason == "liquidation"
     assert kernel.result.liquidations == [event]
+
+
+def test_a_leverage_whose_initial_margin_is_below_the_maintenance_rate_is_refused() -> None:
+    """At 150x an isolated long of notional N holds N / 150 = 0.667 % of it, below a 1 % maintenance
+    rate: it was liquidated at its opening fill (all 16 entries of perp_xrp_funding at 150x with
+    ``maintenance_rate: 0.01`` were). The venues cap leverage at 1 / rate (Binance's first XRPUSDT
+    bracket: 0.5 %, 75x); 100x, whose 1 % equals the rate, is the largest accepted."""
+    with pytest.raises(OrderError, match=r"leverage 150 .* 0\.6667% .* below its maintenance rate 1\.0000%: "
+                       r"every position would be liquidated as it opens \(the largest leverage it allows is 100\)"):
+        perp(leverage=150.0, maintenance_rate=0.01, margin_mode=MarginMode.ISOLATED)
+    with pytest.raises(OrderError, match="below its maintenance rate 2.0000%"):
+        perp(leverage=60.0, margin_tiers=(MarginTier(max_notional=10_000.0, maintenance_rate=0.02, max_leverage=125.0),))
+    with pytest.raises(OrderError, match="leverage 60 .* below its maintenance rate"):
+        Instrument("SIM", "BTCUSDT", tick_size=0.1, lot_size=0.001, margin=True, leverage=60.0, maintenance_rate=0.02)
+    inst = perp(leverage=100.0, maintenance_rate=0.01, margin_mode=MarginMode.ISOLATED)
+    kernel, _ = opened_kernel(inst, 10_000.0, 1.0)
+    assert kernel.portfolio.position(inst.instrument_id) == 1.0 and kernel.result.liquidations == []
 
 
 def test_cross_short_is_liquidated_where_the_wallet_runs_out() -> None:

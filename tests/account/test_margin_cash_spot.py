@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from tradebus.account import MarginAccount
-from tradebus.engine.instrument import Instrument, InstrumentKind
+from tradebus.engine.instrument import Instrument, InstrumentKind, MarginTier
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderType, SubmitOrder, Trade
 from tradebus.engine.portfolio import Position
@@ -133,12 +133,14 @@ class ShortThenBuyEth(Strategy):
             self.submit_market(iid, *self.quantities[iid])
 
 
-def both_ways(frames: list[SourceFrame], leverage: float, btc: float, eth: float) -> tuple[RunResult, RunResult]:
+def both_ways(
+    frames: list[SourceFrame], leverage: float, btc: float, eth: float, tiers: tuple[MarginTier, ...] = ()
+) -> tuple[RunResult, RunResult]:
     """The trade batch loop's result and one message at a time's, of :class:`ShortThenBuyEth` on ``frames``."""
 
     def build() -> Kernel:
         inst = Instrument("SIM", "BTC-USD", base="BTC", quote="USD", tick_size=0.01, lot_size=0.0001, margin=True,
-                          leverage=leverage)  # fmt: skip
+                          leverage=leverage, margin_tiers=tiers)  # fmt: skip
         kernel = Kernel([inst, cash()], initial_cash=10_000.0, venue_config=VenueConfig(fill_on="trades"))
         kernel.add_strategy(ShortThenBuyEth(btc, eth))
         return kernel
@@ -169,16 +171,21 @@ def test_a_backtest_denies_the_cash_buy_instead_of_liquidating_the_short() -> No
 
 
 def test_trade_batches_liquidate_at_the_cash_fill_that_breaches_as_process() -> None:
-    """At 250x the initial margin (0.4 %) is below the maintenance margin (0.5 %): the ETH buy fits the
-    available 6,000 USD yet leaves 4,200 behind a short needing 5,000. One at a time the short is
-    liquidated at that ETH trade; the trade batch loop checked a lone margin spot position only at
-    its own instrument's prices beyond its bounds, and liquidated it at the next BTC trade."""
+    """At 250x the initial margin (0.4 %) is below the maintenance margin of a notional of 1,000,000 (tiers
+    whose second allows 250x at 0.5 %: 5,000 - 500 = 4,500): the ETH buy fits the available 6,000 USD yet
+    leaves 4,200 behind a short needing 4,500. One at a time the short is liquidated at that ETH trade;
+    the trade batch loop checked a lone margin spot position only at its own instrument's prices beyond
+    its bounds, and liquidated it at the next BTC trade."""
     btc_trades = pd.concat([trades(20_000.0, T0), trades(20_000.0, T0 + 2_000_000_000)])
     frames = [
         SourceFrame(BTC, "trades", btc_trades.assign(size=100.0)),
         SourceFrame(ETH, "trades", trades(2_000.0, T0 + 1_000_000_000)),
     ]
-    ran, one = both_ways(frames, 250.0, 50.0, 2.9)  # 250x: initial margin 4,000; 5,800 USD of ETH
+    tiers = (
+        MarginTier(max_notional=500_000.0, maintenance_rate=0.004, max_leverage=250.0),
+        MarginTier(max_notional=2_000_000.0, maintenance_rate=0.005, max_leverage=250.0),
+    )
+    ran, one = both_ways(frames, 250.0, 50.0, 2.9, tiers)  # 250x: initial margin 4,000; 5,800 USD of ETH
     eth_fill = T0 + 1_000_000_000 + 5_000_000
     for result in (one, ran):
         [event] = result.liquidations

@@ -143,7 +143,8 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
         venue lists spot in base units): a spot instrument must keep 1.
     leverage
         Leverage the account uses for this perpetual or margin spot instrument: initial margin
-        is ``notional / leverage``. A cash-only instrument has none (1).
+        is ``notional / leverage``. A cash-only instrument has none (1). ``1 / leverage`` may not be
+        below the maintenance rate (of the first tier), or a position is liquidated as it opens.
     margin_mode
         :class:`MarginMode` of a perpetual's position (cross: the wallet backs every position;
         isolated: only the margin set aside when it opened). Margin spot is cross.
@@ -245,6 +246,13 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
             raise OrderError(
                 f"{where}: leverage {self.leverage} exceeds the first margin tier's max_leverage "
                 f"{self.margin_tiers[0].max_leverage}"
+            )
+        first_rate = self.margin_tiers[0].maintenance_rate if self.margin_tiers else self.maintenance_rate
+        if not self.cash_only and 1.0 / self.leverage < first_rate:
+            raise OrderError(
+                f"{where}: leverage {self.leverage:g} holds an initial margin of {1.0 / self.leverage:.4%} of the "
+                f"notional, below its maintenance rate {first_rate:.4%}: every position would be liquidated "
+                f"as it opens (the largest leverage it allows is {1.0 / first_rate:g})"
             )
 
     @property
