@@ -15,11 +15,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from tradebus.account import MarginAccount
 from tradebus.engine.instrument import Instrument, InstrumentKind, MarginTier
 from tradebus.engine.kernel import Kernel, RunResult
-from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderType, SubmitOrder, Trade
+from tradebus.engine.messages import (
+    Bar,
+    Liquidity,
+    OrderCanceled,
+    OrderDenied,
+    OrderFilled,
+    OrderSide,
+    OrderType,
+    SubmitOrder,
+    Trade,
+)
 from tradebus.engine.portfolio import Position
 from tradebus.execution.config import VenueConfig
 from tradebus.research.lookahead import MemoryReplay, SourceFrame
@@ -206,3 +217,57 @@ def test_a_cash_buy_of_exactly_the_free_settle_asset_passes_and_one_lot_more_is_
         "buying_power: BUY 0.201 BTCUSDT.SIM needs 0.201 USDT > available 0.2 USDT "
         "(balance 0.7, held by working orders 0.5)"
     ]
+
+
+class RestingSpotBuyThenPerpLong(Strategy):
+    """Rests a spot buy of 4 ETH at 2,000 on its first ETH bar, then buys ``btc`` BTCUSDT perpetual on its
+    second BTC bar (the two legs of a basis trade on one USDT wallet)."""
+
+    def __init__(self, perp: str, spot: str, btc: float) -> None:
+        super().__init__([perp, spot], strategy_id="basis")
+        self.perp, self.spot, self.btc = perp, spot, btc
+        self.bars = {perp: 0, spot: 0}
+        self.denied: list[str] = []
+        self.canceled: list[str] = []
+
+    def on_bar(self, bar: Bar) -> None:
+        self.bars[bar.instrument_id] += 1
+        if bar.instrument_id == self.spot and self.bars[self.spot] == 1:
+            self.submit_limit(self.spot, OrderSide.BUY, 4.0, 2_000.0)
+        if bar.instrument_id == self.perp and self.bars[self.perp] == 2:
+            self.submit_market(self.perp, OrderSide.BUY, self.btc)
+
+    def on_order_denied(self, event: OrderDenied) -> None:
+        self.denied.append(event.reason)
+
+    def on_order_canceled(self, event: OrderCanceled) -> None:
+        self.canceled.append(event.reason)
+
+
+@pytest.mark.parametrize("btc", [0.4, 0.1])
+def test_a_perpetual_order_may_not_take_the_usdt_a_resting_spot_buy_holds(btc: float) -> None:
+    """10,000 USDT; a resting spot buy of 4 ETH at 2,000 holds 8,000 of them, leaving 2,000 for margin. A 1x
+    perpetual long of 0.4 BTC at 20,000 needs 8,000: it was accepted (the margin check left out what cash
+    orders hold) and the spot buy, reached at 1,990 on the next bar, was canceled ('needs 7960 USDT >
+    available 2000 USDT'). It is now denied and the spot buy fills; a long of 0.1 BTC (2,000) fits, beside it."""
+    perp = Instrument("SIM", "BTCUSDT", kind=InstrumentKind.PERPETUAL, base="BTC", quote="USDT", tick_size=0.1,
+                      lot_size=0.001)  # fmt: skip
+    spot = cash(quote="USDT")
+    kernel = Kernel([perp, spot], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0)
+    strategy = RestingSpotBuyThenPerpLong(perp.instrument_id, spot.instrument_id, btc)
+    kernel.add_strategy(strategy)
+    for k, (eth, btc_px) in enumerate([(2_100.0, 20_000.0), (2_100.0, 20_000.0), (1_990.0, 20_000.0)], start=1):
+        t = T0 + k * 60_000_000_000
+        kernel.process(Bar(spot.instrument_id, t, t, eth, eth, eth, eth, 1.0))
+        kernel.process(Bar(perp.instrument_id, t, t, btc_px, btc_px, btc_px, btc_px, 1.0))
+    assert strategy.canceled == []
+    assert kernel.portfolio.position(spot.instrument_id) == 4.0
+    if btc == 0.4:
+        assert strategy.denied == [
+            "margin: BUY 0.4 BTCUSDT.SIM needs initial margin and fee 8000 USDT > available 2000 USDT "
+            "(wallet 10000, position margin 0, held by cash-only orders 8000)"
+        ]
+        assert kernel.portfolio.position(perp.instrument_id) == 0.0
+    else:
+        assert strategy.denied == []
+        assert kernel.portfolio.position(perp.instrument_id) == 0.1

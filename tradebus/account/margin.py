@@ -62,7 +62,8 @@ Margin (amounts in the settle asset; ``N = |quantity| * contract_size * mark``)
 Checks
     :meth:`MarginAccount.check_order` (risk gate) and :meth:`MarginAccount.check_fill` (venue
     at match time) deny an order whose initial margin plus taker fee exceeds the available
-    balance (an order that reverses the position counts the margin the close releases: a
+    balance less what working cash-only orders hold of it (so an order accepted before keeps what
+    it needs to fill; an order that reverses the position counts the margin the close releases: a
     cross position's initial margin, an isolated one's margin plus its unrealised PnL; only
     the part beyond the position needs margin), or whose resulting position's notional falls
     in a tier whose ``max_leverage`` is below the instrument's leverage; the reason starts
@@ -152,6 +153,7 @@ class MarginAccount:
         self._margined = {iid: inst for iid, inst in instruments.items() if not inst.cash_only}
         self._settle = {iid: asset_names(inst)[0 if inst.inverse else 1] for iid, inst in self._margined.items()}
         self._settle_assets = frozenset(self._settle.values())
+        self._cash_only = any(inst.cash_only for inst in instruments.values())
         # Each settle asset's margined instruments in instrument order, bound once for the checks of every order.
         self._by_asset: dict[str, tuple[tuple[str, Instrument], ...]] = {
             asset: tuple((iid, inst) for iid, inst in self._margined.items() if self._settle[iid] == asset)
@@ -648,14 +650,15 @@ class MarginAccount:
         cost = quantity * unit * max(inst.taker_fee, inst.maker_fee, 0.0) if fee is None else fee
         need = opening * unit / inst.leverage + cost
         wallet = self._spot.balance(asset)
-        available = self._available(asset, exclude, wallet)
+        held = self._spot.held(asset) if self._cash_only else 0.0
+        available = self._available(asset, exclude, wallet) - held
         if opening < abs(signed):  # a reversal closes the position first, which releases its margin
             if inst.margin_mode == MarginMode.ISOLATED:
                 available += self._isolated[iid] + self.unrealized(iid)
             else:
                 available += self.position_notional(iid) / inst.leverage
         if exceeds(need, available, wallet):
-            return margin_reason(what, quantity, iid, need, asset, available, wallet, self.initial_margin(asset))
+            return margin_reason(what, quantity, iid, need, asset, available, wallet, self.initial_margin(asset), held)
         return None
 
     def _cash_check(self, what: str, quantity: float, iid: str, need: float, asset: str, exclude: str) -> str | None:
@@ -725,12 +728,22 @@ def borrow_assets(instruments: Mapping[str, Instrument]) -> dict[str, tuple[str,
 
 
 def margin_reason(
-    what: str, quantity: float, iid: str, need: float, asset: str, available: float, wallet: float, margin: float
+    what: str,
+    quantity: float,
+    iid: str,
+    need: float,
+    asset: str,
+    available: float,
+    wallet: float,
+    margin: float,
+    held: float = 0.0,
 ) -> str:
-    """The denial of an order (``what``: its side, or ``"fill"``) whose initial margin and fee exceed what is available."""
+    """The denial of an order (``what``: its side, or ``"fill"``) whose initial margin and fee exceed what is available
+    (``held``: the part of the balance working cash-only orders hold, named when there is some)."""
+    by_orders = f", held by cash-only orders {held:.10g}" if held else ""
     return (
         f"margin: {what} {quantity} {iid} needs initial margin and fee {need:.10g} {asset} > available "
-        f"{available:.10g} {asset} (wallet {wallet:.10g}, position margin {margin:.10g})"
+        f"{available:.10g} {asset} (wallet {wallet:.10g}, position margin {margin:.10g}{by_orders})"
     )
 
 
