@@ -128,6 +128,31 @@ def test_cv_walkforward_embargoes_and_counts_only_the_training_rows_it_removes(t
     assert [(s["train"], s["test"], s["purged_or_embargoed"]) for s in cv["splits"]] == [(t, 4, 4) for t in trains]
 
 
+def test_cv_walkforward_with_a_train_size_tests_up_to_the_last_sample(tmp_path: Path) -> None:
+    # 60 bars labelled 2 bars ahead: 58 samples, test windows of 58 // 4 = 14 (the default, as scikit-learn's
+    # TimeSeriesSplit(3)): 16..29, 30..43, 44..57, each trained on the 10 samples before it less the 2 purged.
+    # Started right after train_size they tested 10..51 and samples 52..57, the most recent, in none.
+    bars = random_walk(60)
+    raw = yaml.safe_load(CONFIG.read_text())
+    dataset = write_bars(tmp_path / "catalog", bars, "SIM-USD", "bars", 60_000_000_000)
+    raw["dataset"] = {"catalog": str(tmp_path / "catalog"), "sources": [{"instrument": "SIM-USD.SIM", "dataset": dataset}],
+                      "features": [{"name": "r", "kind": "log_ret", "input": "close"}]}
+    raw["model"]["columns"] = ["r"]  # the one feature left (every command checks model.columns)
+    raw["alpha"]["factors"] = ["r"]  # and alpha.factors
+    raw["labels"] = {"method": "forward", "horizons": [2]}
+    raw["cv"] = {"method": "walkforward", "n_splits": 3, "train_size": 10, "expanding": False}
+    config = tmp_path / "walkforward.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["research", "cv", str(config), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    cv = json.loads((tmp_path / "out" / "cv.json").read_text())
+    ts = bars["ts_event"].to_numpy()
+    assert cv["samples"] == 58
+    assert [(s["test_start"], s["test_end"]) for s in cv["splits"]] == [(ts[16], ts[31]), (ts[30], ts[45]),
+                                                                        (ts[44], ts[59])]
+    assert [(s["train"], s["purged_or_embargoed"]) for s in cv["splits"]] == [(8, 2)] * 3
+
+
 def test_cv_help_says_what_the_embargo_does_in_each_mode() -> None:
     result = runner.invoke(app, ["research", "cv", "--help"], terminal_width=200)
     text = " ".join(result.output.replace("│", " ").split())

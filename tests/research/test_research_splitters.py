@@ -289,6 +289,25 @@ def test_walk_forward_expanding_without_overlap_equals_sklearn_time_series_split
         assert np.array_equal(a, c) and np.array_equal(b, d)
 
 
+@pytest.mark.parametrize("expanding", [False, True])
+def test_walk_forward_with_train_size_and_n_splits_tests_up_to_the_last_sample_as_sklearn_does(expanding: bool) -> None:
+    # 100 samples, 3 test windows of 20, rolling training of 30: scikit-learn's TimeSeriesSplit(3, test_size=20,
+    # max_train_size=30) tests 40..59, 60..79, 80..99. Placing the first window right after train_size tested
+    # 30..89 and left the last 10 samples, the most recent, in no test window.
+    t0 = np.arange(100)
+    ours = PurgedWalkForward(20, t0=t0, t1=t0, train_size=30, n_splits=3, expanding=expanding, gap=2)
+    ref = TimeSeriesSplit(n_splits=3, test_size=20, gap=2, max_train_size=None if expanding else 30)
+    got, want = list(ours.split()), list(ref.split(t0))
+    assert len(got) == len(want) == ours.get_n_splits() == 3
+    for (a, b), (c, d) in zip(got, want, strict=True):
+        assert np.array_equal(a, c) and np.array_equal(b, d)
+    assert ours.train_windows(100) == [(0 if expanding else s - 32, s - 2) for s in (40, 60, 80)]
+    # a train_size longer than the room before the windows placed at the end starts them after it
+    late = PurgedWalkForward(20, t0=t0, t1=t0, train_size=50, n_splits=3, expanding=expanding)
+    assert [(te[0], te[-1]) for _, te in late.split()] == [(50, 69), (70, 89)]
+    assert [tr.size for tr, _ in late.split()] == ([50, 70] if expanding else [50, 50])
+
+
 # ---------------------------------------------------------------------------- scikit-learn API
 
 

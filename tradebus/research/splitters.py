@@ -260,12 +260,14 @@ class PurgedWalkForward(_Purged):
     t0, t1
         Label start and end times per sample.
     train_size
-        Rolling window length in samples; with ``expanding=True`` the length of the first
-        training set. Default: all the samples before the first test window, placed so
-        that the last of ``n_splits`` windows ends at the last sample
-        (``n - test_size - (n_splits - 1) * step - gap``).
+        Rolling window length in samples (scikit-learn ``TimeSeriesSplit``'s ``max_train_size``);
+        with ``expanding=True`` and no ``n_splits``, the length of the first training set.
+        Default: all the samples before the first test window.
     n_splits
-        Number of test windows (default: as many as fit).
+        Number of test windows, placed so that the last ends at the last sample (the first
+        starts at ``n - test_size - (n_splits - 1) * step``), as ``TimeSeriesSplit`` places
+        them; with ``train_size`` too, no earlier than ``train_size + gap`` (then fewer may fit).
+        Default: as many as fit after ``train_size + gap``.
     step
         Samples between test window starts (default ``test_size``).
     expanding
@@ -308,11 +310,14 @@ class PurgedWalkForward(_Purged):
 
     def _starts(self, n: int) -> list[int]:
         step = self.step or self.test_size
-        if self.train_size is not None:
+        if self.n_splits is None:
+            assert self.train_size is not None
             first = self.train_size + self.gap
         else:
-            assert self.n_splits is not None
+            # the last window ends at the last sample, as long as train_size samples still precede the first
             first = n - self.test_size - (self.n_splits - 1) * step
+            if self.train_size is not None:
+                first = max(first, self.train_size + self.gap)
         starts = list(range(first, n - self.test_size + 1, step))
         if self.n_splits is not None:
             starts = starts[: self.n_splits]
@@ -327,7 +332,8 @@ class PurgedWalkForward(_Purged):
     def train_windows(self, n: int) -> list[tuple[int, int]]:
         """The training window ``[begin, stop)`` of each split over ``n`` samples, before purging and embargo."""
         starts = self._starts(n)
-        length = starts[0] - self.gap  # train_size, or by default all that precedes the first test window
+        # train_size, or by default all that precedes the first test window
+        length = self.train_size if self.train_size is not None else starts[0] - self.gap
         return [(0 if self.expanding else max(s - self.gap - length, 0), s - self.gap) for s in starts]
 
     def split(self, X: Any = None, y: Any = None, groups: Any = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
