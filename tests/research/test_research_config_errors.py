@@ -192,6 +192,23 @@ def test_research_cv_with_a_field_the_splitter_ignores_exits_2_and_writes_nothin
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", ["dataset", "cv"])
+@pytest.mark.parametrize(("n_splits", "n_test_folds"), [(3, 3), (4, 6)])
+def test_cpcv_test_folds_leaving_no_fold_to_train_on_are_refused_at_load_naming_both_keys(
+        tmp_path: Path, command: str, n_splits: int, n_test_folds: int) -> None:
+    """cv: {method: cpcv, n_splits: 3, n_test_folds: 3}: research dataset (labels, alpha, walkforward) ran to exit 0 on
+    it, and research cv said only 'CombinatorialPurgedCV: need 1 <= n_test_folds < n_folds, got 3, 3', naming neither
+    key (n_folds is cv.n_splits)."""
+    path = write(tmp_path, {"cv": Whole(method="cpcv", n_splits=n_splits, n_test_folds=n_test_folds)})
+    result = CliRunner().invoke(app, ["research", command, str(path), "--out", str(tmp_path / "out")])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2, said
+    assert said.startswith(f"error: {path}: cv.n_test_folds: {n_test_folds} test groups of cv.n_splits {n_splits} "
+                           "leave no group to train on; give at most "
+                           f"{n_splits - 1} (or more cv.n_splits)"), said
+    assert not (tmp_path / "out").exists()
+
+
 def test_every_cv_field_a_splitter_alone_reads_names_a_splitter() -> None:
     from tradebus.research.config import _CV_READ_BY
 

@@ -15,6 +15,7 @@ Example (``configs/research_btc.yaml``)::
 
 Relative paths are resolved against the config file's directory. Unknown keys are
 errors naming the field, and so is a ``labels`` or ``cv`` field its section's ``method`` does not read,
+a ``cv.n_test_folds`` of ``cpcv`` not below ``cv.n_splits`` (its groups),
 a ``model.columns`` entry no ``dataset.features`` output gives, or an ``alpha.factors`` entry that is no
 column of the dataset: the whole file is checked at load,
 whichever command reads it.
@@ -262,6 +263,10 @@ def load_research_config(path: str | Path) -> tuple[ResearchConfig, DatasetConfi
         if unread:
             raise ConfigError(f"{path}: {name}.{unread[0]}: only with {name}.method: {read_by[unread[0]]} "
                               f"({section.method} {what} do not read it; remove it or change {name}.method)")
+    cv = config.cv
+    if cv.method == "cpcv" and cv.n_test_folds >= cv.n_splits:  # the splitter's groups are cv.n_splits
+        raise ConfigError(f"{path}: cv.n_test_folds: {cv.n_test_folds} test groups of cv.n_splits {cv.n_splits} leave "
+                          f"no group to train on; give at most {cv.n_splits - 1} (or more cv.n_splits)")
     if wf is not None and wf.horizon is not None:
         if labels.method != "forward":
             raise ConfigError(f"{path}: walkforward.horizon: only with labels.method: forward "
