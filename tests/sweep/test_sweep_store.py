@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -256,3 +257,31 @@ def test_a_sweep_that_cannot_lock_its_directory_leaves_the_temporaries_there_and
     assert f"sweep directory {out}: cannot lock it (ENOLCK" in log, log
     assert f"{out}: left .results.csv.tmp-99999: the directory cannot be locked" in log, log
     assert f"{out / 'trials'}: left .trial-000000.parquet.tmp-99999" in log, log
+
+
+def test_results_and_best_json_do_not_depend_on_the_order_the_workers_finished_the_trials(tmp_path: Path) -> None:
+    """Ray hands trials back in completion order: stored in the order 3, 1, 2, 0 (trials 1 and 2 tied on the
+    objective), results.csv and best.json are byte for byte those of the order 0, 1, 2, 3, listing the trials by
+    number and naming trial 1, the lower of the tie, as best."""
+    from tradebus.sweep.runner import _write_outputs
+
+    space_path = tmp_path / "space.yaml"
+    space_path.write_text("objectives: {sharpe: maximize, max_drawdown: minimize}\n"
+                          "params:\n  strategy.params.fast: [3, 5, 8, 13]\n", encoding="utf-8")
+    space = load_space(space_path)
+    rows = {0: (0.5, 0.2), 1: (2.0, 0.3), 2: (2.0, 0.1), 3: (-1.0, 0.4)}
+    outputs = []
+    for order in ((3, 1, 2, 0), (0, 1, 2, 3)):
+        out = tmp_path / "-".join(map(str, order))
+        store = TrialStore(out / "trials", space.params)
+        for trial in order:
+            sharpe, drawdown = rows[trial]
+            store.write({"trial": trial, "status": "ok", "error": None, "tier": "event", "sharpe": sharpe,
+                         "max_drawdown": drawdown}, {"strategy.params.fast": [3, 5, 8, 13][trial]})
+        _write_outputs(space, store, out)
+        outputs.append({name: (out / name).read_bytes() for name in ("results.csv", "best.json")})
+    assert outputs[0] == outputs[1]
+    lines = outputs[0]["results.csv"].decode().splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == ["0", "1", "2", "3"]
+    best = json.loads(outputs[0]["best.json"])
+    assert best["trial"] == 1 and best["pareto_trials"] == [2]
