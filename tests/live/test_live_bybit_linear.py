@@ -331,6 +331,27 @@ async def test_a_position_difference_holds_the_perpetual_only_when_it_persists()
             await venue.aclose()
 
 
+async def test_a_foreign_position_at_start_up_is_held_with_advice_a_perpetual_can_follow() -> None:
+    """A perpetual's position is no balance: ``balances: {BTC: ...}`` cannot start the journal at the venue's position."""
+    async with _emulator() as emulator:
+        api = BybitLinearTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {BYBIT_IID: INST}, 2.0)
+        clock = LiveClock()
+        venue = LiveVenue(api, clock)
+        kernel = Kernel([INST], clock=clock, venue=venue, initial_cash=10_000.0)
+        holds: dict[str, str] = {}
+        reconciler = Reconciler(kernel, venue, lambda iid, why: holds.__setitem__(iid, why) if why else holds.pop(iid, None), 2.0)
+        try:
+            await api.place(Order("byhand1", "", BYBIT_IID, OrderSide.BUY, OrderType.MARKET, 0.004))
+            last = emulator.clock.now_ns() + 10**6
+            emulator.on_trade(Trade(BYBIT_IID, last, last, 65_000.0, 1.0, -1, "x1"))
+            await reconciler.compare_balances(startup=True)  # as the daemon's start does, once the journal is replayed
+            reason = holds[BYBIT_IID]
+            assert "0.0 BTC position held here but 0.004 at the venue" in reason
+            assert "balances" not in reason and "close the position at the venue" in reason
+        finally:
+            await venue.aclose()
+
+
 async def test_kill_flatten_buys_back_the_journaled_short_reduce_only_once_and_halts(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
     async with linear_account(journal=path) as h:

@@ -676,10 +676,7 @@ class Reconciler:
             if not startup and (previous is None or math.fabs(previous - diff) > inst.lot_size / 2):
                 logger.warning("reconciliation: {}: {} {} here, {} at the venue; checking again next round", iid, here, unit, there)
                 continue
-            reason = (
-                f"reconciliation: {iid}: {here} {unit} held here but {there} at the venue; "
-                "orders on it stay stopped (set balances in the config, or check the account)"
-            )
+            reason = f"reconciliation: {iid}: {here} {unit} held here but {there} at the venue; orders on it stay stopped ({_remedy(inst)})"
             logger.error(reason)
             self.on_mismatch(iid, reason, diff)
         if read_balances:
@@ -766,6 +763,14 @@ class Reconciler:
                 if strategy_failure(exc, None) is not None:
                     raise  # a strategy's hook raised on an event the round booked: the daemon stops on it
                 logger.warning("reconciliation round {} failed: {}: {}", self.rounds, type(exc).__name__, exc)
+
+
+def _remedy(inst: Instrument) -> str:
+    """What an operator can do about a holding of ``inst`` that differs from the venue's."""
+    if inst.kind is InstrumentKind.PERPETUAL:
+        # A journal's position comes from its fills only: no config setting starts it at the venue's.
+        return "close the position at the venue to start flat, or check the account"
+    return "set balances in the config, or check the account"
 
 
 def _venue_holding(inst: Instrument, balances: Mapping[str, float], positions: Mapping[str, float]) -> tuple[str, float]:
