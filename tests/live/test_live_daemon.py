@@ -23,7 +23,7 @@ from tradebus.cli import app
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder
 from tradebus.errors import ConfigError
 from tradebus.execution.engine import OrderTimeouts
-from tradebus.node.live import ApiKeys, LiveNode, LiveSettings, check_environment, parse_live_config
+from tradebus.node.live import ApiKeys, LiveNode, LiveSettings, check_environment, check_feed_environment, load_live_config, parse_live_config
 from tradebus.config import dump_config
 from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import RunDirectory
@@ -251,9 +251,39 @@ def test_cli_refuses_mainnet_without_the_flag_and_names_a_missing_key(tmp_path: 
     result = CliRunner().invoke(app, ["live", str(path)], env={"TRADEBUS_BINANCE_API_KEY": KEY, "TRADEBUS_BINANCE_API_SECRET": SECRET})
     assert result.exit_code == 2 and "--mainnet" in result.output
     data["live"] = {}
+    data["feeds"][0]["ws_url"] = "wss://stream.testnet.binance.vision"  # the testnet's market data (below)
     path.write_text(yaml.safe_dump(data))
     result = CliRunner().invoke(app, ["live", str(path)], env={"TRADEBUS_BINANCE_API_KEY": "", "TRADEBUS_BINANCE_API_SECRET": ""})
     assert result.exit_code == 2 and "TRADEBUS_BINANCE_API_KEY" in result.output
+
+
+@pytest.mark.parametrize("shipped", ["live_okx_swap_demo.yaml", "live_bybit_linear_testnet.yaml", "live_binance_testnet.yaml"])
+def test_a_testnet_daemon_whose_feed_has_no_ws_url_is_refused_not_fed_mainnet_prices(
+    shipped: str, tmp_path: Path, _loguru_to_current_stderr: None
+) -> None:
+    """A shipped testnet config without its feed's ws_url traded the testnet's book on prices from the venue's mainnet
+    stream (a feed's default endpoint); now it exits 2 naming the feed before any key is read or anything connects."""
+    import yaml
+
+    data = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs" / shipped).read_text(encoding="utf-8"))
+    venue, market = data["feeds"][0]["venue"], data["feeds"][0]["market"]
+    data["feeds"][0].pop("ws_url")
+    path = tmp_path / "live.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(app, ["live", str(path), "--dry-run"], env={})
+    assert result.exit_code == 2, result.output
+    assert f"feeds.0: this {venue} {market} feed has no ws_url, so it streams {venue}'s mainnet market data" in result.output
+    assert "API_KEY" not in result.output
+    config = load_live_config(path)
+    with pytest.raises(ConfigError, match="feeds.0: "):
+        check_feed_environment(config)
+    # mainnet, an explicit ws_url (the mainnet's too: meant) and another venue's feed (a signal) are left alone
+    check_feed_environment(config.model_copy(update={"live": config.live.model_copy(update={"environment": "mainnet"})}))
+    for url in ("wss://example.test/ws", "wss://stream.bybit.com/v5/public/linear"):
+        feeds = [config.feeds[0].model_copy(update={"ws_url": url})]
+        check_feed_environment(config.model_copy(update={"feeds": feeds}))
+    other = "okx" if venue != "okx" else "bybit"
+    check_feed_environment(config.model_copy(update={"live": config.live.model_copy(update={"venue": other})}))
 
 
 async def _run_until(node: LiveNode, done: Any, timeout: float = 20.0) -> None:

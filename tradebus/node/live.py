@@ -145,6 +145,7 @@ __all__ = [
     "LiveSettings",
     "LiveSummary",
     "check_environment",
+    "check_feed_environment",
     "keep_venue_pause",
     "kill_switch",
     "resume_trading",
@@ -515,6 +516,31 @@ def check_environment(settings: LiveSettings, mainnet: bool) -> None:
             raise ConfigError(
                 f"live.{field}: {url} is {settings.venue}'s mainnet (real money) but live.environment is "
                 f"{settings.environment!r}; set live.environment: mainnet and pass --mainnet, or point it elsewhere"
+            )
+
+
+def check_feed_environment(config: LiveConfig) -> None:
+    """Refuse a testnet daemon's feed of the traded venue that would stream the venue's mainnet market data.
+
+    A feed without ``ws_url`` connects to its venue's production stream (:class:`~tradebus.adapters.common.feed.FeedConfig`);
+    beside a testnet account (Bybit's testnet, OKX's demo trading, Binance's testnets: order books of their own)
+    the strategy would price its orders on the mainnet's book and send them to the testnet's. A feed of
+    another venue (a signal) is left alone, and so is a ``ws_url`` given explicitly (the mainnet's included).
+
+    Raises
+    ------
+    ConfigError
+        A testnet config's feed of ``live.venue`` has no ``ws_url``.
+    """
+    if config.live.environment == "mainnet":
+        return
+    for n, feed in enumerate(config.feeds):
+        if feed.venue.lower() == (config.live.venue or "").lower() and feed.ws_url is None:
+            raise ConfigError(
+                f"feeds.{n}: this {feed.venue} {feed.market} feed has no ws_url, so it streams {feed.venue}'s mainnet "
+                f"market data, but live.environment is {config.live.environment!r}: the strategy would price its orders "
+                "on the mainnet's book and send them to the testnet's; set ws_url to the testnet's public stream "
+                "(the configs/live_*.yaml examples name it), or to the mainnet's to trade on mainnet prices"
             )
 
 
@@ -1378,6 +1404,7 @@ def run_live(
 
     config = load_live_config(config_path, overrides)
     check_environment(config.live, mainnet)
+    check_feed_environment(config)
     keys = ApiKeys.from_env(config.live, environ)
     run_dir = None if out_dir is None else RunDirectory(out_dir, "live", keep=kept_files(config), force=force)
     nodes: list[LiveNode] = []
