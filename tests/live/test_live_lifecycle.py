@@ -77,15 +77,27 @@ async def test_lost_ack_with_lost_events_is_resolved_by_query_not_resent() -> No
     pending = [m.record for m in records if "query not answered now" in m.record["message"]]
     assert pending and all(r["level"].name == "INFO" and r["exception"] is None for r in pending)
     assert not [m for m in records if m.record["exception"] is not None]
+    # how the UNKNOWN order ended is logged, not only that it was queried
+    settled = [m.record for m in records if m.record["message"].startswith(f"order {order.client_order_id}: UNKNOWN here, ACCEPTED")]
+    assert [r["level"].name for r in settled] == ["INFO"], [m.record["message"] for m in records]
 
 
 async def test_submit_answered_5xx_becomes_rejected_only_after_the_grace_and_is_never_resent() -> None:
-    async with harness([RestFault("error5xx")]) as h:
-        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
-        await until(lambda: order.status is OrderStatus.UNKNOWN)
-        await until(lambda: order.status is OrderStatus.REJECTED, timeout=4.0)
-        assert "never arrived" in order.reason
-        assert h.posts(order.client_order_id) == 1
+    """The user saw "state UNKNOWN, querying the venue", then "query not answered now", and no line saying the
+    order had ended REJECTED (the venue never got it); the rejection is logged at WARNING with its reason."""
+    records: list[Any] = []
+    sink = logger.add(records.append, level="INFO")
+    try:
+        async with harness([RestFault("error5xx")]) as h:
+            order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+            await until(lambda: order.status is OrderStatus.UNKNOWN)
+            await until(lambda: order.status is OrderStatus.REJECTED, timeout=4.0)
+            assert "never arrived" in order.reason
+            assert h.posts(order.client_order_id) == 1
+    finally:
+        logger.remove(sink)
+    (line,) = [m.record for m in records if m.record["message"].startswith(f"order {order.client_order_id}: UNKNOWN here, REJECTED")]
+    assert line["level"].name == "WARNING" and order.reason in line["message"]
 
 
 @pytest.mark.parametrize("kind", ["rate_limit", "ban"])

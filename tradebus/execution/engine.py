@@ -539,6 +539,7 @@ class ExecutionEngine:
                 self._retry(order)  # the submit may still be on its way
             return
         reason = f"venue has no such order {age / 1e9:.3f} s after its submit was sent (the submit never arrived)"
+        logger.warning("order {}: {} here, REJECTED: {}", order.client_order_id, status, reason)
         self._event(OrderResolved(order.strategy_id, order.instrument_id, order.client_order_id, _S.REJECTED, reason, now, now))
 
     def _apply_report(self, order: Order, report: OrderStatusReport) -> None:
@@ -558,6 +559,9 @@ class ExecutionEngine:
         if order.is_open and (order.status is _S.UNKNOWN or order.status != status):
             now = self._clock.now_ns()
             reason = report.reason or "resolved by venue query"
+            if order.status is _S.UNKNOWN or order.status is _S.SUBMITTED:
+                logger.info("order {}: {} here, {} at the venue (filled {} of {}), as its answer says",
+                            order.client_order_id, order.status, status, report.filled_qty, order.quantity)
             event = OrderResolved(
                 order.strategy_id, order.instrument_id, order.client_order_id, status, reason, now, now, report.filled_qty
             )
