@@ -202,3 +202,16 @@ def test_resolve_strategy_by_builtin_name_and_dotted_path() -> None:
         resolve_strategy("tradebus.nope:Thing")
     with pytest.raises(ConfigError, match="not a Strategy subclass"):
         resolve_strategy("tradebus.engine.kernel:Kernel")
+
+
+def test_a_misspelt_strategy_class_is_named_missing_with_the_module_s_strategies_not_called_no_strategy() -> None:
+    """``tick_ema:TickEMACross`` (for TickEmaCross) was refused as "is not a Strategy subclass", which sent the user
+    looking at a class that does not exist; the error now says the module has no such name and lists its strategies."""
+    with pytest.raises(ConfigError) as raised:
+        resolve_strategy("tradebus.strategies.tick_ema:TickEMACross")
+    assert str(raised.value) == (
+        "strategy 'tradebus.strategies.tick_ema:TickEMACross': module 'tradebus.strategies.tick_ema' has no "
+        "'TickEMACross' (its strategies: TickEmaCross); did you mean tradebus.strategies.tick_ema:TickEmaCross?"
+    )
+    with pytest.raises(ConfigError, match=r"module 'tradebus.engine.kernel' has no 'Nope' \(its strategies: none\)$"):
+        resolve_strategy("tradebus.engine.kernel:Nope")

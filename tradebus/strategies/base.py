@@ -940,6 +940,17 @@ def resolve_strategy(name: str, base: Path | None = None) -> type[Strategy]:
             f"strategy {name!r}: importing module {module_name!r} raised {type(exc).__name__}: {_import_failure(exc)}"
         ) from exc
     cls: Any = getattr(module, attr, None)
+    if cls is None:
+        found = sorted(
+            key for key, value in vars(module).items()
+            if isinstance(value, type) and issubclass(value, Strategy) and value.__module__ == module.__name__
+        )
+        close = difflib.get_close_matches(attr, found, n=1) or difflib.get_close_matches(attr.lower(), found, n=1, cutoff=0.0)
+        hint = f"; did you mean {module_name}:{close[0]}?" if close else ""
+        listed = ", ".join(found) if found else "none"
+        raise ConfigError(
+            f"strategy {name!r}: module {module_name!r} has no {attr!r} (its strategies: {listed}){hint}"
+        )
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise ConfigError(f"strategy {name!r}: {target!r} is not a Strategy subclass")
     return cls
