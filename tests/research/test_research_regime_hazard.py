@@ -173,6 +173,11 @@ def test_figures_undefined_without_trades_are_null_not_zero(tmp_path: Path) -> N
     ("walkforward", "embargo", "xx", "walkforward.embargo: expected a duration like"),
     ("params", "trend_entr", 0.5, "params.trend_entr: unknown key (not allowed here)"),
     ("regime_study", "dataset", "coinbase/BTC-USD", "regime_study.dataset: expected exchange/market/symbol/dataset"),
+    # a KeyError 'RANGE' at the first RANGE entry, and a take-profit 1 ATR *below* a long's entry, before
+    ("params", "barriers", {"TREND": [2.0, 1.0]}, "params.barriers: needs [take-profit, stop] ATRs for each entering "
+                                                  "regime, missing ['RANGE']"),
+    ("params", "barriers", {"TREND": [2.0, 1.0], "RANGE": [-1.0, 1.0]},
+     "params.barriers: RANGE: take-profit and stop must be positive ATR multiples, got [-1.0, 1.0]"),
 ])
 def test_a_bad_config_value_is_named_with_the_file(tmp_path: Path, section: str, key: str, value: object,
                                                     message: str) -> None:

@@ -143,6 +143,17 @@ class RegimeHazardParams(StrictModel):
         parse_duration(value)  # a ValueError: pydantic names the field
         return value
 
+    @field_validator("barriers")
+    @classmethod
+    def _barriers(cls, value: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        missing = [regime for regime in (TREND, RANGE) if regime not in value]
+        if missing:
+            raise ValueError(f"needs [take-profit, stop] ATRs for each entering regime, missing {missing}")
+        for regime, multipliers in value.items():
+            if not all(math.isfinite(m) and m > 0 for m in multipliers):
+                raise ValueError(f"{regime}: take-profit and stop must be positive ATR multiples, got {list(multipliers)}")
+        return value
+
     def intervals_ns(self) -> tuple[int, int, int]:
         """Base, entry and regime intervals in ns, checked to nest."""
         b, e, r = (parse_duration(v) for v in (self.base_interval, self.entry_interval, self.regime_interval))
