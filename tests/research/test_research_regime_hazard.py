@@ -178,6 +178,9 @@ def test_figures_undefined_without_trades_are_null_not_zero(tmp_path: Path) -> N
                                                   "regime, missing ['RANGE']"),
     ("params", "barriers", {"TREND": [2.0, 1.0], "RANGE": [-1.0, 1.0]},
      "params.barriers: RANGE: take-profit and stop must be positive ATR multiples, got [-1.0, 1.0]"),
+    # after the pipeline ran to the first warm regime bar, 'hysteresis: exit (0.6) must not be above enter (0.5)'
+    ("params", "trend_exit", 0.6, "params.trend_exit: 0.6 above trend_enter 0.5: the state would be left before"),
+    ("params", "hazard_exit", 2.0, "params.hazard_exit: 2.0 above hazard_enter 1.8: the state would be left before"),
 ])
 def test_a_bad_config_value_is_named_with_the_file(tmp_path: Path, section: str, key: str, value: object,
                                                     message: str) -> None:

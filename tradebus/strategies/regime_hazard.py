@@ -61,7 +61,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 from loguru import logger
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from tradebus.config.base import StrictModel
 from tradebus.config.units import parse_duration
@@ -141,6 +141,14 @@ class RegimeHazardParams(StrictModel):
     @classmethod
     def _duration(cls, value: str) -> str:
         parse_duration(value)  # a ValueError: pydantic names the field
+        return value
+
+    @field_validator("trend_exit", "hazard_exit")
+    @classmethod
+    def _hysteresis(cls, value: float, info: ValidationInfo) -> float:
+        enter = info.field_name.replace("_exit", "_enter")  # type: ignore[union-attr]
+        if enter in info.data and value > info.data[enter]:
+            raise ValueError(f"{value} above {enter} {info.data[enter]}: the state would be left before it is entered")
         return value
 
     @field_validator("barriers")
