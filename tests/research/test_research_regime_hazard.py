@@ -18,8 +18,10 @@ from tradebus.strategies.models import CalibratedLogit, ModelSchedule
 from tradebus.data.catalog import Catalog
 from tradebus.errors import ConfigError
 from tradebus.research.regime_hazard import (
+    RegimeHazardConfig,
     _meta_samples,
     _metrics,
+    _schedule,
     load_config,
     load_trades,
     lookahead_by_layer,
@@ -417,3 +419,21 @@ def test_a_candidate_whose_label_is_incomplete_at_the_data_end_is_no_meta_sample
     samples = _meta_samples(cut, config.params, config.costs)
     before = _meta_samples(full, config.params, config.costs)
     assert samples["t0"].tolist() == before.loc[before["t0"] < last["ts"], "t0"].tolist()
+
+
+def test_a_purged_fold_left_without_training_samples_names_the_model_and_the_keys() -> None:
+    """Twelve samples whose hour-long labels overlap all the others: the purge leaves fold 0 nothing to train on.
+    The error said only 'PurgedKFold: fold 0 has no training samples left ...; lower the embargo or use more samples'."""
+    minute = 60_000_000_000
+    t0 = np.arange(12, dtype=np.int64) * minute
+    samples = pd.DataFrame({"t0": t0, "t1": t0 + 60 * minute, "y": [0, 1] * 6,
+                            **{name: np.arange(12.0) * (k + 1) for k, name in enumerate(META_FEATURES)}})
+    config = RegimeHazardConfig.model_validate({"system": "regime_hazard", "data": {"trades": "t.csv"},
+                                                "walkforward": {"min_samples": 10, "folds": 4, "embargo": "1m"}})
+    with pytest.raises(ConfigError) as info:
+        _schedule("meta-label", samples, META_FEATURES, [200 * minute], config.walkforward)
+    message = str(info.value)
+    assert message.startswith("walkforward: meta-label models: the model valid from 1970-01-01T03:20:00Z (12 samples): "
+                              "PurgedKFold: fold 0 has no training samples left")
+    assert message.endswith("raise walkforward.min_samples 10 (a segment with fewer samples keeps the previous model), "
+                            "or lower walkforward.folds 4 or walkforward.embargo 1m")

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from tradebus.errors import ConfigError
+from tradebus.engine.clock import iso_ns
 from tradebus.strategies.models import CalibratedLogit, ModelSchedule
 
 __all__ = ["fit_calibrated_logit", "out_of_fold_logit", "walk_forward_schedule"]
@@ -170,8 +171,11 @@ def walk_forward_schedule(X: np.ndarray, y: np.ndarray, columns: Sequence[str], 
         else:
             order = np.argsort(t0[mask], kind="stable")
             s0, s1, k = t0[mask][order], t1[mask][order], min(folds, n)
-            model = fit_calibrated_logit(X[mask][order], y[mask][order], columns, t0=s0, t1=s1, folds=k,
-                                        embargo=embargo_samples(s0, s1, k, embargo_ns), C=C, method=method)
+            try:
+                model = fit_calibrated_logit(X[mask][order], y[mask][order], columns, t0=s0, t1=s1, folds=k,
+                                            embargo=embargo_samples(s0, s1, k, embargo_ns), C=C, method=method)
+            except ConfigError as exc:  # a purged fold left without training samples: say which model
+                raise ConfigError(f"the model valid from {iso_ns(start)} ({n} samples): {exc}") from None
             entries.append((start, model))
             row["trained"] = "yes"
         log.append(row)

@@ -341,16 +341,21 @@ def _hazard_samples(res: SimResult, labels: HazardLabelConfig) -> pd.DataFrame:
     return frame[np.isfinite(frame[list(HAZARD_FEATURES)].to_numpy(dtype=np.float64)).all(axis=1)].reset_index(drop=True)
 
 
-def _schedule(samples: pd.DataFrame, columns: tuple[str, ...], starts: list[int],
+def _schedule(name: str, samples: pd.DataFrame, columns: tuple[str, ...], starts: list[int],
               wf: WalkForwardConfig) -> tuple[ModelSchedule, list[dict[str, Any]]]:
     if samples.empty:
         return ModelSchedule(), [{"valid_from": s, "samples": 0, "positives": 0, "trained": "no: 0 samples"}
                                  for s in starts]
     samples = samples.sort_values("t0", kind="stable")
-    return walk_forward_schedule(samples[list(columns)].to_numpy(dtype=np.float64), samples["y"].to_numpy(),
-                                 columns, t0=samples["t0"].to_numpy(), t1=samples["t1"].to_numpy(), starts=starts,
-                                 embargo_ns=duration_ns(wf.embargo, "embargo"), min_samples=wf.min_samples,
-                                 folds=wf.folds)
+    try:
+        return walk_forward_schedule(samples[list(columns)].to_numpy(dtype=np.float64), samples["y"].to_numpy(),
+                                     columns, t0=samples["t0"].to_numpy(), t1=samples["t1"].to_numpy(), starts=starts,
+                                     embargo_ns=duration_ns(wf.embargo, "embargo"), min_samples=wf.min_samples,
+                                     folds=wf.folds)
+    except ConfigError as exc:
+        raise ConfigError(f"walkforward: {name} models: {exc}; raise walkforward.min_samples {wf.min_samples} (a "
+                          f"segment with fewer samples keeps the previous model), or lower walkforward.folds "
+                          f"{wf.folds} or walkforward.embargo {wf.embargo}") from None
 
 
 @dataclass
@@ -383,10 +388,10 @@ def run_pipeline(frame: pd.DataFrame, config: RegimeHazardConfig) -> PipelineRes
     starts = bounds[1:-1]
     cands = simulate(frame, p, costs)
     meta_samples = _meta_samples(cands, p, costs)
-    meta, meta_log = _schedule(meta_samples, META_FEATURES, starts, wf)
+    meta, meta_log = _schedule("meta-label", meta_samples, META_FEATURES, starts, wf)
     base = simulate(frame, p, costs, meta=meta)
     hazard_samples = _hazard_samples(base, config.hazard_labels)
-    hazard, hazard_log = _schedule(hazard_samples, HAZARD_FEATURES, starts, wf)
+    hazard, hazard_log = _schedule("hazard", hazard_samples, HAZARD_FEATURES, starts, wf)
     enh = simulate(frame, p, costs, meta=meta, hazard=hazard, use_hazard=True)
     return PipelineResult(cands, base, enh, meta_samples, hazard_samples, meta, hazard, meta_log, hazard_log, bounds)
 
