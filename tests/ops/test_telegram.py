@@ -26,7 +26,18 @@ from tradebus.adapters.registry import client_id_rules
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import Liquidity, OrderDenied, OrderFilled, OrderSide, OrderStatus, Trade, TradingState
+from tradebus.engine.messages import (
+    Liquidity,
+    OrderDenied,
+    OrderFilled,
+    OrderRejected,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    SubmitOrder,
+    Trade,
+    TradingState,
+)
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
 from tradebus.features.warmup import warm_up
@@ -1271,3 +1282,36 @@ async def test_a_daemon_serves_the_command_pollers_counters_on_its_metrics_endpo
     assert scraped["tradebus_telegram_poll_retry_wait_seconds_total"] == 2.0  # 1 s, then 1 s
     assert scraped["tradebus_telegram_polls_total"] >= 3
     assert TOKEN not in text
+
+
+async def test_a_series_of_denials_and_rejects_still_open_at_the_stop_is_told_before_the_stop_alert() -> None:
+    """A halted daemon stopped after 4 orders were denied said ``denied <first>`` and then only ``stopped``: the
+    3 denials held since the series' alert were counted and never told (a series was told only when an order
+    passed or the trading state changed); so were the venue rejects held the same way."""
+    inst = Instrument("BINANCE", "BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, lot_size=1e-5, margin=True)
+    iid = inst.instrument_id
+    kernel = Kernel([inst], initial_cash=10_000.0)
+    kernel.start()
+    kernel.process(Trade(iid, 1, 1, 60_000.0, 1.0, 1, "1"))
+    async with FakeBotApi(TOKEN) as api:
+        telegram = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, token_env="TB_TEST_TELEGRAM_TOKEN",
+                                  commands=False)  # fmt: skip
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
+            hooks = OpsHooks(OpsConfig(telegram=telegram))
+        await hooks.start(_Daemon(kernel))  # type: ignore[arg-type]
+        kernel.risk.set_state(TradingState.HALTED, "operator test")
+        for i in range(4):
+            kernel.submit(SubmitOrder("s", iid, f"d{i}", OrderSide.BUY, 0.01, 2, 2, OrderType.MARKET))
+        for i in range(3):
+            kernel.bus.publish(OrderRejected("s", iid, f"r{i}", "venue: -2010 insufficient balance", 3, 3))
+        await hooks.stop("test done")
+    texts = api.texts(OPERATOR)
+    denials = [t for t in texts if t.startswith("denied ")]
+    assert denials == ["denied d0: trading_state: HALTED denies every order"], texts
+    stop = next(i for i, t in enumerate(texts) if t.startswith("tradebus paper daemon stopped: test done\n"))
+    told = texts[stop - 2 : stop]
+    assert sorted(told) == [
+        f"2 more order(s) on {iid} rejected (venue), not alerted one by one",
+        f"3 more order(s) on {iid} denied (trading_state), not alerted one by one",
+    ], texts

@@ -98,6 +98,8 @@ class OpsHooks:
         self._tasks: list[asyncio.Task[None]] = []
         self._user_streams: list[Any] = []
         self.flaps: FlapDetector | None = None
+        #: The denial and reject series of the alerts (told at the stop if still open).
+        self._series: tuple[_Series, ...] = ()
         if config.telegram is not None:
             self.telegram = TelegramBot(
                 config.telegram,
@@ -167,7 +169,8 @@ class OpsHooks:
         )
 
     async def stop(self, reason: str) -> None:
-        """Send the last summary of each flapping feed and the stop alert, stop every task and the server, close the log file."""
+        """Send the last summary of each flapping feed and of each open series of refused orders, and the stop alert;
+        stop every task and the server, close the log file."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -175,6 +178,8 @@ class OpsHooks:
         if self.telegram is not None:
             if self.flaps is not None:
                 self.flaps.close()
+            for series in self._series:
+                series.on_passed(None)
             self.telegram.alert("lifecycle", f"tradebus {self.mode} daemon stopped: {reason}\n{self.pnl_text()}")
             await self.telegram.stop()
         if self.server is not None:
@@ -223,6 +228,7 @@ class OpsHooks:
         )
         denials = _Series(alert, "denial", "denied")
         rejects = _Series(alert, "reject", "rejected")
+        self._series = (denials, rejects)
         bus.subscribe(OrderDenied, denials.on_refused)
         bus.subscribe(OrderSubmitted, lambda m: denials.on_passed(m.instrument_id))
         bus.subscribe(OrderRejected, rejects.on_refused)
@@ -436,7 +442,8 @@ class _Series:
     A halted daemon, a stale feed or a venue refusing every order would otherwise send an alert
     per order. The first refusal of a series is alerted; the series ends when an order of the
     instrument passes (``on_passed``) or the trading state changes, with one alert counting the
-    refusals not alerted, if any. The metrics count every refusal.
+    refusals not alerted, if any; a series still open when the daemon stops is told so before the stop
+    alert. The metrics count every refusal.
     """
 
     def __init__(self, alert: Callable[[str, str], None], kind: str, verb: str) -> None:
@@ -455,7 +462,7 @@ class _Series:
         self._alert(self._kind, f"{self._verb} {m.client_order_id}: {m.reason}")
 
     def on_passed(self, instrument_id: str | None) -> None:
-        """An order of ``instrument_id`` passed (``None``: the trading state changed): its series end."""
+        """An order of ``instrument_id`` passed (``None``: the trading state changed, or the daemon stops): its series end."""
         for key in [k for k in self._open if instrument_id is None or k[0] == instrument_id]:
             more = self._open.pop(key)
             if more:
