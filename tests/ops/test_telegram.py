@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 import json
 import math
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +39,7 @@ from tradebus.engine.messages import (
     Trade,
     TradingState,
 )
-from tradebus.errors import ConfigError
+from tradebus.errors import ConfigError, StrategyError
 from tradebus.execution.config import VenueConfig
 from tradebus.features.warmup import warm_up
 from tradebus.node.daemon import PaperNode
@@ -1315,3 +1316,27 @@ async def test_a_series_of_denials_and_rejects_still_open_at_the_stop_is_told_be
         f"2 more order(s) on {iid} rejected (venue), not alerted one by one",
         f"3 more order(s) on {iid} denied (trading_state), not alerted one by one",
     ], texts
+
+
+async def test_a_daemon_stopped_by_a_strategy_error_tells_telegram_the_error_and_where_it_was_raised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A strategy raising ZeroDivisionError in on_trade stopped the daemon and Telegram heard only
+    ``stopped: strategy 'flaky' failed in on_trade``: the on-call operator had no error to act on until they read
+    the log, where a feed's failure named its error in the same alert."""
+    monkeypatch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
+    hooks_dir = Path(__file__).resolve().parents[1] / "fixtures" / "hooks"
+    async with FakeBotApi(TOKEN) as api, served_usdm(speed=20.0) as srv:
+        ops = {"telegram": {"chat_ids": [OPERATOR], "token_env": "TB_TEST_TELEGRAM_TOKEN", "base_url": api.base_url,
+                            "commands": False, "alerts": ["lifecycle"]}}  # fmt: skip
+        data = usdm_paper(srv, ops)
+        data["strategy"] = {"name": "hook_failures:FailsIn", "id": "flaky", "instruments": [USDM_IID],
+                            "params": {"hook": "on_trade", "at": 5}, "module_dir": str(hooks_dir)}  # fmt: skip
+        node = PaperNode(config_of(data), handle_signals=False)
+        with pytest.raises(StrategyError):
+            await asyncio.wait_for(node.run(), 60)
+    stop = api.texts(OPERATOR)[-1]
+    assert re.match(
+        r"tradebus paper daemon stopped: strategy 'flaky' failed in on_trade: ZeroDivisionError: division by zero "
+        r"in on_trade \(at \S+hook_failures\.py:\d+ in _maybe_fail\)\n", stop
+    ), stop

@@ -363,7 +363,7 @@ class PaperNode:
         if self._strategy_failure is None:
             self._strategy_failure = failure
             logger.error("stopping: {}", failure)
-        self.stop(f"strategy {failure.strategy_id!r} failed in {failure.hook}")
+        self.stop(f"strategy {failure.strategy_id!r} failed in {failure.hook}: {_what_failed(failure)}")
 
     def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """The loop's exception handler while the daemon runs: a timer's or a venue alert's call
@@ -860,6 +860,14 @@ def run_start_line(recovered_ns: int | None, orders: int, missed_hours: dict[str
     if missed_hours is not None:
         started[RUN_START_KEY] = missed_hours
     return json.dumps(started, sort_keys=True)
+
+
+def _what_failed(failure: StrategyError) -> str:
+    """The error of ``failure`` and where it was raised, without the ``strategy 'x' on_trade at <time>: `` its stop reason
+    already says."""
+    text = str(failure)
+    head = f"strategy {failure.strategy_id!r} {failure.hook}"
+    return text[len(head) :].partition(": ")[2] or text if text.startswith(head) else text
 
 
 def _restore_signals(loop: asyncio.AbstractEventLoop, installed: list[tuple[signal.Signals, Any]]) -> None:
