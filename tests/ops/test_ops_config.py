@@ -28,6 +28,8 @@ def paper(ops: Any) -> dict[str, Any]:
         ({"port": 70000}, "ops.port"),
         ({"prot": 9108}, "ops.prot"),
         ({"telegram": {"chat_ids": []}}, "ops.telegram.chat_ids"),
+        # a chat listed twice (a YAML list merged from two places) got every alert twice
+        ({"telegram": {"chat_ids": [4242, 7, 4242]}}, "ops.telegram.chat_ids: chat 4242 is listed more than once"),
         ({"telegram": {"chat_ids": [1], "alerts": ["fills"]}}, "ops.telegram.alerts"),
         ({"telegram": {"chat_ids": [1], "daily_summary_utc": "24:00"}}, "ops.telegram.daily_summary_utc"),
         ({"telegram": {"chat_ids": [1], "send_retries": -1}}, "ops.telegram.send_retries"),

@@ -53,7 +53,8 @@ class TelegramConfig(_Model):
     Parameters
     ----------
     chat_ids
-        Alerts are sent to these chats; commands are accepted only from them.
+        Alerts are sent to these chats; commands are accepted only from them. A chat listed twice is
+        refused (it would get every alert twice).
     token_env
         Environment variable holding the bot token (the token is never in a config or a log). A
         name is upper-case letters, digits and ``_``; anything else is refused without being shown,
@@ -110,6 +111,16 @@ class TelegramConfig(_Model):
     send_retries: NonNegativeInt = 4
     retry_delay: PositiveFloat = 1.0
     alert_max_age: PositiveFloat = 600.0
+
+    @field_validator("chat_ids")
+    @classmethod
+    def _once_each(cls, value: list[int]) -> list[int]:
+        twice = sorted({chat for chat in value if value.count(chat) > 1})
+        if twice:
+            raise ValueError(
+                f"chat {', '.join(map(str, twice))} is listed more than once (each alert would be sent to it as many times)"
+            )
+        return value
 
     @field_validator("daily_summary_utc")
     @classmethod
