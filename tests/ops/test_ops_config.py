@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from loguru import logger
 from typer.testing import CliRunner
 
 from tradebus.cli import app
@@ -82,3 +84,38 @@ def test_a_bot_token_pasted_as_token_env_is_refused_naming_the_field_and_never_s
     assert "ops.telegram.token_env: not an environment variable name" in result.output
     assert token.partition(":")[2] not in result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("log", "field", "path"),
+    [
+        ("runs/p/run", "journal", "runs/p/run.sqlite"),  # loguru takes run.* for the rotated copies of run
+        ("runs/p/daemon.jsonl", "record", "runs/p/daemon.frames.jsonl.gz"),  # and daemon.*.jsonl.* of daemon.jsonl
+        ("runs/p/journal.sqlite", "journal", "runs/p/journal.sqlite"),
+    ],
+)
+def test_a_journal_or_recording_the_log_s_retention_would_delete_is_refused(
+    tmp_path: Path, log: str, field: str, path: str
+) -> None:
+    """A daemon whose log file was runs/p/run (no suffix) and journal runs/p/run.sqlite lost its journal at the
+    log's first rotation: loguru's retention (here: keep 2 files) takes every name run.* for a rotated copy of the
+    log and deleted the oldest, the journal (shown with loguru itself below)."""
+    data = paper({"log": {"file": log, "rotation": "200 B", "retention": 2}})
+    data[field] = path
+    with pytest.raises(ConfigError, match=rf"ops\.log\.file: {log} and {field}: {path}: .* retention would delete it"):
+        parse_paper_config(data, "<ops test>", tmp_path)
+    # loguru's own retention does what the message says (the file of an older run, or the journal, goes)
+    if log != path:
+        kept = tmp_path / path
+        kept.parent.mkdir(parents=True)
+        kept.write_text("journal")
+        os.utime(kept, (0, 0))
+        sink = logger.add(tmp_path / log, rotation="200 B", retention=2, format="{message}", filter=lambda r: "probe" in r["extra"])
+        try:
+            for _ in range(20):
+                logger.bind(probe=True).info("x" * 50)
+        finally:
+            logger.remove(sink)
+        assert not kept.exists()
+    data[field] = str(Path(path).with_name("other.sqlite"))
+    parse_paper_config(data, "<ops test>", tmp_path)  # a name of its own is fine

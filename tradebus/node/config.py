@@ -65,6 +65,7 @@ from tradebus.config.run import check_fill_model_settings
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
 from tradebus.ops.config import OpsConfig
+from tradebus.ops.logs import taken_by_retention
 
 __all__ = [
     "BackoffConfig",
@@ -171,6 +172,15 @@ class PaperConfig(RunBase):
                 raise ValueError(
                     f"venue.fill_on: {fill_on!r} needs one of the {feed.venue} channels {list(wanted)} "
                     f"for {iid} in feeds.{fed[iid]}.subscriptions"
+                )
+        log = None if self.ops is None else self.ops.log
+        for field in ("journal", "record"):
+            path = getattr(self, field)
+            if log is not None and log.file is not None and path is not None and taken_by_retention(log, path):
+                raise ValueError(
+                    f"ops.log.file: {log.file} and {field}: {path}: loguru counts {path.name} as one of the log's own "
+                    f"(rotated) files, and its retention would delete it; give the log file a name of its own, "
+                    f"e.g. {log.file.name}.log"
                 )
         return self
 

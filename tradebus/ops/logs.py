@@ -6,6 +6,7 @@ headers or an environment mapping on the stack would put an API key in the log.
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 import string
@@ -17,7 +18,7 @@ from loguru import logger
 
 from tradebus.ops.config import LogConfig
 
-__all__ = ["LOG_LEVELS", "RERUN", "log_files", "open_log_sink", "setup_logging"]
+__all__ = ["LOG_LEVELS", "RERUN", "log_files", "open_log_sink", "setup_logging", "taken_by_retention"]
 
 #: The levels ``--log-level`` takes (loguru's).
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
@@ -75,13 +76,27 @@ def log_files(config: LogConfig) -> list[Path]:
     """
     if config.file is None:
         return []
-    try:
-        fields = list(string.Formatter().parse(config.file.name))
-        name = "".join(glob.escape(text) + "*" * (field is not None) for text, field, *_ in fields)
-    except ValueError:  # not a format string: the name as it is
-        name = glob.escape(config.file.name)
-    stem, suffix = os.path.splitext(name)
-    patterns = [name, name + ".*", *((stem + ".*" + suffix, stem + ".*" + suffix + ".*") if suffix else ())]
     directory = config.file.parent
+    patterns = _rotated_names(config.file)
     found = {p for pattern in patterns for p in directory.glob(pattern) if p.is_file()} if directory.is_dir() else set()
     return sorted(found | {config.file})
+
+
+def taken_by_retention(config: LogConfig, path: Path) -> bool:
+    """Whether ``path`` is a name the retention of the sink ``config`` describes counts as one of its files, and deletes
+    in its turn: the log file itself, or a name of its rotated copies (:func:`log_files`; ``run.sqlite`` is one of the
+    copies of a log file ``run`` with no suffix)."""
+    if config.file is None or os.path.normpath(path.parent) != os.path.normpath(config.file.parent):
+        return False
+    return any(fnmatch.fnmatchcase(path.name, pattern) for pattern in _rotated_names(config.file))
+
+
+def _rotated_names(file: Path) -> list[str]:
+    """The glob patterns of the names loguru's retention takes for the files of a sink on ``file`` (as loguru makes them)."""
+    try:
+        fields = list(string.Formatter().parse(file.name))
+        name = "".join(glob.escape(text) + "*" * (field is not None) for text, field, *_ in fields)
+    except ValueError:  # not a format string: the name as it is
+        name = glob.escape(file.name)
+    stem, suffix = os.path.splitext(name)
+    return [name, name + ".*", *((stem + ".*" + suffix, stem + ".*" + suffix + ".*") if suffix else ())]
