@@ -12,6 +12,9 @@ once), and a message still not taken (or refused: 4xx) is counted (``failed``, a
 callback: the ``tradebus_alerts_failed_total`` metric), as is one still queued or being sent
 when the bot stops, and one lost to an error no rule foresaw (logged with the file and line that
 raised it, not its traceback, which could show the token): the sender goes on with the next.
+A group chat of ``chat_ids`` upgraded to a supergroup (answered 400 with ``parameters.migrate_to_chat_id``, its
+new id) gets the message and every later one at its new id, and the new id is logged once, to be put in
+``chat_ids`` (commands from it are ignored until then); when ``chat_ids`` lists it already, it gets its own copy.
 A poller task asks the Bot API who the bot is (``getMe``), then reads
 commands (``getUpdates``; both are retried with a capped backoff, a 429 after the Bot API's
 ``ResponseParameters.retry_after``, at most :data:`MAX_POLL_WAIT` (300 s: a poller waiting a day's
@@ -95,6 +98,14 @@ class _Expired(Exception):
 
 class _Conflict(RuntimeError):
     """HTTP 409 from ``getUpdates``: another process reads this bot's updates (or a webhook is set on the token)."""
+
+
+class _Migrated(RuntimeError):
+    """HTTP 400 naming ``parameters.migrate_to_chat_id``: the group chat became a supergroup, a chat of another id."""
+
+    def __init__(self, message: str, chat: int) -> None:
+        super().__init__(message)
+        self.chat = chat
 
 
 class _Retryable(Exception):
@@ -310,6 +321,9 @@ class TelegramBot:
         self.poll_waits = 0
         self.poll_wait_seconds = 0.0
         self._sending = False
+        #: Group chats of ``chat_ids`` upgraded to a supergroup (Telegram's ``migrate_to_chat_id``): old id -> new id
+        #: (``None``: the new one is in ``chat_ids`` too, and gets the alerts as such).
+        self._migrated: dict[int, int | None] = {}
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
         #: Commands whose answer is still awaited.
@@ -402,6 +416,10 @@ class TelegramBot:
                 raise _Retryable(description, self._retry_after(method, body.get("parameters")))
             if resp.status_code == 409:
                 raise _Conflict(description)
+            parameters = body.get("parameters")
+            migrated = parameters.get("migrate_to_chat_id") if isinstance(parameters, dict) else None
+            if isinstance(migrated, int) and not isinstance(migrated, bool):
+                raise _Migrated(description, migrated)
             raise RuntimeError(description)
         return body.get("result")
 
@@ -414,11 +432,22 @@ class TelegramBot:
             Flood control asks for a wait after which the message (queued at ``queued``) would be
             older than ``alert_max_age``.
         """
+        to = self._migrated.get(chat, chat)
+        if to is None:
+            return
+        chat = to
         retries = self.config.send_retries
         backoff = Backoff(base=self.config.retry_delay, cap=max(30.0, self.config.retry_delay), min_delay=0.0)
         for attempt in range(retries + 1):
             try:
-                await self._post("sendMessage", {"chat_id": chat, "text": text})
+                try:
+                    await self._post("sendMessage", {"chat_id": chat, "text": text})
+                except _Migrated as exc:
+                    to = self._migrate(chat, exc)
+                    if to is None:
+                        return
+                    chat = to
+                    await self._post("sendMessage", {"chat_id": chat, "text": text})
                 return
             except (_Retryable, httpx.TransportError) as exc:
                 if attempt == retries:
@@ -441,6 +470,33 @@ class TelegramBot:
                     chat, self._redact(exc), attempt + 1, retries, delay,
                 )  # fmt: skip
                 await self._sleep(delay)
+
+    def _migrate(self, chat: int, exc: _Migrated) -> int | None:
+        """The supergroup the group chat ``chat`` became (``exc``), alerted from now on in its place (``None``: it is
+        in ``chat_ids`` already, and gets its own copy); logged once.
+
+        Raises
+        ------
+        _Migrated
+            ``exc`` again when it names ``chat`` itself.
+        """
+        if exc.chat == chat:
+            raise exc
+        if exc.chat in self._allowed:
+            self._migrated[chat] = None
+            logger.warning(
+                "telegram: chat {} was upgraded to a supergroup, chat {}, which ops.telegram.chat_ids holds too: "
+                "alerts go there once; remove {} from ops.telegram.chat_ids",
+                chat, exc.chat, chat,
+            )  # fmt: skip
+            return None
+        self._migrated[chat] = exc.chat
+        logger.warning(
+            "telegram: chat {} was upgraded to a supergroup, chat {}: alerts go there from now on; put {} in "
+            "ops.telegram.chat_ids in place of {} (commands from it are ignored until then)",
+            chat, exc.chat, exc.chat, chat,
+        )  # fmt: skip
+        return exc.chat
 
     def _not_delivered(self, count: int = 1) -> None:
         self.failed += count
