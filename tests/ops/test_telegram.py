@@ -1366,3 +1366,32 @@ async def test_alerts_to_a_group_chat_upgraded_to_a_supergroup_reach_the_supergr
     told = [line for line in lines if "upgraded to a supergroup" in line]
     assert len(told) == 1 and f"chat {group} was upgraded to a supergroup, chat {supergroup}" in told[0], lines
     assert (f"remove {group} from ops.telegram.chat_ids" if listed else f"put {supergroup} in ops.telegram.chat_ids") in told[0]
+
+
+async def test_the_stop_alert_is_sent_after_a_backlog_of_alerts_the_stop_has_no_time_to_send() -> None:
+    """A daemon stopped with 100 fill alerts still queued (a Bot API taking one message every 0.2 s, as Telegram paces a
+    chat) never sent its stop alert: it was queued behind them, the stop gave the queue 5 s (about 25 messages)
+    and counted the rest, the stop alert with them, as not delivered. The last words of a stop (a flapping feed's
+    summary, the orders denied since the series' alert, the stop alert) are now sent after the backlog, however
+    much of it the stop's wait allowed."""
+    inst = Instrument("BINANCE", "BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, lot_size=1e-5, margin=True)
+    kernel = Kernel([inst], initial_cash=10_000.0)
+    async with FakeBotApi(TOKEN, send_delay=0.2) as api:
+        telegram = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, token_env="TB_TEST_TELEGRAM_TOKEN",
+                                  commands=False, queue_size=120)  # fmt: skip
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
+            hooks = OpsHooks(OpsConfig(telegram=telegram))
+        await hooks.start(_Daemon(kernel))  # type: ignore[arg-type]
+        bot = hooks.telegram
+        assert bot is not None
+        await until(lambda: len(api.sent) == 1)  # the start alert
+        for i in range(100):
+            bot.alert("fill", f"fill {i}")
+        await hooks.stop("test done")
+    texts = api.texts(OPERATOR)
+    assert texts[-1].startswith("tradebus paper daemon stopped: test done\n"), texts
+    fills = texts[1:-1]  # the backlog, in order, as far as the stop's wait allowed; the rest given up
+    assert 10 <= len(fills) < 100 and fills == [f"fill {i}" for i in range(len(fills))], texts
+    # the fill being sent when the stop gave up the backlog is counted as not delivered, though the API may have taken it
+    assert 100 - len(fills) <= bot.failed <= 101 - len(fills) and bot.dropped == 0

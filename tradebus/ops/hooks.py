@@ -169,18 +169,20 @@ class OpsHooks:
         )
 
     async def stop(self, reason: str) -> None:
-        """Send the last summary of each flapping feed and of each open series of refused orders, and the stop alert;
-        stop every task and the server, close the log file."""
+        """Send the last summary of each flapping feed and of each open series of refused orders, and the stop alert,
+        even past a backlog of alerts (:meth:`TelegramBot.last_words`); stop every task and the server, close the log
+        file."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         if self.telegram is not None:
-            if self.flaps is not None:
-                self.flaps.close()
-            for series in self._series:
-                series.on_passed(None)
-            self.telegram.alert("lifecycle", f"tradebus {self.mode} daemon stopped: {reason}\n{self.pnl_text()}")
+            with self.telegram.last_words():  # sent even when a backlog of alerts takes all the stop's wait
+                if self.flaps is not None:
+                    self.flaps.close()
+                for series in self._series:
+                    series.on_passed(None)
+                self.telegram.alert("lifecycle", f"tradebus {self.mode} daemon stopped: {reason}\n{self.pnl_text()}")
             await self.telegram.stop()
         if self.server is not None:
             await self.server.stop()
@@ -196,8 +198,11 @@ class OpsHooks:
 
     def on_orders_left_at_venue(self, text: str) -> None:
         """A live daemon stops with orders open or of unknown state at the venue (``text`` names them): alerted
-        (``lifecycle``) before the stop alert, as ``tradebus live`` then exits 4."""
-        self._alert("lifecycle", text)
+        (``lifecycle``) before the stop alert, as ``tradebus live`` then exits 4; one of the stop's last words
+        (:meth:`TelegramBot.last_words`: not lost behind a backlog of alerts)."""
+        if self.telegram is not None:
+            with self.telegram.last_words():
+                self.telegram.alert("lifecycle", text)
 
     def set_rate_limit_headroom(self, venue: str, ratio: float) -> None:
         """A live daemon's share of ``venue``'s request budget left (0..1)."""

@@ -58,7 +58,7 @@ import math
 import os
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -321,6 +321,9 @@ class TelegramBot:
         self.poll_waits = 0
         self.poll_wait_seconds = 0.0
         self._sending = False
+        #: Messages alerted within :meth:`last_words`, sent by :meth:`stop` after the queue.
+        self._last_words: list[tuple[int, str, float]] = []
+        self._holding = False
         #: Group chats of ``chat_ids`` upgraded to a supergroup (Telegram's ``migrate_to_chat_id``): old id -> new id
         #: (``None``: the new one is in ``chat_ids`` too, and gets the alerts as such).
         self._migrated: dict[int, int | None] = {}
@@ -340,25 +343,42 @@ class TelegramBot:
             for chat in self.config.chat_ids:
                 self._enqueue(chat, text)
 
+    @contextlib.contextmanager
+    def last_words(self) -> Iterator[None]:
+        """Within it, alerts are kept for :meth:`stop`, which sends them after the messages queued before, however
+        many of those it had the time to send (the stop alert must not be lost behind a backlog)."""
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+
     def _enqueue(self, chat: int, text: str) -> None:
         for part in split_message(text):
-            try:
-                self.queue.put_nowait((chat, part, self._clock()))
-            except asyncio.QueueFull:
-                if not self._dropping:
-                    logger.warning(
-                        "telegram: queue full ({} messages, ops.telegram.queue_size): messages dropped until "
-                        "the sender catches up; first dropped: {!r}",
-                        self.queue.maxsize, part[:64],
-                    )  # fmt: skip
-                self._dropping += 1
-                self.dropped += 1
-                if self._on_drop is not None:
-                    self._on_drop()
-                continue
-            if self._dropping:
-                logger.warning("telegram: queue has room again; {} message(s) were dropped", self._dropping)
-                self._dropping = 0
+            if self._holding:
+                self._last_words.append((chat, part, self._clock()))
+            else:
+                self._put((chat, part, self._clock()))
+
+    def _put(self, item: tuple[int, str, float]) -> None:
+        """Queue one message, or drop it (counted, logged) when the queue is full."""
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            if not self._dropping:
+                logger.warning(
+                    "telegram: queue full ({} messages, ops.telegram.queue_size): messages dropped until "
+                    "the sender catches up; first dropped: {!r}",
+                    self.queue.maxsize, item[1][:64],
+                )  # fmt: skip
+            self._dropping += 1
+            self.dropped += 1
+            if self._on_drop is not None:
+                self._on_drop()
+            return
+        if self._dropping:
+            logger.warning("telegram: queue has room again; {} message(s) were dropped", self._dropping)
+            self._dropping = 0
 
     def _retry_in(self, method: str, exc: BaseException, delay: float) -> float:
         """The poller's wait before calling ``method`` again after ``exc``: flood control's ``retry_after``, at
@@ -688,11 +708,25 @@ class TelegramBot:
         if daily_summary is not None and "daily_summary" in self._kinds:
             self._tasks.append(asyncio.create_task(self._daily(daily_summary), name="telegram:daily"))
 
+    async def _give_up_backlog(self) -> int:
+        """Stop sending the messages queued and the one being sent (a new sender takes the next); how many."""
+        given_up = int(self._sending)
+        sender = next(task for task in self._tasks if task.get_name() == "telegram:send")
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+        while not self.queue.empty():
+            self.queue.get_nowait()
+            self.queue.task_done()
+            given_up += 1
+        self._tasks[self._tasks.index(sender)] = asyncio.create_task(self._sender(), name="telegram:send")
+        return given_up
+
     async def _daily(self, summary: Callable[[], str]) -> None:
         await every_day_at(self.config.daily_summary_utc, lambda: self.alert("daily_summary", summary()))
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Send what is queued (for at most ``timeout`` seconds), then stop the tasks and the client.
+        """Send what is queued (for at most ``timeout`` seconds), then the :meth:`last_words` (for at most ``timeout``
+        seconds more: what was queued before and is not sent by then is given up), then stop the tasks and the client.
 
         Messages still queued or being sent then are counted as not delivered, and logged.
         """
@@ -705,7 +739,17 @@ class TelegramBot:
         if self._tasks:  # join() also waits for a message taken from the queue and not yet sent
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.queue.join(), timeout)
-        unsent = int(self._sending)
+        unsent = 0
+        if self._last_words:
+            if self._tasks and (self._sending or not self.queue.empty()):  # the backlog gives way to the last words
+                unsent += await self._give_up_backlog()
+            for item in self._last_words:
+                self._put(item)
+            self._last_words.clear()
+            if self._tasks:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.queue.join(), timeout)
+        unsent += int(self._sending)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
