@@ -377,6 +377,26 @@ def test_a_drawdown_of_rounding_gives_no_calmar() -> None:
     assert m["calmar"] == pytest.approx(m["cagr"] / 1e-9, rel=1e-6)
 
 
+def test_a_daily_fall_of_rounding_gives_no_sortino() -> None:
+    """Equity compounding 0.1 % a day with one close 1 ulp below the previous gave a Sortino of 1.1e15."""
+    closes = [100.0 * 1.001 ** (d + 1) for d in range(40)]
+    closes[20] = float(np.nextafter(closes[19], 0.0))
+    m = compute_metrics(constant_return_run(closes))
+    assert m["sortino"] is None and m["null_reasons"]["sortino"] == "no daily return was negative"
+    # a flat equity that dipped 1 ulp and came back (no volatility, no Sharpe) had a Sortino of 3.02
+    flat = [100.0] * 40
+    flat[20] = float(np.nextafter(100.0, 0.0))
+    m = compute_metrics(constant_return_run(flat))
+    assert m["sharpe"] is None and m["sortino"] is None
+    # a real fall, however small, keeps its Sortino: mean / sqrt(mean(min(r, 0) ** 2)) * sqrt(365), as empyrical's
+    closes[20] = closes[19] * (1.0 - 1e-9)
+    r = np.array(daily_returns(constant_return_run(closes).equity, 100.0))
+    downside = math.sqrt(r[20] ** 2 / len(r))
+    m = compute_metrics(constant_return_run(closes))
+    assert r[20] == pytest.approx(-1e-9, rel=1e-6)
+    assert m["sortino"] == pytest.approx(r.mean() / downside * math.sqrt(365.0), rel=1e-9)
+
+
 def test_a_fee_free_exit_at_the_average_entry_price_breaks_even_in_profit_factor_and_hit_rate() -> None:
     """Three buys at 29999.9 sold at 29999.9 left -2.2e-13: a 'loss' that gave a profit factor of 4.6e12."""
     fills = [fill(T0 + DAY, "BUY", 1.0, 100.0), fill(T0 + 2 * DAY, "SELL", 1.0, 101.0)]

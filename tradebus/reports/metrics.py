@@ -34,7 +34,8 @@ Definitions (amounts in the quote currency, rates as fractions, 0.1 = 10 %):
 * **sharpe**: mean / standard deviation of daily returns * sqrt(P) (risk-free rate 0); ``None``
   when the returns are all equal.
 * **sortino**: mean daily return / downside deviation * sqrt(P), the downside
-  deviation being ``sqrt(mean(min(r, 0) ** 2))``.
+  deviation being ``sqrt(mean(min(r, 0) ** 2))``; a fall that is rounding (a return :func:`returns_flat`
+  calls 0: a close 1 ulp below the previous) counts as 0, and ``None`` when no return fell beyond it.
 * **max_drawdown**: largest fall of the sampled equity from its running peak
   (starting at ``initial_cash``), as a positive fraction.
 * **calmar**: ``cagr / max_drawdown``; ``None`` when the drawdown is no more than rounding (a fall
@@ -388,7 +389,10 @@ def compute_metrics(
             std = math.sqrt(sum((r - mean) ** 2 for r in returns) / (len(returns) - 1))
         vol = std * annual
         sharpe = mean / std * annual if std > 0.0 else None
-        downside = math.sqrt(sum(min(r, 0.0) ** 2 for r in returns) / len(returns))
+        # A fall that is rounding (a close 1 ulp below the previous) is no fall: its downside
+        # deviation of 1e-17 made a Sortino of 1e15.
+        falls = [r for r in returns if r < 0.0 and not returns_flat(r, 0.0)]
+        downside = math.sqrt(sum(r**2 for r in falls) / len(returns))
         sortino = mean / downside * annual if downside > 0.0 else None
         if sharpe is None:
             reasons["sharpe"] = "the daily returns do not vary"
