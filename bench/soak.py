@@ -270,8 +270,11 @@ async def drive(
                             "reconnects": scraped(scrape.text, "tradebus_feed_reconnects_total"),
                             "loop_lag_ms": round(1e3 * scraped(scrape.text, "tradebus_event_loop_lag_seconds"), 2),
                             "health": health.status_code,
+                            "served_all": finished,
                         }
                     )
+                    if health.status_code != 200:
+                        samples[-1]["health_problems"] = health.json().get("problems", [])
                     next_at = covered + step
                     print(json.dumps(samples[-1]), file=sys.stderr, flush=True)  # progress of a long soak
                 if finished and len(samples) > 1 and samples[-1]["messages"] == samples[-2]["messages"]:

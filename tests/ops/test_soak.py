@@ -39,5 +39,9 @@ def test_hours_of_market_data_leave_tasks_descriptors_and_memory_flat() -> None:
         assert report["reconnects"] <= 2 and report["messages"] >= 0.9 * report["frames"]
     assert report["fills"] > 800
     assert report["tasks_ok"] and report["fds_ok"], report["samples"]
-    assert all(s["health"] == 200 for s in report["samples"][1:]), report["samples"]
+    # Healthy while frames flow; once the server sent its last frame the feed is silent, and a loaded machine can
+    # sample /health after health_max_age of that silence: then a silent feed is the one problem it may report.
+    for s in report["samples"][1:]:
+        if s["health"] != 200:
+            assert s["served_all"] and all(" silent for " in p for p in s["health_problems"]), s
     assert report["rss_growth_after_warm_up"] <= 0.05, report
