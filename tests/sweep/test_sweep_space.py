@@ -71,6 +71,9 @@ def test_invalid_space_names_the_file_and_field(tmp_path: Path, data: dict, mess
     ({"low": 5, "high": 10, "step": -1}, "params.strategy.params.fast: step must be > 0, got -1.0"),
     ([], "params.strategy.params.fast: the list of values is empty"),
     ({"low": 5, "high": 10, "stride": 1}, "params.strategy.params.fast.stride: unknown key"),
+    ({"low": 5, "high": float("inf"), "step": 1}, "params.strategy.params.fast: high must be a finite number, got inf"),
+    ({"low": float("nan"), "high": 10, "step": 1}, "params.strategy.params.fast: low must be a finite number, got nan"),
+    ({"low": 5, "high": 10, "step": float("inf")}, "params.strategy.params.fast: step must be a finite number, got inf"),
 ])
 def test_sweep_with_an_invalid_parameter_names_its_key_exits_2_and_leaves_no_directory(
     tmp_path: Path, spec: object, message: str
@@ -81,6 +84,19 @@ def test_sweep_with_an_invalid_parameter_names_its_key_exits_2_and_leaves_no_dir
     result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2, result.output
     assert message in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_tpe_sweep_of_an_infinite_range_exits_2_naming_the_bound_and_leaves_no_directory(tmp_path: Path) -> None:
+    """``high: .inf`` passed the space's checks and Optuna's sampler raised OverflowError at the first ask."""
+    config = write_yaml(tmp_path / "run.yaml", catalog_config())
+    space = space_file(tmp_path, {"method": "tpe", "trials": 2,
+                                  "params": {"venue.slippage_bps": {"low": 0.0, "high": float("inf")}}})
+    result = CliRunner().invoke(
+        app, ["sweep", str(config), "--space", str(space), "--out", str(tmp_path / "o"), "--workers", "1"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "params.venue.slippage_bps: high must be a finite number, got inf" in result.output
     assert not (tmp_path / "o").exists()
 
 

@@ -86,6 +86,10 @@ class Param(_Model):
             return self
         if self.low is None or self.high is None:
             raise ValueError("a range needs 'low' and 'high' (or give a list of values)")
+        for name in ("low", "high", "step"):
+            bound = getattr(self, name)
+            if bound is not None and not math.isfinite(bound):
+                raise ValueError(f"{name} must be a finite number, got {bound}")
         if self.low > self.high:
             raise ValueError(f"low {self.low:g} is above high {self.high:g}")
         if self.step is not None and self.step <= 0:
