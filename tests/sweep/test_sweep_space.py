@@ -58,12 +58,29 @@ def test_grid_enumerates_the_product_last_parameter_fastest(tmp_path: Path) -> N
     ({"params": {"x": [1]}, "objectives": {"sharp": "maximize"}}, "objectives.sharp: not a metric"),
     ({"params": {"x": [1]}, "stress": [{"name": "a", "costs": -1}]}, "stress.0.costs"),
     ({"params": {"x": [1]}, "stress": []}, "stress: the list of variants is empty"),
+    ({"params": {"strategy.params.fast": {"low": 1, "high": 10_000_000, "step": 1}}},
+     "params: the grid has 10,000,000 points (strategy.params.fast 10,000,000), more than a sweep runs (1,000,000"),
+    ({"params": {"strategy.params.fast": {"low": 1, "high": 2000, "step": 1},
+                 "venue.slippage_bps": {"low": 0.0, "high": 99.9, "step": 0.1}}},
+     "params: the grid has 2,000,000 points (strategy.params.fast 2,000 x venue.slippage_bps 1,000)"),
+    ({"method": "tpe", "trials": 10_000_000, "params": {"strategy.params.fast": [1, 2]}},
+     "trials: 10,000,000 is more than a sweep runs (1,000,000"),
 ])
 def test_invalid_space_names_the_file_and_field(tmp_path: Path, data: dict, message: str) -> None:
     path = space_file(tmp_path, data)
     with pytest.raises(ConfigError, match="space.yaml") as info:
         load_space(path)
     assert message in str(info.value)
+
+
+def test_a_grid_of_a_million_points_is_counted_without_listing_them(tmp_path: Path) -> None:
+    """A grid of as many points as a sweep runs (:data:`~tradebus.sweep.space.MAX_TRIALS`) is taken."""
+    space = load_space(space_file(tmp_path, {"params": {
+        "strategy.params.fast": {"low": 1, "high": 1000, "step": 1},
+        "venue.slippage_bps": {"low": 0.0, "high": 99.9, "step": 0.1},
+    }}))
+    assert space.grid_size() == space.total_trials() == 1_000_000
+    assert next(space.grid()) == {"strategy.params.fast": 1, "venue.slippage_bps": 0.0}
 
 
 @pytest.mark.parametrize(("spec", "message"), [

@@ -57,7 +57,7 @@ from tradebus.sweep.stress import StressVariant
 from tradebus.sweep.trial import METRIC_COLUMNS
 from tradebus.sweep.walkforward import WalkForwardSpec
 
-__all__ = ["Param", "SweepSpace", "load_space"]
+__all__ = ["MAX_TRIALS", "Param", "SweepSpace", "load_space"]
 
 Scalar = bool | int | float | str
 
@@ -109,14 +109,23 @@ class Param(_Model):
         """Column name of this parameter in the results table."""
         return f"param.{self.path}"
 
+    def grid_count(self) -> int | None:
+        """How many values a grid takes (without listing them); ``None`` for a range without a step."""
+        if self.values is not None:
+            return len(self.values)
+        if self.step is None:
+            return None
+        assert self.low is not None and self.high is not None
+        return int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
+
     def grid_values(self) -> list[Scalar]:
         """The values a grid takes: the list, or ``low, low + step, ... <= high``."""
         if self.values is not None:
             return list(self.values)
-        if self.step is None:
+        count = self.grid_count()
+        if count is None:
             raise ConfigError(f"params.{self.path}: a grid needs a list of values or a 'step' for the range")
-        assert self.low is not None and self.high is not None
-        count = int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
+        assert self.low is not None and self.step is not None
         points = [self.low + i * self.step for i in range(count)]
         return [int(round(p)) for p in points] if self.integer else [round(p, 12) for p in points]
 
@@ -190,6 +199,16 @@ class SweepSpace(_Model):
                     )
         if self.method == "tpe" and self.trials is None:
             raise ValueError("trials: a tpe sweep needs the number of trials")
+        if self.method == "tpe" and self.trials is not None and self.trials > MAX_TRIALS:
+            raise ValueError(f"trials: {self.trials:,} is more than a sweep runs ({MAX_TRIALS:,}: one file a trial)")
+        counts = {p.path: p.grid_count() for p in self.params}
+        if self.method == "grid" and None not in counts.values() and math.prod(counts.values()) > MAX_TRIALS:
+            raise ValueError(
+                f"params: the grid has {math.prod(counts.values()):,} points ("
+                + " x ".join(f"{path} {count:,}" for path, count in counts.items())
+                + f"), more than a sweep runs ({MAX_TRIALS:,}: one file a trial); use a coarser step or fewer "
+                "values, or method: tpe with a number of trials"
+            )
         if self.stress is not None:
             if not self.stress:
                 raise ValueError(
@@ -214,7 +233,11 @@ class SweepSpace(_Model):
 
     def grid_size(self) -> int:
         """Number of grid points."""
-        return math.prod(len(p.grid_values()) for p in self.params)
+        size = 1
+        for param in self.params:
+            count = param.grid_count()
+            size *= len(param.grid_values()) if count is None else count  # grid_values raises: a range without a step
+        return size
 
     def total_trials(self) -> int:
         """Trials of one optimisation: the grid size, or ``trials``."""
@@ -226,6 +249,9 @@ class SweepSpace(_Model):
         return hashlib.sha256(yaml.safe_dump(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+#: Most trials a sweep (or a walk-forward fold) runs: each is a file of ``trials/`` (:mod:`tradebus.sweep.store`),
+#: and ``results.csv`` reads them all; a grid or ``trials`` beyond it is refused before anything runs.
+MAX_TRIALS = 1_000_000
 #: Config paths each walk-forward trial overrides with its fold's window (:meth:`~tradebus.sweep.trial.TrialSpec.overrides`).
 _WINDOW_PATHS = ("data.start", "data.end")
 
