@@ -374,6 +374,35 @@ def test_a_sweep_stopped_with_ctrl_c_says_what_is_saved_and_how_to_resume(ray_ad
     assert "Traceback" not in stderr
 
 
+def test_a_sweep_on_its_own_local_runtime_stopped_with_sigterm_exits_143_saying_what_is_saved(
+    ray_address: str, workdir: Path
+) -> None:
+    """kill (SIGTERM) of a sweep on its own local runtime exited 15 with only Ray's 'SIGTERM received' on stderr:
+    ray.init had replaced the CLI's handler with sys.exit(15). Now it stops as documented, and resumes."""
+    space = write_yaml(workdir / "grid40.yaml", {"params": {"strategy.params.fast": {"low": 5, "high": 44, "step": 1},
+                                                            "strategy.params.slow": [60]}})
+    out = workdir / "grid-terminated"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "tradebus.cli", "sweep", str(workdir / "run.yaml"), "--space", str(space),
+               "--out", str(out), "--workers", "1"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with reaped(process):
+        deadline = time.monotonic() + 120
+        while not list((out / "trials").glob("trial-*.parquet")) and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()[1]
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    saved = len(list((out / "trials").glob("trial-*.parquet")))
+    assert process.returncode == 143, stderr
+    assert (f"sweep interrupted: {saved} of 40 trials done, each saved in {out}; run the same command again to "
+            "resume it (finished trials are kept)") in " ".join(stderr.split()), stderr
+    assert 1 <= saved < 40, "the sweep was not interrupted mid-way"
+    result = run_sweep(workdir / "run.yaml", space, out)
+    assert (result.skipped, result.ran) == (saved, 40 - saved)
+    assert results(out).column("trial").to_pylist() == list(range(40))
+
+
 def test_walk_forward_optimises_each_train_window_and_stitches_the_test_windows(ray_address: str, workdir: Path) -> None:
     space = write_yaml(workdir / "wf.yaml", {
         "params": {"strategy.params.fast": [5, 10], "strategy.params.slow": [30]},

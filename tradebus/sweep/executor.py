@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sized
 from itertools import islice
@@ -87,10 +89,16 @@ class RayExecutor:
 
         if not ray.is_initialized():
             options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
+            # ray.init replaces the driver's SIGTERM handler with sys.exit(15): put the caller's back
+            # (the CLI's stops the sweep as Ctrl-C does, exit 143, saying what is saved)
+            main = threading.current_thread() is threading.main_thread()
+            sigterm = signal.getsignal(signal.SIGTERM) if main else None
             if self.address is not None:
                 ray.init(address=self.address, **options)
             else:
                 ray.init(num_cpus=self.workers, **options)
+            if sigterm is not None:
+                signal.signal(signal.SIGTERM, sigterm)
             self._owned = True
         if self.address is not None or not self._owned:
             self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
