@@ -359,6 +359,24 @@ def test_walk_forward_fold_window_beyond_the_data_exits_2_naming_the_fold_and_le
     assert not out.exists()
 
 
+@pytest.mark.timeout(120)
+def test_walk_forward_of_more_folds_than_a_sweep_runs_exits_2_counting_them_and_leaves_no_directory(
+    tmp_path: Path,
+) -> None:
+    """Folds times trials past what a sweep runs were started (a test window of 1s over 9 years listed a fold per
+    second of the span: 2 GB in a minute)."""
+    config = write_yaml(tmp_path / "run.yaml", catalog_config())  # 2022-01-01 .. 2022-07-01: 181 days
+    space = space_file(tmp_path, {"params": {"strategy.params.fast": {"low": 1, "high": 6000, "step": 1}},
+                                  "walk_forward": {"train": "1d", "test": "1d"}})
+    out = tmp_path / "o"
+    result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(out), "--workers", "1"])
+    assert result.exit_code == 2, result.output
+    # (181 days - 1 day - 1 day) / 1 day + 1 = 180 folds of 6,000 trials
+    assert ("space.yaml: walk_forward: train 1d and test 1d make 180 folds, 1,080,000 trials in all (6,000 a fold), "
+            "more than a sweep runs (1,000,000") in " ".join(result.output.split()), result.output
+    assert not out.exists()
+
+
 def test_sweep_with_workers_0_exits_2_and_leaves_no_directory(tmp_path: Path) -> None:
     """--workers 0 was refused only after sweep.json and space.yaml were written into --out."""
     config = write_yaml(tmp_path / "run.yaml", catalog_config())

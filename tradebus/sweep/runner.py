@@ -64,11 +64,11 @@ from tradebus.reports.metrics import MIN_ANNUALISED_DAYS, format_ns
 from tradebus.reports.writers import hold_directory, remove_temporaries, temporary_of, write_file
 from tradebus.sweep.executor import RayExecutor
 from tradebus.sweep.inputs import changes, code_inputs, data_inputs
-from tradebus.sweep.space import SweepSpace, load_space
+from tradebus.sweep.space import MAX_TRIALS, SweepSpace, load_space
 from tradebus.sweep.store import TrialStore
 from tradebus.sweep.stress import default_variants
 from tradebus.sweep.trial import TIERS, TIMING_COLUMNS, TrialSpec, override_text
-from tradebus.sweep.walkforward import data_span, folds, stitch
+from tradebus.sweep.walkforward import data_span, fold_count, folds, stitch
 
 __all__ = ["OWN_FILES", "STRESS_KEYS", "SweepResult", "best_trial", "default_out", "run_sweep"]
 
@@ -344,6 +344,15 @@ def _check_folds(config_path: Path, config: RunConfig, space: SweepSpace, space_
     if space.walk_forward is None:
         return
     from tradebus.cli import build_replay, empty_window  # the CLI module imports this one
+
+    count, per_fold = fold_count(space.walk_forward, data_span(config)), space.total_trials()
+    if count * per_fold > MAX_TRIALS:
+        wf = space.walk_forward
+        raise ConfigError(
+            f"{space_path}: walk_forward: train {wf.train} and test {wf.test} make {count:,} folds, {count * per_fold:,} "
+            f"trials in all ({per_fold:,} a fold), more than a sweep runs ({MAX_TRIALS:,}: one file a trial); "
+            "lengthen test, or bound the folds with walk_forward's start and end"
+        )
 
     for fold in folds(space.walk_forward, data_span(config)):
         for part in ("train", "test"):

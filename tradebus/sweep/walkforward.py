@@ -39,7 +39,7 @@ from tradebus.reports.metrics import (
     returns_flat,
 )
 
-__all__ = ["Fold", "WalkForwardSpec", "data_span", "folds", "stitch"]
+__all__ = ["Fold", "WalkForwardSpec", "data_span", "fold_count", "folds", "stitch"]
 
 _DAY_NS = 86_400_000_000_000
 
@@ -95,6 +95,23 @@ def data_span(config: RunConfig) -> tuple[int, int] | None:
     return (start if start is not None else min(firsts)), (end if end is not None else max(lasts))
 
 
+def fold_count(spec: WalkForwardSpec, span: tuple[int, int] | None) -> int:
+    """How many folds :func:`folds` makes of ``spec`` over ``span`` (without making them).
+
+    Raises
+    ------
+    ConfigError
+        The span is unknown or too short for one fold.
+    """
+    start, end, train, test = _bounds(spec, span)
+    if start + train + test > end:
+        raise ConfigError(
+            f"walk_forward: train {spec.train} + test {spec.test} does not fit in the data span "
+            f"{format_ns(start)} .. {format_ns(end)}"
+        )
+    return (end - start - train - test) // test + 1
+
+
 def folds(spec: WalkForwardSpec, span: tuple[int, int] | None) -> list[Fold]:
     """The folds of ``spec`` over ``span`` (overridden by the spec's own start/end).
 
@@ -103,23 +120,18 @@ def folds(spec: WalkForwardSpec, span: tuple[int, int] | None) -> list[Fold]:
     ConfigError
         The span is unknown or too short for one fold.
     """
+    count = fold_count(spec, span)
+    start, _, train, test = _bounds(spec, span)
+    return [Fold(k, start + k * test, start + k * test + train, start + k * test + train + test) for k in range(count)]
+
+
+def _bounds(spec: WalkForwardSpec, span: tuple[int, int] | None) -> tuple[int, int, int, int]:
+    """``(start, end, train, test)`` ns of ``spec`` over ``span``."""
     start = to_ns(spec.start) if spec.start is not None else (span[0] if span else None)
     end = to_ns(spec.end) if spec.end is not None else (span[1] if span else None)
     if start is None or end is None:
         raise ConfigError("walk_forward: the data span is unknown; give data.start and data.end in the config")
-    train, test = parse_duration(spec.train), parse_duration(spec.test)
-    out = []
-    k = 0
-    while start + k * test + train + test <= end:
-        s = start + k * test
-        out.append(Fold(k, s, s + train, s + train + test))
-        k += 1
-    if not out:
-        raise ConfigError(
-            f"walk_forward: train {spec.train} + test {spec.test} does not fit in the data span "
-            f"{format_ns(start)} .. {format_ns(end)}"
-        )
-    return out
+    return start, end, parse_duration(spec.train), parse_duration(spec.test)
 
 
 def stitch(
