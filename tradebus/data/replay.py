@@ -25,8 +25,8 @@ quotes, L2 book rows, mark prices, funding rates, open interest and percentage-d
 bands (one :class:`~tradebus.engine.messages.BookDepth` per band). Book rows are
 turned into one :class:`~tradebus.engine.messages.BookSnapshot` or
 :class:`~tradebus.engine.messages.BookDelta` per ``(ts_init, sequence)`` group of
-consecutive rows (a group cut by a batch boundary becomes two messages with the same effect
-on a book: the second part of a cut snapshot comes as a delta adding its levels). The merge key is
+consecutive rows (a group is never split between two batches: the rows of one that a read
+batch cuts are held back and joined to the next batch's). The merge key is
 ``(ts_init, source index, row)``; rows of a book dataset are stored in
 ``(ts_init, sequence)`` order, so the replay order of a book is ``(ts_init, sequence)``.
 
