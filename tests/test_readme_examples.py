@@ -1,0 +1,121 @@
+"""The README's python and yaml examples run as written (and the yaml of ``docs/``).
+
+A newcomer copies them: a python example must run with the names the README leaves to its reader
+(a bar's values, ``bars_df``; in a strategy ``self``, ``iid``, ``client_order_id``, ``expire_ns``),
+importing everything else itself; a yaml example's every section must be accepted, key and value,
+by the config it is a section of (a run, paper or live config, or a sweep space).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from tradebus.cli import run_backtest
+from tradebus.config import RunConfig
+from tradebus.node.config import PaperConfig
+from tradebus.node.live import LiveConfig
+from tradebus.sweep.space import load_space
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").rglob("*.md"))
+BARS = ROOT / "tests" / "fixtures" / "kernel" / "coinbase_btc_usd_4h_2022_1200.csv"
+SNIPPETS = ROOT / "tests" / "fixtures" / "hooks" / "readme_snippets.py"
+FENCE = re.compile(r"^```(\w*)[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+
+
+def fenced(path: Path, lang: str) -> list[tuple[str, str]]:
+    """``(file:line, body)`` of each ```` ```lang ```` block of ``path``, in order."""
+    text = path.read_text(encoding="utf-8")
+    return [(f"{path.name}:{text.count(chr(10), 0, m.start()) + 1}", m.group(2))
+            for m in FENCE.finditer(text) if m.group(1) == lang]
+
+
+def test_the_fence_reader_finds_the_examples() -> None:
+    assert len(fenced(README, "python")) >= 4 and len(fenced(README, "yaml")) >= 8
+
+
+def section_errors(name: str, value: Any) -> list[str]:
+    """Why no config model takes ``name: value`` as one of its sections (empty: one takes it)."""
+    errors = []
+    for model in (RunConfig, PaperConfig, LiveConfig):
+        field = model.model_fields.get(name)
+        if field is None:
+            errors.append(f"{model.__name__} has no section {name!r}")
+            continue
+        try:
+            TypeAdapter(field.annotation).validate_python(value)
+            return []
+        except ValidationError as exc:
+            errors.append(f"{model.__name__}.{name}: {exc}")
+    return errors
+
+
+YAML = [b for path in [README, *DOCS] for b in fenced(path, "yaml")]
+
+
+@pytest.mark.parametrize("where,body", YAML, ids=[where for where, _ in YAML])
+def test_yaml_example_is_a_valid_config_section(where: str, body: str, tmp_path: Path) -> None:
+    data = yaml.safe_load(body)
+    assert isinstance(data, dict), where
+    if "method" in data:  # a sweep space file
+        space = tmp_path / "space.yaml"
+        space.write_text(body, encoding="utf-8")
+        assert load_space(space).params
+        return
+    failures = {name: errors for name, value in data.items() if (errors := section_errors(name, value))}
+    assert not failures, f"{where}: {failures}"
+
+
+def test_the_readme_feature_example_runs() -> None:
+    (where, body), = [b for b in fenced(README, "python") if "FeatureBank" in b[1]]
+    raw = pd.read_csv(BARS)
+    bars_df = raw.assign(ts_event=raw.pop("ts") * 1_000_000 + 4 * 3_600_000_000_000)
+    first = bars_df.iloc[0]
+    names: dict[str, Any] = {"bars_df": bars_df, "ts_ns": int(first.ts_event), "open_": first.open,
+                             "high": first.high, "low": first.low, "close": first.close, "volume": first.volume}
+    exec(compile(body, where, "exec"), names)
+    frame = names["frame"]
+    assert len(frame) == len(bars_df) and frame["rsi_ema"].notna().sum() > 1000
+    assert not names["ema"].ready  # one update of a span-10 EMA: not warmed up
+
+
+def hundred_bars(path: Path) -> None:
+    """Hourly bars around 100, where the README's example prices (95 to 110) sit."""
+    rows = ["timestamp,open,high,low,close,volume"]
+    close = 100.0
+    for n in range(48):
+        opened, close = close, 100.0 + 3.0 * ((n % 12) - 6) / 6
+        rows.append(f"{1704067200000 + n * 3_600_000},{opened},{max(opened, close) + 0.5},"
+                    f"{min(opened, close) - 0.5},{close},50.0")
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def test_the_readme_strategy_examples_run_in_a_backtest(tmp_path: Path) -> None:
+    snippets = [body for _, body in fenced(README, "python") if re.search(r"\bself\b", body)]
+    assert len(snippets) >= 3
+    hundred_bars(tmp_path / "bars.csv")
+    config = {
+        "data": {"sources": [{"instrument": "BTC-USD.COINBASE", "file": "bars.csv"}]},
+        "instruments": [{"venue": "COINBASE", "symbol": "BTC-USD", "base": "BTC", "quote": "USD", "tick_size": 0.01,
+                         "lot_size": 1.0e-8, "taker_fee": 0.001, "margin": True}],
+        "strategy": {"name": "readme_snippets:RunsSnippets", "instruments": ["BTC-USD.COINBASE"],
+                     "params": {"snippets": snippets}, "module_dir": str(SNIPPETS.parent)},
+        "initial_cash": 100_000.0,
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    run_backtest(path, tmp_path / "out")
+    orders = pd.read_csv(tmp_path / "out" / "orders.csv")
+    # every kind of order the examples name reached the venue
+    assert {"MARKET", "LIMIT", "STOP_MARKET", "STOP_LIMIT"} <= set(orders["type"])
+    assert {"IOC", "GTD"} <= set(orders["time_in_force"])
+    assert orders["post_only"].any() and orders["reduce_only"].any()
+    assert (orders["price"] == 110.0).any() and (orders["trigger_price"] == 95.0).any()  # bracket, OCO
