@@ -236,6 +236,25 @@ async def test_a_restarted_daemon_measures_its_drawdown_at_market_prices_not_at_
         again.journal.close()
 
 
+def test_a_starting_balance_no_feed_prices_is_refused_rather_than_leaving_the_breakers_off(tmp_path: Path) -> None:
+    """balances: {ETH: 1.0} valued by ETHUSDT, which no feed subscribes: ETH never gets a price. Before, the daemon
+    started and its drawdown breaker waited for an ETHUSDT price for good (the restore at start waits for every
+    holding's), so BTC could fall any distance unguarded. Now the config is refused, naming the balance."""
+    import pytest
+
+    from tradebus.errors import ConfigError
+
+    data = _two_instruments(tmp_path).model_dump(mode="json")
+    data.pop("initial_cash")
+    data["balances"] = {"USDT": 1_000.0, "ETH": 1.0}
+    data["feeds"][0]["subscriptions"] = {IID: ["trade"]}
+    config = parse_paper_config(data, "<test>")
+    with pytest.raises(ConfigError, match=r"balances\.ETH: ETH is valued by ETHUSDT\.BINANCE, which no feed subscribes"):
+        PaperNode(config, handle_signals=False)
+    data["feeds"][0]["subscriptions"] = {IID: ["trade"], "ETHUSDT.BINANCE": ["trade"]}
+    PaperNode(parse_paper_config(data, "<test>"), handle_signals=False).journal.close()  # fed: accepted
+
+
 async def test_an_alert_due_before_a_book_snapshot_was_received_fires_before_the_snapshot_is_loaded(tmp_path: Path) -> None:
     # A replay fires what is due before the recorded snapshot line, then loads it. The daemon's loop may
     # read the answer before it runs the alert's callback: the alert must still see the book unsynced.

@@ -308,6 +308,7 @@ class PaperNode:
             self.journal.on_failure = self._journal_failed
         try:
             self.kernel, self.venue = self._build_kernel()
+            _check_holdings_fed(config, self.kernel)
         except Exception:
             if self.journal is not None:
                 self.journal.close()
@@ -826,6 +827,28 @@ class PaperNode:
         for order in unknown:
             self.kernel.execution.resolve_unknown(order.client_order_id)
             logger.warning("recovered order {} resolved: {} ({})", order.client_order_id, order.status, order.reason)
+
+
+def _check_holdings_fed(config: PaperConfig, kernel: Kernel) -> None:
+    """Refuse a starting balance valued by an instrument no feed subscribes (it would never get a price).
+
+    Equity would count it 0 for good, the equity samples wait for its price, and so do the mark-driven breakers
+    (:meth:`RiskGate.restore <tradebus.risk.gate.RiskGate.restore>`): the drawdown, daily-loss and gross-exposure
+    breakers would never evaluate.
+
+    Raises
+    ------
+    ConfigError
+        Naming the balance and the instrument that values it.
+    """
+    fed = {iid for feed in config.feeds for iid in feed.subscriptions}
+    for asset, iid in kernel.portfolio.unpriced_holdings().items():
+        if iid not in fed:
+            raise ConfigError(
+                f"balances.{asset}: {asset} is valued by {iid}, which no feed subscribes: equity would count it 0 "
+                f"and the drawdown, daily-loss and gross-exposure breakers would wait for its price for good; "
+                f"subscribe {iid} in feeds (its trades, quotes or bars) or leave {asset} out of balances"
+            )
 
 
 def recover_journal(kernel: Kernel, venue: Venue, journal: Journal, now_ns: int) -> list[Any]:
