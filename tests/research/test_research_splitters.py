@@ -302,10 +302,20 @@ def test_walk_forward_with_train_size_and_n_splits_tests_up_to_the_last_sample_a
     for (a, b), (c, d) in zip(got, want, strict=True):
         assert np.array_equal(a, c) and np.array_equal(b, d)
     assert ours.train_windows(100) == [(0 if expanding else s - 32, s - 2) for s in (40, 60, 80)]
-    # a train_size longer than the room before the windows placed at the end starts them after it
+    # a train_size longer than the room before the windows placed at the end (40) leaves the first out: 60..79 and
+    # 80..99 are tested, the most recent samples still. Starting them after train_size instead tested 50..69 and
+    # 70..89 and left 90..99 in no test window.
     late = PurgedWalkForward(20, t0=t0, t1=t0, train_size=50, n_splits=3, expanding=expanding)
-    assert [(te[0], te[-1]) for _, te in late.split()] == [(50, 69), (70, 89)]
-    assert [tr.size for tr, _ in late.split()] == ([50, 70] if expanding else [50, 50])
+    assert [(te[0], te[-1]) for _, te in late.split()] == [(60, 79), (80, 99)] and late.get_n_splits() == 2
+    assert [(tr[0], tr[-1]) for tr, _ in late.split()] == ([(0, 59), (0, 79)] if expanding else [(10, 59), (30, 79)])
+    # research_btc's 20,673 samples in 3 windows of 20,673 // 4 = 5,168 with a rolling 6,000: the first would start
+    # at 5,169, so it is left out; the two left end at the last sample, 20,672 (not 16,335, leaving 4,337 untested)
+    t = np.arange(20_673)
+    btc = PurgedWalkForward(5_168, t0=t, t1=t, train_size=6_000, n_splits=3)
+    assert [(te[0], te[-1]) for _, te in btc.split()] == [(10_337, 15_504), (15_505, 20_672)]
+    # a train_size leaving room for no window at the end is refused
+    with pytest.raises(ConfigError, match="leave no room"):
+        PurgedWalkForward(20, t0=t0, t1=t0, train_size=81, n_splits=3).get_n_splits()
 
 
 # ---------------------------------------------------------------------------- scikit-learn API

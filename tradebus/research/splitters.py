@@ -266,7 +266,8 @@ class PurgedWalkForward(_Purged):
     n_splits
         Number of test windows, placed so that the last ends at the last sample (the first
         starts at ``n - test_size - (n_splits - 1) * step``), as ``TimeSeriesSplit`` places
-        them; with ``train_size`` too, no earlier than ``train_size + gap`` (then fewer may fit).
+        them; with ``train_size`` too, the earliest are left out until ``train_size + gap`` samples
+        precede the first (then fewer fit, the last still ending at the last sample).
         Default: as many as fit after ``train_size + gap``.
     step
         Samples between test window starts (default ``test_size``).
@@ -314,10 +315,10 @@ class PurgedWalkForward(_Purged):
             assert self.train_size is not None
             first = self.train_size + self.gap
         else:
-            # the last window ends at the last sample, as long as train_size samples still precede the first
+            # the last window ends at the last sample; the earliest are dropped until train_size samples precede the first
             first = n - self.test_size - (self.n_splits - 1) * step
-            if self.train_size is not None:
-                first = max(first, self.train_size + self.gap)
+            if self.train_size is not None and first < self.train_size + self.gap:
+                first += -(-(self.train_size + self.gap - first) // step) * step
         starts = list(range(first, n - self.test_size + 1, step))
         if self.n_splits is not None:
             starts = starts[: self.n_splits]
