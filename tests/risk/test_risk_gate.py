@@ -660,6 +660,37 @@ def test_a_restored_peak_is_measured_at_the_next_mark_even_at_an_unchanged_equit
     assert g.changes[-1].reason.startswith("max_drawdown: 11.54% >= 10.0% below the peak 10400.0")
 
 
+def test_a_restored_book_whose_instrument_never_gets_a_price_leaves_the_breakers_off_for_a_minute_not_for_good() -> None:
+    """A restart holding 50 ETH, which no trade, quote or bar prices (a book-only subscription gives the gate none),
+    and 50 BTC, which falls 100 -> 60: equity 8,000 at ETH's journal price, 20 % below the restored peak of 10,000.
+    The breakers wait for an ETH price, but since cb65695a they waited for good: the drawdown breaker never tripped.
+    Now they wait RESTORE_PRICE_WAIT_NS (60 s) of the clock, then evaluate at the journal's price of ETH."""
+    from tradebus.risk.gate import RESTORE_PRICE_WAIT_NS
+
+    eth = Instrument("BINANCE", "ETHUSDT", tick_size=0.01, lot_size=0.01, margin=True, leverage=100.0)
+    insts = {IID: INST, eth.instrument_id: eth}
+    first = Gate(max_drawdown_pct=10.0)
+    first.gate.on_price(IID, 100.0)
+    peak = msgspec.structs.replace(first.gate.snapshot(), drawdown_peak=10_000.0)
+    bus, clock = MessageBus(), SimulatedClock(0)
+    portfolio = Portfolio(insts, 10_000.0)
+    for n, iid in enumerate(insts):
+        portfolio.apply_fill(OrderFilled("s", iid, "x", "v", f"t{n}", BUY, 50.0, 100.0, 0.0, Liquidity.TAKER, 0, 0))
+    gate = RiskGate(RiskConfig(max_drawdown_pct=10.0), portfolio, clock, bus)
+    changes: list[TradingStateChanged] = []
+    bus.subscribe(TradingStateChanged, changes.append)
+    gate.restore(peak)
+    for t, price in ((1, 100.0), (30, 60.0), (59, 60.0)):
+        clock.set_time(t * 1_000_000_000)
+        portfolio.mark(IID, price)
+        gate.on_price(IID, price)
+        assert gate.state == TradingState.ACTIVE and changes == []  # waiting for ETH's price
+    clock.set_time(RESTORE_PRICE_WAIT_NS)
+    gate.on_price(IID, 60.0)
+    assert gate.state == TradingState.HALTED
+    assert changes[-1].reason.startswith("max_drawdown: 20% >= 10.0% below the peak 10000.0 (equity 8000.0)")
+
+
 def test_check_owner_denies_another_strategys_order() -> None:
     g = Gate()
     assert g.gate.check_owner("a", "c1", "a") is None

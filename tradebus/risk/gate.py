@@ -122,6 +122,9 @@ _STOP_MARKET = OrderType.STOP_MARKET
 _STOP_LIMIT = OrderType.STOP_LIMIT
 _NAN = math.nan
 _INF = math.inf
+#: How long (clock time) after :meth:`RiskGate.restore` the mark-driven breakers wait for a price of each instrument
+#: the restored book holds before they evaluate anyway, at the journal's prices of those still unpriced.
+RESTORE_PRICE_WAIT_NS = 60_000_000_000
 #: Why a breaker re-armed by itself.
 _AUTO_REARM = {"daily_loss": "the UTC day rolled over", "gross_exposure": "gross exposure is back within the limit"}
 
@@ -232,6 +235,7 @@ class RiskGate:
         "_spot",
         "_store",
         "_unpriced",
+        "_unpriced_until",
         "instruments",
         "state",
     )
@@ -264,6 +268,7 @@ class RiskGate:
         self._store: Callable[[BreakerState], None] | None = None
         # Instruments a restored book holds and no price has come for since (restore): the mark-driven breakers wait.
         self._unpriced: set[str] = set()
+        self._unpriced_until = 0
         self._max_quantity = config.max_order_quantity
         self._max_notional = config.max_order_notional
         self._max_position = config.max_position
@@ -698,7 +703,7 @@ class RiskGate:
         """A time is complete: evaluate the mark-driven breakers (see :meth:`defer_marks`; not while :meth:`restore`
         waits for prices)."""
         self._marks_pending = False
-        if self._unpriced:
+        if self._unpriced and not self._waited_for_prices():
             return
         breakers = self._breakers
         if breakers.on_mark(self._clock.now_ns()):
@@ -728,6 +733,19 @@ class RiskGate:
                 self._marks_pending = True
             else:
                 self._evaluate()
+
+    def _waited_for_prices(self) -> bool:
+        """Whether :meth:`restore`'s wait for prices is over (:data:`RESTORE_PRICE_WAIT_NS`); ends it if so."""
+        if self._clock.now_ns() < self._unpriced_until:
+            return False
+        logger.warning(
+            "risk: no price of {} within {:g} s of the restart (no trade, quote or bar of it subscribed?): the breakers "
+            "evaluate marks again, valuing it at the journal's prices",
+            ", ".join(sorted(self._unpriced)),
+            RESTORE_PRICE_WAIT_NS / 1e9,
+        )
+        self._unpriced.clear()
+        return True
 
     def _priced(self, instrument_ids: Iterable[str]) -> None:
         """Instruments priced since :meth:`restore`: once every one it waits for is, the breakers evaluate marks."""
@@ -858,7 +876,9 @@ class RiskGate:
         The portfolio rebuilt from the journal values its positions and holdings at the journal's
         fill prices, not at the market's: the mark-driven breakers (drawdown, daily loss, gross
         exposure) evaluate nothing until a price (:meth:`on_price`) has come for every instrument
-        it holds, or that values a holding; their restored trips hold meanwhile.
+        it holds, or that values a holding, or :data:`RESTORE_PRICE_WAIT_NS` has passed (a WARNING
+        names those still unpriced: a book-only subscription gives the gate no price); their
+        restored trips hold meanwhile.
         """
         self._store = store
         if state is not None:
@@ -868,6 +888,7 @@ class RiskGate:
         pf = self._portfolio
         if self._marks:
             self._unpriced = (set(pf.positions()) | set(pf.holdings)) - self._last.keys()
+            self._unpriced_until = self._clock.now_ns() + RESTORE_PRICE_WAIT_NS
             if self._unpriced:
                 logger.info(
                     "risk: the breakers evaluate marks once {} are priced (held; valued at the journal's prices until then)",
