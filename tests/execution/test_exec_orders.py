@@ -126,6 +126,16 @@ def test_mark_submitted_leaves_the_order_as_applying_its_event_does() -> None:
     assert direct.open_orders() == [b] and direct.count_open() == by_event.count_open() == 1
     with pytest.raises(InvalidTransition):
         direct.mark_submitted(b, 8)  # a second submission of one order is a bug, as with the event
+    # A second order of the instrument counts in its working orders as with the event, and both leave it.
+    for om in (by_event, direct):
+        om.create(_cmd("c-2"))
+    by_event.apply(OrderSubmitted("strat", IID, "c-2", 8, 8))
+    direct.mark_submitted(direct.order("c-2"), 8)
+    assert dict(direct.working_instruments) == dict(by_event.working_instruments) == {IID: 2}
+    for om in (by_event, direct):
+        for coid in ("c-1", "c-2"):
+            om.apply(OrderCanceled("strat", IID, coid, "gone", 9, 9))
+        assert not om.has_open(IID) and dict(om.working_instruments) == {} and om.count_open() == 0
 
 
 def test_the_engine_builds_order_submitted_only_for_a_journal_or_a_subscriber() -> None:

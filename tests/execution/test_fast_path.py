@@ -48,6 +48,8 @@ from tradebus.strategies.base import Strategy
 from tradebus.strategies.ema_cross import EmaCross
 from tradebus.strategies.tick_ema import TickEmaCross
 
+from .conftest import BAR_NS, bar, build_stack
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 #: 1,200 real Coinbase BTC-USD 4h candles (2022-01-01 to 2022-07-19).
 BARS_4H = FIXTURES / "kernel" / "coinbase_btc_usd_4h_2022_1200.csv"
@@ -399,6 +401,41 @@ def test_mark_accepted_leaves_an_acknowledgement_something_receives_to_the_event
     assert order.status is OrderStatus.SUBMITTED and order.venue_order_id == ""
     bus.unsubscribe(OrderAccepted, got.append)
     assert om.mark_accepted(order, "SIM-1", 5) and order.status is OrderStatus.ACCEPTED
+
+
+@pytest.mark.parametrize("refused", [False, True])
+def test_a_market_order_filled_in_its_acceptance_step_ends_as_after_its_acknowledgement(
+    monkeypatch: pytest.MonkeyPatch, refused: bool
+) -> None:
+    # Nothing receives OrderAccepted: a lone market order accepted and filled at a bar's open is moved by
+    # its fill alone (SUBMITTED -> FILLED, the venue order id from the fill); a fill the venue refuses
+    # closes it after the acknowledgement, so the order ends as on the general path either way.
+    def run(fast: bool) -> tuple[dict[str, Any], list[str], list[str]]:
+        set_fast_path(monkeypatch, fast)
+        stack = build_stack()
+        stack.bus.unsubscribe(OrderAccepted, stack.events.append)
+        if refused:
+            stack.venue.funds_check = lambda order, qty, px, fee: "insufficient balance (test)"
+        acknowledged: list[str] = []
+        bound = stack.venue._accepted  # noqa: SLF001
+        if bound is not None:
+            stack.venue._accepted = lambda order, vid, ts: acknowledged.append(vid) or bound(order, vid, ts)  # noqa: SLF001
+        stack.feed_bar(bar(1, 100.0, 101.0, 99.0, 100.0))
+        coid = stack.submit(OrderSide.BUY, 1.0)
+        stack.feed_bar(bar(2, 100.5, 102.0, 100.0, 101.0))
+        return stack.orders.order(coid).to_dict(), [type(e).__name__ for e in stack.events], acknowledged
+
+    fast, general = run(True), run(False)
+    set_fast_path(monkeypatch, True)
+    assert fast[:2] == general[:2]
+    order = fast[0]
+    assert order["venue_order_id"].startswith("SIM") and order["ts_last"] == 2 * BAR_NS
+    if refused:
+        assert order["status"] is OrderStatus.CANCELED and fast[1][-1] == "OrderCanceled"
+        assert fast[2] == [order["venue_order_id"]]  # acknowledged before its close
+    else:
+        assert order["status"] is OrderStatus.FILLED and order["filled_qty"] == 1.0
+        assert fast[2] == []  # the fill told it
 
 
 class QuoteFlipper(Strategy):

@@ -238,8 +238,9 @@ class ExecutionEngine:
         self._lean = self.fast_path
         bind_accepted = getattr(venue, "bind_accepted", None)
         if bind_accepted is not None and self._lean and journal is None:
-            # The order manager applies an acknowledgement nothing receives without its event (one call).
-            bind_accepted(orders.mark_accepted)
+            # The order manager applies an acknowledgement nothing receives without its event (one call);
+            # an order filled in its acceptance's step is moved by its fill alone while nothing receives it.
+            bind_accepted(orders.mark_accepted, bus.wanted)
         if timeouts is not None and timeouts.check_ns is not None:
             clock.set_timer(f"orders-check-{id(self)}", timeouts.check_ns, self._check_open)
 

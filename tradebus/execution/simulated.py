@@ -400,16 +400,30 @@ class SimulatedVenue(Venue):
         self.fill_room: Callable[[str], float] | None = None
         # Takes an acknowledgement without its event when nothing would read it (bind_accepted).
         self._accepted: Callable[[Order, str, int], bool] | None = None
+        # What the bus delivers (bind_accepted): without OrderAccepted in it, an order filled in its
+        # acceptance's step is moved by its fill alone.
+        self._wanted: set[type] | None = None
+        # The order accepted in this step whose acknowledgement its fill carries (None: none).
+        self._unacked: _SimOrder | None = None
         self._inline = self.fast_path
 
-    def bind_accepted(self, accepted: Callable[[Order, str, int], bool]) -> None:
+    def bind_accepted(self, accepted: Callable[[Order, str, int], bool], wanted: set[type] | None = None) -> None:
         """Hand every acknowledgement to ``accepted(order, venue_order_id, ts_event)`` first.
 
         When it returns ``True`` it has moved the order to ACCEPTED itself (the execution engine
         does so when nothing journals or receives ``OrderAccepted``) and no event is built;
         otherwise ``OrderAccepted`` is emitted as usual.
+
+        ``wanted``: the message types something receives (the bus's live
+        :attr:`~tradebus.engine.bus.MessageBus.wanted`). While ``OrderAccepted`` is not among them,
+        an order this venue accepts and fills in one step (a lone market order on a bar) is not
+        acknowledged at all: its fill moves it from SUBMITTED (the table's fill before an
+        acknowledgement; the venue order id comes with the fill), the order ends as it would have
+        after the acknowledgement. If the venue closes it unfilled instead (a refused fill), the
+        acknowledgement is handed over first, as above.
         """
         self._accepted = accepted
+        self._wanted = wanted
 
     # ------------------------------------------------------------------ commands
 
@@ -612,13 +626,16 @@ class SimulatedVenue(Venue):
                     sim.arrived = arrival  # type: ignore[union-attr]
                     if arrival > self._arrived[iid]:
                         self._arrived[iid] = arrival
-                    self._accept(iid, sim, arrival, bar.open)  # type: ignore[arg-type]
+                    wanted = self._wanted
+                    # Nothing reads the acknowledgement: the fill below tells it (bind_accepted).
+                    self._accept(iid, sim, arrival, bar.open, wanted is not None and OrderAccepted not in wanted)  # type: ignore[arg-type]
                     if working:  # accepted
                         px = bar.open
                         if self._slip:
                             px = self._slipped(iid, sim, px, bar)  # type: ignore[arg-type]
                         if px == px:  # NaN: the venue refused the slipped price and canceled the order
                             self._fill(iid, sim, sim.quantity, px, _TAKER, bar.ts_event)  # type: ignore[arg-type, union-attr]
+                    self._unacked = None
                     if self._dirty:
                         self._prune(iid)
                     self._last[iid] = bar.close
@@ -742,7 +759,9 @@ class SimulatedVenue(Venue):
         """Close a good-till-date order at its expiry time ``ts``."""
         self._close(sim, _EXPIRED, "GTD: expired", ts)
 
-    def _accept(self, iid: str, sim: _SimOrder, arrival: int, ref: float) -> None:
+    def _accept(self, iid: str, sim: _SimOrder, arrival: int, ref: float, filling: bool = False) -> None:
+        """Accept ``sim`` at ``arrival`` (or reject it); ``filling``: the caller fills it at once, its
+        acknowledgement is handed over only if it closes unfilled (:meth:`bind_accepted`)."""
         typ = sim.type
         # A plain market order of a valid quantity passes every arrival check: skip the call.
         if typ != _MARKET or sim.reduce_only or sim.order.post_only or not (0.0 < sim.quantity < _INF):
@@ -752,9 +771,10 @@ class SimulatedVenue(Venue):
                 return
         sim.status = _ACCEPTED
         sim.ts_event = arrival
-        accepted = self._accepted
-        if accepted is None or not accepted(sim.order, sim.venue_order_id, arrival):
-            self._emit(OrderAccepted(sim.strategy_id, iid, sim.coid, sim.venue_order_id, arrival, self.clock.now_ns()))
+        if filling:
+            self._unacked = sim
+        else:
+            self._acknowledge(iid, sim, arrival)
         if typ == _MARKET:
             sim.aggressive = True
         elif typ == _LIMIT:
@@ -767,6 +787,12 @@ class SimulatedVenue(Venue):
                 self._close(sim, _EXPIRED, f"{sim.tif}: not marketable on arrival", arrival)
                 return
         self._working[iid].append(sim)
+
+    def _acknowledge(self, iid: str, sim: _SimOrder, arrival: int) -> None:
+        """Tell that ``sim`` was accepted at ``arrival``: to the bound acceptor, else as ``OrderAccepted``."""
+        accepted = self._accepted
+        if accepted is None or not accepted(sim.order, sim.venue_order_id, arrival):
+            self._emit(OrderAccepted(sim.strategy_id, iid, sim.coid, sim.venue_order_id, arrival, self.clock.now_ns()))
 
     def _activate(self, iid: str, sim: _SimOrder, parent: _SimOrder) -> None:
         """Accept a native child at its parent's fill (inside the bar being matched, if any)."""
@@ -1237,6 +1263,10 @@ class SimulatedVenue(Venue):
                 self._oco.pop(coid, None)
 
     def _close(self, sim: _SimOrder, status: OrderStatus, reason: str, ts: int) -> None:
+        if sim is self._unacked:  # accepted in this step, closed without the fill that would have told it
+            self._unacked = None
+            if not sim.filled:
+                self._acknowledge(sim.order.instrument_id, sim, sim.arrived)
         self._dirty.add(sim.order.instrument_id)
         if self._oco:
             self._unlink_oco(sim.coid)
