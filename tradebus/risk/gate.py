@@ -341,14 +341,18 @@ class RiskGate:
             self._evaluate()
         iid = cmd.instrument_id
         qty = cmd.quantity
-        signed = qty if cmd.side > 0 else -qty
         spec = self._specs.get(iid)
         if spec is None:
             spec = self._spec(iid)
-        pos = self._portfolio.position(iid) if spec is None else spec[1].quantity
-        if cmd.reduce_only and signed * pos < 0.0 and abs(signed) > abs(pos):
-            signed = -pos  # the venue fills no more of it than the position (it never flips it)
         state = self.state
+        limited = self._limited
+        # The signed quantity and the position: only a reduce-only order, a trading state other than ACTIVE and
+        # the configured limits read them.
+        if cmd.reduce_only or state is not _ACTIVE or limited:
+            signed = qty if cmd.side > 0 else -qty
+            pos = self._portfolio.position(iid) if spec is None else spec[1].quantity
+            if cmd.reduce_only and signed * pos < 0.0 and abs(signed) > abs(pos):
+                signed = -pos  # the venue fills no more of it than the position (it never flips it)
         if state is not _ACTIVE:
             if state is _HALTED:
                 return HALTED_REASON
@@ -370,13 +374,14 @@ class RiskGate:
                 return reducing_reason(held, working, signed)
         if spec is None:
             return f"instrument: unknown instrument {iid!r}"
-        inst, _, lot, minimum, lot_m, passed, lot_scale = spec
+        inst = spec[0]
         typ = cmd.order_type
         last = self._last.get(iid, _NAN)
         if typ == _MARKET:
             # Instrument.validate_order(qty, nan) inline; it is asked for the reason when a check fails. Its
             # verdict depends on the quantity alone: the quantity that passed last passes again.
-            if qty != passed:
+            if qty != spec[5]:
+                _, _, lot, minimum, lot_m, _, lot_scale = spec
                 lots = qty * lot_scale / lot_m
                 if (
                     not (qty > 0.0 and qty < _INF and qty >= minimum - 1e-12 and qty / lot * lot_m < EXACT_GRID)
@@ -413,9 +418,9 @@ class RiskGate:
         why = self._portfolio.account.check_order(cmd, last)
         if why is not None:
             return why
-        if self._limited:
+        if limited:
             size = qty if order_quantity is None else order_quantity
-            return self._check_limits(cmd, size, signed, pos, px, last, open_orders, lot)
+            return self._check_limits(cmd, size, signed, pos, px, last, open_orders, spec[2])
         return None
 
     def _check_limits(
