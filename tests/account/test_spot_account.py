@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tradebus.account import SpotCashAccount
+from tradebus.account.spot import exceeds
 from tradebus.config import RunConfig
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.kernel import Kernel
@@ -420,6 +421,25 @@ def test_check_order_denies_with_the_need_order_need_computes(
     unpriced = SubmitOrder("s", inst.instrument_id, "c-2", side, 0.5, T0, T0)
     unpriced_need = account.order_need(unpriced, math.nan)[0]
     assert (account.check_order(unpriced, math.nan) is None) == (unpriced_need != unpriced_need)
+
+
+@pytest.mark.parametrize(("quantity", "passes"), [(0.75, True), (0.75 + 5e-15, True), (0.75 + 1e-13, False)])
+def test_check_order_denies_exactly_past_the_slack_exceeds_allows(quantity: float, passes: bool) -> None:
+    """check_order compares the need with what is free inline (speed); it must be exceeds' verdict.
+
+    1 BTC held, a working sell of 0.25 holding its part: 0.75 is free, with a slack of 1e-14 BTC (LOTS_RTOL of
+    the balance): a sell of 0.75 + 5e-15 passes, one of 0.75 + 1e-13 is denied and the denial names the 0.25 held.
+    """
+    inst = spot()
+    iid = inst.instrument_id
+    other = SimpleNamespace(instrument_id=iid, side=SELL, client_order_id="c-2", order_type=OrderType.LIMIT,
+                            price=20_000.0, trigger_price=math.nan, leaves_qty=0.25, is_open=True)
+    account = SpotCashAccount({iid: inst}, {"USDT": 0.0, "BTC": 1.0})
+    account.bind(lambda: [other], lambda _iid: 20_000.0, lambda: 1)
+    reason = account.check_order(SubmitOrder("s", iid, "c-1", SELL, quantity, T0, T0), 20_000.0)
+    assert (reason is None) is passes is (not exceeds(quantity, 1.0 - 0.25, 1.0))
+    if not passes:
+        assert reason is not None and reason.startswith("buying_power: SELL") and "held by working orders 0.25)" in reason
 
 
 @pytest.mark.parametrize("side", [BUY, SELL])
