@@ -9,9 +9,11 @@ by the config it is a section of (a run, paper or live config, or a sweep space)
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -119,3 +121,77 @@ def test_the_readme_strategy_examples_run_in_a_backtest(tmp_path: Path) -> None:
     assert {"IOC", "GTD"} <= set(orders["time_in_force"])
     assert orders["post_only"].any() and orders["reduce_only"].any()
     assert (orders["price"] == 110.0).any() and (orders["trigger_price"] == 95.0).any()  # bracket, OCO
+
+
+RECORDING = '''
+from readme_trend import TrendFiltered
+
+
+class Recording(TrendFiltered):
+    """The README's strategy, keeping what its higher timeframe read at each bar."""
+
+    seen: list = []
+
+    def on_bar(self, bar):
+        stamps, closes = self.higher_bars(bar.instrument_id)
+        if len(stamps):
+            Recording.seen.append((bar.ts_event, int(stamps[-1]), float(closes[-1])))
+        super().on_bar(bar)
+'''
+
+
+def run_trend_example(tmp_path: Path, bars: pd.DataFrame) -> tuple[list[tuple[int, int, float]], pd.DataFrame]:
+    """Backtest the README's ``TrendFiltered`` on ``bars`` (4h, with a 1d informative timeframe)."""
+    (where, body), = [b for b in fenced(README, "python") if "class TrendFiltered" in b[1]]
+    tmp_path.mkdir()
+    (tmp_path / "readme_trend.py").write_text(body, encoding="utf-8")
+    (tmp_path / "recording.py").write_text(RECORDING, encoding="utf-8")
+    bars.to_csv(tmp_path / "bars.csv", index=False)
+    config = {
+        "data": {"sources": [{"instrument": "BTC-USD.COINBASE", "file": "bars.csv", "bar_time": "open"}]},
+        "instruments": [{"venue": "COINBASE", "symbol": "BTC-USD", "base": "BTC", "quote": "USD", "tick_size": 0.01,
+                         "lot_size": 1.0e-8, "taker_fee": 0.001}],
+        "strategy": {"name": "recording:Recording", "instruments": ["BTC-USD.COINBASE"],
+                     "params": {"informative": "1d", "roi_bars": 6}},
+        "initial_cash": 100_000.0,
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        sys.modules.pop("readme_trend", None)
+        sys.modules.pop("recording", None)
+        run_backtest(tmp_path / "run.yaml", tmp_path / "out")
+        seen = list(sys.modules["recording"].Recording.seen)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("readme_trend", None)
+        sys.modules.pop("recording", None)
+    return seen, pd.read_csv(tmp_path / "out" / "orders.csv")
+
+
+def test_the_readme_multi_timeframe_example_reads_the_last_closed_higher_bar(tmp_path: Path) -> None:
+    raw = pd.read_csv(BARS)
+    seen, orders = run_trend_example(tmp_path / "a", raw)
+    # pandas: daily bars of the close-stamped 4h bars, (day - 1d, day]; the last one closed at or before t
+    close = raw.set_index(pd.to_datetime(raw.ts + 4 * 3_600_000, unit="ms")).close
+    daily = close.resample("1D", closed="right", label="right").last().dropna()
+    stamps = daily.index.as_unit("ns").asi8
+    assert len(seen) > 1000 and orders["submit_reason"].eq("trend entry").sum() > 10
+    for t, stamp, value in seen:
+        k = np.searchsorted(stamps, t, side="right") - 1
+        assert k >= 0, f"{pd.Timestamp(t)}: read a daily bar before the first one closed"
+        assert (stamp, value) == (stamps[k], daily.iloc[k]), pd.Timestamp(t)
+    assert any(t % 86_400_000_000_000 for t, _, _ in seen)  # decisions inside a forming day too
+    # the bars after a cut (mid-day: its daily bar is forming) perturbed: nothing up to the cut changes
+    cut = pd.Timestamp("2022-03-10 12:00", tz="UTC").value // 1_000_000
+    shocked = raw.copy()
+    later = shocked.ts + 4 * 3_600_000 > cut
+    shocked.loc[later, ["open", "high", "low", "close"]] *= 1.5
+    seen_shocked, orders_shocked = run_trend_example(tmp_path / "b", shocked)
+    before = [s for s in seen if s[0] <= cut * 1_000_000]
+    assert before == [s for s in seen_shocked if s[0] <= cut * 1_000_000] and seen != seen_shocked
+    cols = ["side", "type", "quantity", "trigger_price", "ts_created", "submit_reason"]
+    upto = orders.ts_created <= cut * 1_000_000
+    pd.testing.assert_frame_equal(orders.loc[upto, cols].reset_index(drop=True),
+                                  orders_shocked.loc[orders_shocked.ts_created <= cut * 1_000_000, cols]
+                                  .reset_index(drop=True))
