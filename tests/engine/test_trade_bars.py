@@ -159,7 +159,10 @@ def test_two_bar_sources_of_one_instrument_are_a_config_error_naming_both() -> N
         "sources": [{"instrument": IID, "kind": "bars", "file": "h1.csv"}, {"instrument": "ETHUSDT.BINANCE",
                     "kind": "bars", "file": "e.csv"}, {"instrument": IID, "kind": "bars", "file": "h4.csv"}],
     }
-    with pytest.raises(ValidationError, match=r"sources\.2: BTCUSDT\.BINANCE already has a bars source \(sources\.0\)"):
+    with pytest.raises(ValidationError, match=r"sources\.2: BTCUSDT\.BINANCE already has a bars source \(sources\.0\)") as info:
         DataConfig.model_validate(data)
+    # it said only to import the files into one dataset, which no 4h file beside 1h bars can be
+    assert "a higher timeframe, 4h beside 1h: build it in the strategy from its history window" in str(info.value)
+    assert "README 'Several timeframes'" in str(info.value)
     data["sources"][2]["instrument"] = "SOLUSDT.BINANCE"
     DataConfig.model_validate(data)

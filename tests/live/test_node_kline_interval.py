@@ -135,8 +135,10 @@ def test_kline_interval_as_a_feed_key_points_to_the_channel() -> None:
 )
 def test_two_bar_streams_of_one_instrument_are_a_config_error(venue: str, market: str, channels: list[str]) -> None:
     """Minute and hourly candles of one instrument went to on_bar as one series, interleaved."""
-    with pytest.raises(ValidationError, match=r"subscriptions\.X: one bar stream per instrument"):
+    with pytest.raises(ValidationError, match=r"subscriptions\.X: one bar stream per instrument") as info:
         FeedConfig(venue=venue, market=market, subscriptions={"X": channels})
+    # a multi-timeframe user is told where the higher timeframe comes from
+    assert "build it in the strategy from its history window, README 'Several timeframes'" in str(info.value)
 
 
 def test_bars_built_from_trades_beside_a_bar_stream_are_a_config_error() -> None:

@@ -166,8 +166,10 @@ class DataConfig(StrictModel):
                 if first != n:
                     raise ValueError(
                         f"sources.{n}: {source.instrument} already has a bars source (sources.{first}): on_bar "
-                        "would get one interleaved series of both; give each instrument one bar series (import "
-                        "several files of it into one catalog dataset with `data import --append`)"
+                        "would get one interleaved series of both; give each instrument one bar series (several "
+                        "files of one interval: import them into one catalog dataset with `data import --append`; "
+                        "a higher timeframe, 4h beside 1h: build it in the strategy from its history window of the "
+                        "finer bars, README 'Several timeframes')"
                     )
             if source.bars is not None:
                 if source.instrument in built:

@@ -151,7 +151,9 @@ class FeedConfig(_Model):
             bars = [ch for ch in channels if ch.split(".")[0].startswith(adapter.fill_channels["bars"])]
             if len(bars) > 1:
                 raise ValueError(
-                    f"subscriptions.{iid}: one bar stream per instrument (its bars make one series), got {bars}"
+                    f"subscriptions.{iid}: one bar stream per instrument (its bars make one series), got {bars}; "
+                    "a higher timeframe: subscribe the finer one and build it in the strategy from its history "
+                    "window, README 'Several timeframes'"
                 )
         self._check_options(adapter.feed_options)
         adapter.check_feed(self)
