@@ -358,20 +358,28 @@ def test_a_sweep_stopped_with_ctrl_c_says_what_is_saved_and_how_to_resume(ray_ad
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "tradebus.cli", "sweep", str(workdir / "run.yaml"), "--space",
                str(workdir / "tpe.yaml"), "--out", str(out), "--address", ray_address]
+    process, stderr, saved = _interrupted(command, env, out, signal.SIGINT)
+    assert process.returncode == 130, stderr
+    said = " ".join(stderr.split())
+    assert (f"sweep interrupted: {saved} of 8 trials done, each saved in {out}; run the same command again to "
+            "resume it (finished trials are kept)") in said, stderr
+    assert "Traceback" not in stderr
+
+
+def _interrupted(
+    command: list[str], env: dict[str, str], out: Path, sig: signal.Signals
+) -> tuple[subprocess.Popen[str], str, int]:
+    """Run the sweep ``command``, send it ``sig`` once its first trial is saved under ``out``; the process, its
+    stderr and the trials saved."""
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     with reaped(process):
         deadline = time.monotonic() + 120
         while not list((out / "trials").glob("trial-*.parquet")) and time.monotonic() < deadline:
             assert process.poll() is None, process.communicate()[1]
             time.sleep(0.01)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(sig)
         _, stderr = process.communicate(timeout=120)
-    saved = len(list((out / "trials").glob("trial-*.parquet")))
-    assert process.returncode == 130, stderr
-    said = " ".join(stderr.split())
-    assert (f"sweep interrupted: {saved} of 8 trials done, each saved in {out}; run the same command again to "
-            "resume it (finished trials are kept)") in said, stderr
-    assert "Traceback" not in stderr
+    return process, stderr, len(list((out / "trials").glob("trial-*.parquet")))
 
 
 def test_a_sweep_on_its_own_local_runtime_stopped_with_sigterm_exits_143_saying_what_is_saved(
@@ -385,15 +393,7 @@ def test_a_sweep_on_its_own_local_runtime_stopped_with_sigterm_exits_143_saying_
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "tradebus.cli", "sweep", str(workdir / "run.yaml"), "--space", str(space),
                "--out", str(out), "--workers", "1"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    with reaped(process):
-        deadline = time.monotonic() + 120
-        while not list((out / "trials").glob("trial-*.parquet")) and time.monotonic() < deadline:
-            assert process.poll() is None, process.communicate()[1]
-            time.sleep(0.01)
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=120)
-    saved = len(list((out / "trials").glob("trial-*.parquet")))
+    process, stderr, saved = _interrupted(command, env, out, signal.SIGTERM)
     assert process.returncode == 143, stderr
     assert (f"sweep interrupted: {saved} of 40 trials done, each saved in {out}; run the same command again to "
             "resume it (finished trials are kept)") in " ".join(stderr.split()), stderr
