@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.live.live_harness import until
+from tests.live.live_harness import WAIT, until
 from tests.live.venue_kits import KITS, OKX, VenueKit
 from tradebus.adapters.common.account_emulator import StreamFault
 from tradebus.adapters.common.local_server import LocalVenueServer
@@ -24,8 +24,11 @@ from tradebus.execution.orders import Order
 from tradebus.node.live import ApiKeys, ExternalOrder, LiveNode, parse_live_config
 
 
-async def _scenario(kit: VenueKit, tmp_path: Path, reconcile_interval: float | None, wait: float = 8.0) -> tuple[LiveNode, Any, list[Any], list[str]]:
-    """Run the daemon, fill an order with its fill frame dropped, place one by hand; the trade ids booked before the stop."""
+async def _scenario(kit: VenueKit, tmp_path: Path, reconcile_interval: float | None, wait: float = WAIT) -> tuple[LiveNode, Any, list[Any], list[str]]:
+    """Run the daemon, fill an order with its fill frame dropped, place one by hand; the trade ids booked before the stop.
+
+    ``wait``: how long the rounds may take to book the fill and report the order (a loaded machine delays them).
+    """
     drop = StreamFault("drop", kit.fill_frame)
     async with kit.emulator(stream_faults=[drop]) as emulator:
         async with LocalVenueServer(kit.make_protocol(kit.frames, emulator), kit.frames, speed=8.0) as srv:
