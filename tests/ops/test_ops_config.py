@@ -119,3 +119,20 @@ def test_a_journal_or_recording_the_log_s_retention_would_delete_is_refused(
         assert not kept.exists()
     data[field] = str(Path(path).with_name("other.sqlite"))
     parse_paper_config(data, "<ops test>", tmp_path)  # a name of its own is fine
+
+
+@pytest.mark.parametrize("absolute", ["log", "journal"])
+def test_a_journal_the_log_s_retention_would_delete_is_refused_one_path_absolute_the_other_relative(
+    tmp_path: Path, absolute: str
+) -> None:
+    """ops.log.file: run beside journal: <the config's directory>/run.sqlite (one absolute, the other relative to
+    the config's directory) name one directory, where loguru's retention takes run.sqlite for a rotated copy of the
+    log; the check compared the paths as written, saw two directories and let the daemon start."""
+    log = str(tmp_path / "run") if absolute == "log" else "run"
+    journal = str(tmp_path / "run.sqlite") if absolute == "journal" else "run.sqlite"
+    data = paper({"log": {"file": log, "rotation": "200 B", "retention": 2}})
+    data["journal"] = journal
+    with pytest.raises(ConfigError, match=r"ops\.log\.file: .*run and journal: .*run\.sqlite: .* retention would delete it"):
+        parse_paper_config(data, "<ops test>", tmp_path)
+    data["journal"] = journal.replace("run.sqlite", "journal.sqlite")
+    parse_paper_config(data, "<ops test>", tmp_path)  # a name of its own is fine

@@ -160,7 +160,12 @@ def parse_config(
         config = config.model_copy(update={"strategy": validated[0]})
     else:
         config = config.model_copy(update={"strategies": validated})
-    return config.resolve_paths(base) if base is not None else config
+    if base is None:
+        return config
+    try:
+        return config.resolve_paths(base)
+    except ConfigError as exc:  # a check of the paths as resolved (a paper config's log retention)
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def _check_data_kinds(

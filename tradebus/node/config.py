@@ -173,16 +173,23 @@ class PaperConfig(RunBase):
                     f"venue.fill_on: {fill_on!r} needs one of the {feed.venue} channels {list(wanted)} "
                     f"for {iid} in feeds.{fed[iid]}.subscriptions"
                 )
+        why = self._taken_by_log_retention()
+        if why is not None:
+            raise ValueError(why)
+        return self
+
+    def _taken_by_log_retention(self) -> str | None:
+        """Why the log's retention would delete ``journal`` or ``record`` (the paths as they stand), or ``None``."""
         log = None if self.ops is None else self.ops.log
         for field in ("journal", "record"):
             path = getattr(self, field)
             if log is not None and log.file is not None and path is not None and taken_by_retention(log, path):
-                raise ValueError(
+                return (
                     f"ops.log.file: {log.file} and {field}: {path}: loguru counts {path.name} as one of the log's own "
                     f"(rotated) files, and its retention would delete it; give the log file a name of its own, "
                     f"e.g. {log.file.name}.log"
                 )
-        return self
+        return None
 
     def data_kinds(self) -> dict[str, set[str]]:
         """``instrument_id -> {"trades", "quotes", "bars", "book"}``: what the feeds' channels deliver."""
@@ -238,7 +245,12 @@ class PaperConfig(RunBase):
             update["ops"] = self.ops.model_copy(
                 update={"log": self.ops.log.model_copy(update={"file": resolve_path(self.ops.log.file, base)})}
             )
-        return config.model_copy(update=update)
+        config = config.model_copy(update=update)
+        # Checked at validation as written; one path relative and the other absolute meet only resolved.
+        why = config._taken_by_log_retention()
+        if why is not None:
+            raise ConfigError(why)
+        return config
 
 
 def parse_paper_config(data: Any, source: str = "<config>", base: Path | None = None) -> PaperConfig:
