@@ -38,7 +38,9 @@ codes by the request's URL: on ``api.binance.com`` a ``-2021`` is its ``BadRespo
 its ``OperationFailed``; on any URL a ``-1021``, the request's timestamp outside its ``recvWindow``,
 refused before the matching engine, its ``InvalidNonce``, a ``NetworkError``): a code of the
 unknown-outcome codes (server busy, internal error) is :class:`NoAnswer`, any other
-:class:`VenueRejected` (``-2013`` on a query means the venue has no such order; ``-2026`` that it archived the order,
+:class:`VenueRejected`, its message ending with what to do for a code of
+:data:`~tradebus.adapters.binance.errors.ERROR_ADVICE` (a key or signature refused, the clock off, a symbol's
+filter broken) (``-2013`` on a query means the venue has no such order; ``-2026`` that it archived the order,
 canceled or expired with no executed quantity over 90 days ago: answered as such a close).
 
 USD-M perpetuals
@@ -103,6 +105,7 @@ import msgspec
 from ccxt.base.errors import BaseError
 from pydantic import SecretStr
 
+from tradebus.adapters.binance.errors import ERROR_ADVICE, FUTURES_ERROR_ADVICE
 from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.adapters.common.rest_trading import decimal_text
 from tradebus.adapters.common.user_stream import venue_fee
@@ -348,6 +351,7 @@ class BinanceTrading(TradingApi):
         "Binance",
         unknown_outcome_codes=frozenset({"-1000", "-1001", "-1004", "-1006", "-1007", "-1008", "-3000"}),
         rate_limit_statuses=frozenset({429, 418}),
+        advice=ERROR_ADVICE,
     )
     #: Request weight of each implicit endpoint.
     weights: dict[str, int] = WEIGHTS
@@ -708,6 +712,7 @@ class BinanceFuturesTrading(BinanceTrading):
         "Binance",
         unknown_outcome_codes=frozenset({"-1000", "-1001", "-1006", "-1007", "-1008"}),
         rate_limit_statuses=frozenset({429, 418}),
+        advice=FUTURES_ERROR_ADVICE,
     )
     #: ``PUT /fapi/v1/order`` amends LIMIT orders only and USD-M has no cancel-replace.
     supports_replace = False

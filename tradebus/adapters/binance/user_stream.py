@@ -89,6 +89,7 @@ from loguru import logger
 from pydantic import SecretStr
 
 from tradebus.adapters.binance.client import MAX_CONNECTION_AGE, binance_keepalive
+from tradebus.adapters.binance.errors import advised
 from tradebus.adapters.common.client import Sink
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError
 from tradebus.adapters.common.recorder import FrameRecorder
@@ -158,7 +159,8 @@ class UserStreamParser(PrivateStreamParser):
         if "status" in msg and "id" in msg:
             if msg["status"] != 200:
                 error = msg.get("error", {})
-                raise FatalVenueError(f"binance user stream: request refused: {error.get('code')} {error.get('msg')}")
+                refused = f"binance user stream: request refused: {error.get('code')} {error.get('msg')}"
+                raise FatalVenueError(advised(refused, error.get("code")))
             return []
         event = msg.get("event", msg.get("data", msg))
         if not isinstance(event, dict):
@@ -544,7 +546,8 @@ class BinanceFuturesUserStream(UserStream):
                 async with http.request(method, f"{self.rest_url}/fapi/v1/listenKey", headers=headers, params=params) as resp:
                     body = await resp.json(content_type=None)
                     if resp.status in (401, 403) or (400 <= resp.status < 500 and resp.status not in (418, 429)):
-                        raise FatalVenueError(f"binance usdm listen key: refused: HTTP {resp.status} {body.get('code')} {body.get('msg')}")
+                        refused = f"binance usdm listen key: refused: HTTP {resp.status} {body.get('code')} {body.get('msg')}"
+                        raise FatalVenueError(advised(refused, body.get("code")))
                     if resp.status != 200:
                         raise NoAnswer(f"binance usdm listen key: HTTP {resp.status}")
                     return dict(body)

@@ -35,6 +35,9 @@ some codes by the request's URL, Binance spot's ``-2021`` to ``BadResponse``, OK
    :class:`~tradebus.execution.live.CancelPending` (observed as a 400); any other
    :class:`~tradebus.execution.live.VenueRejected` (observed as a 400).
 
+A refusal whose code is in :attr:`VenueErrors.advice` (a key the venue refuses, a clock off the venue's, an order
+breaking a symbol's filters) ends with what to do about it.
+
 Messages carry the request's endpoint name and never the request's query (it may carry a signature).
 """
 
@@ -42,7 +45,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ccxt.base.errors import BaseError, NetworkError, OperationFailed, RateLimitExceeded
@@ -128,6 +132,9 @@ class VenueErrors:
         Error codes of a cancel refused because the venue is already canceling the order (:class:`CancelPending`:
         an earlier cancel is being done; the live venue waits for its outcome). Binance cancels at once and Bybit
         answers a second cancel "busy" (``110079``) or "not found" (the order closed): neither has one.
+    advice
+        What to do about a refusal, by error code: appended to the :class:`VenueRejected` message of a code
+        in it (the operator reads the message at start-up and in an order's rejection).
     """
 
     venue: str
@@ -136,6 +143,11 @@ class VenueErrors:
     rate_limit_statuses: frozenset[int] = frozenset()
     busy_codes: frozenset[str] = frozenset()
     cancel_pending_codes: frozenset[str] = frozenset()
+    advice: Mapping[str, str] = field(default_factory=dict)
+
+    def _rejected(self, message: str, code: str) -> VenueRejected:
+        advice = self.advice.get(code)
+        return VenueRejected(f"{message}; {advice}" if advice else message)
 
     def classify(self, exc: BaseError, request: str) -> Classified:
         """What the ccxt exception ``exc`` of the request ``request`` (an endpoint name) means."""
@@ -147,7 +159,7 @@ class VenueErrors:
             return Classified(RateLimited(f"{request}: {self.venue} rate limit {code or status}: {text}"), status, code)
         if isinstance(exc, NetworkError):
             if code and code not in self.unknown_outcome_codes:
-                return Classified(VenueRejected(f"{request}: {self.venue} error {code}: {text}"), 400, code)
+                return Classified(self._rejected(f"{request}: {self.venue} error {code}: {text}", code), 400, code)
             return Classified(NoAnswer(f"{request}: {type(exc).__name__}: {text}"), status, code)
         if code in self.unknown_outcome_codes:
             return Classified(NoAnswer(f"{request}: {self.venue} error {code}: {text}"), 0, code)
@@ -158,4 +170,4 @@ class VenueErrors:
         if not code and isinstance(exc, OperationFailed):
             return Classified(NoAnswer(f"{request}: {type(exc).__name__}: {text}"), 0, code)
         what = f"{self.venue} error {code}" if code else type(exc).__name__
-        return Classified(VenueRejected(f"{request}: {what}: {text}"), 400, code)
+        return Classified(self._rejected(f"{request}: {what}: {text}", code), 400, code)
