@@ -89,7 +89,6 @@ from loguru import logger
 from pydantic import SecretStr
 
 from tradebus.adapters.binance.client import MAX_CONNECTION_AGE, binance_keepalive
-from tradebus.adapters.binance.errors import advised
 from tradebus.adapters.common.client import Sink
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError
 from tradebus.adapters.common.recorder import FrameRecorder
@@ -160,6 +159,8 @@ class UserStreamParser(PrivateStreamParser):
             if msg["status"] != 200:
                 error = msg.get("error", {})
                 refused = f"binance user stream: request refused: {error.get('code')} {error.get('msg')}"
+                from tradebus.adapters.binance.trading import advised  # ccxt's import, only on a refusal
+
                 raise FatalVenueError(advised(refused, error.get("code")))
             return []
         event = msg.get("event", msg.get("data", msg))
@@ -547,6 +548,8 @@ class BinanceFuturesUserStream(UserStream):
                     body = await resp.json(content_type=None)
                     if resp.status in (401, 403) or (400 <= resp.status < 500 and resp.status not in (418, 429)):
                         refused = f"binance usdm listen key: refused: HTTP {resp.status} {body.get('code')} {body.get('msg')}"
+                        from tradebus.adapters.binance.trading import advised  # ccxt's import, only on a refusal
+
                         raise FatalVenueError(advised(refused, body.get("code")))
                     if resp.status != 200:
                         raise NoAnswer(f"binance usdm listen key: HTTP {resp.status}")
