@@ -138,6 +138,21 @@ async def answered(kernel: Kernel, timeout: float = WAIT) -> None:
     await until(lambda: not any(o.status in waiting or o.order_type is OrderType.MARKET for o in kernel.orders.open_orders()), timeout)
 
 
+async def trade_after_market_orders(kernel: Kernel, emulator: AccountEmulator, last: Trade) -> None:
+    """Once every market order of ``kernel`` is at ``emulator``, one more public trade there, at ``last``'s price
+    and size, if one still works there (``last``: the replay's last public trade).
+
+    An account emulator fills a market order at the next public trade. A replay whose strategy crosses a few ms
+    before its last trade sends an order that, on a loaded machine, reaches the emulator after that trade: the
+    market, unlike the recording, trades on. An order the daemon never sends never reaches the emulator: the
+    wait fails.
+    """
+    await until(lambda: all(o.client_order_id in emulator.orders for o in kernel.orders.open_orders() if o.order_type is OrderType.MARKET))
+    if any(rec.order.order_type is OrderType.MARKET for rec in emulator.open_orders()):
+        at = emulator.clock.now_ns() + 10**6
+        emulator.on_trade(Trade(last.instrument_id, at, at, last.price, last.size, last.aggressor, "after-replay"))
+
+
 async def settled(h: Harness, timeout: float = WAIT) -> None:
     """Wait until nothing is on its way to the daemon: no request of the venue in flight, no stream frame
     a fault holds back or delays, and every frame queued to the stream's (one) connection handled."""

@@ -170,14 +170,16 @@ START_BOUND = 600.0
 
 
 async def run_node(
-    node: PaperNode, done: Callable[[], bool], timeout: float = 30.0, act: Callable[[], Awaitable[None]] | None = None
+    node: PaperNode, done: Callable[[], bool], timeout: float = 30.0, act: Callable[[], Awaitable[None]] | None = None,
+    after_replay: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Run ``node`` until ``done()`` (polled) or until it stops by itself, then stop it and wait for it.
 
     ``timeout`` bounds the run from the moment the daemon is running (after its warm-up and
     recovery), so a slow start leaves the run its whole time. ``act()``, when given, runs once
     ``done()`` is true and no order waits for the venue (:func:`~tests.live.live_harness.answered`),
-    before the stop.
+    before the stop; ``after_replay()`` runs before that wait (a live daemon's
+    :func:`~tests.live.live_harness.trade_after_market_orders`).
 
     Raises
     ------
@@ -199,6 +201,8 @@ async def run_node(
             if node.running.is_set() and done():
                 reached = True
                 if act is not None:
+                    if after_replay is not None:
+                        await after_replay()
                     await answered(node.kernel)
                     await act()
                 break

@@ -22,9 +22,10 @@ import pytest
 from loguru import logger
 from pydantic import SecretStr
 
-from tests.live.live_harness import KEY, SECRET, answered, open_long, session_trades, until
+from tests.live.live_harness import KEY, SECRET, answered, open_long, session_trades, trade_after_market_orders, until
 from tests.live.node_testdata import BYBIT_IID, BYBIT_INSTRUMENT, bybit_linear_frames
 from tradebus.account import MarginAccount
+from tradebus.adapters.bybit.parse import BybitParser
 from tradebus.adapters.bybit.private_emulator import BybitLinearEmulator, MatchingProtocol
 from tradebus.adapters.bybit.trading import BybitLinearTrading, linear_order_params
 from tradebus.adapters.bybit.user_stream import UserStreamParser, position_from_row
@@ -440,6 +441,8 @@ async def _run(tmp: Path, emulator: BybitLinearEmulator, frames: list[tuple[int,
         task = asyncio.create_task(node.run())
         try:
             await until(lambda: node.running.is_set() and seen() == trades, timeout=60)
+            *_, last = (m for m in BybitParser("linear").parse_frame(frames[-1][1], 0) if isinstance(m, Trade))
+            await trade_after_market_orders(node.kernel, emulator, last)
             await answered(node.kernel)
             if act is not None:
                 await act(node)

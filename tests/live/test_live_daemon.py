@@ -15,8 +15,9 @@ from loguru import logger
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from tests.live.live_harness import KEY, SECRET, answered, until
+from tests.live.live_harness import KEY, SECRET, answered, trade_after_market_orders, until
 from tests.live.node_testdata import BINANCE_INSTRUMENT, IID, SPOT_FRAMES, SPOT_SNAPSHOT, SPOT_TRADE_IDS, binance_config
+from tradebus.adapters.binance.parse import parse_trade
 from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.cli import app
@@ -29,6 +30,7 @@ from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import RunDirectory
 
 SPOT = {**BINANCE_INSTRUMENT, "margin": False}
+SPOT_LAST_TRADE = parse_trade(next(raw for _, raw in reversed(SPOT_FRAMES) if "@trade" in raw), 0, IID)
 
 
 def _config(tmp: Path, ws_url: str, rest_url: str, emulator: BinancePrivateEmulator) -> dict[str, Any]:
@@ -73,6 +75,8 @@ async def _session(tmp_path: Path, *, dry_run: bool = False) -> tuple[LiveNode, 
                 task = asyncio.create_task(node.run())
                 result = node.kernel.result
                 await until(lambda: node.running.is_set() and result.trades == len(SPOT_TRADE_IDS), timeout=60)
+                if not dry_run:
+                    await trade_after_market_orders(node.kernel, emulator, SPOT_LAST_TRADE)
                 await answered(node.kernel)
                 now = node.clock.now_ns()
                 resting = node.kernel.execution.submit(

@@ -20,11 +20,12 @@ import pytest
 from loguru import logger
 from pydantic import SecretStr
 
-from tests.live.live_harness import KEY, SECRET, open_long, session_trades, until
+from tests.live.live_harness import KEY, SECRET, open_long, session_trades, trade_after_market_orders, until
 from tests.live.node_testdata import FIXTURES, okx_frames, run_node
 from tests.live.venue_kits import PASSPHRASE, VenueKit, kit_harness
 from tradebus.adapters.okx import private_emulator as okx_emu
 from tradebus.adapters.okx.instruments import load_instruments
+from tradebus.adapters.okx.parse import OkxParser
 from tradebus.adapters.okx.trading import OkxSwapTrading, swap_order_params
 from tradebus.adapters.okx.user_stream import UserStreamParser
 from tradebus.adapters.common.account_emulator import AccountEmulator, RestFault, StreamFault
@@ -274,7 +275,11 @@ async def _run(
         node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE)),
                         handle_signals=False, run_dir=run_dir)
         seen = session_trades(node.kernel)
-        await run_node(node, lambda: seen() == len(frames), 60.0, None if act is None else lambda: act(node))
+        *_, last = (m for m in OkxParser().parse_frame(frames[-1][1], 0) if isinstance(m, Trade))
+        await run_node(
+            node, lambda: seen() == len(frames), 60.0, None if act is None else lambda: act(node),
+            lambda: trade_after_market_orders(node.kernel, emulator, last),
+        )
     assert seen() == len(frames), "the session saw every trade"
     return node
 

@@ -19,7 +19,7 @@ import pytest
 from loguru import logger
 from pydantic import SecretStr
 
-from tests.live.live_harness import KEY, SECRET, answered, session_trades, until
+from tests.live.live_harness import KEY, SECRET, answered, session_trades, trade_after_market_orders, until
 from tests.live.node_testdata import USDM_CAPTURE, USDM_IID, USDM_INSTRUMENT
 from tradebus.account import MarginAccount
 from tradebus.adapters.binance.emulator import split_capture
@@ -101,7 +101,9 @@ async def _run(
         task = asyncio.create_task(node.run())
         try:
             await until(lambda: node.running.is_set() and seen() == len(frames), timeout=60)
-            await _trade_after_last_market_order(node, emulator, frames)
+            last = parse_trade(frames[-1][1], 0, USDM_IID)
+            assert last is not None
+            await trade_after_market_orders(node.kernel, emulator, last)
             await answered(node.kernel)
             if act is not None:
                 await act(node)
@@ -109,22 +111,6 @@ async def _run(
             node.stop("test done")
             await asyncio.wait_for(task, 20)
     return node
-
-
-async def _trade_after_last_market_order(node: LiveNode, emulator: BinanceFuturesEmulator, frames: list[tuple[int, str]]) -> None:
-    """Once every market order of the daemon is at the emulator, one more public trade there if one still works.
-
-    The emulator fills a market order at the next public trade. The replay's last crossing comes
-    8.9 ms (at speed 16) before its last trade: on a loaded machine the daemon's order for it
-    reaches the emulator after the last trade, where the market, unlike the recording, trades on.
-    """
-    kernel = node.kernel
-    await until(lambda: all(o.client_order_id in emulator.orders for o in kernel.orders.open_orders() if o.order_type is OrderType.MARKET))
-    if any(rec.order.order_type is OrderType.MARKET for rec in emulator.open_orders()):
-        last = parse_trade(frames[-1][1], 0, USDM_IID)
-        assert last is not None
-        at = emulator.clock.now_ns() + 10**6
-        emulator.on_trade(Trade(USDM_IID, at, at, last.price, last.size, last.aggressor, "after-replay"))
 
 
 @pytest.mark.slow
