@@ -1301,6 +1301,20 @@ def test_unpaid_fundings_are_handed_on_when_they_change_and_a_moving_rate_once_a
     assert written[-1] == []
 
 
+def _journal_of_a_buy(tmp_path: Path, inst: Instrument) -> Path:
+    """The journal of a kernel that bought 0.1 of the perpetual ``inst`` at 20 000 on bars, then stopped."""
+    from tradebus.execution.journal import Journal
+
+    iid = inst.instrument_id
+    path = tmp_path / "journal.sqlite"
+    first = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0, journal=Journal(path))
+    first.add_strategy(BuyOnce(iid, 0.1))
+    first.process(flat_bar(iid, 1, 20_000.0))
+    first.process(flat_bar(iid, 2, 20_000.0))
+    assert first.portfolio.position(iid) == pytest.approx(0.1)
+    return path
+
+
 def test_a_restart_with_a_restored_position_and_no_price_yet_pays_its_funding_at_the_last_fill(tmp_path: Path) -> None:
     """A paper daemon bought 0.1 BTCUSDT perpetual at 20 000 and stopped; restarted on its journal, the first
     message is the funding of 03:00 (rate 0.0001), before any mark or bar. The restored position is priced
@@ -1310,12 +1324,7 @@ def test_a_restart_with_a_restored_position_and_no_price_yet_pays_its_funding_at
 
     inst = perp()
     iid = inst.instrument_id
-    path = tmp_path / "journal.sqlite"
-    first = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0, journal=Journal(path))
-    first.add_strategy(BuyOnce(iid, 0.1))
-    first.process(flat_bar(iid, 1, 20_000.0))
-    first.process(flat_bar(iid, 2, 20_000.0))
-    assert first.portfolio.position(iid) == pytest.approx(0.1)
+    path = _journal_of_a_buy(tmp_path, inst)
     journal = Journal(path)
     second = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0, journal=journal)
     second.add_strategy(BuyOnce(iid, 0.1))
@@ -1341,12 +1350,7 @@ def test_a_held_funding_without_a_mark_is_read_back_held_and_paid_at_the_last_fi
 
     inst = perp()
     iid = inst.instrument_id
-    path = tmp_path / "journal.sqlite"
-    first = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0, journal=Journal(path))
-    first.add_strategy(BuyOnce(iid, 0.1))
-    first.process(flat_bar(iid, 1, 20_000.0))
-    first.process(flat_bar(iid, 2, 20_000.0))
-    assert first.portfolio.position(iid) == pytest.approx(0.1)
+    path = _journal_of_a_buy(tmp_path, inst)
     saved = [FundingDue(iid, T0 + 3 * H, T0 + 3 * H, 0.0001, math.nan), FundingDue(iid, T0 + 11 * H, T0 + 11 * H, 0.0002)]
     store = Journal(path)
     store.save_funding_due(saved)  # as Perpetuals.on_due stores them

@@ -60,23 +60,17 @@ async def test_an_order_refused_for_its_signature_says_to_check_the_secret() -> 
         assert "not-the-secret" not in order.reason
 
 
-@pytest.mark.parametrize(("code", "advice"), [("-1021", "synchronise the clock"), ("-1013", "tick_size, lot_size")])
-async def test_an_order_refused_for_the_clock_or_a_filter_says_what_to_do(code: str, advice: str) -> None:
-    """-1021 (the request's timestamp outside recvWindow: the machine's clock) and -1013 (a LOT_SIZE, PRICE_FILTER or
-    NOTIONAL filter: the config's instrument differs from the venue's)."""
-    fault = RestFault("refuse", "POST", "/api/v3/order", code=code)
-    async with harness(rest_faults=[fault]) as h:
-        order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
-        await until(lambda: order.status is OrderStatus.REJECTED)
-        assert code in order.reason and advice in order.reason, order.reason
-        await h.venue.drain()
-
-
-@pytest.mark.parametrize(("code", "advice"), [("-4164", "min_notional"), ("-4014", "tick_size"), ("-1021", "synchronise the clock")])
-async def test_a_usdm_order_refused_for_a_filter_or_the_clock_says_what_to_do(code: str, advice: str) -> None:
-    """USD-M's own filter codes (-4164 notional below the symbol's minimum, -4014 price off the tick) and -1021."""
-    fault = RestFault("refuse", "POST", "/fapi/v1/order", code=code)
-    async with usdm_harness(rest_faults=[fault]) as h:
+@pytest.mark.parametrize(
+    ("market", "code", "advice"),
+    [("spot", "-1021", "synchronise the clock"), ("spot", "-1013", "tick_size, lot_size"),
+     ("usdm", "-4164", "min_notional"), ("usdm", "-4014", "tick_size"), ("usdm", "-1021", "synchronise the clock")],
+)
+async def test_an_order_refused_for_the_clock_or_a_filter_says_what_to_do(market: str, code: str, advice: str) -> None:
+    """-1021 (the request's timestamp outside recvWindow: the machine's clock); spot's -1013 (a LOT_SIZE, PRICE_FILTER
+    or NOTIONAL filter: the config's instrument differs from the venue's) and USD-M's own filter codes (-4164 notional
+    below the symbol's minimum, -4014 price off the tick)."""
+    path, start = ("/api/v3/order", harness) if market == "spot" else ("/fapi/v1/order", usdm_harness)
+    async with start(rest_faults=[RestFault("refuse", "POST", path, code=code)]) as h:
         order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
         await until(lambda: order.status is OrderStatus.REJECTED)
         assert code in order.reason and advice in order.reason, order.reason

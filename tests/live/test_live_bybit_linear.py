@@ -303,14 +303,20 @@ async def test_the_emulator_verifies_signatures_and_refuses_hedge_mode_orders() 
             await good.close()
 
 
+def _reconciled(emulator: Any) -> tuple[BybitLinearTrading, LiveVenue, Reconciler, dict[str, str]]:
+    """A journal-less kernel trading ``emulator``'s account and its reconciler; ``holds``: instrument -> hold reason."""
+    api = BybitLinearTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {BYBIT_IID: INST}, 2.0)
+    clock = LiveClock()
+    venue = LiveVenue(api, clock)
+    kernel = Kernel([INST], clock=clock, venue=venue, initial_cash=10_000.0)
+    holds: dict[str, str] = {}
+    reconciler = Reconciler(kernel, venue, lambda iid, why: holds.__setitem__(iid, why) if why else holds.pop(iid, None), 2.0)
+    return api, venue, reconciler, holds
+
+
 async def test_a_position_difference_holds_the_perpetual_only_when_it_persists() -> None:
     async with _emulator() as emulator:
-        api = BybitLinearTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {BYBIT_IID: INST}, 2.0)
-        clock = LiveClock()
-        venue = LiveVenue(api, clock)
-        kernel = Kernel([INST], clock=clock, venue=venue, initial_cash=10_000.0)
-        holds: dict[str, str] = {}
-        reconciler = Reconciler(kernel, venue, lambda iid, why: holds.__setitem__(iid, why) if why else holds.pop(iid, None), 2.0)
+        api, venue, reconciler, holds = _reconciled(emulator)
         try:
             await reconciler.round()
             assert holds == {}
@@ -335,12 +341,7 @@ async def test_a_position_difference_holds_the_perpetual_only_when_it_persists()
 async def test_a_foreign_position_at_start_up_is_held_with_advice_a_perpetual_can_follow() -> None:
     """A perpetual's position is no balance: ``balances: {BTC: ...}`` cannot start the journal at the venue's position."""
     async with _emulator() as emulator:
-        api = BybitLinearTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {BYBIT_IID: INST}, 2.0)
-        clock = LiveClock()
-        venue = LiveVenue(api, clock)
-        kernel = Kernel([INST], clock=clock, venue=venue, initial_cash=10_000.0)
-        holds: dict[str, str] = {}
-        reconciler = Reconciler(kernel, venue, lambda iid, why: holds.__setitem__(iid, why) if why else holds.pop(iid, None), 2.0)
+        api, venue, reconciler, holds = _reconciled(emulator)
         try:
             await api.place(Order("byhand1", "", BYBIT_IID, OrderSide.BUY, OrderType.MARKET, 0.004))
             last = emulator.clock.now_ns() + 10**6
