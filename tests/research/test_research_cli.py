@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,6 +48,17 @@ def test_dataset_labels_and_cv_write_their_files(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cv.json", "dataset.parquet", "labels.parquet"]
 
 
+def _one_feature_config(catalog: Path, dataset: str) -> dict[str, Any]:
+    """The shipped research config on ``dataset`` of SIM-USD.SIM in ``catalog``, with one feature, ``r``, the log
+    return of the close, its model column and alpha factor (every command checks both)."""
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["dataset"] = {"catalog": str(catalog), "sources": [{"instrument": "SIM-USD.SIM", "dataset": dataset}],
+                      "features": [{"name": "r", "kind": "log_ret", "input": "close"}]}
+    raw["model"]["columns"] = ["r"]
+    raw["alpha"]["factors"] = ["r"]
+    return raw
+
+
 def test_cv_purges_by_the_longest_forward_horizon_not_the_last_one(tmp_path: Path) -> None:
     # 24 irregular bars labelled at 3 and 1 bars: only rows 0..20 have both labels, and row i's labels
     # are known at ts[i + 3]. Three folds of 7 rows; each purges the 3 training rows before it whose
@@ -54,12 +66,8 @@ def test_cv_purges_by_the_longest_forward_horizon_not_the_last_one(tmp_path: Pat
     bars = random_walk(24)
     bars["ts_event"] = bars["ts_init"] = 1_600_000_000_000_000_000 + np.cumsum(np.arange(1, 25) ** 2) * 60_000_000_000
     ts = bars["ts_event"].to_numpy()
-    raw = yaml.safe_load(CONFIG.read_text())
     dataset = write_bars(tmp_path / "catalog", bars, "SIM-USD", "bars", 60_000_000_000)
-    raw["dataset"] = {"catalog": str(tmp_path / "catalog"), "sources": [{"instrument": "SIM-USD.SIM", "dataset": dataset}],
-                      "features": [{"name": "r", "kind": "log_ret", "input": "close"}]}
-    raw["model"]["columns"] = ["r"]  # the one feature left (every command checks model.columns)
-    raw["alpha"]["factors"] = ["r"]  # and alpha.factors
+    raw = _one_feature_config(tmp_path / "catalog", dataset)
     raw["labels"] = {"method": "forward", "horizons": [3, 1]}
     raw["cv"] = {"method": "kfold", "n_splits": 3, "embargo": 0}
     config = tmp_path / "horizons.yaml"
@@ -87,11 +95,7 @@ def test_labels_of_a_dataset_with_a_nan_close_exit_3_naming_the_dataset_row_and_
     Catalog(tmp_path / "catalog").write(table, "sim", "spot", "SIM-USD", "bars", period="year", kind="bars",
                                         interval_ns=H4)
     dataset = "sim/spot/SIM-USD/bars"
-    raw = yaml.safe_load(CONFIG.read_text())
-    raw["dataset"] = {"catalog": str(tmp_path / "catalog"), "sources": [{"instrument": "SIM-USD.SIM", "dataset": dataset}],
-                      "features": [{"name": "r", "kind": "log_ret", "input": "close"}]}
-    raw["model"]["columns"] = ["r"]  # the one feature left (every command checks model.columns)
-    raw["alpha"]["factors"] = ["r"]  # and alpha.factors
+    raw = _one_feature_config(tmp_path / "catalog", dataset)
     raw["labels"] = {"method": "forward", "horizons": [1]} if method == "forward" else {"vol_span": 5, "max_bars": 12}
     config = tmp_path / "nan.yaml"
     config.write_text(yaml.safe_dump(raw))
@@ -111,12 +115,8 @@ def test_cv_walkforward_embargoes_and_counts_only_the_training_rows_it_removes(t
     # before each, purging drops the 2 rows whose labels reach it and the embargo (0.1 = 2 rows) the 2 before
     # those: 4 rows removed per window, none of the rows after the test window or before a rolling window.
     bars = random_walk(22)
-    raw = yaml.safe_load(CONFIG.read_text())
     dataset = write_bars(tmp_path / "catalog", bars, "SIM-USD", "bars", 60_000_000_000)
-    raw["dataset"] = {"catalog": str(tmp_path / "catalog"), "sources": [{"instrument": "SIM-USD.SIM", "dataset": dataset}],
-                      "features": [{"name": "r", "kind": "log_ret", "input": "close"}]}
-    raw["model"]["columns"] = ["r"]  # the one feature left (every command checks model.columns)
-    raw["alpha"]["factors"] = ["r"]  # and alpha.factors
+    raw = _one_feature_config(tmp_path / "catalog", dataset)
     raw["labels"] = {"method": "forward", "horizons": [2]}
     raw["cv"] = {"method": "walkforward", "n_splits": 3, "test_size": 4, "expanding": expanding, "embargo": 0.1}
     config = tmp_path / "walkforward.yaml"
@@ -133,12 +133,8 @@ def test_cv_walkforward_with_a_train_size_tests_up_to_the_last_sample(tmp_path: 
     # TimeSeriesSplit(3)): 16..29, 30..43, 44..57, each trained on the 10 samples before it less the 2 purged.
     # Started right after train_size they tested 10..51 and samples 52..57, the most recent, in none.
     bars = random_walk(60)
-    raw = yaml.safe_load(CONFIG.read_text())
     dataset = write_bars(tmp_path / "catalog", bars, "SIM-USD", "bars", 60_000_000_000)
-    raw["dataset"] = {"catalog": str(tmp_path / "catalog"), "sources": [{"instrument": "SIM-USD.SIM", "dataset": dataset}],
-                      "features": [{"name": "r", "kind": "log_ret", "input": "close"}]}
-    raw["model"]["columns"] = ["r"]  # the one feature left (every command checks model.columns)
-    raw["alpha"]["factors"] = ["r"]  # and alpha.factors
+    raw = _one_feature_config(tmp_path / "catalog", dataset)
     raw["labels"] = {"method": "forward", "horizons": [2]}
     raw["cv"] = {"method": "walkforward", "n_splits": 3, "train_size": 10, "expanding": False}
     config = tmp_path / "walkforward.yaml"
@@ -162,12 +158,8 @@ def test_cv_help_says_what_the_embargo_does_in_each_mode() -> None:
 
 def test_cv_refuses_a_fold_that_purging_and_embargo_leave_without_training_rows(tmp_path: Path) -> None:
     bars = random_walk(24)
-    raw = yaml.safe_load(CONFIG.read_text())
     dataset = write_bars(tmp_path / "catalog", bars, "SIM-USD", "bars", 60_000_000_000)
-    raw["dataset"] = {"catalog": str(tmp_path / "catalog"), "sources": [{"instrument": "SIM-USD.SIM", "dataset": dataset}],
-                      "features": [{"name": "r", "kind": "log_ret", "input": "close"}]}
-    raw["model"]["columns"] = ["r"]  # the one feature left (every command checks model.columns)
-    raw["alpha"]["factors"] = ["r"]  # and alpha.factors
+    raw = _one_feature_config(tmp_path / "catalog", dataset)
     raw["labels"] = {"method": "forward", "horizons": [3]}
     raw["cv"] = {"method": "kfold", "n_splits": 3, "embargo": 100}
     config = tmp_path / "embargo.yaml"
@@ -483,12 +475,8 @@ def test_a_horizon_longer_than_the_window_exits_2_naming_the_field(tmp_path: Pat
 def test_triple_barrier_labels_left_without_an_event_exit_2_naming_the_field(tmp_path: Path, command: str,
                                                                           labels: dict, message: str) -> None:
     # 60 bars: a volatility span of 100 never warms up, and no move reaches 1000 volatilities
-    raw = yaml.safe_load(CONFIG.read_text())
     dataset = write_bars(tmp_path / "catalog", random_walk(60), "SIM-USD", "bars", H4)
-    raw["dataset"] = {"catalog": str(tmp_path / "catalog"), "sources": [{"instrument": "SIM-USD.SIM", "dataset": dataset}],
-                      "features": [{"name": "r", "kind": "log_ret", "input": "close"}]}
-    raw["model"]["columns"] = ["r"]  # the one feature left (every command checks model.columns)
-    raw["alpha"]["factors"] = ["r"]  # and alpha.factors
+    raw = _one_feature_config(tmp_path / "catalog", dataset)
     raw["labels"].update(labels)
     config = tmp_path / "short.yaml"
     config.write_text(yaml.safe_dump(raw))
