@@ -501,24 +501,33 @@ def _accepted(i: int) -> OrderAccepted:
 
 def test_a_daemon_journal_checkpoints_its_log_in_a_thread_and_commits_never_do(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite"
-    journal = Journal(path, "NORMAL", checkpoint_every=0.05)
-    assert journal._db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)  # no commit runs a checkpoint
+    # A thread that waits an hour before its first checkpoint: whatever reaches the database meanwhile
+    # a commit moved there. (Racing a short interval's thread against the writes made the log's size
+    # depend on when it ran: a full checkpoint restarts the log.)
+    journal = Journal(path, "NORMAL", checkpoint_every=3600.0)
+    assert journal._db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
     base = path.stat().st_size
-    for i in range(3_000):
+    for i in range(1_500):  # about 12 MiB of log: short of WAL_SIZE_LIMIT, past which a commit truncates it
         journal.record_event(_accepted(i))
-    log_pages = Path(f"{path}-wal").stat().st_size // 4096
-    assert log_pages > 100  # written to the log...
+    assert Path(f"{path}-wal").stat().st_size // 4096 > 100  # written to the log...
+    assert path.stat().st_size == base  # ...and no commit checkpointed it into the database
+    journal.close()
+
+    journal = Journal(path, "NORMAL", checkpoint_every=0.05)
+    base = path.stat().st_size
+    for i in range(1_500, 4_500):
+        journal.record_event(_accepted(i))
     deadline = time.monotonic() + 10.0
     while path.stat().st_size < base + 50 * 4096 and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert path.stat().st_size >= base + 50 * 4096  # ...and moved into the database by the thread
+    assert path.stat().st_size >= base + 50 * 4096  # moved into the database by the thread, the writer still open
     threads = [t for t in threading.enumerate() if t.name.startswith("journal-checkpoint")]
     assert len(threads) == 1
     journal.close()
     assert not threads[0].is_alive()
     assert not Path(f"{path}-wal").exists()  # the writer closed last: its close removed the log
     reopened = Journal(path)
-    assert len(list(reopened.entries())) == 3_000
+    assert len(list(reopened.entries())) == 4_500
     reopened.close()
 
 
