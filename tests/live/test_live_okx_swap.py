@@ -585,13 +585,24 @@ async def test_the_venues_funding_bill_is_booked_once_by_the_next_reconciliation
         await _bills_read_twice(emulator)  # two more rounds read the bill again: a second booking would be there
         seen["wallet"] = kernel.portfolio.account.balance("USDT")
 
-    async with OKX_SWAP.emulator() as emulator:
-        node = await _run(tmp_path, emulator, OKX_SWAP.frames[:1], act)
-        assert seen["paid"] == pytest.approx(2 * 0.01 * FUNDING_PX * 0.0001)
-        assert [f.payment for f in node.kernel.result.funding] == pytest.approx([seen["paid"]], abs=1e-9)
-        assert node.kernel.result.funding[0].quantity == pytest.approx(2.0)
-        assert seen["wallet"] == pytest.approx(emulator.balances["USDT"], abs=1e-8)
-        assert not node.guard.holds
+    told: list[tuple[str, str]] = []
+    sink = logger.add(lambda m: told.append((m.record["level"].name, m.record["message"])), level="DEBUG", format="{message}",
+                      filter=lambda r: "funding payment(s) at the venue since" in r["message"])
+    try:
+        async with OKX_SWAP.emulator() as emulator:
+            node = await _run(tmp_path, emulator, OKX_SWAP.frames[:1], act)
+    finally:
+        logger.remove(sink)
+    # every round reads the bills: only the read that booked the payment is told at INFO, the others (the bill
+    # again, or none before it) at DEBUG; before, every round logged "... 0 missed and booked" at INFO
+    assert [level for level, message in told if message.endswith(", 1 missed and booked")] == ["INFO"], told
+    rest = [level for level, message in told if message.endswith(", 0 missed and booked")]
+    assert len(rest) >= 2 and set(rest) == {"DEBUG"}, told
+    assert seen["paid"] == pytest.approx(2 * 0.01 * FUNDING_PX * 0.0001)
+    assert [f.payment for f in node.kernel.result.funding] == pytest.approx([seen["paid"]], abs=1e-9)
+    assert node.kernel.result.funding[0].quantity == pytest.approx(2.0)
+    assert seen["wallet"] == pytest.approx(emulator.balances["USDT"], abs=1e-8)
+    assert not node.guard.holds
     assert [p.payment for p in _journaled_funding(tmp_path / "journal.sqlite")] == pytest.approx([seen["paid"]], abs=1e-9)
 
 

@@ -438,7 +438,8 @@ class Reconciler:
         seconds later (doubled each time, up to :data:`FUNDING_RETRY_CAP_S`); one asked for
         while a read is out is made after it. So is one that does not list a payment the user
         stream told without its instrument (:meth:`funding_missed` ``heard``), up to
-        :data:`FUNDING_UNLISTED_READS` reads in all.
+        :data:`FUNDING_UNLISTED_READS` reads in all. A read that booked a payment is logged at INFO, one that
+        booked none at DEBUG (a venue whose stream does not push its payments is read every round).
         """
         perpetuals = self.kernel.perpetuals
         assert perpetuals is not None
@@ -467,8 +468,10 @@ class Reconciler:
                     self.kernel.execution.on_venue_event(payment)
                     booked += 1
             self.funding_caught_up += booked
-            logger.info("reconciliation: {} funding payment(s) at the venue since {}, {} missed and booked",
-                        len(paid), iso_ns(since), booked)
+            # a venue read every round (OKX) lists what is booked already: only a booking is news
+            logger.log("INFO" if booked else "DEBUG",
+                       "reconciliation: {} funding payment(s) at the venue since {}, {} missed and booked",
+                       len(paid), iso_ns(since), booked)
             self._funding_unattributed = self._unlisted(paid)
             if self._funding_unattributed and self._funding_from is None:
                 unlisted_reads += 1
