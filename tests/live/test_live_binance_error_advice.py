@@ -20,7 +20,7 @@ from tradebus.adapters.binance.trading import BinanceFuturesTrading, BinanceTrad
 from tradebus.adapters.binance.user_stream import BinanceFuturesUserStream, FuturesStreamParser, UserStreamParser
 from tradebus.adapters.common.policy import FatalVenueError
 from tradebus.engine.instrument import Instrument, InstrumentKind
-from tradebus.engine.messages import OrderSide, OrderStatus
+from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder
 from tradebus.errors import VenueError
 from tradebus.execution.live import VenueRejected
 
@@ -108,3 +108,27 @@ async def test_a_usdm_listen_key_refused_names_the_key_variables() -> None:
     finally:
         await emulator.stop()
     assert "live.api_key_env" in str(err.value) and WRONG_KEY not in str(err.value)
+
+
+@pytest.mark.parametrize(("market", "told"), [("spot", "would trigger immediately"), ("usdm", "-2021")])
+async def test_a_stop_refused_as_already_triggered_says_where_to_place_it(market: str, told: str) -> None:
+    """Last trade 60,000; a BUY stop at 59,000 triggers at a last price >= it: Binance refuses it, spot with -2010
+    "Order would trigger immediately." (ccxt keeps only the message), USD-M with -2021 "Order would immediately
+    trigger.". The rejection said no more; it now says where a BUY and a SELL stop go."""
+    start = harness if market == "spot" else usdm_harness
+    async with start() as h:
+        now = h.kernel.clock.now_ns()
+        stop = h.kernel.execution.submit(SubmitOrder("s1", h.iid, "", OrderSide.BUY, 0.01, now, now, OrderType.STOP_MARKET,
+                                                     trigger_price=59_000.0))
+        await until(lambda: stop.status is OrderStatus.REJECTED)
+        await h.venue.drain()
+    assert told in stop.reason and "place a BUY stop above the last price and a SELL stop below it" in stop.reason, stop.reason
+
+
+async def test_a_spot_order_refused_for_its_balance_gets_no_stop_advice() -> None:
+    """-2010 is any new order refused: "Account has insufficient balance for requested action." names no stop."""
+    async with harness(balances={"USDT": 100.0}) as h:
+        order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
+        await until(lambda: order.status is OrderStatus.REJECTED)
+        await h.venue.drain()
+    assert "insufficient balance" in order.reason and "stop" not in order.reason, order.reason

@@ -120,8 +120,8 @@ from tradebus.execution.venue import OrderStatusReport
 
 __all__ = [
     "ALGO_STATUS", "BinanceFuturesTrading", "BinanceTrading", "ERROR_ADVICE", "FUTURES_ERROR_ADVICE", "FUTURES_WEIGHTS",
-    "STATUS", "advised", "algo_order_params", "algo_report", "fill_from_trade", "futures_order_params", "order_params",
-    "report_from_order",
+    "STATUS", "TRIGGER_ADVICE", "advised", "algo_order_params", "algo_report", "fill_from_trade", "futures_order_params",
+    "order_params", "report_from_order",
 ]
 
 #: Binance order status -> core status.
@@ -299,8 +299,11 @@ def _archived(order: Order) -> OrderStatusReport:
 # ...). USD-M (https://developers.binance.com/docs/derivatives/usds-margined-futures/error-code) shares the first four;
 # its ``-1013`` is "INVALID_MESSAGE", and an order off its symbol's filters is ``-4014`` (price not a multiple of the
 # tick size), ``-4023`` (quantity not a multiple of the step size), ``-1111`` (precision over the symbol's) or ``-4164``
-# (notional below the symbol's minimum). None says which setting of the daemon to look at: :data:`ERROR_ADVICE` (spot)
-# and :data:`FUTURES_ERROR_ADVICE` (USD-M) do.
+# (notional below the symbol's minimum). A stop whose trigger the last price has already passed is refused: on spot
+# ``-2010`` "Order would trigger immediately." (or "Stop price would trigger immediately."; -2010 is any new order
+# refused, "Account has insufficient balance for requested action." too, and ccxt keeps only the message), on USD-M
+# ``-2021`` "Order would immediately trigger.". None says which setting of the daemon to look at:
+# :data:`ERROR_ADVICE` (spot), :data:`TRIGGER_ADVICE` and :data:`FUTURES_ERROR_ADVICE` (USD-M) do.
 
 _INSTRUMENT = (
     "compare the instrument's tick_size, lot_size, min_quantity and min_notional in the config with the venue's "
@@ -333,6 +336,14 @@ ERROR_ADVICE: dict[str, str] = {
     ),
 }
 
+_TRIGGER = (
+    "the stop's trigger price is already reached by the venue's last price (a BUY stop triggers at a last price at "
+    "or above it, a SELL stop at or below): place a BUY stop above the last price and a SELL stop below it, leaving "
+    "room for the price to move before the order reaches the venue"
+)
+#: What to do about a refusal of Binance spot, by a text of its message (its code, -2010, is any order refused).
+TRIGGER_ADVICE: dict[str, str] = {"would trigger immediately": _TRIGGER}
+
 _FILTER = "the order is off the symbol's filters at the venue: " + _INSTRUMENT
 #: What to do about a refusal of Binance USD-M, by error code.
 FUTURES_ERROR_ADVICE: dict[str, str] = {
@@ -341,6 +352,7 @@ FUTURES_ERROR_ADVICE: dict[str, str] = {
     "-4023": _FILTER,
     "-1111": _FILTER,
     "-4164": _FILTER,
+    "-2021": _TRIGGER,
 }
 
 
@@ -413,6 +425,7 @@ class BinanceTrading(TradingApi):
         unknown_outcome_codes=frozenset({"-1000", "-1001", "-1004", "-1006", "-1007", "-1008", "-3000"}),
         rate_limit_statuses=frozenset({429, 418}),
         advice=ERROR_ADVICE,
+        message_advice=TRIGGER_ADVICE,
     )
     #: Request weight of each implicit endpoint.
     weights: dict[str, int] = WEIGHTS

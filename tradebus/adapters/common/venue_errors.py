@@ -36,7 +36,8 @@ some codes by the request's URL, Binance spot's ``-2021`` to ``BadResponse``, OK
    :class:`~tradebus.execution.live.VenueRejected` (observed as a 400).
 
 A refusal whose code is in :attr:`VenueErrors.advice` (a key the venue refuses, a clock off the venue's, an order
-breaking a symbol's filters) ends with what to do about it.
+breaking a symbol's filters), or whose message holds a text of :attr:`VenueErrors.message_advice` (a code that
+stands for several refusals, or one ccxt drops from the message), ends with what to do about it.
 
 Messages carry the request's endpoint name and never the request's query (it may carry a signature).
 """
@@ -135,6 +136,9 @@ class VenueErrors:
     advice
         What to do about a refusal, by error code: appended to the :class:`VenueRejected` message of a code
         in it (the operator reads the message at start-up and in an order's rejection).
+    message_advice
+        What to do about a refusal whose message holds the text of a key (when its code has no :attr:`advice`):
+        Binance spot's ``-2010`` stands for any refused new order, and ccxt keeps only its message.
     """
 
     venue: str
@@ -144,9 +148,10 @@ class VenueErrors:
     busy_codes: frozenset[str] = frozenset()
     cancel_pending_codes: frozenset[str] = frozenset()
     advice: Mapping[str, str] = field(default_factory=dict)
+    message_advice: Mapping[str, str] = field(default_factory=dict)
 
     def _rejected(self, message: str, code: str) -> VenueRejected:
-        advice = self.advice.get(code)
+        advice = self.advice.get(code) or next((a for text, a in self.message_advice.items() if text in message), None)
         return VenueRejected(f"{message}; {advice}" if advice else message)
 
     def classify(self, exc: BaseError, request: str) -> Classified:
