@@ -65,6 +65,7 @@ from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import FundingRate, MarkPrice
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.execution.client_ids import ClientIdRule
+from tradebus.execution.live import CredentialsRefused
 from tradebus.errors import ConfigError, DataError, FeatureError, OrdersLeftAtVenue, StrategyError, TradebusError
 from tradebus.reports.cli import report
 from tradebus.node.cli import DaemonOut, live, live_kill, live_resume
@@ -140,8 +141,9 @@ def _root(
         ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
 
 #: Exit code per error class (most specific first).
+#: The exit code of each error, the first class it is an instance of; refused credentials are a config problem.
 EXIT_CODES: tuple[tuple[type[TradebusError], int], ...] = (
-    (ConfigError, 2), (DataError, 3), (OrdersLeftAtVenue, 4), (TradebusError, 1)
+    (ConfigError, 2), (CredentialsRefused, 2), (DataError, 3), (OrdersLeftAtVenue, 4), (TradebusError, 1)
 )
 
 _REPORT_HELP = "Also write the HTML tearsheet (tearsheet.html) into the output directory."

@@ -20,7 +20,7 @@ from tradebus.adapters.binance.trading import BinanceFuturesTrading, BinanceTrad
 from tradebus.adapters.bybit.trading import BybitTrading
 from tradebus.adapters.common.venue_errors import VenueErrors
 from tradebus.adapters.okx.trading import OkxTrading
-from tradebus.execution.live import CancelPending, NoAnswer, OrderBusy, RateLimited, VenueRejected
+from tradebus.execution.live import CancelPending, CredentialsRefused, NoAnswer, OrderBusy, RateLimited, VenueRejected
 
 LOCAL = "https://127.0.0.1:8443"
 SPOT = "https://api.binance.com/api/v3/order"
@@ -125,6 +125,28 @@ def test_a_venue_error_answer_is_classified_by_its_code_status_and_ccxt_class(
     assert text.startswith("private_post_order: ") and "secret" not in text
     if code:
         assert code in text
+
+
+#: (venue, HTTP status, URL, body) of a refusal of the account's credentials.
+CREDENTIAL_CASES: list[tuple[str, str, int, str, str]] = [
+    ("binance-2015-key", "binance", 401, SPOT, _bn(-2015, "Invalid API-key, IP, or permissions for action.")),
+    ("binance-1022-signature", "binance", 400, SPOT, _bn(-1022, "Signature for this request is not valid.")),
+    ("usdm-2014-key-format", "binanceusdm", 400, USDM, _bn(-2014, "API-key format invalid.")),
+    ("okx-50111-key", "okx", 401, OKX, _okx("50111")),
+    ("okx-50113-signature", "okx", 401, OKX, _okx("50113")),
+    ("okx-50105-passphrase", "okx", 401, OKX, _okx("50105")),
+    ("bybit-10003-key", "bybit", 401, BYBIT, _bybit(10003)),
+    ("bybit-10004-signature", "bybit", 200, BYBIT, _bybit(10004)),
+]
+
+
+@pytest.mark.parametrize(("venue", "status", "url", "body"), [c[1:5] for c in CREDENTIAL_CASES], ids=[c[0] for c in CREDENTIAL_CASES])
+def test_a_refusal_of_the_key_or_its_signature_is_credentials_refused(venue: str, status: int, url: str, body: str) -> None:
+    """The key unknown, malformed or of another IP, a signature of another secret, OKX's passphrase: CredentialsRefused,
+    a VenueRejected (an order is rejected) on which ``tradebus live`` exits 2, as on a config error."""
+    errors, exchange_class = _VENUES[venue]
+    classified = errors.classify(ccxt_error(exchange_class(), status, url, body), "q")
+    assert type(classified.error) is CredentialsRefused and classified.status == 400, classified
 
 
 @pytest.mark.parametrize(

@@ -135,6 +135,7 @@ __all__ = [
     "AccountPosition",
     "Ack",
     "CancelPending",
+    "CredentialsRefused",
     "FundingOutsideRun",
     "FundingUnattributed",
     "LiveVenue",
@@ -246,6 +247,13 @@ class NoAnswer(VenueError):
 
 class VenueRejected(VenueError):
     """A definitive refusal by the venue (the request was processed and refused)."""
+
+
+class CredentialsRefused(VenueRejected):
+    """A request the venue refused for the account's credentials (a key it does not know, a signature of another
+    secret, a wrong passphrase, a key of another environment or IP): a configuration problem for the user to fix
+    (the key variables named by ``live.api_key_env``, ``api_secret_env``, ``api_passphrase_env``).
+    ``tradebus live`` and ``live-kill`` exit 2 on it, as on a :class:`~tradebus.errors.ConfigError`."""
 
 
 class RateLimited(VenueRejected):

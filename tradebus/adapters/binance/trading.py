@@ -119,7 +119,7 @@ from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 
 __all__ = [
-    "ALGO_STATUS", "BinanceFuturesTrading", "BinanceTrading", "ERROR_ADVICE", "FUTURES_ERROR_ADVICE", "FUTURES_WEIGHTS",
+    "ALGO_STATUS", "BinanceFuturesTrading", "BinanceTrading", "CREDENTIAL_CODES", "ERROR_ADVICE", "FUTURES_ERROR_ADVICE", "FUTURES_WEIGHTS",
     "STATUS", "TRIGGER_ADVICE", "advised", "algo_order_params", "algo_report", "fill_from_trade", "futures_order_params",
     "order_params", "report_from_order",
 ]
@@ -345,6 +345,9 @@ _TRIGGER = (
 TRIGGER_ADVICE: dict[str, str] = {"would trigger immediately": _TRIGGER}
 
 _FILTER = "the order is off the symbol's filters at the venue: " + _INSTRUMENT
+#: Binance's refusals of the key (malformed, unknown, its IP or permissions) and of its signature (another secret), the
+#: same on spot and USD-M: :class:`~tradebus.execution.live.CredentialsRefused`.
+CREDENTIAL_CODES = frozenset({"-2014", "-2015", "-1022"})
 #: What to do about a refusal of Binance USD-M, by error code.
 FUTURES_ERROR_ADVICE: dict[str, str] = {
     **{code: ERROR_ADVICE[code] for code in ("-2014", "-2015", "-1022", "-1021")},
@@ -424,6 +427,7 @@ class BinanceTrading(TradingApi):
         "Binance",
         unknown_outcome_codes=frozenset({"-1000", "-1001", "-1004", "-1006", "-1007", "-1008", "-3000"}),
         rate_limit_statuses=frozenset({429, 418}),
+        credential_codes=CREDENTIAL_CODES,
         advice=ERROR_ADVICE,
         message_advice=TRIGGER_ADVICE,
     )
@@ -786,6 +790,7 @@ class BinanceFuturesTrading(BinanceTrading):
         "Binance",
         unknown_outcome_codes=frozenset({"-1000", "-1001", "-1006", "-1007", "-1008"}),
         rate_limit_statuses=frozenset({429, 418}),
+        credential_codes=CREDENTIAL_CODES,
         advice=FUTURES_ERROR_ADVICE,
     )
     #: ``PUT /fapi/v1/order`` amends LIMIT orders only and USD-M has no cancel-replace.

@@ -278,6 +278,8 @@ class BybitTrading(CcxtTrading):
         rate_limit_codes=frozenset({"429", "10006", "10018"}),
         rate_limit_statuses=frozenset({429, BAN_STATUS}),
         busy_codes=frozenset({"110079", "170191"}),
+        # an unknown key, a signature of another secret, a permission the key lacks, an IP it is not bound to
+        credential_codes=frozenset({"10003", "10004", "10005", "10010"}),
     )
     supports_amend = True
     #: ``GET /v5/execution/list`` by ``orderId`` without ``startTime``/``endTime`` lists the last 7 days.

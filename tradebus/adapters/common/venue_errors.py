@@ -32,8 +32,10 @@ some codes by the request's URL, Binance spot's ``-2021`` to ``BadResponse``, OK
    :attr:`VenueErrors.busy_codes` (Bybit ``110079``: the order is being processed, try again later)
    :class:`~tradebus.execution.live.OrderBusy` (observed as a 400); a code of
    :attr:`VenueErrors.cancel_pending_codes` (OKX ``51410``: the order is already being canceled)
-   :class:`~tradebus.execution.live.CancelPending` (observed as a 400); any other
-   :class:`~tradebus.execution.live.VenueRejected` (observed as a 400).
+   :class:`~tradebus.execution.live.CancelPending` (observed as a 400); a code of
+   :attr:`VenueErrors.credential_codes` (the key, its signature or passphrase refused)
+   :class:`~tradebus.execution.live.CredentialsRefused`; any other
+   :class:`~tradebus.execution.live.VenueRejected` (both observed as a 400).
 
 A refusal whose code is in :attr:`VenueErrors.advice` (a key the venue refuses, a clock off the venue's, an order
 breaking a symbol's filters), or whose message holds a text of :attr:`VenueErrors.message_advice` (a code that
@@ -52,7 +54,7 @@ from typing import Any, NamedTuple
 
 from ccxt.base.errors import BaseError, NetworkError, OperationFailed, RateLimitExceeded
 
-from tradebus.execution.live import CancelPending, NoAnswer, OrderBusy, RateLimited, VenueRejected
+from tradebus.execution.live import CancelPending, CredentialsRefused, NoAnswer, OrderBusy, RateLimited, VenueRejected
 
 __all__ = ["Classified", "VenueErrors", "error_body", "error_code", "redacted"]
 
@@ -133,6 +135,9 @@ class VenueErrors:
         Error codes of a cancel refused because the venue is already canceling the order (:class:`CancelPending`:
         an earlier cancel is being done; the live venue waits for its outcome). Binance cancels at once and Bybit
         answers a second cancel "busy" (``110079``) or "not found" (the order closed): neither has one.
+    credential_codes
+        Error codes of a request refused for the account's credentials (:class:`CredentialsRefused`: the key, its
+        signature, its passphrase, its environment or IP restriction), a configuration problem.
     advice
         What to do about a refusal, by error code: appended to the :class:`VenueRejected` message of a code
         in it (the operator reads the message at start-up and in an order's rejection).
@@ -147,12 +152,14 @@ class VenueErrors:
     rate_limit_statuses: frozenset[int] = frozenset()
     busy_codes: frozenset[str] = frozenset()
     cancel_pending_codes: frozenset[str] = frozenset()
+    credential_codes: frozenset[str] = frozenset()
     advice: Mapping[str, str] = field(default_factory=dict)
     message_advice: Mapping[str, str] = field(default_factory=dict)
 
     def _rejected(self, message: str, code: str) -> VenueRejected:
         advice = self.advice.get(code) or next((a for text, a in self.message_advice.items() if text in message), None)
-        return VenueRejected(f"{message}; {advice}" if advice else message)
+        refusal = CredentialsRefused if code in self.credential_codes else VenueRejected
+        return refusal(f"{message}; {advice}" if advice else message)
 
     def classify(self, exc: BaseError, request: str) -> Classified:
         """What the ccxt exception ``exc`` of the request ``request`` (an endpoint name) means."""

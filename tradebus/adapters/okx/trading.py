@@ -318,6 +318,9 @@ class OkxTrading(CcxtTrading):
         rate_limit_codes=frozenset({"50011", "50061"}),
         rate_limit_statuses=frozenset({429}),
         cancel_pending_codes=frozenset({"51410"}),
+        # a key of the other environment, a wrong passphrase, an IP the key does not trust, an unknown key, a signature
+        # of another secret, a key that no longer exists
+        credential_codes=frozenset({"50101", "50105", "50110", "50111", "50113", "50119"}),
     )
     supports_amend = True
     #: ``GET /api/v5/trade/fills`` by ``ordId`` lists the last 3 days.
