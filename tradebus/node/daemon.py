@@ -72,9 +72,10 @@ import asyncio
 import contextlib
 import gc
 import json
+import os
 import signal
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -299,19 +300,21 @@ class PaperNode:
         self.clock = LiveClock(replay_times=self.replay_times)
         self.guard = MarketGuard()
         self.ops = None if config.ops is None else OpsHooks(config.ops, self.mode)
+        # What this run creates of the journal's and the recording's paths: a refused run removes it (withdraw()).
+        self._creates = not_yet_there(p for p in (config.journal, config.record) if p is not None)
         if config.record is not None:
             _make_parent(config.record, "record")  # fails here, before the run writes any output
         # The first file the daemon could not write (journal, recording, outputs): it stops on it.
         self._failure: TradebusError | None = None
-        self.journal = None if config.journal is None else _open_journal(config.journal, config.journal_sync, config.journal_owner())
-        if self.journal is not None:
-            self.journal.on_failure = self._journal_failed
+        self.journal = None
         try:
+            if config.journal is not None:
+                self.journal = _open_journal(config.journal, config.journal_sync, config.journal_owner())
+                self.journal.on_failure = self._journal_failed
             self.kernel, self.venue = self._build_kernel()
             _check_holdings_fed(config, self.kernel)
         except Exception:
-            if self.journal is not None:
-                self.journal.close()
+            self.withdraw()
             raise
         self.router = NodeRouter(
             self.kernel, self.guard, max_messages=max_messages, on_limit=self._limit_reached,
@@ -342,6 +345,13 @@ class PaperNode:
         self._recovered_at: int | None = None
         # The prices (and reasons) of the interest hours missed while down, recorded in the run:start line.
         self._missed_record: dict[str, Any] | None = None
+
+    def withdraw(self) -> None:
+        """A refused run, before it traded: close the journal, then remove what this run created of the journal's and
+        the recording's paths (their files and the directories made for them), leaving the disk as it found it."""
+        if self.journal is not None and not self.journal.closed:
+            self.journal.close()
+        remove_created(self._creates)
 
     def _build_kernel(self) -> tuple[Kernel, Any]:
         """The run's kernel and venue (the live daemon overrides it with the exchange's venue)."""
@@ -915,6 +925,31 @@ def _make_parent(path: Path, what: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"{what}: cannot create the directory of {path} ({exc.strerror})") from None
+
+
+def not_yet_there(paths: Iterable[Path]) -> list[Path]:
+    """Each of ``paths`` and its ancestors that do not exist yet, the deepest first: what creating them creates."""
+    missing: set[Path] = set()
+    for path in paths:
+        path = path.absolute()
+        while not os.path.lexists(path) and path.parent != path:
+            missing.add(path)
+            path = path.parent
+    return sorted(missing, key=lambda p: len(p.parts), reverse=True)
+
+
+def remove_created(paths: Sequence[Path]) -> None:
+    """Remove ``paths`` (:func:`not_yet_there`, the deepest first): a file with its SQLite companions (``-wal``,
+    ``-shm``), a directory only if empty (a file someone else put there keeps it)."""
+    for path in paths:
+        try:
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()
+            else:
+                for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                    name.unlink(missing_ok=True)
+        except OSError as exc:
+            logger.warning("could not remove {}, created by this refused run: {}", path, exc.strerror)
 
 
 def _open_journal(path: Path, synchronous: str, owner: JournalOwner) -> Journal:

@@ -107,6 +107,7 @@ from tradebus.execution.journal import Journal, JournalOwner, VenuePause
 from tradebus.execution.live import (
     AccountBalance,
     AccountPosition,
+    CredentialsRefused,
     FundingUnattributed,
     LiveVenue,
     NoAnswer,
@@ -647,9 +648,19 @@ class LiveNode(PaperNode):
         self.left_at_venue: dict[str, Literal["open", "unknown"]] = {}
         # The orders the stop's queries logged (:meth:`_query_left`), whatever their answer said.
         self._queried_at_stop: set[str] = set()
+        #: The venue refused the account's credentials at start-up: the run is withdrawn (:meth:`withdraw`) as it stops.
+        self._credentials_refused = False
         super().__init__(
             config, max_seconds=max_seconds, max_messages=max_messages, handle_signals=handle_signals, run_dir=run_dir
         )
+        try:
+            self._build_account_side(config, keys)
+        except Exception:
+            self.withdraw()
+            raise
+
+    def _build_account_side(self, config: LiveConfig, keys: ApiKeys) -> None:
+        """The reconciler, the user stream and the hooks of the venue's rate-limit budget, on the built kernel."""
         self.reconciler = Reconciler(
             self.kernel, self.venue, self._hold, config.live.stop_timeout, self._mismatch, config.fee_assets()
         )
@@ -743,6 +754,9 @@ class LiveNode(PaperNode):
             if self.journal is not None:
                 with steps.step("closing the journal"):
                     self.journal.close()  # closed by the paper daemon's shutdown, unless the account could not be read
+            if self._credentials_refused:
+                with steps.step("removing what the refused run created"):
+                    self.withdraw()
             if not failed or steps.cancelled is not None:
                 steps.raise_cancellation_or_first_error()
 
@@ -786,6 +800,7 @@ class LiveNode(PaperNode):
             return None
         exc = connect.exception()
         if exc is not None:
+            self._credentials_refused = isinstance(exc, CredentialsRefused)
             if isinstance(exc, Exception):
                 self.stop(f"reading the account failed: {type(exc).__name__}: {exc}")
             raise exc

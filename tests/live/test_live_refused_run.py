@@ -1,0 +1,77 @@
+"""A daemon refused before it trades leaves the disk as it found it.
+
+A paper or live config refused once the daemon is built (a starting balance no feed prices) and a live daemon whose
+credentials the venue refuses at start-up (against the Binance spot account emulator on 127.0.0.1) both left
+the journal (SQLite, with its directory) and the recording's directory behind. Each now exits 2 and the directory
+holds what it held before; a journal an earlier run left is kept.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tests.live.live_harness import KEY, SECRET
+from tests.live.test_live_secrets import ACCOUNTS
+from tradebus.cli import app
+from tradebus.execution.journal import Journal
+from tradebus.execution.live import CredentialsRefused
+from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+ETH = {"venue": "BINANCE", "symbol": "ETHUSDT", "kind": "spot", "base": "ETH", "quote": "USDT", "tick_size": 0.01,
+       "lot_size": 1.0e-4, "min_notional": 5.0, "maker_fee": 0.001, "taker_fee": 0.001}
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under ``root``: a file's bytes, ``None`` for a directory."""
+    return {str(p.relative_to(root)): None if p.is_dir() else p.read_bytes() for p in sorted(root.rglob("*"))}
+
+
+def _paths(data: dict[str, Any], root: Path) -> dict[str, Any]:
+    """``data`` journaling and recording into directories under ``root`` that do not exist yet."""
+    return {**data, "journal": str(root / "state" / "daemon" / "journal.sqlite"), "record": str(root / "rec" / "frames.jsonl.gz")}
+
+
+@pytest.mark.parametrize("command", ["paper", "live"])
+def test_a_config_refused_once_the_daemon_is_built_leaves_no_journal(command: str, tmp_path: Path) -> None:
+    """balances: {ETH: 1} valued by ETHUSDT, which no feed subscribes: refused (exit 2) after the journal was opened."""
+    data = yaml.safe_load((CONFIGS / f"{command}_binance{'_testnet' if command == 'live' else ''}.yaml").read_text())
+    data = _paths(data, tmp_path)
+    data["instruments"].append(ETH)
+    data["balances"] = {"USDT": 10_000.0, "ETH": 1.0}
+    data.pop("initial_cash", None)
+    config = tmp_path / f"{command}.yaml"
+    config.write_text(yaml.safe_dump(data))
+    before = _tree(tmp_path)
+    env = {"TRADEBUS_BINANCE_API_KEY": KEY, "TRADEBUS_BINANCE_API_SECRET": SECRET}
+    result = CliRunner().invoke(app, [command, str(config), "--max-seconds", "1"], env=env)
+    assert result.exit_code == 2 and "which no feed subscribes" in result.output, result.output
+    assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-journal", "journal-of-an-earlier-run"])
+async def test_credentials_the_venue_refuses_leave_no_journal_or_recording(existing: bool, tmp_path: Path) -> None:
+    """A wrong key (Binance -2015 on the account's read): CredentialsRefused, and nothing of the run is left; a journal
+    there before is kept."""
+    account = ACCOUNTS["binance"]
+    run = tmp_path / "run"
+    run.mkdir()
+    async with account.served(tmp_path / "venue", []) as (_, data):
+        config = parse_live_config(_paths(data, run), "<test>")
+        if existing:
+            config.journal.parent.mkdir(parents=True)
+            Journal(config.journal, owner=config.journal_owner()).close()
+        before = _tree(run)
+        node = LiveNode(config, ApiKeys.from_env(config.live, account.env("WRONGkey0000wrongKEY", SECRET)), handle_signals=False)
+        with pytest.raises(CredentialsRefused, match="-2015"):
+            await node.run()
+    after = _tree(run)
+    if existing:
+        assert set(after) == set(before) and config.journal.is_file()
+    else:
+        assert after == before == {}
