@@ -6,9 +6,9 @@ ban, a submit withdrawn behind the pause, a lost answer, a 503, an answer too la
 query settles it) and a denied order, with the log at TRACE, a journal and a recording of
 the private frames; then ``tradebus live`` and ``tradebus live-kill`` with a wrong secret
 and with a wrong key (the venue refuses the signature or the key). Neither the credentials
-nor their URL-quoted or base64 forms, nor the USD-M listen key (it reads the account), may
-appear in the log, the command output, the run directory, the journal's SQL dump or the
-recording.
+nor their URL-quoted or base64 forms, nor the USD-M listen key (it reads the account; an expired
+one too, which Binance's ``listenKeyExpired`` frame carries), may appear in the log, the command
+output, the run directory, the journal's SQL dump or the recording.
 """
 
 from __future__ import annotations
@@ -160,6 +160,7 @@ async def test_no_credential_in_the_log_run_directory_journal_or_recording_when_
     lines: list[str] = []
     sink = logger.add(lines.append, level="TRACE", format="{level} {message}\n{exception}", diagnose=False)
     faults = _faults(account)
+    expired: list[str] = []
     try:
         async with account.served(tmp_path, faults) as (emulator, data):
             config = parse_live_config(data, "<test>")
@@ -193,6 +194,12 @@ async def test_no_credential_in_the_log_run_directory_journal_or_recording_when_
                 await until(lambda: settled(denied), timeout=10)
                 resting = submit(account.price)
                 await until(lambda: resting.status is OrderStatus.ACCEPTED, timeout=10)
+                if name == "usdm":
+                    # the listen key lapses: Binance pushes listenKeyExpired carrying it; the daemon takes a new one
+                    connections = node.stream.connections
+                    expired.append(emulator.expire_listen_key())
+                    await until(lambda: node.stream.connections > connections and node.stream.subscribed.is_set()
+                                and emulator.listen_key not in ("", expired[0]), timeout=15)
             finally:
                 node.stop("test done")
                 await asyncio.wait_for(task, 20)
@@ -202,9 +209,12 @@ async def test_no_credential_in_the_log_run_directory_journal_or_recording_when_
     assert all(f.fired for f in faults), [f.kind for f in faults if not f.fired]
     log = "".join(lines)
     assert "withdrawn, never sent" in log and "private:" in _written(tmp_path)["frames.jsonl.gz"].decode()
-    secrets = [KEY, SECRET, PASSPHRASE] + ([listen_key] if listen_key else [])
+    secrets = [KEY, SECRET, PASSPHRASE] + ([listen_key] if listen_key else []) + expired
     assert name != "usdm" or listen_key
     assert _leaks({"log": log.encode(), **_written(tmp_path)}, secrets) == []
+    if name == "usdm":  # the expiry frame was received and recorded, its key redacted
+        recorded = _written(tmp_path)["frames.jsonl.gz"].decode()
+        assert '\\"e\\": \\"listenKeyExpired\\"' in recorded and '\\"listenKey\\": \\"<redacted>\\"' in recorded, recorded[-2000:]
 
 
 @pytest.mark.parametrize("name", list(ACCOUNTS))

@@ -86,7 +86,8 @@ its URLs pointed here) and
   ``SHORT`` row in hedge mode (:attr:`BinanceFuturesEmulator.dual_side`).
 * ``POST``/``PUT /fapi/v1/listenKey`` (key header only) and the stream at ``/ws/<listenKey>``:
   ``ORDER_TRADE_UPDATE`` for every order change, ``ACCOUNT_UPDATE`` (wallet balance and
-  position) after every fill.
+  position) after every fill; :meth:`BinanceFuturesEmulator.expire_listen_key` lets the key lapse
+  (``listenKeyExpired``, carrying the key, as Binance's "User Data Stream Expired" event).
 * Conditional orders of the Algo Service: ``POST``/``DELETE``/``GET /fapi/v1/algoOrder``
   (``algoType=CONDITIONAL``, ``type`` ``STOP_MARKET`` or ``STOP``, ``triggerPrice``,
   ``clientAlgoId``, ``workingType`` ``CONTRACT_PRICE`` or ``MARK_PRICE``) and
@@ -1120,6 +1121,15 @@ class BinanceFuturesEmulator(AccountEmulator):
     def _new_listen_key(self, p: dict[str, Any]) -> web.Response:
         self.listen_key = self.listen_key or secrets.token_hex(32)
         return self._json({"listenKey": self.listen_key})
+
+    def expire_listen_key(self) -> str:
+        """Let the listen key lapse: push ``{"e": "listenKeyExpired", "E": "<ms>", "listenKey": <key>}`` to every
+        connection and forget the key (the next ``POST`` makes another; the old one is refused); return it."""
+        key, self.listen_key = self.listen_key, ""
+        frame = json.dumps({"e": "listenKeyExpired", "E": str(self.now_ms()), "listenKey": key})
+        for session in self.sessions:
+            session.send(frame)
+        return key
 
     def _keep_listen_key(self, p: dict[str, Any]) -> web.Response:
         if p.get("listenKey") != self.listen_key or not self.listen_key:
