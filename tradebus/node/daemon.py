@@ -301,7 +301,7 @@ class PaperNode:
         self.guard = MarketGuard()
         self.ops = None if config.ops is None else OpsHooks(config.ops, self.mode)
         # What this run creates of the journal's and the recording's paths: a refused run removes it (withdraw()).
-        self._creates = not_yet_there(p for p in (config.journal, config.record) if p is not None)
+        self._creates = _not_yet_there(p for p in (config.journal, config.record) if p is not None)
         if config.record is not None:
             _make_parent(config.record, "record")  # fails here, before the run writes any output
         # The first file the daemon could not write (journal, recording, outputs): it stops on it.
@@ -351,7 +351,7 @@ class PaperNode:
         the recording's paths (their files and the directories made for them), leaving the disk as it found it."""
         if self.journal is not None and not self.journal.closed:
             self.journal.close()
-        remove_created(self._creates)
+        _remove_created(self._creates)
 
     def _build_kernel(self) -> tuple[Kernel, Any]:
         """The run's kernel and venue (the live daemon overrides it with the exchange's venue)."""
@@ -927,7 +927,7 @@ def _make_parent(path: Path, what: str) -> None:
         raise ConfigError(f"{what}: cannot create the directory of {path} ({exc.strerror})") from None
 
 
-def not_yet_there(paths: Iterable[Path]) -> list[Path]:
+def _not_yet_there(paths: Iterable[Path]) -> list[Path]:
     """Each of ``paths`` and its ancestors that do not exist yet, the deepest first: what creating them creates."""
     missing: set[Path] = set()
     for path in paths:
@@ -938,13 +938,14 @@ def not_yet_there(paths: Iterable[Path]) -> list[Path]:
     return sorted(missing, key=lambda p: len(p.parts), reverse=True)
 
 
-def remove_created(paths: Sequence[Path]) -> None:
-    """Remove ``paths`` (:func:`not_yet_there`, the deepest first): a file with its SQLite companions (``-wal``,
+def _remove_created(paths: Sequence[Path]) -> None:
+    """Remove ``paths`` (:func:`_not_yet_there`, the deepest first): a file with its SQLite companions (``-wal``,
     ``-shm``), a directory only if empty (a file someone else put there keeps it)."""
     for path in paths:
         try:
             if path.is_dir() and not path.is_symlink():
-                path.rmdir()
+                if not any(path.iterdir()):
+                    path.rmdir()
             else:
                 for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
                     name.unlink(missing_ok=True)
