@@ -140,7 +140,6 @@ def _root(
         previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
         ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
 
-#: Exit code per error class (most specific first).
 #: The exit code of each error, the first class it is an instance of; refused credentials are a config problem.
 EXIT_CODES: tuple[tuple[type[TradebusError], int], ...] = (
     (ConfigError, 2), (CredentialsRefused, 2), (DataError, 3), (OrdersLeftAtVenue, 4), (TradebusError, 1)

@@ -119,9 +119,9 @@ from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 
 __all__ = [
-    "ALGO_STATUS", "BinanceFuturesTrading", "BinanceTrading", "CREDENTIAL_CODES", "ERROR_ADVICE", "FUTURES_ERROR_ADVICE", "FUTURES_WEIGHTS",
-    "STATUS", "TRIGGER_ADVICE", "advised", "algo_order_params", "algo_report", "fill_from_trade", "futures_order_params",
-    "order_params", "report_from_order",
+    "ALGO_STATUS", "BinanceFuturesTrading", "BinanceTrading", "CREDENTIAL_CODES", "ERROR_ADVICE", "FUTURES_ERROR_ADVICE",
+    "FUTURES_WEIGHTS", "STATUS", "TRIGGER_ADVICE", "advised", "algo_order_params", "algo_report", "fill_from_trade",
+    "futures_order_params", "order_params", "report_from_order",
 ]
 
 #: Binance order status -> core status.
