@@ -8,6 +8,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 import pytest
+from loguru import logger
 
 from tradebus.adapters.okx.instruments import load_instruments as load_okx
 from tradebus.engine.bus import MessageBus
@@ -644,6 +645,40 @@ def test_restore_resumes_a_halt_and_stores_every_change() -> None:
     assert fresh.changes[-1].reason.startswith("restored from the journal: max_drawdown")
     fresh.gate.set_state(TradingState.ACTIVE, "operator")
     assert stored[-1].manual_state == TradingState.ACTIVE and stored[-1].tripped == {}  # type: ignore[attr-defined]
+
+
+def test_a_restored_trip_of_a_breaker_no_longer_configured_is_dropped_and_logged() -> None:
+    """200 BTC held on 10,000 of cash: gross 20,000 / equity 10,000 = 2 > 1.5 trips gross_exposure (REDUCING); at 85
+    the equity is 7,000, 30 % below the peak, and max_drawdown trips (HALTED). A restart whose config has no
+    drawdown breaker any more resumed HALTED for good (only a manual re-arm lifted it; a removed gross_exposure
+    breaker never re-armed by itself either). Now a trip of a breaker not configured is dropped, with a WARNING,
+    and the ones still configured hold."""
+    first = Gate(max_drawdown_pct=10.0, max_gross_exposure=1.5)
+    first.hold(200.0)
+    first.mark(100.0)
+    first.mark(85.0)
+    journaled = first.gate.snapshot()
+    assert set(journaled.tripped) == {"max_drawdown", "gross_exposure"}
+    assert first.gate.state == TradingState.HALTED
+
+    reducing = Gate(max_gross_exposure=1.5)
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        reducing.gate.restore(journaled)
+    finally:
+        logger.remove(sink)
+    assert reducing.gate.state == TradingState.REDUCING
+    assert set(reducing.gate.snapshot().tripped) == {"gross_exposure"}
+    assert any(
+        "breaker max_drawdown tripped before the restart is no longer configured (max_drawdown_pct)" in line
+        for line in lines
+    )
+
+    unlimited = Gate()
+    unlimited.gate.restore(journaled)
+    assert unlimited.gate.state == TradingState.ACTIVE and unlimited.check() is None
+    assert unlimited.gate.snapshot().tripped == {}
 
 
 def test_a_restored_peak_is_measured_at_the_next_mark_even_at_an_unchanged_equity() -> None:

@@ -48,13 +48,14 @@ from __future__ import annotations
 import math
 
 import msgspec
+from loguru import logger
 
 from tradebus.account import asset_names
 from tradebus.engine.messages import PositionChanged, TradingState
 from tradebus.engine.portfolio import Portfolio
 from tradebus.risk.config import LIMIT_RTOL, RiskConfig
 
-__all__ = ["DAY_NS", "PEAK_STORE_STEP", "BreakerState", "Breakers", "Trip"]
+__all__ = ["BREAKER_LIMITS", "DAY_NS", "PEAK_STORE_STEP", "BreakerState", "Breakers", "Trip"]
 
 DAY_NS = 86_400_000_000_000
 #: Relative rise of the drawdown peak after which it is stored again.
@@ -83,6 +84,15 @@ class BreakerState(msgspec.Struct, frozen=True):
     day_start_equity: float = _NAN
     loss_streak: int = 0
     round_trip_start: dict[str, float] = {}
+
+
+#: The :class:`~tradebus.risk.config.RiskConfig` limit that configures each breaker.
+BREAKER_LIMITS = {
+    "max_drawdown": "max_drawdown_pct",
+    "daily_loss": "max_daily_loss_pct",
+    "loss_streak": "max_consecutive_losses",
+    "gross_exposure": "max_gross_exposure",
+}
 
 
 def _action(name: str) -> TradingState:
@@ -347,8 +357,22 @@ class Breakers:
         )
 
     def restore(self, state: BreakerState) -> None:
-        """Take over the memory of a journaled :class:`BreakerState`."""
-        self.tripped = dict(state.tripped)
+        """Take over the memory of a journaled :class:`BreakerState`.
+
+        A trip of a breaker the config no longer has (its limit removed since it was journaled) is dropped,
+        with a WARNING: nothing would re-arm it by itself, and it would hold the run in its state for good.
+        """
+        cfg = self._config
+        self.tripped = {}
+        for name, trip in state.tripped.items():
+            limit = BREAKER_LIMITS.get(name)
+            if limit is not None and getattr(cfg, limit) is None:
+                logger.warning(
+                    "risk: breaker {} tripped before the restart is no longer configured ({}): its trip is dropped, "
+                    "trading is no longer {} for it ({})", name, limit, trip.state, trip.reason,
+                )  # fmt: skip
+            else:
+                self.tripped[name] = trip
         self._reset_quiet()
         self.peak = self.stored_peak = state.drawdown_peak
         self.day = state.day
