@@ -114,7 +114,7 @@ class Cache:
         self.trades: dict[str, Trade] = {}
         #: ``instrument_id -> last Quote``.
         self.quotes: dict[str, Quote] = {}
-        #: ``instrument_id -> latest price`` (bar close, trade price or quote mid).
+        #: ``instrument_id -> latest price`` (bar close, trade price, quote or book mid).
         self.prices: dict[str, float] = {}
         #: ``instrument_id -> FeatureView``.
         self.feature_views: dict[str, FeatureView] = {}
@@ -135,7 +135,7 @@ class Cache:
         return self.quotes.get(instrument_id)
 
     def price(self, instrument_id: str) -> float:
-        """The latest price of the instrument: last bar close, trade price or quote mid,
+        """The latest price of the instrument: last bar close, trade price, quote mid or L2 book mid,
         whichever message came last. NaN before any market data of the instrument.
         """
         return self.prices.get(instrument_id, math.nan)

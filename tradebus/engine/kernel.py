@@ -6,7 +6,8 @@ same steps, in this order:
 1. the clock moves to the message's ``ts_init`` (a simulated clock first fires
    every timer due at or before it);
 2. the execution engine sees it (the venue matches working orders, the
-   portfolio marks, the risk gate updates prices and breakers), so an order
+   portfolio marks, the risk gate updates prices and breakers; a book update
+   marks both at the book's mid), so an order
    decided on an earlier event can fill on this one but never on the event it
    was decided on (on bars: only on a bar that opened at or after the order
    arrived, whichever instrument or timer it was decided on);
@@ -494,6 +495,11 @@ class Kernel:
         if on_book is not None:  # a fill_on: book venue sees each book update before the strategies
             self.bus.subscribe(BookSnapshot, on_book)
             self.bus.subscribe(BookDelta, on_book)
+        # The venue's book, for the books no feed adapter keeps (a backtest's; see _mark_book).
+        self._venue_touch: Callable[[str], tuple[float, float]] | None = getattr(self.venue, "touch", None)
+        # Through the bus, after the venue: a daemon's router publishes book messages there.
+        self.bus.subscribe(BookSnapshot, self._mark_book)
+        self.bus.subscribe(BookDelta, self._mark_book)
         #: Brackets, OCO, trailing stops, GTD and timed exits; built at start when a strategy
         #: declares ``contingent = True`` (see :mod:`tradebus.execution.contingent`).
         self.contingent: ContingentOrders | None = None
@@ -951,6 +957,25 @@ class Kernel:
             bank.update_quote(quote.ts_event, quote.bid_price, quote.ask_price, quote.bid_size, quote.ask_size)
         self._count_quote(quote.ts_init, quote.ts_event)
         self.bus.publish(quote)
+
+    def _mark_book(self, msg: BookSnapshot | BookDelta) -> None:
+        """Mark the portfolio and the risk gate at the mid of the book a book message leaves, as a quote's.
+
+        The book is the feed adapter's (``cache.book``, in a daemon) or else the ``fill_on: book``
+        venue's (a backtest's); with neither, or one side empty, nothing is marked.
+        """
+        iid = msg.instrument_id
+        book = self.cache.book(iid)
+        if book is not None:
+            bid, ask = book.best_bid()[0], book.best_ask()[0]
+        elif self._venue_touch is not None:
+            bid, ask = self._venue_touch(iid)
+        else:
+            return
+        if bid < ask:  # False with a side empty (NaN)
+            mid = 0.5 * (bid + ask)
+            self.cache.prices[iid] = mid
+            self.execution.mark(iid, mid)
 
     def _count_bar(self, ts: int, ts_event: int) -> None:
         self.extend_span(ts, ts_event, ts_event)

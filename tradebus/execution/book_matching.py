@@ -520,6 +520,13 @@ class BookVenue(SimulatedVenue):
             self._fill_crossed(iid, book, msg.ts_init)
         self._last_ts = msg.ts_init
 
+    def touch(self, instrument_id: str) -> tuple[float, float]:
+        """``(best bid, best ask)`` of the instrument's book as the venue holds it (NaN for an empty side)."""
+        book = self.books[instrument_id]
+        bid = book.price(book.best_bid) if book.best_bid > -(2**62) else math.nan
+        ask = book.price(book.best_ask) if book.best_ask < 2**62 else math.nan
+        return bid, ask
+
     def _off_grid(self, iid: str, price: float, msg: BookSnapshot | BookDelta) -> None:
         """Refuse a book level whose price is off the instrument's tick grid (float noise passes).
 

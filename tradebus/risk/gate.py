@@ -745,7 +745,7 @@ class RiskGate:
         if self._clock.now_ns() < self._unpriced_until:
             return False
         logger.warning(
-            "risk: no price of {} within {:g} s of the restart (no trade, quote or bar of it subscribed?): the breakers "
+            "risk: no price of {} within {:g} s of the restart (no trade, quote, bar or book of it subscribed?): the breakers "
             "evaluate marks again, valuing it at the journal's prices",
             ", ".join(sorted(self._unpriced)),
             RESTORE_PRICE_WAIT_NS / 1e9,
@@ -883,7 +883,7 @@ class RiskGate:
         fill prices, not at the market's: the mark-driven breakers (drawdown, daily loss, gross
         exposure) evaluate nothing until a price (:meth:`on_price`) has come for every instrument
         it holds, or that values a holding, or :data:`RESTORE_PRICE_WAIT_NS` has passed (a WARNING
-        names those still unpriced: a book-only subscription gives the gate no price); their
+        names those still unpriced); their
         restored trips hold meanwhile.
         """
         self._store = store
