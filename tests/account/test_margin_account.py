@@ -651,6 +651,33 @@ def test_a_csv_date_that_is_not_iso_names_its_row(tmp_path: Path) -> None:
     assert [m.ts_event for m in read_mark_prices(good, "X.SIM")] == [1637107200 * 10**9, 1637110800 * 10**9]
 
 
+def test_a_funding_rate_beyond_every_venues_cap_is_refused_naming_the_row(tmp_path: Path) -> None:
+    """A rate of 0.5 (a percent written as a fraction: 50 % of the notional at each funding) was accepted, only
+    |rate| >= 1 refused; 0.03 (Binance's largest cap, 3 %) still passes, 0.05 + 0.001 does not."""
+    funding = tmp_path / "funding.csv"
+    funding.write_text("date,rate\n2021-11-17T00:00:00+00:00,0.0001\n2021-11-17T08:00:00+00:00,-0.03\n")
+    assert [f.rate for f in read_funding_rates(funding, "X.SIM")] == [0.0001, -0.03]
+    for rate in ("0.5", "-0.051"):
+        funding.write_text(f"date,rate\n2021-11-17T00:00:00+00:00,0.0001\n2021-11-17T08:00:00+00:00,{rate}\n")
+        with pytest.raises(
+            DataError, match=rf"funding.csv row 2: funding rate {rate} at 2021-11-17T08:00:00Z is not a plausible funding "
+            r"rate: beyond ±0.05 per funding interval"
+        ):
+            read_funding_rates(funding, "X.SIM")
+
+
+def test_a_funding_rate_beyond_every_venues_cap_stops_the_kernel_naming_instrument_time_and_rate() -> None:
+    """A catalog's funding_rates row or a feed's message reaches the account through the kernel: a rate of 0.5 on
+    the long of 0.1 at 20,000 paid 1,000 (half its notional); now it stops the run with a DataError."""
+    inst = perp()
+    kernel, _ = opened_kernel(inst, 10_000.0, 0.1)
+    iid = inst.instrument_id
+    now = T0 + 2 * H + 10
+    with pytest.raises(DataError, match=rf"{iid}: the FundingRate at ts_init {now} .*: funding rate 0.5 is not a plausible funding rate"):
+        kernel.process(FundingRate(iid, now, now, 0.5, now))
+    assert kernel.result.funding == []
+
+
 def test_marks_and_funding_published_on_the_bus_reach_the_account() -> None:
     """The paper/live node publishes the MarkPrice and FundingRate its feeds parse on the bus
     (it does not call process): the account must see them there too."""

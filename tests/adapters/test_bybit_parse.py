@@ -13,6 +13,7 @@ from loguru import logger
 
 from tradebus.adapters.bybit.parse import BybitParser, instrument_symbol
 from tradebus.adapters.bybit.sync import BybitRule, is_snapshot
+from tradebus.adapters.common.parsing import FrameError
 from tradebus.adapters.common.policy import SubscriptionRejected
 from tradebus.adapters.common.recorder import read_frames
 from tradebus.adapters.common.sync import Verdict
@@ -161,6 +162,16 @@ def test_ticker_delta_merges_into_snapshot() -> None:
     raw = '{"topic":"tickers.BTCUSDT","type":"delta","data":{"symbol":"BTCUSDT","bid1Size":"7.5"},"cs":1,"ts":1786310820000}'
     (quote,) = parser.parse_frame(raw, 3)
     assert (quote.bid_price, quote.bid_size, quote.ask_price, quote.ask_size) == (65114.2, 7.5, 65114.3, 10.486)
+    assert parser.ticker("BTCUSDT")["fundingRate"] == "0.0001"
+
+
+def test_a_ticker_funding_rate_beyond_every_venues_cap_rejects_the_frame_and_keeps_the_ticker() -> None:
+    frames = capture("linear")
+    parser = BybitParser("linear")
+    parser.parse_frame(frames[topic_frames(frames, "tickers.BTCUSDT")[0]][1], 1)
+    raw = '{"topic":"tickers.BTCUSDT","type":"delta","data":{"symbol":"BTCUSDT","fundingRate":"0.5"},"cs":1,"ts":1786310820000}'
+    with pytest.raises(FrameError, match=r"data.fundingRate: 0.5: funding rate is not a plausible funding rate: beyond ±0.05"):
+        parser.parse_frame(raw, 3)
     assert parser.ticker("BTCUSDT")["fundingRate"] == "0.0001"
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from loguru import logger
 
+from tradebus.adapters.common.parsing import FrameError
 from tradebus.adapters.common.policy import SubscriptionRejected
 from tradebus.adapters.common.recorder import read_frames
 from tradebus.adapters.okx.parse import OkxParser, candle_close_ms
@@ -227,6 +228,12 @@ def test_candle_with_unknown_bar_size_raises() -> None:
 def test_funding_rate_message() -> None:
     (fr,) = OkxParser().parse_frame(fixture_text("ws_funding_rate.json"), 9)
     assert fr == FundingRate("BTC-USDT-SWAP.OKX", 1744590349506 * MS, 9, 0.0001, 1744590349506 * MS)
+
+
+def test_a_funding_rate_beyond_every_venues_cap_rejects_the_frame() -> None:
+    raw = fixture_text("ws_funding_rate.json").replace('"fundingRate": "0.0001"', '"fundingRate": "-0.5"')
+    with pytest.raises(FrameError, match=r"data\[0\].fundingRate: -0.5: funding rate is not a plausible funding rate: beyond ±0.05"):
+        OkxParser().parse_frame(raw, 9)
 
 
 def test_mark_price_message() -> None:

@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from tradebus.data.ingest import to_float, to_ns
 from tradebus.engine.clock import iso_ns
 from tradebus.engine.messages import FundingRate, MarkPrice
+from tradebus.engine.perpetuals import funding_rate_problem
 from tradebus.errors import DataError
 
 __all__ = ["mark_gaps", "marks_in_window", "read_funding_rates", "read_mark_prices", "row_gaps"]
@@ -144,7 +145,7 @@ def read_funding_rates(path: str | Path, instrument_id: str) -> list[FundingRate
     ------
     DataError
         Missing or unreadable file, missing columns, times not increasing, a missing or non-finite
-        rate, or a rate of 100 % or more.
+        rate, or a rate beyond :data:`~tradebus.engine.perpetuals.MAX_FUNDING_RATE`.
     """
     path = Path(path)
     table = _read(path)
@@ -152,10 +153,9 @@ def read_funding_rates(path: str | Path, instrument_id: str) -> list[FundingRate
     rates = _values(table, ("rate", "funding_rate", "open"), path)
     out: list[FundingRate] = []
     for row, (t, rate) in enumerate(zip(ts.tolist(), rates.tolist(), strict=True), start=1):
-        if not math.isfinite(rate):
-            raise DataError(f"{path} row {row}: funding rate {rate} at {iso_ns(t)} is not a finite number")
-        if abs(rate) >= 1.0:
-            raise DataError(f"{path} row {row}: funding rate {rate} at {iso_ns(t)} is not a plausible fraction")
+        problem = funding_rate_problem(rate)
+        if problem is not None:
+            raise DataError(f"{path} row {row}: funding rate {rate} at {iso_ns(t)} {problem}")
         out.append(FundingRate(instrument_id, t, t, rate, t))
     return out
 

@@ -92,7 +92,7 @@ import numpy as np
 from loguru import logger
 
 from tradebus.account import MarginAccount
-from tradebus.engine.clock import SimulatedClock
+from tradebus.engine.clock import SimulatedClock, iso_ns
 from tradebus.engine.messages import (
     CancelOrder,
     FundingPaid,
@@ -104,6 +104,7 @@ from tradebus.engine.messages import (
     PositionLiquidated,
     TimeEvent,
 )
+from tradebus.errors import DataError
 
 if TYPE_CHECKING:
     from tradebus.engine.bus import MessageBus
@@ -114,7 +115,17 @@ if TYPE_CHECKING:
     from tradebus.execution.orders import OrderManager
     from tradebus.execution.simulated import SimulatedVenue
 
-__all__ = ["LIQUIDATION_ID_PREFIX", "LIQUIDATION_STRATEGY", "FundingDue", "Perpetuals"]
+__all__ = [
+    "LIQUIDATION_ID_PREFIX", "LIQUIDATION_STRATEGY", "MAX_FUNDING_RATE", "FundingDue", "Perpetuals", "funding_rate_problem",
+]  # fmt: skip
+
+#: The largest funding rate (a fraction of the position's notional per funding interval, either sign) a rate
+#: may have wherever it enters: a history file, a recording or catalog replayed, a venue's feed. The venues
+#: cap their rates well below it (Binance's ``fundingInfo`` ``adjustedFundingRateCap``: 0.3 % for BTCUSDT,
+#: 2 % and 3 % for smaller contracts; OKX sends its cap as ``maxFundingRate``), so a rate beyond it is a
+#: corrupt value or one in percent read as a fraction (0.5 for 0.5 %), which would pay half the position's
+#: notional at each funding.
+MAX_FUNDING_RATE = 0.05
 
 #: ``strategy_id`` of liquidation fills (no strategy submitted them).
 LIQUIDATION_STRATEGY = "liquidation"
@@ -129,6 +140,22 @@ VENUE_FUNDING_MATCH_NS = 60_000_000_000
 #: How often at most (kernel clock, ns) a changed rate of the same unpaid fundings is handed to
 #: :attr:`Perpetuals.on_due` (a restart after a crash settles with a rate at most this old).
 FUNDING_DUE_REFRESH_NS = 60_000_000_000
+
+
+def funding_rate_problem(rate: float) -> str | None:
+    """Why ``rate`` is no funding rate (not finite, or beyond :data:`MAX_FUNDING_RATE`), or ``None``.
+
+    The reason follows the rate: ``f"funding rate {rate} {reason}"``.
+    """
+    if not math.isfinite(rate):
+        return "is not a finite number"
+    if abs(rate) > MAX_FUNDING_RATE:
+        return (
+            f"is not a plausible funding rate: beyond ±{MAX_FUNDING_RATE:g} per funding interval (MAX_FUNDING_RATE, "
+            "above every venue's cap); a corrupt value, or a rate in percent where a fraction is expected "
+            "(0.0001 = 0.01 %)"
+        )
+    return None
 
 
 class FundingDue(msgspec.Struct, frozen=True):
@@ -288,11 +315,23 @@ class Perpetuals:
                 self.note_positions()  # this position is valued at marks from now on
 
     def on_funding(self, msg: FundingRate) -> None:
-        """Remember the announced rate for its funding time; settle it if that time has come."""
+        """Remember the announced rate for its funding time; settle it if that time has come.
+
+        Raises
+        ------
+        DataError
+            A rate beyond :data:`MAX_FUNDING_RATE`, naming the instrument, the message's time and the rate.
+        """
         inst = self.instruments.get(msg.instrument_id)
         if not self._settle_funding or inst is None or not inst.is_perpetual or not math.isfinite(msg.rate):
             return  # a venue that reports its payments settles funding itself
         iid = msg.instrument_id
+        problem = funding_rate_problem(msg.rate)
+        if problem is not None:
+            raise DataError(
+                f"{iid}: the FundingRate at ts_init {msg.ts_init} ({iso_ns(msg.ts_init)}) for the funding at "
+                f"{iso_ns(msg.next_funding_ns if msg.next_funding_ns > 0 else msg.ts_event)}: funding rate {msg.rate} {problem}"
+            )
         at = msg.next_funding_ns if msg.next_funding_ns > 0 else msg.ts_event
         if at <= self._settled.get(iid, -1):
             return  # a late repeat of a funding already settled

@@ -37,6 +37,7 @@ from tradebus.adapters.common.parsing import MS as _MS
 from tradebus.adapters.common.parsing import FieldError, FrameError, frame_error, pair_levels
 from tradebus.adapters.common.raw_levels import raw_pair_levels
 from tradebus.engine.messages import Bar, BookDelta, BookSnapshot, FundingRate, MarkPrice, Quote, Trade
+from tradebus.engine.perpetuals import funding_rate_problem
 
 
 __all__ = [
@@ -317,8 +318,9 @@ def parse_mark_price(raw: str | bytes, recv_ns: int, instrument_id: str) -> tupl
         rate = float(d.funding_rate)
     except ValueError:
         raise _fail("markPriceUpdate", raw, FieldError("data.r", f"{d.funding_rate!r}: expected a number")) from None
-    if not math.isfinite(rate):
-        raise _fail("markPriceUpdate", raw, FieldError("data.r", f"{d.funding_rate!r}: expected a finite number"))
+    problem = funding_rate_problem(rate)
+    if problem is not None:
+        raise _fail("markPriceUpdate", raw, FieldError("data.r", f"{d.funding_rate!r}: funding rate {rate} {problem}"))
     return mark, FundingRate(instrument_id, ts, recv_ns, rate, d.next_funding_time * _MS)
 
 

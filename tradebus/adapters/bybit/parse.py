@@ -56,6 +56,7 @@ from tradebus.adapters.common.policy import SubscriptionRejected
 from tradebus.adapters.common.stream_books import Resubscribe, StreamBooks, StreamBooksParser
 from tradebus.adapters.common.sync import BookSync
 from tradebus.engine.messages import Bar, BookDelta, BookSnapshot, FundingRate, MarkPrice, Quote, Trade
+from tradebus.engine.perpetuals import funding_rate_problem
 from tradebus.errors import ConfigError, ParseError
 
 __all__ = ["CATEGORIES", "BybitParser", "describe_frame", "instrument_symbol"]
@@ -426,6 +427,11 @@ class BybitParser(StreamBooksParser):
             except msgspec.ValidationError:
                 self._ticker_frame.decode(raw)
                 raise
+        rate = n.fundingRate
+        if rate is not UNSET and rate is not None:
+            problem = funding_rate_problem(rate)
+            if problem is not None:  # refused before the frame touches the ticker's state
+                raise FieldError("data.fundingRate", f"{rate!r}: funding rate {problem}")
         snapshot = frame.type == "snapshot"
         pending = state.pending
         if snapshot or not state.started:

@@ -64,6 +64,7 @@ from tradebus.adapters.okx.schemas import (
 )
 from tradebus.adapters.okx.sync import OkxLevels, OkxRule
 from tradebus.engine.messages import Bar, BookDelta, BookSnapshot, FundingRate, MarkPrice, Quote, Trade
+from tradebus.engine.perpetuals import funding_rate_problem
 from tradebus.errors import ConfigError, ParseError
 
 __all__ = ["BOOK_CHANNELS", "OkxParser", "book_key", "candle_close_ms", "describe_frame", "parse_rest_trades"]
@@ -500,12 +501,17 @@ class OkxParser(StreamBooksParser):
                        "fundingTime": "1744590349506", "nextFundingTime": "1744619149506",
                        "ts": "1744590349506"}]}
         """
-        return [
-            FundingRate(
-                self.instrument_id(f.instId), f.ts * MS if f.ts else recv_ns, recv_ns, f.fundingRate, f.fundingTime * MS
+        out = []
+        for i, f in enumerate(self._funding.decode(frame.data)):
+            problem = funding_rate_problem(f.fundingRate)
+            if problem is not None:
+                raise FieldError(f"data[{i}].fundingRate", f"{f.fundingRate!r}: funding rate {problem}")
+            out.append(
+                FundingRate(
+                    self.instrument_id(f.instId), f.ts * MS if f.ts else recv_ns, recv_ns, f.fundingRate, f.fundingTime * MS
+                )
             )
-            for f in self._funding.decode(frame.data)
-        ]
+        return out
 
     def _on_mark(self, channel: str, inst_id: str, frame: OkxFrame, recv_ns: int) -> list:
         """``mark-price``: MarkPrice (index price unknown: NaN).
