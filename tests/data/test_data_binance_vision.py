@@ -512,6 +512,22 @@ def test_a_symbol_or_interval_that_is_not_a_name_is_refused_before_anything_is_f
     assert [p for p in tmp_path.rglob("*") if p.is_file() and server.root not in p.parents] == []
 
 
+@pytest.mark.parametrize("base_url", ["data.binance.vision/data", "http://[::1", "ftp://127.0.0.1/data"])
+def test_a_base_url_that_is_not_a_web_address_is_a_bad_option_before_any_request(
+    server: Server, tmp_path: Path, base_url: str
+) -> None:
+    """``--base-url data.binance.vision/data`` (no scheme) printed urllib's traceback ("ValueError: unknown url
+    type") and exited 1; an http(s) URL without a host is now refused first, exit 2, naming it and Binance's."""
+    server.publish(f"{KLINES}/ADABTC-1m-2021-11-27.zip", klines("2021-11-27"))
+    code, out = run("download", "binance", "--symbol", "ADABTC", "--interval", "1m", "--start", "2021-11-27",
+                    "--end", "2021-11-27", "--base-url", base_url, "--cache-dir", str(tmp_path / "cache"),
+                    "--catalog", str(tmp_path / "cat"))
+    assert code == 2, out
+    assert f"base URL {base_url!r} is not an http:// or https:// URL with a host" in out
+    assert "https://data.binance.vision/data" in out and "Traceback" not in out
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "cat").exists()
+
+
 def test_a_part_file_left_by_a_killed_run_is_removed_when_its_archive_is_next_fetched(
     server: Server, tmp_path: Path
 ) -> None:

@@ -48,6 +48,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 import zlib
@@ -313,9 +314,24 @@ def fetch(
     on_done
         Called (from a worker thread) with each archive and its outcome:
         ``"downloaded"``, ``"reused"``, ``"missing"`` or ``"refused"``.
+
+    Raises
+    ------
+    ConfigError
+        If ``base_url`` is not an ``http://`` or ``https://`` URL with a host (before any request).
+    DataError
+        If ``workers`` is below 1.
     """
     if workers < 1:
         raise DataError(f"workers must be >= 1, got {workers}")
+    try:
+        parts = urllib.parse.urlsplit(base_url)
+        web = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # "http://[::1" (an unclosed IPv6 host)
+        web = False
+    if not web:
+        raise ConfigError(f"base URL {base_url!r} is not an http:// or https:// URL with a host (Binance's is "
+                          f"{DEFAULT_BASE_URL}); nothing was downloaded")
     base = base_url.rstrip("/")
     report = FetchReport()
     lock = threading.Lock()

@@ -521,11 +521,14 @@ def download_binance_cmd(
     except DataError as exc:
         raise _fail(ConfigError(str(exc))) from None
     console = _console()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True, disable=not console.is_terminal) as progress:
-        task = progress.add_task(f"binance {market} {data} {symbol}", total=len(items))
-        report = vision.fetch(items, cache_dir, base_url=base_url, workers=workers,
-                              on_done=lambda _item, _outcome: progress.advance(task))
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console, transient=True, disable=not console.is_terminal) as progress:
+            task = progress.add_task(f"binance {market} {data} {symbol}", total=len(items))
+            report = vision.fetch(items, cache_dir, base_url=base_url, workers=workers,
+                                  on_done=lambda _item, _outcome: progress.advance(task))
+    except TradebusError as exc:
+        raise _fail(exc) from None
     console.print(
         f"{len(items)} archives: {len(report.downloaded)} downloaded, {len(report.reused)} reused (verified), "
         f"{len(report.missing)} missing, {len(report.refused)} refused",
