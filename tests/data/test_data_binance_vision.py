@@ -528,6 +528,24 @@ def test_a_base_url_that_is_not_a_web_address_is_a_bad_option_before_any_request
     assert not (tmp_path / "cache").exists() and not (tmp_path / "cat").exists()
 
 
+def test_a_download_of_which_no_archive_is_published_names_the_url_and_the_options_to_check(
+    server: Server, tmp_path: Path
+) -> None:
+    """``--symbol adabtc`` (Vision's paths are upper case) found every day missing and ended with 'no verified
+    archives to import', which neither said where it looked nor what to change; it now names the first archive's
+    URL and the options that make up the path."""
+    server.publish(f"{KLINES}/ADABTC-1m-2021-11-27.zip", klines("2021-11-27"))
+    code, out = run("download", "binance", "--symbol", "adabtc", "--interval", "1m", "--start", "2021-11-27",
+                    "--end", "2021-11-28", "--base-url", server.url, "--cache-dir", str(tmp_path / "cache"),
+                    "--catalog", str(tmp_path / "cat"))
+    assert code == 3, out
+    text = " ".join(out.split())
+    assert (f"none of the 2 archives is published: {server.url}/spot/daily/klines/adabtc/1m/"
+            "adabtc-1m-2021-11-27.zip.CHECKSUM answered HTTP 404, as did the others; check --symbol") in text, out
+    assert "--interval" in text and "nothing was imported" in text
+    assert not (tmp_path / "cat").exists()
+
+
 def test_a_part_file_left_by_a_killed_run_is_removed_when_its_archive_is_next_fetched(
     server: Server, tmp_path: Path
 ) -> None:

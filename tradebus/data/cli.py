@@ -542,6 +542,12 @@ def download_binance_cmd(
         raise _fail(DataError(f"{len(report.refused)} archive(s) refused; nothing was imported"))
     if report.missing and strict:
         raise _fail(DataError(f"{len(report.missing)} archive(s) missing and --strict; nothing was imported"))
+    if not report.ready:
+        raise _fail(DataError(
+            f"none of the {len(items)} archives is published: {base_url.rstrip('/')}/{items[0].path}.CHECKSUM "
+            f"answered HTTP 404, as did the others; check --symbol (Binance's symbols are upper case: BTCUSDT), "
+            f"--market, --data{', --interval' if interval else ''}, --start and --end; nothing was imported"
+        ))
     mode: Literal["create", "append", "overwrite"] = "append" if append else "overwrite" if overwrite else "create"
     try:
         result = vision.import_archives(catalog, report.ready, market=market, data=data, symbol=symbol,  # type: ignore[arg-type]
