@@ -16,7 +16,7 @@ from tradebus.data.catalog import Catalog
 from tradebus.data.cli import data_app
 from tradebus.data.ingest import import_file
 from tradebus.data.query import connect, query
-from tradebus.errors import DataError
+from tradebus.errors import ConfigError, DataError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 REPO = Path(__file__).resolve().parents[2]
@@ -137,6 +137,26 @@ def test_cli_query_and_info(catalog: Path) -> None:
     line = next(row for row in info.output.splitlines() if "BTC-USD" in row)
     assert "300" in line and "kB" in line and "warn" in line  # the 4h cut has a gap: quality warn
     assert runner.invoke(data_app, ["info", "--catalog", str(catalog / "nonexistent")]).exit_code == 2
+
+
+def test_a_query_on_a_catalog_that_does_not_exist_says_so_and_one_on_an_empty_catalog_names_no_view(
+    catalog: Path, tmp_path: Path
+) -> None:
+    """``data query "SELECT * FROM bars" --catalog data/catlog`` (a typo) said 'views: none (empty catalog)', exit 3,
+    where ``data info`` on it says 'no such directory', exit 2; the query now says the same."""
+    runner = CliRunner()
+    missing = catalog / "nonexistent"
+    result = runner.invoke(data_app, ["query", "SELECT * FROM bars", "--catalog", str(missing)])
+    assert result.exit_code == 2, result.output
+    assert f"catalog {missing}: no such directory" in " ".join(result.output.split())
+    assert "empty catalog" not in result.output and not missing.exists()
+    with pytest.raises(ConfigError, match="no such directory"):
+        query("SELECT 1", missing)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(data_app, ["query", "SELECT * FROM bars", "--catalog", str(empty)])
+    assert result.exit_code == 3 and "views: none (empty catalog)" in result.output, result.output
+    assert query("SELECT 1 AS one", empty).to_pylist() == [{"one": 1}]
 
 
 def test_datasets_of_other_kinds_get_their_own_views(tmp_path: Path) -> None:

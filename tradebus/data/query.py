@@ -30,7 +30,7 @@ import pyarrow as pa
 from loguru import logger
 
 from tradebus.data.catalog import Catalog, DatasetRef
-from tradebus.errors import DataError
+from tradebus.errors import ConfigError, DataError
 
 __all__ = ["connect", "query", "view_name"]
 
@@ -53,10 +53,14 @@ def connect(catalog: Catalog | str | os.PathLike[str]) -> duckdb.DuckDBPyConnect
 
     Raises
     ------
+    ConfigError
+        If the catalog is not a directory (a mistyped path is not an empty catalog).
     DataError
         If a manifest is invalid or a listed file is missing.
     """
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
+    if not cat.root.is_dir():
+        raise ConfigError(f"catalog {cat.root}: no such directory")
     refs = cat.datasets()
     named: dict[str, list[DatasetRef]] = {}
     for ref in refs:
@@ -99,6 +103,8 @@ def query(sql: str, catalog: Catalog | str | os.PathLike[str]) -> pa.Table:
 
     Raises
     ------
+    ConfigError
+        If the catalog is not a directory.
     DataError
         Naming the problem when DuckDB rejects the query (unknown view, syntax), or the
         statement that is not read-only.
