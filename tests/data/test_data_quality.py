@@ -15,6 +15,7 @@ from tradebus.data.catalog import Catalog
 from tradebus.data.cli import data_app
 from tradebus.data.ingest import import_file, read_bars, read_trades
 from tradebus.data.quality import QualityCheck, QualityReport
+from tradebus.errors import ConfigError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 MINUTE_NS = 60_000_000_000
@@ -128,6 +129,23 @@ def test_import_stores_the_quality_summary_and_the_cli_reports_and_fails_on_requ
     table = runner.invoke(data_app, args, terminal_width=200)
     assert table.exit_code == 0 and "zero_volume" in table.output and "warn" in table.output
     assert Catalog(tmp_path / "cat").verify("binance", "spot", "ADABTC", "bars_1m").quality == manifest.quality
+
+
+@pytest.mark.parametrize("z", ["-1", "0", "nan", "inf"])
+def test_an_outlier_z_that_is_not_a_positive_number_is_a_bad_option(tmp_path: Path, z: str) -> None:
+    """``data quality ... --outlier-z -1`` reported all 2,000 returns of the real BTCUSDT trades as outliers and
+    ``--outlier-z nan`` none (so ``--fail-on outliers`` passed whatever the data), both exit 0; it is now refused,
+    exit 2, naming the value, and the default still counts what it did."""
+    import_file(tmp_path / "cat", FIXTURES / "btcusdt-trades.parquet", venue="binance", market="spot",
+                symbol="BTCUSDT", kind="trades")
+    args = ["quality", "binance/spot/BTCUSDT/trades", "--catalog", str(tmp_path / "cat"), "--json"]
+    result = CliRunner().invoke(data_app, [*args, "--outlier-z", z])
+    assert result.exit_code == 2, result.output
+    assert f"outlier z-score {float(z)!r} is not a finite number > 0" in " ".join(result.output.split())
+    with pytest.raises(ConfigError, match="is not a finite number > 0"):
+        QualityCheck("trades", outlier_z=float(z))
+    fine = CliRunner().invoke(data_app, [*args, "--outlier-z", "12"])
+    assert fine.exit_code == 0 and json.loads(fine.output)["checks"]["outliers"]["count"] > 0, fine.output
 
 
 def _loop_runs(flags: list[bool], stale_bars: int) -> tuple[int, list[int]]:

@@ -494,6 +494,8 @@ def quality_report(
     ------
     DataError
         A file that cannot be read or whose schema is not the kind's.
+    ConfigError
+        An ``outlier_z`` that is not a finite number > 0 (before any file is read).
     """
     check = QualityCheck(kind, interval_ns, stale_bars=stale_bars, outlier_z=outlier_z, shared_times=shared_times)
     for path in paths:

@@ -55,13 +55,14 @@ which these checks do not read yet.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tradebus.errors import DataError
+from tradebus.errors import ConfigError, DataError
 
 __all__ = ["CHECKS", "QualityCheck", "QualityReport"]
 
@@ -169,6 +170,13 @@ class QualityCheck:
         Bars: several bars may share one ``ts_event`` (volume, dollar, tick and imbalance bars, see
         :attr:`~tradebus.data.catalog.Manifest.shared_times`), so an equal time is not a
         ``duplicate_time``; a time before the previous one still is ``non_monotonic_time``.
+
+    Raises
+    ------
+    DataError
+        If ``kind`` has no checks.
+    ConfigError
+        If ``outlier_z`` is not a finite number > 0 (``-1`` would flag every return, ``nan`` none).
     """
 
     def __init__(
@@ -182,6 +190,9 @@ class QualityCheck:
     ) -> None:
         if kind not in _APPLICABLE:
             raise DataError(f"quality: no checks for kind {kind!r}; expected one of {sorted(_APPLICABLE)}")
+        if outlier_z is not None and not (math.isfinite(outlier_z) and outlier_z > 0):
+            raise ConfigError(f"quality: outlier z-score {outlier_z!r} is not a finite number > 0 (the robust z above "
+                              "which a return is an outlier; by default 12 for bars, 100 for trades)")
         self.kind, self.interval_ns, self.stale_bars = kind, interval_ns, stale_bars
         self.shared_times = shared_times
         self.outlier_z = outlier_z if outlier_z is not None else (12.0 if kind == "bars" else 100.0)
