@@ -125,7 +125,13 @@ def test_import_stores_the_quality_summary_and_the_cli_reports_and_fails_on_requ
     assert runner.invoke(data_app, [*args, "--fail-on", "error"]).exit_code == 0
     failed = runner.invoke(data_app, [*args, "--fail-on", "zero_volume"])
     assert failed.exit_code == 3 and "quality checks failed: zero_volume" in failed.output
-    assert runner.invoke(data_app, [*args, "--fail-on", "nonsense"]).exit_code == 3
+    # a name that is no check (gap for gaps) is a bad option, exit 2, refused before the dataset is read: it was
+    # exit 3, as for bad data, once every file had been read
+    (tmp_path / "cat" / "binance" / "spot" / "ADABTC" / "bars_1m" / "manifest.json").rename(tmp_path / "manifest.json")
+    typo = runner.invoke(data_app, [*args, "--fail-on", "gap"])
+    assert typo.exit_code == 2, typo.output
+    assert "--fail-on 'gap' is not a quality check; expected any, error, warn or one of" in " ".join(typo.output.split())
+    (tmp_path / "manifest.json").rename(tmp_path / "cat" / "binance" / "spot" / "ADABTC" / "bars_1m" / "manifest.json")
     table = runner.invoke(data_app, args, terminal_width=200)
     assert table.exit_code == 0 and "zero_volume" in table.output and "warn" in table.output
     assert Catalog(tmp_path / "cat").verify("binance", "spot", "ADABTC", "bars_1m").quality == manifest.quality

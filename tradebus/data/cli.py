@@ -651,8 +651,11 @@ def quality_cmd(
     catalog: CatalogOpt = DEFAULT_CATALOG,
 ) -> None:
     """Report gaps, duplicates, broken bars, bad prices, stale and zero-volume stretches, outliers and id gaps."""
+    from tradebus.data.quality import picked_checks
+
     venue, market, symbol, name = _ref(dataset)
     try:
+        picked_checks(fail_on or [])
         manifest, entries = Catalog(catalog).entries(venue, market, symbol, name)
         report = quality_report((path for path, _ in entries), manifest.kind, manifest.interval_ns,
                                 stale_bars=stale_bars, outlier_z=outlier_z, shared_times=manifest.shared_times)

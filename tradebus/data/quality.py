@@ -64,7 +64,7 @@ import pyarrow.compute as pc
 
 from tradebus.errors import ConfigError, DataError
 
-__all__ = ["CHECKS", "QualityCheck", "QualityReport"]
+__all__ = ["CHECKS", "QualityCheck", "QualityReport", "picked_checks"]
 
 CHECKS: dict[str, str] = {
     "non_monotonic_time": "error",
@@ -135,18 +135,30 @@ class QualityReport:
         return {**out, "checks": self.checks}
 
     def failing(self, names: list[str]) -> list[str]:
-        """The checks of ``names`` that count anything (``error``/``warn`` name a level, ``any`` all)."""
-        picked: set[str] = set()
-        for name in names:
-            if name == "any":
-                picked |= set(CHECKS)
-            elif name in ("error", "warn"):
-                picked |= {k for k, level in CHECKS.items() if level == name or (name == "warn" and level == "error")}
-            elif name in CHECKS:
-                picked.add(name)
-            else:
-                raise DataError(f"unknown quality check {name!r}; expected any, error, warn or one of {sorted(CHECKS)}")
-        return sorted(k for k in picked if k in self.checks and self.checks[k]["count"])
+        """The checks of ``names`` (see :func:`picked_checks`) that count anything."""
+        return sorted(k for k in picked_checks(names) if k in self.checks and self.checks[k]["count"])
+
+
+def picked_checks(names: list[str]) -> set[str]:
+    """The checks ``names`` asks for: a check's name, ``error`` or ``warn`` (a level and those above), ``any`` (all).
+
+    Raises
+    ------
+    ConfigError
+        A name that is none of these (``gap`` for ``gaps``): a bad option, refused before any data is read.
+    """
+    picked: set[str] = set()
+    for name in names:
+        if name == "any":
+            picked |= set(CHECKS)
+        elif name in ("error", "warn"):
+            picked |= {k for k, level in CHECKS.items() if level == name or (name == "warn" and level == "error")}
+        elif name in CHECKS:
+            picked.add(name)
+        else:
+            raise ConfigError(f"--fail-on {name!r} is not a quality check; expected any, error, warn or one of "
+                              f"{sorted(CHECKS)}")
+    return picked
 
 
 class QualityCheck:
