@@ -127,6 +127,13 @@ def test_cli_bars(catalog: Catalog) -> None:
     bad = CliRunner().invoke(data_app, ["bars", "binance/spot/BTCUSDT/trades", "--mode", "renko", "--catalog",
                                         str(catalog.root)])
     assert bad.exit_code == 2 and "--mode 'renko'" in bad.output
+    # a threshold that is not a number > 0 is a bad option, exit 2 as the others: it exited 1, as for a crash
+    for threshold in ("-5", "0", "nan"):
+        bad = CliRunner().invoke(data_app, ["bars", "binance/spot/BTCUSDT/trades", "--mode", "volume", "--threshold",
+                                            threshold, "--catalog", str(catalog.root)])
+        assert bad.exit_code == 2, bad.output
+        assert f"volume bars need a finite threshold > 0, got {float(threshold)!r}" in bad.output
+    assert {r.dataset for r in catalog.datasets()} == {"trades", "bars_1m", "bars_1h", "bars_tick_100"}
 
 
 def test_bars_rebuilt_with_overwrite_after_an_append_cover_the_new_bars(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from rich.table import Table
 
 from tradebus.data.catalog import Catalog, DatasetExists, DatasetRef, Manifest, check_name, quality_report
 from tradebus.data.ingest import TsUnit, format_interval, import_path, parse_interval, split_contract_size
-from tradebus.errors import ConfigError, DataError, TradebusError
+from tradebus.errors import ConfigError, DataError, FeatureError, TradebusError
 from tradebus.ops.logs import LOG_LEVELS, setup_logging
 
 __all__ = ["DEFAULT_CATALOG", "EXIT_CODES", "data_app"]
@@ -608,6 +608,8 @@ def bars_cmd(
         else:
             manifest = bars_from_trades(cat, ref, mode, interval_ns=interval_ns, threshold=threshold, dataset=name,
                                         contract_size=contract_size, write_mode=_mode(overwrite))
+    except FeatureError as exc:  # the bar builder's parameters: --threshold, --contract-size
+        raise _fail(ConfigError(f"{dataset}: {exc}")) from None
     except TradebusError as exc:
         raise _fail(exc, "rebuild it with --overwrite, or give the new bars another --name") from None
     _console().print(f"built -> {_summary(manifest)}", highlight=False, soft_wrap=True)
