@@ -540,6 +540,30 @@ def test_cli_backfill_refuses_an_until_not_after_the_since(venue: Venue, tmp_pat
     assert venue.requests == [] and not (tmp_path / "binance").exists()
 
 
+@pytest.mark.parametrize(("kind", "timeframe", "since"), [
+    ("bars", "1m", "2099-01-01"),
+    ("trades", "1m", "2099-01-01T00:00"),
+    ("bars", "1w", "yesterday"),  # the weekly bar opening yesterday closes in 6 days
+])
+def test_cli_backfill_refuses_a_since_not_before_now(venue: Venue, tmp_path: Path, kind: str, timeframe: str,
+                                                     since: str) -> None:
+    """``--since 2099-01-01`` without ``--until`` (now) asked the venue for nothing and exited 0 ("0 requests,
+    0 new bars"), as ``--until`` before ``--since`` did; it is refused the same way, naming now."""
+    venue.throttle_next = 0
+    if since == "yesterday":
+        since = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    result = CliRunner().invoke(data_app, [
+        "backfill", "--exchange", "binance", "--symbol", "ADA/BTC", "--kind", kind, "--timeframe", timeframe,
+        "--since", since, "--api-base", venue.url, "--rate-limit-ms", "1", "--market-types", "spot",
+        "--catalog", str(tmp_path),
+    ])
+    assert result.exit_code == 2, result.output
+    closed = f" less one {timeframe} bar: no bar opening then has closed" if kind == "bars" else ""
+    text = " ".join(result.output.split())
+    assert f"--since {since} is not before now (" in text and f"UTC){closed}: nothing to fetch" in text, text
+    assert venue.requests == [] and not (tmp_path / "binance").exists()
+
+
 @pytest.fixture
 def bybit_url() -> Iterator[str]:
     """A local server speaking Bybit v5's spot instruments-info and recent-trade: the newest 60 fixture trades,

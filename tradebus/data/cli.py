@@ -724,6 +724,10 @@ def backfill_cmd(
     until_ms = _moment_ms(until, "--until") if until is not None else last_whole_ms
     if until is not None and until_ms <= since_ms:
         raise _fail(ConfigError(f"--until {until} is not after --since {since}: nothing to fetch"))
+    if since_ms >= last_whole_ms:
+        closed = f" less one {timeframe} bar: no bar opening then has closed" if kind == "bars" else ""
+        raise _fail(ConfigError(f"--since {since} is not before now ({_iso(now_ms * 1_000_000)} UTC){closed}: nothing "
+                                "to fetch"))
     if kind == "bars" and until_ms > last_whole_ms:
         _console().print(f"--until {until} is after the last closed bar: bars closing after now "
                          f"({_iso(now_ms * 1_000_000)} UTC) are not fetched", highlight=False, soft_wrap=True)
