@@ -106,6 +106,12 @@ def _table(frame: pd.DataFrame):
 def test_bad_requests_are_refused_and_write_nothing(catalog: Catalog) -> None:
     with pytest.raises(DataError, match="not a whole multiple"):
         resample.resample_bars(catalog, KLINES, 90_000_000_000)
+    # 1m from 1m bars was refused as '1m is not a whole multiple of its 1m bars', which it is
+    for shorter in (60_000_000_000, 30_000_000_000):
+        with pytest.raises(DataError, match=r"is not longer than its 1m bars: resampling builds longer bars, of a "
+                                            r"whole multiple of 1m") as refused:
+            resample.resample_bars(catalog, KLINES, shorter)
+        assert "not a whole multiple" not in str(refused.value)
     with pytest.raises(DataError, match="is a trades dataset, not bars|needs a bars dataset"):
         resample.resample_bars(catalog, TRADES, 3_600_000_000_000)
     with pytest.raises(DataError, match="complete no volume bar"):

@@ -166,7 +166,11 @@ def resample_bars(
     fine = manifest.interval_ns
     if manifest.kind != "bars" or not fine:
         raise DataError(f"{source.relpath().as_posix()}: resampling needs a bars dataset with an interval")
-    if interval_ns <= fine or interval_ns % fine:
+    if interval_ns <= fine:
+        raise DataError(f"{source.relpath().as_posix()}: {format_interval(interval_ns)} is not longer than its "
+                        f"{format_interval(fine)} bars: resampling builds longer bars, of a whole multiple of "
+                        f"{format_interval(fine)}")
+    if interval_ns % fine:
         raise DataError(f"{source.relpath().as_posix()}: {format_interval(interval_ns)} is not a whole multiple of its "
                         f"{format_interval(fine)} bars")
     name = dataset or bars_dataset(cat, source.venue, source.market, source.symbol, interval_ns)
