@@ -206,6 +206,33 @@ def test_info_on_an_empty_catalog(tmp_path: Path) -> None:
     assert code == 0 and "no datasets" in out
 
 
+def test_a_dataset_command_on_a_catalog_path_that_is_a_file_or_an_unreadable_manifest_names_it(tmp_path: Path) -> None:
+    """``data quality a/b/c/d --catalog klines.csv`` (a file given as the catalog), and ``bars`` and
+    ``set-contract-size`` the same, ended in a NotADirectoryError traceback, exit 1; a manifest that is a folder in an
+    IsADirectoryError one, which also stopped ``data info`` before the other datasets. Both are now bad data naming the
+    manifest, exit 3, and ``info`` lists the other datasets first."""
+    not_a_folder = tmp_path / "klines.csv"
+    not_a_folder.write_text("1637971200000,1,1,1,1,1\n")
+    for args in (["quality", "binance/spot/ADABTC/bars_1m"], ["bars", "binance/spot/ADABTC/bars_1m", "--interval", "1h"],
+                 ["set-contract-size", "binance/spot/ADABTC/trades", "1"]):
+        code, out = run(*args, "--catalog", str(not_a_folder))
+        assert code == 3, out
+        assert "dataset not found: a file stands where a folder of that path should be (is --catalog" in " ".join(
+            out.split()), out
+    catalog = tmp_path / "cat"
+    code, out = run("import", str(FIXTURES / "trades_valid.csv"), "--venue", "binance", "--market", "spot",
+                    "--symbol", "BTCUSDT", "--kind", "trades", "--catalog", str(catalog))
+    assert code == 0, out
+    odd = catalog / "binance" / "spot" / "ADABTC" / "bars_1m" / "manifest.json"
+    odd.mkdir(parents=True)
+    code, out = run("quality", "binance/spot/ADABTC/bars_1m", "--catalog", str(catalog))
+    assert code == 3, out
+    assert f"{odd}: cannot read the dataset's manifest (EISDIR" in " ".join(out.split()), out
+    result = runner.invoke(data_app, ["info", "--catalog", str(catalog)], terminal_width=250)
+    assert result.exit_code == 3, result.output
+    assert "BTCUSDT" in result.output and "unreadable" in result.output
+
+
 # --------------------------------------------------------------------------- issue 7 item 10
 
 TWO_SYMBOLS = FIXTURES / "binance_coinm_trades_two_symbols.csv"

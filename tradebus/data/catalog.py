@@ -548,8 +548,9 @@ class Catalog:
         Raises
         ------
         DataError
-            If the dataset does not exist, the manifest is malformed, or it was
-            written with another schema version.
+            If the dataset does not exist (also when a file stands where a folder of its path should be),
+            the manifest cannot be read (naming the OS error) or is malformed, or it was written with another
+            schema version.
         """
         path = self.dataset_dir(venue, market, symbol, dataset) / MANIFEST_NAME
         return self._load_manifest(path)
@@ -567,6 +568,11 @@ class Catalog:
                     f"rename it back to {path.parent} to recover the previous version"
                 ) from None
             raise DataError(f"{path}: dataset not found (no manifest) in catalog {self.root}") from None
+        except NotADirectoryError:
+            raise DataError(f"{path}: dataset not found: a file stands where a folder of that path should be (is "
+                            f"--catalog {self.root} the catalog's folder?)") from None
+        except OSError as exc:  # a folder in its place, no read permission, an I/O error
+            raise DataError(f"{path}: cannot read the dataset's manifest ({describe_os_error(exc)})") from None
         try:
             manifest = _manifest_decoder.decode(raw)
         except msgspec.ValidationError as exc:
