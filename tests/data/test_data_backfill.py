@@ -564,6 +564,27 @@ def test_cli_backfill_refuses_a_since_not_before_now(venue: Venue, tmp_path: Pat
     assert venue.requests == [] and not (tmp_path / "binance").exists()
 
 
+def test_cli_backfill_reads_since_now_in_utc_on_a_machine_in_another_time_zone(
+    venue: Venue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a machine in New York ``--since now`` was the local wall clock read as UTC, 4 or 5 hours ago: a trades
+    backfill asked the venue for those hours. It is now UTC's now, so nothing is left to fetch (refused, exit 2)."""
+    venue.throttle_next = 0
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        result = CliRunner().invoke(data_app, [
+            "backfill", "--exchange", "binance", "--symbol", "ADA/BTC", "--kind", "trades", "--since", "now",
+            "--api-base", venue.url, "--rate-limit-ms", "1", "--market-types", "spot", "--catalog", str(tmp_path),
+        ])
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert result.exit_code == 2, result.output
+    assert "--since now is not before now (" in " ".join(result.output.split())
+    assert venue.requests == []
+
+
 @pytest.fixture
 def bybit_url() -> Iterator[str]:
     """A local server speaking Bybit v5's spot instruments-info and recent-trade: the newest 60 fixture trades,

@@ -683,10 +683,9 @@ def quality_cmd(
 
 def _moment_ms(text: str, flag: str) -> int:
     try:
-        stamp = pd.Timestamp(text)
+        stamp = pd.Timestamp(text, tz="UTC")  # a naive time is UTC; "now" and "today" too (without tz: the machine's)
     except (ValueError, TypeError):
         raise _fail(ConfigError(f"{flag} {text!r} is not a date or time (ISO 8601, UTC)")) from None
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return int(stamp.value // 1_000_000)
 
 
