@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from typer.testing import CliRunner
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
+from tradebus.adapters.common.recorder import read_frames
 from tradebus.cli import app
 from tradebus.errors import DataError
 from tradebus.node.daemon import PaperNode
@@ -160,3 +162,43 @@ async def test_a_later_session_replays_from_what_the_daemon_restored_from_its_jo
     third = play(empty, second.config, session=3).kernel.result
     assert no_epoch(order_keys(third.orders)) == no_epoch(order_keys(daemon.orders))
     assert no_epoch(fill_keys(third.fills)) == no_epoch(fill_keys(daemon.fills))
+
+
+class _FlushedByTheJournalAlone(PaperNode):
+    """A daemon whose recording is never flushed by its frame count or its age: only what the journal asks."""
+
+    record_flush_every = 1_000_000
+    record_flush_interval = math.inf
+
+
+async def test_a_daemon_killed_after_journaling_an_order_leaves_the_frame_it_decided_on_in_its_recording(
+    tmp_path: Path,
+) -> None:
+    # The recording is flushed every 256 frames or 1 s; a daemon killed (kill -9) between two flushes left its
+    # journal holding orders decided on frames its recording lost: the replay of the restarted session rebuilt
+    # fewer orders than the daemon restored ("journal restored 6 order(s) ..., the replay ... 5") and traded on
+    # from another position. The file as it is on disk while the daemon waits for more frames is what a kill
+    # would leave.
+    strategy = {"name": "tests.live.resting_strategy:RestingBuy", "instruments": [IID],
+                "params": {"quantity": 0.001, "price": 10_000.0}}
+    killed = tmp_path / "killed.jsonl.gz"
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), TRADES[:3]) as srv:
+        data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, record=True, strategy=strategy,
+                              journal=True)
+        node = _FlushedByTheJournalAlone(config_of(data), handle_signals=False)
+
+        async def kill() -> None:
+            killed.write_bytes((tmp_path / "frames.jsonl.gz").read_bytes())
+
+        await run_node(node, lambda: node.kernel.result.trades == 3 and bool(node.kernel.orders.orders()), act=kill)
+    (order,) = node.kernel.orders.orders()
+    first_trade = TRADES[0][1]
+    lines = [json.loads(line) for line in gzip.open(tmp_path / "frames.jsonl.gz", "rt", encoding="utf-8")]
+    decided_on = next(line["t"] for line in lines if line["c"].startswith("binance-spot") and line["d"] == first_trade)
+    assert order.ts_created == decided_on
+    # what the kill left holds that frame, and a replay of it rebuilds the order the journal holds
+    assert decided_on in [t for t, _, _ in read_frames(killed)]
+    replayed = play(killed, node.config, session=1).kernel.orders.orders()
+    assert [(_without_run(o.client_order_id), o.side, o.quantity, o.price) for o in replayed] == [
+        (_without_run(order.client_order_id), order.side, order.quantity, order.price)
+    ]

@@ -338,6 +338,9 @@ class Journal:
     ) -> None:
         self.path = Path(path)
         self.on_failure = on_failure
+        #: Called before each write (a daemon flushes its recording: the frames an entry was decided on are on
+        #: disk before the entry, so a replay of a killed session rebuilds every order its journal holds).
+        self.before_write: Callable[[], None] | None = None
         self.owner = owner
         self._new_run_id = run_id
         #: The first write that failed (names the file and SQLite's error); every later write raises it.
@@ -787,6 +790,8 @@ class Journal:
     def _check_writable(self) -> None:
         if self.failure is not None:
             raise self.failure
+        if self.before_write is not None:
+            self.before_write()
         if self._outdated or (self.owner is not None and "mode" not in self._meta):
             self._upgrade()
 

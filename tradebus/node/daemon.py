@@ -280,6 +280,10 @@ class PaperNode:
     #: (:class:`~tradebus.engine.clock.LiveClock` ``replay_times``): the simulated venue takes what
     #: they decide from there, as a replay of the recording does.
     replay_times = True
+    #: The recording's periodic flushes (:class:`~tradebus.adapters.common.recorder.FrameRecorder`'s
+    #: ``flush_every`` frames, ``flush_interval`` seconds); every journal write flushes it too.
+    record_flush_every = 256
+    record_flush_interval = 1.0
 
     def __init__(
         self,
@@ -408,8 +412,18 @@ class PaperNode:
         self.stop(f"{what} failed: {error}")
 
     def _new_recorder(self, path: Path) -> FrameRecorder:
-        """The run's recorder on ``path``: a write that fails stops the daemon."""
-        return FrameRecorder(path, on_failure=self._recording_failed)
+        """The run's recorder on ``path``: a write that fails stops the daemon.
+
+        The journal flushes it before each of its writes: a daemon killed (even by ``kill -9``) leaves a
+        recording that holds every frame its journaled orders and fills were decided on, so a replay of the
+        next session (``--session``) restores what the daemon's journal did.
+        """
+        recorder = FrameRecorder(
+            path, self.record_flush_every, self.record_flush_interval, on_failure=self._recording_failed
+        )
+        if self.journal is not None:
+            self.journal.before_write = recorder.flush_written
+        return recorder
 
     # ------------------------------------------------------------------ run
 

@@ -264,6 +264,20 @@ class FrameRecorder:
         self._pending = 0
         self._last_flush = time.monotonic()
 
+    def flush_written(self) -> None:
+        """:meth:`flush` if a line was written since the last flush; never raises.
+
+        For a journal to call before each of its writes (``Journal.before_write``): the frames an order or a
+        fill was decided on are then readable before the journal holds it, whenever the process is killed.
+        A failure is :attr:`failure`, told to ``on_failure`` (the daemon stops on it), not raised into the
+        journal's write.
+        """
+        if self._pending and self.failure is None:
+            try:
+                self.flush()
+            except ConfigError:
+                pass  # told to on_failure
+
     def _failed(self, exc: OSError) -> ConfigError:
         """Keep the first failed write as :attr:`failure`, close the file and tell ``on_failure``."""
         self.failure = error = ConfigError(f"record {self.path}: cannot write it ({describe_os_error(exc)})")
