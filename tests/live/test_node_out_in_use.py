@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 import tradebus
 from tests.reaped import reaped
+from tradebus.adapters.common.recorder import read_frames
 from tradebus.cli import app
 from tradebus.reports.writers import INCOMPLETE_MARKER, STREAMED_FILES
 
@@ -37,10 +38,13 @@ ROOT = Path(tradebus.__file__).resolve().parents[1]
 BARS = ROOT / "tests" / "fixtures" / "kernel" / "coinbase_btc_usd_4h_2022_1200.csv"
 
 
-def paper_config(tmp_path: Path, name: str) -> Path:
-    """A paper config with a journal of its own whose feed is never reached (the daemon runs on, reconnecting)."""
+def paper_config(tmp_path: Path, name: str, record: Path | None = None) -> Path:
+    """A paper config with a journal of its own whose feed is never reached (the daemon runs on, reconnecting),
+    recording into ``record`` if given."""
     data = binance_config("ws://127.0.0.1:9", "http://127.0.0.1:9", ["trade"])
     data["journal"] = str(tmp_path / f"{name}.sqlite")
+    if record is not None:
+        data["record"] = str(record)
     data["warm_up"] = False
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
@@ -59,13 +63,15 @@ def backtest_config(tmp_path: Path) -> Path:
     return path
 
 
-def start_daemon(tmp_path: Path, out: Path) -> subprocess.Popen[bytes]:
-    """A ``tradebus paper`` process writing into ``out``, returned once it runs (its outputs streaming)."""
+def start_daemon(tmp_path: Path, out: Path, record: Path | None = None) -> subprocess.Popen[bytes]:
+    """A ``tradebus paper`` process writing into ``out`` (and recording into ``record``), returned once it runs
+    (its outputs streaming)."""
     log = tmp_path / "first.log"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    config = paper_config(tmp_path, "first", record)
     with log.open("wb") as stderr:
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "tradebus.cli", "paper", str(paper_config(tmp_path, "first")), "--out", str(out)],
+            [sys.executable, "-m", "tradebus.cli", "paper", str(config), "--out", str(out)],
             stdout=subprocess.DEVNULL, stderr=stderr, env=env, cwd=tmp_path,
         )
     deadline = time.monotonic() + START_BOUND
@@ -120,3 +126,30 @@ def test_a_killed_daemon_leaves_its_out_free_and_force_writes_beside_foreign_fil
     assert res.exit_code == 0, res.output
     assert (out / "fills.csv").stat().st_ino != before and (out / "node.json").is_file()
     assert (out / "notes.txt").read_text() == "mine\n"
+
+
+def test_a_daemon_recording_into_the_file_a_running_daemon_records_is_refused_naming_it(tmp_path: Path) -> None:
+    # Two daemons with journals and --out directories of their own but one record: file both appended their gzip
+    # streams to it, interleaved: 'replay --session 1' of such a file read 0 of its daemon's 6 fills, '--session 2'
+    # stopped at a malformed line.
+    recording = tmp_path / "frames.jsonl.gz"
+    first = start_daemon(tmp_path, tmp_path / "out", recording)
+    try:
+        res = CliRunner().invoke(app, ["paper", str(paper_config(tmp_path, "second", recording)),
+                                       "--out", str(tmp_path / "out2"), "--max-seconds", "1"])
+    finally:
+        first.send_signal(signal.SIGTERM)
+        with reaped(first):
+            first.wait(timeout=START_BOUND)
+    assert res.exit_code == 2, res.output
+    assert f"record {recording}: in use by another running daemon (pid {first.pid} on {socket.gethostname()}: " \
+        f"{sys.executable} -m tradebus.cli paper" in " ".join(res.output.split())
+    assert first.returncode == 0, (tmp_path / "first.log").read_text(errors="replace")
+    assert not (tmp_path / "second.sqlite").exists() and not list((tmp_path / "out2").glob("*"))
+    # the recording is the first daemon's session alone, whole
+    assert [conn for _, conn, _ in read_frames(recording, runs=True)] == ["run:start", "run:stop"]
+    # once it stopped, a daemon records into the file again (its session appended)
+    res = CliRunner().invoke(app, ["paper", str(paper_config(tmp_path, "second", recording)),
+                                   "--out", str(tmp_path / "out2"), "--max-seconds", "0.5"])
+    assert res.exit_code == 0, res.output
+    assert [conn for _, conn, _ in read_frames(recording, runs=True)] == ["run:start", "run:stop"] * 2

@@ -111,8 +111,9 @@ async def test_a_warm_up_that_fails_stops_the_daemon_naming_it_and_starts_no_str
 
     monkeypatch.setattr(warmup_module, "warm_up", failing_warm_up)
     monkeypatch.setattr(TickEmaCross, "on_start", lambda self: started.append(self.strategy_id))
-    data = binance_config("ws://127.0.0.1:9", "http://127.0.0.1:9", ["trade"], tmp=tmp_path, journal=True)
+    data = binance_config("ws://127.0.0.1:9", "http://127.0.0.1:9", ["trade"], tmp=tmp_path, journal=True, record=True)
     node = PaperNode(config_of(data), handle_signals=False)
+    assert (tmp_path / "frames.jsonl.gz").is_file()  # held from the start: another daemon recording into it is refused
     with pytest.raises(MemoryError) as caught:
         await asyncio.wait_for(node.run(), 60)
     assert any("warming up the feature kernels failed: MemoryError" in note for note in caught.value.__notes__)
@@ -120,6 +121,7 @@ async def test_a_warm_up_that_fails_stops_the_daemon_naming_it_and_starts_no_str
     assert node.summary.stop_reason == "warming up the feature kernels failed: MemoryError: cannot allocate the code of the kernels"
     assert node.summary.stopped_ns > 0
     assert_journal_intact(tmp_path / "journal.sqlite")
+    assert not (tmp_path / "frames.jsonl.gz").exists()  # nothing recorded: the file its lock created is gone
 
 
 def test_the_warm_up_compiles_the_book_kernels_a_daemon_runs_on_its_loop() -> None:

@@ -83,7 +83,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from loguru import logger
 
-from tradebus.adapters.common.recorder import RUN_PREFIX, FrameRecorder
+from tradebus.adapters.common.recorder import RUN_PREFIX, FrameRecorder, hold_recording
 from tradebus.config import strategy_entries
 from tradebus.engine.clock import Clock, LiveClock
 from tradebus.engine.kernel import JournaledSample, Kernel, RunResult
@@ -306,8 +306,14 @@ class PaperNode:
         self.ops = None if config.ops is None else OpsHooks(config.ops, self.mode)
         # What this run creates of the journal's and the recording's paths: a refused run removes it (withdraw()).
         self._creates = _not_yet_there(p for p in (config.journal, config.record) if p is not None)
+        # The recording held (flock) until run() ends, from before the journal opens: a second daemon recording into
+        # the file is refused before it opens anything.
+        self._record_lock: int | None = None
+        self._record_created = False
         if config.record is not None:
             _make_parent(config.record, "record")  # fails here, before the run writes any output
+            self._record_created = not config.record.exists()
+            self._record_lock = hold_recording(config.record)
         # The first file the daemon could not write (journal, recording, outputs): it stops on it.
         self._failure: TradebusError | None = None
         self.journal = None
@@ -355,6 +361,7 @@ class PaperNode:
         the recording's paths (their files and the directories made for them), leaving the disk as it found it."""
         if self.journal is not None and not self.journal.closed:
             self.journal.close()
+        self._release_recording()
         _remove_created(self._creates)
 
     def _build_kernel(self) -> tuple[Kernel, Any]:
@@ -468,6 +475,18 @@ class PaperNode:
             raise SystemExit(128 + cut_short) from None
         finally:
             _restore_signals(loop, signals)
+            self._release_recording()
+
+    def _release_recording(self) -> None:
+        """Let go of the recording's lock (another daemon may record into it from now on), removing the file if the
+        lock created it and nothing was recorded (a daemon refused or stopped before it recorded)."""
+        lock, self._record_lock = self._record_lock, None
+        if lock is None:
+            return
+        record = self.config.record
+        if self._record_created and record is not None and os.fstat(lock).st_size == 0:
+            record.unlink(missing_ok=True)
+        os.close(lock)
 
     async def _run(self) -> NodeSummary:
         """The body of :meth:`run`, signals handled (the live daemon adds its steps around it)."""

@@ -80,6 +80,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import os
 import re
 import time
 import zlib
@@ -92,6 +93,7 @@ import msgspec
 from loguru import logger
 
 from tradebus.errors import ConfigError, DataError, describe_os_error
+from tradebus.locks import cannot_lock, take_lock
 
 __all__ = [
     "END_PREFIX",
@@ -104,6 +106,7 @@ __all__ = [
     "PrivateFrames",
     "convert_hftbacktest",
     "first_line",
+    "hold_recording",
     "line_of",
     "is_private",
     "iter_hftbacktest",
@@ -158,6 +161,43 @@ class FrameWriter(Protocol):
 
     def connection_ended(self, recv_ns: int, conn: str, reason: str) -> None:
         """Record that connection ``conn`` ended at ``recv_ns`` for ``reason`` (its books went out of sync)."""
+
+
+def hold_recording(path: str | Path) -> int | None:
+    """A descriptor of the recording ``path`` (created empty if missing) holding an exclusive ``flock`` on it.
+
+    A daemon holds its recording so for its run: two daemons appending to one file interleave their gzip
+    streams, and neither's session reads back. The lock goes with the process (``kill -9`` included).
+
+    Returns
+    -------
+    int or None
+        The descriptor, to close once the recording is closed; ``None`` where the file system cannot lock
+        (some network file systems; warned of).
+
+    Raises
+    ------
+    ConfigError
+        The file cannot be opened, or another running process holds it (named: pid, host and command line).
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ConfigError(f"record: cannot write {path} ({exc.strerror})") from None
+    try:
+        holder = take_lock(fd)
+    except OSError as exc:
+        os.close(fd)
+        logger.warning("{}; a second daemon recording into it is not refused", cannot_lock(f"record {path}", exc))
+        return None
+    if holder is not None:
+        os.close(fd)
+        raise ConfigError(
+            f"record {path}: in use by another running daemon ({holder}); its frames and this run's would "
+            "interleave in the file and neither session would read back: stop that daemon, or give this config "
+            "a recording of its own"
+        )
+    return fd
 
 
 def is_private(conn: str) -> bool:
