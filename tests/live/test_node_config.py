@@ -324,3 +324,26 @@ def test_serve_write_config_elsewhere_keeps_every_relative_path_of_the_config(tm
     assert copy.ops.log.file == original.ops.log.file == configs / "logs" / "daemon.jsonl"
     assert copy.strategy is not None and original.strategy is not None
     assert copy.strategy.params["models"] == original.strategy.params["models"] == str(configs / "models.json")
+
+
+@pytest.mark.parametrize(
+    ("paths", "message"),
+    [
+        ({"journal": "runs/p/state.db", "record": "runs/p/state.db"}, "journal and record: both name runs/p/state.db"),
+        ({"journal": "runs/p/state.db", "record": "runs/p/../p/state.db"}, "journal and record: both name"),
+        ({"journal": "ABSOLUTE/j.sqlite", "record": "j.sqlite"}, "journal and record: both name"),
+    ],
+    ids=["as-written", "dot-dot", "absolute-and-relative"],
+)
+def test_a_journal_and_a_recording_sharing_one_file_are_refused_at_load(
+    tmp_path: Path, paths: dict[str, Any], message: str
+) -> None:
+    # journal and record naming one file: the daemon opened the SQLite journal, then appended gzip frames into it
+    data = binance_config(None, None, ["trade"]) | {
+        k: v.replace("ABSOLUTE", str(tmp_path)) if isinstance(v, str) else v for k, v in paths.items()
+    }
+    with pytest.raises(Exception, match="give each a file of its own") as info:
+        load(tmp_path, data)
+    assert type(info.value).__name__ == "ConfigError"
+    assert message in str(info.value)
+    assert not list(tmp_path.glob("**/*.db")) and not list(tmp_path.glob("**/*.sqlite"))

@@ -49,6 +49,7 @@ Relative paths (``journal``, ``record``) are resolved against the config file's 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -173,10 +174,34 @@ class PaperConfig(RunBase):
                     f"venue.fill_on: {fill_on!r} needs one of the {feed.venue} channels {list(wanted)} "
                     f"for {iid} in feeds.{fed[iid]}.subscriptions"
                 )
-        why = self._taken_by_log_retention()
+        why = self._path_problem()
         if why is not None:
             raise ValueError(why)
         return self
+
+    def _path_problem(self) -> str | None:
+        """Why the files of ``journal``, ``record`` and ``ops.log.file`` cannot be kept as they stand, or ``None``."""
+        return self._taken_by_log_retention() or self._one_file_twice()
+
+    def _one_file_twice(self) -> str | None:
+        """Why two of ``journal``, ``record`` and ``ops.log.file`` name one file (the paths as they stand), or ``None``.
+
+        The daemon would append its frames (or log lines) into the SQLite journal, or its log lines into the
+        recording, and neither would read back.
+        """
+        log = None if self.ops is None else self.ops.log.file
+        named: dict[str, str] = {}
+        for field, path in (("journal", self.journal), ("record", self.record), ("ops.log.file", log)):
+            if path is None:
+                continue
+            key = os.path.normpath(path)
+            if key in named:
+                return (
+                    f"{named[key]} and {field}: both name {path}; one file cannot hold both (the daemon would write "
+                    f"each into the other's): give each a file of its own"
+                )
+            named[key] = field
+        return None
 
     def _taken_by_log_retention(self) -> str | None:
         """Why the log's retention would delete ``journal`` or ``record`` (the paths as they stand), or ``None``."""
@@ -247,7 +272,7 @@ class PaperConfig(RunBase):
             )
         config = config.model_copy(update=update)
         # Checked at validation as written; one path relative and the other absolute meet only resolved.
-        why = config._taken_by_log_retention()
+        why = config._path_problem()
         if why is not None:
             raise ConfigError(why)
         return config
