@@ -442,6 +442,28 @@ def test_check_order_denies_exactly_past_the_slack_exceeds_allows(quantity: floa
         assert reason is not None and reason.startswith("buying_power: SELL") and "held by working orders 0.25)" in reason
 
 
+@pytest.mark.parametrize(("quantity", "passes"), [(0.75, True), (0.75 + 5e-15, True), (0.75 + 1e-13, False)])
+def test_check_fill_refuses_exactly_past_the_slack_exceeds_allows(quantity: float, passes: bool) -> None:
+    """check_fill compares the need with what is free inline (speed); it must be exceeds' verdict.
+
+    1 BTC held, a working sell of 0.25 holding its part: 0.75 is free, with a slack of 1e-14 BTC (LOTS_RTOL of
+    the balance): a fill of a sell of 0.75 + 5e-15 passes, one of 0.75 + 1e-13 is refused naming the 0.25 held.
+    """
+    inst = spot()
+    iid = inst.instrument_id
+    filling = SimpleNamespace(instrument_id=iid, side=SELL, client_order_id="c-1", order_type=OrderType.MARKET,
+                              price=math.nan, trigger_price=math.nan, leaves_qty=quantity, is_open=True)
+    other = SimpleNamespace(instrument_id=iid, side=SELL, client_order_id="c-2", order_type=OrderType.LIMIT,
+                            price=20_000.0, trigger_price=math.nan, leaves_qty=0.25, is_open=True)
+    account = SpotCashAccount({iid: inst}, {"USDT": 0.0, "BTC": 1.0})
+    account.bind(lambda: [filling, other], lambda _iid: 20_000.0, lambda: 2)
+    reason = account.check_fill(filling, quantity, 20_000.0, 0.0)
+    assert (reason is None) is passes is (not exceeds(quantity, 1.0 - 0.25, 1.0))
+    if not passes:
+        assert reason is not None and reason.startswith("insufficient balance: ")
+        assert "held by other working orders 0.25)" in reason
+
+
 @pytest.mark.parametrize("side", [BUY, SELL])
 @pytest.mark.parametrize("others", [0, 1])
 def test_check_fill_refuses_exactly_past_the_need_fill_need_computes(side: OrderSide, others: int) -> None:

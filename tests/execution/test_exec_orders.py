@@ -76,6 +76,8 @@ def test_create_without_id_assigns_next_id_and_duplicate_id_raises() -> None:
     assert coid == _om().next_client_order_id("strat") and order.status == S.INITIALIZED and order.ts_created == 5
     with pytest.raises(OrderError, match=f"{coid}: client_order_id already used"):
         om.create(_cmd(coid))
+    # the refused command leaves the order holding the id as it was, and counts no order
+    assert om.get(coid) is order and om.orders() == [order] and om.created == 1
 
 
 def test_full_lifecycle_partial_then_filled_tracks_qty_and_average_price() -> None:

@@ -122,12 +122,14 @@ class ClientOrderIds:
         A malformed run id or an epoch out of range.
     """
 
-    __slots__ = ("_counters", "_session", "_strategy_tags", "_tags", "epoch", "run_id")
+    __slots__ = ("_counters", "_prefixes", "_session", "_strategy_tags", "_tags", "epoch", "run_id")
 
     def __init__(self, run_id: str = BACKTEST_RUN_ID, epoch: int = 0) -> None:
         self._tags: dict[str, str] = {}
         self._strategy_tags: dict[str, str] = {}
         self._counters: dict[str, int] = {}
+        # strategy id -> its tag and the session: what every id of the session starts with
+        self._prefixes: dict[str, str] = {}
         self.run_id = ""
         self.epoch = 0
         self._session = ""
@@ -145,6 +147,7 @@ class ClientOrderIds:
         self.epoch = epoch
         self._session = run_id + _base36(epoch, EPOCH_WIDTH)
         self._counters.clear()
+        self._prefixes.clear()
 
     def tag(self, strategy_id: str) -> str:
         """The eight-character tag of ``strategy_id`` (registered on first use).
@@ -180,9 +183,14 @@ class ClientOrderIds:
         n = self._counters.get(strategy_id, 0) + 1
         if n > _MAX_N:
             raise OrderError(f"client order ids: strategy {strategy_id!r} used up {_MAX_N} ids in one epoch")
-        tag = self._strategy_tags.get(strategy_id) or self.tag(strategy_id)
+        prefix = self._prefixes.get(strategy_id) or self._prefix(strategy_id)
         self._counters[strategy_id] = n
-        return f"{tag}{self._session}{n}"
+        return f"{prefix}{n}"
+
+    def _prefix(self, strategy_id: str) -> str:
+        """What every id of ``strategy_id`` in this session starts with (its tag registered on first use)."""
+        prefix = self._prefixes[strategy_id] = self.tag(strategy_id) + self._session
+        return prefix
 
     def take(self, strategy_id: str, count: int) -> list[str]:
         """The next ``count`` ids of ``strategy_id``, as ``count`` calls of :meth:`next` would give them.
@@ -197,7 +205,7 @@ class ClientOrderIds:
         first = self._counters.get(strategy_id, 0) + 1
         if first + count - 1 > _MAX_N:
             raise OrderError(f"client order ids: strategy {strategy_id!r} used up {_MAX_N} ids in one epoch")
-        prefix = (self._strategy_tags.get(strategy_id) or self.tag(strategy_id)) + self._session
+        prefix = self._prefixes.get(strategy_id) or self._prefix(strategy_id)
         self._counters[strategy_id] = first + count - 1
         return [f"{prefix}{n}" for n in range(first, first + count)]
 

@@ -446,13 +446,10 @@ class OrderManager:
             If the client order id is already used.
         """
         coid = cmd.client_order_id or self.next_client_order_id(cmd.strategy_id)
-        orders = self._orders
-        if coid in orders:
-            raise OrderError(f"order {coid}: client_order_id already used in this run")
         # When the strategy decided, as the journal restores it (the clock reads later).
         ts = cmd.ts_init if cmd.ts_init > 0 else self._clock.now_ns()
         # ts_last given here rather than by a __post_init__ (msgspec's callback costs ~0.35 us per order).
-        order = orders[coid] = Order(
+        order = Order(
             coid,
             cmd.strategy_id,
             cmd.instrument_id,
@@ -467,6 +464,9 @@ class OrderManager:
             ts,
             ts_last=ts,
         )
+        # one lookup of the run's orders, not a test and then a store (the id was never used: the usual case)
+        if self._orders.setdefault(coid, order) is not order:
+            raise OrderError(f"order {coid}: client_order_id already used in this run")
         self.created += 1
         return order
 
