@@ -114,6 +114,13 @@ def stepping_budget(limit: int, header: str, hold: asyncio.Event | None = None) 
 
 
 WAIT = 60.0  # how long a wait for what normally takes milliseconds may take on a loaded machine before failing
+#: FAST but for submits and cancels, whose answers may take up to WAIT (give it ``request_timeout=WAIT`` too): a
+#: test counting the queries it means (a frame's, a refused cancel's, a read again) counts none a loaded machine
+#: caused by delaying an answer past FAST's 0.3 s.
+ANSWERED = OrderTimeouts(
+    submit_ns=int(WAIT * 1e9), cancel_ns=int(WAIT * 1e9), retry_ns=FAST.retry_ns, check_ns=None,
+    not_found_grace_ns=FAST.not_found_grace_ns,
+)
 
 
 async def until(check: object, timeout: float = WAIT) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.live.live_harness import KEY, SECRET, until
+from tests.live.live_harness import KEY, SECRET, WAIT, until
 from tests.live.node_testdata import BYBIT_RECORDING, OKX_IID, OKX_INSTRUMENT, okx_frames
 from tradebus.adapters.bybit import private_emulator as bybit_emu
 from tradebus.adapters.common.recorder import read_frames
@@ -23,8 +23,17 @@ from tradebus.adapters.common.account_emulator import AccountEmulator, RestFault
 from tradebus.adapters.common.local_server import VenueProtocol
 from tradebus.adapters.okx import private_emulator as okx_emu
 from tradebus.engine.instrument import Instrument
+from tradebus.execution.engine import OrderTimeouts
 
 PASSPHRASE = "tbLivePassphrase42xyz"
+#: :func:`kit_harness`'s engine timeouts, short ones.
+KIT_TIMEOUTS = OrderTimeouts(submit_ns=500_000_000, cancel_ns=500_000_000, retry_ns=200_000_000, check_ns=None, not_found_grace_ns=1_000_000_000)
+#: KIT_TIMEOUTS but for submits and cancels, whose answers may take up to WAIT (give it ``request_timeout=WAIT``
+#: too), as :data:`~tests.live.live_harness.ANSWERED`.
+KIT_ANSWERED = OrderTimeouts(
+    submit_ns=int(WAIT * 1e9), cancel_ns=int(WAIT * 1e9), retry_ns=KIT_TIMEOUTS.retry_ns, check_ns=None,
+    not_found_grace_ns=KIT_TIMEOUTS.not_found_grace_ns,
+)
 
 
 @dataclass(frozen=True)
@@ -161,18 +170,18 @@ async def kit_harness(
     trade_size_limit: bool = False,
     timeouts: Any = None,
     risk_config: Any = None,
+    request_timeout: float = 1.0,
 ) -> AsyncIterator[KitHarness]:
     """Emulator, live venue and user stream of ``kit`` (the venue's registry factories), a kernel on them
     (journaled to ``journal``; ``strategies`` added before it starts; ``trade_size_limit``: a public
     trade fills at most its own size; ``timeouts``: the engine's, default short ones; ``risk_config``:
-    the risk gate's limits, default none)."""
+    the risk gate's limits, default none; ``request_timeout``: the REST client's, seconds)."""
     from tradebus.execution.journal import Journal
 
     from pydantic import SecretStr
 
     from tradebus.engine.clock import LiveClock
     from tradebus.engine.kernel import Kernel
-    from tradebus.execution.engine import OrderTimeouts
     from tradebus.execution.live import LiveVenue
     from tradebus.node.live import LiveSettings
 
@@ -183,9 +192,9 @@ async def kit_harness(
     options = {"passphrase": SecretStr(PASSPHRASE), "environment": "testnet"}
     instruments = kit.instruments()
     clock = LiveClock()
-    api = account.trading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), instruments, 1.0, **options)
+    api = account.trading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), instruments, request_timeout, **options)
     venue = LiveVenue(api, clock)
-    timeouts = timeouts or OrderTimeouts(submit_ns=500_000_000, cancel_ns=500_000_000, retry_ns=200_000_000, check_ns=None, not_found_grace_ns=1_000_000_000)
+    timeouts = timeouts or KIT_TIMEOUTS
     store = Journal(journal) if journal is not None else None
     kernel = Kernel(list(instruments.values()), clock=clock, venue=venue, timeouts=timeouts, initial_cash=100_000.0, journal=store, risk_config=risk_config)
     if store is not None:
@@ -197,7 +206,7 @@ async def kit_harness(
     task = asyncio.create_task(stream.run())
     try:
         loop = asyncio.get_running_loop()
-        end = loop.time() + 5.0
+        end = loop.time() + WAIT
         while not any(s.authed and s.topics for s in emulator.sessions):
             assert loop.time() < end, "the private stream did not subscribe"
             await asyncio.sleep(0.01)
