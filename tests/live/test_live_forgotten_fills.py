@@ -20,7 +20,7 @@ import pytest
 from loguru import logger
 from pydantic import SecretStr
 
-from tests.live.live_harness import FAST, IID, INST, KEY, SECRET, T0, Harness, harness, later_than, settled, until
+from tests.live.live_harness import ANSWERED, FAST, IID, INST, KEY, SECRET, T0, WAIT, Harness, harness, later_than, settled, until
 from tests.live.venue_kits import KITS, KitTape, VenueKit, kit_harness
 from tradebus.adapters.binance.trading import BinanceTrading
 from tradebus.engine.clock import LiveClock
@@ -116,7 +116,7 @@ async def _filled_twice_unseen(h: Harness, late_reads: int) -> tuple[Order, str]
 
 
 async def test_a_fill_the_venue_lists_late_is_read_again_booked_once_and_the_hold_lifted() -> None:
-    async with harness(stream_faults=_both_fill_frames_dropped(), trade_size_limit=True) as h:
+    async with harness(stream_faults=_both_fill_frames_dropped(), trade_size_limit=True, timeouts=ANSWERED, request_timeout=WAIT) as h:
         holds: dict[str, str] = {}
         reconciler = Reconciler(h.kernel, h.venue, _hold_to(holds), 2.0)
         anomalies: list[OrderAnomaly] = []
@@ -138,14 +138,14 @@ async def test_a_fill_the_venue_lists_late_is_read_again_booked_once_and_the_hol
 
 
 async def test_a_fill_the_venue_never_lists_is_read_again_a_bounded_number_of_times_and_stays_held() -> None:
-    quick = msgspec.structs.replace(FAST, retry_ns=40_000_000)
-    async with harness(stream_faults=_both_fill_frames_dropped(), trade_size_limit=True, timeouts=quick) as h:
+    quick = msgspec.structs.replace(ANSWERED, retry_ns=40_000_000)
+    async with harness(stream_faults=_both_fill_frames_dropped(), trade_size_limit=True, timeouts=quick, request_timeout=WAIT) as h:
         holds: dict[str, str] = {}
         reconciler = Reconciler(h.kernel, h.venue, _hold_to(holds), 2.0)
         anomalies: list[OrderAnomaly] = []
         h.kernel.bus.subscribe(OrderAnomaly, anomalies.append)
         order, _ = await _filled_twice_unseen(h, late_reads=10**6)
-        await until(lambda: h.venue.requests["query"] == 1 + MISSING_FILLS_READS, timeout=5.0)
+        await until(lambda: h.venue.requests["query"] == 1 + MISSING_FILLS_READS)
         await settled(h)
         await later_than(h.kernel.clock, 2 * (quick.retry_ns << MISSING_FILLS_READS))  # past when a next read would be due
         await settled(h)
@@ -560,7 +560,7 @@ async def test_a_closed_order_the_venue_no_longer_knows_is_settled_only_beyond_t
 async def test_a_released_order_whose_fills_are_read_again_is_forgotten_only_once_they_are_booked() -> None:
     """An order released while the venue still lists fewer fills than it says filled stays known (and in the
     venue) until the reads again booked them on it; forgotten earlier, the reads stopped and the fill went unbooked."""
-    async with harness(stream_faults=_both_fill_frames_dropped(), trade_size_limit=True) as h:
+    async with harness(stream_faults=_both_fill_frames_dropped(), trade_size_limit=True, timeouts=ANSWERED, request_timeout=WAIT) as h:
         om = h.kernel.orders
         om.keep_released, om.keep_released_ns = 0, 0
         order, late = await _filled_twice_unseen(h, late_reads=2)
