@@ -15,6 +15,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -86,13 +88,24 @@ def start_daemon(tmp_path: Path, out: Path, record: Path | None = None) -> subpr
     return daemon
 
 
+@contextmanager
+def daemon_running(tmp_path: Path, out: Path, record: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """:func:`start_daemon`'s process, stopped with SIGTERM (and waited for) as the block ends."""
+    first = start_daemon(tmp_path, out, record)
+    try:
+        yield first
+    finally:
+        first.send_signal(signal.SIGTERM)
+        with reaped(first):
+            first.wait(timeout=START_BOUND)
+
+
 @pytest.mark.parametrize("second", ["paper", "backtest"])
 def test_a_run_on_the_out_of_a_running_daemon_is_refused_naming_it_and_leaves_its_files_alone(
     second: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    first = start_daemon(tmp_path, out)
-    try:
+    with daemon_running(tmp_path, out) as first:
         streaming = {name: (out / name).stat().st_ino for name in (*STREAMED_FILES, INCOMPLETE_MARKER)}
         if second == "paper":
             args = ["paper", str(paper_config(tmp_path, "second")), "--max-seconds", "1"]
@@ -100,10 +113,6 @@ def test_a_run_on_the_out_of_a_running_daemon_is_refused_naming_it_and_leaves_it
             args = ["backtest", str(backtest_config(tmp_path))]
         res = CliRunner().invoke(app, [*args, "--out", str(out), "--force"])
         after = {name: (out / name).stat().st_ino for name in streaming}
-    finally:
-        first.send_signal(signal.SIGTERM)
-        with reaped(first):
-            first.wait(timeout=START_BOUND)
     assert res.exit_code == 2, res.output
     assert f"output directory {out} is in use by another running tradebus run (pid {first.pid} on " \
         f"{socket.gethostname()}: {sys.executable} -m tradebus.cli paper" in " ".join(res.output.split())
@@ -133,14 +142,9 @@ def test_a_daemon_recording_into_the_file_a_running_daemon_records_is_refused_na
     # streams to it, interleaved: 'replay --session 1' of such a file read 0 of its daemon's 6 fills, '--session 2'
     # stopped at a malformed line.
     recording = tmp_path / "frames.jsonl.gz"
-    first = start_daemon(tmp_path, tmp_path / "out", recording)
-    try:
+    with daemon_running(tmp_path, tmp_path / "out", recording) as first:
         res = CliRunner().invoke(app, ["paper", str(paper_config(tmp_path, "second", recording)),
                                        "--out", str(tmp_path / "out2"), "--max-seconds", "1"])
-    finally:
-        first.send_signal(signal.SIGTERM)
-        with reaped(first):
-            first.wait(timeout=START_BOUND)
     assert res.exit_code == 2, res.output
     assert f"record {recording}: in use by another running daemon (pid {first.pid} on {socket.gethostname()}: " \
         f"{sys.executable} -m tradebus.cli paper" in " ".join(res.output.split())
