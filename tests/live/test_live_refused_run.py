@@ -18,8 +18,11 @@ from typer.testing import CliRunner
 from tests.live.live_harness import KEY, SECRET
 from tests.live.test_live_secrets import ACCOUNTS
 from tradebus.cli import app
+from tradebus.errors import DataError
 from tradebus.execution.journal import Journal
 from tradebus.execution.live import CredentialsRefused
+from tradebus.node.config import parse_paper_config
+from tradebus.node.daemon import PaperNode
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -75,3 +78,35 @@ async def test_credentials_the_venue_refuses_leave_no_journal_or_recording(exist
         assert set(after) == set(before) and config.journal.is_file()
     else:
         assert after == before == {}
+
+
+def test_a_journal_another_daemon_opened_meanwhile_is_not_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two daemons started at once on the same new journal and recording: the one refused (its journal in use)
+    leaves the other's journal, its log and its recording where they are, and empties none of their directories."""
+    data = _paths(yaml.safe_load((CONFIGS / "paper_local.yaml").read_text()), tmp_path)
+    config = parse_paper_config(data, "<test>", tmp_path)
+    journal, record = config.journal, config.record
+    other: list[Journal] = []
+    epochs: list[int] = []
+
+    def opened_by_another_daemon_first(path: Path, *args: Any, **kwargs: Any) -> Journal:
+        # The other daemon, started a moment earlier, got there first: its journal (locked) and its recording.
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_bytes(b"the other daemon's recording")
+        other.append(Journal(journal, exclusive=True, owner=config.journal_owner()))
+        epochs.append(other[0].begin_epoch())
+        return Journal(path, *args, **kwargs)
+
+    monkeypatch.setattr("tradebus.node.daemon.Journal", opened_by_another_daemon_first)
+    with pytest.raises(DataError, match="in use by another running daemon"):
+        PaperNode(config, handle_signals=False)
+    try:
+        assert journal.is_file() and Path(f"{journal}-wal").is_file()
+        assert record.read_bytes() == b"the other daemon's recording"
+    finally:
+        other[0].close()
+    again = Journal(journal)  # the other daemon's, as it wrote it
+    try:
+        assert again.epoch == epochs[0]
+    finally:
+        again.close()

@@ -75,7 +75,7 @@ import json
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -93,6 +93,7 @@ from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.journal import Journal, JournalOwner
 from tradebus.execution.paper import PaperVenue
 from tradebus.execution.venue import Venue
+from tradebus.locks import take_lock
 from tradebus.node.config import PaperConfig, dump_paper_config, load_paper_config
 from tradebus.node.feeds import Feed, attach_feeds, build_feeds
 from tradebus.node.missed_hours import RUN_START_KEY
@@ -304,22 +305,23 @@ class PaperNode:
         self.clock = LiveClock(replay_times=self.replay_times)
         self.guard = MarketGuard()
         self.ops = None if config.ops is None else OpsHooks(config.ops, self.mode)
-        # What this run creates of the journal's and the recording's paths: a refused run removes it (withdraw()).
-        self._creates = _not_yet_there(p for p in (config.journal, config.record) if p is not None)
+        # What this run created of the journal's and the recording's paths, in order: a refused run removes it
+        # (withdraw()), never a path that was there, or that someone else made meanwhile.
+        self._created: list[Path] = []
         # The recording held (flock) until run() ends, from before the journal opens: a second daemon recording into
         # the file is refused before it opens anything.
         self._record_lock: int | None = None
         self._record_created = False
-        if config.record is not None:
-            _make_parent(config.record, "record")  # fails here, before the run writes any output
-            self._record_created = not config.record.exists()
-            self._record_lock = hold_recording(config.record)
         # The first file the daemon could not write (journal, recording, outputs): it stops on it.
         self._failure: TradebusError | None = None
         self.journal = None
         try:
+            if config.record is not None:
+                _make_parent(config.record, "record", self._created)  # fails here, before the run writes any output
+                self._record_created = _claim(config.record, self._created)
+                self._record_lock = hold_recording(config.record)
             if config.journal is not None:
-                self.journal = _open_journal(config.journal, config.journal_sync, config.journal_owner())
+                self.journal = _open_journal(config.journal, config.journal_sync, config.journal_owner(), self._created)
                 self.journal.on_failure = self._journal_failed
             self.kernel, self.venue = self._build_kernel()
             _check_holdings_fed(config, self.kernel)
@@ -362,7 +364,7 @@ class PaperNode:
         if self.journal is not None and not self.journal.closed:
             self.journal.close()
         self._release_recording()
-        _remove_created(self._creates)
+        _remove_created(self._created)
 
     def _build_kernel(self) -> tuple[Kernel, Any]:
         """The run's kernel and venue (the live daemon overrides it with the exchange's venue)."""
@@ -953,41 +955,61 @@ def close_recorder(recorder: FrameRecorder) -> None:
         pass  # told to on_failure: run() raises it
 
 
-def _make_parent(path: Path, what: str) -> None:
+def _make_parent(path: Path, what: str, created: list[Path]) -> None:
+    """Make the missing directories of ``path``, the outermost first, noting in ``created`` those this call made."""
+    missing = []
+    parent = path.parent.absolute()
+    while not os.path.lexists(parent) and parent.parent != parent:
+        missing.append(parent)
+        parent = parent.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            continue  # made by someone else meanwhile: not this run's
+        except OSError as exc:
+            raise ConfigError(f"{what}: cannot create the directory of {path} ({exc.strerror})") from None
+        created.append(directory)
+    if not path.parent.is_dir():
+        raise ConfigError(f"{what}: cannot create the directory of {path} (not a directory)")
+
+
+def _claim(path: Path, created: list[Path]) -> bool:
+    """Create ``path`` empty if nothing is there (noting it in ``created``; True); leave what is there to its opener."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"{what}: cannot create the directory of {path} ({exc.strerror})") from None
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except OSError:
+        return False  # there already (or not to be made): the opener says what is wrong with it
+    created.append(path.absolute())
+    return True
 
 
-def _not_yet_there(paths: Iterable[Path]) -> list[Path]:
-    """Each of ``paths`` and its ancestors that do not exist yet, the deepest first: what creating them creates."""
-    missing: set[Path] = set()
-    for path in paths:
-        path = path.absolute()
-        while not os.path.lexists(path) and path.parent != path:
-            missing.add(path)
-            path = path.parent
-    return sorted(missing, key=lambda p: len(p.parts), reverse=True)
-
-
-def _remove_created(paths: Sequence[Path]) -> None:
-    """Remove ``paths`` (:func:`_not_yet_there`, the deepest first): a file with its SQLite companions (``-wal``,
-    ``-shm``), a directory only if empty (a file someone else put there keeps it)."""
-    for path in paths:
+def _remove_created(created: Sequence[Path]) -> None:
+    """Remove what a refused run created (:func:`_make_parent`, :func:`_claim`), the last made first: a file with its
+    SQLite companions (``-wal``, ``-shm``) unless a daemon holds its lock, a directory only if empty."""
+    for path in reversed(created):
         try:
             if path.is_dir() and not path.is_symlink():
-                if not any(path.iterdir()):
+                with contextlib.suppress(OSError):  # not empty: someone put a file there meanwhile
                     path.rmdir()
-            else:
+                continue
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                if take_lock(fd) is not None:
+                    continue  # a daemon that opened it after this run took it over: it is that daemon's
                 for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
                     name.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+        except FileNotFoundError:
+            continue
         except OSError as exc:
             logger.warning("could not remove {}, created by this refused run: {}", path, exc.strerror)
 
 
-def _open_journal(path: Path, synchronous: str, owner: JournalOwner) -> Journal:
-    _make_parent(path, "journal")
+def _open_journal(path: Path, synchronous: str, owner: JournalOwner, created: list[Path]) -> Journal:
+    _make_parent(path, "journal", created)
+    _claim(path, created)
     return Journal(path, synchronous, checkpoint_every=JOURNAL_CHECKPOINT_S, exclusive=True, owner=owner)  # type: ignore[arg-type]
 
 
