@@ -564,6 +564,20 @@ def test_cli_backfill_refuses_a_since_not_before_now(venue: Venue, tmp_path: Pat
     assert venue.requests == [] and not (tmp_path / "binance").exists()
 
 
+@pytest.mark.parametrize("since", ["", "NaT"])
+def test_cli_backfill_refuses_a_since_that_is_no_time(venue: Venue, tmp_path: Path, since: str) -> None:
+    """``--since "$START"`` with START unset (or ``NaT``) was pandas' not-a-time, read as 292 million years BC:
+    the backfill asked the venue for bars from then. It is refused as no date, exit 2, before any request."""
+    venue.throttle_next = 0
+    result = CliRunner().invoke(data_app, [
+        "backfill", "--exchange", "binance", "--symbol", "ADA/BTC", "--since", since, "--until", "2021-11-27T02:00:00",
+        "--api-base", venue.url, "--rate-limit-ms", "1", "--market-types", "spot", "--catalog", str(tmp_path),
+    ])
+    assert result.exit_code == 2, result.output
+    assert f"--since {since!r} is not a date or time (ISO 8601, UTC)" in " ".join(result.output.split())
+    assert venue.requests == [] and not (tmp_path / "binance").exists()
+
+
 def test_cli_backfill_reads_since_now_in_utc_on_a_machine_in_another_time_zone(
     venue: Venue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -685,7 +685,9 @@ def _moment_ms(text: str, flag: str) -> int:
     try:
         stamp = pd.Timestamp(text, tz="UTC")  # a naive time is UTC; "now" and "today" too (without tz: the machine's)
     except (ValueError, TypeError):
-        raise _fail(ConfigError(f"{flag} {text!r} is not a date or time (ISO 8601, UTC)")) from None
+        stamp = pd.NaT
+    if stamp is pd.NaT:  # also what "" and "NaT" parse to
+        raise _fail(ConfigError(f"{flag} {text!r} is not a date or time (ISO 8601, UTC)"))
     return int(stamp.value // 1_000_000)
 
 
