@@ -81,8 +81,9 @@ async def test_credentials_the_venue_refuses_leave_no_journal_or_recording(exist
 
 
 def test_a_journal_another_daemon_opened_meanwhile_is_not_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two daemons started at once on the same new journal and recording: the one refused (its journal in use)
-    leaves the other's journal, its log and its recording where they are, and empties none of their directories."""
+    """Two daemons started at once on the same new journal: the one refused (its journal in use) leaves the other's
+    journal and its log where they are, and removes only what it made itself (its recording, held by its lock from
+    before the journal: no other daemon can have written there)."""
     data = _paths(yaml.safe_load((CONFIGS / "paper_local.yaml").read_text()), tmp_path)
     config = parse_paper_config(data, "<test>", tmp_path)
     journal, record = config.journal, config.record
@@ -90,9 +91,7 @@ def test_a_journal_another_daemon_opened_meanwhile_is_not_removed(tmp_path: Path
     epochs: list[int] = []
 
     def opened_by_another_daemon_first(path: Path, *args: Any, **kwargs: Any) -> Journal:
-        # The other daemon, started a moment earlier, got there first: its journal (locked) and its recording.
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_bytes(b"the other daemon's recording")
+        # The other daemon, started a moment earlier, got there first: its journal (locked).
         other.append(Journal(journal, exclusive=True, owner=config.journal_owner()))
         epochs.append(other[0].begin_epoch())
         return Journal(path, *args, **kwargs)
@@ -102,7 +101,7 @@ def test_a_journal_another_daemon_opened_meanwhile_is_not_removed(tmp_path: Path
         PaperNode(config, handle_signals=False)
     try:
         assert journal.is_file() and Path(f"{journal}-wal").is_file()
-        assert record.read_bytes() == b"the other daemon's recording"
+        assert not record.exists()
     finally:
         other[0].close()
     again = Journal(journal)  # the other daemon's, as it wrote it
