@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,61 @@ from live.node_testdata import USDM_CAPTURE, usdm_config
 USDM_FRAMES, USDM_SNAPSHOT = split_capture(list(iter_hftbacktest(USDM_CAPTURE)))
 
 
+class OnDemand:
+    """A server gate that sends the capture only while the test waits for something market data brings.
+
+    A test that acts on the daemon between its waits (an order, a chat command) would otherwise race the
+    paced capture: on a loaded machine the capture can end before the daemon acts, and the order that needs
+    one more trade never fills. Here the stream stops before a depth update while :meth:`until` waits for
+    nothing, or for a condition already met (checked before each such frame), and what is left of the capture
+    stays for the next wait. A held stream goes on with a depth update: trades that came after a pause with
+    no book change would make the daemon's book liveness call its book frozen and resync it, denying
+    orders meanwhile. Frames held back go out as fast as the socket drains once wanted (the paced clock ran on).
+    A hold is meant to last while the test acts (ms to s): past the feed's ``stale_after`` (30 s) it goes stale.
+    """
+
+    def __init__(self) -> None:
+        self._wanted: Callable[[], bool] | None = None
+        self._released = False
+
+    async def gate(self, raw: str) -> None:
+        """The server's ``gate``: hold a depth update until it is wanted (or :meth:`release`)."""
+        if '"depthUpdate"' not in raw:
+            return
+        while not self._released and (self._wanted is None or self._wanted()):
+            await asyncio.sleep(0.005)
+
+    async def until(self, cond: Callable[[], bool], timeout: float = 60.0) -> None:
+        """Stream the capture until ``cond()`` holds (fails the test after ``timeout`` seconds)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self._wanted = cond
+        try:
+            while not cond():
+                assert loop.time() < deadline, "condition not met in time"
+                await asyncio.sleep(0.02)
+        finally:
+            self._wanted = None
+
+    def release(self) -> None:
+        """Send the rest of the capture at its pace (a held gate would keep the server from stopping)."""
+        self._released = True
+
+
 @asynccontextmanager
-async def served_usdm(speed: float | None = 20.0, frames: list[tuple[int, str]] | None = None) -> AsyncIterator[Any]:
-    """The USD-M capture served on 127.0.0.1 (``speed=None``: as fast as the socket drains)."""
+async def served_usdm(
+    speed: float | None = 20.0, frames: list[tuple[int, str]] | None = None, on_demand: OnDemand | None = None
+) -> AsyncIterator[Any]:
+    """The USD-M capture served on 127.0.0.1 (``speed=None``: as fast as the socket drains; ``on_demand``:
+    sent only while that test waits for market data)."""
     proto = BinanceProtocol(USDM_SNAPSHOT, futures=True)
-    async with LocalVenueServer(proto, frames or USDM_FRAMES, speed=speed, lifetime=600.0) as srv:
-        yield srv
+    gate = None if on_demand is None else on_demand.gate
+    async with LocalVenueServer(proto, frames or USDM_FRAMES, speed=speed, lifetime=600.0, gate=gate) as srv:
+        try:
+            yield srv
+        finally:
+            if on_demand is not None:
+                on_demand.release()
 
 
 def usdm_paper(srv: Any, ops: dict[str, Any] | None) -> dict[str, Any]:

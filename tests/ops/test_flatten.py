@@ -9,7 +9,6 @@ the fake Bot API on 127.0.0.1, cancels both and closes the position at market.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -34,7 +33,7 @@ from tradebus.ops.hooks import OpsHooks
 
 from live.node_testdata import USDM_IID, config_of
 
-from .conftest import served_usdm, usdm_paper
+from .conftest import OnDemand, served_usdm, usdm_paper
 from .fake_telegram import FakeBotApi
 
 TOKEN = "123456:AAF-flatten-test-token"
@@ -47,14 +46,6 @@ def _kernels_compiled() -> None:
     warm_up()
 
 
-async def until(cond: Callable[[], bool], timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
 async def test_flatten_cancels_the_resting_orders_on_both_sides_and_closes_the_position(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -62,7 +53,8 @@ async def test_flatten_cancels_the_resting_orders_on_both_sides_and_closes_the_p
     REDUCING allows only reducing orders; position 0.1, working on the order's side -0.1, order -0.1)" and the
     position stayed open; it canceled nothing either, so the resting BUY could open it again."""
     monkeypatch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
-    async with FakeBotApi(TOKEN) as api, served_usdm(speed=3.0) as srv:
+    feed = OnDemand()  # the capture (35 s, ~12 s at speed 3) is sent only while a step waits for market data
+    async with FakeBotApi(TOKEN) as api, served_usdm(speed=3.0, on_demand=feed) as srv:
         ops = {
             "telegram": {
                 "chat_ids": [OPERATOR],
@@ -77,10 +69,10 @@ async def test_flatten_cancels_the_resting_orders_on_both_sides_and_closes_the_p
         kernel = node.kernel
         task = asyncio.create_task(node.run())
         try:
-            await until(lambda: kernel.result.trades >= 2 and node.guard.block_reason(USDM_IID) is None)
+            await feed.until(lambda: kernel.result.trades >= 2 and node.guard.block_reason(USDM_IID) is None)
             now = node.clock.now_ns()
             kernel.submit(SubmitOrder("s", USDM_IID, "buy-1", OrderSide.BUY, 0.1, now, now, OrderType.MARKET))
-            await until(lambda: kernel.portfolio.position(USDM_IID) == pytest.approx(0.1))
+            await feed.until(lambda: kernel.portfolio.position(USDM_IID) == pytest.approx(0.1))
             last = kernel.portfolio.last_price(USDM_IID)
             now = node.clock.now_ns()
             take_profit = SubmitOrder(
@@ -92,10 +84,10 @@ async def test_flatten_cancels_the_resting_orders_on_both_sides_and_closes_the_p
             kernel.submit(take_profit)
             kernel.submit(reopen)
             resting = [kernel.orders.get("tp-1"), kernel.orders.get("buy-2")]
-            await until(lambda: all(o.status is OrderStatus.ACCEPTED for o in resting))
+            await feed.until(lambda: all(o.status is OrderStatus.ACCEPTED for o in resting))
             api.push(OPERATOR, "/flatten")
-            await until(lambda: any(t.startswith("trading state REDUCING;") for t in api.texts(OPERATOR)))
-            await until(lambda: kernel.portfolio.position(USDM_IID) == 0.0)
+            await feed.until(lambda: any(t.startswith("trading state REDUCING;") for t in api.texts(OPERATOR)))
+            await feed.until(lambda: kernel.portfolio.position(USDM_IID) == 0.0)
         finally:
             node.stop("test done")
             await asyncio.wait_for(task, 20)

@@ -52,7 +52,7 @@ from tradebus.ops.telegram import MAX_POLL_WAIT, TelegramBot, every_day_at, read
 
 from live.node_testdata import USDM_IID, config_of
 
-from .conftest import USDM_FRAMES, USDM_SNAPSHOT, served_usdm, usdm_paper, write_run
+from .conftest import USDM_FRAMES, USDM_SNAPSHOT, OnDemand, served_usdm, usdm_paper, write_run
 from .fake_telegram import FakeBotApi
 
 TOKEN = "123456:AAF-secret-test-token-xyz"
@@ -85,8 +85,9 @@ async def test_alerts_and_commands_of_a_paper_daemon(tmp_path: Path, monkeypatch
     lines: list[str] = []
     sink = logger.add(lines.append, level="DEBUG", format="{message}")
     log_file = tmp_path / "logs" / "daemon.jsonl"
+    feed = OnDemand()  # the capture (~12 s at speed 3) is sent only while a step waits for market data
     try:
-        async with FakeBotApi(TOKEN) as api, served_usdm(speed=3.0) as srv:
+        async with FakeBotApi(TOKEN) as api, served_usdm(speed=3.0, on_demand=feed) as srv:
             ops = {
                 "port": 0,
                 "log": {"file": str(log_file), "serialize": True},
@@ -105,7 +106,7 @@ async def test_alerts_and_commands_of_a_paper_daemon(tmp_path: Path, monkeypatch
             risk = node.kernel.risk
             task = asyncio.create_task(node.run())
             try:
-                await until(lambda: len(node.kernel.result.fills) >= 2)
+                await feed.until(lambda: len(node.kernel.result.fills) >= 2)
                 api.push(STRANGER, "/halt")
                 await until(lambda: bot.ignored_commands == 1)
                 assert risk.state is TradingState.ACTIVE
@@ -114,13 +115,13 @@ async def test_alerts_and_commands_of_a_paper_daemon(tmp_path: Path, monkeypatch
                 await until(lambda: any(t.startswith("equity ") for t in api.texts()))
                 api.push(OPERATOR, "/halt")
                 await until(lambda: risk.state is TradingState.HALTED)
-                await until(lambda: any(d.reason.startswith("trading_state: HALTED") for d in denied))
+                await feed.until(lambda: any(d.reason.startswith("trading_state: HALTED") for d in denied))
                 await until(lambda: any(t.startswith("denied ") for t in api.texts()))
                 api.push(OPERATOR, "/resume")
                 await until(lambda: risk.state is TradingState.ACTIVE)
                 api.push(OPERATOR, "/flatten")
                 await until(lambda: risk.state is TradingState.REDUCING)
-                await until(lambda: any(f.client_order_id.startswith("opsxx") for f in node.kernel.result.fills))
+                await feed.until(lambda: any(f.client_order_id.startswith("opsxx") for f in node.kernel.result.fills))
                 await until(lambda: any(t.startswith("fill opsxx") for t in api.texts()))
             finally:
                 node.stop("test done")
@@ -586,7 +587,8 @@ async def test_the_daily_summary_is_sent_once_per_utc_day_at_or_after_its_time(r
 async def test_a_halted_daemon_alerts_a_series_of_denials_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every order of a halted daemon is denied: one alert for the series, one counting the rest when it ends."""
     monkeypatch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
-    async with FakeBotApi(TOKEN) as api, served_usdm(speed=20.0) as srv:
+    feed = OnDemand()  # the capture (~2 s at speed 20) waits for the halt
+    async with FakeBotApi(TOKEN) as api, served_usdm(speed=20.0, on_demand=feed) as srv:
         ops = {"telegram": {"chat_ids": [OPERATOR], "token_env": "TB_TEST_TELEGRAM_TOKEN", "base_url": api.base_url,
                             "commands": False}}  # fmt: skip
         node = PaperNode(config_of(usdm_paper(srv, ops)), handle_signals=False)
@@ -596,8 +598,9 @@ async def test_a_halted_daemon_alerts_a_series_of_denials_once(monkeypatch: pyte
         try:
             await until(lambda: node.running.is_set())
             node.kernel.risk.set_state(TradingState.HALTED, "operator test")
+            await feed.until(lambda: len(denied) >= 3)
+            feed.release()  # the rest of the capture, halted
             await until(lambda: srv.cursor >= len(USDM_FRAMES), 60.0)
-            await until(lambda: len(denied) >= 3)
             node.kernel.risk.set_state(TradingState.ACTIVE, "operator test over")
             await until(lambda: any(" more order(s) on " in t for t in api.texts()))
         finally:
