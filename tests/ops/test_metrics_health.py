@@ -78,14 +78,12 @@ async def run_and_scrape(tmp_path: Path) -> tuple[PaperNode, str, str, tuple[int
                 deadline = loop.time() + 60
                 while srv.cursor < len(USDM_FRAMES) and loop.time() < deadline:
                     await asyncio.sleep(0.05)
-                # the last frames reach the kernel: the feeds stop counting frames (each is handled as it is read)
-                received = -1
-                while loop.time() < deadline:
-                    now = sum(feed.client.frames for feed in node.feeds if feed.client is not None)
-                    if now == received:
-                        break
-                    received = now
-                    await asyncio.sleep(0.4)
+                # the last frames reach the kernel: the feeds have counted every frame the server wrote (each
+                # stream frame it sent and the one answer to each client message; a frame counted is handled)
+                written = sum(s.sent + len(s.received) for s in srv.sessions)
+                while sum(feed.client.frames for feed in node.feeds if feed.client is not None) < written:
+                    assert loop.time() < deadline, f"the daemon handled not all {written} frames the server wrote"
+                    await asyncio.sleep(0.02)
                 resp = await http.get("/metrics")
                 assert resp.status_code == 200
                 assert resp.headers["content-type"].startswith("text/plain")
