@@ -259,6 +259,16 @@ async def _wait(check: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.002)
 
 
+def _booked(journal: Path) -> set[str]:
+    """The trade ids of the fills ``journal`` holds."""
+    db = sqlite3.connect(journal)
+    try:
+        rows = db.execute("SELECT payload FROM journal WHERE kind = 'event' AND type = 'OrderFilled'").fetchall()
+    finally:
+        db.close()
+    return {str(msgspec.msgpack.decode(p, type=OrderFilled).trade_id) for (p,) in rows}
+
+
 async def run_session(tmp: Path, seed: int, kills: int, speed: float = 5.0, market: str = "spot", **options: Any) -> SoakCounts:
     """One emulator, one journal, ``kills`` SIGKILLs at seeded-random points, a reconciling restart, the audit
     (``options``: those of :func:`kill_and_restart`)."""
@@ -523,6 +533,15 @@ async def kill_and_restart(
                     # the start-up comparison of the position: equal ("reconciled ...") or held with the reason
                     await _wait(lambda: re.search(r"reconciled \S+:|held here but", final.text()) is not None, 120, "the final reconciliation")
                     await asyncio.sleep(1.5)  # unknown orders outlive not_found_grace
+                    # the market closes before the daemon stops: an order it leaves working (a dry run cancels
+                    # nothing) must not fill while nothing can book it, however long the stop takes; each trade
+                    # made by then reaches the journal (the audit says which did not)
+                    await srv.stop()
+                    made = {str(f.trade_id) for f in emulator.fills}
+                    loop = asyncio.get_running_loop()
+                    end = loop.time() + 60
+                    while not made <= _booked(tmp / "journal.sqlite") and loop.time() < end:
+                        await asyncio.sleep(0.05)
                     final.proc.send_signal(signal.SIGTERM)
                     await asyncio.wait_for(final.proc.wait(), 30)
             finally:
