@@ -365,7 +365,7 @@ def test_inline_call_inlines_the_kernel_and_keeps_its_bits() -> None:
     xs = np.ascontiguousarray(np.column_stack([rng.normal(size=500), rng.lognormal(size=500)]))
     xs[[7, 100], 0] = np.nan
     params = np.array([30.0])
-    results = []
+    results, called = [], []
     for fn in (loop, inlined):
         compiled = njit(fn)
         out = np.empty((500, 1))
@@ -373,6 +373,8 @@ def test_inline_call_inlines_the_kernel_and_keeps_its_bits() -> None:
         results.append(out)
         asm = compiled.inspect_asm(compiled.signatures[0])
         body = asm.split(".Lfunc_end0")[0]
-        called = "rolling_corr_step" in "".join(line for line in body.splitlines() if "call" in line or "movabs" in line)
-        assert called is (fn is loop)
+        called.append("rolling_corr_step" in "".join(line for line in body.splitlines() if "call" in line or "movabs" in line))
+    # Whether LLVM inlines the plain call by itself depends on the target's cost model (an AMD EPYC's does, the
+    # Intel machines' of earlier runs did not); inline_call's must be inlined on every target.
+    assert called[1] is False, "inline_call left a call to the kernel"
     assert np.array_equal(results[0].view(np.int64), results[1].view(np.int64))
