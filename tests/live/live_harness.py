@@ -145,6 +145,17 @@ async def answered(kernel: Kernel, timeout: float = WAIT) -> None:
     await until(lambda: not any(o.status in waiting or o.order_type is OrderType.MARKET for o in kernel.orders.open_orders()), timeout)
 
 
+def reconciled(api: Any, inst: Instrument) -> tuple[LiveVenue, Reconciler, dict[str, str]]:
+    """A journal-less kernel trading through ``api`` (10,000 of cash), and its reconciler (2 s rounds);
+    ``holds``: instrument -> the reason the reconciler holds it."""
+    clock = LiveClock()
+    venue = LiveVenue(api, clock)
+    kernel = Kernel([inst], clock=clock, venue=venue, initial_cash=10_000.0)
+    holds: dict[str, str] = {}
+    reconciler = Reconciler(kernel, venue, lambda iid, why: holds.__setitem__(iid, why) if why else holds.pop(iid, None), 2.0)
+    return venue, reconciler, holds
+
+
 async def trade_after_market_orders(kernel: Kernel, emulator: AccountEmulator, last: Trade) -> None:
     """Once every market order of ``kernel`` is at ``emulator``, one more public trade there, at ``last``'s price
     and size, if one still works there (``last``: the replay's last public trade).

@@ -22,7 +22,9 @@ import pytest
 from loguru import logger
 from pydantic import SecretStr
 
-from tests.live.live_harness import KEY, SECRET, answered, open_long, session_trades, trade_after_market_orders, until
+from tests.live.live_harness import (
+    KEY, SECRET, answered, open_long, reconciled, session_trades, trade_after_market_orders, until,
+)
 from tests.live.node_testdata import BYBIT_IID, BYBIT_INSTRUMENT, bybit_linear_frames
 from tradebus.account import MarginAccount
 from tradebus.adapters.bybit.parse import BybitParser
@@ -306,12 +308,7 @@ async def test_the_emulator_verifies_signatures_and_refuses_hedge_mode_orders() 
 def _reconciled(emulator: Any) -> tuple[BybitLinearTrading, LiveVenue, Reconciler, dict[str, str]]:
     """A journal-less kernel trading ``emulator``'s account and its reconciler; ``holds``: instrument -> hold reason."""
     api = BybitLinearTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {BYBIT_IID: INST}, 2.0)
-    clock = LiveClock()
-    venue = LiveVenue(api, clock)
-    kernel = Kernel([INST], clock=clock, venue=venue, initial_cash=10_000.0)
-    holds: dict[str, str] = {}
-    reconciler = Reconciler(kernel, venue, lambda iid, why: holds.__setitem__(iid, why) if why else holds.pop(iid, None), 2.0)
-    return api, venue, reconciler, holds
+    return api, *reconciled(api, INST)
 
 
 async def test_a_position_difference_holds_the_perpetual_only_when_it_persists() -> None:

@@ -19,7 +19,7 @@ import pytest
 from loguru import logger
 from pydantic import SecretStr
 
-from tests.live.live_harness import KEY, SECRET, answered, session_trades, trade_after_market_orders, until
+from tests.live.live_harness import KEY, SECRET, answered, reconciled, session_trades, trade_after_market_orders, until
 from tests.live.node_testdata import USDM_CAPTURE, USDM_IID, USDM_INSTRUMENT
 from tradebus.account import MarginAccount
 from tradebus.adapters.binance.emulator import split_capture
@@ -241,18 +241,9 @@ def test_the_documented_stream_events_parse_into_fills_balances_and_positions() 
 
 
 async def test_a_position_difference_holds_the_perpetual_only_when_it_persists() -> None:
-    from tradebus.engine.clock import LiveClock
-    from tradebus.engine.kernel import Kernel
-    from tradebus.execution.live import LiveVenue
-    from tradebus.node.reconcile import Reconciler
-
     async with _emulator() as emulator:
         api = BinanceFuturesTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {USDM_IID: INST}, 2.0)
-        clock = LiveClock()
-        venue = LiveVenue(api, clock)
-        kernel = Kernel([INST], clock=clock, venue=venue, initial_cash=10_000.0)
-        holds: dict[str, str] = {}
-        reconciler = Reconciler(kernel, venue, lambda iid, why: holds.__setitem__(iid, why) if why else holds.pop(iid, None), 2.0)
+        venue, reconciler, holds = reconciled(api, INST)
         try:
             await reconciler.round()
             assert holds == {}
