@@ -311,14 +311,13 @@ class PaperNode:
         # The recording held (flock) until run() ends, from before the journal opens: a second daemon recording into
         # the file is refused before it opens anything.
         self._record_lock: int | None = None
-        self._record_created = False
         # The first file the daemon could not write (journal, recording, outputs): it stops on it.
         self._failure: TradebusError | None = None
         self.journal = None
         try:
             if config.record is not None:
                 _make_parent(config.record, "record", self._created)  # fails here, before the run writes any output
-                self._record_created = _claim(config.record, self._created)
+                _claim(config.record, self._created)
                 self._record_lock = hold_recording(config.record)
             if config.journal is not None:
                 self.journal = _open_journal(config.journal, config.journal_sync, config.journal_owner(), self._created)
@@ -486,7 +485,7 @@ class PaperNode:
         if lock is None:
             return
         record = self.config.record
-        if self._record_created and record is not None and os.fstat(lock).st_size == 0:
+        if record is not None and record.absolute() in self._created and os.fstat(lock).st_size == 0:
             record.unlink(missing_ok=True)
         os.close(lock)
 
@@ -974,14 +973,13 @@ def _make_parent(path: Path, what: str, created: list[Path]) -> None:
         raise ConfigError(f"{what}: cannot create the directory of {path} (not a directory)")
 
 
-def _claim(path: Path, created: list[Path]) -> bool:
-    """Create ``path`` empty if nothing is there (noting it in ``created``; True); leave what is there to its opener."""
+def _claim(path: Path, created: list[Path]) -> None:
+    """Create ``path`` empty if nothing is there (noting it in ``created``); leave what is there to its opener."""
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
     except OSError:
-        return False  # there already (or not to be made): the opener says what is wrong with it
+        return  # there already (or not to be made): the opener says what is wrong with it
     created.append(path.absolute())
-    return True
 
 
 def _remove_created(created: Sequence[Path]) -> None:
