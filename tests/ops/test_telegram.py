@@ -1349,7 +1349,8 @@ async def test_a_daemon_stopped_by_a_strategy_error_tells_telegram_the_error_and
 async def test_alerts_to_a_group_chat_upgraded_to_a_supergroup_reach_the_supergroup_and_say_its_id(listed: bool) -> None:
     """A group chat made a supergroup (Telegram gives it a new id, -100...) lost every alert: each send was answered
     400 'group chat was upgraded to a supergroup chat', logged as not delivered, and the log never named the new
-    id Telegram gave in ``parameters.migrate_to_chat_id``. With the new id listed too, it gets each alert once."""
+    id Telegram gave in ``parameters.migrate_to_chat_id``. With the new id listed too, it gets each alert once, and the
+    old group's copies, not sent, were counted as sent (``sent`` 4 for the 2 messages the API took)."""
     group, supergroup = -4242, -1004242
     lines: list[str] = []
     sink = logger.add(lines.append, level="WARNING", format="{message}")
@@ -1366,6 +1367,7 @@ async def test_alerts_to_a_group_chat_upgraded_to_a_supergroup_reach_the_supergr
         logger.remove(sink)
     assert api.texts(supergroup) == ["trading state HALTED: max_drawdown", "tradebus paper daemon stopped: test done"]
     assert api.texts(group) == [] and bot.failed == 0
+    assert (bot.sent, bot.skipped) == (len(api.sent), 2 if listed else 0) == (2, 2 if listed else 0)
     told = [line for line in lines if "upgraded to a supergroup" in line]
     assert len(told) == 1 and f"chat {group} was upgraded to a supergroup, chat {supergroup}" in told[0], lines
     assert (f"remove {group} from ops.telegram.chat_ids" if listed else f"put {supergroup} in ops.telegram.chat_ids") in told[0]

@@ -301,6 +301,8 @@ class TelegramBot:
         #: Messages dropped since the queue last had room (0: it has room).
         self._dropping = 0
         self.sent = 0
+        #: Messages for a group chat upgraded to a supergroup that ``chat_ids`` holds too (it gets its own copy): not sent.
+        self.skipped = 0
         self.failed = 0
         self.ignored_commands = 0
         #: The bot's username (``getMe``), known once the poller has started.
@@ -443,8 +445,14 @@ class TelegramBot:
             raise RuntimeError(description)
         return body.get("result")
 
-    async def _send(self, chat: int, text: str, queued: float) -> None:
+    async def _send(self, chat: int, text: str, queued: float) -> bool:
         """``sendMessage``, retried after an HTTP 5xx, a connection error or flood control (module docstring).
+
+        Returns
+        -------
+        bool
+            Whether it was sent: not for a group chat upgraded to a supergroup that ``chat_ids`` holds too, which
+            gets its own copy.
 
         Raises
         ------
@@ -454,7 +462,7 @@ class TelegramBot:
         """
         to = self._migrated.get(chat, chat)
         if to is None:
-            return
+            return False
         chat = to
         retries = self.config.send_retries
         backoff = Backoff(base=self.config.retry_delay, cap=max(30.0, self.config.retry_delay), min_delay=0.0)
@@ -465,10 +473,10 @@ class TelegramBot:
                 except _Migrated as exc:
                     to = self._migrate(chat, exc)
                     if to is None:
-                        return
+                        return False
                     chat = to
                     await self._post("sendMessage", {"chat_id": chat, "text": text})
-                return
+                return True
             except (_Retryable, httpx.TransportError) as exc:
                 if attempt == retries:
                     raise
@@ -529,8 +537,10 @@ class TelegramBot:
             chat, text, queued = await self.queue.get()
             self._sending = True
             try:
-                await self._send(chat, text, queued)
-                self.sent += 1
+                if await self._send(chat, text, queued):
+                    self.sent += 1
+                else:
+                    self.skipped += 1
             except (httpx.HTTPError, RuntimeError, ValueError, _Retryable, _Expired) as exc:
                 self._not_delivered()
                 reason = str(exc) if isinstance(exc, _Expired) else self._redact(exc)
