@@ -25,7 +25,8 @@ class FakeBotApi:
     ``confirm`` is false (the requests of a daemon that dies before they reach the API). ``sent`` holds every
     ``(chat_id, text)`` the bot sent; ``send_delay`` slows ``sendMessage`` down; a wrong
     token gets 401 like the real API, and a text that is empty or longer than 4096 UTF-16 code units
-    400, a group chat upgraded to a supergroup (``migrated``) 400 naming the new chat; ``throttle``, ``garble`` and ``fail`` make the next
+    400, a group chat upgraded to a supergroup (``migrated``) 400 naming the new chat, a chat that takes no message
+    from the bot (``refused``) the answer it holds; ``throttle``, ``garble`` and ``fail`` make the next
     ``sendMessage`` calls fail (429, a JSON list, an HTTP 5xx page), and ``answers`` gives the next
     ``sendMessage`` calls the answers it holds, as they are (``update_answers``: the next ``getUpdates``
     calls). ``flood(method, seconds)``
@@ -62,6 +63,9 @@ class FakeBotApi:
         #: group chats upgraded to a supergroup, old id -> new id: a sendMessage to the old one is answered 400 with
         #: ``parameters.migrate_to_chat_id``, as Telegram answers it
         self.migrated: dict[int, int] = {}
+        #: chats that take no message from the bot, chat id -> (HTTP status, description) of Telegram's answer to a
+        #: sendMessage there (400 "Bad Request: chat not found", 403 "Forbidden: bot was blocked by the user")
+        self.refused: dict[int, tuple[int, str]] = {}
         self.requests: list[str] = []
         self.confirm = True
         self.confirmed = 0
@@ -126,6 +130,9 @@ class FakeBotApi:
             if refused is not None:
                 return web.json_response({"ok": False, "error_code": 400, "description": refused}, status=400)
             chat = int(body["chat_id"])
+            if chat in self.refused:
+                status, description = self.refused[chat]
+                return web.json_response({"ok": False, "error_code": status, "description": description}, status=status)
             if chat in self.migrated:
                 upgraded = {"ok": False, "error_code": 400, "description": "Bad Request: group chat was upgraded to a supergroup chat"}
                 return web.json_response({**upgraded, "parameters": {"migrate_to_chat_id": self.migrated[chat]}}, status=400)

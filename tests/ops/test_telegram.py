@@ -1400,3 +1400,40 @@ async def test_the_stop_alert_is_sent_after_a_backlog_of_alerts_the_stop_has_no_
     assert 10 <= len(fills) < 100 and fills == [f"fill {i}" for i in range(len(fills))], texts
     # the fill being sent when the stop gave up the backlog is counted as not delivered, though the API may have taken it
     assert 100 - len(fills) <= bot.failed <= 101 - len(fills) and bot.dropped == 0
+
+
+async def test_a_chat_that_refuses_the_bot_is_named_once_with_the_config_key_and_its_refusals_counted() -> None:
+    """A wrong chat id (Telegram: 400 "Bad Request: chat not found") and a chat that blocked the bot (403 "Forbidden:
+    bot was blocked by the user") each logged a WARNING per alert ("sendMessage to chat 666 failed, message not
+    delivered: RuntimeError: ...") that named neither ops.telegram.chat_ids nor what to do: 10 lines for 5 alerts."""
+    blocked = 777
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="INFO", format="{level} {message}")
+    try:
+        async with FakeBotApi(TOKEN) as api:
+            api.refused = {STRANGER: (400, "Bad Request: chat not found"), blocked: (403, "Forbidden: bot was blocked by the user")}
+            config = TelegramConfig(chat_ids=[OPERATOR, STRANGER, blocked], base_url=api.base_url, commands=False)
+            bot = TelegramBot(config, TOKEN)
+            await bot.start()
+            for n in range(5):
+                bot.alert("fill", f"fill {n}")
+            await until(lambda: bot.sent + bot.failed == 15)
+            del api.refused[blocked]  # unblocked
+            bot.alert("fill", "fill 5")
+            await until(lambda: bot.sent + bot.failed == 18)
+            await bot.stop()
+    finally:
+        logger.remove(sink)
+    assert api.texts(OPERATOR) == [f"fill {n}" for n in range(6)] and api.texts(blocked) == ["fill 5"]
+    assert (bot.sent, bot.failed) == (7, 11)
+    about = {chat: [line for line in lines if f"chat {chat} " in line] for chat in (STRANGER, blocked)}
+    assert about[STRANGER] == [
+        f"ERROR telegram: chat {STRANGER} of ops.telegram.chat_ids takes no message from the bot (Telegram: 'Bot API "
+        "sendMessage: HTTP 400 Bad Request: chat not found'); check the id in ops.telegram.chat_ids, and that the chat "
+        "has started the bot (or has it as a member) and has not blocked it. Its alerts are not delivered "
+        "(tradebus_alerts_failed_total); the next refusals are counted, and logged at the stop\n",
+        f"WARNING telegram: chat {STRANGER} of ops.telegram.chat_ids refused 6 message(s)\n",
+    ], lines
+    assert len(about[blocked]) == 2 and "Forbidden: bot was blocked by the user" in about[blocked][0], lines
+    assert about[blocked][1] == f"WARNING telegram: chat {blocked} takes the bot's messages again; it refused 5 before\n"
+    assert not any(TOKEN in line for line in lines)

@@ -15,6 +15,9 @@ raised it, not its traceback, which could show the token): the sender goes on wi
 A group chat of ``chat_ids`` upgraded to a supergroup (answered 400 with ``parameters.migrate_to_chat_id``, its
 new id) gets the message and every later one at its new id, and the new id is logged once, to be put in
 ``chat_ids`` (commands from it are ignored until then); when ``chat_ids`` lists it already, it gets its own copy.
+A chat of ``chat_ids`` that takes no message from the bot (answered 403, the bot blocked or kicked, or 400 "chat not
+found", a wrong id) is logged once, naming it and ``ops.telegram.chat_ids``; its next refusals are counted (``failed``)
+and their number logged when it takes a message again, or at the stop.
 A poller task asks the Bot API who the bot is (``getMe``), then reads
 commands (``getUpdates``; both are retried with a capped backoff, a 429 after the Bot API's
 ``ResponseParameters.retry_after``, at most :data:`MAX_POLL_WAIT` (300 s: a poller waiting a day's
@@ -104,6 +107,15 @@ class _Migrated(RuntimeError):
     """HTTP 400 naming ``parameters.migrate_to_chat_id``: the group chat became a supergroup, a chat of another id."""
 
     def __init__(self, message: str, chat: int) -> None:
+        super().__init__(message)
+        self.chat = chat
+
+
+class _ChatRefused(RuntimeError):
+    """HTTP 403, or 400 "chat not found", to ``sendMessage``: the chat ``chat`` takes no message from the bot (an id
+    that is no chat of the bot's, or the bot blocked, kicked, or never started there)."""
+
+    def __init__(self, message: str, chat: Any) -> None:
         super().__init__(message)
         self.chat = chat
 
@@ -329,6 +341,8 @@ class TelegramBot:
         #: Group chats of ``chat_ids`` upgraded to a supergroup (Telegram's ``migrate_to_chat_id``): old id -> new id
         #: (``None``: the new one is in ``chat_ids`` too, and gets the alerts as such).
         self._migrated: dict[int, int | None] = {}
+        #: Chats refusing the bot's messages (403, 400 "chat not found"): how many they refused since the last they took.
+        self._refusals: dict[Any, int] = {}
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
         #: Commands whose answer is still awaited.
@@ -442,6 +456,8 @@ class TelegramBot:
             migrated = parameters.get("migrate_to_chat_id") if isinstance(parameters, dict) else None
             if isinstance(migrated, int) and not isinstance(migrated, bool):
                 raise _Migrated(description, migrated)
+            if method == "sendMessage" and (resp.status_code == 403 or "chat not found" in description.lower()):
+                raise _ChatRefused(description, payload.get("chat_id"))
             raise RuntimeError(description)
         return body.get("result")
 
@@ -476,6 +492,7 @@ class TelegramBot:
                         return False
                     chat = to
                     await self._post("sendMessage", {"chat_id": chat, "text": text})
+                self._accepted(chat)
                 return True
             except (_Retryable, httpx.TransportError) as exc:
                 if attempt == retries:
@@ -526,6 +543,27 @@ class TelegramBot:
         )  # fmt: skip
         return exc.chat
 
+    def _refused(self, exc: _ChatRefused) -> None:
+        """Count a message the chat ``exc.chat`` refused; the first refusal of a series is logged, naming the chat."""
+        count = self._refusals.get(exc.chat, 0) + 1
+        self._refusals[exc.chat] = count
+        if count > 1:
+            logger.debug("telegram: chat {} refused message {} of a series", exc.chat, count)
+            return
+        logger.error(
+            "telegram: chat {} of ops.telegram.chat_ids takes no message from the bot (Telegram: {!r}); check the id "
+            "in ops.telegram.chat_ids, and that the chat has started the bot (or has it as a member) and has not "
+            "blocked it. Its alerts are not delivered (tradebus_alerts_failed_total); the next refusals are "
+            "counted, and logged at the stop",
+            exc.chat, str(exc).replace(self._token, "<token>"),
+        )  # fmt: skip
+
+    def _accepted(self, chat: int) -> None:
+        """A message ``chat`` took: the end of a series of refusals, logged with its count."""
+        refused = self._refusals.pop(chat, 0)
+        if refused:
+            logger.warning("telegram: chat {} takes the bot's messages again; it refused {} before", chat, refused)
+
     def _not_delivered(self, count: int = 1) -> None:
         self.failed += count
         if self._on_fail is not None:
@@ -541,6 +579,9 @@ class TelegramBot:
                     self.sent += 1
                 else:
                     self.skipped += 1
+            except _ChatRefused as exc:
+                self._not_delivered()
+                self._refused(exc)
             except (httpx.HTTPError, RuntimeError, ValueError, _Retryable, _Expired) as exc:
                 self._not_delivered()
                 reason = str(exc) if isinstance(exc, _Expired) else self._redact(exc)
@@ -776,3 +817,5 @@ class TelegramBot:
             self._client = None
         if self.dropped:
             logger.warning("telegram: {} message(s) dropped because the queue was full", self.dropped)
+        for chat, refused in self._refusals.items():
+            logger.warning("telegram: chat {} of ops.telegram.chat_ids refused {} message(s)", chat, refused)
