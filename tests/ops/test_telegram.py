@@ -1123,17 +1123,17 @@ async def test_an_error_no_rule_foresaw_in_the_poller_is_logged_counted_and_poll
 
 async def test_an_alert_under_a_long_flood_wait_waits_it_out_once_and_is_delivered() -> None:
     """A 429 with ``retry_after: 120``: the sender waited 60 s (its cap), was refused again, and with one retry
-    left gave the alert up; it must wait the 120 s asked and send once."""
+    left gave the alert up; it must wait the 120 s asked and send once (saying it is 120 s late)."""
     clock = VirtualClock()
     async with FakeBotApi(TOKEN, clock=clock) as api:
         api.flood("sendMessage", 120.0)
         config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, commands=False, send_retries=1)
-        bot = TelegramBot(config, TOKEN, sleep=clock.sleep, clock=clock)
+        bot = TelegramBot(config, TOKEN, sleep=clock.sleep, clock=clock, wall=lambda: 1_700_000_120.0)
         await bot.start()
         bot.alert("fill", "after a long flood wait")
         await until(lambda: bot.sent + bot.failed == 1, 5.0)
         await bot.stop()
-    assert api.texts() == ["after a long flood wait"]
+    assert api.texts() == ["[late: queued 22:13:20 UTC, 120 s ago] after a long flood wait"]  # 1_700_000_000 s
     assert clock.sleeps == [120.0] and (bot.throttled, bot.retried, bot.failed) == (1, 1, 0)
 
 
@@ -1437,3 +1437,64 @@ async def test_a_chat_that_refuses_the_bot_is_named_once_with_the_config_key_and
     assert len(about[blocked]) == 2 and "Forbidden: bot was blocked by the user" in about[blocked][0], lines
     assert about[blocked][1] == f"WARNING telegram: chat {blocked} takes the bot's messages again; it refused 5 before\n"
     assert not any(TOKEN in line for line in lines)
+
+
+async def test_an_alert_delayed_past_alert_max_age_by_a_backlog_is_given_up_and_one_sent_late_says_so() -> None:
+    """Alerts waiting behind a Bot API outage (a backlog of retries) were sent however old, with no word of their age:
+    a fill alerted 700 s earlier arrived as if it were news (``alert_max_age`` applied to flood-control waits only).
+    Here three alerts were queued 700 s, 120 s and 0 s before the sender could take them (the sender starts then:
+    the backlog, without the outage that makes it): the first is given up, the second says when it was queued."""
+    clock = VirtualClock()
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        async with FakeBotApi(TOKEN, clock=clock) as api:
+            config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, commands=False, alert_max_age=600)
+            now_s = 1_700_000_000.0 + 700.0  # 2023-11-14 22:13:20 UTC + 700 s
+            bot = TelegramBot(config, TOKEN, sleep=clock.sleep, clock=clock, wall=lambda: now_s)
+            bot.alert("fill", "fill 1")
+            clock.now = 580.0
+            bot.alert("fill", "fill 2")
+            clock.now = 700.0
+            bot.alert("fill", "fill 3")
+            await bot.start()
+            await until(lambda: bot.sent + bot.failed == 3, 5.0)
+            await bot.stop()
+    finally:
+        logger.remove(sink)
+    assert api.texts() == ["[late: queued 22:23:00 UTC, 120 s ago] fill 2", "fill 3"]
+    assert (bot.sent, bot.failed) == (2, 1) and api.requests == ["sendMessage"] * 2
+    assert (
+        "telegram: sendMessage to chat 4242 failed, message not delivered: it was queued 700 s ago "
+        "(ops.telegram.alert_max_age: 600 s)\n"
+    ) in lines, lines
+
+
+async def test_a_retry_wait_that_would_take_an_alert_past_alert_max_age_is_not_made() -> None:
+    """An alert 600 s old (``alert_max_age``: 600 s) answered HTTP 502: the sender waited the backoff (drawn below
+    ``retry_delay``, 1000 s) and sent it again, however old that made it, where a 429's wait would have been refused."""
+    clock = VirtualClock()
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        async with FakeBotApi(TOKEN, clock=clock) as api:
+            api.fail = 1
+            config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, commands=False, alert_max_age=600,
+                                    retry_delay=1000.0)  # fmt: skip
+            bot = TelegramBot(config, TOKEN, sleep=clock.sleep, clock=clock)
+            bot.alert("fill", "fill 1")
+            clock.now = 600.0  # not older than alert_max_age yet: sent
+            await bot.start()
+            await until(lambda: bot.sent + bot.failed == 1, 5.0)
+            await bot.stop()
+    finally:
+        logger.remove(sink)
+    assert (bot.failed, clock.sleeps, api.requests, api.sent) == (1, [], ["sendMessage"], [])
+    assert any(
+        re.fullmatch(
+            r"telegram: sendMessage to chat 4242 failed, message not delivered: _Retryable: Bot API sendMessage: HTTP "
+            r"502; the retry waits \d+\.\d\d s, after which the message would be \d+ s old \(ops\.telegram\.alert_max_age: "
+            r"600 s\)\n", line
+        )
+        for line in lines
+    ), lines

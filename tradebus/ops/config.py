@@ -92,9 +92,11 @@ class TelegramConfig(_Model):
         Longest wait before the first retry (seconds); the ceiling doubles per retry up to
         30 s, the wait is drawn below it (full jitter). A 429 waits its ``retry_after`` instead.
     alert_max_age
-        A message flood control (429) would hold so long that it would be older than this
-        (seconds since it was queued) is not waited for: it is counted as not delivered at once
-        and logged with the wait Telegram asked for.
+        A message older than this (seconds since it was queued), whatever delayed it (a backlog
+        behind a slow or unreachable Bot API, retries, flood control), or one that the wait before
+        a retry (flood control's ``retry_after``, the backoff) would make older, is not sent: it is
+        counted as not delivered at once and logged with why. One sent a minute or more after it
+        was queued starts with when it was queued (``[late: queued 12:00:05 UTC, 95 s ago]``).
     """
 
     chat_ids: list[int] = Field(min_length=1)

@@ -7,9 +7,11 @@ of drops, and how many once the queue has room again). A text longer than
 Telegram takes (4096 UTF-16 code units) is queued as numbered parts (:func:`split_message`). A sender task drains
 the queue; a send that fails with an HTTP 5xx, a connection error or flood control (429) is
 retried ``send_retries`` times with a capped, jittered backoff (a 429 waits its ``retry_after``,
-however long, unless the message would then be older than ``alert_max_age``: it is given up at
-once), and a message still not taken (or refused: 4xx) is counted (``failed``, and the ``on_fail``
-callback: the ``tradebus_alerts_failed_total`` metric), as is one still queued or being sent
+however long); a message older than ``alert_max_age`` (seconds since it was queued), whatever kept it (a backlog
+behind a slow or unreachable Bot API, retries, flood control), or one a retry's wait would take past it, is given up
+at once, and one sent :data:`LATE_AFTER` (60) seconds or more after it was queued starts saying so
+(:func:`late_mark`: ``[late: queued 12:00:05 UTC, 95 s ago]``). A message still not taken (or refused: 4xx) is
+counted (``failed``, and the ``on_fail`` callback: the ``tradebus_alerts_failed_total`` metric), as is one still queued or being sent
 when the bot stops, and one lost to an error no rule foresaw (logged with the file and line that
 raised it, not its traceback, which could show the token): the sender goes on with the next.
 A group chat of ``chat_ids`` upgraded to a supergroup (answered 400 with ``parameters.migrate_to_chat_id``, its
@@ -74,10 +76,12 @@ from tradebus.ops.config import TelegramConfig
 
 __all__ = [
     "MAX_PARTS",
+    "LATE_AFTER",
     "MAX_POLL_WAIT",
     "MESSAGE_LIMIT",
     "TelegramBot",
     "every_day_at",
+    "late_mark",
     "next_at",
     "read_token",
     "seconds_until",
@@ -92,6 +96,10 @@ MESSAGE_LIMIT = 4096
 MAX_PARTS = 5
 #: Longest wait (seconds) of the command poller under flood control: a longer ``retry_after`` is cut to it.
 MAX_POLL_WAIT = 300.0
+#: A message sent this many seconds or more after it was queued says so (:func:`late_mark`).
+LATE_AFTER = 60.0
+#: UTF-16 code units each part of a message leaves for its :func:`late_mark`.
+_LATE_ROOM = 64
 _BREAKS = ("\n", "; ", ", ", " ")
 
 
@@ -219,6 +227,14 @@ def split_message(text: str, limit: int = MESSAGE_LIMIT, max_parts: int = MAX_PA
     if rest:
         chunks[-1] += cut_mark.format(len(rest))
     return [f"[{i}/{len(chunks)}] {chunk}" for i, chunk in enumerate(chunks, 1)]
+
+
+def late_mark(queued_s: float, age: float) -> str:
+    """What a message sent ``age`` seconds after it was queued (at ``queued_s``, Unix seconds) starts with: nothing
+    under :data:`LATE_AFTER`, else ``[late: queued HH:MM:SS UTC, N s ago] `` (at most 64 UTF-16 code units)."""
+    if age < LATE_AFTER:
+        return ""
+    return f"[late: queued {dt.datetime.fromtimestamp(queued_s, dt.UTC):%H:%M:%S} UTC, {age:.0f} s ago] "
 
 
 def _utc(seconds: int) -> str:
@@ -370,7 +386,7 @@ class TelegramBot:
             self._holding = False
 
     def _enqueue(self, chat: int, text: str) -> None:
-        for part in split_message(text):
+        for part in split_message(text, MESSAGE_LIMIT - _LATE_ROOM):
             if self._holding:
                 self._last_words.append((chat, part, self._clock()))
             else:
@@ -473,8 +489,8 @@ class TelegramBot:
         Raises
         ------
         _Expired
-            Flood control asks for a wait after which the message (queued at ``queued``) would be
-            older than ``alert_max_age``.
+            The message (queued at ``queued``) is older than ``alert_max_age``, or would be after the wait before a
+            retry (flood control's, or the backoff).
         """
         to = self._migrated.get(chat, chat)
         if to is None:
@@ -482,16 +498,21 @@ class TelegramBot:
         chat = to
         retries = self.config.send_retries
         backoff = Backoff(base=self.config.retry_delay, cap=max(30.0, self.config.retry_delay), min_delay=0.0)
+        max_age = self.config.alert_max_age
         for attempt in range(retries + 1):
+            age = self._clock() - queued
+            if attempt == 0 and age > max_age:  # a retry's wait was checked before it was made
+                raise _Expired(f"it was queued {age:.0f} s ago (ops.telegram.alert_max_age: {max_age:g} s)")
+            body = {"chat_id": chat, "text": late_mark(self._wall() - age, age) + text}
             try:
                 try:
-                    await self._post("sendMessage", {"chat_id": chat, "text": text})
+                    await self._post("sendMessage", body)
                 except _Migrated as exc:
                     to = self._migrate(chat, exc)
                     if to is None:
                         return False
                     chat = to
-                    await self._post("sendMessage", {"chat_id": chat, "text": text})
+                    await self._post("sendMessage", {**body, "chat_id": chat})
                 self._accepted(chat)
                 return True
             except (_Retryable, httpx.TransportError) as exc:
@@ -501,14 +522,16 @@ class TelegramBot:
                 if throttle is not None:
                     self.throttled += 1
                     delay = throttle
-                    age = self._clock() + delay - queued
-                    if age > self.config.alert_max_age:
-                        raise _Expired(
-                            f"flood control (429) asks to wait {delay:g} s, after which the message would be "
-                            f"{age:.0f} s old (ops.telegram.alert_max_age: {self.config.alert_max_age:g} s)"
-                        ) from exc
+                    why = f"flood control (429) asks to wait {delay:g} s"
                 else:
                     delay = backoff.next_delay(0.0)
+                    why = f"{self._redact(exc)}; the retry waits {delay:.2f} s"
+                age = self._clock() + delay - queued
+                if age > max_age:
+                    raise _Expired(
+                        f"{why}, after which the message would be {age:.0f} s old "
+                        f"(ops.telegram.alert_max_age: {max_age:g} s)"
+                    ) from exc
                 self.retried += 1
                 logger.info(
                     "telegram: sendMessage to chat {} failed ({}); retry {} of {} in {:.2f} s",
