@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from tradebus.cli import app
 from tradebus.errors import ConfigError
 from tradebus.node.config import parse_paper_config
+from tradebus.node.daemon import check_log_beside_outputs
 
 from live.node_testdata import usdm_config
 
@@ -136,3 +137,46 @@ def test_a_journal_the_log_s_retention_would_delete_is_refused_one_path_absolute
         parse_paper_config(data, "<ops test>", tmp_path)
     data["journal"] = journal.replace("run.sqlite", "journal.sqlite")
     parse_paper_config(data, "<ops test>", tmp_path)  # a name of its own is fine
+
+
+@pytest.mark.parametrize(("log", "taken"), [("fills", "fills.csv"), ("metrics.json", "metrics.json"),
+                                            ("node", "node.json"), ("INCOMPLETE", "INCOMPLETE")])  # fmt: skip
+def test_a_log_file_whose_retention_would_delete_the_run_s_outputs_is_refused_before_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log: str, taken: str
+) -> None:
+    """``tradebus paper cfg --out runs/p`` with ``ops.log.file: runs/p/fills`` ran: loguru's retention takes every
+    name fills.* for a rotated copy of that log, fills.csv among them, and (here: keep 2 files) deleted the run's
+    fills at the log's rotations (shown with loguru itself below); the load-time check covered the journal and the
+    recording only, not the --out files. It is refused now, exit 2, before anything is written."""
+    out = tmp_path / "out"
+    data = paper({"log": {"file": str(out / log), "rotation": "200 B", "retention": 2}})
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    result = CliRunner().invoke(
+        app, ["paper", str(path), "--out", str(out), "--max-seconds", "3"], catch_exceptions=False
+    )
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert f"ops.log.file: {out / log} and --out {out}: loguru counts {taken} as the log's own" in message, message
+    assert "retention would delete the run's outputs" in message
+    assert not out.exists()
+    config = parse_paper_config(data, "<ops test>", tmp_path)
+    with pytest.raises(ConfigError, match=f"counts {taken} as"):
+        check_log_beside_outputs(config, out, "live")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=f"counts {taken} as"):  # --out relative to the working directory
+        check_log_beside_outputs(config, Path("out"), "paper")
+    check_log_beside_outputs(config, tmp_path / "elsewhere", "paper")  # another directory is fine
+    data["ops"]["log"]["file"] = str(out / f"{log}.log")
+    check_log_beside_outputs(parse_paper_config(data, "<ops test>", tmp_path), out, "paper")  # so is a name of its own
+    if log == "fills":  # loguru's own retention does what the message says
+        out.mkdir()
+        (out / taken).write_text("ts_event,time\n")
+        os.utime(out / taken, (0, 0))
+        sink = logger.add(out / log, rotation="200 B", retention=2, format="{message}", filter=lambda r: "probe" in r["extra"])
+        try:
+            for _ in range(20):
+                logger.bind(probe=True).info("x" * 50)
+        finally:
+            logger.remove(sink)
+        assert not (out / taken).exists()

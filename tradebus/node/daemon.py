@@ -99,7 +99,7 @@ from tradebus.node.feeds import Feed, attach_feeds, build_feeds
 from tradebus.node.missed_hours import RUN_START_KEY
 from tradebus.node.router import NodeRouter
 from tradebus.ops.hooks import OpsHooks
-from tradebus.ops.logs import log_files
+from tradebus.ops.logs import log_files, taken_by_retention
 from tradebus.reports.outputs import write_outputs
 from tradebus.reports.stream import OutputStream
 from tradebus.risk.guard import GuardedRiskGate, MarketGuard
@@ -107,7 +107,7 @@ from tradebus.strategies.base import build_strategies
 from tradebus.strategies.failure import strategy_failure
 
 if TYPE_CHECKING:
-    from tradebus.reports.writers import RunDirectory
+    from tradebus.reports.writers import RunDirectory, RunKind
 
 __all__ = [
     "NodeSummary",
@@ -115,6 +115,7 @@ __all__ = [
     "ShutdownSteps",
     "build_paper_kernel",
     "close_recorder",
+    "check_log_beside_outputs",
     "kept_files",
     "outputs_to_write",
     "recover_journal",
@@ -1045,6 +1046,8 @@ def run_paper(
     from tradebus.reports.writers import RunDirectory
 
     config = load_paper_config(config_path, overrides)
+    if out_dir is not None:
+        check_log_beside_outputs(config, out_dir, "paper")
     run_dir = None if out_dir is None else RunDirectory(out_dir, "paper", keep=kept_files(config), force=force)
     try:
         node = PaperNode(config, max_seconds=max_seconds, max_messages=max_messages, run_dir=run_dir)
@@ -1080,6 +1083,33 @@ def outputs_to_write(node: PaperNode) -> bool:
     journal = node.journal
     return (outputs is not None and outputs.started and outputs.failure is None
             and (journal is None or journal.failure is None))
+
+
+def check_log_beside_outputs(config: PaperConfig, out_dir: str | os.PathLike[str], kind: RunKind) -> None:
+    """Refuse an output directory where the log's retention would delete the run's outputs.
+
+    loguru's retention deletes every file named like a rotated copy of the log (:func:`~tradebus.ops.logs.
+    taken_by_retention`): a log file ``fills`` in ``out_dir`` would take ``fills.csv`` for one.
+
+    Raises
+    ------
+    ConfigError
+        One of the run's own files (or its ``INCOMPLETE`` marker) in ``out_dir`` is the log file or a name its
+        retention takes; the message names ``ops.log.file``, ``--out`` and those files.
+    """
+    from tradebus.reports.writers import INCOMPLETE_MARKER, OWN_FILES
+
+    log = None if config.ops is None else config.ops.log
+    if log is None or log.file is None:
+        return
+    out = Path(out_dir)
+    taken = [name for name in (*OWN_FILES[kind], INCOMPLETE_MARKER) if taken_by_retention(log, out / name)]
+    if taken:
+        raise ConfigError(
+            f"ops.log.file: {log.file} and --out {out}: loguru counts {', '.join(taken)} as the log's own (rotated) "
+            f"files, and its retention would delete the run's outputs; give the log file a name of its own, e.g. "
+            f"{log.file.name}.log, or the run another --out"
+        )
 
 
 def kept_files(config: PaperConfig) -> list[Path]:

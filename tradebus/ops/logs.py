@@ -86,7 +86,7 @@ def taken_by_retention(config: LogConfig, path: Path) -> bool:
     """Whether ``path`` is a name the retention of the sink ``config`` describes counts as one of its files, and deletes
     in its turn: the log file itself, or a name of its rotated copies (:func:`log_files`; ``run.sqlite`` is one of the
     copies of a log file ``run`` with no suffix)."""
-    if config.file is None or os.path.normpath(path.parent) != os.path.normpath(config.file.parent):
+    if config.file is None or os.path.realpath(path.parent) != os.path.realpath(config.file.parent):
         return False
     return any(fnmatch.fnmatchcase(path.name, pattern) for pattern in _rotated_names(config.file))
 
