@@ -1498,3 +1498,37 @@ async def test_a_retry_wait_that_would_take_an_alert_past_alert_max_age_is_not_m
         )
         for line in lines
     ), lines
+
+
+async def test_fill_alerts_and_positions_give_prices_and_quantities_in_full() -> None:
+    """A BTCUSDT fill at 104523.45 was alerted "@ 104523" and /positions showed "@ 104523 (last 104530)": ``:g`` keeps
+    six significant digits, so every BTC price above 100,000 lost its cents; a 1000PEPEUSDT buy of 12,345,678 read
+    "BUY 1.23457e+07". Both now read as the venue wrote them."""
+    btc = Instrument("BINANCE", "BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, lot_size=1e-5, margin=True)
+    pepe = Instrument("BINANCE", "1000PEPEUSDT", base="1000PEPE", quote="USDT", tick_size=1e-7, lot_size=1.0, margin=True)
+    kernel = Kernel([btc, pepe], initial_cash=1_000_000.0, venue_config=VenueConfig(fill_on="trades"))
+    async with FakeBotApi(TOKEN) as api:
+        telegram = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, token_env="TB_TEST_TELEGRAM_TOKEN",
+                                  commands=False)  # fmt: skip
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
+            hooks = OpsHooks(OpsConfig(telegram=telegram))
+        await hooks.start(_Daemon(kernel))  # type: ignore[arg-type]
+        kernel.start()
+        for n, (inst, px, qty) in enumerate([(btc, 104523.45, 0.0015), (pepe, 0.0123457, 12345678.0)]):
+            iid = inst.instrument_id
+            kernel.process(Trade(iid, 10 * n + 1, 10 * n + 1, px, 50_000_000.0, 1, f"{n}a"))
+            kernel.submit(SubmitOrder("s", iid, f"c{n}", OrderSide.BUY, qty, 10 * n + 2, 10 * n + 2))
+            kernel.process(Trade(iid, 10 * n + 3, 10 * n + 3, px, 50_000_000.0, 1, f"{n}b"))
+        kernel.process(Trade(btc.instrument_id, 30, 30, 104530.12, 1.0, 1, "last"))
+        await until(lambda: len(api.sent) == 3)  # the start alert and the two fills
+        positions = hooks.positions_text()
+        await hooks.stop("test done")
+    assert api.texts()[1:3] == [
+        "fill c0: BUY 0.0015 BTCUSDT.BINANCE @ 104523.45",
+        "fill c1: BUY 12345678 1000PEPEUSDT.BINANCE @ 0.0123457",
+    ], api.texts()
+    assert positions == (
+        "BTCUSDT.BINANCE: 0.0015 @ 104523.45 (last 104530.12)\n"
+        "1000PEPEUSDT.BINANCE: 12345678 @ 0.0123457 (last 0.0123457)"
+    )

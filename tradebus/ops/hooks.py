@@ -28,6 +28,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, Protocol
 
+import numpy as np
 from loguru import logger
 
 from tradebus.account import asset_names
@@ -228,7 +229,7 @@ class OpsHooks:
         bus.subscribe(
             OrderFilled,
             lambda m: alert(
-                "fill", f"fill {m.client_order_id}: {m.side.name} {m.last_qty:g} {m.instrument_id} @ {m.last_px:g}"
+                "fill", f"fill {m.client_order_id}: {m.side.name} {_fmt(m.last_qty)} {m.instrument_id} @ {_fmt(m.last_px)}"
             ),
         )
         denials = _Series(alert, "denial", "denied")
@@ -331,8 +332,8 @@ class OpsHooks:
                 asset = asset_names(inst)[0]
                 held = kernel.portfolio.spot_holding(asset)
                 kept.append(
-                    f"{iid}: spot position {qty:g} is coins of the starting balances sold; "
-                    f"a buy would add to the {held:g} {asset} held"
+                    f"{iid}: spot position {_fmt(qty)} is coins of the starting balances sold; "
+                    f"a buy would add to the {_fmt(held)} {asset} held"
                 )
                 continue
             coid = kernel.orders.next_client_order_id(FLATTEN_STRATEGY)
@@ -348,7 +349,7 @@ class OpsHooks:
             outcome = ""
             if order is not None and order.status in (OrderStatus.DENIED, OrderStatus.REJECTED):
                 outcome = f" {order.status} ({order.reason})"
-            sent.append(f"{coid}: {side.name} {abs(qty):g} {iid}{outcome}")
+            sent.append(f"{coid}: {side.name} {_fmt(abs(qty))} {iid}{outcome}")
         why = "; ".join(kept) if kept else ("" if sent else "flat")
         orders = "flatten orders: " + ("; ".join(sent) if sent else "none") + (f" ({why})" if why else "")
         return "; ".join([f"trading state {kernel.risk.state}", *canceled, orders])
@@ -414,7 +415,7 @@ class OpsHooks:
         assert self.target is not None
         p = self.target.kernel.portfolio
         rows = [
-            f"{iid}: {p.position(iid):g} @ {p.avg_price(iid):g} (last {_fmt(p.last_price(iid))})"
+            f"{iid}: {_fmt(p.position(iid))} @ {_fmt(p.avg_price(iid))} (last {_fmt(p.last_price(iid))})"
             for iid in self.target.kernel.instruments
             if p.position(iid) != 0.0
         ]
@@ -475,4 +476,6 @@ class _Series:
 
 
 def _fmt(x: float) -> str:
-    return "n/a" if math.isnan(x) else f"{x:g}"
+    """A price or quantity in plain decimals, to ten significant digits (``:g`` kept six: 104523.45 read 104523,
+    12345678 read 1.23457e+07); ``n/a`` for NaN."""
+    return "n/a" if math.isnan(x) else np.format_float_positional(x, precision=10, fractional=False, trim="-")
