@@ -29,6 +29,7 @@ from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide
 from tradebus.ops.metrics import DaemonMetrics, StateCollector, reason_label
+from tradebus.ops.server import OpsServer
 
 from live.node_testdata import USDM_IID, config_of
 
@@ -221,3 +222,22 @@ def test_exposure_values_swap_contracts_at_their_contract_size() -> None:
     (position,) = families["tradebus_position"].samples
     (exposure,) = families["tradebus_exposure"].samples
     assert (position.value, exposure.value) == (10.0, pytest.approx(6_000.0))
+
+
+@pytest.mark.parametrize(("path", "status"), [("/health", 503), ("/metrics", 200), ("/nowhere", 404)])
+async def test_a_head_request_is_answered_as_get_without_the_body(path: str, status: int) -> None:
+    """``curl -I`` or an uptime monitor's HEAD probe of ``/health`` got 405 "only GET", so the monitor read a running
+    daemon as down; HTTP servers must answer HEAD as GET, without the body (RFC 9110, 9.3.2)."""
+    report = {"status": "unhealthy", "problems": ["feed binance-usdm not connected"]}
+    server = OpsServer("127.0.0.1", 0, lambda: b"tradebus_up 1.0\n", lambda: (False, report))
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=5.0) as http:
+            got, head = await http.get(path), await http.head(path)
+            posted = await http.post(path)
+    finally:
+        await server.stop()
+    assert (got.status_code, head.status_code, posted.status_code) == (status, status, 405)
+    assert head.content == b"" and got.content != b""
+    assert head.headers["content-length"] == str(len(got.content))
+    assert head.headers["content-type"] == got.headers["content-type"]

@@ -2,7 +2,8 @@
 
 It runs on the daemon's asyncio loop (``asyncio.start_server``), so a scrape reads the
 kernel's state between two messages, never in the middle of one. One request per
-connection; anything but ``GET`` of a known path gets 404/405.
+connection; ``HEAD`` is answered as ``GET`` without the body (an uptime monitor's probe); any other method
+gets 405, an unknown path 404.
 """
 
 from __future__ import annotations
@@ -82,12 +83,13 @@ class OpsServer:
             self._server = None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        method = ""
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
             method, _, rest = head.decode("latin-1").partition(" ")
             path = rest.partition(" ")[0].partition("?")[0]
-            if method != "GET":
-                status, ctype, body = 405, "text/plain", b"only GET\n"
+            if method not in ("GET", "HEAD"):
+                status, ctype, body = 405, "text/plain", b"only GET or HEAD\n"
             elif path == "/metrics":
                 status, ctype, body = 200, CONTENT_TYPE_LATEST, self._metrics()
             elif path == "/health":
@@ -105,7 +107,7 @@ class OpsServer:
             writer.write(
                 f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {ctype}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                + body
+                + (b"" if method == "HEAD" else body)
             )
             await writer.drain()
         except ConnectionError:
