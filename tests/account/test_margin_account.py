@@ -451,6 +451,49 @@ def test_an_okx_order_into_a_tier_by_size_allowing_less_leverage_is_denied() -> 
     assert strategy.denied == [] and kernel.portfolio.position(inst.instrument_id) == 1_000.0
 
 
+class RestingLimits(Strategy):
+    """Submits ``orders`` (side, quantity, limit price) on its first bar, each left resting below or above the market."""
+
+    def __init__(self, iid: str, orders: list[tuple[OrderSide, float, float]]) -> None:
+        super().__init__(iid, strategy_id="resting")
+        self.orders = orders
+        self.ids: list[str] = []
+        self.denied: dict[str, str] = {}
+
+    def on_bar(self, bar: Bar) -> None:
+        if not self.ids:
+            self.ids = [self.submit_limit(bar.instrument_id, side, qty, px) for side, qty, px in self.orders]
+
+    def on_order_denied(self, event: OrderDenied) -> None:
+        self.denied[event.client_order_id] = event.reason
+
+
+def test_orders_each_under_a_tier_boundary_count_together_toward_the_tier() -> None:
+    """Binance BTCUSDT-style brackets: 20x up to 50,000 USDT of notional, 10x above; the instrument at 20x.
+    Bybit chooses the tier by "the position value and the active order value" (help center, Risk Limit),
+    Binance refuses an order beyond the maximum position at the leverage (-2027) with the open orders counted.
+    With 2 BTC bid at 19,000 (38,000) resting, a second 2 BTC bid reaches 4 x 19,000 = 76,000: tier 2, 10x < 20x,
+    denied; a 0.6 BTC bid reaches 2.6 x 19,000 = 49,400, tier 1, passes. The 2 BTC offer at 21,000 (the
+    other side) does not count toward a bid. Each bid alone was under the boundary: before the open orders
+    counted, both 2 BTC bids passed and could fill to 76,000 of notional at 20x."""
+    tiers = (MarginTier(50_000, 0.004, 20), MarginTier(250_000, 0.005, 10))
+    inst = perp(leverage=20.0, margin_tiers=tiers)
+    iid = inst.instrument_id
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=100_000.0)
+    buy, sell = OrderSide.BUY, OrderSide.SELL
+    strategy = RestingLimits(iid, [(buy, 2.0, 19_000.0), (sell, 2.0, 21_000.0), (buy, 2.0, 19_000.0),
+                                   (buy, 0.6, 19_000.0)])  # fmt: skip
+    kernel.add_strategy(strategy)
+    kernel.process(flat_bar(iid, 1, 20_000.0))
+    first, offer, second, small = strategy.ids
+    assert list(strategy.denied) == [second]
+    assert strategy.denied[second] == (
+        f"margin: BUY 2.0 {iid} makes a position of notional 76000 with the working orders on its side (2), "
+        "whose tier allows leverage 10 < the instrument's 20"
+    )
+    assert {o.client_order_id for o in kernel.orders.open_orders(iid)} == {first, offer, small}
+
+
 # ----------------------------------------------------------------------------- funding
 
 

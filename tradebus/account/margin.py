@@ -66,7 +66,10 @@ Checks
     it needs to fill; an order that reverses the position counts the margin the close releases: a
     cross position's initial margin, an isolated one's margin plus its unrealised PnL; only
     the part beyond the position needs margin), or whose resulting position's notional falls
-    in a tier whose ``max_leverage`` is below the instrument's leverage; the reason starts
+    in a tier whose ``max_leverage`` is below the instrument's leverage (for an order, the position it
+    reaches with the working orders on its side that may add to it, valued at its price: Binance and Bybit
+    choose the tier by the position and the open orders, "position value and active order value" in
+    Bybit's words; a fill, by the position alone); the reason starts
     with ``"margin: "`` (both up to the float noise of the wallet balance, as the cash account's
     :func:`~tradebus.account.spot.exceeds`). A cash-only order (or fill) is checked as in the cash account and,
     when it spends a settle asset, may use no more than the available balance less what other
@@ -634,10 +637,13 @@ class MarginAccount:
             return None
         cs = inst.contract_size
         unit = cs / price if inst.inverse else cs * price
-        after = abs(old + signed) * unit
         if inst.margin_tiers:
-            size = abs(old + signed)
+            working = self._working_side(iid, side, exclude) if fee is None and self._count() else 0.0
+            size = abs(old + signed + working)
+            after = size * unit
             made = f"a position of {size:.10g} contracts" if inst.tiered_by_size else f"a position of notional {after:.10g}"
+            if working:
+                made += f" with the working orders on its side ({working:.10g})"
             if not inst.within_tiers(after, size):
                 return f"margin: {what} {quantity} {iid} makes {made} above the last tier"
             tier = inst.margin_tier(after, size)
@@ -660,6 +666,26 @@ class MarginAccount:
         if exceeds(need, available, wallet):
             return margin_reason(what, quantity, iid, need, asset, available, wallet, self.initial_margin(asset), held)
         return None
+
+    def _working_side(self, iid: str, side: int, exclude: str) -> float:
+        """Signed remaining quantity of the working orders of ``iid`` on ``side`` that may add to the position
+        (not reduce-only), except ``exclude`` and its OCO group; an OCO group counts once, as its largest member."""
+        oco = self._spot.oco_groups()
+        skip = oco.get(exclude, (exclude,)) if oco else (exclude,)
+        total = 0.0
+        groups: dict[tuple[str, ...], float] = {}
+        for order in self._working():
+            if order.instrument_id != iid or (order.side > 0) != (side > 0) or order.reduce_only:
+                continue
+            if order.client_order_id in skip or order.leaves_qty <= 0.0:
+                continue
+            group = oco.get(order.client_order_id) if oco else None
+            if group is None:
+                total += order.leaves_qty
+            elif order.leaves_qty > groups.get(group, 0.0):
+                groups[group] = order.leaves_qty
+        total += sum(groups.values())
+        return total if side > 0 else -total
 
     def _cash_check(self, what: str, quantity: float, iid: str, need: float, asset: str, exclude: str) -> str | None:
         """Why a cash-only order (or fill) spending ``need`` of a settle asset would spend the positions' margin.
