@@ -122,3 +122,57 @@ def test_a_manual_halt_cancels_every_working_order_and_journals_each_cancel_with
     assert [(c.client_order_id, c.reason) for c in cancels] == [(strategy.ids["bid"], "trading state HALTED: operator /halt")]
     assert kernel.orders.order(strategy.ids["bid"]).status is OrderStatus.CANCELED
     assert kernel.portfolio.position(IID) == 500.0
+
+
+def test_a_restart_applies_the_configured_action_to_a_breaker_still_tripped(tmp_path: Path) -> None:
+    """Bar 3 closes at 88 with 500 held from 100: equity 94,000, 6 % below the peak of 100,000, trips the 5 %
+    drawdown breaker, ``drawdown_action: halt``. The operator changes it to ``reduce`` and restarts on the journal:
+    the trip held HALTED until re-armed, so the sell that would reduce the position was denied. Now the restart
+    holds the trip in the configured action's state, REDUCING (a WARNING names both), and journals it: a sell of
+    200 passes, a buy is denied; the other way round, ``halt`` again, denies the sell."""
+    from loguru import logger
+
+    from tradebus.engine.messages import SubmitOrder
+
+    path = tmp_path / "j.sqlite"
+
+    def restarted(action: str) -> tuple[Kernel, Journal]:
+        journal = Journal(path)
+        kernel = Kernel([INST], journal=journal, initial_cash=100_000.0,
+                        risk_config=RiskConfig(max_drawdown_pct=5.0, drawdown_action=action))  # fmt: skip
+        journal.replay(kernel.orders, kernel.portfolio, T0, risk=kernel.risk, on_message=kernel.record_journaled)
+        return kernel, journal
+
+    first, journal = restarted("halt")
+    first.add_strategy(Scripted(lambda s: None))
+    for i, (o, h, low, c) in enumerate(BARS[:3], 1):
+        first.process(Bar(IID, T0 + i * MIN, T0 + i * MIN, o, h, low, c, 1.0))
+    first.stop()  # the marks of bar 3's time are in: the breakers evaluate them
+    assert first.risk.state is TradingState.HALTED and first.portfolio.position(IID) == 500.0
+    journal.close()
+
+    sell = SubmitOrder("s", IID, "c", OrderSide.SELL, 200.0, 0, 0)
+    buy = SubmitOrder("s", IID, "c", OrderSide.BUY, 200.0, 0, 0)
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        second, journal = restarted("reduce")
+    finally:
+        logger.remove(sink)
+    try:
+        assert second.portfolio.position(IID) == 500.0
+        assert second.risk.state is TradingState.REDUCING
+        assert second.risk.check(sell) is None
+        assert (second.risk.check(buy) or "").startswith("trading_state: REDUCING allows only reducing orders")
+        assert journal.load_risk_state().tripped["max_drawdown"].state is TradingState.REDUCING  # type: ignore[union-attr]
+    finally:
+        journal.close()
+    assert any(
+        "breaker max_drawdown tripped before the restart moved trading to HALTED; the config's drawdown_action is now "
+        "reduce: it holds trading REDUCING until re-armed" in line for line in lines
+    )
+
+    third, journal = restarted("halt")
+    journal.close()
+    assert third.risk.state is TradingState.HALTED
+    assert third.risk.check(sell) == "trading_state: HALTED denies every order"

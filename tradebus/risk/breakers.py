@@ -55,7 +55,7 @@ from tradebus.engine.messages import PositionChanged, TradingState
 from tradebus.engine.portfolio import Portfolio
 from tradebus.risk.config import LIMIT_RTOL, RiskConfig
 
-__all__ = ["BREAKER_LIMITS", "DAY_NS", "PEAK_STORE_STEP", "BreakerState", "Breakers", "Trip"]
+__all__ = ["BREAKER_ACTIONS", "BREAKER_LIMITS", "DAY_NS", "PEAK_STORE_STEP", "BreakerState", "Breakers", "Trip"]
 
 DAY_NS = 86_400_000_000_000
 #: Relative rise of the drawdown peak after which it is stored again.
@@ -92,6 +92,12 @@ BREAKER_LIMITS = {
     "daily_loss": "max_daily_loss_pct",
     "loss_streak": "max_consecutive_losses",
     "gross_exposure": "max_gross_exposure",
+}
+#: The :class:`~tradebus.risk.config.RiskConfig` action of each breaker that has one (gross exposure always reduces).
+BREAKER_ACTIONS = {
+    "max_drawdown": "drawdown_action",
+    "daily_loss": "daily_loss_action",
+    "loss_streak": "loss_streak_action",
 }
 
 
@@ -361,6 +367,8 @@ class Breakers:
 
         A trip of a breaker the config no longer has (its limit removed since it was journaled) is dropped,
         with a WARNING: nothing would re-arm it by itself, and it would hold the run in its state for good.
+        A trip whose breaker's action the config changed since (``drawdown_action: halt`` -> ``reduce``)
+        holds in the configured action's state, with a WARNING naming both: the config says what a trip does.
         """
         cfg = self._config
         self.tripped = {}
@@ -372,6 +380,15 @@ class Breakers:
                     "trading is no longer {} for it ({})", name, limit, trip.state, trip.reason,
                 )  # fmt: skip
             else:
+                action = BREAKER_ACTIONS.get(name)
+                state_now = trip.state if action is None else _action(getattr(cfg, action))
+                if state_now is not trip.state:
+                    logger.warning(
+                        "risk: breaker {} tripped before the restart moved trading to {}; the config's {} is now {}: "
+                        "it holds trading {} until re-armed ({})", name, trip.state, action, getattr(cfg, action),
+                        state_now, trip.reason,
+                    )  # fmt: skip
+                    trip = Trip(state_now, trip.reason)
                 self.tripped[name] = trip
         self._reset_quiet()
         self.peak = self.stored_peak = state.drawdown_peak

@@ -77,7 +77,8 @@ journal cancels nothing by itself (its orders are not yet checked against the ve
 :meth:`RiskGate.restore` gave the gate a store (the journal), the manual state and the
 breakers' memory are stored on every change, and a restarted process resumes them: a restart
 never re-arms trading by itself (it drops, with a WARNING, the trip of a breaker the config no longer
-has: :meth:`Breakers.restore <tradebus.risk.breakers.Breakers.restore>`), nor trips a breaker on the journal's prices (the mark-driven breakers
+has, and holds a trip whose action the config changed in the configured action's state, with a WARNING:
+:meth:`Breakers.restore <tradebus.risk.breakers.Breakers.restore>`), nor trips a breaker on the journal's prices (the mark-driven breakers
 wait for a price of every instrument the restored book holds, :meth:`RiskGate.restore`).
 """
 
