@@ -335,6 +335,32 @@ def test_a_reduce_only_order_larger_than_the_position_counts_as_the_position_it_
     )
 
 
+def test_reducing_allows_a_reduce_only_stop_beside_a_reduce_only_take_profit_of_the_whole_position() -> None:
+    """Long 1 BTC with a reduce-only take-profit selling 1 at 110 (not linked as an OCO pair), a breaker moves to
+    REDUCING: the reduce-only stop-loss selling 1 at 90 was denied (position 1 + working -1 = 0 to reduce), leaving
+    the position without its stop. Both are reduce-only: whichever fills first closes the position and the venue
+    fills the other only down to flat, so the position can never flip; the stop now passes. Beside a take-profit
+    that is not reduce-only it stays denied: after the stop closed the position, that one would sell 1 more."""
+    g = Gate()
+    g.hold(1.0)
+    coid = g.orders.next_client_order_id("s")
+    g.orders.create(SubmitOrder("s", IID, coid, SELL, 1.0, 0, 0, OrderType.LIMIT, 110.0, reduce_only=True))
+    g.orders.apply(OrderSubmitted("s", IID, coid, 0, 0))
+    g.orders.apply(OrderAccepted("s", IID, coid, "v" + coid, 0, 0))
+    g.gate.set_state(TradingState.REDUCING, "breaker")
+    assert g.gate.disallowed_orders() == []
+    stop = SubmitOrder("s", IID, "c", SELL, 1.0, 0, 0, OrderType.STOP_MARKET, math.nan, 90.0, reduce_only=True)
+    assert g.gate.check(stop) is None
+    # a plain sell beside the reduce-only take-profit could flip the position: denied, as before
+    assert g.check(SELL, qty=1.0, typ=OrderType.STOP_MARKET, trigger=90.0) == (
+        "trading_state: REDUCING allows only reducing orders; position 1.0, working on the order's side -1.0, order -1.0"
+    )
+    g.work(SELL, 0.5, price=105.0)  # a take-profit of half that is not reduce-only: the stop counts with it
+    assert g.gate.check(stop) == (
+        "trading_state: REDUCING allows only reducing orders; position 1.0, working on the order's side -1.5, order -1.0"
+    )
+
+
 def test_reducing_when_flat_denies_everything() -> None:
     g = Gate()
     g.gate.set_state(TradingState.REDUCING, "manual")

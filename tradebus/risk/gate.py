@@ -34,7 +34,10 @@ it is denied, always in the form ``"<check>: <what> <op> <limit>"`` (for example
    orders that pass every check count).
 
 A reduce-only order against the position counts, in steps 1, 4 and 6, as at most the position it
-closes: the venue never fills more of it. Working orders are the open orders of the order manager
+closes: the venue never fills more of it. So in step 1 a reduce-only order passes beside working orders
+on its side that are all reduce-only too (a stop-loss beside a reduce-only take-profit of the whole
+position: whichever fills first, the venue fills the other only down to flat); beside an order that is not
+reduce-only it counts with them (that one could flip the position once the reduce-only one closed it). Working orders are the open orders of the order manager
 bound by :meth:`RiskGate.bind_orders` (the execution engine binds its own); the order being
 modified does not count against itself.
 The members of an OCO group (:meth:`Account.link_oco <tradebus.account.Account.link_oco>`: a
@@ -362,6 +365,8 @@ class RiskGate:
             if spot is None:
                 held = pos
                 working = self._working(iid, signed > 0.0, cmd.client_order_id)
+                if working and cmd.reduce_only and not self._working(iid, signed > 0.0, cmd.client_order_id, True):
+                    working = 0.0  # reduce-only orders alone on its side: the venue fills them only down to flat
             else:  # a cash-only instrument: its position is the base asset held, which only a sell reduces
                 held = self._portfolio.spot_holding(spot[0])
                 working = self._working(iid if signed > 0.0 else spot[1], signed > 0.0, cmd.client_order_id)
@@ -492,9 +497,10 @@ class RiskGate:
             rate.append(now)
         return None
 
-    def _working(self, instruments: str | frozenset[str], buy: bool, exclude: str) -> float:
+    def _working(self, instruments: str | frozenset[str], buy: bool, exclude: str, plain: bool = False) -> float:
         """Signed remaining quantity of the working orders on one side of an instrument (or of a set of
-        instruments), except order ``exclude`` and its OCO group; an OCO group counts once, as its largest member."""
+        instruments), except order ``exclude`` and its OCO group; an OCO group counts once, as its largest member.
+        ``plain``: only the orders that are not reduce-only."""
         orders = self._orders
         if orders is None or not orders.open_count:
             return 0.0
@@ -507,7 +513,7 @@ class RiskGate:
         else:
             working = [order for order in orders.open_orders() if order.instrument_id in instruments]
         for order in working:
-            if (order.side > 0) == buy and order.client_order_id not in skip:
+            if (order.side > 0) == buy and order.client_order_id not in skip and not (plain and order.reduce_only):
                 group = oco.get(order.client_order_id) if oco else None
                 if group is None:
                     total += order.leaves_qty
