@@ -17,6 +17,7 @@ from tradebus.engine.messages import (
     OrderSide,
     OrderTriggered,
     PositionChanged,
+    TradingState,
 )
 from tradebus.errors import ConfigError, OrderError
 from tradebus.strategies.base import Strategy, resolve_strategy
@@ -215,3 +216,50 @@ def test_a_misspelt_strategy_class_is_named_missing_with_the_module_s_strategies
     )
     with pytest.raises(ConfigError, match=r"module 'tradebus.engine.kernel' has no 'Nope' \(its strategies: none\)$"):
         resolve_strategy("tradebus.engine.kernel:Nope")
+
+
+class Named(Scripted):
+    """:class:`Scripted` under its own strategy id, recording its denials."""
+
+    def __init__(self, strategy_id: str, actions: dict[int, Any]) -> None:
+        super().__init__(actions)
+        self.strategy_id = strategy_id
+        self.denied: list[str] = []
+
+    def on_order_denied(self, event: Any) -> None:
+        self.denied.append(event.reason)
+
+
+@pytest.mark.parametrize(
+    ("own", "other", "target", "sold", "after"),
+    [
+        (1.0, 2.0, -1.0, 2.0, -1.0),  # net 3: the whole reversal reduces it to 1
+        (1.0, -0.5, -1.0, 0.5, 0.5),  # net 0.5: only 0.5 of the close reduces it
+        (3.0, -2.0, 0.0, 1.0, 2.0),  # net 1: a close of 3 would flip it; 1 of it passes
+    ],
+)
+def test_target_position_while_reducing_sends_what_reduces_the_net_position(
+    own: float, other: float, target: float, sold: float, after: float
+) -> None:
+    """Two strategies on ETHUSD: "a" holds ``own``, "b" ``other``; while REDUCING "a" targets ``target``. The gate
+    checks the net position (``own + other``): a sell passes up to the net long. The reversal was cut to "a"'s own
+    position, so with b long 2 "a" sold 1 and stopped flat (its target -1 reached a call later); a close larger
+    than the net long was sent whole and denied (a stayed at 3). Now the order is what the gate lets through:
+    ``sold``, leaving "a" at ``after``."""
+    def buy(qty: float) -> Any:
+        return lambda s: s.target_position(IID, qty)
+
+    def reduce_then_target(s: Scripted) -> str | None:
+        kernel.risk.set_state(TradingState.REDUCING, "operator")
+        return s.target_position(IID, target)
+
+    a = Named("a", {0: buy(own), 2: reduce_then_target})
+    b = Named("b", {0: buy(other)})
+    kernel = Kernel([Instrument("SIM", "ETHUSD", tick_size=0.01, lot_size=0.01, margin=True, leverage=10.0)],
+                    initial_cash=10_000.0)  # fmt: skip
+    kernel.add_strategy(a)
+    kernel.add_strategy(b)
+    feed(kernel, [make_bar(k, 100, 101, 99, 100) for k in range(4)])
+    assert a.denied == [] and b.denied == []
+    assert [(o.strategy_id, o.side, o.quantity) for o in kernel.result.orders][2:] == [("a", OrderSide.SELL, sold)]
+    assert a.position() == after and kernel.portfolio.position(IID) == pytest.approx(own + other - sold)

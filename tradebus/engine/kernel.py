@@ -427,7 +427,7 @@ class Kernel:
         self.context = KernelContext(
             self.clock, self.instruments, self.portfolio, self.orders, self.cache, self.banks, self.bus,
             self.submit, self.cancel, self.modify, self.equity, self.strategy_position, self.trading_state,
-            self.histories, lambda: self.contingent, joins_mid_stream,
+            self.risk.reducing_room, self.histories, lambda: self.contingent, joins_mid_stream,
         )  # fmt: skip
         self.result = RunResult(tuple(self.instruments), self.portfolio.initial_cash)
         self.result.contract_sizes = {iid: inst.contract_size for iid, inst in self.instruments.items()}

@@ -701,6 +701,22 @@ class RiskGate:
         """
         self._marks_deferred = True
 
+    def reducing_room(self, instrument_id: str, buy: bool) -> float:
+        """The largest quantity a new order on one side (``buy``) that is not reduce-only passes REDUCING with.
+
+        The absolute net position (every strategy's) net of the working orders on that side when the order
+        would reduce it (step 1 of :meth:`check`; of a cash-only instrument the base asset held, which no buy
+        reduces), else 0.
+        """
+        spot = self._spot.get(instrument_id)
+        if spot is None:
+            base = self._portfolio.position(instrument_id) + self._working(instrument_id, buy, "")
+        elif buy:
+            return 0.0
+        else:
+            base = self._portfolio.spot_holding(spot[0]) + self._working(spot[1], buy, "")
+        return abs(base) if base != 0.0 and (base > 0.0) != buy else 0.0
+
     def current_state(self) -> TradingState:
         """The trading state an order checked now meets (the breakers evaluated first, as :meth:`check` does)."""
         if self._marks_deferred:

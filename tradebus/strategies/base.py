@@ -714,26 +714,29 @@ class Strategy:
         of this strategy count as if filled, so calling this
         again before they fill does not double the order. The difference is
         rounded down to whole lots; returns the client order id, or ``None`` when
-        no order is needed. While the risk gate is REDUCING, a reversal is sent as the
-        close alone (the gate would deny the whole order): the position goes flat, not
-        to the other side.
+        no order is needed. While the risk gate is REDUCING, the order is cut to what the gate
+        lets through (:meth:`RiskGate.reducing_room <tradebus.risk.gate.RiskGate.reducing_room>`):
+        the part that reduces the instrument's net position, every strategy's, without flipping
+        it. Alone on the instrument a reversal is sent as its close: the position goes flat, not
+        to the other side; beside another strategy's long a reversal of a long may pass whole.
+        An order nothing of which would pass is sent whole, for the gate to deny with its reason.
         """
         kernel = self._kernel or self.kernel
         instrument = kernel.instruments.get(instrument_id)
         if instrument is None:
             raise OrderError(f"{self.strategy_id}: unknown instrument {instrument_id!r}")
-        held = kernel.position(self.strategy_id, instrument_id)
-        delta = target - held
+        delta = target - kernel.position(self.strategy_id, instrument_id)
         if kernel.orders.count_open():
-            pending = self.pending_quantity(instrument_id)
-            delta -= pending
-            held += pending
-        if held != 0.0 and (delta > 0.0) != (held > 0.0) and abs(delta) > abs(held):
-            if kernel.trading_state() is _REDUCING:
-                delta = -held  # only the close of a reversal may pass the gate
+            delta -= self.pending_quantity(instrument_id)
         quantity = _round_lots(instrument, abs(delta))
         if quantity <= 0.0:
             return None
+        if kernel.trading_state() is _REDUCING:
+            room = kernel.reducing_room(instrument_id, delta > 0.0)
+            if 0.0 < room < abs(delta):  # only what reduces the net position may pass the gate
+                quantity = _round_lots(instrument, room)
+                if quantity <= 0.0:
+                    return None
         side = _BUY if delta > 0 else _SELL
         return self._submit(
             instrument_id, side, quantity, _MARKET, _NAN, _NAN, _GTC, False, False, reason

@@ -65,6 +65,10 @@ class StrategyContext(Protocol):
     def trading_state(self) -> TradingState:
         """The risk gate's trading state as an order submitted now would meet it."""
 
+    def reducing_room(self, instrument_id: str, buy: bool) -> float:
+        """How much a new order on that side may fill while REDUCING (:meth:`RiskGate.reducing_room
+        <tradebus.risk.gate.RiskGate.reducing_room>`)."""
+
     def features(self, instrument_id: str) -> FeatureView:
         """The instrument's current feature values."""
 
@@ -87,7 +91,7 @@ class KernelContext:
     ----------
     clock, instruments, portfolio, orders, cache, banks, bus
         The run's objects (shared, not copied).
-    submit, cancel, modify, equity, position, trading_state
+    submit, cancel, modify, equity, position, trading_state, reducing_room
         The kernel's command and query methods.
     histories
         ``instrument_id -> History`` of the instruments whose history some strategy asked for.
@@ -110,6 +114,7 @@ class KernelContext:
     equity: Callable[[], float]
     position: Callable[[str, str], float]
     trading_state: Callable[[], TradingState]
+    reducing_room: Callable[[str, bool], float]
     histories: Mapping[str, History]
     contingent_orders: Callable[[], ContingentOrders | None]
     joins_mid_stream: bool = False
