@@ -149,6 +149,25 @@ def test_cv_walkforward_with_a_train_size_tests_up_to_the_last_sample(tmp_path: 
     assert [(s["train"], s["purged_or_embargoed"]) for s in cv["splits"]] == [(8, 2)] * 3
 
 
+def test_cv_walkforward_whose_train_size_leaves_room_for_fewer_windows_than_n_splits_exits_2(tmp_path: Path) -> None:
+    # the 58 samples of the test above in 3 windows of 14 start at 16: a train_size of 20 fits only 2 windows,
+    # which it ran without a word (cv.json with 2 splits for n_splits 3)
+    bars = random_walk(60)
+    dataset = write_bars(tmp_path / "catalog", bars, "SIM-USD", "bars", 60_000_000_000)
+    raw = _one_feature_config(tmp_path / "catalog", dataset)
+    raw["labels"] = {"method": "forward", "horizons": [2]}
+    raw["cv"] = {"method": "walkforward", "n_splits": 3, "train_size": 20, "expanding": False}
+    config = tmp_path / "walkforward.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["research", "cv", str(config), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert (f"{config}: cv: PurgedWalkForward: n_splits 3 test windows of 14 samples (step 14) ending at the last "
+            "of 58 samples start at sample 16, but train_size 20 + gap 0 samples must precede the first: only 2 "
+            "fit; give n_splits <= 2 or train_size <= 16") in text
+    assert not (tmp_path / "out" / "cv.json").exists()
+
+
 def test_cv_help_says_what_the_embargo_does_in_each_mode() -> None:
     result = runner.invoke(app, ["research", "cv", "--help"], terminal_width=200)
     text = " ".join(result.output.replace("│", " ").split())

@@ -302,19 +302,38 @@ def test_walk_forward_with_train_size_and_n_splits_tests_up_to_the_last_sample_a
     for (a, b), (c, d) in zip(got, want, strict=True):
         assert np.array_equal(a, c) and np.array_equal(b, d)
     assert ours.train_windows(100) == [(0 if expanding else s - 32, s - 2) for s in (40, 60, 80)]
-    # a train_size longer than the room before the windows placed at the end (40) leaves the first out: 60..79 and
-    # 80..99 are tested, the most recent samples still. Starting them after train_size instead tested 50..69 and
-    # 70..89 and left 90..99 in no test window.
+
+
+@pytest.mark.parametrize("expanding", [False, True])
+def test_walk_forward_refuses_n_splits_that_train_size_leaves_no_room_for_instead_of_running_fewer(
+        expanding: bool) -> None:
+    # 100 samples, 3 windows of 20 ending at the last sample start at 40, 60, 80. A train_size of 50 fits only
+    # the last two (60 and 80 have >= 50 samples before them): it ran those two, a silently smaller evaluation
+    # than the 3 asked for; now it is refused, naming what fits (n_splits <= 2, or train_size <= 40).
+    t0 = np.arange(100)
     late = PurgedWalkForward(20, t0=t0, t1=t0, train_size=50, n_splits=3, expanding=expanding)
-    assert [(te[0], te[-1]) for _, te in late.split()] == [(60, 79), (80, 99)] and late.get_n_splits() == 2
-    assert [(tr[0], tr[-1]) for tr, _ in late.split()] == ([(0, 59), (0, 79)] if expanding else [(10, 59), (30, 79)])
-    # research_btc's 20,673 samples in 3 windows of 20,673 // 4 = 5,168 with a rolling 6,000: the first would start
-    # at 5,169, so it is left out; the two left end at the last sample, 20,672 (not 16,335, leaving 4,337 untested)
-    t = np.arange(20_673)
-    btc = PurgedWalkForward(5_168, t0=t, t1=t, train_size=6_000, n_splits=3)
-    assert [(te[0], te[-1]) for _, te in btc.split()] == [(10_337, 15_504), (15_505, 20_672)]
-    # a train_size leaving room for no window at the end is refused
-    with pytest.raises(ConfigError, match="leave no room"):
+    message = (r"PurgedWalkForward: n_splits 3 test windows of 20 samples \(step 20\) ending at the last of 100 "
+               r"samples start at sample 40, but train_size 50 \+ gap 0 samples must precede the first: only 2 fit; "
+               r"give n_splits <= 2 or train_size <= 40 \(or a smaller test_size\)")
+    with pytest.raises(ConfigError, match=message):
+        late.get_n_splits()
+    with pytest.raises(ConfigError, match=message):
+        list(late.split())
+    # what the message proposes runs: each as scikit-learn's TimeSeriesSplit places it
+    for ours, ref in ((PurgedWalkForward(20, t0=t0, t1=t0, train_size=50, n_splits=2, expanding=expanding),
+                       TimeSeriesSplit(n_splits=2, test_size=20, max_train_size=None if expanding else 50)),
+                      (PurgedWalkForward(20, t0=t0, t1=t0, train_size=40, n_splits=3, expanding=expanding),
+                       TimeSeriesSplit(n_splits=3, test_size=20, max_train_size=None if expanding else 40))):
+        got, want = list(ours.split()), list(ref.split(t0))
+        assert len(got) == len(want) == ours.get_n_splits()
+        assert all(np.array_equal(a, c) and np.array_equal(b, d) for (a, b), (c, d) in zip(got, want, strict=True))
+    # a gap counts against the room: 38 + 2 fits the first window at 40, 39 + 2 does not
+    assert PurgedWalkForward(20, t0=t0, t1=t0, train_size=38, n_splits=3, gap=2).get_n_splits() == 3
+    with pytest.raises(ConfigError, match=r"gap 2 samples must precede the first: only 2 fit; give n_splits <= 2 "
+                                          r"or train_size <= 38"):
+        PurgedWalkForward(20, t0=t0, t1=t0, train_size=39, n_splits=3, gap=2).get_n_splits()
+    # a train_size leaving room for no window at all says none fit
+    with pytest.raises(ConfigError, match=r"train_size 81 \+ gap 0 samples must precede the first: only 0 fit"):
         PurgedWalkForward(20, t0=t0, t1=t0, train_size=81, n_splits=3).get_n_splits()
 
 

@@ -266,8 +266,9 @@ class PurgedWalkForward(_Purged):
     n_splits
         Number of test windows, placed so that the last ends at the last sample (the first
         starts at ``n - test_size - (n_splits - 1) * step``), as ``TimeSeriesSplit`` places
-        them; with ``train_size`` too, the earliest are left out until ``train_size + gap`` samples
-        precede the first (then fewer fit, the last still ending at the last sample).
+        them; with ``train_size`` too, fewer than ``train_size + gap`` samples before the first
+        is refused (:class:`~tradebus.errors.ConfigError` naming how many windows fit), never
+        a silently smaller evaluation.
         Default: as many as fit after ``train_size + gap``.
     step
         Samples between test window starts (default ``test_size``).
@@ -318,7 +319,13 @@ class PurgedWalkForward(_Purged):
             # the last window ends at the last sample; the earliest are dropped until train_size samples precede the first
             first = n - self.test_size - (self.n_splits - 1) * step
             if self.train_size is not None and first < self.train_size + self.gap:
-                first += -(-(self.train_size + self.gap - first) // step) * step
+                fit = max((n - self.test_size - self.train_size - self.gap) // step + 1, 0)
+                raise ConfigError(
+                    f"PurgedWalkForward: n_splits {self.n_splits} test windows of {self.test_size} samples "
+                    f"(step {step}) ending at the last of {n} samples start at sample {first}, but train_size "
+                    f"{self.train_size} + gap {self.gap} samples must precede the first: only {fit} fit; give "
+                    f"n_splits <= {fit}" + (f" or train_size <= {first - self.gap}" if first - self.gap >= 1 else "")
+                    + " (or a smaller test_size)")
         starts = list(range(first, n - self.test_size + 1, step))
         if self.n_splits is not None:
             starts = starts[: self.n_splits]
