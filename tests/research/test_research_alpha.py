@@ -172,16 +172,35 @@ def test_cost_stress_leaves_out_a_multiplier_that_makes_the_config_invalid(tmp_p
 
 
 def test_quantile_returns_put_equal_factor_values_in_one_quantile() -> None:
-    # sorted factor: -1 x3, 0 x4, 1 x3; its 20/40/60/80 % quantiles are -1, 0, 0, 1, so -1 falls in
-    # quantile 1, 0 in (-1, 0] = quantile 2, 1 in (0, 1] = quantile 4; quantiles 3 and 5 are empty
+    # sorted factor: -1 x3, 0 x4, 1 x3; its 0/20/40/60/80/100 % quantiles are -1, -1, 0, 0, 1, 1: pandas drops
+    # the repeated edges, leaving [-1, 0] and (0, 1]; it numbered them by their place among 5 (1, 2 and 4, -1
+    # alone in quantile 1), which pd.qcut, the docstring's reference, does not
     f = pd.Series([0.0, 1, -1, 0, 1, -1, 0, 0, -1, 1])
     r = pd.Series([1.0, 5, -3, 3, 7, -1, 2, 6, -2, 9])
     q = quantile_returns(f, r, 5)
-    assert q["quantile"].tolist() == [1, 2, 4]
-    assert q["mean_return"].tolist() == pytest.approx([-2.0, 3.0, 7.0])  # (-3-1-2)/3, (1+3+2+6)/4, (5+7+9)/3
-    assert q["count"].tolist() == [3, 4, 3]
+    assert q["quantile"].tolist() == [1, 2]
+    assert q["mean_return"].tolist() == pytest.approx([6 / 7, 7.0])  # (-3-1-2+1+3+2+6)/7, (5+7+9)/3
+    assert q["count"].tolist() == [7, 3]
+    # 0..7 in 7 quantiles: the edges are 0, 1, ..., 7, so quantile 1 is [0, 1] and quantile j > 1 is {j}; np.quantile
+    # put the 5/7 edge at 4.999999999999999 and 5 in quantile 6 with 6 (quantile 5 empty, as pd.qcut does not)
+    f = pd.Series(np.arange(8, dtype=float))
+    q = quantile_returns(f, f * 10, 7)
+    assert q["quantile"].tolist() == [1, 2, 3, 4, 5, 6, 7] and q["count"].tolist() == [2, 1, 1, 1, 1, 1, 1]
+    assert q["mean_return"].tolist() == pytest.approx([5.0, 20, 30, 40, 50, 60, 70])
+
+
+def test_quantile_returns_bucket_as_pandas_qcut_on_factors_with_ties() -> None:
+    # integer-valued factors (many values on the edges) in 2..10 quantiles, edges repeated or not
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        n, q = int(rng.integers(10, 200)), int(rng.integers(2, 11))
+        f = pd.Series(rng.integers(0, int(rng.integers(2, 30)), size=n) * float(rng.choice([1.0, 0.1, 0.3, 7.0])))
+        r = pd.Series(rng.normal(size=n))
+        want = r.groupby(pd.qcut(f, q, labels=False, duplicates="drop") + 1).agg(["mean", "count"])
+        got = quantile_returns(f, r, q)
+        assert got["quantile"].tolist() == want.index.tolist() and got["count"].tolist() == want["count"].tolist()
+        assert got["mean_return"].tolist() == pytest.approx(want["mean"].tolist(), rel=1e-12)
     # distinct values: the same buckets as pandas' qcut of the values
-    rng = np.random.default_rng(4)
     f, r = pd.Series(rng.normal(size=103)), pd.Series(rng.normal(size=103))
     means = r.groupby(pd.qcut(f, 5, labels=False) + 1).mean()
     assert quantile_returns(f, r, 5)["mean_return"].tolist() == pytest.approx(means.tolist(), rel=1e-12)

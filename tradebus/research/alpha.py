@@ -168,26 +168,25 @@ def factor_turnover(factor: pd.Series, lag: int = 1, by: pd.Series | None = None
 def quantile_returns(factor: pd.Series, forward: pd.Series, quantiles: int = 5) -> pd.DataFrame:
     """Mean and count of forward returns per factor quantile (1 = lowest factor values).
 
-    Quantile ``j`` holds the rows whose factor value lies in ``(e_{j-1}, e_j]``, the edges
-    being the factor's ``j / quantiles`` quantiles (``pd.qcut`` on the values, lowest value in
-    quantile 1): equal values always share a quantile. Where edges coincide (a factor with few
-    distinct values, e.g. -1/0/1 in 5 quantiles) the quantiles between them are empty and have
-    no row, so fewer than ``quantiles`` rows come out, each numbered by its place among the
-    ``quantiles`` (a -1/0/1 factor split 30/40/30 % gives quantiles 1, 2 and 4).
+    The buckets are ``pd.qcut(factor, quantiles, labels=False, duplicates="drop") + 1`` of the rows
+    with both a factor value and a forward return: quantile ``j`` holds the values in
+    ``(e_{j-1}, e_j]`` (the lowest value in quantile 1), the edges ``e_j`` being pandas' ``j / quantiles``
+    quantiles of the values, so equal values always share a quantile. Where edges coincide (a factor
+    with few distinct values) pandas drops the repeated ones: fewer than ``quantiles`` buckets come out,
+    numbered 1, 2, ... from the lowest (a -1/0/1 factor split 30/40/30 % in 5 quantiles has the edges
+    -1, -1, 0, 0, 1, 1, so buckets ``[-1, 0]`` = 1 and ``(0, 1]`` = 2).
 
     Raises
     ------
     ConfigError
         More quantiles than rows with both a factor value and a forward return (buckets would be
-        single rows numbered with gaps, not quantiles).
+        single rows, not quantiles).
     """
     frame = pd.DataFrame({"f": factor.to_numpy(), "r": forward.to_numpy()}).dropna()
     if quantiles > len(frame):
         raise ConfigError(f"alpha.quantiles: {quantiles} quantiles of {len(frame)} rows with a factor value and a "
                           f"forward return; give at most {len(frame)}")
-    f = frame["f"].to_numpy(dtype=np.float64)
-    edges = np.quantile(f, np.linspace(0.0, 1.0, quantiles + 1)[1:-1])
-    frame["q"] = np.searchsorted(edges, f, side="left") + 1
+    frame["q"] = pd.qcut(frame["f"].astype(np.float64), quantiles, labels=False, duplicates="drop") + 1
     out = frame.groupby("q")["r"].agg(["mean", "count"]).reset_index()
     out.columns = ["quantile", "mean_return", "count"]
     return out
