@@ -183,6 +183,15 @@ def test_figures_undefined_without_trades_are_null_not_zero(tmp_path: Path) -> N
     # after the pipeline ran to the first warm regime bar, 'hysteresis: exit (0.6) must not be above enter (0.5)'
     ("params", "trend_exit", 0.6, "params.trend_exit: 0.6 above trend_enter 0.5: the state would be left before"),
     ("params", "hazard_exit", 2.0, "params.hazard_exit: 2.0 above hazard_enter 1.8: the state would be left before"),
+    # the efficiency ratio |net move| / sum |moves| lies in [0, 1]: above 1 TREND was never entered, without a word
+    ("params", "trend_enter", 1.2, "params.trend_enter: 1.2 outside [0, 1], the range of the efficiency ratio"),
+    ("params", "trend_exit", -0.1, "params.trend_exit: -0.1 outside [0, 1], the range of the efficiency ratio"),
+    ("regime_study", "params", {"trend_enter": 1.5, "trend_exit": 1.1},
+     "regime_study.params.trend_enter: 1.5 outside [0, 1], the range of the efficiency ratio it is compared with; "
+     "regime_study.params.trend_exit: 1.1 outside [0, 1]"),
+    # a fast EMA slower than the slow one turned the pullback's trend check around
+    ("params", "ema_fast", 36, "params.ema_slow: 36 not above ema_fast 36: the fast EMA must have the shorter span"),
+    ("params", "ema_slow", 10, "params.ema_slow: 10 not above ema_fast 12: the fast EMA must have the shorter span"),
 ])
 def test_a_bad_config_value_is_named_with_the_file(tmp_path: Path, section: str, key: str, value: object,
                                                     message: str) -> None:

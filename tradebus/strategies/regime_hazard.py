@@ -143,6 +143,21 @@ class RegimeHazardParams(StrictModel):
         parse_duration(value)  # a ValueError: pydantic names the field
         return value
 
+    @field_validator("trend_enter", "trend_exit")
+    @classmethod
+    def _efficiency_ratio(cls, value: float) -> float:
+        if not 0.0 <= value <= 1.0:  # NaN too
+            raise ValueError(f"{value} outside [0, 1], the range of the efficiency ratio it is compared with")
+        return value
+
+    @field_validator("ema_slow")
+    @classmethod
+    def _ema_order(cls, value: int, info: ValidationInfo) -> int:
+        if "ema_fast" in info.data and value <= info.data["ema_fast"]:
+            raise ValueError(f"{value} not above ema_fast {info.data['ema_fast']}: the fast EMA must have the "
+                             "shorter span for a pullback's fast/slow direction")
+        return value
+
     @field_validator("trend_exit", "hazard_exit")
     @classmethod
     def _hysteresis(cls, value: float, info: ValidationInfo) -> float:
