@@ -231,9 +231,29 @@ def test_round_trip_null_reasons_say_whether_none_closed_or_none_lost() -> None:
         "hit_rate": None, "profit_factor": "no round trip lost money", "average_win": None,
         "average_loss": "no losing round trip"}
     even = compute_metrics(trip_run([fill(T0 + DAY, "BUY", 1.0, 100.0), fill(T0 + 2 * DAY, "SELL", 1.0, 100.0)]))
-    assert even["average_loss"] == 0.0
-    assert even["null_reasons"]["profit_factor"] == "no round trip lost money"
-    assert even["null_reasons"]["average_win"] == "no winning round trip"
+    assert even["hit_rate"] == 0.0 and even["average_loss"] is None
+    assert {k: even["null_reasons"].get(k) for k in trip_keys} == {
+        "hit_rate": None, "profit_factor": "no round trip lost money", "average_win": "no winning round trip",
+        "average_loss": "no losing round trip"}
+
+
+def test_a_break_even_round_trip_neither_wins_nor_loses() -> None:
+    """Break-even round trips counted in average_loss (-0.667 here instead of -2.0), which the doc said they did not.
+
+    pyfolio's round-trip stats (the convention picked): average loss over net PnL < 0, break-evens ("even") apart,
+    percent profitable over every closed round trip.
+    """
+    pnl = np.array([3.0, 0.0, -2.0, 1e-14])  # fee-free: +3, exactly even, -2, even but for rounding (1e-16 of 100)
+    fills = [fill(T0 + DAY, "BUY", 1.0, 100.0), fill(T0 + DAY + 1, "SELL", 1.0, 103.0),
+             fill(T0 + DAY + 2, "BUY", 1.0, 100.0), fill(T0 + DAY + 3, "SELL", 1.0, 100.0),
+             fill(T0 + DAY + 4, "BUY", 1.0, 100.0), fill(T0 + DAY + 5, "SELL", 1.0, 98.0),
+             fill(T0 + DAY + 6, "BUY", 1.0, 100.0), fill(T0 + DAY + 7, "SELL", 1.0, 100.00000000000001)]
+    m = compute_metrics(trip_run(fills))
+    assert m["round_trips"] == 4
+    assert m["hit_rate"] == pytest.approx((pnl > 0.1).sum() / len(pnl)) == 0.25
+    assert m["average_win"] == pytest.approx(3.0)
+    assert m["average_loss"] == pytest.approx(-2.0)
+    assert m["profit_factor"] == pytest.approx(3.0 / 2.0)
 
 
 SECOND = 1_000_000_000
@@ -404,7 +424,7 @@ def test_a_fee_free_exit_at_the_average_entry_price_breaks_even_in_profit_factor
     fills.append(fill(T0 + 4 * DAY, "SELL", 0.06, 29999.9))
     assert round_trips(fills)[1].net_pnl != 0.0  # the residue of average-cost accounting
     m = compute_metrics(trip_run(fills))
-    assert (m["round_trips"], m["hit_rate"], m["average_win"], m["average_loss"]) == (2, 0.5, 1.0, 0.0)
+    assert (m["round_trips"], m["hit_rate"], m["average_win"], m["average_loss"]) == (2, 0.5, 1.0, None)
     assert m["profit_factor"] is None and m["null_reasons"]["profit_factor"] == "no round trip lost money"
     # a fee is a real loss, however small
     fills[-1] = fill(T0 + 4 * DAY, "SELL", 0.06, 29999.9, 1e-6)

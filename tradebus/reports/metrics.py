@@ -45,10 +45,14 @@ Definitions (amounts in the quote currency, rates as fractions, 0.1 = 10 %):
   :attr:`~tradebus.engine.kernel.FillRecord.position_change`: a live buy of 0.01 BTC whose fee the
   venue took out of the coins bought holds 0.00999, and selling those ends the round trip. Its PnL is realised with average-cost accounting net of
   the fees of its fills (a flipping fill's fee is split pro rata).
-  **hit_rate** = winning / closed round trips; **profit_factor** = gross wins /
-  gross losses; **average_win** / **average_loss** (the latter negative). A round trip whose net
-  PnL is rounding of its entry notional (a return :func:`returns_flat` calls 0: a fee-free exit at
-  the average entry price leaves 1e-13) broke even: it neither wins nor loses money.
+  A round trip wins with a net PnL above 0 and loses with one below 0; one whose net PnL is 0, or
+  rounding of its entry notional (a return :func:`returns_flat` calls 0: a fee-free exit at the
+  average entry price leaves 1e-13), broke even: it neither wins nor loses (pyfolio's "even" round
+  trips; Nautilus' ``AvgLoser`` counts it a loser, quantstats' ``avg_loss`` does not).
+  **hit_rate** = winning / closed round trips (a break-even is a closed trip that did not win, as in
+  pyfolio's "percent profitable" and Nautilus' ``WinRate``); **profit_factor** = gross wins / gross
+  losses; **average_win** / **average_loss** = mean net PnL of the winning / losing round trips (the
+  latter negative; ``None`` without one, as with only break-evens).
 * **turnover**: traded notional / mean sampled equity.
 * **exposure**: fraction of the run's span (``end - start``) with a position (beyond a thousandth of a lot) in
   any instrument, positions changing at their fills' ``ts_event``. Initial holdings
@@ -416,7 +420,7 @@ def compute_metrics(
     trips = round_trips(result.fills, lot_sizes, sizes)
     pnls = [t.settled_pnl for t in trips]
     wins = [p for p in pnls if p > 0.0]
-    losses = [p for p in pnls if p <= 0.0]
+    losses = [p for p in pnls if p < 0.0]
     notional = sum((f.quantity * sizes.get(f.instrument_id, 1.0) * f.price for f in result.fills), 0.0)
     mean_equity = sum(values) / len(values) if values else initial
     exposure = (
@@ -444,7 +448,7 @@ def compute_metrics(
         "max_drawdown": mdd,
         "calmar": _clean(calmar),
         "hit_rate": len(wins) / len(trips) if trips else None,
-        "profit_factor": _clean(sum(wins) / -sum(losses)) if losses and sum(losses) < 0.0 else None,
+        "profit_factor": _clean(sum(wins) / -sum(losses)) if losses else None,
         "average_win": sum(wins) / len(wins) if wins else None,
         "average_loss": sum(losses) / len(losses) if losses else None,
         "turnover": notional / mean_equity if mean_equity > 0.0 else None,
@@ -469,7 +473,7 @@ def compute_metrics(
             reasons["average_win"] = "no winning round trip"
         if not losses:
             reasons["average_loss"] = "no losing round trip"
-        if not losses or sum(losses) == 0.0:
+        if not losses:
             reasons["profit_factor"] = "no round trip lost money"
     if metrics["turnover"] is None:
         reasons["turnover"] = "mean equity was not positive"
