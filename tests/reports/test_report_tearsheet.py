@@ -304,3 +304,27 @@ def test_a_tearsheet_whose_disk_fills_exits_2_naming_it_and_leaves_the_previous_
     assert f"error: output {page}: cannot write it (EFBIG: File too large)" in output
     assert page.read_bytes() == before
     assert sorted(p.name for p in run_dir.iterdir()) == sorted([*(p.name for p in runs[1].iterdir()), page.name])
+
+
+def test_the_tearsheets_daily_returns_are_the_metrics_with_none_after_an_equity_at_or_below_0(tmp_path: Path) -> None:
+    """After a close of -30 the tearsheet plotted -10 / -30 - 1 = -66.7 % and 20 / -10 - 1 = -300 % as daily
+    returns, where the metrics have none (NaN, left out of Sharpe and volatility)."""
+    from tradebus.engine.kernel import EquitySample, RunResult
+    from tradebus.reports.metrics import compute_metrics, daily_returns
+    from tradebus.reports.rundata import load_run
+    from tradebus.reports.tearsheet import daily_return_series
+    from tradebus.reports.writers import RunDirectory, write_run
+
+    day = 86_400_000_000_000
+    closes = [120.0, 60.0, -30.0, -10.0, 20.0, 25.0, 0.0, 10.0, 30.0]
+    equity = [EquitySample((d + 1) * day - 1, v, v, 0.0, 0.0, 0.0, 0.0) for d, v in enumerate(closes)]
+    result = RunResult(("X.SIM",), 100.0, 0, len(closes) * day - 1, 0, len(closes) * day - 1, equity=equity)
+    with RunDirectory(tmp_path / "run", "backtest") as run_dir:
+        write_run(run_dir, result, compute_metrics(result), "", {})
+    got = daily_return_series(load_run(tmp_path / "run"))
+    # by hand: a return only where the previous close (100 at the start) is above 0
+    want = {0: 0.2, 1: -0.5, 2: -1.5, 5: 0.25, 6: -1.0, 8: 2.0}
+    assert [ts.value // day for ts in got.index] == list(want)
+    assert got.tolist() == pytest.approx(list(want.values()), rel=1e-12)
+    metrics = [r for r in daily_returns(equity, 100.0) if math.isfinite(r)]
+    assert got.tolist() == metrics

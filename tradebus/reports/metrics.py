@@ -109,6 +109,7 @@ __all__ = [
     "periods_per_year",
     "returns_flat",
     "round_trips",
+    "simple_returns",
 ]
 
 _DAY_NS = 86_400_000_000_000
@@ -153,6 +154,19 @@ class EquityCurve:
         )
 
 
+def simple_returns(closes: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """``closes / previous - 1``, NaN where ``previous`` is not positive (no return on an equity at or below 0).
+
+    Parameters
+    ----------
+    closes, previous
+        Equity at the end and at the start of each period.
+    """
+    closes, previous = np.asarray(closes, dtype=np.float64), np.asarray(previous, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(previous > 0.0, closes / previous - 1.0, math.nan)
+
+
 def daily_returns(equity: Sequence[EquitySample] | EquityCurve, initial_cash: float) -> list[float]:
     """Returns of the last equity sample of each UTC day, the first day against ``initial_cash``.
 
@@ -167,9 +181,7 @@ def daily_returns(equity: Sequence[EquitySample] | EquityCurve, initial_cash: fl
     previous = np.empty_like(closes)
     previous[0] = initial_cash
     previous[1:] = closes[:-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        returns = np.where(previous > 0.0, closes / previous - 1.0, math.nan)
-    return returns.tolist()  # type: ignore[no-any-return]
+    return simple_returns(closes, previous).tolist()  # type: ignore[no-any-return]
 
 
 def periods_per_year(equity: Sequence[EquitySample] | EquityCurve) -> float:

@@ -27,7 +27,7 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from tradebus.reports.formatting import format_metric
-from tradebus.reports.metrics import EquityCurve, periods_per_year, returns_flat
+from tradebus.reports.metrics import EquityCurve, daily_returns, periods_per_year, returns_flat, simple_returns
 from tradebus.reports.rundata import RunData, buy_and_hold, buy_and_hold_curve, load_run, refuse_run_file
 from tradebus.reports.summary import INSTRUMENT_COLUMNS, instrument_rows, summary_rows
 from tradebus.reports.writers import REPORT_FILE, write_file
@@ -37,6 +37,7 @@ __all__ = [
     "MAX_POINTS",
     "MAX_TRADE_ROWS",
     "daily_closes",
+    "daily_return_series",
     "figure_html",
     "page",
     "render_tearsheet",
@@ -82,13 +83,24 @@ def daily_closes(run: RunData) -> pd.Series:
     return series.groupby(series.index.floor("D")).last()
 
 
-def _daily_returns(run: RunData) -> pd.Series:
+def _initial(run: RunData, closes: pd.Series) -> float:
+    return float(run.metrics.get("initial_cash") or (closes.iloc[0] if len(closes) else 1.0))
+
+
+def _curve(run: RunData) -> EquityCurve:
+    return EquityCurve(run.equity["ts"].to_numpy(np.int64), run.equity["equity"].to_numpy(np.float64))
+
+
+def daily_return_series(run: RunData) -> pd.Series:
+    """The metrics' daily returns (:func:`~tradebus.reports.metrics.daily_returns`) by UTC day.
+
+    A day whose previous close is at or below 0 has no return (left out), as in the metrics.
+    """
     closes = daily_closes(run)
-    initial = float(run.metrics.get("initial_cash") or (closes.iloc[0] if len(closes) else 1.0))
-    previous = closes.shift(1)
-    if len(previous):
-        previous.iloc[0] = initial
-    return (closes / previous - 1.0).replace([np.inf, -np.inf], np.nan).dropna()
+    if closes.empty:
+        return pd.Series(dtype=float)
+    returns = pd.Series(daily_returns(_curve(run), _initial(run, closes)), index=closes.index)
+    return returns[np.isfinite(returns)]
 
 
 def _thin(frame: pd.DataFrame, deepest: str | None = None) -> pd.DataFrame:
@@ -188,11 +200,10 @@ def _monthly_figure(run: RunData) -> str:
     closes = daily_closes(run)
     if closes.empty:
         return _section("Monthly returns", '<p class="note">no equity samples</p>')
-    initial = float(run.metrics.get("initial_cash") or closes.iloc[0])
     month_ends = closes.groupby([closes.index.year, closes.index.month]).last()
     previous = month_ends.shift(1)
-    previous.iloc[0] = initial
-    returns = (month_ends / previous - 1.0) * 100.0
+    previous.iloc[0] = _initial(run, closes)
+    returns = pd.Series(simple_returns(month_ends.to_numpy(), previous.to_numpy()) * 100.0, index=month_ends.index)
     years = sorted({y for y, _ in returns.index})
     grid = [[returns.get((y, m), np.nan) for m in range(1, 13)] for y in years]
     z = [[None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 4) for v in row]
@@ -206,7 +217,7 @@ def _monthly_figure(run: RunData) -> str:
 
 
 def _rolling_figures(run: RunData) -> list[str]:
-    returns = _daily_returns(run)
+    returns = daily_return_series(run)
     n = len(returns)
     if n >= 60:
         window = 30
@@ -215,8 +226,7 @@ def _rolling_figures(run: RunData) -> list[str]:
     else:
         window = 0
     if window:
-        periods = periods_per_year(EquityCurve(run.equity["ts"].to_numpy(np.int64),
-                                               run.equity["equity"].to_numpy(np.float64)))
+        periods = periods_per_year(_curve(run))
         days = f"{window * _YEAR_DAYS / periods:.0f}-day"
         mean = returns.rolling(window).mean()
         # pandas' running sums leave ~1e-9 of std in a window of equal returns after varied ones:
@@ -238,8 +248,9 @@ def _rolling_figures(run: RunData) -> list[str]:
     if n >= 10:
         values, label = returns * 100.0, "daily returns (%)"
     else:
-        equity = run.equity["equity"]
-        values, label = (equity.pct_change().dropna() * 100.0), "returns between equity samples (%)"
+        equity = run.equity["equity"].to_numpy(np.float64)
+        between = simple_returns(equity[1:], equity[:-1])
+        values, label = between[np.isfinite(between)] * 100.0, "returns between equity samples (%)"
     hist = go.Figure(go.Histogram(x=values, nbinsx=60, name=label, marker={"color": "#3e7cb1"}))
     hist.update_xaxes(title_text=label)
     hist.update_layout(hovermode="closest")
