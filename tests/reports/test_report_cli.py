@@ -561,3 +561,15 @@ def test_a_run_whose_holder_ends_while_it_is_told_apart_from_a_report_takes_the_
             RunDirectory(base, "backtest", force=True)  # held by the rerun
     finally:
         rerun.close()
+
+
+def test_report_of_the_current_directory_titles_the_page_with_its_name(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tradebus report .` titled the page 'tradebus tearsheet: ' (the name of '.' is empty), and compare 'A: '."""
+    a, b = _run_dir(tmp_path / "run-a", 110.0), _run_dir(tmp_path / "b", 105.0)
+    monkeypatch.chdir(a)
+    assert invoke("report", ".").exit_code == 0  # type: ignore[attr-defined]
+    assert "<title>tradebus tearsheet: run-a</title>" in (a / "tearsheet.html").read_text()
+    assert invoke("report", "compare", ".", str(b), "--out", str(tmp_path / "c.html")).exit_code == 0  # type: ignore[attr-defined]
+    assert "<title>tradebus compare: run-a vs b</title>" in (tmp_path / "c.html").read_text()
+

@@ -63,7 +63,7 @@ def report(
             _check_screenshot(screenshot)
         if len(args) == 3 and args[0] == "compare":
             run_a, run_b = Path(args[1]), Path(args[2])
-            target = out if out is not None else Path(f"compare-{run_a.name}-vs-{run_b.name}.html")
+            target = out if out is not None else Path(f"compare-{run_a.resolve().name}-vs-{run_b.resolve().name}.html")
             refuse_run_file(target, [run_a, run_b])
             _refuse_run_file_screenshot(screenshot, [run_a, run_b])
             _refuse_screenshot_over_page(screenshot, target)

@@ -83,7 +83,7 @@ def render_compare(a: RunData, b: RunData, max_rows: int = 1000) -> str:
     rows.append(("buy & hold", format_metric("benchmark_return", bench_a), format_metric("benchmark_return", bench_b),
                  "≠" if metric_differs("benchmark_return", bench_a, bench_b) else ""))
     rows.append(("trades", f"{len(a.trades):,}", f"{len(b.trades):,}", "" if len(a.trades) == len(b.trades) else "≠"))
-    metrics_html = table(("metric", f"A: {a.path.name}", f"B: {b.path.name}", ""), rows,
+    metrics_html = table(("metric", f"A: {a.path.resolve().name}", f"B: {b.path.resolve().name}", ""), rows,
                          cell_attrs=("", 'data-run="A"', 'data-run="B"', ""))
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.05)
     for label, run, color in (("A", a, "#1f77b4"), ("B", b, "#e8590c")):
@@ -112,7 +112,7 @@ def render_compare(a: RunData, b: RunData, max_rows: int = 1000) -> str:
         f"<section><h2>Return and drawdown</h2>{figure_html(fig, 'fig-compare', 460)}</section>",
         f"<section id=\"fills\"><h2>Differing fills</h2>{fills_html}</section>",
     ]
-    title = f"tradebus compare: {a.path.name} vs {b.path.name}"
+    title = f"tradebus compare: {a.path.resolve().name} vs {b.path.resolve().name}"
     return page(title, f"A = {a.path} · B = {b.path}", sections)
 
 

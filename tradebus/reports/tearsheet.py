@@ -398,7 +398,7 @@ def render_tearsheet(run: RunData) -> str:
         _trade_table(run),
         _stress_table(run),
     ]
-    return page(f"tradebus tearsheet: {run.path.name}", subtitle, [s for s in sections if s])
+    return page(f"tradebus tearsheet: {run.path.resolve().name}", subtitle, [s for s in sections if s])
 
 
 def write_html(path: Path, text: str) -> None:
