@@ -573,3 +573,25 @@ def test_report_of_the_current_directory_titles_the_page_with_its_name(tmp_path:
     assert invoke("report", "compare", ".", str(b), "--out", str(tmp_path / "c.html")).exit_code == 0  # type: ignore[attr-defined]
     assert "<title>tradebus compare: run-a vs b</title>" in (tmp_path / "c.html").read_text()
 
+
+def test_a_run_whose_config_yaml_was_cut_short_is_refused_naming_it(tmp_path: Path) -> None:
+    """A config.yaml cut after its risk section (a copy stopped mid-way) still gave a page, as if whole."""
+    from tradebus.config.load import dump_config, load_config
+
+    text = dump_config(load_config(Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"))
+    a = _run_dir(tmp_path / "a", 110.0)
+    (a / "config.yaml").write_text(text)
+    assert invoke("report", str(a)).exit_code == 0  # type: ignore[attr-defined]
+    lines = text.splitlines(keepends=True)
+    risk = next(n for n, line in enumerate(lines) if line.startswith("risk:"))
+    cuts = {"ends before the run config's data (backtest) or feeds (daemon)": "".join(lines[:risk + 3]),
+            "does not end in a newline": text[:text.index("initial_cash: ") + len("initial_cash: 10")] + "\n" + "data:",
+            "is no mapping of the run config's keys": "- instruments\n"}
+    for what, cut in cuts.items():
+        (a / "tearsheet.html").unlink(missing_ok=True)
+        (a / "config.yaml").write_text(cut)
+        result = invoke("report", str(a))
+        assert result.exit_code == 2, (what, result.output)  # type: ignore[attr-defined]
+        message = " ".join(result.output.split())  # type: ignore[attr-defined]
+        assert f"{a / 'config.yaml'}: the run config {what}: the file was cut short" in message, message
+        assert not (a / "tearsheet.html").exists()

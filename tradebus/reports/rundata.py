@@ -279,11 +279,8 @@ def load_run(path: str | Path) -> RunData:
     fill_columns = _FILLS if has_trades else _FILLS_MATCHED
     fills = _times(_read_csv(path / "fills.csv", fill_columns, optional=_FILLS_OPTIONAL), "ts_event")  # type: ignore[arg-type]
     fills["reason"] = fills["reason"].fillna("").astype(str)
-    config: dict[str, Any] = {}
     config_path = path / "config.yaml"
-    if config_path.is_file():
-        loaded = read_yaml(config_path, "run config")
-        config = loaded if isinstance(loaded, dict) else {}
+    config = _run_config(config_path) if config_path.is_file() else {}
     trades = _read_csv(path / "trades.csv", _TRADES, required=False)
     if trades is None:
         instruments = _instruments(config, config_path)
@@ -316,6 +313,42 @@ def load_run(path: str | Path) -> RunData:
         )
     prices = _times(prices, "ts")
     return RunData(path, metrics, equity, fills, trades, prices, attribution, config, _stress(path / "stress.json"))
+
+
+#: The keys of a run config's dump (:func:`~tradebus.config.load.dump_config`) before the last ones: ``data``
+#: (a backtest's) or ``feeds`` and what follows (a daemon's).
+_DUMP_KEYS = frozenset({"strategy", "strategies", "venue", "risk", "features", "initial_cash", "balances", "report"})
+
+
+def _run_config(path: Path) -> dict[str, Any]:
+    """The run's ``config.yaml`` (``{}`` when empty), refused when it is cut short.
+
+    A run writes it whole: a YAML mapping ending in a newline whose last keys are a backtest's
+    ``data`` or a daemon's ``feeds`` and what follows them. A file that is no mapping, does not end in a
+    newline, or holds the keys before those (:data:`_DUMP_KEYS`) without them was cut short after the
+    run (a copy or a disk that stopped mid-way); a cut at a line inside the last section is not seen.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``path``: unreadable, not YAML, or cut short.
+    """
+    loaded = read_yaml(path, "run config")
+    if loaded is None:
+        return {}
+    with path.open("rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        ends_line = handle.read(1) == b"\n"
+    if not ends_line:
+        what = "does not end in a newline"
+    elif not isinstance(loaded, dict):
+        what = "is no mapping of the run config's keys"
+    elif _DUMP_KEYS & set(loaded) and not {"data", "feeds"} & set(loaded):
+        what = "ends before the run config's data (backtest) or feeds (daemon)"
+    else:
+        return loaded
+    raise ConfigError(f"{path}: the run config {what}: the file was cut short, so the run's outputs are incomplete; "
+                      "restore it or run the run again")
 
 
 def _attribution_of(
