@@ -516,3 +516,39 @@ def test_best_json_lists_the_trials_a_null_objective_leaves_unranked_and_warns_o
     assert best is not None and data["trial"] == 2 and data["unranked_trials"] == [1]
     assert len(lines) == 1 and "1 of 4 trials ran with profit_factor null" in lines[0]
     assert "no losing round trip" in lines[0]
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    # a float range (10.0..30.0) on the int `fast`: every trial TPE asked (17.3, ...) was an invalid config
+    ({"low": 10, "high": 30.0}, "params.strategy.params.fast: low 10 is an integer but high 30.0 is not: write every "
+                                "bound as an integer for a range of integers, or with a decimal point"),
+    ({"low": 10.0, "high": 30, "step": 5}, "params.strategy.params.fast: high 30, step 5 are integers but low 10.0 is "
+                                           "not"),
+    # log beside a list was dropped without a word: TPE took the values as categories
+    ({"values": [5, 10, 20], "log": True}, "params.strategy.params.fast: log: true spaces a range (low, high) "
+                                           "logarithmically; a list of values takes exactly its values"),
+    # (30 - 10) / 1e-320 overflows to inf: OverflowError: cannot convert float infinity to integer, a traceback
+    ({"low": 10.0, "high": 30.0, "step": 1e-320}, "params.strategy.params.fast: step 1e-320 cuts the range 10..30 into "
+                                                  "more points than a number can count; use a larger step"),
+])
+@pytest.mark.parametrize("method", ["grid", "tpe"])
+def test_a_range_of_mixed_bounds_a_log_list_or_an_uncountable_step_exits_2_naming_the_parameter(
+    tmp_path: Path, spec: dict, message: str, method: str
+) -> None:
+    config = write_yaml(tmp_path / "run.yaml", catalog_config())
+    data = {"method": method, "params": {"strategy.params.slow": [40], "strategy.params.fast": spec}}
+    space = space_file(tmp_path, data | ({"trials": 2} if method == "tpe" else {}))
+    result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(tmp_path / "o"),
+                                      "--workers", "1"])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_range_with_integer_or_float_bounds_only_keeps_its_type(tmp_path: Path) -> None:
+    space = load_space(space_file(tmp_path, {"method": "tpe", "trials": 2, "params": {
+        "strategy.params.fast": {"low": 10, "high": 30}, "venue.slippage_bps": {"low": 0.0, "high": 5.0, "log": False},
+        "strategy.params.quantity": {"low": 0.05, "high": 1.0, "log": True}}}))
+    assert [p.integer for p in space.params] == [True, False, False]
+    assert [p.arrow_type() for p in space.params] == ["int64", "float64", "float64"]

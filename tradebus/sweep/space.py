@@ -76,6 +76,23 @@ class Param(_Model):
     log: bool = False
     integer: bool = False
 
+    @model_validator(mode="before")
+    @classmethod
+    def _bound_types(cls, data: Any) -> Any:
+        # a range is of integers when its bounds are: bounds of both kinds say neither
+        if isinstance(data, dict):
+            bounds = {k: data[k] for k in ("low", "high", "step") if isinstance(data.get(k), int | float)
+                      and not isinstance(data[k], bool) and math.isfinite(data[k])}  # _check refuses inf and nan
+            ints = [k for k, v in bounds.items() if isinstance(v, int)]
+            floats = [k for k, v in bounds.items() if isinstance(v, float)]
+            if ints and floats:
+                raise ValueError(
+                    f"{', '.join(f'{k} {bounds[k]!r}' for k in ints)} {'is an integer' if len(ints) == 1 else 'are integers'} "
+                    f"but {', '.join(f'{k} {bounds[k]!r}' for k in floats)} {'is' if len(floats) == 1 else 'are'} not: "
+                    "write every bound as an integer for a range of integers, or with a decimal point for a "
+                    "range of floats")
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> Param:
         if self.values is not None:
@@ -83,6 +100,9 @@ class Param(_Model):
                 raise ValueError("give either a list of values or a range (low, high), not both")
             if not self.values:
                 raise ValueError("the list of values is empty")
+            if self.log:
+                raise ValueError("log: true spaces a range (low, high) logarithmically; a list of values takes "
+                                 "exactly its values: drop log or give a range")
             return self
         if self.low is None or self.high is None:
             raise ValueError("a range needs 'low' and 'high' (or give a list of values)")
@@ -98,6 +118,9 @@ class Param(_Model):
             raise ValueError("a log range needs low > 0 and no step")
         if self.step is not None:
             steps = (self.high - self.low) / self.step
+            if not math.isfinite(steps):
+                raise ValueError(f"step {self.step!r} cuts the range {self.low:g}..{self.high:g} into more points "
+                                 "than a number can count; use a larger step")
             if abs(steps - round(steps)) > 1e-9:
                 last = self.low + math.floor(steps + 1e-9) * self.step
                 raise ValueError(f"the range {_range(self)} does not end at high: its last point is {last:g}; "
