@@ -222,6 +222,27 @@ def test_calibration_recovers_a_known_line_and_floors_a_negative_slope() -> None
     assert fit["scale"] == 0.0 and fit["offset"] == pytest.approx(5.0)
 
 
+def test_a_flat_edge_is_blocked_by_the_zscore_gate_and_by_the_cost_gate_only_within_the_round_trip() -> None:
+    """edge.py said no gate passes the flat edge of a model without skill; the cost, quantile and persistence
+    gates do (a 12 bps offset against a 7 bps round trip), only the z-score gate always blocks it."""
+    x = np.linspace(-3.0, 3.0, 50)
+    model = HorizonEdge({1: None}, {1: 1.0})
+    fit = calibrate_edge(model, x, 12.0 - 2.0 * x)  # a negative out-of-fold slope: floored, the edge is flat
+    assert fit["scale"] == 0.0 and fit["offset"] == pytest.approx(12.0)
+    for flat in (fit["offset"], 3.3, -0.1):  # 3.3 x 20: the window's mean is 3.3 but for rounding
+        edges = [flat] * 60
+        zscore = _feed(_only("zscore", window=20, threshold=1.0), edges)
+        assert {o[:2] for o in zscore} == {(0, "zscore")}
+        cost = {o[:2] for o in _feed(_only("cost", round_trip_bps=7.0), edges)}
+        assert cost == ({(1 if flat > 0 else -1, "pass")} if abs(flat) > 7.0 else {(0, "cost")})
+        quantile = [o[:2] for o in _feed(_only("quantile", window=20, q=0.1), edges)]
+        assert quantile[20:] == [(1 if flat > 0 else -1, "pass")] * 40
+        assert {o[:2] for o in _feed(_only("persistence", k=3), edges)[2:]} == {(1 if flat > 0 else -1, "pass")}
+    # the defaults (z-score on, threshold 1.5) never pass it
+    assert {o[1] for o in _feed(GatesConfig(), [fit["offset"]] * 400)} <= {"zscore", "warmup", "cost", "persistence"}
+    assert all(o[0] == 0 for o in _feed(GatesConfig(), [fit["offset"]] * 400))
+
+
 def test_combined_target_and_edge_weights() -> None:
     fwd = {1: np.array([1.0, 2.0]), 3: np.array([10.0, np.nan])}
     out = combined_target(fwd, {1: 0.5, 3: 0.25})

@@ -19,7 +19,12 @@ against the combined target; ties keep the earlier combination. Pruning
 (:func:`prune_columns`) keeps the columns with the largest importance (weighted over the
 horizons). Calibration (:func:`calibrate_edge`) regresses the realised combined return on
 the purged out-of-fold edge (OLS) and maps the raw edge through that line, with the slope
-floored at 0: a model without out-of-fold skill gets a flat edge, which no gate passes.
+floored at 0: a model without out-of-fold skill gets a flat edge, the constant ``offset`` (the
+mean realised return). Of the :class:`~tradebus.strategies.gates.EdgeGates`, the z-score gate
+blocks it (the spread of a flat window is 0, or rounding's, whose z is within 1: below a threshold
+of 1 or more) and the cost gate blocks it only while ``|offset|`` is within the round trip; the
+quantile and persistence gates pass it. With the z-score gate off (or a threshold below 1) such a
+model trades the sign of its training-mean return on every bar that the cost gate lets through.
 """
 
 from __future__ import annotations
