@@ -276,14 +276,18 @@ def test_the_profile_is_removed_while_a_straggler_still_writes_to_it(tmp_path: P
     assert not profile.exists()
 
 
-def test_render_leaves_no_profile_and_no_chromium_behind(tmp_path: Path) -> None:
+def test_render_leaves_no_profile_and_no_chromium_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The profile goes into a temporary directory of this test's own: other pytest workers' renders make and remove
+    theirs in the shared one meanwhile."""
     import tempfile
 
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     page = tmp_path / "p.html"
     page.write_text("<html><body>ok</body></html>")
-    before = set(Path(tempfile.gettempdir()).glob("tradebus-chromium-*"))
     assert render(page, expression="document.body.textContent").value == "ok"
-    assert set(Path(tempfile.gettempdir()).glob("tradebus-chromium-*")) - before == set()
+    assert list(temp.iterdir()) == []
 
 
 def test_a_tearsheet_whose_disk_fills_exits_2_naming_it_and_leaves_the_previous_page_whole(
