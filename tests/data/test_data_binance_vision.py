@@ -528,6 +528,24 @@ def test_a_base_url_that_is_not_a_web_address_is_a_bad_option_before_any_request
     assert not (tmp_path / "cache").exists() and not (tmp_path / "cat").exists()
 
 
+@pytest.mark.parametrize(("base_url", "port"), [("http://127.0.0.1:abc/data", "abc"),
+                                               ("http://127.0.0.1:99999/data", "99999"), ("http://127.0.0.1:0", "0")])
+def test_a_base_url_whose_port_is_not_a_port_number_is_a_bad_option_naming_the_port(
+    server: Server, tmp_path: Path, base_url: str, port: str
+) -> None:
+    """``--base-url http://127.0.0.1:abc`` passed the URL check, every archive was then 'refused' (InvalidURL) and
+    the run ended as bad data (exit 3); it is now a bad option (exit 2) naming the port, before any request."""
+    server.publish(f"{KLINES}/ADABTC-1m-2021-11-27.zip", klines("2021-11-27"))
+    code, out = run("download", "binance", "--symbol", "ADABTC", "--interval", "1m", "--start", "2021-11-27",
+                    "--end", "2021-11-27", "--base-url", base_url, "--cache-dir", str(tmp_path / "cache"),
+                    "--catalog", str(tmp_path / "cat"))
+    assert code == 2, out
+    text = " ".join(out.split())
+    assert f"base URL {base_url!r}: port {port!r} is not a port number (1 to 65535)" in text, out
+    assert "refused" not in text
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "cat").exists()
+
+
 def test_a_download_of_which_no_archive_is_published_names_the_url_and_the_options_to_check(
     server: Server, tmp_path: Path
 ) -> None:

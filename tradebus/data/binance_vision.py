@@ -318,7 +318,8 @@ def fetch(
     Raises
     ------
     ConfigError
-        If ``base_url`` is not an ``http://`` or ``https://`` URL with a host (before any request).
+        If ``base_url`` is not an ``http://`` or ``https://`` URL with a host and, if it names one, a port
+        number from 1 to 65535 (before any request).
     DataError
         If ``workers`` is below 1.
     """
@@ -332,6 +333,14 @@ def fetch(
     if not web:
         raise ConfigError(f"base URL {base_url!r} is not an http:// or https:// URL with a host (Binance's is "
                           f"{DEFAULT_BASE_URL}); nothing was downloaded")
+    try:
+        port_ok = parts.port != 0
+    except ValueError:  # "http://127.0.0.1:abc", ":99999": urlsplit parses them, every request fails
+        port_ok = False
+    if not port_ok:
+        port = parts.netloc.rpartition(":")[2]
+        raise ConfigError(f"base URL {base_url!r}: port {port!r} is not a port number (1 to 65535); "
+                          f"nothing was downloaded")
     base = base_url.rstrip("/")
     report = FetchReport()
     lock = threading.Lock()
