@@ -11,6 +11,7 @@ import resource
 import signal
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,6 +72,28 @@ def test_import_bad_file_exits_3_with_the_message_and_no_traceback(tmp_path: Pat
     assert "bars_high_below_low.csv row 17: high 99.0 < low 100.0" in out
     assert "Traceback" not in out
     assert Catalog(tmp_path).datasets() == []
+
+
+def _binance_zip(path: Path) -> Path:
+    """A zip of one kline CSV, as Binance's public archives are."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.write(FIXTURES / "ADABTC-1m-2021-11-27_head120.csv", "ADABTC-1m-2021-11-27.csv")
+    return path
+
+
+def test_a_zip_archive_renamed_csv_is_named_as_one_not_shown_as_a_binary_header(tmp_path: Path) -> None:
+    """A Binance archive saved as ``klines.csv`` was refused as 'missing time column ... got ['pk\\x03\\x04...']',
+    the archive's compressed bytes read as column names; the error now names the file, says it looks like a zip
+    archive and what it holds, and says to unzip it."""
+    path = _binance_zip(tmp_path / "klines.csv")
+    code, out = run("import", str(path), "--venue", "binance", "--market", "spot", "--symbol", "ADABTC",
+                    "--interval", "1m", "--catalog", str(tmp_path / "cat"))
+    assert code == 3, out
+    text = " ".join(out.split())
+    assert (f"{path}: not CSV text but what looks like a zip archive (it starts with 'PK'), holding "
+            "ADABTC-1m-2021-11-27.csv; import reads no zip archive: unzip it (unzip klines.csv)") in text, out
+    assert "\\x03" not in out and "Traceback" not in out
+    assert not (tmp_path / "cat").exists()
 
 
 def test_import_twice_needs_append_or_overwrite(tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ holds at most one chunk of the input in memory whatever the file's size:
   line none of whose fields is a number is a header; without one the columns are
   named ``f0``, ``f1``, ... Only commas separate fields: a first line with none but a ``;``,
   tab or ``|`` is refused naming it. A gzip file is recognised by its magic bytes, whatever
-  its name. Before the first chunk is read, :attr:`Source.preview` (the column
-  names and the first data line as text) lets an importer find its columns and
+  its name; a zip archive renamed ``.csv`` is refused, naming the files inside. Before the
+  first chunk is read, :attr:`Source.preview` (the column names and the first data line as
+  text) lets an importer find its columns and
   :meth:`Source.narrow` the reader to them: columns it does not use (a kline's
   close time, quote volume, taker volumes; an aggTrade's first and last trade ids)
   are then tokenised but never converted.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +51,7 @@ both busy: importing the 130 MB of aggTrades of ``bench/data.py`` took 1.2-1.3 s
 chunks, 0.86-1.03 s in 4 MB ones (measured on 2 cores)."""
 _PARQUET_BATCH_ROWS = 262_144
 _GZIP_MAGIC = b"\x1f\x8b"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header; an empty archive's end record
 _BLANKS = re.compile(r"\s+")
 _OTHER_SEPARATORS = (";", "\t", "|")  # a spreadsheet's other exports: one column to a comma-only reader
 
@@ -184,6 +187,20 @@ def _is_gzip(path: Path) -> bool:
         return fh.read(2) == _GZIP_MAGIC
 
 
+def _zip_error(path: Path, what: str) -> DataError:
+    """The error for a zip archive given to import: ``what`` it is, the files inside and how to import them."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.namelist() if not m.endswith("/")]
+        more = f" and {len(members) - 5} more" if len(members) > 5 else ""
+        inside = f"holding {', '.join(members[:5]) or 'no file'}{more}"
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        inside = "whose members cannot be read"
+    return DataError(f"{path}: {what}, {inside}; import reads no zip archive: unzip it (unzip {path.name}) and "
+                     f"import the CSV inside (Binance's public archives are fetched and imported at once by "
+                     f"'tradebus data download binance')")
+
+
 def open_source(path: Path, *, block_bytes: int = DEFAULT_BLOCK_BYTES) -> Source:
     """Open an input file for chunked reading.
 
@@ -230,6 +247,9 @@ def _first_line(path: Path, gzipped: bool) -> str:
 
 
 def _open_csv(path: Path, block_bytes: int) -> Source:
+    with path.open("rb") as fh:
+        if fh.read(4) in _ZIP_MAGICS:
+            raise _zip_error(path, "not CSV text but what looks like a zip archive (it starts with 'PK')")
     gzipped = _is_gzip(path)
     first = _first_line(path, gzipped)
     if not first:
