@@ -96,6 +96,20 @@ def test_a_zip_archive_renamed_csv_is_named_as_one_not_shown_as_a_binary_header(
     assert not (tmp_path / "cat").exists()
 
 
+def test_a_zip_archive_is_refused_naming_the_csv_inside_and_saying_to_unzip_it(tmp_path: Path) -> None:
+    """``data import ADABTC-1m-2021-11-27.zip`` (a Binance archive as downloaded) said only "unsupported file type
+    '.zip'"; it now names the CSV inside and says to unzip it, or to use ``data download binance``."""
+    path = _binance_zip(tmp_path / "ADABTC-1m-2021-11-27.zip")
+    code, out = run("import", str(path), "--venue", "binance", "--market", "spot", "--symbol", "ADABTC",
+                    "--interval", "1m", "--catalog", str(tmp_path / "cat"))
+    assert code == 3, out
+    text = " ".join(out.split())
+    assert (f"{path}: a zip archive, holding ADABTC-1m-2021-11-27.csv; import reads no zip archive: unzip it "
+            "(unzip ADABTC-1m-2021-11-27.zip) and import the CSV inside") in text, out
+    assert "'tradebus data download binance'" in text
+    assert not (tmp_path / "cat").exists()
+
+
 def test_import_twice_needs_append_or_overwrite(tmp_path: Path) -> None:
     args = ["import", str(FIXTURES / "bars_valid.csv"), "--venue", "x", "--market", "spot", "--symbol", "S",
             "--catalog", str(tmp_path)]

@@ -9,7 +9,7 @@ holds at most one chunk of the input in memory whatever the file's size:
   line none of whose fields is a number is a header; without one the columns are
   named ``f0``, ``f1``, ... Only commas separate fields: a first line with none but a ``;``,
   tab or ``|`` is refused naming it. A gzip file is recognised by its magic bytes, whatever
-  its name; a zip archive renamed ``.csv`` is refused, naming the files inside. Before the
+  its name; a zip archive (``.zip``, or renamed ``.csv``) is refused, naming the files inside. Before the
   first chunk is read, :attr:`Source.preview` (the column names and the first data line as
   text) lets an importer find its columns and
   :meth:`Source.narrow` the reader to them: columns it does not use (a kline's
@@ -213,6 +213,8 @@ def open_source(path: Path, *, block_bytes: int = DEFAULT_BLOCK_BYTES) -> Source
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     suffix = Path(strip_gz(path.name.lower())).suffix
+    if suffix == ".zip":
+        raise _zip_error(path, "a zip archive")
     if suffix in (".csv", ".txt"):
         return _open_csv(path, block_bytes)
     if suffix in (".parquet", ".pq"):
