@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from tradebus.data.catalog import Catalog
 from tradebus.data.cli import data_app
 from tradebus.data.ingest import import_file, read_bars, read_trades
-from tradebus.data.quality import QualityCheck, QualityReport
+from tradebus.data.quality import QualityCheck, QualityReport, picked_checks
 from tradebus.errors import ConfigError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
@@ -135,6 +135,19 @@ def test_import_stores_the_quality_summary_and_the_cli_reports_and_fails_on_requ
     table = runner.invoke(data_app, args, terminal_width=200)
     assert table.exit_code == 0 and "zero_volume" in table.output and "warn" in table.output
     assert Catalog(tmp_path / "cat").verify("binance", "spot", "ADABTC", "bars_1m").quality == manifest.quality
+
+
+def test_a_check_name_that_is_no_check_names_the_parameter_of_the_python_call_not_the_cli_option() -> None:
+    """``picked_checks(["gap"])`` and ``report.failing(["gap"])`` said "--fail-on 'gap' is not a quality check" to a
+    Python caller, who passed no option; they name their parameter ``names``, the CLI its option (test above)."""
+    with pytest.raises(ConfigError) as picked:
+        picked_checks(["gaps", "gap"])
+    report = QualityCheck("bars", MINUTE_NS).report()
+    with pytest.raises(ConfigError) as failing:
+        report.failing(["gap"])
+    for raised in (picked, failing):
+        assert str(raised.value).startswith("names 'gap' is not a quality check; expected any, error, warn or one of")
+        assert "--fail-on" not in str(raised.value)
 
 
 @pytest.mark.parametrize("z", ["-1", "0", "nan", "inf"])

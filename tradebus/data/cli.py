@@ -657,7 +657,7 @@ def quality_cmd(
 
     venue, market, symbol, name = _ref(dataset)
     try:
-        picked_checks(fail_on or [])
+        picked_checks(fail_on or [], option="--fail-on")
         manifest, entries = Catalog(catalog).entries(venue, market, symbol, name)
         report = quality_report((path for path, _ in entries), manifest.kind, manifest.interval_ns,
                                 stale_bars=stale_bars, outlier_z=outlier_z, shared_times=manifest.shared_times)

@@ -139,8 +139,15 @@ class QualityReport:
         return sorted(k for k in picked_checks(names) if k in self.checks and self.checks[k]["count"])
 
 
-def picked_checks(names: list[str]) -> set[str]:
+def picked_checks(names: list[str], *, option: str = "names") -> set[str]:
     """The checks ``names`` asks for: a check's name, ``error`` or ``warn`` (a level and those above), ``any`` (all).
+
+    Parameters
+    ----------
+    names
+        Check names and levels.
+    option
+        What the error calls ``names``: a command line names its own option (``--fail-on``).
 
     Raises
     ------
@@ -156,7 +163,7 @@ def picked_checks(names: list[str]) -> set[str]:
         elif name in CHECKS:
             picked.add(name)
         else:
-            raise ConfigError(f"--fail-on {name!r} is not a quality check; expected any, error, warn or one of "
+            raise ConfigError(f"{option} {name!r} is not a quality check; expected any, error, warn or one of "
                               f"{sorted(CHECKS)}")
     return picked
 
