@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from tradebus.data.catalog import Catalog
 from tradebus.data.cli import data_app
 from tradebus.data.ingest import import_file, read_bars, read_trades
+from tradebus.data.market_ingest import import_tardis
 from tradebus.data.quality import QualityCheck, QualityReport, picked_checks
 from tradebus.errors import ConfigError
 
@@ -148,6 +149,26 @@ def test_a_check_name_that_is_no_check_names_the_parameter_of_the_python_call_no
     for raised in (picked, failing):
         assert str(raised.value).startswith("names 'gap' is not a quality check; expected any, error, warn or one of")
         assert "--fail-on" not in str(raised.value)
+
+
+@pytest.mark.parametrize(("fixture", "dataset"), [
+    ("tardis_deribit_incremental_book_L2_BTC-PERPETUAL.csv", "deribit/perp/BTC-PERPETUAL/book"),
+    ("tardis_huobi-dm-swap_quotes_BTC-USD.csv", "deribit/perp/BTC-PERPETUAL/quotes"),
+])
+def test_quality_of_a_book_or_quotes_dataset_is_a_bad_option_naming_it_before_any_file_is_read(
+    tmp_path: Path, fixture: str, dataset: str
+) -> None:
+    """``data quality deribit/perp/BTC-PERPETUAL/book`` exited 3, as for bad data, with "quality: no checks for kind
+    'book'"; there is nothing wrong with the data: it is now exit 2 naming the dataset and the kinds that are
+    checked, before any file is read (a file of zeros is not reported)."""
+    import_tardis(FIXTURES / fixture, tmp_path, "deribit", "perp", "BTC-PERPETUAL")
+    for part in (tmp_path / dataset).rglob("*.parquet"):
+        part.write_bytes(bytes(part.stat().st_size))  # the size the manifest records, no Parquet in it
+    result = CliRunner().invoke(data_app, ["quality", dataset, "--catalog", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    kind = dataset.rsplit("/", 1)[1]
+    assert (f"{dataset} is a {kind!r} dataset, which data quality has no checks for: it checks bars, book_depth, "
+            "trades datasets; none of its files was read") in " ".join(result.output.split())
 
 
 @pytest.mark.parametrize("z", ["-1", "0", "nan", "inf"])

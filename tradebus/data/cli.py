@@ -653,12 +653,15 @@ def quality_cmd(
     catalog: CatalogOpt = DEFAULT_CATALOG,
 ) -> None:
     """Report gaps, duplicates, broken bars, bad prices, stale and zero-volume stretches, outliers and id gaps."""
-    from tradebus.data.quality import picked_checks
+    from tradebus.data.quality import KINDS, picked_checks
 
     venue, market, symbol, name = _ref(dataset)
     try:
         picked_checks(fail_on or [], option="--fail-on")
         manifest, entries = Catalog(catalog).entries(venue, market, symbol, name)
+        if manifest.kind not in KINDS:
+            raise ConfigError(f"{dataset} is a {manifest.kind!r} dataset, which data quality has no checks for: it "
+                              f"checks {', '.join(sorted(KINDS))} datasets; none of its files was read")
         report = quality_report((path for path, _ in entries), manifest.kind, manifest.interval_ns,
                                 stale_bars=stale_bars, outlier_z=outlier_z, shared_times=manifest.shared_times)
         failing = report.failing(fail_on or [])

@@ -62,9 +62,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tradebus.errors import ConfigError, DataError
+from tradebus.errors import ConfigError
 
-__all__ = ["CHECKS", "QualityCheck", "QualityReport", "picked_checks"]
+__all__ = ["CHECKS", "KINDS", "QualityCheck", "QualityReport", "picked_checks"]
 
 CHECKS: dict[str, str] = {
     "non_monotonic_time": "error",
@@ -95,6 +95,8 @@ _APPLICABLE: dict[str, frozenset[str]] = {
     "book_depth": frozenset(("non_monotonic_time", "duplicate_band", "non_cumulative", "negative_depth", "zero_depth",
                              "band_set_changed", "stale", "gaps")),
 }
+KINDS = frozenset(_APPLICABLE)
+"""The dataset kinds that have checks (a ``book`` or ``quotes`` dataset has none)."""
 
 
 @dataclass
@@ -192,10 +194,8 @@ class QualityCheck:
 
     Raises
     ------
-    DataError
-        If ``kind`` has no checks.
     ConfigError
-        If ``outlier_z`` is not a finite number > 0 (``-1`` would flag every return, ``nan`` none).
+        If ``kind`` has no checks (not one of :data:`KINDS`), or if ``outlier_z`` is not a finite number > 0 (``-1`` would flag every return, ``nan`` none).
     """
 
     def __init__(
@@ -208,7 +208,7 @@ class QualityCheck:
         shared_times: bool = False,
     ) -> None:
         if kind not in _APPLICABLE:
-            raise DataError(f"quality: no checks for kind {kind!r}; expected one of {sorted(_APPLICABLE)}")
+            raise ConfigError(f"quality: no checks for kind {kind!r}; expected one of {sorted(KINDS)}")
         if outlier_z is not None and not (math.isfinite(outlier_z) and outlier_z > 0):
             raise ConfigError(f"quality: outlier z-score {outlier_z!r} is not a finite number > 0 (the robust z above "
                               "which a return is an outlier; by default 12 for bars, 100 for trades)")
