@@ -1,7 +1,8 @@
 """ccxt backfill against a local server speaking Binance's public REST (exchangeInfo, klines, aggTrades).
 
 The server answers with the real ADABTC 1m klines of 2021-11-27 (first 120 minutes) and the
-real 2021-10-12 spot exchangeInfo, honours startTime/endTime/limit like Binance, leaves out
+real 2021-10-12 spot exchangeInfo, honours startTime/endTime/limit like Binance (without a startTime: the latest
+``limit`` bars), leaves out
 five minutes (a gap the exchange has), and answers the first klines request with HTTP 429.
 Its aggTrades are 2,001 real BTCUSDT trades of 2021-01-08 (22 of them in one millisecond),
 served like Binance: startTime/endTime inclusive, or from the id ``fromId`` on (refused with
@@ -81,7 +82,8 @@ class Venue:
                     start = int(query.get("startTime", ["0"])[0])
                     end = int(query.get("endTime", [str(2**62)])[0])
                     limit = int(query.get("limit", ["500"])[0])
-                    page = [r for r in venue.klines if start <= int(r[0]) <= end][:limit]
+                    page = [r for r in venue.klines if start <= int(r[0]) <= end]
+                    page = page[:limit] if "startTime" in query else page[-limit:]  # no startTime: the latest bars
                     body = [[int(r[0]), r[1], r[2], r[3], r[4], r[5], int(r[6]), r[7], int(r[8]), r[9], r[10], r[11]]
                             for r in page]
                     return self._send(200, json.dumps(body).encode())
@@ -179,6 +181,52 @@ def test_coinm_backfill_pages_on_past_a_gap_longer_than_one_page(venue: Venue, t
     assert (manifest.gaps, manifest.missing_bars) == (1, 40)
     stored = Catalog(tmp_path).read("binance", "coinm", "BTCUSD_PERP", "bars_1m").column("ts_event").to_numpy()
     assert stored[-1] == (FIRST_MS + 120 * MINUTE_MS) * 1_000_000  # the last bar, opened at 01:59, closes at 02:00
+
+
+@pytest.mark.parametrize("market", ["spot", "coinm"])
+def test_backfill_of_a_market_without_bars_stops_at_once_naming_it(venue: Venue, tmp_path: Path, market: str) -> None:
+    """A market the venue has no bars of, backfilled from five years back, paged through every one-page window of
+    empty answers (2,630 requests for 1m bars) and ended with exit 0 and "0 new bars"; after its first empty page the
+    backfill now asks for the venue's latest page (no since), which is empty too: exit 3 naming the market and what
+    to check, after 2 requests, nothing written."""
+    venue.throttle_next = 0
+    venue.klines = []
+    symbol, types = ("ADA/BTC", "spot") if market == "spot" else ("BTC/USD:BTC", "inverse")
+    result = CliRunner().invoke(data_app, [
+        "backfill", "--exchange", "binance", "--symbol", symbol, "--timeframe", "1m", "--since", "2016-11-27",
+        "--until", "2021-11-27", "--api-base", venue.url, "--rate-limit-ms", "1", "--market-types", types,
+        "--catalog", str(tmp_path / "cat"),
+    ])
+    assert result.exit_code == 3, result.output
+    assert (f"backfill ccxt binance {symbol} 1m: the venue has no bars at all (its pages from --since "
+            "2016-11-27T00:00:00Z and without a since are empty); check the symbol") in " ".join(result.output.split())
+    assert len(venue.requests) == 2 and "startTime" not in venue.requests[1][1]
+    assert not (tmp_path / "cat").exists()
+
+
+def test_coinm_backfill_from_before_the_markets_first_bar_says_what_the_empty_windows_cost_and_misses_nothing(
+    venue: Venue, tmp_path: Path
+) -> None:
+    """COIN-M answers ``limit`` bars from ``since``: from 50 minutes before its first bar, pages of 10 are empty five
+    times. The backfill says so once (WARNING: the venue's latest bar, the requests it may take) and still fetches
+    every bar (the empty windows are paged through, as a real gap in the data would be)."""
+    venue.throttle_next = 0
+    coinm = make_exchange("binance", api_base=venue.url, rate_limit_ms=1, options={"fetchMarkets": {"types": ["inverse"]}})
+
+    def backfill() -> None:
+        backfill_ohlcv(tmp_path, coinm, "BTC/USD:BTC", "1m", since_ms=FIRST_MS - 50 * MINUTE_MS,
+                       until_ms=FIRST_MS + 120 * MINUTE_MS, venue="binance", market="coinm", catalog_symbol="BTCUSD_PERP",
+                       limit=10)
+
+    assert warnings_of(backfill) == [
+        "backfill ccxt binance BTC/USD:BTC 1m: no bars in the venue's page from --since 2021-11-26T23:10:00Z; its "
+        "latest page holds bars opening up to 2021-11-27T01:59:00Z; the backfill asks for the rest 10 bars at a time, "
+        "up to 16 more requests to --until 2021-11-27T02:00:00Z: a --since nearer the market's first bar saves them"
+    ]
+    stored = Catalog(tmp_path).read("binance", "coinm", "BTCUSD_PERP", "bars_1m").to_pandas()
+    expected = read_bars(KLINES, interval="1m").to_pandas().drop(index=list(GAP)).reset_index(drop=True)
+    prices = ["ts_event", "open", "high", "low", "close"]  # ccxt reads COIN-M's volume from another column
+    assert stored[prices].equals(expected[prices])
 
 
 def test_backfill_resumes_from_the_catalogs_last_bar_without_duplicates(venue: Venue, tmp_path: Path) -> None:

@@ -12,7 +12,10 @@ nothing older, with a warning naming the dataset's range unless the venue's page
   from ``since``), empty where the venue has a gap longer than one page, so the next page
   starts one window later (``limit`` bars, or ccxt's documented maximum per request if
   lower), up to ``until``. A venue whose bars end before ``until`` costs one request per
-  window left;
+  window left. When the first page is empty, the venue's page without a ``since`` is asked
+  for once: empty too, the venue has no bars of the market at all and the backfill stops at
+  once (a :class:`~tradebus.errors.DataError`); otherwise a warning says how many requests
+  the windows up to ``until`` may take (a ``since`` years before a market's first bar);
 * overlaps and duplicates are removed (a bar at or before the last one kept is
   dropped; within a page the first of a repeated time is kept);
 * rate limit: ccxt's own throttle (``enableRateLimit``, the exchange's ``rateLimit``
@@ -179,7 +182,8 @@ def backfill_ohlcv(
     Raises
     ------
     DataError
-        An invalid bar (naming the page and row), retries exhausted, or an exchange error.
+        An invalid bar (naming the page and row), retries exhausted, an exchange error, or a venue that has no bars
+        of ``symbol`` at all.
     """
     interval_ns = parse_interval(timeframe)
     step_ms = interval_ns // 1_000_000
@@ -201,6 +205,7 @@ def backfill_ohlcv(
     pages = rows = retried = 0
     start = since_ms
     last_open: int | None = None
+    probed = False
     with cat.writer(venue, market, catalog_symbol, dataset, "month" if step_ms < 3_600_000 else "year", kind="bars",
                     interval_ns=interval_ns, mode=mode) as writer:  # type: ignore[arg-type]
         while since_ms < until_ms:
@@ -211,7 +216,13 @@ def backfill_ohlcv(
             if fresh.shape[0] == 0:
                 if page:
                     break
-                window_ms = _bars_per_request(exchange, symbol, limit) * step_ms
+                window_bars = _bars_per_request(exchange, symbol, limit)
+                if rows == 0 and not probed:
+                    probed = True
+                    latest, tries = _latest_opens(exchange, symbol, timeframe, limit, retries, sleep)
+                    pages, retried = pages + 1, retried + tries
+                    _page_on(name, since_ms, until_ms, window_bars, step_ms, latest)
+                window_ms = window_bars * step_ms
                 logger.info("{}: no bars in the page from {} ms; the next one starts {} ms later", name, since_ms,
                             window_ms)
                 since_ms += window_ms
@@ -308,6 +319,44 @@ def close_before(
     if not (math.isfinite(close) and close > 0.0):
         raise DataError(f"{exchange.id} {symbol}: the 1m candle opening at {since_ms} ms closes at {close}")
     return close
+
+
+def _latest_opens(exchange: ccxt.Exchange, symbol: str, timeframe: str, limit: int, retries: int,
+                  sleep: Callable[[float], None]) -> tuple[list[int] | None, int]:
+    """The open times of the venue's page without a ``since`` (ms), and the retries; ``None`` if it was refused.
+
+    Without ``since`` a venue answers its latest bars (Binance) or its first ones (ccxt: some do): either way, an
+    empty answer means it has no bars of ``symbol`` at all.
+    """
+    try:
+        page, tries = _fetch(exchange, symbol, lambda: exchange.fetch_ohlcv(symbol, timeframe, limit=limit), retries,
+                             sleep)  # fmt: skip
+    except DataError as exc:  # a venue that needs a since: the backfill pages on as it would have
+        logger.info("{} {}: the page without a since was refused ({})", exchange.id, symbol, exc)
+        return None, 0
+    return [int(row[0]) for row in page], tries
+
+
+def _page_on(name: str, since_ms: int, until_ms: int, window_bars: int, step_ms: int, latest: list[int] | None) -> None:
+    """Check that a backfill whose first page held no bar has something to page on to, one window per request.
+
+    Raises
+    ------
+    DataError
+        When the venue has no bar at all (``latest`` empty): nothing to wait for. Otherwise a warning says how many
+        requests the empty windows may take.
+    """
+    if latest == []:
+        raise DataError(f"backfill {name}: the venue has no bars at all (its pages from --since "
+                        f"{iso_ns(since_ms * 1_000_000)} and without a since are empty); check the symbol, its market "
+                        f"type and the timeframe; nothing was written")
+    left = -(-(until_ms - since_ms) // (window_bars * step_ms)) - 1
+    if left > 0:
+        seen = f"its latest page holds bars opening up to {iso_ns(max(latest) * 1_000_000)}; " if latest else ""
+        logger.warning("backfill {}: no bars in the venue's page from --since {}; {}the backfill asks for the rest {} "
+                       "bars at a time, up to {} more requests to --until {}: a --since nearer the market's first bar "
+                       "saves them", name, iso_ns(since_ms * 1_000_000), seen, window_bars, left,
+                       iso_ns(until_ms * 1_000_000))
 
 
 def _bars_per_request(exchange: ccxt.Exchange, symbol: str, limit: int) -> int:
