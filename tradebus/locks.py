@@ -6,8 +6,8 @@ descriptor: closing it releases the lock, and so does the end of the process, ``
 included, so a crashed run never leaves one behind. A second opener is refused, naming the
 holder (:func:`lock_holder`). A report reading a run directory (or writing its page there) holds it
 with a shared one: it keeps a run out, not another report. The catalog's writers hold its folders
-the same way (:mod:`tradebus.data.catalog`). A file system that cannot lock (some network file
-systems) is named as such by :func:`cannot_lock`.
+the same way, and its reads with a shared one (:mod:`tradebus.data.catalog`). A file system that
+cannot lock (some network file systems) is named as such by :func:`cannot_lock`.
 """
 
 from __future__ import annotations

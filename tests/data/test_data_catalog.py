@@ -559,3 +559,46 @@ def test_a_catalog_on_a_file_system_that_cannot_lock_refuses_each_write_naming_t
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before[0]
     assert tree_hashes(tmp_path) == before[1]
     assert cat.read("x", "spot", "A", "bars_1h").num_rows == 3
+
+
+#: Overwrites the dataset ``count`` times, alternating two versions whose day files differ in size and rows.
+_OVERWRITES = r"""
+import sys
+from loguru import logger
+from tests.data.test_data_catalog import HOUR_NS, make_bars
+from tradebus.data.catalog import Catalog
+logger.remove()
+cat, count = Catalog(sys.argv[1]), int(sys.argv[2])
+versions = [make_bars(24 * 20, step_ns=HOUR_NS // 2), make_bars(24 * 10)]
+for i in range(count):
+    cat.write(versions[i % 2], "x", "spot", "S", "bars", "day", mode="overwrite")
+"""
+
+
+def test_a_read_racing_overwrites_in_another_process_gets_one_whole_version_every_time(tmp_path: Path) -> None:
+    """A read loaded the manifest, then opened the files it lists; an overwrite swapping the next version in between
+    made it fail on a file of another size (a clean DataError, seen once in 1,035 reads) or, where the sizes
+    matched, return a mix of two versions without an error (169 of 8,246 reads against 200 overwrites of ten day
+    files). A read now holds a shared lock of the symbol's folder from its manifest to its files, and a commit's swap
+    the exclusive one."""
+    old, new = make_bars(24 * 10), make_bars(24 * 20, step_ns=HOUR_NS // 2)
+    cat = Catalog(tmp_path)
+    cat.write(old, "x", "spot", "S", "bars", "day")
+    writer = subprocess.Popen([sys.executable, "-c", _OVERWRITES, str(tmp_path), "100"], stderr=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    reads, seen, bad = 0, {old.num_rows: 0, new.num_rows: 0}, []
+    while writer.poll() is None:
+        try:
+            table = cat.read("x", "spot", "S", "bars")
+        except DataError as exc:
+            bad.append(str(exc))
+            continue
+        reads += 1
+        if table.equals(old) or table.equals(new):
+            seen[table.num_rows] += 1
+        else:
+            bad.append(f"a mix of both versions: {table.num_rows} rows")
+    _, errors = writer.communicate(timeout=600)
+    assert writer.returncode == 0, errors
+    assert bad == [], f"{len(bad)} of {reads + len(bad)} reads: {bad[:3]}"
+    assert min(seen.values()) > 0, seen  # the reads overlapped the overwrites: both versions were read

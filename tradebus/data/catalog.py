@@ -25,6 +25,12 @@ Guarantees
   replacing the rows the first one added. What a writer killed outright leaves (its staging
   directory, or the old version between the two renames) is recovered by the next writer or read
   of the dataset (:func:`_recover`): the dataset is the version before or after the write.
+* One version per read: :meth:`Catalog.read`, :meth:`Catalog.verify` and :meth:`Catalog.entries`
+  (:meth:`Catalog.files`) hold a shared ``flock`` of the symbol's directory from the manifest to
+  the files, so a commit's swap (under the exclusive one) waits for them and they find the files
+  of the manifest they read. A caller opening the returned paths later (a replay's streams, a
+  query) is not covered: an overwrite between the two makes its read fail on a missing file or
+  one of another size.
 * Verified: the manifest lists every file with its row count, time range, size and
   sha256; :meth:`Catalog.files` (so every read) fails on a missing file and on one whose size
   differs from the manifest's (another file copied over a part, a truncated one: one ``stat``,
@@ -555,8 +561,8 @@ class Catalog:
         path = self.dataset_dir(venue, market, symbol, dataset) / MANIFEST_NAME
         return self._load_manifest(path)
 
-    def _load_manifest(self, path: Path) -> Manifest:
-        if not path.is_file():
+    def _load_manifest(self, path: Path, *, heal: bool = True) -> Manifest:
+        if heal and not path.is_file():
             _heal(path.parent)
         try:
             raw = path.read_bytes()
@@ -633,9 +639,8 @@ class Catalog:
             If a listed file is missing, its size differs from the manifest's or (with ``verify``) its
             hash differs.
         """
-        manifest = self.manifest(venue, market, symbol, dataset)
-        base = self.dataset_dir(venue, market, symbol, dataset)
-        return [base / e.path for e in self._entries(manifest, base, start_ns, end_ns, verify)]
+        _, entries = self.entries(venue, market, symbol, dataset, start_ns=start_ns, end_ns=end_ns, verify=verify)
+        return [path for path, _ in entries]
 
     def entries(
         self,
@@ -649,10 +654,23 @@ class Catalog:
         verify: bool = False,
     ) -> tuple[Manifest, list[tuple[Path, FileEntry]]]:
         """Like :meth:`files` but also return the manifest and each file's entry."""
-        manifest = self.manifest(venue, market, symbol, dataset)
-        base = self.dataset_dir(venue, market, symbol, dataset)
-        kept = self._entries(manifest, base, start_ns, end_ns, verify)
+        with self._reading(venue, market, symbol, dataset) as (manifest, base):
+            kept = self._entries(manifest, base, start_ns, end_ns, verify)
         return manifest, [(base / e.path, e) for e in kept]
+
+    @contextmanager
+    def _reading(self, venue: str, market: str, symbol: str, dataset: str) -> Iterator[tuple[Manifest, Path]]:
+        """The dataset's manifest and folder, its version held while the block runs (see :func:`_shared`).
+
+        A commit swaps a new version in under an exclusive ``flock`` of the symbol's folder; a read holding the
+        shared one between its manifest and its files finds the files that manifest lists, never the next
+        version's (an ``--overwrite`` racing it made a read fail on a file of another size, or mix the rows of
+        two versions where the sizes matched).
+        """
+        base = self.dataset_dir(venue, market, symbol, dataset)
+        self._load_manifest(base / MANIFEST_NAME)  # names a missing dataset; recovers a killed write, which locks
+        with _shared(base.parent):
+            yield self._load_manifest(base / MANIFEST_NAME, heal=False), base
 
     @staticmethod
     def _entries(
@@ -687,17 +705,19 @@ class Catalog:
         DataError
             Naming the first file that fails.
         """
-        manifest, entries = self.entries(venue, market, symbol, dataset, verify=True)
-        for path, entry in entries:
-            pf = open_parquet(path, manifest.kind)
-            if pf.metadata.num_rows != entry.rows:
-                raise DataError(f"{path}: {pf.metadata.num_rows} rows, manifest says {entry.rows}")
+        with self._reading(venue, market, symbol, dataset) as (manifest, base):
+            for entry in self._entries(manifest, base, None, None, True):
+                path = base / entry.path
+                pf = open_parquet(path, manifest.kind)
+                if pf.metadata.num_rows != entry.rows:
+                    raise DataError(f"{path}: {pf.metadata.num_rows} rows, manifest says {entry.rows}")
         return manifest
 
     def read(self, venue: str, market: str, symbol: str, dataset: str, *, verify: bool = False) -> pa.Table:
-        """Read a whole dataset into one table (small datasets; replay streams instead)."""
-        manifest, entries = self.entries(venue, market, symbol, dataset, verify=verify)
-        tables = [open_parquet(path, manifest.kind).read() for path, _ in entries]
+        """Read a whole dataset into one table (small datasets; replay streams instead), one version of it."""
+        with self._reading(venue, market, symbol, dataset) as (manifest, base):
+            entries = self._entries(manifest, base, None, None, verify)
+            tables = [open_parquet(base / e.path, manifest.kind).read() for e in entries]
         if not tables:
             return schema_for(manifest.kind).empty_table()
         return pa.concat_tables(tables)
@@ -932,6 +952,28 @@ def _locked(directory: Path) -> Iterator[None]:
     fd = os.open(directory, os.O_RDONLY)
     try:
         _lock(fd, directory, wait=True)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _shared(directory: Path) -> Iterator[None]:
+    """Hold a shared ``flock`` on ``directory`` (waiting for a commit's exclusive one): reads keep one version.
+
+    A folder that cannot be opened or locked (a file system without ``flock``) is read without it, as before.
+    The caller must not hold :func:`_locked` on it (another descriptor: the two would wait on each other).
+    """
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            take_lock(fd, shared=True, wait=True)
+        except OSError:
+            pass
         yield
     finally:
         os.close(fd)
