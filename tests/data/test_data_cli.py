@@ -110,6 +110,16 @@ def test_a_zip_archive_is_refused_naming_the_csv_inside_and_saying_to_unzip_it(t
     assert not (tmp_path / "cat").exists()
 
 
+def test_import_bybit_book_of_a_missing_file_names_it_without_a_traceback(tmp_path: Path) -> None:
+    """``data import-bybit-book nope.zip`` printed zipfile's FileNotFoundError traceback and exited 1; it is now bad
+    data as every other import's missing file (exit 3, the file named), nothing written."""
+    code, out = run("import-bybit-book", str(tmp_path / "nope.zip"), "--symbol", "BTCUSDT",
+                    "--catalog", str(tmp_path / "cat"))
+    assert code == 3, out
+    assert f"{tmp_path / 'nope.zip'}: file not found" in " ".join(out.split()) and "Traceback" not in out
+    assert not (tmp_path / "cat").exists()
+
+
 def test_import_twice_needs_append_or_overwrite(tmp_path: Path) -> None:
     args = ["import", str(FIXTURES / "bars_valid.csv"), "--venue", "x", "--market", "spot", "--symbol", "S",
             "--catalog", str(tmp_path)]

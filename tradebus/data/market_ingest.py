@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from tradebus.data.catalog import BOOK_SNAPSHOT, Catalog, DatasetWriter, Kind, Manifest, schema_for
+from tradebus.data.sources import require_file
 from tradebus.engine.messages import (
     Bar,
     BookDelta,
@@ -453,7 +454,7 @@ def import_bybit_archive(
     Raises
     ------
     DataError
-        Not a zip, a malformed frame, one without ``u`` or with a level whose price is not
+        Not a file (missing, a folder), not a zip, a malformed frame, one without ``u`` or with a level whose price is not
         finite and > 0 or whose size is not finite and >= 0, as the live parser refuses it
         (names the member, line and level),
         another symbol's topic, a ``type`` other than ``snapshot`` or ``delta``, a ``ts``
@@ -466,6 +467,7 @@ def import_bybit_archive(
     from tradebus.adapters.common.sync import Verdict
 
     path = Path(path)
+    require_file(path)
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
     decoder = msgspec.json.Decoder(_BybitFrame, strict=False)
     sink = CatalogSink(cat, lambda _iid: ("bybit", market, symbol), suffix, mode, notes=(f"imported from Bybit archive {path.name}",))

@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 
 from tradebus.errors import DataError
 
-__all__ = ["DEFAULT_BLOCK_BYTES", "Frame", "Source", "column_key", "is_number", "open_source", "strip_gz"]
+__all__ = ["DEFAULT_BLOCK_BYTES", "Frame", "Source", "column_key", "is_number", "open_source", "require_file", "strip_gz"]
 
 DEFAULT_BLOCK_BYTES = 4 << 20
 """CSV bytes per chunk (about 40k Binance kline rows or 65k aggTrades).
@@ -201,6 +201,18 @@ def _zip_error(path: Path, what: str) -> DataError:
                      f"'tradebus data download binance')")
 
 
+def require_file(path: Path) -> None:
+    """Refuse an input ``path`` that is not a file.
+
+    Raises
+    ------
+    DataError
+        Naming ``path``: not found.
+    """
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+
+
 def open_source(path: Path, *, block_bytes: int = DEFAULT_BLOCK_BYTES) -> Source:
     """Open an input file for chunked reading.
 
@@ -210,8 +222,7 @@ def open_source(path: Path, *, block_bytes: int = DEFAULT_BLOCK_BYTES) -> Source
         If the file is missing, of an unsupported type, empty or (while iterating)
         malformed, naming the file and, where known, the row.
     """
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
+    require_file(path)
     suffix = Path(strip_gz(path.name.lower())).suffix
     if suffix == ".zip":
         raise _zip_error(path, "a zip archive")
