@@ -120,6 +120,23 @@ def test_import_bybit_book_of_a_missing_file_names_it_without_a_traceback(tmp_pa
     assert not (tmp_path / "cat").exists()
 
 
+@pytest.mark.parametrize("command", [
+    ["import", "--venue", "binance", "--market", "spot", "--symbol", "BTCUSDT", "--interval", "1m"],
+    ["import-okx-candles", "--symbol", "BTC-USDT", "--interval", "1m"],
+    ["import-book-depth", "--symbol", "BTCUSDT"],
+    ["import-bybit-book", "--symbol", "BTCUSDT"],
+])
+def test_a_folder_given_as_the_file_to_import_is_named_as_a_folder(tmp_path: Path, command: list[str]) -> None:
+    """``data import downloads/`` said "downloads: file not found" of a folder that is there (and
+    import-bybit-book printed an IsADirectoryError traceback); each import now says it is a folder."""
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    code, out = run(command[0], str(folder), *command[1:], "--catalog", str(tmp_path / "cat"))
+    assert code == 3, out
+    assert f"{folder}: a folder, not a file: name the file(s) inside it to import" in " ".join(out.split()), out
+    assert not (tmp_path / "cat").exists()
+
+
 def test_import_twice_needs_append_or_overwrite(tmp_path: Path) -> None:
     args = ["import", str(FIXTURES / "bars_valid.csv"), "--venue", "x", "--market", "spot", "--symbol", "S",
             "--catalog", str(tmp_path)]

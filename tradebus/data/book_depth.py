@@ -39,6 +39,7 @@ import pyarrow as pa
 
 from tradebus.data.catalog import Catalog, DatasetWriter, Manifest
 from tradebus.data.quality import QualityCheck
+from tradebus.data.sources import require_file
 from tradebus.errors import DataError
 
 __all__ = ["import_book_depth"]
@@ -201,8 +202,7 @@ def import_book_depth(
 
     try:
         for path in files:
-            if not path.is_file():
-                raise DataError(f"{path}: file not found")
+            require_file(path)
             for row in _rows(path, state):
                 for column, value in zip(columns, row, strict=True):
                     column.append(value)

@@ -62,6 +62,7 @@ from tradebus.data.ingest import (
     validate_bars,
 )
 from tradebus.data.quality import QualityCheck
+from tradebus.data.sources import require_file
 from tradebus.errors import ConfigError, DataError
 
 __all__ = ["import_okx_candles"]
@@ -84,8 +85,7 @@ class _Page:
 
 
 def _read_page(path: Path, volume_index: int) -> _Page:
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
+    require_file(path)
     try:
         doc = msgspec.json.decode(path.read_bytes())
     except msgspec.DecodeError as exc:

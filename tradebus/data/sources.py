@@ -207,8 +207,10 @@ def require_file(path: Path) -> None:
     Raises
     ------
     DataError
-        Naming ``path``: not found.
+        Naming ``path``: not found, or a folder (whose files are to be named instead).
     """
+    if path.is_dir():
+        raise DataError(f"{path}: a folder, not a file: name the file(s) inside it to import")
     if not path.is_file():
         raise DataError(f"{path}: file not found")
 
