@@ -665,7 +665,7 @@ class Catalog:
         A commit swaps a new version in under an exclusive ``flock`` of the symbol's folder; a read holding the
         shared one between its manifest and its files finds the files that manifest lists, never the next
         version's (an ``--overwrite`` racing it made a read fail on a file of another size, or mix the rows of
-        two versions where the sizes matched).
+        two versions when the swap fell between a file's size check and its open).
         """
         base = self.dataset_dir(venue, market, symbol, dataset)
         self._load_manifest(base / MANIFEST_NAME)  # names a missing dataset; recovers a killed write, which locks
