@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loguru import logger
 
 from tradebus.adapters.binance.client import BinanceClient, BinanceRouter, HttpDepthFetcher
 from tradebus.adapters.binance.config import BinanceConfig, BinanceMarket
@@ -34,6 +35,14 @@ from .waiting import Messages, run_until
 SPOT_LINES = capture()[:2500]
 SPOT_FRAMES, SPOT_SNAPSHOT = split_capture(SPOT_LINES)
 SPOT_TRADE_IDS = [str(json.loads(raw)["data"]["t"]) for _, raw in SPOT_FRAMES if "@trade" in raw]
+
+
+@pytest.fixture
+def logs() -> Any:
+    records: list[tuple[str, str]] = []
+    handler = logger.add(lambda m: records.append((m.record["level"].name, m.record["message"])), level="DEBUG")
+    yield records
+    logger.remove(handler)
 
 
 def policy(stale_after: float = 5.0, max_reconnects: int | None = 20) -> ConnectionPolicy:
@@ -215,6 +224,28 @@ async def test_rejected_streams_stop_the_client_with_subscription_rejected() -> 
         with pytest.raises(SubscriptionRejected, match=r"binance-spot: binance refused the streams .*HTTP 400 .*invalid stream btcusdt@depth@100ms"):
             await asyncio.wait_for(client.run(), 10)
     assert client.connections == 0 and len(srv.sessions) == 0
+
+
+def test_an_implausible_funding_rate_is_refused_once_and_the_mark_price_kept(logs: list[tuple[str, str]]) -> None:
+    marks = [raw for _, raw in capture(USDM_CAPTURE) if "@markPrice" in raw][:6]
+    rates = ["0.5", "0.5", "-0.07", "0.00002754", "0.5", "0.5"]  # implausible (beyond ±0.05) but for the fourth
+    frames = [json.loads(raw) for raw in marks]
+    for frame, rate in zip(frames, rates, strict=True):
+        frame["data"]["r"] = rate
+    out: list[Any] = []
+    feed = BinanceRouter(BinanceConfig(market=BinanceMarket.USDM, symbols=["BTCUSDT"], channels=["markPrice"]), out.append)
+    for i, frame in enumerate(frames):
+        feed.on_frame(json.dumps(frame), i + 1)
+    assert [(m.ts_init, m.mark_price) for m in out if isinstance(m, MarkPrice)] == [
+        (i + 1, float(f["data"]["p"])) for i, f in enumerate(frames)
+    ]
+    assert [(m.ts_init, m.rate) for m in out if isinstance(m, FundingRate)] == [(4, 0.00002754)]
+    warnings = [text for level, text in logs if level == "WARNING"]
+    assert len(warnings) == 2, warnings  # one per run of implausible rates, not one per frame
+    assert warnings[0].startswith("binance usdm BTCUSDT.BINANCE_USDM: funding rate 0.5 refused: it is not a plausible")
+    assert warnings[1].startswith("binance usdm BTCUSDT.BINANCE_USDM: funding rate 0.5 refused")
+    assert ("INFO", "binance usdm BTCUSDT.BINANCE_USDM: funding rate 2.754e-05 plausible again, 3 implausible rate(s) refused before it") in logs
+    assert feed.funding_rates.refused == {"BTCUSDT.BINANCE_USDM": 2}
 
 
 def test_error_reply_to_a_request_is_a_rejected_subscription() -> None:

@@ -13,7 +13,6 @@ from loguru import logger
 
 from tradebus.adapters.bybit.parse import BybitParser, instrument_symbol
 from tradebus.adapters.bybit.sync import BybitRule, is_snapshot
-from tradebus.adapters.common.parsing import FrameError
 from tradebus.adapters.common.policy import SubscriptionRejected
 from tradebus.adapters.common.recorder import read_frames
 from tradebus.adapters.common.sync import Verdict
@@ -165,14 +164,26 @@ def test_ticker_delta_merges_into_snapshot() -> None:
     assert parser.ticker("BTCUSDT")["fundingRate"] == "0.0001"
 
 
-def test_a_ticker_funding_rate_beyond_every_venues_cap_rejects_the_frame_and_keeps_the_ticker() -> None:
+def test_a_ticker_funding_rate_beyond_every_venues_cap_is_refused_alone_and_warned_of_once(logs: list[str]) -> None:
     frames = capture("linear")
     parser = BybitParser("linear")
     parser.parse_frame(frames[topic_frames(frames, "tickers.BTCUSDT")[0]][1], 1)
-    raw = '{"topic":"tickers.BTCUSDT","type":"delta","data":{"symbol":"BTCUSDT","fundingRate":"0.5"},"cs":1,"ts":1786310820000}'
-    with pytest.raises(FrameError, match=r"data.fundingRate: 0.5: funding rate is not a plausible funding rate: beyond ±0.05"):
-        parser.parse_frame(raw, 3)
-    assert parser.ticker("BTCUSDT")["fundingRate"] == "0.0001"
+    iid = "BTCUSDT-LINEAR.BYBIT"
+    bad = '{"topic":"tickers.BTCUSDT","type":"delta","data":{"symbol":"BTCUSDT","fundingRate":"0.5","markPrice":"%s","bid1Price":"65114.1"},"cs":1,"ts":%d}'
+    first = parser.parse_frame(bad % ("65120.5", 1786310820000), 3)
+    assert first == [
+        Quote(iid, 1786310820000 * MS, 3, 65114.1, 5.954, 65114.3, 10.47),
+        MarkPrice(iid, 1786310820000 * MS, 3, 65120.5, 65137.76),
+    ]
+    # the old rate is not the next funding's: a push of the next funding time alone announces no funding
+    nxt = '{"topic":"tickers.BTCUSDT","type":"delta","data":{"symbol":"BTCUSDT","nextFundingTime":"1786348800000"},"cs":1,"ts":1786310821000}'
+    assert parser.parse_frame(nxt, 4) == []
+    assert [type(m) for m in parser.parse_frame(bad % ("65121.5", 1786310822000), 5)] == [Quote, MarkPrice]
+    good = '{"topic":"tickers.BTCUSDT","type":"delta","data":{"symbol":"BTCUSDT","fundingRate":"0.0002"},"cs":1,"ts":1786310823000}'
+    assert parser.parse_frame(good, 6) == [FundingRate(iid, 1786310823000 * MS, 6, 0.0002, 1786348800000 * MS)]
+    refusals = [m for m in logs if "refused:" in m]
+    assert len(refusals) == 1 and refusals[0].startswith(f"bybit linear {iid}: funding rate 0.5 refused: it is not a plausible")
+    assert f"bybit linear {iid}: funding rate 0.0002 plausible again, 2 implausible rate(s) refused before it" in logs
 
 
 def test_ticker_snapshot_gives_mark_and_funding() -> None:

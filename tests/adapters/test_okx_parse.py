@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from loguru import logger
 
-from tradebus.adapters.common.parsing import FrameError
 from tradebus.adapters.common.policy import SubscriptionRejected
 from tradebus.adapters.common.recorder import read_frames
 from tradebus.adapters.okx.parse import OkxParser, candle_close_ms
@@ -230,10 +229,14 @@ def test_funding_rate_message() -> None:
     assert fr == FundingRate("BTC-USDT-SWAP.OKX", 1744590349506 * MS, 9, 0.0001, 1744590349506 * MS)
 
 
-def test_a_funding_rate_beyond_every_venues_cap_rejects_the_frame() -> None:
+def test_a_funding_rate_beyond_every_venues_cap_is_refused_and_warned_of_once(logs: list[str]) -> None:
     raw = fixture_text("ws_funding_rate.json").replace('"fundingRate": "0.0001"', '"fundingRate": "-0.5"')
-    with pytest.raises(FrameError, match=r"data\[0\].fundingRate: -0.5: funding rate is not a plausible funding rate: beyond ±0.05"):
-        OkxParser().parse_frame(raw, 9)
+    parser = OkxParser()
+    assert parser.parse_frame(raw, 9) == [] and parser.parse_frame(raw, 10) == []
+    refusals = [m for m in logs if "refused:" in m]
+    assert len(refusals) == 1 and refusals[0].startswith("okx BTC-USDT-SWAP.OKX: funding rate -0.5 refused: it is not a plausible")
+    (fr,) = parser.parse_frame(fixture_text("ws_funding_rate.json"), 11)
+    assert fr.rate == 0.0001 and parser.funding_rates.refused == {}
 
 
 def test_mark_price_message() -> None:

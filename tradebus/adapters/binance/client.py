@@ -51,7 +51,7 @@ from tradebus.adapters.common.book import OrderBook
 from tradebus.adapters.common.client import Sink, WsClient, connection_lost
 from tradebus.dedup import TradeDeduper
 from tradebus.adapters.common.feed import Feed, FeedConfig, connection_policy
-from tradebus.adapters.common.parsing import WHOLE_FRAME, FrameError, frame_error
+from tradebus.adapters.common.parsing import WHOLE_FRAME, FrameError, FundingRateCheck, frame_error
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError, KeepAlive, SubscriptionRejected
 from tradebus.adapters.common.recorder import FrameRecorder
 from tradebus.adapters.common.trade_gaps import TRADES_CONN, TradeFetch, TradeGaps
@@ -183,6 +183,8 @@ class BinanceRouter:
     gaps
         Trade-id continuity (:class:`~tradebus.adapters.common.trade_gaps.TradeGaps`): trades
         after a gap wait until the missing ones were fetched (or the fetch failed).
+    funding_rates
+        Refuses a ``markPriceUpdate``'s implausible funding rate (its mark price is used).
     unexpected_streams
         Frames per stream name that is not subscribed (skipped, never parsed). They are
         logged at WARNING, at most once per ``unexpected_warn_every`` seconds per stream.
@@ -215,6 +217,7 @@ class BinanceRouter:
             clock_ns=clock_ns,
         )
         self.counts: Counter[str] = Counter()
+        self.funding_rates = FundingRateCheck(f"binance {config.market.value}")
         self.unknown = 0
         self.unexpected_streams: Counter[str] = Counter()
         self._strict = strict_streams
@@ -305,11 +308,13 @@ class BinanceRouter:
             return on_depth
         if kind is StreamKind.MARK_PRICE:
 
+            accept_rate = self.funding_rates.accept
+
             def on_mark(raw: str | bytes, recv_ns: int) -> None:
                 mark, funding = parse_mark_price(raw, recv_ns, iid)
                 counts["markPrice"] += 1
                 sink(mark)
-                if funding is not None:
+                if funding is not None and accept_rate(iid, funding.rate):
                     sink(funding)
 
             return on_mark

@@ -37,7 +37,6 @@ from tradebus.adapters.common.parsing import MS as _MS
 from tradebus.adapters.common.parsing import FieldError, FrameError, frame_error, pair_levels
 from tradebus.adapters.common.raw_levels import raw_pair_levels
 from tradebus.engine.messages import Bar, BookDelta, BookSnapshot, FundingRate, MarkPrice, Quote, Trade
-from tradebus.engine.perpetuals import funding_rate_problem
 
 
 __all__ = [
@@ -296,7 +295,9 @@ def parse_depth_update(raw: str | bytes, recv_ns: int, instrument_id: str) -> Bo
 def parse_mark_price(raw: str | bytes, recv_ns: int, instrument_id: str) -> tuple[MarkPrice, FundingRate | None]:
     """``<symbol>@markPrice[@1s]`` (USD-M) -> (:class:`MarkPrice`, :class:`FundingRate` or None).
 
-    The funding rate is None when Binance sends an empty ``r`` (delivery contracts).
+    The funding rate is None when Binance sends an empty ``r`` (delivery contracts); it is not checked
+    against :data:`~tradebus.engine.perpetuals.MAX_FUNDING_RATE` here: the feed refuses an implausible
+    rate and keeps the mark price (:class:`~tradebus.adapters.common.parsing.FundingRateCheck`).
     Payload::
 
         {"stream":"btcusdt@markPrice@1s","data":{"e":"markPriceUpdate","E":1680652701000,
@@ -318,9 +319,6 @@ def parse_mark_price(raw: str | bytes, recv_ns: int, instrument_id: str) -> tupl
         rate = float(d.funding_rate)
     except ValueError:
         raise _fail("markPriceUpdate", raw, FieldError("data.r", f"{d.funding_rate!r}: expected a number")) from None
-    problem = funding_rate_problem(rate)
-    if problem is not None:
-        raise _fail("markPriceUpdate", raw, FieldError("data.r", f"{d.funding_rate!r}: funding rate {rate} {problem}"))
     return mark, FundingRate(instrument_id, ts, recv_ns, rate, d.next_funding_time * _MS)
 
 

@@ -51,12 +51,13 @@ from tradebus.adapters.bybit.schemas import (
 )
 from tradebus.adapters.bybit.sync import BybitRule, is_snapshot
 from tradebus.dedup import TradeDeduper
-from tradebus.adapters.common.parsing import MAX_MILLIS, MS, WHOLE_FRAME, FieldError, FrameError, describe_frame, frame_error, pair_levels
+from tradebus.adapters.common.parsing import (
+    MAX_MILLIS, MS, WHOLE_FRAME, FieldError, FrameError, FundingRateCheck, describe_frame, frame_error, pair_levels,
+)
 from tradebus.adapters.common.policy import SubscriptionRejected
 from tradebus.adapters.common.stream_books import Resubscribe, StreamBooks, StreamBooksParser
 from tradebus.adapters.common.sync import BookSync
 from tradebus.engine.messages import Bar, BookDelta, BookSnapshot, FundingRate, MarkPrice, Quote, Trade
-from tradebus.engine.perpetuals import funding_rate_problem
 from tradebus.errors import ConfigError, ParseError
 
 __all__ = ["CATEGORIES", "BybitParser", "describe_frame", "instrument_symbol"]
@@ -177,6 +178,9 @@ class BybitParser(StreamBooksParser):
         The order books (``topic`` -> BookSync).
     skipped
         Counts of skipped frames/items by reason.
+    funding_rates
+        Refuses a ticker's implausible funding rate (its quote and mark price are used; no FundingRate
+        until a plausible rate comes).
     """
 
     def __init__(
@@ -190,6 +194,7 @@ class BybitParser(StreamBooksParser):
         self.category = category
         self.venue = venue
         self.skipped: Counter[str] = Counter()
+        self.funding_rates = FundingRateCheck(f"bybit {category}")
         self._suffix = CATEGORIES[category]
         self.books = StreamBooks(self._rule, resubscribe)
         self._routes: dict[str, Route | None] = {}
@@ -402,7 +407,9 @@ class BybitParser(StreamBooksParser):
         ``markPrice``/``indexPrice``, FundingRate from ``fundingRate`` with
         ``nextFundingTime``. Spot tickers carry no best bid/ask nor mark and
         yield nothing. ``ts_event`` is the frame's ``ts``. A frame with a bad
-        numeric field is rejected before anything is merged.
+        numeric field is rejected before anything is merged; an implausible
+        ``fundingRate`` (:attr:`funding_rates`) is the one field dropped, the
+        rest of the frame is used, and no FundingRate follows until a plausible rate.
 
         Payload (linear delta)::
 
@@ -427,11 +434,6 @@ class BybitParser(StreamBooksParser):
             except msgspec.ValidationError:
                 self._ticker_frame.decode(raw)
                 raise
-        rate = n.fundingRate
-        if rate is not UNSET and rate is not None:
-            problem = funding_rate_problem(rate)
-            if problem is not None:  # refused before the frame touches the ticker's state
-                raise FieldError("data.fundingRate", f"{rate!r}: funding rate {problem}")
         snapshot = frame.type == "snapshot"
         pending = state.pending
         if snapshot or not state.started:
@@ -460,7 +462,10 @@ class BybitParser(StreamBooksParser):
         if index_px is not UNSET:
             state.indexPrice, mark = index_px, True
         if funding_rate is not UNSET:
-            state.fundingRate, funding = funding_rate, True
+            if funding_rate is None or self.funding_rates.accept(iid, funding_rate):
+                state.fundingRate, funding = funding_rate, True
+            else:  # unknown until a plausible rate comes: the last one is not the next funding's
+                state.fundingRate = None
         if next_funding is not UNSET:
             state.nextFundingTime, funding = next_funding, True
         out: list = []

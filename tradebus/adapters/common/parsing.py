@@ -19,19 +19,25 @@ A rejected frame is never applied to a book.
   float64 ``(n, 2)`` array the :class:`~tradebus.adapters.common.book.OrderBook` takes,
   validated by one compiled call; a bad level raises :class:`~tradebus.errors.ParseError`
   naming the side and the row.
+* :class:`FundingRateCheck` — refuses a funding rate no venue sends (beyond
+  :data:`~tradebus.engine.perpetuals.MAX_FUNDING_RATE`) and no more: the frame's mark price,
+  index and quote are used; one WARNING per instrument while its rate stays refused.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from itertools import chain
 from typing import Annotated
 
 import msgspec
 import numpy as np
+from loguru import logger
 
 from tradebus.adapters.common.book import first_invalid
+from tradebus.engine.perpetuals import funding_rate_problem
 from tradebus.errors import ParseError
 
 __all__ = [
@@ -41,6 +47,7 @@ __all__ = [
     "WHOLE_FRAME",
     "FieldError",
     "FrameError",
+    "FundingRateCheck",
     "Millis",
     "SequenceId",
     "describe_frame",
@@ -116,6 +123,52 @@ class FrameError(ParseError):
         self.problem = problem
         where = f"{venue} {channel}" if channel else venue
         super().__init__(f"{where} frame rejected: {field}: {problem} (frame {describe_frame(raw)})")
+
+
+class FundingRateCheck:
+    """Refuses implausible funding rates of one venue feed, warning once per instrument while they last.
+
+    A rate beyond :data:`~tradebus.engine.perpetuals.MAX_FUNDING_RATE` (or not finite) is no rate
+    any venue sends; the frame carrying it (a Binance ``markPriceUpdate``, a Bybit ticker) still
+    carries a good mark price, index and quote, which are used: only the rate is dropped. The first
+    refused rate of an instrument is logged at WARNING (venue, instrument, rate); the following ones
+    are counted in :attr:`refused` until a plausible rate comes (logged at INFO with the count), so a
+    venue sending one for hours logs it once, not once a frame.
+
+    Parameters
+    ----------
+    venue
+        The feed as named in the log (``"binance usdm"``, ``"bybit linear"``, ``"okx"``).
+
+    Attributes
+    ----------
+    refused
+        Rates refused per instrument id since its last plausible rate (absent: none).
+    """
+
+    def __init__(self, venue: str) -> None:
+        self.venue = venue
+        self.refused: Counter[str] = Counter()
+
+    def accept(self, instrument_id: str, rate: float) -> bool:
+        """``True`` if ``rate`` is a plausible funding rate of ``instrument_id``; else log (once) and ``False``."""
+        problem = funding_rate_problem(rate)
+        refused = self.refused
+        if problem is None:
+            if instrument_id in refused:
+                logger.info(
+                    "{} {}: funding rate {} plausible again, {} implausible rate(s) refused before it",
+                    self.venue, instrument_id, rate, refused.pop(instrument_id),
+                )
+            return True
+        if instrument_id not in refused:
+            logger.warning(
+                "{} {}: funding rate {} refused: it {}; the mark price and the rest of its frame are used, the rate "
+                "is not, and further such rates of {} are refused silently until a plausible one comes",
+                self.venue, instrument_id, rate, problem, instrument_id,
+            )
+        refused[instrument_id] += 1
+        return False
 
 
 def frame_error(venue: str, channel: str, raw: bytes | str, exc: Exception, prefix: str = "") -> FrameError:

@@ -43,7 +43,9 @@ import numpy as np
 from loguru import logger
 
 from tradebus.dedup import TradeDeduper
-from tradebus.adapters.common.parsing import MAX_MILLIS, MS, WHOLE_FRAME, FieldError, FrameError, describe_frame, frame_error, level_array
+from tradebus.adapters.common.parsing import (
+    MAX_MILLIS, MS, WHOLE_FRAME, FieldError, FrameError, FundingRateCheck, describe_frame, frame_error, level_array,
+)
 from tradebus.adapters.common.policy import SubscriptionRejected
 from tradebus.adapters.common.stream_books import Resubscribe, StreamBooks, StreamBooksParser
 from tradebus.adapters.common.sync import BookSync
@@ -64,7 +66,6 @@ from tradebus.adapters.okx.schemas import (
 )
 from tradebus.adapters.okx.sync import OkxLevels, OkxRule
 from tradebus.engine.messages import Bar, BookDelta, BookSnapshot, FundingRate, MarkPrice, Quote, Trade
-from tradebus.engine.perpetuals import funding_rate_problem
 from tradebus.errors import ConfigError, ParseError
 
 __all__ = ["BOOK_CHANNELS", "OkxParser", "book_key", "candle_close_ms", "describe_frame", "parse_rest_trades"]
@@ -147,6 +148,8 @@ class OkxParser(StreamBooksParser):
     skipped
         Counts of frames or items skipped, by reason (``"unknown_channel:xyz"``,
         ``"unconfirmed_candle"``, ``"duplicate_trade"`` ...).
+    funding_rates
+        Refuses an implausible ``funding-rate`` (the frame's other entries are used).
     """
 
     def __init__(
@@ -165,6 +168,7 @@ class OkxParser(StreamBooksParser):
         self.verify_checksum = verify_checksum
         self.books = StreamBooks(_okx_rule, resubscribe)
         self.skipped: Counter[str] = Counter()
+        self.funding_rates = FundingRateCheck("okx")
         self._iids: dict[str, str] = {}
         self._trade_ids: dict[str, TradeDeduper] = {}
         self._sink = sink
@@ -492,7 +496,8 @@ class OkxParser(StreamBooksParser):
     def _on_funding(self, channel: str, inst_id: str, frame: OkxFrame, recv_ns: int) -> list:
         """``funding-rate``: FundingRate; ``next_funding_ns`` is ``fundingTime``, when this rate is settled.
 
-        ``ts_event`` is ``ts``; messages without ``ts`` (older OKX) use the receive time.
+        ``ts_event`` is ``ts``; messages without ``ts`` (older OKX) use the receive time. An implausible
+        rate is refused (:attr:`funding_rates`), the frame's other entries used.
 
         Payload::
 
@@ -502,15 +507,11 @@ class OkxParser(StreamBooksParser):
                        "ts": "1744590349506"}]}
         """
         out = []
-        for i, f in enumerate(self._funding.decode(frame.data)):
-            problem = funding_rate_problem(f.fundingRate)
-            if problem is not None:
-                raise FieldError(f"data[{i}].fundingRate", f"{f.fundingRate!r}: funding rate {problem}")
-            out.append(
-                FundingRate(
-                    self.instrument_id(f.instId), f.ts * MS if f.ts else recv_ns, recv_ns, f.fundingRate, f.fundingTime * MS
-                )
-            )
+        accept = self.funding_rates.accept
+        for f in self._funding.decode(frame.data):
+            iid = self.instrument_id(f.instId)
+            if accept(iid, f.fundingRate):
+                out.append(FundingRate(iid, f.ts * MS if f.ts else recv_ns, recv_ns, f.fundingRate, f.fundingTime * MS))
         return out
 
     def _on_mark(self, channel: str, inst_id: str, frame: OkxFrame, recv_ns: int) -> list:
