@@ -13,7 +13,7 @@ from tradebus.adapters.okx.user_stream import UserStreamParser as OkxParser
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import Liquidity, OrderAccepted, OrderCanceled, OrderFilled, OrderFillsReported, OrderSide, OrderStatus, OrderType
 from tradebus.errors import ParseError
-from tradebus.execution.live import AccountBalance
+from tradebus.execution.live import AccountBalance, CredentialsRefused
 from tradebus.execution.orders import Order
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
@@ -65,8 +65,11 @@ def test_okx_account_balances_and_errors() -> None:
     assert balances[0] == AccountBalance("USDT", 100.52768569797846, 0.0, 1751531646836 * 1_000_000)
     assert [b.asset for b in balances] == ["USDT", "BTC", "ETH"]
     assert _okx().parse('{"event":"login","code":"0","msg":""}') == []
-    with pytest.raises(FatalVenueError, match="60009"):
+    with pytest.raises(CredentialsRefused, match="60009"):  # a refused login
         _okx().parse('{"event":"error","code":"60009","msg":"Login failed."}')
+    with pytest.raises(FatalVenueError, match="60012") as other:
+        _okx().parse('{"event":"error","code":"60012","msg":"Invalid request"}')
+    assert not isinstance(other.value, CredentialsRefused)
     with pytest.raises(ParseError, match="okx"):
         _okx().parse('{"arg":{"channel":"orders"},"data":[{"state":"live"}]}')
 
@@ -225,8 +228,11 @@ def test_bybit_wallet_and_auth() -> None:
     assert btc.asset == "BTC" and btc.free == 0.00092964 and btc.locked == pytest.approx(0.0001)
     assert usdt.asset == "USDT" and usdt.free + usdt.locked == pytest.approx(9647.75537647)
     assert _bybit().parse('{"success":true,"ret_msg":"","op":"auth","conn_id":"x"}') == []
-    with pytest.raises(FatalVenueError, match="auth"):
+    with pytest.raises(CredentialsRefused, match="auth"):
         _bybit().parse('{"success":false,"ret_msg":"Params Error","op":"auth","conn_id":"x"}')
+    with pytest.raises(FatalVenueError, match="subscribe refused") as other:
+        _bybit().parse('{"success":false,"ret_msg":"Request not authorized","op":"subscribe","conn_id":"x"}')
+    assert not isinstance(other.value, CredentialsRefused)
 
 
 SPOT = Instrument("X", "BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, lot_size=1e-5)

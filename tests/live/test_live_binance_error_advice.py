@@ -22,7 +22,7 @@ from tradebus.adapters.common.policy import FatalVenueError
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder
 from tradebus.errors import VenueError
-from tradebus.execution.live import VenueRejected
+from tradebus.execution.live import CredentialsRefused, VenueRejected
 
 WRONG_KEY = "tbWrongKeyAdvice7777777777"
 USDM_INST = Instrument(**{**USDM_INSTRUMENT, "kind": InstrumentKind.PERPETUAL})
@@ -91,8 +91,12 @@ def test_a_spot_user_stream_subscription_refused_names_the_key_variables() -> No
     """``userDataStream.subscribe.signature`` answered -2015 (a key revoked while running) stops the stream saying what to check."""
     parser = UserStreamParser({IID: INST}, lambda c: None)
     frame = {"id": "1", "status": 401, "error": {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}}
-    with pytest.raises(FatalVenueError, match="-2015 .*live.api_key_env"):
+    with pytest.raises(CredentialsRefused, match="-2015 .*live.api_key_env"):  # the daemon exits 2 on it
         parser.parse(json.dumps(frame))
+    frame["error"] = {"code": -1020, "msg": "This operation is not supported."}
+    with pytest.raises(FatalVenueError, match="-1020") as other:
+        parser.parse(json.dumps(frame))
+    assert not isinstance(other.value, CredentialsRefused)
 
 
 async def test_a_usdm_listen_key_refused_names_the_key_variables() -> None:

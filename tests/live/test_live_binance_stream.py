@@ -25,7 +25,7 @@ from tradebus.engine.messages import (
     TimeInForce,
 )
 from tradebus.errors import ParseError
-from tradebus.execution.live import AccountBalance, VenueRejected
+from tradebus.execution.live import AccountBalance, CredentialsRefused, VenueRejected
 from tradebus.execution.orders import Order
 
 DATA = Path(__file__).resolve().parents[1] / "fixtures" / "binance" / "user_data"
@@ -115,8 +115,10 @@ def test_bad_frames_are_rejected_and_a_refused_subscription_is_fatal() -> None:
     del bad["data"]["L"]
     with pytest.raises(ParseError, match="executionReport"):
         parser.parse(json.dumps(bad))
-    with pytest.raises(FatalVenueError, match="-1022"):
+    with pytest.raises(CredentialsRefused, match="-1022"):  # the secret: the user's to fix (exit 2)
         parser.parse('{"id":"uds-1","status":400,"error":{"code":-1022,"msg":"Signature for this request is not valid."}}')
+    with pytest.raises(FatalVenueError, match="-1021"):  # the clock, not the credentials
+        parser.parse('{"id":"uds-1","status":400,"error":{"code":-1021,"msg":"Timestamp for this request is outside of the recvWindow."}}')
     assert parser.parse('{"id":"uds-1","status":200,"result":{"subscriptionId":0}}') == []
 
 

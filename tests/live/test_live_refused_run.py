@@ -8,6 +8,7 @@ holds what it held before; a journal an earlier run left is kept.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.live.live_harness import KEY, SECRET
+from tests.live.live_harness import KEY, SECRET, until
 from tests.live.test_live_secrets import ACCOUNTS
-from tradebus.cli import app
+from tradebus.cli import EXIT_CODES, app
+from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder
 from tradebus.errors import DataError
 from tradebus.execution.journal import Journal
 from tradebus.execution.live import CredentialsRefused
@@ -109,3 +111,48 @@ def test_a_journal_another_daemon_opened_meanwhile_is_not_removed(tmp_path: Path
         assert again.epoch == epochs[0]
     finally:
         again.close()
+
+
+@pytest.mark.parametrize("name", ["binance", "usdm", "okx", "bybit"])
+async def test_a_key_revoked_while_the_daemon_runs_stops_it_as_refused_credentials_and_keeps_its_journal(
+    name: str, tmp_path: Path
+) -> None:
+    """The venue refuses the key once the daemon runs (the emulator's key changed, as a key deleted or its IP
+    restriction changed at the venue; the private stream reconnects): Binance's user stream subscription and USD-M's
+    listen key answer -2015, OKX's login 60009, Bybit's auth is refused. This ended as a generic VenueError ('fatal
+    connection error', exit 1) naming no credential problem; now it is CredentialsRefused (exit 2) naming the stream,
+    and the journal, holding the run's order, stays."""
+    account = ACCOUNTS[name]
+    async with account.served(tmp_path, []) as (emulator, data):
+        config = parse_live_config(data, "<test>")
+        node = LiveNode(config, ApiKeys.from_env(config.live, account.env()), handle_signals=False)
+        task = asyncio.create_task(node.run())
+        try:
+            await until(lambda: task.done() or node.running.is_set(), timeout=60)
+            assert not task.done()
+            for _ in range(120):  # denied while the start-up reconciliation runs
+                now = node.clock.now_ns()
+                order = node.kernel.execution.submit(
+                    SubmitOrder("TickEmaCross", account.iid, "", OrderSide.BUY, account.qty, now, now, OrderType.LIMIT, account.price)
+                )
+                await until(lambda: order.status not in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN), timeout=30)  # noqa: B023
+                if order.status is not OrderStatus.DENIED:
+                    break
+                await asyncio.sleep(0.5)
+            assert order.status is OrderStatus.ACCEPTED
+            emulator.key = "REVOKEDkey0000revokedKEY"
+            await emulator.drop_sessions()
+            with pytest.raises(CredentialsRefused, match="the venue refused the account's credentials") as info:
+                await asyncio.wait_for(task, 60)
+        finally:
+            if not task.done():
+                node.stop("test done")
+                await asyncio.gather(task, return_exceptions=True)
+    assert next(code for cls, code in EXIT_CODES if isinstance(info.value, cls)) == 2
+    assert config.journal.is_file()
+    journal = Journal(config.journal, owner=config.journal_owner())
+    try:
+        journaled = {getattr(e.message, "client_order_id", None) for e in journal.entries()}
+    finally:
+        journal.close()
+    assert order.client_order_id in journaled

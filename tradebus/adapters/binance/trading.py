@@ -105,6 +105,7 @@ import msgspec
 from ccxt.base.errors import BaseError
 from pydantic import SecretStr
 
+from tradebus.adapters.common.policy import FatalVenueError
 from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.adapters.common.rest_trading import decimal_text
 from tradebus.adapters.common.user_stream import venue_fee
@@ -112,8 +113,8 @@ from tradebus.adapters.common.venue_errors import VenueErrors, error_body
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import FundingPaid, Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
 from tradebus.execution.live import (
-    AccountBalance, AccountMargin, AccountPosition, Ack, FundingOutsideRun, RateLimited, ReplacementRejected, TradingApi, VenueRejected,
-    cancel_one, lots_to_send, send_late,
+    AccountBalance, AccountMargin, AccountPosition, Ack, CredentialsRefused, FundingOutsideRun, RateLimited, ReplacementRejected,
+    TradingApi, VenueRejected, cancel_one, lots_to_send, send_late,
 )
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
@@ -364,6 +365,14 @@ def advised(message: str, code: object) -> str:
     (the user streams' refusals: of the key, its signature or timestamp, the same on spot and USD-M)."""
     advice = ERROR_ADVICE.get(str(code))
     return f"{message}; {advice}" if advice else message
+
+
+def stream_refusal(message: str, code: object) -> FatalVenueError | CredentialsRefused:
+    """What a user stream raises for the venue's refusal ``code`` (:func:`advised`): :class:`CredentialsRefused`
+    for a code of :data:`CREDENTIAL_CODES` (a key revoked while the daemon runs is refused when the stream
+    reconnects), else :class:`~tradebus.adapters.common.policy.FatalVenueError`."""
+    refusal = CredentialsRefused if str(code) in CREDENTIAL_CODES else FatalVenueError
+    return refusal(advised(message, code))
 
 
 class BinanceTrading(TradingApi):

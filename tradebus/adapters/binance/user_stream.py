@@ -90,7 +90,7 @@ from pydantic import SecretStr
 
 from tradebus.adapters.binance.client import MAX_CONNECTION_AGE, binance_keepalive
 from tradebus.adapters.common.client import Sink
-from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError
+from tradebus.adapters.common.policy import Backoff, ConnectionPolicy
 from tradebus.adapters.common.recorder import FrameRecorder
 from tradebus.adapters.common.user_stream import PrivateStreamParser, UserStream, deliver, venue_fee
 from tradebus.adapters.common.venue import LiveAccount, lazy_trading
@@ -151,17 +151,18 @@ class UserStreamParser(PrivateStreamParser):
         ------
         ParseError
             Not JSON, or an event missing a field (named).
-        FatalVenueError
-            The venue refused the subscription (an error answer to a request).
+        ~tradebus.adapters.common.policy.FatalVenueError
+            The venue refused the subscription (an error answer to a request); :class:`~tradebus.execution.live.CredentialsRefused`
+            when it refused the key or its signature.
         """
         msg = self.decode(raw, "binance")
         if "status" in msg and "id" in msg:
             if msg["status"] != 200:
                 error = msg.get("error", {})
                 refused = f"binance user stream: request refused: {error.get('code')} {error.get('msg')}"
-                from tradebus.adapters.binance.trading import advised  # ccxt's import, only on a refusal
+                from tradebus.adapters.binance.trading import stream_refusal  # ccxt's import, only on a refusal
 
-                raise FatalVenueError(advised(refused, error.get("code")))
+                raise stream_refusal(refused, error.get("code"))
             return []
         event = msg.get("event", msg.get("data", msg))
         if not isinstance(event, dict):
@@ -548,9 +549,9 @@ class BinanceFuturesUserStream(UserStream):
                     body = await resp.json(content_type=None)
                     if resp.status in (401, 403) or (400 <= resp.status < 500 and resp.status not in (418, 429)):
                         refused = f"binance usdm listen key: refused: HTTP {resp.status} {body.get('code')} {body.get('msg')}"
-                        from tradebus.adapters.binance.trading import advised  # ccxt's import, only on a refusal
+                        from tradebus.adapters.binance.trading import stream_refusal  # ccxt's import, only on a refusal
 
-                        raise FatalVenueError(advised(refused, body.get("code")))
+                        raise stream_refusal(refused, body.get("code"))
                     if resp.status != 200:
                         raise NoAnswer(f"binance usdm listen key: HTTP {resp.status}")
                     return dict(body)

@@ -71,7 +71,7 @@ from tradebus.engine.messages import (
     OrderTriggered,
 )
 from tradebus.errors import ParseError
-from tradebus.execution.live import AccountBalance, AccountPosition
+from tradebus.execution.live import AccountBalance, AccountPosition, CredentialsRefused
 from tradebus.execution.orders import Order
 
 __all__ = ["LIVE_ACCOUNT", "LIVE_PERPETUAL", "SUBSCRIBE", "SUBSCRIBE_LINEAR", "UserStreamParser", "auth_frame", "position_from_row", "wire_symbol"]
@@ -105,8 +105,9 @@ class UserStreamParser(PrivateStreamParser):
     def parse(self, raw: str | bytes) -> list[Any]:
         msg = self.decode(raw, "bybit")
         if "op" in msg:
-            if msg.get("success") is False:
-                raise FatalVenueError(f"bybit user stream: {msg.get('op')} refused: {msg.get('ret_msg')}")
+            if msg.get("success") is False:  # a refused ``auth`` is the account's key or secret
+                refusal = CredentialsRefused if msg.get("op") == "auth" else FatalVenueError
+                raise refusal(f"bybit user stream: {msg.get('op')} refused: {msg.get('ret_msg')}")
             return []
         topic = str(msg.get("topic", ""))
         data = msg.get("data")

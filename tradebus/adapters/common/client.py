@@ -12,7 +12,9 @@ connection whose keep-alive ping got no answer,
 reconnect before the venue's scheduled disconnect, and after any retryable error
 reconnect with jittered backoff; tell its ``connection_listeners`` of every connection
 opened and every one ended (not by a stop) as it happens. A fatal error (auth, a bug in
-a handler or the sink) stops :meth:`WsClient.run` by raising; a subscription the venue
+a handler or the sink) stops :meth:`WsClient.run` by raising, credentials the venue refuses (a
+key revoked while it runs, met when a private stream reconnects) with
+:class:`~tradebus.execution.live.CredentialsRefused`; a subscription the venue
 refuses stops it with
 :class:`~tradebus.adapters.common.policy.SubscriptionRejected` on every venue (Binance:
 an ``error`` reply or a refused combined-stream handshake; OKX: an ``error`` event;
@@ -64,6 +66,7 @@ from tradebus.adapters.common.recorder import LIVE_PREFIX, STALE_PREFIX, FrameRe
 from tradebus.adapters.common.stream_books import StreamBooks
 from tradebus.adapters.common.watchdog import StaleWatchdog
 from tradebus.engine.messages import FeedStale
+from tradebus.execution.live import CredentialsRefused
 from tradebus.errors import ParseError, VenueError
 
 __all__ = [
@@ -237,6 +240,8 @@ class WsClient(ABC):
         ------
         SubscriptionRejected
             The venue refused a subscription (named with the feed and the venue's reason).
+        CredentialsRefused
+            The venue refused the account's credentials (named with the feed and the venue's reason).
         VenueError
             After ``policy.max_reconnects`` consecutive failed attempts, or on a fatal error
             (the original exception is chained).
@@ -258,6 +263,9 @@ class WsClient(ABC):
                     if isinstance(exc, SubscriptionRejected):
                         logger.error("{}: subscription rejected, stopping: {}", self.name, exc)
                         raise SubscriptionRejected(f"{self.name}: {exc}") from raised
+                    if isinstance(exc, CredentialsRefused):  # a key revoked while the daemon runs: retrying cannot help
+                        logger.error("{}: the venue refused the account's credentials, stopping: {}", self.name, exc)
+                        raise CredentialsRefused(f"{self.name}: the venue refused the account's credentials: {exc}") from raised
                     if classify_error(exc) is ErrorClass.FATAL:
                         logger.error("{}: fatal error, stopping: {}", self.name, reason)
                         raise VenueError(f"{self.name}: fatal connection error: {reason}") from exc

@@ -69,13 +69,19 @@ from tradebus.engine.instrument import Instrument
 from tradebus.execution.orders import Order
 from tradebus.engine.messages import Liquidity, OrderAccepted, OrderCanceled, OrderFilled, OrderSide, OrderTriggered
 from tradebus.errors import ParseError
-from tradebus.execution.live import AccountBalance, AccountPosition
+from tradebus.execution.live import AccountBalance, AccountPosition, CredentialsRefused
 
-__all__ = ["LIVE_ACCOUNT", "LIVE_PERPETUAL", "SUBSCRIBE", "SUBSCRIBE_SWAP", "UserStreamParser", "login_frame", "positions_from_rows"]
+__all__ = ["LIVE_ACCOUNT", "LIVE_PERPETUAL", "LOGIN_REFUSED_CODES", "SUBSCRIBE", "SUBSCRIBE_SWAP", "UserStreamParser", "login_frame", "positions_from_rows"]
 
 _MS = 1_000_000
 #: ``orders`` states after which an order has no more fills.
 _DONE = frozenset({"filled", "canceled", "mmp_canceled"})
+
+
+#: The WebSocket login's refusals of the account's credentials (OKX's API docs, WebSocket error codes: ``60005``
+#: invalid apiKey, ``60007`` invalid sign, ``60009`` login failed, ``60024`` wrong passphrase):
+#: :class:`~tradebus.execution.live.CredentialsRefused`, as the REST codes of ``credential_codes``.
+LOGIN_REFUSED_CODES = frozenset({"60005", "60007", "60009", "60024"})
 
 
 class UserStreamParser(PrivateStreamParser):
@@ -95,7 +101,9 @@ class UserStreamParser(PrivateStreamParser):
         msg = self.decode(raw, "okx")
         if "event" in msg:
             if msg["event"] == "error":
-                raise FatalVenueError(f"okx user stream: {msg.get('code')} {msg.get('msg')}")
+                code = str(msg.get("code"))
+                refusal = CredentialsRefused if code in LOGIN_REFUSED_CODES else FatalVenueError
+                raise refusal(f"okx user stream: {code} {msg.get('msg')}")
             return []
         channel = (msg.get("arg") or {}).get("channel")
         data = msg.get("data")
