@@ -39,6 +39,7 @@ from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import FundingPaid, FundingRate, ModifyOrder, OrderSide, OrderStatus, OrderType, SubmitOrder, TimeInForce, Trade, TradingState
 from tradebus.engine.portfolio import Portfolio
+from tradebus.errors import ConfigError
 from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.journal import Journal
 from tradebus.execution.live import AccountBalance, AccountMargin, AccountPosition, LiveVenue, VenueRejected
@@ -661,9 +662,10 @@ async def test_an_account_whose_leverage_margin_mode_or_position_mode_differs_fr
                 setattr(emulator, key, value)
         data = _config(tmp_path, "ws://127.0.0.1:9", emulator, tmp_path / "journal.sqlite") | {"instruments": [instrument]}
         node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
-        with pytest.raises(VenueRejected, match="margin settings differ from the config") as err:
+        with pytest.raises(ConfigError, match="margin settings differ from the config") as err:  # exit 2
             await asyncio.wait_for(node.run(), 20)
         assert refusal in str(err.value)
+    assert not (tmp_path / "journal.sqlite").exists()  # refused before it traded: the run leaves nothing
     assert [p for m, p, _ in emulator.requests if m != "GET"] == [] and not emulator.sessions  # nothing placed, no stream opened
     assert ("GET", "/v5/account/info") in [(m, p) for m, p, _ in emulator.requests]
 

@@ -38,6 +38,7 @@ from tradebus.execution.orders import Order
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 from tradebus.node.reconcile import margin_differences
 from tradebus.reports.writers import RunDirectory
+from tradebus.errors import ConfigError
 
 SWAP_IID = "BTC-USDT-SWAP.OKX"
 SWAP_INSTRUMENT: dict[str, Any] = {
@@ -485,7 +486,7 @@ async def test_an_account_whose_swap_leverage_or_margin_mode_differs_from_the_co
         sent = len(emulator.requests)
         data = _config(tmp_path, "ws://127.0.0.1:9", emulator) | {"instruments": [{**venue_instrument, **config}]}
         node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE)), handle_signals=False)
-        with pytest.raises(VenueRejected, match="margin settings differ from the config") as err:
+        with pytest.raises(ConfigError, match="margin settings differ from the config") as err:  # exit 2
             await asyncio.wait_for(node.run(), 20)
         assert refusal in str(err.value)
     assert [p for m, p, _ in emulator.requests[sent:] if m != "GET"] == [] and not emulator.sessions  # nothing placed, no stream opened
@@ -500,7 +501,7 @@ async def test_a_swap_the_account_does_not_list_is_refused_at_start_naming_it(tm
     async with emulator:
         data = json.loads(json.dumps(_config(tmp_path, "ws://127.0.0.1:9", emulator)).replace("BTC-USDT-SWAP", "BTC-USDX-SWAP"))
         node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE)), handle_signals=False)
-        with pytest.raises(VenueRejected) as err:
+        with pytest.raises(ConfigError) as err:
             await asyncio.wait_for(node.run(), 20)
     assert str(err.value).endswith(
         "BTC-USDX-SWAP.OKX: the venue reports no leverage or margin mode for symbol 'BTC-USDX-SWAP': check that the "

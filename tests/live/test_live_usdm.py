@@ -32,6 +32,7 @@ from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.adapters.common.recorder import is_private, iter_hftbacktest, read_frames
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import OrderFilled, OrderSide, OrderStatus, OrderType, SubmitOrder, Trade
+from tradebus.errors import ConfigError
 from tradebus.execution.live import AccountBalance, AccountPosition, VenueRejected
 from tradebus.execution.orders import Order
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
@@ -285,7 +286,6 @@ def test_perpetual_market_is_refused_on_a_venue_without_it_and_selects_the_usdm_
 
     from tests.live.venue_kits import OKX
     from tradebus.adapters.registry import VENUES
-    from tradebus.errors import ConfigError
 
     okx = OKX.config(Path("/nonexistent"), "ws://127.0.0.1:1", _emulator(), market="perpetual")
     okx.pop("journal"), okx.pop("record")
@@ -325,7 +325,7 @@ async def test_a_misspelt_symbol_is_refused_at_start_naming_the_symbol_to_check(
         data = _config(tmp_path, "ws://127.0.0.1:9", emulator, tmp_path / "journal.sqlite")
         data = json.loads(json.dumps(data).replace("BTCUSDT", "BTCUSDX"))
         node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
-        with pytest.raises(VenueRejected) as err:
+        with pytest.raises(ConfigError) as err:
             await asyncio.wait_for(node.run(), 20)
     assert ("BTCUSDX.BINANCE_USDM: the venue reports no leverage or margin mode for symbol 'BTCUSDX': "
             "check that the account's market lists it (a misspelt or delisted symbol)") in str(err.value)
@@ -354,9 +354,10 @@ async def test_an_account_whose_leverage_margin_type_or_position_mode_differs_fr
                 getattr(emulator, key)[SYMBOL] = value
         data = _config(tmp_path, "ws://127.0.0.1:9", emulator, tmp_path / "journal.sqlite") | {"instruments": [instrument]}
         node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
-        with pytest.raises(VenueRejected, match="margin settings differ from the config") as err:
+        with pytest.raises(ConfigError, match="margin settings differ from the config") as err:  # exit 2
             await asyncio.wait_for(node.run(), 20)
         assert refusal in str(err.value)
+    assert not (tmp_path / "journal.sqlite").exists()  # refused before it traded: the run leaves nothing
     assert not emulator.orders and all(m == "GET" or "listenKey" not in p for m, p, _ in emulator.requests)
     assert [p for m, p, _ in emulator.requests if m != "GET"] == []  # nothing placed, no stream opened
 

@@ -649,8 +649,9 @@ class LiveNode(PaperNode):
         self.left_at_venue: dict[str, Literal["open", "unknown"]] = {}
         # The orders the stop's queries logged (:meth:`_query_left`), whatever their answer said.
         self._queried_at_stop: set[str] = set()
-        #: The venue refused the account's credentials at start-up: the run is withdrawn (:meth:`withdraw`) as it stops.
-        self._credentials_refused = False
+        #: The venue refused the account's credentials at start-up, or its margin settings differ from the config: the
+        #: run is withdrawn (:meth:`withdraw`) as it stops.
+        self._refused_at_start = False
         super().__init__(
             config, max_seconds=max_seconds, max_messages=max_messages, handle_signals=handle_signals, run_dir=run_dir
         )
@@ -755,7 +756,7 @@ class LiveNode(PaperNode):
             if self.journal is not None:
                 with steps.step("closing the journal"):
                     self.journal.close()  # closed by the paper daemon's shutdown, unless the account could not be read
-            if self._credentials_refused:
+            if self._refused_at_start:
                 with steps.step("removing what the refused run created"):
                     self.withdraw()
             if not failed or steps.cancelled is not None:
@@ -801,7 +802,7 @@ class LiveNode(PaperNode):
             return None
         exc = connect.exception()
         if exc is not None:
-            self._credentials_refused = isinstance(exc, CredentialsRefused)
+            self._refused_at_start = isinstance(exc, CredentialsRefused | ConfigError)
             if isinstance(exc, Exception):
                 self.stop(f"reading the account failed: {type(exc).__name__}: {exc}")
             raise exc
@@ -817,10 +818,10 @@ class LiveNode(PaperNode):
             self.journal.check_account(getattr(api, "account_id", ""))
         margin = await self._read_at_start("margin settings", api.margin_settings)
         differences = [] if margin is None else margin_differences(self.kernel.instruments, margin)
-        if differences:
-            raise VenueRejected(
-                "the venue account's margin settings differ from the config (set them at the venue or in the "
-                "config; nothing was sent): " + "; ".join(differences)
+        if differences:  # the user's to fix, as a config error: exit 2
+            raise ConfigError(
+                "the venue account's margin settings differ from the config (set them at the venue, or the instruments' "
+                "leverage, margin_mode and contract_size in the config, to agree; nothing was sent): " + "; ".join(differences)
             )
         self._venue_open = await self._read_at_start("open orders", api.open_orders)
         rest_url, ws_url = settings.endpoints()
