@@ -23,12 +23,12 @@ import yaml
 from loguru import logger
 
 from tradebus.adapters.binance.private_emulator import RestFault, StreamFault
-from tradebus.engine.messages import OrderResolved, OrderStatus, Trade
+from tradebus.engine.messages import OrderResolved, OrderSide, OrderStatus, Trade
 from tradebus.errors import DataError, OrdersLeftAtVenue
 from tradebus.execution.journal import Journal
 from tradebus.node.live import _CHECK_LEFT_AT_VENUE, LiveNode
 
-from .live_harness import IID, KEY, SECRET, until
+from .live_harness import IID, KEY, SECRET, harness, until
 from .test_live_stop_failures import account_and_market, fail_journal, live_config_data, node_on, open_at_venue, resting, run_until_it_stops
 
 pytestmark = pytest.mark.usefixtures("_loguru_to_current_stderr")
@@ -326,3 +326,25 @@ async def test_a_second_ctrl_c_cutting_the_stops_cancels_short_names_each_order_
         f"ERROR stopping: the cancels were cut short (a second signal): 1 order(s) not confirmed canceled, of unknown state "
         f"at the venue: ['{placed}'] (the journal holds them open; a restart on it queries them). {_CHECK_LEFT_AT_VENUE}"
     ]
+
+
+async def test_a_drain_whose_timeout_runs_out_names_the_requests_still_unanswered() -> None:
+    """The venue holds a submit unanswered (until the test releases it): ``LiveVenue.drain``, which a stopping daemon
+    waits on (its cancels, its queries), returned at its timeout saying nothing, so the user never learnt which
+    requests were left; it now logs one WARNING naming each and returns them. Held by the venue, the request is in
+    flight at the timeout however loaded the machine (the client's own request timeout is 60 s)."""
+    release = asyncio.Event()
+    async with harness([RestFault("hold", "POST", "/api/v3/order", release=release)], request_timeout=60.0) as h:
+        try:
+            order = h.submit(OrderSide.BUY, 0.001, 50_000.0)
+            await until(lambda: h.emulator.rest_faults[0].fired)
+            with logged() as lines:
+                left = await h.venue.drain(0.05, "stopping")
+            assert left == [f"place:{order.client_order_id}"]
+            assert lines == [f"WARNING stopping: 1 request(s) to the venue still unanswered after 0.05 s: place:{order.client_order_id}"]
+        finally:
+            release.set()
+        with logged() as lines:
+            assert await h.venue.drain(60.0) == []
+        assert not [line for line in lines if "unanswered" in line]
+        assert order.status is OrderStatus.ACCEPTED

@@ -1500,10 +1500,32 @@ class LiveVenue(Venue):
         logger.info("order {} ({}): {}; none filled", order.client_order_id, order.status, reason)
         return OrderStatusReport(order.client_order_id, order.venue_order_id, order.status, 0.0, now, (), reason)
 
-    async def drain(self, timeout: float = 5.0) -> None:
-        """Wait (up to ``timeout`` s) for the requests in flight."""
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout)
+    async def drain(self, timeout: float = 5.0, waiting: str = "") -> list[str]:
+        """Wait (up to ``timeout`` s) for the requests in flight; those still in flight then are logged at WARNING.
+
+        Parameters
+        ----------
+        timeout
+            Seconds to wait at most.
+        waiting
+            What waits, for the log (``"stopping"``, ``"reconciliation round"``).
+
+        Returns
+        -------
+        list of str
+            The requests still in flight at the timeout, by task name (``"place:<client order id>"``,
+            ``"cancel:..."``, ``"query:..."``), sorted; empty when every one ended.
+        """
+        if not self._tasks:
+            return []
+        _, pending = await asyncio.wait(list(self._tasks), timeout=timeout)
+        left = sorted(task.get_name() for task in pending)
+        if left:
+            logger.warning(
+                "{}{} request(s) to the venue still unanswered after {:g} s: {}",
+                f"{waiting}: " if waiting else "", len(left), timeout, ", ".join(left),
+            )
+        return left
 
     async def aclose(self) -> None:
         """Cancel what is still in flight and close the API session (later requests are not sent)."""

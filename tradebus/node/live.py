@@ -1103,7 +1103,7 @@ class LiveNode(PaperNode):
         (:meth:`LiveVenue.replace_resumed`).
         """
         await self.reconciler.startup(self._recovered, self._venue_open)
-        await self.venue.drain(self.config.live.stop_timeout)
+        await self.venue.drain(self.config.live.stop_timeout, "live start-up")
         await self.reconciler.compare_balances(startup=True)
         self.kernel.risk.cancel_disallowed()
         self.venue.replace_resumed()  # once the holds are released: the replacements pass the risk gate
@@ -1325,9 +1325,9 @@ class LiveNode(PaperNode):
         """
         execution, journal, venue = self.kernel.execution, self.journal, self.venue
         wait = self.config.live.request_timeout
-        await venue.drain(wait)
+        await venue.drain(wait, "stopping")
         if self._cancel_due(self.kernel.orders.open_orders(), canceled):
-            await venue.drain(wait)
+            await venue.drain(wait, "stopping, the last cancels")
         left = self.kernel.orders.open_orders()
         # What each query answered, for the log: once the journal has failed, applying an answer stops at its
         # first event (a fill not booked yet), which leaves the order open here whatever the venue said.
@@ -1353,7 +1353,7 @@ class LiveNode(PaperNode):
                         raise
                     execution.reconcile_order(coid)
             if left:
-                await venue.drain(wait)
+                await venue.drain(wait, "stopping, the queries of the orders left")
         finally:
             venue.on_answer = reconcile
         for order in left:

@@ -742,7 +742,7 @@ class Reconciler:
             venue_open = await self.venue.api.open_orders()
             self.compare_orders(venue_open)
             self.report_external(venue_open)
-            await self.venue.drain(self.settle_timeout)
+            await self.venue.drain(self.settle_timeout, "reconciliation round")
             await self.compare_balances(startup=False)
         finally:
             self.rounds += 1
