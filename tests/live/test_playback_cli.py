@@ -24,6 +24,7 @@ from tradebus.errors import DataError
 from tradebus.strategies.base import Strategy
 
 from .node_testdata import (
+    BINANCE_INSTRUMENT,
     IID,
     OKX_RECORDING,
     SPOT_CAPTURE,
@@ -317,3 +318,29 @@ def test_replay_lists_every_trade_gap_it_met_in_playback_json(tmp_path: Path) ->
         assert res.exit_code == 0, res.output
         stats = json.loads((tmp_path / name / "playback.json").read_text())
         assert stats["trade_gaps"] == [{**gap, "ended_ns": ended_ns, "recording_ended": recording_ended}], name
+
+
+def test_serve_refuses_a_config_subscribing_a_symbol_the_recording_lacks_naming_its_streams(tmp_path: Path) -> None:
+    """An ETHUSDT config against the BTCUSDT capture: the server served, the written config pointed at it, and the
+    daemon recycled its connection for 'no market data' forever; now serve exits 2 before serving, naming the
+    instrument and the streams the recording has."""
+    eth = {**BINANCE_INSTRUMENT, "symbol": "ETHUSDT", "base": "ETH"}
+    data = binance_config("ws://127.0.0.1:1", None, ["trade"])
+    data["instruments"] = [eth]
+    data["strategy"]["instruments"] = ["ETHUSDT.BINANCE"]
+    data["feeds"][0]["subscriptions"] = {"ETHUSDT.BINANCE": ["trade"]}
+    config = tmp_path / "paper_eth.yaml"
+    config.write_text(yaml.safe_dump(data))
+    written = tmp_path / "paper_local.yaml"
+    # A subprocess, bounded: a server that starts serving runs until a signal.
+    res = subprocess.run(
+        [sys.executable, "-m", "tradebus.cli", "serve", str(SPOT_CAPTURE), "--venue", "binance", "--speed", "0",
+         "--config", str(config), "--write-config", str(written)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    assert res.returncode == 2, res.stderr
+    message = " ".join(res.stderr.split())
+    assert (f"--config {config}: feeds.0.subscriptions: ETHUSDT.BINANCE (symbol ETHUSDT): not in the recording "
+            f"{SPOT_CAPTURE}, whose streams are btcusdt@bookTicker, btcusdt@depth@100ms, btcusdt@trade:") in message
+    assert "serving" not in message and not written.exists()
+

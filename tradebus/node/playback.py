@@ -90,6 +90,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import re
 import signal
 import tempfile
 import zlib
@@ -134,6 +135,7 @@ from tradebus.risk.guard import MarketGuard
 __all__ = [
     "Playback",
     "PlaybackStats",
+    "check_served_symbols",
     "detect_format",
     "play",
     "read_local_config",
@@ -680,7 +682,8 @@ async def serve_recording(
     reconnecting daemon starts at the venue's now; with ``hold`` that clock stops while no connection
     streams, so a restarted daemon goes on where the last one left off; unpaced (``speed=None``) it
     moves only as a connection reads it, and a reconnecting daemon misses nothing
-    (:class:`~tradebus.adapters.common.local_server.LocalVenueServer`).
+    (:class:`~tradebus.adapters.common.local_server.LocalVenueServer`). With ``config``, each instrument
+    its feeds subscribe must be in the recording (:func:`check_served_symbols`).
 
     ``venue`` is a registered venue name; its emulator speaks the protocol. REST depth
     snapshots in the recording (``rest:`` lines, or a capture's snapshot line) are handed
@@ -694,7 +697,8 @@ async def serve_recording(
         The recording is missing or unreadable, or none of its frames is data of a ``venue`` stream
         (another venue's recording: a daemon would be sent nothing it could use).
     ConfigError
-        ``config`` is invalid or of another venue's feeds, or the copy cannot be written.
+        ``config`` is invalid, of another venue's feeds or subscribing an instrument the recording lacks, or the
+        copy cannot be written.
     """
     from tradebus.adapters.common.local_server import LocalVenueServer
 
@@ -722,6 +726,8 @@ async def serve_recording(
             f"{path}: none of its {len(frames)} frames is {venue} stream data: serve it with the --venue "
             f"of the venue that recorded it (one of {', '.join(VENUES)})"
         )
+    if local is not None and config is not None:
+        check_served_symbols(local, Path(config), path, {protocol.topic_of(raw) or "" for _, raw in frames if protocol.is_stream_frame(raw)})
     server = LocalVenueServer(
         protocol, frames, speed=speed, lifetime=lifetime, resume_overlap=SERVE_RESUME_OVERLAP, hold=hold
     )
@@ -745,6 +751,38 @@ async def serve_recording(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await server.stop()
+
+
+def check_served_symbols(data: dict[str, Any], config: Path, recording: Path, topics: set[str]) -> None:
+    """Refuse a paper config (``data``, read from ``config``) subscribing an instrument the served recording lacks.
+
+    ``topics`` are the recording's streams (the venue protocol's ``topic_of``); an instrument's symbol is in the
+    recording when it is one of a topic's parts (``btcusdt`` of ``btcusdt@trade``, ``BTC-USDT`` of
+    ``trades:BTC-USDT``, ``BTCUSDT`` of ``publicTrade.BTCUSDT``), whatever the case.
+
+    Raises
+    ------
+    ConfigError
+        The config is invalid, or a feed subscribes a symbol no stream of the recording has (a daemon would
+        be sent nothing for it and recycle its connection for want of market data), naming the recording's streams.
+    """
+    parsed = parse_config(data, f"--config {config}", config.resolve().parent, model=PaperConfig)
+    parts = {part for topic in topics for part in re.split(r"[@:.]", topic.lower())}
+    instruments = parsed.instrument_map()
+    missing = [
+        f"feeds.{n}.subscriptions: {iid} (symbol {instruments[iid].symbol})"
+        for n, feed in enumerate(parsed.feeds)
+        for iid in feed.subscriptions
+        if instruments[iid].symbol.lower() not in parts
+    ]
+    if missing:
+        shown = sorted(topics)
+        listed = ", ".join(shown[:20]) + (f", ... ({len(shown)} in all)" if len(shown) > 20 else "")
+        raise ConfigError(
+            f"--config {config}: {'; '.join(missing)}: not in the recording {recording}, whose streams are {listed}: "
+            "a daemon subscribing it would get no market data (subscribe an instrument the recording has, or serve "
+            "a recording of it)"
+        )
 
 
 def read_local_config(config: Path, venue: str) -> dict[str, Any]:
