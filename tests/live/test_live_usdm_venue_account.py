@@ -429,6 +429,57 @@ async def test_a_fill_the_user_stream_tells_before_the_journal_is_replayed_is_bo
     ]
 
 
+async def test_a_cancel_the_user_stream_tells_before_the_journal_is_replayed_is_not_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A resting sell journaled open; on the restart the venue cancels it once the user stream is subscribed and
+    before the journal is replayed: the parser, which knows no order yet, drops the CANCELED event ('not sent by
+    this process; ignored'). Nothing is lost: the replay leaves the order UNKNOWN and the start-up reconciliation
+    reads the open orders again after the replay (or queries it), so the order ends CANCELED, journaled."""
+    journal = tmp_path / "journal.sqlite"
+    seen: dict[str, Any] = {}
+
+    async def rest_a_sell(node: LiveNode) -> None:
+        now = node.clock.now_ns()
+        order = node.kernel.execution.submit(
+            SubmitOrder("TickEmaCross", USDM_IID, "", OrderSide.SELL, 0.01, now, now, OrderType.LIMIT, price=PRICE + 100.0))
+        await until(lambda: order.client_order_id in emulator.orders and order.status is OrderStatus.ACCEPTED)
+        seen["sell"] = order.client_order_id
+
+    async def reconciled(node: LiveNode) -> None:
+        startup = node._startup_task
+        await until(lambda: startup is not None and startup.done())
+
+    def leave_orders(raw: dict[str, Any]) -> None:
+        raw["live"]["cancel_on_stop"] = False
+
+    dropped: list[str] = []
+    connect = LiveNode._connect
+
+    async def cancel_once_subscribed(self: LiveNode) -> None:
+        await connect(self)
+        sink = logger.add(lambda m: dropped.append(m.record["message"]), level="INFO",
+                          filter=lambda r: "not sent by this process" in r["message"])
+        try:
+            assert emulator.cancel(emulator.orders[seen["sell"]])
+            await until(lambda: bool(dropped))
+        finally:
+            logger.remove(sink)
+
+    async with _emulator() as emulator:
+        await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, rest_a_sell, leave_orders)
+        monkeypatch.setattr(LiveNode, "_connect", cancel_once_subscribed)
+        node = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, reconciled, leave_orders)
+        assert dropped == [f"binance user stream: CANCELED of order {seen['sell']} not sent by this process; ignored"]
+        assert node.kernel.orders.get(seen["sell"]).status is OrderStatus.CANCELED
+    j = Journal(journal)
+    try:
+        kinds = [type(e.message).__name__ for e in j.entries() if getattr(e.message, "client_order_id", "") == seen["sell"]]
+    finally:
+        j.close()
+    assert kinds[-1] in ("OrderResolved", "OrderCanceled"), kinds
+
+
 ETH_INSTRUMENT = {**USDM_INSTRUMENT, "symbol": "ETHUSDT", "base": "ETH"}
 ETH = Instrument(**{**ETH_INSTRUMENT, "kind": InstrumentKind.PERPETUAL})
 
