@@ -113,15 +113,17 @@ def test_a_journal_another_daemon_opened_meanwhile_is_not_removed(tmp_path: Path
         again.close()
 
 
+@pytest.mark.parametrize("met_by", ["stream", "order"])
 @pytest.mark.parametrize("name", ["binance", "usdm", "okx", "bybit"])
 async def test_a_key_revoked_while_the_daemon_runs_stops_it_as_refused_credentials_and_keeps_its_journal(
-    name: str, tmp_path: Path
+    name: str, met_by: str, tmp_path: Path
 ) -> None:
     """The venue refuses the key once the daemon runs (the emulator's key changed, as a key deleted or its IP
     restriction changed at the venue; the private stream reconnects): Binance's user stream subscription and USD-M's
     listen key answer -2015, OKX's login 60009, Bybit's auth is refused. This ended as a generic VenueError ('fatal
     connection error', exit 1) naming no credential problem; now it is CredentialsRefused (exit 2) naming the stream,
-    and the journal, holding the run's order, stays."""
+    and the journal, holding the run's order, stays. Met by an order instead (the stream's connection stays up), the
+    daemon went on, each order rejected (logged at INFO) and none able to be canceled; it now stops the same way."""
     account = ACCOUNTS[name]
     async with account.served(tmp_path, []) as (emulator, data):
         config = parse_live_config(data, "<test>")
@@ -141,7 +143,13 @@ async def test_a_key_revoked_while_the_daemon_runs_stops_it_as_refused_credentia
                 await asyncio.sleep(0.5)
             assert order.status is OrderStatus.ACCEPTED
             emulator.key = "REVOKEDkey0000revokedKEY"
-            await emulator.drop_sessions()
+            if met_by == "stream":
+                await emulator.drop_sessions()
+            else:
+                now = node.clock.now_ns()
+                node.kernel.execution.submit(
+                    SubmitOrder("TickEmaCross", account.iid, "", OrderSide.BUY, account.qty, now, now, OrderType.LIMIT, account.price)
+                )
             with pytest.raises(CredentialsRefused, match="the venue refused the account's credentials") as info:
                 await asyncio.wait_for(task, 60)
         finally:

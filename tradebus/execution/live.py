@@ -432,6 +432,16 @@ class TradingApi(ABC):
     #: fills longer); ``None``: no such rule documented. "No such order" for an order closed longer ago than
     #: that proves it filled nothing (:meth:`LiveVenue.query_order`).
     forgets_unfilled_closed_ns: int | None = None
+    #: Told of every :class:`CredentialsRefused` a request meets (``None``: nobody): the live daemon, once running,
+    #: stops on it, as a key revoked while it runs refuses every later request.
+    on_credentials_refused: Callable[[CredentialsRefused], None] | None = None
+
+    def refused(self, error: VenueError) -> VenueError:
+        """``error``, the venue's refusal of a request, after telling :attr:`on_credentials_refused` of it if it is
+        the credentials'."""
+        if isinstance(error, CredentialsRefused) and self.on_credentials_refused is not None:
+            self.on_credentials_refused(error)
+        return error
 
     @abstractmethod
     async def place(self, order: Order) -> Ack:

@@ -888,8 +888,13 @@ class LiveNode(PaperNode):
                                "once the pause it asks for ends: {}", what, exc)
 
     def _recover(self) -> None:
-        """Replay the journal (paper daemon), track every order it left open, start the start-up reconciliation."""
+        """Replay the journal (paper daemon), track every order it left open, start the start-up reconciliation.
+
+        From now on a request the venue refuses for the account's credentials stops the daemon
+        (:meth:`_credentials_revoked`); before, the account's read at start-up raised it.
+        """
         super()._recover()
+        self.venue.api.on_credentials_refused = self._credentials_revoked
         kernel = self.kernel
         for order in kernel.orders.open_orders():
             self.venue.track(order)
@@ -1107,6 +1112,14 @@ class LiveNode(PaperNode):
         await self.reconciler.compare_balances(startup=True)
         self.kernel.risk.cancel_disallowed()
         self.venue.replace_resumed()  # once the holds are released: the replacements pass the risk gate
+
+    def _credentials_revoked(self, error: CredentialsRefused) -> None:
+        """A request the venue refused for the account's credentials while the daemon runs (a key revoked, its IP
+        restriction or permissions changed): every later one would be too, the stop's cancels included. Stop;
+        :meth:`run` raises it (``tradebus live``: exit 2, as at start-up), the journal kept."""
+        if self._failure is None:
+            logger.error("the venue refused the account's credentials while the daemon ran; stopping: {}", error)
+        self._failed("trading", CredentialsRefused(f"the venue refused the account's credentials while the daemon ran: {error}"))
 
     def _on_stream_event(self, event: Any) -> None:
         """Hand an order event of the user stream to the venue; a strategy's hook raising on it stops the daemon.

@@ -477,7 +477,7 @@ class BinanceTrading(TradingApi):
             return await getattr(self._ccxt, name)(params)
         except BaseError as exc:
             error, status, code = self.errors.classify(exc, name)
-            raise error from None
+            raise self.refused(error) from None
         finally:
             self.last_headers = dict(self._ccxt.last_response_headers or {})
             if budget is not None:

@@ -87,7 +87,7 @@ class CcxtTrading(TradingApi):
             return await getattr(self._ccxt, name)(params)
         except BaseError as exc:
             error, status, code = self.errors.classify(exc, name)
-            raise error from None
+            raise self.refused(error) from None
         finally:
             self.last_headers = dict(self._ccxt.last_response_headers or {})
             budget.observe(status, self.last_headers, code)
