@@ -4,7 +4,8 @@
 exactly the orders, fills and equity samples that :meth:`Kernel.process` would on the same
 messages, faster:
 
-- columns of a batch are read as Python lists and bars are built positionally;
+- columns of a batch are read as Python lists (by the sparse trade loop, which visits few rows,
+  through memoryviews) and bars are built positionally;
 - a batch's features are computed in one compiled call (``FeatureBank.run_bars``); row *i*
   only uses rows <= *i* and is exposed to the strategy only when bar *i* is delivered, so
   there is no lookahead;
@@ -54,7 +55,7 @@ from __future__ import annotations
 import gc
 import math
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
@@ -755,8 +756,6 @@ class BatchLoop:
             out = bank.run_trades(batch.ts_event, batch.price, batch.size, batch.aggressor)
         else:
             view, live = FeatureView(()), None
-        ts_init = batch.ts_init.tolist()
-        ts_event = ts_init if np.array_equal(batch.ts_event, batch.ts_init) else batch.ts_event.tolist()
         handlers = k.bus.handlers(Trade, iid)
         deliver = _fan_out(handlers)
         history = k.histories.get(iid)
@@ -766,6 +765,18 @@ class BatchLoop:
         # Only the plain simulated venue's trade handling reduces to "remember the last price"
         # while nothing is working (see submit()); any other venue sees every trade.
         skip = type(k.venue) is SimulatedVenue
+        lean = skip and history_free and _lean(handlers)
+        # The rows visited: every row, or (when every handler declares where it acts, wakes_at)
+        # those rows and the rows where something else is due (see _next_row).
+        wake = _wake_rows(handlers, iid, out, n) if lean else None
+        # Listing a column costs about as much as reading every row through a memoryview: the
+        # sparse loop, which visits few rows, reads its columns through memoryviews.
+        read: Callable[[np.ndarray], Any] = np.ndarray.tolist if wake is None else _indexable
+        ts_init = read(batch.ts_init)
+        if wake is None and np.array_equal(batch.ts_event, batch.ts_init):
+            ts_event = ts_init
+        else:
+            ts_event = read(batch.ts_event)
         idle = self.idle_trades
         execution_on_trade = k.execution.on_trade
         cache_trades = k.cache.trades
@@ -779,14 +790,14 @@ class BatchLoop:
         if skip and not self.needs_execution:
             idle.add(iid)
         k.extend_span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
-        if skip and history_free and _lean(handlers):
+        if lean:
             # No subscriber reads a trade: one is built only when something may read it (see
             # _lean_bars); the venue sees none while nothing works, as in the loop below.
             columns: list[Any] = []
 
             def trade_at(j: int) -> Trade:
                 if not columns:
-                    columns.extend((ts_event, prices, batch.size.tolist(), batch.aggressor.tolist(), batch.trade_id))
+                    columns.extend((ts_event, prices, read(batch.size), read(batch.aggressor), batch.trade_id))
                 te, px, sz, side, tid = columns
                 return Trade(iid, te[j], ts_init[j], px[j], sz[j], side[j], tid[j])
 
@@ -794,10 +805,7 @@ class BatchLoop:
                 if j >= 0:
                     cache_trades[iid] = trade_at(j)
 
-            prices = batch.price.tolist()
-            # The rows visited: every row, or (when every handler declares where it acts,
-            # wakes_at) those rows and the rows where something else is due (see _next_row).
-            wake = _wake_rows(handlers, iid, out, n)
+            prices = read(batch.price)
             rows: Any = _FeatureRows(out) if wake is not None else [()] * n if out is None else list(zip(*out.T.tolist()))
             if wake is not None:
                 price_values = np.ascontiguousarray(batch.price, dtype=np.float64)
@@ -1031,7 +1039,7 @@ class _FeatureRows:
         return tuple(self.values[j].tolist())
 
 
-def _next_row(ts: list[int], prices: np.ndarray, start: int, stop: int, due: int, lo: float, hi: float) -> int:
+def _next_row(ts: Sequence[int], prices: np.ndarray, start: int, stop: int, due: int, lo: float, hi: float) -> int:
     """The first row from ``start`` whose time is at or after ``due`` or whose price is at or beyond ``lo`` or ``hi``.
 
     ``stop`` if none is before it.
