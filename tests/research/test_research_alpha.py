@@ -206,6 +206,18 @@ def test_quantile_returns_bucket_as_pandas_qcut_on_factors_with_ties() -> None:
     assert quantile_returns(f, r, 5)["mean_return"].tolist() == pytest.approx(means.tolist(), rel=1e-12)
 
 
+def test_quantile_returns_keep_every_row_of_a_constant_or_infinite_factor() -> None:
+    # a factor of one value over the window (a flag that never changed): pd.qcut's edges are all that value, and
+    # with the repeats dropped no bucket is left, so every row came out without a quantile and the table was empty
+    f, r = pd.Series([1.0] * 10), pd.Series(np.arange(10.0))
+    q = quantile_returns(f, r, 3)
+    assert q["quantile"].tolist() == [1] and q["count"].tolist() == [10]
+    assert q["mean_return"].tolist() == pytest.approx([4.5])
+    # an infinite factor value has no pd.qcut bucket: it was dropped without a word and the buckets numbered 2, 3
+    with pytest.raises(DataError, match=r"1 of 6 factor values are not finite \(-inf\)"):
+        quantile_returns(pd.Series([-np.inf, 1, 2, 3, 4, 5]), pd.Series(np.arange(6.0)), 3)
+
+
 def test_cost_stress_reruns_log_as_reruns_not_as_the_backtest(tmp_path: Path) -> None:
     """research alpha --backtest configs/quickstart.yaml printed 26 'order ... denied: buying_power'
     warnings of its x2/x5 cost re-runs on the command line, where the backtest itself denies nothing."""

@@ -174,19 +174,31 @@ def quantile_returns(factor: pd.Series, forward: pd.Series, quantiles: int = 5) 
     quantiles of the values, so equal values always share a quantile. Where edges coincide (a factor
     with few distinct values) pandas drops the repeated ones: fewer than ``quantiles`` buckets come out,
     numbered 1, 2, ... from the lowest (a -1/0/1 factor split 30/40/30 % in 5 quantiles has the edges
-    -1, -1, 0, 0, 1, 1, so buckets ``[-1, 0]`` = 1 and ``(0, 1]`` = 2).
+    -1, -1, 0, 0, 1, 1, so buckets ``[-1, 0]`` = 1 and ``(0, 1]`` = 2); a factor of one value is one
+    bucket, 1, of every row (pd.qcut leaves it none).
 
     Raises
     ------
     ConfigError
         More quantiles than rows with both a factor value and a forward return (buckets would be
         single rows, not quantiles).
+    DataError
+        An infinite factor value (no bucket holds it).
     """
     frame = pd.DataFrame({"f": factor.to_numpy(), "r": forward.to_numpy()}).dropna()
     if quantiles > len(frame):
         raise ConfigError(f"alpha.quantiles: {quantiles} quantiles of {len(frame)} rows with a factor value and a "
                           f"forward return; give at most {len(frame)}")
-    frame["q"] = pd.qcut(frame["f"].astype(np.float64), quantiles, labels=False, duplicates="drop") + 1
+    f = frame["f"].astype(np.float64)
+    infinite = np.isinf(f.to_numpy())
+    if infinite.any():
+        signs = sorted({"-inf" if v < 0.0 else "inf" for v in f[infinite]})
+        raise DataError(f"quantile_returns: {int(infinite.sum())} of {len(f)} factor values are not finite "
+                        f"({', '.join(signs)}), which no quantile bucket holds; make the factor finite")
+    if f.nunique() == 1:  # pd.qcut leaves no bucket of one value: its edges all coincide
+        frame["q"] = 1
+    else:
+        frame["q"] = pd.qcut(f, quantiles, labels=False, duplicates="drop") + 1
     out = frame.groupby("q")["r"].agg(["mean", "count"]).reset_index()
     out.columns = ["quantile", "mean_return", "count"]
     return out

@@ -414,6 +414,8 @@ def alpha(
                                                    cfg.alpha.quantiles)
             except ConfigError as exc:
                 raise ConfigError(f"{config}: {exc} (factor {factor!r})") from None
+            except DataError as exc:
+                raise DataError(f"{config}: {exc} (factor {factor!r})") from None
             report: dict[str, Any] = {"ic": ic.to_dict(orient="records")}
             try:
                 report["turnover"] = reports.factor_turnover(merged[factor], by=by, instrument=instrument)
