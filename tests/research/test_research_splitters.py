@@ -335,6 +335,12 @@ def test_walk_forward_refuses_n_splits_that_train_size_leaves_no_room_for_instea
     # a train_size leaving room for no window at all says none fit
     with pytest.raises(ConfigError, match=r"train_size 81 \+ gap 0 samples must precede the first: only 0 fit"):
         PurgedWalkForward(20, t0=t0, t1=t0, train_size=81, n_splits=3).get_n_splits()
+    # ... and proposes no n_splits <= 0 (n_splits is at least 1), only the train_size that fits: 40 before sample 40
+    with pytest.raises(ConfigError, match=r"only 0 fit; give train_size <= 40 \(or a smaller test_size\)$"):
+        PurgedWalkForward(20, t0=t0, t1=t0, train_size=81, n_splits=3).get_n_splits()
+    # 2 windows of 20 of 30 samples would start at -10: no train_size fits them
+    with pytest.raises(ConfigError, match=r"only 0 fit; give a smaller train_size, test_size or n_splits, or more samples$"):
+        PurgedWalkForward(20, t0=t0[:30], t1=t0[:30], train_size=50, n_splits=2).get_n_splits()
 
 
 # ---------------------------------------------------------------------------- scikit-learn API

@@ -316,16 +316,18 @@ class PurgedWalkForward(_Purged):
             assert self.train_size is not None
             first = self.train_size + self.gap
         else:
-            # the last window ends at the last sample; the earliest are dropped until train_size samples precede the first
+            # the last window ends at the last sample; train_size samples must precede the first
             first = n - self.test_size - (self.n_splits - 1) * step
             if self.train_size is not None and first < self.train_size + self.gap:
                 fit = max((n - self.test_size - self.train_size - self.gap) // step + 1, 0)
+                fixes = [f"n_splits <= {fit}"] * (fit > 0)
+                fixes += [f"train_size <= {first - self.gap}"] * (first - self.gap >= 1)
                 raise ConfigError(
                     f"PurgedWalkForward: n_splits {self.n_splits} test windows of {self.test_size} samples "
                     f"(step {step}) ending at the last of {n} samples start at sample {first}, but train_size "
                     f"{self.train_size} + gap {self.gap} samples must precede the first: only {fit} fit; give "
-                    f"n_splits <= {fit}" + (f" or train_size <= {first - self.gap}" if first - self.gap >= 1 else "")
-                    + " (or a smaller test_size)")
+                    + (f"{' or '.join(fixes)} (or a smaller test_size)" if fixes
+                       else "a smaller train_size, test_size or n_splits, or more samples"))
         starts = list(range(first, n - self.test_size + 1, step))
         if self.n_splits is not None:
             starts = starts[: self.n_splits]
