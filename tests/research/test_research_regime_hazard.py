@@ -192,6 +192,9 @@ def test_figures_undefined_without_trades_are_null_not_zero(tmp_path: Path) -> N
     # a fast EMA slower than the slow one turned the pullback's trend check around
     ("params", "ema_fast", 36, "params.ema_slow: 36 not above ema_fast 36: the fast EMA must have the shorter span"),
     ("params", "ema_slow", 10, "params.ema_slow: 10 not above ema_fast 12: the fast EMA must have the shorter span"),
+    # ... against the default ema_slow (36) too, which the check skipped: ema_fast 40 alone passed
+    ("regime_study", "params", {"ema_fast": 40},
+     "regime_study.params.ema_slow: 36 not above ema_fast 40: the fast EMA must have the shorter span"),
 ])
 def test_a_bad_config_value_is_named_with_the_file(tmp_path: Path, section: str, key: str, value: object,
                                                     message: str) -> None:

@@ -117,7 +117,7 @@ class RegimeHazardParams(StrictModel):
     confirm: int = Field(default=2, ge=1)
     # layer B
     ema_fast: int = Field(default=12, ge=1)
-    ema_slow: int = Field(default=36, ge=2)
+    ema_slow: int = Field(default=36, ge=2, validate_default=True)  # checked against ema_fast when left out too
     atr_window: int = Field(default=14, ge=1)
     pullback_atr: float = Field(default=0.5, ge=0.0)
     range_edge: float = Field(default=0.15, gt=0.0, lt=0.5)
