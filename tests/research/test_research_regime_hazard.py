@@ -195,6 +195,11 @@ def test_figures_undefined_without_trades_are_null_not_zero(tmp_path: Path) -> N
     # ... against the default ema_slow (36) too, which the check skipped: ema_fast 40 alone passed
     ("regime_study", "params", {"ema_fast": 40},
      "regime_study.params.ema_slow: 36 not above ema_fast 40: the fast EMA must have the shorter span"),
+    # an enter below the default exit (0.3, 1.3) left out of the config: the hysteresis was checked only at run time
+    ("regime_study", "params", {"trend_enter": 0.2},
+     "regime_study.params.trend_exit: 0.3 above trend_enter 0.2: the state would be left before"),
+    ("regime_study", "params", {"hazard_enter": 1.0},
+     "regime_study.params.hazard_exit: 1.3 above hazard_enter 1.0: the state would be left before"),
 ])
 def test_a_bad_config_value_is_named_with_the_file(tmp_path: Path, section: str, key: str, value: object,
                                                     message: str) -> None:

@@ -111,9 +111,9 @@ class RegimeHazardParams(StrictModel):
     regime_window: int = Field(default=8, ge=2)
     vol_window: int = Field(default=24, ge=2)
     trend_enter: float = 0.5
-    trend_exit: float = 0.3
+    trend_exit: float = Field(default=0.3, validate_default=True)  # checked against trend_enter when left out too
     hazard_enter: float = 1.8
-    hazard_exit: float = 1.3
+    hazard_exit: float = Field(default=1.3, validate_default=True)
     confirm: int = Field(default=2, ge=1)
     # layer B
     ema_fast: int = Field(default=12, ge=1)
