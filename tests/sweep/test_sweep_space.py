@@ -549,6 +549,8 @@ def test_a_range_of_mixed_bounds_a_log_list_or_an_uncountable_step_exits_2_namin
 def test_a_range_with_integer_or_float_bounds_only_keeps_its_type(tmp_path: Path) -> None:
     space = load_space(space_file(tmp_path, {"method": "tpe", "trials": 2, "params": {
         "strategy.params.fast": {"low": 10, "high": 30}, "venue.slippage_bps": {"low": 0.0, "high": 5.0, "log": False},
-        "strategy.params.quantity": {"low": 0.05, "high": 1.0, "log": True}}}))
-    assert [p.integer for p in space.params] == [True, False, False]
-    assert [p.arrow_type() for p in space.params] == ["int64", "float64", "float64"]
+        "strategy.params.quantity": {"low": 0.05, "high": 1.0, "log": True},
+        # a bound with a fraction makes a float range whatever the others are written as
+        "venue.fee_bps": {"low": 0.5, "high": 2}, "risk.max_position": {"low": 1, "high": 2, "step": 0.25}}}))
+    assert [p.integer for p in space.params] == [True, False, False, False, False]
+    assert [p.arrow_type() for p in space.params] == ["int64", "float64", "float64", "float64", "float64"]

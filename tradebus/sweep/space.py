@@ -79,13 +79,14 @@ class Param(_Model):
     @model_validator(mode="before")
     @classmethod
     def _bound_types(cls, data: Any) -> Any:
-        # a range is of integers when its bounds are: bounds of both kinds say neither
+        # a range is of integers when its bounds are, of floats when one has a fraction (low 0.5, high 2);
+        # integers beside whole floats (low 10, high 30.0) say neither
         if isinstance(data, dict):
             bounds = {k: data[k] for k in ("low", "high", "step") if isinstance(data.get(k), int | float)
                       and not isinstance(data[k], bool) and math.isfinite(data[k])}  # _check refuses inf and nan
             ints = [k for k, v in bounds.items() if isinstance(v, int)]
             floats = [k for k, v in bounds.items() if isinstance(v, float)]
-            if ints and floats:
+            if ints and floats and all(bounds[k].is_integer() for k in floats):
                 raise ValueError(
                     f"{', '.join(f'{k} {bounds[k]!r}' for k in ints)} {'is an integer' if len(ints) == 1 else 'are integers'} "
                     f"but {', '.join(f'{k} {bounds[k]!r}' for k in floats)} {'is' if len(floats) == 1 else 'are'} not: "
