@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from tradebus.engine.messages import OrderFilled, SubmitOrder
 
-__all__ = ["Account"]
+__all__ = ["Account", "working_quantity"]
 
 
 class Account(Protocol):
@@ -76,3 +76,37 @@ class Account(Protocol):
 
     def balances(self) -> dict[str, float]:
         """``asset -> total balance`` of every asset the account knows, in a fixed order."""
+
+
+def working_quantity(
+    orders: Iterable[Any], oco: Mapping[str, tuple[str, ...]], buy: bool, exclude: str, *, plain: bool = False
+) -> float:
+    """Signed remaining quantity of the working ``orders`` on one side (``buy``), except order ``exclude`` and its OCO
+    group; an OCO group (``oco``: :meth:`Account.oco_groups`) counts once, as its largest member.
+
+    Parameters
+    ----------
+    orders
+        Working orders (``client_order_id``, ``side``, ``leaves_qty``, ``reduce_only``).
+    oco
+        ``client order id -> the ids of its OCO group``.
+    buy
+        The side counted.
+    exclude
+        An order (and its group) left out: the one being checked.
+    plain
+        Count only the orders that are not reduce-only.
+    """
+    skip = oco.get(exclude, (exclude,)) if oco else (exclude,)
+    total = 0.0
+    groups: dict[tuple[str, ...], float] = {}
+    for order in orders:
+        if (order.side > 0) != buy or order.client_order_id in skip or (plain and order.reduce_only):
+            continue
+        group = oco.get(order.client_order_id) if oco else None
+        if group is None:
+            total += order.leaves_qty
+        elif order.leaves_qty > groups.get(group, 0.0):
+            groups[group] = order.leaves_qty
+    total += sum(groups.values())
+    return total if buy else -total

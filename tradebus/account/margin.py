@@ -106,6 +106,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
+from tradebus.account.base import working_quantity
 from tradebus.account.spot import SpotCashAccount, asset_names, exceeds
 from tradebus.engine.instrument import CloseFee, Instrument, MarginMode
 from tradebus.engine.messages import OrderFilled, OrderType, SubmitOrder
@@ -670,22 +671,8 @@ class MarginAccount:
     def _working_side(self, iid: str, side: int, exclude: str) -> float:
         """Signed remaining quantity of the working orders of ``iid`` on ``side`` that may add to the position
         (not reduce-only), except ``exclude`` and its OCO group; an OCO group counts once, as its largest member."""
-        oco = self._spot.oco_groups()
-        skip = oco.get(exclude, (exclude,)) if oco else (exclude,)
-        total = 0.0
-        groups: dict[tuple[str, ...], float] = {}
-        for order in self._working():
-            if order.instrument_id != iid or (order.side > 0) != (side > 0) or order.reduce_only:
-                continue
-            if order.client_order_id in skip or order.leaves_qty <= 0.0:
-                continue
-            group = oco.get(order.client_order_id) if oco else None
-            if group is None:
-                total += order.leaves_qty
-            elif order.leaves_qty > groups.get(group, 0.0):
-                groups[group] = order.leaves_qty
-        total += sum(groups.values())
-        return total if side > 0 else -total
+        working = (order for order in self._working() if order.instrument_id == iid)
+        return working_quantity(working, self._spot.oco_groups(), side > 0, exclude, plain=True)
 
     def _cash_check(self, what: str, quantity: float, iid: str, need: float, asset: str, exclude: str) -> str | None:
         """Why a cash-only order (or fill) spending ``need`` of a settle asset would spend the positions' margin.

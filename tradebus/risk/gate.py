@@ -95,6 +95,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from tradebus.account import asset_names
+from tradebus.account.base import working_quantity
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import Clock
 from tradebus.engine.instrument import EXACT_GRID, LOTS_RTOL, ROUNDING_RTOL, grid_of
@@ -504,23 +505,11 @@ class RiskGate:
         orders = self._orders
         if orders is None or not orders.open_count:
             return 0.0
-        oco = self._portfolio.account.oco_groups()
-        skip = oco.get(exclude, (exclude,)) if oco else (exclude,)
-        total = 0.0
-        groups: dict[tuple[str, ...], float] = {}
         if isinstance(instruments, str):
             working = orders.open_orders(instruments)
         else:
             working = [order for order in orders.open_orders() if order.instrument_id in instruments]
-        for order in working:
-            if (order.side > 0) == buy and order.client_order_id not in skip and not (plain and order.reduce_only):
-                group = oco.get(order.client_order_id) if oco else None
-                if group is None:
-                    total += order.leaves_qty
-                elif order.leaves_qty > groups.get(group, 0.0):
-                    groups[group] = order.leaves_qty
-        total += sum(groups.values())
-        return total if buy else -total
+        return working_quantity(working, self._portfolio.account.oco_groups(), buy, exclude, plain=plain)
 
     def _working_holding(self, instrument_id: str, buy: bool, exclude: str) -> float:
         """:meth:`_working` on what ``instrument_id`` holds: of a cash-only instrument, its base asset, which
