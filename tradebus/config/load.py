@@ -139,7 +139,7 @@ def parse_config(
         except ConfigError as exc:
             raise ConfigError(f"{source}: {path}.name: {exc}") from None
         try:
-            params = cls.Params.model_validate(entry.params)
+            params = cls.validate_params(entry.params)
         except ValidationError as exc:
             raise config_error_from(source, exc, (*path.split("."), "params")) from None
         try:

@@ -138,6 +138,13 @@ class NoParams(StrictModel):
     """Parameters of a strategy that takes none (any key is an error)."""
 
 
+@functools.cache
+def _forbidding_extra(model: type[BaseModel]) -> type[BaseModel]:
+    """``model`` with unknown keys refused (``extra="forbid"``), for checking only."""
+    config = {**model.model_config, "extra": "forbid"}
+    return type(model.__name__, (model,), {"model_config": config, "__module__": model.__module__})
+
+
 class Strategy:
     """Base class of every strategy.
 
@@ -175,6 +182,23 @@ class Strategy:
     ) -> Strategy:
         """Build the strategy from validated config ``params`` (keyword arguments of ``__init__``)."""
         return cls(instrument_ids, strategy_id=strategy_id, **params.model_dump())
+
+    @classmethod
+    def validate_params(cls, params: Mapping[str, Any]) -> BaseModel:
+        """The config's ``params`` validated by :attr:`Params`, an unknown key refused.
+
+        A ``Params`` written as a plain pydantic ``BaseModel`` ignores unknown keys, so a
+        misspelt parameter (``windw: 5``) would run with the default; it is refused as it is by
+        a :class:`~tradebus.config.base.StrictModel`, unless the model sets ``extra`` itself.
+
+        Raises
+        ------
+        pydantic.ValidationError
+            Naming each bad or unknown key.
+        """
+        if cls.Params.model_config.get("extra") is None:
+            _forbidding_extra(cls.Params).model_validate(params)
+        return cls.Params.model_validate(params)
 
     @classmethod
     def check_params(cls, params: BaseModel, instruments: Sequence[Instrument]) -> None:
@@ -909,7 +933,7 @@ def build_strategies(entries: Sequence[StrategyEntry], base: Path | None = None)
     strategies = []
     for entry in entries:
         cls = resolve_strategy(entry.name, base)
-        params = cls.Params.model_validate(entry.params)
+        params = cls.validate_params(entry.params)
         strategies.append(cls.from_params(entry.instruments, params, entry.id))
     return strategies
 

@@ -71,7 +71,7 @@ def data_inputs(config: RunConfig, window: tuple[int | None, int | None]) -> dic
     if samples is not None:
         inputs["venue.book.ack_latency_samples"] = _file(Path(samples).resolve())
     for where, entry in strategy_entries(config):
-        params = resolve_strategy(entry.name).Params.model_validate(entry.params)
+        params = resolve_strategy(entry.name).validate_params(entry.params)
         for key, path in model_paths(params):
             inputs[f"{where}.params.{key}"] = _file(path)
     return inputs
