@@ -67,6 +67,10 @@ def test_second_of_two_instances_raising_in_on_bar_is_named_with_hook_time_and_l
     [("cancel", "self.cancel(", "unknown client_order_id 'no-such-order'"),
      ("instrument", "self.submit_market(\"ETH-USD.NOWHERE\"", "flaky: unknown instrument 'ETH-USD.NOWHERE'"),
      ("quantity", "OrderSide.SELL, -0.001", "flaky: quantity must be a positive finite number, got -0.001"),
+     # were a ValueError "cannot convert float NaN to integer" (an OverflowError for inf) at tradebus/engine/instrument.py
+     ("target", "self.target_position(", "flaky: target must be a finite number, got nan"),
+     ("weight", "self.target_weight(", "flaky: weight must be a finite number, got inf"),
+     ("notional", "self.quantity_for_notional(", "flaky: notional must be a finite number, got nan"),
      # was a TypeError "got an unexpected keyword argument 'stoploss'" at tradebus/strategies/base.py:557
      ("keyword", "stoploss=1.0", "flaky: submit_bracket takes no keyword 'stoploss' (did you mean 'stop_loss'?); it "
       "takes entry_price, stop_loss, take_profit, trail_offset, trail_percent, arm_after_bars, exit_after_bars, "
