@@ -1383,6 +1383,8 @@ class Kernel:
         self.result.last_prices = last_prices
         self.result.fees_unvalued = self.portfolio.fees_unvalued
         self.result.equity_at_stop = self.portfolio.equity()
+        if end is not None:
+            self._warn_never_ready()
         logger.debug(
             "kernel stopped: {} bars, {} trades, {} fills, equity {}",
             self.result.bars,
@@ -1392,6 +1394,21 @@ class Kernel:
         )
         if failed is not None:
             raise failed
+
+    def _warn_never_ready(self) -> None:
+        """Warn of each feature not ready at the end of the run.
+
+        A warm-up longer than the instrument's data leaves it NaN throughout: a strategy waiting
+        for it traded nothing, with exit 0.
+        """
+        for iid, bank in self.banks.items():
+            for spec in bank.specs:
+                if not bank.ready(spec.name):
+                    logger.warning(
+                        "feature {!r} ({} {}) on {} is not ready at the end of the run: a warm-up longer than "
+                        "the instrument's data (or inputs that never came) leaves it not ready (NaN) throughout",
+                        spec.name, spec.kind, dict(spec.params), iid,
+                    )
 
     def end_strategies(self, *, start: bool = True) -> None:
         """End every strategy's run (once): its ``at_stop`` callbacks, then its ``on_stop``.
