@@ -775,7 +775,8 @@ class Strategy:
 
     def _check_finite(self, what: str, value: float) -> None:
         """Raise the ``OrderError`` of a size input that is not a finite number (NaN, inf, a str)."""
-        if type(value) is float and value - value == 0.0:  # the common case, without the ABC check (~0.6 us)
+        kind = type(value)
+        if (kind is float or kind is int) and value - value == 0.0:  # the common cases, without the ABC check (~0.6 us)
             return
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
             raise OrderError(f"{self.strategy_id}: {what} must be a finite number, got {value!r}")
