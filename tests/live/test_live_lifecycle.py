@@ -430,7 +430,9 @@ async def test_a_late_fill_frame_is_booked_on_its_closed_released_order_and_afte
     """A fill the venue matched before an order's cancel may reach the daemon after the cancel and after the outputs
     released the order: within the grace window it is booked on its order (its strategy's fill); past it the order is
     forgotten and the fill is booked as an unknown order's (the position is real), never dropped."""
-    async with harness() as h:
+    # no submit or cancel timeout, every answer waited for however late: a query a late answer sends (a loaded
+    # machine) keeps its order until answered, which a released order here must not wait for
+    async with harness(timeouts=ANSWERED, request_timeout=WAIT) as h:
         om = h.kernel.orders
         om.keep_released, om.keep_released_ns = 1, 0
         anomalies: list[OrderAnomaly] = []
@@ -460,7 +462,9 @@ async def test_a_fill_frame_of_a_forgotten_order_that_comes_again_is_not_booked_
     """A fill's frame of an order forgotten since (released, past the window) that the stream sends again (a replay
     after a reconnect) was booked a second time as an unknown order's fill: the forgotten order's trade ids were
     not kept. It is a duplicate; a new trade of the same order is still booked (the position is real)."""
-    async with harness() as h:
+    # no submit or cancel timeout, every answer waited for however late: a query a late answer sends (a loaded
+    # machine) keeps its order until answered, which a released order here must not wait for
+    async with harness(timeouts=ANSWERED, request_timeout=WAIT) as h:
         om = h.kernel.orders
         om.keep_released, om.keep_released_ns = 0, 0
         anomalies: list[OrderAnomaly] = []
