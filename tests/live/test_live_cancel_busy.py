@@ -16,7 +16,7 @@ import pytest
 from loguru import logger
 from pydantic import SecretStr
 
-from tests.live.live_harness import KEY, SECRET, until
+from tests.live.live_harness import KEY, SECRET, WAIT, until
 from tests.live.venue_kits import BYBIT, OKX, PASSPHRASE, KitTape, VenueKit, kit_harness
 from tradebus.adapters.common.account_emulator import RestFault, StreamFault
 from tradebus.engine.messages import (
@@ -201,21 +201,26 @@ async def test_the_kill_switch_sends_a_cancel_refused_as_busy_again_as_the_daemo
 
 async def test_a_cancel_timeout_shorter_than_the_busy_re_sends_times_each_re_send_and_the_order_is_not_unknown() -> None:
     """A cancel timeout of 0.5 s, under the re-sends' 0.7 s: the venue answered every request, yet the order went
-    ``UNKNOWN`` ("cancel not confirmed within 0.5 s") before the last re-send. The timeout counts from the latest."""
-    assert sum(BUSY_RETRY_DELAYS) > 0.5
-    quick = OrderTimeouts(submit_ns=500_000_000, cancel_ns=500_000_000, retry_ns=200_000_000, check_ns=None)
-    done = [RestFault("refuse", "POST", CANCEL, code="110079") for _ in BUSY_RETRY_DELAYS]  # the last re-send goes through
-    refused = [RestFault("refuse", "POST", CANCEL, code="110079") for _ in (*BUSY_RETRY_DELAYS, 0)]
+    ``UNKNOWN`` ("cancel not confirmed within 0.5 s") before the last re-send. The timeout counts from the latest.
+
+    Shown here with re-sends 1 s apart under a 2 s cancel timeout (each answer may take up to 1 s on a loaded
+    machine) and no submit timeout (its ``OrderTimedOut`` would be one more)."""
+    delays = (1.0, 1.0, 1.0)
+    quick = OrderTimeouts(submit_ns=int(WAIT * 1e9), cancel_ns=2_000_000_000, retry_ns=200_000_000, check_ns=None)
+    assert sum(delays) > quick.cancel_ns / 1e9
+    done = [RestFault("refuse", "POST", CANCEL, code="110079") for _ in delays]  # the last re-send goes through
+    refused = [RestFault("refuse", "POST", CANCEL, code="110079") for _ in (*delays, 0)]
     for faults, final in ((done, OrderStatus.CANCELED), (refused, OrderStatus.ACCEPTED)):
         watcher = CancelWatcher()
-        async with kit_harness(BYBIT, rest_faults=faults, strategies=[watcher], timeouts=quick) as h:
+        async with kit_harness(BYBIT, rest_faults=faults, strategies=[watcher], timeouts=quick, request_timeout=WAIT) as h:
+            h.venue.busy_delays = delays
             timed_out: list[OrderTimedOut] = []
             h.kernel.bus.subscribe(OrderTimedOut, timed_out.append)
             execution = h.kernel.execution
             order = execution.submit(SubmitOrder("s1", BYBIT.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
             await until(lambda: order.status is OrderStatus.ACCEPTED)
             execution.cancel(CancelOrder("s1", BYBIT.iid, order.client_order_id, 0, 0))
-            await until(lambda: order.status is OrderStatus.CANCELED or watcher.refused, timeout=5.0)
+            await until(lambda: order.status is OrderStatus.CANCELED or watcher.refused)
             await h.venue.drain()
             # Closed, or its refusal told: no timeout of this cancel can fire after.
             assert all(f.fired for f in faults) and not timed_out and order.status is final
