@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import signal
 import subprocess
 import sys
 import zlib
@@ -15,6 +16,7 @@ import pytest
 import yaml
 from loguru import logger
 from typer.testing import CliRunner
+from websockets.sync.client import connect
 
 from tradebus.adapters.common.recorder import FrameRecorder
 from tradebus.node.playback import Playback, detect_format, play, read_recording
@@ -344,3 +346,33 @@ def test_serve_refuses_a_config_subscribing_a_symbol_the_recording_lacks_naming_
             f"{SPOT_CAPTURE}, whose streams are btcusdt@bookTicker, btcusdt@depth@100ms, btcusdt@trade:") in message
     assert "serving" not in message and not written.exists()
 
+
+
+def test_serve_takes_a_daemons_restarts_and_reconnections_for_as_long_as_it_runs() -> None:
+    """`tradebus serve` accepted 16 connections over its life, then answered every one HTTP 503 'too many
+    connections': a paper daemon restarted a few times (or recycling a quiet feed every `stale_after`) could never
+    connect again while the server ran on; now the 20th connection streams the recording as the first did."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tradebus.cli", "serve", str(SPOT_CAPTURE), "--venue", "binance", "--speed", "0"],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    try:
+        assert proc.stderr is not None
+        served = ""
+        while "serving" not in served:
+            served = proc.stderr.readline()
+            assert served, "serve exited before serving"
+        ws_url = served.split(" on ", 1)[1].split()[0]
+        for n in range(20):
+            # close_timeout: the test does not wait for the server to answer its close (no bearing on the result).
+            with connect(f"{ws_url}/stream?streams=btcusdt@trade", open_timeout=60, close_timeout=0.1) as ws:
+                frame = json.loads(ws.recv(timeout=60))
+            assert frame["stream"] == "btcusdt@trade", n
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()

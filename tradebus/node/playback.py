@@ -729,7 +729,13 @@ async def serve_recording(
     if local is not None and config is not None:
         check_served_symbols(local, Path(config), path, {protocol.topic_of(raw) or "" for _, raw in frames if protocol.is_stream_frame(raw)})
     server = LocalVenueServer(
-        protocol, frames, speed=speed, lifetime=lifetime, resume_overlap=SERVE_RESUME_OVERLAP, hold=hold
+        protocol,
+        frames,
+        speed=speed,
+        lifetime=lifetime,
+        resume_overlap=SERVE_RESUME_OVERLAP,
+        hold=hold,
+        max_connections=None,
     )
     await server.start()
     logger.info(

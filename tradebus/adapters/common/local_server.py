@@ -50,7 +50,8 @@ raw text contains ``match``:
 ``CORRUPT``   send the frame with ``field`` replaced by ``value`` (plugin decides where the field lives)
 
 Bounded: the server stops itself after ``lifetime`` seconds, and at most
-``max_connections`` connections are accepted.
+``max_connections`` connections are accepted over its life (``None``: any number, as
+``tradebus serve`` takes a daemon's restarts and reconnections for as long as it runs).
 """
 
 from __future__ import annotations
@@ -306,7 +307,8 @@ class LocalVenueServer:
     lifetime
         Seconds after which the server stops itself.
     max_connections
-        Further connection attempts are refused with HTTP 503.
+        Connections accepted over the server's life; further attempts are refused with HTTP 503.
+        ``None``: no limit.
     ping_interval
         Seconds between the server's WebSocket pings (also their timeout); ``None``: no pings
         (a soak that lets a client fall behind by TCP back-pressure alone).
@@ -337,7 +339,7 @@ class LocalVenueServer:
         speed: float | None = None,
         close_at_end: bool = False,
         lifetime: float = 60.0,
-        max_connections: int = 16,
+        max_connections: int | None = 16,
         ping_interval: float | None = 20.0,
         gate: Callable[[str], Awaitable[None]] | None = None,
         http_gate: Callable[[str], Awaitable[None]] | None = None,
@@ -434,7 +436,7 @@ class LocalVenueServer:
     def _process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | Awaitable[Response] | None:
-        if len(self.sessions) >= self.max_connections:
+        if self.max_connections is not None and len(self.sessions) >= self.max_connections:
             return self._response(503, '{"msg":"too many connections"}')
         if request.headers.get("Upgrade", "").lower() == "websocket":
             parts = urlsplit(request.path)
