@@ -24,7 +24,7 @@ from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, M
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder
-from tradebus.errors import OrdersLeftAtVenue, VenueError
+from tradebus.errors import OrdersLeftAtVenue
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 
 from live.live_harness import KEY, SECRET, until
@@ -228,16 +228,19 @@ async def test_a_user_stream_that_fails_for_good_stops_the_live_daemon_with_its_
 ) -> None:
     """The account's key is revoked while the daemon runs: the user stream's reconnection is refused
     (fatal) and the stream stops for good. The daemon went on trading blind to its fills and order
-    events (its ``/health`` 200) and dropped the error at the stop; a feed failing so stops it."""
-    with pytest.raises(VenueError, match=r"binance-user: fatal connection error: .*-2015"):
+    events (its ``/health`` 200) and dropped the error at the stop; it stops on the credentials' error (exit 2),
+    met by the stream's reconnection or by a request of the reconciliation, whichever comes first."""
+    from tradebus.execution.live import CredentialsRefused
+
+    with pytest.raises(CredentialsRefused, match=r"the venue refused the account's credentials.*-2015"):
         async with _daemon(tmp_path, monkeypatch) as (node, emulator, api, task):
             await until(lambda: any(s.authed for s in emulator.sessions), timeout=5)
             emulator.key = "revoked"  # every request with the daemon's key is refused from now on
             await emulator.sessions[0].ws.close(code=1011, message=b"internal error")
             await until(task.done, timeout=15)
-    assert node.summary.stop_reason.startswith("user stream binance-user failed: binance-user: fatal connection error")
+    assert "the venue refused the account's credentials" in node.summary.stop_reason
     stopped = [t for t in api.texts(OPERATOR) if t.startswith("tradebus live daemon stopped: ")]
-    assert len(stopped) == 1 and "user stream binance-user failed" in stopped[0]
+    assert len(stopped) == 1 and "the venue refused the account's credentials" in stopped[0]
 
 
 async def test_health_is_503_while_the_live_daemon_s_user_stream_is_down(
