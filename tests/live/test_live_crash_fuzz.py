@@ -44,7 +44,10 @@ STRATEGY = {"name": "tests.live.fuzz_strategy:MixedKinds", "params": {"quantity"
 OPTIONS: dict[str, Any] = {"strategy": STRATEGY, "timer": (0.2, 3.0), "skips": 8, "run_after": 2.0}
 KILLS = 3
 SEEDS = {"spot": (0,), "usdm": (0,), "okx": (0,), "bybit": (0,)}
-RACE_STRATEGY = {"name": "tests.live.fuzz_strategy:ModifyRaced", "params": {"quantity": 0.001, "factor": 1.5, "every": 3}}
+# the resting buys 1 % below the market: a daemon lagging on a loaded machine must not see the market fill them
+# before the fuzzer's racing trade does (the race trade comes at the order's price, wherever that is)
+RACE_STRATEGY = {"name": "tests.live.fuzz_strategy:ModifyRaced",
+                 "params": {"quantity": 0.001, "factor": 1.5, "every": 3, "away": 0.01}}
 RACE_OPTIONS: dict[str, Any] = {"strategy": RACE_STRATEGY, "races": True, "run_after": 2.0}
 RACE_SEEDS = {"spot": (0, 1), "okx": (0,), "bybit": (0,)}
 FUNDING_OPTIONS: dict[str, Any] = {"funding": True, "run_after": 2.0}
