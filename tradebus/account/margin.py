@@ -163,6 +163,8 @@ class MarginAccount:
             asset: tuple((iid, inst) for iid, inst in self._margined.items() if self._settle[iid] == asset)
             for asset in self._settle_assets
         }
+        # Instruments alone among the margined ones of their settle asset: their checks loop over no others.
+        self._alone = frozenset(iid for iid, asset in self._settle.items() if len(self._by_asset[asset]) == 1)
         self._isolated: dict[str, float] = dict.fromkeys(self._perps, 0.0)
         # Entry value (base asset) of each inverse position: sum of q_i * contract_size / p_i.
         self._entry_value: dict[str, float] = {iid: 0.0 for iid, inst in self._perps.items() if inst.inverse}
@@ -658,12 +660,34 @@ class MarginAccount:
         need = opening * unit / inst.leverage + cost
         wallet = self._spot.balance(asset)
         held = self._spot.held(asset) if self._cash_only else 0.0
-        available = self._available(asset, exclude, wallet) - held
+        cross = inst.margin_mode == MarginMode.CROSS
+        if iid in self._alone:
+            # _available and position_notional of the one position, inlined: the same operations in the same order.
+            pos = self._positions[iid]
+            mark = pos.last_price
+            priced = old != 0.0 and mark == mark
+            total = wallet
+            if iid not in self._perps:
+                if priced:
+                    total += old * cs * mark
+            elif not cross:
+                total -= self._isolated[iid]
+            else:
+                total += self.unrealized(iid)
+            notional = abs(old) * (cs / mark if inst.inverse else cs * mark) if priced else 0.0
+            if cross and priced:
+                total -= notional / inst.leverage
+            if self._count():
+                total -= self._orders_margin(asset, exclude)
+            available = total - held
+        else:
+            available = self._available(asset, exclude, wallet) - held
+            notional = None
         if opening < abs(signed):  # a reversal closes the position first, which releases its margin
-            if inst.margin_mode == MarginMode.ISOLATED:
+            if not cross:
                 available += self._isolated[iid] + self.unrealized(iid)
             else:
-                available += self.position_notional(iid) / inst.leverage
+                available += (self.position_notional(iid) if notional is None else notional) / inst.leverage
         if exceeds(need, available, wallet):
             return margin_reason(what, quantity, iid, need, asset, available, wallet, self.initial_margin(asset), held)
         return None
