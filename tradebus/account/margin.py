@@ -547,9 +547,12 @@ class MarginAccount:
         # The venue's fee to close: on the notional at P, a rate; at the bankruptcy price, an amount.
         fee_rate = inst.taker_fee if inst.maintenance_close_fee == CloseFee.MARK else 0.0
         fee_amount = self._close_fee(instrument_id, inst, 1.0) if inst.maintenance_close_fee == CloseFee.BANKRUPTCY else 0.0
+        if not inst.margin_tiers:  # maintenance_bracket without tiers, whatever the notional (0.0 - x: bracket[1] - x)
+            rate = inst.maintenance_rate + fee_rate
+            return self._liquidation_at(instrument_id, inst, q, backing, rate, 0.0 - fee_amount)
         bracket = inst.maintenance_bracket(self.position_notional(instrument_id), q)
         price = self._liquidation_at(instrument_id, inst, q, backing, bracket[0] + fee_rate, bracket[1] - fee_amount)
-        if not inst.margin_tiers or inst.tiered_by_size:
+        if inst.tiered_by_size:
             return price
         if price == price and _in_tier(inst, abs(q) * _unit(inst, price), bracket):
             return price
