@@ -255,17 +255,22 @@ def test_serve_refuses_a_negative_speed_naming_the_option(speed: str) -> None:
     assert "local server" not in result.output
 
 
+def _serve_with_config(config: Path, written: Path) -> subprocess.CompletedProcess[str]:
+    """``tradebus serve`` of the spot capture with ``--config config --write-config written``, in a subprocess,
+    bounded: a server that starts serving runs until a signal."""
+    return subprocess.run(
+        [sys.executable, "-m", "tradebus.cli", "serve", str(SPOT_CAPTURE), "--venue", "binance", "--speed", "0",
+         "--config", str(config), "--write-config", str(written)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+
+
 def test_serve_refuses_a_config_whose_feeds_are_of_another_venue_before_serving(tmp_path: Path) -> None:
     """A Binance server and an OKX config: the written config's feed could never subscribe (a paper run saw 0 messages, exit 0)."""
     config = tmp_path / "paper_okx.yaml"
     config.write_text(yaml.safe_dump({"feeds": [{"venue": "okx", "market": "spot", "ws_url": "wss://ws.okx.com"}]}))
     written = tmp_path / "paper_local.yaml"
-    # A subprocess, bounded: a server that starts serving runs until a signal.
-    res = subprocess.run(
-        [sys.executable, "-m", "tradebus.cli", "serve", str(SPOT_CAPTURE), "--venue", "binance", "--speed", "0",
-         "--config", str(config), "--write-config", str(written)],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
-    )
+    res = _serve_with_config(config, written)
     assert res.returncode == 2, res.stderr
     message = " ".join(res.stderr.split())
     assert f"--config {config}: feed 0 is of venue okx; this server speaks binance" in message
@@ -334,12 +339,7 @@ def test_serve_refuses_a_config_subscribing_a_symbol_the_recording_lacks_naming_
     config = tmp_path / "paper_eth.yaml"
     config.write_text(yaml.safe_dump(data))
     written = tmp_path / "paper_local.yaml"
-    # A subprocess, bounded: a server that starts serving runs until a signal.
-    res = subprocess.run(
-        [sys.executable, "-m", "tradebus.cli", "serve", str(SPOT_CAPTURE), "--venue", "binance", "--speed", "0",
-         "--config", str(config), "--write-config", str(written)],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
-    )
+    res = _serve_with_config(config, written)
     assert res.returncode == 2, res.stderr
     message = " ".join(res.stderr.split())
     assert (f"--config {config}: feeds.0.subscriptions: ETHUSDT.BINANCE (symbol ETHUSDT): not in the recording "

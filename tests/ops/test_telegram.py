@@ -457,6 +457,18 @@ class _Daemon:
         """Nothing to stop."""
 
 
+async def _started_hooks(api: FakeBotApi, kernel: Kernel, **telegram: Any) -> OpsHooks:
+    """Ops hooks alerting ``OPERATOR`` through ``api`` (no commands; ``telegram``: more settings), started on a
+    :class:`_Daemon` of ``kernel``."""
+    config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, token_env="TB_TEST_TELEGRAM_TOKEN",
+                            commands=False, **telegram)  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
+        hooks = OpsHooks(OpsConfig(telegram=config))
+    await hooks.start(_Daemon(kernel))  # type: ignore[arg-type]
+    return hooks
+
+
 async def test_a_flatten_order_the_risk_gate_denies_is_answered_as_denied() -> None:
     """``/flatten`` answered "flatten orders: ops-...: SELL 0.1 BTCUSDT.BINANCE" for an order the risk
     gate had denied (larger than max_order_quantity): the operator read the position as being closed."""
@@ -1223,12 +1235,7 @@ async def test_a_feed_still_flapping_when_the_daemon_stops_gets_its_last_summary
     inst = Instrument("BINANCE", "BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, lot_size=1e-5, margin=True)
     kernel = Kernel([inst], initial_cash=10_000.0)
     async with FakeBotApi(TOKEN) as api:
-        telegram = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, token_env="TB_TEST_TELEGRAM_TOKEN",
-                                  commands=False, flap_cycles=1, flap_window=600.0)  # fmt: skip
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
-            hooks = OpsHooks(OpsConfig(telegram=telegram))
-        await hooks.start(_Daemon(kernel))  # type: ignore[arg-type]
+        hooks = await _started_hooks(api, kernel, flap_cycles=1, flap_window=600.0)
         assert hooks.flaps is not None
         hooks.flaps.add_feed("binance-usdm", [inst.instrument_id], lambda: 0)
         client = type("Client", (), {"name": "binance-usdm", "connections": 1})()
@@ -1298,12 +1305,7 @@ async def test_a_series_of_denials_and_rejects_still_open_at_the_stop_is_told_be
     kernel.start()
     kernel.process(Trade(iid, 1, 1, 60_000.0, 1.0, 1, "1"))
     async with FakeBotApi(TOKEN) as api:
-        telegram = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, token_env="TB_TEST_TELEGRAM_TOKEN",
-                                  commands=False)  # fmt: skip
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
-            hooks = OpsHooks(OpsConfig(telegram=telegram))
-        await hooks.start(_Daemon(kernel))  # type: ignore[arg-type]
+        hooks = await _started_hooks(api, kernel)
         kernel.risk.set_state(TradingState.HALTED, "operator test")
         for i in range(4):
             kernel.submit(SubmitOrder("s", iid, f"d{i}", OrderSide.BUY, 0.01, 2, 2, OrderType.MARKET))
@@ -1382,12 +1384,7 @@ async def test_the_stop_alert_is_sent_after_a_backlog_of_alerts_the_stop_has_no_
     inst = Instrument("BINANCE", "BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, lot_size=1e-5, margin=True)
     kernel = Kernel([inst], initial_cash=10_000.0)
     async with FakeBotApi(TOKEN, send_delay=0.2) as api:
-        telegram = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, token_env="TB_TEST_TELEGRAM_TOKEN",
-                                  commands=False, queue_size=120)  # fmt: skip
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
-            hooks = OpsHooks(OpsConfig(telegram=telegram))
-        await hooks.start(_Daemon(kernel))  # type: ignore[arg-type]
+        hooks = await _started_hooks(api, kernel, queue_size=120)
         bot = hooks.telegram
         assert bot is not None
         await until(lambda: len(api.sent) == 1)  # the start alert
@@ -1508,12 +1505,7 @@ async def test_fill_alerts_and_positions_give_prices_and_quantities_in_full() ->
     pepe = Instrument("BINANCE", "1000PEPEUSDT", base="1000PEPE", quote="USDT", tick_size=1e-7, lot_size=1.0, margin=True)
     kernel = Kernel([btc, pepe], initial_cash=1_000_000.0, venue_config=VenueConfig(fill_on="trades"))
     async with FakeBotApi(TOKEN) as api:
-        telegram = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, token_env="TB_TEST_TELEGRAM_TOKEN",
-                                  commands=False)  # fmt: skip
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
-            hooks = OpsHooks(OpsConfig(telegram=telegram))
-        await hooks.start(_Daemon(kernel))  # type: ignore[arg-type]
+        hooks = await _started_hooks(api, kernel)
         kernel.start()
         for n, (inst, px, qty) in enumerate([(btc, 104523.45, 0.0015), (pepe, 0.0123457, 12345678.0)]):
             iid = inst.instrument_id
