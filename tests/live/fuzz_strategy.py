@@ -90,8 +90,8 @@ class ModifyRacedParams(StrictModel):
 
 
 class ModifyRaced(Strategy):
-    """Rests a buy below the market, then modifies it once, larger and resting at the new price, while the fuzzer
-    races the modification with a fill.
+    """Rests a buy below the market (above its other working buys), then modifies it once, larger and resting at the
+    new price, while the fuzzer races the modification with a fill.
 
     A chain (the buy, its replacements) is asked for ``quantity * factor`` in all; the fuzzer
     (``races`` of :func:`tests.live.kill_harness.kill_and_restart`) holds the modification at the venue,
@@ -115,6 +115,10 @@ class ModifyRaced(Strategy):
         order = self.kernel.orders.get(self.resting) if self.resting is not None else None
         if order is None or order.status not in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED):
             price = round(round(trade.price * (1 - self.away) / inst.tick_size) * inst.tick_size, 10)
+            # above every buy still working (a former start's, a modified one): a trade at its price fills it first
+            above = [o.price for o in self.kernel.orders.open_orders(trade.instrument_id) if o.side is OrderSide.BUY and o.price == o.price]
+            if above and max(above) >= price:
+                price = round(max(above) + inst.tick_size, 10)
             self.resting = self.submit_limit(trade.instrument_id, OrderSide.BUY, self.quantity, price, reason="fuzz resting")
         else:
             price = round(round(trade.price * (1 - self.away) / inst.tick_size) * inst.tick_size, 10)

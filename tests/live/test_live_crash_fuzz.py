@@ -44,8 +44,8 @@ STRATEGY = {"name": "tests.live.fuzz_strategy:MixedKinds", "params": {"quantity"
 OPTIONS: dict[str, Any] = {"strategy": STRATEGY, "timer": (0.2, 3.0), "skips": 8, "run_after": 2.0}
 KILLS = 3
 SEEDS = {"spot": (0,), "usdm": (0,), "okx": (0,), "bybit": (0,)}
-# the resting buys 1 % below the market: a daemon lagging on a loaded machine must not see the market fill them
-# before the fuzzer's racing trade does (the race trade comes at the order's price, wherever that is)
+# the resting buys 1 % below the market, which seldom fills them first (the racing trade comes at the order's price,
+# wherever that is; a modification of a filled order is let through unraced, kill_harness._Race)
 RACE_STRATEGY = {"name": "tests.live.fuzz_strategy:ModifyRaced",
                  "params": {"quantity": 0.001, "factor": 1.5, "every": 3, "away": 0.01}}
 RACE_OPTIONS: dict[str, Any] = {"strategy": RACE_STRATEGY, "races": True, "run_after": 2.0}
@@ -98,7 +98,7 @@ async def test_kill9_inside_a_modification_a_fill_races_buys_no_more_than_asked(
     assert counts.kills == KILLS
     assert counts.problems == [], counts.as_dict()
     assert (counts.orphans, counts.duplicates, counts.mismatches) == (0, 0, 0)
-    assert counts.raced >= 1, counts.as_dict()  # a kill met a modification whose order a racing trade filled at the venue
+    assert counts.raced == KILLS, counts.as_dict()  # each kill inside a modification whose order a racing trade filled
     _, commands = _journaled(tmp_path)
     assert "ModifyOrder" in commands
 
