@@ -68,6 +68,7 @@ from tradebus.execution.client_ids import ClientIdRule
 from tradebus.execution.live import CredentialsRefused
 from tradebus.errors import ConfigError, DataError, FeatureError, OrdersLeftAtVenue, StrategyError, TradebusError
 from tradebus.reports.cli import report
+from tradebus.reports.denials import warn_denials
 from tradebus.node.cli import DaemonOut, live, live_kill, live_resume
 from tradebus.ops.logs import LOG_LEVELS, setup_logging
 from tradebus.reports.metrics import format_ns
@@ -515,6 +516,7 @@ def run_backtest(
         on_batch = on_batch_factory(rows) if on_batch_factory is not None else None
         result = kernel.run(replay, on_batch=on_batch)
         warn_perpetual_gaps(config, result)
+        warn_denials(result.denials, "backtest")
         metrics = write_outputs(run_dir, result, kernel.instruments, dump_config(config), report=report)
     finally:
         run_dir.close()

@@ -1027,4 +1027,8 @@ def test_segments_count_and_warn_of_the_orders_denied_as_research_walkforward_do
     expected = [sum(1 for d in denials if a <= d.ts_event < b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     assert table["denied"].tolist() == expected and sum(expected) == len(denials)
     first = pd.Timestamp(denials[0].ts_event, tz="UTC").isoformat()
-    assert f"edge walk-forward: {len(denials)} orders denied, the first at {first}: {denials[0].reason}" in messages
+    told = [m for m in messages if m.startswith("edge walk-forward: ")]  # one line per check, each with its count
+    checks = {d.reason.partition(":")[0] for d in denials}
+    assert len(told) == len(checks) and sum(int(m.split()[2]) for m in told) == len(denials)
+    assert f"the first at {first} " in told[0]
+    assert told[0].endswith(f": {denials[0].reason}")

@@ -76,7 +76,7 @@ def test_walk_forward_counts_and_warns_of_the_orders_it_denied() -> None:
     expected = [sum(1 for d in denials if a <= d.ts_event < b) for a, b in zip(starts, [*starts[1:], ts[-1] + 1],
                                                                              strict=True)]
     assert out.segments["denied"].tolist() == expected and out.summary()["denied"] == len(denials)
-    assert [m for m in messages if m.startswith(f"walk-forward: {len(denials)} orders denied, the first at ")]
+    assert [m for m in messages if m.startswith(f"walk-forward: {len(denials)} order(s) denied by buying_power, the first at ")]
 
 
 def test_walk_forward_is_deterministic_and_the_seed_matters() -> None:

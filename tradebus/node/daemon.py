@@ -87,6 +87,7 @@ from tradebus.adapters.common.recorder import RUN_PREFIX, FrameRecorder, hold_re
 from tradebus.config import strategy_entries
 from tradebus.engine.clock import Clock, LiveClock
 from tradebus.engine.kernel import JournaledSample, Kernel, RunResult
+from tradebus.engine.messages import OrderDenied
 from tradebus.errors import ConfigError, DataError, StrategyError, TradebusError
 from tradebus.execution.costs import charged_fees
 from tradebus.execution.engine import OrderTimeouts
@@ -100,6 +101,7 @@ from tradebus.node.missed_hours import RUN_START_KEY
 from tradebus.node.router import NodeRouter
 from tradebus.ops.hooks import OpsHooks
 from tradebus.ops.logs import log_files, taken_by_retention
+from tradebus.reports.denials import DenialTally
 from tradebus.reports.outputs import write_outputs
 from tradebus.reports.stream import OutputStream
 from tradebus.risk.guard import GuardedRiskGate, MarketGuard
@@ -333,6 +335,9 @@ class PaperNode:
             on_failure=self._strategy_failed,
         )
         self.outputs = None if run_dir is None else OutputStream(run_dir, self.kernel, self._outputs_failed)
+        #: This session's denials per check, warned of at the stop (one line per check, :meth:`_summarize`).
+        self.denials = DenialTally(f"{self.mode} daemon")
+        self.kernel.bus.subscribe(OrderDenied, self.denials.add)
         self.feeds: list[Feed] = []
         self.recorder: FrameRecorder | None = None
         # The recording of this run, open until the kernel stops (a live daemon closes it itself, after).
@@ -779,6 +784,7 @@ class PaperNode:
         summary.positions = {iid: portfolio.position(iid) for iid in self.kernel.instruments}
         summary.orders = self.kernel.orders.created
         summary.fills = len(self.kernel.result.fills)
+        self.denials.warn()
         logger.info(
             "{} daemon stopped: {} messages, {} orders, {} fills, positions {}",
             self.mode,

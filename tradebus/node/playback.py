@@ -129,6 +129,7 @@ from tradebus.node.feeds import attach_feeds, build_feeds, feed_of_connection
 from tradebus.node.missed_hours import RUN_START_KEY, MissedFailures, MissedPrices, read_missed_record
 from tradebus.node.router import NodeRouter
 from tradebus.reports.outputs import write_outputs
+from tradebus.reports.denials import warn_denials
 from tradebus.reports.writers import RunDirectory
 from tradebus.risk.guard import MarketGuard
 
@@ -652,6 +653,7 @@ def run_playback(
     try:
         playback = play(recording, config, session)
         result = playback.kernel.result
+        warn_denials(result.denials, "replay")
         write_outputs(
             run_dir, result, playback.kernel.instruments, dump_paper_config(config),
             {"playback.json": playback.stats.to_json()}, report=report,

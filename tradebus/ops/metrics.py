@@ -87,6 +87,7 @@ from tradebus.engine.messages import (
 )
 
 from tradebus.ops.health import book_states
+from tradebus.reports.denials import reason_label
 
 if TYPE_CHECKING:
     from tradebus.ops.hooks import OpsTarget
@@ -105,12 +106,6 @@ _TYPE_NAMES: dict[type, str] = {
 }
 _LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _ACK_BUCKETS = (1e-5, 5e-5, 1e-4, 5e-4, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
-
-
-def reason_label(reason: str) -> str:
-    """The bounded label of a denial or reject reason: its text before the first ``:`` (at most 48 chars)."""
-    head = reason.partition(":")[0].strip()
-    return (head or "unspecified")[:48]
 
 
 class DaemonMetrics:

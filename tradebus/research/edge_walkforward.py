@@ -48,6 +48,7 @@ from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
 from tradebus.features.batch import compute_features
 from tradebus.features.spec import FeatureSpec, load_specs
+from tradebus.reports.denials import warn_denials
 from tradebus.research.edge import (
     calibrate_edge,
     combined_target,
@@ -62,7 +63,7 @@ from tradebus.research.lookahead import MemoryReplay, SourceFrame
 from tradebus.research.model import ModelStep
 from tradebus.research.splitters import PurgedKFold
 from tradebus.research.edge_strategy import EdgeGated, EdgeSource, ModelEdges, PrecomputedEdges
-from tradebus.research.walkforward import denied_between, segment_starts, warn_denials
+from tradebus.research.walkforward import denied_between, segment_starts
 
 __all__ = ["ROWS_A_FOLD", "EdgeSegment", "TrainedEdges", "run_edges", "segment_table", "train_segments"]
 
@@ -361,5 +362,5 @@ def segment_table(trained: TrainedEdges, result: RunResult, strategy: EdgeGated)
             "pnl": float(end - before), "calibration_scale": seg.calibration["scale"],
             "columns": len(seg.step.columns), "top_features": ", ".join(f"{c}={v:.3f}" for c, v in top),
         })
-    warn_denials(result, "edge walk-forward")
+    warn_denials(result.denials, "edge walk-forward")
     return pd.DataFrame(rows)

@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from loguru import logger
 from scipy.stats import spearmanr
 from sklearn.base import clone
 from threadpoolctl import threadpool_limits
@@ -46,12 +45,13 @@ from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
 from tradebus.features.batch import compute_features
 from tradebus.features.spec import FeatureSpec, load_specs
+from tradebus.reports.denials import warn_denials
 from tradebus.research.config import model_columns_problem
 from tradebus.research.lookahead import MemoryReplay, SourceFrame
 from tradebus.research.model import ModelStep
 from tradebus.research.strategy import ModelSignal
 
-__all__ = ["WalkForwardResult", "denied_between", "segment_starts", "walk_forward", "warn_denials"]
+__all__ = ["WalkForwardResult", "denied_between", "segment_starts", "walk_forward"]
 
 
 @dataclass
@@ -112,14 +112,6 @@ def segment_starts(ts: np.ndarray, min_train: int, *, retrain_every: int | None 
 def denied_between(result: RunResult, start_ns: int, end_ns: int) -> int:
     """Orders of ``result`` denied (buying power, risk limits) at times ``start_ns`` to ``end_ns`` inclusive."""
     return sum(1 for d in result.denials if start_ns <= d.ts_event <= end_ns)
-
-
-def warn_denials(result: RunResult, what: str) -> None:
-    """Warn with the count of ``result``'s denied orders and the first one's time and reason (none: silent)."""
-    if result.denials:
-        first = result.denials[0]
-        logger.warning("{}: {} orders denied, the first at {}: {}", what, len(result.denials), _utc(first.ts_event),
-                       first.reason)
 
 
 def _utc(ts: int) -> str:
@@ -257,6 +249,6 @@ def walk_forward(
         n_denied = denied_between(result, int(ts[a]), int(ts[b - 1]))
         rows.append({"segment": k, "start": int(ts[a]), "end": int(ts[b - 1]), "train_rows": train_counts[k],
                      "ic": ic, "hit_rate": hit, "fills": n_fills, "denied": n_denied, "pnl": float(end - before)})
-    warn_denials(result, "walk-forward")
+    warn_denials(result.denials, "walk-forward")
     oos = equity[equity["ts"] >= ts[starts[0]]].reset_index(drop=True)
     return WalkForwardResult(pd.DataFrame(rows), oos, fills, outputs, result)
