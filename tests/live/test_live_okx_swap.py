@@ -496,16 +496,17 @@ async def test_an_account_whose_swap_leverage_or_margin_mode_differs_from_the_co
 async def test_a_swap_the_account_does_not_list_is_refused_at_start_naming_it(tmp_path: Path) -> None:
     """A misspelt swap (BTC-USDX-SWAP): before, the start ended with the raw "private_get_account_leverage_info: OKX
     error 51001 ... Instrument ID does not exist", naming neither the instrument nor the config; now the swaps the
-    account lists (GET /api/v5/account/instruments) tell it is absent, refused as on the other venues, naming it."""
+    account lists (GET /api/v5/account/instruments) tell it is absent, refused as on the other venues, naming it (read
+    for every market, spot included, before the margin settings)."""
     emulator = okx_emu.OkxSwapEmulator(KEY, SECRET, {SWAP_IID: INST}, {"USDT": 100_000.0}, passphrase=PASSPHRASE)
     async with emulator:
         data = json.loads(json.dumps(_config(tmp_path, "ws://127.0.0.1:9", emulator)).replace("BTC-USDT-SWAP", "BTC-USDX-SWAP"))
         node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE)), handle_signals=False)
         with pytest.raises(ConfigError) as err:
             await asyncio.wait_for(node.run(), 20)
-    assert str(err.value).endswith(
-        "BTC-USDX-SWAP.OKX: the venue reports no leverage or margin mode for symbol 'BTC-USDX-SWAP': check that the "
-        "account's market lists it (a misspelt or delisted symbol)"
+    assert str(err.value).startswith(
+        "the venue's okx perpetual market does not list BTC-USDX-SWAP.OKX (symbol 'BTC-USDX-SWAP'): check the symbol in "
+        "the config (a misspelt or delisted symbol; nothing was sent)"
     )
     assert [p for m, p, _ in emulator.requests if m != "GET"] == []  # nothing placed
 

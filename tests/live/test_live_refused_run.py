@@ -9,6 +9,7 @@ holds what it held before; a journal an earlier run left is kept.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from tests.live.live_harness import KEY, SECRET, until
 from tests.live.test_live_secrets import ACCOUNTS
 from tradebus.cli import EXIT_CODES, app
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder
-from tradebus.errors import DataError
+from tradebus.errors import ConfigError, DataError
 from tradebus.execution.journal import Journal
 from tradebus.execution.live import CredentialsRefused
 from tradebus.node.config import parse_paper_config
@@ -164,3 +165,24 @@ async def test_a_key_revoked_while_the_daemon_runs_stops_it_as_refused_credentia
     finally:
         journal.close()
     assert order.client_order_id in journaled
+
+
+@pytest.mark.parametrize(("name", "symbol", "misspelt"), [("binance", "BTCUSDT", "XRPUSDT"), ("okx", "BTC-USDT", "XRP-USDT"), ("bybit", "BTCUSDT", "XRPUSDT")])
+async def test_a_symbol_the_venue_does_not_list_is_refused_at_start_up_and_leaves_nothing(
+    name: str, symbol: str, misspelt: str, tmp_path: Path
+) -> None:
+    """A spot symbol the account's market does not list (the emulator lists only the capture's): the daemon ran with
+    no message, its feed's connection taken for health, until its first order was refused; it is now refused at
+    start-up (ConfigError, exit 2) naming the symbol and the market, before anything is sent, and leaves nothing."""
+    account = ACCOUNTS[name]
+    run = tmp_path / "run"
+    run.mkdir()
+    async with account.served(tmp_path / "venue", []) as (emulator, data):
+        data = json.loads(json.dumps(_paths(data, run)).replace(symbol, misspelt))
+        config = parse_live_config(data, "<test>")
+        node = LiveNode(config, ApiKeys.from_env(config.live, account.env()), handle_signals=False)
+        with pytest.raises(ConfigError) as err:
+            await asyncio.wait_for(node.run(), 60)
+    iid = account.iid.replace(symbol, misspelt)
+    assert f"the venue's {name} spot market does not list {iid} (symbol {misspelt!r})" in str(err.value)
+    assert not emulator.orders and _tree(run) == {}

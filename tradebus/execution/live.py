@@ -483,6 +483,11 @@ class TradingApi(ABC):
         """The venue's leverage, margin mode and position mode of each traded perpetual (``None``: not read from this venue)."""
         return None
 
+    async def listed_symbols(self) -> set[str] | None:
+        """The symbols the account's market lists, read at start-up to refuse a symbol it does not (misspelt or
+        delisted) before anything is sent (``None``: not read from this venue)."""
+        return None
+
     async def fills_since(self, instrument_id: str, orders: Mapping[str, Order], since_ns: int) -> list[OrderFilled] | None:
         """The account's own trades on one instrument since ``since_ns``, as fills of ``orders``, oldest first.
 

@@ -816,6 +816,15 @@ class LiveNode(PaperNode):
         self.balances = {b.asset: b for b in balances}
         if self.journal is not None:
             self.journal.check_account(getattr(api, "account_id", ""))
+        listed = await self._read_at_start("instruments", api.listed_symbols)
+        unlisted = [] if listed is None else [
+            f"{iid} (symbol {inst.symbol!r})" for iid, inst in self.kernel.instruments.items() if inst.symbol not in listed
+        ]
+        if unlisted:  # the user's to fix, as a config error: exit 2
+            raise ConfigError(
+                f"the venue's {settings.venue} {settings.market} market does not list {', '.join(unlisted)}: check the "
+                "symbol in the config (a misspelt or delisted symbol; nothing was sent)"
+            )
         margin = await self._read_at_start("margin settings", api.margin_settings)
         differences = [] if margin is None else margin_differences(self.kernel.instruments, margin)
         if differences:  # the user's to fix, as a config error: exit 2

@@ -16,6 +16,8 @@ faults, sessions), speaking enough of Binance spot's private API for
   ("Order would trigger immediately."), ``-2011`` unknown order on cancel, ``-2013`` on query,
   ``-2026`` on a query of an order CANCELED or EXPIRED with nothing executed, last updated
   ``archive_after_ms`` ago or more: archived).
+  ``GET /api/v3/exchangeInfo`` (public: no key, no signature) lists the account's symbols, ``-1121``
+  "Invalid symbol." for a ``symbol`` it does not trade.
   Every answer has ``X-MBX-USED-WEIGHT-1M`` (:data:`WEIGHTS` per request, per minute of ``weight_clock``:
   the wall clock unless given; a test that sets :attr:`BinancePrivateEmulator.weight` holds the window
   with a clock of its own, so that no minute turns between its setting and the request it shapes).
@@ -387,7 +389,18 @@ class BinancePrivateEmulator(AccountEmulator):
             ("GET", "/api/v3/openOrders"): self._open_orders,
             ("GET", "/api/v3/myTrades"): self._my_trades,
             ("GET", "/api/v3/account"): self._account,
+            ("GET", "/api/v3/exchangeInfo"): self._exchange_info,
         }
+
+    def _exchange_info(self, p: dict[str, Any]) -> web.Response:
+        """``GET /api/v3/exchangeInfo`` (public) of the account's symbols, or of ``symbol`` (``-1121`` "Invalid symbol." for
+        one the account does not trade); the fields the client reads only."""
+        symbols = sorted(self.instruments) if "symbol" not in p else [p["symbol"]]
+        if any(s not in self.instruments for s in symbols):
+            return self.error(400, -1121, "Invalid symbol.")
+        rows = [{"symbol": s, "status": "TRADING", "baseAsset": self.instruments[s].base, "quoteAsset": self.instruments[s].quote}
+                for s in symbols]
+        return self._json({"timezone": "UTC", "serverTime": int(time.time() * 1000), "symbols": rows})
 
     def error(self, status: int, code: int | str, msg: str, headers: dict[str, str] | None = None) -> web.Response:
         return web.Response(status=status, text=json.dumps({"code": int(code), "msg": msg}), content_type="application/json", headers=headers)
@@ -406,6 +419,8 @@ class BinancePrivateEmulator(AccountEmulator):
         return params.get("newClientOrderId") or params.get("origClientOrderId") or params.get("aboveClientOrderId") or ""
 
     def authenticate(self, request: web.Request, body: str) -> web.Response | None:
+        if request.path == "/api/v3/exchangeInfo":  # public: neither key nor signature
+            return None
         if request.headers.get("X-MBX-APIKEY") != self.key:
             return self.error(401, -2015, "Invalid API-key, IP, or permissions for action.")
         params = self.params(request, body)

@@ -156,6 +156,8 @@ WEIGHTS: dict[str, int] = {
     "private_get_mytrades": 20,
     "private_get_account": 20,
 }
+#: Weight of ``GET /api/v3/exchangeInfo`` (of one symbol as of all).
+EXCHANGE_INFO_WEIGHT = 20
 #: Weight of ``GET /api/v3/myTrades`` with an ``orderId`` (20 without).
 TRADES_OF_ORDER_WEIGHT = 5
 #: Rows per page of the own-trades list (Binance's maximum ``limit``).
@@ -664,6 +666,20 @@ class BinanceTrading(TradingApi):
                     canceled.append(coid)
         return canceled
 
+    async def listed_symbols(self) -> set[str] | None:
+        """The traded symbols ``GET /api/v3/exchangeInfo?symbol=`` lists, one request each (the whole list is megabytes);
+        Binance answers ``-1121`` "Invalid symbol." for one it does not list."""
+        listed: set[str] = set()
+        for symbol in sorted({inst.symbol for inst in self.instruments.values()}):
+            try:
+                raw = await self._call("public_get_exchangeinfo", {"symbol": symbol}, EXCHANGE_INFO_WEIGHT)
+            except VenueRejected as exc:
+                if "error -1121:" in str(exc):
+                    continue
+                raise
+            listed |= {str(row.get("symbol")) for row in raw.get("symbols") or []}
+        return listed
+
     async def balances(self) -> list[AccountBalance]:
         """``GET /api/v3/account`` balances (and the account id)."""
         raw = await self._call("private_get_account", {"omitZeroBalances": "true"})
@@ -1015,6 +1031,10 @@ class BinanceFuturesTrading(BinanceTrading):
             ts = int(r.get("updateTime") or 0) * 1_000_000
             out.append(AccountPosition(inst.instrument_id, float(r["positionAmt"]), float(r["entryPrice"]), ts))
         return out
+
+    async def listed_symbols(self) -> set[str] | None:
+        """Not read here: a symbol USD-M does not list has no leverage in ``positionRisk`` (:meth:`margin_settings`)."""
+        return None
 
     async def margin_settings(self) -> list[AccountMargin] | None:
         """``GET /fapi/v2/positionRisk``: each traded symbol's ``leverage`` and ``marginType``; rows of

@@ -19,6 +19,8 @@ the private stream of :mod:`tradebus.adapters.bybit.user_stream` to run unchange
   ``price`` or ``triggerPrice`` not a plain decimal, :data:`DECIMAL`, such as ``1e-05``), ``170141`` duplicate ``orderLinkId``,
   ``170213`` unknown order on a cancel or amend. A request naming another ``category``
   finds no order, fill or position.
+* ``GET /v5/market/instruments-info`` (public: no key, no signature) lists the account's symbols of its
+  ``category`` in one page (none of another category).
 * ``/v5/private``: ``auth`` (signature of ``"GET/realtime" + expires``), then ``subscribe``
   to ``order``, ``execution``, ``wallet``; ``{"op": "ping"}`` is answered with ``pong``.
   A fill is an ``execution`` push followed by the ``order`` push; balances go to ``wallet``.
@@ -188,7 +190,15 @@ class BybitPrivateEmulator(AccountEmulator):
             ("GET", "/v5/order/history"): self._history,
             ("GET", "/v5/execution/list"): self._executions,
             ("GET", "/v5/account/wallet-balance"): self._wallet,
+            ("GET", "/v5/market/instruments-info"): self._instruments_info,
         }
+
+    def _instruments_info(self, p: dict[str, Any]) -> web.Response:
+        """``GET /v5/market/instruments-info`` (public) of ``category``: the account's symbols of its category (another
+        category: none), in one page; the fields the client reads only."""
+        rows = [{"symbol": s, "status": "Trading", "baseCoin": inst.base, "quoteCoin": inst.quote}
+                for s, inst in sorted(self.instruments.items()) if p.get("category") == self.category and p.get("symbol") in (None, s)]
+        return self._ok({"category": p.get("category", ""), "list": rows, "nextPageCursor": ""})
 
     def error(self, status: int, code: int | str, msg: str, headers: dict[str, str] | None = None) -> web.Response:
         body = {"retCode": int(code), "retMsg": msg, "result": {}, "retExtInfo": {}, "time": int(time.time() * 1000)}
@@ -214,6 +224,8 @@ class BybitPrivateEmulator(AccountEmulator):
         return web.json_response({"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}, "time": int(time.time() * 1000)})
 
     def authenticate(self, request: web.Request, body: str) -> web.Response | None:
+        if request.path == "/v5/market/instruments-info":  # public: no key, no signature
+            return None
         h = request.headers
         if h.get("X-BAPI-API-KEY") != self.key:
             return self.error(401, 10003, "API key is invalid.")

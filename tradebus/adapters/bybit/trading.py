@@ -123,6 +123,8 @@ OPEN_ORDERS_PAGE = 50
 EXECUTIONS_WINDOW_MS = 7 * 24 * 3600 * 1000
 #: Rows of one ``GET /v5/account/transaction-log`` page (Bybit's most; 20 when not asked).
 TRANSACTION_LOG_PAGE = 50
+#: Rows of one ``GET /v5/market/instruments-info`` page (Bybit's most; spot answers in one page).
+INSTRUMENTS_PAGE = 1000
 #: The header of Bybit's answers saying when a rate limit ends (epoch ms; with retCode ``10006``, HTTP 200).
 RESET_HEADER = "X-Bapi-Limit-Reset-Timestamp"
 #: The headers of Bybit's answers holding the requests left to the endpoint just called, and its limit.
@@ -316,6 +318,20 @@ class BybitTrading(CcxtTrading):
                 reset_header=RESET_HEADER, remaining_header=LIMIT_STATUS_HEADER, limit_header=LIMIT_HEADER,
             )
         super().__init__(exchange, instruments, budget, {})
+
+    async def listed_symbols(self) -> set[str]:
+        """The symbols of the traded instruments ``GET /v5/market/instruments-info`` lists in the account's ``category``
+        (every page, :data:`INSTRUMENTS_PAGE` a page)."""
+        wire: set[str] = set()
+        params: dict[str, Any] = {"category": self.category, "limit": str(INSTRUMENTS_PAGE)}
+        while True:
+            result = (await self.call("public_get_v5_market_instruments_info", params))["result"]
+            wire |= {str(row.get("symbol")) for row in result.get("list") or []}
+            cursor = str(result.get("nextPageCursor") or "")
+            if not cursor:
+                break
+            params = {**params, "cursor": cursor}
+        return {inst.symbol for inst in self.instruments.values() if wire_symbol(inst) in wire}
 
     def order_params(self, order: Order, instrument: Instrument) -> dict[str, Any]:
         """The new-order body (:func:`order_params`)."""

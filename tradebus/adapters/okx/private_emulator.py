@@ -11,7 +11,8 @@ private stream of :mod:`tradebus.adapters.okx.user_stream` to run unchanged:
   ``/trade/fills-history`` (``instType`` required; both keep every fill, where OKX keeps
   3 days and 3 months), paged as OKX pages them
   (newest first; ``after`` / ``before`` a ``billId``, ``begin`` / ``end`` ms, ``limit``
-  1-100, default 100), ``/account/balance``. Every request must carry ``OK-ACCESS-KEY``, the passphrase, an
+  1-100, default 100), ``/account/balance``, ``/account/instruments`` (``instType`` required: the account's
+  instruments of its type). Every request must carry ``OK-ACCESS-KEY``, the passphrase, an
   ISO ``OK-ACCESS-TIMESTAMP`` within 30 s and ``OK-ACCESS-SIGN`` (base64 HMAC-SHA256 of
   timestamp + method + path with query + body), and ``x-simulated-trading: 1`` (demo keys
   work only in demo trading: ``50101`` otherwise). Errors are OKX's: ``50111`` bad key,
@@ -166,7 +167,18 @@ class OkxPrivateEmulator(AccountEmulator):
             ("POST", "/api/v5/trade/amend-algos"): self._amend_algo,
             ("GET", "/api/v5/trade/order-algo"): self._query_algo,
             ("GET", "/api/v5/trade/orders-algo-pending"): self._pending_algos,
+            ("GET", "/api/v5/account/instruments"): self._instruments,
         }
+
+    def _instruments(self, p: dict[str, Any]) -> web.Response:
+        """The account's instruments of ``instType`` (required): ``GET /api/v5/account/instruments``."""
+        if p.get("instType") != self.inst_type:
+            return self._ok([]) if p.get("instType") else self.error(200, 51000, "Parameter instType error")
+        return self._ok([
+            {"instType": self.inst_type, "instId": s, "baseCcy": inst.base, "quoteCcy": inst.quote,
+             "lotSz": f"{inst.lot_size:g}", "tickSz": f"{inst.tick_size:g}", "state": "live"}
+            for s, inst in sorted(self.instruments.items()) if p.get("instId") in (None, s)
+        ])
 
     def error(self, status: int, code: int | str, msg: str, headers: dict[str, str] | None = None) -> web.Response:
         return web.json_response({"code": str(code), "msg": msg, "data": []}, status=status, headers=headers)
@@ -744,7 +756,6 @@ class OkxSwapEmulator(OkxPrivateEmulator):
             ("GET", "/api/v5/account/positions"): self._positions,
             ("GET", "/api/v5/account/config"): self._config,
             ("GET", "/api/v5/account/leverage-info"): self._leverage_info,
-            ("GET", "/api/v5/account/instruments"): self._instruments,
         }
 
     def _instruments(self, p: dict[str, Any]) -> web.Response:

@@ -361,6 +361,11 @@ class OkxTrading(CcxtTrading):
         """The new-order body (:func:`order_params`)."""
         return order_params(order, instrument)
 
+    async def listed_symbols(self) -> set[str]:
+        """The ``instId`` of every instrument of the account's ``instType`` (``GET /api/v5/account/instruments``)."""
+        rows = (await self.call("private_get_account_instruments", {"instType": self.inst_type})).get("data") or []
+        return {str(row.get("instId")) for row in rows}
+
     async def place(self, order: Order) -> Ack:
         """``POST /api/v5/trade/order`` (a stop: ``/trade/order-algo``)."""
         params = self.order_params(order, self.instrument(order))
