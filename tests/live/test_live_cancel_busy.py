@@ -17,7 +17,7 @@ from loguru import logger
 from pydantic import SecretStr
 
 from tests.live.live_harness import KEY, SECRET, WAIT, until
-from tests.live.venue_kits import BYBIT, OKX, PASSPHRASE, KitTape, VenueKit, kit_harness
+from tests.live.venue_kits import BYBIT, KIT_ANSWERED, OKX, PASSPHRASE, KitTape, VenueKit, kit_harness
 from tradebus.adapters.common.account_emulator import RestFault, StreamFault
 from tradebus.engine.messages import (
     CancelOrder,
@@ -40,9 +40,10 @@ from tradebus.strategies.base import Strategy
 CANCEL = "/v5/order/cancel"
 AMEND = "/v5/order/amend"
 OKX_CANCEL = "/api/v5/trade/cancel-order"
-#: Long enough that the engine's cancel timeout never fires before the venue's last answer (no timing asserted).
 T0 = 1_786_310_819_680_000_000
-CALM = OrderTimeouts(submit_ns=5_000_000_000, cancel_ns=10_000_000_000, retry_ns=200_000_000, check_ns=None)
+#: No submit or cancel timeout fires before the venue's last answer, however late it comes (no timing asserted);
+#: give the REST client ``request_timeout=WAIT`` with it.
+CALM = KIT_ANSWERED
 
 
 class CancelWatcher(Strategy):
@@ -66,7 +67,7 @@ def _posts(emulator: Any, path: str) -> list[str]:
 
 async def test_a_cancel_refused_as_busy_is_sent_again_and_the_order_canceled() -> None:
     busy = RestFault("refuse", "POST", CANCEL, code="110079")
-    async with kit_harness(BYBIT, rest_faults=[busy]) as h:
+    async with kit_harness(BYBIT, rest_faults=[busy], timeouts=CALM, request_timeout=WAIT) as h:
         execution = h.kernel.execution
         order = execution.submit(SubmitOrder("s1", BYBIT.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
         await until(lambda: order.status is OrderStatus.ACCEPTED)
@@ -82,14 +83,14 @@ async def test_a_cancel_refused_as_busy_is_sent_again_and_the_order_canceled() -
 async def test_a_cancel_refused_while_the_order_works_tells_the_strategy_and_the_order_works_on() -> None:
     faults = [RestFault("refuse", "POST", CANCEL, code=code) for code in ("110079",) * 4]
     watcher = CancelWatcher()
-    async with kit_harness(BYBIT, rest_faults=faults, strategies=[watcher], timeouts=CALM) as h:
+    async with kit_harness(BYBIT, rest_faults=faults, strategies=[watcher], timeouts=CALM, request_timeout=WAIT) as h:
         timed_out: list[OrderTimedOut] = []
         h.kernel.bus.subscribe(OrderTimedOut, timed_out.append)
         execution = h.kernel.execution
         order = execution.submit(SubmitOrder("s1", BYBIT.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
         await until(lambda: order.status is OrderStatus.ACCEPTED)
         execution.cancel(CancelOrder("s1", BYBIT.iid, order.client_order_id, 0, 0))
-        await until(lambda: watcher.refused, timeout=5.0)
+        await until(lambda: watcher.refused, timeout=WAIT)
         await h.venue.drain()
         (refused,) = watcher.refused
         assert refused.client_order_id == order.client_order_id and "110079" in refused.reason
@@ -107,12 +108,12 @@ async def test_a_cancel_refused_while_the_order_works_tells_the_strategy_and_the
 async def test_a_cancel_refused_finally_is_told_at_once_without_re_sending() -> None:
     refused_code = RestFault("refuse", "POST", CANCEL, code="10001")
     watcher = CancelWatcher()
-    async with kit_harness(BYBIT, rest_faults=[refused_code], strategies=[watcher], timeouts=CALM) as h:
+    async with kit_harness(BYBIT, rest_faults=[refused_code], strategies=[watcher], timeouts=CALM, request_timeout=WAIT) as h:
         execution = h.kernel.execution
         order = execution.submit(SubmitOrder("s1", BYBIT.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
         await until(lambda: order.status is OrderStatus.ACCEPTED)
         execution.cancel(CancelOrder("s1", BYBIT.iid, order.client_order_id, 0, 0))
-        await until(lambda: watcher.refused, timeout=5.0)
+        await until(lambda: watcher.refused, timeout=WAIT)
         await h.venue.drain()
         assert "10001" in watcher.refused[0].reason and order.status is OrderStatus.ACCEPTED
     assert _posts(h.emulator, CANCEL) == [order.client_order_id]
@@ -120,7 +121,7 @@ async def test_a_cancel_refused_finally_is_told_at_once_without_re_sending() -> 
 
 async def test_an_amend_refused_as_busy_is_sent_again_and_applied() -> None:
     busy = RestFault("refuse", "POST", AMEND, code="110079")
-    async with kit_harness(BYBIT, rest_faults=[busy]) as h:
+    async with kit_harness(BYBIT, rest_faults=[busy], timeouts=CALM, request_timeout=WAIT) as h:
         modified: list[OrderModified] = []
         h.kernel.bus.subscribe(OrderModified, modified.append)
         execution = h.kernel.execution
@@ -138,13 +139,13 @@ async def test_an_okx_cancel_refused_while_the_order_works_tells_the_strategy() 
     """Any venue: a cancel refused (OKX ``51000``, a parameter error) while the order works reaches the strategy."""
     refused_code = RestFault("refuse", "POST", "/api/v5/trade/cancel-order", code="51000")
     got: list[OrderCancelRejected] = []
-    async with kit_harness(OKX, rest_faults=[refused_code], timeouts=CALM) as h:
+    async with kit_harness(OKX, rest_faults=[refused_code], timeouts=CALM, request_timeout=WAIT) as h:
         h.kernel.bus.subscribe(OrderCancelRejected, got.append)
         execution = h.kernel.execution
         order = execution.submit(SubmitOrder("s1", OKX.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
         await until(lambda: order.status is OrderStatus.ACCEPTED)
         execution.cancel(CancelOrder("s1", OKX.iid, order.client_order_id, 0, 0))
-        await until(lambda: got, timeout=5.0)
+        await until(lambda: got, timeout=WAIT)
         await h.venue.drain()
         assert "51000" in got[0].reason and order.status is OrderStatus.ACCEPTED
         assert h.emulator.orders[order.client_order_id].status is OrderStatus.ACCEPTED
@@ -157,12 +158,12 @@ async def test_a_cancel_refused_while_the_order_works_is_journaled_and_a_restart
     emu = BYBIT.emulator([RestFault("refuse", "POST", CANCEL, code="10001")])
     kit = VenueKit(**{**BYBIT.__dict__, "make_emulator": lambda *a, **k: emu})  # one account across both processes
     watcher = CancelWatcher()
-    async with kit_harness(kit, journal=journal, strategies=[watcher], timeouts=CALM) as h:
+    async with kit_harness(kit, journal=journal, strategies=[watcher], timeouts=CALM, request_timeout=WAIT) as h:
         execution = h.kernel.execution
         order = execution.submit(SubmitOrder("s1", BYBIT.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
         await until(lambda: order.status is OrderStatus.ACCEPTED)
         execution.cancel(CancelOrder("s1", BYBIT.iid, order.client_order_id, 0, 0))
-        await until(lambda: watcher.refused, timeout=5.0)
+        await until(lambda: watcher.refused, timeout=WAIT)
         await h.venue.drain()
         coid = order.client_order_id
     store = Journal(journal)
@@ -171,7 +172,7 @@ async def test_a_cancel_refused_while_the_order_works_is_journaled_and_a_restart
     finally:
         store.close()
     assert kinds[-2:] == [("command", "CancelOrder"), ("event", "OrderCancelRejected")]
-    async with kit_harness(kit, journal=journal) as h:  # a new process on the same journal
+    async with kit_harness(kit, journal=journal, timeouts=CALM, request_timeout=WAIT) as h:  # a new process on the same journal
         again = h.kernel.orders.order(coid)
         assert again.status is OrderStatus.UNKNOWN and again.reason == "recovered after restart from ACCEPTED"
         h.venue.track(again)
@@ -186,10 +187,10 @@ async def test_the_kill_switch_sends_a_cancel_refused_as_busy_again_as_the_daemo
     """Three "try again later" answers in a row: the daemon's cancel goes through on its fourth request; the kill
     switch (one cancel a round, three rounds) stopped with the order still open and the user told to run it again."""
     faults = [RestFault("refuse", "POST", CANCEL, code="110079") for _ in BUSY_RETRY_DELAYS]
-    async with kit_harness(BYBIT, rest_faults=faults) as h:
+    async with kit_harness(BYBIT, rest_faults=faults, timeouts=CALM, request_timeout=WAIT) as h:
         order = h.kernel.execution.submit(SubmitOrder("s1", BYBIT.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
         await until(lambda: order.status is OrderStatus.ACCEPTED)
-        config = parse_live_config(BYBIT.config(tmp_path, "ws://127.0.0.1:9", h.emulator), "<test>")
+        config = parse_live_config(BYBIT.config(tmp_path, "ws://127.0.0.1:9", h.emulator, request_timeout=WAIT), "<test>")
         h.stream.stop()  # the daemon is stopped before the kill
         await until(lambda: not h.emulator.sessions)
         canceled = await kill_switch(config, ApiKeys(SecretStr(KEY), SecretStr(SECRET)), "test kill")
@@ -231,16 +232,16 @@ async def test_a_cancel_timeout_shorter_than_the_busy_re_sends_times_each_re_sen
 async def test_a_busy_cancel_whose_re_send_gets_no_answer_still_times_out_and_is_queried() -> None:
     """The timeout counts from the latest request, so a re-send without an answer (a 503 before processing) moves the
     order to ``UNKNOWN`` all the same, and the query finds it working."""
-    quick = OrderTimeouts(submit_ns=500_000_000, cancel_ns=500_000_000, retry_ns=200_000_000, check_ns=None)
+    quick = OrderTimeouts(submit_ns=int(WAIT * 1e9), cancel_ns=2_000_000_000, retry_ns=200_000_000, check_ns=None)
     faults = [RestFault("refuse", "POST", CANCEL, code="110079"), RestFault("error5xx", "POST", CANCEL)]
-    async with kit_harness(BYBIT, rest_faults=faults, timeouts=quick) as h:
+    async with kit_harness(BYBIT, rest_faults=faults, timeouts=quick, request_timeout=WAIT) as h:
         timed_out: list[OrderTimedOut] = []
         h.kernel.bus.subscribe(OrderTimedOut, timed_out.append)
         execution = h.kernel.execution
         order = execution.submit(SubmitOrder("s1", BYBIT.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
         await until(lambda: order.status is OrderStatus.ACCEPTED)
         execution.cancel(CancelOrder("s1", BYBIT.iid, order.client_order_id, 0, 0))
-        await until(lambda: timed_out, timeout=5.0)
+        await until(lambda: timed_out, timeout=WAIT)
         await until(lambda: order.status is OrderStatus.ACCEPTED)  # resolved by the query
         await h.venue.drain()
         assert all(f.fired for f in faults) and len(_posts(h.emulator, CANCEL)) == 2
@@ -269,7 +270,7 @@ async def test_an_okx_cancel_answered_cancel_pending_tells_the_strategy_nothing_
     release = asyncio.Event()
     faults = [RestFault("hold", "POST", OKX_CANCEL, release=release), RestFault("refuse", "POST", OKX_CANCEL, code="51410")]
     watcher = CancelWatcher(OKX.iid)
-    async with kit_harness(OKX, rest_faults=faults, strategies=[watcher], timeouts=CALM) as h:
+    async with kit_harness(OKX, rest_faults=faults, strategies=[watcher], timeouts=CALM, request_timeout=WAIT) as h:
         order = await _cancel_twice_while_okx_cancels(h, release)
         await until(lambda: order.status is OrderStatus.CANCELED)
         await h.venue.drain()
@@ -287,12 +288,12 @@ async def test_an_okx_cancel_answered_cancel_pending_keeps_the_cancel_timeout_th
     timeouts = OrderTimeouts(submit_ns=5_000_000_000, cancel_ns=2_000_000_000, retry_ns=200_000_000, check_ns=None)
     watcher = CancelWatcher(OKX.iid)
     async with kit_harness(OKX, [StreamFault("drop", '"state": "canceled"')], rest_faults=faults, strategies=[watcher],
-                           timeouts=timeouts) as h:
+                           timeouts=timeouts, request_timeout=WAIT) as h:
         timed_out: list[OrderTimedOut] = []
         h.kernel.bus.subscribe(OrderTimedOut, timed_out.append)
         order = await _cancel_twice_while_okx_cancels(h, release)
         await until(lambda: h.emulator.orders[order.client_order_id].status is OrderStatus.CANCELED)
-        await until(lambda: order.status is OrderStatus.CANCELED, timeout=6.0)
+        await until(lambda: order.status is OrderStatus.CANCELED, timeout=WAIT)
         await h.venue.drain()
         assert not watcher.refused and len(timed_out) == 1
 
@@ -305,13 +306,13 @@ async def test_an_iceberg_canceled_whose_tip_cancel_is_refused_cancels_it_again_
     refused_code = RestFault("refuse", "POST", CANCEL, code="10001")
     strategy = IcebergBuy(BYBIT.iid, quantity=0.004, price=1_000.0, display=0.002, poll="100ms", strategy_id="s1")
     got: list[OrderCancelRejected] = []
-    async with kit_harness(BYBIT, rest_faults=[refused_code], strategies=[strategy], timeouts=CALM) as h:
+    async with kit_harness(BYBIT, rest_faults=[refused_code], strategies=[strategy], timeouts=CALM, request_timeout=WAIT) as h:
         h.kernel.bus.subscribe(OrderCancelRejected, got.append)
         algo = strategy.algo
         assert algo is not None
         await until(lambda: algo.children and h.kernel.orders.order(algo.children[0]).status is OrderStatus.ACCEPTED)
         algo.cancel("test")
-        await until(lambda: algo.status != "canceling", timeout=5.0)
+        await until(lambda: algo.status != "canceling", timeout=WAIT)
         await h.venue.drain()
         (tip,) = algo.children
         assert algo.status == "canceled" and len(got) == 1
@@ -341,7 +342,7 @@ async def test_a_bracket_whose_stop_loss_cancel_is_refused_after_the_take_profit
     kit, path, code = STOP_CANCEL[venue]
     strategy = Bracketing(kit.iid)
     async with kit_harness(kit, rest_faults=[RestFault("refuse", "POST", path, code=code)], strategies=[strategy],
-                           timeouts=CALM) as h:
+                           timeouts=CALM, request_timeout=WAIT) as h:
         got: list[OrderCancelRejected] = []
         h.kernel.bus.subscribe(OrderCancelRejected, got.append)
         tape = KitTape(h, kit.iid, T0)
@@ -355,11 +356,11 @@ async def test_a_bracket_whose_stop_loss_cancel_is_refused_after_the_take_profit
         await until(lambda: len(children()) == 2 and all(o.status is OrderStatus.ACCEPTED for o in children()))
         stop, target = children()
         tape.trade(61_100.0)  # fills the take-profit
-        await until(lambda: target.status is OrderStatus.FILLED and len(got) == 1, timeout=5.0)
+        await until(lambda: target.status is OrderStatus.FILLED and len(got) == 1, timeout=WAIT)
         await h.venue.drain()
         assert got[0].client_order_id == stop.client_order_id and stop.status is OrderStatus.ACCEPTED
         tape.trade(61_050.0)  # the cancel is sent again
-        await until(lambda: stop.status is OrderStatus.CANCELED, timeout=5.0)
+        await until(lambda: stop.status is OrderStatus.CANCELED, timeout=WAIT)
         await h.venue.drain()
         assert h.emulator.orders[stop.client_order_id].status is OrderStatus.CANCELED
         assert [o.client_order_id for o in h.kernel.orders.open_orders()] == []
@@ -379,7 +380,7 @@ async def test_a_restart_cancels_the_stop_loss_whose_cancel_the_venue_refused_af
     emu = BYBIT.emulator([RestFault("refuse", "POST", CANCEL, code="10001")])
     kit = VenueKit(**{**BYBIT.__dict__, "make_emulator": lambda *a, **k: emu})  # one account across both processes
     strategy = Bracketing(BYBIT.iid)
-    async with kit_harness(kit, journal=journal, strategies=[strategy], timeouts=CALM) as h:
+    async with kit_harness(kit, journal=journal, strategies=[strategy], timeouts=CALM, request_timeout=WAIT) as h:
         got: list[OrderCancelRejected] = []
         h.kernel.bus.subscribe(OrderCancelRejected, got.append)
         tape = KitTape(h, BYBIT.iid, T0)
@@ -393,16 +394,16 @@ async def test_a_restart_cancels_the_stop_loss_whose_cancel_the_venue_refused_af
         await until(lambda: len(children()) == 2 and all(o.status is OrderStatus.ACCEPTED for o in children()))
         stop_id = children()[0].client_order_id
         tape.trade(61_100.0)  # fills the take-profit
-        await until(lambda: len(got) == 1, timeout=5.0)
+        await until(lambda: len(got) == 1, timeout=WAIT)
         await h.venue.drain()
     assert emu.orders[stop_id].status is OrderStatus.ACCEPTED
-    async with kit_harness(kit, journal=journal, strategies=[Bracketing(BYBIT.iid)], timeouts=CALM) as h:
+    async with kit_harness(kit, journal=journal, strategies=[Bracketing(BYBIT.iid)], timeouts=CALM, request_timeout=WAIT) as h:
         stop = h.kernel.orders.order(stop_id)
         h.venue.track(stop)
         h.kernel.execution.resolve_unknown(stop_id)  # as the daemon's start does: a query
         await until(lambda: stop.status is OrderStatus.ACCEPTED)
         KitTape(h, BYBIT.iid, T0 + 10_000_000).trade(61_050.0)
-        await until(lambda: stop.status is OrderStatus.CANCELED, timeout=5.0)
+        await until(lambda: stop.status is OrderStatus.CANCELED, timeout=WAIT)
         await h.venue.drain()
         assert emu.orders[stop_id].status is OrderStatus.CANCELED and not h.kernel.orders.open_orders()
 
@@ -419,7 +420,7 @@ async def test_a_restart_cancels_the_children_whose_cancels_the_venue_refused_at
     emu = BYBIT.emulator([RestFault("refuse", "POST", CANCEL, code="10001") for _ in range(2)])
     kit = VenueKit(**{**BYBIT.__dict__, "make_emulator": lambda *a, **k: emu})  # one account across both processes
     strategy = Bracketing(BYBIT.iid)
-    async with kit_harness(kit, journal=journal, strategies=[strategy], timeouts=CALM) as h:
+    async with kit_harness(kit, journal=journal, strategies=[strategy], timeouts=CALM, request_timeout=WAIT) as h:
         got: list[OrderCancelRejected] = []
         h.kernel.bus.subscribe(OrderCancelRejected, got.append)
         denied: list[OrderDenied] = []
@@ -438,10 +439,10 @@ async def test_a_restart_cancels_the_children_whose_cancels_the_venue_refused_at
         for n in (1, 2):  # the fill's bar, then one more: the timed exit
             ts = T0 + n * 60_000_000_000
             h.kernel.process(Bar(BYBIT.iid, ts, ts, 60_000.0, 60_000.0, 60_000.0, 60_000.0, 1.0))
-        await until(lambda: len(got) == 2, timeout=5.0)
+        await until(lambda: len(got) == 2, timeout=WAIT)
         await h.venue.drain()
         assert denied == [] and len(h.kernel.orders.orders()) == 3  # no exit sent while the children hold the BTC
-    async with kit_harness(kit, journal=journal, strategies=[Bracketing(BYBIT.iid)], timeouts=CALM) as h:
+    async with kit_harness(kit, journal=journal, strategies=[Bracketing(BYBIT.iid)], timeouts=CALM, request_timeout=WAIT) as h:
         h.kernel.bus.subscribe(OrderDenied, denied.append)
         orders = [h.kernel.orders.order(c) for c in ids]
         for order in orders:
@@ -450,12 +451,12 @@ async def test_a_restart_cancels_the_children_whose_cancels_the_venue_refused_at
         await until(lambda: all(o.status is OrderStatus.ACCEPTED for o in orders))
         tape = KitTape(h, BYBIT.iid, T0 + 10_000_000)
         tape.trade(60_050.0)
-        await until(lambda: all(o.status is OrderStatus.CANCELED for o in orders), timeout=5.0)
+        await until(lambda: all(o.status is OrderStatus.CANCELED for o in orders), timeout=WAIT)
         exits = lambda: [o for o in h.kernel.orders.orders() if o.client_order_id not in (entry_id, *ids)]  # noqa: E731
-        await until(lambda: len(exits()) == 1 and exits()[0].status is OrderStatus.ACCEPTED or bool(denied), timeout=5.0)
+        await until(lambda: len(exits()) == 1 and exits()[0].status is OrderStatus.ACCEPTED or bool(denied), timeout=WAIT)
         assert denied == []
         tape.trade(60_100.0)  # fills the exit
-        await until(lambda: exits()[0].status is OrderStatus.FILLED, timeout=5.0)
+        await until(lambda: exits()[0].status is OrderStatus.FILLED, timeout=WAIT)
         await h.venue.drain()
         assert not h.kernel.orders.open_orders()
         assert (exits()[0].side, exits()[0].quantity) == (OrderSide.SELL, 0.002)
@@ -467,10 +468,10 @@ async def test_the_kill_switch_logs_a_cancel_answered_cancel_pending_as_pending_
     """OKX answers ``51410`` (an earlier cancel of the order is being done): the kill switch logged ``cancel of ...
     failed`` at WARNING for an order being canceled. It says pending; the next round lists the order again."""
     pending = RestFault("refuse", "POST", OKX_CANCEL, code="51410")
-    async with kit_harness(OKX, rest_faults=[pending]) as h:
+    async with kit_harness(OKX, rest_faults=[pending], timeouts=CALM, request_timeout=WAIT) as h:
         order = h.kernel.execution.submit(SubmitOrder("s1", OKX.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
         await until(lambda: order.status is OrderStatus.ACCEPTED)
-        config = parse_live_config(OKX.config(tmp_path, "ws://127.0.0.1:9", h.emulator), "<test>")
+        config = parse_live_config(OKX.config(tmp_path, "ws://127.0.0.1:9", h.emulator, request_timeout=WAIT), "<test>")
         h.stream.stop()  # the daemon is stopped before the kill
         await until(lambda: not h.emulator.sessions)
         lines: list[tuple[str, str]] = []
