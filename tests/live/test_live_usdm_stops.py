@@ -20,9 +20,9 @@ import pytest
 from loguru import logger
 from pydantic import SecretStr
 
-from tests.live.live_harness import KEY, SECRET, stepping_budget, until, usdm_harness
+from tests.live.live_harness import KEY, SECRET, WAIT, stepping_budget, until, usdm_harness
 from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT
-from tests.live.venue_kits import KitTape, VenueKit, kit_harness
+from tests.live.venue_kits import KIT_ANSWERED, KitTape, VenueKit, kit_harness
 from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator
 from tradebus.adapters.binance.trading import FUTURES_WEIGHT_LIMIT, WEIGHT_HEADER, BinanceFuturesTrading, algo_order_params
 from tradebus.adapters.binance.user_stream import FuturesStreamParser
@@ -157,8 +157,9 @@ async def test_a_stop_loss_of_a_long_waits_then_triggers_fills_and_is_booked_onc
 async def test_a_trailing_stop_moved_twice_is_cancel_replaced_on_the_algo_service() -> None:
     """Long 0.01 BTC at 60,000; a trailing sell stop 500 below: 59,500. Trades at 61,000 and 62,000
     move its trigger to 60,500 and 61,500, each by a cancel of the waiting algo order and a new one
-    (the Algo Service has no amend); 61,400 triggers the last and sells at 61,400."""
-    async with kit_harness(USDM) as h:
+    (the Algo Service has no amend); 61,400 triggers the last and sells at 61,400 (no submit or cancel timeout:
+    an answer later than one would add a query, and a stop placed again while its cancel waits)."""
+    async with kit_harness(USDM, timeouts=KIT_ANSWERED, request_timeout=WAIT) as h:
         s = KitTape(h, USDM_IID, T0, size=100.0)
         contingent = ContingentOrders(h.kernel)
         s.trade(60_000.0)
@@ -166,6 +167,7 @@ async def test_a_trailing_stop_moved_twice_is_cancel_replaced_on_the_algo_servic
         first = contingent.trailing_stop("s1", USDM_IID, OrderSide.SELL, 0.01, offset=500.0, reduce_only=True)
         emu: BinanceFuturesEmulator = h.emulator  # type: ignore[assignment]
         await until(lambda: _trigger_of(emu, first) == 59_500.0)
+        await until(lambda: h.kernel.orders.order(first).status is OrderStatus.ACCEPTED)  # a trade moves only a working stop
         coids = [first]
         for price, trigger in ((61_000.0, 60_500.0), (62_000.0, 61_500.0)):
             s.trade(price)
@@ -173,6 +175,7 @@ async def test_a_trailing_stop_moved_twice_is_cancel_replaced_on_the_algo_servic
             [new] = [c for c, a in emu.algos.items() if a.status == "NEW"]
             coids.append(new)
             await until(lambda: h.kernel.orders.order(new).status is OrderStatus.ACCEPTED)  # noqa: B023
+            await until(lambda: h.venue.in_flight == 0)  # the replace's answer read: the next trade moves the replacement
         s.trade(61_400.0)
         last = h.kernel.orders.order(coids[-1])
         await until(lambda: last.status is OrderStatus.FILLED)
