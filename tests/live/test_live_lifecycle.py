@@ -201,7 +201,10 @@ async def test_a_two_request_replacement_after_its_cancel_waits_out_a_full_windo
     shows the minute's weight used up. The new order waits for the next window, however far past its submit
     timeout, and works at 59,500: it was withdrawn, the buy canceled and nothing placed in its place."""
     resume = asyncio.Event()
-    async with usdm_harness(budget=stepping_budget(FUTURES_WEIGHT_LIMIT, WEIGHT_HEADER, resume)) as h:
+    # The stream's CANCELED frame held back until the next frame (the replacement's, sent after the cancel's answer):
+    # a replacement sent on that frame before the answer was read could not know the minute was used up.
+    late_cancel = StreamFault("reorder", '"X": "CANCELED"')
+    async with usdm_harness([late_cancel], timeout=WAIT, budget=stepping_budget(FUTURES_WEIGHT_LIMIT, WEIGHT_HEADER, resume)) as h:
         replaced: list[OrderReplaced] = []
         h.kernel.bus.subscribe(OrderReplaced, replaced.append)
         order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
@@ -216,6 +219,7 @@ async def test_a_two_request_replacement_after_its_cancel_waits_out_a_full_windo
         await until(lambda: new.status is OrderStatus.ACCEPTED and order.status is OrderStatus.CANCELED)
         await h.venue.drain()
     assert [(r.order.price, r.order.quantity) for r in h.emulator.open_orders()] == [(59_500.0, 0.01)]
+    assert late_cancel.fired
 
 
 async def test_a_submit_behind_a_429_pause_shorter_than_its_timeout_waits_it_out_and_is_accepted() -> None:

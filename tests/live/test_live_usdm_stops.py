@@ -26,7 +26,7 @@ from tests.live.venue_kits import KIT_ANSWERED, KitTape, VenueKit, kit_harness
 from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator
 from tradebus.adapters.binance.trading import FUTURES_WEIGHT_LIMIT, WEIGHT_HEADER, BinanceFuturesTrading, algo_order_params
 from tradebus.adapters.binance.user_stream import FuturesStreamParser
-from tradebus.adapters.common.account_emulator import RestFault
+from tradebus.adapters.common.account_emulator import RestFault, StreamFault
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import (
     CancelOrder,
@@ -284,7 +284,10 @@ async def test_a_stop_whose_replacement_is_held_by_a_full_weight_window_after_it
     warnings: list[Any] = []
     sink = logger.add(warnings.append, level="WARNING")
     try:
-        async with usdm_harness(budget=stepping_budget(FUTURES_WEIGHT_LIMIT, WEIGHT_HEADER, resume)) as h:
+        # The stream's CANCELED frame held back until the next frame (the replacement's, sent after the DELETE's
+        # answer): a replacement sent on that frame before the answer was read could not know the minute was used up.
+        late_cancel = StreamFault("reorder", '"X": "CANCELED"')
+        async with usdm_harness([late_cancel], timeout=WAIT, budget=stepping_budget(FUTURES_WEIGHT_LIMIT, WEIGHT_HEADER, resume)) as h:
             replaced: list[OrderReplaced] = []
             h.kernel.bus.subscribe(OrderReplaced, replaced.append)
             buy = h.submit(OrderSide.BUY, 0.01)
@@ -308,6 +311,7 @@ async def test_a_stop_whose_replacement_is_held_by_a_full_weight_window_after_it
             new = h.kernel.orders.order(replaced[0].replacement_id)
             await until(lambda: new.status is OrderStatus.ACCEPTED and stop.status is OrderStatus.CANCELED)
             assert _trigger_of(emu, new.client_order_id) == 59_500.0
+            assert late_cancel.fired
             h.trade(59_400.0)  # through the moved stop
             await until(lambda: new.status is OrderStatus.FILLED)
             await h.venue.drain()
