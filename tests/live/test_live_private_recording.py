@@ -23,13 +23,13 @@ from typer.testing import CliRunner
 
 from tests.live.live_harness import KEY, SECRET, WAIT, answered, session_trades, trade_after_market_orders, until
 from tests.live.node_testdata import BINANCE_INSTRUMENT, IID, SPOT_FRAMES, SPOT_SNAPSHOT
-from tests.live.venue_kits import KITS, PASSPHRASE, VenueKit
+from tests.live.venue_kits import KITS, PASSPHRASE, VenueKit, counting
 from tradebus.adapters.binance import private_emulator as binance_emu
-from tradebus.adapters.common.account_emulator import AccountEmulator, WsSession
+from tradebus.adapters.common.account_emulator import AccountEmulator
 from tradebus.adapters.common.local_server import LocalVenueServer, VenueProtocol
 from tradebus.adapters.common.recorder import FrameRecorder, PrivateFrames
 from tradebus.cli import app
-from tradebus.engine.messages import OrderStatus, Trade
+from tradebus.engine.messages import OrderStatus
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 
 
@@ -54,29 +54,6 @@ ALL = {"binance": BINANCE, **KITS}
 _IN_FLIGHT = (OrderStatus.INITIALIZED, OrderStatus.SUBMITTED, OrderStatus.UNKNOWN)
 
 
-def _counting(kit: VenueKit) -> Any:
-    """The kit's emulator class, also keeping every private frame it sends (``sent``) and every public trade
-    it matches against (``seen``)."""
-
-    class Counting(kit.make_emulator):  # type: ignore[name-defined,misc]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.sent: list[str] = []
-            self.seen: list[Trade] = []
-
-        def on_trade(self, trade: Trade) -> None:
-            self.seen.append(trade)
-            super().on_trade(trade)
-
-        async def _sender(self, session: WsSession) -> None:
-            while True:
-                frame = await session.queue.get()
-                await session.ws.send_str(frame)
-                self.sent.append(frame)
-
-    return Counting
-
-
 def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines() if line]
 
@@ -87,7 +64,7 @@ async def test_private_frames_are_recorded_without_secrets_and_replay_is_unchang
     kit: VenueKit, tmp_path: Path, _loguru_to_current_stderr: None
 ) -> None:
     live_dir = tmp_path / "live"
-    emulator = _counting(kit)(KEY, SECRET, kit.instruments(), {"USDT": 100_000.0}, passphrase=PASSPHRASE)
+    emulator = counting(kit)(KEY, SECRET, kit.instruments(), {"USDT": 100_000.0}, passphrase=PASSPHRASE)
     async with emulator:
         async with LocalVenueServer(kit.make_protocol(kit.frames, emulator), kit.frames, speed=8.0) as srv:
             data = kit.config(live_dir, srv.ws_url, emulator, cancel_on_stop=False)

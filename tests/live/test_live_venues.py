@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from loguru import logger
 
-from tests.live.live_harness import KEY, SECRET, until
-from tests.live.venue_kits import KITS, PASSPHRASE, VenueKit
+from tests.live.live_harness import KEY, SECRET, session_trades, until
+from tests.live.venue_kits import KITS, PASSPHRASE, VenueKit, counting
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.messages import CancelOrder, OrderSide, OrderStatus, OrderType, SubmitOrder, Trade
 from tradebus.execution.orders import Order
@@ -48,17 +48,20 @@ async def test_live_trades_cancels_restarts_and_reconciles(kit: VenueKit, tmp_pa
     sink = logger.add(log, level="DEBUG")
     n_trades = sum(1 for _, raw in kit.frames if kit.iid.split(".")[0] in raw and ("trades" in raw or "publicTrade" in raw))
     try:
-        async with kit.emulator() as emulator:
+        async with counting(kit)(KEY, SECRET, kit.instruments(), {"USDT": 100_000.0}, passphrase=PASSPHRASE) as emulator:
             async with LocalVenueServer(kit.make_protocol(kit.frames, emulator), kit.frames, speed=8.0) as srv:
                 config = parse_live_config(kit.config(tmp_path, srv.ws_url, emulator, cancel_on_stop=False), "<test>")
                 assert config.live.environment == "testnet"
                 keys = ApiKeys.from_env(config.live, kit.env)
                 first = LiveNode(config, keys, handle_signals=False)
+                handled = session_trades(first.kernel)
                 held: dict[str, Order] = {}
 
                 def first_done() -> bool:
                     if first.guard.holds or srv.cursor < len(kit.frames):
-                        return False  # the whole stream traded, the start-up reconciliation passed
+                        return False  # the whole stream sent, the start-up reconciliation passed
+                    if not held and handled() < len(emulator.seen):
+                        return False  # the daemon, which may run behind the server, handled every trade sent
                     if any(o.status is OrderStatus.SUBMITTED for o in first.kernel.orders.orders()):
                         return False  # the strategy's last orders reach the venue
                     if not held:

@@ -19,10 +19,11 @@ from tests.live.live_harness import KEY, SECRET, WAIT, until
 from tests.live.node_testdata import BYBIT_RECORDING, OKX_IID, OKX_INSTRUMENT, okx_frames
 from tradebus.adapters.bybit import private_emulator as bybit_emu
 from tradebus.adapters.common.recorder import read_frames
-from tradebus.adapters.common.account_emulator import AccountEmulator, RestFault, StreamFault
+from tradebus.adapters.common.account_emulator import AccountEmulator, RestFault, StreamFault, WsSession
 from tradebus.adapters.common.local_server import VenueProtocol
 from tradebus.adapters.okx import private_emulator as okx_emu
 from tradebus.engine.instrument import Instrument
+from tradebus.engine.messages import Trade
 from tradebus.execution.engine import OrderTimeouts
 
 PASSPHRASE = "tbLivePassphrase42xyz"
@@ -148,6 +149,29 @@ BYBIT = VenueKit(
 )
 
 KITS = {"okx": OKX, "bybit": BYBIT}
+
+
+def counting(kit: VenueKit) -> Any:
+    """The kit's emulator class, also keeping every private frame it sends (``sent``) and every public trade
+    it matches against (``seen``)."""
+
+    class Counting(kit.make_emulator):  # type: ignore[name-defined,misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.sent: list[str] = []
+            self.seen: list[Trade] = []
+
+        def on_trade(self, trade: Trade) -> None:
+            self.seen.append(trade)
+            super().on_trade(trade)
+
+        async def _sender(self, session: WsSession) -> None:
+            while True:
+                frame = await session.queue.get()
+                await session.ws.send_str(frame)
+                self.sent.append(frame)
+
+    return Counting
 
 
 @dataclass
