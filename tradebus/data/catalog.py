@@ -668,9 +668,14 @@ class Catalog:
         two versions when the swap fell between a file's size check and its open).
         """
         base = self.dataset_dir(venue, market, symbol, dataset)
-        self._load_manifest(base / MANIFEST_NAME)  # names a missing dataset; recovers a killed write, which locks
+        path = base / MANIFEST_NAME
         with _shared(base.parent):
-            yield self._load_manifest(base / MANIFEST_NAME, heal=False), base
+            if path.is_file():  # no swap runs under the shared lock: a manifest missing here is no commit's moment
+                yield self._load_manifest(path, heal=False), base
+                return
+        self._load_manifest(path)  # names a missing dataset; recovers a killed write, which locks
+        with _shared(base.parent):
+            yield self._load_manifest(path, heal=False), base
 
     @staticmethod
     def _entries(
