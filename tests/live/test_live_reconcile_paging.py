@@ -126,9 +126,9 @@ MARKETS = [
     Market("binance-usdm", "binance", "usdm", USDM_INSTRUMENT, USDM_IID, "trade", BinanceFuturesEmulator, partial(BinanceProtocol, None),
            "/fapi/v1/userTrades", "/fapi/v1/order", 1_000, 10, weight_limit=FUTURES_WEIGHT_LIMIT),  # + the open algo orders, the margin check's positionRisk, the income history, the BNB balance
     Market("okx-spot", "okx", "spot", {**OKX_INSTRUMENT, "margin": False}, OKX_IID, "trades", OkxPrivateEmulator, partial(OkxProtocol, []),
-           "/api/v5/trade/fills", "/api/v5/trade/order", 100, 6, orders=20, units=150),  # + the open algo orders
+           "/api/v5/trade/fills", "/api/v5/trade/order", 100, 7, orders=20, units=150),  # + the open algo orders, the listed symbols (account/instruments)
     Market("okx-swap", "okx", "swap", OKX_SWAP, "BTC-USDT-SWAP.OKX", "trades", OkxSwapEmulator, partial(OkxProtocol, []),
-           "/api/v5/trade/fills", "/api/v5/trade/order", 100, 11, unit=1.0, orders=20, units=150),  # + the margin check's positions, instruments, leverage-info, the funding bills
+           "/api/v5/trade/fills", "/api/v5/trade/order", 100, 12, unit=1.0, orders=20, units=150),  # + the listed symbols, the margin check's positions, instruments, leverage-info, the funding bills
     Market("bybit-spot", "bybit", "spot", BYBIT_SPOT, "BTCUSDT.BYBIT", "publicTrade", BybitPrivateEmulator, partial(BybitProtocol, []),
            "/v5/execution/list", "/v5/order/realtime", 100, 5, orders=20, units=150),
     Market("bybit-linear", "bybit", "linear", BYBIT_INSTRUMENT, BYBIT_IID, "publicTrade", BybitLinearEmulator, partial(BybitProtocol, []),
