@@ -241,3 +241,17 @@ async def test_a_head_request_is_answered_as_get_without_the_body(path: str, sta
     assert head.content == b"" and got.content != b""
     assert head.headers["content-length"] == str(len(got.content))
     assert head.headers["content-type"] == got.headers["content-type"]
+
+
+@pytest.mark.parametrize("path", ["/health", "/metrics", "/nowhere"])
+async def test_a_method_other_than_get_or_head_is_answered_405_naming_the_allowed_ones(path: str) -> None:
+    """A POST got 405 with no ``Allow`` header, which RFC 9110 (15.5.6) requires of a 405: a client could not tell
+    what the server takes."""
+    server = OpsServer("127.0.0.1", 0, lambda: b"tradebus_up 1.0\n", lambda: (True, {"status": "ok"}))
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=5.0) as http:
+            answers = [await http.request(method, path) for method in ("POST", "PUT", "DELETE", "OPTIONS")]
+    finally:
+        await server.stop()
+    assert [(a.status_code, a.headers.get("allow")) for a in answers] == [(405, "GET, HEAD")] * 4

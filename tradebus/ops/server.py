@@ -3,7 +3,7 @@
 It runs on the daemon's asyncio loop (``asyncio.start_server``), so a scrape reads the
 kernel's state between two messages, never in the middle of one. One request per
 connection; ``HEAD`` is answered as ``GET`` without the body (an uptime monitor's probe); any other method
-gets 405, an unknown path 404.
+gets 405 with ``Allow: GET, HEAD`` (RFC 9110, 15.5.6), an unknown path 404.
 """
 
 from __future__ import annotations
@@ -103,9 +103,10 @@ class OpsServer:
         except Exception as exc:  # a failing scrape must not take the daemon down
             logger.exception("ops: request failed")
             status, ctype, body = 500, "text/plain", f"{type(exc).__name__}\n".encode()
+        allow = "Allow: GET, HEAD\r\n" if status == 405 else ""
         try:
             writer.write(
-                f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {ctype}\r\n"
+                f"HTTP/1.1 {status} {_REASONS[status]}\r\n{allow}Content-Type: {ctype}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
                 + (b"" if method == "HEAD" else body)
             )
