@@ -255,3 +255,25 @@ async def test_a_method_other_than_get_or_head_is_answered_405_naming_the_allowe
     finally:
         await server.stop()
     assert [(a.status_code, a.headers.get("allow")) for a in answers] == [(405, "GET, HEAD")] * 4
+
+
+@pytest.mark.parametrize(("healthy", "status"), [(True, 200), (False, 503)])
+async def test_a_trailing_slash_gets_the_same_answer_as_without(healthy: bool, status: int) -> None:
+    """An uptime monitor probing ``/health/`` (a trailing slash, as many write it) got 404 and read the daemon as
+    down, healthy or not; ``/health/`` and ``/metrics/`` answer as ``/health`` and ``/metrics`` (GET and HEAD),
+    while a path that only starts so is still unknown."""
+    report = {"status": "ok" if healthy else "unhealthy", "problems": [] if healthy else ["feed x not connected"]}
+    server = OpsServer("127.0.0.1", 0, lambda: b"tradebus_up 1.0\n", lambda: (healthy, report))
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=5.0) as http:
+            got = {p: await http.get(p) for p in ("/health", "/health/", "/metrics", "/metrics/", "/health/x")}
+            head = await http.head("/health/?verbose=1")
+    finally:
+        await server.stop()
+    assert [got[p].status_code for p in got] == [status, status, 200, 200, 404]
+    assert json.loads(got["/health/"].content) == json.loads(got["/health"].content) == report
+    assert got["/metrics/"].content == got["/metrics"].content == b"tradebus_up 1.0\n"
+    assert (head.status_code, head.content, head.headers["content-length"]) == (
+        status, b"", str(len(got["/health"].content))
+    )

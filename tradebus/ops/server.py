@@ -3,7 +3,9 @@
 It runs on the daemon's asyncio loop (``asyncio.start_server``), so a scrape reads the
 kernel's state between two messages, never in the middle of one. One request per
 connection; ``HEAD`` is answered as ``GET`` without the body (an uptime monitor's probe); any other method
-gets 405 with ``Allow: GET, HEAD`` (RFC 9110, 15.5.6), an unknown path 404.
+gets 405 with ``Allow: GET, HEAD`` (RFC 9110, 15.5.6), an unknown path 404. A path with one trailing slash
+(``/health/``, as uptime monitors often write it) gets the same answer as without: a redirect would be followed
+by some monitors and read as down by others.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ class OpsServer:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
             method, _, rest = head.decode("latin-1").partition(" ")
-            path = rest.partition(" ")[0].partition("?")[0]
+            path = rest.partition(" ")[0].partition("?")[0].removesuffix("/")
             if method not in ("GET", "HEAD"):
                 status, ctype, body = 405, "text/plain", b"only GET or HEAD\n"
             elif path == "/metrics":
