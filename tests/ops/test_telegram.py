@@ -1462,9 +1462,50 @@ async def test_an_alert_delayed_past_alert_max_age_by_a_backlog_is_given_up_and_
     assert api.texts() == ["[late: queued 22:23:00 UTC, 120 s ago] fill 2", "fill 3"]
     assert (bot.sent, bot.failed) == (2, 1) and api.requests == ["sendMessage"] * 2
     assert (
-        "telegram: sendMessage to chat 4242 failed, message not delivered: it was queued 700 s ago "
-        "(ops.telegram.alert_max_age: 600 s)\n"
+        "telegram: 1 message(s) to chat 4242 not delivered: older than ops.telegram.alert_max_age (600 s) when their "
+        "turn came; queued from 2023-11-14 22:13:20 UTC (700 s ago) to 2023-11-14 22:13:20 UTC (700 s ago); "
+        "the first: 'fill 1'\n"
     ) in lines, lines
+
+
+async def test_alerts_given_up_as_too_old_after_an_outage_are_logged_as_one_line_per_drain() -> None:
+    """After a long Bot API outage every alert queued meanwhile was older than ``alert_max_age`` when its turn came,
+    and each was logged on a line of its own: 300 lines for 300 alerts. Now each run of them is one line: how many,
+    the oldest and the newest. Here 300 alerts are queued one a second (the sender starts 1000 s after the first:
+    the backlog, without the outage that makes it), then a fresh one; later 3 more go stale behind a second gap."""
+    clock = VirtualClock()
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        async with FakeBotApi(TOKEN, clock=clock) as api:
+            config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, commands=False, alert_max_age=600)
+            bot = TelegramBot(config, TOKEN, sleep=clock.sleep, clock=clock, wall=lambda: 1_700_000_000.0 + clock.now)
+            for second in range(300):
+                clock.now = float(second)
+                bot.alert("fill", f"fill {second}")
+            clock.now = 1000.0
+            bot.alert("fill", "fresh")
+            await bot.start()
+            await until(lambda: bot.sent + bot.failed == 301, 20.0)
+            for n in range(3):  # queued, then aged past alert_max_age before the sender's turn (no await between)
+                bot.alert("fill", f"later {n}")
+            clock.now = 1701.0
+            bot.alert("fill", "fresh again")
+            await until(lambda: bot.sent + bot.failed == 305, 20.0)
+            await bot.stop()
+    finally:
+        logger.remove(sink)
+    assert api.texts() == ["fresh", "fresh again"] and (bot.sent, bot.failed) == (2, 303)
+    # 1_700_000_000 s is 2023-11-14 22:13:20 UTC; the 300th alert was queued 299 s later, 701 s before its turn; the
+    # later ones 1000 s after the first (22:30:00), 701 s before their turn
+    assert [line for line in lines if "not delivered" in line] == [
+        "telegram: 300 message(s) to chat 4242 not delivered: older than ops.telegram.alert_max_age (600 s) when "
+        "their turn came; queued from 2023-11-14 22:13:20 UTC (1000 s ago) to 2023-11-14 22:18:19 UTC (701 s ago); "
+        "the first: 'fill 0'\n",
+        "telegram: 3 message(s) to chat 4242 not delivered: older than ops.telegram.alert_max_age (600 s) when "
+        "their turn came; queued from 2023-11-14 22:30:00 UTC (701 s ago) to 2023-11-14 22:30:00 UTC (701 s ago); "
+        "the first: 'later 0'\n",
+    ]
 
 
 async def test_a_retry_wait_that_would_take_an_alert_past_alert_max_age_is_not_made() -> None:

@@ -9,8 +9,9 @@ the queue; a send that fails with an HTTP 5xx, a connection error or flood contr
 retried ``send_retries`` times with a capped, jittered backoff (a 429 waits its ``retry_after``,
 however long); a message older than ``alert_max_age`` (seconds since it was queued), whatever kept it (a backlog
 behind a slow or unreachable Bot API, retries, flood control), or one a retry's wait would take past it, is given up
-at once, and one sent :data:`LATE_AFTER` (60) seconds or more after it was queued starts saying so
-(:func:`late_mark`: ``[late: queued 12:00:05 UTC, 95 s ago]``). A message still not taken (or refused: 4xx) is
+at once (those already that old when their turn comes, hundreds after a long outage, are logged as one line per run
+of them: how many, the oldest and the newest), and one sent :data:`LATE_AFTER` (60) seconds or more after it was
+queued starts saying so (:func:`late_mark`: ``[late: queued 12:00:05 UTC, 95 s ago]``). A message still not taken (or refused: 4xx) is
 counted (``failed``, and the ``on_fail`` callback: the ``tradebus_alerts_failed_total`` metric), as is one still queued or being sent
 when the bot stops, and one lost to an error no rule foresaw (logged with the file and line that
 raised it, not its traceback, which could show the token): the sender goes on with the next.
@@ -56,6 +57,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import inspect
 import logging
@@ -105,6 +107,25 @@ _BREAKS = ("\n", "; ", ", ", " ")
 
 class _Expired(Exception):
     """A message that flood control would hold past ``alert_max_age`` (the message says by how much)."""
+
+
+class _Stale(Exception):
+    """A message already older than ``alert_max_age`` when its turn came (to ``chat``): given up unsent."""
+
+    def __init__(self, chat: int) -> None:
+        super().__init__(chat)
+        self.chat = chat
+
+
+@dataclasses.dataclass
+class _StaleRun:
+    """Messages given up in a row as :class:`_Stale`: how many, to which chats, queued when (Unix seconds)."""
+
+    first: str
+    count: int = 0
+    chats: set[int] = dataclasses.field(default_factory=set)
+    oldest_s: float = math.inf
+    newest_s: float = -math.inf
 
 
 class _Conflict(RuntimeError):
@@ -359,6 +380,8 @@ class TelegramBot:
         self._migrated: dict[int, int | None] = {}
         #: Chats refusing the bot's messages (403, 400 "chat not found"): how many they refused since the last they took.
         self._refusals: dict[Any, int] = {}
+        #: Messages given up in a row as older than ``alert_max_age`` when their turn came, logged as one line.
+        self._stale: _StaleRun | None = None
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
         #: Commands whose answer is still awaited.
@@ -488,9 +511,10 @@ class TelegramBot:
 
         Raises
         ------
+        _Stale
+            The message (queued at ``queued``) is older than ``alert_max_age``: not sent.
         _Expired
-            The message (queued at ``queued``) is older than ``alert_max_age``, or would be after the wait before a
-            retry (flood control's, or the backoff).
+            It would be after the wait before a retry (flood control's, or the backoff).
         """
         to = self._migrated.get(chat, chat)
         if to is None:
@@ -499,10 +523,11 @@ class TelegramBot:
         retries = self.config.send_retries
         backoff = Backoff(base=self.config.retry_delay, cap=max(30.0, self.config.retry_delay), min_delay=0.0)
         max_age = self.config.alert_max_age
+        if self._clock() - queued > max_age:  # a retry's wait is checked before it is made
+            raise _Stale(chat)
+        self._log_stale()  # this one is tried: the run of messages given up before it ends
         for attempt in range(retries + 1):
             age = self._clock() - queued
-            if attempt == 0 and age > max_age:  # a retry's wait was checked before it was made
-                raise _Expired(f"it was queued {age:.0f} s ago (ops.telegram.alert_max_age: {max_age:g} s)")
             body = {"chat_id": chat, "text": late_mark(self._wall() - age, age) + text}
             try:
                 try:
@@ -538,6 +563,31 @@ class TelegramBot:
                     chat, self._redact(exc), attempt + 1, retries, delay,
                 )  # fmt: skip
                 await self._sleep(delay)
+
+    def _give_up_stale(self, chat: int, text: str, queued: float) -> None:
+        """Count a message older than ``alert_max_age`` when its turn came, for its run's :meth:`_log_stale`."""
+        self._not_delivered()
+        queued_s = self._wall() - (self._clock() - queued)
+        if self._stale is None:
+            self._stale = _StaleRun(text)
+        run = self._stale
+        run.count += 1
+        run.chats.add(chat)
+        run.oldest_s, run.newest_s = min(run.oldest_s, queued_s), max(run.newest_s, queued_s)
+
+    def _log_stale(self) -> None:
+        """Log the run of messages given up as older than ``alert_max_age`` (if any) as one line, and end it."""
+        run, self._stale = self._stale, None
+        if run is None:
+            return
+        now_s = self._wall()
+        logger.warning(
+            "telegram: {} message(s) to chat {} not delivered: older than ops.telegram.alert_max_age ({:g} s) when "
+            "their turn came; queued from {} ({:.0f} s ago) to {} ({:.0f} s ago); the first: {!r}",
+            run.count, ", ".join(map(str, sorted(run.chats))), self.config.alert_max_age,
+            _utc(math.floor(run.oldest_s)), now_s - run.oldest_s, _utc(math.floor(run.newest_s)), now_s - run.newest_s,
+            run.first[:64],
+        )  # fmt: skip
 
     def _migrate(self, chat: int, exc: _Migrated) -> int | None:
         """The supergroup the group chat ``chat`` became (``exc``), alerted from now on in its place (``None``: it is
@@ -602,6 +652,8 @@ class TelegramBot:
                     self.sent += 1
                 else:
                     self.skipped += 1
+            except _Stale as exc:
+                self._give_up_stale(exc.chat, text, queued)
             except _ChatRefused as exc:
                 self._not_delivered()
                 self._refused(exc)
@@ -618,6 +670,8 @@ class TelegramBot:
                 )  # fmt: skip
             finally:
                 self._sending = False
+                if self.queue.empty():
+                    self._log_stale()
                 self.queue.task_done()
 
     # ------------------------------------------------------------------ in
@@ -832,6 +886,7 @@ class TelegramBot:
             self.queue.get_nowait()
             self.queue.task_done()
             unsent += 1
+        self._log_stale()
         if unsent:
             self._not_delivered(unsent)
             logger.warning("telegram: {} message(s) not delivered before the stop", unsent)
