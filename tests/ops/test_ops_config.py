@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,52 @@ def test_a_journal_or_recording_the_log_s_retention_would_delete_is_refused(
         assert not kept.exists()
     data[field] = str(Path(path).with_name("other.sqlite"))
     parse_paper_config(data, "<ops test>", tmp_path)  # a name of its own is fine
+
+
+@pytest.mark.parametrize(
+    ("log", "journal", "taken"),
+    [
+        ("runs/p/journal.sqlite-{time}", "runs/p/journal.sqlite", "journal.sqlite-wal"),
+        ("runs/p/state-{time:YYYY-MM-DD}", "runs/p/state", "state-wal"),
+    ],
+)
+def test_a_log_whose_retention_would_delete_the_files_sqlite_keeps_beside_the_journal_is_refused_at_start(
+    tmp_path: Path, log: str, journal: str, taken: str
+) -> None:
+    """A daemon with ``journal: runs/p/state`` and ``ops.log.file: runs/p/state-{time:YYYY-MM-DD}`` started: the check
+    looked at the journal's own name only, which the log's names (``state-*``) do not take, but loguru's retention
+    takes the journal's write-ahead log ``state-wal`` for an old copy of the log and deletes it (shown with loguru
+    itself below), and with it the orders and fills written since the last checkpoint. Refused at start now, exit 2,
+    naming both, before anything is created."""
+    data = paper({"log": {"file": log, "rotation": "200 B", "retention": 2}})
+    data["journal"] = journal
+    config = tmp_path / "paper.yaml"
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    result = CliRunner().invoke(app, ["paper", str(config), "--max-seconds", "3"], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert re.search(
+        rf"ops\.log\.file: \S*{re.escape(log)} and journal: \S*{re.escape(journal)}: loguru counts {re.escape(taken)} "
+        r"\(a file SQLite keeps beside the journal\) as one of the log's own \(rotated\) files, and its retention would "
+        r"delete it",
+        message,
+    ), message
+    assert not (tmp_path / "runs").exists()
+    data["ops"]["log"]["file"] = log.replace("runs/p/", "runs/logs/")
+    parse_paper_config(data, "<ops test>", tmp_path)  # a log folder of its own is fine
+    # loguru's own retention does what the message says: the journal's write-ahead log goes, the journal stays
+    wal = tmp_path / "runs" / "p" / taken
+    wal.parent.mkdir(parents=True)
+    for kept in (wal, tmp_path / journal):
+        kept.write_text("sqlite")
+        os.utime(kept, (0, 0))
+    sink = logger.add(tmp_path / log, rotation="200 B", retention=2, format="{message}", filter=lambda r: "probe" in r["extra"])
+    try:
+        for _ in range(20):
+            logger.bind(probe=True).info("x" * 50)
+    finally:
+        logger.remove(sink)
+    assert (wal.exists(), (tmp_path / journal).exists()) == (False, True)
 
 
 @pytest.mark.parametrize("absolute", ["log", "journal"])

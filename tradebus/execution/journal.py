@@ -129,7 +129,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["SCHEMA_VERSION", "WAL_SIZE_LIMIT", "Journal", "JournalEntry", "JournalOwner", "VenuePause"]
+__all__ = ["SCHEMA_VERSION", "SQLITE_COMPANIONS", "WAL_SIZE_LIMIT", "Journal", "JournalEntry", "JournalOwner", "VenuePause"]
 
 #: Version of the journal's tables written by this code (1: ``journal`` only; 2: ``meta`` and
 #: ``risk_state`` added; 3: ``InterestCharged`` and ``FundingPaid`` entries; 4: ``meta`` names
@@ -143,6 +143,9 @@ SCHEMA_VERSION = 6
 #: calls dominate), so the larger limit makes a quarter as many of them (an order, a submit and
 #: its decision, writes 8 KiB of log).
 WAL_SIZE_LIMIT = 16 * 1024 * 1024
+#: The files SQLite keeps beside a journal ``<path>``, named ``<path><suffix>``: its write-ahead log, the log's
+#: shared-memory index, and the rollback journal of the writes made before WAL mode is on (a new journal's tables).
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 
 # How long the checkpoint of an oversized log waits for a reader of the log to finish before the
 # commit goes on without it (the connection's busy timeout otherwise, 5 s, is for writers).
@@ -372,7 +375,7 @@ class Journal:
             self._db.close()
             self._unlock()
             raise
-        self._wal_path = Path(f"{self.path}-wal")
+        self._wal_path = Path(f"{self.path}{SQLITE_COMPANIONS[0]}")
         self._wal_threshold = WAL_SIZE_LIMIT
         self._encoder = msgspec.msgpack.Encoder()
         self._risk_type = msgspec.msgpack.Decoder(BreakerState)

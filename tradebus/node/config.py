@@ -59,7 +59,7 @@ from pydantic import Field, model_validator
 from tradebus.adapters.common.feed import BackoffConfig, FeedConfig, venue_symbol
 from tradebus.adapters.registry import VENUES, client_id_rules
 from tradebus.execution.client_ids import ClientIdRule
-from tradebus.execution.journal import JournalOwner
+from tradebus.execution.journal import SQLITE_COMPANIONS, JournalOwner
 from tradebus.config import RunBase, TradeBarsConfig, dump_config, load_config, parse_config, strategy_entries
 from tradebus.config.base import FilePath, resolve_path
 from tradebus.config.run import check_fill_model_settings
@@ -204,15 +204,22 @@ class PaperConfig(RunBase):
         return None
 
     def _taken_by_log_retention(self) -> str | None:
-        """Why the log's retention would delete ``journal`` or ``record`` (the paths as they stand), or ``None``."""
+        """Why the log's retention would delete ``journal`` (or one of the files SQLite keeps beside it) or ``record``
+        (the paths as they stand), or ``None``."""
         log = None if self.ops is None else self.ops.log
-        for field in ("journal", "record"):
-            path = getattr(self, field)
-            if log is not None and log.file is not None and path is not None and taken_by_retention(log, path):
+        if log is None or log.file is None:
+            return None
+        for field, path, ends in (("journal", self.journal, ("", *SQLITE_COMPANIONS)), ("record", self.record, ("",))):
+            if path is None:
+                continue
+            names = [Path(f"{path}{end}") for end in ends]
+            taken = next((name for name in names if taken_by_retention(log, name)), None)
+            if taken is not None:
+                kept = "" if taken == path else " (a file SQLite keeps beside the journal)"
                 return (
-                    f"ops.log.file: {log.file} and {field}: {path}: loguru counts {path.name} as one of the log's own "
-                    f"(rotated) files, and its retention would delete it; give the log file a name of its own, "
-                    f"e.g. {log.file.name}.log"
+                    f"ops.log.file: {log.file} and {field}: {path}: loguru counts {taken.name}{kept} as one of the "
+                    f"log's own (rotated) files, and its retention would delete it; give the log file a name of its "
+                    f"own, e.g. {log.file.name}.log"
                 )
         return None
 
