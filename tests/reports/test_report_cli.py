@@ -595,3 +595,49 @@ def test_a_run_whose_config_yaml_was_cut_short_is_refused_naming_it(tmp_path: Pa
         message = " ".join(result.output.split())  # type: ignore[attr-defined]
         assert f"{a / 'config.yaml'}: the run config {what}: the file was cut short" in message, message
         assert not (a / "tearsheet.html").exists()
+
+
+def _written_config(kind: str) -> str:
+    """The resolved config a run of ``kind`` dumps: the quickstart backtest's, or a paper daemon's (feeds, ops)."""
+    import yaml
+
+    from tradebus.config.load import dump_config, load_config
+    from tradebus.node.config import dump_paper_config, parse_paper_config
+
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    if kind == "backtest":
+        return dump_config(load_config(configs / "quickstart.yaml"))
+    data = {**yaml.safe_load((configs / "paper_binance.yaml").read_text()), "ops": {"port": 0}}
+    return dump_paper_config(parse_paper_config(data, "<report test>", configs))
+
+
+@pytest.mark.parametrize("kind", ["backtest", "paper"])
+def test_a_config_yaml_cut_at_any_line_or_empty_is_refused_naming_it(tmp_path: Path, kind: str) -> None:
+    """A config.yaml cut at a line boundary inside its last section (a backtest's data, a daemon's ops), or empty
+    (a copy that created the file and stopped), still gave a page, as if whole (an empty file was read as no
+    config); each such cut of a file a run wrote is refused now, exit 2, naming the file."""
+    a = tmp_path / "a"
+    result = RunResult(("X.SIM",), 1000.0, 0, 60 * S, 0, 60 * S, fills=[], equity=[EquitySample(0, 1000.0, 1000.0,
+                       0.0, 0.0, 0.0, 0.0, marks=(100.0,))])  # fmt: skip
+    with RunDirectory(a, "backtest") as run_dir:
+        write_run(run_dir, result, compute_metrics(result), _written_config(kind))
+    run_dir.close()
+    whole = (a / "config.yaml").read_text()
+    assert load_run(a).config["instruments"]  # the whole file reads
+    lines = whole.splitlines(keepends=True)
+    last = next(n for n, line in reversed(list(enumerate(lines))) if not line.startswith(("  ", "- ")))
+    assert lines[last].startswith("#") and lines[last - 1].startswith(" ")  # the end line, after the last section's
+    section = next(n for n in range(last - 1, 0, -1) if not lines[n].startswith((" ", "-")))
+    assert lines[section].rstrip() in ("data:", "ops:")
+    for end in range(1, last):  # every cut at a line: in the last section, and before it
+        (a / "config.yaml").write_text("".join(lines[:end]))
+        with pytest.raises(ConfigError, match="the file was cut short"):
+            load_run(a)
+    for cut in ("".join(lines[: section + 2]), "", "\n"):  # inside the last section, and empty
+        (a / "config.yaml").write_text(cut)
+        said = invoke("report", str(a))
+        assert said.exit_code == 2, (cut, said.output)  # type: ignore[attr-defined]
+        message = " ".join(said.output.split())  # type: ignore[attr-defined]
+        what = "is empty" if not cut.strip() else "does not end with its last line, '# end of the run config'"
+        assert f"{a / 'config.yaml'}: the run config {what}: the file was cut short" in message, message
+        assert not (a / "tearsheet.html").exists()

@@ -33,7 +33,7 @@ from tradebus.errors import ConfigError, OrderError, describe_os_error
 from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
 from tradebus.reports.formatting import quote_decimals
 from tradebus.reports.trades import TRADE_COLUMNS, match_trades
-from tradebus.reports.writers import INCOMPLETE_MARKER, OWN_FILES
+from tradebus.reports.writers import CONFIG_END, CONFIG_HEAD, INCOMPLETE_MARKER, OWN_FILES
 
 __all__ = ["RUN_FILES", "RunData", "buy_and_hold", "buy_and_hold_curve", "load_run", "refuse_run_file"]
 
@@ -321,12 +321,14 @@ _DUMP_KEYS = frozenset({"strategy", "strategies", "venue", "risk", "features", "
 
 
 def _run_config(path: Path) -> dict[str, Any]:
-    """The run's ``config.yaml`` (``{}`` when empty), refused when it is cut short.
+    """The run's ``config.yaml`` (``{}`` when it holds no keys), refused when it is cut short.
 
-    A run writes it whole: a YAML mapping ending in a newline whose last keys are a backtest's
-    ``data`` or a daemon's ``feeds`` and what follows them. A file that is no mapping, does not end in a
-    newline, or holds the keys before those (:data:`_DUMP_KEYS`) without them was cut short after the
-    run (a copy or a disk that stopped mid-way); a cut at a line inside the last section is not seen.
+    A run writes it whole: a YAML mapping between the lines :data:`~tradebus.reports.writers.CONFIG_HEAD` and
+    :data:`~tradebus.reports.writers.CONFIG_END`, whose last keys are a backtest's ``data`` or a daemon's ``feeds``
+    and what follows them. A file that is empty, does not end in a newline, begins with the first line and lacks
+    the last, is no mapping, or holds the keys before those (:data:`_DUMP_KEYS`) without them was cut short after
+    the run (a copy or a disk that stopped mid-way). A run written before the two lines were (no first line) is
+    read as before: a cut at a line inside its last section is not seen.
 
     Raises
     ------
@@ -334,13 +336,16 @@ def _run_config(path: Path) -> dict[str, Any]:
         Naming ``path``: unreadable, not YAML, or cut short.
     """
     loaded = read_yaml(path, "run config")
-    if loaded is None:
-        return {}
-    with path.open("rb") as handle:
-        handle.seek(-1, os.SEEK_END)
-        ends_line = handle.read(1) == b"\n"
-    if not ends_line:
+    raw = path.read_bytes()
+    lines = raw.splitlines()
+    if not raw.strip():
+        what = "is empty"
+    elif not raw.endswith(b"\n"):
         what = "does not end in a newline"
+    elif lines[0].rstrip(b"\r") == CONFIG_HEAD.encode() and lines[-1].rstrip(b"\r") != CONFIG_END.encode():
+        what = f"does not end with its last line, {CONFIG_END!r}"
+    elif loaded is None:
+        return {}
     elif not isinstance(loaded, dict):
         what = "is no mapping of the run config's keys"
     elif _DUMP_KEYS & set(loaded) and not {"data", "feeds"} & set(loaded):

@@ -19,7 +19,8 @@ A run writes only its own files (:data:`OWN_FILES`, the one place that says whic
   does not),
   ``metrics.json``
   (:func:`tradebus.reports.metrics.compute_metrics`), ``config.yaml`` (the resolved
-  config), ``trades.csv`` (the round trips, :data:`tradebus.reports.trades.TRADE_COLUMNS`)
+  config, between the comment lines :data:`CONFIG_HEAD` and :data:`CONFIG_END`: a copy cut short lacks the
+  last), ``trades.csv`` (the round trips, :data:`tradebus.reports.trades.TRADE_COLUMNS`)
   and ``prices.csv`` (:data:`PRICE_COLUMNS`: each instrument's last price at every
   equity sample), for every kind of run;
 * ``tearsheet.html`` (:mod:`tradebus.reports.tearsheet`) with ``--report`` or
@@ -127,6 +128,8 @@ __all__ = [
     "temporary_of",
     "temporary_path",
     "EQUITY_COLUMNS",
+    "CONFIG_END",
+    "CONFIG_HEAD",
     "FEE_IN_KIND_COLUMN",
     "FUNDING_COLUMNS",
     "FILL_COLUMNS",
@@ -174,6 +177,10 @@ _COMMON_FILES = (
 )
 #: Written only on request (``--report``, ``tradebus report``).
 REPORT_FILE = "tearsheet.html"
+#: The first and the last line of a run's ``config.yaml`` (YAML comments): a file that begins with the first and
+#: lacks the last was cut short (a copy or a disk that stopped mid-way), wherever the cut fell.
+CONFIG_HEAD = "# tradebus: the config this run ran with, resolved; the file ends with the line '# end of the run config'"
+CONFIG_END = "# end of the run config"
 #: Written only by a run that sets ``annual_borrow_rates`` (borrowing interest).
 INTEREST_FILE = "interest.csv"
 #: The own files a run writes only when asked to; every other own file is written by every run.
@@ -553,7 +560,8 @@ def write_run(
     run_dir
         The open run directory.
     result, metrics, config_yaml
-        What ``fills.csv``, ``orders.csv``, ``equity.csv``, ``metrics.json`` and ``config.yaml`` hold.
+        What ``fills.csv``, ``orders.csv``, ``equity.csv``, ``metrics.json`` and ``config.yaml`` hold (``config_yaml``
+        between :data:`CONFIG_HEAD` and :data:`CONFIG_END`; empty, or ending in a newline).
     extra
         Further files of this kind of run, name -> text (``node.json``, ``playback.json``).
     lot_sizes
@@ -600,7 +608,7 @@ def write_run(
     with run_dir.open("metrics.json") as handle:
         handle.write(json.dumps(_json_ready(metrics), indent=2, allow_nan=False) + "\n")
     with run_dir.open("config.yaml") as handle:
-        handle.write(config_yaml)
+        handle.write(f"{CONFIG_HEAD}\n{config_yaml}{CONFIG_END}\n")
     for name, text in (extra or {}).items():
         with run_dir.open(name) as handle:
             handle.write(text + "\n")
