@@ -765,6 +765,47 @@ async def test_binance_spot_trailing_stop_trails_by_one_request_cancel_replaces(
     assert [str(o.status) for o in replaced] == ["CANCELED", "CANCELED", "FILLED"]
 
 
+async def test_binance_spot_trailing_stops_move_due_while_its_cancel_replace_is_unanswered_is_sent_once_it_is_answered() -> None:
+    """Long 0.01 BTC; a trailing sell stop 500 below 60,000: 59,500. 61,000 moves it to 60,500 by a cancelReplace
+    the venue holds unanswered; 62,000 comes meanwhile, 61,500 due. Once it is answered, one more cancelReplace
+    moves the replacement to 61,500 (never two at once, no modify of the order being replaced); 61,400 sells. The
+    move went to the order being replaced, refused: the replacement stayed at 60,500, and at 61,400 its move to
+    61,500 was refused by Binance (the market had reached it) and it was placed again at 60,500."""
+    from tests.live.live_harness import ANSWERED, WAIT
+    from tradebus.execution.contingent import ContingentOrders
+
+    release = asyncio.Event()
+    held = RestFault("hold", "POST", "/api/v3/order/cancelReplace", release=release)
+    async with harness(rest_faults=[held], timeouts=ANSWERED, request_timeout=WAIT) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        contingent = ContingentOrders(h.kernel)
+        refused: list[OrderModifyRejected] = []
+        h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
+        buy = h.submit(OrderSide.BUY, 0.01)
+        await until(lambda: buy.status is OrderStatus.ACCEPTED)
+        h.trade(60_000.0)
+        await until(lambda: buy.status is OrderStatus.FILLED)
+        first = contingent.trailing_stop("s1", IID, OrderSide.SELL, 0.01, offset=500.0)
+        await until(lambda: h.kernel.orders.order(first).status is OrderStatus.ACCEPTED)
+        h.trade(61_000.0)
+        await until(lambda: held.fired)  # the cancelReplace reached the venue, unanswered
+        h.trade(62_000.0)
+        release.set()
+        # Both cancel-replaces done: the stop the kernel holds works and nothing is on its way.
+        await until(lambda: h.venue.in_flight == 0 and [o.status for o in h.kernel.orders.open_orders()] == [OrderStatus.ACCEPTED])
+        [working] = h.kernel.orders.open_orders()
+        assert working.trigger_price == 61_500.0
+        assert [(r.order.client_order_id, r.order.trigger_price) for r in h.emulator.open_orders()] == [(working.client_order_id, 61_500.0)]
+        h.trade(61_400.0)
+        await until(lambda: working.status is OrderStatus.FILLED)
+        await h.venue.drain()
+    stops = [o for o in h.kernel.orders.orders() if o.order_type is OrderType.STOP_MARKET]
+    assert [(o.trigger_price, str(o.status)) for o in stops] == [(59_500.0, "CANCELED"), (60_500.0, "CANCELED"), (61_500.0, "FILLED")]
+    assert [p for m, p, c in h.emulator.requests if p == "/api/v3/order/cancelReplace"] == ["/api/v3/order/cancelReplace"] * 2
+    assert h.venue.requests["replace"] == 2 and refused == []
+    assert h.kernel.portfolio.position(IID) == pytest.approx(0.0)
+
+
 async def test_a_two_request_cancel_replace_of_an_oco_member_keeps_the_group_on_binance_usdm() -> None:
     """USD-M amends nothing here and has no one-request cancel-replace: a modify cancels the order, then
     places its replacement. Long 0.01; two reduce-only sells, 61,000 and 63,000, one OCO group; the first

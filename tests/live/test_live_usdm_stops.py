@@ -35,6 +35,7 @@ from tradebus.engine.messages import (
     OrderCanceled,
     OrderCancelRejected,
     OrderFilled,
+    OrderModifyRejected,
     OrderReplaced,
     OrderSide,
     OrderStatus,
@@ -186,6 +187,48 @@ async def test_a_trailing_stop_moved_twice_is_cancel_replaced_on_the_algo_servic
     assert s.posts(ALGO) == coids and [c for m, p, c in emu.requests if m == "DELETE" and p == ALGO] == coids[:2]
     assert h.venue.requests["replace"] == 2
     assert [f.last_px for f in emu.orders[coids[-1]].fills] == [61_400.0] and len(emu.fills) == 2
+    assert h.kernel.portfolio.position(USDM_IID) == pytest.approx(0.0, abs=1e-12)
+
+
+async def test_a_trailing_stops_move_due_while_its_cancel_replace_is_unanswered_is_sent_once_it_is_answered() -> None:
+    """Long 0.01 BTC at 60,000; a trailing sell stop 500 below: 59,500. 61,000 moves it to 60,500 (DELETE, then
+    POST of the replacement, which the venue holds unanswered: an answer seen 1.1 s late live); 62,000 comes
+    meanwhile, 61,500 due. Once the POST is answered, one more cancel-replace moves the replacement to 61,500
+    (never two at once, no modify of the order being replaced), and 61,400 sells at 61,400. The move went to the
+    order being replaced, refused: the replacement stayed at 60,500, and 61,400, below 61,500, could no longer
+    move it (Binance refuses a stop the market has reached)."""
+    release = asyncio.Event()
+    held = RestFault("hold", "POST", ALGO, at=1, release=release)  # the first POST places the stop
+    async with kit_harness(USDM, rest_faults=[held], timeouts=KIT_ANSWERED, request_timeout=WAIT) as h:
+        s = KitTape(h, USDM_IID, T0, size=100.0)
+        contingent = ContingentOrders(h.kernel)
+        refused: list[OrderModifyRejected] = []
+        h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
+        s.trade(60_000.0)
+        await s.fill(OrderSide.BUY, 0.01, 60_000.0)
+        first = contingent.trailing_stop("s1", USDM_IID, OrderSide.SELL, 0.01, offset=500.0, reduce_only=True)
+        await until(lambda: h.kernel.orders.order(first).status is OrderStatus.ACCEPTED)
+        s.trade(61_000.0)
+        await until(lambda: held.fired)  # the replacement's POST reached the venue, unanswered
+        s.trade(62_000.0)
+        release.set()
+        emu: BinanceFuturesEmulator = h.emulator  # type: ignore[assignment]
+        # Both cancel-replaces done: the stop the kernel holds works and nothing is on its way.
+        await until(lambda: h.venue.in_flight == 0 and [o.status for o in h.kernel.orders.open_orders()] == [OrderStatus.ACCEPTED])
+        coids = s.posts(ALGO)
+        assert [emu.algos[c].trigger_price for c in coids] == [59_500.0, 60_500.0, 61_500.0]
+        [working] = h.kernel.orders.open_orders()
+        assert working.client_order_id == coids[-1] and working.trigger_price == 61_500.0
+        s.trade(61_400.0)
+        await until(lambda: working.status is OrderStatus.FILLED)
+        await h.venue.drain()
+    assert [emu.algos[c].status for c in coids] == ["CANCELED", "CANCELED", "FINISHED"]
+    # one cancel-replace after the other: the second's DELETE follows the first's POST
+    assert [(m, c) for m, p, c in emu.requests if p == ALGO] == [
+        ("POST", coids[0]), ("DELETE", coids[0]), ("POST", coids[1]), ("DELETE", coids[1]), ("POST", coids[2])
+    ]
+    assert h.venue.requests["replace"] == 2 and refused == []
+    assert [f.last_px for f in emu.orders[coids[-1]].fills] == [61_400.0]
     assert h.kernel.portfolio.position(USDM_IID) == pytest.approx(0.0, abs=1e-12)
 
 

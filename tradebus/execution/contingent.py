@@ -109,7 +109,12 @@ Trailing stop
     or ``OrderDenied`` by the risk gate) leaves the stop at the trigger the venue holds (the
     order's); the best price is kept, so the next price sends its trigger again. A venue that
     cannot amend a stop cancel-replaces it (``OrderReplaced``): the trailing, its OCO group and
-    its bracket follow the new order, journaled (so does a GTD expiry). A bracket's stop-loss trails when the bracket
+    its bracket follow the new order, journaled (so does a GTD expiry). A better trigger that comes
+    while that cancel-replace is unanswered moves nothing (the order being replaced takes no modify,
+    and two cancel-replaces of one stop would race): once the replacement works and the replaced
+    order's cancel is handled, one more cancel-replace sends it the trigger of the best price since
+    (one settled from the orders' states after no answer, not yet acknowledged: the next price
+    does; the cancel-replace refused: as a modify not applied). A bracket's stop-loss trails when the bracket
     has ``trail_offset`` or ``trail_percent``. An instrument with quotes only trails on them: a
     sell stop follows the best bid, a buy stop the best ask (where the stop would execute). Its
     quotes are ignored for trailing once a bar or trade of it came, and from the start when the
@@ -305,6 +310,8 @@ class TrailingStop:
     #: Clock time it was placed at: of a bar that opened before, only the close comes after it
     #: (-1: every bar counts; a native child, or a stop restored after a restart).
     placed_ns: int = -1
+    #: A better trigger came while its cancel-replace was unanswered: sent to the replacement (:meth:`ContingentOrders._move`).
+    withheld: bool = False
 
     def trigger_for(self, best: float) -> float:
         """The trigger ``offset`` or ``percent`` away from ``best``."""
@@ -381,6 +388,8 @@ class ContingentOrders:
         # Cancel-replaces in flight (ContingentLinked "replace"): replaced id -> replacement id.
         self._replacing: dict[str, str] = {}
         self._replaced_by: dict[str, str] = {}  # replacement id -> replaced id
+        # Replaced id -> its replacement, a trailing stop whose withheld trigger is sent once the replaced order's close is handled.
+        self._withheld_after: dict[str, str] = {}
         self._gtd = 0
         # Where each instrument's latest bar closed (the open of its next bar).
         self._bar_close: dict[str, int] = {}
@@ -908,6 +917,10 @@ class ContingentOrders:
         parent = self._child_of.get(coid)
         if parent is not None:
             self._exit_when_free(parent)
+        if self._withheld_after and not self._is_open(coid):
+            replacement = self._withheld_after.pop(coid, None)
+            if replacement is not None:
+                self._send_withheld(replacement)
 
     def _on_modify_refused(self, event: OrderModifyRejected | OrderDenied) -> None:
         """A trailing stop's trigger goes back to the one the venue holds (the next price sends a better one); a
@@ -924,6 +937,7 @@ class ContingentOrders:
         order = self._kernel.orders.get(event.client_order_id)
         if trail is not None and order is not None and order.is_open:
             trail.trigger = order.trigger_price
+            trail.withheld = False  # the next price sends its trigger again
         reduction = self._reducing.get(event.client_order_id)
         if reduction is not None and order is not None and order.is_open and not reduction.again:
             passing = type(event) is OrderDenied and event.reason.startswith(_PASSING_DENIALS)
@@ -974,6 +988,8 @@ class ContingentOrders:
         if outcome:
             logger.info("order {}: its cancel-replace placed {} at the venue; the links follow it", old, new)
             self._move(old, new)
+        elif (trail := self._trailing.get(old)) is not None:
+            trail.withheld = False  # a modify not applied: the next price sends its trigger again
 
     def _replace_outcome(self, old: str, new: str) -> bool | None:
         """Whether the cancel-replace of ``old`` by ``new`` was done (``None``: not known yet; module docstring)."""
@@ -1038,6 +1054,19 @@ class ContingentOrders:
             self._kernel.orders.set_expiry(new, expire_ns)
             if order.is_open:
                 self._set_gtd(new, expire_ns)
+        if trail is not None and trail.withheld:
+            if replaced is not None and replaced.is_open:  # its cancel follows (OrderReplaced comes first)
+                self._withheld_after[old] = new
+            else:
+                self._send_withheld(new)
+
+    def _send_withheld(self, coid: str) -> None:
+        """Send the trailing stop ``coid`` (a replacement) the trigger withheld while its cancel-replace was unanswered."""
+        trail = self._trailing.get(coid)
+        order = self._kernel.orders.get(coid)
+        # Not acknowledged yet (its cancel-replace unanswered, settled by the orders' states): the next price sends it.
+        if trail is not None and trail.withheld and order is not None and order.status is OrderStatus.ACCEPTED:
+            self._move_trigger(trail, order)
 
     def _on_bar(self, bar: Bar) -> None:
         self._printed.add(bar.instrument_id)
@@ -1356,13 +1385,23 @@ class ContingentOrders:
                 trail.rest_of_bar = None
             elif bar_open is not None and bar_open < trail.placed_ns:
                 hi = lo = close  # placed inside or at the close of this bar: its high/low came before
-            best = max(trail.best, hi) if trail.sell else min(trail.best, lo)
-            trail.best = best
-            trigger = self._round(instrument_id, trail.trigger_for(best), trail.sell)
-            if trigger > trail.trigger if trail.sell else trigger < trail.trigger:
-                trail.trigger = trigger
-                now = self._kernel.clock.now_ns()
-                self._kernel.modify(ModifyOrder(order.strategy_id, instrument_id, coid, now, now, trigger_price=trigger))
+            trail.best = max(trail.best, hi) if trail.sell else min(trail.best, lo)
+            self._move_trigger(trail, order)
+
+    def _move_trigger(self, trail: TrailingStop, order: Order) -> None:
+        """Send ``trail``'s order ``order`` the trigger its best price makes, if better than the one it holds; while
+        a cancel-replace of it is unanswered, keep it for the replacement (``withheld``: two would race)."""
+        trigger = self._round(order.instrument_id, trail.trigger_for(trail.best), trail.sell)
+        if not (trigger > trail.trigger if trail.sell else trigger < trail.trigger):
+            return
+        coid = order.client_order_id
+        if coid in self._replacing:
+            trail.withheld = True
+            return
+        trail.trigger = trigger
+        trail.withheld = False
+        now = self._kernel.clock.now_ns()
+        self._kernel.modify(ModifyOrder(order.strategy_id, order.instrument_id, coid, now, now, trigger_price=trigger))
 
     def _expire(self, client_order_id: str, event: TimeEvent) -> None:
         order = self._kernel.orders.get(client_order_id)
