@@ -101,8 +101,10 @@ def session_trades(kernel: Kernel) -> Callable[[], int]:
 def stepping_budget(limit: int, header: str, hold: asyncio.Event | None = None) -> WeightBudget:
     """A Binance weight budget of ``limit`` per minute (``header``: its used-weight header) on a clock that moves
     only when a request waits out a pause or a full window (a pause lasts until one does, however slowly the
-    test runs); with ``hold``, the first request it stops waits until ``hold`` is set."""
-    now = [time.time()]
+    test runs); with ``hold``, the first request it stops waits until ``hold`` is set. The clock starts at a
+    minute's start: a full window's wait is a minute, never shorter than a submit timeout (on the wall clock's
+    second, one in 200 would be under FAST's 0.3 s)."""
+    now = [math.floor(time.time() / 60.0) * 60.0]
     paused: list[float] = []
 
     async def sleep(delay: float) -> None:
