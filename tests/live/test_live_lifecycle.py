@@ -197,29 +197,51 @@ async def test_a_stop_placed_again_after_its_refused_cancel_replace_waits_out_a_
 
 
 async def test_a_two_request_replacement_after_its_cancel_waits_out_a_full_window_rather_than_be_withdrawn() -> None:
-    """Binance USD-M: a limit buy at 59,000 moved to 59,500 by a cancel, then a new order; the cancel's answer
-    shows the minute's weight used up. The new order waits for the next window, however far past its submit
-    timeout, and works at 59,500: it was withdrawn, the buy canceled and nothing placed in its place."""
+    """Binance USD-M: a limit buy at 59,000 moved to 59,500 by a cancel, then a new order; the answer that confirms the
+    cancel (the query sent after the DELETE's answer: the stream's CANCELED frame is lost) shows the minute's weight
+    used up (2,400 of 2,400). The new order's POST waits for the next minute, far past its 0.3 s submit timeout,
+    logged at WARNING naming the order it restores, and works at 59,500: it was withdrawn, the buy canceled and
+    nothing placed in its place."""
     resume = asyncio.Event()
-    # The stream's CANCELED frame held back until the next frame (the replacement's, sent after the cancel's answer):
-    # a replacement sent on that frame before the answer was read could not know the minute was used up.
-    late_cancel = StreamFault("reorder", '"X": "CANCELED"')
-    async with usdm_harness([late_cancel], timeout=WAIT, budget=stepping_budget(FUTURES_WEIGHT_LIMIT, WEIGHT_HEADER, resume)) as h:
-        replaced: list[OrderReplaced] = []
-        h.kernel.bus.subscribe(OrderReplaced, replaced.append)
-        order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
-        await until(lambda: order.status is OrderStatus.ACCEPTED)
-        h.emulator.weight = FUTURES_WEIGHT_LIMIT  # type: ignore[attr-defined]  # the cancel's answer tells the minute used up
-        h.kernel.execution.modify(ModifyOrder("s1", h.iid, order.client_order_id, 0, 0, price=59_500.0))
-        await until(lambda: h.venue.api.budget.waits >= 1)  # type: ignore[attr-defined]
-        h.emulator.weight = 0  # type: ignore[attr-defined]
-        resume.set()
-        await until(lambda: len(replaced) == 1)
-        new = h.kernel.orders.order(replaced[0].replacement_id)
-        await until(lambda: new.status is OrderStatus.ACCEPTED and order.status is OrderStatus.CANCELED)
-        await h.venue.drain()
-    assert [(r.order.price, r.order.quantity) for r in h.emulator.open_orders()] == [(59_500.0, 0.01)]
-    assert late_cancel.fired
+    answer = asyncio.Event()
+    # The query that confirms the cancel, held at the venue until the test has used up the minute's weight; no other
+    # confirms it (the stream's frame dropped): so the replacement, not that query, is the request the window holds.
+    confirming = RestFault("hold", "GET", "/fapi/v1/order", release=answer)
+    # FAST's submit timeout (a submit held past it is withdrawn, unless it restores an order) but no cancel timeout (the
+    # only query is the one sent on the DELETE's answer), and the REST client waiting WAIT (answers read however late).
+    read = msgspec.structs.replace(FAST, cancel_ns=int(WAIT * 1e9))
+    warnings: list[Any] = []
+    sink = logger.add(warnings.append, level="WARNING")
+    try:
+        async with usdm_harness([StreamFault("drop", '"X": "CANCELED"')], timeout=WAIT, timeouts=read,
+                                budget=stepping_budget(FUTURES_WEIGHT_LIMIT, WEIGHT_HEADER, resume)) as h:
+            replaced: list[OrderReplaced] = []
+            h.kernel.bus.subscribe(OrderReplaced, replaced.append)
+            budget = h.venue.api.budget  # type: ignore[attr-defined]
+            order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
+            await until(lambda: order.status is OrderStatus.ACCEPTED and h.venue.in_flight == 0)
+            h.emulator.rest_faults.append(confirming)  # from now on: the next query
+            h.kernel.execution.modify(ModifyOrder("s1", h.iid, order.client_order_id, 0, 0, price=59_500.0))
+            await until(lambda: confirming.fired and h.emulator.orders[order.client_order_id].status is OrderStatus.CANCELED)
+            h.emulator.weight = FUTURES_WEIGHT_LIMIT  # type: ignore[attr-defined]  # the query's answer tells the minute used up
+            answer.set()
+            await until(lambda: len(replaced) == 1)
+            new = h.kernel.orders.order(replaced[0].replacement_id)
+            await until(lambda: budget.waits >= 1 or not new.is_open)
+            assert new.status is not OrderStatus.REJECTED, new.reason  # withdrawn
+            assert budget.waits >= 1 and new.client_order_id not in h.emulator.orders  # held for the next window
+            [held] = [r.record["message"] for r in warnings if "never withdrawn" in r.record["message"]]
+            assert order.client_order_id in held and "request budget used (2400 + 1 over 1920)" in held
+            h.emulator.weight = 0  # type: ignore[attr-defined]
+            resume.set()  # the next window
+            await until(lambda: new.status is OrderStatus.ACCEPTED and order.status is OrderStatus.CANCELED)
+            await h.venue.drain()
+    finally:
+        logger.remove(sink)
+    assert [(r.order.client_order_id, r.order.price, r.order.quantity) for r in h.emulator.open_orders()] == [
+        (new.client_order_id, 59_500.0, 0.01)
+    ]
+    assert [c for m, p, c in h.emulator.requests if m == "POST" and p == "/fapi/v1/order"] == [order.client_order_id, new.client_order_id]
 
 
 async def test_a_submit_behind_a_429_pause_shorter_than_its_timeout_waits_it_out_and_is_accepted() -> None:
