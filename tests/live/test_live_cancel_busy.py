@@ -9,6 +9,7 @@ never sent again, the order kept working at the venue, and nothing told the stra
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from pydantic import SecretStr
 from tests.live.live_harness import KEY, SECRET, WAIT, until
 from tests.live.venue_kits import BYBIT, KIT_ANSWERED, OKX, PASSPHRASE, KitTape, VenueKit, kit_harness
 from tradebus.adapters.common.account_emulator import RestFault, StreamFault
+from tradebus.engine.clock import LiveClock
 from tradebus.engine.messages import (
     CancelOrder,
     ModifyOrder,
@@ -229,22 +231,69 @@ async def test_a_cancel_timeout_shorter_than_the_busy_re_sends_times_each_re_sen
             assert len(watcher.refused) == (final is OrderStatus.ACCEPTED)
 
 
+class GatedClock(LiveClock):
+    """A live clock whose alerts named with ``gated`` run with the clock pinned at their due time, as a loop never
+    late would run them, and those due before :meth:`open` wait for it: what they judge is judged once the test has
+    set the scene, as at their due time, however late the loop read the venue's answers or fired them."""
+
+    def __init__(self, gated: str) -> None:
+        super().__init__()
+        self.gated = gated
+        self.opened = False
+        self._waiting: dict[str, Callable[[], None]] = {}
+
+    def set_alert(self, name: str, at_ns: int, callback: Any) -> None:
+        if self.gated not in name:
+            super().set_alert(name, at_ns, callback)
+            return
+
+        def fire(event: Any) -> None:
+            def run() -> None:
+                with self.pinned(event.ts_event):
+                    callback(event)
+
+            if self.opened:
+                run()
+            else:
+                self._waiting[name] = run
+
+        super().set_alert(name, at_ns, fire)
+
+    def cancel(self, name: str) -> None:
+        self._waiting.pop(name, None)
+        super().cancel(name)
+
+    def open(self) -> None:
+        self.opened = True
+        waiting, self._waiting = self._waiting, {}
+        for run in waiting.values():
+            run()
+
+
 async def test_a_busy_cancel_whose_re_send_gets_no_answer_still_times_out_and_is_queried() -> None:
     """The timeout counts from the latest request, so a re-send without an answer (a 503 before processing) moves the
-    order to ``UNKNOWN`` all the same, and the query finds it working."""
+    order to ``UNKNOWN`` all the same, 2 s after that re-send, and the query finds it working. The cancel timeout is
+    judged only once the re-send went unanswered, as at its due time (:class:`GatedClock`): with the busy refusal
+    read more than 2 s late it fired before any re-send, and the test proved only a plain cancel timeout."""
     quick = OrderTimeouts(submit_ns=int(WAIT * 1e9), cancel_ns=2_000_000_000, retry_ns=200_000_000, check_ns=None)
     faults = [RestFault("refuse", "POST", CANCEL, code="110079"), RestFault("error5xx", "POST", CANCEL)]
-    async with kit_harness(BYBIT, rest_faults=faults, timeouts=quick, request_timeout=WAIT) as h:
+    clock = GatedClock("order-cancel-")
+    async with kit_harness(BYBIT, rest_faults=faults, timeouts=quick, request_timeout=WAIT, clock=clock) as h:
         timed_out: list[OrderTimedOut] = []
         h.kernel.bus.subscribe(OrderTimedOut, timed_out.append)
         execution = h.kernel.execution
         order = execution.submit(SubmitOrder("s1", BYBIT.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
         await until(lambda: order.status is OrderStatus.ACCEPTED)
         execution.cancel(CancelOrder("s1", BYBIT.iid, order.client_order_id, 0, 0))
-        await until(lambda: timed_out, timeout=WAIT)
+        await until(lambda: faults[1].fired and h.venue.in_flight == 0)  # refused busy, sent again, no answer to that
+        resent = h.venue.cancel_resent_ns(order.client_order_id)
+        assert resent is not None and not timed_out and order.status is OrderStatus.ACCEPTED
+        clock.open()
+        await until(lambda: timed_out)
+        assert timed_out[0].ts_event == resent + quick.cancel_ns  # from the re-send, not from the first request
         await until(lambda: order.status is OrderStatus.ACCEPTED)  # resolved by the query
         await h.venue.drain()
-        assert all(f.fired for f in faults) and len(_posts(h.emulator, CANCEL)) == 2
+        assert len(_posts(h.emulator, CANCEL)) == 2 and len(timed_out) == 1
         assert h.emulator.orders[order.client_order_id].status is OrderStatus.ACCEPTED
 
 

@@ -195,11 +195,13 @@ async def kit_harness(
     timeouts: Any = None,
     risk_config: Any = None,
     request_timeout: float = 1.0,
+    clock: Any = None,
 ) -> AsyncIterator[KitHarness]:
     """Emulator, live venue and user stream of ``kit`` (the venue's registry factories), a kernel on them
     (journaled to ``journal``; ``strategies`` added before it starts; ``trade_size_limit``: a public
     trade fills at most its own size; ``timeouts``: the engine's, default short ones; ``risk_config``:
-    the risk gate's limits, default none; ``request_timeout``: the REST client's, seconds)."""
+    the risk gate's limits, default none; ``request_timeout``: the REST client's, seconds; ``clock``: the
+    kernel's and the venue's, default a :class:`~tradebus.engine.clock.LiveClock`)."""
     from tradebus.execution.journal import Journal
 
     from pydantic import SecretStr
@@ -215,7 +217,7 @@ async def kit_harness(
     account = settings.account()
     options = {"passphrase": SecretStr(PASSPHRASE), "environment": "testnet"}
     instruments = kit.instruments()
-    clock = LiveClock()
+    clock = clock or LiveClock()
     api = account.trading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), instruments, request_timeout, **options)
     venue = LiveVenue(api, clock)
     timeouts = timeouts or KIT_TIMEOUTS
