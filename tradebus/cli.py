@@ -54,7 +54,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tradebus.data.catalog import Catalog
+from tradebus.data.catalog import Catalog, DatasetNotFound
 from tradebus.data.cli import data_app
 from tradebus.node.recording_import import import_recording_cmd
 from tradebus.data.ingest import format_interval
@@ -141,9 +141,10 @@ def _root(
         previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
         ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
 
-#: The exit code of each error, the first class it is an instance of; refused credentials are a config problem.
+#: The exit code of each error, the first class it is an instance of; refused credentials are a config problem, and
+#: so is a dataset the catalog does not hold (a name the user typed, as a missing file).
 EXIT_CODES: tuple[tuple[type[TradebusError], int], ...] = (
-    (ConfigError, 2), (CredentialsRefused, 2), (DataError, 3), (OrdersLeftAtVenue, 4), (TradebusError, 1)
+    (ConfigError, 2), (CredentialsRefused, 2), (DatasetNotFound, 2), (DataError, 3), (OrdersLeftAtVenue, 4), (TradebusError, 1)
 )
 
 _REPORT_HELP = "Also write the HTML tearsheet (tearsheet.html) into the output directory."

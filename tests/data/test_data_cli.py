@@ -270,17 +270,34 @@ def test_info_on_an_empty_catalog(tmp_path: Path) -> None:
     assert code == 0 and "no datasets" in out
 
 
+def test_a_dataset_the_catalog_does_not_hold_is_a_usage_error_exit_2_as_a_missing_file(tmp_path: Path) -> None:
+    """``data quality binance/spot/BTCUSDT/bars_1h`` of a catalog holding only ``trades`` exited 3, as bad data, as
+    did ``data bars`` and ``data set-contract-size``, where ``backtest`` refuses a missing dataset, like a missing file,
+    with exit 2 (README: a missing file is exit 2). Each now exits 2 naming the manifest it looked for."""
+    code, out = run("import", str(FIXTURES / "trades_valid.csv"), "--venue", "binance", "--market", "spot",
+                    "--symbol", "BTCUSDT", "--kind", "trades", "--catalog", str(tmp_path))
+    assert code == 0, out
+    for args in (["quality", "binance/spot/BTCUSDT/bars_1h"], ["bars", "binance/spot/ETHUSDT/trades", "--interval", "1h"],
+                 ["set-contract-size", "binance/spot/BTCUSDT/trade", "1"]):
+        code, out = run(*args, "--catalog", str(tmp_path))
+        missing = tmp_path / "binance" / "spot" / args[1].split("/")[2] / args[1].split("/")[3] / "manifest.json"
+        assert code == 2, (args, out)
+        assert f"{missing}: dataset not found (no manifest) in catalog {tmp_path}" in " ".join(out.split()), out
+        assert "Traceback" not in out
+
+
 def test_a_dataset_command_on_a_catalog_path_that_is_a_file_or_an_unreadable_manifest_names_it(tmp_path: Path) -> None:
     """``data quality a/b/c/d --catalog klines.csv`` (a file given as the catalog), and ``bars`` and
     ``set-contract-size`` the same, ended in a NotADirectoryError traceback, exit 1; a manifest that is a folder in an
-    IsADirectoryError one, which also stopped ``data info`` before the other datasets. Both are now bad data naming the
-    manifest, exit 3, and ``info`` lists the other datasets first."""
+    IsADirectoryError one, which also stopped ``data info`` before the other datasets. The file given as the catalog
+    is now a usage error naming it (exit 2), the folder manifest bad data naming it (exit 3), and ``info`` lists the
+    other datasets first."""
     not_a_folder = tmp_path / "klines.csv"
     not_a_folder.write_text("1637971200000,1,1,1,1,1\n")
     for args in (["quality", "binance/spot/ADABTC/bars_1m"], ["bars", "binance/spot/ADABTC/bars_1m", "--interval", "1h"],
                  ["set-contract-size", "binance/spot/ADABTC/trades", "1"]):
         code, out = run(*args, "--catalog", str(not_a_folder))
-        assert code == 3, out
+        assert code == 2, out
         assert "dataset not found: a file stands where a folder of that path should be (is --catalog" in " ".join(
             out.split()), out
     catalog = tmp_path / "cat"

@@ -93,6 +93,7 @@ __all__ = [
     "BOOK_SCHEMA",
     "BOOK_SNAPSHOT",
     "DatasetExists",
+    "DatasetNotFound",
     "FUNDING_SCHEMA",
     "KINDS",
     "MARK_SCHEMA",
@@ -120,6 +121,14 @@ class DatasetExists(DataError):
     def __init__(self, path: Path) -> None:
         super().__init__(f"{path}: dataset exists; use mode='append' or mode='overwrite'")
         self.path = path
+
+
+class DatasetNotFound(DataError):
+    """The catalog holds no such dataset (no manifest, or ``--catalog`` is not the catalog's folder).
+
+    Mostly a name the user typed: the command line exits 2 on it, as on a missing file. A dataset an
+    interrupted write left retired is a :class:`DataError` (exit 3): there is something to recover.
+    """
 
 
 SCHEMA_VERSION = 1
@@ -573,9 +582,9 @@ class Catalog:
                     f"{path}: dataset not found, but an interrupted write left {retired[0].parent}; "
                     f"rename it back to {path.parent} to recover the previous version"
                 ) from None
-            raise DataError(f"{path}: dataset not found (no manifest) in catalog {self.root}") from None
+            raise DatasetNotFound(f"{path}: dataset not found (no manifest) in catalog {self.root}") from None
         except NotADirectoryError:
-            raise DataError(f"{path}: dataset not found: a file stands where a folder of that path should be (is "
+            raise DatasetNotFound(f"{path}: dataset not found: a file stands where a folder of that path should be (is "
                             f"--catalog {self.root} the catalog's folder?)") from None
         except OSError as exc:  # a folder in its place, no read permission, an I/O error
             raise DataError(f"{path}: cannot read the dataset's manifest ({describe_os_error(exc)})") from None

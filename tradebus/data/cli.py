@@ -1,9 +1,9 @@
 """``tradebus data``: import files or download archives into the catalog; list or verify its datasets.
 
 Mounted by the main CLI as ``tradebus data``; usable alone as ``data_app``.
-Exit codes as ``tradebus backtest``: 0 success, 2 invalid options, 3 invalid data
-(a :class:`~tradebus.errors.DataError`: bad rows, a corrupt file, a dataset that
-exists), 1 any other error. Errors are printed as one line on stderr, without a
+Exit codes as ``tradebus backtest``: 0 success, 2 invalid options (a DATASET the catalog
+does not hold among them, as a missing file), 3 invalid data (a :class:`~tradebus.errors.DataError`:
+bad rows, a corrupt file, a dataset that exists), 1 any other error. Errors are printed as one line on stderr, without a
 traceback.
 """
 
@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tradebus.data.catalog import Catalog, DatasetExists, DatasetRef, Manifest, check_name, quality_report
+from tradebus.data.catalog import Catalog, DatasetExists, DatasetNotFound, DatasetRef, Manifest, check_name, quality_report
 from tradebus.data.ingest import TsUnit, format_interval, import_path, parse_interval, split_contract_size
 from tradebus.errors import ConfigError, DataError, FeatureError, TradebusError
 from tradebus.ops.logs import LOG_LEVELS, setup_logging
@@ -31,7 +31,9 @@ from tradebus.ops.logs import LOG_LEVELS, setup_logging
 __all__ = ["DEFAULT_CATALOG", "EXIT_CODES", "data_app"]
 
 #: Exit code per error class (most specific first), as ``tradebus backtest``.
-EXIT_CODES: tuple[tuple[type[TradebusError], int], ...] = ((ConfigError, 2), (DataError, 3), (TradebusError, 1))
+EXIT_CODES: tuple[tuple[type[TradebusError], int], ...] = (
+    (ConfigError, 2), (DatasetNotFound, 2), (DataError, 3), (TradebusError, 1)
+)
 
 DEFAULT_CATALOG = Path("data/catalog")
 
