@@ -491,6 +491,31 @@ def test_monthly_trades_download_keeps_only_the_asked_days(server: Server, tmp_p
     assert Catalog(tmp_path / "cat").read("binance", "spot", "BTCUSDT", "trades").num_rows == 2001
 
 
+@pytest.mark.parametrize(("options", "said"), [
+    (["--start", "2021-11-28", "--end", "2021-11-27", "--interval", "1m"], "--end 2021-11-27 is before --start 2021-11-28"),
+    (["--start", "2021-11-27", "--end", "2021-11-27"], "--data klines needs --interval (1m, 1h, ...)"),
+    (["--start", "2021-11-27", "--end", "2021-11-27", "--data", "trades", "--interval", "1m"],
+     "--interval 1m is for klines only, not --data trades"),
+    (["--start", "2021-11-27", "--end", "2021-11-27", "--market", "usdm", "--interval", "1m"],
+     "--market 'usdm' is not a Binance archive market: cm, spot, um"),
+    (["--start", "2021-11-27", "--end", "2021-11-27", "--data", "aggtrades"],
+     "--data 'aggtrades' is not klines, trades, aggTrades or bookDepth"),
+    (["--start", "2021-11-27", "--end", "2021-11-27", "--data", "bookDepth"],
+     "--data bookDepth is published for futures only (--market um or cm)"),
+])
+def test_a_bad_download_option_is_named_by_the_flag_the_user_typed(
+    server: Server, tmp_path: Path, options: list[str], said: str
+) -> None:
+    """``--end`` before ``--start`` said 'end 2021-11-27 is before start 2021-11-28', klines without ``--interval``
+    'an interval is needed for klines, and only for klines', a market 'binance market ...': the names of the library's
+    parameters, not the flags typed. Each now names its flag (exit 2, nothing fetched)."""
+    code, out = run("download", "binance", "--symbol", "ADABTC", *options, "--base-url", server.url,
+                    "--cache-dir", str(tmp_path / "cache"), "--catalog", str(tmp_path / "cat"))
+    assert code == 2, out
+    assert said in " ".join(out.split()), out
+    assert server.requests == [] and not (tmp_path / "cat").exists()
+
+
 @pytest.mark.parametrize(("symbol", "interval"), [("../../../../../../x/ADABTC", "1m"), ("ADABTC", "1m/../../x")])
 def test_a_symbol_or_interval_that_is_not_a_name_is_refused_before_anything_is_fetched(
     server: Server, tmp_path: Path, symbol: str, interval: str

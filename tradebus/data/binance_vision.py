@@ -160,24 +160,26 @@ def archives(
     DataError
         On an unknown market or data type, a symbol or interval that is not a catalog name (each
         is a directory of the archive's path in the cache), klines without an interval, monthly
-        bookDepth (Binance publishes it daily only), or ``end < start``.
+        bookDepth (Binance publishes it daily only), or ``end < start``; each named by the flag of
+        ``tradebus data download binance`` that sets it (``--end``, ``--interval``, ...).
     """
     check_name("symbol", symbol)
     if interval is not None:
         check_name("interval", interval)
     if market not in _PREFIX:
-        raise DataError(f"binance market {market!r} is not one of {sorted(_PREFIX)}")
+        raise DataError(f"--market {market!r} is not a Binance archive market: {', '.join(sorted(_PREFIX))}")
     if data not in ("klines", "trades", "aggTrades", "bookDepth"):
-        raise DataError(f"binance data type {data!r} is not klines, trades, aggTrades or bookDepth")
+        raise DataError(f"--data {data!r} is not klines, trades, aggTrades or bookDepth")
     if data == "bookDepth" and market == "spot":
-        raise DataError("bookDepth is published for futures only (market um or cm)")
+        raise DataError("--data bookDepth is published for futures only (--market um or cm)")
     if data == "bookDepth" and monthly:
         raise DataError("bookDepth is published as daily archives only: drop --monthly (the days of --start..--end "
                         "are fetched one archive each)")
     if (data == "klines") != (interval is not None):
-        raise DataError("an interval is needed for klines, and only for klines")
+        raise DataError("--data klines needs --interval (1m, 1h, ...)" if interval is None
+                        else f"--interval {interval} is for klines only, not --data {data}")
     if end < start:
-        raise DataError(f"end {end} is before start {start}")
+        raise DataError(f"--end {end} is before --start {start}")
     if monthly:
         labels, month = [], date(start.year, start.month, 1)
         while month <= end:

@@ -517,6 +517,7 @@ def download_binance_cmd(
 
     if append and overwrite:
         raise _fail(ConfigError("--append and --overwrite exclude each other"))
+    _name_options(symbol=symbol, interval=interval)
     first, last = _day(start, "--start"), _day(end, "--end")
     try:
         items = vision.archives(market, data, symbol, first, last, interval=interval, monthly=monthly)  # type: ignore[arg-type]
