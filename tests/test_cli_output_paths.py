@@ -110,3 +110,33 @@ def test_an_existing_output_directory_that_is_not_writable_is_refused_before_the
     assert f"output directory {out} is not writable" in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr and "fills" not in result.stdout
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_output_directory_that_cannot_be_made_though_its_parent_looks_writable_is_refused_before_the_run(
+    tmp_path: Path,
+) -> None:
+    """``backtest --out /proc/x`` ran the whole backtest, then died making the directory with a FileNotFoundError
+    traceback (exit 1): /proc passes an ``access`` check for writing (root passes every one), yet makes no folder.
+    The directory is now made and removed again before the run, and refused naming it (exit 2). The data holds a
+    bad row: read before the refusal, it would be exit 3."""
+    lines = BARS.read_text().splitlines()
+    lines[3] = lines[3].replace(lines[3].split(",")[2], "1", 1)  # a high of 1, below the bar's low: bad data
+    (tmp_path / "bars.csv").write_text("\n".join(lines) + "\n")
+    config = {
+        "data": {"sources": [{"instrument": "BTC-USD.COINBASE", "file": "bars.csv"}]},
+        "instruments": [{"venue": "COINBASE", "symbol": "BTC-USD", "tick_size": 0.01, "lot_size": 1.0e-8}],
+        "strategy": {"name": "ema_cross", "instruments": ["BTC-USD.COINBASE"], "params": {"fast": 10, "slow": 30, "quantity": 0.1}},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    bad = CliRunner().invoke(app, ["backtest", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "run")])
+    assert bad.exit_code == 3 and "row 3" in bad.output, bad.output  # the data's own error, with a good --out
+    target = Path("/proc") / f"tradebus-test-{os.getpid()}"
+    result = subprocess.run(
+        [sys.executable, "-m", "tradebus.cli", "backtest", str(tmp_path / "run.yaml"), "--out", str(target)],
+        capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    said = " ".join(result.stderr.split())
+    assert result.returncode == 2, result.stderr
+    assert f"output directory {target} cannot be created: {target} (ENOENT" in said, said
+    assert "Traceback" not in result.stderr and not target.exists()

@@ -758,6 +758,23 @@ class RunDirectory:
             raise ConfigError(f"output directory {self.path} cannot be created: {ancestor} is not a directory")
         if not os.access(ancestor, os.W_OK | os.X_OK):
             raise ConfigError(f"output directory {self.path} cannot be created: {ancestor} is not writable")
+        # access() says yes to root, and knows nothing of /proc or a read-only mount: make the folder the run
+        # would make, and remove it again
+        first = self.path.absolute()
+        while first.parent != ancestor:
+            first = first.parent
+        try:
+            first.mkdir()
+        except FileExistsError:  # made meanwhile by another process: there now
+            return
+        except OSError as exc:
+            raise ConfigError(
+                f"output directory {self.path} cannot be created: {first} ({describe_os_error(exc)})"
+            ) from None
+        try:
+            first.rmdir()
+        except OSError:
+            pass  # something was put in it meanwhile: not ours to remove
 
     def _own(self, name: str | None) -> bool:
         """Whether ``name`` is one of the run's own files or its ``INCOMPLETE`` marker."""
@@ -782,7 +799,10 @@ class RunDirectory:
 
     def __enter__(self) -> RunDirectory:
         if not self.path.exists():
-            self.path.mkdir(parents=True)
+            try:
+                self.path.mkdir(parents=True)
+            except OSError as exc:
+                raise output_error(self.path, exc) from None
             self._created = True
         self._hold()
         self._remove_temporaries()
