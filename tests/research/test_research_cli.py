@@ -863,3 +863,28 @@ def test_a_research_json_that_cannot_be_written_is_a_clear_error_and_leaves_the_
     assert f"output {out / 'cv.json'}: cannot write it (EFBIG: File too large)" in text, text
     assert os.listdir(out) == ["cv.json"]
     assert (out / "cv.json").read_bytes() == before
+
+
+def test_alpha_refuses_a_typo_in_the_backtests_strategy_params_before_reading_any_data(tmp_path: Path) -> None:
+    """``research alpha ... --backtest`` loaded the backtest config only once the features, forward returns and
+    factors of the whole dataset were computed: a misspelt parameter (``fastt``) failed only then. It is now loaded
+    with the research config, before any data: here the research dataset has a truncated file (exit 3 when read),
+    and the typo is refused first (exit 2, naming it)."""
+    bars = random_walk(300)
+    dataset = write_bars(tmp_path / "catalog", bars, "SIM-USD", "bars", 60_000_000_000)
+    config = tmp_path / "research.yaml"
+    config.write_text(yaml.safe_dump(_one_feature_config(tmp_path / "catalog", dataset)))
+    part = next((tmp_path / "catalog").rglob("*.parquet"))
+    part.write_bytes(part.read_bytes()[:-100])  # its size no longer the manifest's: a DataError on reading it
+    text = (REPO / "configs" / "quickstart.yaml").read_text().replace("../data/catalog", str(REPO / "data" / "catalog"))
+    assert "    fast: 20\n" in text
+    backtest = tmp_path / "backtest.yaml"
+    backtest.write_text(text.replace("    fast: 20\n", "    fastt: 20\n"))
+    damaged = runner.invoke(app, ["research", "alpha", str(config), "--out", str(tmp_path / "a")])
+    assert damaged.exit_code == 3 and "the manifest says" in " ".join(damaged.output.split()), damaged.output
+    result = runner.invoke(app, ["research", "alpha", str(config), "--backtest", str(backtest),
+                                 "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert f"{backtest}: invalid config:" in said and "strategy.params.fastt: unknown key" in said, said
+    assert not (tmp_path / "b").exists()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,9 @@ from tradebus.errors import ConfigError, DataError, TradebusError
 from tradebus.ops.logs import setup_logging
 from tradebus.reports.summary import print_titled
 from tradebus.research.output import write_json
+
+if TYPE_CHECKING:
+    from tradebus.config import RunConfig
 
 __all__ = ["research_app"]
 
@@ -387,11 +390,14 @@ def alpha(
     from tradebus.research.dataset import build_dataset
     from tradebus.research.labels import forward_returns
 
+    from tradebus.config import load_config
+
     console = Console()
     try:
         cfg, ds = load_research_config(config)
         if cfg.alpha is None:
             raise ConfigError(f"{config}: alpha needs the 'alpha' section")
+        run_config = None if backtest is None else load_config(backtest)  # its strategy params too, before any data
         with console.status("alpha: features and forward returns"):
             frame = build_dataset(ds)
             # forward returns read no bar at or after the window's end
@@ -423,8 +429,8 @@ def alpha(
                 report.update(turnover=None, turnover_undefined=str(exc))
                 logger.warning("{}: factor {!r}: {}", config, factor, exc)
             payload["factors"][factor] = {**report, "quantile_returns": buckets.to_dict(orient="records")}
-        if backtest is not None:
-            payload["backtest"] = _backtest_robustness(backtest, trials)
+        if backtest is not None and run_config is not None:
+            payload["backtest"] = _backtest_robustness(backtest, run_config, trials)
         path = write_json(payload, _out_dir(out, config) / "alpha.json")
     except TradebusError as exc:
         _fail(exc, config)
@@ -458,13 +464,12 @@ def _robustness_rows(report: dict[str, Any]) -> dict[str, Any]:
     return rows
 
 
-def _backtest_robustness(config: Path, trials: int) -> dict[str, Any]:
+def _backtest_robustness(config: Path, run_config: RunConfig, trials: int) -> dict[str, Any]:
+    """PSR/DSR, bootstrap, trade shuffle and cost stress of the backtest ``config`` (loaded as ``run_config``)."""
     from tradebus.cli import build_kernel, build_replay
-    from tradebus.config import load_config
     from tradebus.reports.metrics import daily_returns, periods_per_year
     from tradebus.research import alpha as reports
 
-    run_config = load_config(config)
     kernel = build_kernel(run_config)
     result = kernel.run(build_replay(run_config))
     equity = np.array([e.equity for e in result.equity])
