@@ -194,3 +194,34 @@ def test_a_report_of_a_run_directory_without_attribution_csv_takes_the_funding_o
     assert total["funding"] == pytest.approx(metrics["funding_paid"], rel=1e-12) and metrics["funding_paid"] != 0.0
     assert total["funding"] == pytest.approx(float(written["funding"]), rel=1e-12)
     assert total["net_pnl"] == pytest.approx(metrics["final_equity"] - metrics["initial_cash"], rel=1e-9)
+
+
+def test_a_strategy_refusing_its_params_is_refused_before_the_mark_and_funding_files_are_read(tmp_path: Path) -> None:
+    """A backtest read its ``data.marks`` and ``data.funding`` files whole before it built the strategy, so what a
+    strategy refuses when it is built (EdgeGated without a model: 'give an edge source or params.model') came only
+    after them: here a damaged mark file was reported instead (exit 3). The strategy is now built first."""
+    from tradebus.data.perpetual import read_mark_prices
+    from tradebus.errors import DataError
+
+    config = yaml.safe_load(CONFIG.read_text())
+    marks = pd.read_feather(REPO / "tests" / "fixtures" / "perpetual" / "XRP_USDT_USDT-1h-mark.feather")
+    marks.loc[5, "open"] = -1.0  # a mark price below zero: bad data, named when the file is read
+    damaged = tmp_path / "marks.feather"
+    marks.to_feather(damaged)
+    with pytest.raises(DataError, match="must be > 0"):
+        read_mark_prices(damaged, "XRPUSDT.BINANCE")
+    for entry in ("sources", "funding"):
+        for item in config["data"][entry]:
+            item["file"] = str((CONFIG.parent / item["file"]).resolve())
+    config["data"]["marks"][0]["file"] = str(damaged)
+    config["strategy"] = {
+        "name": "tradebus.research.edge_strategy:EdgeGated", "instruments": ["XRPUSDT.BINANCE"],
+        "params": {"features": [{"name": "atr", "kind": "atr", "params": {"window": 14}},
+                                {"name": "r1", "kind": "log_ret", "input": "close"},
+                                {"name": "vol", "kind": "ewm_std", "params": {"span": 48}, "input": "r1"}]},
+    }
+    path = tmp_path / "edge.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match=r"give an edge source or params\.model"):
+        run_backtest(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

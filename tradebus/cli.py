@@ -456,9 +456,10 @@ def build_kernel(config: RunConfig, perpetual: Sequence[MarkPrice | FundingRate]
                     for s in config.data.sources if s.bars is not None},
         client_id_rules=functools.partial(_client_id_rules, tuple(config.instrument_map().values())),
     )
+    strategies = build_strategies([entry for _, entry in strategy_entries(config)])  # refusals before any file read
     if config.data.marks or config.data.funding:
         kernel.feed_perpetual_data(perpetual_data(config) if perpetual is None else perpetual)
-    for strategy in build_strategies([entry for _, entry in strategy_entries(config)]):
+    for strategy in strategies:
         kernel.add_strategy(strategy)
     return kernel
 
