@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from tradebus.data.backfill import backfill_ohlcv, backfill_trades, make_exchange
+from tradebus.data.backfill import BackfillResult, backfill_ohlcv, backfill_trades, make_exchange
 from tradebus.data.catalog import Catalog
 from tradebus.data.cli import data_app
 from tradebus.data.ingest import read_bars
@@ -62,6 +62,7 @@ class Venue:
         self.trade_ms = trade_millis()
         self.throttle_next = 1
         self.trades_per_page = 1000  # Binance's cap on aggTrades, whatever the limit asked
+        self.first_without_since = False  # klines without a startTime: the latest bars (Binance), or the first ones
         venue = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -84,7 +85,8 @@ class Venue:
                     end = int(query.get("endTime", [str(2**62)])[0])
                     limit = int(query.get("limit", ["500"])[0])
                     page = [r for r in venue.klines if start <= int(r[0]) <= end]
-                    page = page[:limit] if "startTime" in query else page[-limit:]  # no startTime: the latest bars
+                    # no startTime: the latest bars
+                    page = page[:limit] if "startTime" in query or venue.first_without_since else page[-limit:]
                     body = [[int(r[0]), r[1], r[2], r[3], r[4], r[5], int(r[6]), r[7], int(r[8]), r[9], r[10], r[11]]
                             for r in page]
                     return self._send(200, json.dumps(body).encode())
@@ -237,6 +239,53 @@ def test_coinm_backfill_from_before_the_markets_first_bar_says_what_the_empty_wi
     expected = read_bars(KLINES, interval="1m").to_pandas().drop(index=list(GAP)).reset_index(drop=True)
     prices = ["ts_event", "open", "high", "low", "close"]  # ccxt reads COIN-M's volume from another column
     assert stored[prices].equals(expected[prices])
+
+
+@pytest.mark.parametrize("market", ["spot", "coinm"])
+def test_backfill_from_after_the_venues_latest_bar_stops_after_three_requests(
+    venue: Venue, tmp_path: Path, market: str
+) -> None:
+    """The venue's bars end at 01:59 (2021-11-27); a backfill from 03:20 to a day later, 10 bars a request, paged
+    through every 10-minute window to --until: 146 requests, exit 0 with nothing. The page from --since is empty, the
+    venue's latest page (no since) ends before --since and its page from the next bar is empty: the backfill now ends
+    there, after those 3 requests, with a warning, nothing written."""
+    venue.throttle_next = 0
+    symbol, types = ("ADA/BTC", "spot") if market == "spot" else ("BTC/USD:BTC", "inverse")
+    client = make_exchange("binance", api_base=venue.url, rate_limit_ms=1, options={"fetchMarkets": {"types": [types]}})
+    since = FIRST_MS + 200 * MINUTE_MS
+
+    def backfill() -> BackfillResult:
+        return backfill_ohlcv(tmp_path, client, symbol, "1m", since_ms=since, until_ms=since + 24 * 60 * MINUTE_MS,
+                              venue="binance", market=market, catalog_symbol="X", limit=10)
+
+    said = warnings_of(backfill)
+    assert said == [f"backfill ccxt binance {symbol} 1m: the venue has no bars from --since 2021-11-27T03:20:00Z: its "
+                    "latest bar opens at 2021-11-27T01:59:00Z and its page from the next one holds none before "
+                    "--until; nothing fetched after 3 requests"]
+    asked = [q for _, q in venue.requests]
+    assert len(asked) == 3 and "startTime" not in asked[1]
+    assert [int(q["startTime"][0]) for q in (asked[0], asked[2])] == [since, FIRST_MS + 120 * MINUTE_MS]
+    assert not (tmp_path / "binance").exists()
+
+
+def test_backfill_from_after_a_venues_first_page_when_it_answers_its_first_bars_without_a_since_pages_on(
+    venue: Venue, tmp_path: Path
+) -> None:
+    """A venue answering its first bars without a since: they end before --since, yet bars follow; the page from the
+    bar after them holds some, so the backfill pages on from --since and fetches every bar from there."""
+    venue.throttle_next = 0
+    rows = [line.split(",") for line in KLINES.read_text().splitlines()]
+    venue.klines = rows[:20] + rows[40:]  # 20 minutes missing: the 10-bar window from 00:25 is empty
+    venue.first_without_since = True
+    coinm = make_exchange("binance", api_base=venue.url, rate_limit_ms=1, options={"fetchMarkets": {"types": ["inverse"]}})
+    result = backfill_ohlcv(tmp_path, coinm, "BTC/USD:BTC", "1m", since_ms=FIRST_MS + 25 * MINUTE_MS,
+                            until_ms=FIRST_MS + 120 * MINUTE_MS, venue="binance", market="coinm", catalog_symbol="X",
+                            limit=10)
+    assert result.rows == 80  # every bar from 00:40 to 01:59
+    stored = Catalog(tmp_path).read("binance", "coinm", "X", "bars_1m").column("ts_event").to_numpy()
+    assert stored[0] == (FIRST_MS + 41 * MINUTE_MS) * 1_000_000 and stored[-1] == (FIRST_MS + 120 * MINUTE_MS) * 1_000_000
+    asked = [q for _, q in venue.requests]
+    assert "startTime" not in asked[1] and int(asked[2]["startTime"][0]) == FIRST_MS + 10 * MINUTE_MS
 
 
 def test_backfill_resumes_from_the_catalogs_last_bar_without_duplicates(venue: Venue, tmp_path: Path) -> None:

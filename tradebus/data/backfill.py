@@ -14,7 +14,12 @@ nothing older, with a warning naming the dataset's range unless the venue's page
   lower), up to ``until``. A venue whose bars end before ``until`` costs one request per
   window left. When the first page is empty, the venue's page without a ``since`` is asked
   for once: empty too, the venue has no bars of the market at all and the backfill stops at
-  once (a :class:`~tradebus.errors.DataError`); otherwise a warning says how many requests
+  once (a :class:`~tradebus.errors.DataError`); all its bars opening before ``since`` (a
+  delisted market, a resume of one), the page from the bar after its last is asked for, and
+  when that holds no bar before ``until`` either the backfill ends there, with a warning,
+  after three requests (that page tells a venue answering its first bars without a ``since``
+  from one answering its latest; one of the first kind whose bars then pause for a whole
+  window or more would be taken as ended); otherwise a warning says how many requests
   the windows up to ``until`` may take (a ``since`` years before a market's first bar);
 * overlaps and duplicates are removed (a bar at or before the last one kept is
   dropped; within a page the first of a repeated time is kept);
@@ -221,6 +226,20 @@ def backfill_ohlcv(
                     probed = True
                     latest, tries = _latest_opens(exchange, symbol, timeframe, limit, retries, sleep)
                     pages, retried = pages + 1, retried + tries
+                    if latest and max(latest) < since_ms:
+                        # the venue's latest page, or its first one (some answer that without a since): the page
+                        # after its last bar tells which
+                        after = max(latest) + step_ms
+                        beyond, tries = _fetch(exchange, symbol, lambda: exchange.fetch_ohlcv(
+                            symbol, timeframe, since=after, limit=limit), retries, sleep)
+                        pages, retried = pages + 1, retried + tries
+                        if _fresh(beyond, max(latest), until_ms).shape[0] == 0:
+                            logger.warning(
+                                "backfill {}: the venue has no bars from --since {}: its latest bar opens at {} and "
+                                "its page from the next one holds none before --until; nothing fetched after {} "
+                                "requests", name,
+                                iso_ns(since_ms * 1_000_000), iso_ns(max(latest) * 1_000_000), pages)
+                            break
                     _page_on(name, since_ms, until_ms, window_bars, step_ms, latest)
                 window_ms = window_bars * step_ms
                 logger.info("{}: no bars in the page from {} ms; the next one starts {} ms later", name, since_ms,
