@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import gc
+import os
+import select
 import shutil
+import subprocess
+import sys
 import tempfile
 import tracemalloc
 from pathlib import Path
@@ -506,3 +510,68 @@ def test_a_book_window_starting_where_no_snapshot_precedes_it_is_refused(
     cat.write(table, "binance_usdm", "usdm", "BTCUSDT", "book", kind="book", mode="overwrite")
     with pytest.raises(DataError, match="no snapshot at or before it .*; it holds no snapshot$"):
         list(Replay([source], start_ns=start))
+
+
+#: Overwrites the dataset x/spot/S/bars with version 0 or 1 (ten day files of 24 or 48 bars) for each line read.
+_OVERWRITE_ON_ASK = r"""
+import sys
+from loguru import logger
+from tests.data.test_data_catalog import HOUR_NS, make_bars
+from tradebus.data.catalog import Catalog
+logger.remove()
+cat = Catalog(sys.argv[1])
+versions = [make_bars(24 * 10), make_bars(24 * 20, step_ns=HOUR_NS // 2)]
+for line in sys.stdin:
+    cat.write(versions[int(line)], "x", "spot", "S", "bars", "day", mode="overwrite")
+    print("done", flush=True)
+"""
+
+
+def _answer(process: subprocess.Popen[str], deadline_s: float = 120.0) -> str:
+    """The next line ``process`` prints, or the failure of a process that did not print one within the deadline."""
+    ready, _, _ = select.select([process.stdout], [], [], deadline_s)
+    assert ready, f"no answer in {deadline_s:g} s: the overwrite waited for the replay"
+    assert process.stdout is not None
+    return process.stdout.readline().strip()
+
+
+def test_a_replay_overwritten_in_another_process_while_it_reads_goes_on_with_the_version_it_began_with(
+    tmp_path: Path,
+) -> None:
+    """A replay opened each file of its dataset when it came to it, after the catalog's read lock was released: an
+    ``--overwrite`` in another process meanwhile put the next version's files at those paths, and the replay failed
+    ('... 48 rows, the manifest says 24') in every one of 40 rounds, each overwrite made after the replay's first
+    day. The files are now opened when the replay starts, under the lock: all 40 replays read the whole version they
+    began with, and each overwrite went through while a replay was reading (it does not wait for one)."""
+    from tests.data.test_data_catalog import make_bars
+
+    versions = [make_bars(24 * 10), make_bars(24 * 20, step_ns=HOUR_NS // 2)]  # day files of 24 and of 48 bars
+    cat = Catalog(tmp_path)
+    cat.write(versions[0], "x", "spot", "S", "bars", "day")
+    src = ReplaySource.from_catalog(cat, "S.X", "x", "spot", "S", "bars")
+    writer = subprocess.Popen([sys.executable, "-c", _OVERWRITE_ON_ASK, str(tmp_path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    rounds, whole, failed = 40, 0, []
+    try:
+        assert writer.stdin is not None
+        for n in range(rounds):
+            began = versions[n % 2]
+            batches = Replay([src], batch_rows=24, prefetch=False).batches()
+            first = next(batches)  # the first day's bars: the other nine days not read yet
+            writer.stdin.write(f"{(n + 1) % 2}\n")
+            writer.stdin.flush()
+            assert _answer(writer) == "done"
+            try:
+                rest = list(batches)
+            except DataError as exc:
+                failed.append(str(exc))
+                continue
+            read = [np.concatenate([b.ts_init for b in (first, *rest)]),
+                    np.concatenate([b.columns["close"] for b in (first, *rest)])]
+            whole += all(np.array_equal(a, began.column(c).to_numpy()) for a, c in zip(read, ("ts_init", "close")))
+    finally:
+        with writer:  # closes its pipes and waits for it
+            pass
+    assert writer.returncode == 0
+    assert (whole, failed[:2]) == (rounds, [])
+    assert cat.read("x", "spot", "S", "bars").equals(versions[rounds % 2])

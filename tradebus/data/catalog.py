@@ -28,9 +28,11 @@ Guarantees
 * One version per read: :meth:`Catalog.read`, :meth:`Catalog.verify` and :meth:`Catalog.entries`
   (:meth:`Catalog.files`) hold a shared ``flock`` of the symbol's directory from the manifest to
   the files, so a commit's swap (under the exclusive one) waits for them and they find the files
-  of the manifest they read. A caller opening the returned paths later (a replay's streams, a
-  query) is not covered: an overwrite between the two makes its read fail on a missing file or
-  one of another size.
+  of the manifest they read. A long read opens its files there, :meth:`Catalog.pinned` (a replay's
+  streams: a commit removes the old version's files from the folder, not from open handles, and
+  waits for the opening only). A caller opening the paths of :meth:`Catalog.files` later (a query)
+  is not covered: an overwrite between the two makes its read fail on a missing file or one of
+  another size.
 * Verified: the manifest lists every file with its row count, time range, size and
   sha256; :meth:`Catalog.files` (so every read) fails on a missing file and on one whose size
   differs from the manifest's (another file copied over a part, a truncated one: one ``stat``,
@@ -72,7 +74,7 @@ import stat
 import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -215,6 +217,8 @@ _COMPRESSION = "zstd"
 _COMPRESSION_LEVEL = 1
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _HASH_CHUNK = 1 << 20
+#: Files a process is taken to hold open besides a pinned read's (:func:`_room_for`): logs, sockets, other reads.
+_FILES_HELD_ELSEWHERE = 256
 
 
 def schema_for(kind: str) -> pa.Schema:
@@ -464,8 +468,11 @@ def _open_part_writer(path: Path, kind: str) -> pq.ParquetWriter:
     )
 
 
-def open_parquet(path: Path, kind: str) -> pq.ParquetFile:
+def open_parquet(path: Path, kind: str, handle: pa.NativeFile | None = None) -> pq.ParquetFile:
     """Open one catalog Parquet file and check its schema against ``kind``.
+
+    ``handle``: the file already open (:meth:`Catalog.pinned`), read instead of opening ``path``, which
+    the messages name.
 
     Raises
     ------
@@ -473,7 +480,7 @@ def open_parquet(path: Path, kind: str) -> pq.ParquetFile:
         If the file cannot be read or its columns/types differ from the stored schema.
     """
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(path if handle is None else handle)
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"{path}: cannot read Parquet file: {exc}") from None
     expected = schema_for(kind)
@@ -668,6 +675,39 @@ class Catalog:
         return manifest, [(base / e.path, e) for e in kept]
 
     @contextmanager
+    def pinned(
+        self,
+        venue: str,
+        market: str,
+        symbol: str,
+        dataset: str,
+        *,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        verify: bool = False,
+    ) -> Iterator[tuple[Manifest, list[tuple[Path, FileEntry, pa.NativeFile]]]]:
+        """Like :meth:`entries`, each file also opened (pyarrow) for the block: one version, however long it reads.
+
+        The files are opened under the read lock of :meth:`entries` and closed when the block ends. A commit
+        swapping the next version in meanwhile (an ``--overwrite`` in another process) waits only for the
+        opening, and removes the old version's files from the folder, not from these open handles: a long read
+        (a replay) goes on with the version it began with, and never holds a writer up. Each handle is one
+        descriptor: when the files outnumber what the process may open (``ulimit -n``), its soft limit is
+        raised up to the hard one.
+
+        Raises
+        ------
+        DataError
+            As :meth:`files`; or the files are more than the process may open, naming their count and the limit.
+        """
+        with ExitStack() as stack:
+            with self._reading(venue, market, symbol, dataset) as (manifest, base):
+                handles: list[pa.NativeFile] = []
+                stack.callback(_close_all, handles)
+                kept = self._entries(manifest, base, start_ns, end_ns, verify, handles)
+            yield manifest, [(base / e.path, e, fh) for e, fh in zip(kept, handles, strict=True)]
+
+    @contextmanager
     def _reading(self, venue: str, market: str, symbol: str, dataset: str) -> Iterator[tuple[Manifest, Path]]:
         """The dataset's manifest and folder, its version held while the block runs (see :func:`_shared`).
 
@@ -688,14 +728,15 @@ class Catalog:
 
     @staticmethod
     def _entries(
-        manifest: Manifest, base: Path, start_ns: int | None, end_ns: int | None, verify: bool
+        manifest: Manifest, base: Path, start_ns: int | None, end_ns: int | None, verify: bool,
+        handles: list[pa.NativeFile] | None = None,
     ) -> list[FileEntry]:
-        kept = []
-        for entry in manifest.files:
-            if start_ns is not None and entry.end_ns < start_ns:
-                continue
-            if end_ns is not None and entry.start_ns > end_ns:
-                continue
+        """The entries of ``manifest`` in range, each file checked; with ``handles``, each opened into it, in order."""
+        kept = [e for e in manifest.files
+                if (start_ns is None or e.end_ns >= start_ns) and (end_ns is None or e.start_ns <= end_ns)]
+        if handles is not None:
+            _room_for(len(kept), "/".join(base.parts[-4:]))
+        for entry in kept:
             path = base / entry.path
             try:
                 info = path.stat()
@@ -708,7 +749,11 @@ class Catalog:
                 digest = sha256_file(path)
                 if digest != entry.sha256:
                     raise DataError(f"{path}: sha256 {digest} does not match the manifest ({entry.sha256})")
-            kept.append(entry)
+            if handles is not None:  # the file checked: the caller holds the read lock, no swap runs meanwhile
+                try:
+                    handles.append(pa.OSFile(str(path)))
+                except OSError as exc:  # no read permission, no descriptor left (EMFILE)
+                    raise DataError(f"{path}: cannot open it ({describe_os_error(exc)})") from None
         return kept
 
     def verify(self, venue: str, market: str, symbol: str, dataset: str) -> Manifest:
@@ -991,6 +1036,35 @@ def _shared(directory: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _close_all(handles: list[pa.NativeFile]) -> None:
+    for fh in handles:
+        fh.close()
+
+
+def _room_for(count: int, name: str) -> None:
+    """Make room for ``count`` more open files in this process (:meth:`Catalog.pinned`): the soft ``ulimit -n``
+    raised up to the hard one if needed.
+
+    Raises
+    ------
+    DataError
+        The hard limit leaves no room, naming ``name``, the count and the limit.
+    """
+    try:
+        import resource
+    except ImportError:  # no such limit to raise (Windows)
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = count + _FILES_HELD_ELSEWHERE
+    if soft == resource.RLIM_INFINITY or need <= soft:
+        return
+    if hard != resource.RLIM_INFINITY and need > hard:
+        raise DataError(f"{name}: a read keeps its {count} files open, so that a write swapping in a new version "
+                        f"cannot change them under it; this process may open {hard} files (ulimit -n): narrow the "
+                        "time range or raise that limit")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (need if hard == resource.RLIM_INFINITY else hard, hard))
 
 
 def _lock(fd: int, path: Path, *, wait: bool = False) -> bool:

@@ -982,41 +982,45 @@ class Replay:
     def _catalog_rows(
         self, src: ReplaySource, start_ns: int | None, end_ns: int | None
     ) -> Generator[_Chunk, None, None]:
-        """The rows of a catalog source with ``start_ns <= ts_init <= end_ns``, in stored order."""
+        """The rows of a catalog source with ``start_ns <= ts_init <= end_ns``, in stored order.
+
+        The files are opened when it starts (:meth:`Catalog.pinned`): an overwrite of the dataset while it reads
+        leaves it the version it began with.
+        """
         cat = Catalog(src.catalog_root)  # type: ignore[arg-type]
-        manifest, entries = cat.entries(
+        with cat.pinned(
             src.venue, src.market, src.symbol, src.dataset, start_ns=start_ns, end_ns=end_ns, verify=self.verify
-        )
-        if manifest.kind != src.kind:
-            raise DataError(f"{src.describe()}: dataset holds {manifest.kind}, the source expects {src.kind}")
-        names = schema_for(src.kind).names
-        fields = _fields(src.kind)
-        for path, entry in entries:
-            pf = open_parquet(path, src.kind)
-            if pf.metadata.num_rows != entry.rows:
-                raise DataError(f"{path}: {pf.metadata.num_rows} rows, the manifest says {entry.rows}")
-            inside = (start_ns is None or entry.start_ns >= start_ns) and (end_ns is None or entry.end_ns <= end_ns)
-            for group, first in _row_groups_in_range(pf, start_ns, end_ns):
-                offset = first
-                bounds = _time_bounds(pf, group)
-                for batch in _batches(pf, path, group, names, self.batch_rows):
-                    cols = {n: batch.column(i) for i, n in enumerate(names)}
-                    ts_init = cols["ts_init"].to_numpy()
-                    chunk = _Chunk(
-                        str(path),
-                        offset + 1,
-                        cols["ts_event"].to_numpy(),
-                        ts_init,
-                        {f: cols[f].to_numpy() for f in fields},
-                        cols["trade_id"].to_pylist() if src.kind == "trades" else None,
-                    )
-                    _check_time_bounds(chunk, bounds)
-                    offset += batch.num_rows
-                    if not inside:
-                        lo, hi = _range_mask(ts_init, start_ns, end_ns)
-                        if (lo, hi) != (0, len(chunk)):
-                            chunk = chunk.cut(lo, hi)
-                    yield chunk
+        ) as (manifest, files):
+            if manifest.kind != src.kind:
+                raise DataError(f"{src.describe()}: dataset holds {manifest.kind}, the source expects {src.kind}")
+            names = schema_for(src.kind).names
+            fields = _fields(src.kind)
+            for path, entry, handle in files:
+                pf = open_parquet(path, src.kind, handle)
+                if pf.metadata.num_rows != entry.rows:
+                    raise DataError(f"{path}: {pf.metadata.num_rows} rows, the manifest says {entry.rows}")
+                inside = (start_ns is None or entry.start_ns >= start_ns) and (end_ns is None or entry.end_ns <= end_ns)
+                for group, first in _row_groups_in_range(pf, start_ns, end_ns):
+                    offset = first
+                    bounds = _time_bounds(pf, group)
+                    for batch in _batches(pf, path, group, names, self.batch_rows):
+                        cols = {n: batch.column(i) for i, n in enumerate(names)}
+                        ts_init = cols["ts_init"].to_numpy()
+                        chunk = _Chunk(
+                            str(path),
+                            offset + 1,
+                            cols["ts_event"].to_numpy(),
+                            ts_init,
+                            {f: cols[f].to_numpy() for f in fields},
+                            cols["trade_id"].to_pylist() if src.kind == "trades" else None,
+                        )
+                        _check_time_bounds(chunk, bounds)
+                        offset += batch.num_rows
+                        if not inside:
+                            lo, hi = _range_mask(ts_init, start_ns, end_ns)
+                            if (lo, hi) != (0, len(chunk)):
+                                chunk = chunk.cut(lo, hi)
+                        yield chunk
 
     def _file_chunks(self, src: ReplaySource) -> Iterator[_Chunk]:
         path = src.path
