@@ -183,3 +183,32 @@ def test_datasets_whose_names_give_one_view_are_queried_through_the_kind_view(ca
     result = CliRunner().invoke(data_app, ["query", "SELECT count(*) AS n FROM bars", "--format", "json",
                                            "--catalog", str(catalog)])
     assert result.exit_code == 0, result.output
+
+
+def test_a_query_racing_overwrites_in_another_process_reads_one_whole_version_every_time(tmp_path: Path) -> None:
+    """``data query`` listed each dataset's files under the catalog's read lock, then DuckDB read them after it was
+    released: an ``--overwrite`` in another process between the two failed the query on a missing file or one of
+    another version. The query now holds the lock until its result is read (the overwrite waits for it): every
+    query racing 100 overwrites, alternating two versions, returns one whole version."""
+    from tests.data.test_data_catalog import _OVERWRITES, HOUR_NS, make_bars
+
+    versions = [make_bars(24 * 10), make_bars(24 * 20, step_ns=HOUR_NS // 2)]
+    answers = [(v.num_rows, pytest.approx(sum(v.column("close").to_pylist()), rel=1e-12)) for v in versions]
+    Catalog(tmp_path).write(versions[0], "x", "spot", "S", "bars", "day")
+    writer = subprocess.Popen([sys.executable, "-c", _OVERWRITES, str(tmp_path), "100"], stderr=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    seen, bad = {v.num_rows: 0 for v in versions}, []
+    while writer.poll() is None:
+        try:
+            row = query("SELECT count(*) AS n, sum(close) AS s FROM x_spot_s_bars", tmp_path).to_pylist()[0]
+        except DataError as exc:
+            bad.append(str(exc))
+            continue
+        if not any(row["n"] == n and row["s"] == s for n, s in answers):
+            bad.append(f"a mix of both versions: {row}")
+        else:
+            seen[row["n"]] += 1
+    _, errors = writer.communicate(timeout=600)
+    assert writer.returncode == 0, errors
+    assert bad == [], f"{len(bad)} of {sum(seen.values()) + len(bad)} queries: {bad[:3]}"
+    assert min(seen.values()) > 0, seen  # the queries overlapped the overwrites: both versions were read

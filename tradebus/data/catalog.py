@@ -30,7 +30,8 @@ Guarantees
   the files, so a commit's swap (under the exclusive one) waits for them and they find the files
   of the manifest they read. A long read opens its files there, :meth:`Catalog.pinned` (a replay's
   streams: a commit removes the old version's files from the folder, not from open handles, and
-  waits for the opening only). A caller opening the paths of :meth:`Catalog.files` later (a query)
+  waits for the opening only); :meth:`Catalog.holding` keeps the locks while a block opens them by
+  path (a query: writers wait for it). A caller opening the paths of :meth:`Catalog.files` later
   is not covered: an overwrite between the two makes its read fail on a missing file or one of
   another size.
 * Verified: the manifest lists every file with its row count, time range, size and
@@ -706,6 +707,33 @@ class Catalog:
                 stack.callback(_close_all, handles)
                 kept = self._entries(manifest, base, start_ns, end_ns, verify, handles)
             yield manifest, [(base / e.path, e, fh) for e, fh in zip(kept, handles, strict=True)]
+
+    @contextmanager
+    def holding(self, refs: Iterable[DatasetRef]) -> Iterator[dict[DatasetRef, tuple[Manifest, list[Path]]]]:
+        """The manifest and files (:meth:`files`) of each of ``refs``, their versions held while the block runs.
+
+        For a reader that opens the files by their paths later within the block (DuckDB's queries): the
+        shared lock of every symbol folder involved is held throughout (one per folder), so a commit in
+        another process (an ``--overwrite``) waits for the block to end rather than remove the files read.
+        Keep the block short: writers wait for it.
+
+        Raises
+        ------
+        DataError
+            As :meth:`files`; a dataset whose manifest is gone under the lock (removed by hand) is
+            :class:`DatasetNotFound`.
+        """
+        out: dict[DatasetRef, tuple[Manifest, list[Path]]] = {}
+        with ExitStack() as stack:
+            held: set[Path] = set()
+            for ref in sorted(refs):
+                base = self.dataset_dir(ref.venue, ref.market, ref.symbol, ref.dataset)
+                if base.parent not in held:  # one lock per folder: a second descriptor's could wait on a heal's
+                    held.add(base.parent)
+                    stack.enter_context(_shared(base.parent))
+                manifest = self._load_manifest(base / MANIFEST_NAME, heal=False)
+                out[ref] = manifest, [base / e.path for e in self._entries(manifest, base, None, None, False)]
+            yield out
 
     @contextmanager
     def _reading(self, venue: str, market: str, symbol: str, dataset: str) -> Iterator[tuple[Manifest, Path]]:

@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 from loguru import logger
 
-from tradebus.data.catalog import Catalog, DatasetRef
+from tradebus.data.catalog import Catalog, DatasetRef, Manifest
 from tradebus.errors import ConfigError, DataError
 
 __all__ = ["connect", "query", "view_name"]
@@ -51,6 +54,9 @@ def _literal(text: str) -> str:
 def connect(catalog: Catalog | str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the catalog's views (see the module docstring).
 
+    The views read the files when a query runs; a dataset overwritten in between (``--overwrite`` in
+    another process) fails it on a missing file. :func:`query` holds each dataset's version while it runs.
+
     Raises
     ------
     ConfigError
@@ -59,19 +65,29 @@ def connect(catalog: Catalog | str | os.PathLike[str]) -> duckdb.DuckDBPyConnect
         If a manifest is invalid or a listed file is missing.
     """
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
+    with _holding(cat) as views:
+        return _connect(views)
+
+
+@contextmanager
+def _holding(cat: Catalog) -> Iterator[dict[DatasetRef, tuple[Manifest, list[Path]]]]:
+    """Every dataset of ``cat`` with its manifest and files, their versions held for the block (:meth:`Catalog.holding`)."""
     if not cat.root.is_dir():
         raise ConfigError(f"catalog {cat.root}: no such directory")
-    refs = cat.datasets()
+    with cat.holding(cat.datasets()) as held:
+        yield held
+
+
+def _connect(datasets: dict[DatasetRef, tuple[Manifest, list[Path]]]) -> duckdb.DuckDBPyConnection:
+    """A connection with the views of ``datasets`` (in order) over their files."""
     named: dict[str, list[DatasetRef]] = {}
-    for ref in refs:
+    for ref in datasets:
         named.setdefault(view_name(ref), []).append(ref)
     con = duckdb.connect(":memory:")
     # time is a UTC wall clock: DuckDB would read it in the machine's zone against a TIMESTAMPTZ, now() or current_date
     con.execute("SET TimeZone = 'UTC'")
     per_kind: dict[str, list[str]] = {"bars": [], "trades": []}
-    for ref in refs:
-        manifest = cat.manifest(ref.venue, ref.market, ref.symbol, ref.dataset)
-        files = cat.files(ref.venue, ref.market, ref.symbol, ref.dataset)
+    for ref, (manifest, files) in datasets.items():
         listed = "[" + ", ".join(_literal(str(f)) for f in files) + "]"
         # not the hive partition's date: that is the first day of a month or a year in most datasets
         rows = (f"SELECT make_timestamp(ts_event // 1000) AS time, *, CAST(make_timestamp(ts_event // 1000) AS DATE) "
@@ -120,12 +136,14 @@ def query(sql: str, catalog: Catalog | str | os.PathLike[str]) -> pa.Table:
                 "queries run here (SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, VALUES, EXPLAIN); to export a result, "
                 "use --format csv or json"
             )
-    con = connect(catalog)
-    try:
-        relation = con.sql(sql)
-        return pa.table({}) if relation is None else relation.to_arrow_table()
-    except duckdb.Error as exc:
-        views = sorted(r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall())
-        raise DataError(f"query failed: {exc}; views: {', '.join(views) or 'none (empty catalog)'}") from None
-    finally:
-        con.close()
+    cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
+    with _holding(cat) as held:  # an overwrite in another process waits for the query, which reads these files
+        con = _connect(held)
+        try:
+            relation = con.sql(sql)
+            return pa.table({}) if relation is None else relation.to_arrow_table()
+        except duckdb.Error as exc:
+            views = sorted(r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall())
+            raise DataError(f"query failed: {exc}; views: {', '.join(views) or 'none (empty catalog)'}") from None
+        finally:
+            con.close()
