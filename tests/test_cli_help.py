@@ -164,11 +164,9 @@ def test_import_recording_help_says_what_a_backtest_refuses_and_the_keys_that_al
 
 def test_serve_help_says_a_connection_starts_where_the_stream_is() -> None:
     """``serve --help`` said the recording was streamed once to each connection, while the server holds one
-    cursor: a connection starts there, ``SERVE_RESUME_OVERLAP`` frames back (``LocalVenueServer``)."""
-    from tradebus.node.playback import SERVE_RESUME_OVERLAP
-
+    cursor: a connection starts there (``LocalVenueServer``), and it said the last 50 frames came again."""
     output = _flat(runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "100"}).output)
     assert "to each connection" not in output
-    assert "a connection starts where the stream is" in output
-    assert f"the last {SERVE_RESUME_OVERLAP} frames again" in output
+    assert "a connection starts where the stream is, after the frames sent to the connections before it" in output
+    assert "frames again" not in output
     assert "at the venue's now" in output  # paced: one clock, not restarted by a reconnect

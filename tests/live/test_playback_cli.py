@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gzip
 import json
 import os
@@ -16,6 +18,7 @@ import pytest
 import yaml
 from loguru import logger
 from typer.testing import CliRunner
+from websockets.asyncio.client import connect as aconnect
 from websockets.sync.client import connect
 
 from tradebus.adapters.common.recorder import FrameRecorder
@@ -348,12 +351,11 @@ def test_serve_refuses_a_config_subscribing_a_symbol_the_recording_lacks_naming_
 
 
 
-def test_serve_takes_a_daemons_restarts_and_reconnections_for_as_long_as_it_runs() -> None:
-    """`tradebus serve` accepted 16 connections over its life, then answered every one HTTP 503 'too many
-    connections': a paper daemon restarted a few times (or recycling a quiet feed every `stale_after`) could never
-    connect again while the server ran on; now the 20th connection streams the recording as the first did."""
+@contextlib.contextmanager
+def serving(*options: str) -> Iterator[str]:
+    """``tradebus serve`` of the spot capture with ``options`` in a subprocess: its WebSocket URL; stopped with SIGINT (exit 0)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tradebus.cli", "serve", str(SPOT_CAPTURE), "--venue", "binance", "--speed", "0"],
+        [sys.executable, "-m", "tradebus.cli", "serve", str(SPOT_CAPTURE), "--venue", "binance", *options],
         stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
     )
     try:
@@ -362,12 +364,7 @@ def test_serve_takes_a_daemons_restarts_and_reconnections_for_as_long_as_it_runs
         while "serving" not in served:
             served = proc.stderr.readline()
             assert served, "serve exited before serving"
-        ws_url = served.split(" on ", 1)[1].split()[0]
-        for n in range(20):
-            # close_timeout: the test does not wait for the server to answer its close (no bearing on the result).
-            with connect(f"{ws_url}/stream?streams=btcusdt@trade", open_timeout=60, close_timeout=0.1) as ws:
-                frame = json.loads(ws.recv(timeout=60))
-            assert frame["stream"] == "btcusdt@trade", n
+        yield served.split(" on ", 1)[1].split()[0]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
     finally:
@@ -376,3 +373,73 @@ def test_serve_takes_a_daemons_restarts_and_reconnections_for_as_long_as_it_runs
             proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def test_serve_takes_a_daemons_restarts_and_reconnections_for_as_long_as_it_runs() -> None:
+    """`tradebus serve` accepted 16 connections over its life, then answered every one HTTP 503 'too many
+    connections': a paper daemon restarted a few times (or recycling a quiet feed every `stale_after`) could never
+    connect again while the server ran on; now the 20th connection streams the recording as the first did
+    (paced and held: each connection takes a trade or so of the recording, which outlasts the 20)."""
+    with serving("--speed", "1", "--hold") as ws_url:
+        for n in range(20):
+            # close_timeout: the test does not wait for the server to answer its close (no bearing on the result).
+            with connect(f"{ws_url}/stream?streams=btcusdt@trade", open_timeout=60, close_timeout=0.1) as ws:
+                frame = json.loads(ws.recv(timeout=60))
+            assert frame["stream"] == "btcusdt@trade", n
+
+
+#: The update ids ``u`` of the capture's bookTicker frames, in recorded order.
+SPOT_TICKER_IDS = [json.loads(raw)["data"]["u"] for _, raw in SPOT_LINES if "@bookTicker" in raw]
+
+
+async def read_ticker_ids(ws_url: str, *, close_after: int | None = None, until: int | None = None) -> list[int]:
+    """The ``u`` of each bookTicker frame one connection reads, until the one of id ``until`` or the connection's end.
+
+    After ``close_after`` frames the client closes the connection and, as a daemon's client does, reads on
+    until the server's close: it reads every frame the server sent before it learnt of the close.
+    """
+    ids: list[int] = []
+    closing: asyncio.Task[None] | None = None
+    async with asyncio.timeout(120):
+        async with aconnect(f"{ws_url}/stream?streams=btcusdt@bookTicker", max_queue=None) as ws:
+            async for message in ws:
+                ids.append(json.loads(message)["data"]["u"])
+                if len(ids) == close_after:
+                    closing = asyncio.create_task(ws.close())
+                if ids[-1] == until:
+                    break
+        if closing is not None:
+            await closing
+    return ids
+
+
+@pytest.mark.parametrize("options", [["--speed", "0"], ["--speed", "20", "--hold"]], ids=["speed-0", "paced-hold"])
+def test_a_reconnecting_client_reads_every_frame_of_the_served_stream_once_in_order(options: list[str]) -> None:
+    """`tradebus serve --speed 0` re-sent the last 50 frames to each new connection: a daemon's client that read
+    100 bookTickers and reconnected read 33 of them twice (the stale quotes reached its daemon as new ones), as
+    did a paced one's with --hold; now a connection goes on after the last frame the server wrote to the one
+    before, and the recording's bookTicker update ids come exactly once, in order."""
+    with serving(*options) as ws_url:
+
+        async def around_a_reconnect() -> list[int]:
+            first = await read_ticker_ids(ws_url, close_after=100)
+            assert 100 <= len(first) < len(SPOT_TICKER_IDS)  # the client closed amid the stream
+            return first + await read_ticker_ids(ws_url, until=SPOT_TICKER_IDS[-1])
+
+        ids = asyncio.run(around_a_reconnect())
+    assert ids == SPOT_TICKER_IDS
+
+
+def test_a_client_reconnecting_to_a_paced_serve_reads_no_frame_again() -> None:
+    """Paced, a reconnecting client starts at the venue's now: it misses what was printed while it was away
+    (as on the venue), and before, the last 50 frames again, stale quotes it had read; now none."""
+    with serving("--speed", "1") as ws_url:
+
+        async def around_a_reconnect() -> tuple[list[int], list[int]]:
+            first = await read_ticker_ids(ws_url, close_after=100)
+            return first, await read_ticker_ids(ws_url, close_after=20)
+
+        first, second = asyncio.run(around_a_reconnect())
+    assert second[0] > first[-1], (first[-3:], second[:3])
+    ids = first + second
+    assert ids == sorted(set(ids)) and set(ids) <= set(SPOT_TICKER_IDS)

@@ -150,10 +150,6 @@ RecordingFormat = Literal["recorder", "hftbacktest"]
 #: The line a daemon records as it starts its kernel; after a recording's first line, a restarted daemon's session.
 RUN_START = RUN_PREFIX + "start"
 
-#: Frames a connection to :func:`serve_recording` gets again: it starts this many before where the stream is.
-SERVE_RESUME_OVERLAP = 50
-
-
 def detect_format(path: str | Path) -> RecordingFormat:
     """Whether ``path`` is a recorder file or a hftbacktest capture (from its first line).
 
@@ -679,8 +675,10 @@ async def serve_recording(
 ) -> None:
     """Serve a recording on ``ws://127.0.0.1:<ephemeral port>`` in ``venue``'s protocol until SIGINT/SIGTERM.
 
-    The recording is one stream: a connection starts where it is, :data:`SERVE_RESUME_OVERLAP` frames
-    back, not at its beginning. Paced, the stream runs on one clock from the first subscription, so a
+    The recording is one stream: a connection starts where it is, after the last frame written to
+    the connections before, not at its beginning and with no frame again (a daemon's client reads
+    every frame sent before the close of a connection it closes; frames in flight when a connection
+    is cut are lost to it, as on a venue). Paced, the stream runs on one clock from the first subscription, so a
     reconnecting daemon starts at the venue's now; with ``hold`` that clock stops while no connection
     streams, so a restarted daemon goes on where the last one left off; unpaced (``speed=None``) it
     moves only as a connection reads it, and a reconnecting daemon misses nothing
@@ -735,7 +733,6 @@ async def serve_recording(
         frames,
         speed=speed,
         lifetime=lifetime,
-        resume_overlap=SERVE_RESUME_OVERLAP,
         hold=hold,
         max_connections=None,
     )
