@@ -7,6 +7,8 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
@@ -14,6 +16,9 @@ from websockets.exceptions import ConnectionClosedError
 
 from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer, Session, VenueProtocol
+from tradebus.adapters.common.recorder import read_frames
+from tradebus.adapters.okx.client import subscribe_message
+from tradebus.adapters.okx.emulator import OkxProtocol
 from tradebus.errors import ConfigError
 
 from .binance_testdata import capture
@@ -22,6 +27,7 @@ LINES = capture()[:600]
 FRAMES, SNAPSHOT = split_capture(LINES)
 TRADES = [raw for _, raw in FRAMES if "@trade" in raw]
 STREAMS = "/stream?streams=btcusdt@trade"
+OKX_PUBLIC = Path(__file__).parents[1] / "fixtures" / "okx" / "okx_v5_public_2022-05-13.jsonl.gz"
 # The test clients take every frame into an unbounded queue (``max_queue=None``): a client that stops
 # reading with frames still coming pauses its socket, never sees the server's close frame and only
 # closes after websockets' 10 s close timeout.
@@ -281,3 +287,33 @@ async def test_a_plugin_only_needs_topic_of_and_on_client_message() -> None:
 def test_bad_server_parameters_raise_config_error() -> None:
     with pytest.raises(ConfigError, match="speed"):
         LocalVenueServer(EchoProtocol(), [], speed=0)
+
+
+async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Return once ``condition()`` holds (checked as the loop turns); fail naming ``what`` after ``timeout`` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, f"not within {timeout} s: {what}"
+        await asyncio.sleep(0.01)
+
+
+async def test_an_unbounded_server_forgets_the_sessions_of_closed_connections() -> None:
+    """A server of max_connections=None (`tradebus serve`) kept the session of every connection of its life, and
+    its OKX plugin the book state of each: a serve with a daemon reconnecting for days grew without bound (200
+    connections: 200 sessions); now it holds the open connections' only and the plugin forgets a closed one's."""
+    frames = [(t, raw) for t, _, raw in read_frames(OKX_PUBLIC)]
+    protocol = OkxProtocol(frames)
+    subscribe = subscribe_message("subscribe", [("books", "BTC-USDT")])
+    async with LocalVenueServer(protocol, frames, lifetime=600, max_connections=None) as srv:
+        async with connect(srv.ws_url, max_queue=None) as ws:
+            await ws.send(subscribe)
+            await wait_until(lambda: srv.cursor == len(frames), "the recording streamed")
+        for n in range(200):  # each gets the book's snapshot at once (the recorded one went by)
+            async with connect(srv.ws_url, max_queue=None) as ws:
+                await ws.send(subscribe)
+                assert json.loads(await asyncio.wait_for(ws.recv(), 60))["event"] == "subscribe", n
+        await wait_until(lambda: not srv.sessions, "every session forgotten")
+        assert srv.connections == 201
+        assert protocol.snapshots_served == 200  # the book state the plugin kept per connection: forgotten too
+        assert not protocol._sent_upto and not protocol._pending

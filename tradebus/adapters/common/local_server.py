@@ -52,6 +52,10 @@ raw text contains ``match``:
 Bounded: the server stops itself after ``lifetime`` seconds, and at most
 ``max_connections`` connections are accepted over its life (``None``: any number, as
 ``tradebus serve`` takes a daemon's restarts and reconnections for as long as it runs).
+:attr:`LocalVenueServer.sessions` holds the session of every connection of a bounded server's
+life (the tests read a closed connection's), and only those of the open connections of an
+unbounded one, which forgets a session (and its plugin its state, :meth:`VenueProtocol.on_disconnect`)
+as its connection ends.
 """
 
 from __future__ import annotations
@@ -179,6 +183,10 @@ class VenueProtocol(ABC):
         """Called with each recorded frame the server moved its cursor past (sent, or skipped by a fault)."""
         return
 
+    def on_disconnect(self, session: Session) -> None:
+        """Called once the connection of ``session`` has ended: forget what the plugin keeps of it."""
+        return
+
     def http(self, path: str, query: dict[str, list[str]]) -> tuple[int, str] | None:
         """Answer a plain HTTP GET (REST endpoint): ``(status, json body)``, or ``None`` for 404."""
         return None
@@ -277,6 +285,11 @@ class StreamBookProtocol(VenueProtocol):
             return None
         return raw
 
+    def on_disconnect(self, session: Session) -> None:
+        for marker in [m for m in self._sent_upto if m[0] == session.index]:
+            del self._sent_upto[marker]
+        self._pending = {m for m in self._pending if m[0] != session.index}
+
     def on_sent(self, raw: str) -> None:
         entry = self._ordinal.get(id(raw))
         if entry is not None and entry[1] > self._applied.get(entry[0], 0):
@@ -308,7 +321,7 @@ class LocalVenueServer:
         Seconds after which the server stops itself.
     max_connections
         Connections accepted over the server's life; further attempts are refused with HTTP 503.
-        ``None``: no limit.
+        ``None``: no limit (and :attr:`sessions` holds the open connections' only).
     ping_interval
         Seconds between the server's WebSocket pings (also their timeout); ``None``: no pings
         (a soak that lets a client fall behind by TCP back-pressure alone).
@@ -327,6 +340,14 @@ class LocalVenueServer:
 
     Use as ``async with LocalVenueServer(...) as server:``; ``server.ws_url`` and
     ``server.http_url`` are the endpoints.
+
+    Attributes
+    ----------
+    sessions
+        The connections' sessions in the order they connected: every one of a bounded server's
+        life, the open ones of a server of ``max_connections=None``.
+    connections
+        Connections accepted so far (a session's ``index`` is their count before it).
     """
 
     def __init__(
@@ -362,6 +383,7 @@ class LocalVenueServer:
         self.lifetime = lifetime
         self.max_connections = max_connections
         self.sessions: list[Session] = []
+        self.connections = 0
         self.http_requests: list[str] = []
         self.cursor = 0
         self.port = 0
@@ -436,7 +458,7 @@ class LocalVenueServer:
     def _process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | Awaitable[Response] | None:
-        if self.max_connections is not None and len(self.sessions) >= self.max_connections:
+        if self.max_connections is not None and self.connections >= self.max_connections:
             return self._response(503, '{"msg":"too many connections"}')
         if request.headers.get("Upgrade", "").lower() == "websocket":
             parts = urlsplit(request.path)
@@ -472,21 +494,27 @@ class LocalVenueServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         parts = urlsplit(ws.request.path if ws.request is not None else "/")
-        session = Session(index=len(self.sessions), path=parts.path, query=parse_qs(parts.query))
+        session = Session(index=self.connections, path=parts.path, query=parse_qs(parts.query))
+        self.connections += 1
         self.sessions.append(session)
-        for reply in self.protocol.on_connect(session):
-            await ws.send(reply)
-        reader = asyncio.create_task(self._read(ws, session))
+        reader: asyncio.Task[None] | None = None
         try:
+            for reply in self.protocol.on_connect(session):
+                await ws.send(reply)
+            reader = asyncio.create_task(self._read(ws, session))
             await self._send_loop(ws, session)
         except ConnectionClosed:
             pass
         finally:
-            reader.cancel()
-            try:
-                await reader
-            except (asyncio.CancelledError, ConnectionClosed):
-                pass
+            if reader is not None:
+                reader.cancel()
+                try:
+                    await reader
+                except (asyncio.CancelledError, ConnectionClosed):
+                    pass
+            self.protocol.on_disconnect(session)
+            if self.max_connections is None:
+                self.sessions.remove(session)
 
     async def _read(self, ws: ServerConnection, session: Session) -> None:
         async for message in ws:
