@@ -19,7 +19,7 @@ from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueSe
 from tradebus.adapters.common.recorder import read_frames
 from tradebus.adapters.okx.client import subscribe_message
 from tradebus.adapters.okx.emulator import OkxProtocol
-from tradebus.errors import ConfigError
+from tradebus.errors import ConfigError, VenueError
 
 from .binance_testdata import capture
 
@@ -287,6 +287,8 @@ async def test_a_plugin_only_needs_topic_of_and_on_client_message() -> None:
 def test_bad_server_parameters_raise_config_error() -> None:
     with pytest.raises(ConfigError, match="speed"):
         LocalVenueServer(EchoProtocol(), [], speed=0)
+    with pytest.raises(ConfigError, match="stop_timeout must be > 0, got 0"):
+        LocalVenueServer(EchoProtocol(), [], stop_timeout=0)
 
 
 async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
@@ -317,3 +319,50 @@ async def test_an_unbounded_server_forgets_the_sessions_of_closed_connections() 
         assert srv.connections == 201
         assert protocol.snapshots_served == 200  # the book state the plugin kept per connection: forgotten too
         assert not protocol._sent_upto and not protocol._pending
+
+
+@pytest.mark.parametrize(
+    "hold", ["gate", Fault(FaultKind.DELAY, at=0, seconds=3600), Fault(FaultKind.SILENCE, at=0, seconds=3600)],
+    ids=["gate", "delay", "silence"],
+)
+async def test_a_stop_ends_a_connection_held_in_a_gate_or_a_fault(hold: object) -> None:
+    """A server stopped while a connection's frame was held (a test's gate not yet opened, an hour's DELAY or
+    SILENCE) never returned from stop(): it waited for that connection's handling to end; now the hold ends with
+    the server."""
+    never = asyncio.Event()
+    held = asyncio.Event()
+
+    async def gate(raw: str) -> None:
+        held.set()
+        await never.wait()
+
+    faults = [hold] if isinstance(hold, Fault) else []
+    srv = LocalVenueServer(
+        BinanceProtocol(SNAPSHOT), FRAMES, faults, lifetime=600, gate=gate if hold == "gate" else None
+    )
+    await srv.start()
+    async with connect(srv.ws_url + STREAMS, max_queue=None):
+        await wait_until(lambda: held.is_set() or bool(srv._fired), "the first frame held")
+        await asyncio.wait_for(srv.stop(), 60)
+    assert not never.is_set()
+
+
+async def test_a_stop_that_a_connection_outlives_is_an_error_naming_it() -> None:
+    """The bound of stop(): a gate that goes on waiting when cancelled holds its connection past ``stop_timeout``,
+    and stop() says so rather than wait for ever."""
+    never = asyncio.Event()
+    held = asyncio.Event()
+
+    async def stubborn_gate(raw: str) -> None:
+        held.set()
+        try:
+            await never.wait()
+        except asyncio.CancelledError:
+            await never.wait()  # withstands the first cancellation (the stop), not the second
+
+    srv = LocalVenueServer(BinanceProtocol(SNAPSHOT), FRAMES, lifetime=600, gate=stubborn_gate, stop_timeout=0.5)
+    await srv.start()
+    async with connect(srv.ws_url + STREAMS, max_queue=None, close_timeout=0.1):
+        await wait_until(held.is_set, "the first frame held")
+        with pytest.raises(VenueError, match=r"local binance server: 1 connection\(s\) still handled 0.5 s after the server stopped"):
+            await asyncio.wait_for(srv.stop(), 60)

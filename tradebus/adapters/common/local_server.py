@@ -49,7 +49,9 @@ raw text contains ``match``:
 ``UNKNOWN``   send the plugin's unknown-message-type frame before the frame
 ``CORRUPT``   send the frame with ``field`` replaced by ``value`` (plugin decides where the field lives)
 
-Bounded: the server stops itself after ``lifetime`` seconds, and at most
+Bounded: the server stops itself after ``lifetime`` seconds (a held ``gate`` or ``http_gate``, a
+DELAY or SILENCE ends there too), its :meth:`LocalVenueServer.stop` waits at most ``stop_timeout``
+seconds for its connections to end, and at most
 ``max_connections`` connections are accepted over its life (``None``: any number, as
 ``tradebus serve`` takes a daemon's restarts and reconnections for as long as it runs).
 :attr:`LocalVenueServer.sessions` holds the session of every connection of a bounded server's
@@ -77,7 +79,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from tradebus.errors import ConfigError
+from tradebus.errors import ConfigError, VenueError
 
 __all__ = ["Fault", "FaultKind", "LocalVenueServer", "Session", "StreamBookProtocol", "VenueProtocol"]
 
@@ -334,6 +336,9 @@ class LocalVenueServer:
     hold
         Paced: stop the clock while no connection streams, rather than print on without one
         (see the module docstring).
+    stop_timeout
+        Seconds :meth:`stop` waits for the connections to end (a client answering no close
+        takes websockets' 10 s close timeout).
 
     A ``frames`` sequence that is not a list or tuple (e.g. one that makes frames on access)
     is indexed in place, not copied.
@@ -365,17 +370,21 @@ class LocalVenueServer:
         gate: Callable[[str], Awaitable[None]] | None = None,
         http_gate: Callable[[str], Awaitable[None]] | None = None,
         hold: bool = False,
+        stop_timeout: float = 30.0,
     ) -> None:
         if speed is not None and not speed > 0:
             raise ConfigError(f"local server: speed must be > 0 or None, got {speed!r}")
         if resume_overlap < 0:
             raise ConfigError(f"local server: resume_overlap must be >= 0, got {resume_overlap}")
+        if not stop_timeout > 0:
+            raise ConfigError(f"local server: stop_timeout must be > 0, got {stop_timeout!r}")
         self.protocol = protocol
         self.frames = list(frames) if isinstance(frames, list | tuple) else frames
         self.ping_interval = ping_interval
         self.gate = gate
         self.http_gate = http_gate
         self.hold = hold
+        self.stop_timeout = stop_timeout
         self.faults = list(faults)
         self.resume_overlap = resume_overlap
         self.speed = speed
@@ -396,6 +405,7 @@ class LocalVenueServer:
         self._stopper: asyncio.TimerHandle | None = None
         self._fired: set[int] = set()
         self._done = asyncio.Event()
+        self._holding: set[asyncio.Task[Any]] = set()  # tasks held in a gate, a DELAY or a SILENCE: a stop ends the hold
 
     # --------------------------------------------------------------- lifecycle
 
@@ -422,23 +432,65 @@ class LocalVenueServer:
         )
         self.port = self._server.sockets[0].getsockname()[1]
         loop = asyncio.get_running_loop()
-        self._stopper = loop.call_later(self.lifetime, lambda: loop.create_task(self.stop()))
+        self._stopper = loop.call_later(self.lifetime, lambda: loop.create_task(self._expire()))
         logger.debug("local {} server on {}", self.protocol.name, self.ws_url)
 
     async def stop(self) -> None:
-        """Close every connection and stop listening."""
+        """Close every connection and stop listening.
+
+        Raises
+        ------
+        VenueError
+            A connection's handling had not ended ``stop_timeout`` seconds after the stop (a ``gate``
+            that outlives its cancellation); it is cancelled again and left.
+        """
         if self._stopper is not None:
             self._stopper.cancel()
             self._stopper = None
         self._done.set()
+        for task in self._holding:
+            task.cancel(_STOPPED)
         printer, self._printer = self._printer, None
         if printer is not None:
             printer.cancel()
             await asyncio.gather(printer, return_exceptions=True)
         server, self._server = self._server, None
-        if server is not None:
-            server.close()
-            await server.wait_closed()
+        if server is None:
+            return
+        server.close()
+        try:
+            await asyncio.wait_for(server.wait_closed(), self.stop_timeout)
+        except TimeoutError:
+            stuck = [task for task in server.handler_tasks if not task.done()]
+            for task in stuck:
+                task.cancel()
+            raise VenueError(
+                f"local {self.protocol.name} server: {len(stuck)} connection(s) still handled {self.stop_timeout:g} s "
+                "after the server stopped (held in a gate that does not end when cancelled?): cancelled and left"
+            ) from None
+
+    async def _expire(self) -> None:
+        """Stop at the end of the server's lifetime (nobody awaits this task: an error is logged)."""
+        try:
+            await self.stop()
+        except VenueError as exc:
+            logger.error("{}", exc)
+
+    async def _held(self, aw: Awaitable[Any]) -> bool:
+        """Await ``aw`` in the caller's task (no task of its own: the frame's timing is unchanged) unless the
+        server stops first, which cancels it there; whether the server stopped."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._holding.add(task)
+        try:
+            await aw
+        except asyncio.CancelledError as exc:
+            if exc.args != (_STOPPED,):
+                raise
+            task.uncancel()
+        finally:
+            self._holding.discard(task)
+        return self._done.is_set()
 
     async def wait_stopped(self) -> None:
         """Return once the server has stopped (by :meth:`stop` or at the end of its lifetime)."""
@@ -471,7 +523,8 @@ class LocalVenueServer:
 
     async def _answer_after_gate(self, path: str) -> Response:
         assert self.http_gate is not None
-        await self.http_gate(path)
+        if await self._held(self.http_gate(path)):
+            return self._response(503, '{"msg":"server stopped"}')
         return self._answer(path)
 
     def _answer(self, path: str) -> Response:
@@ -552,8 +605,8 @@ class LocalVenueServer:
                 i += 1
                 self._advance(i, raw)
                 continue
-            if self.gate is not None:
-                await self.gate(raw)
+            if self.gate is not None and await self._held(self.gate(raw)):
+                return
             out: str | None = protocol.render(raw, session)
             for key in match_counts:
                 if key in raw:
@@ -631,7 +684,7 @@ class LocalVenueServer:
             ws.transport.abort()
             return None
         if kind is FaultKind.DELAY:
-            await asyncio.sleep(fault.seconds)
+            await self._held(asyncio.sleep(fault.seconds))
             return out
         if kind is FaultKind.GARBLE:
             return None if out is None else out[: len(out) // 2]
@@ -641,7 +694,7 @@ class LocalVenueServer:
             if math.isinf(fault.seconds):
                 await _first(self._done.wait(), ws.wait_closed())
                 return None
-            await asyncio.sleep(fault.seconds)
+            await self._held(asyncio.sleep(fault.seconds))
             return out
         if kind is FaultKind.HANG:
             ws.transport.pause_reading()  # no client frame is read: no ping is answered, no message handled
@@ -684,6 +737,10 @@ class _ReplayClock:
         wait = self.wall0 + (recv_ns - self.t0_ns) / 1e9 / self.speed - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
+
+
+_STOPPED = "local venue server stopped"
+"""The message of the cancellation a stop ends a hold with (:meth:`LocalVenueServer._held`)."""
 
 
 async def _first(*aws: Any) -> None:
