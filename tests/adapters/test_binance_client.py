@@ -307,3 +307,31 @@ async def test_a_snapshot_answered_after_the_stop_is_neither_handled_nor_recorde
                 await asyncio.wait_for(task, 10.0)
     assert [type(m).__name__ for m in out if isinstance(m, (BookSnapshot, Quote))] == []
     assert [conn for _, conn, _ in read_frames(path) if conn.startswith("rest")] == []
+
+
+async def test_a_connection_the_client_recycles_amid_a_served_stream_loses_and_repeats_no_quote() -> None:
+    """What `tradebus serve` relies on to resume after the frames it wrote (no overlap): the client recycles a
+    connection by closing it and reads on until the server's close, so every frame the server wrote before
+    learning of the close reaches the sink; the next connection's first quote is the recording's next one. The
+    quotes (best bid/ask with sizes: consecutive bookTickers differ) come exactly once, in recorded order."""
+    recorded = [
+        tuple(float(d[k]) for k in ("b", "B", "a", "A"))
+        for d in (json.loads(raw)["data"] for _, raw in SPOT_FRAMES if "@bookTicker" in raw)
+    ]
+    out = Messages()
+    recycled: list[asyncio.Task[None]] = []
+
+    def quotes() -> list[tuple[float, ...]]:
+        return [(m.bid_price, m.bid_size, m.ask_price, m.ask_size) for m in out if isinstance(m, Quote)]
+
+    def sink(message: Any) -> None:
+        out.append(message)
+        ws = client._ws  # the connection the client's timers close to recycle it (a stale feed, a scheduled age)
+        if isinstance(message, Quote) and len(quotes()) == 300 and ws is not None:
+            recycled.append(asyncio.get_running_loop().create_task(ws.close(1001, "stale feed")))
+
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, max_connections=None) as srv:
+        client = BinanceClient(spot_config(srv, ["bookTicker"]), sink, policy())
+        await run_until(client, lambda: len(quotes()) >= len(recorded) and client.connections == 2, out, timeout=60)
+    assert recycled and client.connections == 2
+    assert quotes() == recorded
