@@ -58,6 +58,7 @@ class VenueOrder:
     status: OrderStatus = S.ACCEPTED
     fills: list[OrderFilled] = field(default_factory=list)
     ts_event: int = 0
+    price: float = math.nan
 
     @property
     def filled(self) -> float:
@@ -130,7 +131,8 @@ class ModelVenue(Venue):
         if vo is None:
             return None
         self.told.update(f.trade_id for f in vo.fills)
-        return OrderStatusReport(vo.coid, vo.venue_order_id, vo.status, vo.filled, vo.ts_event, tuple(vo.fills))
+        return OrderStatusReport(vo.coid, vo.venue_order_id, vo.status, vo.filled, vo.ts_event, tuple(vo.fills),
+                                 quantity=vo.quantity, price=vo.price)
 
     # ---------------------------------------------------------- venue decisions
 
@@ -141,7 +143,7 @@ class ModelVenue(Venue):
         if now - sent >= self.grace_ns:
             return False
         self._vid += 1
-        vo = VenueOrder(coid, order.strategy_id, order.side, order.quantity, f"V{self._vid}", ts_event=now)
+        vo = VenueOrder(coid, order.strategy_id, order.side, order.quantity, f"V{self._vid}", ts_event=now, price=order.price)
         self.truth[coid] = vo
         if accept:
             self.wire.append(OrderAccepted(order.strategy_id, IID, coid, vo.venue_order_id, now, now))
@@ -167,6 +169,17 @@ class ModelVenue(Venue):
         vo.ts_event = now
         self.wire.append(fill)
         return fill
+
+    def amend_unheard(self, coid: str, quantity: float | None = None, price: float | None = None) -> None:
+        """Amend a working order at the venue (a user on its web page) with nothing on the wire: the engine
+        learns it only from a query's answer. The venue checks nothing: its answer says what the test says."""
+        vo = self.truth[coid]
+        assert vo.status in WORKING
+        if quantity is not None:
+            vo.quantity = quantity
+        if price is not None:
+            vo.price = price
+        vo.ts_event = self.clock.now_ns()
 
     def external_fill(self, coid: str, side: OrderSide, qty: float, px: float = 100.0) -> OrderFilled:
         """A fill of an order placed outside this process (its id is unknown to the engine)."""

@@ -16,7 +16,9 @@ and says more than is booked with it (an earlier fill's frame was lost) queries 
 a venue's push of that quantity apart from the fills (``OrderFillsReported``), which may come before
 them, queries it only if still more than is booked ``fill_grace_ns`` later (the last fill's frame was lost).
 A query whose answer says more filled than the fills the venue's trade history lists (``MISSING_FILLS``)
-is asked again, up to :data:`MISSING_FILLS_READS` times, until the fills are listed and booked.
+is asked again, up to :data:`MISSING_FILLS_READS` times, until the fills are listed and booked. One whose
+quantity, price or trigger differ from the open order's (amended at the venue, unheard here) modifies the
+order as an amend's acknowledgement does (``OrderModified``, journaled), before its fills are booked.
 A live venue's funding payments (``FundingPaid``) and the fills of its liquidation orders (strategy
 ``"liquidation"``) go to the kernel's perpetuals (:attr:`ExecutionEngine.on_venue_funding`,
 :attr:`ExecutionEngine.on_venue_liquidation`).
@@ -63,6 +65,7 @@ from tradebus.engine.messages import (
     OrderExpired,
     OrderFilled,
     OrderFillsReported,
+    OrderModified,
     OrderModifyRejected,
     OrderReplaced,
     OrderResolved,
@@ -78,7 +81,7 @@ from tradebus.engine.perpetuals import LIQUIDATION_STRATEGY
 from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.client_ids import ClientIdRule
 from tradebus.execution.orders import Order, OrderManager
-from tradebus.execution.venue import OrderStatusReport, Venue
+from tradebus.execution.venue import OrderStatusReport, Venue, venue_terms
 from tradebus.errors import OrderError, VenueError
 from tradebus.risk.gate import RiskGate
 
@@ -95,6 +98,12 @@ _S = OrderStatus
 #: a fill a few seconds after its order counts it filled: each listed fill is booked once (by
 #: ``trade_id``); one still missing after the last read stays so (logged; the instrument stays held).
 MISSING_FILLS_READS = 5
+
+
+def _terms_text(quantity: float, price: float, trigger: float) -> str:
+    """An order's terms in a log line: ``0.0015 @ 64566.26``, a stop's ``trigger 60000.0``, a market order's quantity alone."""
+    text = f"{quantity}" if price != price else f"{quantity} @ {price}"
+    return text if trigger != trigger else f"{text} (trigger {trigger})"
 
 
 class OrderTimeouts(msgspec.Struct, frozen=True):
@@ -544,6 +553,11 @@ class ExecutionEngine:
         self._event(OrderResolved(order.strategy_id, order.instrument_id, order.client_order_id, _S.REJECTED, reason, now, now))
 
     def _apply_report(self, order: Order, report: OrderStatusReport) -> None:
+        # An amend the venue made is of the order its fills fill: applied before them (an order amended up, then
+        # filled to the new total, is FILLED, not overfilled); a SUBMITTED order cannot take one until resolved.
+        submitted = order.status is _S.SUBMITTED
+        if not submitted:
+            self._apply_terms(order, report)
         trade_ids = order.trade_ids
         for fill in report.fills:
             if fill.trade_id not in trade_ids:
@@ -567,6 +581,37 @@ class ExecutionEngine:
                 order.strategy_id, order.instrument_id, order.client_order_id, status, reason, now, now, report.filled_qty
             )
             self._event(event)
+        if submitted:
+            self._apply_terms(order, report)
+
+    def _apply_terms(self, order: Order, report: OrderStatusReport) -> None:
+        """Take the quantity, price and trigger the venue's answer tells (:func:`venue_terms`) where they differ from
+        the open ``order``'s: an amend made at the venue that this process did not hear (made while it was down, or
+        while its private stream was). Applied as an amend's acknowledgement is (``OrderModified``: the order, the
+        account's holds, journaled, published), with a WARNING naming the old and the new terms. Terms the order
+        cannot take (a quantity below what is filled, off the instrument's lot or tick grid) are not applied: an
+        ERROR names them, and the order keeps its own."""
+        inst = self.instruments.get(order.instrument_id)
+        if not order.is_open or order.status is _S.SUBMITTED or inst is None:
+            return
+        terms = venue_terms(order, report)
+        if terms is None:
+            return
+        qty, price, trigger = terms
+        coid = order.client_order_id
+        old, new = _terms_text(order.quantity, order.price, order.trigger_price), _terms_text(qty, price, trigger)
+        filled = max(order.filled_qty, report.filled_qty if report.filled_qty == report.filled_qty else 0.0)
+        why = f"quantity {qty} is below the {filled} filled" if qty < filled * (1.0 - 1e-9) else inst.validate_order(qty, price)
+        if why is None and trigger == trigger:
+            why = inst.price_grid_reason(trigger)
+        if why is not None:
+            logger.error("order {} ({}): the venue's answer has it at {}, {} here; not applied: {}",
+                         coid, order.instrument_id, new, old, why)
+            return
+        logger.warning("order {} ({}): amended at the venue unheard here: {} here, {} at the venue; taken as the venue's",
+                       coid, order.instrument_id, old, new)
+        now = self._clock.now_ns()
+        self.on_venue_event(OrderModified(order.strategy_id, order.instrument_id, coid, qty, price, trigger, now, now))
 
     def _note_venue_filled(self, order: Order, venue_filled: float) -> bool:
         """Keep and journal the venue's filled quantity of a CANCELED or EXPIRED order whose close did not tell it.

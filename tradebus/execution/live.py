@@ -79,6 +79,8 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     query) more than its grace period ago. Of a CANCELED or EXPIRED order it answers that the order
     filled nothing (the order's status, ``filled_qty`` 0) once the order closed longer ago than the
     venue documents keeping such orders without fills (:attr:`TradingApi.forgets_unfilled_closed_ns`).
+    An answer to a query sent or answered while an amend of the order was on its way tells no quantity,
+    price or trigger (NaN): it may have been read before the amend, and would undo it.
 user stream
     the venue's private stream is parsed into the same order events, handed to :meth:`emit`
     as they arrive; they may come before the REST answer, after it, twice or out of order
@@ -695,6 +697,9 @@ class LiveVenue(Venue):
         # Orders whose amend to a lower total the venue refused -> that total, until a query sent after it says whether
         # fills reached it (then the rest is canceled: the venue refuses an amend to a total at or below the filled quantity).
         self._amend_floor: dict[str, float] = {}
+        # Client id -> (its amends on their way, how many were sent or answered): a query's answer about an order amended
+        # meanwhile may tell the terms before the amend (its terms are not taken, see _query).
+        self._amending: dict[str, tuple[int, int]] = {}
         # Orders whose cancel the venue refused -> its refusal, until a query sent after it says whether they work.
         self._cancel_refused: dict[str, str] = {}
         # Orders whose cancel the venue answered busy -> when it was, or will be, sent again (clock ns).
@@ -1051,6 +1056,7 @@ class LiveVenue(Venue):
         self._cancel_refused.pop(client_order_id, None)
         self._amend_floor.pop(client_order_id, None)
         self._cancels_resent.pop(client_order_id, None)
+        self._amending.pop(client_order_id, None)
         return True
 
     def cancel_resent_ns(self, client_order_id: str) -> int | None:
@@ -1194,6 +1200,18 @@ class LiveVenue(Venue):
                 self.emit(OrderAccepted(order.strategy_id, order.instrument_id, order.client_order_id, ack.venue_order_id, ack.ts_event, now))
 
     async def _amend(self, order: Order, cmd: ModifyOrder) -> None:
+        coid = order.client_order_id
+        amending = self._amending
+        out, steps = amending.get(coid, (0, 0))
+        amending[coid] = (out + 1, steps + 1)
+        try:
+            await self._send_amend(order, cmd)
+        finally:
+            now_out = amending.get(coid)  # gone: the order was forgotten meanwhile
+            if now_out is not None:
+                amending[coid] = (now_out[0] - 1, now_out[1] + 1)
+
+    async def _send_amend(self, order: Order, cmd: ModifyOrder) -> None:
         coid = order.client_order_id
         try:
             amend = partial(self.api.amend, order, cmd.quantity, cmd.price, cmd.trigger_price)
@@ -1447,6 +1465,7 @@ class LiveVenue(Venue):
         # Only a query sent after a cancel's refusal tells whether the order worked on after it.
         judges_cancel = coid in self._cancel_refused
         judges_amend = coid in self._amend_floor
+        amending = self._amending.get(coid, (0, 0))
         self.requests["query"] += 1
         try:
             report = await self.api.query(order)
@@ -1457,6 +1476,9 @@ class LiveVenue(Venue):
             self._querying.discard(coid)
         if report is None:
             report = self._forgotten(order)
+        elif amending[0] or self._amending.get(coid, (0, 0)) != amending:
+            # An amend of ours was on its way meanwhile: the answer may tell the terms before it, not an amend unheard.
+            report = msgspec.structs.replace(report, quantity=math.nan, price=math.nan, trigger_price=math.nan)
         self._answers[coid] = report
         if coid in self._replacing and report is not None and report.status is OrderStatus.CANCELED:
             self._replace(coid, report.filled_qty)  # the cancel of a cancel-replace confirmed by a query, not the stream

@@ -18,6 +18,7 @@ Nothing here assumes where time comes from: a venue reads the injected clock onl
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +29,7 @@ from tradebus.engine.messages import Bar, ModifyOrder, OrderFilled, OrderStatus,
 from tradebus.execution.orders import Order
 from tradebus.errors import VenueError
 
-__all__ = ["EventHandler", "OrderStatusReport", "Venue"]
+__all__ = ["EventHandler", "OrderStatusReport", "Venue", "venue_terms"]
 
 EventHandler = Callable[[Any], None]
 
@@ -38,7 +39,11 @@ class OrderStatusReport(msgspec.Struct, frozen=True, gc=False):
 
     ``fills`` lists every fill of the order the venue knows of (the order manager ignores
     the ones it already booked, by ``trade_id``). ``status`` is the venue's: ``SUBMITTED``
-    for an order it holds but has not acknowledged yet.
+    for an order it holds but has not acknowledged yet. ``quantity``, ``price`` and
+    ``trigger_price`` are the order's terms as the venue holds them now (its total quantity,
+    limit price and stop trigger; NaN: not told, or not the order's kind): an amend made at
+    the venue while this process did not hear it (a restart, a private stream that was down)
+    shows in them, and the execution engine applies it as an ``OrderModified``.
     """
 
     client_order_id: str
@@ -48,6 +53,34 @@ class OrderStatusReport(msgspec.Struct, frozen=True, gc=False):
     ts_event: int
     fills: tuple[OrderFilled, ...] = ()
     reason: str = ""
+    quantity: float = math.nan
+    price: float = math.nan
+    trigger_price: float = math.nan
+
+
+def venue_terms(order: Order, report: OrderStatusReport) -> tuple[float, float, float] | None:
+    """``(quantity, price, trigger_price)`` of ``order`` as ``report`` tells them, or ``None`` when they are the order's.
+
+    Each is the order's own where the report tells none (NaN) or the order has none (a market order's price, a
+    limit order's trigger: a venue's row may carry a market order's protection price). They differ beyond float noise
+    (``1e-9`` of the value): the venue holds what was sent, on the instrument's grid as the risk gate checked it, so
+    any other value is the venue's (one off that grid too: the caller judges it).
+    """
+    qty = report.quantity if report.quantity == report.quantity else order.quantity
+    price = order.price
+    if report.price == report.price and price == price:
+        price = report.price
+    trigger = order.trigger_price
+    if report.trigger_price == report.trigger_price and trigger == trigger:
+        trigger = report.trigger_price
+    if _same(qty, order.quantity) and _same(price, order.price) and _same(trigger, order.trigger_price):
+        return None
+    return qty, price, trigger
+
+
+def _same(a: float, b: float) -> bool:
+    """Equal up to float noise, or both NaN."""
+    return math.isclose(a, b, rel_tol=1e-9) or (a != a and b != b)
 
 
 class Venue(ABC):

@@ -86,6 +86,10 @@ its URLs pointed here) and
   ``positionRisk`` (v2) lists each symbol's ``leverage`` and ``marginType`` (``cross`` or
   ``isolated``, as Binance writes them), one ``BOTH`` row in one-way mode and a ``LONG`` and a
   ``SHORT`` row in hedge mode (:attr:`BinanceFuturesEmulator.dual_side`).
+* ``PUT /fapi/v1/order``: a working ``LIMIT`` order modified in place (``quantity`` and ``price``
+  both required, ``-1102`` otherwise; ``-2013`` for an order that is not a working limit order; a
+  quantity at or below what it executed cancels it), its ``ORDER_TRADE_UPDATE`` with ``x=AMENDMENT``:
+  what a user does on the web page (tradebus modifies no USD-M order in place).
 * ``POST``/``PUT /fapi/v1/listenKey`` (key header only) and the stream at ``/ws/<listenKey>``:
   ``ORDER_TRADE_UPDATE`` for every order change, ``ACCOUNT_UPDATE`` (wallet balance and
   position) after every fill; :meth:`BinanceFuturesEmulator.expire_listen_key` lets the key lapse
@@ -838,6 +842,7 @@ class BinanceFuturesEmulator(AccountEmulator):
         self._liquidation_trades = 0
         #: The account's income history (``GET /fapi/v1/income`` rows), oldest first: one row per funding settled.
         self.income: list[dict[str, Any]] = []
+        self._amendment = False  # an order's frames now are of its modification (execution type AMENDMENT)
 
     @property
     def ws_url(self) -> str:
@@ -849,6 +854,7 @@ class BinanceFuturesEmulator(AccountEmulator):
     def routes(self) -> dict[tuple[str, str], Any]:
         return {
             ("POST", "/fapi/v1/order"): self._place,
+            ("PUT", "/fapi/v1/order"): self._modify,
             ("DELETE", "/fapi/v1/order"): self._cancel,
             ("GET", "/fapi/v1/order"): self._query,
             ("GET", "/fapi/v1/openOrders"): self._open,
@@ -947,6 +953,26 @@ class BinanceFuturesEmulator(AccountEmulator):
         rec = self._placed(self.find(str(p.get("origClientOrderId") or ""), str(p.get("orderId") or "")))
         if rec is None or rec.status is OrderStatus.REJECTED:
             return self.error(400, -2013, "Order does not exist.")
+        return self._json(self._order_json(rec))
+
+    def _modify(self, p: dict[str, Any]) -> web.Response:
+        """``PUT /fapi/v1/order``: a working LIMIT order's new ``quantity`` and ``price`` (both sent), in place; a
+        quantity at or below what it executed cancels it, as Binance does."""
+        for name in ("symbol", "side", "quantity", "price"):
+            if not p.get(name):
+                return self.error(400, -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+        rec = self._placed(self.find(str(p.get("origClientOrderId") or ""), str(p.get("orderId") or "")))
+        if rec is None or rec.status not in common.OPEN or rec.order.order_type is not OrderType.LIMIT:
+            return self.error(400, -2013, "Order does not exist.")
+        quantity, price = float(p["quantity"]), float(p["price"])
+        if quantity <= rec.filled:
+            self.cancel(rec)
+            return self._json(self._order_json(rec))
+        self._amendment = True
+        try:
+            self.amend(rec, quantity, price)
+        finally:
+            self._amendment = False
         return self._json(self._order_json(rec))
 
     def _open(self, p: dict[str, Any]) -> web.Response:
@@ -1292,7 +1318,7 @@ class BinanceFuturesEmulator(AccountEmulator):
     def order_frames(self, rec: EmulatedOrder, fill: EmulatedFill | None) -> list[tuple[str, str]]:
         order = rec.order
         status = _STATUS.get(rec.status, "NEW")
-        x = "TRADE" if fill is not None else ("NEW" if status == "NEW" else status)
+        x = "TRADE" if fill is not None else ("AMENDMENT" if self._amendment else "NEW" if status == "NEW" else status)
         f = fill.fill if fill is not None else None
         now = max(self.now_ms(), rec.time_ms)
         o = {

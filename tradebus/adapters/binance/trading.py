@@ -107,7 +107,7 @@ from pydantic import SecretStr
 
 from tradebus.adapters.common.policy import FatalVenueError
 from tradebus.adapters.common.ratelimit import WeightBudget
-from tradebus.adapters.common.rest_trading import decimal_text
+from tradebus.adapters.common.rest_trading import decimal_text, venue_number
 from tradebus.adapters.common.user_stream import venue_fee
 from tradebus.adapters.common.venue_errors import VenueErrors, error_body
 from tradebus.engine.instrument import Instrument
@@ -270,13 +270,16 @@ def fill_from_trade(
 def report_from_order(
     raw: dict[str, Any], order: Order, fills: tuple[OrderFilled, ...] = ()
 ) -> OrderStatusReport:
-    """An :class:`OrderStatusReport` from a ``GET /api/v3/order`` answer."""
+    """An :class:`OrderStatusReport` from a ``GET /api/v3/order`` (``/fapi/v1/order``) answer, with its ``origQty``,
+    ``price`` and ``stopPrice`` (``"0"`` where the order has none: NaN)."""
     status = STATUS.get(str(raw["status"]))
     if status is None:
         raise VenueRejected(f"order {order.client_order_id}: unknown Binance status {raw['status']!r}")
     ts = int(raw.get("updateTime") or raw.get("time") or 0) * 1_000_000
     return OrderStatusReport(
-        str(raw["clientOrderId"]), str(raw["orderId"]), status, float(raw["executedQty"]), ts, fills
+        str(raw["clientOrderId"]), str(raw["orderId"]), status, float(raw["executedQty"]), ts, fills,
+        quantity=venue_number(raw.get("origQty")), price=venue_number(raw.get("price")),
+        trigger_price=venue_number(raw.get("stopPrice")),
     )
 
 
@@ -650,7 +653,8 @@ class BinanceTrading(TradingApi):
                 reports.append(
                     OrderStatusReport(
                         str(raw["clientOrderId"]), str(raw["orderId"]), status, float(raw["executedQty"]),
-                        int(raw.get("updateTime") or 0) * 1_000_000,
+                        int(raw.get("updateTime") or 0) * 1_000_000, quantity=venue_number(raw.get("origQty")),
+                        price=venue_number(raw.get("price")), trigger_price=venue_number(raw.get("stopPrice")),
                     )
                 )
         return reports
@@ -759,12 +763,14 @@ def algo_order_params(order: Order, instrument: Instrument) -> dict[str, str]:
 
 
 def algo_report(raw: dict[str, Any]) -> OrderStatusReport:
-    """An :class:`OrderStatusReport` of an algo order row (``GET /fapi/v1/algoOrder``), nothing filled."""
+    """An :class:`OrderStatusReport` of an algo order row (``GET /fapi/v1/algoOrder``), nothing filled: its
+    ``quantity``, ``price`` (``"0"``, a market stop's: NaN) and ``triggerPrice``."""
     status = ALGO_STATUS.get(str(raw["algoStatus"]))
     if status is None:
         raise VenueRejected(f"order {raw.get('clientAlgoId')}: unknown Binance algo status {raw['algoStatus']!r}")
     ts = int(raw.get("updateTime") or raw.get("createTime") or 0) * 1_000_000
-    return OrderStatusReport(str(raw["clientAlgoId"]), str(raw["algoId"]), status, 0.0, ts)
+    return OrderStatusReport(str(raw["clientAlgoId"]), str(raw["algoId"]), status, 0.0, ts, quantity=venue_number(raw.get("quantity")),
+                             price=venue_number(raw.get("price")), trigger_price=venue_number(raw.get("triggerPrice")))
 
 
 def futures_order_params(order: Order, instrument: Instrument) -> dict[str, str]:
@@ -944,7 +950,7 @@ class BinanceFuturesTrading(BinanceTrading):
             fills = tuple(self.fill_from_trade(t | {"orderId": algo_id}, order, inst) for t in trades)
         report = report_from_order(raw | {"clientOrderId": order.client_order_id, "orderId": algo_id}, order, fills)
         if report.status is OrderStatus.ACCEPTED:  # the order it placed works: the stop has triggered
-            report = OrderStatusReport(report.client_order_id, report.venue_order_id, OrderStatus.TRIGGERED, report.filled_qty, report.ts_event, fills)
+            report = msgspec.structs.replace(report, status=OrderStatus.TRIGGERED)
         return report
 
     async def fills_since(self, instrument_id: str, orders: Mapping[str, Order], since_ns: int) -> list[OrderFilled]:

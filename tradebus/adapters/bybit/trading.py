@@ -90,7 +90,7 @@ from pydantic import SecretStr
 
 from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.adapters.bybit.user_stream import position_from_row, wire_symbol
-from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text
+from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text, venue_number
 from tradebus.adapters.common.user_stream import venue_fee
 from tradebus.adapters.common.venue_errors import VenueErrors
 from tradebus.engine.instrument import Instrument
@@ -240,12 +240,15 @@ def fill_from_row(raw: dict[str, Any], order: Order, instrument: Instrument) -> 
 
 
 def report_from_row(raw: dict[str, Any], fills: tuple[OrderFilled, ...] = ()) -> OrderStatusReport:
-    """An :class:`OrderStatusReport` from one Bybit order row."""
+    """An :class:`OrderStatusReport` from one Bybit order row, with its total ``qty``, limit ``price`` and ``triggerPrice``
+    (``"0"`` or empty where the order has none: NaN)."""
     status = STATUS.get(str(raw["orderStatus"]))
     if status is None:
         raise VenueRejected(f"order {raw.get('orderLinkId')}: unknown Bybit status {raw['orderStatus']!r}")
     ts = int(raw.get("updatedTime") or raw.get("createdTime") or 0) * 1_000_000
-    return OrderStatusReport(str(raw["orderLinkId"]), str(raw["orderId"]), status, float(raw.get("cumExecQty") or 0.0), ts, fills)
+    return OrderStatusReport(str(raw["orderLinkId"]), str(raw["orderId"]), status, float(raw.get("cumExecQty") or 0.0), ts, fills,
+                             quantity=venue_number(raw.get("qty")), price=venue_number(raw.get("price")),
+                             trigger_price=venue_number(raw.get("triggerPrice")))
 
 
 class BybitTrading(CcxtTrading):

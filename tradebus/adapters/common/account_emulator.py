@@ -39,6 +39,7 @@ on 127.0.0.1 and keeps the account:
                   before processing (nothing happens)
   ``slow``        REST: processed, answered ``seconds`` later (the answer tells the state
                   at processing: what happens meanwhile is not in it)
+  ``late``        REST: processed, answered once ``release`` is set (as ``slow``, on the test's word)
   ``hold``        REST: processed and answered once ``release`` is set (the venue busy with the
                   request meanwhile: an OKX cancel, whose order is "being canceled" until then)
 
@@ -110,7 +111,8 @@ class RestFault:
     code: str = ""
     #: A ``refuse`` fault answers after processing the request (default: before, nothing happens).
     processed: bool = False
-    #: What a ``hold`` fault (or one of another kind held first) waits for before processing the request.
+    #: What a ``hold`` fault (or one of another kind held first) waits for before processing the request; a ``late``
+    #: fault, before answering it.
     release: asyncio.Event | None = None
 
 
@@ -450,7 +452,7 @@ class AccountEmulator(ABC):
         fault = self._fault(request.method, request.path)
         if fault is not None and fault.kind == "hold" and fault.release is None:
             raise ValueError("a 'hold' fault needs its release event")
-        if fault is not None and fault.release is not None:  # a hold, or another fault held first
+        if fault is not None and fault.release is not None and fault.kind != "late":  # a hold, or another fault held first
             await fault.release.wait()
         if fault is not None and fault.kind == "error5xx":  # the gateway's answer: not the API's JSON
             return web.Response(status=503, text="<html><body>503 Service Temporarily Unavailable</body></html>", content_type="text/html")
@@ -481,6 +483,10 @@ class AccountEmulator(ABC):
             await asyncio.sleep(0.05)
         elif fault is not None and fault.kind == "slow":
             await asyncio.sleep(fault.seconds)
+        elif fault is not None and fault.kind == "late":
+            if fault.release is None:
+                raise ValueError("a 'late' fault needs its release event")
+            await fault.release.wait()
         return response
 
     # ------------------------------------------------------------------ the account

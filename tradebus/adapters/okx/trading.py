@@ -97,7 +97,7 @@ import ccxt.async_support as ccxt_async
 from pydantic import SecretStr
 
 from tradebus.adapters.common.ratelimit import WeightBudget
-from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text
+from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text, venue_number
 from tradebus.adapters.common.user_stream import venue_fee
 from tradebus.adapters.common.venue_errors import VenueErrors
 from tradebus.adapters.okx.user_stream import positions_from_rows
@@ -266,7 +266,8 @@ def order_ids(raw: dict[str, Any]) -> tuple[str, str]:
 
 
 def report_from_row(raw: dict[str, Any], fills: tuple[OrderFilled, ...] = ()) -> OrderStatusReport:
-    """An :class:`OrderStatusReport` from one order row of OKX (a triggered stop's order: ``live`` is TRIGGERED)."""
+    """An :class:`OrderStatusReport` from one order row of OKX (a triggered stop's order: ``live`` is TRIGGERED), with
+    the row's total size ``sz`` and limit price ``px`` (empty for a market order: NaN)."""
     status = STATUS.get(str(raw["state"]))
     if status is None:
         raise VenueRejected(f"order {raw.get('clOrdId')}: unknown OKX state {raw['state']!r}")
@@ -274,16 +275,19 @@ def report_from_row(raw: dict[str, Any], fills: tuple[OrderFilled, ...] = ()) ->
     if raw.get("algoClOrdId") and status is OrderStatus.ACCEPTED:
         status = OrderStatus.TRIGGERED
     ts = int(raw.get("uTime") or raw.get("cTime") or 0) * 1_000_000
-    return OrderStatusReport(coid, venue_id, status, float(raw.get("accFillSz") or 0.0), ts, fills)
+    return OrderStatusReport(coid, venue_id, status, float(raw.get("accFillSz") or 0.0), ts, fills,
+                             quantity=venue_number(raw.get("sz")), price=venue_number(raw.get("px")))
 
 
 def algo_report(raw: dict[str, Any]) -> OrderStatusReport:
-    """An :class:`OrderStatusReport` of an untriggered (or ended) algo order row, nothing filled."""
+    """An :class:`OrderStatusReport` of an untriggered (or ended) algo order row, nothing filled: its size ``sz``,
+    trigger ``slTriggerPx`` and limit price ``slOrdPx`` (``-1``, a market stop's: NaN)."""
     status = ALGO_STATUS.get(str(raw["state"]))
     if status is None:
         raise VenueRejected(f"order {raw.get('algoClOrdId')}: unknown OKX algo state {raw['state']!r}")
     ts = int(raw.get("uTime") or raw.get("cTime") or 0) * 1_000_000
-    return OrderStatusReport(str(raw["algoClOrdId"]), str(raw["algoId"]), status, 0.0, ts)
+    return OrderStatusReport(str(raw["algoClOrdId"]), str(raw["algoId"]), status, 0.0, ts, quantity=venue_number(raw.get("sz")),
+                             price=venue_number(raw.get("slOrdPx")), trigger_price=venue_number(raw.get("slTriggerPx")))
 
 
 class OkxTrading(CcxtTrading):
