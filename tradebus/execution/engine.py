@@ -81,7 +81,7 @@ from tradebus.engine.perpetuals import LIQUIDATION_STRATEGY
 from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.client_ids import ClientIdRule
 from tradebus.execution.orders import Order, OrderManager
-from tradebus.execution.venue import OrderStatusReport, Venue, venue_terms
+from tradebus.execution.venue import OrderStatusReport, Venue, terms_text, venue_terms
 from tradebus.errors import OrderError, VenueError
 from tradebus.risk.gate import RiskGate
 
@@ -98,12 +98,6 @@ _S = OrderStatus
 #: a fill a few seconds after its order counts it filled: each listed fill is booked once (by
 #: ``trade_id``); one still missing after the last read stays so (logged; the instrument stays held).
 MISSING_FILLS_READS = 5
-
-
-def _terms_text(quantity: float, price: float, trigger: float) -> str:
-    """An order's terms in a log line: ``0.0015 @ 64566.26``, a stop's ``trigger 60000.0``, a market order's quantity alone."""
-    text = f"{quantity}" if price != price else f"{quantity} @ {price}"
-    return text if trigger != trigger else f"{text} (trigger {trigger})"
 
 
 class OrderTimeouts(msgspec.Struct, frozen=True):
@@ -599,7 +593,7 @@ class ExecutionEngine:
             return
         qty, price, trigger = terms
         coid = order.client_order_id
-        old, new = _terms_text(order.quantity, order.price, order.trigger_price), _terms_text(qty, price, trigger)
+        old, new = terms_text(order.quantity, order.price, order.trigger_price), terms_text(qty, price, trigger)
         filled = max(order.filled_qty, report.filled_qty if report.filled_qty == report.filled_qty else 0.0)
         why = f"quantity {qty} is below the {filled} filled" if qty < filled * (1.0 - 1e-9) else inst.validate_order(qty, price)
         if why is None and trigger == trigger:

@@ -29,7 +29,7 @@ from tradebus.engine.messages import Bar, ModifyOrder, OrderFilled, OrderStatus,
 from tradebus.execution.orders import Order
 from tradebus.errors import VenueError
 
-__all__ = ["EventHandler", "OrderStatusReport", "Venue", "venue_terms"]
+__all__ = ["EventHandler", "OrderStatusReport", "Venue", "terms_text", "venue_terms"]
 
 EventHandler = Callable[[Any], None]
 
@@ -76,6 +76,12 @@ def venue_terms(order: Order, report: OrderStatusReport) -> tuple[float, float, 
     if _same(qty, order.quantity) and _same(price, order.price) and _same(trigger, order.trigger_price):
         return None
     return qty, price, trigger
+
+
+def terms_text(quantity: float, price: float, trigger: float) -> str:
+    """An order's terms in a log line: ``0.0015 @ 64566.26``, a stop's ``(trigger 60000.0)``, a market order's quantity alone."""
+    text = f"{quantity}" if price != price else f"{quantity} @ {price}"
+    return text if trigger != trigger else f"{text} (trigger {trigger})"
 
 
 def _same(a: float, b: float) -> bool:

@@ -15,8 +15,10 @@ missed fills (start-up)
     then are the orders compared; a venue that does not page its history gets one query per
     journaled open order instead.
 open orders
-    An order open here that the venue no longer lists as open, or lists with more filled,
-    missed something on the user stream (a dropped fill, a cancel): it is queried by client
+    An order open here that the venue no longer lists as open, lists with more filled, or lists
+    with another quantity, price or trigger (amended at the venue unheard:
+    :func:`~tradebus.execution.venue.venue_terms`), missed something on the user stream (a dropped fill, a cancel, an
+    amend): it is queried by client
     id, and the engine books the missing fills from the venue's trade history (once, by
     trade id) and closes it. Orders still in flight (SUBMITTED, UNKNOWN) are the engine's
     timeouts' business and are left to them.
@@ -131,7 +133,7 @@ from tradebus.engine.messages import AnomalyKind, FundingPaid, OrderAnomaly, Ord
 from tradebus.engine.perpetuals import VENUE_FUNDING_MATCH_NS
 from tradebus.execution.live import AccountMargin, FundingOutsideRun, FundingUnattributed, LiveVenue, NoAnswer, VenueRejected
 from tradebus.execution.orders import Order
-from tradebus.execution.venue import OrderStatusReport
+from tradebus.execution.venue import OrderStatusReport, terms_text, venue_terms
 from tradebus.strategies.failure import strategy_failure
 
 __all__ = ["ExternalOrder", "InstrumentHeld", "Reconciler", "hedge_mode", "margin_differences"]
@@ -610,10 +612,16 @@ class Reconciler:
             if order.status in _IN_FLIGHT:
                 continue
             report = there.get(order.client_order_id)
-            if report is not None and report.filled_qty <= order.filled_qty + 1e-12:
+            terms = None if report is None else venue_terms(order, report)
+            if report is not None and report.filled_qty <= order.filled_qty + 1e-12 and terms is None:
                 continue
             differences += 1
-            venue_side = "not open" if report is None else f"filled {report.filled_qty}"
+            if report is None:
+                venue_side = "not open"
+            elif terms is None:
+                venue_side = f"filled {report.filled_qty}"
+            else:
+                venue_side = f"filled {report.filled_qty}, {terms_text(*terms)}"
             # A market order's fill is usually just on its way; a resting order's is a lost event.
             logger.log(
                 "INFO" if order.order_type is OrderType.MARKET else "WARNING",
