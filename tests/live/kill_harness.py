@@ -568,9 +568,12 @@ async def kill_and_restart(
                         await _wait(lambda: "live daemon running" in survivor.text() or survivor.proc.returncode is not None, 90, "the restart")  # type: ignore[union-attr]
                         await asyncio.sleep(run_after)
                         if survivor.proc.returncode is not None:
-                            counts.problems.append(f"seed {seed}: the restarted daemon exited by itself ({survivor.proc.returncode})")
-                        survivor.proc.send_signal(signal.SIGTERM)
-                        await asyncio.wait_for(survivor.proc.wait(), 30)
+                            tail = "\n".join(survivor.text().splitlines()[-15:])
+                            counts.problems.append(f"seed {seed}: the restarted daemon exited by itself "
+                                                   f"({survivor.proc.returncode}); its log ends:\n{tail}")
+                        else:
+                            survivor.proc.send_signal(signal.SIGTERM)
+                            await asyncio.wait_for(survivor.proc.wait(), 30)
                 settling.cancel()  # the reconciling start must find every payment the venue made
                 await asyncio.gather(settling, return_exceptions=True)
                 final = _Daemon(config, tmp / "daemon-final.log", ["--dry-run", "--out", str(tmp / "out")], kit.env if kit is not None else None)
