@@ -554,3 +554,57 @@ def test_a_range_with_integer_or_float_bounds_only_keeps_its_type(tmp_path: Path
         "venue.fee_bps": {"low": 0.5, "high": 2}, "risk.max_position": {"low": 1, "high": 2, "step": 0.25}}}))
     assert [p.integer for p in space.params] == [True, False, False, False, False]
     assert [p.arrow_type() for p in space.params] == ["int64", "float64", "float64", "float64", "float64"]
+
+
+def _readme_tpe_space() -> str:
+    """The README's TPE space example (the yaml block of its Sweeps section that sets ``method: tpe``)."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    sweeps = text[text.index("\n## Sweeps\n"):text.index("\n## Accelerated tier\n")]
+    blocks = [b.split("```", 1)[0] for b in sweeps.split("```yaml\n")[1:]]
+    (block,) = [b for b in blocks if "method: tpe" in b]
+    return block
+
+
+def _docstring_space() -> str:
+    """The example space of :mod:`tradebus.sweep.space`'s docstring, dedented."""
+    import textwrap
+
+    import tradebus.sweep.space as module
+
+    doc = module.__doc__ or ""
+    body = doc.split("Example::\n\n", 1)[1]
+    lines = []
+    for line in body.splitlines():
+        if line and not line.startswith("    "):
+            break
+        lines.append(line)
+    return textwrap.dedent("\n".join(lines))
+
+
+@pytest.mark.parametrize("where", ["README", "space.py"])
+def test_the_documented_tpe_space_asks_only_points_that_make_a_valid_quickstart_config(
+        where: str, tmp_path: Path) -> None:
+    # the README's example runs `tradebus sweep configs/quickstart.yaml --space my_tpe.yaml`; a point the
+    # sampler may ask that quickstart refuses (a quantity off BTC's 1e-8 lot grid) makes that trial invalid
+    import optuna
+
+    from tradebus.config import load_config
+    from tradebus.sweep.trial import TrialSpec
+
+    body = _readme_tpe_space() if where == "README" else _docstring_space()
+    data = yaml.safe_load(body)
+    data.pop("walk_forward", None)  # the folds only window the data
+    data.pop("stress", None)
+    space = load_space(space_file(tmp_path, data))
+    config = REPO / "configs" / "quickstart.yaml"
+    sampler = optuna.samplers.RandomSampler(seed=11)
+    study = optuna.create_study(sampler=sampler)
+    refused = []
+    for number in range(40):
+        trial = study.ask({p.path: p.distribution() for p in space.params})
+        try:
+            load_config(config, overrides=TrialSpec(number, str(config), dict(trial.params)).overrides())
+        except ConfigError as exc:
+            refused.append(f"{trial.params}: {exc}")
+        study.tell(trial, 0.0)
+    assert not refused, f"{len(refused)} of 40 points refused, e.g. {refused[0]}"

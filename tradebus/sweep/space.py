@@ -13,8 +13,9 @@ Example::
       strategy.params.fast: [5, 10, 20]                      # a list: these values (categorical)
       strategy.params.slow: {low: 40, high: 120, step: 20}   # ints: an integer range (both ends included;
                                                              # a step must end at high)
-      venue.slippage_bps: {low: 0.0, high: 5.0, step: 2.5}   # floats: a float range
-      strategy.params.quantity: {low: 0.05, high: 1.0, log: true}  # tpe only (a grid needs values or a step)
+      strategy.params.quantity: {low: 0.05, high: 1.0, step: 0.05}  # floats: a float range (a step on
+                                                             # the lot grid: an order quantity is not rounded)
+      venue.slippage_bps: {low: 0.5, high: 10.0, log: true}  # tpe only (a grid needs values or a step)
     walk_forward: {train: 365d, test: 90d}                   # optional, see tradebus.sweep.walkforward
                                                              # (then data.start/data.end cannot be swept)
     stress:                                                  # optional, see tradebus.sweep.stress
