@@ -283,6 +283,13 @@ def test_lookahead_command_exits_4_on_a_leaking_strategy(tmp_path: Path) -> None
     assert result.exit_code == 4, result.output
     report = json.loads((tmp_path / "lookahead.json").read_text())
     assert report["ok"] is False and report["n_violations"] > 0
+    # the first difference is told in UTC, as every other time a command prints (its ns stay in lookahead.json)
+    first = report["violations"][0]
+    when = pd.Timestamp(first["ts"], unit="ns", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    cut = pd.Timestamp(first["cut"], unit="ns", tz="UTC").strftime("%Y-%m-%dT%H:%M:%S.999999999Z")
+    text = " ".join(result.output.split())
+    assert f"output at {when} (BatchEndReader) changed when data after {cut} changed" in text, text
+    assert str(first["ts"]) not in text
 
 
 def test_round_trip_pnl_hand_derived() -> None:

@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tradebus.engine.clock import iso_ns
 from tradebus.errors import ConfigError, DataError, TradebusError
 from tradebus.ops.logs import setup_logging
 from tradebus.reports.summary import print_titled
@@ -372,8 +373,9 @@ def lookahead(
     print_titled(console, f"lookahead -> {path}", _table(rows))
     if not report.ok:
         first = report.violations[0]
-        console.print("[bold red]lookahead:[/] " + escape(f"{first['kind']} at {first['ts']} ({first['key']}) changed "
-                                                          f"when data after {first['cut']} changed"), highlight=False)
+        console.print("[bold red]lookahead:[/] " + escape(f"{first['kind']} at {iso_ns(first['ts'])} ({first['key']}) "
+                                                          f"changed when data after {iso_ns(first['cut'])} changed"),
+                      highlight=False)
         raise typer.Exit(LOOKAHEAD_FOUND)
 
 
