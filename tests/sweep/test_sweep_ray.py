@@ -434,6 +434,26 @@ def test_walk_forward_optimises_each_train_window_and_stitches_the_test_windows(
             "`best.json` — `fold-NN/trials/` (and `fold-NN/optuna.log`) per fold, `folds.csv`") in readme
 
 
+def test_walk_forward_summary_says_its_best_trial_is_the_last_folds_on_its_train_window(
+        ray_address: str, workdir: Path) -> None:
+    """The summary printed 'best trial 0: strategy.params.fast=5' and its total_return beside the walk-forward
+    figures, as if the sweep's best over all the data: it is fold 3's best trial (a number of that fold's own
+    trials) and its figures are of fold 3's train window, which folds.csv's train_total_return holds."""
+    space = write_yaml(workdir / "wf-cli.yaml", {
+        "params": {"strategy.params.fast": [5, 10], "strategy.params.slow": [30]},
+        "objectives": {"total_return": "maximize"},
+        "walk_forward": {"train": "60d", "test": "30d"},
+    })
+    out = workdir / "wf-cli"
+    result = CliRunner().invoke(app, ["sweep", str(workdir / "run.yaml"), "--space", str(space), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    last = pd.read_csv(out / "walk_forward" / "folds.csv").iloc[-1]
+    cells = re.sub(r"[│┃\s]+", " ", result.output)
+    assert (f" best trial (fold {last.fold}'s train window) {last.best_trial}: "
+            f"strategy.params.fast={last['param.strategy.params.fast']}") in cells, cells
+    assert f" total_return {last.train_total_return:,.4f} " in cells, cells
+
+
 
 @pytest.mark.parametrize(("config", "space", "message"), [
     (catalog_config(end="2022-01-20"), {"params": {"strategy.params.fast": [5, 10], "strategy.params.slow": [30]}},

@@ -84,7 +84,9 @@ def sweep(
         table.add_row("tier", ", ".join(f"{name} ({count} trials)" for name, count in sorted(result.tiers.items())))
     if result.best is not None:
         params = ", ".join(f"{k.removeprefix('param.')}={v}" for k, v in result.best.items() if k.startswith("param."))
-        table.add_row("best trial", f"{result.best['trial']}: {params}")
+        # a walk-forward's is the last fold's best, numbered among that fold's trials, with its train window's figures
+        label = "best trial" if not result.folds else f"best trial (fold {result.folds[-1]['fold']}'s train window)"
+        table.add_row(label, f"{result.best['trial']}: {params}")
         for key in ("total_return", "sharpe", "max_drawdown", "fills"):
             table.add_row(f"  {key}", _number(result.best.get(key)))
     if result.walk_forward is not None:
