@@ -474,6 +474,16 @@ def test_lookahead_with_no_cut_exits_2_instead_of_passing_unchecked(tmp_path: Pa
     assert not (tmp_path / "lookahead.json").exists()
 
 
+def test_lookahead_with_a_negative_seed_exits_2_naming_it_instead_of_a_numpy_traceback(tmp_path: Path) -> None:
+    """--seed -1 ended in numpy's 'ValueError: expected non-negative integer' traceback (exit 1)."""
+    result = runner.invoke(app, ["research", "lookahead", str(REPO / "configs" / "quickstart.yaml"), "--seed", "-1",
+                                 "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert "lookahead: seed -1 is negative; give a seed >= 0 (--seed, seed)" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "lookahead.json").exists()
+
+
 @pytest.mark.parametrize(("command", "section"), [("labels", "labels"), ("cv", "labels"), ("walkforward", "labels"),
                                                   ("alpha", "alpha")])
 def test_a_horizon_longer_than_the_window_exits_2_naming_the_field(tmp_path: Path, command: str, section: str) -> None:

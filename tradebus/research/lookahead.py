@@ -411,11 +411,13 @@ def detect_lookahead(
     Raises
     ------
     ConfigError
-        No cut to check (``n_cuts < 1`` or an empty ``cuts``).
+        No cut to check (``n_cuts < 1`` or an empty ``cuts``), or a negative ``seed``.
     """
     count = n_cuts if cuts is None else len(cuts)
     if count < 1:
         raise ConfigError(f"lookahead: {count} cuts check nothing; give at least one cut (--cuts, n_cuts)")
+    if seed < 0:  # numpy's generator takes no negative seed
+        raise ConfigError(f"lookahead: seed {seed} is negative; give a seed >= 0 (--seed, seed)")
     rng = np.random.default_rng(seed)
     times = np.sort(np.concatenate([s.frame["ts_init"].to_numpy(dtype=np.int64) for s in sources]))
     if cuts is None:
