@@ -149,6 +149,37 @@ def test_cv_walkforward_with_a_train_size_tests_up_to_the_last_sample(tmp_path: 
     assert [(s["train"], s["purged_or_embargoed"]) for s in cv["splits"]] == [(8, 2)] * 3
 
 
+def test_cv_walkforward_train_size_without_expanding_is_a_rolling_window_as_timeseriessplits_max_train_size(
+        tmp_path: Path) -> None:
+    """cv: {method: walkforward, n_splits: 3, train_size: 10}, the README's rolling training window, trained on every
+    sample before each test window (14, 28, 42 less the purged): expanding defaulted to true and took train_size
+    for a minimum. Without expanding, train_size now caps the window as scikit-learn's max_train_size does."""
+    from sklearn.model_selection import TimeSeriesSplit
+
+    bars = random_walk(60)
+    dataset = write_bars(tmp_path / "catalog", bars, "SIM-USD", "bars", 60_000_000_000)
+    raw = _one_feature_config(tmp_path / "catalog", dataset)
+    raw["labels"] = {"method": "forward", "horizons": [2]}
+    raw["cv"] = {"method": "walkforward", "n_splits": 3, "train_size": 10}
+    config = tmp_path / "walkforward.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["research", "cv", str(config), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    cv = json.loads((tmp_path / "out" / "cv.json").read_text())
+    ts = bars["ts_event"].to_numpy()
+    # sample i is labelled by bar i + 2: a training sample whose label ends at or after the test start is purged
+    expected = [(len([i for i in train if i + 2 < test[0]]), int(ts[test[0]]))
+                for train, test in TimeSeriesSplit(3, max_train_size=10).split(np.arange(58))]
+    assert [(s["train"], s["test_start"]) for s in cv["splits"]] == expected == [(8, ts[16]), (8, ts[30]), (8, ts[44])]
+    # without train_size (or with expanding: true) training starts at the first sample, as TimeSeriesSplit's default
+    raw["cv"] = {"method": "walkforward", "n_splits": 3}
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["research", "cv", str(config), "--out", str(tmp_path / "out2")])
+    assert result.exit_code == 0, result.output
+    cv = json.loads((tmp_path / "out2" / "cv.json").read_text())
+    assert [s["train"] for s in cv["splits"]] == [14, 28, 42]
+
+
 def test_cv_walkforward_whose_train_size_leaves_room_for_fewer_windows_than_n_splits_exits_2(tmp_path: Path) -> None:
     # the 58 samples of the test above in 3 windows of 14 start at 16: a train_size of 20 fits only 2 windows,
     # which it ran without a word (cv.json with 2 splits for n_splits 3)

@@ -204,8 +204,9 @@ def _splitter(cv: Any, t0: np.ndarray, t1: np.ndarray) -> Any:
     if cv.method == "cpcv":
         return CombinatorialPurgedCV(cv.n_splits, cv.n_test_folds, t0=t0, t1=t1, embargo=cv.embargo)
     test_size = cv.test_size or max(len(t0) // (cv.n_splits + 1), 1)
+    expanding = cv.expanding if cv.expanding is not None else cv.train_size is None
     return PurgedWalkForward(test_size, t0=t0, t1=t1, train_size=cv.train_size, n_splits=cv.n_splits,
-                             expanding=cv.expanding, gap=cv.gap, embargo=cv.embargo)
+                             expanding=expanding, gap=cv.gap, embargo=cv.embargo)
 
 
 # ---------------------------------------------------------------------------- commands

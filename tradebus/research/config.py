@@ -98,7 +98,11 @@ class CVConfig(_Model):
     n_test_folds: int = Field(default=2, ge=1)
     test_size: int | None = Field(default=None, gt=0)
     train_size: int | None = Field(default=None, gt=0)
-    expanding: bool = True
+    expanding: bool | None = Field(
+        default=None,
+        description="walkforward: train from the first sample; default: true without train_size, false with it "
+                    "(train_size is then the rolling window, as scikit-learn's max_train_size)",
+    )
     gap: int = Field(default=0, ge=0)
 
     @field_validator("embargo")
