@@ -321,6 +321,10 @@ def test_lookahead_command_exits_4_on_a_leaking_strategy(tmp_path: Path) -> None
     text = " ".join(result.output.split())
     assert f"output at {when} (BatchEndReader) changed when data after {cut} changed" in text, text
     assert str(first["ts"]) not in text
+    # after a cut's first difference the records no longer line up: each cut lists its first 20, and so counts
+    per_cut = [sum(v["cut"] == c for v in report["violations"]) for c in report["cuts"]]
+    assert max(per_cut) == 20 and report["n_violations"] == sum(per_cut) <= 40
+    assert f"violations (the first 20 a cut) │ {report['n_violations']}" in result.output, result.output
 
 
 def test_round_trip_pnl_hand_derived() -> None:

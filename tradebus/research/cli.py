@@ -360,7 +360,7 @@ def lookahead(
     out: OutOption = None,
 ) -> None:
     """Perturb the data after random cuts and report any feature, model output or decision that changed before."""
-    from tradebus.research.lookahead import check_config
+    from tradebus.research.lookahead import MAX_PER_CUT, check_config
 
     console = Console()
     try:
@@ -370,7 +370,8 @@ def lookahead(
         path = write_json(report.to_dict(), _out_dir(out, config) / "lookahead.json")
     except TradebusError as exc:
         _fail(exc, config)
-    rows = {"cuts": len(report.cuts), "records checked": report.records_checked, "violations": len(report.violations)}
+    rows = {"cuts": len(report.cuts), "records checked": report.records_checked,
+            f"violations (the first {MAX_PER_CUT} a cut)": len(report.violations)}
     print_titled(console, f"lookahead -> {path}", _table(rows))
     if not report.ok:
         first = report.violations[0]

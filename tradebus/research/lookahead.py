@@ -87,7 +87,7 @@ PERTURBED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "book_depth": ((), ("depth", "notional")),
 }
 #: Differences reported per cut (after the first one, later records are usually shifted too).
-_MAX_PER_CUT = 20
+MAX_PER_CUT = 20
 
 
 def _values(kind: str) -> tuple[str, ...]:
@@ -463,7 +463,7 @@ def _compare(report: LookaheadReport, cut: int, ref: list[tuple[str, int, str, t
                  "before": None if a is None else list(a[3])[:20], "after": None if b is None else list(b[3])[:20]}
             )
             found += 1
-            if found >= _MAX_PER_CUT:  # later records are misaligned after the first difference
+            if found >= MAX_PER_CUT:  # later records are misaligned after the first difference
                 break
 
 
