@@ -59,6 +59,7 @@ import pyarrow.parquet as pq
 from tradebus.data.catalog import BOOK_SNAPSHOT, Catalog, open_parquet, schema_for
 from tradebus.data.ingest import parse_interval, read_bars, read_trades, validate_bars, validate_trades
 from tradebus.data.prefetch import prefetched
+from tradebus.data.trade_ids import trade_ids
 from tradebus.engine.clock import iso_ns
 from tradebus.engine.messages import (
     Bar,
@@ -339,7 +340,9 @@ class ReplayBatch:
     open, high, low, close, volume
         float64 arrays (bars; ``None`` for trades).
     price, size, aggressor, trade_id
-        float64, float64, int8 arrays and a list of str (trades; ``None`` for bars).
+        float64, float64, int8 arrays and a sequence of str (trades; ``None`` for bars): a list, or
+        read from a catalog or file the stored column, each id decoded when read
+        (:class:`~tradebus.data.trade_ids.TradeIds`).
     columns
         Every value column by name, for every kind (quotes: ``bid_price`` ...; book:
         ``sequence``, ``side``, ``price``, ``size``, ``flags``; see :mod:`tradebus.data.catalog`).
@@ -373,7 +376,7 @@ class ReplayBatch:
         ts_event: np.ndarray,
         ts_init: np.ndarray,
         columns: dict[str, np.ndarray],
-        trade_id: list[str] | None = None,
+        trade_id: Sequence[str] | None = None,
     ) -> None:
         self.source = source
         self.instrument_id = instrument_id
@@ -471,7 +474,7 @@ def _to_messages(
     ts_event: np.ndarray,
     ts_init: np.ndarray,
     columns: dict[str, np.ndarray | None],
-    trade_id: list[str] | None,
+    trade_id: Sequence[str] | None,
 ) -> list[Any]:
     """Build the messages of aligned columns."""
     if kind == "book":
@@ -560,7 +563,7 @@ class _Chunk:
         ts_event: np.ndarray,
         ts_init: np.ndarray,
         columns: dict[str, np.ndarray],
-        trade_id: list[str] | None,
+        trade_id: Sequence[str] | None,
     ) -> None:
         self.origin = origin
         self.first_row = first_row  # 1-based row in the origin file of element 0
@@ -592,7 +595,7 @@ class _Chunk:
             np.concatenate((self.ts_event, after.ts_event)),
             np.concatenate((self.ts_init, after.ts_init)),
             {k: np.concatenate((v, after.columns[k])) for k, v in self.columns.items()},
-            self.trade_id + after.trade_id if self.trade_id is not None and after.trade_id is not None else None,
+            [*self.trade_id, *after.trade_id] if self.trade_id is not None and after.trade_id is not None else None,
         )
 
     def cut(self, lo: int, hi: int) -> _Chunk:
@@ -1012,7 +1015,7 @@ class Replay:
                             cols["ts_event"].to_numpy(),
                             ts_init,
                             {f: cols[f].to_numpy() for f in fields},
-                            cols["trade_id"].to_pylist() if src.kind == "trades" else None,
+                            trade_ids(cols["trade_id"]) if src.kind == "trades" else None,
                         )
                         _check_time_bounds(chunk, bounds)
                         offset += batch.num_rows
@@ -1034,7 +1037,7 @@ class Replay:
         lo, hi = _range_mask(ts_init, self.start_ns, self.end_ns)
         ts_event = table.column("ts_event").to_numpy()
         columns = {f: table.column(f).to_numpy() for f in fields}
-        ids = table.column("trade_id").to_pylist() if src.kind == "trades" else None
+        ids = trade_ids(table.column("trade_id")) if src.kind == "trades" else None
         whole = _Chunk(str(path), 1, ts_event, ts_init, columns, ids)
         for start in range(lo, hi, self.batch_rows):
             yield whole.cut(start, min(start + self.batch_rows, hi))

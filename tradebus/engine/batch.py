@@ -735,17 +735,16 @@ class BatchLoop:
         ):
             # Perpetual settlement and bars built from trades act between trades: one at a time
             # (a lone margin spot instrument's liquidation is checked below at prices out of bounds).
-            for j, (te, ti, px, sz, side) in enumerate(
-                zip(
-                    batch.ts_event.tolist(),
-                    batch.ts_init.tolist(),
-                    batch.price.tolist(),
-                    batch.size.tolist(),
-                    batch.aggressor.tolist(),
-                    strict=True,
-                )
+            for te, ti, px, sz, side, tid in zip(
+                batch.ts_event.tolist(),
+                batch.ts_init.tolist(),
+                batch.price.tolist(),
+                batch.size.tolist(),
+                batch.aggressor.tolist(),
+                batch.trade_id,
+                strict=True,
             ):
-                k.process(Trade(iid, te, ti, px, sz, side, batch.trade_id[j]))
+                k.process(Trade(iid, te, ti, px, sz, side, tid))
             return
         bank = k.banks.get(iid)
         view = k.cache.feature_views.get(iid)
