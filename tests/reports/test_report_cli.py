@@ -641,3 +641,22 @@ def test_a_config_yaml_cut_at_any_line_or_empty_is_refused_naming_it(tmp_path: P
         what = "is empty" if not cut.strip() else "does not end with its last line, '# end of the run config'"
         assert f"{a / 'config.yaml'}: the run config {what}: the file was cut short" in message, message
         assert not (a / "tearsheet.html").exists()
+
+
+@pytest.mark.parametrize("after", ["\n", "\n\n", " \n", "\t\r\n"], ids=["as-written", "blank-line", "space", "tab-crlf"])
+def test_a_whole_config_yaml_with_blank_lines_or_spaces_after_its_last_line_is_read(tmp_path: Path, after: str) -> None:
+    """A run's config.yaml a user opened in an editor that left a blank line, or spaces, after its last line
+    ('# end of the run config') is whole: it was refused as cut short (exit 2), and is read as written."""
+    a = tmp_path / "a"
+    result = RunResult(("X.SIM",), 1000.0, 0, 60 * S, 0, 60 * S, fills=[], equity=[EquitySample(0, 1000.0, 1000.0,
+                       0.0, 0.0, 0.0, 0.0, marks=(100.0,))])  # fmt: skip
+    with RunDirectory(a, "backtest") as run_dir:
+        write_run(run_dir, result, compute_metrics(result), _written_config("backtest"))
+    run_dir.close()
+    whole = (a / "config.yaml").read_text()
+    assert whole.endswith("\n# end of the run config\n")
+    expected = load_run(a).config
+    (a / "config.yaml").write_bytes((whole[:-1] + after).encode())
+    assert load_run(a).config == expected
+    said = invoke("report", str(a))
+    assert said.exit_code == 0, said.output  # type: ignore[attr-defined]

@@ -337,12 +337,12 @@ def _run_config(path: Path) -> dict[str, Any]:
     """
     loaded = read_yaml(path, "run config")
     raw = path.read_bytes()
-    lines = raw.splitlines()
-    if not raw.strip():
+    lines = raw.strip().splitlines()  # blank lines and spaces an editor left after the last line are no cut
+    if not lines:
         what = "is empty"
     elif not raw.endswith(b"\n"):
         what = "does not end in a newline"
-    elif lines[0].rstrip(b"\r") == CONFIG_HEAD.encode() and lines[-1].rstrip(b"\r") != CONFIG_END.encode():
+    elif lines[0].rstrip() == CONFIG_HEAD.encode() and lines[-1].rstrip() != CONFIG_END.encode():
         what = f"does not end with its last line, {CONFIG_END!r}"
     elif loaded is None:
         return {}
