@@ -575,3 +575,40 @@ def test_a_replay_overwritten_in_another_process_while_it_reads_goes_on_with_the
     assert writer.returncode == 0
     assert (whole, failed[:2]) == (rounds, [])
     assert cat.read("x", "spot", "S", "bars").equals(versions[rounds % 2])
+
+
+#: Replays two catalog datasets of 300 day files each (written by the test) with the soft ``ulimit -n`` at 600.
+_REPLAY_TWO_UNDER_A_LOW_SOFT_LIMIT = r"""
+import resource, sys
+from loguru import logger
+from tradebus.data import catalog
+from tradebus.data.replay import Replay, ReplaySource
+logger.remove()
+cat = catalog.Catalog(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_NOFILE, (600, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+sources = [ReplaySource.from_catalog(cat, f"{s}.X", "x", "spot", s, "bars") for s in ("A", "B")]
+rows = sum(len(b.ts_init) for b in Replay(sources, prefetch=False).batches())
+print(rows, catalog._Pinned.count)
+"""
+
+
+def test_a_replay_of_two_datasets_whose_files_together_pass_the_soft_open_file_limit_raises_it(tmp_path: Path) -> None:
+    """A replay holds every file of each of its catalog sources open (a write cannot change them under it); each
+    source made room for its own files only, so two of 301 files each under a soft ``ulimit -n`` of 600 (the
+    hard one higher) each fit, together did not, and the replay failed ('part-00000.parquet: cannot open it
+    (EMFILE ...)') where it read both before the files were held open. Each read now counts the files the others
+    hold: the soft limit is raised, all 14,400 bars are read, and no file is left open after."""
+    import resource
+
+    from tests.data.test_data_catalog import make_bars
+
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 2000:
+        pytest.skip("the hard limit of open files leaves no room to raise the soft one above 600")
+    cat = Catalog(tmp_path)
+    for symbol in ("A", "B"):
+        cat.write(make_bars(24 * 300), "x", "spot", symbol, "bars", "day")
+    assert len(list((tmp_path / "x" / "spot" / "A" / "bars").glob("date=*"))) == 301
+    done = subprocess.run([sys.executable, "-c", _REPLAY_TWO_UNDER_A_LOW_SOFT_LIMIT, str(tmp_path)], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["14400", "0"]

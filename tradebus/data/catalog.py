@@ -72,6 +72,7 @@ import os
 import re
 import shutil
 import stat
+import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -220,6 +221,19 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _HASH_CHUNK = 1 << 20
 #: Files a process is taken to hold open besides a pinned read's (:func:`_room_for`): logs, sockets, other reads.
 _FILES_HELD_ELSEWHERE = 256
+
+
+class _Pinned:
+    """The files the pinned reads of this process hold open now (:meth:`Catalog.pinned`): a replay of several
+    sources holds every source's at once, so each read makes room for the others' too (:func:`_room_for`)."""
+
+    lock = threading.Lock()
+    count = 0
+
+    @classmethod
+    def add(cls, n: int) -> None:
+        with cls.lock:
+            cls.count += n
 
 
 def schema_for(kind: str) -> pa.Schema:
@@ -780,6 +794,7 @@ class Catalog:
             if handles is not None:  # the file checked: the caller holds the read lock, no swap runs meanwhile
                 try:
                     handles.append(pa.OSFile(str(path)))
+                    _Pinned.add(1)
                 except OSError as exc:  # no read permission, no descriptor left (EMFILE)
                     raise DataError(f"{path}: cannot open it ({describe_os_error(exc)})") from None
         return kept
@@ -1069,11 +1084,12 @@ def _shared(directory: Path) -> Iterator[None]:
 def _close_all(handles: list[pa.NativeFile]) -> None:
     for fh in handles:
         fh.close()
+    _Pinned.add(-len(handles))
 
 
 def _room_for(count: int, name: str) -> None:
-    """Make room for ``count`` more open files in this process (:meth:`Catalog.pinned`): the soft ``ulimit -n``
-    raised up to the hard one if needed.
+    """Make room for ``count`` more open files in this process (:meth:`Catalog.pinned`), besides those its other
+    pinned reads hold: the soft ``ulimit -n`` raised up to the hard one if needed.
 
     Raises
     ------
@@ -1085,13 +1101,14 @@ def _room_for(count: int, name: str) -> None:
     except ImportError:  # no such limit to raise (Windows)
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = count + _FILES_HELD_ELSEWHERE
+    others = _Pinned.count
+    need = count + others + _FILES_HELD_ELSEWHERE
     if soft == resource.RLIM_INFINITY or need <= soft:
         return
     if hard != resource.RLIM_INFINITY and need > hard:
-        raise DataError(f"{name}: a read keeps its {count} files open, so that a write swapping in a new version "
-                        f"cannot change them under it; this process may open {hard} files (ulimit -n): narrow the "
-                        "time range or raise that limit")
+        raise DataError(f"{name}: a read keeps its {count} files open (the process's other reads {others}), so that "
+                        f"a write swapping in a new version cannot change them under it; this process may open {hard} "
+                        "files (ulimit -n): narrow the time range or raise that limit")
     resource.setrlimit(resource.RLIMIT_NOFILE, (need if hard == resource.RLIM_INFINITY else hard, hard))
 
 
