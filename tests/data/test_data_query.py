@@ -212,3 +212,37 @@ def test_a_query_racing_overwrites_in_another_process_reads_one_whole_version_ev
     assert writer.returncode == 0, errors
     assert bad == [], f"{len(bad)} of {sum(seen.values()) + len(bad)} queries: {bad[:3]}"
     assert min(seen.values()) > 0, seen  # the queries overlapped the overwrites: both versions were read
+
+
+#: Queries a catalog of 400 symbols (written by the test) with the soft ``ulimit -n`` at 300.
+_QUERY_UNDER_A_LOW_SOFT_LIMIT = r"""
+import resource, sys
+from loguru import logger
+from tradebus.data import catalog
+from tradebus.data.query import query
+logger.remove()
+resource.setrlimit(resource.RLIMIT_NOFILE, (300, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+print(query("SELECT count(*) AS n, count(DISTINCT symbol) AS s FROM bars", sys.argv[1]).to_pylist()[0],
+      catalog._Pinned.count)
+"""
+
+
+def test_a_query_of_a_catalog_with_more_symbol_folders_than_the_soft_open_file_limit_raises_it(tmp_path: Path) -> None:
+    """A query holds the read lock of every symbol folder (one descriptor each) while DuckDB reads the files: a
+    catalog of 400 symbols under a soft ``ulimit -n`` of 300 (the hard one higher) failed ('S0296/bars/manifest.json:
+    cannot read the dataset's manifest (EMFILE: Too many open files)'), where it was read before the locks were held
+    (as 1,100 symbols under the usual 1,024 were). The soft limit is now raised for them: the 400 symbols' 1,200 bars
+    are counted, and the count of held files is back to 0 after."""
+    import resource
+
+    from tests.data.test_data_catalog import make_bars
+
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 2000:
+        pytest.skip("the hard limit of open files leaves no room to raise the soft one above 300")
+    cat, bars = Catalog(tmp_path), make_bars(3)
+    for n in range(400):
+        cat.write(bars, "x", "spot", f"S{n:04d}", "bars")
+    done = subprocess.run([sys.executable, "-c", _QUERY_UNDER_A_LOW_SOFT_LIMIT, str(tmp_path)], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["{'n':", "1200,", "'s':", "400}", "0"]

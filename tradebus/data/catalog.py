@@ -729,18 +729,24 @@ class Catalog:
         For a reader that opens the files by their paths later within the block (DuckDB's queries): the
         shared lock of every symbol folder involved is held throughout (one per folder), so a commit in
         another process (an ``--overwrite``) waits for the block to end rather than remove the files read.
-        Keep the block short: writers wait for it.
+        Keep the block short: writers wait for it. Each lock is a descriptor: when the folders outnumber what the
+        process may open (``ulimit -n``), its soft limit is raised up to the hard one, as :meth:`pinned`'s.
 
         Raises
         ------
         DataError
             As :meth:`files`; a dataset whose manifest is gone under the lock (removed by hand) is
-            :class:`DatasetNotFound`.
+            :class:`DatasetNotFound`; the folders are more than the process may open, naming their count.
         """
         out: dict[DatasetRef, tuple[Manifest, list[Path]]] = {}
+        refs = sorted(refs)
+        folders = len({self.dataset_dir(r.venue, r.market, r.symbol, r.dataset).parent for r in refs})
+        _room_for(folders, str(self.root))  # a descriptor per folder's lock, held with the files the block opens
         with ExitStack() as stack:
+            _Pinned.add(folders)
+            stack.callback(_Pinned.add, -folders)
             held: set[Path] = set()
-            for ref in sorted(refs):
+            for ref in refs:
                 base = self.dataset_dir(ref.venue, ref.market, ref.symbol, ref.dataset)
                 if base.parent not in held:  # one lock per folder: a second descriptor's could wait on a heal's
                     held.add(base.parent)
@@ -1088,8 +1094,8 @@ def _close_all(handles: list[pa.NativeFile]) -> None:
 
 
 def _room_for(count: int, name: str) -> None:
-    """Make room for ``count`` more open files in this process (:meth:`Catalog.pinned`), besides those its other
-    pinned reads hold: the soft ``ulimit -n`` raised up to the hard one if needed.
+    """Make room for ``count`` more open files in this process (:meth:`Catalog.pinned`, :meth:`Catalog.holding`),
+    besides those its other such reads hold: the soft ``ulimit -n`` raised up to the hard one if needed.
 
     Raises
     ------
