@@ -32,6 +32,7 @@ from tradebus.engine.messages import ModifyOrder, OrderModified, OrderSide, Orde
 from tradebus.execution.journal import Journal
 from tradebus.execution.orders import Order
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
+from tradebus.node.reconcile import Reconciler
 
 WARNING = "amended at the venue unheard here"
 
@@ -298,6 +299,42 @@ async def test_a_query_read_before_our_own_amend_and_answered_after_it_does_not_
             await until(lambda: coid not in h.venue._querying)  # noqa: SLF001 - the answer arrived and was applied
             assert (order.quantity, order.price, order.status) == (0.0015, 20_012.3, OrderStatus.ACCEPTED)
             assert [(e.quantity, e.price) for e in modified] == [(0.0015, 20_012.3)]  # the amend's acknowledgement only
+    finally:
+        logger.remove(sink)
+    assert lines == []
+
+
+@pytest.mark.parametrize(("kit", "path"), [(OKX, "/api/v5/trade/amend-order"), (BYBIT, "/v5/order/amend")], ids=["okx", "bybit"])
+async def test_a_round_reading_the_open_orders_while_our_own_amend_is_unanswered_queries_nothing(kit: VenueKit, path: str) -> None:
+    """The strategy amends a limit buy of 0.001 @ 20,000 to 0.0015 @ 20,012.3; the venue applies it and its answer is
+    held back; a reconciliation round reads the open orders meanwhile: the venue lists the new terms, the order here
+    still has the old. That is our own amend on its way, not one unheard: the round finds no difference, queries
+    nothing and logs no WARNING; a round after the answer finds none either."""
+    release = asyncio.Event()
+    late = RestFault("late", "POST", path, release=release)
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="INFO",
+                      filter=lambda r: WARNING in r["message"] or "reconciliation: order" in r["message"])
+    try:
+        async with kit_harness(kit, rest_faults=[late]) as h:
+            execution = h.kernel.execution
+            order = execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.001, 0, 0, OrderType.LIMIT, 20_000.0))
+            await until(lambda: order.status is OrderStatus.ACCEPTED)
+            coid = order.client_order_id
+            reconciler = Reconciler(h.kernel, h.venue, lambda iid, reason: None, 2.0)
+            execution.modify(ModifyOrder("s1", kit.iid, coid, 0, 0, quantity=0.0015, price=20_012.3))
+            await until(lambda: late.fired)
+            queries = h.venue.requests["query"]
+            marks = h.venue.amend_marks()
+            listed = await h.venue.api.open_orders()
+            assert [(r.quantity, r.price) for r in listed] == [(0.0015, 20_012.3)]  # the venue applied it
+            assert (order.quantity, order.price) == (0.001, 20_000.0)  # its answer not here yet
+            assert reconciler.compare_orders(listed, marks) == 0
+            release.set()
+            await until(lambda: (order.quantity, order.price) == (0.0015, 20_012.3))
+            marks = h.venue.amend_marks()
+            assert reconciler.compare_orders(await h.venue.api.open_orders(), marks) == 0
+            assert h.venue.requests["query"] == queries
     finally:
         logger.remove(sink)
     assert lines == []

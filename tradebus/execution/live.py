@@ -1132,6 +1132,16 @@ class LiveVenue(Venue):
         """Take ``report`` (from a list the venue gave, e.g. its open orders) as the answer to the next query of its order."""
         self._answers[report.client_order_id] = report
 
+    def amend_marks(self) -> dict[str, tuple[int, int]]:
+        """Each order's amends of this process now: ``(on their way, sent or answered)``, for :meth:`amended_since`."""
+        return dict(self._amending)
+
+    def amended_since(self, marks: dict[str, tuple[int, int]], client_order_id: str) -> bool:
+        """Whether an amend of this process of the order was on its way at ``marks`` (:meth:`amend_marks`) or since:
+        a venue's answer read in between may tell the terms before the amend, not an amend unheard here."""
+        before = marks.get(client_order_id, (0, 0))
+        return bool(before[0]) or self._amending.get(client_order_id, (0, 0)) != before
+
     def track(self, order: Order) -> None:
         """Know ``order`` (journaled by a previous process) so that it can be queried and its events parsed."""
         self._orders[order.client_order_id] = order
@@ -1465,7 +1475,7 @@ class LiveVenue(Venue):
         # Only a query sent after a cancel's refusal tells whether the order worked on after it.
         judges_cancel = coid in self._cancel_refused
         judges_amend = coid in self._amend_floor
-        amending = self._amending.get(coid, (0, 0))
+        marks = {coid: self._amending[coid]} if coid in self._amending else {}
         self.requests["query"] += 1
         try:
             report = await self.api.query(order)
@@ -1476,8 +1486,7 @@ class LiveVenue(Venue):
             self._querying.discard(coid)
         if report is None:
             report = self._forgotten(order)
-        elif amending[0] or self._amending.get(coid, (0, 0)) != amending:
-            # An amend of ours was on its way meanwhile: the answer may tell the terms before it, not an amend unheard.
+        elif self.amended_since(marks, coid):
             report = msgspec.structs.replace(report, quantity=math.nan, price=math.nan, trigger_price=math.nan)
         self._answers[coid] = report
         if coid in self._replacing and report is not None and report.status is OrderStatus.CANCELED:

@@ -584,7 +584,7 @@ class Reconciler:
             self.venue.track(order)
             execution.reconcile_order(order.client_order_id)
         if paged:
-            self.compare_orders(venue_open)
+            self.compare_orders(venue_open, {})  # read before any amend of this process
         self.report_external(venue_open)
 
     def report_external(self, venue_open: list[OrderStatusReport]) -> None:
@@ -604,15 +604,20 @@ class Reconciler:
             now = self.kernel.clock.now_ns()
             self.kernel.bus.publish(ExternalOrder(coid, report.venue_order_id, report.status, report.filled_qty, now, now))
 
-    def compare_orders(self, venue_open: list[OrderStatusReport]) -> int:
-        """Query every order whose venue state differs from ours (see the module docstring); how many."""
+    def compare_orders(self, venue_open: list[OrderStatusReport], marks: dict[str, tuple[int, int]]) -> int:
+        """Query every order whose venue state differs from ours (see the module docstring); how many.
+
+        ``marks``: the venue's :meth:`~tradebus.execution.live.LiveVenue.amend_marks` before ``venue_open`` was read;
+        an order amended by this process meanwhile is compared by its fills alone (the list may tell either terms).
+        """
         there = {r.client_order_id: r for r in venue_open}
         differences = 0
         for order in self.kernel.orders.open_orders():
             if order.status in _IN_FLIGHT:
                 continue
             report = there.get(order.client_order_id)
-            terms = None if report is None else venue_terms(order, report)
+            coid = order.client_order_id
+            terms = None if report is None or self.venue.amended_since(marks, coid) else venue_terms(order, report)
             if report is not None and report.filled_qty <= order.filled_qty + 1e-12 and terms is None:
                 continue
             differences += 1
@@ -747,8 +752,9 @@ class Reconciler:
     async def round(self) -> None:
         """One periodic round: open orders, external orders, then (queries answered) balances; :attr:`rounds` counts it as it ends."""
         try:
+            marks = self.venue.amend_marks()
             venue_open = await self.venue.api.open_orders()
-            self.compare_orders(venue_open)
+            self.compare_orders(venue_open, marks)
             self.report_external(venue_open)
             await self.venue.drain(self.settle_timeout, "reconciliation round")
             await self.compare_balances(startup=False)
