@@ -58,6 +58,23 @@ def test_the_venue_header_overrides_the_local_count() -> None:
     assert ft.slept == [pytest.approx(50.0)]
 
 
+def test_room_before_an_answer_keeps_the_other_callers_share_to_spare() -> None:
+    """USD-M's 2,400 a minute, this process using at most 80 % (1,920): a request may go before an answer on its way
+    only while 1,920 - 480 (the others' share, which they may have used since the last answer) = 1,440 is not passed."""
+    ft = FakeTime(1_030.0)
+    budget = WeightBudget(2_400, 60.0, header="X-MBX-USED-WEIGHT-1M", monotonic=ft.now, sleep=ft.sleep)
+    budget.observe(200, {"X-MBX-USED-WEIGHT-1M": "1438"})
+    assert budget.has_room(1) and budget.has_room(2) and not budget.has_room(3)
+    asyncio.run(budget.acquire(1))  # this process's own request since the answer counts: 1,439
+    assert budget.has_room(1) and not budget.has_room(2)
+    ft.t = 1_080.0  # the next minute: its weight unknown, nothing used here yet
+    assert budget.has_room(1_440) and not budget.has_room(1_441)
+    budget.observe(429, {"Retry-After": "5"})
+    assert not budget.has_room(1)  # paused
+    ft.t += 5.0
+    assert budget.has_room(1)
+
+
 @pytest.mark.parametrize(("status", "reason"), [(429, "rate limited"), (418, "IP banned")])
 def test_429_and_418_pause_every_caller_for_retry_after(status: int, reason: str) -> None:
     ft = FakeTime(1_030.0)

@@ -244,6 +244,74 @@ async def test_a_two_request_replacement_after_its_cancel_waits_out_a_full_windo
     assert [c for m, p, c in h.emulator.requests if m == "POST" and p == "/fapi/v1/order"] == [order.client_order_id, new.client_order_id]
 
 
+def _stream_caught_up(h: Harness) -> bool:
+    """Whether the user stream has handled every frame the emulator queued to it."""
+    return h.stream.frames >= sum(s.queued for s in h.emulator.sessions)
+
+
+async def test_a_two_request_replacement_near_the_weight_limit_waits_for_its_cancels_answer() -> None:
+    """Binance USD-M, every answer telling the minute's weight near the limit (1,801 of 2,400: past what this
+    process leaves the account's other callers): a limit buy at 59,000 moved to 59,500. The stream's CANCELED
+    frame comes first and the DELETE's answer, held, tells the minute used up (2,400). The replacement is not
+    sent on the frame but once the answer is read, and waits for the next window; sent on the frame, it went
+    into the full minute (at a real venue a 429, and the buy canceled with nothing in its place)."""
+    resume, answer = asyncio.Event(), asyncio.Event()
+    late = RestFault("late", "DELETE", "/fapi/v1/order", release=answer)
+    budget = stepping_budget(FUTURES_WEIGHT_LIMIT, WEIGHT_HEADER, resume)
+    async with usdm_harness(rest_faults=[late], timeout=WAIT, timeouts=ANSWERED, budget=budget) as h:
+        try:
+            h.emulator.weight = 1_800  # type: ignore[attr-defined]
+            replaced: list[OrderReplaced] = []
+            h.kernel.bus.subscribe(OrderReplaced, replaced.append)
+            order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
+            await until(lambda: order.status is OrderStatus.ACCEPTED)
+            assert budget.used == 1_801
+            h.emulator.weight = FUTURES_WEIGHT_LIMIT - 1  # type: ignore[attr-defined]  # the DELETE's answer tells 2,400
+            h.kernel.execution.modify(ModifyOrder("s1", h.iid, order.client_order_id, 0, 0, price=59_500.0))
+            await until(lambda: late.fired and h.emulator.orders[order.client_order_id].status is OrderStatus.CANCELED)
+            await until(lambda: _stream_caught_up(h))  # the CANCELED frame handled, the DELETE's answer held
+            assert [o.client_order_id for o in h.kernel.orders.orders()] == [order.client_order_id]  # nothing submitted yet
+            assert order.status is OrderStatus.ACCEPTED  # its cancel follows the replacement
+            answer.set()
+            await until(lambda: budget.waits >= 1)
+            h.emulator.weight = 0  # type: ignore[attr-defined]
+            resume.set()
+            await until(lambda: len(replaced) == 1)
+            new = h.kernel.orders.order(replaced[0].replacement_id)
+            await until(lambda: new.status is OrderStatus.ACCEPTED and order.status is OrderStatus.CANCELED)
+            await h.venue.drain()
+        finally:
+            answer.set()  # an answer still held would hold the emulator's stop
+    assert [(r.order.price, r.order.quantity) for r in h.emulator.open_orders()] == [(59_500.0, 0.01)]
+    assert budget.peak <= FUTURES_WEIGHT_LIMIT
+
+
+async def test_a_two_request_replacement_with_room_in_the_budget_leaves_on_the_streams_cancel_frame() -> None:
+    """Binance USD-M, the minute's weight far from the limit: the replacement of a limit buy moved from 59,000 to
+    59,500 leaves on the stream's CANCELED frame, before the DELETE's answer (held until the replacement reached
+    the venue): the order is off the book no longer than the stream takes."""
+    answer = asyncio.Event()
+    late = RestFault("late", "DELETE", "/fapi/v1/order", release=answer)
+    # The REST client outwaits the test's waits: a replacement left only at the DELETE's timeout fails them.
+    async with usdm_harness(rest_faults=[late], timeout=2 * WAIT, timeouts=ANSWERED) as h:
+        try:
+            replaced: list[OrderReplaced] = []
+            h.kernel.bus.subscribe(OrderReplaced, replaced.append)
+            order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
+            await until(lambda: order.status is OrderStatus.ACCEPTED)
+            h.kernel.execution.modify(ModifyOrder("s1", h.iid, order.client_order_id, 0, 0, price=59_500.0))
+            await until(lambda: len(replaced) == 1)
+            new = h.kernel.orders.order(replaced[0].replacement_id)
+            await until(lambda: new.client_order_id in h.emulator.orders)
+            assert not answer.is_set() and late.fired  # placed while the DELETE's answer was still held
+            answer.set()
+            await until(lambda: new.status is OrderStatus.ACCEPTED and order.status is OrderStatus.CANCELED)
+            await h.venue.drain()
+        finally:
+            answer.set()  # an answer still held would hold the emulator's stop
+    assert [(r.order.price, r.order.quantity) for r in h.emulator.open_orders()] == [(59_500.0, 0.01)]
+
+
 async def test_a_submit_behind_a_429_pause_shorter_than_its_timeout_waits_it_out_and_is_accepted() -> None:
     async with harness([RestFault("rate_limit", retry_after=0.1)], budget=_stepping_budget(), request_timeout=WAIT) as h:  # the 429 read however late
         refused = h.submit(OrderSide.BUY, 0.01, 50_000.0)

@@ -56,7 +56,10 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     new price, is submitted through :attr:`LiveVenue.on_replace` (the engine's ``submit``:
     it passes the risk gate and the journal like any order; a modify of it while its cancel is on
     its way is merged into that one replacement), then ``OrderReplaced``, then the
-    order's ``OrderCanceled`` (so an OCO group or bracket follows the replacement). When the
+    order's ``OrderCanceled`` (so an OCO group or bracket follows the replacement). The stream may tell the
+    cancel before the cancel's answer, whose headers tell the rate budget the weight used: the replacement then
+    leaves at once while the budget has room (:meth:`TradingApi.has_room_to_place`), else it (and the cancel
+    it follows) waits for that answer, which may show the minute used up (a replacement sent into it: a 429). When the
     order closed otherwise first (filled), is canceled by the engine meanwhile, or still works at
     a query sent once the cancel was answered (an earlier query's answer may predate the cancel:
     it is not believed; the engine asks again every ``retry_ns`` until one is answered, the stream's
@@ -524,6 +527,13 @@ class TradingApi(ABC):
     #: Whether :meth:`place_oco` places an OCO pair in one request at this venue.
     supports_oco: bool = False
 
+    def has_room_to_place(self) -> bool:
+        """Whether a new order may leave before the answer of a request in flight tells the account's rate budget
+        (a two-request cancel-replace's replacement on the stream's cancel frame, before the cancel's answer):
+        ``False`` when the budget, as the venue's last answer told it, is near its limit, so that the answer on its
+        way may show it used up. Default: ``True`` (no budget told by answers)."""
+        return True
+
     def trails_in_oco(self, percent: float) -> bool:
         """Whether :meth:`place_oco` can make its stop leg a venue trailing stop ``percent`` % from the
         best price since it was placed (the venue moves its trigger; no modify is sent)."""
@@ -663,6 +673,10 @@ class LiveVenue(Venue):
         #: ``cancel``: its cancel timeout queries the replacement if neither the answer nor the stream tells).
         self.on_cancel: Callable[[CancelOrder], Any] | None = None
         self._replacing: dict[str, ModifyOrder] = {}
+        # Two-request cancel-replaces whose cancel request has not ended (sent or about to be), and the stream's cancel of
+        # each, held until it ends when the rate budget had no room for the replacement (_hold_for_answer).
+        self._canceling: set[str] = set()
+        self._before_answer: dict[str, list[OrderCanceled]] = {}
         #: Journals and publishes a two-request cancel-replace's intent before its cancel is sent (the engine's ``replacing``).
         self.on_replacing: Callable[[ContingentLinked], Any] | None = None
         # Two-request cancel-replaces a previous process left in flight (resume_replaces): replaced id -> modification.
@@ -848,6 +862,7 @@ class LiveVenue(Venue):
         self._replacing[coid] = cmd
         self._cancel_answered.discard(coid)
         self._journal_intent(cmd)
+        self._canceling.add(coid)
         self._spawn(self._cancel(order), f"cancel:{coid}")
 
     def _journal_intent(self, cmd: ModifyOrder) -> None:
@@ -938,10 +953,28 @@ class LiveVenue(Venue):
                 self._held.setdefault(coid, []).append(event)
                 return
             if coid in self._replacing:
+                if self._hold_for_answer(event):
+                    return
                 self._replace(coid, event.filled_qty)
         super().emit(event)
         if self._replacing:
             self._replace_if_closed(getattr(event, "client_order_id", ""))
+
+    def _hold_for_answer(self, event: OrderCanceled) -> bool:
+        """Hold the stream's cancel of a two-request cancel-replace told before its cancel's request ended, when the
+        rate budget has no room to place the replacement before that answer (:meth:`TradingApi.has_room_to_place`):
+        the answer's headers may show the minute used up, which the replacement sent now would meet as a refusal
+        (a 429). :meth:`_cancel` hands it on once the request ends. With room, the replacement leaves now."""
+        coid = event.client_order_id
+        held = self._before_answer.get(coid)
+        if held is None:
+            if coid not in self._canceling or self.api.has_room_to_place():
+                return False
+            logger.info("order {}: canceled; its replacement waits for the cancel's answer (the rate budget is near "
+                        "its limit)", coid)
+            held = self._before_answer[coid] = []
+        held.append(event)
+        return True
 
     def _replace_if_closed(self, coid: str) -> None:
         """Refuse the modification of an order that closed otherwise than by its cancel-replace's cancel."""
@@ -1425,6 +1458,7 @@ class LiveVenue(Venue):
         coid = order.client_order_id
         if not order.is_open:  # closed before its cancel left (a submit withdrawn unsent: :meth:`_submitting`)
             logger.info("cancel of {}: the order is {}; not sent", coid, order.status)
+            self._canceling.discard(coid)
             return
         try:
             await self._send_unless_busy(order, "cancel", lambda: self.api.cancel(order))
@@ -1442,6 +1476,10 @@ class LiveVenue(Venue):
                                "still open (live.cancel_on_stop), else a restart on the journal does", coid, exc)
             else:
                 logger.warning("cancel of {}: no answer ({}); the cancel timeout will query", coid, exc)
+        finally:
+            self._canceling.discard(coid)
+        for event in self._before_answer.pop(coid, ()):  # the stream told the cancel before its answer: handed on now
+            self.emit(event)
         if coid in self._replacing:
             # The replacement waits for the cancel, confirmed by the stream or a query sent from now on
             # (a cancel-replace has no engine timeout of its own).

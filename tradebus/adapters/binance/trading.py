@@ -456,6 +456,10 @@ class BinanceTrading(TradingApi):
         "trades": "private_get_mytrades",
     }
 
+    def has_room_to_place(self) -> bool:
+        """Whether a new order may leave before an answer on its way tells the weight used (:meth:`WeightBudget.has_room`)."""
+        return self.budget is None or self.budget.has_room(self.weights[self.endpoint["place"]])
+
     def _point_at(self, base: str) -> None:
         """Point ccxt's URLs at ``base`` (the venue or an emulator)."""
         api = self._ccxt.urls["api"]

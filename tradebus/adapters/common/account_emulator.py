@@ -39,9 +39,10 @@ on 127.0.0.1 and keeps the account:
                   before processing (nothing happens)
   ``slow``        REST: processed, answered ``seconds`` later (the answer tells the state
                   at processing: what happens meanwhile is not in it)
-  ``late``        REST: processed, answered once ``release`` is set (as ``slow``, on the test's word)
   ``hold``        REST: processed and answered once ``release`` is set (the venue busy with the
                   request meanwhile: an OKX cancel, whose order is "being canceled" until then)
+  ``late``        REST: processed (its stream frames sent), answered once ``release`` is set; the
+                  answer as at processing (a slow network: the stream's frames come first)
 
   A fault of another kind given a ``release`` is held so first, then does what its kind does:
   two faults on one request (a fill racing a request the venue then refuses).
@@ -450,8 +451,8 @@ class AccountEmulator(ABC):
             return refused
         self.requests.append((request.method, request.path, self.client_id(params)))
         fault = self._fault(request.method, request.path)
-        if fault is not None and fault.kind == "hold" and fault.release is None:
-            raise ValueError("a 'hold' fault needs its release event")
+        if fault is not None and fault.kind in ("hold", "late") and fault.release is None:
+            raise ValueError(f"a {fault.kind!r} fault needs its release event")
         if fault is not None and fault.release is not None and fault.kind != "late":  # a hold, or another fault held first
             await fault.release.wait()
         if fault is not None and fault.kind == "error5xx":  # the gateway's answer: not the API's JSON
@@ -484,8 +485,7 @@ class AccountEmulator(ABC):
         elif fault is not None and fault.kind == "slow":
             await asyncio.sleep(fault.seconds)
         elif fault is not None and fault.kind == "late":
-            if fault.release is None:
-                raise ValueError("a 'late' fault needs its release event")
+            assert fault.release is not None  # checked above
             await fault.release.wait()
         return response
 

@@ -253,6 +253,18 @@ class WeightBudget:
             await self._sleep(wait)
             waited = True
 
+    def has_room(self, weight: float) -> bool:
+        """Whether a request of ``weight`` may go before the answer of one in flight tells the window's weight.
+
+        No pause on, and the weight used as the venue's last answer told it (and this process's requests since)
+        leaves room for it under the cap with the share kept for other callers (``limit`` less the cap) to spare:
+        what they may have used since that answer, which only the answer on its way tells. Near the limit, the
+        caller waits for that answer instead (:meth:`acquire` then decides with it).
+        """
+        now = self._clock()
+        self._roll(now)
+        return now >= self.blocked_until and self.used + weight <= 2 * self.cap - self.limit
+
     def observe(self, status: int, headers: Mapping[str, str], code: int | str | None = None) -> None:
         """Take the venue's answer into account: its used-weight header, and a 429 or IP-ban pause
         (``code``: the venue's error code in a rate-limited answer, named by :attr:`block_reason`)."""
