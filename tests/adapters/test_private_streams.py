@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from tradebus.adapters.bybit.user_stream import UserStreamParser as BybitParser
-from tradebus.adapters.common.policy import FatalVenueError
+from tradebus.adapters.common.policy import ErrorClass, FatalVenueError, classify_error
 from tradebus.adapters.okx.user_stream import UserStreamParser as OkxParser
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import Liquidity, OrderAccepted, OrderCanceled, OrderFilled, OrderFillsReported, OrderSide, OrderStatus, OrderType
-from tradebus.errors import ParseError
+from tradebus.errors import ParseError, VenueError
 from tradebus.execution.live import AccountBalance, CredentialsRefused
 from tradebus.execution.orders import Order
 
@@ -70,6 +70,10 @@ def test_okx_account_balances_and_errors() -> None:
     with pytest.raises(FatalVenueError, match="60012") as other:
         _okx().parse('{"event":"error","code":"60012","msg":"Invalid request"}')
     assert not isinstance(other.value, CredentialsRefused)
+    for code in ("63999", "60014"):  # a login failed on OKX's side: the stream reconnects and logs in again
+        with pytest.raises(VenueError, match=f"login failed, {code}") as passing:
+            _okx().parse(f'{{"event":"error","code":"{code}","msg":"Login failed due to internal error."}}')
+        assert classify_error(passing.value) is ErrorClass.RETRYABLE
     with pytest.raises(ParseError, match="okx"):
         _okx().parse('{"arg":{"channel":"orders"},"data":[{"state":"live"}]}')
 

@@ -167,6 +167,33 @@ async def test_a_key_revoked_while_the_daemon_runs_stops_it_as_refused_credentia
     assert order.client_order_id in journaled
 
 
+@pytest.mark.parametrize("code", ["63999", "60014"])
+async def test_an_okx_login_failed_on_okxs_side_reconnects_and_the_daemon_runs_on(code: str, tmp_path: Path) -> None:
+    """OKX answers the reconnecting private stream's login 63999 ("Login failed due to internal error. Please try again
+    later.") or 60014 ("Requests too frequent"): this stopped the daemon ('fatal connection error', exit 1) though
+    nothing is wrong with the key; the stream now reconnects after its backoff, logs in again and subscribes, and the
+    daemon runs on (a refused key, 60009, still stops it: the test above)."""
+    account = ACCOUNTS["okx"]
+    async with account.served(tmp_path, []) as (emulator, data):
+        config = parse_live_config(data, "<test>")
+        node = LiveNode(config, ApiKeys.from_env(config.live, account.env()), handle_signals=False)
+        task = asyncio.create_task(node.run())
+        try:
+            await until(lambda: task.done() or node.running.is_set(), timeout=60)
+            assert not task.done()
+            stream = node.stream
+            opened = stream.connections
+            emulator.login_errors.append(code)
+            await emulator.drop_sessions()
+            # the connection whose login failed, then one that logs in
+            await until(lambda: task.done() or (stream.connections >= opened + 2 and stream.subscribed.is_set()), timeout=60)
+            assert not task.done() and emulator.login_errors == []
+        finally:
+            node.stop("test done")
+            ended = await asyncio.gather(task, return_exceptions=True)
+    assert not isinstance(ended[0], BaseException), ended[0]
+
+
 @pytest.mark.parametrize(("name", "symbol", "misspelt"), [("binance", "BTCUSDT", "XRPUSDT"), ("okx", "BTC-USDT", "XRP-USDT"), ("bybit", "BTCUSDT", "XRPUSDT")])
 async def test_a_symbol_the_venue_does_not_list_is_refused_at_start_up_and_leaves_nothing(
     name: str, symbol: str, misspelt: str, tmp_path: Path

@@ -128,6 +128,14 @@ def _sign(secret: bytes, payload: str) -> str:
     return base64.b64encode(hmac.new(secret, payload.encode(), hashlib.sha256).digest()).decode()
 
 
+#: OKX's messages of its WebSocket login errors (its API docs, WebSocket error codes).
+_LOGIN_ERRORS = {
+    "60009": "Login failure",
+    "60014": "Requests too frequent",
+    "63999": "Login failed due to internal error. Please try again later.",
+}
+
+
 class OkxPrivateEmulator(AccountEmulator):
     """The emulated OKX demo account (see the module docstring); parameters as :class:`AccountEmulator`."""
 
@@ -149,6 +157,8 @@ class OkxPrivateEmulator(AccountEmulator):
         #: ``algoClOrdId`` of the stops waiting for their trigger.
         self.untriggered: set[str] = set()
         self._symbols = {inst.instrument_id: symbol for symbol, inst in self.instruments.items()}
+        #: OKX error codes the next WebSocket logins are answered with, one each, before the login is judged.
+        self.login_errors: list[str] = []
 
     # ------------------------------------------------------------------ REST dialect
 
@@ -680,6 +690,9 @@ class OkxPrivateEmulator(AccountEmulator):
         except (ValueError, KeyError, TypeError):
             return [json.dumps({"event": "error", "code": "60012", "msg": f"Invalid request: {text[:80]}"})]
         if op == "login":
+            if self.login_errors:
+                code = self.login_errors.pop(0)
+                return [json.dumps({"event": "error", "code": code, "msg": _LOGIN_ERRORS.get(code, "Login failure")})]
             arg = args[0] if args else {}
             ts = str(arg.get("timestamp", ""))
             ok = (

@@ -37,7 +37,9 @@ stop's ``algoClOrdId`` and ``algoId``: its events are the stop's (client order i
 free, ``frozenBal`` locked). ``positions`` -> one
 :class:`~tradebus.execution.live.AccountPosition` per traded instrument (``pos`` in contracts,
 signed in net mode; ``avgPx`` the entry price; :func:`positions_from_rows`).
-``login``/``subscribe`` answers yield nothing; an ``error`` event is fatal.
+``login``/``subscribe`` answers yield nothing; an ``error`` event is fatal, except a login that failed for a
+reason of OKX's own (:data:`LOGIN_RETRY_CODES`): the connection is dropped and made again after the policy's
+backoff, and the login sent again.
 
 :func:`login_frame` signs the ``login`` op; :data:`LIVE_ACCOUNT` runs the parser on a
 :class:`~tradebus.adapters.common.user_stream.PrivateStream` (login, then ``orders`` of SPOT
@@ -68,10 +70,10 @@ from tradebus.adapters.okx.client import okx_keepalive
 from tradebus.engine.instrument import Instrument
 from tradebus.execution.orders import Order
 from tradebus.engine.messages import Liquidity, OrderAccepted, OrderCanceled, OrderFilled, OrderSide, OrderTriggered
-from tradebus.errors import ParseError
+from tradebus.errors import ParseError, VenueError
 from tradebus.execution.live import AccountBalance, AccountPosition, CredentialsRefused
 
-__all__ = ["LIVE_ACCOUNT", "LIVE_PERPETUAL", "LOGIN_REFUSED_CODES", "SUBSCRIBE", "SUBSCRIBE_SWAP", "UserStreamParser", "login_frame", "positions_from_rows"]
+__all__ = ["LIVE_ACCOUNT", "LIVE_PERPETUAL", "LOGIN_REFUSED_CODES", "LOGIN_RETRY_CODES", "SUBSCRIBE", "SUBSCRIBE_SWAP", "UserStreamParser", "login_frame", "positions_from_rows"]
 
 _MS = 1_000_000
 #: ``orders`` states after which an order has no more fills.
@@ -82,6 +84,10 @@ _DONE = frozenset({"filled", "canceled", "mmp_canceled"})
 #: invalid apiKey, ``60007`` invalid sign, ``60009`` login failed, ``60024`` wrong passphrase):
 #: :class:`~tradebus.execution.live.CredentialsRefused`, as the REST codes of ``credential_codes``.
 LOGIN_REFUSED_CODES = frozenset({"60005", "60007", "60009", "60024"})
+#: The WebSocket login's failures that are OKX's and pass (the same list: ``63999`` "Login failed due to internal
+#: error. Please try again later."; ``60014`` "Requests too frequent"): the stream reconnects with backoff and logs in
+#: again. ``60009`` "Login failure" stays a refusal: OKX words its own failure with ``63999``.
+LOGIN_RETRY_CODES = frozenset({"63999", "60014"})
 
 
 class UserStreamParser(PrivateStreamParser):
@@ -102,6 +108,8 @@ class UserStreamParser(PrivateStreamParser):
         if "event" in msg:
             if msg["event"] == "error":
                 code = str(msg.get("code"))
+                if code in LOGIN_RETRY_CODES:  # retryable (a VenueError): the stream reconnects after its backoff
+                    raise VenueError(f"okx user stream: login failed, {code} {msg.get('msg')}; logging in again")
                 refusal = CredentialsRefused if code in LOGIN_REFUSED_CODES else FatalVenueError
                 raise refusal(f"okx user stream: {code} {msg.get('msg')}")
             return []
