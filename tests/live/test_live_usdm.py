@@ -18,7 +18,7 @@ import pytest
 from loguru import logger
 from pydantic import SecretStr
 
-from tests.live.live_harness import KEY, SECRET, answered, reconciled, session_trades, trade_after_market_orders, until
+from tests.live.live_harness import KEY, SECRET, WAIT, answered, reconciled, session_trades, trade_after_market_orders, until
 from tests.live.node_testdata import USDM_CAPTURE, USDM_IID, USDM_INSTRUMENT
 from tradebus.account import MarginAccount
 from tradebus.adapters.binance.emulator import split_capture
@@ -278,6 +278,32 @@ async def test_a_refused_listen_key_stops_the_stream_with_the_reason_and_no_key(
         with pytest.raises(VenueError, match="-2015") as err:
             await asyncio.wait_for(stream.run(), 10)
         assert wrong not in str(err.value) and emulator.sessions == []
+
+
+async def test_a_stop_while_the_user_stream_asks_for_its_listen_key_ends_it_once_answered_without_connecting() -> None:
+    """The USD-M user stream stopped (the daemon's stop) while its listen-key request waits for its answer: once it
+    came the stream connected all the same and, the idle account sending nothing, waited for a frame for good, and the
+    daemon's stop ("closing the user stream") with it. It now ends as the answer comes, opening no connection."""
+    from tradebus.adapters.binance.private_emulator import RestFault
+    from tradebus.adapters.binance.user_stream import BinanceFuturesUserStream
+
+    answer = asyncio.Event()
+    held = RestFault("hold", "POST", "/fapi/v1/listenKey", release=answer)
+    async with BinanceFuturesEmulator(KEY, SECRET, {USDM_IID: INST}, {"USDT": 10_000.0}, [held]) as emulator:
+        stream = BinanceFuturesUserStream(
+            emulator.rest_url, emulator.ws_url, SecretStr(KEY), FuturesStreamParser({USDM_IID: INST}, lambda c: None), lambda e: None
+        )
+        task = asyncio.create_task(stream.run())
+        try:
+            await until(lambda: held.fired)
+            stream.stop()
+            answer.set()
+            await asyncio.wait_for(task, WAIT)
+        finally:
+            answer.set()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert stream.connections == 0 and emulator.sessions == []
 
 
 def test_perpetual_market_is_refused_on_a_venue_without_it_and_selects_the_usdm_account_on_binance(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -226,7 +226,8 @@ class WsClient(ABC):
     # ------------------------------------------------------------------- loop
 
     def stop(self) -> None:
-        """Ask :meth:`run` to close the connection and return; no frame is handled or recorded from now on."""
+        """Ask :meth:`run` to close the connection and return; no frame is handled or recorded from now on. A connection
+        attempt under way (:meth:`before_connect`'s request, the handshake) ends with it, its connection closed unused."""
         self._stopping = True
         self._stop_event.set()
         ws = self._ws
@@ -348,9 +349,13 @@ class WsClient(ABC):
     async def _connect_and_receive(self) -> None:
         policy = self.policy
         await self.before_connect()
+        if self._stopping:  # stopped during it: nothing would close a connection opened now (a quiet stream waits for good)
+            return
         url = self.connect_url()
         async with connect(url, open_timeout=policy.open_timeout, max_size=2**24, close_timeout=2) as ws:
             self._ws = ws
+            if self._stopping:  # stopped during the handshake: stop() found no connection to close
+                return
             self.connections += 1
             self.conn_id = f"{self.name}:{self.connections}"
             now = time.monotonic()
