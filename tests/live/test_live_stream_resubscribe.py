@@ -105,6 +105,23 @@ async def test_a_fill_before_the_resubscription_is_confirmed_is_seen_at_once(ven
         assert stream.connections == 2
 
 
+@pytest.mark.parametrize("venue", list(EMULATORS))
+async def test_a_resubscription_the_venue_never_answers_is_recycled_and_made_again(venue: str) -> None:
+    """The venue leaves the reconnected stream's login or subscription unanswered: the stream waited on that
+    connection for good, saying nothing, without the account's events. It now recycles the connection once
+    ``policy.confirm_timeout`` has passed (a WARNING names what was waited for) and subscribes on the next."""
+    async with _account(venue) as (emulator, kernel, live, stream):
+        stream.policy.confirm_timeout = 1.0
+        hold = emulator.hold_frames = asyncio.Event()  # never answered: only the test releases it
+        await emulator.drop_sessions()
+        await until(lambda: emulator.held_frames >= 1)  # connection 2's first request, unanswered
+        await until(lambda: stream.connections >= 3)
+        emulator.hold_frames = None
+        hold.set()
+        await until(stream.subscribed.is_set)
+        assert any(s.authed and s.topics for s in emulator.sessions)
+
+
 async def test_a_binance_stream_the_venue_terminated_subscribes_again_and_books_later_fills() -> None:
     async with _account("binance") as (emulator, kernel, live, stream):
         assert isinstance(emulator, BinancePrivateEmulator)

@@ -575,6 +575,13 @@ class BybitPrivateEmulator(AccountEmulator):
 
     # ------------------------------------------------------------------ WebSocket dialect
 
+    def is_keepalive(self, text: str) -> bool:
+        """``{"op": "ping"}``."""
+        try:
+            return bool(json.loads(text).get("op") == "ping")
+        except (ValueError, AttributeError):
+            return False
+
     def ws_message(self, text: str, session: WsSession) -> list[str]:
         try:
             req = json.loads(text)

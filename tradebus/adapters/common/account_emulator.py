@@ -268,8 +268,9 @@ class AccountEmulator(ABC):
         #: ``(method, path, client order id)`` of every authenticated request.
         self.requests: list[tuple[str, str, str]] = []
         self.sessions: list[WsSession] = []
-        #: While an unset event, the frames clients send on the private WebSocket wait, unread, until it is
-        #: set (a venue slow to confirm a login or a subscription); :attr:`held_frames` counts them.
+        #: While an unset event, the frames clients send on the private WebSocket (but the keep-alive,
+        #: :meth:`is_keepalive`) wait, unanswered, until it is set (a venue slow to confirm a login or a
+        #: subscription; its gateway answers pings); :attr:`held_frames` counts them.
         self.hold_frames: asyncio.Event | None = None
         self.held_frames = 0
         self._held: dict[int, str] = {}
@@ -327,6 +328,11 @@ class AccountEmulator(ABC):
     @abstractmethod
     def ws_message(self, text: str, session: WsSession) -> list[str]:
         """Answer a client frame (login, subscribe, ping)."""
+
+    def is_keepalive(self, text: str) -> bool:
+        """Whether a client frame is the dialect's keep-alive, answered even while :attr:`hold_frames` holds the
+        others (the venue's gateway answers it; default: the text ``ping``, OKX's)."""
+        return text == "ping"
 
     @abstractmethod
     def order_frames(self, rec: EmulatedOrder, fill: EmulatedFill | None) -> list[tuple[str, str]]:
@@ -737,21 +743,37 @@ class AccountEmulator(ABC):
         session = WsSession(ws)
         self.sessions.append(session)
         sender = asyncio.create_task(self._sender(session))
+        held: list[str] = []
+        answering: asyncio.Task[None] | None = None
         try:
-            async for msg in ws:
+            async for msg in ws:  # read on while frames are held: pings (and the protocol's) are answered
                 if msg.type is not WSMsgType.TEXT:
                     continue
                 hold = self.hold_frames
-                if hold is not None and not hold.is_set():
+                if held or (hold is not None and not hold.is_set() and not self.is_keepalive(msg.data)):
+                    if not held and hold is not None:
+                        answering = asyncio.create_task(self._answer_held(hold, held, session))
                     self.held_frames += 1
-                    await hold.wait()
-                self.tick()
-                for reply in self.ws_message(msg.data, session):
-                    session.send(reply)
+                    held.append(msg.data)
+                    continue
+                self._answer(msg.data, session)
         finally:
             sender.cancel()
+            if answering is not None:
+                answering.cancel()  # what the session's closing left unanswered, never answered
             self.sessions.remove(session)
         return ws
+
+    def _answer(self, text: str, session: WsSession) -> None:
+        self.tick()
+        for reply in self.ws_message(text, session):
+            session.send(reply)
+
+    async def _answer_held(self, hold: asyncio.Event, held: list[str], session: WsSession) -> None:
+        """Answer the frames of ``session`` held since ``hold`` was found unset, in order, once it is set."""
+        await hold.wait()
+        while held:
+            self._answer(held.pop(0), session)
 
     async def drop_sessions(self) -> None:
         """Close every private WebSocket connection (the clients reconnect) and wait until they are gone."""

@@ -271,6 +271,9 @@ class ConnectionPolicy:
         minus a margin); ``None`` for venues without one.
     open_timeout
         Seconds allowed for the WebSocket handshake.
+    confirm_timeout
+        Seconds a private stream's connection may wait for the venue to confirm its subscription (the answers to
+        its login and subscribe requests) before it is recycled (:class:`~tradebus.adapters.common.user_stream.UserStream`).
     stale_after
         Seconds without market data after which the feed is declared stale (FeedStale is
         published and the connection is recycled). Keep-alive replies and acknowledgements
@@ -290,6 +293,7 @@ class ConnectionPolicy:
     keepalive: KeepAlive = field(default_factory=KeepAlive)
     max_connection_age: float | None = None
     open_timeout: float = 10.0
+    confirm_timeout: float = 30.0
     stale_after: float = 30.0
     max_reconnects: int | None = None
     quiet_data: bool = False
@@ -297,5 +301,5 @@ class ConnectionPolicy:
     def __post_init__(self) -> None:
         if self.max_connection_age is not None and self.max_connection_age <= 0:
             raise ConfigError(f"policy: max_connection_age must be > 0, got {self.max_connection_age}")
-        if self.open_timeout <= 0 or self.stale_after <= 0:
-            raise ConfigError("policy: open_timeout and stale_after must be > 0")
+        if self.open_timeout <= 0 or self.confirm_timeout <= 0 or self.stale_after <= 0:
+            raise ConfigError("policy: open_timeout, confirm_timeout and stale_after must be > 0")

@@ -6,6 +6,9 @@ A venue's ``user_stream.py`` subclasses :class:`PrivateStreamParser` and impleme
 :class:`UserStream`; venues whose private stream logs in with a frame and then subscribes run
 it on a :class:`PrivateStream`.
 
+A connection whose subscription the venue leaves unconfirmed (its login or subscribe request unanswered) for
+``policy.confirm_timeout`` is recycled with a WARNING (:meth:`UserStream.on_connected`), never waited on for good.
+
 A reconnected stream calls ``on_reconnect`` (the daemon queries its open orders) only once the
 venue **confirmed** the new subscription (:meth:`UserStream.confirmed`): an order state read
 before that could miss a fill made after the read but before the subscription was active,
@@ -168,12 +171,15 @@ class UserStream(WsClient):
         self.subscribed = asyncio.Event()
         self._late = False
         self._closing: set[asyncio.Task[None]] = set()
+        # Recycles the current connection if its subscription is not confirmed in time (_watch_confirmation).
+        self._unconfirmed: asyncio.TimerHandle | None = None
 
     def confirmed(self) -> None:
         """The venue confirmed this connection's subscription: events flow from now on; after a reconnect, ``on_reconnect``."""
         if self.subscribed.is_set():
             return
         self.subscribed.set()
+        self._stop_watching()
         late, self._late = self._late, False
         logger.info("{}: subscription confirmed ({}{})", self.name, self.conn_id, ", late" if late else "")
         if (self.connections > 1 or late) and self.on_reconnect is not None:
@@ -198,8 +204,34 @@ class UserStream(WsClient):
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
+    async def on_connected(self) -> None:
+        """Watch for the venue's confirmation of this connection's subscription (:meth:`_watch_confirmation`)."""
+        self._watch_confirmation()
+
+    def _watch_confirmation(self) -> None:
+        """Recycle this connection if the venue has not confirmed its subscription (a login or subscribe request it left
+        unanswered) within ``policy.confirm_timeout``: a WARNING names what was waited for, and the stream reconnects
+        (with backoff) and asks again, rather than wait for good without the account's events."""
+        self._stop_watching()
+        if self.subscribed.is_set():
+            return
+        conn, timeout = self.conn_id, self.policy.confirm_timeout
+        self._unconfirmed = asyncio.get_running_loop().call_later(timeout, self._not_confirmed, conn, timeout)
+
+    def _not_confirmed(self, conn: str, timeout: float) -> None:
+        self._unconfirmed = None
+        if conn == self.conn_id and not self.subscribed.is_set() and not self._stopping:
+            self.drop_connection(f"the venue did not confirm the subscription of connection {conn} within {timeout:g} s "
+                                 "(its login or subscribe request unanswered)")
+
+    def _stop_watching(self) -> None:
+        if self._unconfirmed is not None:
+            self._unconfirmed.cancel()
+            self._unconfirmed = None
+
     def on_disconnected(self, reason: str) -> None:
         self.subscribed.clear()
+        self._stop_watching()
 
 
 class PrivateStream(UserStream):
