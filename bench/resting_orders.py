@@ -4,10 +4,11 @@
 with ``N`` limit buys already resting below the market, for a cash spot instrument and a
 perpetual, without limits and with ``max_open_orders``, ``max_position`` or
 ``max_gross_exposure``. The count of open orders the execution engine hands the gate is a
-``len`` (constant); what grows with ``N`` are the sums over the working orders: what cash-only
-orders hold (:meth:`SpotCashAccount.held <tradebus.account.spot.SpotCashAccount.held>`), the
-initial margin of a perpetual's orders, and the gate's working quantity on a side
-(``max_position``, REDUCING) and worst-case gross exposure.
+``len``; the sums over the working orders, what cash-only orders hold
+(:meth:`SpotCashAccount.held <tradebus.account.spot.SpotCashAccount.held>`), the initial margin
+of a perpetual's orders, and the gate's working quantity on a side (``max_position``, REDUCING)
+and worst-case gross exposure, are running totals kept as orders change
+(:mod:`tradebus.account.exact`): the cost should not grow with ``N``.
 
 Usage::
 

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Protocol
 
+from tradebus.account.exact import exact, rounded
 from tradebus.engine.messages import OrderFilled, SubmitOrder
 
-__all__ = ["Account", "working_quantity"]
+__all__ = ["TRACK_FROM", "UNTRACK_AT", "Account", "WorkingLeaves", "WorkingOrders", "working_quantity"]
+
+#: Open orders from which the running totals of what they hold are kept; with fewer, each check sums over them
+#: afresh (as cheap for so few, and no bookkeeping per order). The two give the same result to the last bit.
+TRACK_FROM = 16
+#: Open orders at or below which the running totals are dropped again.
+UNTRACK_AT = 4
+
+
+class WorkingOrders(Protocol):
+    """The order manager as an account tracks it (:meth:`Account.track`)."""
+
+    leaves: WorkingLeaves
+
+    def watch(self, callback: Callable[[Any], None]) -> None:
+        """Call ``callback(order)`` after each change of an order that is or was working."""
 
 
 class Account(Protocol):
@@ -30,6 +46,11 @@ class Account(Protocol):
         ``leaves_qty``, ``is_open``), ``count()`` how many there are (cheaply);
         ``price(instrument_id)`` the last price (NaN if none).
         """
+
+    def track(self, orders: WorkingOrders) -> None:
+        """Keep what the working orders of ``orders`` hold as they change (the kernel does it once, after
+        :meth:`bind`, with the order manager whose open orders ``working()`` returns): a check then costs
+        the same however many orders rest. Without it every check sums over ``working()``, to the same result."""
 
     def link_oco(self, client_order_ids: Iterable[str], room: Mapping[str, float] | None = None) -> None:
         """Count orders ``client_order_ids`` (working or about to be submitted) as one OCO group:
@@ -82,7 +103,8 @@ def working_quantity(
     orders: Iterable[Any], oco: Mapping[str, tuple[str, ...]], buy: bool, exclude: str, *, plain: bool = False
 ) -> float:
     """Signed remaining quantity of the working ``orders`` on one side (``buy``), except order ``exclude`` and its OCO
-    group; an OCO group (``oco``: :meth:`Account.oco_groups`) counts once, as its largest member.
+    group; an OCO group (``oco``: :meth:`Account.oco_groups`) counts once, as its largest member. The correctly
+    rounded sum (:mod:`tradebus.account.exact`): :meth:`WorkingLeaves.total` keeps it to the same bits.
 
     Parameters
     ----------
@@ -98,15 +120,207 @@ def working_quantity(
         Count only the orders that are not reduce-only.
     """
     skip = oco.get(exclude, (exclude,)) if oco else (exclude,)
-    total = 0.0
+    total = 0
     groups: dict[tuple[str, ...], float] = {}
     for order in orders:
         if (order.side > 0) != buy or order.client_order_id in skip or (plain and order.reduce_only):
             continue
         group = oco.get(order.client_order_id) if oco else None
         if group is None:
-            total += order.leaves_qty
+            total += exact(order.leaves_qty)
         elif order.leaves_qty > groups.get(group, 0.0):
             groups[group] = order.leaves_qty
-    total += sum(groups.values())
-    return total if buy else -total
+    for leaves in groups.values():
+        total += exact(leaves)
+    quantity = rounded(total)
+    return quantity if buy else -quantity
+
+
+class WorkingLeaves:
+    """The remaining quantity of the working orders per instrument and side, kept exactly as they change.
+
+    The order manager calls :meth:`update` after each change of an order that is or was working;
+    :meth:`total` is then :func:`working_quantity` over the working orders (``open_orders``: the
+    manager's, by client order id) without a walk over them once :data:`TRACK_FROM` work: the sums
+    are exact (:mod:`tradebus.account.exact`), so they equal a fresh sum to the last bit.
+    """
+
+    __slots__ = ("_by_instrument", "_live", "_open", "_seq", "_sums", "_terms")
+
+    def __init__(self, open_orders: Mapping[str, Any]) -> None:
+        self._open = open_orders
+        self._live = False  # keeping the totals (TRACK_FROM)
+        # (instrument_id, buy) -> [exact leaves of its working orders, of those not reduce-only]
+        self._sums: dict[tuple[str, bool], list[int]] = {}
+        # client order id -> ((instrument_id, buy), exact leaves, leaves, not reduce-only)
+        self._terms: dict[str, tuple[tuple[str, bool], int, float, bool]] = {}
+        # instrument_id -> {client order id: when it became working}, in the order the orders became working
+        self._by_instrument: dict[str, dict[str, int]] = {}
+        self._seq = 0
+
+    def update(self, order: Any) -> None:
+        """Count ``order`` as it is now: its remaining quantity while it works, nothing once it does not."""
+        if not self._live:
+            if len(self._open) >= TRACK_FROM:
+                self._live = True
+                for working in self._open.values():
+                    self._count(working)
+            return
+        self._count(order)
+        if len(self._open) <= UNTRACK_AT:
+            self._live = False
+            self._sums.clear()
+            self._terms.clear()
+            self._by_instrument.clear()
+
+    def _count(self, order: Any) -> None:
+        coid = order.client_order_id
+        old = self._terms.pop(coid, None)
+        if old is not None:
+            sums = self._sums[old[0]]
+            sums[0] -= old[1]
+            if old[3]:
+                sums[1] -= old[1]
+        iid = order.instrument_id
+        if not order.is_open:
+            working = self._by_instrument.get(iid)
+            if working is not None and working.pop(coid, None) is not None and not working:
+                del self._by_instrument[iid]
+            return
+        leaves = order.leaves_qty
+        key = (iid, order.side > 0)
+        n = exact(leaves)
+        plain = not order.reduce_only
+        sums = self._sums.get(key)
+        if sums is None:
+            sums = self._sums[key] = [0, 0]
+        sums[0] += n
+        if plain:
+            sums[1] += n
+        self._terms[coid] = (key, n, leaves, plain)
+        working = self._by_instrument.setdefault(iid, {})
+        if coid not in working:
+            self._seq += 1
+            working[coid] = self._seq
+
+    def total(
+        self,
+        instruments: Collection[str],
+        oco: Mapping[str, tuple[str, ...]],
+        buy: bool,
+        exclude: str,
+        *,
+        plain: bool = False,
+        groups: dict[tuple[tuple[str, ...], bool], tuple[float, int, str, int]] | None = None,
+    ) -> float:
+        """:func:`working_quantity` of the working orders of ``instruments`` (same arguments otherwise).
+
+        ``groups``: the OCO groups are left out of the total and noted there instead, each once per side across
+        calls, ``(group, buy) -> (its largest member's leaves, when that member became working, its instrument,
+        when its first member with leaves became working)``; of members equally large, the first to work.
+        """
+        if not self._live:
+            return self._fresh_total(instruments, oco, buy, exclude, plain, groups)
+        index = 1 if plain else 0
+        total = 0
+        sums = self._sums
+        for iid in instruments:
+            side = sums.get((iid, buy))
+            if side is not None:
+                total += side[index]
+        terms = self._terms
+        skip = oco.get(exclude, (exclude,)) if oco else (exclude,)
+        for coid in skip:
+            term = terms.get(coid)
+            if term is not None and term[0][1] == buy and term[0][0] in instruments and (term[3] or not plain):
+                total -= term[1]
+        if oco:
+            largest: dict[tuple[str, ...], float] = {}
+            for coid, group in oco.items():
+                term = terms.get(coid)
+                if (
+                    term is None
+                    or coid in skip
+                    or term[0][1] != buy
+                    or term[0][0] not in instruments
+                    or (plain and not term[3])
+                ):
+                    continue
+                total -= term[1]
+                leaves = term[2]
+                if groups is not None:
+                    iid = term[0][0]
+                    _note_group(groups, (group, buy), leaves, self._by_instrument[iid][coid], iid)
+                elif leaves > largest.get(group, 0.0):
+                    largest[group] = leaves
+            for leaves in largest.values():
+                total += exact(leaves)
+        quantity = rounded(total)
+        return quantity if buy else -quantity
+
+    def _fresh_total(
+        self,
+        instruments: Collection[str],
+        oco: Mapping[str, tuple[str, ...]],
+        buy: bool,
+        exclude: str,
+        plain: bool,
+        groups: dict[tuple[tuple[str, ...], bool], tuple[float, int, str, int]] | None,
+    ) -> float:
+        """:meth:`total` summed over the working orders (few: the totals are not kept)."""
+        if groups is None:
+            orders = [order for order in self._open.values() if order.instrument_id in instruments]
+            return working_quantity(orders, oco, buy, exclude, plain=plain)
+        skip = oco.get(exclude, (exclude,)) if oco else (exclude,)
+        total = 0
+        for seq, order in enumerate(self._open.values(), 1):
+            coid = order.client_order_id
+            if order.instrument_id not in instruments or (order.side > 0) != buy or coid in skip:
+                continue
+            if plain and order.reduce_only:
+                continue
+            group = oco.get(coid) if oco else None
+            if group is None:
+                total += exact(order.leaves_qty)
+            else:
+                _note_group(groups, (group, buy), order.leaves_qty, seq, order.instrument_id)
+        quantity = rounded(total)
+        return quantity if buy else -quantity
+
+    def first_working(self, instrument_id: str, skip: Collection[str]) -> int:
+        """When the first order of ``instrument_id`` still working and not in ``skip`` became working (0: none);
+        orders that became working later have larger values."""
+        if not self._live:
+            for seq, order in enumerate(self._open.values(), 1):
+                if order.instrument_id == instrument_id and order.client_order_id not in skip:
+                    return seq
+            return 0
+        for coid, seq in self._by_instrument.get(instrument_id, {}).items():
+            if coid not in skip:
+                return seq
+        return 0
+
+    def instruments(self) -> Iterable[str]:
+        """The instruments that have working orders."""
+        if not self._live:
+            return list(dict.fromkeys(order.instrument_id for order in self._open.values()))
+        return self._by_instrument.keys()
+
+
+def _note_group(
+    groups: dict[tuple[tuple[str, ...], bool], tuple[float, int, str, int]],
+    key: tuple[tuple[str, ...], bool],
+    leaves: float,
+    seq: int,
+    instrument_id: str,
+) -> None:
+    """Note an OCO member of ``leaves`` that became working at ``seq`` in ``groups`` (:meth:`WorkingLeaves.total`)."""
+    if leaves <= 0.0:
+        return
+    known = groups.get(key)
+    if known is None:
+        groups[key] = (leaves, seq, instrument_id, seq)
+    elif leaves > known[0] or (leaves == known[0] and seq < known[1]):
+        groups[key] = (leaves, seq, instrument_id, min(seq, known[3]))
+    elif seq < known[3]:
+        groups[key] = (*known[:3], seq)

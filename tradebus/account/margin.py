@@ -102,11 +102,13 @@ Insurance fund (the venues' rule: Binance, Bybit, OKX)
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from tradebus.account.base import working_quantity
+from tradebus.account.base import TRACK_FROM, UNTRACK_AT, WorkingLeaves, WorkingOrders, working_quantity
+from tradebus.account.exact import exact, exact_sum
 from tradebus.account.spot import SpotCashAccount, asset_names, exceeds
 from tradebus.engine.instrument import CloseFee, Instrument, MarginMode
 from tradebus.engine.messages import OrderFilled, OrderType, SubmitOrder
@@ -175,6 +177,20 @@ class MarginAccount:
         self._working: Callable[[], Iterable[Any]] = tuple
         self._price: Callable[[str], float] = _nan_price
         self._count: Callable[[], int] = _zero
+        # Tracked working orders of margined instruments (track; kept while TRACK_FROM work): (instrument_id, buy) -> exact sum of the initial
+        # margin of its orders of a fixed price (limit, stop-limit, stop-market) were each to open in full, and
+        # {client order id: order} of them; settle asset -> {client order id: order} of the others (valued at the
+        # last price at each check); client order id -> ((instrument_id, buy), settle asset, exact margin or None
+        # for the others, order, leaves). Reduce-only orders hold none and are not kept. (instrument_id, buy) ->
+        # heap of (-leaves, client order id) of its orders of a fixed price, stale entries dropped when on top: on
+        # the side against a position, only an order larger than the position holds margin.
+        self._leaves: WorkingLeaves | None = None
+        self._live = False
+        self._full: dict[tuple[str, bool], int] = {}
+        self._sides: dict[tuple[str, bool], dict[str, Any]] = {}
+        self._largest: dict[tuple[str, bool], list[tuple[float, str]]] = {}
+        self._floating: dict[str, dict[str, Any]] = {}
+        self._records: dict[str, tuple[tuple[str, bool], str, int | None, Any, float]] = {}
 
     def bind(
         self, working: Callable[[], Iterable[Any]], price: Callable[[str], float], count: Callable[[], int]
@@ -182,6 +198,65 @@ class MarginAccount:
         """Use ``working()`` as the open orders (``count()`` of them) and ``price(instrument_id)`` as last prices."""
         self._spot.bind(working, price, count)
         self._working, self._price, self._count = working, price, count
+
+    def track(self, orders: WorkingOrders) -> None:
+        """Keep what the working orders of ``orders`` (those :meth:`bind` gave) hold and their margin as they change."""
+        self._spot.track(orders)
+        self._leaves = orders.leaves
+        orders.watch(self.order_changed)
+
+    def order_changed(self, order: Any) -> None:
+        """Count the initial margin of ``order`` as it is now (none once it no longer works)."""
+        if not self._live:
+            if self._count() >= TRACK_FROM:
+                self._live = True
+                for working in self._working():
+                    self._count_order(working)
+            return
+        self._count_order(order)
+        if self._count() <= UNTRACK_AT:
+            self._live = False
+            for kept in (self._full, self._sides, self._floating, self._records, self._largest):
+                kept.clear()
+
+    def _count_order(self, order: Any) -> None:
+        coid = order.client_order_id
+        old = self._records.pop(coid, None)
+        if old is not None:
+            if old[2] is None:
+                del self._floating[old[1]][coid]
+            else:
+                self._full[old[0]] -= old[2]
+                del self._sides[old[0]][coid]
+        iid = order.instrument_id
+        inst = self._margined.get(iid)
+        if inst is None or not order.is_open or order.reduce_only:
+            return
+        leaves = order.leaves_qty
+        if leaves <= 0.0:
+            return
+        key = (iid, order.side > 0)
+        asset = self._settle[iid]
+        typ = order.order_type
+        if typ == _LIMIT or typ == _STOP_LIMIT or (typ == _STOP_MARKET and order.trigger_price == order.trigger_price):
+            px = order.price if typ != _STOP_MARKET else order.trigger_price
+            # _orders_margin's term of an order that opens in full: the same operations in the same order
+            margin = leaves * _unit(inst, px) / inst.leverage
+            if margin - margin == 0.0:
+                n = exact(margin)
+                self._full[key] = self._full.get(key, 0) + n
+                side = self._sides.setdefault(key, {})
+                side[coid] = order
+                self._records[coid] = (key, asset, n, order, leaves)
+                heap = self._largest.setdefault(key, [])
+                if len(heap) > 2 * len(side) + 32:  # mostly stale: rebuilt from the orders
+                    heap[:] = [(-self._records[c][4], c) for c in side]
+                    heapq.heapify(heap)
+                else:
+                    heapq.heappush(heap, (-leaves, coid))
+                return
+        self._floating.setdefault(asset, {})[coid] = order
+        self._records[coid] = (key, asset, None, order, leaves)
 
     def link_oco(self, client_order_ids: Iterable[str], room: Mapping[str, float] | None = None) -> None:
         """Count orders ``client_order_ids`` as one OCO group in what cash-only orders hold, each member with
@@ -698,6 +773,8 @@ class MarginAccount:
     def _working_side(self, iid: str, side: int, exclude: str) -> float:
         """Signed remaining quantity of the working orders of ``iid`` on ``side`` that may add to the position
         (not reduce-only), except ``exclude`` and its OCO group; an OCO group counts once, as its largest member."""
+        if self._leaves is not None:
+            return self._leaves.total((iid,), self._spot.oco_groups(), side > 0, exclude, plain=True)
         working = (order for order in self._working() if order.instrument_id == iid)
         return working_quantity(working, self._spot.oco_groups(), side > 0, exclude, plain=True)
 
@@ -719,9 +796,45 @@ class MarginAccount:
         return None
 
     def _orders_margin(self, asset: str, exclude: str) -> float:
-        """Initial margin of the working orders of margined instruments settling in ``asset`` (except ``exclude``)."""
-        total = 0.0
-        for order in self._working():
+        """Initial margin of the working orders of margined instruments settling in ``asset`` (except ``exclude``):
+        the correctly rounded sum of the orders'."""
+        if not self._live:
+            return exact_sum(0, self._margins(self._working(), asset, exclude))
+        total = 0
+        records = self._records
+        for iid, _ in self._by_asset.get(asset, ()):
+            position = self._positions[iid].quantity
+            for buy in (True, False):
+                key = (iid, buy)
+                if position == 0.0 or (position > 0.0) == buy:  # every order on this side opens in full
+                    total += self._full.get(key, 0)
+                    record = records.get(exclude)
+                    if record is not None and record[0] == key and record[2] is not None:
+                        total -= record[2]
+                else:  # the part of each order beyond the position opens it the other way
+                    side = self._sides.get(key)
+                    if side and self._largest_leaves(key) > abs(position):
+                        for margin in self._margins(side.values(), asset, exclude):
+                            total += exact(margin)  # finite: its margin in full is
+        floating = self._floating.get(asset)
+        return exact_sum(total, self._margins(floating.values(), asset, exclude) if floating else ())
+
+    def _largest_leaves(self, key: tuple[str, bool]) -> float:
+        """The largest remaining quantity of the tracked orders of a fixed price of ``key`` (0 when none)."""
+        heap = self._largest.get(key)
+        records = self._records
+        while heap:
+            leaves, coid = heap[0]
+            record = records.get(coid)
+            if record is not None and record[0] == key and record[2] is not None and record[4] == -leaves:
+                return -leaves
+            heapq.heappop(heap)
+        return 0.0
+
+    def _margins(self, orders: Iterable[Any], asset: str, exclude: str) -> list[float]:
+        """The initial margin of each of ``orders`` of margined instruments settling in ``asset`` but ``exclude``."""
+        margins: list[float] = []
+        for order in orders:
             inst = self._margined.get(order.instrument_id)
             if inst is None or order.client_order_id == exclude or self._settle[order.instrument_id] != asset:
                 continue
@@ -731,8 +844,8 @@ class MarginAccount:
             opening = _opening(self._positions[order.instrument_id].quantity, signed)
             px = _order_price(order.order_type, order.price, order.trigger_price, self._price(order.instrument_id))
             if opening > 0.0 and px == px:
-                total += opening * _unit(inst, px) / inst.leverage
-        return total
+                margins.append(opening * _unit(inst, px) / inst.leverage)
+        return margins
 
     # ------------------------------------------------------------------ queries
 

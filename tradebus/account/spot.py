@@ -52,6 +52,8 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from tradebus.account.base import TRACK_FROM, UNTRACK_AT, WorkingOrders
+from tradebus.account.exact import exact, exact_sum, rounded
 from tradebus.engine.instrument import LOTS_RTOL, Instrument
 from tradebus.engine.messages import OrderFilled, OrderType, SubmitOrder
 from tradebus.errors import ConfigError
@@ -167,7 +169,10 @@ class SpotCashAccount:
         An unknown asset, or an amount that is negative or not finite.
     """
 
-    __slots__ = ("_buffer", "_count", "_oco", "_oco_room", "_price", "_specs", "_total", "_working", "instruments")
+    __slots__ = (
+        "_buffer", "_count", "_fixed", "_floating", "_live", "_oco", "_oco_room", "_price", "_records", "_specs",
+        "_total", "_working", "instruments",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -208,6 +213,14 @@ class SpotCashAccount:
         self._oco: dict[str, tuple[str, ...]] = {}
         # linked client order id -> the most it may still fill, once a member of its group filled
         self._oco_room: dict[str, float] = {}
+        # Tracked working orders (track; kept while TRACK_FROM work): asset -> exact sum of what the orders of a fixed price hold of it (limit
+        # and stop-limit buys, sells) outside OCO groups; asset -> {client order id: order} of the others, valued at
+        # each check (a market or stop-market buy's price moves, a group holds its largest member); client order
+        # id -> (asset, exact amount held or None for the others, order).
+        self._live = False
+        self._fixed: dict[str, int] = {}
+        self._floating: dict[str, dict[str, Any]] = {}
+        self._records: dict[str, tuple[str, int | None, Any]] = {}
 
     def bind(
         self, working: Callable[[], Iterable[Any]], price: Callable[[str], float], count: Callable[[], int]
@@ -216,6 +229,57 @@ class SpotCashAccount:
         self._working = working
         self._price = price
         self._count = count
+
+    def track(self, orders: WorkingOrders) -> None:
+        """Keep what the working orders of ``orders`` (those :meth:`bind` gave) hold as they change, while at least
+        :data:`~tradebus.account.base.TRACK_FROM` work."""
+        orders.watch(self.order_changed)
+
+    def order_changed(self, order: Any) -> None:
+        """Count what ``order`` holds as it is now (nothing once it no longer works)."""
+        if not self._live:
+            if self._count() >= TRACK_FROM:
+                self._live = True
+                for working in self._working():
+                    self._count_order(working)
+            return
+        self._count_order(order)
+        if self._count() <= UNTRACK_AT:
+            self._live = False
+            self._fixed.clear()
+            self._floating.clear()
+            self._records.clear()
+
+    def _count_order(self, order: Any) -> None:
+        coid = order.client_order_id
+        old = self._records.pop(coid, None)
+        if old is not None:
+            if old[1] is None:
+                del self._floating[old[0]][coid]
+            else:
+                self._fixed[old[0]] -= old[1]
+        if not order.is_open:
+            return
+        spec = self._specs.get(order.instrument_id)
+        if spec is None or not spec[2]:
+            return
+        if order.side > 0:
+            asset = spec[1]
+            typ = order.order_type
+            fixed = typ == _LIMIT or typ == _STOP_LIMIT
+        else:
+            asset = spec[0]
+            fixed = True
+        if fixed and coid not in self._oco and coid not in self._oco_room:
+            leaves = order.leaves_qty
+            hold = (leaves * order.price * (1.0 + spec[3]) if order.side > 0 else leaves) if leaves > 0.0 else 0.0
+            if hold - hold == 0.0:  # finite (a NaN limit holds nothing: valued at each check as before)
+                n = exact(hold)
+                self._fixed[asset] = self._fixed.get(asset, 0) + n
+                self._records[coid] = (asset, n, order)
+                return
+        self._floating.setdefault(asset, {})[coid] = order
+        self._records[coid] = (asset, None, order)
 
     def link_oco(self, client_order_ids: Iterable[str], room: Mapping[str, float] | None = None) -> None:
         """Count orders ``client_order_ids`` (working or about to be submitted) as one OCO group.
@@ -228,11 +292,18 @@ class SpotCashAccount:
             self._oco[coid] = group
         if room:
             self._oco_room.update((coid, room[coid]) for coid in group if coid in room)
+        for coid in group:
+            record = self._records.get(coid)
+            if record is not None and record[1] is not None:
+                self._count_order(record[2])  # valued at each check from now on, as a member
 
     def unlink_oco(self, client_order_id: str) -> None:
         """Count order ``client_order_id`` on its own again (it ended, or left its group)."""
         self._oco.pop(client_order_id, None)
         self._oco_room.pop(client_order_id, None)
+        record = self._records.get(client_order_id)
+        if record is not None and record[1] is None:
+            self._count_order(record[2])
 
     def oco_groups(self) -> Mapping[str, tuple[str, ...]]:
         """``client order id -> the ids of its OCO group`` (itself included), for every linked order (read-only)."""
@@ -378,13 +449,29 @@ class SpotCashAccount:
 
     def _held(self, asset: str, exclude: str) -> float:
         """``asset`` held by the working orders of cash-only instruments, except order ``exclude`` and its
-        OCO group; an OCO group holds what its largest member holds."""
-        held = 0.0
-        specs = self._specs
+        OCO group; an OCO group holds what its largest member holds (the correctly rounded sum of the orders')."""
         oco = self._oco
         skip = oco.get(exclude, (exclude,)) if oco else (exclude,)
+        if not self._live:
+            return exact_sum(0, self._holds(self._working(), asset, skip))
+        total = self._fixed.get(asset, 0)
+        records = self._records
+        for coid in skip:
+            record = records.get(coid)
+            if record is not None and record[0] == asset and record[1] is not None:
+                total -= record[1]
+        floating = self._floating.get(asset)
+        if floating:
+            return exact_sum(total, self._holds(floating.values(), asset, skip))
+        return rounded(total)
+
+    def _holds(self, orders: Iterable[Any], asset: str, skip: tuple[str, ...]) -> list[float]:
+        """What each of ``orders`` (but those in ``skip``) holds of ``asset``, an OCO group once as its largest."""
+        holds: list[float] = []
+        specs = self._specs
+        oco = self._oco
         groups: dict[tuple[str, ...], float] = {}
-        for order in self._working():
+        for order in orders:
             spec = specs.get(order.instrument_id)
             if spec is None or not spec[2] or order.client_order_id in skip:
                 continue
@@ -404,12 +491,11 @@ class SpotCashAccount:
                 hold = leaves
             group = oco.get(order.client_order_id) if oco else None
             if group is None:
-                held += hold
+                holds.append(hold)
             elif hold > groups.get(group, 0.0):
                 groups[group] = hold
-        for hold in groups.values():
-            held += hold
-        return held
+        holds.extend(groups.values())
+        return holds
 
     # ------------------------------------------------------------------ queries
 

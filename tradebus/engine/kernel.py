@@ -402,6 +402,7 @@ class Kernel:
         )
         orders = self.orders
         self.portfolio.account.bind(orders.open_orders, self.portfolio.last_price, orders.count_open)
+        self.portfolio.account.track(orders)
         if isinstance(self.venue, SimulatedVenue):
             self.venue.funds_check = self.portfolio.account.check_fill
             self.venue.fill_room = self.portfolio.account.oco_room

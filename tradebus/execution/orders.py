@@ -64,6 +64,7 @@ from typing import Any
 import msgspec
 from loguru import logger
 
+from tradebus.account.base import WorkingLeaves
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import Clock
 from tradebus.engine.messages import (
@@ -385,8 +386,8 @@ class OrderManager:
 
     __slots__ = (
         "_bus", "_clock", "_external", "_fee_in_kind", "_fee_value", "_open", "_orders", "_released",
-        "_repeats", "_working", "client_ids", "count_open", "created", "keep_released", "keep_released_ns",
-        "lookup", "on_forget",
+        "_repeats", "_watchers", "_working", "client_ids", "count_open", "created", "keep_released",
+        "keep_released_ns", "leaves", "lookup", "on_forget",
     )  # fmt: skip
 
     def __init__(
@@ -410,6 +411,10 @@ class OrderManager:
         # instrument_id -> its orders in _open: has_open() without a walk over every open order
         # (asked for every bar of ten interleaved instruments while one of them has an order).
         self._working: dict[str, int] = {}
+        #: The remaining quantity of the open orders per instrument and side, kept as they change (the risk gate's).
+        self.leaves = WorkingLeaves(self._open)
+        # Called with an order after each change of one that is or was open (:meth:`watch`).
+        self._watchers: list[Callable[[Order], None]] = [self.leaves.update]
         self.client_ids = client_ids if client_ids is not None else ClientOrderIds()
         # (client_order_id, trade_id) of the fills of orders this process never created or forgot (release): the
         # latest keep_trade_ids.
@@ -430,6 +435,12 @@ class OrderManager:
         self._repeats: set[str] = set()
 
     # ----------------------------------------------------------------- creation
+
+    def watch(self, callback: Callable[[Order], None]) -> None:
+        """Call ``callback(order)`` after each change of an order that is or was open: it opened, filled, was
+        modified or closed (an account keeps what the open orders hold this way: :meth:`Account.track
+        <tradebus.account.base.Account.track>`)."""
+        self._watchers.append(callback)
 
     def next_client_order_id(self, strategy_id: str) -> str:
         """Next id for ``strategy_id`` (:meth:`ClientOrderIds.next`)."""
@@ -614,6 +625,8 @@ class OrderManager:
         working = self._working
         iid = order.instrument_id
         working[iid] = working.get(iid, 0) + 1
+        for watcher in self._watchers:
+            watcher(order)
 
     def mark_accepted(self, order: Order, venue_order_id: str, ts: int) -> bool:
         """Move a SUBMITTED order to ACCEPTED at ``ts``: :meth:`apply` of its ``OrderAccepted``, without the event.
@@ -845,15 +858,18 @@ class OrderManager:
                 iid = order.instrument_id
                 working[iid] = working.get(iid, 0) + 1
             self._open[coid] = order
-            return
-        gone = self._open.pop(coid, None)
-        if gone is not None:
+        else:
+            gone = self._open.pop(coid, None)
+            if gone is None:
+                return  # never open: nothing counted it
             iid = gone.instrument_id
             left = working[iid] - 1
             if left:
                 working[iid] = left
             else:
                 del working[iid]
+        for watcher in self._watchers:
+            watcher(order)
 
     @property
     def open_count(self) -> int:

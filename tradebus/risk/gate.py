@@ -95,7 +95,6 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from tradebus.account import asset_names
-from tradebus.account.base import working_quantity
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import Clock
 from tradebus.engine.instrument import EXACT_GRID, LOTS_RTOL, ROUNDING_RTOL, grid_of
@@ -506,10 +505,8 @@ class RiskGate:
         if orders is None or not orders.open_count:
             return 0.0
         if isinstance(instruments, str):
-            working = orders.open_orders(instruments)
-        else:
-            working = [order for order in orders.open_orders() if order.instrument_id in instruments]
-        return working_quantity(working, self._portfolio.account.oco_groups(), buy, exclude, plain=plain)
+            instruments = (instruments,)
+        return orders.leaves.total(instruments, self._portfolio.account.oco_groups(), buy, exclude, plain=plain)
 
     def _working_holding(self, instrument_id: str, buy: bool, exclude: str) -> float:
         """:meth:`_working` on what ``instrument_id`` holds: of a cash-only instrument, its base asset, which
@@ -524,28 +521,22 @@ class RiskGate:
         book: dict[str, list[float]] = {iid: [qty, 0.0, 0.0] for iid, qty in pf.positions().items()}
         book.setdefault(cmd.instrument_id, [pf.position(cmd.instrument_id), 0.0, 0.0])
         orders = self._orders
-        # instrument not priced yet -> the highest limit or trigger of its working orders
-        quoted: dict[str, float] = {}
-        if orders is not None:
+        skip: tuple[str, ...] = ()
+        if orders is not None and orders.open_count:
             oco = pf.account.oco_groups()
-            skip = oco.get(cmd.client_order_id, (cmd.client_order_id,)) if oco else (cmd.client_order_id,)
-            # (OCO group, side) -> [its row, its largest member so far]: a group counts once per side
-            groups: dict[tuple[tuple[str, ...], bool], tuple[list[float], float]] = {}
-            for order in orders.open_orders():
-                if order.client_order_id not in skip:
-                    row = book.setdefault(order.instrument_id, [pf.position(order.instrument_id), 0.0, 0.0])
-                    px_order = order.price if order.price == order.price else order.trigger_price
-                    if px_order > quoted.get(order.instrument_id, -_INF):
-                        quoted[order.instrument_id] = px_order
-                    group = oco.get(order.client_order_id) if oco else None
-                    if group is None:
-                        row[1 if order.side > 0 else 2] += order.leaves_qty
-                    else:
-                        key = (group, order.side > 0)
-                        if order.leaves_qty > groups.get(key, (row, 0.0))[1]:
-                            groups[key] = (row, order.leaves_qty)
-            for (_, buy), (row, leaves) in groups.items():
-                row[1 if buy else 2] += leaves
+            exclude = cmd.client_order_id
+            skip = oco.get(exclude, (exclude,)) if oco else (exclude,)
+            leaves = orders.leaves
+            # The instruments with working orders (but the order's group) in the order their first such order came.
+            firsts = ((leaves.first_working(iid, skip), iid) for iid in leaves.instruments())
+            # (OCO group, side) -> its largest member (leaves, ..., instrument, ...): a group counts once per side
+            groups: dict[tuple[tuple[str, ...], bool], tuple[float, int, str, int]] = {}
+            for _, iid in sorted(first for first in firsts if first[0]):
+                row = book.setdefault(iid, [pf.position(iid), 0.0, 0.0])
+                row[1] += leaves.total((iid,), oco, True, exclude, groups=groups)
+                row[2] -= leaves.total((iid,), oco, False, exclude, groups=groups)
+            for (_, buy), (largest, _, iid, _) in sorted(groups.items(), key=lambda item: item[1][3]):
+                book[iid][1 if buy else 2] += largest
 
         sizes = self._sizes
 
@@ -553,8 +544,16 @@ class RiskGate:
             last = self._last.get(iid, _NAN)
             if last != last:
                 last = pf.last_price(iid)
-                if last != last:
-                    last = quoted.get(iid, _NAN)
+                if last != last and orders is not None:
+                    # not priced yet: the highest limit or trigger of its working orders
+                    quoted = -_INF
+                    for order in orders.open_orders(iid):
+                        if order.client_order_id not in skip:
+                            px_order = order.price if order.price == order.price else order.trigger_price
+                            if px_order > quoted:
+                                quoted = px_order
+                    if quoted > -_INF:
+                        last = quoted
             return last * sizes.get(iid, 1.0)
 
         def worst(row: list[float]) -> float:
