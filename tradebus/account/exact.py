@@ -34,6 +34,8 @@ def exact_sum(base: int, terms: Iterable[float]) -> float:
     A term that is not finite makes the result what a plain float sum gives (inf, or NaN).
     """
     terms = tuple(terms)
+    if not base and len(terms) <= 2:
+        return 0.0 + sum(terms)  # one rounding of two floats is the correctly rounded sum
     total = base
     try:
         for term in terms:
