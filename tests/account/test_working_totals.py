@@ -18,6 +18,7 @@ import random
 import pytest
 
 from tradebus.account import MarginAccount
+from tradebus.account.exact import exact, exact_sum, rounded
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import SimulatedClock
 from tradebus.engine.instrument import Instrument, InstrumentKind, MarginMode
@@ -286,3 +287,14 @@ def test_the_totals_kept_as_orders_change_equal_a_fresh_sum_over_the_working_ord
     assert most > 40  # many orders rest at once: the totals are sums of many terms
     assert book.drops > 3 and book.keeps > 3  # and the totals were dropped (few rest) and kept again
     assert book.trades > 100 and book.oco  # fills, amends and groups happened
+
+
+def test_exact_sum_of_one_or_two_floats_is_the_exact_integer_paths_value() -> None:
+    """Its shortcut for one or two terms (one float addition, correctly rounded) against the exact integer path."""
+    rng = random.Random(7)
+    for _ in range(20_000):
+        a = rng.uniform(-1e6, 1e6) * 10.0 ** rng.randint(-12, 6)
+        b = rng.uniform(-1e6, 1e6) * 10.0 ** rng.randint(-12, 6)
+        for terms in ((), (a,), (a, b), (a, -a), (-0.0,), (0.1, 0.2)):
+            got, want = exact_sum(0, terms), rounded(sum(exact(t) for t in terms))
+            assert got == want and math.copysign(1.0, got) == math.copysign(1.0, want), terms
