@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from tradebus.account.exact import exact, rounded
 from tradebus.engine.messages import OrderFilled, SubmitOrder
 
-__all__ = ["TRACK_FROM", "UNTRACK_AT", "Account", "WorkingLeaves", "WorkingOrders", "working_quantity"]
+__all__ = ["TRACK_FROM", "UNTRACK_AT", "Account", "KeptTotals", "WorkingLeaves", "WorkingOrders", "working_quantity"]
 
 #: Open orders from which the running totals of what they hold are kept; with fewer, each check sums over them
 #: afresh (as cheap for so few, and no bookkeeping per order). The two give the same result to the last bit.
@@ -136,19 +136,53 @@ def working_quantity(
     return quantity if buy else -quantity
 
 
-class WorkingLeaves:
+class KeptTotals:
+    """Running totals of the working orders, kept from :data:`TRACK_FROM` of them and dropped at :data:`UNTRACK_AT`.
+
+    A keeper sets ``_live`` (keeping now), ``_count()`` (how many orders work) and ``_working()`` (them), and
+    defines ``_count_order(order)`` (count an order as it is now) and ``_forget()`` (drop every total).
+    """
+
+    __slots__ = ()
+    _live: bool
+    _count: Callable[[], int]
+    _working: Callable[[], Iterable[Any]]
+
+    def order_changed(self, order: Any) -> None:
+        """Count ``order`` as it is now (nothing once it no longer works), while the totals are kept."""
+        if not self._live:
+            if self._count() >= TRACK_FROM:
+                self._live = True
+                for working in self._working():
+                    self._count_order(working)
+            return
+        self._count_order(order)
+        if self._count() <= UNTRACK_AT:
+            self._live = False
+            self._forget()
+
+    def _count_order(self, order: Any) -> None:
+        raise NotImplementedError
+
+    def _forget(self) -> None:
+        raise NotImplementedError
+
+
+class WorkingLeaves(KeptTotals):
     """The remaining quantity of the working orders per instrument and side, kept exactly as they change.
 
-    The order manager calls :meth:`update` after each change of an order that is or was working;
+    The order manager calls :meth:`~KeptTotals.order_changed` after each change of an order that is or was working;
     :meth:`total` is then :func:`working_quantity` over the working orders (``open_orders``: the
     manager's, by client order id) without a walk over them once :data:`TRACK_FROM` work: the sums
     are exact (:mod:`tradebus.account.exact`), so they equal a fresh sum to the last bit.
     """
 
-    __slots__ = ("_by_instrument", "_live", "_open", "_seq", "_sums", "_terms")
+    __slots__ = ("_by_instrument", "_count", "_live", "_open", "_seq", "_sums", "_terms", "_working")
 
     def __init__(self, open_orders: Mapping[str, Any]) -> None:
         self._open = open_orders
+        self._count = open_orders.__len__
+        self._working = open_orders.values
         self._live = False  # keeping the totals (TRACK_FROM)
         # (instrument_id, buy) -> [exact leaves of its working orders, of those not reduce-only]
         self._sums: dict[tuple[str, bool], list[int]] = {}
@@ -158,22 +192,12 @@ class WorkingLeaves:
         self._by_instrument: dict[str, dict[str, int]] = {}
         self._seq = 0
 
-    def update(self, order: Any) -> None:
-        """Count ``order`` as it is now: its remaining quantity while it works, nothing once it does not."""
-        if not self._live:
-            if len(self._open) >= TRACK_FROM:
-                self._live = True
-                for working in self._open.values():
-                    self._count(working)
-            return
-        self._count(order)
-        if len(self._open) <= UNTRACK_AT:
-            self._live = False
-            self._sums.clear()
-            self._terms.clear()
-            self._by_instrument.clear()
+    def _forget(self) -> None:
+        self._sums.clear()
+        self._terms.clear()
+        self._by_instrument.clear()
 
-    def _count(self, order: Any) -> None:
+    def _count_order(self, order: Any) -> None:
         coid = order.client_order_id
         old = self._terms.pop(coid, None)
         if old is not None:

@@ -107,7 +107,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from tradebus.account.base import TRACK_FROM, UNTRACK_AT, WorkingLeaves, WorkingOrders, working_quantity
+from tradebus.account.base import KeptTotals, WorkingLeaves, WorkingOrders, working_quantity
 from tradebus.account.exact import exact, exact_sum
 from tradebus.account.spot import SpotCashAccount, asset_names, exceeds
 from tradebus.engine.instrument import CloseFee, Instrument, MarginMode
@@ -129,7 +129,7 @@ class PositionLike(Protocol):
     last_price: float
 
 
-class MarginAccount:
+class MarginAccount(KeptTotals):
     """Wallet, margin and liquidation of perpetuals; margin spot margined, cash spot as a cash account (module docstring).
 
     Parameters
@@ -205,19 +205,9 @@ class MarginAccount:
         self._leaves = orders.leaves
         orders.watch(self.order_changed)
 
-    def order_changed(self, order: Any) -> None:
-        """Count the initial margin of ``order`` as it is now (none once it no longer works)."""
-        if not self._live:
-            if self._count() >= TRACK_FROM:
-                self._live = True
-                for working in self._working():
-                    self._count_order(working)
-            return
-        self._count_order(order)
-        if self._count() <= UNTRACK_AT:
-            self._live = False
-            for kept in (self._full, self._sides, self._floating, self._records, self._largest):
-                kept.clear()
+    def _forget(self) -> None:
+        for kept in (self._full, self._sides, self._floating, self._records, self._largest):
+            kept.clear()
 
     def _count_order(self, order: Any) -> None:
         coid = order.client_order_id

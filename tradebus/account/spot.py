@@ -52,7 +52,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from tradebus.account.base import TRACK_FROM, UNTRACK_AT, WorkingOrders
+from tradebus.account.base import KeptTotals, WorkingOrders
 from tradebus.account.exact import exact, exact_sum, rounded
 from tradebus.engine.instrument import LOTS_RTOL, Instrument
 from tradebus.engine.messages import OrderFilled, OrderType, SubmitOrder
@@ -147,7 +147,7 @@ def insufficient_balance_reason(
     )
 
 
-class SpotCashAccount:
+class SpotCashAccount(KeptTotals):
     """Balances per asset for cash spot trading (see the module docstring).
 
     Parameters
@@ -235,20 +235,10 @@ class SpotCashAccount:
         :data:`~tradebus.account.base.TRACK_FROM` work."""
         orders.watch(self.order_changed)
 
-    def order_changed(self, order: Any) -> None:
-        """Count what ``order`` holds as it is now (nothing once it no longer works)."""
-        if not self._live:
-            if self._count() >= TRACK_FROM:
-                self._live = True
-                for working in self._working():
-                    self._count_order(working)
-            return
-        self._count_order(order)
-        if self._count() <= UNTRACK_AT:
-            self._live = False
-            self._fixed.clear()
-            self._floating.clear()
-            self._records.clear()
+    def _forget(self) -> None:
+        self._fixed.clear()
+        self._floating.clear()
+        self._records.clear()
 
     def _count_order(self, order: Any) -> None:
         coid = order.client_order_id

@@ -414,7 +414,7 @@ class OrderManager:
         #: The remaining quantity of the open orders per instrument and side, kept as they change (the risk gate's).
         self.leaves = WorkingLeaves(self._open)
         # Called with an order after each change of one that is or was open (:meth:`watch`).
-        self._watchers: list[Callable[[Order], None]] = [self.leaves.update]
+        self._watchers: list[Callable[[Order], None]] = [self.leaves.order_changed]
         self.client_ids = client_ids if client_ids is not None else ClientOrderIds()
         # (client_order_id, trade_id) of the fills of orders this process never created or forgot (release): the
         # latest keep_trade_ids.
