@@ -24,11 +24,15 @@ from tradebus.execution.orders import Order
 from tradebus.node.live import ApiKeys, ExternalOrder, LiveNode, parse_live_config
 
 
-async def _scenario(kit: VenueKit, tmp_path: Path, reconcile_interval: float | None, wait: float = WAIT) -> tuple[LiveNode, Any, list[Any], list[str]]:
-    """Run the daemon, fill an order with its fill frame dropped, place one by hand; the trade ids booked before the stop.
+async def _scenario(
+    kit: VenueKit, tmp_path: Path, reconcile_interval: float | None, wait: float = WAIT,
+) -> tuple[LiveNode, Any, list[Any], list[str], str]:
+    """Run the daemon, fill an order with its fill frame dropped, place one by hand; the trade ids booked before the
+    stop, and what was still missing when ``wait`` ran out ("": nothing).
 
     ``wait``: how long the rounds may take to book the fill and report the order (a loaded machine delays them).
     """
+    missing = ""
     drop = StreamFault("drop", kit.fill_frame)
     async with kit.emulator(stream_faults=[drop]) as emulator:
         async with LocalVenueServer(kit.make_protocol(kit.frames, emulator), kit.frames, speed=8.0) as srv:
@@ -59,18 +63,20 @@ async def _scenario(kit: VenueKit, tmp_path: Path, reconcile_interval: float | N
                 done = lambda: order.status is OrderStatus.FILLED and len(node.external_orders) == 1  # noqa: E731
                 try:
                     await until(done, timeout=wait)
-                except AssertionError:
-                    pass  # the control case: checked by the caller
+                except AssertionError:  # the control case expects it; the caller checks
+                    missing = (f"after {wait} s: the order {order.status.name}, external orders {node.external_orders}, "
+                               f"{node.reconciler.rounds} round(s), {node.reconciler.differences} difference(s)")
             finally:
                 booked.extend(f.trade_id for f in node.kernel.result.fills)  # the stop's cancels query what is open
                 node.stop("test done")
                 await asyncio.wait_for(task, 20)
-    return node, emulator, externals, booked
+    return node, emulator, externals, booked, missing
 
 
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
 async def test_a_round_books_the_dropped_fill_once_and_reports_the_external_order(kit: VenueKit, tmp_path: Path) -> None:
-    node, emulator, externals, booked = await _scenario(kit, tmp_path, reconcile_interval=0.5)
+    node, emulator, externals, booked, missing = await _scenario(kit, tmp_path, reconcile_interval=0.5)
+    assert missing == ""
     kernel = node.kernel
     assert sorted(booked) == sorted(f.trade_id for f in kernel.result.fills) == sorted(str(f.trade_id) for f in emulator.fills)
     assert len(emulator.fills) >= 1
@@ -82,7 +88,8 @@ async def test_a_round_books_the_dropped_fill_once_and_reports_the_external_orde
 
 
 async def test_without_rounds_the_dropped_fill_stays_missing(tmp_path: Path) -> None:
-    node, emulator, externals, booked = await _scenario(OKX, tmp_path, reconcile_interval=None, wait=2.0)  # 4 rounds' time
+    node, emulator, externals, booked, missing = await _scenario(OKX, tmp_path, reconcile_interval=None, wait=2.0)  # 4 rounds' time
+    assert missing.startswith("after 2.0 s: the order ACCEPTED")
     assert emulator.fills and booked == []
     assert externals == [] and node.reconciler.rounds == 0
 
