@@ -147,6 +147,8 @@ class KeptTotals:
     _live: bool
     _count: Callable[[], int]
     _working: Callable[[], Iterable[Any]]
+    _count_order: Callable[[Any], None]
+    _forget: Callable[[], None]
 
     def order_changed(self, order: Any) -> None:
         """Count ``order`` as it is now (nothing once it no longer works), while the totals are kept."""
@@ -160,12 +162,6 @@ class KeptTotals:
         if self._count() <= UNTRACK_AT:
             self._live = False
             self._forget()
-
-    def _count_order(self, order: Any) -> None:
-        raise NotImplementedError
-
-    def _forget(self) -> None:
-        raise NotImplementedError
 
 
 class WorkingLeaves(KeptTotals):
