@@ -679,6 +679,7 @@ class LiveNode(PaperNode):
             self._on_balance,
             self._on_stream_reconnect,
             rest_url=rest_url,
+            timeout=config.live.request_timeout,
             **keys.options(config.live),
         )
         budget = getattr(self.venue.api, "budget", None)

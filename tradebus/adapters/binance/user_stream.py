@@ -512,6 +512,9 @@ class BinanceFuturesUserStream(UserStream):
         The account's key (only in the listen-key request's header; never logged).
     parser, sink, on_balance, on_reconnect
         As :class:`~tradebus.adapters.binance.user_stream.BinanceUserStream`.
+    timeout
+        Seconds a listen-key request may take (the daemon's ``live.request_timeout``): one unanswered by then is
+        :class:`~tradebus.execution.live.NoAnswer`, and the connection is attempted again after the backoff.
     """
 
     def __init__(
@@ -608,9 +611,12 @@ def _futures_user_stream(
     on_reconnect: Callable[[], Any] | None = None,
     *,
     rest_url: str,
+    timeout: float = 10.0,
     **_: Any,
 ) -> BinanceFuturesUserStream:
-    return BinanceFuturesUserStream(rest_url, ws_url, api_key, FuturesStreamParser(instruments, lookup), sink, on_balance, on_reconnect)
+    return BinanceFuturesUserStream(
+        rest_url, ws_url, api_key, FuturesStreamParser(instruments, lookup), sink, on_balance, on_reconnect, timeout
+    )
 
 
 #: Binance USD-M perpetual live trading (:class:`~tradebus.adapters.common.venue.LiveAccount`).

@@ -85,7 +85,8 @@ class LiveAccount:
         the account's private-stream client (a ``WsClient`` of its ``user_stream.py``).
         Both factories also take the keywords ``passphrase`` (a ``SecretStr`` or ``None``)
         and ``environment`` (``testnet`` | ``mainnet``), and ``user_stream`` ``rest_url`` (the
-        account's REST base: listen-key streams), which a venue may ignore.
+        account's REST base: listen-key streams) and ``timeout`` (``live.request_timeout``, seconds: the
+        stream's own REST requests, a listen key's), which a venue may ignore.
     passphrase
         Whether the venue's keys have a passphrase (OKX).
     mainnet_domains
