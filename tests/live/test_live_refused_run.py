@@ -83,6 +83,28 @@ async def test_credentials_the_venue_refuses_leave_no_journal_or_recording(exist
         assert after == before == {}
 
 
+@pytest.mark.parametrize("code", ["60032", "60031"])
+async def test_an_okx_key_the_private_websocket_does_not_know_is_refused_credentials_and_leaves_nothing(
+    code: str, tmp_path: Path
+) -> None:
+    """OKX's private WebSocket answers the login "API key doesn't exist" (60032 as users meet it, e.g. an EEA
+    account's key at the global endpoint while its REST calls go to its own domain; 60031 in OKX's current table)
+    while REST takes the key: the daemon stopped with a generic FatalVenueError (exit 1) and left its journal and
+    recording directories behind. It is now CredentialsRefused (exit 2) naming the code, and leaves nothing."""
+    account = ACCOUNTS["okx"]
+    run = tmp_path / "run"
+    run.mkdir()
+    async with account.served(tmp_path / "venue", []) as (emulator, data):
+        emulator.login_errors.append(code)
+        config = parse_live_config(_paths(data, run), "<test>")
+        node = LiveNode(config, ApiKeys.from_env(config.live, account.env()), handle_signals=False)
+        with pytest.raises(CredentialsRefused, match=f"okx user stream: {code} ") as info:
+            await asyncio.wait_for(node.run(), 60)
+        assert emulator.login_errors == [] and not emulator.orders
+    assert next(c for cls, c in EXIT_CODES if isinstance(info.value, cls)) == 2
+    assert _tree(run) == {}
+
+
 def test_a_journal_another_daemon_opened_meanwhile_is_not_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two daemons started at once on the same new journal: the one refused (its journal in use) leaves the other's
     journal and its log where they are, and removes only what it made itself (its recording, held by its lock from

@@ -132,6 +132,8 @@ def _sign(secret: bytes, payload: str) -> str:
 _LOGIN_ERRORS = {
     "60009": "Login failure",
     "60014": "Requests too frequent",
+    "60031": "API key doesn't exist.",
+    "60032": "API key doesn't exist",
     "63999": "Login failed due to internal error. Please try again later.",
 }
 

@@ -81,9 +81,12 @@ _DONE = frozenset({"filled", "canceled", "mmp_canceled"})
 
 
 #: The WebSocket login's refusals of the account's credentials (OKX's API docs, WebSocket error codes: ``60005``
-#: invalid apiKey, ``60007`` invalid sign, ``60009`` login failed, ``60024`` wrong passphrase):
-#: :class:`~tradebus.execution.live.CredentialsRefused`, as the REST codes of ``credential_codes``.
-LOGIN_REFUSED_CODES = frozenset({"60005", "60007", "60009", "60024"})
+#: invalid apiKey, ``60007`` invalid sign, ``60009`` login failed, ``60024`` wrong passphrase; "API key doesn't
+#: exist": ``60032`` as users meet it (a key OKX does not know at this endpoint: an EEA account's key on the global
+#: one, a deleted key) and as ccxt lists it, ``60031`` in OKX's current table, where ccxt has ``60031`` refuse a batch
+#: login of several accounts, which one key never sends): :class:`~tradebus.execution.live.CredentialsRefused`, as the
+#: REST codes of ``credential_codes`` (REST's "API key doesn't exist" is ``50119``).
+LOGIN_REFUSED_CODES = frozenset({"60005", "60007", "60009", "60024", "60031", "60032"})
 #: The WebSocket login's failures that are OKX's and pass (the same list: ``63999`` "Login failed due to internal
 #: error. Please try again later."; ``60014`` "Requests too frequent"): the stream reconnects with backoff and logs in
 #: again. ``60009`` "Login failure" stays a refusal: OKX words its own failure with ``63999``.
