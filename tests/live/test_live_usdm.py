@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -434,6 +435,40 @@ async def test_a_429_or_418_answer_pauses_every_usdm_request_for_retry_after(kin
             assert api.budget.blocked_until - api.budget._now() > 1.5 and status in api.budget.block_reason
         finally:
             await api.close()
+
+
+@pytest.mark.parametrize(("placed", "counted_elsewhere"), [(320, 0), (20, 1190)], ids=["a-burst", "the-minute-used-elsewhere"])
+async def test_usdm_orders_wait_for_the_accounts_order_limits_instead_of_meeting_429(placed: int, counted_elsewhere: int) -> None:
+    """USD-M takes 300 new orders per 10 s and 1200 per minute of an account (its ``exchangeInfo``), told by
+    ``X-MBX-ORDER-COUNT-10S``/``-1M``; a new order weighs 0 on the IP limit. The client charged a new order 1 of the
+    2400 weight per minute and read no order count: 320 orders at once (or 20 once another process used 1190 of the
+    minute) went out, and the 301st (the 11th) met Binance's 429 ``-1015`` "Too many new orders" (repeated: an IP ban).
+    Each order now takes one of both order budgets, fed by those headers: every order is placed, none refused. The
+    emulator's windows and the budgets' run on one clock a wait moves on (no wall-clock wait)."""
+    from tradebus.adapters.binance.trading import FUTURES_ORDER_LIMITS
+    from tradebus.adapters.common.ratelimit import WeightBudget
+
+    now = [1_800_000_001.0]  # 1 s into a minute
+
+    async def wait(seconds: float) -> None:
+        now[0] += seconds
+        await asyncio.sleep(0)
+
+    emulator = BinanceFuturesEmulator(KEY, SECRET, {USDM_IID: INST}, {"USDT": 10_000_000.0}, order_clock=lambda: now[0])
+    async with emulator:
+        if counted_elsewhere:
+            emulator.order_counts[60] = (int(now[0] // 60), counted_elsewhere)
+        budgets = [WeightBudget(limit, window, header=header, monotonic=lambda: now[0], sleep=wait) for limit, window, header in FUTURES_ORDER_LIMITS]
+        api = BinanceFuturesTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {USDM_IID: INST}, timeout=WAIT, order_budgets=budgets)
+        try:
+            for n in range(placed):  # every 10th a stop: a new algo order counts as a new order
+                stop = n % 10 == 9
+                kind, price, trigger = (OrderType.STOP_MARKET, math.nan, 900.0) if stop else (OrderType.LIMIT, 1_000.0, math.nan)
+                await api.place(Order(f"burst{n}", "s", USDM_IID, OrderSide.BUY if not stop else OrderSide.SELL, kind, 0.001, price, trigger))
+        finally:
+            await api.close()
+        assert emulator.order_refusals == 0 and len(emulator.orders) == placed
+        assert budgets[0].peak <= 300 and (counted_elsewhere or now[0] >= 1_800_000_010.0)  # the burst waited for the next 10 s
 
 
 @pytest.mark.parametrize("kind", ["rate_limit", "ban"])

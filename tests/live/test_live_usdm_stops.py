@@ -363,7 +363,7 @@ async def test_a_stop_whose_replacement_is_held_by_a_full_weight_window_after_it
     assert _algo_posts(emu) == [stop.client_order_id, new.client_order_id] and len(h.kernel.orders.orders()) == 3
     assert h.kernel.portfolio.position(USDM_IID) == pytest.approx(0.0, abs=1e-12) and emu.position(SYMBOL) == pytest.approx(0.0, abs=1e-12)
     [held] = [r.record for r in warnings if "never withdrawn" in r.record["message"]]
-    assert stop.client_order_id in held["message"] and "request budget used (2401 + 1 over 1920)" in held["message"]
+    assert stop.client_order_id in held["message"] and "request budget used (2401 + 0 over 1920)" in held["message"]
 
 
 def _algo_posts(emu: BinanceFuturesEmulator) -> list[str]:

@@ -107,6 +107,13 @@ its URLs pointed here) and
   closed); the placed order's changes come as ``ORDER_TRADE_UPDATE``. Codes not found in the
   documentation: ``-2013`` for a query of an unknown algo order, ``-2011`` for a cancel of one not
   waiting (Binance's general codes).
+* Rate limits: every request but a new order (``POST /fapi/v1/order`` or ``/fapi/v1/algoOrder``, IP weight 0) adds 1
+  to ``X-MBX-USED-WEIGHT-1M`` (:attr:`BinanceFuturesEmulator.weight`, never reset). New orders are counted against
+  the account's order limits (:data:`FUTURES_ORDER_LIMITS`, those of USD-M's ``exchangeInfo``: 300 per 10 s, 1200
+  per minute, in windows of ``order_clock``: the wall clock unless given), told by ``X-MBX-ORDER-COUNT-10S`` and
+  ``-1M`` on each accepted one; an order over either is refused unprocessed with HTTP ``429`` and ``-1015`` "Too
+  many new orders; current limit is 300 orders per TEN_SECONDS." (no ``Retry-After``, as Binance documents for its
+  order limits; counted in :attr:`BinanceFuturesEmulator.order_refusals`).
 
 The account is one-way USDT-margined: the position of each symbol is the matching venue's
 (:meth:`~tradebus.execution.simulated.SimulatedVenue.position`; a reduce-only order that
@@ -149,6 +156,7 @@ __all__ = [
     "BinancePrivateEmulator",
     "CLIENT_ID",
     "DECIMAL",
+    "FUTURES_ORDER_LIMITS",
     "MatchingProtocol",
     "RestFault",
     "StreamFault",
@@ -791,6 +799,11 @@ class MatchingProtocol(BinanceProtocol):
 
 
 _UNSIGNED = frozenset({"/fapi/v1/listenKey"})
+#: The USD-M requests that place an order: counted against the order limits, IP weight 0.
+_NEW_ORDERS = frozenset({("POST", "/fapi/v1/order"), ("POST", "/fapi/v1/algoOrder")})
+#: USD-M's order limits of an account, as its ``exchangeInfo`` lists them (``rateLimitType`` ``ORDERS``): the window in
+#: seconds, its name in Binance's ``-1015`` message, the orders it takes, and the header telling the count.
+FUTURES_ORDER_LIMITS = ((10, "TEN_SECONDS", 300, "X-MBX-ORDER-COUNT-10S"), (60, "MINUTE", 1200, "X-MBX-ORDER-COUNT-1M"))
 
 
 @dataclass
@@ -822,11 +835,17 @@ class BinanceFuturesEmulator(AccountEmulator):
     busy_code = -1008
     linear_positions = True
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, order_clock: Callable[[], float] = time.time, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         #: The active listen key ("" until one is asked for).
         self.listen_key = ""
         self.weight = 0
+        #: The seconds whose windows the order limits count in (:data:`FUTURES_ORDER_LIMITS`).
+        self.order_clock = order_clock
+        #: Window seconds -> (the window's index, the new orders counted in it).
+        self.order_counts: dict[int, tuple[int, int]] = {}
+        #: New orders refused for an order limit (``429``, ``-1015``).
+        self.order_refusals = 0
         #: ``clientAlgoId -> `` the conditional order's state (its record is in :attr:`orders` under that id).
         self.algos: dict[str, AlgoOrder] = {}
         self._algo_ids = 0
@@ -853,7 +872,7 @@ class BinanceFuturesEmulator(AccountEmulator):
 
     def routes(self) -> dict[tuple[str, str], Any]:
         return {
-            ("POST", "/fapi/v1/order"): self._place,
+            ("POST", "/fapi/v1/order"): self._counted(self._place),
             ("PUT", "/fapi/v1/order"): self._modify,
             ("DELETE", "/fapi/v1/order"): self._cancel,
             ("GET", "/fapi/v1/order"): self._query,
@@ -863,7 +882,7 @@ class BinanceFuturesEmulator(AccountEmulator):
             ("GET", "/fapi/v2/positionRisk"): self._position_risk,
             ("POST", "/fapi/v1/listenKey"): self._new_listen_key,
             ("PUT", "/fapi/v1/listenKey"): self._keep_listen_key,
-            ("POST", "/fapi/v1/algoOrder"): self._place_algo,
+            ("POST", "/fapi/v1/algoOrder"): self._counted(self._place_algo),
             ("DELETE", "/fapi/v1/algoOrder"): self._cancel_algo,
             ("GET", "/fapi/v1/algoOrder"): self._query_algo,
             ("GET", "/fapi/v1/openAlgoOrders"): self._open_algos,
@@ -877,8 +896,30 @@ class BinanceFuturesEmulator(AccountEmulator):
     def _json(self, body: Any) -> web.Response:
         return web.json_response(body, headers={"X-MBX-USED-WEIGHT-1M": str(self.weight)})
 
+    def _counted(self, handler: Callable[[dict[str, Any]], web.Response]) -> Callable[[dict[str, Any]], web.Response]:
+        """``handler`` of a new order under the account's order limits (module docstring, *Rate limits*)."""
+
+        def counted(p: dict[str, Any]) -> web.Response:
+            now = self.order_clock()
+            counts = {}
+            for seconds, name, limit, _ in FUTURES_ORDER_LIMITS:
+                window, count = self.order_counts.get(seconds, (-1, 0))
+                counts[seconds] = (int(now // seconds), count if window == int(now // seconds) else 0)
+                if counts[seconds][1] >= limit:
+                    self.order_refusals += 1
+                    return self.error(429, -1015, f"Too many new orders; current limit is {limit} orders per {name}.")
+            self.order_counts = {seconds: (window, count + 1) for seconds, (window, count) in counts.items()}
+            response = handler(p)
+            if response.status == 200:
+                for seconds, _, _, header in FUTURES_ORDER_LIMITS:
+                    response.headers[header] = str(self.order_counts[seconds][1])
+            return response
+
+        return counted
+
     def authenticate(self, request: web.Request, body: str) -> web.Response | None:
-        self.weight += 1
+        if (request.method, request.path) not in _NEW_ORDERS:
+            self.weight += 1
         if request.headers.get("X-MBX-APIKEY") != self.key:
             return self.error(401, -2015, "Invalid API-key, IP, or permissions for action.")
         if request.path in _UNSIGNED:

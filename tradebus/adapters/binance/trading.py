@@ -90,14 +90,19 @@ asset is ``free``; margin in use is not split out), positions from
 checked against the config at start (:meth:`BinanceFuturesTrading.margin_settings`). Funding paid
 while the user stream was not heard (the daemon down, the stream reconnecting) is read from
 ``GET /fapi/v1/income`` with ``incomeType=FUNDING_FEE`` (:meth:`BinanceFuturesTrading.funding_since`).
-Weights are USD-M's (2400 per minute).
+Weights are USD-M's (2400 per minute); a new order (``POST /fapi/v1/order``, ``POST /fapi/v1/algoOrder``) weighs 0
+there and counts instead against the account's order limits, 300 per 10 s and 1200 per minute
+(:data:`FUTURES_ORDER_LIMITS`, USD-M's ``exchangeInfo``): each is a budget of its own
+(:attr:`BinanceFuturesTrading.order_budgets`), fed by ``X-MBX-ORDER-COUNT-10S`` and ``-1M`` as the weight budget is by
+``X-MBX-USED-WEIGHT-1M``, so a burst of orders waits for the next window instead of meeting Binance's ``429`` (``-1015``
+"Too many new orders"), whose repetition Binance answers with an IP ban (``418``).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ccxt.async_support as ccxt_async
@@ -121,7 +126,7 @@ from tradebus.execution.venue import OrderStatusReport
 
 __all__ = [
     "ALGO_STATUS", "BinanceFuturesTrading", "BinanceTrading", "CREDENTIAL_CODES", "ERROR_ADVICE", "FUTURES_ERROR_ADVICE",
-    "FUTURES_WEIGHTS", "STATUS", "TRIGGER_ADVICE", "advised", "algo_order_params", "algo_report", "fill_from_trade",
+    "FUTURES_ORDER_LIMITS", "FUTURES_WEIGHTS", "STATUS", "TRIGGER_ADVICE", "advised", "algo_order_params", "algo_report", "fill_from_trade",
     "futures_order_params", "order_params", "report_from_order",
 ]
 
@@ -425,6 +430,8 @@ class BinanceTrading(TradingApi):
         self.last_headers: dict[str, str] = {}
         #: The account's id (Binance ``uid``), known after :meth:`balances`.
         self.account_id = ""
+        #: The account's order limits, one budget each, taken by a request of :attr:`order_endpoints` (spot: none).
+        self.order_budgets: tuple[WeightBudget, ...] = ()
 
     #: Weight of the own-trades request of one order.
     trades_of_order_weight = TRADES_OF_ORDER_WEIGHT
@@ -447,6 +454,8 @@ class BinanceTrading(TradingApi):
     )
     #: Request weight of each implicit endpoint.
     weights: dict[str, int] = WEIGHTS
+    #: The implicit endpoints that place an order, each one order of every :attr:`order_budgets`.
+    order_endpoints: frozenset[str] = frozenset()
     #: The implicit endpoint of each request kind.
     endpoint: dict[str, str] = {
         "place": "private_post_order",
@@ -457,8 +466,12 @@ class BinanceTrading(TradingApi):
     }
 
     def has_room_to_place(self) -> bool:
-        """Whether a new order may leave before an answer on its way tells the weight used (:meth:`WeightBudget.has_room`)."""
-        return self.budget is None or self.budget.has_room(self.weights[self.endpoint["place"]])
+        """Whether a new order may leave before an answer on its way tells the weight used, and the orders placed if
+        the account's order limits count it (:meth:`WeightBudget.has_room`)."""
+        place = self.endpoint["place"]
+        if self.budget is not None and not self.budget.has_room(self.weights[place]):
+            return False
+        return place not in self.order_endpoints or all(orders.has_room(1) for orders in self.order_budgets)
 
     def _point_at(self, base: str) -> None:
         """Point ccxt's URLs at ``base`` (the venue or an emulator)."""
@@ -478,6 +491,9 @@ class BinanceTrading(TradingApi):
 
     async def _call(self, name: str, params: dict[str, Any], weight: int | None = None) -> Any:
         budget = self.budget
+        if name in self.order_endpoints:
+            for orders in self.order_budgets:
+                await orders.acquire(1)
         if budget is not None:
             await budget.acquire(self.weights[name] if weight is None else weight)
         self._ccxt.last_response_headers = None
@@ -491,6 +507,8 @@ class BinanceTrading(TradingApi):
             self.last_headers = dict(self._ccxt.last_response_headers or {})
             if budget is not None:
                 budget.observe(status, self.last_headers, code)
+            for orders in self.order_budgets:
+                orders.observe(0, self.last_headers)  # the counts only: a 429 or a ban pauses the weight budget
 
     def _instrument(self, order: Order) -> Instrument:
         inst = self.instruments.get(order.instrument_id)
@@ -700,12 +718,14 @@ class BinanceTrading(TradingApi):
         await self._ccxt.close()
 
 
+#: Request (IP) weight of each USD-M endpoint (Binance USD-M documentation; openOrders with a symbol). A new order weighs 0:
+#: it counts against the order limits instead (:data:`FUTURES_ORDER_LIMITS`).
 FUTURES_WEIGHTS: dict[str, int] = {
-    "fapiprivate_post_algoorder": 1,
+    "fapiprivate_post_algoorder": 0,
     "fapiprivate_delete_algoorder": 1,
     "fapiprivate_get_algoorder": 1,
     "fapiprivate_get_openalgoorders": 1,
-    "fapiprivate_post_order": 1,
+    "fapiprivate_post_order": 0,
     "fapiprivate_delete_order": 1,
     "fapiprivate_get_order": 1,
     "fapiprivate_get_openorders": 1,
@@ -718,6 +738,10 @@ FUTURES_WEIGHTS: dict[str, int] = {
 INCOME_PAGE = 1000
 #: USD-M's request-weight limit per minute.
 FUTURES_WEIGHT_LIMIT = 2400
+#: USD-M's order limits of an account (``exchangeInfo`` ``rateLimits`` of type ``ORDERS``; Binance: "1 on 10s order
+#: rate limit(X-MBX-ORDER-COUNT-10S); 1 on 1min order rate limit(X-MBX-ORDER-COUNT-1M); 0 on IP rate limit" for a new
+#: order, and, since 2026-06-20, for a new algo order): orders, window seconds, the header telling the account's count.
+FUTURES_ORDER_LIMITS: tuple[tuple[int, float, str], ...] = ((300, 10.0, "X-MBX-ORDER-COUNT-10S"), (1200, 60.0, "X-MBX-ORDER-COUNT-1M"))
 
 
 _STOPS = (OrderType.STOP_MARKET, OrderType.STOP_LIMIT)
@@ -814,11 +838,13 @@ class BinanceFuturesTrading(BinanceTrading):
     """Binance USD-M REST trading for one account (see the module docstring).
 
     Parameters as :class:`~tradebus.adapters.binance.trading.BinanceTrading`; ``rest_url`` is
-    the futures base (``https://testnet.binancefuture.com`` for the testnet).
+    the futures base (``https://testnet.binancefuture.com`` for the testnet); ``order_budgets``: one budget per
+    order limit of the account (default: :data:`FUTURES_ORDER_LIMITS`, each fed by its header), taken by every new order.
     """
 
     ccxt_class = _BinanceUsdm
     weights = FUTURES_WEIGHTS
+    order_endpoints = frozenset({"fapiprivate_post_order", "fapiprivate_post_algoorder"})
     #: USD-M's error answers: unknown error, internal error, unexpected or no answer from the matching engine, server
     #: overloaded leave the outcome unknown; an HTTP 429 or 418 is :class:`RateLimited`.
     errors = VenueErrors(
@@ -857,9 +883,15 @@ class BinanceFuturesTrading(BinanceTrading):
         instruments: dict[str, Instrument],
         timeout: float = 10.0,
         budget: WeightBudget | None = None,
+        order_budgets: Sequence[WeightBudget] | None = None,
     ) -> None:
         budget = budget if budget is not None else WeightBudget(FUTURES_WEIGHT_LIMIT, 60.0, header="X-MBX-USED-WEIGHT-1M")
         super().__init__(rest_url, api_key, api_secret, instruments, timeout, budget)
+        if order_budgets is None:
+            order_budgets = [
+                WeightBudget(limit, window, header=header, name=f"orders per {window:g} s") for limit, window, header in FUTURES_ORDER_LIMITS
+            ]
+        self.order_budgets = tuple(order_budgets)
 
     def _point_at(self, base: str) -> None:
         api = self._ccxt.urls["api"]

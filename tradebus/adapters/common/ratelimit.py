@@ -107,6 +107,9 @@ class WeightBudget:
     remaining_header, limit_header
         Names of the response headers holding the requests left and the limit of the
         endpoint just called (case-insensitive; ``""``: none): :attr:`left` from them.
+    name
+        What the budget counts, in the messages of a wait (``"request budget"``; a venue's order limit:
+        ``"orders per 10 s"``).
     monotonic, sleep
         Clock (seconds since the epoch: wall time, as the venue's windows, reset times and a kept pause are; a step
         back of it is taken into account, see :meth:`_clock`) and sleep (tests inject their own).
@@ -139,6 +142,7 @@ class WeightBudget:
         reset_header: str = "",
         remaining_header: str = "",
         limit_header: str = "",
+        name: str = "request budget",
         monotonic: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         steady: Callable[[], float] | None = None,
@@ -155,6 +159,7 @@ class WeightBudget:
         self.reset_header = reset_header.lower()
         self.remaining_header = remaining_header.lower()
         self.limit_header = limit_header.lower()
+        self.name = name
         self.left: float | None = None
         self.on_left: Callable[[float], object] | None = None
         self.on_pause: Callable[[VenuePause | None], object] | None = None
@@ -234,7 +239,7 @@ class WeightBudget:
                 why = f"{self.block_reason} until {_utc(self.blocked_until)}"
             elif self.used + weight > self.cap and self.used > 0:
                 wait = self._window_start + self.window - now
-                why = f"request budget used ({self.used:.0f} + {weight} over {self.cap:.0f}) until {_utc(now + wait)}"
+                why = f"{self.name} used ({self.used:.0f} + {weight} over {self.cap:.0f}) until {_utc(now + wait)}"
             else:
                 refused = refusal() if waited and refusal is not None else None
                 if refused is not None:
