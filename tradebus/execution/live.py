@@ -31,6 +31,12 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     ``OrderModifyRejected``. A refusal or no answer leaves the order as it was and queries it; an
     amend to a lower total refused because fills reached it meanwhile (the venues refuse a total at or
     below the filled quantity) is found so by that query, and the rest of the order is canceled.
+    One amend of an order is on its way at a time (two racing requests may be applied in either order, the
+    venue ending at the older terms): a modify meanwhile is kept, merged into one kept before (each term its
+    latest), and sent once the amend is answered, refused or unanswered; a refusal of an amend whose terms the
+    kept one all sets again is not passed on (the kept one's answer is). A cancel of the order drops the kept
+    modify, as does the order's close before it leaves (``OrderModifyRejected`` either way); a restart does
+    not send it (the venue's answer tells the terms; a trailing stop moves again at its next price).
     A venue with a cancel-replace in one request (:meth:`TradingApi.can_replace`: Binance
     spot; a Binance USD-M stop, cancel then place back to back by the adapter) gets it: the replacement (a new client id, the new quantity, price and trigger) is
     submitted through :attr:`LiveVenue.on_replace` with ``replaces=`` and sent with the cancel;
@@ -610,6 +616,24 @@ class OcoPair:
 _STOPS = frozenset({OrderType.STOP_MARKET, OrderType.STOP_LIMIT})
 
 
+def _merged(older: ModifyOrder, newer: ModifyOrder) -> ModifyOrder:
+    """``newer`` with each term it leaves as it is (NaN) taken from ``older``."""
+    return msgspec.structs.replace(
+        newer,
+        quantity=older.quantity if math.isnan(newer.quantity) else newer.quantity,
+        price=older.price if math.isnan(newer.price) else newer.price,
+        trigger_price=older.trigger_price if math.isnan(newer.trigger_price) else newer.trigger_price,
+    )
+
+
+def _covers(newer: ModifyOrder, older: ModifyOrder) -> bool:
+    """Whether ``newer`` sets every term ``older`` sets (NaN: a term left as it is)."""
+    return all(
+        not math.isnan(new) or math.isnan(old)
+        for new, old in ((newer.quantity, older.quantity), (newer.price, older.price), (newer.trigger_price, older.trigger_price))
+    )
+
+
 def _raced(sized_on: float, venue_filled: float) -> bool:
     """Whether a cancel-replaced order filled ``venue_filled`` at the venue, more than the ``sized_on`` its replacement
     was sized on (a fill raced the request; NaN: the venue did not tell, nothing raced)."""
@@ -714,6 +738,8 @@ class LiveVenue(Venue):
         # Client id -> (its amends on their way, how many were sent or answered): a query's answer about an order amended
         # meanwhile may tell the terms before the amend (its terms are not taken, see _query).
         self._amending: dict[str, tuple[int, int]] = {}
+        # Client id -> the modification due while an amend of the order was on its way, sent once that is answered.
+        self._withheld: dict[str, ModifyOrder] = {}
         # Orders whose cancel the venue refused -> its refusal, until a query sent after it says whether they work.
         self._cancel_refused: dict[str, str] = {}
         # Orders whose cancel the venue answered busy -> when it was, or will be, sent again (clock ns).
@@ -819,6 +845,9 @@ class LiveVenue(Venue):
         if coid in self._swaps:
             logger.info("order {}: canceled during its cancel-replace; its replacement will not be kept", coid)
             self._swaps_canceled.add(coid)
+        if self._withheld.pop(coid, None) is not None:
+            logger.info("order {}: canceled while a modification waited for its amend's answer; not sent", coid)
+            self._modify_rejected(order, "canceled before it was sent (it waited for the answer to an earlier amend)")
         self._cancels_resent.pop(coid, None)  # the engine times this cancel from now
         self._spawn(self._cancel(order), f"cancel:{coid}")
 
@@ -836,6 +865,9 @@ class LiveVenue(Venue):
             self._modify_rejected(order, reason)
             return
         if self.api.supports_amend:
+            if self._amending.get(coid, (0, 0))[0]:
+                self._withhold(cmd)
+                return
             self._spawn(self._amend(order, cmd), f"amend:{coid}")
             return
         if self.api.can_replace(order) and self.on_replace is not None:
@@ -849,11 +881,7 @@ class LiveVenue(Venue):
             return
         pending = self._replacing.get(coid)
         if pending is not None:  # its cancel is on its way: the one replacement takes both modifications
-            merged = msgspec.structs.replace(
-                cmd,
-                quantity=pending.quantity if math.isnan(cmd.quantity) else cmd.quantity,
-                price=pending.price if math.isnan(cmd.price) else cmd.price,
-            )
+            merged = _merged(pending, cmd)
             self._replacing[coid] = merged
             self._journal_intent(merged)
             logger.info("order {}: modified again before its cancel-replace's cancel was confirmed; merged", coid)
@@ -864,6 +892,14 @@ class LiveVenue(Venue):
         self._journal_intent(cmd)
         self._canceling.add(coid)
         self._spawn(self._cancel(order), f"cancel:{coid}")
+
+    def _withhold(self, cmd: ModifyOrder) -> None:
+        """Keep ``cmd`` for its order until the amend of it on its way is answered (two amends in flight may be
+        applied in either order): merged into one kept before, its terms win."""
+        coid = cmd.client_order_id
+        kept = self._withheld.get(coid)
+        self._withheld[coid] = cmd if kept is None else _merged(kept, cmd)
+        logger.info("order {}: modified while its amend is on its way; sent once that is answered", coid)
 
     def _journal_intent(self, cmd: ModifyOrder) -> None:
         """Journal (:attr:`on_replacing`) the two-request cancel-replace of ``cmd``'s order before its cancel is sent."""
@@ -1090,6 +1126,7 @@ class LiveVenue(Venue):
         self._amend_floor.pop(client_order_id, None)
         self._cancels_resent.pop(client_order_id, None)
         self._amending.pop(client_order_id, None)
+        self._withheld.pop(client_order_id, None)
         return True
 
     def cancel_resent_ns(self, client_order_id: str) -> int | None:
@@ -1242,17 +1279,24 @@ class LiveVenue(Venue):
                 now = self.clock.now_ns()
                 self.emit(OrderAccepted(order.strategy_id, order.instrument_id, order.client_order_id, ack.venue_order_id, ack.ts_event, now))
 
-    async def _amend(self, order: Order, cmd: ModifyOrder) -> None:
+    async def _amend(self, order: Order, cmd: ModifyOrder | None) -> None:
+        """Amend ``order`` by ``cmd``, then by each modification kept meanwhile (:meth:`_withhold`), one at a time."""
         coid = order.client_order_id
         amending = self._amending
-        out, steps = amending.get(coid, (0, 0))
-        amending[coid] = (out + 1, steps + 1)
-        try:
-            await self._send_amend(order, cmd)
-        finally:
-            now_out = amending.get(coid)  # gone: the order was forgotten meanwhile
-            if now_out is not None:
-                amending[coid] = (now_out[0] - 1, now_out[1] + 1)
+        while cmd is not None:
+            out, steps = amending.get(coid, (0, 0))
+            amending[coid] = (out + 1, steps + 1)
+            try:
+                await self._send_amend(order, cmd)
+            finally:
+                now_out = amending.get(coid)  # gone: the order was forgotten meanwhile
+                if now_out is not None:
+                    amending[coid] = (now_out[0] - 1, now_out[1] + 1)
+            cmd = self._withheld.pop(coid, None)
+            if cmd is not None and not order.is_open:
+                logger.info("order {}: {} while a modification waited for its amend's answer; not sent", coid, order.status)
+                self._modify_rejected(order, f"order is {order.status} (closed before it was sent)")
+                return
 
     async def _send_amend(self, order: Order, cmd: ModifyOrder) -> None:
         coid = order.client_order_id
@@ -1262,6 +1306,11 @@ class LiveVenue(Venue):
                 self._modify_rejected(order, f"order is {order.status} (closed while the venue was busy with it)")
                 return
         except VenueRejected as exc:
+            kept = self._withheld.get(coid)
+            if kept is not None and order.is_open and _covers(kept, cmd):
+                # The modification kept meanwhile sets every term this one did: its answer is the strategy's.
+                logger.info("amend of {} refused: {}; the modification made since is sent", coid, exc)
+                return
             logger.info("amend of {} refused: {}; querying", coid, exc)
             self._modify_rejected(order, str(exc))
             if cmd.quantity < order.quantity:

@@ -1,0 +1,221 @@
+"""A second amend of an order while its first is unanswered, on the venues that amend in place (OKX, Bybit).
+
+A trailing stop moves at each better price; a trade that comes while the venue holds the stop's last amend
+unprocessed makes another. Two amends of one order in flight may be processed in either order (two
+requests racing): the venue may end at the older trigger while the kernel holds the newer, or the answers
+may come in the other order than the venue applied them. The live venue sends one amend of an order at a
+time: a newer one due meanwhile is kept (the latest terms only) and sent once the first is answered,
+refused or not; one due on an order that closed or is being canceled meanwhile is dropped
+(``OrderModifyRejected``). The account emulator holds the first amend (a ``hold`` fault, processed only once
+released), which is how the venue sees two racing requests when the second overtakes the first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.live.live_harness import until
+from tests.live.test_live_amend import _one_account
+from tests.live.test_live_resolved_contingent import Contingent
+from tests.live.venue_kits import KITS, KitTape, VenueKit, kit_harness
+from tradebus.adapters.common.account_emulator import RestFault
+from tradebus.engine.messages import CancelOrder, ModifyOrder, OrderModified, OrderModifyRejected, OrderSide, OrderStatus, OrderType
+
+T0 = 1_786_310_819_680_000_000
+#: Where each venue amends an untriggered stop, and an ordinary order; a code it refuses an amend with.
+STOP_AMEND = {"okx": "/api/v5/trade/amend-algos", "bybit": "/v5/order/amend"}
+LIMIT_AMEND = {"okx": "/api/v5/trade/amend-order", "bybit": "/v5/order/amend"}
+REFUSED = {"okx": "51000", "bybit": "10001"}
+
+
+def _venue_trigger(h: Any, coid: str) -> float:
+    """The trigger the venue holds for the untriggered stop ``coid`` (NaN: none)."""
+    return h.emulator.orders[coid].order.trigger_price if coid in h.emulator.untriggered else math.nan
+
+
+async def _trailing(h: Any, kit: VenueKit, strategy: Contingent, t0: int = T0) -> tuple[KitTape, str]:
+    """Long 0.01 bought at 60,000, and a trailing sell stop of 0.01 500 below it (59,500) working at the venue."""
+    tape = KitTape(h, kit.iid, t0, size=100.0)
+    await tape.fill(OrderSide.BUY, 0.01, 60_000.0)
+    coid = strategy.submit_trailing_stop(kit.iid, OrderSide.SELL, 0.01, offset=500.0)
+    stop = h.kernel.orders.order(coid)
+    await until(lambda: stop.status is OrderStatus.ACCEPTED and _venue_trigger(h, coid) == 59_500.0)
+    return tape, coid
+
+
+async def _second_move_while_held(h: Any, tape: KitTape, held: RestFault, path: str) -> list[str]:
+    """A trade at 61,000 moves the stop to 60,500, an amend the venue holds unprocessed; one at 62,000 moves it to
+    61,500 meanwhile. Returns the client ids of the amends the venue had received when the first is released."""
+    tape.trade(61_000.0)
+    await until(lambda: held.fired)
+    tape.trade(62_000.0)
+    await until(lambda: h.venue.in_flight == 1)  # a second amend sent meanwhile has been answered
+    return tape.posts(path)
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_trailing_stops_move_during_its_unanswered_amend_is_sent_once_that_is_answered(kit: VenueKit) -> None:
+    """The amend to 60,500 is held at the venue; the move to 61,500 comes meanwhile. Before, its amend went at once,
+    overtook the first and was applied first: the venue ended at 60,500 (the first, applied last) while the
+    trailing stop counted on 61,500, and a fall to 61,400 sold nothing. Now the venue gets one amend of the stop at a
+    time: 61,500 leaves once 60,500 is answered, and 61,400 triggers the stop."""
+    path = STOP_AMEND[kit.venue]
+    release = asyncio.Event()
+    held = RestFault("hold", "POST", path, release=release)
+    strategy = Contingent(kit.iid)
+    async with kit_harness(kit, rest_faults=[held], strategies=[strategy]) as h:
+        tape, coid = await _trailing(h, kit, strategy)
+        stop = h.kernel.orders.order(coid)
+        at_release = await _second_move_while_held(h, tape, held, path)
+        release.set()
+        await until(lambda: h.venue.in_flight == 0 and stop.trigger_price != 59_500.0, timeout=10.0)
+        assert (at_release, _venue_trigger(h, coid), stop.trigger_price) == ([coid], 61_500.0, 61_500.0)
+        tape.trade(61_400.0)  # through 61,500: triggers the stop, which sells at 61,400
+        await until(lambda: stop.status is OrderStatus.FILLED, timeout=10.0)
+        await h.venue.drain()
+    assert tape.posts(path) == [coid, coid]
+    assert [f.last_px for f in h.emulator.orders[coid].fills] == [61_400.0]
+    assert h.kernel.portfolio.position(kit.iid) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_the_move_kept_during_an_amend_the_venue_refuses_is_sent_after_the_refusal(kit: VenueKit) -> None:
+    """As above, but the venue refuses the held amend to 60,500: the move to 61,500 kept meanwhile is still sent, the
+    stop ends at 61,500 at the venue and here, and the strategy hears of no refusal (the move it made last was applied)."""
+    path = STOP_AMEND[kit.venue]
+    release = asyncio.Event()
+    held = RestFault("refuse", "POST", path, code=REFUSED[kit.venue], release=release)
+    strategy = Contingent(kit.iid)
+    async with kit_harness(kit, rest_faults=[held], strategies=[strategy]) as h:
+        refused: list[OrderModifyRejected] = []
+        h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
+        tape, coid = await _trailing(h, kit, strategy)
+        stop = h.kernel.orders.order(coid)
+        at_release = await _second_move_while_held(h, tape, held, path)
+        release.set()
+        await until(lambda: h.venue.in_flight == 0 and len(tape.posts(path)) == 2, timeout=10.0)
+        assert (at_release, _venue_trigger(h, coid), stop.trigger_price) == ([coid], 61_500.0, 61_500.0)
+        assert refused == []
+        tape.trade(61_400.0)
+        await until(lambda: stop.status is OrderStatus.FILLED, timeout=10.0)
+        await h.venue.drain()
+    assert tape.posts(path) == [coid, coid]  # no third amend: the trailing stop holds 61,500 as the venue does
+    assert [f.last_px for f in h.emulator.orders[coid].fills] == [61_400.0]
+
+
+async def _limit_with_second_modify(h: Any, kit: VenueKit, held: RestFault) -> Any:
+    """A resting limit buy of 0.002 at 1,000 modified to 1,010 (held at the venue), then to 1,020 meanwhile."""
+    execution = h.kernel.execution
+    tape = KitTape(h, kit.iid, T0, size=0.001)
+    order = tape.submit(OrderSide.BUY, 0.002, OrderType.LIMIT, price=1_000.0)
+    await until(lambda: order.status is OrderStatus.ACCEPTED)
+    coid = order.client_order_id
+    execution.modify(ModifyOrder("s1", kit.iid, coid, 0, 0, price=1_010.0))
+    await until(lambda: held.fired)
+    execution.modify(ModifyOrder("s1", kit.iid, coid, 0, 0, price=1_020.0))
+    await until(lambda: h.venue.in_flight == 1)
+    return order
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_modify_kept_during_an_amend_is_dropped_when_the_order_fills_meanwhile(kit: VenueKit) -> None:
+    """A limit buy at 1,000 modified to 1,010, held at the venue, and to 1,020 meanwhile; a trade at 999 fills it
+    before the first amend is processed. The venue refuses that amend (the order is filled) and the second is never
+    sent: the strategy gets an ``OrderModifyRejected`` for each, the order is filled at 1,000."""
+    path = LIMIT_AMEND[kit.venue]
+    release = asyncio.Event()
+    held = RestFault("hold", "POST", path, release=release)
+    async with kit_harness(kit, rest_faults=[held], trade_size_limit=True) as h:
+        refused: list[OrderModifyRejected] = []
+        h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
+        order = await _limit_with_second_modify(h, kit, held)
+        KitTape(h, kit.iid, T0 + 10**9, size=0.002).trade(999.0)
+        await until(lambda: order.status is OrderStatus.FILLED, timeout=10.0)
+        release.set()
+        await until(lambda: h.venue.in_flight == 0 and len(refused) == 2, timeout=10.0)
+        await h.venue.drain()
+    assert KitTape(h, kit.iid, 0).posts(path) == [order.client_order_id]
+    assert (order.price, order.filled_qty, h.emulator.orders[order.client_order_id].order.price) == (1_000.0, pytest.approx(0.002), 1_000.0)
+    assert "FILLED" in refused[1].reason
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_modify_kept_during_an_amend_is_dropped_by_a_cancel(kit: VenueKit) -> None:
+    """As above, but the strategy cancels the order instead: the kept modify is refused at once (the cancel wins), the
+    first amend is refused by the venue once the cancel is done, and no second amend is sent."""
+    path = LIMIT_AMEND[kit.venue]
+    release = asyncio.Event()
+    held = RestFault("hold", "POST", path, release=release)
+    async with kit_harness(kit, rest_faults=[held]) as h:
+        refused: list[OrderModifyRejected] = []
+        h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
+        order = await _limit_with_second_modify(h, kit, held)
+        h.kernel.execution.cancel(CancelOrder("s1", kit.iid, order.client_order_id, 0, 0))
+        assert len(refused) == 1 and "cancel" in refused[0].reason
+        await until(lambda: order.status is OrderStatus.CANCELED, timeout=10.0)
+        release.set()
+        await until(lambda: h.venue.in_flight == 0 and len(refused) == 2, timeout=10.0)
+        await h.venue.drain()
+    assert KitTape(h, kit.iid, 0).posts(path) == [order.client_order_id]
+    assert h.emulator.orders[order.client_order_id].status is OrderStatus.CANCELED
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_two_modifies_kept_during_an_amend_leave_as_one_with_the_latest_terms(kit: VenueKit) -> None:
+    """A limit buy of 0.002 at 1,000 modified to 1,010 (held at the venue), then to 0.003 in all, then to 1,030: once
+    the first is answered one amend leaves, for 0.003 at 1,030 (each term its latest), answered by one
+    ``OrderModified``."""
+    path = LIMIT_AMEND[kit.venue]
+    release = asyncio.Event()
+    held = RestFault("hold", "POST", path, release=release)
+    async with kit_harness(kit, rest_faults=[held]) as h:
+        modified: list[OrderModified] = []
+        h.kernel.bus.subscribe(OrderModified, modified.append)
+        order = await _limit_with_second_modify(h, kit, held)
+        coid = order.client_order_id
+        h.kernel.execution.modify(ModifyOrder("s1", kit.iid, coid, 0, 0, quantity=0.003))
+        h.kernel.execution.modify(ModifyOrder("s1", kit.iid, coid, 0, 0, price=1_030.0))
+        release.set()
+        await until(lambda: h.venue.in_flight == 0 and len(modified) == 2, timeout=10.0)
+        await h.venue.drain()
+        venue_order = h.emulator.orders[coid].order
+        assert KitTape(h, kit.iid, 0).posts(path) == [coid, coid]
+        assert [(m.quantity, m.price) for m in modified] == [(0.002, 1_010.0), (0.003, 1_030.0)]
+        assert (venue_order.quantity, venue_order.price) == (0.003, 1_030.0) == (order.quantity, order.price)
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_restart_with_a_move_kept_takes_the_venues_trigger_and_trails_on(kit: VenueKit, tmp_path: Path) -> None:
+    """The daemon stops while the amend to 60,500 is held at the venue and the move to 61,500 is kept. The venue then
+    applies 60,500. The restart holds 60,500 (the venue's answer), not the kept 61,500, which it does not send by
+    itself; the next trade at 62,000 moves the stop to 61,500, once, at the venue and here."""
+    path = STOP_AMEND[kit.venue]
+    journal = tmp_path / "journal.sqlite"
+    release = asyncio.Event()
+    held = RestFault("hold", "POST", path, release=release)
+    emu = kit.emulator([held])
+    one_account = _one_account(kit, emu)
+    strategy = Contingent(kit.iid)
+    async with kit_harness(one_account, journal=journal, strategies=[strategy]) as h:
+        tape, coid = await _trailing(h, kit, strategy)
+        at_release = await _second_move_while_held(h, tape, held, path)
+    assert at_release == [coid]
+    release.set()
+    await until(lambda: _venue_trigger(h, coid) == 60_500.0, timeout=10.0)
+    async with kit_harness(one_account, journal=journal, strategies=[Contingent(kit.iid)]) as h:
+        stop = h.kernel.orders.order(coid)
+        h.venue.track(stop)
+        h.kernel.execution.resolve_unknown(coid)  # as the daemon's start does: a query
+        await until(lambda: stop.status is OrderStatus.ACCEPTED and h.venue.in_flight == 0, timeout=10.0)
+        assert stop.trigger_price == 60_500.0 == _venue_trigger(h, coid)
+        assert tape.posts(path) == [coid]
+        KitTape(h, kit.iid, T0 + 10**9, size=100.0).trade(62_000.0)
+        await until(lambda: _venue_trigger(h, coid) == 61_500.0 and stop.trigger_price == 61_500.0, timeout=10.0)
+        await h.venue.drain()
+    assert tape.posts(path) == [coid, coid]
+
