@@ -22,10 +22,10 @@ from tests.live.test_live_secrets import ACCOUNTS
 from tradebus.cli import EXIT_CODES, app
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder
 from tradebus.errors import ConfigError, DataError
-from tradebus.execution.journal import Journal
+from tradebus.execution.journal import SQLITE_COMPANIONS, Journal
 from tradebus.execution.live import CredentialsRefused
 from tradebus.node.config import parse_paper_config
-from tradebus.node.daemon import PaperNode
+from tradebus.node.daemon import PaperNode, _claim, _remove_created
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -235,3 +235,41 @@ async def test_a_symbol_the_venue_does_not_list_is_refused_at_start_up_and_leave
     iid = account.iid.replace(symbol, misspelt)
     assert f"the venue's {name} spot market does not list {iid} (symbol {misspelt!r})" in str(err.value)
     assert not emulator.orders and _tree(run) == {}
+
+
+def test_a_new_journal_beside_sqlite_files_an_earlier_run_left_is_refused_and_they_are_kept(tmp_path: Path) -> None:
+    """An earlier run's journal.sqlite-wal, -shm and -journal, left when its journal was deleted after a crash: a paper
+    run creating a new journal there ended with them gone (SQLite emptied the log and the rollback journal as the new
+    journal's and deleted them when the refused run closed it). The run is now refused (exit 2) before the journal
+    opens, naming them, and the directory holds what it held, byte for byte."""
+    data = _paths(yaml.safe_load((CONFIGS / "paper_binance.yaml").read_text()), tmp_path)
+    data["instruments"].append(ETH)
+    data["balances"] = {"USDT": 10_000.0, "ETH": 1.0}  # refused once the daemon is built, had the journal opened
+    data.pop("initial_cash", None)
+    journal = Path(data["journal"])
+    journal.parent.mkdir(parents=True)
+    for end in SQLITE_COMPANIONS:
+        Path(f"{journal}{end}").write_bytes(b"an earlier run's")
+    config = tmp_path / "paper.yaml"
+    config.write_text(yaml.safe_dump(data))
+    before = _tree(tmp_path)
+    result = CliRunner().invoke(app, ["paper", str(config), "--max-seconds", "1"])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert f"journal: {journal} is not there" in message and f"{journal}-wal, {journal}-shm, {journal}-journal" in message
+    assert _tree(tmp_path) == before
+
+
+def test_the_cleanup_of_a_refused_run_removes_the_sqlite_files_it_created_and_no_other(tmp_path: Path) -> None:
+    """Of the three files SQLite keeps beside a journal, the run removes those that were not there when it created the
+    journal (its rollback journal -journal too, left when a new journal's tables were being written), never one an
+    earlier run left (-wal here)."""
+    journal = tmp_path / "journal.sqlite"
+    earlier = Path(f"{journal}-wal")
+    earlier.write_bytes(b"an earlier run's")
+    created: list[Path] = []
+    _claim(journal, created, SQLITE_COMPANIONS)
+    for end in ("-shm", "-journal"):
+        Path(f"{journal}{end}").write_bytes(b"this run's")
+    _remove_created(created)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [earlier.name]

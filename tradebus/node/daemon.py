@@ -91,7 +91,7 @@ from tradebus.engine.messages import OrderDenied
 from tradebus.errors import ConfigError, DataError, StrategyError, TradebusError
 from tradebus.execution.costs import charged_fees
 from tradebus.execution.engine import OrderTimeouts
-from tradebus.execution.journal import Journal, JournalOwner
+from tradebus.execution.journal import SQLITE_COMPANIONS, Journal, JournalOwner
 from tradebus.execution.paper import PaperVenue
 from tradebus.execution.venue import Venue
 from tradebus.locks import take_lock
@@ -980,19 +980,30 @@ def _make_parent(path: Path, what: str, created: list[Path]) -> None:
         raise ConfigError(f"{what}: cannot create the directory of {path} (not a directory)")
 
 
-def _claim(path: Path, created: list[Path]) -> None:
-    """Create ``path`` empty if nothing is there (noting it in ``created``); leave what is there to its opener."""
+def _claim(path: Path, created: list[Path], companions: Sequence[str] = ()) -> None:
+    """Create ``path`` empty if nothing is there (noting it in ``created``); leave what is there to its opener.
+
+    ``companions``: the suffixes of the files the opener keeps beside ``path`` (``<path><suffix>``); those not there
+    before ``path`` was created are noted too, as this run's (one an earlier run left is not)."""
+    absent = [Path(f"{path}{end}").absolute() for end in companions if not os.path.lexists(f"{path}{end}")]
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
     except OSError:
         return  # there already (or not to be made): the opener says what is wrong with it
     created.append(path.absolute())
+    created.extend(absent)
 
 
 def _remove_created(created: Sequence[Path]) -> None:
-    """Remove what a refused run created (:func:`_make_parent`, :func:`_claim`), the last made first: a file with its
-    SQLite companions (``-wal``, ``-shm``) unless a daemon holds its lock, a directory only if empty."""
+    """Remove what a refused run created (:func:`_make_parent`, :func:`_claim`), the last made first: a file with the
+    companions noted with it unless a daemon holds its lock, a directory only if empty."""
+    ours = set(created)
+    companions = {
+        Path(f"{path}{end}"): path for path in created for end in SQLITE_COMPANIONS if Path(f"{path}{end}") in ours
+    }
     for path in reversed(created):
+        if path in companions:
+            continue  # removed with its file
         try:
             if path.is_dir() and not path.is_symlink():
                 with contextlib.suppress(OSError):  # not empty: someone put a file there meanwhile
@@ -1002,7 +1013,7 @@ def _remove_created(created: Sequence[Path]) -> None:
             try:
                 if take_lock(fd) is not None:
                     continue  # a daemon that opened it after this run took it over: it is that daemon's
-                for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                for name in (path, *(name for name, of in companions.items() if of == path)):
                     name.unlink(missing_ok=True)
             finally:
                 os.close(fd)
@@ -1013,8 +1024,23 @@ def _remove_created(created: Sequence[Path]) -> None:
 
 
 def _open_journal(path: Path, synchronous: str, owner: JournalOwner, created: list[Path]) -> Journal:
+    """The run's journal at ``path``, created (with its directories, noted in ``created``) if it is not there.
+
+    Raises
+    ------
+    ConfigError
+        ``path`` is not there but files SQLite keeps beside a journal are (an earlier run's, its journal deleted):
+        SQLite would empty and then delete them as the new journal's own.
+    """
+    left = [f"{path}{end}" for end in SQLITE_COMPANIONS if os.path.lexists(f"{path}{end}")]
+    if left and not os.path.lexists(path):
+        raise ConfigError(
+            f"journal: {path} is not there but files SQLite keeps beside a journal are: {', '.join(left)} (an earlier "
+            f"run's, its journal deleted or moved?); SQLite would take them for the new journal's own and delete them: "
+            f"move them away, or give the journal another name"
+        )
     _make_parent(path, "journal", created)
-    _claim(path, created)
+    _claim(path, created, SQLITE_COMPANIONS)
     return Journal(path, synchronous, checkpoint_every=JOURNAL_CHECKPOINT_S, exclusive=True, owner=owner)  # type: ignore[arg-type]
 
 
