@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 from loguru import logger
 
 from tradebus.ops.config import LogConfig
-from tradebus.ops.logs import log_files, open_log_sink, setup_logging
+from tradebus.ops.logs import log_files, open_log_sink, setup_logging, taken_by_retention
 
 KEY = "tbLogKey0123456789abcdefABCDEF"
 
@@ -72,3 +73,30 @@ def test_log_files_are_the_file_and_the_copies_loguru_rotates_and_nothing_else(t
         theirs = set(tmp_path.iterdir()) - before
         assert len(theirs) > 2
         assert log_files(config) == sorted({*theirs, config.file})
+
+
+CANDIDATES = ("journal.sqlite", ".journal.sqlite", ".journal.sqlite-wal", "fills.csv", ".fills.csv.tmp-42", "run.sqlite",
+              ".run.sqlite", "x.log", ".x.log", "daemon.2024.log", ".daemon.2024.log")  # fmt: skip
+
+
+@pytest.mark.parametrize("log", ["{time}", "{time}.log", ".{time}", ".fills", "run", "daemon.log", ".journal"])
+def test_taken_by_retention_names_exactly_the_files_loguru_s_retention_deletes(log: str, tmp_path: Path, restore_logger: Any) -> None:
+    """loguru's retention lists its files with ``glob.glob``, where a ``*`` at the start of a name does not take a
+    hidden name: a log file ``{time}`` (retention pattern ``*``) deletes ``journal.sqlite`` but not ``.journal.sqlite``;
+    the check (``fnmatch``) said it took both, refusing a hidden journal loguru never deletes, and :func:`log_files`
+    (``Path.glob``) listed both. Here loguru itself,
+    keeping one file at a rotation, deletes every name it takes, and exactly those are the ones the check names and the listing lists."""
+    config = LogConfig(file=tmp_path / log, rotation="200 B", retention=1)
+    for name in CANDIDATES:
+        (tmp_path / name).write_text("kept?")
+        os.utime(tmp_path / name, (0, 0))
+    listed = {path.name for path in log_files(config)} - {config.file.name}
+    sink = logger.add(config.file, rotation="200 B", retention=1, format="{message}", filter=lambda r: "probe" in r["extra"])
+    try:
+        for _ in range(10):
+            logger.bind(probe=True).info("x" * 50)
+    finally:
+        logger.remove(sink)
+    deleted = {name for name in CANDIDATES if not (tmp_path / name).exists()}
+    assert deleted == {name for name in CANDIDATES if taken_by_retention(config, tmp_path / name)} == listed
+    assert deleted  # every log name here takes some

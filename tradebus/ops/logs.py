@@ -78,7 +78,8 @@ def log_files(config: LogConfig) -> list[Path]:
         return []
     directory = config.file.parent
     patterns = _rotated_names(config.file)
-    found = {p for pattern in patterns for p in directory.glob(pattern) if p.is_file()} if directory.is_dir() else set()
+    names = os.listdir(directory) if directory.is_dir() else []
+    found = {directory / name for name in names if _matched(name, patterns) and (directory / name).is_file()}
     return sorted(found | {config.file})
 
 
@@ -88,7 +89,17 @@ def taken_by_retention(config: LogConfig, path: Path) -> bool:
     copies of a log file ``run`` with no suffix)."""
     if config.file is None or os.path.realpath(path.parent) != os.path.realpath(config.file.parent):
         return False
-    return any(fnmatch.fnmatchcase(path.name, pattern) for pattern in _rotated_names(config.file))
+    return _matched(path.name, _rotated_names(config.file))
+
+
+def _matched(name: str, patterns: list[str]) -> bool:
+    """Whether ``glob.glob``, which loguru's retention lists its files with, finds a file ``name`` by one of
+    ``patterns`` (names in one directory): as ``fnmatch``, but a name starting with a dot (hidden) only by a pattern
+    that starts with one (a ``*`` there does not take it)."""
+    return any(
+        fnmatch.fnmatchcase(name, pattern) and (pattern.startswith(".") or not name.startswith("."))
+        for pattern in patterns
+    )
 
 
 def _rotated_names(file: Path) -> list[str]:
