@@ -227,3 +227,37 @@ def test_a_log_file_whose_retention_would_delete_the_run_s_outputs_is_refused_be
         finally:
             logger.remove(sink)
         assert not (out / taken).exists()
+
+
+def test_a_log_file_whose_retention_would_delete_the_run_s_temporary_files_is_refused_before_the_run(tmp_path: Path) -> None:
+    """``tradebus paper cfg --out runs/p`` with hidden dated logs ``ops.log.file: runs/p/.{time:YYYY-MM-DD}`` ran: the
+    check covered the run's own names, which that log's retention (every hidden name, ``.*``) does not take, but not
+    the hidden temporaries each output is written to before it is moved over its name (``.metrics.json.tmp-<pid>``),
+    which it deletes (shown with loguru itself below; the run's move then fails). It is refused now, exit 2, naming
+    them, before anything is written."""
+    out = tmp_path / "out"
+    log = ".{time:YYYY-MM-DD}"
+    data = paper({"log": {"file": str(out / log), "rotation": "200 B", "retention": 2}})
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    result = CliRunner().invoke(app, ["paper", str(path), "--out", str(out), "--max-seconds", "3"], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert f"--out {out}: loguru counts .fills.csv.tmp-{os.getpid()}, " in message, message
+    assert f".metrics.json.tmp-{os.getpid()}, " in message and not out.exists()
+    config = parse_paper_config(data, "<ops test>", tmp_path)
+    data["ops"]["log"]["file"] = str(out / "daemon-{time:YYYY-MM-DD}.log")
+    check_log_beside_outputs(parse_paper_config(data, "<ops test>", tmp_path), out, "paper")  # a name of its own is fine
+    # loguru's own retention does what the message says
+    out.mkdir()
+    temporary = out / f".metrics.json.tmp-{os.getpid()}"
+    temporary.write_text("{}")
+    os.utime(temporary, (0, 0))
+    assert config.ops is not None and config.ops.log.file is not None
+    sink = logger.add(config.ops.log.file, rotation="200 B", retention=2, format="{message}", filter=lambda r: "probe" in r["extra"])
+    try:
+        for _ in range(20):
+            logger.bind(probe=True).info("x" * 50)
+    finally:
+        logger.remove(sink)
+    assert not temporary.exists()

@@ -1126,16 +1126,18 @@ def check_log_beside_outputs(config: PaperConfig, out_dir: str | os.PathLike[str
     Raises
     ------
     ConfigError
-        One of the run's own files (or its ``INCOMPLETE`` marker) in ``out_dir`` is the log file or a name its
-        retention takes; the message names ``ops.log.file``, ``--out`` and those files.
+        One of the run's own files (or its ``INCOMPLETE`` marker, or the temporary a file is written to before it is
+        moved over its name) in ``out_dir`` is the log file or a name its retention takes; the message names ``ops.log.file``, ``--out`` and those files.
     """
-    from tradebus.reports.writers import INCOMPLETE_MARKER, OWN_FILES
+    from tradebus.reports.writers import INCOMPLETE_MARKER, OWN_FILES, temporary_path
 
     log = None if config.ops is None else config.ops.log
     if log is None or log.file is None:
         return
     out = Path(out_dir)
-    taken = [name for name in (*OWN_FILES[kind], INCOMPLETE_MARKER) if taken_by_retention(log, out / name)]
+    files = [out / name for name in (*OWN_FILES[kind], INCOMPLETE_MARKER)]
+    files += [temporary_path(out / name) for name in OWN_FILES[kind]]  # this process's, which writes them
+    taken = [path.name for path in files if taken_by_retention(log, path)]
     if taken:
         raise ConfigError(
             f"ops.log.file: {log.file} and --out {out}: loguru counts {', '.join(taken)} as the log's own (rotated) "
