@@ -335,3 +335,56 @@ async def test_a_connection_the_client_recycles_amid_a_served_stream_loses_and_r
         await run_until(client, lambda: len(quotes()) >= len(recorded) and client.connections == 2, out, timeout=60)
     assert recycled and client.connections == 2
     assert quotes() == recorded
+
+
+class QuoteReconnectsHeld(BinanceProtocol):
+    """Binance's plugin refusing every handshake of the quote stream after its first with HTTP 503 (which the client
+    retries) until ``released`` is set: a reconnection that comes back only once the other feed ran ahead."""
+
+    def __init__(self, snapshot: str) -> None:
+        super().__init__(snapshot)
+        self.released = False
+        self.quote_handshakes = 0
+
+    def refuse_handshake(self, path: str, query: dict[str, list[str]]) -> tuple[int, str] | None:
+        if "btcusdt@bookTicker" in query.get("streams", [""])[0]:
+            self.quote_handshakes += 1
+            if self.quote_handshakes > 1 and not self.released:
+                return 503, '{"code":-1,"msg":"held back by the test"}'
+        return super().refuse_handshake(path, query)
+
+
+async def test_two_feeds_on_one_unpaced_serve_each_read_their_frames_once_one_reconnecting_after_the_other_ran_ahead() -> None:
+    """`tradebus serve --speed 0` with a daemon's two feeds on it, quotes and trades: the quote feed's connection was
+    dropped at its 501st quote and came back after the trade feed had read every trade; the server kept one cursor for
+    all connections, which the trade feed had moved past the last trade (the 2,496th of 2,499 frames), so the quote feed got
+    none of the 1,346 quotes left. Each stream now moves only as the connections subscribed to it read it: the quote
+    feed gets every recorded quote once, in order, and the trade feed every trade."""
+    recorded = [
+        tuple(float(d[k]) for k in ("b", "B", "a", "A"))
+        for d in (json.loads(raw)["data"] for _, raw in SPOT_FRAMES if "@bookTicker" in raw)
+    ]
+    last_trade = max(i for i, (_, raw) in enumerate(SPOT_FRAMES) if "@trade" in raw)
+    proto = QuoteReconnectsHeld(SPOT_SNAPSHOT)
+    quoted, traded = Messages(), Messages()
+
+    def quotes() -> list[tuple[float, ...]]:
+        return [(m.bid_price, m.bid_size, m.ask_price, m.ask_size) for m in quoted if isinstance(m, Quote)]
+
+    drop = [Fault(FaultKind.DROP, at=500, match="@bookTicker", connection=0)]
+    # as `tradebus serve --speed 0` serves: unpaced, no overlap, any number of connections
+    async with LocalVenueServer(proto, SPOT_FRAMES, drop, max_connections=None, lifetime=300.0) as srv:
+        quote_client = BinanceClient(spot_config(srv, ["bookTicker"]), quoted.append, policy(max_reconnects=None))
+        quoting = asyncio.create_task(run_until(quote_client, lambda: len(quotes()) >= len(recorded), quoted, timeout=120.0))
+        deadline = asyncio.get_running_loop().time() + 60.0
+        while proto.quote_handshakes < 2 and not quoting.done():  # dropped, its reconnection refused
+            assert asyncio.get_running_loop().time() < deadline, "the quote feed was not dropped and back in 60 s"
+            await asyncio.sleep(0.01)
+        assert len(quotes()) == 500
+        trade_client = BinanceClient(spot_config(srv, ["trade"]), traded.append, policy())
+        await run_until(trade_client, lambda: len(trades(traded)) >= len(SPOT_TRADE_IDS), traded, timeout=120.0)
+        assert srv.cursor > last_trade  # the trade feed ran ahead of the quote feed, to the last trade and past it
+        proto.released = True
+        await quoting
+    assert quotes() == recorded
+    assert [t.trade_id for t in trades(traded)] == SPOT_TRADE_IDS

@@ -680,8 +680,9 @@ async def serve_recording(
     every frame sent before the close of a connection it closes; frames in flight when a connection
     is cut are lost to it, as on a venue). Paced, the stream runs on one clock from the first subscription, so a
     reconnecting daemon starts at the venue's now; with ``hold`` that clock stops while no connection
-    streams, so a restarted daemon goes on where the last one left off; unpaced (``speed=None``) it
-    moves only as a connection reads it, and a reconnecting daemon misses nothing
+    streams, so a restarted daemon goes on where the last one left off; unpaced (``speed=None``) each
+    stream moves only as the connections subscribed to it read it: each of a daemon's feeds reads every frame of its
+    streams whichever runs ahead, and a reconnecting feed misses nothing
     (:class:`~tradebus.adapters.common.local_server.LocalVenueServer`). With ``config``, each instrument
     its feeds subscribe must be in the recording (:func:`check_served_symbols`).
 

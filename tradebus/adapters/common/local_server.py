@@ -17,7 +17,10 @@ again (to exercise trade de-duplication). Only frames whose
 :meth:`VenueProtocol.topic_of` is subscribed (or ``None``: sent to everyone) are sent.
 
 ``speed=None`` sends as fast as the socket drains, and the cursor only moves as connections
-send: a client that reconnects misses nothing. ``speed=k`` runs one replay clock for the whole
+send; each stream (topic) moves only as connections subscribed to it read it: a connection starts
+each stream it subscribes where the connections before it left that stream (less the overlap, counted
+back from the cursor), so two clients on different streams (a daemon's two feeds) each read every frame
+of theirs once whichever runs ahead, and a client that reconnects misses nothing. ``speed=k`` runs one replay clock for the whole
 server from the first subscription: recording time = ``t0 + (wall - wall0) * k`` (``t0`` the
 first frame's). Every frame is printed (handed to ``on_sent``) when the clock reaches it, sent
 or not, by the connections streaming or, while none is (all dropped, hung or silenced for good),
@@ -401,6 +404,7 @@ class LocalVenueServer:
         self._streaming: set[int] = set()  # sessions whose send loop prints frames (paced)
         self._unwatched = asyncio.Event()  # set while no session streams: the server prints
         self._resume_floor = 0  # frames a DROP with ``missed`` made the next connection miss
+        self._read_upto: dict[str, int] = {}  # unpaced: per topic, the index after the last frame a connection read
         self._server: Server | None = None
         self._stopper: asyncio.TimerHandle | None = None
         self._fired: set[int] = set()
@@ -595,13 +599,20 @@ class LocalVenueServer:
         faults = [(i, f) for i, f in enumerate(self.faults) if f.connection == session.index]
         match_counts = dict.fromkeys({f.match for _, f in faults}, 0)
         start = max(0, max(self.cursor, self._resume_floor) - self.resume_overlap)
-        i = min(start, self.cursor)  # frames up to ``start`` not yet printed are printed, not sent
+        # unpaced, a stream starts where the connections before left it: its frames no connection read are sent
+        read = None if clock is not None else dict(self._read_upto)
+        unread = () if read is None else [read.get(topic, 0) for topic in session.subscriptions]
+        i = min(start, self.cursor, *unread)  # frames up to ``start`` not yet printed are printed, not sent
         while i < len(self.frames) and not self._done.is_set():
             recv_ns, raw = self.frames[i]
             if clock is not None:
                 await clock.wait_until(recv_ns)
             topic = protocol.topic_of(raw)
-            if i < start or (topic is not None and topic not in session.subscriptions):
+            if topic is not None and topic not in session.subscriptions:
+                i += 1
+                self._advance(i, raw)
+                continue
+            if i < (start if read is None or topic is None else min(start, read.get(topic, 0))):
                 i += 1
                 self._advance(i, raw)
                 continue
@@ -624,6 +635,7 @@ class LocalVenueServer:
                     if clock is None:
                         for j in range(i, missed):
                             self._advance(j + 1, self.frames[j][1])
+                            self._mark_read(j, protocol.topic_of(self.frames[j][1]), session)
                     else:
                         self._resume_floor = max(self._resume_floor, missed)
                     return
@@ -632,6 +644,8 @@ class LocalVenueServer:
             if out is not None:
                 await ws.send(out)
                 session.sent += 1
+            if read is not None:
+                self._mark_read(i, topic, session)
             i += 1
             self._advance(i, raw)
             if session.sent % 64 == 0:
@@ -671,6 +685,12 @@ class LocalVenueServer:
             self._unwatched.set()
             if self.hold and self._clock is not None:
                 self._clock.pause()
+
+    def _mark_read(self, i: int, topic: str | None, session: Session) -> None:
+        """Unpaced: frame ``i`` of ``topic`` went by ``session`` (sent, or lost to it): the stream's next reader
+        starts after it."""
+        if topic is not None and topic in session.subscriptions and i >= self._read_upto.get(topic, 0):
+            self._read_upto[topic] = i + 1
 
     def _advance(self, i: int, raw: str) -> None:
         if i > self.cursor:
