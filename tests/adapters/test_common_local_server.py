@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from loguru import logger
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError
 
@@ -366,3 +367,32 @@ async def test_a_stop_that_a_connection_outlives_is_an_error_naming_it() -> None
         await wait_until(held.is_set, "the first frame held")
         with pytest.raises(VenueError, match=r"local binance server: 1 connection\(s\) still handled 0.5 s after the server stopped"):
             await asyncio.wait_for(srv.stop(), 60)
+
+
+async def test_an_error_in_the_body_is_raised_though_the_stop_then_outlives_its_bound() -> None:
+    """``async with LocalVenueServer(...)`` whose body failed (a test's assertion) while a connection was held past
+    ``stop_timeout``: the stop's VenueError replaced the assertion, shown only as its context. The body's error is
+    raised now, noting the stop's failure, which is logged at ERROR."""
+    never = asyncio.Event()
+    held = asyncio.Event()
+    errors: list[str] = []
+
+    async def stubborn_gate(raw: str) -> None:
+        held.set()
+        try:
+            await never.wait()
+        except asyncio.CancelledError:
+            await never.wait()  # withstands the first cancellation (the stop), not the second
+
+    sink = logger.add(lambda m: errors.append(m.record["message"]), level="ERROR")
+    try:
+        with pytest.raises(AssertionError, match="the body's own failure") as raised:
+            async with LocalVenueServer(BinanceProtocol(SNAPSHOT), FRAMES, lifetime=600, gate=stubborn_gate, stop_timeout=0.5) as srv:
+                async with connect(srv.ws_url + STREAMS, max_queue=None, close_timeout=0.1):
+                    await wait_until(held.is_set, "the first frame held")
+                raise AssertionError("the body's own failure")
+    finally:
+        logger.remove(sink)
+    stuck = "local binance server: 1 connection(s) still handled 0.5 s after the server stopped"
+    assert any(stuck in note for note in raised.value.__notes__)
+    assert [e for e in errors if stuck in e and "stopped after AssertionError" in e]

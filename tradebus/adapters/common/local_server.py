@@ -507,7 +507,15 @@ class LocalVenueServer:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self.stop()
+        """Stop the server; a failure of the stop (:meth:`stop`) while the body raised is logged, and the body's
+        error (a test's failed assertion) is the one that goes on, noting it."""
+        try:
+            await self.stop()
+        except Exception as failure:
+            if exc is None:
+                raise
+            logger.error("local {} server: stopped after {}: {}", self.protocol.name, type(exc).__name__, failure)
+            exc.add_note(f"then the local {self.protocol.name} server's stop failed: {failure}")
 
     # -------------------------------------------------------------------- http
 
