@@ -7,7 +7,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +27,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 HOUR_NS = 3_600_000_000_000
 DAY_NS = 24 * HOUR_NS
 T0_NS = 1_704_067_200_000_000_000  # 2024-01-01 00:00 UTC
+T = TypeVar("T")
 
 
 def make_bars(n: int, start_ns: int = T0_NS, step_ns: int = HOUR_NS) -> pa.Table:
@@ -561,18 +564,48 @@ def test_a_catalog_on_a_file_system_that_cannot_lock_refuses_each_write_naming_t
     assert cat.read("x", "spot", "A", "bars_1h").num_rows == 3
 
 
-#: Overwrites the dataset ``count`` times, alternating two versions whose day files differ in size and rows.
+#: Overwrites the dataset ``count`` times, alternating two versions whose day files differ in size and rows
+#: (x/spot/S/bars, or with a third argument ``trades`` x/spot/S/trades: see :func:`raced_versions`).
 _OVERWRITES = r"""
 import sys
 from loguru import logger
-from tests.data.test_data_catalog import HOUR_NS, make_bars
+from tests.data.test_data_catalog import raced_versions
 from tradebus.data.catalog import Catalog
 logger.remove()
-cat, count = Catalog(sys.argv[1]), int(sys.argv[2])
-versions = [make_bars(24 * 20, step_ns=HOUR_NS // 2), make_bars(24 * 10)]
+cat, count, kind = Catalog(sys.argv[1]), int(sys.argv[2]), (sys.argv[3:] or ["bars"])[0]
+versions = raced_versions(kind)
 for i in range(count):
-    cat.write(versions[i % 2], "x", "spot", "S", "bars", "day", mode="overwrite")
+    table, interval_ns = versions[(i + 1) % 2]
+    cat.write(table, "x", "spot", "S", kind, "day", interval_ns=interval_ns, mode="overwrite")
 """
+
+
+def raced_versions(kind: str = "bars") -> list[tuple[pa.Table, int | None]]:
+    """The two versions of x/spot/S/<kind> that :data:`_OVERWRITES` alternates, each with its bar interval: the
+    first one the dataset is written with, then the second, and so on. Ten days and their day files differ in rows
+    and size: bars hourly and half-hourly; trades every 60 s and every 30 s."""
+    if kind == "bars":
+        return [(make_bars(24 * 10), HOUR_NS), (make_bars(24 * 20, step_ns=HOUR_NS // 2), HOUR_NS // 2)]
+    return [(make_trades(1440 * 10, step_ns=60_000_000_000), None), (make_trades(2880 * 10, step_ns=30_000_000_000), None)]
+
+
+def race_overwrites(root: Path, read: Callable[[], T], kind: str = "bars", count: int = 100) -> list[T | DataError]:
+    """Call ``read`` over and over while another process overwrites x/spot/S/<kind> of the catalog ``root`` ``count``
+    times (:data:`_OVERWRITES`; the dataset written with the first version of :func:`raced_versions` first): what each
+    call returned, or the :class:`DataError` it raised."""
+    table, interval_ns = raced_versions(kind)[0]
+    Catalog(root).write(table, "x", "spot", "S", kind, "day", interval_ns=interval_ns)
+    writer = subprocess.Popen([sys.executable, "-c", _OVERWRITES, str(root), str(count), kind], stderr=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    outcomes: list[T | DataError] = []
+    while writer.poll() is None:
+        try:
+            outcomes.append(read())
+        except DataError as exc:
+            outcomes.append(exc)
+    _, errors = writer.communicate(timeout=600)
+    assert writer.returncode == 0, errors
+    return outcomes
 
 
 def test_a_read_racing_overwrites_in_another_process_gets_one_whole_version_every_time(tmp_path: Path) -> None:

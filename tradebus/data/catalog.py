@@ -508,7 +508,7 @@ def open_parquet(path: Path, kind: str, handle: pa.NativeFile | None = None) -> 
 
 
 def quality_report(
-    paths: Iterable[Path],
+    paths: Iterable[Path | tuple[Path, pa.NativeFile]],
     kind: str,
     interval_ns: int | None,
     *,
@@ -521,7 +521,8 @@ def quality_report(
     Parameters
     ----------
     paths
-        The dataset's Parquet files in time order.
+        The dataset's Parquet files in time order; a ``(path, handle)`` pair is a file already open
+        (:meth:`Catalog.pinned`), read from ``handle``.
     kind, interval_ns
         The dataset's kind and bar interval (see :class:`~tradebus.data.quality.QualityCheck`).
     stale_bars, outlier_z, shared_times
@@ -535,8 +536,9 @@ def quality_report(
         An ``outlier_z`` that is not a finite number > 0 (before any file is read).
     """
     check = QualityCheck(kind, interval_ns, stale_bars=stale_bars, outlier_z=outlier_z, shared_times=shared_times)
-    for path in paths:
-        for batch in open_parquet(path, kind).iter_batches(batch_size=65_536):
+    for file in paths:
+        path, handle = file if isinstance(file, tuple) else (file, None)
+        for batch in open_parquet(path, kind, handle).iter_batches(batch_size=65_536):
             check.feed(pa.Table.from_batches([batch]))
     return check.report()
 

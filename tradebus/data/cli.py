@@ -661,12 +661,13 @@ def quality_cmd(
     venue, market, symbol, name = _ref(dataset)
     try:
         picked_checks(fail_on or [], option="--fail-on")
-        manifest, entries = Catalog(catalog).entries(venue, market, symbol, name)
-        if manifest.kind not in KINDS:
-            raise ConfigError(f"{dataset} is a {manifest.kind!r} dataset, which data quality has no checks for: it "
-                              f"checks {', '.join(sorted(KINDS))} datasets; none of its files was read")
-        report = quality_report((path for path, _ in entries), manifest.kind, manifest.interval_ns,
-                                stale_bars=stale_bars, outlier_z=outlier_z, shared_times=manifest.shared_times)
+        # the files opened at once: an --overwrite in another process meanwhile leaves the report this version's
+        with Catalog(catalog).pinned(venue, market, symbol, name) as (manifest, files):
+            if manifest.kind not in KINDS:
+                raise ConfigError(f"{dataset} is a {manifest.kind!r} dataset, which data quality has no checks for: it "
+                                  f"checks {', '.join(sorted(KINDS))} datasets; none of its files was read")
+            report = quality_report(((path, handle) for path, _, handle in files), manifest.kind, manifest.interval_ns,
+                                    stale_bars=stale_bars, outlier_z=outlier_z, shared_times=manifest.shared_times)
         failing = report.failing(fail_on or [])
     except TradebusError as exc:
         raise _fail(exc) from None
