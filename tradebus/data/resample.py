@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import numpy as np
@@ -48,12 +49,18 @@ def bars_dataset_name(mode: str, *, interval_ns: int | None = None, threshold: f
     return f"bars_{mode}_{np.format_float_positional(float(threshold or 0.0), trim='-')}".replace(".", "p")
 
 
-def _batches(cat: Catalog, ref: DatasetRef, kind: str) -> Iterator[pa.RecordBatch]:
-    manifest, entries = cat.entries(ref.venue, ref.market, ref.symbol, ref.dataset)
-    if manifest.kind != kind:
-        raise DataError(f"{ref.relpath().as_posix()}: is a {manifest.kind} dataset, not {kind}")
-    for path, _ in entries:
-        yield from open_parquet(path, kind).iter_batches(batch_size=_BATCH_ROWS)
+@contextmanager
+def _source(cat: Catalog, ref: DatasetRef, kind: str) -> Iterator[tuple[Manifest, Iterator[pa.RecordBatch]]]:
+    """The manifest of the ``kind`` dataset ``ref`` and its rows, batch by batch, of one version while the block runs.
+
+    Its files are opened at once (:meth:`Catalog.pinned`): an ``--overwrite`` of the source in another process while
+    the bars are built leaves them this version's.
+    """
+    with cat.pinned(ref.venue, ref.market, ref.symbol, ref.dataset) as (manifest, files):
+        if manifest.kind != kind:
+            raise DataError(f"{ref.relpath().as_posix()}: is a {manifest.kind} dataset, not {kind}")
+        yield manifest, (batch for path, _, handle in files
+                         for batch in open_parquet(path, kind, handle).iter_batches(batch_size=_BATCH_ROWS))
 
 
 def _bar_table(ts: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
@@ -104,7 +111,18 @@ def bars_from_trades(
         other than ``spot``, or the target is the source.
     """
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
-    recorded = cat.manifest(source.venue, source.market, source.symbol, source.dataset).contract_size
+    with _source(cat, source, "trades") as (manifest, batches):
+        return _bars_from_trades(cat, source, manifest, batches, mode, interval_ns, threshold, dataset, contract_size,
+                                 write_mode, builder)
+
+
+def _bars_from_trades(
+    cat: Catalog, source: DatasetRef, manifest: Manifest, batches: Iterator[pa.RecordBatch], mode: str,
+    interval_ns: int | None, threshold: float | None, dataset: str | None, contract_size: float | None,
+    write_mode: Literal["create", "overwrite"], builder: dict[str, float],
+) -> Manifest:
+    """:func:`bars_from_trades` of the trades ``batches`` of ``source`` (``manifest``: theirs)."""
+    recorded = manifest.contract_size
     if contract_size is None and recorded is None and source.market != "spot":
         raise ConfigError(f"{source.relpath().as_posix()}: the dataset records no contract size, and the trades of a "
                           f"{source.market!r} market may count contracts: give --contract-size, the instrument's base "
@@ -124,7 +142,7 @@ def bars_from_trades(
     trades = 0
     with cat.writer(source.venue, source.market, source.symbol, name, "month" if regular else "day", kind="bars",
                     interval_ns=regular, mode=write_mode, distinct_times=mode == "time") as writer:
-        for batch in _batches(cat, source, "trades"):
+        for batch in batches:
             trades += batch.num_rows
             ts, values = bars.run(batch.column("ts_event").to_numpy(), batch.column("price").to_numpy(),
                                   batch.column("size").to_numpy(), batch.column("aggressor").to_numpy())
@@ -162,9 +180,17 @@ def resample_bars(
         If the target is the source.
     """
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
-    manifest = cat.manifest(source.venue, source.market, source.symbol, source.dataset)
+    with _source(cat, source, "bars") as (manifest, batches):
+        return _resample_bars(cat, source, manifest, batches, interval_ns, dataset, write_mode)
+
+
+def _resample_bars(
+    cat: Catalog, source: DatasetRef, manifest: Manifest, batches: Iterator[pa.RecordBatch], interval_ns: int,
+    dataset: str | None, write_mode: Literal["create", "overwrite"],
+) -> Manifest:
+    """:func:`resample_bars` of the bar ``batches`` of ``source`` (``manifest``: theirs)."""
     fine = manifest.interval_ns
-    if manifest.kind != "bars" or not fine:
+    if not fine:
         raise DataError(f"{source.relpath().as_posix()}: resampling needs a bars dataset with an interval")
     if interval_ns <= fine:
         raise DataError(f"{source.relpath().as_posix()}: {format_interval(interval_ns)} is not longer than its "
@@ -179,7 +205,7 @@ def resample_bars(
     carry: pa.Table | None = None
     with cat.writer(source.venue, source.market, source.symbol, name, "year" if interval_ns >= 3_600_000_000_000
                     else "month", kind="bars", interval_ns=interval_ns, mode=write_mode) as writer:
-        for batch in _batches(cat, source, "bars"):
+        for batch in batches:
             table = pa.Table.from_batches([batch])
             if carry is not None:
                 table = pa.concat_tables([carry, table])
