@@ -686,7 +686,11 @@ class Catalog:
         end_ns: int | None = None,
         verify: bool = False,
     ) -> tuple[Manifest, list[tuple[Path, FileEntry]]]:
-        """Like :meth:`files` but also return the manifest and each file's entry."""
+        """Like :meth:`files` but also return the manifest and each file's entry.
+
+        An entry whose manifest records no size (written before sizes were kept) carries the size the file had
+        under the read lock, so that a caller need not look at the file again (an overwrite may have replaced it).
+        """
         with self._reading(venue, market, symbol, dataset) as (manifest, base):
             kept = self._entries(manifest, base, start_ns, end_ns, verify)
         return manifest, [(base / e.path, e) for e in kept]
@@ -781,11 +785,13 @@ class Catalog:
         manifest: Manifest, base: Path, start_ns: int | None, end_ns: int | None, verify: bool,
         handles: list[pa.NativeFile] | None = None,
     ) -> list[FileEntry]:
-        """The entries of ``manifest`` in range, each file checked; with ``handles``, each opened into it, in order."""
+        """The entries of ``manifest`` in range, each file checked (an entry without a size given the file's); with
+        ``handles``, each opened into it, in order."""
         kept = [e for e in manifest.files
                 if (start_ns is None or e.end_ns >= start_ns) and (end_ns is None or e.start_ns <= end_ns)]
         if handles is not None:
             _room_for(len(kept), "/".join(base.parts[-4:]))
+        sized: list[FileEntry] = []
         for entry in kept:
             path = base / entry.path
             try:
@@ -795,6 +801,10 @@ class Catalog:
             if info is None or not stat.S_ISREG(info.st_mode):
                 raise DataError(f"{path}: file listed in the manifest is missing")
             _check_size(path, info.st_size, entry)
+            if entry.size is None:
+                sized.append(msgspec.structs.replace(entry, size=info.st_size))
+            else:
+                sized.append(entry)
             if verify:
                 digest = sha256_file(path)
                 if digest != entry.sha256:
@@ -805,7 +815,7 @@ class Catalog:
                     _Pinned.add(1)
                 except OSError as exc:  # no read permission, no descriptor left (EMFILE)
                     raise DataError(f"{path}: cannot open it ({describe_os_error(exc)})") from None
-        return kept
+        return sized
 
     def verify(self, venue: str, market: str, symbol: str, dataset: str) -> Manifest:
         """Check every file of a dataset: present, hash, schema and row count.

@@ -132,9 +132,11 @@ def _file(path: Path) -> dict[str, Any]:
 def _dataset(
     catalog: Catalog, key: tuple[str, str, str, str], window: tuple[int | None, int | None]
 ) -> dict[str, Any]:
-    first = None if catalog.manifest(*key).kind == "book" else window[0]
-    manifest, entries = catalog.entries(*key, start_ns=first, end_ns=window[1])
-    files = [(e.path, e.rows, e.start_ns, e.end_ns, e.sha256, path.stat().st_size) for path, e in entries]
+    # One version of the dataset, each file's size taken under the catalog's read lock (an overwrite may follow).
+    manifest, entries = catalog.entries(*key, end_ns=window[1])
+    if manifest.kind != "book" and window[0] is not None:  # a book's files before the window rebuild its book there
+        entries = [(path, e) for path, e in entries if e.end_ns >= window[0]]
+    files = [(e.path, e.rows, e.start_ns, e.end_ns, e.sha256, e.size) for _, e in entries]
     holes = _holes(manifest, window)
     # Left out when empty: a manifest without holes in the window keeps the fingerprint it had before they were.
     hashed = [manifest.kind, files, holes] if holes else [manifest.kind, files]
