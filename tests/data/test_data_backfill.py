@@ -979,3 +979,30 @@ def test_dollar_bars_from_backfilled_okx_swap_trades_count_base_units_without_th
                                            "--catalog", str(tmp_path)])
     assert result.exit_code != 0 and "contract size 1 given" in result.output
     assert "contract size 0.01" in result.output
+
+
+def test_a_resume_racing_overwrites_in_another_process_finds_the_tail_of_one_version(tmp_path: Path) -> None:
+    """A trades backfill resumes after the stored tail: the last trade time and the ids stored at it. It listed the
+    files under the catalog's read lock and read the last one after it, then read the manifest again for the range
+    it warns of: an ``--overwrite`` in another process meanwhile gave it a tail and a manifest of two versions (1 to
+    15 of 2,000 to 9,000 resumes against 100 overwrites, in each of 4 runs), or one version's last time with the
+    ids the other's file holds, or could fail on a file gone. The tail is now read under the lock with the manifest
+    it returns: every tail is that of one version, with that version's manifest."""
+    from tests.data.test_data_catalog import race_overwrites, raced_versions
+    from tradebus.data.backfill import _stored_tail
+
+    tails = []
+    for table, _ in raced_versions("trades"):
+        last = int(table.column("ts_event")[-1].as_py()) // 1_000_000
+        tails.append((table.num_rows, last, {table.column("trade_id")[-1].as_py()}))
+    assert tails[0][1] != tails[1][1]
+
+    def tail() -> int | str:
+        manifest, last, ids = _stored_tail(Catalog(tmp_path), "x", "spot", "S")
+        found = (manifest.rows, last, ids)
+        return tails.index(found) if found in tails else f"neither version's: {found}"
+
+    outcomes = race_overwrites(tmp_path, tail, "trades")
+    bad = [o for o in outcomes if not isinstance(o, int)]
+    assert bad == [], f"{len(bad)} of {len(outcomes)} tails: {bad[:3]}"
+    assert sorted(set(outcomes)) == [0, 1], len(outcomes)  # both versions were read

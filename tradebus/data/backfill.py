@@ -87,7 +87,7 @@ import numpy as np
 import pyarrow as pa
 from loguru import logger
 
-from tradebus.data.catalog import Catalog, Manifest, open_parquet
+from tradebus.data.catalog import Catalog, DatasetRef, Manifest, open_parquet
 from tradebus.data.ingest import BarStream, TradeStream, bars_dataset, parse_interval
 from tradebus.data.quality import QualityCheck
 from tradebus.data.sources import Frame, Source
@@ -454,8 +454,7 @@ def backfill_trades(
     seen: set[str] = set()
     last_ms: int | None = None
     if cat.exists(venue, market, catalog_symbol, "trades"):
-        last_ms, seen = _stored_tail(cat, venue, market, catalog_symbol)
-        done = cat.manifest(venue, market, catalog_symbol, "trades")
+        done, last_ms, seen = _stored_tail(cat, venue, market, catalog_symbol)
         _warn_older_skipped(cat, (venue, market, catalog_symbol, "trades"), since_ms, (done.start_ns, done.end_ns),
                             "trades", None if isinstance(exchange, ccxt.okx) else lambda: [
                                 _trade_ms(t, symbol) for t in _fetch(exchange, symbol, lambda: exchange.fetch_trades(
@@ -648,21 +647,24 @@ def _trade_key(trade: dict[str, object]) -> tuple[int, int, str]:
     return (int(stamp) if isinstance(stamp, int | float) else 0, int(ident) if ident.isdigit() else 0, ident)
 
 
-def _stored_tail(cat: Catalog, venue: str, market: str, symbol: str) -> tuple[int, set[str]]:
-    """The last stored trade time (ms) and the ids of the trades stored at that millisecond.
+def _stored_tail(cat: Catalog, venue: str, market: str, symbol: str) -> tuple[Manifest, int, set[str]]:
+    """The trades dataset's manifest, its last trade time (ms) and the ids of the trades stored at that millisecond.
 
     They may lie in more than one file: an earlier resume may have appended trades at the time the
-    dataset ended with.
+    dataset ended with. The files are read under the catalog's read lock (:meth:`Catalog.holding`): an
+    overwrite in another process waits for them, so they are the manifest's.
     """
-    manifest, entries = cat.entries(venue, market, symbol, "trades")
-    last = manifest.end_ns // 1_000_000
-    ids: set[str] = set()
-    for path, entry in entries:
-        if entry.end_ns // 1_000_000 == last:
-            tail = open_parquet(path, "trades").read(columns=["ts_event", "trade_id"])
-            ms = tail.column("ts_event").to_numpy() // 1_000_000
-            ids.update(tail.column("trade_id").to_numpy(zero_copy_only=False)[ms == last].tolist())
-    return last, ids
+    ref = DatasetRef(venue, market, symbol, "trades")
+    with cat.holding([ref]) as held:
+        manifest, paths = held[ref]
+        last = manifest.end_ns // 1_000_000
+        ids: set[str] = set()
+        for path, entry in zip(paths, manifest.files, strict=True):
+            if entry.end_ns // 1_000_000 == last:
+                tail = open_parquet(path, "trades").read(columns=["ts_event", "trade_id"])
+                ms = tail.column("ts_event").to_numpy() // 1_000_000
+                ids.update(tail.column("trade_id").to_numpy(zero_copy_only=False)[ms == last].tolist())
+    return manifest, last, ids
 
 
 def _fetch(exchange: ccxt.Exchange, symbol: str, call: Callable[[], _T], retries: int,
