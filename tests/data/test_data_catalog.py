@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tradebus.data import catalog as catalog_module
-from tradebus.data.catalog import SCHEMA_VERSION, Catalog, DatasetRef
+from tradebus.data.catalog import BOOK_SNAPSHOT, SCHEMA_VERSION, Catalog, DatasetRef
 from tradebus.data.ingest import import_file
 from tradebus.errors import ConfigError, DataError
 
@@ -59,6 +59,24 @@ def make_trades(n: int, start_ns: int = T0_NS, step_ns: int = 1_000_000_000) -> 
             "trade_id": [str(i) for i in range(n)],
         }
     )
+
+
+def make_book(days: int, per_day: int, size: float, start_ns: int = T0_NS) -> pa.Table:
+    """Book rows: a two-level snapshot at the start of each day, then ``per_day - 1`` updates of the bid evenly
+    spaced in the day, the k-th of size ``size * k`` (the snapshot's levels of size ``size``)."""
+    rows: dict[str, list[float]] = {name: [] for name in ("ts", "sequence", "side", "price", "size", "flags")}
+    for day in range(days):
+        first = start_ns + day * DAY_NS
+        for k in range(per_day):
+            levels = [(1, 99.0, size), (-1, 101.0, size)] if k == 0 else [(1, 99.0 - k % 3, size * k)]
+            for side, price, amount in levels:
+                for name, value in zip(rows, (first + k * (DAY_NS // per_day), day * per_day + k, side, price, amount,
+                                              BOOK_SNAPSHOT if k == 0 else 0), strict=True):
+                    rows[name].append(value)
+    ts = np.array(rows["ts"], dtype=np.int64)
+    return pa.table({"ts_event": ts, "ts_init": ts, "sequence": np.array(rows["sequence"], dtype=np.int64),
+                     "side": pa.array(rows["side"], pa.int8()), "price": rows["price"], "size": rows["size"],
+                     "flags": pa.array(rows["flags"], pa.int8())})
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
@@ -583,9 +601,12 @@ for i in range(count):
 def raced_versions(kind: str = "bars") -> list[tuple[pa.Table, int | None]]:
     """The two versions of x/spot/S/<kind> that :data:`_OVERWRITES` alternates, each with its bar interval: the
     first one the dataset is written with, then the second, and so on. Ten days and their day files differ in rows
-    and size: bars hourly and half-hourly; trades every 60 s and every 30 s."""
+    and size: bars hourly and half-hourly; trades every 60 s and every 30 s; a book (:func:`make_book`) with a
+    snapshot a day and 23 or 47 updates after it, of other sizes."""
     if kind == "bars":
         return [(make_bars(24 * 10), HOUR_NS), (make_bars(24 * 20, step_ns=HOUR_NS // 2), HOUR_NS // 2)]
+    if kind == "book":
+        return [(make_book(10, 24, 1.0), None), (make_book(10, 48, 2.0), None)]
     return [(make_trades(1440 * 10, step_ns=60_000_000_000), None), (make_trades(2880 * 10, step_ns=30_000_000_000), None)]
 
 

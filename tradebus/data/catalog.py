@@ -265,6 +265,10 @@ class FileEntry(msgspec.Struct, frozen=True):
     sha256: str
     size: int | None = None
 
+    def overlaps(self, start_ns: int | None, end_ns: int | None) -> bool:
+        """Whether the file's rows may fall in ``[start_ns, end_ns]`` (``ts_init``, inclusive; ``None``: unbounded)."""
+        return (start_ns is None or self.end_ns >= start_ns) and (end_ns is None or self.start_ns <= end_ns)
+
 
 class Manifest(msgspec.Struct, frozen=True):
     """Description of one dataset, stored as ``manifest.json`` next to its partitions.
@@ -787,8 +791,7 @@ class Catalog:
     ) -> list[FileEntry]:
         """The entries of ``manifest`` in range, each file checked (an entry without a size given the file's); with
         ``handles``, each opened into it, in order."""
-        kept = [e for e in manifest.files
-                if (start_ns is None or e.end_ns >= start_ns) and (end_ns is None or e.start_ns <= end_ns)]
+        kept = [e for e in manifest.files if e.overlaps(start_ns, end_ns)]
         if handles is not None:
             _room_for(len(kept), "/".join(base.parts[-4:]))
         sized: list[FileEntry] = []

@@ -40,6 +40,10 @@ the levels the last snapshot before ``start_ns`` and the rows after it up to
 rows), which are never replayed themselves; a book with rows before ``start_ns`` but
 no snapshot at or before it is refused. A window that starts at or before a book's
 first row, or at a snapshot's time, replays its rows as they are.
+
+A catalog source's files are opened at once when its reading starts (:meth:`~tradebus.data.catalog.Catalog.pinned`),
+a book's from its first when its book is rebuilt at ``start_ns``: an ``--overwrite`` of the dataset in another
+process meanwhile leaves the read, book included, the version it began with.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ import heapq
 import os
 from bisect import bisect_left, bisect_right
 from collections.abc import Generator, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -56,7 +61,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tradebus.data.catalog import BOOK_SNAPSHOT, Catalog, open_parquet, schema_for
+from tradebus.data.catalog import BOOK_SNAPSHOT, Catalog, FileEntry, Manifest, open_parquet, schema_for
 from tradebus.data.ingest import parse_interval, read_bars, read_trades, validate_bars, validate_trades
 from tradebus.data.prefetch import prefetched
 from tradebus.data.trade_ids import trade_ids
@@ -626,13 +631,17 @@ def _snapshot_times(path: Path, pf: pq.ParquetFile, group: int) -> np.ndarray:
     return np.concatenate(times) if times else np.empty(0, dtype=np.int64)
 
 
-def _last_snapshot(entries: list[tuple[Path, Any]], start_ns: int) -> int | None:
+_Opened = tuple[Path, FileEntry, pa.NativeFile]
+"""A catalog file opened for a read (:meth:`~tradebus.data.catalog.Catalog.pinned`): its path, entry and handle."""
+
+
+def _last_snapshot(files: list[_Opened], start_ns: int) -> int | None:
     """``ts_init`` of the last snapshot row at or before ``start_ns`` in a book dataset's files (``None``: none).
 
     Reads the files and row groups from the last one back, two columns at a time, until one has a snapshot.
     """
-    for path, _ in reversed(entries):
-        pf = open_parquet(path, "book")
+    for path, _, handle in reversed(files):
+        pf = open_parquet(path, "book", handle)
         ts_col = pf.schema_arrow.get_field_index("ts_init")
         for group in reversed(range(pf.metadata.num_row_groups)):
             stats = pf.metadata.row_group(group).column(ts_col).statistics
@@ -645,10 +654,10 @@ def _last_snapshot(entries: list[tuple[Path, Any]], start_ns: int) -> int | None
     return None
 
 
-def _first_snapshot(entries: list[tuple[Path, Any]]) -> int | None:
+def _first_snapshot(files: list[_Opened]) -> int | None:
     """``ts_init`` of the first snapshot row in a book dataset's files (``None``: none)."""
-    for path, _ in entries:
-        pf = open_parquet(path, "book")
+    for path, _, handle in files:
+        pf = open_parquet(path, "book", handle)
         for group in range(pf.metadata.num_row_groups):
             times = _snapshot_times(path, pf, group)
             if times.size:
@@ -768,6 +777,14 @@ class Replay:
         self.verify = verify
         self.prefetch = prefetch
 
+    def _pin(self, src: ReplaySource) -> AbstractContextManager[tuple[Manifest, list[_Opened]]]:
+        """Open the files of a catalog source a read of this replay needs (a book's rows before ``start_ns`` too)."""
+        rebuilt = src.kind == "book" and self.start_ns is not None
+        return Catalog(src.catalog_root).pinned(  # type: ignore[arg-type]
+            src.venue, src.market, src.symbol, src.dataset, start_ns=None if rebuilt else self.start_ns,
+            end_ns=self.end_ns, verify=self.verify,
+        )
+
     # ------------------------------------------------------------------ per-source streams
 
     def _chunks(self, index: int, *, check_values: bool = False) -> Iterator[_Chunk]:
@@ -775,7 +792,7 @@ class Replay:
         src = self.sources[index]
         if isinstance(src, MemorySource):
             return self._memory_chunks(src, check_values)
-        raw = self._file_chunks(src) if src.path is not None else self._catalog_chunks(src)
+        raw = self._file_chunks(src) if src.path is not None else self._catalog_chunks(index)
         if self.prefetch:
             raw = prefetched(raw, name=f"tradebus-replay-{index}")
         return self._checked(src, raw, check_values)
@@ -886,24 +903,34 @@ class Replay:
             arrays["trade_id"] = chunk.trade_id  # type: ignore[assignment]
             validate_trades(pa.table(arrays, schema=schema_for("trades")), chunk.origin, rows)
 
-    def _catalog_chunks(self, src: ReplaySource) -> Iterator[_Chunk]:
-        rows = self._catalog_rows(src, self.start_ns, self.end_ns)
-        try:
-            if src.kind != "book" or self.start_ns is None:
-                yield from rows
-                return
-            first = next((chunk for chunk in rows if len(chunk)), None)
-            if first is None:
-                return
-            book = self._book_at_start(src)
-            if book is not None:
-                yield book
-            yield first
-            yield from rows
-        finally:
-            rows.close()
+    def _catalog_chunks(self, index: int) -> Iterator[_Chunk]:
+        """The chunks of catalog source ``index``, its book at ``start_ns`` first, all of one version.
 
-    def _book_at_start(self, src: ReplaySource) -> _Chunk | None:
+        The files are opened when it starts (:meth:`Catalog.pinned`): an overwrite of the dataset while it reads
+        leaves it the version it began with.
+        """
+        src = self.sources[index]
+        assert isinstance(src, ReplaySource)
+        with self._pin(src) as (manifest, files):
+            if manifest.kind != src.kind:
+                raise DataError(f"{src.describe()}: dataset holds {manifest.kind}, the source expects {src.kind}")
+            rows = self._catalog_rows(src, files, self.start_ns, self.end_ns)
+            try:
+                if src.kind != "book" or self.start_ns is None:
+                    yield from rows
+                    return
+                first = next((chunk for chunk in rows if len(chunk)), None)
+                if first is None:
+                    return
+                book = self._book_at_start(src, manifest, files)
+                if book is not None:
+                    yield book
+                yield first
+                yield from rows
+            finally:
+                rows.close()
+
+    def _book_at_start(self, src: ReplaySource, manifest: Manifest, files: list[_Opened]) -> _Chunk | None:
         """The book of ``src`` at :attr:`start_ns` as one snapshot message there (``None``: nothing to rebuild).
 
         The rows before the window hold the book's state at its start: without them the
@@ -920,15 +947,13 @@ class Replay:
         """
         start = self.start_ns
         assert start is not None
-        cat = Catalog(src.catalog_root)  # type: ignore[arg-type]
-        manifest, entries = cat.entries(src.venue, src.market, src.symbol, src.dataset, end_ns=start)
         if not manifest.rows or manifest.start_ns >= start:
             return None
-        snapshot_ns = _last_snapshot(entries, start)
+        snapshot_ns = _last_snapshot([f for f in files if f[1].overlaps(None, start)], start)
         if snapshot_ns == start:
             return None
         if snapshot_ns is None:
-            later = _first_snapshot(cat.entries(src.venue, src.market, src.symbol, src.dataset, start_ns=start)[1])
+            later = _first_snapshot([f for f in files if f[1].overlaps(start, None)])
             since = (
                 f"its first snapshot is at {iso_ns(later)}; set data.start at or after it"
                 if later is not None
@@ -943,7 +968,7 @@ class Replay:
         asks: dict[float, float] = {}
         last: tuple[int, int, bool] | None = None  # (ts_init, sequence, snapshot) of the previous row
         ts_event = sequence = 0
-        for chunk in self._catalog_rows(src, snapshot_ns, start - 1):
+        for chunk in self._catalog_rows(src, files, snapshot_ns, start - 1):
             n = len(chunk)
             if not n:
                 continue
@@ -983,47 +1008,39 @@ class Replay:
         return _Chunk(origin, 1, np.full(n, ts_event, dtype=np.int64), np.full(n, start, dtype=np.int64), columns, None)
 
     def _catalog_rows(
-        self, src: ReplaySource, start_ns: int | None, end_ns: int | None
+        self, src: ReplaySource, files: list[_Opened], start_ns: int | None, end_ns: int | None
     ) -> Generator[_Chunk, None, None]:
-        """The rows of a catalog source with ``start_ns <= ts_init <= end_ns``, in stored order.
-
-        The files are opened when it starts (:meth:`Catalog.pinned`): an overwrite of the dataset while it reads
-        leaves it the version it began with.
-        """
-        cat = Catalog(src.catalog_root)  # type: ignore[arg-type]
-        with cat.pinned(
-            src.venue, src.market, src.symbol, src.dataset, start_ns=start_ns, end_ns=end_ns, verify=self.verify
-        ) as (manifest, files):
-            if manifest.kind != src.kind:
-                raise DataError(f"{src.describe()}: dataset holds {manifest.kind}, the source expects {src.kind}")
-            names = schema_for(src.kind).names
-            fields = _fields(src.kind)
-            for path, entry, handle in files:
-                pf = open_parquet(path, src.kind, handle)
-                if pf.metadata.num_rows != entry.rows:
-                    raise DataError(f"{path}: {pf.metadata.num_rows} rows, the manifest says {entry.rows}")
-                inside = (start_ns is None or entry.start_ns >= start_ns) and (end_ns is None or entry.end_ns <= end_ns)
-                for group, first in _row_groups_in_range(pf, start_ns, end_ns):
-                    offset = first
-                    bounds = _time_bounds(pf, group)
-                    for batch in _batches(pf, path, group, names, self.batch_rows):
-                        cols = {n: batch.column(i) for i, n in enumerate(names)}
-                        ts_init = cols["ts_init"].to_numpy()
-                        chunk = _Chunk(
-                            str(path),
-                            offset + 1,
-                            cols["ts_event"].to_numpy(),
-                            ts_init,
-                            {f: cols[f].to_numpy() for f in fields},
-                            trade_ids(cols["trade_id"]) if src.kind == "trades" else None,
-                        )
-                        _check_time_bounds(chunk, bounds)
-                        offset += batch.num_rows
-                        if not inside:
-                            lo, hi = _range_mask(ts_init, start_ns, end_ns)
-                            if (lo, hi) != (0, len(chunk)):
-                                chunk = chunk.cut(lo, hi)
-                        yield chunk
+        """The rows of a catalog source's opened ``files`` with ``start_ns <= ts_init <= end_ns``, in stored order."""
+        names = schema_for(src.kind).names
+        fields = _fields(src.kind)
+        for path, entry, handle in files:
+            if not entry.overlaps(start_ns, end_ns):
+                continue
+            pf = open_parquet(path, src.kind, handle)
+            if pf.metadata.num_rows != entry.rows:
+                raise DataError(f"{path}: {pf.metadata.num_rows} rows, the manifest says {entry.rows}")
+            inside = (start_ns is None or entry.start_ns >= start_ns) and (end_ns is None or entry.end_ns <= end_ns)
+            for group, first in _row_groups_in_range(pf, start_ns, end_ns):
+                offset = first
+                bounds = _time_bounds(pf, group)
+                for batch in _batches(pf, path, group, names, self.batch_rows):
+                    cols = {n: batch.column(i) for i, n in enumerate(names)}
+                    ts_init = cols["ts_init"].to_numpy()
+                    chunk = _Chunk(
+                        str(path),
+                        offset + 1,
+                        cols["ts_event"].to_numpy(),
+                        ts_init,
+                        {f: cols[f].to_numpy() for f in fields},
+                        trade_ids(cols["trade_id"]) if src.kind == "trades" else None,
+                    )
+                    _check_time_bounds(chunk, bounds)
+                    offset += batch.num_rows
+                    if not inside:
+                        lo, hi = _range_mask(ts_init, start_ns, end_ns)
+                        if (lo, hi) != (0, len(chunk)):
+                            chunk = chunk.cut(lo, hi)
+                    yield chunk
 
     def _file_chunks(self, src: ReplaySource) -> Iterator[_Chunk]:
         path = src.path
