@@ -944,3 +944,46 @@ def test_the_window_a_refusal_over_a_catalogs_hole_suggests_is_run_when_its_time
         result = invoke("backtest", str(write_config(tmp_path, _trades_run(tmp_path / "cat", **window))), "--out",
                         str(tmp_path / f"out{n}"))
         assert result.exit_code == 0, result.output
+
+
+#: Overwrites x/spot/S/bars of the catalog argv[1] with the second version of raced_versions().
+_OVERWRITE_ONCE = r"""
+import sys
+from loguru import logger
+from tests.data.test_data_catalog import raced_versions
+from tradebus.data.catalog import Catalog
+logger.remove()
+table, interval_ns = raced_versions()[1]
+Catalog(sys.argv[1]).write(table, "x", "spot", "S", "bars", "day", interval_ns=interval_ns, mode="overwrite")
+"""
+
+
+def test_a_backtest_runs_the_version_of_its_catalog_data_it_validated_whatever_an_overwrite_does_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """A backtest validated its catalog data (checking every row, counting them for its progress), then opened the
+    dataset afresh for the run: an ``--overwrite`` in another process in between made it run a version it had not
+    validated (480 bars run of the 240 counted, the new version's rows never checked). The replay now holds one
+    version from the validation to the end of the run (:meth:`Replay.pinned`): the 240 bars validated are run,
+    and the overwrite went through meanwhile."""
+    from tests.data.test_data_catalog import raced_versions
+    from tradebus.cli import run_backtest
+
+    table, interval_ns = raced_versions()[0]
+    Catalog(tmp_path / "cat").write(table, "x", "spot", "S", "bars", "day", interval_ns=interval_ns)
+    config = make_config()
+    config["data"] = {"catalog": "cat", "sources": [{"instrument": "BTC-USD.COINBASE", "dataset": "x/spot/S/bars"}]}
+    config["strategy"]["params"].update(fast=3, slow=8)
+    config["report"] = {"equity_interval": "1h"}
+    counted, run = [], []
+
+    def overwrite_then_count(rows: int) -> Any:
+        counted.append(rows)
+        done = subprocess.run([sys.executable, "-c", _OVERWRITE_ONCE, str(tmp_path / "cat")], capture_output=True,
+                              text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
+        assert done.returncode == 0, done.stderr
+        return run.append
+
+    _, metrics, _ = run_backtest(write_config(tmp_path, config), tmp_path / "out", on_batch_factory=overwrite_then_count)
+    assert (counted, sum(run), metrics["bars"]) == ([240], 240, 240)
+    assert Catalog(tmp_path / "cat").manifest("x", "spot", "S", "bars").rows == 480  # the overwrite was not held up

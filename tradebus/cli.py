@@ -512,11 +512,12 @@ def run_backtest(
             replay = build_replay(config)
         except (ConfigError, DataError) as exc:
             raise type(exc)(f"{config_path}: {exc}") from None
-        rows = replay.validate()
-        if rows == 0:
-            raise DataError(f"{config_path}: {empty_window(config, replay)}")
-        on_batch = on_batch_factory(rows) if on_batch_factory is not None else None
-        result = kernel.run(replay, on_batch=on_batch)
+        with replay.pinned():  # the run reads the version validated, whatever an --overwrite does meanwhile
+            rows = replay.validate()
+            if rows == 0:
+                raise DataError(f"{config_path}: {empty_window(config, replay)}")
+            on_batch = on_batch_factory(rows) if on_batch_factory is not None else None
+            result = kernel.run(replay, on_batch=on_batch)
         warn_perpetual_gaps(config, result)
         warn_denials(result.denials, "backtest")
         metrics = write_outputs(run_dir, result, kernel.instruments, dump_config(config), report=report)

@@ -52,7 +52,7 @@ import heapq
 import os
 from bisect import bisect_left, bisect_right
 from collections.abc import Generator, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -776,6 +776,34 @@ class Replay:
         self.batch_rows = batch_rows
         self.verify = verify
         self.prefetch = prefetch
+        # source index -> its dataset's manifest and opened files, inside pinned() (None: each read opens its own)
+        self._pins: dict[int, tuple[Manifest, list[_Opened]]] | None = None
+
+    @contextmanager
+    def pinned(self) -> Iterator[Replay]:
+        """Hold one version of each catalog source while the block runs: every read in it reads that version.
+
+        Each catalog source's files are opened now (:meth:`Catalog.pinned`; a book's from its first, for its book
+        at ``start_ns``) and every read within the block (:meth:`validate`, then the run's :meth:`batches`,
+        and the book rebuilt at ``start_ns`` of each) reads them: an ``--overwrite`` in another process meanwhile
+        leaves the run the version validated. Outside the block, each read opens its version when it starts.
+
+        Raises
+        ------
+        DataError
+            As :meth:`batches` (a listed file missing, of another size, the files more than the process may open).
+        """
+        if self._pins is not None:  # nested: the outer block's version
+            yield self
+            return
+        with ExitStack() as stack:
+            pins = {i: stack.enter_context(self._pin(src)) for i, src in enumerate(self.sources)
+                    if isinstance(src, ReplaySource) and src.path is None}
+            self._pins = pins
+            try:
+                yield self
+            finally:
+                self._pins = None
 
     def _pin(self, src: ReplaySource) -> AbstractContextManager[tuple[Manifest, list[_Opened]]]:
         """Open the files of a catalog source a read of this replay needs (a book's rows before ``start_ns`` too)."""
@@ -906,12 +934,13 @@ class Replay:
     def _catalog_chunks(self, index: int) -> Iterator[_Chunk]:
         """The chunks of catalog source ``index``, its book at ``start_ns`` first, all of one version.
 
-        The files are opened when it starts (:meth:`Catalog.pinned`): an overwrite of the dataset while it reads
-        leaves it the version it began with.
+        The files are those of :meth:`pinned`, else opened when it starts (:meth:`Catalog.pinned`): an overwrite of
+        the dataset while it reads leaves it the version it began with.
         """
         src = self.sources[index]
         assert isinstance(src, ReplaySource)
-        with self._pin(src) as (manifest, files):
+        pin = None if self._pins is None else self._pins.get(index)
+        with nullcontext(pin) if pin is not None else self._pin(src) as (manifest, files):
             if manifest.kind != src.kind:
                 raise DataError(f"{src.describe()}: dataset holds {manifest.kind}, the source expects {src.kind}")
             rows = self._catalog_rows(src, files, self.start_ns, self.end_ns)
