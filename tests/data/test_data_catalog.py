@@ -656,3 +656,38 @@ def test_a_read_racing_overwrites_in_another_process_gets_one_whole_version_ever
     assert writer.returncode == 0, errors
     assert bad == [], f"{len(bad)} of {reads + len(bad)} reads: {bad[:3]}"
     assert min(seen.values()) > 0, seen  # the reads overlapped the overwrites: both versions were read
+
+
+#: A pinned read of x/spot/S/bars with the soft ``ulimit -n`` reported at 64 and the hard one unlimited, as macOS
+#: reports it: raising the soft one is then refused by the system (macOS past kern.maxfilesperproc; here Linux, past
+#: fs.nr_open), the way setrlimit fails there. Prints the error's type and message.
+_PINNED_WHERE_THE_LIMIT_CANNOT_BE_RAISED = r"""
+import resource, sys
+from loguru import logger
+from tradebus.data.catalog import Catalog
+logger.remove()
+resource.getrlimit = lambda which: (64, resource.RLIM_INFINITY)
+try:
+    with Catalog(sys.argv[1]).pinned("x", "spot", "S", "bars"):
+        print("opened")
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+def test_a_pinned_read_the_system_will_not_raise_the_open_file_limit_for_is_refused_naming_ulimit(
+    tmp_path: Path,
+) -> None:
+    """On macOS the hard ``ulimit -n`` is unlimited and raising the soft one past ``kern.maxfilesperproc`` fails:
+    a replay or query that needed more descriptors than the soft limit ended in a ValueError traceback from
+    ``resource.setrlimit`` ('not allowed to raise maximum limit' where this test makes the system refuse it). It
+    is now the clear refusal naming the dataset, the count of files, the limit and ``ulimit -n``."""
+    Catalog(tmp_path).write(make_bars(48), "x", "spot", "S", "bars", "day")
+    done = subprocess.run([sys.executable, "-c", _PINNED_WHERE_THE_LIMIT_CANNOT_BE_RAISED, str(tmp_path)],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    said = " ".join(done.stdout.split())
+    assert said.startswith("DataError x/spot/S/bars: a read keeps its 3 files open (the process's other reads 0), so "
+                           "that a write swapping in a new version cannot change them under it; this process may open "
+                           "64 files (ulimit -n) and the system refused to raise that to 259 ("), said
+    assert "): narrow the time range or raise that limit" in said

@@ -1115,7 +1115,8 @@ def _room_for(count: int, name: str) -> None:
     Raises
     ------
     DataError
-        The hard limit leaves no room, naming ``name``, the count and the limit.
+        The hard limit leaves no room, or the system refuses to raise the soft one (macOS past
+        ``kern.maxfilesperproc``, its hard limit unlimited), naming ``name``, the count and the limit.
     """
     try:
         import resource
@@ -1126,11 +1127,17 @@ def _room_for(count: int, name: str) -> None:
     need = count + others + _FILES_HELD_ELSEWHERE
     if soft == resource.RLIM_INFINITY or need <= soft:
         return
+    held = (f"{name}: a read keeps its {count} files open (the process's other reads {others}), so that a write "
+            "swapping in a new version cannot change them under it")
     if hard != resource.RLIM_INFINITY and need > hard:
-        raise DataError(f"{name}: a read keeps its {count} files open (the process's other reads {others}), so that "
-                        f"a write swapping in a new version cannot change them under it; this process may open {hard} "
-                        "files (ulimit -n): narrow the time range or raise that limit")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (need if hard == resource.RLIM_INFINITY else hard, hard))
+        raise DataError(f"{held}; this process may open {hard} files (ulimit -n): narrow the time range or raise that "
+                        "limit")
+    wanted = need if hard == resource.RLIM_INFINITY else hard
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{held}; this process may open {soft} files (ulimit -n) and the system refused to raise that "
+                        f"to {wanted} ({exc}): narrow the time range or raise that limit") from None
 
 
 def _lock(fd: int, path: Path, *, wait: bool = False) -> bool:
