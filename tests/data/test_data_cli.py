@@ -616,3 +616,43 @@ def test_an_import_whose_swap_fails_is_a_clear_error_that_keeps_the_dataset(tmp_
                 "(EBUSY: Device or resource busy)") in said, said
         assert Catalog(root).read("coinbase", "spot", "BTC-USD", "bars_4h", verify=True).equals(old)
         assert left_in(root) == []
+
+
+_TARDIS_BOOK = str(FIXTURES / "tardis_deribit_incremental_book_L2_BTC-PERPETUAL.csv")
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["download", "binance", "--symbol", "BTCUSDT", "--start", "2024-01-01", "--end", "2024-01-02", "--interval", "1x",
+      "--base-url", "http://127.0.0.1:9/data"],
+     "--interval: interval '1x' is not understood; expected e.g. '1m', '15m', '4h', '1d'"),
+    (["import-tardis", _TARDIS_BOOK, "--venue", "deribit", "--market", "perp", "--symbol", "BTC-PERPETUAL",
+      "--suffix", "/x"], "--suffix '/x': catalog dataset 'book/x' is not a valid name"),
+    (["import-bybit-book", _TARDIS_BOOK, "--symbol", "XRPUSDT", "--suffix", " x"],
+     "--suffix ' x': catalog dataset 'book x' is not a valid name"),
+    (["import-okx-book", _TARDIS_BOOK, "--symbol", "BTC-USDT", "--suffix", "/x"],
+     "--suffix '/x': catalog dataset 'book/x' is not a valid name"),
+    (["import-book-depth", _TARDIS_BOOK, "--symbol", "BTCUSDT", "--suffix", "/x"],
+     "--suffix '/x': catalog dataset 'book_depth/x' is not a valid name"),
+    (["import-open-interest", _TARDIS_BOOK, "--venue", "binance_usdm", "--market", "usdm", "--symbol", "BTCUSDT",
+      "--suffix", "/x"], "--suffix '/x': catalog dataset 'open_interest/x' is not a valid name"),
+    (["backfill", "--exchange", "binance", "--symbol", "BTC/USDT", "--since", "2024-01-01", "--venue", "a/b",
+      "--api-base", "http://127.0.0.1:9"], "--venue: catalog venue 'a/b' is not a valid name"),
+    (["bars", "x/spot/S/trades", "--interval", "1h", "--name", "a/b"], "--name: catalog name 'a/b' is not a valid name"),
+])
+def test_a_bad_flag_checked_late_is_now_a_bad_option_before_anything_is_fetched_read_or_written(
+    tmp_path: Path, args: list[str], said: str
+) -> None:
+    """Each of these flags was checked only once its command had done its work: ``download binance --interval 1x``
+    tried to download every archive (refused: connection refused, exit 3), an import's ``--suffix /x`` was bad data
+    (exit 3) once the file's rows were read, ``backfill --venue a/b`` once the exchange's markets were loaded (here:
+    exit 3, no server), ``bars --name a/b`` once the source was opened. Each is now a bad option, exit 2, naming
+    the flag, before anything is fetched, read or written."""
+    from tests.data.test_data_catalog import make_trades
+
+    Catalog(tmp_path / "cat").write(make_trades(10), "x", "spot", "S", "trades")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    code, out = run(*args, "--catalog", str(tmp_path / "cat"),
+                    *(["--cache-dir", str(tmp_path / "cache")] if args[0] == "download" else []))
+    assert code == 2, out
+    assert said in " ".join(out.split())
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before

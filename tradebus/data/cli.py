@@ -96,6 +96,15 @@ def _name_options(**values: str | None) -> None:
                 raise _fail(ConfigError(f"--{flag}: {exc}")) from None
 
 
+def _suffix_option(suffix: str, dataset: str) -> None:
+    """Refuse a ``--suffix`` that makes ``dataset`` + it no catalog name: a bad option (exit 2), before any file is
+    read, not bad data found once the rows are."""
+    try:
+        check_name("dataset", dataset + suffix)
+    except DataError as exc:
+        raise _fail(ConfigError(f"--suffix {suffix!r}: {exc}")) from None
+
+
 def _summary(manifest: Manifest) -> str:
     interval = f", {format_interval(manifest.interval_ns)} bars" if manifest.interval_ns else ""
     gaps = f", {manifest.gaps} gaps ({manifest.missing_bars} missing bars)" if manifest.gaps is not None else ""
@@ -237,6 +246,7 @@ def import_tardis_cmd(
     from tradebus.data.market_ingest import import_tardis
 
     _name_options(venue=venue, market=market, symbol=symbol)
+    _suffix_option(suffix, "book")
     _import_one(path.name, lambda: import_tardis(path, catalog, venue, market, symbol, suffix=suffix,
                                                  mode=_mode(overwrite), contract_size=contract_size))
 
@@ -254,6 +264,7 @@ def import_bybit_book_cmd(
     from tradebus.data.market_ingest import import_bybit_archive
 
     _name_options(market=market, symbol=symbol)
+    _suffix_option(suffix, "book")
     _import_one(
         path.name, lambda: import_bybit_archive(path, catalog, symbol, market=market, suffix=suffix, mode=_mode(overwrite))
     )
@@ -272,6 +283,7 @@ def import_okx_book_cmd(
     from tradebus.data.okx_history import import_okx_book
 
     _name_options(market=market, symbol=symbol)
+    _suffix_option(suffix, "book")
     _import_one(path.name, lambda: import_okx_book(path, catalog, symbol, market=market, suffix=suffix, mode=_mode(overwrite)))
 
 
@@ -307,6 +319,7 @@ def import_book_depth_cmd(
     from tradebus.data.book_depth import import_book_depth
 
     _name_options(market=market, symbol=symbol)
+    _suffix_option(suffix, "book_depth")
     _import_one(
         f"{len(paths)} file(s)",
         lambda: import_book_depth(paths, catalog, symbol, market=market, suffix=suffix, mode=_mode(overwrite)),
@@ -327,6 +340,7 @@ def import_open_interest_cmd(
     from tradebus.data.open_interest import import_open_interest
 
     _name_options(venue=venue, market=market, symbol=symbol)
+    _suffix_option(suffix, "open_interest")
     _import_one(
         path.name, lambda: import_open_interest(path, catalog, venue, market, symbol, suffix=suffix, mode=_mode(overwrite))
     )
@@ -518,6 +532,8 @@ def download_binance_cmd(
     if append and overwrite:
         raise _fail(ConfigError("--append and --overwrite exclude each other"))
     _name_options(symbol=symbol, interval=interval)
+    if interval is not None:
+        _interval_option(interval, "--interval")  # checked by the import, after every archive was downloaded
     first, last = _day(start, "--start"), _day(end, "--end")
     try:
         items = vision.archives(market, data, symbol, first, last, interval=interval, monthly=monthly)  # type: ignore[arg-type]
@@ -597,6 +613,7 @@ def bars_cmd(
     ref = DatasetRef(*_ref(dataset))
     if mode not in BAR_MODES:
         raise _fail(ConfigError(f"--mode {mode!r} is not one of {', '.join(BAR_MODES)}"))
+    _name_options(name=name)
     if (mode == "time") != (interval is not None) or (mode != "time") != (threshold is not None):
         raise _fail(ConfigError("time bars take --interval, the other modes --threshold"))
     interval_ns = _interval_option(interval, "--interval") if interval is not None else None
@@ -724,6 +741,7 @@ def backfill_cmd(
 
     if kind not in ("bars", "trades"):
         raise _fail(ConfigError(f"--kind {kind!r} is not bars or trades"))
+    _name_options(venue=venue, market=market)  # checked by the catalog, after the markets were loaded
     step_ms = _interval_option(timeframe, "--timeframe") // 1_000_000 if kind == "bars" else 1
     since_ms = _moment_ms(since, "--since")
     now_ms = int(pd.Timestamp.now(tz="UTC").value // 1_000_000)
