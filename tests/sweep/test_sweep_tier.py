@@ -233,3 +233,40 @@ def test_auto_tier_falling_back_to_the_event_tier_starts_the_strategy_at_the_fir
         failures[tier] = str(info.value)
     assert failures["auto"] == failures["event"]
     assert " on_timer at 1970-" not in failures["event"]
+
+
+def test_the_bars_kept_for_the_next_trials_are_those_of_the_files_their_key_names_racing_overwrites(
+    tmp_path: Path,
+) -> None:
+    """An accelerated trial keeps the bars it read under the identity of the files they came from (path, inode,
+    mtime, size): it listed the files under the catalog's read lock, took their identity after it and read the bars
+    in another opening, so an ``--overwrite`` in another process meanwhile could file one version's bars under the
+    other's files (a later trial on those files then ran the wrong bars; 10 to 20 of 350 to 420 reads racing 100
+    overwrites of ten day files, in each of 3 runs), or fail on a file gone (a FileNotFoundError). The key is now taken from the very files the bars are read from, held open for both: every
+    bars kept match the files their key names."""
+    from tests.data.test_data_catalog import race_overwrites, raced_versions
+    from tradebus.data.replay import Replay, ReplaySource
+
+    sizes = {}
+    for n, (table, interval_ns) in enumerate(raced_versions()):
+        manifest = Catalog(tmp_path).write(table, "x", "spot", f"V{n}", "bars", "day", interval_ns=interval_ns)
+        sizes[tuple(e.size for e in manifest.files)] = table.num_rows
+
+    def kept() -> int | str:
+        trial._BARS.clear()
+        source = ReplaySource.from_catalog(Catalog(tmp_path), "S.X", "x", "spot", "S", "bars")
+        try:
+            trial._bars(Replay([source]), "S.X")
+        except OSError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        ((key, bars),) = trial._BARS.items()
+        named = sizes.get(tuple(part[3] for part in key[4:]))
+        return len(bars.close) if named == len(bars.close) else f"{len(bars.close)} bars kept under files of {named}"
+
+    try:
+        outcomes = race_overwrites(tmp_path, kept)
+    finally:
+        trial._BARS.clear()
+    bad = [o for o in outcomes if not isinstance(o, int)]
+    assert bad == [], f"{len(bad)} of {len(outcomes)} reads: {bad[:3]}"
+    assert sorted(set(outcomes)) == [240, 480], len(outcomes)  # both versions were read

@@ -780,8 +780,10 @@ class Replay:
         self._pins: dict[int, tuple[Manifest, list[_Opened]]] | None = None
 
     @contextmanager
-    def pinned(self) -> Iterator[Replay]:
+    def pinned(self) -> Iterator[dict[int, tuple[Manifest, list[_Opened]]]]:
         """Hold one version of each catalog source while the block runs: every read in it reads that version.
+
+        Yields, by source index, each catalog source's manifest and opened files (path, entry, pyarrow handle).
 
         Each catalog source's files are opened now (:meth:`Catalog.pinned`; a book's from its first, for its book
         at ``start_ns``) and every read within the block (:meth:`validate`, then the run's :meth:`batches`,
@@ -794,14 +796,14 @@ class Replay:
             As :meth:`batches` (a listed file missing, of another size, the files more than the process may open).
         """
         if self._pins is not None:  # nested: the outer block's version
-            yield self
+            yield self._pins
             return
         with ExitStack() as stack:
             pins = {i: stack.enter_context(self._pin(src)) for i, src in enumerate(self.sources)
                     if isinstance(src, ReplaySource) and src.path is None}
             self._pins = pins
             try:
-                yield self
+                yield pins
             finally:
                 self._pins = None
 

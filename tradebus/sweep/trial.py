@@ -9,6 +9,7 @@ once a file they came from changes).
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from collections import OrderedDict
@@ -232,16 +233,17 @@ def _bars(replay: Replay, instrument_id: str) -> BarArrays:
     """
     from tradebus.engine.accelerated import BarArrays
 
-    key = None if replay.verify else _data_key(replay, instrument_id)
-    bars = _BARS.get(key) if key is not None else None
-    if bars is None:
-        bars = BarArrays.from_replay(replay, instrument_id)
-        if key is not None:
-            _BARS[key] = bars
-            while len(_BARS) > 1 and (len(_BARS) > _BARS_KEPT or _kept_bytes() > _BARS_BYTES):
-                _BARS.popitem(last=False)
-    else:
-        _BARS.move_to_end(key)
+    with replay.pinned() as opened:  # the key and the bars read are those of one version of each catalog dataset
+        key = None if replay.verify else _data_key(replay, instrument_id, opened)
+        bars = _BARS.get(key) if key is not None else None
+        if bars is None:
+            bars = BarArrays.from_replay(replay, instrument_id)
+            if key is not None:
+                _BARS[key] = bars
+                while len(_BARS) > 1 and (len(_BARS) > _BARS_KEPT or _kept_bytes() > _BARS_BYTES):
+                    _BARS.popitem(last=False)
+        else:
+            _BARS.move_to_end(key)
     return bars
 
 
@@ -249,22 +251,20 @@ def _kept_bytes() -> int:
     return sum(column.nbytes for bars in _BARS.values() for column in vars(bars).values())
 
 
-def _data_key(replay: Replay, instrument_id: str) -> tuple[Any, ...]:
+def _data_key(replay: Replay, instrument_id: str, opened: dict[int, tuple[Any, list[Any]]]) -> tuple[Any, ...]:
     """What the bars of ``replay`` depend on: its range, and every source with the identity of each file it reads.
 
     A file is identified by path, inode, modification time and size (a catalog writes new
-    files and renames them into place); a catalog source by the files its manifest lists.
+    files and renames them into place); a catalog source by the files ``opened`` holds open for the read
+    (:meth:`Replay.pinned <tradebus.data.replay.Replay.pinned>`), the very files its bars are read from.
     """
-    from tradebus.data.catalog import Catalog
-
     key: list[Any] = [instrument_id, replay.start_ns, replay.end_ns]
-    for src in replay.sources:
+    for i, src in enumerate(replay.sources):
         if src.path is not None:
-            paths = [Path(src.path)]
+            files = [(Path(src.path), Path(src.path).stat())]
         else:
-            paths = Catalog(src.catalog_root).files(src.venue, src.market, src.symbol, src.dataset)  # type: ignore[arg-type]
+            files = [(path, os.fstat(handle.fileno())) for path, _, handle in opened[i][1]]
         key.append((src.instrument_id, src.kind, src.interval, src.ts_unit, src.bar_time))
-        for path in paths:
-            st = path.stat()
+        for path, st in files:
             key.append((str(path), st.st_ino, st.st_mtime_ns, st.st_size))
     return tuple(key)
