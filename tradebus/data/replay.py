@@ -783,12 +783,16 @@ class Replay:
     def pinned(self) -> Iterator[dict[int, tuple[Manifest, list[_Opened]]]]:
         """Hold one version of each catalog source while the block runs: every read in it reads that version.
 
-        Yields, by source index, each catalog source's manifest and opened files (path, entry, pyarrow handle).
-
         Each catalog source's files are opened now (:meth:`Catalog.pinned`; a book's from its first, for its book
         at ``start_ns``) and every read within the block (:meth:`validate`, then the run's :meth:`batches`,
         and the book rebuilt at ``start_ns`` of each) reads them: an ``--overwrite`` in another process meanwhile
         leaves the run the version validated. Outside the block, each read opens its version when it starts.
+        A block inside another holds the outer one's version.
+
+        Yields
+        ------
+        dict[int, tuple[Manifest, list[tuple[Path, FileEntry, pyarrow.NativeFile]]]]
+            By source index, each catalog source's manifest and opened files (path, manifest entry, handle).
 
         Raises
         ------
