@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,32 @@ def test_a_config_refused_once_the_daemon_is_built_leaves_no_journal(command: st
     env = {"TRADEBUS_BINANCE_API_KEY": KEY, "TRADEBUS_BINANCE_API_SECRET": SECRET}
     result = CliRunner().invoke(app, [command, str(config), "--max-seconds", "1"], env=env)
     assert result.exit_code == 2 and "which no feed subscribes" in result.output, result.output
+    assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", ["paper", "live"])
+def test_an_ops_port_another_process_listens_on_is_refused_and_leaves_no_journal(command: str, tmp_path: Path) -> None:
+    """ops.port taken by another process: exit 2 naming the address, as before, but the journal the run had created
+    (and its directory) was left behind, the log said ``stopping: stopped``, and a stop alert was queued to a Telegram
+    never started and warned of as not delivered. Now the stop names the refusal, nothing is queued, and the disk is
+    as it was."""
+    data = _paths(yaml.safe_load((CONFIGS / f"{command}_binance{'_testnet' if command == 'live' else ''}.yaml").read_text()),
+                  tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # Telegram on a port nobody answers: the refused run must not get as far as sending.
+        data["ops"] = {"port": port, "telegram": {"chat_ids": [42], "base_url": f"http://127.0.0.1:{port}"}}
+        config = tmp_path / f"{command}.yaml"
+        config.write_text(yaml.safe_dump(data))
+        before = _tree(tmp_path)
+        env = {"TRADEBUS_BINANCE_API_KEY": KEY, "TRADEBUS_BINANCE_API_SECRET": SECRET, "TRADEBUS_TELEGRAM_TOKEN": "1:x"}
+        result = CliRunner().invoke(app, [command, str(config), "--max-seconds", "5"], env=env)
+    assert result.exit_code == 2, result.output
+    assert f"cannot serve /metrics and /health on 127.0.0.1:{port}" in result.output
+    assert f"{command} daemon stopping: ops.port/ops.host: cannot serve" in result.output
+    assert "not delivered" not in result.output
     assert _tree(tmp_path) == before
 
 

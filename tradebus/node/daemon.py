@@ -505,9 +505,15 @@ class PaperNode:
         loop.set_exception_handler(self._loop_exception)
         tasks: dict[asyncio.Task[None], Feed] = {}
         failure: BaseException | None = None
+        refused = False
         try:
             if self.ops is not None:
-                await self.ops.start(self)
+                try:
+                    await self.ops.start(self)
+                except ConfigError as exc:  # its port taken: refused as a config is, before anything was recovered
+                    refused = True
+                    self.stop(str(exc))
+                    raise
             if not self.config.warm_up or await self._warm_up():  # else stopped while warming up: nothing started
                 failure = await self._start_and_serve(tasks)
         finally:
@@ -516,6 +522,8 @@ class PaperNode:
                 await self._shutdown_and_stop_ops(tasks)
             finally:
                 loop.set_exception_handler(exception_handler)
+                if refused:
+                    self.withdraw()
         if self._strategy_failure is not None:
             failure = self._strategy_failure  # the cause of the stop, before what the stop met
         elif self._failure is not None:

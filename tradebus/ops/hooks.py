@@ -177,7 +177,7 @@ class OpsHooks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        if self.telegram is not None:
+        if self.telegram is not None and self.telegram.started_s is not None:  # else the start was refused before it
             with self.telegram.last_words():  # sent even when a backlog of alerts takes all the stop's wait
                 if self.flaps is not None:
                     self.flaps.close()
