@@ -10,11 +10,18 @@ were measured on the last session's samples).
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
+import os
+import signal
+import sqlite3
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
@@ -22,10 +29,11 @@ from tradebus.engine.messages import Trade
 from tradebus.features.warmup import warm_up
 from tradebus.node.config import dump_paper_config
 from tradebus.node.daemon import PaperNode, kept_files
+from tradebus.reports.metrics import format_ns
 from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import RunDirectory
 
-from .node_testdata import SPOT_FRAMES, SPOT_SNAPSHOT, binance_config, config_of, run_node
+from .node_testdata import SPOT_FRAMES, SPOT_SNAPSHOT, START_BOUND, binance_config, config_of, run_node
 
 
 async def run_session(
@@ -101,3 +109,61 @@ async def test_a_restart_writes_every_sessions_equity_and_metrics_from_the_journ
     await run_session(data, out, [], None, max_seconds=1.0)
     assert (out / "equity.csv").read_text(encoding="utf-8") == equity2
     assert json.loads((out / "metrics.json").read_text()) == metrics2
+
+
+def _journaled_fills(journal: Path) -> int:
+    if not journal.exists():
+        return 0
+    db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT count(*) FROM journal WHERE type = 'OrderFilled'").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+    finally:
+        db.close()
+
+
+async def test_a_daemon_killed_before_its_next_equity_sample_keeps_the_first_sessions_start(tmp_path: Path) -> None:
+    """``tradebus paper`` killed (SIGKILL) after it traded, its only equity sample taken at its first message (a quote,
+    before any trade), then restarted on its journal: ``metrics.json`` started at the restart's first trade, after the
+    first session's fills (a trial: start 23:54:49.226 beside fills from 23:54:19.113, exposure 1.0 for a position
+    opened 4 s into the run). It now starts at the first session's first trade, as the README says."""
+    warm_up()
+    data = binance_config("ws://unused", "http://unused", ["trade", "bookTicker"], tmp=tmp_path, journal=True)
+    out, journal = tmp_path / "out", tmp_path / "journal.sqlite"
+    half = len(SPOT_FRAMES) // 2
+    first_frames, second_frames = SPOT_FRAMES[:half], SPOT_FRAMES[half:]
+    subscribed = [raw for _, raw in first_frames if "@trade" in raw or "@bookTicker" in raw]
+    assert "@bookTicker" in subscribed[0]  # the first sample, at the first message, has no trade in its span
+    first_trade_ms = min(json.loads(raw)["data"]["T"] for _, raw in first_frames if "@trade" in raw)
+
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), first_frames) as srv:
+        data["feeds"][0].update(ws_url=srv.ws_url, rest_url=srv.http_url)
+        config = tmp_path / "paper.yaml"
+        config.write_text(yaml.safe_dump(data))
+        daemon = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tradebus.cli", "paper", str(config), "--out", str(out),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        )
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + START_BOUND
+            while _journaled_fills(journal) < 2:
+                assert daemon.returncode is None, f"the daemon exited {daemon.returncode} before its second fill"
+                assert loop.time() < deadline, "the daemon journaled no second fill in time"
+                await asyncio.sleep(0.05)
+        finally:
+            if daemon.returncode is None:
+                daemon.send_signal(signal.SIGKILL)
+            await daemon.wait()
+    assert daemon.returncode == -signal.SIGKILL
+    fills1 = rows(out / "fills.csv")
+    assert len(fills1) >= 2 and not (out / "metrics.json").exists()
+
+    await run_session(data, out, second_frames, trades_in(second_frames))
+    metrics = json.loads((out / "metrics.json").read_text())
+    fills = rows(out / "fills.csv")
+    assert fills[: len(fills1)] == fills1 and len(fills) > len(fills1)
+    assert metrics["start"] == format_ns(first_trade_ms * 1_000_000)
+    assert metrics["start"] <= fills[0]["time"]

@@ -1005,14 +1005,24 @@ class Kernel:
         if result.start_ns is None:
             result.start_ns = ts_init
         if result.first_event_ns is None or result.last_event_ns is None:
+            if result.first_event_ns is None:
+                self._journal_first_event(first_event)
             result.first_event_ns = first_event
             result.last_event_ns = last_event
         else:
             if first_event < result.first_event_ns:
+                self._journal_first_event(first_event)
                 result.first_event_ns = first_event
             if last_event > result.last_event_ns:
                 result.last_event_ns = last_event
         result.end_ns = ts_init
+
+    def _journal_first_event(self, ts_event: int) -> None:
+        """Journal the run's new earliest venue time (a killed daemon's restart starts its span there: the equity
+        samples journal the span only as they are taken)."""
+        journal = self._journal
+        if journal is not None and journal.failure is None:  # a failed journal stopped the daemon already
+            journal.save_first_event(ts_event)
 
     # ------------------------------------------------------------------ backtest loop
 
@@ -1271,7 +1281,7 @@ class Kernel:
             result.last_event_ns, self._quote_first_ns, self._quote_last_ns, result.bars, result.trades, result.quotes,
         )  # fmt: skip
 
-    def restore_samples(self, journaled: Sequence[JournaledSample]) -> None:
+    def restore_samples(self, journaled: Sequence[JournaledSample], first_event_ns: int | None = None) -> None:
         """Take back the equity samples and the run's span and counts of a previous process (journal replay).
 
         Call it after :meth:`Journal.replay` and before :meth:`start`. The samples come first in
@@ -1280,7 +1290,9 @@ class Kernel:
         (:meth:`sample_equity`): the time the process was down has no sample, and nothing is
         interpolated over it. ``start``, the venue-time span's beginning and the counts of bars,
         trades and quotes go on from the latest journaled sample's (what came after it in the
-        stopped process, killed before its next sample, is not counted).
+        stopped process, killed before its next sample, is not counted), the span beginning no
+        later than ``first_event_ns`` (:meth:`Journal.first_event`: a process killed after its
+        first trade and before the sample that would have journaled it).
         """
         if not journaled:
             return
@@ -1299,6 +1311,10 @@ class Kernel:
         result.initial_cash = last.initial_cash
         result.start_ns, result.end_ns = last.start_ns, last.end_ns
         result.first_event_ns, result.last_event_ns = last.first_event_ns, last.last_event_ns
+        if first_event_ns is not None and (result.first_event_ns is None or first_event_ns < result.first_event_ns):
+            result.first_event_ns = first_event_ns
+            if result.last_event_ns is None:
+                result.last_event_ns = first_event_ns
         self._quote_first_ns, self._quote_last_ns = last.quote_first_ns, last.quote_last_ns
         result.bars, result.trades, result.quotes = last.bars, last.trades, last.quotes
         interval = self._equity_interval

@@ -42,9 +42,10 @@ Storage (WAL mode), schema version :data:`SCHEMA_VERSION`:
   ``mode``, ``venue``, ``market``, ``environment`` (what writes the journal: :class:`JournalOwner`)
   and ``account`` (the live venue account's id, where the venue reports one:
   :meth:`Journal.check_account`), ``funding_due`` (the fundings announced or held and not paid yet, msgpack
-  :class:`~tradebus.engine.perpetuals.FundingDue` entries: :meth:`Journal.save_funding_due`), and ``venue_pause`` (the last pause the venue's rate limit asked a live
+  :class:`~tradebus.engine.perpetuals.FundingDue` entries: :meth:`Journal.save_funding_due`), ``venue_pause`` (the last pause the venue's rate limit asked a live
   daemon for, a 429 or an IP ban, as JSON :class:`VenuePause`; empty once a request was answered after it:
-  :meth:`Journal.save_venue_pause`);
+  :meth:`Journal.save_venue_pause`), and ``first_event_ns`` (the venue time of the runs' earliest trade or bar:
+  :meth:`Journal.save_first_event`);
 * ``journal(seq INTEGER PRIMARY KEY AUTOINCREMENT, kind, type, client_order_id, ts, payload)``,
   the message encoded as msgpack (NaN-safe); ``ContingentLinked`` entries (a bracket's,
   OCO group's, trailing stop's or GTD order's links, :mod:`tradebus.execution.contingent`)
@@ -237,6 +238,7 @@ class JournalOwner(msgspec.Struct, frozen=True):
 _OWNER_KEYS = ("mode", "venue", "market", "environment")
 # The meta row holding the last rate-limit pause the venue asked for (Journal.venue_pause).
 _VENUE_PAUSE_KEY = "venue_pause"
+_FIRST_EVENT_KEY = "first_event_ns"
 # The meta row holding the fundings announced or held and not paid yet (Journal.funding_due).
 _FUNDING_DUE_KEY = "funding_due"
 
@@ -593,6 +595,30 @@ class Journal:
             return msgspec.msgpack.decode(stored, type=list[FundingDue])
         except (msgspec.DecodeError, TypeError) as exc:
             raise DataError(f"journal {self.path}: bad {_FUNDING_DUE_KEY} in its meta table: {exc}") from exc
+
+    def first_event(self) -> int | None:
+        """The venue time of the earliest trade or bar of the runs on this journal, as last stored (``None``: none yet)."""
+        stored = self._meta.get(_FIRST_EVENT_KEY)
+        if stored is None:
+            return None
+        try:
+            return int(stored)
+        except ValueError:
+            raise DataError(f"journal {self.path}: bad {_FIRST_EVENT_KEY} in its meta table: {stored!r}") from None
+
+    def save_first_event(self, ts_event: int) -> None:
+        """Store the venue time of the run's earliest trade or bar (each time an earlier one comes: once, unless the
+        venue's times go back): a process killed before the equity sample that would journal its span leaves the span's
+        beginning here for its restart.
+
+        Committed at once, as a ``meta`` row (an earlier tradebus ignores it: no schema version).
+
+        Raises
+        ------
+        DataError
+            The journal cannot be written (:attr:`failure`).
+        """
+        self._set_meta(_FIRST_EVENT_KEY, str(ts_event))
 
     def save_funding_due(self, due: list[FundingDue]) -> None:
         """Store the fundings announced or held and not paid yet (replacing the last list), for a restart to settle.

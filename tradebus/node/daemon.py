@@ -919,7 +919,7 @@ def recover_journal(kernel: Kernel, venue: Venue, journal: Journal, now_ns: int)
     orders left UNKNOWN, in creation order: the caller resolves each with the venue.
     """
     unknown = journal.replay(kernel.orders, kernel.portfolio, now_ns, risk=kernel.risk, on_message=kernel.record_journaled)
-    kernel.restore_samples(journal.samples(JournaledSample))
+    kernel.restore_samples(journal.samples(JournaledSample), journal.first_event())
     if kernel.perpetuals is not None:  # after the journaled payments: a funding paid before the stop is skipped
         kernel.perpetuals.restore_due(journal.funding_due(), now_ns)
     orders = kernel.orders.orders()
