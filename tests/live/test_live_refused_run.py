@@ -87,6 +87,26 @@ def test_an_ops_port_another_process_listens_on_is_refused_and_leaves_no_journal
     assert _tree(tmp_path) == before
 
 
+@pytest.mark.parametrize("command", ["paper", "live"])
+def test_a_log_file_that_cannot_be_opened_is_refused_naming_it_and_leaves_no_journal(command: str, tmp_path: Path) -> None:
+    """ops.log.file under a regular file (as /proc/x/daemon.jsonl in a trial): a FileNotFoundError or
+    NotADirectoryError traceback from the directory's creation, exit 1, and the journal the run had created left
+    behind. Now exit 2 naming ops.log.file, the file and the reason, and the disk as it was."""
+    data = _paths(yaml.safe_load((CONFIGS / f"{command}_binance{'_testnet' if command == 'live' else ''}.yaml").read_text()),
+                  tmp_path)
+    (tmp_path / "notes").write_text("a file, not a directory\n")
+    log = tmp_path / "notes" / "daemon.jsonl"
+    data["ops"] = {"port": 0, "log": {"file": str(log)}}
+    config = tmp_path / f"{command}.yaml"
+    config.write_text(yaml.safe_dump(data))
+    before = _tree(tmp_path)
+    env = {"TRADEBUS_BINANCE_API_KEY": KEY, "TRADEBUS_BINANCE_API_SECRET": SECRET}
+    result = CliRunner().invoke(app, [command, str(config), "--max-seconds", "5"], env=env)
+    assert result.exit_code == 2, result.output
+    assert f"ops.log.file: cannot write {log} (" in result.output and "Traceback" not in result.output
+    assert _tree(tmp_path) == before
+
+
 @pytest.mark.parametrize("existing", [False, True], ids=["new-journal", "journal-of-an-earlier-run"])
 async def test_credentials_the_venue_refuses_leave_no_journal_or_recording(existing: bool, tmp_path: Path) -> None:
     """A wrong key (Binance -2015 on the account's read): CredentialsRefused, and nothing of the run is left; a journal

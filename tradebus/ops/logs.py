@@ -16,6 +16,7 @@ from typing import Any
 
 from loguru import logger
 
+from tradebus.errors import ConfigError
 from tradebus.ops.config import LogConfig
 
 __all__ = ["LOG_LEVELS", "RERUN", "log_files", "open_log_sink", "setup_logging", "taken_by_retention"]
@@ -43,20 +44,28 @@ def open_log_sink(config: LogConfig) -> int | None:
     The directory is created. With ``serialize`` every line is a JSON object (loguru's
     record: ``text``, ``record.message``, ``record.level``, ``record.time``, and the bound
     ``record.extra`` such as an order decision's ``client_order_id``).
+
+    Raises
+    ------
+    ConfigError
+        The file or its directory cannot be made or opened (names the file and the reason).
     """
     if config.file is None:
         return None
-    config.file.parent.mkdir(parents=True, exist_ok=True)
-    sink_id = logger.add(
-        config.file,
-        level=config.level,
-        serialize=config.serialize,
-        rotation=config.rotation,
-        retention=config.retention,
-        enqueue=False,
-        diagnose=False,
-        encoding="utf-8",
-    )
+    try:
+        config.file.parent.mkdir(parents=True, exist_ok=True)
+        sink_id = logger.add(
+            config.file,
+            level=config.level,
+            serialize=config.serialize,
+            rotation=config.rotation,
+            retention=config.retention,
+            enqueue=False,
+            diagnose=False,
+            encoding="utf-8",
+        )
+    except OSError as exc:
+        raise ConfigError(f"ops.log.file: cannot write {config.file} ({exc.strerror or exc})") from None
     logger.info(
         "logging to {} (json: {}, rotation {}, retention {})",
         config.file,
