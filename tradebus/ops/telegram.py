@@ -487,6 +487,8 @@ class TelegramBot:
             raise RuntimeError(f"Bot API {method}: HTTP {resp.status_code}: the answer is not a JSON object")
         if not body.get("ok"):
             description = f"Bot API {method}: HTTP {resp.status_code} {body.get('description', '')}"
+            if resp.status_code == 401:  # the token: the one setting an operator can fix
+                description += f" (the bot token in {self.config.token_env} is not one Telegram knows)"
             if resp.status_code == 429:
                 raise _Retryable(description, self._retry_after(method, body.get("parameters")))
             if resp.status_code == 409:
