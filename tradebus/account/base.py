@@ -307,6 +307,11 @@ class WorkingLeaves(KeptTotals):
         quantity = rounded(total)
         return quantity if buy else -quantity
 
+    def leaves_of(self, client_order_id: str) -> float:
+        """The remaining quantity of order ``client_order_id`` while it works (0.0 once it no longer does)."""
+        order = self._open.get(client_order_id)
+        return 0.0 if order is None else order.leaves_qty
+
     def first_working(self, instrument_id: str, skip: Collection[str]) -> int:
         """When the first order of ``instrument_id`` still working and not in ``skip`` became working (0: none);
         orders that became working later have larger values."""

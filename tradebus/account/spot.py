@@ -170,8 +170,8 @@ class SpotCashAccount(KeptTotals):
     """
 
     __slots__ = (
-        "_buffer", "_count", "_fixed", "_floating", "_live", "_oco", "_oco_room", "_price", "_records", "_specs",
-        "_total", "_working", "instruments",
+        "_buffer", "_count", "_fixed", "_floating", "_leaves_of", "_live", "_oco", "_oco_room", "_price", "_records",
+        "_specs", "_total", "_working", "instruments",
     )  # fmt: skip
 
     def __init__(
@@ -209,6 +209,8 @@ class SpotCashAccount(KeptTotals):
         self._working: Callable[[], Iterable[Any]] = _no_orders
         self._price: Callable[[str], float] = _no_price
         self._count: Callable[[], int] = _no_count
+        # client order id -> its remaining quantity while it works (0.0 after): track gives the order manager's
+        self._leaves_of: Callable[[str], float] = self._walked_leaves
         # client order id -> the ids of its OCO group (itself included)
         self._oco: dict[str, tuple[str, ...]] = {}
         # linked client order id -> the most it may still fill, once a member of its group filled
@@ -232,7 +234,8 @@ class SpotCashAccount(KeptTotals):
 
     def track(self, orders: WorkingOrders) -> None:
         """Keep what the working orders of ``orders`` (those :meth:`bind` gave) hold as they change, while at least
-        :data:`~tradebus.account.base.TRACK_FROM` work."""
+        :data:`~tradebus.account.base.TRACK_FROM` work, and read an order's remaining quantity from it."""
+        self._leaves_of = orders.leaves.leaves_of
         orders.watch(self.order_changed)
 
     def _forget(self) -> None:
@@ -343,11 +346,14 @@ class SpotCashAccount(KeptTotals):
         coid = fill.client_order_id
         room = self._oco_room
         # The order manager books a fill before the account: a filled order is no longer working.
-        leaves = next((o.leaves_qty for o in self._working() if o.client_order_id == coid), 0.0)
-        leaves = room[coid] = min(leaves, room.get(coid, math.inf) - fill.last_qty)
+        leaves = room[coid] = min(self._leaves_of(coid), room.get(coid, math.inf) - fill.last_qty)
         for other in self._oco[coid]:
             if other != coid:
                 room[other] = min(room.get(other, math.inf), leaves)
+
+    def _walked_leaves(self, client_order_id: str) -> float:
+        """The remaining quantity of working order ``client_order_id`` found among ``working()`` (0.0: not there)."""
+        return next((o.leaves_qty for o in self._working() if o.client_order_id == client_order_id), 0.0)
 
     def oco_room(self, client_order_id: str) -> float:
         """How much more order ``client_order_id`` may fill as a member of its OCO group (``inf``:
