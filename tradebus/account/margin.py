@@ -802,9 +802,9 @@ class MarginAccount(KeptTotals):
                     if record is not None and record[0] == key and record[2] is not None:
                         total -= record[2]
                 else:  # the part of each order beyond the position opens it the other way
-                    side = self._sides.get(key)
-                    if side and self._largest_leaves(key) > abs(position):
-                        for margin in self._margins(side.values(), asset, exclude):
+                    size = abs(position)
+                    if self._sides.get(key) and self._largest_leaves(key) > size:
+                        for margin in self._margins(self._larger_than(key, size), asset, exclude):
                             total += exact(margin)  # finite: its margin in full is
         floating = self._floating.get(asset)
         return exact_sum(total, self._margins(floating.values(), asset, exclude) if floating else ())
@@ -820,6 +820,27 @@ class MarginAccount(KeptTotals):
                 return -leaves
             heapq.heappop(heap)
         return 0.0
+
+    def _larger_than(self, key: tuple[str, bool], size: float) -> list[Any]:
+        """The tracked orders of a fixed price of ``key`` whose remaining quantity is above ``size`` (the others
+        hold no margin against a position of ``size``): a walk of the heap's entries above it, not of every order."""
+        heap = self._largest.get(key, [])
+        records = self._records
+        found: dict[str, Any] = {}
+        stack = [0]
+        while stack:
+            i = stack.pop()
+            if i >= len(heap):
+                continue
+            leaves, coid = heap[i]
+            if -leaves <= size:
+                continue  # and so are the entries below it
+            record = records.get(coid)
+            if record is not None and record[0] == key and record[2] is not None and record[4] == -leaves:
+                found[coid] = record[3]  # an order counted again with the same leaves has several entries
+            stack.append(2 * i + 1)
+            stack.append(2 * i + 2)
+        return list(found.values())
 
     def _margins(self, orders: Iterable[Any], asset: str, exclude: str) -> list[float]:
         """The initial margin of each of ``orders`` of margined instruments settling in ``asset`` but ``exclude``."""
