@@ -1,7 +1,8 @@
 """What the working orders hold, kept as they change, against a fresh sum over them.
 
 The accounts and the risk gate keep running totals of what the working orders hold (cash), their
-initial margin and their remaining quantity per side (:mod:`tradebus.account.exact`), so that a
+initial margin and their remaining quantity per side (:mod:`tradebus.account.exact`), and the highest
+limit or trigger of an instrument's working orders (the risk gate's value of one not priced yet), so that a
 check costs the same with 2,000 resting orders as with none. Random sequences of submits, partial
 fills, amends, cancels, OCO links and unlinks, position and price moves on cash spot, perpetual
 (linear, inverse, isolated) and margin spot instruments, through a real order manager, are checked
@@ -262,6 +263,14 @@ class Book:
                 for buy in (True, False):
                     expected = _working(working, (iid,), buy, exclude, oco, False, leave_out=set(oco))
                     assert leaves.total((iid,), oco, buy, exclude, groups=groups) == expected
+            # an instrument not priced yet is valued at the highest limit (else trigger) of its working orders
+            for iid in INSTRUMENTS:
+                quotes = [
+                    o.price if not math.isnan(o.price) else o.trigger_price
+                    for o in working if o.instrument_id == iid and o.client_order_id not in skip
+                ]  # fmt: skip
+                expected = max((q for q in quotes if not math.isnan(q)), default=-math.inf)
+                assert leaves.highest_quote(iid, skip) == expected, (iid, skip)
             ordered = sorted(groups.items(), key=lambda item: item[1][3])
             assert [(key, (iid, most)) for key, (most, _, iid, _) in ordered] == list(expected_groups.items())
             for instruments in [(inst.instrument_id,) for inst in MARGINED + SPOT] + [("BTCUSDT", "BTCUSDC")]:
@@ -298,3 +307,43 @@ def test_exact_sum_of_one_or_two_floats_is_the_exact_integer_paths_value() -> No
         for terms in ((), (a,), (a, b), (a, -a), (-0.0,), (0.1, 0.2)):
             got, want = exact_sum(0, terms), rounded(sum(exact(t) for t in terms))
             assert got == want and math.copysign(1.0, got) == math.copysign(1.0, want), terms
+
+
+def test_the_highest_quote_stays_right_and_its_heap_bounded_as_a_grid_replaces_its_orders() -> None:
+    """A grid's orders canceled and sent again at other prices, amended, filled: past entries are dropped."""
+    rng = random.Random(11)
+    clock = SimulatedClock(1)
+    orders = OrderManager(MessageBus(), clock)
+    leaves = orders.leaves
+    iid = "BTCUSDT.SIM"
+    count = 0
+
+    def submit(price: float) -> None:
+        nonlocal count
+        count += 1
+        order = orders.create(SubmitOrder("s", iid, f"g{count}", OrderSide.BUY, 0.01, 0, 0, OrderType.LIMIT, price))
+        orders.mark_submitted(order, 1)
+        orders.mark_accepted(order, f"v{count}", 1)
+
+    for _ in range(40):
+        submit(rng.randint(1, 1000) * 0.5)
+    for _ in range(3_000):
+        working = orders.open_orders()
+        order = rng.choice(working)
+        action = rng.random()
+        if action < 0.5:
+            orders.apply(OrderCanceled("s", iid, order.client_order_id, "", 1, 1))
+            submit(rng.randint(1, 1000) * 0.5)
+        elif action < 0.8:
+            orders.apply(OrderModified("s", iid, order.client_order_id, 0.01, rng.randint(1, 1000) * 0.5, math.nan, 1, 1))
+        else:
+            orders.apply(OrderFilled("s", iid, order.client_order_id, "v", f"t{count}-{action}", order.side, 0.01,
+                                     order.price, 0.0, Liquidity.MAKER, 1, 1))  # fmt: skip
+            submit(rng.randint(1, 1000) * 0.5)
+        working = orders.open_orders()
+        assert len(working) == 40 and leaves._live
+        skip = {rng.choice(working).client_order_id, max(working, key=lambda o: o.price).client_order_id}
+        for left_out in (set(), skip):
+            expected = max(o.price for o in working if o.client_order_id not in left_out)
+            assert leaves.highest_quote(iid, left_out) == expected
+        assert len(leaves._quotes[iid]) <= 2 * 40 + 33

@@ -19,6 +19,7 @@ import tradebus
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import Bar, Liquidity, OrderFilled, OrderSide, OrderType, SubmitOrder
+from tradebus.risk.config import RiskConfig
 
 PACKAGE = str(Path(tradebus.__file__).parent)
 MIN = 60_000_000_000
@@ -109,6 +110,24 @@ def large_order_lines(resting: int) -> int:
     return lines
 
 
-@pytest.mark.parametrize("lines", [oco_fill_lines, large_order_lines], ids=["oco fill", "large order"])
+def unpriced_lines(resting: int) -> int:
+    """Lines run by the submit of a resting buy under ``max_gross_exposure`` with ``resting`` buys resting on an
+    instrument no price has come for (the gate values it at the highest limit of its working orders)."""
+    eth = Instrument("BINANCE", "ETHUSDT", base="ETH", quote="USDT", tick_size=0.01, lot_size=0.0001)
+    iid, other = SPOT.instrument_id, eth.instrument_id
+    kernel = Kernel([SPOT, eth], risk_config=RiskConfig(max_gross_exposure=1.0), balances={"USDT": 1_000_000.0})
+    bar(kernel, iid, 1)
+    for i in range(resting):
+        kernel.submit(order(other, f"eth-{i}", OrderSide.BUY, 0.01, OrderType.LIMIT, 50.0 + i * 0.01))
+    bar(kernel, iid, 2)
+    assert kernel.orders.open_count == resting and not kernel.result.denials
+    lines = lines_run(lambda: kernel.submit(order(iid, "buy", OrderSide.BUY, 0.01, OrderType.LIMIT, 50.0)))
+    assert kernel.orders.get("buy").is_open
+    return lines
+
+
+@pytest.mark.parametrize(
+    "lines", [oco_fill_lines, large_order_lines, unpriced_lines], ids=["oco fill", "large order", "unpriced"]
+)
 def test_an_event_runs_the_same_lines_with_hundreds_of_orders_resting_as_with_20(lines: Callable[[int], int]) -> None:
     assert lines(20) == lines(400)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -15,6 +16,7 @@ __all__ = ["TRACK_FROM", "UNTRACK_AT", "Account", "KeptTotals", "WorkingLeaves",
 TRACK_FROM = 16
 #: Open orders at or below which the running totals are dropped again.
 UNTRACK_AT = 4
+_INF = float("inf")
 
 
 class WorkingOrders(Protocol):
@@ -170,10 +172,13 @@ class WorkingLeaves(KeptTotals):
     The order manager calls :meth:`~KeptTotals.order_changed` after each change of an order that is or was working;
     :meth:`total` is then :func:`working_quantity` over the working orders (``open_orders``: the
     manager's, by client order id) without a walk over them once :data:`TRACK_FROM` work: the sums
-    are exact (:mod:`tradebus.account.exact`), so they equal a fresh sum to the last bit.
+    are exact (:mod:`tradebus.account.exact`), so they equal a fresh sum to the last bit. So is
+    :meth:`highest_quote`, the highest limit or trigger of an instrument's working orders.
     """
 
-    __slots__ = ("_by_instrument", "_count", "_live", "_open", "_seq", "_sums", "_terms", "_working")
+    __slots__ = (
+        "_by_instrument", "_count", "_live", "_open", "_quoted", "_quotes", "_seq", "_sums", "_terms", "_working",
+    )  # fmt: skip
 
     def __init__(self, open_orders: Mapping[str, Any]) -> None:
         self._open = open_orders
@@ -187,11 +192,18 @@ class WorkingLeaves(KeptTotals):
         # instrument_id -> {client order id: when it became working}, in the order the orders became working
         self._by_instrument: dict[str, dict[str, int]] = {}
         self._seq = 0
+        # Kept only for the instruments highest_quote was asked about (an instrument not priced yet: rare), from
+        # then on: instrument_id -> heap of (-quote, client order id) of its working orders, an entry stale once its
+        # order's quote is another or it no longer works; client order id -> its quote (_quote), if it has one.
+        self._quoted: dict[str, float] = {}
+        self._quotes: dict[str, list[tuple[float, str]]] = {}
 
     def _forget(self) -> None:
         self._sums.clear()
         self._terms.clear()
         self._by_instrument.clear()
+        self._quoted.clear()
+        self._quotes.clear()
 
     def _count_order(self, order: Any) -> None:
         coid = order.client_order_id
@@ -206,7 +218,11 @@ class WorkingLeaves(KeptTotals):
             working = self._by_instrument.get(iid)
             if working is not None and working.pop(coid, None) is not None and not working:
                 del self._by_instrument[iid]
+            self._quoted.pop(coid, None)
             return
+        heap = self._quotes.get(iid)
+        if heap is not None:
+            self._requote(iid, coid, _quote(order), heap)
         leaves = order.leaves_qty
         key = (iid, order.side > 0)
         n = exact(leaves)
@@ -222,6 +238,21 @@ class WorkingLeaves(KeptTotals):
         if coid not in working:
             self._seq += 1
             working[coid] = self._seq
+
+    def _requote(self, iid: str, coid: str, quote: float, heap: list[tuple[float, str]]) -> None:
+        """Keep working order ``coid`` of ``iid`` at ``quote`` (NaN: none) in ``heap``, the quotes of ``iid``."""
+        quoted = self._quoted
+        if quote == quoted.get(coid):
+            return
+        if quote != quote:
+            quoted.pop(coid, None)
+            return
+        quoted[coid] = quote
+        working = self._by_instrument.get(iid, {})
+        if len(heap) > 2 * len(working) + 32:  # mostly stale: rebuilt from the orders
+            heap[:] = [(-quoted[c], c) for c in working if c in quoted and c != coid]
+            heapq.heapify(heap)
+        heapq.heappush(heap, (-quote, coid))
 
     def total(
         self,
@@ -312,6 +343,41 @@ class WorkingLeaves(KeptTotals):
         order = self._open.get(client_order_id)
         return 0.0 if order is None else order.leaves_qty
 
+    def highest_quote(self, instrument_id: str, skip: Collection[str]) -> float:
+        """The highest limit (else trigger) of the working orders of ``instrument_id`` not in ``skip`` (-inf: none).
+
+        What the risk gate values an instrument at before its first price. Once :data:`TRACK_FROM` orders work, a
+        heap of the instrument's quotes, kept from the first time it is asked, gives it without a walk over the
+        orders (the entries it passes over: those of ``skip``, and of orders whose quote changed or that no longer
+        work).
+        """
+        if not self._live:
+            highest = -_INF
+            for order in self._open.values():
+                if order.instrument_id == instrument_id and order.client_order_id not in skip:
+                    quote = _quote(order)
+                    if quote > highest:
+                        highest = quote
+            return highest
+        quoted = self._quoted
+        heap = self._quotes.get(instrument_id)
+        if heap is None:  # kept from now on
+            heap = self._quotes[instrument_id] = []
+            for coid in self._by_instrument.get(instrument_id, ()):
+                self._requote(instrument_id, coid, _quote(self._open[coid]), heap)
+        while heap and quoted.get(heap[0][1]) != -heap[0][0]:
+            heapq.heappop(heap)  # stale on top
+        # the entries in order from the top (a heap of their places), up to the first that counts
+        frontier = [(heap[0], 0)] if heap else []
+        while frontier:
+            (quote, coid), i = heapq.heappop(frontier)
+            if coid not in skip and quoted.get(coid) == -quote:
+                return -quote
+            for child in (2 * i + 1, 2 * i + 2):
+                if child < len(heap):
+                    heapq.heappush(frontier, (heap[child], child))
+        return -_INF
+
     def first_working(self, instrument_id: str, skip: Collection[str]) -> int:
         """When the first order of ``instrument_id`` still working and not in ``skip`` became working (0: none);
         orders that became working later have larger values."""
@@ -330,6 +396,12 @@ class WorkingLeaves(KeptTotals):
         if not self._live:
             return list(dict.fromkeys(order.instrument_id for order in self._open.values()))
         return self._by_instrument.keys()
+
+
+def _quote(order: Any) -> float:
+    """An order's limit, else its trigger (NaN: neither, a market order)."""
+    price = order.price
+    return price if price == price else order.trigger_price
 
 
 def _note_group(

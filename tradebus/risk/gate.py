@@ -546,12 +546,7 @@ class RiskGate:
                 last = pf.last_price(iid)
                 if last != last and orders is not None:
                     # not priced yet: the highest limit or trigger of its working orders
-                    quoted = -_INF
-                    for order in orders.open_orders(iid):
-                        if order.client_order_id not in skip:
-                            px_order = order.price if order.price == order.price else order.trigger_price
-                            if px_order > quoted:
-                                quoted = px_order
+                    quoted = orders.leaves.highest_quote(iid, skip)
                     if quoted > -_INF:
                         last = quoted
             return last * sizes.get(iid, 1.0)
