@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import select
@@ -229,6 +230,29 @@ def test_bars_that_may_share_a_time_replay_in_file_order_and_time_bars_still_ref
     source = ReplaySource.from_catalog(cat, "B.V", "v", "spot", "B", "bars_volume_1")
     with pytest.raises(DataError, match=r"row 151: ts_event .* is before the previous row's"):
         Replay([source], batch_rows=7).validate()
+
+
+def test_a_replays_batches_say_it_checked_their_times_unless_it_was_given_the_chunks_read(tmp_path: Path) -> None:
+    """The backtest loop checks again only the rows of a batch that is not ``ordered``."""
+    cat = Catalog(tmp_path / "trades")
+    trades = [trade_source(cat, f"S{i}", stream) for i, stream in enumerate(THREE_STREAMS)]
+    batches = list(Replay(trades, batch_rows=3).batches())
+    assert len(batches) > 6 and all(batch.ordered for batch in batches)  # whole chunks and cut runs
+    read = Replay(trades, batch_rows=3).read_memory()
+    assert all(src.chunks for src in read)  # checked when read, as a replay reads them: not again
+    assert not any(batch.ordered for batch in Replay(read, batch_rows=3).batches())
+    unchunked = [dataclasses.replace(src, chunks=None) for src in read]
+    assert all(batch.ordered for batch in Replay(unchunked, batch_rows=3).batches())
+    cat = Catalog(tmp_path / "bars")
+    for name in ("A", "B"):
+        cat.write(bars_table(50), "v", "spot", name, "bars_1m", "day", row_group_rows=7)
+    bars = [ReplaySource.from_catalog(cat, f"{name}.V", "v", "spot", name, "bars_1m") for name in ("A", "B")]
+    mixed = list(Replay(bars, batch_rows=8).mixed_batches())
+    assert any(type(batch).__name__ == "MixedBatch" for batch in mixed) and all(batch.ordered for batch in mixed)
+    unchunked = [dataclasses.replace(src, chunks=None) for src in Replay(bars, batch_rows=8).read_memory()]
+    assert all(batch.ordered for batch in Replay(unchunked, batch_rows=8).mixed_batches())
+    read = Replay(bars, batch_rows=8).read_memory()  # a step of one source's rows is a batch of its chunk
+    assert not all(batch.ordered for batch in Replay(read, batch_rows=8).mixed_batches())
 
 
 def test_unsorted_catalog_file_is_reported_with_file_and_row(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from tradebus.data.catalog import Catalog
-from tradebus.data.replay import Replay, ReplayBatch, ReplaySource
+from tradebus.data.replay import MemorySource, Replay, ReplayBatch, ReplaySource
 from tradebus.engine.clock import LiveClock
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
@@ -175,6 +175,24 @@ def test_bar_batch_with_times_out_of_order_never_moves_the_clock_back() -> None:
             seen.append(self.clock.now_ns())
 
     make_kernel(Clocked(IID)).run(OneBatch())
+    assert len(seen) == 40 and seen == sorted(seen)
+    assert seen[20] == seen[21] == ts[20]
+
+
+def test_a_replay_given_chunks_whose_times_go_back_never_moves_the_clock_back() -> None:
+    """A MemorySource given its chunks was checked when first read, not by this replay: the loop checks it."""
+    table = bar_table(40)
+    ts = table["ts_init"].to_numpy().copy()
+    ts[[20, 21]] = ts[[21, 20]]
+    columns = {name: table[name].to_numpy() for name in ("open", "high", "low", "close", "volume")}
+    source = MemorySource(IID, "bars", ts, ts, columns, None, (40,))
+    seen: list[int] = []
+
+    class Clocked(Strategy):
+        def on_bar(self, bar: Bar) -> None:
+            seen.append(self.clock.now_ns())
+
+    make_kernel(Clocked(IID)).run(Replay([source]))
     assert len(seen) == 40 and seen == sorted(seen)
     assert seen[20] == seen[21] == ts[20]
 

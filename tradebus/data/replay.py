@@ -351,6 +351,10 @@ class ReplayBatch:
     columns
         Every value column by name, for every kind (quotes: ``bid_price`` ...; book:
         ``sequence``, ``side``, ``price``, ``size``, ``flags``; see :mod:`tradebus.data.catalog`).
+    ordered
+        ``True``: the replay checked as it read the source that its ``ts_init`` never decreases (a
+        :class:`MemorySource` given with its ``chunks`` was checked when first read, not here: ``False``),
+        so the backtest loop does not check the batch's rows again.
 
     Arrays may be read-only views of the Parquet buffers: copy before writing.
     """
@@ -364,6 +368,7 @@ class ReplayBatch:
         "kind",
         "low",
         "open",
+        "ordered",
         "price",
         "size",
         "source",
@@ -382,6 +387,7 @@ class ReplayBatch:
         ts_init: np.ndarray,
         columns: dict[str, np.ndarray],
         trade_id: Sequence[str] | None = None,
+        ordered: bool = False,
     ) -> None:
         self.source = source
         self.instrument_id = instrument_id
@@ -398,6 +404,7 @@ class ReplayBatch:
         self.aggressor = columns.get("aggressor")
         self.trade_id = trade_id
         self.columns = columns
+        self.ordered = ordered
 
     def __len__(self) -> int:
         return int(self.ts_init.shape[0])
@@ -423,11 +430,13 @@ class MixedBatch:
         Instrument of each source, by source index.
     source
         int32 array: the source index of each row.
-    ts_event, ts_init, open, high, low, close, volume
-        As in :class:`ReplayBatch`.
+    ts_event, ts_init, open, high, low, close, volume, ordered
+        As in :class:`ReplayBatch` (a replay's mixed batches are sorted by ``ts_init``: ``ordered``).
     """
 
-    __slots__ = ("close", "high", "instrument_ids", "low", "open", "source", "ts_event", "ts_init", "volume")
+    __slots__ = (
+        "close", "high", "instrument_ids", "low", "open", "ordered", "source", "ts_event", "ts_init", "volume",
+    )  # fmt: skip
     kind = "mixed_bars"
 
     def __init__(
@@ -437,6 +446,7 @@ class MixedBatch:
         ts_event: np.ndarray,
         ts_init: np.ndarray,
         columns: dict[str, np.ndarray],
+        ordered: bool = False,
     ) -> None:
         self.instrument_ids = instrument_ids
         self.source = source
@@ -447,6 +457,7 @@ class MixedBatch:
         self.low = columns["low"]
         self.close = columns["close"]
         self.volume = columns["volume"]
+        self.ordered = ordered
 
     def __len__(self) -> int:
         return int(self.ts_init.shape[0])
@@ -872,6 +883,10 @@ class Replay:
             ))
         return out
 
+    def _checked_sources(self) -> list[bool]:
+        """Whether each source's chunks pass :meth:`_checked` (all but a :class:`MemorySource` given its chunks)."""
+        return [not (isinstance(src, MemorySource) and src.chunks is not None) for src in self.sources]
+
     def _checked(self, src: ReplaySource | MemorySource, raw: Iterator[_Chunk], check_values: bool) -> Iterator[_Chunk]:
         prev_ts: int | None = None
         prev_event: int | None = None
@@ -1149,14 +1164,19 @@ class Replay:
             before ``start_ns`` but no snapshot there to rebuild its book from.
         """
         sources = self.sources
+        checked = self._checked_sources()
         new = object.__new__
         for i, chunk, lo, hi in self._runs():
             src = sources[i]
             if lo == 0 and hi == len(chunk):
-                yield ReplayBatch(i, src.instrument_id, src.kind, chunk.ts_event, chunk.ts_init, chunk.columns, chunk.trade_id)
+                yield ReplayBatch(
+                    i, src.instrument_id, src.kind, chunk.ts_event, chunk.ts_init, chunk.columns, chunk.trade_id,
+                    checked[i],
+                )  # fmt: skip
                 continue
             # A cut run (merge of several sources, often one row): set the slots directly.
             batch = new(ReplayBatch)
+            batch.ordered = checked[i]
             batch.source = i
             batch.instrument_id = src.instrument_id
             batch.kind = src.kind
@@ -1215,6 +1235,7 @@ class Replay:
             yield from self.batches()
             return
         ids = tuple(src.instrument_id for src in sources)
+        checked = self._checked_sources()
         streams = [self._chunks(i) for i in range(len(sources))]
         try:
             heads: list[_Chunk | None] = [next(stream, None) for stream in streams]
@@ -1251,7 +1272,7 @@ class Replay:
                 if len(parts) == 1:
                     i, chunk, p, end = parts[0]
                     cut = chunk if (p, end) == (0, len(chunk)) else chunk.cut(p, end)
-                    yield ReplayBatch(i, ids[i], "bars", cut.ts_event, cut.ts_init, cut.columns)
+                    yield ReplayBatch(i, ids[i], "bars", cut.ts_event, cut.ts_init, cut.columns, None, checked[i])
                     continue
                 ts_init = np.concatenate([chunk.ts_init[p:end] for _, chunk, p, end in parts])
                 order = np.argsort(ts_init, kind="stable")
@@ -1266,7 +1287,9 @@ class Replay:
                 step = self.batch_rows
                 for a in range(0, len(ts_init), step):
                     b = a + step
-                    yield MixedBatch(ids, source[a:b], ts_event[a:b], ts_init[a:b], {k: v[a:b] for k, v in columns.items()})
+                    yield MixedBatch(
+                        ids, source[a:b], ts_event[a:b], ts_init[a:b], {k: v[a:b] for k, v in columns.items()}, True
+                    )  # fmt: skip
         finally:
             for stream in streams:
                 stream.close()  # stops each source's read-ahead thread, asked for or not

@@ -224,7 +224,7 @@ class BatchLoop:
         n = len(batch.ts_init)
         clock = k.clock
         assert isinstance(clock, SimulatedClock)
-        if n < _SMALL_BATCH or not _ordered_from(batch.ts_init, clock.current_ns):
+        if n < _SMALL_BATCH or not _ordered_from(batch, clock.current_ns):
             # Interleaved sources give runs of a few rows: per-batch set-up would dominate.
             # Out-of-order times (not from a Replay) take the path that never moves time back.
             for bar in batch.messages():
@@ -485,7 +485,7 @@ class BatchLoop:
         n = len(batch.ts_init)
         clock = k.clock
         assert isinstance(clock, SimulatedClock)
-        if n < _SMALL_BATCH or not _ordered_from(batch.ts_init, clock.current_ns):
+        if n < _SMALL_BATCH or not _ordered_from(batch, clock.current_ns):
             for bar in batch.messages():
                 k.process(bar)
             return
@@ -731,7 +731,7 @@ class BatchLoop:
             n < _SMALL_BATCH
             or (perps is not None and not perps.bounded)
             or iid in k.trade_bars
-            or not _ordered_from(batch.ts_init, clock.current_ns)
+            or not _ordered_from(batch, clock.current_ns)
         ):
             # Perpetual settlement and bars built from trades act between trades: one at a time
             # (a lone margin spot instrument's liquidation is checked below at prices out of bounds).
@@ -1003,9 +1003,11 @@ def _rows_in_order(n: int, values: list[tuple[np.ndarray, np.ndarray | None]]) -
     return iter(ordered)
 
 
-def _ordered_from(ts: np.ndarray, start: int) -> bool:
-    """Whether ``ts`` never decreases and starts at or after ``start``."""
-    return bool(ts[0] >= start and (ts[1:] >= ts[:-1]).all())
+def _ordered_from(batch: Any, start: int) -> bool:
+    """Whether the batch's ``ts_init`` starts at or after ``start`` and never decreases (a replay's batch is
+    ``ordered``: it checked its rows as it read them, and told of the first out of order in a ``DataError``)."""
+    ts = batch.ts_init
+    return bool(ts[0] >= start and (getattr(batch, "ordered", False) or (ts[1:] >= ts[:-1]).all()))
 
 
 def _wake_rows(

@@ -379,9 +379,12 @@ _LEVEL_FIELD = {"bars": "close", "trades": "price", "mark_prices": "mark_price"}
 
 
 def _with_prices(batch: ReplayBatch, prices: dict[str, np.ndarray]) -> ReplayBatch:
-    """A copy of ``batch`` with some price columns replaced."""
+    """A copy of ``batch`` with some price columns replaced (its times, and so whether they were checked, kept)."""
     columns = {**batch.columns, **prices}
-    return ReplayBatch(batch.source, batch.instrument_id, batch.kind, batch.ts_event, batch.ts_init, columns, batch.trade_id)
+    return ReplayBatch(
+        batch.source, batch.instrument_id, batch.kind, batch.ts_event, batch.ts_init, columns, batch.trade_id,
+        getattr(batch, "ordered", False),
+    )  # fmt: skip
 
 
 def _price_fields(batch: ReplayBatch) -> tuple[str, ...]:
