@@ -471,6 +471,57 @@ async def test_usdm_orders_wait_for_the_accounts_order_limits_instead_of_meeting
         assert budgets[0].peak <= 300 and (counted_elsewhere or now[0] >= 1_800_000_010.0)  # the burst waited for the next 10 s
 
 
+async def test_usdm_orders_held_by_the_minute_limit_leave_within_the_10_s_limit_of_the_window_they_leave_in() -> None:
+    """Another process used 1190 of the minute's 1200 orders (the first order's answer tells 1191); 320 orders are
+    then placed at once, each taking the 10 s budget, then the minute's. Before, an order counted in the 10 s window
+    it took that budget in (240 in the first, 80 in the next) and then waited for the minute: all 320 left at the
+    minute's turn, in one 10 s window, and 20 met 429 -1015. Now one whose 10 s window ended while it waited takes
+    that budget again: 240 leave at the minute's turn, 80 ten seconds later, none refused. The emulator's windows
+    and the budgets' run on one virtual clock, moved on only once every order still on its way waits."""
+    from tradebus.adapters.binance.trading import FUTURES_ORDER_LIMITS
+    from tradebus.adapters.common.ratelimit import WeightBudget
+
+    now = [1_800_000_001.0]  # 1 s into a minute
+    sleepers: list[tuple[float, asyncio.Future[None]]] = []
+
+    async def wait(seconds: float) -> None:
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        sleepers.append((now[0] + seconds, woken))
+        await woken
+
+    emulator = BinanceFuturesEmulator(KEY, SECRET, {USDM_IID: INST}, {"USDT": 10_000_000.0}, order_clock=lambda: now[0])
+    async with emulator:
+        emulator.order_counts[60] = (int(now[0] // 60), 1190)
+        budgets = [WeightBudget(limit, window, header=header, monotonic=lambda: now[0], sleep=wait) for limit, window, header in FUTURES_ORDER_LIMITS]
+        api = BinanceFuturesTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {USDM_IID: INST}, timeout=WAIT, order_budgets=budgets)
+        refused: list[str] = []
+
+        async def place(n: int) -> None:
+            try:
+                await api.place(Order(f"burst{n}", "s", USDM_IID, OrderSide.BUY, OrderType.LIMIT, 0.001, 1_000.0, math.nan))
+            except VenueRejected as exc:
+                refused.append(str(exc))
+
+        try:
+            await place(0)
+            tasks = [asyncio.ensure_future(place(n)) for n in range(1, 321)]
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 300.0
+            while not all(task.done() for task in tasks):
+                assert loop.time() < deadline, "orders neither placed nor waiting"
+                if sleepers and len(sleepers) == sum(not task.done() for task in tasks):
+                    now[0] = max(now[0], min(target for target, _ in sleepers))
+                    due = [woken for target, woken in sleepers if target <= now[0]]
+                    sleepers[:] = [(target, woken) for target, woken in sleepers if target > now[0]]
+                    for woken in due:
+                        woken.set_result(None)
+                await asyncio.sleep(0.01)
+        finally:
+            await api.close()
+        assert (refused, emulator.order_refusals, len(emulator.orders)) == ([], 0, 321)
+        assert now[0] >= 1_800_000_070.0  # the last 80 waited for the 10 s window after the minute's turn
+
+
 @pytest.mark.parametrize("kind", ["rate_limit", "ban"])
 async def test_a_submit_answered_429_or_418_is_rejected_at_once_and_never_resent(kind: str) -> None:
     from tests.live.live_harness import ANSWERED, WAIT, usdm_harness

@@ -95,7 +95,9 @@ there and counts instead against the account's order limits, 300 per 10 s and 12
 (:data:`FUTURES_ORDER_LIMITS`, USD-M's ``exchangeInfo``): each is a budget of its own
 (:attr:`BinanceFuturesTrading.order_budgets`), fed by ``X-MBX-ORDER-COUNT-10S`` and ``-1M`` as the weight budget is by
 ``X-MBX-USED-WEIGHT-1M``, so a burst of orders waits for the next window instead of meeting Binance's ``429`` (``-1015``
-"Too many new orders"), whose repetition Binance answers with an IP ban (``418``).
+"Too many new orders"), whose repetition Binance answers with an IP ban (``418``). An order counts in the windows it
+leaves in (:func:`~tradebus.adapters.common.ratelimit.acquire_together`): one held by the minute's limit past the end of
+the 10 s window it was counted in is counted again in the 10 s window it leaves in.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ from ccxt.base.errors import BaseError
 from pydantic import SecretStr
 
 from tradebus.adapters.common.policy import FatalVenueError
-from tradebus.adapters.common.ratelimit import WeightBudget
+from tradebus.adapters.common.ratelimit import WeightBudget, acquire_together
 from tradebus.adapters.common.rest_trading import decimal_text, venue_number
 from tradebus.adapters.common.user_stream import venue_fee
 from tradebus.adapters.common.venue_errors import VenueErrors, error_body
@@ -491,11 +493,10 @@ class BinanceTrading(TradingApi):
 
     async def _call(self, name: str, params: dict[str, Any], weight: int | None = None) -> Any:
         budget = self.budget
-        if name in self.order_endpoints:
-            for orders in self.order_budgets:
-                await orders.acquire(1)
+        takes = [(orders, 1.0) for orders in self.order_budgets] if name in self.order_endpoints else []
         if budget is not None:
-            await budget.acquire(self.weights[name] if weight is None else weight)
+            takes.append((budget, self.weights[name] if weight is None else weight))
+        await acquire_together(takes)
         self._ccxt.last_response_headers = None
         status, code = 200, ""
         try:

@@ -64,7 +64,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from loguru import logger
@@ -72,7 +72,7 @@ from loguru import logger
 from tradebus.execution.journal import VenuePause
 from tradebus.execution.live import RateLimited, VenueRejected, refusal_to_send, sent_late, time_left_to_send
 
-__all__ = ["WeightBudget"]
+__all__ = ["WeightBudget", "acquire_together"]
 
 
 def _utc(seconds: float) -> str:
@@ -227,6 +227,10 @@ class WeightBudget:
             Inside :func:`~tradebus.execution.live.send_unless`, after a wait: its ``refusal`` gives a reason (the
             live daemon's trading state forbids the submit now). Withdrawn, nothing counted.
         """
+        await self._acquire(weight)
+
+    async def _acquire(self, weight: float) -> float:
+        """:meth:`acquire`; returns the start of the window ``weight`` was counted in (clock seconds)."""
         time_left = time_left_to_send()
         restores = sent_late()
         refusal = refusal_to_send()
@@ -246,7 +250,7 @@ class WeightBudget:
                     raise VenueRejected(f"withdrawn, never sent: {refused}")
                 self.used += weight
                 self.peak = max(self.peak, self.used)
-                return
+                return self._window_start
             left = time_left() if time_left is not None else math.inf
             if wait > left:
                 raise RateLimited(f"withdrawn, never sent: {why}, {wait:.1f} s away, {max(left, 0.0):.1f} s left to send it")
@@ -257,6 +261,11 @@ class WeightBudget:
                 logger.info("rate budget: {}; waiting {:.1f} s", why, wait)
             await self._sleep(wait)
             waited = True
+
+    def window_start(self) -> float:
+        """The start of the window the clock is in now (clock seconds), the one :meth:`acquire` counts in."""
+        self._roll(self._clock())
+        return self._window_start
 
     def has_room(self, weight: float) -> bool:
         """Whether a request of ``weight`` may go before the answer of one in flight tells the window's weight.
@@ -352,3 +361,17 @@ class WeightBudget:
             return remaining is not None and float(remaining) > 0
         except ValueError:
             return False
+
+
+async def acquire_together(takes: Sequence[tuple[WeightBudget, float]]) -> None:
+    """Take each ``(budget, weight)`` of ``takes`` (:meth:`WeightBudget.acquire`), in turn, so that every one counts the
+    request in the window it leaves in: one whose window ended while a later budget held the request is taken again
+    in the window now (the venue counts the request there; the ended window's count was dropped with it).
+    """
+    counted = [math.nan] * len(takes)
+    while True:
+        for i, (budget, weight) in enumerate(takes):
+            if counted[i] != budget.window_start():
+                counted[i] = await budget._acquire(weight)
+        if all(start == budget.window_start() for start, (budget, _) in zip(counted, takes, strict=True)):
+            return
