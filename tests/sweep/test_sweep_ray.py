@@ -210,6 +210,39 @@ def test_killed_sweep_resumes_skipping_finished_trials_with_the_same_results(
     assert csv_bytes(results(out)) == csv_bytes(results(tpe_reference))
 
 
+def test_tpe_values_of_a_stepped_float_range_are_the_grid_points_also_when_resumed(
+    ray_address: str, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Optuna draws 0.05 + 12 * 0.05 = 0.6500000000000001 of 0.05..1.0 step 0.05: the trial ran, and results.csv
+    and best.json listed, that float; they now take the grid's 0.65, and Optuna's study keeps its own draws."""
+    import optuna
+
+    space = write_yaml(workdir / "stepped.yaml", {
+        "method": "tpe", "seed": 1, "trials": 6, "batch": 3, "objectives": {"sharpe": "maximize"},
+        "params": {"venue.slippage_bps": {"low": 0.05, "high": 1.0, "step": 0.05}}})
+    grid = [k / 20 for k in range(1, 21)]  # the nearest floats to 0.05, 0.1, ..., 1.0
+    out = workdir / "stepped"
+    run_sweep(workdir / "run.yaml", space, out)
+    study = optuna.load_study(storage=runner._study_storage(out), study_name="sweep")
+    drawn = [t.params["venue.slippage_bps"] for t in study.trials]
+    assert len(drawn) == 6 and set(drawn) - set(grid), "no draw off the grid: the seed tests nothing"
+    table = pd.read_csv(out / "results.csv").drop(columns=list(TIMING_COLUMNS))
+    column = "param.venue.slippage_bps"
+    assert list(table[column]) == [grid[round(v * 20) - 1] for v in drawn]
+    assert set(pd.read_csv(out / "results.csv", dtype=str)[column]) <= {f"{v:g}" for v in grid}  # 0.65, as written
+    best = json.loads((out / "best.json").read_text())
+    assert best["params"][column.removeprefix("param.")] == table.loc[best["trial"], column]
+    # A sweep stopped inside the second round resumes the study with the same trials.
+    cut = workdir / "stepped-cut"
+    with monkeypatch.context() as patch:
+        patch.setattr(runner, "_study_storage", lambda directory: _storage_cut_short(directory, 4, 0))
+        with pytest.raises(_AskCutShort):
+            run_sweep(workdir / "run.yaml", space, cut)
+    assert run_sweep(workdir / "run.yaml", space, cut).ran == 3
+    pd.testing.assert_frame_equal(pd.read_csv(cut / "results.csv").drop(columns=list(TIMING_COLUMNS)), table)
+    assert (cut / "best.json").read_bytes() == (out / "best.json").read_bytes()
+
+
 class _AskCutShort(Exception):
     """Raised by the storage of :func:`_storage_cut_short` where a killed driver would have stopped."""
 

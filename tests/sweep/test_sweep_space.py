@@ -73,6 +73,18 @@ def test_invalid_space_names_the_file_and_field(tmp_path: Path, data: dict, mess
     assert message in str(info.value)
 
 
+def test_points_are_a_stepped_ranges_grid_points_and_other_values_as_drawn() -> None:
+    """What TPE's draws stand for: Optuna's low + 12 * step of a float range is 0.6500000000000001, the grid's 0.65."""
+    space = SweepSpace.model_validate({"method": "tpe", "trials": 1, "params": {
+        "q": {"low": 0.05, "high": 1.0, "step": 0.05}, "n": {"low": 20, "high": 60, "step": 5},
+        "s": {"low": 0.5, "high": 10.0}, "c": [0.1, "a"]}})
+    drawn = {"q": 0.05 + 12 * 0.05, "n": 45, "s": 0.21405492262354778, "c": 0.1}
+    assert drawn["q"] == 0.6500000000000001
+    assert space.points(drawn) == {"q": 0.65, "n": 45, "s": 0.21405492262354778, "c": 0.1}
+    q = space.params[0]
+    assert [q.point(v) for v in q.grid_values()] == q.grid_values() == [k / 20 for k in range(1, 21)]
+
+
 def test_a_grid_of_a_million_points_is_counted_without_listing_them(tmp_path: Path) -> None:
     """A grid of as many points as a sweep runs (:data:`~tradebus.sweep.space.MAX_TRIALS`) is taken."""
     space = load_space(space_file(tmp_path, {"params": {

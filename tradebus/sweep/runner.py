@@ -559,7 +559,7 @@ def _tpe(
             if t.number in done:  # finished and stored, but the process stopped before telling Optuna
                 tell(t.number, store.read(t.number))
         specs = [
-            TrialSpec(t.number, config, dict(t.params), window, tier=space.tier)
+            TrialSpec(t.number, config, space.points(t.params), window, tier=space.tier)
             for t in open_trials
             if t.number not in done
         ]

@@ -27,7 +27,9 @@ them (the last parameter varies fastest); trial ``n`` is the ``n``-th point. TPE
 ``batch`` trials at a time, each with a sampler seeded by ``(seed, trial number)``, runs
 them, and tells their results before asking the next round: the trials asked depend only
 on the seed and the results of earlier rounds, never on which worker finished first, so
-the same space and seed give the same trials on any number of workers.
+the same space and seed give the same trials on any number of workers. A range with a step
+takes the grid's points with TPE too (:meth:`Param.point`): Optuna's ``0.6500000000000001`` is
+run and stored as ``0.65``, while its study keeps the value it drew.
 
 ``tier`` picks the backtest of each trial (:data:`~tradebus.sweep.trial.TIERS`): ``auto``
 (default) runs the compiled accelerated tier (:mod:`tradebus.engine.accelerated`) when the
@@ -150,9 +152,22 @@ class Param(_Model):
         count = self.grid_count()
         if count is None:
             raise ConfigError(f"params.{self.path}: a grid needs a list of values or a 'step' for the range")
+        return [self._grid_point(i) for i in range(count)]
+
+    def point(self, value: Scalar) -> Scalar:
+        """The value a sampler's ``value`` stands for: of a range with a step, its grid point (as in
+        :meth:`grid_values`: Optuna's ``low + 12 * step`` of ``0.05..1.0 step 0.05`` is ``0.6500000000000001``,
+        the point is ``0.65``); any other value as it is."""
+        if self.values is not None or self.step is None:
+            return value
+        assert self.low is not None
+        return self._grid_point(round((float(value) - self.low) / self.step))
+
+    def _grid_point(self, i: int) -> int | float:
+        """The ``i``-th point ``low + i * step`` of a range with a step (a float's rounded to 12 digits)."""
         assert self.low is not None and self.step is not None
-        points = [self.low + i * self.step for i in range(count)]
-        return [int(round(p)) for p in points] if self.integer else [round(p, 12) for p in points]
+        point = self.low + i * self.step
+        return int(round(point)) if self.integer else round(point, 12)
 
     def distribution(self) -> Any:
         """The Optuna distribution of this parameter."""
@@ -249,6 +264,11 @@ class SweepSpace(_Model):
     def directions(self) -> list[str]:
         """Optuna directions of the objectives, in order."""
         return list(self.objectives.values())
+
+    def points(self, params: dict[str, Scalar]) -> dict[str, Scalar]:
+        """The values a sampler's ``{path: value}`` stand for (:meth:`Param.point`), in the same order."""
+        by_path = {p.path: p for p in self.params}
+        return {path: by_path[path].point(value) for path, value in params.items()}
 
     def grid(self) -> Iterator[dict[str, Scalar]]:
         """The grid points in trial order, as ``{path: value}`` (lazily)."""
