@@ -321,6 +321,14 @@ def test_lookahead_command_exits_4_on_a_leaking_strategy(tmp_path: Path) -> None
     text = " ".join(result.output.split())
     assert f"output at {when} (BatchEndReader) changed when data after {cut} changed" in text, text
     assert str(first["ts"]) not in text
+    # lookahead.json gave ns only: each time now has its UTC text beside it, the ns kept (scripts read them)
+    def utc(ns: int) -> str:
+        return pd.Timestamp(ns, unit="ns").isoformat() + "Z"
+
+    assert report["cut_times"] == [utc(c) for c in report["cuts"]] and report["cut_times"][0].endswith(".999999999Z")
+    assert [(v["cut_time"], v["time"]) for v in report["violations"]] == [
+        (utc(v["cut"]), utc(v["ts"])) for v in report["violations"]]
+    assert set(first) == {"cut", "cut_time", "kind", "ts", "time", "key", "before", "after"}
     # after a cut's first difference the records no longer line up: each cut lists its first 20, and so counts
     per_cut = [sum(v["cut"] == c for v in report["violations"]) for c in report["cuts"]]
     assert max(per_cut) == 20 and report["n_violations"] == sum(per_cut) <= 40

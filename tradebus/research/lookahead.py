@@ -54,6 +54,7 @@ from loguru import logger
 
 from tradebus.data.catalog import schema_for
 from tradebus.data.replay import DEFAULT_BATCH_ROWS, MemorySource, Replay
+from tradebus.engine.clock import iso_ns
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import Bar, FundingRate, MarkPrice, OrderFilled, Quote, Trade
 from tradebus.errors import ConfigError
@@ -154,9 +155,12 @@ class LookaheadReport:
         return not self.violations
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary."""
-        return {"ok": self.ok, "cuts": self.cuts, "records_checked": self.records_checked,
-                "violations": self.violations[:100], "n_violations": len(self.violations)}
+        """JSON-ready summary (``lookahead.json``): every epoch-ns time with its ISO-8601 UTC text beside it
+        (``cuts``/``cut_times``; a violation's ``cut``/``cut_time`` and ``ts``/``time``)."""
+        violations = [{**v, "cut_time": iso_ns(v["cut"]), "time": iso_ns(v["ts"])} for v in self.violations[:100]]
+        return {"ok": self.ok, "cuts": self.cuts, "cut_times": [iso_ns(c) for c in self.cuts],
+                "records_checked": self.records_checked, "violations": violations,
+                "n_violations": len(self.violations)}
 
 
 # ---------------------------------------------------------------------------- inputs
