@@ -83,6 +83,30 @@ def test_cv_purges_by_the_longest_forward_horizon_not_the_last_one(tmp_path: Pat
                                                                                          (11, 7, 3)]
 
 
+def test_cv_json_gives_the_last_test_samples_time_beside_its_labels_end_and_a_cpcvs_test_groups(tmp_path: Path) -> None:
+    """cv.json's test_end is the latest label end of a split's test samples, 3 bars after its last sample with
+    3-bar labels, and a CPCV split testing groups 0 and 2 spanned group 1's training samples from test_start to
+    test_end with nothing saying so: test_last and test_groups now say it."""
+    bars = random_walk(24)
+    bars["ts_event"] = bars["ts_init"] = 1_600_000_000_000_000_000 + np.cumsum(np.arange(1, 25) ** 2) * 60_000_000_000
+    ts = bars["ts_event"].to_numpy()
+    dataset = write_bars(tmp_path / "catalog", bars, "SIM-USD", "bars", 60_000_000_000)
+    raw = _one_feature_config(tmp_path / "catalog", dataset)
+    raw["labels"] = {"method": "forward", "horizons": [3]}
+    for method, groups in (("kfold", None), ("cpcv", [[0, 1], [0, 2], [1, 2]])):
+        raw["cv"] = {"method": method, "n_splits": 3, **({"n_test_folds": 2} if groups else {})}
+        config = tmp_path / f"{method}.yaml"
+        config.write_text(yaml.safe_dump(raw))
+        result = runner.invoke(app, ["research", "cv", str(config), "--out", str(tmp_path / method)])
+        assert result.exit_code == 0, result.output
+        splits = json.loads((tmp_path / method / "cv.json").read_text())["splits"]
+        # 21 samples (row i labelled by bar i + 3) in groups 0..6, 7..13, 14..20
+        tested = [(0, 6), (7, 13), (14, 20)] if groups is None else [(0, 13), (0, 20), (7, 20)]
+        assert [(s["test_start"], s["test_last"], s["test_end"]) for s in splits] == [
+            (ts[a], ts[b], ts[b + 3]) for a, b in tested]
+        assert [s.get("test_groups") for s in splits] == (groups or [None] * 3)
+
+
 @pytest.mark.parametrize("method", ["triple_barrier", "forward"])
 def test_labels_of_a_dataset_with_a_nan_close_exit_3_naming_the_dataset_row_and_time(tmp_path: Path,
                                                                                      method: str) -> None:
