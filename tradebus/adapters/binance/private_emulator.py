@@ -21,6 +21,14 @@ faults, sessions), speaking enough of Binance spot's private API for
   Every answer has ``X-MBX-USED-WEIGHT-1M`` (:data:`WEIGHTS` per request, per minute of ``weight_clock``:
   the wall clock unless given; a test that sets :attr:`BinancePrivateEmulator.weight` holds the window
   with a clock of its own, so that no minute turns between its setting and the request it shapes).
+* Order limits of the account (:class:`OrderLimits`, :data:`SPOT_ORDER_LIMITS`: spot's ``exchangeInfo`` ``ORDERS``
+  limits, 100 per 10 s and 200,000 per UTC day): a new order, a cancel-replace (1 order, counted before its cancel,
+  as Binance does) and an OCO list (2) count in windows of ``order_clock`` (the wall clock unless given), told by
+  ``X-MBX-ORDER-COUNT-10S`` and ``-1D`` on each accepted one; a request over either is refused unprocessed with HTTP
+  ``429`` and ``-1015`` "Too many new orders; current limit is 100 orders per 10 SECOND." (the form users report
+  from spot; the day's, "... per 1 DAY.", is inferred from it), without ``Retry-After``, as Binance documents.
+  An order's first fill takes 1 off each window's count ("unfilled order count"; Binance may take more for a maker's
+  fill or a large one, by amounts it does not document).
 * ``/ws-api/v3``: the WebSocket API's ``userDataStream.subscribe.signature``; then every
   order and balance change as ``{"subscriptionId": 0, "event": {...}}``;
   :meth:`BinancePrivateEmulator.terminate_streams` ends the subscriptions with an
@@ -109,11 +117,9 @@ its URLs pointed here) and
   waiting (Binance's general codes).
 * Rate limits: every request but a new order (``POST /fapi/v1/order`` or ``/fapi/v1/algoOrder``, IP weight 0) adds 1
   to ``X-MBX-USED-WEIGHT-1M`` (:attr:`BinanceFuturesEmulator.weight`, never reset). New orders are counted against
-  the account's order limits (:data:`FUTURES_ORDER_LIMITS`, those of USD-M's ``exchangeInfo``: 300 per 10 s, 1200
-  per minute, in windows of ``order_clock``: the wall clock unless given), told by ``X-MBX-ORDER-COUNT-10S`` and
-  ``-1M`` on each accepted one; an order over either is refused unprocessed with HTTP ``429`` and ``-1015`` "Too
-  many new orders; current limit is 300 orders per TEN_SECONDS." (no ``Retry-After``, as Binance documents for its
-  order limits; counted in :attr:`BinanceFuturesEmulator.order_refusals`).
+  the account's order limits as on spot (:class:`OrderLimits`; :data:`FUTURES_ORDER_LIMITS`, those of USD-M's
+  ``exchangeInfo``: 300 per 10 s, 1200 per minute), told by ``X-MBX-ORDER-COUNT-10S`` and ``-1M``; Binance's text
+  over one: "Too many new orders; current limit is 300 orders per TEN_SECONDS.".
 
 The account is one-way USDT-margined: the position of each symbol is the matching venue's
 (:meth:`~tradebus.execution.simulated.SimulatedVenue.position`; a reduce-only order that
@@ -158,7 +164,9 @@ __all__ = [
     "DECIMAL",
     "FUTURES_ORDER_LIMITS",
     "MatchingProtocol",
+    "OrderLimits",
     "RestFault",
+    "SPOT_ORDER_LIMITS",
     "StreamFault",
     "TRAILING_DELTA_BIPS",
     "TrailingStop",
@@ -237,6 +245,61 @@ def weight_of(method: str, path: str, query: Any) -> int:
     return WEIGHTS.get((method, path), 1)
 
 
+#: Spot's order limits of an account (:class:`OrderLimits`), as its ``exchangeInfo`` lists them (``rateLimitType``
+#: ``ORDERS``: ``SECOND`` x 10, limit 100; ``DAY`` x 1, limit 200,000).
+SPOT_ORDER_LIMITS = ((10, "10 SECOND", 100, "X-MBX-ORDER-COUNT-10S"), (86_400, "1 DAY", 200_000, "X-MBX-ORDER-COUNT-1D"))
+
+
+class OrderLimits:
+    """The order limits of an emulated Binance account (spot's "unfilled order count", USD-M's order rate limit).
+
+    ``limits``: ``(window seconds, its name in Binance's -1015 message, orders it takes, the header telling the
+    count)`` each; windows start at multiples of their length on ``order_clock`` (a day's at 00:00 UTC). A request
+    placing orders is counted before it is processed; one that would take a window over its limit is refused
+    unprocessed (HTTP ``429``, ``-1015``, no ``Retry-After``) and counted in :attr:`order_refusals`; an accepted one's
+    answer tells each window's count in its header.
+    """
+
+    order_limits: tuple[tuple[int, str, int, str], ...] = ()
+    #: The account emulator's error answer (:meth:`~tradebus.adapters.common.account_emulator.AccountEmulator.error`).
+    error: Callable[..., web.Response]
+
+    def count_orders(self, order_clock: Callable[[], float]) -> None:
+        """Start counting in windows of ``order_clock`` (seconds since the epoch)."""
+        #: The seconds whose windows the order limits count in.
+        self.order_clock = order_clock
+        #: Window seconds -> (the window's index, the orders counted in it); a test sets what another process used.
+        self.order_counts: dict[int, tuple[int, int]] = {}
+        #: Requests refused for an order limit (``429``, ``-1015``).
+        self.order_refusals = 0
+
+    def _counted(self, handler: Callable[[dict[str, Any]], web.Response], orders: int = 1) -> Callable[[dict[str, Any]], web.Response]:
+        """``handler`` of a request placing ``orders`` orders, under the account's order limits."""
+
+        def counted(p: dict[str, Any]) -> web.Response:
+            now = self.order_clock()
+            counts = {}
+            for seconds, name, limit, _ in self.order_limits:
+                window, count = self.order_counts.get(seconds, (-1, 0))
+                counts[seconds] = (int(now // seconds), count if window == int(now // seconds) else 0)
+                if counts[seconds][1] + orders > limit:
+                    self.order_refusals += 1
+                    return self.error(429, -1015, f"Too many new orders; current limit is {limit} orders per {name}.")
+            self.order_counts = {seconds: (window, count + orders) for seconds, (window, count) in counts.items()}
+            response = handler(p)
+            if response.status == 200:
+                for seconds, _, _, header in self.order_limits:
+                    response.headers[header] = str(self.order_counts[seconds][1])
+            return response
+
+        return counted
+
+    def first_fill(self) -> None:
+        """An order filled for the first time: 1 off the count of each current window (none below 0; spot's rule)."""
+        now = self.order_clock()
+        self.order_counts = {s: (w, max(0, c - 1) if w == int(now // s) else c) for s, (w, c) in self.order_counts.items()}
+
+
 #: Binance's legal range of a decimal parameter and of a client order id: ``-1100`` "Illegal characters
 #: found in parameter" otherwise (an exponent, a sign, a space; an id over 36 characters or with ``#``).
 DECIMAL = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
@@ -284,19 +347,25 @@ class StreamFault(common.StreamFault):
     match: str = "executionReport"
 
 
-class BinancePrivateEmulator(AccountEmulator):
+class BinancePrivateEmulator(AccountEmulator, OrderLimits):
     """The emulated Binance spot account (see the module docstring).
 
     Parameters as :class:`AccountEmulator`, and ``weight_clock``: the seconds whose minutes are the
-    request-weight windows (default ``time.time``, Binance's wall minutes).
+    request-weight windows (default ``time.time``, Binance's wall minutes); ``order_clock``: the seconds whose windows
+    the order limits count in (:class:`OrderLimits`; default ``time.time``).
     """
 
     ws_path = "/ws-api/v3"
     rate_limit_code = -1003
     busy_code = -1008
 
-    def __init__(self, *args: Any, weight_clock: Callable[[], float] = time.time, **kwargs: Any) -> None:
+    order_limits = SPOT_ORDER_LIMITS
+
+    def __init__(
+        self, *args: Any, weight_clock: Callable[[], float] = time.time, order_clock: Callable[[], float] = time.time, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.count_orders(order_clock)
         #: Arrival time (``time.monotonic()``) of every authenticated request, in order.
         self.request_times: list[float] = []
         #: ``client order id -> time.time_ns()`` when its POST arrived (latency benchmarks).
@@ -358,6 +427,12 @@ class BinancePrivateEmulator(AccountEmulator):
         self._push(self.order_frames(rec, None))
         return True
 
+    def _book_fill(self, rec: EmulatedOrder, fill: OrderFilled) -> None:
+        first = rec.filled == 0.0
+        super()._book_fill(rec, fill)
+        if first:
+            self.first_fill()
+
     def _on_venue_event(self, event: Any) -> None:
         """As the base; a fill of an OCO leg also cancels its trailing stop leg (the venue does not hold that one)."""
         super()._on_venue_event(event)
@@ -393,9 +468,9 @@ class BinancePrivateEmulator(AccountEmulator):
 
     def routes(self) -> dict[tuple[str, str], Any]:
         return {
-            ("POST", "/api/v3/order"): self._place,
-            ("POST", "/api/v3/order/cancelReplace"): self._cancel_replace,
-            ("POST", "/api/v3/orderList/oco"): self._place_oco,
+            ("POST", "/api/v3/order"): self._counted(self._place),
+            ("POST", "/api/v3/order/cancelReplace"): self._counted(self._cancel_replace),
+            ("POST", "/api/v3/orderList/oco"): self._counted(self._place_oco, 2),
             ("DELETE", "/api/v3/order"): self._cancel,
             ("GET", "/api/v3/order"): self._query,
             ("GET", "/api/v3/openOrders"): self._open_orders,
@@ -801,8 +876,7 @@ class MatchingProtocol(BinanceProtocol):
 _UNSIGNED = frozenset({"/fapi/v1/listenKey"})
 #: The USD-M requests that place an order: counted against the order limits, IP weight 0.
 _NEW_ORDERS = frozenset({("POST", "/fapi/v1/order"), ("POST", "/fapi/v1/algoOrder")})
-#: USD-M's order limits of an account, as its ``exchangeInfo`` lists them (``rateLimitType`` ``ORDERS``): the window in
-#: seconds, its name in Binance's ``-1015`` message, the orders it takes, and the header telling the count.
+#: USD-M's order limits of an account (:class:`OrderLimits`), as its ``exchangeInfo`` lists them.
 FUTURES_ORDER_LIMITS = ((10, "TEN_SECONDS", 300, "X-MBX-ORDER-COUNT-10S"), (60, "MINUTE", 1200, "X-MBX-ORDER-COUNT-1M"))
 
 
@@ -827,25 +901,22 @@ def _num(value: float) -> str:
     return f"{0.0 if math.isnan(value) else value:.8f}"
 
 
-class BinanceFuturesEmulator(AccountEmulator):
-    """The emulated USD-M account (see the module docstring); parameters as :class:`AccountEmulator`."""
+class BinanceFuturesEmulator(AccountEmulator, OrderLimits):
+    """The emulated USD-M account (see the module docstring); parameters as :class:`AccountEmulator`, and
+    ``order_clock`` as :class:`BinancePrivateEmulator`'s."""
 
     ws_path = "/ws/{listen_key}"
     rate_limit_code = -1003
     busy_code = -1008
     linear_positions = True
+    order_limits = FUTURES_ORDER_LIMITS
 
     def __init__(self, *args: Any, order_clock: Callable[[], float] = time.time, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         #: The active listen key ("" until one is asked for).
         self.listen_key = ""
         self.weight = 0
-        #: The seconds whose windows the order limits count in (:data:`FUTURES_ORDER_LIMITS`).
-        self.order_clock = order_clock
-        #: Window seconds -> (the window's index, the new orders counted in it).
-        self.order_counts: dict[int, tuple[int, int]] = {}
-        #: New orders refused for an order limit (``429``, ``-1015``).
-        self.order_refusals = 0
+        self.count_orders(order_clock)
         #: ``clientAlgoId -> `` the conditional order's state (its record is in :attr:`orders` under that id).
         self.algos: dict[str, AlgoOrder] = {}
         self._algo_ids = 0
@@ -895,27 +966,6 @@ class BinanceFuturesEmulator(AccountEmulator):
 
     def _json(self, body: Any) -> web.Response:
         return web.json_response(body, headers={"X-MBX-USED-WEIGHT-1M": str(self.weight)})
-
-    def _counted(self, handler: Callable[[dict[str, Any]], web.Response]) -> Callable[[dict[str, Any]], web.Response]:
-        """``handler`` of a new order under the account's order limits (module docstring, *Rate limits*)."""
-
-        def counted(p: dict[str, Any]) -> web.Response:
-            now = self.order_clock()
-            counts = {}
-            for seconds, name, limit, _ in FUTURES_ORDER_LIMITS:
-                window, count = self.order_counts.get(seconds, (-1, 0))
-                counts[seconds] = (int(now // seconds), count if window == int(now // seconds) else 0)
-                if counts[seconds][1] >= limit:
-                    self.order_refusals += 1
-                    return self.error(429, -1015, f"Too many new orders; current limit is {limit} orders per {name}.")
-            self.order_counts = {seconds: (window, count + 1) for seconds, (window, count) in counts.items()}
-            response = handler(p)
-            if response.status == 200:
-                for seconds, _, _, header in FUTURES_ORDER_LIMITS:
-                    response.headers[header] = str(self.order_counts[seconds][1])
-            return response
-
-        return counted
 
     def authenticate(self, request: web.Request, body: str) -> web.Response | None:
         if (request.method, request.path) not in _NEW_ORDERS:

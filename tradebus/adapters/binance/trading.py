@@ -26,7 +26,14 @@ trailing stop is never off the book between the two; only when the replacement i
 the cancel (``-2021``) is the order placed again alone, one round trip later.
 
 Every request first takes its weight (:data:`WEIGHTS`) from the account's shared
-:class:`~tradebus.adapters.common.ratelimit.WeightBudget`, and every answer updates it.
+:class:`~tradebus.adapters.common.ratelimit.WeightBudget`, and every answer updates it. A request placing orders
+(a new order, a cancel-replace: 1; an OCO list: 2) also takes them from a budget per order limit of the account
+(:data:`SPOT_ORDER_LIMITS`, spot's ``exchangeInfo``: 100 per 10 s and 200,000 per UTC day, counting the orders that
+have not filled), fed by ``X-MBX-ORDER-COUNT-10S`` and ``-1D``, so a burst waits for the next 10 s instead of meeting
+Binance's ``429`` (``-1015`` "Too many new orders"), whose repetition Binance answers with an IP ban (``418``). A day
+used up is no burst to wait out: a submit that cannot wait (within its submit timeout) is withdrawn with a reason
+naming the limit and its end, 00:00 UTC, and the budget logs an ERROR once for the day (the strategy places far more
+orders than fill).
 
 Prices go to the nearest tick, quantities down to a whole number of lots, written as
 plain decimals. A failed request is classified by :attr:`BinanceTrading.errors`
@@ -128,8 +135,8 @@ from tradebus.execution.venue import OrderStatusReport
 
 __all__ = [
     "ALGO_STATUS", "BinanceFuturesTrading", "BinanceTrading", "CREDENTIAL_CODES", "ERROR_ADVICE", "FUTURES_ERROR_ADVICE",
-    "FUTURES_ORDER_LIMITS", "FUTURES_WEIGHTS", "STATUS", "TRIGGER_ADVICE", "advised", "algo_order_params", "algo_report", "fill_from_trade",
-    "futures_order_params", "order_params", "report_from_order",
+    "FUTURES_ORDER_LIMITS", "FUTURES_WEIGHTS", "SPOT_ORDER_LIMITS", "STATUS", "TRIGGER_ADVICE", "advised", "algo_order_params",
+    "algo_report", "fill_from_trade", "futures_order_params", "order_limit_budgets", "order_params", "report_from_order",
 ]
 
 #: Binance order status -> core status.
@@ -172,6 +179,22 @@ TRADES_PAGE = 1000
 #: Binance spot's request-weight limit per minute, and the header reporting the weight used.
 WEIGHT_LIMIT = 6000
 WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
+#: Binance spot's order limits of an account ("unfilled order count": ``exchangeInfo`` ``rateLimits`` of type
+#: ``ORDERS``, 100 per 10 s and 200,000 per UTC day since Binance raised them from 50 and 160,000; an order's first fill
+#: takes it off the count): orders, window seconds, the header telling the account's count. A new order and a
+#: cancel-replace count 1, an OCO list 2 (:attr:`BinanceTrading.order_endpoints`); each still weighs 1 on the IP limit.
+SPOT_ORDER_LIMITS: tuple[tuple[int, float, str], ...] = ((100, 10.0, "X-MBX-ORDER-COUNT-10S"), (200_000, 86_400.0, "X-MBX-ORDER-COUNT-1D"))
+_WINDOW_NAMES = {10.0: "10 s", 60.0: "minute", 86_400.0: "UTC day"}
+
+
+def order_limit_budgets(limits: Sequence[tuple[int, float, str]], **options: Any) -> list[WeightBudget]:
+    """One budget per order limit ``(orders, window seconds, count header)`` of a Binance account, each fed by its header
+    (named "orders per 10 s", "orders per UTC day" ... in the messages of a wait); ``options``: the budgets' other
+    :class:`WeightBudget` parameters (a test's clock and sleep)."""
+    return [
+        WeightBudget(limit, window, header=header, name=f"orders per {_WINDOW_NAMES.get(window, f'{window:g} s')}", **options)
+        for limit, window, header in limits
+    ]
 
 
 class _QueryPost:
@@ -403,6 +426,9 @@ class BinanceTrading(TradingApi):
     budget
         The account's shared weight budget (default: Binance spot's 6000 per minute, fed by
         ``X-MBX-USED-WEIGHT-1M``; 429/418 pause every request). ccxt's own throttle is off.
+    order_budgets
+        One budget per order limit of the account, taken by every request placing orders (default: those of
+        :attr:`order_limits`, :func:`order_limit_budgets`).
     """
 
     def __init__(
@@ -413,6 +439,7 @@ class BinanceTrading(TradingApi):
         instruments: dict[str, Instrument],
         timeout: float = 10.0,
         budget: WeightBudget | None = None,
+        order_budgets: Sequence[WeightBudget] | None = None,
     ) -> None:
         self.instruments = instruments
         self.budget = budget if budget is not None else WeightBudget(WEIGHT_LIMIT, 60.0, header=WEIGHT_HEADER)
@@ -432,8 +459,8 @@ class BinanceTrading(TradingApi):
         self.last_headers: dict[str, str] = {}
         #: The account's id (Binance ``uid``), known after :meth:`balances`.
         self.account_id = ""
-        #: The account's order limits, one budget each, taken by a request of :attr:`order_endpoints` (spot: none).
-        self.order_budgets: tuple[WeightBudget, ...] = ()
+        #: The account's order limits, one budget each, taken by a request of :attr:`order_endpoints`.
+        self.order_budgets = tuple(order_budgets if order_budgets is not None else order_limit_budgets(self.order_limits))
 
     #: Weight of the own-trades request of one order.
     trades_of_order_weight = TRADES_OF_ORDER_WEIGHT
@@ -456,8 +483,10 @@ class BinanceTrading(TradingApi):
     )
     #: Request weight of each implicit endpoint.
     weights: dict[str, int] = WEIGHTS
-    #: The implicit endpoints that place an order, each one order of every :attr:`order_budgets`.
-    order_endpoints: frozenset[str] = frozenset()
+    #: The account's order limits: orders, window seconds, the header telling the count.
+    order_limits: tuple[tuple[int, float, str], ...] = SPOT_ORDER_LIMITS
+    #: The implicit endpoints that place orders, and how many each counts in every :attr:`order_budgets`.
+    order_endpoints: Mapping[str, int] = {"private_post_order": 1, "private_post_order_cancelreplace": 1, "private_post_orderlist_oco": 2}
     #: The implicit endpoint of each request kind.
     endpoint: dict[str, str] = {
         "place": "private_post_order",
@@ -473,7 +502,8 @@ class BinanceTrading(TradingApi):
         place = self.endpoint["place"]
         if self.budget is not None and not self.budget.has_room(self.weights[place]):
             return False
-        return place not in self.order_endpoints or all(orders.has_room(1) for orders in self.order_budgets)
+        orders = self.order_endpoints.get(place, 0)
+        return not orders or all(budget.has_room(orders) for budget in self.order_budgets)
 
     def _point_at(self, base: str) -> None:
         """Point ccxt's URLs at ``base`` (the venue or an emulator)."""
@@ -493,7 +523,8 @@ class BinanceTrading(TradingApi):
 
     async def _call(self, name: str, params: dict[str, Any], weight: int | None = None) -> Any:
         budget = self.budget
-        takes = [(orders, 1.0) for orders in self.order_budgets] if name in self.order_endpoints else []
+        orders = self.order_endpoints.get(name, 0)
+        takes = [(limit, float(orders)) for limit in self.order_budgets] if orders else []
         if budget is not None:
             takes.append((budget, self.weights[name] if weight is None else weight))
         await acquire_together(takes)
@@ -508,8 +539,8 @@ class BinanceTrading(TradingApi):
             self.last_headers = dict(self._ccxt.last_response_headers or {})
             if budget is not None:
                 budget.observe(status, self.last_headers, code)
-            for orders in self.order_budgets:
-                orders.observe(0, self.last_headers)  # the counts only: a 429 or a ban pauses the weight budget
+            for limit in self.order_budgets:
+                limit.observe(0, self.last_headers)  # the counts only: a 429 or a ban pauses the weight budget
 
     def _instrument(self, order: Order) -> Instrument:
         inst = self.instruments.get(order.instrument_id)
@@ -845,7 +876,8 @@ class BinanceFuturesTrading(BinanceTrading):
 
     ccxt_class = _BinanceUsdm
     weights = FUTURES_WEIGHTS
-    order_endpoints = frozenset({"fapiprivate_post_order", "fapiprivate_post_algoorder"})
+    order_limits = FUTURES_ORDER_LIMITS
+    order_endpoints = {"fapiprivate_post_order": 1, "fapiprivate_post_algoorder": 1}
     #: USD-M's error answers: unknown error, internal error, unexpected or no answer from the matching engine, server
     #: overloaded leave the outcome unknown; an HTTP 429 or 418 is :class:`RateLimited`.
     errors = VenueErrors(
@@ -887,12 +919,7 @@ class BinanceFuturesTrading(BinanceTrading):
         order_budgets: Sequence[WeightBudget] | None = None,
     ) -> None:
         budget = budget if budget is not None else WeightBudget(FUTURES_WEIGHT_LIMIT, 60.0, header="X-MBX-USED-WEIGHT-1M")
-        super().__init__(rest_url, api_key, api_secret, instruments, timeout, budget)
-        if order_budgets is None:
-            order_budgets = [
-                WeightBudget(limit, window, header=header, name=f"orders per {window:g} s") for limit, window, header in FUTURES_ORDER_LIMITS
-            ]
-        self.order_budgets = tuple(order_budgets)
+        super().__init__(rest_url, api_key, api_secret, instruments, timeout, budget, order_budgets)
 
     def _point_at(self, base: str) -> None:
         api = self._ccxt.urls["api"]

@@ -42,6 +42,10 @@ within ``send_within``: its wait is logged at WARNING, naming what it restores. 
 step that would let it go, the block's ``refusal`` gives a reason (the live daemon's trading state, set
 HALTED by ``live-kill`` during the wait).
 
+A window of an hour or more used up (Binance spot's 200,000 orders per UTC day) is no burst to wait out: the
+first wait for it in a window is logged at ERROR, naming the budget and when the window ends (the requests that
+cannot wait that long, every submit within its timeout, are withdrawn as above).
+
 A pause outlives the process when ``on_pause`` keeps it (the live daemon stores it in its journal): it is
 called with each pause an answer asks for, and with ``None`` by the first answer after it ended.
 :meth:`WeightBudget.resume` holds every request of a new process until a kept pause ends, so a daemon
@@ -73,6 +77,9 @@ from tradebus.execution.journal import VenuePause
 from tradebus.execution.live import RateLimited, VenueRejected, refusal_to_send, sent_late, time_left_to_send
 
 __all__ = ["WeightBudget", "acquire_together"]
+
+#: Seconds of a window whose use up is logged at ERROR (module docstring): an hour.
+_LONG_WINDOW = 3_600.0
 
 
 def _utc(seconds: float) -> str:
@@ -177,6 +184,7 @@ class WeightBudget:
         #: Most weight ever seen used in one window (a test asserts it stays under the limit).
         self.peak = 0.0
         self.waits = 0
+        self._alarmed = -math.inf  # the start of the long window whose use up was last logged at ERROR
 
     def _clock(self) -> float:
         """The clock's time, taking a step of it (the wall clock set back or forward) into account: what was left of
@@ -244,6 +252,11 @@ class WeightBudget:
             elif self.used + weight > self.cap and self.used > 0:
                 wait = self._window_start + self.window - now
                 why = f"{self.name} used ({self.used:.0f} + {weight} over {self.cap:.0f}) until {_utc(now + wait)}"
+                if self.window >= _LONG_WINDOW and self._alarmed != self._window_start:
+                    self._alarmed = self._window_start
+                    logger.error("rate budget: {} used up (the venue's limit {}, this process's share {:.0f}): nothing it "
+                                 "counts is sent until {}, {:.1f} h away; requests that cannot wait are withdrawn",
+                                 self.name, self.limit, self.cap, _utc(now + wait), wait / 3600.0)
             else:
                 refused = refusal() if waited and refusal is not None else None
                 if refused is not None:

@@ -1,0 +1,134 @@
+"""Binance's order limits of an account (spot's "unfilled order count", USD-M's order rate limit) against the
+account emulators, on one clock a budget's wait moves (no wall-clock wait).
+
+Spot's ``exchangeInfo`` lists 100 orders per 10 s and 200,000 per UTC day (``rateLimitType`` ``ORDERS``), told by
+``X-MBX-ORDER-COUNT-10S``/``-1D`` on each accepted order; over one, Binance answers ``429`` ``-1015`` "Too many new
+orders; current limit is 100 orders per 10 SECOND." without ``Retry-After`` (USD-M: "... 300 orders per TEN_SECONDS.")
+and, repeated, bans the IP (``418``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from loguru import logger
+from pydantic import SecretStr
+
+from tests.live.live_harness import INST, KEY, SECRET, USDM_INST, WAIT
+from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, BinancePrivateEmulator
+from tradebus.adapters.binance.trading import (
+    FUTURES_ORDER_LIMITS, FUTURES_WEIGHT_LIMIT, SPOT_ORDER_LIMITS, WEIGHT_HEADER, WEIGHT_LIMIT, BinanceFuturesTrading, BinanceTrading,
+    order_limit_budgets,
+)
+from tradebus.adapters.common.ratelimit import WeightBudget
+from tradebus.engine.messages import OrderSide, OrderType, Trade
+from tradebus.execution.live import RateLimited, send_within
+from tradebus.execution.orders import Order
+
+START = 1_800_000_001.0  # 1 s into a 10 s window (and a minute); 2027-01-15T08:00:01Z
+DAY = int(START // 86_400)
+NEXT_DAY = "2027-01-16T00:00:00.000Z"  # (DAY + 1) * 86400 as UTC: the end of the day START is in
+
+
+class Clock:
+    """The seconds the emulator counts windows in and the budgets read; a budget's wait moves it on."""
+
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def wait(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+@asynccontextmanager
+async def _account(market: str, clock: Clock) -> AsyncIterator[tuple[Any, BinanceTrading]]:
+    """The emulated account of ``market`` (``spot``, ``usdm``) and a trading API on it, its budgets on ``clock``."""
+    on_clock: dict[str, Any] = {"monotonic": clock, "sleep": clock.wait}
+    if market == "spot":
+        emulator: Any = BinancePrivateEmulator(KEY, SECRET, {INST.instrument_id: INST}, {"USDT": 10_000_000.0}, weight_clock=clock, order_clock=clock)
+        kind, inst, limits, weight = BinanceTrading, INST, SPOT_ORDER_LIMITS, WeightBudget(WEIGHT_LIMIT, 60.0, header=WEIGHT_HEADER, **on_clock)
+    else:
+        emulator = BinanceFuturesEmulator(KEY, SECRET, {USDM_INST.instrument_id: USDM_INST}, {"USDT": 10_000_000.0}, order_clock=clock)
+        kind, inst, limits = BinanceFuturesTrading, USDM_INST, FUTURES_ORDER_LIMITS
+        weight = WeightBudget(FUTURES_WEIGHT_LIMIT, 60.0, header="X-MBX-USED-WEIGHT-1M", **on_clock)
+    async with emulator:
+        api = kind(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {inst.instrument_id: inst}, WAIT, weight,
+                   order_limit_budgets(limits, **on_clock))
+        try:
+            yield emulator, api
+        finally:
+            await api.close()
+
+
+def _buy(n: int, iid: str = INST.instrument_id) -> Order:
+    """A limit buy far below the market: it rests, unfilled (what spot's order count counts)."""
+    return Order(f"lim{n}", "s", iid, OrderSide.BUY, OrderType.LIMIT, 0.001, 1_000.0, math.nan)
+
+
+async def test_a_spot_burst_waits_for_the_next_10_s_instead_of_meeting_429() -> None:
+    """120 orders at once on spot, every 10th a cancel-replace of the order before it (it counts 1 order, as a new
+    order does). The client charged each 1 of 6000 weight and counted no order: the 101st went out and met 429 ``-1015``.
+    Each now takes from the order budgets, fed by the count headers: all are placed, none refused, the burst waited
+    for the next 10 s window, and no window saw more than 100."""
+    clock = Clock()
+    async with _account("spot", clock) as (emulator, api):
+        last = None
+        for n in range(120):
+            order = _buy(n)
+            if n % 10 == 9 and last is not None:
+                await api.replace(last, order)
+            else:
+                await api.place(order)
+            last = order
+        assert emulator.order_refusals == 0 and len(emulator.orders) == 120
+        assert api.order_budgets[0].peak <= 100 and clock.now >= 1_800_000_010.0  # the burst waited for the next 10 s
+
+
+async def test_a_spot_day_used_up_refuses_new_orders_naming_the_limit_and_logs_an_error_once() -> None:
+    """Another process on the account placed 199,990 unfilled orders today (of 200,000). The client counted no order:
+    20 orders went out and the 11th met 429 ``-1015`` (repeated: an IP ban). The first answer's ``X-MBX-ORDER-COUNT-1D``
+    tells the day used past this process's share (160,000): every next submit, within its submit timeout, is withdrawn
+    unsent with a reason naming the limit and its end (00:00 UTC), not held until then; one ERROR says so."""
+    clock = Clock()
+    errors: list[Any] = []
+    sink = logger.add(errors.append, level="ERROR", format="{message}")
+    try:
+        async with _account("spot", clock) as (emulator, api):
+            emulator.order_counts[86_400] = (DAY, 199_990)
+            refusals = []
+            with send_within(lambda: 5.0):
+                for n in range(20):
+                    try:
+                        await api.place(_buy(n))
+                    except RateLimited as exc:
+                        refusals.append(str(exc))
+            assert emulator.order_refusals == 0 and len(emulator.orders) == 1
+            assert len(refusals) == 19 and all("never sent" in r and "orders per UTC day" in r and NEXT_DAY in r for r in refusals)
+            assert clock.now == START  # nothing held
+    finally:
+        logger.remove(sink)
+    [error] = [e for e in errors if "orders per UTC day" in e]
+    assert NEXT_DAY in error
+
+
+async def test_spot_orders_that_fill_leave_the_count_and_the_budget_lets_more_go_without_a_wait() -> None:
+    """Spot counts unfilled orders: an order's first fill takes it off the count (Binance's "Spot Unfilled Order Count
+    Rules"). 70 resting buys, all filled by one public trade, then 70 more, in one 10 s window: the budget reads the
+    count from the next answer's header (1, not 71) and nothing waits for the next window (140 > 80, its share)."""
+    clock = Clock()
+    async with _account("spot", clock) as (emulator, api):
+        for n in range(70):
+            await api.place(_buy(n))
+        emulator.on_trade(Trade(INST.instrument_id, 0, 0, 999.0, 1.0, -1, "t1"))
+        assert all(rec.filled > 0 for rec in emulator.orders.values())
+        for n in range(70, 140):
+            await api.place(_buy(n))
+        assert emulator.order_refusals == 0 and clock.now == START and api.order_budgets[0].used == 70
