@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 from loguru import logger
 from pydantic import SecretStr
 
@@ -22,7 +23,7 @@ from tests.live.live_harness import INST, KEY, SECRET, USDM_INST, WAIT
 from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, BinancePrivateEmulator
 from tradebus.adapters.binance.trading import (
     FUTURES_ORDER_LIMITS, FUTURES_WEIGHT_LIMIT, SPOT_ORDER_LIMITS, WEIGHT_HEADER, WEIGHT_LIMIT, BinanceFuturesTrading, BinanceTrading,
-    order_limit_budgets,
+    order_limit_budgets, order_limit_window,
 )
 from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.engine.messages import OrderSide, OrderType, Trade
@@ -132,3 +133,48 @@ async def test_spot_orders_that_fill_leave_the_count_and_the_budget_lets_more_go
         for n in range(70, 140):
             await api.place(_buy(n))
         assert emulator.order_refusals == 0 and clock.now == START and api.order_budgets[0].used == 70
+
+
+@pytest.mark.parametrize(("market", "limit"), [("spot", 100), ("usdm", 300)])
+async def test_an_order_limit_used_up_by_another_process_holds_orders_until_its_window_ends(market: str, limit: int) -> None:
+    """Another process on the account used the 10 s order window up; this process's budget, told nothing yet, sends an
+    order: 429 ``-1015`` "... per 10 SECOND." (USD-M "... per TEN_SECONDS."), without ``Retry-After``. That paused the
+    weight budget 1 s only: the next order went out in the same window and met ``-1015`` again (repeated: an IP
+    ban). The refusal now marks the window it names used up: the next order waits for the next window and is placed."""
+    clock = Clock()
+    async with _account(market, clock) as (emulator, api):
+        iid = next(iter(api.instruments))
+        emulator.order_counts[10] = (int(START // 10), limit)
+        with pytest.raises(RateLimited, match="-1015"):
+            await api.place(_buy(0, iid))
+        await api.place(_buy(1, iid))
+        assert emulator.order_refusals == 1 and clock.now >= 1_800_000_010.0
+
+
+@pytest.mark.parametrize(
+    ("message", "seconds"),
+    [
+        ("Too many new orders; current limit is 100 orders per 10 SECOND.", 10.0),
+        ("Too many new orders; current limit is 50 orders per 10 SECOND.", 10.0),
+        ("Too many new orders; current limit is 300 orders per TEN_SECONDS.", 10.0),
+        ("Too many new orders; current limit is 1200 orders per MINUTE.", 60.0),
+        ("Too many new orders; current limit is 200000 orders per 1 DAY.", 86_400.0),
+        ("Too many new orders; current limit is 200000 orders per DAY.", 86_400.0),
+        ("Too many new orders.", None),
+        ("Too many new orders; current limit is 5 orders per FORTNIGHT.", None),
+    ],
+)
+def test_the_window_of_a_1015_message(message: str, seconds: float | None) -> None:
+    """Binance's ``-1015`` texts (errors.md: "Too many new orders; current limit is %s orders per %s."; spot's as users
+    report them, "50 orders per 10 SECOND.", USD-M's "300 orders per TEN_SECONDS.") name the window met."""
+    assert order_limit_window(f"binance {{'code': -1015, 'msg': '{message}'}}") == seconds
+
+
+async def test_an_unnamed_window_marks_the_shortest_used_up() -> None:
+    """A ``-1015`` naming no window ("Too many new orders.") marks the 10 s window used up, not the day (a wait of hours)."""
+    api = BinanceTrading("http://127.0.0.1:9", SecretStr(KEY), SecretStr(SECRET), {INST.instrument_id: INST})
+    api._order_limit_met("Too many new orders.")
+    ten, day = api.order_budgets
+    await api.close()
+    assert ten.used == 100 and day.used == 0
+

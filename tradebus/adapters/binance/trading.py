@@ -33,7 +33,8 @@ have not filled), fed by ``X-MBX-ORDER-COUNT-10S`` and ``-1D``, so a burst waits
 Binance's ``429`` (``-1015`` "Too many new orders"), whose repetition Binance answers with an IP ban (``418``). A day
 used up is no burst to wait out: a submit that cannot wait (within its submit timeout) is withdrawn with a reason
 naming the limit and its end, 00:00 UTC, and the budget logs an ERROR once for the day (the strategy places far more
-orders than fill).
+orders than fill). A ``-1015`` answer (another process on the account used the limit up) marks the window it names
+("... orders per 10 SECOND.", USD-M's "... per TEN_SECONDS.") used up until it ends (:func:`order_limit_window`).
 
 Prices go to the nearest tick, quantities down to a whole number of lots, written as
 plain decimals. A failed request is classified by :attr:`BinanceTrading.errors`
@@ -110,6 +111,7 @@ the 10 s window it was counted in is counted again in the 10 s window it leaves 
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -117,6 +119,7 @@ from typing import Any
 import ccxt.async_support as ccxt_async
 import msgspec
 from ccxt.base.errors import BaseError
+from loguru import logger
 from pydantic import SecretStr
 
 from tradebus.adapters.common.policy import FatalVenueError
@@ -136,7 +139,8 @@ from tradebus.execution.venue import OrderStatusReport
 __all__ = [
     "ALGO_STATUS", "BinanceFuturesTrading", "BinanceTrading", "CREDENTIAL_CODES", "ERROR_ADVICE", "FUTURES_ERROR_ADVICE",
     "FUTURES_ORDER_LIMITS", "FUTURES_WEIGHTS", "SPOT_ORDER_LIMITS", "STATUS", "TRIGGER_ADVICE", "advised", "algo_order_params",
-    "algo_report", "fill_from_trade", "futures_order_params", "order_limit_budgets", "order_params", "report_from_order",
+    "algo_report", "fill_from_trade", "futures_order_params", "order_limit_budgets", "order_limit_window", "order_params",
+    "report_from_order",
 ]
 
 #: Binance order status -> core status.
@@ -153,6 +157,8 @@ STATUS: dict[str, OrderStatus] = {
 }
 
 _ORDER_NOT_FOUND = -2013
+#: Binance's refusal of orders over an order limit of the account ("Too many new orders"), spot and USD-M.
+_TOO_MANY_ORDERS = "-1015"
 #: Binance spot's answer to a query of an order it archived (``ORDER_ARCHIVED``): one CANCELED or EXPIRED with no
 #: executed quantity, last updated more than 90 days ago (``-2013`` before 2023-03-13, CHANGELOG).
 _ORDER_ARCHIVED = -2026
@@ -195,6 +201,25 @@ def order_limit_budgets(limits: Sequence[tuple[int, float, str]], **options: Any
         WeightBudget(limit, window, header=header, name=f"orders per {_WINDOW_NAMES.get(window, f'{window:g} s')}", **options)
         for limit, window, header in limits
     ]
+
+
+_ORDERS_PER = re.compile(r"orders per (?:(\d+) )?([A-Z_]+)")
+_UNIT_SECONDS = {"SECOND": 1.0, "MINUTE": 60.0, "HOUR": 3_600.0, "DAY": 86_400.0}
+_NUMBER_WORDS = {"ONE": 1, "TWO": 2, "FIVE": 5, "TEN": 10, "FIFTEEN": 15, "THIRTY": 30}
+
+
+def order_limit_window(message: str) -> float | None:
+    """The window, in seconds, of the order limit named by a Binance ``-1015`` message ("Too many new orders; current
+    limit is %s orders per %s."): spot's "100 orders per 10 SECOND." -> 10, USD-M's "300 orders per TEN_SECONDS."
+    -> 10, "... per MINUTE." -> 60, "... per 1 DAY." -> 86400; ``None`` when it names none ("Too many new orders.")."""
+    found = _ORDERS_PER.search(message)
+    if found is None:
+        return None
+    *words, unit = found.group(2).split("_")
+    seconds = _UNIT_SECONDS.get(unit.removesuffix("S"))
+    if seconds is None or len(words) > 1 or (words and words[0] not in _NUMBER_WORDS):
+        return None
+    return int(found.group(1) or 1) * (_NUMBER_WORDS[words[0]] if words else 1) * seconds
 
 
 class _QueryPost:
@@ -534,6 +559,8 @@ class BinanceTrading(TradingApi):
             return await getattr(self._ccxt, name)(params)
         except BaseError as exc:
             error, status, code = self.errors.classify(exc, name)
+            if code == _TOO_MANY_ORDERS:
+                self._order_limit_met(str(error))
             raise self.refused(error) from None
         finally:
             self.last_headers = dict(self._ccxt.last_response_headers or {})
@@ -541,6 +568,18 @@ class BinanceTrading(TradingApi):
                 budget.observe(status, self.last_headers, code)
             for limit in self.order_budgets:
                 limit.observe(0, self.last_headers)  # the counts only: a 429 or a ban pauses the weight budget
+
+    def _order_limit_met(self, message: str) -> None:
+        """The venue refused orders for an order limit of the account (``-1015``), which this process's budget left room
+        in: another process used it up (Binance sends no ``Retry-After`` then). The window the message names (none or
+        unknown: the shortest) is used up until it ends (:meth:`WeightBudget.exhaust`), rather than the weight budget's
+        pause of 1 s, after which each order would meet the refusal again until the window ends."""
+        window = order_limit_window(message)
+        met = [b for b in self.order_budgets if b.window == window] or sorted(self.order_budgets, key=lambda b: b.window)[:1]
+        for limit in met:
+            until = limit.exhaust()
+            logger.warning("rate budget: the venue refused orders for its limit of {}: none leaves until {} ({})",
+                           limit.name, until, message)
 
     def _instrument(self, order: Order) -> Instrument:
         inst = self.instruments.get(order.instrument_id)

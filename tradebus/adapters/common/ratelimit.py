@@ -44,7 +44,9 @@ HALTED by ``live-kill`` during the wait).
 
 A window of an hour or more used up (Binance spot's 200,000 orders per UTC day) is no burst to wait out: the
 first wait for it in a window is logged at ERROR, naming the budget and when the window ends (the requests that
-cannot wait that long, every submit within its timeout, are withdrawn as above).
+cannot wait that long, every submit within its timeout, are withdrawn as above). A venue's refusal for a limit this
+budget's count left room in (another process on the account used it up, e.g. Binance's ``-1015`` for an order limit)
+is told by :meth:`WeightBudget.exhaust`: the window counts as used up until it ends.
 
 A pause outlives the process when ``on_pause`` keeps it (the live daemon stores it in its journal): it is
 called with each pause an answer asks for, and with ``None`` by the first answer after it ended.
@@ -279,6 +281,15 @@ class WeightBudget:
         """The start of the window the clock is in now (clock seconds), the one :meth:`acquire` counts in."""
         self._roll(self._clock())
         return self._window_start
+
+    def exhaust(self) -> str:
+        """Count the current window as used up to the venue's limit: the venue refused a request for it, which this
+        budget's count left room for (another process on the account used it). Every request waits for the next window
+        (:meth:`acquire`). Returns the window's end, UTC ISO 8601."""
+        now = self._clock()
+        self._roll(now)
+        self.used = max(self.used, float(self.limit))
+        return _utc(self._window_start + self.window)
 
     def has_room(self, weight: float) -> bool:
         """Whether a request of ``weight`` may go before the answer of one in flight tells the window's weight.
