@@ -25,7 +25,8 @@ class WorkingOrders(Protocol):
     leaves: WorkingLeaves
 
     def watch(self, callback: Callable[[Any], None]) -> None:
-        """Call ``callback(order)`` after each change of an order that is or was working."""
+        """Call ``callback(order)`` after each change of an order that is or was working, when at least
+        :data:`UNTRACK_AT` orders work after it (one order opens or closes a change)."""
 
 
 class Account(Protocol):
@@ -169,7 +170,8 @@ class KeptTotals:
 class WorkingLeaves(KeptTotals):
     """The remaining quantity of the working orders per instrument and side, kept exactly as they change.
 
-    The order manager calls :meth:`~KeptTotals.order_changed` after each change of an order that is or was working;
+    The order manager calls :meth:`~KeptTotals.order_changed` after each change of an order that is or was working
+    (while at least :data:`UNTRACK_AT` work);
     :meth:`total` is then :func:`working_quantity` over the working orders (``open_orders``: the
     manager's, by client order id) without a walk over them once :data:`TRACK_FROM` work: the sums
     are exact (:mod:`tradebus.account.exact`), so they equal a fresh sum to the last bit. So is

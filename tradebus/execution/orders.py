@@ -64,7 +64,7 @@ from typing import Any
 import msgspec
 from loguru import logger
 
-from tradebus.account.base import WorkingLeaves
+from tradebus.account.base import UNTRACK_AT, WorkingLeaves
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import Clock
 from tradebus.engine.messages import (
@@ -439,7 +439,9 @@ class OrderManager:
     def watch(self, callback: Callable[[Order], None]) -> None:
         """Call ``callback(order)`` after each change of an order that is or was open: it opened, filled, was
         modified or closed (an account keeps what the open orders hold this way: :meth:`Account.track
-        <tradebus.account.base.Account.track>`)."""
+        <tradebus.account.base.Account.track>`), when at least :data:`~tradebus.account.base.UNTRACK_AT` orders are
+        open after it: with fewer, a :class:`~tradebus.account.base.KeptTotals` keeps no totals (it dropped them at
+        the change that left ``UNTRACK_AT``, the count moving by one order a change)."""
         self._watchers.append(callback)
 
     def next_client_order_id(self, strategy_id: str) -> str:
@@ -625,8 +627,9 @@ class OrderManager:
         working = self._working
         iid = order.instrument_id
         working[iid] = working.get(iid, 0) + 1
-        for watcher in self._watchers:
-            watcher(order)
+        if len(self._open) >= UNTRACK_AT:
+            for watcher in self._watchers:
+                watcher(order)
 
     def mark_accepted(self, order: Order, venue_order_id: str, ts: int) -> bool:
         """Move a SUBMITTED order to ACCEPTED at ``ts``: :meth:`apply` of its ``OrderAccepted``, without the event.
@@ -868,8 +871,9 @@ class OrderManager:
                 working[iid] = left
             else:
                 del working[iid]
-        for watcher in self._watchers:
-            watcher(order)
+        if len(self._open) >= UNTRACK_AT:
+            for watcher in self._watchers:
+                watcher(order)
 
     @property
     def open_count(self) -> int:
