@@ -735,6 +735,8 @@ class LiveVenue(Venue):
         # Orders whose amend to a lower total the venue refused -> that total, until a query sent after it says whether
         # fills reached it (then the rest is canceled: the venue refuses an amend to a total at or below the filled quantity).
         self._amend_floor: dict[str, float] = {}
+        # The client id the venue gave an order since (Binance spot's keepPriority amend) -> the order's own.
+        self._renamed: dict[str, str] = {}
         # Client id -> (its amends on their way, how many were sent or answered): a query's answer about an order amended
         # meanwhile may tell the terms before the amend (its terms are not taken, see _query).
         self._amending: dict[str, tuple[int, int]] = {}
@@ -1120,6 +1122,9 @@ class LiveVenue(Venue):
         ):
             return False
         self._orders.pop(client_order_id, None)
+        if self._renamed:
+            for alias in [a for a, coid in self._renamed.items() if coid == client_order_id]:
+                del self._renamed[alias]
         self._submits.pop(client_order_id, None)
         self._answers.pop(client_order_id, None)
         self._cancel_refused.pop(client_order_id, None)
@@ -1227,8 +1232,20 @@ class LiveVenue(Venue):
         """Nothing to release synchronously; :meth:`aclose` closes the session."""
 
     def order(self, client_order_id: str) -> Order | None:
-        """The order with this client id sent (or tracked) by this venue and not forgotten since (:meth:`forget`), if any."""
-        return self._orders.get(client_order_id)
+        """The order with this client id sent (or tracked) by this venue and not forgotten since (:meth:`forget`), if any;
+        also by the client id the venue gave it since (:meth:`renamed`)."""
+        order = self._orders.get(client_order_id)
+        if order is None and client_order_id in self._renamed:
+            order = self._orders.get(self._renamed[client_order_id])
+        return order
+
+    def renamed(self, venue_client_id: str, order: Order) -> None:
+        """The venue calls ``order`` ``venue_client_id`` now (Binance spot's amend that keeps priority gives the order
+        a new client order id unless the user sends its own): the stream's frames under that id are the order's."""
+        if self._renamed.get(venue_client_id) != order.client_order_id:
+            self._renamed[venue_client_id] = order.client_order_id
+            logger.warning("order {} ({}): the venue calls it {} now (renamed by an amend made at the venue); its events "
+                           "under that id are the order's", order.client_order_id, order.instrument_id, venue_client_id)
 
     # ------------------------------------------------------------------ tasks
 
@@ -1571,6 +1588,10 @@ class LiveVenue(Venue):
             return
         finally:
             self._querying.discard(coid)
+        if report is not None and report.client_order_id != coid:
+            if report.client_order_id and report.venue_order_id == order.venue_order_id:
+                self.renamed(report.client_order_id, order)  # asked by its venue order id, the venue names it anew
+            report = msgspec.structs.replace(report, client_order_id=coid)
         if report is None:
             report = self._forgotten(order)
         elif self.amended_since(marks, coid):

@@ -546,6 +546,7 @@ class Reconciler:
         except (NoAnswer, VenueRejected) as exc:
             logger.warning("reconciliation: trade history unavailable ({}: {}); querying every open order", type(exc).__name__, exc)
             paged = False
+        venue_open = self.as_ours(venue_open)
         there = {r.client_order_id: r for r in venue_open} if paged else {}
         listed = 0
         for order in unknown:
@@ -587,10 +588,32 @@ class Reconciler:
             self.compare_orders(venue_open, {})  # read before any amend of this process
         self.report_external(venue_open)
 
-    def report_external(self, venue_open: list[OrderStatusReport]) -> None:
-        """Report, once each, the venue's open orders the journal does not know."""
-        known = {r.client_order_id for r in self.external}
+    def as_ours(self, venue_open: list[OrderStatusReport]) -> list[OrderStatusReport]:
+        """The venue's open orders, each under the client id of the order here it is: its own, or, for one the venue
+        renamed (Binance spot's amend keeping priority gives the order a new client id unless the user sends one), the
+        id of the open order here with its venue order id (the venue then :meth:`~tradebus.execution.live.LiveVenue.renamed`)."""
+        orders = self.kernel.orders
+        by_venue_id: dict[str, Order] | None = None
+        out = []
         for report in venue_open:
+            coid = report.client_order_id
+            if orders.get(coid) is None:
+                order = self.venue.order(coid)
+                if order is None:
+                    if by_venue_id is None:
+                        by_venue_id = {o.venue_order_id: o for o in orders.open_orders() if o.venue_order_id}
+                    order = by_venue_id.get(report.venue_order_id) if report.venue_order_id else None
+                    if order is not None:
+                        self.venue.renamed(coid, order)
+                if order is not None:
+                    report = msgspec.structs.replace(report, client_order_id=order.client_order_id)
+            out.append(report)
+        return out
+
+    def report_external(self, venue_open: list[OrderStatusReport]) -> None:
+        """Report, once each, the venue's open orders the journal does not know (by client id or venue order id: :meth:`as_ours`)."""
+        known = {r.client_order_id for r in self.external}
+        for report in self.as_ours(venue_open):
             coid = report.client_order_id
             if self.kernel.orders.get(coid) is not None or coid in known:
                 continue
@@ -610,7 +633,7 @@ class Reconciler:
         ``marks``: the venue's :meth:`~tradebus.execution.live.LiveVenue.amend_marks` before ``venue_open`` was read;
         an order amended by this process meanwhile is compared by its fills alone (the list may tell either terms).
         """
-        there = {r.client_order_id: r for r in venue_open}
+        there = {r.client_order_id: r for r in self.as_ours(venue_open)}
         differences = 0
         for order in self.kernel.orders.open_orders():
             if order.status in _IN_FLIGHT:

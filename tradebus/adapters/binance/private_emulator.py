@@ -6,7 +6,8 @@ faults, sessions), speaking enough of Binance spot's private API for
 :class:`~tradebus.adapters.binance.trading.BinanceTrading` (ccxt, its URLs pointed here) and
 :class:`~tradebus.adapters.binance.user_stream.BinanceUserStream` to run unchanged:
 
-* ``POST /api/v3/order``, ``POST /api/v3/order/cancelReplace`` (``STOP_ON_FAILURE``), ``DELETE /api/v3/order``, ``GET /api/v3/order``,
+* ``POST /api/v3/order``, ``POST /api/v3/order/cancelReplace`` (``STOP_ON_FAILURE``), ``DELETE /api/v3/order``, ``GET /api/v3/order``
+  (an order named by ``orderId``, else by the client id the venue calls it now: ``origClientOrderId``, ``cancelOrigClientOrderId``),
   ``GET /api/v3/openOrders``, ``GET /api/v3/myTrades``, ``GET /api/v3/account``: every
   request must carry ``X-MBX-APIKEY`` and a valid HMAC-SHA256 ``signature`` of its
   parameters, and a ``timestamp`` within ``recvWindow``; errors are Binance's
@@ -29,6 +30,10 @@ faults, sessions), speaking enough of Binance spot's private API for
   from spot; the day's, "... per 1 DAY.", is inferred from it), without ``Retry-After``, as Binance documents.
   An order's first fill takes 1 off each window's count ("unfilled order count"; Binance may take more for a maker's
   fill or a large one, by amounts it does not document).
+* ``PUT /api/v3/order/amend/keepPriority``: what a user does on the venue's page to cut a working order's quantity
+  keeping its priority (tradebus sends none): ``newQty`` below the order's quantity, price and ``orderId`` kept, the
+  order renamed ``newClientOrderId`` (a random id when none is sent; the order's own keeps it), an ``executionReport``
+  ``x=REPLACED`` pushed (``c`` the new id, ``C`` the one it had); the id it had no longer names it.
 * ``/ws-api/v3``: the WebSocket API's ``userDataStream.subscribe.signature``; then every
   order and balance change as ``{"subscriptionId": 0, "event": {...}}``;
   :meth:`BinancePrivateEmulator.terminate_streams` ends the subscriptions with an
@@ -235,6 +240,7 @@ WEIGHTS = {
     ("GET", "/api/v3/myTrades"): 20,
     ("GET", "/api/v3/account"): 20,
     ("POST", "/api/v3/orderList/oco"): 1,
+    ("PUT", "/api/v3/order/amend/keepPriority"): 4,
 }
 
 
@@ -321,6 +327,16 @@ def _illegal_parameter(account: AccountEmulator, p: dict[str, Any]) -> web.Respo
     return None
 
 
+def _client_id(account: AccountEmulator, params: dict[str, Any], *names: str) -> str:
+    """The client order id a request names (the first of ``names`` sent), else that of the order its ``orderId`` names
+    (the id it was placed with; ``""``: none): what :attr:`AccountEmulator.requests` records."""
+    named = next((str(params[n]) for n in names if params.get(n)), "")
+    if not named and params.get("orderId"):
+        rec = account.find("", str(params["orderId"]))
+        return rec.order.client_order_id if rec is not None else ""
+    return named
+
+
 def _trades_request_error(account: AccountEmulator, p: dict[str, Any], window_ms: int) -> web.Response | None:
     """Binance's refusal of an own-trades request it does not take: ``limit`` over 1000, a time span over ``window_ms``, ``fromId`` with a time."""
     if int(p.get("limit", "500")) > 1000:
@@ -385,6 +401,13 @@ class BinancePrivateEmulator(AccountEmulator, OrderLimits):
         #: How long after its last update a CANCELED or EXPIRED order with nothing executed is answered by a query;
         #: then archived: ``-2026`` (Binance spot: 90 days, CHANGELOG 2023-03-13).
         self.archive_after_ms = 90 * 24 * 3600 * 1000
+        #: ``client order id -> the client order id the venue calls it now`` of the orders renamed by an amend keeping
+        #: priority (:meth:`_amend_keep_priority`; :attr:`orders` keeps them under the id they were placed with).
+        self.renamed: dict[str, str] = {}
+        self._names: dict[str, str] = {}  # the reverse: the id the venue calls an order now -> the id it was placed with
+        self._replaced = False  # an amend's executionReport is being pushed (x=REPLACED) ...
+        self._replaced_from = ""  # ... of the order the venue called this before
+        self._amends = 0
 
     def match(self, trade: Trade) -> None:
         """A public trade: its price becomes the instrument's last price, the trailing stops it triggers
@@ -473,6 +496,7 @@ class BinancePrivateEmulator(AccountEmulator, OrderLimits):
             ("POST", "/api/v3/orderList/oco"): self._counted(self._place_oco, 2),
             ("DELETE", "/api/v3/order"): self._cancel,
             ("GET", "/api/v3/order"): self._query,
+            ("PUT", "/api/v3/order/amend/keepPriority"): self._amend_keep_priority,
             ("GET", "/api/v3/openOrders"): self._open_orders,
             ("GET", "/api/v3/myTrades"): self._my_trades,
             ("GET", "/api/v3/account"): self._account,
@@ -502,8 +526,9 @@ class BinancePrivateEmulator(AccountEmulator, OrderLimits):
         return _illegal_parameter(self, params)
 
     def client_id(self, params: dict[str, Any]) -> str:
-        """The new order's id (a place, a cancel-replace's), the canceled or queried order's, an OCO list's first leg's."""
-        return params.get("newClientOrderId") or params.get("origClientOrderId") or params.get("aboveClientOrderId") or ""
+        """The new order's id (a place, a cancel-replace's), the canceled or queried order's (named by its ``orderId``:
+        the id it was placed with), an OCO list's first leg's."""
+        return _client_id(self, params, "newClientOrderId", "origClientOrderId", "aboveClientOrderId")
 
     def authenticate(self, request: web.Request, body: str) -> web.Response | None:
         if request.path == "/api/v3/exchangeInfo":  # public: neither key nor signature
@@ -556,7 +581,7 @@ class BinancePrivateEmulator(AccountEmulator, OrderLimits):
             return self.error(400, -1121, "Invalid symbol.")
         coid = p["newClientOrderId"]
         self.placed_ns.setdefault(coid, time.time_ns())
-        if coid in self.orders:
+        if coid in self.orders or coid in self._names:
             return self.error(400, -2010, "Duplicate order sent.")
         typ = p["type"]
         if typ in _TAKE_PROFIT:
@@ -677,7 +702,7 @@ class BinancePrivateEmulator(AccountEmulator, OrderLimits):
         refuse = self.firing if self.firing is not None and self.firing.kind == "refuse_new" else None
         if p.get("cancelReplaceMode") != "STOP_ON_FAILURE":
             return self.error(400, -1102, "Mandatory parameter 'cancelReplaceMode' was not sent or is not STOP_ON_FAILURE here.")
-        rec = self.orders.get(p.get("cancelOrigClientOrderId", ""))
+        rec = self.named(p, "cancelOrigClientOrderId", "cancelOrderId")
         if rec is None or rec.status not in common.OPEN or p.get("newClientOrderId", "") in self.orders:
             data = {"cancelResult": "FAILURE", "newOrderResult": "NOT_ATTEMPTED",
                     "cancelResponse": {"code": -2011, "msg": "Unknown order sent."}, "newOrderResponse": None}
@@ -694,8 +719,63 @@ class BinancePrivateEmulator(AccountEmulator, OrderLimits):
         return self._json({"cancelResult": "SUCCESS", "newOrderResult": "SUCCESS", "cancelResponse": canceled,
                            "newOrderResponse": json.loads(placed.text or "{}")})
 
+    def named(self, p: dict[str, str], client_id: str = "origClientOrderId", order_id: str = "orderId") -> EmulatedOrder | None:
+        """The order a request names: by its venue ``order_id`` parameter when sent, else by the client id the venue calls
+        it now (``client_id``; the id it was placed with no longer names an order an amend renamed)."""
+        if p.get(order_id):
+            return self.find("", str(p[order_id]))
+        name = p.get(client_id, "")
+        placed = self._names.get(name, name if name not in self.renamed else "")
+        return self.orders.get(placed)
+
+    def client_id_of(self, rec: EmulatedOrder) -> str:
+        """The client order id the venue calls ``rec`` now (another than it was placed with after an amend renamed it)."""
+        coid = rec.order.client_order_id
+        return self.renamed.get(coid, coid)
+
+    def _amend_keep_priority(self, p: dict[str, str]) -> web.Response:
+        """``PUT /api/v3/order/amend/keepPriority``: a working order's quantity cut to ``newQty`` in place, its price,
+        its priority and its ``orderId`` kept; the order called ``newClientOrderId`` from then on, a new random id when
+        none is sent (the order's own sent keeps it); an ``executionReport`` with ``x=REPLACED`` (``C``: the id it had).
+        ``newQty`` must be above 0 and below the order's quantity; here also above what it executed (Binance's answer
+        to an amend at or below it is not emulated): ``-1013`` otherwise, a code not found in the documentation; an
+        unknown or closed order ``-2013``; a ``newClientOrderId`` another order has ``-2010`` "Duplicate order sent."."""
+        if not p.get("newQty") or not (p.get("orderId") or p.get("origClientOrderId")):
+            return self.error(400, -1102, "Mandatory parameter 'newQty' and 'orderId' or 'origClientOrderId' were not sent, were empty/null, or malformed.")
+        rec = self.named(p)
+        if rec is None or rec.status not in common.OPEN or rec.symbol != p.get("symbol"):
+            return self.error(400, -2013, "Order does not exist.")
+        qty = float(p["newQty"])
+        if not rec.filled < qty < rec.order.quantity:
+            return self.error(400, -1013, "newQty must be greater than 0 and less than the order's quantity.")
+        old = self.client_id_of(rec)
+        self._amends += 1
+        new = p.get("newClientOrderId") or f"emuAmendKeepPrio{self._amends:06d}"
+        if new != old and (new in self.orders or new in self._names):
+            return self.error(400, -2010, "Duplicate order sent.")
+        placed = rec.order.client_order_id
+        self._names.pop(old, None)
+        if new != placed:
+            self.renamed[placed], self._names[new] = new, placed
+        else:
+            self.renamed.pop(placed, None)
+        self._replaced_from = old
+        self._replaced = True
+        try:
+            self.amend(rec, qty, None)
+        finally:
+            self._replaced = False
+        amended = self._order_json(rec)
+        amended = {"symbol": amended["symbol"], "orderId": rec.order_id, "orderListId": amended["orderListId"],
+                   "origClientOrderId": old, "clientOrderId": new, "price": amended["price"], "qty": amended["origQty"],
+                   "executedQty": amended["executedQty"], "preventedQty": "0.00000000", "quoteOrderQty": "0.00000000",
+                   "cumulativeQuoteQty": amended["cummulativeQuoteQty"], "status": amended["status"],
+                   "timeInForce": amended["timeInForce"], "type": amended["type"], "side": amended["side"],
+                   "workingTime": amended["workingTime"], "selfTradePreventionMode": amended["selfTradePreventionMode"]}
+        return self._json({"transactTime": rec.update_ms, "executionId": self._amends, "amendedOrder": amended})
+
     def _cancel(self, p: dict[str, str]) -> web.Response:
-        rec = self.orders.get(p.get("origClientOrderId", ""))
+        rec = self.named(p)
         if rec is None or not self.cancel(rec):
             return self.error(400, -2011, "Unknown order sent.")
         for other in self.lists.get(rec.order.client_order_id, (0, "", ()))[2]:
@@ -704,7 +784,7 @@ class BinancePrivateEmulator(AccountEmulator, OrderLimits):
         return self._json(self._order_json(rec))
 
     def _query(self, p: dict[str, str]) -> web.Response:
-        rec = self.orders.get(p.get("origClientOrderId", ""))
+        rec = self.named(p)
         if rec is None:
             return self.error(400, -2013, "Order does not exist.")
         closed = rec.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED) and rec.filled == 0.0
@@ -735,7 +815,7 @@ class BinancePrivateEmulator(AccountEmulator, OrderLimits):
             "symbol": rec.symbol,
             "orderId": rec.order_id,
             "orderListId": self.lists[order.client_order_id][0] if order.client_order_id in self.lists else -1,
-            "clientOrderId": order.client_order_id,
+            "clientOrderId": self.client_id_of(rec),
             "price": f"{0.0 if math.isnan(order.price) else order.price:.8f}",
             "origQty": f"{order.quantity:.8f}",
             "executedQty": f"{rec.filled:.8f}",
@@ -779,15 +859,15 @@ class BinancePrivateEmulator(AccountEmulator, OrderLimits):
             "e": "executionReport",
             "E": now_ms,
             "s": rec.symbol,
-            "c": order.client_order_id,
+            "c": self.client_id_of(rec),
             "S": "BUY" if order.side is OrderSide.BUY else "SELL",
             "o": self._types[order.client_order_id],
             "f": str(order.tif),
             "q": f"{order.quantity:.8f}",
             "p": f"{0.0 if math.isnan(order.price) else order.price:.8f}",
             "P": f"{0.0 if math.isnan(order.trigger_price) else order.trigger_price:.8f}",
-            "C": "",
-            "x": "TRADE" if f is not None else status,
+            "C": self._replaced_from if self._replaced else "",
+            "x": "TRADE" if f is not None else "REPLACED" if self._replaced else status,
             "X": status,
             "r": rec.reason or "NONE",
             "i": rec.order_id,
@@ -992,7 +1072,7 @@ class BinanceFuturesEmulator(AccountEmulator, OrderLimits):
         return _illegal_parameter(self, params)
 
     def client_id(self, params: dict[str, Any]) -> str:
-        return str(params.get("newClientOrderId") or params.get("origClientOrderId") or params.get("clientAlgoId") or "")
+        return _client_id(self, params, "newClientOrderId", "origClientOrderId", "clientAlgoId")
 
     def _place(self, p: dict[str, Any]) -> web.Response:
         symbol = str(p.get("symbol", ""))

@@ -338,6 +338,16 @@ def report_from_order(
     )
 
 
+def order_key(order: Order) -> dict[str, str]:
+    """How a spot request names ``order``: ``orderId`` once the venue gave one, else ``origClientOrderId``.
+
+    An amend a user makes at the venue keeping the order's priority (``PUT /api/v3/order/amend/keepPriority``) gives the
+    order a new client order id unless the user sends the same one as ``newClientOrderId``: the venue order id is
+    the name that stays.
+    """
+    return {"orderId": order.venue_order_id} if order.venue_order_id else {"origClientOrderId": order.client_order_id}
+
+
 def _canceled_filled(answer: Mapping[str, Any]) -> float:
     """The canceled order's ``executedQty`` in a cancel-replace's answer (its ``data`` when refused); NaN if absent."""
     executed = (answer.get("cancelResponse") or {}).get("executedQty")
@@ -608,7 +618,8 @@ class BinanceTrading(TradingApi):
         :attr:`ReplacementRejected.canceled_filled_qty`).
         """
         params = self.order_params(replacement, self._instrument(replacement))
-        params |= {"cancelReplaceMode": "STOP_ON_FAILURE", "cancelOrigClientOrderId": order.client_order_id}
+        cancel = {"cancelOrderId": order.venue_order_id} if order.venue_order_id else {"cancelOrigClientOrderId": order.client_order_id}
+        params |= {"cancelReplaceMode": "STOP_ON_FAILURE"} | cancel
         try:
             raw = await self._call("private_post_order_cancelreplace", params)
         except VenueRejected as exc:
@@ -669,15 +680,17 @@ class BinanceTrading(TradingApi):
     supports_oco = True
 
     async def cancel(self, order: Order) -> None:
-        """``DELETE /api/v3/order`` by ``origClientOrderId``."""
+        """``DELETE /api/v3/order`` by ``orderId`` once known, else by ``origClientOrderId`` (:func:`order_key`)."""
         inst = self._instrument(order)
-        await self._call(self.endpoint["cancel"], {"symbol": inst.symbol, "origClientOrderId": order.client_order_id})
+        await self._call(self.endpoint["cancel"], {"symbol": inst.symbol} | order_key(order))
 
     async def query(self, order: Order) -> OrderStatusReport | None:
-        """``GET /api/v3/order`` by ``origClientOrderId``, and its fills from ``GET /api/v3/myTrades``."""
+        """``GET /api/v3/order`` by ``orderId`` once known, else by ``origClientOrderId`` (:func:`order_key`), and its
+        fills from ``GET /api/v3/myTrades``. The answer's client id is the venue's (another after an amend made at the
+        venue that kept priority without sending the order's own)."""
         inst = self._instrument(order)
         try:
-            raw = await self._call(self.endpoint["query"], {"symbol": inst.symbol, "origClientOrderId": order.client_order_id})
+            raw = await self._call(self.endpoint["query"], {"symbol": inst.symbol} | order_key(order))
         except VenueRejected as exc:
             if f"error {_ORDER_NOT_FOUND}:" in str(exc):
                 return None

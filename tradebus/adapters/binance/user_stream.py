@@ -20,6 +20,11 @@ the documentation examples of ``tests/fixtures/binance/user_data``.
 ``REJECTED``         ``OrderRejected`` (reason ``r``)
 ``EXPIRED``          ``OrderExpired`` (``z``)
 ``TRADE_PREVENTION`` ``OrderExpired`` (self-trade prevention)
+``REPLACED``         nothing but the order's new name: an amend a user made at the venue keeping
+                     the order's priority (``PUT /api/v3/order/amend/keepPriority``; tradebus
+                     sends none) gives the order the new client id ``c`` unless the user sent its
+                     own: the order is found by ``C`` (the id it had), and its frames under the
+                     new id are its own until it closes (its new quantity is learnt from a query)
 ===================  ==========================================================
 
 ``outboundAccountPosition`` -> one :class:`~tradebus.execution.live.AccountBalance` per asset.
@@ -116,6 +121,8 @@ __all__ = ["BinanceFuturesUserStream", "BinanceUserStream", "FuturesStreamParser
 
 _MS = 1_000_000
 _UNACKNOWLEDGED = frozenset({OrderStatus.INITIALIZED, OrderStatus.SUBMITTED, OrderStatus.UNKNOWN})
+# Order statuses (``X``) after which no frame of the order follows.
+_CLOSED_STATUSES = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED", "EXPIRED_IN_MATCH"})
 # Triggered stops remembered before the first sweep of those the live venue forgot (FuturesStreamParser._placed).
 _PLACED_SWEEP = 256
 
@@ -143,6 +150,9 @@ class UserStreamParser(PrivateStreamParser):
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         super().__init__(instruments, lookup, clock_ns, venue="BINANCE")
+        #: The client id an amend made at the venue gave an order (``x=REPLACED``, ``c``) -> the order's own, until it
+        #: closes: its later frames carry the new id.
+        self.renamed: dict[str, str] = {}
 
     def parse(self, raw: str | bytes) -> list[Any]:
         """The events of one frame (empty for answers to requests and unhandled event types).
@@ -185,7 +195,19 @@ class UserStreamParser(PrivateStreamParser):
         x = ev["x"]
         if x == "CANCELED" and ev.get("C"):
             coid = str(ev["C"])  # a cancel carries the original id in C and the cancel's id in c
-        order, sid, iid, inst = self.context(coid, str(ev["s"]))
+        symbol = str(ev["s"])
+        frame = self.context(self.renamed.get(coid, coid), symbol)
+        if frame[0] is None and x == "REPLACED" and ev.get("C"):
+            frame = self.context(self.renamed.get(str(ev["C"]), str(ev["C"])), symbol)  # renamed by this amend: C, the id it had
+        order, sid, iid, inst = frame
+        if order is not None and order.client_order_id != coid:
+            if x == "REPLACED" and coid not in self.renamed:
+                logger.warning("binance user stream: order {} is called {} at the venue now (an amend keeping priority renamed "
+                               "it); its events under that id are the order's", order.client_order_id, coid)
+            self.renamed[coid] = order.client_order_id
+            if ev.get("X") in _CLOSED_STATUSES:
+                del self.renamed[coid]
+            coid = order.client_order_id
         now = self.clock_ns()
         ts = int(ev.get("T") or ev["E"]) * _MS
         if x == "TRADE":
