@@ -1,15 +1,21 @@
-"""An amend made at the venue while the live daemon runs or is down is taken as an amend of the order.
+"""An amend made at the venue while the live daemon runs or is down is taken as an amend of the order, at once.
 
 A user amends a working order on the venue's web page (the venue's own amend endpoint, signed with the account's
-keys): Binance spot ``PUT /api/v3/order/amend/keepPriority`` (``x=REPLACED``) renames the order unless the user sends
-its own client id. The renamed order stays the order: a round finds no external order, a query names it by its
-``orderId``, a restart resumes it with the venue's quantity, a cancel cancels it.
+keys): OKX ``amend-order``, Bybit ``/v5/order/amend``, Binance USD-M ``PUT /fapi/v1/order`` (``x=AMENDMENT``) and
+Binance spot ``PUT /api/v3/order/amend/keepPriority`` (``x=REPLACED``; it renames the order unless the user sends its
+own client id). With no reconciliation round and no check of silent orders, the daemon holds the venue's terms
+(the order, what the account holds for it) as soon as the frame arrives, with one WARNING naming both terms, one
+``OrderModified`` journaled, and no query sent. A renamed Binance spot order stays the order: a round finds no
+external order, a query names it by its ``orderId``, a restart resumes it with the venue's quantity, a cancel
+cancels it. A frame of this process's own amend is not taken twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -21,15 +27,15 @@ from loguru import logger
 
 from tests.live.live_harness import KEY, SECRET, until
 from tests.live.node_testdata import BINANCE_INSTRUMENT, IID, SPOT_FRAMES, SPOT_SNAPSHOT
-from tests.live.test_live_unheard_amend import _held, _journaled_modifications, _placed, _session
-from tests.live.venue_kits import VenueKit
+from tests.live.test_live_unheard_amend import CASES, _amend_at_venue, _held, _journaled_modifications, _placed, _session
+from tests.live.venue_kits import BYBIT, OKX, PASSPHRASE, VenueKit, kit_harness
 from tradebus.adapters.binance import private_emulator as binance_emu
-from tradebus.adapters.common.account_emulator import AccountEmulator
+from tradebus.adapters.common.account_emulator import AccountEmulator, RestFault
 from tradebus.adapters.common.local_server import VenueProtocol
-from tradebus.engine.messages import CancelOrder, OrderStatus
+from tradebus.engine.messages import CancelOrder, ModifyOrder, OrderModified, OrderSide, OrderStatus, OrderType, SubmitOrder
 from tradebus.node.live import LiveNode
 
-#: Every WARNING of an amend taken from the venue.
+#: Every WARNING of an amend taken from the venue, heard from its stream or not.
 WARNING = "amended at the venue"
 
 
@@ -73,6 +79,64 @@ async def _keep_priority(emulator: AccountEmulator, venue_order_id: str, qty: fl
 def _warnings() -> tuple[list[str], int]:
     lines: list[str] = []
     return lines, logger.add(lambda m: lines.append(str(m)), level="WARNING", filter=lambda r: WARNING in r["message"])
+
+
+#: Per case: the kit, the limit buy placed (quantity, price), the terms a user amends it to at the venue, and for a
+#: Binance spot amend keeping priority the client id the user sends (``None``: none, the venue makes one).
+STREAM_CASES: dict[str, tuple[VenueKit, tuple[float, float], tuple[float, float], str | None]] = {
+    **{name: (kit, placed, amended, None) for name, (kit, placed, amended) in CASES.items()},
+    "binance-keep-priority": (BINANCE, *KEEP_PRIORITY, None),
+    "binance-keep-priority-same-id": (BINANCE, *KEEP_PRIORITY, "same"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(STREAM_CASES), ids=list(STREAM_CASES))
+async def test_an_amend_made_at_the_venue_while_the_daemon_runs_is_held_from_its_frame_before_any_round(
+    case: str, tmp_path: Path,
+) -> None:
+    kit, (qty, price), (new_qty, new_price), client_id = STREAM_CASES[case]
+    lines, sink = _warnings()
+    seen: dict[str, Any] = {}
+
+    async def amend_at_venue(node: LiveNode) -> None:
+        order = node.kernel.orders.orders()[0]
+        seen["coid"] = order.client_order_id
+        seen["queries"] = node.venue.requests["query"]
+        if kit is BINANCE:
+            answer = await _keep_priority(emulator, order.venue_order_id, new_qty,
+                                          order.client_order_id if client_id == "same" else "")
+            seen["venue_name"] = answer["amendedOrder"]["clientOrderId"]
+        else:
+            await _amend_at_venue(kit, emulator, node, order, new_qty, new_price)
+
+    def amended(node: LiveNode) -> bool:
+        order = _placed(node)
+        if order is None or "coid" not in seen or math.isclose(order.quantity, qty):
+            return order is not None and "coid" not in seen
+        seen["terms"] = (order.quantity, order.price)
+        seen["locked"] = node.kernel.portfolio.account.locked("USDT")
+        seen["queries_after"] = node.venue.requests["query"]
+        return True
+
+    try:
+        async with kit.make_emulator(KEY, SECRET, kit.instruments(), {"USDT": 100_000.0}, passphrase=PASSPHRASE) as emulator:
+            node = await _session(kit, emulator, tmp_path, kit.frames, amended, (qty, price), amend_at_venue,
+                                  reconcile_interval=None, check_interval=None)
+            coid = seen["coid"]
+            assert emulator.orders[coid].status is OrderStatus.ACCEPTED  # left working
+            if kit is BINANCE:
+                assert (seen["venue_name"] == coid) is (client_id == "same")
+                assert emulator.client_id_of(emulator.orders[coid]) == seen["venue_name"]
+    finally:
+        logger.remove(sink)
+    assert seen["terms"] == (new_qty, new_price)
+    assert seen["locked"] == pytest.approx(_held(node, kit, new_qty, new_price), rel=1e-12)
+    assert seen["queries_after"] == seen["queries"]  # from the frame, not from an answer
+    assert len(lines) == 1 and coid in lines[0], lines
+    assert f"{qty} @ {price}" in lines[0] and f"{new_qty} @ {new_price}" in lines[0]
+    [journaled] = _journaled_modifications(tmp_path / "journal.sqlite", coid)
+    assert (journaled.quantity, journaled.price) == (new_qty, new_price)
 
 
 @pytest.mark.slow
@@ -140,3 +204,45 @@ async def test_a_binance_spot_order_renamed_by_an_amend_at_the_venue_stays_the_o
         assert len(lines) == 1 and "0.0011 @ 20000.0" in lines[0] and "0.001 @ 20000.0" in lines[0], lines
         assert emulator.orders[coid].status is OrderStatus.CANCELED  # the cancel named it by its orderId
     assert [m.quantity for m in _journaled_modifications(tmp_path / "journal.sqlite", coid)] == [new_qty, 0.0011, 0.001]
+
+
+@pytest.mark.parametrize(("kit", "path"), [(OKX, "/api/v5/trade/amend-order"), (BYBIT, "/v5/order/amend")], ids=["okx", "bybit"])
+async def test_the_frame_of_our_own_amend_is_not_taken_as_one_made_at_the_venue(kit: VenueKit, path: str) -> None:
+    """The strategy amends a limit buy of 0.001 @ 20,000 to 0.0015 @ 20,012.3; the venue applies it and pushes its
+    frame, and the amend's answer is held back: the frame is this process's own amend on its way, neither applied
+    nor logged nor queried; the answer applies it once. A user's amend at the venue afterwards (0.002 @ 20,010.5)
+    is then applied with one WARNING (asked of the venue: a frame after an amend of ours may be one sent before it)."""
+    release = asyncio.Event()
+    late = RestFault("late", "POST", path, release=release)
+    lines, sink = _warnings()
+    try:
+        async with kit_harness(kit, rest_faults=[late]) as h:
+            modified: list[OrderModified] = []
+            h.kernel.bus.subscribe(OrderModified, modified.append)
+            execution = h.kernel.execution
+            order = execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.001, 0, 0, OrderType.LIMIT, 20_000.0))
+            await until(lambda: order.status is OrderStatus.ACCEPTED)
+            coid = order.client_order_id
+            execution.modify(ModifyOrder("s1", kit.iid, coid, 0, 0, quantity=0.0015, price=20_012.3))
+            await until(lambda: late.fired)
+            assert (h.emulator.orders[coid].order.quantity, h.emulator.orders[coid].order.price) == (0.0015, 20_012.3)
+            # Every frame the emulator sent (the amend's among them) received, and so parsed and handed on.
+            await until(lambda: h.emulator.frames_pending == 0 and h.stream.frames >= sum(s.queued for s in h.emulator.sessions))
+            assert (order.quantity, order.price) == (0.001, 20_000.0)  # the frame did not apply it
+            assert h.venue.requests["query"] == 0
+            release.set()
+            await until(lambda: (order.quantity, order.price) == (0.0015, 20_012.3))
+            assert [(e.quantity, e.price) for e in modified] == [(0.0015, 20_012.3)]
+            assert lines == []
+            await _amend_at_venue_direct(h.venue.api, order, 0.002, 20_010.5)
+            await until(lambda: (order.quantity, order.price) == (0.002, 20_010.5))
+            assert [(e.quantity, e.price) for e in modified] == [(0.0015, 20_012.3), (0.002, 20_010.5)]
+    finally:
+        logger.remove(sink)
+    assert len(lines) == 1 and "0.0015 @ 20012.3" in lines[0] and "0.002 @ 20010.5" in lines[0], lines
+
+
+async def _amend_at_venue_direct(api: Any, order: Any, qty: float, price: float) -> None:
+    """The venue's own amend endpoint, as the user's page sends it: through the account's REST client, not the daemon's
+    live venue (which would count it as its own)."""
+    await api.amend(order, qty, price)

@@ -189,22 +189,21 @@ async def test_an_amend_made_at_the_venue_while_the_daemon_was_down_is_held_afte
 async def test_an_amend_made_at_the_venue_while_the_daemon_runs_is_held_after_the_reconnect_or_the_next_round(
     case: str, running: str, tmp_path: Path,
 ) -> None:
-    """``reconnect``: the amend's frame is lost (the private stream was down), then the stream reconnects (no
-    reconciliation round runs); ``round``: the stream stays up (its frame is delivered: no venue's order frame
-    tells an amend this process did not ask for) and the next reconciliation round finds it, not the check of
-    silent orders (``live.check_interval``, 30 s by default), which would query it too."""
+    """The amend's frame is lost (the private stream was down: an amend's frame is taken at once,
+    ``test_live_amend_at_venue.py``); ``reconnect``: then the stream reconnects (no reconciliation round runs);
+    ``round``: the next reconciliation round finds it, not the check of silent orders (``live.check_interval``, 30 s
+    by default), which would query it too."""
     kit, (qty, price), (new_qty, new_price) = CASES[case]
     seen: dict[str, Any] = {}
 
     async def amend_unheard(node: LiveNode) -> None:
         order = node.kernel.orders.orders()[0]
         seen["coid"] = order.client_order_id
-        if running == "reconnect":
-            emulator.stream_faults.append(StreamFault("drop", order.client_order_id))
+        emulator.stream_faults.append(StreamFault("drop", order.client_order_id))
         await _amend_at_venue(kit, emulator, node, order, new_qty, new_price)
+        assert emulator.stream_faults[-1].fired
         if running == "reconnect":  # (a round may have run since the amend's answer)
             assert (order.quantity, order.price) == (qty, price)
-            assert emulator.stream_faults[-1].fired
             connections = node.stream.connections
             await emulator.drop_sessions()
             await until(lambda: node.stream.connections > connections)

@@ -48,6 +48,7 @@ __all__ = [
     "OrderSide",
     "OrderStatus",
     "OrderSubmitted",
+    "OrderTermsReported",
     "OrderTimedOut",
     "OrderTriggered",
     "OrderType",
@@ -470,6 +471,27 @@ class OrderFillsReported(msgspec.Struct, frozen=True, gc=False):
     instrument_id: str
     client_order_id: str
     filled_qty: float
+    ts_event: int
+    ts_init: int
+
+
+class OrderTermsReported(msgspec.Struct, frozen=True, gc=False):
+    """The venue's private stream told a working order's terms as it now holds them, in a frame of an amend (Binance
+    spot ``executionReport`` ``REPLACED``, USD-M ``ORDER_TRADE_UPDATE`` ``AMENDMENT``, an OKX ``orders`` or Bybit ``order``
+    push of a working order whose size, price or trigger differ from the order's).
+
+    ``quantity``, ``price`` and ``trigger_price`` are the venue's (NaN: not told). Terms other than the order's are an
+    amend made at the venue (a user's web page): the execution engine applies them as an amend's acknowledgement
+    (``OrderModified``, journaled and published), unless they are this process's own amend on its way (the live venue
+    leaves those to the amend's answer). Neither journaled nor published itself.
+    """
+
+    strategy_id: str
+    instrument_id: str
+    client_order_id: str
+    quantity: float
+    price: float
+    trigger_price: float
     ts_event: int
     ts_init: int
 

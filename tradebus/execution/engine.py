@@ -44,6 +44,7 @@ sees its new position; ``PositionChanged`` follows the fill.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -71,6 +72,7 @@ from tradebus.engine.messages import (
     OrderResolved,
     OrderStatus,
     OrderSubmitted,
+    OrderTermsReported,
     OrderTimedOut,
     PositionChanged,
     Quote,
@@ -578,13 +580,22 @@ class ExecutionEngine:
         if submitted:
             self._apply_terms(order, report)
 
-    def _apply_terms(self, order: Order, report: OrderStatusReport) -> None:
+    def _terms_reported(self, event: OrderTermsReported) -> None:
+        """The venue's stream told an order's terms (an amend made at the venue): applied as a query's answer's are."""
+        order = self._om.get(event.client_order_id)
+        if order is None:
+            return
+        report = OrderStatusReport(event.client_order_id, order.venue_order_id, order.status, math.nan, event.ts_event,
+                                   quantity=event.quantity, price=event.price, trigger_price=event.trigger_price)
+        self._apply_terms(order, report, "by another client, as the venue's stream says")
+
+    def _apply_terms(self, order: Order, report: OrderStatusReport, how: str = "unheard here") -> None:
         """Take the quantity, price and trigger the venue's answer tells (:func:`venue_terms`) where they differ from
-        the open ``order``'s: an amend made at the venue that this process did not hear (made while it was down, or
-        while its private stream was). Applied as an amend's acknowledgement is (``OrderModified``: the order, the
-        account's holds, journaled, published), with a WARNING naming the old and the new terms. Terms the order
-        cannot take (a quantity below what is filled, off the instrument's lot or tick grid) are not applied: an
-        ERROR names them, and the order keeps its own."""
+        the open ``order``'s: an amend made at the venue that this process did not make (``how``: heard from the
+        venue's stream, or unheard: made while it was down, or while its private stream was). Applied as an amend's
+        acknowledgement is (``OrderModified``: the order, the account's holds, journaled, published), with a WARNING
+        naming the old and the new terms. Terms the order cannot take (a quantity below what is filled, off the
+        instrument's lot or tick grid) are not applied: an ERROR names them, and the order keeps its own."""
         inst = self.instruments.get(order.instrument_id)
         if not order.is_open or order.status is _S.SUBMITTED or inst is None:
             return
@@ -602,8 +613,8 @@ class ExecutionEngine:
             logger.error("order {} ({}): the venue's answer has it at {}, {} here; not applied: {}",
                          coid, order.instrument_id, new, old, why)
             return
-        logger.warning("order {} ({}): amended at the venue unheard here: {} here, {} at the venue; taken as the venue's",
-                       coid, order.instrument_id, old, new)
+        logger.warning("order {} ({}): amended at the venue {}: {} here, {} at the venue; taken as the venue's",
+                       coid, order.instrument_id, how, old, new)
         now = self._clock.now_ns()
         self.on_venue_event(OrderModified(order.strategy_id, order.instrument_id, coid, qty, price, trigger, now, now))
 
@@ -761,6 +772,8 @@ class ExecutionEngine:
             self.on_venue_funding(event)
         elif type(event) is OrderFillsReported:
             self._fills_reported(event)
+        elif type(event) is OrderTermsReported:
+            self._terms_reported(event)
         elif type(event) is OrderCancelRejected:
             self._cancel_refused(event)
         elif type(event) is OrderReplaced:

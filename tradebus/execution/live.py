@@ -94,6 +94,10 @@ user stream
     the venue's private stream is parsed into the same order events, handed to :meth:`emit`
     as they arrive; they may come before the REST answer, after it, twice or out of order
     (the order manager keeps what is new and books each fill once, by ``trade_id``).
+    A frame telling an order's terms (``OrderTermsReported``: an amend made at the venue, on a user's web page) goes
+    to the engine, which applies other terms than the order's as an amend; not while an amend of this process is on
+    its way (its answer tells them), and after one, terms other than the order's are asked of the venue (a query)
+    rather than taken: the frame may have been sent before that amend.
     Balance updates are not order events: the stream client hands them to the node.
 
 Nothing here names an exchange: a venue package provides the :class:`TradingApi`
@@ -131,12 +135,13 @@ from tradebus.engine.messages import (
     OrderRejected,
     OrderReplaced,
     OrderStatus,
+    OrderTermsReported,
     OrderType,
     SubmitOrder,
 )
 from tradebus.errors import VenueError
 from tradebus.execution.orders import Order
-from tradebus.execution.venue import EventHandler, OrderStatusReport, Venue
+from tradebus.execution.venue import EventHandler, OrderStatusReport, Venue, venue_terms
 
 __all__ = [
     "BUSY_RETRY_DELAYS",
@@ -985,6 +990,8 @@ class LiveVenue(Venue):
         stream sends meanwhile (passed on after it: the order manager reports it, a ``DUPLICATE_EVENT``). That of an order canceled
         for a two-request cancel-replace first submits the replacement, and ``OrderReplaced``.
         """
+        if type(event) is OrderTermsReported and not self._terms_news(event):
+            return
         if type(event) is OrderCanceled:
             coid = event.client_order_id
             if coid in self._swaps:
@@ -997,6 +1004,23 @@ class LiveVenue(Venue):
         super().emit(event)
         if self._replacing:
             self._replace_if_closed(getattr(event, "client_order_id", ""))
+
+    def _terms_news(self, event: OrderTermsReported) -> bool:
+        """Whether the stream's terms of an order go to the engine as an amend made elsewhere: not while an amend of this
+        process is on its way (its answer tells them); after one, terms other than the order's may be a frame sent
+        before it (the venue's push and its REST answer race), so the order is queried instead, whose answer is judged
+        as every query's (:meth:`amended_since`)."""
+        amending = self._amending.get(event.client_order_id)
+        if amending is None:
+            return True
+        order = self._orders.get(event.client_order_id)
+        if amending[0] == 0 and order is not None and order.is_open:
+            terms = OrderStatusReport(event.client_order_id, "", order.status, math.nan, event.ts_event,
+                                      quantity=event.quantity, price=event.price, trigger_price=event.trigger_price)
+            if venue_terms(order, terms) is not None:
+                logger.info("order {}: the venue's stream tells other terms after an amend of ours; querying it", order.client_order_id)
+                self._query_soon(order)
+        return False
 
     def _hold_for_answer(self, event: OrderCanceled) -> bool:
         """Hold the stream's cancel of a two-request cancel-replace told before its cancel's request ended, when the

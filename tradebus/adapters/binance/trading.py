@@ -124,8 +124,8 @@ from pydantic import SecretStr
 
 from tradebus.adapters.common.policy import FatalVenueError
 from tradebus.adapters.common.ratelimit import WeightBudget, acquire_together
-from tradebus.adapters.common.rest_trading import decimal_text, venue_number
-from tradebus.adapters.common.user_stream import venue_fee
+from tradebus.adapters.common.rest_trading import decimal_text
+from tradebus.adapters.common.user_stream import venue_fee, venue_number
 from tradebus.adapters.common.venue_errors import VenueErrors, error_body
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import FundingPaid, Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce

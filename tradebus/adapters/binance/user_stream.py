@@ -20,11 +20,12 @@ the documentation examples of ``tests/fixtures/binance/user_data``.
 ``REJECTED``         ``OrderRejected`` (reason ``r``)
 ``EXPIRED``          ``OrderExpired`` (``z``)
 ``TRADE_PREVENTION`` ``OrderExpired`` (self-trade prevention)
-``REPLACED``         nothing but the order's new name: an amend a user made at the venue keeping
-                     the order's priority (``PUT /api/v3/order/amend/keepPriority``; tradebus
-                     sends none) gives the order the new client id ``c`` unless the user sent its
-                     own: the order is found by ``C`` (the id it had), and its frames under the
-                     new id are its own until it closes (its new quantity is learnt from a query)
+``REPLACED``         ``OrderTermsReported`` (quantity ``q``, price ``p``, stop price ``P``) when
+                     they differ from the order's: an amend a user made at the venue keeping the
+                     order's priority (``PUT /api/v3/order/amend/keepPriority``; tradebus sends
+                     none), which gives the order the new client id ``c`` unless the user sent
+                     its own: the order is found by ``C`` (the id it had), and its frames under
+                     the new id are its own until it closes
 ===================  ==========================================================
 
 ``outboundAccountPosition`` -> one :class:`~tradebus.execution.live.AccountBalance` per asset.
@@ -51,7 +52,8 @@ returns the active key or a new one). Events arrive bare or in a ``{"stream", "d
     triggered stop placed, which is the stop's): each fill
     (``l`` @ ``L``, fee ``n``) -> ``OrderFilled`` of strategy ``"liquidation"``, which the kernel
     books as a liquidation (``PositionLiquidated``); its other events are logged. ``AMENDMENT``
-    is logged, not mapped.
+    (a user's modify at the venue, ``PUT /fapi/v1/order``: tradebus modifies no USD-M order in
+    place) -> ``OrderTermsReported`` (``q``, ``p``, ``sp``) when they differ from the order's.
 ``ALGO_UPDATE`` (a stop: a conditional order of the Algo Service, by its ``o.X``)
     ``NEW`` -> ``OrderAccepted`` (venue order id ``aid``); ``TRIGGERED`` -> ``OrderTriggered``
     (``tt``), the order it placed (``ai``) then reported by ``ORDER_TRADE_UPDATE`` as the stop's;
@@ -97,7 +99,7 @@ from tradebus.adapters.binance.client import MAX_CONNECTION_AGE, binance_keepali
 from tradebus.adapters.common.client import Sink
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy
 from tradebus.adapters.common.recorder import FrameRecorder
-from tradebus.adapters.common.user_stream import PrivateStreamParser, UserStream, deliver, venue_fee
+from tradebus.adapters.common.user_stream import PrivateStreamParser, UserStream, deliver, venue_fee, venue_number
 from tradebus.adapters.common.venue import LiveAccount, lazy_trading
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
@@ -242,6 +244,9 @@ class UserStreamParser(PrivateStreamParser):
             return [OrderCanceled(sid, iid, coid, "canceled", ts, now, float(ev["z"]))]
         if x == "REJECTED":
             return [OrderRejected(sid, iid, coid, f"rejected by Binance: {ev.get('r', '')}", ts, now)]
+        if x in ("REPLACED", "AMENDMENT"):  # spot's amend keeping priority, USD-M's modify: made at the venue
+            trigger = ev.get("P", ev.get("sp"))
+            return self.terms(order, frame, venue_number(ev["q"]), venue_number(ev.get("p")), venue_number(trigger), ts)
         if x in ("EXPIRED", "TRADE_PREVENTION"):
             why = "expired" if x == "EXPIRED" else "self-trade prevention"
             return [OrderExpired(sid, iid, coid, why, ts, now, float(ev["z"]))]
@@ -384,7 +389,7 @@ class FuturesStreamParser(UserStreamParser):
                 coid = self.placed_by.get(str(o["i"]))
                 if coid is None and is_liquidation(o):
                     return self._liquidation(o, event)
-                if o["x"] in ("CALCULATED", "AMENDMENT"):
+                if o["x"] == "CALCULATED":
                     logger.warning("binance usdm user stream: {} of order {} not mapped", o["x"], o.get("c"))
                     return []
                 if coid is not None and self.lookup(str(o["c"])) is None:

@@ -90,8 +90,8 @@ from pydantic import SecretStr
 
 from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.adapters.bybit.user_stream import position_from_row, wire_symbol
-from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text, venue_number
-from tradebus.adapters.common.user_stream import venue_fee
+from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text
+from tradebus.adapters.common.user_stream import venue_fee, venue_number
 from tradebus.adapters.common.venue_errors import VenueErrors
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import FundingPaid, Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce

@@ -23,6 +23,10 @@ one booked; quantity, mark and rate NaN, as every venue payment).
                                             the fills come from ``execution``, before or
                                             after it: the engine queries the order only if
                                             still short after a grace)
+``New`` / ``PartiallyFilled`` /             also ``OrderTermsReported`` (``qty``, ``price``,
+``Untriggered``                             ``triggerPrice``) when they differ from the
+                                            order's: an amend, made by a user at the venue
+                                            unless this process's own is on its way
 ==========================================  ==========================================
 
 ``wallet`` -> one :class:`~tradebus.execution.live.AccountBalance` per ``coin``
@@ -55,7 +59,7 @@ from pydantic import SecretStr
 from tradebus.adapters.bybit.client import bybit_keepalive
 from tradebus.adapters.common.client import Sink
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError
-from tradebus.adapters.common.user_stream import UNACKNOWLEDGED, PrivateStream, PrivateStreamParser, venue_fee
+from tradebus.adapters.common.user_stream import UNACKNOWLEDGED, PrivateStream, PrivateStreamParser, venue_fee, venue_number
 from tradebus.adapters.common.venue import LiveAccount, lazy_trading
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import (
@@ -178,14 +182,19 @@ class UserStreamParser(PrivateStreamParser):
 
     def _order(self, row: dict[str, Any]) -> list[Any]:
         coid = str(row["orderLinkId"])
-        order, sid, iid, _ = self.context(coid, str(row["symbol"]))
+        frame = self.context(coid, str(row["symbol"]))
+        order, sid, iid, _ = frame
         if order is None:
             return []
         ts = int(row["updatedTime"]) * _MS
         now = self.clock_ns()
         status = row["orderStatus"]
+        terms: list[Any] = []
+        if status in ("New", "PartiallyFilled", "Untriggered"):  # an amend's push tells the new qty / price / triggerPrice
+            terms = self.terms(order, frame, venue_number(row.get("qty")), venue_number(row.get("price")),
+                               venue_number(row.get("triggerPrice")), ts)
         if status in ("New", "Untriggered") and order.status in UNACKNOWLEDGED:  # else the REST answer told it first
-            return [OrderAccepted(sid, iid, coid, str(row["orderId"]), ts, now)]
+            return [OrderAccepted(sid, iid, coid, str(row["orderId"]), ts, now), *terms]
         if status == "Triggered":
             return [OrderTriggered(sid, iid, coid, ts, now)]
         if status in ("Cancelled", "PartiallyFilledCanceled"):
@@ -197,8 +206,8 @@ class UserStreamParser(PrivateStreamParser):
         if status == "Deactivated":
             return [OrderExpired(sid, iid, coid, "deactivated", ts, now, float(row.get("cumExecQty") or 0.0))]
         if status in ("PartiallyFilled", "Filled"):
-            return [OrderFillsReported(sid, iid, coid, float(row.get("cumExecQty") or 0.0), ts, now)]
-        return []
+            return [OrderFillsReported(sid, iid, coid, float(row.get("cumExecQty") or 0.0), ts, now), *terms]
+        return terms
 
 
 def auth_frame(api_key: SecretStr, api_secret: SecretStr, now: Callable[[], float] = time.time, ttl: float = 10.0) -> str:

@@ -11,7 +11,6 @@ classified by the venue's :attr:`CcxtTrading.errors` (:meth:`~tradebus.adapters.
 
 from __future__ import annotations
 
-import math
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -23,7 +22,7 @@ from tradebus.engine.instrument import Instrument
 from tradebus.execution.live import TradingApi, VenueRejected
 from tradebus.execution.orders import Order
 
-__all__ = ["CcxtTrading", "decimal_text", "venue_number"]
+__all__ = ["CcxtTrading", "decimal_text"]
 
 
 def decimal_text(value: float, step: float) -> str:
@@ -45,15 +44,6 @@ def decimal_text(value: float, step: float) -> str:
     places = Decimal(1).scaleb(min(int(grid.normalize().as_tuple().exponent), 0))
     steps = (Decimal(repr(value)) / grid).to_integral_value(ROUND_HALF_EVEN)
     return format((steps * grid).quantize(places), "f")
-
-
-def venue_number(text: Any) -> float:
-    """A price or quantity of a venue's order row (decimal text), NaN where the row tells none: absent, empty, or not
-    positive (Binance's ``"0.00000000"`` price of a market order, OKX's ``"-1"`` order price of a market stop)."""
-    if text is None or text == "":
-        return math.nan
-    value = float(text)
-    return value if value > 0.0 else math.nan
 
 
 class CcxtTrading(TradingApi):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
@@ -32,10 +33,11 @@ from tradebus.adapters.common.client import Sink, WsClient
 from tradebus.adapters.common.recorder import FrameWriter
 from tradebus.adapters.common.policy import ConnectionPolicy
 from tradebus.engine.instrument import Instrument
-from tradebus.engine.messages import OrderStatus
+from tradebus.engine.messages import OrderStatus, OrderTermsReported
 from tradebus.errors import ParseError
 from tradebus.execution.live import AccountBalance, AccountPosition, FundingUnattributed
 from tradebus.execution.orders import Order
+from tradebus.execution.venue import OrderStatusReport, venue_terms
 
 __all__ = [
     "UNACKNOWLEDGED",
@@ -45,6 +47,7 @@ __all__ = [
     "UserStream",
     "deliver",
     "venue_fee",
+    "venue_number",
 ]
 
 #: Statuses in which a venue's "new order" push is news (else the REST answer told it first).
@@ -66,6 +69,15 @@ def venue_fee(fee: float, fee_asset: str | None, inst: Instrument | None) -> tup
     if not fee_asset or (inst is not None and fee_asset == inst.quote):
         return fee, ""
     return fee, fee_asset
+
+
+def venue_number(text: Any) -> float:
+    """A price or quantity of a venue's order row (decimal text), NaN where the row tells none: absent, empty, or not
+    positive (Binance's ``"0.00000000"`` price of a market order, OKX's ``"-1"`` order price of a market stop)."""
+    if text is None or text == "":
+        return math.nan
+    value = float(text)
+    return value if value > 0.0 else math.nan
 
 
 def deliver(events: Iterable[Any], sink: Sink, on_balance: Callable[[Any], Any] | None) -> None:
@@ -126,6 +138,19 @@ class PrivateStreamParser(ABC):
         if not isinstance(msg, dict):
             raise ParseError(f"{name} user stream: expected an object, got {str(raw)[:120]!r}")
         return msg
+
+    def terms(self, order: Order | None, frame: OrderContext, quantity: float, price: float, trigger_price: float,
+              ts_event: int) -> list[OrderTermsReported]:
+        """An :class:`~tradebus.engine.messages.OrderTermsReported` of the open ``order`` (``frame``: its context) whose
+        terms a frame tells other than its own (NaN: not told; :func:`~tradebus.execution.venue.venue_terms`), else none."""
+        if order is None or not order.is_open:
+            return []
+        told = OrderStatusReport(order.client_order_id, "", order.status, math.nan, ts_event,
+                                 quantity=quantity, price=price, trigger_price=trigger_price)
+        if venue_terms(order, told) is None:
+            return []
+        return [OrderTermsReported(frame[1], frame[2], order.client_order_id, quantity, price, trigger_price, ts_event,
+                                   self.clock_ns())]
 
     def context(self, client_order_id: str, symbol: str) -> OrderContext:
         """The order, strategy id, instrument id and instrument of an event."""

@@ -97,8 +97,8 @@ import ccxt.async_support as ccxt_async
 from pydantic import SecretStr
 
 from tradebus.adapters.common.ratelimit import WeightBudget
-from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text, venue_number
-from tradebus.adapters.common.user_stream import venue_fee
+from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text
+from tradebus.adapters.common.user_stream import venue_fee, venue_number
 from tradebus.adapters.common.venue_errors import VenueErrors
 from tradebus.adapters.okx.user_stream import positions_from_rows
 from tradebus.engine.instrument import Instrument

@@ -15,6 +15,10 @@
                                    the order's cumulative filled ``accFillSz``)
 ``state == "live"``                ``OrderAccepted`` (venue order id ``ordId``)
 ``canceled`` / ``mmp_canceled``    ``OrderCanceled`` (cumulative filled ``accFillSz``)
+``live`` / ``partially_filled``    also ``OrderTermsReported`` (size ``sz``, price ``px``) when they
+                                   differ from the order's: an amend (``amendResult``,
+                                   ``amendSource``), made by a user at the venue unless this
+                                   process's own is on its way
 =================================  ==================================================
 
 A ``filled`` or ``partially_filled`` update carries its fill (booked as above); the order
@@ -54,6 +58,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import time
 from collections.abc import Callable
 from functools import partial
@@ -64,7 +69,7 @@ from pydantic import SecretStr
 
 from tradebus.adapters.common.client import Sink
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError
-from tradebus.adapters.common.user_stream import UNACKNOWLEDGED, PrivateStream, PrivateStreamParser, venue_fee
+from tradebus.adapters.common.user_stream import UNACKNOWLEDGED, PrivateStream, PrivateStreamParser, venue_fee, venue_number
 from tradebus.adapters.common.venue import LiveAccount
 from tradebus.adapters.okx.client import okx_keepalive
 from tradebus.engine.instrument import Instrument
@@ -143,7 +148,8 @@ class UserStreamParser(PrivateStreamParser):
         coid, venue_id = str(row["clOrdId"]), str(row["ordId"])
         if row.get("algoClOrdId"):  # the order a triggered stop placed: the stop's events
             coid, venue_id = str(row["algoClOrdId"]), str(row.get("algoId") or venue_id)
-        order, sid, iid, inst = self.context(coid, str(row["instId"]))
+        frame = self.context(coid, str(row["instId"]))
+        order, sid, iid, inst = frame
         now = self.clock_ns()
         state = row["state"]
         out: list[Any] = []
@@ -179,6 +185,8 @@ class UserStreamParser(PrivateStreamParser):
         elif state in ("canceled", "mmp_canceled"):
             why = row.get("cancelSourceReason") or "canceled"
             out.append(OrderCanceled(sid, iid, coid, str(why), ts, now, float(row.get("accFillSz") or 0.0)))
+        if state in ("live", "partially_filled"):  # an amend's push (amendResult, amendSource) tells the new sz / px
+            out += self.terms(order, frame, venue_number(row.get("sz")), venue_number(row.get("px")), math.nan, ts)
         return out
 
     def _forget_closed(self) -> None:
