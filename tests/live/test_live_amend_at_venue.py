@@ -33,7 +33,9 @@ from tradebus.adapters.binance import private_emulator as binance_emu
 from tradebus.adapters.common.account_emulator import AccountEmulator, RestFault
 from tradebus.adapters.common.local_server import VenueProtocol
 from tradebus.engine.messages import CancelOrder, ModifyOrder, OrderModified, OrderSide, OrderStatus, OrderType, SubmitOrder
+from tradebus.execution.venue import OrderStatusReport
 from tradebus.node.live import LiveNode
+from tradebus.node.reconcile import Reconciler
 
 #: Every WARNING of an amend taken from the venue, heard from its stream or not.
 WARNING = "amended at the venue"
@@ -246,3 +248,21 @@ async def _amend_at_venue_direct(api: Any, order: Any, qty: float, price: float)
     """The venue's own amend endpoint, as the user's page sends it: through the account's REST client, not the daemon's
     live venue (which would count it as its own)."""
     await api.amend(order, qty, price)
+
+
+@pytest.mark.parametrize("kit", [BINANCE, OKX, BYBIT], ids=["binance", "okx", "bybit"])
+async def test_an_unknown_client_id_is_the_order_with_its_venue_id_only_on_a_venue_that_renames(kit: VenueKit) -> None:
+    """The venue lists an open order under a client id unknown here with the venue order id of a limit buy here: on
+    Binance spot (an amend keeping priority renames an order) it is that order; on OKX and Bybit (whose amends keep
+    the client id, and whose algo orders' ids are another id space) it is another order: external."""
+    async with kit_harness(kit) as h:
+        order = h.kernel.execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.001, 0, 0, OrderType.LIMIT, 20_000.0))
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        reconciler = Reconciler(h.kernel, h.venue, lambda iid, reason: None, 2.0)
+        listed = OrderStatusReport("someoneElses1", order.venue_order_id, OrderStatus.ACCEPTED, 0.0, 0, quantity=0.001, price=20_000.0)
+        [seen] = reconciler.as_ours([listed])
+        reconciler.report_external([listed])
+    if kit is BINANCE:
+        assert seen.client_order_id == order.client_order_id and reconciler.external == []
+    else:
+        assert seen.client_order_id == "someoneElses1" and [r.client_order_id for r in reconciler.external] == ["someoneElses1"]

@@ -530,6 +530,10 @@ class TradingApi(ABC):
     supports_amend: bool = False
     #: Whether :meth:`replace` cancels an order and places its replacement in one request at this venue.
     supports_replace: bool = False
+    #: Whether an amend a user makes at the venue may give an order a new client order id (Binance spot's amend keeping
+    #: priority): the venue's open orders are then the orders here by their venue order id too
+    #: (:meth:`~tradebus.node.reconcile.Reconciler.as_ours`); elsewhere an unknown client id is another order's.
+    renames_on_amend: bool = False
 
     def can_replace(self, order: Order) -> bool:
         """Whether :meth:`replace` takes this order (default: :attr:`supports_replace`, for every order)."""

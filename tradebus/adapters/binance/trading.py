@@ -606,6 +606,8 @@ class BinanceTrading(TradingApi):
 
     #: Spot cancel-replaces in one request (``POST /api/v3/order/cancelReplace``); USD-M does not.
     supports_replace = True
+    #: An amend keeping priority at the venue renames the order unless the user sends its own id (:func:`order_key`).
+    renames_on_amend = True
 
     async def replace(self, order: Order, replacement: Order) -> Ack:
         """``POST /api/v3/order/cancelReplace`` with ``cancelReplaceMode=STOP_ON_FAILURE``: ``order`` is canceled
@@ -941,6 +943,8 @@ class BinanceFuturesTrading(BinanceTrading):
     )
     #: ``PUT /fapi/v1/order`` amends LIMIT orders only and USD-M has no cancel-replace.
     supports_replace = False
+    #: USD-M's modify keeps the client id.
+    renames_on_amend = False
     supports_oco = False
     #: ``ACCOUNT_UPDATE`` with reason ``FUNDING_FEE`` (:class:`~tradebus.adapters.binance.user_stream.FuturesStreamParser`).
     reports_funding = True
