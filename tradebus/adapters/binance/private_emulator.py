@@ -327,16 +327,6 @@ def _illegal_parameter(account: AccountEmulator, p: dict[str, Any]) -> web.Respo
     return None
 
 
-def _client_id(account: AccountEmulator, params: dict[str, Any], *names: str) -> str:
-    """The client order id a request names (the first of ``names`` sent), else that of the order its ``orderId`` names
-    (the id it was placed with; ``""``: none): what :attr:`AccountEmulator.requests` records."""
-    named = next((str(params[n]) for n in names if params.get(n)), "")
-    if not named and params.get("orderId"):
-        rec = account.find("", str(params["orderId"]))
-        return rec.order.client_order_id if rec is not None else ""
-    return named
-
-
 def _trades_request_error(account: AccountEmulator, p: dict[str, Any], window_ms: int) -> web.Response | None:
     """Binance's refusal of an own-trades request it does not take: ``limit`` over 1000, a time span over ``window_ms``, ``fromId`` with a time."""
     if int(p.get("limit", "500")) > 1000:
@@ -407,6 +397,9 @@ class BinancePrivateEmulator(AccountEmulator, OrderLimits):
         self._names: dict[str, str] = {}  # the reverse: the id the venue calls an order now -> the id it was placed with
         self._replaced = False  # an amend's executionReport is being pushed (x=REPLACED) ...
         self._replaced_from = ""  # ... of the order the venue called this before
+        #: ``orderId -> client order id`` of every order placed (what :attr:`requests` records for a request naming an
+        #: order by its ``orderId``).
+        self.placed_ids: dict[str, str] = {}
         self._amends = 0
 
     def match(self, trade: Trade) -> None:
@@ -432,6 +425,11 @@ class BinancePrivateEmulator(AccountEmulator, OrderLimits):
         typ = OrderType.MARKET if stop.order_type is OrderType.STOP_MARKET else OrderType.LIMIT
         rec.order = Order(coid, "", stop.instrument_id, stop.side, typ, stop.quantity, stop.price, tif=stop.tif)
         self.enter(rec)
+
+    def record(self, order: Order, symbol: str) -> EmulatedOrder:
+        rec = super().record(order, symbol)
+        self.placed_ids[str(rec.order_id)] = order.client_order_id
+        return rec
 
     def _submit_leg(self, order: Order, symbol: str, p: dict[str, str]) -> EmulatedOrder:
         """Place ``order`` (parameters ``p``): a trailing stop is kept here until it triggers, any other order enters the venue."""
@@ -527,8 +525,9 @@ class BinancePrivateEmulator(AccountEmulator, OrderLimits):
 
     def client_id(self, params: dict[str, Any]) -> str:
         """The new order's id (a place, a cancel-replace's), the canceled or queried order's (named by its ``orderId``:
-        the id it was placed with), an OCO list's first leg's."""
-        return _client_id(self, params, "newClientOrderId", "origClientOrderId", "aboveClientOrderId")
+        the id it was placed with, even once :attr:`orders` no longer holds it), an OCO list's first leg's."""
+        named = params.get("newClientOrderId") or params.get("origClientOrderId") or params.get("aboveClientOrderId")
+        return str(named or self.placed_ids.get(str(params.get("orderId") or params.get("cancelOrderId") or ""), ""))
 
     def authenticate(self, request: web.Request, body: str) -> web.Response | None:
         if request.path == "/api/v3/exchangeInfo":  # public: neither key nor signature
@@ -1072,7 +1071,7 @@ class BinanceFuturesEmulator(AccountEmulator, OrderLimits):
         return _illegal_parameter(self, params)
 
     def client_id(self, params: dict[str, Any]) -> str:
-        return _client_id(self, params, "newClientOrderId", "origClientOrderId", "clientAlgoId")
+        return str(params.get("newClientOrderId") or params.get("origClientOrderId") or params.get("clientAlgoId") or "")
 
     def _place(self, p: dict[str, Any]) -> web.Response:
         symbol = str(p.get("symbol", ""))

@@ -338,14 +338,16 @@ def report_from_order(
     )
 
 
-def order_key(order: Order) -> dict[str, str]:
-    """How a spot request names ``order``: ``orderId`` once the venue gave one, else ``origClientOrderId``.
+def order_key(order: Order, by_venue_id: bool = True) -> dict[str, str]:
+    """How a request names ``order``: ``orderId`` once the venue gave one (``by_venue_id``), else ``origClientOrderId``.
 
-    An amend a user makes at the venue keeping the order's priority (``PUT /api/v3/order/amend/keepPriority``) gives the
-    order a new client order id unless the user sends the same one as ``newClientOrderId``: the venue order id is
-    the name that stays.
+    On spot an amend a user makes at the venue keeping the order's priority (``PUT /api/v3/order/amend/keepPriority``)
+    gives the order a new client order id unless the user sends the same one as ``newClientOrderId``: the venue order
+    id is the name that stays (:attr:`BinanceTrading.renames_on_amend`; USD-M keeps naming orders by client id).
     """
-    return {"orderId": order.venue_order_id} if order.venue_order_id else {"origClientOrderId": order.client_order_id}
+    if by_venue_id and order.venue_order_id:
+        return {"orderId": order.venue_order_id}
+    return {"origClientOrderId": order.client_order_id}
 
 
 def _canceled_filled(answer: Mapping[str, Any]) -> float:
@@ -682,17 +684,19 @@ class BinanceTrading(TradingApi):
     supports_oco = True
 
     async def cancel(self, order: Order) -> None:
-        """``DELETE /api/v3/order`` by ``orderId`` once known, else by ``origClientOrderId`` (:func:`order_key`)."""
+        """``DELETE /api/v3/order`` by ``orderId`` once known, else by ``origClientOrderId`` (:func:`order_key`; USD-M: by
+        ``origClientOrderId``)."""
         inst = self._instrument(order)
-        await self._call(self.endpoint["cancel"], {"symbol": inst.symbol} | order_key(order))
+        await self._call(self.endpoint["cancel"], {"symbol": inst.symbol} | order_key(order, self.renames_on_amend))
 
     async def query(self, order: Order) -> OrderStatusReport | None:
-        """``GET /api/v3/order`` by ``orderId`` once known, else by ``origClientOrderId`` (:func:`order_key`), and its
+        """``GET /api/v3/order`` by ``orderId`` once known, else by ``origClientOrderId`` (:func:`order_key`; USD-M: by
+        ``origClientOrderId``), and its
         fills from ``GET /api/v3/myTrades``. The answer's client id is the venue's (another after an amend made at the
         venue that kept priority without sending the order's own)."""
         inst = self._instrument(order)
         try:
-            raw = await self._call(self.endpoint["query"], {"symbol": inst.symbol} | order_key(order))
+            raw = await self._call(self.endpoint["query"], {"symbol": inst.symbol} | order_key(order, self.renames_on_amend))
         except VenueRejected as exc:
             if f"error {_ORDER_NOT_FOUND}:" in str(exc):
                 return None
