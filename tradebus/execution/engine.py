@@ -18,7 +18,8 @@ them, queries it only if still more than is booked ``fill_grace_ns`` later (the 
 A query whose answer says more filled than the fills the venue's trade history lists (``MISSING_FILLS``)
 is asked again, up to :data:`MISSING_FILLS_READS` times, until the fills are listed and booked. One whose
 quantity, price or trigger differ from the open order's (amended at the venue, unheard here) modifies the
-order as an amend's acknowledgement does (``OrderModified``, journaled), before its fills are booked.
+order as an amend's acknowledgement does (``OrderModified``, journaled), before its fills are booked; so do the terms
+a live venue's private stream tells of an amend made at the venue (``OrderTermsReported``).
 A live venue's funding payments (``FundingPaid``) and the fills of its liquidation orders (strategy
 ``"liquidation"``) go to the kernel's perpetuals (:attr:`ExecutionEngine.on_venue_funding`,
 :attr:`ExecutionEngine.on_venue_liquidation`).
