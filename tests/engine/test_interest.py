@@ -410,3 +410,14 @@ def test_a_paper_node_charges_at_its_config_rates() -> None:
     config = config_of({**binance_config(None, None, ["trade"]), "annual_borrow_rates": {"BTC": 0.1, "USDT": 0.05}})
     node = PaperNode(config, handle_signals=False)
     assert node.kernel.interest is not None and node.kernel.interest.rates == {"BTC": 0.1, "USDT": 0.05}
+
+
+def test_a_margin_spot_run_keeps_no_fills_for_funding_it_never_pays() -> None:
+    """Every fill of a margin spot instrument was kept for matching venue funding payments, which only a payment trims and
+    margin spot never gets: a daemon's memory grew with every fill for as long as it ran."""
+    trades = [(T0 + k * M, 20_000.0 + (k % 7)) for k in range(400)]
+    orders = {k: (OrderSide.SELL if k % 4 == 0 else OrderSide.BUY, 0.01) for k in range(0, 398, 2)}
+    kernel = run(trades, orders, None, leverage=3.0)
+    assert len(kernel.result.fills) == len(orders)
+    assert kernel.perpetuals is not None
+    assert not kernel.perpetuals._recent_fills.get(IID)  # 199 before
