@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from tests.live.live_harness import until
+from tests.live.live_harness import WAIT, until
 from tests.live.test_live_amend import _one_account
 from tests.live.test_live_resolved_contingent import Contingent
-from tests.live.venue_kits import KITS, KitTape, VenueKit, kit_harness
+from tests.live.venue_kits import KIT_ANSWERED, KITS, KitTape, VenueKit, kit_harness
 from tradebus.adapters.common.account_emulator import RestFault
 from tradebus.engine.messages import CancelOrder, ModifyOrder, OrderModified, OrderModifyRejected, OrderSide, OrderStatus, OrderType
 
@@ -31,6 +31,9 @@ T0 = 1_786_310_819_680_000_000
 STOP_AMEND = {"okx": "/api/v5/trade/amend-algos", "bybit": "/v5/order/amend"}
 LIMIT_AMEND = {"okx": "/api/v5/trade/amend-order", "bybit": "/v5/order/amend"}
 REFUSED = {"okx": "51000", "bybit": "10001"}
+#: The client and the engine wait WAIT for an answer: an amend held at the venue stays unanswered, not timed out, however
+#: long a loaded machine takes between its hold and its release (the client's 1 s timeout ran out on a stalled loop).
+HELD = {"timeouts": KIT_ANSWERED, "request_timeout": WAIT}
 
 
 def _venue_trigger(h: Any, coid: str) -> float:
@@ -68,15 +71,15 @@ async def test_a_trailing_stops_move_during_its_unanswered_amend_is_sent_once_th
     release = asyncio.Event()
     held = RestFault("hold", "POST", path, release=release)
     strategy = Contingent(kit.iid)
-    async with kit_harness(kit, rest_faults=[held], strategies=[strategy]) as h:
+    async with kit_harness(kit, rest_faults=[held], strategies=[strategy], **HELD) as h:
         tape, coid = await _trailing(h, kit, strategy)
         stop = h.kernel.orders.order(coid)
         at_release = await _second_move_while_held(h, tape, held, path)
         release.set()
-        await until(lambda: h.venue.in_flight == 0 and stop.trigger_price != 59_500.0, timeout=10.0)
+        await until(lambda: h.venue.in_flight == 0 and stop.trigger_price != 59_500.0)
         assert (at_release, _venue_trigger(h, coid), stop.trigger_price) == ([coid], 61_500.0, 61_500.0)
         tape.trade(61_400.0)  # through 61,500: triggers the stop, which sells at 61,400
-        await until(lambda: stop.status is OrderStatus.FILLED, timeout=10.0)
+        await until(lambda: stop.status is OrderStatus.FILLED)
         await h.venue.drain()
     assert tape.posts(path) == [coid, coid]
     assert [f.last_px for f in h.emulator.orders[coid].fills] == [61_400.0]
@@ -91,18 +94,18 @@ async def test_the_move_kept_during_an_amend_the_venue_refuses_is_sent_after_the
     release = asyncio.Event()
     held = RestFault("refuse", "POST", path, code=REFUSED[kit.venue], release=release)
     strategy = Contingent(kit.iid)
-    async with kit_harness(kit, rest_faults=[held], strategies=[strategy]) as h:
+    async with kit_harness(kit, rest_faults=[held], strategies=[strategy], **HELD) as h:
         refused: list[OrderModifyRejected] = []
         h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
         tape, coid = await _trailing(h, kit, strategy)
         stop = h.kernel.orders.order(coid)
         at_release = await _second_move_while_held(h, tape, held, path)
         release.set()
-        await until(lambda: h.venue.in_flight == 0 and len(tape.posts(path)) == 2, timeout=10.0)
+        await until(lambda: h.venue.in_flight == 0 and len(tape.posts(path)) == 2)
         assert (at_release, _venue_trigger(h, coid), stop.trigger_price) == ([coid], 61_500.0, 61_500.0)
         assert refused == []
         tape.trade(61_400.0)
-        await until(lambda: stop.status is OrderStatus.FILLED, timeout=10.0)
+        await until(lambda: stop.status is OrderStatus.FILLED)
         await h.venue.drain()
     assert tape.posts(path) == [coid, coid]  # no third amend: the trailing stop holds 61,500 as the venue does
     assert [f.last_px for f in h.emulator.orders[coid].fills] == [61_400.0]
@@ -130,14 +133,14 @@ async def test_a_modify_kept_during_an_amend_is_dropped_when_the_order_fills_mea
     path = LIMIT_AMEND[kit.venue]
     release = asyncio.Event()
     held = RestFault("hold", "POST", path, release=release)
-    async with kit_harness(kit, rest_faults=[held], trade_size_limit=True) as h:
+    async with kit_harness(kit, rest_faults=[held], trade_size_limit=True, **HELD) as h:
         refused: list[OrderModifyRejected] = []
         h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
         order = await _limit_with_second_modify(h, kit, held)
         KitTape(h, kit.iid, T0 + 10**9, size=0.002).trade(999.0)
-        await until(lambda: order.status is OrderStatus.FILLED, timeout=10.0)
+        await until(lambda: order.status is OrderStatus.FILLED)
         release.set()
-        await until(lambda: h.venue.in_flight == 0 and len(refused) == 2, timeout=10.0)
+        await until(lambda: h.venue.in_flight == 0 and len(refused) == 2)
         await h.venue.drain()
     assert KitTape(h, kit.iid, 0).posts(path) == [order.client_order_id]
     assert (order.price, order.filled_qty, h.emulator.orders[order.client_order_id].order.price) == (1_000.0, pytest.approx(0.002), 1_000.0)
@@ -151,15 +154,15 @@ async def test_a_modify_kept_during_an_amend_is_dropped_by_a_cancel(kit: VenueKi
     path = LIMIT_AMEND[kit.venue]
     release = asyncio.Event()
     held = RestFault("hold", "POST", path, release=release)
-    async with kit_harness(kit, rest_faults=[held]) as h:
+    async with kit_harness(kit, rest_faults=[held], **HELD) as h:
         refused: list[OrderModifyRejected] = []
         h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
         order = await _limit_with_second_modify(h, kit, held)
         h.kernel.execution.cancel(CancelOrder("s1", kit.iid, order.client_order_id, 0, 0))
         assert len(refused) == 1 and "cancel" in refused[0].reason
-        await until(lambda: order.status is OrderStatus.CANCELED, timeout=10.0)
+        await until(lambda: order.status is OrderStatus.CANCELED)
         release.set()
-        await until(lambda: h.venue.in_flight == 0 and len(refused) == 2, timeout=10.0)
+        await until(lambda: h.venue.in_flight == 0 and len(refused) == 2)
         await h.venue.drain()
     assert KitTape(h, kit.iid, 0).posts(path) == [order.client_order_id]
     assert h.emulator.orders[order.client_order_id].status is OrderStatus.CANCELED
@@ -173,7 +176,7 @@ async def test_two_modifies_kept_during_an_amend_leave_as_one_with_the_latest_te
     path = LIMIT_AMEND[kit.venue]
     release = asyncio.Event()
     held = RestFault("hold", "POST", path, release=release)
-    async with kit_harness(kit, rest_faults=[held]) as h:
+    async with kit_harness(kit, rest_faults=[held], **HELD) as h:
         modified: list[OrderModified] = []
         h.kernel.bus.subscribe(OrderModified, modified.append)
         order = await _limit_with_second_modify(h, kit, held)
@@ -181,7 +184,7 @@ async def test_two_modifies_kept_during_an_amend_leave_as_one_with_the_latest_te
         h.kernel.execution.modify(ModifyOrder("s1", kit.iid, coid, 0, 0, quantity=0.003))
         h.kernel.execution.modify(ModifyOrder("s1", kit.iid, coid, 0, 0, price=1_030.0))
         release.set()
-        await until(lambda: h.venue.in_flight == 0 and len(modified) == 2, timeout=10.0)
+        await until(lambda: h.venue.in_flight == 0 and len(modified) == 2)
         await h.venue.drain()
         venue_order = h.emulator.orders[coid].order
         assert KitTape(h, kit.iid, 0).posts(path) == [coid, coid]
@@ -201,21 +204,21 @@ async def test_a_restart_with_a_move_kept_takes_the_venues_trigger_and_trails_on
     emu = kit.emulator([held])
     one_account = _one_account(kit, emu)
     strategy = Contingent(kit.iid)
-    async with kit_harness(one_account, journal=journal, strategies=[strategy]) as h:
+    async with kit_harness(one_account, journal=journal, strategies=[strategy], **HELD) as h:
         tape, coid = await _trailing(h, kit, strategy)
         at_release = await _second_move_while_held(h, tape, held, path)
     assert at_release == [coid]
     release.set()
-    await until(lambda: _venue_trigger(h, coid) == 60_500.0, timeout=10.0)
-    async with kit_harness(one_account, journal=journal, strategies=[Contingent(kit.iid)]) as h:
+    await until(lambda: _venue_trigger(h, coid) == 60_500.0)
+    async with kit_harness(one_account, journal=journal, strategies=[Contingent(kit.iid)], **HELD) as h:
         stop = h.kernel.orders.order(coid)
         h.venue.track(stop)
         h.kernel.execution.resolve_unknown(coid)  # as the daemon's start does: a query
-        await until(lambda: stop.status is OrderStatus.ACCEPTED and h.venue.in_flight == 0, timeout=10.0)
+        await until(lambda: stop.status is OrderStatus.ACCEPTED and h.venue.in_flight == 0)
         assert stop.trigger_price == 60_500.0 == _venue_trigger(h, coid)
         assert tape.posts(path) == [coid]
         KitTape(h, kit.iid, T0 + 10**9, size=100.0).trade(62_000.0)
-        await until(lambda: _venue_trigger(h, coid) == 61_500.0 and stop.trigger_price == 61_500.0, timeout=10.0)
+        await until(lambda: _venue_trigger(h, coid) == 61_500.0 and stop.trigger_price == 61_500.0)
         await h.venue.drain()
     assert tape.posts(path) == [coid, coid]
 
