@@ -33,7 +33,9 @@ class FakeBotApi:
     puts ``method`` under flood control for ``seconds`` of ``clock``, as Telegram does: every call
     before then gets HTTP 429 with the seconds left in ``parameters.retry_after`` (whole seconds,
     rounded up). A ``getUpdates`` long poll still waiting when another one arrives is answered
-    409 ``Conflict`` (counted in ``conflicts``), as Telegram answers two processes polling one token.
+    409 ``Conflict`` (counted in ``conflicts``), as Telegram answers two processes polling one token. A long poll
+    waits for an update the ``timeout`` it asks for, at most ``poll_wait`` seconds (0.2: a test's poller turns
+    quickly), and not past the server's stop.
     """
 
     def __init__(
@@ -75,7 +77,12 @@ class FakeBotApi:
         self._waiting = 0
         #: long polls ended with 409 Conflict by a newer getUpdates call (another process on the token)
         self.conflicts = 0
+        #: longest a getUpdates long poll waits for an update, seconds (its ``timeout`` if shorter)
+        self.poll_wait = 0.2
+        self._stopping = False
         self._next_id = 1000
+        #: set when an update arrives or a newer poll ends the waiting ones; each wait keeps the one it began with
+        #: (a new one for the next), so a wake-up sent before the waiting task first ran is not cleared away
         self._arrived = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.base_url = ""
@@ -85,7 +92,12 @@ class FakeBotApi:
         message = {"message_id": self._next_id, "chat": {"id": chat_id}, "date": sent, "text": text}
         self._updates.append({"update_id": self._next_id, "message": message})
         self._next_id += 1
+        self._wake()
+
+    def _wake(self) -> None:
+        """End every long poll waiting now."""
         self._arrived.set()
+        self._arrived = asyncio.Event()
 
     def flood(self, method: str, seconds: float) -> None:
         self._flooded[method] = self.clock() + seconds
@@ -162,14 +174,14 @@ class FakeBotApi:
             self._polls += 1
             poll = self._polls
             if self._waiting:  # a long poll still waiting is ended by this one, as Telegram does
-                self._arrived.set()
+                self._wake()
             offset = max(offset, self.confirmed)
             pending = [u for u in self._updates if u["update_id"] >= offset]
-            if not pending:
-                self._arrived.clear()
+            if not pending and not self._stopping:
+                arrived = self._arrived
                 self._waiting += 1
                 try:
-                    await asyncio.wait_for(self._arrived.wait(), min(float(body.get("timeout", 0)), 0.2))
+                    await asyncio.wait_for(arrived.wait(), min(float(body.get("timeout", 0)), self.poll_wait))
                 except TimeoutError:
                     pass
                 finally:
@@ -196,4 +208,6 @@ class FakeBotApi:
         self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         assert self._runner is not None
+        self._stopping = True
+        self._wake()  # a long poll still waiting ends now, not at its timeout
         await self._runner.cleanup()

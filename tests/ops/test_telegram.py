@@ -289,13 +289,16 @@ async def test_two_daemons_polling_one_bot_token_get_one_warning_naming_the_conf
 
     try:
         async with FakeBotApi(TOKEN) as api:
-            config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, poll_timeout=1)
+            # Each long poll waits (up to 30 s) until the other bot's ends it: with the fake's 0.2 s, a loaded machine
+            # taking longer to send the other's next poll ended every wait empty-handed, or one bot's only.
+            api.poll_wait = math.inf
+            config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, poll_timeout=30)
             bots = [TelegramBot(config, TOKEN, on_command=lambda text, chat: "pong", sleep=quick) for _ in range(2)]
             for bot in bots:
                 await bot.start()
-            await until(lambda: api.conflicts >= 6, 20.0)
+            await until(lambda: api.conflicts >= 6, 60.0)
             api.push(OPERATOR, "/ping")  # still answered, by whichever bot reads it
-            await until(lambda: "pong" in api.texts(OPERATOR), 20.0)
+            await until(lambda: "pong" in api.texts(OPERATOR), 60.0)
             assert all(not task.done() for bot in bots for task in bot._tasks)  # noqa: SLF001
             for bot in bots:
                 await bot.stop()
