@@ -67,7 +67,7 @@ def _kernels_compiled() -> None:
     warm_up()
 
 
-async def until(cond: Callable[[], bool], timeout: float = 20.0) -> None:
+async def until(cond: Callable[[], bool], timeout: float = 60.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not cond():
