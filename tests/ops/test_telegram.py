@@ -679,6 +679,9 @@ async def test_a_feed_dropped_and_reconnected_within_milliseconds_is_alerted_and
                             "commands": False}}  # fmt: skip
         data = usdm_paper(srv, ops)
         data["feeds"][0]["backoff"] = {"base": 0.001, "cap": 0.001, "min_delay": 0.0}  # reconnect at once
+        # the capture's 1,200 frames run out in seconds: a loaded machine slow to see the fourth connection would
+        # otherwise find the feed stale (30 s), recycled, and a fifth connection with two more alerts
+        data["feeds"][0]["stale_after"] = 600.0
         node = PaperNode(config_of(data), handle_signals=False)
         task = asyncio.create_task(node.run())
         try:
