@@ -838,8 +838,12 @@ async def test_a_feed_whose_stream_stays_silent_is_alerted_as_flapping_once_not_
     silent = [Fault(FaultKind.SILENCE, at=100, seconds=math.inf)]
     silent += [Fault(FaultKind.SILENCE, at=0, connection=n, seconds=math.inf) for n in range(1, 5)]
     now = [0.0]
+    # The sixth connection is the first to stream past its first frame: its data must last until the stop, or
+    # the feed goes stale a sixth time. Held, the replay clock stands still while the silent connections cycle,
+    # and at half speed the capture's 35 s last the sixth connection over a minute (its largest gap, 0.08 s,
+    # is 0.16 s: well inside stale_after).
     async with FakeBotApi(TOKEN) as api, LocalVenueServer(
-        BinanceProtocol(USDM_SNAPSHOT, futures=True), USDM_FRAMES, silent, speed=5.0, lifetime=120.0
+        BinanceProtocol(USDM_SNAPSHOT, futures=True), USDM_FRAMES, silent, speed=0.5, lifetime=180.0, hold=True
     ) as srv:
         node = _flapping_node(srv, api, cycles=2, window=4)
         flaps = node.ops.flaps  # type: ignore[union-attr]
@@ -849,7 +853,7 @@ async def test_a_feed_whose_stream_stays_silent_is_alerted_as_flapping_once_not_
         # of over 2 s put the third out of the window of the first).
         flaps.clock = lambda: now[0]
         task = asyncio.create_task(node.run())
-        try:  # five silent connections, then the sixth delivers data (7 s of it) and stays open the window
+        try:  # five silent connections, then the sixth delivers data (over a minute of it) and stays open the window
             await until(lambda: node.feeds and node.feeds[0].name in flaps.flapping, 60.0)
             feed = node.feeds[0].name
             registry = node.ops.metrics.registry  # type: ignore[union-attr]
