@@ -9,8 +9,11 @@ holds what it held before; a journal an earlier run left is kept.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from typer.testing import CliRunner
 
 from tests.live.live_harness import KEY, SECRET, until
 from tests.live.test_live_secrets import ACCOUNTS
+from tests.ops.fake_telegram import FakeBotApi
 from tradebus.cli import EXIT_CODES, app
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder
 from tradebus.errors import ConfigError, DataError
@@ -320,3 +324,55 @@ def test_the_cleanup_of_a_refused_run_removes_the_sqlite_files_it_created_and_no
         Path(f"{journal}{end}").write_bytes(b"this run's")
     _remove_created(created)
     assert sorted(p.name for p in tmp_path.iterdir()) == [earlier.name]
+
+
+@contextlib.contextmanager
+def _bot_api(token: str) -> Iterator[FakeBotApi]:
+    """The fake Bot API on 127.0.0.1, served by a loop on a thread of its own while the command runs here."""
+    ready = threading.Event()
+    served: list[FakeBotApi] = []
+    loop = asyncio.new_event_loop()
+    done = asyncio.Event()
+
+    async def serve() -> None:
+        async with FakeBotApi(token) as api:
+            served.append(api)
+            ready.set()
+            await done.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(60), "the fake Bot API did not start"
+    try:
+        yield served[0]
+    finally:
+        loop.call_soon_threadsafe(done.set)
+        thread.join(60)
+        loop.close()
+
+
+@pytest.mark.parametrize("command", ["paper", "live"])
+def test_a_bot_token_telegram_does_not_know_is_refused_naming_its_variable(command: str, tmp_path: Path) -> None:
+    """A wrong bot token: getMe answered 401 and the daemon retried it forever (its backoff capped at 30 s), trading
+    on with no alert. Now exit 2 naming ops.telegram.token_env and the variable (never the token), before anything
+    was created: only getMe was asked. The config also values a balance by an instrument no feed subscribes, refused
+    once the daemon is built: without the token's check that refusal came, after the journal was opened."""
+    data = _paths(yaml.safe_load((CONFIGS / f"{command}_binance{'_testnet' if command == 'live' else ''}.yaml").read_text()),
+                  tmp_path)
+    data["instruments"].append(ETH)
+    data["balances"] = {"USDT": 10_000.0, "ETH": 1.0}
+    data.pop("initial_cash", None)
+    wrong = "123456:not-the-bots-token"
+    with _bot_api("123456:the-bots-token") as api:
+        data["ops"] = {"telegram": {"chat_ids": [42], "base_url": api.base_url, "token_env": "TB_TEST_WRONG_TOKEN"}}
+        config = tmp_path / f"{command}.yaml"
+        config.write_text(yaml.safe_dump(data))
+        before = _tree(tmp_path)
+        env = {"TRADEBUS_BINANCE_API_KEY": KEY, "TRADEBUS_BINANCE_API_SECRET": SECRET, "TB_TEST_WRONG_TOKEN": wrong}
+        result = CliRunner().invoke(app, [command, str(config), "--max-seconds", "1"], env=env)
+        requests = list(api.requests)
+    assert result.exit_code == 2, result.output
+    assert "ops.telegram.token_env" in result.output and "TB_TEST_WRONG_TOKEN" in result.output, result.output
+    assert "401" in result.output and wrong not in result.output and "not-the-bots" not in result.output
+    assert requests == ["getMe"]
+    assert _tree(tmp_path) == before

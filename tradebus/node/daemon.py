@@ -117,6 +117,7 @@ __all__ = [
     "ShutdownSteps",
     "build_paper_kernel",
     "close_recorder",
+    "check_bot_token",
     "check_log_beside_outputs",
     "kept_files",
     "outputs_to_write",
@@ -1086,6 +1087,7 @@ def run_paper(
     from tradebus.reports.writers import RunDirectory
 
     config = load_paper_config(config_path, overrides)
+    check_bot_token(config)
     if out_dir is not None:
         check_log_beside_outputs(config, out_dir, "paper")
     run_dir = None if out_dir is None else RunDirectory(out_dir, "paper", keep=kept_files(config), force=force)
@@ -1123,6 +1125,21 @@ def outputs_to_write(node: PaperNode) -> bool:
     journal = node.journal
     return (outputs is not None and outputs.started and outputs.failure is None
             and (journal is None or journal.failure is None))
+
+
+def check_bot_token(config: PaperConfig) -> None:
+    """Refuse, before the daemon creates anything, a Telegram bot token the Bot API does not know
+    (:func:`~tradebus.ops.telegram.check_token`); nothing to check without ``ops.telegram``.
+
+    Raises
+    ------
+    ConfigError
+        ``getMe`` answered 401, or the token's variable is unset; the message names the variable.
+    """
+    from tradebus.ops.telegram import check_token
+
+    if config.ops is not None and config.ops.telegram is not None:
+        check_token(config.ops.telegram)
 
 
 def check_log_beside_outputs(config: PaperConfig, out_dir: str | os.PathLike[str], kind: RunKind) -> None:

@@ -125,6 +125,7 @@ from tradebus.node.daemon import (
     PaperNode,
     ShutdownSteps,
     build_paper_kernel,
+    check_bot_token,
     check_log_beside_outputs,
     close_recorder,
     kept_files,
@@ -1446,6 +1447,7 @@ def run_live(
     check_environment(config.live, mainnet)
     check_feed_environment(config)
     keys = ApiKeys.from_env(config.live, environ)
+    check_bot_token(config)
     if out_dir is not None:
         check_log_beside_outputs(config, out_dir, "live")
     run_dir = None if out_dir is None else RunDirectory(out_dir, "live", keep=kept_files(config), force=force)

@@ -85,6 +85,7 @@ __all__ = [
     "every_day_at",
     "late_mark",
     "next_at",
+    "check_token",
     "read_token",
     "seconds_until",
     "split_message",
@@ -172,6 +173,33 @@ def read_token(config: TelegramConfig) -> str:
     if not token:
         raise ConfigError(f"ops.telegram: set the bot token in the environment variable {config.token_env}")
     return token
+
+
+def check_token(config: TelegramConfig) -> None:
+    """Refuse a bot token the Bot API does not know, asking ``getMe`` once before the daemon creates anything.
+
+    A 401 is definitive (Telegram knows no bot by that token): the daemon would trade on with no alert and its
+    poller retrying forever. Any other answer, or none (the Bot API unreachable), is left to the daemon, whose
+    poller asks again with its backoff.
+
+    Raises
+    ------
+    ConfigError
+        The variable is unset or empty (:func:`read_token`), or ``getMe`` answered 401; the message names
+        ``ops.telegram.token_env`` and the variable, never the token.
+    """
+    token = read_token(config)
+    try:
+        resp = httpx.post(f"{config.base_url.rstrip('/')}/bot{token}/getMe", timeout=5.0)
+    except httpx.HTTPError as exc:
+        logger.warning("telegram: getMe at start-up failed ({}: {}); the command poller asks again",
+                       type(exc).__name__, str(exc).replace(token, "<token>"))
+        return
+    if resp.status_code == 401:
+        raise ConfigError(
+            f"ops.telegram.token_env: the Bot API does not know the bot token in the environment variable "
+            f"{config.token_env} (getMe answered HTTP 401 Unauthorized): set the token @BotFather gave the bot"
+        )
 
 
 def next_at(hhmm: str, after: dt.datetime) -> dt.datetime:
