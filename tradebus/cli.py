@@ -701,19 +701,22 @@ def paper(
     report_: Annotated[bool, typer.Option("--report", help=_REPORT_HELP + " Needs --out.")] = False,
 ) -> None:
     """Run the paper-trading daemon (live market data, simulated fills) until SIGINT/SIGTERM."""
-    from tradebus.node.daemon import run_paper
+    from tradebus.node.starting import StartingSignals
 
-    setup_logging(log_level, "{time:HH:mm:ss.SSS} {level} {message}")
-    before = _file_identity(out / "metrics.json") if out is not None else None
-    try:
-        if report_ and out is None:
-            raise ConfigError("--report writes the tearsheet into the run outputs: give --out too")
-        run_paper(
-            config, out, max_seconds=max_seconds, max_messages=max_messages, force=force, overrides=set_ or (),
-            report=report_,
-        )
-    except TradebusError as exc:
-        _fail(exc, Console(stderr=True))
+    with StartingSignals() as starting:  # a stop asked for while the daemon's modules load is its stop
+        from tradebus.node.daemon import run_paper
+
+        setup_logging(log_level, "{time:HH:mm:ss.SSS} {level} {message}")
+        before = _file_identity(out / "metrics.json") if out is not None else None
+        try:
+            if report_ and out is None:
+                raise ConfigError("--report writes the tearsheet into the run outputs: give --out too")
+            run_paper(
+                config, out, max_seconds=max_seconds, max_messages=max_messages, force=force, overrides=set_ or (),
+                report=report_, starting=starting,
+            )
+        except TradebusError as exc:
+            _fail(exc, Console(stderr=True))
     if out is None:
         return
     after = _file_identity(out / "metrics.json")

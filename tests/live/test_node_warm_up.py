@@ -165,3 +165,38 @@ async def test_the_daemon_warm_up_warms_the_book_kernels_too(tmp_path: Path, mon
         assert node.journal is not None
         node.journal.close()
     assert called == ["features", "book"]
+
+
+async def test_tradebus_paper_stopped_while_it_builds_the_daemon_exits_0_without_a_traceback(tmp_path: Path) -> None:
+    """Ctrl-C in the first seconds of `tradebus paper` (loading the config, opening the journal, building the kernel,
+    before the daemon's loop takes the signals) raised KeyboardInterrupt there: a traceback or "Aborted", exit 130.
+    Now the signal is the daemon's stop: it stops before it trades, exit 0, its journal whole and no outputs written.
+    The strategy's constructor holds the build until the signal was sent (it waits for a file the test creates)."""
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    strategy = {"name": "tests.live.slow_start_strategy:SlowStart", "instruments": ["BTCUSDT.BINANCE"],
+                "params": {"ready": str(ready), "go": str(go)}}
+    data = binance_config("ws://127.0.0.1:9", "http://127.0.0.1:9", ["trade"], tmp=tmp_path, journal=True,
+                          record=True, strategy=strategy)
+    cfg = tmp_path / "paper.yaml"
+    cfg.write_text(yaml.safe_dump(data), encoding="utf-8")
+    out_dir = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "tradebus.cli", "paper", str(cfg), "--out",
+                                                    str(out_dir), stdout=out, stderr=out, env=env, cwd=tmp_path)
+    try:
+        await wait_for(ready.exists, proc, 300.0, "the daemon's build", log)
+        proc.send_signal(signal.SIGINT)
+        go.write_text("go\n")
+        await asyncio.wait_for(proc.wait(), 300.0)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    text = log.read_text()
+    assert proc.returncode == 0, text[-3000:]
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text and "Aborted" not in text, text[-3000:]
+    assert "paper daemon stopping: signal SIGINT while starting" in text, text[-3000:]
+    assert f"paper -> {out_dir}: no run outputs written (the daemon stopped before it started)" in " ".join(text.split())
+    assert_journal_intact(tmp_path / "journal.sqlite")

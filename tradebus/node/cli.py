@@ -39,24 +39,28 @@ def live(
 
     Keys from TRADEBUS_<VENUE>_API_KEY, _API_SECRET (OKX: and _API_PASSPHRASE), VENUE one of BINANCE, OKX, BYBIT.
     """
-    from tradebus.cli import _fail, check_log_level, setup_logging
-    from tradebus.errors import TradebusError
-    from tradebus.node.live import run_live
+    from tradebus.node.starting import StartingSignals
 
-    setup_logging(check_log_level(log_level), "{time:HH:mm:ss.SSS} {level} {message}")
-    try:
-        run_live(
-            config,
-            out,
-            mainnet=mainnet,
-            dry_run=dry_run,
-            max_seconds=max_seconds,
-            max_messages=max_messages,
-            force=force,
-            overrides=set_ or (),
-        )
-    except TradebusError as exc:
-        _fail(exc, Console(stderr=True))
+    with StartingSignals() as starting:  # a stop asked for while the daemon's modules load is its stop
+        from tradebus.cli import _fail, check_log_level, setup_logging
+        from tradebus.errors import TradebusError
+        from tradebus.node.live import run_live
+
+        setup_logging(check_log_level(log_level), "{time:HH:mm:ss.SSS} {level} {message}")
+        try:
+            run_live(
+                config,
+                out,
+                mainnet=mainnet,
+                dry_run=dry_run,
+                max_seconds=max_seconds,
+                max_messages=max_messages,
+                force=force,
+                overrides=set_ or (),
+                starting=starting,
+            )
+        except TradebusError as exc:
+            _fail(exc, Console(stderr=True))
 
 
 def live_kill(

@@ -99,6 +99,7 @@ from tradebus.node.config import PaperConfig, dump_paper_config, load_paper_conf
 from tradebus.node.feeds import Feed, attach_feeds, build_feeds
 from tradebus.node.missed_hours import RUN_START_KEY
 from tradebus.node.router import NodeRouter
+from tradebus.node.starting import StartingSignals
 from tradebus.ops.hooks import OpsHooks
 from tradebus.ops.logs import log_files, taken_by_retention
 from tradebus.reports.denials import DenialTally
@@ -1062,6 +1063,7 @@ def run_paper(
     force: bool = False,
     overrides: Sequence[str] = (),
     report: bool = False,
+    starting: StartingSignals | None = None,
 ) -> tuple[NodeSummary, RunResult]:
     """Load a paper config, run the daemon until stopped, and write its outputs.
 
@@ -1072,7 +1074,8 @@ def run_paper(
     directory may hold the config's journal, recording and log files (they are never touched);
     anything else is refused before the daemon starts, unless ``force``
     (:class:`~tradebus.reports.writers.RunDirectory`). ``report`` adds ``tearsheet.html``
-    (an earlier run's is rewritten either way). A daemon that fails before it starts writing
+    (an earlier run's is rewritten either way). ``starting``: the signals taken since the command started
+    (:class:`~tradebus.node.starting.StartingSignals`; ``None``: taken from here). A daemon that fails before it starts writing
     (e.g. on an unreadable journal) writes nothing: an earlier run's outputs stay as they were.
 
     Raises
@@ -1084,6 +1087,27 @@ def run_paper(
     VenueError
         A feed failed fatally.
     """
+
+    if starting is None:
+        with StartingSignals() as own:
+            return _run_paper(config_path, out_dir, own, max_seconds=max_seconds, max_messages=max_messages,
+                              force=force, overrides=overrides, report=report)
+    return _run_paper(config_path, out_dir, starting, max_seconds=max_seconds, max_messages=max_messages,
+                      force=force, overrides=overrides, report=report)
+
+
+def _run_paper(
+    config_path: str | Path,
+    out_dir: str | Path | None,
+    starting: StartingSignals,
+    *,
+    max_seconds: float | None,
+    max_messages: int | None,
+    force: bool,
+    overrides: Sequence[str],
+    report: bool,
+) -> tuple[NodeSummary, RunResult]:
+    """:func:`run_paper`, the signals of its start-up in ``starting``."""
     from tradebus.reports.writers import RunDirectory
 
     config = load_paper_config(config_path, overrides)
@@ -1093,9 +1117,11 @@ def run_paper(
     run_dir = None if out_dir is None else RunDirectory(out_dir, "paper", keep=kept_files(config), force=force)
     try:
         node = PaperNode(config, max_seconds=max_seconds, max_messages=max_messages, run_dir=run_dir)
+        starting.hand_to(node)
         try:
             summary = asyncio.run(node.run())
         finally:
+            starting.stopping()
             if run_dir is not None and outputs_to_write(node):
                 kernel = node.kernel
                 write_outputs(

@@ -118,6 +118,7 @@ from tradebus.execution.orders import OPEN_STATUSES, Order
 from tradebus.execution.venue import OrderStatusReport
 from tradebus.node.config import PaperConfig
 from tradebus.node.reconcile import ExternalOrder, InstrumentHeld, Reconciler, hedge_mode, margin_differences
+from tradebus.node.starting import StartingSignals
 from tradebus.risk.breakers import BreakerState
 from tradebus.risk.config import quantity_slack
 from tradebus.node.daemon import (
@@ -1427,11 +1428,14 @@ def run_live(
     force: bool = False,
     overrides: Sequence[str] = (),
     environ: dict[str, str] | None = None,
+    starting: StartingSignals | None = None,
 ) -> tuple[NodeSummary, RunResult]:
     """Load a live config, check the environment and keys, run the daemon, write its outputs.
 
     Outputs are the paper daemon's (``fills.csv``, ``orders.csv``, ``equity.csv``, ... written
     row by row while it runs; ``metrics.json``, ``config.yaml``, ``node.json`` when it stops).
+    ``starting``: the signals taken since the command started (:class:`~tradebus.node.starting.StartingSignals`), a
+    first one the daemon's stop once it is built.
 
     Raises
     ------
@@ -1460,10 +1464,16 @@ def run_live(
                 config, keys, dry_run=dry_run, max_seconds=max_seconds, max_messages=max_messages, run_dir=run_dir
             )
         )
+        if starting is not None:
+            starting.hand_to(nodes[0])
         return await nodes[0].run()
 
     try:
-        summary = asyncio.run(main())
+        try:
+            summary = asyncio.run(main())
+        finally:
+            if starting is not None:
+                starting.stopping()
     finally:
         try:
             # As a paper daemon: nothing is written by a daemon that stopped before its outputs began,
