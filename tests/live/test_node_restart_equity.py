@@ -28,7 +28,7 @@ from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.messages import Trade
 from tradebus.features.warmup import warm_up
 from tradebus.node.config import dump_paper_config
-from tradebus.node.daemon import PaperNode, kept_files
+from tradebus.node.daemon import PaperNode, kept_files, recover_journal
 from tradebus.reports.metrics import format_ns
 from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import RunDirectory
@@ -167,3 +167,28 @@ async def test_a_daemon_killed_before_its_next_equity_sample_keeps_the_first_ses
     assert fills[: len(fills1)] == fills1 and len(fills) > len(fills1)
     assert metrics["start"] == format_ns(first_trade_ms * 1_000_000)
     assert metrics["start"] <= fills[0]["time"]
+
+
+async def test_a_restarted_daemon_values_its_position_at_the_last_sampled_price_not_the_last_fill(tmp_path: Path) -> None:
+    """After a restart, until new data came, the daemon valued a position at its last fill's price (the journal's
+    replay of the fills priced it so): a stop alert said 99975.26 (unrealized 0.00) while metrics.json beside it
+    said 99975.27, its last equity sample's. The recovered portfolio now takes the last sample's marks: its equity
+    and every instrument's price are the sample's, as equity.csv and prices.csv wrote them."""
+    warm_up()
+    data = binance_config("ws://unused", "http://unused", ["trade", "bookTicker"], tmp=tmp_path, journal=True)
+    data["report"] = {"equity_interval": "20ms"}
+    out = tmp_path / "out"
+    first = await run_session(data, out, SPOT_FRAMES[: len(SPOT_FRAMES) // 2], trades_in(SPOT_FRAMES[: len(SPOT_FRAMES) // 2]))
+    iid = next(iter(first.kernel.instruments))
+    last_fill = float(rows(out / "fills.csv")[-1]["price"])
+    last_sample = rows(out / "equity.csv")[-1]
+    sampled = float([r for r in rows(out / "prices.csv") if r["instrument"] == iid][-1]["price"])
+    assert sampled != last_fill  # else the test shows nothing
+    node = PaperNode(config_of(data), handle_signals=False)
+    try:
+        recover_journal(node.kernel, node.venue, node.journal, node.clock.now_ns())
+        portfolio = node.kernel.portfolio
+        assert portfolio.last_price(iid) == sampled
+        assert portfolio.equity() == float(last_sample["equity"])
+    finally:
+        node.withdraw()

@@ -194,7 +194,8 @@ async def test_a_restarted_daemon_measures_its_drawdown_at_market_prices_not_at_
     tmp_path: Path,
 ) -> None:
     """A paper daemon buys 0.01 BTC at 60,000 and BTC runs to 70,000: equity 1,100, the drawdown's peak. It stops
-    and restarts on its journal, which values the 0.01 BTC at its fill price, 60,000: equity 1,000. Before, the
+    and restarts on its journal, which valued the 0.01 BTC at its fill price, 60,000: equity 1,000 (now at its last
+    equity sample's, 70,000: 1,100). Before, the
     first message after the restart, an ETH trade, halted trading ('max_drawdown: 9.091% >= 5.0% below the peak
     1100.0 (equity 1000.0)'), BTC never having fallen below 70,000: a halt an operator had to re-arm by hand.
     Now the breakers wait for a BTC price: at 69,000 the equity is 1,090 (0.9 % below the peak), and a fall to
@@ -223,7 +224,7 @@ async def test_a_restarted_daemon_measures_its_drawdown_at_market_prices_not_at_
     recover_journal(again.kernel, again.venue, again.journal, again.clock.now_ns())
     again.kernel.start()
     try:
-        assert again.kernel.portfolio.equity() == 1_000.0  # the journal's fill price
+        assert again.kernel.portfolio.equity() == 1_100.0  # the last equity sample's price (70,000), not the fill's
         again.router(Trade("ETHUSDT.BINANCE", time.time_ns(), time.time_ns(), 3_000.0, 0.5, 1, "e2"))
         assert changes == [] and again.kernel.risk.state is TradingState.ACTIVE
         again.router(_trade(69_000.0, 4))  # equity 1,090: 0.9 % below the peak

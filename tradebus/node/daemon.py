@@ -917,11 +917,18 @@ def recover_journal(kernel: Kernel, venue: Venue, journal: Journal, now_ns: int)
 
     What a daemon does as it starts on its journal (and a replay of a later session of its recording,
     :func:`~tradebus.node.playback.play`): the journal begins a new epoch of client order ids, and
-    ``venue`` takes over the journaled positions and the orders of the stopped process. Returns the
+    ``venue`` takes over the journaled positions and the orders of the stopped process; the positions are priced at
+    the last equity sample's marks (the replayed fills priced them at the last fill). Returns the
     orders left UNKNOWN, in creation order: the caller resolves each with the venue.
     """
     unknown = journal.replay(kernel.orders, kernel.portfolio, now_ns, risk=kernel.risk, on_message=kernel.record_journaled)
-    kernel.restore_samples(journal.samples(JournaledSample), journal.first_event())
+    samples = journal.samples(JournaledSample)
+    kernel.restore_samples(samples, journal.first_event())
+    if samples:  # the replayed fills priced the positions at the last fill: the last sample is later
+        last = samples[-1]
+        for iid, price in zip(last.instruments, last.sample.marks, strict=True):
+            if iid in kernel.instruments:
+                kernel.portfolio.mark(iid, price)  # a NaN (never priced) is ignored
     if kernel.perpetuals is not None:  # after the journaled payments: a funding paid before the stop is skipped
         kernel.perpetuals.restore_due(journal.funding_due(), now_ns)
     orders = kernel.orders.orders()
