@@ -691,3 +691,82 @@ def test_a_pinned_read_the_system_will_not_raise_the_open_file_limit_for_is_refu
                            "that a write swapping in a new version cannot change them under it; this process may open "
                            "64 files (ulimit -n) and the system refused to raise that to 259 ("), said
     assert "): narrow the time range or raise that limit" in said
+
+
+def _waiting_for_flock(directory: Path) -> bool:
+    """Whether some process waits for a ``flock`` of ``directory`` (a ``->`` line of ``/proc/locks``)."""
+    info = directory.stat()
+    inode = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    return any(fields[1:3] == ["->", "FLOCK"] and fields[6] == inode
+               for fields in map(str.split, Path("/proc/locks").read_text().splitlines()))
+
+
+def read_while_a_commit_swaps(base: Path, read: Callable[[], T], method: Callable[..., object], target: Path,
+                              call: int = 1) -> T | Exception:
+    """Call ``read`` in a thread; at its ``call``-th call of ``method`` (a ``Path`` method) on ``target``, a commit
+    swapping the dataset at ``base`` takes the symbol folder's exclusive lock and renames the dataset aside (the
+    first of :func:`~tradebus.data.catalog._swap`'s two renames), or waits for that lock while the read holds it
+    shared; the read then goes on, and once it is done the dataset is renamed back (the second rename). What
+    ``read`` returned or raised. No timing: each step waits on the last, or on ``/proc/locks`` showing the wait."""
+    import threading
+
+    reached, go, renamed, finish = (threading.Event() for _ in range(4))
+    seen, outcome = [0], []
+
+    def profile(frame, event, _arg):  # noqa: ANN001 - sys.setprofile's signature
+        if event == "call" and frame.f_code is method.__code__ and frame.f_locals.get("self") == target:
+            seen[0] += 1
+            if seen[0] == call:
+                reached.set()
+                assert go.wait(600)
+
+    def reader() -> None:
+        sys.setprofile(profile)
+        try:
+            outcome.append(read())
+        except Exception as exc:  # noqa: BLE001 - the outcome the caller asserts on
+            outcome.append(exc)
+        finally:
+            sys.setprofile(None)
+            reached.set()
+
+    def committer() -> None:
+        retired = base.parent / f".{base.name}.old-{'0' * 32}"
+        with catalog_module._locked(base.parent):
+            os.rename(base, retired)
+            renamed.set()
+            assert finish.wait(600)
+            os.rename(retired, base)
+
+    read_thread = threading.Thread(target=reader)
+    read_thread.start()
+    assert reached.wait(600)
+    commit_thread = None
+    if read_thread.is_alive():
+        commit_thread = threading.Thread(target=committer)
+        commit_thread.start()
+        for _ in range(60_000):  # a generous deadline: 600 s of 10 ms waits at least
+            if renamed.wait(0.01) or _waiting_for_flock(base.parent):
+                break
+        assert renamed.is_set() or _waiting_for_flock(base.parent)
+    go.set()
+    read_thread.join(600)
+    finish.set()
+    if commit_thread is not None:
+        commit_thread.join(600)
+    assert (base / catalog_module.MANIFEST_NAME).is_file()
+    return outcome[0]
+
+
+def test_a_manifest_read_while_a_commit_swaps_the_dataset_gets_a_whole_version(tmp_path: Path) -> None:
+    """Catalog.manifest read manifest.json without the read lock: one DataError ('dataset not found, but an
+    interrupted write left .bars.old-...') in about 30,000 reads racing 100 overwrites, when a commit renamed the
+    dataset aside between the read's check of the manifest and its reading. It now holds the shared lock the
+    commit's swap waits for, as every read of the files does."""
+    cat = Catalog(tmp_path)
+    cat.write(make_bars(48), "x", "spot", "S", "bars", "day")
+    base = cat.dataset_dir("x", "spot", "S", "bars")
+    got = read_while_a_commit_swaps(base, lambda: cat.manifest("x", "spot", "S", "bars"), Path.read_bytes,
+                                    base / catalog_module.MANIFEST_NAME)
+    assert not isinstance(got, Exception), got
+    assert (got.rows, len(got.files)) == (48, 3)

@@ -595,8 +595,8 @@ class Catalog:
             the manifest cannot be read (naming the OS error) or is malformed, or it was written with another
             schema version.
         """
-        path = self.dataset_dir(venue, market, symbol, dataset) / MANIFEST_NAME
-        return self._load_manifest(path)
+        with self._reading(venue, market, symbol, dataset) as (manifest, _):
+            return manifest
 
     def _load_manifest(self, path: Path, *, heal: bool = True) -> Manifest:
         if heal and not path.is_file():
