@@ -656,3 +656,23 @@ def test_a_bad_flag_checked_late_is_now_a_bad_option_before_anything_is_fetched_
     assert code == 2, out
     assert said in " ".join(out.split())
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("call", [1, 2])
+def test_data_info_while_a_commit_swaps_a_dataset_shows_the_size_of_the_version_it_read(tmp_path: Path, call: int) -> None:
+    """data info read the manifest, then, outside the read lock, each file's is_file() and stat(): a commit renaming
+    the dataset aside at the first made it show 0 B for a 3-file dataset, and at the second ended in a
+    FileNotFoundError traceback. It now takes the sizes with the manifest (Catalog.entries), under the lock."""
+    from tests.data.test_data_catalog import make_bars, read_while_a_commit_swaps
+
+    cat = Catalog(tmp_path)
+    cat.write(make_bars(48), "x", "spot", "S", "bars", "day")
+    base = cat.dataset_dir("x", "spot", "S", "bars")
+    first = base / cat.manifest("x", "spot", "S", "bars").files[0].path
+    size = sum(p.stat().st_size for p in base.rglob("*.parquet"))
+    result = read_while_a_commit_swaps(
+        base, lambda: runner.invoke(data_app, ["info", "--catalog", str(tmp_path)], terminal_width=250), Path.stat,
+        first, call)
+    assert not isinstance(result, Exception), result
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert f" {size / 1000:,.1f} kB " in result.output, (size, result.output)

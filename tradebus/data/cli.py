@@ -360,7 +360,7 @@ def info_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
 
     Below the table, each stretch where a book dataset was out of sync (its manifest's unsynced), each stretch where the recorded feed of a dataset's instrument was stale (its stale), and each gap in trade ids a trade dataset leaves (its missed_trades).
 
-    A dataset whose manifest cannot be read is listed as unreadable and the command exits 3 naming it, after listing the others.
+    A dataset whose manifest cannot be read, or a file of which is missing or of another size than its manifest says, is listed as unreadable and the command exits 3 naming it, after listing the others.
     """
     if not catalog.is_dir():
         raise _fail(ConfigError(f"--catalog {catalog}: no such directory"))
@@ -378,13 +378,12 @@ def info_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
     unsynced: list[str] = []
     for ref in refs:
         try:
-            m = cat.manifest(ref.venue, ref.market, ref.symbol, ref.dataset)
+            m, entries = cat.entries(ref.venue, ref.market, ref.symbol, ref.dataset)  # sizes of the version read
         except DataError as exc:  # listed as unreadable; the others are still shown
             broken.append(str(exc))
             table.add_row(ref.venue, ref.market, ref.symbol, ref.dataset, *[""] * 8, "unreadable")
             continue
-        base = cat.dataset_dir(ref.venue, ref.market, ref.symbol, ref.dataset)
-        size = sum((base / e.path).stat().st_size for e in m.files if (base / e.path).is_file())
+        size = sum(e.size or 0 for _, e in entries)
         quality = "-" if m.quality is None else str(m.quality.get("status", "-"))
         table.add_row(
             m.venue, m.market, m.symbol, m.dataset, m.kind, f"{m.rows:,}", _iso(m.start_ns), _iso(m.end_ns),
