@@ -45,9 +45,9 @@ def test_every_message_carries_ts_event_and_ts_init() -> None:
         obj for name in messages.__all__
         if isinstance(obj := getattr(messages, name), type) and issubclass(obj, msgspec.Struct)
     ]
-    assert len(structs) == 38  # + OpenInterest (catalog open_interest datasets), ContingentLinked (journal), BookDepth,
+    assert len(structs) == 39  # + OpenInterest (catalog open_interest datasets), ContingentLinked (journal), BookDepth,
     # InterestCharged (borrowing interest), OrderModifyRejected, OrderReplaced, TradesMissed, OrderFillsReported,
-    # AlgoStarted and AlgoEnded (journal), OrderCancelRejected
+    # AlgoStarted and AlgoEnded (journal), OrderCancelRejected, OrderTermsReported
     for struct in structs:
         assert {"ts_event", "ts_init"} <= set(struct.__struct_fields__), struct.__name__
 
