@@ -105,6 +105,9 @@ def test_cv_json_gives_the_last_test_samples_time_beside_its_labels_end_and_a_cp
         assert [(s["test_start"], s["test_last"], s["test_end"]) for s in splits] == [
             (ts[a], ts[b], ts[b + 3]) for a, b in tested]
         assert [s.get("test_groups") for s in splits] == (groups or [None] * 3)
+        # cv.json gave ns only: each time now has its UTC text beside it, the ns kept
+        assert [(s["test_start_time"], s["test_last_time"], s["test_end_time"]) for s in splits] == [
+            tuple(pd.Timestamp(int(ts[i]), unit="ns").isoformat() + "Z" for i in (a, b, b + 3)) for a, b in tested]
 
 
 @pytest.mark.parametrize("method", ["triple_barrier", "forward"])

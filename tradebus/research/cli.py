@@ -259,7 +259,7 @@ def labels(config: ConfigArg, out: OutOption = None) -> None:
 def cv(config: ConfigArg, out: OutOption = None) -> None:
     """Generate the purged splits over the labels and write cv.json (sizes and time ranges per split).
 
-    Per split (times in epoch ns): test_start and test_last, the first and last test sample's time; test_end, the latest end of the test samples' labels (after test_last: a label ends when its return is known); with cpcv, test_groups, the groups tested (test_start..test_end then spans the training groups between them).
+    Per split (times in epoch ns, each with its ISO-8601 UTC text beside it as <name>_time): test_start and test_last, the first and last test sample's time; test_end, the latest end of the test samples' labels (after test_last: a label ends when its return is known); with cpcv, test_groups, the groups tested (test_start..test_end then spans the training groups between them).
 
     cv.embargo (samples, or a fraction < 1 of them): kfold and cpcv drop that many training samples after each test fold's labels end; walkforward, whose training precedes its test window, drops the last that many training samples purging kept before each test window. purged_or_embargoed counts the training candidates (walkforward: the training window) removed by purging or embargo.
     """
@@ -283,8 +283,9 @@ def cv(config: ConfigArg, out: OutOption = None) -> None:
             windows = splitter.train_windows(len(t0)) if cfg.cv.method == "walkforward" else None
             for k, (train, test) in enumerate(splitter.split(np.zeros(len(t0)))):
                 candidates = len(t0) - len(test) if windows is None else windows[k][1] - windows[k][0]
-                split = {"split": k, "train": len(train), "test": len(test), "test_start": int(t0[test[0]]),
-                         "test_last": int(t0[test[-1]]), "test_end": int(t1[test].max()),
+                times = {"test_start": int(t0[test[0]]), "test_last": int(t0[test[-1]]), "test_end": int(t1[test].max())}
+                split = {"split": k, "train": len(train), "test": len(test), **times,
+                         **{f"{name}_time": iso_ns(ns) for name, ns in times.items()},
                          "purged_or_embargoed": int(candidates - len(train))}
                 if cfg.cv.method == "cpcv":
                     split["test_groups"] = splitter.test_set_index[k].tolist()
