@@ -23,6 +23,9 @@ from typer.testing import CliRunner
 
 from tests.live.live_harness import KEY, SECRET, until
 from tests.live.test_live_secrets import ACCOUNTS
+from tests.live.test_live_secrets import KEY as ACCOUNT_KEY
+from tests.live.test_live_secrets import PASSPHRASE as ACCOUNT_PASSPHRASE
+from tests.live.test_live_secrets import SECRET as ACCOUNT_SECRET
 from tests.ops.fake_telegram import FakeBotApi
 from tradebus.cli import EXIT_CODES, app
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder
@@ -134,14 +137,49 @@ async def test_credentials_the_venue_refuses_leave_no_journal_or_recording(exist
         assert after == before == {}
 
 
-@pytest.mark.parametrize("code", ["60032", "60031"])
+@pytest.mark.parametrize(
+    ("status", "code", "msg", "advice"),
+    [
+        (400, "50100", "API frozen, please contact customer service.", "OKX has frozen this API key: ask OKX customer service"),
+        (401, "50114", "Invalid authorization.", "OKX refused the key's authorization"),
+        (200, "50120", "This API key doesn't have permission to use this function", "give it the Trade permission"),
+        (200, "50121", "You can't access our services through the IP address (203.0.113.7)", "does not serve this machine's IP"),
+    ],
+)
+async def test_an_okx_key_refused_for_its_state_stops_the_start_as_refused_credentials(
+    status: int, code: str, msg: str, advice: str, tmp_path: Path
+) -> None:
+    """OKX answers the account's first read with a code of its error table's API class (HTTP status and text as that
+    table gives them): a frozen key (50100), an authorization refused (50114), a key without the permission (50120), an
+    IP OKX does not serve (50121). Each was a plain VenueRejected: 'reading the account failed', exit 1, with a journal
+    and recording directories left and nothing said of what to do. Each is now CredentialsRefused (exit 2) naming the
+    code and what to do, never the key, and the run leaves nothing."""
+    account = ACCOUNTS["okx"]
+    run = tmp_path / "run"
+    run.mkdir()
+    async with account.served(tmp_path / "venue", []) as (emulator, data):
+        emulator.key_refusal = (status, code, msg)
+        config = parse_live_config(_paths(data, run), "<test>")
+        node = LiveNode(config, ApiKeys.from_env(config.live, account.env()), handle_signals=False)
+        with pytest.raises(CredentialsRefused, match=f"OKX error {code}: ") as info:
+            await asyncio.wait_for(node.run(), 60)
+        assert not emulator.orders
+    assert advice in str(info.value)
+    assert not any(secret in str(info.value) for secret in (ACCOUNT_KEY, ACCOUNT_SECRET, ACCOUNT_PASSPHRASE))
+    assert next(c for cls, c in EXIT_CODES if isinstance(info.value, cls)) == 2
+    assert _tree(run) == {}
+
+
+@pytest.mark.parametrize("code", ["60032", "60031", "50100"])
 async def test_an_okx_key_the_private_websocket_does_not_know_is_refused_credentials_and_leaves_nothing(
     code: str, tmp_path: Path
 ) -> None:
     """OKX's private WebSocket answers the login "API key doesn't exist" (60032 as users meet it, e.g. an EEA
     account's key at the global endpoint while its REST calls go to its own domain; 60031 in OKX's current table)
     while REST takes the key: the daemon stopped with a generic FatalVenueError (exit 1) and left its journal and
-    recording directories behind. It is now CredentialsRefused (exit 2) naming the code, and leaves nothing."""
+    recording directories behind. It is now CredentialsRefused (exit 2) naming the code, and leaves nothing. A key OKX
+    froze is answered at the login as at REST, 50100 (as users meet it: ``{"event": "error", "code": "50100", "msg":
+    "API frozen, please contact customer service."}``): it was a FatalVenueError (exit 1) too."""
     account = ACCOUNTS["okx"]
     run = tmp_path / "run"
     run.mkdir()

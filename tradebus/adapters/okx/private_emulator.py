@@ -16,7 +16,8 @@ private stream of :mod:`tradebus.adapters.okx.user_stream` to run unchanged:
   ISO ``OK-ACCESS-TIMESTAMP`` within 30 s and ``OK-ACCESS-SIGN`` (base64 HMAC-SHA256 of
   timestamp + method + path with query + body), and ``x-simulated-trading: 1`` (demo keys
   work only in demo trading: ``50101`` otherwise). Errors are OKX's: ``50111`` bad key,
-  ``50105`` bad passphrase, ``50113`` bad signature, ``50102`` timestamp, ``51016``
+  ``50105`` bad passphrase, ``50113`` bad signature, ``50102`` timestamp (a test's
+  :attr:`OkxPrivateEmulator.key_refusal` then answers every request, as OKX a frozen key's ``50100``), ``51016``
   duplicate ``clOrdId``, ``51000`` a parameter (``"Parameter clOrdId error"``, ``code`` of the
   whole answer, before the account sees it: a ``clOrdId`` or ``algoClOrdId`` not 1-32 letters and
   digits, :data:`CLIENT_ID`, or a size or price not a plain decimal, :data:`DECIMAL`, such as
@@ -130,6 +131,7 @@ def _sign(secret: bytes, payload: str) -> str:
 
 #: OKX's messages of its WebSocket login errors (its API docs, WebSocket error codes).
 _LOGIN_ERRORS = {
+    "50100": "API frozen, please contact customer service.",
     "60009": "Login failure",
     "60014": "Requests too frequent",
     "60031": "API key doesn't exist.",
@@ -161,6 +163,10 @@ class OkxPrivateEmulator(AccountEmulator):
         self._symbols = {inst.instrument_id: symbol for symbol, inst in self.instruments.items()}
         #: OKX error codes the next WebSocket logins are answered with, one each, before the login is judged.
         self.login_errors: list[str] = []
+        #: An answer of OKX's API class (``(HTTP status, code, message)``: a key OKX froze, ``(400, "50100", "API frozen,
+        #: please contact customer service.")``) every signed REST request gets once its key, passphrase and signature are
+        #: judged; ``None``: none.
+        self.key_refusal: tuple[int, str, str] | None = None
 
     # ------------------------------------------------------------------ REST dialect
 
@@ -224,6 +230,8 @@ class OkxPrivateEmulator(AccountEmulator):
             return self.error(401, 50113, "Invalid Sign")
         if h.get("x-simulated-trading") != "1":
             return self.error(401, 50101, "APIKey does not match current environment.")
+        if self.key_refusal is not None:
+            return self.error(*self.key_refusal)
         return None
 
     def params(self, request: web.Request, body: str) -> dict[str, Any]:

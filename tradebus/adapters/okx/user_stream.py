@@ -78,11 +78,37 @@ from tradebus.engine.messages import Liquidity, OrderAccepted, OrderCanceled, Or
 from tradebus.errors import ParseError, VenueError
 from tradebus.execution.live import AccountBalance, AccountPosition, CredentialsRefused
 
-__all__ = ["LIVE_ACCOUNT", "LIVE_PERPETUAL", "LOGIN_REFUSED_CODES", "LOGIN_RETRY_CODES", "SUBSCRIBE", "SUBSCRIBE_SWAP", "UserStreamParser", "login_frame", "positions_from_rows"]
+__all__ = ["KEY_ADVICE", "LIVE_ACCOUNT", "LIVE_PERPETUAL", "LOGIN_REFUSED_CODES", "LOGIN_RETRY_CODES", "SUBSCRIBE", "SUBSCRIBE_SWAP", "UserStreamParser", "login_frame", "positions_from_rows"]
 
 _MS = 1_000_000
 #: ``orders`` states after which an order has no more fills.
 _DONE = frozenset({"filled", "canceled", "mmp_canceled"})
+
+
+_KEY_VARIABLES = "the variables named by live.api_key_env, live.api_secret_env and live.api_passphrase_env"
+
+#: OKX's refusals of a key for its state, what OKX's error table (REST, "API Class") words as: ``50100`` "API frozen,
+#: please contact customer service." (HTTP 400), ``50114`` "Invalid authorization." (401), ``50120`` "This API key
+#: doesn't have permission to use this function", ``50121`` "You can't access our services through the IP address
+#: ({param0})": every later request of the account would be refused alike, so they are
+#: :class:`~tradebus.execution.live.CredentialsRefused` (the daemon stops, exit 2), with what to do, from REST
+#: (:attr:`~tradebus.adapters.okx.trading.OkxTrading.errors`) and from the WebSocket login (``50100`` as users meet it
+#: there: ``{"event": "error", "code": "50100", "msg": "API frozen, please contact customer service."}``).
+KEY_ADVICE: dict[str, str] = {
+    "50100": (
+        "OKX has frozen this API key: ask OKX customer service why and to unfreeze it, or create a new key and put it in "
+        + _KEY_VARIABLES
+    ),
+    "50114": "OKX refused the key's authorization: check the key at OKX (API management) and " + _KEY_VARIABLES,
+    "50120": (
+        "the API key lacks the permission this request needs: give it the Trade permission at OKX (API management; "
+        "Read alone cannot place or cancel orders)"
+    ),
+    "50121": (
+        "OKX does not serve this machine's IP address: run the daemon from a network OKX serves (a region it does not "
+        "serve is refused whatever the key)"
+    ),
+}
 
 
 #: The WebSocket login's refusals of the account's credentials (OKX's API docs, WebSocket error codes: ``60005``
@@ -91,7 +117,7 @@ _DONE = frozenset({"filled", "canceled", "mmp_canceled"})
 #: one, a deleted key) and as ccxt lists it, ``60031`` in OKX's current table, where ccxt has ``60031`` refuse a batch
 #: login of several accounts, which one key never sends): :class:`~tradebus.execution.live.CredentialsRefused`, as the
 #: REST codes of ``credential_codes`` (REST's "API key doesn't exist" is ``50119``).
-LOGIN_REFUSED_CODES = frozenset({"60005", "60007", "60009", "60024", "60031", "60032"})
+LOGIN_REFUSED_CODES = frozenset({"60005", "60007", "60009", "60024", "60031", "60032", *KEY_ADVICE})
 #: The WebSocket login's failures that are OKX's and pass (the same list: ``63999`` "Login failed due to internal
 #: error. Please try again later."; ``60014`` "Requests too frequent"): the stream reconnects with backoff and logs in
 #: again. ``60009`` "Login failure" stays a refusal: OKX words its own failure with ``63999``.
@@ -119,7 +145,8 @@ class UserStreamParser(PrivateStreamParser):
                 if code in LOGIN_RETRY_CODES:  # retryable (a VenueError): the stream reconnects after its backoff
                     raise VenueError(f"okx user stream: login failed, {code} {msg.get('msg')}; logging in again")
                 refusal = CredentialsRefused if code in LOGIN_REFUSED_CODES else FatalVenueError
-                raise refusal(f"okx user stream: {code} {msg.get('msg')}")
+                advice = KEY_ADVICE.get(code)
+                raise refusal(f"okx user stream: {code} {msg.get('msg')}" + (f"; {advice}" if advice else ""))
             return []
         channel = (msg.get("arg") or {}).get("channel")
         data = msg.get("data")
