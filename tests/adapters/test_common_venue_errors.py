@@ -18,6 +18,7 @@ from ccxt.base.errors import BaseError, ExchangeNotAvailable, RequestTimeout
 
 from tradebus.adapters.binance.trading import BinanceFuturesTrading, BinanceTrading
 from tradebus.adapters.bybit.trading import BybitTrading
+from tradebus.adapters.common.venue_clock import TimestampRefused
 from tradebus.adapters.common.venue_errors import VenueErrors
 from tradebus.adapters.okx.trading import OkxTrading
 from tradebus.execution.live import CancelPending, CredentialsRefused, NoAnswer, OrderBusy, RateLimited, VenueRejected
@@ -55,7 +56,7 @@ CASES: list[tuple[str, str, int, str, str | None, type[Exception], int, str]] = 
     ("binance-429", "binance", 429, SPOT, _bn(-1003, "Too much request weight used."), RateLimited, 429, "-1003"),
     ("binance-418-ban", "binance", 418, SPOT, _bn(-1003, "Way too many requests; IP banned."), RateLimited, 418, "-1003"),
     ("binance-1015-no-429", "binance", 400, SPOT_LOCAL, _bn(-1015, "Too many new orders."), RateLimited, 429, "-1015"),
-    ("binance-1021-nonce", "binance", 400, SPOT, _bn(-1021, "Timestamp outside of the recvWindow."), VenueRejected, 400, "-1021"),
+    ("binance-1021-nonce", "binance", 400, SPOT, _bn(-1021, "Timestamp outside of the recvWindow."), TimestampRefused, 400, "-1021"),
     ("binance-1008-venue-url", "binance", 503, SPOT, _bn(-1008, "Server is currently overloaded."), NoAnswer, 0, "-1008"),
     ("binance-1008-other-url", "binance", 503, SPOT_LOCAL, _bn(-1008, "Server is currently overloaded."), NoAnswer, 0, "-1008"),
     ("binance-1004-busy", "binance", 503, SPOT_LOCAL, _bn(-1004, "Server is busy."), NoAnswer, 0, "-1004"),
@@ -75,7 +76,7 @@ CASES: list[tuple[str, str, int, str, str | None, type[Exception], int, str]] = 
     ("okx-50011", "okx", 429, OKX, _okx("50011"), RateLimited, 429, "50011"),
     ("okx-429-without-code", "okx", 429, OKX, "<html>Too Many Requests</html>", RateLimited, 429, ""),
     ("okx-50061-exchange-error", "okx", 200, OKX, _okx("50061"), RateLimited, 429, "50061"),
-    ("okx-50102-nonce", "okx", 401, OKX, _okx("50102"), VenueRejected, 400, "50102"),
+    ("okx-50102-nonce", "okx", 401, OKX, _okx("50102"), TimestampRefused, 400, "50102"),
     ("okx-50001-unavailable", "okx", 503, OKX, _okx("50001"), NoAnswer, 0, "50001"),
     ("okx-50013-busy", "okx", 200, OKX, _okx("50013"), NoAnswer, 0, "50013"),
     ("okx-51149-timed-out", "okx", 200, OKX, _okx("1", "51149"), NoAnswer, 0, "51149"),
@@ -88,7 +89,7 @@ CASES: list[tuple[str, str, int, str, str | None, type[Exception], int, str]] = 
     ("bybit-10018", "bybit", 200, BYBIT, _bybit(10018), RateLimited, 429, "10018"),
     ("bybit-429-high-load", "bybit", 200, BYBIT, _bybit(429), RateLimited, 429, "429"),
     ("bybit-403-ban", "bybit", 403, BYBIT, "access too frequent", RateLimited, 403, ""),
-    ("bybit-10002-nonce", "bybit", 200, BYBIT, _bybit(10002), VenueRejected, 400, "10002"),
+    ("bybit-10002-nonce", "bybit", 200, BYBIT, _bybit(10002), TimestampRefused, 400, "10002"),
     ("bybit-10016-server-error", "bybit", 200, BYBIT, _bybit(10016), NoAnswer, 0, "10016"),
     ("bybit-10000-timeout", "bybit", 200, BYBIT, _bybit(10000), NoAnswer, 0, "10000"),
     ("bybit-170213-not-found", "bybit", 200, BYBIT, _bybit(170213), VenueRejected, 400, "170213"),

@@ -19,6 +19,7 @@ from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, B
 from tradebus.adapters.binance.trading import BinanceFuturesTrading, BinanceTrading
 from tradebus.adapters.binance.user_stream import BinanceFuturesUserStream, FuturesStreamParser, UserStreamParser
 from tradebus.adapters.common.policy import FatalVenueError
+from tradebus.adapters.common.venue_clock import RESYNCS
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder
 from tradebus.errors import VenueError
@@ -70,7 +71,8 @@ async def test_an_order_refused_for_the_clock_or_a_filter_says_what_to_do(market
     or NOTIONAL filter: the config's instrument differs from the venue's) and USD-M's own filter codes (-4164 notional
     below the symbol's minimum, -4014 price off the tick)."""
     path, start = ("/api/v3/order", harness) if market == "spot" else ("/fapi/v1/order", usdm_harness)
-    async with start(rest_faults=[RestFault("refuse", "POST", path, code=code)]) as h:
+    tries = RESYNCS + 1 if code == "-1021" else 1  # a -1021 is sent again after each measure of Binance's clock
+    async with start(rest_faults=[RestFault("refuse", "POST", path, code=code) for _ in range(tries)]) as h:
         order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
         await until(lambda: order.status is OrderStatus.REJECTED)
         assert code in order.reason and advice in order.reason, order.reason

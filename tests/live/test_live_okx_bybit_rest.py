@@ -13,6 +13,7 @@ from tests.live.venue_kits import BYBIT, KITS, OKX, PASSPHRASE, VenueKit, kit_ha
 from tradebus.adapters.bybit.trading import BybitTrading
 from tradebus.adapters.bybit.trading import order_params as bybit_params
 from tradebus.adapters.common.account_emulator import RestFault, StreamFault
+from tradebus.adapters.common.venue_clock import RESYNCS
 from tradebus.adapters.okx.trading import OkxTrading
 from tradebus.adapters.okx.trading import order_params as okx_params
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder, TimeInForce
@@ -193,15 +194,17 @@ async def test_a_bybit_ip_ban_pauses_the_account_for_the_ten_minutes_bybit_asks(
 async def test_a_submit_refused_for_its_timestamp_is_rejected_at_once_with_the_code(kit: VenueKit, code: str) -> None:
     """Bybit ``10002`` (the request's time outside its recv_window) and OKX ``50102`` ("timestamp request expired")
     refuse the request before processing it. ccxt maps both to its InvalidNonce, a NetworkError: the order was
-    UNKNOWN, queried, and rejected as never arrived once the grace ran out, without the code."""
-    fault = RestFault("refuse", "POST", kit.place_path, code=code)
-    async with kit_harness(kit, rest_faults=[fault]) as h:
+    UNKNOWN, queried, and rejected as never arrived once the grace ran out, without the code. (Sent again after each of
+    RESYNCS measures of the venue's clock, :mod:`tests.live.test_live_venue_clock`: refused every time here.)"""
+    faults = [RestFault("refuse", "POST", kit.place_path, code=code) for _ in range(RESYNCS + 1)]
+    fault = faults[-1]
+    async with kit_harness(kit, rest_faults=faults) as h:
         order = h.kernel.execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
         await until(lambda: order.status is OrderStatus.REJECTED, timeout=5.0)
         assert fault.fired and f"error {code}" in order.reason, order.reason
         assert h.venue.requests["query"] == 0
         await h.venue.drain()
-    assert [c for m, p, c in h.emulator.requests if m == "POST" and p == kit.place_path] == [order.client_order_id]
+    assert [c for m, p, c in h.emulator.requests if m == "POST" and p == kit.place_path] == [order.client_order_id] * (RESYNCS + 1)
 
 
 async def test_an_okx_cancel_answered_cancel_pending_is_a_refusal_with_its_code() -> None:

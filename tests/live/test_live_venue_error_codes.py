@@ -16,6 +16,7 @@ import pytest
 from tests.live.live_harness import IID, harness, until, usdm_harness
 from tests.live.test_live_amend import _bought_with_stop
 from tradebus.adapters.binance.private_emulator import RestFault
+from tradebus.adapters.common.venue_clock import RESYNCS
 from tradebus.engine.messages import ModifyOrder, OrderRejected, OrderReplaced, OrderSide, OrderStatus
 
 
@@ -82,10 +83,14 @@ async def test_a_submit_refused_before_processing_is_rejected_at_once_with_its_c
 ) -> None:
     """Binance refuses a request whose timestamp is outside its recvWindow (-1021) or whose signature is wrong (-1022)
     before it reaches the matching engine: the order is not placed. ccxt maps -1021 to InvalidNonce, a NetworkError:
-    the order was UNKNOWN and queried, and rejected as never arrived once the grace ran out, without the code."""
+    the order was UNKNOWN and queried, and rejected as never arrived once the grace ran out, without the code. (A -1021
+    is sent again after each of RESYNCS measures of Binance's clock, :mod:`tests.live.test_live_venue_clock`: refused
+    every time here.)"""
     path = "/api/v3/order" if market == "spot" else "/fapi/v1/order"
-    fault = RestFault("refuse", "POST", path, code=code)
-    context = harness(rest_faults=[fault], venue_host=host) if market == "spot" else usdm_harness(rest_faults=[fault], venue_host=host)
+    tries = RESYNCS + 1 if code == "-1021" else 1
+    faults = [RestFault("refuse", "POST", path, code=code) for _ in range(tries)]
+    fault = faults[-1]
+    context = harness(rest_faults=faults, venue_host=host) if market == "spot" else usdm_harness(rest_faults=faults, venue_host=host)
     async with context as h:
         order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
         await until(lambda: order.status is OrderStatus.REJECTED or bool(loop_errors))
@@ -93,7 +98,7 @@ async def test_a_submit_refused_before_processing_is_rejected_at_once_with_its_c
         assert code in order.reason, order.reason
         assert h.venue.requests["query"] == 0
         await h.venue.drain()
-    assert [m for m, p, c in h.emulator.requests if c == order.client_order_id] == ["POST"]
+    assert [m for m, p, c in h.emulator.requests if c == order.client_order_id] == ["POST"] * tries
 
 
 async def test_a_submit_refused_for_too_many_orders_without_a_429_is_rate_limited(loop_errors: list[dict[str, Any]]) -> None:

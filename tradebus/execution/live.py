@@ -151,6 +151,7 @@ __all__ = [
     "AccountPosition",
     "Ack",
     "CancelPending",
+    "ClockRefused",
     "CredentialsRefused",
     "FundingOutsideRun",
     "FundingUnattributed",
@@ -270,6 +271,13 @@ class CredentialsRefused(VenueRejected):
     secret, a wrong passphrase, a key of another environment or IP): a configuration problem for the user to fix
     (the key variables named by ``live.api_key_env``, ``api_secret_env``, ``api_passphrase_env``).
     ``tradebus live`` and ``live-kill`` exit 2 on it, as on a :class:`~tradebus.errors.ConfigError`."""
+
+
+class ClockRefused(CredentialsRefused):
+    """A signed request or stream login the venue refused for its timestamp after this process measured its clock
+    against the venue's again (:class:`~tradebus.adapters.common.venue_clock.VenueClock`), or a clock further off the
+    venue's than it trades on: this machine's clock, not the key, is to fix (NTP). Every later request would be refused
+    too, so it stops the daemon as refused credentials do (``tradebus live``: exit 2)."""
 
 
 class RateLimited(VenueRejected):

@@ -107,6 +107,7 @@ from tradebus.execution.journal import Journal, JournalOwner, VenuePause
 from tradebus.execution.live import (
     AccountBalance,
     AccountPosition,
+    ClockRefused,
     CredentialsRefused,
     FundingUnattributed,
     LiveVenue,
@@ -682,6 +683,7 @@ class LiveNode(PaperNode):
             self._on_stream_reconnect,
             rest_url=rest_url,
             timeout=config.live.request_timeout,
+            venue_clock=getattr(self.venue.api, "venue_clock", None),
             **keys.options(config.live),
         )
         budget = getattr(self.venue.api, "budget", None)
@@ -1129,9 +1131,10 @@ class LiveNode(PaperNode):
         """A request the venue refused for the account's credentials while the daemon runs (a key revoked, its IP
         restriction or permissions changed): every later one would be too, the stop's cancels included. Stop;
         :meth:`run` raises it (``tradebus live``: exit 2, as at start-up), the journal kept."""
+        what = "this machine's clock" if isinstance(error, ClockRefused) else "the account's credentials"
         if self._failure is None:
-            logger.error("the venue refused the account's credentials while the daemon ran; stopping: {}", error)
-        self._failed("trading", CredentialsRefused(f"the venue refused the account's credentials while the daemon ran: {error}"))
+            logger.error("the venue refused {} while the daemon ran; stopping: {}", what, error)
+        self._failed("trading", type(error)(f"the venue refused {what} while the daemon ran: {error}"))
 
     def _on_stream_event(self, event: Any) -> None:
         """Hand an order event of the user stream to the venue; a strategy's hook raising on it stops the daemon.

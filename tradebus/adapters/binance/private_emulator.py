@@ -353,6 +353,20 @@ class StreamFault(common.StreamFault):
     match: str = "executionReport"
 
 
+def _stale_timestamp(emulator: AccountEmulator, params: dict[str, Any]) -> web.Response | None:
+    """Binance's ``-1021`` for a signed request whose ``timestamp`` is over 1 s ahead of the venue's time
+    (:attr:`~tradebus.adapters.common.account_emulator.AccountEmulator.venue_time`) or over its ``recvWindow`` (5000 ms
+    unless sent) behind it, as Binance words each ("Timestamp for this request was 1000ms ahead of the server's time.",
+    "... is outside of the recvWindow."); ``None``: in time."""
+    now_ms = emulator.venue_time() * 1000
+    sent = int(params.get("timestamp", "0"))
+    if sent - now_ms > 1000:
+        return emulator.error(400, -1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+    if now_ms - sent > int(params.get("recvWindow", "5000")):
+        return emulator.error(400, -1021, "Timestamp for this request is outside of the recvWindow.")
+    return None
+
+
 class BinancePrivateEmulator(AccountEmulator, OrderLimits):
     """The emulated Binance spot account (see the module docstring).
 
@@ -362,6 +376,7 @@ class BinancePrivateEmulator(AccountEmulator, OrderLimits):
     """
 
     ws_path = "/ws-api/v3"
+    time_path = "/api/v3/time"
     rate_limit_code = -1003
     busy_code = -1008
 
@@ -514,6 +529,10 @@ class BinancePrivateEmulator(AccountEmulator, OrderLimits):
     def error(self, status: int, code: int | str, msg: str, headers: dict[str, str] | None = None) -> web.Response:
         return web.Response(status=status, text=json.dumps({"code": int(code), "msg": msg}), content_type="application/json", headers=headers)
 
+    def time_answer(self, ms: int) -> web.Response:
+        """``GET /api/v3/time``: ``{"serverTime": ms}``."""
+        return web.json_response({"serverTime": ms})
+
     def _json(self, body: Any) -> web.Response:
         return web.Response(text=json.dumps(body), content_type="application/json")
 
@@ -541,9 +560,9 @@ class BinancePrivateEmulator(AccountEmulator, OrderLimits):
         expected = hmac.new(self.secret, payload.encode(), hashlib.sha256).hexdigest()
         if not sig or not hmac.compare_digest(sig, expected):
             return self.error(400, -1022, "Signature for this request is not valid.")
-        window = int(params.get("recvWindow", "5000"))
-        if abs(time.time() * 1000 - int(params.get("timestamp", "0"))) > window:
-            return self.error(400, -1021, "Timestamp for this request is outside of the recvWindow.")
+        refused = _stale_timestamp(self, params)
+        if refused is not None:
+            return refused
         return None
 
     def locked(self, asset: str) -> float:
@@ -985,6 +1004,7 @@ class BinanceFuturesEmulator(AccountEmulator, OrderLimits):
     ``order_clock`` as :class:`BinancePrivateEmulator`'s."""
 
     ws_path = "/ws/{listen_key}"
+    time_path = "/fapi/v1/time"
     rate_limit_code = -1003
     busy_code = -1008
     linear_positions = True
@@ -1043,6 +1063,10 @@ class BinanceFuturesEmulator(AccountEmulator, OrderLimits):
         headers = {"X-MBX-USED-WEIGHT-1M": str(self.weight), **(headers or {})}
         return web.json_response({"code": int(code), "msg": msg}, status=status, headers=headers)
 
+    def time_answer(self, ms: int) -> web.Response:
+        """``GET /fapi/v1/time``: ``{"serverTime": ms}``."""
+        return web.json_response({"serverTime": ms})
+
     def _json(self, body: Any) -> web.Response:
         return web.json_response(body, headers={"X-MBX-USED-WEIGHT-1M": str(self.weight)})
 
@@ -1060,8 +1084,9 @@ class BinanceFuturesEmulator(AccountEmulator, OrderLimits):
         expected = hmac.new(self.secret, payload.encode(), hashlib.sha256).hexdigest()
         if not sig or not hmac.compare_digest(sig, expected):
             return self.error(400, -1022, "Signature for this request is not valid.")
-        if abs(time.time() * 1000 - int(params.get("timestamp", "0"))) > int(params.get("recvWindow", "5000")):
-            return self.error(400, -1021, "Timestamp for this request is outside of the recvWindow.")
+        refused = _stale_timestamp(self, params)
+        if refused is not None:
+            return refused
         return None
 
     def params(self, request: web.Request, body: str) -> dict[str, Any]:

@@ -123,6 +123,7 @@ from loguru import logger
 from pydantic import SecretStr
 
 from tradebus.adapters.common.policy import FatalVenueError
+from tradebus.adapters.common.venue_clock import VenueClock, resynced
 from tradebus.adapters.common.ratelimit import WeightBudget, acquire_together
 from tradebus.adapters.common.rest_trading import decimal_text
 from tradebus.adapters.common.user_stream import venue_fee, venue_number
@@ -498,6 +499,8 @@ class BinanceTrading(TradingApi):
         self.account_id = ""
         #: The account's order limits, one budget each, taken by a request of :attr:`order_endpoints`.
         self.order_budgets = tuple(order_budgets if order_budgets is not None else order_limit_budgets(self.order_limits))
+        #: This machine's clock as Binance takes it: stamps the signed requests and the user stream's subscription.
+        self.venue_clock = VenueClock(self.errors.venue, self._ccxt)
 
     #: Weight of the own-trades request of one order.
     trades_of_order_weight = TRADES_OF_ORDER_WEIGHT
@@ -515,6 +518,7 @@ class BinanceTrading(TradingApi):
         unknown_outcome_codes=frozenset({"-1000", "-1001", "-1004", "-1006", "-1007", "-1008", "-3000"}),
         rate_limit_statuses=frozenset({429, 418}),
         credential_codes=CREDENTIAL_CODES,
+        clock_codes=frozenset({"-1021"}),
         advice=ERROR_ADVICE,
         message_advice=TRIGGER_ADVICE,
     )
@@ -559,6 +563,16 @@ class BinanceTrading(TradingApi):
         return f"{type(self).__name__}({self._ccxt.urls['api'].get('private')!r})"
 
     async def _call(self, name: str, params: dict[str, Any], weight: int | None = None) -> Any:
+        """Send the implicit endpoint ``name``; refused for its timestamp (``-1021``), sent again after a measure of
+        Binance's clock (:func:`~tradebus.adapters.common.venue_clock.resynced`)."""
+        return await resynced(self.venue_clock, name, lambda: self._send(name, params, weight), self._measure_weight, self.refused)
+
+    async def _measure_weight(self) -> None:
+        """Take the weight of a request of Binance's time (1, spot's ``GET /api/v3/time`` and USD-M's ``/fapi/v1/time``)."""
+        if self.budget is not None:
+            await self.budget.acquire(1)
+
+    async def _send(self, name: str, params: dict[str, Any], weight: int | None) -> Any:
         budget = self.budget
         orders = self.order_endpoints.get(name, 0)
         takes = [(limit, float(orders)) for limit in self.order_budgets] if orders else []
@@ -943,6 +957,7 @@ class BinanceFuturesTrading(BinanceTrading):
         unknown_outcome_codes=frozenset({"-1000", "-1001", "-1006", "-1007", "-1008"}),
         rate_limit_statuses=frozenset({429, 418}),
         credential_codes=CREDENTIAL_CODES,
+        clock_codes=frozenset({"-1021"}),
         advice=FUTURES_ERROR_ADVICE,
     )
     #: ``PUT /fapi/v1/order`` amends LIMIT orders only and USD-M has no cancel-replace.

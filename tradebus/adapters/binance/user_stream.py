@@ -101,6 +101,7 @@ from tradebus.adapters.common.policy import Backoff, ConnectionPolicy
 from tradebus.adapters.common.recorder import FrameRecorder
 from tradebus.adapters.common.user_stream import PrivateStreamParser, UserStream, deliver, venue_fee, venue_number
 from tradebus.adapters.common.venue import LiveAccount, lazy_trading
+from tradebus.adapters.common.venue_clock import VenueClock
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
     FundingPaid,
@@ -298,12 +299,14 @@ class BinanceUserStream(UserStream):
         self._secret = api_secret
         self.parser = parser
         self._ids = itertools.count(1)
+        #: The clock the subscription's ``timestamp`` is read from, seconds (Binance's, as the trading API measured it).
+        self.now: Callable[[], float] = time.time
 
     def connect_url(self) -> str:
         return self.url
 
     def subscribe_frames(self) -> list[str]:
-        params: dict[str, Any] = {"apiKey": self._key.get_secret_value(), "timestamp": int(time.time() * 1000)}
+        params: dict[str, Any] = {"apiKey": self._key.get_secret_value(), "timestamp": int(self.now() * 1000)}
         params["signature"] = sign_params(params, self._secret)
         return [json.dumps({"id": f"uds-{next(self._ids)}", "method": "userDataStream.subscribe.signature", "params": params})]
 
@@ -328,9 +331,13 @@ def _user_stream(
     sink: Sink,
     on_balance: Callable[[AccountBalance], Any] | None = None,
     on_reconnect: Callable[[], Any] | None = None,
+    venue_clock: VenueClock | None = None,
     **_: Any,
 ) -> BinanceUserStream:
-    return BinanceUserStream(ws_url, api_key, api_secret, UserStreamParser(instruments, lookup), sink, on_balance, on_reconnect)
+    stream = BinanceUserStream(ws_url, api_key, api_secret, UserStreamParser(instruments, lookup), sink, on_balance, on_reconnect)
+    if venue_clock is not None:
+        stream.now = venue_clock.now
+    return stream
 
 
 #: Binance's real-money domain: spot ``api.binance.com``, ``api1``-``api4``, ``api-gcp``, USD-M ``fapi``, ``ws-api`` ...

@@ -140,6 +140,7 @@ class BybitPrivateEmulator(AccountEmulator):
 
     rate_limit_code = 10006
     ws_path = "/v5/private"
+    time_path = "/v5/market/time"
     rebate_in_quote = True  # "Spot Fee Currency Instruction": a maker buy's negative fee is in the quote coin
     sell_rebate_in_base = True  # ... and a maker sell's in the base coin
     #: The Bybit ``category`` this account emulates.
@@ -200,6 +201,11 @@ class BybitPrivateEmulator(AccountEmulator):
                 for s, inst in sorted(self.instruments.items()) if p.get("category") == self.category and p.get("symbol") in (None, s)]
         return self._ok({"category": p.get("category", ""), "list": rows, "nextPageCursor": ""})
 
+    def time_answer(self, ms: int) -> web.Response:
+        """``GET /v5/market/time``."""
+        result = {"timeSecond": str(ms // 1000), "timeNano": str(ms * 1_000_000)}
+        return web.json_response({"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}, "time": ms})
+
     def error(self, status: int, code: int | str, msg: str, headers: dict[str, str] | None = None) -> web.Response:
         body = {"retCode": int(code), "retMsg": msg, "result": {}, "retExtInfo": {}, "time": int(time.time() * 1000)}
         return web.json_response(body, status=status, headers=headers)
@@ -230,7 +236,7 @@ class BybitPrivateEmulator(AccountEmulator):
         if h.get("X-BAPI-API-KEY") != self.key:
             return self.error(401, 10003, "API key is invalid.")
         ts, window = h.get("X-BAPI-TIMESTAMP", ""), h.get("X-BAPI-RECV-WINDOW", "5000")
-        if not ts.isdigit() or not window.isdigit() or abs(time.time() * 1000 - int(ts)) > int(window):
+        if not ts.isdigit() or not window.isdigit() or abs(self.venue_time() * 1000 - int(ts)) > int(window):
             return self.error(200, 10002, "invalid request, please check your server timestamp or recv_window param")
         payload = ts + self.key + window + (body if request.method == "POST" else request.query_string)
         expected = hmac.new(self.secret, payload.encode(), hashlib.sha256).hexdigest()
@@ -595,7 +601,7 @@ class BybitPrivateEmulator(AccountEmulator):
             ok = (
                 len(args) == 3
                 and args[0] == self.key
-                and int(args[1]) > time.time() * 1000
+                and int(args[1]) > self.venue_time() * 1000
                 and hmac.compare_digest(str(args[2]), hmac.new(self.secret, f"GET/realtime{args[1]}".encode(), hashlib.sha256).hexdigest())
             )
             session.authed = ok

@@ -284,6 +284,7 @@ class BybitTrading(CcxtTrading):
         rate_limit_statuses=frozenset({429, BAN_STATUS}),
         busy_codes=frozenset({"110079", "170191"}),
         # an unknown key, a signature of another secret, a permission the key lacks, an IP it is not bound to
+        clock_codes=frozenset({"10002"}),
         credential_codes=frozenset({"10003", "10004", "10005", "10010"}),
     )
     supports_amend = True

@@ -61,6 +61,7 @@ from tradebus.adapters.common.client import Sink
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError
 from tradebus.adapters.common.user_stream import UNACKNOWLEDGED, PrivateStream, PrivateStreamParser, venue_fee, venue_number
 from tradebus.adapters.common.venue import LiveAccount, lazy_trading
+from tradebus.adapters.common.venue_clock import VenueClock
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import (
     FundingPaid,
@@ -241,12 +242,14 @@ def _user_stream(
     on_reconnect: Callable[[], Any] | None = None,
     *,
     subscribe: str = SUBSCRIBE,
+    venue_clock: VenueClock | None = None,
     **_: Any,
 ) -> PrivateStream:
     policy = ConnectionPolicy(backoff=Backoff(base=0.2, cap=10.0, min_delay=0.05), keepalive=bybit_keepalive(), stale_after=1e9)
+    now = venue_clock.now if venue_clock is not None else time.time
     return PrivateStream(
-        "bybit-private", ws_url, policy, UserStreamParser(instruments, lookup), lambda: auth_frame(api_key, api_secret),
-        _is_auth_ack, subscribe, _is_subscribe_ack, sink, on_balance, on_reconnect,
+        "bybit-private", ws_url, policy, UserStreamParser(instruments, lookup), lambda: auth_frame(api_key, api_secret, now),
+        _is_auth_ack, subscribe, _is_subscribe_ack, sink, on_balance, on_reconnect, venue_clock=venue_clock,
     )
 
 

@@ -12,4 +12,5 @@
 * :mod:`.client` — the asyncio WebSocket client base (and the resubscribing one of OKX/Bybit).
 * :mod:`.recorder` — raw-frame recording and reading.
 * :mod:`.local_server` — a local venue emulator for tests (protocol plugins, fault injection).
+* :mod:`.venue_clock` — this machine's clock as a venue takes it: measured, and requests refused for it sent again.
 """

@@ -240,6 +240,10 @@ class AccountEmulator(ABC):
         trade_size_limit: bool = False,
     ) -> None:
         self.key = api_key
+        #: The venue's time, seconds since the epoch: what a signed request's or a login's timestamp is judged against
+        #: and the time endpoint (:attr:`time_path`) answers. The wall clock unless a test sets its own (a venue's
+        #: clock apart from this machine's).
+        self.venue_time: Callable[[], float] = time.time
         self.secret = api_secret.encode()
         self.passphrase = passphrase
         self.instruments = {self.symbol_of(inst): inst for inst in instruments.values()}
@@ -445,8 +449,18 @@ class AccountEmulator(ABC):
                     return fault
         return None
 
+    #: The venue's public time endpoint (``GET``, unsigned), answered by :meth:`time_answer` (``""``: none).
+    time_path = ""
+
+    def time_answer(self, ms: int) -> web.Response:
+        """The dialect's answer of its time endpoint: the venue's time ``ms`` (epoch milliseconds)."""
+        raise NotImplementedError(f"{type(self).__name__} has no time endpoint")
+
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         self.tick()
+        if request.method == "GET" and request.path == self.time_path:
+            self.requests.append(("GET", request.path, ""))
+            return self.time_answer(int(self.venue_time() * 1000))
         body = await request.text() if request.can_read_body else ""
         refused = self.authenticate(request, body)
         if refused is not None:

@@ -17,6 +17,7 @@ from typing import Any
 from ccxt.base.errors import BaseError
 
 from tradebus.adapters.common.ratelimit import WeightBudget
+from tradebus.adapters.common.venue_clock import VenueClock, resynced
 from tradebus.adapters.common.venue_errors import VenueErrors
 from tradebus.engine.instrument import Instrument
 from tradebus.execution.live import TradingApi, VenueRejected
@@ -73,12 +74,18 @@ class CcxtTrading(TradingApi):
         self.last_headers: dict[str, str] = {}
         #: The account's id, when the venue reports it.
         self.account_id = ""
+        #: This machine's clock as the venue takes it: stamps the signed requests and the user stream's login.
+        self.venue_clock = VenueClock(self.errors.venue, exchange)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
     async def call(self, name: str, params: dict[str, Any]) -> Any:
-        """Send the implicit endpoint ``name`` with ``params`` (see the module docstring)."""
+        """Send the implicit endpoint ``name`` with ``params`` (see the module docstring); refused for its timestamp, sent
+        again after a measure of the venue's clock (:func:`~tradebus.adapters.common.venue_clock.resynced`)."""
+        return await resynced(self.venue_clock, name, lambda: self._send(name, params), lambda: self.budget.acquire(1), self.refused)
+
+    async def _send(self, name: str, params: dict[str, Any]) -> Any:
         budget = self.budget
         await budget.acquire(self.weights.get(name, 1))
         self._ccxt.last_response_headers = None

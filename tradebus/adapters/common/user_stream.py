@@ -32,10 +32,11 @@ from loguru import logger
 from tradebus.adapters.common.client import Sink, WsClient
 from tradebus.adapters.common.recorder import FrameWriter
 from tradebus.adapters.common.policy import ConnectionPolicy
+from tradebus.adapters.common.venue_clock import RESYNCS, SYNC_ADVICE, TimestampRefused, VenueClock
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderStatus, OrderTermsReported
 from tradebus.errors import ParseError
-from tradebus.execution.live import AccountBalance, AccountPosition, FundingUnattributed
+from tradebus.execution.live import AccountBalance, AccountPosition, ClockRefused, FundingUnattributed
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport, venue_terms
 
@@ -270,7 +271,11 @@ class PrivateStream(UserStream):
     :class:`~tradebus.execution.live.AccountPosition` to ``on_balance``; after a
     reconnect (events may have been missed) ``on_reconnect`` is called once the subscription
     is confirmed. A refused login is the parser's
-    :class:`~tradebus.adapters.common.policy.FatalVenueError`.
+    :class:`~tradebus.adapters.common.policy.FatalVenueError`; one refused for its timestamp, the parser's
+    :class:`~tradebus.adapters.common.venue_clock.TimestampRefused`: the stream measures the venue's clock
+    (``venue_clock``, whose :meth:`~tradebus.adapters.common.venue_clock.VenueClock.now` ``login`` signs with) before it
+    reconnects and logs in again, at most :data:`~tradebus.adapters.common.venue_clock.RESYNCS` times in a row, then stops
+    with :class:`~tradebus.execution.live.ClockRefused`.
 
     Parameters
     ----------
@@ -294,6 +299,9 @@ class PrivateStream(UserStream):
         How many such answers confirm all of it (OKX answers once per channel).
     sink, on_balance, on_reconnect
         Where events go.
+    venue_clock
+        The account's clock as the venue takes it (the trading API's), measured again after a login refused for its
+        timestamp (``None``: none, such a refusal stops the stream).
     """
 
     def __init__(
@@ -310,8 +318,14 @@ class PrivateStream(UserStream):
         on_balance: Callable[[Any], Any] | None = None,
         on_reconnect: Callable[[], Any] | None = None,
         subscribe_acks: int = 1,
+        venue_clock: VenueClock | None = None,
     ) -> None:
         super().__init__(name, sink, policy, on_balance, on_reconnect)
+        self.venue_clock = venue_clock
+        # Logins refused for their timestamp since the last one taken, and whether the next connection first measures
+        # the venue's clock.
+        self._clock_refusals = 0
+        self._resync_due = False
         self.url = url
         self.parser = parser
         self._login = login
@@ -325,6 +339,26 @@ class PrivateStream(UserStream):
     def connect_url(self) -> str:
         return self.url
 
+    def translate_error(self, exc: Exception) -> Exception:
+        """A login refused for its timestamp: the next connection measures the venue's clock first; refused so after
+        :data:`~tradebus.adapters.common.venue_clock.RESYNCS` measures (or without a clock to measure),
+        :class:`~tradebus.execution.live.ClockRefused`."""
+        if not isinstance(exc, TimestampRefused):
+            return exc
+        self._clock_refusals += 1
+        if self.venue_clock is None:
+            return ClockRefused(f"{exc}; {SYNC_ADVICE}")
+        if self._clock_refusals > RESYNCS:
+            return self.venue_clock.refused(str(exc))
+        self._resync_due = True
+        return exc
+
+    async def _connect_and_receive(self) -> None:
+        if self._resync_due and self.venue_clock is not None:
+            self._resync_due = False
+            await self.venue_clock.resync(f"{self.name}: login refused for its timestamp")
+        await super()._connect_and_receive()
+
     def subscribe_frames(self) -> list[str]:
         self._acks = 0
         return [self._login()]
@@ -336,6 +370,7 @@ class PrivateStream(UserStream):
         if not events and not self.subscribed.is_set():
             msg = self.parser.decode(raw, self.name)
             if self._is_login_ack(msg):
+                self._clock_refusals = 0
                 task = asyncio.get_running_loop().create_task(self.send(self._subscribe))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)

@@ -54,6 +54,7 @@ from typing import Any, NamedTuple
 
 from ccxt.base.errors import BaseError, NetworkError, OperationFailed, RateLimitExceeded
 
+from tradebus.adapters.common.venue_clock import TimestampRefused
 from tradebus.execution.live import CancelPending, CredentialsRefused, NoAnswer, OrderBusy, RateLimited, VenueRejected
 
 __all__ = ["Classified", "VenueErrors", "error_body", "error_code", "redacted"]
@@ -135,6 +136,10 @@ class VenueErrors:
         Error codes of a cancel refused because the venue is already canceling the order (:class:`CancelPending`:
         an earlier cancel is being done; the live venue waits for its outcome). Binance cancels at once and Bybit
         answers a second cancel "busy" (``110079``) or "not found" (the order closed): neither has one.
+    clock_codes
+        Error codes of a signed request refused unprocessed for its timestamp (Binance ``-1021``, OKX ``50102``, Bybit
+        ``10002``): :class:`~tradebus.adapters.common.venue_clock.TimestampRefused` (observed as a 400); the trading
+        API measures the venue's clock and sends the request again (:func:`~tradebus.adapters.common.venue_clock.resynced`).
     credential_codes
         Error codes of a request refused for the account's credentials (:class:`CredentialsRefused`: the key, its
         signature, its passphrase, its environment or IP restriction), a configuration problem.
@@ -152,13 +157,14 @@ class VenueErrors:
     rate_limit_statuses: frozenset[int] = frozenset()
     busy_codes: frozenset[str] = frozenset()
     cancel_pending_codes: frozenset[str] = frozenset()
+    clock_codes: frozenset[str] = frozenset()
     credential_codes: frozenset[str] = frozenset()
     advice: Mapping[str, str] = field(default_factory=dict)
     message_advice: Mapping[str, str] = field(default_factory=dict)
 
     def _rejected(self, message: str, code: str) -> VenueRejected:
         advice = self.advice.get(code) or next((a for text, a in self.message_advice.items() if text in message), None)
-        refusal = CredentialsRefused if code in self.credential_codes else VenueRejected
+        refusal = CredentialsRefused if code in self.credential_codes else TimestampRefused if code in self.clock_codes else VenueRejected
         return refusal(f"{message}; {advice}" if advice else message)
 
     def classify(self, exc: BaseError, request: str) -> Classified:

@@ -75,7 +75,6 @@ import hmac
 import json
 import math
 import re
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -145,6 +144,7 @@ class OkxPrivateEmulator(AccountEmulator):
 
     rate_limit_code = 50011
     ws_path = "/ws/v5/private"
+    time_path = "/api/v5/public/time"
     rebate_in_quote = True  # a spot buy's order row: feeCcy the base coin, rebateCcy the quote one
     #: The account's ``instType`` and the ``tdMode`` its orders must give.
     inst_type = "SPOT"
@@ -198,6 +198,10 @@ class OkxPrivateEmulator(AccountEmulator):
             for s, inst in sorted(self.instruments.items()) if p.get("instId") in (None, s)
         ])
 
+    def time_answer(self, ms: int) -> web.Response:
+        """``GET /api/v5/public/time``: ``{"code": "0", "data": [{"ts": ms}]}``."""
+        return self._ok([{"ts": str(ms)}])
+
     def error(self, status: int, code: int | str, msg: str, headers: dict[str, str] | None = None) -> web.Response:
         return web.json_response({"code": str(code), "msg": msg, "data": []}, status=status, headers=headers)
 
@@ -222,9 +226,9 @@ class OkxPrivateEmulator(AccountEmulator):
         try:
             sent = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
         except ValueError:
-            return self.error(400, 50102, "Timestamp request expired")
-        if abs(datetime.now(UTC).timestamp() - sent) > 30:
-            return self.error(400, 50102, "Timestamp request expired")
+            return self.error(401, 50102, "Timestamp request expired")
+        if abs(self.venue_time() - sent) > 30:
+            return self.error(401, 50102, "Timestamp request expired")
         expected = _sign(self.secret, ts + request.method + request.path_qs + body)
         if not hmac.compare_digest(h.get("OK-ACCESS-SIGN", ""), expected):
             return self.error(401, 50113, "Invalid Sign")
@@ -709,7 +713,7 @@ class OkxPrivateEmulator(AccountEmulator):
                 arg.get("apiKey") == self.key
                 and arg.get("passphrase") == self.passphrase
                 and ts.isdigit()
-                and abs(int(ts) - time.time()) <= 30
+                and abs(int(ts) - self.venue_time()) <= 30
                 and hmac.compare_digest(str(arg.get("sign", "")), _sign(self.secret, f"{ts}GET/users/self/verify"))
             )
             if not ok:

@@ -324,6 +324,7 @@ class OkxTrading(CcxtTrading):
         cancel_pending_codes=frozenset({"51410"}),
         # a key of the other environment, a wrong passphrase, an IP the key does not trust, an unknown key, a signature
         # of another secret, a key that no longer exists; the key's state (KEY_ADVICE)
+        clock_codes=frozenset({"50102"}),
         credential_codes=frozenset({"50101", "50105", "50110", "50111", "50113", "50119", *KEY_ADVICE}),
         advice=KEY_ADVICE,
     )

@@ -43,7 +43,8 @@ free, ``frozenBal`` locked). ``positions`` -> one
 signed in net mode; ``avgPx`` the entry price; :func:`positions_from_rows`).
 ``login``/``subscribe`` answers yield nothing; an ``error`` event is fatal, except a login that failed for a
 reason of OKX's own (:data:`LOGIN_RETRY_CODES`): the connection is dropped and made again after the policy's
-backoff, and the login sent again.
+backoff, and the login sent again; and a login refused for its timestamp (:data:`LOGIN_CLOCK_CODES`), made again
+after a measure of OKX's clock (:class:`~tradebus.adapters.common.user_stream.PrivateStream`).
 
 :func:`login_frame` signs the ``login`` op; :data:`LIVE_ACCOUNT` runs the parser on a
 :class:`~tradebus.adapters.common.user_stream.PrivateStream` (login, then ``orders`` of SPOT
@@ -71,6 +72,7 @@ from tradebus.adapters.common.client import Sink
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError
 from tradebus.adapters.common.user_stream import UNACKNOWLEDGED, PrivateStream, PrivateStreamParser, venue_fee, venue_number
 from tradebus.adapters.common.venue import LiveAccount
+from tradebus.adapters.common.venue_clock import TimestampRefused, VenueClock
 from tradebus.adapters.okx.client import okx_keepalive
 from tradebus.engine.instrument import Instrument
 from tradebus.execution.orders import Order
@@ -78,7 +80,7 @@ from tradebus.engine.messages import Liquidity, OrderAccepted, OrderCanceled, Or
 from tradebus.errors import ParseError, VenueError
 from tradebus.execution.live import AccountBalance, AccountPosition, CredentialsRefused
 
-__all__ = ["KEY_ADVICE", "LIVE_ACCOUNT", "LIVE_PERPETUAL", "LOGIN_REFUSED_CODES", "LOGIN_RETRY_CODES", "SUBSCRIBE", "SUBSCRIBE_SWAP", "UserStreamParser", "login_frame", "positions_from_rows"]
+__all__ = ["KEY_ADVICE", "LIVE_ACCOUNT", "LIVE_PERPETUAL", "LOGIN_CLOCK_CODES", "LOGIN_REFUSED_CODES", "LOGIN_RETRY_CODES", "SUBSCRIBE", "SUBSCRIBE_SWAP", "UserStreamParser", "login_frame", "positions_from_rows"]
 
 _MS = 1_000_000
 #: ``orders`` states after which an order has no more fills.
@@ -122,6 +124,10 @@ LOGIN_REFUSED_CODES = frozenset({"60005", "60007", "60009", "60024", "60031", "6
 #: error. Please try again later."; ``60014`` "Requests too frequent"): the stream reconnects with backoff and logs in
 #: again. ``60009`` "Login failure" stays a refusal: OKX words its own failure with ``63999``.
 LOGIN_RETRY_CODES = frozenset({"63999", "60014"})
+#: The WebSocket login's refusals of its timestamp (the same list: ``60004`` "Invalid timestamp", ``60006`` "Timestamp
+#: request expired"; "the request will expire 30 seconds after the timestamp"): :class:`TimestampRefused`, the stream
+#: measures OKX's clock and logs in again (:class:`~tradebus.adapters.common.user_stream.PrivateStream`).
+LOGIN_CLOCK_CODES = frozenset({"60004", "60006"})
 
 
 class UserStreamParser(PrivateStreamParser):
@@ -144,6 +150,8 @@ class UserStreamParser(PrivateStreamParser):
                 code = str(msg.get("code"))
                 if code in LOGIN_RETRY_CODES:  # retryable (a VenueError): the stream reconnects after its backoff
                     raise VenueError(f"okx user stream: login failed, {code} {msg.get('msg')}; logging in again")
+                if code in LOGIN_CLOCK_CODES:  # the stream measures OKX's clock, then logs in again
+                    raise TimestampRefused(f"okx user stream: login refused for its timestamp, {code} {msg.get('msg')}")
                 refusal = CredentialsRefused if code in LOGIN_REFUSED_CODES else FatalVenueError
                 advice = KEY_ADVICE.get(code)
                 raise refusal(f"okx user stream: {code} {msg.get('msg')}" + (f"; {advice}" if advice else ""))
@@ -344,14 +352,17 @@ def _user_stream(
     on_reconnect: Callable[[], Any] | None = None,
     *,
     passphrase: SecretStr | None = None,
+    venue_clock: VenueClock | None = None,
     **_: Any,
 ) -> PrivateStream:
     assert passphrase is not None
     policy = ConnectionPolicy(backoff=Backoff(base=0.2, cap=10.0, min_delay=0.05), keepalive=okx_keepalive(), stale_after=1e9)
     parser = UserStreamParser(instruments, lookup, venue="OKX")
+    now = venue_clock.now if venue_clock is not None else time.time
     return PrivateStream(
-        "okx-private", ws_url, policy, parser, lambda: login_frame(api_key, api_secret, passphrase), _is_login_ack,
+        "okx-private", ws_url, policy, parser, lambda: login_frame(api_key, api_secret, passphrase, now), _is_login_ack,
         subscribe, _is_subscribe_ack, sink, on_balance, on_reconnect, subscribe_acks=len(json.loads(subscribe)["args"]),
+        venue_clock=venue_clock,
     )
 
 
