@@ -175,3 +175,28 @@ async def test_an_okx_login_refused_for_its_timestamp_measures_okxs_clock_and_lo
     assert f"after {RESYNCS} measures" in str(info.value)
     assert next(c for cls, c in EXIT_CODES if isinstance(info.value, cls)) == 2
 
+
+async def test_a_request_that_reaches_binance_after_a_stall_longer_than_its_recvwindow_is_sent_again_and_placed() -> None:
+    """The event loop stalls 6 s between a limit buy's signing and Binance's reading of it (a loaded machine: here the
+    emulator's first read of its clock blocks the loop), past the request's 5 s recvWindow: -1021. The order was
+    rejected (a test on a loaded CI machine failed so); it is now sent again after a measure of Binance's clock, which
+    finds it in step, and placed."""
+    stalled: list[float] = []
+
+    def venue_time() -> float:
+        if not stalled:
+            stalled.append(time.time())
+            time.sleep(6.0)  # the stall itself: the loop blocked, as on a loaded machine
+        return time.time()
+
+    async with harness(request_timeout=30.0) as h:  # the client outwaits the stall: only the venue's window is met
+        h.emulator.venue_time = venue_time
+        order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
+        # UNKNOWN meanwhile: the engine's submit timeout passed during the stall; the answer or a query settles it
+        await until(lambda: order.status in (OrderStatus.ACCEPTED, OrderStatus.REJECTED), timeout=60)
+        assert stalled and order.status is OrderStatus.ACCEPTED, (order.status, order.reason)
+        await h.venue.drain()
+    # a request refused on its signature's timestamp is not recorded: the time read, then the POST that was placed
+    sent = [(m, p) for m, p, c in h.emulator.requests if (m, c) == ("POST", order.client_order_id) or p == "/api/v3/time"]
+    assert sent == [("GET", "/api/v3/time"), ("POST", "/api/v3/order")]
+    assert abs(h.venue.api.venue_clock.offset) < 1.0
