@@ -8,6 +8,7 @@ trades the test feeds it; faults are injected by the emulator.
 from __future__ import annotations
 
 import asyncio
+import math
 import json
 import time
 from typing import Any
@@ -284,6 +285,40 @@ async def test_a_two_request_replacement_near_the_weight_limit_waits_for_its_can
             answer.set()  # an answer still held would hold the emulator's stop
     assert [(r.order.price, r.order.quantity) for r in h.emulator.open_orders()] == [(59_500.0, 0.01)]
     assert budget.peak <= FUTURES_WEIGHT_LIMIT
+
+
+async def test_a_held_replacement_whose_cancels_answer_is_lost_leaves_once_the_budgets_window_turns() -> None:
+    """Binance USD-M, the minute's weight near the limit (1,800 of 2,400): a limit buy at 59,000 moved to 59,500 is
+    canceled, the stream's CANCELED frame comes and its replacement waits for the DELETE's answer, which never comes
+    (the REST client's timeout far off: a lost answer). It waited for that timeout, though the budget's window turned
+    meanwhile, after which an answer of the window before tells nothing. It now leaves once the window turns, the
+    DELETE's answer still unheard. The budget's clock is the test's: it moves to the next minute once the
+    replacement is held."""
+    answer = asyncio.Event()
+    late = RestFault("late", "DELETE", "/fapi/v1/order", release=answer)
+    now = [math.floor(time.time() / 60.0) * 60.0 + 59.0]  # a second before the minute ends
+    budget = WeightBudget(FUTURES_WEIGHT_LIMIT, 60.0, header=WEIGHT_HEADER, monotonic=lambda: now[0])
+    async with usdm_harness(rest_faults=[late], timeout=100 * WAIT, timeouts=ANSWERED, budget=budget) as h:
+        try:
+            h.emulator.weight = 1_800  # type: ignore[attr-defined]
+            replaced: list[OrderReplaced] = []
+            h.kernel.bus.subscribe(OrderReplaced, replaced.append)
+            order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
+            await until(lambda: order.status is OrderStatus.ACCEPTED)
+            h.kernel.execution.modify(ModifyOrder("s1", h.iid, order.client_order_id, 0, 0, price=59_500.0))
+            await until(lambda: late.fired and h.emulator.orders[order.client_order_id].status is OrderStatus.CANCELED)
+            await until(lambda: _stream_caught_up(h))  # the CANCELED frame handled, the DELETE's answer held
+            assert [o.client_order_id for o in h.kernel.orders.orders()] == [order.client_order_id]  # held
+            now[0] += 1.0  # the next minute: nothing of the last one's weight counts
+            await until(lambda: len(replaced) == 1)
+            assert not answer.is_set()
+            new = h.kernel.orders.order(replaced[0].replacement_id)
+            await until(lambda: new.status is OrderStatus.ACCEPTED and order.status is OrderStatus.CANCELED)
+            answer.set()
+            await h.venue.drain()
+        finally:
+            answer.set()  # an answer still held would hold the emulator's stop
+    assert [(r.order.price, r.order.quantity) for r in h.emulator.open_orders()] == [(59_500.0, 0.01)]
 
 
 async def test_a_two_request_replacement_with_room_in_the_budget_leaves_on_the_streams_cancel_frame() -> None:

@@ -65,7 +65,9 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     order's ``OrderCanceled`` (so an OCO group or bracket follows the replacement). The stream may tell the
     cancel before the cancel's answer, whose headers tell the rate budget the weight used: the replacement then
     leaves at once while the budget has room (:meth:`TradingApi.has_room_to_place`), else it (and the cancel
-    it follows) waits for that answer, which may show the minute used up (a replacement sent into it: a 429). When the
+    it follows) waits for that answer, which may show the minute used up (a replacement sent into it: a 429), or for
+    the budget's window to turn with room (:meth:`TradingApi.seconds_to_room`: an answer lost is not waited for
+    a request timeout). When the
     order closed otherwise first (filled), is canceled by the engine meanwhile, or still works at
     a query sent once the cancel was answered (an earlier query's answer may predate the cancel:
     it is not believed; the engine asks again every ``retry_ns`` until one is answered, the stream's
@@ -557,6 +559,11 @@ class TradingApi(ABC):
         way may show it used up. Default: ``True`` (no budget told by answers)."""
         return True
 
+    def seconds_to_room(self) -> float:
+        """How long until :meth:`has_room_to_place` may say yes with no new answer (the rate budget's window turns, its
+        pause ends), seconds; ``0.0`` when it does now, ``inf`` when it cannot tell (default)."""
+        return math.inf
+
     def trails_in_oco(self, percent: float) -> bool:
         """Whether :meth:`place_oco` can make its stop leg a venue trailing stop ``percent`` % from the
         best price since it was placed (the venue moves its trigger; no modify is sent)."""
@@ -1038,7 +1045,9 @@ class LiveVenue(Venue):
         """Hold the stream's cancel of a two-request cancel-replace told before its cancel's request ended, when the
         rate budget has no room to place the replacement before that answer (:meth:`TradingApi.has_room_to_place`):
         the answer's headers may show the minute used up, which the replacement sent now would meet as a refusal
-        (a 429). :meth:`_cancel` hands it on once the request ends. With room, the replacement leaves now."""
+        (a 429). :meth:`_cancel` hands it on once the request ends, or :meth:`_room_made` once the budget's window
+        turned with room (an answer lost waits a request timeout; one of the window before says nothing of the next).
+        With room, the replacement leaves now."""
         coid = event.client_order_id
         held = self._before_answer.get(coid)
         if held is None:
@@ -1047,8 +1056,30 @@ class LiveVenue(Venue):
             logger.info("order {}: canceled; its replacement waits for the cancel's answer (the rate budget is near "
                         "its limit)", coid)
             held = self._before_answer[coid] = []
+            self._watch_room(coid)
         held.append(event)
         return True
+
+    def _watch_room(self, coid: str) -> None:
+        """Call :meth:`_room_made` for ``coid`` when the rate budget may have room again by itself
+        (:meth:`TradingApi.seconds_to_room`; never, when it cannot say)."""
+        delay = self.api.seconds_to_room()
+        if math.isfinite(delay):  # never at once: no room was found just now, so no call loops on the loop
+            asyncio.get_running_loop().call_later(max(delay, 0.01), self._room_made, coid)
+
+    def _room_made(self, coid: str) -> None:
+        """The stream's cancel of ``coid`` still waits for its request's answer: with room in the rate budget now (its
+        window turned), it is handed on and the replacement leaves; else it waits for the answer or the next window."""
+        held = self._before_answer.get(coid)
+        if held is None:
+            return
+        if not self.api.has_room_to_place():
+            self._watch_room(coid)
+            return
+        logger.info("order {}: the rate budget has room again before the cancel's answer; its replacement leaves", coid)
+        del self._before_answer[coid]
+        for event in held:
+            self.emit(event)
 
     def _replace_if_closed(self, coid: str) -> None:
         """Refuse the modification of an order that closed otherwise than by its cancel-replace's cancel."""

@@ -546,6 +546,20 @@ class BinanceTrading(TradingApi):
         orders = self.order_endpoints.get(place, 0)
         return not orders or all(budget.has_room(orders) for budget in self.order_budgets)
 
+    def seconds_to_room(self) -> float:
+        """Until every budget :meth:`has_room_to_place` finds short of room turns its window and ends its pause, seconds
+        on its clock (``0.0``: room now)."""
+        place = self.endpoint["place"]
+        takes = [(self.budget, self.weights[place])] if self.budget is not None else []
+        orders = self.order_endpoints.get(place, 0)
+        takes += [(budget, orders) for budget in self.order_budgets] if orders else []
+        waits = [0.0]
+        for budget, weight in takes:
+            if not budget.has_room(weight):
+                start = budget.window_start()  # the window its clock is in now
+                waits.append(max(start + budget.window, budget.blocked_until) - budget._clock())
+        return max(waits)
+
     def _point_at(self, base: str) -> None:
         """Point ccxt's URLs at ``base`` (the venue or an emulator)."""
         api = self._ccxt.urls["api"]
