@@ -440,6 +440,9 @@ def test_bracket_errors_and_disabled_strategy() -> None:
      (SELL, {"take_profit": 0.0}, "take_profit must be a positive finite number, got 0.0"),
      (BUY, {"entry_price": math.inf, "stop_loss": 95.0}, "entry_price must be a positive finite number, got inf"),
      (BUY, {"stop_loss": 95.0, "trail_offset": -1.0}, "trail_offset must be a positive finite number, got -1.0"),
+     (BUY, {"trail_percent": 2.0, "take_profit": 150.0},
+      "trail_percent trails the stop-loss, but no stop_loss was given (the bracket would have no stop-loss at all)"),
+     (SELL, {"trail_offset": 5.0}, "trail_offset trails the stop-loss, but no stop_loss was given"),
      (BUY, {"stop_loss": 110.0, "take_profit": 95.0}, "stop_loss 110.0 must be below take_profit 95.0 of a BUY"),
      (SELL, {"stop_loss": 95.0, "take_profit": 110.0}, "stop_loss 95.0 must be above take_profit 110.0 of a SELL")],
 )
@@ -448,6 +451,7 @@ def test_a_bracket_whose_exit_could_never_work_is_refused_before_its_entry(
 ) -> None:
     # Before: the market entry filled, the stop-loss child was then denied ("trigger: price -5.0 must be a positive
     # finite number"), and the position stood unprotected in a run that exited 0; swapped exits filled at once.
+    # A trailing parameter without stop_loss armed the take-profit alone, or no child: no stop-loss, trailing or not.
     script = {1: lambda s: s.ids.update(entry=s.submit_bracket(IID, side, 1.0, **options))}
     with pytest.raises(OrderError, match=re.escape(f"bracket: {message}")):
         run([FLAT, FLAT, FLAT], script)

@@ -461,14 +461,22 @@ class ContingentOrders:
             A stop-loss or take-profit on the wrong side of ``entry_price`` (of a market entry:
             of the last price, where it would fill or trigger at once; a stop-loss of a marketable
             limit entry, a buy at or above the last price, also of that price), both trailing
-            parameters, a negative bar count, a bar count on an instrument the run has no
-            bars of, or, on a live venue with OCO order lists, a trailing stop-loss and a
-            take-profit that cannot rest in one list (module docstring).
+            parameters, a trailing parameter without ``stop_loss`` (the stop-loss it trails), a
+            negative bar count, a bar count on an instrument the run has no bars of, or, on a
+            live venue with OCO order lists, a trailing stop-loss and a take-profit that cannot
+            rest in one list (module docstring).
         """
         if arm_after_bars < 0 or cooldown_bars < 0 or (exit_after_bars is not None and exit_after_bars < 1):
             raise OrderError("bracket: arm_after_bars and cooldown_bars must be >= 0, exit_after_bars >= 1")
         if trail_offset is not None and trail_percent is not None:
             raise OrderError("bracket: give trail_offset or trail_percent, not both")
+        if stop_loss is None and (trail_offset is not None or trail_percent is not None):
+            name = "trail_offset" if trail_offset is not None else "trail_percent"
+            raise OrderError(
+                f"bracket: {name} trails the stop-loss, but no stop_loss was given (the bracket would have no "
+                f"stop-loss at all): give stop_loss, the trigger's floor, or place submit_trailing_stop once the "
+                f"entry fills"
+            )
         buy = side == OrderSide.BUY
         # a child the venue could not take would leave the filled entry unprotected: refused before the entry
         for name, value in (("entry_price", entry_price), ("stop_loss", stop_loss), ("take_profit", take_profit),
