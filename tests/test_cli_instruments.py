@@ -131,6 +131,9 @@ def test_an_existing_out_file_is_kept_without_force(tmp_path: Path) -> None:
          "no margin tiers of DOGEUSDT-LINEAR.BYBIT, ETHUSDT-LINEAR.BYBIT, SOLUSDT-LINEAR.BYBIT (the file has tiers "
          "of BTCUSDT-LINEAR)"),
         (("binance", "usdm", BINANCE_USDM, "-s", "BTCUSTD"), "--symbol BTCUSTD: no such instrument in"),
+        # in the file, but no instrument tradebus loads: the error said only "no such instrument in" the file
+        (("binance", "usdm", BINANCE_USDM, "-s", "BTCUSDT_210924"),
+         "of those tradebus loads (spot pairs and linear perpetuals trading now; inverse and dated contracts"),
         (("okx", "swap", BYBIT_LINEAR), "INSTRUMENTS_FILE: not okx's swap instruments response"),
         # OKX's and Bybit's loaders take the market from the response: a file of another market is refused,
         # not written under a header naming the market given

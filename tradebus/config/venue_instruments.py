@@ -88,7 +88,11 @@ def _select(instruments: dict[str, Instrument], symbols: Sequence[str], path: Pa
         if inst is None:
             close = difflib.get_close_matches(name, [i.symbol for i in instruments.values()], n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else f" ({len(instruments)} instruments)"
-            raise ConfigError(f"--symbol {name}: no such instrument in {path}{hint}")
+            raise ConfigError(
+                f"--symbol {name}: no such instrument in {path} of those tradebus loads (spot pairs and linear "
+                f"perpetuals trading now; inverse and dated contracts, options and instruments not trading are "
+                f"left out){hint}"
+            )
         chosen[inst.instrument_id] = inst
     return list(chosen.values())
 
