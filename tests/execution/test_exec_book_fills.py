@@ -93,6 +93,18 @@ def test_market_order_larger_than_the_visible_book_fills_the_depth_and_cancels_t
     assert "visible depth exhausted" in s.of_type(OrderCanceled)[0].reason
 
 
+def test_the_last_level_of_a_walk_fills_what_is_left_on_the_lot_grid_not_the_float_remainder() -> None:
+    """Sell 0.3 into bids of 0.1 @ 99.9, 0.1 @ 99.8 and 5.0 @ 99.7 (lot 0.1): 0.1 at each price. The
+    remainder 0.3 - 0.1 - 0.1 is 0.09999999999999998 in floats, the quantity of the last fill (and of its
+    fills.csv row) before; the fills are compared exactly, not rounded as ``_fills`` rounds them."""
+    s = _stack()
+    _book(s, 2 * MS, bids=((99.9, 0.1), (99.8, 0.1), (99.7, 5.0)), snapshot=True)
+    coid = s.submit(SELL, 0.3)
+    _book(s, 3 * MS)
+    assert [(f.last_qty, f.last_px) for f in s.fills(coid)] == [(0.1, 99.9), (0.1, 99.8), (0.1, 99.7)]
+    assert s.orders.order(coid).status == OrderStatus.FILLED
+
+
 def test_beyond_depth_last_level_fills_the_rest_at_the_last_price() -> None:
     s = _stack(beyond_depth="last_level")
     coid = s.submit(SELL, 10.0)
