@@ -233,6 +233,21 @@ def test_a_written_config_of_a_perpetual_whose_rule_sets_the_fee_loads_again(ven
     assert InstrumentConfig(**written).to_instrument() == cfg.to_instrument()
 
 
+def test_a_maintenance_rate_beside_margin_tiers_is_refused_naming_the_field() -> None:
+    """The tiers set the maintenance margin of every notional: a flat maintenance_rate of 0.01 beside a first
+    tier of 0.005 was taken and never used (the margin of 5,000 USDT was 25, not 50). A written config (every
+    field, the default rate too) loads again."""
+    tiers = [{"max_notional": 10_000.0, "maintenance_rate": 0.005, "max_leverage": 75.0}]
+    fields: dict[str, Any] = {"venue": "BINANCE", "symbol": "XRPUSDT", "kind": "perpetual", "tick_size": 0.0001,
+                              "lot_size": 0.1, "margin_tiers": tiers}
+    with pytest.raises(ValidationError, match=r"XRPUSDT\.BINANCE: maintenance_rate 0\.01 is not used: its margin_tiers"):
+        InstrumentConfig(**fields, maintenance_rate=0.01)
+    written = InstrumentConfig(**fields).model_dump(mode="json")
+    assert written["maintenance_rate"] == 0.005
+    assert InstrumentConfig(**written).to_instrument().maintenance_margin(5_000.0, 1.0) == pytest.approx(25.0)
+    assert InstrumentConfig(**{**fields, "margin_tiers": []}, maintenance_rate=0.01)
+
+
 def test_a_liquidation_fee_is_taken_where_it_is_charged() -> None:
     """Binance's rule charges it; an OKX perpetual set to the rule ``none`` does too; OKX spot has no rule."""
     for venue, extra in (("BINANCE", {}), ("OKX", {"maintenance_close_fee": "none"})):

@@ -55,7 +55,8 @@ class InstrumentConfig(StrictModel):
 
     Fees are fractions of notional (0.001 = 10 bps), negative for a rebate. ``margin: true``
     marks a spot instrument as margin-enabled (it may be sold short and bought on credit);
-    without it a spot instrument is cash-only (see :mod:`tradebus.account`).
+    without it a spot instrument is cash-only (see :mod:`tradebus.account`). ``margin_tiers`` set
+    every maintenance rate: a ``maintenance_rate`` other than its default beside them is refused.
     ``maintenance_close_fee`` unset: a perpetual takes its venue's rule
     (:func:`tradebus.adapters.registry.maintenance_close_fee`: Bybit's maintenance margin counts the
     fee to close at the bankruptcy price, OKX's the liquidation fee at the mark, Binance's none).
@@ -109,6 +110,13 @@ class InstrumentConfig(StrictModel):
         except OrderError as exc:
             raise ValueError(str(exc)) from None
         # A written config (a run's config.yaml, serve --write-config) holds every field: the default is no choice.
+        rate_default = type(self).model_fields["maintenance_rate"].default
+        if self.margin_tiers and "maintenance_rate" in self.model_fields_set and self.maintenance_rate != rate_default:
+            raise ValueError(
+                f"instrument {self.instrument_id}: maintenance_rate {self.maintenance_rate:g} is not used: its "
+                "margin_tiers set the maintenance rate of every position; remove maintenance_rate, or the tiers "
+                "for one flat rate"
+            )
         default = type(self).model_fields["liquidation_fee"].default
         if rule != CloseFee.NONE and "liquidation_fee" in self.model_fields_set and self.liquidation_fee != default:
             raise ValueError(
