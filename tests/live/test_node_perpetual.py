@@ -67,3 +67,26 @@ def test_a_recording_received_years_later_settles_no_funding_before_its_venue_ti
     assert kernel.result.fills  # positions were held while the funding was announced
     assert kernel.result.funding == []
     assert kernel.portfolio.funding_paid == 0.0
+
+
+#: The USD-M capture's trade and markPrice@1s frames from 10 s before the funding at 2023-04-05T00:00:00Z to
+#: 5 s after it (tests/fixtures/SOURCES.md).
+FUNDING_CAPTURE = Path(__file__).resolve().parents[1] / "fixtures" / "binance" / "usdm_btcusdt_funding_20230405.gz"
+
+
+@pytest.mark.usefixtures("_loguru_to_current_stderr")
+def test_a_funding_is_paid_at_the_mark_of_its_time_not_at_the_first_mark_after_it() -> None:
+    """The markPrice frames announce the funding at 00:00:00 (rate 0.00002754); the last before it
+    (E 23:59:59.001) marks 28,157.1 and the first after it (E 00:00:00.010, received 91 ms later, the
+    first frame of any stream after the funding) 28,155.1. The position held then pays q × 28,157.1 ×
+    0.00002754, as a backtest of the same frames pays it (a mark stamped after the funding time
+    settles it before it values the position): the daemon's route took the later mark first and paid
+    at 28,155.1."""
+    data = usdm_config(None, None)
+    data["feeds"][0]["subscriptions"] = {USDM_IID: ["trade", "markPrice"]}
+    kernel = play(FUNDING_CAPTURE, config_of(data)).kernel
+    (paid,) = kernel.result.funding
+    assert paid.ts_event == 1_680_652_800_000_000_000
+    assert paid.quantity != 0.0
+    assert (paid.mark_price, paid.rate) == (28_157.1, 0.00002754)
+    assert paid.payment == pytest.approx(paid.quantity * 28_157.1 * 0.00002754, rel=1e-12)

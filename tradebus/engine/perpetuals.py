@@ -301,14 +301,13 @@ class Perpetuals:
         """Value the instrument at ``msg.mark_price``, settle due funding, check liquidation."""
         if msg.instrument_id not in self.instruments:
             return
-        if self._feeding:
-            if msg.ts_init > self.next_funding_ns:
-                self.settle_due(msg.ts_init, before=True)  # at the mark of its time, not this later one
-            self._portfolio.mark_price(msg.instrument_id, msg.mark_price)
-        else:
-            self._portfolio.mark_price(msg.instrument_id, msg.mark_price)
-            if msg.ts_init >= self.next_funding_ns:
-                self.settle_due(msg.ts_init)
+        # At the mark of its time, not this later one; a daemon's first mark (of a position its journal priced
+        # before a stop) values the position it pays on.
+        if msg.ts_init > self.next_funding_ns and (self._feeding or self._positions[msg.instrument_id].has_mark):
+            self.settle_due(msg.ts_init, before=True)
+        self._portfolio.mark_price(msg.instrument_id, msg.mark_price)
+        if not self._feeding and msg.ts_init >= self.next_funding_ns:
+            self.settle_due(msg.ts_init)
         if self.open:
             self.check(msg.ts_init)
             if self.watching:
