@@ -120,6 +120,26 @@ async def test_a_spot_day_used_up_refuses_new_orders_naming_the_limit_and_logs_a
     assert NEXT_DAY in error
 
 
+async def test_a_submit_the_day_withdraws_leaves_no_order_counted_in_the_10_s_window() -> None:
+    """The budgets of a request are taken one after another, 10 s first: a submit the used-up day then withdrew (never
+    sent) stayed counted in the 10 s window, so 80 withdrawn submits took the window's share of 80 and the next order
+    waited for the next window with nothing sent. What an earlier budget counted of a withdrawn request is given back."""
+    clock = Clock()
+    async with _account("spot", clock) as (emulator, api):
+        emulator.order_counts[86_400] = (DAY, 199_990)
+        await api.place(_buy(0))  # its answer tells the day used past this process's share
+        with send_within(lambda: 5.0):
+            for n in range(1, 81):
+                with pytest.raises(RateLimited, match="orders per UTC day"):
+                    await api.place(_buy(n))
+        ten_s, day = api.order_budgets
+        assert ten_s.used == 1 and day.used == 199_991 and clock.now == START
+        emulator.order_counts[86_400] = (DAY, 0)  # the day freed (the other process's orders filled) ...
+        day.observe(0, {"X-MBX-ORDER-COUNT-1D": "0"})  # ... as an answer tells it
+        await api.place(_buy(81))  # the 10 s window has room: no wait
+        assert clock.now == START and len(emulator.orders) == 2
+
+
 async def test_spot_orders_that_fill_leave_the_count_and_the_budget_lets_more_go_without_a_wait() -> None:
     """Spot counts unfilled orders: an order's first fill takes it off the count (Binance's "Spot Unfilled Order Count
     Rules"). 70 resting buys, all filled by one public trade, then 70 more, in one 10 s window: the budget reads the

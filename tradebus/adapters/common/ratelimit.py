@@ -277,6 +277,14 @@ class WeightBudget:
             await self._sleep(wait)
             waited = True
 
+    def release(self, weight: float, window_start: float) -> None:
+        """Take ``weight`` off the count of the window starting at ``window_start`` (clock seconds, as
+        :meth:`window_start` tells it), if the clock is still in it (an ended window's count was dropped with it): a
+        request counted there and never sent, or one the venue no longer counts (none below 0)."""
+        self._roll(self._clock())
+        if self._window_start == window_start:
+            self.used = max(0.0, self.used - weight)
+
     def window_start(self) -> float:
         """The start of the window the clock is in now (clock seconds), the one :meth:`acquire` counts in."""
         self._roll(self._clock())
@@ -391,11 +399,20 @@ async def acquire_together(takes: Sequence[tuple[WeightBudget, float]]) -> None:
     """Take each ``(budget, weight)`` of ``takes`` (:meth:`WeightBudget.acquire`), in turn, so that every one counts the
     request in the window it leaves in: one whose window ended while a later budget held the request is taken again
     in the window now (the venue counts the request there; the ended window's count was dropped with it).
+
+    A request a later budget withdraws (:class:`~tradebus.execution.live.RateLimited`, ``VenueRejected``), or whose
+    wait is cancelled, is never sent: what the earlier budgets counted of it is given back (:meth:`WeightBudget.release`).
     """
     counted = [math.nan] * len(takes)
-    while True:
-        for i, (budget, weight) in enumerate(takes):
-            if counted[i] != budget.window_start():
-                counted[i] = await budget._acquire(weight)
-        if all(start == budget.window_start() for start, (budget, _) in zip(counted, takes, strict=True)):
-            return
+    try:
+        while True:
+            for i, (budget, weight) in enumerate(takes):
+                if counted[i] != budget.window_start():
+                    counted[i] = await budget._acquire(weight)
+            if all(start == budget.window_start() for start, (budget, _) in zip(counted, takes, strict=True)):
+                return
+    except BaseException:
+        for start, (budget, weight) in zip(counted, takes, strict=True):
+            if not math.isnan(start):
+                budget.release(weight, start)
+        raise
