@@ -26,7 +26,7 @@ from tradebus.adapters.binance.trading import (
     order_limit_budgets, order_limit_window,
 )
 from tradebus.adapters.common.ratelimit import WeightBudget
-from tradebus.engine.messages import OrderSide, OrderType, Trade
+from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, Trade
 from tradebus.execution.live import RateLimited, send_within
 from tradebus.execution.orders import Order
 
@@ -169,6 +169,26 @@ async def test_an_order_limit_used_up_by_another_process_holds_orders_until_its_
             await api.place(_buy(0, iid))
         await api.place(_buy(1, iid))
         assert emulator.order_refusals == 1 and clock.now >= 1_800_000_010.0
+
+
+@pytest.mark.parametrize(("market", "limit"), [("spot", 100), ("usdm", 300)])
+async def test_an_order_limit_met_holds_no_cancel_or_query(market: str, limit: int) -> None:
+    """A ``-1015`` (the 10 s order window used up by another process) is HTTP 429, which paused the weight budget, cancels
+    and queries too: the cancel of a resting buy right after waited the 1 s backoff. Cancels place no order and the IP's
+    limit was not met: the cancel and a query go at once; the next order still waits for the window's end."""
+    clock = Clock()
+    async with _account(market, clock) as (emulator, api):
+        iid = next(iter(api.instruments))
+        resting = _buy(0, iid)
+        await api.place(resting)
+        emulator.order_counts[10] = (int(START // 10), limit)
+        with pytest.raises(RateLimited, match="-1015"):
+            await api.place(_buy(1, iid))
+        await api.cancel(resting)
+        report = await api.query(resting)
+        assert clock.now == START and report is not None and report.status is OrderStatus.CANCELED
+        await api.place(_buy(2, iid))
+        assert clock.now >= 1_800_000_010.0 and emulator.order_refusals == 1
 
 
 @pytest.mark.parametrize(

@@ -114,14 +114,22 @@ async def test_a_submit_refused_for_too_many_orders_without_a_429_is_rate_limite
         await h.venue.drain()
 
 
-async def test_a_submit_refused_for_too_many_orders_without_a_429_pauses_the_account(loop_errors: list[dict[str, Any]]) -> None:
-    """Binance -1015 (too many new orders) in an answer without HTTP 429 is ccxt's RateLimitExceeded with no status in
-    its message: the order was refused as rate limited, but the account's budget saw status 0 and every other
-    caller went on sending into the limit."""
-    fault = RestFault("refuse", "POST", "/api/v3/order", code="-1015")
+@pytest.mark.parametrize("code", ["-1003", "-1015"])
+async def test_a_submit_refused_for_too_many_requests_or_orders_without_a_429_holds_what_met_the_limit(
+    loop_errors: list[dict[str, Any]], code: str
+) -> None:
+    """Binance -1003 (too many requests) and -1015 (too many new orders) in an answer without HTTP 429 are ccxt's
+    RateLimitExceeded with no status in its message: the order was refused as rate limited, but the account's budget
+    saw status 0 and every other caller went on sending into the limit. A -1003 pauses the account's weight budget as
+    a 429; a -1015 (an order limit: cancels still go) uses the order window up (the shortest, its message naming none)."""
+    fault = RestFault("refuse", "POST", "/api/v3/order", code=code)
     async with harness(rest_faults=[fault]) as h:
         order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
         await until(lambda: order.status is OrderStatus.REJECTED or bool(loop_errors))
         assert loop_errors == [] and fault.fired
-        assert h.venue.api.budget.block_reason == "rate limited (429, code -1015)"
+        ten_s = h.venue.api.order_budgets[0]
+        if code == "-1003":
+            assert h.venue.api.budget.block_reason == "rate limited (429, code -1003)"
+        else:
+            assert h.venue.api.budget.blocked_until == 0.0 and ten_s.used == ten_s.limit
         await h.venue.drain()

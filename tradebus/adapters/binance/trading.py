@@ -34,7 +34,9 @@ Binance's ``429`` (``-1015`` "Too many new orders"), whose repetition Binance an
 used up is no burst to wait out: a submit that cannot wait (within its submit timeout) is withdrawn with a reason
 naming the limit and its end, 00:00 UTC, and the budget logs an ERROR once for the day (the strategy places far more
 orders than fill). A ``-1015`` answer (another process on the account used the limit up) marks the window it names
-("... orders per 10 SECOND.", USD-M's "... per TEN_SECONDS.") used up until it ends (:func:`order_limit_window`).
+("... orders per 10 SECOND.", USD-M's "... per TEN_SECONDS.") used up until it ends (:func:`order_limit_window`); it
+does not pause the weight budget as another 429 does (the IP's limit was not met): cancels and queries, which place no
+order, go on.
 
 Prices go to the nearest tick, quantities down to a whole number of lots, written as
 plain decimals. A failed request is classified by :attr:`BinanceTrading.errors`
@@ -604,8 +606,8 @@ class BinanceTrading(TradingApi):
             raise self.refused(error) from None
         finally:
             self.last_headers = dict(self._ccxt.last_response_headers or {})
-            if budget is not None:
-                budget.observe(status, self.last_headers, code)
+            if budget is not None:  # a -1015 is an order limit's (_order_limit_met), not the IP's: cancels still go
+                budget.observe(0 if code == _TOO_MANY_ORDERS else status, self.last_headers, code)
             for limit in self.order_budgets:
                 limit.observe(0, self.last_headers)  # the counts only: a 429 or a ban pauses the weight budget
 
