@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import msgspec
 import pytest
 from loguru import logger
 
@@ -259,10 +260,30 @@ async def test_an_unknown_client_id_is_the_order_with_its_venue_id_only_on_a_ven
         order = h.kernel.execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.001, 0, 0, OrderType.LIMIT, 20_000.0))
         await until(lambda: order.status is OrderStatus.ACCEPTED)
         reconciler = Reconciler(h.kernel, h.venue, lambda iid, reason: None, 2.0)
-        listed = OrderStatusReport("someoneElses1", order.venue_order_id, OrderStatus.ACCEPTED, 0.0, 0, quantity=0.001, price=20_000.0)
+        listed = OrderStatusReport("someoneElses1", order.venue_order_id, OrderStatus.ACCEPTED, 0.0, 0, quantity=0.001, price=20_000.0,
+                                   instrument_id=kit.iid)
         [seen] = reconciler.as_ours([listed])
         reconciler.report_external([listed])
     if kit is BINANCE:
         assert seen.client_order_id == order.client_order_id and reconciler.external == []
     else:
         assert seen.client_order_id == "someoneElses1" and [r.client_order_id for r in reconciler.external] == ["someoneElses1"]
+
+
+async def test_a_binance_spot_order_of_another_symbol_with_the_venue_order_id_of_one_here_is_external() -> None:
+    """Binance spot numbers ``orderId`` per symbol: an order a user placed on ETHUSDT, listed under its own client id
+    with the ``orderId`` of a limit buy here on BTCUSDT, was taken for that buy renamed at the venue (its quantity, 1.0,
+    applied to the buy; never reported external). The venue's listing names each order's instrument and an order is
+    matched by instrument and venue order id: that one is external, and the buy's own row, renamed, is still the buy."""
+    async with kit_harness(BINANCE) as h:
+        order = h.kernel.execution.submit(SubmitOrder("s1", BINANCE.iid, "", OrderSide.BUY, 0.001, 0, 0, OrderType.LIMIT, 20_000.0))
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        [own] = await h.venue.api.open_orders()
+        renamed = msgspec.structs.replace(own, client_order_id="renamedAtVenue")
+        other = msgspec.structs.replace(own, client_order_id="someoneElses1", instrument_id="ETHUSDT.BINANCE", quantity=1.0, price=1_500.0)
+        reconciler = Reconciler(h.kernel, h.venue, lambda iid, reason: None, 2.0)
+        seen = reconciler.as_ours([renamed, other])
+        reconciler.report_external([renamed, other])
+    assert own.instrument_id == BINANCE.iid and own.venue_order_id == order.venue_order_id
+    assert [r.client_order_id for r in seen] == [order.client_order_id, "someoneElses1"]
+    assert [r.client_order_id for r in reconciler.external] == ["someoneElses1"]

@@ -43,7 +43,9 @@ class OrderStatusReport(msgspec.Struct, frozen=True, gc=False):
     ``trigger_price`` are the order's terms as the venue holds them now (its total quantity,
     limit price and stop trigger; NaN: not told, or not the order's kind): an amend made at
     the venue while this process did not hear it (a restart, a private stream that was down)
-    shows in them, and the execution engine applies it as an ``OrderModified``.
+    shows in them, and the execution engine applies it as an ``OrderModified``. ``instrument_id`` is the order's
+    instrument where a listing of several tells it (``""``: not told): a venue numbering its order ids per symbol
+    (Binance spot) may give an order of another symbol the venue order id of one here.
     """
 
     client_order_id: str
@@ -56,6 +58,7 @@ class OrderStatusReport(msgspec.Struct, frozen=True, gc=False):
     quantity: float = math.nan
     price: float = math.nan
     trigger_price: float = math.nan
+    instrument_id: str = ""
 
 
 def venue_terms(order: Order, report: OrderStatusReport) -> tuple[float, float, float] | None:

@@ -591,13 +591,14 @@ class Reconciler:
     def as_ours(self, venue_open: list[OrderStatusReport]) -> list[OrderStatusReport]:
         """The venue's open orders, each under the client id of the order here it is: its own, or, for one the venue
         renamed (Binance spot's amend keeping priority gives the order a new client id unless the user sends one), the
-        id of the open order here with its venue order id (the venue then :meth:`~tradebus.execution.live.LiveVenue.renamed`),
-        on a venue that renames (:attr:`~tradebus.execution.live.TradingApi.renames_on_amend`): elsewhere an unknown
-        client id is another order's, whatever its venue order id (another id space: an OKX algo order's ``algoId``,
-        a USD-M ``algoId``)."""
+        id of the open order here of its instrument and venue order id (Binance spot numbers orders per symbol: an
+        order of another symbol may carry the same id; a report naming no instrument matches none) (the venue then
+        :meth:`~tradebus.execution.live.LiveVenue.renamed`), on a venue that renames
+        (:attr:`~tradebus.execution.live.TradingApi.renames_on_amend`): elsewhere an unknown client id is another
+        order's, whatever its venue order id (another id space: an OKX algo order's ``algoId``, a USD-M ``algoId``)."""
         orders = self.kernel.orders
         renames = self.venue.api.renames_on_amend
-        by_venue_id: dict[str, Order] | None = None
+        by_venue_id: dict[tuple[str, str], Order] | None = None
         out = []
         for report in venue_open:
             coid = report.client_order_id
@@ -605,8 +606,8 @@ class Reconciler:
                 order = self.venue.order(coid)
                 if order is None and renames:
                     if by_venue_id is None:
-                        by_venue_id = {o.venue_order_id: o for o in orders.open_orders() if o.venue_order_id}
-                    order = by_venue_id.get(report.venue_order_id) if report.venue_order_id else None
+                        by_venue_id = {(o.instrument_id, o.venue_order_id): o for o in orders.open_orders() if o.venue_order_id}
+                    order = by_venue_id.get((report.instrument_id, report.venue_order_id)) if report.venue_order_id else None
                     if order is not None:
                         self.venue.renamed(coid, order)
                 if order is not None:

@@ -787,7 +787,8 @@ class BinanceTrading(TradingApi):
             params = {"symbol": symbol, "startTime": start, "endTime": start + window - 1, "limit": page}
 
     async def open_orders(self) -> list[OrderStatusReport]:
-        """``GET /api/v3/openOrders`` of every traded symbol."""
+        """``GET /api/v3/openOrders`` of every traded symbol, each report naming its instrument (an ``orderId`` is
+        numbered per symbol)."""
         reports = []
         for inst in self.instruments.values():
             for raw in await self._call(self.endpoint["open"], {"symbol": inst.symbol}):
@@ -797,6 +798,7 @@ class BinanceTrading(TradingApi):
                         str(raw["clientOrderId"]), str(raw["orderId"]), status, float(raw["executedQty"]),
                         int(raw.get("updateTime") or 0) * 1_000_000, quantity=venue_number(raw.get("origQty")),
                         price=venue_number(raw.get("price")), trigger_price=venue_number(raw.get("stopPrice")),
+                        instrument_id=inst.instrument_id,
                     )
                 )
         return reports
