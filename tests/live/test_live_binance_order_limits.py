@@ -13,22 +13,27 @@ import asyncio
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from loguru import logger
 from pydantic import SecretStr
 
-from tests.live.live_harness import INST, KEY, SECRET, USDM_INST, WAIT
+from tests.live.live_harness import INST, KEY, SECRET, USDM_INST, WAIT, until
+from tests.live.test_live_amend_at_venue import BINANCE
+from tests.live.test_live_unheard_amend import _session
 from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, BinancePrivateEmulator
 from tradebus.adapters.binance.trading import (
     FUTURES_ORDER_LIMITS, FUTURES_WEIGHT_LIMIT, SPOT_ORDER_LIMITS, WEIGHT_HEADER, WEIGHT_LIMIT, BinanceFuturesTrading, BinanceTrading,
     order_limit_budgets, order_limit_window,
 )
 from tradebus.adapters.common.ratelimit import WeightBudget
-from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, Trade
+from tradebus.adapters.binance.user_stream import LIVE_ACCOUNT
+from tradebus.engine.messages import OrderFilled, OrderSide, OrderStatus, OrderType, Trade
 from tradebus.execution.live import RateLimited, send_within
 from tradebus.execution.orders import Order
+from tradebus.node.live import LiveNode
 
 START = 1_800_000_001.0  # 1 s into a 10 s window (and a minute); 2027-01-15T08:00:01Z
 DAY = int(START // 86_400)
@@ -153,6 +158,58 @@ async def test_spot_orders_that_fill_leave_the_count_and_the_budget_lets_more_go
         for n in range(70, 140):
             await api.place(_buy(n))
         assert emulator.order_refusals == 0 and clock.now == START and api.order_budgets[0].used == 70
+
+
+async def test_first_fills_the_user_stream_tells_free_room_in_the_spot_order_windows() -> None:
+    """80 resting buys (this process's share of the 100 per 10 s) all filled by one public trade: Binance takes each off
+    the unfilled-order count at its first fill, but the budget learnt counts only from answers' headers, so the next
+    order waited for the next 10 s window with nothing counting. The user stream's first fills (a ``TRADE`` whose
+    cumulative ``z`` is its ``l``), given the trading API as the live daemon gives it, take them off: 80 more orders
+    go without a wait, none refused."""
+    clock = Clock()
+    async with _account("spot", clock) as (emulator, api):
+        heard: list[Any] = []
+        stream = LIVE_ACCOUNT.user_stream(emulator.ws_api_url, SecretStr(KEY), SecretStr(SECRET), api.instruments,
+                                          lambda coid: None, heard.append, trading=api)
+        task = asyncio.create_task(stream.run())
+        try:
+            await until(lambda: stream.subscribed.is_set())
+            for n in range(80):
+                await api.place(_buy(n))
+            ten_s, day = api.order_budgets
+            assert ten_s.used == 80 and day.used == 80
+            emulator.on_trade(Trade(INST.instrument_id, 0, 0, 999.0, 1.0, -1, "t1"))
+            await until(lambda: sum(type(e) is OrderFilled for e in heard) == 80)
+            assert ten_s.used == 0 and day.used == 0
+            for n in range(80, 160):
+                await api.place(_buy(n))
+            assert clock.now == START and emulator.order_refusals == 0 and ten_s.used == 80
+        finally:
+            stream.stop()
+            await task
+
+
+async def test_the_live_daemon_takes_a_first_fill_its_spot_stream_tells_off_the_order_count(tmp_path: Path) -> None:
+    """The daemon's resting buy of 0.001 @ 20,000 fills on a trade at 19,990: the fill its user stream tells takes the
+    order off the day's count (its answer told 1), as Binance does; the daemon gave its stream no trading API and the
+    count stayed 1."""
+    seen: dict[str, float] = {}
+
+    def step(node: LiveNode) -> bool:
+        orders = node.kernel.orders.orders()
+        if orders and orders[0].status is OrderStatus.FILLED and "day" not in seen:
+            seen["day"] = node.venue.api.order_budgets[1].used
+        return "day" in seen if "filling" in seen else bool(orders) and orders[0].status is OrderStatus.ACCEPTED
+
+    async def fill(node: LiveNode) -> None:
+        assert node.venue.api.order_budgets[1].used == 1
+        seen["filling"] = 1.0
+        emulator.on_trade(Trade(BINANCE.iid, 0, 0, 19_990.0, 1.0, -1, "t1"))
+
+    async with BINANCE.make_emulator(KEY, SECRET, BINANCE.instruments(), {"USDT": 100_000.0}) as emulator:
+        await _session(BINANCE, emulator, tmp_path, BINANCE.frames, step, (0.001, 20_000.0), fill, reconcile_interval=None,
+                       check_interval=None)
+    assert seen["day"] == 0.0 and emulator.order_counts[86_400][1] == 0
 
 
 @pytest.mark.parametrize(("market", "limit"), [("spot", 100), ("usdm", 300)])

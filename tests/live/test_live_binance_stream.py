@@ -70,6 +70,24 @@ def test_trade_is_a_fill_with_the_fee_in_the_asset_charged() -> None:
     assert fill.liquidity is Liquidity.MAKER
 
 
+def test_only_the_first_fill_of_an_order_is_told_as_one_ours_or_not() -> None:
+    """Binance spot takes an order off its unfilled-order count at its first fill only (one of another process on the
+    account too): the documentation's ``TRADE`` (``l`` = ``z`` = 0.5) is told, the order's second (0.5 more, ``z`` 1.0)
+    is not, and the first fill of an order not ours is."""
+    order = _order("O-12345-test-trade", ETH, quantity=1.0, price=2500.0)
+    told: list[None] = []
+    parser = UserStreamParser({ETH.instrument_id: ETH}, {order.client_order_id: order}.get, on_first_fill=lambda: told.append(None))
+    first = json.loads(_frame("ws_spot_execution_report_trade.json"))
+    second = {**first, "data": {**first["data"], "z": "1.00000000", "X": "FILLED", "t": 98765433}}
+    other = {**first, "data": {**first["data"], "c": "someoneElses1", "i": 1234567891}}
+    counts = []
+    for frame in (first, second, other):
+        (fill,) = parser.parse(json.dumps(frame))
+        assert isinstance(fill, OrderFilled)
+        counts.append(len(told))
+    assert counts == [1, 1, 2]
+
+
 def test_trade_of_an_order_not_ours_is_kept_as_an_external_fill() -> None:
     (fill,) = _parser().parse(_frame("ws_spot_execution_report_trade.json"))
     assert isinstance(fill, OrderFilled) and fill.strategy_id == ""

@@ -684,6 +684,7 @@ class LiveNode(PaperNode):
             rest_url=rest_url,
             timeout=config.live.request_timeout,
             venue_clock=getattr(self.venue.api, "venue_clock", None),
+            trading=self.venue.api,
             **keys.options(config.live),
         )
         budget = getattr(self.venue.api, "budget", None)

@@ -29,7 +29,8 @@ faults, sessions), speaking enough of Binance spot's private API for
   ``429`` and ``-1015`` "Too many new orders; current limit is 100 orders per 10 SECOND." (the form users report
   from spot; the day's, "... per 1 DAY.", is inferred from it), without ``Retry-After``, as Binance documents.
   An order's first fill takes 1 off each window's count ("unfilled order count"; Binance may take more for a maker's
-  fill or a large one, by amounts it does not document).
+  fill or a large one, by amounts it does not document); the headers of an order that fills at once tell the count at
+  its placement, without its own fill taken off (Binance takes it off a moment later).
 * ``PUT /api/v3/order/amend/keepPriority``: what a user does on the venue's page to cut a working order's quantity
   keeping its priority (tradebus sends none): ``newQty`` below the order's quantity, price and ``orderId`` kept, the
   order renamed ``newClientOrderId`` (a random id when none is sent; the order's own keeps it), an ``executionReport``
@@ -292,10 +293,10 @@ class OrderLimits:
                     self.order_refusals += 1
                     return self.error(429, -1015, f"Too many new orders; current limit is {limit} orders per {name}.")
             self.order_counts = {seconds: (window, count + orders) for seconds, (window, count) in counts.items()}
+            told = {header: str(self.order_counts[seconds][1]) for seconds, _, _, header in self.order_limits}
             response = handler(p)
-            if response.status == 200:
-                for seconds, _, _, header in self.order_limits:
-                    response.headers[header] = str(self.order_counts[seconds][1])
+            if response.status == 200:  # the counts at placement: not less an order that filled at once (Binance's rule)
+                response.headers.update(told)
             return response
 
         return counted

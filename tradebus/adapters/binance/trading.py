@@ -29,7 +29,8 @@ Every request first takes its weight (:data:`WEIGHTS`) from the account's shared
 :class:`~tradebus.adapters.common.ratelimit.WeightBudget`, and every answer updates it. A request placing orders
 (a new order, a cancel-replace: 1; an OCO list: 2) also takes them from a budget per order limit of the account
 (:data:`SPOT_ORDER_LIMITS`, spot's ``exchangeInfo``: 100 per 10 s and 200,000 per UTC day, counting the orders that
-have not filled), fed by ``X-MBX-ORDER-COUNT-10S`` and ``-1D``, so a burst waits for the next 10 s instead of meeting
+have not filled), fed by ``X-MBX-ORDER-COUNT-10S`` and ``-1D`` and lowered by each first fill the user stream tells
+(:meth:`BinanceTrading.first_fill_heard`), so a burst waits for the next 10 s instead of meeting
 Binance's ``429`` (``-1015`` "Too many new orders"), whose repetition Binance answers with an IP ban (``418``). A day
 used up is no burst to wait out: a submit that cannot wait (within its submit timeout) is withdrawn with a reason
 naming the limit and its end, 00:00 UTC, and the budget logs an ERROR once for the day (the strategy places far more
@@ -528,6 +529,9 @@ class BinanceTrading(TradingApi):
     weights: dict[str, int] = WEIGHTS
     #: The account's order limits: orders, window seconds, the header telling the count.
     order_limits: tuple[tuple[int, float, str], ...] = SPOT_ORDER_LIMITS
+    #: Whether an order's first fill takes it off the count of the order limits (spot's "unfilled order count"; USD-M
+    #: counts every new order): :meth:`first_fill_heard`.
+    counts_unfilled = True
     #: The implicit endpoints that place orders, and how many each counts in every :attr:`order_budgets`.
     order_endpoints: Mapping[str, int] = {"private_post_order": 1, "private_post_order_cancelreplace": 1, "private_post_orderlist_oco": 2}
     #: The implicit endpoint of each request kind.
@@ -610,6 +614,15 @@ class BinanceTrading(TradingApi):
                 budget.observe(0 if code == _TOO_MANY_ORDERS else status, self.last_headers, code)
             for limit in self.order_budgets:
                 limit.observe(0, self.last_headers)  # the counts only: a 429 or a ban pauses the weight budget
+
+    def first_fill_heard(self) -> None:
+        """An order of the account filled for the first time, as the user stream told it (an order of another process
+        on the account too): on spot (:attr:`counts_unfilled`) Binance takes it off the count of each current window of
+        the order limits, so 1 is taken off each order budget's (Binance may take more, for an order first filled as a
+        maker or a large one, by amounts it does not document: the next answer's header tells the count)."""
+        if self.counts_unfilled:
+            for limit in self.order_budgets:
+                limit.release(1.0, limit.window_start())
 
     def _order_limit_met(self, message: str) -> None:
         """The venue refused orders for an order limit of the account (``-1015``), which this process's budget left room
@@ -967,6 +980,7 @@ class BinanceFuturesTrading(BinanceTrading):
     ccxt_class = _BinanceUsdm
     weights = FUTURES_WEIGHTS
     order_limits = FUTURES_ORDER_LIMITS
+    counts_unfilled = False
     order_endpoints = {"fapiprivate_post_order": 1, "fapiprivate_post_algoorder": 1}
     #: USD-M's error answers: unknown error, internal error, unexpected or no answer from the matching engine, server
     #: overloaded leave the outcome unknown; an HTTP 429 or 418 is :class:`RateLimited`.

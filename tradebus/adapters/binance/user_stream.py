@@ -143,7 +143,9 @@ def sign_params(params: dict[str, Any], secret: SecretStr) -> str:
 class UserStreamParser(PrivateStreamParser):
     """Parses Binance user-data frames into core order events and balances (see the module docstring).
 
-    Parameters as :class:`~tradebus.adapters.common.user_stream.PrivateStreamParser`.
+    Parameters as :class:`~tradebus.adapters.common.user_stream.PrivateStreamParser`, and ``on_first_fill``: called
+    with each first fill of an order of the account (a ``TRADE`` whose cumulative ``z`` is its own ``l``), of this
+    process or not (spot's order limits count unfilled orders: :meth:`~tradebus.adapters.binance.trading.BinanceTrading.first_fill_heard`).
     """
 
     def __init__(
@@ -151,8 +153,10 @@ class UserStreamParser(PrivateStreamParser):
         instruments: dict[str, Instrument],
         lookup: Callable[[str], Order | None],
         clock_ns: Callable[[], int] = time.time_ns,
+        on_first_fill: Callable[[], object] | None = None,
     ) -> None:
         super().__init__(instruments, lookup, clock_ns, venue="BINANCE")
+        self.on_first_fill = on_first_fill
         #: The client id an amend made at the venue gave an order (``x=REPLACED``, ``c``) -> the order's own, until it
         #: closes: its later frames carry the new id.
         self.renamed: dict[str, str] = {}
@@ -214,6 +218,8 @@ class UserStreamParser(PrivateStreamParser):
         now = self.clock_ns()
         ts = int(ev.get("T") or ev["E"]) * _MS
         if x == "TRADE":
+            if self.on_first_fill is not None and float(ev.get("z") or 0.0) == float(ev["l"]):
+                self.on_first_fill()
             px = float(ev["L"])
             fee, fee_asset = venue_fee(float(ev["n"] or 0.0), ev.get("N"), inst)
             return [
@@ -331,10 +337,13 @@ def _user_stream(
     sink: Sink,
     on_balance: Callable[[AccountBalance], Any] | None = None,
     on_reconnect: Callable[[], Any] | None = None,
+    *,
     venue_clock: VenueClock | None = None,
+    trading: Any = None,
     **_: Any,
 ) -> BinanceUserStream:
-    stream = BinanceUserStream(ws_url, api_key, api_secret, UserStreamParser(instruments, lookup), sink, on_balance, on_reconnect)
+    parser = UserStreamParser(instruments, lookup, on_first_fill=getattr(trading, "first_fill_heard", None))
+    stream = BinanceUserStream(ws_url, api_key, api_secret, parser, sink, on_balance, on_reconnect)
     if venue_clock is not None:
         stream.now = venue_clock.now
     return stream

@@ -85,8 +85,10 @@ class LiveAccount:
         the account's private-stream client (a ``WsClient`` of its ``user_stream.py``).
         Both factories also take the keywords ``passphrase`` (a ``SecretStr`` or ``None``)
         and ``environment`` (``testnet`` | ``mainnet``), and ``user_stream`` ``rest_url`` (the
-        account's REST base: listen-key streams) and ``timeout`` (``live.request_timeout``, seconds: the
-        stream's own REST requests, a listen key's), which a venue may ignore.
+        account's REST base: listen-key streams), ``timeout`` (``live.request_timeout``, seconds: the
+        stream's own REST requests, a listen key's) and ``trading`` (the account's trading API, which a stream tells
+        what only it hears: Binance spot's first fills, which free room in the account's order limits), which a venue
+        may ignore.
     passphrase
         Whether the venue's keys have a passphrase (OKX).
     mainnet_domains
