@@ -125,6 +125,37 @@ async def test_a_spot_day_used_up_refuses_new_orders_naming_the_limit_and_logs_a
     assert NEXT_DAY in error
 
 
+async def test_a_spot_day_used_up_re_reads_the_count_at_most_once_a_minute_and_places_once_fills_freed_room() -> None:
+    """Another process placed 199,990 orders today: the first answer here tells the day used past this process's share
+    (160,000). Then most of them filled, which this process did not hear (its stream was reconnecting): Binance's count
+    is 1,000. The budget never read the count again: every submit was withdrawn until 00:00 UTC. Before holding one it
+    now re-reads ``GET /api/v3/rateLimit/order`` (weight 40), at most once a minute: the next submit is placed; with the
+    day used up again, 20 submits within the minute are withdrawn after no re-read, the next minute's after one."""
+    clock = Clock()
+    async with _account("spot", clock) as (emulator, api):
+
+        def reads() -> int:
+            return sum(path == "/api/v3/rateLimit/order" for _, path, _ in emulator.requests)
+
+        emulator.order_counts[86_400] = (DAY, 199_990)
+        await api.place(_buy(0))
+        emulator.order_counts[86_400] = (DAY, 1_000)
+        with send_within(lambda: 5.0):
+            await api.place(_buy(1))
+            day = api.order_budgets[1]
+            assert reads() == 1 and day.used == 1_001 and len(emulator.orders) == 2 and clock.now == START
+            emulator.order_counts[86_400] = (DAY, 199_999)
+            await api.place(_buy(2))  # its answer tells 200,000
+            for n in range(3, 23):
+                with pytest.raises(RateLimited, match="orders per UTC day"):
+                    await api.place(_buy(n))
+            assert reads() == 1
+            clock.now += 60.0
+            with pytest.raises(RateLimited, match="orders per UTC day"):
+                await api.place(_buy(23))
+            assert reads() == 2 and len(emulator.orders) == 3 and emulator.order_refusals == 0
+
+
 async def test_a_submit_the_day_withdraws_leaves_no_order_counted_in_the_10_s_window() -> None:
     """The budgets of a request are taken one after another, 10 s first: a submit the used-up day then withdrew (never
     sent) stayed counted in the 10 s window, so 80 withdrawn submits took the window's share of 80 and the next order

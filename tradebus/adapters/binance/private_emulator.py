@@ -28,6 +28,7 @@ faults, sessions), speaking enough of Binance spot's private API for
   ``X-MBX-ORDER-COUNT-10S`` and ``-1D`` on each accepted one; a request over either is refused unprocessed with HTTP
   ``429`` and ``-1015`` "Too many new orders; current limit is 100 orders per 10 SECOND." (the form users report
   from spot; the day's, "... per 1 DAY.", is inferred from it), without ``Retry-After``, as Binance documents.
+  ``GET /api/v3/rateLimit/order`` (weight 40) lists each limit with its current window's ``count``.
   An order's first fill takes 1 off each window's count ("unfilled order count"; Binance may take more for a maker's
   fill or a large one, by amounts it does not document); the headers of an order that fills at once tell the count at
   its placement, without its own fill taken off (Binance takes it off a moment later).
@@ -242,6 +243,7 @@ WEIGHTS = {
     ("GET", "/api/v3/account"): 20,
     ("POST", "/api/v3/orderList/oco"): 1,
     ("PUT", "/api/v3/order/amend/keepPriority"): 4,
+    ("GET", "/api/v3/rateLimit/order"): 40,
 }
 
 
@@ -300,6 +302,20 @@ class OrderLimits:
             return response
 
         return counted
+
+    def order_count_rows(self, counts: bool = True) -> list[dict[str, Any]]:
+        """The order limits as Binance lists them (``rateLimitType`` ``ORDERS``, ``interval``, ``intervalNum``, ``limit``),
+        each with its current window's ``count`` (``counts``: ``GET /api/v3/rateLimit/order``; else ``exchangeInfo``'s)."""
+        now = self.order_clock()
+        rows = []
+        for seconds, name, limit, _ in self.order_limits:
+            number, unit = name.split(" ")
+            row: dict[str, Any] = {"rateLimitType": "ORDERS", "interval": unit, "intervalNum": int(number), "limit": limit}
+            if counts:
+                window, count = self.order_counts.get(seconds, (-1, 0))
+                row["count"] = count if window == int(now // seconds) else 0
+            rows.append(row)
+        return rows
 
     def first_fill(self) -> None:
         """An order filled for the first time: 1 off the count of each current window (none below 0; spot's rule)."""
@@ -515,7 +531,12 @@ class BinancePrivateEmulator(AccountEmulator, OrderLimits):
             ("GET", "/api/v3/myTrades"): self._my_trades,
             ("GET", "/api/v3/account"): self._account,
             ("GET", "/api/v3/exchangeInfo"): self._exchange_info,
+            ("GET", "/api/v3/rateLimit/order"): self._order_counts,
         }
+
+    def _order_counts(self, p: dict[str, Any]) -> web.Response:
+        """``GET /api/v3/rateLimit/order``: each order limit's window, limit and the orders counted in its current window."""
+        return self._json(self.order_count_rows())
 
     def _exchange_info(self, p: dict[str, Any]) -> web.Response:
         """``GET /api/v3/exchangeInfo`` (public) of the account's symbols, or of ``symbol`` (``-1121`` "Invalid symbol." for

@@ -32,12 +32,13 @@ Every request first takes its weight (:data:`WEIGHTS`) from the account's shared
 have not filled), fed by ``X-MBX-ORDER-COUNT-10S`` and ``-1D`` and lowered by each first fill the user stream tells
 (:meth:`BinanceTrading.first_fill_heard`), so a burst waits for the next 10 s instead of meeting
 Binance's ``429`` (``-1015`` "Too many new orders"), whose repetition Binance answers with an IP ban (``418``). A day
-used up is no burst to wait out: a submit that cannot wait (within its submit timeout) is withdrawn with a reason
-naming the limit and its end, 00:00 UTC, and the budget logs an ERROR once for the day (the strategy places far more
-orders than fill). A ``-1015`` answer (another process on the account used the limit up) marks the window it names
-("... orders per 10 SECOND.", USD-M's "... per TEN_SECONDS.") used up until it ends (:func:`order_limit_window`); it
-does not pause the weight budget as another 429 does (the IP's limit was not met): cancels and queries, which place no
-order, go on.
+used up is no burst to wait out: first the budget reads the account's count again (``GET /api/v3/rateLimit/order``,
+weight 40, at most once a minute: :meth:`BinanceTrading.read_order_counts`; orders filled since have left it), then a
+submit that cannot wait (within its submit timeout) is withdrawn with a reason naming the limit and its end, 00:00 UTC,
+and the budget logs an ERROR once for the day (the strategy places far more orders than fill). A ``-1015`` answer
+(another process on the account used the limit up) marks the window it names ("... orders per 10 SECOND.", USD-M's
+"... per TEN_SECONDS.") used up until it ends (:func:`order_limit_window`); it does not pause the weight budget as
+another 429 does (the IP's limit was not met): cancels and queries, which place no order, go on.
 
 Prices go to the nearest tick, quantities down to a whole number of lots, written as
 plain decimals. A failed request is classified by :attr:`BinanceTrading.errors`
@@ -131,6 +132,7 @@ from tradebus.adapters.common.ratelimit import WeightBudget, acquire_together
 from tradebus.adapters.common.rest_trading import decimal_text
 from tradebus.adapters.common.user_stream import venue_fee, venue_number
 from tradebus.adapters.common.venue_errors import VenueErrors, error_body
+from tradebus.errors import VenueError
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import FundingPaid, Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
 from tradebus.execution.live import (
@@ -179,6 +181,7 @@ WEIGHTS: dict[str, int] = {
     "private_get_openorders": 6,
     "private_get_mytrades": 20,
     "private_get_account": 20,
+    "private_get_ratelimit_order": 40,
 }
 #: Weight of ``GET /api/v3/exchangeInfo`` (of one symbol as of all).
 EXCHANGE_INFO_WEIGHT = 20
@@ -195,6 +198,9 @@ WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 #: cancel-replace count 1, an OCO list 2 (:attr:`BinanceTrading.order_endpoints`); each still weighs 1 on the IP limit.
 SPOT_ORDER_LIMITS: tuple[tuple[int, float, str], ...] = ((100, 10.0, "X-MBX-ORDER-COUNT-10S"), (200_000, 86_400.0, "X-MBX-ORDER-COUNT-1D"))
 _WINDOW_NAMES = {10.0: "10 s", 60.0: "minute", 86_400.0: "UTC day"}
+#: Seconds of an order window from which a budget used up re-reads the account's count before holding a request to
+#: the window's end (:meth:`BinanceTrading.read_order_counts`): an hour (spot's day, not its 10 s).
+COUNT_REREAD_WINDOW = 3_600.0
 
 
 def order_limit_budgets(limits: Sequence[tuple[int, float, str]], **options: Any) -> list[WeightBudget]:
@@ -504,6 +510,10 @@ class BinanceTrading(TradingApi):
         self.order_budgets = tuple(order_budgets if order_budgets is not None else order_limit_budgets(self.order_limits))
         #: This machine's clock as Binance takes it: stamps the signed requests and the user stream's subscription.
         self.venue_clock = VenueClock(self.errors.venue, self._ccxt)
+        if self.count_endpoint is not None:
+            for limit in self.order_budgets:
+                if limit.window >= COUNT_REREAD_WINDOW:
+                    limit.refresh = self.read_order_counts
 
     #: Weight of the own-trades request of one order.
     trades_of_order_weight = TRADES_OF_ORDER_WEIGHT
@@ -532,6 +542,9 @@ class BinanceTrading(TradingApi):
     #: Whether an order's first fill takes it off the count of the order limits (spot's "unfilled order count"; USD-M
     #: counts every new order): :meth:`first_fill_heard`.
     counts_unfilled = True
+    #: The implicit endpoint telling the account's count in each order window (``GET /api/v3/rateLimit/order``; ``None``:
+    #: none read, USD-M's count falling with no fill): :meth:`read_order_counts`.
+    count_endpoint: str | None = "private_get_ratelimit_order"
     #: The implicit endpoints that place orders, and how many each counts in every :attr:`order_budgets`.
     order_endpoints: Mapping[str, int] = {"private_post_order": 1, "private_post_order_cancelreplace": 1, "private_post_orderlist_oco": 2}
     #: The implicit endpoint of each request kind.
@@ -595,7 +608,8 @@ class BinanceTrading(TradingApi):
     async def _send(self, name: str, params: dict[str, Any], weight: int | None) -> Any:
         budget = self.budget
         orders = self.order_endpoints.get(name, 0)
-        takes = [(limit, float(orders)) for limit in self.order_budgets] if orders else []
+        # The longest window first: its re-read of the counts (read_order_counts) comes before a shorter one counts this.
+        takes = [(limit, float(orders)) for limit in sorted(self.order_budgets, key=lambda b: -b.window)] if orders else []
         if budget is not None:
             takes.append((budget, self.weights[name] if weight is None else weight))
         await acquire_together(takes)
@@ -623,6 +637,54 @@ class BinanceTrading(TradingApi):
         if self.counts_unfilled:
             for limit in self.order_budgets:
                 limit.release(1.0, limit.window_start())
+
+    async def read_order_counts(self) -> None:
+        """``GET /api/v3/rateLimit/order`` (weight 40): the account's count in each order window, into the order budgets
+        (:meth:`take_rate_limits`). An order budget of a window of :data:`COUNT_REREAD_WINDOW` or more calls it before a
+        request would wait for the window's end (at most once a minute: :attr:`WeightBudget.refresh`): orders that filled
+        since the last answer told the count have left it (fills the user stream did not tell, while it reconnected, or
+        ones Binance took more than 1 off for), so a day used up need not hold every order until 00:00 UTC. A failure
+        is logged at WARNING and the counts last told stand."""
+        assert self.count_endpoint is not None
+        try:
+            rows = await self._call(self.count_endpoint, {})
+        except VenueError as exc:
+            logger.warning("rate budget: re-reading the account's order counts failed ({}: {}); the counts last told stand",
+                           type(exc).__name__, exc)
+            return
+        self.take_rate_limits(rows, "GET /api/v3/rateLimit/order")
+
+    def take_rate_limits(self, rows: Any, source: str) -> None:
+        """Take Binance's ``rateLimits`` rows (``exchangeInfo``'s, ``GET /api/v3/rateLimit/order``'s) into the budgets:
+        the ``limit`` of each ``ORDERS`` window (``interval`` x ``intervalNum``) into the order budget of that window and
+        its ``count``, if told, as its count; the ``REQUEST_WEIGHT`` minute's ``limit`` into the weight budget. A limit
+        other than the budget's is logged at WARNING, naming both, and a window no budget counts too (not counted here)."""
+        if not isinstance(rows, list):
+            logger.warning("rate budget: {} told no rate limits ({!r}); the limits as they were stand", source, rows)
+            return
+        for row in rows:
+            try:
+                kind, limit = str(row["rateLimitType"]), int(row["limit"])
+                seconds = _UNIT_SECONDS[str(row["interval"])] * int(row["intervalNum"])
+            except (KeyError, TypeError, ValueError):
+                logger.warning("rate budget: {}: unreadable rate limit {!r}; left aside", source, row)
+                continue
+            if kind == "ORDERS":
+                budgets = [b for b in self.order_budgets if b.window == seconds]
+            elif kind == "REQUEST_WEIGHT" and self.budget is not None:
+                budgets = [b for b in (self.budget,) if b.window == seconds]
+            else:
+                continue
+            if not budgets:
+                logger.warning("rate budget: {} lists a limit of {} {} per {:g} s, which this client does not count", source,
+                               limit, kind, seconds)
+            for budget in budgets:
+                if limit != budget.limit and limit > 0:
+                    logger.warning("rate budget: {} lists {} {} per {:g} s (this client's default: {}): counting against {}",
+                                   source, limit, kind, seconds, budget.limit, limit)
+                    budget.set_limit(limit)
+                if "count" in row and budget.header:
+                    budget.observe(0, {budget.header: str(row["count"])})
 
     def _order_limit_met(self, message: str) -> None:
         """The venue refused orders for an order limit of the account (``-1015``), which this process's budget left room
@@ -981,6 +1043,7 @@ class BinanceFuturesTrading(BinanceTrading):
     weights = FUTURES_WEIGHTS
     order_limits = FUTURES_ORDER_LIMITS
     counts_unfilled = False
+    count_endpoint = None
     order_endpoints = {"fapiprivate_post_order": 1, "fapiprivate_post_algoorder": 1}
     #: USD-M's error answers: unknown error, internal error, unexpected or no answer from the matching engine, server
     #: overloaded leave the outcome unknown; an HTTP 429 or 418 is :class:`RateLimited`.

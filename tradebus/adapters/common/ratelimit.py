@@ -136,6 +136,12 @@ class WeightBudget:
     on_pause
         Called with each pause a rate-limited answer asks for (its end, :attr:`blocked_until`), and with
         ``None`` by the first answer after the last one told ended (or ``None``: not called).
+    refresh
+        Awaited before a request would wait for the next window, at most once per :attr:`refresh_every` seconds (or
+        ``None``): it reads the venue's count anew (:meth:`observe`), which may have fallen since the last answer told
+        it (Binance spot's unfilled-order count falls as orders fill); the request is then decided again.
+    refresh_every
+        Seconds between two :attr:`refresh` (60).
     """
 
     def __init__(
@@ -160,6 +166,7 @@ class WeightBudget:
             raise ValueError(f"WeightBudget: need limit > 0, window > 0, 0 < headroom <= 1; got {limit}, {window}, {headroom}")
         self.limit = limit
         self.window = window
+        self.headroom = headroom
         self.cap = limit * headroom
         self.header = header.lower()
         self.backoff = backoff
@@ -172,6 +179,9 @@ class WeightBudget:
         self.left: float | None = None
         self.on_left: Callable[[float], object] | None = None
         self.on_pause: Callable[[VenuePause | None], object] | None = None
+        self.refresh: Callable[[], Awaitable[object]] | None = None
+        self.refresh_every = 60.0
+        self._refreshed = -math.inf  # the clock's time of the last refresh
         # Whether on_pause was told a pause and not yet its end.
         self._pause_told = False
         self._now = monotonic
@@ -252,6 +262,10 @@ class WeightBudget:
                 wait = self.blocked_until - now
                 why = f"{self.block_reason} until {_utc(self.blocked_until)}"
             elif self.used + weight > self.cap and self.used > 0:
+                if self.refresh is not None and now - self._refreshed >= self.refresh_every:
+                    self._refreshed = now
+                    await self.refresh()
+                    continue
                 wait = self._window_start + self.window - now
                 why = f"{self.name} used ({self.used:.0f} + {weight} over {self.cap:.0f}) until {_utc(now + wait)}"
                 if self.window >= _LONG_WINDOW and self._alarmed != self._window_start:
@@ -276,6 +290,14 @@ class WeightBudget:
                 logger.info("rate budget: {}; waiting {:.1f} s", why, wait)
             await self._sleep(wait)
             waited = True
+
+    def set_limit(self, limit: int) -> None:
+        """The venue's limit per window is ``limit`` (the account's, as the venue lists it), this process's share of it
+        :attr:`headroom` as before."""
+        if limit <= 0:
+            raise ValueError(f"WeightBudget: need limit > 0, got {limit}")
+        self.limit = limit
+        self.cap = limit * self.headroom
 
     def release(self, weight: float, window_start: float) -> None:
         """Take ``weight`` off the count of the window starting at ``window_start`` (clock seconds, as
