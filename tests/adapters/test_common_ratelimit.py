@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tradebus.adapters.common.ratelimit import WeightBudget
+from tradebus.adapters.common.ratelimit import WeightBudget, acquire_together
 from tradebus.execution.live import RateLimited, VenueRejected, send_unless, send_within
 
 
@@ -336,3 +336,38 @@ def test_a_wall_clock_set_forward_an_hour_during_a_ban_waits_what_was_left_of_it
         asyncio.run(go())
         assert ft.slept == [pytest.approx(110.0)], step
         assert budget.blocked_until == pytest.approx(1_150.0 + step)
+
+
+def test_budgets_taken_together_give_back_a_request_a_later_one_withdraws_or_whose_wait_is_cancelled() -> None:
+    """An order budget counts a submit, then the weight budget, paused by a ban of 120 s, withdraws it (within 5 s): it
+    is never sent, and the order budget counted it until its window ended. What it counted is given back, and so is a
+    request's whose wait behind the ban is cancelled (a stopping daemon)."""
+    ft = FakeTime(1_030.0)
+    orders = WeightBudget(10, 10.0, headroom=1.0, monotonic=ft.now, sleep=ft.sleep)
+    weight = _budget(ft)
+    weight.observe(418, {"Retry-After": "120"})
+
+    async def withdrawn() -> None:
+        with send_within(lambda: 5.0), pytest.raises(RateLimited):
+            await acquire_together([(orders, 1.0), (weight, 1.0)])
+
+    asyncio.run(withdrawn())
+    assert orders.used == 0 and ft.slept == []
+
+    async def cancelled() -> None:
+        never = asyncio.Event()
+
+        async def blocked(_: float) -> None:
+            await never.wait()
+
+        weight._sleep = blocked  # noqa: SLF001 - a wait that lasts until cancelled
+        task = asyncio.create_task(acquire_together([(orders, 1.0), (weight, 1.0)]))
+        while weight.waits == 0:
+            await asyncio.sleep(0)
+        assert orders.used == 1
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancelled())
+    assert orders.used == 0
