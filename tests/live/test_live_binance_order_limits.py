@@ -10,6 +10,8 @@ and, repeated, bans the IP (``418``).
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +23,7 @@ from loguru import logger
 from pydantic import SecretStr
 
 from tests.live.live_harness import INST, KEY, SECRET, USDM_INST, WAIT, until
+from tests.live.node_testdata import FIXTURES
 from tests.live.test_live_amend_at_venue import BINANCE
 from tests.live.test_live_unheard_amend import _session
 from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, BinancePrivateEmulator
@@ -277,6 +280,50 @@ async def test_an_order_limit_met_holds_no_cancel_or_query(market: str, limit: i
         assert clock.now == START and report is not None and report.status is OrderStatus.CANCELED
         await api.place(_buy(2, iid))
         assert clock.now >= 1_800_000_010.0 and emulator.order_refusals == 1
+
+
+#: The ``rateLimits`` of a real Binance spot ``exchangeInfo`` (2021-10-12; tests/fixtures/binance SOURCES): orders 50 per
+#: 10 s and 160,000 per day, request weight 1200 per minute, before Binance raised them.
+RATE_LIMITS_2021 = json.loads(gzip.decompress((FIXTURES / "binance" / "exchangeInfo_spot_2021-10-12.json.gz").read_bytes()))["rateLimits"]
+
+
+async def test_the_spot_limits_are_read_from_exchange_info_at_start() -> None:
+    """An account whose ``exchangeInfo`` lists other limits than this client's defaults (Binance's of 2021: 50 orders per
+    10 s, 160,000 per day, weight 1200 per minute). The limits were hard-coded: a burst of 60 orders went out at 80 per
+    10 s and the 51st met 429 ``-1015`` (repeated: an IP ban). The start-up's ``exchangeInfo`` (the symbols' check) now
+    sets them: the burst waits for the next 10 s, none refused, no window over 50."""
+    clock = Clock()
+    async with _account("spot", clock) as (emulator, api):
+        orders = [row for row in RATE_LIMITS_2021 if row["rateLimitType"] == "ORDERS"]
+        windows = {"SECOND": 1, "DAY": 86_400}
+        headers = {10: "X-MBX-ORDER-COUNT-10S", 86_400: "X-MBX-ORDER-COUNT-1D"}
+        emulator.order_limits = tuple(
+            (seconds, f"{row['intervalNum']} {row['interval']}", row["limit"], headers[seconds])
+            for row in orders for seconds in [windows[row["interval"]] * row["intervalNum"]]
+        )
+        emulator.request_weight_limit = 1200
+        assert await api.listed_symbols() == {INST.symbol}
+        ten_s, day = api.order_budgets
+        assert (ten_s.limit, day.limit, api.budget.limit) == (50, 160_000, 1200)
+        for n in range(60):
+            await api.place(_buy(n))
+        assert emulator.order_refusals == 0 and len(emulator.orders) == 60
+        assert ten_s.peak <= 50 and clock.now >= 1_800_000_010.0
+
+
+async def test_an_exchange_info_without_rate_limits_keeps_the_defaults_and_says_so() -> None:
+    """No ``rateLimits`` in the answer: the documented limits stand, and a WARNING names them."""
+    api = BinanceTrading("http://127.0.0.1:9", SecretStr(KEY), SecretStr(SECRET), {INST.instrument_id: INST})
+    warnings: list[Any] = []
+    sink = logger.add(warnings.append, level="WARNING", format="{message}")
+    try:
+        api.take_rate_limits(None, "GET /api/v3/exchangeInfo")
+    finally:
+        logger.remove(sink)
+        await api.close()
+    assert [b.limit for b in (*api.order_budgets, api.budget)] == [100, 200_000, 6000]
+    [warning] = warnings
+    assert "orders per 10 s: 100; orders per UTC day: 200000; request budget: 6000" in warning
 
 
 @pytest.mark.parametrize(

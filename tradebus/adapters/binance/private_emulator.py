@@ -18,7 +18,7 @@ faults, sessions), speaking enough of Binance spot's private API for
   ``-2026`` on a query of an order CANCELED or EXPIRED with nothing executed, last updated
   ``archive_after_ms`` ago or more: archived).
   ``GET /api/v3/exchangeInfo`` (public: no key, no signature) lists the account's symbols, ``-1121``
-  "Invalid symbol." for a ``symbol`` it does not trade.
+  "Invalid symbol." for a ``symbol`` it does not trade, and the ``rateLimits`` (the order limits counted here).
   Every answer has ``X-MBX-USED-WEIGHT-1M`` (:data:`WEIGHTS` per request, per minute of ``weight_clock``:
   the wall clock unless given; a test that sets :attr:`BinancePrivateEmulator.weight` holds the window
   with a clock of its own, so that no minute turns between its setting and the request it shapes).
@@ -398,6 +398,8 @@ class BinancePrivateEmulator(AccountEmulator, OrderLimits):
     busy_code = -1008
 
     order_limits = SPOT_ORDER_LIMITS
+    #: The request-weight limit per minute ``exchangeInfo`` lists (Binance spot's; not enforced here).
+    request_weight_limit = 6000
 
     def __init__(
         self, *args: Any, weight_clock: Callable[[], float] = time.time, order_clock: Callable[[], float] = time.time, **kwargs: Any
@@ -540,13 +542,16 @@ class BinancePrivateEmulator(AccountEmulator, OrderLimits):
 
     def _exchange_info(self, p: dict[str, Any]) -> web.Response:
         """``GET /api/v3/exchangeInfo`` (public) of the account's symbols, or of ``symbol`` (``-1121`` "Invalid symbol." for
-        one the account does not trade); the fields the client reads only."""
+        one the account does not trade); the fields the client reads only: the symbols' and ``rateLimits`` (its
+        :attr:`order_limits` and :attr:`request_weight_limit`)."""
         symbols = sorted(self.instruments) if "symbol" not in p else [p["symbol"]]
         if any(s not in self.instruments for s in symbols):
             return self.error(400, -1121, "Invalid symbol.")
         rows = [{"symbol": s, "status": "TRADING", "baseAsset": self.instruments[s].base, "quoteAsset": self.instruments[s].quote}
                 for s in symbols]
-        return self._json({"timezone": "UTC", "serverTime": int(time.time() * 1000), "symbols": rows})
+        limits = [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": self.request_weight_limit},
+                  *self.order_count_rows(counts=False)]
+        return self._json({"timezone": "UTC", "serverTime": int(time.time() * 1000), "rateLimits": limits, "symbols": rows})
 
     def error(self, status: int, code: int | str, msg: str, headers: dict[str, str] | None = None) -> web.Response:
         return web.Response(status=status, text=json.dumps({"code": int(code), "msg": msg}), content_type="application/json", headers=headers)

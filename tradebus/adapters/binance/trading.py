@@ -660,7 +660,8 @@ class BinanceTrading(TradingApi):
         its ``count``, if told, as its count; the ``REQUEST_WEIGHT`` minute's ``limit`` into the weight budget. A limit
         other than the budget's is logged at WARNING, naming both, and a window no budget counts too (not counted here)."""
         if not isinstance(rows, list):
-            logger.warning("rate budget: {} told no rate limits ({!r}); the limits as they were stand", source, rows)
+            kept = "; ".join(f"{b.name}: {b.limit}" for b in (*self.order_budgets, self.budget) if b is not None)
+            logger.warning("rate budget: {} told no rate limits ({!r}); this client's stand ({})", source, rows, kept)
             return
         for row in rows:
             try:
@@ -891,8 +892,11 @@ class BinanceTrading(TradingApi):
 
     async def listed_symbols(self) -> set[str] | None:
         """The traded symbols ``GET /api/v3/exchangeInfo?symbol=`` lists, one request each (the whole list is megabytes);
-        Binance answers ``-1121`` "Invalid symbol." for one it does not list."""
+        Binance answers ``-1121`` "Invalid symbol." for one it does not list. The first answer's ``rateLimits`` set the
+        budgets' limits (:meth:`take_rate_limits`: the venue's may differ from this client's defaults,
+        :data:`SPOT_ORDER_LIMITS` and :data:`WEIGHT_LIMIT`, which stand, logged, if it lists none)."""
         listed: set[str] = set()
+        limits_read = False
         for symbol in sorted({inst.symbol for inst in self.instruments.values()}):
             try:
                 raw = await self._call("public_get_exchangeinfo", {"symbol": symbol}, EXCHANGE_INFO_WEIGHT)
@@ -900,6 +904,9 @@ class BinanceTrading(TradingApi):
                 if "error -1121:" in str(exc):
                     continue
                 raise
+            if not limits_read:
+                limits_read = True
+                self.take_rate_limits(raw.get("rateLimits"), "GET /api/v3/exchangeInfo")
             listed |= {str(row.get("symbol")) for row in raw.get("symbols") or []}
         return listed
 
