@@ -132,9 +132,9 @@ from tradebus.adapters.common.ratelimit import WeightBudget, acquire_together
 from tradebus.adapters.common.rest_trading import decimal_text
 from tradebus.adapters.common.user_stream import venue_fee, venue_number
 from tradebus.adapters.common.venue_errors import VenueErrors, error_body
-from tradebus.errors import VenueError
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import FundingPaid, Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
+from tradebus.errors import VenueError
 from tradebus.execution.live import (
     AccountBalance, AccountMargin, AccountPosition, Ack, CredentialsRefused, FundingOutsideRun, RateLimited, ReplacementRejected,
     TradingApi, VenueRejected, cancel_one, lots_to_send, send_late,
