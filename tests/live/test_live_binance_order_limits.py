@@ -160,9 +160,10 @@ async def test_a_spot_day_used_up_re_reads_the_count_at_most_once_a_minute_and_p
 
 
 async def test_a_submit_the_day_withdraws_leaves_no_order_counted_in_the_10_s_window() -> None:
-    """The budgets of a request are taken one after another, 10 s first: a submit the used-up day then withdrew (never
+    """The budgets of a request were taken one after another, 10 s first: a submit the used-up day then withdrew (never
     sent) stayed counted in the 10 s window, so 80 withdrawn submits took the window's share of 80 and the next order
-    waited for the next window with nothing sent. What an earlier budget counted of a withdrawn request is given back."""
+    waited for the next window with nothing sent. The day is now taken first, and what an earlier budget counted of a
+    withdrawn request is given back (the unit test of ``acquire_together`` pins that)."""
     clock = Clock()
     async with _account("spot", clock) as (emulator, api):
         emulator.order_counts[86_400] = (DAY, 199_990)
