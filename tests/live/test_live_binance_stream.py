@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from tradebus.adapters.binance.trading import order_params
 from tradebus.adapters.binance.user_stream import UserStreamParser, sign_params
-from tradebus.adapters.common.policy import FatalVenueError
+from tradebus.adapters.common.venue_clock import TimestampRefused
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
     Liquidity,
@@ -135,7 +135,7 @@ def test_bad_frames_are_rejected_and_a_refused_subscription_is_fatal() -> None:
         parser.parse(json.dumps(bad))
     with pytest.raises(CredentialsRefused, match="-1022"):  # the secret: the user's to fix (exit 2)
         parser.parse('{"id":"uds-1","status":400,"error":{"code":-1022,"msg":"Signature for this request is not valid."}}')
-    with pytest.raises(FatalVenueError, match="-1021"):  # the clock, not the credentials
+    with pytest.raises(TimestampRefused, match="-1021"):  # the clock, not the credentials: the stream measures it again
         parser.parse('{"id":"uds-1","status":400,"error":{"code":-1021,"msg":"Timestamp for this request is outside of the recvWindow."}}')
     assert parser.parse('{"id":"uds-1","status":200,"result":{"subscriptionId":0}}') == []
 

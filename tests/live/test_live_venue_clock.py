@@ -200,3 +200,35 @@ async def test_a_request_that_reaches_binance_after_a_stall_longer_than_its_recv
     sent = [(m, p) for m, p, c in h.emulator.requests if (m, c) == ("POST", order.client_order_id) or p == "/api/v3/time"]
     assert sent == [("GET", "/api/v3/time"), ("POST", "/api/v3/order")]
     assert abs(h.venue.api.venue_clock.offset) < 1.0
+
+
+async def test_a_binance_subscription_refused_for_its_timestamp_after_ntp_set_the_clock_right_measures_binances_clock_again(
+    tmp_path: Path,
+) -> None:
+    """The daemon started 45 s behind Binance and stamps on the offset it measured; NTP then sets this machine's clock
+    right (as the WARNING advises), and the user stream reconnects before any REST request: its subscription, stamped
+    45 s ahead, is refused -1021 ("... 1000ms ahead of the server's time."). The daemon stopped ('fatal connection
+    error', exit 1); the stream now measures Binance's clock and subscribes again, the daemon running on."""
+    account = ACCOUNTS["binance"]
+    async with account.served(tmp_path, []) as (emulator, data):
+        emulator.venue_time = lambda: time.time() + 45.0
+        config = parse_live_config(data, "<test>")
+        node = LiveNode(config, ApiKeys.from_env(config.live, account.env()), handle_signals=False)
+        task = asyncio.create_task(node.run())
+        try:
+            await until(lambda: task.done() or node.running.is_set(), timeout=60)
+            assert not task.done(), task.exception()
+            await until(lambda: task.done() or node._startup_task.done(), timeout=60)  # its REST reads made
+            clock, stream = node.venue.api.venue_clock, node.stream
+            assert abs(clock.offset + 45.0) < 5.0
+            emulator.venue_time = time.time  # this machine's clock stepped 45 s forward: right now
+            opened = stream.connections
+            await emulator.drop_sessions()
+            await until(lambda: task.done() or (stream.connections >= opened + 2 and stream.subscribed.is_set()), timeout=60)
+            assert not task.done(), task.exception()
+            assert abs(clock.offset) < 5.0
+        finally:
+            if not task.done():
+                node.stop("test done")
+            ended = await asyncio.gather(task, return_exceptions=True)
+    assert not isinstance(ended[0], BaseException), ended[0]

@@ -36,7 +36,8 @@ faults, sessions), speaking enough of Binance spot's private API for
   keeping its priority (tradebus sends none): ``newQty`` below the order's quantity, price and ``orderId`` kept, the
   order renamed ``newClientOrderId`` (a random id when none is sent; the order's own keeps it), an ``executionReport``
   ``x=REPLACED`` pushed (``c`` the new id, ``C`` the one it had); the id it had no longer names it.
-* ``/ws-api/v3``: the WebSocket API's ``userDataStream.subscribe.signature``; then every
+* ``/ws-api/v3``: the WebSocket API's ``userDataStream.subscribe.signature`` (its ``timestamp`` judged as a REST
+  request's: ``-1021``); then every
   order and balance change as ``{"subscriptionId": 0, "event": {...}}``;
   :meth:`BinancePrivateEmulator.terminate_streams` ends the subscriptions with an
   ``eventStreamTerminated`` event (as a revoked key or a logout does), the connection left open.
@@ -370,18 +371,24 @@ class StreamFault(common.StreamFault):
     match: str = "executionReport"
 
 
-def _stale_timestamp(emulator: AccountEmulator, params: dict[str, Any]) -> web.Response | None:
-    """Binance's ``-1021`` for a signed request whose ``timestamp`` is over 1 s ahead of the venue's time
-    (:attr:`~tradebus.adapters.common.account_emulator.AccountEmulator.venue_time`) or over its ``recvWindow`` (5000 ms
-    unless sent) behind it, as Binance words each ("Timestamp for this request was 1000ms ahead of the server's time.",
-    "... is outside of the recvWindow."); ``None``: in time."""
+def _timestamp_refusal(emulator: AccountEmulator, params: dict[str, Any]) -> str | None:
+    """Binance's ``-1021`` message for a signed request (REST or the WebSocket API's) whose ``timestamp`` is over 1 s
+    ahead of the venue's time (:attr:`~tradebus.adapters.common.account_emulator.AccountEmulator.venue_time`) or over
+    its ``recvWindow`` (5000 ms unless sent) behind it, as Binance words each ("Timestamp for this request was 1000ms
+    ahead of the server's time.", "... is outside of the recvWindow."); ``None``: in time."""
     now_ms = emulator.venue_time() * 1000
     sent = int(params.get("timestamp", "0"))
     if sent - now_ms > 1000:
-        return emulator.error(400, -1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+        return "Timestamp for this request was 1000ms ahead of the server's time."
     if now_ms - sent > int(params.get("recvWindow", "5000")):
-        return emulator.error(400, -1021, "Timestamp for this request is outside of the recvWindow.")
+        return "Timestamp for this request is outside of the recvWindow."
     return None
+
+
+def _stale_timestamp(emulator: AccountEmulator, params: dict[str, Any]) -> web.Response | None:
+    """The REST answer of :func:`_timestamp_refusal` (HTTP 400, ``-1021``); ``None``: in time."""
+    refusal = _timestamp_refusal(emulator, params)
+    return None if refusal is None else emulator.error(400, -1021, refusal)
 
 
 class BinancePrivateEmulator(AccountEmulator, OrderLimits):
@@ -954,6 +961,9 @@ class BinancePrivateEmulator(AccountEmulator, OrderLimits):
             return [json.dumps({"id": rid, "status": 401, "error": {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}})]
         if not hmac.compare_digest(sig, expected):
             return [json.dumps({"id": rid, "status": 400, "error": {"code": -1022, "msg": "Signature for this request is not valid."}})]
+        refusal = _timestamp_refusal(self, params)
+        if refusal is not None:
+            return [json.dumps({"id": rid, "status": 400, "error": {"code": -1021, "msg": refusal}})]
         session.authed = True
         session.topics.add("user")
         return [json.dumps({"id": rid, "status": 200, "result": {"subscriptionId": 0}})]

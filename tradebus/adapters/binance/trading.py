@@ -127,7 +127,7 @@ from loguru import logger
 from pydantic import SecretStr
 
 from tradebus.adapters.common.policy import FatalVenueError
-from tradebus.adapters.common.venue_clock import VenueClock, resynced
+from tradebus.adapters.common.venue_clock import TimestampRefused, VenueClock, resynced
 from tradebus.adapters.common.ratelimit import WeightBudget, acquire_together
 from tradebus.adapters.common.rest_trading import decimal_text
 from tradebus.adapters.common.user_stream import venue_fee, venue_number
@@ -449,11 +449,12 @@ def advised(message: str, code: object) -> str:
     return f"{message}; {advice}" if advice else message
 
 
-def stream_refusal(message: str, code: object) -> FatalVenueError | CredentialsRefused:
+def stream_refusal(message: str, code: object) -> FatalVenueError | CredentialsRefused | TimestampRefused:
     """What a user stream raises for the venue's refusal ``code`` (:func:`advised`): :class:`CredentialsRefused`
     for a code of :data:`CREDENTIAL_CODES` (a key revoked while the daemon runs is refused when the stream
-    reconnects), else :class:`~tradebus.adapters.common.policy.FatalVenueError`."""
-    refusal = CredentialsRefused if str(code) in CREDENTIAL_CODES else FatalVenueError
+    reconnects), :class:`~tradebus.adapters.common.venue_clock.TimestampRefused` for ``-1021`` (the stream measures
+    Binance's clock and subscribes again), else :class:`~tradebus.adapters.common.policy.FatalVenueError`."""
+    refusal = CredentialsRefused if str(code) in CREDENTIAL_CODES else TimestampRefused if str(code) == "-1021" else FatalVenueError
     return refusal(advised(message, code))
 
 

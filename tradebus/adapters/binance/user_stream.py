@@ -76,7 +76,10 @@ returns the active key or a new one). Events arrive bare or in a ``{"stream", "d
 
 On spot, an ``eventStreamTerminated`` event (the venue ended the subscription: a revoked key,
 a logout) closes the connection too: the next one subscribes again (a refused key then stops
-the stream with its error) and, once confirmed, the open orders are queried.
+the stream with its error) and, once confirmed, the open orders are queried. A subscription refused for its
+``timestamp`` (``-1021``: it is stamped on Binance's clock as the trading API last measured it, and this machine's
+clock may have been set since) has the stream measure Binance's clock and subscribe again
+(:class:`~tradebus.adapters.common.user_stream.UserStream`).
 """
 
 from __future__ import annotations
@@ -345,6 +348,7 @@ def _user_stream(
     parser = UserStreamParser(instruments, lookup, on_first_fill=getattr(trading, "first_fill_heard", None))
     stream = BinanceUserStream(ws_url, api_key, api_secret, parser, sink, on_balance, on_reconnect)
     if venue_clock is not None:
+        stream.venue_clock = venue_clock  # a subscription refused for its timestamp (-1021) measures it again
         stream.now = venue_clock.now
     return stream
 

@@ -175,6 +175,12 @@ class UserStream(WsClient):
         Called after a reconnect (events may have been missed), once the venue confirmed the
         new connection's subscription; and at a confirmation that came late
         (:meth:`confirmation_late`).
+    venue_clock
+        The account's clock as the venue takes it (the trading API's), which the login or subscription is stamped on:
+        one the venue refused for its timestamp (the parser's
+        :class:`~tradebus.adapters.common.venue_clock.TimestampRefused`) has the stream measure it before it reconnects
+        and logs in again, at most :data:`~tradebus.adapters.common.venue_clock.RESYNCS` times in a row, then stop with
+        :class:`~tradebus.execution.live.ClockRefused` (``None``: none, such a refusal stops the stream).
 
     Attributes
     ----------
@@ -190,8 +196,14 @@ class UserStream(WsClient):
         on_balance: Callable[[Any], Any] | None = None,
         on_reconnect: Callable[[], Any] | None = None,
         recorder: FrameWriter | None = None,
+        venue_clock: VenueClock | None = None,
     ) -> None:
         super().__init__(name, sink, policy, recorder)
+        self.venue_clock = venue_clock
+        # Logins refused for their timestamp since the last one taken, and whether the next connection first measures
+        # the venue's clock.
+        self._clock_refusals = 0
+        self._resync_due = False
         self.on_balance = on_balance
         self.on_reconnect = on_reconnect
         self.subscribed = asyncio.Event()
@@ -200,10 +212,31 @@ class UserStream(WsClient):
         # Recycles the current connection if its subscription is not confirmed in time (_watch_confirmation).
         self._unconfirmed: asyncio.TimerHandle | None = None
 
+    def translate_error(self, exc: Exception) -> Exception:
+        """A login or subscription refused for its timestamp: the next connection measures the venue's clock first;
+        refused so after :data:`~tradebus.adapters.common.venue_clock.RESYNCS` measures (or without a clock to measure),
+        :class:`~tradebus.execution.live.ClockRefused`."""
+        if not isinstance(exc, TimestampRefused):
+            return exc
+        self._clock_refusals += 1
+        if self.venue_clock is None:
+            return ClockRefused(f"{exc}; {SYNC_ADVICE}")
+        if self._clock_refusals > RESYNCS:
+            return self.venue_clock.refused(str(exc))
+        self._resync_due = True
+        return exc
+
+    async def _connect_and_receive(self) -> None:
+        if self._resync_due and self.venue_clock is not None:
+            self._resync_due = False
+            await self.venue_clock.resync(f"{self.name}: login or subscription refused for its timestamp")
+        await super()._connect_and_receive()
+
     def confirmed(self) -> None:
         """The venue confirmed this connection's subscription: events flow from now on; after a reconnect, ``on_reconnect``."""
         if self.subscribed.is_set():
             return
+        self._clock_refusals = 0
         self.subscribed.set()
         self._stop_watching()
         late, self._late = self._late, False
@@ -320,12 +353,7 @@ class PrivateStream(UserStream):
         subscribe_acks: int = 1,
         venue_clock: VenueClock | None = None,
     ) -> None:
-        super().__init__(name, sink, policy, on_balance, on_reconnect)
-        self.venue_clock = venue_clock
-        # Logins refused for their timestamp since the last one taken, and whether the next connection first measures
-        # the venue's clock.
-        self._clock_refusals = 0
-        self._resync_due = False
+        super().__init__(name, sink, policy, on_balance, on_reconnect, venue_clock=venue_clock)
         self.url = url
         self.parser = parser
         self._login = login
@@ -338,26 +366,6 @@ class PrivateStream(UserStream):
 
     def connect_url(self) -> str:
         return self.url
-
-    def translate_error(self, exc: Exception) -> Exception:
-        """A login refused for its timestamp: the next connection measures the venue's clock first; refused so after
-        :data:`~tradebus.adapters.common.venue_clock.RESYNCS` measures (or without a clock to measure),
-        :class:`~tradebus.execution.live.ClockRefused`."""
-        if not isinstance(exc, TimestampRefused):
-            return exc
-        self._clock_refusals += 1
-        if self.venue_clock is None:
-            return ClockRefused(f"{exc}; {SYNC_ADVICE}")
-        if self._clock_refusals > RESYNCS:
-            return self.venue_clock.refused(str(exc))
-        self._resync_due = True
-        return exc
-
-    async def _connect_and_receive(self) -> None:
-        if self._resync_due and self.venue_clock is not None:
-            self._resync_due = False
-            await self.venue_clock.resync(f"{self.name}: login refused for its timestamp")
-        await super()._connect_and_receive()
 
     def subscribe_frames(self) -> list[str]:
         self._acks = 0
