@@ -624,7 +624,7 @@ _TARDIS_BOOK = str(FIXTURES / "tardis_deribit_incremental_book_L2_BTC-PERPETUAL.
 @pytest.mark.parametrize(("args", "said"), [
     (["download", "binance", "--symbol", "BTCUSDT", "--start", "2024-01-01", "--end", "2024-01-02", "--interval", "1x",
       "--base-url", "http://127.0.0.1:9/data"],
-     "--interval: interval '1x' is not understood; expected e.g. '1m', '15m', '4h', '1d'"),
+     "--interval: interval '1x' is not understood; expected a whole number and a unit"),
     (["import-tardis", _TARDIS_BOOK, "--venue", "deribit", "--market", "perp", "--symbol", "BTC-PERPETUAL",
       "--suffix", "/x"], "--suffix '/x': catalog dataset 'book/x' is not a valid name"),
     (["import-bybit-book", _TARDIS_BOOK, "--symbol", "XRPUSDT", "--suffix", " x"],
@@ -676,3 +676,38 @@ def test_data_info_while_a_commit_swaps_a_dataset_shows_the_size_of_the_version_
     assert not isinstance(result, Exception), result
     assert result.exit_code == 0, (result.output, result.exception)
     assert f" {size / 1000:,.1f} kB " in result.output, (size, result.output)
+
+
+@pytest.mark.parametrize("args", [
+    ["download", "binance", "--symbol", "BTCUSDT", "--start", "2024-01-01", "--end", "2024-01-02",
+     "--base-url", "http://127.0.0.1:9/data"],
+    ["bars", "x/spot/S/trades", "--name", "b"],
+    ["import", str(FIXTURES / "coinbase_btc-usd_4h_cut.json.gz"), "--venue", "coinbase", "--market", "spot",
+     "--symbol", "BTC-USD"],
+])
+def test_an_interval_option_refused_says_only_the_forms_the_command_line_takes(tmp_path: Path, args: list[str]) -> None:
+    """``--interval 60000000000`` (a minute in ns, which a config's ``interval:`` takes as an int) was refused with
+    "expected e.g. '1m', '15m', '4h', '1d' or ns as int": an option is text, and text of digits alone is no interval.
+    The refusal now names the units an option takes, and offers no int of ns."""
+    from tradebus.data.ingest import parse_interval
+
+    code, out = run(*args, "--interval", "60000000000", "--catalog", str(tmp_path / "cat"),
+                    *(["--cache-dir", str(tmp_path / "cache")] if args[0] == "download" else []))
+    said = " ".join(out.split())
+    assert code == 2, out
+    assert ("--interval: interval '60000000000' is not understood; expected a whole number and a unit "
+            "(ns, us, ms, s, m, min, h, d, w), e.g. '1m', '15m', '4h', '1d'") in said, said
+    assert " int" not in said.replace(" interval", ""), said
+    assert parse_interval(60_000_000_000) == parse_interval("1m") == parse_interval("60000000000ns")  # a config's int
+
+
+def test_an_okx_interval_option_refused_offers_no_int_of_ns(tmp_path: Path) -> None:
+    """The same for ``import-okx-candles --interval`` (an OKX bar name, ``1Dutc`` too)."""
+    pages = tmp_path / "pages.json"
+    pages.write_text("[]")
+    code, out = run("import-okx-candles", str(pages), "--symbol", "BTC-USDT-SWAP", "--market", "swap",
+                    "--catalog", str(tmp_path / "cat"), "--interval", "60000000000")
+    said = " ".join(out.split())
+    assert code == 2, out
+    assert "'60000000000' is not understood; expected a whole number and a unit" in said, said
+    assert " int" not in said.replace(" interval", ""), said

@@ -80,7 +80,7 @@ def _fail(exc: TradebusError, exists: str = _OVERWRITE) -> typer.Exit:
 def _interval_option(value: str, flag: str) -> int:
     """``value`` of the interval option ``flag`` in ns; a bad one is a bad option (exit 2), not bad data."""
     try:
-        return parse_interval(value)
+        return parse_interval(value, ints=False)
     except DataError as exc:
         raise _fail(ConfigError(f"{flag}: {exc}")) from None
 

@@ -148,6 +148,7 @@ _INTERVAL_UNITS: dict[str, int] = {
     "d": 86_400_000_000_000,
     "w": 604_800_000_000_000,
 }
+_UNITS_SAID = ", ".join(_INTERVAL_UNITS)
 _INTERVAL_RE = re.compile(r"^\s*(\d+)\s*([a-zA-Z]+)\s*$")
 # Plausible times: [2000-01-01, 2100-01-01) UTC, in ns.
 TS_MIN_NS = 946_684_800_000_000_000
@@ -202,11 +203,12 @@ _FALSE_WORDS = ("false", "f", "0", "no")
 # --------------------------------------------------------------------------- intervals
 
 
-def parse_interval(value: str | int | np.integer) -> int:
+def parse_interval(value: str | int | np.integer, *, ints: bool = True) -> int:
     """Return an interval in ns from ``"4h"``, ``"1m"``, ``"15min"``, ``"1d"`` or an int of ns.
 
     ``"m"`` is minutes; ``"M"`` (months in ccxt and Binance: ``1M``) is refused, months
-    being no fixed interval.
+    being no fixed interval. ``ints`` false (a command-line option, which is text): a refusal does not offer an int
+    of ns, a form only a config's value can take.
 
     Raises
     ------
@@ -224,7 +226,8 @@ def parse_interval(value: str | int | np.integer) -> int:
                             f"interval and are not supported; minutes are '{match.group(1)}m'")
         if match and match.group(2).lower() in _INTERVAL_UNITS and int(match.group(1)) > 0:
             return int(match.group(1)) * _INTERVAL_UNITS[match.group(2).lower()]
-    raise DataError(f"interval {value!r} is not understood; expected e.g. '1m', '15m', '4h', '1d' or ns as int")
+    raise DataError(f"interval {value!r} is not understood; expected a whole number and a unit ({_UNITS_SAID}), e.g. "
+                    f"'1m', '15m', '4h', '1d'" + (", or an integer of ns" if ints else ""))
 
 
 def format_interval(interval_ns: int) -> str:

@@ -255,7 +255,7 @@ def _bar_ns(bar: str | int) -> int:
     """The length in ns of an OKX ``bar`` (``1m``, ``4H``, ``1D``, ``1Dutc``) or of an int of ns."""
     length = bar[:-3] if isinstance(bar, str) and bar.endswith("utc") else bar
     try:
-        return parse_interval(length)
+        return parse_interval(length, ints=not isinstance(bar, str))
     except DataError as exc:
         raise ConfigError(str(exc) if length == bar else f"interval {bar!r}: {exc}") from None
 
