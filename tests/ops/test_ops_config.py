@@ -261,3 +261,37 @@ def test_a_log_file_whose_retention_would_delete_the_run_s_temporary_files_is_re
     finally:
         logger.remove(sink)
     assert not temporary.exists()
+
+
+def test_a_field_in_the_log_file_s_directory_is_refused_at_start_naming_it(tmp_path: Path) -> None:
+    """``ops.log.file: logs/{time:YYYY-MM-DD}/daemon.log`` was taken: loguru formats the whole path, and its
+    retention globs ``logs/*/daemon.log``, deleting the logs of other directories (another daemon's
+    ``logs/paper-b/daemon.log``, shown with loguru itself below), while the check of what the retention takes
+    compared names in one directory; and the sink first made a directory named ``{time:YYYY-MM-DD}``. Refused at
+    load now, exit 2, naming ``ops.log.file``, before anything is created."""
+    log = "logs/{time:YYYY-MM-DD}/daemon.log"
+    config = tmp_path / "paper.yaml"
+    config.write_text(yaml.safe_dump(paper({"log": {"file": log}})), encoding="utf-8")
+    result = CliRunner().invoke(app, ["paper", str(config), "--max-seconds", "3"], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert (f"ops.log.file: {log}: its directory logs/{{time:YYYY-MM-DD}} holds a brace, which loguru reads as a "
+            "field such as {time}; a field is taken in the file's name only") in message, message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["paper.yaml"]
+    # a directory holding a brace from the config's own directory is refused as the path resolves
+    with pytest.raises(ConfigError, match=r"ops\.log\.file: .*/cfg\{1\}/logs/daemon\.log: its directory .* holds a brace"):
+        parse_paper_config(paper({"log": {"file": "logs/daemon.log"}}), "<ops test>", base=tmp_path / "cfg{1}")
+    parse_paper_config(paper({"log": {"file": "logs/daemon-{time:YYYY-MM-DD}.log"}}), "<ops test>", base=tmp_path)
+    # what the refusal prevents: loguru's retention of a {time} directory deletes another directory's log
+    other = tmp_path / "logs" / "paper-b" / "daemon.log"
+    other.parent.mkdir(parents=True)
+    other.write_text("another daemon's log")
+    os.utime(other, (0, 0))
+    sink = logger.add(str(tmp_path / log), rotation="200 B", retention=1, format="{message}",
+                      filter=lambda r: "probe" in r["extra"])
+    try:
+        for _ in range(10):
+            logger.bind(probe=True).info("x" * 50)
+    finally:
+        logger.remove(sink)
+    assert not other.exists()

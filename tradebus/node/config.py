@@ -66,7 +66,7 @@ from tradebus.config.run import check_fill_model_settings
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
 from tradebus.ops.config import OpsConfig
-from tradebus.ops.logs import taken_by_retention
+from tradebus.ops.logs import log_directory_problem, taken_by_retention
 
 __all__ = [
     "BackoffConfig",
@@ -181,7 +181,8 @@ class PaperConfig(RunBase):
 
     def _path_problem(self) -> str | None:
         """Why the files of ``journal``, ``record`` and ``ops.log.file`` cannot be kept as they stand, or ``None``."""
-        return self._taken_by_log_retention() or self._one_file_twice()
+        log = self.ops.log if self.ops is not None else None
+        return log_directory_problem(log) or self._taken_by_log_retention() or self._one_file_twice()
 
     def _one_file_twice(self) -> str | None:
         """Why two of ``journal``, ``record`` and ``ops.log.file`` name one file (the paths as they stand), or ``None``.

@@ -19,7 +19,7 @@ from loguru import logger
 from tradebus.errors import ConfigError
 from tradebus.ops.config import LogConfig
 
-__all__ = ["LOG_LEVELS", "RERUN", "log_files", "open_log_sink", "setup_logging", "taken_by_retention"]
+__all__ = ["LOG_LEVELS", "RERUN", "log_directory_problem", "log_files", "open_log_sink", "setup_logging", "taken_by_retention"]
 
 #: The levels ``--log-level`` takes (loguru's).
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
@@ -90,6 +90,27 @@ def log_files(config: LogConfig) -> list[Path]:
     names = os.listdir(directory) if directory.is_dir() else []
     found = {directory / name for name in names if _matched(name, patterns) and (directory / name).is_file()}
     return sorted(found | {config.file})
+
+
+def log_directory_problem(config: LogConfig | None) -> str | None:
+    """Why the directory of the sink ``config`` describes cannot be used as it stands (a ``{`` or ``}`` in it), or
+    ``None``.
+
+    loguru formats the whole path (``{time}`` is its only field) and makes the directory it names: one log directory
+    a run, while its retention would take the files of every directory the pattern matches (``logs/*/daemon.log``);
+    and the sink would first make a directory named ``{time}`` (:func:`open_log_sink`). A name's field is taken.
+    """
+    if config is None or config.file is None:
+        return None
+    directory = str(config.file.parent)
+    if "{" not in directory and "}" not in directory:
+        return None
+    return (
+        f"ops.log.file: {config.file}: its directory {directory} holds a brace, which loguru reads as a field such as "
+        f"{{time}}; a field is taken in the file's name only (daemon-{{time}}.log): in the directory, loguru's "
+        f"retention would delete the logs of every directory the pattern matches, and a directory named as written "
+        f"would be made; give the directory a name without braces"
+    )
 
 
 def taken_by_retention(config: LogConfig, path: Path) -> bool:
