@@ -1577,3 +1577,56 @@ async def test_fill_alerts_and_positions_give_prices_and_quantities_in_full() ->
         "BTCUSDT.BINANCE: 0.0015 @ 104523.45 (last 104530.12)\n"
         "1000PEPEUSDT.BINANCE: 12345678 @ 0.0123457 (last 0.0123457)"
     )
+
+
+async def test_a_token_revoked_mid_run_stops_the_poller_with_one_error_and_the_daemon_trades_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bot token revoked at @BotFather while a paper daemon ran: every ``getUpdates`` and ``getMe`` answered 401
+    and the poller asked again for ever (a WARNING each time, backing off to 30 s), with nothing in ``/metrics`` or
+    ``/health``; only the start checked the token. Now the first 401 is one ERROR naming ``ops.telegram.token_env``
+    and the variable (never the token), the poller stops (no Bot API poll after it), the daemon goes on taking market
+    data, and ``/metrics`` and ``/health`` say the token was refused."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    monkeypatch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{level} {message}")
+    gate = OnDemand()
+    seen: list[Trade] = []
+    try:
+        async with FakeBotApi(TOKEN) as api, served_usdm(speed=None, on_demand=gate) as srv:
+            telegram = {"chat_ids": [OPERATOR], "token_env": "TB_TEST_TELEGRAM_TOKEN", "base_url": api.base_url,
+                        "poll_timeout": 1}  # fmt: skip
+            node = PaperNode(config_of(usdm_paper(srv, {"port": 0, "telegram": telegram})), handle_signals=False)
+            node.kernel.bus.subscribe(Trade, seen.append)
+            bot = node.ops.telegram  # type: ignore[union-attr]
+            assert bot is not None
+            task = asyncio.create_task(node.run())
+            try:
+                await gate.until(lambda: bot.polls >= 2 and len(seen) >= 5)
+                api.token = "654321:revoked"  # every call with the daemon's token is answered 401 from now on
+                await until(lambda: bot.token_refused and not bot.polling, 30.0)
+                polls = [m for m in api.requests if m in ("getMe", "getUpdates")]
+                before = len(seen)
+                await gate.until(lambda: len(seen) >= before + 20)  # the daemon still takes market data
+                server = node.ops.server  # type: ignore[union-attr]
+                assert server is not None
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=10.0) as http:
+                    metrics = (await http.get("/metrics")).text
+                    health = (await http.get("/health")).json()
+            finally:
+                node.stop("test done")
+                await asyncio.wait_for(task, 30)
+            assert [m for m in api.requests if m in ("getMe", "getUpdates")] == polls  # no poll after the 401
+    finally:
+        logger.remove(sink)
+    scraped = {s.name: s.value for family in text_string_to_metric_families(metrics) for s in family.samples}
+    assert scraped["tradebus_telegram_token_refused"] == 1.0
+    assert health["telegram"] == {"polling": False, "token_refused": True}
+    assert health["running"] is True
+    errors = [line for line in lines if line.startswith("ERROR") and "401" in line]
+    assert len(errors) == 1, lines
+    assert "ops.telegram.token_env" in errors[0] and "TB_TEST_TELEGRAM_TOKEN" in errors[0], errors
+    assert not [line for line in lines if "getUpdates failed" in line or "getMe failed" in line], lines
+    assert not any(TOKEN in line for line in lines)

@@ -19,7 +19,9 @@ bar-only feed. A pong proves the connection, not the data, except on a feed of t
 alone, silent whenever its market does not trade: its age is its connection's (see
 :meth:`~tradebus.adapters.common.client.WsClient.live_ns`). The trading state is reported but does not make the daemon unhealthy: a
 HALTED daemon is doing what it was told, and a supervisor restarting it would not help; the
-same holds for an instrument a live daemon's reconciliation holds (in ``orders_blocked`` only).
+same holds for an instrument a live daemon's reconciliation holds (in ``orders_blocked`` only), and for a Telegram
+bot whose token the Bot API refused while the daemon ran (``telegram``: ``polling``, ``token_refused``; added by
+:meth:`~tradebus.ops.hooks.OpsHooks.health` when ``ops.telegram`` is set).
 """
 
 from __future__ import annotations

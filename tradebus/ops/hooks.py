@@ -214,9 +214,12 @@ class OpsHooks:
     def health(self) -> tuple[bool, dict[str, Any]]:
         """``(healthy, report)`` (:func:`~tradebus.ops.health.health_report`)."""
         assert self.target is not None
-        return health_report(
+        healthy, report = health_report(
             self.target, self.metrics.last_recv_ns, self.config.health_max_age, user_streams=self._user_streams
         )
+        if self.telegram is not None:  # reported, not judged: a restart does not mend a revoked token
+            report["telegram"] = {"polling": self.telegram.polling, "token_refused": self.telegram.token_refused}
+        return healthy, report
 
     # ------------------------------------------------------------------ alerts
 

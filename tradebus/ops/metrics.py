@@ -48,10 +48,11 @@ metric                                             labels
 ``tradebus_telegram_poll_conflicts_total``         -- ``getUpdates`` answered 409 (another process polls the token)
 ``tradebus_telegram_poll_retry_waits_total``       -- the poller's waits after a failure
 ``tradebus_telegram_poll_retry_wait_seconds_total``  -- their seconds
+``tradebus_telegram_token_refused``                -- 1 once the Bot API answered 401 (the token revoked)
 ``process_resident_memory_bytes``, ``process_open_fds``, ...  (prometheus-client's process collector)
 =================================================  ===========================================
 
-The ``tradebus_telegram_*`` counters are the Telegram bot's (:class:`~tradebus.ops.telegram.TelegramBot`),
+The ``tradebus_telegram_*`` values are the Telegram bot's (:class:`~tradebus.ops.telegram.TelegramBot`),
 read when scraped by :class:`TelegramCollector`; a daemon without ``ops.telegram`` has none.
 """
 
@@ -364,6 +365,11 @@ class TelegramCollector(Collector):
         yield CounterMetricFamily(
             "tradebus_telegram_poll_retry_wait_seconds", "Seconds the command poller waited after failures",
             bot.poll_wait_seconds,
+        )
+        yield GaugeMetricFamily(
+            "tradebus_telegram_token_refused",
+            "1 once the Bot API answered 401 (the bot token revoked): no command is read, no alert delivered",
+            float(bot.token_refused),
         )
 
 

@@ -28,7 +28,11 @@ commands (``getUpdates``; both are retried with a capped backoff, a 429 after th
 the call is made again after the 300 s); one naming no usable retry_after, in the sender too, waits the
 backoff, and the first such answer is logged; a ``getUpdates`` answer that is not a list of updates
 is a failure, retried after the backoff) and answers only chats of the allow-list (``chat_ids``) --
-a command from any other chat is ignored, counted and logged by chat id. A ``getUpdates`` answered 409
+a command from any other chat is ignored, counted and logged by chat id. A call answered 401 Unauthorized (the token revoked
+or replaced at @BotFather while the daemon ran; :func:`check_token` refuses one at the start) is logged once, as an
+ERROR naming ``ops.telegram.token_env`` and its variable, and set in ``token_refused`` (``/metrics``'
+``tradebus_telegram_token_refused``, ``/health``'s ``telegram``): the poller stops, no call with that token being
+answered again, the alerts after it fail (counted and logged as any refused message), and the daemon trades on. A ``getUpdates`` answered 409
 Conflict (another process polls the same token, or a webhook is set on it) is retried as any
 failure, counted in ``conflicts`` and logged once, as a warning saying what it means. An error no
 rule foresaw in the poller (an update it cannot parse, say) is logged with its file and line and
@@ -129,6 +133,10 @@ class _StaleRun:
     newest_s: float = -math.inf
 
 
+class _Unauthorized(RuntimeError):
+    """HTTP 401: the Bot API knows no bot by the token (revoked, or replaced at @BotFather, while the daemon ran)."""
+
+
 class _Conflict(RuntimeError):
     """HTTP 409 from ``getUpdates``: another process reads this bot's updates (or a webhook is set on the token)."""
 
@@ -178,9 +186,9 @@ def read_token(config: TelegramConfig) -> str:
 def check_token(config: TelegramConfig) -> None:
     """Refuse a bot token the Bot API does not know, asking ``getMe`` once before the daemon creates anything.
 
-    A 401 is definitive (Telegram knows no bot by that token): the daemon would trade on with no alert and its
-    poller retrying forever. Any other answer, or none (the Bot API unreachable), is left to the daemon, whose
-    poller asks again with its backoff.
+    A 401 is definitive (Telegram knows no bot by that token): the daemon would trade on with no alert and no command
+    read. Any other answer, or none within 5 s (the Bot API unreachable), is left to the
+    daemon: its poller asks ``getMe`` again with its backoff, and a 401 then is logged and stops it (module docstring).
 
     Raises
     ------
@@ -392,6 +400,8 @@ class TelegramBot:
         self.malformed_429 = 0
         #: 429 answers to the poller asking for a wait over :data:`MAX_POLL_WAIT` (the first one logged).
         self.long_429 = 0
+        #: Whether the Bot API answered a call 401 (the token revoked while the daemon ran): the poller has stopped.
+        self.token_refused = False
         #: Errors no rule foresaw in the command poller (each logged; the poller goes on after a backoff).
         self.poll_errors = 0
         #: ``getUpdates`` long polls the command poller made (confirmations not counted).
@@ -517,6 +527,8 @@ class TelegramBot:
             description = f"Bot API {method}: HTTP {resp.status_code} {body.get('description', '')}"
             if resp.status_code == 401:  # the token: the one setting an operator can fix
                 description += f" (the bot token in {self.config.token_env} is not one Telegram knows)"
+                self._token_refused(method)
+                raise _Unauthorized(description)
             if resp.status_code == 429:
                 raise _Retryable(description, self._retry_after(method, body.get("parameters")))
             if resp.status_code == 409:
@@ -707,7 +719,13 @@ class TelegramBot:
     # ------------------------------------------------------------------ in
 
     async def _get_username(self) -> str:
-        """The bot's username from ``getMe``, retried with a capped backoff until the Bot API gives it."""
+        """The bot's username from ``getMe``, retried with a capped backoff until the Bot API gives it.
+
+        Raises
+        ------
+        _Unauthorized
+            The Bot API knows no bot by the token (never retried).
+        """
         delay = 1.0
         while True:
             try:
@@ -716,6 +734,8 @@ class TelegramBot:
                 if isinstance(username, str) and username:
                     return username
                 raise RuntimeError(f"Bot API getMe: no username in {str(me)[:80]!r}")
+            except _Unauthorized:
+                raise
             except (httpx.HTTPError, RuntimeError, ValueError, _Retryable) as exc:
                 wait = self._retry_in("getMe", exc, delay)
                 logger.warning("telegram: getMe failed, retrying in {:.0f} s: {}", wait, self._redact(exc))
@@ -745,6 +765,8 @@ class TelegramBot:
                 last = max(int(u["update_id"]) for u in updates) + 1
                 step = "confirming updates"  # before acting: a daemon stopped after acting must not get them again
                 await self._post("getUpdates", {"offset": last, "timeout": 0, "limit": 1, "allowed_updates": ["message"]})
+            except _Unauthorized:  # no call with this token is answered again: logged once (_token_refused)
+                return
             except (httpx.HTTPError, RuntimeError, ValueError, _Retryable) as exc:
                 wait = self._retry_in(step, exc, delay)
                 if not self._conflict(exc):
@@ -777,6 +799,25 @@ class TelegramBot:
             "telegram: command poller: {} failed unexpectedly: {} (at {}); polling goes on{}",
             step, self._redact(exc), _raised_at(exc), f" in {wait:.0f} s" if wait else "",
         )  # fmt: skip
+
+    def _token_refused(self, method: str) -> None:
+        """The Bot API answered ``method`` 401: the token is no bot's (any more); logged once, as an ERROR naming the
+        setting and its variable, never the token."""
+        if self.token_refused:
+            return
+        self.token_refused = True
+        logger.error(
+            "telegram: the Bot API answered {} with HTTP 401 Unauthorized: it knows no bot by the token in the "
+            "environment variable {} (ops.telegram.token_env), revoked or replaced at @BotFather since the start. "
+            "The command poller stops (no /halt, /flatten is read) and alerts are not delivered "
+            "(tradebus_alerts_failed_total); the daemon trades on. Put the bot's token in {} and restart the daemon",
+            method, self.config.token_env, self.config.token_env,
+        )  # fmt: skip
+
+    @property
+    def polling(self) -> bool:
+        """Whether the command poller runs (not: commands off, the bot stopped, or the token refused)."""
+        return any(task.get_name() == "telegram:poll" and not task.done() for task in self._tasks)
 
     def _conflict(self, exc: BaseException) -> bool:
         """Whether ``exc`` is a 409 Conflict of ``getUpdates``: counted, and the first one logged."""
