@@ -85,6 +85,7 @@ __all__ = [
     "LATE_AFTER",
     "MAX_POLL_WAIT",
     "MESSAGE_LIMIT",
+    "START_CHECK_TIMEOUT",
     "TelegramBot",
     "every_day_at",
     "late_mark",
@@ -103,6 +104,9 @@ MESSAGE_LIMIT = 4096
 MAX_PARTS = 5
 #: Longest wait (seconds) of the command poller under flood control: a longer ``retry_after`` is cut to it.
 MAX_POLL_WAIT = 300.0
+#: Longest wait (seconds) of the start's ``getMe`` (:func:`check_token`): Telegram answers it in well under a second,
+#: and one not answered by then is asked again by the running daemon's poller.
+START_CHECK_TIMEOUT = 2.0
 #: A message sent this many seconds or more after it was queued says so (:func:`late_mark`).
 LATE_AFTER = 60.0
 #: UTF-16 code units each part of a message leaves for its :func:`late_mark`.
@@ -187,7 +191,7 @@ def check_token(config: TelegramConfig) -> None:
     """Refuse a bot token the Bot API does not know, asking ``getMe`` once before the daemon creates anything.
 
     A 401 is definitive (Telegram knows no bot by that token): the daemon would trade on with no alert and no command
-    read. Any other answer, or none within 5 s (the Bot API unreachable), is left to the
+    read. Any other answer, or none within :data:`START_CHECK_TIMEOUT` (the Bot API unreachable), is left to the
     daemon: its poller asks ``getMe`` again with its backoff, and a 401 then is logged and stops it (module docstring).
 
     Raises
@@ -198,7 +202,7 @@ def check_token(config: TelegramConfig) -> None:
     """
     token = read_token(config)
     try:
-        resp = httpx.post(f"{config.base_url.rstrip('/')}/bot{token}/getMe", timeout=5.0)
+        resp = httpx.post(f"{config.base_url.rstrip('/')}/bot{token}/getMe", timeout=START_CHECK_TIMEOUT)
     except httpx.HTTPError as exc:
         logger.warning("telegram: getMe at start-up failed ({}: {}); the command poller asks again",
                        type(exc).__name__, str(exc).replace(token, "<token>"))
