@@ -92,10 +92,14 @@ def cache_dir() -> Path:
     return _CACHE_DIR
 
 
-from tradebus.features.registry import FeatureKind, Param, all_kinds, get_kind, register  # noqa: E402
-
-#: Public names loaded on first access (importing them compiles nothing, but loads Numba and pydantic).
+#: Public names loaded on first access (importing them compiles nothing, but loads NumPy, Numba and pydantic: the
+#: package itself, imported with ``tradebus``, stays light, so the console script takes its signals before them).
 _LAZY = {
+    "FeatureKind": "tradebus.features.registry",
+    "Param": "tradebus.features.registry",
+    "all_kinds": "tradebus.features.registry",
+    "get_kind": "tradebus.features.registry",
+    "register": "tradebus.features.registry",
     "BankSnapshot": "tradebus.features.bank",
     "FeatureBank": "tradebus.features.bank",
     "FeatureSpec": "tradebus.features.spec",
