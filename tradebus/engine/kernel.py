@@ -1365,12 +1365,14 @@ class Kernel:
         logger.warning("the run stops before {} got a price: its equity counts it 0", _holdings_text(unpriced))
         return True
 
-    def stop(self, *, start: bool = True) -> None:
+    def stop(self, *, start: bool = True, closing: bool = True) -> None:
         """End every strategy's run, take the final equity sample and collect the orders.
 
         Each strategy's :meth:`~tradebus.strategies.base.Strategy.end_run` calls its ``at_stop``
         callbacks, then its ``on_stop``. Strategies not started yet are started first, unless
         ``start`` is false (a daemon stopped before it started them): then neither is called.
+        ``closing`` false (the replay of a daemon's session that ended without a stop, killed): neither the
+        strategies' end nor the final sample, which that daemon never came to; the results are collected as they stand.
 
         Raises
         ------
@@ -1383,11 +1385,12 @@ class Kernel:
         self._stopped = True
         failed: Exception | None = None
         try:
-            self.end_strategies(start=start)
+            if closing:
+                self.end_strategies(start=start)
         except Exception as exc:  # noqa: BLE001 - raised once the results are collected
             failed = exc
         end = self.result.end_ns
-        if end is not None and (not self.result.equity or self.result.equity[-1].ts != end):
+        if closing and end is not None and (not self.result.equity or self.result.equity[-1].ts != end):
             self.sample_equity(end, final=True)
         if self.result.first_event_ns is None:  # after the sample: a journaled one keeps the spans apart
             self.result.first_event_ns, self.result.last_event_ns = self._quote_first_ns, self._quote_last_ns

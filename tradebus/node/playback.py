@@ -42,9 +42,11 @@ at their due time; the simulated clock
 fires each before the first line at or after its time, and the moment the daemon stopped (a
 ``run:stop`` line) fires those due after its last frame, as the daemon did. The paper venue's
 arrival alerts are among them: an order that reached the venue on a silent market before the stop
-is accepted in the replay as it was in the daemon.
+is accepted in the replay as it was in the daemon. A session begun with a ``run:start`` that has no ``run:stop``
+was killed: its replay ends at its last line as the daemon did, with neither the strategies' ``on_stop`` nor a closing
+equity sample (:meth:`~tradebus.engine.kernel.Kernel.stop` ``closing``), and trades held behind a gap stay held.
 Trades held back behind a gap in trade ids wait for the recorded answer of its fetch, as live; a
-recording that ends before it (cut, or its daemon stopped during the fetch) delivers them at its end,
+recording that ends before it (its daemon stopped during the fetch, or one without ``run:`` lines cut) delivers them at its end,
 after the ``TradesMissed``, rather than dropping them, as the daemon released them when it stopped
 (:meth:`~tradebus.adapters.common.feed.Feed.end_run`).
 Every gap met is listed in ``playback.json`` (:attr:`PlaybackStats.trade_gaps`).
@@ -149,6 +151,9 @@ RecordingFormat = Literal["recorder", "hftbacktest"]
 
 #: The line a daemon records as it starts its kernel; after a recording's first line, a restarted daemon's session.
 RUN_START = RUN_PREFIX + "start"
+#: The line a daemon records as it stops (after the timers due by then fired); a session begun with a ``run:start``
+#: and ending without it was killed.
+RUN_STOP = RUN_PREFIX + "stop"
 
 def detect_format(path: str | Path) -> RecordingFormat:
     """Whether ``path`` is a recorder file or a hftbacktest capture (from its first line).
@@ -472,6 +477,7 @@ class Playback:
         answered = 0
         sessions = 0  # the session of the line read (a run:start after the first line begins the next)
         recv_ns = last_ns = 0
+        begun = stopped = False  # the played session's run:start and run:stop lines
         try:
             for recv_ns, conn, raw in read_recording(path, self.feeds, episodes=True, runs=True, ends=True):
                 if not sessions or (conn == RUN_START):
@@ -484,6 +490,7 @@ class Playback:
                     continue
                 lineno += 1
                 last_ns = recv_ns
+                begun, stopped = begun or conn == RUN_START, stopped or conn == RUN_STOP
                 if lineno == 1:
                     # on_start at the daemon's (its run:start line), or, in a recording made before that
                     # line, at the first frame's receive time
@@ -501,7 +508,8 @@ class Playback:
                 else:
                     self.feed_frame(recv_ns, conn, raw)
             answered = len(self.trade_gaps.gaps)
-            if lineno:
+            killed = begun and not stopped  # a daemon recording its run:start records its stop: it never came to it
+            if lineno and not killed:
                 for feed in self.feeds:
                     feed.end_run(last_ns)
         except DataError as exc:
@@ -511,7 +519,7 @@ class Playback:
         if session is not None and session > sessions:
             raise DataError(f"{path}: holds {sessions} session{'s' * (sessions != 1)} (run:start lines); "
                             f"--session {session} is not one of them")
-        self.kernel.stop()
+        self.kernel.stop(closing=not killed)  # a killed daemon's outputs end at its last sample, its strategies not ended
         stats = self.stats
         stats.per_feed = dict(sorted(self._per_feed.items()))
         stats.rejected = dict(sorted(self._rejected.items()))
