@@ -2,7 +2,8 @@
 
 A real ``scripts/paper.py`` process on a cold Numba cache (a minute or more of compiling), its
 ops server on 127.0.0.1: while the kernels compile, ``/health`` answers 503 ``warming up`` and
-``/metrics`` answers; a SIGTERM then stops the daemon within seconds, exit 0, its journal whole.
+``/metrics`` answers; a SIGTERM then stops the daemon within seconds, exit 0, and the journal it
+created, which holds no session, is removed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import httpx
 import pytest
 import yaml
 
+from tradebus.execution.journal import Journal, JournalOwner
 from tradebus.features import warmup as warmup_module
 from tradebus.node.daemon import PaperNode
 from tradebus.strategies.tick_ema import TickEmaCross
@@ -68,7 +70,10 @@ async def test_a_daemon_warming_up_answers_health_and_stops_on_sigterm_within_se
     assert took < STOP_BOUND_S
     assert "stopped while warming up the feature kernels" in text and "warmed up" not in text
     assert "paper daemon stopped" in text and "Traceback" not in text and "Fatal Python error" not in text
-    assert_journal_intact(tmp_path / "journal.sqlite")
+    # The journal it created held no session (no entry, no sample: its meta alone, naming a paper owner) and is
+    # removed, as a refused run's is: kept, it refused a live run on its path ("written by a paper run").
+    assert not (tmp_path / "journal.sqlite").exists()
+    Journal(tmp_path / "journal.sqlite", owner=JournalOwner("live", "binance", "spot", "testnet")).close()
 
 
 async def test_tradebus_paper_out_stopped_while_warming_up_exits_0_without_a_traceback(tmp_path: Path) -> None:
@@ -120,8 +125,27 @@ async def test_a_warm_up_that_fails_stops_the_daemon_naming_it_and_starts_no_str
     assert started == []
     assert node.summary.stop_reason == "warming up the feature kernels failed: MemoryError: cannot allocate the code of the kernels"
     assert node.summary.stopped_ns > 0
-    assert_journal_intact(tmp_path / "journal.sqlite")
+    assert not (tmp_path / "journal.sqlite").exists()  # it created it, and journaled nothing: removed
     assert not (tmp_path / "frames.jsonl.gz").exists()  # nothing recorded: the file its lock created is gone
+
+
+async def test_a_journal_of_earlier_sessions_is_kept_whole_by_a_daemon_stopped_in_its_warm_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon stopped (here: failing) before it recovered removes the journal only if it created it: one an earlier
+    session left is the user's, kept byte for byte."""
+    monkeypatch.setattr(warmup_module, "warm_up", lambda: (_ for _ in ()).throw(MemoryError("no room")))
+    data = binance_config("ws://127.0.0.1:9", "http://127.0.0.1:9", ["trade"], tmp=tmp_path, journal=True)
+    config = config_of(data)
+    earlier = Journal(tmp_path / "journal.sqlite", owner=config.journal_owner())
+    assert earlier.begin_epoch() == 1
+    earlier.close()
+    kept = (tmp_path / "journal.sqlite").read_bytes()
+    node = PaperNode(config, handle_signals=False)
+    with pytest.raises(MemoryError):
+        await asyncio.wait_for(node.run(), 60)
+    assert (tmp_path / "journal.sqlite").read_bytes() == kept
+    assert_journal_intact(tmp_path / "journal.sqlite")
 
 
 def test_the_warm_up_compiles_the_book_kernels_a_daemon_runs_on_its_loop() -> None:
@@ -170,7 +194,8 @@ async def test_the_daemon_warm_up_warms_the_book_kernels_too(tmp_path: Path, mon
 async def test_tradebus_paper_stopped_while_it_builds_the_daemon_exits_0_without_a_traceback(tmp_path: Path) -> None:
     """Ctrl-C in the first seconds of `tradebus paper` (loading the config, opening the journal, building the kernel,
     before the daemon's loop takes the signals) raised KeyboardInterrupt there: a traceback or "Aborted", exit 130.
-    Now the signal is the daemon's stop: it stops before it trades, exit 0, its journal whole and no outputs written.
+    Now the signal is the daemon's stop: it stops before it trades, exit 0, no outputs written, and the journal and
+    the recording it created, holding nothing, removed.
     The strategy's constructor holds the build until the signal was sent (it waits for a file the test creates)."""
     ready, go = tmp_path / "ready", tmp_path / "go"
     strategy = {"name": "tests.live.slow_start_strategy:SlowStart", "instruments": ["BTCUSDT.BINANCE"],
@@ -199,4 +224,5 @@ async def test_tradebus_paper_stopped_while_it_builds_the_daemon_exits_0_without
     assert "Traceback" not in text and "KeyboardInterrupt" not in text and "Aborted" not in text, text[-3000:]
     assert "paper daemon stopping: signal SIGINT while starting" in text, text[-3000:]
     assert f"paper -> {out_dir}: no run outputs written (the daemon stopped before it started)" in " ".join(text.split())
-    assert_journal_intact(tmp_path / "journal.sqlite")
+    assert not (tmp_path / "journal.sqlite").exists()  # it created it, and journaled nothing: removed
+    assert not (tmp_path / "frames.jsonl.gz").exists()

@@ -31,7 +31,8 @@ Lifecycle of :meth:`PaperNode.run`:
 
 1. warm up the Numba feature and book kernels (before any feed's socket is opened), on a thread of its own: the loop
    serves ``/health`` (503, ``warming up``), ``/metrics`` and the signals meanwhile, and a stop then ends
-   the run at once, nothing recovered or started (a failure of the warm-up too, raised naming it);
+   the run at once, nothing recovered or started (a failure of the warm-up too, raised naming it), and the journal and
+   recording it created, holding no session, are removed as a refused run's are (:meth:`PaperNode.withdraw`);
 2. replay the SQLite journal (:class:`~tradebus.execution.journal.Journal`): orders,
    positions, the risk gate's trading and breaker state, the run's fills and its equity samples
    (with the span and counts of market data of the earlier sessions) are rebuilt, and
@@ -362,6 +363,9 @@ class PaperNode:
         self._counted_before = {"bars": 0, "trades": 0, "quotes": 0}
         # When the journal was replayed (None: the run has no journal), recorded in the run:start line.
         self._recovered_at: int | None = None
+        # Whether the kernels were warmed up: a run stopped before (in the warm-up, or failing it) opened no socket and
+        # wrote no journal entry, and removes what it created (withdraw()), as a refused run does.
+        self._warmed = False
         # The prices (and reasons) of the interest hours missed while down, recorded in the run:start line.
         self._missed_record: dict[str, Any] | None = None
 
@@ -517,6 +521,7 @@ class PaperNode:
                     self.stop(str(exc))
                     raise
             if not self.config.warm_up or await self._warm_up():  # else stopped while warming up: nothing started
+                self._warmed = True
                 failure = await self._start_and_serve(tasks)
         finally:
             self.running.clear()  # stopping: an operator's /flatten still waiting for its cancels sends nothing
@@ -524,7 +529,12 @@ class PaperNode:
                 await self._shutdown_and_stop_ops(tasks)
             finally:
                 loop.set_exception_handler(exception_handler)
-                if refused:
+                if refused or not self._warmed:  # nothing recovered or started: the journal holds its meta alone
+                    if not refused and self._created:
+                        made = [path for path in (self.config.journal, self.config.record)
+                                if path is not None and path.absolute() in self._created]
+                        logger.info("nothing was recovered or started: removing what this run created ({})",
+                                    ", ".join(map(str, made)) or "directories")
                     self.withdraw()
         if self._strategy_failure is not None:
             failure = self._strategy_failure  # the cause of the stop, before what the stop met
