@@ -783,7 +783,7 @@ def serve(
 ) -> None:
     """Serve a recording on 127.0.0.1 in a venue's WebSocket protocol, for a paper daemon.
 
-    The recording is one stream, played once at the given pace on one clock from the first subscription: a connection starts where the stream is, after the frames sent to the connections before it (a reconnecting or restarted daemon goes on at the venue's now; with --hold the stream stops while no daemon reads it, and a restarted daemon goes on where the last one stopped; at --speed 0 the stream waits for its reader, and a reconnecting daemon goes on where it left off), and once every frame was sent the server stays up, sending nothing new, until Ctrl-C or SIGTERM. A --config subscribing an instrument the recording lacks is refused (exit 2), naming the recording's streams.
+    The recording is one stream, played once at the given pace on one clock from the first subscription: a connection starts where the stream is, after the frames sent to the connections before it (a reconnecting or restarted daemon goes on at the venue's now; with --hold the stream stops while no daemon reads it, and a restarted daemon goes on where the last one stopped; at --speed 0 the stream waits for its reader, and a reconnecting daemon goes on where it left off, a restarted one after the frames in flight when the last one stopped), and once every frame was sent the server stays up, sending nothing new, until Ctrl-C or SIGTERM. A --config subscribing an instrument the recording lacks is refused (exit 2), naming the recording's streams.
     """
     from tradebus.adapters.registry import VENUES
     from tradebus.node.playback import serve_recording

@@ -686,7 +686,8 @@ async def serve_recording(
     The recording is one stream: a connection starts where it is, after the last frame written to
     the connections before, not at its beginning and with no frame again (a daemon's client reads
     every frame sent before the close of a connection it closes; frames in flight when a connection
-    is cut are lost to it, as on a venue). Paced, the stream runs on one clock from the first subscription, so a
+    is cut are lost to it, as on a venue, and so are those in flight when the daemon stops, to the daemon
+    restarted after it too). Paced, the stream runs on one clock from the first subscription, so a
     reconnecting daemon starts at the venue's now; with ``hold`` that clock stops while no connection
     streams, so a restarted daemon goes on where the last one left off; unpaced (``speed=None``) each
     stream moves only as the connections subscribed to it read it: each of a daemon's feeds reads every frame of its
