@@ -222,3 +222,27 @@ async def test_a_restart_with_a_move_kept_takes_the_venues_trigger_and_trails_on
         await h.venue.drain()
     assert tape.posts(path) == [coid, coid]
 
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_an_order_is_not_forgotten_while_its_amend_is_out_and_a_modify_kept(kit: VenueKit) -> None:
+    """As above, the order filled while its first amend is held; the order manager then asks to forget it (released,
+    its window over). Before, the venue forgot it at once, the kept modify with it: once the first amend was refused
+    only one ``OrderModifyRejected`` came, the strategy never told that its modify to 1,020 went nowhere. Now the
+    order is kept while the amend is out, and forgotten once it ended and the kept modify was refused."""
+    path = LIMIT_AMEND[kit.venue]
+    release = asyncio.Event()
+    held = RestFault("hold", "POST", path, release=release)
+    async with kit_harness(kit, rest_faults=[held], trade_size_limit=True, **HELD) as h:
+        refused: list[OrderModifyRejected] = []
+        h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
+        order = await _limit_with_second_modify(h, kit, held)
+        coid = order.client_order_id
+        KitTape(h, kit.iid, T0 + 10**9, size=0.002).trade(999.0)
+        await until(lambda: order.status is OrderStatus.FILLED)
+        kept_while_out = h.venue.forget(coid)
+        release.set()
+        await until(lambda: h.venue.in_flight == 0 and len(refused) == 2)
+        await h.venue.drain()
+        assert (kept_while_out, h.venue.forget(coid), h.venue.order(coid)) == (False, True, None)
+    assert "FILLED" in refused[1].reason

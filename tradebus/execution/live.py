@@ -1182,10 +1182,12 @@ class LiveVenue(Venue):
     def forget(self, client_order_id: str) -> bool:
         """Drop this closed order (the order manager forgets it, :meth:`~tradebus.execution.orders.OrderManager.release`):
         the stream parser no longer finds it (a late fill is an unknown order's) and a query is no longer sent;
-        ``False`` (kept) while a query or a cancel-replace of it is on its way."""
+        ``False`` (kept) while a query, an amend or a cancel-replace of it is on its way: an amend's task drops the
+        modification kept behind it with ``OrderModifyRejected`` once it ends, which it cannot do of an order forgotten."""
         if (
             client_order_id in self._querying or client_order_id in self._replacing or client_order_id in self._swaps
-            or client_order_id in self._held
+            or client_order_id in self._held or self._amending.get(client_order_id, (0, 0))[0]
+            or client_order_id in self._withheld
         ):
             return False
         self._orders.pop(client_order_id, None)
