@@ -29,7 +29,7 @@ from loguru import logger
 from tests.live.live_harness import KEY, SECRET, until
 from tests.live.node_testdata import BINANCE_INSTRUMENT, IID, SPOT_FRAMES, SPOT_SNAPSHOT
 from tests.live.test_live_unheard_amend import CASES, _amend_at_venue, _held, _journaled_modifications, _placed, _session
-from tests.live.venue_kits import BYBIT, OKX, PASSPHRASE, VenueKit, kit_harness
+from tests.live.venue_kits import BYBIT, OKX, PASSPHRASE, KitTape, VenueKit, kit_harness
 from tradebus.adapters.binance import private_emulator as binance_emu
 from tradebus.adapters.common.account_emulator import AccountEmulator, RestFault
 from tradebus.adapters.common.local_server import VenueProtocol
@@ -40,6 +40,7 @@ from tradebus.node.reconcile import Reconciler
 
 #: Every WARNING of an amend taken from the venue, heard from its stream or not.
 WARNING = "amended at the venue"
+T0 = 1_786_310_819_680_000_000
 
 
 def _binance_protocol(frames: list[tuple[int, str]], account: AccountEmulator) -> VenueProtocol:
@@ -287,3 +288,37 @@ async def test_a_binance_spot_order_of_another_symbol_with_the_venue_order_id_of
     assert own.instrument_id == BINANCE.iid and own.venue_order_id == order.venue_order_id
     assert [r.client_order_id for r in seen] == [order.client_order_id, "someoneElses1"]
     assert [r.client_order_id for r in reconciler.external] == ["someoneElses1"]
+
+
+#: Per venue: the raw amend a user's page sends of an order, to a price off the instrument's tick (OKX 0.1, Bybit 0.01).
+_OFF_TICK = {
+    "okx": ("private_post_trade_amend_order", lambda coid: {"instId": "BTC-USDT", "clOrdId": coid, "newPx": "1000.05"}),
+    "bybit": ("private_post_v5_order_amend",
+              lambda coid: {"category": "spot", "symbol": "BTCUSDT", "orderLinkId": coid, "price": "1000.005"}),
+}
+
+
+@pytest.mark.parametrize("kit", [OKX, BYBIT], ids=["okx", "bybit"])
+async def test_terms_the_order_cannot_take_are_logged_once_not_at_every_frame(kit: VenueKit) -> None:
+    """A user moves a limit buy of 0.002 @ 1,000 to 1,000.05 (OKX; Bybit 1,000.005) at the venue, a price off the
+    instrument's tick here: not applied, one ERROR names it. The order then fills in four parts, the frames of the
+    first three telling that price again (the last, FILLED, tells none): before, each logged the ERROR again (four
+    in all); now there is one, and the order fills its 0.002."""
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="ERROR", filter=lambda r: "not applied" in r["message"])
+    try:
+        async with kit_harness(kit, trade_size_limit=True) as h:
+            tape = KitTape(h, kit.iid, T0, size=0.0005)
+            order = tape.submit(OrderSide.BUY, 0.002, OrderType.LIMIT, price=1_000.0)
+            await until(lambda: order.status is OrderStatus.ACCEPTED)
+            name, params = _OFF_TICK[kit.venue]
+            await h.venue.api.call(name, params(order.client_order_id))
+            await until(lambda: len(lines) == 1)
+            for _ in range(4):
+                tape.trade(999.0)
+            await until(lambda: order.status is OrderStatus.FILLED)
+            await until(lambda: h.emulator.frames_pending == 0 and h.stream.frames >= sum(s.queued for s in h.emulator.sessions))
+    finally:
+        logger.remove(sink)
+    assert len(lines) == 1 and order.client_order_id in lines[0], lines
+    assert (order.price, order.filled_qty) == (1_000.0, pytest.approx(0.002))

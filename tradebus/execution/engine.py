@@ -191,6 +191,7 @@ class ExecutionEngine:
         "_retrying",
         "_risk",
         "_seq",
+        "_terms_refused",
         "_timeouts",
         "_venue",
         "instruments",
@@ -230,6 +231,8 @@ class ExecutionEngine:
         # Orders whose venue lists fewer fills than it says filled -> reads made since; those with a read due.
         self._fills_awaited: dict[str, int] = {}
         self._reread_due: set[str] = set()
+        # Orders -> the venue's terms last found that they cannot take (_apply_terms): logged once, not at each frame.
+        self._terms_refused: dict[str, tuple[float, float, float]] = {}
         venue.bind(self.on_venue_event)
         orders.on_forget = self._forget
         venue.set_submit_timeout(timeouts.submit_ns if timeouts is not None else None)
@@ -596,7 +599,8 @@ class ExecutionEngine:
         venue's stream, or unheard: made while it was down, or while its private stream was). Applied as an amend's
         acknowledgement is (``OrderModified``: the order, the account's holds, journaled, published), with a WARNING
         naming the old and the new terms. Terms the order cannot take (a quantity below what is filled, off the
-        instrument's lot or tick grid) are not applied: an ERROR names them, and the order keeps its own."""
+        instrument's lot or tick grid) are not applied: an ERROR names them, once per order and terms (each later frame
+        of the order tells them again), and the order keeps its own."""
         inst = self.instruments.get(order.instrument_id)
         if not order.is_open or order.status is _S.SUBMITTED or inst is None:
             return
@@ -611,9 +615,12 @@ class ExecutionEngine:
         if why is None and trigger == trigger:
             why = inst.price_grid_reason(trigger)
         if why is not None:
-            logger.error("order {} ({}): the venue's answer has it at {}, {} here; not applied: {}",
-                         coid, order.instrument_id, new, old, why)
+            if self._terms_refused.get(coid) != terms:  # every later frame of the order tells them again
+                self._terms_refused[coid] = terms
+                logger.error("order {} ({}): the venue's answer has it at {}, {} here; not applied: {}",
+                             coid, order.instrument_id, new, old, why)
             return
+        self._terms_refused.pop(coid, None)
         logger.warning("order {} ({}): amended at the venue {}: {} here, {} at the venue; taken as the venue's",
                        coid, order.instrument_id, how, old, new)
         now = self._clock.now_ns()
@@ -694,7 +701,10 @@ class ExecutionEngine:
         a read of its missing fills); the venue drops what it keeps of it (:meth:`Venue.forget`)."""
         if client_order_id in self._retrying or client_order_id in self._fills_awaited:
             return False
-        return self._venue.forget(client_order_id)
+        if not self._venue.forget(client_order_id):
+            return False
+        self._terms_refused.pop(client_order_id, None)
+        return True
 
     def _on_submit_timeout(self, order: Order) -> None:
         if order.status is _S.SUBMITTED:
