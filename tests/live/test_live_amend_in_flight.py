@@ -246,3 +246,60 @@ async def test_an_order_is_not_forgotten_while_its_amend_is_out_and_a_modify_kep
         await h.venue.drain()
         assert (kept_while_out, h.venue.forget(coid), h.venue.order(coid)) == (False, True, None)
     assert "FILLED" in refused[1].reason
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_kept_modify_is_checked_by_the_risk_gate_again_as_it_leaves(kit: VenueKit) -> None:
+    """Prices within 5 % of the last trade (price_band_pct 5). A limit buy of 0.002 at 1,000, the last trade at 1,000,
+    modified to 990 (held at the venue), then to 960 meanwhile (4 % below 1,000: passes). A trade at 1,015 (above the
+    buy: nothing fills) moves the band to 964.25-1,065.75 before the first amend is answered. Before, the kept 960 left
+    as it was, 5.4 % below the last trade: the venue ended at 960. Now the gate, asked again as it leaves, denies it
+    (``OrderDenied`` "modify: price_band: ..."), it is not sent, and the venue and the order stay at 990."""
+    from tradebus.engine.messages import OrderDenied
+    from tradebus.risk.config import RiskConfig
+
+    path = LIMIT_AMEND[kit.venue]
+    release = asyncio.Event()
+    held = RestFault("hold", "POST", path, release=release)
+    async with kit_harness(kit, rest_faults=[held], risk_config=RiskConfig(price_band_pct=5.0), **HELD) as h:
+        denied: list[OrderDenied] = []
+        h.kernel.bus.subscribe(OrderDenied, denied.append)
+        execution = h.kernel.execution
+        tape = KitTape(h, kit.iid, T0, size=0.001)
+        tape.trade(1_000.0)
+        order = tape.submit(OrderSide.BUY, 0.002, OrderType.LIMIT, price=1_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        coid = order.client_order_id
+        execution.modify(ModifyOrder("s1", kit.iid, coid, 0, 0, price=990.0))
+        await until(lambda: held.fired)
+        execution.modify(ModifyOrder("s1", kit.iid, coid, 0, 0, price=960.0))
+        assert denied == []
+        tape.trade(1_015.0)
+        release.set()
+        await until(lambda: h.venue.in_flight == 0 and order.price == 990.0 and len(denied) == 1)
+        await h.venue.drain()
+        assert tape.posts(path) == [coid]
+        assert (order.price, h.emulator.orders[coid].order.price, order.status) == (990.0, 990.0, OrderStatus.ACCEPTED)
+    assert denied[0].client_order_id == coid and denied[0].reason.startswith("modify: price_band: price 960.0")
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_the_check_of_a_kept_modify_as_it_leaves_does_not_count_it_in_the_order_rate_again(kit: VenueKit) -> None:
+    """Three orders a minute (max_orders_per_window 3): the limit buy, its modify to 1,010 (held at the venue) and its
+    modify to 1,020 meanwhile are the three. The check as the kept 1,020 leaves does not count it a fourth time: it
+    leaves, and the venue and the order end at 1,020 with no ``OrderDenied``."""
+    from tradebus.engine.messages import OrderDenied
+    from tradebus.risk.config import RiskConfig
+
+    path = LIMIT_AMEND[kit.venue]
+    release = asyncio.Event()
+    held = RestFault("hold", "POST", path, release=release)
+    risk = RiskConfig(max_orders_per_window=3, order_rate_window_ns=60 * 10**9)
+    async with kit_harness(kit, rest_faults=[held], risk_config=risk, **HELD) as h:
+        denied: list[OrderDenied] = []
+        h.kernel.bus.subscribe(OrderDenied, denied.append)
+        order = await _limit_with_second_modify(h, kit, held)
+        release.set()
+        await until(lambda: h.venue.in_flight == 0 and order.price == 1_020.0)
+        await h.venue.drain()
+        assert (denied, h.emulator.orders[order.client_order_id].order.price) == ([], 1_020.0)

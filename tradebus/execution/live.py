@@ -33,7 +33,8 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     below the filled quantity) is found so by that query, and the rest of the order is canceled.
     One amend of an order is on its way at a time (two racing requests may be applied in either order, the
     venue ending at the older terms): a modify meanwhile is kept, merged into one kept before (each term its
-    latest), and sent once the amend is answered, refused or unanswered; a refusal of an amend whose terms the
+    latest), and sent once the amend is answered, refused or unanswered, if the risk gate, asked again then, still
+    lets it (else ``OrderDenied``); a refusal of an amend whose terms the
     kept one all sets again is not passed on (the kept one's answer is). A cancel of the order drops the kept
     modify, as does the order's close before it leaves (``OrderModifyRejected`` either way); a restart does
     not send it (the venue's answer tells the terms; a trailing stop moves again at its next price).
@@ -766,6 +767,8 @@ class LiveVenue(Venue):
         self._amending: dict[str, tuple[int, int]] = {}
         # Client id -> the modification due while an amend of the order was on its way, sent once that is answered.
         self._withheld: dict[str, ModifyOrder] = {}
+        # Checks a kept modification again as it leaves (the engine's risk gate, bind_modify_check).
+        self._modify_check: Callable[[Order, ModifyOrder], bool] | None = None
         # Orders whose cancel the venue refused -> its refusal, until a query sent after it says whether they work.
         self._cancel_refused: dict[str, str] = {}
         # Orders whose cancel the venue answered busy -> when it was, or will be, sent again (clock ns).
@@ -1168,6 +1171,12 @@ class LiveVenue(Venue):
         if coid not in self._swaps:  # the replacement was denied before it was sent
             self._modify_rejected(order, f"replacement {getattr(replacement, 'status', '?')}")
 
+    def bind_modify_check(self, check: Callable[[Order, ModifyOrder], bool]) -> None:
+        """The risk gate's check of a modification (the execution engine's), asked again of one kept while an amend of
+        its order was on its way, as it leaves: the last price, the positions, the working orders or the trading state
+        may have moved since it was made (see :meth:`Venue.bind_modify_check`)."""
+        self._modify_check = check
+
     def bind_repeat_expected(self, expect: Callable[[str], None]) -> None:
         """Told each order whose cancel was emitted from its cancel-replace's answer: the user stream's repeat
         of it follows (the execution engine's order manager; see :meth:`Venue.bind_repeat_expected`)."""
@@ -1383,6 +1392,8 @@ class LiveVenue(Venue):
                 logger.info("order {}: {} while a modification waited for its amend's answer; not sent", coid, order.status)
                 self._modify_rejected(order, f"order is {order.status} (closed before it was sent)")
                 return
+            if cmd is not None and self._modify_check is not None and not self._modify_check(order, cmd):
+                return  # the risk gate passed it when it was made; what it checks moved since (OrderDenied told)
 
     async def _send_amend(self, order: Order, cmd: ModifyOrder) -> None:
         coid = order.client_order_id

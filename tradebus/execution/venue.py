@@ -182,6 +182,12 @@ class Venue(ABC):
         venue's stream (the execution engine binds :meth:`~tradebus.execution.orders.OrderManager.expect_repeat`):
         that repeat is no anomaly. The default venue tells every event once and ignores it."""
 
+    def bind_modify_check(self, check: Callable[[Order, ModifyOrder], bool]) -> None:  # noqa: B027 - optional hook
+        """Where to check again a modification the venue sends later than it was made (the execution engine binds its
+        risk gate's check: ``False``, denied, ``OrderDenied`` published): a live venue's modify kept while an amend of
+        the order is on its way is checked as it leaves. The default venue sends every modification at once and
+        ignores it."""
+
     def on_bar(self, bar: Bar) -> None:  # noqa: B027 - optional hook, no-op for live venues
         """Market data hook: match working orders against a bar (no-op unless simulated)."""
 

@@ -327,7 +327,9 @@ class RiskGate:
 
     # -------------------------------------------------------------------- checks
 
-    def check(self, cmd: SubmitOrder, open_orders: int = 0, *, order_quantity: float | None = None) -> str | None:
+    def check(
+        self, cmd: SubmitOrder, open_orders: int = 0, *, order_quantity: float | None = None, rated: bool = False,
+    ) -> str | None:
         """Why ``cmd`` must be denied, or ``None`` if it may be sent.
 
         Parameters
@@ -341,6 +343,9 @@ class RiskGate:
             whose ``quantity`` is what can still fill: ``max_order_quantity`` and
             ``max_order_notional`` limit the order's size, every other check what can still fill.
             ``None``: ``cmd.quantity``.
+        rated
+            ``cmd`` passed once already and counts in the order rate (a modification checked again as it leaves,
+            :meth:`~tradebus.execution.venue.Venue.bind_modify_check`): ``max_orders_per_window`` is not checked again.
         """
         if self._marks_deferred:
             self._evaluate()
@@ -427,7 +432,7 @@ class RiskGate:
             return why
         if limited:
             size = qty if order_quantity is None else order_quantity
-            return self._check_limits(cmd, size, signed, pos, px, last, open_orders, spec[2])
+            return self._check_limits(cmd, size, signed, pos, px, last, open_orders, spec[2], rated)
         return None
 
     def _check_limits(
@@ -440,6 +445,7 @@ class RiskGate:
         last: float,
         open_orders: int,
         lot: float,
+        rated: bool = False,
     ) -> str | None:
         """The configured limits of :meth:`check` (steps 3 to 7), for an order that passed 1 and 2.
 
@@ -486,7 +492,7 @@ class RiskGate:
         if max_open is not None and open_orders >= max_open:
             return f"max_open_orders: {open_orders} open >= {max_open}"
         max_rate = self._max_rate
-        if max_rate is not None:
+        if max_rate is not None and not rated:
             now = self._clock.now_ns()
             rate = self._rate
             horizon = now - self._rate_window

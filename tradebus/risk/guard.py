@@ -205,10 +205,12 @@ class GuardedRiskGate(RiskGate):
         super().__init__(config, portfolio, clock, bus)
         self.guard = guard
 
-    def check(self, cmd: SubmitOrder, open_orders: int = 0, *, order_quantity: float | None = None) -> str | None:
+    def check(
+        self, cmd: SubmitOrder, open_orders: int = 0, *, order_quantity: float | None = None, rated: bool = False,
+    ) -> str | None:
         """The guard's reason to block ``cmd`` (:meth:`MarketGuard.order_reason`), else :meth:`RiskGate.check`."""
         reason = self.guard.order_reason(cmd, self._working_holding)
         if reason is not None:
             return reason
-        return super().check(cmd, open_orders, order_quantity=order_quantity)
+        return super().check(cmd, open_orders, order_quantity=order_quantity, rated=rated)
 
