@@ -246,10 +246,10 @@ async def test_the_frame_of_our_own_amend_is_not_taken_as_one_made_at_the_venue(
     assert len(lines) == 1 and "0.0015 @ 20012.3" in lines[0] and "0.002 @ 20010.5" in lines[0], lines
 
 
-async def _amend_at_venue_direct(api: Any, order: Any, qty: float, price: float) -> None:
+async def _amend_at_venue_direct(api: Any, order: Any, qty: float, price: float, trigger: float = math.nan) -> None:
     """The venue's own amend endpoint, as the user's page sends it: through the account's REST client, not the daemon's
     live venue (which would count it as its own)."""
-    await api.amend(order, qty, price)
+    await api.amend(order, qty, price, trigger)
 
 
 @pytest.mark.parametrize("kit", [BINANCE, OKX, BYBIT], ids=["binance", "okx", "bybit"])
@@ -322,3 +322,22 @@ async def test_terms_the_order_cannot_take_are_logged_once_not_at_every_frame(ki
         logger.remove(sink)
     assert len(lines) == 1 and order.client_order_id in lines[0], lines
     assert (order.price, order.filled_qty) == (1_000.0, pytest.approx(0.002))
+
+
+async def test_an_okx_stop_amended_at_the_venue_is_held_from_its_orders_algo_frame() -> None:
+    """Long 0.01 bought at 60,000, a stop-limit sell of 0.01 (trigger 59,500, limit 59,400) moved by a user at OKX (``amend-algos``) to 0.008,
+    trigger 59,800, limit 59,700: its ``orders-algo`` frame is parsed into the venue's terms, taken at once with one
+    WARNING and no query. Before, the frame gave nothing and the stop kept its terms until a reconciliation round."""
+    lines, sink = _warnings()
+    try:
+        async with kit_harness(OKX) as h:
+            tape = KitTape(h, OKX.iid, T0, size=100.0)
+            await tape.fill(OrderSide.BUY, 0.01, 60_000.0)
+            stop = tape.submit(OrderSide.SELL, 0.01, OrderType.STOP_LIMIT, price=59_400.0, trigger=59_500.0)
+            await until(lambda: stop.status is OrderStatus.ACCEPTED)
+            await _amend_at_venue_direct(h.venue.api, stop, 0.008, 59_700.0, 59_800.0)
+            await until(lambda: (stop.quantity, stop.price, stop.trigger_price) == (0.008, 59_700.0, 59_800.0))
+            assert h.venue.requests["query"] == 0
+    finally:
+        logger.remove(sink)
+    assert len(lines) == 1 and "0.01 @ 59400.0 (trigger 59500.0)" in lines[0] and "0.008 @ 59700.0 (trigger 59800.0)" in lines[0], lines

@@ -29,6 +29,7 @@ from tradebus.engine.messages import (
     OrderFilled,
     OrderSide,
     OrderStatus,
+    OrderTermsReported,
     OrderTriggered,
     OrderType,
     TimeInForce,
@@ -93,6 +94,19 @@ def test_algo_states_and_the_triggered_order_map_back_to_the_stop() -> None:
     )
     [failed] = parser.parse(_algo_push("order_failed", failCode="51008"))
     assert (failed.client_order_id, failed.reason) == ("client1", "the triggered order failed: 51008")
+
+
+def test_a_live_algo_push_of_an_accepted_stop_tells_its_amended_terms() -> None:
+    """An ``orders-algo`` push of a waiting stop after an amend (OKX's channel fields ``sz``, ``slTriggerPx`` and
+    ``slOrdPx``, ``-1`` for a market stop) gives the stop's new terms; one telling its own terms gives nothing."""
+    order = Order("client1", "s1", IID, OrderSide.SELL, OrderType.STOP_MARKET, 0.01, trigger_price=30_000.0)
+    order.status = OrderStatus.ACCEPTED
+    parser = UserStreamParser({IID: SPOT}, {"client1": order}.get, venue="OKX")
+    assert parser.parse(_algo_push("live", sz="0.01", slOrdPx="-1")) == []
+    [terms] = parser.parse(_algo_push("live", sz="0.008", slTriggerPx="30500", slOrdPx="-1", amendResult="0"))
+    assert isinstance(terms, OrderTermsReported)
+    assert (terms.client_order_id, terms.quantity, math.isnan(terms.price), terms.trigger_price) == ("client1", 0.008, True, 30_500.0)
+    assert terms.ts_event == 1700000005000 * 1_000_000
 
 
 # ---------------------------------------------------------------------- spot, live

@@ -29,7 +29,12 @@ stop's ``algoClOrdId`` and ``algoId``: its events are the stop's (client order i
 ``orders-algo`` (a stop, an algo order; by ``state``):
 
 =================================  ==================================================
-``live``                           ``OrderAccepted`` (venue order id ``algoId``)
+``live``                           ``OrderAccepted`` (venue order id ``algoId``); of an accepted
+                                   stop, ``OrderTermsReported`` (size ``sz``, trigger
+                                   ``slTriggerPx``, limit price ``slOrdPx``, ``-1`` a market
+                                   stop's) when they differ from the order's: an amend
+                                   (``amend-algos``), made by a user at the venue unless this
+                                   process's own is on its way
 ``effective``                      ``OrderTriggered`` (its order follows on ``orders``)
 ``canceled``                       ``OrderCanceled`` (nothing filled)
 ``order_failed``                   ``OrderCanceled`` (the order it was to place was refused;
@@ -265,12 +270,16 @@ class UserStreamParser(PrivateStreamParser):
 
     def _algo(self, row: dict[str, Any]) -> list[Any]:
         coid = str(row["algoClOrdId"])
-        order, sid, iid, _ = self.context(coid, str(row["instId"]))
+        frame = self.context(coid, str(row["instId"]))
+        order, sid, iid, _ = frame
         if order is None:
             return []
         ts, now, state = int(row["uTime"]) * _MS, self.clock_ns(), row["state"]
         if state == "live" and order.status in UNACKNOWLEDGED:  # else the REST answer told it first
             return [OrderAccepted(sid, iid, coid, str(row["algoId"]), ts, now)]
+        if state == "live":  # an amend's push (amend-algos) tells the new sz / slTriggerPx / slOrdPx (-1: a market stop's)
+            return self.terms(order, frame, venue_number(row.get("sz")), venue_number(row.get("slOrdPx")),
+                              venue_number(row.get("slTriggerPx")), ts)
         if state == "effective":
             return [OrderTriggered(sid, iid, coid, int(row.get("triggerTime") or row["uTime"]) * _MS, now)]
         if state == "canceled":
