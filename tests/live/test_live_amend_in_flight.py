@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loguru import logger
 
 from tests.live.live_harness import WAIT, until
 from tests.live.test_live_amend import _one_account
@@ -303,3 +304,89 @@ async def test_the_check_of_a_kept_modify_as_it_leaves_does_not_count_it_in_the_
         await until(lambda: h.venue.in_flight == 0 and order.price == 1_020.0)
         await h.venue.drain()
         assert (denied, h.emulator.orders[order.client_order_id].order.price) == ([], 1_020.0)
+
+
+def _short_window(h: Any, seconds: float) -> None:
+    """A request's window of ``seconds`` at the venue and in the client: Bybit's ``X-BAPI-RECV-WINDOW`` the client sends
+    (the emulator reads it from the request), OKX's expiry of the signed timestamp (a venue constant: set on both)."""
+    if hasattr(h.venue.api, "recv_window_ms"):
+        h.venue.api.recv_window_ms = int(seconds * 1000)
+    else:
+        h.venue.api.timestamp_expiry_s = seconds
+        h.emulator.timestamp_expiry_s = seconds
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_modify_kept_behind_an_unanswered_amend_waits_for_its_window_and_the_venue_ends_at_the_newest(kit: VenueKit) -> None:
+    """A request's window of 2 s. A limit buy at 1,000 modified to 1,010, an amend the venue holds (the client's 1 s
+    timeout runs out: unanswered), and to 1,020 meanwhile. The venue then processes the held amend, within its window,
+    once the client gave up on it. Before, 1,020 left at the timeout, was applied first, and the late 1,010 overwrote it:
+    the venue at 1,010 (and the order too, once the frame of the late amend had it queried), the strategy's last modify
+    lost. Now 1,020 leaves only once the first's window has passed (3 s: 2 s and
+    Bybit's 1 s of clock skew; OKX's alike) and a query has told the venue's 1,010: the venue and the order end at
+    1,020, the venue having got the two amends in the order they were made."""
+    path = LIMIT_AMEND[kit.venue]
+    release = asyncio.Event()
+    held = RestFault("hold", "POST", path, release=release, windowed=True)
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="WARNING", filter=lambda r: "no answer" in r["message"])
+    processed: list[str] = []
+    late = logger.add(lambda m: processed.append(str(m)), level="INFO", filter=lambda r: "within its window" in r["message"])
+    try:
+        async with kit_harness(kit, rest_faults=[held]) as h:
+            _short_window(h, 2.0)
+            execution = h.kernel.execution
+            tape = KitTape(h, kit.iid, T0, size=0.001)
+            order = tape.submit(OrderSide.BUY, 0.002, OrderType.LIMIT, price=1_000.0)
+            await until(lambda: order.status is OrderStatus.ACCEPTED)
+            coid = order.client_order_id
+            execution.modify(ModifyOrder("s1", kit.iid, coid, 0, 0, price=1_010.0))
+            await until(lambda: held.fired)
+            execution.modify(ModifyOrder("s1", kit.iid, coid, 0, 0, price=1_020.0))
+            # Unanswered: before, the kept 1,020 left at once and was answered; now it waits.
+            await until(lambda: bool(lines) and (coid in h.venue._withheld or h.venue.in_flight == 0))  # noqa: SLF001
+            posts_at_release = len(tape.posts(path))
+            release.set()  # the venue processes the held 1,010 now, within its 2 s window
+            venue_order = h.emulator.orders[coid].order
+            await until(lambda: h.venue.in_flight == 0 and len(processed) == 1 and order.price == venue_order.price)
+            await h.venue.drain()
+            assert (h.emulator.orders[coid].order.price, order.price) == (1_020.0, 1_020.0)
+            assert (posts_at_release, tape.posts(path)) == (1, [coid, coid])
+    finally:
+        logger.remove(sink)
+        logger.remove(late)
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_an_unanswered_amend_the_venue_holds_past_its_window_is_never_applied(kit: VenueKit) -> None:
+    """As above, but the venue holds the amend to 1,010 until the kept 1,020 has reached it, past the first's 2 s
+    window: the venue refuses the first as expired (Bybit ``10002``, OKX ``50102``), nothing applied, and the venue
+    and the order end at 1,020. Before, 1,020 left at the timeout, inside the first's window, which the venue then
+    applied: 1,010 at the venue."""
+    path = LIMIT_AMEND[kit.venue]
+    release = asyncio.Event()
+    held = RestFault("hold", "POST", path, release=release, windowed=True)
+    expired: list[str] = []
+    sink = logger.add(lambda m: expired.append(str(m)), level="INFO", filter=lambda r: "past its window" in r["message"])
+    try:
+        await _held_past_its_window(kit, path, release, held, expired)
+    finally:
+        logger.remove(sink)
+
+
+async def _held_past_its_window(kit: VenueKit, path: str, release: asyncio.Event, held: RestFault, expired: list[str]) -> None:
+    async with kit_harness(kit, rest_faults=[held]) as h:
+        _short_window(h, 2.0)
+        execution = h.kernel.execution
+        tape = KitTape(h, kit.iid, T0, size=0.001)
+        order = tape.submit(OrderSide.BUY, 0.002, OrderType.LIMIT, price=1_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        coid = order.client_order_id
+        execution.modify(ModifyOrder("s1", kit.iid, coid, 0, 0, price=1_010.0))
+        await until(lambda: held.fired)
+        execution.modify(ModifyOrder("s1", kit.iid, coid, 0, 0, price=1_020.0))
+        await until(lambda: h.emulator.orders[coid].order.price == 1_020.0)
+        release.set()
+        await until(lambda: h.venue.in_flight == 0 and order.price == 1_020.0 and len(expired) == 1)
+        await h.venue.drain()
+        assert (h.emulator.orders[coid].order.price, order.price, tape.posts(path)) == (1_020.0, 1_020.0, [coid, coid])

@@ -34,7 +34,9 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     One amend of an order is on its way at a time (two racing requests may be applied in either order, the
     venue ending at the older terms): a modify meanwhile is kept, merged into one kept before (each term its
     latest), and sent once the amend is answered, refused or unanswered, if the risk gate, asked again then, still
-    lets it (else ``OrderDenied``); a refusal of an amend whose terms the
+    lets it (else ``OrderDenied``); an unanswered amend may still be applied within its request's window
+    (:meth:`TradingApi.amend_expiry_s`): the next leaves only after that window and a query of the order's terms.
+    A refusal of an amend whose terms the
     kept one all sets again is not passed on (the kept one's answer is). A cancel of the order drops the kept
     modify, as does the order's close before it leaves (``OrderModifyRejected`` either way); a restart does
     not send it (the venue's answer tells the terms; a trailing stop moves again at its next price).
@@ -546,6 +548,13 @@ class TradingApi(ABC):
     #: (:meth:`~tradebus.node.reconcile.Reconciler.as_ours`); elsewhere an unknown client id is another order's.
     renames_on_amend: bool = False
 
+    def amend_expiry_s(self) -> float | None:
+        """Seconds after an amend's request ended unanswered past which the venue no longer applies it: the request's
+        validity window, from its signed timestamp (no later than that end), with the clock skew the venue tolerates.
+        The live venue sends no other amend of the order before then (the venue could apply the two in either order).
+        ``None`` (default): the venue bounds no request's age; the next amend leaves at once."""
+        return None
+
     def can_replace(self, order: Order) -> bool:
         """Whether :meth:`replace` takes this order (default: :attr:`supports_replace`, for every order)."""
         return self.supports_replace
@@ -767,6 +776,8 @@ class LiveVenue(Venue):
         self._amending: dict[str, tuple[int, int]] = {}
         # Client id -> the modification due while an amend of the order was on its way, sent once that is answered.
         self._withheld: dict[str, ModifyOrder] = {}
+        # Orders whose amend task runs (_amend): an amend on its way, an unanswered one's window, or the query after it.
+        self._amend_tasks: set[str] = set()
         # Checks a kept modification again as it leaves (the engine's risk gate, bind_modify_check).
         self._modify_check: Callable[[Order, ModifyOrder], bool] | None = None
         # Orders whose cancel the venue refused -> its refusal, until a query sent after it says whether they work.
@@ -894,7 +905,7 @@ class LiveVenue(Venue):
             self._modify_rejected(order, reason)
             return
         if self.api.supports_amend:
-            if self._amending.get(coid, (0, 0))[0]:
+            if coid in self._amend_tasks:
                 self._withhold(cmd)
                 return
             self._spawn(self._amend(order, cmd), f"amend:{coid}")
@@ -1195,8 +1206,7 @@ class LiveVenue(Venue):
         modification kept behind it with ``OrderModifyRejected`` once it ends, which it cannot do of an order forgotten."""
         if (
             client_order_id in self._querying or client_order_id in self._replacing or client_order_id in self._swaps
-            or client_order_id in self._held or self._amending.get(client_order_id, (0, 0))[0]
-            or client_order_id in self._withheld
+            or client_order_id in self._held or client_order_id in self._amend_tasks or client_order_id in self._withheld
         ):
             return False
         self._orders.pop(client_order_id, None)
@@ -1377,16 +1387,30 @@ class LiveVenue(Venue):
     async def _amend(self, order: Order, cmd: ModifyOrder | None) -> None:
         """Amend ``order`` by ``cmd``, then by each modification kept meanwhile (:meth:`_withhold`), one at a time."""
         coid = order.client_order_id
+        self._amend_tasks.add(coid)
+        try:
+            await self._amend_each(order, cmd)
+        finally:
+            self._amend_tasks.discard(coid)
+
+    async def _amend_each(self, order: Order, cmd: ModifyOrder | None) -> None:
+        coid = order.client_order_id
         amending = self._amending
         while cmd is not None:
             out, steps = amending.get(coid, (0, 0))
             amending[coid] = (out + 1, steps + 1)
+            unanswered = False
             try:
-                await self._send_amend(order, cmd)
+                unanswered = await self._send_amend(order, cmd)
             finally:
                 now_out = amending.get(coid)  # gone: the order was forgotten meanwhile
                 if now_out is not None:
                     amending[coid] = (now_out[0] - 1, now_out[1] + 1)
+            if unanswered and order.is_open and coid in self._orders:
+                # Its window over, the venue has applied the unanswered amend or never will: its terms now are final
+                # until the next amend, which leaves once they are known.
+                self._querying.add(coid)
+                await self._query(order)
             cmd = self._withheld.pop(coid, None)
             if cmd is not None and not order.is_open:
                 logger.info("order {}: {} while a modification waited for its amend's answer; not sent", coid, order.status)
@@ -1395,35 +1419,45 @@ class LiveVenue(Venue):
             if cmd is not None and self._modify_check is not None and not self._modify_check(order, cmd):
                 return  # the risk gate passed it when it was made; what it checks moved since (OrderDenied told)
 
-    async def _send_amend(self, order: Order, cmd: ModifyOrder) -> None:
+    async def _send_amend(self, order: Order, cmd: ModifyOrder) -> bool:
+        """Send one amend of ``order``; ``True`` when it got no answer and its window (:meth:`TradingApi.amend_expiry_s`)
+        has passed since, the venue's terms of the order now final until the next amend."""
         coid = order.client_order_id
         try:
             amend = partial(self.api.amend, order, cmd.quantity, cmd.price, cmd.trigger_price)
             if not await self._send_unless_busy(order, "amend", amend):
                 self._modify_rejected(order, f"order is {order.status} (closed while the venue was busy with it)")
-                return
+                return False
         except VenueRejected as exc:
             kept = self._withheld.get(coid)
             if kept is not None and order.is_open and _covers(kept, cmd):
                 # The modification kept meanwhile sets every term this one did: its answer is the strategy's.
                 logger.info("amend of {} refused: {}; the modification made since is sent", coid, exc)
-                return
+                return False
             logger.info("amend of {} refused: {}; querying", coid, exc)
             self._modify_rejected(order, str(exc))
             if cmd.quantity < order.quantity:
                 self._amend_floor[coid] = cmd.quantity
             self._query_soon(order)
-            return
+            return False
         except NoAnswer as exc:
-            logger.warning("amend of {}: no answer ({}); querying (the order may or may not be amended)", coid, exc)
-            self._query_soon(order)
-            return
+            expiry = self.api.amend_expiry_s()
+            if expiry is None:
+                logger.warning("amend of {}: no answer ({}); querying (the order may or may not be amended)", coid, exc)
+                self._query_soon(order)
+                return False
+            # Another amend now could reach the venue first and be undone by this one, applied after it.
+            logger.warning("amend of {}: no answer ({}); the venue may apply it for {:g} s more (its window): the order is "
+                           "queried then, and amended again only after that", coid, exc, expiry)
+            await asyncio.sleep(expiry)
+            return True
         self._amend_floor.pop(coid, None)
         now = self.clock.now_ns()
         qty = order.quantity if math.isnan(cmd.quantity) else cmd.quantity
         price = order.price if math.isnan(cmd.price) else cmd.price
         trigger = order.trigger_price if math.isnan(cmd.trigger_price) else cmd.trigger_price
         self.emit(OrderModified(order.strategy_id, order.instrument_id, coid, qty, price, trigger, now, now))
+        return False
 
     async def _cancel_replace(self, order: Order, replacement: Order, sized_on: float, trim: str | None) -> None:
         """Cancel-replace ``order`` by ``replacement`` in one request; ``sized_on``: ``order``'s filled quantity the

@@ -364,6 +364,20 @@ class BybitTrading(CcxtTrading):
             # It triggered (or not) since this process last heard of it: the other kind has it.
             await self.call("private_post_v5_order_cancel", params | {"orderFilter": other})
 
+    @property
+    def recv_window_ms(self) -> int:
+        """The ``X-BAPI-RECV-WINDOW`` every request carries (ccxt's ``recvWindow``, Bybit's default 5,000 ms)."""
+        return int(self._ccxt.options["recvWindow"])
+
+    @recv_window_ms.setter
+    def recv_window_ms(self, value: int) -> None:
+        self._ccxt.options["recvWindow"] = int(value)
+
+    def amend_expiry_s(self) -> float:
+        """The request's ``X-BAPI-RECV-WINDOW`` and 1 s: Bybit takes a request while ``server_time - recv_window <=
+        timestamp < server_time + 1000`` (its API guide), so one it took was stamped at most 1 s ahead of its clock."""
+        return (self.recv_window_ms + 1000) / 1000
+
     async def amend(self, order: Order, quantity: float, price: float, trigger_price: float = math.nan) -> None:
         """``POST /v5/order/amend``: the new total quantity, price and/or trigger price (NaN: unchanged)."""
         inst = self.instrument(order)

@@ -44,6 +44,11 @@ on 127.0.0.1 and keeps the account:
   ``late``        REST: processed (its stream frames sent), answered once ``release`` is set; the
                   answer as at processing (a slow network: the stream's frames come first)
 
+  A held request of a ``windowed`` fault is processed only if its signature's time window still
+  holds at its release (the dialect's check made again: Bybit's ``X-BAPI-RECV-WINDOW``, OKX's
+  :attr:`~tradebus.adapters.okx.private_emulator.OkxPrivateEmulator.timestamp_expiry_s`), else refused
+  as the venue refuses an expired request: the venue applying a request late, within its window.
+
   A fault of another kind given a ``release`` is held so first, then does what its kind does:
   two faults on one request (a fill racing a request the venue then refuses).
   ``duplicate``   stream: the frame is sent twice
@@ -115,6 +120,10 @@ class RestFault:
     #: What a ``hold`` fault (or one of another kind held first) waits for before processing the request; a ``late``
     #: fault, before answering it.
     release: asyncio.Event | None = None
+    #: A held request is processed only while its signature's time window lasts (the dialect's check of the request,
+    #: :meth:`AccountEmulator.authenticate`, made again at its release: Bybit's ``X-BAPI-RECV-WINDOW``, OKX's 30 s):
+    #: one released later is refused as the venue refuses an expired request, nothing done.
+    windowed: bool = False
 
 
 @dataclass
@@ -475,6 +484,12 @@ class AccountEmulator(ABC):
             raise ValueError(f"a {fault.kind!r} fault needs its release event")
         if fault is not None and fault.release is not None and fault.kind != "late":  # a hold, or another fault held first
             await fault.release.wait()
+            if fault.windowed:
+                expired = self.authenticate(request, body)
+                if expired is not None:
+                    logger.info("account emulator: {} {} held past its window; refused", request.method, request.path)
+                    return expired
+                logger.info("account emulator: {} {} held within its window; processed", request.method, request.path)
         if fault is not None and fault.kind == "error5xx":  # the gateway's answer: not the API's JSON
             return web.Response(status=503, text="<html><body>503 Service Temporarily Unavailable</body></html>", content_type="text/html")
         if fault is not None and fault.kind == "rate_limit":

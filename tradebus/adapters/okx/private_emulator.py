@@ -149,6 +149,9 @@ class OkxPrivateEmulator(AccountEmulator):
     #: The account's ``instType`` and the ``tdMode`` its orders must give.
     inst_type = "SPOT"
     td_mode = "cash"
+    #: Seconds after its ``OK-ACCESS-TIMESTAMP`` a request is refused (``50102``; OKX: "the request will expire 30
+    #: seconds after the timestamp"), at arrival and, for a held ``windowed`` fault, at its release.
+    timestamp_expiry_s = 30.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -227,7 +230,7 @@ class OkxPrivateEmulator(AccountEmulator):
             sent = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
         except ValueError:
             return self.error(401, 50102, "Timestamp request expired")
-        if abs(self.venue_time() - sent) > 30:
+        if abs(self.venue_time() - sent) > self.timestamp_expiry_s:
             return self.error(401, 50102, "Timestamp request expired")
         expected = _sign(self.secret, ts + request.method + request.path_qs + body)
         if not hmac.compare_digest(h.get("OK-ACCESS-SIGN", ""), expected):

@@ -402,6 +402,15 @@ class OkxTrading(CcxtTrading):
         ord_id = await self._triggered_order_id(order, refused, "cancel")
         await self.call("private_post_trade_cancel_order", {"instId": inst.symbol, "ordId": ord_id})
 
+    #: Seconds after its ``OK-ACCESS-TIMESTAMP`` OKX refuses a request (``50102``: "the request will expire 30 seconds
+    #: after the timestamp", its REST authentication).
+    timestamp_expiry_s = 30.0
+
+    def amend_expiry_s(self) -> float:
+        """:attr:`timestamp_expiry_s` and 1 s of clock skew (``amend-algos`` takes no ``expTime``; the daemon's clock
+        is taken to be within 1 s of OKX's, as NTP keeps it)."""
+        return self.timestamp_expiry_s + 1.0
+
     async def amend(self, order: Order, quantity: float, price: float, trigger_price: float = math.nan) -> None:
         """``POST /api/v5/trade/amend-order``: the new total size and/or price (NaN: unchanged); a stop: ``/trade/amend-algos``."""
         inst = self.instrument(order)
