@@ -160,7 +160,8 @@ async def test_thousands_of_fills_missed_while_down_are_booked_once_from_the_pag
             first.kernel.execution.submit(SubmitOrder("t", iid, "", OrderSide.BUY, market.units * unit, now, now, OrderType.LIMIT, PRICE))
             for _ in range(market.orders)
         ]
-        await until(lambda: all(o.status is OrderStatus.ACCEPTED for o in placed), timeout=60)
+        # Binance spot's 300 go out at the daemon's share of 100 orders per 10 s: four windows, 30 to 40 s of pacing alone
+        await until(lambda: all(o.status is OrderStatus.ACCEPTED for o in placed), timeout=240)
         t = max(now, emulator.clock.now_ns()) + 10**9
         for i in range(LIVE_FILLS):  # seen live, on the user stream
             emulator.on_trade(Trade(iid, t + i * 10**6, t + i * 10**6, PRICE - 1, unit, -1, f"live-{i}"))
