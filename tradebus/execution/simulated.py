@@ -628,16 +628,17 @@ class SimulatedVenue(Venue):
                         self._arrived[iid] = arrival
                     wanted = self._wanted
                     # Nothing reads the acknowledgement: the fill below tells it (bind_accepted).
-                    self._accept(iid, sim, arrival, bar.open, wanted is not None and OrderAccepted not in wanted)  # type: ignore[arg-type]
-                    if working:  # accepted
+                    # Listed among the working orders only if the fill leaves it working (none to prune then).
+                    if self._accept(iid, sim, arrival, bar.open, wanted is not None and OrderAccepted not in wanted, False):  # type: ignore[arg-type]
                         px = bar.open
                         if self._slip:
                             px = self._slipped(iid, sim, px, bar)  # type: ignore[arg-type]
                         if px == px:  # NaN: the venue refused the slipped price and canceled the order
                             self._fill(iid, sim, sim.quantity, px, _TAKER, bar.ts_event)  # type: ignore[arg-type, union-attr]
+                        if sim.status in _WORKING:  # type: ignore[union-attr]
+                            working.append(sim)  # type: ignore[arg-type]
                     self._unacked = None
-                    if self._dirty:
-                        self._prune(iid)
+                    self._dirty.discard(iid)
                     self._last[iid] = bar.close
                     return
             self._arrive(iid, pending, opened + 1, bar.open, bar.open)
@@ -759,16 +760,17 @@ class SimulatedVenue(Venue):
         """Close a good-till-date order at its expiry time ``ts``."""
         self._close(sim, _EXPIRED, "GTD: expired", ts)
 
-    def _accept(self, iid: str, sim: _SimOrder, arrival: int, ref: float, filling: bool = False) -> None:
+    def _accept(self, iid: str, sim: _SimOrder, arrival: int, ref: float, filling: bool = False, listed: bool = True) -> bool:
         """Accept ``sim`` at ``arrival`` (or reject it); ``filling``: the caller fills it at once, its
-        acknowledgement is handed over only if it closes unfilled (:meth:`bind_accepted`)."""
+        acknowledgement is handed over only if it closes unfilled (:meth:`bind_accepted`); ``listed``: put it
+        among the working orders (else the caller's to do). Whether it was accepted and works."""
         typ = sim.type
         # A plain market order of a valid quantity passes every arrival check: skip the call.
         if typ != _MARKET or sim.reduce_only or sim.order.post_only or not (0.0 < sim.quantity < _INF):
             reason = self._arrival_check(iid, sim, ref)
             if reason:
                 self._reject(sim, reason, arrival)
-                return
+                return False
         sim.status = _ACCEPTED
         sim.ts_event = arrival
         if filling:
@@ -785,8 +787,10 @@ class SimulatedVenue(Venue):
             )
             if sim.tif != _GTC and not sim.aggressive:
                 self._close(sim, _EXPIRED, f"{sim.tif}: not marketable on arrival", arrival)
-                return
-        self._working[iid].append(sim)
+                return False
+        if listed:
+            self._working[iid].append(sim)
+        return True
 
     def _acknowledge(self, iid: str, sim: _SimOrder, arrival: int) -> None:
         """Tell that ``sim`` was accepted at ``arrival``: to the bound acceptor, else as ``OrderAccepted``."""
