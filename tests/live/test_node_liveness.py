@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +101,7 @@ def test_replay_with_the_recorded_depth_speed_keeps_the_book_in_sync(tmp_path: P
     assert res.exit_code == 0, res.output
 
 
-def test_live_feed_counts_frames_of_an_unsubscribed_depth_speed_and_warns_rate_limited() -> None:
+def test_live_feed_counts_frames_of_an_unsubscribed_depth_speed_and_warns_once() -> None:
     warnings: list[str] = []
     sink_id = logger.add(lambda m: warnings.append(str(m)), level="WARNING", format="{message}")
     try:
@@ -112,10 +113,35 @@ def test_live_feed_counts_frames_of_an_unsubscribed_depth_speed_and_warns_rate_l
         logger.remove(sink_id)
     assert feed.unexpected_streams == {"btcusdt@depth@0ms": DEPTH_FRAMES, "btcusdt@markPrice@1s": 35}
     about = [w for w in warnings if "btcusdt@depth@0ms" in w]
-    span_s = (USDM_FRAMES[-1][0] - USDM_FRAMES[0][0]) / 1e9
-    # one warning, then at most one per 10 s of the 35 s capture -- not one per frame
-    assert 1 <= len(about) <= int(span_s / BinanceRouter.unexpected_warn_every) + 1
+    assert len(about) == 1, about  # at its first frame, not one per frame nor per 10 s of the capture
     assert "instead of the subscribed 'btcusdt@depth@100ms'" in about[0]
+
+
+@pytest.mark.usefixtures("_loguru_to_current_stderr")
+def test_replay_of_a_subset_of_the_streams_names_each_skipped_stream_once_and_counts_them_at_the_end(
+    tmp_path: Path,
+) -> None:
+    """A trade-only config on the capture (bookTicker, depth and markPrice frames too): it printed one
+    "skipped so far" WARNING per stream and 10 s of recording, 12 for these 35 s (about 150 for 8.5 minutes)."""
+    data = usdm_config(None, None)
+    data["feeds"][0]["subscriptions"] = {USDM_IID: ["trade"]}
+    del data["feeds"][0]["snapshot_fetcher"]
+    cfg = tmp_path / "trades.yaml"
+    cfg.write_text(yaml.safe_dump(data), encoding="utf-8")
+    res = CliRunner().invoke(app, ["replay", str(USDM_CAPTURE), "--config", str(cfg), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    skipped = {s: sum(f'"stream":"{s}"' in raw for _, raw in USDM_FRAMES)
+               for s in ("btcusdt@bookTicker", "btcusdt@depth@0ms", "btcusdt@markPrice@1s")}
+    assert min(skipped.values()) > 30  # guards the fixture: every stream has frames over the capture
+    lines = [line for line in res.output.splitlines() if "unsubscribed stream" in line]
+    assert [line.partition("WARNING ")[2] for line in lines] == [
+        *(f"binance usdm: skipping the frames of unsubscribed stream {s!r} (subscribed: btcusdt@trade); "
+          "their count is logged at the end of the run" for s in skipped),
+        "binance usdm: skipped frames of unsubscribed streams: "
+        + ", ".join(f"{s!r} {n:,}" for s, n in skipped.items()),
+    ]
+    stats = json.loads((tmp_path / "o" / "playback.json").read_text(encoding="utf-8"))
+    assert stats["unexpected_streams"] == {"binance-usdm": skipped}
 
 
 async def run_usdm(depth_speed: str | None, done_when: str) -> tuple[PaperNode, list[Any], list[str]]:

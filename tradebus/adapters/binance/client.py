@@ -186,13 +186,11 @@ class BinanceRouter:
     funding_rates
         Refuses a ``markPriceUpdate``'s implausible funding rate (its mark price is used).
     unexpected_streams
-        Frames per stream name that is not subscribed (skipped, never parsed). They are
-        logged at WARNING, at most once per ``unexpected_warn_every`` seconds per stream.
+        Frames per stream name that is not subscribed (skipped, never parsed). The first frame
+        of each such stream is logged at WARNING, their counts once more by :meth:`log_skipped`.
     unknown
         Frames that could not be routed (unexpected streams and undecodable frames).
     """
-
-    unexpected_warn_every: float = 10.0
 
     def __init__(
         self,
@@ -221,7 +219,6 @@ class BinanceRouter:
         self.unknown = 0
         self.unexpected_streams: Counter[str] = Counter()
         self._strict = strict_streams
-        self._warned_ns: dict[str, int] = {}
         self._subscribed_kinds: dict[tuple[str, StreamKind | None], str] = {}
         self.books: dict[str, BookSync] = {}
         self._handlers: dict[str, Handler] = {}
@@ -340,7 +337,7 @@ class BinanceRouter:
 
     def _on_other(self, raw: str | bytes, stream: str | None, recv_ns: int) -> None:
         if stream is not None:
-            self._unexpected(stream, recv_ns)
+            self._unexpected(stream)
             return
         try:
             msg = _control.decode(raw)
@@ -352,7 +349,7 @@ class BinanceRouter:
             if handler is not None:  # a combined-stream frame laid out differently (e.g. spaces)
                 handler(raw, recv_ns)
                 return
-            self._unexpected(msg["stream"], recv_ns)
+            self._unexpected(msg["stream"])
             return
         if isinstance(msg, dict) and "id" in msg and "result" in msg:
             self.counts["ack"] += 1
@@ -368,8 +365,8 @@ class BinanceRouter:
             "Binance", "", WHOLE_FRAME, "expected a combined-stream frame, a request result or an error", raw
         )
 
-    def _unexpected(self, stream: str, recv_ns: int) -> None:
-        """Count and skip a frame of a stream that is not subscribed; warn, rate-limited."""
+    def _unexpected(self, stream: str) -> None:
+        """Count and skip a frame of a stream that is not subscribed; warn at its first frame."""
         self.unknown += 1
         self.unexpected_streams[stream] += 1
         symbol = stream.partition("@")[0].upper()
@@ -381,17 +378,26 @@ class BinanceRouter:
                 f"(expected streams: {self.config.streams()}); "
                 "make the feed's depth_speed / kline_<interval> channel match the recording"
             )
-        last = self._warned_ns.get(stream)
-        if last is not None and recv_ns - last < self.unexpected_warn_every * 1e9:
+        if self.unexpected_streams[stream] > 1:
             return
-        self._warned_ns[stream] = recv_ns
         hint = "" if instead is None else f" instead of the subscribed {instead!r} (check depth_speed / kline_<interval>)"
         logger.warning(
-            "binance {}: {} frame(s) of unsubscribed stream {!r}{} skipped so far",
+            "binance {}: skipping the frames of unsubscribed stream {!r}{} (subscribed: {}); "
+            "their count is logged at the end of the run",
             self.config.market.value,
-            self.unexpected_streams[stream],
             stream,
             hint,
+            ", ".join(self.config.streams()),
+        )
+
+    def log_skipped(self) -> None:
+        """Log, in one WARNING, how many frames of each unsubscribed stream were skipped (nothing if none)."""
+        if not self.unexpected_streams:
+            return
+        logger.warning(
+            "binance {}: skipped frames of unsubscribed streams: {}",
+            self.config.market.value,
+            ", ".join(f"{stream!r} {n:,}" for stream, n in sorted(self.unexpected_streams.items())),
         )
 
     def on_snapshot_frame(self, raw: str | bytes, recv_ns: int, symbol: str) -> None:
@@ -771,6 +777,7 @@ class BinanceFeedHandle(Feed):
 
     def end_run(self, recv_ns: int) -> None:
         self.feed.gaps.end(recv_ns)
+        self.feed.log_skipped()
 
     def invalidate_books(self, reason: str) -> None:
         for symbol, sync in self.feed.books.items():
