@@ -23,9 +23,10 @@ from pydantic import ValidationError
 from tests.account.test_margin_account import H, T0, BuyOnce, flat_bar, opened_kernel, perp
 from tradebus.account import MarginAccount
 from tradebus.config.instruments import InstrumentConfig
-from tradebus.engine.instrument import CloseFee, MarginMode
+from tradebus.engine.instrument import CloseFee, Instrument, InstrumentKind, MarginMode, MarginTier
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import MarkPrice, OrderSide
+from tradebus.errors import OrderError
 from tradebus.execution.config import VenueConfig
 
 
@@ -275,11 +276,47 @@ def test_a_config_instrument_takes_okx_tiers_by_size_and_its_written_config_load
         ([{"maintenance_rate": 0.01}], "a margin tier has one cap: max_notional"),
         ([{"max_size": 10, "max_notional": 10, "maintenance_rate": 0.01}], "a margin tier has one cap: max_notional"),
         ([{"max_size": 10, "maintenance_rate": 0.01}, {"max_notional": 100, "maintenance_rate": 0.02}],
-         "margin_tiers must each have a max_notional .* or each a max_size"),
+         r"margin_tiers must each have a max_notional .* or each a max_size .*: margin_tiers.0 has max_size 10, "
+         r"margin_tiers.1 max_notional 100 \["),
         ([{"max_size": 10, "maintenance_rate": 0.01}, {"max_size": 5, "maintenance_rate": 0.02}],
-         "margin_tiers must have ascending max_size"),
+         r"instrument X.OKX: margin_tiers.1: max_size 5 is not above the 10 of margin_tiers.0: the tiers must have "
+         r"strictly ascending max_size \["),
     ],
 )  # fmt: skip
 def test_margin_tiers_with_no_cap_both_or_mixed_caps_are_refused(tiers: list[dict], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         InstrumentConfig(venue="OKX", symbol="X", kind="perpetual", tick_size=0.1, lot_size=1.0, margin_tiers=tiers)
+
+
+def test_tiers_out_of_order_are_refused_naming_the_instrument_the_tier_and_both_values() -> None:
+    """Binance's XRPUSDT brackets with the third cap mistyped (20,000 under the second's 50,000): the error said
+    only "margin_tiers must have ascending max_notional and rates in [0, 1)", whichever tier and whatever value."""
+    tiers = [{"max_notional": 10_000, "maintenance_rate": 0.005, "max_leverage": 75},
+             {"max_notional": 50_000, "maintenance_rate": 0.01, "max_leverage": 50},
+             {"max_notional": 20_000, "maintenance_rate": 0.02, "max_leverage": 25},
+             {"max_notional": 1_000_000, "maintenance_rate": 0.05, "max_leverage": 10}]  # fmt: skip
+    with pytest.raises(ValidationError) as info:
+        InstrumentConfig(venue="BINANCE", symbol="XRPUSDT", kind="perpetual", tick_size=0.0001, lot_size=0.1,
+                         margin_tiers=tiers)  # fmt: skip
+    assert info.value.errors()[0]["msg"] == (
+        "Value error, instrument XRPUSDT.BINANCE: margin_tiers.2: max_notional 20,000 is not above the 50,000 of "
+        "margin_tiers.1: the tiers must have strictly ascending max_notional"
+    )
+    # two tiers of one cap are not ascending either
+    with pytest.raises(OrderError, match=r"margin_tiers.1: max_notional 10,000 is not above the 10,000 of margin_tiers.0"):
+        Instrument("BINANCE", "XRPUSDT", InstrumentKind.PERPETUAL, tick_size=0.0001, lot_size=0.1,
+                   margin_tiers=(MarginTier(10_000, 0.005), MarginTier(10_000, 0.01)))  # fmt: skip
+    # an Instrument built in code (a venue's loader) is not checked by the config's per-tier bounds
+    with pytest.raises(OrderError, match=r"^instrument XRPUSDT.BINANCE: margin_tiers.1: maintenance_rate 1.5 is not "
+                                         r"a fraction in \[0, 1\)$"):
+        Instrument("BINANCE", "XRPUSDT", InstrumentKind.PERPETUAL, tick_size=0.0001, lot_size=0.1,
+                   margin_tiers=(MarginTier(10_000, 0.005), MarginTier(50_000, 1.5)))  # fmt: skip
+    fees = [{"min_volume": 0, "maker_fee": 0.0002, "taker_fee": 0.0004},
+            {"min_volume": 15_000_000, "maker_fee": 0.00016, "taker_fee": 0.0004},
+            {"min_volume": 5_000_000, "maker_fee": 0.00014, "taker_fee": 0.00035}]  # fmt: skip
+    with pytest.raises(ValidationError) as info:
+        InstrumentConfig(venue="BINANCE", symbol="XRPUSDT", tick_size=0.0001, lot_size=0.1, fee_tiers=fees)
+    assert info.value.errors()[0]["msg"] == (
+        "Value error, instrument XRPUSDT.BINANCE: fee_tiers.2: min_volume 5,000,000 is not above the 15,000,000 of "
+        "fee_tiers.1: the tiers must have strictly ascending min_volume"
+    )

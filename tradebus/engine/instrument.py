@@ -213,19 +213,7 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
             raise OrderError(f"{where}: leverage must be >= 1, got {self.leverage!r}")
         if not (0.0 <= self.maintenance_rate < 1.0 and 0.0 <= self.liquidation_fee < 1.0):
             raise OrderError(f"{where}: maintenance_rate and liquidation_fee must be fractions in [0, 1)")
-        by_size = self.tiered_by_size
-        if any((t.max_size != math.inf) != by_size or (t.max_notional != math.inf) == by_size for t in self.margin_tiers):
-            raise OrderError(
-                f"{where}: margin_tiers must each have a max_notional (tiers by notional) or each a max_size "
-                "(tiers by contracts), not both"
-            )
-        cap = "max_size" if by_size else "max_notional"
-        caps = [getattr(tier, cap) for tier in self.margin_tiers]
-        if caps != sorted(caps) or len(set(caps)) != len(caps) or any(not 0.0 <= t.maintenance_rate < 1.0 for t in self.margin_tiers):
-            raise OrderError(f"{where}: margin_tiers must have ascending {cap} and rates in [0, 1)")
-        volumes = [tier.min_volume for tier in self.fee_tiers]
-        if volumes != sorted(volumes) or len(set(volumes)) != len(volumes):
-            raise OrderError(f"{where}: fee_tiers must have strictly ascending min_volume")
+        self._check_tiers(where)
         if self.inverse and self.kind != InstrumentKind.PERPETUAL:
             raise OrderError(f"{where}: inverse applies to perpetuals, not {self.kind}")
         if self.contract_size != 1.0 and self.kind == InstrumentKind.SPOT:
@@ -263,6 +251,35 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
     def notional(self, quantity: float, price: float) -> float:
         """``quantity * contract_size * price`` (signed as ``quantity``)."""
         return quantity * self.contract_size * price
+
+    def _check_tiers(self, where: str) -> None:
+        """Refuse margin tiers of mixed caps, not ascending or of a rate out of [0, 1), and fee tiers not ascending,
+        naming the tier (``margin_tiers.2``, as a config's path) and its values."""
+        by_size = self.tiered_by_size
+        cap = "max_size" if by_size else "max_notional"
+        for n, tier in enumerate(self.margin_tiers):
+            if (tier.max_size != math.inf) != by_size or (tier.max_notional != math.inf) == by_size:
+                raise OrderError(
+                    f"{where}: margin_tiers must each have a max_notional (tiers by notional) or each a max_size "
+                    f"(tiers by contracts), not both: margin_tiers.0 has {_caps(self.margin_tiers[0])}, "
+                    f"margin_tiers.{n} {_caps(tier)}"
+                )
+            if not 0.0 <= tier.maintenance_rate < 1.0:
+                raise OrderError(
+                    f"{where}: margin_tiers.{n}: maintenance_rate {tier.maintenance_rate!r} is not a fraction in [0, 1)"
+                )
+        for n, (lower, upper) in enumerate(zip(self.margin_tiers, self.margin_tiers[1:]), 1):
+            if not getattr(upper, cap) > getattr(lower, cap):
+                raise OrderError(
+                    f"{where}: margin_tiers.{n}: {cap} {getattr(upper, cap):,.12g} is not above the "
+                    f"{getattr(lower, cap):,.12g} of margin_tiers.{n - 1}: the tiers must have strictly ascending {cap}"
+                )
+        for n, (low, high) in enumerate(zip(self.fee_tiers, self.fee_tiers[1:]), 1):
+            if not high.min_volume > low.min_volume:
+                raise OrderError(
+                    f"{where}: fee_tiers.{n}: min_volume {high.min_volume:,.12g} is not above the "
+                    f"{low.min_volume:,.12g} of fee_tiers.{n - 1}: the tiers must have strictly ascending min_volume"
+                )
 
     @property
     def tiered_by_size(self) -> bool:
@@ -518,3 +535,11 @@ def exact_decimal(increment: float) -> bool:
     """
     m, scale = grid_of(increment)
     return scale <= 1e22 and 0 < m < 10**_DECIMAL_DIGITS and abs(m - increment * scale) <= DECIMAL_RTOL * m
+
+
+def _caps(tier: MarginTier) -> str:
+    """The caps ``tier`` has, as a config writes them (``max_notional 10,000``, ``no cap``)."""
+    caps = [
+        f"{name} {getattr(tier, name):,.12g}" for name in ("max_notional", "max_size") if getattr(tier, name) != math.inf
+    ]
+    return " and ".join(caps) or "no cap"
