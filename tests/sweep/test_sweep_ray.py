@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from loguru import logger
 from sweep_helpers import CATALOG, IID, REPO, catalog_config, file_config, make_config, write_yaml
 from typer.testing import CliRunner
 
@@ -232,13 +233,24 @@ def test_tpe_values_of_a_stepped_float_range_are_the_grid_points_also_when_resum
     assert set(pd.read_csv(out / "results.csv", dtype=str)[column]) <= {f"{v:g}" for v in grid}  # 0.65, as written
     best = json.loads((out / "best.json").read_text())
     assert best["params"][column.removeprefix("param.")] == table.loc[best["trial"], column]
-    # A sweep stopped inside the second round resumes the study with the same trials.
+    # A sweep stopped inside the second round, in the ask of a trial drawn off the grid, resumes the study with the
+    # same trials, and says it asked that trial's grid point again (it said Optuna's 0.6500000000000001).
+    number = next((n for n in range(3, 6) if drawn[n] not in grid), None)
+    assert number is not None, "no draw of the second round off the grid: the seed tests nothing"
     cut = workdir / "stepped-cut"
     with monkeypatch.context() as patch:
-        patch.setattr(runner, "_study_storage", lambda directory: _storage_cut_short(directory, 4, 0))
+        patch.setattr(runner, "_study_storage", lambda directory: _storage_cut_short(directory, number, 0))
         with pytest.raises(_AskCutShort):
             run_sweep(workdir / "run.yaml", space, cut)
-    assert run_sweep(workdir / "run.yaml", space, cut).ran == 3
+    said: list[str] = []
+    sink = logger.add(lambda m: said.append(str(m)), level="INFO", format="{message}",
+                      filter=lambda r: "cut short" in r["message"])  # fmt: skip
+    try:
+        assert run_sweep(workdir / "run.yaml", space, cut).ran == 3
+    finally:
+        logger.remove(sink)
+    point = grid[round(drawn[number] * 20) - 1]
+    assert said == [f"trial {number} was cut short while being asked: venue.slippage_bps={point} asked again\n"]
     pd.testing.assert_frame_equal(pd.read_csv(cut / "results.csv").drop(columns=list(TIMING_COLUMNS)), table)
     assert (cut / "best.json").read_bytes() == (out / "best.json").read_bytes()
 

@@ -537,8 +537,9 @@ def _tpe(
             for name, distribution in distributions.items():
                 if name not in trial.params:
                     storage.set_trial_param(trial_id, name, distribution.to_internal_repr(params[name]), distribution)
+            asked_again = space.points({k: params[k] for k in distributions if k not in trial.params})
             logger.info("trial {} was cut short while being asked: {} asked again", trial.number,
-                        ", ".join(f"{k}={params[k]}" for k in distributions if k not in trial.params))
+                        ", ".join(f"{k}={v}" for k, v in asked_again.items()))
 
     def tell(number: int, row: dict[str, Any]) -> None:
         values = _objective_values(space, row)
