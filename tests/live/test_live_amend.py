@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from loguru import logger
 
-from tests.live.live_harness import FAST, IID, Harness, harness, until
+from tests.live.live_harness import ANSWERED, FAST, IID, WAIT, Harness, harness, until
+from tests.live.live_harness import settled as quiet
 from tests.live.venue_kits import KITS, KitTape, VenueKit, kit_harness
 from tests.live.test_live_resolved_contingent import Contingent
 from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator
@@ -122,8 +123,8 @@ async def test_an_oco_member_completed_by_its_late_answered_amend_cancels_its_si
         strategy.modify(first, quantity=0.002)
         await until(lambda: h.emulator.orders[first].order.quantity == 0.002)
         h.emulator.on_trade(Trade(kit.iid, 10**18, 10**18, 999.0, 0.002, -1, "t1"))
-        await until(lambda: a.status is OrderStatus.FILLED, timeout=5.0)
-        await until(lambda: b.status is OrderStatus.CANCELED, timeout=5.0)
+        await until(lambda: a.status is OrderStatus.FILLED)
+        await until(lambda: b.status is OrderStatus.CANCELED)
         await h.venue.drain()
     assert h.emulator.orders[second].status is OrderStatus.CANCELED
     assert h.emulator.open_orders() == []
@@ -149,9 +150,9 @@ async def test_a_fill_racing_an_in_place_amend_buys_the_new_total_and_no_more(ki
         await until(lambda: held[0].fired)
         h.emulator.on_trade(Trade(kit.iid, 10**18 + 1, 10**18 + 1, 999.0, 0.001, -1, "t2"))  # before the amend is done
         release.set()
-        await until(lambda: order.quantity == 0.004 and order.filled_qty == pytest.approx(0.002), timeout=5.0)
+        await until(lambda: order.quantity == 0.004 and order.filled_qty == pytest.approx(0.002))
         h.emulator.on_trade(Trade(kit.iid, 10**18 + 2, 10**18 + 2, 1_050.0, 1.0, -1, "t3"))
-        await until(lambda: order.status is OrderStatus.FILLED, timeout=5.0)
+        await until(lambda: order.status is OrderStatus.FILLED)
         await h.venue.drain()
     assert h.emulator.orders[coid].filled == pytest.approx(0.004) and order.filled_qty == pytest.approx(0.004)
     assert h.kernel.portfolio.position(kit.iid) == pytest.approx(0.004)
@@ -176,8 +177,8 @@ async def test_an_amend_below_what_a_racing_fill_bought_cancels_the_rest(kit: Ve
         await until(lambda: held[0].fired)
         h.emulator.on_trade(Trade(kit.iid, 10**18, 10**18, 999.0, 0.002, -1, "t1"))  # before the amend is done
         release.set()
-        await until(lambda: order.filled_qty == pytest.approx(0.002) and h.venue.in_flight == 0, timeout=5.0)
-        await until(lambda: not order.is_open and not h.emulator.open_orders(), timeout=5.0)
+        await until(lambda: order.filled_qty == pytest.approx(0.002) and h.venue.in_flight == 0)
+        await until(lambda: not order.is_open and not h.emulator.open_orders())
         h.emulator.on_trade(Trade(kit.iid, 10**18 + 1, 10**18 + 1, 999.0, 1.0, -1, "t2"))  # would fill the rest
         await asyncio.sleep(0.2)
         await h.venue.drain()
@@ -216,7 +217,7 @@ async def test_a_partly_filled_binance_spot_order_is_cancel_replaced_for_what_is
         h.trade(49_990.0, 0.004)
         await until(lambda: order.filled_qty == pytest.approx(0.004))
         h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, quantity=0.012, price=55_000.0))
-        await until(lambda: len(h.kernel.orders.orders()) == 2, timeout=5.0)
+        await until(lambda: len(h.kernel.orders.orders()) == 2)
         new = next(o for o in h.kernel.orders.orders() if o.client_order_id != coid)
         await until(lambda: new.status is OrderStatus.ACCEPTED)
         venue = h.emulator.orders[new.client_order_id].order
@@ -250,7 +251,7 @@ async def test_a_fill_racing_a_binance_spot_cancel_replace_never_buys_more_than_
     warnings: list[str] = []
     sink = logger.add(warnings.append, level="WARNING", format="{message}")
     try:
-        async with harness(rest_faults=held, stream_faults=late, trade_size_limit=True, request_timeout=5.0) as h:
+        async with harness(rest_faults=held, stream_faults=late, trade_size_limit=True, request_timeout=WAIT) as h:
             h.venue.on_replace = h.kernel.execution.submit
             order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
             await until(lambda: order.status is OrderStatus.ACCEPTED)
@@ -269,10 +270,10 @@ async def test_a_fill_racing_a_binance_spot_cancel_replace_never_buys_more_than_
                     and sorted(o.client_order_id for o in working) == sorted(r.order.client_order_id for r in h.emulator.open_orders())
                 )
 
-            await until(settled, timeout=5.0)
+            await until(settled)
             working = [r.order for r in h.emulator.open_orders()]
             h.trade(54_000.0, 0.02)  # fills all a working replacement is for
-            await until(lambda: not h.kernel.orders.open_orders(), timeout=5.0)
+            await until(lambda: not h.kernel.orders.open_orders())
             await h.venue.drain()
     finally:
         logger.remove(sink)
@@ -296,7 +297,7 @@ async def test_a_modify_of_a_raced_replacement_from_its_order_replaced_handler_i
     release = asyncio.Event()
     held = [BinanceFault("hold", "POST", "/api/v3/order/cancelReplace", release=release)]
     late = [StreamFault("delay", match='"x": "TRADE"', seconds=1.0)]
-    async with harness(rest_faults=held, stream_faults=late, trade_size_limit=True, request_timeout=5.0) as h:
+    async with harness(rest_faults=held, stream_faults=late, trade_size_limit=True, request_timeout=WAIT) as h:
         h.venue.on_replace = h.kernel.execution.submit
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         await until(lambda: order.status is OrderStatus.ACCEPTED)
@@ -324,11 +325,11 @@ async def test_a_modify_of_a_raced_replacement_from_its_order_replaced_handler_i
                 and sorted(o.client_order_id for o in working) == sorted(r.order.client_order_id for r in h.emulator.open_orders())
             )
 
-        await until(settled, timeout=5.0)
+        await until(settled)
         working = [(r.order.quantity, r.order.price) for r in h.emulator.open_orders()]
         h.trade(54_000.0, 0.02)  # fills all a working order is for
-        await until(lambda: not h.kernel.orders.open_orders(), timeout=5.0)
-        await asyncio.sleep(0.2)
+        await until(lambda: not h.kernel.orders.open_orders())
+        await quiet(h)
         await h.venue.drain()
     first = replaced[0].replacement_id
     assert [(e.client_order_id, e.replacement_id) for e in replaced] == [(coid, first), (first, replaced[1].replacement_id)]
@@ -352,7 +353,7 @@ async def test_a_raced_cancel_replaces_replacement_whose_cut_is_withdrawn_at_sen
     release = asyncio.Event()
     held = [BinanceFault("hold", "POST", "/api/v3/order/cancelReplace", release=release)]
     late = [StreamFault("delay", match='"x": "TRADE"', seconds=1.0)]
-    async with harness(rest_faults=held, stream_faults=late, trade_size_limit=True, request_timeout=5.0) as h:
+    async with harness(rest_faults=held, stream_faults=late, trade_size_limit=True, request_timeout=WAIT) as h:
         h.venue.on_replace = h.kernel.execution.submit
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         await until(lambda: order.status is OrderStatus.ACCEPTED)
@@ -363,10 +364,10 @@ async def test_a_raced_cancel_replaces_replacement_whose_cut_is_withdrawn_at_sen
         await until(lambda: held[0].fired)
         h.trade(49_990.0, 0.004)
         release.set()
-        await until(lambda: order.filled_qty == pytest.approx(0.004) and h.venue.in_flight == 0, timeout=5.0)
-        await until(lambda: not h.kernel.orders.open_orders() and not h.emulator.open_orders(), timeout=5.0)
+        await until(lambda: order.filled_qty == pytest.approx(0.004) and h.venue.in_flight == 0)
+        await until(lambda: not h.kernel.orders.open_orders() and not h.emulator.open_orders())
         h.trade(54_000.0, 0.02)  # would fill a replacement left working
-        await asyncio.sleep(0.2)
+        await quiet(h)
         await h.venue.drain()
     assert sum(r.filled for r in h.emulator.orders.values()) == pytest.approx(0.004)
     assert h.kernel.portfolio.position(IID) == pytest.approx(0.004)
@@ -388,7 +389,7 @@ async def test_a_raced_cancel_replaces_replacement_whose_cut_gets_no_answer_neve
     path = "/api/v3/order/cancelReplace"
     faults = [BinanceFault("hold", "POST", path, release=release), BinanceFault(fault, "POST", path)]  # the second: the cut's
     late = [StreamFault("delay", match='"x": "TRADE"', seconds=1.0)]
-    async with harness(rest_faults=faults, stream_faults=late, trade_size_limit=True, request_timeout=5.0) as h:
+    async with harness(rest_faults=faults, stream_faults=late, trade_size_limit=True, request_timeout=WAIT) as h:
         h.venue.on_replace = h.kernel.execution.submit
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         await until(lambda: order.status is OrderStatus.ACCEPTED)
@@ -396,7 +397,7 @@ async def test_a_raced_cancel_replaces_replacement_whose_cut_gets_no_answer_neve
         await until(lambda: faults[0].fired)
         h.trade(49_990.0, 0.004)
         release.set()
-        await until(lambda: faults[1].fired and order.filled_qty == pytest.approx(0.004), timeout=5.0)
+        await until(lambda: faults[1].fired and order.filled_qty == pytest.approx(0.004))
 
         def settled() -> bool:
             working = h.kernel.orders.open_orders()
@@ -406,10 +407,10 @@ async def test_a_raced_cancel_replaces_replacement_whose_cut_gets_no_answer_neve
                 and sorted(o.client_order_id for o in working) == sorted(r.order.client_order_id for r in h.emulator.open_orders())
             )
 
-        await until(settled, timeout=5.0)
+        await until(settled)
         h.trade(54_000.0, 0.02)  # fills all a working replacement is for
-        await until(lambda: not h.kernel.orders.open_orders(), timeout=5.0)
-        await asyncio.sleep(0.2)
+        await until(lambda: not h.kernel.orders.open_orders())
+        await quiet(h)
         await h.venue.drain()
     assert sum(r.filled for r in h.emulator.orders.values()) == pytest.approx(bought)
     assert h.kernel.portfolio.position(IID) == pytest.approx(bought)
@@ -427,7 +428,7 @@ async def test_a_raced_cancel_replaces_replacement_whose_cut_is_refused_after_it
     path = "/api/v3/order/cancelReplace"
     faults = [BinanceFault("hold", "POST", path, release=release), BinanceFault("refuse_new", "POST", path)]  # the second: the cut's
     late = [StreamFault("delay", match='"x": "TRADE"', seconds=1.0)]
-    async with harness(rest_faults=faults, stream_faults=late, trade_size_limit=True, request_timeout=5.0) as h:
+    async with harness(rest_faults=faults, stream_faults=late, trade_size_limit=True, request_timeout=WAIT) as h:
         h.venue.on_replace = h.kernel.execution.submit
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         await until(lambda: order.status is OrderStatus.ACCEPTED)
@@ -435,7 +436,7 @@ async def test_a_raced_cancel_replaces_replacement_whose_cut_is_refused_after_it
         await until(lambda: faults[0].fired)
         h.trade(49_990.0, raced)
         release.set()
-        await until(lambda: faults[1].fired and order.filled_qty == pytest.approx(raced), timeout=5.0)
+        await until(lambda: faults[1].fired and order.filled_qty == pytest.approx(raced))
 
         def settled() -> bool:
             working = h.kernel.orders.open_orders()
@@ -445,11 +446,11 @@ async def test_a_raced_cancel_replaces_replacement_whose_cut_is_refused_after_it
                 and sorted(o.client_order_id for o in working) == sorted(r.order.client_order_id for r in h.emulator.open_orders())
             )
 
-        await until(settled, timeout=5.0)
+        await until(settled)
         working = [(r.order.quantity, r.order.price) for r in h.emulator.open_orders()]
         h.trade(54_000.0, 0.02)  # fills all a working order is for
-        await until(lambda: not h.kernel.orders.open_orders(), timeout=5.0)
-        await asyncio.sleep(0.2)
+        await until(lambda: not h.kernel.orders.open_orders())
+        await quiet(h)
         await h.venue.drain()
     assert working == [(pytest.approx(placed), 55_000.0)]
     assert sum(r.filled for r in h.emulator.orders.values()) == pytest.approx(modified)
@@ -473,7 +474,7 @@ async def test_a_raced_cancel_replaces_cut_refused_after_fills_reached_the_modif
     late = [StreamFault("delay", match='"x": "TRADE"', seconds=1.0)]
     journal = Journal(tmp_path / "journal.db")
     refused: list[OrderModifyRejected] = []
-    async with harness(rest_faults=faults, stream_faults=late, trade_size_limit=True, request_timeout=5.0, journal=journal) as h:
+    async with harness(rest_faults=faults, stream_faults=late, trade_size_limit=True, request_timeout=WAIT, journal=journal) as h:
         h.venue.on_replace = h.kernel.execution.submit
         h.kernel.bus.subscribe(OrderModifyRejected, refused.append, IID)
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
@@ -483,18 +484,18 @@ async def test_a_raced_cancel_replaces_cut_refused_after_fills_reached_the_modif
         await until(lambda: faults[0].fired)
         h.trade(49_990.0, raced)
         swap.set()
-        await until(lambda: faults[1].fired, timeout=5.0)  # the cut waits at the venue
+        await until(lambda: faults[1].fired)  # the cut waits at the venue
         [replacement] = [o for o in h.kernel.orders.open_orders() if o.client_order_id != coid and o.quantity == pytest.approx(modified)]
         rid = replacement.client_order_id
         h.trade(54_000.0, 0.008)  # fills the replacement's 0.008 before the cut's cancel
         assert h.emulator.orders[rid].filled == pytest.approx(0.008)
         cut.set()
-        await until(lambda: not h.kernel.orders.open_orders() and h.venue.in_flight == 0, timeout=5.0)
-        await asyncio.sleep(0.2)
+        await until(lambda: not h.kernel.orders.open_orders() and h.venue.in_flight == 0)
+        await quiet(h)
         await h.venue.drain()
         placed = [c for m, p, c in h.emulator.requests if m == "POST"]
         h.trade(54_000.0, 0.02)  # would fill an order placed again
-        await asyncio.sleep(0.2)
+        await quiet(h)
     assert not h.emulator.open_orders()
     assert len(placed) == 3  # the order, the cancel-replace, the cut: nothing placed again
     assert replacement.status is OrderStatus.CANCELED and replacement.filled_qty == pytest.approx(0.008)
@@ -523,9 +524,9 @@ async def _restarted_on(emulator: BinancePrivateEmulator, path: Path, strategies
     from tradebus.node.reconcile import Reconciler
 
     journal, clock = Journal(path), LiveClock()
-    api = BinanceTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {IID: INST}, timeout=5.0)
+    api = BinanceTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {IID: INST}, timeout=WAIT)
     venue = LiveVenue(api, clock)
-    kernel = Kernel([INST], clock=clock, venue=venue, timeouts=FAST, initial_cash=100_000.0, journal=journal)
+    kernel = Kernel([INST], clock=clock, venue=venue, timeouts=ANSWERED, initial_cash=100_000.0, journal=journal)
     unknown = journal.replay(kernel.orders, kernel.portfolio, clock.now_ns(), risk=kernel.risk, on_message=kernel.record_journaled)
     venue.on_answer, venue.on_cancel, venue.on_replace = kernel.execution.reconcile_order, kernel.execution.cancel, kernel.execution.submit
     stream = BinanceUserStream(emulator.ws_api_url, SecretStr(KEY), SecretStr(SECRET), UserStreamParser({IID: INST}, venue.order), venue.emit)
@@ -540,10 +541,10 @@ async def _restarted_on(emulator: BinancePrivateEmulator, path: Path, strategies
             kernel.add_strategy(strategy)
         kernel.start()
         await Reconciler(kernel, venue, lambda iid, reason: None, 2.0).startup(unknown, [])
-        await venue.drain(2.0)
+        await venue.drain(WAIT)
         venue.replace_resumed()
         yield kernel
-        await venue.drain(2.0)
+        await venue.drain(WAIT)
     finally:
         stream.stop()
         await task
@@ -570,7 +571,7 @@ async def test_a_raced_cancel_replaces_replacement_left_working_by_a_kill_is_cut
         faults.append(BinanceFault("hold", "POST", path, release=cut))
     late = [StreamFault("delay", match='"x": "TRADE"', seconds=1.0)]
     journal = Journal(tmp_path / "journal.sqlite")
-    async with harness(rest_faults=faults, stream_faults=late, trade_size_limit=True, request_timeout=5.0, journal=journal) as h:
+    async with harness(rest_faults=faults, stream_faults=late, trade_size_limit=True, request_timeout=WAIT, journal=journal) as h:
         h.venue.on_replace = h.kernel.execution.submit
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)  # at the clock's time: the restart reads the trade history since it
         await until(lambda: order.status is OrderStatus.ACCEPTED)
@@ -580,7 +581,7 @@ async def test_a_raced_cancel_replaces_replacement_left_working_by_a_kill_is_cut
         h.trade(49_990.0, 0.004)
         if killed == "before-the-cut":
             replace.set()
-            await until(lambda: faults[1].fired, timeout=5.0)
+            await until(lambda: faults[1].fired)
         journal.close()  # killed: nothing more reaches the journal or the venue
         h.kernel.clock.stop()
         h.stream.stop()
@@ -589,11 +590,10 @@ async def test_a_raced_cancel_replaces_replacement_left_working_by_a_kill_is_cut
         await until(lambda: [(r.order.quantity, r.order.price) for r in h.emulator.open_orders()] == [(0.012, 55_000.0)])
         try:
             async with _restarted_on(h.emulator, tmp_path / "journal.sqlite") as kernel:
-                await until(lambda: [r.order.quantity for r in h.emulator.open_orders()] == [pytest.approx(0.008)], timeout=5.0)
+                await until(lambda: [r.order.quantity for r in h.emulator.open_orders()] == [pytest.approx(0.008)])
                 cut.set()  # the killed daemon's cut, if it waits, reaches Binance now: its order is gone
                 h.emulator.on_trade(Trade(IID, h.t0 + 10**9, h.t0 + 10**9, 54_000.0, 0.02, 1, "late"))  # fills what works
-                await until(lambda: not h.emulator.open_orders() and not kernel.orders.open_orders(), timeout=5.0)
-                await asyncio.sleep(0.2)
+                await until(lambda: not h.emulator.open_orders() and not kernel.orders.open_orders())
         finally:
             cut.set()  # a held request would keep the emulator from stopping
         assert kernel.portfolio.position(IID) == pytest.approx(0.012)
@@ -638,10 +638,10 @@ async def test_a_good_till_date_order_cancel_replaced_on_binance_spot_still_ends
             async with _restarted_on(h.emulator, path, [Contingent(IID)]) as kernel:
                 ended = kernel.orders.order(new.client_order_id)
                 assert ended.expire_ns == expire
-                await until(lambda: not ended.is_open, timeout=5.0)
+                await until(lambda: not ended.is_open)
         else:
             ended = new
-            await until(lambda: not new.is_open, timeout=5.0)
+            await until(lambda: not new.is_open)
         assert ended.status is OrderStatus.CANCELED and time.time_ns() >= expire
         assert h.emulator.orders[new.client_order_id].status == "CANCELED" and h.emulator.open_orders() == []
         await asyncio.sleep(0.2)
@@ -702,7 +702,7 @@ async def test_a_canceled_frame_repeated_while_its_cancel_replace_is_unanswered_
         coid = order.client_order_id
         h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, price=55_000.0))
         await until(lambda: slow[0].fired and h.emulator.orders[coid].status == "CANCELED")
-        await until(lambda: len(h.kernel.orders.orders()) == 2 and order.status is OrderStatus.CANCELED, timeout=5.0)
+        await until(lambda: len(h.kernel.orders.orders()) == 2 and order.status is OrderStatus.CANCELED)
         new = h.kernel.orders.orders()[-1]
         await until(lambda: new.status is OrderStatus.ACCEPTED)
         await h.venue.drain()
@@ -720,7 +720,7 @@ async def test_a_cancel_replace_whose_cancel_event_is_dropped_still_replaces_onc
         await until(lambda: order.status is OrderStatus.ACCEPTED)
         h.kernel.execution.modify(ModifyOrder("s1", IID, order.client_order_id, 0, 0, price=55_000.0))
         # the cancel is confirmed only by the cancel timeout's query
-        await until(lambda: len(h.kernel.orders.orders()) == 2, timeout=5.0)
+        await until(lambda: len(h.kernel.orders.orders()) == 2)
         new = next(o for o in h.kernel.orders.orders() if o is not order)
         await until(lambda: new.status is OrderStatus.ACCEPTED)
         await h.venue.drain()
@@ -771,7 +771,6 @@ async def test_binance_spot_trailing_stops_move_due_while_its_cancel_replace_is_
     moves the replacement to 61,500 (never two at once, no modify of the order being replaced); 61,400 sells. The
     move went to the order being replaced, refused: the replacement stayed at 60,500, and at 61,400 its move to
     61,500 was refused by Binance (the market had reached it) and it was placed again at 60,500."""
-    from tests.live.live_harness import ANSWERED, WAIT
     from tradebus.execution.contingent import ContingentOrders
 
     release = asyncio.Event()
@@ -831,7 +830,7 @@ async def test_a_two_request_cancel_replace_of_an_oco_member_keeps_the_group_on_
         assert near.status is OrderStatus.CANCELED and new.price == 61_500.0
         h.trade(61_600.0)
         await until(lambda: new.status is OrderStatus.FILLED)
-        await until(lambda: not far.is_open, timeout=2.0)
+        await until(lambda: not far.is_open)
         await h.venue.drain()
     assert far.status is OrderStatus.CANCELED and h.emulator.orders[far.client_order_id].status is OrderStatus.CANCELED
     assert [c for m, p, c in h.emulator.requests if m == "DELETE"] == [near.client_order_id, far.client_order_id]
@@ -930,10 +929,9 @@ async def test_a_trailing_stop_whose_cancel_replace_answer_is_lost_trails_by_its
         h.trade(61_000.0)
         await until(lambda: venue_stops() == [60_500.0] and len(h.kernel.orders.orders()) == 3)
         new = h.kernel.orders.orders()[-1]
-        await until(lambda: new.status is OrderStatus.ACCEPTED and h.kernel.orders.order(first).status is OrderStatus.CANCELED,
-                    timeout=5.0)
+        await until(lambda: new.status is OrderStatus.ACCEPTED and h.kernel.orders.order(first).status is OrderStatus.CANCELED)
         h.trade(62_000.0)
-        await until(lambda: venue_stops() == [61_500.0], timeout=5.0)
+        await until(lambda: venue_stops() == [61_500.0])
         await h.venue.drain()
     assert h.venue.requests["replace"] == 2
 
@@ -961,8 +959,8 @@ async def test_a_query_sent_before_a_two_request_cancel_replace_does_not_abandon
         h.kernel.execution.reconcile_order(coid)
         await until(lambda: ("GET", "/fapi/v1/order", coid) in h.emulator.requests)
         h.kernel.execution.modify(ModifyOrder("s1", h.iid, coid, 0, 0, price=59_500.0))
-        await until(lambda: len(h.kernel.orders.orders()) == 2 or not order.is_open, timeout=3.0)
-        await until(lambda: not order.is_open, timeout=3.0)
+        await until(lambda: len(h.kernel.orders.orders()) == 2 or not order.is_open)
+        await until(lambda: not order.is_open)
         await h.venue.drain()
         assert refused == []
         new = h.kernel.orders.orders()[-1]
@@ -1129,7 +1127,7 @@ async def test_a_lost_cancel_of_the_replacement_of_an_order_canceled_during_its_
         await until(lambda: len(h.kernel.orders.orders()) == 2)
         new = h.kernel.orders.orders()[-1]
         await until(lambda: h.emulator.open_orders() == [] and all(f.fired for f in rest + stream))
-        await until(lambda: new.status is OrderStatus.CANCELED, (FAST.cancel_ns + 2 * FAST.retry_ns) / 1e9 + 1.0)
+        await until(lambda: new.status is OrderStatus.CANCELED)
         await h.venue.drain()
     assert order.status is OrderStatus.CANCELED and h.kernel.orders.open_orders() == []
 
@@ -1156,7 +1154,7 @@ async def test_a_lost_refused_cancel_of_the_filled_replacement_of_an_order_cance
         await until(lambda: len(h.kernel.orders.orders()) == 2)
         new = h.kernel.orders.orders()[-1]
         await until(lambda: all(f.fired for f in rest + stream))
-        await until(lambda: new.status is OrderStatus.FILLED, (FAST.cancel_ns + 2 * FAST.retry_ns) / 1e9 + 1.0)
+        await until(lambda: new.status is OrderStatus.FILLED)
         await h.venue.drain()
     assert order.status is OrderStatus.CANCELED and h.kernel.orders.open_orders() == []
     venue_fill = h.emulator.fills[0].fill
@@ -1274,7 +1272,7 @@ async def test_a_raise_of_an_oco_member_above_its_sibling_is_denied_before_the_v
         strategy.modify(first, quantity=0.004)
         assert [(d.client_order_id, d.reason.startswith(f"modify: OCO: {first} to 0.004")) for d in denied] == [(first, True)]
         strategy.modify(first, quantity=0.002)
-        await until(lambda: h.emulator.orders[first].order.quantity == pytest.approx(0.002), timeout=5.0)
+        await until(lambda: h.emulator.orders[first].order.quantity == pytest.approx(0.002))
         await h.venue.drain()
         assert len(KitTape(h, kit.iid, 0).posts(path)) == 1 and a.quantity == pytest.approx(0.002)
         assert h.emulator.orders[second].order.quantity == pytest.approx(0.003)
@@ -1297,12 +1295,12 @@ async def test_an_oco_sibling_whose_reduction_is_refused_is_reduced_at_the_next_
         await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
         tape = KitTape(h, kit.iid, 10**18, size=0.001)
         tape.trade(999.0)  # fills 0.001 of the first
-        await until(lambda: a.filled_qty == pytest.approx(0.001) and len(got) == 1, timeout=5.0)
+        await until(lambda: a.filled_qty == pytest.approx(0.001) and len(got) == 1)
         await h.venue.drain()
         assert h.emulator.orders[second].order.quantity == pytest.approx(0.003) and b.quantity == pytest.approx(0.003)
         tape.trade(1_100.0)  # fills nothing: the reduction is sent again
-        await until(lambda: h.emulator.orders[second].order.quantity == pytest.approx(0.002), timeout=5.0)
-        await until(lambda: b.quantity == pytest.approx(0.002), timeout=5.0)
+        await until(lambda: h.emulator.orders[second].order.quantity == pytest.approx(0.002))
+        await until(lambda: b.quantity == pytest.approx(0.002))
         tape.trade(1_100.0)
         await h.venue.drain()
         assert len(tape.posts(path)) == 2 and b.status is OrderStatus.ACCEPTED
@@ -1328,10 +1326,10 @@ async def test_an_oco_sibling_whose_reduction_the_venue_keeps_refusing_is_cancel
             tape = KitTape(h, kit.iid, 10**18, size=0.001)
             tape.trade(999.0)  # fills 0.001 of the first
             for n in range(1, REDUCE_TRIES + 1):
-                await until(lambda: len(tape.posts(path)) == n and h.venue.in_flight == 0, timeout=5.0)
+                await until(lambda: len(tape.posts(path)) == n and h.venue.in_flight == 0)
                 await h.venue.drain()
                 tape.trade(1_100.0)  # fills nothing: the reduction is sent again, then the sibling canceled
-            await until(lambda: b.status is OrderStatus.CANCELED, timeout=5.0)
+            await until(lambda: b.status is OrderStatus.CANCELED)
             await h.venue.drain()
             assert h.emulator.orders[second].status is OrderStatus.CANCELED and a.status is OrderStatus.PARTIALLY_FILLED
             assert len(tape.posts(path)) == REDUCE_TRIES
@@ -1363,7 +1361,7 @@ async def test_an_oco_siblings_reduction_the_order_rate_holds_back_goes_once_the
         await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
         tape = KitTape(h, kit.iid, 10**18, size=0.001)
         tape.trade(999.0)  # fills 0.001 of the first
-        await until(lambda: a.filled_qty == pytest.approx(0.001) and len(denied) == 1, timeout=2.0)
+        await until(lambda: a.filled_qty == pytest.approx(0.001) and len(denied) == 1)
         for n in range(2, REDUCE_TRIES + 1):
             tape.trade(1_100.0)  # fills nothing: the reduction is checked again, and denied
             assert len(denied) == n
@@ -1373,7 +1371,7 @@ async def test_an_oco_siblings_reduction_the_order_rate_holds_back_goes_once_the
         assert b.status is OrderStatus.ACCEPTED and h.emulator.orders[second].status is OrderStatus.ACCEPTED
         await asyncio.sleep(max(0.0, (passed + 3_100_000_000 - h.kernel.clock.now_ns()) / 1e9))
         tape.trade(1_100.0)  # the window has passed: the reduction goes
-        await until(lambda: b.quantity == pytest.approx(0.002), timeout=5.0)
+        await until(lambda: b.quantity == pytest.approx(0.002))
         await h.venue.drain()
         assert h.emulator.orders[second].order.quantity == pytest.approx(0.002) and b.status is OrderStatus.ACCEPTED
         assert len(KitTape(h, kit.iid, 0).posts(path)) == 1 and h.kernel.portfolio.account.oco_groups().get(second)
@@ -1403,10 +1401,10 @@ async def test_an_oco_siblings_reduction_the_price_band_holds_back_counts_as_a_r
         await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
         tape.trade(999.0)  # fills 0.001 of the first at the venue
         tape.trade(1_100.0)  # before its report arrives
-        await until(lambda: a.filled_qty == pytest.approx(0.001) and len(denied) == 1, timeout=2.0)
+        await until(lambda: a.filled_qty == pytest.approx(0.001) and len(denied) == 1)
         for _ in range(REDUCE_TRIES + 2):
             tape.trade(1_100.0)  # fills nothing: the reduction is sent again while it is not counted out
-        await until(lambda: not b.is_open, timeout=5.0)
+        await until(lambda: not b.is_open)
         await h.venue.drain()
     assert all(d.client_order_id == second and d.reason.startswith("modify: price_band:") for d in denied)
     assert len(denied) == REDUCE_TRIES
@@ -1438,7 +1436,7 @@ async def _oco_reduction_refused(h: Any, kit: VenueKit, strategy: Contingent) ->
     a, b = (h.kernel.orders.order(c) for c in (first, second))
     await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
     KitTape(h, kit.iid, 10**18, size=0.001).trade(999.0)  # fills 0.001 of the first
-    await until(lambda: a.filled_qty == pytest.approx(0.001) and len(got) == 1, timeout=5.0)
+    await until(lambda: a.filled_qty == pytest.approx(0.001) and len(got) == 1)
     await h.venue.drain()
     return first, second
 
@@ -1460,8 +1458,8 @@ async def test_a_restart_reduces_the_oco_sibling_whose_reduction_the_venue_refus
         orders = _queried(h, first, second)
         await until(lambda: orders[0].status is OrderStatus.PARTIALLY_FILLED and orders[1].status is OrderStatus.ACCEPTED)
         KitTape(h, kit.iid, 10**18 + 10**9, size=0.001).trade(1_100.0)  # fills nothing
-        await until(lambda: emu.orders[second].order.quantity == pytest.approx(0.002), timeout=5.0)
-        await until(lambda: orders[1].quantity == pytest.approx(0.002), timeout=5.0)
+        await until(lambda: emu.orders[second].order.quantity == pytest.approx(0.002))
+        await until(lambda: orders[1].quantity == pytest.approx(0.002))
         await h.venue.drain()
         assert orders[1].status is OrderStatus.ACCEPTED and len(KitTape(h, kit.iid, 0).posts(path)) == 2
 
@@ -1487,10 +1485,10 @@ async def test_a_restart_counts_on_the_refusals_of_an_oco_siblings_reduction(kit
         await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
         tape = KitTape(h, kit.iid, 10**18, size=0.001)
         tape.trade(999.0)  # fills 0.001 of the first: the sibling's reduction, refused
-        await until(lambda: len(tape.posts(path)) == 1 and h.venue.in_flight == 0, timeout=5.0)
+        await until(lambda: len(tape.posts(path)) == 1 and h.venue.in_flight == 0)
         await h.venue.drain()
         tape.trade(1_100.0)  # fills nothing: sent again, refused a second time
-        await until(lambda: len(tape.posts(path)) == 2 and h.venue.in_flight == 0, timeout=5.0)
+        await until(lambda: len(tape.posts(path)) == 2 and h.venue.in_flight == 0)
         await h.venue.drain()
     assert REDUCE_TRIES == 3 and emu.orders[second].order.quantity == pytest.approx(0.003)
     async with kit_harness(one_account, journal=journal, strategies=[Contingent(kit.iid)]) as h:
@@ -1499,9 +1497,9 @@ async def test_a_restart_counts_on_the_refusals_of_an_oco_siblings_reduction(kit
         tape = KitTape(h, kit.iid, 10**18 + 10**9, size=0.001)
         for _ in range(REDUCE_TRIES):
             tape.trade(1_100.0)  # fills nothing: the third refusal, then the cancel (before: more reductions)
-            await until(lambda: h.venue.in_flight == 0, timeout=5.0)
+            await until(lambda: h.venue.in_flight == 0)
             await h.venue.drain()
-        await until(lambda: orders[1].status is OrderStatus.CANCELED, timeout=5.0)
+        await until(lambda: orders[1].status is OrderStatus.CANCELED)
         await h.venue.drain()
         assert len(tape.posts(path)) == REDUCE_TRIES and emu.orders[second].status is OrderStatus.CANCELED
 
@@ -1532,7 +1530,7 @@ async def test_a_restart_rebuilds_the_room_of_a_partly_filled_spot_oco(kit: Venu
         qty = round((account.balance("USDT") - 2.35 * rate) / (500.0 * rate) - 0.0005, 3)
         buy = KitTape(h, kit.iid, 0).submit(OrderSide.BUY, qty, OrderType.LIMIT, price=500.0)
         assert buy.status is not OrderStatus.DENIED, buy.reason
-        await until(lambda: buy.status is OrderStatus.ACCEPTED, timeout=5.0)
+        await until(lambda: buy.status is OrderStatus.ACCEPTED)
         await h.venue.drain()
 
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
@@ -1559,10 +1557,10 @@ async def test_a_restart_rebuilds_the_room_of_a_spot_oco_its_reductions_lowered(
         await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
         tape.size = 0.003
         tape.trade(940.0)
-        await until(lambda: a.filled_qty == pytest.approx(0.003) and b.quantity == pytest.approx(0.007), timeout=5.0)
+        await until(lambda: a.filled_qty == pytest.approx(0.003) and b.quantity == pytest.approx(0.007))
         tape.size = 0.005
         tape.trade(1_060.0)
-        await until(lambda: b.filled_qty == pytest.approx(0.005) and a.quantity == pytest.approx(0.005), timeout=5.0)
+        await until(lambda: b.filled_qty == pytest.approx(0.005) and a.quantity == pytest.approx(0.005))
         await h.venue.drain()
         account = h.kernel.portfolio.account
         running = (account.oco_room(limit), account.oco_room(stop))
@@ -1579,7 +1577,7 @@ async def test_a_restart_rebuilds_the_room_of_a_spot_oco_its_reductions_lowered(
         assert account.locked("USDT") == pytest.approx(0.002 * 1_070.0 * rate) == pytest.approx(held)
         tape = KitTape(h, kit.iid, 2 * 10**18, size=0.001)
         tape.trade(1_060.0)  # fills 0.001 of the stop: the limit is reduced to its 0.003 filled + 0.001
-        await until(lambda: b.filled_qty == pytest.approx(0.006) and a.quantity == pytest.approx(0.004), timeout=5.0)
+        await until(lambda: b.filled_qty == pytest.approx(0.006) and a.quantity == pytest.approx(0.004))
         await h.venue.drain()
         assert a.status is OrderStatus.PARTIALLY_FILLED and emu.orders[limit].order.quantity == pytest.approx(0.004)
         assert (account.oco_room(limit), account.oco_room(stop)) == (pytest.approx(0.001), pytest.approx(0.001))
@@ -1604,17 +1602,17 @@ async def test_a_cancel_replace_of_an_oco_sibling_whose_reduction_was_refused_is
         await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
         contingent.oco([a.client_order_id, b.client_order_id])
         h.trade(49_900.0, 0.001)  # fills 0.001 of the first
-        await until(lambda: a.filled_qty == pytest.approx(0.001) and len(got) == 1, timeout=5.0)
+        await until(lambda: a.filled_qty == pytest.approx(0.001) and len(got) == 1)
         await h.venue.drain()
         h.kernel.execution.modify(ModifyOrder("s1", IID, b.client_order_id, 0, 0, price=49_500.0))
-        await until(lambda: len(replaced) == 1, timeout=5.0)
+        await until(lambda: len(replaced) == 1)
         new = h.kernel.orders.order(replaced[0].replacement_id)
         await until(lambda: new.status is OrderStatus.ACCEPTED and b.status is OrderStatus.CANCELED)
         await h.venue.drain()
         assert (new.quantity, new.price) == (pytest.approx(0.003), 49_500.0)
         h.trade(51_000.0, 0.001)  # fills nothing: the reduction is sent for the replacement
         sibling = lambda: [r.order for r in h.emulator.open_orders() if r.order.client_order_id != a.client_order_id]  # noqa: E731
-        await until(lambda: [o.quantity for o in sibling()] == [pytest.approx(0.002)], timeout=5.0)
+        await until(lambda: [o.quantity for o in sibling()] == [pytest.approx(0.002)])
         await h.venue.drain()
         [working] = [o for o in h.kernel.orders.open_orders() if o is not a]
         assert (working.quantity, working.price) == (pytest.approx(0.002), 49_500.0)
@@ -1644,11 +1642,11 @@ async def test_a_cancel_replace_of_a_spot_oco_member_keeps_the_room_the_groups_f
         await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
         contingent.oco([a.client_order_id, b.client_order_id])
         h.trade(49_900.0, 0.001)  # fills 0.001 of the first; the sibling's reduction is refused
-        await until(lambda: a.filled_qty == pytest.approx(0.001) and len(got) == 1, timeout=5.0)
+        await until(lambda: a.filled_qty == pytest.approx(0.001) and len(got) == 1)
         await h.venue.drain()
         assert account.oco_room(b.client_order_id) == pytest.approx(0.002)
         h.kernel.execution.modify(ModifyOrder("s1", IID, b.client_order_id, 0, 0, price=49_500.0))
-        await until(lambda: len(replaced) == 1, timeout=5.0)
+        await until(lambda: len(replaced) == 1)
         new = h.kernel.orders.order(replaced[0].replacement_id)
         await until(lambda: new.status is OrderStatus.ACCEPTED and b.status is OrderStatus.CANCELED)
         await h.venue.drain()
@@ -1662,7 +1660,7 @@ async def test_a_cancel_replace_of_a_spot_oco_member_keeps_the_room_the_groups_f
         qty = round((account.balance("USDT") - 110.0 * rate) / (20_000.0 * rate) - 0.0005, 3)
         buy = h.submit(OrderSide.BUY, qty, 20_000.0)
         assert buy.status is OrderStatus.SUBMITTED, buy.reason
-        await until(lambda: buy.status is OrderStatus.REJECTED, timeout=5.0)
+        await until(lambda: buy.status is OrderStatus.REJECTED)
         await h.venue.drain()
 
 
@@ -1707,10 +1705,10 @@ async def test_a_restart_after_a_cancel_replace_of_a_partly_filled_spot_oco_memb
         a, b = (h.kernel.orders.order(c) for c in (first, second))
         await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
         h.trade(49_900.0, 0.001)  # fills 0.001 of the first; the sibling's reduction is refused
-        await until(lambda: a.filled_qty == pytest.approx(0.001) and len(got) == 1, timeout=5.0)
+        await until(lambda: a.filled_qty == pytest.approx(0.001) and len(got) == 1)
         await h.venue.drain()
         strategy.modify(first, price=49_800.0)
-        await until(lambda: len(replaced) == 1, timeout=5.0)
+        await until(lambda: len(replaced) == 1)
         moved = replaced[0].replacement_id
         new = h.kernel.orders.order(moved)
         await until(lambda: new.status is OrderStatus.ACCEPTED and a.status is OrderStatus.CANCELED)
@@ -1732,7 +1730,7 @@ async def test_a_restart_after_a_cancel_replace_of_a_partly_filled_spot_oco_memb
         rate = 1.0 + max(inst.maker_fee, inst.taker_fee)
         assert account.locked("USDT") == pytest.approx(0.002 * 49_800.0 * rate) == pytest.approx(held)
         h.trade(60_000.0)  # fills nothing: the sibling's reduction is sent again (a cancel-replace)
-        await until(lambda: len(reduced) == 1, timeout=5.0)
+        await until(lambda: len(reduced) == 1)
         await h.venue.drain()
         assert reduced[0].client_order_id == second
         assert emu.orders[reduced[0].replacement_id].order.quantity == pytest.approx(0.002)
@@ -1754,7 +1752,7 @@ async def test_an_oco_sibling_placed_again_after_its_reductions_replacement_was_
     swap, again = asyncio.Event(), asyncio.Event()
     held = [BinanceFault("hold", "POST", "/api/v3/order/cancelReplace", release=swap),
             BinanceFault("hold", "POST", "/api/v3/order", at=2, release=again)]
-    async with harness(rest_faults=held, trade_size_limit=True, request_timeout=5.0) as h:
+    async with harness(rest_faults=held, trade_size_limit=True, request_timeout=WAIT) as h:
         h.venue.on_replace = h.kernel.execution.submit
         contingent = ContingentOrders(h.kernel)
         replaced: list[OrderReplaced] = []
@@ -1767,17 +1765,17 @@ async def test_an_oco_sibling_placed_again_after_its_reductions_replacement_was_
         await until(lambda: a.filled_qty == pytest.approx(0.001) and held[0].fired)
         h.emulator.on_quote(Quote(IID, 0, 0, 48_800.0, 1.0, 48_900.0, 1.0))
         swap.set()
-        await until(lambda: held[1].fired, timeout=5.0)  # placed again as it was
+        await until(lambda: held[1].fired)  # placed again as it was
         h.emulator.on_quote(Quote(IID, 0, 0, 50_000.0, 1.0, 50_100.0, 1.0))
         again.set()
-        await until(lambda: len(replaced) == 1, timeout=5.0)
+        await until(lambda: len(replaced) == 1)
         placed = h.kernel.orders.order(replaced[0].replacement_id)
         await until(lambda: placed.status is OrderStatus.ACCEPTED and b.status is OrderStatus.CANCELED)
         await h.venue.drain()
         assert (placed.quantity, placed.price) == (pytest.approx(0.003), 49_000.0)
         h.trade(51_000.0, 0.001)  # fills nothing: the reduction is sent again
         sibling = lambda: [r.order for r in h.emulator.open_orders() if r.order.client_order_id != a.client_order_id]  # noqa: E731
-        await until(lambda: [o.quantity for o in sibling()] == [pytest.approx(0.002)], timeout=5.0)
+        await until(lambda: [o.quantity for o in sibling()] == [pytest.approx(0.002)])
         await h.venue.drain()
         [working] = [o for o in h.kernel.orders.open_orders() if o is not a]
         assert (working.client_order_id, working.quantity) == (sibling()[0].client_order_id, pytest.approx(0.002))
