@@ -78,6 +78,21 @@ async def served_usdm(
                 on_demand.release()
 
 
+async def handled_all(srv: LocalVenueServer, node: PaperNode, timeout: float = 60.0) -> None:
+    """Wait until ``srv`` has sent its whole capture and ``node``'s feeds have handled every frame it wrote (each
+    stream frame and the one answer to each client message; a frame counted is handled): the server's cursor alone
+    runs ahead of a loaded daemon by what the sockets hold, hundreds of frames."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while srv.cursor < len(srv.frames):
+        assert loop.time() < deadline, f"the server sent {srv.cursor} of its {len(srv.frames)} frames in {timeout} s"
+        await asyncio.sleep(0.02)
+    written = sum(s.sent + len(s.received) for s in srv.sessions)
+    while sum(feed.client.frames for feed in node.feeds if feed.client is not None) < written:
+        assert loop.time() < deadline, f"the daemon handled not all {written} frames the server wrote in {timeout} s"
+        await asyncio.sleep(0.02)
+
+
 def usdm_paper(srv: Any, ops: dict[str, Any] | None) -> dict[str, Any]:
     """A paper config on the served capture (depth at the recorded 0ms, warm-up on) with an ``ops`` block."""
     data = usdm_config(srv.ws_url, srv.http_url, depth_speed="0ms")

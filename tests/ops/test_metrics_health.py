@@ -33,7 +33,7 @@ from tradebus.ops.server import OpsServer
 
 from live.node_testdata import USDM_IID, config_of
 
-from .conftest import USDM_FRAMES, served_usdm, usdm_paper, write_run
+from .conftest import USDM_FRAMES, handled_all, served_usdm, usdm_paper, write_run
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "tradebus-daemon.json"
 
@@ -75,16 +75,7 @@ async def run_and_scrape(tmp_path: Path) -> tuple[PaperNode, str, str, tuple[int
             url = f"http://127.0.0.1:{node.ops.server.port}"
             async with httpx.AsyncClient(base_url=url, timeout=5.0) as http:
                 mid = (await http.get("/metrics")).text
-                loop = asyncio.get_running_loop()
-                deadline = loop.time() + 60
-                while srv.cursor < len(USDM_FRAMES) and loop.time() < deadline:
-                    await asyncio.sleep(0.05)
-                # the last frames reach the kernel: the feeds have counted every frame the server wrote (each
-                # stream frame it sent and the one answer to each client message; a frame counted is handled)
-                written = sum(s.sent + len(s.received) for s in srv.sessions)
-                while sum(feed.client.frames for feed in node.feeds if feed.client is not None) < written:
-                    assert loop.time() < deadline, f"the daemon handled not all {written} frames the server wrote"
-                    await asyncio.sleep(0.02)
+                await handled_all(srv, node)  # the last frames reach the kernel
                 resp = await http.get("/metrics")
                 assert resp.status_code == 200
                 assert resp.headers["content-type"].startswith("text/plain")

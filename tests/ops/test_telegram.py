@@ -52,7 +52,7 @@ from tradebus.ops.telegram import MAX_POLL_WAIT, TelegramBot, every_day_at, read
 
 from live.node_testdata import USDM_IID, config_of
 
-from .conftest import USDM_FRAMES, USDM_SNAPSHOT, OnDemand, served_usdm, usdm_paper, write_run
+from .conftest import USDM_FRAMES, USDM_SNAPSHOT, OnDemand, handled_all, served_usdm, usdm_paper, write_run
 from .fake_telegram import FakeBotApi
 
 TOKEN = "123456:AAF-secret-test-token-xyz"
@@ -616,8 +616,8 @@ async def test_a_halted_daemon_alerts_a_series_of_denials_once(monkeypatch: pyte
             await until(lambda: node.running.is_set())
             node.kernel.risk.set_state(TradingState.HALTED, "operator test")
             await feed.until(lambda: len(denied) >= 3)
-            feed.release()  # the rest of the capture, halted
-            await until(lambda: srv.cursor >= len(USDM_FRAMES), 60.0)
+            feed.release()  # the rest of the capture, halted: every frame handled before the daemon is active again
+            await handled_all(srv, node)
             node.kernel.risk.set_state(TradingState.ACTIVE, "operator test over")
             await until(lambda: any(" more order(s) on " in t for t in api.texts()))
         finally:
