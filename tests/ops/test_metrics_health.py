@@ -36,6 +36,9 @@ from live.node_testdata import USDM_IID, config_of
 from .conftest import USDM_FRAMES, handled_all, served_usdm, usdm_paper, write_run
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "tradebus-daemon.json"
+#: How long an answer of the ops server, or a daemon's stop, may take: the server shares the daemon's loop, which on a
+#: loaded machine is busy for seconds with the capture (a scrape stalled 6 s past a 5 s client timeout failed).
+WAIT = 60.0
 
 
 def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -73,7 +76,7 @@ async def run_and_scrape(tmp_path: Path) -> tuple[PaperNode, str, str, tuple[int
                 await asyncio.sleep(0.02)
             assert node.ops is not None and node.ops.server is not None
             url = f"http://127.0.0.1:{node.ops.server.port}"
-            async with httpx.AsyncClient(base_url=url, timeout=5.0) as http:
+            async with httpx.AsyncClient(base_url=url, timeout=WAIT) as http:
                 mid = (await http.get("/metrics")).text
                 await handled_all(srv, node)  # the last frames reach the kernel
                 resp = await http.get("/metrics")
@@ -83,7 +86,7 @@ async def run_and_scrape(tmp_path: Path) -> tuple[PaperNode, str, str, tuple[int
                 missing = await http.get("/nope")
         finally:
             node.stop("test done")
-            await asyncio.wait_for(task, 20)
+            await asyncio.wait_for(task, WAIT)
     write_run(node, tmp_path / "out")
     assert missing.status_code == 404
     return node, mid, resp.text, (health.status_code, health.json())
@@ -148,11 +151,11 @@ async def test_health_is_503_until_the_daemon_runs_and_when_its_feed_is_down(tmp
     try:
         while not node.running.is_set():
             await asyncio.sleep(0.02)
-        async with httpx.AsyncClient(timeout=5.0) as http:
+        async with httpx.AsyncClient(timeout=WAIT) as http:
             resp = await http.get(f"http://127.0.0.1:{node.ops.server.port}/health")  # type: ignore[union-attr]
     finally:
         node.stop("test done")
-        await asyncio.wait_for(task, 20)
+        await asyncio.wait_for(task, WAIT)
     assert resp.status_code == 503
     problems = resp.json()["problems"]
     assert any("not connected" in p for p in problems) and any("received no frame" in p for p in problems)
@@ -166,7 +169,7 @@ async def test_a_taken_ops_port_is_a_config_error_naming_it(tmp_path: Path) -> N
         data = usdm_paper(type("S", (), {"ws_url": "ws://127.0.0.1:9", "http_url": "http://127.0.0.1:9"})(), {"port": port})
         node = PaperNode(config_of(data), handle_signals=False)
         with pytest.raises(ConfigError, match=rf"ops\.port.*127\.0\.0\.1:{port}.*in use"):
-            await asyncio.wait_for(node.run(), 20)
+            await asyncio.wait_for(node.run(), WAIT)
 
 
 def test_the_live_daemon_hooks_count_reconciliation_mismatches_and_rate_limit_headroom() -> None:
@@ -223,7 +226,7 @@ async def test_a_head_request_is_answered_as_get_without_the_body(path: str, sta
     server = OpsServer("127.0.0.1", 0, lambda: b"tradebus_up 1.0\n", lambda: (False, report))
     await server.start()
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=5.0) as http:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=WAIT) as http:
             got, head = await http.get(path), await http.head(path)
             posted = await http.post(path)
     finally:
@@ -241,7 +244,7 @@ async def test_a_method_other_than_get_or_head_is_answered_405_naming_the_allowe
     server = OpsServer("127.0.0.1", 0, lambda: b"tradebus_up 1.0\n", lambda: (True, {"status": "ok"}))
     await server.start()
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=5.0) as http:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=WAIT) as http:
             answers = [await http.request(method, path) for method in ("POST", "PUT", "DELETE", "OPTIONS")]
     finally:
         await server.stop()
@@ -257,7 +260,7 @@ async def test_a_trailing_slash_gets_the_same_answer_as_without(healthy: bool, s
     server = OpsServer("127.0.0.1", 0, lambda: b"tradebus_up 1.0\n", lambda: (healthy, report))
     await server.start()
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=5.0) as http:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=WAIT) as http:
             got = {p: await http.get(p) for p in ("/health", "/health/", "/metrics", "/metrics/", "/health/x")}
             head = await http.head("/health/?verbose=1")
     finally:
