@@ -895,15 +895,31 @@ async def test_a_feed_whose_every_connection_delivers_a_little_then_stalls_is_al
     cycle for as long as it lasted. It is one flapping alert and then one summary a window."""
     monkeypatch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
     stalls = [Fault(FaultKind.SILENCE, at=20, connection=n, seconds=math.inf) for n in range(60)]
+    # Every connection must deliver its frames, or the flapping it shows never meets data. Held, the replay clock
+    # stands still while no connection streams, so each connection has the next 20 frames however long a loaded
+    # machine takes to come back (on the wall clock the capture's 35 s ran out 1.8 s after the first subscription,
+    # and the later connections delivered nothing).
     async with FakeBotApi(TOKEN) as api, LocalVenueServer(
-        BinanceProtocol(USDM_SNAPSHOT, futures=True), USDM_FRAMES, stalls, speed=20.0, lifetime=120.0
+        BinanceProtocol(USDM_SNAPSHOT, futures=True), USDM_FRAMES, stalls, speed=20.0, lifetime=120.0, hold=True
     ) as srv:
         node = _flapping_node(srv, api, cycles=1, window=2)
+        flaps, registry = node.ops.flaps, node.ops.metrics.registry  # type: ignore[union-attr]
+        assert flaps is not None
+
+        def disconnects() -> float:
+            return sum(s.value for m in registry.collect() if m.name == "tradebus_feed_disconnects" for s in m.samples
+                       if s.name.endswith("_total"))
+
+        # The detector's clock moves 1 s at each disconnect (counted before the detector hears of it) and stands
+        # still in between: the window holds two cycles however slowly a loaded machine runs them (on the wall
+        # clock a cycle of over 2 s would be a connection open the window with data, rightly the end of the
+        # flapping), no connection stays open a window, and a summary is due every two disconnects.
+        flaps.clock = disconnects
         task = asyncio.create_task(node.run())
         try:
             await until(lambda: node.running.is_set(), 60.0)
             feed = node.feeds[0].name
-            await until(lambda: sum(t.startswith(f"feed {feed} still flapping: ") for t in api.texts()) == 2, 30.0)
+            await until(lambda: sum(t.startswith(f"feed {feed} still flapping: ") for t in api.texts()) == 2, 60.0)
         finally:
             node.stop("test done")
             await asyncio.wait_for(task, 20)
@@ -913,7 +929,8 @@ async def test_a_feed_whose_every_connection_delivers_a_little_then_stalls_is_al
     assert all(t.startswith(f"feed {feed} still flapping: ") for t in texts[flapping + 1 :]), texts
     assert len(texts) - flapping - 1 == 2, texts
     assert srv.sessions and len(srv.sessions) >= 5  # it went on cycling, each connection with data
-    registry = node.ops.metrics.registry  # type: ignore[union-attr]
+    # each connection but the last (cut by the stop) sent data: its 20 frames, fewer if the daemon found it stale first
+    assert all(s.sent > 0 for s in srv.sessions[:-1]), [s.sent for s in srv.sessions]
     assert registry.get_sample_value("tradebus_feed_disconnects_total", {"feed": feed}) >= 4
 
 
