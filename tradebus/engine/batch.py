@@ -788,6 +788,12 @@ class BatchLoop:
         result = k.result
         if skip and not self.needs_execution:
             idle.add(iid)
+        # Whether perps.lo and perps.hi bound this instrument's own liquidation (that of the one
+        # margined instrument, see Perpetuals.bounded): a trade of it shown the venue strictly
+        # between them is then not checked either. They are recomputed after every fill (of any
+        # instrument), liquidation, funding and interest charge, the only moves of the wallet,
+        # position and maintenance margin that Perpetuals.check reads besides the mark (this price).
+        own_bounds = perps is not None and perps.bounded and iid in perps.instruments
         k.extend_span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
         if lean:
             # No subscriber reads a trade: one is built only when something may read it (see
@@ -853,8 +859,9 @@ class BatchLoop:
                     deliver(None)
                     if perps is not None:  # after the handlers, as process() checks
                         if shown:
-                            if perps.watching:
-                                perps.check(ti)  # a fill, of any instrument, may have moved the wallet
+                            # a fill, of any instrument, may have moved the wallet (and the bounds)
+                            if perps.watching and not (own_bounds and perps.lo < px < perps.hi):
+                                perps.check(ti)
                         elif px <= perps.lo or px >= perps.hi:
                             perps.on_price(iid, px, ti)
                             watch = ti + 1
@@ -914,7 +921,7 @@ class BatchLoop:
                 deliver(trade)
                 if perps is not None:
                     if shown:
-                        if perps.watching:
+                        if perps.watching and not (own_bounds and perps.lo < px < perps.hi):
                             perps.check(ti)
                     elif px <= perps.lo or px >= perps.hi:
                         perps.on_price(iid, px, ti)
