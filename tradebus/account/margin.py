@@ -789,7 +789,9 @@ class MarginAccount(KeptTotals):
         """Initial margin of the working orders of margined instruments settling in ``asset`` (except ``exclude``):
         the correctly rounded sum of the orders'."""
         if not self._live:
-            return exact_sum(0, self._margins(self._working(), asset, exclude))
+            # None but exclude, at a fill of a lone order: no sum to take (0.0, as exact_sum gives)
+            margins = self._margins(self._working(), asset, exclude)
+            return exact_sum(0, margins) if margins else 0.0
         total = 0
         records = self._records
         for iid, _ in self._by_asset.get(asset, ()):
