@@ -40,6 +40,8 @@ def test_trade_ids_read_as_the_list_of_the_same_strings(
         with pytest.raises(IndexError):
             got[bad]
     assert list(got) == want and got.tolist() == want
+    read = got.reader()  # the batch trade loop's reads, of rows in range
+    assert [read(i) for i in range(len(want))] == want
     assert got == want and want == got and got == tuple(want)
     assert got != [*want, "x"] and [*want, "x"] != got
     assert list(got[::step]) == want[::step]

@@ -10,7 +10,7 @@ shares the buffers, iterating lists the column (or slice) at once.
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, overload
 
 import numpy as np
@@ -93,6 +93,19 @@ class TradeIds(Sequence[str]):
             raise IndexError("trade id index out of range")
         offsets = self._offsets
         return self._data[offsets[i] : offsets[i + 1]].decode()
+
+    def reader(self) -> Callable[[int], str]:
+        """``read(j)``: ``self[j]`` for ``0 <= j < len(self)``, without the checks of indexing (``j`` is not checked).
+
+        For a loop reading rows it knows to be in range (the batch trade loop building a trade now and then).
+        """
+        data, offsets, start = self._data, self._offsets, self._start
+
+        def read(j: int) -> str:
+            i = j + start
+            return data[offsets[i] : offsets[i + 1]].decode()
+
+        return read
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.tolist())

@@ -802,9 +802,12 @@ class BatchLoop:
 
             def trade_at(j: int) -> Trade:
                 if not columns:
-                    columns.extend((ts_event, prices, read(batch.size), read(batch.aggressor), batch.trade_id))
+                    ids = batch.trade_id  # a replay's TradeIds reads a row without the checks of indexing
+                    reader = getattr(ids, "reader", None)
+                    tid = ids.__getitem__ if reader is None else reader()
+                    columns.extend((ts_event, prices, read(batch.size), read(batch.aggressor), tid))
                 te, px, sz, side, tid = columns
-                return Trade(iid, te[j], ts_init[j], px[j], sz[j], side[j], tid[j])
+                return Trade(iid, te[j], ts_init[j], px[j], sz[j], side[j], tid(j))
 
             def materialize(j: int) -> None:
                 if j >= 0:
