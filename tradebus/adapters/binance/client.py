@@ -54,6 +54,7 @@ from tradebus.adapters.common.feed import Feed, FeedConfig, connection_policy
 from tradebus.adapters.common.parsing import WHOLE_FRAME, FrameError, FundingRateCheck, frame_error
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError, KeepAlive, SubscriptionRejected
 from tradebus.adapters.common.recorder import FrameRecorder
+from tradebus.adapters.common.skipped_streams import SkippedStreams
 from tradebus.adapters.common.trade_gaps import TRADES_CONN, TradeFetch, TradeGaps
 from tradebus.adapters.binance.sync import BinanceFuturesRule, BinanceSpotRule
 from tradebus.adapters.common.sync import BookSync, SequenceRule
@@ -217,7 +218,8 @@ class BinanceRouter:
         self.counts: Counter[str] = Counter()
         self.funding_rates = FundingRateCheck(f"binance {config.market.value}")
         self.unknown = 0
-        self.unexpected_streams: Counter[str] = Counter()
+        self.skipped = SkippedStreams(f"binance {config.market.value}", config.streams())
+        self.unexpected_streams: Counter[str] = self.skipped.counts
         self._strict = strict_streams
         self._subscribed_kinds: dict[tuple[str, StreamKind | None], str] = {}
         self.books: dict[str, BookSync] = {}
@@ -368,7 +370,6 @@ class BinanceRouter:
     def _unexpected(self, stream: str) -> None:
         """Count and skip a frame of a stream that is not subscribed; warn at its first frame."""
         self.unknown += 1
-        self.unexpected_streams[stream] += 1
         symbol = stream.partition("@")[0].upper()
         instead = self._subscribed_kinds.get((symbol, stream_kind(stream)))
         if instead is not None and self._strict:
@@ -378,27 +379,12 @@ class BinanceRouter:
                 f"(expected streams: {self.config.streams()}); "
                 "make the feed's depth_speed / kline_<interval> channel match the recording"
             )
-        if self.unexpected_streams[stream] > 1:
-            return
         hint = "" if instead is None else f" instead of the subscribed {instead!r} (check depth_speed / kline_<interval>)"
-        logger.warning(
-            "binance {}: skipping the frames of unsubscribed stream {!r}{} (subscribed: {}); "
-            "their count is logged at the end of the run",
-            self.config.market.value,
-            stream,
-            hint,
-            ", ".join(self.config.streams()),
-        )
+        self.skipped.skip(stream, hint)
 
     def log_skipped(self) -> None:
         """Log, in one WARNING, how many frames of each unsubscribed stream were skipped (nothing if none)."""
-        if not self.unexpected_streams:
-            return
-        logger.warning(
-            "binance {}: skipped frames of unsubscribed streams: {}",
-            self.config.market.value,
-            ", ".join(f"{stream!r} {n:,}" for stream, n in sorted(self.unexpected_streams.items())),
-        )
+        self.skipped.log()
 
     def on_snapshot_frame(self, raw: str | bytes, recv_ns: int, symbol: str) -> None:
         """Feed a REST depth snapshot body (recorded or fetched) to ``symbol``'s book."""

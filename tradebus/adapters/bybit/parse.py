@@ -60,7 +60,7 @@ from tradebus.adapters.common.sync import BookSync
 from tradebus.engine.messages import Bar, BookDelta, BookSnapshot, FundingRate, MarkPrice, Quote, Trade
 from tradebus.errors import ConfigError, ParseError
 
-__all__ = ["CATEGORIES", "BybitParser", "describe_frame", "instrument_symbol"]
+__all__ = ["CATEGORIES", "BybitParser", "describe_frame", "frame_stream", "instrument_symbol"]
 
 CATEGORIES = {"spot": "", "linear": "-LINEAR"}
 """Supported categories and the suffix they add to the symbol in instrument ids."""
@@ -70,6 +70,7 @@ _DEDUP_WINDOW = 4096
 _MAX = 1.7976931348623157e308
 _TOPIC = '"topic":"'
 _TOPIC_B = b'"topic":"'
+_envelope = msgspec.json.Decoder(BybitFrame)
 
 Handler = Callable[[Any, str, str, Any, int], list]
 """``handler(raw, topic, instrument_id, state, recv_ns)``; ``state`` is the topic's own (dedup, ticker, book)."""
@@ -105,6 +106,18 @@ def _scan_topic(raw: str | bytes) -> str | None:
         return None
     i += 9
     return raw[i : raw.find(b'"', i)].decode("utf-8", "replace")
+
+
+def frame_stream(raw: str | bytes) -> str | None:
+    """The topic of a pushed frame (``"orderbook.50.BTCUSDT"``).
+
+    ``None`` for an ``op`` reply or a frame that does not decode (the parser says what is
+    wrong with it).
+    """
+    try:
+        return _envelope.decode(raw).topic or None
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
 
 
 def _ticker_numbers(data: dict[str, Any]) -> TickerNumbers:

@@ -9,7 +9,7 @@ name of a :class:`FeedConfig` to them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, ClassVar, Protocol, Self
 
 from pydantic import ConfigDict, Field, PositiveFloat, ValidationError, model_validator
@@ -18,6 +18,7 @@ from tradebus.config.base import StrictModel, WsUrl
 from tradebus.adapters.common.book import OrderBook
 from tradebus.adapters.common.client import Sink, StreamParser, WsClient, connection_lost
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive
+from tradebus.adapters.common.skipped_streams import SkippedStreams
 from tradebus.engine.instrument import Instrument
 from tradebus.errors import ConfigError
 
@@ -357,16 +358,47 @@ class Feed(ABC):
 
 
 class ParserFeed(Feed):
-    """A feed whose venue parser turns each frame into core messages (``parse_frame``; OKX, Bybit)."""
+    """A feed whose venue parser turns each frame into core messages (``parse_frame``; OKX, Bybit).
+
+    A played frame of a stream the config did not subscribe (a recording made with more
+    channels or instruments) is skipped and counted (:attr:`skipped`), as a live connection
+    of that config would never have received it; the venue says how its frames name their
+    stream (:meth:`stream_of`) and lists the subscribed ones (:meth:`skip_unsubscribed`).
+    """
 
     parser: StreamParser
+    #: Frames skipped per stream the config does not subscribe (``None``: every frame is parsed).
+    skipped: SkippedStreams | None = None
+
+    @staticmethod
+    def stream_of(raw: str | bytes) -> str | None:
+        """The stream a data frame belongs to, spelt as the subscriptions (``None``: a control frame, or unknown)."""
+        return None
+
+    def skip_unsubscribed(self, streams: Iterable[str]) -> None:
+        """Skip the played frames of every stream but ``streams`` (named as :meth:`stream_of` names them)."""
+        self.skipped = SkippedStreams(self.name, streams)
+        self._subscribed = frozenset(self.skipped.subscribed)
 
     def on_frame(self, raw: str | bytes, recv_ns: int, conn: str) -> None:
         if conn != self.recorded_conn:
             self.follow_connection(conn)
+        skipped = self.skipped
+        if skipped is not None:
+            stream = self.stream_of(raw)
+            if stream is not None and stream not in self._subscribed:
+                skipped.skip(stream)
+                return
         sink = self.sink
         for msg in self.parser.parse_frame(raw, recv_ns):
             sink(msg)
+
+    def end_run(self, recv_ns: int) -> None:
+        if self.skipped is not None:
+            self.skipped.log()
+
+    def unexpected_streams(self) -> dict[str, int]:
+        return {} if self.skipped is None else dict(self.skipped.counts)
 
     def invalidate_books(self, reason: str) -> None:
         self.parser.invalidate_books(reason)

@@ -43,7 +43,7 @@ from tradebus.adapters.common.trade_gaps import TRADES_CONN
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Trade
 from tradebus.adapters.okx.config import OkxConfig, OkxFeedOptions
-from tradebus.adapters.okx.parse import BOOK_CHANNELS, OkxParser, book_key, parse_rest_trades
+from tradebus.adapters.okx.parse import BOOK_CHANNELS, OkxParser, book_key, frame_stream, parse_rest_trades
 from tradebus.adapters.okx.schemas import OkxRestResponse
 from tradebus.errors import ParseError, VenueError
 
@@ -257,6 +257,9 @@ class OkxFeedHandle(ParserFeed):
             self.client = None
             self.parser = OkxParser(okx.venue, verify_checksum=okx.verify_checksum)
             self.name = f"{okx.venue.lower()}-public"
+        self.skip_unsubscribed(book_key(ch, inst_id) for ch, inst_id in self.pairs)
+
+    stream_of = staticmethod(frame_stream)
 
     def on_frame(self, raw: str | bytes, recv_ns: int, conn: str) -> None:
         if conn.startswith(TRADES_CONN):  # a recorded history-trades answer, not a frame of the stream
@@ -270,6 +273,7 @@ class OkxFeedHandle(ParserFeed):
         sink = self.sink
         for msg in self.parser.end_run(recv_ns):
             sink(msg)
+        super().end_run(recv_ns)
 
     def accepts(self, conn: str) -> bool:
         if conn.startswith(TRADES_CONN):

@@ -68,7 +68,15 @@ from tradebus.adapters.okx.sync import OkxLevels, OkxRule
 from tradebus.engine.messages import Bar, BookDelta, BookSnapshot, FundingRate, MarkPrice, Quote, Trade
 from tradebus.errors import ConfigError, ParseError
 
-__all__ = ["BOOK_CHANNELS", "OkxParser", "book_key", "candle_close_ms", "describe_frame", "parse_rest_trades"]
+__all__ = [
+    "BOOK_CHANNELS",
+    "OkxParser",
+    "book_key",
+    "candle_close_ms",
+    "describe_frame",
+    "frame_stream",
+    "parse_rest_trades",
+]
 
 BOOK_CHANNELS = frozenset(_BOOK_CHANNELS)
 """Channels carrying an L2 book (``books5`` sends a full 5-level snapshot every time)."""
@@ -82,11 +90,30 @@ _DEDUP_WINDOW = 4096
 _INF = float("inf")
 _CHANNEL = re.compile(r'"channel"\s*:\s*"([^"]+)"')
 _rest_trades = msgspec.json.Decoder(list[OkxTrade], strict=False)
+_envelope = msgspec.json.Decoder(OkxFrame)
 
 
 def book_key(channel: str, inst_id: str) -> str:
     """The key of a book stream: its subscription ``"channel:instId"`` (``"books:BTC-USDT"``)."""
     return f"{channel}:{inst_id}"
+
+
+def frame_stream(raw: str | bytes) -> str | None:
+    """The subscription ``"channel:instId"`` a pushed frame belongs to.
+
+    ``None`` for an event, a pong, a push without an ``instId`` or a frame that does not
+    decode (the parser says what is wrong with it).
+    """
+    if raw == "pong" or raw == b"pong":
+        return None
+    try:
+        frame = _envelope.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    arg = frame.arg
+    if frame.event or arg is None or not arg.instId:
+        return None
+    return book_key(arg.channel, arg.instId)
 
 
 def candle_close_ms(start_ms: int, bar: str) -> int:
