@@ -369,7 +369,6 @@ def _tardis_rows(sink: CatalogSink, tkind: str, table: pa.Table, path: Path, fir
         sink.add("", "book", te, ti, state["seq"], sign, p, a, BOOK_SNAPSHOT if is_snap else 0)
 
 
-
 def _level_column(table: pa.Table, name: str, path: Path, first: int, absent: np.ndarray | None = None) -> np.ndarray:
     """Column ``name`` (``price``: finite and > 0, else finite and >= 0) as float64, rows ``absent`` left as read.
 

@@ -1495,7 +1495,6 @@ def _dedupe(specs: list[FeatureSpec]) -> list[FeatureSpec]:
     return out
 
 
-
 def _refuse_book_features(bank: FeatureBank, instrument_id: str) -> None:
     """Raise :class:`FeatureError` for a feature of ``bank`` driven by book events.
 

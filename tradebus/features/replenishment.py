@@ -36,8 +36,6 @@ from tradebus.features.spec_base import whole_setting
 __all__ = ["Depletion", "Replenishment", "replenishment_events"]
 
 
-
-
 @dataclass(frozen=True)
 class Depletion:
     """One measured depletion: start, measurement time, depths before / lowest / after, and the ratios."""

@@ -133,7 +133,6 @@ def fit_calibrated_logit(X: np.ndarray, y: np.ndarray, columns: Sequence[str], *
                float(full.intercept_[0]), tuple(kx.tolist()), tuple(ky.tolist()), int(y.shape[0]), float(y.mean()))
 
 
-
 def walk_forward_schedule(X: np.ndarray, y: np.ndarray, columns: Sequence[str], *, t0: np.ndarray, t1: np.ndarray,
                           starts: Sequence[int], embargo_ns: int = 0, min_samples: int = 30, folds: int = 4,
                           C: float = 1.0, method: Literal["isotonic", "sigmoid"] = "sigmoid",
