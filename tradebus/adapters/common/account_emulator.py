@@ -458,12 +458,12 @@ class AccountEmulator(ABC):
                     return fault
         return None
 
-    #: The venue's public time endpoint (``GET``, unsigned), answered by :meth:`time_answer` (``""``: none).
-    time_path = ""
+    #: The venue's public time endpoint (``GET``, unsigned), answered by :meth:`time_answer`.
+    time_path: str
 
+    @abstractmethod
     def time_answer(self, ms: int) -> web.Response:
         """The dialect's answer of its time endpoint: the venue's time ``ms`` (epoch milliseconds)."""
-        raise NotImplementedError(f"{type(self).__name__} has no time endpoint")
 
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         self.tick()
