@@ -26,7 +26,7 @@ from tests.live.live_harness import INST, KEY, SECRET, USDM_INST, WAIT, until
 from tests.live.node_testdata import FIXTURES
 from tests.live.test_live_amend_at_venue import BINANCE
 from tests.live.test_live_unheard_amend import _session
-from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, BinancePrivateEmulator
+from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, BinancePrivateEmulator, StreamFault
 from tradebus.adapters.binance.trading import (
     FUTURES_ORDER_LIMITS, FUTURES_WEIGHT_LIMIT, SPOT_ORDER_LIMITS, WEIGHT_HEADER, WEIGHT_LIMIT, BinanceFuturesTrading, BinanceTrading,
     order_limit_budgets, order_limit_window,
@@ -213,12 +213,49 @@ async def test_first_fills_the_user_stream_tells_free_room_in_the_spot_order_win
                 await api.place(_buy(n))
             ten_s, day = api.order_budgets
             assert ten_s.used == 80 and day.used == 80
+            emulator.clock.advance_to(emulator.clock.now_ns() + 1_000_000)  # a fill at the last answer's ms is left out
             emulator.on_trade(Trade(INST.instrument_id, 0, 0, 999.0, 1.0, -1, "t1"))
             await until(lambda: sum(type(e) is OrderFilled for e in heard) == 80)
             assert ten_s.used == 0 and day.used == 0
             for n in range(80, 160):
                 await api.place(_buy(n))
             assert clock.now == START and emulator.order_refusals == 0 and ten_s.used == 80
+        finally:
+            stream.stop()
+            await task
+
+
+async def test_a_first_fill_heard_after_an_answer_whose_count_left_it_out_is_not_taken_off_again() -> None:
+    """Two resting buys (count 2); one fills at the venue, its ``TRADE`` frame held back; then a third order's answer
+    tells ``X-MBX-ORDER-COUNT-10S: 2`` (Binance took the filled one off at its fill); then the frame comes. It was taken
+    off again: the budget counted 1 while Binance counted 2, so a burst could meet ``-1015``. The fill's ``T`` is not
+    after that answer's ``transactTime``: it stays 2; the third order's fill, later, takes 1 off as Binance does."""
+    clock = Clock()
+    async with _account("spot", clock) as (emulator, api):
+        heard: list[Any] = []
+        stream = LIVE_ACCOUNT.user_stream(emulator.ws_api_url, SecretStr(KEY), SecretStr(SECRET), api.instruments,
+                                          lambda coid: None, heard.append, trading=api)
+        task = asyncio.create_task(stream.run())
+        try:
+            await until(lambda: stream.subscribed.is_set())
+            low = Order("low1", "s", INST.instrument_id, OrderSide.BUY, OrderType.LIMIT, 0.001, 900.0, math.nan)
+            await api.place(_buy(0))
+            await api.place(low)
+            ten_s, day = api.order_budgets
+            assert ten_s.used == 2
+            # the fill's frames wait for the next frame pushed; the third order's own are not pushed (the cancel's are)
+            emulator.stream_faults += [StreamFault("reorder", '"x": "TRADE"'), StreamFault("reorder", "outboundAccountPosition"),
+                                       StreamFault("drop", '"c": "lim2"'), StreamFault("drop", "outboundAccountPosition", at=1)]
+            emulator.on_trade(Trade(INST.instrument_id, 0, 0, 999.0, 1.0, -1, "t1"))
+            assert emulator.frames_pending == 2
+            await api.place(_buy(2))
+            assert ten_s.used == 2 and day.used == 2 and emulator.order_counts[10][1] == 2
+            await api.cancel(low)  # its frame brings the held ones after it
+            await until(lambda: sum(type(e) is OrderFilled for e in heard) == 1)
+            assert (ten_s.used, day.used) == (2, 2) == (emulator.order_counts[10][1], emulator.order_counts[86_400][1])
+            emulator.on_trade(Trade(INST.instrument_id, 0, 0, 999.0, 1.0, -1, "t2"))  # the third order fills
+            await until(lambda: sum(type(e) is OrderFilled for e in heard) == 2)
+            assert (ten_s.used, day.used) == (1, 1) == (emulator.order_counts[10][1], emulator.order_counts[86_400][1])
         finally:
             stream.stop()
             await task

@@ -76,7 +76,7 @@ def test_only_the_first_fill_of_an_order_is_told_as_one_ours_or_not() -> None:
     is not, and the first fill of an order not ours is."""
     order = _order("O-12345-test-trade", ETH, quantity=1.0, price=2500.0)
     told: list[None] = []
-    parser = UserStreamParser({ETH.instrument_id: ETH}, {order.client_order_id: order}.get, on_first_fill=lambda: told.append(None))
+    parser = UserStreamParser({ETH.instrument_id: ETH}, {order.client_order_id: order}.get, on_first_fill=lambda *_: told.append(None))
     first = json.loads(_frame("ws_spot_execution_report_trade.json"))
     second = {**first, "data": {**first["data"], "z": "1.00000000", "X": "FILLED", "t": 98765433}}
     other = {**first, "data": {**first["data"], "c": "someoneElses1", "i": 1234567891}}

@@ -511,6 +511,9 @@ class BinanceTrading(TradingApi):
         self.order_budgets = tuple(order_budgets if order_budgets is not None else order_limit_budgets(self.order_limits))
         #: This machine's clock as Binance takes it: stamps the signed requests and the user stream's subscription.
         self.venue_clock = VenueClock(self.errors.venue, self._ccxt)
+        #: The venue's time (ms) of the latest answer whose header told the order counts, and the ids of the orders it
+        #: placed (:meth:`first_fill_heard`); ``None`` before one.
+        self.counts_told_at: tuple[int, frozenset[str]] | None = None
         if self.count_endpoint is not None:
             for limit in self.order_budgets:
                 if limit.window >= COUNT_REREAD_WINDOW:
@@ -616,8 +619,10 @@ class BinanceTrading(TradingApi):
         await acquire_together(takes)
         self._ccxt.last_response_headers = None
         status, code = 200, ""
+        answer: Any = None
         try:
-            return await getattr(self._ccxt, name)(params)
+            answer = await getattr(self._ccxt, name)(params)
+            return answer
         except BaseError as exc:
             error, status, code = self.errors.classify(exc, name)
             if code == _TOO_MANY_ORDERS:
@@ -629,12 +634,47 @@ class BinanceTrading(TradingApi):
                 budget.observe(0 if code == _TOO_MANY_ORDERS else status, self.last_headers, code)
             for limit in self.order_budgets:
                 limit.observe(0, self.last_headers)  # the counts only: a 429 or a ban pauses the weight budget
+            if orders:
+                self._note_counts_told(answer)
 
-    def first_fill_heard(self) -> None:
+    def _note_counts_told(self, answer: Any) -> None:
+        """Keep the venue's time of ``answer`` (a request placing orders) in :attr:`counts_told_at` if its header told
+        an order count: ``transactTime`` (a cancel-replace's new order's, an OCO list's ``transactionTime``), the latest
+        told so far. An answer without one (refused) leaves it."""
+        told = {k.lower() for k in self.last_headers}
+        if not isinstance(answer, dict) or not any(limit.header in told for limit in self.order_budgets):
+            return
+        placed = answer.get("newOrderResponse") if isinstance(answer.get("newOrderResponse"), dict) else answer
+        rows = placed.get("orderReports") if isinstance(placed.get("orderReports"), list) else [placed]
+        try:
+            at = int(placed.get("transactTime") or placed.get("transactionTime") or 0)
+            ids = frozenset(str(row["orderId"]) for row in rows if isinstance(row, dict) and "orderId" in row)
+        except (TypeError, ValueError):
+            return
+        if at and (self.counts_told_at is None or at >= self.counts_told_at[0]):
+            self.counts_told_at = (at, ids if self.counts_told_at is None or at > self.counts_told_at[0] else ids | self.counts_told_at[1])
+
+    def first_fill_heard(self, at_ms: int | None = None, order_id: str = "") -> None:
         """An order of the account filled for the first time, as the user stream told it (an order of another process
         on the account too): on spot (:attr:`counts_unfilled`) Binance takes it off the count of each current window of
         the order limits, so 1 is taken off each order budget's (Binance may take more, for an order first filled as a
-        maker or a large one, by amounts it does not document: the next answer's header tells the count)."""
+        maker or a large one, by amounts it does not document: the next answer's header tells the count).
+
+        Parameters
+        ----------
+        at_ms
+            The fill's transaction time at the venue (``T``, ms). A fill before the answer that last told the counts
+            (:attr:`counts_told_at`), or at its millisecond, is one that count already left out (its frame came after
+            that answer): nothing is taken off, unless the order is one that answer placed (an order filled at once is
+            told in its own answer's count). ``None``: taken off.
+        order_id
+            The venue's id of the order (``i``).
+        """
+        told = self.counts_told_at
+        if told is not None and at_ms is not None and (at_ms < told[0] or at_ms == told[0] and order_id not in told[1]):
+            logger.debug("rate budget: the first fill of order {} at {} ms is left out of the order counts told at {} ms",
+                         order_id, at_ms, told[0])
+            return
         if self.counts_unfilled:
             for limit in self.order_budgets:
                 limit.release(1.0, limit.window_start())

@@ -148,7 +148,7 @@ class UserStreamParser(PrivateStreamParser):
 
     Parameters as :class:`~tradebus.adapters.common.user_stream.PrivateStreamParser`, and ``on_first_fill``: called
     with each first fill of an order of the account (a ``TRADE`` whose cumulative ``z`` is its own ``l``), of this
-    process or not (spot's order limits count unfilled orders: :meth:`~tradebus.adapters.binance.trading.BinanceTrading.first_fill_heard`).
+    process or not, given its transaction time (ms) and the venue's order id (spot's order limits count unfilled orders: :meth:`~tradebus.adapters.binance.trading.BinanceTrading.first_fill_heard`).
     """
 
     def __init__(
@@ -156,7 +156,7 @@ class UserStreamParser(PrivateStreamParser):
         instruments: dict[str, Instrument],
         lookup: Callable[[str], Order | None],
         clock_ns: Callable[[], int] = time.time_ns,
-        on_first_fill: Callable[[], object] | None = None,
+        on_first_fill: Callable[[int, str], object] | None = None,
     ) -> None:
         super().__init__(instruments, lookup, clock_ns, venue="BINANCE")
         self.on_first_fill = on_first_fill
@@ -222,7 +222,7 @@ class UserStreamParser(PrivateStreamParser):
         ts = int(ev.get("T") or ev["E"]) * _MS
         if x == "TRADE":
             if self.on_first_fill is not None and float(ev.get("z") or 0.0) == float(ev["l"]):
-                self.on_first_fill()
+                self.on_first_fill(ts // _MS, str(ev["i"]))
             px = float(ev["L"])
             fee, fee_asset = venue_fee(float(ev["n"] or 0.0), ev.get("N"), inst)
             return [
