@@ -1621,7 +1621,9 @@ async def test_a_token_revoked_mid_run_stops_the_poller_with_one_error_and_the_d
             assert bot is not None
             task = asyncio.create_task(node.run())
             try:
-                await gate.until(lambda: bot.polls >= 2 and len(seen) >= 5)
+                # the polls first, the capture held: waiting for them while it streams could send it all before the 401
+                await until(lambda: bot.polls >= 2, 30.0)
+                await gate.until(lambda: len(seen) >= 5)
                 api.token = "654321:revoked"  # every call with the daemon's token is answered 401 from now on
                 await until(lambda: bot.token_refused and not bot.polling, 30.0)
                 polls = [m for m in api.requests if m in ("getMe", "getUpdates")]
