@@ -18,7 +18,7 @@ from loguru import logger
 
 from tests.live.live_harness import ANSWERED, FAST, IID, WAIT, Harness, harness, until
 from tests.live.live_harness import settled as quiet
-from tests.live.venue_kits import KITS, KitTape, VenueKit, kit_harness
+from tests.live.venue_kits import KIT_ANSWERED, KITS, KitTape, VenueKit, kit_harness
 from tests.live.test_live_resolved_contingent import Contingent
 from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator
 from tradebus.adapters.common.account_emulator import RestFault
@@ -42,10 +42,15 @@ from tradebus.engine.messages import (
     Trade,
 )
 
+#: The client and the engine wait WAIT for an answer, for tests that do not test timeouts: a submit's or amend's
+#: answer a loaded machine delays stays unanswered, not timed out and queried (KIT_TIMEOUTS' 0.5 s ran out on a
+#: stalled loop, the query found no order yet and the submit was taken for REJECTED).
+HELD = {"timeouts": KIT_ANSWERED, "request_timeout": WAIT}
+
 
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
 async def test_amend_changes_the_working_order_in_place(kit: VenueKit) -> None:
-    async with kit_harness(kit) as h:
+    async with kit_harness(kit, **HELD) as h:
         execution = h.kernel.execution
         order = execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
         await until(lambda: order.status is OrderStatus.ACCEPTED)
@@ -64,7 +69,7 @@ async def test_amend_changes_the_working_order_in_place(kit: VenueKit) -> None:
 
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
 async def test_an_amend_of_a_closed_order_is_refused_and_the_order_queried(kit: VenueKit) -> None:
-    async with kit_harness(kit) as h:
+    async with kit_harness(kit, **HELD) as h:
         execution = h.kernel.execution
         refused: list[OrderModifyRejected] = []
         h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
@@ -89,7 +94,7 @@ async def test_an_amend_answered_after_the_fill_that_completed_it_leaves_the_ord
     stream frame arrives before the amend's (slow) answer. Before, that answer raised OrderError in the
     request's task (a traceback in the daemon's log) and the order stayed PARTIALLY_FILLED, 0.001 left."""
     path = {"okx": "/api/v5/trade/amend-order", "bybit": "/v5/order/amend"}[kit.venue]
-    async with kit_harness(kit, rest_faults=[RestFault("slow", "POST", path, seconds=0.3)], trade_size_limit=True) as h:
+    async with kit_harness(kit, rest_faults=[RestFault("slow", "POST", path, seconds=0.3)], trade_size_limit=True, **HELD) as h:
         execution = h.kernel.execution
         order = execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.003, 0, 0, OrderType.LIMIT, 1_000.0))
         await until(lambda: order.status is OrderStatus.ACCEPTED)
@@ -114,7 +119,7 @@ async def test_an_oco_member_completed_by_its_late_answered_amend_cancels_its_si
     strategy = Contingent(kit.iid)
     path = {"okx": "/api/v5/trade/amend-order", "bybit": "/v5/order/amend"}[kit.venue]
     slow = [RestFault("slow", "POST", path, seconds=0.3)]
-    async with kit_harness(kit, rest_faults=slow, strategies=[strategy], trade_size_limit=True) as h:
+    async with kit_harness(kit, rest_faults=slow, strategies=[strategy], trade_size_limit=True, **HELD) as h:
         first, second = strategy.submit_oco([
             OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=1_000.0), OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=900.0),
         ])
@@ -139,7 +144,7 @@ async def test_a_fill_racing_an_in_place_amend_buys_the_new_total_and_no_more(ki
     path = {"okx": "/api/v5/trade/amend-order", "bybit": "/v5/order/amend"}[kit.venue]
     release = asyncio.Event()
     held = [RestFault("hold", "POST", path, release=release)]
-    async with kit_harness(kit, rest_faults=held, trade_size_limit=True) as h:
+    async with kit_harness(kit, rest_faults=held, trade_size_limit=True, **HELD) as h:
         execution = h.kernel.execution
         order = execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.003, 0, 0, OrderType.LIMIT, 1_000.0))
         await until(lambda: order.status is OrderStatus.ACCEPTED)
@@ -168,7 +173,7 @@ async def test_an_amend_below_what_a_racing_fill_bought_cancels_the_rest(kit: Ve
     path = {"okx": "/api/v5/trade/amend-order", "bybit": "/v5/order/amend"}[kit.venue]
     release = asyncio.Event()
     held = [RestFault("hold", "POST", path, release=release)]
-    async with kit_harness(kit, rest_faults=held, trade_size_limit=True) as h:
+    async with kit_harness(kit, rest_faults=held, trade_size_limit=True, **HELD) as h:
         execution = h.kernel.execution
         order = execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.003, 0, 0, OrderType.LIMIT, 1_000.0))
         await until(lambda: order.status is OrderStatus.ACCEPTED)
@@ -1261,7 +1266,7 @@ async def test_a_raise_of_an_oco_member_above_its_sibling_is_denied_before_the_v
     the backtest denies it, with no request, and a lowering to 0.002 is amended at the venue."""
     path, _ = AMEND_REFUSED[kit.venue]
     strategy = Contingent(kit.iid)
-    async with kit_harness(kit, strategies=[strategy], trade_size_limit=True) as h:
+    async with kit_harness(kit, strategies=[strategy], trade_size_limit=True, **HELD) as h:
         denied: list[Any] = []
         h.kernel.bus.subscribe(OrderDenied, denied.append)
         first, second = strategy.submit_oco([
@@ -1285,7 +1290,7 @@ async def test_an_oco_sibling_whose_reduction_is_refused_is_reduced_at_the_next_
     path, code = AMEND_REFUSED[kit.venue]
     strategy = Contingent(kit.iid)
     refused = [RestFault("refuse", "POST", path, code=code)]
-    async with kit_harness(kit, rest_faults=refused, strategies=[strategy], trade_size_limit=True) as h:
+    async with kit_harness(kit, rest_faults=refused, strategies=[strategy], trade_size_limit=True, **HELD) as h:
         got: list[OrderModifyRejected] = []
         h.kernel.bus.subscribe(OrderModifyRejected, got.append)
         first, second = strategy.submit_oco([
@@ -1317,7 +1322,7 @@ async def test_an_oco_sibling_whose_reduction_the_venue_keeps_refusing_is_cancel
     warnings: list[str] = []
     sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
     try:
-        async with kit_harness(kit, rest_faults=refused, strategies=[strategy], trade_size_limit=True) as h:
+        async with kit_harness(kit, rest_faults=refused, strategies=[strategy], trade_size_limit=True, **HELD) as h:
             first, second = strategy.submit_oco([
                 OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=1_000.0), OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=900.0),
             ])
@@ -1350,7 +1355,7 @@ async def test_an_oco_siblings_reduction_the_order_rate_holds_back_goes_once_the
     path, _ = AMEND_REFUSED[kit.venue]
     strategy = Contingent(kit.iid)
     risk = RiskConfig(max_orders_per_window=2, order_rate_window_ns=3_000_000_000)
-    async with kit_harness(kit, strategies=[strategy], trade_size_limit=True, risk_config=risk) as h:
+    async with kit_harness(kit, strategies=[strategy], trade_size_limit=True, risk_config=risk, **HELD) as h:
         denied: list[OrderDenied] = []
         h.kernel.bus.subscribe(OrderDenied, denied.append)
         first, second = strategy.submit_oco([
@@ -1389,7 +1394,7 @@ async def test_an_oco_siblings_reduction_the_price_band_holds_back_counts_as_a_r
 
     strategy = Contingent(kit.iid)
     risk = RiskConfig(price_band_pct=5.0)
-    async with kit_harness(kit, strategies=[strategy], trade_size_limit=True, risk_config=risk) as h:
+    async with kit_harness(kit, strategies=[strategy], trade_size_limit=True, risk_config=risk, **HELD) as h:
         denied: list[OrderDenied] = []
         h.kernel.bus.subscribe(OrderDenied, denied.append)
         tape = KitTape(h, kit.iid, 10**18, size=0.001)
@@ -1451,10 +1456,10 @@ async def test_a_restart_reduces_the_oco_sibling_whose_reduction_the_venue_refus
     emu = kit.emulator([RestFault("refuse", "POST", path, code=code)], trade_size_limit=True)
     one_account = _one_account(kit, emu)
     strategy = Contingent(kit.iid)
-    async with kit_harness(one_account, journal=journal, strategies=[strategy]) as h:
+    async with kit_harness(one_account, journal=journal, strategies=[strategy], **HELD) as h:
         first, second = await _oco_reduction_refused(h, kit, strategy)
     assert emu.orders[second].order.quantity == pytest.approx(0.003)
-    async with kit_harness(one_account, journal=journal, strategies=[Contingent(kit.iid)]) as h:
+    async with kit_harness(one_account, journal=journal, strategies=[Contingent(kit.iid)], **HELD) as h:
         orders = _queried(h, first, second)
         await until(lambda: orders[0].status is OrderStatus.PARTIALLY_FILLED and orders[1].status is OrderStatus.ACCEPTED)
         KitTape(h, kit.iid, 10**18 + 10**9, size=0.001).trade(1_100.0)  # fills nothing
@@ -1477,7 +1482,7 @@ async def test_a_restart_counts_on_the_refusals_of_an_oco_siblings_reduction(kit
     emu = kit.emulator(faults, trade_size_limit=True)
     one_account = _one_account(kit, emu)
     strategy = Contingent(kit.iid)
-    async with kit_harness(one_account, journal=journal, strategies=[strategy]) as h:
+    async with kit_harness(one_account, journal=journal, strategies=[strategy], **HELD) as h:
         first, second = strategy.submit_oco([
             OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=1_000.0), OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=900.0),
         ])
@@ -1491,7 +1496,7 @@ async def test_a_restart_counts_on_the_refusals_of_an_oco_siblings_reduction(kit
         await until(lambda: len(tape.posts(path)) == 2 and h.venue.in_flight == 0)
         await h.venue.drain()
     assert REDUCE_TRIES == 3 and emu.orders[second].order.quantity == pytest.approx(0.003)
-    async with kit_harness(one_account, journal=journal, strategies=[Contingent(kit.iid)]) as h:
+    async with kit_harness(one_account, journal=journal, strategies=[Contingent(kit.iid)], **HELD) as h:
         orders = _queried(h, first, second)
         await until(lambda: orders[0].status is OrderStatus.PARTIALLY_FILLED and orders[1].status is OrderStatus.ACCEPTED)
         tape = KitTape(h, kit.iid, 10**18 + 10**9, size=0.001)
@@ -1515,11 +1520,11 @@ async def test_a_restart_rebuilds_the_room_of_a_partly_filled_spot_oco(kit: Venu
     emu = kit.emulator([RestFault("refuse", "POST", path, code=code)], trade_size_limit=True)
     one_account = _one_account(kit, emu)
     strategy = Contingent(kit.iid)
-    async with kit_harness(one_account, journal=journal, strategies=[strategy]) as h:
+    async with kit_harness(one_account, journal=journal, strategies=[strategy], **HELD) as h:
         assert h.kernel.instruments[kit.iid].cash_only
         first, second = await _oco_reduction_refused(h, kit, strategy)
         held = h.kernel.portfolio.account.locked("USDT")
-    async with kit_harness(one_account, journal=journal, strategies=[Contingent(kit.iid)]) as h:
+    async with kit_harness(one_account, journal=journal, strategies=[Contingent(kit.iid)], **HELD) as h:
         orders = _queried(h, first, second)
         await until(lambda: orders[0].status is OrderStatus.PARTIALLY_FILLED and orders[1].status is OrderStatus.ACCEPTED)
         account, inst = h.kernel.portfolio.account, h.kernel.instruments[kit.iid]
@@ -1545,7 +1550,7 @@ async def test_a_restart_rebuilds_the_room_of_a_spot_oco_its_reductions_lowered(
     emu = kit.emulator(None, None, True)
     one_account = _one_account(kit, emu)
     strategy = Contingent(kit.iid)
-    async with kit_harness(one_account, journal=journal, strategies=[strategy]) as h:
+    async with kit_harness(one_account, journal=journal, strategies=[strategy], **HELD) as h:
         tape = KitTape(h, kit.iid, 10**18)
         tape.size = 0.001
         tape.trade(1_000.0)  # a last price below the stop's trigger
@@ -1566,7 +1571,7 @@ async def test_a_restart_rebuilds_the_room_of_a_spot_oco_its_reductions_lowered(
         running = (account.oco_room(limit), account.oco_room(stop))
         held = account.locked("USDT")
         assert running == (pytest.approx(0.002), pytest.approx(0.002))
-    async with kit_harness(one_account, journal=journal, strategies=[Contingent(kit.iid)]) as h:
+    async with kit_harness(one_account, journal=journal, strategies=[Contingent(kit.iid)], **HELD) as h:
         orders = _queried(h, limit, stop)
         await until(lambda: all(o.status is OrderStatus.PARTIALLY_FILLED for o in orders))
         a, b = orders

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 from loguru import logger
 
-from tests.live.live_harness import WAIT, until
-from tests.live.test_live_amend import _one_account
+from tests.live.live_harness import until
+from tests.live.test_live_amend import HELD, _one_account
 from tests.live.test_live_resolved_contingent import Contingent
-from tests.live.venue_kits import KIT_ANSWERED, KITS, KitTape, VenueKit, kit_harness
+from tests.live.venue_kits import KITS, KitTape, VenueKit, kit_harness
 from tradebus.adapters.common.account_emulator import RestFault
 from tradebus.engine.messages import CancelOrder, ModifyOrder, OrderModified, OrderModifyRejected, OrderSide, OrderStatus, OrderType
 
@@ -32,9 +32,6 @@ T0 = 1_786_310_819_680_000_000
 STOP_AMEND = {"okx": "/api/v5/trade/amend-algos", "bybit": "/v5/order/amend"}
 LIMIT_AMEND = {"okx": "/api/v5/trade/amend-order", "bybit": "/v5/order/amend"}
 REFUSED = {"okx": "51000", "bybit": "10001"}
-#: The client and the engine wait WAIT for an answer: an amend held at the venue stays unanswered, not timed out, however
-#: long a loaded machine takes between its hold and its release (the client's 1 s timeout ran out on a stalled loop).
-HELD = {"timeouts": KIT_ANSWERED, "request_timeout": WAIT}
 
 
 def _venue_trigger(h: Any, coid: str) -> float:
