@@ -77,6 +77,9 @@ class FakeBotApi:
         self._waiting = 0
         #: long polls ended with 409 Conflict by a newer getUpdates call (another process on the token)
         self.conflicts = 0
+        #: answer this many getUpdates calls confirming an offset 409 Conflict after confirming it (calls Telegram took,
+        #: ended by another process's poll)
+        self.conflicts_after_confirming = 0
         #: longest a getUpdates long poll waits for an update, seconds (its ``timeout`` if shorter)
         self.poll_wait = 0.2
         self._stopping = False
@@ -168,6 +171,10 @@ class FakeBotApi:
             if self.confirm and offset > self.confirmed:
                 self.confirmed = offset
                 self._updates = [u for u in self._updates if u["update_id"] >= offset]
+                if self.conflicts_after_confirming > 0:
+                    self.conflicts_after_confirming -= 1
+                    self.conflicts += 1
+                    return web.json_response({"ok": False, "error_code": 409, "description": CONFLICT}, status=409)
             if not self.confirm:  # a request that never arrived: the daemon waits on it until it is stopped
                 await asyncio.sleep(min(float(body.get("timeout", 0)), 0.2))
                 return web.json_response({"ok": True, "result": []})

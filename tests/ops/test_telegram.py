@@ -818,6 +818,30 @@ async def test_a_command_is_confirmed_to_telegram_before_it_is_acted_on_so_a_res
     assert api.texts() == ["flattened", "again"]  # the restart neither acted on nor answered /flatten
 
 
+async def test_a_command_whose_confirmation_another_processs_poll_ended_is_still_acted_on() -> None:
+    """Two daemons on one token, under load: a ``/ping`` was read by one, whose confirmation (``offset`` 1001) the
+    other's poll ended with 409 after Telegram had taken it. The daemon dropped the command to poll again, and
+    Telegram, the command confirmed, never returned it: the ``/ping`` was not answered. Now the confirmation is sent
+    again and the command acted on, once, with no poll in between."""
+    acted: list[str] = []
+    async with FakeBotApi(TOKEN) as api:
+        config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, poll_timeout=1)
+        bot = TelegramBot(config, TOKEN, lambda text, chat: acted.append(text) or "pong", sleep=lambda s: asyncio.sleep(0))
+        await bot.start()
+        try:
+            await until(lambda: bot.polls >= 1)
+            api.conflicts_after_confirming = 1
+            at_push = bot.polls
+            api.push(OPERATOR, "/ping")
+            # the poll out at the push, or the next one, reads it: two more show it dropped
+            await until(lambda: bool(acted) or bot.polls >= at_push + 3)
+            assert acted == ["/ping"] and bot.polls <= at_push + 1
+            await until(lambda: api.texts() == ["pong"])
+        finally:
+            await bot.stop()
+    assert (api.conflicts, api.confirmed, bot.conflicts) == (1, 1001, 1)
+
+
 def _flapping_node(srv: LocalVenueServer, api: FakeBotApi, *, cycles: int, window: float) -> PaperNode:
     """A paper node on ``srv`` alerting through ``api`` (no commands), flapping past ``cycles`` disconnects in
     ``window`` seconds, its feed stale after 0.5 s of silence and reconnecting at once."""

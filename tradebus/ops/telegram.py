@@ -44,7 +44,8 @@ is for (``/halt@OtherBot``): only a command naming none or naming this bot (its 
 any case, as Telegram compares them) is acted on. Updates are confirmed to Telegram (a
 ``getUpdates`` with the next ``offset``, answered before any of them is acted on), so a daemon
 stopped right after acting on a command does not get it again when it restarts; a command
-whose confirmation fails is read again and acted on once it succeeds. Telegram keeps a command for 24 h until a
+whose confirmation fails is kept and its confirmation sent again (the failed one may have confirmed it at the Bot API,
+a 409 from a poll of another process ending it, and a poll would not return it again): it is acted on once that succeeds. Telegram keeps a command for 24 h until a
 ``getUpdates`` confirms it, so the first one after a start returns what was sent while the
 daemon was down: a command sent before the second the bot started (the message's ``date``,
 whole seconds), or more than ``command_max_age`` seconds ago (a Bot API unreachable for a
@@ -749,24 +750,30 @@ class TelegramBot:
     async def _poller(self) -> None:
         offset: int | None = None
         delay = 1.0
+        # updates read, not yet confirmed: a failed confirmation may have confirmed them at the Bot API all the same (a
+        # 409 ends a call Telegram took), which then never returns them, so the confirmation is sent again, not the poll
+        unconfirmed: list[dict[str, Any]] = []
+        last = 0
         while True:
             step = "getMe"
             try:
                 if self.username is None:
                     self.username = await self._get_username()
                     logger.info("telegram: commands for @{} (or naming no bot)", self.username)
-                step = "getUpdates"
-                params: dict[str, Any] = {"timeout": self.config.poll_timeout, "allowed_updates": ["message"]}
-                if offset is not None:
-                    params["offset"] = offset
-                self.polls += 1
-                updates = await self._post("getUpdates", params)
-                if not isinstance(updates, list) or not all(isinstance(u, dict) and "update_id" in u for u in updates):
-                    raise RuntimeError(f"Bot API getUpdates: the answer {str(updates)[:80]!r} is not a list of updates")
-                delay = 1.0
-                if not updates:
-                    continue
-                last = max(int(u["update_id"]) for u in updates) + 1
+                if not unconfirmed:
+                    step = "getUpdates"
+                    params: dict[str, Any] = {"timeout": self.config.poll_timeout, "allowed_updates": ["message"]}
+                    if offset is not None:
+                        params["offset"] = offset
+                    self.polls += 1
+                    updates = await self._post("getUpdates", params)
+                    if not isinstance(updates, list) or not all(isinstance(u, dict) and "update_id" in u for u in updates):
+                        raise RuntimeError(f"Bot API getUpdates: the answer {str(updates)[:80]!r} is not a list of updates")
+                    delay = 1.0
+                    if not updates:
+                        continue
+                    last = max(int(u["update_id"]) for u in updates) + 1
+                    unconfirmed = updates
                 step = "confirming updates"  # before acting: a daemon stopped after acting must not get them again
                 await self._post("getUpdates", {"offset": last, "timeout": 0, "limit": 1, "allowed_updates": ["message"]})
             except _Unauthorized:  # no call with this token is answered again: logged once (_token_refused)
@@ -783,7 +790,7 @@ class TelegramBot:
                 await self._wait_to_poll(delay)
                 delay = min(delay * 2, 30.0)
                 continue
-            offset = last
+            updates, offset, unconfirmed = unconfirmed, last, []
             for update in updates:
                 try:
                     self._command(update.get("message") or {})
