@@ -45,9 +45,9 @@ any case, as Telegram compares them) is acted on. Updates are confirmed to Teleg
 ``getUpdates`` with the next ``offset``, answered before any of them is acted on), so a daemon
 stopped right after acting on a command does not get it again when it restarts; a command
 whose confirmation fails is kept and its confirmation sent again (the failed one may have confirmed it at the Bot API,
-a 409 from a poll of another process ending it, and a poll would not return it again): it is acted on once that succeeds. Telegram keeps a command for 24 h until a
-``getUpdates`` confirms it, so the first one after a start returns what was sent while the
-daemon was down: a command sent before the second the bot started (the message's ``date``,
+a 409 from a poll of another process ending it, and a poll would not return it again): it is acted on once that
+succeeds. Telegram keeps a command for 24 h until a ``getUpdates`` confirms it, so the first one after a start
+returns what was sent while the daemon was down: a command sent before the second the bot started (the message's ``date``,
 whole seconds), or more than ``command_max_age`` seconds ago (a Bot API unreachable for a
 while), is not acted on; it is answered as ignored, with when it was sent, and logged. A
 command whose answer is awaitable (``/flatten`` waits for the venue's cancels) is answered when
