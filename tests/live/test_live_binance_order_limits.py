@@ -26,7 +26,7 @@ from tests.live.live_harness import INST, KEY, SECRET, USDM_INST, WAIT, until
 from tests.live.node_testdata import FIXTURES
 from tests.live.test_live_amend_at_venue import BINANCE
 from tests.live.test_live_unheard_amend import _session
-from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, BinancePrivateEmulator, StreamFault
+from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, BinancePrivateEmulator, RestFault, StreamFault
 from tradebus.adapters.binance.trading import (
     FUTURES_ORDER_LIMITS, FUTURES_WEIGHT_LIMIT, SPOT_ORDER_LIMITS, WEIGHT_HEADER, WEIGHT_LIMIT, BinanceFuturesTrading, BinanceTrading,
     order_limit_budgets, order_limit_window,
@@ -362,6 +362,48 @@ async def test_an_exchange_info_without_rate_limits_keeps_the_defaults_and_says_
     assert [b.limit for b in (*api.order_budgets, api.budget)] == [100, 200_000, 6000]
     [warning] = warnings
     assert "orders per 10 s: 100; orders per UTC day: 200000; request budget: 6000" in warning
+
+
+#: An account's own USD-M order limits below the defaults (300 per 10 s, 1200 per minute), as
+#: ``GET /fapi/v1/rateLimit/order`` lists an account's ("Query User Rate Limit": no count).
+LOW_USDM_LIMITS = ((10, "TEN_SECONDS", 100, "X-MBX-ORDER-COUNT-10S"), (60, "MINUTE", 400, "X-MBX-ORDER-COUNT-1M"))
+
+
+async def test_the_usdm_limits_are_the_accounts_own_read_at_start() -> None:
+    """A USD-M account whose own order limits are 100 per 10 s and 400 per minute. The limits were hard-coded (300,
+    1200): a burst of 120 orders went out in one 10 s window and the 101st met 429 ``-1015`` (repeated: an IP ban). The
+    start-up read (:meth:`listed_symbols`: USD-M checks no symbol there) now reads ``GET /fapi/v1/rateLimit/order`` and
+    counts against the account's limits: the burst waits for the next 10 s, none refused, no window over 100."""
+    clock = Clock()
+    async with _account("usdm", clock) as (emulator, api):
+        emulator.order_limits = LOW_USDM_LIMITS
+        assert await api.listed_symbols() is None
+        ten_s, minute = api.order_budgets
+        assert (ten_s.limit, minute.limit, api.budget.limit) == (100, 400, FUTURES_WEIGHT_LIMIT)
+        assert sum(path == "/fapi/v1/rateLimit/order" for _, path, _ in emulator.requests) == 1
+        for n in range(120):
+            await api.place(_buy(n, USDM_INST.instrument_id))
+        assert emulator.order_refusals == 0 and len(emulator.orders) == 120
+        assert ten_s.peak <= 100 and clock.now >= 1_800_000_010.0
+
+
+@pytest.mark.parametrize("fault", ["refuse", "error5xx"])
+async def test_a_failed_read_of_the_usdm_limits_keeps_the_defaults_with_one_warning_naming_them(fault: str) -> None:
+    """``GET /fapi/v1/rateLimit/order`` refused (a code the client does not know) or answered by the gateway's 5xx: the
+    daemon starts on the documented limits (300 per 10 s, 1200 per minute), and one WARNING names them."""
+    clock = Clock()
+    warnings: list[Any] = []
+    sink = logger.add(warnings.append, level="WARNING", format="{message}")
+    try:
+        async with _account("usdm", clock) as (emulator, api):
+            emulator.rest_faults.append(RestFault(fault, method="GET", path="/fapi/v1/rateLimit/order", code="-1002"))
+            emulator.order_limits = LOW_USDM_LIMITS
+            assert await api.listed_symbols() is None
+            assert [b.limit for b in api.order_budgets] == [300, 1200]
+    finally:
+        logger.remove(sink)
+    [warning] = [w for w in warnings if "rate budget" in w]
+    assert "GET /fapi/v1/rateLimit/order" in warning and "orders per 10 s: 300; orders per minute: 1200" in warning
 
 
 @pytest.mark.parametrize(

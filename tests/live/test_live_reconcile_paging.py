@@ -124,7 +124,7 @@ MARKETS = [
     Market("binance-spot", "binance", "spot", SPOT, "BTCUSDT.BINANCE", "trade", BinancePrivateEmulator, partial(BinanceProtocol, None),
            "/api/v3/myTrades", "/api/v3/order", 1_000, 5, weight_limit=WEIGHT_LIMIT),
     Market("binance-usdm", "binance", "usdm", USDM_INSTRUMENT, USDM_IID, "trade", BinanceFuturesEmulator, partial(BinanceProtocol, None),
-           "/fapi/v1/userTrades", "/fapi/v1/order", 1_000, 10, weight_limit=FUTURES_WEIGHT_LIMIT),  # + the open algo orders, the margin check's positionRisk, the income history, the BNB balance
+           "/fapi/v1/userTrades", "/fapi/v1/order", 1_000, 11, weight_limit=FUTURES_WEIGHT_LIMIT),  # + the open algo orders, the margin check's positionRisk, the income history, the BNB balance, the order limits (rateLimit/order)
     Market("okx-spot", "okx", "spot", {**OKX_INSTRUMENT, "margin": False}, OKX_IID, "trades", OkxPrivateEmulator, partial(OkxProtocol, []),
            "/api/v5/trade/fills", "/api/v5/trade/order", 100, 7, orders=20, units=150),  # + the open algo orders, the listed symbols (account/instruments)
     Market("okx-swap", "okx", "swap", OKX_SWAP, "BTC-USDT-SWAP.OKX", "trades", OkxSwapEmulator, partial(OkxProtocol, []),

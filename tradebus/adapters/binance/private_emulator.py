@@ -127,7 +127,8 @@ its URLs pointed here) and
   to ``X-MBX-USED-WEIGHT-1M`` (:attr:`BinanceFuturesEmulator.weight`, never reset). New orders are counted against
   the account's order limits as on spot (:class:`OrderLimits`; :data:`FUTURES_ORDER_LIMITS`, those of USD-M's
   ``exchangeInfo``: 300 per 10 s, 1200 per minute), told by ``X-MBX-ORDER-COUNT-10S`` and ``-1M``; Binance's text
-  over one: "Too many new orders; current limit is 300 orders per TEN_SECONDS.".
+  over one: "Too many new orders; current limit is 300 orders per TEN_SECONDS.". ``GET /fapi/v1/rateLimit/order``
+  lists them (the account's own: a test may set others), without a count, as Binance's "Query User Rate Limit" does.
 
 The account is one-way USDT-margined: the position of each symbol is the matching venue's
 (:meth:`~tradebus.execution.simulated.SimulatedVenue.position`; a reduce-only order that
@@ -260,6 +261,10 @@ def weight_of(method: str, path: str, query: Any) -> int:
 SPOT_ORDER_LIMITS = ((10, "10 SECOND", 100, "X-MBX-ORDER-COUNT-10S"), (86_400, "1 DAY", 200_000, "X-MBX-ORDER-COUNT-1D"))
 
 
+#: Binance's ``interval`` units of a rate limit and their seconds, longest first.
+_INTERVALS = (("DAY", 86_400), ("HOUR", 3_600), ("MINUTE", 60), ("SECOND", 1))
+
+
 class OrderLimits:
     """The order limits of an emulated Binance account (spot's "unfilled order count", USD-M's order rate limit).
 
@@ -306,12 +311,13 @@ class OrderLimits:
 
     def order_count_rows(self, counts: bool = True) -> list[dict[str, Any]]:
         """The order limits as Binance lists them (``rateLimitType`` ``ORDERS``, ``interval``, ``intervalNum``, ``limit``),
-        each with its current window's ``count`` (``counts``: ``GET /api/v3/rateLimit/order``; else ``exchangeInfo``'s)."""
+        each with its current window's ``count`` (``counts``: spot's ``GET /api/v3/rateLimit/order``; else ``exchangeInfo``'s
+        and USD-M's ``GET /fapi/v1/rateLimit/order``, which tell none)."""
         now = self.order_clock()
         rows = []
-        for seconds, name, limit, _ in self.order_limits:
-            number, unit = name.split(" ")
-            row: dict[str, Any] = {"rateLimitType": "ORDERS", "interval": unit, "intervalNum": int(number), "limit": limit}
+        for seconds, _, limit, _ in self.order_limits:
+            unit, length = next((u, n) for u, n in _INTERVALS if seconds % n == 0)
+            row: dict[str, Any] = {"rateLimitType": "ORDERS", "interval": unit, "intervalNum": seconds // length, "limit": limit}
             if counts:
                 window, count = self.order_counts.get(seconds, (-1, 0))
                 row["count"] = count if window == int(now // seconds) else 0
@@ -1094,7 +1100,12 @@ class BinanceFuturesEmulator(AccountEmulator, OrderLimits):
             ("GET", "/fapi/v1/algoOrder"): self._query_algo,
             ("GET", "/fapi/v1/openAlgoOrders"): self._open_algos,
             ("GET", "/fapi/v1/income"): self._income,
+            ("GET", "/fapi/v1/rateLimit/order"): self._order_limits,
         }
+
+    def _order_limits(self, p: dict[str, Any]) -> web.Response:
+        """``GET /fapi/v1/rateLimit/order`` (signed, weight 1): the account's order limits, without counts."""
+        return self._json(self.order_count_rows(counts=False))
 
     def error(self, status: int, code: int | str, msg: str, headers: dict[str, str] | None = None) -> web.Response:
         headers = {"X-MBX-USED-WEIGHT-1M": str(self.weight), **(headers or {})}

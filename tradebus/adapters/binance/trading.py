@@ -104,7 +104,8 @@ while the user stream was not heard (the daemon down, the stream reconnecting) i
 ``GET /fapi/v1/income`` with ``incomeType=FUNDING_FEE`` (:meth:`BinanceFuturesTrading.funding_since`).
 Weights are USD-M's (2400 per minute); a new order (``POST /fapi/v1/order``, ``POST /fapi/v1/algoOrder``) weighs 0
 there and counts instead against the account's order limits, 300 per 10 s and 1200 per minute
-(:data:`FUTURES_ORDER_LIMITS`, USD-M's ``exchangeInfo``): each is a budget of its own
+(:data:`FUTURES_ORDER_LIMITS`, USD-M's ``exchangeInfo``; the account's own, ``GET /fapi/v1/rateLimit/order``, are read at
+start: :meth:`BinanceFuturesTrading.listed_symbols`): each is a budget of its own
 (:attr:`BinanceFuturesTrading.order_budgets`), fed by ``X-MBX-ORDER-COUNT-10S`` and ``-1M`` as the weight budget is by
 ``X-MBX-USED-WEIGHT-1M``, so a burst of orders waits for the next window instead of meeting Binance's ``429`` (``-1015``
 "Too many new orders"), whose repetition Binance answers with an IP ban (``418``). An order counts in the windows it
@@ -701,8 +702,7 @@ class BinanceTrading(TradingApi):
         its ``count``, if told, as its count; the ``REQUEST_WEIGHT`` minute's ``limit`` into the weight budget. A limit
         other than the budget's is logged at WARNING, naming both, and a window no budget counts too (not counted here)."""
         if not isinstance(rows, list):
-            kept = "; ".join(f"{b.name}: {b.limit}" for b in (*self.order_budgets, self.budget) if b is not None)
-            logger.warning("rate budget: {} told no rate limits ({!r}); this client's stand ({})", source, rows, kept)
+            logger.warning("rate budget: {} told no rate limits ({!r}); this client's stand ({})", source, rows, self._limits_kept())
             return
         for row in rows:
             try:
@@ -727,6 +727,10 @@ class BinanceTrading(TradingApi):
                     budget.set_limit(limit)
                 if "count" in row and budget.header:
                     budget.observe(0, {budget.header: str(row["count"])})
+
+    def _limits_kept(self) -> str:
+        """The budgets' limits, named (``"orders per 10 s: 300; orders per minute: 1200; request budget: 2400"``)."""
+        return "; ".join(f"{b.name}: {b.limit}" for b in (*self.order_budgets, self.budget) if b is not None)
 
     def _order_limit_met(self, message: str) -> None:
         """The venue refused orders for an order limit of the account (``-1015``), which this process's budget left room
@@ -978,6 +982,7 @@ FUTURES_WEIGHTS: dict[str, int] = {
     "fapiprivatev2_get_balance": 5,
     "fapiprivatev2_get_positionrisk": 5,
     "fapiprivate_get_income": 30,
+    "fapiprivate_get_ratelimit_order": 1,
 }
 #: Rows per page of ``GET /fapi/v1/income`` (Binance's maximum ``limit``).
 INCOME_PAGE = 1000
@@ -1321,7 +1326,24 @@ class BinanceFuturesTrading(BinanceTrading):
         return out
 
     async def listed_symbols(self) -> set[str] | None:
-        """Not read here: a symbol USD-M does not list has no leverage in ``positionRisk`` (:meth:`margin_settings`)."""
+        """Not read here: a symbol USD-M does not list has no leverage in ``positionRisk`` (:meth:`margin_settings`).
+
+        This start-up read takes instead the account's own order limits, ``GET /fapi/v1/rateLimit/order`` (weight 1;
+        Binance's "Query User Rate Limit": ``ORDERS`` rows without a count), into the order budgets
+        (:meth:`take_rate_limits`), as spot's takes its ``exchangeInfo``'s: an account's may be lower than
+        :data:`FUTURES_ORDER_LIMITS` (``exchangeInfo`` lists those, not the account's). A read refused or unanswered
+        leaves the defaults, logged at WARNING naming them; a rate limit's refusal or the key's is raised (the
+        start-up reads again after the pause, or stops).
+        """
+        try:
+            rows = await self._call("fapiprivate_get_ratelimit_order", {})
+        except (RateLimited, CredentialsRefused):
+            raise
+        except VenueError as exc:
+            logger.warning("rate budget: reading the account's order limits (GET /fapi/v1/rateLimit/order) failed ({}: {}); "
+                           "this client's stand ({})", type(exc).__name__, exc, self._limits_kept())
+            return None
+        self.take_rate_limits(rows, "GET /fapi/v1/rateLimit/order")
         return None
 
     async def margin_settings(self) -> list[AccountMargin] | None:
