@@ -9,6 +9,7 @@ import pytest
 
 from tradebus.adapters.bybit.user_stream import UserStreamParser as BybitParser
 from tradebus.adapters.common.policy import ErrorClass, FatalVenueError, classify_error
+from tradebus.adapters.common.venue_clock import TimestampRefused
 from tradebus.adapters.okx.user_stream import UserStreamParser as OkxParser
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import Liquidity, OrderAccepted, OrderCanceled, OrderFilled, OrderFillsReported, OrderSide, OrderStatus, OrderType
@@ -233,7 +234,11 @@ def test_bybit_wallet_and_auth() -> None:
     assert usdt.asset == "USDT" and usdt.free + usdt.locked == pytest.approx(9647.75537647)
     assert _bybit().parse('{"success":true,"ret_msg":"","op":"auth","conn_id":"x"}') == []
     with pytest.raises(CredentialsRefused, match="auth"):
-        _bybit().parse('{"success":false,"ret_msg":"Params Error","op":"auth","conn_id":"x"}')
+        _bybit().parse('{"success":false,"ret_msg":"Invalid apikey","op":"auth","conn_id":"x"}')
+    for expired in ("Params Error", "error:request expired"):  # V5's and v2's words for an expires already past
+        with pytest.raises(TimestampRefused, match="auth refused for its expires") as stale:
+            _bybit().parse(json.dumps({"success": False, "ret_msg": expired, "op": "auth", "conn_id": "x"}))
+        assert not isinstance(stale.value, CredentialsRefused)
     with pytest.raises(FatalVenueError, match="subscribe refused") as other:
         _bybit().parse('{"success":false,"ret_msg":"Request not authorized","op":"subscribe","conn_id":"x"}')
     assert not isinstance(other.value, CredentialsRefused)

@@ -176,6 +176,41 @@ async def test_an_okx_login_refused_for_its_timestamp_measures_okxs_clock_and_lo
     assert next(c for cls, c in EXIT_CODES if isinstance(info.value, cls)) == 2
 
 
+async def test_a_bybit_auth_refused_for_its_expires_measures_bybits_clock_and_logs_in_again(tmp_path: Path) -> None:
+    """This machine's clock steps 30 s back while the daemon runs (an NTP step; a loop stalled over 10 s between the
+    auth's signing and Bybit's reading of it alike): the reconnecting private stream's ``auth``, its ``expires`` 10 s
+    ahead of this machine's clock, has passed on Bybit's, which answers "Params Error". That was taken for a refused key:
+    the daemon stopped, exit 2, blaming the key. The stream now reads Bybit's time, reconnects and logs in again; the
+    daemon runs on. Refused so after every one of the RESYNCS measures, it stops with ClockRefused (exit 2) naming the
+    clock, never the key."""
+    account = ACCOUNTS["bybit"]
+    async with account.served(tmp_path, []) as (emulator, data):
+        config = parse_live_config(data, "<test>")
+        node = LiveNode(config, ApiKeys.from_env(config.live, account.env()), handle_signals=False)
+        task = asyncio.create_task(node.run())
+        try:
+            await until(lambda: task.done() or node.running.is_set(), timeout=60)
+            assert not task.done(), task.exception()
+            await until(lambda: task.done() or node._startup_task.done(), timeout=60)  # its REST reads made
+            stream, clock = node.stream, node.venue.api.venue_clock
+            opened = stream.connections
+            emulator.venue_time = lambda: time.time() + 30.0
+            await emulator.drop_sessions()
+            await until(lambda: task.done() or (stream.connections >= opened + 2 and stream.subscribed.is_set()), timeout=60)
+            assert not task.done(), task.exception()
+            assert ("GET", "/v5/market/time", "") in emulator.requests and abs(clock.offset + 30.0) < 5.0
+            emulator.auth_errors.extend(["Params Error"] * (RESYNCS + 1))
+            await emulator.drop_sessions()
+            with pytest.raises(ClockRefused, match="bybit-private: the venue refused this machine's clock: .*Params Error") as info:
+                await asyncio.wait_for(task, 60)
+        finally:
+            if not task.done():
+                node.stop("test done")
+                await asyncio.gather(task, return_exceptions=True)
+    assert f"after {RESYNCS} measures" in str(info.value) and "api_key" not in str(info.value).lower()
+    assert next(c for cls, c in EXIT_CODES if isinstance(info.value, cls)) == 2
+
+
 async def test_a_request_that_reaches_binance_after_a_stall_longer_than_its_recvwindow_is_sent_again_and_placed() -> None:
     """The event loop stalls 6 s between a limit buy's signing and Binance's reading of it (a loaded machine: here the
     emulator's first read of its clock blocks the loop), past the request's 5 s recvWindow: -1021. The order was

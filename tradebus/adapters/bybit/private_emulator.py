@@ -21,7 +21,8 @@ the private stream of :mod:`tradebus.adapters.bybit.user_stream` to run unchange
   finds no order, fill or position.
 * ``GET /v5/market/instruments-info`` (public: no key, no signature) lists the account's symbols of its
   ``category`` in one page (none of another category).
-* ``/v5/private``: ``auth`` (signature of ``"GET/realtime" + expires``), then ``subscribe``
+* ``/v5/private``: ``auth`` (signature of ``"GET/realtime" + expires``; refused ``"Params Error"`` when its ``expires``
+  has passed on :attr:`~tradebus.adapters.common.account_emulator.AccountEmulator.venue_time`), then ``subscribe``
   to ``order``, ``execution``, ``wallet``; ``{"op": "ping"}`` is answered with ``pong``.
   A fill is an ``execution`` push followed by the ``order`` push; balances go to ``wallet``.
 
@@ -131,6 +132,10 @@ _CURSOR = re.compile(r"page_args%3D(\d+)%26.*")
 #: Either is retCode ``10001`` "params error".
 CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,36}")
 DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+#: V5's answer to a private-stream ``auth`` whose ``expires`` has passed on Bybit's clock, as users meet it (pybit issues
+#: 152 and 300: an ``expires`` 1 s ahead refused so where 10 s ahead passed; its message for any refused auth: "check your
+#: API keys and resync your system time").
+_AUTH_EXPIRED = "Params Error"
 _FORMS = {"orderLinkId": CLIENT_ID, **dict.fromkeys(("qty", "price", "triggerPrice"), DECIMAL)}
 _TIF = {"GTC": (TimeInForce.GTC, False), "IOC": (TimeInForce.IOC, False), "FOK": (TimeInForce.FOK, False), "PostOnly": (TimeInForce.GTC, True)}
 
@@ -161,6 +166,8 @@ class BybitPrivateEmulator(AccountEmulator):
         self._calls: dict[str, tuple[int, int]] = {}
         #: The ``X-Bapi-Limit-Status`` of the last answer (``None``: none sent yet).
         self.last_limit_status: int | None = None
+        #: The ``ret_msg`` the next private-stream ``auth`` ops are refused with, one each, whatever they hold.
+        self.auth_errors: list[str] = []
 
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         n = len(self.requests)
@@ -598,15 +605,17 @@ class BybitPrivateEmulator(AccountEmulator):
         if op == "ping":
             return [json.dumps({"success": True, "ret_msg": "pong", "conn_id": conn, "op": "ping"})]
         if op == "auth":
-            ok = (
+            signed = (
                 len(args) == 3
                 and args[0] == self.key
-                and int(args[1]) > self.venue_time() * 1000
                 and hmac.compare_digest(str(args[2]), hmac.new(self.secret, f"GET/realtime{args[1]}".encode(), hashlib.sha256).hexdigest())
             )
-            session.authed = ok
-            msg = "" if ok else "error:signature verification failed"
-            return [json.dumps({"success": ok, "ret_msg": msg, "op": "auth", "conn_id": conn})]
+            expired = signed and int(args[1]) <= self.venue_time() * 1000
+            msg = "" if signed and not expired else _AUTH_EXPIRED if expired else "error:signature verification failed"
+            if self.auth_errors:
+                msg = self.auth_errors.pop(0)
+            session.authed = not msg
+            return [json.dumps({"success": session.authed, "ret_msg": msg, "op": "auth", "conn_id": conn})]
         if op == "subscribe":
             if not session.authed:
                 return [json.dumps({"success": False, "ret_msg": "Request not authorized", "op": "subscribe", "conn_id": conn})]

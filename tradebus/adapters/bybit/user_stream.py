@@ -34,7 +34,8 @@ one booked; quantity, mark and rate NaN, as every venue payment).
 :class:`~tradebus.execution.live.AccountPosition` per row of a traded perpetual in one-way
 mode (``positionIdx`` 0): ``size`` signed by ``side`` (``Buy`` long, ``Sell`` short, ``""``
 flat), entry ``entryPrice``. ``auth``/``subscribe``
-answers yield nothing; a failed one is fatal. Linear instruments are named
+answers yield nothing; a failed one is fatal, but for an ``auth`` refused for its ``expires`` (:data:`AUTH_EXPIRED_WORDS`:
+Bybit's clock is measured and the stream logs in again). Linear instruments are named
 ``<SYMBOL>-LINEAR`` in tradebus and ``<SYMBOL>`` on the wire.
 
 :func:`auth_frame` signs the ``auth`` op; :data:`LIVE_ACCOUNT` runs the parser on a
@@ -61,7 +62,7 @@ from tradebus.adapters.common.client import Sink
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError
 from tradebus.adapters.common.user_stream import UNACKNOWLEDGED, PrivateStream, PrivateStreamParser, venue_fee, venue_number
 from tradebus.adapters.common.venue import LiveAccount, lazy_trading
-from tradebus.adapters.common.venue_clock import VenueClock
+from tradebus.adapters.common.venue_clock import TimestampRefused, VenueClock
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import (
     FundingPaid,
@@ -79,7 +80,7 @@ from tradebus.errors import ParseError
 from tradebus.execution.live import AccountBalance, AccountPosition, CredentialsRefused
 from tradebus.execution.orders import Order
 
-__all__ = ["LIVE_ACCOUNT", "LIVE_PERPETUAL", "SUBSCRIBE", "SUBSCRIBE_LINEAR", "UserStreamParser", "auth_frame", "position_from_row", "wire_symbol"]
+__all__ = ["AUTH_EXPIRED_WORDS", "LIVE_ACCOUNT", "LIVE_PERPETUAL", "SUBSCRIBE", "SUBSCRIBE_LINEAR", "UserStreamParser", "auth_frame", "position_from_row", "wire_symbol"]
 
 _MS = 1_000_000
 
@@ -101,6 +102,16 @@ def position_from_row(row: dict[str, Any], instrument: Instrument) -> AccountPos
     return AccountPosition(instrument.instrument_id, sign * size, entry, int(row.get("updatedTime") or 0) * _MS, one_way)
 
 
+#: Bybit's words refusing an ``auth`` whose ``expires`` has passed on its clock (lower case, found in ``ret_msg``): V5's
+#: "Params Error" (users meet it for an ``expires`` 1 s ahead where 10 s passes, pybit issues 152 and 300: "check your API
+#: keys and resync your system time"; the WebSocket trade API's auth table has ``10001`` "param error" beside ``10004``
+#: "invalid sign") and the v2 private stream's "error:request expired". A key or signature refused is worded otherwise:
+#: :class:`~tradebus.execution.live.CredentialsRefused`; these are
+#: :class:`~tradebus.adapters.common.venue_clock.TimestampRefused`: the stream measures Bybit's clock and logs in again
+#: (:class:`~tradebus.adapters.common.user_stream.PrivateStream`).
+AUTH_EXPIRED_WORDS = ("params error", "request expired")
+
+
 class UserStreamParser(PrivateStreamParser):
     """Bybit ``order`` / ``execution`` / ``wallet`` / ``position`` frames -> core events (see the module docstring)."""
 
@@ -110,9 +121,14 @@ class UserStreamParser(PrivateStreamParser):
     def parse(self, raw: str | bytes) -> list[Any]:
         msg = self.decode(raw, "bybit")
         if "op" in msg:
-            if msg.get("success") is False:  # a refused ``auth`` is the account's key or secret
-                refusal = CredentialsRefused if msg.get("op") == "auth" else FatalVenueError
-                raise refusal(f"bybit user stream: {msg.get('op')} refused: {msg.get('ret_msg')}")
+            if msg.get("success") is False:
+                text = str(msg.get("ret_msg"))
+                if msg.get("op") == "auth" and any(words in text.lower() for words in AUTH_EXPIRED_WORDS):
+                    # the stream measures Bybit's clock, then logs in again
+                    raise TimestampRefused(f"bybit user stream: auth refused for its expires, {text!r} (Bybit's answer "
+                                           "to an auth whose expires has passed on its clock)")
+                refusal = CredentialsRefused if msg.get("op") == "auth" else FatalVenueError  # else the key or secret
+                raise refusal(f"bybit user stream: {msg.get('op')} refused: {text}")
             return []
         topic = str(msg.get("topic", ""))
         data = msg.get("data")
