@@ -27,6 +27,7 @@ from tests.live.test_live_secrets import KEY as ACCOUNT_KEY
 from tests.live.test_live_secrets import PASSPHRASE as ACCOUNT_PASSPHRASE
 from tests.live.test_live_secrets import SECRET as ACCOUNT_SECRET
 from tests.ops.fake_telegram import FakeBotApi
+from tradebus.adapters.common.account_emulator import RestFault
 from tradebus.cli import EXIT_CODES, app
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder
 from tradebus.errors import ConfigError, DataError
@@ -144,14 +145,29 @@ async def test_credentials_the_venue_refuses_leave_no_journal_or_recording(exist
         (401, "50114", "Invalid authorization.", "OKX refused the key's authorization"),
         (200, "50120", "This API key doesn't have permission to use this function", "give it the Trade permission"),
         (200, "50121", "You can't access our services through the IP address (203.0.113.7)", "does not serve this machine's IP"),
+        (200, "50007", "User blocked.", "OKX has blocked this account"),
+        (200, "50008", "User doesn't exist.", "OKX knows no user of this API key"),
+        (200, "50009", "Account is frozen due to stop-out.", "OKX froze the account for a stop-out"),
+        (200, "50012", "Account status invalid. Check account status", "check the account's status at OKX"),
+        (200, "50027", "This account is restricted from trading. Please contact customer support for assistance.",
+         "OKX has restricted this account from trading"),
+        (200, "50029", "Your account has triggered OKX risk control and is temporarily restricted from conducting transactions. "
+         "Please check your email registered with OKX for contact from our customer support team.", "OKX's risk control"),
+        (200, "50059", "Before you continue, you'll need to complete additional steps as required by your local regulators. "
+         "Please visit the website or app for more details.", "steps its local regulator requires"),
+        (200, "50060", "For security and compliance purposes, please complete the identity verification process to continue "
+         "using our services.", "complete OKX's identity verification"),
     ],
 )
-async def test_an_okx_key_refused_for_its_state_stops_the_start_as_refused_credentials(
+async def test_an_okx_key_or_account_refused_for_its_state_stops_the_start_as_refused_credentials(
     status: int, code: str, msg: str, advice: str, tmp_path: Path
 ) -> None:
     """OKX answers the account's first read with a code of its error table's API class (HTTP status and text as that
     table gives them): a frozen key (50100), an authorization refused (50114), a key without the permission (50120), an
-    IP OKX does not serve (50121). Each was a plain VenueRejected: 'reading the account failed', exit 1, with a journal
+    IP OKX does not serve (50121); or of its General class refusing the account itself, whatever the request: a user
+    blocked (50007), one that does not exist (50008), an account frozen for a stop-out (50009), of an invalid status
+    (50012), restricted from trading (50027), by OKX's risk control (50029), or awaiting its regulator's steps (50059) or
+    identity verification (50060). Each was a plain VenueRejected: 'reading the account failed', exit 1, with a journal
     and recording directories left and nothing said of what to do. Each is now CredentialsRefused (exit 2) naming the
     code and what to do, never the key, and the run leaves nothing."""
     account = ACCOUNTS["okx"]
@@ -168,6 +184,60 @@ async def test_an_okx_key_refused_for_its_state_stops_the_start_as_refused_crede
     assert not any(secret in str(info.value) for secret in (ACCOUNT_KEY, ACCOUNT_SECRET, ACCOUNT_PASSPHRASE))
     assert next(c for cls, c in EXIT_CODES if isinstance(info.value, cls)) == 2
     assert _tree(run) == {}
+
+
+@pytest.mark.parametrize(
+    ("code", "advice"),
+    [("50029", "OKX's risk control"), ("50027", "OKX has restricted this account from trading"), ("50022", None), ("50033", None)],
+)
+async def test_an_okx_order_refused_for_the_accounts_state_stops_the_daemon_and_one_refused_for_the_moment_does_not(
+    code: str, advice: str | None, tmp_path: Path
+) -> None:
+    """OKX refuses the second order with an ``sCode`` of its General class. Refusing the account itself, whatever is sent
+    (50029 risk control, 50027 restricted from trading), it was that order's rejection alone: the daemon went on, every
+    later order rejected alike and none able to be canceled; it now stops as for a refused key (exit 2), naming the code
+    and what to do. Refusing for the moment or one instrument (50022 the account frozen during a forced liquidation,
+    "Please try again later"; 50033 an instrument blocked), it stays the order's rejection: the daemon runs on and the
+    next order is placed."""
+    account = ACCOUNTS["okx"]
+    fault = RestFault("refuse", "POST", "/api/v5/trade/order", at=1, code=code)
+    async with account.served(tmp_path, [fault]) as (_, data):
+        config = parse_live_config(data, "<test>")
+        node = LiveNode(config, ApiKeys.from_env(config.live, account.env()), handle_signals=False)
+        task = asyncio.create_task(node.run())
+        try:
+            await until(lambda: task.done() or node.running.is_set(), timeout=60)
+            assert not task.done()
+
+            def place() -> Any:
+                now = node.clock.now_ns()
+                return node.kernel.execution.submit(
+                    SubmitOrder("TickEmaCross", account.iid, "", OrderSide.BUY, account.qty, now, now, OrderType.LIMIT, account.price)
+                )
+
+            for _ in range(120):  # denied while the start-up reconciliation runs
+                first = place()
+                await until(lambda: first.status not in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN), timeout=30)  # noqa: B023
+                if first.status is not OrderStatus.DENIED:
+                    break
+                await asyncio.sleep(0.5)
+            assert first.status is OrderStatus.ACCEPTED
+            second = place()
+            if advice is not None:
+                with pytest.raises(CredentialsRefused, match=f"OKX error {code}") as info:
+                    await asyncio.wait_for(task, 60)
+                assert next(c for cls, c in EXIT_CODES if isinstance(info.value, cls)) == 2
+                assert advice in str(info.value) and ACCOUNT_KEY not in str(info.value)
+                return
+            await until(lambda: task.done() or second.status is OrderStatus.REJECTED, timeout=30)
+            assert not task.done() and code in second.reason
+            third = place()
+            await until(lambda: task.done() or third.status is OrderStatus.ACCEPTED, timeout=30)
+            assert not task.done()
+        finally:
+            if not task.done():
+                node.stop("test done")
+                await asyncio.gather(task, return_exceptions=True)
 
 
 @pytest.mark.parametrize("code", ["60032", "60031", "50100"])

@@ -100,7 +100,7 @@ from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text
 from tradebus.adapters.common.user_stream import venue_fee, venue_number
 from tradebus.adapters.common.venue_errors import VenueErrors
-from tradebus.adapters.okx.user_stream import KEY_ADVICE, positions_from_rows
+from tradebus.adapters.okx.user_stream import ACCOUNT_ADVICE, KEY_ADVICE, positions_from_rows
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import FundingPaid, Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
 from tradebus.execution.live import AccountBalance, AccountMargin, AccountPosition, Ack, RateLimited, VenueRejected, cancel_one, lots_to_send
@@ -323,10 +323,10 @@ class OkxTrading(CcxtTrading):
         rate_limit_statuses=frozenset({429}),
         cancel_pending_codes=frozenset({"51410"}),
         # a key of the other environment, a wrong passphrase, an IP the key does not trust, an unknown key, a signature
-        # of another secret, a key that no longer exists; the key's state (KEY_ADVICE)
+        # of another secret, a key that no longer exists; the key's state (KEY_ADVICE); the account's (ACCOUNT_ADVICE)
         clock_codes=frozenset({"50102"}),
-        credential_codes=frozenset({"50101", "50105", "50110", "50111", "50113", "50119", *KEY_ADVICE}),
-        advice=KEY_ADVICE,
+        credential_codes=frozenset({"50101", "50105", "50110", "50111", "50113", "50119", *KEY_ADVICE, *ACCOUNT_ADVICE}),
+        advice={**KEY_ADVICE, **ACCOUNT_ADVICE},
     )
     supports_amend = True
     #: ``GET /api/v5/trade/fills`` by ``ordId`` lists the last 3 days.

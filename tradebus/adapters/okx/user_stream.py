@@ -85,7 +85,7 @@ from tradebus.engine.messages import Liquidity, OrderAccepted, OrderCanceled, Or
 from tradebus.errors import ParseError, VenueError
 from tradebus.execution.live import AccountBalance, AccountPosition, CredentialsRefused
 
-__all__ = ["KEY_ADVICE", "LIVE_ACCOUNT", "LIVE_PERPETUAL", "LOGIN_CLOCK_CODES", "LOGIN_REFUSED_CODES", "LOGIN_RETRY_CODES", "SUBSCRIBE", "SUBSCRIBE_SWAP", "UserStreamParser", "login_frame", "positions_from_rows"]
+__all__ = ["ACCOUNT_ADVICE", "KEY_ADVICE", "LIVE_ACCOUNT", "LIVE_PERPETUAL", "LOGIN_CLOCK_CODES", "LOGIN_REFUSED_CODES", "LOGIN_RETRY_CODES", "SUBSCRIBE", "SUBSCRIBE_SWAP", "UserStreamParser", "login_frame", "positions_from_rows"]
 
 _MS = 1_000_000
 #: ``orders`` states after which an order has no more fills.
@@ -118,13 +118,51 @@ KEY_ADVICE: dict[str, str] = {
 }
 
 
+_START_AGAIN = ", then start the daemon again"
+#: OKX's refusals of the account itself, whatever the request, that its error table (REST, "General Class", all HTTP 200)
+#: words as: ``50007`` "User blocked.", ``50008`` "User doesn't exist.", ``50009`` "Account is frozen due to stop-out.",
+#: ``50012`` "Account status invalid. Check account status", ``50027`` "This account is restricted from trading. Please
+#: contact customer support for assistance.", ``50029`` "Your account has triggered OKX risk control and is temporarily
+#: restricted from conducting transactions. ...", ``50059`` "... complete additional steps as required by your local
+#: regulators ...", ``50060`` "... complete the identity verification process to continue using our services.": every
+#: later request would be refused alike until the user acts at OKX, so they stop the daemon as :data:`KEY_ADVICE`'s codes
+#: do (:class:`~tradebus.execution.live.CredentialsRefused`, exit 2), with what to do. The codes of that class that
+#: refuse for the moment (``50017`` to ``50023``, a position, currency or the account frozen by an auto-deleveraging or a
+#: forced liquidation, "Please try again later"), or one instrument, currency or feature (``50028``, ``50030``, ``50032``,
+#: ``50033``, ``50051``, ``50052``), stay the refusal of the request that met them.
+ACCOUNT_ADVICE: dict[str, str] = {
+    "50007": "OKX has blocked this account: ask OKX customer service why and to unblock it" + _START_AGAIN,
+    "50008": (
+        "OKX knows no user of this API key (a deleted sub-account's key): create a key of an existing account and put it "
+        "in " + _KEY_VARIABLES
+    ),
+    "50009": (
+        "OKX froze the account for a stop-out (its margin fell below maintenance and OKX is closing its positions): once "
+        "it ends, check the account's positions and margin at OKX" + _START_AGAIN + " (it reconciles them)"
+    ),
+    "50012": (
+        "OKX finds the account's status invalid: check the account's status at OKX (web or app) and do what it asks"
+        + _START_AGAIN
+    ),
+    "50027": "OKX has restricted this account from trading: ask OKX customer support why and to lift it" + _START_AGAIN,
+    "50029": (
+        "OKX's risk control has restricted the account's trading: answer the e-mail OKX's customer support sent to the "
+        "account's registered address" + _START_AGAIN
+    ),
+    "50059": (
+        "OKX requires the steps its local regulator requires of the account first: complete them on OKX's web or app"
+        + _START_AGAIN
+    ),
+    "50060": "complete OKX's identity verification of the account on its web or app" + _START_AGAIN,
+}
+
 #: The WebSocket login's refusals of the account's credentials (OKX's API docs, WebSocket error codes: ``60005``
 #: invalid apiKey, ``60007`` invalid sign, ``60009`` login failed, ``60024`` wrong passphrase; "API key doesn't
 #: exist": ``60032`` as users meet it (a key OKX does not know at this endpoint: an EEA account's key on the global
 #: one, a deleted key) and as ccxt lists it, ``60031`` in OKX's current table, where ccxt has ``60031`` refuse a batch
 #: login of several accounts, which one key never sends): :class:`~tradebus.execution.live.CredentialsRefused`, as the
 #: REST codes of ``credential_codes`` (REST's "API key doesn't exist" is ``50119``).
-LOGIN_REFUSED_CODES = frozenset({"60005", "60007", "60009", "60024", "60031", "60032", *KEY_ADVICE})
+LOGIN_REFUSED_CODES = frozenset({"60005", "60007", "60009", "60024", "60031", "60032", *KEY_ADVICE, *ACCOUNT_ADVICE})
 #: The WebSocket login's failures that are OKX's and pass (the same list: ``63999`` "Login failed due to internal
 #: error. Please try again later."; ``60014`` "Requests too frequent"): the stream reconnects with backoff and logs in
 #: again. ``60009`` "Login failure" stays a refusal: OKX words its own failure with ``63999``.
@@ -158,7 +196,7 @@ class UserStreamParser(PrivateStreamParser):
                 if code in LOGIN_CLOCK_CODES:  # the stream measures OKX's clock, then logs in again
                     raise TimestampRefused(f"okx user stream: login refused for its timestamp, {code} {msg.get('msg')}")
                 refusal = CredentialsRefused if code in LOGIN_REFUSED_CODES else FatalVenueError
-                advice = KEY_ADVICE.get(code)
+                advice = KEY_ADVICE.get(code) or ACCOUNT_ADVICE.get(code)
                 raise refusal(f"okx user stream: {code} {msg.get('msg')}" + (f"; {advice}" if advice else ""))
             return []
         channel = (msg.get("arg") or {}).get("channel")
