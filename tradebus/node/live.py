@@ -685,6 +685,7 @@ class LiveNode(PaperNode):
             timeout=config.live.request_timeout,
             venue_clock=getattr(self.venue.api, "venue_clock", None),
             trading=self.venue.api,
+            by_venue_id=self.reconciler.open_order_at_venue,
             **keys.options(config.live),
         )
         budget = getattr(self.venue.api, "budget", None)

@@ -606,7 +606,7 @@ class Reconciler:
                 order = self.venue.order(coid)
                 if order is None and renames:
                     if by_venue_id is None:
-                        by_venue_id = {(o.instrument_id, o.venue_order_id): o for o in orders.open_orders() if o.venue_order_id}
+                        by_venue_id = self._open_by_venue_id()
                     order = by_venue_id.get((report.instrument_id, report.venue_order_id)) if report.venue_order_id else None
                     if order is not None:
                         self.venue.renamed(coid, order)
@@ -614,6 +614,17 @@ class Reconciler:
                     report = msgspec.structs.replace(report, client_order_id=order.client_order_id)
             out.append(report)
         return out
+
+    def _open_by_venue_id(self) -> dict[tuple[str, str], Order]:
+        """The open orders here the venue numbered, by instrument id and venue order id (Binance spot numbers orders
+        per symbol: an order of another symbol may carry the same id)."""
+        return {(o.instrument_id, o.venue_order_id): o for o in self.kernel.orders.open_orders() if o.venue_order_id}
+
+    def open_order_at_venue(self, instrument_id: str, venue_order_id: str) -> Order | None:
+        """The open order here of ``instrument_id`` the venue numbers ``venue_order_id``, as :meth:`as_ours` finds an
+        order the venue renamed (``None``: none, or no id given): the user stream's frame of an amend that renamed it
+        (Binance spot's ``x=REPLACED``, under the new client id) finds it so."""
+        return self._open_by_venue_id().get((instrument_id, venue_order_id)) if venue_order_id else None
 
     def report_external(self, venue_open: list[OrderStatusReport]) -> None:
         """Report, once each, the venue's open orders the journal does not know (by client id or venue order id: :meth:`as_ours`)."""

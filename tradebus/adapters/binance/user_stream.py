@@ -24,8 +24,9 @@ the documentation examples of ``tests/fixtures/binance/user_data``.
                      they differ from the order's: an amend a user made at the venue keeping the
                      order's priority (``PUT /api/v3/order/amend/keepPriority``; tradebus sends
                      none), which gives the order the new client id ``c`` unless the user sent
-                     its own: the order is found by ``C`` (the id it had), and its frames under
-                     the new id are its own until it closes
+                     its own: the order is found by its instrument and ``orderId`` ``i``, which
+                     the amend keeps (else by ``C``, the id it had, if the frame names it: not
+                     confirmed), and its frames under the new id are its own until it closes
 ===================  ==========================================================
 
 ``outboundAccountPosition`` -> one :class:`~tradebus.execution.live.AccountBalance` per asset.
@@ -148,7 +149,10 @@ class UserStreamParser(PrivateStreamParser):
 
     Parameters as :class:`~tradebus.adapters.common.user_stream.PrivateStreamParser`, and ``on_first_fill``: called
     with each first fill of an order of the account (a ``TRADE`` whose cumulative ``z`` is its own ``l``), of this
-    process or not, given its transaction time (ms) and the venue's order id (spot's order limits count unfilled orders: :meth:`~tradebus.adapters.binance.trading.BinanceTrading.first_fill_heard`).
+    process or not, given its transaction time (ms) and the venue's order id (spot's order limits count unfilled orders: :meth:`~tradebus.adapters.binance.trading.BinanceTrading.first_fill_heard`);
+    ``by_venue_id``: the open order of an instrument id and a venue order id (the live daemon's
+    :meth:`~tradebus.node.reconcile.Reconciler.open_order_at_venue`), which finds the order of an ``x=REPLACED`` frame
+    under a client id it does not know (``None``: by ``C`` only).
     """
 
     def __init__(
@@ -157,9 +161,11 @@ class UserStreamParser(PrivateStreamParser):
         lookup: Callable[[str], Order | None],
         clock_ns: Callable[[], int] = time.time_ns,
         on_first_fill: Callable[[int, str], object] | None = None,
+        by_venue_id: Callable[[str, str], Order | None] | None = None,
     ) -> None:
         super().__init__(instruments, lookup, clock_ns, venue="BINANCE")
         self.on_first_fill = on_first_fill
+        self.by_venue_id = by_venue_id
         #: The client id an amend made at the venue gave an order (``x=REPLACED``, ``c``) -> the order's own, until it
         #: closes: its later frames carry the new id.
         self.renamed: dict[str, str] = {}
@@ -207,8 +213,11 @@ class UserStreamParser(PrivateStreamParser):
             coid = str(ev["C"])  # a cancel carries the original id in C and the cancel's id in c
         symbol = str(ev["s"])
         frame = self.context(self.renamed.get(coid, coid), symbol)
-        if frame[0] is None and x == "REPLACED" and ev.get("C"):
-            frame = self.context(self.renamed.get(str(ev["C"]), str(ev["C"])), symbol)  # renamed by this amend: C, the id it had
+        if frame[0] is None and x == "REPLACED":  # renamed by this amend, which keeps the order's orderId
+            found = self.by_venue_id(frame[2], str(ev["i"])) if self.by_venue_id is not None else None
+            former = found.client_order_id if found is not None else str(ev.get("C") or "")
+            if former:
+                frame = self.context(self.renamed.get(former, former), symbol)
         order, sid, iid, inst = frame
         if order is not None and order.client_order_id != coid:
             if x == "REPLACED" and coid not in self.renamed:
@@ -343,9 +352,11 @@ def _user_stream(
     *,
     venue_clock: VenueClock | None = None,
     trading: Any = None,
+    by_venue_id: Callable[[str, str], Order | None] | None = None,
     **_: Any,
 ) -> BinanceUserStream:
-    parser = UserStreamParser(instruments, lookup, on_first_fill=getattr(trading, "first_fill_heard", None))
+    first_fill = getattr(trading, "first_fill_heard", None)
+    parser = UserStreamParser(instruments, lookup, on_first_fill=first_fill, by_venue_id=by_venue_id)
     stream = BinanceUserStream(ws_url, api_key, api_secret, parser, sink, on_balance, on_reconnect)
     if venue_clock is not None:
         stream.venue_clock = venue_clock  # a subscription refused for its timestamp (-1021) measures it again

@@ -86,9 +86,10 @@ class LiveAccount:
         Both factories also take the keywords ``passphrase`` (a ``SecretStr`` or ``None``)
         and ``environment`` (``testnet`` | ``mainnet``), and ``user_stream`` ``rest_url`` (the
         account's REST base: listen-key streams), ``timeout`` (``live.request_timeout``, seconds: the
-        stream's own REST requests, a listen key's) and ``trading`` (the account's trading API, which a stream tells
-        what only it hears: Binance spot's first fills, which free room in the account's order limits), which a venue
-        may ignore.
+        stream's own REST requests, a listen key's), ``trading`` (the account's trading API, which a stream tells
+        what only it hears: Binance spot's first fills, which free room in the account's order limits) and
+        ``by_venue_id`` (``(instrument id, venue order id) ->`` the open order, or ``None``: Binance spot's stream finds
+        so an order an amend at the venue renamed), which a venue may ignore.
     passphrase
         Whether the venue's keys have a passphrase (OKX).
     mainnet_domains
