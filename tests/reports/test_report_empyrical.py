@@ -109,6 +109,26 @@ def test_the_tearsheets_rolling_sharpe_of_weekly_equity_is_annualised_by_weeks(t
     assert float(vol["y"][-1]) == pytest.approx(100.0 * float(empyrical.annual_volatility(last, annualization=ANNUAL / 7)))
 
 
+@pytest.mark.parametrize(("every_days", "label"), [(1, "daily returns (%)"), (7, "7-day returns (%)")])
+def test_the_tearsheets_return_distribution_names_the_period_of_its_returns(tmp_path: Path, every_days: int,
+                                                                             label: str) -> None:
+    """Equity sampled every 7 days (``equity_interval: 7d``) gives weekly returns: the histogram called them
+    "daily returns (%)"."""
+    rng = np.random.default_rng(6)
+    equity = 100_000.0 * np.cumprod(1.0 + rng.normal(0.004, 0.05, 40))
+    samples = [EquitySample(T0 + (every_days * k + 1) * DAY - 1, float(e), float(e), 0.0, 0.0, 0.0, 0.0)
+               for k, e in enumerate(equity)]
+    span = every_days * len(equity) * DAY
+    result = RunResult(("X.SIM",), 100_000.0, T0, T0 + span, T0, T0 + span, equity=samples)
+    with RunDirectory(tmp_path / "run", "backtest") as run_dir:
+        write_run(run_dir, result, compute_metrics(result), "")
+    (histogram,) = _figure_traces(render_tearsheet(load_run(tmp_path / "run")), "fig-returns")
+    assert histogram["name"] == label
+    # by pandas: each sample against the one before (the first against the initial 100,000)
+    expected = pd.Series([100_000.0, *equity]).pct_change().dropna() * 100.0
+    assert np.asarray(histogram["x"], dtype=float) == pytest.approx(expected.to_numpy(), rel=1e-9)
+
+
 @pytest.mark.parametrize("flat_return", [0.0, 1.0])
 def test_the_tearsheets_rolling_sharpe_has_a_gap_where_a_window_of_returns_is_flat(tmp_path: Path,
                                                                                   flat_return: float) -> None:

@@ -219,6 +219,7 @@ def _monthly_figure(run: RunData) -> str:
 def _rolling_figures(run: RunData) -> list[str]:
     returns = daily_return_series(run)
     n = len(returns)
+    periods = periods_per_year(_curve(run))
     if n >= 60:
         window = 30
     elif n >= 6:
@@ -226,7 +227,6 @@ def _rolling_figures(run: RunData) -> list[str]:
     else:
         window = 0
     if window:
-        periods = periods_per_year(_curve(run))
         days = f"{window * _YEAR_DAYS / periods:.0f}-day"
         mean = returns.rolling(window).mean()
         # pandas' running sums leave ~1e-9 of std in a window of equal returns after varied ones:
@@ -246,7 +246,9 @@ def _rolling_figures(run: RunData) -> list[str]:
     else:
         rolling = f'<p class="note">{n} daily returns: too few for rolling figures</p>'
     if n >= 10:
-        values, label = returns * 100.0, "daily returns (%)"
+        # The closes are a day apart, or d days with the equity sampled every d days (equity_interval: 7d).
+        spacing = _YEAR_DAYS / periods
+        values, label = returns * 100.0, "daily returns (%)" if spacing < 1.5 else f"{spacing:.0f}-day returns (%)"
     else:
         equity = run.equity["equity"].to_numpy(np.float64)
         between = simple_returns(equity[1:], equity[:-1])
