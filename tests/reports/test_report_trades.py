@@ -135,3 +135,41 @@ def test_a_run_directory_without_trades_csv_rebuilds_the_runs_trades_with_the_lo
     rebuilt = load_run(run).trades
     columns = [c for c in TRADE_COLUMNS if not c.endswith("_time")]
     pd.testing.assert_frame_equal(rebuilt[columns], written[columns], check_dtype=False, check_exact=True)
+
+
+def _of(t: int, strategy: str, side: str, qty: float, px: float, fee: float = 0.0, why: str = "") -> FillRecord:
+    return FillRecord(t * S, "X.SIM", side, qty, px, fee, "TAKER", f"{strategy}{t}", strategy, f"t{t}", why)
+
+
+def test_one_strategys_fill_never_closes_anothers_lot() -> None:
+    """a buys 1 @ 100 and sells it @ 120; b sells 1 @ 110 (its short) and buys it back @ 90. Matched per
+    instrument, b's short sale closed a's long (100 -> 110, "a in" -> "b in") and b's cover closed a short opened
+    by a's sale (120 -> 90, "a out" -> "b out"): trades no strategy made, while attribution.csv keeps the two
+    apart. Each strategy's trade is its own: a's long 100 -> 120 (+20), b's short 110 -> 90 (+20)."""
+    trades = match_trades([_of(0, "a", "BUY", 1.0, 100.0, 0.1, "a in"), _of(1, "b", "SELL", 1.0, 110.0, 0.2, "b in"),
+                           _of(2, "a", "SELL", 1.0, 120.0, 0.3, "a out"), _of(3, "b", "BUY", 1.0, 90.0, 0.4, "b out")])
+    assert rows(trades) == [("X.SIM", "LONG", 1.0, 100.0, 120.0, 20.0, pytest.approx(0.4), 2.0),
+                            ("X.SIM", "SHORT", 1.0, 110.0, 90.0, 20.0, pytest.approx(0.6), 2.0)]
+    assert [(t.entry_reason, t.exit_reason) for t in trades] == [("a in", "a out"), ("b in", "b out")]
+
+
+def test_a_liquidation_closes_the_same_fraction_of_every_strategys_position() -> None:
+    """a long 3 @ 100, b long 1 @ 100 and c short 2 @ 100: net long 2. A liquidation selling 1 @ 80 (fee 0.6)
+    closes half of the net position, so half of each strategy's: a sells 1.5, b 0.5, c buys 1 back, each at 80,
+    the fee shared by the 3 units closed (0.2 a unit), as attribution.csv books them."""
+    from tradebus.engine.perpetuals import LIQUIDATION_STRATEGY
+    from tradebus.reports.attribution import attribute
+
+    fills = [_of(0, "a", "BUY", 3.0, 100.0), _of(1, "b", "BUY", 1.0, 100.0), _of(2, "c", "SELL", 2.0, 100.0),
+             _of(3, LIQUIDATION_STRATEGY, "SELL", 1.0, 80.0, 0.6, "liquidation")]
+    trades = match_trades(fills)
+    assert rows(trades) == [("X.SIM", "LONG", 1.5, 100.0, 80.0, -30.0, pytest.approx(0.3), 3.0),
+                            ("X.SIM", "LONG", 0.5, 100.0, 80.0, -10.0, pytest.approx(0.1), 2.0),
+                            ("X.SIM", "SHORT", 1.0, 100.0, 80.0, 20.0, pytest.approx(0.2), 1.0)]
+    booked = {a.strategy_id: a for a in attribute(fills, {"X.SIM": 80.0}) if a.instrument == "X.SIM"}
+    for trade, strategy in zip(trades, "abc", strict=True):
+        assert trade.pnl == pytest.approx(booked[strategy].realized_pnl)
+        assert trade.fees == pytest.approx(booked[strategy].fees)
+    # what is left open: a long 1.5, b long 0.5, c short 1; a's sale of 1.5 closes its own long only
+    more = match_trades([*fills, _of(4, "a", "SELL", 1.5, 90.0, why="a out")])
+    assert rows(more[3:]) == [("X.SIM", "LONG", 1.5, 100.0, 90.0, -15.0, 0.0, 4.0)]

@@ -4,9 +4,10 @@ Read back from the run directory (:func:`tradebus.reports.rundata.load_run`), so
 a paper run and a replay print the same thing. ``trades`` are the round trips of
 ``trades.csv``, shown next to ``fills``; the market data the run saw are ``bars`` and
 ``market trades``. ``hit_rate``, ``profit_factor``, ``average_win`` and ``average_loss`` are
-figures of ``round_trips`` (a position from flat back to flat,
+figures of ``round_trips`` (a position of the account from flat back to flat,
 :func:`tradebus.reports.metrics.round_trips`), which a run that scales in or closes in parts has
-fewer of than rows of ``trades.csv``: it is then shown after ``trades``. Amounts are shown to the quote's precision
+fewer of than rows of ``trades.csv`` (matched per strategy: strategies sharing an instrument may have
+another number of): it is then shown after ``trades``. Amounts are shown to the quote's precision
 (:func:`tradebus.reports.formatting.quote_decimals`).
 
 An instrument's ``net PnL`` is its row of ``attribution.csv`` summed over the strategies

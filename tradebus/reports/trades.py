@@ -1,13 +1,18 @@
 """Round trips of a run (``trades.csv``), matched from its fills first in, first out.
 
-Each fill that opens or adds to a position is a *lot* of its instrument, of the quantity it
-added (:attr:`~tradebus.engine.kernel.FillRecord.position_change`: a live buy of 0.01 BTC whose
-fee the venue took out of the coins bought is a lot of 0.00999). A fill on the
-other side closes the oldest lots first (FIFO, per instrument): every (lot, closing fill)
-pair is one :class:`Trade` -- so a partial close gives a trade for the closed part and
-leaves the rest of the lot open, and a closing fill larger than the position closes every
-lot and opens a lot of the other side with the remainder (a flip). Lots still open when
-the run ends are not trades.
+Each fill that opens or adds to a position is a *lot* of its strategy and instrument, of the
+quantity it added (:attr:`~tradebus.engine.kernel.FillRecord.position_change`: a live buy of 0.01
+BTC whose fee the venue took out of the coins bought is a lot of 0.00999). A fill on the
+other side closes the oldest lots first (FIFO, per strategy and instrument, as ``attribution.csv``
+keeps the strategies' positions apart): every (lot, closing fill) pair is one :class:`Trade` -- so a
+partial close gives a trade for the closed part and leaves the rest of the lot open, and a closing
+fill larger than the position closes every lot and opens a lot of the other side with the remainder
+(a flip). One strategy's fill never closes another's lot: where several strategies trade an
+instrument, a sell of one is its own (its short, or the close of its own long), though the account
+nets them. A liquidation fill (which no strategy sent) closes the same fraction of every strategy's
+position in the instrument -- the fraction of their net position it closed, as the kernel and
+``attribution.csv`` book it -- each part paying a share of its fee in proportion to its size. Lots
+still open when the run ends are not trades.
 
 A trade's ``pnl`` is ``quantity * contract_size * (exit_price - entry_price)`` (negated for a short);
 ``fees`` are the parts of the entry and exit fills' fees pro rata to the matched
@@ -22,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tradebus.engine.kernel import FillRecord
+from tradebus.engine.perpetuals import LIQUIDATION_STRATEGY
 
 __all__ = ["TRADE_COLUMNS", "Trade", "match_trades"]
 
@@ -86,7 +92,7 @@ def match_trades(
     lot_sizes: dict[str, float] | None = None,
     contract_sizes: dict[str, float] | None = None,
 ) -> list[Trade]:
-    """The closed round trips of ``fills`` (in fill order), FIFO per instrument (see the module doc).
+    """The closed round trips of ``fills`` (in fill order), FIFO per strategy and instrument (see the module doc).
 
     Parameters
     ----------
@@ -99,41 +105,76 @@ def match_trades(
         Per instrument, the base units of one unit of quantity (1 when not given), which PnL is
         multiplied by.
     """
-    books: dict[str, deque[_Lot]] = {}
+    books: dict[tuple[str, str], deque[_Lot]] = {}
     trades: list[Trade] = []
     sizes = contract_sizes or {}
     for fill in fills:
         iid = fill.instrument_id
         eps = (lot_sizes or {}).get(iid, 1e-9) * 1e-3
         size = sizes.get(iid, 1.0)
-        lots = books.setdefault(iid, deque())
         change = fill.position_change
         sign = 1.0 if change > 0.0 else -1.0
         remaining = abs(change)
         fee_per_unit = fill.fee / remaining if remaining > 0.0 else 0.0
-        while remaining > eps and lots and (lots[0].quantity > 0.0) != (sign > 0.0):
-            lot = lots[0]
-            matched = min(remaining, abs(lot.quantity))
-            long = lot.quantity > 0.0
-            trades.append(
-                Trade(
-                    iid,
-                    "LONG" if long else "SHORT",
-                    matched,
-                    lot.ts,
-                    lot.price,
-                    fill.ts_event,
-                    fill.price,
-                    matched * size * (fill.price - lot.price) * (1.0 if long else -1.0),
-                    matched * (lot.fee_per_unit + fee_per_unit),
-                    lot.reason,
-                    fill.reason,
-                )
-            )
-            remaining -= matched
-            lot.quantity -= matched if long else -matched
-            if abs(lot.quantity) <= eps:
-                lots.popleft()
+        if fill.strategy_id == LIQUIDATION_STRATEGY:
+            remaining, fee_per_unit = _liquidate(fill, books, trades, eps, size)
+            if remaining <= eps:
+                continue
+        lots = books.setdefault((fill.strategy_id, iid), deque())
+        remaining = _close(lots, sign, remaining, fee_per_unit, fill, trades, eps, size)
         if remaining > eps:
             lots.append(_Lot(sign * remaining, fill.price, fill.ts_event, fee_per_unit, fill.reason))
     return trades
+
+
+def _close(lots: deque[_Lot], sign: float, remaining: float, fee_per_unit: float, fill: FillRecord,
+           trades: list[Trade], eps: float, size: float) -> float:
+    """Close the oldest of ``lots`` opposite to ``sign`` with up to ``remaining`` of ``fill``; the quantity left."""
+    while remaining > eps and lots and (lots[0].quantity > 0.0) != (sign > 0.0):
+        lot = lots[0]
+        matched = min(remaining, abs(lot.quantity))
+        long = lot.quantity > 0.0
+        trades.append(
+            Trade(
+                fill.instrument_id,
+                "LONG" if long else "SHORT",
+                matched,
+                lot.ts,
+                lot.price,
+                fill.ts_event,
+                fill.price,
+                matched * size * (fill.price - lot.price) * (1.0 if long else -1.0),
+                matched * (lot.fee_per_unit + fee_per_unit),
+                lot.reason,
+                fill.reason,
+            )
+        )
+        remaining -= matched
+        lot.quantity -= matched if long else -matched
+        if abs(lot.quantity) <= eps:
+            lots.popleft()
+    return remaining
+
+
+def _liquidate(fill: FillRecord, books: dict[tuple[str, str], deque[_Lot]], trades: list[Trade], eps: float,
+               size: float) -> tuple[float, float]:
+    """Close the fraction of each strategy's position in ``fill``'s instrument that the liquidation ``fill`` closed
+    of their net position.
+
+    Returns the quantity of ``fill`` left beyond that net position (0 but for a flip, all of it when no strategy
+    holds the instrument) and its fee per unit, which every part closed paid too.
+    """
+    held = [lots for (_, iid), lots in books.items() if iid == fill.instrument_id and lots]
+    net = sum(lot.quantity for lots in held for lot in lots)
+    change = fill.position_change
+    if abs(net) <= eps:
+        return abs(change), fill.fee / abs(change) if change else 0.0
+    left = net + change
+    closed = 1.0 - max(left / net, 0.0)
+    parts = [(lots, closed * abs(sum(lot.quantity for lot in lots))) for lots in held]
+    rest = abs(left) if left * net < 0.0 else 0.0
+    total = sum(part for _, part in parts) + rest
+    fee_per_unit = fill.fee / total if total > 0.0 else 0.0
+    for lots, part in parts:
+        _close(lots, -1.0 if lots[0].quantity > 0.0 else 1.0, part, fee_per_unit, fill, trades, eps, size)
+    return rest, fee_per_unit
