@@ -430,3 +430,38 @@ def test_a_fee_free_exit_at_the_average_entry_price_breaks_even_in_profit_factor
     fills[-1] = fill(T0 + 4 * DAY, "SELL", 0.06, 29999.9, 1e-6)
     m = compute_metrics(trip_run(fills))
     assert m["profit_factor"] == pytest.approx(1.0 / 1e-6, rel=1e-6)
+
+
+def _days_run(days_and_equity: list[tuple[float, float]], initial: float = 100.0) -> RunResult:
+    equity = [sample(T0 + int(d * DAY), v) for d, v in days_and_equity]
+    return RunResult(("X.SIM",), initial, equity[0].ts, equity[-1].ts, equity[0].ts, equity[-1].ts, equity=equity)
+
+
+@pytest.mark.parametrize(("points", "days"), [
+    # 110 on day 1, below it on days 2-3, back above on day 4: 3 days; then 112 -> 111 -> 113 (2 days) and a
+    # fall to 90 on the last day (1 day, still open)
+    ([(0, 100.0), (1, 110.0), (2, 105.0), (3, 100.0), (4, 112.0), (5, 111.0), (6, 113.0), (7, 90.0)], 3.0),
+    # below the 100 of day 0 until the run ended on day 9.5: a drawdown still open counts to the last sample
+    ([(0, 100.0), (1, 90.0), (3, 95.0), (6, 99.0), (9.5, 99.99)], 9.5),
+    # below initial_cash from the first sample (day 2) until back at 100 on day 4.25 (equal to the peak ends it)
+    ([(2, 95.0), (3, 90.0), (4.25, 100.0), (5, 101.0)], 2.25),
+    ([(0, 100.0), (1, 101.0), (2, 101.0), (3, 102.0)], 0.0),
+])
+def test_longest_drawdown_days_is_the_longest_time_below_the_running_peak(points: list[tuple[float, float]],
+                                                                          days: float) -> None:
+    """The duration of drawdowns a fund looks at beside their depth: metrics.json had no such figure."""
+    from tradebus.reports.formatting import format_metric
+
+    m = compute_metrics(_days_run(points))
+    assert m["longest_drawdown_days"] == pytest.approx(days, abs=1e-12)
+    assert list(m).index("longest_drawdown_days") == list(m).index("max_drawdown") + 1
+    assert format_metric("longest_drawdown_days", m["longest_drawdown_days"]) == f"{days:.1f} days"
+
+
+def test_a_drawdown_of_rounding_lasts_no_time() -> None:
+    """A fee-free close 1 ulp below the peak is no drawdown (as for Calmar); 1e-9 below it is one."""
+    closes = [100.0 * 1.001 ** (d + 1) for d in range(40)]
+    closes[20] = float(np.nextafter(closes[19], 0.0))
+    assert compute_metrics(constant_return_run(closes))["longest_drawdown_days"] == 0.0
+    closes[20] = closes[19] * (1.0 - 1e-9)
+    assert compute_metrics(constant_return_run(closes))["longest_drawdown_days"] == pytest.approx(2.0)

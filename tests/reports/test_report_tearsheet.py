@@ -88,7 +88,7 @@ def _shown_equals(key: str, text: str, value: Any) -> None:
     if isinstance(value, str | list):
         assert text == (", ".join(value) if isinstance(value, list) else value), (key, text)
         return
-    number = text.replace(",", "").replace(" %", "")
+    number = text.replace(",", "").replace(" %", "").replace(" days", "")
     shown = float(number)
     decimals = len(number.split(".")[1]) if "." in number else 0
     expected = value * 100.0 if text.endswith("%") else value

@@ -4,8 +4,8 @@ Amounts in the reporting currency (the first instrument's quote asset) are shown
 asset's precision: cents (2 decimals) for fiat and stablecoins (:data:`CASH_QUOTES`), 8
 decimals (a satoshi) for a coin -- so a USDT-quoted run shows ``100,000.00`` and not
 ``99,999.99999999997``, and a BTC-quoted one ``1.23456789``. Rates are shown as
-percentages with two decimals, ratios with three, counts as integers, amounts per asset
-(``fees_unvalued``) as ``0.0012 BNB``.
+percentages with two decimals, ratios with three, spans of days with one (``12.5 days``), counts
+as integers, amounts per asset (``fees_unvalued``) as ``0.0012 BNB``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["CASH_QUOTES", "MONEY", "PERCENT", "RATIO", "format_metric", "metric_label", "quote_decimals"]
+__all__ = ["CASH_QUOTES", "DAYS", "MONEY", "PERCENT", "RATIO", "format_metric", "metric_label", "quote_decimals"]
 
 #: Quote assets whose amounts are shown in cents.
 CASH_QUOTES = frozenset(
@@ -30,6 +30,8 @@ MONEY = frozenset(
         "insurance_fund_cover", "pnl", "net_pnl",
     }
 )
+#: Metrics that are spans of days.
+DAYS = frozenset({"longest_drawdown_days"})
 #: Metrics that are ratios (no unit).
 RATIO = frozenset({"sharpe", "sortino", "calmar", "profit_factor", "turnover"})
 # Labels that differ from the metrics.json key: its ``trades`` are the market trades the run saw,
@@ -70,4 +72,6 @@ def format_metric(key: str, value: Any, decimals: int = 2, reasons: Mapping[str,
         return f"{value:,.{decimals}f}"
     if key in RATIO:
         return f"{value:,.3f}"
+    if key in DAYS:
+        return f"{value:,.1f} days"
     return f"{value:,.4f}"

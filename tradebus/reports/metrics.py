@@ -38,6 +38,10 @@ Definitions (amounts in the quote currency, rates as fractions, 0.1 = 10 %):
   calls 0: a close 1 ulp below the previous) counts as 0, and ``None`` when no return fell beyond it.
 * **max_drawdown**: largest fall of the sampled equity from its running peak
   (starting at ``initial_cash``), as a positive fraction.
+* **longest_drawdown_days**: the longest time the sampled equity spent below its running peak (starting at
+  ``initial_cash``, at the first sample), in days of the samples' clock: from the sample that set the peak to
+  the first sample back at or above it, or to the last sample when the run ended below it (a drawdown still
+  open); 0 when it never fell. A fall that is rounding (a return :func:`returns_flat` calls 0) is none.
 * **calmar**: ``cagr / max_drawdown``; ``None`` when the drawdown is no more than rounding (a fall
   from the peak that :func:`returns_flat` calls no return: a fee-free run whose equity dipped one ulp).
 * Round trips: a position of an instrument from flat back to flat (a flip closes
@@ -105,6 +109,7 @@ __all__ = [
     "compute_metrics",
     "daily_returns",
     "format_ns",
+    "longest_drawdown_ns",
     "max_drawdown",
     "periods_per_year",
     "returns_flat",
@@ -211,6 +216,29 @@ def max_drawdown(values: Sequence[float] | np.ndarray) -> float:
         drops = 1.0 - series[falls] / peak[falls]
     worst = np.nanmax(drops) if not np.isnan(drops).all() else 0.0
     return max(float(worst), 0.0)
+
+
+def longest_drawdown_ns(ts: np.ndarray, values: np.ndarray, initial: float) -> int:
+    """Nanoseconds of the longest stretch of ``values`` (sampled at ``ts``) below its running peak.
+
+    The peak starts at ``initial``, as at the first sample; a stretch runs from the sample that
+    set its peak to the first sample back at or above it, or to the last sample (still below).
+    A fall within rounding of the peak (:func:`returns_flat`) is no fall; NaN values are skipped.
+    """
+    if not len(ts):
+        return 0
+    series = np.concatenate(([initial], np.asarray(values, dtype=np.float64)))
+    times = np.concatenate(([ts[0]], np.asarray(ts, dtype=np.int64)))
+    peak = np.fmax.accumulate(series)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fall = np.where(peak > 0.0, series / peak - 1.0, -np.inf)
+    below = (series < peak) & ~returns_flat(fall, np.zeros_like(fall))
+    edges = np.diff(np.concatenate(([False], below, [False])).astype(np.int8))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)  # each stretch: below[start:end]
+    if not starts.size:
+        return 0
+    recovered = np.minimum(ends, len(series) - 1)  # the first sample back at the peak, else the last one
+    return int((times[recovered] - times[starts - 1]).max())
 
 
 class RoundTrip:
@@ -421,6 +449,7 @@ def compute_metrics(
     else:
         reasons["cagr"] = short
     mdd = max_drawdown(np.concatenate(([initial], curve.equity if curve.equity.size else values)))
+    underwater_days = longest_drawdown_ns(curve.ts, curve.equity, initial) / _DAY_NS
     calmar = None
     if cagr is None:
         reasons["calmar"] = short
@@ -458,6 +487,7 @@ def compute_metrics(
         "sharpe": _clean(sharpe),
         "sortino": _clean(sortino),
         "max_drawdown": mdd,
+        "longest_drawdown_days": underwater_days,
         "calmar": _clean(calmar),
         "hit_rate": len(wins) / len(trips) if trips else None,
         "profit_factor": _clean(sum(wins) / -sum(losses)) if losses else None,
