@@ -113,3 +113,22 @@ def test_compare_marks_only_the_differences_shown(tmp_path: Path) -> None:
     for key in ("exposure", "final_equity"):  # a displayed digit apart
         assert rows[key][0] != rows[key][1] and rows[key][2] == "≠", (key, rows[key])
     assert [key for key, row in rows.items() if row[2]] == ["final_equity", "exposure"]
+
+
+def test_compare_lists_the_metrics_in_the_order_of_the_summary_and_the_tearsheet(tmp_path: Path) -> None:
+    """The page put trades and buy & hold last, after liquidations, where the summary and the tearsheet show
+    them after fills and total_return; it shows round_trips after trades always (the summary only when it is not
+    the number of trades)."""
+    from tradebus.reports.summary import summary_rows
+
+    shutil.copy(BARS, tmp_path / "bars.csv")
+    a, b = _run(tmp_path, 10), _run(tmp_path, 12)
+    parser = _MetricsTable()
+    parser.feed(render_compare(load_run(a), load_run(b)))
+    labels = [row[0] for row in parser.rows[1:]]
+    shown = [label for _, label, _ in summary_rows(load_run(a))]
+    if "round_trips" not in shown:
+        shown.insert(shown.index("trades") + 1, "round_trips")
+    assert labels == shown
+    assert labels[labels.index("fills"):labels.index("fills") + 3] == ["fills", "trades", "round_trips"]
+    assert labels[labels.index("total_return") + 1] == "buy & hold"

@@ -66,23 +66,30 @@ def differing_fills(a: RunData, b: RunData) -> list[tuple[str, tuple[object, ...
 
 def render_compare(a: RunData, b: RunData, max_rows: int = 1000) -> str:
     """The comparison page of runs ``a`` and ``b``."""
-    reasons_a = a.metrics.get("null_reasons", {}) or {}
-    reasons_b = b.metrics.get("null_reasons", {}) or {}
     keys = [k for k in a.metrics if k != "null_reasons"] + [
         k for k in b.metrics if k not in a.metrics and k != "null_reasons"
     ]
     decimals = max(a.decimals, b.decimals)
-    rows = []
-    for key in keys:
-        va, vb = a.metrics.get(key), b.metrics.get(key)
-        differs = "≠" if metric_differs(key, va, vb, decimals) else ""
-        rows.append((metric_label(key), format_metric(key, va, a.decimals, reasons_a),
-                     format_metric(key, vb, b.decimals, reasons_b), differs))
     bench_a, _ = buy_and_hold(a)
     bench_b, _ = buy_and_hold(b)
-    rows.append(("buy & hold", format_metric("benchmark_return", bench_a), format_metric("benchmark_return", bench_b),
-                 "≠" if metric_differs("benchmark_return", bench_a, bench_b) else ""))
-    rows.append(("trades", f"{len(a.trades):,}", f"{len(b.trades):,}", "" if len(a.trades) == len(b.trades) else "≠"))
+    # In the summary's order (tradebus.reports.summary.summary_rows): trades and round_trips after fills,
+    # buy & hold after total_return; round_trips always, as the two runs' counts may differ.
+    trips = _metric_rows(a, b, ["round_trips"], decimals) if "round_trips" in keys else []
+    derived = {
+        "fills": [("trades", f"{len(a.trades):,}", f"{len(b.trades):,}", "" if len(a.trades) == len(b.trades) else "≠"),
+                  *trips],
+        "total_return": [("buy & hold", format_metric("benchmark_return", bench_a),
+                          format_metric("benchmark_return", bench_b),
+                          "≠" if metric_differs("benchmark_return", bench_a, bench_b) else "")],
+    }
+    rows = []
+    for key in keys:
+        if key == "round_trips" and "fills" in keys:
+            continue
+        rows += _metric_rows(a, b, [key], decimals)
+        rows += derived.pop(key, [])
+    for extra in derived.values():  # a metrics.json without fills or total_return: at the end (round_trips shown)
+        rows += [row for row in extra if row not in trips]
     metrics_html = table(("metric", f"A: {a.path.resolve().name}", f"B: {b.path.resolve().name}", ""), rows,
                          cell_attrs=("", 'data-run="A"', 'data-run="B"', ""))
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.05)
@@ -114,6 +121,18 @@ def render_compare(a: RunData, b: RunData, max_rows: int = 1000) -> str:
     ]
     title = f"tradebus compare: {a.path.resolve().name} vs {b.path.resolve().name}"
     return page(title, f"A = {a.path} · B = {b.path}", sections)
+
+
+def _metric_rows(a: RunData, b: RunData, keys: list[str], decimals: int) -> list[tuple[str, str, str, str]]:
+    """The compare table's rows of the metrics.json ``keys``: label, A's text, B's text and ``≠`` or ``""``."""
+    reasons_a = a.metrics.get("null_reasons", {}) or {}
+    reasons_b = b.metrics.get("null_reasons", {}) or {}
+    rows = []
+    for key in keys:
+        va, vb = a.metrics.get(key), b.metrics.get(key)
+        rows.append((metric_label(key), format_metric(key, va, a.decimals, reasons_a),
+                     format_metric(key, vb, b.decimals, reasons_b), "≠" if metric_differs(key, va, vb, decimals) else ""))
+    return rows
 
 
 def write_compare(run_a: str | Path, run_b: str | Path, out: str | Path) -> Path:
