@@ -35,9 +35,12 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     venue ending at the older terms): a modify meanwhile is kept, merged into one kept before (each term its
     latest), and sent once the amend is answered, refused or unanswered, if the risk gate, asked again then, still
     lets it (else ``OrderDenied``); an unanswered amend may still be applied within its request's window
-    (:meth:`TradingApi.amend_expiry_s`): the next leaves only after that window and a query of the order's terms.
-    A refusal of an amend whose terms the
-    kept one all sets again is not passed on (the kept one's answer is). A cancel of the order drops the kept
+    (:meth:`TradingApi.amend_expiry_s`): the next leaves only after that window and a query of the order's terms,
+    which answers the unanswered one (applied: ``OrderModified``; not: ``OrderModifyRejected``). Each modify gets
+    one answer (modifies merged while kept, one for all): a refusal of an amend (or an unanswered one not applied)
+    whose terms the kept one all sets again is told only after the kept one's answer, and only if the venue does
+    not apply that one either (refused, unanswered and not applied, denied, dropped): applied, its
+    ``OrderModified`` answers both. A cancel of the order drops the kept
     modify, as does the order's close before it leaves (``OrderModifyRejected`` either way); a restart does
     not send it (the venue's answer tells the terms; a trailing stop moves again at its next price).
     A venue with a cancel-replace in one request (:meth:`TradingApi.can_replace`: Binance
@@ -668,6 +671,14 @@ def _covers(newer: ModifyOrder, older: ModifyOrder) -> bool:
     )
 
 
+def _applied(order: Order, cmd: ModifyOrder) -> bool:
+    """Whether ``order`` has every term ``cmd`` sets (NaN: a term left as it is)."""
+    return all(
+        math.isnan(new) or math.isclose(now, new, rel_tol=1e-9)
+        for now, new in ((order.quantity, cmd.quantity), (order.price, cmd.price), (order.trigger_price, cmd.trigger_price))
+    )
+
+
 def _raced(sized_on: float, venue_filled: float) -> bool:
     """Whether a cancel-replaced order filled ``venue_filled`` at the venue, more than the ``sized_on`` its replacement
     was sized on (a fill raced the request; NaN: the venue did not tell, nothing raced)."""
@@ -778,6 +789,9 @@ class LiveVenue(Venue):
         self._withheld: dict[str, ModifyOrder] = {}
         # Orders whose amend task runs (_amend): an amend on its way, an unanswered one's window, or the query after it.
         self._amend_tasks: set[str] = set()
+        # Client id -> why each amend of it the venue refused (or never applied) was not told: the modification kept
+        # meanwhile sets all its terms again. Told after that one's answer unless the venue applies that one.
+        self._superseded: dict[str, list[str]] = {}
         # Checks a kept modification again as it leaves (the engine's risk gate, bind_modify_check).
         self._modify_check: Callable[[Order, ModifyOrder], bool] | None = None
         # Orders whose cancel the venue refused -> its refusal, until a query sent after it says whether they work.
@@ -1337,7 +1351,7 @@ class LiveVenue(Venue):
 
     # ------------------------------------------------------------------ tasks
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, object], name: str) -> None:
         if self._closed:
             coro.close()
             logger.debug("{}: venue closed, request not sent", name)
@@ -1392,6 +1406,7 @@ class LiveVenue(Venue):
             await self._amend_each(order, cmd)
         finally:
             self._amend_tasks.discard(coid)
+            self._superseded.pop(coid, None)  # left only by a task canceled at the daemon's stop
 
     async def _amend_each(self, order: Order, cmd: ModifyOrder | None) -> None:
         coid = order.client_order_id
@@ -1406,18 +1421,53 @@ class LiveVenue(Venue):
                 now_out = amending.get(coid)  # gone: the order was forgotten meanwhile
                 if now_out is not None:
                     amending[coid] = (now_out[0] - 1, now_out[1] + 1)
-            if unanswered and order.is_open and coid in self._orders:
-                # Its window over, the venue has applied the unanswered amend or never will: its terms now are final
-                # until the next amend, which leaves once they are known.
-                self._querying.add(coid)
-                await self._query(order)
+            if unanswered:
+                await self._judge_unanswered(order, cmd)
             cmd = self._withheld.pop(coid, None)
             if cmd is not None and not order.is_open:
                 logger.info("order {}: {} while a modification waited for its amend's answer; not sent", coid, order.status)
                 self._modify_rejected(order, f"order is {order.status} (closed before it was sent)")
+                self._tell_superseded(order)
                 return
             if cmd is not None and self._modify_check is not None and not self._modify_check(order, cmd):
-                return  # the risk gate passed it when it was made; what it checks moved since (OrderDenied told)
+                # The risk gate passed it when it was made; what it checks moved since (OrderDenied told).
+                self._tell_superseded(order)
+                return
+
+    async def _judge_unanswered(self, order: Order, cmd: ModifyOrder) -> None:
+        """Tell whether the venue applied ``cmd``, an amend of ``order`` left unanswered, once its window is over: the
+        venue has applied it or never will, so a query's terms are final until the next amend (which leaves once they
+        are known). Applied, the query's terms told it (``OrderModified``); not, it is refused as any amend."""
+        coid = order.client_order_id
+        if order.is_open and coid in self._orders:
+            self._querying.add(coid)
+            if not await self._query(order):
+                return  # not known: the engine's query tells the terms later (OrderModified if the amend was applied)
+            if _applied(order, cmd):
+                self._superseded.pop(coid, None)  # its terms answer the amends it set again
+                return
+        reason = (f"no answer, and not applied within the venue's window ({self.api.amend_expiry_s():g} s)"
+                  if order.is_open else f"order is {order.status} (closed before the venue answered)")
+        self._refuse_amend(order, cmd, reason)
+
+    def _refuse_amend(self, order: Order, cmd: ModifyOrder, reason: str) -> bool:
+        """Tell the strategy the venue did not apply ``cmd`` (``OrderModifyRejected``, then the refusals it superseded),
+        or keep that to tell later when the modification kept meanwhile sets every term ``cmd`` did (its answer is the
+        strategy's unless the venue does not apply it either); whether it was told."""
+        coid = order.client_order_id
+        kept = self._withheld.get(coid)
+        if kept is not None and order.is_open and _covers(kept, cmd):
+            self._superseded.setdefault(coid, []).append(reason)
+            return False
+        self._modify_rejected(order, reason)
+        self._tell_superseded(order)
+        return True
+
+    def _tell_superseded(self, order: Order) -> None:
+        """Refuse (``OrderModifyRejected``) the amends of ``order`` whose refusal waited for the modification kept behind
+        them: that one was not applied either."""
+        for reason in self._superseded.pop(order.client_order_id, ()):
+            self._modify_rejected(order, reason)
 
     async def _send_amend(self, order: Order, cmd: ModifyOrder) -> bool:
         """Send one amend of ``order``; ``True`` when it got no answer and its window (:meth:`TradingApi.amend_expiry_s`)
@@ -1427,15 +1477,13 @@ class LiveVenue(Venue):
             amend = partial(self.api.amend, order, cmd.quantity, cmd.price, cmd.trigger_price)
             if not await self._send_unless_busy(order, "amend", amend):
                 self._modify_rejected(order, f"order is {order.status} (closed while the venue was busy with it)")
+                self._tell_superseded(order)
                 return False
         except VenueRejected as exc:
-            kept = self._withheld.get(coid)
-            if kept is not None and order.is_open and _covers(kept, cmd):
-                # The modification kept meanwhile sets every term this one did: its answer is the strategy's.
+            if not self._refuse_amend(order, cmd, str(exc)):
                 logger.info("amend of {} refused: {}; the modification made since is sent", coid, exc)
                 return False
             logger.info("amend of {} refused: {}; querying", coid, exc)
-            self._modify_rejected(order, str(exc))
             if cmd.quantity < order.quantity:
                 self._amend_floor[coid] = cmd.quantity
             self._query_soon(order)
@@ -1452,6 +1500,7 @@ class LiveVenue(Venue):
             await asyncio.sleep(expiry)
             return True
         self._amend_floor.pop(coid, None)
+        self._superseded.pop(coid, None)  # applied: its terms answer the amends it set again
         now = self.clock.now_ns()
         qty = order.quantity if math.isnan(cmd.quantity) else cmd.quantity
         price = order.price if math.isnan(cmd.price) else cmd.price
@@ -1686,7 +1735,8 @@ class LiveVenue(Venue):
             self._querying.add(order.client_order_id)
             self._spawn(self._query(order), f"query:{order.client_order_id}")
 
-    async def _query(self, order: Order) -> None:
+    async def _query(self, order: Order) -> bool:
+        """Query ``order`` and hand the answer on (:attr:`on_answer`); whether the venue answered."""
         coid = order.client_order_id
         # A query sent before a cancel-replace's cancel was answered may have been processed before the cancel.
         judges_replace = coid in self._cancel_answered
@@ -1699,7 +1749,7 @@ class LiveVenue(Venue):
             report = await self.api.query(order)
         except (NoAnswer, VenueRejected) as exc:
             logger.warning("query of {}: no answer ({}); the engine asks again later", coid, exc)
-            return
+            return False
         finally:
             self._querying.discard(coid)
         if report is not None and report.client_order_id != coid:
@@ -1722,13 +1772,14 @@ class LiveVenue(Venue):
         if coid in self._replacing:
             self._replace_if_closed(coid)
             if coid not in self._replacing:
-                return
+                return True
             if judges_replace:
                 self._end_replacing(coid)
                 logger.warning("order {}: still working after its cancel-replace's cancel; modification abandoned", coid)
                 self._modify_rejected(order, "still working after its cancel-replace's cancel")
             elif coid in self._cancel_answered:
                 self._query_until_answered(order)  # the cancel was answered while this query was out: ask again
+        return True
 
     def _judge_cancel_refusal(self, order: Order, report: OrderStatusReport | None, judges: bool) -> None:
         """Tell the strategy (``OrderCancelRejected``) that the venue refused the cancel of ``order`` if the answer
