@@ -387,3 +387,41 @@ async def _held_past_its_window(kit: VenueKit, path: str, release: asyncio.Event
         await until(lambda: h.venue.in_flight == 0 and order.price == 1_020.0 and len(expired) == 1)
         await h.venue.drain()
         assert (h.emulator.orders[coid].order.price, order.price, tape.posts(path)) == (1_020.0, 1_020.0, [coid, coid])
+
+
+@pytest.mark.parametrize("between", [False, True], ids=["after", "between"])
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_refused_modify_of_another_term_does_not_make_a_trailing_stop_send_its_kept_trigger_again(kit: VenueKit, between: bool) -> None:
+    """The trailing stop at 59,500 modified to 0.005 (its quantity), an amend the venue holds and then refuses; a trade at
+    61,000 moves the stop to 60,500 meanwhile, kept behind it. That move does not set the quantity: the refusal is told
+    at once (``OrderModifyRejected``), and 60,500 leaves after it and is applied. The next trade, at 60,900 (the best
+    price still 61,000), comes once 60,500 is applied (``after``) or while the venue holds it (``between``). Before, the
+    refusal set the trailing stop back to the venue's 59,500 while 60,500 was still to leave, and that trade sent 60,500
+    again: a third amend of a trigger the venue already held. Now the trailing stop takes the trigger applied
+    (``OrderModified``) as the one it holds, and a move kept behind an amend that set its terms already is answered
+    without a request: the venue gets two amends, and the stop is at 60,500 there and here."""
+    path = STOP_AMEND[kit.venue]
+    release, second = asyncio.Event(), asyncio.Event()
+    held = RestFault("refuse", "POST", path, code=REFUSED[kit.venue], release=release)
+    faults = [held, RestFault("hold", "POST", path, release=second)] if between else [held]
+    strategy = Contingent(kit.iid)
+    async with kit_harness(kit, rest_faults=faults, strategies=[strategy], **HELD) as h:
+        refused: list[OrderModifyRejected] = []
+        h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
+        tape, coid = await _trailing(h, kit, strategy)
+        stop = h.kernel.orders.order(coid)
+        h.kernel.execution.modify(ModifyOrder(stop.strategy_id, kit.iid, coid, 0, 0, quantity=0.005))
+        await until(lambda: held.fired)
+        tape.trade(61_000.0)
+        assert coid in h.venue._withheld  # noqa: SLF001 - the move is kept behind the held amend
+        release.set()
+        if between:
+            await until(lambda: faults[1].fired and len(refused) == 1)
+            tape.trade(60_900.0)
+            second.set()
+        await until(lambda: h.venue.in_flight == 0 and stop.trigger_price == 60_500.0 and len(refused) == 1)
+        if not between:
+            tape.trade(60_900.0)
+        await until(lambda: h.venue.in_flight == 0)
+        await h.venue.drain()
+        assert (tape.posts(path), _venue_trigger(h, coid), stop.trigger_price, stop.quantity) == ([coid, coid], 60_500.0, 60_500.0, 0.01)

@@ -107,7 +107,10 @@ Trailing stop
     reaches the venue like any action (on bars: from the next bar on), so a trigger never
     uses a price the venue has not seen yet. A modify that is not applied (``OrderModifyRejected``,
     or ``OrderDenied`` by the risk gate) leaves the stop at the trigger the venue holds (the
-    order's); the best price is kept, so the next price sends its trigger again. A venue that
+    order's); the best price is kept, so the next price sends its trigger again. A trigger applied
+    (``OrderModified``) better than the one it counts on is the one it counts on: a refusal of a modify
+    of another term (its quantity) told while its move was still on its way set it back, and its next
+    price would send that move again. A venue that
     cannot amend a stop cancel-replaces it (``OrderReplaced``): the trailing, its OCO group and
     its bracket follow the new order, journaled (so does a GTD expiry). A better trigger that comes
     while that cancel-replace is unanswered moves nothing (the order being replaced takes no modify,
@@ -856,7 +859,12 @@ class ContingentOrders:
 
     def _on_modified(self, event: OrderModified) -> None:
         """An amend answered after the fills that reached its quantity (the order manager made the
-        order FILLED): what follows the order acts as on its last fill. A sibling's reduction applied is done."""
+        order FILLED): what follows the order acts as on its last fill. A sibling's reduction applied is done.
+        A trailing stop's trigger applied better than the one it counts on (set back by the refusal of a modify of
+        another term while its move was still to be sent) is the one it counts on: its next price sends it no more."""
+        trail = self._trailing.get(event.client_order_id)
+        if trail is not None and (event.trigger_price > trail.trigger if trail.sell else event.trigger_price < trail.trigger):
+            trail.trigger = event.trigger_price
         order = self._kernel.orders.get(event.client_order_id)
         reduction = self._reducing.get(event.client_order_id)
         if reduction is not None and order is not None and not self._above(order, reduction.quantity):

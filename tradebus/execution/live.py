@@ -1421,34 +1421,41 @@ class LiveVenue(Venue):
                 now_out = amending.get(coid)  # gone: the order was forgotten meanwhile
                 if now_out is not None:
                     amending[coid] = (now_out[0] - 1, now_out[1] + 1)
-            if unanswered:
-                await self._judge_unanswered(order, cmd)
+            known = not unanswered or await self._judge_unanswered(order, cmd)
             cmd = self._withheld.pop(coid, None)
             if cmd is not None and not order.is_open:
                 logger.info("order {}: {} while a modification waited for its amend's answer; not sent", coid, order.status)
                 self._modify_rejected(order, f"order is {order.status} (closed before it was sent)")
                 self._tell_superseded(order)
                 return
+            if cmd is not None and known and _applied(order, cmd):
+                # The amend before set these terms (a trailing stop's move made again after a refusal of another term
+                # was told): the venue holds them; answered without a request.
+                logger.info("order {}: the modification kept has the terms the venue holds now; not sent", coid)
+                self._modified(order, cmd)
+                return
             if cmd is not None and self._modify_check is not None and not self._modify_check(order, cmd):
                 # The risk gate passed it when it was made; what it checks moved since (OrderDenied told).
                 self._tell_superseded(order)
                 return
 
-    async def _judge_unanswered(self, order: Order, cmd: ModifyOrder) -> None:
+    async def _judge_unanswered(self, order: Order, cmd: ModifyOrder) -> bool:
         """Tell whether the venue applied ``cmd``, an amend of ``order`` left unanswered, once its window is over: the
         venue has applied it or never will, so a query's terms are final until the next amend (which leaves once they
-        are known). Applied, the query's terms told it (``OrderModified``); not, it is refused as any amend."""
+        are known). Applied, the query's terms told it (``OrderModified``); not, it is refused as any amend. Whether the
+        order's terms here are the venue's now (``False``: the query got no answer either)."""
         coid = order.client_order_id
         if order.is_open and coid in self._orders:
             self._querying.add(coid)
             if not await self._query(order):
-                return  # not known: the engine's query tells the terms later (OrderModified if the amend was applied)
+                return False  # the engine's query tells the terms later (OrderModified if the amend was applied)
             if _applied(order, cmd):
                 self._superseded.pop(coid, None)  # its terms answer the amends it set again
-                return
+                return True
         reason = (f"no answer, and not applied within the venue's window ({self.api.amend_expiry_s():g} s)"
                   if order.is_open else f"order is {order.status} (closed before the venue answered)")
         self._refuse_amend(order, cmd, reason)
+        return True
 
     def _refuse_amend(self, order: Order, cmd: ModifyOrder, reason: str) -> bool:
         """Tell the strategy the venue did not apply ``cmd`` (``OrderModifyRejected``, then the refusals it superseded),
@@ -1500,13 +1507,18 @@ class LiveVenue(Venue):
             await asyncio.sleep(expiry)
             return True
         self._amend_floor.pop(coid, None)
-        self._superseded.pop(coid, None)  # applied: its terms answer the amends it set again
+        self._modified(order, cmd)
+        return False
+
+    def _modified(self, order: Order, cmd: ModifyOrder) -> None:
+        """``OrderModified``: the venue holds ``cmd``'s terms (and so answers the amends it set again)."""
+        coid = order.client_order_id
+        self._superseded.pop(coid, None)
         now = self.clock.now_ns()
         qty = order.quantity if math.isnan(cmd.quantity) else cmd.quantity
         price = order.price if math.isnan(cmd.price) else cmd.price
         trigger = order.trigger_price if math.isnan(cmd.trigger_price) else cmd.trigger_price
         self.emit(OrderModified(order.strategy_id, order.instrument_id, coid, qty, price, trigger, now, now))
-        return False
 
     async def _cancel_replace(self, order: Order, replacement: Order, sized_on: float, trim: str | None) -> None:
         """Cancel-replace ``order`` by ``replacement`` in one request; ``sized_on``: ``order``'s filled quantity the
