@@ -83,6 +83,7 @@ def _window(h: Any) -> None:
     else:
         h.venue.api.timestamp_expiry_s = WINDOW
         h.emulator.timestamp_expiry_s = WINDOW
+        h.venue.api.amend_deadline_s = WINDOW
 
 
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))

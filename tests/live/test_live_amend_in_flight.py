@@ -305,12 +305,14 @@ async def test_the_check_of_a_kept_modify_as_it_leaves_does_not_count_it_in_the_
 
 def _short_window(h: Any, seconds: float) -> None:
     """A request's window of ``seconds`` at the venue and in the client: Bybit's ``X-BAPI-RECV-WINDOW`` the client sends
-    (the emulator reads it from the request), OKX's expiry of the signed timestamp (a venue constant: set on both)."""
+    (the emulator reads it from the request), OKX's expiry of the signed timestamp (a venue constant: set on both) and an
+    amend's ``expTime`` (the client's 1 s timeout otherwise)."""
     if hasattr(h.venue.api, "recv_window_ms"):
         h.venue.api.recv_window_ms = int(seconds * 1000)
     else:
         h.venue.api.timestamp_expiry_s = seconds
         h.emulator.timestamp_expiry_s = seconds
+        h.venue.api.amend_deadline_s = seconds
 
 
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
@@ -387,6 +389,44 @@ async def _held_past_its_window(kit: VenueKit, path: str, release: asyncio.Event
         await until(lambda: h.venue.in_flight == 0 and order.price == 1_020.0 and len(expired) == 1)
         await h.venue.drain()
         assert (h.emulator.orders[coid].order.price, order.price, tape.posts(path)) == (1_020.0, 1_020.0, [coid, coid])
+
+
+async def test_an_okx_amend_carries_an_exptime_so_the_modify_kept_behind_it_leaves_long_before_the_30_s_timestamp_window() -> None:
+    """OKX's 30 s expiry of the signed timestamp as it is, the client's timeout 1 s. A limit buy at 1,000 modified to
+    1,010, an amend the venue holds unanswered, and to 1,020 meanwhile. Before, 1,020 waited 31 s after the timeout (the
+    first could be processed for 30 s after its signed time). Now ``amend-order`` carries OKX's ``expTime`` header, its
+    signed time and the 1 s timeout: 1,020 leaves 2 s after the timeout, well inside the first's 30 s, and the first,
+    released then, is refused by the venue (past its ``expTime``: ``50036``), never applied: the venue and the order at
+    1,020. A stop's amend (``amend-algos``, which takes no ``expTime``) still waits 31 s."""
+    kit = KITS["okx"]
+    path = LIMIT_AMEND["okx"]
+    release = asyncio.Event()
+    held = RestFault("hold", "POST", path, release=release, windowed=True)
+    expired: list[str] = []
+    sink = logger.add(lambda m: expired.append(str(m)), level="INFO", filter=lambda r: "past its window" in r["message"])
+    try:
+        async with kit_harness(kit, rest_faults=[held]) as h:
+            loop = asyncio.get_running_loop()
+            execution = h.kernel.execution
+            tape = KitTape(h, kit.iid, T0, size=0.001)
+            order = tape.submit(OrderSide.BUY, 0.002, OrderType.LIMIT, price=1_000.0)
+            await until(lambda: order.status is OrderStatus.ACCEPTED)
+            coid = order.client_order_id
+            execution.modify(ModifyOrder("s1", kit.iid, coid, 0, 0, price=1_010.0))
+            await until(lambda: held.fired)
+            first_at = loop.time()
+            execution.modify(ModifyOrder("s1", kit.iid, coid, 0, 0, price=1_020.0))
+            await until(lambda: h.emulator.orders[coid].order.price == 1_020.0)
+            kept_after = loop.time() - first_at
+            release.set()
+            await until(lambda: h.venue.in_flight == 0 and order.price == 1_020.0 and len(expired) == 1)
+            await h.venue.drain()
+            assert (h.emulator.orders[coid].order.price, order.price, tape.posts(path)) == (1_020.0, 1_020.0, [coid, coid])
+            assert kept_after < h.emulator.timestamp_expiry_s == 30.0
+            stop = tape.submit(OrderSide.SELL, 0.001, OrderType.STOP_MARKET, trigger=900.0)
+            assert (h.venue.api.amend_expiry_s(order), h.venue.api.amend_expiry_s(stop)) == (2.0, 31.0)
+    finally:
+        logger.remove(sink)
 
 
 @pytest.mark.parametrize("between", [False, True], ids=["after", "between"])

@@ -551,8 +551,8 @@ class TradingApi(ABC):
     #: (:meth:`~tradebus.node.reconcile.Reconciler.as_ours`); elsewhere an unknown client id is another order's.
     renames_on_amend: bool = False
 
-    def amend_expiry_s(self) -> float | None:
-        """Seconds after an amend's request ended unanswered past which the venue no longer applies it: the request's
+    def amend_expiry_s(self, order: Order) -> float | None:
+        """Seconds after an amend's request of ``order`` ended unanswered past which the venue no longer applies it: the request's
         validity window, from its signed timestamp (no later than that end), with the clock skew the venue tolerates.
         The live venue sends no other amend of the order before then (the venue could apply the two in either order).
         ``None`` (default): the venue bounds no request's age; the next amend leaves at once."""
@@ -1452,7 +1452,7 @@ class LiveVenue(Venue):
             if _applied(order, cmd):
                 self._superseded.pop(coid, None)  # its terms answer the amends it set again
                 return True
-        reason = (f"no answer, and not applied within the venue's window ({self.api.amend_expiry_s():g} s)"
+        reason = (f"no answer, and not applied within the venue's window ({self.api.amend_expiry_s(order):g} s)"
                   if order.is_open else f"order is {order.status} (closed before the venue answered)")
         self._refuse_amend(order, cmd, reason)
         return True
@@ -1496,7 +1496,7 @@ class LiveVenue(Venue):
             self._query_soon(order)
             return False
         except NoAnswer as exc:
-            expiry = self.api.amend_expiry_s()
+            expiry = self.api.amend_expiry_s(order)
             if expiry is None:
                 logger.warning("amend of {}: no answer ({}); querying (the order may or may not be amended)", coid, exc)
                 self._query_soon(order)

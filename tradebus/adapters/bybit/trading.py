@@ -373,7 +373,7 @@ class BybitTrading(CcxtTrading):
     def recv_window_ms(self, value: int) -> None:
         self._ccxt.options["recvWindow"] = int(value)
 
-    def amend_expiry_s(self) -> float:
+    def amend_expiry_s(self, order: Order) -> float:
         """The request's ``X-BAPI-RECV-WINDOW`` and 1 s: Bybit takes a request while ``server_time - recv_window <=
         timestamp < server_time + 1000`` (its API guide), so one it took was stamped at most 1 s ahead of its clock."""
         return (self.recv_window_ms + 1000) / 1000

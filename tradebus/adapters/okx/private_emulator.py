@@ -15,7 +15,10 @@ private stream of :mod:`tradebus.adapters.okx.user_stream` to run unchanged:
   instruments of its type). Every request must carry ``OK-ACCESS-KEY``, the passphrase, an
   ISO ``OK-ACCESS-TIMESTAMP`` within 30 s and ``OK-ACCESS-SIGN`` (base64 HMAC-SHA256 of
   timestamp + method + path with query + body), and ``x-simulated-trading: 1`` (demo keys
-  work only in demo trading: ``50101`` otherwise). Errors are OKX's: ``50111`` bad key,
+  work only in demo trading: ``50101`` otherwise). A ``/trade/order`` or ``/trade/amend-order`` whose ``expTime``
+  header (its deadline, epoch ms) is past when it is processed (at arrival, or at a ``windowed`` hold's release) is
+  refused ``50036``, nothing done (OKX: "the request will not be processed if the current system time of the server
+  is after the expTime"). Errors are OKX's: ``50111`` bad key,
   ``50105`` bad passphrase, ``50113`` bad signature, ``50102`` timestamp (a test's
   :attr:`OkxPrivateEmulator.key_refusal` then answers every request, as OKX a frozen key's ``50100``), ``51016``
   duplicate ``clOrdId``, ``51000`` a parameter (``"Parameter clOrdId error"``, ``code`` of the
@@ -139,6 +142,10 @@ _LOGIN_ERRORS = {
 }
 
 
+#: The requests OKX takes an ``expTime`` header on (of those emulated): it does not process them past it.
+_DEADLINED = frozenset({"/api/v5/trade/order", "/api/v5/trade/amend-order"})
+
+
 class OkxPrivateEmulator(AccountEmulator):
     """The emulated OKX demo account (see the module docstring); parameters as :class:`AccountEmulator`."""
 
@@ -239,6 +246,9 @@ class OkxPrivateEmulator(AccountEmulator):
             return self.error(401, 50101, "APIKey does not match current environment.")
         if self.key_refusal is not None:
             return self.error(*self.key_refusal)
+        deadline = h.get("expTime")
+        if deadline and request.path in _DEADLINED and self.venue_time() * 1000 > int(deadline):
+            return self.error(200, 50036, "The expTime can't be earlier than the current system time. Please adjust the expTime and try again.")
         return None
 
     def params(self, request: web.Request, body: str) -> dict[str, Any]:

@@ -41,7 +41,9 @@ from ``GET /api/v5/trade/fills`` (paged, 100 a page); the fills missed while dow
 (:meth:`OkxTrading.fills_since`) from the same list, or ``/trade/fills-history`` beyond 3 days;
 open orders ``GET /api/v5/trade/orders-pending`` (100 a page, ``after`` the last ``ordId``; open
 stops likewise, ``after`` the last ``algoId``);
-balances ``GET /api/v5/account/balance``; amend ``POST /api/v5/trade/amend-order``.
+balances ``GET /api/v5/account/balance``; amend ``POST /api/v5/trade/amend-order``, with an ``expTime`` header (OKX's
+deadline of the request: its signed time and the request timeout, :attr:`OkxTrading.amend_deadline_s`), so that OKX
+applies no amend the client stopped waiting for, and the next amend of the order may leave that soon after.
 OKX reports a fee charged as a negative number; it is booked positive, in its ``feeCcy`` (``OrderFilled.fee_asset``).
 Rate limit: OKX has no used-weight header; the budget is 60 requests per 2 s (the order
 endpoints' limit), shared by every caller of the account.
@@ -133,6 +135,25 @@ ALGO_STATUS: dict[str, OrderStatus] = {
 }
 ORDER_NOT_FOUND = "51603"
 _STOPS = (OrderType.STOP_MARKET, OrderType.STOP_LIMIT)
+#: The parameter :class:`_Okx` takes off a request and sends as its ``expTime`` header, that many ms after its signed time.
+_EXPIRES_IN_MS = "expires_in_ms"
+
+
+class _Okx(ccxt_async.okx):  # type: ignore[misc]
+    """ccxt's ``okx``, sending a request's ``expires_in_ms`` parameter as OKX's ``expTime`` header: the request's deadline,
+    epoch ms, past which OKX does not process it ("Transaction timeouts": taken by ``/trade/order``,
+    ``/trade/amend-order`` and their batches), that many ms after the time it is signed with (``OK-ACCESS-TIMESTAMP``,
+    the venue's clock as ccxt takes it). ccxt builds every request's headers itself: no other way carries one."""
+
+    def sign(self, path: str, api: Any = "public", method: str = "GET", params: Any = None, *rest: Any) -> dict[str, Any]:
+        expires_in = None
+        if isinstance(params, dict) and _EXPIRES_IN_MS in params:
+            params = dict(params)
+            expires_in = int(params.pop(_EXPIRES_IN_MS))
+        request: dict[str, Any] = super().sign(path, api, method, {} if params is None else params, *rest)
+        if expires_in is not None:
+            request["headers"]["expTime"] = str(self.nonce() + expires_in)
+        return request
 #: The algo order type of a stop (OKX's stop-loss conditional order).
 ALGO_ORD_TYPE = "conditional"
 #: Rows of one ``GET /api/v5/trade/fills`` page (OKX's most).
@@ -349,7 +370,7 @@ class OkxTrading(CcxtTrading):
         demo: bool = True,
         budget: WeightBudget | None = None,
     ) -> None:
-        exchange = ccxt_async.okx(
+        exchange = _Okx(
             {
                 "apiKey": api_key.get_secret_value(),
                 "secret": api_secret.get_secret_value(),
@@ -406,10 +427,21 @@ class OkxTrading(CcxtTrading):
     #: after the timestamp", its REST authentication).
     timestamp_expiry_s = 30.0
 
-    def amend_expiry_s(self) -> float:
-        """:attr:`timestamp_expiry_s` and 1 s of clock skew (``amend-algos`` takes no ``expTime``; the daemon's clock
-        is taken to be within 1 s of OKX's, as NTP keeps it)."""
-        return self.timestamp_expiry_s + 1.0
+    #: Seconds after its signed time OKX may process an ``amend-order`` (its ``expTime``); ``None``: the request timeout
+    #: (ccxt's ``timeout``), so that OKX does not apply an amend the client no longer waits for.
+    amend_deadline_s: float | None = None
+
+    def amend_expiry_s(self, order: Order) -> float:
+        """The amend's window and 1 s of clock skew (the daemon's clock is taken to be within 1 s of OKX's, as NTP keeps
+        it): an amend of a limit order (``amend-order``) carries an ``expTime`` (:meth:`_amend_window_s`); one of a stop
+        (``amend-algos``, which takes no ``expTime``) lasts as its signed timestamp does, :attr:`timestamp_expiry_s`."""
+        return (self.timestamp_expiry_s if order.order_type in _STOPS else self._amend_window_s()) + 1.0
+
+    def _amend_window_s(self) -> float:
+        """Seconds after its signed time an ``amend-order`` is processed at most: :attr:`amend_deadline_s`, within
+        :attr:`timestamp_expiry_s`."""
+        deadline = self._ccxt.timeout / 1000.0 if self.amend_deadline_s is None else self.amend_deadline_s
+        return min(deadline, self.timestamp_expiry_s)
 
     async def amend(self, order: Order, quantity: float, price: float, trigger_price: float = math.nan) -> None:
         """``POST /api/v5/trade/amend-order``: the new total size and/or price (NaN: unchanged); a stop: ``/trade/amend-algos``."""
@@ -442,6 +474,7 @@ class OkxTrading(CcxtTrading):
             params["newSz"] = decimal_text(inst.round_quantity(quantity), inst.lot_size)
         if not math.isnan(price):
             params["newPx"] = decimal_text(inst.round_price(price), inst.tick_size)
+        params[_EXPIRES_IN_MS] = round(self._amend_window_s() * 1000)
         await self.call("private_post_trade_amend_order", params)
 
     async def _triggered_order_id(self, order: Order, refused: VenueRejected | None, what: str) -> str:
