@@ -406,6 +406,27 @@ async def test_a_failed_read_of_the_usdm_limits_keeps_the_defaults_with_one_warn
     assert "GET /fapi/v1/rateLimit/order" in warning and "orders per 10 s: 300; orders per minute: 1200" in warning
 
 
+@pytest.mark.parametrize("listed", [(), LOW_USDM_LIMITS[1:]], ids=["none", "the-minute-only"])
+async def test_a_usdm_limits_answer_that_lists_a_window_not_says_its_default_stands(listed: tuple[Any, ...]) -> None:
+    """``GET /fapi/v1/rateLimit/order`` answered, but listing no order limit (``[]``) or none of the 10 s window (the
+    minute's, 400, taken): the 10 s window's default (300) stands, which the README says is logged. It stood silently
+    (the answer read, no WARNING), as if it were the account's own; now one WARNING names the window and the limits."""
+    clock = Clock()
+    warnings: list[Any] = []
+    sink = logger.add(warnings.append, level="WARNING", format="{message}")
+    try:
+        async with _account("usdm", clock) as (emulator, api):
+            emulator.order_limits = listed
+            assert await api.listed_symbols() is None
+            assert [b.limit for b in api.order_budgets] == [300, 400 if listed else 1200]
+    finally:
+        logger.remove(sink)
+    unlisted = [w for w in warnings if "rate budget" in w and "lists no" in w]
+    assert len(unlisted) == 1, warnings
+    assert "GET /fapi/v1/rateLimit/order lists no limit of orders per 10 s" in unlisted[0]
+    assert f"orders per 10 s: 300; orders per minute: {400 if listed else 1200}" in unlisted[0]
+
+
 @pytest.mark.parametrize(
     ("message", "seconds"),
     [

@@ -700,10 +700,12 @@ class BinanceTrading(TradingApi):
         """Take Binance's ``rateLimits`` rows (``exchangeInfo``'s, ``GET /api/v3/rateLimit/order``'s) into the budgets:
         the ``limit`` of each ``ORDERS`` window (``interval`` x ``intervalNum``) into the order budget of that window and
         its ``count``, if told, as its count; the ``REQUEST_WEIGHT`` minute's ``limit`` into the weight budget. A limit
-        other than the budget's is logged at WARNING, naming both, and a window no budget counts too (not counted here)."""
+        other than the budget's is logged at WARNING, naming both, a window no budget counts too (not counted here), and
+        an order budget's window the answer lists no limit of (its default stands)."""
         if not isinstance(rows, list):
             logger.warning("rate budget: {} told no rate limits ({!r}); this client's stand ({})", source, rows, self._limits_kept())
             return
+        listed: set[float] = set()
         for row in rows:
             try:
                 kind, limit = str(row["rateLimitType"]), int(row["limit"])
@@ -713,6 +715,7 @@ class BinanceTrading(TradingApi):
                 continue
             if kind == "ORDERS":
                 budgets = [b for b in self.order_budgets if b.window == seconds]
+                listed.add(seconds)
             elif kind == "REQUEST_WEIGHT" and self.budget is not None:
                 budgets = [b for b in (self.budget,) if b.window == seconds]
             else:
@@ -727,6 +730,10 @@ class BinanceTrading(TradingApi):
                     budget.set_limit(limit)
                 if "count" in row and budget.header:
                     budget.observe(0, {budget.header: str(row["count"])})
+        unlisted = [b.name for b in self.order_budgets if b.window not in listed]
+        if unlisted:
+            logger.warning("rate budget: {} lists no limit of {}; this client's stand ({})", source, ", ".join(unlisted),
+                           self._limits_kept())
 
     def _limits_kept(self) -> str:
         """The budgets' limits, named (``"orders per 10 s: 300; orders per minute: 1200; request budget: 2400"``)."""
