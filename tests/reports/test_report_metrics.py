@@ -465,3 +465,14 @@ def test_a_drawdown_of_rounding_lasts_no_time() -> None:
     assert compute_metrics(constant_return_run(closes))["longest_drawdown_days"] == 0.0
     closes[20] = closes[19] * (1.0 - 1e-9)
     assert compute_metrics(constant_return_run(closes))["longest_drawdown_days"] == pytest.approx(2.0)
+
+
+def test_a_nan_sample_is_skipped_not_taken_for_the_end_of_a_drawdown() -> None:
+    """Below the 110 of day 1 from day 2 until back at 110 on day 5: 4 days, the NaN of day 3 skipped as the docstring
+    says; a NaN taken for a sample at the peak ended it at day 3 (2 days)."""
+    from tradebus.reports.metrics import longest_drawdown_ns
+
+    ts = np.array([int(d * DAY) for d in (0, 1, 2, 3, 4, 5)], dtype=np.int64)
+    values = np.array([100.0, 110.0, 105.0, np.nan, 100.0, 110.0])
+    assert longest_drawdown_ns(ts, values, 100.0) == 4 * DAY
+    assert longest_drawdown_ns(ts[:4], values[:4], 100.0) == DAY  # open at the NaN: to the last sample taken, day 2

@@ -225,10 +225,13 @@ def longest_drawdown_ns(ts: np.ndarray, values: np.ndarray, initial: float) -> i
     set its peak to the first sample back at or above it, or to the last sample (still below).
     A fall within rounding of the peak (:func:`returns_flat`) is no fall; NaN values are skipped.
     """
+    values = np.asarray(values, dtype=np.float64)
+    sampled = ~np.isnan(values)
+    ts = np.asarray(ts, dtype=np.int64)[sampled]
     if not len(ts):
         return 0
-    series = np.concatenate(([initial], np.asarray(values, dtype=np.float64)))
-    times = np.concatenate(([ts[0]], np.asarray(ts, dtype=np.int64)))
+    series = np.concatenate(([initial], values[sampled]))
+    times = np.concatenate(([ts[0]], ts))
     peak = np.fmax.accumulate(series)
     with np.errstate(divide="ignore", invalid="ignore"):
         fall = np.where(peak > 0.0, series / peak - 1.0, -np.inf)
