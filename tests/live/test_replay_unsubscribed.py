@@ -9,6 +9,7 @@ frames of every stream are counted here from the raw recording (``json``), not b
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections import Counter
 from pathlib import Path
@@ -131,3 +132,72 @@ def test_replay_names_each_unsubscribed_stream_once_and_counts_them_at_the_end(v
     ]
     stats = json.loads((tmp_path / "o" / "playback.json").read_text(encoding="utf-8"))
     assert stats["unexpected_streams"] == {feed: skipped}
+
+
+#: venue -> (the recorded variant of a stream, the config's other variant of it)
+VARIANTS = {
+    "okx": ("books", "books5"),
+    "bybit": ("orderbook.200", "orderbook.50"),
+    "bybit-kline": ("kline.1", "kline.5"),
+}
+
+
+def refusal(venue: str, recording: Path | str, recorded: str, subscribed: str, channels: list[str]) -> str:
+    """The error naming the file, the recorded stream with its frame count, the config's, and every expected stream."""
+    base = venue.partition("-")[0]
+    expected = [stream_name(base, ch) for ch in channels]
+    return (
+        f"{recording}: the recording's streams do not match the config: {CASES[base][4]} frames of stream "
+        f"{stream_name(base, recorded)!r} ({recorded_streams(base)[stream_name(base, recorded)]} in the recording), "
+        f"but the config subscribes {stream_name(base, subscribed)!r}, of which it holds none "
+        f"(expected streams: {expected})"
+    )
+
+
+@pytest.mark.usefixtures("_loguru_to_current_stderr")
+@pytest.mark.parametrize("venue", list(VARIANTS))
+def test_a_recording_of_another_book_depth_or_bar_size_is_refused_by_replay_and_import(
+    venue: str, tmp_path: Path
+) -> None:
+    """The shipped paper_bybit.yaml (orderbook.50) replayed the shipped Bybit recording (orderbook.200) with no
+    book (414 frames skipped, a WARNING), exit 0; OKX books5 against books alike. As a Binance recording of another
+    depth speed is, it is refused, naming the file and both streams, and nothing is written."""
+    base = venue.partition("-")[0]
+    recorded, subscribed = VARIANTS[venue]
+    channels = [CASES[base][5], subscribed]
+    assert recorded_streams(base)[stream_name(base, recorded)] > 20  # guards the fixture: the other variant is there
+    assert recorded_streams(base)[stream_name(base, subscribed)] == 0
+    cfg = tmp_path / "variant.yaml"
+    cfg.write_text(yaml.safe_dump(venue_config(base, channels)), encoding="utf-8")
+    recording = CASES[base][0]
+    out = tmp_path / "o"
+    res = CliRunner().invoke(app, ["replay", str(recording), "--config", str(cfg), "--out", str(out)])
+    assert res.exit_code == 3, res.output
+    text = " ".join(res.output.split())
+    assert refusal(venue, recording, recorded, subscribed, channels) in text, text
+    assert not out.exists()
+    catalog = tmp_path / "cat"
+    res = CliRunner().invoke(
+        app, ["data", "import-recording", str(recording), "--config", str(cfg), "--catalog", str(catalog)]
+    )
+    assert res.exit_code == 3, res.output
+    assert refusal(venue, recording, recorded, subscribed, channels) in " ".join(res.output.split())
+    assert not catalog.exists() or not any(p.is_file() for p in catalog.rglob("*"))
+
+
+def test_a_recording_holding_both_depths_of_a_book_replays_under_either(tmp_path: Path) -> None:
+    """A recorder subscribing ``orderbook.50`` beside ``orderbook.200``: a replay of ``orderbook.200`` alone skips the
+    other depth, whose first frame comes before the first of the config's, and plays every frame of its own."""
+    frames = list(read_frames(BYBIT_RECORDING))
+    both = tmp_path / "both.jsonl.gz"
+    with gzip.open(both, "wt", encoding="utf-8") as f:
+        for t, conn, raw in frames:
+            text = raw if isinstance(raw, str) else raw.decode()
+            if conn == "linear" and '"topic":"orderbook.200.BTCUSDT"' in text:
+                f.write(json.dumps({"t": t, "c": conn, "d": text.replace("orderbook.200.", "orderbook.50.")}) + "\n")
+            f.write(json.dumps({"t": t, "c": conn, "d": text}) + "\n")
+    playback = Playback(config_of(venue_config("bybit", ["publicTrade", "orderbook.200"])))
+    playback.run(both)
+    book_frames = recorded_streams("bybit")["orderbook.200.BTCUSDT"]
+    assert (playback.router.counts["BookSnapshot"], playback.router.counts["BookDelta"]) == (1, book_frames - 1)
+    assert playback.stats.unexpected_streams["bybit-linear"]["orderbook.50.BTCUSDT"] == book_frames

@@ -75,9 +75,14 @@ Recording formats
 A frame a parser rejects is skipped and counted (and logged at DEBUG), as live. Frames of
 streams the config does not subscribe are skipped, except when the config subscribes that
 kind of stream with other parameters (a Binance ``depth@0ms`` recording replayed with
-``depth_speed: 100ms``): then the replay stops with a :class:`~tradebus.errors.DataError`
-naming the streams seen and expected, since the books would otherwise stay frozen at their
-snapshot and the run would trade on them.
+``depth_speed: 100ms``, an OKX ``books`` one with ``books5``, a Bybit ``orderbook.200`` one
+with ``orderbook.50``, or another bar size): then the replay stops with a
+:class:`~tradebus.errors.DataError` naming the file and the streams seen and expected, since
+the books would otherwise stay frozen at their snapshot (or never come) and the run would trade
+without them. Binance's refuses at the first such frame (a feed subscribes one depth speed and
+bar size); OKX's and Bybit's once the frames are played, only if the recording held none of the
+config's stream (their configs may subscribe two depths of a book, ``orderbook.1`` beside
+``orderbook.50``, and a recording holding both replays under either).
 
 Serving a recording
 -------------------
@@ -466,7 +471,9 @@ class Playback:
         DataError
             Unreadable recording (names the file and line), or frames of streams the config
             subscribes with other parameters (e.g. another depth speed): the recording does
-            not match the config (names the streams seen and expected); or no frame that the
+            not match the config (names the streams seen and expected; the first such frame refuses a
+            Binance recording, a recording of another OKX or Bybit book depth or bar size is refused
+            once played if it holds none of the config's); or no frame that the
             config's feeds take and parse (another venue's recording, an empty one); or a
             recording of several sessions without ``session`` (names the file and the line of the
             second session's ``run:start``), or with fewer sessions than ``session``.
@@ -507,6 +514,8 @@ class Playback:
                     self.clock.advance_to(recv_ns)  # at run:stop, what fell due since the last frame fires
                 else:
                     self.feed_frame(recv_ns, conn, raw)
+            for feed in self.feeds:
+                feed.check_played(path)
             answered = len(self.trade_gaps.gaps)
             killed = begun and not stopped  # a daemon recording its run:start records its stop: it never came to it
             if lineno and not killed:

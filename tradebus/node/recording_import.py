@@ -171,6 +171,8 @@ def import_recording(
                 first_rejected = first_rejected or f"frame {frame}: {exc}"
             books.after(frame, recv_ns)
             stale.after(recv_ns)
+        for feed in feeds:
+            feed.check_played(recording)
         if frame:
             for feed in feeds:  # the trades held behind a gap whose recorded fetch the recording does not reach,
                 feed.end_run(recv_ns)  # released at its last line (a run:stop included), as the replay does

@@ -46,6 +46,7 @@ from tradebus.adapters.binance.parse import (
     parse_trade_id,
     split_stream,
     stream_kind,
+    variant_key,
 )
 from tradebus.adapters.common.book import OrderBook
 from tradebus.adapters.common.client import Sink, WsClient, connection_lost
@@ -60,7 +61,7 @@ from tradebus.adapters.binance.sync import BinanceFuturesRule, BinanceSpotRule
 from tradebus.adapters.common.sync import BookSync, SequenceRule
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import BookSnapshot, Trade
-from tradebus.errors import DataError, ParseError, VenueError
+from tradebus.errors import ParseError, VenueError
 
 __all__ = [
     "MAX_CONNECTION_AGE",
@@ -218,10 +219,11 @@ class BinanceRouter:
         self.counts: Counter[str] = Counter()
         self.funding_rates = FundingRateCheck(f"binance {config.market.value}")
         self.unknown = 0
-        self.skipped = SkippedStreams(f"binance {config.market.value}", config.streams())
+        self.skipped = SkippedStreams(
+            f"binance {config.market.value}", config.streams(), variant_key, "depth_speed / kline_<interval> channel"
+        )
         self.unexpected_streams: Counter[str] = self.skipped.counts
         self._strict = strict_streams
-        self._subscribed_kinds: dict[tuple[str, StreamKind | None], str] = {}
         self.books: dict[str, BookSync] = {}
         self._handlers: dict[str, Handler] = {}
         self._fetch = fetch_snapshot
@@ -235,7 +237,6 @@ class BinanceRouter:
             if kind is StreamKind.DEPTH:
                 self.books[symbol] = self._make_sync(symbol, iid, quotes_from_book)
             self._handlers[stream] = self._handler(kind, iid, symbol)
-            self._subscribed_kinds[(symbol, kind)] = stream
 
     # -------------------------------------------------------------- handlers
 
@@ -370,17 +371,12 @@ class BinanceRouter:
     def _unexpected(self, stream: str) -> None:
         """Count and skip a frame of a stream that is not subscribed; warn at its first frame."""
         self.unknown += 1
-        symbol = stream.partition("@")[0].upper()
-        instead = self._subscribed_kinds.get((symbol, stream_kind(stream)))
-        if instead is not None and self._strict:
-            raise DataError(
-                f"the recording's streams do not match the config: binance {self.config.market.value} frames of "
-                f"stream {stream!r}, but the config subscribes {instead!r} "
-                f"(expected streams: {self.config.streams()}); "
-                "make the feed's depth_speed / kline_<interval> channel match the recording"
-            )
-        hint = "" if instead is None else f" instead of the subscribed {instead!r} (check depth_speed / kline_<interval>)"
-        self.skipped.skip(stream, hint)
+        if self._strict:
+            # a feed subscribes one variant of a stream, so a frame of another means its own is not recorded
+            instead = self.skipped.instead(stream)
+            if instead:
+                raise self.skipped.mismatch(stream, instead[0])
+        self.skipped.skip(stream)
 
     def log_skipped(self) -> None:
         """Log, in one WARNING, how many frames of each unsubscribed stream were skipped (nothing if none)."""

@@ -52,6 +52,7 @@ __all__ = [
     "parse_trade_id",
     "split_stream",
     "stream_kind",
+    "variant_key",
 ]
 
 _STREAM = re.compile(r'"stream"\s*:\s*"([^"]+)"')
@@ -90,6 +91,13 @@ def stream_kind(stream: str) -> StreamKind | None:
         return StreamKind(name)
     except ValueError:
         return None
+
+
+def variant_key(stream: str) -> tuple[str, StreamKind] | None:
+    """What ``stream`` carries whatever its parameters (``"btcusdt@depth@0ms"`` -> ``("BTCUSDT", DEPTH)``, as
+    for every depth speed of that book), ``None`` if not a supported stream."""
+    kind = stream_kind(stream)
+    return None if kind is None else (stream.partition("@")[0].upper(), kind)
 
 
 def split_stream(raw: str | bytes) -> str | None:

@@ -23,7 +23,7 @@ import msgspec
 from loguru import logger
 
 from tradebus.adapters.bybit.config import BybitConfig
-from tradebus.adapters.bybit.parse import BybitParser, frame_stream
+from tradebus.adapters.bybit.parse import BybitParser, frame_stream, variant_key
 from tradebus.adapters.common.book import OrderBook
 from tradebus.adapters.common.client import Sink, StreamBookClient
 from tradebus.adapters.common.feed import FeedConfig, ParserFeed, all_in_sync, connection_policy
@@ -153,7 +153,7 @@ class BybitFeedHandle(ParserFeed):
             self.client = None
             self.parser = BybitParser(config.market, self.venue_name)
             self.name = f"{self.venue_name.lower()}-{config.market}"
-        self.skip_unsubscribed(self.topics)
+        self.skip_unsubscribed(self.topics, variant_key, "orderbook.<depth> / kline.<interval> channel")
 
     stream_of = staticmethod(frame_stream)
 

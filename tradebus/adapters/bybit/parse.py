@@ -60,7 +60,7 @@ from tradebus.adapters.common.sync import BookSync
 from tradebus.engine.messages import Bar, BookDelta, BookSnapshot, FundingRate, MarkPrice, Quote, Trade
 from tradebus.errors import ConfigError, ParseError
 
-__all__ = ["CATEGORIES", "BybitParser", "describe_frame", "frame_stream", "instrument_symbol"]
+__all__ = ["CATEGORIES", "BybitParser", "describe_frame", "frame_stream", "instrument_symbol", "variant_key"]
 
 CATEGORIES = {"spot": "", "linear": "-LINEAR"}
 """Supported categories and the suffix they add to the symbol in instrument ids."""
@@ -106,6 +106,16 @@ def _scan_topic(raw: str | bytes) -> str | None:
         return None
     i += 9
     return raw[i : raw.find(b'"', i)].decode("utf-8", "replace")
+
+
+def variant_key(topic: str) -> tuple[str, str] | None:
+    """What a topic carries whatever its depth or interval: ``("orderbook", symbol)`` for every
+    ``orderbook.<depth>.<symbol>``, ``("kline", symbol)`` for every ``kline.<interval>.<symbol>``, ``None`` for
+    another topic."""
+    channel, _, rest = topic.partition(".")
+    if channel not in ("orderbook", "kline"):
+        return None
+    return channel, rest.partition(".")[2]
 
 
 def frame_stream(raw: str | bytes) -> str | None:

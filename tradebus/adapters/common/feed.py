@@ -9,7 +9,8 @@ name of a :class:`FeedConfig` to them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol, Self
 
 from pydantic import ConfigDict, Field, PositiveFloat, ValidationError, model_validator
@@ -20,7 +21,7 @@ from tradebus.adapters.common.client import Sink, StreamParser, WsClient, connec
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive
 from tradebus.adapters.common.skipped_streams import SkippedStreams
 from tradebus.engine.instrument import Instrument
-from tradebus.errors import ConfigError
+from tradebus.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from tradebus.adapters.common.recorder import FrameRecorder
@@ -283,6 +284,17 @@ class Feed(ABC):
         for other feeds.
         """
 
+    def check_played(self, recording: str | Path) -> None:
+        """After the frames of ``recording`` played: refuse it if it held another variant of a stream the config
+        subscribes (another book depth or bar size: :class:`SkippedStreams`), and not that stream.
+
+        Raises
+        ------
+        DataError
+            Naming ``recording``, the recorded stream, how many frames it held and the config's.
+            Nothing for a feed that refuses such a frame as it comes (Binance).
+        """
+
     def follow_connection(self, conn: str) -> None:
         """A recorded frame arrived on connection ``conn``: if it follows another connection, that one ended.
 
@@ -364,21 +376,31 @@ class ParserFeed(Feed):
     channels or instruments) is skipped and counted (:attr:`skipped`), as a live connection
     of that config would never have received it; the venue says how its frames name their
     stream (:meth:`stream_of`) and lists the subscribed ones (:meth:`skip_unsubscribed`).
+    Skipped frames of another variant of a subscribed stream (``books`` for ``books5``)
+    refuse the recording once played (:meth:`check_played`) if it held none of the
+    subscribed one: the config may subscribe two variants (``orderbook.1`` beside
+    ``orderbook.50``), so the first such frame does not tell.
     """
 
     parser: StreamParser
     #: Frames skipped per stream the config does not subscribe (``None``: every frame is parsed).
     skipped: SkippedStreams | None = None
+    #: Subscribed streams with variants that no frame came of yet (:meth:`check_played`).
+    _unseen: set[str]
 
     @staticmethod
     def stream_of(raw: str | bytes) -> str | None:
         """The stream a data frame belongs to, spelt as the subscriptions (``None``: a control frame, or unknown)."""
         return None
 
-    def skip_unsubscribed(self, streams: Iterable[str]) -> None:
-        """Skip the played frames of every stream but ``streams`` (named as :meth:`stream_of` names them)."""
-        self.skipped = SkippedStreams(self.name, streams)
+    def skip_unsubscribed(
+        self, streams: Iterable[str], variant_key: Callable[[str], Hashable | None] | None = None, fix: str = "channel"
+    ) -> None:
+        """Skip the played frames of every stream but ``streams`` (named as :meth:`stream_of` names them);
+        ``variant_key`` and ``fix``: see :class:`SkippedStreams`."""
+        self.skipped = SkippedStreams(self.name, streams, variant_key, fix)
         self._subscribed = frozenset(self.skipped.subscribed)
+        self._unseen = set(self.skipped.variants())
 
     def on_frame(self, raw: str | bytes, recv_ns: int, conn: str) -> None:
         if conn != self.recorded_conn:
@@ -386,9 +408,12 @@ class ParserFeed(Feed):
         skipped = self.skipped
         if skipped is not None:
             stream = self.stream_of(raw)
-            if stream is not None and stream not in self._subscribed:
-                skipped.skip(stream)
-                return
+            if stream is not None:
+                if stream not in self._subscribed:
+                    skipped.skip(stream)
+                    return
+                if self._unseen:
+                    self._unseen.discard(stream)
         sink = self.sink
         for msg in self.parser.parse_frame(raw, recv_ns):
             sink(msg)
@@ -396,6 +421,13 @@ class ParserFeed(Feed):
     def end_run(self, recv_ns: int) -> None:
         if self.skipped is not None:
             self.skipped.log()
+
+    def check_played(self, recording: str | Path) -> None:
+        if self.skipped is None or self.client is not None:
+            return
+        refusal = self.skipped.missing(self._unseen)
+        if refusal is not None:
+            raise DataError(f"{recording}: {refusal}")
 
     def unexpected_streams(self) -> dict[str, int]:
         return {} if self.skipped is None else dict(self.skipped.counts)

@@ -43,7 +43,14 @@ from tradebus.adapters.common.trade_gaps import TRADES_CONN
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Trade
 from tradebus.adapters.okx.config import OkxConfig, OkxFeedOptions
-from tradebus.adapters.okx.parse import BOOK_CHANNELS, OkxParser, book_key, frame_stream, parse_rest_trades
+from tradebus.adapters.okx.parse import (
+    BOOK_CHANNELS,
+    OkxParser,
+    book_key,
+    frame_stream,
+    parse_rest_trades,
+    variant_key,
+)
 from tradebus.adapters.okx.schemas import OkxRestResponse
 from tradebus.errors import ParseError, VenueError
 
@@ -257,7 +264,9 @@ class OkxFeedHandle(ParserFeed):
             self.client = None
             self.parser = OkxParser(okx.venue, verify_checksum=okx.verify_checksum)
             self.name = f"{okx.venue.lower()}-public"
-        self.skip_unsubscribed(book_key(ch, inst_id) for ch, inst_id in self.pairs)
+        self.skip_unsubscribed(
+            (book_key(ch, inst_id) for ch, inst_id in self.pairs), variant_key, "book or candle channel"
+        )
 
     stream_of = staticmethod(frame_stream)
 

@@ -76,6 +76,7 @@ __all__ = [
     "describe_frame",
     "frame_stream",
     "parse_rest_trades",
+    "variant_key",
 ]
 
 BOOK_CHANNELS = frozenset(_BOOK_CHANNELS)
@@ -96,6 +97,17 @@ _envelope = msgspec.json.Decoder(OkxFrame)
 def book_key(channel: str, inst_id: str) -> str:
     """The key of a book stream: its subscription ``"channel:instId"`` (``"books:BTC-USDT"``)."""
     return f"{channel}:{inst_id}"
+
+
+def variant_key(stream: str) -> tuple[str, str] | None:
+    """What a stream ``"channel:instId"`` carries whatever its depth or bar size: ``("books", instId)`` for every
+    book channel, ``("candle", instId)`` for every candle one, ``None`` for another channel."""
+    channel, _, inst_id = stream.partition(":")
+    if channel in BOOK_CHANNELS:
+        return "books", inst_id
+    if channel.startswith("candle"):
+        return "candle", inst_id
+    return None
 
 
 def frame_stream(raw: str | bytes) -> str | None:
