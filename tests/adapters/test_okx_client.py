@@ -84,6 +84,28 @@ async def test_corrupted_checksum_makes_the_client_resubscribe_and_resync() -> N
         assert raw_state(client.parser, inst) == raw_state(ref, inst)
 
 
+async def test_a_recording_holding_the_keepalive_pong_is_served_as_recorded_without_it() -> None:
+    """The client records OKX's text ``"pong"`` (the answer to its keep-alive ``"ping"``) as a frame of its
+    connection: ``tradebus serve`` of such a recording died building the emulator (msgspec.DecodeError)."""
+    frames = capture()
+    frames.insert(200, (frames[199][0], "pong"))
+    protocol = OkxProtocol(frames)
+    assert not protocol.is_stream_frame("pong")  # answered to a ping by the emulator, never replayed
+    out: list = []
+    async with LocalVenueServer(protocol, frames, [], lifetime=120.0) as server:
+        client = OkxClient(out.append, subscriptions=PAIRS, url=server.ws_url, policy=fast_policy())
+        await run_until_replayed(
+            client, frames[-1][1], lambda: all(client.parser.book_in_sync(i) for i in INSTS), timeout=120.0
+        )
+    ref, ref_trades = reference()
+    def fields(trades: list[Trade]) -> list[tuple]:  # ts_init is the receive time: the client's, not the recording's
+        return [(m.instrument_id, m.trade_id, m.ts_event, m.price, m.size, m.aggressor) for m in trades]
+
+    assert fields([m for m in out if isinstance(m, Trade)]) == fields(ref_trades)
+    for inst in INSTS:
+        assert raw_state(client.parser, inst) == raw_state(ref, inst)
+
+
 def test_protocol_answers_ping_and_subscribe_like_okx() -> None:
     protocol = OkxProtocol(capture())
     session = Session(index=0, path="/ws/v5/public", query={})

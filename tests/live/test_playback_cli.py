@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from websockets.asyncio.client import connect as aconnect
 from websockets.sync.client import connect
 
-from tradebus.adapters.common.recorder import FrameRecorder
+from tradebus.adapters.common.recorder import FrameRecorder, read_frames
 from tradebus.node.playback import Playback, detect_format, play, read_recording
 from tradebus.cli import app
 from tradebus.engine.messages import OrderSide, SubmitOrder, TimeEvent, Trade
@@ -298,6 +298,33 @@ def test_serve_refuses_a_recording_of_another_venue_before_serving(recording: Pa
     assert "serving" not in message
 
 
+@pytest.mark.parametrize("venue", ["okx", "bybit"])
+def test_serve_of_a_recording_holding_an_okx_keepalive_pong_serves_or_refuses_it_without_a_traceback(
+    tmp_path: Path, venue: str
+) -> None:
+    """An OKX daemon records the text "pong" its connection received; serving its recording (as OKX, or by mistake
+    as Bybit) died with msgspec.DecodeError, exit 1: it serves (OKX), or is refused as another venue's (Bybit)."""
+    recording = tmp_path / "okx_pong.jsonl.gz"
+    lines = list(read_frames(OKX_RECORDING))
+    with FrameRecorder(recording) as out:
+        for t, conn, raw in [*lines[:50], (lines[49][0], lines[49][1], "pong"), *lines[50:]]:
+            out.write(t, conn, raw)
+    if venue == "okx":
+        subscribe = json.dumps({"op": "subscribe", "args": [{"channel": "trades", "instId": "BTC-USDT"}]})
+        with serving("--speed", "0", recording=recording, venue="okx") as ws_url:
+            with connect(ws_url, open_timeout=60, close_timeout=0.1) as ws:
+                ws.send(subscribe)
+                assert json.loads(ws.recv(timeout=60))["event"] == "subscribe"
+                assert json.loads(ws.recv(timeout=60))["arg"] == {"channel": "trades", "instId": "BTC-USDT"}
+        return
+    res = subprocess.run(
+        [sys.executable, "-m", "tradebus.cli", "serve", str(recording), "--venue", venue, "--speed", "0"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    assert res.returncode == 3, res.stderr
+    assert f"{recording}: none of its {len(lines) + 1} frames is bybit stream data" in " ".join(res.stderr.split())
+
+
 def test_replay_lists_every_trade_gap_it_met_in_playback_json(tmp_path: Path) -> None:
     """playback.json told nothing of the trades missing from the replay: a user reading the run directory could
     not tell that 100 trades the venue printed were never seen by the strategy, nor that the recording ended
@@ -352,10 +379,11 @@ def test_serve_refuses_a_config_subscribing_a_symbol_the_recording_lacks_naming_
 
 
 @contextlib.contextmanager
-def serving(*options: str) -> Iterator[str]:
-    """``tradebus serve`` of the spot capture with ``options`` in a subprocess: its WebSocket URL; stopped with SIGINT (exit 0)."""
+def serving(*options: str, recording: Path = SPOT_CAPTURE, venue: str = "binance") -> Iterator[str]:
+    """``tradebus serve`` of ``recording`` (the spot capture) with ``options`` in a subprocess: its WebSocket URL;
+    stopped with SIGINT (exit 0)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tradebus.cli", "serve", str(SPOT_CAPTURE), "--venue", "binance", *options],
+        [sys.executable, "-m", "tradebus.cli", "serve", str(recording), "--venue", venue, *options],
         stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
     )
     try:

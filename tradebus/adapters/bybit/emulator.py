@@ -5,7 +5,8 @@
   (``success: false`` and a message for a malformed request or a topic given in ``rejected``).
 * ``{"op": "ping"}`` is answered like the linear stream does:
   ``{"success": true, "ret_msg": "pong", "conn_id": ..., "req_id": ..., "op": "ping"}``.
-* Recorded frames belong to their ``topic``; recorded control frames are not replayed.
+* Recorded frames belong to their ``topic`` (:func:`~tradebus.adapters.bybit.parse.frame_stream`, as a
+  replay reads them); recorded control frames and frames that do not decode are not replayed.
 * Books (:class:`~tradebus.adapters.common.local_server.StreamBookProtocol`): the
   plugin rebuilds every recorded book with a :class:`~tradebus.adapters.bybit.parse.BybitParser`
   and serves a late subscription a snapshot of it (``u`` = last applied ``u``).
@@ -19,14 +20,10 @@ from typing import Any
 
 import msgspec
 
-from tradebus.adapters.bybit.parse import BybitParser
+from tradebus.adapters.bybit.parse import BybitParser, frame_stream
 from tradebus.adapters.common.local_server import Session, StreamBookProtocol
 
 __all__ = ["BybitProtocol", "emulator"]
-
-
-class _Head(msgspec.Struct):
-    topic: str = ""
 
 
 class _Request(msgspec.Struct):
@@ -51,7 +48,6 @@ class BybitProtocol(StreamBookProtocol):
 
     def __init__(self, frames: Sequence[tuple[int, str]], rejected: frozenset[str] = frozenset()) -> None:
         self.rejected = rejected
-        self._head = msgspec.json.Decoder(_Head)
         self._request = msgspec.json.Decoder(_Request)
         self._parser = BybitParser("linear")
         self.pings = 0
@@ -82,7 +78,7 @@ class BybitProtocol(StreamBookProtocol):
         return replies
 
     def topic_of(self, raw: str) -> str | None:
-        return self._head.decode(raw).topic or "control"
+        return frame_stream(raw) or "control"
 
     def is_stream_frame(self, raw: str) -> bool:
         return self.topic_of(raw) != "control"
@@ -99,8 +95,8 @@ class BybitProtocol(StreamBookProtocol):
     # ------------------------------------------------------------------- books
 
     def book_key(self, raw: str) -> str | None:
-        topic = self._head.decode(raw).topic
-        return topic if topic.startswith("orderbook.") else None
+        topic = frame_stream(raw)
+        return topic if topic is not None and topic.startswith("orderbook.") else None
 
     def apply_book(self, key: str, raw: str) -> None:
         self._parser.parse_frame(raw, 0)

@@ -5,8 +5,9 @@
   (a malformed request with ``{"event": "error", "code": "60012", ...}``, a channel or
   instrument that does not exist with code ``60018``).
 * The text ``"ping"`` is answered with ``"pong"``.
-* Recorded frames belong to the topic ``"channel:instId"`` of their ``arg``; recorded
-  event frames are not replayed.
+* Recorded frames belong to the topic ``"channel:instId"`` of their ``arg``
+  (:func:`~tradebus.adapters.okx.parse.frame_stream`, as a replay reads them); recorded
+  event frames, keep-alive ``"pong"`` replies and frames that do not decode are not replayed.
 * Books (:class:`~tradebus.adapters.common.local_server.StreamBookProtocol`): the
   plugin rebuilds every recorded book with an :class:`~tradebus.adapters.okx.parse.OkxParser`
   and serves a late subscription a snapshot of it -- raw strings and CRC32 as OKX
@@ -27,7 +28,7 @@ from typing import Any
 import msgspec
 
 from tradebus.adapters.common.local_server import Session, StreamBookProtocol
-from tradebus.adapters.okx.parse import BOOK_CHANNELS, OkxParser, book_key
+from tradebus.adapters.okx.parse import BOOK_CHANNELS, OkxParser, book_key, frame_stream
 from tradebus.adapters.okx.schemas import OkxArg
 from tradebus.adapters.okx.sync import okx_checksum
 
@@ -36,11 +37,6 @@ _TRADE_CHANNELS = ("trades", "trades-all")
 _REST_KEYS = ("instId", "tradeId", "px", "sz", "side", "ts")
 
 __all__ = ["OkxProtocol", "emulator"]
-
-
-class _Head(msgspec.Struct):
-    arg: OkxArg | None = None
-    event: str = ""
 
 
 class _Request(msgspec.Struct):
@@ -79,7 +75,6 @@ class OkxProtocol(StreamBookProtocol):
         self.rejected = rejected
         self.history_lag = history_lag
         self.lagging_answers = lagging_answers
-        self._head = msgspec.json.Decoder(_Head)
         self._request = msgspec.json.Decoder(_Request)
         self._parser = OkxParser()
         self.trade_requests = 0
@@ -116,10 +111,7 @@ class OkxProtocol(StreamBookProtocol):
         return replies
 
     def topic_of(self, raw: str) -> str | None:
-        head = self._head.decode(raw)
-        if head.event or head.arg is None:
-            return "event"
-        return book_key(head.arg.channel, head.arg.instId)
+        return frame_stream(raw) or "event"
 
     def is_stream_frame(self, raw: str) -> bool:
         return self.topic_of(raw) != "event"
@@ -168,10 +160,8 @@ class OkxProtocol(StreamBookProtocol):
     # ------------------------------------------------------------------- books
 
     def book_key(self, raw: str) -> str | None:
-        head = self._head.decode(raw)
-        if head.arg is None or head.event or head.arg.channel not in BOOK_CHANNELS:
-            return None
-        return book_key(head.arg.channel, head.arg.instId)
+        stream = frame_stream(raw)
+        return stream if stream is not None and stream.partition(":")[0] in BOOK_CHANNELS else None
 
     def apply_book(self, key: str, raw: str) -> None:
         self._parser.parse_frame(raw, 0)

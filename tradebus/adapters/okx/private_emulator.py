@@ -86,7 +86,7 @@ from aiohttp import web
 
 from tradebus.adapters.common.account_emulator import AccountEmulator, EmulatedFill, EmulatedOrder, WsSession
 from tradebus.adapters.okx.emulator import OkxProtocol
-from tradebus.adapters.okx.parse import BOOK_CHANNELS, book_key
+from tradebus.adapters.okx.parse import BOOK_CHANNELS, book_key, frame_stream
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, TimeInForce, Trade
 from tradebus.execution.orders import Order
@@ -927,10 +927,10 @@ class MatchingProtocol(OkxProtocol):
                 ts = int(t["ts"]) * 1_000_000
                 self.account.on_trade(Trade(iid, ts, ts, float(t["px"]), float(t["sz"]), 1 if t["side"] == "buy" else -1, str(t["tradeId"])))
             return
-        head = self._head.decode(raw)
-        if head.event or head.arg is None:
+        stream = frame_stream(raw)
+        if stream is None:
             return
-        channel, inst_id = head.arg.channel, head.arg.instId
+        channel, _, inst_id = stream.partition(":")
         iid = self.instrument_ids.get(inst_id)
         if iid is None:
             return
