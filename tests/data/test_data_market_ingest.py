@@ -473,6 +473,43 @@ def test_recording_import_releases_trades_held_at_a_run_stop_at_the_stop_as_the_
     assert seen == written
 
 
+def test_a_killed_sessions_held_trades_are_imported_at_its_last_line_and_stay_held_in_its_replay(
+    tmp_path: Path,
+) -> None:
+    """A daemon killed (``run:start``, no ``run:stop``) while waiting for a trade gap's fetch never delivered the
+    trades held behind it: its replay keeps them held as the daemon did, strategies and outputs alike. The import
+    is of the market's data, not of the session: it writes every trade the recording received, the held ones at its
+    last line (as for a recording cut short), and stores the ids no fetch recovered as lost."""
+    from tradebus.engine.messages import TradesMissed
+    from tradebus.node.playback import RUN_START, Playback
+
+    rec = write_trade_gap_recording(tmp_path / "gap.jsonl.gz")
+    killed = tmp_path / "killed.jsonl.gz"
+    with FrameRecorder(killed) as out:
+        out.write(rec.kept[0][0] - 1_000_000_000, RUN_START, "")
+        for line in rec.kept:
+            out.write(*line)
+    manifests = import_recording(killed, trades_only_usdm_config(), tmp_path / "cat")
+    table = Catalog(tmp_path / "cat").read("binance_usdm", "usdm", "BTCUSDT", "trades")
+    ids = [int(json.loads(raw)["data"]["t"]) for _, _, raw in rec.kept]
+    assert [int(t) for t in table.column("trade_id").to_pylist()] == ids
+    assert table.column("ts_init").to_pylist() == [
+        *(t for t, _, _ in rec.kept[: rec.at]), *[rec.kept[-1][0]] * (len(rec.kept) - rec.at)
+    ]
+    gap = (rec.kept[rec.at - 1][0], rec.kept[rec.at][0], rec.missing[0], rec.missing[-1], len(rec.missing))
+    assert manifests[(USDM_IID, "trades")].missed_trades == [gap]
+
+    playback = Playback(trades_only_usdm_config())
+    seen: list = []
+    playback.kernel.bus.subscribe(Trade, seen.append, USDM_IID)
+    playback.kernel.bus.subscribe(TradesMissed, seen.append)
+    playback.run(killed)
+    # the held trades and their TradesMissed never came
+    assert [int(m.trade_id) for m in seen if isinstance(m, Trade)] == ids[: rec.at]
+    assert [m for m in seen if isinstance(m, TradesMissed)] == []
+    assert playback.stats.trade_gaps == []
+
+
 def test_recording_import_writes_trades_held_before_a_recovery_at_its_answer_as_the_replay_sees_them(
     tmp_path: Path,
 ) -> None:

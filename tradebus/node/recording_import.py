@@ -25,7 +25,10 @@ A venue's trades after a gap in its trade ids are held back until the recorded a
 daemon's REST fetch of the missing ones, as ``tradebus replay`` holds them; a recording that ends
 before that answer (cut, or its daemon stopped during the fetch) releases them at its end, so no
 received trade is left out: at its last line, the daemon's ``run:stop`` (or a connection's ``end:``)
-included, where the replay's clock stands when it delivers them. The ids no answer filled are stored in the trades dataset's manifest
+included, where the replay's clock stands when it delivers them. A killed daemon's session (a
+``run:start`` and no ``run:stop``) releases them at its last line too, though its replay keeps them
+held as the killed daemon did: the replay reproduces what the session's strategies saw, the catalog
+holds the market's trades the recording received. The ids no answer filled are stored in the trades dataset's manifest
 as ``missed_trades`` ``[start_ns, end_ns, first_id, last_id, lost]`` (listed by data info); a
 backtest whose window overlaps one is refused unless ``data.allow_missed_trades``
 (``tradebus.cli.check_missed_trades``).
@@ -174,8 +177,11 @@ def import_recording(
         for feed in feeds:
             feed.check_played(recording)
         if frame:
-            for feed in feeds:  # the trades held behind a gap whose recorded fetch the recording does not reach,
-                feed.end_run(recv_ns)  # released at its last line (a run:stop included), as the replay does
+            # the trades held behind a gap whose recorded fetch the recording does not reach, released at its last
+            # line (a run:stop included), as the replay does; a killed session's too (no run:stop), which its
+            # replay keeps held as its daemon did: the catalog holds the market's trades, not what a session saw
+            for feed in feeds:
+                feed.end_run(recv_ns)
             stale.after(frame_ns)
         books.check_resynced(recording)
         stale.finish(frame_ns)

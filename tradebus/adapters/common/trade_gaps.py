@@ -259,7 +259,8 @@ class TradeGaps:
 
         The one rule of a run's end, live and played back alike: a daemon calls it when it stops, after its
         ``run:stop`` line (``now_ns`` that line's time), a playback at the recording's last line (that
-        ``run:stop``, or where the recording was cut). A fetch in flight is canceled: its answer, not
+        ``run:stop``, or where the recording was cut; not in the replay of a killed daemon's session, which never
+        came to it, but in its import into the catalog). A fetch in flight is canceled: its answer, not
         recorded, is neither merged nor delivered, and no fetch starts from now on.
         """
         self.ended = True
