@@ -484,3 +484,30 @@ def test_a_bot_token_telegram_does_not_know_is_refused_naming_its_variable(comma
     assert "401" in result.output and wrong not in result.output and "not-the-bots" not in result.output
     assert requests == ["getMe"]
     assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", ["paper", "live"])
+def test_a_bot_token_that_cannot_be_in_a_url_is_refused_naming_its_variable_and_never_shown(
+    command: str, tmp_path: Path
+) -> None:
+    """A token read with a tab in it (``export TOKEN="$(cut -f2 secrets.tsv)"`` of the wrong columns): the start's
+    getMe raised httpx.InvalidURL, no HTTPError, and the daemon died with its traceback (exit 1). Now exit 2
+    naming ops.telegram.token_env and the variable, with nothing asked of the Bot API and nothing created."""
+    shipped = CONFIGS / f"{command}_binance{'_testnet' if command == 'live' else ''}.yaml"
+    data = _paths(yaml.safe_load(shipped.read_text()), tmp_path)
+    pasted = "123456:the-bots-token\tsecond-column"
+    with _bot_api("123456:the-bots-token") as api:
+        data["ops"] = {"telegram": {"chat_ids": [42], "base_url": api.base_url, "token_env": "TB_TEST_TAB_TOKEN"}}
+        config = tmp_path / f"{command}.yaml"
+        config.write_text(yaml.safe_dump(data))
+        before = _tree(tmp_path)
+        env = {"TRADEBUS_BINANCE_API_KEY": KEY, "TRADEBUS_BINANCE_API_SECRET": SECRET, "TB_TEST_TAB_TOKEN": pasted}
+        result = CliRunner().invoke(app, [command, str(config), "--max-seconds", "1"], env=env)
+        requests = list(api.requests)
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "ops.telegram.token_env: the bot token in the environment variable TB_TEST_TAB_TOKEN cannot be sent in a " \
+           "Bot API URL" in text, text
+    assert "the-bots" not in result.output and "second-column" not in result.output
+    assert requests == []
+    assert _tree(tmp_path) == before

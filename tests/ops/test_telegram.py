@@ -194,6 +194,20 @@ async def test_a_wrong_token_is_reported_without_the_token(monkeypatch: pytest.M
         read_token(TelegramConfig(chat_ids=[1]))
 
 
+@pytest.mark.parametrize("token", ["123:abc\ndef", "123:abc\x01def", "123:" + "a" * 70_000])
+def test_a_token_that_cannot_be_in_a_url_is_refused_naming_its_variable_not_the_token(
+    monkeypatch: pytest.MonkeyPatch, token: str
+) -> None:
+    """httpx raised InvalidURL (no HTTPError) from the first request made with it, which no caller handled."""
+    monkeypatch.setenv("TRADEBUS_TELEGRAM_TOKEN", token)
+    with pytest.raises(ConfigError) as raised:
+        read_token(TelegramConfig(chat_ids=[1]))
+    message = str(raised.value)
+    assert message.startswith("ops.telegram.token_env: the bot token in the environment variable "
+                              "TRADEBUS_TELEGRAM_TOKEN cannot be sent in a Bot API URL"), message
+    assert "abc" not in message and "aaa" not in message
+
+
 async def test_flood_control_is_waited_out_and_the_message_sent() -> None:
     async with FakeBotApi(TOKEN) as api:
         api.throttle = 2

@@ -1177,7 +1177,8 @@ def check_bot_token(config: PaperConfig) -> None:
     Raises
     ------
     ConfigError
-        ``getMe`` answered 401, or the token's variable is unset; the message names the variable.
+        ``getMe`` answered 401, or the token's variable is unset or holds what cannot be sent in a URL; the
+        message names the variable.
     """
     from tradebus.ops.telegram import check_token
 

@@ -180,11 +180,21 @@ def read_token(config: TelegramConfig) -> str:
     Raises
     ------
     ConfigError
-        The variable is unset or empty (its name is given, never a value).
+        The variable is unset or empty, or its value cannot be part of a Bot API URL (a control character such
+        as a tab or line break in it, or too long); the message names the variable, never a value.
     """
     token = os.environ.get(config.token_env, "").strip()
     if not token:
         raise ConfigError(f"ops.telegram: set the bot token in the environment variable {config.token_env}")
+    try:
+        httpx.URL(f"{config.base_url.rstrip('/')}/bot{token}/getMe")
+    except httpx.InvalidURL as exc:
+        reason = str(exc).replace(token, "<token>").rstrip(".")
+        raise ConfigError(
+            f"ops.telegram.token_env: the bot token in the environment variable {config.token_env} cannot be sent in "
+            f"a Bot API URL ({reason}): set it to the token @BotFather gave the bot, alone (a tab, a line break or a "
+            "second value read with it?)"
+        ) from None
     return token
 
 
@@ -198,8 +208,8 @@ def check_token(config: TelegramConfig) -> None:
     Raises
     ------
     ConfigError
-        The variable is unset or empty (:func:`read_token`), or ``getMe`` answered 401; the message names
-        ``ops.telegram.token_env`` and the variable, never the token.
+        The variable is unset, empty or cannot be sent in a URL (:func:`read_token`), or ``getMe`` answered 401;
+        the message names ``ops.telegram.token_env`` and the variable, never the token.
     """
     token = read_token(config)
     try:
