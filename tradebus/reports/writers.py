@@ -64,7 +64,11 @@ receive-time columns (``orders.csv`` ``ts_created``, ``equity.csv`` ``ts``/``tim
 Outputs are deterministic: the same run gives byte-identical files. Floats are
 written with ``repr`` (the shortest text that reads back to the same float), NaN as
 an empty field, and nothing depends on the wall clock (except the receive times of
-a paper run).
+a paper run). A float is never rounded to a decimal precision on its way out: what is
+rebuilt from the files (:mod:`tradebus.reports.rundata`'s attribution from ``fills.csv``
+and ``funding.csv``, ``equity.csv``'s identity) equals the run's bit for bit, where a
+payment rounded to the quote's decimals (-4000 * 1.05591 * 0.0001 is -0.42236399999999996
+in float, -0.422364 in decimal) would differ from the ``funding_paid`` that summed it.
 
 The output directory (``--out``)
 --------------------------------
