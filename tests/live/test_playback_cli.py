@@ -403,6 +403,41 @@ def serving(*options: str, recording: Path = SPOT_CAPTURE, venue: str = "binance
             proc.stderr.close()
 
 
+async def test_serve_says_serving_once_the_copy_of_the_config_is_written_and_a_signal_stops_it_cleanly(
+    tmp_path: Path,
+) -> None:
+    """``serving ... on ws://...`` was logged before --write-config's copy was written and before SIGINT/SIGTERM
+    stopped the server: a script starting ``tradebus paper`` on the copy at that line could find no file, and a
+    Ctrl-C right after it ended serve with 'stopped by SIGINT while starting; nothing was run', exit 130."""
+    from tradebus.node.playback import serve_recording
+
+    config = tmp_path / "paper.yaml"
+    config.write_text(yaml.safe_dump(binance_config("ws://127.0.0.1:1", None, ["trade"])))
+    written = tmp_path / "paper_local.yaml"
+    default = signal.getsignal(signal.SIGINT)
+    at_serving: list[tuple[bool, bool]] = []
+
+    def sink(message: object) -> None:
+        if str(message).startswith("serving "):
+            at_serving.append((written.exists(), signal.getsignal(signal.SIGINT) is not default))
+
+    sink_id = logger.add(sink, format="{message}", level="INFO")
+    task = asyncio.create_task(
+        serve_recording(SPOT_CAPTURE, "binance", speed=None, config=config, write_config=written)
+    )
+    try:
+        async with asyncio.timeout(120):
+            while not at_serving and not task.done():
+                await asyncio.sleep(0.01)
+    finally:
+        logger.remove(sink_id)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        signal.signal(signal.SIGINT, default)  # the loop's removal left Python's own, not the test runner's
+    assert at_serving == [(True, True)]
+
+
 def test_serve_takes_a_daemons_restarts_and_reconnections_for_as_long_as_it_runs() -> None:
     """`tradebus serve` accepted 16 connections over its life, then answered every one HTTP 503 'too many
     connections': a paper daemon restarted a few times (or recycling a quiet feed every `stale_after`) could never

@@ -756,9 +756,6 @@ async def serve_recording(
         max_connections=None,
     )
     await server.start()
-    logger.info(
-        "serving {} frames of {} as {} on {} (REST {})", len(frames), path, venue, server.ws_url, server.http_url
-    )
     if local is not None and config is not None and write_config is not None:
         try:
             write_local_config(local, Path(config), Path(write_config), server.ws_url, server.http_url)
@@ -770,6 +767,10 @@ async def serve_recording(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
+        # the line a script waits for: the copy of the config is written, and a signal stops the server cleanly
+        logger.info(
+            "serving {} frames of {} as {} on {} (REST {})", len(frames), path, venue, server.ws_url, server.http_url
+        )
         await stop.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
