@@ -975,3 +975,30 @@ def test_alpha_refuses_a_typo_in_the_backtests_strategy_params_before_reading_an
     said = " ".join(result.output.split())
     assert f"{backtest}: invalid config:" in said and "strategy.params.fastt: unknown key" in said, said
     assert not (tmp_path / "b").exists()
+
+
+def test_walkforward_on_short_side_labels_trades_the_price_direction_as_on_long_side_ones(tmp_path: Path) -> None:
+    """labels.side: -1 made the model learn that a short would win and ModelSignal then bought on it: with
+    symmetric barriers (pt = sl = 3) a short label is the long one negated (no bar of this walk reaches both), so
+    both sides must train the same model of a rise and trade, fill and score alike."""
+    raw = yaml.safe_load(CONFIG.read_text())
+    dataset = write_bars(tmp_path / "catalog", random_walk(3000, seed=11), "SIM-USD", "bars", H4)
+    raw["dataset"].update({"catalog": str(tmp_path / "catalog"),
+                           "sources": [{"instrument": "SIM-USD.SIM", "dataset": dataset}]})
+    raw["walkforward"].update({"retrain_every": 500, "min_train": 1000})
+    raw["model"]["params"] = {"n_estimators": 10, "max_depth": 2}
+    config = tmp_path / "side.yaml"
+    outs = {}
+    for side in (1, -1):
+        raw["labels"].update({"pt": 3.0, "sl": 3.0, "side": side})
+        config.write_text(yaml.safe_dump(raw))
+        outs[side] = tmp_path / f"side{side}"
+        for command in ("labels", "walkforward"):
+            result = runner.invoke(app, ["research", command, str(config), "--out", str(outs[side])])
+            assert result.exit_code == 0, result.output
+    long, short = (pd.read_parquet(outs[s] / "labels.parquet") for s in (1, -1))
+    assert (short["label"].dropna() == -long["label"].dropna()).all() and long["label"].nunique() == 2
+    fills = pd.read_parquet(outs[-1] / "walkforward_fills.parquet")
+    assert len(fills) > 10
+    pd.testing.assert_frame_equal(fills, pd.read_parquet(outs[1] / "walkforward_fills.parquet"))
+    assert (outs[-1] / "walkforward.json").read_bytes() == (outs[1] / "walkforward.json").read_bytes()

@@ -332,7 +332,8 @@ def walkforward(config: ConfigArg, out: OutOption = None) -> None:
         ret = np.full(len(bars), np.nan)
         t1 = np.full(len(bars), -1, dtype=np.int64)
         if "ret" in frame.columns:
-            ret[frame["index"].to_numpy()] = known_returns(frame)
+            # ModelSignal goes long on a high output: train on the price's direction, a short label's return negated
+            ret[frame["index"].to_numpy()] = known_returns(frame) * frame["side"].to_numpy()
             t1[frame["index"].to_numpy()] = frame["t1"].to_numpy()
         else:
             h = wf.horizon if wf.horizon is not None else cfg.labels.horizons[-1]
