@@ -195,3 +195,46 @@ def test_the_readme_multi_timeframe_example_reads_the_last_closed_higher_bar(tmp
     pd.testing.assert_frame_equal(orders.loc[upto, cols].reset_index(drop=True),
                                   orders_shocked.loc[orders_shocked.ts_created <= cut * 1_000_000, cols]
                                   .reset_index(drop=True))
+
+
+def test_the_readme_model_example_trades_its_signal_in_a_backtest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                   ) -> None:
+    """The Research section's model, fitted as written and named in its ``strategy`` section, trades the
+    quickstart's bars on the outputs ``predict_frame`` gave the dataset: each order at the bar where the
+    signal (flat at the start) crosses ``upper`` or ``lower``, with that value."""
+    from typer.testing import CliRunner
+
+    from tradebus.cli import app
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "catalog").symlink_to(ROOT / "data" / "catalog")
+    (tmp_path / "configs").mkdir()
+    for name in ("research_btc.yaml", "quickstart.yaml"):
+        (tmp_path / "configs" / name).write_bytes((ROOT / "configs" / name).read_bytes())
+    monkeypatch.chdir(tmp_path)
+    for command in ("dataset", "labels"):
+        result = CliRunner().invoke(app, ["research", command, "configs/research_btc.yaml"])
+        assert result.exit_code == 0, result.output
+    (where, body), = [b for b in fenced(README, "python") if "ModelStep" in b[1]]
+    names: dict[str, Any] = {}
+    exec(compile(body, where, "exec"), names)
+    assert names["known"]["t1"].max() < names["cut"]
+    section, = [yaml.safe_load(b) for _, b in fenced(README, "yaml") if "ModelSignal" in b]
+    config = yaml.safe_load((tmp_path / "configs" / "quickstart.yaml").read_text())
+    config.update(section)
+    (tmp_path / "configs" / "model.yaml").write_text(yaml.safe_dump(config))
+    run_backtest(tmp_path / "configs" / "model.yaml", tmp_path / "out")
+    orders = pd.read_csv(tmp_path / "out" / "orders.csv")
+    params = section["strategy"]["params"]
+    assert params["upper"] > params["lower"]
+    denied = set(orders.loc[orders["status"] == "DENIED", "ts_created"])
+    expected, long = [], False
+    for ts, value in zip(names["data"]["ts_event"], names["signal"], strict=True):
+        if value > params["upper"] and not long:
+            expected.append((ts, "BUY", f"model {value:.4f} > {params['upper']}"))
+            long = ts not in denied
+        elif value < params["lower"] and long:
+            expected.append((ts, "SELL", f"model {value:.4f} < {params['lower']}"))
+            long = False
+    assert len(expected) > 20
+    assert list(orders[["ts_created", "side", "submit_reason"]].itertuples(index=False, name=None)) == expected
