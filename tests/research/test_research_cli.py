@@ -1002,3 +1002,25 @@ def test_walkforward_on_short_side_labels_trades_the_price_direction_as_on_long_
     assert len(fills) > 10
     pd.testing.assert_frame_equal(fills, pd.read_parquet(outs[1] / "walkforward_fills.parquet"))
     assert (outs[-1] / "walkforward.json").read_bytes() == (outs[1] / "walkforward.json").read_bytes()
+
+
+def test_walkforward_on_two_sources_warns_that_it_trades_the_first_alone(tmp_path: Path) -> None:
+    """A dataset of two instruments was walked forward on the first with no word that the second was left out."""
+    raw = yaml.safe_load(CONFIG.read_text())
+    catalog = tmp_path / "catalog"
+    sources = [{"instrument": f"{name}.SIM", "dataset": write_bars(catalog, random_walk(1500, seed), name, "bars", H4)}
+               for name, seed in (("AAA-USD", 1), ("BBB-USD", 2))]
+    raw["dataset"].update({"catalog": str(catalog), "sources": sources})
+    raw["walkforward"].update({"retrain_every": 500, "min_train": 1000})
+    raw["model"]["params"] = {"n_estimators": 5, "max_depth": 2}
+    config = tmp_path / "two.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["research", "walkforward", str(config), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert (f"{config}: walkforward trains and trades dataset.sources[0] (AAA-USD.SIM) alone, as BTC-USD.COINBASE; "
+            "the other 1 source(s) (BBB-USD.SIM) are left out") in result.output
+    raw["dataset"]["sources"] = sources[:1]
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["research", "walkforward", str(config), "--out", str(tmp_path / "one")])
+    assert result.exit_code == 0, result.output
+    assert "left out" not in result.output

@@ -321,6 +321,11 @@ def walkforward(config: ConfigArg, out: OutOption = None) -> None:
         if cfg.model is None or cfg.walkforward is None:
             raise ConfigError(f"{config}: walkforward needs the 'model' and 'walkforward' sections")
         wf = cfg.walkforward
+        if len(ds.sources) > 1:
+            logger.warning("{}: walkforward trains and trades dataset.sources[0] ({}) alone, as {}; the other {} "
+                           "source(s) ({}) are left out", config, ds.sources[0].instrument,
+                           wf.instrument.to_instrument().instrument_id, len(ds.sources) - 1,
+                           ", ".join(s.instrument for s in ds.sources[1:]))
         # the bars before the window warm up the features and are not traded
         bars, lo, _ = _window_bars(ds, ds.sources[0])
         # walk_forward clips each segment's labels by its training rows: whole-sample bounds would know the future
