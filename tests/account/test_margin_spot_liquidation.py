@@ -14,20 +14,24 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tradebus.account import MarginAccount
 from tradebus.data.catalog import Catalog
 from tradebus.data.replay import ReplaySource
 from tradebus.engine.accelerated import AcceleratedUnsupported, run_accelerated
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.engine.messages import Bar, OrderSide, OrderStatus
+from tradebus.engine.portfolio import Position
 from tradebus.execution.config import VenueConfig
 from tradebus.research.lookahead import MemoryReplay, SourceFrame
 from tradebus.strategies.base import Strategy, feature_only
 from tradebus.strategies.ema_cross import EmaCross
 from tradebus.strategies.tick_ema import TickEmaCross
 
-from tests.account.test_margin_spot import Book, spot
+from tests.account.test_margin_spot import IID, Book, spot
 from tests.engine.test_accelerated import BARS, H4_NS
 from tests.engine.test_kernel_batches import T0, assert_same, run_both, trade_source
 
@@ -64,6 +68,39 @@ def test_a_short_is_liquidated_above_its_hand_derived_price_and_an_unlevered_lon
     assert math.isnan(long.account.liquidation_price("BTC-USD.SIM"))
     long.mark(1.0)
     assert long.account.liquidations() == [] and not long.account.breached("BTC-USD.SIM")
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    leverage=st.sampled_from([1.0, 2.0, 3.0, 5.0, 10.0]),
+    maintenance=st.floats(0.0, 0.99),  # a share of the initial margin (1 / leverage)
+    usd=st.floats(1.0, 1e7),
+    fills=st.lists(st.tuples(st.booleans(), st.floats(1e-4, 50.0), st.floats(1.0, 1e5), st.floats(0.0, 100.0)),
+                   min_size=1, max_size=4),
+    mark=st.floats(0.01, 1e6),
+)  # fmt: skip
+def test_a_lone_positions_liquidation_price_is_the_price_of_the_general_formula_to_the_bit(
+    leverage: float,
+    maintenance: float,
+    usd: float,
+    fills: list[tuple[bool, float, float, float]],
+    mark: float,
+) -> None:
+    """The one margin spot instrument on its quote asset (liquidation_price's shortcut) against the same position
+    beside a flat second one on that asset, which adds nothing to the margin backing it (the general formula);
+    the batch loops' liquidation bounds come from it, so a price one ulp off moves a liquidation."""
+    inst = spot(leverage=leverage, maintenance_rate=maintenance / leverage)
+    other = spot(symbol="ETH-USD", base="ETH", leverage=leverage, maintenance_rate=maintenance / leverage)
+    alone, beside = Book(inst, usd), Book(inst, usd)
+    positions = {IID: beside.pos, "ETH-USD.SIM": Position("ETH-USD.SIM", 1e-7)}
+    beside.account = MarginAccount({IID: inst, "ETH-USD.SIM": other}, {"USD": usd}, positions)
+    for buy, qty, px, fee in fills:
+        for book in (alone, beside):
+            book.fill(OrderSide.BUY if buy else OrderSide.SELL, qty, px, fee)
+    for book in (alone, beside):
+        book.mark(mark)
+    price, general = alone.account.liquidation_price(IID), beside.account.liquidation_price(IID)
+    assert price == general or (math.isnan(price) and math.isnan(general))
 
 
 # ----------------------------------------------------------------------------- backtests

@@ -167,6 +167,13 @@ class MarginAccount(KeptTotals):
         }
         # Instruments alone among the margined ones of their settle asset: their checks loop over no others.
         self._alone = frozenset(iid for iid, asset in self._settle.items() if len(self._by_asset[asset]) == 1)
+        # Margin spot instruments (cross, no close fee) alone on their settle asset, without margin tiers:
+        # iid -> (settle asset, contract size, maintenance rate), for liquidation_price.
+        self._lone_spot = {
+            iid: (self._settle[iid], inst.contract_size, inst.maintenance_rate)
+            for iid, inst in self._margined.items()
+            if iid in self._alone and iid not in self._perps and not inst.margin_tiers
+        }
         self._isolated: dict[str, float] = dict.fromkeys(self._perps, 0.0)
         # Entry value (base asset) of each inverse position: sum of q_i * contract_size / p_i.
         self._entry_value: dict[str, float] = {iid: 0.0 for iid, inst in self._perps.items() if inst.inverse}
@@ -603,11 +610,19 @@ class MarginAccount(KeptTotals):
         tiers, so exactly one tier's ``P`` lies in it); with tiers by size (OKX), those of the
         tier of ``|q|``, which the price does not move.
         """
-        inst = self._margined[instrument_id]
         pos = self._positions[instrument_id]
         q = pos.quantity
         if q == 0.0 or pos.last_price != pos.last_price:
             return _NAN
+        lone = self._lone_spot.get(instrument_id)
+        if lone is not None:
+            # The computation below for this case (asked after every fill), inlined: E is the cross balance, wallet
+            # plus the position's value, less that value; no close fee (the rate + 0.0 is the rate, -E - 0.0 is -E).
+            asset, cs, rate = lone
+            value = q * cs * pos.last_price
+            price = -((self._spot.balance(asset) + value) - value) / (cs * (q - rate * abs(q)))
+            return price if price > 0.0 and math.isfinite(price) else _NAN
+        inst = self._margined[instrument_id]
         backing = self._liquidation_backing(instrument_id, inst, q)
         # The venue's fee to close: on the notional at P, a rate; at the bankruptcy price, an amount.
         fee_rate = inst.taker_fee if inst.maintenance_close_fee == CloseFee.MARK else 0.0
