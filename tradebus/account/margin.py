@@ -119,6 +119,7 @@ _NAN = math.nan
 _LIMIT = OrderType.LIMIT
 _STOP_LIMIT = OrderType.STOP_LIMIT
 _STOP_MARKET = OrderType.STOP_MARKET
+_CROSS = MarginMode.CROSS
 
 
 class PositionLike(Protocol):
@@ -718,7 +719,13 @@ class MarginAccount(KeptTotals):
     ) -> str | None:
         old = self._positions[iid].quantity
         signed = quantity if side > 0 else -quantity
-        opening = _opening(old, signed)
+        # _opening(old, signed), inlined (this runs twice an order: its check and its fill's), max() as comparisons
+        if old == 0.0 or (old > 0.0) == (signed > 0.0):
+            opening = abs(signed)
+        else:
+            opening = abs(signed) - abs(old)
+            if not opening > 0.0:  # max(0.0, x) is 0.0 unless x > 0.0 (-0.0 and NaN too)
+                opening = 0.0
         if opening <= 0.0:
             return None
         cs = inst.contract_size
@@ -739,11 +746,19 @@ class MarginAccount(KeptTotals):
                     f"allows leverage {tier.max_leverage:g} < the instrument's {inst.leverage:g}"
                 )
         asset = self._settle[iid]
-        cost = quantity * unit * max(inst.taker_fee, inst.maker_fee, 0.0) if fee is None else fee
+        if fee is None:
+            rate = inst.taker_fee  # max(taker_fee, maker_fee, 0.0): the first of the greatest, as max() takes it
+            if inst.maker_fee > rate:
+                rate = inst.maker_fee
+            if 0.0 > rate:
+                rate = 0.0
+            cost = quantity * unit * rate
+        else:
+            cost = fee
         need = opening * unit / inst.leverage + cost
         wallet = self._spot.balance(asset)
         held = self._spot.held(asset) if self._cash_only else 0.0
-        cross = inst.margin_mode == MarginMode.CROSS
+        cross = inst.margin_mode == _CROSS
         if iid in self._alone:
             # _available and position_notional of the one position, inlined: the same operations in the same order.
             pos = self._positions[iid]
@@ -761,7 +776,12 @@ class MarginAccount(KeptTotals):
             if cross and priced:
                 total -= notional / inst.leverage
             if self._count():
-                total -= self._orders_margin(asset, exclude)
+                if self._live:
+                    total -= self._orders_margin(asset, exclude)
+                else:  # _orders_margin, inlined: at the fill of a lone order there is no margin to take off
+                    margins = self._margins(self._working(), asset, exclude)
+                    if margins:
+                        total -= exact_sum(0, margins)
             available = total - held
         else:
             available = self._available(asset, exclude, wallet) - held
