@@ -627,7 +627,7 @@ class Perpetuals:
     def note_fill(self, instrument_id: str, ts_event: int, moved: float) -> None:
         """Keep a fill of ``moved`` (signed) at ``ts_event`` (venue time) of a perpetual for :meth:`on_venue_funding` (the
         kernel tells); a margin spot instrument's is not kept: no funding is paid on it, which would drop it."""
-        if not self.instruments[instrument_id].is_perpetual:
+        if not self.funded or not self.instruments[instrument_id].is_perpetual:
             return
         fills = self._recent_fills.get(instrument_id)
         if fills is None:
