@@ -3,10 +3,15 @@ rows are skipped, two declared strategies on one instrument and an order-rate br
 
 from __future__ import annotations
 
+import itertools
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tradebus.engine import batch as batch_module
 from tradebus.engine.instrument import Instrument
@@ -68,3 +73,37 @@ def test_timer_orders_second_declared_strategy_and_order_rate_match_process(tmp_
     assert fast.result.denials == slow.result.denials
     assert snapshot(fast.cache.trade(IID)) == snapshot(slow.cache.trade(IID))
     assert sum(jumps) > 10_000  # the loop did skip rows
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(
+    gaps=st.lists(st.integers(0, 3), min_size=2, max_size=40),
+    prices=st.lists(st.sampled_from([1.0, 2.0, 3.0, 4.0, 5.0, math.nan, math.inf, -math.inf]), min_size=40, max_size=40),
+    cut=st.tuples(st.integers(1, 39), st.integers(0, 39)),
+    due=st.integers(-1, 130),
+    bounds=st.tuples(st.sampled_from([-math.inf, 0.0, 1.0, 2.5, 3.0]), st.sampled_from([math.inf, 3.0, 3.5, 5.0, 6.0])),
+    told=st.booleans(),
+)  # fmt: skip
+def test_the_next_row_is_the_first_row_due_or_priced_out_of_bounds(
+    gaps: list[int],
+    prices: list[float],
+    cut: tuple[int, int],
+    due: int,
+    bounds: tuple[float, float],
+    told: bool,
+) -> None:
+    """_next_row (a bisection on times, a compiled scan of prices, and their shortcuts: the row before ``stop``
+    not due, every price of the batch inside the bounds) against a walk of the rows."""
+    times = list(itertools.accumulate(gaps))
+    n = len(times)
+    values = np.array(prices[:n])
+    start = min(cut[0], n - 1)
+    stop = max(start, min(start + cut[1], n))
+    lo, hi = bounds
+    bounded = (lo, hi) != (-math.inf, math.inf)  # else no price is looked at (one of inf is no bound either)
+    expected = next(
+        (i for i in range(start, stop) if times[i] >= due or (bounded and (values[i] <= lo or values[i] >= hi))), stop
+    )
+    span = (float(values.min()), float(values.max())) if told else (math.nan, math.nan)
+    ts = memoryview(np.array(times, dtype=np.int64))
+    assert batch_module._next_row(ts, values, start, stop, due, lo, hi, span) == expected

@@ -817,6 +817,7 @@ class BatchLoop:
             rows: Any = _FeatureRows(out) if wake is not None else [()] * n if out is None else list(zip(*out.T.tolist()))
             if wake is not None:
                 price_values = np.ascontiguousarray(batch.price, dtype=np.float64)
+                span = (float(price_values.min()), float(price_values.max()))  # NaN if a price is NaN
                 pending = 0  # the index in wake of the next row a handler may act on
             j = -1  # the current row, read by lazy() (see _lean_bars)
             self.lazy = lambda: materialize(j)
@@ -876,7 +877,7 @@ class BatchLoop:
                     lo, hi = band_lo, band_hi
                     if perps is not None:
                         lo, hi = max(lo, perps.lo), min(hi, perps.hi)
-                    nxt = _next_row(ts_init, price_values, nxt, wake[pending], min(watch, clock.next_due), lo, hi)
+                    nxt = _next_row(ts_init, price_values, nxt, wake[pending], min(watch, clock.next_due), lo, hi, span)
                 if j < n - 1:
                     q = n - 1
                     clock.current_ns = ts_init[q]
@@ -1050,13 +1051,25 @@ class _FeatureRows:
         return tuple(self.values[j].tolist())
 
 
-def _next_row(ts: Sequence[int], prices: np.ndarray, start: int, stop: int, due: int, lo: float, hi: float) -> int:
+def _next_row(
+    ts: Sequence[int],
+    prices: np.ndarray,
+    start: int,
+    stop: int,
+    due: int,
+    lo: float,
+    hi: float,
+    span: tuple[float, float] = (math.nan, math.nan),
+) -> int:
     """The first row from ``start`` whose time is at or after ``due`` or whose price is at or beyond ``lo`` or ``hi``.
 
-    ``stop`` if none is before it.
+    ``stop`` if none is before it. ``span``: the least and the greatest of ``prices`` (NaN: not known); no row
+    is looked at for a price when both lie strictly between ``lo`` and ``hi``, nor for a time when the row
+    before ``stop`` is before ``due``.
     """
-    end = bisect_left(ts, due, start, stop)
-    if lo == -math.inf and hi == math.inf:
+    # start >= 1 (a row was visited): ts[stop - 1] is a row of the batch even when stop == start.
+    end = stop if ts[stop - 1] < due else bisect_left(ts, due, start, stop)
+    if (lo == -math.inf and hi == math.inf) or (lo < span[0] and span[1] < hi):
         return end
     return int(_first_outside(prices, start, end, float(lo), float(hi)))
 
