@@ -1040,15 +1040,15 @@ def _wake_rows(
 
 
 class _FeatureRows:
-    """Row ``j`` of a batch's feature values as a tuple, built when asked for (the sparse loop visits few rows)."""
+    """Row ``j`` of a batch's feature values as a list, built when asked for (the sparse loop visits few rows)."""
 
     __slots__ = ("values",)
 
     def __init__(self, values: np.ndarray) -> None:
         self.values = values
 
-    def __getitem__(self, j: int) -> tuple[float, ...]:
-        return tuple(self.values[j].tolist())
+    def __getitem__(self, j: int) -> list[float]:
+        return self.values[j].tolist()  # type: ignore[no-any-return]
 
 
 def _next_row(
