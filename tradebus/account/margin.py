@@ -175,6 +175,8 @@ class MarginAccount(KeptTotals):
             for iid, inst in self._margined.items()
             if iid in self._alone and iid not in self._perps and not inst.margin_tiers
         }
+        # The fee rate an order's check reserves: the greater of the taker and maker fees, not below 0.
+        self._order_fee_rate = {iid: max(inst.taker_fee, inst.maker_fee, 0.0) for iid, inst in self._margined.items()}
         self._isolated: dict[str, float] = dict.fromkeys(self._perps, 0.0)
         # Entry value (base asset) of each inverse position: sum of q_i * contract_size / p_i.
         self._entry_value: dict[str, float] = {iid: 0.0 for iid, inst in self._perps.items() if inst.inverse}
@@ -746,15 +748,7 @@ class MarginAccount(KeptTotals):
                     f"allows leverage {tier.max_leverage:g} < the instrument's {inst.leverage:g}"
                 )
         asset = self._settle[iid]
-        if fee is None:
-            rate = inst.taker_fee  # max(taker_fee, maker_fee, 0.0): the first of the greatest, as max() takes it
-            if inst.maker_fee > rate:
-                rate = inst.maker_fee
-            if 0.0 > rate:
-                rate = 0.0
-            cost = quantity * unit * rate
-        else:
-            cost = fee
+        cost = quantity * unit * self._order_fee_rate[iid] if fee is None else fee
         need = opening * unit / inst.leverage + cost
         wallet = self._spot.balance(asset)
         held = self._spot.held(asset) if self._cash_only else 0.0
