@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from loguru import logger
 
-from tests.live.live_harness import ANSWERED, FAST, IID, WAIT, Harness, harness, until
+from tests.live.live_harness import ANSWERED, IID, WAIT, Harness, harness, until
 from tests.live.live_harness import settled as quiet
 from tests.live.venue_kits import KIT_ANSWERED, KITS, KitTape, VenueKit, kit_harness
 from tests.live.test_live_resolved_contingent import Contingent
@@ -46,6 +46,11 @@ from tradebus.engine.messages import (
 #: answer a loaded machine delays stays unanswered, not timed out and queried (KIT_TIMEOUTS' 0.5 s ran out on a
 #: stalled loop, the query found no order yet and the submit was taken for REJECTED).
 HELD = {"timeouts": KIT_ANSWERED, "request_timeout": WAIT}
+#: HELD for :func:`~tests.live.live_harness.harness` (Binance spot) and
+#: :func:`~tests.live.live_harness.usdm_harness` (Binance USD-M): FAST's 0.3 s and the client's 0.25 s ran out on a
+#: stalled loop, and a 0.15 s slow answer was taken for a lost one.
+SPOT_HELD = {"timeouts": ANSWERED, "request_timeout": WAIT}
+USDM_HELD = {"timeouts": ANSWERED, "timeout": WAIT}
 
 
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
@@ -81,7 +86,7 @@ async def test_an_amend_of_a_closed_order_is_refused_and_the_order_queried(kit: 
         # ... and the modification races it: refused by the venue, the order ends FILLED, once.
         execution.modify(ModifyOrder("s1", kit.iid, order.client_order_id, 0, 0, price=1_100.0))
         await until(lambda: order.status is OrderStatus.FILLED and h.venue.requests["amend"] == 1)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     assert order.price == 1_000.0 and order.filled_qty == pytest.approx(0.002)
     assert len(h.kernel.result.fills) == 1
     # the strategy hears that its modification was not applied
@@ -103,7 +108,7 @@ async def test_an_amend_answered_after_the_fill_that_completed_it_leaves_the_ord
         h.emulator.on_trade(Trade(kit.iid, 10**18, 10**18, 999.0, 0.002, -1, "t1"))
         await until(lambda: order.filled_qty == pytest.approx(0.002))
         assert order.status is OrderStatus.PARTIALLY_FILLED  # the amend's answer has not come yet
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         assert h.venue.requests["amend"] == 1
     assert h.emulator.orders[order.client_order_id].status is OrderStatus.FILLED
     assert (order.status, order.quantity, order.filled_qty) == (OrderStatus.FILLED, 0.002, pytest.approx(0.002))
@@ -130,7 +135,7 @@ async def test_an_oco_member_completed_by_its_late_answered_amend_cancels_its_si
         h.emulator.on_trade(Trade(kit.iid, 10**18, 10**18, 999.0, 0.002, -1, "t1"))
         await until(lambda: a.status is OrderStatus.FILLED)
         await until(lambda: b.status is OrderStatus.CANCELED)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     assert h.emulator.orders[second].status is OrderStatus.CANCELED
     assert h.emulator.open_orders() == []
 
@@ -158,7 +163,7 @@ async def test_a_fill_racing_an_in_place_amend_buys_the_new_total_and_no_more(ki
         await until(lambda: order.quantity == 0.004 and order.filled_qty == pytest.approx(0.002))
         h.emulator.on_trade(Trade(kit.iid, 10**18 + 2, 10**18 + 2, 1_050.0, 1.0, -1, "t3"))
         await until(lambda: order.status is OrderStatus.FILLED)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     assert h.emulator.orders[coid].filled == pytest.approx(0.004) and order.filled_qty == pytest.approx(0.004)
     assert h.kernel.portfolio.position(kit.iid) == pytest.approx(0.004)
 
@@ -186,14 +191,14 @@ async def test_an_amend_below_what_a_racing_fill_bought_cancels_the_rest(kit: Ve
         await until(lambda: not order.is_open and not h.emulator.open_orders())
         h.emulator.on_trade(Trade(kit.iid, 10**18 + 1, 10**18 + 1, 999.0, 1.0, -1, "t2"))  # would fill the rest
         await asyncio.sleep(0.2)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     assert order.status is OrderStatus.CANCELED
     assert h.emulator.orders[coid].filled == pytest.approx(0.002) and order.filled_qty == pytest.approx(0.002)
     assert h.kernel.portfolio.position(kit.iid) == pytest.approx(0.002)
 
 
 async def test_binance_spot_cancel_replaces_and_the_replacement_trades() -> None:
-    async with harness() as h:
+    async with harness(**SPOT_HELD) as h:
         h.venue.on_replace = h.kernel.execution.submit  # as the live node wires it
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         await until(lambda: order.status is OrderStatus.ACCEPTED)
@@ -214,7 +219,7 @@ async def test_a_partly_filled_binance_spot_order_is_cancel_replaced_for_what_is
     """A buy of 0.01 at 50,000 fills 0.004 (a trade of 0.004 at 49,990); a modify to 0.012 in all at 55,000 is one
     ``POST /api/v3/order/cancelReplace``: Binance places the replacement as a new order, so it is a buy of 0.008
     (0.012 less the 0.004 filled), and the two together buy 0.012."""
-    async with harness(trade_size_limit=True) as h:
+    async with harness(trade_size_limit=True, **SPOT_HELD) as h:
         h.venue.on_replace = h.kernel.execution.submit
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         await until(lambda: order.status is OrderStatus.ACCEPTED)
@@ -256,7 +261,7 @@ async def test_a_fill_racing_a_binance_spot_cancel_replace_never_buys_more_than_
     warnings: list[str] = []
     sink = logger.add(warnings.append, level="WARNING", format="{message}")
     try:
-        async with harness(rest_faults=held, stream_faults=late, trade_size_limit=True, request_timeout=WAIT) as h:
+        async with harness(rest_faults=held, stream_faults=late, trade_size_limit=True, **SPOT_HELD) as h:
             h.venue.on_replace = h.kernel.execution.submit
             order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
             await until(lambda: order.status is OrderStatus.ACCEPTED)
@@ -279,7 +284,7 @@ async def test_a_fill_racing_a_binance_spot_cancel_replace_never_buys_more_than_
             working = [r.order for r in h.emulator.open_orders()]
             h.trade(54_000.0, 0.02)  # fills all a working replacement is for
             await until(lambda: not h.kernel.orders.open_orders())
-            await h.venue.drain()
+            await h.venue.drain(WAIT)
     finally:
         logger.remove(sink)
     bought = modified if left is not None else raced
@@ -302,7 +307,7 @@ async def test_a_modify_of_a_raced_replacement_from_its_order_replaced_handler_i
     release = asyncio.Event()
     held = [BinanceFault("hold", "POST", "/api/v3/order/cancelReplace", release=release)]
     late = [StreamFault("delay", match='"x": "TRADE"', seconds=1.0)]
-    async with harness(rest_faults=held, stream_faults=late, trade_size_limit=True, request_timeout=WAIT) as h:
+    async with harness(rest_faults=held, stream_faults=late, trade_size_limit=True, **SPOT_HELD) as h:
         h.venue.on_replace = h.kernel.execution.submit
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         await until(lambda: order.status is OrderStatus.ACCEPTED)
@@ -335,7 +340,7 @@ async def test_a_modify_of_a_raced_replacement_from_its_order_replaced_handler_i
         h.trade(54_000.0, 0.02)  # fills all a working order is for
         await until(lambda: not h.kernel.orders.open_orders())
         await quiet(h)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     first = replaced[0].replacement_id
     assert [(e.client_order_id, e.replacement_id) for e in replaced] == [(coid, first), (first, replaced[1].replacement_id)]
     [refusal] = refused
@@ -358,7 +363,7 @@ async def test_a_raced_cancel_replaces_replacement_whose_cut_is_withdrawn_at_sen
     release = asyncio.Event()
     held = [BinanceFault("hold", "POST", "/api/v3/order/cancelReplace", release=release)]
     late = [StreamFault("delay", match='"x": "TRADE"', seconds=1.0)]
-    async with harness(rest_faults=held, stream_faults=late, trade_size_limit=True, request_timeout=WAIT) as h:
+    async with harness(rest_faults=held, stream_faults=late, trade_size_limit=True, **SPOT_HELD) as h:
         h.venue.on_replace = h.kernel.execution.submit
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         await until(lambda: order.status is OrderStatus.ACCEPTED)
@@ -373,7 +378,7 @@ async def test_a_raced_cancel_replaces_replacement_whose_cut_is_withdrawn_at_sen
         await until(lambda: not h.kernel.orders.open_orders() and not h.emulator.open_orders())
         h.trade(54_000.0, 0.02)  # would fill a replacement left working
         await quiet(h)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     assert sum(r.filled for r in h.emulator.orders.values()) == pytest.approx(0.004)
     assert h.kernel.portfolio.position(IID) == pytest.approx(0.004)
 
@@ -394,6 +399,7 @@ async def test_a_raced_cancel_replaces_replacement_whose_cut_gets_no_answer_neve
     path = "/api/v3/order/cancelReplace"
     faults = [BinanceFault("hold", "POST", path, release=release), BinanceFault(fault, "POST", path)]  # the second: the cut's
     late = [StreamFault("delay", match='"x": "TRADE"', seconds=1.0)]
+    # FAST: the cut the 503 leaves unknown is queried at its submit timeout
     async with harness(rest_faults=faults, stream_faults=late, trade_size_limit=True, request_timeout=WAIT) as h:
         h.venue.on_replace = h.kernel.execution.submit
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
@@ -416,7 +422,7 @@ async def test_a_raced_cancel_replaces_replacement_whose_cut_gets_no_answer_neve
         h.trade(54_000.0, 0.02)  # fills all a working replacement is for
         await until(lambda: not h.kernel.orders.open_orders())
         await quiet(h)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     assert sum(r.filled for r in h.emulator.orders.values()) == pytest.approx(bought)
     assert h.kernel.portfolio.position(IID) == pytest.approx(bought)
 
@@ -433,7 +439,7 @@ async def test_a_raced_cancel_replaces_replacement_whose_cut_is_refused_after_it
     path = "/api/v3/order/cancelReplace"
     faults = [BinanceFault("hold", "POST", path, release=release), BinanceFault("refuse_new", "POST", path)]  # the second: the cut's
     late = [StreamFault("delay", match='"x": "TRADE"', seconds=1.0)]
-    async with harness(rest_faults=faults, stream_faults=late, trade_size_limit=True, request_timeout=WAIT) as h:
+    async with harness(rest_faults=faults, stream_faults=late, trade_size_limit=True, **SPOT_HELD) as h:
         h.venue.on_replace = h.kernel.execution.submit
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         await until(lambda: order.status is OrderStatus.ACCEPTED)
@@ -456,7 +462,7 @@ async def test_a_raced_cancel_replaces_replacement_whose_cut_is_refused_after_it
         h.trade(54_000.0, 0.02)  # fills all a working order is for
         await until(lambda: not h.kernel.orders.open_orders())
         await quiet(h)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     assert working == [(pytest.approx(placed), 55_000.0)]
     assert sum(r.filled for r in h.emulator.orders.values()) == pytest.approx(modified)
     assert h.kernel.portfolio.position(IID) == pytest.approx(modified)
@@ -479,7 +485,7 @@ async def test_a_raced_cancel_replaces_cut_refused_after_fills_reached_the_modif
     late = [StreamFault("delay", match='"x": "TRADE"', seconds=1.0)]
     journal = Journal(tmp_path / "journal.db")
     refused: list[OrderModifyRejected] = []
-    async with harness(rest_faults=faults, stream_faults=late, trade_size_limit=True, request_timeout=WAIT, journal=journal) as h:
+    async with harness(rest_faults=faults, stream_faults=late, trade_size_limit=True, journal=journal, **SPOT_HELD) as h:
         h.venue.on_replace = h.kernel.execution.submit
         h.kernel.bus.subscribe(OrderModifyRejected, refused.append, IID)
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
@@ -497,7 +503,7 @@ async def test_a_raced_cancel_replaces_cut_refused_after_fills_reached_the_modif
         cut.set()
         await until(lambda: not h.kernel.orders.open_orders() and h.venue.in_flight == 0)
         await quiet(h)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         placed = [c for m, p, c in h.emulator.requests if m == "POST"]
         h.trade(54_000.0, 0.02)  # would fill an order placed again
         await quiet(h)
@@ -576,7 +582,7 @@ async def test_a_raced_cancel_replaces_replacement_left_working_by_a_kill_is_cut
         faults.append(BinanceFault("hold", "POST", path, release=cut))
     late = [StreamFault("delay", match='"x": "TRADE"', seconds=1.0)]
     journal = Journal(tmp_path / "journal.sqlite")
-    async with harness(rest_faults=faults, stream_faults=late, trade_size_limit=True, request_timeout=WAIT, journal=journal) as h:
+    async with harness(rest_faults=faults, stream_faults=late, trade_size_limit=True, journal=journal, **SPOT_HELD) as h:
         h.venue.on_replace = h.kernel.execution.submit
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)  # at the clock's time: the restart reads the trade history since it
         await until(lambda: order.status is OrderStatus.ACCEPTED)
@@ -621,7 +627,7 @@ async def test_a_good_till_date_order_cancel_replaced_on_binance_spot_still_ends
 
     path = tmp_path / "journal.sqlite"
     journal = Journal(path)
-    async with harness(journal=journal) as h:
+    async with harness(journal=journal, **SPOT_HELD) as h:
         h.venue.on_replace = h.kernel.execution.submit
         contingent = ContingentOrders(h.kernel)
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
@@ -661,7 +667,7 @@ async def test_a_binance_spot_cancel_replace_is_no_anomaly_but_a_repeated_cancel
     from tradebus.adapters.binance.private_emulator import StreamFault
 
     for faults in ([], [StreamFault("duplicate", match='"x": "CANCELED"')]):
-        async with harness(stream_faults=faults) as h:
+        async with harness(stream_faults=faults, **SPOT_HELD) as h:
             h.venue.on_replace = h.kernel.execution.submit
             anomalies: list[OrderAnomaly] = []
             h.kernel.bus.subscribe(OrderAnomaly, anomalies.append)
@@ -677,7 +683,7 @@ async def test_a_binance_spot_cancel_replace_is_no_anomaly_but_a_repeated_cancel
                 await until(lambda: new.status is OrderStatus.ACCEPTED)  # noqa: B023
                 h.trade(54_000.0)
                 await until(lambda: new.status is OrderStatus.FILLED)  # noqa: B023 - its frame follows the CANCELED ones
-                await h.venue.drain()
+                await h.venue.drain(WAIT)
             finally:
                 logger.remove(sink)
         assert order.status is OrderStatus.CANCELED and order.venue_filled_qty == 0.0
@@ -696,7 +702,7 @@ async def test_a_canceled_frame_repeated_while_its_cancel_replace_is_unanswered_
     from tradebus.adapters.binance.private_emulator import RestFault as BinanceFault, StreamFault
 
     slow = [BinanceFault("slow", "POST", "/api/v3/order/cancelReplace", seconds=0.3)]
-    async with harness(rest_faults=slow, stream_faults=[StreamFault("duplicate", match='"x": "CANCELED"')]) as h:
+    async with harness(rest_faults=slow, stream_faults=[StreamFault("duplicate", match='"x": "CANCELED"')], **SPOT_HELD) as h:
         h.venue.on_replace = h.kernel.execution.submit
         anomalies: list[OrderAnomaly] = []
         canceled: list[OrderCanceled] = []
@@ -710,7 +716,7 @@ async def test_a_canceled_frame_repeated_while_its_cancel_replace_is_unanswered_
         await until(lambda: len(h.kernel.orders.orders()) == 2 and order.status is OrderStatus.CANCELED)
         new = h.kernel.orders.orders()[-1]
         await until(lambda: new.status is OrderStatus.ACCEPTED)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     assert [c.client_order_id for c in canceled] == [coid] and new.price == 55_000.0
     assert [(a.client_order_id, a.kind, a.detail) for a in anomalies] == [
         (coid, AnomalyKind.DUPLICATE_EVENT, "canceled repeated in CANCELED")
@@ -719,7 +725,7 @@ async def test_a_canceled_frame_repeated_while_its_cancel_replace_is_unanswered_
 async def test_a_cancel_replace_whose_cancel_event_is_dropped_still_replaces_once() -> None:
     from tradebus.adapters.binance.private_emulator import StreamFault
 
-    async with harness(stream_faults=[StreamFault("drop", match='"x": "CANCELED"')]) as h:
+    async with harness(stream_faults=[StreamFault("drop", match='"x": "CANCELED"')], **SPOT_HELD) as h:
         h.venue.on_replace = h.kernel.execution.submit
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         await until(lambda: order.status is OrderStatus.ACCEPTED)
@@ -728,7 +734,7 @@ async def test_a_cancel_replace_whose_cancel_event_is_dropped_still_replaces_onc
         await until(lambda: len(h.kernel.orders.orders()) == 2)
         new = next(o for o in h.kernel.orders.orders() if o is not order)
         await until(lambda: new.status is OrderStatus.ACCEPTED)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     assert order.status is OrderStatus.CANCELED and new.price == 55_000.0
     assert len(h.kernel.orders.orders()) == 2
 
@@ -740,7 +746,7 @@ async def test_binance_spot_trailing_stop_trails_by_one_request_cancel_replaces(
     position at the venue. The live venue refused every trigger modify: the stop stayed at 59,500."""
     from tradebus.execution.contingent import ContingentOrders
 
-    async with harness() as h:
+    async with harness(**SPOT_HELD) as h:
         h.venue.on_replace = h.kernel.execution.submit
         contingent = ContingentOrders(h.kernel)
         buy = h.submit(OrderSide.BUY, 0.01)
@@ -763,7 +769,7 @@ async def test_binance_spot_trailing_stop_trails_by_one_request_cancel_replaces(
             assert h.kernel.orders.order(coid).trigger_price == trigger
         h.trade(61_400.0)
         await until(lambda: h.kernel.portfolio.position(IID) == pytest.approx(0.0))
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     assert h.venue.requests["replace"] == 2 and h.venue.requests["cancel"] == 0
     assert [p for m, p, c in h.emulator.requests if p == "/api/v3/order/cancelReplace"] == ["/api/v3/order/cancelReplace"] * 2
     replaced = [o for o in h.kernel.orders.orders() if o.order_type is OrderType.STOP_MARKET]
@@ -802,7 +808,7 @@ async def test_binance_spot_trailing_stops_move_due_while_its_cancel_replace_is_
         assert [(r.order.client_order_id, r.order.trigger_price) for r in h.emulator.open_orders()] == [(working.client_order_id, 61_500.0)]
         h.trade(61_400.0)
         await until(lambda: working.status is OrderStatus.FILLED)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     stops = [o for o in h.kernel.orders.orders() if o.order_type is OrderType.STOP_MARKET]
     assert [(o.trigger_price, str(o.status)) for o in stops] == [(59_500.0, "CANCELED"), (60_500.0, "CANCELED"), (61_500.0, "FILLED")]
     assert [p for m, p, c in h.emulator.requests if p == "/api/v3/order/cancelReplace"] == ["/api/v3/order/cancelReplace"] * 2
@@ -818,7 +824,7 @@ async def test_a_two_request_cancel_replace_of_an_oco_member_keeps_the_group_on_
     from tests.live.live_harness import usdm_harness
     from tradebus.execution.contingent import ContingentOrders
 
-    async with usdm_harness() as h:
+    async with usdm_harness(**USDM_HELD) as h:
         contingent = ContingentOrders(h.kernel)
         buy = h.submit(OrderSide.BUY, 0.01)
         await until(lambda: buy.status is OrderStatus.ACCEPTED)
@@ -836,7 +842,7 @@ async def test_a_two_request_cancel_replace_of_an_oco_member_keeps_the_group_on_
         h.trade(61_600.0)
         await until(lambda: new.status is OrderStatus.FILLED)
         await until(lambda: not far.is_open)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     assert far.status is OrderStatus.CANCELED and h.emulator.orders[far.client_order_id].status is OrderStatus.CANCELED
     assert [c for m, p, c in h.emulator.requests if m == "DELETE"] == [near.client_order_id, far.client_order_id]
     assert h.kernel.portfolio.position(h.iid) == pytest.approx(0.0)
@@ -850,7 +856,7 @@ async def test_a_two_request_cancel_replace_of_a_take_profit_keeps_the_bracket_o
     from tests.live.live_harness import usdm_harness
     from tradebus.execution.contingent import ContingentOrders
 
-    async with usdm_harness() as h:
+    async with usdm_harness(**USDM_HELD) as h:
         contingent = ContingentOrders(h.kernel)
         entry = contingent.bracket("s1", h.iid, OrderSide.BUY, 0.01, take_profit=65_000.0, cooldown_bars=1)
         await until(lambda: h.kernel.orders.order(entry).status is OrderStatus.ACCEPTED)
@@ -866,7 +872,7 @@ async def test_a_two_request_cancel_replace_of_a_take_profit_keeps_the_bracket_o
         await until(lambda: new.status is OrderStatus.ACCEPTED)
         h.trade(62_100.0)
         await until(lambda: new.status is OrderStatus.FILLED)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     assert target.status is OrderStatus.CANCELED and h.kernel.portfolio.position(h.iid) == pytest.approx(0.0)
     assert contingent.in_cooldown("s1", h.iid) == 2
     assert contingent.bracket("s1", h.iid, OrderSide.BUY, 0.01, take_profit=65_000.0) is None
@@ -888,7 +894,7 @@ async def test_a_stop_moved_past_the_last_trade_is_placed_again_at_its_trigger_o
     last trade) by one cancel-replace: Binance cancels the stop and refuses the new one ("Order would
     trigger immediately.", -2010; the request answers -2021). The stop is placed again at 59,000, and
     sells at 58,900. The emulator took the new stop, which then sold at the next trade, 59,900."""
-    async with harness() as h:
+    async with harness(**SPOT_HELD) as h:
         h.venue.on_replace = h.kernel.execution.submit
         replaced: list[OrderReplaced] = []
         h.kernel.bus.subscribe(OrderReplaced, replaced.append)
@@ -902,7 +908,7 @@ async def test_a_stop_moved_past_the_last_trade_is_placed_again_at_its_trigger_o
         assert stop.status is OrderStatus.CANCELED and again.trigger_price == 59_000.0
         assert [r.order.trigger_price for r in h.emulator.open_orders()] == [59_000.0]
         h.trade(59_900.0)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         assert h.kernel.portfolio.position(IID) == pytest.approx(0.01)
         h.trade(58_900.0)
         await until(lambda: again.status is OrderStatus.FILLED)
@@ -918,7 +924,7 @@ async def test_a_trailing_stop_whose_cancel_replace_answer_is_lost_trails_by_its
     from tradebus.adapters.binance.private_emulator import RestFault
     from tradebus.execution.contingent import ContingentOrders
 
-    async with harness(rest_faults=[RestFault("lose", "POST", "/api/v3/order/cancelReplace")]) as h:
+    async with harness(rest_faults=[RestFault("lose", "POST", "/api/v3/order/cancelReplace")], **SPOT_HELD) as h:
         h.venue.on_replace = h.kernel.execution.submit
         contingent = ContingentOrders(h.kernel)
         buy = h.submit(OrderSide.BUY, 0.01)
@@ -937,7 +943,7 @@ async def test_a_trailing_stop_whose_cancel_replace_answer_is_lost_trails_by_its
         await until(lambda: new.status is OrderStatus.ACCEPTED and h.kernel.orders.order(first).status is OrderStatus.CANCELED)
         h.trade(62_000.0)
         await until(lambda: venue_stops() == [61_500.0])
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     assert h.venue.requests["replace"] == 2
 
 
@@ -955,7 +961,7 @@ async def test_a_query_sent_before_a_two_request_cancel_replace_does_not_abandon
     if cancel_answer_s:
         rest.append(RestFault("slow", "DELETE", "/fapi/v1/order", seconds=cancel_answer_s))
     late = [StreamFault("delay", '"x": "CANCELED"', seconds=1.0)]
-    async with usdm_harness(stream_faults=late, rest_faults=rest, timeout=2.0) as h:
+    async with usdm_harness(stream_faults=late, rest_faults=rest, **USDM_HELD) as h:
         refused: list[OrderModifyRejected] = []
         h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
         order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
@@ -966,7 +972,7 @@ async def test_a_query_sent_before_a_two_request_cancel_replace_does_not_abandon
         h.kernel.execution.modify(ModifyOrder("s1", h.iid, coid, 0, 0, price=59_500.0))
         await until(lambda: len(h.kernel.orders.orders()) == 2 or not order.is_open)
         await until(lambda: not order.is_open)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         assert refused == []
         new = h.kernel.orders.orders()[-1]
         await until(lambda: new.status is OrderStatus.ACCEPTED)
@@ -980,14 +986,14 @@ async def test_a_two_request_cancel_replace_whose_cancel_failed_is_refused_and_t
     it finds the order working; the modification is refused, the order works on at its price, once."""
     from tests.live.live_harness import usdm_harness
 
-    async with usdm_harness(rest_faults=[RestFault("error5xx", "DELETE", "/fapi/v1/order")]) as h:
+    async with usdm_harness(rest_faults=[RestFault("error5xx", "DELETE", "/fapi/v1/order")], **USDM_HELD) as h:
         refused: list[OrderModifyRejected] = []
         h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
         order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
         await until(lambda: order.status is OrderStatus.ACCEPTED)
         h.kernel.execution.modify(ModifyOrder("s1", h.iid, order.client_order_id, 0, 0, price=59_500.0))
         await until(lambda: len(refused) == 1)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     assert refused[0].reason == "still working after its cancel-replace's cancel"
     assert order.status is OrderStatus.ACCEPTED and order.price == 59_000.0
     assert len(h.kernel.orders.orders()) == 1 and [r.order.price for r in h.emulator.open_orders()] == [59_000.0]
@@ -1000,7 +1006,7 @@ async def test_an_order_canceled_during_its_two_request_cancel_replace_is_not_re
     from tests.live.live_harness import usdm_harness
     from tradebus.engine.messages import CancelOrder
 
-    async with usdm_harness() as h:
+    async with usdm_harness(**USDM_HELD) as h:
         refused: list[OrderModifyRejected] = []
         h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
         order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
@@ -1009,7 +1015,7 @@ async def test_an_order_canceled_during_its_two_request_cancel_replace_is_not_re
         h.kernel.execution.modify(ModifyOrder("s1", h.iid, coid, 0, 0, price=59_500.0))
         h.kernel.execution.cancel(CancelOrder("s1", h.iid, coid, 0, 0))
         await until(lambda: order.status is OrderStatus.CANCELED)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     assert h.emulator.open_orders() == [] and h.kernel.orders.open_orders() == []
     assert len(h.kernel.orders.orders()) == 1 and [r.client_order_id for r in refused] == [coid]
 
@@ -1020,7 +1026,7 @@ async def test_two_modifies_during_one_two_request_cancel_replace_are_both_appli
     took the first's place: the replacement was 0.005 at 59,000, the price move lost without a word."""
     from tests.live.live_harness import usdm_harness
 
-    async with usdm_harness() as h:
+    async with usdm_harness(**USDM_HELD) as h:
         refused: list[OrderModifyRejected] = []
         h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
         order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
@@ -1031,7 +1037,7 @@ async def test_two_modifies_during_one_two_request_cancel_replace_are_both_appli
         await until(lambda: len(h.kernel.orders.orders()) == 2)
         new = h.kernel.orders.orders()[-1]
         await until(lambda: new.status is OrderStatus.ACCEPTED and order.status is OrderStatus.CANCELED)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     assert (new.price, new.quantity) == (59_500.0, 0.005) and refused == []
     assert [(r.order.price, r.order.quantity) for r in h.emulator.open_orders()] == [(59_500.0, 0.005)]
 
@@ -1048,7 +1054,7 @@ async def test_an_order_canceled_during_its_one_request_cancel_replace_leaves_no
     (0.15 s), and canceled by the strategy meanwhile. The venue did the cancel-replace first (the cancel
     then refused: unknown order); its answer placed the replacement, OrderReplaced moved the order to it,
     and a buy the strategy had canceled kept working at 55,000 at the venue."""
-    async with harness(rest_faults=[RestFault("slow", "POST", "/api/v3/order/cancelReplace", seconds=0.15)]) as h:
+    async with harness(rest_faults=[RestFault("slow", "POST", "/api/v3/order/cancelReplace", seconds=0.15)], **SPOT_HELD) as h:
         h.venue.on_replace = h.kernel.execution.submit
         seen: list[object] = []
         for cls in (OrderModifyRejected, OrderReplaced, OrderCanceled, OrderResolved):
@@ -1058,7 +1064,7 @@ async def test_an_order_canceled_during_its_one_request_cancel_replace_leaves_no
         coid = order.client_order_id
         await _cancel_during_replace(h, coid, price=55_000.0)
         await until(lambda: h.emulator.open_orders() == [] and h.kernel.orders.open_orders() == [])
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         new = next(o for o in h.kernel.orders.orders() if o is not order)
     assert order.status is OrderStatus.CANCELED and new.status is OrderStatus.CANCELED
     # closed by the query after the refused cancel, or by the cancel-replace's answer: it does not matter which
@@ -1071,7 +1077,7 @@ async def test_a_stop_canceled_during_its_refused_one_request_cancel_replace_is_
     cancel-replace whose answer is slow: Binance cancels the stop and refuses the new one (-2021). The
     strategy cancels the stop meanwhile. The refusal placed the stop again at 59,000: a stop the strategy
     had canceled working at the venue."""
-    async with harness(rest_faults=[RestFault("slow", "POST", "/api/v3/order/cancelReplace", seconds=0.15)]) as h:
+    async with harness(rest_faults=[RestFault("slow", "POST", "/api/v3/order/cancelReplace", seconds=0.15)], **SPOT_HELD) as h:
         h.venue.on_replace = h.kernel.execution.submit
         refused: list[OrderModifyRejected] = []
         h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
@@ -1079,7 +1085,7 @@ async def test_a_stop_canceled_during_its_refused_one_request_cancel_replace_is_
         coid = stop.client_order_id
         await _cancel_during_replace(h, coid, trigger_price=60_500.0)
         await until(lambda: len(refused) == 1)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     assert h.emulator.open_orders() == [] and h.kernel.orders.open_orders() == []
     assert stop.status is OrderStatus.CANCELED and len(h.kernel.orders.orders()) == 3  # the buy, the stop, the refused one
 
@@ -1093,7 +1099,7 @@ async def test_a_two_request_cancel_replace_whose_confirming_query_fails_asks_ag
     from tradebus.adapters.binance.private_emulator import StreamFault
 
     rest = [RestFault("error5xx", "GET", "/fapi/v1/order"), RestFault("error5xx", "GET", "/fapi/v1/order")]  # the first two
-    async with usdm_harness(stream_faults=[StreamFault("drop", '"x": "CANCELED"')], rest_faults=rest) as h:
+    async with usdm_harness(stream_faults=[StreamFault("drop", '"x": "CANCELED"')], rest_faults=rest, **USDM_HELD) as h:
         replaced: list[OrderReplaced] = []
         h.kernel.bus.subscribe(OrderReplaced, replaced.append)
         order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
@@ -1103,7 +1109,7 @@ async def test_a_two_request_cancel_replace_whose_confirming_query_fails_asks_ag
         await until(lambda: len(replaced) == 1)
         new = h.kernel.orders.order(replaced[0].replacement_id)
         await until(lambda: new.status is OrderStatus.ACCEPTED and order.status is OrderStatus.CANCELED)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     assert all(f.fired for f in rest)
     assert (new.price, new.quantity) == (59_500.0, 0.01) and [r.order.price for r in h.emulator.open_orders()] == [59_500.0]
     assert h.venue._replacing == {}
@@ -1133,7 +1139,7 @@ async def test_a_lost_cancel_of_the_replacement_of_an_order_canceled_during_its_
         new = h.kernel.orders.orders()[-1]
         await until(lambda: h.emulator.open_orders() == [] and all(f.fired for f in rest + stream))
         await until(lambda: new.status is OrderStatus.CANCELED)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     assert order.status is OrderStatus.CANCELED and h.kernel.orders.open_orders() == []
 
 
@@ -1160,7 +1166,7 @@ async def test_a_lost_refused_cancel_of_the_filled_replacement_of_an_order_cance
         new = h.kernel.orders.orders()[-1]
         await until(lambda: all(f.fired for f in rest + stream))
         await until(lambda: new.status is OrderStatus.FILLED)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     assert order.status is OrderStatus.CANCELED and h.kernel.orders.open_orders() == []
     venue_fill = h.emulator.fills[0].fill
     assert [(venue_fill.client_order_id, venue_fill.last_qty)] == [(new.client_order_id, 0.01)]
@@ -1190,7 +1196,7 @@ async def test_the_cancel_of_an_order_canceled_during_its_cancel_replace_tells_t
         coid = order.client_order_id
         await _cancel_during_replace(h, coid, price=55_000.0)
         await until(lambda: order.status is OrderStatus.CANCELED and all(f.fired for f in rest))
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     assert [c.filled_qty for c in canceled if c.client_order_id == coid] == [pytest.approx(0.01)]
     assert order.venue_filled_qty == pytest.approx(0.01) and order.filled_qty == pytest.approx(0.01)
     # no order query asserted: under load the strategy's slow cancel times out before the answer is read, and the
@@ -1204,7 +1210,7 @@ async def test_the_cancel_of_an_order_whose_replacement_was_refused_tells_the_fi
     again as it was, for the 0.01 left. Its cancel told no filled quantity (NaN) and the order was queried for it."""
     from tradebus.adapters.binance.private_emulator import StreamFault
 
-    async with harness(stream_faults=[StreamFault("drop", '"X": "CANCELED"')], trade_size_limit=True) as h:
+    async with harness(stream_faults=[StreamFault("drop", '"X": "CANCELED"')], trade_size_limit=True, **SPOT_HELD) as h:
         h.venue.on_replace = h.kernel.execution.submit
         canceled: list[OrderCanceled] = []
         replaced: list[OrderReplaced] = []
@@ -1220,7 +1226,7 @@ async def test_the_cancel_of_an_order_whose_replacement_was_refused_tells_the_fi
         await until(lambda: len(replaced) == 1 and order.status is OrderStatus.CANCELED)
         again = h.kernel.orders.order(replaced[0].replacement_id)
         await until(lambda: again.status is OrderStatus.ACCEPTED)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     refused = [o for o in h.kernel.orders.orders() if o.status is OrderStatus.REJECTED]
     assert [o.price for o in refused] == [51_500.0] and "-2021" in refused[0].reason
     assert [c.filled_qty for c in canceled if c.client_order_id == coid] == [pytest.approx(0.01)]
@@ -1235,7 +1241,7 @@ async def test_an_order_placed_again_after_its_refused_replacement_is_for_what_t
     from tradebus.adapters.binance.private_emulator import StreamFault
 
     lost = [StreamFault("drop", '"X": "PARTIALLY_FILLED"'), StreamFault("drop", '"X": "CANCELED"')]
-    async with harness(stream_faults=lost, trade_size_limit=True) as h:
+    async with harness(stream_faults=lost, trade_size_limit=True, **SPOT_HELD) as h:
         h.venue.on_replace = h.kernel.execution.submit
         replaced: list[OrderReplaced] = []
         h.kernel.bus.subscribe(OrderReplaced, replaced.append)
@@ -1248,7 +1254,7 @@ async def test_an_order_placed_again_after_its_refused_replacement_is_for_what_t
         await until(lambda: len(replaced) == 1)
         again = h.kernel.orders.order(replaced[0].replacement_id)
         await until(lambda: again.status is OrderStatus.ACCEPTED and order.status is OrderStatus.CANCELED and order.filled_qty > 0.0)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     assert (again.quantity, again.price) == (pytest.approx(0.01), 50_000.0)
     assert [r.order.quantity for r in h.emulator.open_orders()] == [pytest.approx(0.01)]
     assert order.filled_qty == pytest.approx(0.01) and h.kernel.portfolio.position(IID) == pytest.approx(0.01)
@@ -1278,7 +1284,7 @@ async def test_a_raise_of_an_oco_member_above_its_sibling_is_denied_before_the_v
         assert [(d.client_order_id, d.reason.startswith(f"modify: OCO: {first} to 0.004")) for d in denied] == [(first, True)]
         strategy.modify(first, quantity=0.002)
         await until(lambda: h.emulator.orders[first].order.quantity == pytest.approx(0.002))
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         assert len(KitTape(h, kit.iid, 0).posts(path)) == 1 and a.quantity == pytest.approx(0.002)
         assert h.emulator.orders[second].order.quantity == pytest.approx(0.003)
 
@@ -1301,13 +1307,13 @@ async def test_an_oco_sibling_whose_reduction_is_refused_is_reduced_at_the_next_
         tape = KitTape(h, kit.iid, 10**18, size=0.001)
         tape.trade(999.0)  # fills 0.001 of the first
         await until(lambda: a.filled_qty == pytest.approx(0.001) and len(got) == 1)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         assert h.emulator.orders[second].order.quantity == pytest.approx(0.003) and b.quantity == pytest.approx(0.003)
         tape.trade(1_100.0)  # fills nothing: the reduction is sent again
         await until(lambda: h.emulator.orders[second].order.quantity == pytest.approx(0.002))
         await until(lambda: b.quantity == pytest.approx(0.002))
         tape.trade(1_100.0)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         assert len(tape.posts(path)) == 2 and b.status is OrderStatus.ACCEPTED
 
 
@@ -1332,10 +1338,10 @@ async def test_an_oco_sibling_whose_reduction_the_venue_keeps_refusing_is_cancel
             tape.trade(999.0)  # fills 0.001 of the first
             for n in range(1, REDUCE_TRIES + 1):
                 await until(lambda: len(tape.posts(path)) == n and h.venue.in_flight == 0)
-                await h.venue.drain()
+                await h.venue.drain(WAIT)
                 tape.trade(1_100.0)  # fills nothing: the reduction is sent again, then the sibling canceled
             await until(lambda: b.status is OrderStatus.CANCELED)
-            await h.venue.drain()
+            await h.venue.drain(WAIT)
             assert h.emulator.orders[second].status is OrderStatus.CANCELED and a.status is OrderStatus.PARTIALLY_FILLED
             assert len(tape.posts(path)) == REDUCE_TRIES
     finally:
@@ -1372,12 +1378,12 @@ async def test_an_oco_siblings_reduction_the_order_rate_holds_back_goes_once_the
             assert len(denied) == n
         assert h.kernel.clock.now_ns() - passed < 3_000_000_000, "the rate window passed: the test proves nothing"
         assert all(d.client_order_id == second and d.reason.startswith("modify: max_order_rate:") for d in denied)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         assert b.status is OrderStatus.ACCEPTED and h.emulator.orders[second].status is OrderStatus.ACCEPTED
         await asyncio.sleep(max(0.0, (passed + 3_100_000_000 - h.kernel.clock.now_ns()) / 1e9))
         tape.trade(1_100.0)  # the window has passed: the reduction goes
         await until(lambda: b.quantity == pytest.approx(0.002))
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         assert h.emulator.orders[second].order.quantity == pytest.approx(0.002) and b.status is OrderStatus.ACCEPTED
         assert len(KitTape(h, kit.iid, 0).posts(path)) == 1 and h.kernel.portfolio.account.oco_groups().get(second)
 
@@ -1410,7 +1416,7 @@ async def test_an_oco_siblings_reduction_the_price_band_holds_back_counts_as_a_r
         for _ in range(REDUCE_TRIES + 2):
             tape.trade(1_100.0)  # fills nothing: the reduction is sent again while it is not counted out
         await until(lambda: not b.is_open)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     assert all(d.client_order_id == second and d.reason.startswith("modify: price_band:") for d in denied)
     assert len(denied) == REDUCE_TRIES
     assert b.status is OrderStatus.CANCELED and h.emulator.orders[second].status is OrderStatus.CANCELED
@@ -1442,7 +1448,7 @@ async def _oco_reduction_refused(h: Any, kit: VenueKit, strategy: Contingent) ->
     await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
     KitTape(h, kit.iid, 10**18, size=0.001).trade(999.0)  # fills 0.001 of the first
     await until(lambda: a.filled_qty == pytest.approx(0.001) and len(got) == 1)
-    await h.venue.drain()
+    await h.venue.drain(WAIT)
     return first, second
 
 
@@ -1465,7 +1471,7 @@ async def test_a_restart_reduces_the_oco_sibling_whose_reduction_the_venue_refus
         KitTape(h, kit.iid, 10**18 + 10**9, size=0.001).trade(1_100.0)  # fills nothing
         await until(lambda: emu.orders[second].order.quantity == pytest.approx(0.002))
         await until(lambda: orders[1].quantity == pytest.approx(0.002))
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         assert orders[1].status is OrderStatus.ACCEPTED and len(KitTape(h, kit.iid, 0).posts(path)) == 2
 
 
@@ -1491,10 +1497,10 @@ async def test_a_restart_counts_on_the_refusals_of_an_oco_siblings_reduction(kit
         tape = KitTape(h, kit.iid, 10**18, size=0.001)
         tape.trade(999.0)  # fills 0.001 of the first: the sibling's reduction, refused
         await until(lambda: len(tape.posts(path)) == 1 and h.venue.in_flight == 0)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         tape.trade(1_100.0)  # fills nothing: sent again, refused a second time
         await until(lambda: len(tape.posts(path)) == 2 and h.venue.in_flight == 0)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
     assert REDUCE_TRIES == 3 and emu.orders[second].order.quantity == pytest.approx(0.003)
     async with kit_harness(one_account, journal=journal, strategies=[Contingent(kit.iid)], **HELD) as h:
         orders = _queried(h, first, second)
@@ -1503,9 +1509,9 @@ async def test_a_restart_counts_on_the_refusals_of_an_oco_siblings_reduction(kit
         for _ in range(REDUCE_TRIES):
             tape.trade(1_100.0)  # fills nothing: the third refusal, then the cancel (before: more reductions)
             await until(lambda: h.venue.in_flight == 0)
-            await h.venue.drain()
+            await h.venue.drain(WAIT)
         await until(lambda: orders[1].status is OrderStatus.CANCELED)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         assert len(tape.posts(path)) == REDUCE_TRIES and emu.orders[second].status is OrderStatus.CANCELED
 
 
@@ -1536,7 +1542,7 @@ async def test_a_restart_rebuilds_the_room_of_a_partly_filled_spot_oco(kit: Venu
         buy = KitTape(h, kit.iid, 0).submit(OrderSide.BUY, qty, OrderType.LIMIT, price=500.0)
         assert buy.status is not OrderStatus.DENIED, buy.reason
         await until(lambda: buy.status is OrderStatus.ACCEPTED)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
 
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
 async def test_a_restart_rebuilds_the_room_of_a_spot_oco_its_reductions_lowered(kit: VenueKit, tmp_path: Path) -> None:
@@ -1566,7 +1572,7 @@ async def test_a_restart_rebuilds_the_room_of_a_spot_oco_its_reductions_lowered(
         tape.size = 0.005
         tape.trade(1_060.0)
         await until(lambda: b.filled_qty == pytest.approx(0.005) and a.quantity == pytest.approx(0.005))
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         account = h.kernel.portfolio.account
         running = (account.oco_room(limit), account.oco_room(stop))
         held = account.locked("USDT")
@@ -1583,7 +1589,7 @@ async def test_a_restart_rebuilds_the_room_of_a_spot_oco_its_reductions_lowered(
         tape = KitTape(h, kit.iid, 2 * 10**18, size=0.001)
         tape.trade(1_060.0)  # fills 0.001 of the stop: the limit is reduced to its 0.003 filled + 0.001
         await until(lambda: b.filled_qty == pytest.approx(0.006) and a.quantity == pytest.approx(0.004))
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         assert a.status is OrderStatus.PARTIALLY_FILLED and emu.orders[limit].order.quantity == pytest.approx(0.004)
         assert (account.oco_room(limit), account.oco_room(stop)) == (pytest.approx(0.001), pytest.approx(0.001))
 
@@ -1596,7 +1602,7 @@ async def test_a_cancel_replace_of_an_oco_sibling_whose_reduction_was_refused_is
     from tradebus.execution.contingent import ContingentOrders
 
     refused = [RestFault("refuse", "POST", "/api/v3/order/cancelReplace", code="-2022")]
-    async with harness(rest_faults=refused, trade_size_limit=True) as h:
+    async with harness(rest_faults=refused, trade_size_limit=True, **SPOT_HELD) as h:
         h.venue.on_replace = h.kernel.execution.submit
         contingent = ContingentOrders(h.kernel)
         got: list[OrderModifyRejected] = []
@@ -1608,17 +1614,17 @@ async def test_a_cancel_replace_of_an_oco_sibling_whose_reduction_was_refused_is
         contingent.oco([a.client_order_id, b.client_order_id])
         h.trade(49_900.0, 0.001)  # fills 0.001 of the first
         await until(lambda: a.filled_qty == pytest.approx(0.001) and len(got) == 1)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         h.kernel.execution.modify(ModifyOrder("s1", IID, b.client_order_id, 0, 0, price=49_500.0))
         await until(lambda: len(replaced) == 1)
         new = h.kernel.orders.order(replaced[0].replacement_id)
         await until(lambda: new.status is OrderStatus.ACCEPTED and b.status is OrderStatus.CANCELED)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         assert (new.quantity, new.price) == (pytest.approx(0.003), 49_500.0)
         h.trade(51_000.0, 0.001)  # fills nothing: the reduction is sent for the replacement
         sibling = lambda: [r.order for r in h.emulator.open_orders() if r.order.client_order_id != a.client_order_id]  # noqa: E731
         await until(lambda: [o.quantity for o in sibling()] == [pytest.approx(0.002)])
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         [working] = [o for o in h.kernel.orders.open_orders() if o is not a]
         assert (working.quantity, working.price) == (pytest.approx(0.002), 49_500.0)
         assert working.client_order_id == sibling()[0].client_order_id and a.quantity == pytest.approx(0.003)
@@ -1634,7 +1640,7 @@ async def test_a_cancel_replace_of_a_spot_oco_member_keeps_the_room_the_groups_f
     from tradebus.execution.contingent import ContingentOrders
 
     refused = [RestFault("refuse", "POST", "/api/v3/order/cancelReplace", code="-2022")]
-    async with harness(rest_faults=refused, trade_size_limit=True) as h:
+    async with harness(rest_faults=refused, trade_size_limit=True, **SPOT_HELD) as h:
         h.venue.on_replace = h.kernel.execution.submit
         contingent = ContingentOrders(h.kernel)
         got: list[OrderModifyRejected] = []
@@ -1648,13 +1654,13 @@ async def test_a_cancel_replace_of_a_spot_oco_member_keeps_the_room_the_groups_f
         contingent.oco([a.client_order_id, b.client_order_id])
         h.trade(49_900.0, 0.001)  # fills 0.001 of the first; the sibling's reduction is refused
         await until(lambda: a.filled_qty == pytest.approx(0.001) and len(got) == 1)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         assert account.oco_room(b.client_order_id) == pytest.approx(0.002)
         h.kernel.execution.modify(ModifyOrder("s1", IID, b.client_order_id, 0, 0, price=49_500.0))
         await until(lambda: len(replaced) == 1)
         new = h.kernel.orders.order(replaced[0].replacement_id)
         await until(lambda: new.status is OrderStatus.ACCEPTED and b.status is OrderStatus.CANCELED)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         assert (new.quantity, new.price) == (pytest.approx(0.003), 49_500.0)
         assert account.oco_groups()[new.client_order_id] == (a.client_order_id, new.client_order_id)
         assert account.oco_room(new.client_order_id) == pytest.approx(0.002)
@@ -1666,7 +1672,7 @@ async def test_a_cancel_replace_of_a_spot_oco_member_keeps_the_room_the_groups_f
         buy = h.submit(OrderSide.BUY, qty, 20_000.0)
         assert buy.status is OrderStatus.SUBMITTED, buy.reason
         await until(lambda: buy.status is OrderStatus.REJECTED)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
 
 
 async def test_a_restart_after_a_cancel_replace_of_a_partly_filled_spot_oco_member_keeps_its_fills(tmp_path: Path) -> None:
@@ -1692,9 +1698,9 @@ async def test_a_restart_after_a_cancel_replace_of_a_partly_filled_spot_oco_memb
 
     async def session(strategy: Contingent) -> Any:
         await emu.start()
-        api = BinanceTrading(emu.rest_url, SecretStr(KEY), SecretStr(SECRET), {IID: INST}, timeout=0.25)
+        api = BinanceTrading(emu.rest_url, SecretStr(KEY), SecretStr(SECRET), {IID: INST}, timeout=WAIT)
         journals.append(Journal(tmp_path / "journal.sqlite"))
-        return _harness(emu, api, INST, LiveClock(), FAST, journals[-1], [strategy], first_trade=None)
+        return _harness(emu, api, INST, LiveClock(), ANSWERED, journals[-1], [strategy], first_trade=None)
 
     strategy = Contingent(IID)
     async with await session(strategy) as h:
@@ -1711,13 +1717,13 @@ async def test_a_restart_after_a_cancel_replace_of_a_partly_filled_spot_oco_memb
         await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
         h.trade(49_900.0, 0.001)  # fills 0.001 of the first; the sibling's reduction is refused
         await until(lambda: a.filled_qty == pytest.approx(0.001) and len(got) == 1)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         strategy.modify(first, price=49_800.0)
         await until(lambda: len(replaced) == 1)
         moved = replaced[0].replacement_id
         new = h.kernel.orders.order(moved)
         await until(lambda: new.status is OrderStatus.ACCEPTED and a.status is OrderStatus.CANCELED)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         account = h.kernel.portfolio.account
         running = (account.oco_room(moved), account.oco_room(second))
         held = account.locked("USDT")
@@ -1736,7 +1742,7 @@ async def test_a_restart_after_a_cancel_replace_of_a_partly_filled_spot_oco_memb
         assert account.locked("USDT") == pytest.approx(0.002 * 49_800.0 * rate) == pytest.approx(held)
         h.trade(60_000.0)  # fills nothing: the sibling's reduction is sent again (a cancel-replace)
         await until(lambda: len(reduced) == 1)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         assert reduced[0].client_order_id == second
         assert emu.orders[reduced[0].replacement_id].order.quantity == pytest.approx(0.002)
     journals[1].close()
@@ -1757,7 +1763,7 @@ async def test_an_oco_sibling_placed_again_after_its_reductions_replacement_was_
     swap, again = asyncio.Event(), asyncio.Event()
     held = [BinanceFault("hold", "POST", "/api/v3/order/cancelReplace", release=swap),
             BinanceFault("hold", "POST", "/api/v3/order", at=2, release=again)]
-    async with harness(rest_faults=held, trade_size_limit=True, request_timeout=WAIT) as h:
+    async with harness(rest_faults=held, trade_size_limit=True, **SPOT_HELD) as h:
         h.venue.on_replace = h.kernel.execution.submit
         contingent = ContingentOrders(h.kernel)
         replaced: list[OrderReplaced] = []
@@ -1776,11 +1782,11 @@ async def test_an_oco_sibling_placed_again_after_its_reductions_replacement_was_
         await until(lambda: len(replaced) == 1)
         placed = h.kernel.orders.order(replaced[0].replacement_id)
         await until(lambda: placed.status is OrderStatus.ACCEPTED and b.status is OrderStatus.CANCELED)
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         assert (placed.quantity, placed.price) == (pytest.approx(0.003), 49_000.0)
         h.trade(51_000.0, 0.001)  # fills nothing: the reduction is sent again
         sibling = lambda: [r.order for r in h.emulator.open_orders() if r.order.client_order_id != a.client_order_id]  # noqa: E731
         await until(lambda: [o.quantity for o in sibling()] == [pytest.approx(0.002)])
-        await h.venue.drain()
+        await h.venue.drain(WAIT)
         [working] = [o for o in h.kernel.orders.open_orders() if o is not a]
         assert (working.client_order_id, working.quantity) == (sibling()[0].client_order_id, pytest.approx(0.002))
