@@ -7,7 +7,6 @@ the original price would not have been reached.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -615,12 +614,13 @@ async def test_a_raced_cancel_replaces_replacement_left_working_by_a_kill_is_cut
 
 @pytest.mark.parametrize("restarted", [False, True], ids=["running", "restarted"])
 async def test_a_good_till_date_order_cancel_replaced_on_binance_spot_still_ends_at_its_date(tmp_path: Path, restarted: bool) -> None:
-    """A buy of 0.01 at 50,000 made good till a date 1-2 s away (``gtd``), then moved to 51,000: Binance spot
+    """A buy of 0.01 at 50,000 made good till a date 30 s away (``gtd``), then moved to 51,000: Binance spot
     cancel-replaces it (a new client order id, ``OrderReplaced``). Before, the expiry timer named the replaced order,
     already canceled, so at the date nothing happened: the replacement the user asked to end kept working at the
     venue, and its row said GTC. Now the replacement carries the date (``expire_ns``, its own timer and journaled
     link) and is canceled then; "restarted": the daemon is killed after the replacement was placed
-    and a restart on its journal cancels it at the date."""
+    and a restart on its journal cancels it at the date. The date comes at once by the clock's ``run_due`` (a date
+    2 s away passed on a stalled loop before the replacement was placed, and the original's timer canceled it)."""
     from tradebus.execution.contingent import ContingentOrders
     from tradebus.execution.journal import Journal
     from tradebus.reports.writers import ORDER_COLUMNS, order_row
@@ -633,7 +633,7 @@ async def test_a_good_till_date_order_cancel_replaced_on_binance_spot_still_ends
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         await until(lambda: order.status is OrderStatus.ACCEPTED)
         coid = order.client_order_id
-        expire = (h.kernel.clock.now_ns() // 10**9 + 2) * 10**9  # whole seconds
+        expire = (h.kernel.clock.now_ns() // 10**9 + 30) * 10**9  # whole seconds, before any request timeout (WAIT)
         contingent.gtd(coid, expire)
         h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, price=51_000.0))
         await until(lambda: len(h.kernel.orders.orders()) == 2)
@@ -649,15 +649,24 @@ async def test_a_good_till_date_order_cancel_replaced_on_binance_spot_still_ends
             async with _restarted_on(h.emulator, path, [Contingent(IID)]) as kernel:
                 ended = kernel.orders.order(new.client_order_id)
                 assert ended.expire_ns == expire
-                await until(lambda: not ended.is_open)
+                await _expired(kernel, ended, expire)
         else:
             ended = new
-            await until(lambda: not new.is_open)
-        assert ended.status is OrderStatus.CANCELED and time.time_ns() >= expire
+            await _expired(h.kernel, new, expire)
+            await h.venue.drain(WAIT)
+        assert ended.status is OrderStatus.CANCELED
         assert h.emulator.orders[new.client_order_id].status == "CANCELED" and h.emulator.open_orders() == []
-        await asyncio.sleep(0.2)
     # one cancel of the replacement, at its date: a restart sets its timer once
     assert [p for m, p, c in h.emulator.requests if c == new.client_order_id and m == "DELETE"] == ["/api/v3/order"]
+
+
+async def _expired(kernel: Kernel, order: Order, expire: int) -> None:
+    """Fire the timers of ``kernel`` due by ``expire`` ns, by 1 ns short of it first: ``order`` is open until then, its cancel
+    (its expiry) is sent and answered at it."""
+    kernel.clock.run_due(expire - 1)
+    assert order.is_open, "canceled before its date"
+    kernel.clock.run_due(expire)
+    await until(lambda: not order.is_open)
 
 
 async def test_a_binance_spot_cancel_replace_is_no_anomaly_but_a_repeated_cancel_frame_still_is() -> None:
@@ -1355,12 +1364,15 @@ async def test_an_oco_siblings_reduction_the_order_rate_holds_back_goes_once_the
     third of the first: the sibling's reduction to 0.002 is denied by the gate's order rate (the two buys used the
     window), and again at each of ``REDUCE_TRIES`` trades. Before, those denials counted as the venue's refusals: the
     sibling was canceled and the group broken, for a limit that passes with time. Now they do not count: once the
-    window has passed, the next trade reduces the sibling to 0.002 at the venue, still working in its group."""
+    window has passed, the next trade reduces the sibling to 0.002 at the venue, still working in its group. The
+    window is 10 min, which no stall of a loaded machine passes, and the trade after it comes with the kernel's clock
+    pinned past it (a 3 s window had passed on a stalled loop before the denials were counted)."""
     from tradebus.risk.config import RiskConfig
 
     path, _ = AMEND_REFUSED[kit.venue]
     strategy = Contingent(kit.iid)
-    risk = RiskConfig(max_orders_per_window=2, order_rate_window_ns=3_000_000_000)
+    window = 600_000_000_000
+    risk = RiskConfig(max_orders_per_window=2, order_rate_window_ns=window)
     async with kit_harness(kit, strategies=[strategy], trade_size_limit=True, risk_config=risk, **HELD) as h:
         denied: list[OrderDenied] = []
         h.kernel.bus.subscribe(OrderDenied, denied.append)
@@ -1376,12 +1388,12 @@ async def test_an_oco_siblings_reduction_the_order_rate_holds_back_goes_once_the
         for n in range(2, REDUCE_TRIES + 1):
             tape.trade(1_100.0)  # fills nothing: the reduction is checked again, and denied
             assert len(denied) == n
-        assert h.kernel.clock.now_ns() - passed < 3_000_000_000, "the rate window passed: the test proves nothing"
+        assert h.kernel.clock.now_ns() - passed < window, "the rate window passed: the test proves nothing"
         assert all(d.client_order_id == second and d.reason.startswith("modify: max_order_rate:") for d in denied)
         await h.venue.drain(WAIT)
         assert b.status is OrderStatus.ACCEPTED and h.emulator.orders[second].status is OrderStatus.ACCEPTED
-        await asyncio.sleep(max(0.0, (passed + 3_100_000_000 - h.kernel.clock.now_ns()) / 1e9))
-        tape.trade(1_100.0)  # the window has passed: the reduction goes
+        with h.kernel.clock.pinned(passed + window + 100_000_000):
+            tape.trade(1_100.0)  # the window has passed: the reduction goes
         await until(lambda: b.quantity == pytest.approx(0.002))
         await h.venue.drain(WAIT)
         assert h.emulator.orders[second].order.quantity == pytest.approx(0.002) and b.status is OrderStatus.ACCEPTED
