@@ -773,9 +773,10 @@ async def test_binance_spot_trailing_stop_trails_by_one_request_cancel_replaces(
         for price, trigger in ((61_000.0, 60_500.0), (62_000.0, 61_500.0)):
             h.trade(price)
             await until(lambda: venue_stops() == [trigger])  # noqa: B023
-            [coid] = contingent._trailing
-            await until(lambda: h.kernel.orders.order(coid).status is OrderStatus.ACCEPTED)  # noqa: B023
-            assert h.kernel.orders.order(coid).trigger_price == trigger
+            # the kernel's trailing stop is the replacement once the cancel-replace's answer arrived (the venue's
+            # stop moves before it): ACCEPTED at the trigger; the replaced one, ACCEPTED at the old trigger till then
+            trailing = lambda: [(o.status, o.trigger_price) for o in map(h.kernel.orders.order, contingent._trailing)]  # noqa: E731
+            await until(lambda: trailing() == [(OrderStatus.ACCEPTED, trigger)])  # noqa: B023
         h.trade(61_400.0)
         await until(lambda: h.kernel.portfolio.position(IID) == pytest.approx(0.0))
         await h.venue.drain(WAIT)
