@@ -173,3 +173,25 @@ def test_a_liquidation_closes_the_same_fraction_of_every_strategys_position() ->
     # what is left open: a long 1.5, b long 0.5, c short 1; a's sale of 1.5 closes its own long only
     more = match_trades([*fills, _of(4, "a", "SELL", 1.5, 90.0, why="a out")])
     assert rows(more[3:]) == [("X.SIM", "LONG", 1.5, 100.0, 90.0, -15.0, 0.0, 4.0)]
+
+
+@pytest.mark.parametrize("closer", ["ops", "killswitch"])
+def test_a_flatten_closes_the_strategies_positions_as_a_liquidation_does(closer: str) -> None:
+    """An operator's /flatten ("ops") or live-kill --flatten ("killswitch") sells the account's 3 @ 90 (fee 0.3) where a
+    holds 2 and b 1 (both bought @ 100): each strategy's long is closed at 90 with its share of the fee, a trade with
+    the flatten's reason, and attribution.csv has each strategy flat with that PnL and no row of the flatten's own
+    holding a short. Matched per strategy without it, the flatten was an open short of its own: no trade at all."""
+    from tradebus.execution.orders import FLATTEN_STRATEGY, KILL_STRATEGY
+    from tradebus.reports.attribution import attribute
+
+    assert closer in (FLATTEN_STRATEGY, KILL_STRATEGY)
+    fills = [_of(0, "a", "BUY", 2.0, 100.0), _of(1, "b", "BUY", 1.0, 100.0),
+             _of(2, closer, "SELL", 3.0, 90.0, 0.3, "operator /flatten")]
+    trades = match_trades(fills)
+    assert rows(trades) == [("X.SIM", "LONG", 2.0, 100.0, 90.0, -20.0, pytest.approx(0.2), 2.0),
+                            ("X.SIM", "LONG", 1.0, 100.0, 90.0, -10.0, pytest.approx(0.1), 1.0)]
+    assert {t.exit_reason for t in trades} == {"operator /flatten"}
+    booked = {a.strategy_id: a for a in attribute(fills, {"X.SIM": 90.0}) if a.instrument == "X.SIM"}
+    assert booked["a"].position == 0.0 and booked["a"].realized_pnl == pytest.approx(-20.0)
+    assert booked["b"].position == 0.0 and booked["b"].realized_pnl == pytest.approx(-10.0)
+    assert closer not in booked or booked[closer].position == 0.0

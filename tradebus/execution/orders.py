@@ -94,6 +94,8 @@ from tradebus.errors import InvalidTransition, OrderError
 from tradebus.execution.client_ids import ClientOrderIds
 
 __all__ = [
+    "FLATTEN_STRATEGY",
+    "KILL_STRATEGY",
     "OPEN_STATUSES",
     "TERMINAL_STATUSES",
     "TRANSITIONS",
@@ -106,6 +108,11 @@ __all__ = [
 
 
 S = OrderStatus
+
+#: ``strategy_id`` of the orders an operator's ``/flatten`` sends (:mod:`tradebus.ops.hooks`).
+FLATTEN_STRATEGY = "ops"
+#: ``strategy_id`` of the kill switch's flattening orders (``live-kill --flatten``, :mod:`tradebus.node.flatten`).
+KILL_STRATEGY = "killswitch"
 
 #: Statuses in which an order is working (or may be working) at the venue.
 OPEN_STATUSES = frozenset({S.SUBMITTED, S.ACCEPTED, S.TRIGGERED, S.PARTIALLY_FILLED, S.UNKNOWN})

@@ -37,14 +37,12 @@ from tradebus.engine.messages import (
 from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.journal import Journal
 from tradebus.execution.live import NoAnswer, TradingApi, VenueRejected
-from tradebus.execution.orders import Order, OrderManager
+from tradebus.execution.orders import KILL_STRATEGY, Order, OrderManager
 from tradebus.execution.venue import OrderStatusReport
 from tradebus.node.config import PaperConfig
 
 __all__ = ["KILL_STRATEGY", "flatten"]
 
-#: Strategy id of the kill switch's flattening orders.
-KILL_STRATEGY = "killswitch"
 _CLOSED = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED})
 
 

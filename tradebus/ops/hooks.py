@@ -50,6 +50,7 @@ from tradebus.engine.messages import (
     TradingStateChanged,
 )
 from tradebus.errors import TradebusError
+from tradebus.execution.orders import FLATTEN_STRATEGY
 from tradebus.ops.config import OpsConfig
 from tradebus.ops.flapping import FlapDetector
 from tradebus.ops.health import health_report
@@ -60,8 +61,6 @@ from tradebus.ops.telegram import TelegramBot, read_token
 
 __all__ = ["OpsHooks", "OpsTarget"]
 
-#: Strategy id of the orders an operator's ``/flatten`` sends.
-FLATTEN_STRATEGY = "ops"
 
 
 class OpsTarget(Protocol):

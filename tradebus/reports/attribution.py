@@ -27,7 +27,8 @@ average-cost accounting:
   in instruments quoted in it (weight: their cost, ``position * avg_price``). A loan no open
   position explains (a quote balance below zero from losses and fees alone) is shared equally by
   the rows of those instruments that have filled so far;
-* a liquidation fill (which no strategy sent) closes the same fraction of the position of every
+* a liquidation fill, or a flatten's (an operator's ``/flatten``, ``live-kill --flatten``: no strategy sent them,
+  :data:`~tradebus.reports.trades.ACCOUNT_CLOSES`), closes the same fraction of the position of every
   strategy holding the instrument at its price: the fraction of their net position it closed (all
   of it for a whole liquidation; a venue's partial liquidation of a third leaves each strategy two
   thirds of its own position), each paying a share of its fee in proportion to the size of the part
@@ -56,7 +57,7 @@ from dataclasses import dataclass
 
 from tradebus.engine.kernel import FillRecord
 from tradebus.engine.messages import FundingPaid, InterestCharged
-from tradebus.engine.perpetuals import LIQUIDATION_STRATEGY
+from tradebus.reports.trades import ACCOUNT_CLOSES
 
 __all__ = ["ATTRIBUTION_COLUMNS", "ALL_INSTRUMENTS", "Attribution", "attribute"]
 
@@ -198,7 +199,7 @@ def attribute(
     for _, _, _, kind, item in ordered:
         if kind == "fill":
             assert isinstance(item, FillRecord)
-            if item.strategy_id == LIQUIDATION_STRATEGY and _liquidate(item, rows):
+            if item.strategy_id in ACCOUNT_CLOSES and _liquidate(item, rows):
                 continue
             key = (item.strategy_id, item.instrument_id)
             row = rows.get(key)

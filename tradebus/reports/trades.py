@@ -9,8 +9,8 @@ partial close gives a trade for the closed part and leaves the rest of the lot o
 fill larger than the position closes every lot and opens a lot of the other side with the remainder
 (a flip). One strategy's fill never closes another's lot: where several strategies trade an
 instrument, a sell of one is its own (its short, or the close of its own long), though the account
-nets them. A liquidation fill (which no strategy sent) closes the same fraction of every strategy's
-position in the instrument -- the fraction of their net position it closed, as the kernel and
+nets them. A liquidation fill, or a flatten's (:data:`ACCOUNT_CLOSES`: no strategy sent them), closes the same
+fraction of every strategy's position in the instrument -- the fraction of their net position it closed, as the kernel and
 ``attribution.csv`` book it -- each part paying a share of its fee in proportion to its size. Lots
 still open when the run ends are not trades.
 
@@ -28,8 +28,13 @@ from dataclasses import dataclass
 
 from tradebus.engine.kernel import FillRecord
 from tradebus.engine.perpetuals import LIQUIDATION_STRATEGY
+from tradebus.execution.orders import FLATTEN_STRATEGY, KILL_STRATEGY
 
-__all__ = ["TRADE_COLUMNS", "Trade", "match_trades"]
+__all__ = ["ACCOUNT_CLOSES", "TRADE_COLUMNS", "Trade", "match_trades"]
+
+#: ``strategy_id`` of the fills no strategy sent that close the account's position in an instrument, whoever holds it:
+#: a liquidation, an operator's ``/flatten``, the kill switch's ``live-kill --flatten``.
+ACCOUNT_CLOSES = frozenset({LIQUIDATION_STRATEGY, FLATTEN_STRATEGY, KILL_STRATEGY})
 
 #: Columns of ``trades.csv`` (``*_time`` are the ISO-8601 texts of the ``*_ts`` before them).
 TRADE_COLUMNS = (
@@ -116,7 +121,7 @@ def match_trades(
         sign = 1.0 if change > 0.0 else -1.0
         remaining = abs(change)
         fee_per_unit = fill.fee / remaining if remaining > 0.0 else 0.0
-        if fill.strategy_id == LIQUIDATION_STRATEGY:
+        if fill.strategy_id in ACCOUNT_CLOSES:
             remaining, fee_per_unit = _liquidate(fill, books, trades, eps, size)
             if remaining <= eps:
                 continue
