@@ -91,6 +91,32 @@ def _window(h: Any) -> None:
 async def test_each_modify_made_while_an_amend_is_out_gets_one_answer(
     kit: VenueKit, first: str, kept: str, expected: list[str], venue_price: float
 ) -> None:
+    await _case(kit, first, kept, expected, venue_price)
+
+
+#: Where each venue answers the query of an order.
+QUERY = {"okx": "/api/v5/trade/order", "bybit": "/v5/order/realtime"}
+#: The queries after the unanswered amend's window the venue leaves unanswered (HTTP 503) before it answers one.
+LOST_QUERIES = 3
+LOST = [case for case in CASES if case[0].startswith("unanswered") and case[1] in ("accepted", "refused")]
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+@pytest.mark.parametrize(("first", "kept", "expected", "venue_price"), LOST, ids=[f"{f}-{k}" for f, k, _, _ in LOST])
+async def test_an_unanswered_amend_whose_queries_go_unanswered_is_answered_once_one_is(
+    kit: VenueKit, first: str, kept: str, expected: list[str], venue_price: float
+) -> None:
+    """The venue answers none of the first three queries made after the unanswered amend's window (a gateway's 503):
+    the amend is answered all the same, after the fourth (the engine's ``retry_ns`` later, then twice as long each
+    time), as in the table. Before, the first unanswered query left it unanswered for good: the kept modify was sent
+    and answered alone (an applied amend's ``OrderModified`` never told, an expired one never refused)."""
+    await _case(kit, first, kept, expected, venue_price, lost_queries=LOST_QUERIES)
+
+
+async def _case(
+    kit: VenueKit, first: str, kept: str, expected: list[str], venue_price: float, lost_queries: int = 0
+) -> None:
+    """Run one case of :data:`CASES`, the first ``lost_queries`` queries of the order unanswered (HTTP 503)."""
     path = LIMIT_AMEND[kit.venue]
     release = asyncio.Event()
     unanswered = first.startswith("unanswered")
@@ -98,6 +124,8 @@ async def test_each_modify_made_while_an_amend_is_out_gets_one_answer(
     faults = [RestFault(kind, "POST", path, code=REFUSED[kit.venue], release=release, windowed=unanswered)]
     if kept == "refused":
         faults.append(RestFault("refuse", "POST", path, code=REFUSED[kit.venue]))
+    lost = [RestFault("error5xx", "GET", QUERY[kit.venue]) for _ in range(lost_queries)]
+    faults += lost
     timed_out: list[str] = []
     sink = logger.add(lambda m: timed_out.append(str(m)), level="WARNING", filter=lambda r: "no answer" in r["message"])
     processed: list[str] = []
@@ -141,6 +169,9 @@ async def test_each_modify_made_while_an_amend_is_out_gets_one_answer(
             assert h.emulator.orders[coid].order.price == venue_price
             if order.is_open:
                 assert order.price == venue_price
+            assert all(fault.fired for fault in lost)
+            if first == "unanswered_expired" and kept == "refused":  # its window and 1 s of clock skew
+                assert heard[1] == (R, f"no answer, and not applied within the venue's window ({WINDOW + 1:g} s)"), heard
     finally:
         logger.remove(sink)
         logger.remove(late)

@@ -237,6 +237,7 @@ class ExecutionEngine:
         venue.bind(self.on_venue_event)
         orders.on_forget = self._forget
         venue.set_submit_timeout(timeouts.submit_ns if timeouts is not None else None)
+        venue.set_query_retry(timeouts.retry_ns if timeouts is not None else None)
         venue.bind_repeat_expected(orders.expect_repeat)
         venue.bind_modify_check(partial(self._modify_allowed, rated=True))
         #: Books a venue's funding payment (``FundingPaid``); the kernel's perpetuals, when it has margined instruments.

@@ -36,7 +36,9 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     latest), and sent once the amend is answered, refused or unanswered, if the risk gate, asked again then, still
     lets it (else ``OrderDenied``); an unanswered amend may still be applied within its request's window
     (:meth:`TradingApi.amend_expiry_s`): the next leaves only after that window and a query of the order's terms,
-    which answers the unanswered one (applied: ``OrderModified``; not: ``OrderModifyRejected``). Each modify gets
+    which answers the unanswered one (applied: ``OrderModified``; not: ``OrderModifyRejected``; a query left
+    unanswered is made again, :meth:`LiveVenue.set_query_retry`, until one is answered, the order closes or the
+    daemon stops). Each modify gets
     one answer (modifies merged while kept, one for all): a refusal of an amend (or an unanswered one not applied)
     whose terms the kept one all sets again is told only after the kept one's answer, and only if the venue does
     not apply that one either (refused, unanswered and not applied, denied, dropped): applied, its
@@ -154,6 +156,7 @@ from tradebus.execution.venue import EventHandler, OrderStatusReport, Venue, ven
 __all__ = [
     "BUSY_RETRY_DELAYS",
     "CLOCK_MARGIN_NS",
+    "QUERY_RETRY_CAP_S",
     "AccountBalance",
     "AccountMargin",
     "AccountPosition",
@@ -194,6 +197,10 @@ CLOCK_MARGIN_NS = 60_000_000_000
 #: Seconds :class:`LiveVenue` waits before each re-send of a cancel or amend the venue answered :class:`OrderBusy`
 #: (then the refusal is final): a venue busy with an order is so for the round trip of one request on it.
 BUSY_RETRY_DELAYS: tuple[float, ...] = (0.1, 0.2, 0.4)
+#: Seconds at most between two queries :class:`LiveVenue` makes of an order after an unanswered amend's window while
+#: none is answered: the first waits the engine's ``retry_ns`` (:meth:`LiveVenue.set_query_retry`), each next twice
+#: as long.
+QUERY_RETRY_CAP_S = 60.0
 # Seconds left to send the requests of the running task (set by send_within); None: no limit.
 _TIME_LEFT: ContextVar[Callable[[], float] | None] = ContextVar("tradebus_time_left_to_send", default=None)
 # What the requests of the running task restore, sent however late (set by send_late); None: nothing.
@@ -722,6 +729,9 @@ class LiveVenue(Venue):
         self._submits_swept = _SUBMITS_SWEEP
         # The engine's submit timeout (set_submit_timeout), and by when (clock ns) each submit not yet sent must leave.
         self._submit_timeout_ns: int | None = None
+        # Seconds before the first query again of an order whose query after an unanswered amend's window got no answer
+        # (set_query_retry: the engine's retry_ns; OrderTimeouts' default until it is told).
+        self._query_retry_s = 5.0
         self._send_by: dict[str, int] = {}
         # The canceled order the next submit restores (_restore), and each such submit not yet sent -> what it restores.
         self._restoring: str | None = None
@@ -1257,6 +1267,13 @@ class LiveVenue(Venue):
         restoring an order the venue has canceled (:func:`send_late`: late rather than absent)."""
         self._submit_timeout_ns = timeout_ns
 
+    def set_query_retry(self, retry_ns: int | None) -> None:
+        """Query an order whose query after an unanswered amend's window got no answer again ``retry_ns`` later, then
+        twice as long each time up to :data:`QUERY_RETRY_CAP_S` (the execution engine sets its
+        :class:`~tradebus.execution.engine.OrderTimeouts` ``retry_ns``; ``None`` keeps 5 s)."""
+        if retry_ns is not None:
+            self._query_retry_s = retry_ns / 1e9
+
     async def _submitting(self, request: Coroutine[Any, Any, _T], *orders: Order, replaces: str = "") -> _T:
         """``request``'s answer, the submit of ``orders``: when it ends is :meth:`submit_ended_ns`; withdrawn
         (:class:`RateLimited`) if the rate limit would hold it past the first of their submit timeouts, unless it
@@ -1442,18 +1459,35 @@ class LiveVenue(Venue):
     async def _judge_unanswered(self, order: Order, cmd: ModifyOrder) -> bool:
         """Tell whether the venue applied ``cmd``, an amend of ``order`` left unanswered, once its window is over: the
         venue has applied it or never will, so a query's terms are final until the next amend (which leaves once they
-        are known). Applied, the query's terms told it (``OrderModified``); not, it is refused as any amend. Whether the
-        order's terms here are the venue's now (``False``: the query got no answer either)."""
+        are known). Applied, the query's terms told it (``OrderModified``); not, it is refused as any amend. A query
+        that gets no answer is made again (:meth:`set_query_retry`) until one is answered, the order closes or is
+        forgotten, or the daemon stops. Whether the order's terms here are the venue's now (``False``: the daemon
+        stopped before any query was answered; the amend is not answered, a restart takes the venue's terms)."""
         coid = order.client_order_id
-        if order.is_open and coid in self._orders:
+        answered = False
+        delay = self._query_retry_s
+        while order.is_open and coid in self._orders:
             self._querying.add(coid)
-            if not await self._query(order):
-                return False  # the engine's query tells the terms later (OrderModified if the amend was applied)
-            if _applied(order, cmd):
-                self._superseded.pop(coid, None)  # its terms answer the amends it set again
-                return True
-        reason = (f"no answer, and not applied within the venue's window ({self.api.amend_expiry_s(order):g} s)"
-                  if order.is_open else f"order is {order.status} (closed before the venue answered)")
+            answered = await self._query(order)
+            if answered:
+                if _applied(order, cmd):
+                    self._superseded.pop(coid, None)  # its terms answer the amends it set again
+                    return True
+                break
+            if self._closed or self.clock.stopped:
+                logger.warning("amend of {}: its query got no answer and the daemon is stopping; left unanswered (a "
+                               "restart takes the venue's terms)", coid)
+                return False
+            logger.warning("amend of {}: its query after the venue's window got no answer; querying again in {:g} s",
+                           coid, delay)
+            await asyncio.sleep(delay)
+            delay = min(2.0 * delay, max(self._query_retry_s, QUERY_RETRY_CAP_S))
+        if not order.is_open:
+            reason = f"order is {order.status} (closed before the venue answered)"
+        elif answered:
+            reason = f"no answer, and not applied within the venue's window ({self.api.amend_expiry_s(order):g} s)"
+        else:
+            reason = "no answer, and the order is no longer tracked here: whether the venue applied it is not known"
         self._refuse_amend(order, cmd, reason)
         return True
 

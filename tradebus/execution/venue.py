@@ -177,6 +177,11 @@ class Venue(ABC):
         could not send within it, except one restoring an order the venue has already canceled (that one
         waits). The default venue sends at once and ignores it."""
 
+    def set_query_retry(self, retry_ns: int | None) -> None:  # noqa: B027 - optional hook
+        """The execution engine's query retry, clock ns (``None``: none): a venue that queries an order itself until
+        the venue answers (a live venue after an unanswered amend's window) asks again after it, and longer after each
+        query unanswered. The default venue queries nothing itself and ignores it."""
+
     def bind_repeat_expected(self, expect: Callable[[str], None]) -> None:  # noqa: B027 - optional hook
         """Where to say that an order's close, emitted from a request's answer, will be repeated once by the
         venue's stream (the execution engine binds :meth:`~tradebus.execution.orders.OrderManager.expect_repeat`):
