@@ -21,7 +21,7 @@ from tradebus.adapters.bybit.trading import BybitTrading
 from tradebus.adapters.common.venue_clock import TimestampRefused
 from tradebus.adapters.common.venue_errors import VenueErrors
 from tradebus.adapters.okx.trading import OkxTrading
-from tradebus.execution.live import CancelPending, CredentialsRefused, NoAnswer, OrderBusy, RateLimited, VenueRejected
+from tradebus.execution.live import AccountRefused, CancelPending, CredentialsRefused, NoAnswer, OrderBusy, RateLimited, VenueRejected
 
 LOCAL = "https://127.0.0.1:8443"
 SPOT = "https://api.binance.com/api/v3/order"
@@ -148,6 +148,17 @@ def test_a_refusal_of_the_key_or_its_signature_is_credentials_refused(venue: str
     errors, exchange_class = _VENUES[venue]
     classified = errors.classify(ccxt_error(exchange_class(), status, url, body), "q")
     assert type(classified.error) is CredentialsRefused and classified.status == 400, classified
+
+
+@pytest.mark.parametrize(("s_code", "refused"), [("50007", AccountRefused), ("50029", AccountRefused), ("50120", CredentialsRefused)])
+def test_an_okx_refusal_of_the_account_itself_says_so_and_one_of_the_key_does_not(s_code: str, refused: type[Exception]) -> None:
+    """OKX refuses an order for the account (50007 user blocked, 50029 its risk control) or the key (50120 no
+    permission): both stop the daemon (CredentialsRefused, exit 2), which names what was refused: the account, not
+    its credentials, for the first two."""
+    errors, exchange_class = _VENUES["okx"]
+    error = errors.classify(ccxt_error(exchange_class(), 200, OKX, _okx("1", s_code)), "q").error
+    assert type(error) is refused and isinstance(error, CredentialsRefused), error
+    assert error.what == ("the account" if refused is AccountRefused else "the account's credentials")
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from tradebus.adapters.okx.user_stream import UserStreamParser as OkxParser
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import Liquidity, OrderAccepted, OrderCanceled, OrderFilled, OrderFillsReported, OrderSide, OrderStatus, OrderType
 from tradebus.errors import ParseError, VenueError
-from tradebus.execution.live import AccountBalance, CredentialsRefused
+from tradebus.execution.live import AccountBalance, AccountRefused, CredentialsRefused
 from tradebus.execution.orders import Order
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
@@ -68,6 +68,9 @@ def test_okx_account_balances_and_errors() -> None:
     assert _okx().parse('{"event":"login","code":"0","msg":""}') == []
     with pytest.raises(CredentialsRefused, match="60009"):  # a refused login
         _okx().parse('{"event":"error","code":"60009","msg":"Login failed."}')
+    with pytest.raises(AccountRefused, match="50007") as account:  # the account refused, whatever its key
+        _okx().parse('{"event":"error","code":"50007","msg":"User blocked."}')
+    assert isinstance(account.value, CredentialsRefused) and account.value.what == "the account"
     with pytest.raises(FatalVenueError, match="60012") as other:
         _okx().parse('{"event":"error","code":"60012","msg":"Invalid request"}')
     assert not isinstance(other.value, CredentialsRefused)

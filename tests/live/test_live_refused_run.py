@@ -196,9 +196,10 @@ async def test_an_okx_order_refused_for_the_accounts_state_stops_the_daemon_and_
     """OKX refuses the second order with an ``sCode`` of its General class. Refusing the account itself, whatever is sent
     (50029 risk control, 50027 restricted from trading), it was that order's rejection alone: the daemon went on, every
     later order rejected alike and none able to be canceled; it now stops as for a refused key (exit 2), naming the code
-    and what to do. Refusing for the moment or one instrument (50022 the account frozen during a forced liquidation,
-    "Please try again later"; 50033 an instrument blocked), it stays the order's rejection: the daemon runs on and the
-    next order is placed."""
+    and what to do, and saying the venue refused the account (it said "the account's credentials", which sent the user
+    to the key, not at fault). Refusing for the moment or one instrument (50022 the account frozen during a forced
+    liquidation, "Please try again later"; 50033 an instrument blocked), it stays the order's rejection: the daemon
+    runs on and the next order is placed."""
     account = ACCOUNTS["okx"]
     fault = RestFault("refuse", "POST", "/api/v5/trade/order", at=1, code=code)
     async with account.served(tmp_path, [fault]) as (_, data):
@@ -226,6 +227,8 @@ async def test_an_okx_order_refused_for_the_accounts_state_stops_the_daemon_and_
             if advice is not None:
                 with pytest.raises(CredentialsRefused, match=f"OKX error {code}") as info:
                     await asyncio.wait_for(task, 60)
+                assert str(info.value).startswith("the venue refused the account while the daemon ran: "), info.value
+                assert "credentials" not in str(info.value)
                 assert next(c for cls, c in EXIT_CODES if isinstance(info.value, cls)) == 2
                 assert advice in str(info.value) and ACCOUNT_KEY not in str(info.value)
                 return

@@ -124,7 +124,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import msgspec
 from loguru import logger
@@ -160,6 +160,7 @@ __all__ = [
     "AccountBalance",
     "AccountMargin",
     "AccountPosition",
+    "AccountRefused",
     "Ack",
     "CancelPending",
     "ClockRefused",
@@ -287,12 +288,26 @@ class CredentialsRefused(VenueRejected):
     (the key variables named by ``live.api_key_env``, ``api_secret_env``, ``api_passphrase_env``).
     ``tradebus live`` and ``live-kill`` exit 2 on it, as on a :class:`~tradebus.errors.ConfigError`."""
 
+    #: What the venue refused, as a stop names it ("the venue refused <what>").
+    what: ClassVar[str] = "the account's credentials"
+
 
 class ClockRefused(CredentialsRefused):
     """A signed request or stream login the venue refused for its timestamp after this process measured its clock
     against the venue's again (:class:`~tradebus.adapters.common.venue_clock.VenueClock`), or a clock further off the
     venue's than it trades on: this machine's clock, not the key, is to fix (NTP). Every later request would be refused
     too, so it stops the daemon as refused credentials do (``tradebus live``: exit 2)."""
+
+    what: ClassVar[str] = "this machine's clock"
+
+
+class AccountRefused(CredentialsRefused):
+    """A request the venue refused for the account itself, whatever the request (OKX: a user blocked, an account frozen
+    for a stop-out or restricted by its risk control): the key and its secret are not at fault, the account's state at
+    the venue is; every later request would be refused too, so it stops the daemon as refused credentials do
+    (``tradebus live``: exit 2), with the venue's advice."""
+
+    what: ClassVar[str] = "the account"
 
 
 class RateLimited(VenueRejected):

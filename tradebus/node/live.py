@@ -107,7 +107,6 @@ from tradebus.execution.journal import Journal, JournalOwner, VenuePause
 from tradebus.execution.live import (
     AccountBalance,
     AccountPosition,
-    ClockRefused,
     CredentialsRefused,
     FundingUnattributed,
     LiveVenue,
@@ -1131,9 +1130,12 @@ class LiveNode(PaperNode):
 
     def _credentials_revoked(self, error: CredentialsRefused) -> None:
         """A request the venue refused for the account's credentials while the daemon runs (a key revoked, its IP
-        restriction or permissions changed): every later one would be too, the stop's cancels included. Stop;
-        :meth:`run` raises it (``tradebus live``: exit 2, as at start-up), the journal kept."""
-        what = "this machine's clock" if isinstance(error, ClockRefused) else "the account's credentials"
+        restriction or permissions changed), for the account itself (blocked, restricted:
+        :class:`~tradebus.execution.live.AccountRefused`) or for this machine's clock
+        (:class:`~tradebus.execution.live.ClockRefused`): every later one would be too, the stop's cancels included.
+        Stop, naming what was refused (:attr:`~tradebus.execution.live.CredentialsRefused.what`); :meth:`run` raises
+        it (``tradebus live``: exit 2, as at start-up), the journal kept."""
+        what = error.what
         if self._failure is None:
             logger.error("the venue refused {} while the daemon ran; stopping: {}", what, error)
         self._failed("trading", type(error)(f"the venue refused {what} while the daemon ran: {error}"))

@@ -66,7 +66,7 @@ from tradebus.adapters.common.recorder import LIVE_PREFIX, STALE_PREFIX, FrameRe
 from tradebus.adapters.common.stream_books import StreamBooks
 from tradebus.adapters.common.watchdog import StaleWatchdog
 from tradebus.engine.messages import FeedStale
-from tradebus.execution.live import ClockRefused, CredentialsRefused
+from tradebus.execution.live import CredentialsRefused
 from tradebus.errors import ParseError, VenueError
 
 __all__ = [
@@ -265,9 +265,8 @@ class WsClient(ABC):
                         logger.error("{}: subscription rejected, stopping: {}", self.name, exc)
                         raise SubscriptionRejected(f"{self.name}: {exc}") from raised
                     if isinstance(exc, CredentialsRefused):  # a key revoked while the daemon runs: retrying cannot help
-                        what = "this machine's clock" if isinstance(exc, ClockRefused) else "the account's credentials"
-                        logger.error("{}: the venue refused {}, stopping: {}", self.name, what, exc)
-                        raise type(exc)(f"{self.name}: the venue refused {what}: {exc}") from raised
+                        logger.error("{}: the venue refused {}, stopping: {}", self.name, exc.what, exc)
+                        raise type(exc)(f"{self.name}: the venue refused {exc.what}: {exc}") from raised
                     if classify_error(exc) is ErrorClass.FATAL:
                         logger.error("{}: fatal error, stopping: {}", self.name, reason)
                         raise VenueError(f"{self.name}: fatal connection error: {reason}") from exc

@@ -55,7 +55,7 @@ from typing import Any, NamedTuple
 from ccxt.base.errors import BaseError, NetworkError, OperationFailed, RateLimitExceeded
 
 from tradebus.adapters.common.venue_clock import TimestampRefused
-from tradebus.execution.live import CancelPending, CredentialsRefused, NoAnswer, OrderBusy, RateLimited, VenueRejected
+from tradebus.execution.live import AccountRefused, CancelPending, CredentialsRefused, NoAnswer, OrderBusy, RateLimited, VenueRejected
 
 __all__ = ["Classified", "VenueErrors", "error_body", "error_code", "redacted"]
 
@@ -143,6 +143,9 @@ class VenueErrors:
     credential_codes
         Error codes of a request refused for the account's credentials (:class:`CredentialsRefused`: the key, its
         signature, its passphrase, its environment or IP restriction), a configuration problem.
+    account_codes
+        Error codes of a request refused for the account itself, whatever the request (:class:`AccountRefused`: the
+        account blocked or restricted at the venue), which the user settles at the venue.
     advice
         What to do about a refusal, by error code: appended to the :class:`VenueRejected` message of a code
         in it (the operator reads the message at start-up and in an order's rejection).
@@ -159,12 +162,16 @@ class VenueErrors:
     cancel_pending_codes: frozenset[str] = frozenset()
     clock_codes: frozenset[str] = frozenset()
     credential_codes: frozenset[str] = frozenset()
+    account_codes: frozenset[str] = frozenset()
     advice: Mapping[str, str] = field(default_factory=dict)
     message_advice: Mapping[str, str] = field(default_factory=dict)
 
     def _rejected(self, message: str, code: str) -> VenueRejected:
         advice = self.advice.get(code) or next((a for text, a in self.message_advice.items() if text in message), None)
-        refusal = CredentialsRefused if code in self.credential_codes else TimestampRefused if code in self.clock_codes else VenueRejected
+        refusal = (
+            AccountRefused if code in self.account_codes else CredentialsRefused if code in self.credential_codes
+            else TimestampRefused if code in self.clock_codes else VenueRejected
+        )
         return refusal(f"{message}; {advice}" if advice else message)
 
     def classify(self, exc: BaseError, request: str) -> Classified:

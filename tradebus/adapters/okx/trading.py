@@ -344,9 +344,10 @@ class OkxTrading(CcxtTrading):
         rate_limit_statuses=frozenset({429}),
         cancel_pending_codes=frozenset({"51410"}),
         # a key of the other environment, a wrong passphrase, an IP the key does not trust, an unknown key, a signature
-        # of another secret, a key that no longer exists; the key's state (KEY_ADVICE); the account's (ACCOUNT_ADVICE)
+        # of another secret, a key that no longer exists; the key's state (KEY_ADVICE)
         clock_codes=frozenset({"50102"}),
-        credential_codes=frozenset({"50101", "50105", "50110", "50111", "50113", "50119", *KEY_ADVICE, *ACCOUNT_ADVICE}),
+        credential_codes=frozenset({"50101", "50105", "50110", "50111", "50113", "50119", *KEY_ADVICE}),
+        account_codes=frozenset(ACCOUNT_ADVICE),  # the account's state, whatever the request
         advice={**KEY_ADVICE, **ACCOUNT_ADVICE},
     )
     supports_amend = True

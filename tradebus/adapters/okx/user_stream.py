@@ -83,7 +83,7 @@ from tradebus.engine.instrument import Instrument
 from tradebus.execution.orders import Order
 from tradebus.engine.messages import Liquidity, OrderAccepted, OrderCanceled, OrderFilled, OrderSide, OrderTriggered
 from tradebus.errors import ParseError, VenueError
-from tradebus.execution.live import AccountBalance, AccountPosition, CredentialsRefused
+from tradebus.execution.live import AccountBalance, AccountPosition, AccountRefused, CredentialsRefused
 
 __all__ = ["ACCOUNT_ADVICE", "KEY_ADVICE", "LIVE_ACCOUNT", "LIVE_PERPETUAL", "LOGIN_CLOCK_CODES", "LOGIN_REFUSED_CODES", "LOGIN_RETRY_CODES", "SUBSCRIBE", "SUBSCRIBE_SWAP", "UserStreamParser", "login_frame", "positions_from_rows"]
 
@@ -126,7 +126,7 @@ _START_AGAIN = ", then start the daemon again"
 #: restricted from conducting transactions. ...", ``50059`` "... complete additional steps as required by your local
 #: regulators ...", ``50060`` "... complete the identity verification process to continue using our services.": every
 #: later request would be refused alike until the user acts at OKX, so they stop the daemon as :data:`KEY_ADVICE`'s codes
-#: do (:class:`~tradebus.execution.live.CredentialsRefused`, exit 2), with what to do. The codes of that class that
+#: do (exit 2), as :class:`~tradebus.execution.live.AccountRefused`, with what to do. The codes of that class that
 #: refuse for the moment (``50017`` to ``50023``, a position, currency or the account frozen by an auto-deleveraging or a
 #: forced liquidation, "Please try again later"), or one instrument, currency or feature (``50028``, ``50030``, ``50032``,
 #: ``50033``, ``50051``, ``50052``), stay the refusal of the request that met them.
@@ -195,7 +195,8 @@ class UserStreamParser(PrivateStreamParser):
                     raise VenueError(f"okx user stream: login failed, {code} {msg.get('msg')}; logging in again")
                 if code in LOGIN_CLOCK_CODES:  # the stream measures OKX's clock, then logs in again
                     raise TimestampRefused(f"okx user stream: login refused for its timestamp, {code} {msg.get('msg')}")
-                refusal = CredentialsRefused if code in LOGIN_REFUSED_CODES else FatalVenueError
+                refusal = (AccountRefused if code in ACCOUNT_ADVICE else CredentialsRefused if code in LOGIN_REFUSED_CODES
+                           else FatalVenueError)
                 advice = KEY_ADVICE.get(code) or ACCOUNT_ADVICE.get(code)
                 raise refusal(f"okx user stream: {code} {msg.get('msg')}" + (f"; {advice}" if advice else ""))
             return []
