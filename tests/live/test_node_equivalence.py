@@ -289,13 +289,15 @@ def test_replayed_reconnect_resyncs_the_binance_book_from_the_snapshot_fetched_f
 async def record_stale_spot_run(tmp_path: Path) -> tuple[PaperNode, list[OrderDenied]]:
     """A paper run of :class:`~tests.live.cross_market_strategy.CrossMarket` (orders spot on every 10th USD-M trade)
     whose spot feed goes silent twice (its connection and the next), recorded to ``tmp_path / "frames.jsonl.gz"``;
-    returns the node and the orders it denied."""
+    returns the node and the orders it denied. The watchdog allows 2 s of silence: a loop stalled past a shorter
+    one (0.5 s) made stale stretches while spot data flowed, holding no denial or ending the capture in one; the
+    captures play at 3x so that spot flows again well before they end."""
     usdm_frames, usdm_snapshot = split_capture(list(iter_hftbacktest(USDM_CAPTURE)))
     silent = [Fault(FaultKind.SILENCE, at=500, seconds=math.inf), Fault(FaultKind.SILENCE, at=0, connection=1, seconds=math.inf)]
-    spot_server = LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, silent, speed=8.0, lifetime=60.0)
-    usdm_server = LocalVenueServer(BinanceProtocol(usdm_snapshot, futures=True), usdm_frames, speed=8.0, lifetime=60.0)
+    spot_server = LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, silent, speed=3.0, lifetime=120.0)
+    usdm_server = LocalVenueServer(BinanceProtocol(usdm_snapshot, futures=True), usdm_frames, speed=3.0, lifetime=120.0)
     async with spot_server as spot, usdm_server as usdm:
-        spot_feed = binance_config(spot.ws_url, spot.http_url, ["trade", "bookTicker"], stale_after=0.5)["feeds"][0]
+        spot_feed = binance_config(spot.ws_url, spot.http_url, ["trade", "bookTicker"], stale_after=2.0)["feeds"][0]
         usdm_feed = {**usdm_config(usdm.ws_url, usdm.http_url)["feeds"][0], "subscriptions": {USDM_IID: ["trade"]}}
         data = {
             "instruments": [BINANCE_INSTRUMENT, USDM_INSTRUMENT],
@@ -308,7 +310,7 @@ async def record_stale_spot_run(tmp_path: Path) -> tuple[PaperNode, list[OrderDe
         node = PaperNode(config_of(data), handle_signals=False)
         denied: list[OrderDenied] = []
         node.kernel.bus.subscribe(OrderDenied, denied.append)
-        await run_node(node, lambda: spot.cursor >= len(SPOT_FRAMES) and usdm.cursor >= len(usdm_frames), timeout=40.0)
+        await run_node(node, lambda: spot.cursor >= len(SPOT_FRAMES) and usdm.cursor >= len(usdm_frames), timeout=120.0)
     assert node.summary.feeds["binance-spot"]["connections"] >= 3
     assert denied and all(m.reason.startswith("feed stale: binance-spot delivered nothing") for m in denied)
     return node, denied
