@@ -14,9 +14,11 @@ import yaml
 from tradebus.cli import run_backtest
 from tradebus.config import load_config
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import Bar, Liquidity, OrderDenied, OrderFilled, OrderSide, OrderStatus
+from tradebus.engine.messages import Bar, Liquidity, OrderDenied, OrderFilled, OrderSide, OrderStatus, SubmitOrder
 from tradebus.errors import ConfigError
+from tradebus.execution.orders import FLATTEN_STRATEGY, KILL_STRATEGY
 from tradebus.reports.attribution import attribute
+from tradebus.research.lookahead import MemoryReplay, SourceFrame
 from tradebus.strategies.base import Strategy
 
 from strat_helpers import BTC_4H, FIXTURES, bars_4h, instrument, run
@@ -245,6 +247,43 @@ def test_strategies_sharing_a_liquidated_position_hold_nothing_after_the_liquida
         ("first", "enter"), ("second", "enter")
     ]
 
+
+
+class Flattener(Strategy):
+    """At bar ``at``, sends the market order closing the account's position as a flatten does (``/flatten``'s
+    ``kernel.submit`` of a ``strategy_id`` no strategy has: :data:`FLATTEN_STRATEGY`, :data:`KILL_STRATEGY`)."""
+
+    def __init__(self, kernel: Kernel, strategy_id: str, at: int) -> None:
+        super().__init__(BTC_4H, strategy_id="watcher")
+        self.account, self.flatten_id, self.at, self.k = kernel, strategy_id, at, 0
+
+    def on_bar(self, bar: Bar) -> None:
+        self.k += 1
+        if self.k == self.at:
+            kernel = self.account
+            qty = kernel.portfolio.position(BTC_4H)
+            now = kernel.clock.now_ns()
+            coid = kernel.orders.next_client_order_id(self.flatten_id)
+            kernel.submit(SubmitOrder(self.flatten_id, BTC_4H, coid, OrderSide.SELL, qty, now, now, reason="flatten"))
+
+
+@pytest.mark.parametrize("flatten_id", [FLATTEN_STRATEGY, KILL_STRATEGY])
+def test_strategies_sharing_a_flattened_position_hold_nothing_after_the_flatten(flatten_id: str) -> None:
+    # Both long 20 at bar 1; an operator's flatten sells the 40 at bar 5. The account is flat, and so is each
+    # strategy's own position (as trades.csv and attribution.csv close them): its exit at bar 10 sends nothing,
+    # where a strategy still counting its 20 would sell them, the account then short 40.
+    first, second = HoldThenExit("first", 20.0, exit_at=10), HoldThenExit("second", 20.0, exit_at=10)
+    kernel = Kernel([instrument(BTC_4H)], initial_cash=1_000_000.0)
+    for strategy in (first, second, Flattener(kernel, flatten_id, at=5)):
+        kernel.add_strategy(strategy)
+    kernel.run(MemoryReplay([SourceFrame(BTC_4H, "bars", falling_bars())], 65_536))
+    assert [f.strategy_id for f in kernel.result.fills] == ["first", "second", flatten_id]
+    assert kernel.result.fills[2].quantity == 40.0
+    assert first.position_at_exit == 0.0 and second.position_at_exit == 0.0
+    assert kernel.strategy_position("first", BTC_4H) == 0.0 and kernel.strategy_position("second", BTC_4H) == 0.0
+    assert kernel.portfolio.position(BTC_4H) == 0.0
+    rows = attribute(kernel.result.fills, kernel.result.last_prices)
+    assert [(r.strategy_id, r.position) for r in rows if r.instrument == BTC_4H] == [("first", 0.0), ("second", 0.0)]
 
 
 def test_attribution_closes_each_strategys_position_at_the_liquidation() -> None:

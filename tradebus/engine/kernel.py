@@ -87,14 +87,14 @@ from tradebus.engine.messages import (
     TradesMissed,
     TradingState,
 )
-from tradebus.engine.perpetuals import LIQUIDATION_STRATEGY, Perpetuals
+from tradebus.engine.perpetuals import Perpetuals
 from tradebus.engine.portfolio import Portfolio
 from tradebus.errors import ConfigError, DataError, FeatureError
 from tradebus.execution.config import VenueConfig
 from tradebus.execution.contingent import ContingentOrders
 from tradebus.execution.costs import charged_fees
 from tradebus.execution.engine import ExecutionEngine, OrderTimeouts
-from tradebus.execution.orders import Order, OrderManager, OrderResolved, closing_event
+from tradebus.execution.orders import ACCOUNT_CLOSES, Order, OrderManager, OrderResolved, closing_event
 from tradebus.execution.book_matching import simulated_venue
 from tradebus.execution.client_ids import ClientIdRule
 from tradebus.execution.simulated import SimulatedVenue
@@ -419,7 +419,8 @@ class Kernel:
         #: instruments several strategies trade, where :meth:`strategy_position` reads it (a strategy
         #: alone on its instrument holds the net position; its fills are not summed here). A
         #: liquidation fill scales every strategy's position in the instrument by the fraction of
-        #: the net position it left: zero after a whole liquidation, pro rata after a partial one.
+        #: the net position it left: zero after a whole liquidation, pro rata after a partial one; so
+        #: does a flatten's (:data:`~tradebus.execution.orders.ACCOUNT_CLOSES`).
         self.strategy_positions: dict[str, dict[str, float]] = {}
         # Instruments traded by more than one strategy (their net position is shared), as the
         # strategies are added: a journal replayed before the start books their fills.
@@ -1116,9 +1117,9 @@ class Kernel:
     def _record_fill(self, fill: OrderFilled) -> None:
         iid = fill.instrument_id
         in_kind = self.portfolio.fee_in_kind(fill) if fill.fee_asset else 0.0
-        if fill.strategy_id == LIQUIDATION_STRATEGY:
-            # Booked before this handler: the position left is the portfolio's. Every strategy's
-            # share shrinks by what is left of the net position (none when it closed it whole).
+        if fill.strategy_id in ACCOUNT_CLOSES:
+            # A liquidation's or a flatten's, booked before this handler: the position left is the portfolio's.
+            # Every strategy's share shrinks by what is left of the net position (none when it closed it whole).
             left = self.portfolio.position(iid)
             moved = fill.last_qty if fill.side > 0 else -fill.last_qty
             before = left - moved

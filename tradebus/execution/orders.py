@@ -89,11 +89,13 @@ from tradebus.engine.messages import (
     SubmitOrder,
     TimeInForce,
 )
+from tradebus.engine.perpetuals import LIQUIDATION_STRATEGY
 from tradebus.dedup import TradeDeduper
 from tradebus.errors import InvalidTransition, OrderError
 from tradebus.execution.client_ids import ClientOrderIds
 
 __all__ = [
+    "ACCOUNT_CLOSES",
     "FLATTEN_STRATEGY",
     "KILL_STRATEGY",
     "OPEN_STATUSES",
@@ -113,6 +115,11 @@ S = OrderStatus
 FLATTEN_STRATEGY = "ops"
 #: ``strategy_id`` of the kill switch's flattening orders (``live-kill --flatten``, :mod:`tradebus.node.flatten`).
 KILL_STRATEGY = "killswitch"
+#: ``strategy_id`` of the fills no strategy sent that close the account's position in an instrument, whoever holds it:
+#: a liquidation, an operator's ``/flatten``, the kill switch's ``live-kill --flatten``. Each closes the same fraction
+#: of every strategy's position (the kernel's :meth:`~tradebus.engine.kernel.Kernel.strategy_position`,
+#: ``trades.csv``, ``attribution.csv``).
+ACCOUNT_CLOSES = frozenset({LIQUIDATION_STRATEGY, FLATTEN_STRATEGY, KILL_STRATEGY})
 
 #: Statuses in which an order is working (or may be working) at the venue.
 OPEN_STATUSES = frozenset({S.SUBMITTED, S.ACCEPTED, S.TRIGGERED, S.PARTIALLY_FILLED, S.UNKNOWN})

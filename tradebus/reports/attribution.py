@@ -28,7 +28,7 @@ average-cost accounting:
   position explains (a quote balance below zero from losses and fees alone) is shared equally by
   the rows of those instruments that have filled so far;
 * a liquidation fill, or a flatten's (an operator's ``/flatten``, ``live-kill --flatten``: no strategy sent them,
-  :data:`~tradebus.reports.trades.ACCOUNT_CLOSES`), closes the same fraction of the position of every
+  :data:`~tradebus.execution.orders.ACCOUNT_CLOSES`), closes the same fraction of the position of every
   strategy holding the instrument at its price: the fraction of their net position it closed (all
   of it for a whole liquidation; a venue's partial liquidation of a third leaves each strategy two
   thirds of its own position), each paying a share of its fee in proportion to the size of the part
@@ -57,7 +57,7 @@ from dataclasses import dataclass
 
 from tradebus.engine.kernel import FillRecord
 from tradebus.engine.messages import FundingPaid, InterestCharged
-from tradebus.reports.trades import ACCOUNT_CLOSES
+from tradebus.execution.orders import ACCOUNT_CLOSES
 
 __all__ = ["ATTRIBUTION_COLUMNS", "ALL_INSTRUMENTS", "Attribution", "attribute"]
 

@@ -9,10 +9,10 @@ partial close gives a trade for the closed part and leaves the rest of the lot o
 fill larger than the position closes every lot and opens a lot of the other side with the remainder
 (a flip). One strategy's fill never closes another's lot: where several strategies trade an
 instrument, a sell of one is its own (its short, or the close of its own long), though the account
-nets them. A liquidation fill, or a flatten's (:data:`ACCOUNT_CLOSES`: no strategy sent them), closes the same
-fraction of every strategy's position in the instrument -- the fraction of their net position it closed, as the kernel and
-``attribution.csv`` book it -- each part paying a share of its fee in proportion to its size. Lots
-still open when the run ends are not trades.
+nets them. A liquidation fill, or a flatten's (:data:`~tradebus.execution.orders.ACCOUNT_CLOSES`: no
+strategy sent them), closes the same fraction of every strategy's position in the instrument -- the
+fraction of their net position it closed, as the kernel and ``attribution.csv`` book it -- each part
+paying a share of its fee in proportion to its size. Lots still open when the run ends are not trades.
 
 A trade's ``pnl`` is ``quantity * contract_size * (exit_price - entry_price)`` (negated for a short);
 ``fees`` are the parts of the entry and exit fills' fees pro rata to the matched
@@ -27,14 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tradebus.engine.kernel import FillRecord
-from tradebus.engine.perpetuals import LIQUIDATION_STRATEGY
-from tradebus.execution.orders import FLATTEN_STRATEGY, KILL_STRATEGY
+from tradebus.execution.orders import ACCOUNT_CLOSES
 
-__all__ = ["ACCOUNT_CLOSES", "TRADE_COLUMNS", "Trade", "match_trades"]
-
-#: ``strategy_id`` of the fills no strategy sent that close the account's position in an instrument, whoever holds it:
-#: a liquidation, an operator's ``/flatten``, the kill switch's ``live-kill --flatten``.
-ACCOUNT_CLOSES = frozenset({LIQUIDATION_STRATEGY, FLATTEN_STRATEGY, KILL_STRATEGY})
+__all__ = ["TRADE_COLUMNS", "Trade", "match_trades"]
 
 #: Columns of ``trades.csv`` (``*_time`` are the ISO-8601 texts of the ``*_ts`` before them).
 TRADE_COLUMNS = (
