@@ -102,6 +102,10 @@ def test_single_strategy_config_writes_attribution_and_keeps_its_form(tmp_path: 
         ({"strategies": [ema("a", 5, 20, 0.1), {**ema("b", 5, 20, 0.1), "name": "nope"}]},
          "strategies.1.name: unknown strategy 'nope'"),
         ({"strategies": [{**ema("a", 5, 20, 0.1), "instruments": ["X.Y"]}]}, "strategies.0.instruments.0"),
+        ({"strategies": [ema("a", 5, 20, 0.1), ema("ops", 6, 20, 0.1)]},
+         "strategies.1.id: 'ops' is the id of the fills no strategy sends"),
+        ({"strategy": ema("killswitch", 5, 20, 0.1)}, "strategy.id: 'killswitch' is the id of the fills no strategy"),
+        ({"strategy": ema("liquidation", 5, 20, 0.1)}, "strategy.id: 'liquidation' is the id of the fills no strategy"),
     ],
 )
 def test_bad_strategies_list_is_a_config_error_naming_the_entry(

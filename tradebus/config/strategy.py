@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from tradebus.config.base import StrictModel
+from tradebus.execution.orders import ACCOUNT_CLOSES
 
 if TYPE_CHECKING:
     from tradebus.config.run import RunBase
@@ -40,7 +41,7 @@ def strategy_entries(config: RunBase) -> list[tuple[str, StrategyConfig]]:
 
 
 def check_strategy_choice(config: RunBase, instrument_ids: Sequence[str]) -> None:
-    """Exactly one of ``strategy``/``strategies``, unique ids, and only known instruments.
+    """Exactly one of ``strategy``/``strategies``, unique ids none of :data:`ACCOUNT_CLOSES`, only known instruments.
 
     Raises
     ------
@@ -56,6 +57,11 @@ def check_strategy_choice(config: RunBase, instrument_ids: Sequence[str]) -> Non
         for n, iid in enumerate(entry.instruments):
             if iid not in instrument_ids:
                 raise ValueError(f"{path}.instruments.{n}: {iid!r} is not one of the instruments {list(instrument_ids)}")
+        if entry.id in ACCOUNT_CLOSES:
+            raise ValueError(
+                f"{path}.id: {entry.id!r} is the id of the fills no strategy sends, which close every strategy's "
+                f"position (a liquidation's, an operator's /flatten's, live-kill --flatten's: {sorted(ACCOUNT_CLOSES)})"
+            )
         if len(config.strategies) > 1:
             if entry.id is None:
                 raise ValueError(f"{path}.id: required when several strategies run (ids name them in the outputs)")
