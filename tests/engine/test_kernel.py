@@ -619,6 +619,16 @@ def test_duplicate_strategy_id_and_unknown_strategy_instrument_are_config_errors
         kernel.add_strategy(Recorder(instrument_id="ETH.SIM", strategy_id="other"))
 
 
+@pytest.mark.parametrize("reserved", ["liquidation", "ops", "killswitch"])
+def test_a_strategy_with_the_id_of_a_liquidation_or_a_flatten_is_refused(reserved: str) -> None:
+    """A strategy class whose own id is a liquidation's or a flatten's (a config's is refused at load): its fills would
+    be taken for a close of every strategy's position by the kernel's positions and the reports."""
+    kernel = make_kernel()
+    with pytest.raises(ConfigError, match=f"strategy id '{reserved}' is the id of the fills no strategy sends"):
+        kernel.add_strategy(Recorder(strategy_id=reserved))
+    assert kernel.strategies == []
+
+
 def test_adding_a_strategy_after_start_is_refused() -> None:
     kernel = make_kernel()
     kernel.start()

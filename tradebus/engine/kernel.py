@@ -576,11 +576,17 @@ class Kernel:
         Raises
         ------
         ConfigError
-            If the kernel already started, the strategy id is taken, or the
-            strategy names an unknown instrument.
+            If the kernel already started, the strategy id is taken or is one of the fills no
+            strategy sends (:data:`~tradebus.execution.orders.ACCOUNT_CLOSES`), or the strategy
+            names an unknown instrument.
         """
         if self._prepared:
             raise ConfigError(f"kernel: cannot add strategy {strategy.strategy_id!r} after start")
+        if strategy.strategy_id in ACCOUNT_CLOSES:
+            raise ConfigError(
+                f"kernel: strategy id {strategy.strategy_id!r} is the id of the fills no strategy sends, which close "
+                f"every strategy's position (a liquidation's, a flatten's: {sorted(ACCOUNT_CLOSES)})"
+            )
         if any(s.strategy_id == strategy.strategy_id for s in self.strategies):
             raise ConfigError(f"kernel: strategy id {strategy.strategy_id!r} is already used")
         unknown = [iid for iid in strategy.instrument_ids if iid not in self.instruments]
