@@ -150,11 +150,15 @@ def test_a_refusal_of_the_key_or_its_signature_is_credentials_refused(venue: str
     assert type(classified.error) is CredentialsRefused and classified.status == 400, classified
 
 
-@pytest.mark.parametrize(("s_code", "refused"), [("50007", AccountRefused), ("50029", AccountRefused), ("50120", CredentialsRefused)])
+@pytest.mark.parametrize(
+    ("s_code", "refused"),
+    [("50007", AccountRefused), ("50029", AccountRefused), ("50120", CredentialsRefused), ("50008", CredentialsRefused)],
+)
 def test_an_okx_refusal_of_the_account_itself_says_so_and_one_of_the_key_does_not(s_code: str, refused: type[Exception]) -> None:
     """OKX refuses an order for the account (50007 user blocked, 50029 its risk control) or the key (50120 no
-    permission): both stop the daemon (CredentialsRefused, exit 2), which names what was refused: the account, not
-    its credentials, for the first two."""
+    permission; 50008 no user of the key, a deleted sub-account's, whose advice is a new key: it said the account):
+    both stop the daemon (CredentialsRefused, exit 2), which names what was refused: the account, not its
+    credentials, for the first two."""
     errors, exchange_class = _VENUES["okx"]
     error = errors.classify(ccxt_error(exchange_class(), 200, OKX, _okx("1", s_code)), "q").error
     assert type(error) is refused and isinstance(error, CredentialsRefused), error

@@ -97,7 +97,8 @@ _KEY_VARIABLES = "the variables named by live.api_key_env, live.api_secret_env a
 #: OKX's refusals of a key for its state, what OKX's error table (REST, "API Class") words as: ``50100`` "API frozen,
 #: please contact customer service." (HTTP 400), ``50114`` "Invalid authorization." (401), ``50120`` "This API key
 #: doesn't have permission to use this function", ``50121`` "You can't access our services through the IP address
-#: ({param0})": every later request of the account would be refused alike, so they are
+#: ({param0})", and of its "General Class" ``50008`` "User doesn't exist." (a deleted sub-account's key): every later
+#: request of the account would be refused alike, so they are
 #: :class:`~tradebus.execution.live.CredentialsRefused` (the daemon stops, exit 2), with what to do, from REST
 #: (:attr:`~tradebus.adapters.okx.trading.OkxTrading.errors`) and from the WebSocket login (``50100`` as users meet it
 #: there: ``{"event": "error", "code": "50100", "msg": "API frozen, please contact customer service."}``).
@@ -115,12 +116,16 @@ KEY_ADVICE: dict[str, str] = {
         "OKX does not serve this machine's IP address: run the daemon from a network OKX serves (a region it does not "
         "serve is refused whatever the key)"
     ),
+    "50008": (
+        "OKX knows no user of this API key (a deleted sub-account's key): create a key of an existing account and put it "
+        "in " + _KEY_VARIABLES
+    ),
 }
 
 
 _START_AGAIN = ", then start the daemon again"
 #: OKX's refusals of the account itself, whatever the request, that its error table (REST, "General Class", all HTTP 200)
-#: words as: ``50007`` "User blocked.", ``50008`` "User doesn't exist.", ``50009`` "Account is frozen due to stop-out.",
+#: words as: ``50007`` "User blocked.", ``50009`` "Account is frozen due to stop-out.",
 #: ``50012`` "Account status invalid. Check account status", ``50027`` "This account is restricted from trading. Please
 #: contact customer support for assistance.", ``50029`` "Your account has triggered OKX risk control and is temporarily
 #: restricted from conducting transactions. ...", ``50059`` "... complete additional steps as required by your local
@@ -129,13 +134,10 @@ _START_AGAIN = ", then start the daemon again"
 #: do (exit 2), as :class:`~tradebus.execution.live.AccountRefused`, with what to do. The codes of that class that
 #: refuse for the moment (``50017`` to ``50023``, a position, currency or the account frozen by an auto-deleveraging or a
 #: forced liquidation, "Please try again later"), or one instrument, currency or feature (``50028``, ``50030``, ``50032``,
-#: ``50033``, ``50051``, ``50052``), stay the refusal of the request that met them.
+#: ``50033``, ``50051``, ``50052``), stay the refusal of the request that met them. ``50008`` "User doesn't exist." (a
+#: deleted sub-account's key) is the key's: :data:`KEY_ADVICE`.
 ACCOUNT_ADVICE: dict[str, str] = {
     "50007": "OKX has blocked this account: ask OKX customer service why and to unblock it" + _START_AGAIN,
-    "50008": (
-        "OKX knows no user of this API key (a deleted sub-account's key): create a key of an existing account and put it "
-        "in " + _KEY_VARIABLES
-    ),
     "50009": (
         "OKX froze the account for a stop-out (its margin fell below maintenance and OKX is closing its positions): once "
         "it ends, check the account's positions and margin at OKX" + _START_AGAIN + " (it reconciles them)"
