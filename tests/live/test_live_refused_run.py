@@ -147,7 +147,6 @@ async def test_credentials_the_venue_refuses_leave_no_journal_or_recording(exist
         (200, "50121", "You can't access our services through the IP address (203.0.113.7)", "does not serve this machine's IP"),
         (200, "50007", "User blocked.", "OKX has blocked this account"),
         (200, "50008", "User doesn't exist.", "OKX knows no user of this API key"),
-        (200, "50009", "Account is frozen due to stop-out.", "OKX froze the account for a stop-out"),
         (200, "50012", "Account status invalid. Check account status", "check the account's status at OKX"),
         (200, "50027", "This account is restricted from trading. Please contact customer support for assistance.",
          "OKX has restricted this account from trading"),
@@ -165,9 +164,8 @@ async def test_an_okx_key_or_account_refused_for_its_state_stops_the_start_as_re
     """OKX answers the account's first read with a code of its error table's API class (HTTP status and text as that
     table gives them): a frozen key (50100), an authorization refused (50114), a key without the permission (50120), an
     IP OKX does not serve (50121); or of its General class refusing the account itself, whatever the request: a user
-    blocked (50007), one that does not exist (50008), an account frozen for a stop-out (50009), of an invalid status
-    (50012), restricted from trading (50027), by OKX's risk control (50029), or awaiting its regulator's steps (50059) or
-    identity verification (50060). Each was a plain VenueRejected: 'reading the account failed', exit 1, with a journal
+    blocked (50007), one that does not exist (50008), of an invalid status (50012), restricted from trading (50027), by
+    OKX's risk control (50029), or awaiting its regulator's steps (50059) or identity verification (50060). Each was a plain VenueRejected: 'reading the account failed', exit 1, with a journal
     and recording directories left and nothing said of what to do. Each is now CredentialsRefused (exit 2) naming the
     code and what to do, never the key, and the run leaves nothing."""
     account = ACCOUNTS["okx"]
@@ -188,7 +186,8 @@ async def test_an_okx_key_or_account_refused_for_its_state_stops_the_start_as_re
 
 @pytest.mark.parametrize(
     ("code", "advice"),
-    [("50029", "OKX's risk control"), ("50027", "OKX has restricted this account from trading"), ("50022", None), ("50033", None)],
+    [("50029", "OKX's risk control"), ("50027", "OKX has restricted this account from trading"), ("50022", None), ("50009", None),
+     ("50033", None)],
 )
 async def test_an_okx_order_refused_for_the_accounts_state_stops_the_daemon_and_one_refused_for_the_moment_does_not(
     code: str, advice: str | None, tmp_path: Path
@@ -199,7 +198,8 @@ async def test_an_okx_order_refused_for_the_accounts_state_stops_the_daemon_and_
     and what to do, and saying the venue refused the account (it said "the account's credentials", which sent the user
     to the key, not at fault). Refusing for the moment or one instrument (50022 the account frozen during a forced
     liquidation, "Please try again later"; 50033 an instrument blocked), it stays the order's rejection: the daemon
-    runs on and the next order is placed."""
+    runs on and the next order is placed. So does 50009 ("Account is frozen due to stop-out.": frozen while OKX's
+    liquidation closes the positions, which ends with it, as 50022's freeze does); it stopped the daemon (exit 2)."""
     account = ACCOUNTS["okx"]
     fault = RestFault("refuse", "POST", "/api/v5/trade/order", at=1, code=code)
     async with account.served(tmp_path, [fault]) as (_, data):

@@ -302,8 +302,8 @@ class ClockRefused(CredentialsRefused):
 
 
 class AccountRefused(CredentialsRefused):
-    """A request the venue refused for the account itself, whatever the request (OKX: a user blocked, an account frozen
-    for a stop-out or restricted by its risk control): the key and its secret are not at fault, the account's state at
+    """A request the venue refused for the account itself, whatever the request (OKX: a user blocked, an account
+    restricted from trading or by its risk control): the key and its secret are not at fault, the account's state at
     the venue is; every later request would be refused too, so it stops the daemon as refused credentials do
     (``tradebus live``: exit 2), with the venue's advice."""
 

@@ -125,23 +125,20 @@ KEY_ADVICE: dict[str, str] = {
 
 _START_AGAIN = ", then start the daemon again"
 #: OKX's refusals of the account itself, whatever the request, that its error table (REST, "General Class", all HTTP 200)
-#: words as: ``50007`` "User blocked.", ``50009`` "Account is frozen due to stop-out.",
-#: ``50012`` "Account status invalid. Check account status", ``50027`` "This account is restricted from trading. Please
-#: contact customer support for assistance.", ``50029`` "Your account has triggered OKX risk control and is temporarily
-#: restricted from conducting transactions. ...", ``50059`` "... complete additional steps as required by your local
-#: regulators ...", ``50060`` "... complete the identity verification process to continue using our services.": every
-#: later request would be refused alike until the user acts at OKX, so they stop the daemon as :data:`KEY_ADVICE`'s codes
-#: do (exit 2), as :class:`~tradebus.execution.live.AccountRefused`, with what to do. The codes of that class that
-#: refuse for the moment (``50017`` to ``50023``, a position, currency or the account frozen by an auto-deleveraging or a
-#: forced liquidation, "Please try again later"), or one instrument, currency or feature (``50028``, ``50030``, ``50032``,
-#: ``50033``, ``50051``, ``50052``), stay the refusal of the request that met them. ``50008`` "User doesn't exist." (a
-#: deleted sub-account's key) is the key's: :data:`KEY_ADVICE`.
+#: words as: ``50007`` "User blocked.", ``50012`` "Account status invalid. Check account status", ``50027`` "This account
+#: is restricted from trading. Please contact customer support for assistance.", ``50029`` "Your account has triggered
+#: OKX risk control and is temporarily restricted from conducting transactions. ...", ``50059`` "... complete additional
+#: steps as required by your local regulators ...", ``50060`` "... complete the identity verification process to
+#: continue using our services.": every later request would be refused alike until the user acts at OKX, so they stop
+#: the daemon as :data:`KEY_ADVICE`'s codes do (exit 2), as :class:`~tradebus.execution.live.AccountRefused`, with what
+#: to do. The codes of that class that refuse for the moment (``50017`` to ``50023``, a position, currency or the
+#: account frozen by an auto-deleveraging or a forced liquidation, "Please try again later"; ``50009`` "Account is
+#: frozen due to stop-out.", the account frozen while OKX's stop-out, its forced liquidation, closes its positions,
+#: which ends with it as ``50022``'s freeze does), or one instrument, currency or feature (``50028``, ``50030``,
+#: ``50032``, ``50033``, ``50051``, ``50052``), stay the refusal of the request that met them. ``50008`` "User doesn't
+#: exist." (a deleted sub-account's key) is the key's: :data:`KEY_ADVICE`.
 ACCOUNT_ADVICE: dict[str, str] = {
     "50007": "OKX has blocked this account: ask OKX customer service why and to unblock it" + _START_AGAIN,
-    "50009": (
-        "OKX froze the account for a stop-out (its margin fell below maintenance and OKX is closing its positions): once "
-        "it ends, check the account's positions and margin at OKX" + _START_AGAIN + " (it reconciles them)"
-    ),
     "50012": (
         "OKX finds the account's status invalid: check the account's status at OKX (web or app) and do what it asks"
         + _START_AGAIN
