@@ -204,6 +204,13 @@ BUSY_RETRY_DELAYS: tuple[float, ...] = (0.1, 0.2, 0.4)
 QUERY_RETRY_CAP_S = 60.0
 # Seconds left to send the requests of the running task (set by send_within); None: no limit.
 _TIME_LEFT: ContextVar[Callable[[], float] | None] = ContextVar("tradebus_time_left_to_send", default=None)
+#: What follows a query :class:`LiveVenue` made of its own (a refusal's, a stream's news') that got no answer: the
+#: engine's queries (its cancel timeout, its check of silent orders, a stream's reconnect) ask again.
+_ASKED_ONCE = ("asked once: the engine's own queries of it ask again (a cancel's timeout, the check of orders silent "
+               "for its check interval, a stream's reconnect)")
+#: What follows a query that got no answer while the daemon stops: its timers have stopped, nothing here asks again.
+_STOPPING = ("the daemon is stopping: the stop's deadline queries it if still open (live.cancel_on_stop), else a restart "
+             "on the journal does")
 # What the requests of the running task restore, sent however late (set by send_late); None: nothing.
 _RESTORES: ContextVar[str | None] = ContextVar("tradebus_sent_late", default=None)
 # Why the requests of the running task must not leave after a wait (set by send_unless); None: no check.
@@ -747,6 +754,8 @@ class LiveVenue(Venue):
         # Seconds before the first query again of an order whose query after an unanswered amend's window got no answer
         # (set_query_retry: the engine's retry_ns; OrderTimeouts' default until it is told).
         self._query_retry_s = 5.0
+        # Whether the engine queries again, every retry_ns, an order whose query it made got no answer (set_query_retry).
+        self._engine_retries = False
         self._send_by: dict[str, int] = {}
         # The canceled order the next submit restores (_restore), and each such submit not yet sent -> what it restores.
         self._restoring: str | None = None
@@ -1285,7 +1294,9 @@ class LiveVenue(Venue):
     def set_query_retry(self, retry_ns: int | None) -> None:
         """Query an order whose query after an unanswered amend's window got no answer again ``retry_ns`` later, then
         twice as long each time up to :data:`QUERY_RETRY_CAP_S` (the execution engine sets its
-        :class:`~tradebus.execution.engine.OrderTimeouts` ``retry_ns``; ``None`` keeps 5 s)."""
+        :class:`~tradebus.execution.engine.OrderTimeouts` ``retry_ns``; ``None`` keeps 5 s, and says the engine does
+        not query again an order whose query it made got no answer)."""
+        self._engine_retries = retry_ns is not None
         if retry_ns is not None:
             self._query_retry_s = retry_ns / 1e9
 
@@ -1330,7 +1341,7 @@ class LiveVenue(Venue):
             raise VenueError(f"order {client_order_id}: not sent by this venue; nothing to query")
         if client_order_id not in self._querying:
             self._querying.add(client_order_id)
-            self._spawn(self._query(order), f"query:{client_order_id}")
+            self._spawn(self._query(order, self._engine_asks_again), f"query:{client_order_id}")
         raise NoAnswer(f"order {client_order_id}: query sent, answer pending")
 
     def answer_held(self, client_order_id: str) -> OrderStatusReport | None:
@@ -1481,20 +1492,22 @@ class LiveVenue(Venue):
         coid = order.client_order_id
         answered = False
         delay = self._query_retry_s
+
+        def then() -> str:
+            if self._stopping:
+                return "the daemon is stopping: its unanswered amend is left so (a restart takes the venue's terms)"
+            return f"its unanswered amend's answer waits for it: queried again in {delay:g} s"
+
         while order.is_open and coid in self._orders:
             self._querying.add(coid)
-            answered = await self._query(order)
+            answered = await self._query(order, then)
             if answered:
                 if _applied(order, cmd):
                     self._superseded.pop(coid, None)  # its terms answer the amends it set again
                     return True
                 break
-            if self._closed or self.clock.stopped:
-                logger.warning("amend of {}: its query got no answer and the daemon is stopping; left unanswered (a "
-                               "restart takes the venue's terms)", coid)
+            if self._stopping:
                 return False
-            logger.warning("amend of {}: its query after the venue's window got no answer; querying again in {:g} s",
-                           coid, delay)
             await asyncio.sleep(delay)
             delay = min(2.0 * delay, max(self._query_retry_s, QUERY_RETRY_CAP_S))
         if not order.is_open:
@@ -1762,8 +1775,7 @@ class LiveVenue(Venue):
                 self._query_soon(order)
         except NoAnswer as exc:
             if self.clock.stopped:  # a daemon's stop: its timers, the cancel timeouts among them, have stopped
-                logger.warning("cancel of {}: no answer ({}); the daemon is stopping: the stop's deadline queries it if "
-                               "still open (live.cancel_on_stop), else a restart on the journal does", coid, exc)
+                logger.warning("cancel of {}: no answer ({}); {}", coid, exc, _STOPPING)
             else:
                 logger.warning("cancel of {}: no answer ({}); the cancel timeout will query", coid, exc)
         finally:
@@ -1794,10 +1806,28 @@ class LiveVenue(Venue):
             return
         if order.client_order_id not in self._querying:
             self._querying.add(order.client_order_id)
-            self._spawn(self._query(order), f"query:{order.client_order_id}")
+            self._spawn(self._query(order, self._asked_once), f"query:{order.client_order_id}")
 
-    async def _query(self, order: Order) -> bool:
-        """Query ``order`` and hand the answer on (:attr:`on_answer`); whether the venue answered."""
+    @property
+    def _stopping(self) -> bool:
+        """Whether the daemon is stopping (its clock's timers stopped) or this venue closed: nothing queries again."""
+        return self._closed or self.clock.stopped
+
+    def _engine_asks_again(self) -> str:
+        """What follows a query the engine made (:meth:`query_order`) that got no answer, for its log line."""
+        if self._stopping:
+            return _STOPPING
+        if self._engine_retries:
+            return f"the engine asks again within {self._query_retry_s:g} s (its retry interval)"
+        return "the engine asks again only at its next query of the order"
+
+    def _asked_once(self) -> str:
+        """What follows a query of this venue's own (:meth:`_query_soon`) that got no answer, for its log line."""
+        return _STOPPING if self._stopping else _ASKED_ONCE
+
+    async def _query(self, order: Order, then: Callable[[], str]) -> bool:
+        """Query ``order`` and hand the answer on (:attr:`on_answer`); whether the venue answered. ``then()``: what
+        follows no answer (what asks again), for the log line."""
         coid = order.client_order_id
         # A query sent before a cancel-replace's cancel was answered may have been processed before the cancel.
         judges_replace = coid in self._cancel_answered
@@ -1809,7 +1839,7 @@ class LiveVenue(Venue):
         try:
             report = await self.api.query(order)
         except (NoAnswer, VenueRejected) as exc:
-            logger.warning("query of {}: no answer ({}); the engine asks again later", coid, exc)
+            logger.warning("query of {}: no answer ({}); {}", coid, exc, then())
             return False
         finally:
             self._querying.discard(coid)
