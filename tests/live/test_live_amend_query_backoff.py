@@ -1,33 +1,42 @@
-"""A query the venue leaves unanswered: what each maker of it logs comes next.
+"""A query the venue leaves unanswered: what each maker of it logs comes next, and a stop during an amend's backoff.
 
 Three makers query an order (:class:`~tradebus.execution.live.LiveVenue`): the engine (its reconciliation, asking
 again every ``retry_ns``), the live venue once of its own (after a refused cancel or amend, a stream's news), and
 an unanswered amend's task once its window is over (asking again with backoff, up to 60 s, until one is answered).
 Each logged "the engine asks again later" when the venue did not answer; the warning now says what follows, and
-each test sees it happen. On the OKX and Bybit account emulators (which amend in place), on 127.0.0.1; a query met
-with a 503 from the gateway is one without an answer.
+each test sees it happen. A daemon stopped while an amend's query backs off does not wait for that sleep: its
+stop's waits for the requests in flight (``live.request_timeout`` each) waited it out and named it a request still
+unanswered. On the OKX and Bybit account emulators (which amend in place) and their recorded public streams, all on
+127.0.0.1; a query or an amend met with a 503 from the gateway is one without an answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 from loguru import logger
 
-from tests.live.live_harness import WAIT, until
+from tests.live.live_harness import KEY, SECRET, WAIT, until
 from tests.live.test_live_amend import HELD
 from tests.live.test_live_amend_in_flight import LIMIT_AMEND
-from tests.live.venue_kits import KIT_ANSWERED, KITS, VenueKit, kit_harness
-from tradebus.adapters.common.account_emulator import RestFault
+from tests.live.test_live_stop_unanswered import journaled
+from tests.live.test_live_unheard_amend import CASES as RESTING
+from tests.live.venue_kits import BYBIT, KIT_ANSWERED, KITS, OKX, PASSPHRASE, VenueKit, kit_harness
+from tradebus.adapters.common.account_emulator import RestFault, StreamFault
+from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.messages import CancelOrder, ModifyOrder, OrderModifyRejected, OrderSide, OrderStatus, OrderType, SubmitOrder
+from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 
-#: Where each venue answers the query of an order, and cancels one; a code it refuses a cancel with (OKX: 51400, the
-#: order filled, canceled or unknown; Bybit: 110001, the order does not exist).
+#: Where each venue answers the query of an order; how its private stream tells an order canceled; a code it refuses
+#: a cancel with (OKX: 51400, the order filled, canceled or unknown; Bybit: 110001, the order does not exist).
 QUERY = {"okx": "/api/v5/trade/order", "bybit": "/v5/order/realtime"}
+CANCELED = {"okx": '"canceled"', "bybit": '"Cancelled"'}
 CANCEL = {"okx": "/api/v5/trade/cancel-order", "bybit": "/v5/order/cancel"}
 CANCEL_REFUSED = {"okx": "51400", "bybit": "110001"}
 
@@ -55,6 +64,54 @@ def short_window(api: Any) -> None:
         api.recv_window_ms = 500  # Bybit's X-BAPI-RECV-WINDOW
     else:
         api.amend_deadline_s = 0.5  # OKX's expTime
+
+
+@pytest.mark.parametrize("kit", [OKX, BYBIT], ids=["okx", "bybit"])
+async def test_a_stop_while_an_unanswered_amends_query_backs_off_neither_waits_for_it_nor_names_it_unanswered(
+    kit: VenueKit, tmp_path: Path
+) -> None:
+    """A resting buy is amended; the amend and the query after its window meet a 503, the next query due 600 s later
+    (``live.retry_interval``). The daemon is stopped then (``live.cancel_on_stop``): its cancel is done at the venue,
+    but the stream's report of it lost, so at ``live.stop_timeout`` the stop waits for the requests in flight and
+    queries the order. Before, each of those waits (``live.request_timeout``, 1 s here) lasted until its timeout, the
+    sleeping amend's task being one of the tasks it waited for, and logged it as a request still unanswered
+    (``stopping: 1 request(s) to the venue still unanswered after 1 s: amend:...``, twice); now neither waits for it,
+    the stop's query tells the order canceled, and the journal holds that."""
+    qty, price = RESTING[kit.venue][1]
+    amended = price - 10.0
+    async with kit.make_emulator(KEY, SECRET, kit.instruments(), {"USDT": 100_000.0}, passphrase=PASSPHRASE) as emulator:
+        emulator.stream_faults.append(StreamFault("drop", CANCELED[kit.venue]))
+        async with LocalVenueServer(kit.make_protocol(kit.frames, emulator), kit.frames) as srv:
+            raw = kit.config(tmp_path, srv.ws_url, emulator, stop_timeout=1.0, retry_interval=600.0, check_interval=None,
+                             reconcile_interval=None)
+            raw["strategy"] = {"name": "tests.live.resting_strategy:RestingBuy", "instruments": [kit.iid],
+                               "params": {"quantity": qty, "price": price}}
+            config = parse_live_config(raw, "<test>")
+            node = LiveNode(config, ApiKeys.from_env(config.live, kit.env), handle_signals=False)
+            with logged() as lines:
+                task = asyncio.create_task(node.run())
+                try:
+                    await until(lambda: task.done() or (node.running.is_set() and bool(node.kernel.orders.orders())
+                                                        and node.kernel.orders.orders()[0].status is OrderStatus.ACCEPTED))
+                    assert not task.done(), "the daemon stopped early"
+                    order = node.kernel.orders.orders()[0]
+                    coid = order.client_order_id
+                    short_window(node.venue.api)
+                    emulator.rest_faults += [RestFault("error5xx", "POST", LIMIT_AMEND[kit.venue]),
+                                             RestFault("error5xx", "GET", QUERY[kit.venue])]
+                    now = node.clock.now_ns()
+                    node.kernel.execution.modify(ModifyOrder(order.strategy_id, kit.iid, coid, now, now, price=amended))
+                    await until(lambda: task.done() or bool(no_answer(lines, coid)))
+                    assert not task.done(), "the daemon stopped early"
+                finally:
+                    node.stop("test done")
+                    await asyncio.wait_for(task, 60)
+    assert no_answer(lines, coid) == ["its unanswered amend's answer waits for it: queried again in 600 s"]
+    assert not [line for line in lines if "still unanswered after" in line], [line for line in lines if "unanswered" in line]
+    assert order.status is OrderStatus.CANCELED and order.price == price
+    assert emulator.orders[coid].status is OrderStatus.CANCELED and emulator.orders[coid].order.price == price
+    assert journaled(node, coid)[-1] == "OrderResolved:CANCELED"
+    assert not node.left_at_venue and node.summary.orders_left == []
 
 
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))

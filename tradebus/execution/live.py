@@ -763,6 +763,10 @@ class LiveVenue(Venue):
         self._answers: dict[str, OrderStatusReport | None] = {}
         self._querying: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # The tasks asleep with no request out (an unanswered amend's query backing off, _rest): not waited by drain,
+        # whose futures here each learn that one went to sleep.
+        self._resting: set[asyncio.Task[Any]] = set()
+        self._rest_watchers: set[asyncio.Future[None]] = set()
         self._closed = False
         #: Called with a client order id when a query's answer arrived, or to query an order until answered
         #: (the engine's ``reconcile_order``: it asks again every ``retry_ns`` while no answer comes).
@@ -1508,7 +1512,7 @@ class LiveVenue(Venue):
                 break
             if self._stopping:
                 return False
-            await asyncio.sleep(delay)
+            await self._rest(delay)
             delay = min(2.0 * delay, max(self._query_retry_s, QUERY_RETRY_CAP_S))
         if not order.is_open:
             reason = f"order is {order.status} (closed before the venue answered)"
@@ -1910,8 +1914,23 @@ class LiveVenue(Venue):
         logger.info("order {} ({}): {}; none filled", order.client_order_id, order.status, reason)
         return OrderStatusReport(order.client_order_id, order.venue_order_id, order.status, 0.0, now, (), reason)
 
+    async def _rest(self, seconds: float) -> None:
+        """Sleep ``seconds``, no request of this task out meanwhile: :meth:`drain` does not wait for it (a daemon's stop
+        would wait its whole timeout for a query backing off up to :data:`QUERY_RETRY_CAP_S`, and name it unanswered)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._resting.add(task)
+        for watcher in self._rest_watchers:
+            if not watcher.done():
+                watcher.set_result(None)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self._resting.discard(task)
+
     async def drain(self, timeout: float = 5.0, waiting: str = "") -> list[str]:
         """Wait (up to ``timeout`` s) for the requests in flight; those still in flight then are logged at WARNING.
+        A task asleep with no request out (an unanswered amend's query backing off) is not waited for while it sleeps.
 
         Parameters
         ----------
@@ -1926,10 +1945,19 @@ class LiveVenue(Venue):
             The requests still in flight at the timeout, by task name (``"place:<client order id>"``,
             ``"cancel:..."``, ``"query:..."``), sorted; empty when every one ended.
         """
-        if not self._tasks:
-            return []
-        _, pending = await asyncio.wait(list(self._tasks), timeout=timeout)
-        left = sorted(task.get_name() for task in pending)
+        tasks = set(self._tasks)
+        resting = self._resting
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (busy := [t for t in tasks if not t.done() and t not in resting]) and (wait := deadline - loop.time()) > 0:
+            rested: asyncio.Future[None] = loop.create_future()
+            self._rest_watchers.add(rested)
+            try:
+                await asyncio.wait([*busy, rested], timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                self._rest_watchers.discard(rested)
+                rested.cancel()
+        left = sorted(t.get_name() for t in tasks if not t.done() and t not in resting)
         if left:
             logger.warning(
                 "{}{} request(s) to the venue still unanswered after {:g} s: {}",
