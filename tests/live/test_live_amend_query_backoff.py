@@ -103,6 +103,8 @@ async def test_a_stop_while_an_unanswered_amends_query_backs_off_neither_waits_f
                     node.kernel.execution.modify(ModifyOrder(order.strategy_id, kit.iid, coid, now, now, price=amended))
                     await until(lambda: task.done() or bool(no_answer(lines, coid)))
                     assert not task.done(), "the daemon stopped early"
+                    # The amend's task sleeps; the venue keeps the order meanwhile (the task answers the amend later).
+                    assert not node.venue.forget(coid)
                 finally:
                     node.stop("test done")
                     await asyncio.wait_for(task, 60)

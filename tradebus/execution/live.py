@@ -1490,11 +1490,11 @@ class LiveVenue(Venue):
         """Tell whether the venue applied ``cmd``, an amend of ``order`` left unanswered, once its window is over: the
         venue has applied it or never will, so a query's terms are final until the next amend (which leaves once they
         are known). Applied, the query's terms told it (``OrderModified``); not, it is refused as any amend. A query
-        that gets no answer is made again (:meth:`set_query_retry`) until one is answered, the order closes or is
-        forgotten, or the daemon stops. Whether the order's terms here are the venue's now (``False``: the daemon
-        stopped before any query was answered; the amend is not answered, a restart takes the venue's terms)."""
+        that gets no answer is made again (:meth:`set_query_retry`) until one is answered, the order closes or the
+        daemon stops (the order is not forgotten meanwhile: :meth:`forget` keeps it while its amend's task runs).
+        Whether the order's terms here are the venue's now (``False``: the daemon stopped before any query was
+        answered; the amend is not answered, a restart takes the venue's terms)."""
         coid = order.client_order_id
-        answered = False
         delay = self._query_retry_s
 
         def then() -> str:
@@ -1502,10 +1502,9 @@ class LiveVenue(Venue):
                 return "the daemon is stopping: its unanswered amend is left so (a restart takes the venue's terms)"
             return f"its unanswered amend's answer waits for it: queried again in {delay:g} s"
 
-        while order.is_open and coid in self._orders:
+        while order.is_open:
             self._querying.add(coid)
-            answered = await self._query(order, then)
-            if answered:
+            if await self._query(order, then):
                 if _applied(order, cmd):
                     self._superseded.pop(coid, None)  # its terms answer the amends it set again
                     return True
@@ -1516,10 +1515,8 @@ class LiveVenue(Venue):
             delay = min(2.0 * delay, max(self._query_retry_s, QUERY_RETRY_CAP_S))
         if not order.is_open:
             reason = f"order is {order.status} (closed before the venue answered)"
-        elif answered:
-            reason = f"no answer, and not applied within the venue's window ({self.api.amend_expiry_s(order):g} s)"
         else:
-            reason = "no answer, and the order is no longer tracked here: whether the venue applied it is not known"
+            reason = f"no answer, and not applied within the venue's window ({self.api.amend_expiry_s(order):g} s)"
         self._refuse_amend(order, cmd, reason)
         return True
 
