@@ -102,10 +102,16 @@ def test_the_help_check_sees_eaten_text_missing_commands_and_stray_periods() -> 
     assert any("other --help: a paragraph breaks its lines" in p for p in problems), problems
 
 
-@pytest.mark.parametrize("command", [["replay"], ["backtest"], ["research", "dataset"], ["data", "quality"]])
+@pytest.mark.parametrize("command", [["replay"], ["backtest"], ["research", "dataset"], ["data", "quality"], ["report"]])
 def test_output_defaults_are_shown(command: list[str]) -> None:
     output = _flat(runner.invoke(app, [*command, "--help"], env={"COLUMNS": "100"}).output)
     assert "[default: (" in output and " ." not in output
+
+
+def test_report_help_names_the_default_of_out_for_a_run_and_for_compare() -> None:
+    """``tradebus report --help`` showed ``--out  Where to write the page.`` and no default for either form."""
+    output = _flat(runner.invoke(app, ["report", "--help"], env={"COLUMNS": "200"}).output)
+    assert "[default: (RUN_DIR/tearsheet.html; compare: compare-<A>-vs-<B>.html in the current directory)]" in output, output
 
 
 def test_live_help_names_the_key_variables_of_every_live_venue() -> None:

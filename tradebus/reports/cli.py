@@ -43,7 +43,13 @@ def report(
             help="RUN_DIR, or: compare RUN_A RUN_B.", show_default=False, metavar="RUN_DIR | compare RUN_A RUN_B"
         ),
     ],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the page.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Where to write the page.",
+            show_default="RUN_DIR/tearsheet.html; compare: compare-<A>-vs-<B>.html in the current directory",
+        ),
+    ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing --out or --screenshot file (never one of the run's "
                                            "own files).")
