@@ -385,6 +385,32 @@ def test_a_run_holding_one_btc_it_never_trades_is_fully_exposed(tmp_path: Path) 
     assert rows and all(float(r["position_value"]) == float(r["equity"]) > 0.0 for r in rows)
 
 
+def test_a_run_of_one_bar_holding_one_btc_has_no_exposure_not_0(tmp_path: Path) -> None:
+    """One bar (one equity sample, a span of 0 s) holding 1 BTC throughout: metrics.json said exposure 0.0 and the
+    summary 0.00 %, though the run was never out of the market; a fraction of no time is undefined."""
+    bars = Path(__file__).resolve().parents[1] / "fixtures" / "kernel" / "coinbase_btc_usd_4h_2022_1200.csv"
+    (tmp_path / "bars.csv").write_text("".join(bars.read_text(encoding="utf-8").splitlines(keepends=True)[:2]))
+    config = {
+        "data": {"sources": [{"instrument": "BTC-USD.COINBASE", "file": str(tmp_path / "bars.csv"), "interval": "4h"}]},
+        "instruments": [{"venue": "COINBASE", "symbol": "BTC-USD", "base": "BTC", "quote": "USD", "tick_size": 0.01,
+                         "lot_size": 1.0e-8}],
+        "strategy": {"name": "ema_cross", "instruments": ["BTC-USD.COINBASE"],
+                     "params": {"fast": 10, "slow": 30, "quantity": 0.5}},
+        "balances": {"BTC": 1.0, "USD": 0.0},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    _, metrics, out = run_backtest(tmp_path / "run.yaml", tmp_path / "out")
+    assert metrics["bars"] == 1 and metrics["start"] == metrics["end"]
+    with (out / "equity.csv").open(newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert float(row["position_value"]) == float(row["equity"]) > 0.0  # all of it in BTC
+    assert metrics["exposure"] is None
+    assert metrics["null_reasons"]["exposure"] == "the run spans no time (its market data has one time)"
+    # and a run that saw no market data at all
+    empty = compute_metrics(RunResult(("X.SIM",), 100.0, holdings={"X.SIM": 1.0}))
+    assert empty["exposure"] is None and empty["null_reasons"]["exposure"] == "the run saw no market data"
+
+
 def test_a_drawdown_of_rounding_gives_no_calmar() -> None:
     """Equity compounding 0.1 % a day with one close 1 ulp below the previous gave a Calmar of 4e15."""
     closes = [100.0 * 1.001 ** (d + 1) for d in range(40)]

@@ -59,7 +59,8 @@ Definitions (amounts in the quote currency, rates as fractions, 0.1 = 10 %):
   latter negative; ``None`` without one, as with only break-evens).
 * **turnover**: traded notional / mean sampled equity.
 * **exposure**: fraction of the run's span (``end - start``) with a position (beyond a thousandth of a lot) in
-  any instrument, positions changing at their fills' ``ts_event``. Initial holdings
+  any instrument, positions changing at their fills' ``ts_event``: the time in market (not the size of the
+  positions); ``None`` for a run spanning no time (one time of market data, or none), which has no fraction of it. Initial holdings
   (``balances: {BTC: 1}``, :attr:`~tradebus.engine.kernel.RunResult.holdings`) are a position from
   ``start`` in the instrument that values them, as in the equity's ``position_value``: holding 1 BTC
   throughout is an exposure of 1, selling it on that instrument ends it.
@@ -342,8 +343,6 @@ def round_trips(
 def _exposure(
     fills: Sequence[FillRecord], start_ns: int, end_ns: int, lot_sizes: dict[str, float], holdings: dict[str, float]
 ) -> float:
-    if end_ns <= start_ns:
-        return 0.0
     positions = {iid: amount for iid, amount in holdings.items() if abs(amount) > lot_sizes.get(iid, 1e-9) * 1e-3}
     held = set(positions)  # the instruments with a position beyond a thousandth of a lot (as round trips)
     in_market_since: int | None = start_ns if held else None
@@ -467,11 +466,7 @@ def compute_metrics(
     losses = [p for p in pnls if p < 0.0]
     notional = sum((f.quantity * sizes.get(f.instrument_id, 1.0) * f.price for f in result.fills), 0.0)
     mean_equity = sum(values) / len(values) if values else initial
-    exposure = (
-        _exposure(result.fills, start, end, lot_sizes or {}, result.holdings)
-        if start is not None and end is not None
-        else 0.0
-    )
+    exposure = _exposure(result.fills, start, end, lot_sizes or {}, result.holdings) if span > 0 else None
     metrics: dict[str, Any] = {
         "start": format_ns(start),
         "end": format_ns(end),
@@ -522,6 +517,8 @@ def compute_metrics(
             reasons["profit_factor"] = "no round trip lost money"
     if metrics["turnover"] is None:
         reasons["turnover"] = "mean equity was not positive"
+    if exposure is None:
+        reasons["exposure"] = short if start is None else "the run spans no time (its market data has one time)"
     if start is None:
         reasons["start"] = reasons["end"] = short
     metrics["null_reasons"] = {key: reasons.get(key, "not finite") for key, value in metrics.items() if value is None}
