@@ -84,6 +84,8 @@ _FILLS_MATCHED = (("ts_event",), ("quantity", "price", "fee"),
 _TRADES = (("entry_ts", "exit_ts"), ("quantity", "entry_price", "exit_price", "pnl", "fees", "net_pnl", "holding_s"),
            ("instrument", "side", "entry_reason", "exit_reason"))
 _FILLS_OPTIONAL = ("fee_in_kind",)  # a live run's (FillRecord.fee_in_kind)
+#: trades.csv's strategy of each trade (a directory written before the column has none: its trades have "" there)
+_TRADES_STRATEGY = "strategy_id"
 _PRICES = (("ts",), ("price",), ("instrument",))
 _FUNDING = (("ts_event",), ("quantity", "mark_price", "rate", "payment"), ("instrument",))
 #: funding.csv's count of the fills booked before each payment (older runs have none: their payments are placed by quantity).
@@ -103,9 +105,10 @@ def _read_csv(
     columns: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]],
     required: bool = True,
     optional: tuple[str, ...] = (),
+    optional_texts: tuple[str, ...] = (),
 ) -> pd.DataFrame | None:
     """``path`` read, with ``columns`` (integers, numbers, text) present and the numbers (and the
-    ``optional`` ones present) numeric."""
+    ``optional`` ones present) numeric; the ``optional_texts`` present are read as text, as the text columns."""
     if not path.is_file():
         if required:
             raise ConfigError(f"{path.parent}: not a run directory (no {path.name})")
@@ -114,7 +117,9 @@ def _read_csv(
     integers, numbers, texts = columns
     try:
         # Text columns as text: one whose cells are all empty (no fill had a reason) would be float NaN.
-        frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=dict.fromkeys(texts, str))
+        frame = pd.read_csv(
+            path, keep_default_na=False, na_values=[""], dtype=dict.fromkeys((*texts, *optional_texts), str)
+        )
     except (ValueError, pd.errors.ParserError) as exc:
         raise ConfigError(f"{path}: not a readable CSV file ({exc})") from None
     missing = [c for c in (*integers, *numbers, *texts) if c not in frame.columns]
@@ -281,7 +286,9 @@ def load_run(path: str | Path) -> RunData:
     fills["reason"] = fills["reason"].fillna("").astype(str)
     config_path = path / "config.yaml"
     config = _run_config(config_path) if config_path.is_file() else {}
-    trades = _read_csv(path / "trades.csv", _TRADES, required=False)
+    trades = _read_csv(path / "trades.csv", _TRADES, required=False, optional_texts=(_TRADES_STRATEGY,))
+    if trades is not None and _TRADES_STRATEGY not in trades:
+        trades.insert(0, _TRADES_STRATEGY, "")
     if trades is None:
         instruments = _instruments(config, config_path)
         in_kind = "fee_in_kind" in fills.columns
@@ -292,14 +299,14 @@ def load_run(path: str | Path) -> RunData:
             for r in fills.itertuples()
         ]
         trades = pd.DataFrame(
-            [(t.instrument_id, t.side, t.quantity, t.entry_ns, "", t.entry_price, t.exit_ns, "", t.exit_price,
+            [(t.strategy_id, t.instrument_id, t.side, t.quantity, t.entry_ns, "", t.entry_price, t.exit_ns, "", t.exit_price,
               t.pnl, t.fees, t.net_pnl, t.holding_s, t.entry_reason, t.exit_reason)
              for t in match_trades(records, {iid: inst.lot_size for iid, inst in instruments.items()},
                                    {iid: inst.contract_size for iid, inst in instruments.items()})],
             columns=list(TRADE_COLUMNS),
         )
     trades = _times(trades, "entry_ts", "exit_ts")
-    for column in ("entry_reason", "exit_reason"):
+    for column in (_TRADES_STRATEGY, "entry_reason", "exit_reason"):
         trades[column] = trades[column].fillna("").astype(str)
     prices = _read_csv(path / "prices.csv", _PRICES, required=False)
     if prices is None:

@@ -328,12 +328,12 @@ def _trade_table(run: RunData) -> str:
     shown = trades.head(MAX_TRADE_ROWS)
     d = run.decimals
     rows = [
-        (t.instrument, t.side, f"{t.quantity:.12g}", t.entry_dt.strftime("%Y-%m-%d %H:%M:%S"), f"{t.entry_price:.12g}",
+        (t.strategy_id, t.instrument, t.side, f"{t.quantity:.12g}", t.entry_dt.strftime("%Y-%m-%d %H:%M:%S"), f"{t.entry_price:.12g}",
          t.exit_dt.strftime("%Y-%m-%d %H:%M:%S"), f"{t.exit_price:.12g}", f"{t.pnl:,.{d}f}", f"{t.fees:,.{d}f}",
          f"{t.net_pnl:,.{d}f}", _holding(t.holding_s), t.exit_reason)
         for t in shown.itertuples()
     ]
-    columns = ("instrument", "side", "quantity", "entry", "entry price", "exit", "exit price", "PnL", "fees",
+    columns = ("strategy", "instrument", "side", "quantity", "entry", "entry price", "exit", "exit price", "PnL", "fees",
                "net PnL", "held", "exit reason")
     note = ""
     if len(trades) > len(shown):

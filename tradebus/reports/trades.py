@@ -31,8 +31,10 @@ from tradebus.execution.orders import ACCOUNT_CLOSES
 
 __all__ = ["TRADE_COLUMNS", "Trade", "match_trades"]
 
-#: Columns of ``trades.csv`` (``*_time`` are the ISO-8601 texts of the ``*_ts`` before them).
+#: Columns of ``trades.csv`` (``*_time`` are the ISO-8601 texts of the ``*_ts`` before them; ``strategy_id`` the
+#: strategy whose lot it was, as in ``attribution.csv``).
 TRADE_COLUMNS = (
+    "strategy_id",
     "instrument",
     "side",
     "quantity",
@@ -53,8 +55,9 @@ TRADE_COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class Trade:
-    """One closed round trip: a lot (or part of one) and the fill that closed it."""
+    """One closed round trip: a lot (or part of one) of strategy ``strategy_id`` and the fill that closed it."""
 
+    strategy_id: str
     instrument_id: str
     side: str  # "LONG" or "SHORT"
     quantity: float
@@ -121,21 +124,23 @@ def match_trades(
             if remaining <= eps:
                 continue
         lots = books.setdefault((fill.strategy_id, iid), deque())
-        remaining = _close(lots, sign, remaining, fee_per_unit, fill, trades, eps, size)
+        remaining = _close(fill.strategy_id, lots, sign, remaining, fee_per_unit, fill, trades, eps, size)
         if remaining > eps:
             lots.append(_Lot(sign * remaining, fill.price, fill.ts_event, fee_per_unit, fill.reason))
     return trades
 
 
-def _close(lots: deque[_Lot], sign: float, remaining: float, fee_per_unit: float, fill: FillRecord,
-           trades: list[Trade], eps: float, size: float) -> float:
-    """Close the oldest of ``lots`` opposite to ``sign`` with up to ``remaining`` of ``fill``; the quantity left."""
+def _close(strategy_id: str, lots: deque[_Lot], sign: float, remaining: float, fee_per_unit: float,
+           fill: FillRecord, trades: list[Trade], eps: float, size: float) -> float:
+    """Close the oldest of ``lots`` (strategy ``strategy_id``'s) opposite to ``sign`` with up to ``remaining`` of
+    ``fill``; the quantity left."""
     while remaining > eps and lots and (lots[0].quantity > 0.0) != (sign > 0.0):
         lot = lots[0]
         matched = min(remaining, abs(lot.quantity))
         long = lot.quantity > 0.0
         trades.append(
             Trade(
+                strategy_id,
                 fill.instrument_id,
                 "LONG" if long else "SHORT",
                 matched,
@@ -164,17 +169,17 @@ def _liquidate(fill: FillRecord, books: dict[tuple[str, str], deque[_Lot]], trad
     Returns the quantity of ``fill`` left beyond that net position (0 but for a flip, all of it when no strategy
     holds the instrument) and its fee per unit, which every part closed paid too.
     """
-    held = [lots for (_, iid), lots in books.items() if iid == fill.instrument_id and lots]
-    net = sum(lot.quantity for lots in held for lot in lots)
+    held = [(strategy, lots) for (strategy, iid), lots in books.items() if iid == fill.instrument_id and lots]
+    net = sum(lot.quantity for _, lots in held for lot in lots)
     change = fill.position_change
     if abs(net) <= eps:
         return abs(change), fill.fee / abs(change) if change else 0.0
     left = net + change
     closed = 1.0 - max(left / net, 0.0)
-    parts = [(lots, closed * abs(sum(lot.quantity for lot in lots))) for lots in held]
+    parts = [(strategy, lots, closed * abs(sum(lot.quantity for lot in lots))) for strategy, lots in held]
     rest = abs(left) if left * net < 0.0 else 0.0
-    total = sum(part for _, part in parts) + rest
+    total = sum(part for _, _, part in parts) + rest
     fee_per_unit = fill.fee / total if total > 0.0 else 0.0
-    for lots, part in parts:
-        _close(lots, -1.0 if lots[0].quantity > 0.0 else 1.0, part, fee_per_unit, fill, trades, eps, size)
+    for strategy, lots, part in parts:
+        _close(strategy, lots, -1.0 if lots[0].quantity > 0.0 else 1.0, part, fee_per_unit, fill, trades, eps, size)
     return rest, fee_per_unit

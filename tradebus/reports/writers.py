@@ -583,7 +583,7 @@ def write_run(
             handle,
             TRADE_COLUMNS,
             (
-                (t.instrument_id, t.side, t.quantity, t.entry_ns, format_ns(t.entry_ns), t.entry_price, t.exit_ns,
+                (t.strategy_id, t.instrument_id, t.side, t.quantity, t.entry_ns, format_ns(t.entry_ns), t.entry_price, t.exit_ns,
                  format_ns(t.exit_ns), t.exit_price, t.pnl, t.fees, t.net_pnl, t.holding_s, t.entry_reason,
                  t.exit_reason)
                 for t in match_trades(result.fills, dict(lot_sizes or {}), result.contract_sizes)
