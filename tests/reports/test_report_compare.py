@@ -110,9 +110,9 @@ def test_compare_marks_only_the_differences_shown(tmp_path: Path) -> None:
     for key in ("fees_paid", "sharpe"):  # 1 ulp apart, shown the same
         assert rows[key][0] == rows[key][1] and rows[key][2] == "", (key, rows[key])
     assert rows["total_return"][0] != rows["total_return"][1] and rows["total_return"][2] == "", rows["total_return"]
-    for key in ("exposure", "final_equity"):  # a displayed digit apart
+    for key in ("exposure (time in market)", "final_equity"):  # a displayed digit apart
         assert rows[key][0] != rows[key][1] and rows[key][2] == "≠", (key, rows[key])
-    assert [key for key, row in rows.items() if row[2]] == ["final_equity", "exposure"]
+    assert [key for key, row in rows.items() if row[2]] == ["final_equity", "exposure (time in market)"]
 
 
 def test_compare_lists_the_metrics_in_the_order_of_the_summary_and_the_tearsheet(tmp_path: Path) -> None:

@@ -228,3 +228,32 @@ def test_buy_and_hold_curve_keeps_an_instrument_in_cash_until_its_data_starts(tm
     assert curve.to_numpy() == pytest.approx(expected.to_numpy(), rel=1e-12)
     total, _ = buy_and_hold(run)
     assert total is not None and curve.iloc[-1] == pytest.approx(100_000.0 * (1.0 + total), rel=1e-12)
+
+
+def test_exposure_is_named_the_time_in_market_and_the_tearsheets_chart_net_exposure(tmp_path: Path) -> None:
+    """A 0.5 BTC long held 2 of 10 days, flat otherwise: metrics.json's exposure is the time in market (20 %).
+    The summary and the tearsheet's metrics table showed it as "exposure", and the tearsheet's chart of position
+    value / equity (about 10 % while long, 0 otherwise) was titled "Exposure" too: two figures, one name."""
+    from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
+    from tradebus.reports.metrics import compute_metrics
+    from tradebus.reports.summary import summary_rows
+    from tradebus.reports.tearsheet import render_tearsheet
+    from tradebus.reports.writers import RunDirectory, write_run
+
+    day, t0 = 86_400_000_000_000, 1_704_067_200_000_000_000
+    fills = [FillRecord(t0 + 3 * day, "X.SIM", "BUY", 0.5, 20_000.0, 0.0, "TAKER", "o1", "s", "t1", "in"),
+             FillRecord(t0 + 5 * day, "X.SIM", "SELL", 0.5, 20_000.0, 0.0, "TAKER", "o2", "s", "t2", "out")]
+    equity = [EquitySample(t0 + d * day, 100_000.0, 100_000.0 - (10_000.0 if 3 <= d < 5 else 0.0),
+                           10_000.0 if 3 <= d < 5 else 0.0, 0.0, 0.0, 0.0, marks=(20_000.0,)) for d in range(11)]
+    result = RunResult(("X.SIM",), 100_000.0, t0, t0 + 10 * day, t0, t0 + 10 * day, fills=fills, equity=equity)
+    metrics = compute_metrics(result)
+    assert metrics["exposure"] == pytest.approx(0.2)
+    with RunDirectory(tmp_path / "run", "backtest") as run_dir:
+        write_run(run_dir, result, metrics, "")
+    run = load_run(tmp_path / "run")
+    labels = {key: (label, text) for key, label, text in summary_rows(run)}
+    assert labels["exposure"] == ("exposure (time in market)", "20.00 %")
+    page = render_tearsheet(run)
+    assert '<td>exposure (time in market)</td><td data-metric="exposure">20.00 %</td>' in page
+    titles = re.findall(r"<h2>([^<]*)</h2>", page)
+    assert "Net exposure (position value / equity)" in titles and "Exposure" not in titles

@@ -126,7 +126,7 @@ def test_the_tearsheet_renders_and_shows_the_numbers_of_metrics_json(runs: tuple
                                    "fig-prices", "fig-exposure", "fig-costs"}
     assert "365" in shown["annualisation"]
     for title in ("Metrics", "Equity and drawdown", "Underwater", "Monthly returns (%)", "Return distribution",
-                  "Exposure", "Fees over time", "Instruments", "Stress"):
+                  "Net exposure (position value / equity)", "Fees over time", "Instruments", "Stress"):
         assert title in shown["sections"]
     # One entry marker and one exit marker per round trip of trades.csv.
     with (run_dir / "trades.csv").open() as handle:

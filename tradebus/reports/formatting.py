@@ -35,8 +35,9 @@ DAYS = frozenset({"longest_drawdown_days"})
 #: Metrics that are ratios (no unit).
 RATIO = frozenset({"sharpe", "sortino", "calmar", "profit_factor", "turnover"})
 # Labels that differ from the metrics.json key: its ``trades`` are the market trades the run saw,
-# and "trades" on a page or in the summary are the round trips of trades.csv.
-_LABELS = {"trades": "market trades"}
+# and "trades" on a page or in the summary are the round trips of trades.csv; its ``exposure`` is the
+# time in market, not the size of the positions (the tearsheet's net exposure chart).
+_LABELS = {"trades": "market trades", "exposure": "exposure (time in market)"}
 
 
 def metric_label(key: str) -> str:

@@ -3,8 +3,9 @@
 Sections: the metrics table (annualisation stated), equity with its high-water mark and a
 buy-and-hold benchmark, drawdown, the underwater plot, monthly returns, rolling Sharpe and
 volatility, the distribution of returns, each instrument's price with the trades' entries
-and exits, exposure, fees (and funding and borrowing interest, when the run paid or received
-any), the per-instrument table, the trade list, and the stress variants when the run directory holds
+and exits, the net exposure (position value / equity: not metrics.json's ``exposure``, the time in
+market), fees (and funding and borrowing interest, when the run paid or received any), the
+per-instrument table, the trade list, and the stress variants when the run directory holds
 ``stress.json``.
 
 The page needs no network: plotly.js is inlined once and every figure is drawn from data
@@ -299,6 +300,8 @@ def _exposure_and_costs(run: RunData) -> list[str]:
     fig = go.Figure(go.Scatter(x=eq["dt"], y=exposure, name="net exposure %", fill="tozeroy",
                                line={"color": "#0b7285"}))
     fig.update_yaxes(title_text="position value / equity (%)")
+    note = ('<p class="note">the value of the positions (negative when short) over equity; the metrics\' exposure is '
+            "the time in market</p>")
     costs = go.Figure(go.Scatter(x=eq["dt"], y=eq["fees_paid"], name="fees paid (cumulative)",
                                  line={"color": "#e8590c"}))
     shown: list[str] = []
@@ -314,7 +317,7 @@ def _exposure_and_costs(run: RunData) -> list[str]:
     parts = ["Fees", *shown]
     title = (", ".join(parts[:-1]) + " and " + parts[-1] if shown else "Fees") + " over time"
     return [
-        _section("Exposure", figure_html(fig, "fig-exposure", 280)),
+        _section("Net exposure (position value / equity)", figure_html(fig, "fig-exposure", 280) + note),
         _section(title, figure_html(costs, "fig-costs", 280)),
     ]
 
