@@ -185,3 +185,34 @@ def test_the_tearsheets_rolling_sharpe_has_a_gap_where_returns_are_equal_but_for
     assert compute_metrics(result)["sharpe"] is not None  # the whole run varies
     assert shown_vol[85] == pytest.approx(100.0 * float(empyrical.annual_volatility(pd.Series(daily[56:86]),
                                                                                    annualization=ANNUAL)), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("every_days", "closes", "title", "note"),
+    [
+        (7, 80, "Rolling Sharpe and volatility (annualised: 52.14 7-day returns a year)", None),
+        (7, 5, "Rolling Sharpe and volatility (annualised: 52.14 7-day returns a year)",
+         "5 7-day returns: too few for rolling figures"),
+        (1, 90, "Rolling Sharpe and volatility (annualised: 365 daily returns a year)", None),
+        (1, 5, "Rolling Sharpe and volatility (annualised: 365 daily returns a year)",
+         "5 daily returns: too few for rolling figures"),
+    ],
+)
+def test_the_tearsheets_rolling_section_names_the_period_of_its_returns(
+    tmp_path: Path, every_days: int, closes: int, title: str, note: str | None
+) -> None:
+    """Equity sampled every 7 days: the rolling figures' section said "(annualised, 365 days)" over a Sharpe annualised
+    by √(365 / 7), and 5 weekly closes read "5 daily returns: too few for rolling figures"."""
+    rng = np.random.default_rng(7)
+    equity = 100_000.0 * np.cumprod(1.0 + rng.normal(0.004, 0.05, closes))
+    samples = [EquitySample(T0 + (every_days * k + 1) * DAY - 1, float(e), float(e), 0.0, 0.0, 0.0, 0.0)
+               for k, e in enumerate(equity)]
+    span = every_days * closes * DAY
+    result = RunResult(("X.SIM",), 100_000.0, T0, T0 + span, T0, T0 + span, equity=samples)
+    with RunDirectory(tmp_path / "run", "backtest") as run_dir:
+        write_run(run_dir, result, compute_metrics(result), "")
+    page = render_tearsheet(load_run(tmp_path / "run"))
+    assert f"<h2>{title}</h2>" in page
+    assert 365 / every_days == pytest.approx(float(title.split(": ")[1].split()[0]), abs=0.005)
+    notes = re.findall(r'<p class="note">([^<]*too few[^<]*)</p>', page)
+    assert notes == ([note] if note else [])

@@ -221,6 +221,9 @@ def _rolling_figures(run: RunData) -> list[str]:
     returns = daily_return_series(run)
     n = len(returns)
     periods = periods_per_year(_curve(run))
+    # The closes are a day apart, or d days with the equity sampled every d days (equity_interval: 7d).
+    spacing = _YEAR_DAYS / periods
+    period = "daily" if spacing < 1.5 else f"{spacing:.0f}-day"
     if n >= 60:
         window = 30
     elif n >= 6:
@@ -245,11 +248,9 @@ def _rolling_figures(run: RunData) -> list[str]:
         fig.update_yaxes(title_text="volatility %", row=2, col=1)
         rolling = figure_html(fig, "fig-rolling", 400)
     else:
-        rolling = f'<p class="note">{n} daily returns: too few for rolling figures</p>'
+        rolling = f'<p class="note">{n} {period} returns: too few for rolling figures</p>'
     if n >= 10:
-        # The closes are a day apart, or d days with the equity sampled every d days (equity_interval: 7d).
-        spacing = _YEAR_DAYS / periods
-        values, label = returns * 100.0, "daily returns (%)" if spacing < 1.5 else f"{spacing:.0f}-day returns (%)"
+        values, label = returns * 100.0, f"{period} returns (%)"
     else:
         equity = run.equity["equity"].to_numpy(np.float64)
         between = simple_returns(equity[1:], equity[:-1])
@@ -258,7 +259,7 @@ def _rolling_figures(run: RunData) -> list[str]:
     hist.update_xaxes(title_text=label)
     hist.update_layout(hovermode="closest")
     return [
-        _section("Rolling Sharpe and volatility (annualised, 365 days)", rolling),
+        _section(f"Rolling Sharpe and volatility (annualised: {periods:.4g} {period} returns a year)", rolling),
         _section("Return distribution", figure_html(hist, "fig-returns", 320)),
     ]
 
