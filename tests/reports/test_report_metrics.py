@@ -481,7 +481,7 @@ def test_longest_drawdown_days_is_the_longest_time_below_the_running_peak(points
     m = compute_metrics(_days_run(points))
     assert m["longest_drawdown_days"] == pytest.approx(days, abs=1e-12)
     assert list(m).index("longest_drawdown_days") == list(m).index("max_drawdown") + 1
-    assert format_metric("longest_drawdown_days", m["longest_drawdown_days"]) == f"{days:.1f} days"
+    assert format_metric("longest_drawdown_days", m["longest_drawdown_days"]) == (f"{days:.1f} days" if days else "0 s")
 
 
 def test_a_drawdown_of_rounding_lasts_no_time() -> None:

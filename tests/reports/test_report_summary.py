@@ -257,3 +257,32 @@ def test_exposure_is_named_the_time_in_market_and_the_tearsheets_chart_net_expos
     assert '<td>exposure (time in market)</td><td data-metric="exposure">20.00 %</td>' in page
     titles = re.findall(r"<h2>([^<]*)</h2>", page)
     assert "Net exposure (position value / equity)" in titles and "Exposure" not in titles
+
+
+def test_spans_of_time_are_shown_in_minutes_hours_or_days_not_thousands_of_seconds(tmp_path: Path) -> None:
+    """A 25-minute paper run holding one trade for 1500 s, its equity below 1,000 from the start until its end:
+    the trade list showed "held 1500 s", the summary's longest_drawdown_days "0.0 days" and the annualised figures'
+    reason "the run spans 1500 s"; each now reads 25.0 min (1500 / 60)."""
+    from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
+    from tradebus.reports.metrics import compute_metrics
+    from tradebus.reports.summary import summary_rows
+    from tradebus.reports.tearsheet import render_tearsheet
+    from tradebus.reports.writers import RunDirectory, write_run
+
+    s = 1_000_000_000
+    fills = [FillRecord(0, "X.SIM", "BUY", 1.0, 100.0, 0.0, "TAKER", "a", "s", "1", "in"),
+             FillRecord(1500 * s, "X.SIM", "SELL", 1.0, 99.0, 0.0, "TAKER", "b", "s", "2", "out")]
+    equity = [EquitySample(t * s, v, 900.0, v - 900.0, 0.0, 0.0, 0.0, marks=(100.0,))
+              for t, v in ((0, 1000.0), (300, 995.0), (1500, 999.0))]
+    result = RunResult(("X.SIM",), 1000.0, 0, 1500 * s, 0, 1500 * s, fills=fills, equity=equity)
+    metrics = compute_metrics(result)
+    assert metrics["longest_drawdown_days"] == pytest.approx(1500 / 86_400)
+    with RunDirectory(tmp_path / "run", "paper") as run_dir:
+        write_run(run_dir, result, metrics, "", {"node.json": "{}"})
+    run = load_run(tmp_path / "run")
+    shown = {key: text for key, _, text in summary_rows(run)}
+    assert shown["longest_drawdown_days"] == "25.0 min"
+    assert shown["sharpe"] == "- (the run spans 25.0 min; annualised figures need at least 30 days)"
+    assert "<td>99</td><td>-1.00</td><td>0.00</td><td>-1.00</td><td>25.0 min</td><td>out</td>" in render_tearsheet(run)
+    for seconds, text in ((38, "38 s"), (5400, "1.5 h"), (86_400 * 12.5, "12.5 days")):
+        assert format_metric("longest_drawdown_days", seconds / 86_400) == text

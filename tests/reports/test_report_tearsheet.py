@@ -88,11 +88,13 @@ def _shown_equals(key: str, text: str, value: Any) -> None:
     if isinstance(value, str | list):
         assert text == (", ".join(value) if isinstance(value, list) else value), (key, text)
         return
-    number = text.replace(",", "").replace(" %", "").replace(" days", "")
-    shown = float(number)
+    units = {" days": 1.0, " h": 1 / 24, " min": 1 / 1440, " s": 1 / 86_400}  # a span (format_duration), in days
+    unit = next((u for u in units if key == "longest_drawdown_days" and text.endswith(u)), "")
+    number = text.replace(",", "").replace(" %", "").removesuffix(unit)
+    shown = float(number) * units.get(unit, 1.0)
     decimals = len(number.split(".")[1]) if "." in number else 0
     expected = value * 100.0 if text.endswith("%") else value
-    assert math.isclose(shown, expected, abs_tol=0.5 * 10.0**-decimals + 1e-9), (key, text, value)
+    assert math.isclose(shown, expected, abs_tol=0.5 * 10.0**-decimals * units.get(unit, 1.0) + 1e-9), (key, text, value)
 
 
 def test_chromium_is_installed() -> None:
@@ -206,7 +208,7 @@ def test_a_short_run_renders_without_errors(tmp_path: Path, with_fills: bool) ->
                   " costs: document.getElementById('fig-costs')._fullData.map(t => [t.name, t.y.length])})")
     rendering = render(page, expression=expression)
     _check_page(rendering, page)
-    assert rendering.value["metrics"]["sharpe"].startswith("- (the run spans 90 s")
+    assert rendering.value["metrics"]["sharpe"].startswith("- (the run spans 1.5 min")
     if with_fills:
         assert "Fees and funding over time" in rendering.value["sections"]
         assert ["funding paid (cumulative)", 4] in rendering.value["costs"]

@@ -4,8 +4,9 @@ Amounts in the reporting currency (the first instrument's quote asset) are shown
 asset's precision: cents (2 decimals) for fiat and stablecoins (:data:`CASH_QUOTES`), 8
 decimals (a satoshi) for a coin -- so a USDT-quoted run shows ``100,000.00`` and not
 ``99,999.99999999997``, and a BTC-quoted one ``1.23456789``. Rates are shown as
-percentages with two decimals, ratios with three, spans of days with one (``12.5 days``), counts
-as integers, amounts per asset (``fees_unvalued``) as ``0.0012 BNB``.
+percentages with two decimals, ratios with three, spans of time in the unit that reads best
+(:func:`format_duration`: ``38 s``, ``25.0 min``, ``6.5 h``, ``12.5 days``), counts as integers, amounts
+per asset (``fees_unvalued``) as ``0.0012 BNB``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["CASH_QUOTES", "DAYS", "MONEY", "PERCENT", "RATIO", "format_metric", "metric_label", "quote_decimals"]
+__all__ = [
+    "CASH_QUOTES", "DAYS", "MONEY", "PERCENT", "RATIO", "format_duration", "format_metric", "metric_label",
+    "quote_decimals",
+]
 
 #: Quote assets whose amounts are shown in cents.
 CASH_QUOTES = frozenset(
@@ -30,7 +34,7 @@ MONEY = frozenset(
         "insurance_fund_cover", "pnl", "net_pnl",
     }
 )
-#: Metrics that are spans of days.
+#: Metrics that are spans of days (shown by :func:`format_duration`).
 DAYS = frozenset({"longest_drawdown_days"})
 #: Metrics that are ratios (no unit).
 RATIO = frozenset({"sharpe", "sortino", "calmar", "profit_factor", "turnover"})
@@ -43,6 +47,18 @@ _LABELS = {"trades": "market trades", "exposure": "exposure (time in market)"}
 def metric_label(key: str) -> str:
     """The label of metrics.json key ``key`` in the summary and on the pages."""
     return _LABELS.get(key, key)
+
+
+def format_duration(seconds: float) -> str:
+    """A span of ``seconds`` in the unit that reads best: ``38 s`` below a minute, ``25.0 min`` below an hour,
+    ``6.5 h`` below a day, else ``12.5 days``."""
+    if seconds < 60:
+        return f"{seconds:.3g} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 86_400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:,.1f} days"
 
 
 def quote_decimals(quote: str | None) -> int:
@@ -74,5 +90,5 @@ def format_metric(key: str, value: Any, decimals: int = 2, reasons: Mapping[str,
     if key in RATIO:
         return f"{value:,.3f}"
     if key in DAYS:
-        return f"{value:,.1f} days"
+        return format_duration(value * 86_400)
     return f"{value:,.4f}"

@@ -102,6 +102,7 @@ import numpy as np
 
 from tradebus.engine.clock import iso_ns
 from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
+from tradebus.reports.formatting import format_duration
 
 __all__ = [
     "MIN_ANNUALISED_DAYS",
@@ -371,15 +372,6 @@ def _clean(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else value
 
 
-def _span_text(ns: int) -> str:
-    seconds = ns / 1e9
-    if seconds < 3600:
-        return f"{seconds:.0f} s"
-    if seconds < 86_400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86_400:.1f} days"
-
-
 def compute_metrics(
     result: RunResult,
     lot_sizes: dict[str, float] | None = None,
@@ -419,7 +411,7 @@ def compute_metrics(
     if start is None:
         short = "the run saw no market data"
     else:
-        short = f"the run spans {_span_text(span)}; annualised figures need at least {min_annualised_days:g} days"
+        short = f"the run spans {format_duration(span / 1e9)}; annualised figures need at least {min_annualised_days:g} days"
     returns = [r for r in daily_returns(curve, initial) if math.isfinite(r)]
     vol = sharpe = sortino = None
     if not annualise:

@@ -27,7 +27,7 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from tradebus.reports.formatting import format_metric
+from tradebus.reports.formatting import format_duration, format_metric
 from tradebus.reports.metrics import EquityCurve, daily_returns, periods_per_year, returns_flat, simple_returns
 from tradebus.reports.rundata import RunData, buy_and_hold, buy_and_hold_curve, load_run, refuse_run_file
 from tradebus.reports.summary import INSTRUMENT_COLUMNS, instrument_rows, summary_rows
@@ -334,7 +334,7 @@ def _trade_table(run: RunData) -> str:
     rows = [
         (t.strategy_id, t.instrument, t.side, f"{t.quantity:.12g}", t.entry_dt.strftime("%Y-%m-%d %H:%M:%S"), f"{t.entry_price:.12g}",
          t.exit_dt.strftime("%Y-%m-%d %H:%M:%S"), f"{t.exit_price:.12g}", f"{t.pnl:,.{d}f}", f"{t.fees:,.{d}f}",
-         f"{t.net_pnl:,.{d}f}", _holding(t.holding_s), t.exit_reason)
+         f"{t.net_pnl:,.{d}f}", format_duration(t.holding_s), t.exit_reason)
         for t in shown.itertuples()
     ]
     columns = ("strategy", "instrument", "side", "quantity", "entry", "entry price", "exit", "exit price", "PnL", "fees",
@@ -343,14 +343,6 @@ def _trade_table(run: RunData) -> str:
     if len(trades) > len(shown):
         note = f'<p class="note">first {len(shown):,} of {len(trades):,} trades; all are in trades.csv</p>'
     return _section(f"Trades ({len(trades):,})", f'<div class="scroll">{table(columns, rows)}</div>{note}')
-
-
-def _holding(seconds: float) -> str:
-    if seconds < 3600:
-        return f"{seconds:.0f} s"
-    if seconds < 86_400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86_400:.1f} d"
 
 
 def _stress_table(run: RunData) -> str:
