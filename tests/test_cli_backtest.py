@@ -890,9 +890,11 @@ def test_sigterm_while_the_outputs_are_written_leaves_the_earlier_run_as_it_was(
     config = make_config(strategy={"name": "killer.term:TermWhileWriting", "instruments": ["BTC-USD.COINBASE"]})
     proc = subprocess.run(
         [sys.executable, "-m", "tradebus.cli", "backtest", str(write_config(workdir, config, "term.yaml")), "--out", str(out)],
-        capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "1000"},
     )
     assert proc.returncode == 143, proc.stdout + proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"backtest interrupted (SIGTERM) before writing its outputs: nothing was written ({out} is as it was)"]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert invoke("backtest", str(workdir / "run.yaml"), "--out", str(out)).exit_code == 0  # accepted again
 
@@ -987,3 +989,78 @@ def test_a_backtest_runs_the_version_of_its_catalog_data_it_validated_whatever_a
     _, metrics, _ = run_backtest(write_config(tmp_path, config), tmp_path / "out", on_batch_factory=overwrite_then_count)
     assert (counted, sum(run), metrics["bars"]) == ([240], 240, 240)
     assert Catalog(tmp_path / "cat").manifest("x", "spot", "S", "bars").rows == 480  # the overwrite was not held up
+
+
+_INTERRUPTING = '''
+import os
+import signal
+import sys
+
+from tradebus.strategies.base import Strategy
+
+WHERE = os.environ["TRADEBUS_TEST_INTERRUPT"]
+bars = []
+
+
+def _interrupt(event, args):
+    if WHERE == "moves" and event == "os.rename" and str(args[1]).endswith("metrics.json"):
+        os.kill(os.getpid(), signal.SIGINT)
+    if WHERE == "page" and event == "open" and ".tearsheet.html.tmp-" in str(args[0]):
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+class Interrupting(Strategy):
+    """Ctrl-C of its own process: at its 50th bar ("run"), as metrics.json is moved in place ("moves"), or as the
+    tearsheet is written after the run's files ("page")."""
+
+    def on_bar(self, bar):
+        if self.position() == 0:
+            self.target_position(self.instrument_id, 0.01, reason="in")
+        bars.append(bar)
+        if WHERE == "run" and len(bars) == 50:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def on_stop(self):
+        sys.addaudithook(_interrupt)
+'''
+
+
+@pytest.mark.parametrize(
+    ("where", "line"),
+    [
+        ("run", "backtest interrupted (Ctrl-C) before writing its outputs: nothing was written ({out} is as it was)"),
+        ("moves", "backtest interrupted (Ctrl-C) while writing its outputs: {out} holds the INCOMPLETE marker (its "
+                  "files are a mix of this run's and the earlier ones); run it again"),
+        ("page", "backtest interrupted (Ctrl-C) after writing its outputs to {out}; its tearsheet.html is still the "
+                 "earlier run's: tradebus report {out} writes it"),
+    ],
+)
+def test_ctrl_c_of_a_backtest_says_in_one_line_what_it_left_in_its_output_directory(
+    workdir: Path, where: str, line: str
+) -> None:
+    """Ctrl-C ended a backtest with exit 130 and nothing on stderr: whether --out was as before, a mix of two runs
+    under the INCOMPLETE marker, or this run's files beside the earlier run's tearsheet, the user was not told."""
+    out = workdir / "out"
+    assert invoke("backtest", str(write_config(workdir, make_config())), "--out", str(out), "--report").exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    (workdir / "stopper").mkdir()
+    (workdir / "stopper" / "__init__.py").write_text("")
+    (workdir / "stopper" / "interrupt.py").write_text(_INTERRUPTING)
+    config = make_config(strategy={"name": "stopper.interrupt:Interrupting", "instruments": ["BTC-USD.COINBASE"]})
+    proc = subprocess.run(
+        [sys.executable, "-m", "tradebus.cli", "backtest", str(write_config(workdir, config, "stop.yaml")), "--out",
+         str(out)],
+        capture_output=True, text=True, check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO), "TRADEBUS_TEST_INTERRUPT": where, "COLUMNS": "1000"},
+    )
+    assert proc.returncode == 130, proc.stdout + proc.stderr
+    assert proc.stderr.splitlines() == [line.format(out=out)], proc.stderr
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert not [name for name in after if ".tmp-" in name]
+    if where == "run":
+        assert after == before
+    elif where == "moves":
+        assert "INCOMPLETE" in after and invoke("report", str(out)).exit_code == 2  # refused, not shown as complete
+    else:
+        assert after["tearsheet.html"] == before["tearsheet.html"] and after["metrics.json"] != before["metrics.json"]
+        assert "INCOMPLETE" not in after

@@ -27,7 +27,8 @@ Exit codes: 0 success, 2 invalid config (unknown key, bad value, missing file),
 tradebus error, among them an exception raised in a strategy's hook (the message names the
 strategy id, the hook, the event time and the exception with the line that raised it; its
 traceback at ``--log-level DEBUG``); 130 after Ctrl-C and 143 after SIGTERM (a backtest or replay then leaves its
-output directory, a data import its catalog, as it was; the paper and live daemons take either
+output directory, a data import its catalog, as it was, but for one stopped while its files were moved, which leaves
+the ``INCOMPLETE`` marker; a backtest says in one line which it was; the paper and live daemons take either
 signal as their stop); 4 when a live daemon stopping with ``live.cancel_on_stop`` (after it stopped whole) or
 ``live-kill`` (after its cancel rounds, the journal HALTED) left orders open, or of unknown state, at the venue
 (:class:`~tradebus.errors.OrdersLeftAtVenue`; each order is named). Errors are printed as one message naming the file and the
@@ -67,13 +68,13 @@ from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.execution.client_ids import ClientIdRule
 from tradebus.execution.live import CredentialsRefused
 from tradebus.errors import ConfigError, DataError, FeatureError, OrdersLeftAtVenue, StrategyError, TradebusError
-from tradebus.reports.cli import report
+from tradebus.reports.cli import interruption, report
 from tradebus.reports.denials import warn_denials
 from tradebus.node.cli import DaemonOut, live, live_kill, live_resume
 from tradebus.ops.logs import LOG_LEVELS, setup_logging
 from tradebus.reports.metrics import format_ns
 from tradebus.reports.outputs import write_outputs
-from tradebus.reports.writers import RunDirectory
+from tradebus.reports.writers import INCOMPLETE_MARKER, REPORT_FILE, RunDirectory, file_identity
 from tradebus.research.cli import research_app
 from tradebus.strategies.base import build_strategies
 from tradebus.sweep.cli import sweep as sweep_command
@@ -498,7 +499,7 @@ def run_backtest(
     """
     config_path = Path(config_path)
     config = load_config(config_path, overrides=overrides)
-    out = Path(out_dir) if out_dir is not None else Path("runs") / config_path.stem
+    out = Path(out_dir) if out_dir is not None else _default_out(config_path)
     run_dir = RunDirectory(out, "backtest", force=force)
     try:
         try:
@@ -524,6 +525,39 @@ def run_backtest(
     finally:
         run_dir.close()
     return result, metrics, out
+
+
+def _default_out(config_path: Path) -> Path:
+    """A backtest's output directory without ``--out``: ``runs/<config file stem>``."""
+    return Path("runs") / config_path.stem
+
+
+def _interrupted(
+    exc: BaseException, err: Console, command: str, out: Path, before: dict[str, Any], report: bool
+) -> None:
+    """Exit as the signal that stopped ``command`` with ``exc`` says, after one line on what ``out`` holds now.
+
+    ``before``: :func:`~tradebus.reports.writers.file_identity` of ``out``'s ``metrics.json``, ``INCOMPLETE`` marker
+    and ``tearsheet.html`` when the command began; ``report``: ``--report`` was given. Any other exception is
+    raised again.
+    """
+    stop = interruption(exc)
+    if stop is None:
+        raise exc
+    marker = file_identity(out / INCOMPLETE_MARKER)
+    if marker is not None and marker != before[INCOMPLETE_MARKER]:
+        what = (f"while writing its outputs: {out} holds the {INCOMPLETE_MARKER} marker (its files are a mix of this "
+                "run's and the earlier ones); run it again")
+    elif file_identity(out / "metrics.json") == before["metrics.json"]:
+        what = f"before writing its outputs: nothing was written ({out} is as it was)"
+    else:
+        page = before[REPORT_FILE]
+        what = f"after writing its outputs to {out}"
+        if file_identity(out / REPORT_FILE) == page and (page is not None or report):
+            what += (f"; its {REPORT_FILE} is still the earlier run's" if page is not None else
+                     f"; {REPORT_FILE} was not written") + f": tradebus report {out} writes it"
+    err.print(f"{command} interrupted ({stop[1]}) {what}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(stop[0]) from None
 
 
 def warn_perpetual_gaps(config: RunConfig, result: RunResult) -> None:
@@ -677,16 +711,21 @@ def backtest(
         progress = progress_for(console, total)
         return progress
 
+    target = out if out is not None else _default_out(config)
+    before = {name: file_identity(target / name) for name in ("metrics.json", INCOMPLETE_MARKER, REPORT_FILE)}
     try:
-        _, _, out_dir = run_backtest(
-            config, out, force=force, on_batch_factory=factory, overrides=set_ or (), report=report_
-        )
-    except TradebusError as exc:
-        _fail(exc, err)
-    finally:
-        if progress is not None:
-            progress.close()
-    _print_summary(console, out_dir, "backtest")
+        try:
+            _, _, out_dir = run_backtest(
+                config, out, force=force, on_batch_factory=factory, overrides=set_ or (), report=report_
+            )
+        except TradebusError as exc:
+            _fail(exc, err)
+        finally:
+            if progress is not None:
+                progress.close()
+        _print_summary(console, out_dir, "backtest")
+    except (KeyboardInterrupt, SystemExit) as exc:
+        _interrupted(exc, err, "backtest", target, before, report_)
 
 
 @app.command()
@@ -707,7 +746,7 @@ def paper(
         from tradebus.node.daemon import run_paper
 
         setup_logging(log_level, "{time:HH:mm:ss.SSS} {level} {message}")
-        before = _file_identity(out / "metrics.json") if out is not None else None
+        before = file_identity(out / "metrics.json") if out is not None else None
         try:
             if report_ and out is None:
                 raise ConfigError("--report writes the tearsheet into the run outputs: give --out too")
@@ -719,21 +758,12 @@ def paper(
             _fail(exc, Console(stderr=True))
     if out is None:
         return
-    after = _file_identity(out / "metrics.json")
+    after = file_identity(out / "metrics.json")
     if after is None or after == before:  # stopped before it started (in its warm-up): no outputs written
         Console().print(f"paper -> {escape(str(out))}: no run outputs written (the daemon stopped before it started)",
                         highlight=False)
         return
     _print_summary(Console(), out, "paper")
-
-
-def _file_identity(path: Path) -> tuple[int, int] | None:
-    """``path``'s inode and modification time (``None``: no such file); a file replaced since has another."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns
 
 
 @app.command()

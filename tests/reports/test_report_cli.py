@@ -661,3 +661,40 @@ def test_a_whole_config_yaml_with_blank_lines_or_spaces_after_its_last_line_is_r
     assert load_run(a).config == expected
     said = invoke("report", str(a))
     assert said.exit_code == 0, said.output  # type: ignore[attr-defined]
+
+
+_INTERRUPTED_REPORT = """
+import os
+import signal
+import sys
+
+from tradebus.cli import main
+
+
+def interrupt(event, args):
+    if event == "open" and os.environ["INTERRUPT_AT"] in str(args[0]):
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+sys.addaudithook(interrupt)
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("command", ["report", "compare"])
+def test_ctrl_c_of_a_report_while_it_writes_the_page_says_no_page_was_written(tmp_path: Path, command: str) -> None:
+    """Ctrl-C while the page was written: exit 130 and nothing on stderr. The page an earlier report wrote is left
+    whole (the new one goes through a temporary, removed), and the one line says so."""
+    a, b = _run_dir(tmp_path / "a", 110.0), _run_dir(tmp_path / "b", 120.0)
+    page = a / "tearsheet.html" if command == "report" else tmp_path / "ab.html"
+    args = ["report", str(a)] if command == "report" else ["report", "compare", str(a), str(b), "--out", str(page)]
+    page.write_text("the earlier page\n")
+    proc = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED_REPORT, *args, *(["--force"] if command == "compare" else [])],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "INTERRUPT_AT": f".{page.name}.tmp-", "COLUMNS": "1000"},
+    )
+    assert proc.returncode == 130, proc.stdout + proc.stderr
+    assert proc.stderr.splitlines() == [f"report interrupted (Ctrl-C): no page was written ({page} is as it was)"]
+    assert page.read_text() == "the earlier page\n"
+    assert not [p.name for p in (*a.iterdir(), *tmp_path.iterdir()) if ".tmp-" in p.name]

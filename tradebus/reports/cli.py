@@ -15,7 +15,8 @@ taken in headless Chromium, written through a temporary beside it (renamed over 
 into a directory held the same way.
 
 Exit codes: 0 success, 2 a bad argument or run directory (the message names the file), 1 any
-other error (Chromium missing or failing for ``--screenshot``).
+other error (Chromium missing or failing for ``--screenshot``), 130 after Ctrl-C and 143 after SIGTERM, with one
+line saying whether the page (and the screenshot) was written: a page is written whole or not at all.
 """
 
 from __future__ import annotations
@@ -31,9 +32,22 @@ from rich.console import Console
 from rich.markup import escape
 
 from tradebus.errors import ConfigError, TradebusError
-from tradebus.reports.writers import REPORT_FILE, hold_directory, write_file
+from tradebus.reports.writers import REPORT_FILE, file_identity, hold_directory, write_file
 
-__all__ = ["report"]
+
+def interruption(exc: BaseException) -> tuple[int, str] | None:
+    """The exit code and the name of the signal that stopped a command with ``exc``, or ``None`` for another exception.
+
+    ``(130, "Ctrl-C")`` for a ``KeyboardInterrupt``, ``(143, "SIGTERM")`` for the ``SystemExit(143)`` the command
+    line's SIGTERM handler raises (:mod:`tradebus.cli`).
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        return 130, "Ctrl-C"
+    if isinstance(exc, SystemExit) and exc.code == 143:
+        return 143, "SIGTERM"
+    return None
+
+__all__ = ["interruption", "report"]
 
 
 def report(
@@ -64,12 +78,17 @@ def report(
     from tradebus.reports.tearsheet import write_tearsheet
 
     console = Console()
+    if len(args) == 3 and args[0] == "compare":
+        page: Path | None = out if out is not None else _compare_page(Path(args[1]), Path(args[2]))
+    else:
+        page = out if out is not None or len(args) != 1 else Path(args[0]) / REPORT_FILE
+    before = (file_identity(page) if page is not None else None, file_identity(screenshot) if screenshot else None)
     try:
         if screenshot is not None:
             _check_screenshot(screenshot)
         if len(args) == 3 and args[0] == "compare":
             run_a, run_b = Path(args[1]), Path(args[2])
-            target = out if out is not None else Path(f"compare-{run_a.resolve().name}-vs-{run_b.resolve().name}.html")
+            target = out if out is not None else _compare_page(run_a, run_b)
             refuse_run_file(target, [run_a, run_b])
             _refuse_run_file_screenshot(screenshot, [run_a, run_b])
             _refuse_screenshot_over_page(screenshot, target)
@@ -97,7 +116,24 @@ def report(
     except TradebusError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
+    except (KeyboardInterrupt, SystemExit) as exc:
+        stop = interruption(exc)
+        if stop is None:
+            raise
+        if page is None or file_identity(page) == before[0]:
+            what = "no page was written" + (f" ({page} is as it was)" if page is not None else "")
+        else:
+            missing = screenshot is not None and file_identity(screenshot) == before[1]
+            what = f"the page was written to {page}" + (f", the screenshot {screenshot} not" if missing else "")
+        Console(stderr=True).print(f"report interrupted ({stop[1]}): {what}", markup=False, highlight=False,
+                                   soft_wrap=True)
+        raise typer.Exit(stop[0]) from None
     console.print(f"report written to {written}" + (f" (screenshot {screenshot})" if screenshot else ""))
+
+
+def _compare_page(run_a: Path, run_b: Path) -> Path:
+    """The default ``--out`` of ``report compare RUN_A RUN_B``: ``compare-<A>-vs-<B>.html`` in the current directory."""
+    return Path(f"compare-{run_a.resolve().name}-vs-{run_b.resolve().name}.html")
 
 
 @contextmanager

@@ -150,6 +150,7 @@ __all__ = [
     "STREAMED_FILES",
     "EquityRows",
     "denial_row",
+    "file_identity",
     "fill_columns",
     "fill_row",
     "funding_row",
@@ -472,6 +473,15 @@ def write_file(path: Path, content: bytes | str | Callable[[Path], object]) -> P
     except OSError as exc:
         raise output_error(path, exc) from None
     return path
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """``path``'s inode and modification time (``None``: no such file); a file replaced since has another."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.tmp-[0-9]+")
