@@ -16,7 +16,7 @@ import pytest
 
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import Bar, OrderSide, Trade
+from tradebus.engine.messages import Bar, OrderModifyRejected, OrderSide, Trade
 from tradebus.execution.config import VenueConfig
 from tradebus.strategies.base import Strategy
 
@@ -255,3 +255,47 @@ def test_a_timed_exit_on_cash_spot_sells_what_a_child_left_filling_before_its_ca
     assert account.balance("BTC") == pytest.approx(0.0, abs=1e-12)
     assert account.balance("USD") == pytest.approx(1002.627, abs=1e-9)
     assert account.locked("BTC") == pytest.approx(0.0, abs=1e-12)
+
+
+class _Watched(Scripted):
+    """:class:`Scripted`, keeping the modifies the venue refused."""
+
+    def __init__(self, script: dict[int, Callable[[Scripted], Any]]) -> None:
+        super().__init__(script)
+        self.modify_rejected: list[OrderModifyRejected] = []
+
+    def on_order_modify_rejected(self, event: OrderModifyRejected) -> None:
+        self.modify_rejected.append(event)
+
+
+@pytest.mark.parametrize("contingent", ["native", "emulated"])
+@pytest.mark.parametrize("margin", [False, True])
+def test_a_trailing_stop_whose_take_profit_filled_is_canceled_not_moved(contingent: str, margin: bool) -> None:
+    """A buy bracket with a stop-loss trailing 5 % (floor 90) and a take-profit at 110: the entry fills at bar
+    2's open (100), bar 3 (100, 111, 99, 108) walks 100 -> 99 -> 111 and fills the take-profit at 110. Its high
+    would trail the stop to 111 x 0.95 = 105.45, but the stop is being canceled (OCO: sibling filled): no modify
+    is sent. Before, the trailing sent one with the cancel: on cash spot the account denied it (``modify:
+    buying_power: SELL 1.0 ... needs 1 BTC > available 0 BTC``, one of the run's denials in its summary), on
+    margin the venue refused it after the cancel. USD: 1000 - 100.2 + 110 - 0.11 = 1009.69."""
+    inst = Instrument(
+        venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, base="BTC", quote="USD",
+        maker_fee=0.001, taker_fee=0.002, margin=margin,
+    )  # fmt: skip
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars", contingent=contingent),  # type: ignore[arg-type]
+                    balances={"USD": 1000.0, "BTC": 0.0})
+    watched = _Watched({1: lambda s: s.submit_bracket(IID, OrderSide.BUY, 1.0, stop_loss=90.0, take_profit=110.0,
+                                                      trail_percent=5.0)})
+    kernel.add_strategy(watched)
+    for k, (o, h, lo, c) in enumerate([FLAT, FLAT, (100.0, 111.0, 99.0, 108.0), FLAT, FLAT], start=1):
+        kernel.process(Bar(IID, T0 + k * H, T0 + k * H, o, h, lo, c, 10.0))
+    kernel.stop()
+    fills, orders = outcome(kernel)
+    assert fills == [("BUY", 100.0, 2), ("SELL", 110.0, 3)]
+    assert orders["bracket take-profit"][0] == "FILLED"
+    assert orders["bracket trailing stop-loss"][0] == "CANCELED"
+    assert kernel.result.denials == []
+    assert watched.modify_rejected == []
+    stop = next(o for o in kernel.result.orders if kernel.result.submit_reasons[o.client_order_id]
+                == "bracket trailing stop-loss")
+    assert stop.trigger_price == 95.0  # 100 x 0.95, trailed from the entry; never moved
+    assert kernel.portfolio.account.balance("USD") == pytest.approx(1009.69, abs=1e-9)

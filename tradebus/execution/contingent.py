@@ -1411,6 +1411,8 @@ class ContingentOrders:
         if not (trigger > trail.trigger if trail.sell else trigger < trail.trigger):
             return
         coid = order.client_order_id
+        if coid in self._canceling:
+            return  # an OCO sibling filled, a timed exit or a GTD expiry: the venue would refuse the move after it
         if coid in self._replacing:
             trail.withheld = True
             return
