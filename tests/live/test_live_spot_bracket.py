@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from loguru import logger
 from pydantic import SecretStr
 
 from tests.live.live_harness import IID, KEY, SECRET, Harness, harness, until
@@ -354,3 +355,34 @@ async def test_a_spot_bracket_timed_exit_sells_once_its_childrens_cancels_are_co
         assert h.kernel.portfolio.position(kit.iid) == pytest.approx(0.0, abs=1e-12)
         assert h.emulator.open_orders() == [] and h.emulator.balances.get(kit.base, 0.0) == pytest.approx(0.0, abs=1e-12)
         assert refused == []
+
+
+async def test_a_trailing_bracket_whose_floor_binds_at_arming_says_so() -> None:
+    """A freqtrade-style bracket, stop-loss trailing 1 % with its floor at 1 % below the last price (59,400 at
+    60,000: accepted at submit), whose entry fills at 60,000 and whose children a trade at 59,990 arms: the
+    trigger trailed from there is 59,390.1, below the floor, so the exits go as two orders and Binance refuses
+    the take-profit. The warning said the trailing stop-loss had "no venue trailing form here", though 1 % is
+    one (100 BIPS); it now names the floor, the trigger and the price it was trailed from."""
+    warnings: list[str] = []
+    sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
+    try:
+        async with harness() as h:
+            rejected: list[OrderRejected] = []
+            h.kernel.bus.subscribe(OrderRejected, rejected.append)
+            contingent = ContingentOrders(h.kernel)
+            h.trade(60_000.0)
+            entry = contingent.bracket("s1", IID, OrderSide.BUY, 0.01, stop_loss=59_400.0, take_profit=62_000.0,
+                                       trail_percent=1.0)
+            assert entry is not None
+            await until(lambda: h.kernel.orders.order(entry).status is OrderStatus.ACCEPTED)
+            h.trade(60_000.0)
+            await until(lambda: h.kernel.orders.order(entry).status is OrderStatus.FILLED)
+            h.trade(59_990.0)  # arms the children
+            await until(lambda: bool(rejected))
+            await h.venue.drain()
+    finally:
+        logger.remove(sink)
+    said = [w for w in warnings if w.startswith(f"bracket {entry}:")]
+    assert len(said) == 1
+    assert "floor stop_loss 59400.0 is above the trigger 59390.1 trailed 1.0 % from 59990.0" in said[0]
+    assert "no venue trailing form" not in said[0]

@@ -1195,11 +1195,12 @@ class ContingentOrders:
         one_list = pairing is not None and parent is None and len(children) > 1
         venue_trail = one_list and trailing and self._venue_trails(bracket)
         if trailing and one_list and not venue_trail:
+            why = self._apart_at_venue(iid, bracket.side, None, bracket.stop_loss, bracket.take_profit,
+                                       bracket.trail_offset, bracket.trail_percent)
             logger.warning(
-                "bracket {}: its trailing stop-loss ({}) has no venue trailing form here: the stop-loss and "
-                "take-profit go as two orders, and a venue that locks the balance per order refuses the second",
-                bracket.entry_id, f"offset {bracket.trail_offset}" if bracket.trail_offset is not None
-                else f"{bracket.trail_percent} %, floor {bracket.stop_loss}",
+                "bracket {}: its stop-loss and take-profit go as two orders, not one OCO order list: {}; a venue "
+                "that locks the balance per order refuses the second",
+                bracket.entry_id, why or "the venue's trailing stop cannot hold its trailing stop-loss",
             )  # fmt: skip
         one_list = one_list and (not trailing or venue_trail)
         trail_percent = bracket.trail_percent if venue_trail else None
