@@ -299,3 +299,30 @@ def test_a_trailing_stop_whose_take_profit_filled_is_canceled_not_moved(continge
                 == "bracket trailing stop-loss")
     assert stop.trigger_price == 95.0  # 100 x 0.95, trailed from the entry; never moved
     assert kernel.portfolio.account.balance("USD") == pytest.approx(1009.69, abs=1e-9)
+
+
+@pytest.mark.parametrize("contingent", ["native", "emulated"])
+def test_a_bracket_take_profit_lowered_by_modify_fills_at_its_new_price(contingent: str) -> None:
+    """A freqtrade ROI step on the simulated venue: the take-profit at 110 is lowered to 105 at bar 3's close
+    and fills at 105 in bar 4 (100, 106, 99, 104: path 100 -> 99 -> 106). A native venue holds the children
+    as one group, as a live venue's OCO order list, but takes a modify: it is not denied (as a Binance spot
+    list's leg is). USD: 1000 - 100.2 + 105 - 0.105 = 1004.695."""
+    kernel = Kernel(
+        [Instrument(venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, base="BTC", quote="USD",
+                    maker_fee=0.001, taker_fee=0.002)],
+        venue_config=VenueConfig(fill_on="bars", contingent=contingent),  # type: ignore[arg-type]
+        balances={"USD": 1000.0},
+    )
+
+    def lower(s: Scripted) -> None:
+        (target,) = [o for o in s.ctx.cache.open_orders(IID) if o.order_type.name == "LIMIT"]
+        s.modify(target.client_order_id, price=105.0)
+
+    kernel.add_strategy(Scripted({1: lambda s: s.submit_bracket(IID, OrderSide.BUY, 1.0, stop_loss=95.0,
+                                                                take_profit=110.0), 3: lower}))
+    for k, bar in enumerate([FLAT, FLAT, FLAT, (100.0, 106.0, 99.0, 104.0), FLAT], start=1):
+        kernel.process(Bar(IID, T0 + k * H, T0 + k * H, *bar, 10.0))
+    kernel.stop()
+    assert kernel.result.denials == []
+    assert outcome(kernel)[0] == [("BUY", 100.0, 2), ("SELL", 105.0, 4)]
+    assert kernel.portfolio.account.balance("USD") == pytest.approx(1004.695, abs=1e-9)

@@ -24,7 +24,9 @@ from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.instrument import Instrument
 from tradebus.node.live import ApiKeys, LiveConfig, LiveNode, parse_live_config
 from tradebus.adapters.binance.trading import BinanceTrading
-from tradebus.engine.messages import ContingentLinked, OrderDenied, OrderFilled, OrderRejected, OrderSide, OrderStatus
+from tradebus.engine.messages import (
+    ContingentLinked, ModifyOrder, OrderDenied, OrderFilled, OrderModifyRejected, OrderRejected, OrderSide, OrderStatus,
+)
 from tradebus.errors import OrderError
 from tradebus.execution.contingent import ContingentOrders
 
@@ -386,3 +388,35 @@ async def test_a_trailing_bracket_whose_floor_binds_at_arming_says_so() -> None:
     assert len(said) == 1
     assert "floor stop_loss 59400.0 is above the trigger 59390.1 trailed 1.0 % from 59990.0" in said[0]
     assert "no venue trailing form" not in said[0]
+
+
+async def test_a_modify_of_an_exit_resting_in_an_oco_order_list_is_denied_and_the_list_kept() -> None:
+    """A bracket's stop-loss (59,000) and take-profit (61,000) rest as one Binance OCO order list; the strategy
+    then lowers the take-profit to 60,500 (a freqtrade ROI table's next step). Binance spot cannot amend a price:
+    the modify went as a cancel-replace, whose cancel ended the take-profit's leg, its new order was refused
+    (-2010, the BTC the stop still locks) and so was the take-profit placed again: the position kept its stop
+    alone, its take-profit gone (on Binance, which cancels the whole list with one leg, the stop would go too).
+    It is now denied before anything is sent, naming the list; both legs rest at the venue as they were."""
+    async with harness() as h:
+        refused: list[OrderDenied | OrderRejected | OrderModifyRejected] = []
+        for cls in (OrderDenied, OrderRejected, OrderModifyRejected):
+            h.kernel.bus.subscribe(cls, refused.append)
+        h.kernel.contingent = contingent = ContingentOrders(h.kernel)  # as a kernel with a contingent strategy has
+        entry = contingent.bracket("s1", IID, OrderSide.BUY, 0.01, stop_loss=59_000.0, take_profit=61_000.0)
+        assert entry is not None
+        await until(lambda: h.kernel.orders.order(entry).status is OrderStatus.ACCEPTED)
+        h.trade(60_000.0)
+        await until(lambda: h.kernel.orders.order(entry).status is OrderStatus.FILLED)
+        h.trade(60_000.0)  # arms the children
+        await until(lambda: len(h.emulator.open_orders()) == 2 or bool(refused))
+        stop, target = h.kernel.orders.orders()[1:]
+        now = h.kernel.clock.now_ns()
+        h.kernel.modify(ModifyOrder("s1", IID, target.client_order_id, now, now, price=60_500.0))
+        await h.venue.drain()
+        h.trade(60_000.0)
+        await h.venue.drain()
+    assert [(type(r).__name__, r.client_order_id) for r in refused] == [("OrderDenied", target.client_order_id)]
+    assert "rests in one OCO order list with" in refused[0].reason and stop.client_order_id in refused[0].reason
+    assert [p for m, p, _ in h.emulator.requests if m in ("POST", "DELETE")] == ["/api/v3/order", "/api/v3/orderList/oco"]
+    assert {r.order.client_order_id for r in h.emulator.open_orders()} == {stop.client_order_id, target.client_order_id}
+    assert (target.price, stop.status, target.status) == (61_000.0, OrderStatus.ACCEPTED, OrderStatus.ACCEPTED)

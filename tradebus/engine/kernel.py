@@ -758,11 +758,13 @@ class Kernel:
 
     def modify(self, cmd: ModifyOrder) -> None:
         """Forward a modify command to the execution engine (a strategy may modify only its own orders, and
-        may not raise an OCO member above its group: :meth:`ContingentOrders.refused_raise
-        <tradebus.execution.contingent.ContingentOrders.refused_raise>`)."""
+        may not raise an OCO member above its group, nor modify an exit resting in a venue's OCO order list:
+        :meth:`ContingentOrders.refused_raise <tradebus.execution.contingent.ContingentOrders.refused_raise>`,
+        :meth:`~tradebus.execution.contingent.ContingentOrders.refused_in_list`)."""
         if self._foreign(cmd, "modify"):
             return
-        if self.contingent is not None and self.contingent.refused_raise(cmd):
+        contingent = self.contingent
+        if contingent is not None and (contingent.refused_raise(cmd) or contingent.refused_in_list(cmd)):
             return
         self.execution.modify(cmd)
 

@@ -404,6 +404,8 @@ class ContingentOrders:
         self._venue = venue
         # Members of OCO groups the venue keeps (it cancels their siblings itself).
         self._venue_oco: set[str] = set()
+        # Of those, the exits resting as one OCO order list at a live venue (which takes no modify of them).
+        self._listed: set[str] = set()
         # The cancels sent of orders not closed yet: id -> (strategy id, instrument id, reason).
         self._canceling: dict[str, tuple[str, str, str]] = {}
         # Those the venue refused (OrderCancelRejected): sent again at the next bar, trade or quote of the instrument.
@@ -833,6 +835,32 @@ class ContingentOrders:
             self._raise_refused = None
         return True
 
+    def refused_in_list(self, cmd: ModifyOrder) -> bool:
+        """Deny (``OrderDenied``, reason ``"modify: OCO: ..."``) a modify of an exit resting in one OCO order list
+        at the venue (a bracket's exits on Binance spot); whether it did.
+
+        The venue cannot amend it in place: a cancel-replace's cancel ends the list, and the new order would be
+        refused for the balance the other leg locks (or, the whole list canceled, leave the position without
+        its stop). Cancel the exits and submit new ones instead.
+        """
+        coid = cmd.client_order_id
+        if coid not in self._listed or not self._is_open(coid):
+            return False
+        order = self._kernel.orders.order(coid)
+        others = [c for c in self._oco.get(coid, ()) if c != coid and self._is_open(c)]
+        reason = (
+            f"modify: OCO: {coid} rests in one OCO order list with {others} at the venue, which cannot amend it: a "
+            f"cancel-replace would end the list; cancel the exits and submit new ones"
+        )
+        logger.info("modify of {} denied: {}", coid, reason)
+        now = self._kernel.clock.now_ns()
+        self._raise_refused = coid
+        try:
+            self._kernel.bus.publish(OrderDenied(cmd.strategy_id, order.instrument_id, coid, reason, now, now))
+        finally:
+            self._raise_refused = None
+        return True
+
     # ------------------------------------------------------------------ events
 
     def _on_fill(self, fill: OrderFilled) -> None:
@@ -929,6 +957,7 @@ class ContingentOrders:
             self._unlink(coid)
         self._kernel.portfolio.account.unlink_oco(coid)
         self._venue_oco.discard(coid)
+        self._listed.discard(coid)
         self._trailing.pop(coid, None)
         parent = self._child_of.get(coid)
         if parent is not None:
@@ -1215,6 +1244,7 @@ class ContingentOrders:
         if len(live) > 1:
             if pair is not None and pair.sent:
                 self._venue_oco.update(live)  # one order list: the venue cancels the other exit itself
+                self._listed.update(live)
             self.oco(live)
 
     def _trail_start(self, bracket: Bracket, parent: str | None) -> tuple[float, tuple[float, float, float] | None]:
