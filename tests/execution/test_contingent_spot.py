@@ -13,11 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from loguru import logger
 
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import Bar, OrderModifyRejected, OrderSide, Trade
 from tradebus.execution.config import VenueConfig
+from tradebus.risk.config import RiskConfig
 from tradebus.strategies.base import Strategy
 
 from .test_contingent import FLAT, IID, T0, H, Scripted
@@ -326,3 +328,32 @@ def test_a_bracket_take_profit_lowered_by_modify_fills_at_its_new_price(continge
     assert kernel.result.denials == []
     assert outcome(kernel)[0] == [("BUY", 100.0, 2), ("SELL", 105.0, 4)]
     assert kernel.portfolio.account.balance("USD") == pytest.approx(1004.695, abs=1e-9)
+
+
+def test_a_bracket_exit_the_risk_gate_denies_is_warned_of() -> None:
+    """A bracket buying 1 BTC at 100 with a stop-loss at 95 and a take-profit at 150, under a 10 % price band: the
+    take-profit is denied when armed (150 is 50 % away from the last price 100), the stop-loss works alone. Before,
+    only the risk gate's INFO line told it (and, at the run's end, one warning per check); now a WARNING names the
+    bracket, its take-profit and the denial."""
+    inst = Instrument(
+        venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, base="BTC", quote="USD",
+        maker_fee=0.001, taker_fee=0.002,
+    )  # fmt: skip
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), balances={"USD": 1000.0},
+                    risk_config=RiskConfig(price_band_pct=10.0))
+    kernel.add_strategy(Scripted({1: lambda s: s.submit_bracket(IID, OrderSide.BUY, 1.0, stop_loss=95.0,
+                                                                take_profit=150.0)}))
+    warnings: list[str] = []
+    sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
+    try:
+        for k in range(1, 5):
+            kernel.process(Bar(IID, T0 + k * H, T0 + k * H, *FLAT, 10.0))
+    finally:
+        logger.remove(sink)
+    kernel.stop()
+    fills, orders = outcome(kernel)
+    assert fills == [("BUY", 100.0, 2)]
+    assert orders["bracket take-profit"][0] == "DENIED" and orders["bracket stop-loss"][0] == "ACCEPTED"
+    entry = kernel.result.orders[0].client_order_id
+    said = [w for w in warnings if w.startswith(f"bracket {entry}:")]
+    assert len(said) == 1 and "take-profit" in said[0] and "price_band" in said[0], warnings

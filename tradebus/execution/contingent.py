@@ -961,11 +961,20 @@ class ContingentOrders:
         self._trailing.pop(coid, None)
         parent = self._child_of.get(coid)
         if parent is not None:
+            if type(event) in (OrderRejected, OrderDenied) and parent.state == "armed" and coid in parent.children:
+                self._child_refused(parent, coid, event.reason)
             self._exit_when_free(parent)
         if self._withheld_after and not self._is_open(coid):
             replacement = self._withheld_after.pop(coid, None)
             if replacement is not None:
                 self._send_withheld(replacement)
+
+    @staticmethod
+    def _child_refused(bracket: Bracket, coid: str, reason: str) -> None:
+        """Warn that the armed ``bracket``'s exit ``coid`` was denied or rejected: its position works on without it."""
+        what = "stop-loss" if coid == bracket.children[0] and bracket.stop_loss is not None else "take-profit"
+        logger.warning("bracket {}: its {} {} was refused ({}); the position it entered ({} {}) has no {}",
+                       bracket.entry_id, what, coid, reason, bracket.filled, bracket.instrument_id, what)
 
     def _on_modify_refused(self, event: OrderModifyRejected | OrderDenied) -> None:
         """A trailing stop's trigger goes back to the one the venue holds (the next price sends a better one); a
@@ -1237,6 +1246,9 @@ class ContingentOrders:
             self._arm_children(bracket, parent, exit_side, qty, stop_id, target_id, reduce_only, venue_trail)
         for coid in children:
             self._child_of[coid] = bracket
+            order = self._kernel.orders.get(coid)
+            if order is not None and order.status in (OrderStatus.DENIED, OrderStatus.REJECTED):  # refused as sent
+                self._child_refused(bracket, coid, order.reason)
         if venue_trail and stop_id is not None and not pair.sent and self._is_open(stop_id):
             # Placed alone after all (its sibling denied): the stop trails here, by modifies.
             self._keep_trailing(bracket, stop_id, exit_side)
