@@ -130,17 +130,20 @@ async def test_an_order_sent_in_on_stop_is_canceled_at_the_venue_too(tmp_path: P
         assert journaled_statuses(node) == {sent[0]: OrderStatus.CANCELED}
 
 
+@pytest.mark.parametrize(("price", "shown"), [(20_000.0, "20000"), (19_999.99, "19999.99")])
 async def test_a_stop_with_cancel_on_stop_false_names_each_order_it_leaves_working_and_says_so_in_node_json(
-    tmp_path: Path,
+    tmp_path: Path, price: float, shown: str
 ) -> None:
     """Before: with ``live.cancel_on_stop: false`` the stop left the resting buy (BTCUSDT 0.01 @ 20,000) working at the
     venue and said nothing of it: no log line, and ``node.json`` read as a clean stop's. Each order left is now logged
-    (client and venue id, instrument, side, type, quantity, price, filled, status) and listed in ``orders_left``."""
+    (client and venue id, instrument, side, type, quantity, price, filled, status) and listed in ``orders_left``.
+    The price as the order has it: one at 19,999.99 read ``@ 20000`` (six significant digits; a take-profit at
+    61,854.49 read ``@ 61854.5``), which is no order at the venue."""
     lines: list[str] = []
     sink = logger.add(lambda m: lines.append(m.record["message"]), level="WARNING", format="{message}")
     try:
         async with account_and_market() as (emulator, srv):
-            node = node_on(tmp_path, emulator, srv, [resting("steady", quantity=0.01, price=20_000.0)],
+            node = node_on(tmp_path, emulator, srv, [resting("steady", quantity=0.01, price=price)],
                            cancel_on_stop=False)
             strategy = node.kernel.strategies[0]
 
@@ -157,9 +160,9 @@ async def test_a_stop_with_cancel_on_stop_false_names_each_order_it_leaves_worki
     assert venue_id
     assert json.loads(node.summary.to_json())["orders_left"] == [{
         "client_order_id": placed, "venue_order_id": venue_id, "instrument_id": IID, "side": "buy", "type": "limit",
-        "quantity": 0.01, "price": 20_000.0, "trigger_price": None, "filled": 0.0, "status": "ACCEPTED",
+        "quantity": 0.01, "price": price, "trigger_price": None, "filled": 0.0, "status": "ACCEPTED",
     }]
-    assert (f"stopping: order {placed} (venue id {venue_id}) {IID} buy limit 0.01 @ 20000, filled 0, ACCEPTED: "
+    assert (f"stopping: order {placed} (venue id {venue_id}) {IID} buy limit 0.01 @ {shown}, filled 0, ACCEPTED: "
             "left working at the venue (live.cancel_on_stop: false)") in lines
     assert any(line.startswith("stopping with 1 order(s) left open or of unknown state at the venue") for line in lines)
 

@@ -568,6 +568,13 @@ class LiveSummary(NodeSummary):
     orders_left: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
+def _number(value: float) -> str:
+    """``value`` in a log line as the float it is (``61854.49``, not ``:g``'s six digits ``61854.5``), a whole one
+    without ``.0`` (``20000``)."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
 def _order_left(order: Order) -> dict[str, Any]:
     """One entry of :attr:`LiveSummary.orders_left`."""
     return {
@@ -1287,13 +1294,13 @@ class LiveNode(PaperNode):
         self.summary.orders_left = [_order_left(order) for order in everything]
         left = [order for order in everything if order.client_order_id not in self._queried_at_stop]
         for order in left:
-            price = "market" if math.isnan(order.price) else f"{order.price:g}"
+            price = "market" if math.isnan(order.price) else _number(order.price)
             if not math.isnan(order.trigger_price):
-                price += f" (trigger {order.trigger_price:g})"
-            logger.warning("stopping: order {} (venue id {}) {} {} {} {:g} @ {}, filled {:g}, {}: {}",
+                price += f" (trigger {_number(order.trigger_price)})"
+            logger.warning("stopping: order {} (venue id {}) {} {} {} {} @ {}, filled {}, {}: {}",
                            order.client_order_id, order.venue_order_id or "none", order.instrument_id,
-                           order.side.name.lower(), order.order_type.name.lower(), order.quantity, price,
-                           order.filled_qty, order.status.name, why)
+                           order.side.name.lower(), order.order_type.name.lower(), _number(order.quantity), price,
+                           _number(order.filled_qty), order.status.name, why)
         if left:
             logger.warning("stopping with {} order(s) left open or of unknown state at the venue (node.json: orders_left). {}",
                            len(left), _CHECK_LEFT_AT_VENUE)
@@ -1398,8 +1405,8 @@ class LiveNode(PaperNode):
                     and (report.status not in OPEN_STATUSES or report.filled_qty > order.filled_qty)):
                 status, filled = report.status, report.filled_qty
                 logger.warning("stopping: order {} ({}): its query's answer not wholly applied here (the journal failed): "
-                               "{}, filled {:g} here; a restart queries it", coid, order.instrument_id, order.status,
-                               order.filled_qty)
+                               "{}, filled {} here; a restart queries it", coid, order.instrument_id, order.status,
+                               _number(order.filled_qty))
             if status not in OPEN_STATUSES:
                 logger.warning("stopping: order {} ({}): {} at the venue, as its query says", coid, order.instrument_id, status)
             elif status is OrderStatus.UNKNOWN:
@@ -1408,8 +1415,8 @@ class LiveNode(PaperNode):
                              "within {:g} s; journaled UNKNOWN (a restart queries it)", coid, order.instrument_id, done, wait)
             else:
                 self.left_at_venue[coid] = "open"
-                logger.error("stopping: order {} ({}): open at the venue ({}, filled {:g} of {:g}), as its query says: "
-                             "{}", coid, order.instrument_id, status, filled, order.quantity, done)
+                logger.error("stopping: order {} ({}): open at the venue ({}, filled {} of {}), as its query says: "
+                             "{}", coid, order.instrument_id, status, _number(filled), _number(order.quantity), done)
         if self.left_at_venue:
             logger.error("stopping with {}", self._left_at_venue_text())
             if self.ops is not None:
