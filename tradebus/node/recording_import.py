@@ -33,6 +33,14 @@ as ``missed_trades`` ``[start_ns, end_ns, first_id, last_id, lost]`` (listed by 
 backtest whose window overlaps one is refused unless ``data.allow_missed_trades``
 (``tradebus.cli.check_missed_trades``).
 
+A recording a restarted daemon appended its session to (a later ``run:start``) is read whole, each restart taken
+as its daemon ran it (``tradebus replay --session N`` plays one session on feeds of its own): the session before
+ends at its ``run:stop`` (a killed one's at its last line), releasing the trades held there; the next one's feeds
+begin anew (:meth:`~tradebus.adapters.common.feed.Feed.restart_run`): its books are out of sync from its
+``run:start`` to the snapshot its connection brought (stored in ``unsynced`` as any such stretch: its connection ids
+count from 1 again, so no change of connection tells it), and the trade ids printed while the daemon was down, which
+it did not fetch, are a gap stored in ``missed_trades`` at its first trade, which is written at its receive time.
+
 The daemon's stale-feed episodes (the recorder's ``stale:<feed>`` and ``live:<feed>`` lines,
 :mod:`tradebus.adapters.common.recorder`) are played into a
 :class:`~tradebus.risk.guard.MarketGuard` as ``tradebus replay`` plays them, with every message
@@ -117,7 +125,7 @@ def import_recording(
         book that never comes in sync (names it); nothing is written.
     """
     from tradebus.node.feeds import build_feeds, feed_of_connection
-    from tradebus.node.playback import read_recording
+    from tradebus.node.playback import RUN_START, RUN_STOP, read_recording
 
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
     instruments = config.instrument_map()
@@ -152,9 +160,35 @@ def import_recording(
     rejected = 0
     first_rejected = ""
     recv_ns = frame_ns = 0
+    read = 0  # lines read
+    stopped = False  # the last line read is a run:stop: the feeds ended the run there
+
+    def end_run(at_ns: int) -> None:
+        # the trades held behind a gap whose recorded fetch the session does not reach, released at its last line
+        # (a run:stop included), as the replay does; a killed session's too (no run:stop), which its replay keeps
+        # held as its daemon did: the catalog holds the market's trades, not what a session saw
+        clock[0] = at_ns
+        for feed in feeds:
+            feed.end_run(at_ns)
+        stale.after(frame_ns)
+
     try:
         for recv_ns, conn, raw in read_recording(recording, feeds, episodes=True, runs=True, ends=True):
+            if conn == RUN_START and read:
+                # a daemon restarted on the recording: the last session ended at its run:stop, or at its last line
+                # (killed); the new one's feeds began anew, their books out of sync until its snapshots
+                if not stopped:
+                    end_run(clock[0])
+                for feed in feeds:
+                    feed.restart_run()
+                books.after(frame, recv_ns, "a restarted daemon's run:start")
+            read += 1
             clock[0] = recv_ns
+            if conn == RUN_STOP:
+                end_run(recv_ns)
+                stopped = True
+            elif not conn.startswith(RUN_PREFIX):
+                stopped = False
             if conn.startswith((RUN_PREFIX, END_PREFIX)):
                 continue  # a moment of the daemon's run or a connection's end: the time the recording ends at, if last
             frame_ns = recv_ns
@@ -176,13 +210,8 @@ def import_recording(
             stale.after(recv_ns)
         for feed in feeds:
             feed.check_played(recording)
-        if frame:
-            # the trades held behind a gap whose recorded fetch the recording does not reach, released at its last
-            # line (a run:stop included), as the replay does; a killed session's too (no run:stop), which its
-            # replay keeps held as its daemon did: the catalog holds the market's trades, not what a session saw
-            for feed in feeds:
-                feed.end_run(recv_ns)
-            stale.after(frame_ns)
+        if frame and not stopped:
+            end_run(recv_ns)
         books.check_resynced(recording)
         stale.finish(frame_ns)
         for iid, stretches in stale.stretches.items():
@@ -245,12 +274,12 @@ class _BookWatch:
         self._last_row_ns = last_row_ns
         self._synced = {iid: False for iid, _ in checks}
         self._never_synced = {iid for iid, _ in checks}
-        self._lost: dict[str, tuple[int, int, int]] = {}
+        self._lost: dict[str, tuple[str, int, int]] = {}
         self.stretches: list[str] = []
         self.unsynced: dict[str, list[tuple[int, int]]] = {}
 
-    def after(self, frame: int, recv_ns: int) -> None:
-        """Note the books that went out of sync or came back with frame ``frame``."""
+    def after(self, frame: int, recv_ns: int, where: str = "") -> None:
+        """Note the books that went out of sync or came back with frame ``frame`` (or at the line ``where`` names)."""
         synced = self._synced
         for iid, check in self._checks:
             now = check()
@@ -259,11 +288,11 @@ class _BookWatch:
             synced[iid] = now
             self._never_synced.discard(iid)
             if not now:
-                self._lost[iid] = (frame, recv_ns, self._last_row_ns.get(iid, recv_ns))
+                self._lost[iid] = (where or f"frame {frame}", recv_ns, self._last_row_ns.get(iid, recv_ns))
             elif iid in self._lost:  # not the first snapshot: a resync
                 lost_frame, lost_ns, last_row_ns = self._lost.pop(iid)
                 self.stretches.append(
-                    f"book {iid} out of sync from frame {lost_frame} ({_when(lost_ns)}) to the snapshot of frame "
+                    f"book {iid} out of sync from {lost_frame} ({_when(lost_ns)}) to the snapshot of frame "
                     f"{frame} ({_when(recv_ns)}): no book rows in between"
                 )
                 self.unsynced.setdefault(iid, []).append((last_row_ns, recv_ns))
@@ -288,9 +317,9 @@ class _BookWatch:
             )
         if not self._lost:
             return
-        iid, (frame, recv_ns, _) = min(self._lost.items(), key=lambda item: item[1])
+        iid, (frame, recv_ns, _) = min(self._lost.items(), key=lambda item: item[1][1])
         raise DataError(
-            f"{recording}: frame {frame} (received {_when(recv_ns)}): the {iid} book went out of sync there "
+            f"{recording}: {frame} (received {_when(recv_ns)}): the {iid} book went out of sync there "
             "(the warning logged above says why) and no snapshot follows in the recording to resync it: its "
             "book rows would stop there while the other streams go on; nothing written (cut the recording "
             "before that frame, or import it with a config that does not subscribe that book)"

@@ -761,6 +761,10 @@ class BinanceFeedHandle(Feed):
         self.feed.gaps.end(recv_ns)
         self.feed.log_skipped()
 
+    def restart_run(self) -> None:
+        super().restart_run()
+        self.feed.gaps.restart()
+
     def invalidate_books(self, reason: str) -> None:
         for symbol, sync in self.feed.books.items():
             if symbol not in self._reseeded:  # not seeded by a snapshot fetched for the new connection

@@ -284,6 +284,18 @@ class Feed(ABC):
         for other feeds.
         """
 
+    def restart_run(self) -> None:
+        """A daemon restarted on the recording played begins its session, after :meth:`end_run` ended the last one
+        (the import of a recording several sessions were appended to: :mod:`tradebus.node.recording_import`).
+
+        That daemon's feed began anew: every book is out of sync until the snapshot its first connection brings
+        (its connection ids count from 1 again, so no change of connection tells it). A venue with sequential
+        trade ids takes the first trade of each instrument as that daemon did, the ids printed while it was
+        down a gap no fetch filled (:meth:`~tradebus.adapters.common.trade_gaps.TradeGaps.restart`).
+        """
+        self.invalidate_books("the daemon restarted: its books resync from the snapshot its connection brings")
+        self.recorded_conn = None
+
     def check_played(self, recording: str | Path) -> None:
         """After the frames of ``recording`` played: refuse it if it held another variant of a stream the config
         subscribes (another book depth or bar size: :class:`SkippedStreams`), and not that stream.

@@ -74,11 +74,12 @@ _RECOVERING = -2  # no trade id is negative: every trade takes the slow path and
 class TradeLine:
     """The trade-id state of one instrument (read by the venue's trade handler)."""
 
-    __slots__ = ("instrument_id", "next_id", "held", "gap", "since_ns", "task", "found", "answers")
+    __slots__ = ("instrument_id", "next_id", "resume_id", "held", "gap", "since_ns", "task", "found", "answers")
 
     def __init__(self, instrument_id: str) -> None:
         self.instrument_id = instrument_id
         self.next_id = _UNKNOWN
+        self.resume_id = _UNKNOWN  # the id expected when a restart (TradeGaps.restart) forgot it
         self.held: list[tuple[Trade, int]] | None = None  # (trade, count of ids it stands for)
         self.gap = (0, 0)
         self.since_ns = 0
@@ -166,7 +167,11 @@ class TradeGaps:
             return
         expected = line.next_id
         first_id = trade_id - count + 1
-        if expected == _UNKNOWN or first_id < expected:  # the first trade; or an older one not seen before
+        restarted = False
+        if expected == _UNKNOWN and line.resume_id != _UNKNOWN:  # the first trade after a restart
+            expected, line.resume_id = line.resume_id, _UNKNOWN
+            restarted = first_id > expected
+        if not restarted and (expected == _UNKNOWN or first_id <= expected):  # the first; or an older one not seen
             line.next_id = max(expected, trade_id + 1)
             self.sink(trade)
             return
@@ -180,6 +185,7 @@ class TradeGaps:
             last,
             last - first + 1,
             trade_id,
+            "printed while the daemon was down: its restart fetched none of them" if restarted else
             {"fetch": "fetching them", "recorded": "waiting for the recorded fetch", "none": "the venue keeps no history to fetch them from"}[self.recover],
         )
         line.held = [(trade, count)]
@@ -187,7 +193,7 @@ class TradeGaps:
         line.gap = (first, last)
         line.since_ns = trade.ts_init
         self.recovering += 1
-        if self.recover == "none":
+        if self.recover == "none" or restarted:
             self._finish(line, [], trade.ts_init)
         elif self.recover == "fetch" and not self.ended:  # ended: given up by the end() releasing it
             line.task = asyncio.get_running_loop().create_task(
@@ -274,6 +280,21 @@ class TradeGaps:
                 logger.warning("{}: the run ends before the answer of the fetch of {} trades {}..{}", self.venue,
                                line.instrument_id, *line.gap)
                 self._finish(line, [], now_ns)
+
+    def restart(self) -> None:
+        """A daemon restarted on the recording played begins its session (the import of a recording several sessions
+        were appended to: :mod:`tradebus.node.recording_import`), after :meth:`end` ended the last one.
+
+        The restarted daemon's trade-id lines began empty: its first trade of each instrument was delivered, and
+        no fetch was made of the ids printed while it was down. So the first trade of each instrument after the
+        restart is delivered at once too, and if its ids come after the last session's expected one, the ids
+        between are a gap no fetch filled: its :class:`TradesMissed` (nothing recovered) comes first, stamped at
+        that trade's receive time, as for a venue without a history (``recover="none"``).
+        """
+        self.ended = False
+        for line in self.lines.values():
+            if line.next_id >= 0:
+                line.resume_id, line.next_id = line.next_id, _UNKNOWN
 
     def _finish(self, line: TradeLine, trades: list[Trade], recv_ns: int) -> None:
         """End the pending gap with ``trades`` and the answers merged so far, all stamped ``recv_ns``."""

@@ -284,6 +284,10 @@ class OkxFeedHandle(ParserFeed):
             sink(msg)
         super().end_run(recv_ns)
 
+    def restart_run(self) -> None:
+        super().restart_run()
+        self.parser.gaps.restart()
+
     def accepts(self, conn: str) -> bool:
         if conn.startswith(TRADES_CONN):
             return conn[len(TRADES_CONN) :] in self._inst_ids

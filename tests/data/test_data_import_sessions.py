@@ -1,0 +1,174 @@
+"""``data import-recording`` of a recording a restarted daemon appended its session to.
+
+The daemon stopped (``run:stop``) or was killed, and a new one began its session on the same file
+(``run:start``): its connection ids count from 1 again, its books resync from the snapshot its
+connection brings, and it knows nothing of the trades printed while it was down. ``tradebus replay
+--session N`` plays each session on feeds of its own; the import reads the file through one set of
+feeds, and must not carry the book across the restart as if in sync, hold the new session's
+trades for a fetch no daemon made, nor leave the ids printed while it was down out without a word.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pytest
+
+from tests.live.node_testdata import OKX_IID, OKX_INSTRUMENT, USDM_IID, config_of, okx_frames, stream_config
+from tradebus.adapters.common.recorder import FrameRecorder
+from tradebus.adapters.okx.emulator import OkxProtocol
+from tradebus.data.catalog import Catalog
+from tradebus.engine.messages import BookSnapshot, Trade
+from tradebus.node.playback import RUN_START, RUN_STOP, Playback
+from tradebus.node.recording_import import import_recording
+
+from tests.data.test_data_market_ingest import trades_only_usdm_config, write_trade_gap_recording
+
+SECOND = 1_000_000_000
+CONN = "okx-public:1"  # a restarted daemon numbers its connections from 1 again
+
+
+def _okx_trades(raw: str) -> list[dict[str, Any]]:
+    frame = json.loads(raw)
+    if frame.get("arg", {}).get("channel") != "trades" or frame["arg"]["instId"] != "BTC-USDT" or "event" in frame:
+        return []
+    return frame["data"]
+
+
+def _is_book(raw: str) -> bool:
+    frame = json.loads(raw)
+    return frame.get("arg") == {"channel": "books", "instId": "BTC-USDT"} and "data" in frame
+
+
+class TwoSessions(NamedTuple):
+    """The OKX recording as two daemon sessions with the daemon down in between (:func:`write_two_sessions`)."""
+
+    recording: Path
+    first: list[tuple[int, str]]  # the frames of the first session
+    down: list[tuple[int, str]]  # the frames the venue sent while the daemon was down (not recorded)
+    second: list[tuple[int, str]]  # the frames of the second session after its snapshot
+    stop_ns: int | None  # the first session's run:stop (None: killed)
+    start_ns: int  # the second session's run:start
+    snapshot_ns: int  # the second session's book snapshot
+
+
+def write_two_sessions(path: Path, *, stopped: bool = True) -> TwoSessions:
+    """The BTC-USDT data frames of the OKX recording as two sessions: the first to its 40th book update, then (with
+    ``stopped``) its run:stop; the daemon down over the next 20 book updates and the trades among them; the
+    second session's run:start, the snapshot of the book the emulator serves a new subscription then, and the rest.
+    """
+    data = [(t, raw) for t, raw in okx_frames() if _okx_trades(raw) or _is_book(raw)]
+    books = [i for i, (_, raw) in enumerate(data) if _is_book(raw)]
+    a, b = books[40], books[60]
+    venue = OkxProtocol(data)
+    for _, raw in data[:b]:
+        venue.apply_book("books:BTC-USDT", raw)
+    snapshot = venue.snapshot_frame("books:BTC-USDT")
+    first, down, second = data[: a + 1], data[a + 1 : b], data[b:]
+    stop_ns = first[-1][0] + 1_000_000 if stopped else None
+    start_ns, snapshot_ns = second[0][0] - 2_000_000, second[0][0] - 1_000_000
+    with FrameRecorder(path) as rec:
+        rec.write(first[0][0] - SECOND, RUN_START, "")
+        for t, raw in first:
+            rec.write(t, CONN, raw)
+        if stop_ns is not None:
+            rec.write(stop_ns, RUN_STOP, "")
+        rec.write(start_ns, RUN_START, "")
+        rec.write(snapshot_ns, CONN, snapshot)
+        for t, raw in second:
+            rec.write(t, CONN, raw)
+    return TwoSessions(path, first, down, second, stop_ns, start_ns, snapshot_ns)
+
+
+def okx_config() -> Any:
+    return config_of(stream_config(OKX_INSTRUMENT, OKX_IID, "okx", "spot", ["trades", "books"]))
+
+
+def _received(frames: list[tuple[int, str]]) -> list[tuple[int, int]]:
+    """``(trade id, receive time)`` of every BTC-USDT trade in ``frames``."""
+    return [(int(d["tradeId"]), t) for t, raw in frames for d in _okx_trades(raw)]
+
+
+@pytest.mark.parametrize("stopped", [True, False], ids=["stopped", "killed"])
+def test_import_of_two_sessions_resyncs_the_book_after_the_restart_and_stores_the_trades_printed_while_down(
+    tmp_path: Path, stopped: bool
+) -> None:
+    """The import carried the first session's book across the restart as if in sync (no unsynced stretch: a backtest
+    replayed the book of 2.2 s before over the daemon's downtime), and held every trade of the second session for a
+    fetch of the ids printed while the daemon was down, which no daemon made: written at the recording's last line,
+    not where they were received and where the replay of that session delivers them."""
+    rec = write_two_sessions(tmp_path / "two.jsonl.gz", stopped=stopped)
+    down = _received(rec.down)
+    assert len(down) == 10 and [i for i, _ in down] == list(range(down[0][0], down[-1][0] + 1))  # guards the fixture
+    manifests = import_recording(rec.recording, okx_config(), tmp_path / "cat")
+    cat = Catalog(tmp_path / "cat")
+
+    last_book_ns = max(t for t, raw in rec.first if _is_book(raw))
+    assert manifests[(OKX_IID, "book")].unsynced == [(last_book_ns, rec.snapshot_ns)]
+    book_ts = np.asarray(cat.read("okx", "spot", "BTC-USDT", "book").column("ts_init"))
+    assert not np.any((book_ts > last_book_ns) & (book_ts < rec.snapshot_ns))
+
+    trades = cat.read("okx", "spot", "BTC-USDT", "trades")
+    written = list(zip((int(i) for i in trades.column("trade_id").to_pylist()), trades.column("ts_init").to_pylist(),
+                       strict=True))
+    first, second = _received(rec.first), _received(rec.second)
+    assert written == first + second  # every trade at its receive time
+    assert manifests[(OKX_IID, "trades")].missed_trades == [
+        (first[-1][1], second[0][1], down[0][0], down[-1][0], len(down))
+    ]
+
+    # the replay of the second session: its book from the snapshot, its trades where the import wrote them
+    playback = Playback(okx_config())
+    seen: list[tuple[int, int]] = []
+    snapshots: list[int] = []
+    playback.kernel.bus.subscribe(Trade, lambda m: seen.append((int(m.trade_id), playback.clock.now_ns())), OKX_IID)
+    playback.kernel.bus.subscribe(BookSnapshot, lambda m: snapshots.append(playback.clock.now_ns()), OKX_IID)
+    playback.run(rec.recording, session=2)
+    assert seen == second and snapshots == [rec.snapshot_ns]
+
+
+@pytest.mark.parametrize("stopped", [True, False], ids=["stopped", "killed"])
+def test_import_releases_trades_held_at_the_end_of_a_session_there_not_in_the_next(
+    tmp_path: Path, stopped: bool
+) -> None:
+    """A Binance USD-M session ended (run:stop, or killed) waiting for a trade gap's fetch; a restarted daemon appended
+    its session 6 s later. The import held the first session's trades on into the second and released them with
+    its trades at the recording's end; it releases them at the first session's end (its run:stop, as the replay of
+    that session does; a killed one's last line), and writes the second session's at their receive times."""
+    gap = write_trade_gap_recording(tmp_path / "gap.jsonl.gz")
+    cut = gap.at + 20  # the first session ends 20 trades after the one that revealed the gap
+    first, later = gap.kept[:cut], gap.kept[cut:]
+    skipped, second = later[:5], [(t + 6 * SECOND, conn, raw) for t, conn, raw in later[5:]]
+    stop_ns = first[-1][0] + 1_000_000
+    recording = tmp_path / "two.jsonl.gz"
+    with FrameRecorder(recording) as out:
+        out.write(first[0][0] - SECOND, RUN_START, "")
+        for line in first:
+            out.write(*line)
+        if stopped:
+            out.write(stop_ns, RUN_STOP, "")
+        out.write(second[0][0] - SECOND, RUN_START, "")
+        for line in second:
+            out.write(*line)
+    manifests = import_recording(recording, trades_only_usdm_config(), tmp_path / "cat")
+    table = Catalog(tmp_path / "cat").read("binance_usdm", "usdm", "BTCUSDT", "trades")
+    ids = [int(json.loads(raw)["data"]["t"]) for _, _, raw in first + second]
+    assert [int(i) for i in table.column("trade_id").to_pylist()] == ids
+    released_ns = stop_ns if stopped else first[-1][0]
+    assert table.column("ts_init").to_pylist() == [
+        *(t for t, _, _ in first[: gap.at]), *[released_ns] * (cut - gap.at), *(t for t, _, _ in second)
+    ]
+    down = [int(json.loads(raw)["data"]["t"]) for _, _, raw in skipped]
+    assert manifests[(USDM_IID, "trades")].missed_trades == [
+        (first[gap.at - 1][0], first[gap.at][0], gap.missing[0], gap.missing[-1], len(gap.missing)),
+        (first[-1][0], second[0][0], down[0], down[-1], len(down)),  # from the receive time of the last before
+    ]
+    if stopped:  # the replay of the first session delivers the held trades at its run:stop too
+        playback = Playback(trades_only_usdm_config())
+        seen: list[tuple[int, int]] = []
+        playback.kernel.bus.subscribe(Trade, lambda m: seen.append((int(m.trade_id), playback.clock.now_ns())), USDM_IID)
+        playback.run(recording, session=1)
+        assert seen == list(zip(ids[:cut], table.column("ts_init").to_pylist()[:cut], strict=True))
