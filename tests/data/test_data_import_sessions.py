@@ -172,3 +172,41 @@ def test_import_releases_trades_held_at_the_end_of_a_session_there_not_in_the_ne
         playback.kernel.bus.subscribe(Trade, lambda m: seen.append((int(m.trade_id), playback.clock.now_ns())), USDM_IID)
         playback.run(recording, session=1)
         assert seen == list(zip(ids[:cut], table.column("ts_init").to_pylist()[:cut], strict=True))
+
+
+def test_replay_of_a_killed_session_counts_the_trades_it_ends_holding_in_playback_json(tmp_path: Path) -> None:
+    """A daemon killed while waiting for a trade gap's fetch never delivered the trades held behind it, and neither
+    does its replay, but its ``playback.json`` said nothing of them (``trade_gaps`` lists gaps that ended): the
+    import wrote 100 trades more than the replay's strategy saw without a trace in the run directory."""
+    import yaml
+
+    from tests.live.node_testdata import usdm_config
+    from tradebus.node.playback import run_playback
+
+    gap = write_trade_gap_recording(tmp_path / "gap.jsonl.gz")
+    killed = tmp_path / "killed.jsonl.gz"
+    with FrameRecorder(killed) as out:
+        out.write(gap.kept[0][0] - SECOND, RUN_START, "")
+        for line in gap.kept:
+            out.write(*line)
+    cfg = usdm_config(None, None)
+    cfg["feeds"][0]["subscriptions"] = {USDM_IID: ["trade"]}
+    (tmp_path / "paper.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    result, out_dir = run_playback(killed, tmp_path / "paper.yaml", tmp_path / "replay")
+    stats = json.loads((out_dir / "playback.json").read_text(encoding="utf-8"))
+    held = len(gap.kept) - gap.at
+    assert stats["held_trades"] == [{"instrument_id": USDM_IID, "first_id": gap.missing[0],
+                                     "last_id": gap.missing[-1], "trades": held, "since_ns": gap.kept[gap.at][0]}]
+    assert stats["trade_gaps"] == []
+    imported = import_recording(killed, trades_only_usdm_config(), tmp_path / "cat")[(USDM_IID, "trades")].rows
+    assert (result.trades, imported) == (gap.at, gap.at + held)  # the difference is what playback.json counts
+
+    # a session that stopped released them at its run:stop: nothing held
+    stopped = tmp_path / "stopped.jsonl.gz"
+    with FrameRecorder(stopped) as out:
+        out.write(gap.kept[0][0] - SECOND, RUN_START, "")
+        for line in gap.kept:
+            out.write(*line)
+        out.write(gap.kept[-1][0] + 1, RUN_STOP, "")
+    _, out_dir = run_playback(stopped, tmp_path / "paper.yaml", tmp_path / "replay-stopped")
+    assert json.loads((out_dir / "playback.json").read_text(encoding="utf-8"))["held_trades"] == []

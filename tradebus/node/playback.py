@@ -49,7 +49,8 @@ Trades held back behind a gap in trade ids wait for the recorded answer of its f
 recording that ends before it (its daemon stopped during the fetch, or one without ``run:`` lines cut) delivers them at its end,
 after the ``TradesMissed``, rather than dropping them, as the daemon released them when it stopped
 (:meth:`~tradebus.adapters.common.feed.Feed.end_run`).
-Every gap met is listed in ``playback.json`` (:attr:`PlaybackStats.trade_gaps`).
+Every gap met is listed in ``playback.json`` (:attr:`PlaybackStats.trade_gaps`), and the trades a killed session
+ends holding are counted there (:attr:`PlaybackStats.held_trades`).
 
 Recording formats
 -----------------
@@ -250,6 +251,12 @@ class PlaybackStats:
     times of the last trade before the gap and of the trade that revealed it), ``ended_ns`` (when the
     recovery ended) and ``recording_ended`` (the recording ends before the fetch's recorded answer:
     the replay gave the recovery up there).
+
+    ``held_trades`` holds one entry per instrument whose trades a killed daemon's session (a ``run:start`` and
+    no ``run:stop``) ended holding behind a gap in trade ids, as that daemon did: never delivered, so no strategy
+    saw them (``data import-recording`` writes them, at the session's last line): ``instrument_id``, the gap's
+    ids ``first_id``..``last_id`` (not in ``trade_gaps``: it never ended), the ``trades`` held and ``since_ns``,
+    the receive time of the one that revealed the gap. Empty for a session that stopped: its end released them.
     """
 
     frames: int = 0
@@ -260,6 +267,7 @@ class PlaybackStats:
     first_ns: int | None = None
     last_ns: int | None = None
     trade_gaps: list[dict[str, Any]] = field(default_factory=list)
+    held_trades: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> str:
         """Deterministically ordered JSON text."""
@@ -537,6 +545,13 @@ class Playback:
             {**msgspec.structs.asdict(gap), "recording_ended": n >= answered}
             for n, gap in enumerate(self.trade_gaps.gaps)
         ]
+        stats.held_trades = [held for feed in self.feeds for held in feed.held_trades()]
+        for held in stats.held_trades:
+            logger.warning(
+                "{}: the killed daemon's session ends holding {} trade(s) of {} behind the gap in trade ids {}..{}, as "
+                "the daemon did: no strategy saw them (held_trades in playback.json; data import-recording writes "
+                "them)", path, held["trades"], held["instrument_id"], held["first_id"], held["last_id"],
+            )
         stats.unexpected_streams = {
             feed.name: dict(sorted(feed.unexpected_streams().items())) for feed in self.feeds if feed.unexpected_streams()
         }

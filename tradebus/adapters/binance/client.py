@@ -765,6 +765,9 @@ class BinanceFeedHandle(Feed):
         super().restart_run()
         self.feed.gaps.restart()
 
+    def held_trades(self) -> list[dict[str, int | str]]:
+        return self.feed.gaps.held()
+
     def invalidate_books(self, reason: str) -> None:
         for symbol, sync in self.feed.books.items():
             if symbol not in self._reseeded:  # not seeded by a snapshot fetched for the new connection

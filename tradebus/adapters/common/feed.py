@@ -284,6 +284,11 @@ class Feed(ABC):
         for other feeds.
         """
 
+    def held_trades(self) -> list[dict[str, int | str]]:
+        """The trades the feed holds back behind a gap in trade ids now (a venue with sequential trade ids:
+        :meth:`~tradebus.adapters.common.trade_gaps.TradeGaps.held`; none for other feeds)."""
+        return []
+
     def restart_run(self) -> None:
         """A daemon restarted on the recording played begins its session, after :meth:`end_run` ended the last one
         (the import of a recording several sessions were appended to: :mod:`tradebus.node.recording_import`).

@@ -281,6 +281,16 @@ class TradeGaps:
                                line.instrument_id, *line.gap)
                 self._finish(line, [], now_ns)
 
+    def held(self) -> list[dict[str, int | str]]:
+        """The trades held back now, one entry per instrument with a recovery pending: ``instrument_id``, the
+        pending gap's ids ``first_id``..``last_id``, the ``trades`` held behind it (the one that revealed it
+        first) and ``since_ns``, the receive time of that one."""
+        return [
+            {"instrument_id": line.instrument_id, "first_id": line.gap[0], "last_id": line.gap[1],
+             "trades": len(line.held), "since_ns": line.since_ns}
+            for line in self.lines.values() if line.held is not None
+        ]
+
     def restart(self) -> None:
         """A daemon restarted on the recording played begins its session (the import of a recording several sessions
         were appended to: :mod:`tradebus.node.recording_import`), after :meth:`end` ended the last one.

@@ -288,6 +288,9 @@ class OkxFeedHandle(ParserFeed):
         super().restart_run()
         self.parser.gaps.restart()
 
+    def held_trades(self) -> list[dict[str, int | str]]:
+        return self.parser.gaps.held()
+
     def accepts(self, conn: str) -> bool:
         if conn.startswith(TRADES_CONN):
             return conn[len(TRADES_CONN) :] in self._inst_ids
