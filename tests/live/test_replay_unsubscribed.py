@@ -201,3 +201,68 @@ def test_a_recording_holding_both_depths_of_a_book_replays_under_either(tmp_path
     book_frames = recorded_streams("bybit")["orderbook.200.BTCUSDT"]
     assert (playback.router.counts["BookSnapshot"], playback.router.counts["BookDelta"]) == (1, book_frames - 1)
     assert playback.stats.unexpected_streams["bybit-linear"]["orderbook.50.BTCUSDT"] == book_frames
+
+
+def _okx_with_trades_all(path: Path, *, keep_trades: bool) -> Path:
+    """The OKX recording with each ``trades`` push recorded as ``trades-all`` (its pushes stand for one trade each, as
+    ``trades-all``'s do), and with ``keep_trades`` the ``trades`` push too, after it."""
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        for t, conn, raw in read_frames(OKX_RECORDING):
+            text = raw if isinstance(raw, str) else raw.decode()
+            frame = json.loads(text)
+            if frame.get("arg", {}).get("channel") == "trades" and "data" in frame and "event" not in frame:
+                assert all("count" not in d for d in frame["data"])  # guards the fixture
+                f.write(json.dumps({"t": t, "c": conn, "d": text.replace('"channel":"trades"', '"channel":"trades-all"')})
+                        + "\n")
+                if not keep_trades:
+                    continue
+            f.write(json.dumps({"t": t, "c": conn, "d": text}) + "\n")
+    return path
+
+
+@pytest.mark.usefixtures("_loguru_to_current_stderr")
+def test_an_okx_trades_all_recording_is_refused_under_trades_and_one_of_both_replays_under_either(
+    tmp_path: Path,
+) -> None:
+    """OKX ``trades`` and ``trades-all`` carry every trade of an instrument, aggregated per taker order or one by one
+    under other ids: variants of one stream, as ``books`` and ``books5`` are. A ``trades-all`` recording replayed
+    under ``trades`` ran on no trade at all (its 69 BTC-USDT frames skipped with a WARNING), exit 0; it is refused,
+    replay and import alike, naming both streams. A recording of both replays under either, the other skipped."""
+    recording = _okx_with_trades_all(tmp_path / "all.jsonl.gz", keep_trades=False)
+    cfg = tmp_path / "trades.yaml"
+    cfg.write_text(yaml.safe_dump(venue_config("okx", ["trades"])), encoding="utf-8")
+    frames = recorded_streams("okx")["trades:BTC-USDT"]
+    expected = (
+        f"{recording}: the recording's streams do not match the config: okx-public frames of stream "
+        f"'trades-all:BTC-USDT' ({frames} in the recording), but the config subscribes 'trades:BTC-USDT', of which it "
+        "holds none (expected streams: ['trades:BTC-USDT']); make the feed's book, candle or trades channel match"
+    )
+    res = CliRunner().invoke(app, ["replay", str(recording), "--config", str(cfg), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 3, res.output
+    assert expected in " ".join(res.output.split())
+    assert not (tmp_path / "o").exists()
+    res = CliRunner().invoke(app, ["data", "import-recording", str(recording), "--config", str(cfg), "--catalog",
+                                   str(tmp_path / "cat")])
+    assert res.exit_code == 3, res.output
+    assert expected in " ".join(res.output.split())
+
+    trades = recorded_streams("okx", items=True)["trades:BTC-USDT"]
+    business = venue_config("okx", ["trades-all"])
+    business["feeds"][0]["ws_url"] = "wss://ws.okx.com:8443/ws/v5/business"  # OKX serves trades-all there only
+    delivered: list[int] = []
+    playback = Playback(config_of(business))
+    playback.kernel.bus.subscribe(Trade, lambda m: delivered.append(1), OKX_IID)
+    playback.run(recording)
+    assert len(delivered) == trades > 60
+
+    both = _okx_with_trades_all(tmp_path / "both.jsonl.gz", keep_trades=True)
+    for channel, other in (("trades", "trades-all"), ("trades-all", "trades")):
+        config = venue_config("okx", [channel])
+        if channel == "trades-all":
+            config["feeds"][0]["ws_url"] = "wss://ws.okx.com:8443/ws/v5/business"
+        delivered.clear()
+        playback = Playback(config_of(config))
+        playback.kernel.bus.subscribe(Trade, lambda m: delivered.append(1), OKX_IID)
+        playback.run(both)
+        assert len(delivered) == trades, channel
+        assert playback.stats.unexpected_streams["okx-public"][f"{other}:BTC-USDT"] == frames

@@ -6,10 +6,11 @@ Each such stream is named at WARNING at its first frame, and the counts once mor
 run's end, so that a replay of hours of frames logs a few lines, not one per frame.
 
 A skipped stream can be another variant of one the config subscribes: the same data of the
-same instrument at another depth, speed or bar size (Binance ``btcusdt@depth@0ms`` for
-``btcusdt@depth@100ms``, OKX ``books:BTC-USDT`` for ``books5:BTC-USDT``, Bybit
-``orderbook.200.BTCUSDT`` for ``orderbook.50.BTCUSDT``). A replay of such a recording would
-run without the data its config asked for (a book never synced, no bars), so a playback
+same instrument at another depth, speed, bar size or form (Binance ``btcusdt@depth@0ms`` for
+``btcusdt@depth@100ms``, OKX ``books:BTC-USDT`` for ``books5:BTC-USDT`` or ``trades-all:BTC-USDT``
+for ``trades:BTC-USDT``, Bybit ``orderbook.200.BTCUSDT`` for ``orderbook.50.BTCUSDT``). A replay of
+such a recording would run without the data its config asked for (a book never synced, no bars or
+trades), so a playback
 refuses it with :meth:`SkippedStreams.mismatch` (:meth:`SkippedStreams.missing` once the
 frames are played, for a venue whose config may subscribe two variants of one stream).
 """

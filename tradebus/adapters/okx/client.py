@@ -265,7 +265,7 @@ class OkxFeedHandle(ParserFeed):
             self.parser = OkxParser(okx.venue, verify_checksum=okx.verify_checksum)
             self.name = f"{okx.venue.lower()}-public"
         self.skip_unsubscribed(
-            (book_key(ch, inst_id) for ch, inst_id in self.pairs), variant_key, "book or candle channel"
+            (book_key(ch, inst_id) for ch, inst_id in self.pairs), variant_key, "book, candle or trades channel"
         )
 
     stream_of = staticmethod(frame_stream)

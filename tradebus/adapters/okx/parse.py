@@ -51,7 +51,7 @@ from tradebus.adapters.common.stream_books import Resubscribe, StreamBooks, Stre
 from tradebus.adapters.common.sync import BookSync
 from tradebus.adapters.common.trade_gaps import TradeFetch, TradeGaps
 from tradebus.adapters.okx.config import BOOK_CHANNELS as _BOOK_CHANNELS
-from tradebus.adapters.okx.config import CANDLE_UNIT_MS
+from tradebus.adapters.okx.config import CANDLE_UNIT_MS, FILL_CHANNELS
 from tradebus.adapters.okx.schemas import (
     OkxBbo,
     OkxBboNumbers,
@@ -80,6 +80,7 @@ __all__ = [
 ]
 
 BOOK_CHANNELS = frozenset(_BOOK_CHANNELS)
+_TRADE_CHANNELS = frozenset(FILL_CHANNELS["trades"])
 """Channels carrying an L2 book (``books5`` sends a full 5-level snapshot every time)."""
 
 _SEQUENCED = frozenset({"books", "books-l2-tbt", "books50-l2-tbt"})
@@ -100,11 +101,15 @@ def book_key(channel: str, inst_id: str) -> str:
 
 
 def variant_key(stream: str) -> tuple[str, str] | None:
-    """What a stream ``"channel:instId"`` carries whatever its depth or bar size: ``("books", instId)`` for every
-    book channel, ``("candle", instId)`` for every candle one, ``None`` for another channel."""
+    """What a stream ``"channel:instId"`` carries whatever its depth, bar size or form: ``("books", instId)`` for
+    every book channel, ``("candle", instId)`` for every candle one, ``("trades", instId)`` for ``trades`` and
+    ``trades-all`` (every trade of the instrument, aggregated per taker order and price or one by one, under other
+    trade ids: a replay of one cannot stand for the other), ``None`` for another channel."""
     channel, _, inst_id = stream.partition(":")
     if channel in BOOK_CHANNELS:
         return "books", inst_id
+    if channel in _TRADE_CHANNELS:
+        return "trades", inst_id
     if channel.startswith("candle"):
         return "candle", inst_id
     return None
