@@ -266,3 +266,39 @@ def test_an_okx_trades_all_recording_is_refused_under_trades_and_one_of_both_rep
         playback.run(both)
         assert len(delivered) == trades, channel
         assert playback.stats.unexpected_streams["okx-public"][f"{other}:BTC-USDT"] == frames
+
+
+@pytest.mark.usefixtures("_loguru_to_current_stderr")
+def test_a_binance_aggtrade_recording_is_refused_under_trade(tmp_path: Path) -> None:
+    """Binance ``trade`` and ``aggTrade`` carry every trade of a symbol, one by one or aggregated per taker order and
+    price under other ids: variants of one stream, as two depth speeds are. The cryptofeed USD-M capture (SUSHIUSDT
+    ``aggTrade``) replayed under a ``trade`` config ran on no trade at all (its frames skipped with a WARNING),
+    exit 0; it is refused at the first such frame, as another depth speed is, naming both streams."""
+    from tests.adapters.binance_testdata import CF_USDM, cryptofeed_frames
+    from tests.live.node_testdata import SUSHI_IID, sushi_kline_config
+
+    frames = [(t, raw) for t, raw in cryptofeed_frames(CF_USDM) if '"stream":"sushiusdt@aggTrade"' in raw]
+    assert len(frames) > 10  # guards the fixture
+    recording = tmp_path / "agg.jsonl.gz"
+    with gzip.open(recording, "wt", encoding="utf-8") as f:
+        for t, raw in frames:
+            f.write(json.dumps({"t": t, "c": "binance-usdm:1", "d": raw}) + "\n")
+    cfg = sushi_kline_config()
+    cfg["feeds"][0]["subscriptions"] = {SUSHI_IID: ["trade"]}
+    cfg["venue"]["fill_on"] = "trades"
+    cfg["strategy"] = {"name": "tradebus.strategies.tick_ema:TickEmaCross", "instruments": [SUSHI_IID],
+                       "params": {"fast": 2, "slow": 5, "quantity": 1.0}}
+    path = tmp_path / "trade.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    res = CliRunner().invoke(app, ["replay", str(recording), "--config", str(path), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 3, res.output
+    assert (f"{recording}: frame 1: the recording's streams do not match the config: binance usdm frames of stream "
+            "'sushiusdt@aggTrade', but the config subscribes 'sushiusdt@trade' (expected streams: "
+            "['sushiusdt@trade']); make the feed's depth_speed / kline_<interval> / trade or aggTrade channel match the "
+            "recording") in " ".join(res.output.split())
+    cfg["feeds"][0]["subscriptions"] = {SUSHI_IID: ["aggTrade"]}
+    delivered: list[int] = []
+    playback = Playback(config_of(cfg))
+    playback.kernel.bus.subscribe(Trade, lambda m: delivered.append(1), SUSHI_IID)
+    playback.run(recording)
+    assert len(delivered) == len(frames)

@@ -76,7 +76,7 @@ Recording formats
 A frame a parser rejects is skipped and counted (and logged at DEBUG), as live. Frames of
 streams the config does not subscribe are skipped, except when the config subscribes that
 kind of stream with other parameters (a Binance ``depth@0ms`` recording replayed with
-``depth_speed: 100ms``, an OKX ``books`` one with ``books5`` or a ``trades-all`` one with ``trades``,
+``depth_speed: 100ms`` or an ``aggTrade`` one with ``trade``, an OKX ``books`` one with ``books5`` or a ``trades-all`` one with ``trades``,
 a Bybit ``orderbook.200`` one with ``orderbook.50``, or another bar size): then the replay stops with a
 :class:`~tradebus.errors.DataError` naming the file and the streams seen and expected, since
 the books would otherwise stay frozen at their snapshot (or never come) and the run would trade

@@ -220,7 +220,8 @@ class BinanceRouter:
         self.funding_rates = FundingRateCheck(f"binance {config.market.value}")
         self.unknown = 0
         self.skipped = SkippedStreams(
-            f"binance {config.market.value}", config.streams(), variant_key, "depth_speed / kline_<interval> channel"
+            f"binance {config.market.value}", config.streams(), variant_key,
+            "depth_speed / kline_<interval> / trade or aggTrade channel"
         )
         self.unexpected_streams: Counter[str] = self.skipped.counts
         self._strict = strict_streams

@@ -94,9 +94,13 @@ def stream_kind(stream: str) -> StreamKind | None:
 
 
 def variant_key(stream: str) -> tuple[str, StreamKind] | None:
-    """What ``stream`` carries whatever its parameters (``"btcusdt@depth@0ms"`` -> ``("BTCUSDT", DEPTH)``, as
-    for every depth speed of that book), ``None`` if not a supported stream."""
+    """What ``stream`` carries whatever its parameters or form (``"btcusdt@depth@0ms"`` -> ``("BTCUSDT", DEPTH)``, as
+    for every depth speed of that book; ``("BTCUSDT", TRADE)`` for ``btcusdt@trade`` and ``btcusdt@aggTrade``, every
+    trade one by one or aggregated per taker order and price under other ids: neither replays as the other),
+    ``None`` if not a supported stream."""
     kind = stream_kind(stream)
+    if kind is StreamKind.AGG_TRADE:
+        kind = StreamKind.TRADE
     return None if kind is None else (stream.partition("@")[0].upper(), kind)
 
 

@@ -7,7 +7,7 @@ run's end, so that a replay of hours of frames logs a few lines, not one per fra
 
 A skipped stream can be another variant of one the config subscribes: the same data of the
 same instrument at another depth, speed, bar size or form (Binance ``btcusdt@depth@0ms`` for
-``btcusdt@depth@100ms``, OKX ``books:BTC-USDT`` for ``books5:BTC-USDT`` or ``trades-all:BTC-USDT``
+``btcusdt@depth@100ms`` or ``btcusdt@aggTrade`` for ``btcusdt@trade``, OKX ``books:BTC-USDT`` for ``books5:BTC-USDT`` or ``trades-all:BTC-USDT``
 for ``trades:BTC-USDT``, Bybit ``orderbook.200.BTCUSDT`` for ``orderbook.50.BTCUSDT``). A replay of
 such a recording would run without the data its config asked for (a book never synced, no bars or
 trades), so a playback
@@ -42,7 +42,7 @@ class SkippedStreams:
         has no variants: two streams of one kind are variants of each other.
     fix
         What the user makes match the recording, in the hint and the error
-        (``"depth_speed / kline_<interval> channel"``).
+        (``"depth_speed / kline_<interval> / trade or aggTrade channel"``).
 
     Attributes
     ----------
