@@ -80,8 +80,9 @@ __all__ = [
 ]
 
 BOOK_CHANNELS = frozenset(_BOOK_CHANNELS)
-_TRADE_CHANNELS = frozenset(FILL_CHANNELS["trades"])
 """Channels carrying an L2 book (``books5`` sends a full 5-level snapshot every time)."""
+
+_TRADE_CHANNELS = frozenset(FILL_CHANNELS["trades"])
 
 _SEQUENCED = frozenset({"books", "books-l2-tbt", "books50-l2-tbt"})
 
