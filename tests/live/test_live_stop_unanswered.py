@@ -160,10 +160,16 @@ async def test_a_cancel_done_whose_answer_and_report_were_lost_is_found_canceled
 async def test_a_cancel_and_a_query_both_unanswered_leave_the_order_unknown_journaled_and_the_run_failing(
     tmp_path: Path,
 ) -> None:
-    """Before: 'still open at the venue', though nothing said so; nothing journaled after the cancel."""
+    """Before: 'still open at the venue', though nothing said so; nothing journaled after the cancel. The warning of
+    the stop's query left unanswered said 'the stop's deadline queries it if still open', though it was that query and
+    none follows: it now says a restart on the journal does."""
     query_fails = RestFault("error5xx", *QUERY)
     node, placed, at_stop, lines, error = await stop_with_cancel_held(tmp_path, query_fails)
     assert query_fails.fired and at_stop == [placed]
+    head = f"WARNING query of {placed}: no answer ("
+    assert [line.split("); ", 1)[1] for line in lines if line.startswith(head)] == [
+        "the daemon is stopping and made its last queries: a restart on the journal queries it if still open"
+    ]
     assert isinstance(error, OrdersLeftAtVenue)
     assert f"0 order(s) open at the venue: none; 1 of unknown state: ['{placed}']" in str(error)
     assert stop_errors(lines) == [

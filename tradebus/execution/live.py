@@ -211,6 +211,8 @@ _ASKED_ONCE = ("asked once: the engine's own queries of it ask again (a cancel's
 #: What follows a query that got no answer while the daemon stops: its timers have stopped, nothing here asks again.
 _STOPPING = ("the daemon is stopping: the stop's deadline queries it if still open (live.cancel_on_stop), else a restart "
              "on the journal does")
+#: What follows a query that got no answer once the stop's deadline has queried the orders still open (last_queries).
+_LAST_QUERIES = "the daemon is stopping and made its last queries: a restart on the journal queries it if still open"
 # What the requests of the running task restore, sent however late (set by send_late); None: nothing.
 _RESTORES: ContextVar[str | None] = ContextVar("tradebus_sent_late", default=None)
 # Why the requests of the running task must not leave after a wait (set by send_unless); None: no check.
@@ -768,6 +770,8 @@ class LiveVenue(Venue):
         self._resting: set[asyncio.Task[Any]] = set()
         self._rest_watchers: set[asyncio.Future[None]] = set()
         self._closed = False
+        # Whether the stop's deadline has queried the orders still open here (last_queries): nothing asks again.
+        self._last_queries = False
         #: Called with a client order id when a query's answer arrived, or to query an order until answered
         #: (the engine's ``reconcile_order``: it asks again every ``retry_ns`` while no answer comes).
         self.on_answer: Callable[[str], Any] | None = None
@@ -1814,17 +1818,26 @@ class LiveVenue(Venue):
         """Whether the daemon is stopping (its clock's timers stopped) or this venue closed: nothing queries again."""
         return self._closed or self.clock.stopped
 
+    def last_queries(self) -> None:
+        """The daemon's stop queries, once, each order still open here now (``live.cancel_on_stop``'s deadline): a query
+        left unanswered from now on is asked again only by a restart on the journal, as its warning says."""
+        self._last_queries = True
+
+    def _stop_asks(self) -> str:
+        """What follows a query that got no answer while the daemon stops, for its log line."""
+        return _LAST_QUERIES if self._last_queries else _STOPPING
+
     def _engine_asks_again(self) -> str:
         """What follows a query the engine made (:meth:`query_order`) that got no answer, for its log line."""
         if self._stopping:
-            return _STOPPING
+            return self._stop_asks()
         if self._engine_retries:
             return f"the engine asks again within {self._query_retry_s:g} s (its retry interval)"
         return "the engine asks again only at its next query of the order"
 
     def _asked_once(self) -> str:
         """What follows a query of this venue's own (:meth:`_query_soon`) that got no answer, for its log line."""
-        return _STOPPING if self._stopping else _ASKED_ONCE
+        return self._stop_asks() if self._stopping else _ASKED_ONCE
 
     async def _query(self, order: Order, then: Callable[[], str]) -> bool:
         """Query ``order`` and hand the answer on (:attr:`on_answer`); whether the venue answered. ``then()``: what

@@ -1380,6 +1380,7 @@ class LiveNode(PaperNode):
             return reconcile(coid) if reconcile is not None else None
 
         venue.on_answer = on_answer
+        venue.last_queries()
         try:
             for order in left:
                 coid = order.client_order_id
