@@ -174,3 +174,36 @@ async def test_an_unanswered_amends_query_left_unanswered_is_made_again_by_the_a
         assert no_answer(lines, coid) == ["its unanswered amend's answer waits for it: queried again in 0.2 s"]
         assert h.venue.requests["query"] == 2 and refused[0].reason.startswith("no answer, and not applied within")
         assert order.price == h.emulator.orders[coid].order.price == 1_000.0
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_an_unanswered_amend_of_an_order_closed_while_its_query_was_out_is_refused_at_once(kit: VenueKit) -> None:
+    """An amend meets a 503; the query after its window is held by the venue while the order is canceled (the stream
+    tells it), then meets a 503. The warning said the amend's answer waits for a query again 600 s later
+    (``retry_ns``), which was never made: the task slept those 600 s, then refused the amend for the order's close.
+    Now the warning says the amend is refused for the close, and it is at once, with no query more."""
+    async with kit_harness(kit, timeouts=msgspec.structs.replace(KIT_ANSWERED, retry_ns=600_000_000_000),
+                           request_timeout=WAIT) as h:
+        refused: list[OrderModifyRejected] = []
+        h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
+        release = asyncio.Event()
+        with logged() as lines:
+            order = h.kernel.execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+            await until(lambda: order.status is OrderStatus.ACCEPTED)
+            coid = order.client_order_id
+            short_window(h.venue.api)
+            query_held = RestFault("error5xx", "GET", QUERY[kit.venue], release=release)
+            h.emulator.rest_faults += [RestFault("error5xx", "POST", LIMIT_AMEND[kit.venue]), query_held]
+            h.kernel.execution.modify(ModifyOrder("s1", kit.iid, coid, 0, 0, price=990.0))
+            try:
+                await until(lambda: query_held.fired)
+                h.kernel.execution.cancel(CancelOrder("s1", kit.iid, coid, 0, 0))
+                await until(lambda: order.status is OrderStatus.CANCELED)
+            finally:
+                release.set()
+            await until(lambda: bool(refused) and h.venue.in_flight == 0)
+        assert no_answer(lines, coid) == [
+            "the order is CANCELED: its unanswered amend is refused (closed before the venue answered)"
+        ]
+        assert [r.reason for r in refused] == ["order is CANCELED (closed before the venue answered)"]
+        assert h.venue.requests["query"] == 1 and h.emulator.orders[coid].order.price == 1_000.0

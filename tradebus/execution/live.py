@@ -1504,6 +1504,8 @@ class LiveVenue(Venue):
         def then() -> str:
             if self._stopping:
                 return "the daemon is stopping: its unanswered amend is left so (a restart takes the venue's terms)"
+            if not order.is_open:
+                return f"the order is {order.status}: its unanswered amend is refused (closed before the venue answered)"
             return f"its unanswered amend's answer waits for it: queried again in {delay:g} s"
 
         while order.is_open:
@@ -1515,6 +1517,8 @@ class LiveVenue(Venue):
                 break
             if self._stopping:
                 return False
+            if not order.is_open:
+                break
             await self._rest(delay)
             delay = min(2.0 * delay, max(self._query_retry_s, QUERY_RETRY_CAP_S))
         if not order.is_open:
