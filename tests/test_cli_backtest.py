@@ -1005,13 +1005,15 @@ bars = []
 def _interrupt(event, args):
     if WHERE == "moves" and event == "os.rename" and str(args[1]).endswith("metrics.json"):
         os.kill(os.getpid(), signal.SIGINT)
+    if WHERE == "first move" and event == "os.rename" and not str(args[1]).endswith(("INCOMPLETE", "tearsheet.html")):
+        os.kill(os.getpid(), signal.SIGINT)
     if WHERE == "page" and event == "open" and ".tearsheet.html.tmp-" in str(args[0]):
         os.kill(os.getpid(), signal.SIGINT)
 
 
 class Interrupting(Strategy):
-    """Ctrl-C of its own process: at its 50th bar ("run"), as metrics.json is moved in place ("moves"), or as the
-    tearsheet is written after the run's files ("page")."""
+    """Ctrl-C of its own process: at its 50th bar ("run"), as metrics.json is moved in place ("moves"), as the first
+    of the run's files is ("first move"), or as the tearsheet is written after the run's files ("page")."""
 
     def on_bar(self, bar):
         if self.position() == 0:
@@ -1043,16 +1045,7 @@ def test_ctrl_c_of_a_backtest_says_in_one_line_what_it_left_in_its_output_direct
     out = workdir / "out"
     assert invoke("backtest", str(write_config(workdir, make_config())), "--out", str(out), "--report").exit_code == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    (workdir / "stopper").mkdir()
-    (workdir / "stopper" / "__init__.py").write_text("")
-    (workdir / "stopper" / "interrupt.py").write_text(_INTERRUPTING)
-    config = make_config(strategy={"name": "stopper.interrupt:Interrupting", "instruments": ["BTC-USD.COINBASE"]})
-    proc = subprocess.run(
-        [sys.executable, "-m", "tradebus.cli", "backtest", str(write_config(workdir, config, "stop.yaml")), "--out",
-         str(out)],
-        capture_output=True, text=True, check=False,
-        env={**os.environ, "PYTHONPATH": str(REPO), "TRADEBUS_TEST_INTERRUPT": where, "COLUMNS": "1000"},
-    )
+    proc = _interrupted_backtest(workdir, out, where)
     assert proc.returncode == 130, proc.stdout + proc.stderr
     assert proc.stderr.splitlines() == [line.format(out=out)], proc.stderr
     after = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -1064,3 +1057,50 @@ def test_ctrl_c_of_a_backtest_says_in_one_line_what_it_left_in_its_output_direct
     else:
         assert after["tearsheet.html"] == before["tearsheet.html"] and after["metrics.json"] != before["metrics.json"]
         assert "INCOMPLETE" not in after
+
+
+def _interrupted_backtest(workdir: Path, out: Path, where: str) -> subprocess.CompletedProcess[str]:
+    """``tradebus backtest --out out`` of the strategy that sends its own process a SIGINT at ``where``
+    (``_INTERRUPTING``)."""
+    (workdir / "stopper").mkdir()
+    (workdir / "stopper" / "__init__.py").write_text("")
+    (workdir / "stopper" / "interrupt.py").write_text(_INTERRUPTING)
+    config = make_config(strategy={"name": "stopper.interrupt:Interrupting", "instruments": ["BTC-USD.COINBASE"]})
+    return subprocess.run(
+        [sys.executable, "-m", "tradebus.cli", "backtest", str(write_config(workdir, config, "stop.yaml")), "--out",
+         str(out)],
+        capture_output=True, text=True, check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO), "TRADEBUS_TEST_INTERRUPT": where, "COLUMNS": "1000"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("earlier", "where", "files"),
+    [
+        (False, "moves", "its files are part of this run's, none an earlier run's"),
+        (False, "first move", "none of the run's files yet"),
+        (True, "first move", "its files are the earlier ones, none of this run's yet"),
+    ],
+)
+def test_ctrl_c_while_a_backtests_files_are_moved_says_whose_files_the_incomplete_directory_holds(
+    workdir: Path, earlier: bool, where: str, files: str
+) -> None:
+    """Ctrl-C while the files were moved said "its files are a mix of this run's and the earlier ones" whatever the
+    directory held: for a first run, with no earlier outputs, too (its 7 files moved before metrics.json, beside the
+    marker, were this run's alone)."""
+    out = workdir / "out"
+    if earlier:
+        assert invoke("backtest", str(write_config(workdir, make_config())), "--out", str(out)).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()} if earlier else {}
+    proc = _interrupted_backtest(workdir, out, where)
+    assert proc.returncode == 130, proc.stdout + proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"backtest interrupted (Ctrl-C) while writing its outputs: {out} holds the INCOMPLETE marker ({files}); "
+        "run it again"], proc.stderr
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert "INCOMPLETE" in after and not [name for name in after if ".tmp-" in name]
+    left = {name: data for name, data in after.items() if name != "INCOMPLETE"}
+    if where == "first move":
+        assert left == before  # the earlier run's files, each as it was, or none
+    else:
+        assert left and "metrics.json" not in left and not before  # this run's first files alone

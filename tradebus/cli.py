@@ -74,7 +74,7 @@ from tradebus.node.cli import DaemonOut, live, live_kill, live_resume
 from tradebus.ops.logs import LOG_LEVELS, setup_logging
 from tradebus.reports.metrics import format_ns
 from tradebus.reports.outputs import write_outputs
-from tradebus.reports.writers import INCOMPLETE_MARKER, REPORT_FILE, RunDirectory, file_identity
+from tradebus.reports.writers import INCOMPLETE_MARKER, OWN_FILES, REPORT_FILE, RunDirectory, file_identity
 from tradebus.research.cli import research_app
 from tradebus.strategies.base import build_strategies
 from tradebus.sweep.cli import sweep as sweep_command
@@ -537,17 +537,23 @@ def _interrupted(
 ) -> None:
     """Exit as the signal that stopped ``command`` with ``exc`` says, after one line on what ``out`` holds now.
 
-    ``before``: :func:`~tradebus.reports.writers.file_identity` of ``out``'s ``metrics.json``, ``INCOMPLETE`` marker
-    and ``tearsheet.html`` when the command began; ``report``: ``--report`` was given. Any other exception is
-    raised again.
+    ``before``: :func:`~tradebus.reports.writers.file_identity` of each of ``out``'s own files of a backtest
+    (``tearsheet.html`` among them) and of its ``INCOMPLETE`` marker when the command began; ``report``: ``--report``
+    was given. Any other exception is raised again.
     """
     stop = interruption(exc)
     if stop is None:
         raise exc
     marker = file_identity(out / INCOMPLETE_MARKER)
     if marker is not None and marker != before[INCOMPLETE_MARKER]:
-        what = (f"while writing its outputs: {out} holds the {INCOMPLETE_MARKER} marker (its files are a mix of this "
-                "run's and the earlier ones); run it again")
+        now = {name: file_identity(out / name) for name in before if name not in (INCOMPLETE_MARKER, REPORT_FILE)}
+        ours = any(identity is not None and identity != before[name] for name, identity in now.items())
+        earlier = any(identity is not None and identity == before[name] for name, identity in now.items())
+        files = {(True, True): "its files are a mix of this run's and the earlier ones",
+                 (True, False): "its files are part of this run's, none an earlier run's",
+                 (False, True): "its files are the earlier ones, none of this run's yet",
+                 (False, False): "none of the run's files yet"}[ours, earlier]
+        what = f"while writing its outputs: {out} holds the {INCOMPLETE_MARKER} marker ({files}); run it again"
     elif file_identity(out / "metrics.json") == before["metrics.json"]:
         what = f"before writing its outputs: nothing was written ({out} is as it was)"
     else:
@@ -712,7 +718,7 @@ def backtest(
         return progress
 
     target = out if out is not None else _default_out(config)
-    before = {name: file_identity(target / name) for name in ("metrics.json", INCOMPLETE_MARKER, REPORT_FILE)}
+    before = {name: file_identity(target / name) for name in (*OWN_FILES["backtest"], INCOMPLETE_MARKER)}
     try:
         try:
             _, _, out_dir = run_backtest(
