@@ -113,6 +113,22 @@ def test_extra_feature_specs_are_validated() -> None:
         parse_config(data)
 
 
+def test_a_misspelt_key_names_the_key_it_is_close_to() -> None:
+    """data.strat: 2020-01-01 said only 'unknown key (not allowed here)'."""
+    data = minimal()
+    data["data"]["strat"] = "2020-01-01"
+    data["instruments"][0]["tick"] = 0.01
+    data["zzz"] = 1
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "run.yaml")
+    lines = str(info.value).splitlines()[1:]
+    assert sorted(line.strip() for line in lines) == [
+        "data.strat: unknown key (not allowed here), did you mean 'start'?",
+        "instruments.0.tick: unknown key (not allowed here), did you mean 'tick_size'?",
+        "zzz: unknown key (not allowed here)",
+    ]
+
+
 @pytest.mark.parametrize("name", ["quickstart.yaml", "ema_cross_long_short.yaml"])
 def test_shipped_backtest_configs_are_valid(name: str) -> None:
     config = load_config(Path(__file__).resolve().parent.parent / "configs" / name)

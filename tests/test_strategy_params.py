@@ -63,7 +63,7 @@ def test_a_misspelt_parameter_of_a_plain_basemodel_params_is_a_config_error_nami
     code, text = run(tmp_path, {"windw": 5})
     assert code == 2, text
     where = tmp_path / "run.yaml"
-    assert text == f"error: {where}: invalid config: strategy.params.windw: unknown key (not allowed here)"
+    assert text == f"error: {where}: invalid config: strategy.params.windw: unknown key (not allowed here), did you mean 'window'?"
     assert not (tmp_path / "out").exists()
 
 

@@ -593,7 +593,7 @@ def test_a_bad_strategy_key_is_named_by_its_path_in_the_file(tmp_path: Path) -> 
     with pytest.raises(ConfigError) as info:
         load_ml_gated_config(path)
     problems = str(info.value).removeprefix(f"{path}: ").split("; ")
-    assert problems[0] == "strategy.exits.stop: unknown key (not allowed here)"
+    assert problems[0] == "strategy.exits.stop: unknown key (not allowed here), did you mean 'stop_atr'?"
     assert problems[1].startswith("strategy.sizing.max_weight: ")
 
 

@@ -73,6 +73,50 @@ def test_a_bad_research_config_names_the_file_the_key_and_the_problem(tmp_path: 
 
 
 @pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"lables": {"method": "forward"}}, "lables: unknown key (not allowed here), did you mean 'labels'?"),
+        ({"labels": {"max_bar": 3}}, "labels.max_bar: unknown key (not allowed here), did you mean 'max_bars'?"),
+        ({"dataset": {"end": 3}}, "dataset.end: unknown key (not allowed here), did you mean 'end_ns'?"),
+        ({"dataset": {"sources": [{"instrument": "BTC-USD.COINBASE", "dataset": "coinbase/spot/BTC-USD/bars_4h",
+                                   "timeframe": {}}]}},
+         "dataset.sources.0.timeframe: unknown key (not allowed here), did you mean 'timeframes'?"),
+        ({"walkforward": {"retrain_every_tim": "30d"}},
+         "walkforward.retrain_every_tim: unknown key (not allowed here), did you mean 'retrain_every_time'?"),
+        ({"walkforward": {"venue": {"fill_onn": "bars"}}},
+         "walkforward.venue.fill_onn: unknown key (not allowed here), did you mean 'fill_on'?"),
+        ({"alpha": {"qauntiles": 4}}, "alpha.qauntiles: unknown key (not allowed here), did you mean 'quantiles'?"),
+        ({"cv": {"zzz": 1}}, "cv.zzz: unknown key (not allowed here)"),  # no key close to it: no guess
+    ],
+)
+def test_a_misspelt_research_config_key_names_the_key_it_is_close_to(tmp_path: Path, change: dict, message: str) -> None:
+    """A misspelt key said only 'unknown key (not allowed here)', leaving the reader to find the key meant."""
+    path = write(tmp_path, change)
+    with pytest.raises(ConfigError) as info:
+        load_research_config(path)
+    assert str(info.value) == f"{path}: {message}"
+
+
+@pytest.mark.parametrize(("name", "edit", "message"), [
+    ("regime_hazard", {"walkforward": {"segmnts": 4}}, "walkforward.segmnts: unknown key (not allowed here), "
+                                                       "did you mean 'segments'?"),
+    ("ml_gated", {"model": {"prune_kep": 4}}, "model.prune_kep: unknown key (not allowed here), "
+                                              "did you mean 'prune_keep'?"),
+    ("ml_gated", {"strategy": {"exits": {"stop_atrr": 1.5}}}, "strategy.exits.stop_atrr: unknown key (not allowed "
+                                                              "here), did you mean 'stop_atr'?"),
+])
+def test_a_misspelt_system_config_key_names_the_key_it_is_close_to(tmp_path: Path, name: str, edit: dict,
+                                                                   message: str) -> None:
+    from tradebus.research.ml_gated import load_ml_gated_config
+    from tradebus.research.regime_hazard import load_config
+
+    path = _system(tmp_path, name, edit)
+    with pytest.raises(ConfigError) as info:
+        (load_config if name == "regime_hazard" else load_ml_gated_config)(path)
+    assert str(info.value) == f"{path}: {message}"
+
+
+@pytest.mark.parametrize(
     ("model", "message"),
     [
         ({"params": {"n_estimators": 5, "max_dept": 3}},

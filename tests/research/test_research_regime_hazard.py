@@ -173,7 +173,7 @@ def test_figures_undefined_without_trades_are_null_not_zero(tmp_path: Path) -> N
 @pytest.mark.parametrize(("section", "key", "value", "message"), [
     ("params", "base_interval", "7q", "params.base_interval: expected a duration like"),
     ("walkforward", "embargo", "xx", "walkforward.embargo: expected a duration like"),
-    ("params", "trend_entr", 0.5, "params.trend_entr: unknown key (not allowed here)"),
+    ("params", "trend_entr", 0.5, "params.trend_entr: unknown key (not allowed here), did you mean 'trend_enter'?"),
     ("regime_study", "dataset", "coinbase/BTC-USD", "regime_study.dataset: expected exchange/market/symbol/dataset"),
     # a KeyError 'RANGE' at the first RANGE entry, and a take-profit 1 ATR *below* a long's entry, before
     ("params", "barriers", {"TREND": [2.0, 1.0]}, "params.barriers: needs [take-profit, stop] ATRs for each entering "

@@ -15,6 +15,7 @@ field, not at connection. It imports nothing of tradebus but its errors, so any 
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -222,10 +223,41 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "<root>"
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _model_at(annotation: Any, loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model a value at ``loc`` inside a value of ``annotation`` is validated by (``None``: none known)."""
+    arms = [arm for arm in _arms(annotation) if arm is not type(None)]
+    models = [arm for arm in arms if isinstance(arm, type) and issubclass(arm, BaseModel)]
+    if not loc:
+        return models[0] if len(models) == 1 else None
+    part, rest = loc[0], loc[1:]
+    for model in models:
+        if isinstance(part, str) and part in model.model_fields:
+            return _model_at(model.model_fields[part].annotation, rest)
+    for model in models:  # a union of models names the arm it tried
+        if part == model.__name__:
+            return _model_at(model, rest)
+    for arm in arms:
+        origin, args = get_origin(arm), get_args(arm)
+        if isinstance(part, int) and origin in _SEQUENCES and args:
+            return _model_at(args[0], rest)
+        if origin in (dict, Mapping) and len(args) == 2:
+            return _model_at(args[1], rest)
+    return None
+
+
+def _unknown_key(loc: tuple[int | str, ...], model: type[BaseModel] | None) -> str:
+    """``"unknown key (not allowed here)"``, with the closest key the section takes when ``model`` knows one."""
+    section = None if model is None or not loc else _model_at(model, loc[:-1])
+    keys = [] if section is None else [info.alias or name for name, info in section.model_fields.items()]
+    close = difflib.get_close_matches(str(loc[-1]), keys, n=1) if loc else []
+    return "unknown key (not allowed here)" + (f", did you mean {close[0]!r}?" if close else "")
+
+
+def _describe(error: dict[str, Any], model: type[BaseModel] | None = None, prefix: tuple[int | str, ...] = ()) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        return f"{_loc(error['loc'])}: unknown key (not allowed here)"
+        return f"{_loc(prefix + tuple(error['loc']))}: {_unknown_key(tuple(error['loc']), model)}"
+    error = {**error, "loc": prefix + tuple(error["loc"])}
     if error["type"] == "missing":
         return f"{_loc(error['loc'])}: required field is missing"
     if not error["loc"]:
@@ -236,22 +268,27 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{_loc(error['loc'])}: {message} (got {error.get('input')!r})"
 
 
-def describe_errors(exc: ValidationError, prefix: tuple[int | str, ...] = ()) -> list[str]:
+def describe_errors(exc: ValidationError, prefix: tuple[int | str, ...] = (),
+                    model: type[BaseModel] | None = None) -> list[str]:
     """One line per problem of ``exc``: ``"section.key: what is wrong"``.
 
     ``prefix`` is prepended to every field path (e.g. ``("strategy", "params")``). A misspelt key
-    reads ``unknown key (not allowed here)``, a missing one ``required field is missing``, a bad
-    value names the value it got. Every config loader words its errors through this.
+    reads ``unknown key (not allowed here)``, followed by ``, did you mean 'window'?`` when ``model``
+    (the model ``exc`` comes from) has a section there with a key close to it; a missing one
+    ``required field is missing``, a bad value names the value it got. Every config loader words
+    its errors through this.
     """
-    return [_describe({**e, "loc": prefix + tuple(e["loc"])}) for e in exc.errors()]
+    return [_describe(e, model, prefix) for e in exc.errors()]
 
 
-def config_error_from(source: str, exc: ValidationError, prefix: tuple[int | str, ...] = ()) -> ConfigError:
+def config_error_from(source: str, exc: ValidationError, prefix: tuple[int | str, ...] = (),
+                      model: type[BaseModel] | None = None) -> ConfigError:
     """Turn a pydantic ``ValidationError`` into one :class:`ConfigError` naming ``source`` and each field path.
 
-    ``prefix`` is prepended to every field path (e.g. ``("strategy", "params")``).
+    ``prefix`` is prepended to every field path (e.g. ``("strategy", "params")``); ``model`` (the model
+    ``exc`` comes from) lets a misspelt key name the closest key (:func:`describe_errors`).
     """
-    lines = describe_errors(exc, prefix)
+    lines = describe_errors(exc, prefix, model)
     return ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(lines))
 
 

@@ -129,7 +129,7 @@ def parse_config(
     try:
         config = model.model_validate(data)  # type: ignore[attr-defined]
     except ValidationError as exc:
-        raise config_error_from(source, exc) from None
+        raise config_error_from(source, exc, model=model) from None
     instruments = config.instrument_map()
     validated: list[StrategyConfig] = []
     for path, entry in strategy_entries(config):
@@ -141,7 +141,7 @@ def parse_config(
         try:
             params = cls.validate_params(entry.params)
         except ValidationError as exc:
-            raise config_error_from(source, exc, (*path.split("."), "params")) from None
+            raise config_error_from(source, exc, (*path.split("."), "params"), cls.Params) from None
         try:
             cls.check_params(params, [instruments[i] for i in entry.instruments])
         except ConfigError as exc:

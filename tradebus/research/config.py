@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, PositiveInt, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, PositiveInt, ValidationError, ValidationInfo, field_validator, model_validator
 
 from tradebus.config import InstrumentConfig, parse_duration
 from tradebus.config.base import StrictModel, describe_errors, refuse_run_config, refuse_system_config
@@ -234,9 +234,10 @@ def read_yaml(path: Path) -> Any:
     return read_config_yaml(path)
 
 
-def validation_problems(exc: ValidationError) -> str:
-    """``"a.b: message; c: message"`` for every error of a pydantic validation."""
-    return "; ".join(describe_errors(exc))
+def validation_problems(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """``"a.b: message; c: message"`` for every error of a pydantic validation (of ``model``: a misspelt key
+    names the closest key, :func:`~tradebus.config.base.describe_errors`)."""
+    return "; ".join(describe_errors(exc, model=model))
 
 
 def load_research_config(path: str | Path) -> tuple[ResearchConfig, DatasetConfig]:
@@ -256,7 +257,7 @@ def load_research_config(path: str | Path) -> tuple[ResearchConfig, DatasetConfi
     try:
         config = ResearchConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {validation_problems(exc)}") from None
+        raise ConfigError(f"{path}: {validation_problems(exc, ResearchConfig)}") from None
     wf, labels = config.walkforward, config.labels
     if labels.clip_quantile is not None and labels.method != "forward":
         raise ConfigError(f"{path}: labels.clip_quantile: only with labels.method: forward "

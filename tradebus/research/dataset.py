@@ -155,7 +155,7 @@ def load_config(data: Mapping[str, Any], base: Path | None = None) -> DatasetCon
     try:
         config = DatasetConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError("; ".join(describe_errors(exc, ("dataset",)))) from None
+        raise ConfigError("; ".join(describe_errors(exc, ("dataset",), DatasetConfig))) from None
     for source in config.sources:
         for name in source.timeframes:
             if name not in config.timeframes:

@@ -130,12 +130,12 @@ def load_ml_gated_config(path: str | Path) -> MLGatedConfig:
     try:
         config = MLGatedConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {validation_problems(exc)}") from None
+        raise ConfigError(f"{path}: {validation_problems(exc, MLGatedConfig)}") from None
     try:
         params = EdgeGatedParams.model_validate(config.strategy_params())
     except ValidationError as exc:  # the params are the top-level features plus the strategy section
         problems = [line if error["loc"][:1] == ("features",) else f"strategy.{line}"
-                    for error, line in zip(exc.errors(), describe_errors(exc), strict=True)]
+                    for error, line in zip(exc.errors(), describe_errors(exc, model=EdgeGatedParams), strict=True)]
         raise ConfigError(f"{path}: {'; '.join(problems)}") from None
     try:
         columns = FeatureBank(config.features).columns

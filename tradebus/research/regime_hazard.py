@@ -152,7 +152,7 @@ def load_config(path: str | Path) -> tuple[RegimeHazardConfig, Path]:
     try:
         config = RegimeHazardConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {validation_problems(exc)}") from None
+        raise ConfigError(f"{path}: {validation_problems(exc, RegimeHazardConfig)}") from None
     if config.params.book_features:
         raise ConfigError(f"{path}: params.book_features needs a book; the research runner reads trades only")
     sections = [("params", config.params)]
