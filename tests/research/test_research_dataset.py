@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,28 @@ def test_write_parquet_round_trips_and_start_end_filter_rows(tmp_path: Path) -> 
     assert np.array_equal(part.iloc[:, 2:].to_numpy(), full.iloc[100:200, 2:].to_numpy(), equal_nan=True)
     path = write_parquet(part, tmp_path / "out" / "ds.parquet")
     assert pq.read_table(path).to_pandas().equals(part)
+
+
+@pytest.mark.parametrize(("start", "end"), [
+    ("2020-01-01", "2020-01-02T00:00:00Z"),
+    (date(2020, 1, 1), datetime(2020, 1, 2)),  # as YAML reads an unquoted date and datetime (naive: UTC)
+    ("2020-01-01T02:00:00+02:00", "2020-01-02 00:00"),
+])
+def test_a_window_given_as_iso_8601_dates_is_the_window_of_their_epoch_ns(start: Any, end: Any) -> None:
+    """dataset.start_ns: 2020-01-01 was refused ('Input should be a valid integer'): only epoch ns were read."""
+    by_date = build_dataset(_config(start_ns=start, end_ns=end))
+    by_ns = build_dataset(_config(start_ns=pd.Timestamp("2020-01-01", tz="UTC").value,
+                                  end_ns=pd.Timestamp("2020-01-02", tz="UTC").value))
+    assert len(by_date) == 6  # the 4-hour bars of one day
+    assert by_date.equals(by_ns)
+    assert pd.Timestamp(int(by_date["ts_event"].iat[0]), tz="UTC") == pd.Timestamp("2020-01-01", tz="UTC")
+
+
+@pytest.mark.parametrize(("field", "value"), [("start_ns", "yesterday"), ("end_ns", "2020-01-01T25:00")])
+def test_a_window_bound_that_is_no_date_names_the_field(field: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^dataset\.{field}: expected epoch nanoseconds or an ISO-8601 date or time "
+                                          rf"\(2020-01-01, 2020-01-01T04:00:00Z\), got '{value}'$"):
+        _config(**{field: value})
 
 
 def test_bad_configs_and_missing_datasets_name_the_field() -> None:

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
+from typing import Any
 
-__all__ = ["parse_duration", "to_ns"]
+from pydantic import TypeAdapter, ValidationError
+
+__all__ = ["moment_ns", "parse_duration", "to_ns"]
+
+#: The moments a run config's ``data.start``/``data.end`` take (naive = UTC, a date its midnight UTC).
+_MOMENT: TypeAdapter[datetime | date] = TypeAdapter(datetime | date)
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(ns|us|ms|s|m|h|d|w)\s*$")
 _UNIT_NS = {
@@ -50,3 +56,24 @@ def to_ns(moment: datetime | date) -> int:
         moment = moment.replace(tzinfo=UTC)
     delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def moment_ns(value: Any) -> Any:
+    """Nanoseconds since the epoch of an ISO-8601 date or datetime (text, or as YAML reads it), read as
+    a run config's ``data.start`` is (naive = UTC, a date its midnight UTC); an int (or its digits) is
+    taken as nanoseconds already and returned as it is, as is any other value, for the field's type to refuse.
+
+    Raises
+    ------
+    ValueError
+        Text that is neither a number nor an ISO-8601 date or datetime.
+    """
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return value
+    if not isinstance(value, str | date):  # datetime is a date
+        return value
+    try:
+        return to_ns(_MOMENT.validate_python(value))
+    except ValidationError:
+        raise ValueError(f"expected epoch nanoseconds or an ISO-8601 date or time (2020-01-01, 2020-01-01T04:00:00Z), "
+                         f"got {value!r}") from None

@@ -32,6 +32,7 @@ import pyarrow as pa
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from tradebus.config.base import StrictModel, describe_errors, resolve_path
+from tradebus.config.units import moment_ns
 from tradebus.data.catalog import Catalog
 from tradebus.engine.clock import iso_ns
 from tradebus.errors import ConfigError, DataError, FeatureError
@@ -102,7 +103,9 @@ class DatasetConfig(_Model):
         Feature specs per extra timeframe (keys of ``SourceConfig.timeframes``).
     start_ns, end_ns
         Keep base rows with ``start_ns <= ts_event < end_ns`` (features are warmed
-        up on the earlier rows).
+        up on the earlier rows): epoch nanoseconds, or an ISO-8601 date or time
+        (``2020-01-01``, ``2020-01-01T04:00:00Z``) read as a run config's ``data.start``
+        (naive = UTC).
     """
 
     catalog: Path
@@ -111,6 +114,11 @@ class DatasetConfig(_Model):
     timeframes: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     start_ns: int | None = None
     end_ns: int | None = None
+
+    @field_validator("start_ns", "end_ns", mode="before")
+    @classmethod
+    def _moment(cls, value: Any) -> Any:
+        return moment_ns(value)
 
     @field_validator("end_ns")
     @classmethod
