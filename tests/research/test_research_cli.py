@@ -50,12 +50,14 @@ def test_dataset_labels_and_cv_write_their_files(tmp_path: Path) -> None:
 
 def _one_feature_config(catalog: Path, dataset: str) -> dict[str, Any]:
     """The shipped research config on ``dataset`` of SIM-USD.SIM in ``catalog``, with one feature, ``r``, the log
-    return of the close, its model column and alpha factor (every command checks both)."""
+    return of the close, its model column and alpha factor, and SIM-USD.SIM walked forward on (every command checks
+    all three)."""
     raw = yaml.safe_load(CONFIG.read_text())
     raw["dataset"] = {"catalog": str(catalog), "sources": [{"instrument": "SIM-USD.SIM", "dataset": dataset}],
                       "features": [{"name": "r", "kind": "log_ret", "input": "close"}]}
     raw["model"]["columns"] = ["r"]
     raw["alpha"]["factors"] = ["r"]
+    raw["walkforward"]["instrument"].update({"venue": "SIM", "symbol": "SIM-USD"})
     return raw
 
 
@@ -986,6 +988,7 @@ def test_walkforward_on_short_side_labels_trades_the_price_direction_as_on_long_
     raw["dataset"].update({"catalog": str(tmp_path / "catalog"),
                            "sources": [{"instrument": "SIM-USD.SIM", "dataset": dataset}]})
     raw["walkforward"].update({"retrain_every": 500, "min_train": 1000})
+    raw["walkforward"]["instrument"].update({"venue": "SIM", "symbol": "SIM-USD"})
     raw["model"]["params"] = {"n_estimators": 10, "max_depth": 2}
     config = tmp_path / "side.yaml"
     outs = {}
@@ -1004,8 +1007,11 @@ def test_walkforward_on_short_side_labels_trades_the_price_direction_as_on_long_
     assert (outs[-1] / "walkforward.json").read_bytes() == (outs[1] / "walkforward.json").read_bytes()
 
 
-def test_walkforward_on_two_sources_warns_that_it_trades_the_first_alone(tmp_path: Path) -> None:
-    """A dataset of two instruments was walked forward on the first with no word that the second was left out."""
+def test_walkforward_trades_the_source_of_walkforward_instrument_and_warns_of_the_others(tmp_path: Path) -> None:
+    """A dataset of two instruments was walked forward on the first with no word that the second was left out,
+    and under walkforward.instrument's name whatever that was: BTC-USD.COINBASE, no instrument of the data, traded
+    AAA-USD.SIM's bars. The named source is traded, the others are named in a warning, and a name that is no
+    source's is refused before any data is read, naming the field and the sources' instruments."""
     raw = yaml.safe_load(CONFIG.read_text())
     catalog = tmp_path / "catalog"
     sources = [{"instrument": f"{name}.SIM", "dataset": write_bars(catalog, random_walk(1500, seed), name, "bars", H4)}
@@ -1014,13 +1020,28 @@ def test_walkforward_on_two_sources_warns_that_it_trades_the_first_alone(tmp_pat
     raw["walkforward"].update({"retrain_every": 500, "min_train": 1000})
     raw["model"]["params"] = {"n_estimators": 5, "max_depth": 2}
     config = tmp_path / "two.yaml"
-    config.write_text(yaml.safe_dump(raw))
-    result = runner.invoke(app, ["research", "walkforward", str(config), "--out", str(tmp_path / "out")])
-    assert result.exit_code == 0, result.output
-    assert (f"{config}: walkforward trains and trades dataset.sources[0] (AAA-USD.SIM) alone, as BTC-USD.COINBASE; "
-            "the other 1 source(s) (BBB-USD.SIM) are left out") in result.output
-    raw["dataset"]["sources"] = sources[:1]
-    config.write_text(yaml.safe_dump(raw))
-    result = runner.invoke(app, ["research", "walkforward", str(config), "--out", str(tmp_path / "one")])
-    assert result.exit_code == 0, result.output
-    assert "left out" not in result.output
+
+    def run(symbol: str, sources: list[dict[str, str]], out: str) -> tuple[int, str]:
+        raw["dataset"]["sources"] = sources
+        raw["walkforward"]["instrument"].update({"venue": "SIM", "symbol": symbol})
+        config.write_text(yaml.safe_dump(raw))
+        result = runner.invoke(app, ["research", "walkforward", str(config), "--out", str(tmp_path / out)])
+        return result.exit_code, " ".join(result.output.split())
+
+    code, said = run("BBB-USD", sources, "second")
+    assert code == 0, said
+    assert (f"{config}: walkforward trains and trades dataset.sources[1] (BBB-USD.SIM, walkforward.instrument) "
+            "alone; the other 1 source(s) (AAA-USD.SIM) are left out") in said
+    code, said = run("BBB-USD", sources[1:], "alone")
+    assert code == 0, said
+    assert "left out" not in said
+    for name in ("walkforward.json", "walkforward_fills.parquet", "walkforward_equity.parquet"):
+        assert (tmp_path / "second" / name).read_bytes() == (tmp_path / "alone" / name).read_bytes()
+    code, said = run("AAA-USD", sources[:1], "first")
+    assert code == 0, said
+    assert (tmp_path / "first" / "walkforward.json").read_bytes() != (tmp_path / "alone" / "walkforward.json").read_bytes()
+    code, said = run("CCC-USD", sources, "none")
+    assert code == 2, said
+    assert (f"error: {config}: walkforward.instrument: CCC-USD.SIM (its symbol.venue) is no instrument of "
+            "dataset.sources (they are: AAA-USD.SIM, BBB-USD.SIM)") in said
+    assert not (tmp_path / "none").exists()

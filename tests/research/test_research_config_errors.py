@@ -55,6 +55,9 @@ def test_the_sample_research_config_loads(tmp_path: Path) -> None:
         ({"walkforward": {"upper": 0.3, "lower": 0.7}}, "walkforward: upper (0.3) is below lower (0.7)"),
         ({"walkforward": {"upper": 55, "lower": 45}}, "walkforward.upper: Input should be less than or equal to 1 (got 55)"),
         ({"walkforward": {"lower": -0.2}}, "walkforward.lower: Input should be greater than or equal to 0 (got -0.2)"),
+        ({"walkforward": {"instrument": {"venue": "COINBASE", "symbol": "ETH-USD", "tick_size": 0.01, "lot_size": 1e-8}}},
+         "walkforward.instrument: ETH-USD.COINBASE (its symbol.venue) is no instrument of dataset.sources (they are: "
+         "BTC-USD.COINBASE); name the source's instrument to walk forward on"),
         ({"labels": Whole(method="forward", horizons=[1, 0])}, "labels.horizons.1: Input should be greater than 0 (got 0)"),
         ({"labels": Whole(method="forward", clip_quantile=0.7)}, "labels.clip_quantile: Input should be less than 0.5 (got 0.7)"),
         ({"labels": {"clip_quantile": 0.1}},

@@ -321,19 +321,22 @@ def walkforward(config: ConfigArg, out: OutOption = None) -> None:
         if cfg.model is None or cfg.walkforward is None:
             raise ConfigError(f"{config}: walkforward needs the 'model' and 'walkforward' sections")
         wf = cfg.walkforward
-        if len(ds.sources) > 1:
-            logger.warning("{}: walkforward trains and trades dataset.sources[0] ({}) alone, as {}; the other {} "
-                           "source(s) ({}) are left out", config, ds.sources[0].instrument,
-                           wf.instrument.to_instrument().instrument_id, len(ds.sources) - 1,
-                           ", ".join(s.instrument for s in ds.sources[1:]))
+        instrument = wf.instrument.to_instrument()
+        # load_research_config checked that walkforward.instrument is one of the sources
+        k, source = next((k, s) for k, s in enumerate(ds.sources) if s.instrument == instrument.instrument_id)
+        others = [s.instrument for s in ds.sources if s is not source]
+        if others:
+            logger.warning("{}: walkforward trains and trades dataset.sources[{}] ({}, walkforward.instrument) alone; "
+                           "the other {} source(s) ({}) are left out", config, k, source.instrument, len(others),
+                           ", ".join(others))
         # the bars before the window warm up the features and are not traded
-        bars, lo, _ = _window_bars(ds, ds.sources[0])
+        bars, lo, _ = _window_bars(ds, source)
         # walk_forward clips each segment's labels by its training rows: whole-sample bounds would know the future
         unclipped = cfg.model_copy(update={"labels": cfg.labels.model_copy(update={"clip_quantile": None})})
-        frame = _labels(unclipped, ds.model_copy(update={"sources": ds.sources[:1]}))
+        frame = _labels(unclipped, ds.model_copy(update={"sources": [source]}))
         if lo + wf.min_train >= len(bars):
             raise ConfigError(f"{config}: walkforward.min_train {wf.min_train} leaves no bar to trade: "
-                              f"{ds.sources[0].dataset} has {len(bars) - lo} bars in the dataset window")
+                              f"{source.dataset} has {len(bars) - lo} bars in the dataset window")
         ret = np.full(len(bars), np.nan)
         t1 = np.full(len(bars), -1, dtype=np.int64)
         if "ret" in frame.columns:
@@ -346,7 +349,7 @@ def walkforward(config: ConfigArg, out: OutOption = None) -> None:
         with _progress(console) as progress:
             task = progress.add_task("walk-forward: training", total=None)
             step = lambda done, total: progress.update(task, completed=done, total=total)  # noqa: E731
-            result = walk_forward(bars, wf.instrument.to_instrument(), ds.features, cfg.model.columns, ret, t1,
+            result = walk_forward(bars, instrument, ds.features, cfg.model.columns, ret, t1,
                                   make_estimator(cfg.model), retrain_every=wf.retrain_every,
                                   retrain_every_ns=wf.retrain_every_ns,
                                   min_train=lo + wf.min_train, quantity=wf.quantity, upper=wf.upper, lower=wf.lower,

@@ -16,7 +16,8 @@ Example (``configs/research_btc.yaml``)::
 Relative paths are resolved against the config file's directory. Unknown keys are
 errors naming the field, and so is a ``labels`` or ``cv`` field its section's ``method`` does not read,
 a ``cv.n_test_folds`` of ``cpcv`` not below ``cv.n_splits`` (its groups),
-a ``model.columns`` entry no ``dataset.features`` output gives, or an ``alpha.factors`` entry that is no
+a ``model.columns`` entry no ``dataset.features`` output gives, a ``walkforward.instrument`` that is no
+instrument of ``dataset.sources``, or an ``alpha.factors`` entry that is no
 column of the dataset: the whole file is checked at load,
 whichever command reads it.
 """
@@ -157,7 +158,7 @@ class ModelConfig(_Model):
 
 
 class WalkForwardConfig(_Model):
-    """Walk-forward retraining of the model on the first dataset source."""
+    """Walk-forward retraining of the model on the dataset source of ``instrument`` (its ``symbol.venue``)."""
 
     instrument: InstrumentConfig
     retrain_every: int | None = Field(default=None, gt=0, description="segment length in bars")
@@ -291,6 +292,13 @@ def load_research_config(path: str | Path) -> tuple[ResearchConfig, DatasetConfi
         problem = model_columns_problem(config.model.columns, available)
         if problem is not None:
             raise ConfigError(f"{path}: {problem}")
+    if wf is not None:  # read by walkforward only, checked for every command that loads the config
+        traded = wf.instrument.to_instrument().instrument_id
+        held = [source.instrument for source in dataset.sources]
+        if traded not in held:
+            raise ConfigError(f"{path}: walkforward.instrument: {traded} (its symbol.venue) is no instrument of "
+                              f"dataset.sources (they are: {', '.join(held)}); name the source's instrument to "
+                              "walk forward on")
     if config.alpha is not None:  # read by alpha only, checked for every command that loads the config
         problem = columns_problem("alpha.factors", config.alpha.factors, dataset.feature_columns(), "dataset")
         if problem is not None:
