@@ -158,6 +158,56 @@ def test_a_window_bound_that_is_no_date_names_the_field(field: str, value: str) 
         _config(**{field: value})
 
 
+WARM = [{"name": "sma30", "kind": "sma", "params": {"window": 30}, "input": "close"},
+        {"name": "ema", "kind": "ema", "params": {"span": 10}, "input": "close"}]
+
+
+class WarmLogger(FeatureLogger):
+    def feature_specs(self, instrument_id: str) -> list[FeatureSpec]:
+        return [FeatureSpec.model_validate(s) for s in WARM]
+
+
+def test_a_dataset_window_warms_up_on_the_bars_before_it_and_a_backtest_from_data_start_starts_cold(
+        tmp_path: Path) -> None:
+    """The decision README's 'Research' states: dataset.start_ns keeps the rows from it on, its features warmed up
+    on the catalog's bars before it (a 30-bar window is ready at the first row); a backtest's data.start is where
+    the run, a daemon started then, begins, its features cold (30 bars to warm up). Either reads a bar only once
+    it has closed: perturbing the bars after bar 200 moves no row up to it."""
+    bars = random_walk(300, seed=5)
+    start, cut = 100, 200
+    start_ns = int(bars["ts_event"].iat[start])
+    prices = ["open", "high", "low", "close"]
+    before, after = bars.copy(), bars.copy()
+    before.loc[:start - 1, prices] *= 1.5
+    after.loc[cut + 1:, prices] *= 0.5
+    dataset, backtest = {}, {}
+    for name, frame in {"same": bars, "before": before, "after": after}.items():
+        path = write_bars(tmp_path / name, frame, "WALK-USD", "bars", H4)
+        dataset[name] = build_dataset(load_config({
+            "catalog": str(tmp_path / name), "features": WARM, "start_ns": start_ns,
+            "sources": [{"instrument": "WALK-USD.SIM", "dataset": path}]})).iloc[:, 2:].to_numpy()
+        kernel = Kernel([Instrument(venue="SIM", symbol="WALK-USD", tick_size=0.01, lot_size=1e-8)])
+        logger = WarmLogger("WALK-USD.SIM")
+        kernel.add_strategy(logger)
+        kernel.run(Replay([ReplaySource.from_catalog(tmp_path / name, "WALK-USD.SIM", *path.split("/"))],
+                          start_ns=start_ns))  # as build_replay runs data.start
+        backtest[name] = np.array([row for _, row in logger.rows])
+    close = bars["close"]
+    assert dataset["same"].shape == backtest["same"].shape == (200, 2)
+    np.testing.assert_allclose(dataset["same"][:, 0], close.rolling(30).mean().to_numpy()[start:], rtol=1e-12)
+    cold = close.iloc[start:].rolling(30).mean().to_numpy()
+    assert np.isnan(backtest["same"][:29, 0]).all() and np.isnan(cold[:29]).all()
+    np.testing.assert_allclose(backtest["same"][29:, 0], cold[29:], rtol=1e-12)
+    # the bars before the window move the dataset's rows (read to warm up), not the backtest's (never read)
+    assert (dataset["before"][0] != dataset["same"][0]).all()
+    assert np.array_equal(backtest["before"], backtest["same"], equal_nan=True)
+    # the bars after bar `cut` move no row up to it, in either, and the later rows in both
+    rows = cut - start + 1
+    for run in (dataset, backtest):
+        assert np.array_equal(run["after"][:rows], run["same"][:rows], equal_nan=True)
+        assert (run["after"][rows:, 0] != run["same"][rows:, 0]).all()
+
+
 def test_bad_configs_and_missing_datasets_name_the_field() -> None:
     with pytest.raises(ConfigError, match=r"dataset.sources.0.dataset"):
         _config(sources=[{"instrument": IID, "dataset": "coinbase/BTC"}])
