@@ -1007,6 +1007,31 @@ def test_walkforward_on_short_side_labels_trades_the_price_direction_as_on_long_
     assert (outs[-1] / "walkforward.json").read_bytes() == (outs[1] / "walkforward.json").read_bytes()
 
 
+def test_walkforward_outputs_do_not_depend_on_the_models_thread_count(tmp_path: Path) -> None:
+    """XGBoost fits on one thread unless model.params sets n_jobs; a researcher's n_jobs: 2 or 4 must not change
+    what the same config and data give (row subsampling drawn from walkforward.seed, trees summed in order)."""
+    raw = yaml.safe_load(CONFIG.read_text())
+    dataset = write_bars(tmp_path / "catalog", random_walk(1500, seed=11), "SIM-USD", "bars", H4)
+    raw["dataset"].update({"catalog": str(tmp_path / "catalog"),
+                           "sources": [{"instrument": "SIM-USD.SIM", "dataset": dataset}]})
+    raw["walkforward"].update({"retrain_every": 250, "min_train": 500})
+    raw["walkforward"]["instrument"].update({"venue": "SIM", "symbol": "SIM-USD"})
+    outs = []
+    for n_jobs in (None, 2):
+        raw["model"]["params"] = {"n_estimators": 30, "max_depth": 4, "subsample": 0.8, "colsample_bytree": 0.8,
+                                  **({} if n_jobs is None else {"n_jobs": n_jobs})}
+        config = tmp_path / f"jobs{n_jobs}.yaml"
+        config.write_text(yaml.safe_dump(raw))
+        outs.append(tmp_path / f"out{n_jobs}")
+        result = runner.invoke(app, ["research", "walkforward", str(config), "--out", str(outs[-1])])
+        assert result.exit_code == 0, result.output
+    assert len(pd.read_parquet(outs[0] / "walkforward_fills.parquet")) > 10
+    for out in outs[1:]:
+        for name in ("walkforward.json", "walkforward_segments.parquet", "walkforward_equity.parquet",
+                     "walkforward_fills.parquet"):
+            assert (out / name).read_bytes() == (outs[0] / name).read_bytes(), (out, name)
+
+
 def test_walkforward_trades_the_source_of_walkforward_instrument_and_warns_of_the_others(tmp_path: Path) -> None:
     """A dataset of two instruments was walked forward on the first with no word that the second was left out,
     and under walkforward.instrument's name whatever that was: BTC-USD.COINBASE, no instrument of the data, traded
