@@ -330,13 +330,13 @@ def load_space(path: str | Path) -> SweepSpace:
             try:
                 Param.model_validate(_param_data(name, spec))
             except ValidationError as exc:
-                problems += describe_errors(exc, ("params", name))
+                problems += describe_errors(exc, ("params", name), Param)
         if problems:
             raise ConfigError(f"{path}: invalid config:\n  " + "\n  ".join(problems))
     try:
         space = SweepSpace.model_validate(data)
     except ValidationError as exc:
-        raise config_error_from(str(path), exc) from None
+        raise config_error_from(str(path), exc, model=SweepSpace) from None
     if space.method == "grid":
         for param in space.params:
             try:
