@@ -210,3 +210,46 @@ def test_replay_of_a_killed_session_counts_the_trades_it_ends_holding_in_playbac
         out.write(gap.kept[-1][0] + 1, RUN_STOP, "")
     _, out_dir = run_playback(stopped, tmp_path / "paper.yaml", tmp_path / "replay-stopped")
     assert json.loads((out_dir / "playback.json").read_text(encoding="utf-8"))["held_trades"] == []
+
+
+def test_import_of_a_session_whose_trade_ids_restart_below_the_last_sessions_checks_them_as_its_daemon_did(
+    tmp_path: Path,
+) -> None:
+    """A restarted daemon's first trade had ids below those the session before it expected (the venue reset its
+    ids): that daemon took it as its first trade, and held the next 50 behind the 227 ids missing after it (the
+    hole of the USD-M capture) until its run:stop. The import kept expecting the first session's next id, so it
+    took every trade of the second session as an older one: it stored no ``missed_trades`` and wrote the 50 at
+    their receive times, up to 10.7 s before ``--session 2`` delivers them."""
+    gap = write_trade_gap_recording(tmp_path / "gap.jsonl.gz")
+    first = gap.kept[gap.at + 50 :]  # the capture's later ids, then its earlier ones as the restarted session's
+    shift = first[-1][0] - gap.kept[0][0] + 6 * SECOND
+    second = [(t + shift, conn, raw) for t, conn, raw in gap.kept[: gap.at + 50]]
+    stop_ns = second[-1][0] + 1
+    recording = tmp_path / "two.jsonl.gz"
+    with FrameRecorder(recording) as out:
+        out.write(first[0][0] - SECOND, RUN_START, "")
+        for line in first:
+            out.write(*line)
+        out.write(first[-1][0] + 1, RUN_STOP, "")
+        out.write(second[0][0] - SECOND, RUN_START, "")
+        for line in second:
+            out.write(*line)
+        out.write(stop_ns, RUN_STOP, "")
+    manifests = import_recording(recording, trades_only_usdm_config(), tmp_path / "cat")
+    table = Catalog(tmp_path / "cat").read("binance_usdm", "usdm", "BTCUSDT", "trades")
+    written = list(zip((int(i) for i in table.column("trade_id").to_pylist()), table.column("ts_init").to_pylist(),
+                       strict=True))
+    at = len(first) + gap.at  # the first trade after the hole in the second session
+    assert [i for i, _ in written] == [int(json.loads(raw)["data"]["t"]) for _, _, raw in first + second]
+    assert [t for _, t in written] == [
+        *(t for t, _, _ in first + second[: gap.at]), *[stop_ns] * (len(written) - at)
+    ]
+    assert manifests[(USDM_IID, "trades")].missed_trades == [
+        (second[gap.at - 1][0], second[gap.at][0], gap.missing[0], gap.missing[-1], len(gap.missing))
+    ]
+
+    playback = Playback(trades_only_usdm_config())
+    seen: list[tuple[int, int]] = []
+    playback.kernel.bus.subscribe(Trade, lambda m: seen.append((int(m.trade_id), playback.clock.now_ns())), USDM_IID)
+    playback.run(recording, session=2)
+    assert seen == written[len(first) :]

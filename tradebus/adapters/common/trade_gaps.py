@@ -169,8 +169,12 @@ class TradeGaps:
         first_id = trade_id - count + 1
         restarted = False
         if expected == _UNKNOWN and line.resume_id != _UNKNOWN:  # the first trade after a restart
-            expected, line.resume_id = line.resume_id, _UNKNOWN
-            restarted = first_id > expected
+            # ids not after the last session's (the venue's reset them, or re-sent one): a first trade, as the
+            # restarted daemon took it, the ids that follow checked against it
+            restarted = first_id > line.resume_id
+            if restarted:
+                expected = line.resume_id
+            line.resume_id = _UNKNOWN
         if not restarted and (expected == _UNKNOWN or first_id <= expected):  # the first; or an older one not seen
             line.next_id = max(expected, trade_id + 1)
             self.sink(trade)
@@ -299,7 +303,8 @@ class TradeGaps:
         no fetch was made of the ids printed while it was down. So the first trade of each instrument after the
         restart is delivered at once too, and if its ids come after the last session's expected one, the ids
         between are a gap no fetch filled: its :class:`TradesMissed` (nothing recovered) comes first, stamped at
-        that trade's receive time, as for a venue without a history (``recover="none"``).
+        that trade's receive time, as for a venue without a history (``recover="none"``). If they do not (the
+        venue reset its ids, or re-sent a trade), the ids that follow are checked against that trade's.
         """
         self.ended = False
         for line in self.lines.values():
