@@ -13,6 +13,7 @@ from tradebus.data.replay import Replay, ReplaySource
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.execution.config import BookFillConfig, VenueConfig
+from tradebus.strategies.base import Strategy
 from tradebus.strategies.touch_quoter import TouchQuoter
 
 VENUE = ("binance_usdm", "usdm", "BTCUSDT")
@@ -100,3 +101,50 @@ def test_no_lookahead_perturbing_the_future_leaves_past_fills_unchanged(capture:
     changed = run(capture, book="book_future", trades="trades_future")
     assert [k for k in keys(changed) if k[0] <= cut] == [k for k in keys(base) if k[0] <= cut]
     assert [k for k in keys(changed) if k[0] > cut] != [k for k in keys(base) if k[0] > cut]  # the change matters
+
+
+class _BookReader(Strategy):
+    """Reads the book through the strategy API (``self.book()``) at every trade of the capture."""
+
+    def on_start(self) -> None:
+        self.seen: list[tuple[int, object]] = []
+
+    def on_trade(self, trade) -> None:  # type: ignore[no-untyped-def]
+        book = self.book()
+        self.seen.append((trade.ts_init, None if book is None else (
+            book.best_bid(), book.best_ask(), book.bids(3).tolist(), book.asks(3).tolist(), book.last_seq)))
+
+
+@pytest.mark.parametrize("fill_on", ["book", "trades"])
+def test_a_backtest_strategy_reads_the_replayed_book_through_self_book(capture: Catalog, fill_on: str) -> None:
+    """``self.book()`` returned ``None`` in every backtest: only a paper daemon's feed registered a book with
+    the cache, so a strategy quoting off the book as the README's strategy API offers it (or
+    ``regime_hazard``'s ``book_features``) saw no book on the same L2 data. At each trade the book is the one
+    the catalog rows received up to it (book rows before the trade's at equal times, as the replay merges its
+    sources), rebuilt here from the rows with dicts."""
+    kernel = Kernel([Instrument(**USDM_INSTRUMENT)], venue_config=VenueConfig(fill_on=fill_on))
+    reader = _BookReader(USDM_IID)
+    kernel.add_strategy(reader)
+    kernel.run(Replay([ReplaySource.from_catalog(capture, USDM_IID, *VENUE, name) for name in ("book", "trades")]))
+    book = capture.read(*VENUE, "book")
+    cols = [book.column(n).to_pylist() for n in ("ts_init", "sequence", "side", "price", "size", "flags")]
+    rows = list(zip(*cols, strict=True))
+    levels: dict[int, dict[float, float]] = {1: {}, -1: {}}
+    i, last, seq = 0, None, -1
+    expected = []
+    for ts, _ in reader.seen:
+        while i < len(rows) and rows[i][0] <= ts:
+            t, s, side, price, size, flags = rows[i]
+            if flags & BOOK_SNAPSHOT and (t, s) != last:
+                levels = {1: {}, -1: {}}
+            last, seq = (t, s), s
+            if size > 0.0:
+                levels[side][price] = size
+            else:
+                levels[side].pop(price, None)
+            i += 1
+        bids = sorted(levels[1].items(), reverse=True)
+        asks = sorted(levels[-1].items())
+        expected.append((ts, (bids[0], asks[0], [list(b) for b in bids[:3]], [list(a) for a in asks[:3]], seq)))
+    assert len(reader.seen) == 974
+    assert reader.seen == expected

@@ -144,6 +144,10 @@ class Cache:
         """Make ``source()`` (the feed adapter's book of ``instrument_id``, or ``None``) readable by :meth:`book`."""
         self._books[instrument_id] = source
 
+    def keeps_book(self, instrument_id: str) -> bool:
+        """Whether a book of the instrument is registered (it may still be ``None`` before its first snapshot)."""
+        return instrument_id in self._books
+
     def book(self, instrument_id: str) -> BookView | None:
         """The L2 book of the instrument, or ``None`` when no feed keeps one (yet).
 

@@ -89,6 +89,7 @@ from tradebus.engine.messages import (
 )
 from tradebus.engine.perpetuals import Perpetuals
 from tradebus.engine.portfolio import Portfolio
+from tradebus.engine.replay_book import ReplayBook
 from tradebus.errors import ConfigError, DataError, FeatureError
 from tradebus.execution.config import VenueConfig
 from tradebus.execution.contingent import ContingentOrders
@@ -482,8 +483,8 @@ class Kernel:
             Bar: self._process_bar,
             Trade: self._process_trade,
             Quote: self._process_quote,
-            BookSnapshot: self.bus.publish,
-            BookDelta: self.bus.publish,
+            BookSnapshot: self._process_book,
+            BookDelta: self._process_book,
             MarkPrice: self.bus.publish,
             FundingRate: self.bus.publish,
             OpenInterest: self.bus.publish,
@@ -497,6 +498,9 @@ class Kernel:
         if on_book is not None:  # a fill_on: book venue sees each book update before the strategies
             self.bus.subscribe(BookSnapshot, on_book)
             self.bus.subscribe(BookDelta, on_book)
+        # The books of the book messages this kernel processes (a backtest's), for the strategies'
+        # cache.book where no feed adapter keeps one (see _process_book).
+        self._replay_books: dict[str, ReplayBook | None] = {}
         # The venue's book, for the books no feed adapter keeps (a backtest's; see _mark_book).
         self._venue_touch: Callable[[str], tuple[float, float]] | None = getattr(self.venue, "touch", None)
         # Through the bus, after the venue: a daemon's router publishes book messages there.
@@ -968,20 +972,40 @@ class Kernel:
         self._count_quote(quote.ts_init, quote.ts_event)
         self.bus.publish(quote)
 
+    def _process_book(self, msg: BookSnapshot | BookDelta) -> None:
+        """Apply a replayed book message to the instrument's :class:`ReplayBook`, then publish it.
+
+        A daemon's router publishes its feeds' book messages itself, and the cache reads the feed
+        adapter's book; a backtest's strategies read this one through ``cache.book``.
+        """
+        iid = msg.instrument_id
+        books = self._replay_books
+        if iid not in books:
+            book = books[iid] = None if self.cache.keeps_book(iid) else ReplayBook()
+            if book is not None:
+                self.cache.register_book(iid, lambda: book)
+        book = books[iid]
+        if book is not None:
+            book.apply(msg)
+        self.bus.publish(msg)
+
     def _mark_book(self, msg: BookSnapshot | BookDelta) -> None:
         """Mark the portfolio and the risk gate at the mid of the book a book message leaves, as a quote's.
 
-        The book is the feed adapter's (``cache.book``, in a daemon) or else the ``fill_on: book``
-        venue's (a backtest's); with neither, or one side empty, nothing is marked.
+        The book is the ``fill_on: book`` venue's (a backtest's) or else the feed adapter's
+        (``cache.book``, in a daemon); with neither, or one side empty, nothing is marked. A backtest
+        filling on trades, quotes or bars is marked at those, not at its :class:`ReplayBook`.
         """
         iid = msg.instrument_id
-        book = self.cache.book(iid)
-        if book is not None:
-            bid, ask = book.best_bid()[0], book.best_ask()[0]
-        elif self._venue_touch is not None:
+        if self._venue_touch is not None:
             bid, ask = self._venue_touch(iid)
-        else:
+        elif self._replay_books.get(iid) is not None:
             return
+        else:
+            book = self.cache.book(iid)
+            if book is None:
+                return
+            bid, ask = book.best_bid()[0], book.best_ask()[0]
         if bid < ask:  # False with a side empty (NaN)
             mid = 0.5 * (bid + ask)
             self.cache.prices[iid] = mid
