@@ -960,3 +960,37 @@ def test_cli_import_recording_writes_the_datasets_and_refuses_to_replace_them(tm
     missing = CliRunner().invoke(app, ["data", "import-recording", str(USDM_CAPTURE), "--config",
                                        str(tmp_path / "nosuch.yaml"), "--catalog", str(tmp_path / "cat2")])
     assert missing.exit_code == 2 and "nosuch.yaml" in missing.output
+
+
+def test_recording_import_writes_the_seeded_book_at_the_snapshot_answers_receive_time_as_the_replay_sees_it(
+    tmp_path: Path,
+) -> None:
+    """The book sync seeds the book from the REST snapshot and the deltas buffered while it was fetched, and
+    stamps that BookSnapshot (and the Quote of its top) with the last buffered delta's receive time, before the
+    answer was received. The import wrote those rows there: a backtest of the 2024-07-18 capture quoted on the
+    seeded book at 23:57:01.245920894, 35.7 ms before the answer's receive time 23:57:01.281597601, where the
+    replay and the paper daemon first have it (their orders are stamped there). The rows are now written at the
+    answer's receive time, where the replay's clock stands when it publishes the snapshot."""
+    from tests.execution.conftest import L2_CAPTURE
+    from tradebus.node.playback import Playback
+
+    cfg = usdm_config(None, None, depth_speed="0ms")
+    cfg["feeds"][0]["subscriptions"] = {USDM_IID: ["trade", "depth"]}
+    config = config_of(cfg)
+    lines = gzip.decompress(L2_CAPTURE.read_bytes()).decode().splitlines()
+    (answer_ns,) = [int(line.partition(" ")[0]) for line in lines if '"lastUpdateId"' in line.partition(" ")[2][:20]]
+    import_recording(L2_CAPTURE, config, tmp_path / "cat")
+    cat = Catalog(tmp_path / "cat")
+    book = cat.read("binance_usdm", "usdm", "BTCUSDT", "book")
+    flags = np.asarray(book.column("flags"))
+    snapshot_ts = np.unique(np.asarray(book.column("ts_init"))[(flags & BOOK_SNAPSHOT) != 0])
+    assert snapshot_ts.tolist() == [answer_ns] == [1721347021281597601]
+    assert np.asarray(book.column("ts_init")).min() == answer_ns
+    quotes = cat.read("binance_usdm", "usdm", "BTCUSDT", "quotes")  # the top of the synced book
+    assert np.asarray(quotes.column("ts_init")).min() == answer_ns
+
+    playback = Playback(config)
+    seen: list[int] = []
+    playback.kernel.bus.subscribe(BookSnapshot, lambda m: seen.append(playback.clock.now_ns()), USDM_IID)
+    playback.run(L2_CAPTURE)
+    assert seen == [answer_ns]

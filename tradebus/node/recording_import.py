@@ -7,8 +7,9 @@ every message they emit into catalog datasets through
 the book sync seeded, then every delta it applied), mark prices, funding rates and bars.
 A trades dataset's manifest records its instrument's ``contract_size`` (the config's; none for an
 inverse contract), so ``data bars`` counts the venue's contracts as base units.
-``ts_init`` is the frame's recorded receive time (a trade held back behind a gap in trade ids, below: the
-receive time of the line that released it, where a replay's clock stands). A frame a parser rejects (a garbled
+``ts_init`` is the frame's recorded receive time (a trade held back behind a gap in trade ids, below, and a
+book seeded from a REST snapshot with the deltas buffered while it was fetched, and its top's quote, which the sync
+stamps with the last delta's: the receive time of the line that released it, where a replay's clock stands). A frame a parser rejects (a garbled
 payload) is left out, counted, logged at WARNING with the first one's number and reason, and
 noted in every manifest written.
 
@@ -89,6 +90,9 @@ if TYPE_CHECKING:
 
 __all__ = ["import_recording", "import_recording_cmd"]
 
+#: Messages written at the receive time of the line that released them when the feed stamped them earlier.
+_RESTAMPED = frozenset({Trade, BookSnapshot, BookDelta, Quote})
+
 
 def import_recording(
     recording: str | Path,
@@ -146,9 +150,11 @@ def import_recording(
     def emit(msg: Any) -> None:
         stale.on_message(msg)
         missed(msg)
-        if type(msg) is Trade and msg.ts_init < clock[0]:
-            # held behind a gap in trade ids, released at the line that ended its recovery (or the recording):
-            # the replay's clock, and the daemon's router, handle it there
+        if type(msg) in _RESTAMPED and msg.ts_init < clock[0]:
+            # a trade held behind a gap in trade ids, released at the line that ended its recovery (or the
+            # recording); a book seeded from a REST snapshot and the deltas buffered while it was fetched (and its
+            # top's quote), stamped with the last delta's receive time but known at the answer's: the replay's
+            # clock, and the daemon's router, handle them at that line
             msg = msgspec.structs.replace(msg, ts_init=clock[0])
         sink(msg)
 
