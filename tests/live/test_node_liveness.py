@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.adapters.common.recorder import iter_hftbacktest
 from tradebus.cli import app
-from tradebus.engine.messages import BookResynced, OrderDenied, OrderSide, SubmitOrder
+from tradebus.engine.messages import BookResynced, OrderDenied, OrderSide, Quote, SubmitOrder, Trade
 from tradebus.node.daemon import PaperNode
 from tradebus.node.playback import Playback, play
 
@@ -144,8 +146,15 @@ def test_replay_of_a_subset_of_the_streams_names_each_skipped_stream_once_and_co
     assert stats["unexpected_streams"] == {"binance-usdm": skipped}
 
 
-async def run_usdm(depth_speed: str | None, done_when: str) -> tuple[PaperNode, list[Any], list[str]]:
-    """Paper daemon against the USD-M capture served at 8x its pace; book_max_idle 0.5 s (4 s of recording)."""
+async def run_usdm(
+    depth_speed: str | None, done_when: str, stall_after_trade: str | None = None
+) -> tuple[PaperNode, list[Any], list[str]]:
+    """Paper daemon against the USD-M capture served at 8x its pace; book_max_idle 0.5 s (4 s of recording).
+
+    ``stall_after_trade``: the handling of that trade (its id) blocks the event loop for 1 s, twice
+    book_max_idle (a strategy's slow callback, a pause of the process): the frames sent meanwhile,
+    and those the server sends late in a burst once it runs again, are read after it.
+    """
     events: list[Any] = []
     probes: list[str] = []
     proto = BinanceProtocol(USDM_SNAPSHOT, futures=True)
@@ -164,6 +173,12 @@ async def run_usdm(depth_speed: str | None, done_when: str) -> tuple[PaperNode, 
             kernel.submit(SubmitOrder("probe", USDM_IID, coid, OrderSide.BUY, 0.01, now, now, reason="probe"))
 
         kernel.bus.subscribe(BookResynced, probe)
+
+        def stall(trade: Trade) -> None:
+            if trade.trade_id == stall_after_trade:
+                time.sleep(1.0)  # the fault itself: the loop can run nothing meanwhile
+
+        kernel.bus.subscribe(Trade, stall)
 
         def done() -> bool:
             if done_when == "resynced":
@@ -194,6 +209,93 @@ async def test_paper_daemon_with_the_recorded_depth_speed_keeps_the_book_in_sync
     assert not any(isinstance(e, OrderDenied) and e.reason.startswith("book unsynced") for e in events)
     assert node.guard.liveness.freezes == {}
     assert node.router.counts["BookDelta"] > 1000 and node.summary.feeds["binance-usdm"]["unexpected_streams"] == 0
+
+
+def usdm_kind(raw: str) -> str:
+    """``depth``, ``activity`` (a trade or bookTicker frame) or ``other`` (markPrice, the REST snapshot)."""
+    if '"stream":"btcusdt@depth@0ms"' in raw:
+        return "depth"
+    return "activity" if '"stream":"btcusdt@trade"' in raw or '"stream":"btcusdt@bookTicker"' in raw else "other"
+
+
+def replay_stalled_usdm(tmp_path: Path, stall_ns: int, cut_depth: bool) -> tuple[Playback, int, list[Any]]:
+    """The USD-M capture as read by a reader stalled ``stall_ns`` halfway: after a trade that follows
+    a depth frame and precedes another trade, every later frame is received ``stall_ns`` later
+    (``cut_depth``: and the depth frames after it never come). Replayed with ``book_max_idle`` 0.5 s;
+    returns the playback, the stalled line's index and the first trade or quote handled on a frozen book."""
+    kinds = [usdm_kind(raw) for _, raw in USDM_LINES]
+    at = next(i for i in range(len(kinds) // 2, len(kinds) - 1)
+              if kinds[i - 1] == "depth" and kinds[i] == kinds[i + 1] == "activity")
+    path = tmp_path / "stalled.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        for i, (recv_ns, raw) in enumerate(USDM_LINES):
+            if i > at and not (cut_depth and kinds[i] == "depth"):
+                f.write(f"{recv_ns + stall_ns} {raw}\n")
+            elif i <= at:
+                f.write(f"{recv_ns} {raw}\n")
+    playback = Playback(config_of(usdm_config(None, None, depth_speed="0ms", book_max_idle=0.5)))
+    first_frozen: list[Any] = []
+
+    def on_activity(msg: Trade | Quote) -> None:
+        if not first_frozen and playback.guard.liveness.freezes:
+            first_frozen.append(msg)
+
+    playback.kernel.bus.subscribe(Trade, on_activity)
+    playback.kernel.bus.subscribe(Quote, on_activity)
+    playback.run(path)
+    return playback, at, first_frozen
+
+
+def usdm_venue_ns(raw: str) -> int:
+    """The venue time a trade or bookTicker frame carries (its transaction time ``T``), ns."""
+    return int(json.loads(raw)["data"]["T"]) * 1_000_000
+
+
+@pytest.mark.usefixtures("_loguru_to_current_stderr")
+def test_a_reader_stalled_longer_than_book_max_idle_does_not_freeze_a_book_whose_updates_flow(
+    tmp_path: Path,
+) -> None:
+    """Seen under load: the event loop stalled for more than book_max_idle after a trade, the next frame
+    read was a trade (the depth update sent after it waiting behind it), and the book was declared frozen
+    by 2 s of receive time between two trades the venue printed milliseconds apart: resynced, orders denied."""
+    playback, at, frozen = replay_stalled_usdm(tmp_path, 2_000_000_000, cut_depth=False)
+    assert playback.guard.liveness.freezes == {} and frozen == []
+    assert playback.guard.block_reason(USDM_IID) is None
+    # guards the setup: the stall is 4x book_max_idle, between two trades printed within it
+    assert usdm_venue_ns(USDM_LINES[at + 1][1]) - usdm_venue_ns(USDM_LINES[at][1]) < 500_000_000
+
+
+@pytest.mark.usefixtures("_loguru_to_current_stderr")
+def test_a_stalled_reader_of_a_frozen_book_freezes_it_when_the_venue_printed_book_max_idle_of_trades(
+    tmp_path: Path,
+) -> None:
+    """The same stall with the depth frames after it cut: the book freezes at the first trade or quote the
+    venue printed 0.5 s (its own clock, ``T``) after the first one since the last depth frame, the same
+    message as without the stall (on receive times alone, that one freezes it 41 ms of receive time earlier,
+    the two frames' latencies differing by that much)."""
+    frozen_at = []
+    for stall_ns in (2_000_000_000, 0):
+        playback, at, frozen = replay_stalled_usdm(tmp_path, stall_ns, cut_depth=True)
+        assert playback.guard.liveness.freezes == {USDM_IID: 1}
+        frozen_at.append((frozen[0].ts_event, frozen[0].ts_init - stall_ns))
+    start_ns = usdm_venue_ns(USDM_LINES[at][1])
+    expected = next((usdm_venue_ns(raw), recv_ns) for recv_ns, raw in USDM_LINES[at:]
+                    if usdm_kind(raw) == "activity" and usdm_venue_ns(raw) - start_ns >= 500_000_000)
+    assert frozen_at == [expected, expected]
+
+
+async def test_paper_daemon_whose_loop_stalls_twice_book_max_idle_between_two_trades_keeps_the_book_in_sync() -> None:
+    """The flaky run's cause, made certain: the loop stalls 1 s (book_max_idle 0.5 s) while a trade is
+    handled whose next frame is a trade, printed milliseconds later; its receive time is 1 s after the
+    stalled one's, the depth frames after it not read yet. The book froze, was resynced, orders denied."""
+    kinds = [usdm_kind(raw) for _, raw in USDM_FRAMES]
+    at = next(i for i in range(len(kinds) // 2, len(kinds) - 1)
+              if '"stream":"btcusdt@trade"' in USDM_FRAMES[i][1] and kinds[i + 1] == "activity")
+    stalled = str(json.loads(USDM_FRAMES[at][1])["data"]["t"])
+    node, events, _ = await run_usdm("0ms", "replayed", stall_after_trade=stalled)
+    assert [e for e in events if isinstance(e, BookResynced)] == []
+    assert node.guard.liveness.freezes == {}
+    assert node.router.counts["BookDelta"] > 1000
 
 
 @pytest.mark.parametrize("venue", ["okx", "bybit"])

@@ -273,7 +273,7 @@ class NodeRouter:
 
     def _activity(self, msg: Trade | Quote) -> None:
         if self._admit(msg):
-            self._liveness.on_activity(msg.instrument_id, msg.ts_init)  # before the strategy sees it
+            self._liveness.on_activity(msg.instrument_id, msg.ts_init, msg.ts_event)  # before the strategy sees it
             self._process(msg)
 
     def _snapshot(self, msg: BookSnapshot) -> None:

@@ -9,7 +9,8 @@ which each instrument's book changed and at which its trades or quotes arrived:
 
 * a book is **frozen** when trades or quotes of its instrument have kept arriving for
   ``max_idle`` seconds since the first of them that followed its last change (a trade after
-  a long quiet spell starts the window; it does not freeze the book by itself);
+  a long quiet spell starts the window; it does not freeze the book by itself), on both
+  clocks: their receive times and the venue's times they carry (see below);
 * a frozen book is resynced (the feed's ``resync(reason)``: a REST snapshot on Binance, a
   resubscription on OKX/Bybit, which ends with ``BookResynced`` carrying the reason) and
   :meth:`BookLiveness.frozen` gives the reason orders are denied for;
@@ -19,7 +20,20 @@ which each instrument's book changed and at which its trades or quotes arrived:
 * only a book that is in sync is judged (one that is already resyncing is unsynced anyway).
 
 The rule is synchronous and clock-free: times are the messages' receive times
-(``ts_init``), so a replay of a recording takes the decisions the live run took.
+(``ts_init``) and venue times (``ts_event``), so a replay of a recording takes the decisions
+the live run took. Receive times alone cannot tell a dead depth stream from a stalled reader:
+a connection's frames arrive in the venue's order, and after the event loop (or the network)
+stalled longer than ``max_idle``, the first frame read may be a trade while the book updates
+sent after it wait behind it, unread. The venue's times of that trade and of the trade before
+the stall are as close as the venue printed them, so the span on the venue's clock is no
+evidence of a freeze, and the book is judged only when both spans reach ``max_idle``. Live,
+both clocks run at one pace, and a book whose updates stopped is caught as soon as on
+receive times alone, give or take the difference of two frames' latencies; a paper daemon's
+server replaying faster than recorded is judged on its receive times. A message without a
+venue time (``ts_event == ts_init``: Binance spot's ``bookTicker``) spans none: a window of
+such messages alone is judged on receive times (a stall can still freeze it), one with
+venue-timed trades in it on their times (if they are rarer than ``max_idle``, a dead stream
+is caught at the first trade printed ``max_idle`` after the window's first).
 """
 
 from __future__ import annotations
@@ -40,9 +54,17 @@ class _Watch:
     in_sync: Callable[[], bool]
     resync: Callable[[str], None]
     first_activity_ns: int = -1
+    first_venue_ns: int | None = None  # venue time of the window's first venue-timed message
+    last_venue_ns: int = 0  # latest venue time in the window
     frozen: str | None = None
     resync_snapshot_seen: bool = False
     freezes: int = 0
+
+    def start(self, ts_ns: int, ts_event_ns: int) -> None:
+        """Start the window at a message received at ``ts_ns`` (venue time ``ts_event_ns``, if not ``ts_ns``)."""
+        self.first_activity_ns = ts_ns
+        self.first_venue_ns = None if ts_event_ns == ts_ns else ts_event_ns
+        self.last_venue_ns = ts_event_ns
 
 
 class BookLiveness:
@@ -80,19 +102,29 @@ class BookLiveness:
         logger.info("book {}: updates flow again after a freeze ({})", instrument_id, w.frozen)
         w.frozen = None
 
-    def on_activity(self, instrument_id: str, ts_ns: int) -> None:
-        """A trade or quote of ``instrument_id`` arrived at ``ts_ns``; resync its book if it is frozen."""
+    def on_activity(self, instrument_id: str, ts_ns: int, ts_event_ns: int) -> None:
+        """A trade or quote of ``instrument_id`` arrived at ``ts_ns`` (the venue's time ``ts_event_ns``,
+        or ``ts_ns`` if it gives none); resync its book if it is frozen."""
         w = self._watches.get(instrument_id)
         if w is None:
             return
         if w.first_activity_ns < 0:
-            w.first_activity_ns = ts_ns
+            w.start(ts_ns, ts_event_ns)
             return
+        if ts_event_ns != ts_ns:
+            if w.first_venue_ns is None:
+                w.first_venue_ns = w.last_venue_ns = ts_event_ns
+            elif ts_event_ns > w.last_venue_ns:
+                w.last_venue_ns = ts_event_ns
         idle = ts_ns - w.first_activity_ns
         if idle < w.max_idle_ns:
             return
+        if w.first_venue_ns is not None:
+            idle = min(idle, w.last_venue_ns - w.first_venue_ns)
+            if idle < w.max_idle_ns:
+                return
         if not w.in_sync():  # asked only here: this runs on every trade and quote
-            w.first_activity_ns = ts_ns
+            w.start(ts_ns, ts_event_ns)
             return
         reason = (
             f"book frozen: trades/quotes of {instrument_id} for {idle / 1e9:.1f} s without a change of its book "

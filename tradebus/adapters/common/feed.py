@@ -111,7 +111,8 @@ class FeedConfig(_Model):
         Stop the daemon after this many consecutive failed connection attempts (``None``: never).
     book_max_idle
         Book liveness, seconds: when trades or quotes of an instrument keep arriving but its
-        L2 book has not changed for this long, the book is declared frozen: orders on the
+        L2 book has not changed for this long (on their receive times and on the venue's times
+        they carry: :mod:`tradebus.risk.liveness`), the book is declared frozen: orders on the
         instrument are denied (``book unsynced: ...``) and the book is resynced; after such
         a resync, orders stay denied until the book's first live update.
 
