@@ -54,6 +54,7 @@ import importlib.util
 import os
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -358,12 +359,18 @@ def _drivers_dir() -> Path:
     return cache_dir() / "drivers"
 
 
+#: Held while a generated module is imported or an entry point compiled: a daemon's warm-up thread (one stopped
+#: daemon's may still run while the next one's starts) and the event loop may ask for the same one at once.
+_LOCK = threading.RLock()
+
+
 def load_module(text: str, stem: str = "bank") -> ModuleType:
     """Import the generated module with source ``text``, writing it to the cache directory first if needed.
 
     The file is ``<cache_dir>/drivers/<stem>_<hash of text>.py`` and the module
     ``_tradebus_<stem>_<hash>``; an existing file is never rewritten (its
-    modification time is part of Numba's cache key).
+    modification time is part of Numba's cache key). Thread-safe: a module another
+    thread is importing is returned once its import is done.
 
     Raises
     ------
@@ -371,6 +378,11 @@ def load_module(text: str, stem: str = "bank") -> ModuleType:
         The drivers directory cannot be written.
     """
     digest = hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
+    with _LOCK:
+        return _load_module(text, stem, digest)
+
+
+def _load_module(text: str, stem: str, digest: str) -> ModuleType:
     name = f"_tradebus_{stem}_{digest}"
     loaded = sys.modules.get(name)
     if loaded is not None:
@@ -420,14 +432,17 @@ def _frozen(module: ModuleType, name: str, signature: tuple[Any, ...]) -> Any:
     """Compile (or load) ``module.name`` for ``signature`` once per process; return its entry point.
 
     The dispatcher is then frozen, so an unexpected argument type raises instead of
-    compiling a new specialisation on the hot path.
+    compiling a new specialisation on the hot path (thread-safe: one compiles, the others get its entry).
     """
     key = (module.__name__, name)
     entry = _COMPILED.get(key)
     if entry is None:
-        dispatcher = getattr(module, name)
-        entry = _COMPILED[key] = dispatcher.compile(signature)
-        dispatcher.disable_compile()
+        with _LOCK:
+            entry = _COMPILED.get(key)
+            if entry is None:
+                dispatcher = getattr(module, name)
+                entry = _COMPILED[key] = dispatcher.compile(signature)
+                dispatcher.disable_compile()
     return entry
 
 
