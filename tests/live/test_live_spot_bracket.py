@@ -14,7 +14,7 @@ import pytest
 from loguru import logger
 from pydantic import SecretStr
 
-from tests.live.live_harness import IID, KEY, SECRET, Harness, harness, until
+from tests.live.live_harness import IID, KEY, SECRET, Harness, harness, settled, until
 from tests.live.node_testdata import SPOT_SNAPSHOT
 from tests.live.test_live_daemon import SPOT, _run_until
 from tests.live.test_live_daemon import _config as daemon_config
@@ -420,3 +420,27 @@ async def test_a_modify_of_an_exit_resting_in_an_oco_order_list_is_denied_and_th
     assert [p for m, p, _ in h.emulator.requests if m in ("POST", "DELETE")] == ["/api/v3/order", "/api/v3/orderList/oco"]
     assert {r.order.client_order_id for r in h.emulator.open_orders()} == {stop.client_order_id, target.client_order_id}
     assert (target.price, stop.status, target.status) == (61_000.0, OrderStatus.ACCEPTED, OrderStatus.ACCEPTED)
+
+
+async def test_binance_spot_cancel_replace_of_one_oco_leg_ends_the_whole_list() -> None:
+    """Binance documents ``POST /api/v3/order/cancelReplace`` of an order in an order list: "the result is the same
+    as canceling the entire orderList". A cancel-replace of the take-profit leg (61,000 -> 60,500), sent past the
+    kernel's denial as a version without it sent it: the emulator canceled that leg alone, its stop leg kept
+    locking the 0.01 BTC and the new order was refused (-2010). Now both legs end (the list ALL_DONE) and the new
+    take-profit rests alone for the BTC the list freed: the position has no stop, as it would on Binance."""
+    async with harness() as h:
+        h.venue.on_replace = h.kernel.execution.submit  # as the live node wires it
+        await _bracket_armed(h)
+        await until(lambda: len(h.emulator.open_orders()) == 2)
+        stop, target = h.kernel.orders.orders()[1:]
+        now = h.kernel.clock.now_ns()
+        h.kernel.execution.modify(ModifyOrder("s1", IID, target.client_order_id, now, now, price=60_500.0))
+        await until(lambda: not target.is_open)
+        await h.venue.drain()
+        await settled(h)
+    assert [p for m, p, _ in h.emulator.requests if m == "POST"] == [
+        "/api/v3/order", "/api/v3/orderList/oco", "/api/v3/order/cancelReplace"]
+    assert (h.emulator.orders[stop.client_order_id].status, stop.status) == (OrderStatus.CANCELED, OrderStatus.CANCELED)
+    (resting,) = h.emulator.open_orders()
+    assert (resting.order.price, resting.order.quantity, resting.order.client_order_id in h.emulator.lists) == (60_500.0, 0.01, False)
+    assert (h.emulator.locked("BTC"), h.emulator.free("BTC")) == pytest.approx((0.01, 0.0))

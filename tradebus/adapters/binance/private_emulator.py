@@ -760,7 +760,8 @@ class BinancePrivateEmulator(AccountEmulator, OrderLimits):
 
     def _cancel_replace(self, p: dict[str, str]) -> web.Response:
         """``cancelReplaceMode=STOP_ON_FAILURE``: a failed cancel places nothing (``-2022``); a refused
-        new order after the cancel is ``-2021`` (HTTP 409), the cancel standing."""
+        new order after the cancel is ``-2021`` (HTTP 409), the cancel standing. The cancel of an order list's leg
+        cancels the whole list, as Binance documents ("the same as canceling the entire orderList")."""
         refuse = self.firing if self.firing is not None and self.firing.kind == "refuse_new" else None
         if p.get("cancelReplaceMode") != "STOP_ON_FAILURE":
             return self.error(400, -1102, "Mandatory parameter 'cancelReplaceMode' was not sent or is not STOP_ON_FAILURE here.")
@@ -770,7 +771,7 @@ class BinancePrivateEmulator(AccountEmulator, OrderLimits):
                     "cancelResponse": {"code": -2011, "msg": "Unknown order sent."}, "newOrderResponse": None}
             return web.Response(status=400, text=json.dumps({"code": -2022, "msg": "Order cancel-replace failed.", "data": data}),
                                 content_type="application/json")
-        self.cancel(rec)
+        self._cancel_list(rec)
         canceled = self._order_json(rec)
         placed = self._place(p) if refuse is None else self.error(400, int(refuse.code or -2010), "Order rejected: a refuse_new fault.")
         if placed.status != 200:
@@ -838,12 +839,19 @@ class BinancePrivateEmulator(AccountEmulator, OrderLimits):
 
     def _cancel(self, p: dict[str, str]) -> web.Response:
         rec = self.named(p)
-        if rec is None or not self.cancel(rec):
+        if rec is None or not self._cancel_list(rec):
             return self.error(400, -2011, "Unknown order sent.")
-        for other in self.lists.get(rec.order.client_order_id, (0, "", ()))[2]:
-            if self.orders[other].status in common.OPEN:  # Binance cancels the whole order list
-                self.cancel(self.orders[other])
         return self._json(self._order_json(rec))
+
+    def _cancel_list(self, rec: EmulatedOrder) -> bool:
+        """Cancel the working order ``rec`` and, when it is a leg of an order list, every other leg still working:
+        Binance cancels the whole list with one leg (a cancel, and a cancel-replace's cancel); whether ``rec`` was."""
+        if not self.cancel(rec):
+            return False
+        for other in self.lists.get(rec.order.client_order_id, (0, "", ()))[2]:
+            if self.orders[other].status in common.OPEN:
+                self.cancel(self.orders[other])
+        return True
 
     def _query(self, p: dict[str, str]) -> web.Response:
         rec = self.named(p)
