@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from tradebus.engine.messages import OrderSide, Trade
+from tradebus.engine.messages import OrderSide, OrderType, Trade
 from tradebus.strategies.base import Strategy
 
 
@@ -18,11 +18,14 @@ class OneBracketParams(BaseModel):
     take_profit: float | None = None
     span: float | None = None
     enter: bool = True
+    lower_take_profit_to: float | None = None
 
 
 class OneBracket(Strategy):
     """Buys ``quantity`` at market with a stop-loss and a take-profit on its first trade (if ``enter``): at
-    ``stop_loss`` and ``take_profit``, or ``span`` below and above that trade's price."""
+    ``stop_loss`` and ``take_profit``, or ``span`` below and above that trade's price. Not entering, with
+    ``lower_take_profit_to``: on its first trade it modifies the take-profit working (a limit) to that price once,
+    as a freqtrade ROI table's next step does."""
 
     Params = OneBracketParams
     contingent = True
@@ -36,6 +39,7 @@ class OneBracket(Strategy):
         take_profit: float | None = None,
         span: float | None = None,
         enter: bool = True,
+        lower_take_profit_to: float | None = None,
         strategy_id: str | None = None,
     ) -> None:
         super().__init__(instrument_ids, strategy_id=strategy_id or "OneBracket")
@@ -44,8 +48,14 @@ class OneBracket(Strategy):
         self.take_profit = take_profit
         self.span = span
         self.enter = enter
+        self.lower_take_profit_to = lower_take_profit_to
 
     def on_trade(self, trade: Trade) -> None:
+        if not self.enter and self.lower_take_profit_to is not None:
+            price, self.lower_take_profit_to = self.lower_take_profit_to, None
+            for order in self.ctx.cache.open_orders(trade.instrument_id, self.strategy_id):
+                if order.order_type is OrderType.LIMIT:
+                    self.modify(order.client_order_id, price=price)
         if self.enter:
             self.enter = False
             if self.span is not None:

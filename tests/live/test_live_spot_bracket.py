@@ -8,6 +8,7 @@ order list (``POST /api/v3/orderList/oco``), which locks the BTC once for both.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -444,3 +445,70 @@ async def test_binance_spot_cancel_replace_of_one_oco_leg_ends_the_whole_list() 
     (resting,) = h.emulator.open_orders()
     assert (resting.order.price, resting.order.quantity, resting.order.client_order_id in h.emulator.lists) == (60_500.0, 0.01, False)
     assert (h.emulator.locked("BTC"), h.emulator.free("BTC")) == pytest.approx((0.01, 0.0))
+
+
+async def test_a_restarted_live_daemon_still_denies_a_modify_of_an_exit_resting_in_an_oco_order_list(tmp_path: Path) -> None:
+    """``tradebus live`` (``live.cancel_on_stop: false``) on the Binance spot account emulator: the bracket's
+    stop-loss 59,000 and take-profit 61,000 rest as one OCO order list, and stay at the venue when the daemon stops.
+    Restarted on its journal, the strategy lowers the take-profit to 60,500 (a freqtrade ROI step). Before, the
+    restarted daemon did not know the exits were one list: the modify went as a cancel-replace, which ends the
+    whole list at Binance, leaving the 0.01 BTC with a take-profit and no stop-loss. It is now denied before
+    anything is sent, as it is before a restart, and both legs rest as they were."""
+    emulator = BinancePrivateEmulator(KEY, SECRET, {IID: Instrument(**SPOT)}, {"USDT": 100_000.0})
+    gate = TradeGate(TRADE_TEMPLATE)
+    keys = ApiKeys(SecretStr(KEY), SecretStr(SECRET))
+    denied: list[OrderDenied] = []
+
+    def config(enter: bool, lower_to: float | None = None) -> LiveConfig:
+        data = daemon_config(tmp_path, srv.ws_url, srv.http_url, emulator)
+        data.pop("record")
+        data["live"]["cancel_on_stop"] = False
+        data["strategy"] = {
+            "name": "tests.live.bracket_strategy:OneBracket",
+            "instruments": [IID],
+            "params": {"quantity": 0.01, "stop_loss": 59_000.0, "take_profit": 61_000.0, "enter": enter,
+                       "lower_take_profit_to": lower_to},
+        }
+        return parse_live_config(data, "<test>")
+
+    def resting() -> dict[str, float]:
+        """Each order resting at the venue: its limit price, or a stop's trigger."""
+        return {r.order.client_order_id: r.order.trigger_price if math.isnan(r.order.price) else r.order.price
+                for r in emulator.open_orders()}
+
+    async with emulator:
+        protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+        async with LocalVenueServer(protocol, trade_frames(TRADE_TEMPLATE, [60_000.0] * 4), gate=gate, lifetime=300) as srv:
+            try:
+                first = LiveNode(config(enter=True), keys, handle_signals=False)
+                first.kernel.bus.subscribe(OrderDenied, denied.append)
+
+                def entered() -> bool:
+                    if gate.allowed == 1 and emulator.orders:
+                        gate.allowed = 2  # 60,000: fills the entry
+                    elif gate.allowed == 2 and first.kernel.portfolio.position(IID) > 0.0:
+                        gate.allowed = 3  # 60,000: arms the children
+                    return len(resting()) == 2 or bool(denied)
+
+                gate.allowed = 1  # 60,000: the entry, a market buy
+                await _run_until(first, entered)
+                assert denied == []
+                stop, target = (o.client_order_id for o in first.kernel.orders.orders()[1:])
+                legs = {target: 61_000.0, stop: 59_000.0}
+                assert resting() == legs and emulator.lists[target][2] == (target, stop)  # left working by the stop
+                sent = len(emulator.requests)
+                gate.allowed = 3  # the restarted daemon's trades wait for its start-up reconciliation
+                second = LiveNode(config(enter=False, lower_to=60_500.0), keys, handle_signals=False)
+                second.kernel.bus.subscribe(OrderDenied, denied.append)
+
+                def modified() -> bool:
+                    if not second.guard.holds and second.running.is_set():
+                        gate.allowed = 4  # 60,000: the strategy lowers its take-profit
+                    return bool(denied) or any(p.endswith("cancelReplace") for _, p, _ in emulator.requests[sent:])
+
+                await _run_until(second, modified)
+            finally:
+                gate.allowed = 4
+    assert [(d.client_order_id, "rests in one OCO order list with" in d.reason) for d in denied] == [(target, True)]
+    assert [(m, p) for m, p, _ in emulator.requests[sent:] if m in ("POST", "DELETE")] == []
+    assert resting() == legs and emulator.lists[target][2] == (target, stop)

@@ -172,7 +172,9 @@ Restarts
     * a bracket whose entry is still working waits for it as before;
     * a bracket whose children still work (a live venue keeps them) is linked again: when one
       fills, the other is canceled (OCO), and a trailing stop keeps trailing (from the best
-      price its trigger implies);
+      price its trigger implies); exits resting as one OCO order list (journaled with their ``"oco"``
+      link) are known as one: the venue cancels the other, no reduction is sent to them, and a modify of
+      one is denied (:meth:`ContingentOrders.refused_in_list`);
     * a bracket whose entry filled but whose children no longer work -- a paper venue's working
       orders end with its process, so the restart canceled them -- is armed again for the
       quantity left (entry fills, less a fee the venue took out of the coins bought, minus
@@ -731,7 +733,8 @@ class ContingentOrders:
         self._kernel.portfolio.account.link_oco(group)
         if journal:
             first = orders.order(group[0])
-            self._link("oco", first.strategy_id, first.instrument_id, group[0], group, size=size)
+            listed = {"listed": 1.0} if self._listed.issuperset(group) else {}  # a restart takes no modify of them
+            self._link("oco", first.strategy_id, first.instrument_id, group[0], group, size=size, **listed)
         if self.native:
             self._venue.link_oco(group)  # type: ignore[attr-defined]
             self._venue_oco.update(group)
@@ -1517,6 +1520,12 @@ class ContingentOrders:
                         self._cancel_soon(member, "OCO: sibling filled")
                 else:
                     group = [*link.order_ids, *(old for c in link.order_ids for old in replaced.get(c, ()))]
+                    listed = p.get("listed", 0.0) > 0.0 and len(live) > 1
+                    if listed:
+                        # One OCO order list at the venue: it cancels the other leg itself, and takes no modify
+                        # of a leg (a cancel-replace, a reduction's too, would end the list).
+                        self._venue_oco.update(live)
+                        self._listed.update(live)
                     if len(live) > 1:
                         members = [o for c in group if (o := orders.get(c)) is not None]
                         # Journaled without its size (by an older version): its largest member's quantity now.
@@ -1528,7 +1537,8 @@ class ContingentOrders:
                             self._oco_size[member] = size
                         room = self._room_left(members, live, size)
                         self._kernel.portfolio.account.link_oco(live, room)
-                    self._reduce_soon(group, refused)
+                    if not listed:
+                        self._reduce_soon(group, refused)
             elif link.kind == "trailing":
                 order = orders.get(coid)
                 if order is not None and order.is_open:
