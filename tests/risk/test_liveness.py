@@ -143,3 +143,16 @@ def test_quotes_without_a_venue_time_are_judged_on_receive_times_trades_among_th
     assert book.resyncs == []  # the venue printed nothing later than the trade yet
     live.on_activity(IID, 16 * S, 9 * S)
     assert book.resyncs and "for 10.0 s" in book.resyncs[0]
+
+
+def test_timeless_quotes_after_the_last_trade_freeze_the_book_on_their_receive_times() -> None:
+    """Binance spot: one trade, then the depth stream dies while bookTickers (no venue time) keep coming and
+    no trade follows: the quotes alone span max_idle of receive time, as a window of them alone would."""
+    live, book = watched(10.0)
+    live.on_book(IID, snapshot=False)
+    trade(live, 0)
+    for t in range(1, 11):  # a quote a second, 10 s of them after the first one at 1 s
+        live.on_activity(IID, t * S, t * S)
+    assert book.resyncs == []  # 9 s of quotes since the first one after the trade
+    live.on_activity(IID, 11 * S, 11 * S)
+    assert book.resyncs and book.resyncs[0].startswith(f"book frozen: trades/quotes of {IID} for 10.0 s")

@@ -32,8 +32,9 @@ receive times alone, give or take the difference of two frames' latencies; a pap
 server replaying faster than recorded is judged on its receive times. A message without a
 venue time (``ts_event == ts_init``: Binance spot's ``bookTicker``) spans none: a window of
 such messages alone is judged on receive times (a stall can still freeze it), one with
-venue-timed trades in it on their times (if they are rarer than ``max_idle``, a dead stream
-is caught at the first trade printed ``max_idle`` after the window's first).
+venue-timed trades in it on their times, or on the receive times of the messages without
+one that came since its last trade (a dead depth stream of a market whose trades stopped
+is caught ``max_idle`` after the first quote that followed the last trade).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class _Watch:
     first_activity_ns: int = -1
     first_venue_ns: int | None = None  # venue time of the window's first venue-timed message
     last_venue_ns: int = 0  # latest venue time in the window
+    timeless_ns: int | None = None  # receive time of the first message without a venue time since the last with one
     frozen: str | None = None
     resync_snapshot_seen: bool = False
     freezes: int = 0
@@ -65,6 +67,7 @@ class _Watch:
         self.first_activity_ns = ts_ns
         self.first_venue_ns = None if ts_event_ns == ts_ns else ts_event_ns
         self.last_venue_ns = ts_event_ns
+        self.timeless_ns = ts_ns if ts_event_ns == ts_ns else None
 
 
 class BookLiveness:
@@ -112,15 +115,20 @@ class BookLiveness:
             w.start(ts_ns, ts_event_ns)
             return
         if ts_event_ns != ts_ns:
+            w.timeless_ns = None
             if w.first_venue_ns is None:
                 w.first_venue_ns = w.last_venue_ns = ts_event_ns
             elif ts_event_ns > w.last_venue_ns:
                 w.last_venue_ns = ts_event_ns
+        elif w.timeless_ns is None:
+            w.timeless_ns = ts_ns
         idle = ts_ns - w.first_activity_ns
         if idle < w.max_idle_ns:
             return
         if w.first_venue_ns is not None:
-            idle = min(idle, w.last_venue_ns - w.first_venue_ns)
+            venue = w.last_venue_ns - w.first_venue_ns
+            timeless = -1 if w.timeless_ns is None else ts_ns - w.timeless_ns
+            idle = min(idle, max(venue, timeless))
             if idle < w.max_idle_ns:
                 return
         if not w.in_sync():  # asked only here: this runs on every trade and quote
