@@ -93,3 +93,29 @@ def test_an_entry_point_asked_for_by_several_threads_is_compiled_once_and_given_
     assert errors == []
     assert len(entries) == THREADS and all(e is entries[0] for e in entries)
     assert entries[0](1.5) == 2.5
+
+
+def test_a_module_already_imported_is_returned_while_another_thread_holds_the_lock() -> None:
+    """The event loop building a bank whose module is already imported (a restarted kernel, a daemon
+    without warm-up) does not wait for another thread's compile (a minute, cold) under the lock."""
+    text = probe_source("test_a_module_already_imported_is_returned_while_another_thread_holds_the_lock", False)
+    module = drivers.load_module(text, "probe")
+    held, release = threading.Event(), threading.Event()
+
+    def compiling() -> None:  # stands for a warm-up thread compiling under the lock
+        with drivers._LOCK:
+            held.set()
+            release.wait(DEADLINE_S)
+
+    holder = threading.Thread(target=compiling)
+    holder.start()
+    try:
+        assert held.wait(DEADLINE_S)
+        got: list[Any] = []
+        loader = threading.Thread(target=lambda: got.append(drivers.load_module(text, "probe")), daemon=True)
+        loader.start()
+        loader.join(DEADLINE_S)  # generous: returns at once unless it waits for the lock
+        assert got == [module]
+    finally:
+        release.set()
+        holder.join(DEADLINE_S)

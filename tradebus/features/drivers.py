@@ -363,6 +363,10 @@ def _drivers_dir() -> Path:
 #: daemon's may still run while the next one's starts) and the event loop may ask for the same one at once.
 _LOCK = threading.RLock()
 
+#: Generated modules whose import is complete, by name: returned without the lock (``sys.modules`` also holds one
+#: being imported).
+_LOADED: dict[str, ModuleType] = {}
+
 
 def load_module(text: str, stem: str = "bank") -> ModuleType:
     """Import the generated module with source ``text``, writing it to the cache directory first if needed.
@@ -370,7 +374,8 @@ def load_module(text: str, stem: str = "bank") -> ModuleType:
     The file is ``<cache_dir>/drivers/<stem>_<hash of text>.py`` and the module
     ``_tradebus_<stem>_<hash>``; an existing file is never rewritten (its
     modification time is part of Numba's cache key). Thread-safe: a module another
-    thread is importing is returned once its import is done.
+    thread is importing is returned once its import is done; one already imported is
+    returned at once, whatever another thread compiles meanwhile.
 
     Raises
     ------
@@ -378,6 +383,9 @@ def load_module(text: str, stem: str = "bank") -> ModuleType:
         The drivers directory cannot be written.
     """
     digest = hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
+    loaded = _LOADED.get(f"_tradebus_{stem}_{digest}")
+    if loaded is not None:
+        return loaded
     with _LOCK:
         return _load_module(text, stem, digest)
 
@@ -408,6 +416,7 @@ def _load_module(text: str, stem: str, digest: str) -> ModuleType:
     except BaseException:
         del sys.modules[name]
         raise
+    _LOADED[name] = module
     return module
 
 
