@@ -208,6 +208,20 @@ def test_a_dataset_window_warms_up_on_the_bars_before_it_and_a_backtest_from_dat
         assert (run["after"][rows:, 0] != run["same"][rows:, 0]).all()
 
 
+@pytest.mark.parametrize(("quoted", "unquoted"), [("1577836800.0", 1577836800.0), ("-1500.0", -1500.0)])
+def test_a_quoted_number_bound_is_epoch_ns_as_the_same_number_unquoted(quoted: str, unquoted: Any) -> None:
+    """'1577836800.0' was read as Unix seconds (2020-01-01) where 1577836800.0 unquoted is 1577836800 ns."""
+    assert _config(start_ns=quoted).start_ns == _config(start_ns=unquoted).start_ns == int(float(quoted))
+
+
+@pytest.mark.parametrize("value", ["1577836800.5", "-1.5"])
+def test_a_quoted_fractional_number_bound_is_refused_as_its_unquoted_number_is(value: str) -> None:
+    """'1577836800.5' was taken as Unix seconds (2020-01-01T00:00:00.5) and '-1.5' as -1,500,000,000 ns."""
+    for given in (value, float(value)):
+        with pytest.raises(ConfigError, match=r"^dataset\.start_ns: Input should be a valid integer"):
+            _config(start_ns=given)
+
+
 def test_bad_configs_and_missing_datasets_name_the_field() -> None:
     with pytest.raises(ConfigError, match=r"dataset.sources.0.dataset"):
         _config(sources=[{"instrument": IID, "dataset": "coinbase/BTC"}])

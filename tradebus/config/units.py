@@ -58,17 +58,26 @@ def to_ns(moment: datetime | date) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def moment_ns(value: Any) -> Any:
     """Nanoseconds since the epoch of an ISO-8601 date or datetime (text, or as YAML reads it), read as
-    a run config's ``data.start`` is (naive = UTC, a date its midnight UTC); an int (or its digits) is
-    taken as nanoseconds already and returned as it is, as is any other value, for the field's type to refuse.
+    a run config's ``data.start`` is (naive = UTC, a date its midnight UTC); a number (or its text: pydantic
+    would read ``'1577836800.0'`` as Unix seconds) is taken as nanoseconds already and returned as it is, as is
+    any other value, for the field's type to read or refuse.
 
     Raises
     ------
     ValueError
         Text that is neither a number nor an ISO-8601 date or datetime.
     """
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+    if isinstance(value, str) and _is_number(value):
         return value
     if not isinstance(value, str | date):  # datetime is a date
         return value
