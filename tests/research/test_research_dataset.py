@@ -222,6 +222,21 @@ def test_a_quoted_fractional_number_bound_is_refused_as_its_unquoted_number_is(v
             _config(start_ns=given)
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2020-01-01T00:00:00.123456789Z", "2020-01-01T00:00:00.123456789"),
+    ("2020-01-01T01:00:00.0000009+01:00", "2020-01-01T00:00:00.000000900"),
+    ("2020-01-01 00:00:00,9999999", "2020-01-01T00:00:00.999999900"),
+])
+def test_a_bound_with_nanosecond_digits_keeps_them(text: str, expected: str) -> None:
+    """'...00.123456789Z' was cut to the microsecond (...123456000 ns): pydantic's datetime keeps 6 digits."""
+    assert _config(start_ns=text).start_ns == pd.Timestamp(expected, tz="UTC").value
+
+
+def test_a_bound_finer_than_a_nanosecond_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"^dataset\.start_ns: .*finer than a nanosecond.*'2020-01-01T00:00:00\.1234567891Z'"):
+        _config(start_ns="2020-01-01T00:00:00.1234567891Z")
+
+
 def test_bad_configs_and_missing_datasets_name_the_field() -> None:
     with pytest.raises(ConfigError, match=r"dataset.sources.0.dataset"):
         _config(sources=[{"instrument": IID, "dataset": "coinbase/BTC"}])

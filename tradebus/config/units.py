@@ -13,6 +13,8 @@ __all__ = ["moment_ns", "parse_duration", "to_ns"]
 #: The moments a run config's ``data.start``/``data.end`` take (naive = UTC, a date its midnight UTC).
 _MOMENT: TypeAdapter[datetime | date] = TypeAdapter(datetime | date)
 
+#: The fraction of a second of an ISO-8601 time; pydantic's datetime keeps its first 6 digits (the microsecond).
+_FRACTION = re.compile(r":\d{2}[.,](\d+)")
 _DURATION = re.compile(r"^\s*(\d+)\s*(ns|us|ms|s|m|h|d|w)\s*$")
 _UNIT_NS = {
     "ns": 1,
@@ -72,17 +74,24 @@ def moment_ns(value: Any) -> Any:
     would read ``'1577836800.0'`` as Unix seconds) is taken as nanoseconds already and returned as it is, as is
     any other value, for the field's type to read or refuse.
 
+    The digits of a second past the microsecond, which pydantic drops, are kept (to the nanosecond).
+
     Raises
     ------
     ValueError
-        Text that is neither a number nor an ISO-8601 date or datetime.
+        Text that is neither a number nor an ISO-8601 date or datetime, or a time finer than a nanosecond.
     """
     if isinstance(value, str) and _is_number(value):
         return value
     if not isinstance(value, str | date):  # datetime is a date
         return value
     try:
-        return to_ns(_MOMENT.validate_python(value))
+        ns = to_ns(_MOMENT.validate_python(value))
     except ValidationError:
         raise ValueError(f"expected epoch nanoseconds or an ISO-8601 date or time (2020-01-01, 2020-01-01T04:00:00Z), "
                          f"got {value!r}") from None
+    fraction = _FRACTION.search(value) if isinstance(value, str) else None
+    digits = "" if fraction is None else fraction.group(1)
+    if len(digits) > 9:
+        raise ValueError(f"a time finer than a nanosecond ({len(digits)} digits after the second), got {value!r}")
+    return ns + int(digits[6:].ljust(3, "0"))
