@@ -597,6 +597,27 @@ def test_a_bad_strategy_key_is_named_by_its_path_in_the_file(tmp_path: Path) -> 
     assert problems[1].startswith("strategy.sizing.max_weight: ")
 
 
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("features", [{"name": "atr", "kind": "atr"}, {"name": "vol", "kind": "ewm_std", "input": "close"}],
+     "strategy.features: not a strategy key here: the strategy computes the top-level features:"),
+    ("model", "model.joblib", "strategy.model: not a strategy key here: the system trains its model"),
+    ("featurs", [], "strategy.featurs: unknown key (not allowed here)"),
+    ("modl", "model.joblib", "strategy.modl: unknown key (not allowed here)"),
+])
+def test_a_strategy_key_the_system_sets_is_refused_and_never_suggested(tmp_path: Path, key: str, value: Any,
+                                                                       message: str) -> None:
+    """strategy.features silently replaced the strategy's features (not the model's) and strategy.model was
+    ignored, and a misspelt strategy.featurs / modl was answered 'did you mean 'features' / 'model'?'."""
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["strategy"][key] = value
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as info:
+        load_ml_gated_config(path)
+    assert str(info.value).startswith(f"{path}: {message}")
+    assert "did you mean 'features'" not in str(info.value) and "did you mean 'model'" not in str(info.value)
+
+
 @pytest.mark.parametrize(("section", "value", "message"), [
     ("params", {"n_estimators": 10, "max_dept": 2}, "model.params.max_dept: not a parameter of xgboost.XGBRegressor"),
     ("tune_grid", {"min_child_weigth": [1, 20]}, "model.tune_grid.min_child_weigth: not a parameter of xgboost"),

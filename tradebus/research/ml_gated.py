@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, PositiveInt, ValidationError
+from pydantic import Field, PositiveInt, ValidationError, create_model, model_validator
 
 from tradebus.config import InstrumentConfig
 from tradebus.config.base import StrictModel, describe_errors, resolve_path
@@ -96,6 +96,16 @@ class RunSection(_Model):
     edges: Literal["precomputed", "live"] = "precomputed"
 
 
+#: The :class:`EdgeGatedParams` keys the system sets, not its ``strategy`` section: ``key -> why``.
+_SYSTEM_KEYS = {
+    "features": "the strategy computes the top-level features: (the model's), give them there",
+    "model": "the system trains its model per segment (params.model is a paper or backtest run config's)",
+}
+#: The keys a ``strategy`` section takes (those a misspelt key is matched against).
+_StrategySection = create_model("_StrategySection", __base__=_Model, **{
+    name: (info.annotation, info) for name, info in EdgeGatedParams.model_fields.items() if name not in _SYSTEM_KEYS})
+
+
 class MLGatedConfig(_Model):
     """Every section of an ML-gated system config."""
 
@@ -109,6 +119,13 @@ class MLGatedConfig(_Model):
     walkforward: WalkForwardSection
     strategy: dict[str, Any] = Field(default_factory=dict)
     run: RunSection = Field(default_factory=RunSection)
+
+    @model_validator(mode="after")
+    def _no_system_key(self) -> MLGatedConfig:
+        for key, why in _SYSTEM_KEYS.items():
+            if key in self.strategy:
+                raise ValueError(f"strategy.{key}: not a strategy key here: {why}")
+        return self
 
     def strategy_params(self) -> dict[str, Any]:
         """The :class:`EdgeGatedParams` mapping (the config's features included)."""
@@ -135,7 +152,7 @@ def load_ml_gated_config(path: str | Path) -> MLGatedConfig:
         params = EdgeGatedParams.model_validate(config.strategy_params())
     except ValidationError as exc:  # the params are the top-level features plus the strategy section
         problems = [line if error["loc"][:1] == ("features",) else f"strategy.{line}"
-                    for error, line in zip(exc.errors(), describe_errors(exc, model=EdgeGatedParams), strict=True)]
+                    for error, line in zip(exc.errors(), describe_errors(exc, model=_StrategySection), strict=True)]
         raise ConfigError(f"{path}: {'; '.join(problems)}") from None
     try:
         columns = FeatureBank(config.features).columns
