@@ -28,12 +28,11 @@ import json
 import math
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from checkout import use_this_checkout
+
+REPO = use_this_checkout()
 os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".cache" / "numba"))
 
 import numpy as np  # noqa: E402

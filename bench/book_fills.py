@@ -28,12 +28,12 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 from loguru import logger
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from checkout import use_this_checkout
+
+ROOT = use_this_checkout()
 
 from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT, config_of, usdm_config  # noqa: E402
 from tradebus.data.catalog import Catalog  # noqa: E402

@@ -22,10 +22,10 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from checkout import use_this_checkout
+
+ROOT = use_this_checkout()
 
 from tests.engine.test_live_clock_due_order import ScanClock  # noqa: E402
 from tradebus.engine.clock import LiveClock  # noqa: E402

@@ -33,10 +33,10 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
+from checkout import use_this_checkout
+
+ROOT = use_this_checkout()
 
 from features import available_specs  # noqa: E402
 

@@ -46,8 +46,12 @@ from loguru import logger
 
 from numba import njit
 
-from tradebus.data.ingest import import_path
-from tradebus.features.bars import BarBuilder
+from checkout import use_this_checkout
+
+use_this_checkout()
+
+from tradebus.data.ingest import import_path  # noqa: E402
+from tradebus.features.bars import BarBuilder  # noqa: E402
 
 START_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 SEED = 20240101

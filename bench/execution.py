@@ -17,17 +17,21 @@ import json
 import sys
 import time
 
-from tradebus.engine.bus import MessageBus
-from tradebus.engine.clock import SimulatedClock
-from tradebus.engine.instrument import Instrument
-from tradebus.engine.messages import Bar, OrderFilled, OrderSide, PositionChanged, SubmitOrder
-from tradebus.engine.portfolio import Portfolio
-from tradebus.execution.config import VenueConfig
-from tradebus.execution.engine import ExecutionEngine
-from tradebus.execution.orders import OrderManager
-from tradebus.execution.simulated import SimulatedVenue
-from tradebus.risk.config import RiskConfig
-from tradebus.risk.gate import RiskGate
+from checkout import use_this_checkout
+
+use_this_checkout()
+
+from tradebus.engine.bus import MessageBus  # noqa: E402
+from tradebus.engine.clock import SimulatedClock  # noqa: E402
+from tradebus.engine.instrument import Instrument  # noqa: E402
+from tradebus.engine.messages import Bar, OrderFilled, OrderSide, PositionChanged, SubmitOrder  # noqa: E402
+from tradebus.engine.portfolio import Portfolio  # noqa: E402
+from tradebus.execution.config import VenueConfig  # noqa: E402
+from tradebus.execution.engine import ExecutionEngine  # noqa: E402
+from tradebus.execution.orders import OrderManager  # noqa: E402
+from tradebus.execution.simulated import SimulatedVenue  # noqa: E402
+from tradebus.risk.config import RiskConfig  # noqa: E402
+from tradebus.risk.gate import RiskGate  # noqa: E402
 
 BAR_NS = 60_000_000_000
 

@@ -39,10 +39,14 @@ import pandas as pd
 import talib
 from numba import njit
 
-from tradebus.features.bank import FeatureBank
-from tradebus.features.registry import all_kinds
-from tradebus.features.stepper import Stepper
-from tradebus.features.warmup import warm_up
+from checkout import use_this_checkout
+
+use_this_checkout()
+
+from tradebus.features.bank import FeatureBank  # noqa: E402
+from tradebus.features.registry import all_kinds  # noqa: E402
+from tradebus.features.stepper import Stepper  # noqa: E402
+from tradebus.features.warmup import warm_up  # noqa: E402
 
 MIXED_BANK: list[dict[str, Any]] = [
     {"name": "r", "kind": "log_ret", "input": "close"},

@@ -28,7 +28,11 @@ from pathlib import Path
 
 import msgspec
 
-from tradebus.engine.messages import (
+from checkout import use_this_checkout
+
+use_this_checkout()
+
+from tradebus.engine.messages import (  # noqa: E402
     Liquidity,
     OrderAccepted,
     OrderFilled,
@@ -36,7 +40,7 @@ from tradebus.engine.messages import (
     OrderSubmitted,
     SubmitOrder,
 )
-from tradebus.execution.journal import Journal
+from tradebus.execution.journal import Journal  # noqa: E402
 
 IID = "BTCUSDT.BINANCE"
 _BARE_TABLE = (

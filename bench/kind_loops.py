@@ -23,9 +23,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from checkout import use_this_checkout
+
+ROOT = use_this_checkout()
 KINDS = ("ewm_skew", "ema", "rolling_std", "rsi", "rolling_corr")
 
 CHILD = """
@@ -52,7 +53,7 @@ print(json.dumps([t1 - t0, t2 - t1]))
 
 
 def _child(kind: str, cache: str) -> tuple[float, float]:
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache)
     done = subprocess.run(
         [sys.executable, "-c", CHILD, kind], cwd=ROOT, env=env, check=True, capture_output=True, text=True
     )

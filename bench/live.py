@@ -38,16 +38,15 @@ import asyncio
 import contextlib
 import json
 import multiprocessing
-import sys
 import tempfile
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from checkout import use_this_checkout
+
+ROOT = use_this_checkout()
 
 import aiohttp  # noqa: E402
 from loguru import logger  # noqa: E402

@@ -43,8 +43,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from checkout import use_this_checkout
+
+ROOT = use_this_checkout()
 
 from loguru import logger  # noqa: E402
 from pydantic import SecretStr  # noqa: E402

@@ -31,8 +31,9 @@ from pathlib import Path
 
 from loguru import logger
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from checkout import use_this_checkout
+
+ROOT = use_this_checkout()
 
 from tests.live.kill_harness import SoakCounts, run_session  # noqa: E402
 

@@ -27,14 +27,14 @@ import argparse
 import importlib
 import json
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from checkout import use_this_checkout
+
+ROOT = use_this_checkout()
 
 from tradebus.adapters.binance.client import BinanceRouter  # noqa: E402
 from tradebus.adapters.binance.config import BinanceConfig  # noqa: E402

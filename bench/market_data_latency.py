@@ -51,14 +51,14 @@ import gc
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from checkout import use_this_checkout
+
+ROOT = use_this_checkout()
 
 import msgspec  # noqa: E402
 from loguru import logger  # noqa: E402

@@ -24,14 +24,16 @@ import json
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from tradebus.research.dataset import load_events
-from tradebus.research.edge_walkforward import run_edges, train_segments
-from tradebus.research.ml_gated import load_ml_gated_config
+from checkout import use_this_checkout
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = use_this_checkout()
+
+from tradebus.research.dataset import load_events  # noqa: E402
+from tradebus.research.edge_walkforward import run_edges, train_segments  # noqa: E402
+from tradebus.research.ml_gated import load_ml_gated_config  # noqa: E402
+
 CONFIG = REPO / "configs" / "systems" / "ml_gated.yaml"
 
 

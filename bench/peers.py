@@ -43,7 +43,6 @@ import json
 import math
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -52,8 +51,10 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from checkout import use_this_checkout
+
 os.environ.setdefault("TQDM_DISABLE", "1")  # backtesting.py's progress bar
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+use_this_checkout()
 
 from throughput import IID, MINUTE_NS, START_NS, instrument, make_bars  # noqa: E402
 

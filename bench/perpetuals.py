@@ -21,12 +21,13 @@ import argparse
 import json
 import math
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checkout import use_this_checkout
+
+use_this_checkout()
 
 from loguru import logger  # noqa: E402
 from throughput import MINUTE_NS, make_bars  # noqa: E402

@@ -40,13 +40,17 @@ import pyarrow as pa
 from numpy.lib.stride_tricks import sliding_window_view
 from sklearn.model_selection import KFold
 
-from features import MIXED_BANK  # bench/features.py (this script's directory is on sys.path)
+from checkout import use_this_checkout
 
-from tradebus.data.catalog import Catalog
-from tradebus.features.bank import FeatureBank
-from tradebus.research.dataset import build_dataset, feature_frame, load_config, load_events
-from tradebus.research.labels import triple_barrier
-from tradebus.research.splitters import CombinatorialPurgedCV, PurgedKFold
+use_this_checkout()
+
+from features import MIXED_BANK  # noqa: E402 (bench/features.py)
+
+from tradebus.data.catalog import Catalog  # noqa: E402
+from tradebus.features.bank import FeatureBank  # noqa: E402
+from tradebus.research.dataset import build_dataset, feature_frame, load_config, load_events  # noqa: E402
+from tradebus.research.labels import triple_barrier  # noqa: E402
+from tradebus.research.splitters import CombinatorialPurgedCV, PurgedKFold  # noqa: E402
 
 SPECS: list[dict[str, Any]] = MIXED_BANK  # the 20-feature bank of bench/features.py
 HORIZON = 20

@@ -39,12 +39,16 @@ import sys
 import time
 from collections.abc import Callable
 
-from tradebus.engine.instrument import Instrument, InstrumentKind
-from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import (
+from checkout import use_this_checkout
+
+use_this_checkout()
+
+from tradebus.engine.instrument import Instrument, InstrumentKind  # noqa: E402
+from tradebus.engine.kernel import Kernel  # noqa: E402
+from tradebus.engine.messages import (  # noqa: E402
     Bar, CancelOrder, Liquidity, OrderFilled, OrderSide, OrderType, SubmitOrder,
 )  # fmt: skip
-from tradebus.risk.config import RiskConfig
+from tradebus.risk.config import RiskConfig  # noqa: E402
 
 BAR_NS = 60_000_000_000
 LIMITS = {

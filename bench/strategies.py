@@ -25,11 +25,15 @@ import time
 import numpy as np
 import pandas as pd
 
-from tradebus.engine.instrument import Instrument
-from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import Bar
-from tradebus.research.lookahead import MemoryReplay, SourceFrame
-from tradebus.strategies.base import Strategy
+from checkout import use_this_checkout
+
+use_this_checkout()
+
+from tradebus.engine.instrument import Instrument  # noqa: E402
+from tradebus.engine.kernel import Kernel  # noqa: E402
+from tradebus.engine.messages import Bar  # noqa: E402
+from tradebus.research.lookahead import MemoryReplay, SourceFrame  # noqa: E402
+from tradebus.strategies.base import Strategy  # noqa: E402
 
 IID = "BTCUSDT.BENCH"
 MIN = 60_000_000_000

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,8 +37,9 @@ from typing import Any
 import pyarrow.parquet as pq
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from checkout import use_this_checkout
+
+REPO = use_this_checkout()
 
 from tradebus.sweep.runner import run_sweep  # noqa: E402
 

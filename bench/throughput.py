@@ -56,6 +56,10 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 from loguru import logger  # noqa: E402
 
+from checkout import use_this_checkout  # noqa: E402
+
+use_this_checkout()
+
 from tradebus.data.catalog import Catalog  # noqa: E402
 from tradebus.data.replay import Replay, ReplaySource  # noqa: E402
 from tradebus.engine.instrument import Instrument  # noqa: E402

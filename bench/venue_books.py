@@ -22,13 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from checkout import use_this_checkout
+
+ROOT = use_this_checkout()
 
 from tradebus.adapters.bybit.parse import BybitParser  # noqa: E402
 from tradebus.adapters.common.recorder import read_frames  # noqa: E402
