@@ -7,8 +7,8 @@ catalog (book + trades datasets) and replayed through the kernel with ``fill_on:
 * **orders**: :class:`~tradebus.strategies.touch_quoter.TouchQuoter` re-quoting both sides
   at the touch every ``--interval-ms`` (cancel + two post-only limits each time), risk-averse
   queue, 10 ms entry and ack latency;
-* **reference**: the same replay and strategy with quoting switched off (it still keeps its
-  book from every message), so the difference is what orders, queues and fills cost.
+* **reference**: the same replay and strategy with quoting switched off (its timer still runs,
+  the kernel still keeps the replayed book), so the difference is what orders, queues and fills cost.
 
 Target: orders cost at most 2x (reference events/s / orders events/s <= 2). Events are
 replay rows (book levels + trades). Alongside, **hftbacktest** (dev dependency) runs the
@@ -51,7 +51,7 @@ LATENCY_NS = 10_000_000
 
 
 class _Silent(TouchQuoter):
-    """TouchQuoter that keeps its book and timer but never quotes (the no-orders reference)."""
+    """TouchQuoter that keeps its timer but never quotes (the no-orders reference)."""
 
     def on_quote_timer(self, event: TimeEvent) -> None:
         return

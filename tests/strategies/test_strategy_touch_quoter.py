@@ -59,3 +59,40 @@ def test_several_instruments_are_refused_at_construction_naming_them() -> None:
         "(run one TouchQuoter per instrument)"
     )
     assert TouchQuoter([USDM_IID], quantity=LOT, max_position=2 * LOT).instrument_ids == (USDM_IID,)
+
+
+class _ReadingQuoter(TouchQuoter):
+    """A TouchQuoter extended the way the strategy API offers: it reads ``self.book()`` at each requote."""
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.touches: list[tuple[int, float, float]] = []
+
+    def on_quote_timer(self, event) -> None:  # type: ignore[no-untyped-def]
+        book = self.book()
+        self.touches.append((event.ts_event - T0, book.best_bid()[0], book.best_ask()[0]))
+        super().on_quote_timer(event)
+
+
+@pytest.mark.parametrize("fill_on", ["book", "trades"])
+def test_a_subclass_reads_the_book_the_quotes_are_placed_at_through_self_book(fill_on: str) -> None:
+    # TouchQuoter kept its own copy of the book in an attribute named `book`, which hid Strategy.book():
+    # a subclass calling self.book() raised TypeError ('L2Book' object is not callable). Book: bids 100.0
+    # and 99.9, ask 100.1; at 1.5 s the best bid 100.0 is deleted; at 2.5 s the ask moves to 100.2.
+    snap, d1, d2 = T0 + S // 10, T0 + 3 * S // 2, T0 + 5 * S // 2
+    book = pd.DataFrame({
+        "ts_event": [snap] * 3 + [d1] + [d2] * 2, "ts_init": [snap] * 3 + [d1] + [d2] * 2,
+        "sequence": [1, 1, 1, 2, 3, 3], "side": [1, 1, -1, 1, -1, -1],
+        "price": [100.0, 99.9, 100.1, 100.0, 100.1, 100.2], "size": [LOT, LOT, LOT, 0.0, 0.0, LOT],
+        "flags": [BOOK_SNAPSHOT] * 3 + [0] * 3,
+    })  # fmt: skip
+    kernel = Kernel([Instrument(**USDM_INSTRUMENT)], venue_config=VenueConfig(fill_on=fill_on))
+    quoter = _ReadingQuoter(USDM_IID, interval_ns=S, quantity=LOT, max_position=2 * LOT)
+    kernel.add_strategy(quoter)
+    end = pd.DataFrame({"ts_event": [T0 + 7 * S // 2], "ts_init": [T0 + 7 * S // 2], "price": [150.0], "size": [LOT],
+                        "aggressor": [1], "trade_id": ["0"]})
+    result = kernel.run(MemoryReplay([SourceFrame(USDM_IID, "book", book), SourceFrame(USDM_IID, "trades", end)]))
+    expected = [(S, 100.0, 100.1), (2 * S, 99.9, 100.1), (3 * S, 99.9, 100.2)]
+    assert quoter.touches == expected
+    quotes = sorted((o.ts_created - T0, o.side > 0, o.price) for o in result.orders if o.ts_created < T0 + 3 * S)
+    assert quotes == sorted([(t, True, b) for t, b, _ in expected[:2]] + [(t, False, a) for t, _, a in expected[:2]])

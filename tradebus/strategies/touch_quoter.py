@@ -5,14 +5,15 @@ strategy cancels its working orders and posts a post-only bid at the best bid an
 post-only ask at the best ask, ``quantity`` each, skipping the side that could take the
 position beyond ``max_position`` if the new quote and every quote of that side still open
 filled (a quote whose cancel the venue has not confirmed may still fill, venue latency
-permitting). The best prices come from the L2 book messages it receives
-(:class:`~tradebus.engine.messages.BookSnapshot` / ``BookDelta``), so it needs a ``book``
-data source. It exists to exercise ``fill_on: book`` (queue positions, latency)
+permitting). The best prices come from the run's L2 book (``self.book()``: the replayed
+book in a backtest, the feed's in a daemon), so it needs a ``book`` data source; its first
+:class:`~tradebus.engine.messages.BookSnapshot` / ``BookDelta`` starts the timer. It exists to exercise ``fill_on: book`` (queue positions, latency)
 and to be run the same way in hftbacktest (``tests/execution/test_book_vs_hftbacktest.py``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
@@ -20,7 +21,6 @@ from pydantic import BaseModel, Field
 from tradebus.config.base import StrictModel
 from tradebus.engine.messages import BookDelta, BookSnapshot, OrderSide, TimeEvent
 from tradebus.errors import ConfigError
-from tradebus.execution.book_matching import L2Book
 from tradebus.strategies.base import Strategy
 
 __all__ = ["TouchQuoter", "TouchQuoterParams"]
@@ -64,7 +64,6 @@ class TouchQuoter(Strategy):
         self.interval_ns = interval_ns
         self.quantity = quantity
         self.max_position = max_position
-        self.book: L2Book | None = None
         self._timer = False
 
     @classmethod
@@ -75,21 +74,12 @@ class TouchQuoter(Strategy):
     def on_start(self) -> None:
         """Subscribe to the instrument's book messages."""
         iid = self.instrument_ids[0]
-        self.book = L2Book(self.instrument(iid).tick_size)
         bus = self.kernel.bus
         bus.subscribe(BookSnapshot, self.on_book, iid)
         bus.subscribe(BookDelta, self.on_book, iid)
 
     def on_book(self, msg: BookSnapshot | BookDelta) -> None:
-        """Keep the book; start the quoting timer at the first message."""
-        book = self.book
-        assert book is not None
-        if type(msg) is BookSnapshot:
-            book.clear()
-        for price, size in msg.bids.tolist():  # type: ignore[attr-defined]
-            book.set_bid(book.to_tick(price), size)
-        for price, size in msg.asks.tolist():  # type: ignore[attr-defined]
-            book.set_ask(book.to_tick(price), size)
+        """Start the quoting timer at the first book message."""
         if not self._timer:
             self._timer = True
             start = msg.ts_init - msg.ts_init % self.interval_ns
@@ -97,11 +87,13 @@ class TouchQuoter(Strategy):
 
     def on_quote_timer(self, event: TimeEvent) -> None:
         """Cancel the working quotes and post fresh ones at the touch."""
-        book = self.book
-        assert book is not None
         iid = self.instrument_ids[0]
         self.cancel_all(iid, reason="requote")
-        if not book.bids or not book.asks:
+        book = self.book(iid)
+        if book is None:
+            return
+        bid, ask = book.best_bid()[0], book.best_ask()[0]
+        if math.isnan(bid) or math.isnan(ask):
             return
         pos = self.position(iid)
         bids = asks = 0.0
@@ -112,6 +104,6 @@ class TouchQuoter(Strategy):
                 else:
                     asks += order.leaves_qty
         if pos + bids + self.quantity <= self.max_position + 1e-12:
-            self.submit_limit(iid, OrderSide.BUY, self.quantity, book.price(book.best_bid), post_only=True, reason="bid")
+            self.submit_limit(iid, OrderSide.BUY, self.quantity, bid, post_only=True, reason="bid")
         if pos - asks - self.quantity >= -self.max_position - 1e-12:
-            self.submit_limit(iid, OrderSide.SELL, self.quantity, book.price(book.best_ask), post_only=True, reason="ask")
+            self.submit_limit(iid, OrderSide.SELL, self.quantity, ask, post_only=True, reason="ask")
