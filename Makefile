@@ -38,7 +38,7 @@ backtest: $(RUNTIME)
 test: $(DEV)
 	$(PY) -m pytest -n auto --maxprocesses 4 --dist worksteal
 
-BENCHES := features throughput execution journal market_data venue_books market_data_latency data research perpetuals sweep soak live book_fills strategies live_soak ml_gated accelerated peers cold_start live_reconcile kind_loops
+BENCHES := features throughput execution journal market_data venue_books market_data_latency data research perpetuals sweep soak live book_fills strategies live_soak ml_gated accelerated peers cold_start live_reconcile kind_loops clock_due resting_orders
 
 bench: $(DEV)
 	@for b in $(BENCHES); do echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; done

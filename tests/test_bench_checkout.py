@@ -86,3 +86,11 @@ def test_every_benchmark_puts_its_checkout_first_before_it_imports_tradebus(benc
         f"{bench.name}:{first_import} imports tradebus, tests or a benchmark before use_this_checkout() "
         f"(line {called})"
     )
+
+
+def test_make_bench_runs_every_benchmark() -> None:
+    """The README says ``make bench`` runs them all: the Makefile's ``BENCHES`` names every script in ``bench/``."""
+    line = next(line for line in (ROOT / "Makefile").read_text().splitlines() if line.startswith("BENCHES :="))
+    listed = line.partition(":=")[2].split()
+    assert sorted(listed) == sorted(path.stem for path in BENCHES)
+    assert len(set(listed)) == len(listed)
