@@ -829,13 +829,7 @@ class ContingentOrders:
             f"reduced back to its sibling's unfilled quantity when the sibling fills, or the sibling works on after it "
             f"filled); lower it, or cover the added quantity with a new order or group"
         )
-        logger.info("modify of {} denied: {}", coid, reason)
-        now = self._kernel.clock.now_ns()
-        self._raise_refused = coid
-        try:
-            self._kernel.bus.publish(OrderDenied(cmd.strategy_id, order.instrument_id, coid, reason, now, now))
-        finally:
-            self._raise_refused = None
+        self._deny_modify(cmd, order.instrument_id, reason)
         return True
 
     def refused_in_list(self, cmd: ModifyOrder) -> bool:
@@ -855,14 +849,19 @@ class ContingentOrders:
             f"modify: OCO: {coid} rests in one OCO order list with {others} at the venue, which cannot amend it: a "
             f"cancel-replace would end the list; cancel the exits and submit new ones"
         )
+        self._deny_modify(cmd, order.instrument_id, reason)
+        return True
+
+    def _deny_modify(self, cmd: ModifyOrder, instrument_id: str, reason: str) -> None:
+        """Publish the ``OrderDenied`` of ``cmd`` for ``reason`` (its order's modify refused here)."""
+        coid = cmd.client_order_id
         logger.info("modify of {} denied: {}", coid, reason)
         now = self._kernel.clock.now_ns()
         self._raise_refused = coid
         try:
-            self._kernel.bus.publish(OrderDenied(cmd.strategy_id, order.instrument_id, coid, reason, now, now))
+            self._kernel.bus.publish(OrderDenied(cmd.strategy_id, instrument_id, coid, reason, now, now))
         finally:
             self._raise_refused = None
-        return True
 
     # ------------------------------------------------------------------ events
 
