@@ -1,4 +1,5 @@
-"""TouchQuoter on a small hand-made L2 book with venue latency: the position cap holds; one instrument only."""
+"""TouchQuoter on a small hand-made L2 book with venue latency: the position cap holds, every quote is listed
+(in flight at the end too); one instrument only."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
 from tradebus.errors import ConfigError
 from tradebus.execution.config import BookFillConfig, VenueConfig
+from tradebus.reports.outputs import write_outputs
+from tradebus.reports.writers import RunDirectory
 from tradebus.research.lookahead import MemoryReplay, SourceFrame
 from tradebus.strategies.touch_quoter import TouchQuoter
 
@@ -74,11 +77,9 @@ class _ReadingQuoter(TouchQuoter):
         super().on_quote_timer(event)
 
 
-@pytest.mark.parametrize("fill_on", ["book", "trades"])
-def test_a_subclass_reads_the_book_the_quotes_are_placed_at_through_self_book(fill_on: str) -> None:
-    # TouchQuoter kept its own copy of the book in an attribute named `book`, which hid Strategy.book():
-    # a subclass calling self.book() raised TypeError ('L2Book' object is not callable). Book: bids 100.0
-    # and 99.9, ask 100.1; at 1.5 s the best bid 100.0 is deleted; at 2.5 s the ask moves to 100.2.
+def _moving_touch() -> MemoryReplay:
+    """Book: bids 100.0 and 99.9, ask 100.1; at 1.5 s the best bid 100.0 is deleted; at 2.5 s the ask moves
+    to 100.2. The only trade, the data's last event, a buy of one lot at 150 at 3.5 s."""
     snap, d1, d2 = T0 + S // 10, T0 + 3 * S // 2, T0 + 5 * S // 2
     book = pd.DataFrame({
         "ts_event": [snap] * 3 + [d1] + [d2] * 2, "ts_init": [snap] * 3 + [d1] + [d2] * 2,
@@ -86,13 +87,51 @@ def test_a_subclass_reads_the_book_the_quotes_are_placed_at_through_self_book(fi
         "price": [100.0, 99.9, 100.1, 100.0, 100.1, 100.2], "size": [LOT, LOT, LOT, 0.0, 0.0, LOT],
         "flags": [BOOK_SNAPSHOT] * 3 + [0] * 3,
     })  # fmt: skip
+    end = pd.DataFrame({"ts_event": [T0 + 7 * S // 2], "ts_init": [T0 + 7 * S // 2], "price": [150.0], "size": [LOT],
+                        "aggressor": [1], "trade_id": ["0"]})
+    return MemoryReplay([SourceFrame(USDM_IID, "book", book), SourceFrame(USDM_IID, "trades", end)])
+
+
+@pytest.mark.parametrize("fill_on", ["book", "trades"])
+def test_a_subclass_reads_the_book_the_quotes_are_placed_at_through_self_book(fill_on: str) -> None:
+    # TouchQuoter kept its own copy of the book in an attribute named `book`, which hid Strategy.book():
+    # a subclass calling self.book() raised TypeError ('L2Book' object is not callable).
     kernel = Kernel([Instrument(**USDM_INSTRUMENT)], venue_config=VenueConfig(fill_on=fill_on))
     quoter = _ReadingQuoter(USDM_IID, interval_ns=S, quantity=LOT, max_position=2 * LOT)
     kernel.add_strategy(quoter)
-    end = pd.DataFrame({"ts_event": [T0 + 7 * S // 2], "ts_init": [T0 + 7 * S // 2], "price": [150.0], "size": [LOT],
-                        "aggressor": [1], "trade_id": ["0"]})
-    result = kernel.run(MemoryReplay([SourceFrame(USDM_IID, "book", book), SourceFrame(USDM_IID, "trades", end)]))
+    result = kernel.run(_moving_touch())
     expected = [(S, 100.0, 100.1), (2 * S, 99.9, 100.1), (3 * S, 99.9, 100.2)]
     assert quoter.touches == expected
-    quotes = sorted((o.ts_created - T0, o.side > 0, o.price) for o in result.orders if o.ts_created < T0 + 3 * S)
-    assert quotes == sorted([(t, True, b) for t, b, _ in expected[:2]] + [(t, False, a) for t, _, a in expected[:2]])
+    quotes = [(o.ts_created - T0, o.side > 0, o.price, o.status.name) for o in result.orders]
+    replaced = [(t, buy, px, "CANCELED") for t, bid, ask in expected[:2] for buy, px in ((True, bid), (False, ask))]
+    if fill_on == "book":
+        # Each quote is accepted at the next book update and its cancel arrives at the next event. The 3 s
+        # quotes are listed too: the bid still works when the data end, the 3.5 s buy at 150 took the ask.
+        assert sorted(quotes) == sorted([*replaced, (3 * S, True, 99.9, "ACCEPTED"), (3 * S, False, 100.2, "FILLED")])
+    else:
+        # A trades venue handles an arrival at the next trade, the first at 3.5 s: at 3 s none of the four
+        # quotes is acknowledged, so the two bids (2 lots) may still fill and max_position (2 lots) leaves
+        # no room for a third; likewise the asks. The 3 s requote sends cancels only, no order.
+        assert sorted(quotes) == sorted(replaced)
+
+
+@pytest.mark.parametrize("fill_on", ["book", "trades"])
+def test_quotes_still_on_their_way_to_the_venue_when_the_data_end_are_listed_submitted(fill_on: str, tmp_path) -> None:
+    # orders.csv lists every order the strategy submitted, with its state when the data end. Every action
+    # reaches the venue 1 s after it was sent and is handled at the next event: the 1 s quotes arrive at 2 s,
+    # their cancels at 3 s (both handled by 3.5 s); the 2 s quotes arrive at 3 s and are accepted at the 3.5 s
+    # trade, which fills the ask 100.1 (a buy print at 150), while their cancels, sent at 3 s, arrive at 4 s,
+    # after the data; the 3 s quotes arrive at 4 s too: never accepted, SUBMITTED.
+    venue = VenueConfig(fill_on=fill_on, latency_ns=S)
+    kernel = Kernel([Instrument(**USDM_INSTRUMENT)], venue_config=venue)
+    kernel.add_strategy(TouchQuoter(USDM_IID, interval_ns=S, quantity=LOT, max_position=100 * LOT))
+    result = kernel.run(_moving_touch())
+    write_outputs(RunDirectory(tmp_path, "backtest"), result, kernel.instruments, "config: 1\n")
+    orders = pd.read_csv(tmp_path / "orders.csv")
+    rows = list(zip((orders["ts_created"] - T0) // S, orders["side"], orders["price"], orders["status"],
+                    orders["filled_qty"], strict=True))
+    assert rows == [
+        (1, "BUY", 100.0, "CANCELED", 0.0), (1, "SELL", 100.1, "CANCELED", 0.0),
+        (2, "BUY", 99.9, "ACCEPTED", 0.0), (2, "SELL", 100.1, "FILLED", LOT),
+        (3, "BUY", 99.9, "SUBMITTED", 0.0), (3, "SELL", 100.2, "SUBMITTED", 0.0),
+    ]  # fmt: skip
