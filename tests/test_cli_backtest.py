@@ -1104,3 +1104,63 @@ def test_ctrl_c_while_a_backtests_files_are_moved_says_whose_files_the_incomplet
         assert left == before  # the earlier run's files, each as it was, or none
     else:
         assert left and "metrics.json" not in left and not before  # this run's first files alone
+
+
+
+_INTERRUPTING_REPLAY = '''
+import os
+import signal
+
+from tradebus.strategies.tick_ema import TickEmaCross
+
+
+class InterruptedReplay(TickEmaCross):
+    """Sends its own process the signal TRADEBUS_TEST_SIGNAL names at its 100th trade."""
+
+    trades = 0
+
+    def on_trade(self, trade):
+        super().on_trade(trade)
+        InterruptedReplay.trades += 1
+        if InterruptedReplay.trades == 100:
+            os.kill(os.getpid(), getattr(signal, os.environ["TRADEBUS_TEST_SIGNAL"]))
+'''
+
+
+@pytest.mark.parametrize(("name", "code", "stop"), [("SIGINT", 130, "Ctrl-C"), ("SIGTERM", 143, "SIGTERM")])
+def test_a_stopped_replay_says_in_one_line_that_its_default_output_directory_is_as_it_was(
+    workdir: Path, name: str, code: int, stop: str
+) -> None:
+    """Ctrl-C ended ``tradebus replay`` with exit 130 (SIGTERM 143) and nothing on stderr, where a backtest says what
+    its output directory holds: here runs/replay-<recording name>, chosen without --out, holding an earlier replay."""
+    from tests.live.node_testdata import SPOT_CAPTURE
+
+    config = yaml.safe_load((REPO / "configs" / "paper_local.yaml").read_text())
+    del config["journal"], config["record"]
+    (workdir / "replay.yaml").write_text(yaml.safe_dump(config))
+    config["strategy"]["name"] = "stopper.replay:InterruptedReplay"
+    (workdir / "stopped.yaml").write_text(yaml.safe_dump(config))
+    (workdir / "stopper").mkdir()
+    (workdir / "stopper" / "__init__.py").write_text("")
+    (workdir / "stopper" / "replay.py").write_text(_INTERRUPTING_REPLAY)
+    env = {**os.environ, "PYTHONPATH": f"{workdir}{os.pathsep}{REPO}", "COLUMNS": "1000", "TRADEBUS_TEST_SIGNAL": name}
+
+    def replay(config_file: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tradebus.cli", "replay", str(SPOT_CAPTURE), "--config", config_file,
+             "--log-level", "ERROR"],
+            capture_output=True, text=True, check=False, cwd=workdir, env=env,
+        )
+
+    earlier = replay("replay.yaml")
+    assert earlier.returncode == 0, earlier.stdout + earlier.stderr
+    out = workdir / "runs" / f"replay-{SPOT_CAPTURE.name.split('.')[0]}"
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert "metrics.json" in before
+    proc = replay("stopped.yaml")
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    out = out.relative_to(workdir)
+    assert proc.stderr.splitlines() == [
+        f"replay interrupted ({stop}) before writing its outputs: nothing was written ({out} is as it was)"
+    ], proc.stderr
+    assert {p.name: p.read_bytes() for p in (workdir / out).iterdir()} == before

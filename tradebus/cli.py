@@ -28,7 +28,7 @@ tradebus error, among them an exception raised in a strategy's hook (the message
 strategy id, the hook, the event time and the exception with the line that raised it; its
 traceback at ``--log-level DEBUG``); 130 after Ctrl-C and 143 after SIGTERM (a backtest or replay then leaves its
 output directory, a data import its catalog, as it was, but for one stopped while its files were moved, which leaves
-the ``INCOMPLETE`` marker; a backtest says in one line which it was; the paper and live daemons take either
+the ``INCOMPLETE`` marker; a backtest or replay says in one line which it was; the paper and live daemons take either
 signal as their stop); 4 when a live daemon stopping with ``live.cancel_on_stop`` (after it stopped whole) or
 ``live-kill`` (after its cancel rounds, the journal HALTED) left orders open, or of unknown state, at the venue
 (:class:`~tradebus.errors.OrdersLeftAtVenue`; each order is named). Errors are printed as one message naming the file and the
@@ -537,7 +537,7 @@ def _interrupted(
 ) -> None:
     """Exit as the signal that stopped ``command`` with ``exc`` says, after one line on what ``out`` holds now.
 
-    ``before``: :func:`~tradebus.reports.writers.file_identity` of each of ``out``'s own files of a backtest
+    ``before``: :func:`~tradebus.reports.writers.file_identity` of each of ``out``'s own files of the command's run
     (``tearsheet.html`` among them) and of its ``INCOMPLETE`` marker when the command began; ``report``: ``--report``
     was given. Any other exception is raised again.
     """
@@ -792,16 +792,22 @@ def replay(
     ] = None,
 ) -> None:
     """Play a recording through the venue parsers into the kernel, as a backtest, and write its outputs."""
-    from tradebus.node.playback import run_playback
+    from tradebus.node.playback import default_out, run_playback
 
     setup_logging(log_level)
+    err = Console(stderr=True)
+    target = out if out is not None else default_out(recording)
+    before = {name: file_identity(target / name) for name in (*OWN_FILES["replay"], INCOMPLETE_MARKER)}
     try:
-        result, out_dir = run_playback(
-            recording, config, out, force=force, overrides=set_ or (), report=report_, session=session
-        )
-    except TradebusError as exc:
-        _fail(exc, Console(stderr=True))
-    _print_summary(Console(), out_dir, "replay")
+        try:
+            result, out_dir = run_playback(
+                recording, config, out, force=force, overrides=set_ or (), report=report_, session=session
+            )
+        except TradebusError as exc:
+            _fail(exc, err)
+        _print_summary(Console(), out_dir, "replay")
+    except (KeyboardInterrupt, SystemExit) as exc:
+        _interrupted(exc, err, "replay", target, before, report_)
 
 
 @app.command()

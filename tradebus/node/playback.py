@@ -145,6 +145,7 @@ __all__ = [
     "Playback",
     "PlaybackStats",
     "check_served_symbols",
+    "default_out",
     "detect_format",
     "play",
     "read_local_config",
@@ -646,6 +647,11 @@ def play(recording: str | Path, config: PaperConfig, session: int | None = None)
     return playback
 
 
+def default_out(recording: Path) -> Path:
+    """A replay's output directory without ``--out``: ``runs/replay-<recording name>`` (the name up to its first dot)."""
+    return Path("runs") / f"replay-{recording.name.split('.')[0]}"
+
+
 def run_playback(
     recording: str | Path,
     config_path: str | Path,
@@ -675,8 +681,7 @@ def run_playback(
     recording = Path(recording)
     config = load_paper_config(config_path, overrides)
     detect_format(recording)
-    name = recording.name.split(".")[0]
-    out = Path(out_dir) if out_dir is not None else Path("runs") / f"replay-{name}"
+    out = Path(out_dir) if out_dir is not None else default_out(recording)
     run_dir = RunDirectory(out, "replay", keep=[recording, *kept_files(config)], force=force)
     try:
         playback = play(recording, config, session)
