@@ -512,3 +512,35 @@ async def test_a_restarted_live_daemon_still_denies_a_modify_of_an_exit_resting_
     assert [(d.client_order_id, "rests in one OCO order list with" in d.reason) for d in denied] == [(target, True)]
     assert [(m, p) for m, p, _ in emulator.requests[sent:] if m in ("POST", "DELETE")] == []
     assert resting() == legs and emulator.lists[target][2] == (target, stop)
+
+
+@pytest.mark.parametrize("venue", ["bybit", "okx"])
+async def test_a_trailing_bracket_on_a_venue_without_oco_lists_arms_two_orders_without_a_warning(venue: str) -> None:
+    """Buy 0.002 at market (fills at 60,000), stop-loss trailing 500 (floor 59,000), take-profit 61,000, on the
+    venue's account emulator: the exits go as two orders, as every bracket's do there, and both rest. It warned
+    "its stop-loss and take-profit go as two orders, not one OCO order list: ...; a venue that locks the balance per
+    order refuses the second", meant for Binance spot (the one venue with lists), though this venue has none."""
+    from tests.live.test_live_cancel_busy import CALM, T0, Bracketing
+    from tests.live.venue_kits import KITS, KitTape, kit_harness
+
+    kit = KITS[venue]
+    strategy = Bracketing(kit.iid)
+    warnings: list[str] = []
+    sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
+    try:
+        async with kit_harness(kit, strategies=[strategy], timeouts=CALM) as h:
+            tape = KitTape(h, kit.iid, T0)
+            entry_id = strategy.submit_bracket(kit.iid, OrderSide.BUY, 0.002, stop_loss=59_000.0,
+                                               take_profit=61_000.0, trail_offset=500.0)
+            assert entry_id is not None
+            await until(lambda: h.kernel.orders.order(entry_id).status is OrderStatus.ACCEPTED)
+            tape.trade(60_000.0)
+            await until(lambda: h.kernel.orders.order(entry_id).status is OrderStatus.FILLED)
+            tape.trade(60_000.0)  # arms the children
+            children = lambda: [o for o in h.kernel.orders.orders() if o.client_order_id != entry_id]  # noqa: E731
+            await until(lambda: len(children()) == 2 and all(o.status is OrderStatus.ACCEPTED for o in children()))
+            await h.venue.drain()
+    finally:
+        logger.remove(sink)
+    assert len(h.emulator.open_orders()) == 2
+    assert [w for w in warnings if "OCO" in w] == []

@@ -1234,7 +1234,7 @@ class ContingentOrders:
         # (a spot venue locks the position's balance for each order: the second would be refused).
         one_list = pairing is not None and parent is None and len(children) > 1
         venue_trail = one_list and trailing and self._venue_trails(bracket)
-        if trailing and one_list and not venue_trail:
+        if trailing and one_list and not venue_trail and getattr(self._venue, "lists_oco", False):
             why = self._apart_at_venue(iid, bracket.side, None, bracket.stop_loss, bracket.take_profit,
                                        bracket.trail_offset, bracket.trail_percent)
             logger.warning(
