@@ -165,8 +165,10 @@ def config_of(data: dict[str, Any]) -> PaperConfig:
 
 
 #: Bound on a daemon's start (its feature warm-up compiles every kernel on a cold Numba cache,
-#: blocking the loop: ~30 s on a loaded 2-core machine); not part of a run's ``timeout``.
-START_BOUND = 600.0
+#: blocking the loop: ~30 s on a loaded 2-core machine); not part of a run's ``timeout``. Half the pytest timeout
+#: (pyproject.toml, 600 s, by a thread that ends the worker with no stack of the test): a start that never comes fails
+#: here, naming it, with room left for the run's own ``timeout`` (at most 120 s) and its stop.
+START_BOUND = 300.0
 
 
 async def run_node(
@@ -209,10 +211,10 @@ async def run_node(
             await asyncio.sleep(0.02)
     finally:
         ended_by_itself = task.done()
+        started = "running" if node.running.is_set() else f"not running after {START_BOUND} s"  # stop() clears it
         node.stop("test done")
         await asyncio.wait_for(task, 20)
     if not (reached or ended_by_itself):
-        started = "running" if node.running.is_set() else f"not running after {START_BOUND} s"
         raise TimeoutError(f"run_node: the condition did not hold and the daemon did not stop within {timeout} s ({started})")
 
 
