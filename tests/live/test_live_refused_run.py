@@ -32,7 +32,7 @@ from tradebus.cli import EXIT_CODES, app
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder
 from tradebus.errors import ConfigError, DataError
 from tradebus.execution.journal import SQLITE_COMPANIONS, Journal
-from tradebus.execution.live import CredentialsRefused
+from tradebus.execution.live import CredentialsRefused, VenueRejected
 from tradebus.node.config import parse_paper_config
 from tradebus.node.daemon import PaperNode, _claim, _remove_created
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
@@ -182,6 +182,30 @@ async def test_an_okx_key_or_account_refused_for_its_state_stops_the_start_as_re
     assert not any(secret in str(info.value) for secret in (ACCOUNT_KEY, ACCOUNT_SECRET, ACCOUNT_PASSPHRASE))
     assert next(c for cls, c in EXIT_CODES if isinstance(info.value, cls)) == 2
     assert _tree(run) == {}
+
+
+async def test_an_okx_account_frozen_by_its_stop_out_at_start_up_stops_it_saying_to_wait_for_the_liquidation(
+    tmp_path: Path
+) -> None:
+    """OKX answers the account's first read 50009 ("Account is frozen due to stop-out.", HTTP 200, its error table's
+    General class): the account frozen while OKX's forced liquidation closes its positions. The start ended (exit 1)
+    with "reading the account failed: VenueRejected: ... 50009 ..." and nothing on what to do; it now says the freeze
+    is OKX's stop-out and to wait for the liquidation to end, check the positions at OKX and start again (still exit 1:
+    neither the key nor the account is refused for good)."""
+    account = ACCOUNTS["okx"]
+    async with account.served(tmp_path, []) as (emulator, data):
+        emulator.key_refusal = (200, "50009", "Account is frozen due to stop-out.")
+        config = parse_live_config(data, "<test>")
+        node = LiveNode(config, ApiKeys.from_env(config.live, account.env()), handle_signals=False)
+        with pytest.raises(VenueRejected, match="OKX error 50009: ") as info:
+            await asyncio.wait_for(node.run(), 60)
+        assert not emulator.orders
+    assert not isinstance(info.value, CredentialsRefused)
+    assert str(info.value).endswith(
+        "; OKX has frozen the account for the moment while its stop-out (a forced liquidation) closes the account's "
+        "positions: wait for the liquidation to end, check the account's positions at OKX (web or app), then start the "
+        "daemon again if it stopped"), info.value
+    assert next(c for cls, c in EXIT_CODES if isinstance(info.value, cls)) == 1
 
 
 @pytest.mark.parametrize(
@@ -351,11 +375,11 @@ async def test_a_key_revoked_while_the_daemon_runs_stops_it_as_refused_credentia
     assert order.client_order_id in journaled
 
 
-@pytest.mark.parametrize("code", ["63999", "60014"])
+@pytest.mark.parametrize("code", ["63999", "60014", "50009"])
 async def test_an_okx_login_failed_on_okxs_side_reconnects_and_the_daemon_runs_on(code: str, tmp_path: Path) -> None:
     """OKX answers the reconnecting private stream's login 63999 ("Login failed due to internal error. Please try again
-    later.") or 60014 ("Requests too frequent"): this stopped the daemon ('fatal connection error', exit 1) though
-    nothing is wrong with the key; the stream now reconnects after its backoff, logs in again and subscribes, and the
+    later."), 60014 ("Requests too frequent") or 50009 ("Account is frozen due to stop-out.", for as long as its forced
+    liquidation lasts): this stopped the daemon ('fatal connection error', exit 1) though nothing is wrong with the key; the stream now reconnects after its backoff, logs in again and subscribes, and the
     daemon runs on (a refused key, 60009, still stops it: the test above)."""
     account = ACCOUNTS["okx"]
     async with account.served(tmp_path, []) as (emulator, data):

@@ -133,6 +133,7 @@ def _sign(secret: bytes, payload: str) -> str:
 
 #: OKX's messages of its WebSocket login errors (its API docs, WebSocket error codes).
 _LOGIN_ERRORS = {
+    "50009": "Account is frozen due to stop-out.",
     "50100": "API frozen, please contact customer service.",
     "60009": "Login failure",
     "60014": "Requests too frequent",

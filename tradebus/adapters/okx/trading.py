@@ -102,7 +102,7 @@ from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text
 from tradebus.adapters.common.user_stream import venue_fee, venue_number
 from tradebus.adapters.common.venue_errors import VenueErrors
-from tradebus.adapters.okx.user_stream import ACCOUNT_ADVICE, KEY_ADVICE, positions_from_rows
+from tradebus.adapters.okx.user_stream import ACCOUNT_ADVICE, FREEZE_ADVICE, KEY_ADVICE, positions_from_rows
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import FundingPaid, Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
 from tradebus.execution.live import AccountBalance, AccountMargin, AccountPosition, Ack, RateLimited, VenueRejected, cancel_one, lots_to_send
@@ -348,7 +348,7 @@ class OkxTrading(CcxtTrading):
         clock_codes=frozenset({"50102"}),
         credential_codes=frozenset({"50101", "50105", "50110", "50111", "50113", "50119", *KEY_ADVICE}),
         account_codes=frozenset(ACCOUNT_ADVICE),  # the account's state, whatever the request
-        advice={**KEY_ADVICE, **ACCOUNT_ADVICE},
+        advice={**KEY_ADVICE, **ACCOUNT_ADVICE, **FREEZE_ADVICE},
     )
     supports_amend = True
     #: ``GET /api/v5/trade/fills`` by ``ordId`` lists the last 3 days.

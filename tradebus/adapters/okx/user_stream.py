@@ -85,7 +85,7 @@ from tradebus.engine.messages import Liquidity, OrderAccepted, OrderCanceled, Or
 from tradebus.errors import ParseError, VenueError
 from tradebus.execution.live import AccountBalance, AccountPosition, AccountRefused, CredentialsRefused
 
-__all__ = ["ACCOUNT_ADVICE", "KEY_ADVICE", "LIVE_ACCOUNT", "LIVE_PERPETUAL", "LOGIN_CLOCK_CODES", "LOGIN_REFUSED_CODES", "LOGIN_RETRY_CODES", "SUBSCRIBE", "SUBSCRIBE_SWAP", "UserStreamParser", "login_frame", "positions_from_rows"]
+__all__ = ["ACCOUNT_ADVICE", "FREEZE_ADVICE", "KEY_ADVICE", "LIVE_ACCOUNT", "LIVE_PERPETUAL", "LOGIN_CLOCK_CODES", "LOGIN_REFUSED_CODES", "LOGIN_RETRY_CODES", "SUBSCRIBE", "SUBSCRIBE_SWAP", "UserStreamParser", "login_frame", "positions_from_rows"]
 
 _MS = 1_000_000
 #: ``orders`` states after which an order has no more fills.
@@ -155,6 +155,18 @@ ACCOUNT_ADVICE: dict[str, str] = {
     "50060": "complete OKX's identity verification of the account on its web or app" + _START_AGAIN,
 }
 
+#: What to do about ``50009`` "Account is frozen due to stop-out." (REST and the WebSocket login): the account frozen for
+#: the moment while OKX's stop-out, its forced liquidation, closes its positions. Appended to the refusal of the request
+#: that met it (the account's read at start-up: the daemon stops, exit 1; an order of a running daemon: its rejection);
+#: a running daemon's stream login meeting it logs in again after its backoff (:data:`LOGIN_RETRY_CODES`).
+FREEZE_ADVICE: dict[str, str] = {
+    "50009": (
+        "OKX has frozen the account for the moment while its stop-out (a forced liquidation) closes the account's "
+        "positions: wait for the liquidation to end, check the account's positions at OKX (web or app)" + _START_AGAIN
+        + " if it stopped"
+    ),
+}
+
 #: The WebSocket login's refusals of the account's credentials (OKX's API docs, WebSocket error codes: ``60005``
 #: invalid apiKey, ``60007`` invalid sign, ``60009`` login failed, ``60024`` wrong passphrase; "API key doesn't
 #: exist": ``60032`` as users meet it (a key OKX does not know at this endpoint: an EEA account's key on the global
@@ -164,8 +176,9 @@ ACCOUNT_ADVICE: dict[str, str] = {
 LOGIN_REFUSED_CODES = frozenset({"60005", "60007", "60009", "60024", "60031", "60032", *KEY_ADVICE, *ACCOUNT_ADVICE})
 #: The WebSocket login's failures that are OKX's and pass (the same list: ``63999`` "Login failed due to internal
 #: error. Please try again later."; ``60014`` "Requests too frequent"): the stream reconnects with backoff and logs in
-#: again. ``60009`` "Login failure" stays a refusal: OKX words its own failure with ``63999``.
-LOGIN_RETRY_CODES = frozenset({"63999", "60014"})
+#: again. ``60009`` "Login failure" stays a refusal: OKX words its own failure with ``63999``. So does :data:`FREEZE_ADVICE`'s
+#: ``50009``, a freeze that ends with its liquidation.
+LOGIN_RETRY_CODES = frozenset({"63999", "60014", *FREEZE_ADVICE})
 #: The WebSocket login's refusals of its timestamp (the same list: ``60004`` "Invalid timestamp", ``60006`` "Timestamp
 #: request expired"; "the request will expire 30 seconds after the timestamp"): :class:`TimestampRefused`, the stream
 #: measures OKX's clock and logs in again (:class:`~tradebus.adapters.common.user_stream.PrivateStream`).
