@@ -176,8 +176,8 @@ FREEZE_ADVICE: dict[str, str] = {
 LOGIN_REFUSED_CODES = frozenset({"60005", "60007", "60009", "60024", "60031", "60032", *KEY_ADVICE, *ACCOUNT_ADVICE})
 #: The WebSocket login's failures that are OKX's and pass (the same list: ``63999`` "Login failed due to internal
 #: error. Please try again later."; ``60014`` "Requests too frequent"): the stream reconnects with backoff and logs in
-#: again. ``60009`` "Login failure" stays a refusal: OKX words its own failure with ``63999``. So does :data:`FREEZE_ADVICE`'s
-#: ``50009``, a freeze that ends with its liquidation.
+#: again; so does :data:`FREEZE_ADVICE`'s ``50009``, a freeze that ends with its liquidation. ``60009`` "Login failure"
+#: stays a refusal: OKX words its own failure with ``63999``.
 LOGIN_RETRY_CODES = frozenset({"63999", "60014", *FREEZE_ADVICE})
 #: The WebSocket login's refusals of its timestamp (the same list: ``60004`` "Invalid timestamp", ``60006`` "Timestamp
 #: request expired"; "the request will expire 30 seconds after the timestamp"): :class:`TimestampRefused`, the stream
