@@ -417,10 +417,11 @@ async def _restarted(
     h: Harness, path: Path, setup: Callable[[BinanceTrading, LiveClock], None] | None = None
 ) -> AsyncIterator[tuple[Kernel, dict[str, str]]]:
     """A live process restarted on the journal at ``path`` against ``h``'s emulator, its start-up
-    reconciliation run and answered; its kernel and the instruments it holds (``setup``: called on its API first)."""
+    reconciliation run and answered; its kernel and the instruments it holds (``setup``: called on its API first).
+    Each request is given up to WAIT: a slow answer on a loaded machine is no "no answer", which sends the query again."""
     journal = Journal(path)
     clock = LiveClock()
-    api = BinanceTrading(h.emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {IID: INST}, timeout=0.25)
+    api = BinanceTrading(h.emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {IID: INST}, timeout=WAIT)
     if setup is not None:
         setup(api, clock)
     venue = LiveVenue(api, clock)
@@ -431,7 +432,7 @@ async def _restarted(
         holds: dict[str, str] = {IID: "live start-up: reconciling positions with the venue"}
         reconciler = Reconciler(kernel, venue, _hold_to(holds), 2.0)
         await reconciler.startup(unknown, [])
-        await venue.drain(2.0)
+        await venue.drain(WAIT)
         await reconciler.compare_balances(startup=True)
         yield kernel, holds
     finally:
@@ -448,7 +449,7 @@ async def test_a_closed_order_queried_at_a_restart_for_the_filled_quantity_its_c
     venue's filled quantity it tells is journaled now."""
     path = tmp_path / "journal.sqlite"
     first = Journal(path)
-    async with harness(journal=first) as h:
+    async with harness(journal=first, timeouts=ANSWERED, request_timeout=WAIT) as h:
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         await until(lambda: order.status is OrderStatus.ACCEPTED)
         h.kernel.execution.cancel(CancelOrder("s1", IID, order.client_order_id, 0, 0))
@@ -468,10 +469,11 @@ async def test_a_closed_order_queried_at_a_restart_for_the_filled_quantity_its_c
 async def test_a_restart_logs_how_many_closed_orders_it_queries(tmp_path: Path) -> None:
     """Thousands of closed orders a journal of an earlier tradebus holds without the venue's filled quantity are
     each queried at the first restart: the start-up says how many before it sends them (it logged one line per
-    order, no count); the second restart queries none."""
+    order, no count); the second restart queries none. The first process waits for its submits' answers: one
+    answered past FAST's 0.3 s on a loaded machine was queried there, a query this counted as the restart's."""
     path = tmp_path / "journal.sqlite"
     first = Journal(path)
-    async with harness(journal=first) as h:
+    async with harness(journal=first, timeouts=ANSWERED, request_timeout=WAIT) as h:
         orders = [h.submit(OrderSide.BUY, 0.01, 50_000.0 - k) for k in range(3)]
         await until(lambda: all(o.status is OrderStatus.ACCEPTED for o in orders))
         for order in orders:
@@ -500,7 +502,9 @@ async def test_a_restart_logs_how_many_closed_orders_it_queries(tmp_path: Path) 
 
 async def _canceled_as_an_earlier_tradebus_journaled_it(h: Harness, path: Path, first: Journal) -> Order:
     """A buy placed and canceled at ``h``'s emulator, nothing filled; ``first`` closed with the cancel stripped of
-    the venue's filled quantity (as an earlier tradebus journaled it: a restart queries it)."""
+    the venue's filled quantity (as an earlier tradebus journaled it: a restart queries it). ``h`` waits for its
+    submits' answers (``ANSWERED``): a submit answered late on a loaded machine is queried, and the answer, journaled,
+    tells the filled quantity the stripped cancel does not."""
     order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
     await until(lambda: order.status is OrderStatus.ACCEPTED)
     h.kernel.execution.cancel(CancelOrder("s1", IID, order.client_order_id, 0, 0))
@@ -517,7 +521,7 @@ async def test_a_closed_order_binance_spot_archived_is_queried_at_one_restart_no
     window); it says the order filled nothing, which is journaled like any answer's quantity."""
     path = tmp_path / "journal.sqlite"
     first = Journal(path)
-    async with harness(journal=first) as h:
+    async with harness(journal=first, timeouts=ANSWERED, request_timeout=WAIT) as h:
         order = await _canceled_as_an_earlier_tradebus_journaled_it(h, path, first)
         h.emulator.archive_after_ms = 0  # the 90 days have passed
         queries = ("GET", "/api/v3/order", order.client_order_id)
@@ -538,7 +542,7 @@ async def test_a_closed_order_the_venue_no_longer_knows_is_settled_only_beyond_t
     queried at every restart; an order closed more recently than that is not concluded unfilled."""
     path = tmp_path / "journal.sqlite"
     first = Journal(path)
-    async with harness(journal=first) as h:
+    async with harness(journal=first, timeouts=ANSWERED, request_timeout=WAIT) as h:
         order = await _canceled_as_an_earlier_tradebus_journaled_it(h, path, first)
         del h.emulator.orders[order.client_order_id]  # the venue no longer knows it
         beyond = closed.startswith("longer")
