@@ -17,8 +17,18 @@ from typing import Any, NamedTuple
 import numpy as np
 import pytest
 
-from tests.live.node_testdata import OKX_IID, OKX_INSTRUMENT, USDM_IID, config_of, okx_frames, stream_config
-from tradebus.adapters.common.recorder import FrameRecorder
+from tests.live.node_testdata import (
+    OKX_IID,
+    OKX_INSTRUMENT,
+    USDM_CAPTURE,
+    USDM_IID,
+    config_of,
+    okx_frames,
+    stream_config,
+    usdm_config,
+)
+from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture
+from tradebus.adapters.common.recorder import FrameRecorder, iter_hftbacktest
 from tradebus.adapters.okx.emulator import OkxProtocol
 from tradebus.data.catalog import Catalog
 from tradebus.engine.messages import BookSnapshot, Trade
@@ -253,3 +263,54 @@ def test_import_of_a_session_whose_trade_ids_restart_below_the_last_sessions_che
     playback.kernel.bus.subscribe(Trade, lambda m: seen.append((int(m.trade_id), playback.clock.now_ns())), USDM_IID)
     playback.run(recording, session=2)
     assert seen == written[len(first) :]
+
+
+def _usdm_snapshot_after(snapshot: str, depth: list[tuple[int, str]]) -> str:
+    """The REST depth snapshot the emulated USD-M venue answers once it has sent the ``depth`` frames."""
+    venue = BinanceProtocol(snapshot, futures=True)
+    for _, raw in depth:
+        venue.on_sent(raw)
+    status, answer = venue.http("/fapi/v1/depth", {"symbol": ["BTCUSDT"]})  # type: ignore[misc]
+    assert status == 200
+    return str(answer)
+
+
+@pytest.mark.parametrize("stopped", [True, False], ids=["stopped", "killed"])
+def test_import_of_a_session_ending_on_a_reconnects_snapshot_resyncs_the_book_after_the_restart(
+    tmp_path: Path, stopped: bool
+) -> None:
+    """A USD-M daemon (a recording whose REST snapshots do not name their connection: ``rest:BTCUSDT``) lost its
+    connection and fetched the next one's snapshot, then stopped (or was killed) before that connection's first
+    frame; a restarted daemon appended its session 5.8 s later, its snapshot first. The import kept the book the
+    last snapshot seeded in sync across the restart (the restart skipped a book reseeded since the last frame): no
+    ``unsynced`` stretch, a backtest replayed the first session's book over the daemon's downtime."""
+    frames, snapshot = split_capture(list(iter_hftbacktest(USDM_CAPTURE)))
+    assert snapshot is not None
+    depth = [(t, raw) for t, raw in frames if '"e":"depthUpdate"' in raw or '"e":"trade"' in raw]
+    updates = [i for i, (_, raw) in enumerate(depth) if '"e":"depthUpdate"' in raw]
+    a, b = updates[300], updates[600]  # the first session to its 300th book update; down over the next 300
+    first, second = depth[:a], depth[b - 1 :]  # the second from the update its snapshot's lastUpdateId ends
+    reseed_ns, stop_ns = first[-1][0] + 1_000_000, first[-1][0] + 2_000_000
+    start_ns, snapshot_ns = second[0][0] - 2_000_000, second[0][0] - 1_000_000
+    recording = tmp_path / "two.jsonl.gz"
+    with FrameRecorder(recording) as rec:
+        rec.write(first[0][0] - SECOND, RUN_START, "")
+        rec.write(first[0][0] - SECOND // 2, "rest:BTCUSDT", snapshot)
+        for t, raw in first:
+            rec.write(t, "binance-usdm:1", raw)
+        rec.write(reseed_ns, "rest:BTCUSDT", _usdm_snapshot_after(snapshot, [depth[i] for i in updates[:300]]))
+        if stopped:
+            rec.write(stop_ns, RUN_STOP, "")
+        rec.write(start_ns, RUN_START, "")
+        rec.write(snapshot_ns, "rest:BTCUSDT", _usdm_snapshot_after(snapshot, [depth[i] for i in updates[:600]]))
+        for t, raw in second:
+            rec.write(t, "binance-usdm:1", raw)
+    cfg = usdm_config(None, None, depth_speed="0ms")
+    cfg["feeds"][0]["subscriptions"] = {USDM_IID: ["trade", "depth"]}
+    manifests = import_recording(recording, config_of(cfg), tmp_path / "cat")
+
+    # the reconnect's snapshot seeded the book at its line; the restarted daemon's book is out of sync to its own
+    assert manifests[(USDM_IID, "book")].unsynced == [(reseed_ns, snapshot_ns)]
+    book_ts = np.asarray(Catalog(tmp_path / "cat").read("binance_usdm", "usdm", "BTCUSDT", "book").column("ts_init"))
+    assert np.any(book_ts == reseed_ns) and np.any(book_ts == snapshot_ns)
+    assert not np.any((book_ts > reseed_ns) & (book_ts < snapshot_ns))

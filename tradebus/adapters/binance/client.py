@@ -763,6 +763,7 @@ class BinanceFeedHandle(Feed):
         self.feed.log_skipped()
 
     def restart_run(self) -> None:
+        self._reseeded.clear()  # a snapshot the last session fetched for a connection it did not reach
         super().restart_run()
         self.feed.gaps.restart()
 
