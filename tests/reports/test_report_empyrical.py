@@ -8,6 +8,7 @@ give exactly empyrical's figures with ``annualization=365``.
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 from pathlib import Path
@@ -216,3 +217,57 @@ def test_the_tearsheets_rolling_section_names_the_period_of_its_returns(
     assert 365 / every_days == pytest.approx(float(title.split(": ")[1].split()[0]), abs=0.005)
     notes = re.findall(r'<p class="note">([^<]*too few[^<]*)</p>', page)
     assert notes == ([note] if note else [])
+
+
+HOUR = 3_600_000_000_000
+
+
+@pytest.mark.parametrize(
+    ("times", "title", "label"),
+    [
+        # equity_interval: 36h from midnight, the run starting at 08:00: the closes' dates are 1 and 2 days apart,
+        # 178 days over 119 gaps (the first return spans 28 hours)
+        ([8 * HOUR, *(k * 36 * HOUR for k in range(1, 120))],
+         "Rolling Sharpe and volatility of 36-hour returns (annualised: 244 a year, 365 / the 1.496 days between "
+         "their closes' dates on average)", "36-hour returns (%)"),
+        # equity_interval: 7d over 200 days: 28 weeks, then the run's stop 3 days after the last weekly sample
+        ([(7 * k + 1) * DAY - 1 for k in range(29)] + [200 * DAY - 1],
+         "Rolling Sharpe and volatility of 7-day returns (annualised: 53.19 a year, 365 / the 6.862 days between "
+         "their closes' dates on average)", "7-day returns (%)"),
+        # a close every day but for 10 days without data: one return spans 11 days
+        ([(d + 1) * DAY - 1 for d in range(100) if not 40 <= d < 50],
+         "Rolling Sharpe and volatility of daily returns (annualised: 328.1 a year, 365 / the "
+         "1.112 days between their closes' dates on average)", "daily returns (%)"),
+        # closes 1, 2 and 3 days apart in turn: no spacing most of them have
+        ([(d + 1) * DAY - 1 for d in np.cumsum([0, *([1, 2, 3] * 20)])],
+         "Rolling Sharpe and volatility of returns between daily closes (annualised: 182.5 a year, 365 / the "
+         "2 days between their closes' dates on average)", "returns between daily closes (%)"),
+    ],
+    ids=["36h", "7d-short-last", "days-missing", "uneven"],
+)
+def test_the_tearsheets_rolling_section_says_how_it_counts_returns_that_are_not_whole_days_apart(
+    tmp_path: Path, times: list[int], title: str, label: str
+) -> None:
+    """``equity_interval: 36h`` read "annualised: 244 daily returns a year" (the closes' mean spacing, 1.496 days,
+    rounded to one): the returns are 36 hours apart, and 244 is not how many a year holds (243.3) but 365 over the
+    mean number of days between their closes' dates, as the metrics annualise. 7-day samples over 200 days read
+    "53.19 7-day returns a year": the run's last return spans 3 days, averaged in."""
+    rng = np.random.default_rng(8)
+    equity = 100_000.0 * np.cumprod(1.0 + rng.normal(0.004, 0.05, len(times)))
+    samples = [EquitySample(T0 + t, float(e), float(e), 0.0, 0.0, 0.0, 0.0) for t, e in zip(times, equity, strict=True)]
+    span = times[-1] + 1
+    result = RunResult(("X.SIM",), 100_000.0, T0, T0 + span, T0, T0 + span, equity=samples)
+    with RunDirectory(tmp_path / "run", "backtest") as run_dir:
+        write_run(run_dir, result, compute_metrics(result), "")
+    page = render_tearsheet(load_run(tmp_path / "run"))
+    assert f"<h2>{html.escape(title)}</h2>" in page
+    # the count is the metrics' factor: their Sharpe is the mean / std of the returns x its square root
+    dates = pd.to_datetime([T0 + t for t in times]).normalize().unique()
+    mean_days = (dates[-1] - dates[0]).days / (len(dates) - 1)
+    count = float(title.split("annualised: ")[1].split()[0])
+    assert count == pytest.approx(365 / mean_days, abs=0.05)
+    returns = pd.Series(daily_returns(samples, 100_000.0))
+    assert compute_metrics(result)["sharpe"] == pytest.approx(
+        float(empyrical.sharpe_ratio(returns, annualization=365 / mean_days)), rel=1e-9)
+    (histogram,) = _figure_traces(page, "fig-returns")
+    assert histogram["name"] == label

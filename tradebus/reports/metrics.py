@@ -111,6 +111,7 @@ __all__ = [
     "compute_metrics",
     "daily_returns",
     "format_ns",
+    "last_of_each_day",
     "longest_drawdown_ns",
     "max_drawdown",
     "periods_per_year",
@@ -174,6 +175,12 @@ def simple_returns(closes: np.ndarray, previous: np.ndarray) -> np.ndarray:
         return np.where(previous > 0.0, closes / previous - 1.0, math.nan)
 
 
+def last_of_each_day(ts: np.ndarray) -> np.ndarray:
+    """The indices of the last of the sorted times ``ts`` (ns) in each UTC day: the daily closes' samples."""
+    day = np.asarray(ts, dtype=np.int64) // _DAY_NS
+    return np.flatnonzero(np.append(day[1:] != day[:-1], len(day) > 0))
+
+
 def daily_returns(equity: Sequence[EquitySample] | EquityCurve, initial_cash: float) -> list[float]:
     """Returns of the last equity sample of each UTC day, the first day against ``initial_cash``.
 
@@ -182,9 +189,7 @@ def daily_returns(equity: Sequence[EquitySample] | EquityCurve, initial_cash: fl
     curve = equity if isinstance(equity, EquityCurve) else EquityCurve.of(equity)
     if not len(curve.ts):
         return []
-    day = curve.ts // _DAY_NS
-    last_of_day = np.flatnonzero(np.append(day[1:] != day[:-1], True))
-    closes = curve.equity[last_of_day]
+    closes = curve.equity[last_of_each_day(curve.ts)]
     previous = np.empty_like(closes)
     previous[0] = initial_cash
     previous[1:] = closes[:-1]

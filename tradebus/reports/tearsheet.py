@@ -28,7 +28,14 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from tradebus.reports.formatting import format_duration, format_metric
-from tradebus.reports.metrics import EquityCurve, daily_returns, periods_per_year, returns_flat, simple_returns
+from tradebus.reports.metrics import (
+    EquityCurve,
+    daily_returns,
+    last_of_each_day,
+    periods_per_year,
+    returns_flat,
+    simple_returns,
+)
 from tradebus.reports.rundata import RunData, buy_and_hold, buy_and_hold_curve, load_run, refuse_run_file
 from tradebus.reports.summary import INSTRUMENT_COLUMNS, instrument_rows, summary_rows
 from tradebus.reports.writers import REPORT_FILE, write_file
@@ -217,13 +224,45 @@ def _monthly_figure(run: RunData) -> str:
     return _section("Monthly returns (%)", figure_html(fig, "fig-monthly", 120 + 28 * len(years)))
 
 
+def _period_name(ns: int) -> str:
+    """``"daily"``, ``"7-day"``, ``"36-hour"``: the name of returns ``ns`` apart."""
+    for unit_ns, unit in ((86_400 * 10**9, "day"), (3600 * 10**9, "hour"), (60 * 10**9, "minute")):
+        if ns % unit_ns == 0:
+            return "daily" if ns == unit_ns and unit == "day" else f"{ns // unit_ns}-{unit}"
+    return f"{ns / 1e9:g}-second"
+
+
+def _returns_named(run: RunData, periods: float) -> tuple[str, str]:
+    """The daily returns' name (``"7-day returns"``) and the rolling section's title, its count a year ``periods``.
+
+    The closes a whole number of days apart (a close every day, or every d days with ``equity_interval: 7d``)
+    are ``365 / d`` returns of d days a year. Otherwise the metrics' annualisation counts ``365 / d`` periods a
+    year, d the mean number of days between the closes' dates (:func:`periods_per_year`), which is not how
+    many returns of their spacing a year holds (``36h`` from midnight, 120 samples: 244, not 243.3; a 7-day
+    interval whose last return is shorter) and the title says so. Returns are named by the spacing of most of
+    them (not the first and last: from the run's start, to its stop; not one across a stretch without data),
+    else "returns between daily closes".
+    """
+    ts = run.equity["ts"].to_numpy(np.int64)
+    closes = ts[last_of_each_day(ts)]
+    days = np.diff(closes // (86_400 * 10**9))
+    if not len(days) or (days == days[0]).all():
+        name = f"{_period_name(int(days[0]) * 86_400 * 10**9) if len(days) else 'daily'} returns"
+        return name, f"Rolling Sharpe and volatility (annualised: {periods:.4g} {name} a year)"
+    spacings, counts = np.unique(np.diff(closes), return_counts=True)
+    most = int(np.argmax(counts))
+    name = "returns between daily closes"
+    if 2 * counts[most] > counts.sum():
+        name = f"{_period_name(int(spacings[most]))} returns"
+    return name, (f"Rolling Sharpe and volatility of {name} (annualised: {periods:.4g} a year, 365 / the "
+                  f"{_YEAR_DAYS / periods:.4g} days between their closes' dates on average)")
+
+
 def _rolling_figures(run: RunData) -> list[str]:
     returns = daily_return_series(run)
     n = len(returns)
     periods = periods_per_year(_curve(run))
-    # The closes are a day apart, or d days with the equity sampled every d days (equity_interval: 7d).
-    spacing = _YEAR_DAYS / periods
-    period = "daily" if spacing < 1.5 else f"{spacing:.0f}-day"
+    name, title = _returns_named(run, periods)
     if n >= 60:
         window = 30
     elif n >= 6:
@@ -248,9 +287,9 @@ def _rolling_figures(run: RunData) -> list[str]:
         fig.update_yaxes(title_text="volatility %", row=2, col=1)
         rolling = figure_html(fig, "fig-rolling", 400)
     else:
-        rolling = f'<p class="note">{n} {period} returns: too few for rolling figures</p>'
+        rolling = f'<p class="note">{n} {name}: too few for rolling figures</p>'
     if n >= 10:
-        values, label = returns * 100.0, f"{period} returns (%)"
+        values, label = returns * 100.0, f"{name} (%)"
     else:
         equity = run.equity["equity"].to_numpy(np.float64)
         between = simple_returns(equity[1:], equity[:-1])
@@ -259,7 +298,7 @@ def _rolling_figures(run: RunData) -> list[str]:
     hist.update_xaxes(title_text=label)
     hist.update_layout(hovermode="closest")
     return [
-        _section(f"Rolling Sharpe and volatility (annualised: {periods:.4g} {period} returns a year)", rolling),
+        _section(title, rolling),
         _section("Return distribution", figure_html(hist, "fig-returns", 320)),
     ]
 
