@@ -286,3 +286,27 @@ def test_spans_of_time_are_shown_in_minutes_hours_or_days_not_thousands_of_secon
     assert "<td>99</td><td>-1.00</td><td>0.00</td><td>-1.00</td><td>25.0 min</td><td>out</td>" in render_tearsheet(run)
     for seconds, text in ((38, "38 s"), (5400, "1.5 h"), (86_400 * 12.5, "12.5 days")):
         assert format_metric("longest_drawdown_days", seconds / 86_400) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (59.94, "59.9 s"),
+        (59.96, "1.0 min"),  # read "60 s"
+        (3569, "59.5 min"),
+        (3599, "1.0 h"),  # read "60.0 min"
+        (86_340, "1.0 days"),  # 23.98 h: read "24.0 h"
+        (86_399, "1.0 days"),  # read "24.0 h"
+        (1e-5, "0.00001 s"),  # read "1e-05 s"
+        (1.234e-4, "0.000123 s"),
+        (0.5, "0.5 s"),
+    ],
+)
+def test_a_span_at_a_units_edge_reads_in_the_next_unit_and_a_fraction_of_a_second_without_an_exponent(
+    seconds: float, text: str
+) -> None:
+    """3599 s read "60.0 min" and 86,399 s "24.0 h" (the span rounded up to the next unit's one, still in its
+    own), 10 microseconds "1e-05 s"."""
+    from tradebus.reports.formatting import format_duration
+
+    assert format_duration(seconds) == text

@@ -12,6 +12,7 @@ per asset (``fees_unvalued``) as ``0.0012 BNB``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 __all__ = [
@@ -51,12 +52,14 @@ def metric_label(key: str) -> str:
 
 def format_duration(seconds: float) -> str:
     """A span of ``seconds`` in the unit that reads best: ``38 s`` below a minute, ``25.0 min`` below an hour,
-    ``6.5 h`` below a day, else ``12.5 days``."""
-    if seconds < 60:
-        return f"{seconds:.3g} s"
-    if seconds < 3600:
+    ``6.5 h`` below a day, else ``12.5 days``; a span that rounds to the next unit's one is written in it
+    (3599 s: ``1.0 h``), a fraction of a second without an exponent (``0.00001 s``)."""
+    text = format(Decimal(f"{seconds:.3g}"), "f")  # 3 significant digits, 1e-05 as 0.00001
+    if abs(float(text)) < 60:
+        return f"{text} s"
+    if abs(round(seconds / 60, 1)) < 60:
         return f"{seconds / 60:.1f} min"
-    if seconds < 86_400:
+    if abs(round(seconds / 3600, 1)) < 24:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86_400:,.1f} days"
 
