@@ -34,6 +34,8 @@ from rich.markup import escape
 from tradebus.errors import ConfigError, TradebusError
 from tradebus.reports.writers import REPORT_FILE, file_identity, hold_directory, write_file
 
+__all__ = ["interruption", "report"]
+
 
 def interruption(exc: BaseException) -> tuple[int, str] | None:
     """The exit code and the name of the signal that stopped a command with ``exc``, or ``None`` for another exception.
@@ -46,8 +48,6 @@ def interruption(exc: BaseException) -> tuple[int, str] | None:
     if isinstance(exc, SystemExit) and exc.code == 143:
         return 143, "SIGTERM"
     return None
-
-__all__ = ["interruption", "report"]
 
 
 def report(

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tradebus.errors import TradebusError
+from tradebus.reports.cli import interruption
 from tradebus.reports.summary import print_titled
 
 __all__ = ["sweep"]
@@ -64,7 +65,8 @@ def sweep(
         _fail(exc, Console(stderr=True))
     except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C; SIGTERM is a SystemExit(143) (tradebus.cli)
         progress.stop()
-        if isinstance(exc, SystemExit) and exc.code != 143:
+        stop = interruption(exc)
+        if stop is None:
             raise
         where = out if out is not None else default_out(config)
         saved = (f"{min(counts[1], counts[0])} of {counts[0]} trials done, each saved in {where}" if task is not None
@@ -73,7 +75,7 @@ def sweep(
             f"sweep interrupted: {saved}; run the same command again to resume it (finished trials are kept)",
             highlight=False, soft_wrap=True,
         )
-        raise typer.Exit(130 if isinstance(exc, KeyboardInterrupt) else 143) from None
+        raise typer.Exit(stop[0]) from None
     progress.stop()
     table = Table(show_header=True, header_style="bold")
     table.add_column("")
