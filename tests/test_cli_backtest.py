@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from typer.testing import CliRunner
 from tradebus.cli import app
 from tradebus.data.catalog import BOOK_SNAPSHOT, Catalog, schema_for
 from tradebus.reports.metrics import format_ns
-from tradebus.reports.writers import EQUITY_COLUMNS, FILL_COLUMNS, ORDER_COLUMNS
+from tradebus.reports.writers import EQUITY_COLUMNS, FILL_COLUMNS, ORDER_COLUMNS, OWN_FILES, UNWRITTEN_PAGE
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests" / "fixtures" / "kernel" / "coinbase_btc_usd_4h_2022_1200.csv"
@@ -999,28 +1000,33 @@ import sys
 from tradebus.strategies.base import Strategy
 
 WHERE = os.environ["TRADEBUS_TEST_INTERRUPT"]
+SIGNAL = getattr(signal, os.environ.get("TRADEBUS_TEST_SIGNAL", "SIGINT"))
 bars = []
+moved = []
 
 
 def _interrupt(event, args):
-    if WHERE == "moves" and event == "os.rename" and str(args[1]).endswith("metrics.json"):
-        os.kill(os.getpid(), signal.SIGINT)
+    if event == "os.rename" and str(args[1]).endswith("metrics.json"):
+        moved.append(args[1])
+        if WHERE == "moves":
+            os.kill(os.getpid(), SIGNAL)
     if WHERE == "first move" and event == "os.rename" and not str(args[1]).endswith(("INCOMPLETE", "tearsheet.html")):
-        os.kill(os.getpid(), signal.SIGINT)
-    if WHERE == "page" and event == "open" and ".tearsheet.html.tmp-" in str(args[0]):
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), SIGNAL)
+    if WHERE == "page" and moved and event == "open" and ".tearsheet.html.tmp-" in str(args[0]):
+        os.kill(os.getpid(), SIGNAL)
 
 
 class Interrupting(Strategy):
-    """Ctrl-C of its own process: at its 50th bar ("run"), as metrics.json is moved in place ("moves"), as the first
-    of the run's files is ("first move"), or as the tearsheet is written after the run's files ("page")."""
+    """Ctrl-C (or TRADEBUS_TEST_SIGNAL) of its own process: at its 50th bar ("run"), as metrics.json is moved in place
+    ("moves"), as the first of the run's files is ("first move"), as the tearsheet is written after the run's files
+    are in place ("page"), or never ("none")."""
 
     def on_bar(self, bar):
         if self.position() == 0:
             self.target_position(self.instrument_id, 0.01, reason="in")
         bars.append(bar)
         if WHERE == "run" and len(bars) == 50:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), SIGNAL)
 
     def on_stop(self):
         sys.addaudithook(_interrupt)
@@ -1033,8 +1039,8 @@ class Interrupting(Strategy):
         ("run", "backtest interrupted (Ctrl-C) before writing its outputs: nothing was written ({out} is as it was)"),
         ("moves", "backtest interrupted (Ctrl-C) while writing its outputs: {out} holds the INCOMPLETE marker (its "
                   "files are a mix of this run's and the earlier ones); run it again"),
-        ("page", "backtest interrupted (Ctrl-C) after writing its outputs to {out}; its tearsheet.html is still the "
-                 "earlier run's: tradebus report {out} writes it"),
+        ("page", "backtest interrupted (Ctrl-C) after writing its outputs to {out}; its tearsheet.html was not "
+                 "written (the page there says so): tradebus report {out} writes it"),
     ],
 )
 def test_ctrl_c_of_a_backtest_says_in_one_line_what_it_left_in_its_output_directory(
@@ -1055,22 +1061,56 @@ def test_ctrl_c_of_a_backtest_says_in_one_line_what_it_left_in_its_output_direct
     elif where == "moves":
         assert "INCOMPLETE" in after and invoke("report", str(out)).exit_code == 2  # refused, not shown as complete
     else:
-        assert after["tearsheet.html"] == before["tearsheet.html"] and after["metrics.json"] != before["metrics.json"]
+        assert after["tearsheet.html"] == UNWRITTEN_PAGE.encode() and after["metrics.json"] != before["metrics.json"]
         assert "INCOMPLETE" not in after
 
 
-def _interrupted_backtest(workdir: Path, out: Path, where: str) -> subprocess.CompletedProcess[str]:
-    """``tradebus backtest --out out`` of the strategy that sends its own process a SIGINT at ``where``
-    (``_INTERRUPTING``)."""
-    (workdir / "stopper").mkdir()
-    (workdir / "stopper" / "__init__.py").write_text("")
-    (workdir / "stopper" / "interrupt.py").write_text(_INTERRUPTING)
-    config = make_config(strategy={"name": "stopper.interrupt:Interrupting", "instruments": ["BTC-USD.COINBASE"]})
+@pytest.mark.parametrize("earlier", [True, False], ids=["earlier-page", "report-asked"])
+def test_a_backtest_stopped_before_its_page_leaves_no_earlier_runs_page_beside_its_files(
+    workdir: Path, earlier: bool
+) -> None:
+    """SIGTERM after a backtest had moved its files in, before it rewrote the tearsheet an earlier --report run left
+    there, left that run's page (its total return, trades and charts) beside the new files: a user opening it read
+    the earlier run's numbers as this run's. The page's place now holds UNWRITTEN_PAGE, moved in with the other
+    files; `tradebus report` then writes the page an uninterrupted run writes. A run with --report into a fresh
+    --out ("report-asked") leaves the same note."""
+    out = workdir / "out"
+    if earlier:
+        assert invoke("backtest", str(write_config(workdir, make_config())), "--out", str(out), "--report").exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()} if earlier else {}
+    proc = _interrupted_backtest(workdir, out, "page", signal="SIGTERM", args=() if earlier else ("--report",))
+    assert proc.returncode == 143, proc.stdout + proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"backtest interrupted (SIGTERM) after writing its outputs to {out}; its tearsheet.html was not written (the "
+        f"page there says so): tradebus report {out} writes it"], proc.stderr
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert after["tearsheet.html"] == UNWRITTEN_PAGE.encode()
+    assert after["metrics.json"] != before.get("metrics.json") and "INCOMPLETE" not in after
+    assert set(before) <= set(after) <= set(OWN_FILES["backtest"])  # nothing removed, nothing else created
+    assert invoke("report", str(out)).exit_code == 0
+    reported = (out / "tearsheet.html").read_bytes()
+    done = _interrupted_backtest(workdir, out, "none", args=("--report",), strategy_written=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert reported == (out / "tearsheet.html").read_bytes()  # the page of this run's files
+
+
+def _interrupted_backtest(
+    workdir: Path, out: Path, where: str, signal: str = "SIGINT", args: Sequence[str] = (),
+    strategy_written: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """``tradebus backtest --out out`` (and ``args``) of the strategy that sends its own process ``signal`` at
+    ``where`` (``_INTERRUPTING``); ``strategy_written``: an earlier call wrote the strategy and its config."""
+    if not strategy_written:
+        (workdir / "stopper").mkdir()
+        (workdir / "stopper" / "__init__.py").write_text("")
+        (workdir / "stopper" / "interrupt.py").write_text(_INTERRUPTING)
+        config = make_config(strategy={"name": "stopper.interrupt:Interrupting", "instruments": ["BTC-USD.COINBASE"]})
+        write_config(workdir, config, "stop.yaml")
     return subprocess.run(
-        [sys.executable, "-m", "tradebus.cli", "backtest", str(write_config(workdir, config, "stop.yaml")), "--out",
-         str(out)],
+        [sys.executable, "-m", "tradebus.cli", "backtest", str(workdir / "stop.yaml"), "--out", str(out), *args],
         capture_output=True, text=True, check=False,
-        env={**os.environ, "PYTHONPATH": str(REPO), "TRADEBUS_TEST_INTERRUPT": where, "COLUMNS": "1000"},
+        env={**os.environ, "PYTHONPATH": str(REPO), "TRADEBUS_TEST_INTERRUPT": where, "TRADEBUS_TEST_SIGNAL": signal,
+             "COLUMNS": "1000"},
     )
 
 

@@ -13,7 +13,8 @@ row, runs the kernel, and writes ``fills.csv``, ``orders.csv``, ``equity.csv``,
 config) into the output directory, then prints the run summary
 (:mod:`tradebus.reports.summary`); ``--report`` adds ``tearsheet.html``
 (``tradebus report``, :mod:`tradebus.reports.cli`, writes it for any run directory), and
-a tearsheet an earlier run left there is rewritten for this run (:func:`tradebus.reports.outputs.write_outputs`).
+a tearsheet an earlier run left there is rewritten for this run (:func:`tradebus.reports.outputs.write_outputs`;
+from the moment the other files are in place until the page is, a note that it was not written stands there).
 A run writes only its own files there
 (:data:`tradebus.reports.writers.OWN_FILES`) and never deletes anything: an output
 directory holding other files is refused (exit 2, naming them) unless ``--force``
@@ -74,7 +75,9 @@ from tradebus.node.cli import DaemonOut, live, live_kill, live_resume
 from tradebus.ops.logs import LOG_LEVELS, setup_logging
 from tradebus.reports.metrics import format_ns
 from tradebus.reports.outputs import write_outputs
-from tradebus.reports.writers import INCOMPLETE_MARKER, OWN_FILES, REPORT_FILE, RunDirectory, file_identity
+from tradebus.reports.writers import (
+    INCOMPLETE_MARKER, OWN_FILES, REPORT_FILE, RunDirectory, file_identity, is_unwritten_page,
+)
 from tradebus.research.cli import research_app
 from tradebus.strategies.base import build_strategies
 from tradebus.sweep.cli import sweep as sweep_command
@@ -532,14 +535,13 @@ def _default_out(config_path: Path) -> Path:
     return Path("runs") / config_path.stem
 
 
-def _interrupted(
-    exc: BaseException, err: Console, command: str, out: Path, before: dict[str, Any], report: bool
-) -> None:
+def _interrupted(exc: BaseException, err: Console, command: str, out: Path, before: dict[str, Any]) -> None:
     """Exit as the signal that stopped ``command`` with ``exc`` says, after one line on what ``out`` holds now.
 
     ``before``: :func:`~tradebus.reports.writers.file_identity` of each of ``out``'s own files of the command's run
-    (``tearsheet.html`` among them) and of its ``INCOMPLETE`` marker when the command began; ``report``: ``--report``
-    was given. Any other exception is raised again.
+    (``tearsheet.html`` among them) and of its ``INCOMPLETE`` marker when the command began. A run stopped after its
+    files were moved in, before its page replaced :data:`~tradebus.reports.writers.UNWRITTEN_PAGE`, says so. Any
+    other exception is raised again.
     """
     stop = interruption(exc)
     if stop is None:
@@ -557,11 +559,9 @@ def _interrupted(
     elif file_identity(out / "metrics.json") == before["metrics.json"]:
         what = f"before writing its outputs: nothing was written ({out} is as it was)"
     else:
-        page = before[REPORT_FILE]
         what = f"after writing its outputs to {out}"
-        if file_identity(out / REPORT_FILE) == page and (page is not None or report):
-            what += (f"; its {REPORT_FILE} is still the earlier run's" if page is not None else
-                     f"; {REPORT_FILE} was not written") + f": tradebus report {out} writes it"
+        if is_unwritten_page(out / REPORT_FILE):
+            what += f"; its {REPORT_FILE} was not written (the page there says so): tradebus report {out} writes it"
     err.print(f"{command} interrupted ({stop[1]}) {what}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(stop[0]) from None
 
@@ -731,7 +731,7 @@ def backtest(
                 progress.close()
         _print_summary(console, out_dir, "backtest")
     except (KeyboardInterrupt, SystemExit) as exc:
-        _interrupted(exc, err, "backtest", target, before, report_)
+        _interrupted(exc, err, "backtest", target, before)
 
 
 @app.command()
@@ -807,7 +807,7 @@ def replay(
             _fail(exc, err)
         _print_summary(Console(), out_dir, "replay")
     except (KeyboardInterrupt, SystemExit) as exc:
-        _interrupted(exc, err, "replay", target, before, report_)
+        _interrupted(exc, err, "replay", target, before)
 
 
 @app.command()

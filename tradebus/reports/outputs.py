@@ -10,7 +10,7 @@ from loguru import logger
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import RunResult
 from tradebus.reports.metrics import compute_metrics
-from tradebus.reports.writers import REPORT_FILE, RunDirectory, write_run
+from tradebus.reports.writers import REPORT_FILE, UNWRITTEN_PAGE, RunDirectory, write_run
 
 if TYPE_CHECKING:
     from tradebus.reports.stream import OutputStream
@@ -31,7 +31,9 @@ def write_outputs(
 
     The tearsheet (``tearsheet.html``, :mod:`tradebus.reports.tearsheet`) is written after
     them when asked (``report``), and rewritten when the directory holds an earlier run's:
-    the page would otherwise show that run's numbers beside this run's files.
+    the page would otherwise show that run's numbers beside this run's files. Either way
+    :data:`~tradebus.reports.writers.UNWRITTEN_PAGE` is moved in with the other files and the
+    page replaces it, so a run stopped in between leaves files and page that agree.
 
     Parameters
     ----------
@@ -62,6 +64,9 @@ def write_outputs(
     page = run_dir.path / REPORT_FILE
     earlier = page.is_file()
     with run_dir:
+        if report or earlier:
+            with run_dir.open(REPORT_FILE) as handle:
+                handle.write(UNWRITTEN_PAGE)
         write_run(run_dir, result, metrics, config_yaml, extra, lot_sizes, streamed=streamed)
     logger.info("run outputs written to {}", run_dir.path)
     if report or earlier:

@@ -24,7 +24,8 @@ A run writes only its own files (:data:`OWN_FILES`, the one place that says whic
   and ``prices.csv`` (:data:`PRICE_COLUMNS`: each instrument's last price at every
   equity sample), for every kind of run;
 * ``tearsheet.html`` (:mod:`tradebus.reports.tearsheet`) with ``--report`` or
-  ``tradebus report``;
+  ``tradebus report``; while a run that writes it (or rewrites an earlier run's) has its other files in
+  place and renders it, :data:`UNWRITTEN_PAGE` stands there, moved in with them;
 * ``attribution.csv`` (:data:`~tradebus.reports.attribution.ATTRIBUTION_COLUMNS`): each
   strategy's fills, position, realised/unrealised PnL, fees, funding and interest per
   instrument, and its total (:mod:`tradebus.reports.attribution`);
@@ -148,6 +149,7 @@ __all__ = [
     "RunDirectory",
     "RunKind",
     "STREAMED_FILES",
+    "UNWRITTEN_PAGE",
     "EquityRows",
     "denial_row",
     "file_identity",
@@ -156,6 +158,7 @@ __all__ = [
     "funding_row",
     "hold_directory",
     "interest_row",
+    "is_unwritten_page",
     "order_row",
     "output_error",
     "write_csv_header",
@@ -182,6 +185,13 @@ _COMMON_FILES = (
 )
 #: Written only on request (``--report``, ``tradebus report``).
 REPORT_FILE = "tearsheet.html"
+#: What ``tearsheet.html`` holds from the moment a run's other files are in place until its page replaces it: moved
+#: in with them, so that a run stopped in between leaves no earlier run's page beside its files.
+UNWRITTEN_PAGE = (
+    '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>tearsheet not written</title></head><body>'
+    "<h1>This run's tearsheet was not written</h1><p>The run in this directory stopped after writing its files, "
+    "before writing this page. <code>tradebus report &lt;this directory&gt;</code> writes it.</p></body></html>\n"
+)
 #: The first and the last line of a run's ``config.yaml`` (YAML comments): a file that begins with the first and
 #: lacks the last was cut short (a copy or a disk that stopped mid-way), wherever the cut fell.
 CONFIG_HEAD = "# tradebus: the config this run ran with, resolved; the file ends with the line '# end of the run config'"
@@ -473,6 +483,15 @@ def write_file(path: Path, content: bytes | str | Callable[[Path], object]) -> P
     except OSError as exc:
         raise output_error(path, exc) from None
     return path
+
+
+def is_unwritten_page(path: Path) -> bool:
+    """Whether the file at ``path`` is :data:`UNWRITTEN_PAGE` (a run stopped before writing its tearsheet there)."""
+    text = UNWRITTEN_PAGE.encode("utf-8")
+    try:
+        return path.stat().st_size == len(text) and path.read_bytes() == text
+    except OSError:
+        return False
 
 
 def file_identity(path: Path) -> tuple[int, int] | None:
