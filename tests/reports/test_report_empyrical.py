@@ -271,3 +271,48 @@ def test_the_tearsheets_rolling_section_says_how_it_counts_returns_that_are_not_
         float(empyrical.sharpe_ratio(returns, annualization=365 / mean_days)), rel=1e-9)
     (histogram,) = _figure_traces(page, "fig-returns")
     assert histogram["name"] == label
+
+
+
+@pytest.mark.parametrize(
+    ("times", "window", "label"),
+    [
+        # a close every day: 90 returns, a window of 30 spans 30 days
+        ([(d + 1) * DAY - 1 for d in range(90)], 30, "30-day"),
+        # a close every 7 days: 80 returns, 30 of them span 210 days
+        ([(7 * k + 1) * DAY - 1 for k in range(80)], 30, "210-day"),
+        # equity_interval: 36h from midnight, the run starting at 08:00: 120 returns, their closes' dates 1 or 2 days
+        # apart, 178 days over 119 gaps: 30 returns span 44.87 days on average
+        ([8 * HOUR, *(k * 36 * HOUR for k in range(1, 120))], 30, "30-return (about 45-day)"),
+        # the same over 30 samples: 30 returns, a window of 30 // 3 = 10 spanning 10 x 43 / 29 = 14.83 days on average
+        ([8 * HOUR, *(k * 36 * HOUR for k in range(1, 30))], 10, "10-return (about 15-day)"),
+        # a close every day but for 10 days without data: 90 returns, 30 span 30 or 40 days, 30 x 99 / 89 = 33.4 on
+        # average
+        ([(d + 1) * DAY - 1 for d in range(100) if not 40 <= d < 50], 30, "30-return (about 33-day)"),
+    ],
+    ids=["daily", "7d", "36h", "36h-short", "days-missing"],
+)
+def test_the_tearsheets_rolling_window_is_named_by_its_days_only_when_its_returns_are_whole_days_apart(
+    tmp_path: Path, times: list[int], window: int, label: str
+) -> None:
+    """``equity_interval: 36h``: windows of 30 returns whose closes' dates are 1.496 days apart on average were
+    labelled "45-day Sharpe" (30 x 1.496 rounded), and a daily run with 10 days without data "33-day" where each window
+    spans 30 or 40 days. Returns whole days apart keep their window's span ("210-day" for 30 weekly returns); others
+    are named by how many returns the window holds, and the days they span on average."""
+    rng = np.random.default_rng(8)
+    equity = 100_000.0 * np.cumprod(1.0 + rng.normal(0.004, 0.05, len(times)))
+    samples = [EquitySample(T0 + t, float(e), float(e), 0.0, 0.0, 0.0, 0.0) for t, e in zip(times, equity, strict=True)]
+    span = times[-1] + 1
+    result = RunResult(("X.SIM",), 100_000.0, T0, T0 + span, T0, T0 + span, equity=samples)
+    with RunDirectory(tmp_path / "run", "backtest") as run_dir:
+        write_run(run_dir, result, compute_metrics(result), "")
+    sharpe, vol = _figure_traces(render_tearsheet(load_run(tmp_path / "run")), "fig-rolling")
+    assert (sharpe["name"], vol["name"]) == (f"{label} Sharpe", f"{label} volatility %")
+    shown = np.asarray(sharpe["y"], dtype=float)
+    assert np.isnan(shown[: window - 1]).all() and not np.isnan(shown[window - 1])  # the window the label counts
+    dates = pd.to_datetime([T0 + t for t in times]).normalize().unique()
+    gaps = np.diff(dates) // pd.Timedelta(days=1)
+    if len(set(gaps)) == 1:
+        assert label == f"{window * gaps[0]}-day"
+    else:
+        assert label == f"{window}-return (about {window * gaps.mean():.0f}-day)"

@@ -232,8 +232,9 @@ def _period_name(ns: int) -> str:
     return f"{ns / 1e9:g}-second"
 
 
-def _returns_named(run: RunData, periods: float) -> tuple[str, str]:
-    """The daily returns' name (``"7-day returns"``) and the rolling section's title, its count a year ``periods``.
+def _returns_named(run: RunData, periods: float) -> tuple[str, str, int | None]:
+    """The daily returns' name (``"7-day returns"``), the rolling section's title, its count a year ``periods``, and
+    the days between every two closes (``None``: not the same number of days between all of them).
 
     The closes a whole number of days apart (a close every day, or every d days with ``equity_interval: 7d``)
     are ``365 / d`` returns of d days a year. Otherwise the metrics' annualisation counts ``365 / d`` periods a
@@ -247,22 +248,23 @@ def _returns_named(run: RunData, periods: float) -> tuple[str, str]:
     closes = ts[last_of_each_day(ts)]
     days = np.diff(closes // (86_400 * 10**9))
     if not len(days) or (days == days[0]).all():
-        name = f"{_period_name(int(days[0]) * 86_400 * 10**9) if len(days) else 'daily'} returns"
-        return name, f"Rolling Sharpe and volatility (annualised: {periods:.4g} {name} a year)"
+        every = int(days[0]) if len(days) else 1
+        name = f"{_period_name(every * 86_400 * 10**9) if len(days) else 'daily'} returns"
+        return name, f"Rolling Sharpe and volatility (annualised: {periods:.4g} {name} a year)", every
     spacings, counts = np.unique(np.diff(closes), return_counts=True)
     most = int(np.argmax(counts))
     name = "returns between daily closes"
     if 2 * counts[most] > counts.sum():
         name = f"{_period_name(int(spacings[most]))} returns"
     return name, (f"Rolling Sharpe and volatility of {name} (annualised: {periods:.4g} a year, 365 / the "
-                  f"{_YEAR_DAYS / periods:.4g} days between their closes' dates on average)")
+                  f"{_YEAR_DAYS / periods:.4g} days between their closes' dates on average)"), None
 
 
 def _rolling_figures(run: RunData) -> list[str]:
     returns = daily_return_series(run)
     n = len(returns)
     periods = periods_per_year(_curve(run))
-    name, title = _returns_named(run, periods)
+    name, title, every = _returns_named(run, periods)
     if n >= 60:
         window = 30
     elif n >= 6:
@@ -270,7 +272,9 @@ def _rolling_figures(run: RunData) -> list[str]:
     else:
         window = 0
     if window:
-        days = f"{window * _YEAR_DAYS / periods:.0f}-day"
+        # a window of returns unevenly apart spans no set number of days: named by its count, its days the mean's
+        days = (f"{window * every}-day" if every is not None else
+                f"{window}-return (about {window * _YEAR_DAYS / periods:.0f}-day)")
         mean = returns.rolling(window).mean()
         # pandas' running sums leave ~1e-9 of std in a window of equal returns after varied ones:
         # such a window has no volatility and no Sharpe (a gap in the chart: 0 / 0, or a mean left
