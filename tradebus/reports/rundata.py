@@ -33,7 +33,7 @@ from tradebus.errors import ConfigError, OrderError, describe_os_error
 from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
 from tradebus.reports.formatting import quote_decimals
 from tradebus.reports.trades import TRADE_COLUMNS, match_trades
-from tradebus.reports.writers import CONFIG_END, CONFIG_HEAD, INCOMPLETE_MARKER, OWN_FILES
+from tradebus.reports.writers import CONFIG_END, CONFIG_HEAD, INCOMPLETE_MARKER, OWN_FILES, trade_row
 
 __all__ = ["RUN_FILES", "RunData", "buy_and_hold", "buy_and_hold_curve", "load_run", "refuse_run_file"]
 
@@ -299,10 +299,8 @@ def load_run(path: str | Path) -> RunData:
             for r in fills.itertuples()
         ]
         trades = pd.DataFrame(
-            [(t.strategy_id, t.instrument_id, t.side, t.quantity, t.entry_ns, "", t.entry_price, t.exit_ns, "", t.exit_price,
-              t.pnl, t.fees, t.net_pnl, t.holding_s, t.entry_reason, t.exit_reason)
-             for t in match_trades(records, {iid: inst.lot_size for iid, inst in instruments.items()},
-                                   {iid: inst.contract_size for iid, inst in instruments.items()})],
+            [trade_row(t) for t in match_trades(records, {iid: inst.lot_size for iid, inst in instruments.items()},
+                                                {iid: inst.contract_size for iid, inst in instruments.items()})],
             columns=list(TRADE_COLUMNS),
         )
     trades = _times(trades, "entry_ts", "exit_ts")

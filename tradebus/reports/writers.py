@@ -123,7 +123,7 @@ from tradebus.execution.orders import Order
 from tradebus.locks import cannot_lock, held_shared, take_lock
 from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
 from tradebus.reports.metrics import format_ns
-from tradebus.reports.trades import TRADE_COLUMNS, match_trades
+from tradebus.reports.trades import TRADE_COLUMNS, Trade, match_trades
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -160,6 +160,7 @@ __all__ = [
     "interest_row",
     "is_unwritten_page",
     "order_row",
+    "trade_row",
     "output_error",
     "write_csv_header",
     "write_csv_rows",
@@ -397,6 +398,13 @@ def funding_row(f: FundingPaid, fills_before: int) -> tuple[Any, ...]:
             fills_before)
 
 
+def trade_row(t: Trade) -> tuple[Any, ...]:
+    """The ``trades.csv`` row of a round trip (:data:`~tradebus.reports.trades.TRADE_COLUMNS`)."""
+    return (t.strategy_id, t.instrument_id, t.side, t.quantity, t.entry_ns, format_ns(t.entry_ns), t.entry_price,
+            t.exit_ns, format_ns(t.exit_ns), t.exit_price, t.pnl, t.fees, t.net_pnl, t.holding_s, t.entry_reason,
+            t.exit_reason)
+
+
 def interest_row(c: InterestCharged) -> tuple[Any, ...]:
     """The ``interest.csv`` row of a charge of borrowing interest (:data:`INTEREST_COLUMNS`)."""
     return (c.ts_event, format_ns(c.ts_event), c.asset, c.kind, c.borrowed, c.price, c.annual_rate, c.interest, c.quote)
@@ -608,16 +616,8 @@ def write_run(
     if not streamed:
         _write_streamed_files(run_dir, result)
     with run_dir.open("trades.csv") as handle:
-        _write_csv(
-            handle,
-            TRADE_COLUMNS,
-            (
-                (t.strategy_id, t.instrument_id, t.side, t.quantity, t.entry_ns, format_ns(t.entry_ns), t.entry_price, t.exit_ns,
-                 format_ns(t.exit_ns), t.exit_price, t.pnl, t.fees, t.net_pnl, t.holding_s, t.entry_reason,
-                 t.exit_reason)
-                for t in match_trades(result.fills, dict(lot_sizes or {}), result.contract_sizes)
-            ),
-        )
+        _write_csv(handle, TRADE_COLUMNS,
+                   (trade_row(t) for t in match_trades(result.fills, dict(lot_sizes or {}), result.contract_sizes)))
     lots = lot_sizes or {}
     with run_dir.open("attribution.csv") as handle:
         _write_csv(
