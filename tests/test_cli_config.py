@@ -90,6 +90,36 @@ def test_file_and_dataset_are_mutually_exclusive_and_start_must_precede_end() ->
         parse_config(data)
 
 
+@pytest.mark.parametrize("key", ["start", "end"])
+@pytest.mark.parametrize("written", ["2024-01-01T00:00:00.123456789Z", "'2024-01-01T00:00:00.123456789Z'",
+                                     "2024-01-01 00:00:00.0000001"])
+def test_a_data_bound_finer_than_a_microsecond_is_refused_naming_its_key(tmp_path: Path, key: str, written: str) -> None:
+    """Unquoted, YAML read ...00.123456789Z as ...00.123456 and quoted pydantic did: the run started 789 ns early."""
+    path = tmp_path / "run.yaml"
+    text = yaml.safe_dump(minimal())
+    path.write_text(text.replace("data:\n", f"data:\n  {key}: {written}\n", 1))
+    with pytest.raises(ConfigError, match=rf"run\.yaml: invalid config:\n  data\.{key}: '2024-01-01[T ]00:00:00\.\d+Z?' "
+                                          r"is \d+ ns past a whole microsecond.*give the time to the microsecond"):
+        load_config(path)
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"data\.{key}: .* ns past a whole microsecond"):
+        load_config(path, overrides=[f"data.{key}={written}"])
+
+
+def test_a_data_bound_to_the_microsecond_or_with_zeros_past_it_is_taken_to_the_nanosecond() -> None:
+    import pandas as pd
+
+    for given in ("2024-01-01T00:00:00.123456000Z", "2024-01-01T00:00:00.123456Z",
+                  pd.Timestamp("2024-01-01T00:00:00.123456", tz="UTC")):
+        data = minimal()
+        data["data"]["start"] = given
+        assert parse_config(data).data.start_ns == pd.Timestamp("2024-01-01T00:00:00.123456", tz="UTC").value
+    data = minimal()
+    data["data"]["end"] = pd.Timestamp("2024-01-01T00:00:00.000000001", tz="UTC")
+    with pytest.raises(ConfigError, match=r"data\.end: '2024-01-01 00:00:00.000000001\+00:00' is 1 ns past"):
+        parse_config(data)
+
+
 def test_duplicate_instruments_and_unknown_strategy_instrument_are_rejected() -> None:
     data = minimal()
     data["instruments"].append(dict(data["instruments"][0]))

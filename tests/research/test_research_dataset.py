@@ -232,6 +232,14 @@ def test_a_bound_with_nanosecond_digits_keeps_them(text: str, expected: str) -> 
     assert _config(start_ns=text).start_ns == pd.Timestamp(expected, tz="UTC").value
 
 
+def test_an_unquoted_yaml_bound_with_nanosecond_digits_keeps_them() -> None:
+    """YAML read the timestamp 2020-01-01T00:00:00.123456789Z as a datetime, cut to ...123456 (PyYAML keeps 6 digits)."""
+    from tradebus.config.load import parse_yaml
+
+    given = parse_yaml("start_ns: 2020-01-01T00:00:00.123456789Z")["start_ns"]
+    assert _config(start_ns=given).start_ns == pd.Timestamp("2020-01-01T00:00:00.123456789", tz="UTC").value
+
+
 def test_a_bound_finer_than_a_nanosecond_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"^dataset\.start_ns: .*finer than a nanosecond.*'2020-01-01T00:00:00\.1234567891Z'"):
         _config(start_ns="2020-01-01T00:00:00.1234567891Z")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from tradebus.config.base import StrictModel
-from tradebus.config.units import parse_duration, to_ns
+from tradebus.config.units import Moment, parse_duration, to_ns
 from tradebus.errors import ConfigError
 from tradebus.features.bars import BarBuilder
 
@@ -131,7 +130,8 @@ class DataConfig(StrictModel):
     """Where the replayed data comes from and which time range is used.
 
     ``start`` is inclusive and ``end`` exclusive; dates mean midnight UTC and
-    naive datetimes are UTC. ``marks`` and ``funding`` are mark-price and funding-rate files
+    naive datetimes are UTC; a time finer than a microsecond is refused
+    (:data:`~tradebus.config.units.Moment`). ``marks`` and ``funding`` are mark-price and funding-rate files
     of perpetual instruments, replayed next to the sources.
 
     ``allow_stale`` runs over the stretches where the recorded feed of a source's instrument was
@@ -151,8 +151,8 @@ class DataConfig(StrictModel):
     sources: list[DataSourceConfig] = Field(min_length=1)
     marks: list[PerpetualDataConfig] = Field(default_factory=list)
     funding: list[PerpetualDataConfig] = Field(default_factory=list)
-    start: datetime | date | None = None
-    end: datetime | date | None = None
+    start: Moment | None = None
+    end: Moment | None = None
     allow_stale: bool = False
     allow_missed_trades: bool = False
 

@@ -19,6 +19,7 @@ from tradebus.config.base import (
 )
 from tradebus.config.run import RunBase, RunConfig
 from tradebus.config.strategy import StrategyConfig, strategy_entries
+from tradebus.config.units import sub_microsecond_digits
 from tradebus.errors import ConfigError
 
 __all__ = ["apply_overrides", "dump_config", "load_config", "parse_config", "parse_yaml", "read_yaml"]
@@ -37,6 +38,19 @@ class _RefusingValueErrors:
             ) from None
 
 
+def _timestamp(loader: yaml.constructor.SafeConstructor, node: yaml.ScalarNode) -> Any:
+    """A YAML timestamp as PyYAML reads it, or its text when it is finer than a microsecond.
+
+    PyYAML keeps 6 digits of a second (a ``datetime``'s) and drops the rest unsaid; the text goes
+    to the field, which keeps the nanoseconds (:func:`~tradebus.config.units.moment_ns`) or refuses
+    them naming itself (:data:`~tradebus.config.units.Moment`).
+    """
+    text = loader.construct_scalar(node)
+    if isinstance(text, str) and sub_microsecond_digits(text):
+        return text
+    return loader.construct_yaml_timestamp(node)
+
+
 class _SafeLoader(_RefusingValueErrors, yaml.SafeLoader):
     pass
 
@@ -46,6 +60,9 @@ class _SafeLoader(_RefusingValueErrors, yaml.SafeLoader):
 _FAST_LOADER = (
     type("_CSafeLoader", (_RefusingValueErrors, yaml.CSafeLoader), {}) if hasattr(yaml, "CSafeLoader") else None
 )
+for _loader in (_SafeLoader, _FAST_LOADER):
+    if _loader is not None:
+        _loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
 
 
 ConfigT = TypeVar("ConfigT", bound=RunBase)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
-__all__ = ["moment_ns", "parse_duration", "to_ns"]
+__all__ = ["Moment", "moment_ns", "parse_duration", "sub_microsecond_digits", "to_ns"]
 
 #: The moments a run config's ``data.start``/``data.end`` take (naive = UTC, a date its midnight UTC).
 _MOMENT: TypeAdapter[datetime | date] = TypeAdapter(datetime | date)
@@ -68,6 +68,33 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def sub_microsecond_digits(value: Any) -> str:
+    """The digits of a second past the microsecond that ``value`` gives and a ``datetime`` cannot hold (``""``: none).
+
+    ``value`` is the text of an ISO-8601 time (``'...T00:00:00.123456789Z'`` gives ``'789'``) or a
+    ``pandas.Timestamp`` (its ``nanosecond``); trailing zeros are dropped, as they change nothing.
+    """
+    if isinstance(value, str):
+        fraction = _FRACTION.search(value)
+        return "" if fraction is None else fraction.group(1)[6:].rstrip("0")
+    nanosecond = getattr(value, "nanosecond", 0)
+    return f"{nanosecond:03d}".rstrip("0") if isinstance(nanosecond, int) else ""
+
+
+def _whole_microseconds(value: Any) -> Any:
+    """``value`` unless it gives a time finer than a microsecond, which a ``datetime`` field would drop unsaid."""
+    if digits := sub_microsecond_digits(value):
+        raise ValueError(f"{str(value)!r} is {int(digits.ljust(3, '0'))} ns past a whole microsecond, which this "
+                         "field (a datetime) cannot hold and would drop: give the time to the microsecond")
+    return value
+
+
+#: A moment in a config field typed as a datetime (naive = UTC) or a date (its midnight UTC): a time
+#: finer than a microsecond (an ISO text or a ``pandas.Timestamp`` with nanoseconds) is refused naming the
+#: field, where pydantic would drop the digits. :func:`to_ns` gives its nanoseconds.
+Moment = Annotated[datetime | date, BeforeValidator(_whole_microseconds)]
+
+
 def moment_ns(value: Any) -> Any:
     """Nanoseconds since the epoch of an ISO-8601 date or datetime (text, or as YAML reads it), read as
     a run config's ``data.start`` is (naive = UTC, a date its midnight UTC); a number (or its text: pydantic
@@ -90,8 +117,6 @@ def moment_ns(value: Any) -> Any:
     except ValidationError:
         raise ValueError(f"expected epoch nanoseconds or an ISO-8601 date or time (2020-01-01, 2020-01-01T04:00:00Z), "
                          f"got {value!r}") from None
-    fraction = _FRACTION.search(value) if isinstance(value, str) else None
-    digits = "" if fraction is None else fraction.group(1)
-    if len(digits) > 9:
-        raise ValueError(f"a time finer than a nanosecond ({len(digits)} digits after the second), got {value!r}")
-    return ns + int(digits[6:].ljust(3, "0"))
+    if len(digits := sub_microsecond_digits(value)) > 3:
+        raise ValueError(f"a time finer than a nanosecond ({6 + len(digits)} digits after the second), got {value!r}")
+    return ns + int(digits.ljust(3, "0"))
