@@ -59,8 +59,17 @@ def test_anything_else_is_left_to_the_model(data: Any) -> None:
 def test_bank_errors_still_name_the_spec() -> None:
     with pytest.raises(FeatureError, match=r"feature 'close': invalid spec \(name: .*event type or event field name"):
         FeatureBank([{"name": "close", "kind": "ema"}])
-    with pytest.raises(FeatureError, match=r"feature 'r': invalid spec \(inputs: Extra inputs are not permitted"):
+    with pytest.raises(FeatureError, match=r"feature 'r': invalid spec \(inputs: unknown key \(not allowed here\), "
+                                           r"did you mean 'input'\?\)$"):
         FeatureBank([{"name": "r", "kind": "log_ret", "inputs": "close"}])
+
+
+@pytest.mark.parametrize(("key", "hint"), [("parms", ", did you mean 'params'?"), ("event", "")])
+def test_a_misspelt_spec_key_reads_as_every_config_key_does(key: str, hint: str) -> None:
+    """It read 'parms: Extra inputs are not permitted', pydantic's words, where a run config's key reads as below."""
+    with pytest.raises(FeatureError) as info:
+        load_specs([{"name": "r", "kind": "ema", "params": {"span": 3}, key: {"span": 3}}])
+    assert str(info.value) == f"feature 'r': invalid spec ({key}: unknown key (not allowed here){hint})"
 
 
 def test_bank_from_plain_dicts_equals_bank_from_models() -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
-from tradebus.config.base import StrictModel
+from tradebus.config.base import StrictModel, describe_errors
 from tradebus.errors import FeatureError
 from tradebus.features.spec_base import BOOK_LEVELS, EVENT_FIELDS, EVENTS, EventType, check_name
 
@@ -101,8 +101,6 @@ def load_specs(data: Iterable[FeatureSpec | Mapping[str, Any]] | Mapping[str, An
         try:
             specs.append(FeatureSpec.model_validate(raw))
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}" for err in exc.errors()
-            )
+            problems = "; ".join(describe_errors(exc, model=FeatureSpec))
             raise FeatureError(f"feature {_name_of(raw, position)}: invalid spec ({problems})") from None
     return specs
