@@ -86,10 +86,10 @@ def test_venue_channel_rules_come_from_the_venue_package(
         ("binance", "usdm", {"depth_speed": "0ms", "snapshot_fetcher": "http", "rest_url": "http://127.0.0.1:9"}, None),
         ("binance", "spot", {"depth_speed": "0ms"}, r"depth_speed: '0ms' is not offered on binance spot"),
         ("binance", "spot", {"snapshot_fetcher": "curl"}, r"snapshot_fetcher: Input should be 'ccxt' or 'http' \(got 'curl'\)"),
-        ("binance", "spot", {"depth_sped": "100ms"}, r"depth_sped: unknown key \(not one of a binance feed's: .*depth_speed"),
+        ("binance", "spot", {"depth_sped": "100ms"}, r"depth_sped: unknown key \(not allowed here\), did you mean 'depth_speed'\?; a binance feed's keys: .*depth_speed"),
         ("okx", "spot", {"rest_url": "http://127.0.0.1:9"}, None),
-        ("okx", "spot", {"depth_speed": "100ms"}, r"depth_speed: unknown key \(not one of an okx feed's: backoff, "),
-        ("bybit", "linear", {"snapshot_fetcher": "ccxt"}, r"snapshot_fetcher: unknown key \(not one of a bybit feed's"),
+        ("okx", "spot", {"depth_speed": "100ms"}, r"depth_speed: unknown key \(not allowed here\); an okx feed's keys: backoff, "),
+        ("bybit", "linear", {"snapshot_fetcher": "ccxt"}, r"snapshot_fetcher: unknown key \(not allowed here\); a bybit feed's keys"),
     ],
 )
 def test_venue_feed_keys_belong_to_the_venue_and_errors_name_the_key(

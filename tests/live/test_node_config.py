@@ -236,8 +236,21 @@ def test_a_rest_url_on_a_feed_without_rest_is_refused(tmp_path: Path, venue: str
     }
     load(tmp_path, data)
     data["feeds"][0]["rest_url"] = "http://127.0.0.1:1"
-    with pytest.raises(Exception, match=f"feeds.0: rest_url: unknown key \\(not one of an? {venue} feed's"):
+    with pytest.raises(Exception, match=f"feeds.0: rest_url: unknown key \\(not allowed here\\), did you mean 'ws_url'\\?; an? {venue} feed's keys"):
         load(tmp_path, data)
+
+
+@pytest.mark.parametrize(("key", "hint"), [("depth_sped", ", did you mean 'depth_speed'?"),
+                                           ("stale_afer", ", did you mean 'stale_after'?"), ("throttle", "")])
+def test_a_misspelt_feed_key_names_the_closest_one(tmp_path: Path, key: str, hint: str) -> None:
+    """A feed's unknown key listed the keys but, unlike every other config section's, named none it was close to."""
+    data = binance_config(None, None, ["trade", "depth"])
+    data["feeds"][0][key] = "100ms"
+    with pytest.raises(Exception) as info:
+        load(tmp_path, data)
+    assert type(info.value).__name__ == "ConfigError"
+    assert (f"feeds.0: {key}: unknown key (not allowed here){hint}; a binance feed's keys: backoff, book_max_idle, "
+            "depth_speed, ") in str(info.value)
 
 
 def test_a_binance_feed_rest_url_reaches_the_depth_snapshots(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from tradebus.errors import ConfigError
 
 __all__ = [
     "ENV_NAME", "EnvName", "FilePath", "HttpUrl", "StrictModel", "WsUrl", "config_error_from", "describe_errors",
-    "env_name", "model_paths", "refuse_research_config", "refuse_run_config", "refuse_system_config",
+    "env_name", "model_paths", "unknown_key", "refuse_research_config", "refuse_run_config", "refuse_system_config",
     "resolve_model_paths", "resolve_path",
 ]
 
@@ -245,12 +245,18 @@ def _model_at(annotation: Any, loc: tuple[int | str, ...]) -> type[BaseModel] | 
     return None
 
 
+def unknown_key(key: str, keys: Sequence[str]) -> str:
+    """``"unknown key (not allowed here)"``, with ``", did you mean 'window'?"`` when one of ``keys`` (those the
+    section takes) is close to ``key``: the words of every misspelt config key."""
+    close = difflib.get_close_matches(key, keys, n=1)
+    return "unknown key (not allowed here)" + (f", did you mean {close[0]!r}?" if close else "")
+
+
 def _unknown_key(loc: tuple[int | str, ...], model: type[BaseModel] | None) -> str:
-    """``"unknown key (not allowed here)"``, with the closest key the section takes when ``model`` knows one."""
+    """:func:`unknown_key` of the last part of ``loc``, with the keys of the section ``model`` has there."""
     section = None if model is None or not loc else _model_at(model, loc[:-1])
     keys = [] if section is None else [info.alias or name for name, info in section.model_fields.items()]
-    close = difflib.get_close_matches(str(loc[-1]), keys, n=1) if loc else []
-    return "unknown key (not allowed here)" + (f", did you mean {close[0]!r}?" if close else "")
+    return unknown_key(str(loc[-1]) if loc else "", keys)
 
 
 def _describe(error: dict[str, Any], model: type[BaseModel] | None = None, prefix: tuple[int | str, ...] = ()) -> str:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol, Self
 
 from pydantic import ConfigDict, Field, PositiveFloat, ValidationError, model_validator
 
-from tradebus.config.base import StrictModel, WsUrl
+from tradebus.config.base import StrictModel, WsUrl, unknown_key
 from tradebus.adapters.common.book import OrderBook
 from tradebus.adapters.common.client import Sink, StreamParser, WsClient, connection_lost
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive
@@ -171,9 +171,8 @@ class FeedConfig(_Model):
                 known = sorted({*FeedConfig.model_fields, *own})
                 article = "an" if self.venue[:1] in "aeiou" else "a"
                 hint = f"; {hints[key]}" if key in hints else ""
-                raise ValueError(
-                    f"{key}: unknown key (not one of {article} {self.venue} feed's: {', '.join(known)}){hint}"
-                )
+                raise ValueError(f"{key}: {unknown_key(key, known)}; {article} {self.venue} feed's keys: "
+                                 f"{', '.join(known)}{hint}")
         if options is None:
             return
         try:
