@@ -378,6 +378,49 @@ def test_serve_refuses_a_config_subscribing_a_symbol_the_recording_lacks_naming_
 
 
 
+@pytest.mark.parametrize(("channels", "options", "stream"), [
+    (["aggTrade"], {}, "btcusdt@aggTrade"),  # a channel the capture lacks
+    (["trade", "depth"], {"depth_speed": "1000ms"}, "btcusdt@depth"),  # the capture's depth is @100ms
+])
+def test_serve_refuses_a_config_subscribing_a_stream_the_recording_lacks_naming_it(
+    tmp_path: Path, channels: list[str], options: dict[str, str], stream: str
+) -> None:
+    """Its symbol being in the capture, the config passed: the server served, the daemon subscribed a stream it
+    never sent (the server routes by the exact stream name) and recycled its connection for 'no market data'."""
+    data = binance_config("ws://127.0.0.1:1", None, channels)
+    data["feeds"][0].update(options)
+    config = tmp_path / "paper.yaml"
+    config.write_text(yaml.safe_dump(data))
+    written = tmp_path / "paper_local.yaml"
+    res = _serve_with_config(config, written)
+    assert res.returncode == 2, res.stderr
+    message = " ".join(res.stderr.split())
+    assert (f"--config {config}: feeds.0: {stream}: a stream its subscriptions ask for (channel and its options: "
+            f"depth speed, book depth, bar interval) is not in the recording {SPOT_CAPTURE}, whose streams are "
+            "btcusdt@bookTicker, btcusdt@depth@100ms, btcusdt@trade:") in message
+    assert "serving" not in message and not written.exists()
+
+
+@pytest.mark.parametrize(("channels", "unserved"), [
+    (["trades", "books5"], ["books5:BTC-USDT"]), (["trades", "tickers", "books"], []),
+])
+def test_an_okx_config_is_checked_against_the_recordings_streams(tmp_path: Path, channels: list[str],
+                                                                 unserved: list[str]) -> None:
+    from tradebus.adapters.okx.client import frame_stream
+    from tradebus.errors import ConfigError
+    from tradebus.node.playback import check_served_symbols
+
+    from .test_node_config import okx_config
+
+    topics = {stream for _, _, raw in read_frames(OKX_RECORDING) if (stream := frame_stream(raw)) is not None}
+    assert "books:BTC-USDT" in topics and "trades:BTC-USDT" in topics
+    data = okx_config(None, channels)
+    if not unserved:
+        check_served_symbols(data, tmp_path / "paper.yaml", OKX_RECORDING, topics)
+        return
+    with pytest.raises(ConfigError, match=f"feeds.0: {unserved[0]}: a stream its subscriptions ask for"):
+        check_served_symbols(data, tmp_path / "paper.yaml", OKX_RECORDING, topics)
+
 @contextlib.contextmanager
 def serving(*options: str, recording: Path = SPOT_CAPTURE, venue: str = "binance") -> Iterator[str]:
     """``tradebus serve`` of ``recording`` (the spot capture) with ``options`` in a subprocess: its WebSocket URL;

@@ -799,7 +799,8 @@ async def serve_recording(
 
 
 def check_served_symbols(data: dict[str, Any], config: Path, recording: Path, topics: set[str]) -> None:
-    """Refuse a paper config (``data``, read from ``config``) subscribing an instrument the served recording lacks.
+    """Refuse a paper config (``data``, read from ``config``) subscribing an instrument or a stream the served
+    recording lacks.
 
     ``topics`` are the recording's streams (the venue protocol's ``topic_of``); an instrument's symbol is in the
     recording when it is one of a topic's parts (``btcusdt`` of ``btcusdt@trade``, ``BTC-USDT`` of
@@ -809,7 +810,9 @@ def check_served_symbols(data: dict[str, Any], config: Path, recording: Path, to
     ------
     ConfigError
         The config is invalid, or a feed subscribes a symbol no stream of the recording has (a daemon would
-        be sent nothing for it and recycle its connection for want of market data), naming the recording's streams.
+        be sent nothing for it and recycle its connection for want of market data), or a stream (a channel of a
+        symbol, with its depth speed, book depth or bar interval: :meth:`~tradebus.adapters.common.feed.Feed.subscribed_streams`)
+        the recording does not hold, which the server routes by its exact name: naming it and the recording's streams.
     """
     parsed = parse_config(data, f"--config {config}", config.resolve().parent, model=PaperConfig)
     parts = {part for topic in topics for part in re.split(r"[@:.]", topic.lower())}
@@ -820,13 +823,25 @@ def check_served_symbols(data: dict[str, Any], config: Path, recording: Path, to
         for iid in feed.subscriptions
         if instruments[iid].symbol.lower() not in parts
     ]
+    shown = sorted(topics)
+    listed = ", ".join(shown[:20]) + (f", ... ({len(shown)} in all)" if len(shown) > 20 else "")
     if missing:
-        shown = sorted(topics)
-        listed = ", ".join(shown[:20]) + (f", ... ({len(shown)} in all)" if len(shown) > 20 else "")
         raise ConfigError(
             f"--config {config}: {'; '.join(missing)}: not in the recording {recording}, whose streams are {listed}: "
             "a daemon subscribing it would get no market data (subscribe an instrument the recording has, or serve "
             "a recording of it)"
+        )
+    unserved = [
+        f"feeds.{n}: {stream}"
+        for n, feed in enumerate(build_feeds(parsed, lambda message: None, live=False))
+        for stream in feed.subscribed_streams()
+        if stream not in topics
+    ]
+    if unserved:
+        raise ConfigError(
+            f"--config {config}: {'; '.join(unserved)}: a stream its subscriptions ask for (channel and its options: "
+            f"depth speed, book depth, bar interval) is not in the recording {recording}, whose streams are {listed}: "
+            "the server would send nothing on it (subscribe the channels the recording has, or serve a recording of them)"
         )
 
 

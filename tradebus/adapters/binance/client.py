@@ -804,6 +804,9 @@ class BinanceFeedHandle(Feed):
         if sync is not None and sync.synced:
             sync.mark_lost(reason)
 
+    def subscribed_streams(self) -> tuple[str, ...]:
+        return tuple(self.binance.streams())
+
     def unexpected_streams(self) -> dict[str, int]:
         return dict(self.feed.unexpected_streams)
 

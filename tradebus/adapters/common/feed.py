@@ -366,6 +366,11 @@ class Feed(ABC):
     def resync_book(self, instrument_id: str, reason: str) -> None:
         """Declare ``instrument_id``'s book(s) out of sync for ``reason`` and resync them (``BookResynced`` follows)."""
 
+    @abstractmethod
+    def subscribed_streams(self) -> tuple[str, ...]:
+        """The streams this feed subscribes, spelt as its venue's server names a frame's (the emulator's ``topic_of``:
+        ``btcusdt@depth@100ms``, ``books:BTC-USDT``, ``orderbook.50.BTCUSDT``)."""
+
     def unexpected_streams(self) -> dict[str, int]:
         """Frames per stream the venue sent that this feed did not subscribe (skipped)."""
         return {}
@@ -445,6 +450,9 @@ class ParserFeed(Feed):
         refusal = self.skipped.missing(self._unseen)
         if refusal is not None:
             raise DataError(f"{recording}: {refusal}")
+
+    def subscribed_streams(self) -> tuple[str, ...]:
+        return () if self.skipped is None else self.skipped.subscribed
 
     def unexpected_streams(self) -> dict[str, int]:
         return {} if self.skipped is None else dict(self.skipped.counts)
