@@ -441,3 +441,28 @@ def test_merged_ticker_equals_the_pushes_merged_with_json_loads_whenever_it_is_r
             assert parser.ticker(symbol) == expected[symbol]
     for symbol, fields in expected.items():
         assert parser.ticker(symbol) == fields
+
+
+@pytest.mark.parametrize("topic", [TOPIC, "tickers.BTCUSDT"])
+def test_a_book_or_ticker_push_without_ts_is_refused_not_stamped_at_the_epoch(topic: str) -> None:
+    """Bybit's docs give every orderbook and tickers push a ``ts`` (ms, when its system made the data); one
+    without it was decoded with ts 0 and its snapshot, delta or quote stamped 1970-01-01 (ts_event 0), which
+    the liveness watchdog and a recording's catalog import then read as the venue's time."""
+    frames = capture("linear")
+    after = topic_frames(frames, TOPIC, "delta")[4]  # the book is built by then
+    pushes = [i for i in topic_frames(frames, topic, "delta") if i > after]
+    parser = BybitParser("linear")
+    replay(parser, frames[: pushes[5]])
+    before = state(parser, TOPIC)
+    push = json.loads(frames[pushes[5]][1])
+    del push["ts"]
+    with pytest.raises(ParseError, match=rf"{topic}.*missing required field `ts`"):
+        parser.parse_frame(json.dumps(push), 1)
+    assert state(parser, TOPIC) == before
+    if topic == TOPIC:  # a lost book message: the book resyncs, as for any undecodable one
+        assert parser.resync_requests == [(TOPIC, "undecodable book message")] and not parser.book_in_sync(TOPIC)
+    else:
+        assert parser.resync_requests == [] and parser.book_in_sync(TOPIC)
+    # the push as Bybit sent it is parsed, stamped with its ts
+    stamped = [m.ts_event for m in parser.parse_frame(frames[pushes[5]][1], 1)]
+    assert stamped == [] if topic == TOPIC else stamped and set(stamped) == {json.loads(frames[pushes[5]][1])["ts"] * MS}

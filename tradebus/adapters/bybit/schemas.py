@@ -140,21 +140,25 @@ class BybitTradeFrame(msgspec.Struct, frozen=True, gc=False):
 
 
 class BybitKlineFrame(msgspec.Struct, frozen=True, gc=False):
-    """A whole ``kline.{interval}.{symbol}`` push."""
+    """A whole ``kline.{interval}.{symbol}`` push (``ts`` unused: a bar is stamped by its own ``end``)."""
 
     topic: str
     data: list[BybitKline]
     type: str = ""
-    ts: Millis = 0
 
 
 class BybitTickerFrame(msgspec.Struct, frozen=True, gc=False):
-    """A whole ``tickers.{symbol}`` push."""
+    """A whole ``tickers.{symbol}`` push.
+
+    ``ts`` (ms, when Bybit's system made the data: help "Ticker", "Orderbook") stamps the quote, mark
+    and funding rate, and a book push's its snapshot or delta: every push of these topics carries it,
+    and a push without it is refused (a ``FrameError`` naming ``ts``) rather than stamped at the epoch.
+    """
 
     topic: str
     data: TickerFields
+    ts: Millis
     type: str = ""
-    ts: Millis = 0
 
 
 class BybitTickerPush(msgspec.Struct, frozen=True, gc=False):
@@ -168,17 +172,17 @@ class BybitTickerPush(msgspec.Struct, frozen=True, gc=False):
 
     topic: str
     data: msgspec.Raw
+    ts: Millis
     type: str = ""
-    ts: Millis = 0
 
 
 class BybitBookFrame(msgspec.Struct, frozen=True, gc=False):
-    """A whole ``orderbook.{depth}.{symbol}`` push."""
+    """A whole ``orderbook.{depth}.{symbol}`` push (``ts`` required: see :class:`BybitTickerFrame`)."""
 
     topic: str
     data: BybitBook
+    ts: Millis
     type: str = ""
-    ts: Millis = 0
 
 
 class BybitPriceFilter(msgspec.Struct, frozen=True):
