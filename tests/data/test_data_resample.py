@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -289,3 +290,37 @@ def test_bars_built_racing_overwrites_of_the_source_in_another_process_are_those
     bad = [o for o in outcomes if not isinstance(o, int)]
     assert bad == [], f"{len(bad)} of {len(outcomes)} builds: {bad[:3]}"
     assert sorted(set(outcomes)) == [0, 1], len(outcomes)  # both versions were read
+
+
+def test_bars_built_over_missed_trades_are_named_in_a_warning_and_the_manifest(catalog: Catalog) -> None:
+    """A trades dataset lacking 400 trades (ids in its missed_trades, as an imported recording stores them) gave
+    bars over the hole built as if complete, unsaid; the bars named are those that differ from the bars of the
+    complete trades."""
+    from loguru import logger
+
+    whole = catalog.read("binance", "spot", "BTCUSDT", "trades")
+    ids, ts = whole.column("trade_id").to_numpy().astype(np.int64), whole.column("ts_event").to_numpy()
+    cut = np.ones(len(ids), dtype=bool)
+    cut[800:1200] = False
+    assert ids[800] == ids[799] + 1 and ids[1200] == ids[1199] + 1
+    with catalog.writer("binance", "spot", "BTCUSDT", "trades_cut", kind="trades") as writer:
+        writer.write(whole.filter(pa.array(cut)))
+        writer.commit(missed_trades=[(int(ts[799]), int(ts[1200]), int(ids[800]), int(ids[1199]), 400)])
+    warnings: list[str] = []
+    sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
+    try:
+        manifest = resample.bars_from_trades(catalog, DatasetRef("binance", "spot", "BTCUSDT", "trades_cut"), "time",
+                                             interval_ns=1_000_000_000, dataset="bars_1s_cut")
+        resample.bars_from_trades(catalog, TRADES, "time", interval_ns=1_000_000_000)
+    finally:
+        logger.remove(sink)
+    bars = catalog.read("binance", "spot", "BTCUSDT", "bars_1s").to_pandas().set_index("ts_event")
+    built = catalog.read("binance", "spot", "BTCUSDT", manifest.dataset).to_pandas().set_index("ts_event")
+    whole_bars = bars.reindex(built.index)
+    differ = built.index[(built != whole_bars).any(axis=1)]
+    assert len(differ) > 1 and len(built) > len(differ)
+    iso = [pd.Timestamp(t, tz="UTC").isoformat().replace("+00:00", "Z") for t in (differ[0], differ[-1])]
+    note = (f"{len(differ)} bars closing {iso[0]} to {iso[1]} lack 400 trades of binance/spot/BTCUSDT/trades_cut "
+            f"(ids {ids[800]}..{ids[1199]}, printed between ")
+    assert len(warnings) == 1 and warnings[0].startswith(note), warnings
+    assert any(n.startswith(note) for n in manifest.notes) and warnings[0] in manifest.notes

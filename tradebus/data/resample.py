@@ -30,10 +30,12 @@ from typing import Literal
 
 import numpy as np
 import pyarrow as pa
+from loguru import logger
 
 from tradebus.data.catalog import BAR_SCHEMA, Catalog, DatasetRef, Manifest, open_parquet
 from tradebus.data.ingest import bars_dataset, format_interval
 from tradebus.data.quality import QualityCheck
+from tradebus.engine.clock import iso_ns
 from tradebus.errors import ConfigError, DataError
 from tradebus.features.bars import BarBuilder
 
@@ -140,6 +142,7 @@ def _bars_from_trades(
     regular = interval_ns if mode == "time" else None
     check = QualityCheck("bars", regular, shared_times=mode != "time")
     trades = 0
+    closes: list[np.ndarray] = []
     with cat.writer(source.venue, source.market, source.symbol, name, "month" if regular else "day", kind="bars",
                     interval_ns=regular, mode=write_mode, distinct_times=mode == "time") as writer:
         for batch in batches:
@@ -150,13 +153,38 @@ def _bars_from_trades(
                 table = _bar_table(ts, values[:, 0], values[:, 1], values[:, 2], values[:, 3], values[:, 4])
                 writer.write(table)
                 check.feed(table)
+                if manifest.missed_trades:
+                    closes.append(ts)
         if writer.rows == 0:
             raise DataError(f"{source.relpath().as_posix()}: {trades} trades complete no {mode} bar")
         notes = [f"{mode} bars built from {source.relpath().as_posix()} ({trades} trades); the unfinished last "
                  "bar is not written"]
+        if manifest.missed_trades:
+            notes.extend(_bars_over_missed_trades(source, manifest.missed_trades, np.concatenate(closes), regular))
         if contract_size != 1.0:
             notes.append(f"trade sizes x contract_size {contract_size:g}: volume in base units")
         return writer.commit(notes, quality=check.report().summary())
+
+
+def _bars_over_missed_trades(source: DatasetRef, missed: list[tuple[int, int, int, int, int]], closes: np.ndarray,
+                             interval_ns: int | None) -> list[str]:
+    """A note, also logged as a WARNING, per gap in the trade ids of ``source`` (its manifest's ``missed_trades``)
+    naming the bars built over it (``closes``: their close times; ``interval_ns``: of time bars, else a bar spans
+    from the close before it): they lack the trades the gap holds, printed after its ``start_ns`` and before its
+    ``end_ns``, and were built as if complete."""
+    opens = closes - interval_ns if interval_ns else np.concatenate(([np.iinfo(np.int64).min], closes[:-1]))
+    notes = []
+    for start, end, first, last, lost in missed:
+        over = np.flatnonzero((closes > start) & (opens < end))
+        if not over.size:
+            continue  # before the first bar's trades, or in the unfinished last bar, which is not written
+        closing = (f"the bar closing {iso_ns(closes[over[0]])}" if over.size == 1 else
+                   f"{over.size} bars closing {iso_ns(closes[over[0]])} to {iso_ns(closes[over[-1]])}")
+        note = (f"{closing} lack {lost} trades of {source.relpath().as_posix()} (ids {first}..{last}, printed between "
+                f"{iso_ns(start)} and {iso_ns(end)}, its missed_trades): built without them")
+        logger.warning("{}", note)
+        notes.append(note)
+    return notes
 
 
 def resample_bars(
