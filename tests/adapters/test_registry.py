@@ -80,6 +80,21 @@ def test_venue_channel_rules_come_from_the_venue_package(
             build()
 
 
+@pytest.mark.parametrize(("venue", "market", "channel", "channels"), [
+    ("binance", "spot", "trades", "aggTrade, bookTicker, depth, kline, markPrice, trade, kline_<interval>"),
+    ("okx", "spot", "book", "bbo-tbt, books, books-l2-tbt, books5, books50-l2-tbt, funding-rate, mark-price, tickers, "
+                            "trades, trades-all, candle<bar>"),
+    ("bybit", "linear", "orderbook.51", "kline.<1|3|5|15|30|60|120|240|360|720|D|W|M>, orderbook.<1|50|200|500|1000>, "
+                                        "publicTrade, tickers"),
+])
+def test_an_unknown_channel_is_refused_naming_the_venues_channels(venue: str, market: str, channel: str,
+                                                                  channels: str) -> None:
+    """It read "unknown binance channel 'trades'" alone: which ones the venue has, the user had to find in the code."""
+    with pytest.raises(ValueError) as info:
+        FeedConfig(venue=venue, market=market, subscriptions={"X.Y": [channel]})
+    assert f"subscriptions.X.Y: unknown {venue} channel {channel!r}; a {venue} feed's channels: {channels} " in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("venue", "market", "keys", "error"),
     [

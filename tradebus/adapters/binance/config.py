@@ -26,6 +26,7 @@ __all__ = [
     "MAINTENANCE_CLOSE_FEE",
     "BOOK_CHANNELS",
     "DEPTH_SPEEDS",
+    "CHANNEL_FORMS",
     "FEED_CHANNELS",
     "FEED_MARKETS",
     "FILL_CHANNELS",
@@ -226,6 +227,8 @@ FEED_MARKETS: tuple[str, ...] = tuple(m.value for m in DEPTH_SPEEDS)
 #: Channels of a paper feed (every instrument of one feed has the same: one combined-stream connection),
 #: plus ``kline_<interval>`` (:data:`KLINE_INTERVALS`; plain ``kline`` is ``kline_1m``).
 FEED_CHANNELS = frozenset({"trade", "aggTrade", "bookTicker", "depth", "kline", "markPrice"})
+#: The channels as a config writes them, for the error naming one that is none of them.
+CHANNEL_FORMS: tuple[str, ...] = (*sorted(FEED_CHANNELS), "kline_<interval>")
 #: Channels that maintain an L2 book.
 BOOK_CHANNELS: tuple[str, ...] = ("depth",)
 #: Channels delivering each kind of data a fill model needs.

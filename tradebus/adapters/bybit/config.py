@@ -21,6 +21,7 @@ __all__ = [
     "CLIENT_ID_RULE",
     "INSTRUMENT_VENUES",
     "BOOK_CHANNELS",
+    "CHANNEL_FORMS",
     "FEED_MARKETS",
     "FEED_OPTIONS",
     "FILL_CHANNELS",
@@ -85,6 +86,10 @@ INSTRUMENT_VENUES: tuple[str, ...] = ("BYBIT",)
 #: its bankruptcy price, its margin lost (help "Liquidation Process (USDT Contract)").
 MAINTENANCE_CLOSE_FEE = CloseFee.BANKRUPTCY
 FEED_MARKETS: tuple[str, ...] = ("spot", "linear")
+#: The channels as a config writes them (:data:`_CHANNEL`), for the error naming one that is none of them.
+CHANNEL_FORMS: tuple[str, ...] = (
+    "kline.<1|3|5|15|30|60|120|240|360|720|D|W|M>", "orderbook.<1|50|200|500|1000>", "publicTrade", "tickers",
+)
 #: Channels that maintain an L2 book (``orderbook.<depth>``).
 BOOK_CHANNELS: tuple[str, ...] = ("orderbook",)
 #: Channels delivering each kind of data a fill model needs.

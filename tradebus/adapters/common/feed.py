@@ -150,7 +150,8 @@ class FeedConfig(_Model):
                 raise ValueError(f"subscriptions.{iid}: repeated channel in {channels}")
             for channel in channels:
                 if not adapter.known_channel(channel):
-                    raise ValueError(f"subscriptions.{iid}: unknown {self.venue} channel {channel!r}")
+                    raise ValueError(f"subscriptions.{iid}: unknown {self.venue} channel {channel!r}; a {self.venue} "
+                                     f"feed's channels: {', '.join(adapter.channel_forms)}")
             bars = [ch for ch in channels if ch.split(".")[0].startswith(adapter.fill_channels["bars"])]
             if len(bars) > 1:
                 raise ValueError(

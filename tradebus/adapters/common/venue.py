@@ -130,6 +130,9 @@ class VenueAdapter:
         ``"trades" | "quotes" | "bars" -> channel prefixes`` delivering that kind of data.
     known_channel
         Whether a channel name is one of the venue's.
+    channel_forms
+        The venue's channels as a config writes them (``kline_<interval>``), named by the error of a channel
+        that is none of them (``CHANNEL_FORMS``).
     feed_options
         The venue's own feed keys (a :class:`~tradebus.adapters.common.feed.FeedOptions`
         model), or ``None`` when a feed of the venue takes only the common keys.
@@ -173,6 +176,7 @@ class VenueAdapter:
     book_channels: tuple[str, ...]
     fill_channels: Mapping[str, tuple[str, ...]]
     known_channel: Callable[[str], bool]
+    channel_forms: tuple[str, ...]
     feed_options: type[FeedOptions] | None
     check_feed: Callable[[FeedConfig], None]
     stream_symbol: Callable[[str, str, str], str]
@@ -205,7 +209,7 @@ class VenueAdapter:
         load_margin_tiers: MarginTiersLoader | None = None,
     ) -> VenueAdapter:
         """The adapter whose feed rules are the venue ``config`` module's (``FEED_MARKETS``,
-        ``BOOK_CHANNELS``, ``FILL_CHANNELS``, ``FEED_OPTIONS``, ``known_channel``, ``check_feed``,
+        ``BOOK_CHANNELS``, ``FILL_CHANNELS``, ``CHANNEL_FORMS``, ``FEED_OPTIONS``, ``known_channel``, ``check_feed``,
         ``stream_symbol``, ``rest_klines``, ``bar_interval``, ``CLIENT_ID_RULE``, ``INSTRUMENT_VENUES``, ``MAINTENANCE_CLOSE_FEE``)."""
         return cls(
             name=name,
@@ -213,6 +217,7 @@ class VenueAdapter:
             book_channels=config.BOOK_CHANNELS,
             fill_channels=config.FILL_CHANNELS,
             known_channel=config.known_channel,
+            channel_forms=config.CHANNEL_FORMS,
             feed_options=config.FEED_OPTIONS,
             check_feed=config.check_feed,
             stream_symbol=config.stream_symbol,

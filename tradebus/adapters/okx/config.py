@@ -26,6 +26,7 @@ __all__ = [
     "CANDLE_BARS",
     "CANDLE_CHANNELS",
     "CANDLE_UNIT_MS",
+    "CHANNEL_FORMS",
     "FEED_CHANNELS",
     "FEED_MARKETS",
     "FEED_OPTIONS",
@@ -116,6 +117,8 @@ FEED_CHANNELS = frozenset(
         "mark-price",
     }
 )
+#: The channels as a config writes them, for the error naming one that is none of them.
+CHANNEL_FORMS: tuple[str, ...] = (*sorted(FEED_CHANNELS), "candle<bar>")
 #: Channels that maintain an L2 book.
 BOOK_CHANNELS: tuple[str, ...] = ("books", "books5", "books-l2-tbt", "books50-l2-tbt")
 #: Channels delivering each kind of data a fill model needs.
