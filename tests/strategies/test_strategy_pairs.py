@@ -125,6 +125,26 @@ def test_bad_pairs_parameters_are_config_errors() -> None:
         PairsTrading([BTC_DAY_COINBASE, BTC_DAY_BINANCE], quantity=0.5, entry_z=1.0, exit_z=1.5)
 
 
+def test_a_formation_too_short_for_the_engle_granger_test_is_refused() -> None:
+    """On 20 closes statsmodels' ADF regression of the residuals (9 lags, chosen by AIC) fits them exactly: the
+    statistic is 0 and the p-value 0.986 whatever the prices, the two venues' BTC as a random walk, so
+    ``formation: 20``, which was accepted, never selected a pair (a run of 0 orders). 30 closes are the fewest
+    that keep twice as many observations as regressors; there the two venues' BTC qualifies at once."""
+    cb, bn = bars_day("coinbase"), bars_day("binance")
+    y, x = cb["close"].to_numpy(), bn["close"].to_numpy()
+    walk = 9_000.0 * np.exp(np.cumsum(np.random.default_rng(3).normal(0, 0.03, 20)))
+    assert coint(y[:20], x[:20])[1] == coint(y[:20], walk)[1] == pytest.approx(0.986, abs=1e-3)
+    for formation in (20, 29):
+        with pytest.raises(ConfigError, match=f"formation: {formation} closes are too few for the Engle-Granger test"):
+            PairsTrading([BTC_DAY_COINBASE, BTC_DAY_BINANCE], **{**PARAMS, "formation": formation})
+    strategy = PairsTrading([BTC_DAY_COINBASE, BTC_DAY_BINANCE], **{**PARAMS, "formation": 30})
+    run([strategy], {BTC_DAY_COINBASE: cb, BTC_DAY_BINANCE: bn})
+    ts, tested = strategy.selections[0]
+    assert ts == cb["ts_event"].iloc[29] and strategy.pair is not None
+    assert tested[0].pvalue == pytest.approx(coint(y[:30], x[:30])[1], rel=1e-12)
+    assert tested[0].pvalue < 0.05
+
+
 @pytest.mark.parametrize("contracts", ["y", "x"])
 def test_legs_in_base_units_are_sent_in_contracts_of_a_contract_leg(contracts: str) -> None:
     """One leg traded in contracts of 0.01 BTC (OKX's BTC-USDT-SWAP ctVal; the Binance closes stand for its

@@ -10,7 +10,10 @@ Rules (bars; a *step* is a timestamp at which every instrument of the strategy h
    correlation of the two price series (feature kind ``dcor`` over ``min(formation, 256)``
    closes). Pairs with ``p-value <= max_pvalue`` and ``dcor >= min_dcor`` qualify; the one
    with the lowest p-value is traded. If none qualifies the test is repeated ``formation``
-   steps later.
+   steps later. ``formation`` is at least :data:`MIN_FORMATION` (30) closes: the test's ADF
+   regression of the residuals (statsmodels' default of up to ``ceil(12 (n / 100) ** 0.25)`` = 9
+   lags, chosen by AIC) then keeps twice as many observations as regressors; on 20 closes it had
+   no more (an exact fit: statistic 0 and p-value 0.986 for any prices, so no pair ever qualified).
 2. **Hedge ratio.** A Kalman filter (feature kind ``kalman_hedge``: ``y = beta * x + alpha``)
    is run over the formation closes, then updated at every step. Its ``zscore`` is the
    innovation of ``y`` over its standard deviation, predicted from the state *before* the
@@ -31,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tradebus.config.base import StrictModel
 from tradebus.engine.instrument import Instrument
@@ -41,14 +44,18 @@ from tradebus.features.pairs import DistanceCorr, KalmanHedge
 from tradebus.strategies.base import Strategy
 from tradebus.strategies.signal import invalid_params
 
-__all__ = ["PairSelection", "PairsTrading", "PairsTradingParams", "select_pair"]
+__all__ = ["MIN_FORMATION", "PairSelection", "PairsTrading", "PairsTradingParams", "select_pair"]
+
+#: Fewest formation closes: ``n - 1 - L >= 2 (L + 1)`` for the ``L = 9`` lags the Engle-Granger
+#: test's ADF regression may take on them (``n = 30``; ``L`` grows no faster than ``n`` above).
+MIN_FORMATION = 30
 
 
 class PairsTradingParams(StrictModel):
     """Parameters of :class:`PairsTrading` (steps are bars of the whole set of instruments)."""
 
     quantity: float = Field(gt=0)
-    formation: int = Field(default=120, ge=20)
+    formation: int = Field(default=120, ge=MIN_FORMATION)
     max_pvalue: float = Field(default=0.05, gt=0, le=1)
     min_dcor: float = Field(default=0.5, ge=0)
     entry_z: float = Field(default=2.0, gt=0)
@@ -57,6 +64,16 @@ class PairsTradingParams(StrictModel):
     #: variance (price units squared): tune both to the price scale of the pair.
     delta: float = Field(default=1e-8, gt=0, lt=1)
     obs_var: float = Field(default=10.0, gt=0)
+
+    @field_validator("formation", mode="before")
+    @classmethod
+    def _enough_closes(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and value < MIN_FORMATION:
+            raise ValueError(
+                f"{value} closes are too few for the Engle-Granger test (at least {MIN_FORMATION}: its ADF "
+                "regression takes up to 9 lags, and on 20 closes fits them exactly, p-value 0.986 for any prices)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _exit_inside_entry(self) -> PairsTradingParams:
