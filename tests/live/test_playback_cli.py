@@ -421,6 +421,26 @@ def test_an_okx_config_is_checked_against_the_recordings_streams(tmp_path: Path,
     with pytest.raises(ConfigError, match=f"feeds.0: {unserved[0]}: a stream its subscriptions ask for"):
         check_served_symbols(data, tmp_path / "paper.yaml", OKX_RECORDING, topics)
 
+
+def test_serve_refuses_a_config_whose_spot_and_usdm_feeds_share_a_symbol(tmp_path: Path) -> None:
+    """A spot and a USD-M BTCUSDT feed (a basis pair) against the spot capture: the copy pointed both feeds at the
+    server, which sent its one btcusdt stream to both, and the paper daemon filled BTCUSDT.BINANCE_USDM at the spot
+    trades (spot trade ids, the spot-only field ``M``); now serve exits 2 before serving, naming both feeds."""
+    perp = {**BINANCE_INSTRUMENT, "venue": "BINANCE_USDM", "kind": "perpetual", "contract_size": 1.0, "margin": False}
+    data = binance_config("ws://127.0.0.1:1", None, ["trade"])
+    data["instruments"] = [BINANCE_INSTRUMENT, perp]
+    data["feeds"].append({**data["feeds"][0], "market": "usdm", "subscriptions": {"BTCUSDT.BINANCE_USDM": ["trade"]}})
+    config = tmp_path / "paper_basis.yaml"
+    config.write_text(yaml.safe_dump(data))
+    written = tmp_path / "paper_local.yaml"
+    res = _serve_with_config(config, written)
+    assert res.returncode == 2, res.stderr
+    message = " ".join(res.stderr.split())
+    assert (f"--config {config}: feeds.0 (spot: BTCUSDT.BINANCE) and feeds.1 (usdm: BTCUSDT.BINANCE_USDM) subscribe "
+            f"symbol BTCUSDT, and the recording {SPOT_CAPTURE} served here has one stream of it") in message
+    assert "serving" not in message and not written.exists()
+
+
 @contextlib.contextmanager
 def serving(*options: str, recording: Path = SPOT_CAPTURE, venue: str = "binance") -> Iterator[str]:
     """``tradebus serve`` of ``recording`` (the spot capture) with ``options`` in a subprocess: its WebSocket URL;
