@@ -289,6 +289,22 @@ def test_bad_specs_raise_feature_error_naming_the_feature(specs: list[dict], mat
         FeatureBank(specs)
 
 
+def test_an_input_naming_another_instrument_says_a_feature_reads_its_own() -> None:
+    """A pairs user's ``kalman_hedge`` of ``[close, BTCUSDT.BINANCE.close]`` was refused as 'not an event field or
+    feature', with no word that a bank is one instrument's and that the strategy combines two instruments."""
+    specs = [{"name": "k", "kind": "kalman_hedge", "input": ["close", "BTCUSDT.BINANCE.close"]}]
+    with pytest.raises(FeatureError) as refused:
+        FeatureBank(specs)
+    assert str(refused.value) == (
+        "feature 'k': unknown input 'BTCUSDT.BINANCE.close' (not an event field or feature): a feature reads its own "
+        "instrument's events and features; combine two instruments in the strategy (self.features(instrument_id), "
+        "or tradebus.features.pairs.KalmanHedge as the built-in pairs strategy does)"
+    )
+    with pytest.raises(FeatureError) as misspelt:  # a misspelt field of the instrument's own is told no more
+        FeatureBank([{"name": "a", "kind": "ema", "params": {"span": 3}, "input": "closing"}])
+    assert str(misspelt.value) == "feature 'a': unknown input 'closing' (not an event field or feature)"
+
+
 def test_unknown_names_in_accessors_raise_feature_error() -> None:
     bank = FeatureBank(CHAIN)
     with pytest.raises(FeatureError, match="nope"):

@@ -182,7 +182,12 @@ class FeatureBank:
                     continue
                 if not tail and head in _FIELD_EVENTS:
                     continue
-                raise FeatureError(f"feature {spec.name!r}: unknown input {ref!r} (not an event field or feature)")
+                hint = "" if not tail or head in EVENTS else (
+                    ": a feature reads its own instrument's events and features; combine two instruments in the "
+                    "strategy (self.features(instrument_id), or tradebus.features.pairs.KalmanHedge as the built-in "
+                    "pairs strategy does)"
+                )
+                raise FeatureError(f"feature {spec.name!r}: unknown input {ref!r} (not an event field or feature){hint}")
             refs[spec.name] = tuple(declared)
 
         order = FeatureBank._topological(specs, refs, by_name)
