@@ -456,7 +456,8 @@ def build_kernel(config: RunConfig, perpetual: Sequence[MarkPrice | FundingRate]
         borrow_rates=config.annual_borrow_rates,
         features=config.features,
         equity_interval_ns=parse_duration(config.report.equity_interval),
-        trade_bars={s.instrument: s.bars.builder(contract_size=config.instrument_map()[s.instrument].contract_size)
+        trade_bars={s.instrument: s.bars.builder(contract_size=config.instrument_map()[s.instrument].contract_size,
+                                                     label=s.instrument)
                     for s in config.data.sources if s.bars is not None},
         client_id_rules=functools.partial(_client_id_rules, tuple(config.instrument_map().values())),
     )

@@ -90,6 +90,27 @@ async def test_paper_daemon_and_playback_deliver_the_same_bars_built_from_trades
     assert order_keys(result.orders) == order_keys(playback.kernel.result.orders)
 
 
+def test_the_first_bar_left_out_is_logged_with_its_instrument() -> None:
+    """A paper run of ETHUSDT and BTCUSDT bars logged 'time bars: the bar closing at 23:54:20 is not emitted ...'
+    twice, naming neither instrument."""
+    from loguru import logger
+
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m).rstrip()), format="{message}", level="INFO")
+    try:
+        playback = Playback(config_of(_with_bars(binance_config("ws://unused", "http://unused", ["trade"],
+                                                                strategy=BAR_STRATEGY))))
+        playback.run(SPOT_CAPTURE)
+    finally:
+        logger.remove(sink)
+    first = json.loads(next(raw for _, raw in SPOT_FRAMES if "@trade" in raw))["data"]["T"]
+    assert first % 2000  # the capture starts inside a 2 s bar
+    close = np.datetime64((first // 2000 + 1) * 2_000_000_000, "ns")
+    dropped = [line for line in lines if "is not emitted" in line]
+    assert dropped == [f"{IID}: time bars: the bar closing at {close} is not emitted: the first trade seen came "
+                       "inside it, after trades not seen (a run started mid-bar)"]
+
+
 def _capture_bars() -> dict[int, tuple[float, ...]]:
     """The 2 s bars of the whole capture's trades, by close: pandas, closed and labelled right of [start, end)."""
     rows = [json.loads(raw)["data"] for _, raw in SPOT_FRAMES if "@trade" in raw]

@@ -47,17 +47,18 @@ class TradeBarsConfig(StrictModel):
             raise ValueError(f"{self.mode} bars take 'threshold' and no 'interval'")
         return self
 
-    def builder(self, *, whole_only: bool = False, contract_size: float = 1.0) -> BarBuilder:
+    def builder(self, *, whole_only: bool = False, contract_size: float = 1.0, label: str = "") -> BarBuilder:
         """A fresh :class:`~tradebus.features.bars.BarBuilder` for these bars.
 
         ``whole_only``: a daemon's (and its playback's) time bars skip the bar the first trade
         falls in, which the run did not see from its start (see ``BarBuilder``).
         ``contract_size``: the instrument's, so the bars count base units, not contracts.
+        ``label``: the instrument id, which the builder's log lines name.
         """
         interval = None if self.interval is None else parse_duration(self.interval)
         return BarBuilder(self.mode, interval_ns=interval, threshold=self.threshold, span_bars=self.span_bars,
                           span_trades=self.span_trades, floor=self.floor, whole_only=whole_only,
-                          contract_size=contract_size)
+                          contract_size=contract_size, label=label)
 
 
 class DataSourceConfig(StrictModel):

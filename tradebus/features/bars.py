@@ -241,6 +241,9 @@ class BarBuilder:
         ``price * base`` (quote value), whatever unit the venue's trades are in. Linear
         contracts only (a coin-margined contract's quote value is ``contracts * contract_size``
         whatever the price; no builder path takes one).
+    label
+        Names the bars in the builder's log lines (a run's builder: its instrument id), so a run
+        building bars of several instruments says whose bar it dropped.
 
     Examples
     --------
@@ -251,7 +254,7 @@ class BarBuilder:
 
     def __init__(self, mode: str, *, interval_ns: int | None = None, threshold: float | None = None,
                  span_bars: int = 20, span_trades: int = 1000, floor: float = 0.5,
-                 whole_only: bool = False, contract_size: float = 1.0) -> None:
+                 whole_only: bool = False, contract_size: float = 1.0, label: str = "") -> None:
         if mode not in _MODES:
             raise FeatureError(f"bar mode {mode!r} is not one of {sorted(_MODES)}")
         positive = interval_ns is not None and interval_ns > 0 and math.isfinite(interval_ns)
@@ -265,6 +268,7 @@ class BarBuilder:
         if not (contract_size > 0 and math.isfinite(contract_size)):
             raise FeatureError(f"{mode} bars need a finite contract_size > 0, got {contract_size!r}")
         self.mode = mode
+        self._who = f"{label}: " if label else ""
         #: Base units per unit of trade size (see the class docstring).
         self.contract_size = float(contract_size)
         self._mode = _MODES[mode]
@@ -327,9 +331,9 @@ class BarBuilder:
                 self._drop_why = "trades in it were lost (a gap in the venue's trade ids not recovered)"
             return
         if self._state[9] == 1.0:
-            logger.info("{} bars: the bar in progress since the last bar is dropped: trades after it were lost "
+            logger.info("{}{} bars: the bar in progress since the last bar is dropped: trades after it were lost "
                         "(a gap in the venue's trade ids not recovered); the next bar starts after {}",
-                        self.mode, np.datetime64(until_ns, "ns"))
+                        self._who, self.mode, np.datetime64(until_ns, "ns"))
             self._state[9] = 0.0
         self._skip_until = max(self._skip_until, until_ns)
 
@@ -343,7 +347,8 @@ class BarBuilder:
                 self._drop_why = "the first trade seen came inside it, after trades not seen (a run started mid-bar)"
 
     def _log_dropped(self, close: int) -> None:
-        logger.info("time bars: the bar closing at {} is not emitted: {}", np.datetime64(close, "ns"), self._drop_why)
+        logger.info("{}time bars: the bar closing at {} is not emitted: {}", self._who, np.datetime64(close, "ns"),
+                    self._drop_why)
 
     def run(
         self, ts: np.ndarray, price: np.ndarray, size: np.ndarray, aggressor: np.ndarray | None = None

@@ -210,7 +210,7 @@ def build_paper_kernel(
         features=config.features,
         equity_interval_ns=config.report.equity_interval_ns,
         timeouts=timeouts,
-        trade_bars={iid: bars.builder(whole_only=True, contract_size=instruments[iid].contract_size)
+        trade_bars={iid: bars.builder(whole_only=True, contract_size=instruments[iid].contract_size, label=iid)
                     for iid, bars in config.bars.items()},
         bar_instruments=[iid for iid, kinds in config.data_kinds().items() if "bars" in kinds],
         joins_mid_stream=True,
