@@ -184,27 +184,48 @@ async def test_an_okx_key_or_account_refused_for_its_state_stops_the_start_as_re
     assert _tree(run) == {}
 
 
-async def test_an_okx_account_frozen_by_its_stop_out_at_start_up_stops_it_saying_to_wait_for_the_liquidation(
-    tmp_path: Path
+#: OKX's freezes of the account for the moment (its error table, General class, HTTP 200: the stop-out's words, and
+#: those it ends "Please try again later"), and what the start-up's refusal now says to do about each.
+FREEZES = [
+    ("50009", "Account is frozen due to stop-out.",
+     "OKX has frozen the account for the moment while its stop-out (a forced liquidation) closes the account's positions: "
+     "wait for the liquidation to end"),
+    ("50017", "Position frozen and related operations restricted due to auto-deleveraging (ADL). Please try again later.",
+     "OKX has frozen a position of the account for the moment while its auto-deleveraging (ADL) runs: wait for it to end"),
+    ("50019", "Account frozen and related operations restricted due to auto-deleveraging (ADL). Please try again later.",
+     "OKX has frozen the account for the moment while its auto-deleveraging (ADL) runs: wait for it to end"),
+    ("50020", "Position frozen and related operations restricted due to forced liquidation. Please try again later.",
+     "OKX has frozen a position of the account for the moment while its forced liquidation runs: wait for it to end"),
+    ("50022", "Account frozen and related operations restricted due to forced liquidation. Please try again later.",
+     "OKX has frozen the account for the moment while its forced liquidation runs: wait for it to end"),
+    ("50023", "Funding fees frozen and related operations are restricted. Please try again later.",
+     "OKX has frozen the account's funding fees for the moment while their settlement runs: wait for it to end"),
+]
+
+
+@pytest.mark.parametrize(("code", "msg", "advice"), FREEZES, ids=[c for c, _, _ in FREEZES])
+async def test_an_okx_account_frozen_for_the_moment_at_start_up_stops_it_saying_to_wait_for_the_freeze_to_end(
+    code: str, msg: str, advice: str, tmp_path: Path
 ) -> None:
-    """OKX answers the account's first read 50009 ("Account is frozen due to stop-out.", HTTP 200, its error table's
-    General class): the account frozen while OKX's forced liquidation closes its positions. The start ended (exit 1)
-    with "reading the account failed: VenueRejected: ... 50009 ..." and nothing on what to do; it now says the freeze
-    is OKX's stop-out and to wait for the liquidation to end, check the positions at OKX and start again (still exit 1:
+    """OKX answers the account's first read with one of its freezes for the moment (HTTP 200, its error table's General
+    class): 50009 the stop-out's, the account frozen while OKX's forced liquidation closes its positions, or a freeze it
+    says to "try again later" after: a position or the account frozen by an auto-deleveraging (50017, 50019) or a
+    forced liquidation (50020, 50022), the funding fees frozen (50023). The start ended (exit 1) with "reading the
+    account failed: VenueRejected: ... <code> ..." and nothing on what to do (50009 since its fix, the others still);
+    it now says which freeze it is, to wait for it to end, check the positions at OKX and start again (still exit 1:
     neither the key nor the account is refused for good)."""
     account = ACCOUNTS["okx"]
     async with account.served(tmp_path, []) as (emulator, data):
-        emulator.key_refusal = (200, "50009", "Account is frozen due to stop-out.")
+        emulator.key_refusal = (200, code, msg)
         config = parse_live_config(data, "<test>")
         node = LiveNode(config, ApiKeys.from_env(config.live, account.env()), handle_signals=False)
-        with pytest.raises(VenueRejected, match="OKX error 50009: ") as info:
+        with pytest.raises(VenueRejected, match=f"OKX error {code}: ") as info:
             await asyncio.wait_for(node.run(), 60)
         assert not emulator.orders
     assert not isinstance(info.value, CredentialsRefused)
-    assert str(info.value).endswith(
-        "; OKX has frozen the account for the moment while its stop-out (a forced liquidation) closes the account's "
-        "positions: wait for the liquidation to end, check the account's positions at OKX (web or app), then start the "
-        "daemon again if it stopped"), info.value
+    said = str(info.value)
+    assert f"; {advice}" in said and said.endswith(
+        ", check the account's positions at OKX (web or app), then start the daemon again if it stopped"), said
     assert next(c for cls, c in EXIT_CODES if isinstance(info.value, cls)) == 1
 
 
@@ -375,12 +396,16 @@ async def test_a_key_revoked_while_the_daemon_runs_stops_it_as_refused_credentia
     assert order.client_order_id in journaled
 
 
-@pytest.mark.parametrize("code", ["63999", "60014", "50009"])
+@pytest.mark.parametrize("code", ["63999", "60014", *(c for c, _, _ in FREEZES)])
 async def test_an_okx_login_failed_on_okxs_side_reconnects_and_the_daemon_runs_on(code: str, tmp_path: Path) -> None:
     """OKX answers the reconnecting private stream's login 63999 ("Login failed due to internal error. Please try again
-    later."), 60014 ("Requests too frequent") or 50009 ("Account is frozen due to stop-out.", for as long as its forced
-    liquidation lasts): this stopped the daemon ('fatal connection error', exit 1) though nothing is wrong with the key; the stream now reconnects after its backoff, logs in again and subscribes, and the
-    daemon runs on (a refused key, 60009, still stops it: the test above)."""
+    later."), 60014 ("Requests too frequent") or one of its freezes for the moment (FREEZES: 50009 "Account is frozen
+    due to stop-out.", for as long as its forced liquidation lasts; 50022 "Account frozen and related operations
+    restricted due to forced liquidation. Please try again later.", and the other ADL and liquidation freezes OKX says
+    to try again after): this stopped the daemon ('fatal connection error', exit 1) though nothing is wrong with the
+    key (50009 logged in again since its fix, 50017 to 50023 still stopped it); the stream now reconnects after its
+    backoff, logs in again and subscribes, and the daemon runs on (a refused key, 60009, still stops it: the test
+    above)."""
     account = ACCOUNTS["okx"]
     async with account.served(tmp_path, []) as (emulator, data):
         config = parse_live_config(data, "<test>")

@@ -131,12 +131,10 @@ _START_AGAIN = ", then start the daemon again"
 #: steps as required by your local regulators ...", ``50060`` "... complete the identity verification process to
 #: continue using our services.": every later request would be refused alike until the user acts at OKX, so they stop
 #: the daemon as :data:`KEY_ADVICE`'s codes do (exit 2), as :class:`~tradebus.execution.live.AccountRefused`, with what
-#: to do. The codes of that class that refuse for the moment (``50017`` to ``50023``, a position, currency or the
-#: account frozen by an auto-deleveraging or a forced liquidation, "Please try again later"; ``50009`` "Account is
-#: frozen due to stop-out.", the account frozen while OKX's stop-out, its forced liquidation, closes its positions,
-#: which ends with it as ``50022``'s freeze does), or one instrument, currency or feature (``50028``, ``50030``,
-#: ``50032``, ``50033``, ``50051``, ``50052``), stay the refusal of the request that met them. ``50008`` "User doesn't
-#: exist." (a deleted sub-account's key) is the key's: :data:`KEY_ADVICE`.
+#: to do. The codes of that class that refuse for the moment (:data:`FREEZE_ADVICE`), or one instrument, currency or
+#: feature (``50018`` and ``50021``, a currency "frozen due to ADL" or "to liquidation. Operation restricted.", which OKX
+#: does not word as passing; ``50028``, ``50030``, ``50032``, ``50033``, ``50051``, ``50052``), stay the refusal of the
+#: request that met them. ``50008`` "User doesn't exist." (a deleted sub-account's key) is the key's: :data:`KEY_ADVICE`.
 ACCOUNT_ADVICE: dict[str, str] = {
     "50007": "OKX has blocked this account: ask OKX customer service why and to unblock it" + _START_AGAIN,
     "50012": (
@@ -155,16 +153,33 @@ ACCOUNT_ADVICE: dict[str, str] = {
     "50060": "complete OKX's identity verification of the account on its web or app" + _START_AGAIN,
 }
 
-#: What to do about ``50009`` "Account is frozen due to stop-out." (REST and the WebSocket login): the account frozen for
-#: the moment while OKX's stop-out, its forced liquidation, closes its positions. Appended to the refusal of the request
-#: that met it (the account's read at start-up: the daemon stops, exit 1; an order of a running daemon: its rejection);
-#: a running daemon's stream login meeting it logs in again after its backoff (:data:`LOGIN_RETRY_CODES`).
+
+def _frozen_while(what: str, cause: str) -> str:
+    """What to do about ``what`` frozen by OKX for the moment while ``cause`` runs (:data:`FREEZE_ADVICE`)."""
+    return (f"OKX has frozen {what} for the moment while {cause} runs: wait for it to end, check the account's positions "
+            f"at OKX (web or app){_START_AGAIN} if it stopped")
+
+
+#: What to do about OKX's freezes of the account for the moment, its error table's (REST, "General Class", HTTP 200)
+#: ``50009`` "Account is frozen due to stop-out." (frozen while OKX's stop-out, its forced liquidation, closes the
+#: positions, which ends with it) and those it words "Please try again later": ``50017`` "Position frozen and related
+#: operations restricted due to auto-deleveraging (ADL). ...", ``50019`` "Account frozen ... due to auto-deleveraging
+#: (ADL). ...", ``50020`` "Position frozen ... due to forced liquidation. ...", ``50022`` "Account frozen ... due to
+#: forced liquidation. ...", ``50023`` "Funding fees frozen and related operations are restricted. ...". Each is
+#: appended to the refusal of the request that met it (the account's read at start-up: the daemon stops, exit 1; an
+#: order of a running daemon: its rejection); a running daemon's stream login meeting one logs in again after its
+#: backoff (:data:`LOGIN_RETRY_CODES`).
 FREEZE_ADVICE: dict[str, str] = {
     "50009": (
         "OKX has frozen the account for the moment while its stop-out (a forced liquidation) closes the account's "
         "positions: wait for the liquidation to end, check the account's positions at OKX (web or app)" + _START_AGAIN
         + " if it stopped"
     ),
+    "50017": _frozen_while("a position of the account", "its auto-deleveraging (ADL)"),
+    "50019": _frozen_while("the account", "its auto-deleveraging (ADL)"),
+    "50020": _frozen_while("a position of the account", "its forced liquidation"),
+    "50022": _frozen_while("the account", "its forced liquidation"),
+    "50023": _frozen_while("the account's funding fees", "their settlement"),
 }
 
 #: The WebSocket login's refusals of the account's credentials (OKX's API docs, WebSocket error codes: ``60005``
@@ -176,8 +191,8 @@ FREEZE_ADVICE: dict[str, str] = {
 LOGIN_REFUSED_CODES = frozenset({"60005", "60007", "60009", "60024", "60031", "60032", *KEY_ADVICE, *ACCOUNT_ADVICE})
 #: The WebSocket login's failures that are OKX's and pass (the same list: ``63999`` "Login failed due to internal
 #: error. Please try again later."; ``60014`` "Requests too frequent"): the stream reconnects with backoff and logs in
-#: again; so does :data:`FREEZE_ADVICE`'s ``50009``, a freeze that ends with its liquidation. ``60009`` "Login failure"
-#: stays a refusal: OKX words its own failure with ``63999``.
+#: again; so do :data:`FREEZE_ADVICE`'s freezes, which end with their liquidation, ADL or settlement. ``60009`` "Login
+#: failure" stays a refusal: OKX words its own failure with ``63999``.
 LOGIN_RETRY_CODES = frozenset({"63999", "60014", *FREEZE_ADVICE})
 #: The WebSocket login's refusals of its timestamp (the same list: ``60004`` "Invalid timestamp", ``60006`` "Timestamp
 #: request expired"; "the request will expire 30 seconds after the timestamp"): :class:`TimestampRefused`, the stream
