@@ -32,7 +32,7 @@ from tradebus.cli import EXIT_CODES, app
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder
 from tradebus.errors import ConfigError, DataError
 from tradebus.execution.journal import SQLITE_COMPANIONS, Journal
-from tradebus.execution.live import CredentialsRefused, VenueRejected
+from tradebus.execution.live import CredentialsRefused, NoAnswer, VenueRejected
 from tradebus.node.config import parse_paper_config
 from tradebus.node.daemon import PaperNode, _claim, _remove_created
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
@@ -136,6 +136,78 @@ async def test_credentials_the_venue_refuses_leave_no_journal_or_recording(exist
         assert set(after) == set(before) and config.journal.is_file()
     else:
         assert after == before == {}
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-journal", "journal-of-an-earlier-run"])
+@pytest.mark.parametrize("venue", ["okx", "binance"])
+async def test_a_start_whose_account_read_fails_leaves_no_journal_or_recording_it_created(
+    venue: str, existing: bool, tmp_path: Path
+) -> None:
+    """The account's read at start-up fails for another reason than its credentials: OKX answers 50009 ("Account is
+    frozen due to stop-out.", VenueRejected), Binance's gateway a 503 (NoAnswer). The start ended (exit 1) leaving the
+    journal and recording folders it created, with the new journal in one: only refused credentials cleaned up. It
+    now leaves nothing it created; a journal an earlier run left there, and its folder, are kept as they were."""
+    account = ACCOUNTS[venue]
+    run = tmp_path / "run"
+    run.mkdir()
+    faults = [RestFault("error5xx", "GET", "/api/v3/account")] if venue == "binance" else []
+    async with account.served(tmp_path / "venue", faults) as (emulator, data):
+        if venue == "okx":
+            emulator.key_refusal = (200, "50009", "Account is frozen due to stop-out.")
+        config = parse_live_config(_paths(data, run), "<test>")
+        if existing:
+            config.journal.parent.mkdir(parents=True)
+            Journal(config.journal, owner=config.journal_owner()).close()
+        before = _tree(run)
+        node = LiveNode(config, ApiKeys.from_env(config.live, account.env()), handle_signals=False)
+        with pytest.raises(VenueRejected if venue == "okx" else NoAnswer) as info:
+            await asyncio.wait_for(node.run(), 60)
+        assert not emulator.orders
+    assert next(c for cls, c in EXIT_CODES if isinstance(info.value, cls)) == 1
+    after = _tree(run)
+    if existing:
+        assert set(after) == set(before) and config.journal.is_file() and not config.record.parent.exists()
+    else:
+        assert after == before == {}
+
+
+async def test_a_stop_while_the_account_is_read_leaves_nothing_it_created_but_a_journal_keeping_a_ban(
+    tmp_path: Path
+) -> None:
+    """Stopped while it reads the account (its answer slow in coming; then, restarted, while it waits out a 418 IP
+    ban with Retry-After 30): nothing was recovered or started, and the first run left its new journal and the
+    folders of its journal and recording. It now leaves nothing; the second keeps its journal, which holds the ban
+    for a restart to wait out (and nothing else of the run: no recording)."""
+    account = ACCOUNTS["binance"]
+    run = tmp_path / "run"
+    run.mkdir()
+    release = asyncio.Event()
+    hold = RestFault("hold", "GET", "/api/v3/account", release=release)
+    try:
+        async with account.served(tmp_path / "venue", [hold]) as (emulator, data):
+            config = parse_live_config(_paths(data, run), "<test>")
+            for fault in (hold, RestFault("ban", "GET", "/api/v3/account", retry_after=30)):
+                if fault.kind == "ban":
+                    release.set()
+                    emulator.rest_faults.append(fault)
+                node = LiveNode(config, ApiKeys.from_env(config.live, account.env()), handle_signals=False)
+                task = asyncio.create_task(node.run())
+                await until(lambda: task.done() or fault.fired and (fault.kind == "hold" or node.venue.api.budget.blocked_until > 0))  # noqa: B023
+                assert not task.done() and not node.running.is_set()
+                node.stop("signal SIGTERM")
+                summary = await asyncio.wait_for(task, 60)
+                assert summary.stop_reason == "signal SIGTERM" and not node.kernel.orders.orders()
+                if fault.kind == "hold":
+                    assert _tree(run) == {}
+    finally:
+        release.set()
+    assert sorted(_tree(run)) == ["state", "state/daemon", "state/daemon/journal.sqlite"]
+    journal = Journal(config.journal)
+    try:
+        kept = journal.venue_pause
+    finally:
+        journal.close()
+    assert kept is not None and kept.until - kept.observed == pytest.approx(30.0, abs=1.0)
 
 
 @pytest.mark.parametrize(

@@ -369,13 +369,19 @@ class PaperNode:
         # The prices (and reasons) of the interest hours missed while down, recorded in the run:start line.
         self._missed_record: dict[str, Any] | None = None
 
-    def withdraw(self) -> None:
+    def withdraw(self, keep_journal: bool = False) -> None:
         """A refused run, before it traded: close the journal, then remove what this run created of the journal's and
-        the recording's paths (their files and the directories made for them), leaving the disk as it found it."""
+        the recording's paths (their files and the directories made for them), leaving the disk as it found it;
+        ``keep_journal``: all but the journal, its SQLite files and its directories (it holds what a restart needs)."""
         if self.journal is not None and not self.journal.closed:
             self.journal.close()
         self._release_recording()
-        _remove_created(self._created)
+        created = self._created
+        if keep_journal and self.config.journal is not None:
+            journal = self.config.journal.absolute()
+            kept = {journal, *journal.parents, *(Path(f"{journal}{end}") for end in SQLITE_COMPANIONS)}
+            created = [path for path in created if path not in kept]
+        _remove_created(created)
 
     def _build_kernel(self) -> tuple[Kernel, Any]:
         """The run's kernel and venue (the live daemon overrides it with the exchange's venue)."""

@@ -658,9 +658,12 @@ class LiveNode(PaperNode):
         self.left_at_venue: dict[str, Literal["open", "unknown"]] = {}
         # The orders the stop's queries logged (:meth:`_query_left`), whatever their answer said.
         self._queried_at_stop: set[str] = set()
-        #: The venue refused the account's credentials at start-up, or its margin settings differ from the config: the
-        #: run is withdrawn (:meth:`withdraw`) as it stops.
+        #: The account's read at start-up failed (the venue refused the credentials, the account or a request, the
+        #: margin settings differ from the config, no answer) or a stop ended it: nothing was recovered or started, and
+        #: the run is withdrawn (:meth:`withdraw`) as it stops, its journal kept if it holds a rate-limit pause to wait
+        #: out (:attr:`_pause_kept`).
         self._refused_at_start = False
+        self._pause_kept = False
         super().__init__(
             config, max_seconds=max_seconds, max_messages=max_messages, handle_signals=handle_signals, run_dir=run_dir
         )
@@ -771,7 +774,10 @@ class LiveNode(PaperNode):
                     self.journal.close()  # closed by the paper daemon's shutdown, unless the account could not be read
             if self._refused_at_start:
                 with steps.step("removing what the refused run created"):
-                    self.withdraw()
+                    if self._created:
+                        logger.info("nothing was recovered or started: removing what this run created{} ({})",
+                                    " but its journal" if self._pause_kept else "", ", ".join(map(str, self._created)))
+                    self.withdraw(keep_journal=self._pause_kept)
             if not failed or steps.cancelled is not None:
                 steps.raise_cancellation_or_first_error()
 
@@ -798,7 +804,9 @@ class LiveNode(PaperNode):
         journal is replayed waits for that replay (a fill of a journaled order would be booked as a stranger's, then
         again by the replay): :meth:`_recover` hands it on. A failure to read the account stops the daemon, naming it.
         A stop while it is read (waiting out a venue's rate-limit pause or IP ban, which can last minutes) ends the
-        read at once: nothing is recovered or started, as after a stop in the warm-up.
+        read at once: nothing is recovered or started, as after a stop in the warm-up. Either way the run then removes
+        what it created (the journal's and the recording's files and folders, never an earlier run's), unless the
+        journal keeps the venue's rate-limit pause for a restart to wait out.
         """
         assert self._stop is not None
         connect = asyncio.ensure_future(self._connect())
@@ -812,14 +820,26 @@ class LiveNode(PaperNode):
                 await asyncio.gather(connect, return_exceptions=True)
         if connect.cancelled():
             logger.warning("stopped while reading the account: nothing was recovered or started")
+            self._refused_at_start, self._pause_kept = True, self._holds_venue_pause()
             return None
         exc = connect.exception()
         if exc is not None:
-            self._refused_at_start = isinstance(exc, CredentialsRefused | ConfigError)
+            self._refused_at_start, self._pause_kept = True, self._holds_venue_pause()
             if isinstance(exc, Exception):
                 self.stop(f"reading the account failed: {type(exc).__name__}: {exc}")
             raise exc
         return await super()._start_and_serve(tasks)
+
+    def _holds_venue_pause(self) -> bool:
+        """Whether the journal keeps a rate-limit pause of the venue (:meth:`_keep_venue_pause`: a ban met reading the
+        account, not over), which a restart must wait out: an unstarted run keeps its journal then."""
+        journal = self.journal
+        pause = None if journal is None or journal.closed else journal.venue_pause
+        if pause is None:
+            return False
+        logger.info("journal {} is kept: it holds the venue's rate-limit pause ({}) for a restart to wait out",
+                    journal.path, pause.reason)  # type: ignore[union-attr]
+        return True
 
     async def _connect(self) -> None:
         settings = self.config.live
