@@ -9,8 +9,10 @@ order list (``POST /api/v3/orderList/oco``), which locks the BTC once for both.
 from __future__ import annotations
 
 import math
+import sqlite3
 from pathlib import Path
 
+import msgspec
 import pytest
 from loguru import logger
 from pydantic import SecretStr
@@ -447,13 +449,36 @@ async def test_binance_spot_cancel_replace_of_one_oco_leg_ends_the_whole_list() 
     assert (h.emulator.locked("BTC"), h.emulator.free("BTC")) == pytest.approx((0.01, 0.0))
 
 
-async def test_a_restarted_live_daemon_still_denies_a_modify_of_an_exit_resting_in_an_oco_order_list(tmp_path: Path) -> None:
+def _unflag_oco_links(path: Path) -> int:
+    """Remove the ``listed`` flag from the ``"oco"`` links journaled at ``path``, as a tradebus before the flag journaled
+    them; how many had it."""
+    db = sqlite3.connect(path)
+    try:
+        flagged = 0
+        for seq, payload in db.execute("SELECT seq, payload FROM journal WHERE type = 'ContingentLinked'").fetchall():
+            entry = msgspec.msgpack.decode(payload)
+            if entry.get("kind") == "oco" and entry["params"].pop("listed", None) is not None:
+                flagged += 1
+                db.execute("UPDATE journal SET payload = ? WHERE seq = ?", (msgspec.msgpack.encode(entry), seq))
+        db.commit()
+        return flagged
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("journaled_by", ["this tradebus", "a tradebus before the listed flag"])
+async def test_a_restarted_live_daemon_still_denies_a_modify_of_an_exit_resting_in_an_oco_order_list(
+    tmp_path: Path, journaled_by: str
+) -> None:
     """``tradebus live`` (``live.cancel_on_stop: false``) on the Binance spot account emulator: the bracket's
     stop-loss 59,000 and take-profit 61,000 rest as one OCO order list, and stay at the venue when the daemon stops.
     Restarted on its journal, the strategy lowers the take-profit to 60,500 (a freqtrade ROI step). Before, the
     restarted daemon did not know the exits were one list: the modify went as a cancel-replace, which ends the
     whole list at Binance, leaving the 0.01 BTC with a take-profit and no stop-loss. It is now denied before
-    anything is sent, as it is before a restart, and both legs rest as they were."""
+    anything is sent, as it is before a restart, and both legs rest as they were. A journal written before the
+    ``"oco"`` link's ``listed`` flag (by an older tradebus) lacks it, and its restart sent the cancel-replace still;
+    the venue's open orders, read at the restart, carry each leg's ``orderListId`` (-1 for an order in no list):
+    the restart now takes the two legs of one list as listed from them."""
     emulator = BinancePrivateEmulator(KEY, SECRET, {IID: Instrument(**SPOT)}, {"USDT": 100_000.0})
     gate = TradeGate(TRADE_TEMPLATE)
     keys = ApiKeys(SecretStr(KEY), SecretStr(SECRET))
@@ -497,6 +522,8 @@ async def test_a_restarted_live_daemon_still_denies_a_modify_of_an_exit_resting_
                 legs = {target: 61_000.0, stop: 59_000.0}
                 assert resting() == legs and emulator.lists[target][2] == (target, stop)  # left working by the stop
                 sent = len(emulator.requests)
+                if journaled_by != "this tradebus":
+                    assert _unflag_oco_links(first.config.journal) == 1
                 gate.allowed = 3  # the restarted daemon's trades wait for its start-up reconciliation
                 second = LiveNode(config(enter=False, lower_to=60_500.0), keys, handle_signals=False)
                 second.kernel.bus.subscribe(OrderDenied, denied.append)

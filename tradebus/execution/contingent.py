@@ -210,7 +210,7 @@ Restarts
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -851,6 +851,30 @@ class ContingentOrders:
         )
         self._deny_modify(cmd, order.instrument_id, reason)
         return True
+
+    def take_venue_lists(self, lists: Mapping[str, str]) -> list[str]:
+        """Take the working members of each OCO group the venue lists in one order list as resting in one there, as
+        the ``"listed"`` flag of the group's ``"oco"`` link would (:meth:`refused_in_list`); the ids taken so.
+
+        ``lists``: client order id -> the id of the venue's order list the order rests in
+        (:attr:`~tradebus.execution.venue.OrderStatusReport.list_id`; a live venue's
+        :attr:`~tradebus.execution.live.LiveVenue.order_lists`, read at a restart, taken by :meth:`restore`). A journal
+        written before that flag (by an older version) lacks it: the restart took a bracket's exits resting as one
+        Binance OCO order list for two orders, and a modify of one went as a cancel-replace, which ends the whole list.
+        """
+        taken: list[str] = []
+        for coid, list_id in lists.items():
+            group = self._oco.get(coid)
+            if group is None or coid in self._listed:
+                continue
+            live = [c for c in group if self._is_open(c)]
+            if len(live) > 1 and all(lists.get(c) == list_id for c in live):
+                self._venue_oco.update(live)
+                self._listed.update(live)
+                taken += live
+                logger.info("OCO group {}: its orders rest in one order list at the venue ({}), which takes no modify of "
+                            "them (the journal did not say so)", live, list_id)
+        return taken
 
     def _deny_modify(self, cmd: ModifyOrder, instrument_id: str, reason: str) -> None:
         """Publish the ``OrderDenied`` of ``cmd`` for ``reason`` (its order's modify refused here)."""
@@ -1550,6 +1574,8 @@ class ContingentOrders:
                     orders.set_expiry(coid, int(p["expire_ns"]))
                 if self._is_open(coid):
                     expiring[coid] = int(p["expire_ns"])
+        # The order lists the venue holds (a live restart reads them): a journal before the "listed" flag lacks it.
+        self.take_venue_lists(getattr(self._venue, "order_lists", {}))
         for coid, expire_ns in expiring.items():  # once: a cancel-replaced order's link moved onto its replacement's
             self._set_gtd(coid, expire_ns)
         for bracket in brackets.values():

@@ -809,6 +809,10 @@ class LiveVenue(Venue):
         self._cutting: dict[str, str] = {}
         # Those of them canceled meanwhile: the cancel wins, their replacement is not kept.
         self._swaps_canceled: set[str] = set()
+        #: The venue's open orders resting in an order list when the live daemon read them at start-up: client order id
+        #: -> the list's id (:attr:`~tradebus.execution.venue.OrderStatusReport.list_id`); the contingent orders take
+        #: them at their restore (:meth:`~tradebus.execution.contingent.ContingentOrders.take_venue_lists`).
+        self.order_lists: dict[str, str] = {}
         # Says that a cancel emitted from a cancel-replace's answer will be repeated by the stream (bind_repeat_expected).
         self._expect_repeat: Callable[[str], None] | None = None
         self._queued = False

@@ -45,7 +45,8 @@ class OrderStatusReport(msgspec.Struct, frozen=True, gc=False):
     the venue while this process did not hear it (a restart, a private stream that was down)
     shows in them, and the execution engine applies it as an ``OrderModified``. ``instrument_id`` is the order's
     instrument where a listing of several tells it (``""``: not told): a venue numbering its order ids per symbol
-    (Binance spot) may give an order of another symbol the venue order id of one here.
+    (Binance spot) may give an order of another symbol the venue order id of one here. ``list_id`` is the venue's id
+    of the order list the order rests in (Binance spot's ``orderListId`` of an OCO leg; ``""``: none, or not told).
     """
 
     client_order_id: str
@@ -59,6 +60,7 @@ class OrderStatusReport(msgspec.Struct, frozen=True, gc=False):
     price: float = math.nan
     trigger_price: float = math.nan
     instrument_id: str = ""
+    list_id: str = ""
 
 
 def venue_terms(order: Order, report: OrderStatusReport) -> tuple[float, float, float] | None:

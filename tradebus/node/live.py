@@ -866,6 +866,7 @@ class LiveNode(PaperNode):
                 "leverage, margin_mode and contract_size in the config, to agree; nothing was sent): " + "; ".join(differences)
             )
         self._venue_open = await self._read_at_start("open orders", api.open_orders)
+        self.venue.order_lists = {r.client_order_id: r.list_id for r in self._venue_open if r.list_id}
         rest_url, ws_url = settings.endpoints()
         logger.warning(
             "live daemon: environment {} ({} {}), REST {}, user stream {}, account {}{}",

@@ -337,7 +337,7 @@ def report_from_order(
     raw: dict[str, Any], order: Order, fills: tuple[OrderFilled, ...] = ()
 ) -> OrderStatusReport:
     """An :class:`OrderStatusReport` from a ``GET /api/v3/order`` (``/fapi/v1/order``) answer, with its ``origQty``,
-    ``price`` and ``stopPrice`` (``"0"`` where the order has none: NaN)."""
+    ``price`` and ``stopPrice`` (``"0"`` where the order has none: NaN) and its ``orderListId`` (:func:`_list_id`)."""
     status = STATUS.get(str(raw["status"]))
     if status is None:
         raise VenueRejected(f"order {order.client_order_id}: unknown Binance status {raw['status']!r}")
@@ -345,8 +345,15 @@ def report_from_order(
     return OrderStatusReport(
         str(raw["clientOrderId"]), str(raw["orderId"]), status, float(raw["executedQty"]), ts, fills,
         quantity=venue_number(raw.get("origQty")), price=venue_number(raw.get("price")),
-        trigger_price=venue_number(raw.get("stopPrice")),
+        trigger_price=venue_number(raw.get("stopPrice")), list_id=_list_id(raw),
     )
+
+
+def _list_id(raw: dict[str, Any]) -> str:
+    """The ``orderListId`` of an order row (``GET /api/v3/order``, ``/api/v3/openOrders``) as text: the id of the OCO
+    order list the order is a leg of, ``""`` for an order in none (Binance's ``-1``; USD-M rows have no such field)."""
+    value = raw.get("orderListId", -1)
+    return "" if value in (None, -1, "-1") else str(value)
 
 
 def order_key(order: Order, by_venue_id: bool = True) -> dict[str, str]:
@@ -926,7 +933,7 @@ class BinanceTrading(TradingApi):
                         str(raw["clientOrderId"]), str(raw["orderId"]), status, float(raw["executedQty"]),
                         int(raw.get("updateTime") or 0) * 1_000_000, quantity=venue_number(raw.get("origQty")),
                         price=venue_number(raw.get("price")), trigger_price=venue_number(raw.get("stopPrice")),
-                        instrument_id=inst.instrument_id,
+                        instrument_id=inst.instrument_id, list_id=_list_id(raw),
                     )
                 )
         return reports
