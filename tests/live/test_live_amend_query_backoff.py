@@ -30,7 +30,9 @@ from tests.live.test_live_unheard_amend import CASES as RESTING
 from tests.live.venue_kits import BYBIT, KIT_ANSWERED, KITS, OKX, PASSPHRASE, VenueKit, kit_harness
 from tradebus.adapters.common.account_emulator import RestFault, StreamFault
 from tradebus.adapters.common.local_server import LocalVenueServer
-from tradebus.engine.messages import CancelOrder, ModifyOrder, OrderModifyRejected, OrderSide, OrderStatus, OrderType, SubmitOrder
+from tradebus.engine.messages import (
+    CancelOrder, ModifyOrder, OrderModifyRejected, OrderSide, OrderStatus, OrderType, SubmitOrder, Trade,
+)
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 
 #: Where each venue answers the query of an order; how its private stream tells an order canceled; a code it refuses
@@ -207,3 +209,39 @@ async def test_an_unanswered_amend_of_an_order_closed_while_its_query_was_out_is
         ]
         assert [r.reason for r in refused] == ["order is CANCELED (closed before the venue answered)"]
         assert h.venue.requests["query"] == 1 and h.emulator.orders[coid].order.price == 1_000.0
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_the_query_after_an_amend_refused_for_fills_left_unanswered_is_made_again_and_the_rest_canceled(
+    kit: VenueKit,
+) -> None:
+    """A buy of 0.003 at 1,000 is amended down to 0.001 in all while a trade fills 0.002 of it; the venue refuses the
+    amend (a total at or below what is filled), and its query that follows, the one that tells whether fills reached
+    the 0.001, meets a 503. It was asked once: the rest (0.001) worked on until the engine's check of silent orders
+    (30 s by default, none here: for good), fillable beyond what the strategy asked. The query is now made again after
+    the engine's ``retry_ns`` (0.2 s), with the amend's backoff, its answer tells 0.002 filled, and the rest is
+    canceled: 0.002 bought in all."""
+    path = LIMIT_AMEND[kit.venue]
+    release = asyncio.Event()
+    held = [RestFault("hold", "POST", path, release=release)]
+    async with kit_harness(kit, rest_faults=held, trade_size_limit=True, **HELD) as h:
+        with logged() as lines:
+            execution = h.kernel.execution
+            order = execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.003, 0, 0, OrderType.LIMIT, 1_000.0))
+            await until(lambda: order.status is OrderStatus.ACCEPTED)
+            coid = order.client_order_id
+            execution.modify(ModifyOrder("s1", kit.iid, coid, 0, 0, quantity=0.001))
+            await until(lambda: held[0].fired)
+            h.emulator.on_trade(Trade(kit.iid, 10**18, 10**18, 999.0, 0.002, -1, "t1"))  # before the amend is done
+            await until(lambda: order.filled_qty == pytest.approx(0.002))
+            queried = h.venue.requests["query"]
+            h.emulator.rest_faults.append(RestFault("error5xx", "GET", QUERY[kit.venue]))
+            release.set()
+            await until(lambda: not order.is_open and not h.emulator.open_orders())
+            await h.venue.drain(WAIT)
+        assert no_answer(lines, coid) == [
+            "whether fills reached its refused amend's total waits for it (its rest is canceled if so): queried again in 0.2 s"
+        ]
+    assert h.emulator.rest_faults[-1].fired and h.venue.requests["query"] - queried == 2
+    assert order.status is OrderStatus.CANCELED and h.emulator.orders[coid].status is OrderStatus.CANCELED
+    assert h.emulator.orders[coid].filled == pytest.approx(0.002) and h.kernel.portfolio.position(kit.iid) == pytest.approx(0.002)

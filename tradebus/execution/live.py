@@ -1503,34 +1503,53 @@ class LiveVenue(Venue):
         Whether the order's terms here are the venue's now (``False``: the daemon stopped before any query was
         answered; the amend is not answered, a restart takes the venue's terms)."""
         coid = order.client_order_id
-        delay = self._query_retry_s
 
-        def then() -> str:
+        def then(delay: float) -> str:
             if self._stopping:
                 return "the daemon is stopping: its unanswered amend is left so (a restart takes the venue's terms)"
             if not order.is_open:
                 return f"the order is {order.status}: its unanswered amend is refused (closed before the venue answered)"
             return f"its unanswered amend's answer waits for it: queried again in {delay:g} s"
 
-        while order.is_open:
-            self._querying.add(coid)
-            if await self._query(order, then):
-                if _applied(order, cmd):
-                    self._superseded.pop(coid, None)  # its terms answer the amends it set again
-                    return True
-                break
-            if self._stopping:
-                return False
-            if not order.is_open:
-                break
-            await self._rest(delay)
-            delay = min(2.0 * delay, max(self._query_retry_s, QUERY_RETRY_CAP_S))
+        if await self._query_backing_off(order, then):
+            if _applied(order, cmd):
+                self._superseded.pop(coid, None)  # its terms answer the amends it set again
+                return True
+        elif self._stopping:
+            return False
         if not order.is_open:
             reason = f"order is {order.status} (closed before the venue answered)"
         else:
             reason = f"no answer, and not applied within the venue's window ({self.api.amend_expiry_s(order):g} s)"
         self._refuse_amend(order, cmd, reason)
         return True
+
+    def _floor_waits(self, order: Order, delay: float) -> str:
+        """What follows a query left unanswered after the venue refused an amend of ``order`` to a lower total, for its
+        log line (:meth:`_judge_amend_refusal` judges the first answer)."""
+        if self._stopping:
+            return ("the daemon is stopping: whether fills reached its refused amend's total is not known (its rest is "
+                    "not canceled)")
+        if not order.is_open:
+            return f"the order is {order.status}: nothing of it works on"
+        return (f"whether fills reached its refused amend's total waits for it (its rest is canceled if so): queried "
+                f"again in {delay:g} s")
+
+    async def _query_backing_off(self, order: Order, then: Callable[[float], str]) -> bool:
+        """Query ``order`` until the venue answers one query, the order closes or the daemon stops; whether one was
+        answered. The first query left unanswered is made again after the engine's ``retry_ns``
+        (:meth:`set_query_retry`), each next after twice as long, up to :data:`QUERY_RETRY_CAP_S`. ``then(delay)``:
+        what follows a query left unanswered, for its log line."""
+        delay = self._query_retry_s
+        while order.is_open:
+            self._querying.add(order.client_order_id)
+            if await self._query(order, partial(then, delay)):
+                return True
+            if self._stopping or not order.is_open:
+                break
+            await self._rest(delay)
+            delay = min(2.0 * delay, max(self._query_retry_s, QUERY_RETRY_CAP_S))
+        return False
 
     def _refuse_amend(self, order: Order, cmd: ModifyOrder, reason: str) -> bool:
         """Tell the strategy the venue did not apply ``cmd`` (``OrderModifyRejected``, then the refusals it superseded),
@@ -1567,8 +1586,11 @@ class LiveVenue(Venue):
                 return False
             logger.info("amend of {} refused: {}; querying", coid, exc)
             if cmd.quantity < order.quantity:
+                # Until a query tells whether fills reached the lower total, the rest works on: asked again with backoff.
                 self._amend_floor[coid] = cmd.quantity
-            self._query_soon(order)
+                await self._query_backing_off(order, partial(self._floor_waits, order))
+            else:
+                self._query_soon(order)
             return False
         except NoAnswer as exc:
             expiry = self.api.amend_expiry_s(order)
