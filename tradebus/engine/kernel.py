@@ -1404,6 +1404,10 @@ class Kernel:
         Each strategy's :meth:`~tradebus.strategies.base.Strategy.end_run` calls its ``at_stop``
         callbacks, then its ``on_stop``. Strategies not started yet are started first, unless
         ``start`` is false (a daemon stopped before it started them): then neither is called.
+        Then the venue delivers the answers still on their way (:meth:`Venue.flush
+        <tradebus.execution.venue.Venue.flush>`: a ``fill_on: book`` venue's, due after the last
+        message by its acknowledgement latency), so the orders, fills and final sample say what the
+        venue did; the clock stays at the last message, and timers due after it do not fire.
         ``closing`` false (the replay of a daemon's session that ended without a stop, killed): neither the
         strategies' end nor the final sample, which that daemon never came to; the results are collected as they stand.
 
@@ -1417,11 +1421,11 @@ class Kernel:
             return
         self._stopped = True
         failed: Exception | None = None
-        try:
-            if closing:
-                self.end_strategies(start=start)
-        except Exception as exc:  # noqa: BLE001 - raised once the results are collected
-            failed = exc
+        for end_step in (lambda: self.end_strategies(start=start), self.venue.flush) if closing else ():
+            try:
+                end_step()
+            except Exception as exc:  # noqa: BLE001 - raised once the results are collected
+                failed = failed or exc
         end = self.result.end_ns
         if closing and end is not None and (not self.result.equity or self.result.equity[-1].ts != end):
             self.sample_equity(end, final=True)

@@ -195,6 +195,10 @@ class Venue(ABC):
         the order is on its way is checked as it leaves. The default venue sends every modification at once and
         ignores it."""
 
+    def flush(self) -> None:  # noqa: B027 - optional hook
+        """Deliver the answers still on their way to the strategy (the end of a run: the kernel's
+        :meth:`~tradebus.engine.kernel.Kernel.stop`). The default venue holds none back."""
+
     def on_bar(self, bar: Bar) -> None:  # noqa: B027 - optional hook, no-op for live venues
         """Market data hook: match working orders against a bar (no-op unless simulated)."""
 
