@@ -324,6 +324,20 @@ def test_a_trade_never_fills_a_resting_order_for_more_than_it_printed(model: str
 
 
 
+@pytest.mark.parametrize(("printed", "filled"), [(1.0, 0.3), (2.0, 1.3), (0.9, 0.2)])
+def test_a_half_lot_past_the_queue_rounds_away_from_zero_as_hftbacktest(printed: float, filled: float) -> None:
+    """risk_averse, lot 0.1: a bid of 2.0 joins 0.75 at 99.7. A sell of 1.0 leaves front -0.25, 2.5 lots: hftbacktest's
+    ``is_filled`` fills ``(-front / lot).round()`` lots, Rust's ``f64::round`` taking a half away from zero: 3 lots,
+    0.3 (Python's ``round`` gave the even 2: 0.2). A sell of 2.0: 12.5 lots, 1.3 (1.2 before). A sell of 0.9: 1.5
+    lots past the queue, 0.2, already so. The print caps none of them (its whole lots: 10, 20, 9)."""
+    s = _stack(queue_model="risk_averse")
+    _book(s, 2 * MS, bids=((99.7, 0.75),))
+    coid = s.submit(BUY, 2.0, LIMIT, price=99.7)
+    _book(s, 3 * MS)
+    _trade(s, 4 * MS, 99.7, printed, -1)
+    assert [(f.last_qty, f.last_px) for f in s.fills(coid)] == [(filled, 99.7)]
+
+
 def test_one_trade_shares_what_it_printed_among_own_orders_at_its_price() -> None:
     """prob_power n=2: bids A of 0.2 then B of 1.0 join 4.0 at 99.7 (each with 4.0 ahead), 1.0
     joins behind, cancels take the level to 0.5: each front = -0.2353 as above. A sell of 0.3:

@@ -397,12 +397,18 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
     def round_quantity_nearest(self, quantity: float) -> float:
         """Round a quantity to the *nearest* whole number of lots, counted on the decimal grid (:func:`grid_of`).
 
-        As :meth:`round_price` for prices: the result is the lot grid's decimal (0.3 at a lot of 0.1,
-        not ``3 * 0.1``, 0.30000000000000004), where :meth:`round_quantity` rounds down.
+        A half lot rounds away from zero (0.25 at a lot of 0.1 is 0.3, 0.35 is 0.4), as hftbacktest's
+        queue fill (Rust's ``f64::round``), not to the even count (Python's ``round``: 0.2 and 0.4). The
+        result is the lot grid's decimal (0.3 at a lot of 0.1, not ``3 * 0.1``, 0.30000000000000004),
+        where :meth:`round_quantity` rounds down.
         """
         lot = self.lot_size
         m, scale = grid_of(lot)
-        return round(round(quantity * scale / m) * lot, _digits(lot))
+        lots = abs(quantity * scale / m)
+        whole = math.floor(lots)
+        if lots - whole >= 0.5:  # the fraction is exact in floats: a tie is seen as one
+            whole += 1
+        return round((whole if quantity >= 0.0 else -whole) * lot, _digits(lot))
 
     def exact_price_reason(self, price: float) -> str | None:
         """Why ``price`` cannot be rounded onto the tick grid exactly, or ``None`` if it can.
