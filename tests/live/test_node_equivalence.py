@@ -6,6 +6,7 @@ import asyncio
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture
@@ -477,3 +478,53 @@ async def test_replay_of_a_trades_only_feed_live_again_on_a_quiet_market_allows_
     assert len(old_denied) > len(denied) and all(o.ts_created >= spot_back for o in old_replay.kernel.result.orders
                                                  if o.client_order_id not in {m.client_order_id for m in old_denied}
                                                  and o.ts_created > denied[-1].ts_init)
+
+
+
+def test_a_backtest_of_an_imported_book_filling_on_trades_is_marked_at_the_book_as_the_paper_run(
+    tmp_path: Path,
+) -> None:
+    """The USD-M capture (trades and the 0 ms diff-depth book) run by a paper daemon (its playback) and imported
+    into a catalog and backtested with its book and trades sources, filling on trades: the same 63 fills, but
+    the backtest was marked at the last trade where the daemon marks at its book's mid: 35 of the 37 equity
+    samples (1 s apart) were 0.0005 off (0.01 BTC x half the 0.1 tick), the final equity 99,986.0113284 against
+    the daemon's 99,986.0118284. The backtest is marked at its replayed book's mid now: each sample's mark is
+    the mid of the book the catalog's rows up to its time leave (rebuilt with dicts), or the price of a trade
+    after them, as a quote's mid and a trade's price mark a daemon; the final equity is the daemon's."""
+    import yaml
+
+    from tests.test_cli_backtest import _touches
+    from tradebus.cli import run_backtest
+    from tradebus.data.catalog import Catalog
+    from tradebus.node.recording_import import import_recording
+
+    data = usdm_config(None, None, depth_speed="0ms")
+    data["feeds"][0]["subscriptions"] = {USDM_IID: ["trade", "depth"]}
+    data["report"] = {"equity_interval": "1s"}
+    config = config_of(data)
+    paper = play(USDM_CAPTURE, config).kernel.result
+    import_recording(USDM_CAPTURE, config, tmp_path / "cat")
+    run = {
+        "instruments": [USDM_INSTRUMENT], "strategy": data["strategy"], "venue": {"fill_on": "trades"},
+        "report": {"equity_interval": "1s"},
+        "data": {"catalog": str(tmp_path / "cat"), "sources": [
+            {"instrument": USDM_IID, "kind": kind, "dataset": f"binance_usdm/usdm/BTCUSDT/{kind}"}
+            for kind in ("book", "trades")]},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(run, sort_keys=False), encoding="utf-8")
+    backtest, metrics, _ = run_backtest(tmp_path / "run.yaml", tmp_path / "out")
+    assert len(paper.fills) == 63 and fill_keys(backtest.fills) == fill_keys(paper.fills)
+    catalog = Catalog(tmp_path / "cat")
+    rows = catalog.read("binance_usdm", "usdm", "BTCUSDT", "book")
+    trades = catalog.read("binance_usdm", "usdm", "BTCUSDT", "trades")
+    book_ts, trade_ts = rows.column("ts_init").to_numpy(), trades.column("ts_init").to_numpy()
+    trade_px = trades.column("price").to_pylist()
+    samples = backtest.equity[1:]  # the first is taken at the first row, before any book
+    times = [s.ts + 1 for s in samples[:-1]] + [2**63 - 1]  # a sample holds its time's rows; the last, every row
+    expected = []  # the mid of the book the rows up to the sample leave, or the price of a trade after them
+    for t, (bid, ask) in zip(times, _touches(rows, times), strict=True):
+        book, trade = book_ts[book_ts < t][-1], int(np.searchsorted(trade_ts, t)) - 1
+        expected.append(trade_px[trade] if trade_ts[trade] > book else round((bid + ask) / 2, 2))
+    assert len(samples) == 36 and sum(round(e * 10, 6) % 1 == 0.5 for e in expected) > 10  # many at a mid
+    assert [s.marks[0] for s in samples] == expected
+    assert metrics["final_equity"] == paper.equity[-1].equity == backtest.equity[-1].equity

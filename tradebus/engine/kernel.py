@@ -992,15 +992,14 @@ class Kernel:
     def _mark_book(self, msg: BookSnapshot | BookDelta) -> None:
         """Mark the portfolio and the risk gate at the mid of the book a book message leaves, as a quote's.
 
-        The book is the ``fill_on: book`` venue's (a backtest's) or else the feed adapter's
-        (``cache.book``, in a daemon); with neither, or one side empty, nothing is marked. A backtest
-        filling on trades, quotes or bars is marked at those, not at its :class:`ReplayBook`.
+        The book is the ``fill_on: book`` venue's (a backtest's), else ``cache.book``: the feed
+        adapter's in a daemon, the :class:`ReplayBook` of a backtest filling on trades, quotes or bars
+        (so it is marked as a paper daemon on the same data is); with none, or one side empty,
+        nothing is marked.
         """
         iid = msg.instrument_id
         if self._venue_touch is not None:
             bid, ask = self._venue_touch(iid)
-        elif self._replay_books.get(iid) is not None:
-            return
         else:
             book = self.cache.book(iid)
             if book is None:
