@@ -21,7 +21,9 @@ from tradebus.engine.messages import Bar, OrderSide
 from tradebus.errors import DataError
 from tradebus.reports.outputs import write_outputs
 from tradebus.reports.stream import OutputStream, read_fills
-from tradebus.reports.writers import OPTIONAL_FILES, OWN_FILES, STREAMED_FILES, RunDirectory
+from tradebus.reports.writers import (
+    OPTIONAL_FILES, OWN_FILES, STREAMED_FILES, UNWRITTEN_PAGE, RunDirectory, is_unwritten_page,
+)
 from tradebus.research.lookahead import MemoryReplay, SourceFrame
 from tradebus.risk.config import RiskConfig
 from tradebus.strategies.base import Strategy
@@ -219,3 +221,42 @@ def test_an_order_a_late_venue_event_changes_after_its_row_was_written_ends_in_i
     assert [r["client_order_id"] for r in final] == ["canceled", "rejected", "last"]
     assert [r["reason"] for r in rows(tmp_path / "True" / "fills.csv")] == ["bid, canceled", "bid, refused"]
     assert not (tmp_path / "True" / "INCOMPLETE").exists() and not list((tmp_path / "True").glob(".*"))
+
+
+def test_a_daemon_streaming_beside_an_earlier_runs_page_has_the_unwritten_note_there_from_its_first_row(
+    tmp_path: Path,
+) -> None:
+    """A paper/live daemon streaming into an --out holding an earlier run's tearsheet.html left that page (its total
+    return, trades, charts) beside its new rows for the whole run (days), and after a crash or kill -9 for good: a
+    user opening it read the earlier run's numbers as this one's. The stream now moves UNWRITTEN_PAGE over it before
+    the first row; the end of the run writes this run's page over the note (nothing is deleted)."""
+    earlier = "<html><body>earlier run: total return 41.7%</body></html>\n"
+    pages: dict[str, list[bytes | None]] = {}
+    for name, page in (("earlier", earlier), ("fresh", None)):
+        out = tmp_path / name
+        out.mkdir()
+        if page is not None:
+            (out / "tearsheet.html").write_text(page)
+        seen = pages[name] = []
+
+        class Watch(Churn):
+            def on_order_filled(self, event: object) -> None:
+                path = out / "tearsheet.html"
+                seen.append(path.read_bytes() if path.exists() else None)
+
+        kernel = Kernel([instrument(BTC_4H)], initial_cash=1_000_000.0, equity_interval_ns=86_400_000_000_000)
+        kernel.add_strategy(Watch())
+        run_dir = RunDirectory(out, "paper")
+        stream = OutputStream(run_dir, kernel)
+        stream.start()
+        assert (out / "INCOMPLETE").exists()
+        kernel.run(MemoryReplay([SourceFrame(BTC_4H, "bars", bars_4h().iloc[:60])], 64))
+        write_outputs(run_dir, kernel.result, kernel.instruments, "config: 1\n", {"node.json": "{}"}, stream)
+        run_dir.close()
+    assert len(pages["earlier"]) >= 25 and set(pages["earlier"]) == {UNWRITTEN_PAGE.encode()}
+    final = (tmp_path / "earlier" / "tearsheet.html").read_text()
+    assert final not in (earlier, UNWRITTEN_PAGE) and "Rolling Sharpe" in final  # this run's page, rendered
+    assert not is_unwritten_page(tmp_path / "earlier" / "tearsheet.html")
+    assert set(pages["fresh"]) == {None} and not (tmp_path / "fresh" / "tearsheet.html").exists()  # no page asked
+    assert sorted(p.name for p in (tmp_path / "earlier").iterdir()) == sorted(
+        [n for n in OWN_FILES["paper"] if n != "interest.csv"])

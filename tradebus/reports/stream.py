@@ -73,12 +73,15 @@ from tradebus.reports.writers import (
     FUNDING_COLUMNS,
     ORDER_COLUMNS,
     PRICE_COLUMNS,
+    REPORT_FILE,
+    UNWRITTEN_PAGE,
     EquityRows,
     RunDirectory,
     denial_row,
     fill_columns,
     fill_row,
     funding_row,
+    is_unwritten_page,
     order_row,
     output_error,
     write_csv_header,
@@ -197,6 +200,9 @@ class OutputStream:
     def start(self) -> None:
         """Open the files, write what the journal replay brought back, and hook into the kernel.
 
+        A tearsheet an earlier run left in the directory is replaced by
+        :data:`~tradebus.reports.writers.UNWRITTEN_PAGE` before the first row (the end of the run writes this run's).
+
         Raises
         ------
         ConfigError
@@ -227,6 +233,14 @@ class OutputStream:
                 self._close_files()
             if self.failure is not None:
                 raise self.failure
+        page = self.run_dir.path / REPORT_FILE
+        if page.is_file() and not is_unwritten_page(page):  # an earlier run's: not this run's beside its rows
+            try:
+                write_file(page, UNWRITTEN_PAGE)
+            except ConfigError as error:
+                self.failure = error
+                self._close_files()
+                raise
         self._register_new_orders()
         recovered = result.fills
         for fill in recovered:

@@ -25,7 +25,8 @@ A run writes only its own files (:data:`OWN_FILES`, the one place that says whic
   equity sample), for every kind of run;
 * ``tearsheet.html`` (:mod:`tradebus.reports.tearsheet`) with ``--report`` or
   ``tradebus report``; while a run that writes it (or rewrites an earlier run's) has its other files in
-  place and renders it, :data:`UNWRITTEN_PAGE` stands there, moved in with them;
+  place and renders it, :data:`UNWRITTEN_PAGE` stands there, moved in with them (and, over an earlier
+  run's page, from a daemon's first streamed row on);
 * ``attribution.csv`` (:data:`~tradebus.reports.attribution.ATTRIBUTION_COLUMNS`): each
   strategy's fills, position, realised/unrealised PnL, fees, funding and interest per
   instrument, and its total (:mod:`tradebus.reports.attribution`);
@@ -187,11 +188,13 @@ _COMMON_FILES = (
 #: Written only on request (``--report``, ``tradebus report``).
 REPORT_FILE = "tearsheet.html"
 #: What ``tearsheet.html`` holds from the moment a run's other files are in place until its page replaces it: moved
-#: in with them, so that a run stopped in between leaves no earlier run's page beside its files.
+#: in with them, so that a run stopped in between leaves no earlier run's page beside its files (a daemon streaming
+#: beside an earlier run's page puts it there before its first row, :meth:`tradebus.reports.stream.OutputStream.start`).
 UNWRITTEN_PAGE = (
     '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>tearsheet not written</title></head><body>'
-    "<h1>This run's tearsheet was not written</h1><p>The run in this directory stopped after writing its files, "
-    "before writing this page. <code>tradebus report &lt;this directory&gt;</code> writes it.</p></body></html>\n"
+    "<h1>This run's tearsheet was not written</h1><p>The run in this directory stopped after writing its files "
+    "before writing this page, or (a paper or live daemon) is still writing them. "
+    "<code>tradebus report &lt;this directory&gt;</code> writes it once the run has finished.</p></body></html>\n"
 )
 #: The first and the last line of a run's ``config.yaml`` (YAML comments): a file that begins with the first and
 #: lacks the last was cut short (a copy or a disk that stopped mid-way), wherever the cut fell.
