@@ -4,7 +4,7 @@
 shares a settle asset with by an inlined copy of ``available`` and ``position_notional``. The
 test runs both paths on the same random states (long, short, flat, unpriced, reversals, working
 orders) with wallets around what the order needs, and wants the same refusal text or ``None``
-from each.
+from each. A fill counts the margin of every other working order, and none of its own (hand-derived).
 """
 
 from __future__ import annotations
@@ -16,10 +16,20 @@ from typing import Any
 import pytest
 
 from tradebus.account import MarginAccount
+from tradebus.engine.bus import MessageBus
+from tradebus.engine.clock import SimulatedClock
 from tradebus.engine.instrument import Instrument, InstrumentKind, MarginMode
-from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderType, SubmitOrder, TimeInForce
+from tradebus.engine.messages import (
+    Liquidity,
+    OrderCanceled,
+    OrderFilled,
+    OrderSide,
+    OrderType,
+    SubmitOrder,
+    TimeInForce,
+)
 from tradebus.engine.portfolio import Position
-from tradebus.execution.orders import Order
+from tradebus.execution.orders import Order, OrderManager
 
 
 def perp(**overrides: Any) -> Instrument:
@@ -107,3 +117,38 @@ def test_the_inlined_check_of_an_instrument_alone_refuses_exactly_what_the_gener
             outcomes["passed" if reason is None else "refused"] += 1
     # the states straddle the boundary: both answers are common
     assert min(outcomes.values()) > 200, outcomes
+
+
+def test_a_fill_counts_the_margin_of_the_other_working_orders_and_none_of_its_own() -> None:
+    """10,000 USDT at 1x, flat, last price 20,000. A market buy of 0.25 works beside a limit buy of 0.26 at 19,000
+    (its margin 4,940); the market buy fills at 21,000: 5,250 + fee 1.05 = 5,251.05 > 10,000 - 4,940 = 5,060, refused.
+    With the market buy canceled, a fill of an order not working (not submitted yet) beside the lone limit is refused
+    alike. With the limit canceled too and that order submitted, it is the only working order: 5,251.05 <= 10,000,
+    it fills (the check skips the walk over the working orders then)."""
+    inst = INSTRUMENTS["margin spot"]
+    iid = inst.instrument_id
+    clock = SimulatedClock(1)
+    orders = OrderManager(MessageBus(), clock)
+    account = MarginAccount({iid: inst}, {"USDT": 10_000.0}, {iid: Position(iid, 1e-9)})
+    account.bind(orders.open_orders, lambda _iid: 20_000.0, orders.count_open)
+    account.track(orders)
+    working = []
+    for coid, order_type, qty, price in (("m", OrderType.MARKET, 0.25, math.nan), ("l", OrderType.LIMIT, 0.26, 19e3)):
+        order = orders.create(SubmitOrder("s", iid, coid, OrderSide.BUY, qty, 1, 1, order_type, price))
+        orders.mark_submitted(order, 1)
+        working.append(order)
+    market, limit = working
+    refused = (
+        "margin: fill 0.25 BTCUSDT.SIM needs initial margin and fee 5251.05 USDT > available 5060 USDT "
+        "(wallet 10000, position margin 0)"
+    )
+    assert account.check_fill(market, 0.25, 21_000.0, 1.05) == refused
+    fresh = orders.create(SubmitOrder("s", iid, "n", OrderSide.BUY, 0.25, 1, 1))
+    assert orders.count_open() == 2 and not fresh.is_open
+    orders.apply(OrderCanceled("s", iid, "m", "", 2, 2))
+    assert orders.open_orders() == [limit]
+    assert account.check_fill(fresh, 0.25, 21_000.0, 1.05) == refused
+    orders.apply(OrderCanceled("s", iid, "l", "", 2, 2))
+    orders.mark_submitted(fresh, 3)
+    assert orders.open_orders() == [fresh]
+    assert account.check_fill(fresh, 0.25, 21_000.0, 1.05) is None

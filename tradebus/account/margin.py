@@ -175,8 +175,15 @@ class MarginAccount(KeptTotals):
             for iid, inst in self._margined.items()
             if iid in self._alone and iid not in self._perps and not inst.margin_tiers
         }
-        # The fee rate an order's check reserves: the greater of the taker and maker fees, not below 0.
-        self._order_fee_rate = {iid: max(inst.taker_fee, inst.maker_fee, 0.0) for iid, inst in self._margined.items()}
+        # What _margin_check reads of each margined instrument, twice an order (the instruments are frozen); the fee
+        # rate an order's check reserves is the greater of the taker and maker fees, not below 0.
+        self._check_terms = {
+            iid: (
+                inst.contract_size, inst.inverse, inst.leverage, inst.margin_mode == _CROSS, self._settle[iid],
+                max(inst.taker_fee, inst.maker_fee, 0.0), iid in self._perps,
+            )
+            for iid, inst in self._margined.items()
+        }  # fmt: skip
         self._isolated: dict[str, float] = dict.fromkeys(self._perps, 0.0)
         # Entry value (base asset) of each inverse position: sum of q_i * contract_size / p_i.
         self._entry_value: dict[str, float] = {iid: 0.0 for iid, inst in self._perps.items() if inst.inverse}
@@ -705,7 +712,8 @@ class MarginAccount(KeptTotals):
         if getattr(order, "reduce_only", False):
             return None
         return self._margin_check(
-            inst, order.instrument_id, order.side, quantity, price, order.client_order_id, "fill", fee
+            inst, order.instrument_id, order.side, quantity, price, order.client_order_id, "fill", fee,
+            getattr(order, "is_open", False),
         )
 
     def _margin_check(
@@ -718,7 +726,10 @@ class MarginAccount(KeptTotals):
         exclude: str,
         what: str,
         fee: float | None = None,
+        working: bool = False,
     ) -> str | None:
+        """The check of :meth:`check_order` (``fee`` None) and :meth:`check_fill` (``working``: the filled order
+        ``exclude`` is among the working orders)."""
         old = self._positions[iid].quantity
         signed = quantity if side > 0 else -quantity
         # _opening(old, signed), inlined (this runs twice an order: its check and its fill's), max() as comparisons
@@ -730,49 +741,47 @@ class MarginAccount(KeptTotals):
                 opening = 0.0
         if opening <= 0.0:
             return None
-        cs = inst.contract_size
-        unit = cs / price if inst.inverse else cs * price
+        cs, inverse, leverage, cross, asset, fee_rate, perpetual = self._check_terms[iid]
+        unit = cs / price if inverse else cs * price
         if inst.margin_tiers:
-            working = self._working_side(iid, side, exclude) if fee is None and self._count() else 0.0
-            size = abs(old + signed + working)
+            adding = self._working_side(iid, side, exclude) if fee is None and self._count() else 0.0
+            size = abs(old + signed + adding)
             after = size * unit
             made = f"a position of {size:.10g} contracts" if inst.tiered_by_size else f"a position of notional {after:.10g}"
-            if working:
-                made += f" with the working orders on its side ({working:.10g})"
+            if adding:
+                made += f" with the working orders on its side ({adding:.10g})"
             if not inst.within_tiers(after, size):
                 return f"margin: {what} {quantity} {iid} makes {made} above the last tier"
             tier = inst.margin_tier(after, size)
-            if inst.leverage > tier.max_leverage:
+            if leverage > tier.max_leverage:
                 return (
                     f"margin: {what} {quantity} {iid} makes {made}, whose tier "
-                    f"allows leverage {tier.max_leverage:g} < the instrument's {inst.leverage:g}"
+                    f"allows leverage {tier.max_leverage:g} < the instrument's {leverage:g}"
                 )
-        asset = self._settle[iid]
-        cost = quantity * unit * self._order_fee_rate[iid] if fee is None else fee
-        need = opening * unit / inst.leverage + cost
+        cost = quantity * unit * fee_rate if fee is None else fee
+        need = opening * unit / leverage + cost
         wallet = self._spot.balance(asset)
         held = self._spot.held(asset) if self._cash_only else 0.0
-        cross = inst.margin_mode == _CROSS
         if iid in self._alone:
             # _available and position_notional of the one position, inlined: the same operations in the same order.
-            pos = self._positions[iid]
-            mark = pos.last_price
+            mark = self._positions[iid].last_price
             priced = old != 0.0 and mark == mark
             total = wallet
-            if iid not in self._perps:
+            if not perpetual:
                 if priced:
                     total += old * cs * mark
             elif not cross:
                 total -= self._isolated[iid]
             else:
                 total += self.unrealized(iid)
-            notional = abs(old) * (cs / mark if inst.inverse else cs * mark) if priced else 0.0
+            notional = abs(old) * (cs / mark if inverse else cs * mark) if priced else 0.0
             if cross and priced:
-                total -= notional / inst.leverage
-            if self._count():
+                total -= notional / leverage
+            # Orders working besides exclude (none at the fill of the only working order: no margin to take off).
+            if self._count() > working:
                 if self._live:
                     total -= self._orders_margin(asset, exclude)
-                else:  # _orders_margin, inlined: at the fill of a lone order there is no margin to take off
+                else:  # _orders_margin, inlined
                     margins = self._margins(self._working(), asset, exclude)
                     if margins:
                         total -= exact_sum(0, margins)
@@ -784,7 +793,7 @@ class MarginAccount(KeptTotals):
             if not cross:
                 available += self._isolated[iid] + self.unrealized(iid)
             else:
-                available += (self.position_notional(iid) if notional is None else notional) / inst.leverage
+                available += (self.position_notional(iid) if notional is None else notional) / leverage
         if exceeds(need, available, wallet):
             return margin_reason(what, quantity, iid, need, asset, available, wallet, self.initial_margin(asset), held)
         return None
