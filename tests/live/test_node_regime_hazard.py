@@ -186,3 +186,25 @@ def test_playback_feeds_the_book_to_the_hazard_meter(tmp_path: Path) -> None:
     orders = runs[0].orders.orders()
     assert len(orders) == sum(d.action in ("enter", "exit") for d in system.decisions)
     assert all(runs[0].result.submit_reasons[o.client_order_id].startswith("rh-") for o in orders)
+
+
+def test_the_partial_first_base_bar_left_out_is_logged_with_its_instrument() -> None:
+    """A paper daemon of regime_hazard strategies on two instruments logged 'time bars: the bar closing at ... is not
+    emitted ...' for each, naming neither: its base bars' builder is not the kernel's, which names its instrument."""
+    from loguru import logger
+
+    strategy = {"name": "tradebus.strategies.regime_hazard:RegimeHazard", "instruments": [IID],
+                "params": {**PARAMS, "quantity": 0.01}}
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m).rstrip()), format="{message}", level="INFO")
+    try:
+        playback = Playback(config_of({**binance_config(None, None, ["trade"], strategy=strategy), "warm_up": False}))
+        playback.run(SPOT_CAPTURE)
+    finally:
+        logger.remove(sink)
+    first = _capture_trades().ts_event[0]
+    assert first % 1_000_000_000  # the capture starts inside a 1 s base bar
+    close = pd.Timestamp((first // 1_000_000_000 + 1) * 1_000_000_000).to_datetime64()
+    dropped = [line for line in lines if "is not emitted" in line]
+    assert dropped == [f"{IID}: time bars: the bar closing at {close} is not emitted: the first trade seen came "
+                       "inside it, after trades not seen (a run started mid-bar)"]

@@ -288,11 +288,15 @@ class RegimeHazardSystem:
         (OKX BTC-USDT-SWAP 0.01 BTC), so base bars count base units as the kernel's bars
         from trades do (see :class:`~tradebus.features.bars.BarBuilder`). 1 for trades in
         base units (spot, and the research runner's CSV trades).
+    label
+        Names the base bars in their builder's log lines (the strategy's: its instrument id).
     """
 
     def __init__(self, params: RegimeHazardParams, *, meta: ModelSchedule | None = None,
-                 hazard: ModelSchedule | None = None, use_hazard: bool = False, contract_size: float = 1.0) -> None:
+                 hazard: ModelSchedule | None = None, use_hazard: bool = False, contract_size: float = 1.0,
+                 label: str = "") -> None:
         self.p = params
+        self._label = label
         self.base_ns, self.entry_ns, self.regime_ns = params.intervals_ns()
         self.meta, self.hazard, self.use_hazard = meta, hazard, use_hazard
         self.builder_ts = 0
@@ -371,7 +375,8 @@ class RegimeHazardSystem:
         self.builder = self._base_builder(contract_size)
 
     def _base_builder(self, contract_size: float) -> BarBuilder:
-        return BarBuilder("time", interval_ns=self.base_ns, whole_only=self._mid_stream, contract_size=contract_size)
+        return BarBuilder("time", interval_ns=self.base_ns, whole_only=self._mid_stream, contract_size=contract_size,
+                          label=self._label)
 
     def lose(self, until_ns: int) -> None:
         """Trades were lost for good between the last trade fed and ``until_ns``: no bar is built over them.
@@ -707,7 +712,8 @@ class RegimeHazard(Strategy):
         core = RegimeHazardParams(**{k: getattr(self.params, k) for k in RegimeHazardParams.model_fields})
         if self.params.models:
             meta, hazard = load_models(self.params.models, core)
-        self.system = RegimeHazardSystem(core, meta=meta, hazard=hazard, use_hazard=self.params.use_hazard)
+        self.system = RegimeHazardSystem(core, meta=meta, hazard=hazard, use_hazard=self.params.use_hazard,
+                                         label=self.instrument_id)
         self._book_seq = -1
 
     def _feed_book(self, ts: int) -> None:
