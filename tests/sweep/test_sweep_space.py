@@ -624,3 +624,37 @@ def test_the_documented_tpe_space_asks_only_points_that_make_a_valid_quickstart_
             refused.append(f"{trial.params}: {exc}")
         study.tell(trial, 0.0)
     assert not refused, f"{len(refused)} of 40 points refused, e.g. {refused[0]}"
+
+
+@pytest.mark.parametrize("quote", ["", "'"])
+def test_walk_forward_and_stress_times_finer_than_a_microsecond_are_refused_naming_each_field(
+    tmp_path: Path, quote: str
+) -> None:
+    """walk_forward.start/end and a stress variant's flash_crash.at and vol_spike.start were cut to the
+    microsecond unsaid (2024-01-01T00:00:00.123456789Z gave ...123456000 ns) as data.start is not."""
+    moment = f"{quote}2024-01-01T00:00:00.123456789Z{quote}"
+    path = tmp_path / "space.yaml"
+    path.write_text(
+        "params: {strategy.params.fast: [5]}\n"
+        f"walk_forward: {{train: 1d, test: 1d, start: {moment}, end: {moment}}}\n"
+        "stress:\n"
+        f"  - {{name: crash, flash_crash: {{at: {moment}, depth: 0.1}}}}\n"
+        f"  - {{name: spike, vol_spike: {{start: {moment}, duration: 1h, factor: 2.0}}}}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match="space.yaml") as info:
+        load_space(path)
+    for field in ("walk_forward.start", "walk_forward.end", "stress.0.flash_crash.at", "stress.1.vol_spike.start"):
+        assert f"{field}: '2024-01-01T00:00:00.123456789Z' is 789 ns past a whole microsecond" in str(info.value), field
+
+
+def test_walk_forward_and_stress_times_to_the_microsecond_are_kept() -> None:
+    space = SweepSpace.model_validate({
+        "params": {"strategy.params.fast": [5]},
+        "walk_forward": {"train": "1d", "test": "1d", "start": "2024-01-01T00:00:00.123456Z"},
+        "stress": [{"name": "crash", "flash_crash": {"at": "2024-01-01T00:00:00.000001Z", "depth": 0.1}}],
+    })
+    assert space.walk_forward is not None and space.stress is not None
+    assert space.walk_forward.start is not None and space.stress[0].flash_crash is not None
+    assert space.walk_forward.start.microsecond == 123456
+    assert space.stress[0].flash_crash.at.microsecond == 1

@@ -51,7 +51,7 @@ that runs the trial; the data in the catalog is never modified.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import msgspec
@@ -61,6 +61,7 @@ from pydantic import Field, PositiveFloat, ValidationError, field_validator
 
 from tradebus.config import RunConfig, parse_duration, to_ns
 from tradebus.config.base import StrictModel, describe_errors
+from tradebus.config.units import Moment
 from tradebus.data.replay import ReplayBatch
 from tradebus.errors import ConfigError
 from tradebus.engine.messages import FundingRate, MarkPrice
@@ -87,7 +88,7 @@ def _check_duration(value: str) -> str:
 class FlashCrash(_Model):
     """A gap down of ``depth`` at ``at``, recovering linearly over ``recovery`` (see the module doc)."""
 
-    at: datetime | date
+    at: Moment
     depth: float = Field(gt=0.0, lt=1.0)
     recovery: str = "1d"
     instruments: list[str] | None = None
@@ -109,7 +110,7 @@ class FlashCrash(_Model):
 class VolSpike(_Model):
     """Log-moves amplified by ``factor`` inside ``[start, start + duration)`` (see the module doc)."""
 
-    start: datetime | date
+    start: Moment
     duration: str
     factor: PositiveFloat
     instruments: list[str] | None = None

@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
 from typing import Any
 
 import numpy as np
@@ -27,6 +26,7 @@ from pydantic import field_validator
 
 from tradebus.config import RunConfig, parse_duration, to_ns
 from tradebus.config.base import StrictModel
+from tradebus.config.units import Moment
 from tradebus.data.catalog import Catalog
 from tradebus.errors import ConfigError, DataError
 from tradebus.reports.metrics import (
@@ -49,8 +49,8 @@ class WalkForwardSpec(StrictModel):
 
     train: str
     test: str
-    start: datetime | date | None = None
-    end: datetime | date | None = None
+    start: Moment | None = None
+    end: Moment | None = None
 
     @field_validator("train", "test")
     @classmethod
