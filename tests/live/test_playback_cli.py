@@ -7,6 +7,7 @@ import contextlib
 import gzip
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -439,6 +440,39 @@ def test_serve_refuses_a_config_whose_spot_and_usdm_feeds_share_a_symbol(tmp_pat
     assert (f"--config {config}: feeds.0 (spot: BTCUSDT.BINANCE) and feeds.1 (usdm: BTCUSDT.BINANCE_USDM) subscribe "
             f"symbol BTCUSDT, and the recording {SPOT_CAPTURE} served here has one stream of it") in message
     assert "serving" not in message and not written.exists()
+
+
+@pytest.mark.parametrize(("symbol", "channels", "refused"), [
+    ("BTCUSDT-LINEAR", ["publicTrade", "tickers", "orderbook.200", "kline.1"], None),
+    ("BTCUSDT-LINEAR", ["publicTrade", "orderbook.50"], "feeds.0: orderbook.50.BTCUSDT: a stream its subscriptions ask for"),
+    ("XRPUSDT-LINEAR", ["publicTrade"], "feeds.0.subscriptions: XRPUSDT-LINEAR.BYBIT (symbol XRPUSDT-LINEAR): not in the recording"),
+])
+def test_a_bybit_linear_config_is_checked_against_the_recordings_streams_by_its_stream_symbol(
+    tmp_path: Path, symbol: str, channels: list[str], refused: str | None
+) -> None:
+    """A linear instrument's symbol ends with -LINEAR, which its streams drop (publicTrade.BTCUSDT): serve refused
+    BTCUSDT-LINEAR as 'not in the recording' of the Bybit recording its daemon runs on."""
+    from tradebus.adapters.bybit.parse import frame_stream
+    from tradebus.errors import ConfigError
+    from tradebus.node.playback import check_served_symbols
+
+    from .node_testdata import BYBIT_INSTRUMENT, BYBIT_RECORDING
+
+    topics = {stream for _, _, raw in read_frames(BYBIT_RECORDING) if (stream := frame_stream(raw)) is not None}
+    assert {"publicTrade.BTCUSDT", "orderbook.200.BTCUSDT", "tickers.BTCUSDT", "kline.1.BTCUSDT"} <= topics
+    iid = f"{symbol}.BYBIT"
+    data = {
+        "instruments": [dict(BYBIT_INSTRUMENT, symbol=symbol)],
+        "strategy": {"name": "tradebus.strategies.tick_ema:TickEmaCross", "instruments": [iid],
+                     "params": {"fast": 2, "slow": 5, "quantity": 0.001}},
+        "venue": {"fill_on": "trades"},
+        "feeds": [{"venue": "bybit", "market": "linear", "subscriptions": {iid: channels}}],
+    }
+    if refused is None:
+        check_served_symbols(data, tmp_path / "paper.yaml", BYBIT_RECORDING, topics)
+        return
+    with pytest.raises(ConfigError, match=re.escape(refused)):
+        check_served_symbols(data, tmp_path / "paper.yaml", BYBIT_RECORDING, topics)
 
 
 @contextlib.contextmanager

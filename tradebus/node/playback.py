@@ -131,7 +131,7 @@ from tradebus.node.config import PaperConfig, dump_paper_config, load_paper_conf
 from tradebus.execution.client_ids import BACKTEST_RUN_ID
 from tradebus.execution.journal import Journal
 from tradebus.node.daemon import build_paper_kernel, kept_files, recover_journal
-from tradebus.adapters.common.feed import Feed
+from tradebus.adapters.common.feed import Feed, venue_symbol
 from tradebus.adapters.common.trade_gaps import TradeGapLog
 from tradebus.node.feeds import attach_feeds, build_feeds, feed_of_connection
 from tradebus.node.missed_hours import RUN_START_KEY, MissedFailures, MissedPrices, read_missed_record
@@ -802,9 +802,10 @@ def check_served_symbols(data: dict[str, Any], config: Path, recording: Path, to
     """Refuse a paper config (``data``, read from ``config``) subscribing an instrument or a stream the served
     recording lacks.
 
-    ``topics`` are the recording's streams (the venue protocol's ``topic_of``); an instrument's symbol is in the
-    recording when it is one of a topic's parts (``btcusdt`` of ``btcusdt@trade``, ``BTC-USDT`` of
-    ``trades:BTC-USDT``, ``BTCUSDT`` of ``publicTrade.BTCUSDT``), whatever the case.
+    ``topics`` are the recording's streams (the venue protocol's ``topic_of``); an instrument is in the recording
+    when its stream symbol (:func:`~tradebus.adapters.common.feed.venue_symbol`) is one of a topic's parts
+    (``btcusdt`` of ``btcusdt@trade``, ``BTC-USDT`` of ``trades:BTC-USDT``, ``BTCUSDT`` of
+    ``publicTrade.BTCUSDT`` for ``BTCUSDT-LINEAR``), whatever the case.
 
     Raises
     ------
@@ -835,7 +836,7 @@ def check_served_symbols(data: dict[str, Any], config: Path, recording: Path, to
         f"feeds.{n}.subscriptions: {iid} (symbol {instruments[iid].symbol})"
         for n, feed in enumerate(parsed.feeds)
         for iid in feed.subscriptions
-        if instruments[iid].symbol.lower() not in parts
+        if venue_symbol(feed, instruments[iid]).lower() not in parts
     ]
     shown = sorted(topics)
     listed = ", ".join(shown[:20]) + (f", ... ({len(shown)} in all)" if len(shown) > 20 else "")
