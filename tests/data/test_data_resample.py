@@ -292,12 +292,9 @@ def test_bars_built_racing_overwrites_of_the_source_in_another_process_are_those
     assert sorted(set(outcomes)) == [0, 1], len(outcomes)  # both versions were read
 
 
-def test_bars_built_over_missed_trades_are_named_in_a_warning_and_the_manifest(catalog: Catalog) -> None:
-    """A trades dataset lacking 400 trades (ids in its missed_trades, as an imported recording stores them) gave
-    bars over the hole built as if complete, unsaid; the bars named are those that differ from the bars of the
-    complete trades."""
-    from loguru import logger
-
+def _cut_trades(catalog: Catalog) -> np.ndarray:
+    """Write trades_cut: the BTCUSDT trades without the 400 of positions 800..1199, its missed_trades saying so;
+    the complete trades' ids."""
     whole = catalog.read("binance", "spot", "BTCUSDT", "trades")
     ids, ts = whole.column("trade_id").to_numpy().astype(np.int64), whole.column("ts_event").to_numpy()
     cut = np.ones(len(ids), dtype=bool)
@@ -306,6 +303,16 @@ def test_bars_built_over_missed_trades_are_named_in_a_warning_and_the_manifest(c
     with catalog.writer("binance", "spot", "BTCUSDT", "trades_cut", kind="trades") as writer:
         writer.write(whole.filter(pa.array(cut)))
         writer.commit(missed_trades=[(int(ts[799]), int(ts[1200]), int(ids[800]), int(ids[1199]), 400)])
+    return ids
+
+
+def test_bars_built_over_missed_trades_are_named_in_a_warning_and_the_manifest(catalog: Catalog) -> None:
+    """A trades dataset lacking 400 trades (ids in its missed_trades, as an imported recording stores them) gave
+    bars over the hole built as if complete, unsaid; the bars named are those that differ from the bars of the
+    complete trades."""
+    from loguru import logger
+
+    ids = _cut_trades(catalog)
     warnings: list[str] = []
     sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
     try:
@@ -324,3 +331,36 @@ def test_bars_built_over_missed_trades_are_named_in_a_warning_and_the_manifest(c
             f"(ids {ids[800]}..{ids[1199]}, printed between ")
     assert len(warnings) == 1 and warnings[0].startswith(note), warnings
     assert any(n.startswith(note) for n in manifest.notes) and warnings[0] in manifest.notes
+
+
+def test_volume_bars_built_over_missed_trades_name_every_bar_the_gap_shifts(catalog: Catalog) -> None:
+    """A volume bar closes on the size summed since the bar before: 400 trades lost shift the later bars, but the
+    warning named the one bar over the gap (closing 00:00:34.102) where 6, to 00:00:41.675, differ from the complete
+    trades' bars; it now names every bar from it on (which of them fall back in step cannot be told without the
+    lost trades)."""
+    from loguru import logger
+
+    _cut_trades(catalog)
+    warnings: list[str] = []
+    sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
+    try:
+        manifest = resample.bars_from_trades(catalog, DatasetRef("binance", "spot", "BTCUSDT", "trades_cut"), "volume",
+                                             threshold=5.0, dataset="volume_cut")
+        resample.bars_from_trades(catalog, TRADES, "volume", threshold=5.0, dataset="volume_whole")
+    finally:
+        logger.remove(sink)
+    whole = catalog.read("binance", "spot", "BTCUSDT", "volume_whole").to_pandas()
+    built = catalog.read("binance", "spot", "BTCUSDT", "volume_cut").to_pandas()
+    differ = np.flatnonzero(~built.merge(whole, how="left", indicator=True)["_merge"].eq("both").to_numpy())
+    assert len(differ) > 2 and differ[0] > 0 and list(differ) == list(range(differ[0], differ[-1] + 1))
+
+    def iso(row: int) -> str:
+        return pd.Timestamp(built.ts_event[row], tz="UTC").isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    later = len(built) - differ[0] - 1
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(f"the bar closing {iso(differ[0])} lacks 400 trades of binance/spot/BTCUSDT/trades_cut"), warnings
+    assert warnings[0].endswith(f"built without them; the {later} volume bars after it, closing {iso(differ[0] + 1)} to "
+                                f"{iso(len(built) - 1)}, are counted on from it and may close elsewhere than the "
+                                "complete trades' would"), warnings
+    assert warnings[0] in manifest.notes

@@ -160,28 +160,34 @@ def _bars_from_trades(
         notes = [f"{mode} bars built from {source.relpath().as_posix()} ({trades} trades); the unfinished last "
                  "bar is not written"]
         if manifest.missed_trades:
-            notes.extend(_bars_over_missed_trades(source, manifest.missed_trades, np.concatenate(closes), regular))
+            notes.extend(_bars_over_missed_trades(source, manifest.missed_trades, np.concatenate(closes), mode, regular))
         if contract_size != 1.0:
             notes.append(f"trade sizes x contract_size {contract_size:g}: volume in base units")
         return writer.commit(notes, quality=check.report().summary())
 
 
 def _bars_over_missed_trades(source: DatasetRef, missed: list[tuple[int, int, int, int, int]], closes: np.ndarray,
-                             interval_ns: int | None) -> list[str]:
+                             mode: str, interval_ns: int | None) -> list[str]:
     """A note, also logged as a WARNING, per gap in the trade ids of ``source`` (its manifest's ``missed_trades``)
     naming the bars built over it (``closes``: their close times; ``interval_ns``: of time bars, else a bar spans
     from the close before it): they lack the trades the gap holds, printed after its ``start_ns`` and before its
-    ``end_ns``, and were built as if complete."""
+    ``end_ns``, and were built as if complete. A bar of another ``mode`` than time closes on what it counted since
+    the bar before (trades, size, notional, imbalance), so the gap may shift the later bars too (until one closes
+    where the complete trades' would, which cannot be told without them): the note names them."""
     opens = closes - interval_ns if interval_ns else np.concatenate(([np.iinfo(np.int64).min], closes[:-1]))
     notes = []
     for start, end, first, last, lost in missed:
         over = np.flatnonzero((closes > start) & (opens < end))
         if not over.size:
             continue  # before the first bar's trades, or in the unfinished last bar, which is not written
-        closing = (f"the bar closing {iso_ns(closes[over[0]])}" if over.size == 1 else
-                   f"{over.size} bars closing {iso_ns(closes[over[0]])} to {iso_ns(closes[over[-1]])}")
-        note = (f"{closing} lack {lost} trades of {source.relpath().as_posix()} (ids {first}..{last}, printed between "
+        closing = (f"the bar closing {iso_ns(closes[over[0]])} lacks" if over.size == 1 else
+                   f"{over.size} bars closing {iso_ns(closes[over[0]])} to {iso_ns(closes[over[-1]])} lack")
+        note = (f"{closing} {lost} trades of {source.relpath().as_posix()} (ids {first}..{last}, printed between "
                 f"{iso_ns(start)} and {iso_ns(end)}, its missed_trades): built without them")
+        later = closes[over[-1] + 1:]
+        if interval_ns is None and later.size:
+            note += (f"; the {later.size} {mode} bars after it, closing {iso_ns(later[0])} to {iso_ns(later[-1])}, "
+                     "are counted on from it and may close elsewhere than the complete trades' would")
         logger.warning("{}", note)
         notes.append(note)
     return notes
