@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from sweep_helpers import REPO, catalog_config, file_config, write_yaml
+from sweep_helpers import IID, REPO, catalog_config, file_config, make_config, write_yaml
 from typer.testing import CliRunner
 
 from tradebus.cli import app
@@ -658,3 +658,36 @@ def test_walk_forward_and_stress_times_to_the_microsecond_are_kept() -> None:
     assert space.walk_forward.start is not None and space.stress[0].flash_crash is not None
     assert space.walk_forward.start.microsecond == 123456
     assert space.stress[0].flash_crash.at.microsecond == 1
+
+
+def test_walk_forward_folds_over_a_dataset_stamped_to_the_nanosecond_load_as_trial_configs(tmp_path: Path) -> None:
+    """Folds over the data span of a catalog whose first row is at ...00.123456789 started at that nanosecond, which
+    each trial's data.start (a datetime, to the microsecond) refused: '...123456789Z' is 789 ns past a whole
+    microsecond; the span now starts at the microsecond, the first row kept in the first fold."""
+    import pyarrow as pa
+
+    from tradebus.config import parse_config
+    from tradebus.data.catalog import Catalog
+    from tradebus.data.ingest import import_path
+    from tradebus.sweep.trial import TrialSpec
+    from tradebus.sweep.walkforward import data_span
+
+    fixtures = REPO / "tests" / "fixtures" / "data"
+    import_path(tmp_path, fixtures / "btcusdt-trades.parquet", venue="binance", market="spot", symbol="BTCUSDT",
+                kind="trades")
+    catalog = Catalog(tmp_path)
+    trades = catalog.read("binance", "spot", "BTCUSDT", "trades")
+    ts = trades.column("ts_event").to_numpy() + 123_456_789
+    for column in ("ts_event", "ts_init"):
+        shifted = pa.array(trades.column(column).to_numpy() + 123_456_789, type=pa.int64())
+        trades = trades.set_column(trades.schema.get_field_index(column), column, shifted)
+    with catalog.writer("binance", "spot", "BTCUSDT", "trades_ns", kind="trades") as writer:
+        writer.write(trades)
+        writer.commit()
+    data = make_config({"catalog": str(tmp_path), "sources": [{"instrument": IID, "dataset": "binance/spot/BTCUSDT/trades_ns"}]})
+    config = parse_config(data)
+    span = data_span(config)
+    fold = folds(WalkForwardSpec(train="10s", test="5s"), span)[0]
+    trial = parse_config(apply_overrides(data, TrialSpec(0, "config.yaml", {}, window=fold.window("train")).overrides()))
+    assert span == (int(ts[0]) - 789, int(ts[-1]) + 1)
+    assert trial.data.start_ns == int(ts[0]) - 789 and trial.data.end_ns == int(ts[0]) - 789 + 10_000_000_000
