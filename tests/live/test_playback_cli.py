@@ -442,6 +442,31 @@ def test_serve_refuses_a_config_whose_spot_and_usdm_feeds_share_a_symbol(tmp_pat
     assert "serving" not in message and not written.exists()
 
 
+def test_serve_refuses_bybit_spot_and_linear_feeds_of_one_stream_symbol(tmp_path: Path) -> None:
+    """Bybit spot BTCUSDT and linear BTCUSDT-LINEAR are one stream symbol (publicTrade.BTCUSDT): the two-market check
+    compared the instruments' symbols, which differ, and let both feeds read the recording's one stream."""
+    from tradebus.adapters.bybit.parse import frame_stream
+    from tradebus.errors import ConfigError
+    from tradebus.node.playback import check_served_symbols
+
+    from .node_testdata import BYBIT_INSTRUMENT, BYBIT_RECORDING
+
+    topics = {stream for _, _, raw in read_frames(BYBIT_RECORDING) if (stream := frame_stream(raw)) is not None}
+    spot = dict(BYBIT_INSTRUMENT, symbol="BTCUSDT", kind="spot")
+    data = {
+        "instruments": [BYBIT_INSTRUMENT, spot],
+        "strategy": {"name": "tradebus.strategies.tick_ema:TickEmaCross", "instruments": ["BTCUSDT-LINEAR.BYBIT"],
+                     "params": {"fast": 2, "slow": 5, "quantity": 0.001}},
+        "venue": {"fill_on": "trades"},
+        "feeds": [{"venue": "bybit", "market": "linear", "subscriptions": {"BTCUSDT-LINEAR.BYBIT": ["publicTrade"]}},
+                  {"venue": "bybit", "market": "spot", "subscriptions": {"BTCUSDT.BYBIT": ["publicTrade"]}}],
+    }
+    with pytest.raises(ConfigError, match=re.escape(
+        "feeds.0 (linear: BTCUSDT-LINEAR.BYBIT) and feeds.1 (spot: BTCUSDT.BYBIT) subscribe symbol BTCUSDT,"
+    )):
+        check_served_symbols(data, tmp_path / "paper.yaml", BYBIT_RECORDING, topics)
+
+
 @pytest.mark.parametrize(("symbol", "channels", "refused"), [
     ("BTCUSDT-LINEAR", ["publicTrade", "tickers", "orderbook.200", "kline.1"], None),
     ("BTCUSDT-LINEAR", ["publicTrade", "orderbook.50"], "feeds.0: orderbook.50.BTCUSDT: a stream its subscriptions ask for"),

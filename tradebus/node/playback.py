@@ -814,7 +814,8 @@ def check_served_symbols(data: dict[str, Any], config: Path, recording: Path, to
         be sent nothing for it and recycle its connection for want of market data), or a stream (a channel of a
         symbol, with its depth speed, book depth or bar interval: :meth:`~tradebus.adapters.common.feed.Feed.subscribed_streams`)
         the recording does not hold, which the server routes by its exact name: naming it and the recording's streams;
-        or feeds of two markets subscribe one symbol (Binance spot and USD-M ``BTCUSDT``): the server sends its one
+        or feeds of two markets subscribe one stream symbol (Binance spot and USD-M ``BTCUSDT``, Bybit spot
+        ``BTCUSDT`` and linear ``BTCUSDT-LINEAR``): the server sends its one
         stream of that symbol to both, so one market's instrument would be fed the other market's trades and book.
     """
     parsed = parse_config(data, f"--config {config}", config.resolve().parent, model=PaperConfig)
@@ -823,12 +824,12 @@ def check_served_symbols(data: dict[str, Any], config: Path, recording: Path, to
     first: dict[str, tuple[int, str, str]] = {}
     for n, feed in enumerate(parsed.feeds):
         for iid in feed.subscriptions:
-            symbol = instruments[iid].symbol.lower()
-            m, market, other = first.setdefault(symbol, (n, feed.market, iid))
+            symbol = venue_symbol(feed, instruments[iid])
+            m, market, other = first.setdefault(symbol.lower(), (n, feed.market, iid))
             if market != feed.market:
                 raise ConfigError(
                     f"--config {config}: feeds.{m} ({market}: {other}) and feeds.{n} ({feed.market}: {iid}) subscribe "
-                    f"symbol {instruments[iid].symbol}, and the recording {recording} served here has one stream of it, "
+                    f"symbol {symbol}, and the recording {recording} served here has one stream of it, "
                     f"which both would read as their own market's: serve each market's recording on a server of its "
                     f"own and point each feed's ws_url (and rest_url) at its server"
                 )
