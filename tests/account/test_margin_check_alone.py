@@ -4,7 +4,9 @@
 shares a settle asset with by an inlined copy of ``available`` and ``position_notional``. The
 test runs both paths on the same random states (long, short, flat, unpriced, reversals, working
 orders) with wallets around what the order needs, and wants the same refusal text or ``None``
-from each. A fill counts the margin of every other working order, and none of its own (hand-derived).
+from each, for fills of the only working order (the inlined path skips the walk of the working
+orders then), of one among others and of one not submitted yet. A fill counts the margin of every
+other working order, and none of its own (hand-derived).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tradebus.engine.messages import (
     OrderCanceled,
     OrderFilled,
     OrderSide,
+    OrderStatus,
     OrderType,
     SubmitOrder,
     TimeInForce,
@@ -54,8 +57,14 @@ INSTRUMENTS = {
 }
 
 
-def _order(coid: str, iid: str, side: OrderSide, qty: float, order_type: OrderType, price: float) -> Order:
-    return Order(coid, "s", iid, side, order_type, qty, price, math.nan, TimeInForce.GTC, False, False, 0, ts_last=0)
+def _order(
+    coid: str, iid: str, side: OrderSide, qty: float, order_type: OrderType, price: float, working: bool = False
+) -> Order:
+    """An order, accepted by the venue if ``working`` (as ``working()`` gives them), else not submitted yet."""
+    status = OrderStatus.ACCEPTED if working else OrderStatus.INITIALIZED
+    return Order(
+        coid, "s", iid, side, order_type, qty, price, math.nan, TimeInForce.GTC, False, False, 0, status, ts_last=0
+    )
 
 
 def _state(rng: random.Random, inst: Instrument) -> tuple[MarginAccount, MarginAccount, list[Order], float]:
@@ -81,7 +90,7 @@ def _state(rng: random.Random, inst: Instrument) -> tuple[MarginAccount, MarginA
         side = rng.choice([OrderSide.BUY, OrderSide.SELL])
         order_type = rng.choice([OrderType.MARKET, OrderType.LIMIT])
         size = rng.choice([1.0, 2.0]) * (100.0 if inst.inverse else 0.01)
-        working.append(_order(f"w{k}", iid, side, size, order_type, entry * rng.uniform(0.9, 1.1)))
+        working.append(_order(f"w{k}", iid, side, size, order_type, entry * rng.uniform(0.9, 1.1), True))
     last = mark if mark == mark else entry
     for account in accounts:
         account.bind(lambda: working, lambda _iid: last, lambda: len(working))
@@ -96,6 +105,8 @@ def test_the_inlined_check_of_an_instrument_alone_refuses_exactly_what_the_gener
     iid = inst.instrument_id
     rng = random.Random(f"alone-{kind}")
     outcomes = {"passed": 0, "refused": 0}
+    # fills of the only working order (the inlined check skips the walk), of one among others, of one not working
+    filled = {"lone": 0, "among others": 0, "not working": 0}
     for _ in range(400):
         alone, general, working, last = _state(rng, inst)
         assert iid in alone._alone
@@ -115,8 +126,10 @@ def test_the_inlined_check_of_an_instrument_alone_refuses_exactly_what_the_gener
             reason = alone.check_fill(order, fill_qty, price, fee)
             assert reason == general.check_fill(order, fill_qty, price, fee)
             outcomes["passed" if reason is None else "refused"] += 1
+            filled["not working" if order is fresh else "lone" if len(working) == 1 else "among others"] += 1
     # the states straddle the boundary: both answers are common
     assert min(outcomes.values()) > 200, outcomes
+    assert min(filled.values()) > 150, filled
 
 
 def test_a_fill_counts_the_margin_of_the_other_working_orders_and_none_of_its_own() -> None:
