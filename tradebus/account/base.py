@@ -47,7 +47,9 @@ class Account(Protocol):
         ``working()`` returns the open orders (objects with ``client_order_id``,
         ``instrument_id``, ``side``, ``order_type``, ``price``, ``trigger_price``,
         ``leaves_qty``, ``is_open``), ``count()`` how many there are (cheaply);
-        ``price(instrument_id)`` the last price (NaN if none).
+        ``price(instrument_id)`` the last price (NaN if none). An order an account is asked about
+        whose ``is_open`` is true is one of ``working()`` (a margin account's check of the fill of the
+        only working order takes no other order's margin off without walking them).
         """
 
     def track(self, orders: WorkingOrders) -> None:
