@@ -165,27 +165,12 @@ async def test_a_restart_books_the_fill_a_journaled_filled_order_lacked_once_the
         assert order.filled_qty == pytest.approx(0.01)
         first.close()  # the process stops: its journal holds the order FILLED with 0.01 of 0.02 booked
         h.emulator.listed_late.clear()  # the venue's trade history lists the second fill now
-        journal = Journal(path)
-        clock = LiveClock()
-        api = BinanceTrading(h.emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {IID: INST}, timeout=0.25)
-        venue = LiveVenue(api, clock)
-        kernel = Kernel([INST], clock=clock, venue=venue, timeouts=FAST, initial_cash=100_000.0, journal=journal)
-        try:
-            unknown = journal.replay(kernel.orders, kernel.portfolio, clock.now_ns(), on_message=kernel.record_journaled)
-            venue.on_answer = kernel.execution.reconcile_order
-            holds: dict[str, str] = {IID: "live start-up: reconciling positions with the venue"}
-            reconciler = Reconciler(kernel, venue, _hold_to(holds), 2.0)
-            await reconciler.startup(unknown, [])
-            await venue.drain(2.0)
-            await reconciler.compare_balances(startup=True)
+        async with _restarted(h, path) as (kernel, holds):
             restored = kernel.orders.order(order.client_order_id)
             assert restored.status is OrderStatus.FILLED and restored.filled_qty == pytest.approx(0.02)
             assert kernel.portfolio.account.balance("BTC") == pytest.approx(0.02) and holds == {}
             assert [f.trade_id for f in kernel.result.fills][-1] == late
             assert len({f.trade_id for f in kernel.result.fills}) == len(kernel.result.fills) == 2
-        finally:
-            await venue.aclose()
-            journal.close()
 
 
 async def test_the_missing_fills_hold_lifts_as_soon_as_the_late_fills_are_booked_without_waiting_for_a_round() -> None:
@@ -223,28 +208,15 @@ async def test_a_restart_does_not_query_a_journaled_filled_order_older_than_the_
     async with harness(stream_faults=_both_fill_frames_dropped(), trade_size_limit=True, timeouts=slow, journal=first) as h:
         order, _ = await _filled_twice_unseen(h, late_reads=10**6)  # the venue no longer lists its second fill
         first.close()
-        journal = Journal(path)
-        clock = LiveClock()
-        api = BinanceTrading(h.emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {IID: INST}, timeout=0.25)
-        api.fills_history_ns = clock.now_ns() - order.ts_last - 1  # the order's last event is just beyond the window
-        venue = LiveVenue(api, clock)
-        kernel = Kernel([INST], clock=clock, venue=venue, timeouts=FAST, initial_cash=100_000.0, journal=journal)
-        try:
-            unknown = journal.replay(kernel.orders, kernel.portfolio, clock.now_ns(), on_message=kernel.record_journaled)
-            venue.on_answer = kernel.execution.reconcile_order
-            anomalies: list[OrderAnomaly] = []
-            kernel.bus.subscribe(OrderAnomaly, anomalies.append)
-            holds: dict[str, str] = {IID: "live start-up: reconciling positions with the venue"}
-            reconciler = Reconciler(kernel, venue, _hold_to(holds), 2.0)
-            await reconciler.startup(unknown, [])
-            await venue.drain(2.0)
-            await reconciler.compare_balances(startup=True)
-            assert venue.requests["query"] == 0 and anomalies == []  # not asked again, nothing republished
+
+        def window(api: BinanceTrading, clock: LiveClock) -> None:
+            api.fills_history_ns = clock.now_ns() - order.ts_last - 1  # the order's last event is just beyond the window
+
+        anomalies: list[OrderAnomaly] = []
+        async with _restarted(h, path, window, anomalies) as (kernel, holds):
+            assert kernel.venue.requests["query"] == 0 and anomalies == []  # type: ignore[attr-defined]  # not asked again, nothing republished
             assert kernel.orders.order(order.client_order_id).filled_qty == pytest.approx(0.01)
             assert "0.01 BTC held here but 0.02 at the venue" in holds[IID]  # the holdings still decide
-        finally:
-            await venue.aclose()
-            journal.close()
 
 
 @pytest.mark.parametrize("cancel_frame", ["delivered", "dropped"])
@@ -270,27 +242,12 @@ async def test_a_restart_books_the_late_fill_of_a_canceled_order_once_the_venue_
         assert order.filled_qty == 0.0
         first.close()  # the process stops: its journal holds the order CANCELED with nothing booked
         h.emulator.listed_late.clear()  # the venue's trade history lists the fill now
-        journal = Journal(path)
-        clock = LiveClock()
-        api = BinanceTrading(h.emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {IID: INST}, timeout=0.25)
-        venue = LiveVenue(api, clock)
-        kernel = Kernel([INST], clock=clock, venue=venue, timeouts=FAST, initial_cash=100_000.0, journal=journal)
-        try:
-            unknown = journal.replay(kernel.orders, kernel.portfolio, clock.now_ns(), on_message=kernel.record_journaled)
-            venue.on_answer = kernel.execution.reconcile_order
-            holds: dict[str, str] = {IID: "live start-up: reconciling positions with the venue"}
-            reconciler = Reconciler(kernel, venue, _hold_to(holds), 2.0)
-            await reconciler.startup(unknown, [])
-            await venue.drain(2.0)
-            await reconciler.compare_balances(startup=True)
+        async with _restarted(h, path) as (kernel, holds):
             restored = kernel.orders.order(order.client_order_id)
             assert restored.status is OrderStatus.CANCELED and restored.filled_qty == pytest.approx(0.01)
             assert kernel.portfolio.account.balance("BTC") == pytest.approx(0.01) and holds == {}
             assert [f.trade_id for f in kernel.result.fills] == [str(fill.trade_id)]
-            assert venue.requests["query"] == 1
-        finally:
-            await venue.aclose()
-            journal.close()
+            assert kernel.venue.requests["query"] == 1  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
@@ -414,10 +371,14 @@ async def test_a_restart_books_the_late_fill_of_an_order_whose_cancel_replace_an
 
 @asynccontextmanager
 async def _restarted(
-    h: Harness, path: Path, setup: Callable[[BinanceTrading, LiveClock], None] | None = None
+    h: Harness,
+    path: Path,
+    setup: Callable[[BinanceTrading, LiveClock], None] | None = None,
+    anomalies: list[OrderAnomaly] | None = None,
 ) -> AsyncIterator[tuple[Kernel, dict[str, str]]]:
     """A live process restarted on the journal at ``path`` against ``h``'s emulator, its start-up
-    reconciliation run and answered; its kernel and the instruments it holds (``setup``: called on its API first).
+    reconciliation run and answered; its kernel and the instruments it holds (``setup``: called on its API first;
+    ``anomalies``: gets the order anomalies its reconciliation publishes).
     Each request is given up to WAIT: a slow answer on a loaded machine is no "no answer", which sends the query again."""
     journal = Journal(path)
     clock = LiveClock()
@@ -428,6 +389,8 @@ async def _restarted(
     kernel = Kernel([INST], clock=clock, venue=venue, timeouts=FAST, initial_cash=100_000.0, journal=journal)
     try:
         unknown = journal.replay(kernel.orders, kernel.portfolio, clock.now_ns(), on_message=kernel.record_journaled)
+        if anomalies is not None:
+            kernel.bus.subscribe(OrderAnomaly, anomalies.append)
         venue.on_answer = kernel.execution.reconcile_order
         holds: dict[str, str] = {IID: "live start-up: reconciling positions with the venue"}
         reconciler = Reconciler(kernel, venue, _hold_to(holds), 2.0)
