@@ -31,6 +31,7 @@ from tradebus.node.feeds import build_feeds
 from tradebus.node.playback import Playback, play
 from tradebus.strategies.base import Strategy
 
+from .live_harness import until
 from .node_testdata import (
     BYBIT_IID,
     BYBIT_INSTRUMENT,
@@ -129,10 +130,23 @@ async def test_orders_decided_on_trades_released_after_a_lost_frame_fill_as_in_a
     warm_up()
     decided_on_held: list[OrderSubmitted] = []
     state: dict[str, Any] = {"missed": None, "trade": None}
-    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, faults, lifetime=60.0) as srv:
+    nodes: list[PaperNode] = []
+
+    def synced() -> bool:
+        feeds = nodes[0].feeds
+        return bool(feeds) and feeds[0].feed.books["BTCUSDT"].synced  # type: ignore[attr-defined]
+
+    async def gate(raw: str) -> None:
+        # an order decided on an unsynced book is denied: a depth snapshot answered late on a loaded machine (its
+        # fetch timed out and was sent again) let the whole capture go by before it, and no order was at stake
+        if "@trade" in raw and not synced():
+            await until(synced)
+
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, faults, gate=gate, lifetime=60.0) as srv:
         data = binance_config(srv.ws_url, srv.http_url, ["trade", "depth"], tmp=tmp_path, record=True)
         data["feeds"][0]["depth_speed"] = "100ms"
         node = PaperNode(config_of(data), handle_signals=False)
+        nodes.append(node)
         result = node.kernel.result
         bus = node.kernel.bus
         bus.subscribe(TradesMissed, lambda m: state.update(missed=m))
