@@ -18,8 +18,10 @@ import numpy as np
 
 from tests.live.live_harness import answered
 from tradebus.adapters.binance.emulator import split_capture
+from tradebus.adapters.common import book
 from tradebus.adapters.common.recorder import iter_hftbacktest, read_frames
 from tradebus.execution.journal import Journal
+from tradebus.features.warmup import warm_up
 from tradebus.node.daemon import PaperNode
 from tradebus.node.config import PaperConfig, parse_paper_config
 
@@ -169,6 +171,15 @@ def config_of(data: dict[str, Any]) -> PaperConfig:
 #: (pyproject.toml, 600 s, by a thread that ends the worker with no stack of the test): a start that never comes fails
 #: here, naming it, with room left for the run's own ``timeout`` (at most 120 s) and its stop.
 START_BOUND = 300.0
+
+
+def kernels_compiled() -> None:
+    """Compile (or load from the disk cache) in this process what a daemon's warm-up does: the feature and the book
+    kernels. Called before a test's local server starts and before a daemon whose ``warm_up`` is off runs: on a cold
+    cache and a loaded machine their compile takes minutes (295 s measured), which outlasted the server's lifetime or,
+    done on the daemon's loop at its first frames, the run's bound."""
+    warm_up()
+    book.warm_up()
 
 
 async def run_node(

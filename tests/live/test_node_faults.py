@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.bybit.emulator import BybitProtocol
@@ -34,12 +35,24 @@ from .node_testdata import (
     bybit_linear_frames,
     bybit_reference,
     config_of,
+    kernels_compiled,
     okx_frames,
     okx_reference_book,
     run_node,
 )
 
 REF_BIDS, REF_ASKS, REF_LAST = binance_reference_book()
+#: Bounds of a run (from the daemon running) and of its local server (from its start): what takes seconds may take
+#: minutes on a loaded machine whose Numba cache is cold (the book's kernels compile in the loop, within the run).
+RUN_BOUND = 120.0
+SERVER_LIFETIME = 2 * RUN_BOUND
+
+
+@pytest.fixture(autouse=True)
+def _kernels_compiled() -> None:
+    """The kernels compiled before a test's server starts: a daemon's cold compile on a loaded machine (295 s measured)
+    outlasted the server's lifetime and the daemon then connected to nothing."""
+    kernels_compiled()
 
 
 class Watch:
@@ -61,7 +74,7 @@ async def run_binance(
     tmp: Path, faults: list[Fault], *, stale_after: float = 30.0, overlap: int = 60, protocol: BinanceProtocol | None = None
 ) -> tuple[PaperNode, Watch]:
     proto = protocol or BinanceProtocol(SPOT_SNAPSHOT)
-    async with LocalVenueServer(proto, SPOT_FRAMES, faults, resume_overlap=overlap, lifetime=60.0) as srv:
+    async with LocalVenueServer(proto, SPOT_FRAMES, faults, resume_overlap=overlap, lifetime=SERVER_LIFETIME) as srv:
         data = binance_config(srv.ws_url, srv.http_url, ["trade", "bookTicker", "depth"], stale_after=stale_after)
         node = PaperNode(config_of(data), handle_signals=False)
         watch = Watch(node, IID)
@@ -71,7 +84,7 @@ async def run_binance(
             sync = node.feeds[0].feed.books["BTCUSDT"]  # type: ignore[attr-defined]
             return len(watch.trades) >= len(SPOT_TRADE_IDS) and book is not None and book.last_seq == REF_LAST and sync.synced
 
-        await run_node(node, done, timeout=40.0)
+        await run_node(node, done, timeout=RUN_BOUND)
     return node, watch
 
 
@@ -133,7 +146,7 @@ async def test_silent_feed_publishes_feed_stale_denies_orders_then_reconnects(tm
     faults = [Fault(FaultKind.SILENCE, at=300, match="@trade", seconds=math.inf)]
     proto = BinanceProtocol(SPOT_SNAPSHOT)
     probes: list[str] = []
-    async with LocalVenueServer(proto, SPOT_FRAMES, faults, resume_overlap=60, lifetime=60.0) as srv:
+    async with LocalVenueServer(proto, SPOT_FRAMES, faults, resume_overlap=60, lifetime=SERVER_LIFETIME) as srv:
         data = binance_config(srv.ws_url, srv.http_url, ["trade", "bookTicker", "depth"], stale_after=0.5)
         node = PaperNode(config_of(data), handle_signals=False)
         watch = Watch(node, IID)
@@ -152,7 +165,7 @@ async def test_silent_feed_publishes_feed_stale_denies_orders_then_reconnects(tm
             book = node.kernel.cache.book(IID)
             return len(watch.trades) >= len(SPOT_TRADE_IDS) and book is not None and book.last_seq == REF_LAST
 
-        await run_node(node, done, timeout=40.0)
+        await run_node(node, done, timeout=RUN_BOUND)
     (stale,) = watch.of(FeedStale)
     assert stale.source == "binance-spot"
     denied = [e for e in watch.of(OrderDenied) if e.client_order_id == "probe-1"]
@@ -167,7 +180,7 @@ async def test_corrupted_okx_checksum_resubscribes_and_the_book_matches_the_capt
     faults = [Fault(FaultKind.CORRUPT, at=30, match='"instId":"BTC-USDT"},"action":"update"', field="checksum", value=123)]
     inst_trades = [t for t, raw in frames if '"channel":"trades","instId":"BTC-USDT"' in raw and '"data"' in raw]
     assert inst_trades
-    async with LocalVenueServer(OkxProtocol(frames), frames, faults, lifetime=60.0) as srv:
+    async with LocalVenueServer(OkxProtocol(frames), frames, faults, lifetime=SERVER_LIFETIME) as srv:
         data = {
             "instruments": [OKX_INSTRUMENT],
             "strategy": {
@@ -194,7 +207,7 @@ async def test_corrupted_okx_checksum_resubscribes_and_the_book_matches_the_capt
             return (srv.cursor >= len(frames) and bool(watch.of(BookResynced))
                     and feed.parser.book_in_sync("BTC-USDT", "books"))  # type: ignore[attr-defined]
 
-        await run_node(node, done, timeout=40.0)
+        await run_node(node, done, timeout=RUN_BOUND)
     (resynced,) = watch.of(BookResynced)
     assert resynced.instrument_id == OKX_IID and "checksum" in resynced.reason
     assert node.feeds[0].client.resubscriptions == 1  # type: ignore[union-attr]
@@ -210,7 +223,7 @@ async def test_bybit_dropped_connection_resubscribes_and_the_book_matches_the_ca
     topic = "orderbook.200.BTCUSDT"
     ref_bids, ref_asks, ref_trades = bybit_reference(topic)
     faults = [Fault(FaultKind.DROP, at=200, match='"topic":"orderbook.200.BTCUSDT"')]
-    async with LocalVenueServer(BybitProtocol(frames), frames, faults, resume_overlap=60, lifetime=60.0) as srv:
+    async with LocalVenueServer(BybitProtocol(frames), frames, faults, resume_overlap=60, lifetime=SERVER_LIFETIME) as srv:
         data = {
             "instruments": [BYBIT_INSTRUMENT],
             "strategy": {
@@ -236,7 +249,7 @@ async def test_bybit_dropped_connection_resubscribes_and_the_book_matches_the_ca
             parser = node.feeds[0].parser  # type: ignore[attr-defined]
             return srv.cursor >= len(frames) and parser.book_in_sync(topic) and len(watch.trades) >= len(ref_trades)
 
-        await run_node(node, done, timeout=40.0)
+        await run_node(node, done, timeout=RUN_BOUND)
     assert node.summary.feeds["bybit-linear"]["connections"] == 2
     (resynced,) = watch.of(BookResynced)
     assert resynced.instrument_id == BYBIT_IID and "connection lost" in resynced.reason
