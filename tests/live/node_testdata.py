@@ -210,7 +210,7 @@ async def run_node(
             running.cancel()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while loop.time() < deadline and not task.done():
+        while not task.done():
             if node.running.is_set() and done():
                 reached = True
                 if act is not None:
@@ -218,6 +218,8 @@ async def run_node(
                         await after_replay()
                     await answered(node.kernel)
                     await act()
+                break
+            if loop.time() >= deadline:  # after done() was asked: a loop held past the deadline asks it once more
                 break
             await asyncio.sleep(0.02)
     finally:

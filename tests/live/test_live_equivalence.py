@@ -58,6 +58,7 @@ from tests.live.node_testdata import (
     SPOT_SNAPSHOT,
     SPOT_TRADE_IDS,
     binance_config,
+    kernels_compiled,
     run_node,
 )
 from tests.live.venue_kits import KITS, VenueKit
@@ -75,6 +76,10 @@ from tradebus.node.playback import play
 SPOT = {**BINANCE_INSTRUMENT, "margin": False}
 _IN_FLIGHT = (OrderStatus.INITIALIZED, OrderStatus.SUBMITTED, OrderStatus.UNKNOWN)
 _TRADE_PRICES = [float(json.loads(raw)["data"]["p"]) for _, raw in SPOT_FRAMES if "@trade" in raw]
+#: Bounds of a daemon's run over a whole capture, to fail a test that hangs: seconds on a quiet machine, more on a
+#: loaded one (the runs' configs turn the warm-up off: each test compiles the kernels first, :func:`kernels_compiled`).
+PAPER_BOUND = 120.0
+LIVE_BOUND = 300.0
 
 
 def _data(ws_url: str, rest_url: str) -> dict[str, Any]:
@@ -134,7 +139,10 @@ async def _live(tmp: Path, *, gated: bool) -> tuple[LiveNode, BinancePrivateEmul
             data["live"] = {"rest_url": emulator.rest_url, "ws_api_url": emulator.ws_api_url, "request_timeout": 2.0, "submit_timeout": 2.0}
             node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
             holder.append(node)
-            await _run_through(node, len(SPOT_TRADE_IDS), lambda: len(emulator.trades))
+            # ungated, an order the daemon decided on one of the last trades after the server had sent them all arrives
+            # after the emulator matched the last trade: nothing can fill it, it stays working
+            after_the_last = (lambda o: arrived.get(o.client_order_id) == len(_TRADE_PRICES)) if not gated else None
+            await _run_through(node, len(SPOT_TRADE_IDS), lambda: len(emulator.trades), after_the_last)
     return node, emulator, arrived
 
 
@@ -165,36 +173,46 @@ def _latency_zero_gate(
             and not node.guard.holds
             and kernel.result.trades == seen[0]
             and not any(o.status in _IN_FLIGHT for o in kernel.orders.orders()),
-            timeout=10,
         )
         # ... the emulator matches the trade, and the daemon books what it filled before it sees the trade
         feeder.on_sent(raw)
         seen[0] += n
-        await until(lambda: len(kernel.result.fills) == venue_fills(), timeout=10)
+        await until(lambda: len(kernel.result.fills) == venue_fills())
 
     return gate
 
 
-async def _run_through(node: LiveNode, n_trades: int, venue_fills: Callable[[], int]) -> None:
-    """Run ``node`` until it has seen ``n_trades`` trades, booked every venue fill and has no order working; stop it."""
+async def _run_through(
+    node: LiveNode, n_trades: int, venue_fills: Callable[[], int], unfillable: Callable[[Any], bool] | None = None
+) -> None:
+    """Run ``node`` until it has seen ``n_trades`` trades, booked every venue fill and has no order working but those
+    ``unfillable`` says no trade is left to fill; stop it."""
     task = asyncio.create_task(node.run())
     kernel = node.kernel
+
+    def working(o: Any) -> bool:
+        return o.status in _IN_FLIGHT or (o.status is OrderStatus.ACCEPTED and not (unfillable is not None and unfillable(o)))
+
     await until(
         lambda: task.done()
         or (kernel.result.trades == n_trades and len(kernel.result.fills) == venue_fills()
-            and not any(o.status in _IN_FLIGHT or o.status is OrderStatus.ACCEPTED for o in kernel.orders.orders())),
-        timeout=90,
+            and not any(working(o) for o in kernel.orders.orders())),
+        timeout=LIVE_BOUND,
     )
     node.stop("test done")
     await asyncio.wait_for(task, 20)
 
 
 async def test_backtest_paper_and_live_on_the_emulator_give_the_same_decisions_and_fills(tmp_path: Path) -> None:
+    kernels_compiled()
     backtest = play(SPOT_CAPTURE, parse_paper_config(_data("ws://unused", "http://unused"), "<test>")).kernel.result
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES) as srv:
         node = PaperNode(parse_paper_config(_data(srv.ws_url, srv.http_url), "<test>"), handle_signals=False)
         paper = node.kernel.result
-        await run_node(node, lambda: paper.trades == len(SPOT_TRADE_IDS) and all(o.status is OrderStatus.FILLED for o in paper.orders))
+        await run_node(
+            node, lambda: paper.trades == len(SPOT_TRADE_IDS) and all(o.status is OrderStatus.FILLED for o in paper.orders),
+            timeout=PAPER_BOUND,
+        )
     live_node, emulator, _ = await _live(tmp_path / "gated", gated=True)
     live = live_node.kernel.result
 
@@ -211,6 +229,7 @@ async def test_backtest_paper_and_live_on_the_emulator_give_the_same_decisions_a
 
 async def test_without_the_gate_live_fills_only_at_trades_after_the_order_arrived(tmp_path: Path) -> None:
     """The documented difference: at a real pace a market order fills at the first trade after its arrival."""
+    kernels_compiled()
     node, emulator, arrived = await _live(tmp_path, gated=False)
     live = node.kernel.result
     # a sell decided before the daemon has booked the buy's fill is denied (spot: no BTC yet), so
@@ -262,6 +281,7 @@ async def _kit_live(kit: VenueKit, tmp: Path, n_trades: int) -> tuple[LiveNode, 
 
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
 async def test_backtest_paper_and_live_agree_on_okx_and_bybit_spot(kit: VenueKit, tmp_path: Path) -> None:
+    kernels_compiled()
     frame_trades = [_kit_trades(kit, raw) for _, raw in kit.frames]
     trade_ids = [tid for ids in frame_trades for tid in ids]
     # one trade per frame of the traded instrument: the gate holds each trade alone (module docstring)
@@ -272,7 +292,10 @@ async def test_backtest_paper_and_live_agree_on_okx_and_bybit_spot(kit: VenueKit
     async with LocalVenueServer(_PUBLIC[kit.venue](kit.frames), kit.frames) as srv:
         node = PaperNode(parse_paper_config(_kit_paper_data(kit, tmp_path, srv.ws_url, kit.emulator()), "<test>"), handle_signals=False)
         paper = node.kernel.result
-        await run_node(node, lambda: paper.trades == len(trade_ids) and all(o.status is OrderStatus.FILLED for o in paper.orders))
+        await run_node(
+            node, lambda: paper.trades == len(trade_ids) and all(o.status is OrderStatus.FILLED for o in paper.orders),
+            timeout=PAPER_BOUND,
+        )
     live_node, emulator = await _kit_live(kit, tmp_path / "live", len(trade_ids))
     live = live_node.kernel.result
 
