@@ -237,10 +237,11 @@ class RunResult:
     """Everything a run produced, in memory (the writers turn it into files).
 
     ``start_ns``/``end_ns`` are the ``ts_init`` (receive time, the kernel's clock) of the first
-    and last market-data message; ``first_event_ns``/``last_event_ns`` the earliest and latest
-    ``ts_event`` (venue time) of the trades and bars, or of the quotes in a run with neither
-    (some venues' quotes carry no venue time: Binance spot ``bookTicker`` quotes are stamped
-    with their receive time).
+    and last market-data message (a backtest's book messages included: a run on a book source
+    alone has its span and final sample); ``first_event_ns``/``last_event_ns`` the earliest and
+    latest ``ts_event`` (venue time) of the trades and bars, or of the quotes and a backtest's book
+    messages in a run with neither (some venues' quotes carry no venue time: Binance spot
+    ``bookTicker`` quotes are stamped with their receive time).
     """
 
     instruments: tuple[str, ...]
@@ -470,7 +471,8 @@ class Kernel:
         self._holdings_priced_at: dict[str, int] = {}
         # run() refuses a backtest whose starting holdings are not all priced from its start.
         self._refuse_unpriced_holdings = False
-        # Venue-time span of the quotes: the run's span only when it has no trades or bars.
+        # Venue-time span of the quotes and a backtest's book messages: the run's span only when it has no
+        # trades or bars.
         self._quote_first_ns: int | None = None
         self._quote_last_ns: int | None = None
         self._started = False
@@ -987,6 +989,7 @@ class Kernel:
         book = books[iid]
         if book is not None:
             book.apply(msg)
+        self._count_book(msg.ts_init, msg.ts_event)
         self.bus.publish(msg)
 
     def _mark_book(self, msg: BookSnapshot | BookDelta) -> None:
@@ -1019,11 +1022,15 @@ class Kernel:
         self.result.trades += 1
 
     def _count_quote(self, ts: int, ts_event: int) -> None:
+        self._count_book(ts, ts_event)
+        self.result.quotes += 1
+
+    def _count_book(self, ts: int, ts_event: int) -> None:
+        """Extend the receive-time span and the quotes' venue-time span (not counted in :attr:`RunResult.quotes`)."""
         result = self.result
         if result.start_ns is None:
             result.start_ns = ts
         result.end_ns = ts
-        result.quotes += 1
         first = self._quote_first_ns
         if first is None or ts_event < first:
             self._quote_first_ns = ts_event
