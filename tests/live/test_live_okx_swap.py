@@ -666,3 +666,33 @@ async def test_funding_billed_while_the_daemon_was_down_is_booked_once_at_restar
         assert [f.payment for f in again.kernel.result.funding] == pytest.approx(paid, abs=1e-9)
         assert again.kernel.portfolio.account.balance("USDT") == pytest.approx(emulator.balances["USDT"], abs=1e-8)
     assert [p.payment for p in _journaled_funding(tmp_path / "journal.sqlite")] == pytest.approx(paid, abs=1e-9)
+
+
+async def test_a_restart_that_sees_no_trade_ends_on_a_sample_holding_the_funding_it_booked(tmp_path: Path) -> None:
+    """A session buys 2 contracts at 30,000 (taker fee 0.3 USDT) and stops; OKX bills a funding while the daemon is
+    down; the restart books it from the bills and no trade comes before it stops. Before, its last equity sample (so
+    ``final_equity`` and ``equity.csv``'s last row) stayed the first session's, taken at that session's last trade:
+    the 0.06 USDT of funding was in ``funding_paid`` but not in the equity."""
+    async with OKX_SWAP.emulator() as emulator:
+        first = await _run(tmp_path, emulator, OKX_SWAP.frames[:1], lambda node: _open_long(node, emulator))
+        before = first.kernel.result.equity[-1]
+        paid = emulator.settle_funding("BTC-USDT-SWAP", 0.0001, FUNDING_PX)
+        async with LocalVenueServer(_protocol([], emulator), [], speed=16.0) as srv:  # a market stream sending nothing
+            data = _config(tmp_path, srv.ws_url, emulator, reconcile_interval=0.5)
+            node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE)),
+                            handle_signals=False)
+            await run_node(node, lambda: len(node.kernel.result.funding) >= 1, 60.0)
+        wallet = emulator.balances["USDT"]
+    assert node.kernel.result.trades == 1  # the first session's trade only (the journal's count)
+    # funding: 2 contracts x 0.01 BTC x 30,000 x 0.0001 = 0.06 USDT paid by the long; fee 0.02 x 30,000 x 0.0005 = 0.3
+    assert paid == pytest.approx(0.06)
+    assert wallet == pytest.approx(100_000.0 - 0.3 - 0.06, abs=1e-8)
+    assert (before.fees_paid, before.funding_paid) == (pytest.approx(0.3, abs=1e-12), 0.0)
+    last = node.kernel.result.equity[-1]
+    assert last.ts > before.ts
+    assert (last.fees_paid, last.funding_paid) == (pytest.approx(0.3, abs=1e-12), pytest.approx(0.06, abs=1e-12))
+    # the long still marked at the first session's last trade: the venue's wallet plus its unrealised PnL
+    (mark,) = last.marks
+    assert mark == before.marks[0]
+    assert last.equity == pytest.approx(wallet + 0.02 * (mark - FUNDING_PX), abs=1e-8)
+    assert last.equity == pytest.approx(before.equity - 0.06, abs=1e-8)

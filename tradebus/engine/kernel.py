@@ -1313,6 +1313,21 @@ class Kernel:
         interval = self._equity_interval
         self.next_sample_ns = (ts // interval + 1) * interval
 
+    def _sample_if_changed(self) -> None:
+        """Take a sample at the clock's time if it is past the last sample and the portfolio changed since."""
+        samples = self.result.equity
+        now = self.clock.now_ns()
+        if not samples or now <= samples[-1].ts:
+            return
+        last = samples[-1]
+        self.sync_marks()
+        equity, cash, value, realized, unrealized, fees, funding, interest = self.portfolio.valuation()
+        if (equity, cash, value, realized, unrealized, fees, funding, interest) != (
+            last.equity, last.cash, last.position_value, last.realized_pnl, last.unrealized_pnl, last.fees_paid,
+            last.funding_paid, last.interest_paid,
+        ):
+            self.sample_equity(now, final=True)
+
     def _journaled(self, sample: EquitySample) -> JournaledSample:
         result = self.result
         return JournaledSample(
@@ -1404,7 +1419,7 @@ class Kernel:
         logger.warning("the run stops before {} got a price: its equity counts it 0", _holdings_text(unpriced))
         return True
 
-    def stop(self, *, start: bool = True, closing: bool = True) -> None:
+    def stop(self, *, start: bool = True, closing: bool = True, late_sample: bool = False) -> None:
         """End every strategy's run, take the final equity sample and collect the orders.
 
         Each strategy's :meth:`~tradebus.strategies.base.Strategy.end_run` calls its ``at_stop``
@@ -1416,6 +1431,9 @@ class Kernel:
         venue did; the clock stays at the last message, and timers due after it do not fire.
         ``closing`` false (the replay of a daemon's session that ended without a stop, killed): neither the
         strategies' end nor the final sample, which that daemon never came to; the results are collected as they stand.
+        ``late_sample`` (a live daemon, whose venue books fills and funding between market messages): the portfolio
+        changed since the last sample, which was at the last market message (or is a journal's, the restart having
+        seen none), gets a final sample at the clock's time.
 
         Raises
         ------
@@ -1435,6 +1453,8 @@ class Kernel:
         end = self.result.end_ns
         if closing and end is not None and (not self.result.equity or self.result.equity[-1].ts != end):
             self.sample_equity(end, final=True)
+        if closing and late_sample:
+            self._sample_if_changed()
         if self.result.first_event_ns is None:  # after the sample: a journaled one keeps the spans apart
             self.result.first_event_ns, self.result.last_event_ns = self._quote_first_ns, self._quote_last_ns
         self.result.orders = self.orders.orders()

@@ -291,6 +291,9 @@ class PaperNode:
     #: ``flush_every`` frames, ``flush_interval`` seconds); every journal write flushes it too.
     record_flush_every = 256
     record_flush_interval = 1.0
+    #: Whether the venue books fills and funding between market messages (a live venue's user stream and
+    #: reconciliation): the stop then samples equity again if the portfolio changed after the last sample.
+    _venue_books_between_messages = False
 
     def __init__(
         self,
@@ -772,7 +775,8 @@ class PaperNode:
         with steps.step("closing the venue"):
             self.venue.close()
         with steps.step("stopping the kernel"):
-            self.kernel.stop(start=self._start_strategies)  # the strategies have ended: the results are collected
+            # the strategies have ended: the results are collected
+            self.kernel.stop(start=self._start_strategies, late_sample=self._venue_books_between_messages)
         if self.recorder is not None:
             with steps.step("closing the recording"):
                 close_recorder(self.recorder)

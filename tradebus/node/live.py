@@ -620,6 +620,7 @@ class LiveNode(PaperNode):
     guard: LiveGuard
     summary: LiveSummary
     mode = "live"
+    _venue_books_between_messages = True
     summary_class = LiveSummary
     #: A timer's or a message handler's orders leave when it runs: it reads the wall clock.
     replay_times = False
