@@ -116,3 +116,17 @@ async def test_kill_flatten_with_no_journal_at_the_configured_path_is_refused_be
         assert len(h.emulator.requests) == requests  # nothing canceled, nothing sold: the user fixes the path and runs it again
     assert not missing.exists()
     assert h.emulator.balances[kit.base] == pytest.approx(0.003)
+
+
+def test_live_kill_help_says_flatten_closes_short_positions_too() -> None:
+    """``tradebus live-kill --help`` said ``--flatten`` would "sell every position": a perpetual's short is bought back
+    (a reduce-only market buy, as test_live_okx_swap's and test_live_bybit_linear's flattens show)."""
+    from typer.testing import CliRunner
+
+    from tradebus.cli import app
+
+    result = CliRunner().invoke(app, ["live-kill", "--help"], terminal_width=200, env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "sell every position" not in text
+    assert "close every position the journal holds at market: sell a holding or a long, buy back a short (reduce-only)" in text

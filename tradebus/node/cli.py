@@ -67,7 +67,9 @@ def live_kill(
     config: Annotated[Path, typer.Argument(help="The live config of the account.", show_default=False)],
     mainnet: Annotated[bool, typer.Option("--mainnet", help="The config's account is on mainnet.")] = False,
     reason: Annotated[str, typer.Option(help="Why (kept in the journal).")] = "kill switch",
-    flatten: Annotated[bool, typer.Option("--flatten", help="Also sell every position the journal holds, at market.")] = False,
+    flatten: Annotated[bool, typer.Option("--flatten", help=(
+        "Also close every position the journal holds at market: sell a holding or a long, buy back a short (reduce-only)."
+    ))] = False,
 ) -> None:
     """Cancel every open order of the account's instruments (optionally flatten) and leave the journal HALTED until live-resume.
 
