@@ -696,3 +696,34 @@ async def test_a_restart_that_sees_no_trade_ends_on_a_sample_holding_the_funding
     assert mark == before.marks[0]
     assert last.equity == pytest.approx(wallet + 0.02 * (mark - FUNDING_PX), abs=1e-8)
     assert last.equity == pytest.approx(before.equity - 0.06, abs=1e-8)
+
+
+async def test_a_stop_canceling_a_positions_exit_warns_that_the_position_stays_open(tmp_path: Path) -> None:
+    """``live.cancel_on_stop`` (on here) cancels a long's reduce-only take-profit at the stop. Before, the log said
+    only "canceling 1 open order(s)", then "stopped ... positions {...: 2.0}": nothing told the user the long was left
+    at the venue with no exit. A limit buy below the market, which exits nothing, is canceled without the warning."""
+    told: list[tuple[str, str]] = []
+
+    async def act(node: LiveNode) -> None:
+        await _open_long(node, emulator)
+        now = node.clock.now_ns()
+        for side, price, reduce in ((OrderSide.SELL, 40_000.0, True), (OrderSide.BUY, 20_000.0, False)):
+            order = node.kernel.execution.submit(
+                SubmitOrder("TickEmaCross", SWAP_IID, "", side, 1.0, now, now, OrderType.LIMIT, price, reduce_only=reduce))
+            await until(lambda order=order: order.client_order_id in emulator.orders)
+        sink_ids.append(logger.add(lambda m: told.append((m.record["level"].name, m.record["message"])), level="INFO",
+                                   format="{message}", filter=lambda r: r["message"].startswith("stopping")))
+
+    sink_ids: list[int] = []
+    try:
+        async with OKX_SWAP.emulator() as emulator:
+            node = await _run(tmp_path, emulator, OKX_SWAP.frames[:1], act)
+    finally:
+        for sink in sink_ids:
+            logger.remove(sink)
+    assert not node.kernel.orders.open_orders() and node.kernel.portfolio.position(SWAP_IID) == 2.0
+    warned = [message for level, message in told if level == "WARNING"]
+    assert warned == [
+        f"stopping: {SWAP_IID} position 2 stays open at the venue with no exit working: live.cancel_on_stop canceled its "
+        "exit orders (`tradebus live-kill CONFIG --flatten` closes it)"
+    ], told

@@ -99,7 +99,7 @@ from tradebus.adapters.registry import VENUES, client_id_rules, venue_adapter
 from tradebus.config import dump_config, load_config, parse_config
 from tradebus.config.base import HttpUrl, StrictModel, WsUrl, env_name
 from tradebus.engine.kernel import Kernel, RunResult
-from tradebus.engine.messages import CancelOrder, OrderFilled, OrderStatus, SubmitOrder, TradingState
+from tradebus.engine.messages import CancelOrder, OrderFilled, OrderSide, OrderStatus, SubmitOrder, TradingState
 from tradebus.errors import ConfigError, DataError, OrdersLeftAtVenue
 from tradebus.execution.client_ids import ClientIdRule
 from tradebus.execution.engine import OrderTimeouts
@@ -1296,7 +1296,9 @@ class LiveNode(PaperNode):
             cut_before = steps.cancelled
             with steps.step("canceling the open orders"):
                 self.guard.stopping = "stopping: the daemon cancels its open orders (live.cancel_on_stop)"
+                protected = self._positions_with_exits()
                 await self._cancel_all(settings.stop_timeout)
+                self._warn_unprotected(protected)
             left = [o.client_order_id for o in self.kernel.orders.open_orders()]
             if cut_before is None and steps.cancelled is not None and left:
                 logger.error(
@@ -1305,6 +1307,24 @@ class LiveNode(PaperNode):
                     len(left), left, _CHECK_LEFT_AT_VENUE,
                 )
         self._note_orders_left(_left_reason(settings.cancel_on_stop, self.dry_run))
+
+    def _positions_with_exits(self) -> set[str]:
+        """The instruments holding a position that a working order would reduce (a stop-loss, a take-profit)."""
+        position = self.kernel.portfolio.position
+        return {
+            o.instrument_id for o in self.kernel.orders.open_orders()
+            if (held := position(o.instrument_id)) != 0.0 and (o.side is OrderSide.SELL) == (held > 0.0)
+        }
+
+    def _warn_unprotected(self, protected: set[str]) -> None:
+        """Warn of each position of ``protected`` the stop's cancels left open with no exit working at the venue."""
+        working = {o.instrument_id for o in self.kernel.orders.open_orders()}
+        position = self.kernel.portfolio.position
+        for iid in sorted(protected - working):
+            if position(iid) != 0.0:
+                logger.warning("stopping: {} position {} stays open at the venue with no exit working: live.cancel_on_stop "
+                               "canceled its exit orders (`tradebus live-kill CONFIG --flatten` closes it)",
+                               iid, _number(position(iid)))
 
     def _note_orders_left(self, why: str) -> None:
         """Log each order still open or unknown here once trading has stopped, and list it in ``node.json``
