@@ -74,7 +74,7 @@ def test_okx_account_balances_and_errors() -> None:
     with pytest.raises(FatalVenueError, match="60012") as other:
         _okx().parse('{"event":"error","code":"60012","msg":"Invalid request"}')
     assert not isinstance(other.value, CredentialsRefused)
-    for code in ("63999", "60014"):  # a login failed on OKX's side: the stream reconnects and logs in again
+    for code in ("63999", "60014", "50013", "50026"):  # a login failed on OKX's side: the stream logs in again
         with pytest.raises(VenueError, match=f"login failed, {code}") as passing:
             _okx().parse(f'{{"event":"error","code":"{code}","msg":"Login failed due to internal error."}}')
         assert classify_error(passing.value) is ErrorClass.RETRYABLE

@@ -468,10 +468,12 @@ async def test_a_key_revoked_while_the_daemon_runs_stops_it_as_refused_credentia
     assert order.client_order_id in journaled
 
 
-@pytest.mark.parametrize("code", ["63999", "60014", *(c for c, _, _ in FREEZES)])
+@pytest.mark.parametrize("code", ["63999", "60014", "50013", "50026", *(c for c, _, _ in FREEZES)])
 async def test_an_okx_login_failed_on_okxs_side_reconnects_and_the_daemon_runs_on(code: str, tmp_path: Path) -> None:
     """OKX answers the reconnecting private stream's login 63999 ("Login failed due to internal error. Please try again
-    later."), 60014 ("Requests too frequent") or one of its freezes for the moment (FREEZES: 50009 "Account is frozen
+    later."), 60014 ("Requests too frequent"), 50013 ("System is busy, please try again later.") or 50026 ("System
+    error. Try again later.": both stopped the daemon, though REST takes them for OKX's passing failures) or one of its
+    freezes for the moment (FREEZES: 50009 "Account is frozen
     due to stop-out.", for as long as its forced liquidation lasts; 50022 "Account frozen and related operations
     restricted due to forced liquidation. Please try again later.", and the other ADL and liquidation freezes OKX says
     to try again after): this stopped the daemon ('fatal connection error', exit 1) though nothing is wrong with the
@@ -493,6 +495,30 @@ async def test_an_okx_login_failed_on_okxs_side_reconnects_and_the_daemon_runs_o
             # the connection whose login failed, then one that logs in
             await until(lambda: task.done() or (stream.connections >= opened + 2 and stream.subscribed.is_set()), timeout=60)
             assert not task.done() and emulator.login_errors == []
+        finally:
+            node.stop("test done")
+            ended = await asyncio.gather(task, return_exceptions=True)
+    assert not isinstance(ended[0], BaseException), ended[0]
+
+
+@pytest.mark.parametrize("code", ["50013", "50026"])
+async def test_an_okx_login_failed_for_okxs_busy_system_at_start_up_logs_in_again_and_the_daemon_starts(
+    code: str, tmp_path: Path
+) -> None:
+    """OKX answers the start-up's first private login 50013 ("System is busy, please try again later.") and then 50026
+    ("System error. Try again later."), or the other way round: the start ended at the first ('fatal connection error:
+    FatalVenueError: okx user stream: 50013 ...', exit 1); the stream now logs in again after its backoff, as after
+    63999, and the daemon starts and subscribes."""
+    account = ACCOUNTS["okx"]
+    async with account.served(tmp_path, []) as (emulator, data):
+        emulator.login_errors.extend([code, "50026" if code == "50013" else "50013"])
+        config = parse_live_config(data, "<test>")
+        node = LiveNode(config, ApiKeys.from_env(config.live, account.env()), handle_signals=False)
+        task = asyncio.create_task(node.run())
+        try:
+            await until(lambda: task.done() or (node.running.is_set() and node.stream.subscribed.is_set()), timeout=60)
+            assert not task.done() and emulator.login_errors == []
+            assert node.stream.connections >= 3
         finally:
             node.stop("test done")
             ended = await asyncio.gather(task, return_exceptions=True)

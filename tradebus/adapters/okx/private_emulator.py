@@ -134,11 +134,13 @@ def _sign(secret: bytes, payload: str) -> str:
 #: OKX's messages of its WebSocket login errors (its API docs, WebSocket error codes; the ``500xx`` its REST table's).
 _LOGIN_ERRORS = {
     "50009": "Account is frozen due to stop-out.",
+    "50013": "System is busy, please try again later.",
     "50017": "Position frozen and related operations restricted due to auto-deleveraging (ADL). Please try again later.",
     "50019": "Account frozen and related operations restricted due to auto-deleveraging (ADL). Please try again later.",
     "50020": "Position frozen and related operations restricted due to forced liquidation. Please try again later.",
     "50022": "Account frozen and related operations restricted due to forced liquidation. Please try again later.",
     "50023": "Funding fees frozen and related operations are restricted. Please try again later.",
+    "50026": "System error. Try again later.",
     "50100": "API frozen, please contact customer service.",
     "60009": "Login failure",
     "60014": "Requests too frequent",

@@ -190,10 +190,12 @@ FREEZE_ADVICE: dict[str, str] = {
 #: REST codes of ``credential_codes`` (REST's "API key doesn't exist" is ``50119``).
 LOGIN_REFUSED_CODES = frozenset({"60005", "60007", "60009", "60024", "60031", "60032", *KEY_ADVICE, *ACCOUNT_ADVICE})
 #: The WebSocket login's failures that are OKX's and pass (the same list: ``63999`` "Login failed due to internal
-#: error. Please try again later."; ``60014`` "Requests too frequent"): the stream reconnects with backoff and logs in
-#: again; so do :data:`FREEZE_ADVICE`'s freezes, which end with their liquidation, ADL or settlement. ``60009`` "Login
-#: failure" stays a refusal: OKX words its own failure with ``63999``.
-LOGIN_RETRY_CODES = frozenset({"63999", "60014", *FREEZE_ADVICE})
+#: error. Please try again later."; ``60014`` "Requests too frequent"; its REST table's "General Class", which the
+#: login answers too: ``50013`` "System is busy, please try again later.", ``50026`` "System error. Try again later.",
+#: those REST leaves the outcome unknown on): the stream reconnects with backoff and logs in again, at start-up as
+#: while the daemon runs; so do :data:`FREEZE_ADVICE`'s freezes, which end with their liquidation, ADL or settlement.
+#: ``60009`` "Login failure" stays a refusal: OKX words its own failure with ``63999``.
+LOGIN_RETRY_CODES = frozenset({"63999", "60014", "50013", "50026", *FREEZE_ADVICE})
 #: The WebSocket login's refusals of its timestamp (the same list: ``60004`` "Invalid timestamp", ``60006`` "Timestamp
 #: request expired"; "the request will expire 30 seconds after the timestamp"): :class:`TimestampRefused`, the stream
 #: measures OKX's clock and logs in again (:class:`~tradebus.adapters.common.user_stream.PrivateStream`).
