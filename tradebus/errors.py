@@ -25,7 +25,9 @@ publishes ``BookResynced`` / ``FeedStale`` with the reason (see
 
 from __future__ import annotations
 
+import difflib
 import errno
+from collections.abc import Sequence
 
 __all__ = [
     "BookError",
@@ -40,6 +42,7 @@ __all__ = [
     "TradebusError",
     "VenueError",
     "describe_os_error",
+    "did_you_mean",
 ]
 
 
@@ -118,3 +121,22 @@ def describe_os_error(exc: OSError) -> str:
     """An OS error as a message names it: its errno's name and text, e.g. ``ENOSPC: No space left on device``."""
     code = errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno is not None else "OSError"
     return f"{code}: {exc.strerror or exc}"
+
+
+def did_you_mean(word: str, words: Sequence[str]) -> str:
+    """``", did you mean 'window'?"`` when one of ``words`` (those allowed) is close to the misspelt ``word``, else ``""``.
+
+    Parameters
+    ----------
+    word
+        The name given.
+    words
+        The names allowed where it was given.
+
+    Returns
+    -------
+    str
+        The suggestion, to append to the error naming ``word``.
+    """
+    close = difflib.get_close_matches(word, words, n=1)
+    return f", did you mean {close[0]!r}?" if close else ""

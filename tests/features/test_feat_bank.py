@@ -300,9 +300,29 @@ def test_an_input_naming_another_instrument_says_a_feature_reads_its_own() -> No
         "instrument's events and features; combine two instruments in the strategy (self.features(instrument_id), "
         "or tradebus.features.pairs.KalmanHedge as the built-in pairs strategy does)"
     )
-    with pytest.raises(FeatureError) as misspelt:  # a misspelt field of the instrument's own is told no more
-        FeatureBank([{"name": "a", "kind": "ema", "params": {"span": 3}, "input": "closing"}])
-    assert str(misspelt.value) == "feature 'a': unknown input 'closing' (not an event field or feature)"
+    with pytest.raises(FeatureError) as venue:  # a symbol with a dash and an event's field
+        FeatureBank([{"name": "a", "kind": "ema", "params": {"span": 3}, "input": "BTC-USDT.OKX.trade.price"}])
+    assert "a feature reads its own instrument's events" in str(venue.value)
+
+
+@pytest.mark.parametrize(
+    ("given", "meant"),
+    [("trde.price", "trade.price"), ("trade.prise", "trade.price"), ("closing", "close"), ("fast_ma", "fast_ema")],
+)
+def test_a_misspelt_input_is_told_the_input_it_is_close_to_and_not_of_other_instruments(given: str, meant: str) -> None:
+    """A misspelt event (``trde.price``) was told 'a feature reads its own instrument's events ...; combine two
+    instruments in the strategy', as if it named another instrument; a misspelt input (an event, a field, a feature's
+    name) is now told the one it is close to, and nothing of instruments."""
+    specs = [{"name": "fast_ema", "kind": "ema", "params": {"span": 3}, "input": "close"},
+             {"name": "a", "kind": "ema", "params": {"span": 3}, "input": given}]
+    with pytest.raises(FeatureError) as misspelt:
+        FeatureBank(specs)
+    assert str(misspelt.value) == (
+        f"feature 'a': unknown input {given!r} (not an event field or feature), did you mean {meant!r}?"
+    )
+    with pytest.raises(FeatureError) as unlike:  # nothing close: the refusal alone
+        FeatureBank([{"name": "a", "kind": "ema", "params": {"span": 3}, "input": "foo.bar"}])
+    assert str(unlike.value) == "feature 'a': unknown input 'foo.bar' (not an event field or feature)"
 
 
 def test_unknown_names_in_accessors_raise_feature_error() -> None:

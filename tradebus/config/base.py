@@ -15,7 +15,6 @@ field, not at connection. It imports nothing of tradebus but its errors, so any 
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -26,7 +25,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo, field_validator
 
-from tradebus.errors import ConfigError
+from tradebus.errors import ConfigError, did_you_mean
 
 __all__ = [
     "ENV_NAME", "EnvName", "FilePath", "HttpUrl", "StrictModel", "WsUrl", "config_error_from", "describe_errors",
@@ -248,8 +247,7 @@ def _model_at(annotation: Any, loc: tuple[int | str, ...]) -> type[BaseModel] | 
 def unknown_key(key: str, keys: Sequence[str]) -> str:
     """``"unknown key (not allowed here)"``, with ``", did you mean 'window'?"`` when one of ``keys`` (those the
     section takes) is close to ``key``: the words of every misspelt config key."""
-    close = difflib.get_close_matches(key, keys, n=1)
-    return "unknown key (not allowed here)" + (f", did you mean {close[0]!r}?" if close else "")
+    return "unknown key (not allowed here)" + did_you_mean(key, keys)
 
 
 def _unknown_key(loc: tuple[int | str, ...], model: type[BaseModel] | None) -> str:

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tradebus.errors import FeatureError
+from tradebus.errors import FeatureError, did_you_mean
 from tradebus.features import drivers
 from tradebus.features.drivers import FIELD_BASE as _FIELD_BASE
 from tradebus.features.drivers import N_FIELDS as _N_FIELDS
@@ -82,6 +82,15 @@ def _field_events() -> dict[str, tuple[str, ...]]:
 
 
 _FIELD_EVENTS = _field_events()
+#: The inputs of the instrument's own events a feature may name: ``trade.price``, or ``price`` alone.
+_INPUTS = (*(f"{event}.{name}" for event in EVENTS for name in EVENT_FIELDS[event]), *_FIELD_EVENTS)
+
+
+def _names_instrument(ref: str) -> bool:
+    """Whether the input ``ref`` starts with an instrument id (``BTCUSDT.BINANCE.close``: a symbol, then its venue's
+    upper-case name), which a feature cannot read (its bank is its own instrument's)."""
+    parts = ref.split(".")
+    return len(parts) >= 3 and parts[1].isalpha() and parts[1].isupper()
 
 
 class FeatureBank:
@@ -182,11 +191,11 @@ class FeatureBank:
                     continue
                 if not tail and head in _FIELD_EVENTS:
                     continue
-                hint = "" if not tail or head in EVENTS else (
+                hint = (
                     ": a feature reads its own instrument's events and features; combine two instruments in the "
                     "strategy (self.features(instrument_id), or tradebus.features.pairs.KalmanHedge as the built-in "
                     "pairs strategy does)"
-                )
+                ) if _names_instrument(ref) else did_you_mean(ref, [*by_name, *_INPUTS])
                 raise FeatureError(f"feature {spec.name!r}: unknown input {ref!r} (not an event field or feature){hint}")
             refs[spec.name] = tuple(declared)
 
