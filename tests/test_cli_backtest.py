@@ -1065,6 +1065,31 @@ def test_ctrl_c_of_a_backtest_says_in_one_line_what_it_left_in_its_output_direct
         assert "INCOMPLETE" not in after
 
 
+@pytest.mark.parametrize(("held", "said"), [
+    ("note", "tearsheet written in place of the note a run stopped before its page left there"),
+    ("page", "tearsheet of the earlier run rewritten for this one"),
+    (None, None),
+])
+def test_the_tearsheet_a_backtest_rewrites_is_logged_as_what_the_directory_held(
+    workdir: Path, held: str | None, said: str | None
+) -> None:
+    """A backtest into an --out whose tearsheet.html was only UNWRITTEN_PAGE (a run stopped before its page) logged
+    'tearsheet of the earlier run rewritten for this one', though no earlier run's page was there; it now says the
+    note was replaced, and the earlier run's page rewritten only when there was one (a fresh --out: no page, no line)."""
+    out = workdir / "out"
+    assert invoke("backtest", str(write_config(workdir, make_config())), "--out", str(out)).exit_code == 0
+    page = out / "tearsheet.html"
+    if held == "note":
+        page.write_text(UNWRITTEN_PAGE, encoding="utf-8")
+    elif held == "page":
+        assert invoke("report", str(out)).exit_code == 0 and not page.read_text(encoding="utf-8") == UNWRITTEN_PAGE
+    result = invoke("backtest", str(write_config(workdir, make_config())), "--out", str(out), "--log-level", "INFO")
+    assert result.exit_code == 0, result.output
+    lines = [line.partition(" INFO ")[2] for line in result.output.splitlines() if " INFO tearsheet " in line]
+    assert lines == ([] if said is None else [f"{said}: {page}"]), result.output
+    assert page.is_file() == (held is not None) and (held is None or "tearsheet not written" not in page.read_text())
+
+
 @pytest.mark.parametrize("earlier", [True, False], ids=["earlier-page", "report-asked"])
 def test_a_backtest_stopped_before_its_page_leaves_no_earlier_runs_page_beside_its_files(
     workdir: Path, earlier: bool

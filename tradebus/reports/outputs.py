@@ -10,7 +10,7 @@ from loguru import logger
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import RunResult
 from tradebus.reports.metrics import compute_metrics
-from tradebus.reports.writers import REPORT_FILE, UNWRITTEN_PAGE, RunDirectory, write_run
+from tradebus.reports.writers import REPORT_FILE, UNWRITTEN_PAGE, RunDirectory, is_unwritten_page, write_run
 
 if TYPE_CHECKING:
     from tradebus.reports.stream import OutputStream
@@ -63,6 +63,7 @@ def write_outputs(
         metrics = compute_metrics(result, lot_sizes)
     page = run_dir.path / REPORT_FILE
     earlier = page.is_file()
+    unwritten = is_unwritten_page(page)
     with run_dir:
         if report or earlier:
             with run_dir.open(REPORT_FILE) as handle:
@@ -73,5 +74,7 @@ def write_outputs(
         from tradebus.reports.tearsheet import write_tearsheet
 
         write_tearsheet(run_dir.path)
-        logger.info("tearsheet {} {}", "written to" if report else "of the earlier run rewritten for this one:", page)
+        logger.info("tearsheet {} {}", "written to" if report else
+                    "written in place of the note a run stopped before its page left there:" if unwritten else
+                    "of the earlier run rewritten for this one:", page)
     return metrics
