@@ -88,9 +88,9 @@ _INPUTS = (*(f"{event}.{name}" for event in EVENTS for name in EVENT_FIELDS[even
 
 def _names_instrument(ref: str) -> bool:
     """Whether the input ``ref`` starts with an instrument id (``BTCUSDT.BINANCE.close``: a symbol, then its venue's
-    upper-case name), which a feature cannot read (its bank is its own instrument's)."""
+    upper-case name, ``BINANCE_USDM`` too), which a feature cannot read (its bank is its own instrument's)."""
     parts = ref.split(".")
-    return len(parts) >= 3 and parts[1].isalpha() and parts[1].isupper()
+    return len(parts) >= 3 and parts[1].replace("_", "").isalpha() and parts[1].isupper()
 
 
 class FeatureBank:
