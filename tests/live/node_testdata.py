@@ -166,8 +166,9 @@ def config_of(data: dict[str, Any]) -> PaperConfig:
     return parse_paper_config(data, "<test config>")
 
 
-#: Bound on a daemon's start (its feature warm-up compiles every kernel on a cold Numba cache,
-#: blocking the loop: ~30 s on a loaded 2-core machine); not part of a run's ``timeout``. Half the pytest timeout
+#: Bound on a daemon's start (its warm-up compiles the feature and the book kernels on a cold Numba cache: 295 s
+#: measured for one worker on a loaded 2-core machine; the tests compile them first, ``compiled_kernels`` in
+#: conftest.py, so a daemon then loads them); not part of a run's ``timeout``. Half the pytest timeout
 #: (pyproject.toml, 600 s, by a thread that ends the worker with no stack of the test): a start that never comes fails
 #: here, naming it, with room left for the run's own ``timeout`` (at most 120 s) and its stop.
 START_BOUND = 300.0

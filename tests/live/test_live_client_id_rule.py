@@ -5,19 +5,21 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from tests.live.live_harness import until
 from tests.live.venue_kits import OKX
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.messages import OrderStatus
-from tradebus.features.warmup import warm_up
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
+
+pytestmark = pytest.mark.usefixtures("compiled_kernels")
 
 STRATEGY_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "own_ids"
 
 
 async def test_an_own_id_okx_refuses_is_denied_naming_the_rule_and_never_posted(tmp_path: Path) -> None:
     coid = "tb-own-1"  # legal on Binance and Bybit, not on OKX (letters and digits only)
-    warm_up()  # the kernels compile before the venue streams, not within the wait below
     async with OKX.emulator() as emulator:
         async with LocalVenueServer(OKX.make_protocol(OKX.frames, emulator), OKX.frames, speed=8.0) as srv:
             body = OKX.config(tmp_path, srv.ws_url, emulator)

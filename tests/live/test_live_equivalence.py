@@ -58,7 +58,6 @@ from tests.live.node_testdata import (
     SPOT_SNAPSHOT,
     SPOT_TRADE_IDS,
     binance_config,
-    kernels_compiled,
     run_node,
 )
 from tests.live.venue_kits import KITS, VenueKit
@@ -73,11 +72,13 @@ from tradebus.node.daemon import PaperNode
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 from tradebus.node.playback import play
 
+pytestmark = pytest.mark.usefixtures("compiled_kernels")
+
 SPOT = {**BINANCE_INSTRUMENT, "margin": False}
 _IN_FLIGHT = (OrderStatus.INITIALIZED, OrderStatus.SUBMITTED, OrderStatus.UNKNOWN)
 _TRADE_PRICES = [float(json.loads(raw)["data"]["p"]) for _, raw in SPOT_FRAMES if "@trade" in raw]
 #: Bounds of a daemon's run over a whole capture, to fail a test that hangs: seconds on a quiet machine, more on a
-#: loaded one (the runs' configs turn the warm-up off: each test compiles the kernels first, :func:`kernels_compiled`).
+#: loaded one (the runs' configs turn the warm-up off: each test compiles the kernels first, ``compiled_kernels``).
 PAPER_BOUND = 120.0
 LIVE_BOUND = 300.0
 
@@ -204,7 +205,6 @@ async def _run_through(
 
 
 async def test_backtest_paper_and_live_on_the_emulator_give_the_same_decisions_and_fills(tmp_path: Path) -> None:
-    kernels_compiled()
     backtest = play(SPOT_CAPTURE, parse_paper_config(_data("ws://unused", "http://unused"), "<test>")).kernel.result
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES) as srv:
         node = PaperNode(parse_paper_config(_data(srv.ws_url, srv.http_url), "<test>"), handle_signals=False)
@@ -229,7 +229,6 @@ async def test_backtest_paper_and_live_on_the_emulator_give_the_same_decisions_a
 
 async def test_without_the_gate_live_fills_only_at_trades_after_the_order_arrived(tmp_path: Path) -> None:
     """The documented difference: at a real pace a market order fills at the first trade after its arrival."""
-    kernels_compiled()
     node, emulator, arrived = await _live(tmp_path, gated=False)
     live = node.kernel.result
     # a sell decided before the daemon has booked the buy's fill is denied (spot: no BTC yet), so
@@ -281,7 +280,6 @@ async def _kit_live(kit: VenueKit, tmp: Path, n_trades: int) -> tuple[LiveNode, 
 
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
 async def test_backtest_paper_and_live_agree_on_okx_and_bybit_spot(kit: VenueKit, tmp_path: Path) -> None:
-    kernels_compiled()
     frame_trades = [_kit_trades(kit, raw) for _, raw in kit.frames]
     trade_ids = [tid for ids in frame_trades for tid in ids]
     # one trade per frame of the traded instrument: the gate holds each trade alone (module docstring)

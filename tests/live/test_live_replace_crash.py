@@ -26,9 +26,10 @@ from tests.live.test_live_daemon import SPOT, _config as daemon_config
 from tests.live.test_node_restart import wait_for
 from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol, RestFault
 from tradebus.adapters.common.local_server import LocalVenueServer
-from tradebus.features.warmup import warm_up
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderStatus, OrderType
+
+pytestmark = pytest.mark.usefixtures("compiled_kernels")
 
 REPLACE = "/api/v3/order/cancelReplace"
 PRICES = [60_000.0, 60_000.0, 61_000.0, 62_000.0, 61_400.0, 61_400.0]
@@ -118,7 +119,6 @@ async def _kill_in_the_replace_and_restart(tmp: Path, srv: LocalVenueServer, emu
 
 
 async def test_a_replacement_in_flight_at_a_kill_keeps_trailing_and_its_oco_sibling_after_the_restart(tmp_path: Path) -> None:
-    warm_up()  # the daemons (warm_up: false) then load the kernels from the disk cache instead of compiling them cold
     inst = Instrument(**{**SPOT, "margin": False})
     emulator = BinancePrivateEmulator(KEY, SECRET, {IID: inst}, {"USDT": 100_000.0},
                                       rest_faults=[RestFault("slow", "POST", REPLACE, seconds=5.0)])

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.live.kill_harness import USDM_INST, USDM_SNAPSHOT, _USDM_TRADES, _Daemon
@@ -27,8 +28,9 @@ from tests.live.test_live_daemon import _config as daemon_config
 from tests.live.test_node_restart import wait_for
 from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, MatchingProtocol, RestFault, StreamFault
 from tradebus.adapters.common.local_server import LocalVenueServer
-from tradebus.features.warmup import warm_up
 from tradebus.engine.messages import OrderStatus, OrderType
+
+pytestmark = pytest.mark.usefixtures("compiled_kernels")
 
 CANCEL = "/fapi/v1/order"
 PRICES = [28_000.0, 28_000.0, 28_100.0, 28_000.0, 27_400.0, 27_400.0]
@@ -87,7 +89,6 @@ async def _kill_in_the_cancel_and_restart(tmp: Path, srv: LocalVenueServer, emul
 
 
 async def test_a_two_request_cancel_replace_in_flight_at_a_kill_is_placed_after_the_restart(tmp_path: Path) -> None:
-    warm_up()  # the daemons (warm_up: false) then load the kernels from the disk cache instead of compiling them cold
     emulator = BinanceFuturesEmulator(
         KEY, SECRET, {USDM_IID: USDM_INST}, {"USDT": 100_000.0},
         rest_faults=[RestFault("slow", "DELETE", CANCEL, seconds=5.0)],

@@ -18,11 +18,12 @@ from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.messages import AlgoEnded, AlgoStarted, OrderStatus
 from tradebus.execution.journal import Journal
-from tradebus.features.warmup import warm_up
 from tradebus.node.daemon import PaperNode
 from tradebus.strategies.algo_recovery import AlgoRecovery
 
 from .node_testdata import IID, SPOT_FRAMES, SPOT_SNAPSHOT, binance_config, config_of, run_node
+
+pytestmark = pytest.mark.usefixtures("compiled_kernels")
 
 PARENT = 0.04
 
@@ -36,7 +37,6 @@ def _strategy(node: PaperNode) -> TwapBuy:
 async def test_twap_working_at_a_stop_is_ended_interrupted_at_the_restart_and_its_parent_not_doubled(
     tmp_path: Path,
 ) -> None:
-    warm_up()
     strategy = {
         "name": "tests.live.twap_strategy:TwapBuy",
         "instruments": [IID],

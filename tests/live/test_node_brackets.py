@@ -19,11 +19,12 @@ import pytest
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.messages import CancelOrder, ContingentLinked, OrderStatus
-from tradebus.features.warmup import warm_up
 from tradebus.node.daemon import PaperNode
 
 from .node_testdata import IID, SPOT_FRAMES, SPOT_SNAPSHOT, binance_config, config_of, run_node
 from .test_node_restart import journal_rows
+
+pytestmark = pytest.mark.usefixtures("compiled_kernels")
 
 STOP, TARGET = 61_700.0, 61_850.0
 
@@ -52,7 +53,6 @@ async def test_a_restarted_paper_daemon_takes_over_its_bracket(tmp_path: Path, c
         children = [link for link in links(journal) if link.kind == "children"]
         return bool(children) and set(children[0].order_ids) <= accepted
 
-    warm_up()  # compiled before the server starts: a cold compile on a loaded machine outlasts its lifetime
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES) as srv:
         # 100 trades: the children work from the 3rd at the latest, the target is reached at the 509th.
         first = PaperNode(config(srv, tmp_path, enter=True, contingent=contingent), handle_signals=False, max_messages=100)

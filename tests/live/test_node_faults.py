@@ -35,24 +35,18 @@ from .node_testdata import (
     bybit_linear_frames,
     bybit_reference,
     config_of,
-    kernels_compiled,
     okx_frames,
     okx_reference_book,
     run_node,
 )
+
+pytestmark = pytest.mark.usefixtures("compiled_kernels")
 
 REF_BIDS, REF_ASKS, REF_LAST = binance_reference_book()
 #: Bounds of a run (from the daemon running) and of its local server (from its start): what takes seconds may take
 #: minutes on a loaded machine whose Numba cache is cold (the book's kernels compile in the loop, within the run).
 RUN_BOUND = 120.0
 SERVER_LIFETIME = 2 * RUN_BOUND
-
-
-@pytest.fixture(autouse=True)
-def _kernels_compiled() -> None:
-    """The kernels compiled before a test's server starts: a daemon's cold compile on a loaded machine (295 s measured)
-    outlasted the server's lifetime and the daemon then connected to nothing."""
-    kernels_compiled()
 
 
 class Watch:

@@ -29,12 +29,13 @@ from tests.reaped import areaped
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.perpetuals import FundingDue
-from tradebus.features.warmup import warm_up
 from tradebus.node.daemon import PaperNode
 
 from adapters.binance_testdata import CF_USDM, cryptofeed_frames
 from live.node_testdata import SUSHI_IID, config_of, run_node, sushi_kline_config
 from live.test_node_restart import journal_rows, signed_fills, wait_for
+
+pytestmark = pytest.mark.usefixtures("compiled_kernels")
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER = ROOT / "scripts" / "paper.py"
@@ -101,7 +102,6 @@ async def test_a_funding_held_for_its_bar_is_paid_once_by_the_daemon_restarted_a
     frames, funding_ms = _frames()
     journal = tmp_path / "journal.sqlite"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    warm_up()  # compile (or load) the kernels here once: the daemons then load them from the disk cache
     async with LocalVenueServer(BinanceProtocol(futures=True), frames, lifetime=300.0) as srv:
         cfg = tmp_path / "paper.yaml"
         cfg.write_text(yaml.safe_dump(_config(srv, journal)), encoding="utf-8")

@@ -35,14 +35,13 @@ from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.adapters.common.recorder import read_frames
 from tradebus.cli import app
-from tradebus.features.warmup import warm_up
 from tradebus.reports.writers import INCOMPLETE_MARKER, STREAMED_FILES
 
 from .node_testdata import SPOT_FRAMES, SPOT_SNAPSHOT, binance_config
 from .test_node_journal_errors import paper_config, write_journal
 from .test_node_restart import ROOT, journal_rows
 
-pytestmark = pytest.mark.usefixtures("_loguru_to_current_stderr")
+pytestmark = pytest.mark.usefixtures("_loguru_to_current_stderr", "compiled_kernels")
 
 
 def test_outputs_unwritable_at_start_exit_2_naming_the_file_and_a_restart_rewrites_them_from_the_journal(
@@ -98,7 +97,6 @@ async def run_until_the_disk_fills(
 
     ``options`` go into the config, ``cli`` after ``tradebus paper <config>``. Returns the exit code and the log.
     """
-    warm_up()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, speed=6.0, lifetime=600.0) as srv:
         data = binance_config(srv.ws_url, srv.http_url, ["trade", "bookTicker"]) | options

@@ -30,7 +30,6 @@ from tradebus.engine.messages import FundingRate, OrderAccepted, OrderFilled, Or
 from tradebus.node.daemon import PaperNode
 from tradebus.execution.client_ids import ClientOrderIds
 from tradebus.execution.journal import Journal
-from tradebus.features.warmup import warm_up
 
 from .node_testdata import (
     IID,
@@ -45,6 +44,8 @@ from .node_testdata import (
     run_node,
     usdm_config,
 )
+
+pytestmark = pytest.mark.usefixtures("compiled_kernels")
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER = ROOT / "scripts" / "paper.py"
@@ -96,7 +97,6 @@ async def wait_for(
 
 
 async def test_daemon_killed_mid_run_restarts_from_its_journal_without_duplicated_orders(tmp_path: Path) -> None:
-    warm_up()  # compile (or load) the kernels here once: the daemons then load them from the disk cache
     journal = tmp_path / "journal.sqlite"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     valve = Valve(SPOT_HALFWAY_TRADE)  # the stream waits there for the restarted daemon
@@ -186,7 +186,6 @@ async def test_restart_resolves_an_order_the_stopped_process_was_working(tmp_pat
     journal.record_event(OrderSubmitted("TickEmaCross", IID, "TickEmaCross-2", t + 1, t + 1))
     journal.record_event(OrderAccepted("TickEmaCross", IID, "TickEmaCross-2", "SIM-2", t + 1, t + 1))
     journal.close()
-    warm_up()  # compiled before the server starts: a cold compile on a loaded machine outlasts its lifetime
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES) as srv:
         data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, journal=True)
         node = PaperNode(config_of(data), handle_signals=False, max_messages=300)
@@ -218,7 +217,6 @@ async def test_a_restarted_daemon_keeps_the_interest_its_margin_short_paid(tmp_p
     restarted on the journal starts from the stopped one's wallet with its charges in the results
     (before, the charges were not journaled: the restored wallet was higher by them and the restarted
     run's ``interest.csv`` lacked them)."""
-    warm_up()  # compiled before the server starts: a cold compile on a loaded machine outlasts its lifetime
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES) as srv:
         data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, journal=True)
         data["annual_borrow_rates"] = {"BTC": 0.5, "USDT": 0.5}
@@ -265,7 +263,6 @@ async def test_a_restarted_daemon_does_not_pay_the_last_funding_again_on_a_repea
         data["journal"] = str(tmp_path / "journal.sqlite")
         return data
 
-    warm_up()  # compiled before the server starts: a cold compile on a loaded machine outlasts its lifetime
     async with LocalVenueServer(BinanceProtocol(USDM_SNAPSHOT, futures=True), first_frames, speed=8.0) as srv:
         first = PaperNode(config_of(config(srv)), handle_signals=False)
         await run_node(first, lambda: bool(first.kernel.result.funding))
@@ -305,7 +302,6 @@ async def test_a_funding_announced_before_a_stop_and_due_during_it_is_paid_once_
         data["journal"] = str(tmp_path / "journal.sqlite")
         return data
 
-    warm_up()  # compiled before the server starts: a cold compile on a loaded machine outlasts its lifetime
     announced: list[FundingRate] = []
     async with LocalVenueServer(BinanceProtocol(USDM_SNAPSHOT, futures=True), first_frames, speed=8.0) as srv:
         first = PaperNode(config_of(config(srv)), handle_signals=False)

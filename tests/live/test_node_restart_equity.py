@@ -21,12 +21,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.messages import Trade
-from tradebus.features.warmup import warm_up
 from tradebus.node.config import dump_paper_config
 from tradebus.node.daemon import PaperNode, kept_files, recover_journal
 from tradebus.reports.metrics import format_ns
@@ -34,6 +34,8 @@ from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import RunDirectory
 
 from .node_testdata import SPOT_FRAMES, SPOT_SNAPSHOT, START_BOUND, binance_config, config_of, run_node
+
+pytestmark = pytest.mark.usefixtures("compiled_kernels")
 
 
 async def run_session(
@@ -73,7 +75,6 @@ def rows(path: Path) -> list[dict[str, str]]:
 
 
 async def test_a_restart_writes_every_sessions_equity_and_metrics_from_the_journal(tmp_path: Path) -> None:
-    warm_up()  # compiled before the servers start: a cold compile on a loaded machine outlasts their lifetime
     data = binance_config("ws://unused", "http://unused", ["trade", "bookTicker"], tmp=tmp_path, journal=True)
     data["report"] = {"equity_interval": "20ms"}
     out = tmp_path / "out"
@@ -128,7 +129,6 @@ async def test_a_daemon_killed_before_its_next_equity_sample_keeps_the_first_ses
     before any trade), then restarted on its journal: ``metrics.json`` started at the restart's first trade, after the
     first session's fills (a trial: start 23:54:49.226 beside fills from 23:54:19.113, exposure 1.0 for a position
     opened 4 s into the run). It now starts at the first session's first trade, as the README says."""
-    warm_up()
     data = binance_config("ws://unused", "http://unused", ["trade", "bookTicker"], tmp=tmp_path, journal=True)
     out, journal = tmp_path / "out", tmp_path / "journal.sqlite"
     half = len(SPOT_FRAMES) // 2
@@ -174,7 +174,6 @@ async def test_a_restarted_daemon_values_its_position_at_the_last_sampled_price_
     replay of the fills priced it so): a stop alert said 99975.26 (unrealized 0.00) while metrics.json beside it
     said 99975.27, its last equity sample's. The recovered portfolio now takes the last sample's marks: its equity
     and every instrument's price are the sample's, as equity.csv and prices.csv wrote them."""
-    warm_up()
     data = binance_config("ws://unused", "http://unused", ["trade", "bookTicker"], tmp=tmp_path, journal=True)
     data["report"] = {"equity_interval": "20ms"}
     out = tmp_path / "out"

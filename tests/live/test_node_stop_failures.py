@@ -15,16 +15,11 @@ from loguru import logger
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.adapters.common.recorder import RUN_PREFIX, read_frames
-from tradebus.features.warmup import warm_up
 from tradebus.node.daemon import PaperNode
 
 from .node_testdata import SPOT_FRAMES, SPOT_SNAPSHOT, assert_journal_intact, binance_config, config_of, run_node
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _kernels_compiled() -> None:
-    """The feature kernels, compiled (or loaded) before the server starts: a cold compile outlives its frames."""
-    warm_up()
+pytestmark = pytest.mark.usefixtures("compiled_kernels")
 
 
 @pytest.mark.parametrize("kernel_fails_too", [False, True])

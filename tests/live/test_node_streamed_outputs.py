@@ -19,18 +19,20 @@ import sys
 from pathlib import Path
 
 import msgspec
+import pytest
 import yaml
 
 from tests.reaped import areaped
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.messages import OrderFilled
-from tradebus.features.warmup import warm_up
 from tradebus.reports.stream import read_fills
 from tradebus.reports.writers import FILL_COLUMNS, INCOMPLETE_MARKER, ORDER_COLUMNS
 
 from .node_testdata import SPOT_FRAMES, SPOT_HALFWAY_TRADE, SPOT_SNAPSHOT, Valve, binance_config
 from .test_node_restart import PAPER, ROOT, journal_rows, wait_for
+
+pytestmark = pytest.mark.usefixtures("compiled_kernels")
 
 
 def data_rows(path: Path) -> list[str]:
@@ -40,7 +42,6 @@ def data_rows(path: Path) -> list[str]:
 
 
 async def test_rows_written_before_a_kill_are_whole_match_the_journal_and_survive_a_restart(tmp_path: Path) -> None:
-    warm_up()
     journal = tmp_path / "journal.sqlite"
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

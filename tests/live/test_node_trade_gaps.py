@@ -25,7 +25,6 @@ from tradebus.adapters.common.trade_gaps import TradeLine
 from tradebus.adapters.okx.emulator import OkxProtocol
 from tradebus.config.base import StrictModel
 from tradebus.engine.messages import OrderSide, OrderSubmitted, Trade, TradesMissed
-from tradebus.features.warmup import warm_up
 from tradebus.node.daemon import PaperNode
 from tradebus.node.feeds import build_feeds
 from tradebus.node.playback import Playback, play
@@ -49,6 +48,8 @@ from .node_testdata import (
     run_node,
     stream_config,
 )
+
+pytestmark = pytest.mark.usefixtures("compiled_kernels")
 
 #: Every trade of the capture, in order: (id, price, size).
 CAPTURE_TRADES = [
@@ -79,7 +80,6 @@ def _replayed(config: Any, iid: str, tmp: Path) -> list[tuple[str, str | None, i
 async def _run(tmp: Path, faults: list[Fault], *, overlap: int, record: bool = False) -> tuple[PaperNode, list, BinanceProtocol]:
     proto = BinanceProtocol(SPOT_SNAPSHOT)
     seen: list = []
-    warm_up()  # compiled before the server starts: a cold compile on a loaded machine outlasts its lifetime
     async with LocalVenueServer(proto, SPOT_FRAMES, faults, resume_overlap=overlap, lifetime=60.0) as srv:
         data = binance_config(srv.ws_url, srv.http_url, ["trade", "bookTicker", "depth"], tmp=tmp, record=record)
         node = PaperNode(config_of(data), handle_signals=False)
@@ -127,7 +127,6 @@ async def test_orders_decided_on_trades_released_after_a_lost_frame_fill_as_in_a
     # receive times: an order decided on one of them arrives after all of them were received, so
     # it fills on the first trade received after it, as the replay of the recording fills it
     faults = [Fault(FaultKind.SKIP, at=300, match="@trade")]
-    warm_up()
     decided_on_held: list[OrderSubmitted] = []
     state: dict[str, Any] = {"missed": None, "trade": None}
     nodes: list[PaperNode] = []
@@ -219,7 +218,6 @@ async def _decide_on_released_trades(tmp: Path, params: dict[str, Any]) -> tuple
         missed.append(msg)
         released.set()
 
-    warm_up()
     strategy = {"name": f"{__name__}:OnTradeIds", "instruments": [IID], "params": params}
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, faults, gate=gate, lifetime=60.0) as srv:
         data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp, record=True, strategy=strategy)
@@ -288,7 +286,6 @@ def _okx_config(ws_url: str | None, rest_url: str | None, tmp: Path | None = Non
 async def _run_okx(tmp: Path, faults: list[Fault], *, overlap: int, history_lag: int = 0) -> tuple[PaperNode, list, OkxProtocol]:
     proto = OkxProtocol(OKX_FRAMES, history_lag=history_lag)
     seen: list = []
-    warm_up()  # compiled before the server starts: a cold compile on a loaded machine outlasts its lifetime
     async with LocalVenueServer(proto, OKX_FRAMES, faults, resume_overlap=overlap, lifetime=60.0) as srv:
         node = PaperNode(config_of(_okx_config(srv.ws_url, srv.http_url, tmp)), handle_signals=False)
         node.kernel.bus.subscribe(Trade, seen.append, OKX_IID)
@@ -408,7 +405,6 @@ async def _stop_during_the_fetch(
             await answer.wait()
 
     seen: list = []
-    warm_up()
     async with LocalVenueServer(proto, frames, [fault], http_gate=http_gate, lifetime=60.0) as srv:
         node = PaperNode(config_of(data_of(srv, strategy)), handle_signals=False)
         node.kernel.bus.subscribe(Trade, seen.append)

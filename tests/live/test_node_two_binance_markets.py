@@ -18,7 +18,6 @@ from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueSe
 from tradebus.adapters.common.recorder import FrameRecorder, iter_hftbacktest, read_frames
 from tradebus.engine.messages import Trade, TradesMissed
 from tradebus.errors import DataError
-from tradebus.features.warmup import warm_up
 from tradebus.node.daemon import PaperNode
 from tradebus.node.recording_import import import_recording
 from tradebus.node.playback import Playback
@@ -36,6 +35,8 @@ from .node_testdata import (
     order_keys,
     run_node,
 )
+
+pytestmark = pytest.mark.usefixtures("compiled_kernels")
 
 USDM_FRAMES, USDM_SNAPSHOT = split_capture(list(iter_hftbacktest(USDM_CAPTURE)))
 TRADES = {
@@ -87,7 +88,6 @@ def _stamps(messages: list) -> list[tuple[str, str, str | None, int]]:
 async def _run(tmp: Path, spot_faults: list[Fault], usdm_faults: list[Fault]) -> tuple[PaperNode, list, list[BinanceProtocol]]:
     """Run the two-feed daemon on two local servers until it has every trade and both books are in sync."""
     protos = [BinanceProtocol(SPOT_SNAPSHOT), BinanceProtocol(USDM_SNAPSHOT, futures=True)]
-    warm_up()  # compiled before the servers start: a cold compile on a loaded machine outlasts their lifetime
     async with (
         LocalVenueServer(protos[0], SPOT_FRAMES, spot_faults, lifetime=60.0) as spot,
         LocalVenueServer(protos[1], USDM_FRAMES, usdm_faults, lifetime=60.0) as usdm,

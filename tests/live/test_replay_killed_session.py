@@ -20,12 +20,13 @@ import yaml
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
-from tradebus.features.warmup import warm_up
 from tradebus.node.config import load_paper_config
 from tradebus.node.playback import play
 
 from .node_testdata import SPOT_FRAMES, SPOT_HALFWAY_TRADE, SPOT_SNAPSHOT, Valve, binance_config
 from .test_node_restart import PAPER, ROOT, journal_rows, wait_for
+
+pytestmark = pytest.mark.usefixtures("compiled_kernels")
 
 
 def _equity_rows(path: Path) -> list[tuple[int, float]]:
@@ -37,7 +38,6 @@ def _equity_rows(path: Path) -> list[tuple[int, float]]:
 
 
 async def test_the_replay_of_a_killed_session_takes_no_sample_its_daemon_never_took(tmp_path: Path) -> None:
-    warm_up()
     out, journal, recording = tmp_path / "out", tmp_path / "journal.sqlite", tmp_path / "frames.jsonl.gz"
     valve = Valve(SPOT_HALFWAY_TRADE)  # the daemon waits there, every frame before it handled, until it is killed
     async with LocalVenueServer(
