@@ -545,14 +545,21 @@ def test_a_book_run_starting_between_snapshots_quotes_and_fills_against_the_book
     ]
 
 
+@pytest.mark.parametrize("shift", [0, 789])
 def test_a_book_run_starting_where_no_snapshot_precedes_it_is_refused_naming_the_first_snapshot(
-    tmp_path: Path, usdm_book: tuple[Path, pa.Table]
+    tmp_path: Path, usdm_book: tuple[Path, pa.Table], shift: int
 ) -> None:
-    """Diffs before data.start and no snapshot among them: it replayed the window onto an empty book, exit 0."""
+    """Diffs before data.start and no snapshot among them: it replayed the window onto an empty book, exit 0.
+    Stamped to the nanosecond (a recording's receive times, ``shift`` 789 ns), the advice named the snapshot at
+    ...789Z, which data.start refused (no microsecond time worked: before the snapshot is refused, after it drops the
+    snapshot row); the run from the snapshot's nanosecond passes, which it does only with the snapshot row in."""
     from tests.live.node_testdata import USDM_IID
 
     _, rows = usdm_book
-    ts = np.asarray(rows.column("ts_init"))
+    ts = np.asarray(rows.column("ts_init")) + shift
+    rows = rows.set_column(rows.schema.get_field_index("ts_init"), "ts_init", pa.array(ts))
+    rows = rows.set_column(rows.schema.get_field_index("ts_event"), "ts_event",
+                           pa.array(np.asarray(rows.column("ts_event")) + shift))
     flags = np.asarray(rows.column("flags")).copy()
     later = int(ts[np.searchsorted(ts, ts[0] + 30 * 1_000_000_000)])
     flags[:] = 0
@@ -570,13 +577,14 @@ def test_a_book_run_starting_where_no_snapshot_precedes_it_is_refused_naming_the
     text = " ".join(result.output.split())
     assert (
         f"the {USDM_IID} book cannot be rebuilt at the start 2023-04-04T23:58:40Z: no snapshot at or before it (the "
-        "dataset's rows begin at 2023-04-04T23:58:20.599351Z; the window's deltas would update an empty book); its "
+        f"dataset's rows begin at {format_ns(ts[0])}; the window's deltas would update an empty book); its "
         f"first snapshot is at {format_ns(later)}; set data.start at or after it"
     ) in text
     assert leftovers(tmp_path, "out") == []
     config["data"]["start"] = format_ns(later)
     result = invoke("backtest", str(write_config(tmp_path, config)), "--out", str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
+    assert yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())["data"]["start"] == format_ns(later)
 
 
 @pytest.mark.parametrize("fill_on", ["trades", "quotes"])
@@ -923,8 +931,9 @@ def test_the_window_a_refusal_over_a_catalogs_hole_suggests_is_run_when_its_time
     tmp_path: Path,
 ) -> None:
     """A live recording stamps frames in ns; the refusal said `set data.start to ...40.722579789Z`, which a config
-    holds to the microsecond (...40.722579Z, before the gap's end): the run with it was refused again, the same
-    advice given. The suggested start is rounded up, the end down, to a time the config holds."""
+    held to the microsecond (...40.722579Z, before the gap's end): the run with it was refused again, the same
+    advice given; then such a start was refused, and the advice rounded up (...40.72258Z, past the trade that
+    revealed the gap). The advice is now the trades' own times, to the nanosecond, and the runs with them pass."""
     import re
 
     from tests.data.test_data_market_ingest import trades_only_usdm_config, write_trade_gap_recording
@@ -942,7 +951,7 @@ def test_the_window_a_refusal_over_a_catalogs_hole_suggests_is_run_when_its_time
     found = re.search(r"set data\.start to (\S+) or data\.end at or before (\S+) to run outside it",
                       " ".join(result.output.split()))
     assert found is not None, result.output
-    assert found.groups() == (format_ns(rec.kept[rec.at][0] + 1000), format_ns(rec.kept[rec.at - 1][0]))
+    assert found.groups() == (format_ns(rec.kept[rec.at][0] + 789), format_ns(rec.kept[rec.at - 1][0] + 789))
     for n, window in enumerate(({"start": found[1]}, {"end": found[2]})):
         result = invoke("backtest", str(write_config(tmp_path, _trades_run(tmp_path / "cat", **window))), "--out",
                         str(tmp_path / f"out{n}"))

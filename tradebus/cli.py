@@ -208,16 +208,6 @@ def build_replay(config: RunConfig) -> Replay:
     return Replay(sources, start_ns=config.data.start_ns, end_ns=None if end_ns is None else end_ns - 1)
 
 
-def _start_at_or_after(ts_ns: int) -> str:
-    """The first ``data.start`` at or after ``ts_ns`` a config can hold (a datetime: whole microseconds)."""
-    return format_ns(-(-ts_ns // 1000) * 1000)  # type: ignore[return-value]
-
-
-def _end_at_or_before(ts_ns: int) -> str:
-    """The last ``data.end`` at or before ``ts_ns`` a config can hold (a datetime: whole microseconds)."""
-    return format_ns(ts_ns // 1000 * 1000)  # type: ignore[return-value]
-
-
 def _overlaps(config: RunConfig, a: int, b: int) -> bool:
     """Whether the run's window (``data.start``, ``data.end``; either unset: open) overlaps the stretch ``a``..``b``."""
     start, end = config.data.start_ns, config.data.end_ns
@@ -306,8 +296,8 @@ def check_unsynced_books(config: RunConfig, sources: Sequence[ReplaySource]) -> 
                 raise DataError(
                     f"data.sources.{n}.dataset: the {src.instrument_id} book ({src.describe()}) was out of sync "
                     f"from {format_ns(a)} (its last row before the stretch) to the snapshot at {format_ns(b)}, "
-                    f"with no book rows in between: {reader}; set data.start to {_start_at_or_after(b)} (the "
-                    f"snapshot) or data.end at or before {_end_at_or_before(a)} to run outside it{drop}"
+                    f"with no book rows in between: {reader}; set data.start to {format_ns(b)} (the "
+                    f"snapshot) or data.end at or before {format_ns(a)} to run outside it{drop}"
                 )
 
 
@@ -353,8 +343,8 @@ def check_stale_feeds(config: RunConfig, sources: Sequence[ReplaySource]) -> Non
                 f"({src.describe()}) was imported from was stale from {format_ns(a)} (its watchdog's FeedStale) "
                 f"to {format_ns(b)} (when the daemon's market guard let orders through again): the paper daemon "
                 f"denied every new order on {src.instrument_id} in between, and a backtest, which has no market "
-                f"guard, would place and fill them; set data.start to {_start_at_or_after(b)} or data.end at or "
-                f"before {_end_at_or_before(a)} to run outside it, play the recording with tradebus replay, which "
+                f"guard, would place and fill them; set data.start to {format_ns(b)} or data.end at or "
+                f"before {format_ns(a)} to run outside it, play the recording with tradebus replay, which "
                 "denies them as the daemon did, or set data.allow_stale: true to run over it with what the feed "
                 "delivered"
             )
@@ -399,8 +389,8 @@ def check_missed_trades(config: RunConfig, sources: Sequence[ReplaySource]) -> N
                 f"from this dataset ({src.describe()}) between {format_ns(a)} (the last trade before them) and "
                 f"{format_ns(b)} (the trade that revealed the gap): the venue printed them, but the recording it "
                 "was imported from has no fetch of them that filled the gap, so the strategy would not see them "
-                f"and the backtest would not fill on them; set data.start to {_start_at_or_after(b)} or data.end "
-                f"at or before {_end_at_or_before(a)} to run outside it, or set data.allow_missed_trades: true to "
+                f"and the backtest would not fill on them; set data.start to {format_ns(b)} or data.end "
+                f"at or before {format_ns(a)} to run outside it, or set data.allow_missed_trades: true to "
                 "run over it without them"
             )
 

@@ -627,11 +627,17 @@ def test_the_documented_tpe_space_asks_only_points_that_make_a_valid_quickstart_
 
 
 @pytest.mark.parametrize("quote", ["", "'"])
-def test_walk_forward_and_stress_times_finer_than_a_microsecond_are_refused_naming_each_field(
+def test_walk_forward_and_stress_times_finer_than_a_microsecond_are_kept_to_the_nanosecond(
     tmp_path: Path, quote: str
 ) -> None:
     """walk_forward.start/end and a stress variant's flash_crash.at and vol_spike.start were cut to the
-    microsecond unsaid (2024-01-01T00:00:00.123456789Z gave ...123456000 ns) as data.start is not."""
+    microsecond unsaid (2024-01-01T00:00:00.123456789Z gave ...123456000 ns), then refused; they now keep the
+    nanosecond (1,704,067,200,123,456,789), pickled (as a Ray worker gets them) and written back too."""
+    import pickle
+
+    from tradebus.config import to_ns
+    from tradebus.sweep.stress import _FlashCrashShock, _VolSpikeShock
+
     moment = f"{quote}2024-01-01T00:00:00.123456789Z{quote}"
     path = tmp_path / "space.yaml"
     path.write_text(
@@ -642,10 +648,18 @@ def test_walk_forward_and_stress_times_finer_than_a_microsecond_are_refused_nami
         f"  - {{name: spike, vol_spike: {{start: {moment}, duration: 1h, factor: 2.0}}}}\n",
         encoding="utf-8",
     )
-    with pytest.raises(ConfigError, match="space.yaml") as info:
-        load_space(path)
-    for field in ("walk_forward.start", "walk_forward.end", "stress.0.flash_crash.at", "stress.1.vol_spike.start"):
-        assert f"{field}: '2024-01-01T00:00:00.123456789Z' is 789 ns past a whole microsecond" in str(info.value), field
+    ns = 1_704_067_200_123_456_789
+    for space in (load_space(path), pickle.loads(pickle.dumps(load_space(path)))):
+        assert space.walk_forward is not None and space.stress is not None
+        crash, spike = space.stress[0].flash_crash, space.stress[1].vol_spike
+        assert crash is not None and spike is not None
+        moments = (space.walk_forward.start, space.walk_forward.end, crash.at, spike.start)
+        assert [to_ns(m) for m in moments if m is not None] == [ns] * 4
+        assert (_FlashCrashShock(crash).start, _VolSpikeShock(spike).start) == (ns, ns)
+        assert list(crash.factor(np.array([ns - 1, ns, ns + 43_200_000_000_000]))) == [1.0, 0.9, 0.95]
+        dumped = space.model_dump(mode="json")
+        assert dumped["walk_forward"]["start"] == dumped["stress"][0]["flash_crash"]["at"] == moment.strip("'")
+        assert SweepSpace.model_validate(dumped) == space
 
 
 def test_walk_forward_and_stress_times_to_the_microsecond_are_kept() -> None:
@@ -663,7 +677,7 @@ def test_walk_forward_and_stress_times_to_the_microsecond_are_kept() -> None:
 def test_walk_forward_folds_over_a_dataset_stamped_to_the_nanosecond_load_as_trial_configs(tmp_path: Path) -> None:
     """Folds over the data span of a catalog whose first row is at ...00.123456789 started at that nanosecond, which
     each trial's data.start (a datetime, to the microsecond) refused: '...123456789Z' is 789 ns past a whole
-    microsecond; the span now starts at the microsecond, the first row kept in the first fold."""
+    microsecond; the trial's data.start now holds it, the first row in the first fold."""
     import pyarrow as pa
 
     from tradebus.config import parse_config
@@ -689,5 +703,5 @@ def test_walk_forward_folds_over_a_dataset_stamped_to_the_nanosecond_load_as_tri
     span = data_span(config)
     fold = folds(WalkForwardSpec(train="10s", test="5s"), span)[0]
     trial = parse_config(apply_overrides(data, TrialSpec(0, "config.yaml", {}, window=fold.window("train")).overrides()))
-    assert span == (int(ts[0]) - 789, int(ts[-1]) + 1)
-    assert trial.data.start_ns == int(ts[0]) - 789 and trial.data.end_ns == int(ts[0]) - 789 + 10_000_000_000
+    assert span == (int(ts[0]), int(ts[-1]) + 1)
+    assert trial.data.start_ns == int(ts[0]) and trial.data.end_ns == int(ts[0]) + 10_000_000_000

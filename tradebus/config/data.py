@@ -131,7 +131,7 @@ class DataConfig(StrictModel):
     """Where the replayed data comes from and which time range is used.
 
     ``start`` is inclusive and ``end`` exclusive; dates mean midnight UTC and
-    naive datetimes are UTC; a time finer than a microsecond is refused
+    naive datetimes are UTC; a time is kept to the nanosecond
     (:data:`~tradebus.config.units.Moment`). ``marks`` and ``funding`` are mark-price and funding-rate files
     of perpetual instruments, replayed next to the sources.
 

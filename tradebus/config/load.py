@@ -42,8 +42,8 @@ def _timestamp(loader: yaml.constructor.SafeConstructor, node: yaml.ScalarNode) 
     """A YAML timestamp as PyYAML reads it, or its text when it is finer than a microsecond.
 
     PyYAML keeps 6 digits of a second (a ``datetime``'s) and drops the rest unsaid; the text goes
-    to the field, which keeps the nanoseconds (:func:`~tradebus.config.units.moment_ns`) or refuses
-    them naming itself (:data:`~tradebus.config.units.Moment`).
+    to the field, which keeps the nanoseconds (:func:`~tradebus.config.units.moment_ns`,
+    :data:`~tradebus.config.units.Moment`).
     """
     text = loader.construct_scalar(node)
     if isinstance(text, str) and sub_microsecond_digits(text):

@@ -6,7 +6,7 @@ import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, TypeAdapter, ValidationError
+from pydantic import BeforeValidator, SerializerFunctionWrapHandler, TypeAdapter, ValidationError, WrapSerializer
 
 __all__ = ["Moment", "moment_ns", "parse_duration", "sub_microsecond_digits", "to_ns"]
 
@@ -15,6 +15,8 @@ _MOMENT: TypeAdapter[datetime | date] = TypeAdapter(datetime | date)
 
 #: The fraction of a second of an ISO-8601 time; pydantic's datetime keeps its first 6 digits (the microsecond).
 _FRACTION = re.compile(r":\d{2}[.,](\d+)")
+#: The seconds of a time as pydantic writes it (``T00:00:00``) and their fraction if any (``.123456``).
+_SECONDS = re.compile(r"(T\d{2}:\d{2}:\d{2})(\.\d+)?")
 _DURATION = re.compile(r"^\s*(\d+)\s*(ns|us|ms|s|m|h|d|w)\s*$")
 _UNIT_NS = {
     "ns": 1,
@@ -51,13 +53,15 @@ def parse_duration(value: str | int) -> int:
 
 
 def to_ns(moment: datetime | date) -> int:
-    """Nanoseconds since the epoch of a datetime (naive = UTC) or a date (its midnight UTC)."""
+    """Nanoseconds since the epoch of a datetime (naive = UTC; a ``pandas.Timestamp``'s nanoseconds
+    included) or a date (its midnight UTC)."""
     if not isinstance(moment, datetime):
         moment = datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
     elif moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    micro = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return micro * 1_000 + getattr(moment, "nanosecond", 0)
 
 
 def _is_number(text: str) -> bool:
@@ -69,30 +73,51 @@ def _is_number(text: str) -> bool:
 
 
 def sub_microsecond_digits(value: Any) -> str:
-    """The digits of a second past the microsecond that ``value`` gives and a ``datetime`` cannot hold (``""``: none).
+    """The digits of a second past the microsecond that the ISO-8601 text ``value`` gives and a ``datetime``
+    cannot hold (``'...T00:00:00.123456789Z'`` gives ``'789'``; ``""``: none, or not text); trailing zeros are
+    dropped, as they change nothing."""
+    if not isinstance(value, str):
+        return ""
+    fraction = _FRACTION.search(value)
+    return "" if fraction is None else fraction.group(1)[6:].rstrip("0")
 
-    ``value`` is the text of an ISO-8601 time (``'...T00:00:00.123456789Z'`` gives ``'789'``) or a
-    ``pandas.Timestamp`` (its ``nanosecond``); trailing zeros are dropped, as they change nothing.
+
+def _keep_nanoseconds(value: Any) -> Any:
+    """``value``, or the ``pandas.Timestamp`` of an ISO-8601 text finer than a microsecond, which pydantic's
+    datetime would cut to the microsecond (a ``Timestamp`` is a datetime: the field keeps it as it is).
+
+    Raises
+    ------
+    ValueError
+        A time finer than a nanosecond.
     """
-    if isinstance(value, str):
-        fraction = _FRACTION.search(value)
-        return "" if fraction is None else fraction.group(1)[6:].rstrip("0")
+    if not (digits := sub_microsecond_digits(value)):
+        return value
+    try:
+        moment = _MOMENT.validate_python(value)
+    except ValidationError:
+        return value  # the field's own error names it
+    if len(digits) > 3:
+        raise ValueError(f"a time finer than a nanosecond ({6 + len(digits)} digits after the second), got {value!r}")
+    import pandas as pd
+
+    return pd.Timestamp(moment) + pd.Timedelta(int(digits.ljust(3, "0")), "ns")
+
+
+def _moment_text(value: datetime | date, handler: SerializerFunctionWrapHandler) -> str:
+    """pydantic's ISO-8601 text of ``value``, with the digits of its nanoseconds if it has any."""
+    text = handler(value)
     nanosecond = getattr(value, "nanosecond", 0)
-    return f"{nanosecond:03d}".rstrip("0") if isinstance(nanosecond, int) else ""
+    if not nanosecond or not isinstance(value, datetime):
+        return text
+    return _SECONDS.sub(lambda m: f"{m[1]}.{value.microsecond:06d}{nanosecond:03d}", text, count=1)
 
 
-def _whole_microseconds(value: Any) -> Any:
-    """``value`` unless it gives a time finer than a microsecond, which a ``datetime`` field would drop unsaid."""
-    if digits := sub_microsecond_digits(value):
-        raise ValueError(f"{str(value)!r} is {int(digits.ljust(3, '0'))} ns past a whole microsecond, which this "
-                         "field (a datetime) cannot hold and would drop: give the time to the microsecond")
-    return value
-
-
-#: A moment in a config field typed as a datetime (naive = UTC) or a date (its midnight UTC): a time
-#: finer than a microsecond (an ISO text or a ``pandas.Timestamp`` with nanoseconds) is refused naming the
-#: field, where pydantic would drop the digits. :func:`to_ns` gives its nanoseconds.
-Moment = Annotated[datetime | date, BeforeValidator(_whole_microseconds)]
+#: A moment in a config field typed as a datetime (naive = UTC) or a date (its midnight UTC), kept to the
+#: nanosecond: a time finer than a microsecond (an ISO text or a ``pandas.Timestamp`` with nanoseconds) is
+#: held as a ``pandas.Timestamp`` and written back (``model_dump(mode="json")``) with all its digits.
+#: :func:`to_ns` gives its nanoseconds.
+Moment = Annotated[datetime | date, BeforeValidator(_keep_nanoseconds), WrapSerializer(_moment_text, when_used="json")]
 
 
 def moment_ns(value: Any) -> Any:
@@ -113,10 +138,7 @@ def moment_ns(value: Any) -> Any:
     if not isinstance(value, str | date):  # datetime is a date
         return value
     try:
-        ns = to_ns(_MOMENT.validate_python(value))
+        return to_ns(_MOMENT.validate_python(_keep_nanoseconds(value)))
     except ValidationError:
         raise ValueError(f"expected epoch nanoseconds or an ISO-8601 date or time (2020-01-01, 2020-01-01T04:00:00Z), "
                          f"got {value!r}") from None
-    if len(digits := sub_microsecond_digits(value)) > 3:
-        raise ValueError(f"a time finer than a nanosecond ({6 + len(digits)} digits after the second), got {value!r}")
-    return ns + int(digits.ljust(3, "0"))

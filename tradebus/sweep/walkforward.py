@@ -77,9 +77,8 @@ def data_span(config: RunConfig) -> tuple[int, int] | None:
     """``(start, end)`` ns of the config's data: its ``data.start``/``end``, else the catalog manifests.
 
     ``None`` when a bound is unknown (a file source without ``data.start``/``end``).
-    The end is exclusive (one past the last row). A start from the manifests is floored to the microsecond: the
-    folds' windows become each trial's ``data.start``/``end``, which hold no finer time
-    (:data:`~tradebus.config.units.Moment`), and the floor keeps the first row in the first fold.
+    The end is exclusive (one past the last row); a start from the manifests is their first row's, to the nanosecond
+    (each trial's ``data.start``/``end`` holds it: :data:`~tradebus.config.units.Moment`).
     """
     start, end = config.data.start_ns, config.data.end_ns
     if start is not None and end is not None:
@@ -94,8 +93,7 @@ def data_span(config: RunConfig) -> tuple[int, int] | None:
             return None
         firsts.append(manifest.start_ns)
         lasts.append(manifest.end_ns + 1)
-    first = min(firsts) - min(firsts) % 1_000
-    return (start if start is not None else first), (end if end is not None else max(lasts))
+    return (start if start is not None else min(firsts)), (end if end is not None else max(lasts))
 
 
 def fold_count(spec: WalkForwardSpec, span: tuple[int, int] | None) -> int:
