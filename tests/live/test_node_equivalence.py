@@ -388,7 +388,7 @@ async def test_backtest_over_the_import_of_a_recording_with_a_stale_stretch_is_r
         f"paper daemon denied every new order on {IID} in between"
     ) in " ".join(result.output.split())
     assert not (tmp_path / "over").exists()
-    before = backtest("before", end=format_ns(a - a % 1_000))  # data.end holds microseconds (a: a receive time, in ns)
+    before = backtest("before", end=format_ns(a))  # a receive time, to the nanosecond
     assert before.exit_code == 0, before.output
     assert (tmp_path / "before" / "fills.csv").is_file()
 
