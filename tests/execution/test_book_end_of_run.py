@@ -149,3 +149,21 @@ def test_a_backtest_on_a_book_source_alone_has_its_span_and_final_equity_sample(
     assert (metrics["start"], metrics["end"]) == ("1970-01-01T00:00:00.00075Z", "1970-01-01T00:00:00.00975Z")
     assert metrics["final_equity"] == pytest.approx(9_999.95, abs=1e-9)
     assert metrics["total_return"] == pytest.approx(-0.05 / 10_000, abs=1e-12)
+
+
+def test_a_backtest_counts_its_book_messages_as_events(tmp_path: Path) -> None:
+    """``RunResult.events`` (market-data messages processed) left book messages out. :func:`sources` has a
+    book snapshot (4 levels) at 1 ms and deltas at 2 to 9 ms (1 + 8 = 9 messages), and a trade at 10 ms: 10
+    events, 9 of them ``book``, not 1; its book source alone, 9 events, not 0."""
+    def kernel() -> Kernel:
+        return Kernel([Instrument(venue="BINANCE", symbol="BTCUSDT", tick_size=0.1, lot_size=0.1)],
+                      venue_config=VenueConfig(fill_on="book"), initial_cash=10_000.0)
+
+    result = kernel().run(Replay(sources(tmp_path / "both")))
+    assert result.events == 10
+    assert (result.bars, result.trades, result.quotes, result.book) == (0, 1, 0, 9)
+    alone = kernel()
+    for msg in Replay(sources(tmp_path / "book")[:1]):
+        alone.process(msg)
+    alone.stop()
+    assert (alone.result.events, alone.result.book) == (9, 9)

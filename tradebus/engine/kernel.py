@@ -253,6 +253,9 @@ class RunResult:
     bars: int = 0
     trades: int = 0
     quotes: int = 0
+    #: Book messages (snapshots and deltas) a backtest processed; a daemon's router publishes its
+    #: feeds' book messages itself and counts them in the daemon's summary.
+    book: int = 0
     fills: list[FillRecord] = field(default_factory=list)
     orders: list[Order] = field(default_factory=list)
     submit_reasons: dict[str, str] = field(default_factory=dict)
@@ -284,8 +287,8 @@ class RunResult:
 
     @property
     def events(self) -> int:
-        """Market-data messages processed."""
-        return self.bars + self.trades + self.quotes
+        """Market-data messages processed: bars, trades, quotes and book messages."""
+        return self.bars + self.trades + self.quotes + self.book
 
 
 class Kernel:
@@ -990,6 +993,7 @@ class Kernel:
         if book is not None:
             book.apply(msg)
         self._count_book(msg.ts_init, msg.ts_event)
+        self.result.book += 1
         self.bus.publish(msg)
 
     def _mark_book(self, msg: BookSnapshot | BookDelta) -> None:
