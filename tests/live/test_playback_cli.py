@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from websockets.asyncio.client import connect as aconnect
 from websockets.sync.client import connect
 
-from tradebus.adapters.common.recorder import FrameRecorder, read_frames
+from tradebus.adapters.common.recorder import FrameRecorder, iter_hftbacktest, read_frames
 from tradebus.node.playback import Playback, detect_format, play, read_recording
 from tradebus.cli import app
 from tradebus.engine.messages import OrderSide, SubmitOrder, TimeEvent, Trade
@@ -259,11 +259,13 @@ def test_serve_refuses_a_negative_speed_naming_the_option(speed: str) -> None:
     assert "local server" not in result.output
 
 
-def _serve_with_config(config: Path, written: Path) -> subprocess.CompletedProcess[str]:
-    """``tradebus serve`` of the spot capture with ``--config config --write-config written``, in a subprocess,
-    bounded: a server that starts serving runs until a signal."""
+def _serve_with_config(
+    config: Path, written: Path, recording: Path = SPOT_CAPTURE
+) -> subprocess.CompletedProcess[str]:
+    """``tradebus serve`` of ``recording`` (the spot capture) with ``--config config --write-config written``, in a
+    subprocess, bounded: a server that starts serving runs until a signal."""
     return subprocess.run(
-        [sys.executable, "-m", "tradebus.cli", "serve", str(SPOT_CAPTURE), "--venue", "binance", "--speed", "0",
+        [sys.executable, "-m", "tradebus.cli", "serve", str(recording), "--venue", "binance", "--speed", "0",
          "--config", str(config), "--write-config", str(written)],
         capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
     )
@@ -440,6 +442,39 @@ def test_serve_refuses_a_config_whose_spot_and_usdm_feeds_share_a_symbol(tmp_pat
     assert (f"--config {config}: feeds.0 (spot: BTCUSDT.BINANCE) and feeds.1 (usdm: BTCUSDT.BINANCE_USDM) subscribe "
             f"symbol BTCUSDT, and the recording {SPOT_CAPTURE} served here has one stream of it") in message
     assert "serving" not in message and not written.exists()
+
+
+def test_serve_refuses_a_stream_a_merged_recording_holds_from_two_markets(tmp_path: Path) -> None:
+    """A daemon's recording of a spot and a USD-M BTCUSDT feed (connections binance-spot:1 and binance-usdm:1) served
+    against a config of the spot feed alone: the server sent the spot feed the USD-M frames of btcusdt@trade (and
+    bookTicker) too, as its own market's; now serve exits 2 before serving, naming the stream and both connections'
+    feeds. Streams the spot connection alone carries are served, whatever other streams both carry."""
+    from tradebus.node.playback import check_served_symbols
+
+    from .node_testdata import USDM_CAPTURE
+
+    merged = tmp_path / "frames.jsonl.gz"
+    lines = [(t, "binance-spot:1", raw) for t, raw in SPOT_LINES]
+    lines += [(t, "binance-usdm:1", raw) for t, raw in iter_hftbacktest(USDM_CAPTURE)]
+    with FrameRecorder(merged) as rec:
+        for recv_ns, conn, raw in sorted(lines, key=lambda line: line[0]):
+            text = raw if isinstance(raw, str) else raw.decode()
+            rec.write(recv_ns, f"rest:BTCUSDT@{conn}" if text.startswith('{"lastUpdateId"') else conn, text)
+    data = binance_config("ws://127.0.0.1:1", None, ["trade"])
+    config = tmp_path / "paper_spot.yaml"
+    config.write_text(yaml.safe_dump(data))
+    written = tmp_path / "paper_local.yaml"
+    res = _serve_with_config(config, written, merged)
+    assert res.returncode == 2, res.stderr
+    message = " ".join(res.stderr.split())
+    assert (f"--config {config}: feeds.0: btcusdt@trade (recorded by binance-spot and binance-usdm): the recording "
+            f"{merged} holds this stream from connections of two markets") in message
+    assert "serving" not in message and not written.exists()
+    depth = binance_config("ws://127.0.0.1:1", None, ["trade", "depth"])
+    depth["feeds"][0]["depth_speed"] = "100ms"
+    carriers = {"btcusdt@trade": {"binance-spot"}, "btcusdt@depth@100ms": {"binance-spot"},
+                "btcusdt@bookTicker": {"binance-spot", "binance-usdm"}, "btcusdt@depth@0ms": {"binance-usdm"}}
+    check_served_symbols(depth, config, merged, set(carriers), carriers)
 
 
 def test_serve_refuses_bybit_spot_and_linear_feeds_of_one_stream_symbol(tmp_path: Path) -> None:

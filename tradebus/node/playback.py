@@ -103,7 +103,7 @@ import signal
 import tempfile
 import zlib
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -745,6 +745,7 @@ async def serve_recording(
     path = Path(path)
     local = None if config is None or write_config is None else read_local_config(Path(config), venue)
     frames: list[tuple[int, str]] = []
+    conns: list[str] = []
     snapshot: str | None = None
     lines: Iterator[tuple[int, str, str | bytes]] = (
         read_frames(path)
@@ -759,6 +760,7 @@ async def serve_recording(
             continue
         else:
             frames.append((t, text))
+            conns.append(conn)
     protocol = adapter.emulator(frames, snapshot, futures)
     if not any(protocol.is_stream_frame(raw) for _, raw in frames):
         raise DataError(
@@ -766,7 +768,11 @@ async def serve_recording(
             f"of the venue that recorded it (one of {', '.join(VENUES)})"
         )
     if local is not None and config is not None:
-        check_served_symbols(local, Path(config), path, {protocol.topic_of(raw) or "" for _, raw in frames if protocol.is_stream_frame(raw)})
+        carriers: dict[str, set[str]] = {}
+        for (_, raw), conn in zip(frames, conns, strict=True):
+            if protocol.is_stream_frame(raw):
+                carriers.setdefault(protocol.topic_of(raw) or "", set()).add(conn.partition(":")[0])
+        check_served_symbols(local, Path(config), path, set(carriers), carriers)
     server = LocalVenueServer(
         protocol,
         frames,
@@ -798,14 +804,17 @@ async def serve_recording(
         await server.stop()
 
 
-def check_served_symbols(data: dict[str, Any], config: Path, recording: Path, topics: set[str]) -> None:
+def check_served_symbols(
+    data: dict[str, Any], config: Path, recording: Path, topics: set[str], carriers: Mapping[str, set[str]] | None = None
+) -> None:
     """Refuse a paper config (``data``, read from ``config``) subscribing an instrument or a stream the served
     recording lacks.
 
     ``topics`` are the recording's streams (the venue protocol's ``topic_of``); an instrument is in the recording
     when its stream symbol (:func:`~tradebus.adapters.common.feed.venue_symbol`) is one of a topic's parts
     (``btcusdt`` of ``btcusdt@trade``, ``BTC-USDT`` of ``trades:BTC-USDT``, ``BTCUSDT`` of
-    ``publicTrade.BTCUSDT`` for ``BTCUSDT-LINEAR``), whatever the case.
+    ``publicTrade.BTCUSDT`` for ``BTCUSDT-LINEAR``), whatever the case. ``carriers`` are, per topic, the
+    recorded connections' feeds (``binance-spot`` of ``binance-spot:2``) whose frames hold it.
 
     Raises
     ------
@@ -816,7 +825,9 @@ def check_served_symbols(data: dict[str, Any], config: Path, recording: Path, to
         the recording does not hold, which the server routes by its exact name: naming it and the recording's streams;
         or feeds of two markets subscribe one stream symbol (Binance spot and USD-M ``BTCUSDT``, Bybit spot
         ``BTCUSDT`` and linear ``BTCUSDT-LINEAR``): the server sends its one
-        stream of that symbol to both, so one market's instrument would be fed the other market's trades and book.
+        stream of that symbol to both, so one market's instrument would be fed the other market's trades and book;
+        or a stream subscribed is carried by connections of two of the recording's feeds (a daemon's recording of
+        Binance spot and USD-M ``btcusdt@trade``): the server sends both feeds' frames of it to the one subscribing.
     """
     parsed = parse_config(data, f"--config {config}", config.resolve().parent, model=PaperConfig)
     parts = {part for topic in topics for part in re.split(r"[@:.]", topic.lower())}
@@ -847,12 +858,23 @@ def check_served_symbols(data: dict[str, Any], config: Path, recording: Path, to
             "a daemon subscribing it would get no market data (subscribe an instrument the recording has, or serve "
             "a recording of it)"
         )
-    unserved = [
-        f"feeds.{n}: {stream}"
+    subscribed = [
+        (n, stream)
         for n, feed in enumerate(build_feeds(parsed, lambda message: None, live=False))
         for stream in feed.subscribed_streams()
-        if stream not in topics
     ]
+    mixed = [
+        f"feeds.{n}: {stream} (recorded by {' and '.join(sorted(carriers[stream]))})"
+        for n, stream in subscribed
+        if carriers is not None and len(carriers.get(stream, ())) > 1
+    ]
+    if mixed:
+        raise ConfigError(
+            f"--config {config}: {'; '.join(mixed)}: the recording {recording} holds this stream from connections of "
+            "two markets, which the server sends as one stream, so the feed would read the other market's frames as "
+            "its own: serve a recording of one market (a recording of that market's connections alone)"
+        )
+    unserved = [f"feeds.{n}: {stream}" for n, stream in subscribed if stream not in topics]
     if unserved:
         raise ConfigError(
             f"--config {config}: {'; '.join(unserved)}: a stream its subscriptions ask for (channel and its options: "
