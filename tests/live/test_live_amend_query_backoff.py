@@ -13,6 +13,7 @@ unanswered. On the OKX and Bybit account emulators (which amend in place) and th
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +25,7 @@ from loguru import logger
 
 from tests.live.live_harness import KEY, SECRET, WAIT, until
 from tests.live.test_live_amend import HELD
-from tests.live.test_live_amend_in_flight import LIMIT_AMEND
+from tests.live.test_live_amend_in_flight import LIMIT_AMEND, REFUSED
 from tests.live.test_live_stop_unanswered import journaled
 from tests.live.test_live_unheard_amend import CASES as RESTING
 from tests.live.venue_kits import BYBIT, KIT_ANSWERED, KITS, OKX, PASSPHRASE, VenueKit, kit_harness
@@ -245,3 +246,33 @@ async def test_the_query_after_an_amend_refused_for_fills_left_unanswered_is_mad
     assert h.emulator.rest_faults[-1].fired and h.venue.requests["query"] - queried == 2
     assert order.status is OrderStatus.CANCELED and h.emulator.orders[coid].status is OrderStatus.CANCELED
     assert h.emulator.orders[coid].filled == pytest.approx(0.002) and h.kernel.portfolio.position(kit.iid) == pytest.approx(0.002)
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_an_amend_at_the_venue_while_a_refused_lower_totals_query_backs_off_is_taken(kit: VenueKit) -> None:
+    """A buy of 0.003 at 1,000 is amended down to 0.002; the venue refuses it, and the query that tells whether fills
+    reached 0.002 is held, then meets a 503. Meanwhile a user amends the order at the venue to 990 (its web page). The
+    refused amend still counted as on its way while its query backed off: the stream's report of the new price was
+    dropped (an amend of ours being on its way) and the answered query's terms blanked, so the order stayed at 1,000
+    here while the venue held 990. Now a refused amend is no longer on its way, and the order is at 990."""
+    async with kit_harness(kit, **HELD) as h:
+        execution = h.kernel.execution
+        order = execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.003, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        coid = order.client_order_id
+        release = asyncio.Event()
+        query_held = RestFault("error5xx", "GET", QUERY[kit.venue], release=release)
+        h.emulator.rest_faults += [RestFault("refuse", "POST", LIMIT_AMEND[kit.venue], code=REFUSED[kit.venue]),
+                                   query_held]
+        refused: list[OrderModifyRejected] = []
+        h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
+        execution.modify(ModifyOrder("s1", kit.iid, coid, 0, 0, quantity=0.002))
+        try:
+            await until(lambda: query_held.fired and bool(refused))
+            await h.venue.api.amend(order, 0.003, 990.0, math.nan)  # a user's amend at the venue
+            assert h.emulator.orders[coid].order.price == 990.0
+        finally:
+            release.set()
+        await until(lambda: order.price == 990.0 or (coid not in h.venue._amend_tasks and h.venue.in_flight == 0
+                                                     and h.venue.requests["query"] >= 2))
+        assert order.price == 990.0 and order.quantity == 0.003 and order.is_open

@@ -1587,8 +1587,17 @@ class LiveVenue(Venue):
             logger.info("amend of {} refused: {}; querying", coid, exc)
             if cmd.quantity < order.quantity:
                 # Until a query tells whether fills reached the lower total, the rest works on: asked again with backoff.
+                # Refused, the amend is not on its way meanwhile: the venue's terms (its queries', its stream's) stand.
                 self._amend_floor[coid] = cmd.quantity
-                await self._query_backing_off(order, partial(self._floor_waits, order))
+                marks = self._amending.get(coid)
+                if marks is not None:
+                    self._amending[coid] = (marks[0] - 1, marks[1] + 1)
+                try:
+                    await self._query_backing_off(order, partial(self._floor_waits, order))
+                finally:
+                    now_out = self._amending.get(coid)  # gone: the order was forgotten meanwhile
+                    if marks is not None and now_out is not None:
+                        self._amending[coid] = (now_out[0] + 1, now_out[1])  # _amend_each's count of it, ended there
             else:
                 self._query_soon(order)
             return False
