@@ -18,7 +18,7 @@ import numpy as np
 
 from tests.live.live_harness import answered
 from tradebus.adapters.binance.emulator import split_capture
-from tradebus.adapters.common import book
+from tradebus.adapters.registry import warm_up as warm_up_books
 from tradebus.adapters.common.recorder import iter_hftbacktest, read_frames
 from tradebus.execution.journal import Journal
 from tradebus.features.warmup import warm_up
@@ -180,7 +180,7 @@ def kernels_compiled() -> None:
     cache and a loaded machine their compile takes minutes (295 s measured), which outlasted the server's lifetime or,
     done on the daemon's loop at its first frames, the run's bound."""
     warm_up()
-    book.warm_up()
+    warm_up_books()
 
 
 async def run_node(

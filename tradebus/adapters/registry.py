@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from tradebus.adapters import binance, bybit, okx
+from tradebus.adapters.common import book
 from tradebus.adapters.common.feed import FeedConfig
 from tradebus.adapters.common.venue import VenueAdapter
 from tradebus.engine.instrument import CloseFee, Instrument
 from tradebus.execution.client_ids import ClientIdRule
 
-__all__ = ["VENUES", "client_id_rules", "maintenance_close_fee", "venue_adapter"]
+__all__ = ["VENUES", "client_id_rules", "maintenance_close_fee", "venue_adapter", "warm_up"]
 
 #: Every venue a feed config may name.
 VENUES: dict[str, VenueAdapter] = {
@@ -22,6 +23,18 @@ VENUES: dict[str, VenueAdapter] = {
     okx.ADAPTER.name: okx.ADAPTER,
     bybit.ADAPTER.name: bybit.ADAPTER,
 }
+
+
+def warm_up() -> None:
+    """Compile (or load from the on-disk cache) every Numba kernel a venue's first book frames run.
+
+    The common book and level-parser kernels (:func:`tradebus.adapters.common.book.warm_up`) and each
+    venue's own (``VenueAdapter.warm_up``): a daemon's warm-up, so that its first frames compile nothing
+    on its event loop.
+    """
+    book.warm_up()
+    for adapter in VENUES.values():
+        adapter.warm_up()
 
 
 def venue_adapter(name: str) -> VenueAdapter:

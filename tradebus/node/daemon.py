@@ -571,7 +571,7 @@ class PaperNode:
             What the warm-up raised, with a note naming the warm-up; the daemon is stopped (that reason) and
             its shutdown neither recovers nor starts anything.
         """
-        from tradebus.adapters.common import book
+        from tradebus.adapters.registry import warm_up as warm_up_books
         from tradebus.features.warmup import warm_up
 
         assert self._stop is not None
@@ -585,7 +585,7 @@ class PaperNode:
         def compile_kernels() -> None:
             try:
                 elapsed = warm_up()
-                book.warm_up()  # compiled at the first book message otherwise: on the loop
+                warm_up_books()  # compiled at the first book message otherwise: on the loop
             except BaseException as exc:  # handed to the loop: run() raises it
                 result: Callable[[], None] = partial(done.set_exception, exc)
             else:

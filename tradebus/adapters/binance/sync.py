@@ -22,7 +22,7 @@ from tradebus.adapters.common.book import APPLIED, CROSSED, TOP_CHANGED, OrderBo
 from tradebus.adapters.common.sync import DROPPED, GAPPED, DeltaBatch, LiveStep, SequenceRule, Verdict
 from tradebus.engine.messages import BookDelta, BookSnapshot
 
-__all__ = ["BinanceFuturesRule", "BinanceRule", "BinanceSpotRule", "DiffDepthKind"]
+__all__ = ["BinanceFuturesRule", "BinanceRule", "BinanceSpotRule", "DiffDepthKind", "warm_up"]
 
 
 class DiffDepthKind(IntEnum):
@@ -265,3 +265,13 @@ class BinanceFuturesRule(BinanceRule):
                 f"got U={delta.first_seq} u={delta.last_seq}"
             )
         return f"sequence gap ({self.name}): expected pu == {self.last}, got pu={delta.prev_seq} u={delta.last_seq}"
+
+
+def warm_up() -> None:
+    """Compile (or load from the on-disk cache) :func:`_step`, the Binance live delta kernel.
+
+    The Binance adapter's ``VenueAdapter.warm_up`` (:func:`tradebus.adapters.registry.warm_up`): compiled
+    lazily, it ran on a daemon's event loop when its books were made, on a cold cache holding the loop while
+    the depth snapshot requests timed out. The book kernels it calls are :func:`tradebus.adapters.common.book.warm_up`'s.
+    """
+    _step_entry()

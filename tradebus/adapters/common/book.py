@@ -26,8 +26,12 @@ string always maps to one float64.
 
 from __future__ import annotations
 
+from itertools import product
+
 import numpy as np
 from numba import njit
+
+from tradebus.adapters.common import raw_levels
 
 from tradebus.errors import BookError
 
@@ -526,15 +530,22 @@ def warm_up() -> None:
     A daemon calls it in its warm-up (:meth:`tradebus.node.daemon.PaperNode.run`), before any socket opens:
     compiled lazily, they ran on the daemon's event loop at its first book message, a cold cache (a first run
     after an install or an upgrade) holding the loop for seconds while the streams and timers waited.
-    Level arrays as writable and as read-only float64 (a parser's buffer view, a shared empty side):
-    each is a specialisation of its own.
+    Level arrays as writable and as read-only float64 (a parser's buffer view, a shared empty side), in every
+    pairing of the two sides (a message's bids and asks differ: one side may be the shared empty one): each
+    is a specialisation of its own. The raw-text level parser (:func:`~tradebus.adapters.common.raw_levels.warm_up`)
+    is compiled with them; a venue's own sequence kernels are its adapter's (``VenueAdapter.warm_up``).
     """
-    for writable in (True, False):
+    for bids_writable, asks_writable in product((True, False), repeat=2):
         bids = np.array([[100.0, 1.0], [99.0, 2.0]])
         asks = np.array([[101.0, 1.0], [102.0, 2.0]])
-        bids.flags.writeable = asks.flags.writeable = writable
+        bids.flags.writeable = bids_writable
+        asks.flags.writeable = asks_writable
         book = OrderBook("warm-up", capacity=4)
         book.load(bids, asks)
         book.apply(bids, asks)
-        book.apply_top(bids, asks, np.full(4, np.nan))
+        top = np.full(4, np.nan)
+        book.apply_top(bids, asks, top)
+        refresh_top(book.bid_px, book.bid_sz, book.ask_px, book.ask_sz, book.counts, top)  # BookSync's quotes
         book.top(1)
+    first_invalid(np.array([[100.0, 1.0]]))  # a parser's check of its levels (tradebus.adapters.common.parsing)
+    raw_levels.warm_up()

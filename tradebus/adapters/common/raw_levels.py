@@ -19,10 +19,11 @@ or the error naming the level.
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 from numba import njit
 
-__all__ = ["raw_pair_levels"]
+__all__ = ["raw_pair_levels", "warm_up"]
 
 _POW10 = np.array([10.0**k for k in range(23)])
 
@@ -131,3 +132,13 @@ def raw_pair_levels(bids: bytes | memoryview, asks: bytes | memoryview) -> tuple
         return None
     nb = code >> 32
     return out[:nb], out[nb : code & 0xFFFFFFFF]
+
+
+def warm_up() -> None:
+    """Compile (or load from the on-disk cache) the parser for the buffers the live path gives it.
+
+    A parser hands it the ``msgspec.Raw`` sides of a decoded frame, read-only buffers: a
+    specialisation of their own (``bytes`` is another), compiled otherwise at a daemon's first
+    depth message, on its event loop. Called by :func:`tradebus.adapters.common.book.warm_up`.
+    """
+    raw_pair_levels(msgspec.Raw(b'[["100.5","1"]]'), msgspec.Raw(b"[]"))

@@ -55,6 +55,10 @@ def _never(raw: str) -> bool:
     return False
 
 
+def _nothing() -> None:
+    return None
+
+
 def lazy_trading(module: str, class_name: str) -> Callable[..., Any]:
     """A :attr:`LiveAccount.trading` factory of ``module``'s ``class_name``, built with the standard arguments.
 
@@ -162,6 +166,10 @@ class VenueAdapter:
     client_id_rule
         The form of a client order id the venue takes (``CLIENT_ID_RULE``): an order whose id
         breaks it is denied before it is sent (:mod:`tradebus.execution.client_ids`).
+    warm_up
+        Compiles (or loads from the on-disk cache) the venue's own Numba kernels of its book path, which
+        :func:`tradebus.adapters.common.book.warm_up` does not know (:func:`tradebus.adapters.registry.warm_up`;
+        does nothing for a venue whose books run on the common kernels only).
     maintenance_close_fee
         The fee to close a perpetual that the venue's maintenance margin counts
         (``MAINTENANCE_CLOSE_FEE``, :class:`~tradebus.engine.instrument.CloseFee`; none by default):
@@ -194,6 +202,7 @@ class VenueAdapter:
     live: LiveAccount | None = None
     #: Live trading of the venue's USDT-margined perpetuals (``None``: not yet).
     live_perpetual: LiveAccount | None = None
+    warm_up: Callable[[], None] = _nothing
 
     @classmethod
     def from_config(
@@ -207,6 +216,7 @@ class VenueAdapter:
         live: LiveAccount | None = None,
         live_perpetual: LiveAccount | None = None,
         load_margin_tiers: MarginTiersLoader | None = None,
+        warm_up: Callable[[], None] = _nothing,
     ) -> VenueAdapter:
         """The adapter whose feed rules are the venue ``config`` module's (``FEED_MARKETS``,
         ``BOOK_CHANNELS``, ``FILL_CHANNELS``, ``CHANNEL_FORMS``, ``FEED_OPTIONS``, ``known_channel``, ``check_feed``,
@@ -233,4 +243,5 @@ class VenueAdapter:
             maintenance_close_fee=config.MAINTENANCE_CLOSE_FEE,
             live=live,
             live_perpetual=live_perpetual,
+            warm_up=warm_up,
         )
