@@ -32,7 +32,6 @@ import numpy as np
 from numba import njit
 
 from tradebus.adapters.common import raw_levels
-
 from tradebus.errors import BookError
 
 __all__ = [
