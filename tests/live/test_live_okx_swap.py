@@ -39,6 +39,7 @@ from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 from tradebus.node.reconcile import margin_differences
 from tradebus.reports.writers import RunDirectory
 from tradebus.errors import ConfigError
+from tradebus.engine.kernel import JournaledSample
 
 SWAP_IID = "BTC-USDT-SWAP.OKX"
 SWAP_INSTRUMENT: dict[str, Any] = {
@@ -727,3 +728,32 @@ async def test_a_stop_canceling_a_positions_exit_warns_that_the_position_stays_o
         f"stopping: {SWAP_IID} position 2 stays open at the venue with no exit working: live.cancel_on_stop canceled its "
         "exit orders (`tradebus live-kill CONFIG --flatten` closes it)"
     ], told
+
+
+async def test_a_second_restart_that_sees_no_trade_keeps_the_samples_in_time_order(tmp_path: Path) -> None:
+    """As above, then a second restart that sees no trade either and stops. The first restart's stop sampled at the
+    clock's time, after the journal's last market message; the second's final sample was taken at that message again
+    (the journal's ``end_ns``), before the sample it followed, so ``equity.csv`` and the journal went back in time."""
+    async with OKX_SWAP.emulator() as emulator:
+        await _run(tmp_path, emulator, OKX_SWAP.frames[:1], lambda node: _open_long(node, emulator))
+        emulator.settle_funding("BTC-USDT-SWAP", 0.0001, FUNDING_PX)
+        nodes = []
+        for _ in range(2):
+            async with LocalVenueServer(_protocol([], emulator), [], speed=16.0) as srv:  # a market stream sending nothing
+                data = _config(tmp_path, srv.ws_url, emulator, reconcile_interval=0.5)
+                node = LiveNode(parse_live_config(data, "<test>"),
+                                ApiKeys(SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE)), handle_signals=False)
+                await run_node(node, lambda node=node: len(node.kernel.result.funding) >= 1, 60.0)
+            nodes.append(node)
+    late = nodes[0].kernel.result.equity[-1]
+    assert late.funding_paid == pytest.approx(0.06, abs=1e-12)
+    stamps = [s.ts for s in nodes[1].kernel.result.equity]
+    assert stamps == sorted(stamps), stamps
+    assert nodes[1].kernel.result.equity[-1].ts >= late.ts
+    assert nodes[1].kernel.result.equity[-1].equity == pytest.approx(late.equity, abs=1e-8)
+    journal = Journal(tmp_path / "journal.sqlite")
+    try:
+        journaled = [r.sample.ts for r in journal.samples(JournaledSample)]
+    finally:
+        journal.close()
+    assert journaled == sorted(journaled), journaled

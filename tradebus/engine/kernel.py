@@ -1455,7 +1455,8 @@ class Kernel:
             except Exception as exc:  # noqa: BLE001 - raised once the results are collected
                 failed = failed or exc
         end = self.result.end_ns
-        if closing and end is not None and (not self.result.equity or self.result.equity[-1].ts != end):
+        # a live daemon's journal may end on a late sample, taken after its last market message (``end``)
+        if closing and end is not None and (not self.result.equity or self.result.equity[-1].ts < end):
             self.sample_equity(end, final=True)
         if closing and late_sample:
             self._sample_if_changed()
