@@ -119,6 +119,21 @@ def test_a_data_bound_finer_than_a_microsecond_is_kept_to_the_nanosecond_and_wri
         assert getattr(kept.data, f"{key}_ns") == ns
 
 
+def test_a_written_config_of_dates_reloads_to_the_same_text(tmp_path: Path) -> None:
+    """data.start 2024-01-01 is written to config.yaml as '2024-01-01' (quoted); read back, pydantic took that text
+    for a datetime, which a rerun wrote as '2024-01-01T00:00:00': the rerun's config.yaml differed. Now a date's text
+    is read as a date (the same midnight UTC, 1,704,067,200 s) and the rewritten file is the same."""
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(minimal()).replace("data:\n", "data:\n  start: 2024-01-01\n  end: 2024-01-02\n", 1))
+    config = load_config(path)
+    written = dump_config(config)
+    assert "start: '2024-01-01'" in written and "end: '2024-01-02'" in written
+    (tmp_path / "again.yaml").write_text(written)
+    again = load_config(tmp_path / "again.yaml")
+    assert (again.data.start_ns, again.data.end_ns) == (1_704_067_200 * 10**9, 1_704_153_600 * 10**9)
+    assert dump_config(again) == written
+
+
 def test_a_data_bound_to_the_microsecond_a_date_or_a_timestamp_is_taken_to_the_nanosecond() -> None:
     import pandas as pd
 

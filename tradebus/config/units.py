@@ -17,6 +17,8 @@ _MOMENT: TypeAdapter[datetime | date] = TypeAdapter(datetime | date)
 _FRACTION = re.compile(r":\d{2}[.,](\d+)")
 #: The seconds of a time as pydantic writes it (``T00:00:00``) and their fraction if any (``.123456``).
 _SECONDS = re.compile(r"(T\d{2}:\d{2}:\d{2})(\.\d+)?")
+#: A date alone (``2024-01-01``), as a written config holds a date field's value.
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DURATION = re.compile(r"^\s*(\d+)\s*(ns|us|ms|s|m|h|d|w)\s*$")
 _UNIT_NS = {
     "ns": 1,
@@ -83,14 +85,17 @@ def sub_microsecond_digits(value: Any) -> str:
 
 
 def _keep_nanoseconds(value: Any) -> Any:
-    """``value``, or the ``pandas.Timestamp`` of an ISO-8601 text finer than a microsecond, which pydantic's
-    datetime would cut to the microsecond (a ``Timestamp`` is a datetime: the field keeps it as it is).
+    """``value``, the ``date`` of a date's text, or the ``pandas.Timestamp`` of an ISO-8601 text finer than a
+    microsecond, which pydantic's datetime would cut to the microsecond (a ``Timestamp`` is a datetime: the field
+    keeps it as it is).
 
     Raises
     ------
     ValueError
         A time finer than a nanosecond.
     """
+    if isinstance(value, str) and _DATE.fullmatch(value):
+        return date.fromisoformat(value)  # pydantic would read the text as a datetime, written back with a time
     if not (digits := sub_microsecond_digits(value)):
         return value
     try:
