@@ -477,6 +477,29 @@ def test_serve_refuses_a_stream_a_merged_recording_holds_from_two_markets(tmp_pa
     check_served_symbols(depth, config, merged, set(carriers), carriers)
 
 
+def test_serve_refuses_a_stream_the_recording_holds_from_another_market_alone(tmp_path: Path) -> None:
+    """A daemon's recording of a USD-M BTCUSDT feed alone (connection binance-usdm:1) served against a config of a spot
+    BTCUSDT feed: btcusdt@trade is carried by one feed, binance-usdm, and the server sent its USD-M frames to the spot
+    feed as spot trades (a replay of that config reads none of them: no feed of it takes binance-usdm's frames); now
+    serve exits 2 before serving, naming the stream, the feed that recorded it and the feed subscribing it."""
+    from .node_testdata import USDM_CAPTURE
+
+    recording = tmp_path / "frames.jsonl.gz"
+    with FrameRecorder(recording) as rec:
+        for recv_ns, raw in iter_hftbacktest(USDM_CAPTURE):
+            text = raw if isinstance(raw, str) else raw.decode()
+            rec.write(recv_ns, "rest:BTCUSDT@binance-usdm:1" if text.startswith('{"lastUpdateId"') else "binance-usdm:1", text)
+    config = tmp_path / "paper_spot.yaml"
+    config.write_text(yaml.safe_dump(binance_config("ws://127.0.0.1:1", None, ["trade"])))
+    written = tmp_path / "paper_local.yaml"
+    res = _serve_with_config(config, written, recording)
+    assert res.returncode == 2, res.stderr
+    message = " ".join(res.stderr.split())
+    assert (f"--config {config}: feeds.0: btcusdt@trade (recorded by binance-usdm, not by this feed, binance-spot): "
+            f"the recording {recording} holds this stream from another feed's connections") in message
+    assert "serving" not in message and not written.exists()
+
+
 def test_serve_refuses_bybit_spot_and_linear_feeds_of_one_stream_symbol(tmp_path: Path) -> None:
     """Bybit spot BTCUSDT and linear BTCUSDT-LINEAR are one stream symbol (publicTrade.BTCUSDT): the two-market check
     compared the instruments' symbols, which differ, and let both feeds read the recording's one stream."""

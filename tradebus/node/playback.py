@@ -827,7 +827,10 @@ def check_served_symbols(
         ``BTCUSDT`` and linear ``BTCUSDT-LINEAR``): the server sends its one
         stream of that symbol to both, so one market's instrument would be fed the other market's trades and book;
         or a stream subscribed is carried by connections of two of the recording's feeds (a daemon's recording of
-        Binance spot and USD-M ``btcusdt@trade``): the server sends both feeds' frames of it to the one subscribing.
+        Binance spot and USD-M ``btcusdt@trade``): the server sends both feeds' frames of it to the one subscribing;
+        or one carried by connections of another feed alone (a recording of USD-M ``btcusdt@trade`` served to a spot
+        feed), whose frames a replay of the config would not give the subscribing feed
+        (:func:`~tradebus.node.feeds.feed_of_connection`).
     """
     parsed = parse_config(data, f"--config {config}", config.resolve().parent, model=PaperConfig)
     parts = {part for topic in topics for part in re.split(r"[@:.]", topic.lower())}
@@ -859,13 +862,13 @@ def check_served_symbols(
             "a recording of it)"
         )
     subscribed = [
-        (n, stream)
+        (n, feed, stream)
         for n, feed in enumerate(build_feeds(parsed, lambda message: None, live=False))
         for stream in feed.subscribed_streams()
     ]
     mixed = [
         f"feeds.{n}: {stream} (recorded by {' and '.join(sorted(carriers[stream]))})"
-        for n, stream in subscribed
+        for n, _, stream in subscribed
         if carriers is not None and len(carriers.get(stream, ())) > 1
     ]
     if mixed:
@@ -874,7 +877,21 @@ def check_served_symbols(
             "two markets, which the server sends as one stream, so the feed would read the other market's frames as "
             "its own: serve a recording of one market (a recording of that market's connections alone)"
         )
-    unserved = [f"feeds.{n}: {stream}" for n, stream in subscribed if stream not in topics]
+    # A connection of no name (an hftbacktest capture) may be any feed's.
+    foreign = [
+        f"feeds.{n}: {stream} (recorded by {carrier}, not by this feed, {feed.name})"
+        for n, feed, stream in subscribed
+        if carriers is not None and len(carriers.get(stream, ())) == 1
+        for carrier in carriers[stream]
+        if carrier and feed_of_connection([feed], carrier) is None
+    ]
+    if foreign:
+        raise ConfigError(
+            f"--config {config}: {'; '.join(foreign)}: the recording {recording} holds this stream from another feed's "
+            "connections, which the server sends to the one subscribing, so the feed would read that feed's frames "
+            "(another market's) as its own: serve a recording of this feed's market, or subscribe that market's feed"
+        )
+    unserved = [f"feeds.{n}: {stream}" for n, _, stream in subscribed if stream not in topics]
     if unserved:
         raise ConfigError(
             f"--config {config}: {'; '.join(unserved)}: a stream its subscriptions ask for (channel and its options: "
