@@ -637,6 +637,32 @@ class Kernel:
             orders, cancel = self.orders, self.cancel
             self.bus.subscribe(OrderResolved, lambda event: recovery.on_resolved(event, orders, cancel))
 
+    def feature_specs(self) -> dict[str, list[FeatureSpec]]:
+        """The specs of each instrument's feature bank (those with any): the kernel's own, then its strategies'."""
+        banks: dict[str, list[FeatureSpec]] = {}
+        for iid in self.instruments:
+            specs = list(self._extra_features)
+            for strategy in self.strategies:
+                if iid in strategy.instrument_ids:
+                    specs.extend(strategy.feature_specs(iid))
+            if specs:
+                banks[iid] = _dedupe(specs)
+        return banks
+
+    def compile_features(self) -> None:
+        """Compile (or load from the disk cache) the drivers of the feature banks :meth:`prepare` builds.
+
+        A daemon calls it in its warm-up thread: the banks :meth:`prepare` then builds on the event
+        loop find their drivers compiled (they are kept per process, by their generated source).
+
+        Raises
+        ------
+        FeatureError
+            A feature spec cannot be built (names the feature).
+        """
+        for specs in self.feature_specs().values():
+            FeatureBank(specs)
+
     def prepare(self) -> None:
         """Build the feature banks, histories and contingent orders and subscribe the strategies.
 
@@ -653,12 +679,9 @@ class Kernel:
         if self._prepared:
             return
         self._prepared = True
+        banks = self.feature_specs()
         for iid in self.instruments:
-            specs = list(self._extra_features)
-            for strategy in self.strategies:
-                if iid in strategy.instrument_ids:
-                    specs.extend(strategy.feature_specs(iid))
-            specs = _dedupe(specs)
+            specs = banks.get(iid)
             if specs:
                 bank = FeatureBank(specs)
                 _refuse_book_features(bank, iid)
