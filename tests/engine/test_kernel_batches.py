@@ -421,3 +421,34 @@ def test_without_mark_breakers_a_fill_does_not_complete_the_next_time(tmp_path: 
     assert len(busy.result.fills) >= 1_000
     assert len(idle_times) < 100  # the hourly samples of 20 hours (or the trades' 5 minutes)
     assert busy_times == idle_times
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_the_sample_that_first_prices_an_instrument_carries_its_first_price(tmp_path: Path, batched: bool) -> None:
+    """C1USD's 20 bars come 0.5 ms into a millisecond of trades sampled every millisecond: the batch
+    loop delivers them as a batch of their own (``bars``). The sample at the next millisecond is the
+    first to price C1USD, at its last close; it carries the first close and its time (buy & hold
+    starts there), and only that sample does."""
+    from tradebus.reports.writers import EquityRows
+
+    trades = synthetic_trades(1_000, seed=5)
+    start = int(trades["ts_init"][300].as_py()) + 500_000
+    bars = bar_table(20, seed=3, start=start, interval=10_000)
+    sources = [trade_source(tmp_path / "t", trades), *bar_sources(tmp_path / "b", [bars])]
+
+    def build() -> Kernel:
+        return Kernel([instrument(), instrument("C0USD")], initial_cash=100_000.0, equity_interval_ns=1_000_000)
+
+    fast, slow = run_both(sources, build, batch_rows=64)
+    kernel = fast if batched else slow
+    first_ts, first_close = int(bars["ts_init"][0].as_py()), float(bars["close"][0].as_py())
+    samples = kernel.result.equity
+    shown = [n for n, s in enumerate(samples) if s.first_prices]
+    assert len(shown) == 1
+    sample = samples[shown[0]]
+    assert samples[shown[0] - 1].marks[1] != samples[shown[0] - 1].marks[1]  # NaN: not priced before
+    assert sample.ts > first_ts and sample.marks[1] == float(bars["close"][-1].as_py()) != first_close
+    assert sample.first_prices == ((first_ts, "C0USD.SIM", first_close),)
+    rows = EquityRows(kernel.result.instruments).prices(sample)
+    assert rows[0][0] == first_ts and rows[0][2:] == ("C0USD.SIM", first_close)
+    assert [r[0] for r in rows[1:]] == [sample.ts, sample.ts]

@@ -87,6 +87,37 @@ def test_restored_marks_follow_the_instruments_by_name(tmp_path: Path) -> None:
     journal.close()
 
 
+def test_a_restarted_kernel_keeps_the_first_prices_of_its_samples(tmp_path: Path) -> None:
+    """BBB's first trade comes between samples: the journaled sample keeps its first price (buy & hold
+    starts there); a restart on other instruments drops it with BBB's marks, and the restarted run
+    repeats no first price of an instrument its restored samples price."""
+    journal = Journal(tmp_path / "j.sqlite")
+    first = kernel_on(journal, "AAA.BINANCE", "BBB.BINANCE")
+    first.start()
+    first.process(trade(0, 5.0, iid="AAA.BINANCE"))
+    first.process(trade(SECOND // 4, 7.0, iid="BBB.BINANCE"))
+    first.process(trade(SECOND // 2, 8.0, iid="BBB.BINANCE"))
+    first.process(trade(SECOND, 6.0, iid="AAA.BINANCE"))
+    first.stop()
+    records = journal.samples(JournaledSample)
+    assert [r.sample.first_prices for r in records] == [(), ((SECOND // 4, "BBB.BINANCE", 7.0),)]
+    assert [r.sample.ts for r in records] == [0, SECOND] and records[1].sample.marks == (6.0, 8.0)
+    same = kernel_on(journal, "AAA.BINANCE", "BBB.BINANCE")
+    same.restore_samples(records)
+    assert [s.first_prices for s in same.result.equity] == [r.sample.first_prices for r in records]
+    same.start()
+    same.process(trade(3 * SECOND, 9.5, iid="AAA.BINANCE"))
+    same.process(trade(3 * SECOND + SECOND // 4, 9.0, iid="BBB.BINANCE"))  # its first trade in this process
+    same.process(trade(4 * SECOND, 9.7, iid="AAA.BINANCE"))
+    same.stop()
+    assert [s.ts for s in same.result.equity[2:]] == [3 * SECOND, 4 * SECOND]
+    assert [s.first_prices for s in same.result.equity[2:]] == [(), ()]
+    other = kernel_on(journal, "AAA.BINANCE", "CCC.BINANCE")  # the config dropped BBB
+    other.restore_samples(records)
+    assert [s.first_prices for s in other.result.equity] == [(), ()]
+    journal.close()
+
+
 def version_4(path: Path) -> None:
     """Make the journal at ``path`` as tradebus of schema version 4 left it: no equity table."""
     db = sqlite3.connect(path)

@@ -310,3 +310,100 @@ def test_a_span_at_a_units_edge_reads_in_the_next_unit_and_a_fraction_of_a_secon
     from tradebus.reports.formatting import format_duration
 
     assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize("eth_from", [None, 1_723_161_283_641])
+def test_buy_and_hold_buys_an_instrument_at_its_first_trade_not_its_first_sample(
+    tmp_path: Path, eth_from: int | None
+) -> None:
+    # Binance spot, 2024-08-08: ETHUSDT's first trade (2,683.80) comes 0.27 s after BTCUSDT's, and the
+    # minute samples first priced it 44.4 s later, at 2,682.97: its buy & hold showed -0.04 % for -0.07 %.
+    # From eth_from, ETHUSDT starts with 36 trades in one millisecond: a batch of its own (batch loop).
+    data = REPO / "tests" / "fixtures" / "data"
+    files = {"BTCUSDT.BINANCE": data / "binance_spot_btcusdt_trades_20240808_100s.csv",
+             "ETHUSDT.BINANCE": data / "binance_spot_ethusdt_trades_20240808_100s.csv"}
+    if eth_from is not None:
+        eth = pd.read_csv(files["ETHUSDT.BINANCE"], dtype=str)
+        files["ETHUSDT.BINANCE"] = tmp_path / "eth.csv"
+        eth[eth["time"].astype(int) >= eth_from].to_csv(files["ETHUSDT.BINANCE"], index=False)
+    instrument = {"venue": "BINANCE", "quote": "USDT", "tick_size": 0.01, "lot_size": 1.0e-5}
+    config = {
+        "data": {"sources": [{"instrument": iid, "kind": "trades", "file": str(path)} for iid, path in files.items()]},
+        "instruments": [{"symbol": "BTCUSDT", "base": "BTC", **instrument},
+                        {"symbol": "ETHUSDT", "base": "ETH", **instrument}],
+        "strategy": {"name": "tick_ema_cross", "instruments": ["BTCUSDT.BINANCE"],
+                     "params": {"fast": 2, "slow": 4, "quantity": 0.001, "mode": "long_only"}},
+        "initial_cash": 100_000.0,
+        "report": {"equity_interval": "1m"},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["backtest", str(tmp_path / "run.yaml"), "--out", str(out)],
+                                catch_exceptions=False, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    run = load_run(out)
+    # Independently from the trade files: each instrument bought at its first trade; its price at a
+    # time is its last trade at or before it.
+    prices = {iid: pd.read_csv(path) for iid, path in files.items()}
+    each = {iid: t["price"].iloc[-1] / t["price"].iloc[0] - 1.0 for iid, t in prices.items()}
+    total, got = buy_and_hold(run)
+    assert got == pytest.approx(each, rel=1e-12, abs=0.0)
+    assert total == pytest.approx(sum(each.values()) / 2.0, rel=1e-12)
+    curve = buy_and_hold_curve(run, 100_000.0)
+    assert curve is not None
+    samples = pd.to_datetime(pd.read_csv(out / "equity.csv")["ts"], unit="ns", utc=True)
+    legs = []
+    for t in prices.values():
+        last = t.groupby("time")["price"].last()
+        at = pd.Series(last.to_numpy(), index=pd.to_datetime(last.index, unit="ms", utc=True))
+        legs.append((at / t["price"].iloc[0]).reindex(samples, method="ffill").fillna(1.0))
+    expected = (legs[0] + legs[1]) / 2.0 * 100_000.0
+    assert curve.loc[samples].to_numpy() == pytest.approx(expected.to_numpy(), rel=1e-12)
+    assert curve.iloc[-1] == pytest.approx(100_000.0 * (1.0 + total), rel=1e-12)
+
+
+def test_buy_and_hold_buys_an_instrument_at_its_first_bar_between_samples(tmp_path: Path) -> None:
+    # Weekly samples (Thursdays 00:00 UTC); BTCUSDT's data starts on a Saturday (its first daily close,
+    # 2020-07-04, 9,058.26): it was bought at the next Thursday's close (9,436.06) instead.
+    fixtures = REPO / "tests" / "fixtures" / "strategies"
+    shutil.copy(fixtures / "coinbase_btc_usd_day_2020.csv", tmp_path / "a.csv")
+    lines = (fixtures / "binance_btcusdt_day_2020.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    (tmp_path / "b.csv").write_text("".join([lines[0], *(x for x in lines[1:] if x >= "2020-07-03")]), encoding="utf-8")
+    instrument = {"quote": "USD", "tick_size": 0.01, "lot_size": 1.0e-5, "maker_fee": 0.0005, "taker_fee": 0.001}
+    config = {
+        "data": {"sources": [
+            {"instrument": "BTC-USD.COINBASE", "file": "a.csv", "bar_time": "open", "interval": "1d"},
+            {"instrument": "BTCUSDT.BINANCE", "file": "b.csv", "bar_time": "open", "interval": "1d"},
+        ]},
+        "instruments": [{"venue": "COINBASE", "symbol": "BTC-USD", "base": "BTC", **instrument},
+                        {"venue": "BINANCE", "symbol": "BTCUSDT", "base": "BTC", **instrument}],
+        "strategy": {"name": "ema_cross", "instruments": ["BTC-USD.COINBASE"],
+                     "params": {"fast": 10, "slow": 30, "mode": "long_only", "quantity": 0.5}},
+        "venue": {"fill_on": "bars"},
+        "initial_cash": 100_000.0,
+        "report": {"equity_interval": "7d"},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["backtest", str(tmp_path / "run.yaml"), "--out", str(out)],
+                                catch_exceptions=False, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    run = load_run(out)
+    # Independently from the data files: each bought at its first close (bars are stamped at their
+    # close, a day after their open).
+    closes = []
+    for name in ("a.csv", "b.csv"):
+        bars = pd.read_csv(tmp_path / name, parse_dates=["datetime"])
+        closes.append(pd.Series(bars["close"].to_numpy(),
+                                index=bars["datetime"].dt.tz_localize("UTC") + pd.Timedelta(days=1)))
+    each = dict(zip(("BTC-USD.COINBASE", "BTCUSDT.BINANCE"), (c.iloc[-1] / c.iloc[0] - 1.0 for c in closes)))
+    total, got = buy_and_hold(run)
+    assert got == pytest.approx(each, rel=1e-12, abs=0.0)
+    assert total == pytest.approx(sum(each.values()) / 2.0, rel=1e-12)
+    curve = buy_and_hold_curve(run, 100_000.0)
+    assert curve is not None
+    samples = pd.to_datetime(pd.read_csv(out / "equity.csv")["ts"], unit="ns", utc=True)
+    legs = [(c / c.iloc[0]).reindex(samples, method="ffill").fillna(1.0) for c in closes]
+    expected = (legs[0] + legs[1]) / 2.0 * 100_000.0
+    assert curve.loc[samples].to_numpy() == pytest.approx(expected.to_numpy(), rel=1e-12)
+    assert curve.iloc[-1] == pytest.approx(100_000.0 * (1.0 + total), rel=1e-12)

@@ -233,6 +233,8 @@ class BatchLoop:
         iid = k.instrument_key(batch.instrument_id)
         if k.perpetuals is not None:
             k.perpetuals.note_bars(iid, batch.ts_event)  # where a bar after a gap opens
+        if iid not in k.cache.prices:
+            k.note_first_price(iid, int(batch.ts_init[0]), float(batch.close[0]))
         view, live, out, deliver, history = self._bar_lane(
             iid, batch.ts_event, batch.open, batch.high, batch.low, batch.close, batch.volume
         )
@@ -501,6 +503,8 @@ class BatchLoop:
             iid = k.instrument_key(instrument_id)
             if k.perpetuals is not None:
                 k.perpetuals.note_bars(iid, batch.ts_event[rows])  # where a bar after a gap opens
+            if iid not in k.cache.prices:
+                k.note_first_price(iid, int(batch.ts_init[rows[0]]), float(batch.close[rows[0]]))
             view, live, out, deliver, history = self._bar_lane(
                 iid,
                 batch.ts_event[rows],
@@ -746,6 +750,8 @@ class BatchLoop:
             ):
                 k.process(Trade(iid, te, ti, px, sz, side, tid))
             return
+        if iid not in k.cache.prices:
+            k.note_first_price(iid, int(batch.ts_init[0]), float(batch.price[0]))
         bank = k.banks.get(iid)
         view = k.cache.feature_views.get(iid)
         out: np.ndarray | None = None

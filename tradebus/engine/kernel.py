@@ -205,6 +205,9 @@ class EquitySample(msgspec.Struct, frozen=True, gc=False):
     interest_paid: float = 0.0
     #: Last price of each instrument (in ``RunResult.instruments`` order; NaN before its first price).
     marks: tuple[float, ...] = ()
+    #: ``(ts, instrument_id, price)`` of the first price of each instrument this sample is the first
+    #: to price, where that price came before ``ts`` (in time order): buy & hold starts there.
+    first_prices: tuple[tuple[int, str, float], ...] = ()
 
 
 class JournaledSample(msgspec.Struct, frozen=True):
@@ -468,6 +471,10 @@ class Kernel:
         #: a fill, a funding, a liquidation check or a timer.
         self.mark_band: tuple[str | None, float, float] = (None, -math.inf, math.inf)
         self._sample_due: int | None = None  # the time of a due sample not taken yet
+        # instrument -> (ts_init, price) of its first price, until a sample shows it (note_first_price).
+        self._first_prices: dict[str, tuple[int, float]] = {}
+        # The instruments the restored samples of a previous process priced (restore_samples).
+        self._restored_priced: set[str] = set()
         # The starting holdings the first sample waited for a price of (asset -> valuing instrument;
         # None: it did not wait), and the time each got one.
         self._holdings_wait: dict[str, str] | None = None
@@ -931,7 +938,10 @@ class Kernel:
         self.execution.on_bar(bar)
         iid = bar.instrument_id
         self.cache.bars[iid] = bar
-        self.cache.prices[iid] = bar.close
+        prices = self.cache.prices
+        if iid not in prices:
+            self.note_first_price(iid, bar.ts_init, bar.close)
+        prices[iid] = bar.close
         bank = self.banks.get(iid)
         if bank is not None:
             bank.update_bar(bar.ts_event, bar.open, bar.high, bar.low, bar.close, bar.volume)
@@ -945,7 +955,10 @@ class Kernel:
         self.execution.on_trade(trade)
         iid = trade.instrument_id
         self.cache.trades[iid] = trade
-        self.cache.prices[iid] = trade.price
+        prices = self.cache.prices
+        if iid not in prices:
+            self.note_first_price(iid, trade.ts_init, trade.price)
+        prices[iid] = trade.price
         bank = self.banks.get(iid)
         if bank is not None:
             bank.update_trade(trade.ts_event, trade.price, trade.size, float(trade.aggressor))
@@ -993,7 +1006,11 @@ class Kernel:
         self.execution.on_quote(quote)
         iid = quote.instrument_id
         self.cache.quotes[iid] = quote
-        self.cache.prices[iid] = 0.5 * (quote.bid_price + quote.ask_price)
+        mid = 0.5 * (quote.bid_price + quote.ask_price)
+        prices = self.cache.prices
+        if iid not in prices:
+            self.note_first_price(iid, quote.ts_init, mid)
+        prices[iid] = mid
         bank = self.banks.get(iid)
         if bank is not None:
             bank.update_quote(quote.ts_event, quote.bid_price, quote.ask_price, quote.bid_size, quote.ask_size)
@@ -1037,7 +1054,10 @@ class Kernel:
             bid, ask = book.best_bid()[0], book.best_ask()[0]
         if bid < ask:  # False with a side empty (NaN)
             mid = 0.5 * (bid + ask)
-            self.cache.prices[iid] = mid
+            prices = self.cache.prices
+            if iid not in prices:
+                self.note_first_price(iid, msg.ts_init, mid)
+            prices[iid] = mid
             self.execution.mark(iid, mid)
 
     def _count_bar(self, ts: int, ts_event: int) -> None:
@@ -1318,6 +1338,7 @@ class Kernel:
             margin, maintenance = account.initial_margin(), account.maintenance_margin()
         else:
             margin = maintenance = 0.0
+        marks = tuple(map(_LAST_PRICE, self._positions.values()))
         sample = EquitySample(
             ts,
             equity,
@@ -1330,7 +1351,8 @@ class Kernel:
             margin,
             maintenance,
             interest,
-            tuple(map(_LAST_PRICE, self._positions.values())),
+            marks,
+            self._shown_first_prices(ts, marks) if self._first_prices else (),
         )
         journal = self._journal
         if journal is not None and journal.failure is None:  # a failed journal stopped the daemon already
@@ -1339,6 +1361,31 @@ class Kernel:
         samples.append(sample)
         interval = self._equity_interval
         self.next_sample_ns = (ts // interval + 1) * interval
+
+    def note_first_price(self, instrument_id: str, ts: int, price: float) -> None:
+        """Record the instrument's first price, at ``ts``: call it before ``cache.prices`` holds one.
+
+        The sample that first prices the instrument carries it (:attr:`EquitySample.first_prices`)
+        when it came before the sample's time; an earlier call for the instrument wins.
+        """
+        self._first_prices.setdefault(instrument_id, (ts, price))
+
+    def _shown_first_prices(self, ts: int, marks: tuple[float, ...]) -> tuple[tuple[int, str, float], ...]:
+        """The :attr:`EquitySample.first_prices` of a sample at ``ts`` with ``marks`` (the recorded ones it shows)."""
+        samples = self.result.equity
+        before = samples[-1].marks if samples else ()
+        instruments = self.result.instruments
+        shown = []
+        for iid in list(self._first_prices):
+            n = instruments.index(iid)
+            if marks[n] != marks[n]:
+                continue  # not marked yet (no valid price): a later sample shows it
+            at, price = self._first_prices.pop(iid)
+            # an instrument an earlier sample priced was shown by it
+            unshown = iid not in self._restored_priced and (n >= len(before) or before[n] != before[n])
+            if at < ts and unshown and 0.0 < price < math.inf:
+                shown.append((at, iid, price))
+        return tuple(sorted(shown))
 
     def _sample_if_changed(self) -> None:
         """Take a sample at the clock's time if it is past the last sample and the portfolio changed since."""
@@ -1384,9 +1431,13 @@ class Kernel:
             if record.instruments != result.instruments:
                 marks = dict(zip(record.instruments, sample.marks, strict=False))
                 sample = msgspec.structs.replace(
-                    sample, marks=tuple(marks.get(iid, math.nan) for iid in result.instruments)
+                    sample,
+                    marks=tuple(marks.get(iid, math.nan) for iid in result.instruments),
+                    first_prices=tuple(first for first in sample.first_prices if first[1] in result.instruments),
                 )
             samples.append(sample)
+            priced = zip(result.instruments, sample.marks, strict=False)
+            self._restored_priced.update(iid for iid, mark in priced if mark == mark)
         result.equity[:0] = samples
         last = journaled[-1]
         result.initial_cash = last.initial_cash
