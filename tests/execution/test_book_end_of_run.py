@@ -10,7 +10,7 @@ import pytest
 from tradebus.data.catalog import BOOK_SNAPSHOT, Catalog, schema_for
 from tradebus.data.replay import Replay, ReplaySource
 from tradebus.engine.instrument import Instrument
-from tradebus.engine.kernel import Kernel
+from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.engine.messages import BookDelta, BookSnapshot, OrderSide, OrderStatus
 from tradebus.execution.config import BookFillConfig, VenueConfig
 from tradebus.reports.metrics import compute_metrics
@@ -56,6 +56,16 @@ def sources(root: Path) -> list[ReplaySource]:
     return [ReplaySource.from_catalog(cat, IID, "v", "spot", "X", name) for name in ("book", "trades")]
 
 
+def _driven(kernel: Kernel, replayed: list[ReplaySource], path: str) -> RunResult:
+    """The result of ``kernel`` over ``replayed``, driven by ``run`` (``path == "run"``) or message by message."""
+    if path == "run":
+        return kernel.run(Replay(replayed))
+    for msg in Replay(replayed):
+        kernel.process(msg)
+    kernel.stop()
+    return kernel.result
+
+
 @pytest.mark.parametrize("path", ["run", "process"])
 def test_answers_in_flight_at_the_end_of_a_backtest_are_delivered_before_the_results(tmp_path: Path, path: str) -> None:
     """Entry latency 0.5 ms, acknowledgement 5 ms. The bid (decided at 1 ms) reaches the venue at 1.5 ms and is
@@ -75,13 +85,7 @@ def test_answers_in_flight_at_the_end_of_a_backtest_are_delivered_before_the_res
     strategy = CancelAndBuyLate()
     kernel.add_strategy(strategy)
     replayed = sources(tmp_path)
-    if path == "run":
-        result = kernel.run(Replay(replayed))
-    else:
-        for msg in Replay(replayed):
-            kernel.process(msg)
-        kernel.stop()
-        result = kernel.result
+    result = _driven(kernel, replayed, path)
     status = {o.client_order_id: o.status for o in result.orders}
     assert status == {strategy.bid: OrderStatus.CANCELED, strategy.buy: OrderStatus.FILLED}
     assert [(f.client_order_id, f.ts_event, f.quantity, f.price) for f in result.fills] == [
@@ -133,13 +137,7 @@ def test_a_backtest_on_a_book_source_alone_has_its_span_and_final_equity_sample(
     kernel = Kernel([instrument], venue_config=venue, initial_cash=10_000.0)
     strategy = BuyAtFirstBook()
     kernel.add_strategy(strategy)
-    if path == "run":
-        result = kernel.run(Replay(replayed))
-    else:
-        for msg in Replay(replayed):
-            kernel.process(msg)
-        kernel.stop()
-        result = kernel.result
+    result = _driven(kernel, replayed, path)
     assert [(f.quantity, f.price) for f in result.fills] == [(0.5, 100.0)]
     assert (result.start_ns, result.end_ns) == (MS, 10 * MS)
     assert (result.first_event_ns, result.last_event_ns) == (MS - lag, 10 * MS - lag)

@@ -222,6 +222,18 @@ def test_the_tearsheets_rolling_section_names_the_period_of_its_returns(
 HOUR = 3_600_000_000_000
 
 
+def _random_run(path: Path, times: list[int]) -> tuple[list[EquitySample], RunResult]:
+    """A run directory at ``path`` of a seeded random equity sampled at ``T0 + times``: its samples and result."""
+    rng = np.random.default_rng(8)
+    equity = 100_000.0 * np.cumprod(1.0 + rng.normal(0.004, 0.05, len(times)))
+    samples = [EquitySample(T0 + t, float(e), float(e), 0.0, 0.0, 0.0, 0.0) for t, e in zip(times, equity, strict=True)]
+    span = times[-1] + 1
+    result = RunResult(("X.SIM",), 100_000.0, T0, T0 + span, T0, T0 + span, equity=samples)
+    with RunDirectory(path, "backtest") as run_dir:
+        write_run(run_dir, result, compute_metrics(result), "")
+    return samples, result
+
+
 @pytest.mark.parametrize(
     ("times", "title", "label"),
     [
@@ -252,13 +264,7 @@ def test_the_tearsheets_rolling_section_says_how_it_counts_returns_that_are_not_
     rounded to one): the returns are 36 hours apart, and 244 is not how many a year holds (243.3) but 365 over the
     mean number of days between their closes' dates, as the metrics annualise. 7-day samples over 200 days read
     "53.19 7-day returns a year": the run's last return spans 3 days, averaged in."""
-    rng = np.random.default_rng(8)
-    equity = 100_000.0 * np.cumprod(1.0 + rng.normal(0.004, 0.05, len(times)))
-    samples = [EquitySample(T0 + t, float(e), float(e), 0.0, 0.0, 0.0, 0.0) for t, e in zip(times, equity, strict=True)]
-    span = times[-1] + 1
-    result = RunResult(("X.SIM",), 100_000.0, T0, T0 + span, T0, T0 + span, equity=samples)
-    with RunDirectory(tmp_path / "run", "backtest") as run_dir:
-        write_run(run_dir, result, compute_metrics(result), "")
+    samples, result = _random_run(tmp_path / "run", times)
     page = render_tearsheet(load_run(tmp_path / "run"))
     assert f"<h2>{html.escape(title)}</h2>" in page
     # the count is the metrics' factor: their Sharpe is the mean / std of the returns x its square root
@@ -299,13 +305,7 @@ def test_the_tearsheets_rolling_window_is_named_by_its_days_only_when_its_return
     labelled "45-day Sharpe" (30 x 1.496 rounded), and a daily run with 10 days without data "33-day" where each window
     spans 30 or 40 days. Returns whole days apart keep their window's span ("210-day" for 30 weekly returns); others
     are named by how many returns the window holds, and the days they span on average."""
-    rng = np.random.default_rng(8)
-    equity = 100_000.0 * np.cumprod(1.0 + rng.normal(0.004, 0.05, len(times)))
-    samples = [EquitySample(T0 + t, float(e), float(e), 0.0, 0.0, 0.0, 0.0) for t, e in zip(times, equity, strict=True)]
-    span = times[-1] + 1
-    result = RunResult(("X.SIM",), 100_000.0, T0, T0 + span, T0, T0 + span, equity=samples)
-    with RunDirectory(tmp_path / "run", "backtest") as run_dir:
-        write_run(run_dir, result, compute_metrics(result), "")
+    _random_run(tmp_path / "run", times)
     sharpe, vol = _figure_traces(render_tearsheet(load_run(tmp_path / "run")), "fig-rolling")
     assert (sharpe["name"], vol["name"]) == (f"{label} Sharpe", f"{label} volatility %")
     shown = np.asarray(sharpe["y"], dtype=float)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from tradebus.cli import app
 from tradebus.reports.formatting import format_metric, quote_decimals
-from tradebus.reports.rundata import buy_and_hold, buy_and_hold_curve, load_run
+from tradebus.reports.rundata import RunData, buy_and_hold, buy_and_hold_curve, load_run
 from tradebus.reports.summary import instrument_rows
 
 REPO = Path(__file__).resolve().parents[2]
@@ -187,14 +187,13 @@ def test_summary_shows_the_round_trips_hit_rate_counts_when_trades_csv_has_more_
     assert f'data-metric="round_trips">{closed:,}<' in page
 
 
-def test_buy_and_hold_curve_keeps_an_instrument_in_cash_until_its_data_starts(tmp_path: Path) -> None:
-    # BTCUSDT's data starts on 2020-07-01, BTC-USD's on 2020-01-01 (BTC-USD up 27 % by then). The
-    # tearsheet's curve averaged the instruments priced so far: it fell 10 % on 2020-07-02 (BTCUSDT
-    # joining at 1.0 beside BTC-USD's 1.27) on a day BTC barely moved.
+def _two_btc_markets_run(tmp_path: Path, binance_from: str, equity_interval: str) -> RunData:
+    """The run of an EMA cross on daily BTC-USD bars of 2020 (``a.csv``) beside BTCUSDT's (``b.csv``) from the day
+    ``binance_from`` on, sampled every ``equity_interval``."""
     fixtures = REPO / "tests" / "fixtures" / "strategies"
     shutil.copy(fixtures / "coinbase_btc_usd_day_2020.csv", tmp_path / "a.csv")
     lines = (fixtures / "binance_btcusdt_day_2020.csv").read_text(encoding="utf-8").splitlines(keepends=True)
-    (tmp_path / "b.csv").write_text("".join([lines[0], *(x for x in lines[1:] if x >= "2020-07")]), encoding="utf-8")
+    (tmp_path / "b.csv").write_text("".join([lines[0], *(x for x in lines[1:] if x >= binance_from)]), encoding="utf-8")
     instrument = {"quote": "USD", "tick_size": 0.01, "lot_size": 1.0e-5, "maker_fee": 0.0005, "taker_fee": 0.001}
     config = {
         "data": {"sources": [
@@ -207,14 +206,21 @@ def test_buy_and_hold_curve_keeps_an_instrument_in_cash_until_its_data_starts(tm
                      "params": {"fast": 10, "slow": 30, "mode": "long_only", "quantity": 0.5}},
         "venue": {"fill_on": "bars"},
         "initial_cash": 100_000.0,
-        "report": {"equity_interval": "1d"},
+        "report": {"equity_interval": equity_interval},
     }
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["backtest", str(tmp_path / "run.yaml"), "--out", str(out)],
                                 catch_exceptions=False, terminal_width=200)
     assert result.exit_code == 0, result.output
-    run = load_run(out)
+    return load_run(out)
+
+
+def test_buy_and_hold_curve_keeps_an_instrument_in_cash_until_its_data_starts(tmp_path: Path) -> None:
+    # BTCUSDT's data starts on 2020-07-01, BTC-USD's on 2020-01-01 (BTC-USD up 27 % by then). The
+    # tearsheet's curve averaged the instruments priced so far: it fell 10 % on 2020-07-02 (BTCUSDT
+    # joining at 1.0 beside BTC-USD's 1.27) on a day BTC barely moved.
+    run = _two_btc_markets_run(tmp_path, "2020-07", "1d")
     curve = buy_and_hold_curve(run, 100_000.0)
     assert curve is not None
     # Independently from the data files: half the cash in each, bought at its first close (bars are
@@ -365,30 +371,7 @@ def test_buy_and_hold_buys_an_instrument_at_its_first_trade_not_its_first_sample
 def test_buy_and_hold_buys_an_instrument_at_its_first_bar_between_samples(tmp_path: Path) -> None:
     # Weekly samples (Thursdays 00:00 UTC); BTCUSDT's data starts on a Saturday (its first daily close,
     # 2020-07-04, 9,058.26): it was bought at the next Thursday's close (9,436.06) instead.
-    fixtures = REPO / "tests" / "fixtures" / "strategies"
-    shutil.copy(fixtures / "coinbase_btc_usd_day_2020.csv", tmp_path / "a.csv")
-    lines = (fixtures / "binance_btcusdt_day_2020.csv").read_text(encoding="utf-8").splitlines(keepends=True)
-    (tmp_path / "b.csv").write_text("".join([lines[0], *(x for x in lines[1:] if x >= "2020-07-03")]), encoding="utf-8")
-    instrument = {"quote": "USD", "tick_size": 0.01, "lot_size": 1.0e-5, "maker_fee": 0.0005, "taker_fee": 0.001}
-    config = {
-        "data": {"sources": [
-            {"instrument": "BTC-USD.COINBASE", "file": "a.csv", "bar_time": "open", "interval": "1d"},
-            {"instrument": "BTCUSDT.BINANCE", "file": "b.csv", "bar_time": "open", "interval": "1d"},
-        ]},
-        "instruments": [{"venue": "COINBASE", "symbol": "BTC-USD", "base": "BTC", **instrument},
-                        {"venue": "BINANCE", "symbol": "BTCUSDT", "base": "BTC", **instrument}],
-        "strategy": {"name": "ema_cross", "instruments": ["BTC-USD.COINBASE"],
-                     "params": {"fast": 10, "slow": 30, "mode": "long_only", "quantity": 0.5}},
-        "venue": {"fill_on": "bars"},
-        "initial_cash": 100_000.0,
-        "report": {"equity_interval": "7d"},
-    }
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["backtest", str(tmp_path / "run.yaml"), "--out", str(out)],
-                                catch_exceptions=False, terminal_width=200)
-    assert result.exit_code == 0, result.output
-    run = load_run(out)
+    run = _two_btc_markets_run(tmp_path, "2020-07-03", "7d")
     # Independently from the data files: each bought at its first close (bars are stamped at their
     # close, a day after their open).
     closes = []
@@ -402,7 +385,7 @@ def test_buy_and_hold_buys_an_instrument_at_its_first_bar_between_samples(tmp_pa
     assert total == pytest.approx(sum(each.values()) / 2.0, rel=1e-12)
     curve = buy_and_hold_curve(run, 100_000.0)
     assert curve is not None
-    samples = pd.to_datetime(pd.read_csv(out / "equity.csv")["ts"], unit="ns", utc=True)
+    samples = pd.to_datetime(pd.read_csv(tmp_path / "out" / "equity.csv")["ts"], unit="ns", utc=True)
     legs = [(c / c.iloc[0]).reindex(samples, method="ffill").fillna(1.0) for c in closes]
     expected = (legs[0] + legs[1]) / 2.0 * 100_000.0
     assert curve.loc[samples].to_numpy() == pytest.approx(expected.to_numpy(), rel=1e-12)
