@@ -12,6 +12,7 @@ from tests.live.live_harness import KEY, SECRET, until
 from tests.live.venue_kits import KITS, PASSPHRASE, VenueKit, kit_harness
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import LiveClock
+from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder, Trade, TradingState
 from tradebus.engine.portfolio import Portfolio
 from tradebus.errors import OrdersLeftAtVenue
@@ -19,6 +20,7 @@ from tradebus.execution.journal import Journal
 from tradebus.execution.orders import OrderManager
 from tradebus.node.flatten import KILL_STRATEGY
 from tradebus.node.live import ApiKeys, kill_switch, parse_live_config
+from tradebus.reports.writers import fill_row
 
 
 @pytest.mark.parametrize("quantity", [0.003, 0.29])  # 0.29 / 1e-8 is 28999999.999999996 lots in floats
@@ -62,6 +64,14 @@ async def test_kill_flatten_sells_the_journaled_position_once_and_halts(kit: Ven
     (kill,) = [o for o in orders.orders() if o.strategy_id == KILL_STRATEGY]
     assert kill.status is OrderStatus.FILLED and kill.client_order_id == sells[0].order.client_order_id
     assert state is not None and state.manual_state is TradingState.HALTED
+    # a daemon restarted on the journal writes the order's reason in orders.csv and its fill's in fills.csv
+    restarted = Kernel(list(config.instrument_map().values()), initial_cash=config.initial_cash)
+    journal = Journal(path)
+    try:
+        journal.replay(restarted.orders, restarted.portfolio, 0, risk=restarted.risk, on_message=restarted.record_journaled)
+    finally:
+        journal.close()
+    assert [(row[3], row[-1]) for row in map(fill_row, restarted.result.fills)] == [("BUY", ""), ("SELL", "flatten (test kill)")]
 
 
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))

@@ -66,7 +66,9 @@ def live(
 def live_kill(
     config: Annotated[Path, typer.Argument(help="The live config of the account.", show_default=False)],
     mainnet: Annotated[bool, typer.Option("--mainnet", help="The config's account is on mainnet.")] = False,
-    reason: Annotated[str, typer.Option(help="Why (kept in the journal).")] = "kill switch",
+    reason: Annotated[str, typer.Option(help=(
+        "Why (kept in the journal; with --flatten, the closing orders' reason in orders.csv and fills.csv: flatten (REASON))."
+    ))] = "kill switch",
     flatten: Annotated[bool, typer.Option("--flatten", help=(
         "Also close every position the journal holds at market: sell a holding or a long, buy back a short (reduce-only)."
     ))] = False,

@@ -47,11 +47,13 @@ _CLOSED = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIR
 
 
 async def flatten(
-    config: PaperConfig, api: TradingApi, journal: Journal, timeout: float = 10.0
+    config: PaperConfig, api: TradingApi, journal: Journal, timeout: float = 10.0, reason: str = "kill switch"
 ) -> tuple[list[OrderStatusReport], list[str]]:
     """Sell every position the journal holds (see the module docstring).
 
-    ``timeout`` bounds the wait for each order to close (polling the venue by client id).
+    ``timeout`` bounds the wait for each order to close (polling the venue by client id). Each
+    order's reason (``orders.csv`` ``submit_reason``, the ``reason`` of its fills and of the
+    round trip it closes) is ``flatten (<reason>)``, the kill's reason.
     Returns the venue's final report of each order that closed, and the client ids of those
     not closed: still open after ``timeout``, or placed without an answer (state unknown).
     """
@@ -70,7 +72,9 @@ async def flatten(
         if not qty > 0.0:
             continue
         now = clock.now_ns()
-        cmd = SubmitOrder(KILL_STRATEGY, iid, "", side, qty, now, now, OrderType.MARKET, reduce_only=reduce_only)
+        cmd = SubmitOrder(
+            KILL_STRATEGY, iid, "", side, qty, now, now, OrderType.MARKET, reduce_only=reduce_only, reason=f"flatten ({reason})"
+        )
         order = orders.create(cmd)
         coid = order.client_order_id
         journal.record_command(cmd, coid)

@@ -1664,7 +1664,7 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
                     await asyncio.sleep(KILL_ROUND_PAUSE)
             if flatten and left == []:
                 assert journal is not None
-                _, unflat = await flatten_positions(config, api, journal, config.live.stop_timeout)
+                _, unflat = await flatten_positions(config, api, journal, config.live.stop_timeout, reason)
         finally:
             await api.close()
             if journal is not None:
