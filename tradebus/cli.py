@@ -812,11 +812,22 @@ def serve(
     hold: Annotated[
         bool, typer.Option("--hold", help="Paced: stop the recording while no daemon reads it (a restart goes on where it stopped).")
     ] = False,
+    connection: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--connection",
+            help=(
+                "Serve only this recorded connection's frames (repeatable): linear of a Bybit recording of the linear "
+                "and spot connections, binance-usdm of a daemon's binance-usdm:1."
+            ),
+            show_default=False,
+        ),
+    ] = None,
     log_level: LogLevel = "INFO",
 ) -> None:
     """Serve a recording on 127.0.0.1 in a venue's WebSocket protocol, for a paper daemon.
 
-    The recording is one stream, played once at the given pace on one clock from the first subscription: a connection starts where the stream is, after the frames sent to the connections before it (a reconnecting or restarted daemon goes on at the venue's now; with --hold the stream stops while no daemon reads it, and a restarted daemon goes on where the last one stopped; at --speed 0 the stream waits for its reader, and a reconnecting daemon goes on where it left off, a restarted one after the frames in flight when the last one stopped), and once every frame was sent the server stays up, sending nothing new, until Ctrl-C or SIGTERM. A --config subscribing an instrument the recording lacks is refused (exit 2), naming the recording's streams, and so is one whose feeds of two markets subscribe one symbol (spot and USD-M BTCUSDT: both would read its one stream).
+    The recording is one stream, played once at the given pace on one clock from the first subscription: a connection starts where the stream is, after the frames sent to the connections before it (a reconnecting or restarted daemon goes on at the venue's now; with --hold the stream stops while no daemon reads it, and a restarted daemon goes on where the last one stopped; at --speed 0 the stream waits for its reader, and a reconnecting daemon goes on where it left off, a restarted one after the frames in flight when the last one stopped), and once every frame was sent the server stays up, sending nothing new, until Ctrl-C or SIGTERM. A --config subscribing an instrument the recording lacks is refused (exit 2), naming the recording's streams, and so is one whose feeds of two markets subscribe one symbol (spot and USD-M BTCUSDT: both would read its one stream), or one subscribing a stream the recording holds from connections of two markets (serve one with --connection).
     """
     from tradebus.adapters.registry import VENUES
     from tradebus.node.playback import serve_recording
@@ -842,6 +853,7 @@ def serve(
                 config=config,
                 write_config=write_config,
                 hold=hold,
+                connections=connection or (),
             )
         )
     except TradebusError as exc:

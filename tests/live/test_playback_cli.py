@@ -686,3 +686,58 @@ def test_a_client_reconnecting_to_a_paced_serve_reads_no_frame_again() -> None:
     assert second[0] > first[-1], (first[-3:], second[:3])
     ids = first + second
     assert ids == sorted(set(ids)) and set(ids) <= set(SPOT_TICKER_IDS)
+
+
+def test_serve_of_the_bybit_recording_serves_its_linear_connection_alone_for_a_linear_config(tmp_path: Path) -> None:
+    """The shipped Bybit recording holds publicTrade.BTCUSDT from its linear and its spot connections: serve refused a
+    linear config of it (exit 2) saying to serve 'a recording of one market', which nothing made; ``--connection linear``
+    now serves that connection's frames alone, the linear BTCUSDT trades in their recorded order, no spot trade among
+    them, and the refusal names the option; a connection the recording lacks is refused naming those it has."""
+    from .node_testdata import BYBIT_INSTRUMENT, BYBIT_RECORDING
+
+    data = {
+        "instruments": [BYBIT_INSTRUMENT],
+        "strategy": {"name": "tradebus.strategies.tick_ema:TickEmaCross", "instruments": ["BTCUSDT-LINEAR.BYBIT"],
+                     "params": {"fast": 2, "slow": 5, "quantity": 0.001}},
+        "venue": {"fill_on": "trades"},
+        "feeds": [{"venue": "bybit", "market": "linear", "subscriptions": {"BTCUSDT-LINEAR.BYBIT": ["publicTrade"]}}],
+    }
+    config = tmp_path / "paper_linear.yaml"
+    config.write_text(yaml.safe_dump(data))
+    written = tmp_path / "paper_local.yaml"
+
+    def serve(*options: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tradebus.cli", "serve", str(BYBIT_RECORDING), "--venue", "bybit", "--speed", "0",
+             "--config", str(config), "--write-config", str(written), *options],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+        )
+
+    refused = serve()
+    assert refused.returncode == 2, refused.stderr
+    message = " ".join(refused.stderr.split())
+    assert "feeds.0: publicTrade.BTCUSDT (recorded by linear and spot)" in message
+    assert message.endswith("serve one market's connections alone (--connection linear or --connection spot)")
+    assert not written.exists()
+    unknown = serve("--connection", "swap")
+    assert unknown.returncode == 2 and not written.exists()
+    assert f"--connection swap: the recording {BYBIT_RECORDING} has no frame of it; its connections are linear, spot" in (
+        " ".join(unknown.stderr.split())
+    )
+
+    def trade_ids(conn: str | None) -> list[str]:
+        frames = [raw for _, c, raw in read_frames(BYBIT_RECORDING) if conn in (None, c)]
+        return [t["i"] for raw in frames if '"topic":"publicTrade.BTCUSDT"' in raw for t in json.loads(raw)["data"]]
+
+    linear = trade_ids("linear")
+    assert len(linear) < len(trade_ids(None))  # the spot connection's trades are in the file too
+    read: list[str] = []
+    with serving("--speed", "0", "--connection", "linear", "--config", str(config), "--write-config", str(written),
+                 recording=BYBIT_RECORDING, venue="bybit") as ws_url:
+        assert yaml.safe_load(written.read_text())["feeds"][0]["ws_url"] == ws_url
+        with connect(ws_url, open_timeout=60, close_timeout=0.1) as ws:
+            ws.send(json.dumps({"op": "subscribe", "args": ["publicTrade.BTCUSDT"]}))
+            while len(read) < len(linear):
+                frame = json.loads(ws.recv(timeout=60))
+                read += [t["i"] for t in frame.get("data") or [] if frame.get("topic") == "publicTrade.BTCUSDT"]
+    assert read == linear

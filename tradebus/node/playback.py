@@ -709,6 +709,7 @@ async def serve_recording(
     write_config: str | Path | None = None,
     lifetime: float = 86_400.0,
     hold: bool = False,
+    connections: Sequence[str] = (),
 ) -> None:
     """Serve a recording on ``ws://127.0.0.1:<ephemeral port>`` in ``venue``'s protocol until SIGINT/SIGTERM.
 
@@ -728,7 +729,10 @@ async def serve_recording(
     snapshots in the recording (``rest:`` lines, or a capture's snapshot line) are handed
     to the emulator (Binance serves them on ``/api/v3/depth``, ``/fapi/v1/depth`` with ``futures``).
     With ``config`` and ``write_config``, a copy of that paper config whose feeds point at
-    this server is written to ``write_config`` (run ``tradebus paper`` on it).
+    this server is written to ``write_config`` (run ``tradebus paper`` on it). With ``connections``, only the
+    frames of those recorded connections are served (``linear`` of a recording of Bybit's ``linear`` and ``spot``
+    connections; ``binance-usdm`` of a daemon's ``binance-usdm:1``), and the REST answers naming another connection
+    are left out.
 
     Raises
     ------
@@ -737,7 +741,7 @@ async def serve_recording(
         (another venue's recording: a daemon would be sent nothing it could use).
     ConfigError
         ``config`` is invalid, of another venue's feeds or subscribing an instrument the recording lacks, or the
-        copy cannot be written.
+        copy cannot be written; a ``connections`` name the recording has no frame of (naming its connections).
     """
     from tradebus.adapters.common.local_server import LocalVenueServer
 
@@ -752,8 +756,16 @@ async def serve_recording(
         if detect_format(path) == "recorder"
         else ((t, "rest:" if adapter.is_snapshot_line(raw) else "", raw) for t, raw in iter_hftbacktest(path))
     )
+    kept = set(connections)
+    recorded: set[str] = set()
     for t, conn, raw in lines:
         text = raw if isinstance(raw, str) else raw.decode()
+        if kept:
+            name = (conn.partition("@")[2] if conn.startswith(("rest:", "rest-")) else conn).partition(":")[0]
+            if not conn.startswith(("rest:", "rest-")):
+                recorded.add(name)
+            if name and name not in kept:
+                continue
         if conn.startswith("rest:"):
             snapshot = snapshot or text
         elif conn.startswith("rest-"):  # another REST answer (a trade-history fetch): not a stream frame
@@ -761,6 +773,11 @@ async def serve_recording(
         else:
             frames.append((t, text))
             conns.append(conn)
+    if kept - recorded:
+        raise ConfigError(
+            f"--connection {', '.join(sorted(kept - recorded))}: the recording {path} has no frame of it; its "
+            f"connections are {', '.join(sorted(recorded))}"
+        )
     protocol = adapter.emulator(frames, snapshot, futures)
     if not any(protocol.is_stream_frame(raw) for _, raw in frames):
         raise DataError(
@@ -872,10 +889,11 @@ def check_served_symbols(
         if carriers is not None and len(carriers.get(stream, ())) > 1
     ]
     if mixed:
+        mixed_names = sorted({name for _, _, stream in subscribed for name in (carriers or {}).get(stream, ())})
         raise ConfigError(
             f"--config {config}: {'; '.join(mixed)}: the recording {recording} holds this stream from connections of "
             "two markets, which the server sends as one stream, so the feed would read the other market's frames as "
-            "its own: serve a recording of one market (a recording of that market's connections alone)"
+            f"its own: serve one market's connections alone (--connection {' or --connection '.join(mixed_names)})"
         )
     # A connection of no name (an hftbacktest capture) may be any feed's.
     foreign = [
