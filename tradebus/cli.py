@@ -730,7 +730,7 @@ def paper(
     config: Annotated[Path, typer.Argument(help="YAML paper config (feeds, strategy, venue, risk).", show_default=False)],
     out: DaemonOut = None,
     force: Annotated[bool, typer.Option("--force", help=_FORCE_HELP)] = False,
-    max_seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    max_seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds of running, counted from the feeds' start (after the warm-up, which compiles the feature kernels on a cold cache).")] = None,
     max_messages: Annotated[int | None, typer.Option(help="Stop after this many market-data messages.")] = None,
     set_: Overrides = None,
     log_level: LogLevel = "INFO",

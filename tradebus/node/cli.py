@@ -30,7 +30,7 @@ def live(
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Connect, reconcile and decide; send no order.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Write into an --out directory holding other files.")] = False,
-    max_seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    max_seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds of running, counted from the feeds' start (after the warm-up, which compiles the feature kernels on a cold cache, and a live daemon's account read).")] = None,
     max_messages: Annotated[int | None, typer.Option(help="Stop after this many market-data messages.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value (repeatable).")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="Log level on stderr.")] = "INFO",
