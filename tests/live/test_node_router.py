@@ -144,6 +144,29 @@ async def test_a_decision_on_a_message_is_logged_once_its_order_is_on_its_way(tm
         node.journal.close()
 
 
+async def test_a_decision_on_a_frames_message_is_logged_once_its_order_has_arrived(tmp_path: Path) -> None:
+    # A feed routes every message inside a frame: the order's arrival fires when the frame ends, and the log
+    # line (as costly as the rest of the decision) waits for it, as it does for a message outside a frame.
+    node = PaperNode(_config(0, tmp_path), handle_signals=False)
+    seen: list[str] = []
+    node.kernel.bus.subscribe(OrderAccepted, lambda e: seen.append(f"accepted {e.client_order_id}"))
+    sink = logger.add(lambda m: seen.append(m.record["message"]), level="INFO", filter=lambda r: "decision" in r["extra"])
+    node.kernel.start()
+    try:
+        received = time.time_ns()
+        node.router.frame_started(received)
+        node.router(_trade(60_000.0, 1, received))  # decides
+        node.router(_trade(60_001.0, 2, received))
+        assert seen == []  # neither arrived nor logged between the frame's messages
+        node.router.frame_ended()
+        (coid,) = [s.split()[1] for s in seen if s.startswith("accepted")]
+        assert seen == [f"accepted {coid}", seen[1]] and seen[1].startswith(f"decision {coid} BuyOnce: BUY 0.01 {IID}")
+    finally:
+        logger.remove(sink)
+        node.kernel.stop()
+        node.journal.close()
+
+
 async def test_a_drawdown_breaker_trips_on_the_message_that_falls_without_waiting_for_the_next(tmp_path: Path) -> None:
     """The kernel defers mark breakers to the end of a message's time; live, each message ends its own."""
     node = PaperNode(

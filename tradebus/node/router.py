@@ -72,8 +72,10 @@ class NodeRouter:
 
     Each decision is logged (submitted or denied, with the strategy's reason). A decision
     taken on a message is logged once the message is handled, its order on its way: a log
-    line costs about as much as the rest of the decision, and the order goes first. One
-    taken elsewhere (a timer, a venue's answer) is logged at once.
+    line costs about as much as the rest of the decision, and the order goes first. Within a
+    frame that is once the frame has ended and what fell due while it was handled has fired
+    (a simulated order decided on it has arrived), with the decisions those arrivals took
+    after the frame's. One taken elsewhere (a timer, a venue's answer) is logged at once.
 
     Parameters
     ----------
@@ -203,10 +205,8 @@ class NodeRouter:
             if pin is not None:
                 pin(unpinned)
             self._in_message = outer
-            if not outer and self._decided:
-                decided, self._decided = self._decided, []
-                for event in decided:
-                    self._log_decision(event)
+            if not outer and not framed:  # a frame's decisions are logged once its orders have arrived
+                self._log_decided()
 
     def frame_started(self, ts_ns: int) -> None:
         """The messages routed from now until :meth:`frame_ended` are those of one frame received at ``ts_ns``.
@@ -227,7 +227,14 @@ class NodeRouter:
         self._in_frame = False
         if self._due_at_frame_end:
             self._due_at_frame_end = False
-            self._run_due(self._now_ns())
+            outer = self._in_message
+            self._in_message = True  # what the arrivals decide is logged after the frame's decisions
+            try:
+                self._run_due(self._now_ns())
+            finally:
+                self._in_message = outer
+        if not self._in_message:
+            self._log_decided()
 
     def stop_data(self) -> None:
         """Drop the market data routed from now on (counted ``"after_stop"``): no strategy decides on it."""
@@ -327,6 +334,13 @@ class NodeRouter:
             self._decided.append(event)
         else:
             self._log_decision(event)
+
+    def _log_decided(self) -> None:
+        """Log the decisions taken while a message (or a frame) was handled, in the order they were taken."""
+        if self._decided:
+            decided, self._decided = self._decided, []
+            for event in decided:
+                self._log_decision(event)
 
     def _log_decision(self, event: OrderSubmitted | OrderDenied) -> None:
         if type(event) is OrderSubmitted:
