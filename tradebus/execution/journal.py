@@ -138,9 +138,9 @@ __all__ = ["SCHEMA_VERSION", "SQLITE_COMPANIONS", "WAL_SIZE_LIMIT", "Journal", "
 SCHEMA_VERSION = 6
 
 #: Bytes of write-ahead log (the ``-wal`` file) past which the commit that passed them checkpoints
-#: the whole log into the database and truncates it (see ``Journal(checkpoint_every=...)``); also
+#: the whole log into the database and restarts it (see ``Journal(checkpoint_every=...)``); also
 #: SQLite's ``journal_size_limit``, the size the file is cut to when SQLite restarts the log. A
-#: truncating checkpoint cost a commit 20-45 ms whether the log held 4 or 16 MiB (its ``fsync``
+#: restarting checkpoint cost a commit 10-45 ms whether the log held 4 or 16 MiB (its ``fsync``
 #: calls dominate), so the larger limit makes a quarter as many of them (an order, a submit and
 #: its decision, writes 8 KiB of log).
 WAL_SIZE_LIMIT = 16 * 1024 * 1024
@@ -290,10 +290,14 @@ class Journal:
         The thread's checkpoints never block a commit, but SQLite restarts the log only once
         a checkpoint has copied all of it, which one that commits land in the middle of never
         does: under a sustained write rate the log would grow without bound. The commit that
-        takes the log past :data:`WAL_SIZE_LIMIT` therefore waits for a ``TRUNCATE``
-        checkpoint (tens of milliseconds: what the thread has not yet copied, the ``fsync``
-        calls and a truncation of the log), which empties the log; the log stays within the
-        limit, one commit and what is committed while the thread ends a checkpoint it is in.
+        takes the log past :data:`WAL_SIZE_LIMIT` therefore waits for a ``RESTART``
+        checkpoint (milliseconds to tens of them: what the thread has not yet copied and the
+        ``fsync`` calls), which empties the log: the next commit writes from the file's start,
+        cutting it to the limit; the log stays within the limit, one commit and what is
+        committed while the thread ends a checkpoint it is in. The file is restarted, not
+        truncated to nothing (``TRUNCATE``): the commits then overwrite the limit's blocks of
+        the file in place, where each one after a truncation extended it, which cost a commit
+        about a third more at the median and at p99 (``bench/market_data_latency.py``).
         Another connection using the journal (a reader holding a snapshot in the log) is
         waited for 0.1 s at most: the checkpoint is then left, with a warning, for when the
         log has grown by another :data:`WAL_SIZE_LIMIT`. The commit is kept either way.
@@ -787,7 +791,7 @@ class Journal:
             self._db.execute("COMMIT")
 
     def _bound_log(self) -> None:
-        """After a commit: checkpoint and truncate the log if it passed its limit (see ``checkpoint_every``)."""
+        """After a commit: checkpoint and restart the log if it passed its limit (see ``checkpoint_every``)."""
         try:
             size = os.stat(self._wal_path).st_size
         except FileNotFoundError:
@@ -797,7 +801,7 @@ class Journal:
         try:
             self._db.execute(f"PRAGMA busy_timeout={_CHECKPOINT_WAIT_MS}")
             try:
-                busy, log_frames, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                busy, log_frames, _ = self._db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
             finally:
                 self._db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         except sqlite3.Error as exc:  # the entry is committed: only the log stays long
