@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,48 +125,50 @@ async def test_an_order_with_latency_arrives_only_when_due(tmp_path: Path) -> No
         node.journal.close()
 
 
-async def test_a_decision_on_a_message_is_logged_once_its_order_is_on_its_way(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _arrivals_and_decision_lines(tmp_path: Path) -> Iterator[tuple[PaperNode, list[str]]]:
+    """A started node (no latency) and, in the order they came, its orders' arrivals and its decision log lines."""
     node = PaperNode(_config(0, tmp_path), handle_signals=False)
     seen: list[str] = []
     node.kernel.bus.subscribe(OrderAccepted, lambda e: seen.append(f"accepted {e.client_order_id}"))
     sink = logger.add(lambda m: seen.append(m.record["message"]), level="INFO", filter=lambda r: "decision" in r["extra"])
     node.kernel.start()
     try:
-        node.router(_trade(60_000.0, 1))
-        (coid,) = [s.split()[1] for s in seen if s.startswith("accepted")]
-        assert seen == [f"accepted {coid}", seen[1]] and seen[1].startswith(f"decision {coid} BuyOnce: BUY 0.01 {IID}")
-        # a decision taken outside a message (a timer, a venue's answer, here a direct call) is logged at once
-        seen.clear()
-        now = node.clock.now_ns()
-        order = node.kernel.execution.submit(SubmitOrder("BuyOnce", IID, "", OrderSide.SELL, 0.01, now, now, OrderType.MARKET))
-        assert len(seen) == 1 and seen[0].startswith(f"decision {order.client_order_id} BuyOnce: SELL")
+        yield node, seen
     finally:
         logger.remove(sink)
         node.kernel.stop()
         node.journal.close()
 
 
+def _assert_arrived_then_logged(seen: list[str]) -> None:
+    """``seen`` is one buy's arrival, then its decision line."""
+    (coid,) = [s.split()[1] for s in seen if s.startswith("accepted")]
+    assert seen == [f"accepted {coid}", seen[1]] and seen[1].startswith(f"decision {coid} BuyOnce: BUY 0.01 {IID}")
+
+
+async def test_a_decision_on_a_message_is_logged_once_its_order_is_on_its_way(tmp_path: Path) -> None:
+    with _arrivals_and_decision_lines(tmp_path) as (node, seen):
+        node.router(_trade(60_000.0, 1))
+        _assert_arrived_then_logged(seen)
+        # a decision taken outside a message (a timer, a venue's answer, here a direct call) is logged at once
+        seen.clear()
+        now = node.clock.now_ns()
+        order = node.kernel.execution.submit(SubmitOrder("BuyOnce", IID, "", OrderSide.SELL, 0.01, now, now, OrderType.MARKET))
+        assert len(seen) == 1 and seen[0].startswith(f"decision {order.client_order_id} BuyOnce: SELL")
+
+
 async def test_a_decision_on_a_frames_message_is_logged_once_its_order_has_arrived(tmp_path: Path) -> None:
     # A feed routes every message inside a frame: the order's arrival fires when the frame ends, and the log
     # line (as costly as the rest of the decision) waits for it, as it does for a message outside a frame.
-    node = PaperNode(_config(0, tmp_path), handle_signals=False)
-    seen: list[str] = []
-    node.kernel.bus.subscribe(OrderAccepted, lambda e: seen.append(f"accepted {e.client_order_id}"))
-    sink = logger.add(lambda m: seen.append(m.record["message"]), level="INFO", filter=lambda r: "decision" in r["extra"])
-    node.kernel.start()
-    try:
+    with _arrivals_and_decision_lines(tmp_path) as (node, seen):
         received = time.time_ns()
         node.router.frame_started(received)
         node.router(_trade(60_000.0, 1, received))  # decides
         node.router(_trade(60_001.0, 2, received))
         assert seen == []  # neither arrived nor logged between the frame's messages
         node.router.frame_ended()
-        (coid,) = [s.split()[1] for s in seen if s.startswith("accepted")]
-        assert seen == [f"accepted {coid}", seen[1]] and seen[1].startswith(f"decision {coid} BuyOnce: BUY 0.01 {IID}")
-    finally:
-        logger.remove(sink)
-        node.kernel.stop()
-        node.journal.close()
+        _assert_arrived_then_logged(seen)
 
 
 async def test_a_drawdown_breaker_trips_on_the_message_that_falls_without_waiting_for_the_next(tmp_path: Path) -> None:
