@@ -38,8 +38,9 @@ on the 2-core virtual machine this was written on). ``hit_share``, that rate tim
 of tick-to-accept, estimates the share of decisions one of them lands in: above 1%, the
 p99 holds such a pause and the cache misses after it, whatever the daemon does. ``after_idle`` splits the
 decisions by the time the daemon was idle before their frame (from the previous decision's accept to the frame's
-receive time): those received after ``after_idle.gap_ms`` or more run on caches other processes used meanwhile
-(and a core woken from idle), about 2x the others at p50 on a loaded 2-core machine, and make up
+receive time): those received after ``after_idle.gap_ms`` or more run every part of the decision slower alike
+(the core's caches, which other processes used meanwhile; an event loop polling through the gap instead of
+sleeping kept the difference), about 1.6x to 2x the others at p50 on a loaded 2-core machine, and make up
 ``share_of_p99`` of the decisions at or above the p99 (measured: 55 to 67 %, for 5 to 7 % of the decisions).
 ``gc`` counts the cyclic collector's passes per generation while the
 daemon serves (after its start-up) and their pause (p50/max/total), timed through ``gc.callbacks``; a p99 far
