@@ -35,6 +35,7 @@ from tradebus.execution.journal import SQLITE_COMPANIONS, Journal
 from tradebus.execution.live import CredentialsRefused, NoAnswer, VenueRejected
 from tradebus.node.config import parse_paper_config
 from tradebus.node.daemon import PaperNode, _claim, _remove_created
+from tradebus.node import live as live_node
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -141,16 +142,17 @@ async def test_credentials_the_venue_refuses_leave_no_journal_or_recording(exist
 @pytest.mark.parametrize("existing", [False, True], ids=["new-journal", "journal-of-an-earlier-run"])
 @pytest.mark.parametrize("venue", ["okx", "binance"])
 async def test_a_start_whose_account_read_fails_leaves_no_journal_or_recording_it_created(
-    venue: str, existing: bool, tmp_path: Path
+    venue: str, existing: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The account's read at start-up fails for another reason than its credentials: OKX answers 50009 ("Account is
-    frozen due to stop-out.", VenueRejected), Binance's gateway a 503 (NoAnswer). The start ended (exit 1) leaving the
+    frozen due to stop-out.", VenueRejected), Binance's gateway a 503 (NoAnswer) to each of its 5 tries. The start ended (exit 1) leaving the
     journal and recording folders it created, with the new journal in one: only refused credentials cleaned up. It
     now leaves nothing it created; a journal an earlier run left there, and its folder, are kept as they were."""
     account = ACCOUNTS[venue]
     run = tmp_path / "run"
     run.mkdir()
-    faults = [RestFault("error5xx", "GET", "/api/v3/account")] if venue == "binance" else []
+    monkeypatch.setattr(live_node, "START_READ_RETRY_DELAYS", (0.01,) * 4)  # a 503 is read again 4 times
+    faults = [RestFault("error5xx", "GET", "/api/v3/account") for _ in range(5)] if venue == "binance" else []
     async with account.served(tmp_path / "venue", faults) as (emulator, data):
         if venue == "okx":
             emulator.key_refusal = (200, "50009", "Account is frozen due to stop-out.")
@@ -523,6 +525,55 @@ async def test_an_okx_login_failed_for_okxs_busy_system_at_start_up_logs_in_agai
             node.stop("test done")
             ended = await asyncio.gather(task, return_exceptions=True)
     assert not isinstance(ended[0], BaseException), ended[0]
+
+
+async def test_an_okx_account_read_answered_system_busy_at_start_up_is_read_again_and_the_daemon_starts(
+    tmp_path: Path,
+) -> None:
+    """OKX answers the start-up's first two reads of the balance 50013 ("System is busy, please try again later.", HTTP
+    200, its error table): the start ended there ('reading the account failed: NoAnswer: okx ... 50013 ...', exit 1),
+    though it is a passing failure of OKX's and a read changes nothing. The read is now sent again after 1 s, then 2 s,
+    and the daemon starts and subscribes."""
+    account = ACCOUNTS["okx"]
+    busy = [RestFault("busy", "GET", "/api/v5/account/balance") for _ in range(2)]
+    async with account.served(tmp_path, busy) as (emulator, data):
+        config = parse_live_config(data, "<test>")
+        node = LiveNode(config, ApiKeys.from_env(config.live, account.env()), handle_signals=False)
+        task = asyncio.create_task(node.run())
+        try:
+            await until(lambda: task.done() or (node.running.is_set() and node.stream.subscribed.is_set()), timeout=60)
+            assert not task.done()
+            assert all(fault.fired for fault in busy)
+        finally:
+            node.stop("test done")
+            ended = await asyncio.gather(task, return_exceptions=True)
+    assert not isinstance(ended[0], BaseException), ended[0]
+
+
+async def test_an_okx_account_read_busy_at_every_try_stops_the_start_saying_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OKX answers each of the start-up's reads of the balance 50013: after the 4 reads again (delays shortened here)
+    the start ends (exit 1) saying how often and how long it read, that no order was sent and what to check, and
+    leaves nothing it created."""
+    monkeypatch.setattr(live_node, "START_READ_RETRY_DELAYS", (0.01, 0.02, 0.03, 0.04))
+    account = ACCOUNTS["okx"]
+    run = tmp_path / "run"
+    run.mkdir()
+    busy = [RestFault("busy", "GET", "/api/v5/account/balance") for _ in range(5)]
+    async with account.served(tmp_path / "venue", busy) as (emulator, data):
+        config = parse_live_config(_paths(data, run), "<test>")
+        node = LiveNode(config, ApiKeys.from_env(config.live, account.env()), handle_signals=False)
+        with pytest.raises(NoAnswer, match="50013") as info:
+            await asyncio.wait_for(node.run(), 60)
+        assert not emulator.orders and all(fault.fired for fault in busy)
+    said = str(info.value)
+    assert "System is busy, please try again later." in said
+    assert "reading the account's balances went unanswered 5 times over 0.1 s" in said
+    assert said.endswith("no order was sent; check the venue's status page and this machine's network (and "
+                         "live.rest_url, if set), then start the daemon again)"), said
+    assert next(c for cls, c in EXIT_CODES if isinstance(info.value, cls)) == 1
+    assert _tree(run) == {}
 
 
 @pytest.mark.parametrize(("name", "symbol", "misspelt"), [("binance", "BTCUSDT", "XRPUSDT"), ("okx", "BTC-USDT", "XRP-USDT"), ("bybit", "BTCUSDT", "XRPUSDT")])

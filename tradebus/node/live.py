@@ -162,6 +162,10 @@ __all__ = [
 
 _T = TypeVar("_T")
 
+#: Seconds before each new try of a start-up read of the account left unanswered (:meth:`LiveNode._read_at_start`):
+#: a venue's passing failure (OKX ``50013`` "System is busy, please try again later.") outlasts one request, not 15 s.
+START_READ_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)
+
 #: Seconds between two reads of the journal's trading state by a running live daemon (``live-kill``
 #: and ``live-resume`` from another process take effect within them; a kill withdraws every submit
 #: leaving after it at once: :meth:`LiveNode._send_refusal`).
@@ -923,13 +927,32 @@ class LiveNode(PaperNode):
         limit refuses it (:class:`RateLimited`: a 429, Binance's 418 IP ban, as a daemon restarted during a ban
         meets): the venue's rate budget holds the next request until the pause the answer asked for ends
         (``Retry-After``), so one request is sent per pause, and a ban is waited out rather than ended on.
+
+        A read left unanswered (:class:`NoAnswer`: a timeout, a 5xx, OKX ``50013`` "System is busy" or ``50026``,
+        a passing failure; a read changes nothing at the venue) is sent again after each of
+        :data:`START_READ_RETRY_DELAYS`; unanswered still, it raises :class:`NoAnswer` saying so and what to do.
         """
+        delays = iter(START_READ_RETRY_DELAYS)
+        tries = 0
         while True:
+            tries += 1
             try:
                 return await read()
             except RateLimited as exc:
                 logger.warning("live start-up: reading the account's {} refused by the venue's rate limit; read again "
                                "once the pause it asks for ends: {}", what, exc)
+            except NoAnswer as exc:
+                delay = next(delays, None)
+                if delay is None:
+                    raise NoAnswer(
+                        f"{exc} (reading the account's {what} went unanswered {tries} times over "
+                        f"{sum(START_READ_RETRY_DELAYS):g} s: the venue busy or down for the moment, or the network; "
+                        "no order was sent; check the venue's status page and this machine's network (and live.rest_url, if set), then "
+                        "start the daemon again)"
+                    ) from exc
+                logger.warning("live start-up: reading the account's {} went unanswered ({}: {}); read again in {:g} s",
+                               what, type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
 
     def _recover(self) -> None:
         """Replay the journal (paper daemon), track every order it left open, start the start-up reconciliation.

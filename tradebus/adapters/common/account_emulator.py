@@ -35,8 +35,9 @@ on 127.0.0.1 and keeps the account:
                   (:meth:`AccountEmulator.refused_with`) before processing (nothing happens); with
                   ``processed``, after processing (an answer such as Bybit's ``10016``, "server error /
                   service restarting", that says nothing of what was done)
-  ``busy``        REST: the dialect's server-busy answer (:attr:`AccountEmulator.busy_code`, HTTP ``503``)
-                  before processing (nothing happens)
+  ``busy``        REST: the dialect's server-busy answer (:meth:`AccountEmulator.busy_answer`: HTTP ``503``
+                  with :attr:`AccountEmulator.busy_code` unless the venue says otherwise) before processing
+                  (nothing happens)
   ``slow``        REST: processed, answered ``seconds`` later (the answer tells the state
                   at processing: what happens meanwhile is not in it)
   ``hold``        REST: processed and answered once ``release`` is set (the venue busy with the
@@ -330,6 +331,10 @@ class AccountEmulator(ABC):
         """The venue's refusal of the request ``params`` with error ``code`` (default: HTTP ``400`` with :meth:`error`)."""
         return self.error(400, code, f"refused ({code})")
 
+    def busy_answer(self) -> web.Response:
+        """The venue's answer "server busy, try again" (the ``busy`` fault; default: HTTP ``503`` with :attr:`busy_code`)."""
+        return self.error(503, self.busy_code, "Server is currently overloaded with other requests. Please try again in a few minutes.")  # type: ignore[arg-type]
+
     def rate_limited(self, seconds: float) -> web.Response:
         """The venue's answer to a request over its rate limit, which ends in ``seconds`` (default: ``429`` with ``Retry-After``)."""
         return self.error(429, self.rate_limit_code, "Too Many Requests", {"Retry-After": str(seconds)})
@@ -501,7 +506,7 @@ class AccountEmulator(ABC):
         if fault is not None and fault.kind == "busy":
             if self.busy_code is None:
                 raise ValueError(f"{type(self).__name__} has no server-busy answer: no 'busy' fault")
-            return self.error(503, self.busy_code, "Server is currently overloaded with other requests. Please try again in a few minutes.")
+            return self.busy_answer()
         handler = self.routes().get((request.method, request.path))
         if handler is None:
             return self.error(404, 404, f"{request.method} {request.path} is not emulated")

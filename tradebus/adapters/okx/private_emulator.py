@@ -158,6 +158,7 @@ class OkxPrivateEmulator(AccountEmulator):
     """The emulated OKX demo account (see the module docstring); parameters as :class:`AccountEmulator`."""
 
     rate_limit_code = 50011
+    busy_code = "50013"
     ws_path = "/ws/v5/private"
     time_path = "/api/v5/public/time"
     rebate_in_quote = True  # a spot buy's order row: feeCcy the base coin, rebateCcy the quote one
@@ -222,6 +223,10 @@ class OkxPrivateEmulator(AccountEmulator):
 
     def error(self, status: int, code: int | str, msg: str, headers: dict[str, str] | None = None) -> web.Response:
         return web.json_response({"code": str(code), "msg": msg, "data": []}, status=status, headers=headers)
+
+    def busy_answer(self) -> web.Response:
+        """OKX's ``50013`` (its error table: HTTP 200, "System is busy, please try again later.")."""
+        return self.error(200, self.busy_code, _LOGIN_ERRORS[self.busy_code])
 
     def refused_with(self, code: str, params: dict[str, Any]) -> web.Response:
         """OKX's refusal of one order: HTTP 200, ``code`` ``1`` and the order's ``sCode``."""
