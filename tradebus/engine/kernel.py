@@ -513,6 +513,8 @@ class Kernel:
         # The books of the book messages this kernel processes (a backtest's), for the strategies'
         # cache.book where no feed adapter keeps one (see _process_book).
         self._replay_books: dict[str, ReplayBook | None] = {}
+        # Instruments whose top of book is locked or crossed now -> [since (ns), messages so far] (_crossed_top).
+        self._crossed: dict[str, list[int]] = {}
         # The venue's book, for the books no feed adapter keeps (a backtest's; see _mark_book).
         self._venue_touch: Callable[[str], tuple[float, float]] | None = getattr(self.venue, "touch", None)
         # Through the bus, after the venue: a daemon's router publishes book messages there.
@@ -1006,11 +1008,17 @@ class Kernel:
         self.execution.on_quote(quote)
         iid = quote.instrument_id
         self.cache.quotes[iid] = quote
-        mid = 0.5 * (quote.bid_price + quote.ask_price)
-        prices = self.cache.prices
-        if iid not in prices:
-            self.note_first_price(iid, quote.ts_init, mid)
-        prices[iid] = mid
+        bid, ask = quote.bid_price, quote.ask_price
+        if bid < ask:
+            mid = 0.5 * (bid + ask)
+            prices = self.cache.prices
+            if iid not in prices:
+                self.note_first_price(iid, quote.ts_init, mid)
+            prices[iid] = mid
+            if iid in self._crossed:
+                self._uncrossed(iid, quote.ts_init)
+        elif bid >= ask:
+            self._crossed_top(iid, bid, ask, quote.ts_init, "quote")
         bank = self.banks.get(iid)
         if bank is not None:
             bank.update_quote(quote.ts_event, quote.bid_price, quote.ask_price, quote.bid_size, quote.ask_size)
@@ -1059,6 +1067,29 @@ class Kernel:
                 self.note_first_price(iid, msg.ts_init, mid)
             prices[iid] = mid
             self.execution.mark(iid, mid)
+            if iid in self._crossed:
+                self._uncrossed(iid, msg.ts_init)
+        elif bid >= ask:
+            self._crossed_top(iid, bid, ask, msg.ts_init, "book")
+
+    def _crossed_top(self, iid: str, bid: float, ask: float, ts: int, what: str) -> None:
+        """Note a locked or crossed top of book (best bid >= best ask), which marks nothing: its mid is no price
+        the market could trade at, so the instrument keeps its last price; the first of a stretch is logged."""
+        seen = self._crossed.get(iid)
+        if seen is None:
+            last = self.cache.prices.get(iid)
+            logger.warning("{}: {} {} at {}: bid {!r} >= ask {!r}; not marked at its mid, {}", iid, what,
+                           "locked" if bid == ask else "crossed", iso_ns(ts), bid, ask,
+                           "no price yet" if last is None else f"kept at the last price {last!r}")
+            seen = [ts, 0]
+            self._crossed[iid] = seen
+        seen[1] += 1
+
+    def _uncrossed(self, iid: str, ts: int) -> None:
+        """Log the end of a stretch of locked or crossed tops (:meth:`_crossed_top`): the instrument is marked again."""
+        since, count = self._crossed.pop(iid)
+        logger.info("{}: top of book sane again at {} after {} locked or crossed message(s) since {}; marked at its mid",
+                    iid, iso_ns(ts), count, iso_ns(since))
 
     def _count_bar(self, ts: int, ts_event: int) -> None:
         self.extend_span(ts, ts_event, ts_event)
