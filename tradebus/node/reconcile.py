@@ -150,6 +150,13 @@ def _in_flight(order: Order) -> bool:
 _CLOSED_UNFILLED = frozenset({OrderStatus.CANCELED, OrderStatus.EXPIRED})
 
 
+def _described(order: Order) -> str:
+    """``instrument side type quantity @ price, filled booked``, for the log (``market`` for no price)."""
+    price = "market" if math.isnan(order.price) else f"{order.price:g}"
+    return (f"{order.instrument_id} {order.side.name.lower()} {order.order_type.name.lower()} {order.quantity:g} @ {price}, "
+            f"{order.filled_qty:g} filled")
+
+
 def _venue_filled(order: Order) -> float:
     """How much of a closed ``order`` the venue filled, as far as the journal knows (NaN: open, or not known)."""
     status = order.status
@@ -556,6 +563,12 @@ class Reconciler:
             if report is not None and report.filled_qty <= order.filled_qty + 1e-12:
                 self.venue.answer(report)
                 listed += 1
+                how = "the venue lists it open with no more filled: taken from that list"
+            else:
+                how = "asking the venue about it (a query by its client order id)"
+            logger.info("reconciliation: order {} ({}) was open when the daemon last stopped; its state at the venue is "
+                        "unknown here (UNKNOWN) until the venue tells it: {}; the start-up reconciliation holds its "
+                        "instrument (no new order) until it ends", order.client_order_id, _described(order), how)
             execution.resolve_unknown(order.client_order_id)
         if unknown:
             logger.info("reconciliation: {} order(s) recovered open; {} resolved from the venue's open orders, {} queried",
