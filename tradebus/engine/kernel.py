@@ -240,10 +240,10 @@ class RunResult:
     """Everything a run produced, in memory (the writers turn it into files).
 
     ``start_ns``/``end_ns`` are the ``ts_init`` (receive time, the kernel's clock) of the first
-    and last market-data message (a backtest's book messages included: a run on a book source
+    and last market-data message (book messages included: a run on a book source or book stream
     alone has its span and final sample); ``first_event_ns``/``last_event_ns`` the earliest and
-    latest ``ts_event`` (venue time) of the trades and bars, or of the quotes and a backtest's book
-    messages in a run with neither (some venues' quotes carry no venue time: Binance spot
+    latest ``ts_event`` (venue time) of the trades and bars, or of the quotes and book messages in
+    a run with neither (some venues' quotes carry no venue time: Binance spot
     ``bookTicker`` quotes are stamped with their receive time).
     """
 
@@ -256,8 +256,8 @@ class RunResult:
     bars: int = 0
     trades: int = 0
     quotes: int = 0
-    #: Book messages (snapshots and deltas) a backtest processed; a daemon's router publishes its
-    #: feeds' book messages itself and counts them in the daemon's summary.
+    #: Book messages (snapshots and deltas) a backtest processed, or a daemon's router handed on
+    #: (:meth:`Kernel.count_book`; its summary counts them by type too).
     book: int = 0
     fills: list[FillRecord] = field(default_factory=list)
     orders: list[Order] = field(default_factory=list)
@@ -481,7 +481,7 @@ class Kernel:
         self._holdings_priced_at: dict[str, int] = {}
         # run() refuses a backtest whose starting holdings are not all priced from its start.
         self._refuse_unpriced_holdings = False
-        # Venue-time span of the quotes and a backtest's book messages: the run's span only when it has no
+        # Venue-time span of the quotes and book messages: the run's span only when it has no
         # trades or bars.
         self._quote_first_ns: int | None = None
         self._quote_last_ns: int | None = None
@@ -1040,9 +1040,17 @@ class Kernel:
         book = books[iid]
         if book is not None:
             book.apply(msg)
+        self.count_book(msg)
+        self.bus.publish(msg)
+
+    def count_book(self, msg: BookSnapshot | BookDelta) -> None:
+        """Count a book message in :attr:`RunResult.book` and the run's span (as a quote, not in :attr:`RunResult.quotes`).
+
+        :meth:`process` counts a backtest's; a daemon's router, which publishes its feeds' book messages itself,
+        calls this for each, so a daemon fed by a book stream alone has its span and final equity sample.
+        """
         self._count_book(msg.ts_init, msg.ts_event)
         self.result.book += 1
-        self.bus.publish(msg)
 
     def _mark_book(self, msg: BookSnapshot | BookDelta) -> None:
         """Mark the portfolio and the risk gate at the mid of the book a book message leaves, as a quote's.
