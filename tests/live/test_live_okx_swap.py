@@ -669,6 +669,25 @@ async def test_funding_billed_while_the_daemon_was_down_is_booked_once_at_restar
     assert [p.payment for p in _journaled_funding(tmp_path / "journal.sqlite")] == pytest.approx(paid, abs=1e-9)
 
 
+async def test_the_emulator_refuses_a_second_funding_bill_a_daemon_would_take_for_the_first_told_twice(
+    tmp_path: Path,
+) -> None:
+    """Two settlements of the same rate and mark while the daemon is down (a long of 2 contracts: 0.06 USDT each):
+    OKX bills a swap's funding once per funding time, hours apart, but the emulator stamped both bills on its clock,
+    milliseconds apart; the restarted daemon, which takes two payments of one swap and amount within 60 s
+    (VENUE_FUNDING_MATCH_NS) for one payment told twice (the engine's dedup, right for OKX's bills), booked 0.06
+    of the 0.12 the wallet paid. The emulator now refuses the second bill, naming the swap, the amount and the first
+    bill, so no test builds that impossible history; the first bill and the wallet are as after one settlement."""
+    async with OKX_SWAP.emulator() as emulator:
+        await _run(tmp_path, emulator, OKX_SWAP.frames[:1], lambda node: _open_long(node, emulator))
+        paid = emulator.settle_funding("BTC-USDT-SWAP", 0.0001, FUNDING_PX)
+        wallet = emulator.balances["USDT"]
+        with pytest.raises(ValueError, match=r"a second funding bill of BTC-USDT-SWAP for -0\.06\d* within 60 s of bill 9000000000: "):
+            emulator.settle_funding("BTC-USDT-SWAP", 0.0001, FUNDING_PX)
+        assert len(emulator.bills) == 1 and emulator.balances["USDT"] == wallet
+        assert paid == pytest.approx(0.06) and emulator.settle_funding("BTC-USDT-SWAP", 0.0002, FUNDING_PX) == pytest.approx(0.12)
+
+
 async def test_a_restart_that_sees_no_trade_ends_on_a_sample_holding_the_funding_it_booked(tmp_path: Path) -> None:
     """A session buys 2 contracts at 30,000 (taker fee 0.3 USDT) and stops; OKX bills a funding while the daemon is
     down; the restart books it from the bills and no trade comes before it stops. Before, its last equity sample (so

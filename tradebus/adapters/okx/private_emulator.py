@@ -89,6 +89,7 @@ from tradebus.adapters.okx.emulator import OkxProtocol
 from tradebus.adapters.okx.parse import BOOK_CHANNELS, book_key, frame_stream
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, TimeInForce, Trade
+from tradebus.engine.perpetuals import VENUE_FUNDING_MATCH_NS
 from tradebus.execution.orders import Order
 
 __all__ = ["CLIENT_ID", "DECIMAL", "MatchingProtocol", "OkxPrivateEmulator", "OkxSwapEmulator"]
@@ -830,18 +831,35 @@ class OkxSwapEmulator(OkxPrivateEmulator):
 
         The wallet moves by ``-contracts * ctVal * mark * rate``: a funding bill and an
         ``account`` push (the class docstring). A flat swap pays nothing: no bill, no push.
+
+        Raises
+        ------
+        ValueError
+            A bill of the swap for the same amount is within :data:`VENUE_FUNDING_MATCH_NS` of now: the bills
+            are stamped on the account's clock, not at funding times hours apart as OKX's are, and a daemon
+            would take the two for one payment told twice.
         """
         inst = self.instruments[symbol]
         contracts = self.position(symbol)
         payment = contracts * inst.contract_size * mark * rate
         if payment == 0.0:
             return 0.0
+        now = self.now_ms()
+        twin = next((b for b in reversed(self.bills) if b["instId"] == symbol and float(b["balChg"]) == -payment
+                     and now - int(b["ts"]) <= VENUE_FUNDING_MATCH_NS // 1_000_000), None)
+        if twin is not None:
+            raise ValueError(
+                f"a second funding bill of {symbol} for {-payment!r} within {VENUE_FUNDING_MATCH_NS // 10**9} s of bill "
+                f"{twin['billId']}: OKX settles a swap's funding once per funding time, hours apart, and a daemon takes "
+                "two payments of one swap and amount that close for one told twice (VENUE_FUNDING_MATCH_NS); settle "
+                "this one at another rate or mark"
+            )
         self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) - payment
         self.bills.append({
             "billId": str(9_000_000_000 + len(self.bills)), "instType": "SWAP", "instId": symbol, "ccy": inst.quote,
             "mgnMode": self.margin_mode[symbol], "type": "8", "subType": "173" if payment > 0.0 else "174",
             "balChg": repr(-payment), "bal": repr(self.balances[inst.quote]), "sz": repr(abs(contracts)), "px": repr(mark),
-            "pnl": repr(-payment), "fee": "0", "ordId": "", "tradeId": "", "execType": "", "ts": str(self.now_ms()),
+            "pnl": repr(-payment), "fee": "0", "ordId": "", "tradeId": "", "execType": "", "ts": str(now),
         })
         self._push(self.balance_frames([inst.quote]))
         return payment
