@@ -10,7 +10,7 @@ from loguru import logger
 
 from tradebus.engine.messages import OrderStatus
 
-from .test_live_stop_failures import account_and_market, node_on, open_at_venue, resting, run_until_it_stops
+from .test_live_stop_failures import account_and_market, left_resting, node_on, resting, run_until_it_stops
 
 pytestmark = pytest.mark.usefixtures("_loguru_to_current_stderr")
 
@@ -24,16 +24,7 @@ async def test_a_restart_says_what_an_order_left_open_is_and_what_the_daemon_doe
     daemon last stopped, that its state at the venue is unknown until the venue tells it, how it asks (the venue's
     open orders list it, or a query by client id) and that its instrument takes no new order meanwhile."""
     async with account_and_market() as (emulator, srv):
-        first = node_on(tmp_path, emulator, srv, [resting("rest")], cancel_on_stop=False)
-        strategy = first.kernel.strategies[0]
-
-        def accepted() -> bool:
-            placed = strategy.placed  # type: ignore[attr-defined]
-            return bool(placed) and first.kernel.orders.order(placed).status is OrderStatus.ACCEPTED
-
-        await run_until_it_stops(first, accepted)
-        placed = strategy.placed  # type: ignore[attr-defined]
-        assert open_at_venue(emulator) == [placed]
+        placed = await left_resting(tmp_path, emulator, srv, "rest")
         if at_venue == "canceled":
             assert emulator.cancel(emulator.orders[placed])
         records: list[Any] = []

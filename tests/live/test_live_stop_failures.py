@@ -137,6 +137,22 @@ async def run_until_it_stops(node: LiveNode, ready: Callable[[], bool] | None = 
                     + ("" if ready is None else " and the test's stop condition did not come true") + ": stopped by the test")
 
 
+async def left_resting(tmp_path: Path, emulator: BinancePrivateEmulator, srv: LocalVenueServer, strategy_id: str) -> str:
+    """Run a daemon (cancel_on_stop: false) until its strategy's resting buy is ACCEPTED, stop it; the buy's client id,
+    left open at the venue."""
+    first = node_on(tmp_path, emulator, srv, [resting(strategy_id)], cancel_on_stop=False)
+    strategy = first.kernel.strategies[0]
+
+    def accepted() -> bool:
+        placed = strategy.placed  # type: ignore[attr-defined]
+        return bool(placed) and first.kernel.orders.order(placed).status is OrderStatus.ACCEPTED
+
+    await run_until_it_stops(first, accepted)
+    placed: str = strategy.placed  # type: ignore[attr-defined]
+    assert open_at_venue(emulator) == [placed]
+    return placed
+
+
 def open_at_venue(emulator: BinancePrivateEmulator) -> list[str]:
     return sorted(coid for coid, rec in emulator.orders.items() if rec.status in OPEN)
 
@@ -251,16 +267,7 @@ async def test_a_strategy_raising_on_a_fill_missed_while_down_stops_the_restarte
     its task ended with the ZeroDivisionError unseen: the balances were never compared, the instrument stayed held
     ('live start-up: reconciling positions with the venue') and the daemon ran on, trading nothing, without an error."""
     async with account_and_market() as (emulator, srv):
-        first = node_on(tmp_path, emulator, srv, [resting("flaky")], cancel_on_stop=False)
-        strategy = first.kernel.strategies[0]
-
-        def accepted() -> bool:
-            placed = strategy.placed  # type: ignore[attr-defined]
-            return bool(placed) and first.kernel.orders.order(placed).status is OrderStatus.ACCEPTED
-
-        await run_until_it_stops(first, accepted)
-        placed = strategy.placed  # type: ignore[attr-defined]
-        assert open_at_venue(emulator) == [placed]
+        placed = await left_resting(tmp_path, emulator, srv, "flaky")
         t = max(time.time_ns(), emulator.clock.now_ns()) + 10**9
         emulator.on_trade(Trade(IID, t, t, 9_999.0, 1.0, -1, "while-down"))  # nobody listens
         assert emulator.orders[placed].status is OrderStatus.FILLED
