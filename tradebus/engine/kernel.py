@@ -206,7 +206,8 @@ class EquitySample(msgspec.Struct, frozen=True, gc=False):
     #: Last price of each instrument (in ``RunResult.instruments`` order; NaN before its first price).
     marks: tuple[float, ...] = ()
     #: ``(ts, instrument_id, price)`` of the first price of each instrument this sample is the first
-    #: to price, where that price came before ``ts`` (in time order): buy & hold starts there.
+    #: to price, where that price came before ``ts``, or at ``ts`` and later prices of that time moved
+    #: it (in time order): buy & hold starts there.
     first_prices: tuple[tuple[int, str, float], ...] = ()
 
 
@@ -1405,7 +1406,8 @@ class Kernel:
         """Record the instrument's first price, at ``ts``: call it before ``cache.prices`` holds one.
 
         The sample that first prices the instrument carries it (:attr:`EquitySample.first_prices`)
-        when it came before the sample's time; an earlier call for the instrument wins.
+        when it came before the sample's time, or at that time and later prices of that time moved
+        it; an earlier call for the instrument wins.
         """
         self._first_prices.setdefault(instrument_id, (ts, price))
 
@@ -1422,7 +1424,9 @@ class Kernel:
             at, price = self._first_prices.pop(iid)
             # an instrument an earlier sample priced was shown by it
             unshown = iid not in self._restored_priced and (n >= len(before) or before[n] != before[n])
-            if at < ts and unshown and 0.0 < price < math.inf:
+            # at the sample's time, only where later prices of that time moved it (the cache holds the last)
+            before_sample = at < ts or (at == ts and price != self.cache.prices.get(iid, price))
+            if before_sample and unshown and 0.0 < price < math.inf:
                 shown.append((at, iid, price))
         return tuple(sorted(shown))
 
