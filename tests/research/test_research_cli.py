@@ -473,6 +473,26 @@ def test_labels_cv_and_alpha_keep_to_the_dataset_window(tmp_path: Path) -> None:
     assert ic["n"] == 6 and ic["ic_mean"] == pytest.approx(np.mean(ics), rel=1e-12)
 
 
+def test_labels_index_counts_the_sources_catalog_bars_not_dataset_rows_as_its_help_says(tmp_path: Path) -> None:
+    """labels.parquet's index/end_index were documented nowhere; in a window from bar 10,000 they start at 10,000."""
+    bars = btc_bars()
+    ts = bars["ts_event"].to_numpy()
+    config = _windowed_config(tmp_path, int(ts[10_000]), int(ts[10_600]))
+    out = tmp_path / "out"
+    for command in ("dataset", "labels"):
+        result = runner.invoke(app, ["research", command, str(config), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+    labels = pd.read_parquet(out / "labels.parquet")
+    assert labels.columns.tolist() == ["instrument", "ts_event", "t1", "index", "end_index", "side", "ret", "label",
+                                       "barrier", "pt_width", "sl_width", "complete", "uniqueness"]
+    assert labels["index"].iat[0] == 10_000 and pd.read_parquet(out / "dataset.parquet").index[0] == 0
+    assert np.array_equal(ts[labels["index"]], labels["ts_event"]) and np.array_equal(ts[labels["end_index"]], labels["t1"])
+    shown = runner.invoke(app, ["research", "labels", "--help"], terminal_width=200).output
+    text = " ".join(shown.replace("│", " ").split())
+    assert ("index and end_index (those bars' positions among the source's catalog bars, the warm-up before "
+            "dataset.start_ns included: not dataset.parquet rows; join by instrument and ts_event)") in text
+
+
 def test_walkforward_trades_only_inside_the_dataset_window(tmp_path: Path) -> None:
     ts = btc_bars()["ts_event"].to_numpy()
     config = _windowed_config(tmp_path, int(ts[10_000]), int(ts[13_000]))

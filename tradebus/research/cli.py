@@ -234,7 +234,10 @@ def dataset(config: ConfigArg, out: OutOption = None) -> None:
 
 @research_app.command()
 def labels(config: ConfigArg, out: OutOption = None) -> None:
-    """Build labels (forward returns, or triple barrier with uniqueness weights and optional CUSUM sampling)."""
+    """Build labels (forward returns, or triple barrier with uniqueness weights and optional CUSUM sampling).
+
+    labels.parquet, triple barrier (one row per event): instrument, ts_event (the event's bar), t1 (the bar that ended the label), index and end_index (those bars' positions among the source's catalog bars, the warm-up before dataset.start_ns included: not dataset.parquet rows; join by instrument and ts_event), side, ret, label, barrier (+1 profit, -1 stop, 0 vertical), pt_width, sl_width, complete, uniqueness. Forward: instrument, ts_event, then fwd_<h> and t1_<h> per horizon (NaN and -1 past the data or window).
+    """
     from tradebus.research.config import load_research_config
     from tradebus.research.dataset import write_parquet
 
