@@ -104,6 +104,27 @@ def _table(frame: pd.DataFrame):
     return pa.Table.from_pandas(frame[[f.name for f in BAR_SCHEMA]], schema=BAR_SCHEMA, preserve_index=False)
 
 
+def test_a_resample_starting_inside_a_bar_writes_that_bar_from_the_data_there_is_as_its_help_says(
+        catalog: Catalog) -> None:
+    """The help said 'complete bars only'; 1m ADABTC bars from 00:00 to 7m start with a 4-minute bar at 00:04."""
+    run = CliRunner().invoke(data_app, ["bars", "binance/spot/ADABTC/bars_1m", "--interval", "7m", "--catalog",
+                                        str(catalog.root)])
+    assert run.exit_code == 0, run.output
+    fine = catalog.read("binance", "spot", "ADABTC", "bars_1m").to_pandas()
+    got = catalog.read("binance", "spot", "ADABTC", "bars_7m").to_pandas()
+    first = pd.Timestamp("2021-11-27 00:04", tz="UTC").value
+    assert fine.ts_event.iat[0] == pd.Timestamp("2021-11-27 00:01", tz="UTC").value and got.ts_event.iat[0] == first
+    head = fine[fine.ts_event <= first]
+    assert len(head) == 4 and got.volume.iat[0] == pytest.approx(head.volume.sum(), rel=1e-12)
+    assert got.open.iat[0] == head.open.iat[0] and got.close.iat[0] == head.close.iat[-1]
+    shown = CliRunner().invoke(data_app, ["bars", "--help"], terminal_width=200).output
+    text = " ".join(shown.replace("│", " ").split())
+    assert "complete bars only" not in text
+    assert ("the first bar is built from the data there is when the input starts inside its interval, as a run "
+            "started there builds it: 1m bars from 00:00 resampled to 7m bars start with a bar of 4 minutes, "
+            "stamped 00:04") in text
+
+
 def test_bad_requests_are_refused_and_write_nothing(catalog: Catalog) -> None:
     with pytest.raises(DataError, match="not a whole multiple"):
         resample.resample_bars(catalog, KLINES, 90_000_000_000)

@@ -605,7 +605,10 @@ def bars_cmd(
                                             "source (after an append to it), replacing it on success.")] = False,
     catalog: CatalogOpt = DEFAULT_CATALOG,
 ) -> None:
-    """Build bars into the catalog from trades, or resample bars to a longer interval (complete bars only)."""
+    """Build bars into the catalog from trades, or resample bars to a longer interval (none still forming).
+
+    The bar still forming at the end of the input is left out; the first bar is built from the data there is when the input starts inside its interval, as a run started there builds it: 1m bars from 00:00 resampled to 7m bars start with a bar of 4 minutes, stamped 00:04. Time buckets are aligned to the Unix epoch (a week starts on Thursday 00:00 UTC).
+    """
     from tradebus.data.resample import bars_from_trades, resample_bars
     from tradebus.features.bars import BAR_MODES
 
