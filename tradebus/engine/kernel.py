@@ -659,6 +659,23 @@ class Kernel:
                 banks[iid] = _dedupe(specs)
         return banks
 
+    def check_features(self) -> dict[str, list[FeatureSpec]]:
+        """:meth:`feature_specs`, each bank's checked as :meth:`prepare` checks it, nothing compiled.
+
+        A daemon calls it as it is built: a bad spec is refused before its warm-up compiles the banks (a minute or
+        more on a cold cache) and before it opens a socket.
+
+        Raises
+        ------
+        FeatureError
+            A feature spec cannot be built (names the feature), or a feature is driven by book events, which the
+            kernel does not feed to feature banks.
+        """
+        banks = self.feature_specs()
+        for iid, specs in banks.items():
+            _refuse_book_features(FeatureBank.driving_events(specs), iid)
+        return banks
+
     def compile_features(self) -> None:
         """Compile (or load from the disk cache) the drivers of the feature banks :meth:`prepare` builds.
 
@@ -668,9 +685,9 @@ class Kernel:
         Raises
         ------
         FeatureError
-            A feature spec cannot be built (names the feature).
+            As :meth:`check_features`.
         """
-        for specs in self.feature_specs().values():
+        for specs in self.check_features().values():
             FeatureBank(specs)
 
     def prepare(self) -> None:
@@ -689,12 +706,11 @@ class Kernel:
         if self._prepared:
             return
         self._prepared = True
-        banks = self.feature_specs()
+        banks = self.check_features()
         for iid in self.instruments:
             specs = banks.get(iid)
             if specs:
                 bank = FeatureBank(specs)
-                _refuse_book_features(bank, iid)
                 self.banks[iid] = bank
                 view = FeatureView(bank.columns)
                 view.row = self._live_outputs(bank)
@@ -1680,14 +1696,15 @@ def _dedupe(specs: list[FeatureSpec]) -> list[FeatureSpec]:
     return out
 
 
-def _refuse_book_features(bank: FeatureBank, instrument_id: str) -> None:
-    """Raise :class:`FeatureError` for a feature of ``bank`` driven by book events.
+def _refuse_book_features(events: Mapping[str, str], instrument_id: str) -> None:
+    """Raise :class:`FeatureError` for a feature of a bank driven by book events (``events``: each feature's, in
+    update order, :meth:`FeatureBank.driving_events`).
 
     The kernel feeds its banks bars, trades and quotes only: such a feature would stay NaN
     for the whole run.
     """
-    for name in bank.names:
-        if bank.event_of(name) == "book":
+    for name, event in events.items():
+        if event == "book":
             raise FeatureError(
                 f"feature {name!r} of {instrument_id} is driven by book events, which a run does not feed "
                 "to feature banks (it would stay NaN for the whole run): drive it by quotes (microprice "

@@ -81,6 +81,16 @@ def _field_events() -> dict[str, tuple[str, ...]]:
     return {name: tuple(events) for name, events in where.items()}
 
 
+def _loaded(specs: Iterable[FeatureSpec | Mapping[str, Any]] | Mapping[str, Any]) -> list[FeatureSpec | PlainSpec]:
+    """``specs`` as a bank reads them: plain specs where plain dicts say it all, else validated by pydantic."""
+    plain = plain_specs(specs)
+    if plain is None:
+        from tradebus.features.spec import load_specs  # pydantic: only for what plain dicts cannot say
+
+        plain = load_specs(specs)
+    return plain
+
+
 _FIELD_EVENTS = _field_events()
 #: The inputs of the instrument's own events a feature may name: ``trade.price``, or ``price`` alone.
 _INPUTS = (*(f"{event}.{name}" for event in EVENTS for name in EVENT_FIELDS[event]), *_FIELD_EVENTS)
@@ -121,12 +131,7 @@ class FeatureBank:
     """
 
     def __init__(self, specs: Iterable[FeatureSpec | Mapping[str, Any]] | Mapping[str, Any]) -> None:
-        plain = plain_specs(specs)
-        if plain is None:
-            from tradebus.features.spec import load_specs  # pydantic: only for what plain dicts cannot say
-
-            plain = load_specs(specs)
-        self._specs: list[FeatureSpec | PlainSpec] = plain
+        self._specs: list[FeatureSpec | PlainSpec] = _loaded(specs)
         self._features = self._resolve(self._specs)
         self._build_layout()
         self._module: ModuleType | None = drivers.load_module(self._source) if self._plans else None
@@ -134,6 +139,20 @@ class FeatureBank:
             if event != "book":  # update_book stays a method: it copies what the driver cannot take
                 setattr(self, f"update_{event}", functools.partial(self._entry(event), self._ws))
         self._on_book: Callable[..., None] = functools.partial(self._entry("book"), self._ws)
+
+    @staticmethod
+    def driving_events(specs: Iterable[FeatureSpec | Mapping[str, Any]] | Mapping[str, Any]) -> dict[str, str]:
+        """The event (bar/trade/quote/book) driving each feature of a bank of ``specs``, by name; nothing compiled.
+
+        The specs are checked as building the bank checks them, with nothing compiled (a bank compiles its drivers:
+        on a cold cache a daemon's warm-up took 93 s before it met a bad spec): a daemon refuses one before its warm-up.
+
+        Raises
+        ------
+        FeatureError
+            As :class:`FeatureBank` raises it for a spec that cannot be built (names the feature).
+        """
+        return {feature.spec.name: feature.on for feature in FeatureBank._resolve(_loaded(specs))}
 
     def _drivers(self, event: str) -> ModuleType:
         """The driver module of ``event``: the bank's own, or the shared field-only one."""

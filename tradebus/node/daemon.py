@@ -90,7 +90,7 @@ from tradebus.config import strategy_entries
 from tradebus.engine.clock import Clock, LiveClock
 from tradebus.engine.kernel import JournaledSample, Kernel, RunResult
 from tradebus.engine.messages import OrderDenied
-from tradebus.errors import ConfigError, DataError, StrategyError, TradebusError
+from tradebus.errors import ConfigError, DataError, FeatureError, StrategyError, TradebusError
 from tradebus.execution.costs import charged_fees
 from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.journal import SQLITE_COMPANIONS, Journal, JournalOwner
@@ -192,6 +192,11 @@ def build_paper_kernel(
     ``taker_fee`` override the instruments' rates in every account check (the fee reserved for an order, the fee to
     close in a maintenance margin), paper or live: the paper venue charges them, a live venue its own, booked as
     each fill reports it.
+
+    Raises
+    ------
+    ConfigError
+        A feature spec the kernel cannot build (``features: ...``, naming the feature), before anything is compiled.
     """
     fees = config.venue.maker_fee, config.venue.taker_fee
     instruments = {iid: charged_fees(inst, *fees) for iid, inst in config.instrument_map().items()}
@@ -220,6 +225,10 @@ def build_paper_kernel(
     kernel.bar_intervals(config.bar_intervals())  # a funding in the first gap of its klines, after a restart too
     for strategy in build_strategies([entry for _, entry in strategy_entries(config)]):
         kernel.add_strategy(strategy)
+    try:
+        kernel.check_features()  # a bad spec, before the warm-up compiles the banks and before any socket opens
+    except FeatureError as exc:
+        raise ConfigError(f"features: {exc}") from None
     return kernel, venue
 
 
