@@ -94,14 +94,20 @@ def test_file_and_dataset_are_mutually_exclusive_and_start_must_precede_end() ->
 @pytest.mark.parametrize(("written", "ns"), [("2024-01-01T00:00:00.123456789Z", 1_704_067_200_123_456_789),
                                              ("'2024-01-01T00:00:00.123456789Z'", 1_704_067_200_123_456_789),
                                              ("2024-01-01T01:00:00.000000789+01:00", 1_704_067_200_000_000_789),
-                                             ("2024-01-01 00:00:00.0000001", 1_704_067_200_000_000_100)])
+                                             ("2024-01-01 00:00:00.0000001", 1_704_067_200_000_000_100),
+                                             # YAML's own timestamp forms, which pydantic does not read
+                                             ("2024-01-01 02:00:00.123456789 +02:00", 1_704_067_200_123_456_789),
+                                             ("2024-01-01T02:00:00.123456789+02", 1_704_067_200_123_456_789),
+                                             ("2024-1-1 00:00:00.123456789 Z", 1_704_067_200_123_456_789)])
 def test_a_data_bound_finer_than_a_microsecond_is_kept_to_the_nanosecond_and_written_back(
     tmp_path: Path, key: str, written: str, ns: int
 ) -> None:
     """Unquoted, YAML read ...00.123456789Z as ...00.123456 and quoted pydantic did (the run started 789 ns early);
     then such a bound was refused, though the library's own advice (set data.start to <a receive time in ns>)
     names one. It is now kept to the nanosecond (1,704,067,200,123,456,789: pandas' and the hand-derived ns), in a
-    file, a --set and the config.yaml a run writes (a rerun of it is the same config), pickled and copied."""
+    file, a --set and the config.yaml a run writes (a rerun of it is the same config), pickled and copied. A YAML
+    timestamp pydantic cannot read (a space before the offset, an offset of hours alone, a one-digit month), which
+    YAML reads to the microsecond, was refused with nanoseconds ('unexpected extra characters')."""
     import copy
     import pickle
 

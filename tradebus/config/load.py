@@ -39,16 +39,21 @@ class _RefusingValueErrors:
 
 
 def _timestamp(loader: yaml.constructor.SafeConstructor, node: yaml.ScalarNode) -> Any:
-    """A YAML timestamp as PyYAML reads it, or its text when it is finer than a microsecond.
+    """A YAML timestamp as PyYAML reads it, or, when it is finer than a microsecond, its ISO-8601 text.
 
-    PyYAML keeps 6 digits of a second (a ``datetime``'s) and drops the rest unsaid; the text goes
-    to the field, which keeps the nanoseconds (:func:`~tradebus.config.units.moment_ns`,
-    :data:`~tradebus.config.units.Moment`).
+    PyYAML keeps 6 digits of a second (a ``datetime``'s) and drops the rest unsaid; the text, PyYAML's
+    datetime written with every digit of its second, goes to the field, which keeps the nanoseconds
+    (:func:`~tradebus.config.units.moment_ns`, :data:`~tradebus.config.units.Moment`). Not the YAML text
+    itself: pydantic does not read YAML's forms of a timestamp (``2024-1-1``, a space before the offset,
+    ``+02`` without minutes).
     """
     text = loader.construct_scalar(node)
-    if isinstance(text, str) and sub_microsecond_digits(text):
-        return text
-    return loader.construct_yaml_timestamp(node)
+    moment = loader.construct_yaml_timestamp(node)
+    digits = sub_microsecond_digits(text)
+    if not digits:
+        return moment
+    micro = f".{moment.microsecond:06d}"
+    return moment.isoformat(timespec="microseconds").replace(micro, micro + digits, 1)
 
 
 class _SafeLoader(_RefusingValueErrors, yaml.SafeLoader):
