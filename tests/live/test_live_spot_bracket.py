@@ -364,7 +364,7 @@ async def test_a_spot_bracket_timed_exit_sells_once_its_childrens_cancels_are_co
 
 async def test_a_trailing_bracket_whose_floor_binds_at_arming_says_so() -> None:
     """A freqtrade-style bracket, stop-loss trailing 1 % with its floor at 1 % below the last price (59,400 at
-    60,000: accepted at submit), whose entry fills at 60,000 and whose children a trade at 59,990 arms: the
+    60,000: accepted at submit), whose entry fills at the trade 59,990, which arms its children (at the fill): the
     trigger trailed from there is 59,390.1, below the floor, so the exits go as two orders and Binance refuses
     the take-profit. The warning said the trailing stop-loss had "no venue trailing form here", though 1 % is
     one (100 BIPS); it now names the floor, the trigger and the price it was trailed from."""
@@ -380,9 +380,7 @@ async def test_a_trailing_bracket_whose_floor_binds_at_arming_says_so() -> None:
                                        trail_percent=1.0)
             assert entry is not None
             await until(lambda: h.kernel.orders.order(entry).status is OrderStatus.ACCEPTED)
-            h.trade(60_000.0)
-            await until(lambda: h.kernel.orders.order(entry).status is OrderStatus.FILLED)
-            h.trade(59_990.0)  # arms the children
+            h.trade(59_990.0)  # fills the entry, whose fill arms the children
             await until(lambda: bool(rejected))
             await h.venue.drain()
     finally:

@@ -196,12 +196,14 @@ async def kit_harness(
     risk_config: Any = None,
     request_timeout: float = 1.0,
     clock: Any = None,
+    emulator: AccountEmulator | None = None,
 ) -> AsyncIterator[KitHarness]:
     """Emulator, live venue and user stream of ``kit`` (the venue's registry factories), a kernel on them
     (journaled to ``journal``; ``strategies`` added before it starts; ``trade_size_limit``: a public
     trade fills at most its own size; ``timeouts``: the engine's, default short ones; ``risk_config``:
     the risk gate's limits, default none; ``request_timeout``: the REST client's, seconds; ``clock``: the
-    kernel's and the venue's, default a :class:`~tradebus.engine.clock.LiveClock`)."""
+    kernel's and the venue's, default a :class:`~tradebus.engine.clock.LiveClock`; ``emulator``: a started one of
+    ``kit`` to trade on, left running at the end, as a restarted daemon finds the venue; default a new one)."""
     from tradebus.execution.journal import Journal
 
     from pydantic import SecretStr
@@ -211,8 +213,10 @@ async def kit_harness(
     from tradebus.execution.live import LiveVenue
     from tradebus.node.live import LiveSettings
 
-    emulator = kit.emulator(rest_faults, stream_faults, trade_size_limit)
-    await emulator.start()
+    own = emulator is None
+    if emulator is None:
+        emulator = kit.emulator(rest_faults, stream_faults, trade_size_limit)
+        await emulator.start()
     settings = LiveSettings(venue=kit.venue, market=kit.market)
     account = settings.account()
     options = {"passphrase": SecretStr(PASSPHRASE), "environment": "testnet"}
@@ -244,7 +248,8 @@ async def kit_harness(
         stream.stop()
         await task
         await venue.aclose()
-        await emulator.stop()
+        if own:
+            await emulator.stop()
         if store is not None:
             store.close()
 

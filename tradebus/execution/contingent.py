@@ -18,7 +18,16 @@ Bracket
     (*armed*) once the entry has filled completely (or closed with a partial fill: the
     children cover what filled, including fills that reach the process after the close, as
     much as the closing event says the venue filled), on the first bar (or trade/quote) of the instrument
-    processed after the fill; ``arm_after_bars = n`` waits ``n`` more bars. On bars an
+    processed after the fill; ``arm_after_bars = n`` waits ``n`` more bars. A simulated venue (backtest,
+    paper) fills while it matches a market event, which is published after the matching: that event,
+    the one that filled the entry, arms the children, once the venue is done with it (sent from inside
+    the matching, a child could fill on the trade that filled the entry). A live venue's fills come from
+    its private stream, apart from the market data: with ``arm_after_bars = 0`` the children are sent
+    as the entry's fill (or its close) is handled, before the strategies hear of it (:attr:`Venue.arms_at_fill
+    <tradebus.execution.venue.Venue.arms_at_fill>`), not at the instrument's next trade, which may be
+    seconds away in a quiet market and longer with its stream down; children the risk gate denies there,
+    all of them (a daemon's hold at start-up, a stale feed, the order rate), are sent again at the
+    instrument's next market event, as on a simulated venue. On bars an
     action decided at a bar's close reaches the venue at the next bar's open, so with
     ``arm_after_bars = 0`` the children work from the bar after the entry's fill bar, and a
     stop-loss can never fill in the bar the entry filled in (no same-bar stop-out).
@@ -179,6 +188,9 @@ Restarts
       orders end with its process, so the restart canceled them -- is armed again for the
       quantity left (entry fills, less a fee the venue took out of the coins bought, minus
       children and exit fills), with the same stop-loss and take-profit, at the first bar (after ``arm_after_bars``) or trade after the restart;
+      one whose entry's fill is booked after the restart (the venue filled it while the daemon was down, and a
+      query or the start-up reconciliation books it) is armed at that fill on a live venue, as above; children
+      journaled (``"children"``) and working at the venue are never sent again;
     * a cancel-replace in flight when the previous process stopped (its ``"replace"`` intent is
       journaled before the request is sent): once the venue shows the replacement placed
       (accepted or filled, or still open while the replaced order ended unfilled), the replaced
@@ -403,6 +415,8 @@ class ContingentOrders:
         venue = kernel.venue
         #: The venue holds children and OCO groups itself (see the module docstring).
         self.native = bool(getattr(venue, "native_contingent", False))
+        #: A bracket's exits go at its entry's fill (:attr:`Venue.arms_at_fill <tradebus.execution.venue.Venue.arms_at_fill>`).
+        self.at_fill = bool(getattr(venue, "arms_at_fill", False))
         self._venue = venue
         # Members of OCO groups the venue keeps (it cancels their siblings itself).
         self._venue_oco: set[str] = set()
@@ -1227,8 +1241,24 @@ class ContingentOrders:
             self._kernel.clock.set_alert(
                 f"timed exit {bracket.entry_id}", ts + bracket.exit_after_ns, lambda event: self._exit(bracket)
             )
-        if self.native and bracket.arm_after_bars == 0:
+        if bracket.arm_after_bars == 0 and self.native:
             self._arm(bracket, parent=bracket.entry_id)
+        elif bracket.arm_after_bars == 0 and self.at_fill:
+            self._arm_at_fill(bracket)
+
+    def _arm_at_fill(self, bracket: Bracket) -> None:
+        """Arm ``bracket`` as its entry's fill is known; if the risk gate denied every child (a daemon's hold, a stale
+        feed, the order rate), it arms again at the instrument's next market event, as on a simulated venue."""
+        self._arm(bracket)
+        children, orders = bracket.children, self._kernel.orders
+        if not children or any((o := orders.get(c)) is None or o.status is not OrderStatus.DENIED for c in children):
+            return
+        for coid in children:
+            self._child_of.pop(coid, None)
+        bracket.state, bracket.children = "filled", []
+        self._link("children", bracket.strategy_id, bracket.instrument_id, bracket.entry_id, ())
+        logger.warning("bracket {}: its exits, denied at its entry's fill, are sent again at the next market event of {}",
+                       bracket.entry_id, bracket.instrument_id)  # fmt: skip
 
     def _bar_passed(self, bracket: Bracket) -> None:
         bracket.bars_since_fill += 1

@@ -893,6 +893,11 @@ class LiveVenue(Venue):
         return tuple(self._swaps)
 
     @property
+    def arms_at_fill(self) -> bool:
+        """Always: a bracket's exits go as soon as its entry's fill is known (:attr:`Venue.arms_at_fill`)."""
+        return True
+
+    @property
     def lists_oco(self) -> bool:
         """Whether :meth:`oco_pair` sends a limit and a stop as one OCO order list here
         (:attr:`TradingApi.supports_oco`, and not a dry run)."""

@@ -112,6 +112,19 @@ class Venue(ABC):
         """Whether the venue settles funding itself and emits its payments (``FundingPaid``): then the only funding booked."""
         return False
 
+    @property
+    def arms_at_fill(self) -> bool:
+        """Whether a bracket's exits are sent as soon as its entry's fill is known, rather than at the instrument's
+        next bar, trade or quote (:mod:`~tradebus.execution.contingent`).
+
+        A live venue: the position is at the exchange from the fill on, and the instrument's next market event
+        may be seconds away (minutes, its stream down), the position unprotected meanwhile. This default (the
+        simulated venue, backtest and paper) arms them at the next market event: it fills only while it matches
+        one, so no exit could fill before that event anyway, and on bars an exit sent at the entry's fill would
+        arrive inside the bar the entry filled in.
+        """
+        return False
+
     def bind(self, emit: EventHandler) -> None:
         """Send every event this venue produces to ``emit``."""
         self._emit = emit

@@ -1,0 +1,216 @@
+"""A live bracket's exits go to the venue when its entry's fill is known, not at the next public trade.
+
+Against the OKX and Bybit account emulators (two orders, reduce-only where the venue has it) and the
+Binance spot one (one OCO order list). After the trade that fills the entry, no public trade comes:
+the stop-loss and take-profit must rest at the venue all the same. Before, they waited for the
+instrument's next trade or quote (seconds in a quiet market, as long as a dropped stream is down),
+the position at the venue unprotected meanwhile.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.live.live_harness import IID, harness, until
+from tests.live.test_live_resolved_contingent import T0, Contingent
+from tests.live.venue_kits import KITS, KitHarness, KitTape, VenueKit, kit_harness
+from tradebus.adapters.common.account_emulator import AccountEmulator
+from tradebus.engine.messages import OrderDenied, OrderRejected, OrderSide, OrderStatus, OrderType, Trade, TradingState
+from tradebus.execution.contingent import ContingentOrders
+from tradebus.execution.orders import Order
+
+
+def _exits(h: KitHarness, entry_id: str) -> list[Order]:
+    return [o for o in h.kernel.orders.orders() if o.client_order_id != entry_id]
+
+
+def _resting(h: KitHarness) -> list[tuple[str, float, float]]:
+    """The orders open at the emulator: (client order id, quantity, price or trigger)."""
+    return sorted((r.order.client_order_id, r.order.quantity, r.order.price if r.order.price == r.order.price
+                   else r.order.trigger_price) for r in h.emulator.open_orders())
+
+
+def _placed(emulator: AccountEmulator) -> list[str]:
+    """The client order ids of the emulator's order placements (an OKX stop is an algo order): the first, then
+    the others sorted (a bracket's two exits are sent at once, their requests race)."""
+    placed = [c for m, p, c in emulator.requests if m == "POST" and p.rsplit("/", 1)[-1] in ("order", "order-algo", "create")]
+    return placed[:1] + sorted(placed[1:])
+
+
+def _track(h: KitHarness) -> None:
+    """Know the journal's open orders at the venue, as a restarted daemon's start-up does."""
+    for order in h.kernel.orders.open_orders():
+        h.venue.track(order)
+
+
+async def _entered(h: KitHarness, strategy: Contingent, tape: KitTape, quantity: float, **kwargs: float) -> str:
+    """A bracket (stop-loss 59,000, take-profit 61,000) whose entry is working at the venue; its id."""
+    entry_id = strategy.submit_bracket(tape.iid, OrderSide.BUY, quantity, stop_loss=59_000.0, take_profit=61_000.0,
+                                       **kwargs)
+    assert entry_id is not None
+    entry = h.kernel.orders.order(entry_id)
+    await until(lambda: entry.status is OrderStatus.ACCEPTED)
+    return entry_id
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_live_bracket_sends_its_exits_at_the_entrys_fill_with_no_trade_after_it(kit: VenueKit) -> None:
+    """Buy 0.002 at market; the trade at 60,000 fills it, and no trade follows. Both exits (stop-loss 59,000,
+    take-profit 61,000, 0.002 each) rest at the venue as one OCO group, sent once. Before, none was sent: the
+    wait below ran out with the position at the venue and no exit."""
+    strategy = Contingent(kit.iid)
+    async with kit_harness(kit, strategies=[strategy]) as h:
+        refused: list[OrderDenied | OrderRejected] = []
+        h.kernel.bus.subscribe(OrderDenied, refused.append)
+        h.kernel.bus.subscribe(OrderRejected, refused.append)
+        tape = KitTape(h, kit.iid, T0)
+        entry_id = await _entered(h, strategy, tape, 0.002)
+        tape.trade(60_000.0)  # fills the entry; the last trade of the test but the take-profit's
+        await until(lambda: len(h.emulator.open_orders()) == 2 or bool(refused))
+        await h.venue.drain()
+        assert refused == []
+        stop, target = _exits(h, entry_id)
+        assert _resting(h) == sorted([(stop.client_order_id, 0.002, 59_000.0), (target.client_order_id, 0.002, 61_000.0)])
+        assert (stop.order_type, target.order_type) == (OrderType.STOP_MARKET, OrderType.LIMIT)
+        assert h.kernel.portfolio.account.oco_groups()[stop.client_order_id] == (stop.client_order_id, target.client_order_id)
+        assert _placed(h.emulator) == [entry_id, *sorted([stop.client_order_id, target.client_order_id])]
+        tape.trade(61_100.0)  # fills the take-profit; the OCO cancels the stop
+        await until(lambda: target.status is OrderStatus.FILLED and stop.status is OrderStatus.CANCELED)
+        assert h.emulator.open_orders() == []
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_live_bracket_entry_filled_in_parts_sends_its_exits_at_the_last_fill(kit: VenueKit) -> None:
+    """Buy 0.003 at 60,000 (a limit); three trades of 0.001 fill it in parts. The exits wait while the entry
+    works (a bracket arms once its entry closed) and go at the fill that completes it, for 0.003, with no
+    trade after it. Before, the third fill left them unsent until a next trade."""
+    strategy = Contingent(kit.iid)
+    async with kit_harness(kit, strategies=[strategy], trade_size_limit=True) as h:
+        tape = KitTape(h, kit.iid, T0, size=0.001)
+        entry_id = await _entered(h, strategy, tape, 0.003, entry_price=60_000.0)
+        entry = h.kernel.orders.order(entry_id)
+        for n, price in enumerate((59_990.0, 59_995.0), 1):
+            tape.trade(price)
+            await until(lambda n=n: entry.filled_qty == pytest.approx(0.001 * n))  # type: ignore[misc]
+            assert _exits(h, entry_id) == []
+        tape.trade(59_998.0)
+        await until(lambda: len(h.emulator.open_orders()) == 2)
+        await h.venue.drain()
+        stop, target = _exits(h, entry_id)
+        assert _resting(h) == sorted([(stop.client_order_id, 0.003, 59_000.0), (target.client_order_id, 0.003, 61_000.0)])
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_live_bracket_entry_canceled_partly_filled_sends_its_exits_for_the_filled_part_at_the_cancel(
+    kit: VenueKit,
+) -> None:
+    """Buy 0.003 at 60,000; two trades of 0.001 fill 0.002, then the entry is canceled. The exits go for the
+    0.002 at the cancel, with no trade after it. Before, they waited for a next trade."""
+    strategy = Contingent(kit.iid)
+    async with kit_harness(kit, strategies=[strategy], trade_size_limit=True) as h:
+        tape = KitTape(h, kit.iid, T0, size=0.001)
+        entry_id = await _entered(h, strategy, tape, 0.003, entry_price=60_000.0)
+        entry = h.kernel.orders.order(entry_id)
+        tape.trade(59_990.0)
+        tape.trade(59_995.0)
+        await until(lambda: entry.filled_qty == pytest.approx(0.002))
+        strategy.cancel(entry_id)
+        await until(lambda: len(h.emulator.open_orders()) == 2)
+        await h.venue.drain()
+        assert entry.status is OrderStatus.CANCELED
+        stop, target = _exits(h, entry_id)
+        assert _resting(h) == sorted([(stop.client_order_id, 0.002, 59_000.0), (target.client_order_id, 0.002, 61_000.0)])
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_live_bracket_whose_entry_filled_while_the_daemon_was_down_is_armed_once_at_the_booked_fill(
+    kit: VenueKit, tmp_path: Path,
+) -> None:
+    """Buy 0.002 at 60,000 (a limit), journaled; the daemon stops with it working. A trade fills it at the venue
+    while the daemon is down. Restarted on the journal, the daemon's query books the fill: the exits go then, with
+    no trade after it, once. A third start on the journal finds them working and sends nothing (the journaled
+    ``children`` link): the venue holds two exits, not four. Before, the second start sent none."""
+    journal = tmp_path / "journal.sqlite"
+    emulator = kit.emulator()
+    await emulator.start()
+    try:
+        strategy = Contingent(kit.iid)
+        async with kit_harness(kit, journal=journal, strategies=[strategy], emulator=emulator) as h:
+            tape = KitTape(h, kit.iid, T0)
+            entry_id = await _entered(h, strategy, tape, 0.002, entry_price=60_000.0)
+            await h.venue.drain()
+        emulator.on_trade(Trade(kit.iid, T0 + 10**9, T0 + 10**9, 60_000.0, 1.0, 1, "while down"))  # the venue alone
+        assert emulator.orders[entry_id].status is OrderStatus.FILLED
+        strategy = Contingent(kit.iid)
+        async with kit_harness(kit, journal=journal, strategies=[strategy], emulator=emulator) as h:
+            entry = h.kernel.orders.order(entry_id)
+            assert entry.is_open  # as the journal left it (UNKNOWN: to be asked)
+            _track(h)
+            h.kernel.execution.reconcile_order(entry_id)  # asks the venue; its answer books the fill
+            await until(lambda: len(emulator.open_orders()) == 2)
+            await h.venue.drain()
+            assert entry.status is OrderStatus.FILLED
+            stop, target = _exits(h, entry_id)
+            resting = _resting(h)
+            assert resting == sorted([(stop.client_order_id, 0.002, 59_000.0), (target.client_order_id, 0.002, 61_000.0)])
+        strategy = Contingent(kit.iid)
+        async with kit_harness(kit, journal=journal, strategies=[strategy], emulator=emulator) as h:
+            _track(h)
+            tape = KitTape(h, kit.iid, T0 + 2 * 10**9)
+            tape.trade(60_000.0)  # a market event: a bracket left to arm would arm here
+            await h.venue.drain()
+            assert _resting(h) == resting
+            assert _placed(emulator) == [entry_id, *sorted([stop.client_order_id, target.client_order_id])]
+            tape.trade(58_900.0)  # triggers the stop; the OCO cancels the take-profit
+            await until(lambda: emulator.open_orders() == [])
+            await until(lambda: h.kernel.orders.order(target.client_order_id).status is OrderStatus.CANCELED)
+            assert h.kernel.orders.order(stop.client_order_id).status is OrderStatus.FILLED
+    finally:
+        await emulator.stop()
+
+
+async def test_a_live_binance_spot_bracket_sends_its_oco_list_at_the_entrys_fill_with_no_trade_after_it() -> None:
+    """Binance spot: buy 0.01 at market, filled by the trade at 60,000, no trade after it. The stop-loss 59,000
+    and the take-profit 61,000 rest as one OCO order list (``POST /api/v3/orderList/oco``). Before, nothing was
+    sent until a next trade."""
+    async with harness() as h:
+        contingent = ContingentOrders(h.kernel)
+        entry = contingent.bracket("s1", IID, OrderSide.BUY, 0.01, stop_loss=59_000.0, take_profit=61_000.0)
+        assert entry is not None
+        await until(lambda: h.kernel.orders.order(entry).status is OrderStatus.ACCEPTED)
+        h.trade(60_000.0)  # fills the entry, the last trade
+        await until(lambda: len(h.emulator.open_orders()) == 2)
+        await h.venue.drain()
+        stop, target = h.kernel.orders.orders()[1:]
+        assert [p for m, p, _ in h.emulator.requests if m == "POST"] == ["/api/v3/order", "/api/v3/orderList/oco"]
+        assert h.emulator.lists[target.client_order_id][2] == (target.client_order_id, stop.client_order_id)
+        assert (stop.trigger_price, target.price, stop.quantity, target.quantity) == (59_000.0, 61_000.0, 0.01, 0.01)
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_live_bracket_exits_denied_at_the_fill_are_sent_at_the_next_trade(kit: VenueKit) -> None:
+    """Buy 0.002 at market; trading is HALTED when the trade at 60,000 fills it: the risk gate denies both exits
+    at the fill. Trading ACTIVE again, the next trade (60,010) sends them, as it would have before arming at the
+    fill. Without the fall-back, the denied exits were the bracket's last: the position stayed without any."""
+    strategy = Contingent(kit.iid)
+    async with kit_harness(kit, strategies=[strategy]) as h:
+        denied: list[OrderDenied] = []
+        h.kernel.bus.subscribe(OrderDenied, denied.append)
+        tape = KitTape(h, kit.iid, T0)
+        entry_id = await _entered(h, strategy, tape, 0.002)
+        h.kernel.risk.set_state(TradingState.HALTED, "test: halted at the fill")
+        tape.trade(60_000.0)
+        await until(lambda: len(denied) == 2)
+        await h.venue.drain()
+        assert h.kernel.orders.order(entry_id).status is OrderStatus.FILLED
+        assert [d.reason.split(":")[0] for d in denied] == ["trading_state"] * 2
+        assert h.emulator.open_orders() == []
+        h.kernel.risk.set_state(TradingState.ACTIVE, "test: active again")
+        tape.trade(60_010.0)
+        await until(lambda: len(h.emulator.open_orders()) == 2)
+        await h.venue.drain()
+        exits = [o for o in _exits(h, entry_id) if o.status is OrderStatus.ACCEPTED]
+        assert sorted((o.quantity, o.order_type) for o in exits) == [(0.002, OrderType.LIMIT), (0.002, OrderType.STOP_MARKET)]
+        assert len(denied) == 2
