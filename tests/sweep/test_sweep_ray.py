@@ -150,6 +150,29 @@ def test_grid_sweep_writes_a_file_per_trial_and_agrees_with_plain_backtests(ray_
     assert csv_bytes(results(out)) == csv_bytes(first)
 
 
+def test_results_csv_writes_a_float_parameter_of_a_whole_value_as_a_float(ray_address: str, workdir: Path) -> None:
+    """results.csv wrote venue.slippage_bps 2.0 and quantity 1.0 as ``2`` and ``1`` (pyarrow's CSV writer), so
+    pandas read the columns as int64 where best.json says 2.0; it writes floats as the run files do (repr)."""
+    space = write_yaml(workdir / "whole.yaml", {
+        "params": {"strategy.params.quantity": [1.0], "venue.slippage_bps": [2.0, 3.0],
+                   "strategy.params.fast": [5, 10]}})
+    out = workdir / "whole"
+    run_sweep(workdir / "run.yaml", space, out)
+    table = pd.read_csv(out / "results.csv")
+    stored = results(out).to_pandas()
+    for column in ("param.strategy.params.quantity", "param.venue.slippage_bps"):
+        assert table[column].dtype == "float64", column
+    assert table["param.strategy.params.fast"].dtype == "int64"
+    text = pd.read_csv(out / "results.csv", dtype=str, keep_default_na=False)
+    assert list(text["param.strategy.params.quantity"]) == ["1.0"] * 4
+    assert list(text["param.venue.slippage_bps"]) == ["2.0", "2.0", "3.0", "3.0"]
+    assert list(text["status"]) == ["ok"] * 4 and list(text["error"]) == [""] * 4  # a null is an empty cell
+    for column in ("total_return", "sharpe", "fees_paid", "final_equity"):  # each float reads back to the stored one
+        assert list(text[column]) == [repr(v) for v in stored[column]], column
+    best = json.loads((out / "best.json").read_text())
+    assert best["params"]["venue.slippage_bps"] == table.loc[best["trial"], "param.venue.slippage_bps"]
+
+
 def test_tpe_same_space_and_seed_give_byte_identical_results(ray_address: str, workdir: Path, tpe_reference: Path) -> None:
     again = workdir / "tpe-b"
     run_sweep(workdir / "run.yaml", workdir / "tpe.yaml", again)
@@ -230,7 +253,7 @@ def test_tpe_values_of_a_stepped_float_range_are_the_grid_points_also_when_resum
     table = pd.read_csv(out / "results.csv").drop(columns=list(TIMING_COLUMNS))
     column = "param.venue.slippage_bps"
     assert list(table[column]) == [grid[round(v * 20) - 1] for v in drawn]
-    assert set(pd.read_csv(out / "results.csv", dtype=str)[column]) <= {f"{v:g}" for v in grid}  # 0.65, as written
+    assert set(pd.read_csv(out / "results.csv", dtype=str)[column]) <= {repr(v) for v in grid}  # 0.65, as written
     best = json.loads((out / "best.json").read_text())
     assert best["params"][column.removeprefix("param.")] == table.loc[best["trial"], column]
     # A sweep stopped inside the second round, in the ask of a trial drawn off the grid, resumes the study with the

@@ -42,7 +42,6 @@ that holds the directory.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
@@ -54,14 +53,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.csv as pa_csv
 from loguru import logger
 from pydantic import BaseModel
 
 from tradebus.config import RunConfig, load_config
 from tradebus.errors import ConfigError, TradebusError
 from tradebus.reports.metrics import MIN_ANNUALISED_DAYS, format_ns
-from tradebus.reports.writers import hold_directory, remove_temporaries, temporary_of, write_file
+from tradebus.reports.writers import (
+    hold_directory,
+    remove_temporaries,
+    temporary_of,
+    write_csv_header,
+    write_csv_rows,
+    write_file,
+)
 from tradebus.sweep.executor import RayExecutor
 from tradebus.sweep.inputs import changes, code_inputs, data_inputs
 from tradebus.sweep.space import MAX_TRIALS, SweepSpace, load_space
@@ -588,9 +593,8 @@ def _optimise(
 
 def _write_outputs(space: SweepSpace, store: TrialStore, out: Path) -> dict[str, Any] | None:
     """``results.csv`` and ``best.json`` of the stored trials (read once: a few ms a trial file); the best row."""
-    table = store.table()
-    write_file(out / "results.csv", lambda temp: pa_csv.write_csv(table, temp))
-    rows = table.to_pylist()
+    rows = store.table().to_pylist()
+    write_file(out / "results.csv", lambda temp: _write_csv(temp, store.schema.names, rows))
     best = _best(space, rows)
     name, direction = next(iter(space.objectives.items()))
     data: dict[str, Any] = {"objective": name, "direction": direction, "trial": None, "params": None, "metrics": None}
@@ -687,16 +691,17 @@ def _walk_forward(
     write_file(wf_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     write_file(wf_dir / "folds.csv", lambda temp: _write_csv(temp, columns, fold_rows))
     write_file(wf_dir / "equity.csv", lambda temp: _write_csv(
-        temp, ["fold", "ts", "equity"], ({"fold": k, "ts": ts, "equity": repr(e)} for k, ts, e in stitched)))
+        temp, ["fold", "ts", "equity"], ({"fold": k, "ts": ts, "equity": e} for k, ts, e in stitched)))
     return metrics, fold_rows, best, ran
 
 
 def _write_csv(path: Path, columns: list[str], rows: Iterable[dict[str, Any]]) -> None:
-    """Write ``rows`` to the CSV file ``path`` under a header of ``columns`` (a row's missing keys empty)."""
+    """Write ``rows`` to the CSV file ``path`` under a header of ``columns`` as a run's files are written
+    (:func:`~tradebus.reports.writers.write_csv_rows`: a float as its ``repr``, so 2.0 reads back as a float);
+    a row's missing keys and its nulls are empty cells."""
     with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, columns)
-        writer.writeheader()
-        writer.writerows(rows)
+        write_csv_header(fh, columns)
+        write_csv_rows(fh, (["" if (value := row.get(name)) is None else value for name in columns] for row in rows))
 
 
 def _stress_params(space: SweepSpace, fold_rows: list[dict[str, Any]], stress: bool) -> dict[str, Any] | None:
