@@ -705,3 +705,24 @@ def test_walk_forward_folds_over_a_dataset_stamped_to_the_nanosecond_load_as_tri
     trial = parse_config(apply_overrides(data, TrialSpec(0, "config.yaml", {}, window=fold.window("train")).overrides()))
     assert span == (int(ts[0]), int(ts[-1]) + 1)
     assert trial.data.start_ns == int(ts[0]) and trial.data.end_ns == int(ts[0]) + 10_000_000_000
+
+
+def test_dates_written_unquoted_in_a_space_run_as_the_same_dates_quoted(tmp_path: Path) -> None:
+    """``data.start: [2022-02-01, 2022-03-01T12:00:00Z]`` (YAML dates, as a run config writes data.start) was
+    refused with eight lines of 'Input should be a valid boolean/integer/number/string (got datetime.date(...))';
+    a date or time of a space's values is taken as its ISO text, the trials as those of the quoted text."""
+    from tradebus.sweep.trial import TrialSpec, run_trial
+
+    write_yaml(tmp_path / "run.yaml", file_config(tmp_path, report={"equity_interval": "4h"}))
+    unquoted = tmp_path / "unquoted.yaml"
+    unquoted.write_text("params:\n  data.start: [2022-02-01, 2022-03-01T12:00:00Z]\n  data.end: 2022-05-01\n",
+                        encoding="utf-8")
+    quoted = tmp_path / "quoted.yaml"
+    quoted.write_text("params:\n  data.start: ['2022-02-01', '2022-03-01T12:00:00Z']\n  data.end: '2022-05-01'\n",
+                      encoding="utf-8")
+    points, expected = list(load_space(unquoted).grid()), list(load_space(quoted).grid())
+    assert points == expected == [{"data.start": s, "data.end": "2022-05-01"} for s in ("2022-02-01", "2022-03-01T12:00:00Z")]
+    # each point runs as its own window: the later start replays fewer bars
+    first, second = (run_trial(TrialSpec(0, str(tmp_path / "run.yaml"), p, tier="event")) for p in points)
+    assert first["status"] == second["status"] == "ok", (first["error"], second["error"])
+    assert first["bars"] > second["bars"] > 0

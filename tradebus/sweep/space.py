@@ -46,15 +46,17 @@ import hashlib
 import itertools
 import math
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import Field, PositiveInt, TypeAdapter, ValidationError, field_validator, model_validator
 
 from tradebus.config import config_error_from
 from tradebus.config.base import StrictModel, describe_errors
 from tradebus.config.load import read_yaml
+from tradebus.config.units import Moment
 from tradebus.errors import ConfigError
 from tradebus.sweep.stress import StressVariant
 from tradebus.sweep.trial import METRIC_COLUMNS
@@ -63,7 +65,8 @@ from tradebus.sweep.walkforward import WalkForwardSpec
 __all__ = ["MAX_TRIALS", "Param", "SweepSpace", "load_space"]
 
 Scalar = bool | int | float | str
-
+#: A date or time of a list of values as text (``2022-02-01``, ``2022-03-01T12:00:00Z``), as a run's config.yaml writes it.
+_MOMENT_TEXT: TypeAdapter[Any] = TypeAdapter(Moment)
 
 _Model = StrictModel
 
@@ -78,6 +81,14 @@ class Param(_Model):
     step: float | None = None
     log: bool = False
     integer: bool = False
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _dates_as_text(cls, values: Any) -> Any:
+        # YAML reads an unquoted 2022-02-01 as a date: it is swept as its text, as a run config writes it back
+        if not isinstance(values, list):
+            return values
+        return [_MOMENT_TEXT.dump_python(v, mode="json") if isinstance(v, date) else v for v in values]
 
     @model_validator(mode="before")
     @classmethod
