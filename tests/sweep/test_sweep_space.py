@@ -726,3 +726,26 @@ def test_dates_written_unquoted_in_a_space_run_as_the_same_dates_quoted(tmp_path
     first, second = (run_trial(TrialSpec(0, str(tmp_path / "run.yaml"), p, tier="event")) for p in points)
     assert first["status"] == second["status"] == "ok", (first["error"], second["error"])
     assert first["bars"] > second["bars"] > 0
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ("[[10, 30]]", "params.strategy.params.fast.values: value 0 ([10, 30]) is a list: list the values themselves "
+                   "([10, 30], not [[10, 30]]), or give a range ({low: 10, high: 30})"),
+    ("[10, null]", "params.strategy.params.fast.values: value 1 is empty (null): give a number, text, true or false, "
+                   "or a date"),
+    ("[10, {a: 1}]", "params.strategy.params.fast.values: value 1 ({'a': 1}) is not a number, text, true or false, "
+                     "or a date"),
+])
+def test_a_value_that_is_no_scalar_exits_2_in_one_line_naming_the_parameter(tmp_path: Path, values: str,
+                                                                           message: str) -> None:
+    """``fast: [[10, 30]]`` or ``[10, null]`` was refused with four lines of 'Input should be a valid boolean /
+    integer / number / string (got [10, 30])'; one line now says what the value is and what to write."""
+    write_yaml(tmp_path / "run.yaml", file_config(tmp_path))
+    space = tmp_path / "space.yaml"
+    space.write_text(f"params:\n  strategy.params.fast: {values}\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["sweep", str(tmp_path / "run.yaml"), "--space", str(space),
+                                      "--out", str(tmp_path / "o"), "--workers", "1"])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert message in text and "valid boolean" not in text and "Traceback" not in text
+    assert not (tmp_path / "o").exists()

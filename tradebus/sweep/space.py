@@ -84,10 +84,19 @@ class Param(_Model):
 
     @field_validator("values", mode="before")
     @classmethod
-    def _dates_as_text(cls, values: Any) -> Any:
+    def _scalar_values(cls, values: Any) -> Any:
         # YAML reads an unquoted 2022-02-01 as a date: it is swept as its text, as a run config writes it back
         if not isinstance(values, list):
             return values
+        for i, value in enumerate(values):
+            if value is None:
+                raise ValueError(f"value {i} is empty (null): give a number, text, true or false, or a date")
+            if isinstance(value, list):
+                raise ValueError(f"value {i} ({value!r}) is a list: list the values themselves ({value!r}, not "
+                                 f"[{value!r}]), or give "
+                                 + (f"a range ({{low: {value[0]!r}, high: {value[-1]!r}}})" if value else "a range"))
+            if not isinstance(value, Scalar | date):
+                raise ValueError(f"value {i} ({value!r}) is not a number, text, true or false, or a date")
         return [_MOMENT_TEXT.dump_python(v, mode="json") if isinstance(v, date) else v for v in values]
 
     @model_validator(mode="before")
