@@ -749,3 +749,18 @@ def test_a_value_that_is_no_scalar_exits_2_in_one_line_naming_the_parameter(tmp_
     text = " ".join(result.output.split())
     assert message in text and "valid boolean" not in text and "Traceback" not in text
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("method", ["grid", "tpe"])
+def test_a_value_listed_twice_exits_2_naming_both_places(tmp_path: Path, method: str) -> None:
+    """``fast: [10, 10, 30]`` (20 meant) ran trial 1 as a copy of trial 0 in a grid, and doubled 10's weight in
+    TPE's prior, without a word; it is refused naming the value and where it is listed. True and 1 are not one."""
+    write_yaml(tmp_path / "run.yaml", file_config(tmp_path))
+    space = write_yaml(tmp_path / "space.yaml", {"method": method, "trials": 4,
+                                                 "params": {"strategy.params.fast": [10, 30, 10.0]}})
+    result = CliRunner().invoke(app, ["sweep", str(tmp_path / "run.yaml"), "--space", str(space),
+                                      "--out", str(tmp_path / "o"), "--workers", "1"])
+    assert result.exit_code == 2, result.output
+    assert "params.strategy.params.fast.values: value 2 (10.0) is value 0 (10) again" in " ".join(result.output.split())
+    assert not (tmp_path / "o").exists()
+    assert [p.values for p in load_space(space_file(tmp_path, {"params": {"x": [True, 1, "1"]}})).params] == [[True, 1, "1"]]

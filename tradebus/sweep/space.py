@@ -97,7 +97,14 @@ class Param(_Model):
                                  + (f"a range ({{low: {value[0]!r}, high: {value[-1]!r}}})" if value else "a range"))
             if not isinstance(value, Scalar | date):
                 raise ValueError(f"value {i} ({value!r}) is not a number, text, true or false, or a date")
-        return [_MOMENT_TEXT.dump_python(v, mode="json") if isinstance(v, date) else v for v in values]
+        values = [_MOMENT_TEXT.dump_python(v, mode="json") if isinstance(v, date) else v for v in values]
+        first: dict[tuple[bool, Any], int] = {}
+        for i, value in enumerate(values):  # 10 and 10.0 set one value; True and 1 do not
+            j = first.setdefault((isinstance(value, bool), value), i)
+            if j != i:
+                raise ValueError(f"value {i} ({value!r}) is value {j} ({values[j]!r}) again: a grid would run it "
+                                 "twice, TPE draw it twice as often; list each value once")
+        return values
 
     @model_validator(mode="before")
     @classmethod
