@@ -500,6 +500,11 @@ def test_walk_forward_optimises_each_train_window_and_stitches_the_test_windows(
     readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
     assert ("the sweep directory holds `walk_forward/` instead of `trials/`, `optuna.log`, `results.csv` and "
             "`best.json` — `fold-NN/trials/` (and `fold-NN/optuna.log`) per fold, `folds.csv`") in readme
+    # its metrics.json and equity.csv are no run's: tradebus report said 'equity.csv: missing column(s) ...'
+    report = CliRunner().invoke(app, ["report", str(out / "walk_forward")])
+    assert report.exit_code == 2 and not (out / "walk_forward" / "tearsheet.html").exists()
+    assert (f"{out / 'walk_forward'}: a walk-forward sweep's stitched test windows (folds.csv), not a run directory"
+            in " ".join(report.output.split())), report.output
 
 
 def test_walk_forward_summary_says_its_best_trial_is_the_last_folds_on_its_train_window(

@@ -261,7 +261,8 @@ def load_run(path: str | Path) -> RunData:
     Raises
     ------
     ConfigError
-        ``path`` is not a run directory (no ``metrics.json``, ``equity.csv`` or ``fills.csv``), holds
+        ``path`` is not a run directory (no ``metrics.json``, ``equity.csv`` or ``fills.csv``; a walk-forward
+        sweep's ``walk_forward/``, named as such), holds
         the ``INCOMPLETE`` marker (a daemon still writing, or a run stopped while writing: its
         ``metrics.json`` may be another run's than its rows), or one of its files cannot be read, lacks a column the reports use or holds text where a
         number belongs; the message names the file (and the line and column).
@@ -278,6 +279,12 @@ def load_run(path: str | Path) -> RunData:
     metrics_path = path / "metrics.json"
     if not metrics_path.is_file():
         raise ConfigError(f"{path}: not a run directory (no metrics.json)")
+    if (path / "folds.csv").is_file() and not (path / "fills.csv").exists():
+        raise ConfigError(
+            f"{path}: a walk-forward sweep's stitched test windows (folds.csv), not a run directory: its equity.csv "
+            "and metrics.json chain the folds' test runs, which left no fills; for a fold's tearsheet, run tradebus "
+            "backtest --report with that fold's parameters and its test window (folds.csv) as data.start and data.end"
+        )
     metrics = _metrics(metrics_path)
     has_trades = (path / "trades.csv").is_file()
     equity = _times(_read_csv(path / "equity.csv", _EQUITY, optional=_EQUITY_OPTIONAL), "ts")  # type: ignore[arg-type]
