@@ -188,6 +188,10 @@ Restarts
       orders end with its process, so the restart canceled them -- is armed again for the
       quantity left (entry fills, less a fee the venue took out of the coins bought, minus
       children and exit fills), with the same stop-loss and take-profit, at the first bar (after ``arm_after_bars``) or trade after the restart;
+      never for more than its strategy still holds of the instrument on its side, less what the brackets restored
+      before it exit (a ``live-kill --flatten``, an operator's ``/flatten`` or a liquidation closed it meanwhile):
+      a bracket left nothing to exit sends no order, its children still working are canceled, and a log line says
+      so;
       one whose entry's fill is booked after the restart (the venue filled it while the daemon was down, and a
       query or the start-up reconciliation books it) is armed at that fill on a live venue, as above; children
       journaled (``"children"``) and working at the venue are never sent again;
@@ -200,6 +204,11 @@ Restarts
       intent journaled with no replacement id, before its cancel) keeps the links of its order
       canceled at the venue until the replacement is submitted (``OrderReplaced`` moves them) or the
       modification refused (``OrderModifyRejected``: the order's close is acted on then);
+    * a bracket's children all denied by the risk guard for what holds every order on the instrument a while
+      (a live start-up's reconciliation, an instrument held, a stale feed, an unsynced book: the guard's
+      ``block_reason``) are armed again, once, at the first bar, trade or quote after the guard lets orders on it
+      pass (a restart's first trade inside the start-up's hold re-arms the bracket then), for what its strategy
+      still holds; a WARNING says they were held back, an INFO line when they go;
     * an OCO group with a filled member has its members still working canceled at the first bar,
       trade or quote of the instrument (their cancel was refused, or never sent), and so have the
       children still working of a bracket whose timed exit was sent or decided; a spot exit decided
@@ -451,6 +460,9 @@ class ContingentOrders:
         self._printed: set[str] = set()
         # Instruments whose brackets counting bars were warned about (no bar of them seen yet).
         self._warned_no_bars: set[str] = set()
+        # Entry id -> why the risk guard held back all its bracket's exits (a hold, a stale feed): armed again once
+        # the guard lets orders on its instrument pass.
+        self._arm_again: dict[str, str] = {}
 
     # ------------------------------------------------------------------ strategy API
 
@@ -1009,12 +1021,67 @@ class ContingentOrders:
             if replacement is not None:
                 self._send_withheld(replacement)
 
-    @staticmethod
-    def _child_refused(bracket: Bracket, coid: str, reason: str) -> None:
-        """Warn that the armed ``bracket``'s exit ``coid`` was denied or rejected: its position works on without it."""
+    def _child_refused(self, bracket: Bracket, coid: str, reason: str) -> None:
+        """Warn that the armed ``bracket``'s exit ``coid`` was denied or rejected: its position works on without it.
+
+        Denied by the risk guard for what blocks every order on its instrument for a while (a live start-up's
+        reconciliation, an instrument held, a stale feed, an unsynced book) with none of its exits working or
+        filled: the bracket is armed again once the guard lets orders on the instrument pass (:meth:`_arm_held`).
+        """
         what = "stop-loss" if coid == bracket.children[0] and bracket.stop_loss is not None else "take-profit"
+        entry_id, iid = bracket.entry_id, bracket.instrument_id
+        if entry_id in self._arm_again:
+            return  # its sibling's denial said so
+        guard = getattr(self._kernel.risk, "guard", None)
+        orders = self._kernel.orders
+        if (
+            guard is not None and guard.block_reason(iid) == reason
+            and not any(self._is_open(c) or ((o := orders.get(c)) is not None and o.filled_qty > 0.0)
+                        for c in bracket.children)
+        ):  # fmt: skip
+            self._arm_again[entry_id] = reason
+            logger.warning("bracket {}: its exits {} were held back ({}); armed again for {} {} once orders on it pass",
+                           entry_id, bracket.children, reason, bracket.filled, iid)  # fmt: skip
+            return
         logger.warning("bracket {}: its {} {} was refused ({}); the position it entered ({} {}) has no {}",
-                       bracket.entry_id, what, coid, reason, bracket.filled, bracket.instrument_id, what)
+                       entry_id, what, coid, reason, bracket.filled, iid, what)
+
+    def _arm_held(self, instrument_id: str) -> None:
+        """Arm again the brackets of ``instrument_id`` whose exits the risk guard held back, once it no longer blocks
+        orders on it (:meth:`_child_refused`), for what the strategy still holds (:meth:`_still_held`)."""
+        guard = getattr(self._kernel.risk, "guard", None)
+        for entry_id, why in list(self._arm_again.items()):
+            bracket = self._brackets.get(entry_id)
+            if (
+                bracket is None or bracket.state != "armed" or bracket.exit_id is not None
+                or any(self._is_open(c) for c in bracket.children)
+            ):  # fmt: skip
+                del self._arm_again[entry_id]  # closed, exited or re-armed meanwhile
+                continue
+            if bracket.instrument_id != instrument_id or (guard is not None and guard.block_reason(instrument_id)):
+                continue
+            del self._arm_again[entry_id]
+            left = self._still_held(bracket, bracket.filled)
+            if left <= self._kernel.instruments[instrument_id].lot_size * 1e-3:
+                self._close_bracket(bracket)
+                continue
+            logger.info("bracket {}: orders on {} pass again (its exits were held back: {}); arming again for {}",
+                        entry_id, instrument_id, why, left)  # fmt: skip
+            bracket.filled = left
+            self._arm(bracket)
+
+    def _still_held(self, bracket: Bracket, left: float, claimed: float = 0.0) -> float:
+        """The most of ``left`` the bracket may exit: what its strategy still holds of its instrument on its side
+        (a flatten, a liquidation closed its position: less, or nothing), less what other brackets' exits
+        ``claimed`` of it, logged when less."""
+        position = self._kernel.strategy_position(bracket.strategy_id, bracket.instrument_id)
+        held = max((position if bracket.side == OrderSide.BUY else -position) - claimed, 0.0)
+        if held >= left:
+            return left
+        logger.info("bracket {}: its entry left {} {}, and its strategy {} holds {} of it now (flattened or closed "
+                    "meanwhile): {}", bracket.entry_id, left, bracket.instrument_id, bracket.strategy_id, position,
+                    f"exits for {held} only" if held > 0.0 else "no exit sent")  # fmt: skip
+        return held
 
     def _on_modify_refused(self, event: OrderModifyRejected | OrderDenied) -> None:
         """A trailing stop's trigger goes back to the one the venue holds (the next price sends a better one); a
@@ -1172,6 +1239,8 @@ class ContingentOrders:
             self._fill_px.pop(bar.instrument_id, None)
         if self._cooldown:
             self._tick_cooldown(bar.instrument_id)
+        if self._arm_again:
+            self._arm_held(bar.instrument_id)
         if self._brackets:
             for bracket in list(self._brackets.values()):
                 if bracket.instrument_id == bar.instrument_id and bracket.state in ("filled", "armed"):
@@ -1191,6 +1260,8 @@ class ContingentOrders:
             self._send_reductions_again(trade.instrument_id)
         if self._fill_px:
             self._fill_px.pop(trade.instrument_id, None)
+        if self._arm_again:
+            self._arm_held(trade.instrument_id)
         if self._brackets:
             self._arm_on_tick(trade.instrument_id)
         if self._trailing:
@@ -1204,6 +1275,8 @@ class ContingentOrders:
             self._send_reductions_again(iid)
         if self._fill_px:
             self._fill_px.pop(iid, None)
+        if self._arm_again:
+            self._arm_held(iid)
         if self._brackets:
             self._arm_on_tick(iid)
         if self._trailing and iid not in self._printed:
@@ -1608,8 +1681,9 @@ class ContingentOrders:
         self.take_venue_lists(getattr(self._venue, "order_lists", {}))
         for coid, expire_ns in expiring.items():  # once: a cancel-replaced order's link moved onto its replacement's
             self._set_gtd(coid, expire_ns)
+        claimed: dict[tuple[str, str], float] = {}  # (strategy, instrument) -> what its resumed brackets exit
         for bracket in brackets.values():
-            self._resume(bracket)
+            self._resume(bracket, claimed)
 
     def _room_left(self, members: Sequence[Order], live: Sequence[str], size: float) -> dict[str, float] | None:
         """The most each of a restored cash-only OCO group's working members ``live`` may still fill, as the fills
@@ -1688,8 +1762,9 @@ class ContingentOrders:
             moved[old] = new
         return moved
 
-    def _resume(self, bracket: Bracket) -> None:
-        """Pick up a journaled bracket where the venue left it (module docstring, Restarts)."""
+    def _resume(self, bracket: Bracket, claimed: dict[tuple[str, str], float]) -> None:
+        """Pick up a journaled bracket where the venue left it (module docstring, Restarts), for no more than its
+        strategy still holds of its instrument beyond what the brackets resumed before it exit (``claimed``)."""
         orders = self._kernel.orders
         entry = orders.get(bracket.entry_id)
         if entry is None:
@@ -1711,8 +1786,19 @@ class ContingentOrders:
             order = orders.get(coid)
             if order is not None:
                 left -= order.filled_qty
-        if left <= self._kernel.instruments[bracket.instrument_id].lot_size * 1e-3:
+        lot = self._kernel.instruments[bracket.instrument_id].lot_size
+        if left <= lot * 1e-3:
             return
+        key = (bracket.strategy_id, bracket.instrument_id)
+        held = self._still_held(bracket, left, claimed.get(key, 0.0))
+        if held <= lot * 1e-3:
+            for coid in bracket.children:
+                if self._is_open(coid):
+                    self._cancel_soon(coid, "its bracket's position is closed")
+            return
+        claimed[key] = claimed.get(key, 0.0) + held
+        bracket.filled -= left - held  # the timed exit sends filled less its children's fills
+        left = held
         self._brackets[bracket.entry_id] = bracket
         if bracket.exit_due and bracket.exit_id is None:
             # Sent once the children closed (on their last close, or at the next market event if none works).
