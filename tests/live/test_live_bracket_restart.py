@@ -25,7 +25,7 @@ from tests.live.venue_kits import PASSPHRASE
 from tradebus.adapters.bybit import private_emulator as bybit_emu
 from tradebus.adapters.common.account_emulator import AccountEmulator, RestFault
 from tradebus.adapters.common.local_server import LocalVenueServer, VenueProtocol
-from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, Trade
+from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, Trade, TradingState
 from tradebus.node.live import ApiKeys, LiveNode, kill_switch, parse_live_config, resume_trading
 
 pytestmark = pytest.mark.usefixtures("_loguru_to_current_stderr")
@@ -97,6 +97,7 @@ SPAN = 2_000.0
 
 def _config(v: _Venue, tmp: Path, ws_url: str, emulator: AccountEmulator, enter: bool) -> dict[str, Any]:
     data = v.config(tmp, ws_url, emulator)
+    data["ops"] = {}  # the operator's commands (``/flatten``)
     data["strategy"] = {
         "name": "tests.live.bracket_strategy:OneBracket", "id": "OneBracket", "instruments": [v.iid],
         "params": {"quantity": v.qty, "span": SPAN, "enter": enter},
@@ -142,9 +143,9 @@ def _exits(emulator: AccountEmulator) -> list[Any]:
     return [r for r in emulator.orders.values() if r.order.side is OrderSide.SELL and r.order.order_type is not OrderType.MARKET]
 
 
-async def _entered_and_armed(v: _Venue, tmp: Path, emulator: AccountEmulator) -> None:
-    """A first session: the bracket bought at market, its stop-loss and take-profit worked at the venue, and the
-    stop canceled them (``live.cancel_on_stop``)."""
+async def _entered_and_armed(v: _Venue, tmp: Path, emulator: AccountEmulator, then: Step = _go) -> None:
+    """A first session: the bracket bought at market, its stop-loss and take-profit worked at the venue, ``then``,
+    and the stop canceled them (``live.cancel_on_stop``)."""
 
     async def entry_at_venue(node: LiveNode) -> None:
         await until(lambda: any(r.order.order_type is OrderType.MARKET for r in emulator.orders.values()), timeout=30)
@@ -154,11 +155,11 @@ async def _entered_and_armed(v: _Venue, tmp: Path, emulator: AccountEmulator) ->
 
     async def armed(node: LiveNode) -> None:
         await until(lambda: len(_exits(emulator)) == 2 and all(r.status is OrderStatus.ACCEPTED for r in _exits(emulator)), timeout=30)
+        await then(node)
 
     # frame 0: the entry; frame 1 fills it at the venue; frame 2 (after its fill) arms the bracket
     await _session(v, tmp, emulator, True, [_go, entry_at_venue, entry_filled, armed])
-    assert emulator.position(v.symbol) == pytest.approx(v.qty)
-    assert {r.status for r in _exits(emulator)} == {OrderStatus.CANCELED}  # canceled at the stop
+    assert {r.status for r in _exits(emulator)} == {OrderStatus.CANCELED}  # canceled at the stop (or by ``then``)
 
 
 @pytest.mark.parametrize("v", list(VENUES.values()), ids=list(VENUES))
@@ -173,6 +174,7 @@ async def test_a_bracket_rearmed_inside_the_start_up_hold_sends_its_exits_once_t
     try:
         async with v.emulator() as emulator:
             await _entered_and_armed(v, tmp_path, emulator)
+            assert emulator.position(v.symbol) == pytest.approx(v.qty)
             before = set(emulator.orders)
             # the restart's reconciliation reads of the positions are answered once the test lets them
             emulator.rest_faults = [RestFault("hold", "GET", v.positions, at=n, release=release)
@@ -225,6 +227,7 @@ async def test_a_restart_after_live_kill_flatten_sends_no_exit_for_the_closed_po
     try:
         async with v.emulator() as emulator:
             await _entered_and_armed(v, tmp_path, emulator)
+            assert emulator.position(v.symbol) == pytest.approx(v.qty)
             config = parse_live_config(_config(v, tmp_path, "ws://127.0.0.1:9", emulator, False), "<test>")
 
             async def market_moves() -> None:  # the flattening market order fills at the next trade
@@ -245,6 +248,45 @@ async def test_a_restart_after_live_kill_flatten_sends_no_exit_for_the_closed_po
 
             # frames 0 to 2, all after the start-up reconciliation: none arms the bracket
             node = await _session(v, tmp_path, emulator, False, [reconciled, _go, _go, _go])
+            sent = [c for c in emulator.orders if c not in before]
+    finally:
+        logger.remove(sink)
+    assert sent == []
+    assert node.kernel.portfolio.position(v.iid) == pytest.approx(0.0, abs=1e-12)
+    assert not any("arming again" in m for m in lines)
+    assert sum(f"its entry left {v.qty} {v.iid}, and its strategy OneBracket holds 0.0 of it now" in m
+               and "no exit sent" in m for m in lines) == 1
+
+
+@pytest.mark.parametrize("v", list(VENUES.values()), ids=list(VENUES))
+async def test_a_restart_after_the_operators_flatten_sends_no_exit_for_the_closed_position(v: _Venue, tmp_path: Path) -> None:
+    """The operator's ``/flatten`` canceled the bracket's exits and sold its position while the daemon ran; the
+    daemon was restarted and the operator resumed trading. Before, the bracket armed again for the whole entry on
+    the flat position; now no exit is sent, and a log line says why."""
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(m.record["message"]), level="INFO")
+    try:
+        async with v.emulator() as emulator:
+
+            async def flatten(node: LiveNode) -> None:
+                assert node.ops is not None
+                await node.ops.flatten("operator /flatten (test)")
+                (closing,) = [o.client_order_id for o in node.kernel.orders.orders() if o.strategy_id == "ops"]
+                await until(lambda: closing in emulator.orders, timeout=30)
+                at = emulator.clock.now_ns() + 10**6  # the closing market order fills at the next trade
+                emulator.on_trade(Trade(v.iid, at, at, v.first_px, 1_000.0, -1, "x-flatten"))
+                await until(lambda: node.kernel.portfolio.position(v.iid) == pytest.approx(0.0, abs=1e-12), timeout=30)
+
+            await _entered_and_armed(v, tmp_path, emulator, flatten)
+            assert emulator.position(v.symbol) == pytest.approx(0.0, abs=1e-12)
+            before = set(emulator.orders)
+
+            async def resumed(node: LiveNode) -> None:
+                await until(lambda: node.running.is_set() and not node.guard.holds, timeout=30)
+                node.kernel.risk.set_state(TradingState.ACTIVE, "operator /resume (test)")
+
+            # frames 0 to 2, after the start-up reconciliation and the operator's /resume: none arms the bracket
+            node = await _session(v, tmp_path, emulator, False, [resumed, _go, _go, _go])
             sent = [c for c in emulator.orders if c not in before]
     finally:
         logger.remove(sink)
