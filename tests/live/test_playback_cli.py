@@ -741,3 +741,33 @@ def test_serve_of_the_bybit_recording_serves_its_linear_connection_alone_for_a_l
                 frame = json.loads(ws.recv(timeout=60))
                 read += [t["i"] for t in frame.get("data") or [] if frame.get("topic") == "publicTrade.BTCUSDT"]
     assert read == linear
+
+
+def test_serve_connection_of_a_capture_or_a_connection_id_is_refused_naming_what_to_pass(tmp_path: Path) -> None:
+    """``--connection`` names a recorded connection's feed. An hftbacktest capture names none: serve said "its
+    connections are " and stopped there; a daemon's connection id as the file spells it (``binance-usdm:1``) was
+    refused as "no frame of it" though every USD-M frame is of it. Each refusal now says what to pass."""
+    from tradebus.errors import ConfigError
+    from tradebus.node.playback import serve_recording
+
+    with pytest.raises(ConfigError) as capture:
+        asyncio.run(serve_recording(SPOT_CAPTURE, "binance", speed=0, connections=("binance-spot",)))
+    assert str(capture.value) == (
+        f"--connection binance-spot: the recording {SPOT_CAPTURE} names no connection (an hftbacktest capture, "
+        "of one connection): serve it without --connection"
+    )
+    merged = tmp_path / "frames.jsonl.gz"
+    with FrameRecorder(merged) as rec:
+        for recv_ns, raw in SPOT_LINES[:50]:
+            rec.write(recv_ns, "binance-spot:1", raw if isinstance(raw, str) else raw.decode())
+        rec.write(SPOT_LINES[50][0], "rest:BTCUSDT@binance-usdm:2", '{"lastUpdateId":1,"bids":[],"asks":[]}')
+    assert {conn for _, conn, _ in read_frames(merged)} == {"binance-spot:1", "rest:BTCUSDT@binance-usdm:2"}
+    for given, named in (("binance-spot:1", "binance-spot:1 (a connection of feed binance-spot: --connection "
+                                            "binance-spot)"),
+                         ("binance-usdm", "binance-usdm")):
+        with pytest.raises(ConfigError) as refused:
+            asyncio.run(serve_recording(merged, "binance", speed=0, connections=(given,)))
+        # a REST answer alone is no frame of a connection: binance-usdm is not one of those served
+        assert str(refused.value) == (
+            f"--connection {named}: the recording {merged} has no frame of it; its connections are binance-spot"
+        )

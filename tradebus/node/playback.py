@@ -774,10 +774,7 @@ async def serve_recording(
             frames.append((t, text))
             conns.append(conn)
     if kept - recorded:
-        raise ConfigError(
-            f"--connection {', '.join(sorted(kept - recorded))}: the recording {path} has no frame of it; its "
-            f"connections are {', '.join(sorted(recorded))}"
-        )
+        raise ConfigError(_unknown_connections(path, kept - recorded, recorded))
     protocol = adapter.emulator(frames, snapshot, futures)
     if not any(protocol.is_stream_frame(raw) for _, raw in frames):
         raise DataError(
@@ -819,6 +816,28 @@ async def serve_recording(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await server.stop()
+
+
+def _unknown_connections(recording: Path, unknown: set[str], recorded: set[str]) -> str:
+    """Why ``--connection`` names ``unknown`` are refused: the ``recorded`` connections' feeds (``binance-usdm`` of
+    ``binance-usdm:1``; ``""``, an hftbacktest capture's one connection) have no frame of them.
+
+    A connection id as the recording spells it (``binance-usdm:1``) is named with its feed, the name to pass.
+    """
+    if recorded <= {""}:
+        return (
+            f"--connection {', '.join(sorted(unknown))}: the recording {recording} names no connection (an hftbacktest "
+            "capture, of one connection): serve it without --connection"
+        )
+    named = [
+        f"{name} (a connection of feed {feed}: --connection {feed})" if feed != name and feed in recorded else name
+        for name in sorted(unknown)
+        for feed in (name.partition(":")[0],)
+    ]
+    return (
+        f"--connection {', '.join(named)}: the recording {recording} has no frame of it; its connections are "
+        f"{', '.join(sorted(recorded - {''}))}"
+    )
 
 
 def check_served_symbols(
