@@ -771,3 +771,41 @@ def test_serve_connection_of_a_capture_or_a_connection_id_is_refused_naming_what
         assert str(refused.value) == (
             f"--connection {named}: the recording {merged} has no frame of it; its connections are binance-spot"
         )
+
+
+def test_serve_of_a_recording_of_two_markets_depth_snapshots_asks_for_one_markets_connections(tmp_path: Path) -> None:
+    """A daemon's recording of a spot and a USD-M BTCUSDT feed holds each one's REST depth snapshot
+    (``rest:BTCUSDT@binance-spot:1``, ``rest:BTCUSDT@binance-usdm:1``); served without ``--connection``, the server
+    answered the spot feed's ``/api/v3/depth`` with the first of them, the USD-M one (lastUpdateId 2710246765483, a
+    futures sequence: the spot book never syncs on it). Now serve refuses it naming the option, and with
+    ``--connection binance-spot`` answers the spot capture's own snapshot."""
+    import urllib.request
+
+    from .node_testdata import USDM_CAPTURE
+
+    merged = tmp_path / "frames.jsonl.gz"
+    lines = [(t, "binance-spot:1", raw) for t, raw in SPOT_LINES]
+    lines += [(t, "binance-usdm:1", raw) for t, raw in iter_hftbacktest(USDM_CAPTURE)]
+    snapshots: dict[str, int] = {}
+    with FrameRecorder(merged) as rec:
+        for recv_ns, conn, raw in sorted(lines, key=lambda line: line[0]):
+            text = raw if isinstance(raw, str) else raw.decode()
+            if text.startswith('{"lastUpdateId"'):
+                snapshots.setdefault(conn, json.loads(text)["lastUpdateId"])
+                conn = f"rest:BTCUSDT@{conn}"
+            rec.write(recv_ns, conn, text)
+    assert snapshots == {"binance-usdm:1": 2710246765483, "binance-spot:1": 50093239218}  # the USD-M one first
+    refused = subprocess.run(
+        [sys.executable, "-m", "tradebus.cli", "serve", str(merged), "--venue", "binance", "--speed", "0"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert " ".join(refused.stderr.split()).endswith(
+        f"the recording {merged} holds REST depth snapshots of binance-spot, binance-usdm connections, and the server "
+        "answers every depth request with the first of them (another market's book for all but one): serve one "
+        "market's connections alone (--connection binance-spot or --connection binance-usdm)"
+    )
+    with serving("--speed", "0", "--connection", "binance-spot", recording=merged) as ws_url:
+        url = ws_url.replace("ws://", "http://") + "/api/v3/depth?symbol=BTCUSDT&limit=1000"
+        with urllib.request.urlopen(url, timeout=60) as answer:
+            assert json.loads(answer.read())["lastUpdateId"] == snapshots["binance-spot:1"]

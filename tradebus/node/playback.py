@@ -741,7 +741,9 @@ async def serve_recording(
         (another venue's recording: a daemon would be sent nothing it could use).
     ConfigError
         ``config`` is invalid, of another venue's feeds or subscribing an instrument the recording lacks, or the
-        copy cannot be written; a ``connections`` name the recording has no frame of (naming its connections).
+        copy cannot be written; a ``connections`` name the recording has no frame of (naming its connections); REST
+        depth snapshots of two feeds' connections (a daemon's recording of Binance spot and USD-M depth) kept: the
+        server answers every depth request with one of them (naming the ``connections`` to keep).
     """
     from tradebus.adapters.common.local_server import LocalVenueServer
 
@@ -758,6 +760,7 @@ async def serve_recording(
     )
     kept = set(connections)
     recorded: set[str] = set()
+    snapshot_feeds: set[str] = set()  # of the depth snapshots served ("": one naming no connection)
     for t, conn, raw in lines:
         text = raw if isinstance(raw, str) else raw.decode()
         if kept:
@@ -768,6 +771,7 @@ async def serve_recording(
                 continue
         if conn.startswith("rest:"):
             snapshot = snapshot or text
+            snapshot_feeds.add(conn.partition("@")[2].partition(":")[0])
         elif conn.startswith("rest-"):  # another REST answer (a trade-history fetch): not a stream frame
             continue
         else:
@@ -787,6 +791,13 @@ async def serve_recording(
             if protocol.is_stream_frame(raw):
                 carriers.setdefault(protocol.topic_of(raw) or "", set()).add(conn.partition(":")[0])
         check_served_symbols(local, Path(config), path, set(carriers), carriers)
+    if len(snapshot_feeds - {""}) > 1:
+        feeds = sorted(snapshot_feeds - {""})
+        raise ConfigError(
+            f"the recording {path} holds REST depth snapshots of {', '.join(feeds)} connections, and the server answers "
+            f"every depth request with the first of them (another market's book for all but one): serve one market's "
+            f"connections alone (--connection {' or --connection '.join(feeds)})"
+        )
     server = LocalVenueServer(
         protocol,
         frames,
