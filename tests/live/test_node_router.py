@@ -44,13 +44,26 @@ class BuyOnce(Strategy):
     orders_sent = 0
 
 
-def _config(latency_ns: int, tmp: Path, **extra: Any) -> Any:
+class BuyThenFail(Strategy):
+    """A market buy on the first trade; the second one's hook raises."""
+
+    def on_trade(self, trade: Trade) -> None:
+        self.trades += 1
+        if self.trades == 1:
+            self.submit_market(self.instrument_id, OrderSide.BUY, 0.01)
+        elif self.trades == 2:
+            raise RuntimeError("the strategy's bug")
+
+    trades = 0
+
+
+def _config(latency_ns: int, tmp: Path, strategy: str = "BuyOnce", **extra: Any) -> Any:
     return parse_paper_config(
         {
             **extra,
             "instruments": [{"venue": "BINANCE", "symbol": "BTCUSDT", "base": "BTC", "quote": "USDT",
                              "tick_size": 0.01, "lot_size": 1e-5}],
-            "strategy": {"name": f"{__name__}:BuyOnce", "instruments": [IID]},
+            "strategy": {"name": f"{__name__}:{strategy}", "instruments": [IID]},
             "venue": {"fill_on": "trades", "latency_ns": latency_ns},
             "feeds": [{"venue": "binance", "market": "spot", "ws_url": "ws://127.0.0.1:9/",
                        "subscriptions": {IID: ["trade"]}}],
@@ -304,5 +317,30 @@ async def test_an_alert_due_before_a_book_snapshot_was_received_fires_before_the
         assert seen == [False]
         assert sync.synced
     finally:
+        node.kernel.stop()
+        node.journal.close()
+
+
+async def test_a_decision_taken_before_a_strategy_failed_is_logged_before_the_failure(tmp_path: Path) -> None:
+    # A frame's decisions are logged once it ends: one taken on its first trade, whose second trade's hook raised,
+    # was logged after the daemon's "stopping: <the failure>" line, as if the order had been decided after it.
+    node = PaperNode(_config(0, tmp_path, "BuyThenFail"), handle_signals=False)
+    lines: list[str] = []
+    sink = logger.add(
+        lambda m: lines.append(m.record["message"]), level="INFO",
+        filter=lambda r: "decision" in r["extra"] or r["message"].startswith("stopping: "),
+    )
+    node.kernel.start()
+    try:
+        received = time.time_ns()
+        node.router.frame_started(received)
+        node.router(_trade(60_000.0, 1, received))  # decides
+        node.router(_trade(60_001.0, 2, received))  # raises: reported to the daemon, which stops
+        node.router.frame_ended()
+        assert node.router.failure is not None and len(lines) == 2, lines
+        assert lines[0].startswith("decision ") and " BuyThenFail: BUY 0.01 " in lines[0]
+        assert lines[1].startswith("stopping: strategy 'BuyThenFail' on_trade") and "the strategy's bug" in lines[1]
+    finally:
+        logger.remove(sink)
         node.kernel.stop()
         node.journal.close()

@@ -75,7 +75,8 @@ class NodeRouter:
     line costs about as much as the rest of the decision, and the order goes first. Within a
     frame that is once the frame has ended and what fell due while it was handled has fired
     (a simulated order decided on it has arrived), with the decisions those arrivals took
-    after the frame's. One taken elsewhere (a timer, a venue's answer) is logged at once.
+    after the frame's. One taken elsewhere (a timer, a venue's answer) is logged at once. Those
+    taken before a strategy's hook raised are logged before ``on_failure`` reports it.
 
     Parameters
     ----------
@@ -249,6 +250,7 @@ class NodeRouter:
         if self.failure is None:
             self.failure = failure
             assert self._on_failure is not None
+            self._log_decided()  # the decisions taken before it, not after the failure's report
             self._on_failure(failure)
 
     def _admit(self, msg: Any, live: bool = True) -> bool:
