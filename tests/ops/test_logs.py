@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -100,3 +101,47 @@ def test_taken_by_retention_names_exactly_the_files_loguru_s_retention_deletes(l
     deleted = {name for name in CANDIDATES if not (tmp_path / name).exists()}
     assert deleted == {name for name in CANDIDATES if taken_by_retention(config, tmp_path / name)} == listed
     assert deleted  # every log name here takes some
+
+
+_FULL_LOG_RUN = """
+import resource, signal, sys
+from pathlib import Path
+from loguru import logger
+from tradebus.ops.config import LogConfig
+from tradebus.ops.logs import open_log_sink, setup_logging
+
+setup_logging("INFO", "{level} {message}")
+path = Path(sys.argv[1])
+sink = open_log_sink(LogConfig(file=path))
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size, hard))  # the file can grow no more
+for i in range(5):
+    logger.info("order decision {}", i)
+resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))  # room again
+logger.info("order decision 5")
+logger.remove(sink)
+"""
+
+
+def test_a_log_file_that_cannot_be_written_is_told_once_not_with_a_traceback_a_line(tmp_path: Path) -> None:
+    """The log file can grow no more (a full disk, a file-size limit: EFBIG here) while the daemon logs five lines,
+    then takes writes again: loguru printed its record and a traceback to stderr for each of the five (about 15
+    lines each, an error buried among hundreds on a busy daemon); now one ERROR names the file and the error, and
+    one line says when it is written again. The daemon logs on to stderr throughout."""
+    path = tmp_path / "daemon.log"
+    run = subprocess.run(
+        [sys.executable, "-c", _FULL_LOG_RUN, str(path)],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2],
+    )
+    assert run.returncode == 0, run.stderr
+    err = run.stderr
+    assert "Logging error in Loguru Handler" not in err and "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("ERROR ")]
+    assert errors == [
+        f"ERROR ops.log.file: cannot write {path} (File too large): its lines are not written until it can be "
+        "(logging to stderr goes on)"
+    ], err
+    assert [line for line in err.splitlines() if "order decision" in line] == [f"INFO order decision {i}" for i in range(6)]
+    assert f"INFO ops.log.file: {path} written again after 5 failed write(s)" in err.splitlines(), err
+    assert "order decision 5" in path.read_text()

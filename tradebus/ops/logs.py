@@ -11,10 +11,12 @@ import glob
 import os
 import string
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
+from loguru._file_sink import FileSink  # what logger.add makes of a path: rotation and retention as loguru does them
 
 from tradebus.errors import ConfigError
 from tradebus.ops.config import LogConfig
@@ -43,7 +45,8 @@ def open_log_sink(config: LogConfig) -> int | None:
 
     The directory is created. With ``serialize`` every line is a JSON object (loguru's
     record: ``text``, ``record.message``, ``record.level``, ``record.time``, and the bound
-    ``record.extra`` such as an order decision's ``client_order_id``).
+    ``record.extra`` such as an order decision's ``client_order_id``). A write that fails later (a full
+    disk) is told once, as an ERROR to the other sinks, not with a traceback a line (:class:`_GuardedFile`).
 
     Raises
     ------
@@ -54,15 +57,16 @@ def open_log_sink(config: LogConfig) -> int | None:
         return None
     try:
         config.file.parent.mkdir(parents=True, exist_ok=True)
+        guarded = _GuardedFile(
+            config.file, FileSink(config.file, rotation=config.rotation, retention=config.retention, encoding="utf-8")
+        )
         sink_id = logger.add(
-            config.file,
+            guarded,
             level=config.level,
             serialize=config.serialize,
-            rotation=config.rotation,
-            retention=config.retention,
             enqueue=False,
             diagnose=False,
-            encoding="utf-8",
+            filter=guarded.accepts,
         )
     except OSError as exc:
         raise ConfigError(f"ops.log.file: cannot write {config.file} ({exc.strerror or exc})") from None
@@ -74,6 +78,54 @@ def open_log_sink(config: LogConfig) -> int | None:
         config.retention,
     )
     return sink_id
+
+
+class _GuardedFile:
+    """loguru's file sink, whose failing writes (a full disk, a file-size limit) are told once.
+
+    loguru prints each record its sink failed to write, with a traceback, to stderr: on a full disk, some fifteen
+    lines for every line of a busy daemon, burying what else stderr says. Here the first failure is logged as one
+    ERROR naming the file and the error, the next are counted, and the first write that succeeds again says how many
+    failed. What a failed write held may still reach the file later (Python keeps it buffered). The daemon logs on to
+    its other sinks. These records are logged from inside this sink's write: :meth:`accepts`, the sink's filter,
+    keeps them out of this sink (loguru would refuse to re-enter it).
+    """
+
+    def __init__(self, path: Path, sink: FileSink) -> None:
+        self._path = path
+        self._sink = sink
+        self._inside = threading.local()
+        self._failed = 0
+
+    def accepts(self, record: Any) -> bool:
+        """The sink's filter: every record but those logged while this thread writes to it."""
+        return not getattr(self._inside, "writing", False)
+
+    def write(self, message: str) -> None:
+        """Write ``message`` to the file, telling its first failure and the first success after failures."""
+        self._inside.writing = True
+        try:
+            try:
+                self._sink.write(message)
+            except OSError as exc:
+                self._failed += 1
+                if self._failed == 1:
+                    logger.error("ops.log.file: cannot write {} ({}): its lines are not written until it can be "
+                                 "(logging to stderr goes on)", self._path, exc.strerror or exc)
+                return
+            if self._failed:
+                logger.info("ops.log.file: {} written again after {} failed write(s)", self._path, self._failed)
+                self._failed = 0
+        finally:
+            self._inside.writing = False
+
+    def stop(self) -> None:
+        """Close the file (loguru's ``remove``); a close that cannot write what is buffered is told, not raised."""
+        try:
+            self._sink.stop()
+        except OSError as exc:
+            logger.error("ops.log.file: closing {} failed ({}): its last lines are not written", self._path,
+                         exc.strerror or exc)
 
 
 def log_files(config: LogConfig) -> list[Path]:
