@@ -48,6 +48,7 @@ from tradebus.ops.flapping import FlapDetector
 from tradebus.ops.hooks import OpsHooks
 from tradebus.ops.metrics import DaemonMetrics
 from tradebus.risk.config import RiskConfig
+from tradebus.strategies.base import Strategy
 from tradebus.ops.telegram import MAX_POLL_WAIT, TelegramBot, every_day_at, read_token, seconds_until, split_message
 
 from live.node_testdata import USDM_IID, config_of
@@ -1634,6 +1635,34 @@ async def test_fill_alerts_and_positions_give_prices_and_quantities_in_full() ->
         "BTCUSDT.BINANCE: 0.0015 @ 104523.45 (last 104530.12)\n"
         "1000PEPEUSDT.BINANCE: 12345678 @ 0.0123457 (last 0.0123457)"
     )
+
+
+async def test_positions_of_an_instrument_two_strategies_trade_give_each_strategys_share() -> None:
+    """Strategies a and b on one BTCUSDT perpetual: a buys 0.03 at 28,000, b sells 0.01 at 28,100, a sells 0.01 at
+    28,200. /positions (and the daily summary) said only the account's net, "0.01 @ 28000", and "flat" once a and b
+    held 0.01 and -0.01: an operator of one strategy could not tell what it held. Each strategy's share (a 0.02,
+    b -0.01; then a 0.01, b -0.01 on a flat account) is now listed under the net position."""
+    perp = Instrument("BINANCE_USDM", "BTCUSDT", kind="perpetual", base="BTC", quote="USDT", tick_size=0.1, lot_size=0.001)
+    iid = perp.instrument_id
+    kernel = Kernel([perp], initial_cash=10_000.0, venue_config=VenueConfig(fill_on="trades"))
+    kernel.add_strategy(Strategy([iid], strategy_id="a"))
+    kernel.add_strategy(Strategy([iid], strategy_id="b"))
+    async with FakeBotApi(TOKEN) as api:
+        hooks = await _started_hooks(api, kernel)
+        kernel.start()
+        answers = []
+        orders = [("a", OrderSide.BUY, 0.03, 28_000.0), ("b", OrderSide.SELL, 0.01, 28_100.0),
+                  ("a", OrderSide.SELL, 0.01, 28_200.0), ("a", OrderSide.SELL, 0.01, 28_150.0)]
+        for n, (sid, side, qty, px) in enumerate(orders):
+            kernel.process(Trade(iid, 10 * n + 1, 10 * n + 1, px, 1.0, 1, f"{n}a"))
+            kernel.submit(SubmitOrder(sid, iid, f"c{n}", side, qty, 10 * n + 2, 10 * n + 2))
+            kernel.process(Trade(iid, 10 * n + 3, 10 * n + 3, px, 1.0, 1, f"{n}b"))
+            answers.append(hooks.positions_text())
+        summary = hooks.daily_summary()
+        await hooks.stop("test done")
+    assert answers[2] == "BTCUSDT.BINANCE_USDM: 0.01 @ 28000 (last 28200)\n  strategies: a 0.02, b -0.01", answers
+    assert answers[3] == "BTCUSDT.BINANCE_USDM: 0 (last 28150)\n  strategies: a 0.01, b -0.01", answers
+    assert "BTCUSDT.BINANCE_USDM: 0 (last 28150)\n  strategies: a 0.01, b -0.01" in summary
 
 
 async def test_a_token_revoked_mid_run_stops_the_poller_with_one_error_and_the_daemon_trades_on(

@@ -413,14 +413,23 @@ class OpsHooks:
         )
 
     def positions_text(self) -> str:
-        """Every non-flat position with its average and last price."""
+        """Every non-flat position with its average and last price; under an instrument several strategies trade, each
+        one's share (:meth:`~tradebus.engine.kernel.Kernel.strategy_position`), also when their shares net to flat."""
         assert self.target is not None
-        p = self.target.kernel.portfolio
-        rows = [
-            f"{iid}: {_fmt(p.position(iid))} @ {_fmt(p.avg_price(iid))} (last {_fmt(p.last_price(iid))})"
-            for iid in self.target.kernel.instruments
-            if p.position(iid) != 0.0
-        ]
+        kernel = self.target.kernel
+        p = kernel.portfolio
+        rows = []
+        for iid in kernel.instruments:
+            net = p.position(iid)
+            traders = [s.strategy_id for s in kernel.strategies if iid in s.instrument_ids]
+            shares = [(sid, kernel.strategy_position(sid, iid) + 0.0) for sid in traders] if len(traders) > 1 else []
+            if net == 0.0 and not any(q != 0.0 for _, q in shares):
+                continue
+            held = f"{_fmt(net)} @ {_fmt(p.avg_price(iid))}" if net != 0.0 else "0"
+            row = f"{iid}: {held} (last {_fmt(p.last_price(iid))})"
+            if any(q != 0.0 for _, q in shares):
+                row += "\n  strategies: " + ", ".join(f"{sid} {_fmt(q)}" for sid, q in shares)
+            rows.append(row)
         return "\n".join(rows) if rows else "flat"
 
     def pnl_text(self) -> str:
