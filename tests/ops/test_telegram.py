@@ -151,6 +151,10 @@ async def test_alerts_and_commands_of_a_paper_daemon(tmp_path: Path, monkeypatch
     assert {r["extra"]["client_order_id"] for r in decisions} == orders
     assert all(r["message"].split()[1] == r["extra"]["client_order_id"] for r in decisions)
     assert {r["extra"]["decision"] for r in decisions} == {"submitted", "denied"}
+    # and the strategy as a field (the flatten's order is the operator's, "ops"): one strategy's decisions by field
+    by_id = {o.client_order_id: o.strategy_id for o in node.kernel.orders.orders()}
+    assert all(r["extra"]["strategy_id"] == by_id[r["extra"]["client_order_id"]] for r in decisions)
+    assert {r["extra"]["strategy_id"] for r in decisions} == {"TickEmaCross", "ops"}
     for path in [log_file, *(tmp_path / "out").iterdir()]:
         assert TOKEN not in path.read_text(errors="replace"), path
     assert "TOKEN" not in repr(bot) and TOKEN not in repr(bot)

@@ -355,13 +355,13 @@ class NodeRouter:
 
     def _log_submitted(self, event: OrderSubmitted) -> None:
         why = self.kernel.result.submit_reasons.get(event.client_order_id, "")
-        logger.bind(client_order_id=event.client_order_id, decision="submitted").info(
+        logger.bind(client_order_id=event.client_order_id, strategy_id=event.strategy_id, decision="submitted").info(
             "decision {} -> submitted ({})", self._describe(event.client_order_id), why or "no reason given"
         )
 
     def _log_denied(self, event: OrderDenied) -> None:
         why = self.kernel.result.submit_reasons.get(event.client_order_id, "")
-        logger.bind(client_order_id=event.client_order_id, decision="denied").info(
+        logger.bind(client_order_id=event.client_order_id, strategy_id=event.strategy_id, decision="denied").info(
             "decision {} -> denied: {} (strategy reason: {})",
             self._describe(event.client_order_id),
             event.reason,
