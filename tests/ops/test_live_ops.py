@@ -413,3 +413,27 @@ async def test_a_live_daemon_stopping_with_an_order_left_open_at_the_venue_says_
         f"stopping with 1 order(s) open at the venue: ['{placed}']; 0 of unknown state: none. Check them at the "
         "venue (`tradebus live-kill` cancels every open order of the account and halts the journal)"
     ), texts
+
+
+async def test_a_live_daemon_leaving_an_order_working_by_its_config_tells_its_operator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``live.cancel_on_stop: false``: the daemon stops with its resting buy working at the venue, as asked, and logs
+    it; Telegram said only "tradebus live daemon stopped: test done" and the PnL, so the teammate watching the chat
+    read a stopped daemon with nothing left working. The stop now alerts the orders left, before the stop alert."""
+    monkeypatch.setenv("TB_TEST_LIVE_TOKEN", TOKEN)
+    async with FakeBotApi(TOKEN) as api, account_and_market() as (emulator, srv):
+        data = live_config_data(tmp_path, emulator, srv, [resting("steady")], cancel_on_stop=False)
+        data["ops"] = {"telegram": {"chat_ids": [OPERATOR], "base_url": api.base_url, "commands": False,
+                                    "token_env": "TB_TEST_LIVE_TOKEN"}}  # fmt: skip
+        node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+        await run_until_it_stops(node, lambda: placed_and_accepted(node))
+        working = [rec.order.client_order_id for rec in emulator.open_orders()]
+    placed = node.kernel.strategies[0].placed  # type: ignore[attr-defined]
+    assert working == [placed]
+    texts = api.texts(OPERATOR)
+    assert texts[-1].startswith("tradebus live daemon stopped: test done\n"), texts
+    assert texts[-2] == (
+        f"stopping with 1 order(s) left working at the venue (live.cancel_on_stop: false): ['{placed}']. Check them at "
+        "the venue (`tradebus live-kill` cancels every open order of the account and halts the journal)"
+    ), texts

@@ -1350,9 +1350,9 @@ class LiveNode(PaperNode):
                                iid, _number(position(iid)))
 
     def _note_orders_left(self, why: str) -> None:
-        """Log each order still open or unknown here once trading has stopped, and list it in ``node.json``
-        (:attr:`LiveSummary.orders_left`); ``why``: why it is left (:func:`_left_reason`). Those the stop's
-        queries asked about are listed only: :meth:`_query_left` logged each as its answer says (open or unknown at
+        """Log each order still open or unknown here once trading has stopped, alert them to the operator, and list
+        them in ``node.json`` (:attr:`LiveSummary.orders_left`); ``why``: why it is left (:func:`_left_reason`).
+        Those the stop's queries asked about are listed only (not alerted again): :meth:`_query_left` logged each as its answer says (open or unknown at
         the venue, :attr:`left_at_venue`, and their count, as an ERROR; closed there, but open here once the journal
         failed, as a WARNING)."""
         everything = self.kernel.orders.open_orders()
@@ -1369,6 +1369,9 @@ class LiveNode(PaperNode):
         if left:
             logger.warning("stopping with {} order(s) left open or of unknown state at the venue (node.json: orders_left). {}",
                            len(left), _CHECK_LEFT_AT_VENUE)
+            if self.ops is not None:
+                ids = [order.client_order_id for order in left]
+                self.ops.on_orders_left_at_venue(f"stopping with {len(ids)} order(s) {why}: {ids}. {_CHECK_LEFT_AT_VENUE}")
 
     async def _cancel_all(self, timeout: float) -> None:
         """Cancel every open order and wait (up to ``timeout`` s) until none is open.
