@@ -384,6 +384,23 @@ async def test_flatten_buys_nothing_back_when_a_spot_run_sold_coins_of_its_start
     assert kernel.portfolio.spot_holding("BTC") == pytest.approx(0.04)
 
 
+def _resting_buy_node(tmp_path: Path, emulator: BinancePrivateEmulator, srv: Any, api: FakeBotApi, **live: Any) -> LiveNode:
+    """A live daemon whose strategy rests a limit buy far below the market (``live``: settings of its ``live:``),
+    alerting ``OPERATOR`` through ``api`` (no commands); not yet running."""
+    data = live_config_data(tmp_path, emulator, srv, [resting("steady")], **live)
+    data["ops"] = {"telegram": {"chat_ids": [OPERATOR], "base_url": api.base_url, "commands": False,
+                                "token_env": "TB_TEST_LIVE_TOKEN"}}  # fmt: skip
+    return LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+
+
+def _before_the_stop_alert(api: FakeBotApi) -> str:
+    """The operator's alert just before the stop alert (checked to be the last one)."""
+    texts = api.texts(OPERATOR)
+    assert texts[-1].startswith("tradebus live daemon stopped: test done\n"), texts
+    assert len(texts) >= 2, texts
+    return texts[-2]
+
+
 async def test_a_live_daemon_stopping_with_an_order_left_open_at_the_venue_says_so_to_its_operator(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -394,10 +411,7 @@ async def test_a_live_daemon_stopping_with_an_order_left_open_at_the_venue_says_
     release = asyncio.Event()
     error: BaseException | None = None
     async with FakeBotApi(TOKEN) as api, account_and_market() as (emulator, srv):
-        data = live_config_data(tmp_path, emulator, srv, [resting("steady")], stop_timeout=1.0)
-        data["ops"] = {"telegram": {"chat_ids": [OPERATOR], "base_url": api.base_url, "commands": False,
-                                    "token_env": "TB_TEST_LIVE_TOKEN"}}  # fmt: skip
-        node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+        node = _resting_buy_node(tmp_path, emulator, srv, api, stop_timeout=1.0)
         emulator.rest_faults.append(RestFault("hold", "DELETE", "/api/v3/order", release=release))
         try:
             await run_until_it_stops(node, lambda: placed_and_accepted(node))
@@ -407,12 +421,10 @@ async def test_a_live_daemon_stopping_with_an_order_left_open_at_the_venue_says_
             release.set()
     placed = node.kernel.strategies[0].placed  # type: ignore[attr-defined]
     assert isinstance(error, OrdersLeftAtVenue)
-    texts = api.texts(OPERATOR)
-    assert texts[-1].startswith("tradebus live daemon stopped: test done\n"), texts
-    assert texts[-2] == (
+    assert _before_the_stop_alert(api) == (
         f"stopping with 1 order(s) open at the venue: ['{placed}']; 0 of unknown state: none. Check them at the "
         "venue (`tradebus live-kill` cancels every open order of the account and halts the journal)"
-    ), texts
+    )
 
 
 async def test_a_live_daemon_leaving_an_order_working_by_its_config_tells_its_operator(
@@ -423,17 +435,12 @@ async def test_a_live_daemon_leaving_an_order_working_by_its_config_tells_its_op
     read a stopped daemon with nothing left working. The stop now alerts the orders left, before the stop alert."""
     monkeypatch.setenv("TB_TEST_LIVE_TOKEN", TOKEN)
     async with FakeBotApi(TOKEN) as api, account_and_market() as (emulator, srv):
-        data = live_config_data(tmp_path, emulator, srv, [resting("steady")], cancel_on_stop=False)
-        data["ops"] = {"telegram": {"chat_ids": [OPERATOR], "base_url": api.base_url, "commands": False,
-                                    "token_env": "TB_TEST_LIVE_TOKEN"}}  # fmt: skip
-        node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+        node = _resting_buy_node(tmp_path, emulator, srv, api, cancel_on_stop=False)
         await run_until_it_stops(node, lambda: placed_and_accepted(node))
         working = [rec.order.client_order_id for rec in emulator.open_orders()]
     placed = node.kernel.strategies[0].placed  # type: ignore[attr-defined]
     assert working == [placed]
-    texts = api.texts(OPERATOR)
-    assert texts[-1].startswith("tradebus live daemon stopped: test done\n"), texts
-    assert texts[-2] == (
+    assert _before_the_stop_alert(api) == (
         f"stopping with 1 order(s) left working at the venue (live.cancel_on_stop: false): ['{placed}']. Check them at "
         "the venue (`tradebus live-kill` cancels every open order of the account and halts the journal)"
-    ), texts
+    )
