@@ -221,12 +221,23 @@ def test_stitched_sharpe_is_null_for_test_windows_spanning_under_30_days_as_in_m
     assert stitch(curves(16), 100.0)[1]["sharpe"] is not None  # samples span 31 days
 
 
-def test_sweep_refuses_a_parameter_path_that_is_not_a_config_field(tmp_path: Path) -> None:
-    config = write_yaml(tmp_path / "run.yaml", catalog_config())
-    space = space_file(tmp_path, {"params": {"strategy.params.fats": [5, 10]}})
+@pytest.mark.parametrize(("path", "problem"), [
+    ("strategies.0.params.fats", "strategies.0.params.fats=5: unknown key (not allowed here), did you mean 'fast'?"),
+    ("strategies.3.params.fast", "strategies.3.params.fast=5: strategies has no entry '3'"),
+])
+def test_sweep_refuses_a_parameter_path_that_is_not_a_config_field_naming_the_config_once(
+    tmp_path: Path, path: str, problem: str
+) -> None:
+    """It said 'not a field of run.yaml: run.yaml: invalid config:' and the problem on the next line, no value."""
+    data = catalog_config()
+    data["strategies"] = [{**data.pop("strategy"), "id": "ema"}]
+    config = write_yaml(tmp_path / "run.yaml", data)
+    space = space_file(tmp_path, {"params": {path: [5, 10]}})
     result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2, result.output
-    assert "params.strategy.params.fats: not a field of" in result.output
+    output = " ".join(result.output.split())
+    assert f"{space}: params.{path}: not a field of {config}: {problem}" in output, output
+    assert output.count(str(config)) == 1, output
     assert not (tmp_path / "o").exists()
 
 

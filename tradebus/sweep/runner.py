@@ -269,13 +269,18 @@ def _check_paths(config_path: Path, config: RunConfig, space: SweepSpace, space_
     config with ``strategies:``) and setting it alone makes the config invalid.
     """
     for param in space.params:
-        value = param.values[0] if param.values is not None else param.low
+        setting = override_text(param.path, param.values[0] if param.values is not None else param.low)
         try:
-            load_config(config_path, overrides=[override_text(param.path, value)])
+            load_config(config_path, overrides=[setting])
         except ConfigError as exc:
             text = str(exc)
             if "unknown key" in text or "has no entry" in text:
-                raise ConfigError(f"{space_path}: params.{param.path}: not a field of {config_path}: {text}") from None
+                lines = [line.strip().removeprefix(f"--set {setting!r}: ").removeprefix(f"{param.path}: ")
+                         for line in _problem(exc, config_path).splitlines()]
+                raise ConfigError(
+                    f"{space_path}: params.{param.path}: not a field of {config_path}: "
+                    f"{setting}: {'; '.join(line for line in lines if line)}"
+                ) from None
             unset = _unset_section(config, param.path)
             if unset is not None:
                 hint = (f"; it lists strategies: name one by its index, e.g. strategies.0.{param.path.partition('.')[2]}"
@@ -283,6 +288,12 @@ def _check_paths(config_path: Path, config: RunConfig, space: SweepSpace, space_
                 raise ConfigError(
                     f"{space_path}: params.{param.path}: not a field of {config_path}: it has no {unset}{hint}"
                 ) from None
+
+
+def _problem(exc: ConfigError, config_path: Path) -> str:
+    """What ``exc``, raised loading ``config_path`` with overrides, says is wrong, without the path it starts with."""
+    text = str(exc).removeprefix(f"{config_path}: ")
+    return text.removeprefix("invalid config:").strip()
 
 
 def _unset_section(config: RunConfig, path: str) -> str | None:
@@ -309,7 +320,7 @@ def _check_grid(config_path: Path, space: SweepSpace, space_path: Path) -> None:
         except ConfigError as exc:
             if first is None:
                 values = ", ".join(f"{path}={value}" for path, value in point.items())
-                first = f"{values}: {str(exc).split('invalid config:', 1)[-1].strip()}"
+                first = f"{values}: {_problem(exc, config_path)}"
             continue
         return
     raise ConfigError(
