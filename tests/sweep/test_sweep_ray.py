@@ -817,3 +817,16 @@ def test_walk_forward_fold_names_the_trials_a_null_objective_left_unranked(ray_a
         assert (f"walk-forward fold {k}: 1 of 2 trials ran with hit_rate null or not finite and are not ranked "
                 "(folds.csv's unranked_trials: [0])") in text
     assert "walk-forward fold 1: " not in text
+
+
+def test_tpe_range_of_whole_number_bounds_on_a_float_field_draws_floats(ray_address: str, workdir: Path) -> None:
+    """venue.slippage_bps: {low: 0, high: 5} drew 0, 1, ... 5 only, as if the field took integers."""
+    space = write_yaml(workdir / "float-field.yaml", {
+        "method": "tpe", "seed": 3, "trials": 4, "batch": 4,
+        "params": {"strategy.params.fast": [10], "venue.slippage_bps": {"low": 0, "high": 5}}})
+    out = workdir / "float-field"
+    run_sweep(workdir / "run.yaml", space, out)
+    table = pd.read_csv(out / "results.csv")
+    drawn = table["param.venue.slippage_bps"]
+    assert drawn.dtype == "float64" and len(drawn) == 4 and drawn.between(0, 5).all()
+    assert (drawn != drawn.round()).any(), list(drawn)

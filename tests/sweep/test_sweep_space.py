@@ -775,3 +775,31 @@ def test_a_value_listed_twice_exits_2_naming_both_places(tmp_path: Path, method:
     assert "params.strategy.params.fast.values: value 2 (10.0) is value 0 (10) again" in " ".join(result.output.split())
     assert not (tmp_path / "o").exists()
     assert [p.values for p in load_space(space_file(tmp_path, {"params": {"x": [True, 1, "1"]}})).params] == [[True, 1, "1"]]
+
+
+def test_a_range_of_whole_number_bounds_on_a_float_field_is_of_floats_unless_integer_is_given(tmp_path: Path) -> None:
+    """{low: 0, high: 5} on venue.slippage_bps swept 0, 1, ... 5 only (an integer range), the field a float."""
+    from functools import partial
+
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    from tradebus.config import load_config
+    from tradebus.sweep.fields import float_field
+
+    config = load_config(write_yaml(tmp_path / "run.yaml", catalog_config()))
+    params = {"venue.slippage_bps": {"low": 0, "high": 5}, "strategy.params.quantity": {"low": 1, "high": 3, "step": 1},
+              "initial_cash": {"low": 1000, "high": 2000, "integer": True}, "strategy.params.fast": {"low": 5, "high": 9},
+              "strategies.0.params.x": {"low": 1, "high": 2}}  # not a field of this config: left as written
+    space = load_space(space_file(tmp_path, {"method": "tpe", "trials": 2, "params": params}), partial(float_field, config))
+    kinds = {p.path: (p.integer, p.arrow_type(), type(p.distribution())) for p in space.params}
+    assert kinds == {"venue.slippage_bps": (False, "float64", FloatDistribution),
+                     "strategy.params.quantity": (False, "float64", FloatDistribution),
+                     "initial_cash": (True, "int64", IntDistribution),
+                     "strategy.params.fast": (True, "int64", IntDistribution),
+                     "strategies.0.params.x": (True, "int64", IntDistribution)}
+    assert [type(v) for v in space.params[1].grid_values()] == [float, float, float]
+    assert space.params[1].grid_values() == [1.0, 2.0, 3.0]
+    grid = space_file(tmp_path, {"params": {"venue.slippage_bps": {"low": 0, "high": 5}}})
+    with pytest.raises(ConfigError, match="params.venue.slippage_bps: a grid needs a list of values or a 'step'"):
+        load_space(grid, partial(float_field, config))
+    assert load_space(space_file(tmp_path, {"method": "tpe", "trials": 2, "params": params})).params[0].integer  # no config

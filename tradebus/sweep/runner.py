@@ -49,6 +49,7 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,7 @@ from tradebus.reports.writers import (
     write_file,
 )
 from tradebus.sweep.executor import RayExecutor
+from tradebus.sweep.fields import float_field
 from tradebus.sweep.inputs import changes, code_inputs, data_inputs
 from tradebus.sweep.space import MAX_TRIALS, SweepSpace, load_space
 from tradebus.sweep.store import TrialStore
@@ -822,6 +824,7 @@ def run_sweep(
             raise ConfigError(f"--tier: {tier!r} is not one of {', '.join(TIERS)}")
         space = space.model_copy(update={"tier": tier})
     config = load_config(config_path)
+    space = load_space(space_path, partial(float_field, config)).model_copy(update={"tier": space.tier})
     _check_paths(config_path, config, space, space_path)
     _check_grid(config_path, space, space_path)
     _check_tier(config_path, space, space_path)

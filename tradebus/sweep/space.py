@@ -22,6 +22,10 @@ Example::
       - {name: fees_x2, costs: 2}
     tier: auto               # auto | event | accelerated: how each trial's backtest runs (below)
 
+A range written with whole-number bounds is of integers unless the run config types its field as a float
+(``venue.slippage_bps: {low: 0, high: 5}`` draws floats; :func:`load_space`'s ``float_field``); an explicit
+``integer: true`` keeps it of integers.
+
 A grid enumerates the product of every parameter's values in the order the file lists
 them (the last parameter varies fastest); trial ``n`` is the ``n``-th point. TPE asks
 ``batch`` trials at a time, each with a sampler seeded by ``(seed, trial number)``, runs
@@ -45,13 +49,22 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, PositiveInt, TypeAdapter, ValidationError, field_validator, model_validator
+from loguru import logger
+from pydantic import (
+    Field,
+    PositiveInt,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from tradebus.config import config_error_from
 from tradebus.config.base import StrictModel, describe_errors
@@ -241,10 +254,11 @@ class SweepSpace(_Model):
 
     @field_validator("params", mode="before")
     @classmethod
-    def _params_from_mapping(cls, value: Any) -> Any:
+    def _params_from_mapping(cls, value: Any, info: ValidationInfo) -> Any:
         if not isinstance(value, dict):
             return value
-        return [_param_data(path, spec) for path, spec in value.items()]
+        float_field = (info.context or {}).get("float_field")
+        return [_param_data(path, spec, float_field) for path, spec in value.items()]
 
     @model_validator(mode="after")
     def _check(self) -> SweepSpace:
@@ -328,19 +342,35 @@ MAX_TRIALS = 1_000_000
 _WINDOW_PATHS = ("data.start", "data.end")
 
 
-def _param_data(path: Any, spec: Any) -> dict[str, Any]:
-    """The :class:`Param` fields of ``path: spec`` in a space file's ``params`` mapping."""
+def _param_data(path: Any, spec: Any, float_field: Callable[[str], bool] | None = None) -> dict[str, Any]:
+    """The :class:`Param` fields of ``path: spec`` in a space file's ``params`` mapping.
+
+    A range is of integers when its bounds are (unless ``float_field(path)``: a field of floats; an
+    explicit ``integer`` says either way).
+    """
     if isinstance(spec, list):
         return {"path": path, "values": spec}
     if isinstance(spec, dict):
         bounds = [spec.get(k) for k in ("low", "high", "step") if spec.get(k) is not None]
         integer = bool(bounds) and all(isinstance(b, int) and not isinstance(b, bool) for b in bounds)
+        if integer and "integer" not in spec and float_field is not None and isinstance(path, str) and float_field(path):
+            logger.info("params.{}: a float field: the range {}..{} is of floats (integer: true sweeps whole numbers)",
+                        path, spec.get("low"), spec.get("high"))
+            integer = False
         return {"path": path, "integer": integer, **spec}
     return {"path": path, "values": [spec]}
 
 
-def load_space(path: str | Path) -> SweepSpace:
+def load_space(path: str | Path, float_field: Callable[[str], bool] | None = None) -> SweepSpace:
     """Read and validate a space file.
+
+    Parameters
+    ----------
+    path
+        The space file.
+    float_field
+        Whether a parameter's dotted path is a float field of the run config
+        (:func:`tradebus.sweep.fields.float_field`): its range with whole-number bounds is of floats.
 
     Raises
     ------
@@ -355,13 +385,13 @@ def load_space(path: str | Path) -> SweepSpace:
         problems = []
         for name, spec in data["params"].items():
             try:
-                Param.model_validate(_param_data(name, spec))
+                Param.model_validate(_param_data(name, spec, float_field))
             except ValidationError as exc:
                 problems += describe_errors(exc, ("params", name), Param)
         if problems:
             raise ConfigError(f"{path}: invalid config:\n  " + "\n  ".join(problems))
     try:
-        space = SweepSpace.model_validate(data)
+        space = SweepSpace.model_validate(data, context={"float_field": float_field})
     except ValidationError as exc:
         raise config_error_from(str(path), exc, model=SweepSpace) from None
     if space.method == "grid":
