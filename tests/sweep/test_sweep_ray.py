@@ -830,3 +830,28 @@ def test_tpe_range_of_whole_number_bounds_on_a_float_field_draws_floats(ray_addr
     drawn = table["param.venue.slippage_bps"]
     assert drawn.dtype == "float64" and len(drawn) == 4 and drawn.between(0, 5).all()
     assert (drawn != drawn.round()).any(), list(drawn)
+
+
+def test_summary_warns_when_most_orders_of_the_trials_were_denied(ray_address: str, tmp_path: Path) -> None:
+    """long_short on spot without margin: 99% of each trial's orders denied, and the summary said nothing of it."""
+    config = catalog_config()
+    config["instruments"][0]["margin"] = False
+    config_path = write_yaml(tmp_path / "run.yaml", config)
+    space = write_yaml(tmp_path / "space.yaml", {"params": {"strategy.params.fast": [10, 20]}})
+    result = CliRunner().invoke(app, ["sweep", str(config_path), "--space", str(space), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "o" / "results.csv")
+    mostly = table[table["denied"] * 2 > table["orders"]]
+    denied, orders = int(mostly["denied"].sum()), int(mostly["orders"].sum())
+    assert len(mostly) == 2 and denied / orders > 0.9, table[["orders", "denied"]]
+    text = " ".join(re.sub(r"[│┃]", " ", result.output).split())
+    assert (f"2 of the 2 trials that ran had most of their orders denied by the risk gate or the account ({denied:,} "
+            f"of their {orders:,} orders, {denied / orders:.1%})") in text, text
+    assert f"denied 2 of 2 trials had most orders denied ({denied:,} of their {orders:,} orders" in text, text
+    config["instruments"][0]["margin"] = True  # the same trials with margin: a few denials, no warning
+    write_yaml(config_path, config)
+    result = CliRunner().invoke(app, ["sweep", str(config_path), "--space", str(space), "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "m" / "results.csv")
+    assert (table["denied"] * 2 <= table["orders"]).all(), table[["orders", "denied"]]
+    assert "most of their orders denied" not in result.output and "most orders denied" not in result.output

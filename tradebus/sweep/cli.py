@@ -82,6 +82,10 @@ def sweep(
     table.add_column("value", overflow="fold")
     failed = f", {result.failed} failed: see the warnings above" if result.failed else ""
     table.add_row("trials", f"{result.total} ({result.ran} run, {result.skipped} resumed{failed})")
+    if result.mostly_denied:
+        denied, orders = result.denied_orders
+        table.add_row("denied", f"{result.mostly_denied} of {result.scored} trials had most orders denied ({denied:,} "
+                                f"of their {orders:,} orders, {denied / orders:.1%}): see the warning above")
     if result.tiers:
         table.add_row("tier", ", ".join(f"{name} ({count} trials)" for name, count in sorted(result.tiers.items())))
     if result.best is not None:

@@ -111,6 +111,11 @@ class SweepResult:
     tiers: dict[str, int] = field(default_factory=dict)
     #: Trials run by this invocation whose backtest raised (``status`` ``failed``; ``error`` says why).
     failed: int = 0
+    #: Trials run by this invocation that ran (``ok``), and of them those with most of their orders denied (by the
+    #: risk gate or the account: ``denied`` above half of ``orders``), with these trials' denied and orders.
+    scored: int = 0
+    mostly_denied: int = 0
+    denied_orders: tuple[int, int] = (0, 0)
 
 
 def default_out(config_path: str | Path) -> Path:
@@ -839,12 +844,17 @@ def run_sweep(
     try:
         tiers: dict[str, int] = {}
         failed = 0
+        denials = [0, 0, 0, 0]  # trials that ran, of them mostly denied, their denied orders, their orders
 
         def callback(row: dict[str, Any]) -> None:
             nonlocal failed
             if row.get("tier") is not None:
                 tiers[row["tier"]] = tiers.get(row["tier"], 0) + 1
             failed += row["status"] == "failed"
+            if row["status"] == "ok":
+                denials[0] += 1
+                if (row.get("denied") or 0) * 2 > (row.get("orders") or 0):
+                    denials[1:] = [denials[1] + 1, denials[2] + row["denied"], denials[3] + row["orders"]]
             if on_trial is not None:
                 on_trial(row)
 
@@ -889,6 +899,15 @@ def run_sweep(
                 else:
                     result.stress = _stress(executor, space, config_path, config, best_params, out)
         result.tiers, result.failed = tiers, failed
+        result.scored, result.mostly_denied, result.denied_orders = denials[0], denials[1], (denials[2], denials[3])
+        if result.mostly_denied:
+            logger.warning(
+                "{} of the {} trials that ran had most of their orders denied by the risk gate or the account ({:,} of "
+                "their {:,} orders, {:.1%}): their figures are of the few orders let through; results.csv's orders and "
+                "denied columns count each trial's; a backtest with a trial's parameters (--set) warns which checks "
+                "denied them and why", result.mostly_denied, result.scored, denials[2], denials[3],
+                denials[2] / denials[3],
+            )
         if no_best is not None:
             raise no_best
         logger.info("sweep written to {} ({} trials run, {} resumed; tiers {})", out, ran, skipped, tiers)
