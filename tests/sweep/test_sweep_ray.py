@@ -855,3 +855,19 @@ def test_summary_warns_when_most_orders_of_the_trials_were_denied(ray_address: s
     table = pd.read_csv(tmp_path / "m" / "results.csv")
     assert (table["denied"] * 2 <= table["orders"]).all(), table[["orders", "denied"]]
     assert "most of their orders denied" not in result.output and "most orders denied" not in result.output
+
+
+def test_results_csv_writes_a_multi_line_error_on_one_line_and_the_trials_file_keeps_it(
+    ray_address: str, workdir: Path
+) -> None:
+    """An invalid trial's 'invalid config:' and its problems on the lines below made a row of results.csv 2 lines."""
+    space = write_yaml(workdir / "invalid.yaml", {"params": {"strategy.params.fast": [10, 50], "strategy.params.slow": [30]}})
+    out = workdir / "invalid"
+    run_sweep(workdir / "run.yaml", space, out)
+    stored = results(out).to_pylist()
+    assert [row["status"] for row in stored] == ["ok", "invalid"]
+    error = stored[1]["error"]
+    assert "\n" in error and "fast (50) must be smaller than slow (30)" in error, error
+    lines = (out / "results.csv").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 3, lines
+    assert pd.read_csv(out / "results.csv")["error"][1] == " ".join(error.split())

@@ -11,7 +11,8 @@ Outputs in the sweep directory (``--out``)::
     trials/             one Parquet file per finished trial (tradebus.sweep.store)
     optuna.log          Optuna's journal storage (tpe), study "sweep" (or "fold-NN"); a sweep
                         directory from before the journal keeps its SQLite optuna.db
-    results.csv         every trial, sorted by trial number (written at the end)
+    results.csv         every trial, sorted by trial number (written at the end), one line each: an error of
+                        several lines (an invalid config's problems) on one (the trial's file keeps it as it was)
     best.json           the best trial by the first objective (and the Pareto front's trials); unranked_trials:
                         the trials that ran but have no value of every objective (warned of)
     stress.json         [{variant, total_return, sharpe, max_drawdown, fills[, note]}]: the best parameters
@@ -89,6 +90,8 @@ _WRITTEN = frozenset({"sweep.json", "space.yaml", "results.csv", "best.json", "s
 _WRITTEN_WF = frozenset({"folds.csv", "metrics.json", "equity.csv"})
 #: A trial's file in a ``trials/`` folder (:meth:`~tradebus.sweep.store.TrialStore.path`).
 _TRIAL_FILE = re.compile(r"trial-[0-9]{6,}\.parquet")
+#: Columns of ``results.csv`` and ``folds.csv`` holding an error's text (written on one line: :func:`_cell`).
+_ERROR_COLUMNS = frozenset({"error", "test_error"})
 #: Keys of each ``stress.json`` entry (the tearsheet's "Stress" section reads exactly these).
 STRESS_KEYS = ("total_return", "sharpe", "max_drawdown", "fills")
 
@@ -719,7 +722,15 @@ def _write_csv(path: Path, columns: list[str], rows: Iterable[dict[str, Any]]) -
     a row's missing keys and its nulls are empty cells."""
     with path.open("w", newline="", encoding="utf-8") as fh:
         write_csv_header(fh, columns)
-        write_csv_rows(fh, (["" if (value := row.get(name)) is None else value for name in columns] for row in rows))
+        write_csv_rows(fh, ([_cell(name, row.get(name)) for name in columns] for row in rows))
+
+
+def _cell(column: str, value: Any) -> Any:
+    """A CSV cell of ``value``: a null is empty; an error's text is on one line (its whitespace folded: the
+    trial's file in ``trials/`` keeps it as it was), so each row of the file is one line."""
+    if value is None:
+        return ""
+    return " ".join(value.split()) if column in _ERROR_COLUMNS and isinstance(value, str) else value
 
 
 def _stress_params(space: SweepSpace, fold_rows: list[dict[str, Any]], stress: bool) -> dict[str, Any] | None:
