@@ -214,3 +214,47 @@ async def test_live_bracket_exits_denied_at_the_fill_are_sent_at_the_next_trade(
         exits = [o for o in _exits(h, entry_id) if o.status is OrderStatus.ACCEPTED]
         assert sorted((o.quantity, o.order_type) for o in exits) == [(0.002, OrderType.LIMIT), (0.002, OrderType.STOP_MARKET)]
         assert len(denied) == 2
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_live_bracket_exit_denied_at_the_fill_beside_one_sent_is_sent_at_the_next_trade(kit: VenueKit) -> None:
+    """``max_orders_per_window: 2`` (10 min): buy 0.002 at market (one order), filled by the trade at 60,000; at the
+    fill the stop-loss passes (two) and the take-profit is denied by the order rate. The stop rests alone. Once the
+    window has passed, the next trade (60,010) sends the take-profit (0.002 at 61,000), linked with the stop in one
+    OCO group, and its fill at 61,100 cancels the stop. Before, the fall-back covered only exits all denied: the
+    take-profit was never sent again, the position kept its stop alone (the entry and the fill come milliseconds
+    apart, so a rate that an arming at a later trade would pass denies it at the fill). The window is 10 min, which
+    no stall passes; the trade after it comes with the kernel's clock pinned past it."""
+    from tradebus.risk.config import RiskConfig
+
+    window = 600_000_000_000
+    strategy = Contingent(kit.iid)
+    risk = RiskConfig(max_orders_per_window=2, order_rate_window_ns=window)
+    async with kit_harness(kit, strategies=[strategy], risk_config=risk) as h:
+        denied: list[OrderDenied] = []
+        h.kernel.bus.subscribe(OrderDenied, denied.append)
+        tape = KitTape(h, kit.iid, T0)
+        passed = h.kernel.clock.now_ns()
+        entry_id = await _entered(h, strategy, tape, 0.002)
+        tape.trade(60_000.0)  # fills the entry
+        await until(lambda: len(denied) == 1 and len(h.emulator.open_orders()) == 1)
+        await h.venue.drain()
+        assert h.kernel.clock.now_ns() - passed < window, "the rate window passed: the test proves nothing"
+        stop, target = _exits(h, entry_id)
+        assert denied[0].client_order_id == target.client_order_id
+        assert denied[0].reason.startswith("max_order_rate:")
+        assert _resting(h) == [(stop.client_order_id, 0.002, 59_000.0)]
+        with h.kernel.clock.pinned(passed + window + 100_000_000):
+            tape.trade(60_010.0)  # the window has passed: the take-profit goes
+        await until(lambda: len(h.emulator.open_orders()) == 2)
+        await h.venue.drain()
+        again = [o for o in _exits(h, entry_id) if o.client_order_id not in (stop.client_order_id, target.client_order_id)]
+        assert [(o.order_type, o.side, o.quantity, o.price) for o in again] == [(OrderType.LIMIT, OrderSide.SELL, 0.002, 61_000.0)]
+        (target,) = again
+        assert _resting(h) == sorted([(stop.client_order_id, 0.002, 59_000.0), (target.client_order_id, 0.002, 61_000.0)])
+        assert h.kernel.portfolio.account.oco_groups()[stop.client_order_id] == (stop.client_order_id, target.client_order_id)
+        assert len(denied) == 1
+        tape.trade(61_100.0)  # fills the take-profit; the OCO cancels the stop
+        await until(lambda: target.status is OrderStatus.FILLED and stop.status is OrderStatus.CANCELED)
+        assert h.emulator.open_orders() == []
+

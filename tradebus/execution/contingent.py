@@ -27,7 +27,10 @@ Bracket
     <tradebus.execution.venue.Venue.arms_at_fill>`), not at the instrument's next trade, which may be
     seconds away in a quiet market and longer with its stream down; children the risk gate denies there,
     all of them (a daemon's hold at start-up, a stale feed, the order rate), are sent again at the
-    instrument's next market event, as on a simulated venue. On bars an
+    instrument's next market event, as on a simulated venue, and so, once, are some denied beside one sent
+    (the order rate, which counts the entry sent a moment before), for what the working exit has left, in
+    one OCO group with it (not on a venue of OCO order lists for a cash-only instrument: its balance lock
+    refuses an exit alone beside one resting). On bars an
     action decided at a bar's close reaches the venue at the next bar's open, so with
     ``arm_after_bars = 0`` the children work from the bar after the entry's fill bar, and a
     stop-loss can never fill in the bar the entry filled in (no same-bar stop-out).
@@ -391,6 +394,8 @@ class Bracket:
     venue_filled: float = 0.0
     #: Restored from the journal: its timed exit was decided, to be sent once its children closed.
     exit_due: bool = False
+    #: Some of its exits were denied at its entry's fill, beside one sent: sent again at the next market event.
+    resend: bool = False
 
 
 class ContingentOrders:
@@ -1244,6 +1249,8 @@ class ContingentOrders:
         if self._brackets:
             for bracket in list(self._brackets.values()):
                 if bracket.instrument_id == bar.instrument_id and bracket.state in ("filled", "armed"):
+                    if bracket.resend:
+                        self._send_denied_again(bracket)
                     self._bar_passed(bracket)
                 elif bracket.instrument_id == bar.instrument_id and bracket.state == "exiting":
                     self._exit_when_free(bracket)
@@ -1292,6 +1299,8 @@ class ContingentOrders:
                 self._arm(bracket)
             elif bracket.instrument_id == instrument_id and bracket.state == "exiting":
                 self._exit_when_free(bracket)
+            elif bracket.instrument_id == instrument_id and bracket.resend:
+                self._send_denied_again(bracket)
 
     # ------------------------------------------------------------------ brackets
 
@@ -1321,10 +1330,19 @@ class ContingentOrders:
 
     def _arm_at_fill(self, bracket: Bracket) -> None:
         """Arm ``bracket`` as its entry's fill is known; if the risk gate denied every child (a daemon's hold, a stale
-        feed, the order rate), it arms again at the instrument's next market event, as on a simulated venue."""
+        feed, the order rate), it arms again at the instrument's next market event, as on a simulated venue; if it
+        denied some beside one sent (the order rate, open orders), those are sent at that event
+        (:meth:`_send_denied_again`)."""
         self._arm(bracket)
         children, orders = bracket.children, self._kernel.orders
-        if not children or any((o := orders.get(c)) is None or o.status is not OrderStatus.DENIED for c in children):
+        denied = [c for c in children if (o := orders.get(c)) is not None and o.status is OrderStatus.DENIED]
+        if not denied:
+            return
+        if len(denied) < len(children):
+            if not (self._kernel.instruments[bracket.instrument_id].cash_only and getattr(self._venue, "lists_oco", False)):
+                bracket.resend = True  # (a cash-only exit alone beside one resting: the venue's balance lock refuses it)
+                logger.warning("bracket {}: {} denied at its entry's fill, sent again at the next market event of {}",
+                               bracket.entry_id, denied, bracket.instrument_id)  # fmt: skip
             return
         for coid in children:
             self._child_of.pop(coid, None)
@@ -1332,6 +1350,42 @@ class ContingentOrders:
         self._link("children", bracket.strategy_id, bracket.instrument_id, bracket.entry_id, ())
         logger.warning("bracket {}: its exits, denied at its entry's fill, are sent again at the next market event of {}",
                        bracket.entry_id, bracket.instrument_id)  # fmt: skip
+
+    def _send_denied_again(self, bracket: Bracket) -> None:
+        """Send, once, the exits of ``bracket`` denied at its entry's fill beside one sent (:meth:`_arm_at_fill`): for
+        what the working exit has left to fill, linked with it in one OCO group, the ``"children"`` link journaled
+        first. Nothing once that exit closed or a timed exit was decided."""
+        bracket.resend = False
+        orders = self._kernel.orders
+        working = [c for c in bracket.children if self._is_open(c)]
+        if bracket.state != "armed" or bracket.exit_id is not None or len(working) != 1:
+            return
+        sid, iid = bracket.strategy_id, bracket.instrument_id
+        stop_id = target_id = None
+        children = list(bracket.children)
+        for n, coid in enumerate(children):
+            if orders.order(coid).status is not OrderStatus.DENIED:
+                continue
+            children[n] = new = orders.next_client_order_id(sid)
+            self._child_of.pop(coid, None)
+            if n == 0 and bracket.stop_loss is not None:
+                stop_id = new
+            else:
+                target_id = new
+        self._link("children", sid, iid, bracket.entry_id, children)
+        bracket.children = children
+        self._kernel.portfolio.account.link_oco(children)
+        exit_side = OrderSide.SELL if bracket.side == OrderSide.BUY else OrderSide.BUY
+        self._arm_children(bracket, None, exit_side, orders.order(working[0]).leaves_qty, stop_id, target_id,
+                           self._reduce_only(iid))
+        for coid in children:
+            self._child_of[coid] = bracket
+            order = orders.get(coid)
+            if coid not in working and order is not None and order.status in _REFUSED:
+                self._child_refused(bracket, coid, order.reason)
+        live = [c for c in children if self._is_open(c)]
+        if len(live) > 1:
+            self.oco(live)
 
     def _bar_passed(self, bracket: Bracket) -> None:
         bracket.bars_since_fill += 1
