@@ -189,11 +189,15 @@ async def test_a_live_binance_spot_bracket_sends_its_oco_list_at_the_entrys_fill
         assert (stop.trigger_price, target.price, stop.quantity, target.quantity) == (59_000.0, 61_000.0, 0.01, 0.01)
 
 
+@pytest.mark.parametrize("still_halted", [False, True], ids=["active_at_the_next_trade", "halted_at_the_next_trade"])
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
-async def test_live_bracket_exits_denied_at_the_fill_are_sent_at_the_next_trade(kit: VenueKit) -> None:
+async def test_live_bracket_exits_denied_at_the_fill_are_sent_at_the_next_trade(kit: VenueKit, still_halted: bool) -> None:
     """Buy 0.002 at market; trading is HALTED when the trade at 60,000 fills it: the risk gate denies both exits
     at the fill. Trading ACTIVE again, the next trade (60,010) sends them, as it would have before arming at the
-    fill. Without the fall-back, the denied exits were the bracket's last: the position stayed without any."""
+    fill. Without the fall-back, the denied exits were the bracket's last: the position stayed without any.
+    ``still_halted``: a trade at 60,005 comes while trading is still HALTED, and denies both again; the trade at
+    60,010 after ACTIVE sends them all the same. Before, the exits denied at that trade were the bracket's last (only
+    a denial at the fill fell back), though a halt passes with time."""
     strategy = Contingent(kit.iid)
     async with kit_harness(kit, strategies=[strategy]) as h:
         denied: list[OrderDenied] = []
@@ -203,9 +207,12 @@ async def test_live_bracket_exits_denied_at_the_fill_are_sent_at_the_next_trade(
         h.kernel.risk.set_state(TradingState.HALTED, "test: halted at the fill")
         tape.trade(60_000.0)
         await until(lambda: len(denied) == 2)
+        if still_halted:
+            tape.trade(60_005.0)
+            assert len(denied) == 4
         await h.venue.drain()
         assert h.kernel.orders.order(entry_id).status is OrderStatus.FILLED
-        assert [d.reason.split(":")[0] for d in denied] == ["trading_state"] * 2
+        assert [d.reason.split(":")[0] for d in denied] == ["trading_state"] * len(denied)
         assert h.emulator.open_orders() == []
         h.kernel.risk.set_state(TradingState.ACTIVE, "test: active again")
         tape.trade(60_010.0)
@@ -213,15 +220,16 @@ async def test_live_bracket_exits_denied_at_the_fill_are_sent_at_the_next_trade(
         await h.venue.drain()
         exits = [o for o in _exits(h, entry_id) if o.status is OrderStatus.ACCEPTED]
         assert sorted((o.quantity, o.order_type) for o in exits) == [(0.002, OrderType.LIMIT), (0.002, OrderType.STOP_MARKET)]
-        assert len(denied) == 2
+        assert len(denied) == (4 if still_halted else 2)
 
 
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
 async def test_a_live_bracket_exit_denied_at_the_fill_beside_one_sent_is_sent_at_the_next_trade(kit: VenueKit) -> None:
     """``max_orders_per_window: 2`` (10 min): buy 0.002 at market (one order), filled by the trade at 60,000; at the
-    fill the stop-loss passes (two) and the take-profit is denied by the order rate. The stop rests alone. Once the
-    window has passed, the next trade (60,010) sends the take-profit (0.002 at 61,000), linked with the stop in one
-    OCO group, and its fill at 61,100 cancels the stop. Before, the fall-back covered only exits all denied: the
+    fill the stop-loss passes (two) and the take-profit is denied by the order rate. The stop rests alone. A trade
+    inside the window (60,005) denies the take-profit again; once the window has passed, the next trade (60,010)
+    sends it (0.002 at 61,000), linked with the stop in one OCO group, and its fill at 61,100 cancels the stop.
+    Before, the fall-back covered only exits all denied: the
     take-profit was never sent again, the position kept its stop alone (the entry and the fill come milliseconds
     apart, so a rate that an arming at a later trade would pass denies it at the fill). The window is 10 min, which
     no stall passes; the trade after it comes with the kernel's clock pinned past it."""
@@ -244,16 +252,20 @@ async def test_a_live_bracket_exit_denied_at_the_fill_beside_one_sent_is_sent_at
         assert denied[0].client_order_id == target.client_order_id
         assert denied[0].reason.startswith("max_order_rate:")
         assert _resting(h) == [(stop.client_order_id, 0.002, 59_000.0)]
+        tape.trade(60_005.0)  # inside the window: denied again
+        assert len(denied) == 2 and denied[1].reason.startswith("max_order_rate:")
+        await h.venue.drain()
+        assert _resting(h) == [(stop.client_order_id, 0.002, 59_000.0)]
         with h.kernel.clock.pinned(passed + window + 100_000_000):
             tape.trade(60_010.0)  # the window has passed: the take-profit goes
         await until(lambda: len(h.emulator.open_orders()) == 2)
         await h.venue.drain()
-        again = [o for o in _exits(h, entry_id) if o.client_order_id not in (stop.client_order_id, target.client_order_id)]
+        again = [o for o in _exits(h, entry_id) if o.status is not OrderStatus.DENIED and o is not stop]
         assert [(o.order_type, o.side, o.quantity, o.price) for o in again] == [(OrderType.LIMIT, OrderSide.SELL, 0.002, 61_000.0)]
         (target,) = again
         assert _resting(h) == sorted([(stop.client_order_id, 0.002, 59_000.0), (target.client_order_id, 0.002, 61_000.0)])
         assert h.kernel.portfolio.account.oco_groups()[stop.client_order_id] == (stop.client_order_id, target.client_order_id)
-        assert len(denied) == 1
+        assert len(denied) == 2
         tape.trade(61_100.0)  # fills the take-profit; the OCO cancels the stop
         await until(lambda: target.status is OrderStatus.FILLED and stop.status is OrderStatus.CANCELED)
         assert h.emulator.open_orders() == []

@@ -27,10 +27,11 @@ Bracket
     <tradebus.execution.venue.Venue.arms_at_fill>`), not at the instrument's next trade, which may be
     seconds away in a quiet market and longer with its stream down; children the risk gate denies there,
     all of them (a daemon's hold at start-up, a stale feed, the order rate), are sent again at the
-    instrument's next market event, as on a simulated venue, and so, once, are some denied beside one sent
+    instrument's next market event, as on a simulated venue, and so are some denied beside one sent
     (the order rate, which counts the entry sent a moment before), for what the working exit has left, in
     one OCO group with it (not on a venue of OCO order lists for a cash-only instrument: its balance lock
-    refuses an exit alone beside one resting). On bars an
+    refuses an exit alone beside one resting); denied there again by a check that passes with time (the
+    trading state, open orders, the order rate), at the next one again. On bars an
     action decided at a bar's close reaches the venue at the next bar's open, so with
     ``arm_after_bars = 0`` the children work from the bar after the entry's fill bar, and a
     stop-loss can never fill in the bar the entry filled in (no same-bar stop-out).
@@ -281,6 +282,10 @@ REDUCE_TRIES = 3
 #: orders, the trading state; a daemon's market guard: a stale feed, an unsynced book): sent again, never counted
 #: among its REDUCE_TRIES.
 _PASSING_DENIALS = tuple(f"modify: {check}:" for check in PASSING_CHECKS + GUARD_CHECKS)
+#: The risk gate's own such denials of a submit: a live bracket's exits denied so are sent again at each next market
+#: event until they pass (:meth:`ContingentOrders._arm_at_fill`; the guard's wait for it,
+#: :meth:`ContingentOrders._arm_held`).
+_PASSING_SUBMITS = tuple(f"{check}:" for check in PASSING_CHECKS)
 
 _NAN = math.nan
 #: Statuses of an order refused at its submit (by the risk gate, or by the venue): it never worked.
@@ -1296,7 +1301,7 @@ class ContingentOrders:
         timed exits waiting for no child."""
         for bracket in list(self._brackets.values()):
             if bracket.instrument_id == instrument_id and bracket.state == "filled" and bracket.arm_after_bars == 0:
-                self._arm(bracket)
+                self._arm_at_fill(bracket, again=True) if self.at_fill else self._arm(bracket)
             elif bracket.instrument_id == instrument_id and bracket.state == "exiting":
                 self._exit_when_free(bracket)
             elif bracket.instrument_id == instrument_id and bracket.resend:
@@ -1328,15 +1333,16 @@ class ContingentOrders:
         elif bracket.arm_after_bars == 0 and self.at_fill:
             self._arm_at_fill(bracket)
 
-    def _arm_at_fill(self, bracket: Bracket) -> None:
+    def _arm_at_fill(self, bracket: Bracket, again: bool = False) -> None:
         """Arm ``bracket`` as its entry's fill is known; if the risk gate denied every child (a daemon's hold, a stale
         feed, the order rate), it arms again at the instrument's next market event, as on a simulated venue; if it
         denied some beside one sent (the order rate, open orders), those are sent at that event
-        (:meth:`_send_denied_again`)."""
+        (:meth:`_send_denied_again`). ``again``: armed at that event; denied there, only by a check that passes with
+        time (:data:`_PASSING_SUBMITS`), they wait for the next one again."""
         self._arm(bracket)
         children, orders = bracket.children, self._kernel.orders
         denied = [c for c in children if (o := orders.get(c)) is not None and o.status is OrderStatus.DENIED]
-        if not denied:
+        if not denied or again and not all(orders.order(c).reason.startswith(_PASSING_SUBMITS) for c in denied):
             return
         if len(denied) < len(children):
             if not (self._kernel.instruments[bracket.instrument_id].cash_only and getattr(self._venue, "lists_oco", False)):
@@ -1348,13 +1354,14 @@ class ContingentOrders:
             self._child_of.pop(coid, None)
         bracket.state, bracket.children = "filled", []
         self._link("children", bracket.strategy_id, bracket.instrument_id, bracket.entry_id, ())
-        logger.warning("bracket {}: its exits, denied at its entry's fill, are sent again at the next market event of {}",
+        logger.warning("bracket {}: its exits, all denied, are sent again at the next market event of {}",
                        bracket.entry_id, bracket.instrument_id)  # fmt: skip
 
     def _send_denied_again(self, bracket: Bracket) -> None:
-        """Send, once, the exits of ``bracket`` denied at its entry's fill beside one sent (:meth:`_arm_at_fill`): for
-        what the working exit has left to fill, linked with it in one OCO group, the ``"children"`` link journaled
-        first. Nothing once that exit closed or a timed exit was decided."""
+        """Send the exits of ``bracket`` denied at its entry's fill beside one sent (:meth:`_arm_at_fill`): for what the
+        working exit has left to fill, linked with it in one OCO group, the ``"children"`` link journaled first;
+        denied again by a check that passes with time, at the next market event again. Nothing once that exit closed
+        or a timed exit was decided."""
         bracket.resend = False
         orders = self._kernel.orders
         working = [c for c in bracket.children if self._is_open(c)]
@@ -1383,6 +1390,10 @@ class ContingentOrders:
             order = orders.get(coid)
             if coid not in working and order is not None and order.status in _REFUSED:
                 self._child_refused(bracket, coid, order.reason)
+                if order.status is OrderStatus.DENIED and order.reason.startswith(_PASSING_SUBMITS):
+                    bracket.resend = True
+                    logger.warning("bracket {}: {} sent again at the next market event of {}", bracket.entry_id, coid,
+                                   iid)  # fmt: skip
         live = [c for c in children if self._is_open(c)]
         if len(live) > 1:
             self.oco(live)
@@ -1390,7 +1401,7 @@ class ContingentOrders:
     def _bar_passed(self, bracket: Bracket) -> None:
         bracket.bars_since_fill += 1
         if bracket.state == "filled" and bracket.bars_since_fill >= bracket.arm_after_bars:
-            self._arm(bracket)
+            self._arm_at_fill(bracket, again=True) if self.at_fill and bracket.arm_after_bars == 0 else self._arm(bracket)
         if bracket.exit_after_bars is not None and bracket.bars_since_fill >= bracket.exit_after_bars:
             self._exit(bracket)
 
