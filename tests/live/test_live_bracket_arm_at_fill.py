@@ -17,6 +17,7 @@ from tests.live.live_harness import IID, harness, until
 from tests.live.test_live_resolved_contingent import T0, Contingent
 from tests.live.venue_kits import KITS, KitHarness, KitTape, VenueKit, kit_harness
 from tradebus.adapters.common.account_emulator import AccountEmulator
+from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderDenied, OrderRejected, OrderSide, OrderStatus, OrderType, Trade, TradingState
 from tradebus.execution.contingent import ContingentOrders
 from tradebus.execution.orders import Order
@@ -270,3 +271,31 @@ async def test_a_live_bracket_exit_denied_at_the_fill_beside_one_sent_is_sent_at
         await until(lambda: target.status is OrderStatus.FILLED and stop.status is OrderStatus.CANCELED)
         assert h.emulator.open_orders() == []
 
+
+async def test_a_live_binance_spot_bracket_whose_buy_paid_its_fee_in_btc_sends_its_oco_list_for_the_btc_held() -> None:
+    """Binance spot, 0.1 % taker fee taken from the coins bought: buy 0.01 at market, filled by the trade at 60,000,
+    no trade after it. The venue keeps 0.6 USDT / 60,000 = 0.00001 BTC of fee and credits 0.00999: the OCO order
+    list sent at the fill sells 0.00999 (stop-loss 59,000, take-profit 61,000), which the venue takes, not the 0.01
+    bought, which it would refuse for want of balance."""
+    inst = Instrument("BINANCE", "BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, lot_size=1e-5, margin=False,
+                      taker_fee=0.001)
+    async with harness(inst=inst) as h:
+        h.emulator.fee_in_received = True
+        rejected: list[OrderDenied | OrderRejected] = []
+        h.kernel.bus.subscribe(OrderDenied, rejected.append)
+        h.kernel.bus.subscribe(OrderRejected, rejected.append)
+        contingent = ContingentOrders(h.kernel)
+        entry = contingent.bracket("s1", IID, OrderSide.BUY, 0.01, stop_loss=59_000.0, take_profit=61_000.0)
+        assert entry is not None
+        await until(lambda: h.kernel.orders.order(entry).status is OrderStatus.ACCEPTED)
+        h.trade(60_000.0)  # fills the entry, the last trade
+        await until(lambda: len(h.emulator.open_orders()) == 2 or bool(rejected))
+        await h.venue.drain()
+        assert rejected == []
+        assert h.emulator.balances["BTC"] == pytest.approx(0.00999, abs=1e-12)
+        stop, target = h.kernel.orders.orders()[1:]
+        assert (stop.quantity, target.quantity) == (pytest.approx(0.00999, abs=1e-12), pytest.approx(0.00999, abs=1e-12))
+        resting = {r.order.client_order_id: (r.order.quantity, r.order.price, r.order.trigger_price)
+                   for r in h.emulator.open_orders()}
+        assert resting[stop.client_order_id][::2] == (pytest.approx(0.00999, abs=1e-12), 59_000.0)
+        assert resting[target.client_order_id][:2] == (pytest.approx(0.00999, abs=1e-12), 61_000.0)
