@@ -5,6 +5,7 @@ Usage::
     python bench/ml_gated.py            # human-readable table
     python bench/ml_gated.py --json     # one JSON document
     python bench/ml_gated.py --runs 5
+    python bench/ml_gated.py --only live_compiled_vs_xgboost --only row_predict
 
 Figures (medians of ``--runs`` runs, both sides timed in the same run; ratios are medians
 of per-run ratios):
@@ -15,6 +16,12 @@ of per-run ratios):
 * ``training``: :func:`~tradebus.research.edge_walkforward.train_segments` with tuning
   (first segment), pruning and purged calibration, against the same segments fitted
   without them (the price of the validation machinery).
+* ``live_compiled_vs_xgboost``: the live (per-bar) kernel run with the horizon models
+  evaluated as compiled trees (:mod:`tradebus.research.trees`, one call per bar for all
+  horizons), against the same run with one XGBoost ``predict`` per horizon model per bar (the
+  path of a config backtest before); the edges and fills must be identical.
+* ``row_predict``: one bar's edge (:meth:`~tradebus.research.model.ModelStep.predict_row` of
+  the last segment), compiled against XGBoost, per call (median over every bar's row).
 """
 
 from __future__ import annotations
@@ -23,18 +30,23 @@ import argparse
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
+
+import numpy as np
 
 from checkout import use_this_checkout
 
 REPO = use_this_checkout()
 
+from tradebus.features.batch import compute_features  # noqa: E402
 from tradebus.research.dataset import load_events  # noqa: E402
 from tradebus.research.edge_walkforward import run_edges, train_segments  # noqa: E402
 from tradebus.research.ml_gated import load_ml_gated_config  # noqa: E402
 
 CONFIG = REPO / "configs" / "systems" / "ml_gated.yaml"
+FIGURES = ("live_vs_precomputed", "training", "live_compiled_vs_xgboost", "row_predict")
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -43,45 +55,103 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - t, out
 
 
+@contextmanager
+def per_model_predict(trained: Any) -> Iterator[None]:
+    """Every segment's edge model predicts with one XGBoost call per horizon model (the path before)."""
+    models = [segment.step.model for segment in trained.segments]
+    for model in models:
+        model.compile_trees = False
+    try:
+        yield
+    finally:
+        for model in models:
+            del model.compile_trees
+
+
+def same_floats(a: list[tuple[int, float]], b: list[tuple[int, float]]) -> bool:
+    """``(ts, value)`` records equal bit for bit (NaN equal to NaN)."""
+    x, y = np.array(a, dtype=np.float64), np.array(b, dtype=np.float64)
+    return x.shape == y.shape and bool((x.view(np.int64) == y.view(np.int64)).all())
+
+
+def row_predict(trained: Any, bars: Any, cfg: Any) -> tuple[float, float]:
+    """Median seconds of one ``predict_row`` on each bar's features: compiled, then XGBoost."""
+    step = trained.segments[-1].step
+    features = compute_features(bars, cfg.features, event="bar")
+    rows = features[list(step.columns)].dropna().to_numpy(dtype=np.float64)
+    step._slots = tuple(range(len(step.columns)))  # rows in the model's column order
+    step.predict_row(rows[0].tolist())  # compile the trees outside the timing
+
+    def each_row() -> list[float]:
+        times = []
+        for row in rows:
+            values = row.tolist()
+            t = time.perf_counter()
+            step.predict_row(values)
+            times.append(time.perf_counter() - t)
+        return times
+
+    compiled = each_row()
+    with per_model_predict(trained):
+        xgboost = each_row()
+    return statistics.median(compiled), statistics.median(xgboost)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", action="append", choices=FIGURES, help="figures to measure (default: all)")
     args = parser.parse_args(argv)
+    figures = args.only or list(FIGURES)
     cfg = load_ml_gated_config(CONFIG)
     _, bars = load_events(cfg.data.catalog, cfg.data.dataset)
     m, wf = cfg.model, cfg.walkforward
     common = dict(min_train=wf.min_train, retrain_every=wf.retrain_every, params=m.params, cv_splits=m.cv_splits,
                   embargo=m.embargo, seed=m.seed, nthread=m.nthread)
     instrument = cfg.instrument.to_instrument()
-    rows: dict[str, list[tuple[float, float]]] = {"live_vs_precomputed": [], "training": []}
+    rows: dict[str, list[tuple[float, float]]] = {name: [] for name in figures}
+    trained = None
     for _ in range(args.runs):
         full, trained = timed(lambda: train_segments(bars, cfg.features, m.columns, m.horizons, tune_grid=m.tune_grid,
                                                      tune=m.tune, prune_keep=m.prune_keep, calibrate=True, **common))
-        bare, _ = timed(lambda: train_segments(bars, cfg.features, m.columns, m.horizons, tune="none",
-                                               calibrate=False, **common))
-        rows["training"].append((full, bare))
+        if "training" in rows:
+            bare, _ = timed(lambda: train_segments(bars, cfg.features, m.columns, m.horizons, tune="none",
+                                                   calibrate=False, **common))
+            rows["training"].append((full, bare))
 
         def run(source: Any) -> Any:
             return run_edges(bars, instrument, cfg.strategy_params(), source, venue=cfg.venue,
                              initial_cash=cfg.initial_cash)
 
-        pre_s, (pre, _) = timed(lambda: run(trained.precomputed_source()))
-        live_s, (live, _) = timed(lambda: run(trained.live_source()))
-        if live.fills != pre.fills:
-            raise SystemExit("live and precomputed runs disagree")
-        rows["live_vs_precomputed"].append((live_s, pre_s))
+        if "live_vs_precomputed" in rows:
+            pre_s, (pre, _) = timed(lambda: run(trained.precomputed_source()))
+            live_s, (live, _) = timed(lambda: run(trained.live_source()))
+            if live.fills != pre.fills:
+                raise SystemExit("live and precomputed runs disagree")
+            rows["live_vs_precomputed"].append((live_s, pre_s))
+        if "live_compiled_vs_xgboost" in rows:
+            compiled_s, (compiled, compiled_strategy) = timed(lambda: run(trained.live_source()))
+            with per_model_predict(trained):
+                xgboost_s, (xgboost, xgboost_strategy) = timed(lambda: run(trained.live_source()))
+            if compiled.fills != xgboost.fills or not same_floats(compiled_strategy.outputs, xgboost_strategy.outputs):
+                raise SystemExit("compiled and XGBoost per-bar runs disagree")
+            rows["live_compiled_vs_xgboost"].append((compiled_s, xgboost_s))
+        if "row_predict" in rows:
+            rows["row_predict"].append(row_predict(trained, bars, cfg))
     out = {}
     for name, pairs in rows.items():
         out[name] = {"subject_s": statistics.median(a for a, _ in pairs),
                      "reference_s": statistics.median(b for _, b in pairs),
                      "ratio": statistics.median(a / b for a, b in pairs), "runs": args.runs}
-    out["live_vs_precomputed"]["bars"] = len(bars)
+    for name in ("live_vs_precomputed", "live_compiled_vs_xgboost"):
+        if name in out:
+            out[name]["bars"] = len(bars)
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
     else:
         for name, r in out.items():
-            print(f"{name:22s} subject {r['subject_s']:8.3f} s  reference {r['reference_s']:8.3f} s  "
+            print(f"{name:24s} subject {r['subject_s']:11.6f} s  reference {r['reference_s']:11.6f} s  "
                   f"ratio {r['ratio']:6.2f}x")
     return 0
 

@@ -7,7 +7,11 @@ returns (:func:`combined_target`), so the output is an expected return in bps, c
 with a round-trip cost. Horizons are summed in ascending order and every operation is
 element-wise, so a batch prediction equals the row-by-row (live) one bit for bit when the
 per-horizon models are tree ensembles (XGBoost): :attr:`HorizonEdge.batch_equals_rows`
-tells :class:`~tradebus.research.model.ModelStep` so.
+tells :class:`~tradebus.research.model.ModelStep` so. XGBoost regressors are evaluated as
+compiled trees (:mod:`tradebus.research.trees`: the same floats as their ``predict``, all
+horizons in one call of a few microseconds instead of one ~0.5 ms XGBoost call per horizon),
+which makes the per-bar (live, config backtest) prediction cheap; :meth:`HorizonEdge.raw_by_models`
+is the path through XGBoost itself.
 
 Fitting (:func:`fit_edge`) is deterministic: XGBoost gets ``random_state=seed`` and
 ``n_jobs=nthread`` (1 by default). Training rows are taken by the caller (purged: their
@@ -40,6 +44,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from tradebus.errors import ConfigError
+from tradebus.research.trees import CompiledTrees, compile_regressors
 
 __all__ = [
     "HorizonEdge",
@@ -71,6 +76,8 @@ class HorizonEdge:
 
     #: Batch predictions equal row-by-row ones (tree ensembles, element-wise combination).
     batch_equals_rows = True
+    #: Evaluate XGBoost regressors compiled (:mod:`tradebus.research.trees`); ``False``: their ``predict``.
+    compile_trees = True
 
     def __init__(self, models: Mapping[int, Any], weights: Mapping[int, float], offset: float = 0.0,
                  scale: float = 1.0) -> None:
@@ -83,11 +90,39 @@ class HorizonEdge:
         self.scale = float(scale)
 
     def raw(self, X: np.ndarray) -> np.ndarray:
-        """The uncalibrated weighted sum."""
+        """The uncalibrated weighted sum.
+
+        XGBoost regressors are evaluated by :class:`~tradebus.research.trees.CompiledTrees`, all
+        horizons in one call (the same floats as their ``predict``); other models by ``predict``.
+        """
+        compiled = self._compiled()
+        preds = None if compiled is None else compiled.predict(X)
+        if preds is None:
+            return self.raw_by_models(X)
+        out = np.zeros(len(X), dtype=np.float64)
+        for k, h in enumerate(self.horizons):
+            out = out + self.weights[h] * np.asarray(preds[:, k], dtype=np.float64)
+        return out
+
+    def raw_by_models(self, X: np.ndarray) -> np.ndarray:
+        """:meth:`raw` through every model's own ``predict`` (the reference of the compiled path)."""
         out = np.zeros(len(X), dtype=np.float64)
         for h in self.horizons:
             out = out + self.weights[h] * np.asarray(self.models[h].predict(X), dtype=np.float64)
         return out
+
+    def _compiled(self) -> CompiledTrees | None:
+        if not self.compile_trees:
+            return None
+        if "_trees" not in self.__dict__:
+            self._trees = compile_regressors([self.models[h] for h in self.horizons])
+        return self._trees
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the compiled trees are rebuilt from the models on first use: saved files stay as they were
+        state = dict(self.__dict__)
+        state.pop("_trees", None)
+        return state
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """The calibrated edge in bps."""
