@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from loguru import logger
 from typer.testing import CliRunner
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
@@ -112,3 +113,47 @@ async def test_paper_daemon_stops_cleanly_and_raises_the_strategy_error(
     finally:
         assert again.journal is not None
         again.journal.close()
+
+
+
+@pytest.mark.parametrize(("hook", "raised", "started"), [("on_start", StrategyError, ["steady"]),
+                                                         ("history_sizes", ZeroDivisionError, [])])
+async def test_a_failed_start_is_the_error_raised_and_no_strategy_not_started_is_stopped(
+    tmp_path: Path, hook: str, raised: type[Exception], started: list[str]
+) -> None:
+    """Strategies steady and late raising in on_stop, flaky between them raising in ``hook`` as the daemon starts them.
+
+    flaky's on_start raising: the shutdown stopped flaky and late too, whose on_start never ran (late's on_stop
+    raising there). flaky's history_sizes raising (in the kernel's prepare, before any on_start): the shutdown
+    started the three strategies on the half-built kernel, then stopped them. The stop's reason was "stopped".
+    Now only a strategy whose on_start returned is stopped (steady: its on_stop's error logged as secondary), the
+    start's error is raised and is the stop's reason.
+    """
+    node: PaperNode | None = None
+
+    async def run() -> None:
+        nonlocal node
+        async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, [], lifetime=60.0) as srv:
+            data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, journal=True)
+            strategies = (entry("steady", hook="on_stop"), entry("flaky", hook=hook), entry("late", hook="on_stop"))
+            node = PaperNode(config_of(with_strategies(data, *strategies)), handle_signals=False)
+            await run_node(node, lambda: False, timeout=30.0)
+
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="ERROR", format="{message}")
+    try:
+        with pytest.raises(raised, match=f"division by zero in {hook}"):
+            await run()
+    finally:
+        logger.remove(sink)
+    assert node is not None
+    calls = {s.strategy_id: s.calls for s in node.kernel.strategies}  # type: ignore[attr-defined]
+    begun = [*started, "flaky"] if hook == "on_start" else []
+    assert [sid for sid, hooks in calls.items() if "on_start" in hooks] == begun
+    assert [sid for sid, hooks in calls.items() if "on_stop" in hooks] == started
+    assert "division by zero in " + hook in node.summary.stop_reason, node.summary.stop_reason
+    log = " ".join(" ".join(lines).split())
+    if started:
+        assert "secondary error while stopping: strategy 'steady' on_stop at " in log, log
+    assert "strategy 'late'" not in log, log
+    assert node.journal is not None and node.journal.closed

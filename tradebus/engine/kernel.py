@@ -486,7 +486,10 @@ class Kernel:
         # trades or bars.
         self._quote_first_ns: int | None = None
         self._quote_last_ns: int | None = None
+        # Whether start() was called (once: a start that raised is not tried again), and the strategies whose
+        # on_start returned, in order: only they are ended (at_stop, on_stop).
         self._started = False
+        self._running: list[Strategy] = []
         self._prepared = False
         self._stopped = False
         self._strategies_ended = False
@@ -619,21 +622,27 @@ class Kernel:
     def start(self) -> None:
         """Build the feature banks, subscribe the strategies and call their ``on_start``.
 
+        Called once: a start that raised is not tried again, and only the strategies whose ``on_start``
+        returned are ended (:meth:`end_strategies`).
+
         Raises
         ------
         StrategyError
             An ``on_start`` raised (names the strategy; the original exception is chained).
+        FeatureError
+            As :meth:`prepare`.
         """
         if self._started:
             return
-        self.prepare()
         self._started = True
+        self.prepare()
         if self.interest is not None:
             self.interest.resume(self.clock.now_ns())  # loans a journal replay restored
         try:
             self._interrupt_journaled_algos()
             for strategy in self.strategies:
                 strategy.on_start()
+                self._running.append(strategy)
         except Exception as exc:
             raise_strategy_failure(exc, self.clock.now_ns())
 
@@ -1636,7 +1645,8 @@ class Kernel:
 
         :meth:`stop` calls it first; a live daemon calls it earlier, to cancel what the strategies
         leave working before the results are collected. Strategies not started yet are started
-        first, unless ``start`` is false (then neither is called).
+        first, unless ``start`` is false (then neither is called). A strategy whose ``on_start`` did not
+        return (it raised, or an earlier strategy's did, or the start failed before) is not ended.
 
         Raises
         ------
@@ -1661,7 +1671,7 @@ class Kernel:
             self._take_due_sample()  # the state after the last messages, before any on_stop acts
         except DataError as exc:  # the journal failed: the strategies still end
             failed = exc
-        for strategy in self.strategies if self._started else ():
+        for strategy in self._running:
             try:
                 strategy.end_run()
             except Exception as exc:  # the others still stop

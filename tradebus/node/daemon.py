@@ -417,6 +417,9 @@ class PaperNode:
         if self._strategy_failure is None:
             self._strategy_failure = failure
             logger.error("stopping: {}", failure)
+        elif failure is not self._strategy_failure:
+            logger.error("secondary error while stopping: {} (the error raised is the first: {})", failure,
+                         self._strategy_failure)
         self.stop(f"strategy {failure.strategy_id!r} failed in {failure.hook}: {_what_failed(failure)}")
 
     def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -530,6 +533,7 @@ class PaperNode:
         loop.set_exception_handler(self._loop_exception)
         tasks: dict[asyncio.Task[None], Feed] = {}
         failure: BaseException | None = None
+        cause: Exception | None = None  # what the start raised: the error told, whatever the shutdown meets
         refused = False
         try:
             if self.ops is not None:
@@ -542,10 +546,22 @@ class PaperNode:
             if not self.config.warm_up or await self._warm_up():  # else stopped while warming up: nothing started
                 self._warmed = True
                 failure = await self._start_and_serve(tasks)
+        except Exception as exc:
+            cause = exc
+            if isinstance(exc, StrategyError):
+                self._strategy_failed(exc)
+            else:
+                self.stop(f"{type(exc).__name__}: {exc}")
+            raise
         finally:
             self.running.clear()  # stopping: an operator's /flatten still waiting for its cancels sends nothing
             try:
                 await self._shutdown_and_stop_ops(tasks)
+            except Exception as secondary:
+                if cause is None:
+                    raise
+                logger.error("secondary error while stopping ({}: {}); the error raised is the one that stopped the "
+                             "daemon: {}: {}", type(secondary).__name__, secondary, type(cause).__name__, cause)
             finally:
                 loop.set_exception_handler(exception_handler)
                 if refused or not self._warmed:  # nothing recovered or started: the journal holds its meta alone
