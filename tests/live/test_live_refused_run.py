@@ -22,6 +22,7 @@ import yaml
 from typer.testing import CliRunner
 
 from tests.live.live_harness import KEY, SECRET, until
+from tests.live.node_testdata import SPOT_CAPTURE
 from tests.live.test_live_secrets import ACCOUNTS
 from tests.live.test_live_secrets import KEY as ACCOUNT_KEY
 from tests.live.test_live_secrets import PASSPHRASE as ACCOUNT_PASSPHRASE
@@ -80,6 +81,7 @@ def test_a_config_refused_once_the_daemon_is_built_leaves_no_journal(command: st
     data.pop("initial_cash", None)
     result = _run_refused(command, data, tmp_path)
     assert result.exit_code == 2 and "which no feed subscribes" in result.output, result.output
+    assert f"error: {tmp_path / command}.yaml: balances." in result.output, result.output
 
 
 @pytest.mark.parametrize("command", ["paper", "live"])
@@ -103,8 +105,29 @@ def test_a_feature_the_kernel_cannot_build_is_refused_before_the_warm_up_and_lea
     (nothing compiled) with the disk as it was."""
     result = _run_refused(command, {**_shipped(command, tmp_path), "features": features}, tmp_path)
     assert result.exit_code == 2, result.output
-    assert expected in result.output and "Traceback" not in result.output
+    assert f"error: {tmp_path / command}.yaml: {expected}" in result.output and "Traceback" not in result.output
     assert "warming up" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [({"features": [{"name": "imb", "kind": "book_imbalance", "params": {"levels": 5}}]},
+      "features: feature 'imb' of BTCUSDT.BINANCE is driven by book events"),
+     ({"features": [{"name": "x", "kind": "ema", "input": "nosuch", "params": {"span": 3}}]},
+      "features: feature 'x': unknown input 'nosuch' (not an event field or feature)")],
+    ids=["book-driven", "unknown-input"],
+)
+def test_a_replay_refusing_its_config_names_the_file(change: dict[str, Any], expected: str, tmp_path: Path) -> None:
+    """tradebus replay refused these configs as the paper daemon does, but without naming the config file (a backtest's
+    refusal names it): "error: features: ..."."""
+    data = _shipped("paper", tmp_path)
+    data.update(change)
+    config = tmp_path / "paper.yaml"
+    config.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(app, ["replay", str(SPOT_CAPTURE), "--config", str(config), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert f"error: {config}: {expected}" in result.output, result.output
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("command", ["paper", "live"])
@@ -126,7 +149,7 @@ def test_an_ops_port_another_process_listens_on_is_refused_and_leaves_no_journal
         env = {"TRADEBUS_BINANCE_API_KEY": KEY, "TRADEBUS_BINANCE_API_SECRET": SECRET, "TRADEBUS_TELEGRAM_TOKEN": "1:x"}
         result = CliRunner().invoke(app, [command, str(config), "--max-seconds", "5"], env=env)
     assert result.exit_code == 2, result.output
-    assert f"cannot serve /metrics and /health on 127.0.0.1:{port}" in result.output
+    assert f"error: {config}: ops.port/ops.host: cannot serve /metrics and /health on 127.0.0.1:{port}" in result.output
     assert f"{command} daemon stopping: ops.port/ops.host: cannot serve" in result.output
     assert "not delivered" not in result.output
     assert _tree(tmp_path) == before
@@ -142,7 +165,8 @@ def test_a_log_file_that_cannot_be_opened_is_refused_naming_it_and_leaves_no_jou
     result = _run_refused(command, {**_shipped(command, tmp_path), "ops": {"port": 0, "log": {"file": str(log)}}},
                           tmp_path, seconds="5")
     assert result.exit_code == 2, result.output
-    assert f"ops.log.file: cannot write {log} (" in result.output and "Traceback" not in result.output
+    assert f"error: {tmp_path / command}.yaml: ops.log.file: cannot write {log} (" in result.output
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("existing", [False, True], ids=["new-journal", "journal-of-an-earlier-run"])

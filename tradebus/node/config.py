@@ -49,8 +49,9 @@ Relative paths (``journal``, ``record``) are resolved against the config file's 
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -310,6 +311,30 @@ def load_paper_config(path: str | Path, overrides: Sequence[str] = ()) -> PaperC
         Missing or unreadable file, invalid YAML, or any invalid field (named with its path).
     """
     return load_config(path, model=PaperConfig, overrides=overrides)
+
+
+@contextlib.contextmanager
+def naming_config(path: str | Path) -> Iterator[None]:
+    """Have a config's refusal raised in the body (a :class:`~tradebus.errors.ConfigError`) name the config file
+    ``path`` first, as a backtest's do (:func:`named_refusal`).
+
+    For the refusals of a daemon or replay once its config is loaded (:func:`load_paper_config` names the file).
+    """
+    try:
+        yield
+    except ConfigError as exc:
+        named = named_refusal(exc, path)
+        if named is exc:
+            raise
+        raise named from exc.__cause__
+
+
+def named_refusal(exc: ConfigError, path: str | Path) -> ConfigError:
+    """``exc`` naming the config file ``path`` first: itself if it names it already (or is a subclass's), else a new
+    :class:`~tradebus.errors.ConfigError`."""
+    if type(exc) is not ConfigError or str(exc).startswith(f"{path}: "):
+        return exc
+    return ConfigError(f"{path}: {exc}")
 
 
 def dump_paper_config(config: PaperConfig) -> str:

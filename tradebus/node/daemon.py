@@ -97,7 +97,7 @@ from tradebus.execution.journal import SQLITE_COMPANIONS, Journal, JournalOwner
 from tradebus.execution.paper import PaperVenue
 from tradebus.execution.venue import Venue
 from tradebus.locks import take_lock
-from tradebus.node.config import PaperConfig, dump_paper_config, load_paper_config
+from tradebus.node.config import PaperConfig, dump_paper_config, load_paper_config, named_refusal, naming_config
 from tradebus.node.feeds import Feed, attach_feeds, build_feeds
 from tradebus.node.missed_hours import RUN_START_KEY
 from tradebus.node.router import NodeRouter
@@ -368,6 +368,8 @@ class PaperNode:
         self._task: asyncio.Task[Any] | None = None
         self._cut_short_by: signal.Signals | None = None
         self._strategy_failure: StrategyError | None = None
+        #: The refusal of the config :meth:`run` raised as it started (its ops port taken, its log file unwritable).
+        self.refusal: ConfigError | None = None
         # Whether the shutdown starts the strategies not started yet (then stops them): false until the recovery
         # settled (a daemon stopped or failed before, in the warm-up or the recovery, calls neither on_start nor
         # on_stop), then what it settled.
@@ -541,6 +543,7 @@ class PaperNode:
                     await self.ops.start(self)
                 except ConfigError as exc:  # its port taken: refused as a config is, before anything was recovered
                     refused = True
+                    self.refusal = exc
                     self.stop(str(exc))
                     raise
             if not self.config.warm_up or await self._warm_up():  # else stopped while warming up: nothing started
@@ -1169,15 +1172,21 @@ def _run_paper(
     from tradebus.reports.writers import RunDirectory
 
     config = load_paper_config(config_path, overrides)
-    check_bot_token(config)
-    if out_dir is not None:
-        check_log_beside_outputs(config, out_dir, "paper")
+    with naming_config(config_path):
+        check_bot_token(config)
+        if out_dir is not None:
+            check_log_beside_outputs(config, out_dir, "paper")
     run_dir = None if out_dir is None else RunDirectory(out_dir, "paper", keep=kept_files(config), force=force)
     try:
-        node = PaperNode(config, max_seconds=max_seconds, max_messages=max_messages, run_dir=run_dir)
+        with naming_config(config_path):
+            node = PaperNode(config, max_seconds=max_seconds, max_messages=max_messages, run_dir=run_dir)
         starting.hand_to(node)
         try:
             summary = asyncio.run(node.run())
+        except ConfigError as exc:
+            if exc is not node.refusal:
+                raise
+            raise named_refusal(exc, config_path) from None
         finally:
             starting.stopping()
             if run_dir is not None and outputs_to_write(node):

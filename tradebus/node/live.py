@@ -116,7 +116,7 @@ from tradebus.execution.live import (
 )
 from tradebus.execution.orders import OPEN_STATUSES, Order
 from tradebus.execution.venue import OrderStatusReport
-from tradebus.node.config import PaperConfig
+from tradebus.node.config import PaperConfig, named_refusal, naming_config
 from tradebus.node.reconcile import ExternalOrder, InstrumentHeld, Reconciler, hedge_mode, margin_differences
 from tradebus.node.starting import StartingSignals
 from tradebus.risk.breakers import BreakerState
@@ -1531,22 +1531,25 @@ def run_live(
     from tradebus.reports.writers import RunDirectory
 
     config = load_live_config(config_path, overrides)
-    check_environment(config.live, mainnet)
-    check_feed_environment(config)
+    with naming_config(config_path):
+        check_environment(config.live, mainnet)
+        check_feed_environment(config)
     keys = ApiKeys.from_env(config.live, environ)
-    check_bot_token(config)
-    if out_dir is not None:
-        check_log_beside_outputs(config, out_dir, "live")
+    with naming_config(config_path):
+        check_bot_token(config)
+        if out_dir is not None:
+            check_log_beside_outputs(config, out_dir, "live")
     run_dir = None if out_dir is None else RunDirectory(out_dir, "live", keep=kept_files(config), force=force)
     nodes: list[LiveNode] = []
 
     async def main() -> NodeSummary:
         # Built on the running loop: the engine's timers need it.
-        nodes.append(
-            LiveNode(
-                config, keys, dry_run=dry_run, max_seconds=max_seconds, max_messages=max_messages, run_dir=run_dir
+        with naming_config(config_path):
+            nodes.append(
+                LiveNode(
+                    config, keys, dry_run=dry_run, max_seconds=max_seconds, max_messages=max_messages, run_dir=run_dir
+                )
             )
-        )
         if starting is not None:
             starting.hand_to(nodes[0])
         return await nodes[0].run()
@@ -1554,6 +1557,10 @@ def run_live(
     try:
         try:
             summary = asyncio.run(main())
+        except ConfigError as exc:
+            if not nodes or exc is not nodes[0].refusal:
+                raise
+            raise named_refusal(exc, config_path) from None
         finally:
             if starting is not None:
                 starting.stopping()

@@ -127,7 +127,7 @@ from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.engine.messages import FeedStale
 from tradebus.errors import ConfigError, DataError, ParseError
 from tradebus.config.load import parse_config
-from tradebus.node.config import PaperConfig, dump_paper_config, load_paper_config
+from tradebus.node.config import PaperConfig, dump_paper_config, load_paper_config, naming_config
 from tradebus.execution.client_ids import BACKTEST_RUN_ID
 from tradebus.execution.journal import Journal
 from tradebus.node.daemon import build_paper_kernel, kept_files, recover_journal
@@ -684,7 +684,8 @@ def run_playback(
     out = Path(out_dir) if out_dir is not None else default_out(recording)
     run_dir = RunDirectory(out, "replay", keep=[recording, *kept_files(config)], force=force)
     try:
-        playback = play(recording, config, session)
+        with naming_config(config_path):
+            playback = play(recording, config, session)
         result = playback.kernel.result
         warn_denials(result.denials, "replay")
         write_outputs(
