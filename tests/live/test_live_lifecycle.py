@@ -78,9 +78,16 @@ async def test_lost_ack_with_lost_events_is_resolved_by_query_not_resent() -> No
     pending = [m.record for m in records if "query not answered now" in m.record["message"]]
     assert pending and all(r["level"].name == "INFO" and r["exception"] is None for r in pending)
     assert not [m for m in records if m.record["exception"] is not None]
-    # how the UNKNOWN order ended is logged, not only that it was queried
-    settled = [m.record for m in records if m.record["message"].startswith(f"order {order.client_order_id}: UNKNOWN here, ACCEPTED")]
+    # how the UNKNOWN order ended is logged, not only that it was queried, and in words that say what UNKNOWN is
+    # and what the daemon did (before: "order ...: UNKNOWN here, ACCEPTED at the venue (filled 0.0 of 0.01), as its
+    # answer says")
+    settled = [m.record for m in records if m.record["message"].startswith(f"order {order.client_order_id}: UNKNOWN here")]
     assert [r["level"].name for r in settled] == ["INFO"], [m.record["message"] for m in records]
+    assert settled[0]["message"] == (
+        f"order {order.client_order_id}: UNKNOWN here (its state at the venue not known: a submit or cancel timed out "
+        "or failed, or it was open when the daemon last stopped; queried by its client order id, never re-sent); the "
+        "venue answers ACCEPTED (filled 0.0 of 0.01): ACCEPTED here from now on"
+    )
 
 
 async def test_submit_answered_5xx_becomes_rejected_only_after_the_grace_and_is_never_resent() -> None:
@@ -97,8 +104,13 @@ async def test_submit_answered_5xx_becomes_rejected_only_after_the_grace_and_is_
             assert h.posts(order.client_order_id) == 1
     finally:
         logger.remove(sink)
-    (line,) = [m.record for m in records if m.record["message"].startswith(f"order {order.client_order_id}: UNKNOWN here, REJECTED")]
+    (line,) = [m.record for m in records if m.record["message"].startswith(f"order {order.client_order_id}: UNKNOWN here")]
     assert line["level"].name == "WARNING" and order.reason in line["message"]
+    assert line["message"] == (
+        f"order {order.client_order_id}: UNKNOWN here (its state at the venue not known: a submit or cancel timed out "
+        f"or failed, or it was open when the daemon last stopped; queried by its client order id, never re-sent), and "
+        f"the {order.reason}: REJECTED here (never placed, not re-sent)"
+    )
 
 
 @pytest.mark.parametrize("kind", ["rate_limit", "ban"])

@@ -47,5 +47,6 @@ async def test_a_restart_says_what_an_order_left_open_is_and_what_the_daemon_doe
                  "daemon last stopped; its state at the venue is unknown here (UNKNOWN) until the venue tells it: "
                  f"{how}; the start-up reconciliation holds its instrument (no new order) until it ends")
     assert explained in said, said
-    outcome = next(k for k, line in enumerate(said) if line.startswith(f"order {placed}: UNKNOWN here, {expected}"))
+    outcome = next(k for k, line in enumerate(said)
+                   if line.startswith(f"order {placed}: UNKNOWN here") and line.endswith(f"{expected} here from now on"))
     assert said.index(explained) < outcome

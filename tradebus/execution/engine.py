@@ -96,6 +96,13 @@ __all__ = ["MISSING_FILLS_READS", "ExecutionEngine", "OrderTimeouts"]
 
 _S = OrderStatus
 
+#: What an order whose state the venue's answer settles was waiting on here, for the log line saying how it ended.
+_NOT_KNOWN_YET: dict[OrderStatus, str] = {
+    _S.UNKNOWN: "its state at the venue not known: a submit or cancel timed out or failed, or it was open when the "
+                "daemon last stopped; queried by its client order id, never re-sent",
+    _S.SUBMITTED: "its submit sent, no answer yet",
+}
+
 #: Queries of an order whose venue says it filled more than the fills its trade history lists
 #: (``OrderAnomaly`` ``MISSING_FILLS``), ``retry_ns`` after the anomaly, then each twice as long after
 #: the previous answer (with the live default of 5 s: 5, 10, 20, 40 and 80 s). Binance and Bybit list
@@ -561,7 +568,8 @@ class ExecutionEngine:
                 self._retry(order)  # the submit may still be on its way
             return
         reason = f"venue has no such order {age / 1e9:.3f} s after its submit was sent (the submit never arrived)"
-        logger.warning("order {}: {} here, REJECTED: {}", order.client_order_id, status, reason)
+        logger.warning("order {}: {} here ({}), and the {}: REJECTED here (never placed, not re-sent)",
+                       order.client_order_id, status, _NOT_KNOWN_YET[status], reason)
         self._event(OrderResolved(order.strategy_id, order.instrument_id, order.client_order_id, _S.REJECTED, reason, now, now))
 
     def _apply_report(self, order: Order, report: OrderStatusReport) -> None:
@@ -587,8 +595,9 @@ class ExecutionEngine:
             now = self._clock.now_ns()
             reason = report.reason or "resolved by venue query"
             if order.status is _S.UNKNOWN or order.status is _S.SUBMITTED:
-                logger.info("order {}: {} here, {} at the venue (filled {} of {}), as its answer says",
-                            order.client_order_id, order.status, status, report.filled_qty, order.quantity)
+                logger.info("order {}: {} here ({}); the venue answers {} (filled {} of {}): {} here from now on",
+                            order.client_order_id, order.status, _NOT_KNOWN_YET[order.status], status,
+                            report.filled_qty, order.quantity, status)
             event = OrderResolved(
                 order.strategy_id, order.instrument_id, order.client_order_id, status, reason, now, now, report.filled_qty
             )
