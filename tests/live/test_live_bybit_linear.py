@@ -767,3 +767,22 @@ async def test_funding_settled_while_the_daemon_was_down_is_booked_once_from_the
         assert [f.payment for f in again.kernel.result.funding] == pytest.approx(paid, abs=1e-9)
         assert again.kernel.portfolio.account.balance("USDT") == pytest.approx(emulator.balances["USDT"], abs=1e-8)
     assert [p.payment for p in _journaled_funding(journal)] == pytest.approx(paid, abs=1e-9)
+
+
+async def test_the_emulator_refuses_a_second_funding_row_a_daemon_would_take_for_the_first_told_twice(tmp_path: Path) -> None:
+    """As the OKX swap emulator's since 3cb063b7: two settlements of the same rate and mark (a long of 0.01 at 65,000:
+    0.065 USDT each) were both stamped on the emulator's clock, milliseconds apart, in the transaction log (and pushed
+    as two ``execType=Funding`` executions), a history Bybit cannot produce (it settles a symbol's funding once per
+    funding time, hours apart), and a daemon takes two payments of one instrument and amount within 60 s
+    (VENUE_FUNDING_MATCH_NS) for one told twice. The emulator now refuses the second settlement, naming the symbol,
+    the amount and the first row; the log and the wallet are as after one settlement, and another amount goes through."""
+    async with _emulator() as emulator:
+        await _run(tmp_path, emulator, TRADE_FRAMES[:1], tmp_path / "journal.sqlite", lambda node: _open_long(node, emulator))
+        paid = emulator.settle_funding(SYMBOL, 0.0001, FUNDING_PX)
+        wallet = emulator.balances["USDT"]
+        with pytest.raises(ValueError, match=r"a second funding transaction-log row of BTCUSDT for -0\.065\d* within 60 s "
+                                             r"of transaction-log row funding-\d+: "):
+            emulator.settle_funding(SYMBOL, 0.0001, FUNDING_PX)
+        assert [r["change"] for r in emulator.transaction_log if r["type"] == "SETTLEMENT"] == [repr(-paid)]
+        assert emulator.balances["USDT"] == wallet
+        assert paid == pytest.approx(0.065) and emulator.settle_funding(SYMBOL, 0.0002, FUNDING_PX) == pytest.approx(0.13)

@@ -680,3 +680,23 @@ def test_a_funding_fee_update_names_its_instrument_or_is_not_guessed_when_the_ve
     assert [(p.instrument_id, p.payment) for p in paid_eth] == [(eth.instrument_id, 0.5)]
     # an isolated ETHUSDT position outside the run: its payment is not the run's BTCUSDT's
     assert [e for e in one.parse(_funding_update([isolated])) if type(e) in (FundingPaid, FundingUnattributed)] == []
+
+
+async def test_the_emulator_refuses_a_second_funding_row_a_daemon_would_take_for_the_first_told_twice(tmp_path: Path) -> None:
+    """As the OKX swap emulator's since 3cb063b7: two settlements of the same rate and mark (a long of 0.01 at 28,000:
+    0.028 USDT each) were both stamped on the emulator's clock, milliseconds apart, in the income history (and pushed
+    as two ``ACCOUNT_UPDATE`` of the same ``bc``), a history Binance cannot produce (it settles a symbol's funding once
+    per funding time, hours apart), and a daemon takes two payments of one instrument and amount within 60 s
+    (VENUE_FUNDING_MATCH_NS) for one told twice: 0.028 of the 0.056 paid would be booked. The emulator now refuses
+    the second settlement, naming the symbol, the amount and the first row; the history and the wallet are as after
+    one settlement, and a settlement of another amount goes through."""
+    async with _emulator() as emulator:
+        await _run(tmp_path, emulator, TRADE_FRAMES[:1], tmp_path / "journal.sqlite", lambda node: _open_long(node, emulator))
+        paid = emulator.settle_funding(SYMBOL, 0.0001, PRICE)
+        wallet = emulator.balances["USDT"]
+        with pytest.raises(ValueError, match=r"a second funding income row of BTCUSDT for -0\.028 within 60 s of "
+                                             r"income row 9000000000: "):
+            emulator.settle_funding(SYMBOL, 0.0001, PRICE)
+        assert [r["income"] for r in emulator.income if r["incomeType"] == "FUNDING_FEE"] == ["-0.02800000"]
+        assert emulator.balances["USDT"] == wallet
+        assert paid == pytest.approx(0.028) and emulator.settle_funding(SYMBOL, 0.0002, PRICE) == pytest.approx(0.056)

@@ -1446,13 +1446,22 @@ class BinanceFuturesEmulator(AccountEmulator, OrderLimits):
         event, no row. Assumed, not documented: one update per symbol settled (``bc`` its payment
         alone, where several cross positions settle at one time), listed in the history by the time
         it is pushed (a test may hold the row back), at the same millisecond.
+
+        Raises
+        ------
+        ValueError
+            A row of the symbol for the same amount is within ``VENUE_FUNDING_MATCH_NS`` of now
+            (:meth:`~tradebus.adapters.common.account_emulator.AccountEmulator.refuse_twin_funding`).
         """
         inst = self.instruments[symbol]
         payment = self.position(symbol) * inst.contract_size * mark * rate
         if payment == 0.0:
             return 0.0
-        self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) - payment
         now = self.now_ms()
+        self.refuse_twin_funding(symbol, float(_num(-payment)), now, "income row", (
+            (r["symbol"], r["time"], float(r["income"]), str(r["tranId"])) for r in self.income
+            if r["incomeType"] == "FUNDING_FEE"))
+        self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) - payment
         self.income.append({"symbol": symbol, "incomeType": "FUNDING_FEE", "income": _num(-payment), "asset": inst.quote,
                             "info": "FUNDING_FEE", "time": now, "tranId": 9_000_000_000 + len(self.income), "tradeId": ""})
         wb = _num(self.balances[inst.quote])

@@ -656,14 +656,23 @@ class BybitLinearEmulator(BybitPrivateEmulator):
         the transaction log and pushed on ``execution`` (``execType=Funding``) and ``wallet``
         (module docstring). One settled while no client is connected reaches only the log. A
         flat symbol pays nothing: no row, no push.
+
+        Raises
+        ------
+        ValueError
+            A row of the symbol for the same amount is within ``VENUE_FUNDING_MATCH_NS`` of now
+            (:meth:`~tradebus.adapters.common.account_emulator.AccountEmulator.refuse_twin_funding`).
         """
         inst = self.instruments[symbol]
         size = self.position(symbol)
         payment = size * inst.contract_size * mark * rate
         if payment == 0.0:
             return 0.0
-        self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) - payment
         now = self.now_ms()
+        self.refuse_twin_funding(symbol, -payment, now, "transaction-log row", (
+            (r["symbol"], int(r["transactionTime"]), float(r["change"]), r["id"]) for r in self.transaction_log
+            if r["type"] == "SETTLEMENT"))
+        self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) - payment
         row_id = f"funding-{len(self.transaction_log) + 1}"
         self.transaction_log.append({
             "id": row_id, "symbol": symbol, "category": "linear", "side": "Buy" if size > 0.0 else "Sell",

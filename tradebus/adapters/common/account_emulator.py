@@ -64,10 +64,11 @@ fills at the next public trade; locked balances are not tracked (the Binance spo
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -78,6 +79,7 @@ from loguru import logger
 from tradebus.adapters.common.book import OrderBook
 from tradebus.engine.clock import SimulatedClock
 from tradebus.engine.instrument import Instrument
+from tradebus.engine.perpetuals import VENUE_FUNDING_MATCH_NS
 from tradebus.engine.messages import (
     ModifyOrder,
     OrderAccepted,
@@ -451,6 +453,34 @@ class AccountEmulator(ABC):
     def now_ms(self) -> int:
         """The account's time, ms: the wall clock at its latest request or trade, or later (:meth:`stamp`)."""
         return self.clock.now_ns() // _MS or int(time.time() * 1000)
+
+    def refuse_twin_funding(
+        self, symbol: str, change: float, now_ms: int, what: str, earlier: Iterable[tuple[str, int, float, str]]
+    ) -> None:
+        """Refuse a funding settlement of ``symbol`` moving the wallet by ``change`` at ``now_ms`` when an ``earlier``
+        one (``(symbol, time ms, change, id)``, a venue's history rows, newest last) of the same symbol and change is
+        within :data:`~tradebus.engine.perpetuals.VENUE_FUNDING_MATCH_NS` of it.
+
+        A venue settles a perpetual's funding once per funding time, hours apart; the emulator stamps a settlement
+        on its own clock, so two made in a row are milliseconds apart, and a daemon takes two payments of one
+        instrument and amount that close for one payment told twice (its dedup, right for the venue's history).
+
+        Raises
+        ------
+        ValueError
+            Naming the symbol, the change, the earlier row (``what`` and its id) and how to settle it instead.
+        """
+        window_ms = VENUE_FUNDING_MATCH_NS // _MS
+        twin = next((row_id for sym, ts, moved, row_id in reversed(list(earlier))
+                     if sym == symbol and now_ms - ts <= window_ms
+                     and math.isclose(moved, change, rel_tol=1e-9, abs_tol=1e-12)), None)
+        if twin is not None:
+            raise ValueError(
+                f"a second funding {what} of {symbol} for {change!r} within {VENUE_FUNDING_MATCH_NS // 10**9} s of "
+                f"{what} {twin}: a venue settles a perpetual's funding once per funding time, hours apart, and a daemon "
+                "takes two payments of one instrument and amount that close for one told twice "
+                "(VENUE_FUNDING_MATCH_NS); settle this one at another rate or mark"
+            )
 
     # ------------------------------------------------------------------ REST
 

@@ -89,7 +89,6 @@ from tradebus.adapters.okx.emulator import OkxProtocol
 from tradebus.adapters.okx.parse import BOOK_CHANNELS, book_key, frame_stream
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, TimeInForce, Trade
-from tradebus.engine.perpetuals import VENUE_FUNDING_MATCH_NS
 from tradebus.execution.orders import Order
 
 __all__ = ["CLIENT_ID", "DECIMAL", "MatchingProtocol", "OkxPrivateEmulator", "OkxSwapEmulator"]
@@ -835,9 +834,8 @@ class OkxSwapEmulator(OkxPrivateEmulator):
         Raises
         ------
         ValueError
-            A bill of the swap for the same amount is within :data:`VENUE_FUNDING_MATCH_NS` of now: the bills
-            are stamped on the account's clock, not at funding times hours apart as OKX's are, and a daemon
-            would take the two for one payment told twice.
+            A bill of the swap for the same amount is within ``VENUE_FUNDING_MATCH_NS`` of now
+            (:meth:`~tradebus.adapters.common.account_emulator.AccountEmulator.refuse_twin_funding`).
         """
         inst = self.instruments[symbol]
         contracts = self.position(symbol)
@@ -845,15 +843,8 @@ class OkxSwapEmulator(OkxPrivateEmulator):
         if payment == 0.0:
             return 0.0
         now = self.now_ms()
-        twin = next((b for b in reversed(self.bills) if b["instId"] == symbol and float(b["balChg"]) == -payment
-                     and now - int(b["ts"]) <= VENUE_FUNDING_MATCH_NS // 1_000_000), None)
-        if twin is not None:
-            raise ValueError(
-                f"a second funding bill of {symbol} for {-payment!r} within {VENUE_FUNDING_MATCH_NS // 10**9} s of bill "
-                f"{twin['billId']}: OKX settles a swap's funding once per funding time, hours apart, and a daemon takes "
-                "two payments of one swap and amount that close for one told twice (VENUE_FUNDING_MATCH_NS); settle "
-                "this one at another rate or mark"
-            )
+        self.refuse_twin_funding(symbol, -payment, now, "bill",
+                                 ((b["instId"], int(b["ts"]), float(b["balChg"]), b["billId"]) for b in self.bills))
         self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) - payment
         self.bills.append({
             "billId": str(9_000_000_000 + len(self.bills)), "instType": "SWAP", "instId": symbol, "ccy": inst.quote,
