@@ -1,10 +1,12 @@
-"""A locked or crossed top of book (best bid >= best ask) marks nothing: the instrument keeps its last price, logged."""
+"""A locked or crossed top of book (best bid >= best ask) marks nothing (the instrument keeps its last price, logged)
+and a locked or crossed quote updates no feature, live or in batch."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from loguru import logger
 
@@ -12,6 +14,7 @@ from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import BookDelta, BookSnapshot, OrderSide, Quote
 from tradebus.execution.config import VenueConfig
+from tradebus.features.batch import compute_features
 from tradebus.strategies.base import Strategy
 
 IID = "BTCUSDT.BINANCE"
@@ -91,3 +94,37 @@ def test_a_crossed_replayed_book_keeps_the_last_mark_and_is_logged(tmp_path: Pat
     assert kernel.cache.prices[IID] == 100.0
     assert _warnings(lines) == [f"WARNING {IID}: book crossed at 1970-01-01T00:00:00.003Z: bid 100.5 >= ask 100.1; "
                                 "not marked at its mid, kept at the last price 100.0"]
+
+
+class MidWatch(Strategy):
+    """Notes the feature ``m`` (a 2-quote mean of the mid) after each quote."""
+
+    def __init__(self) -> None:
+        super().__init__(IID, strategy_id="watch")
+        self.seen: list[float] = []
+
+    def on_quote(self, quote: Quote) -> None:
+        self.seen.append(self.kernel.banks[IID].value("m"))
+
+
+def test_a_crossed_or_locked_quote_updates_no_feature_live_or_in_batch() -> None:
+    """Quotes 99.9 / 100.1 and 99.9 / 100.1 (mids 100.0), then crossed 110.0 / 108.0 and locked 109.0 / 109.0, then
+    101.9 / 102.1 (mid 102.0); the feature is the mean of the last two mids (sma, window 2, on quote.mid). Before, the
+    two bad quotes went into it as mids of 109.0 (a price no trade could print at, the one 52425ba7 stopped marking
+    at): 104.5, 109.0, then 105.5 after the sane quote. Now they update no feature, so it stays at 100.0 and reads
+    (100.0 + 102.0) / 2 = 101.0 after the sane quote; compute_features over the same quotes (a research dataset)
+    gives the same rows, bit for bit."""
+    instrument = Instrument(venue="BINANCE", symbol="BTCUSDT", tick_size=0.1, lot_size=0.1)
+    spec = {"name": "m", "kind": "sma", "params": {"window": 2}, "input": "quote.mid"}
+    kernel = Kernel([instrument], venue_config=VenueConfig(fill_on="quotes"), initial_cash=10_000.0, features=[spec])
+    watch = MidWatch()
+    kernel.add_strategy(watch)
+    tops = [(1, 99.9, 100.1), (2, 99.9, 100.1), (3, 110.0, 108.0), (4, 109.0, 109.0), (5, 101.9, 102.1)]
+    for t, b, a in tops:
+        kernel.process(Quote(IID, t * MS, t * MS, b, 1.0, a, 1.0))
+    kernel.stop()
+    assert watch.seen[1:] == [100.0, 100.0, 100.0, 101.0]
+    frame = pd.DataFrame({"ts_event": [t * MS for t, _, _ in tops], "bid": [b for _, b, _ in tops],
+                          "ask": [a for _, _, a in tops], "bid_size": 1.0, "ask_size": 1.0})
+    batch = compute_features(frame, [spec], event="quote")["m"].to_numpy()
+    assert np.array_equal(batch, np.array(watch.seen), equal_nan=True)

@@ -1048,6 +1048,7 @@ class Kernel:
         iid = quote.instrument_id
         self.cache.quotes[iid] = quote
         bid, ask = quote.bid_price, quote.ask_price
+        crossed = bid >= ask
         if bid < ask:
             mid = 0.5 * (bid + ask)
             prices = self.cache.prices
@@ -1056,10 +1057,11 @@ class Kernel:
             prices[iid] = mid
             if iid in self._crossed:
                 self._uncrossed(iid, quote.ts_init)
-        elif bid >= ask:
+        elif crossed:
             self._crossed_top(iid, bid, ask, quote.ts_init, "quote")
         bank = self.banks.get(iid)
-        if bank is not None:
+        # a locked or crossed quote updates no feature either (its mid or spread is no market's; batch: features.batch)
+        if bank is not None and not crossed:
             bank.update_quote(quote.ts_event, quote.bid_price, quote.ask_price, quote.bid_size, quote.ask_size)
         self._count_quote(quote.ts_init, quote.ts_event)
         self.bus.publish(quote)

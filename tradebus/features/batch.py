@@ -116,9 +116,34 @@ def compute_features(
         out = bank.run_books(ts, *sides)
     else:
         cols = [column(name) for name in _COLUMNS[event]]
-        runner = {"bar": bank.run_bars, "trade": bank.run_trades, "quote": bank.run_quotes}[event]
+        runner = {"bar": bank.run_bars, "trade": bank.run_trades, "quote": _run_sane_quotes(bank)}[event]
         out = runner(ts, *cols)
     return pd.DataFrame(out, index=df.index, columns=list(bank.columns))
+
+
+def _run_sane_quotes(bank: FeatureBank) -> Any:
+    """``bank.run_quotes`` skipping the locked or crossed quotes (bid >= ask), as a live run does.
+
+    :meth:`Kernel._process_quote <tradebus.engine.kernel.Kernel._process_quote>` updates no feature with such a
+    quote (its mid is no price the market could trade at, and its spread is not positive), so a feature keeps the
+    values of the last quote before it: here its row holds the row before it (the bank's starting values for a
+    leading one). A quote with a side missing (NaN) is fed, as live.
+    """
+
+    def run(ts: np.ndarray, bid: np.ndarray, ask: np.ndarray, bid_size: np.ndarray, ask_size: np.ndarray) -> np.ndarray:
+        sane = ~(bid >= ask)
+        if sane.all():
+            return bank.run_quotes(ts, bid, ask, bid_size, ask_size)
+        start = bank.values[[bank.slot(name) for name in bank.columns]]
+        fed = bank.run_quotes(ts[sane], bid[sane], ask[sane], bid_size[sane], ask_size[sane])
+        last_fed = np.cumsum(sane) - 1  # the row of ``fed`` each row shows (-1: none yet)
+        out = np.empty((ts.shape[0], start.shape[0]), dtype=np.float64)
+        out[:] = start
+        shown = last_fed >= 0
+        out[shown] = fed[last_fed[shown]]
+        return out
+
+    return run
 
 
 def _readers(bank: FeatureBank, field: str) -> list[str]:
