@@ -153,6 +153,10 @@ class BybitFeedHandle(ParserFeed):
             self.client = None
             self.parser = BybitParser(config.market, self.venue_name)
             self.name = f"{self.venue_name.lower()}-{config.market}"
+        for iid in self.instrument_ids:
+            channel = config.quote_book(iid)
+            if channel is not None:  # no tickers: the book gives the quotes
+                self.parser.books.quote_keys.add(f"{channel}.{self.symbols[iid]}")
         self.skip_unsubscribed(self.topics, variant_key, "orderbook.<depth> / kline.<interval> channel")
 
     stream_of = staticmethod(frame_stream)

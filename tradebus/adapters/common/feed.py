@@ -195,6 +195,23 @@ class FeedConfig(_Model):
         prefixes = VENUES[self.venue].book_channels
         return any(ch.split(".")[0] in prefixes for ch in self.channels_of(instrument_id))
 
+    def quote_book(self, instrument_id: str) -> str | None:
+        """The book channel whose top of book gives ``instrument_id``'s quotes, or ``None``.
+
+        The first book channel subscribed for it when no other channel of the venue's quotes (a ticker, a best
+        bid and offer) is: the book is then its only source of quotes, which a strategy's ``on_quote``, the
+        paper venue's ``fill_on: quotes`` and the marks need. ``None``: no book, or the quotes come from elsewhere.
+        """
+        from tradebus.adapters.registry import VENUES
+
+        adapter = VENUES[self.venue]
+        channels = self.channels_of(instrument_id)
+        books = [ch for ch in channels if ch.split(".")[0] in adapter.book_channels]
+        others = tuple(q for q in adapter.fill_channels["quotes"] if q not in adapter.book_channels)
+        if not books or any(ch.split(".")[0].startswith(others) for ch in channels):
+            return None
+        return books[0]
+
     def trades_only(self) -> bool:
         """Whether every subscribed channel is a trade channel (it pushes only when the market trades)."""
         from tradebus.adapters.registry import VENUES

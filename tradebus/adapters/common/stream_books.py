@@ -51,6 +51,9 @@ class StreamBooks:
         ``(key, reason)`` of every failure that made a book ask for a fresh snapshot, in order.
     dropped
         Deltas dropped because their book was waiting for a snapshot.
+    quote_keys
+        Book streams whose book emits a :class:`~tradebus.engine.messages.Quote` when its top changes: the
+        instrument's only source of quotes (no ticker subscribed; set by the feed before the first frame).
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class StreamBooks:
         self.syncs: dict[str, BookSync] = {}
         self.resync_requests: list[tuple[str, str]] = []
         self.dropped = 0
+        self.quote_keys: set[str] = set()
         self._make_rule = make_rule
         self._resubscribe = resubscribe
         self._snapshot_timeout = snapshot_timeout
@@ -81,7 +85,7 @@ class StreamBooks:
                 self._make_rule(key),
                 self._out.append,
                 requester,
-                emit_quotes=False,
+                emit_quotes=key in self.quote_keys,
                 snapshot_timeout=self._snapshot_timeout,
                 snapshots_in_stream=True,
             )

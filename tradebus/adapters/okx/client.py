@@ -264,6 +264,10 @@ class OkxFeedHandle(ParserFeed):
             self.client = None
             self.parser = OkxParser(okx.venue, verify_checksum=okx.verify_checksum)
             self.name = f"{okx.venue.lower()}-public"
+        for iid in self.instrument_ids:
+            channel = config.quote_book(iid)
+            if channel is not None:  # no ticker or bbo-tbt: the book gives the quotes
+                self.parser.books.quote_keys.add(book_key(channel, self.symbols[iid]))
         self.skip_unsubscribed(
             (book_key(ch, inst_id) for ch, inst_id in self.pairs), variant_key, "book, candle or trades channel"
         )
