@@ -528,3 +528,7 @@ def test_a_backtest_of_an_imported_book_filling_on_trades_is_marked_at_the_book_
     assert len(samples) == 36 and sum(round(e * 10, 6) % 1 == 0.5 for e in expected) > 10  # many at a mid
     assert [s.marks[0] for s in samples] == expected
     assert metrics["final_equity"] == paper.equity[-1].equity == backtest.equity[-1].equity
+    # the daemon's book messages take the samples that fall due at them, as the backtest's rows do (the daemon's
+    # router handed them to the bus past Kernel.process: 2 of the 37 samples were taken at a later message, either
+    # side of a fill); its samples are the backtest's, time and equity
+    assert [(s.ts, s.equity) for s in paper.equity] == [(s.ts, s.equity) for s in backtest.equity]

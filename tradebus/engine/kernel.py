@@ -257,8 +257,8 @@ class RunResult:
     bars: int = 0
     trades: int = 0
     quotes: int = 0
-    #: Book messages (snapshots and deltas) a backtest processed, or a daemon's router handed on
-    #: (:meth:`Kernel.count_book`; its summary counts them by type too).
+    #: Book messages (snapshots and deltas) processed, a backtest's or a daemon's feeds' (its router's
+    #: summary counts them by type too).
     book: int = 0
     fills: list[FillRecord] = field(default_factory=list)
     orders: list[Order] = field(default_factory=list)
@@ -521,7 +521,7 @@ class Kernel:
         self._crossed: dict[str, list[int]] = {}
         # The venue's book, for the books no feed adapter keeps (a backtest's; see _mark_book).
         self._venue_touch: Callable[[str], tuple[float, float]] | None = getattr(self.venue, "touch", None)
-        # Through the bus, after the venue: a daemon's router publishes book messages there.
+        # Through the bus, after the venue: _process_book publishes each book message there (a daemon's too).
         self.bus.subscribe(BookSnapshot, self._mark_book)
         self.bus.subscribe(BookDelta, self._mark_book)
         #: Brackets, OCO, trailing stops, GTD and timed exits; built at start when a strategy
@@ -1067,10 +1067,10 @@ class Kernel:
         self.bus.publish(quote)
 
     def _process_book(self, msg: BookSnapshot | BookDelta) -> None:
-        """Apply a replayed book message to the instrument's :class:`ReplayBook`, then publish it.
+        """Apply a replayed book message to the instrument's :class:`ReplayBook`, count it, then publish it.
 
-        A daemon's router publishes its feeds' book messages itself, and the cache reads the feed
-        adapter's book; a backtest's strategies read this one through ``cache.book``.
+        A daemon's feed keeps its own book, which the cache reads (no :class:`ReplayBook`: the message is
+        counted and published); a backtest's strategies read this one through ``cache.book``.
         """
         iid = msg.instrument_id
         books = self._replay_books
@@ -1081,17 +1081,9 @@ class Kernel:
         book = books[iid]
         if book is not None:
             book.apply(msg)
-        self.count_book(msg)
-        self.bus.publish(msg)
-
-    def count_book(self, msg: BookSnapshot | BookDelta) -> None:
-        """Count a book message in :attr:`RunResult.book` and the run's span (as a quote, not in :attr:`RunResult.quotes`).
-
-        :meth:`process` counts a backtest's; a daemon's router, which publishes its feeds' book messages itself,
-        calls this for each, so a daemon fed by a book stream alone has its span and final equity sample.
-        """
-        self._count_book(msg.ts_init, msg.ts_event)
+        self._count_book(msg.ts_init, msg.ts_event)  # the span, as a quote's (not in RunResult.quotes)
         self.result.book += 1
+        self.bus.publish(msg)
 
     def _mark_book(self, msg: BookSnapshot | BookDelta) -> None:
         """Mark the portfolio and the risk gate at the mid of the book a book message leaves, as a quote's.

@@ -139,7 +139,6 @@ class NodeRouter:
         self._in_frame = False
         self._due_at_frame_end = False
         self._publish = kernel.bus.publish
-        self._count_book = kernel.count_book  # the run's span: the kernel processes no book message of a feed
         self._instruments = kernel.instruments
         self._liveness = guard.liveness
         self._on_snapshot = guard.on_snapshot
@@ -293,16 +292,14 @@ class NodeRouter:
         self._on_snapshot(msg.instrument_id)
         self._liveness.on_book(msg.instrument_id, snapshot=True)
         self.counts["BookSnapshot"] += 1
-        self._count_book(msg)
-        self._publish(msg)
+        self._process(msg)
 
     def _delta(self, msg: BookDelta) -> None:
         if not self._admit(msg):
             return
         self._liveness.on_book(msg.instrument_id, snapshot=False)
         self.counts["BookDelta"] += 1
-        self._count_book(msg)
-        self._publish(msg)
+        self._process(msg)
 
     def _resynced(self, msg: BookResynced) -> None:
         self.counts["BookResynced"] += 1
