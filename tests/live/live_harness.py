@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import SecretStr
 
 from tradebus.adapters.common.account_emulator import AccountEmulator
@@ -332,3 +333,16 @@ async def open_long(
     at = emulator.clock.now_ns() + 10**6
     emulator.on_trade(Trade(iid, at, at, price, size, -1, "x-open"))
     await until(lambda: math.isclose(kernel.portfolio.position(iid), before + qty, abs_tol=1e-12))
+
+
+def second_funding_refused(emulator: AccountEmulator, symbol: str, mark: float, match: str, rows: Callable[[], list[Any]]) -> float:
+    """Settle a funding of ``symbol`` at rate 0.0001 and ``mark``, then the same one again, which the emulator refuses
+    (``match``: the error) leaving the wallet and ``rows()`` (its funding history) as after the first; one at twice
+    the rate goes through. Returns the first payment."""
+    paid = emulator.settle_funding(symbol, 0.0001, mark)  # type: ignore[attr-defined]
+    wallet, told = emulator.balances["USDT"], rows()
+    with pytest.raises(ValueError, match=match):
+        emulator.settle_funding(symbol, 0.0001, mark)  # type: ignore[attr-defined]
+    assert rows() == told and emulator.balances["USDT"] == wallet
+    assert emulator.settle_funding(symbol, 0.0002, mark) == pytest.approx(2 * paid)  # type: ignore[attr-defined]
+    return paid

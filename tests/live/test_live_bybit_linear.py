@@ -23,7 +23,7 @@ from loguru import logger
 from pydantic import SecretStr
 
 from tests.live.live_harness import (
-    KEY, SECRET, answered, open_long, reconciled, session_trades, trade_after_market_orders, until,
+    KEY, SECRET, answered, open_long, reconciled, second_funding_refused, session_trades, trade_after_market_orders, until,
 )
 from tests.live.node_testdata import BYBIT_IID, BYBIT_INSTRUMENT, bybit_linear_frames
 from tradebus.account import MarginAccount
@@ -778,11 +778,8 @@ async def test_the_emulator_refuses_a_second_funding_row_a_daemon_would_take_for
     the amount and the first row; the log and the wallet are as after one settlement, and another amount goes through."""
     async with _emulator() as emulator:
         await _run(tmp_path, emulator, TRADE_FRAMES[:1], tmp_path / "journal.sqlite", lambda node: _open_long(node, emulator))
-        paid = emulator.settle_funding(SYMBOL, 0.0001, FUNDING_PX)
-        wallet = emulator.balances["USDT"]
-        with pytest.raises(ValueError, match=r"a second funding transaction-log row of BTCUSDT for -0\.065\d* within 60 s "
-                                             r"of transaction-log row funding-\d+: "):
-            emulator.settle_funding(SYMBOL, 0.0001, FUNDING_PX)
-        assert [r["change"] for r in emulator.transaction_log if r["type"] == "SETTLEMENT"] == [repr(-paid)]
-        assert emulator.balances["USDT"] == wallet
-        assert paid == pytest.approx(0.065) and emulator.settle_funding(SYMBOL, 0.0002, FUNDING_PX) == pytest.approx(0.13)
+        paid = second_funding_refused(
+            emulator, SYMBOL, FUNDING_PX,
+            r"a second funding transaction-log row of BTCUSDT for -0\.065\d* within 60 s of transaction-log row funding-\d+: ",
+            lambda: [r["change"] for r in emulator.transaction_log if r["type"] == "SETTLEMENT"])
+        assert paid == pytest.approx(0.065)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from loguru import logger
 
-from tests.live.live_harness import KEY, SECRET, open_long, rounds_after, until
+from tests.live.live_harness import KEY, SECRET, open_long, rounds_after, second_funding_refused, until
 from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT
 from tests.live.test_live_usdm import INST, SYMBOL, TRADE_FRAMES, _emulator, _run
 from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, RestFault, StreamFault
@@ -692,11 +692,8 @@ async def test_the_emulator_refuses_a_second_funding_row_a_daemon_would_take_for
     one settlement, and a settlement of another amount goes through."""
     async with _emulator() as emulator:
         await _run(tmp_path, emulator, TRADE_FRAMES[:1], tmp_path / "journal.sqlite", lambda node: _open_long(node, emulator))
-        paid = emulator.settle_funding(SYMBOL, 0.0001, PRICE)
-        wallet = emulator.balances["USDT"]
-        with pytest.raises(ValueError, match=r"a second funding income row of BTCUSDT for -0\.028 within 60 s of "
-                                             r"income row 9000000000: "):
-            emulator.settle_funding(SYMBOL, 0.0001, PRICE)
-        assert [r["income"] for r in emulator.income if r["incomeType"] == "FUNDING_FEE"] == ["-0.02800000"]
-        assert emulator.balances["USDT"] == wallet
-        assert paid == pytest.approx(0.028) and emulator.settle_funding(SYMBOL, 0.0002, PRICE) == pytest.approx(0.056)
+        paid = second_funding_refused(
+            emulator, SYMBOL, PRICE, r"a second funding income row of BTCUSDT for -0\.028 within 60 s of income row 9000000000: ",
+            lambda: [r["income"] for r in emulator.income if r["incomeType"] == "FUNDING_FEE"])
+        assert paid == pytest.approx(0.028)
+        assert [r["income"] for r in emulator.income if r["incomeType"] == "FUNDING_FEE"] == ["-0.02800000", "-0.05600000"]
