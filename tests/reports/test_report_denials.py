@@ -87,7 +87,15 @@ def test_the_tally_keeps_the_first_denial_of_each_check_in_order() -> None:
 
 
 async def test_a_paper_daemon_and_the_replay_of_its_recording_warn_of_their_denials(tmp_path: Path) -> None:
-    from tests.live.node_testdata import IID, SPOT_FRAMES, SPOT_SNAPSHOT, binance_config, config_of, run_node
+    from tests.live.node_testdata import (
+        IID,
+        SPOT_FRAMES,
+        SPOT_SNAPSHOT,
+        binance_config,
+        config_of,
+        kernels_compiled,
+        run_node,
+    )
     from tradebus.adapters.binance.emulator import BinanceProtocol
     from tradebus.adapters.common.local_server import LocalVenueServer
     from tradebus.node.daemon import PaperNode
@@ -96,6 +104,7 @@ async def test_a_paper_daemon_and_the_replay_of_its_recording_warn_of_their_deni
     trades = [frame for frame in SPOT_FRAMES if "@trade" in frame[1]][:5]
     strategy = {"name": "tests.live.short_strategy:ShortOnce", "instruments": [IID], "params": {"quantity": 0.5}}
     warnings: list[str] = []
+    kernels_compiled()  # on a cold cache the daemon's warm-up outlasted the server's 60 s lifetime
     sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
     try:
         async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), trades) as srv:
