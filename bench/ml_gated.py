@@ -20,6 +20,10 @@ of per-run ratios):
   evaluated as compiled trees (:mod:`tradebus.research.trees`, one call per bar for all
   horizons), against the same run with one XGBoost ``predict`` per horizon model per bar (the
   path of a config backtest before); the edges and fills must be identical.
+* ``gates``: :meth:`~tradebus.strategies.gates.EdgeGates.update` over the 5,760 bars' edges (the
+  precomputed walk-forward run's) and volatilities with the config's gates, against the previous
+  implementation (:class:`NumpyGates`: a deque copied into an array per bar, ``np.mean``/``np.std``,
+  ``np.quantile`` even with its gate off); every decision and z-score must be identical bit for bit.
 * ``row_predict``: one bar's edge (:meth:`~tradebus.research.model.ModelStep.predict_row` of
   the last segment), compiled against XGBoost, per call (median over every bar's row).
 """
@@ -28,8 +32,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -44,9 +50,10 @@ from tradebus.features.batch import compute_features  # noqa: E402
 from tradebus.research.dataset import load_events  # noqa: E402
 from tradebus.research.edge_walkforward import run_edges, train_segments  # noqa: E402
 from tradebus.research.ml_gated import load_ml_gated_config  # noqa: E402
+from tradebus.strategies.gates import EdgeGates, GatesConfig  # noqa: E402
 
 CONFIG = REPO / "configs" / "systems" / "ml_gated.yaml"
-FIGURES = ("live_vs_precomputed", "training", "live_compiled_vs_xgboost", "row_predict")
+FIGURES = ("live_vs_precomputed", "training", "live_compiled_vs_xgboost", "gates", "row_predict")
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -72,6 +79,57 @@ def same_floats(a: list[tuple[int, float]], b: list[tuple[int, float]]) -> bool:
     """``(ts, value)`` records equal bit for bit (NaN equal to NaN)."""
     x, y = np.array(a, dtype=np.float64), np.array(b, dtype=np.float64)
     return x.shape == y.shape and bool((x.view(np.int64) == y.view(np.int64)).all())
+
+
+class NumpyGates(EdgeGates):
+    """:class:`EdgeGates` as it was: the history in a deque, numpy's mean, std and quantile per bar."""
+
+    def __init__(self, config: GatesConfig) -> None:
+        super().__init__(config)
+        self._past: deque[float] = deque(maxlen=self._size)
+
+    def _append(self, edge: float) -> None:
+        self._past.append(edge)
+
+    def _zscore(self, edge: float) -> float:
+        w = self.config.zscore.window
+        if len(self._past) < w:
+            return math.nan
+        past = np.fromiter(self._past, dtype=np.float64)[-w:]
+        std = float(past.std(ddof=1))
+        return (edge - float(past.mean())) / std if std > 0 else math.nan
+
+    def _quantile_ok(self, edge: float, direction: int) -> bool:
+        w = self.config.quantile.window
+        if len(self._past) < w:
+            return False
+        past = np.fromiter(self._past, dtype=np.float64)[-w:]
+        q = self.config.quantile.q
+        return edge >= float(np.quantile(past, 1.0 - q)) if direction > 0 else edge <= float(np.quantile(past, q))
+
+    def update(self, edge: float, vol_bps: float) -> tuple[int, str, str]:
+        """:meth:`EdgeGates.update`, with the quantile computed on every bar as before."""
+        if math.isfinite(edge) and edge != 0 and not self.config.quantile.enabled:
+            self._quantile_ok(edge, 1 if edge > 0 else -1)
+        return super().update(edge, vol_bps)
+
+
+def gates(edges: list[float], vols: list[float], config: GatesConfig) -> tuple[float, float]:
+    """Seconds to gate every bar: :class:`EdgeGates`, then :class:`NumpyGates` (the same decisions)."""
+
+    def feed(kind: type[EdgeGates]) -> tuple[float, list[tuple[int, str, str, float]]]:
+        state = kind(config)
+        t = time.perf_counter()
+        out = [(*state.update(e, v), state.z) for e, v in zip(edges, vols)]
+        return time.perf_counter() - t, out
+
+    subject_s, subject = feed(EdgeGates)
+    reference_s, reference = feed(NumpyGates)
+    same = [a[:3] for a in subject] == [b[:3] for b in reference] and same_floats(
+        [(0, a[3]) for a in subject], [(0, b[3]) for b in reference])
+    if not same:
+        raise SystemExit("EdgeGates and the numpy reference disagree")
+    return subject_s, reference_s
 
 
 def row_predict(trained: Any, bars: Any, cfg: Any) -> tuple[float, float]:
@@ -137,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
             if compiled.fills != xgboost.fills or not same_floats(compiled_strategy.outputs, xgboost_strategy.outputs):
                 raise SystemExit("compiled and XGBoost per-bar runs disagree")
             rows["live_compiled_vs_xgboost"].append((compiled_s, xgboost_s))
+        if "gates" in rows:
+            _, (_, strategy) = timed(lambda: run(trained.precomputed_source()))
+            vol_bps = compute_features(bars, cfg.features, event="bar")[strategy.params.vol_feature] * 1e4
+            rows["gates"].append(gates([e for _, e in strategy.outputs], vol_bps.tolist(), strategy.params.gates))
         if "row_predict" in rows:
             rows["row_predict"].append(row_predict(trained, bars, cfg))
     out = {}
@@ -144,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         out[name] = {"subject_s": statistics.median(a for a, _ in pairs),
                      "reference_s": statistics.median(b for _, b in pairs),
                      "ratio": statistics.median(a / b for a, b in pairs), "runs": args.runs}
-    for name in ("live_vs_precomputed", "live_compiled_vs_xgboost"):
+    for name in ("live_vs_precomputed", "live_compiled_vs_xgboost", "gates"):
         if name in out:
             out[name]["bars"] = len(bars)
     if args.json:

@@ -103,25 +103,45 @@ class EdgeGates:
     def __init__(self, config: GatesConfig) -> None:
         self.config = config
         self.seen = 0
-        size = max(config.zscore.window, config.quantile.window)
-        self._history: deque[float] = deque(maxlen=size)
+        self._size = max(config.zscore.window, config.quantile.window)
+        # the finite edges, the last ``_size`` of them ending at ``_end``: a window is a
+        # contiguous view, copied back to the start only once every ``_size`` edges
+        self._history = np.empty(2 * self._size, dtype=np.float64)
+        self._end = 0
+        self._count = 0
+        self._deviations = np.empty(config.zscore.window, dtype=np.float64)
         self._signs: deque[int] = deque(maxlen=config.persistence.k)
         #: The z-score of the last edge (NaN when undefined).
         self.z = math.nan
 
+    def _append(self, edge: float) -> None:
+        if self._end == len(self._history):
+            keep = self._size - 1
+            self._history[:keep] = self._history[self._end - keep:self._end]
+            self._end = keep
+        self._history[self._end] = edge
+        self._end += 1
+        self._count = min(self._count + 1, self._size)
+
     def _zscore(self, edge: float) -> float:
+        # numpy's mean and std(ddof=1) step by step, with the same reductions, without
+        # their per-call overhead and allocations: the same floats, bit for bit
         w = self.config.zscore.window
-        if len(self._history) < w:
+        if self._count < w:
             return math.nan
-        past = np.fromiter(self._history, dtype=np.float64)[-w:]
-        std = float(past.std(ddof=1))
-        return (edge - float(past.mean())) / std if std > 0 else math.nan
+        past = self._history[self._end - w:self._end]
+        mean = float(np.add.reduce(past)) / w
+        deviations = self._deviations
+        np.subtract(past, mean, out=deviations)
+        np.multiply(deviations, deviations, out=deviations)
+        std = math.sqrt(float(np.add.reduce(deviations)) / (w - 1))
+        return (edge - mean) / std if std > 0 else math.nan
 
     def _quantile_ok(self, edge: float, direction: int) -> bool:
         w = self.config.quantile.window
-        if len(self._history) < w:
+        if self._count < w:
             return False
-        past = np.fromiter(self._history, dtype=np.float64)[-w:]
+        past = self._history[self._end - w:self._end]
         q = self.config.quantile.q
         return edge >= float(np.quantile(past, 1.0 - q)) if direction > 0 else edge <= float(np.quantile(past, q))
 
@@ -139,9 +159,9 @@ class EdgeGates:
         direction = (1 if edge > 0 else -1 if edge < 0 else 0) if finite else 0
         self._signs.append(direction)
         self.z = self._zscore(edge) if finite else math.nan
-        quantile_ok = finite and direction != 0 and self._quantile_ok(edge, direction)
+        quantile_ok = cfg.quantile.enabled and finite and direction != 0 and self._quantile_ok(edge, direction)
         if finite:
-            self._history.append(edge)
+            self._append(edge)
         if direction == 0:
             return 0, "edge", "no edge" if finite else "edge not ready"
         if cfg.warmup.enabled:
