@@ -9,6 +9,8 @@ the position at the venue unprotected meanwhile.
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,12 @@ def _placed(emulator: AccountEmulator) -> list[str]:
     the others sorted (a bracket's two exits are sent at once, their requests race)."""
     placed = [c for m, p, c in emulator.requests if m == "POST" and p.rsplit("/", 1)[-1] in ("order", "order-algo", "create")]
     return placed[:1] + sorted(placed[1:])
+
+
+def _links(journal: Path) -> int:
+    """How many contingent links ``journal`` holds."""
+    with closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True)) as db:
+        return db.execute("SELECT count(*) FROM journal WHERE type = 'ContingentLinked'").fetchone()[0]
 
 
 def _track(h: KitHarness) -> None:
@@ -210,7 +218,7 @@ async def test_live_bracket_exits_denied_at_the_fill_are_sent_at_the_next_trade(
         await until(lambda: len(denied) == 2)
         if still_halted:
             tape.trade(60_005.0)
-            assert len(denied) == 4
+            assert len(denied) == 2  # the gate is asked first: still HALTED, nothing is created
         await h.venue.drain()
         assert h.kernel.orders.order(entry_id).status is OrderStatus.FILLED
         assert [d.reason.split(":")[0] for d in denied] == ["trading_state"] * len(denied)
@@ -221,7 +229,44 @@ async def test_live_bracket_exits_denied_at_the_fill_are_sent_at_the_next_trade(
         await h.venue.drain()
         exits = [o for o in _exits(h, entry_id) if o.status is OrderStatus.ACCEPTED]
         assert sorted((o.quantity, o.order_type) for o in exits) == [(0.002, OrderType.LIMIT), (0.002, OrderType.STOP_MARKET)]
-        assert len(denied) == (4 if still_halted else 2)
+        assert len(denied) == 2
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_live_bracket_halted_over_many_trades_creates_its_exits_once_active_again(
+    kit: VenueKit, tmp_path: Path,
+) -> None:
+    """Buy 0.002 at market; trading is HALTED when the trade at 60,000 fills it (both exits denied there) and stays
+    HALTED over 20 more trades. Those trades create no order, deny nothing and journal no link: the bracket's orders
+    stay the entry and the two exits denied at the fill. Trading ACTIVE again, the next trade sends exactly the two
+    exits. Before, each trade of the halt created two exits more and denied them (40 more orders and denials, a
+    "children" link and a WARNING each)."""
+    journal = tmp_path / "journal.sqlite"
+    strategy = Contingent(kit.iid)
+    async with kit_harness(kit, strategies=[strategy], journal=journal) as h:
+        denied: list[OrderDenied] = []
+        h.kernel.bus.subscribe(OrderDenied, denied.append)
+        tape = KitTape(h, kit.iid, T0)
+        entry_id = await _entered(h, strategy, tape, 0.002)
+        h.kernel.risk.set_state(TradingState.HALTED, "test: halted at the fill")
+        tape.trade(60_000.0)
+        await until(lambda: len(denied) == 2)
+        links = _links(journal)
+        for n in range(20):
+            tape.trade(60_001.0 + n)
+        await h.venue.drain()
+        assert len(denied) == 2
+        assert len(h.kernel.orders.orders()) == 3
+        assert _links(journal) == links
+        h.kernel.risk.set_state(TradingState.ACTIVE, "test: active again")
+        tape.trade(60_030.0)
+        await until(lambda: len(h.emulator.open_orders()) == 2)
+        await h.venue.drain()
+        assert len(denied) == 2
+        assert len(h.kernel.orders.orders()) == 5
+        sent = [o for o in _exits(h, entry_id) if o.status is not OrderStatus.DENIED]
+        assert sorted((o.quantity, o.order_type) for o in sent) == [(0.002, OrderType.LIMIT), (0.002, OrderType.STOP_MARKET)]
+        assert _placed(h.emulator) == [entry_id, *sorted(o.client_order_id for o in sent)]
 
 
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
@@ -253,8 +298,8 @@ async def test_a_live_bracket_exit_denied_at_the_fill_beside_one_sent_is_sent_at
         assert denied[0].client_order_id == target.client_order_id
         assert denied[0].reason.startswith("max_order_rate:")
         assert _resting(h) == [(stop.client_order_id, 0.002, 59_000.0)]
-        tape.trade(60_005.0)  # inside the window: denied again
-        assert len(denied) == 2 and denied[1].reason.startswith("max_order_rate:")
+        tape.trade(60_005.0)  # inside the window: the gate, asked first, would deny it again; nothing is created
+        assert len(denied) == 1 and len(h.kernel.orders.orders()) == 3
         await h.venue.drain()
         assert _resting(h) == [(stop.client_order_id, 0.002, 59_000.0)]
         with h.kernel.clock.pinned(passed + window + 100_000_000):
@@ -266,7 +311,7 @@ async def test_a_live_bracket_exit_denied_at_the_fill_beside_one_sent_is_sent_at
         (target,) = again
         assert _resting(h) == sorted([(stop.client_order_id, 0.002, 59_000.0), (target.client_order_id, 0.002, 61_000.0)])
         assert h.kernel.portfolio.account.oco_groups()[stop.client_order_id] == (stop.client_order_id, target.client_order_id)
-        assert len(denied) == 2
+        assert len(denied) == 1
         tape.trade(61_100.0)  # fills the take-profit; the OCO cancels the stop
         await until(lambda: target.status is OrderStatus.FILLED and stop.status is OrderStatus.CANCELED)
         assert h.emulator.open_orders() == []

@@ -28,7 +28,7 @@ from tradebus.engine.messages import (
 from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.orders import OrderManager
 from tradebus.risk.config import RiskConfig
-from tradebus.risk.gate import RiskGate
+from tradebus.risk.gate import HALTED_REASON, RiskGate
 
 # Margin-enabled at 100x: these tests are about the limits, not about cash or margin (tests/account
 # covers buying power and margin).
@@ -223,6 +223,25 @@ def test_order_rate_sliding_window_is_deterministic_on_injected_clock() -> None:
     g.clock.advance_to(11_000)  # the first order left the window
     assert g.check() is None
     assert g.check() is not None
+
+
+def test_waiting_reason_answers_the_passing_checks_and_counts_nothing() -> None:
+    """``waiting_reason`` gives the denial ``check`` would give by a check that passes with time, and counts no
+    order: asked three times with the window full, it leaves the rate as it was (the window's end lets one pass)."""
+    g = Gate(max_orders_per_window=2, order_rate_window_ns=1_000, max_open_orders=3)
+    g.clock.advance_to(10_000)
+    assert g.gate.waiting_reason(0) is None
+    assert g.check() is None
+    g.clock.advance_to(10_500)
+    for _ in range(3):
+        assert g.gate.waiting_reason(0) is None  # would pass: one more fits the window, none is counted
+    assert g.check() is None
+    assert g.gate.waiting_reason(0) == g.check() == "max_order_rate: 2 orders in 1000 ns >= 2"
+    assert g.gate.waiting_reason(3) == "max_open_orders: 3 open >= 3"
+    g.clock.advance_to(11_000)
+    assert g.gate.waiting_reason(0) is None
+    g.gate.set_state(TradingState.HALTED, "test")
+    assert g.gate.waiting_reason(0) == HALTED_REASON
 
 
 def test_denied_orders_do_not_count_toward_order_rate() -> None:

@@ -31,7 +31,11 @@ Bracket
     (the order rate, which counts the entry sent a moment before), for what the working exit has left, in
     one OCO group with it (not on a venue of OCO order lists for a cash-only instrument: its balance lock
     refuses an exit alone beside one resting); denied there again by a check that passes with time (the
-    trading state, open orders, the order rate), at the next one again. On bars an
+    trading state, open orders, the order rate), at the next one again. Before each such try the risk gate is
+    asked whether those checks would pass (:meth:`RiskGate.waiting_reason
+    <tradebus.risk.gate.RiskGate.waiting_reason>`, which counts nothing): while they would not, the event
+    creates, denies and journals no order, so a halt over thousands of trades costs the denials at the fill
+    alone, and the exits go at the first event where they pass. On bars an
     action decided at a bar's close reaches the venue at the next bar's open, so with
     ``arm_after_bars = 0`` the children work from the bar after the entry's fill bar, and a
     stop-loss can never fill in the bar the entry filled in (no same-bar stop-out).
@@ -1254,7 +1258,7 @@ class ContingentOrders:
         if self._brackets:
             for bracket in list(self._brackets.values()):
                 if bracket.instrument_id == bar.instrument_id and bracket.state in ("filled", "armed"):
-                    if bracket.resend:
+                    if bracket.resend and not self._denial_waits():
                         self._send_denied_again(bracket)
                     self._bar_passed(bracket)
                 elif bracket.instrument_id == bar.instrument_id and bracket.state == "exiting":
@@ -1301,11 +1305,22 @@ class ContingentOrders:
         timed exits waiting for no child."""
         for bracket in list(self._brackets.values()):
             if bracket.instrument_id == instrument_id and bracket.state == "filled" and bracket.arm_after_bars == 0:
-                self._arm_at_fill(bracket, again=True) if self.at_fill else self._arm(bracket)
+                if not self.at_fill:
+                    self._arm(bracket)
+                elif not self._denial_waits():
+                    self._arm_at_fill(bracket, again=True)
             elif bracket.instrument_id == instrument_id and bracket.state == "exiting":
                 self._exit_when_free(bracket)
-            elif bracket.instrument_id == instrument_id and bracket.resend:
+            elif bracket.instrument_id == instrument_id and bracket.resend and not self._denial_waits():
                 self._send_denied_again(bracket)
+
+    def _denial_waits(self) -> bool:
+        """Whether the risk gate would deny an exit sent again now by a check that passes with time
+        (:meth:`RiskGate.waiting_reason <tradebus.risk.gate.RiskGate.waiting_reason>`): a live bracket's exits denied
+        so are then left for a later market event, no order created (a halt of an hour on a busy instrument would
+        otherwise create, deny and journal exits at each of its trades)."""
+        kernel = self._kernel
+        return kernel.risk.waiting_reason(kernel.orders.count_open()) is not None
 
     # ------------------------------------------------------------------ brackets
 
@@ -1401,7 +1416,10 @@ class ContingentOrders:
     def _bar_passed(self, bracket: Bracket) -> None:
         bracket.bars_since_fill += 1
         if bracket.state == "filled" and bracket.bars_since_fill >= bracket.arm_after_bars:
-            self._arm_at_fill(bracket, again=True) if self.at_fill and bracket.arm_after_bars == 0 else self._arm(bracket)
+            if not (self.at_fill and bracket.arm_after_bars == 0):
+                self._arm(bracket)
+            elif not self._denial_waits():
+                self._arm_at_fill(bracket, again=True)
         if bracket.exit_after_bars is not None and bracket.bars_since_fill >= bracket.exit_after_bars:
             self._exit(bracket)
 

@@ -712,6 +712,36 @@ class RiskGate:
             self._evaluate()
         return self.state
 
+    def waiting_reason(self, open_orders: int) -> str | None:
+        """Why a submit reducing the position would be denied now by a check that passes with time, or ``None``.
+
+        The checks of :data:`PASSING_CHECKS` alone (``HALTED``, ``max_open_orders``, ``max_order_rate``), without
+        counting anything: a caller that sends again an order those denied asks first, and sends nothing while the
+        answer is a reason (no order created, denied and logged per market event of a long halt).
+
+        Parameters
+        ----------
+        open_orders
+            Number of orders currently open, as :meth:`check` takes it.
+
+        Returns
+        -------
+        str or None
+            The denial :meth:`check` would give for the first of these checks that fails, ``None`` when all pass.
+        """
+        if self.current_state() is _HALTED:
+            return HALTED_REASON
+        max_open = self._max_open
+        if max_open is not None and open_orders >= max_open:
+            return f"max_open_orders: {open_orders} open >= {max_open}"
+        max_rate = self._max_rate
+        if max_rate is not None:
+            horizon = self._clock.now_ns() - self._rate_window
+            count = sum(1 for ts in self._rate if ts > horizon)
+            if count >= max_rate:
+                return order_rate_reason(count, self._rate_window, max_rate)
+        return None
+
     def evaluate_marks(self) -> None:
         """Evaluate the mark-driven breakers if a price was recorded since they last were."""
         if self._marks_pending:
