@@ -344,3 +344,51 @@ async def test_a_live_binance_spot_bracket_whose_buy_paid_its_fee_in_btc_sends_i
                    for r in h.emulator.open_orders()}
         assert resting[stop.client_order_id][::2] == (pytest.approx(0.00999, abs=1e-12), 59_000.0)
         assert resting[target.client_order_id][:2] == (pytest.approx(0.00999, abs=1e-12), 61_000.0)
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_live_bracket_exit_denied_at_the_fill_is_sent_after_a_restart_before_its_resend(
+    kit: VenueKit, tmp_path: Path,
+) -> None:
+    """``max_orders_per_window: 2``: buy 0.002 at market, filled by the trade at 60,000; the stop-loss (59,000) rests,
+    the take-profit is denied by the order rate. The daemon stops before any trade sends it again. Restarted on the
+    journal (no rate limit now), the next trade (60,010) sends the take-profit (0.002 at 61,000) in one OCO group
+    with the stop, and its fill at 61,100 cancels the stop. Before, the restored bracket took the working stop for
+    its exits and never sent the take-profit: the venue kept the stop alone."""
+    from tradebus.risk.config import RiskConfig
+
+    journal = tmp_path / "journal.sqlite"
+    emulator = kit.emulator()
+    await emulator.start()
+    try:
+        strategy = Contingent(kit.iid)
+        risk = RiskConfig(max_orders_per_window=2, order_rate_window_ns=600_000_000_000)
+        async with kit_harness(kit, journal=journal, strategies=[strategy], emulator=emulator, risk_config=risk) as h:
+            denied: list[OrderDenied] = []
+            h.kernel.bus.subscribe(OrderDenied, denied.append)
+            tape = KitTape(h, kit.iid, T0)
+            entry_id = await _entered(h, strategy, tape, 0.002)
+            tape.trade(60_000.0)  # fills the entry
+            await until(lambda: len(denied) == 1 and len(emulator.open_orders()) == 1)
+            await h.venue.drain()
+            stop, _ = _exits(h, entry_id)
+            stop_id = stop.client_order_id
+        assert [r.order.client_order_id for r in emulator.open_orders()] == [stop_id]
+        strategy = Contingent(kit.iid)
+        async with kit_harness(kit, journal=journal, strategies=[strategy], emulator=emulator) as h:
+            _track(h)
+            tape = KitTape(h, kit.iid, T0 + 2 * 10**9)
+            tape.trade(60_010.0)
+            await until(lambda: len(emulator.open_orders()) == 2)
+            await h.venue.drain()
+            stop = h.kernel.orders.order(stop_id)
+            sent = [o for o in _exits(h, entry_id) if o.status is not OrderStatus.DENIED and o is not stop]
+            assert [(o.order_type, o.side, o.quantity, o.price) for o in sent] == [(OrderType.LIMIT, OrderSide.SELL, 0.002, 61_000.0)]
+            (target,) = sent
+            assert _resting(h) == sorted([(stop_id, 0.002, 59_000.0), (target.client_order_id, 0.002, 61_000.0)])
+            assert h.kernel.portfolio.account.oco_groups()[stop_id] == (stop_id, target.client_order_id)
+            tape.trade(61_100.0)  # fills the take-profit; the OCO cancels the stop
+            await until(lambda: target.status is OrderStatus.FILLED and stop.status is OrderStatus.CANCELED)
+            assert emulator.open_orders() == []
+    finally:
+        await emulator.stop()

@@ -191,7 +191,9 @@ Restarts
       fills, the other is canceled (OCO), and a trailing stop keeps trailing (from the best
       price its trigger implies); exits resting as one OCO order list (journaled with their ``"oco"``
       link) are known as one: the venue cancels the other, no reduction is sent to them, and a modify of
-      one is denied (:meth:`ContingentOrders.refused_in_list`);
+      one is denied (:meth:`ContingentOrders.refused_in_list`); on a live venue an exit the risk gate denied at
+      the fill beside the working one (the journal's ``"children"`` link names it, its order ``DENIED``) and not
+      sent again before the restart is sent at the first market event after it, as it would have been;
     * a bracket whose entry filled but whose children no longer work -- a paper venue's working
       orders end with its process, so the restart canceled them -- is armed again for the
       quantity left (entry fills, less a fee the venue took out of the coins bought, minus
@@ -1360,8 +1362,8 @@ class ContingentOrders:
         if not denied or again and not all(orders.order(c).reason.startswith(_PASSING_SUBMITS) for c in denied):
             return
         if len(denied) < len(children):
-            if not (self._kernel.instruments[bracket.instrument_id].cash_only and getattr(self._venue, "lists_oco", False)):
-                bracket.resend = True  # (a cash-only exit alone beside one resting: the venue's balance lock refuses it)
+            if self._sends_alone(bracket):
+                bracket.resend = True
                 logger.warning("bracket {}: {} denied at its entry's fill, sent again at the next market event of {}",
                                bracket.entry_id, denied, bracket.instrument_id)  # fmt: skip
             return
@@ -1371,6 +1373,11 @@ class ContingentOrders:
         self._link("children", bracket.strategy_id, bracket.instrument_id, bracket.entry_id, ())
         logger.warning("bracket {}: its exits, all denied, are sent again at the next market event of {}",
                        bracket.entry_id, bracket.instrument_id)  # fmt: skip
+
+    def _sends_alone(self, bracket: Bracket) -> bool:
+        """Whether an exit of ``bracket`` denied beside one working may be sent alone: not on a venue of OCO order
+        lists for a cash-only instrument, whose balance lock refuses an exit alone beside one resting."""
+        return not (self._kernel.instruments[bracket.instrument_id].cash_only and getattr(self._venue, "lists_oco", False))
 
     def _send_denied_again(self, bracket: Bracket) -> None:
         """Send the exits of ``bracket`` denied at its entry's fill beside one sent (:meth:`_arm_at_fill`): for what the
@@ -1902,6 +1909,12 @@ class ContingentOrders:
             bracket.state = "armed"
             for coid in [*bracket.children, *([bracket.exit_id] if bracket.exit_id else [])]:
                 self._child_of[coid] = bracket
+            denied = [c for c in bracket.children if (o := orders.get(c)) is not None and o.status is OrderStatus.DENIED]
+            if self.at_fill and denied and len(working) == 1 and bracket.exit_id is None and self._sends_alone(bracket):
+                # Denied at the fill beside the working exit, not sent again before the restart (_arm_at_fill).
+                bracket.resend = True
+                logger.warning("bracket {}: {} denied before the restart, sent again at the next market event of {}",
+                               bracket.entry_id, denied, bracket.instrument_id)  # fmt: skip
             return
         # The children no longer work (a paper venue's orders end with its process): arm again.
         logger.info("bracket {}: children gone with the previous process, arming again for {}", bracket.entry_id, left)
