@@ -17,7 +17,7 @@ from loguru import logger
 from tradebus.data.replay import Replay, ReplaySource
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import OrderSide, Quote, Trade
+from tradebus.engine.messages import OrderFilled, OrderSide, Quote, Trade
 from tradebus.errors import OrderError
 from tradebus.execution.config import VenueConfig
 from tradebus.config.data import TradeBarsConfig
@@ -184,3 +184,30 @@ def test_quotes_do_not_trail_a_stop_of_an_instrument_with_trades() -> None:
     kernel.stop()
     assert [(f.side, f.price) for f in kernel.result.fills] == [("BUY", 100.0)]
     assert kernel.orders.order(strategy.stop or "").trigger_price == 99.0
+
+
+class CancelsAtFill(OneBracket):
+    """``OneBracket`` that cancels its working orders of the instrument in ``on_order_filled``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open_at_fill: list[list[str]] = []
+
+    def on_order_filled(self, event: OrderFilled) -> None:
+        self.open_at_fill.append([o.client_order_id for o in self.ctx.orders.open_orders(event.instrument_id)])
+        self.cancel_all(event.instrument_id)
+
+
+def test_a_backtest_brackets_exits_are_armed_after_the_strategy_hears_of_its_entrys_fill() -> None:
+    """Pins the hook order on a simulated venue (README, Strategy API; a live venue differs: its exits are sent
+    before, tests/live/test_live_bracket_arm_at_fill.py): the entry fills at the second trade (100); its
+    ``on_order_filled`` finds no open order (the stop-loss is armed at the end of that trade's handling), so its
+    ``cancel_all`` cancels nothing; the stop-loss 95 then works and sells at 90."""
+    kernel = Kernel([instrument()], venue_config=VenueConfig(fill_on="trades"), initial_cash=1e6, bar_instruments=())
+    strategy = CancelsAtFill()
+    kernel.add_strategy(strategy)
+    for k, px in enumerate(FALLING, start=1):
+        kernel.process(tick("trades", k, px))
+    kernel.stop()
+    assert strategy.open_at_fill == [[], []]  # the entry's fill, then the stop-loss's
+    assert [(f.side, f.price) for f in kernel.result.fills] == [("BUY", 100.0), ("SELL", 90.0)]

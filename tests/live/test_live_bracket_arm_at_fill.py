@@ -20,7 +20,7 @@ from tests.live.test_live_resolved_contingent import T0, Contingent
 from tests.live.venue_kits import KITS, KitHarness, KitTape, VenueKit, kit_harness
 from tradebus.adapters.common.account_emulator import AccountEmulator
 from tradebus.engine.instrument import Instrument
-from tradebus.engine.messages import OrderDenied, OrderRejected, OrderSide, OrderStatus, OrderType, Trade, TradingState
+from tradebus.engine.messages import OrderDenied, OrderFilled, OrderRejected, OrderSide, OrderStatus, OrderType, Trade, TradingState
 from tradebus.execution.contingent import ContingentOrders
 from tradebus.execution.orders import Order
 
@@ -392,3 +392,35 @@ async def test_a_live_bracket_exit_denied_at_the_fill_is_sent_after_a_restart_be
             assert emulator.open_orders() == []
     finally:
         await emulator.stop()
+
+
+class _CancelsAtFill(Contingent):
+    """Cancels its working orders of the instrument in ``on_order_filled`` (a common way to drop other entries)."""
+
+    def __init__(self, instrument_id: str) -> None:
+        super().__init__(instrument_id)
+        self.open_at_fill: list[list[str]] = []
+
+    def on_order_filled(self, event: OrderFilled) -> None:
+        self.open_at_fill.append([o.client_order_id for o in self.ctx.orders.open_orders(event.instrument_id)])
+        self.cancel_all(event.instrument_id)
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_live_brackets_exits_are_working_when_the_strategy_hears_of_its_entrys_fill(kit: VenueKit) -> None:
+    """Pins the hook order a live venue has (README, Strategy API): buy 0.002 at market with stop-loss 59,000 and
+    take-profit 61,000, filled by the trade at 60,000. The exits are sent at the fill, before the strategy's
+    ``on_order_filled`` for the entry runs: there they are the strategy's open orders, and its ``cancel_all`` cancels
+    them, leaving the position without exits. (A backtest or paper run arms them at the end of the market event
+    that filled the entry, after that hook: the same ``cancel_all`` finds nothing to cancel.)"""
+    strategy = _CancelsAtFill(kit.iid)
+    async with kit_harness(kit, strategies=[strategy]) as h:
+        tape = KitTape(h, kit.iid, T0)
+        entry_id = await _entered(h, strategy, tape, 0.002)
+        tape.trade(60_000.0)
+        await until(lambda: len(strategy.open_at_fill) == 1)
+        stop, target = _exits(h, entry_id)
+        assert sorted(strategy.open_at_fill[0]) == sorted([stop.client_order_id, target.client_order_id])
+        await until(lambda: stop.status is OrderStatus.CANCELED and target.status is OrderStatus.CANCELED)
+        await h.venue.drain()
+        assert h.emulator.open_orders() == []
