@@ -198,49 +198,20 @@ async def test_a_live_binance_spot_bracket_sends_its_oco_list_at_the_entrys_fill
         assert (stop.trigger_price, target.price, stop.quantity, target.quantity) == (59_000.0, 61_000.0, 0.01, 0.01)
 
 
-@pytest.mark.parametrize("still_halted", [False, True], ids=["active_at_the_next_trade", "halted_at_the_next_trade"])
+@pytest.mark.parametrize("halted_trades", [0, 1, 20], ids=["active_at_the_next_trade", "halted_at_the_next_trade",
+                                                         "halted_over_20_trades"])
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
-async def test_live_bracket_exits_denied_at_the_fill_are_sent_at_the_next_trade(kit: VenueKit, still_halted: bool) -> None:
-    """Buy 0.002 at market; trading is HALTED when the trade at 60,000 fills it: the risk gate denies both exits
-    at the fill. Trading ACTIVE again, the next trade (60,010) sends them, as it would have before arming at the
-    fill. Without the fall-back, the denied exits were the bracket's last: the position stayed without any.
-    ``still_halted``: a trade at 60,005 comes while trading is still HALTED, and denies both again; the trade at
-    60,010 after ACTIVE sends them all the same. Before, the exits denied at that trade were the bracket's last (only
-    a denial at the fill fell back), though a halt passes with time."""
-    strategy = Contingent(kit.iid)
-    async with kit_harness(kit, strategies=[strategy]) as h:
-        denied: list[OrderDenied] = []
-        h.kernel.bus.subscribe(OrderDenied, denied.append)
-        tape = KitTape(h, kit.iid, T0)
-        entry_id = await _entered(h, strategy, tape, 0.002)
-        h.kernel.risk.set_state(TradingState.HALTED, "test: halted at the fill")
-        tape.trade(60_000.0)
-        await until(lambda: len(denied) == 2)
-        if still_halted:
-            tape.trade(60_005.0)
-            assert len(denied) == 2  # the gate is asked first: still HALTED, nothing is created
-        await h.venue.drain()
-        assert h.kernel.orders.order(entry_id).status is OrderStatus.FILLED
-        assert [d.reason.split(":")[0] for d in denied] == ["trading_state"] * len(denied)
-        assert h.emulator.open_orders() == []
-        h.kernel.risk.set_state(TradingState.ACTIVE, "test: active again")
-        tape.trade(60_010.0)
-        await until(lambda: len(h.emulator.open_orders()) == 2)
-        await h.venue.drain()
-        exits = [o for o in _exits(h, entry_id) if o.status is OrderStatus.ACCEPTED]
-        assert sorted((o.quantity, o.order_type) for o in exits) == [(0.002, OrderType.LIMIT), (0.002, OrderType.STOP_MARKET)]
-        assert len(denied) == 2
-
-
-@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
-async def test_a_live_bracket_halted_over_many_trades_creates_its_exits_once_active_again(
-    kit: VenueKit, tmp_path: Path,
+async def test_live_bracket_exits_denied_at_the_fill_are_sent_at_the_next_trade(
+    kit: VenueKit, halted_trades: int, tmp_path: Path,
 ) -> None:
-    """Buy 0.002 at market; trading is HALTED when the trade at 60,000 fills it (both exits denied there) and stays
-    HALTED over 20 more trades. Those trades create no order, deny nothing and journal no link: the bracket's orders
-    stay the entry and the two exits denied at the fill. Trading ACTIVE again, the next trade sends exactly the two
-    exits. Before, each trade of the halt created two exits more and denied them (40 more orders and denials, a
-    "children" link and a WARNING each)."""
+    """Buy 0.002 at market; trading is HALTED when the trade at 60,000 fills it: the risk gate denies both exits
+    at the fill. Trading ACTIVE again, the next trade (60,030) sends exactly them, as it would have before arming at
+    the fill. Without the fall-back, the denied exits were the bracket's last: the position stayed without any.
+    ``halted_trades``: trades that come while trading is still HALTED; they create no order, deny nothing and
+    journal no link (the gate is asked first), and the trade after ACTIVE sends the exits all the same. Before
+    c598f9ee the exits denied at such a trade were the bracket's last; before the gate was asked first, each such
+    trade created two exits more and denied them (over 20 trades, 40 more orders and denials, a "children" link and
+    a WARNING each)."""
     journal = tmp_path / "journal.sqlite"
     strategy = Contingent(kit.iid)
     async with kit_harness(kit, strategies=[strategy], journal=journal) as h:
@@ -252,12 +223,14 @@ async def test_a_live_bracket_halted_over_many_trades_creates_its_exits_once_act
         tape.trade(60_000.0)
         await until(lambda: len(denied) == 2)
         links = _links(journal)
-        for n in range(20):
+        for n in range(halted_trades):
             tape.trade(60_001.0 + n)
         await h.venue.drain()
-        assert len(denied) == 2
+        assert h.kernel.orders.order(entry_id).status is OrderStatus.FILLED
+        assert [d.reason.split(":")[0] for d in denied] == ["trading_state"] * 2
         assert len(h.kernel.orders.orders()) == 3
         assert _links(journal) == links
+        assert h.emulator.open_orders() == []
         h.kernel.risk.set_state(TradingState.ACTIVE, "test: active again")
         tape.trade(60_030.0)
         await until(lambda: len(h.emulator.open_orders()) == 2)
@@ -266,6 +239,7 @@ async def test_a_live_bracket_halted_over_many_trades_creates_its_exits_once_act
         assert len(h.kernel.orders.orders()) == 5
         sent = [o for o in _exits(h, entry_id) if o.status is not OrderStatus.DENIED]
         assert sorted((o.quantity, o.order_type) for o in sent) == [(0.002, OrderType.LIMIT), (0.002, OrderType.STOP_MARKET)]
+        assert all(o.status is OrderStatus.ACCEPTED for o in sent)
         assert _placed(h.emulator) == [entry_id, *sorted(o.client_order_id for o in sent)]
 
 
