@@ -29,6 +29,13 @@ would be measured as the daemon's latency. ``--same-process`` runs them in the d
 (what this bench did first), to see that share.
 
 Target (issue 9): live p99 tick-to-sent no worse than the paper p99 tick-to-accept. Prints both.
+
+``--send-vs-log N`` measures what the router's decision log lines cost the send instead: two live runs in one
+invocation, with ``Burst`` (``N`` market orders on every trade, several decisions in one frame), the decisions of a
+frame logged at the frame's end as the paper daemon does (``log_at_frame_end``, the live daemon before the change)
+against logged once the requests have started (``log_after_sends``, :attr:`NodeRouter.log_later`), and prints
+``submit_to_sent`` (``OrderSubmitted`` -> the request's headers on the socket) of each side, and of the frame's
+first and last decision.
 """
 
 from __future__ import annotations
@@ -128,7 +135,11 @@ async def _remote_servers(copies: int, speed: float | None, live: bool) -> Any:
             proc.kill()
 
 
-async def live_run(copies: int, speed: float | None, same_process: bool = False) -> dict[str, Any]:
+async def live_run(
+    copies: int, speed: float | None, same_process: bool = False, per_trade: int = 0, log_at_frame_end: bool = False
+) -> dict[str, Any]:
+    """One live run; ``per_trade``: ``Burst`` with that many orders per trade (0: ``Flipper``); ``log_at_frame_end``:
+    the router logs a frame's decisions as the frame ends, before its requests start."""
     data = frames(copies)
     n_trades = sum("@trade" in raw for _, raw in data)
     DECIDED_ON.clear()
@@ -148,7 +159,8 @@ async def live_run(copies: int, speed: float | None, same_process: bool = False)
             config = parse_live_config(
                 {
                     "instruments": [INSTRUMENT],
-                    "strategy": STRATEGY,
+                    "strategy": STRATEGY if not per_trade else
+                    {"name": "market_data_latency:Burst", "instruments": [IID], "params": {"per_trade": per_trade}},
                     "balances": BALANCES,
                     "venue": {"fill_on": "trades"},
                     "feeds": [{"venue": "binance", "market": "spot", "ws_url": endpoints["ws_url"],
@@ -159,6 +171,8 @@ async def live_run(copies: int, speed: float | None, same_process: bool = False)
                 "<bench>",
             )
             node = LiveNode(config, ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+            if log_at_frame_end:
+                node.router.log_later = None
             clock_ns = time.time_ns
             wire_ns: dict[str, int] = {}
 
@@ -182,7 +196,8 @@ async def live_run(copies: int, speed: float | None, same_process: bool = False)
             result = node.kernel.result
             task = asyncio.create_task(node.run())
             t0 = time.perf_counter()
-            while not task.done() and (result.trades < n_trades or len(accept_ns) < len(DECIDED_ON)):
+            while not task.done() and (result.trades < n_trades or len(accept_ns) < len(DECIDED_ON)
+                                         and (not per_trade or node.venue.in_flight)):
                 await asyncio.sleep(0.05)
                 if time.perf_counter() - t0 > 600:
                     break
@@ -191,8 +206,16 @@ async def live_run(copies: int, speed: float | None, same_process: bool = False)
             await task
         arrival_ns = {c: placed[c] - t for c, t in DECIDED_ON.items() if c in placed}
         sent_ns = {c: wire_ns[c] - t for c, t in DECIDED_ON.items() if c in wire_ns}
+    order = sorted(DECIDED_ON, key=submit_ns.__getitem__)
+    first = [c for i, c in enumerate(order) if c in sent_ns and (i == 0 or DECIDED_ON[order[i - 1]] != DECIDED_ON[c])]
+    last = [c for i, c in enumerate(order)
+            if c in sent_ns and (i == len(order) - 1 or DECIDED_ON[order[i + 1]] != DECIDED_ON[c])]
     return {
         "decisions": len(DECIDED_ON),
+        "strategy": f"Burst per_trade={per_trade}" if per_trade else "Flipper",
+        "decision_log": "at frame end" if log_at_frame_end else "after the sends",
+        "frame_first_submit_to_sent": percentiles([wire_ns[c] - submit_ns[c] for c in first]),
+        "frame_last_submit_to_sent": percentiles([wire_ns[c] - submit_ns[c] for c in last]),
         "placed": len(arrival_ns),
         "trades": result.trades,
         "elapsed_s": elapsed,
@@ -213,13 +236,35 @@ async def paper(copies: int, speed: float | None, same_process: bool = False) ->
         return await paper_run(copies, speed, True, ws_url=endpoints["ws_url"])
 
 
+def send_vs_log(args: argparse.Namespace) -> None:
+    """Print ``submit_to_sent`` with the decision log at frame end and after the sends (same invocation)."""
+    sides = {name: asyncio.run(live_run(args.copies, args.speed or None, args.same_process, args.send_vs_log, at_end))
+             for name, at_end in (("log_at_frame_end", True), ("log_after_sends", False))}
+    before, after = sides["log_at_frame_end"], sides["log_after_sends"]
+    report = sides | {"submit_to_sent_p50_ratio": after["submit_to_sent"]["p50_us"] / before["submit_to_sent"]["p50_us"]}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"decision -> request on the socket, {args.send_vs_log} orders per trade, {before['decisions']:,} / "
+          f"{after['decisions']:,} decisions, {args.copies} copies at {args.speed or 'max'}x, servers in {after['servers']}")
+    for key in ("submit_to_sent", "frame_first_submit_to_sent", "frame_last_submit_to_sent", "tick_to_sent"):
+        for name, side in sides.items():
+            p = side[key]
+            print(f"  {key:<27} {name:<17} p50 {p['p50_us']:8.1f} us   p99 {p['p99_us']:8.1f} us   max {p['max_us']:9.1f} us")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--copies", type=int, default=1, help="capture repetitions (1 -> 676 trades)")
     parser.add_argument("--speed", type=float, default=2.0, help="replay pace; 0 = as fast as possible")
     parser.add_argument("--same-process", action="store_true", help="run the servers on the daemon's event loop")
+    parser.add_argument("--send-vs-log", type=int, default=0, metavar="N",
+                        help="compare the decision log at frame end with after the sends, N orders per trade")
     args = parser.parse_args()
+    if args.send_vs_log:
+        send_vs_log(args)
+        return
     ref = asyncio.run(paper(args.copies, args.speed or None, args.same_process))
     live = asyncio.run(live_run(args.copies, args.speed or None, args.same_process))
     ratio = live["tick_to_sent"]["p99_us"] / ref["tick_to_accept"]["p99_us"]

@@ -73,7 +73,7 @@ from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture  #
 from tradebus.adapters.common.local_server import LocalVenueServer  # noqa: E402
 from tradebus.adapters.common.recorder import iter_hftbacktest  # noqa: E402
 from tradebus.config.base import StrictModel  # noqa: E402
-from tradebus.engine.messages import OrderAccepted, OrderSubmitted, Trade  # noqa: E402
+from tradebus.engine.messages import OrderAccepted, OrderSide, OrderSubmitted, Trade  # noqa: E402
 from tradebus.node.daemon import PaperNode  # noqa: E402
 from tradebus.node.config import parse_paper_config  # noqa: E402
 from tradebus.strategies.base import Strategy  # noqa: E402
@@ -107,6 +107,37 @@ class Flipper(Strategy):
         self._long = not self._long
         DECIDING_ON[0] = trade.ts_init
         self.target_position(self.instrument_id, 0.01 if self._long else self._low, reason="flip on every trade")
+
+
+class BurstParams(StrictModel):
+    """Parameters of :class:`Burst`."""
+
+    per_trade: int = 3
+    every: int = 10
+
+
+class Burst(Strategy):
+    """``per_trade`` market orders of 0.001 on every ``every``-th trade, buys on one and sells on the next: several
+    decisions in one frame (a cash-only account holds the coins they sell), below the venue's order rate limit."""
+
+    Params = BurstParams
+
+    def __init__(self, instrument_ids: Any, *, strategy_id: str | None = None, per_trade: int = 3, every: int = 10) -> None:
+        super().__init__(instrument_ids, strategy_id=strategy_id)
+        self._buy = False
+        self._per_trade = per_trade
+        self._every = every
+        self._seen = 0
+
+    def on_trade(self, trade: Trade) -> None:
+        self._seen += 1
+        if self._seen % self._every:
+            return
+        self._buy = not self._buy
+        DECIDING_ON[0] = trade.ts_init
+        side = OrderSide.BUY if self._buy else OrderSide.SELL
+        for _ in range(self._per_trade):
+            self.submit_market(self.instrument_id, side, 0.001, reason="burst on every trade")
 
 
 def frames(copies: int) -> list[tuple[int, str]]:

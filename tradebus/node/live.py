@@ -604,6 +604,11 @@ def _left_reason(cancel_on_stop: bool, dry_run: bool) -> str:
     return "left working at the venue (live.cancel_on_stop: false)"
 
 
+def _call_soon(callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the running event loop has run the callbacks (a new task's first step) ready now."""
+    asyncio.get_running_loop().call_soon(callback)
+
+
 class LiveNode(PaperNode):
     """The live daemon (see the module docstring).
 
@@ -672,6 +677,9 @@ class LiveNode(PaperNode):
         super().__init__(
             config, max_seconds=max_seconds, max_messages=max_messages, handle_signals=handle_signals, run_dir=run_dir
         )
+        # The decisions of a frame are logged once the requests they queued have started (a task starts only when the
+        # frame has returned to the loop; the log lines would delay it).
+        self.router.log_later = _call_soon
         try:
             self._build_account_side(config, keys)
         except Exception:

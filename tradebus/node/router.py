@@ -75,8 +75,14 @@ class NodeRouter:
     line costs about as much as the rest of the decision, and the order goes first. Within a
     frame that is once the frame has ended and what fell due while it was handled has fired
     (a simulated order decided on it has arrived), with the decisions those arrivals took
-    after the frame's. One taken elsewhere (a timer, a venue's answer) is logged at once. Those
-    taken before a strategy's hook raised are logged before ``on_failure`` reports it.
+    after the frame's. On a live venue, whose request is a task that starts only once control
+    returns to the event loop, that is later still (:attr:`log_later`, set by the live daemon):
+    once the loop has run the first step of the requests queued (the first of them is on the
+    socket by then unless it waits for a connection or the rate budget; the others may wait
+    for a connection of their own).
+    One taken elsewhere (a timer, a venue's answer) is logged at once, after those of a message
+    still waiting. Those taken before a strategy's hook raised are logged before ``on_failure``
+    reports it.
 
     Parameters
     ----------
@@ -157,6 +163,11 @@ class NodeRouter:
         # Decisions taken while a message is handled, logged after it.
         self._decided: list[OrderSubmitted | OrderDenied] = []
         self._in_message = False
+        #: Runs a callback once the event loop has run what is ready (a live daemon's ``loop.call_soon``): the
+        #: decisions of a message or frame are logged then, after the first step of the requests they queued.
+        #: ``None``: logged at once (a simulated venue's order has arrived by then).
+        self.log_later: Callable[[Callable[[], None]], object] | None = None
+        self._log_pending = False
         kernel.bus.subscribe(OrderSubmitted, self._on_decision)
         kernel.bus.subscribe(OrderDenied, self._on_decision)
 
@@ -207,7 +218,7 @@ class NodeRouter:
                 pin(unpinned)
             self._in_message = outer
             if not outer and not framed:  # a frame's decisions are logged once its orders have arrived
-                self._log_decided()
+                self._log_after_sends()
 
     def frame_started(self, ts_ns: int) -> None:
         """The messages routed from now until :meth:`frame_ended` are those of one frame received at ``ts_ns``.
@@ -235,7 +246,7 @@ class NodeRouter:
             finally:
                 self._in_message = outer
         if not self._in_message:
-            self._log_decided()
+            self._log_after_sends()
 
     def stop_data(self) -> None:
         """Drop the market data routed from now on (counted ``"after_stop"``): no strategy decides on it."""
@@ -335,7 +346,22 @@ class NodeRouter:
         if self._in_message:
             self._decided.append(event)
         else:
+            self._log_decided()  # those of a message whose deferred log has not run yet go first
             self._log_decision(event)
+
+    def _log_after_sends(self) -> None:
+        """Log the decisions taken, at once or (:attr:`log_later`) once the requests they queued have started."""
+        if not self._decided:
+            return
+        if self.log_later is None:
+            self._log_decided()
+        elif not self._log_pending:
+            self._log_pending = True
+            self.log_later(self._log_deferred)
+
+    def _log_deferred(self) -> None:
+        self._log_pending = False
+        self._log_decided()
 
     def _log_decided(self) -> None:
         """Log the decisions taken while a message (or a frame) was handled, in the order they were taken."""
