@@ -38,18 +38,16 @@ async def test_a_frames_requests_start_before_its_decisions_are_logged_and_leave
         if params.method == "POST" and coid:
             seen.append(("sent", coid))
 
-    data = binance_config(None, None, ["trade"], tmp=tmp_path, journal=True,
-                          strategy={"name": "tests.live.burst_strategy:BurstBuy", "instruments": [IID],
-                                    "params": {"per_trade": PER_TRADE, "trades": TRADES}})
-    instruments = parse_live_config({**data, "instruments": [SPOT]}).instrument_map()
+    strategy = {"name": "tests.live.burst_strategy:BurstBuy", "instruments": [IID],
+                "params": {"per_trade": PER_TRADE, "trades": TRADES}}
+    instruments = parse_live_config({**binance_config(None, None, ["trade"], strategy=strategy),
+                                     "instruments": [SPOT]}).instrument_map()
     handle = logger.add(sink, level="INFO")
     try:
         async with BinancePrivateEmulator(KEY, SECRET, {IID: instruments[IID]}, {"USDT": 100_000.0}) as emulator:
             protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
             async with LocalVenueServer(protocol, SPOT_FRAMES, speed=8.0) as srv:
-                data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, journal=True,
-                                      strategy={"name": "tests.live.burst_strategy:BurstBuy", "instruments": [IID],
-                                                "params": {"per_trade": PER_TRADE, "trades": TRADES}})
+                data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, journal=True, strategy=strategy)
                 data |= {"instruments": [SPOT], "warm_up": False,
                          "live": {"rest_url": emulator.rest_url, "ws_api_url": emulator.ws_api_url}}
                 node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET)),
