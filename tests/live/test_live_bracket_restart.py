@@ -251,11 +251,7 @@ async def test_a_restart_after_live_kill_flatten_sends_no_exit_for_the_closed_po
             sent = [c for c in emulator.orders if c not in before]
     finally:
         logger.remove(sink)
-    assert sent == []
-    assert node.kernel.portfolio.position(v.iid) == pytest.approx(0.0, abs=1e-12)
-    assert not any("arming again" in m for m in lines)
-    assert sum(f"its entry left {v.qty} {v.iid}, and its strategy OneBracket holds 0.0 of it now" in m
-               and "no exit sent" in m for m in lines) == 1
+    _assert_no_exit_for_the_flat_position(v, node, sent, lines)
 
 
 @pytest.mark.parametrize("v", list(VENUES.values()), ids=list(VENUES))
@@ -290,6 +286,11 @@ async def test_a_restart_after_the_operators_flatten_sends_no_exit_for_the_close
             sent = [c for c in emulator.orders if c not in before]
     finally:
         logger.remove(sink)
+    _assert_no_exit_for_the_flat_position(v, node, sent, lines)
+
+
+def _assert_no_exit_for_the_flat_position(v: _Venue, node: LiveNode, sent: list[str], lines: list[str]) -> None:
+    """The restarted daemon sent nothing for the flattened bracket, holds nothing, and said why once."""
     assert sent == []
     assert node.kernel.portfolio.position(v.iid) == pytest.approx(0.0, abs=1e-12)
     assert not any("arming again" in m for m in lines)
