@@ -12,7 +12,7 @@ from loguru import logger
 
 from tradebus.cli import run_backtest
 from tradebus.errors import ConfigError
-from tradebus.reports.rundata import load_run
+from tradebus.reports.rundata import buy_and_hold, load_run
 from tradebus.reports.writers import FUNDING_COLUMNS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -225,3 +225,23 @@ def test_a_strategy_refusing_its_params_is_refused_before_the_mark_and_funding_f
     with pytest.raises(ConfigError, match=r"give an edge source or params\.model"):
         run_backtest(path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_buy_and_hold_of_a_perpetual_priced_first_by_a_mark_starts_at_that_mark(tmp_path: Path) -> None:
+    """The shipped run on its bars from 07:00 on (a copy of the file cut there): the 06:00 mark (the open of the
+    file's 06:00 mark bar, 1.20932) values XRPUSDT an hour before its first bar, but no first price was recorded for
+    a mark, so prices.csv (and buy & hold) began at the first equity sample's mark, the 07:00 one (1.21431). Now they
+    begin at the first mark, read from the mark file with pandas."""
+    fixtures = REPO / "tests" / "fixtures" / "perpetual"
+    bars = pd.read_parquet(fixtures / "XRP_USDT_USDT-5m-futures.parquet")
+    later = tmp_path / "XRP_USDT_USDT-5m-futures.parquet"
+    bars.loc[bars["date"] >= pd.Timestamp("2021-11-15T07:00:00Z")].reset_index(drop=True).to_parquet(later)
+    _, _, out = run_backtest(CONFIG, tmp_path / "a", overrides=[f"data.sources.0.file={later}"])
+    marks = pd.read_feather(fixtures / "XRP_USDT_USDT-1h-mark.feather")
+    first_mark = marks.iloc[0]
+    assert first_mark["date"] == pd.Timestamp("2021-11-15T06:00:00Z")  # the run's start, an hour before its bars
+    prices = pd.read_csv(out / "prices.csv")
+    xrp = prices.loc[prices["instrument"] == "XRPUSDT.BINANCE"]
+    assert (xrp["ts"].iloc[0], xrp["price"].iloc[0]) == (first_mark["date"].value, first_mark["open"])
+    _, each = buy_and_hold(load_run(out))
+    assert each["XRPUSDT.BINANCE"] == pytest.approx(xrp["price"].iloc[-1] / first_mark["open"] - 1.0, rel=1e-12)

@@ -237,15 +237,21 @@ def test_an_order_still_working_when_the_data_end_equals_the_event_tiers() -> No
 
 
 def test_bars_received_in_bursts_are_sampled_after_the_last_bar_of_their_time() -> None:
-    """Three bars share each receive time: both tiers mark a sample at the last of them."""
+    """Three bars share each receive time: both tiers mark a sample at the last of them, and the first sample
+    carries the first bar's close at its own time (buy & hold buys there, not at the time's last close)."""
     burst = BARS.copy()
     burst["ts_init"] = (burst["ts_event"] + 3 * H4_NS - 1) // (3 * H4_NS) * (3 * H4_NS)
     make, margin = STRATEGIES["ema_5_60_short"]
     event, fast = both(make, VENUES["fixed_2bps"], burst, margin=margin)
-    last_close = burst.groupby("ts_init")["close"].last()
+    by_time = burst.groupby("ts_init")["close"]
+    last_close, first_close = by_time.last(), by_time.first()
     assert len(event.fills) >= 10 and key(fast) == key(event)
     assert fast.equity == event.equity
     assert [s.marks for s in event.equity] == [(last_close[s.ts],) for s in event.equity]
+    start = int(burst["ts_init"].iloc[0])
+    assert first_close[start] != last_close[start]  # the burst moved the price within the first time
+    for result in (event, fast):
+        assert [s.first_prices for s in result.equity[:2]] == [((start, IID, first_close[start]),), ()]
 
 
 def test_bars_out_of_time_order_are_refused_naming_the_bar() -> None:

@@ -318,20 +318,27 @@ def test_a_span_at_a_units_edge_reads_in_the_next_unit_and_a_fraction_of_a_secon
     assert format_duration(seconds) == text
 
 
-@pytest.mark.parametrize("eth_from", [None, 1_723_161_283_641])
+@pytest.mark.parametrize(
+    ("btc_from", "eth_from"),
+    [(None, None), (None, 1_723_161_283_641), (1_723_161_255_612, None), (1_723_161_283_642, 1_723_161_283_641)],
+)
 def test_buy_and_hold_buys_an_instrument_at_its_first_trade_not_its_first_sample(
-    tmp_path: Path, eth_from: int | None
+    tmp_path: Path, btc_from: int | None, eth_from: int | None
 ) -> None:
     # Binance spot, 2024-08-08: ETHUSDT's first trade (2,683.80) comes 0.27 s after BTCUSDT's, and the
     # minute samples first priced it 44.4 s later, at 2,682.97: its buy & hold showed -0.04 % for -0.07 %.
     # From eth_from, ETHUSDT starts with 36 trades in one millisecond: a batch of its own (batch loop).
+    # With BTCUSDT from btc_from, ETHUSDT's first millisecond is the run's first, the first sample's
+    # time: the sample priced it at that millisecond's last trade (2,683.61 of 11 from 2,683.80; 2,684.33
+    # of 36 from 2,684.59), and its buy & hold showed -0.060 % for -0.067 % (-0.087 % for -0.097 %).
     data = REPO / "tests" / "fixtures" / "data"
     files = {"BTCUSDT.BINANCE": data / "binance_spot_btcusdt_trades_20240808_100s.csv",
              "ETHUSDT.BINANCE": data / "binance_spot_ethusdt_trades_20240808_100s.csv"}
-    if eth_from is not None:
-        eth = pd.read_csv(files["ETHUSDT.BINANCE"], dtype=str)
-        files["ETHUSDT.BINANCE"] = tmp_path / "eth.csv"
-        eth[eth["time"].astype(int) >= eth_from].to_csv(files["ETHUSDT.BINANCE"], index=False)
+    for iid, start in (("BTCUSDT.BINANCE", btc_from), ("ETHUSDT.BINANCE", eth_from)):
+        if start is not None:
+            trades = pd.read_csv(files[iid], dtype=str)
+            files[iid] = tmp_path / f"{iid}.csv"
+            trades[trades["time"].astype(int) >= start].to_csv(files[iid], index=False)
     instrument = {"venue": "BINANCE", "quote": "USDT", "tick_size": 0.01, "lot_size": 1.0e-5}
     config = {
         "data": {"sources": [{"instrument": iid, "kind": "trades", "file": str(path)} for iid, path in files.items()]},

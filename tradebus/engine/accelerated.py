@@ -21,7 +21,8 @@ What it shares with the event tier
       (:func:`~tradebus.execution.costs.slippage_bps`) against the trader, rounded onto the tick
       grid against the trader and clamped to the bar's range; taker fee on the notional;
     * the portfolio's accounting (:mod:`tradebus.engine.portfolio`: cash, netting position,
-      average price, realised PnL) and the kernel's equity sampling. A margin spot position's
+      average price, realised PnL) and the kernel's equity sampling (with the instrument's first price where
+      the first sample's time holds several bars: :meth:`Kernel.shown_first_prices`). A margin spot position's
       liquidation check at each close runs only when the close leaves the band of marks where it
       cannot hold (``_safe_marks``, recomputed at each fill).
 
@@ -81,6 +82,7 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from tradebus.account.margin import margin_reason
@@ -952,10 +954,27 @@ def _collect_objects(
     if not equity_samples:
         return
     equity, cash, value, realized, unrealized, fees, mark, margin, maintenance = run.sample_values.T.tolist()
-    result.equity = list(
+    samples = result.equity = list(
         map(EquitySample, run.sample_ts.tolist(), equity, cash, value, realized, unrealized, fees, repeat(0.0),
             margin, maintenance, repeat(0.0), zip(mark))
     )  # fmt: skip
+    if n:
+        _show_first_price(kernel, iid, bars, samples)
+
+
+def _show_first_price(kernel: Kernel, iid: str, bars: BarArrays, samples: list[EquitySample]) -> None:
+    """Give the first sample with a valid mark the instrument's first price, as :meth:`Kernel.sample_equity` does.
+
+    The first bar's close is that price, shown where several bars share the first sample's time and the last of
+    them moved the mark (a burst).
+    """
+    kernel.note_first_price(iid, int(bars.ts_init[0]), float(bars.close[0]))
+    k = next((k for k, sample in enumerate(samples) if sample.marks[0] == sample.marks[0]), None)
+    if k is not None:
+        sample = samples[k]
+        shown = kernel.shown_first_prices(sample.ts, sample.marks, samples[k - 1].marks if k else ())
+        if shown:
+            samples[k] = msgspec.structs.replace(sample, first_prices=shown)
 
 
 def _denial(kernel: Kernel, iid: str, buy: bool, code: int, values: list[float], cfg: np.ndarray) -> str:

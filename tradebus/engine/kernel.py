@@ -206,7 +206,8 @@ class EquitySample(msgspec.Struct, frozen=True, gc=False):
     #: Last price of each instrument (in ``RunResult.instruments`` order; NaN before its first price).
     marks: tuple[float, ...] = ()
     #: ``(ts, instrument_id, price)`` of the first price of each instrument this sample is the first
-    #: to price, where that price came before ``ts`` (in time order): buy & hold starts there.
+    #: to price, where that price came before ``ts``, or at ``ts`` and later prices of that time moved
+    #: it (in time order): buy & hold starts there.
     first_prices: tuple[tuple[int, str, float], ...] = ()
 
 
@@ -556,6 +557,7 @@ class Kernel:
             self.result.liquidations = self.perpetuals.liquidations
             # Through the bus: the kernel's handlers first, then any strategy's. A daemon that
             # publishes the mark and funding messages of its feeds reaches the account this way.
+            self.perpetuals.on_first_mark = self._note_first_mark
             self.bus.subscribe(MarkPrice, self.perpetuals.on_mark)
             self.bus.subscribe(FundingRate, self.perpetuals.on_funding)
             self.bus.subscribe(FundingPaid, self._record_funding)
@@ -957,6 +959,18 @@ class Kernel:
             dispatch[type(msg)](msg)
 
         perps.feed(messages, deliver)
+
+    def _note_first_mark(self, mark: MarkPrice) -> None:
+        """An instrument's first mark price (it values the instrument from now on): its first price if no trade,
+        bar or quote priced it before (buy & hold then starts at this mark, as the portfolio values it).
+
+        A price noted at the mark's time or later is replaced: :meth:`process` delivers the marks up to a message's
+        time before it, while a batch loop notes its batch's first price before its clock delivers them.
+        """
+        iid = mark.instrument_id
+        noted = self._first_prices.get(iid)
+        if (noted is None and iid not in self.cache.prices) or (noted is not None and mark.ts_init <= noted[0]):
+            self._first_prices[iid] = (mark.ts_init, mark.mark_price)
 
     def _note_liquidation(self, fill: OrderFilled) -> None:
         self.result.submit_reasons[fill.client_order_id] = "liquidation"
@@ -1410,7 +1424,7 @@ class Kernel:
             maintenance,
             interest,
             marks,
-            self._shown_first_prices(ts, marks) if self._first_prices else (),
+            self.shown_first_prices(ts, marks, samples[-1].marks if samples else ()) if self._first_prices else (),
         )
         journal = self._journal
         if journal is not None and journal.failure is None:  # a failed journal stopped the daemon already
@@ -1424,14 +1438,33 @@ class Kernel:
         """Record the instrument's first price, at ``ts``: call it before ``cache.prices`` holds one.
 
         The sample that first prices the instrument carries it (:attr:`EquitySample.first_prices`)
-        when it came before the sample's time; an earlier call for the instrument wins.
+        when it came before the sample's time, or at that time and later prices of that time moved
+        it; the earliest ``ts`` noted for the instrument wins, the earlier call at one time (a batch loop
+        notes a batch's first price before the marks its clock then delivers, which may be earlier).
         """
-        self._first_prices.setdefault(instrument_id, (ts, price))
+        noted = self._first_prices.get(instrument_id)
+        if noted is None or ts < noted[0]:
+            self._first_prices[instrument_id] = (ts, price)
 
-    def _shown_first_prices(self, ts: int, marks: tuple[float, ...]) -> tuple[tuple[int, str, float], ...]:
-        """The :attr:`EquitySample.first_prices` of a sample at ``ts`` with ``marks`` (the recorded ones it shows)."""
-        samples = self.result.equity
-        before = samples[-1].marks if samples else ()
+    def shown_first_prices(
+        self, ts: int, marks: tuple[float, ...], before: tuple[float, ...]
+    ) -> tuple[tuple[int, str, float], ...]:
+        """The :attr:`EquitySample.first_prices` of a sample at ``ts`` with ``marks`` (no longer noted once shown).
+
+        Parameters
+        ----------
+        ts
+            The sample's time.
+        marks
+            The sample's :attr:`EquitySample.marks`.
+        before
+            The previous sample's marks (``()`` for the first sample): an instrument it priced was shown by it.
+
+        Returns
+        -------
+        tuple
+            ``(ts, instrument_id, price)`` in time order (see :meth:`note_first_price`).
+        """
         instruments = self.result.instruments
         shown = []
         for iid in list(self._first_prices):
@@ -1441,7 +1474,9 @@ class Kernel:
             at, price = self._first_prices.pop(iid)
             # an instrument an earlier sample priced was shown by it
             unshown = iid not in self._restored_priced and (n >= len(before) or before[n] != before[n])
-            if at < ts and unshown and 0.0 < price < math.inf:
+            # at the sample's time, only where later prices of that time moved its mark (the sample's row shows it)
+            before_sample = at < ts or (at == ts and price != marks[n])
+            if before_sample and unshown and 0.0 < price < math.inf:
                 shown.append((at, iid, price))
         return tuple(sorted(shown))
 

@@ -251,6 +251,9 @@ class Perpetuals:
         #: Called with every funding announced or held and not paid yet (:meth:`due`) whenever they change
         #: (a daemon's journal keeps them for a restart, :meth:`restore_due`); ``None``: not kept.
         self.on_due: Callable[[list[FundingDue]], None] | None = None
+        #: Called with an instrument's first mark that values it (the kernel records it as the instrument's first
+        #: price if nothing priced it before); ``None``: not called.
+        self.on_first_mark: Callable[[MarkPrice], None] | None = None
         self._due_kept: list[FundingDue] = []
         self._due_written = -(2**63)
         #: When the earliest announced (or held) funding not settled yet is due on the kernel's clock
@@ -305,7 +308,11 @@ class Perpetuals:
         # before a stop) values the position it pays on.
         if msg.ts_init > self.next_funding_ns and (self._feeding or self._positions[msg.instrument_id].has_mark):
             self.settle_due(msg.ts_init, before=True)
+        position = self._positions[msg.instrument_id]
+        first = not position.has_mark
         self._portfolio.mark_price(msg.instrument_id, msg.mark_price)
+        if first and position.has_mark and self.on_first_mark is not None:
+            self.on_first_mark(msg)
         if not self._feeding and msg.ts_init >= self.next_funding_ns:
             self.settle_due(msg.ts_init)
         if self.open:

@@ -492,5 +492,7 @@ def buy_and_hold_curve(run: RunData, initial: float) -> pd.Series | None:
     wide = wide.loc[:, [iid for iid in wide.columns if iid in buy_and_hold(run)[1]]]
     if wide.empty:
         return None
-    first = wide.bfill().iloc[0]
-    return (wide / first).fillna(1.0).mean(axis=1) * initial
+    # Each instrument's first row, not its value at its first time: a first price at a sample's time
+    # has the sample's row (the last price of that time) after it.
+    first = run.prices.groupby("instrument", sort=False)["price"].first()
+    return (wide / first[wide.columns]).fillna(1.0).mean(axis=1) * initial

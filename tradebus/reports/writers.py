@@ -22,7 +22,8 @@ A run writes only its own files (:data:`OWN_FILES`, the one place that says whic
   config, between the comment lines :data:`CONFIG_HEAD` and :data:`CONFIG_END`: a copy cut short lacks the
   last), ``trades.csv`` (the round trips, :data:`tradebus.reports.trades.TRADE_COLUMNS`)
   and ``prices.csv`` (:data:`PRICE_COLUMNS`: each instrument's last price at every
-  equity sample, and its first price where that came between samples), for every kind of run;
+  equity sample, and its first price where that came between samples or moved at its sample's time), for every
+  kind of run;
 * ``tearsheet.html`` (:mod:`tradebus.reports.tearsheet`) with ``--report`` or
   ``tradebus report``; while a run that writes it (or rewrites an earlier run's) has its other files in
   place and renders it, :data:`UNWRITTEN_PAGE` stands there, moved in with them (and, over an earlier
@@ -451,7 +452,8 @@ class EquityRows:
         """The ``prices.csv`` rows of ``s`` (:data:`PRICE_COLUMNS`): each instrument with a price.
 
         The first price of an instrument ``s`` is the first to price (:attr:`EquitySample.first_prices`)
-        comes first, at its own time: buy & hold starts there.
+        comes first, at its own time (which may be ``s``'s: the sample's row is that time's last price):
+        buy & hold starts there.
         """
         time = format_ns(s.ts)
         rows = [(ts, format_ns(ts), iid, price) for ts, iid, price in s.first_prices]
