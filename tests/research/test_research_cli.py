@@ -433,6 +433,15 @@ def test_dataset_on_an_empty_window_exits_3_and_writes_nothing(tmp_path: Path) -
 
 
 @pytest.mark.parametrize("command", ["dataset", "labels"])
+def test_an_empty_window_names_the_config_as_every_research_error_does(tmp_path: Path, command: str) -> None:
+    """It said 'error: dataset: no source has a row ...' without the file, where a config error names it."""
+    config = _windowed_config(tmp_path, 1_600_000_000_000_000_000, 1_600_000_000_000_000_001)
+    result = runner.invoke(app, ["research", command, str(config), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 3, result.output
+    assert f"error: {config}: dataset: no source has a row between" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("command", ["dataset", "labels"])
 def test_a_window_ending_before_it_starts_is_a_config_error_exit_2(tmp_path: Path, command: str) -> None:
     """start_ns 2023-11-14, end_ns 2020-09-13 said 'no source has a row between ...' and blamed the data, exit 3."""
     config = _windowed_config(tmp_path, 1_700_000_000_000_000_000, 1_600_000_000_000_000_000)

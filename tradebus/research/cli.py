@@ -58,10 +58,12 @@ LOOKAHEAD_FOUND = 4
 
 
 def _fail(exc: TradebusError, config: Path | None = None) -> None:
-    """Print ``exc`` and exit with its code; a config error names ``config`` if it does not yet."""
+    """Print ``exc`` and exit with its code; a config error, or its window's, names ``config`` if it does not yet."""
+    from tradebus.research.dataset import EmptyWindow
+
     code = next(code for cls, code in _EXIT if isinstance(exc, cls))
     message = str(exc)
-    if config is not None and isinstance(exc, ConfigError) and not message.startswith(str(config)):
+    if config is not None and isinstance(exc, ConfigError | EmptyWindow) and not message.startswith(str(config)):
         message = f"{config}: {message}"
     Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)

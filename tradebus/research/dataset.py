@@ -43,6 +43,7 @@ from tradebus.reports.writers import output_error, write_parquet_file
 __all__ = [
     "DatasetConfig",
     "SourceConfig",
+    "EmptyWindow",
     "align_timeframe",
     "build_dataset",
     "empty_window",
@@ -258,7 +259,11 @@ def window_bounds(ts: np.ndarray, start_ns: int | None, end_ns: int | None) -> t
     return lo, max(hi, lo)
 
 
-def empty_window(config: DatasetConfig, spans: Mapping[str, tuple[int, int] | None]) -> DataError:
+class EmptyWindow(DataError):
+    """A window of ``dataset.start_ns`` / ``dataset.end_ns`` that holds no row: the config's window, named with its file."""
+
+
+def empty_window(config: DatasetConfig, spans: Mapping[str, tuple[int, int] | None]) -> EmptyWindow:
     """The error of a window that holds no row of any source, naming the window and each dataset's span."""
     from tradebus.reports.metrics import format_ns
 
@@ -274,7 +279,7 @@ def empty_window(config: DatasetConfig, spans: Mapping[str, tuple[int, int] | No
         window = ""
     where = [f"{name} " + ("holds no rows" if span is None else f"spans {format_ns(span[0])} to {format_ns(span[1])}")
              for name, span in spans.items()]
-    return DataError(f"dataset: no source has a row{window}: " + "; ".join(where))
+    return EmptyWindow(f"dataset: no source has a row{window}: " + "; ".join(where))
 
 
 def build_dataset(config: DatasetConfig) -> pd.DataFrame:
