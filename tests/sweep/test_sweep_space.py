@@ -803,3 +803,21 @@ def test_a_range_of_whole_number_bounds_on_a_float_field_is_of_floats_unless_int
     with pytest.raises(ConfigError, match="params.venue.slippage_bps: a grid needs a list of values or a 'step'"):
         load_space(grid, partial(float_field, config))
     assert load_space(space_file(tmp_path, {"method": "tpe", "trials": 2, "params": params})).params[0].integer  # no config
+
+
+def test_a_float_field_is_read_from_the_config_types_also_inside_a_mapping_or_a_section_left_out(tmp_path: Path) -> None:
+    """balances.USD (a dict of floats, the config giving no balances) read as no float field: {low: 1000,
+    high: 5000} swept whole numbers only."""
+    from tradebus.config import load_config
+    from tradebus.sweep.fields import float_field
+
+    config = load_config(write_yaml(tmp_path / "run.yaml", catalog_config()))
+    assert config.balances is None and config.annual_borrow_rates is None
+    floats = ["balances.USD", "annual_borrow_rates.BTC", "venue.slippage_bps", "risk.max_position",
+              "instruments.0.maker_fee", "strategy.params.quantity", "initial_cash"]
+    others = ["strategy.params.fast", "risk.max_orders_per_window", "strategy.params.mode",
+              "balances", "venue.nope", "strategies.0.params.quantity", "report.equity_interval"]
+    assert {p: float_field(config, p) for p in floats + others} == {**dict.fromkeys(floats, True),
+                                                                   **dict.fromkeys(others, False)}
+    given = load_config(write_yaml(tmp_path / "given.yaml", catalog_config(balances={"USD": 1000.0, "BTC": 0.0})))
+    assert float_field(given, "balances.USD") and float_field(given, "balances.BTC")

@@ -21,30 +21,57 @@ __all__ = ["float_field"]
 def float_field(config: RunConfig, path: str) -> bool:
     """Whether ``path`` of ``config`` is a field typed ``float`` (or an optional or constrained float), not ``int``.
 
-    A strategy's ``params.<name>`` is typed by its strategy's ``Params``; a path the config does not
-    have, or whose field is untyped, is not a float field.
+    The path is followed through the config's types, so a section or mapping the config leaves out
+    (``balances.USD`` without ``balances``) is typed as one it gives; a strategy's ``params.<name>``
+    is typed by its strategy's ``Params``. A path the config's types do not have, or whose field is
+    untyped, is not a float field.
     """
     node: Any = config
-    *parents, name = path.split(".")
-    for part in parents:
-        if isinstance(node, BaseModel) and part == "params" and isinstance(getattr(node, "params", None), dict):
+    kind: Any = RunConfig
+    for part in path.split("."):
+        if isinstance(node, BaseModel):
+            kind = type(node)  # the arm of a union the config chose
+        if part == "params" and isinstance(node, BaseModel) and isinstance(getattr(node, "params", None), dict):
             try:
                 node = resolve_strategy(node.name).validate_params(node.params)  # type: ignore[attr-defined]
             except (TradebusError, ValueError):
                 return False
-        elif isinstance(node, BaseModel):
-            node = getattr(node, part, None)
-        elif isinstance(node, list | tuple) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, dict):
-            node = node.get(part)
-        else:
+            kind = type(node)
+            continue
+        kind = _member(kind, part)
+        if kind is None:
             return False
-    field = type(node).model_fields.get(name) if isinstance(node, BaseModel) else None
-    if field is None:
-        return False
-    kinds = _kinds(field.annotation) - {type(None)}
+        node = _value(node, part)
+    kinds = _kinds(kind) - {type(None)}
     return float in kinds and int not in kinds
+
+
+def _member(annotation: Any, part: str) -> Any:
+    """The type of member ``part`` of a value typed ``annotation`` (a model's field, a list's item, a dict's value)."""
+    for arm in _kinds(annotation) - {type(None)}:
+        origin, args = get_origin(arm), get_args(arm)
+        if isinstance(arm, type) and issubclass(arm, BaseModel):
+            field = arm.model_fields.get(part)
+            if field is not None:
+                return field.annotation
+        elif origin in (list, tuple) and part.isdigit() and args:
+            if origin is tuple and args[-1] is not Ellipsis:
+                return args[int(part)] if int(part) < len(args) else None
+            return args[0]
+        elif origin is dict and len(args) == 2:
+            return args[1]
+    return None
+
+
+def _value(node: Any, part: str) -> Any:
+    """Member ``part`` of ``node`` (``None``: the config leaves it out)."""
+    if isinstance(node, BaseModel):
+        return getattr(node, part, None)
+    if isinstance(node, list | tuple) and part.isdigit():
+        return node[int(part)] if int(part) < len(node) else None
+    if isinstance(node, dict):
+        return node.get(part)
+    return None
 
 
 def _kinds(annotation: Any) -> set[Any]:
