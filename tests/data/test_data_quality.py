@@ -299,3 +299,34 @@ def test_a_quality_report_racing_overwrites_in_another_process_is_of_one_whole_v
     bad = [r for r in reports if r not in versions]
     assert bad == [], f"{len(bad)} of {len(reports)} reports: {bad[:2]}"
     assert all(versions.index(v) >= 0 and reports.count(v) > 0 for v in versions), len(reports)  # both were read
+
+
+def _hand_built_hourly_bars(path: Path, first_open_ms: int) -> Path:
+    """An hourly bar file (open times) by hand: one bar opening at ``first_open_ms``, then 11:00 to 15:00 UTC."""
+    day = 1_700_006_400_000  # 2023-11-15T00:00:00Z
+    opens = [first_open_ms] + [day + h * 3_600_000 for h in range(11, 16)]
+    pd.DataFrame({"open_time": opens, "open": 100.0, "high": 101.0, "low": 99.0, "close": 100.5,
+                  "volume": [0.4, 3.0, 2.5, 3.5, 2.0, 3.0]}).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_a_first_bar_off_the_grid_of_the_bars_after_it_is_flagged_as_partial(tmp_path: Path, chunk: int | None) -> None:
+    """A bar file whose first bar opens at 09:37 (where its data began) and the next at 11:00 had no finding
+    but a gap: data quality said nothing of a first bar that is a part of an hour."""
+    runner = CliRunner()
+    day = 1_700_006_400_000
+    flagged = {}
+    for name, first_open in (("partial", day + 9 * 3_600_000 + 37 * 60_000), ("whole", day + 9 * 3_600_000)):
+        csv = _hand_built_hourly_bars(tmp_path / f"{name}.csv", first_open)
+        catalog = tmp_path / name
+        import_file(catalog, csv, venue="binance", market="spot", symbol="BTCUSDT", interval="1h")
+        result = runner.invoke(data_app, ["quality", "binance/spot/BTCUSDT/bars_1h", "--catalog", str(catalog), "--json"])
+        assert result.exit_code == 0, result.output
+        flagged[name] = json.loads(result.output)["checks"]["partial_first_bar"]
+    # the partial bar closes at 10:37 (open + 1h): 83 minutes, no whole number of hours, before the next close (12:00)
+    assert flagged["partial"] == {"level": "warn", "count": 1, "examples": ["2023-11-15T10:37:00.000Z"]}
+    assert flagged["whole"]["count"] == 0
+    frame = read_bars(tmp_path / "partial.csv", interval="1h").to_pandas()
+    by_chunks = report(frame, "bars", 3_600_000_000_000, chunk=chunk)
+    assert by_chunks.checks["partial_first_bar"]["count"] == 1 and by_chunks.status == "warn"

@@ -18,6 +18,11 @@ gaps                   warn     bars more than one interval after the previous b
                                 (``missing`` bars in total, ``longest`` in bars); trades:
                                 none (their spacing is irregular; ``longest_quiet_s`` is
                                 reported)
+partial_first_bar      warn     the first bar when its time is off the grid of the bars after
+                                it (not a whole number of intervals before the next bar): a
+                                bar of the part of an interval the data began in, stamped
+                                where that part ends or begins; a partial first bar
+                                stamped on the grid looks like any other bar
 trade_id_gaps          warn     increasing integer ids that skip (``missing`` ids in total)
 zero_volume            warn     bars with volume 0 (``longest`` run in bars)
 stale                  warn     runs of at least ``stale_bars`` bars with identical OHLC
@@ -73,6 +78,7 @@ CHECKS: dict[str, str] = {
     "non_positive_price": "error",
     "duplicate_trade_id": "error",
     "gaps": "warn",
+    "partial_first_bar": "warn",
     "trade_id_gaps": "warn",
     "zero_volume": "warn",
     "stale": "warn",
@@ -90,7 +96,7 @@ _EXAMPLES = 5
 _DEPTH_INTERVAL_NS = 30_000_000_000
 _APPLICABLE: dict[str, frozenset[str]] = {
     "bars": frozenset(("non_monotonic_time", "duplicate_time", "ohlc_integrity", "non_positive_price", "gaps",
-                       "zero_volume", "stale", "outliers")),
+                       "partial_first_bar", "zero_volume", "stale", "outliers")),
     "trades": frozenset(("non_monotonic_time", "non_positive_price", "duplicate_trade_id", "trade_id_gaps", "outliers")),
     "book_depth": frozenset(("non_monotonic_time", "duplicate_band", "non_cumulative", "negative_depth", "zero_depth",
                              "band_set_changed", "stale", "gaps")),
@@ -218,6 +224,7 @@ class QualityCheck:
         self.rows = 0
         self.findings = {name: _Finding() for name in CHECKS}
         self._last_ts: int | None = None
+        self._first_bar: int | None = None  # the first bar's time until a later bar judged it
         self._last_price: float | None = None
         self._last_ohlc: tuple[float, ...] | None = None
         self._stale_run = 0
@@ -251,6 +258,10 @@ class QualityCheck:
         own = ts[-step.size:] if step.size else ts[:0]  # the row each step ends on
         self.findings["non_monotonic_time"].add(own[step < 0])
         if self.kind == "bars":
+            if prev is None and self.interval_ns:
+                self._first_bar = int(ts[0])
+            if self._first_bar is not None:
+                self._judge_first_bar(ts)
             self._bars(table, ts, own, step)
         elif self._depth is not None:
             self._depth.feed(table, ts)
@@ -298,6 +309,18 @@ class QualityCheck:
             with np.errstate(invalid="ignore"):
                 z = np.abs(r - median) / mad
             self.findings["outliers"].add(ts[ok & (z > self.outlier_z)])
+
+    def _judge_first_bar(self, ts: np.ndarray) -> None:
+        """Flag the first bar if the first later bar is not a whole number of intervals after it."""
+        first, interval = self._first_bar, self.interval_ns
+        if first is None or not interval:
+            return
+        later = ts[ts > first]  # a shared or earlier time is another check's
+        if later.size == 0:
+            return
+        self._first_bar = None
+        if (int(later[0]) - first) % interval:
+            self.findings["partial_first_bar"].add(np.array([first]))
 
     def _bars(self, table: pa.Table, ts: np.ndarray, own: np.ndarray, step: np.ndarray) -> None:
         o, h, low, c, v = (table.column(n).to_numpy() for n in ("open", "high", "low", "close", "volume"))
