@@ -177,3 +177,42 @@ def test_model_signal_refuses_an_upper_threshold_below_the_lower(tmp_path: Path)
     assert result.exit_code == 2, result.output
     assert "strategy.params: upper (0.3) is below lower (0.7)" in " ".join(result.output.split())
     assert not (tmp_path / "run").exists()
+
+
+class _Seen:
+    """A fitted model that keeps every matrix it was asked about (a live row's array, once per call)."""
+
+    def __init__(self, model: LogisticRegression) -> None:
+        self.model, self.seen = model, []
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        self.seen.append(X)
+        return self.model.predict_proba(X)
+
+
+def test_a_live_row_is_read_into_one_buffer_and_predicts_as_the_array_built_per_row(dataset: object) -> None:
+    """predict_row built a new (1, columns) array from a list every event; it now fills one buffer in place
+    (the bank's columns picked in the model's order), with the same outputs, NaN where a feature is."""
+    X, y, _, _ = fit_xy(dataset)
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    seen = _Seen(model)
+    step = ModelStep(seen, COLUMNS, tuple(SPECS))  # type: ignore[arg-type]
+    slots = (6, 1, 4, 0, 2)  # where the bank keeps the model's columns, in the model's order
+    step._slots = slots
+    rng = np.random.default_rng(5)
+    rows = []
+    for k in range(300):
+        row = [float(v) for v in rng.normal(size=8) * 1e3]  # junk in the columns the model does not read
+        for slot, value in zip(slots, X[k], strict=True):
+            row[slot] = float(value)
+        if k % 7 == 3:
+            row[slots[k % 5]] = float("nan")
+        rows.append(row)
+    got = np.array([step.predict_row(row) for row in rows])
+    want = np.array([float("nan") if any(np.isnan(row[i]) for i in slots)
+                     else float(model.predict_proba(np.array([[row[i] for i in slots]]))[:, -1][0]) for row in rows])
+    assert np.array_equal(got.view(np.int64), want.view(np.int64)) and np.isnan(got).sum() == 43
+    assert len(seen.seen) == 257 and all(x is seen.seen[0] for x in seen.seen)
+    one = ModelStep(LogisticRegression(max_iter=500).fit(X[:, :1], y), COLUMNS[:1], tuple(SPECS))
+    one._slots = (3,)
+    assert one.predict_row(rows[0]) == float(one.model.predict_proba(np.array([[rows[0][3]]]))[0, -1])

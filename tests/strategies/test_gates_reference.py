@@ -98,3 +98,39 @@ def test_quantile_gate_follows_pandas_rolling_quantiles(window: int, q: float) -
         passed += want
         blocked += not want
     assert passed > 100 and blocked > 1000
+
+
+@pytest.mark.parametrize(("window", "q", "rounded"), [(20, 0.1, False), (288, 0.25, False), (20, 0.1, True),
+                                                      (31, 0.3, True)])
+def test_quantile_gate_decides_as_np_quantile_of_each_window_without_calling_it(
+        monkeypatch: pytest.MonkeyPatch, window: int, q: float, rounded: bool) -> None:
+    """The gate ran np.quantile on its window twice a bar (a partition of a copy each); its thresholds are now
+    the same floats from a sorted window, so every decision is the old formula's (whole-bps edges: many ties
+    and edges exactly on a threshold)."""
+    edges = _edges()
+    if rounded:
+        edges = np.round(edges)
+    gates = _gates("quantile", window=window, q=q)
+    calls = []
+    quantile = np.quantile
+    monkeypatch.setattr(np, "quantile", lambda *a, **k: calls.append(1) or quantile(*a, **k))
+    history: list[float] = []
+    on_threshold = decided = 0
+    for edge in edges:
+        direction, gate, _ = gates.update(float(edge), 10.0)
+        if math.isfinite(edge) and edge != 0 and len(history) >= window:
+            past = np.array(history[-window:])
+            threshold = float(quantile(past, 1.0 - q)) if edge > 0 else float(quantile(past, q))
+            want = edge >= threshold if edge > 0 else edge <= threshold
+            assert (gate == "pass") == want
+            on_threshold += edge == threshold
+            decided += 1
+        if math.isfinite(edge):
+            history.append(float(edge))
+        if len(history) >= window:  # the window the next bar is judged on, both tails, bit for bit
+            past = np.array(history[-window:])
+            for tail in (q, 1.0 - q):
+                assert np.float64(gates._quantile(tail)).view(np.int64) == \
+                    np.float64(quantile(past, tail)).view(np.int64)
+    assert calls == [] and decided > 1000, on_threshold
+    assert on_threshold > 0 if rounded else True

@@ -28,6 +28,7 @@ import json
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -65,6 +66,10 @@ def _is_tree_model(model: Any) -> bool:
     return name.startswith("xgboost") or "ensemble" in name or "tree" in name
 
 
+def _no_columns(row: Sequence[float]) -> tuple[float, ...]:
+    return ()
+
+
 @dataclass
 class ModelStep:
     """A fitted model turned into a per-event feature.
@@ -91,6 +96,11 @@ class ModelStep:
     calibrator: Any = None
     _slots: tuple[int, ...] = field(default=(), init=False, repr=False)
     _named: bool = field(default=False, init=False, repr=False)
+    # predict_row's (1, columns) matrix, its NaN mask and its column picker, for ``_row_slots``
+    _row: np.ndarray = field(default_factory=lambda: np.empty((1, 0)), init=False, repr=False)
+    _row_nan: np.ndarray = field(default_factory=lambda: np.empty((1, 0), dtype=np.bool_), init=False, repr=False)
+    _pick: Any = field(default=None, init=False, repr=False)
+    _row_slots: tuple[int, ...] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.columns = tuple(self.columns)
@@ -150,8 +160,15 @@ class ModelStep:
 
         NaN when a feature is NaN (not ready): nothing trades on an unready feature.
         """
-        x = np.array([[row[i] for i in self._slots]], dtype=np.float64)
-        if np.isnan(x).any():
+        slots = self._slots
+        if self._row_slots is not slots:
+            self._row = np.empty((1, len(slots)), dtype=np.float64)
+            self._row_nan = np.empty((1, len(slots)), dtype=np.bool_)
+            self._pick = itemgetter(*slots) if slots else _no_columns
+            self._row_slots = slots
+        x = self._row
+        x[0] = self._pick(row)
+        if np.isnan(x, out=self._row_nan).any():
             return float("nan")
         return float(self._transform(x)[0])
 

@@ -26,6 +26,7 @@ are used (no lookahead).
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 
@@ -110,11 +111,19 @@ class EdgeGates:
         self._end = 0
         self._count = 0
         self._deviations = np.empty(config.zscore.window, dtype=np.float64)
+        # the quantile window's edges in order (kept only while the gate is on): a bar inserts
+        # one and drops the one leaving, where np.quantile partitioned a copy every bar
+        self._sorted: list[float] = []
         self._signs: deque[int] = deque(maxlen=config.persistence.k)
         #: The z-score of the last edge (NaN when undefined).
         self.z = math.nan
 
     def _append(self, edge: float) -> None:
+        if self.config.quantile.enabled:
+            w = self.config.quantile.window
+            if len(self._sorted) == w:
+                del self._sorted[bisect.bisect_left(self._sorted, float(self._history[self._end - w]))]
+            bisect.insort(self._sorted, edge)
         if self._end == len(self._history):
             keep = self._size - 1
             self._history[:keep] = self._history[self._end - keep:self._end]
@@ -138,12 +147,21 @@ class EdgeGates:
         return (edge - mean) / std if std > 0 else math.nan
 
     def _quantile_ok(self, edge: float, direction: int) -> bool:
-        w = self.config.quantile.window
-        if self._count < w:
+        if len(self._sorted) < self.config.quantile.window:
             return False
-        past = self._history[self._end - w:self._end]
         q = self.config.quantile.q
-        return edge >= float(np.quantile(past, 1.0 - q)) if direction > 0 else edge <= float(np.quantile(past, q))
+        return edge >= self._quantile(1.0 - q) if direction > 0 else edge <= self._quantile(q)
+
+    def _quantile(self, q: float) -> float:
+        # np.quantile's default (linear) method on the sorted window, its floats step by step:
+        # index (n - 1) q, and the lerp taken from the upper value when the weight is >= 0.5
+        values = self._sorted
+        index = (len(values) - 1) * q
+        below = math.floor(index)
+        weight = index - below
+        a, b = values[below], values[min(below + 1, len(values) - 1)]
+        step = b - a
+        return b - step * (1 - weight) if weight >= 0.5 else a + step * weight
 
     def update(self, edge: float, vol_bps: float) -> tuple[int, str, str]:
         """Feed this bar's edge and volatility; return ``(direction, gate, reason)``.
