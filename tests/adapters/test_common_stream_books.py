@@ -12,7 +12,7 @@ from tradebus.adapters.bybit.sync import BybitRule
 from tradebus.dedup import TradeDeduper
 from tradebus.adapters.common.parsing import EMPTY_LEVELS, level_array
 from tradebus.adapters.common.stream_books import StreamBooks
-from tradebus.engine.messages import BookDelta, BookResynced, BookSnapshot
+from tradebus.engine.messages import BookDelta, BookResynced, BookSnapshot, Quote
 from tradebus.errors import ParseError
 
 IID = "X.BYBIT"
@@ -112,3 +112,38 @@ def test_frame_whose_first_topic_key_is_nested_takes_the_general_path() -> None:
     nested = '{"x":{"topic":"publicTrade.X"},"topic":"publicTrade.Y","ts":1,"data":[%s]}' % (trade % "b")
     (msg,) = parser.parse_frame(nested, 2)
     assert msg.instrument_id == "Y-LINEAR.BYBIT" and msg.trade_id == "b"
+
+
+def test_a_quoting_book_quotes_each_change_of_its_top_once_across_in_stream_snapshots_and_a_resync() -> None:
+    """Bybit orderbook.50 as its instrument's only quotes (57c1c907): nothing before the first snapshot, a Quote
+    for a change of the top and none for a deeper level, none for a snapshot resent mid-stream with the same top
+    (Bybit resends them), one for a snapshot with another top, none while a gap waits, one at the resync."""
+    books = StreamBooks(BybitRule)
+    books.quote_keys.add(KEY)
+    sync = books.open(KEY, IID)
+
+    def quotes(out: list) -> list[tuple[int, float, float, float, float]]:
+        return [(m.ts_event, m.bid_price, m.bid_size, m.ask_price, m.ask_size) for m in out if isinstance(m, Quote)]
+
+    def levels(*rows: tuple[float, float]) -> np.ndarray:
+        return np.array(rows, dtype=np.float64).reshape(-1, 2)
+
+    def book(u: int, bids: np.ndarray, asks: np.ndarray) -> BookSnapshot:
+        return BookSnapshot(IID, u, u, bids, asks, u)
+
+    def update(u: int, bids: np.ndarray = EMPTY_LEVELS, asks: np.ndarray = EMPTY_LEVELS) -> BookDelta:
+        return BookDelta(IID, u, u, bids, asks, u, u, u - 1)
+
+    assert quotes(books.on_delta(KEY, sync, update(5, levels((99, 1))))) == []
+    two = levels((101, 1), (102, 2))
+    assert quotes(books.on_snapshot(KEY, sync, book(10, levels((99, 1), (98, 2)), two))) == [(10, 99, 1, 101, 1)]
+    assert quotes(books.on_delta(KEY, sync, update(11, levels((97, 5))))) == []
+    assert quotes(books.on_delta(KEY, sync, update(12, levels((99, 3))))) == [(12, 99, 3, 101, 1)]
+    assert quotes(books.on_delta(KEY, sync, update(13, asks=levels((102, 0))))) == []
+    assert quotes(books.on_snapshot(KEY, sync, book(20, levels((99, 3), (98, 2)), levels((101, 1), (103, 2))))) == []
+    assert quotes(books.on_snapshot(KEY, sync, book(30, levels((99.5, 1), (99, 3)), two))) == [(30, 99.5, 1, 101, 1)]
+    assert quotes(books.on_delta(KEY, sync, update(31, levels((99.5, 0))))) == [(31, 99, 3, 101, 1)]
+    assert quotes(books.on_delta(KEY, sync, update(40, levels((99.7, 1))))) == []  # u=32 lost: a gap
+    assert not sync.synced
+    assert quotes(books.on_snapshot(KEY, sync, book(41, levels((99, 3)), two))) == [(41, 99, 3, 101, 1)]
+    assert quotes(books.on_delta(KEY, sync, update(42, levels((99, 3))))) == []

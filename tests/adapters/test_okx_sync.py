@@ -15,7 +15,7 @@ from tradebus.adapters.common.recorder import read_frames
 from tradebus.adapters.common.sync import BookSync, Verdict
 from tradebus.adapters.okx.parse import OkxParser
 from tradebus.adapters.okx.sync import OkxRule, okx_checksum
-from tradebus.engine.messages import BookDelta, BookResynced, BookSnapshot
+from tradebus.engine.messages import BookDelta, BookResynced, BookSnapshot, Quote
 from tradebus.errors import ParseError
 
 FIX = Path(__file__).parent.parent / "fixtures" / "okx"
@@ -409,3 +409,19 @@ def test_book_after_resync_matches_reference_with_many_random_gaps() -> None:
         assert state(parser, inst) == state(reference, inst)
         assert parser.book(inst).book.equals(reference.book(inst).book)  # type: ignore[union-attr]
     assert len(parser.resync_requests) >= 3
+
+
+def test_a_quoting_book_quotes_no_top_a_wrong_checksum_gave_and_quotes_the_resync_snapshot() -> None:
+    """A books stream that is its instrument's only quotes (57c1c907): an update with a wrong checksum that would
+    move the top emits no Quote (the book resyncs); the snapshot that resyncs it quotes its top again."""
+    parser = OkxParser()
+    parser.books.quote_keys.add(KEY)
+    good = okx_checksum([("99", "1")], [("101", "1")])
+    first = parser.parse_frame(frame("snapshot", [["101", "1"]], [["99", "1"]], 10, -1, checksum=good), 1)
+    assert [(q.bid_price, q.ask_price) for q in first if isinstance(q, Quote)] == [(99.0, 101.0)]
+    assert parser.parse_frame(frame("update", [["100", "2"]], [], 11, 10, checksum=12345), 2) == []
+    assert not parser.book_in_sync(INST)
+    assert parser.parse_frame(frame("update", [["100.5", "1"]], [], 12, 11, checksum=1), 3) == []  # unsynced
+    resynced = parser.parse_frame(frame("snapshot", [["101", "1"]], [["99", "1"]], 20, -1, checksum=good), 4)
+    assert [type(m) for m in resynced] == [BookSnapshot, BookResynced, Quote]
+    assert (resynced[2].bid_price, resynced[2].ask_price) == (99.0, 101.0)
