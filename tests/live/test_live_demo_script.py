@@ -1,16 +1,21 @@
-"""scripts/live_demo.py: the local copy of a live config it writes names the original's files."""
+"""scripts/live_demo.py: the local copy of a live config it writes names the original's files; it serves OKX spot too."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pandas as pd
+import pytest
 import yaml
 
 from tests.reaped import reaped
+from tradebus.adapters.common.recorder import read_frames
 from tradebus.node.live import load_live_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,3 +50,60 @@ def test_live_demo_write_config_elsewhere_keeps_every_relative_path_of_the_confi
     assert copy.record == tmp_path / "elsewhere" / "live-local" / "frames.jsonl.gz"
     assert copy.live.rest_url is not None and copy.live.rest_url.startswith("http://127.0.0.1:")
     assert all(feed.ws_url.startswith("ws://127.0.0.1:") for feed in copy.feeds)
+
+
+OKX_RECORDING = ROOT / "tests" / "fixtures" / "okx" / "okx_v5_public_2022-05-13.jsonl.gz"
+
+
+def _recorded_okx_prices() -> set[float]:
+    """The prices of the BTC-USDT trades of the OKX recording, read from its raw frames."""
+    prices = set()
+    for _, _, raw in read_frames(OKX_RECORDING):
+        msg = json.loads(raw)
+        if (msg.get("arg") or {}).get("channel") == "trades" and msg["arg"].get("instId") == "BTC-USDT":
+            prices.update(float(t["px"]) for t in msg.get("data") or [])
+    return prices
+
+
+def test_live_demo_serves_an_okx_spot_account_a_live_daemon_trades_on(tmp_path: Path) -> None:
+    """``--venue okx``: the shipped OKX spot config, pointed at the local OKX account and the recorded stream,
+    runs ``tradebus live`` with the keys the script prints: it logs in, reconciles and its market buy fills
+    at a recorded trade's price, the fee the instrument's taker rate of it."""
+    data = yaml.safe_load((ROOT / "configs" / "live_okx_spot_demo.yaml").read_text(encoding="utf-8"))
+    data["strategy"]["params"].update(fast=2, slow=5)  # trades within the recording's 69 trades
+    config = tmp_path / "live_okx.yaml"
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-u", str(ROOT / "scripts" / "live_demo.py"), str(OKX_RECORDING), "--venue", "okx",
+               "--config", str(config), "--write-config", "local/live.yaml", "--speed", "1"]
+    with subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as demo, \
+            reaped(demo):
+        assert demo.stdout is not None
+        lines = [demo.stdout.readline(), demo.stdout.readline()]
+        assert "config written to" in lines[0], lines
+        keys = dict(part.split("=", 1) for part in lines[1].split()[1:])
+        assert set(keys) == {"TRADEBUS_OKX_API_KEY", "TRADEBUS_OKX_API_SECRET", "TRADEBUS_OKX_API_PASSPHRASE"}, lines
+        copy = load_live_config(tmp_path / "local" / "live.yaml")
+        assert copy.live.venue == "okx" and copy.live.environment == "testnet"
+        assert copy.live.ws_api_url is not None and copy.live.ws_api_url.endswith("/ws/v5/private")
+        out = tmp_path / "out"
+        daemon_env = {**env, **keys, "NUMBA_CACHE_DIR": str(ROOT / ".cache" / "numba")}
+        with open(tmp_path / "live.log", "w") as log, subprocess.Popen(
+            [sys.executable, "-m", "tradebus.cli", "live", str(tmp_path / "local" / "live.yaml"), "--out", str(out)],
+            cwd=tmp_path, env=daemon_env, stdout=log, stderr=subprocess.STDOUT,
+        ) as daemon, reaped(daemon):
+            deadline = time.monotonic() + 300
+            while not ((out / "fills.csv").exists() and len(pd.read_csv(out / "fills.csv")) > 0):
+                assert daemon.poll() is None, (tmp_path / "live.log").read_text()
+                assert time.monotonic() < deadline, (tmp_path / "live.log").read_text()
+                time.sleep(0.2)
+            daemon.send_signal(signal.SIGINT)
+            assert daemon.wait(timeout=120) == 0
+        demo.send_signal(signal.SIGINT)
+        demo.communicate(timeout=60)
+    log_text = (tmp_path / "live.log").read_text()
+    assert "reconciled BTC-USDT.OKX: 0.0 BTC held, as at the venue" in log_text
+    fill = pd.read_csv(out / "fills.csv").iloc[0]
+    assert (fill["side"], fill["quantity"]) == ("BUY", 0.001)
+    assert fill["price"] in _recorded_okx_prices()
+    assert fill["fee"] == pytest.approx(0.001 * fill["price"] * 0.001, rel=1e-12)
