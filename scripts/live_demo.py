@@ -96,7 +96,7 @@ def write_demo_config(
     data["live"] = {**(data.get("live") or {}), "rest_url": account[0], "ws_api_url": account[1]}
     run = out.resolve().parent / "live-local"
     data["journal"], data["record"] = str(run / "journal.sqlite"), str(run / "frames.jsonl.gz")
-    write_local_config(data, config_path, out, *public, model=LiveConfig)
+    write_local_config(data, config_path, out, *public, model=LiveConfig, venue=venue)
 
 
 def main() -> None:

@@ -809,3 +809,41 @@ def test_serve_of_a_recording_of_two_markets_depth_snapshots_asks_for_one_market
         url = ws_url.replace("ws://", "http://") + "/api/v3/depth?symbol=BTCUSDT&limit=1000"
         with urllib.request.urlopen(url, timeout=60) as answer:
             assert json.loads(answer.read())["lastUpdateId"] == snapshots["binance-spot:1"]
+
+
+def test_serve_points_only_its_own_venues_feeds_of_a_config_of_three_venues(tmp_path: Path) -> None:
+    """One paper config trading Binance spot, OKX spot and Bybit linear (a cross-venue strategy): ``serve --config``
+    refused it on each server ('feed 1 is of venue okx; this server speaks binance', exit 2), so no server could
+    write the copy and each feed's URL had to be set by hand; a Bybit linear BTCUSDT-LINEAR beside Binance spot
+    BTCUSDT was also taken for two markets of one symbol on one server. Now each server points its own venue's
+    feeds and checks them against its recording, leaving the others as they are: three serves, each on the copy
+    the one before wrote, give a config whose every feed is at its server."""
+    from .node_testdata import BYBIT_INSTRUMENT, BYBIT_RECORDING, OKX_INSTRUMENT
+
+    data = binance_config("wss://stream.binance.com:9443", "https://api.binance.com", ["trade"])
+    data["instruments"] += [OKX_INSTRUMENT, BYBIT_INSTRUMENT]
+    data["feeds"] += [
+        {"venue": "okx", "market": "spot", "ws_url": "wss://ws.okx.com:8443/ws/v5/public",
+         "subscriptions": {"BTC-USDT.OKX": ["trades"]}},
+        {"venue": "bybit", "market": "linear", "ws_url": "wss://stream.bybit.com/v5/public/linear",
+         "subscriptions": {"BTCUSDT-LINEAR.BYBIT": ["publicTrade"]}},
+    ]
+    config = tmp_path / "paper.yaml"
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    urls = {}
+    with contextlib.ExitStack() as stack:
+        for venue, recording, extra in [("binance", SPOT_CAPTURE, []), ("okx", OKX_RECORDING, []),
+                                        ("bybit", BYBIT_RECORDING, ["--connection", "linear"])]:
+            written = tmp_path / f"paper_{venue}.yaml"
+            urls[venue] = stack.enter_context(serving(
+                "--speed", "0", "--config", str(config), "--write-config", str(written), *extra,
+                recording=recording, venue=venue,
+            ))
+            copy = yaml.safe_load(written.read_text(encoding="utf-8"))
+            mine = [feed["ws_url"] for feed in copy["feeds"] if feed["venue"] == venue]
+            assert mine == [urls[venue]], copy["feeds"]
+            config = written
+    feeds = {feed["venue"]: feed for feed in yaml.safe_load(config.read_text(encoding="utf-8"))["feeds"]}
+    assert {venue: feed["ws_url"] for venue, feed in feeds.items()} == urls
+    assert feeds["binance"]["rest_url"] == urls["binance"].replace("ws://", "http://")
+    assert len(set(urls.values())) == 3

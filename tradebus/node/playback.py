@@ -791,7 +791,7 @@ async def serve_recording(
         for (_, raw), conn in zip(frames, conns, strict=True):
             if protocol.is_stream_frame(raw):
                 carriers.setdefault(protocol.topic_of(raw) or "", set()).add(conn.partition(":")[0])
-        check_served_symbols(local, Path(config), path, set(carriers), carriers)
+        check_served_symbols(local, Path(config), path, set(carriers), carriers, venue=venue)
     if len(snapshot_feeds - {""}) > 1:
         feeds = sorted(snapshot_feeds - {""})
         raise ConfigError(
@@ -810,7 +810,7 @@ async def serve_recording(
     await server.start()
     if local is not None and config is not None and write_config is not None:
         try:
-            write_local_config(local, Path(config), Path(write_config), server.ws_url, server.http_url)
+            write_local_config(local, Path(config), Path(write_config), server.ws_url, server.http_url, venue=venue)
         except ConfigError:
             await server.stop()
             raise
@@ -853,10 +853,18 @@ def _unknown_connections(recording: Path, unknown: set[str], recorded: set[str])
 
 
 def check_served_symbols(
-    data: dict[str, Any], config: Path, recording: Path, topics: set[str], carriers: Mapping[str, set[str]] | None = None
+    data: dict[str, Any],
+    config: Path,
+    recording: Path,
+    topics: set[str],
+    carriers: Mapping[str, set[str]] | None = None,
+    venue: str | None = None,
 ) -> None:
     """Refuse a paper config (``data``, read from ``config``) subscribing an instrument or a stream the served
     recording lacks.
+
+    With ``venue``, only the feeds of that venue are checked: the server speaks its protocol alone, and a config
+    trading several venues has the other feeds served by servers of their own.
 
     ``topics`` are the recording's streams (the venue protocol's ``topic_of``); an instrument is in the recording
     when its stream symbol (:func:`~tradebus.adapters.common.feed.venue_symbol`) is one of a topic's parts
@@ -883,8 +891,11 @@ def check_served_symbols(
     parsed = parse_config(data, f"--config {config}", config.resolve().parent, model=PaperConfig)
     parts = {part for topic in topics for part in re.split(r"[@:.]", topic.lower())}
     instruments = parsed.instrument_map()
+    served = {n for n, feed in enumerate(parsed.feeds) if venue is None or feed.venue == venue}
     first: dict[str, tuple[int, str, str]] = {}
     for n, feed in enumerate(parsed.feeds):
+        if n not in served:
+            continue
         for iid in feed.subscriptions:
             symbol = venue_symbol(feed, instruments[iid])
             m, market, other = first.setdefault(symbol.lower(), (n, feed.market, iid))
@@ -898,6 +909,7 @@ def check_served_symbols(
     missing = [
         f"feeds.{n}.subscriptions: {iid} (symbol {instruments[iid].symbol})"
         for n, feed in enumerate(parsed.feeds)
+        if n in served
         for iid in feed.subscriptions
         if venue_symbol(feed, instruments[iid]).lower() not in parts
     ]
@@ -912,6 +924,7 @@ def check_served_symbols(
     subscribed = [
         (n, feed, stream)
         for n, feed in enumerate(build_feeds(parsed, lambda message: None, live=False))
+        if n in served
         for stream in feed.subscribed_streams()
     ]
     mixed = [
@@ -950,13 +963,15 @@ def check_served_symbols(
 
 
 def read_local_config(config: Path, venue: str) -> dict[str, Any]:
-    """The paper config to point at a server speaking ``venue``: each of its feeds must be of that venue.
+    """The paper config to point at a server speaking ``venue``: one of its feeds at least must be of that venue.
+
+    The feeds of other venues (a config trading several) are left to servers of their own.
 
     Raises
     ------
     ConfigError
-        The file cannot be read, is not a mapping, or has a feed of another venue (its client
-        could never subscribe to this server).
+        The file cannot be read, is not a mapping, or has feeds of other venues alone (no client of it
+        could ever subscribe to this server).
     """
     from tradebus.config.load import read_yaml
 
@@ -966,7 +981,10 @@ def read_local_config(config: Path, venue: str) -> dict[str, Any]:
         raise ConfigError(f"--config {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"--config {config}: not a paper config (a YAML mapping)")
-    for i, feed in enumerate(data.get("feeds") or []):
+    feeds = data.get("feeds") or []
+    if any(isinstance(feed, dict) and feed.get("venue") == venue for feed in feeds):
+        return data
+    for i, feed in enumerate(feeds):
         other = feed.get("venue") if isinstance(feed, dict) else None
         if isinstance(other, str) and other != venue:  # a feed without a venue is left to the config's validation
             raise ConfigError(
@@ -983,8 +1001,12 @@ def write_local_config(
     ws_url: str,
     http_url: str,
     model: type[PaperConfig] = PaperConfig,
+    venue: str | None = None,
 ) -> None:
     """Write a copy of the paper config ``data`` (read from ``config``) with every feed's endpoints the local server's.
+
+    With ``venue``, only the feeds of that venue are pointed at the server; the others keep their endpoints
+    (serve their venues' recordings with the copy as ``--config`` to point them in turn).
 
     The copy is the config validated as ``model`` (a live config: :class:`~tradebus.node.live.LiveConfig`)
     with every path absolute (as a run's ``config.yaml``), so that it names the files the original
@@ -995,7 +1017,11 @@ def write_local_config(
     ConfigError
         The config is invalid, or the copy cannot be written.
     """
-    for feed in data.get("feeds") or []:
+    left = []
+    for n, feed in enumerate(data.get("feeds") or []):
+        if venue is not None and feed.get("venue") != venue:
+            left.append(f"feeds.{n} ({feed.get('venue')}, {feed.get('ws_url')})")
+            continue
         feed["ws_url"] = ws_url
         adapter = VENUES.get(feed.get("venue", ""))
         options = None if adapter is None else adapter.feed_options
@@ -1008,3 +1034,8 @@ def write_local_config(
     except OSError as exc:
         raise ConfigError(f"--write-config {out}: cannot write it ({exc.strerror}: {exc.filename})") from None
     logger.info("config pointing at the local server written to {}", out)
+    if left:
+        logger.info(
+            "{} of other venues left as they are (a server of their venue given --config {} points them)",
+            ", ".join(left), out,
+        )
