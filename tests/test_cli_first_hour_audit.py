@@ -4,11 +4,9 @@ extras, the README's compile note, and every built-in strategy documented with a
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import subprocess
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +14,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.live.node_testdata import SPOT_CAPTURE, SPOT_FRAMES, SPOT_SNAPSHOT
-from tradebus.adapters.binance.emulator import BinanceProtocol
-from tradebus.adapters.common.local_server import LocalVenueServer
+from tests.live.node_testdata import SPOT_CAPTURE, ServedCapture
 from tradebus.cli import app
 from tradebus.config import load_config
 from tradebus.strategies.base import BUILTIN_STRATEGIES
@@ -57,34 +53,8 @@ def test_replay_applies_set_and_records_it_and_shows_usdt_to_the_cent(tmp_path: 
     assert bad.exit_code == 2 and "strategy.params.fats: unknown key" in bad.output
 
 
-class _Server(threading.Thread):
-    """The shipped Binance capture served on 127.0.0.1 from a thread of its own (the CLI runs its own loop)."""
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.ready = threading.Event()
-        self.urls: tuple[str, str] = ("", "")
-        self._done: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def run(self) -> None:
-        asyncio.run(self._serve())
-
-    async def _serve(self) -> None:
-        self._loop, self._done = asyncio.get_running_loop(), asyncio.Event()
-        async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, speed=None) as server:
-            self.urls = (server.ws_url, server.http_url)
-            self.ready.set()
-            await self._done.wait()
-
-    def close(self) -> None:
-        if self._loop is not None and self._done is not None:
-            self._loop.call_soon_threadsafe(self._done.set)
-        self.join(10)
-
-
 def test_paper_applies_set_and_records_it(tmp_path: Path) -> None:
-    server = _Server()
+    server = ServedCapture()
     server.start()
     try:
         assert server.ready.wait(10)

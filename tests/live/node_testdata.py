@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from tests.live.live_harness import answered
-from tradebus.adapters.binance.emulator import split_capture
+from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture
+from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.adapters.registry import warm_up as warm_up_books
 from tradebus.adapters.common.recorder import iter_hftbacktest, read_frames
 from tradebus.execution.journal import Journal
@@ -65,6 +67,35 @@ OKX_INSTRUMENT = {
 def okx_frames() -> list[tuple[int, str]]:
     """(recv_ns, raw) of the OKX recording."""
     return [(t, raw if isinstance(raw, str) else raw.decode()) for t, _, raw in read_frames(OKX_RECORDING)]
+
+
+class ServedCapture(threading.Thread):
+    """The Binance spot capture served on 127.0.0.1 at once from a thread of its own, for a test that runs the
+    CLI (which runs its own loop); up for ``lifetime`` seconds or until :meth:`close`."""
+
+    def __init__(self, lifetime: float = 60.0) -> None:
+        super().__init__(daemon=True)
+        self.lifetime = lifetime
+        self.ready = threading.Event()
+        self.urls: tuple[str, str] = ("", "")
+        self._done: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def run(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop, self._done = asyncio.get_running_loop(), asyncio.Event()
+        protocol = BinanceProtocol(SPOT_SNAPSHOT)
+        async with LocalVenueServer(protocol, SPOT_FRAMES, speed=None, lifetime=self.lifetime) as server:
+            self.urls = (server.ws_url, server.http_url)
+            self.ready.set()
+            await self._done.wait()
+
+    def close(self) -> None:
+        if self._loop is not None and self._done is not None:
+            self._loop.call_soon_threadsafe(self._done.set)
+        self.join(10)
 
 
 def binance_config(

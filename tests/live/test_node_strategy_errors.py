@@ -19,9 +19,12 @@ from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.cli import app
 from tradebus.errors import StrategyError
+from tradebus.execution.paper import PaperVenue
 from tradebus.node.daemon import PaperNode
 
-from .node_testdata import IID, SPOT_CAPTURE, SPOT_FRAMES, SPOT_LINES, SPOT_SNAPSHOT, binance_config, config_of, run_node
+from .node_testdata import (
+    IID, SPOT_CAPTURE, SPOT_FRAMES, SPOT_LINES, SPOT_SNAPSHOT, ServedCapture, binance_config, config_of, run_node,
+)
 
 pytestmark = pytest.mark.usefixtures("_loguru_to_current_stderr")
 
@@ -157,3 +160,34 @@ async def test_a_failed_start_is_the_error_raised_and_no_strategy_not_started_is
         assert "secondary error while stopping: strategy 'steady' on_stop at " in log, log
     assert "strategy 'late'" not in log, log
     assert node.journal is not None and node.journal.closed
+
+
+def test_a_shutdown_error_after_a_strategy_failure_is_secondary_and_the_exit_is_the_failure_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``tradebus paper`` on the served capture: flaky raises in its 5th on_trade, then closing the venue raises
+    (a full disk). The OSError replaced the strategy's error (a traceback, the failure never told); now the
+    StrategyError is told (exit 1, ``error: strategy 'flaky' on_trade ...``) and the OSError logged as secondary."""
+
+    def close_failing(self: PaperVenue) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(PaperVenue, "close", close_failing)
+    server = ServedCapture()
+    server.start()
+    try:
+        assert server.ready.wait(10)
+        data = with_strategies(binance_config(*server.urls, ["trade"]), entry("steady"),
+                               entry("flaky", hook="on_trade", at=5))
+        data["warm_up"] = False
+        config = tmp_path / "paper.yaml"
+        config.write_text(yaml.safe_dump(data), encoding="utf-8")
+        res = CliRunner().invoke(app, ["paper", str(config), "--log-level", "ERROR"])
+    finally:
+        server.close()
+    text = " ".join(res.output.split())
+    assert not isinstance(res.exception, OSError), text
+    assert res.exit_code == 1, text
+    assert "error: strategy 'flaky' on_trade at " in text, text
+    assert ("secondary error while stopping (OSError: [Errno 28] No space left on device); the error raised is the "
+            "one that stopped the daemon: StrategyError: strategy 'flaky' on_trade at ") in text, text

@@ -558,13 +558,16 @@ class PaperNode:
             raise
         finally:
             self.running.clear()  # stopping: an operator's /flatten still waiting for its cancels sends nothing
+            # What stopped the daemon (its start's error, or a failure met while running): the error told,
+            # whatever the shutdown then meets.
+            first = cause or self._strategy_failure or self._failure or failure
             try:
                 await self._shutdown_and_stop_ops(tasks)
             except Exception as secondary:
-                if cause is None:
+                if first is None:
                     raise
                 logger.error("secondary error while stopping ({}: {}); the error raised is the one that stopped the "
-                             "daemon: {}: {}", type(secondary).__name__, secondary, type(cause).__name__, cause)
+                             "daemon: {}: {}", type(secondary).__name__, secondary, type(first).__name__, first)
             finally:
                 loop.set_exception_handler(exception_handler)
                 if refused or not self._warmed:  # nothing recovered or started: the journal holds its meta alone
