@@ -458,6 +458,51 @@ async def test_a_shutdown_that_raises_still_sends_the_stop_alert_and_closes_the_
         await asyncio.open_connection("127.0.0.1", port)
 
 
+async def test_a_log_file_that_cannot_be_written_is_alerted_and_counted_in_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ops.log.file`` on a full disk (``/dev/full``, ENOSPC at every write): the daemon logged one ERROR on stderr
+    and counted its failed writes nowhere the operator looks; now the ERROR's text is a Telegram alert (once) and
+    ``/metrics``' ``tradebus_log_write_failures_total`` counts every write that failed."""
+    monkeypatch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
+    log = tmp_path / "daemon.log"
+    log.symlink_to("/dev/full")
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="INFO", format="{level} {message}")
+    try:
+        async with FakeBotApi(TOKEN) as api:
+            ops = {"port": 0, "log": {"file": str(log)},
+                   "telegram": {"chat_ids": [OPERATOR], "token_env": "TB_TEST_TELEGRAM_TOKEN", "base_url": api.base_url,
+                                "commands": False}}  # fmt: skip
+            nowhere = type("S", (), {"ws_url": "ws://127.0.0.1:9", "http_url": "http://127.0.0.1:9"})()
+            node = PaperNode(config_of(usdm_paper(nowhere, ops)), handle_signals=False)
+            assert node.ops is not None
+            task = asyncio.create_task(node.run())
+            try:
+                await until(lambda: node.running.is_set())
+                assert node.ops.server is not None
+                told = f"ops.log.file: cannot write {log} (No space left on device)"
+                await until(lambda: any(t.startswith(told) for t in api.texts(OPERATOR)))
+                logger.info("one more line for the log file")
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{node.ops.server.port}", timeout=60) as http:
+                    scrape = (await http.get("/metrics")).text
+                after_scrape = len(lines)
+            finally:
+                node.stop("test done")
+                await asyncio.wait_for(task, 60)
+    finally:
+        logger.remove(sink)
+    (failed,) = [float(line.split()[1]) for line in scrape.splitlines()
+                 if line.startswith("tradebus_log_write_failures_total ")]
+    # each line logged from the sink's first ("logging to ...") on, but the ERROR the sink keeps out of itself: at
+    # least those up to the test's own line, at most those up to the scrape's answer
+    first = lines.index(f"INFO logging to {log} (json: False, rotation 100 MB, retention 14 days)\n")
+    own = lines.index("INFO one more line for the log file\n")
+    assert own - first <= failed <= after_scrape - first - 1, (failed, lines[first:])
+    alerts = [t for t in api.texts(OPERATOR) if "ops.log.file" in t]
+    assert alerts == [f"{told}: its lines are not written until it can be (logging to stderr goes on)"], alerts
+
+
 def test_daily_summary_schedule() -> None:
     at = dt.datetime(2026, 12, 3, 23, 30, tzinfo=dt.UTC)
     assert seconds_until("00:00", at) == 30 * 60

@@ -41,6 +41,7 @@ ALERT_KINDS = (
     "reconciliation",
     "lifecycle",
     "daily_summary",
+    "log",
 )
 
 

@@ -128,7 +128,15 @@ class OpsHooks:
     async def start(self, target: OpsTarget) -> None:
         """Open the log file, subscribe to the bus, start the server, the loop probe and Telegram."""
         self.target = target
-        self._log_sink = open_log_sink(self.config.log)
+        loop = asyncio.get_running_loop()
+
+        def told(text: str) -> None:  # from whichever thread logged
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the daemon has stopped
+                loop.call_soon_threadsafe(self._alert, "log", text)
+
+        self._log_sink = open_log_sink(
+            self.config.log, on_failed_write=self.metrics.log_write_failures.inc, on_told=told
+        )
         kernel = target.kernel
         self.metrics.bind_instruments({iid: inst.venue for iid, inst in kernel.instruments.items()})
         self.metrics.subscribe(kernel.bus)

@@ -6,12 +6,14 @@ headers or an environment mapping on the stack would put an API key in the log.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import glob
 import os
 import string
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +42,28 @@ def setup_logging(level: str, fmt: str = "{time:HH:mm:ss} {level} {message}") ->
     logger.add(sys.stderr, level=level, format=fmt, diagnose=False, filter=_not_rerun)
 
 
-def open_log_sink(config: LogConfig) -> int | None:
+def open_log_sink(
+    config: LogConfig,
+    *,
+    on_failed_write: Callable[[], None] | None = None,
+    on_told: Callable[[str], None] | None = None,
+) -> int | None:
     """Add the file sink ``config`` describes; return its loguru id (``None``: no file configured).
 
     The directory is created. With ``serialize`` every line is a JSON object (loguru's
     record: ``text``, ``record.message``, ``record.level``, ``record.time``, and the bound
     ``record.extra`` such as an order decision's ``client_order_id``). A write that fails later (a full
     disk) is told once, as an ERROR to the other sinks, not with a traceback a line (:class:`_GuardedFile`).
+
+    Parameters
+    ----------
+    config
+        The ``ops.log`` block.
+    on_failed_write
+        Called at each write to the file that failed (a count).
+    on_told
+        Called with the text of the ERROR of a first failed write and of the line saying the file is written
+        again. Both are called from the thread that logged (not necessarily the event loop's).
 
     Raises
     ------
@@ -58,7 +75,8 @@ def open_log_sink(config: LogConfig) -> int | None:
     try:
         config.file.parent.mkdir(parents=True, exist_ok=True)
         guarded = _GuardedFile(
-            config.file, FileSink(config.file, rotation=config.rotation, retention=config.retention, encoding="utf-8")
+            config.file, FileSink(config.file, rotation=config.rotation, retention=config.retention, encoding="utf-8"),
+            on_failed_write, on_told,
         )
         sink_id = logger.add(
             guarded,
@@ -91,9 +109,12 @@ class _GuardedFile:
     keeps them out of this sink (loguru would refuse to re-enter it).
     """
 
-    def __init__(self, path: Path, sink: FileSink) -> None:
+    def __init__(self, path: Path, sink: FileSink, on_failed_write: Callable[[], None] | None = None,
+                 on_told: Callable[[str], None] | None = None) -> None:
         self._path = path
         self._sink = sink
+        self._on_failed_write = on_failed_write
+        self._on_told = on_told
         self._inside = threading.local()
         self._failed = 0
 
@@ -109,21 +130,32 @@ class _GuardedFile:
                 self._sink.write(message)
             except OSError as exc:
                 self._failed += 1
+                if self._on_failed_write is not None:
+                    self._on_failed_write()
                 if self._failed == 1:
-                    logger.error("ops.log.file: cannot write {} ({}): its lines are not written until it can be "
-                                 "(logging to stderr goes on)", self._path, exc.strerror or exc)
+                    self._tell("ERROR", f"ops.log.file: cannot write {self._path} ({exc.strerror or exc}): its lines "
+                               "are not written until it can be (logging to stderr goes on)")
                 return
             if self._failed:
-                logger.info("ops.log.file: {} written again after {} failed write(s)", self._path, self._failed)
+                self._tell("INFO", f"ops.log.file: {self._path} written again after {self._failed} failed write(s)")
                 self._failed = 0
         finally:
             self._inside.writing = False
+
+    def _tell(self, level: str, text: str) -> None:
+        logger.log(level, "{}", text)
+        if self._on_told is not None:
+            self._on_told(text)
 
     def stop(self) -> None:
         """Close the file (loguru's ``remove``); a close that cannot write what is buffered is told, not raised."""
         try:
             self._sink.stop()
         except OSError as exc:
+            file = getattr(self._sink, "_file", None)  # loguru's flush raised before its close: the file is still open
+            if file is not None:
+                with contextlib.suppress(OSError):  # closed whatever the flush it tries again meets
+                    file.close()
             logger.error("ops.log.file: closing {} failed ({}): its last lines are not written", self._path,
                          exc.strerror or exc)
 

@@ -178,6 +178,11 @@ class DaemonMetrics:
             "Alerts the Bot API did not take (refused, or failing after the retries)",
             registry=r,
         )
+        self.log_write_failures = Counter(
+            "tradebus_log_write_failures",
+            "Writes to the log file (ops.log.file) that failed (a full disk, a file-size limit)",
+            registry=r,
+        )
         self._msg_children: dict[tuple[type, str], Any] = {}
         self._lag_children: dict[str, Any] = {}
         self._venues: dict[str, str] = {}
