@@ -14,7 +14,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.live.node_testdata import SPOT_CAPTURE, ServedCapture
+from tests.live.node_testdata import SPOT_CAPTURE, ServedCapture, kernels_compiled
 from tradebus.cli import app
 from tradebus.config import load_config
 from tradebus.strategies.base import BUILTIN_STRATEGIES
@@ -54,6 +54,7 @@ def test_replay_applies_set_and_records_it_and_shows_usdt_to_the_cent(tmp_path: 
 
 
 def test_paper_applies_set_and_records_it(tmp_path: Path) -> None:
+    kernels_compiled()  # compiled on the daemon's loop otherwise (warm_up=false): minutes on a cold cache, past the server's life
     server = ServedCapture()
     server.start()
     try:

@@ -23,10 +23,11 @@ from tradebus.execution.paper import PaperVenue
 from tradebus.node.daemon import PaperNode
 
 from .node_testdata import (
-    IID, SPOT_CAPTURE, SPOT_FRAMES, SPOT_LINES, SPOT_SNAPSHOT, ServedCapture, binance_config, config_of, run_node,
+    IID, SPOT_CAPTURE, SPOT_FRAMES, SPOT_LINES, SPOT_SNAPSHOT, ServedCapture, binance_config, config_of, kernels_compiled,
+    run_node,
 )
 
-pytestmark = pytest.mark.usefixtures("_loguru_to_current_stderr")
+pytestmark = pytest.mark.usefixtures("_loguru_to_current_stderr", "compiled_kernels")
 
 HOOKS = Path(__file__).resolve().parents[1] / "fixtures" / "hooks"
 
@@ -173,6 +174,7 @@ def test_a_shutdown_error_after_a_strategy_failure_is_secondary_and_the_exit_is_
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(PaperVenue, "close", close_failing)
+    kernels_compiled()  # the book kernels: compiled on the daemon's loop otherwise (warm_up off), past the server's life
     server = ServedCapture()
     server.start()
     try:

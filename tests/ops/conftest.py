@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.adapters.common.recorder import iter_hftbacktest
@@ -16,9 +18,17 @@ from tradebus.node.daemon import PaperNode
 from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import RunDirectory
 
-from live.node_testdata import USDM_CAPTURE, usdm_config
+from live.node_testdata import USDM_CAPTURE, kernels_compiled, usdm_config
 
 USDM_FRAMES, USDM_SNAPSHOT = split_capture(list(iter_hftbacktest(USDM_CAPTURE)))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _kernels_compiled() -> None:
+    """The feature and book kernels compiled (or loaded) before any test of the module starts a server (most
+    with a 60 s lifetime) or a daemon: on a cold cache and a loaded machine their compile in the daemon's warm-up
+    took minutes, outlasting the servers' lifetimes and the tests' bounds."""
+    kernels_compiled()
 
 
 class OnDemand:

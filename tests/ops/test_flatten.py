@@ -26,7 +26,6 @@ from tradebus.engine.messages import (
     TradingState,
 )
 from tradebus.execution.config import VenueConfig
-from tradebus.features.warmup import warm_up
 from tradebus.node.daemon import PaperNode
 from tradebus.ops.config import OpsConfig
 from tradebus.ops.hooks import OpsHooks
@@ -38,12 +37,6 @@ from .fake_telegram import FakeBotApi
 
 TOKEN = "123456:AAF-flatten-test-token"
 OPERATOR = 4242
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _kernels_compiled() -> None:
-    """The feature kernels, compiled (or loaded) before the server starts streaming."""
-    warm_up()
 
 
 async def test_flatten_cancels_the_resting_orders_on_both_sides_and_closes_the_position(

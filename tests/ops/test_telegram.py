@@ -41,7 +41,6 @@ from tradebus.engine.messages import (
 )
 from tradebus.errors import ConfigError, StrategyError
 from tradebus.execution.config import VenueConfig
-from tradebus.features.warmup import warm_up
 from tradebus.node.daemon import PaperNode
 from tradebus.ops.config import OpsConfig, TelegramConfig
 from tradebus.ops.flapping import FlapDetector
@@ -59,13 +58,6 @@ from .fake_telegram import FakeBotApi
 TOKEN = "123456:AAF-secret-test-token-xyz"
 OPERATOR = 4242
 STRANGER = 666
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _kernels_compiled() -> None:
-    """The daemons' feature kernels, compiled (or loaded) before any server of these tests starts: a cold
-    compile on a loaded machine otherwise eats the tests' deadlines and the servers' lifetimes."""
-    warm_up()
 
 
 async def until(cond: Callable[[], bool], timeout: float = 60.0) -> None:
