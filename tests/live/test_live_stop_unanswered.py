@@ -312,14 +312,15 @@ async def test_a_second_ctrl_c_cutting_the_stops_cancels_short_names_each_order_
     release = asyncio.Event()
     async with account_and_market() as (emulator, srv):
         node = node_on(tmp_path, emulator, srv, [resting("steady")], stop_timeout=5.0)
-        emulator.rest_faults.append(RestFault("hold", *CANCEL, release=release))
+        hold = RestFault("hold", *CANCEL, release=release)
+        emulator.rest_faults.append(hold)
         with logged() as lines:
             task = asyncio.create_task(node.run())
             try:
                 await until(lambda: node.running.is_set() and placed_and_accepted(node), timeout=20.0)
                 node.stop("signal SIGINT")
                 await until(lambda: "INFO stopping: canceling 1 open order(s)" in lines, timeout=10.0)
-                await asyncio.sleep(0.2)  # the cancel is on its way, held by the venue
+                await until(lambda: hold.fired, timeout=60.0)  # the cancel is at the venue, held there
                 task.cancel()  # the second Ctrl-C: asyncio.run cancels the main task
                 with pytest.raises(asyncio.CancelledError):
                     await asyncio.wait_for(asyncio.shield(task), 30)
@@ -347,7 +348,10 @@ async def test_a_drain_whose_timeout_runs_out_names_the_requests_still_unanswere
             with logged() as lines:
                 left = await h.venue.drain(0.05, "stopping")
             assert left == [f"place:{order.client_order_id}"]
-            assert lines == [f"WARNING stopping: 1 request(s) to the venue still unanswered after 0.05 s: place:{order.client_order_id}"]
+            # what else the harness logs meanwhile on a loaded machine (its streams' lines) is not the drain's
+            assert [line for line in lines if "unanswered" in line] == [
+                f"WARNING stopping: 1 request(s) to the venue still unanswered after 0.05 s: place:{order.client_order_id}"
+            ], lines
         finally:
             release.set()
         with logged() as lines:

@@ -23,8 +23,8 @@ from tradebus.execution.paper import PaperVenue
 from tradebus.node.daemon import PaperNode
 
 from .node_testdata import (
-    IID, SPOT_CAPTURE, SPOT_FRAMES, SPOT_LINES, SPOT_SNAPSHOT, ServedCapture, binance_config, config_of, kernels_compiled,
-    run_node,
+    IID, SPOT_CAPTURE, SPOT_FRAMES, SPOT_LINES, SPOT_SNAPSHOT, START_BOUND, ServedCapture, binance_config, config_of,
+    kernels_compiled, run_node,
 )
 
 pytestmark = pytest.mark.usefixtures("_loguru_to_current_stderr", "compiled_kernels")
@@ -81,7 +81,7 @@ def test_replay_names_the_strategy_time_and_line_of_a_cancel_tradebus_refuses_in
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize(("hook", "params"), [("on_trade", {"at": 5}), ("on_timer", {"every": "50ms"}),
+@pytest.mark.parametrize(("hook", "params"), [("on_trade", {"at": 5}), ("on_timer", {"every": "50ms", "after_trades": 1}),
                                               ("on_stop", {})])
 async def test_paper_daemon_stops_cleanly_and_raises_the_strategy_error(
     tmp_path: Path, hook: str, params: dict[str, Any]
@@ -90,12 +90,15 @@ async def test_paper_daemon_stops_cleanly_and_raises_the_strategy_error(
 
     async def run() -> None:
         nonlocal node
-        async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, [], lifetime=60.0) as srv:
+        # Bounds, not waits: the server lives, and the daemon may run, until the condition is met (a loaded machine
+        # took more than 30 s).
+        async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, [], lifetime=START_BOUND) as srv:
             data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, journal=True)
             strategies = (entry("steady"), entry("flaky", hook=hook, **params))
             node = PaperNode(config_of(with_strategies(data, *strategies)), handle_signals=False)
             trades = node.kernel.strategies[0].calls  # type: ignore[attr-defined]
-            await run_node(node, lambda: trades.get("on_trade", 0) >= 20 if hook == "on_stop" else False, timeout=30.0)
+            await run_node(node, lambda: trades.get("on_trade", 0) >= 20 if hook == "on_stop" else False,
+                           timeout=START_BOUND)
 
     with pytest.raises(StrategyError, match=rf"^strategy 'flaky' {hook} at \S+Z: ZeroDivisionError: division by zero "
                        rf"in {hook} \(at \S+hook_failures.py:\d+ in _maybe_fail\)$") as info:
