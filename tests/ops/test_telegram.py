@@ -1706,6 +1706,42 @@ async def test_positions_of_an_instrument_two_strategies_trade_give_each_strateg
     assert "BTCUSDT.BINANCE_USDM: 0 (last 28150)\n  strategies: a 0.01, b -0.01" in summary
 
 
+async def test_pnl_of_a_daemon_of_two_strategies_gives_each_strategys_share_summing_to_the_accounts() -> None:
+    """Strategies a and b on one BTCUSDT perpetual (taker fee 0.04 %): a buys 0.03 at 28,000, b sells 0.01 at 28,100, a
+    sells 0.01 at 28,200, the last trade 28,300. /pnl gave only the account's figures. Each strategy's own fills at
+    average cost, by hand: a realized 0.01 * 200 = 2.00, unrealized 0.02 * 300 = 6.00, fees 0.0004 * (840 + 282) =
+    0.4488; b realized 0, unrealized -0.01 * 200 = -2.00, fees 0.0004 * 281 = 0.1124. The account (its positions
+    netted): realized 1.00 + 2.00 = 3.00, unrealized 0.01 * 300 = 3.00, fees 0.5612: the strategies' realized plus
+    unrealized (2 + 6 + 0 - 2 = 6) and fees sum to the account's."""
+    perp = Instrument("BINANCE_USDM", "BTCUSDT", kind="perpetual", base="BTC", quote="USDT", tick_size=0.1,
+                      lot_size=0.001, maker_fee=0.0002, taker_fee=0.0004)
+    iid = perp.instrument_id
+    kernel = Kernel([perp], initial_cash=10_000.0, venue_config=VenueConfig(fill_on="trades"))
+    kernel.add_strategy(Strategy([iid], strategy_id="a"))
+    kernel.add_strategy(Strategy([iid], strategy_id="b"))
+    async with FakeBotApi(TOKEN) as api:
+        hooks = await _started_hooks(api, kernel)
+        kernel.start()
+        orders = [("a", OrderSide.BUY, 0.03, 28_000.0), ("b", OrderSide.SELL, 0.01, 28_100.0),
+                  ("a", OrderSide.SELL, 0.01, 28_200.0)]
+        for n, (sid, side, qty, px) in enumerate(orders):
+            kernel.process(Trade(iid, 10 * n + 1, 10 * n + 1, px, 1.0, 1, f"{n}a"))
+            kernel.submit(SubmitOrder(sid, iid, f"c{n}", side, qty, 10 * n + 2, 10 * n + 2))
+            kernel.process(Trade(iid, 10 * n + 3, 10 * n + 3, px, 1.0, 1, f"{n}b"))
+        kernel.process(Trade(iid, 100, 100, 28_300.0, 1.0, 1, "last"))
+        text = hooks.pnl_text()
+        summary = hooks.daily_summary()
+        await hooks.stop("test done")
+    lines = text.splitlines()
+    assert lines[1] == "realized 3.00, unrealized 3.00, fees 0.56, funding 0.00, interest 0.00", text
+    assert lines[3:] == [
+        "strategies:",
+        "  a: realized 2.00, unrealized 6.00, fees 0.45, funding 0.00, interest 0.00",
+        "  b: realized 0.00, unrealized -2.00, fees 0.11, funding 0.00, interest 0.00",
+    ], text
+    assert text in summary
+
+
 async def test_a_token_revoked_mid_run_stops_the_poller_with_one_error_and_the_daemon_trades_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

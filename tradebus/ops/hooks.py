@@ -58,6 +58,7 @@ from tradebus.ops.logs import open_log_sink
 from tradebus.ops.metrics import DaemonMetrics, StateCollector, TelegramCollector, reason_label
 from tradebus.ops.server import OpsServer
 from tradebus.ops.telegram import TelegramBot, read_token
+from tradebus.reports.attribution import ALL_INSTRUMENTS, attribute
 
 __all__ = ["OpsHooks", "OpsTarget"]
 
@@ -441,18 +442,48 @@ class OpsHooks:
         return "\n".join(rows) if rows else "flat"
 
     def pnl_text(self) -> str:
-        """Equity, and its change as realized and unrealized PnL less fees, funding and interest; drawdown."""
+        """Equity, and its change as realized and unrealized PnL less fees, funding and interest; drawdown; with several
+        strategies, each one's share (:meth:`strategies_pnl_text`)."""
         assert self.target is not None
         kernel = self.target.kernel
         p = kernel.portfolio
         equity = kernel.equity()
         start = kernel.result.initial_cash
-        return (
+        text = (
             f"equity {equity:.2f} (start {start:.2f}, {equity - start:+.2f})\n"
             f"realized {p.realized_pnl:.2f}, unrealized {p.unrealized_pnl():.2f}, fees {p.fees_paid:.2f}, "
             f"funding {p.funding_paid:.2f}, interest {p.interest_paid:.2f}\n"
             f"drawdown {p.drawdown():.2%}"
         )
+        shares = self.strategies_pnl_text()
+        return f"{text}\n{shares}" if shares else text
+
+    def strategies_pnl_text(self) -> str:
+        """Each strategy's realized and unrealized PnL, fees, funding and interest (``""`` with one strategy).
+
+        Each strategy's own fills at average cost (:func:`~tradebus.reports.attribution.attribute`, as in the
+        run's ``attribution.csv``), valued at the account's prices: fees, funding and interest sum to the account's,
+        and so does realized plus unrealized PnL; realized and unrealized apart need not, as the account nets the
+        strategies' positions (a sell of one strategy closes another's buy there, not here).
+        """
+        assert self.target is not None
+        kernel = self.target.kernel
+        if len(kernel.strategies) < 2:
+            return ""
+        result, p = kernel.result, kernel.portfolio
+        rows = attribute(
+            result.fills, {iid: p.last_price(iid) for iid in kernel.instruments}, result.contract_sizes,
+            funding=result.funding, funding_fills=result.funding_fills, interest=result.interest,
+            borrow_assets=result.borrow_assets, lot_sizes={iid: i.lot_size for iid, i in kernel.instruments.items()},
+        )
+        totals = {r.strategy_id: r for r in rows if r.instrument == ALL_INSTRUMENTS}
+        lines = ["strategies:"]
+        for strategy in kernel.strategies:
+            r = totals.get(strategy.strategy_id)
+            figures = (0.0,) * 5 if r is None else (r.realized_pnl, r.unrealized_pnl, r.fees, r.funding, r.interest)
+            lines.append("  {}: realized {:.2f}, unrealized {:.2f}, fees {:.2f}, funding {:.2f}, interest {:.2f}".format(
+                strategy.strategy_id, *(x + 0.0 for x in figures)))
+        return "\n".join(lines)
 
     def daily_summary(self) -> str:
         """The daily summary message."""
