@@ -43,6 +43,7 @@ metric                                             labels
 ``tradebus_asyncio_tasks``
 ``tradebus_alerts_dropped_total``
 ``tradebus_alerts_failed_total``                   -- not taken by the Bot API after the retries
+``tradebus_log_write_failures_total``              -- writes to ``ops.log.file`` that failed (a full disk)
 ``tradebus_telegram_polls_total``                  -- ``getUpdates`` long polls of the command poller
 ``tradebus_telegram_poll_errors_total``            -- errors no rule foresaw in the poller
 ``tradebus_telegram_poll_conflicts_total``         -- ``getUpdates`` answered 409 (another process polls the token)
