@@ -1678,26 +1678,39 @@ async def test_fill_alerts_and_positions_give_prices_and_quantities_in_full() ->
     )
 
 
+def _kernel_of_a_and_b(**fees: float) -> tuple[Kernel, str]:
+    """A kernel of strategies a and b on one BTCUSDT perpetual (``fees``: its maker and taker fees), and its id."""
+    perp = Instrument("BINANCE_USDM", "BTCUSDT", kind="perpetual", base="BTC", quote="USDT", tick_size=0.1, lot_size=0.001,
+                      **fees)
+    iid = perp.instrument_id
+    kernel = Kernel([perp], initial_cash=10_000.0, venue_config=VenueConfig(fill_on="trades"))
+    kernel.add_strategy(Strategy([iid], strategy_id="a"))
+    kernel.add_strategy(Strategy([iid], strategy_id="b"))
+    return kernel, iid
+
+
+def _market_order_filled(kernel: Kernel, n: int, sid: str, side: OrderSide, qty: float, px: float) -> None:
+    """The ``n``-th order (``c<n>``): strategy ``sid``'s market order between two trades at ``px`` (filled at ``px``)."""
+    iid = next(iter(kernel.instruments))
+    kernel.process(Trade(iid, 10 * n + 1, 10 * n + 1, px, 1.0, 1, f"{n}a"))
+    kernel.submit(SubmitOrder(sid, iid, f"c{n}", side, qty, 10 * n + 2, 10 * n + 2))
+    kernel.process(Trade(iid, 10 * n + 3, 10 * n + 3, px, 1.0, 1, f"{n}b"))
+
+
 async def test_positions_of_an_instrument_two_strategies_trade_give_each_strategys_share() -> None:
     """Strategies a and b on one BTCUSDT perpetual: a buys 0.03 at 28,000, b sells 0.01 at 28,100, a sells 0.01 at
     28,200. /positions (and the daily summary) said only the account's net, "0.01 @ 28000", and "flat" once a and b
     held 0.01 and -0.01: an operator of one strategy could not tell what it held. Each strategy's share (a 0.02,
     b -0.01; then a 0.01, b -0.01 on a flat account) is now listed under the net position."""
-    perp = Instrument("BINANCE_USDM", "BTCUSDT", kind="perpetual", base="BTC", quote="USDT", tick_size=0.1, lot_size=0.001)
-    iid = perp.instrument_id
-    kernel = Kernel([perp], initial_cash=10_000.0, venue_config=VenueConfig(fill_on="trades"))
-    kernel.add_strategy(Strategy([iid], strategy_id="a"))
-    kernel.add_strategy(Strategy([iid], strategy_id="b"))
+    kernel, _ = _kernel_of_a_and_b()
     async with FakeBotApi(TOKEN) as api:
         hooks = await _started_hooks(api, kernel)
         kernel.start()
         answers = []
         orders = [("a", OrderSide.BUY, 0.03, 28_000.0), ("b", OrderSide.SELL, 0.01, 28_100.0),
                   ("a", OrderSide.SELL, 0.01, 28_200.0), ("a", OrderSide.SELL, 0.01, 28_150.0)]
-        for n, (sid, side, qty, px) in enumerate(orders):
-            kernel.process(Trade(iid, 10 * n + 1, 10 * n + 1, px, 1.0, 1, f"{n}a"))
-            kernel.submit(SubmitOrder(sid, iid, f"c{n}", side, qty, 10 * n + 2, 10 * n + 2))
-            kernel.process(Trade(iid, 10 * n + 3, 10 * n + 3, px, 1.0, 1, f"{n}b"))
+        for n, order in enumerate(orders):
+            _market_order_filled(kernel, n, *order)
             answers.append(hooks.positions_text())
         summary = hooks.daily_summary()
         await hooks.stop("test done")
@@ -1713,21 +1726,14 @@ async def test_pnl_of_a_daemon_of_two_strategies_gives_each_strategys_share_summ
     0.4488; b realized 0, unrealized -0.01 * 200 = -2.00, fees 0.0004 * 281 = 0.1124. The account (its positions
     netted): realized 1.00 + 2.00 = 3.00, unrealized 0.01 * 300 = 3.00, fees 0.5612: the strategies' realized plus
     unrealized (2 + 6 + 0 - 2 = 6) and fees sum to the account's."""
-    perp = Instrument("BINANCE_USDM", "BTCUSDT", kind="perpetual", base="BTC", quote="USDT", tick_size=0.1,
-                      lot_size=0.001, maker_fee=0.0002, taker_fee=0.0004)
-    iid = perp.instrument_id
-    kernel = Kernel([perp], initial_cash=10_000.0, venue_config=VenueConfig(fill_on="trades"))
-    kernel.add_strategy(Strategy([iid], strategy_id="a"))
-    kernel.add_strategy(Strategy([iid], strategy_id="b"))
+    kernel, iid = _kernel_of_a_and_b(maker_fee=0.0002, taker_fee=0.0004)
     async with FakeBotApi(TOKEN) as api:
         hooks = await _started_hooks(api, kernel)
         kernel.start()
         orders = [("a", OrderSide.BUY, 0.03, 28_000.0), ("b", OrderSide.SELL, 0.01, 28_100.0),
                   ("a", OrderSide.SELL, 0.01, 28_200.0)]
-        for n, (sid, side, qty, px) in enumerate(orders):
-            kernel.process(Trade(iid, 10 * n + 1, 10 * n + 1, px, 1.0, 1, f"{n}a"))
-            kernel.submit(SubmitOrder(sid, iid, f"c{n}", side, qty, 10 * n + 2, 10 * n + 2))
-            kernel.process(Trade(iid, 10 * n + 3, 10 * n + 3, px, 1.0, 1, f"{n}b"))
+        for n, order in enumerate(orders):
+            _market_order_filled(kernel, n, *order)
         kernel.process(Trade(iid, 100, 100, 28_300.0, 1.0, 1, "last"))
         text = hooks.pnl_text()
         summary = hooks.daily_summary()
