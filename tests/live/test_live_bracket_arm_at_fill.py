@@ -20,7 +20,7 @@ from tests.live.test_live_resolved_contingent import T0, Contingent
 from tests.live.venue_kits import KITS, KitHarness, KitTape, VenueKit, kit_harness
 from tradebus.adapters.common.account_emulator import AccountEmulator
 from tradebus.engine.instrument import Instrument
-from tradebus.engine.messages import OrderDenied, OrderFilled, OrderRejected, OrderSide, OrderStatus, OrderType, Trade, TradingState
+from tradebus.engine.messages import ContingentLinked, OrderDenied, OrderFilled, OrderRejected, OrderSide, OrderStatus, OrderType, Trade, TradingState
 from tradebus.execution.contingent import ContingentOrders
 from tradebus.execution.orders import Order
 
@@ -320,15 +320,18 @@ async def test_a_live_binance_spot_bracket_whose_buy_paid_its_fee_in_btc_sends_i
         assert resting[target.client_order_id][:2] == (pytest.approx(0.00999, abs=1e-12), 61_000.0)
 
 
+@pytest.mark.parametrize("killed_in_resend", [False, True], ids=["stopped", "killed-in-resend"])
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
 async def test_a_live_bracket_exit_denied_at_the_fill_is_sent_after_a_restart_before_its_resend(
-    kit: VenueKit, tmp_path: Path,
+    kit: VenueKit, tmp_path: Path, killed_in_resend: bool,
 ) -> None:
     """``max_orders_per_window: 2``: buy 0.002 at market, filled by the trade at 60,000; the stop-loss (59,000) rests,
-    the take-profit is denied by the order rate. The daemon stops before any trade sends it again. Restarted on the
-    journal (no rate limit now), the next trade (60,010) sends the take-profit (0.002 at 61,000) in one OCO group
-    with the stop, and its fill at 61,100 cancels the stop. Before, the restored bracket took the working stop for
-    its exits and never sent the take-profit: the venue kept the stop alone."""
+    the take-profit is denied by the order rate. The daemon stops before any trade sends it again
+    (``killed_in_resend``: it is killed in the resend, the journal holding the ``"children"`` link that names the new
+    take-profit, committed first, and no order of that id). Restarted on the journal (no rate limit now), the next
+    trade (60,010) sends the take-profit (0.002 at 61,000) in one OCO group with the stop, and its fill at 61,100
+    cancels the stop. Before, the restored bracket took the working stop for its exits and never sent the
+    take-profit: the venue kept the stop alone."""
     from tradebus.risk.config import RiskConfig
 
     journal = tmp_path / "journal.sqlite"
@@ -347,6 +350,12 @@ async def test_a_live_bracket_exit_denied_at_the_fill_is_sent_after_a_restart_be
             await h.venue.drain()
             stop, _ = _exits(h, entry_id)
             stop_id = stop.client_order_id
+            if killed_in_resend:  # what ContingentOrders._send_denied_again commits before it submits
+                now = h.kernel.clock.now_ns()
+                new_id = h.kernel.orders.next_client_order_id(strategy.strategy_id)
+                h.kernel.execution.journal_links(
+                    ContingentLinked(strategy.strategy_id, kit.iid, entry_id, "children", (stop_id, new_id), {}, now, now)
+                )
         assert [r.order.client_order_id for r in emulator.open_orders()] == [stop_id]
         strategy = Contingent(kit.iid)
         async with kit_harness(kit, journal=journal, strategies=[strategy], emulator=emulator) as h:

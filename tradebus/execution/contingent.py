@@ -192,8 +192,9 @@ Restarts
       price its trigger implies); exits resting as one OCO order list (journaled with their ``"oco"``
       link) are known as one: the venue cancels the other, no reduction is sent to them, and a modify of
       one is denied (:meth:`ContingentOrders.refused_in_list`); on a live venue an exit the risk gate denied at
-      the fill beside the working one (the journal's ``"children"`` link names it, its order ``DENIED``) and not
-      sent again before the restart is sent at the first market event after it, as it would have been;
+      the fill beside the working one (the journal's ``"children"`` link names it, its order ``DENIED``, or no
+      order of it journaled: a resend killed between its link's commit and its order's) and not sent again before
+      the restart is sent at the first market event after it, as it would have been;
     * a bracket whose entry filled but whose children no longer work -- a paper venue's working
       orders end with its process, so the restart canceled them -- is armed again for the
       quantity left (entry fills, less a fee the venue took out of the coins bought, minus
@@ -1393,8 +1394,8 @@ class ContingentOrders:
         stop_id = target_id = None
         children = list(bracket.children)
         for n, coid in enumerate(children):
-            if orders.order(coid).status is not OrderStatus.DENIED:
-                continue
+            if (order := orders.get(coid)) is not None and order.status is not OrderStatus.DENIED:
+                continue  # (None: named by the link of a resend the previous process was killed in, never journaled)
             children[n] = new = orders.next_client_order_id(sid)
             self._child_of.pop(coid, None)
             if n == 0 and bracket.stop_loss is not None:
@@ -1909,11 +1910,12 @@ class ContingentOrders:
             bracket.state = "armed"
             for coid in [*bracket.children, *([bracket.exit_id] if bracket.exit_id else [])]:
                 self._child_of[coid] = bracket
-            denied = [c for c in bracket.children if (o := orders.get(c)) is not None and o.status is OrderStatus.DENIED]
+            # Denied at the fill beside the working exit, not sent again before the restart (_arm_at_fill), or named by
+            # the "children" link of a resend killed before its order was journaled (the replay knows every other).
+            denied = [c for c in bracket.children if (o := orders.get(c)) is None or o.status is OrderStatus.DENIED]
             if self.at_fill and denied and len(working) == 1 and bracket.exit_id is None and self._sends_alone(bracket):
-                # Denied at the fill beside the working exit, not sent again before the restart (_arm_at_fill).
                 bracket.resend = True
-                logger.warning("bracket {}: {} denied before the restart, sent again at the next market event of {}",
+                logger.warning("bracket {}: {} denied or unsent before the restart, sent again at the next market event of {}",
                                bracket.entry_id, denied, bracket.instrument_id)  # fmt: skip
             return
         # The children no longer work (a paper venue's orders end with its process): arm again.
