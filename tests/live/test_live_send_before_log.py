@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +22,35 @@ SPOT = {**BINANCE_INSTRUMENT, "margin": False}
 PER_TRADE, TRADES = 3, 2
 
 
-async def test_a_frames_requests_start_before_its_decisions_are_logged_and_leave_in_decision_order(tmp_path: Path) -> None:
-    # One sequence of what happened: a POST's headers handed to the socket (aiohttp's trace of ccxt's session) and a
-    # decision's log line (the router's, bound decision="submitted"), with the submit requests started by then.
-    seen: list[tuple[str, str]] = []
-    started_at_log: dict[str, int] = {}
+Seen = list[tuple[str, str]]
+
+
+async def _run(tmp_path: Path, params: dict[str, Any], seen: Seen, done: Callable[[], bool],
+               started_at_log: dict[str, int] | None = None) -> None:
+    """Run a live daemon trading ``BurstBuy`` (``params``) against the Binance spot emulator until ``done()``, adding to
+    ``seen`` in the order they happened: ``("sent", id)`` as a POST's headers are handed to the socket (aiohttp's trace
+    of ccxt's session), ``("logged", id)`` as the router logs the decision (bound ``decision="submitted"``), and
+    ``("rejected", id)`` as the venue's refusal is logged; ``started_at_log``: the submit requests started when each
+    decision was logged."""
     nodes: list[LiveNode] = []
+    rejected = re.compile(r"order (\S+) rejected by the venue")
 
     def sink(message: Any) -> None:
-        extra = message.record["extra"]
+        record = message.record
+        extra = record["extra"]
         if extra.get("decision") == "submitted":
             seen.append(("logged", extra["client_order_id"]))
-            started_at_log[extra["client_order_id"]] = nodes[0].venue.requests["place"]
+            if started_at_log is not None:
+                started_at_log[extra["client_order_id"]] = nodes[0].venue.requests["place"]
+        elif (match := rejected.match(record["message"])) is not None:
+            seen.append(("rejected", match.group(1)))
 
     async def on_headers_sent(_session: Any, _ctx: Any, params: aiohttp.TraceRequestHeadersSentParams) -> None:
         coid = params.url.query.get("newClientOrderId")
         if params.method == "POST" and coid:
             seen.append(("sent", coid))
 
-    strategy = {"name": "tests.live.burst_strategy:BurstBuy", "instruments": [IID],
-                "params": {"per_trade": PER_TRADE, "trades": TRADES}}
+    strategy = {"name": "tests.live.burst_strategy:BurstBuy", "instruments": [IID], "params": params}
     instruments = parse_live_config({**binance_config(None, None, ["trade"], strategy=strategy),
                                      "instruments": [SPOT]}).instrument_map()
     handle = logger.add(sink, level="INFO")
@@ -57,13 +68,20 @@ async def test_a_frames_requests_start_before_its_decisions_are_logged_and_leave
                 trace.on_request_headers_sent.append(on_headers_sent)
                 node.venue.api._ccxt.session = aiohttp.ClientSession(trace_configs=[trace])  # ccxt closes it
                 task = asyncio.create_task(node.run())
-                n = PER_TRADE * TRADES
-                await until(lambda: sum(kind == "logged" for kind, _ in seen) == n
-                            and sum(kind == "sent" for kind, _ in seen) == n, timeout=60)
+                await until(done, timeout=60)
                 node.stop("test done")
                 await asyncio.wait_for(task, 20)
     finally:
         logger.remove(handle)
+
+
+async def test_a_frames_requests_start_before_its_decisions_are_logged_and_leave_in_decision_order(tmp_path: Path) -> None:
+    seen: Seen = []
+    started_at_log: dict[str, int] = {}
+    n = PER_TRADE * TRADES
+    await _run(tmp_path, {"per_trade": PER_TRADE, "trades": TRADES}, seen,
+               lambda: sum(kind == "logged" for kind, _ in seen) == n and sum(kind == "sent" for kind, _ in seen) == n,
+               started_at_log)
     logged = [coid for kind, coid in seen if kind == "logged"]
     sent = [coid for kind, coid in seen if kind == "sent"]
     assert len(set(logged)) == PER_TRADE * TRADES
@@ -76,3 +94,19 @@ async def test_a_frames_requests_start_before_its_decisions_are_logged_and_leave
         assert started_at_log[ids[0]] == (frame + 1) * PER_TRADE, started_at_log
         # and the frame's first request was on the socket before any of its decisions was logged
         assert seen.index(("sent", ids[0])) < seen.index(("logged", ids[0])), seen
+
+
+async def test_a_decision_whose_request_is_refused_at_once_is_logged_before_the_refusal(tmp_path: Path) -> None:
+    """3 market buys decided on a trade, then trading HALTED in the same frame (a breaker's trip): the venue withdraws
+    each request in the step that starts it ("withdrawn, never sent: trading state HALTED") and logs the refusal.
+    Each decision's line comes before its refusal's, in decision order. Before, the decision lines (deferred until
+    the requests had started) came after all three refusals."""
+    seen: Seen = []
+    await _run(tmp_path, {"per_trade": PER_TRADE, "trades": 1, "halt": True}, seen,
+               lambda: sum(kind == "logged" for kind, _ in seen) == PER_TRADE
+               and sum(kind == "rejected" for kind, _ in seen) == PER_TRADE)
+    assert not [coid for kind, coid in seen if kind == "sent"]
+    logged = [coid for kind, coid in seen if kind == "logged"]
+    assert [coid for kind, coid in seen if kind == "rejected"] == logged
+    for coid in logged:
+        assert seen.index(("logged", coid)) < seen.index(("rejected", coid)), seen

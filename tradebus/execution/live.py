@@ -823,6 +823,11 @@ class LiveVenue(Venue):
         #: its trading state set since the risk gate passed them, or the one another process (``live-kill``) stored
         #: in the journal.
         self.refusal: Callable[[Sequence[Order], tuple[str, ...]], str | None] | None = None
+        #: Called before a submit the venue or this process refused (:class:`VenueRejected`) is reported; the live
+        #: daemon's writes the decision lines still waiting (:attr:`NodeRouter.log_later
+        #: <tradebus.node.router.NodeRouter.log_later>`), so a decision is logged before its refusal even when the
+        #: request was withdrawn in the step that started it.
+        self.before_refusal: Callable[[], None] | None = None
         # Orders whose amend to a lower total the venue refused -> that total, until a query sent after it says whether
         # fills reached it (then the rest is canceled: the venue refuses an amend to a total at or below the filled quantity).
         self._amend_floor: dict[str, float] = {}
@@ -1344,6 +1349,10 @@ class LiveVenue(Venue):
                 deadline = min(send_by)
                 with send_within(lambda: (deadline - self.clock.now_ns()) / 1e9):
                     return await request
+        except VenueRejected:
+            if self.before_refusal is not None:
+                self.before_refusal()
+            raise
         finally:
             now = self.clock.now_ns()
             for order in orders:

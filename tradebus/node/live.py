@@ -680,6 +680,8 @@ class LiveNode(PaperNode):
         # The decisions of a frame are logged once the requests they queued have started (a task starts only when the
         # frame has returned to the loop; the log lines would delay it).
         self.router.log_later = _call_soon
+        # ... and before a request refused in that first step (trading HALTED since, the rate budget) is reported.
+        self.venue.before_refusal = self.router.log_decisions
         try:
             self._build_account_side(config, keys)
         except Exception:

@@ -79,7 +79,8 @@ class NodeRouter:
     returns to the event loop, that is later still (:attr:`log_later`, set by the live daemon):
     once the loop has run the first step of the requests queued (the first of them is on the
     socket by then unless it waits for a connection or the rate budget; the others may wait
-    for a connection of their own).
+    for a connection of their own), or before one of them refused in that step is reported
+    (:meth:`log_decisions`, called by the live venue).
     One taken elsewhere (a timer, a venue's answer) is logged at once, after those of a message
     still waiting. Those taken before a strategy's hook raised are logged before ``on_failure``
     reports it.
@@ -361,6 +362,11 @@ class NodeRouter:
 
     def _log_deferred(self) -> None:
         self._log_pending = False
+        self._log_decided()
+
+    def log_decisions(self) -> None:
+        """Log now the decisions still waiting for :attr:`log_later` (a live venue is about to report a request of
+        theirs refused: the decision goes first)."""
         self._log_decided()
 
     def _log_decided(self) -> None:
