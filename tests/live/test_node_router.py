@@ -11,6 +11,7 @@ from typing import Any
 
 from loguru import logger
 
+from tests.live.live_harness import until
 from tests.live.node_testdata import SPOT_SNAPSHOT
 from tradebus.adapters.binance.client import BinanceClient
 from tradebus.adapters.binance.config import BinanceConfig
@@ -342,5 +343,44 @@ async def test_a_decision_taken_before_a_strategy_failed_is_logged_before_the_fa
         assert lines[1].startswith("stopping: strategy 'BuyThenFail' on_trade") and "the strategy's bug" in lines[1]
     finally:
         logger.remove(sink)
+        node.kernel.stop()
+        node.journal.close()
+
+
+class BuyAndStart(Strategy):
+    """A market buy on every trade, and at once a callback on the event loop that stands for its request's task
+    (a live venue's ``create_task``: its first step runs when the loop next runs what is ready)."""
+
+    seen: list[tuple[str, str]]
+
+    def on_trade(self, trade: Trade) -> None:
+        coid = self.submit_market(self.instrument_id, OrderSide.BUY, 0.01)
+        asyncio.get_running_loop().call_soon(self.seen.append, ("started", coid))
+
+
+async def test_deferred_decision_lines_wait_for_the_requests_of_their_own_frame_only(tmp_path: Path) -> None:
+    """The live daemon's ``log_later`` (``loop.call_soon``), two frames routed in one step of the loop (a read that
+    held both): each frame's decision is logged after its request started and before the next frame's request
+    starts. Before, the first frame's deferred log wrote the second frame's decision too, ahead of its request."""
+    node = PaperNode(_config(0, tmp_path, "BuyAndStart"), handle_signals=False)
+    seen: list[tuple[str, str]] = []
+    (strategy,) = node.kernel.strategies
+    strategy.seen = seen  # type: ignore[attr-defined]
+    node.router.log_later = asyncio.get_running_loop().call_soon
+    handle = logger.add(lambda m: seen.append(("logged", m.record["extra"]["client_order_id"]))
+                        if m.record["extra"].get("decision") else None, level="INFO")
+    node.kernel.start()
+    try:
+        for n in (1, 2):
+            received = time.time_ns()
+            node.router.frame_started(received)
+            node.router(_trade(60_000.0 + n, n, received))
+            node.router.frame_ended()
+        assert seen == []  # logged only once the loop has run the requests' first steps
+        await until(lambda: len(seen) == 4)
+        first, second = (coid for kind, coid in seen if kind == "started")
+        assert seen == [("started", first), ("logged", first), ("started", second), ("logged", second)]
+    finally:
+        logger.remove(handle)
         node.kernel.stop()
         node.journal.close()

@@ -79,7 +79,8 @@ class NodeRouter:
     returns to the event loop, that is later still (:attr:`log_later`, set by the live daemon):
     once the loop has run the first step of the requests queued (the first of them is on the
     socket by then unless it waits for a connection or the rate budget; the others may wait
-    for a connection of their own), or before one of them refused in that step is reported
+    for a connection of their own; a frame routed after it in the same step of the loop, a read that
+    held both, is logged after its own), or before one of them refused in that step is reported
     (:meth:`log_decisions`, called by the live venue).
     One taken elsewhere (a timer, a venue's answer) is logged at once, after those of a message
     still waiting. Those taken before a strategy's hook raised are logged before ``on_failure``
@@ -168,7 +169,11 @@ class NodeRouter:
         #: decisions of a message or frame are logged then, after the first step of the requests they queued.
         #: ``None``: logged at once (a simulated venue's order has arrived by then).
         self.log_later: Callable[[Callable[[], None]], object] | None = None
-        self._log_pending = False
+        # Decisions put in _decided since the start, and logged from it: a deferred log writes those taken before it
+        # was scheduled (a frame routed after it in the same step of the loop waits for its own requests).
+        self._decided_count = 0
+        self._logged_count = 0
+        self._log_scheduled = 0
         kernel.bus.subscribe(OrderSubmitted, self._on_decision)
         kernel.bus.subscribe(OrderDenied, self._on_decision)
 
@@ -346,6 +351,7 @@ class NodeRouter:
     def _on_decision(self, event: OrderSubmitted | OrderDenied) -> None:
         if self._in_message:
             self._decided.append(event)
+            self._decided_count += 1
         else:
             self._log_decided()  # those of a message whose deferred log has not run yet go first
             self._log_decision(event)
@@ -356,23 +362,26 @@ class NodeRouter:
             return
         if self.log_later is None:
             self._log_decided()
-        elif not self._log_pending:
-            self._log_pending = True
-            self.log_later(self._log_deferred)
-
-    def _log_deferred(self) -> None:
-        self._log_pending = False
-        self._log_decided()
+        elif self._log_scheduled != self._decided_count:
+            upto = self._log_scheduled = self._decided_count
+            self.log_later(lambda: self._log_decided(upto))
 
     def log_decisions(self) -> None:
         """Log now the decisions still waiting for :attr:`log_later` (a live venue is about to report a request of
         theirs refused: the decision goes first)."""
         self._log_decided()
 
-    def _log_decided(self) -> None:
-        """Log the decisions taken while a message (or a frame) was handled, in the order they were taken."""
-        if self._decided:
-            decided, self._decided = self._decided, []
+    def _log_decided(self, upto: int | None = None) -> None:
+        """Log the decisions taken while a message (or a frame) was handled, in the order they were taken (``upto``:
+        those of them before the ``upto``-th, the rest stay)."""
+        decided = self._decided
+        n = len(decided) if upto is None else upto - self._logged_count
+        if n > 0:
+            if n < len(decided):
+                decided, self._decided = decided[:n], decided[n:]
+            else:
+                self._decided = []
+            self._logged_count += n
             for event in decided:
                 self._log_decision(event)
 
