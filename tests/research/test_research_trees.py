@@ -7,12 +7,14 @@ live path and the config backtests did before the trees were compiled.
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import xgboost as xgb
 from xgboost import XGBRegressor
 
 from tradebus.features.batch import compute_features
@@ -168,3 +170,80 @@ def test_a_saved_edge_model_is_the_same_file_after_predicting(shipped) -> None:
     assert before.getvalue() == after.getvalue()
     after.seek(0)
     np.testing.assert_array_equal(_bits(joblib.load(after).predict(X)), _bits(expected))
+
+
+#: XGBoost model shapes: parameters, and whether the compiled trees reproduce it (else XGBoost predicts it).
+SHAPES = {
+    "squarederror": ({}, True),
+    "base_score": ({"base_score": 0.3}, True),
+    "absoluteerror": ({"objective": "reg:absoluteerror"}, True),
+    "pseudohubererror": ({"objective": "reg:pseudohubererror", "huber_slope": 5.0}, True),
+    "exact": ({"tree_method": "exact"}, True),
+    "approx": ({"tree_method": "approx"}, True),
+    "lossguide": ({"grow_policy": "lossguide", "max_leaves": 31}, True),
+    "pruned": ({"gamma": 50.0, "max_depth": 6}, True),
+    "300 deep trees": ({"n_estimators": 300, "max_depth": 8, "learning_rate": 0.3}, True),
+    "quantileerror": ({"objective": "reg:quantileerror", "quantile_alpha": 0.3}, False),
+    "tweedie": ({"objective": "reg:tweedie"}, False),
+    "gamma": ({"objective": "reg:gamma"}, False),
+    "dart": ({"booster": "dart"}, False),
+    "parallel trees": ({"num_parallel_tree": 3}, False),
+    "gblinear": ({"booster": "gblinear", "max_depth": None}, False),
+    "missing 0": ({"missing": 0.0}, False),
+    "early stopping": ({"n_estimators": 200, "early_stopping_rounds": 3}, False),
+}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_every_model_shape_predicts_xgboosts_own_booster_floats(shape: str) -> None:
+    """Each shape of regressor, trained and asked on rows with NaN in every column (both learned default directions
+    taken where the trees split), gives through HorizonEdge the floats of ``Booster.predict`` on a DMatrix (the best
+    iteration's trees when early-stopped; DART: its ``inplace_predict``), compiled where the compiled trees reproduce
+    it, else through XGBoost."""
+    params, compiled = SHAPES[shape]
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(1500, 5))
+    y = 3 * X[:, 0] + X[:, 1] ** 2 + rng.normal(size=1500)
+    X[(y > 1) & (rng.random(1500) < 0.3), 2] = np.nan
+    X[(y < -1) & (rng.random(1500) < 0.3), 3] = np.nan
+    X[rng.random(1500) < 0.05, 4] = np.nan
+    if params.get("objective") in ("reg:tweedie", "reg:gamma"):
+        y = np.abs(y) + 0.1
+    fit: dict = {}
+    if "early_stopping_rounds" in params:
+        fit = {"eval_set": [(X[1000:], y[1000:])], "verbose": False}
+    model = XGBRegressor(**{"n_estimators": 40, "max_depth": 4, "n_jobs": 1, **params}).fit(X[:1000], y[:1000], **fit)
+    rows = rng.normal(size=(800, 5)) * 2
+    rows[rng.random(rows.shape) < 0.2] = np.nan
+    rows[:20, 0] = 0.0
+    trees = compile_regressors([model])
+    assert (trees is not None) is compiled
+    if compiled:
+        split = trees.left >= 0
+        assert trees.default_left[split].any() and not trees.default_left[split].all()
+    booster = model.get_booster()
+    best = getattr(model, "best_iteration", None) if "early_stopping_rounds" in params else None
+    iterations = (0, 0 if best is None else best + 1)
+    if params.get("booster") == "dart":
+        # a DART booster's DMatrix predict differs from its inplace_predict (sklearn's predict) in the last bits
+        want = booster.inplace_predict(rows, iteration_range=iterations)
+    else:
+        want = booster.predict(xgb.DMatrix(rows, missing=params.get("missing", np.nan)), iteration_range=iterations)
+    assert best is None or best + 1 < booster.num_boosted_rounds()  # the limit changes which trees count
+    got = HorizonEdge({1: model}, {1: 1.0}).raw(rows)
+    np.testing.assert_array_equal(_bits(got), _bits(want.astype(np.float64)))
+
+
+def test_categorical_and_multi_target_models_are_not_compiled() -> None:
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(600, 3))
+    y = X[:, 0] + rng.normal(size=600)
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    frame["a"] = pd.Categorical(np.round(X[:, 0]).clip(-2, 2).astype(int))
+    categorical = XGBRegressor(n_estimators=10, enable_categorical=True, tree_method="hist").fit(frame, y)
+    assert any(json.loads(categorical.get_booster().save_raw(raw_format="json").decode())["learner"]["gradient_booster"]
+               ["model"]["trees"][t]["split_type"] for t in range(10))
+    two_targets = XGBRegressor(n_estimators=10).fit(X, np.c_[y, -y])
+    one_tree_two_targets = XGBRegressor(n_estimators=10, multi_strategy="multi_output_tree").fit(X, np.c_[y, -y])
+    for model in (categorical, two_targets, one_tree_two_targets):
+        assert compile_regressors([model]) is None
