@@ -14,6 +14,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from loguru import logger
 
 from tests.live.live_harness import IID, harness, until
 from tests.live.test_live_resolved_contingent import T0, Contingent
@@ -23,6 +24,7 @@ from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import ContingentLinked, OrderDenied, OrderFilled, OrderRejected, OrderSide, OrderStatus, OrderType, Trade, TradingState
 from tradebus.execution.contingent import ContingentOrders
 from tradebus.execution.orders import Order
+from tradebus.risk.gate import HALTED_REASON
 
 
 def _exits(h: KitHarness, entry_id: str) -> list[Order]:
@@ -214,33 +216,42 @@ async def test_live_bracket_exits_denied_at_the_fill_are_sent_at_the_next_trade(
     a WARNING each)."""
     journal = tmp_path / "journal.sqlite"
     strategy = Contingent(kit.iid)
-    async with kit_harness(kit, strategies=[strategy], journal=journal) as h:
-        denied: list[OrderDenied] = []
-        h.kernel.bus.subscribe(OrderDenied, denied.append)
-        tape = KitTape(h, kit.iid, T0)
-        entry_id = await _entered(h, strategy, tape, 0.002)
-        h.kernel.risk.set_state(TradingState.HALTED, "test: halted at the fill")
-        tape.trade(60_000.0)
-        await until(lambda: len(denied) == 2)
-        links = _links(journal)
-        for n in range(halted_trades):
-            tape.trade(60_001.0 + n)
-        await h.venue.drain()
-        assert h.kernel.orders.order(entry_id).status is OrderStatus.FILLED
-        assert [d.reason.split(":")[0] for d in denied] == ["trading_state"] * 2
-        assert len(h.kernel.orders.orders()) == 3
-        assert _links(journal) == links
-        assert h.emulator.open_orders() == []
-        h.kernel.risk.set_state(TradingState.ACTIVE, "test: active again")
-        tape.trade(60_030.0)
-        await until(lambda: len(h.emulator.open_orders()) == 2)
-        await h.venue.drain()
-        assert len(denied) == 2
-        assert len(h.kernel.orders.orders()) == 5
-        sent = [o for o in _exits(h, entry_id) if o.status is not OrderStatus.DENIED]
-        assert sorted((o.quantity, o.order_type) for o in sent) == [(0.002, OrderType.LIMIT), (0.002, OrderType.STOP_MARKET)]
-        assert all(o.status is OrderStatus.ACCEPTED for o in sent)
-        assert _placed(h.emulator) == [entry_id, *sorted(o.client_order_id for o in sent)]
+    waits: list[str] = []
+    handle = logger.add(lambda m: waits.append(m.record["message"]) if "stay unsent while" in m.record["message"]
+                        else None, level="WARNING")
+    try:
+        async with kit_harness(kit, strategies=[strategy], journal=journal) as h:
+            denied: list[OrderDenied] = []
+            h.kernel.bus.subscribe(OrderDenied, denied.append)
+            tape = KitTape(h, kit.iid, T0)
+            entry_id = await _entered(h, strategy, tape, 0.002)
+            h.kernel.risk.set_state(TradingState.HALTED, "test: halted at the fill")
+            tape.trade(60_000.0)
+            await until(lambda: len(denied) == 2)
+            links = _links(journal)
+            for n in range(halted_trades):
+                tape.trade(60_001.0 + n)
+            await h.venue.drain()
+            assert h.kernel.orders.order(entry_id).status is OrderStatus.FILLED
+            assert [d.reason.split(":")[0] for d in denied] == ["trading_state"] * 2
+            assert len(h.kernel.orders.orders()) == 3
+            assert _links(journal) == links
+            assert h.emulator.open_orders() == []
+            # the user is told once that the exits wait, and why (not once per trade)
+            assert [w.split("(")[1].split(")")[0] for w in waits] == [HALTED_REASON] * min(halted_trades, 1)
+            assert all(w.startswith(f"bracket {entry_id}: ") for w in waits)
+            h.kernel.risk.set_state(TradingState.ACTIVE, "test: active again")
+            tape.trade(60_030.0)
+            await until(lambda: len(h.emulator.open_orders()) == 2)
+            await h.venue.drain()
+            assert len(denied) == 2
+            assert len(h.kernel.orders.orders()) == 5
+            sent = [o for o in _exits(h, entry_id) if o.status is not OrderStatus.DENIED]
+            assert sorted((o.quantity, o.order_type) for o in sent) == [(0.002, OrderType.LIMIT), (0.002, OrderType.STOP_MARKET)]
+            assert all(o.status is OrderStatus.ACCEPTED for o in sent)
+            assert _placed(h.emulator) == [entry_id, *sorted(o.client_order_id for o in sent)]
+    finally:
+        logger.remove(handle)
 
 
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))

@@ -408,6 +408,8 @@ class Bracket:
     exit_due: bool = False
     #: Some of its exits were denied at its entry's fill, beside one sent: sent again at the next market event.
     resend: bool = False
+    #: The risk-gate check its denied exits wait for, as last told (``""``: none).
+    waiting: str = ""
 
 
 class ContingentOrders:
@@ -1261,7 +1263,7 @@ class ContingentOrders:
         if self._brackets:
             for bracket in list(self._brackets.values()):
                 if bracket.instrument_id == bar.instrument_id and bracket.state in ("filled", "armed"):
-                    if bracket.resend and not self._denial_waits():
+                    if bracket.resend and not self._denial_waits(bracket):
                         self._send_denied_again(bracket)
                     self._bar_passed(bracket)
                 elif bracket.instrument_id == bar.instrument_id and bracket.state == "exiting":
@@ -1310,20 +1312,31 @@ class ContingentOrders:
             if bracket.instrument_id == instrument_id and bracket.state == "filled" and bracket.arm_after_bars == 0:
                 if not self.at_fill:
                     self._arm(bracket)
-                elif not self._denial_waits():
+                elif not self._denial_waits(bracket):
                     self._arm_at_fill(bracket, again=True)
             elif bracket.instrument_id == instrument_id and bracket.state == "exiting":
                 self._exit_when_free(bracket)
-            elif bracket.instrument_id == instrument_id and bracket.resend and not self._denial_waits():
+            elif bracket.instrument_id == instrument_id and bracket.resend and not self._denial_waits(bracket):
                 self._send_denied_again(bracket)
 
-    def _denial_waits(self) -> bool:
-        """Whether the risk gate would deny an exit sent again now by a check that passes with time
+    def _denial_waits(self, bracket: Bracket) -> bool:
+        """Whether the risk gate would deny an exit of ``bracket`` sent again now by a check that passes with time
         (:meth:`RiskGate.waiting_reason <tradebus.risk.gate.RiskGate.waiting_reason>`): a live bracket's exits denied
         so are then left for a later market event, no order created (a halt of an hour on a busy instrument would
-        otherwise create, deny and journal exits at each of its trades)."""
+        otherwise create, deny and journal exits at each of its trades). A WARNING says so once per check waited
+        for: the exits may wait as long as it fails (a ``max_open_orders`` its working exit keeps reached: forever)."""
         kernel = self._kernel
-        return kernel.risk.waiting_reason(kernel.orders.count_open()) is not None
+        why = kernel.risk.waiting_reason(kernel.orders.count_open())
+        if why is None:
+            bracket.waiting = ""
+            return False
+        check = why.split(":", 1)[0]
+        if bracket.waiting != check:
+            bracket.waiting = check
+            logger.warning("bracket {}: its exits denied at the entry's fill stay unsent while the risk gate would deny "
+                           "them ({}); sent at the first market event of {} it passes them", bracket.entry_id, why,
+                           bracket.instrument_id)  # fmt: skip
+        return True
 
     # ------------------------------------------------------------------ brackets
 
@@ -1426,7 +1439,7 @@ class ContingentOrders:
         if bracket.state == "filled" and bracket.bars_since_fill >= bracket.arm_after_bars:
             if not (self.at_fill and bracket.arm_after_bars == 0):
                 self._arm(bracket)
-            elif not self._denial_waits():
+            elif not self._denial_waits(bracket):
                 self._arm_at_fill(bracket, again=True)
         if bracket.exit_after_bars is not None and bracket.bars_since_fill >= bracket.exit_after_bars:
             self._exit(bracket)
