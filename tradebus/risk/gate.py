@@ -488,19 +488,25 @@ class RiskGate:
             why = self._check_gross(cmd, signed, px, limit, lot)
             if why is not None:
                 return why
+        why = self._open_or_rate_reason(open_orders, rated)
+        if why is None and self._max_rate is not None and not rated:
+            self._rate.append(self._clock.now_ns())
+        return why
+
+    def _open_or_rate_reason(self, open_orders: int, rated: bool = False) -> str | None:
+        """The denial by ``max_open_orders``, then ``max_order_rate`` (not checked when ``rated``), or ``None``; counts
+        nothing (:meth:`check` records an order that passed, :meth:`waiting_reason` only asks)."""
         max_open = self._max_open
         if max_open is not None and open_orders >= max_open:
             return f"max_open_orders: {open_orders} open >= {max_open}"
         max_rate = self._max_rate
         if max_rate is not None and not rated:
-            now = self._clock.now_ns()
             rate = self._rate
-            horizon = now - self._rate_window
+            horizon = self._clock.now_ns() - self._rate_window
             while rate and rate[0] <= horizon:
                 rate.popleft()
             if len(rate) >= max_rate:
                 return order_rate_reason(len(rate), self._rate_window, max_rate)
-            rate.append(now)
         return None
 
     def _working(self, instruments: str | frozenset[str], buy: bool, exclude: str, plain: bool = False) -> float:
@@ -731,16 +737,7 @@ class RiskGate:
         """
         if self.current_state() is _HALTED:
             return HALTED_REASON
-        max_open = self._max_open
-        if max_open is not None and open_orders >= max_open:
-            return f"max_open_orders: {open_orders} open >= {max_open}"
-        max_rate = self._max_rate
-        if max_rate is not None:
-            horizon = self._clock.now_ns() - self._rate_window
-            count = sum(1 for ts in self._rate if ts > horizon)
-            if count >= max_rate:
-                return order_rate_reason(count, self._rate_window, max_rate)
-        return None
+        return self._open_or_rate_reason(open_orders)
 
     def evaluate_marks(self) -> None:
         """Evaluate the mark-driven breakers if a price was recorded since they last were."""
