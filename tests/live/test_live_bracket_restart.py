@@ -213,6 +213,52 @@ async def test_a_bracket_rearmed_inside_the_start_up_hold_sends_its_exits_once_t
 
 
 @pytest.mark.parametrize("v", list(VENUES.values()), ids=list(VENUES))
+async def test_a_bracket_held_back_by_the_start_up_hold_waits_for_a_halt_that_follows_it(v: _Venue, tmp_path: Path) -> None:
+    """As above, but trading is HALTED as the start-up hold ends. The trade after the hold (frame 1) comes while
+    HALTED: it creates, denies and journals no exit (the risk gate is asked first, as for exits denied at a fill);
+    trading ACTIVE again, the next trade (frame 2) arms the bracket once: one stop-loss and one take-profit at the
+    venue. Before, frame 1 armed it into the halt: two more exits denied (``trading_state``), and the bracket,
+    its hold over, kept no exit for the rest of the run (frame 2 sent nothing)."""
+    release = asyncio.Event()
+    async with v.emulator() as emulator:
+        await _entered_and_armed(v, tmp_path, emulator)
+        before = set(emulator.orders)
+        emulator.rest_faults = [RestFault("hold", "GET", v.positions, at=n, release=release)
+                                for n in range(v.first_read, v.first_read + 4)]
+        trades: list[Trade] = []
+
+        def denied(node: LiveNode) -> list[str]:
+            return [o.reason for o in node.kernel.orders.orders() if o.status is OrderStatus.DENIED]
+
+        async def halted_as_the_hold_ends(node: LiveNode) -> None:
+            await until(lambda: len(denied(node)) == 2, timeout=30)
+            node.kernel.bus.subscribe(Trade, trades.append, v.iid)  # after ContingentOrders: it handled each first
+            node.kernel.risk.set_state(TradingState.HALTED, "test: halted as the hold ends")
+            release.set()
+            await until(lambda: v.iid not in node.guard.holds, timeout=30)
+
+        async def active_again(node: LiveNode) -> None:
+            await until(lambda: len(trades) > 0, timeout=30)  # frame 1 handled, HALTED
+            assert [r.split(":")[0] for r in denied(node)] == ["live start-up"] * 2
+            assert [c for c in emulator.orders if c not in before] == []
+            node.kernel.risk.set_state(TradingState.ACTIVE, "test: active again")
+
+        def new() -> list[Any]:
+            return [r for r in _exits(emulator) if r.order.client_order_id not in before]
+
+        async def exits_at_venue(node: LiveNode) -> None:
+            await until(lambda: len(new()) == 2 and all(r.status is OrderStatus.ACCEPTED for r in new()), timeout=30)
+
+        node = await _session(v, tmp_path, emulator, False, [_go, halted_as_the_hold_ends, active_again, exits_at_venue])
+        placed = new()
+        assert [c for c in emulator.orders if c not in before and c not in {r.order.client_order_id for r in placed}] == []
+    assert sorted((r.order.order_type, r.order.quantity, r.order.reduce_only) for r in placed) == [
+        (OrderType.LIMIT, v.qty, True), (OrderType.STOP_MARKET, v.qty, True),
+    ]
+    assert len(denied(node)) == 2
+
+
+@pytest.mark.parametrize("v", list(VENUES.values()), ids=list(VENUES))
 async def test_a_restart_after_live_kill_flatten_sends_no_exit_for_the_closed_position(
     v: _Venue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -218,8 +218,10 @@ Restarts
     * a bracket's children all denied by the risk guard for what holds every order on the instrument a while
       (a live start-up's reconciliation, an instrument held, a stale feed, an unsynced book: the guard's
       ``block_reason``) are armed again, once, at the first bar, trade or quote after the guard lets orders on it
-      pass (a restart's first trade inside the start-up's hold re-arms the bracket then), for what its strategy
-      still holds; a WARNING says they were held back, an INFO line when they go;
+      pass (a restart's first trade inside the start-up's hold re-arms the bracket then) and the risk gate's checks
+      that pass with time would too (a hold that ends into a HALT: at the first one after it, none created, denied
+      or journaled before), for what its strategy still holds; a WARNING says they were held back, an INFO line
+      when they go;
     * an OCO group with a filled member has its members still working canceled at the first bar,
       trade or quote of the instrument (their cancel was refused, or never sent), and so have the
       children still working of a bracket whose timed exit was sent or decided; a spot exit decided
@@ -1067,7 +1069,9 @@ class ContingentOrders:
 
     def _arm_held(self, instrument_id: str) -> None:
         """Arm again the brackets of ``instrument_id`` whose exits the risk guard held back, once it no longer blocks
-        orders on it (:meth:`_child_refused`), for what the strategy still holds (:meth:`_still_held`)."""
+        orders on it (:meth:`_child_refused`) and the risk gate's checks that pass with time would pass
+        (:meth:`_denial_waits`: a hold that ends into a HALT arms at the first event after it), for what the strategy
+        still holds (:meth:`_still_held`)."""
         guard = getattr(self._kernel.risk, "guard", None)
         for entry_id, why in list(self._arm_again.items()):
             bracket = self._brackets.get(entry_id)
@@ -1079,6 +1083,8 @@ class ContingentOrders:
                 continue
             if bracket.instrument_id != instrument_id or (guard is not None and guard.block_reason(instrument_id)):
                 continue
+            if self._denial_waits():
+                return
             del self._arm_again[entry_id]
             left = self._still_held(bracket, bracket.filled)
             if left <= self._kernel.instruments[instrument_id].lot_size * 1e-3:
