@@ -35,7 +35,17 @@ Bracket
     asked whether those checks would pass (:meth:`RiskGate.waiting_reason
     <tradebus.risk.gate.RiskGate.waiting_reason>`, which counts nothing): while they would not, the event
     creates, denies and journals no order, so a halt over thousands of trades costs the denials at the fill
-    alone, and the exits go at the first event where they pass. On bars an
+    alone, and the exits go at the first event where they pass. A live bracket's resting entry (a limit) filled in
+    part does not wait for the rest: its exits (reduce-only: a derivative; ``arm_after_bars = 0``) go at its first fill,
+    for what it filled, and grow (a modify of their quantity: an amend, or the venue's cancel-replace, journaled as
+    any) to what it filled, less what they filled, at each next fill and at its close, as NautilusTrader's OTO
+    children do (its ``OrderManager`` modifies them to the parent's filled quantity at each fill); a growth not
+    applied is sent again at the next market event. An exit that fills while the entry rests ends the bracket's trade:
+    the entry's rest is canceled (bought on, it would open a position the bracket no longer covers); its fills that
+    raced the cancel are covered by the working exits grown, or, none working, by exits armed for them. An entry
+    canceled with nothing filled had none. On a cash-only (spot) instrument the exits still wait for the entry to
+    close: a spot balance locked per order (Binance's OCO order list, amended in place only downwards,
+    ``order.amend.keepPriority``) cannot grow them without a window unprotected. On bars an
     action decided at a bar's close reaches the venue at the next bar's open, so with
     ``arm_after_bars = 0`` the children work from the bar after the entry's fill bar, and a
     stop-loss can never fill in the bar the entry filled in (no same-bar stop-out).
@@ -186,7 +196,9 @@ Restarts
     its journal hands them to :meth:`ContingentOrders.restore` at start, after the journal's
     orders were settled with the venue:
 
-    * a bracket whose entry is still working waits for it as before;
+    * a bracket whose entry is still working waits for it as before; one whose exits worked for its part filled
+      (its ``"children"`` link, an exit working or filled) keeps them as its own: they grow at the first market
+      event if the entry filled on meanwhile, and an exit filled meanwhile cancels the entry's rest there;
     * a bracket whose children still work (a live venue keeps them) is linked again: when one
       fills, the other is canceled (OCO), and a trailing stop keeps trailing (from the best
       price its trigger implies); exits resting as one OCO order list (journaled with their ``"oco"``
@@ -297,6 +309,8 @@ _PASSING_DENIALS = tuple(f"modify: {check}:" for check in PASSING_CHECKS + GUARD
 _PASSING_SUBMITS = tuple(f"{check}:" for check in PASSING_CHECKS)
 
 _NAN = math.nan
+#: States of a bracket whose entry works (module docstring, Bracket).
+_ENTERING = ("entry", "partial")
 #: Statuses of an order refused at its submit (by the risk gate, or by the venue): it never worked.
 _REFUSED = frozenset({OrderStatus.DENIED, OrderStatus.REJECTED})
 #: Statuses of an order the venue has: a replacement in one of them means its cancel-replace was done.
@@ -399,7 +413,9 @@ class Bracket:
     exit_after_ns: int | None
     cooldown_bars: int
     filled: float = 0.0
-    state: str = "entry"  # entry -> filled -> armed (-> exiting: a spot timed exit waits for its children) -> closed
+    # entry (-> partial: a live entry resting partly filled, its exits working for the part) -> filled -> armed
+    # (-> exiting: a spot timed exit waits for its children) -> closed
+    state: str = "entry"
     bars_since_fill: int = -1
     children: list[str] = field(default_factory=list)
     exit_id: str | None = None
@@ -412,6 +428,8 @@ class Bracket:
     resend: bool = False
     #: The risk-gate check its denied exits wait for, as last told (``""``: none).
     waiting: str = ""
+    #: A growth of its exits to what its entry filled was not applied: sent again at the next market event.
+    regrow: bool = False
 
 
 class ContingentOrders:
@@ -946,7 +964,7 @@ class ContingentOrders:
         if self._replacing:
             self._settle_replace(coid)
         bracket = self._brackets.get(coid)
-        if bracket is not None and bracket.state == "entry":
+        if bracket is not None and bracket.state in _ENTERING:
             bracket.filled += fill.last_qty
             if fill.fee_asset:  # a fee paid out of the coins bought leaves less to exit
                 bracket.filled -= self._kernel.portfolio.fee_in_kind(fill)
@@ -955,6 +973,8 @@ class ContingentOrders:
                 if order is not None and order.filled_qty < bracket.venue_filled * (1.0 - 1e-9):
                     return  # closed before its fills came: armed once all the venue reported are booked
                 self._filled(bracket, fill.ts_init, fill.last_px)
+            elif self._protects_part(bracket):
+                self._protect_part(bracket)
             return
         self._filled_some(coid)
 
@@ -973,7 +993,7 @@ class ContingentOrders:
         if order is None or order.status is not OrderStatus.FILLED:
             return
         bracket = self._brackets.get(order.client_order_id)
-        if bracket is not None and bracket.state == "entry":
+        if bracket is not None and bracket.state in _ENTERING:
             self._filled(bracket, event.ts_init)
         else:
             self._filled_some(order.client_order_id)
@@ -994,7 +1014,9 @@ class ContingentOrders:
             if leaves <= 0.0:
                 self._unlink(coid)
         parent = self._child_of.get(coid)
-        if parent is not None:
+        if parent is not None and parent.state == "partial":
+            self._end_entry(parent, coid)
+        elif parent is not None:
             order = self._kernel.orders.get(coid)
             if order is None or not order.is_open:
                 self._close_bracket(parent)
@@ -1014,7 +1036,7 @@ class ContingentOrders:
                 self._on_modify_refused(event)  # the risk gate refused a modify: the order works on
             return
         bracket = self._brackets.get(coid)
-        if bracket is not None and bracket.state == "entry":
+        if bracket is not None and bracket.state in _ENTERING:
             order = self._kernel.orders.get(coid)
             venue_filled = getattr(event, "filled_qty", _NAN)
             if order is not None and venue_filled > order.filled_qty * (1.0 + 1e-9):
@@ -1128,6 +1150,15 @@ class ContingentOrders:
         if reduction is not None and order is not None and order.is_open and not reduction.again:
             passing = type(event) is OrderDenied and event.reason.startswith(_PASSING_DENIALS)
             self._reduction_refused(order, reduction, event.reason, counts=not passing)
+        parent = self._child_of.get(event.client_order_id)
+        if (
+            parent is not None and parent.state in ("partial", "armed") and self._protects_part(parent)
+            and order is not None and order.is_open and self._unexited(parent) - order.leaves_qty > self._lot_error(order)
+        ):  # fmt: skip
+            parent.regrow = True
+            logger.warning("bracket {}: exit {} was not grown to {} ({}); sent again at the next market event of {}",
+                           parent.entry_id, event.client_order_id, order.filled_qty + self._unexited(parent),
+                           event.reason, parent.instrument_id)  # fmt: skip
 
     def _on_replaced(self, event: OrderReplaced) -> None:
         """A cancel-replaced order's links (trailing, OCO, bracket child) move to its replacement, journaled."""
@@ -1268,6 +1299,8 @@ class ContingentOrders:
             self._arm_held(bar.instrument_id)
         if self._brackets:
             for bracket in list(self._brackets.values()):
+                if bracket.instrument_id == bar.instrument_id and bracket.regrow and not self._denial_waits():
+                    self._grow(bracket)
                 if bracket.instrument_id == bar.instrument_id and bracket.state in ("filled", "armed"):
                     if bracket.resend and not self._denial_waits(bracket):
                         self._send_denied_again(bracket)
@@ -1324,6 +1357,8 @@ class ContingentOrders:
                 self._exit_when_free(bracket)
             elif bracket.instrument_id == instrument_id and bracket.resend and not self._denial_waits(bracket):
                 self._send_denied_again(bracket)
+            if bracket.instrument_id == instrument_id and bracket.regrow and not self._denial_waits():
+                self._grow(bracket)
 
     def _denial_waits(self, bracket: Bracket) -> bool:
         """Whether the risk gate would deny an exit of ``bracket`` sent again now by a check that passes with time
@@ -1347,6 +1382,7 @@ class ContingentOrders:
     # ------------------------------------------------------------------ brackets
 
     def _filled(self, bracket: Bracket, ts: int, fill_px: float = _NAN) -> None:
+        partial = bracket.state == "partial"
         bracket.state = "filled"
         iid = bracket.instrument_id
         counting = _bar_counts(bracket.arm_after_bars, bracket.exit_after_bars, bracket.cooldown_bars)
@@ -1365,10 +1401,91 @@ class ContingentOrders:
             self._kernel.clock.set_alert(
                 f"timed exit {bracket.entry_id}", ts + bracket.exit_after_ns, lambda event: self._exit(bracket)
             )
-        if bracket.arm_after_bars == 0 and self.native:
+        if partial:
+            self._part_done(bracket)
+        elif bracket.arm_after_bars == 0 and self.native:
             self._arm(bracket, parent=bracket.entry_id)
         elif bracket.arm_after_bars == 0 and self.at_fill:
             self._arm_at_fill(bracket)
+
+    def _protects_part(self, bracket: Bracket) -> bool:
+        """Whether ``bracket``'s exits go at its resting entry's first fill and grow with its next ones (module
+        docstring, Partly filled entries): on a live venue, with ``arm_after_bars = 0``, and reduce-only exits."""
+        return self.at_fill and not self.native and bracket.arm_after_bars == 0 and self._reduce_only(bracket.instrument_id)
+
+    def _protect_part(self, bracket: Bracket) -> None:
+        """The resting entry of ``bracket`` filled (some more): its exits are sent for what it filled, or grow to it."""
+        if bracket.state == "partial":
+            self._grow(bracket)
+            return
+        if bracket.filled <= self._kernel.instruments[bracket.instrument_id].lot_size * 1e-3:
+            return
+        self._arm(bracket)
+        if any(self._is_open(c) for c in bracket.children):
+            bracket.state = "partial"
+            logger.info("bracket {}: its entry rests with {} {} filled: exits {} sent for that; they grow as it fills",
+                        bracket.entry_id, bracket.filled, bracket.instrument_id, bracket.children)  # fmt: skip
+            return
+        # All refused: the entry's next fill, or its close, arms the bracket again.
+        for coid in bracket.children:
+            self._child_of.pop(coid, None)
+        self._arm_again.pop(bracket.entry_id, None)
+        bracket.state, bracket.children = "entry", []
+        self._link("children", bracket.strategy_id, bracket.instrument_id, bracket.entry_id, ())
+
+    def _unexited(self, bracket: Bracket) -> float:
+        """What ``bracket``'s entry filled less what its exits filled: the position its exits cover."""
+        orders = self._kernel.orders
+        return bracket.filled - sum(o.filled_qty for c in bracket.children if (o := orders.get(c)) is not None)
+
+    def _grow(self, bracket: Bracket) -> None:
+        """Grow the working exits of ``bracket`` to cover :meth:`_unexited` (a modify of their quantity, journaled as
+        any; an amend, or the venue's cancel-replace). The group grows as one: the OCO raise check
+        (:meth:`refused_raise`, for a strategy's modify) does not apply. Refused: again at the next market event."""
+        bracket.regrow = False
+        left = self._unexited(bracket)
+        now = self._kernel.clock.now_ns()
+        for coid in bracket.children:
+            order = self._kernel.orders.get(coid)
+            if order is None or not order.is_open:
+                continue
+            target = order.filled_qty + left
+            if target - order.quantity <= self._lot_error(order):
+                continue
+            self._reducing.pop(coid, None)  # a sibling's reduction on its way: this modify follows it
+            if coid in self._oco_size:
+                self._oco_size[coid] = max(self._oco_size[coid], target)
+            logger.info("bracket {}: its entry filled {}: exit {} grows from {} to {}", bracket.entry_id, bracket.filled,
+                        coid, order.quantity, target)  # fmt: skip
+            self._kernel.execution.modify(
+                ModifyOrder(order.strategy_id, order.instrument_id, coid, now, now, quantity=target)
+            )
+
+    def _part_done(self, bracket: Bracket) -> None:
+        """The entry of a bracket protected in part (:meth:`_protect_part`) closed: its working exits grow to what it
+        filled; none working (they filled while it rested) and some of it left unexited, exits for that are armed."""
+        left = self._unexited(bracket)
+        if left <= self._kernel.instruments[bracket.instrument_id].lot_size * 1e-3:
+            self._close_bracket(bracket)
+            return
+        if any(self._is_open(c) for c in bracket.children):
+            bracket.state = "armed"
+            self._grow(bracket)
+            return
+        for coid in bracket.children:
+            self._child_of.pop(coid, None)
+        bracket.children, bracket.filled = [], left
+        self._arm_at_fill(bracket)
+
+    def _end_entry(self, bracket: Bracket, coid: str) -> None:
+        """An exit ``coid`` of a bracket protected in part filled while its entry rests: the entry's rest is canceled
+        (the bracket's trade is over; bought on, its next fills would open a position it no longer wants)."""
+        entry_id = bracket.entry_id
+        if entry_id in self._canceling or not self._is_open(entry_id):
+            return
+        logger.warning("bracket {}: its exit {} filled while its entry rested with {} filled; the entry's rest is "
+                       "canceled", entry_id, coid, bracket.filled)  # fmt: skip
+        self._cancel(bracket.strategy_id, bracket.instrument_id, entry_id, "bracket: its exit filled while it rested")
 
     def _arm_at_fill(self, bracket: Bracket, again: bool = False) -> None:
         """Arm ``bracket`` as its entry's fill is known; if the risk gate denied every child (a daemon's hold, a stale
@@ -1881,8 +1998,17 @@ class ContingentOrders:
             return
         bracket.filled = entry.filled_qty - entry.fee_in_kind  # what the entry left, as _on_fill counts it
         if entry.is_open:
-            bracket.state, bracket.children, bracket.exit_id = "entry", [], None
             self._brackets[bracket.entry_id] = bracket
+            children = [o for c in bracket.children if (o := orders.get(c)) is not None]
+            if any(o.is_open or o.filled_qty > 0.0 for o in children):
+                # Protected in part: its exits grow at the next market event if the entry filled on meanwhile.
+                bracket.state, bracket.regrow = "partial", True
+                for order in children:
+                    self._child_of[order.client_order_id] = bracket
+                if any(o.filled_qty > 0.0 for o in children):
+                    self._cancel_soon(bracket.entry_id, "its bracket's exit filled while it rested")
+                return
+            bracket.state, bracket.children, bracket.exit_id = "entry", [], None
             return
         if bracket.filled <= 0.0:
             return

@@ -1,0 +1,139 @@
+"""A live bracket whose resting limit entry fills in parts: its exits protect each part as it fills.
+
+Against the local OKX swap account emulator (reduce-only exits; quantities in contracts of 0.01 BTC), each
+public trade filling at most its own size (1 contract). The exits are read at the emulator, the venue's own
+account, never from the daemon's view of itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.live.live_harness import until
+from tests.live.test_live_okx_swap import OKX_SWAP
+from tests.live.test_live_resolved_contingent import T0, Contingent
+from tests.live.venue_kits import KitHarness, KitTape, kit_harness
+from tradebus.engine.messages import OrderSide, OrderStatus, OrderType
+
+IID = OKX_SWAP.iid
+STOP, TARGET = 59_000.0, 61_000.0
+
+
+def _resting(h: KitHarness) -> list[tuple[OrderType, float, float, bool]]:
+    """The exits open at the emulator: (type, quantity, price or trigger, reduce-only), sorted."""
+    return sorted(
+        (r.order.order_type, r.order.quantity, r.order.price if r.order.order_type is OrderType.LIMIT
+         else r.order.trigger_price, r.order.reduce_only)
+        for r in h.emulator.open_orders() if r.order.side is OrderSide.SELL
+    )
+
+
+def _exits_for(qty: float) -> list[tuple[OrderType, float, float, bool]]:
+    return [(OrderType.LIMIT, qty, TARGET, True), (OrderType.STOP_MARKET, qty, STOP, True)]
+
+
+async def _entry(h: KitHarness, strategy: Contingent, quantity: float) -> str:
+    """A bracket's limit entry (buy ``quantity`` at 60,000; stop-loss 59,000, take-profit 61,000) resting at the
+    venue; its id."""
+    entry_id = strategy.submit_bracket(IID, OrderSide.BUY, quantity, entry_price=60_000.0, stop_loss=STOP,
+                                       take_profit=TARGET)
+    assert entry_id is not None
+    await until(lambda: h.kernel.orders.order(entry_id).status is OrderStatus.ACCEPTED)
+    return entry_id
+
+
+async def _filled_to(h: KitHarness, tape: KitTape, entry_id: str, price: float, filled: float) -> None:
+    """A trade at ``price`` fills the entry to ``filled``; the exits at the venue are for that much."""
+    tape.trade(price)
+    await until(lambda: h.kernel.orders.order(entry_id).filled_qty == pytest.approx(filled))
+    await until(lambda: _resting(h) == _exits_for(filled))
+    await h.venue.drain()
+
+
+async def test_a_partly_filled_entry_has_exits_for_its_filled_part_grown_as_it_fills() -> None:
+    """Buy 3 contracts at 60,000; trades of 1 contract fill 1, then 2, then 3. At the first fill the venue holds a
+    reduce-only stop-loss and take-profit of 1 contract while the entry rests for 2; they grow to 2, then 3 (one
+    OCO group throughout); nothing is denied and no other exit is placed. Before, no exit rested until the entry
+    completed: the first wait below ran out with 1 contract held and no exit."""
+    strategy = Contingent(IID)
+    async with kit_harness(OKX_SWAP, strategies=[strategy], trade_size_limit=True) as h:
+        tape = KitTape(h, IID, T0)
+        entry_id = await _entry(h, strategy, 3.0)
+        await _filled_to(h, tape, entry_id, 59_990.0, 1.0)
+        assert h.kernel.orders.order(entry_id).status is OrderStatus.PARTIALLY_FILLED
+        exits = [o.client_order_id for o in h.kernel.orders.orders() if o.client_order_id != entry_id]
+        assert h.kernel.portfolio.account.oco_groups()[exits[0]] == tuple(exits)
+        await _filled_to(h, tape, entry_id, 59_995.0, 2.0)
+        await _filled_to(h, tape, entry_id, 59_998.0, 3.0)
+        assert h.kernel.orders.order(entry_id).status is OrderStatus.FILLED
+        assert [o.status for o in h.kernel.orders.orders() if o.status in (OrderStatus.DENIED, OrderStatus.REJECTED)] == []
+        assert len(h.kernel.orders.orders()) == 3
+        assert h.emulator.position("BTC-USDT-SWAP") == pytest.approx(3.0)
+        tape.size = 3.0
+        tape.trade(58_900.0)  # the stop-loss sells the 3; the OCO cancels the take-profit
+        await until(lambda: h.emulator.open_orders() == [])
+        await until(lambda: h.emulator.position("BTC-USDT-SWAP") == pytest.approx(0.0, abs=1e-12))
+
+
+async def test_a_partly_filled_entry_protected_before_a_restart_grows_its_exits_after_it(tmp_path: Path) -> None:
+    """Buy 3 contracts at 60,000, journaled; a trade fills 1 and the exits of 1 rest; the daemon stops. Restarted on
+    the journal, it knows them as the bracket's: the next trade fills 2 and they grow to 2 -- no second pair. Before
+    the journal's partial protection was taken back, the restart forgot the exits and the entry's completion would
+    arm a second pair."""
+    journal = tmp_path / "journal.sqlite"
+    emulator = OKX_SWAP.emulator(trade_size_limit=True)
+    await emulator.start()
+    try:
+        strategy = Contingent(IID)
+        async with kit_harness(OKX_SWAP, journal=journal, strategies=[strategy], emulator=emulator) as h:
+            tape = KitTape(h, IID, T0)
+            entry_id = await _entry(h, strategy, 3.0)
+            await _filled_to(h, tape, entry_id, 59_990.0, 1.0)
+            first = {r.order.client_order_id for r in emulator.open_orders()}
+        strategy = Contingent(IID)
+        async with kit_harness(OKX_SWAP, journal=journal, strategies=[strategy], emulator=emulator) as h:
+            for order in h.kernel.orders.open_orders():  # as a restarted daemon's start-up does
+                h.venue.track(order)
+            tape = KitTape(h, IID, T0 + 10**9)
+            await _filled_to(h, tape, entry_id, 59_995.0, 2.0)
+            assert {r.order.client_order_id for r in emulator.open_orders()} == first
+            await _filled_to(h, tape, entry_id, 59_998.0, 3.0)
+            assert {r.order.client_order_id for r in emulator.open_orders()} == first - {entry_id}
+    finally:
+        await emulator.stop()
+
+
+async def test_an_exit_filling_while_the_entry_rests_cancels_the_entrys_rest() -> None:
+    """Buy 3 contracts at 60,000; a trade fills 1 and the exits of 1 rest. The price runs to 61,100: the
+    take-profit sells the 1 while the entry still rests for 2. The bracket's trade is over: the OCO cancels the
+    stop-loss and the entry's rest is canceled, so no later fill opens a position without exits; the venue holds
+    nothing, flat."""
+    strategy = Contingent(IID)
+    async with kit_harness(OKX_SWAP, strategies=[strategy], trade_size_limit=True) as h:
+        tape = KitTape(h, IID, T0)
+        entry_id = await _entry(h, strategy, 3.0)
+        await _filled_to(h, tape, entry_id, 59_990.0, 1.0)
+        tape.trade(61_100.0)
+        await until(lambda: h.emulator.open_orders() == [])
+        entry = h.kernel.orders.order(entry_id)
+        await until(lambda: entry.status is OrderStatus.CANCELED)
+        assert entry.filled_qty == pytest.approx(1.0)
+        assert h.emulator.position("BTC-USDT-SWAP") == pytest.approx(0.0, abs=1e-12)
+        tape.trade(59_900.0)  # would have filled the entry's rest
+        await h.venue.drain()
+        assert h.emulator.position("BTC-USDT-SWAP") == pytest.approx(0.0, abs=1e-12)
+        assert len(h.kernel.orders.orders()) == 3
+
+
+async def test_an_entry_canceled_with_nothing_filled_sends_no_exit() -> None:
+    """Buy 3 contracts at 60,000, canceled before any fill: no exit is ever placed."""
+    strategy = Contingent(IID)
+    async with kit_harness(OKX_SWAP, strategies=[strategy], trade_size_limit=True) as h:
+        entry_id = await _entry(h, strategy, 3.0)
+        strategy.cancel(entry_id)
+        await until(lambda: h.kernel.orders.order(entry_id).status is OrderStatus.CANCELED)
+        await h.venue.drain()
+        assert [o.client_order_id for o in h.kernel.orders.orders()] == [entry_id]
+        assert h.emulator.open_orders() == []
