@@ -1,12 +1,14 @@
 """A live bracket whose resting limit entry fills in parts: its exits protect each part as it fills.
 
-Against the local OKX swap account emulator (reduce-only exits; quantities in contracts of 0.01 BTC), each
-public trade filling at most its own size (1 contract). The exits are read at the emulator, the venue's own
+Against the local OKX swap account emulator (reduce-only exits; quantities in contracts of 0.01 BTC; its stops
+amended in place) and the Binance USD-M one (BTC; its stops are algo orders, cancel-replaced), each public trade
+filling at most its own size (one unit, ``Perp.unit``). The exits are read at the emulator, the venue's own
 account, never from the daemon's view of itself.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,11 +16,24 @@ import pytest
 from tests.live.live_harness import until
 from tests.live.test_live_okx_swap import OKX_SWAP
 from tests.live.test_live_resolved_contingent import T0, Contingent
-from tests.live.venue_kits import KitHarness, KitTape, kit_harness
+from tests.live.test_live_usdm_stops import USDM
+from tests.live.venue_kits import KitHarness, KitTape, VenueKit, kit_harness
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType
 
 IID = OKX_SWAP.iid
 STOP, TARGET = 59_000.0, 61_000.0
+
+
+@dataclass(frozen=True)
+class Perp:
+    """A perpetual kit, its venue symbol and the quantity each public trade fills at most."""
+
+    kit: VenueKit
+    symbol: str
+    unit: float
+
+
+PERPS = {"okx-swap": Perp(OKX_SWAP, "BTC-USDT-SWAP", 1.0), "binance-usdm": Perp(USDM, "BTCUSDT", 0.001)}
 
 
 def _resting(h: KitHarness) -> list[tuple[OrderType, float, float, bool]]:
@@ -34,10 +49,10 @@ def _exits_for(qty: float) -> list[tuple[OrderType, float, float, bool]]:
     return [(OrderType.LIMIT, qty, TARGET, True), (OrderType.STOP_MARKET, qty, STOP, True)]
 
 
-async def _entry(h: KitHarness, strategy: Contingent, quantity: float) -> str:
+async def _entry(h: KitHarness, strategy: Contingent, quantity: float, iid: str = IID) -> str:
     """A bracket's limit entry (buy ``quantity`` at 60,000; stop-loss 59,000, take-profit 61,000) resting at the
     venue; its id."""
-    entry_id = strategy.submit_bracket(IID, OrderSide.BUY, quantity, entry_price=60_000.0, stop_loss=STOP,
+    entry_id = strategy.submit_bracket(iid, OrderSide.BUY, quantity, entry_price=60_000.0, stop_loss=STOP,
                                        take_profit=TARGET)
     assert entry_id is not None
     await until(lambda: h.kernel.orders.order(entry_id).status is OrderStatus.ACCEPTED)
@@ -52,29 +67,32 @@ async def _filled_to(h: KitHarness, tape: KitTape, entry_id: str, price: float, 
     await h.venue.drain()
 
 
-async def test_a_partly_filled_entry_has_exits_for_its_filled_part_grown_as_it_fills() -> None:
-    """Buy 3 contracts at 60,000; trades of 1 contract fill 1, then 2, then 3. At the first fill the venue holds a
-    reduce-only stop-loss and take-profit of 1 contract while the entry rests for 2; they grow to 2, then 3 (one
-    OCO group throughout); nothing is denied and no other exit is placed. Before, no exit rested until the entry
-    completed: the first wait below ran out with 1 contract held and no exit."""
-    strategy = Contingent(IID)
-    async with kit_harness(OKX_SWAP, strategies=[strategy], trade_size_limit=True) as h:
-        tape = KitTape(h, IID, T0)
-        entry_id = await _entry(h, strategy, 3.0)
-        await _filled_to(h, tape, entry_id, 59_990.0, 1.0)
+@pytest.mark.parametrize("perp", list(PERPS.values()), ids=list(PERPS))
+async def test_a_partly_filled_entry_has_exits_for_its_filled_part_grown_as_it_fills(perp: Perp) -> None:
+    """Buy 3 units at 60,000; trades of 1 unit fill 1, then 2, then 3. At the first fill the venue holds a
+    reduce-only stop-loss and take-profit of 1 unit while the entry rests for 2; they grow to 2, then 3 (amended,
+    or cancel-replaced: the bracket follows the replacements), in one OCO group throughout; nothing is denied.
+    Before, no exit rested until the entry completed: the first wait below ran out with 1 unit held and no exit."""
+    iid, unit = perp.kit.iid, perp.unit
+    strategy = Contingent(iid)
+    async with kit_harness(perp.kit, strategies=[strategy], trade_size_limit=True) as h:
+        tape = KitTape(h, iid, T0, size=unit)
+        entry_id = await _entry(h, strategy, 3 * unit, iid)
+        await _filled_to(h, tape, entry_id, 59_990.0, unit)
         assert h.kernel.orders.order(entry_id).status is OrderStatus.PARTIALLY_FILLED
-        exits = [o.client_order_id for o in h.kernel.orders.orders() if o.client_order_id != entry_id]
+        exits = [o.client_order_id for o in h.kernel.orders.open_orders() if o.client_order_id != entry_id]
         assert h.kernel.portfolio.account.oco_groups()[exits[0]] == tuple(exits)
-        await _filled_to(h, tape, entry_id, 59_995.0, 2.0)
-        await _filled_to(h, tape, entry_id, 59_998.0, 3.0)
+        await _filled_to(h, tape, entry_id, 59_995.0, 2 * unit)
+        await _filled_to(h, tape, entry_id, 59_998.0, 3 * unit)
         assert h.kernel.orders.order(entry_id).status is OrderStatus.FILLED
         assert [o.status for o in h.kernel.orders.orders() if o.status in (OrderStatus.DENIED, OrderStatus.REJECTED)] == []
-        assert len(h.kernel.orders.orders()) == 3
-        assert h.emulator.position("BTC-USDT-SWAP") == pytest.approx(3.0)
-        tape.size = 3.0
+        exits = [o.client_order_id for o in h.kernel.orders.open_orders()]
+        assert len(exits) == 2 and h.kernel.portfolio.account.oco_groups()[exits[0]] == tuple(exits)
+        assert h.emulator.position(perp.symbol) == pytest.approx(3 * unit)
+        tape.size = 3 * unit
         tape.trade(58_900.0)  # the stop-loss sells the 3; the OCO cancels the take-profit
         await until(lambda: h.emulator.open_orders() == [])
-        await until(lambda: h.emulator.position("BTC-USDT-SWAP") == pytest.approx(0.0, abs=1e-12))
+        await until(lambda: h.emulator.position(perp.symbol) == pytest.approx(0.0, abs=1e-12))
 
 
 async def test_a_partly_filled_entry_protected_before_a_restart_grows_its_exits_after_it(tmp_path: Path) -> None:
@@ -105,25 +123,26 @@ async def test_a_partly_filled_entry_protected_before_a_restart_grows_its_exits_
         await emulator.stop()
 
 
-async def test_an_exit_filling_while_the_entry_rests_cancels_the_entrys_rest() -> None:
-    """Buy 3 contracts at 60,000; a trade fills 1 and the exits of 1 rest. The price runs to 61,100: the
-    take-profit sells the 1 while the entry still rests for 2. The bracket's trade is over: the OCO cancels the
-    stop-loss and the entry's rest is canceled, so no later fill opens a position without exits; the venue holds
-    nothing, flat."""
-    strategy = Contingent(IID)
-    async with kit_harness(OKX_SWAP, strategies=[strategy], trade_size_limit=True) as h:
-        tape = KitTape(h, IID, T0)
-        entry_id = await _entry(h, strategy, 3.0)
-        await _filled_to(h, tape, entry_id, 59_990.0, 1.0)
+@pytest.mark.parametrize("perp", list(PERPS.values()), ids=list(PERPS))
+async def test_an_exit_filling_while_the_entry_rests_cancels_the_entrys_rest(perp: Perp) -> None:
+    """Buy 3 units at 60,000; a trade fills 1 and the exits of 1 rest. The price runs to 61,100: the take-profit
+    sells the 1 while the entry still rests for 2. The bracket's trade is over: the OCO cancels the stop-loss and
+    the entry's rest is canceled, so no later fill opens a position without exits; the venue holds nothing, flat."""
+    iid, unit = perp.kit.iid, perp.unit
+    strategy = Contingent(iid)
+    async with kit_harness(perp.kit, strategies=[strategy], trade_size_limit=True) as h:
+        tape = KitTape(h, iid, T0, size=unit)
+        entry_id = await _entry(h, strategy, 3 * unit, iid)
+        await _filled_to(h, tape, entry_id, 59_990.0, unit)
         tape.trade(61_100.0)
         await until(lambda: h.emulator.open_orders() == [])
         entry = h.kernel.orders.order(entry_id)
         await until(lambda: entry.status is OrderStatus.CANCELED)
-        assert entry.filled_qty == pytest.approx(1.0)
-        assert h.emulator.position("BTC-USDT-SWAP") == pytest.approx(0.0, abs=1e-12)
+        assert entry.filled_qty == pytest.approx(unit)
+        assert h.emulator.position(perp.symbol) == pytest.approx(0.0, abs=1e-12)
         tape.trade(59_900.0)  # would have filled the entry's rest
         await h.venue.drain()
-        assert h.emulator.position("BTC-USDT-SWAP") == pytest.approx(0.0, abs=1e-12)
+        assert h.emulator.position(perp.symbol) == pytest.approx(0.0, abs=1e-12)
         assert len(h.kernel.orders.orders()) == 3
 
 
