@@ -8,6 +8,8 @@ account, never from the daemon's view of itself.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,18 +69,26 @@ async def _filled_to(h: KitHarness, tape: KitTape, entry_id: str, price: float, 
     await h.venue.drain()
 
 
+@asynccontextmanager
+async def _one_unit_filled(perp: Perp) -> AsyncIterator[tuple[KitHarness, KitTape, str]]:
+    """A bracket's entry of 3 units resting on ``perp``'s emulator, 1 unit filled and its exits of 1 resting:
+    the harness, its tape and the entry's id."""
+    strategy = Contingent(perp.kit.iid)
+    async with kit_harness(perp.kit, strategies=[strategy], trade_size_limit=True) as h:
+        tape = KitTape(h, perp.kit.iid, T0, size=perp.unit)
+        entry_id = await _entry(h, strategy, 3 * perp.unit, perp.kit.iid)
+        await _filled_to(h, tape, entry_id, 59_990.0, perp.unit)
+        yield h, tape, entry_id
+
+
 @pytest.mark.parametrize("perp", list(PERPS.values()), ids=list(PERPS))
 async def test_a_partly_filled_entry_has_exits_for_its_filled_part_grown_as_it_fills(perp: Perp) -> None:
     """Buy 3 units at 60,000; trades of 1 unit fill 1, then 2, then 3. At the first fill the venue holds a
     reduce-only stop-loss and take-profit of 1 unit while the entry rests for 2; they grow to 2, then 3 (amended,
     or cancel-replaced: the bracket follows the replacements), in one OCO group throughout; nothing is denied.
     Before, no exit rested until the entry completed: the first wait below ran out with 1 unit held and no exit."""
-    iid, unit = perp.kit.iid, perp.unit
-    strategy = Contingent(iid)
-    async with kit_harness(perp.kit, strategies=[strategy], trade_size_limit=True) as h:
-        tape = KitTape(h, iid, T0, size=unit)
-        entry_id = await _entry(h, strategy, 3 * unit, iid)
-        await _filled_to(h, tape, entry_id, 59_990.0, unit)
+    unit = perp.unit
+    async with _one_unit_filled(perp) as (h, tape, entry_id):
         assert h.kernel.orders.order(entry_id).status is OrderStatus.PARTIALLY_FILLED
         exits = [o.client_order_id for o in h.kernel.orders.open_orders() if o.client_order_id != entry_id]
         assert h.kernel.portfolio.account.oco_groups()[exits[0]] == tuple(exits)
@@ -128,12 +138,8 @@ async def test_an_exit_filling_while_the_entry_rests_cancels_the_entrys_rest(per
     """Buy 3 units at 60,000; a trade fills 1 and the exits of 1 rest. The price runs to 61,100: the take-profit
     sells the 1 while the entry still rests for 2. The bracket's trade is over: the OCO cancels the stop-loss and
     the entry's rest is canceled, so no later fill opens a position without exits; the venue holds nothing, flat."""
-    iid, unit = perp.kit.iid, perp.unit
-    strategy = Contingent(iid)
-    async with kit_harness(perp.kit, strategies=[strategy], trade_size_limit=True) as h:
-        tape = KitTape(h, iid, T0, size=unit)
-        entry_id = await _entry(h, strategy, 3 * unit, iid)
-        await _filled_to(h, tape, entry_id, 59_990.0, unit)
+    unit = perp.unit
+    async with _one_unit_filled(perp) as (h, tape, entry_id):
         tape.trade(61_100.0)
         await until(lambda: h.emulator.open_orders() == [])
         entry = h.kernel.orders.order(entry_id)

@@ -143,6 +143,30 @@ def _exits(emulator: AccountEmulator) -> list[Any]:
     return [r for r in emulator.orders.values() if r.order.side is OrderSide.SELL and r.order.order_type is not OrderType.MARKET]
 
 
+def _new_exits(emulator: AccountEmulator, before: set[str]) -> list[Any]:
+    """The bracket's exits the venue got that are not in ``before``."""
+    return [r for r in _exits(emulator) if r.order.client_order_id not in before]
+
+
+def _exits_at_venue(emulator: AccountEmulator, before: set[str]) -> Step:
+    """A step: wait for two new exits working at the venue."""
+
+    async def step(node: LiveNode) -> None:
+        await until(lambda: len(new := _new_exits(emulator, before)) == 2
+                    and all(r.status is OrderStatus.ACCEPTED for r in new), timeout=30)  # fmt: skip
+
+    return step
+
+
+def _assert_placed_once(v: _Venue, emulator: AccountEmulator, before: set[str]) -> None:
+    """The restarted daemon placed exactly one reduce-only stop-loss and take-profit of the bracket's quantity."""
+    placed = _new_exits(emulator, before)
+    assert [c for c in emulator.orders if c not in before and c not in {r.order.client_order_id for r in placed}] == []
+    assert sorted((r.order.order_type, r.order.quantity, r.order.reduce_only) for r in placed) == [
+        (OrderType.LIMIT, v.qty, True), (OrderType.STOP_MARKET, v.qty, True),
+    ]
+
+
 async def _entered_and_armed(v: _Venue, tmp: Path, emulator: AccountEmulator, then: Step = _go) -> None:
     """A first session: the bracket bought at market, its stop-loss and take-profit worked at the venue, ``then``,
     and the stop canceled them (``live.cancel_on_stop``)."""
@@ -189,21 +213,13 @@ async def test_a_bracket_rearmed_inside_the_start_up_hold_sends_its_exits_once_t
                 release.set()
                 await until(lambda: v.iid not in node.guard.holds, timeout=30)
 
-            def new() -> list[Any]:
-                return [r for r in _exits(emulator) if r.order.client_order_id not in before]
-
-            async def exits_at_venue(node: LiveNode) -> None:
-                await until(lambda: len(new()) == 2 and all(r.status is OrderStatus.ACCEPTED for r in new()), timeout=30)
-
             # frame 0 (inside the hold) re-arms the bracket, denied; frame 1 (after it) arms it again
-            node = await _session(v, tmp_path, emulator, False, [_go, denied_in_the_hold, _go, exits_at_venue])
-            placed = new()
-            assert [c for c in emulator.orders if c not in before and c not in {r.order.client_order_id for r in placed}] == []
+            steps = [_go, denied_in_the_hold, _go, _exits_at_venue(emulator, before)]
+            node = await _session(v, tmp_path, emulator, False, steps)
+            _assert_placed_once(v, emulator, before)
+            placed = _new_exits(emulator, before)
     finally:
         logger.remove(sink)
-    assert sorted((r.order.order_type, r.order.quantity, r.order.reduce_only) for r in placed) == [
-        (OrderType.LIMIT, v.qty, True), (OrderType.STOP_MARKET, v.qty, True),
-    ]
     assert sorted(r.order.price if r.order.order_type is OrderType.LIMIT else r.order.trigger_price for r in placed) == [
         pytest.approx(v.first_px - SPAN), pytest.approx(v.first_px + SPAN),
     ]
@@ -243,18 +259,9 @@ async def test_a_bracket_held_back_by_the_start_up_hold_waits_for_a_halt_that_fo
             assert [c for c in emulator.orders if c not in before] == []
             node.kernel.risk.set_state(TradingState.ACTIVE, "test: active again")
 
-        def new() -> list[Any]:
-            return [r for r in _exits(emulator) if r.order.client_order_id not in before]
-
-        async def exits_at_venue(node: LiveNode) -> None:
-            await until(lambda: len(new()) == 2 and all(r.status is OrderStatus.ACCEPTED for r in new()), timeout=30)
-
-        node = await _session(v, tmp_path, emulator, False, [_go, halted_as_the_hold_ends, active_again, exits_at_venue])
-        placed = new()
-        assert [c for c in emulator.orders if c not in before and c not in {r.order.client_order_id for r in placed}] == []
-    assert sorted((r.order.order_type, r.order.quantity, r.order.reduce_only) for r in placed) == [
-        (OrderType.LIMIT, v.qty, True), (OrderType.STOP_MARKET, v.qty, True),
-    ]
+        steps = [_go, halted_as_the_hold_ends, active_again, _exits_at_venue(emulator, before)]
+        node = await _session(v, tmp_path, emulator, False, steps)
+        _assert_placed_once(v, emulator, before)
     assert len(denied(node)) == 2
 
 
