@@ -8,6 +8,7 @@ account, never from the daemon's view of itself.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from tests.live.test_live_okx_swap import OKX_SWAP
 from tests.live.test_live_resolved_contingent import T0, Contingent
 from tests.live.test_live_usdm_stops import USDM
 from tests.live.venue_kits import KitHarness, KitTape, VenueKit, kit_harness
-from tradebus.engine.messages import OrderSide, OrderStatus, OrderType
+from tradebus.engine.messages import OrderDenied, OrderSide, OrderStatus, OrderType
+from tradebus.risk.config import RiskConfig
 
 IID = OKX_SWAP.iid
 STOP, TARGET = 59_000.0, 61_000.0
@@ -70,11 +72,11 @@ async def _filled_to(h: KitHarness, tape: KitTape, entry_id: str, price: float, 
 
 
 @asynccontextmanager
-async def _one_unit_filled(perp: Perp) -> AsyncIterator[tuple[KitHarness, KitTape, str]]:
+async def _one_unit_filled(perp: Perp, risk: RiskConfig | None = None) -> AsyncIterator[tuple[KitHarness, KitTape, str]]:
     """A bracket's entry of 3 units resting on ``perp``'s emulator, 1 unit filled and its exits of 1 resting:
     the harness, its tape and the entry's id."""
     strategy = Contingent(perp.kit.iid)
-    async with kit_harness(perp.kit, strategies=[strategy], trade_size_limit=True) as h:
+    async with kit_harness(perp.kit, strategies=[strategy], trade_size_limit=True, risk_config=risk) as h:
         tape = KitTape(h, perp.kit.iid, T0, size=perp.unit)
         entry_id = await _entry(h, strategy, 3 * perp.unit, perp.kit.iid)
         await _filled_to(h, tape, entry_id, 59_990.0, perp.unit)
@@ -162,3 +164,30 @@ async def test_an_entry_canceled_with_nothing_filled_sends_no_exit() -> None:
         await h.venue.drain()
         assert [o.client_order_id for o in h.kernel.orders.orders()] == [entry_id]
         assert h.emulator.open_orders() == []
+
+
+async def test_a_growth_the_order_rate_would_deny_waits_for_the_window() -> None:
+    """``max_orders_per_window: 3`` in 2 s: the entry and its two exits of 1 contract fill the window, so the
+    growth to 2 at the second fill would be denied (``max_order_rate``): it waits, nothing sent or denied. Trades at
+    60,500 (filling nothing) follow until the exits are at 2 at the venue: those inside the window send nothing (the
+    gate is asked first, before each exit's growth: the window frees one order at a time), later ones grow both.
+    Before the growth was held and sent again, both were denied at the fill and the exits stayed at 1 with 2 held."""
+    perp = PERPS["okx-swap"]
+    risk = RiskConfig(max_orders_per_window=3, order_rate_window_ns=2_000_000_000)
+    async with _one_unit_filled(perp, risk) as (h, tape, entry_id):
+        denied: list[OrderDenied] = []
+        h.kernel.bus.subscribe(OrderDenied, denied.append)
+        tape.trade(59_995.0)
+        await until(lambda: h.kernel.orders.order(entry_id).filled_qty == pytest.approx(2.0))
+        await h.venue.drain()
+        assert denied == []
+        assert _resting(h) == _exits_for(1.0)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 30.0
+        while _resting(h) != _exits_for(2.0):
+            assert loop.time() < end, f"exits not grown to 2 within 30 s: {_resting(h)}"
+            tape.trade(60_500.0)
+            await h.venue.drain()
+            await asyncio.sleep(0.1)
+        assert denied == []
+        assert len(h.kernel.orders.orders()) == 3

@@ -39,8 +39,9 @@ Bracket
     part does not wait for the rest: its exits (reduce-only: a derivative; ``arm_after_bars = 0``) go at its first fill,
     for what it filled, and grow (a modify of their quantity: an amend, or the venue's cancel-replace, journaled as
     any) to what it filled, less what they filled, at each next fill and at its close, as NautilusTrader's OTO
-    children do (its ``OrderManager`` modifies them to the parent's filled quantity at each fill); a growth not
-    applied is sent again at the next market event. An exit that fills while the entry rests ends the bracket's trade:
+    children do (its ``OrderManager`` modifies them to the parent's filled quantity at each fill); a growth the risk
+    gate denied by a check that passes with time (the order rate, open orders, the trading state, a daemon's guard)
+    is sent again at the next market event where those checks pass, one refused otherwise is logged (WARNING). An exit that fills while the entry rests ends the bracket's trade:
     the entry's rest is canceled (bought on, it would open a position the bracket no longer covers); its fills that
     raced the cancel are covered by the working exits grown, or, none working, by exits armed for them. An entry
     canceled with nothing filled had none. On a cash-only (spot) instrument the exits still wait for the entry to
@@ -1155,10 +1156,20 @@ class ContingentOrders:
             parent is not None and parent.state in ("partial", "armed") and self._protects_part(parent)
             and order is not None and order.is_open and self._unexited(parent) - order.leaves_qty > self._lot_error(order)
         ):  # fmt: skip
-            parent.regrow = True
+            self._growth_refused(parent, order, event)
+
+    def _growth_refused(self, bracket: Bracket, order: Order, event: OrderModifyRejected | OrderDenied) -> None:
+        """A growth of ``bracket``'s exit ``order`` (:meth:`_grow`) was not applied: sent again at the next market
+        event when denied by a check that passes with time (:data:`_PASSING_DENIALS`); else the position beyond
+        what the exit covers has none of its kind (WARNING)."""
+        target = order.filled_qty + self._unexited(bracket)
+        if type(event) is OrderDenied and event.reason.startswith(_PASSING_DENIALS):
+            bracket.regrow = True
             logger.warning("bracket {}: exit {} was not grown to {} ({}); sent again at the next market event of {}",
-                           parent.entry_id, event.client_order_id, order.filled_qty + self._unexited(parent),
-                           event.reason, parent.instrument_id)  # fmt: skip
+                           bracket.entry_id, order.client_order_id, target, event.reason, bracket.instrument_id)  # fmt: skip
+            return
+        logger.warning("bracket {}: exit {} was not grown to {} ({}); it covers {} of the position its entry filled",
+                       bracket.entry_id, order.client_order_id, target, event.reason, order.leaves_qty)  # fmt: skip
 
     def _on_replaced(self, event: OrderReplaced) -> None:
         """A cancel-replaced order's links (trailing, OCO, bracket child) move to its replacement, journaled."""
@@ -1441,8 +1452,10 @@ class ContingentOrders:
     def _grow(self, bracket: Bracket) -> None:
         """Grow the working exits of ``bracket`` to cover :meth:`_unexited` (a modify of their quantity, journaled as
         any; an amend, or the venue's cancel-replace). The group grows as one: the OCO raise check
-        (:meth:`refused_raise`, for a strategy's modify) does not apply. Refused: again at the next market event."""
-        bracket.regrow = False
+        (:meth:`refused_raise`, for a strategy's modify) does not apply. One the risk gate's checks that pass with time
+        would deny (:meth:`_denial_waits`) is not sent: it goes at the next market event where they pass, as does
+        one they denied (:meth:`_growth_refused`)."""
+        held, bracket.regrow = bracket.regrow, False
         left = self._unexited(bracket)
         now = self._kernel.clock.now_ns()
         for coid in bracket.children:
@@ -1452,6 +1465,14 @@ class ContingentOrders:
             target = order.filled_qty + left
             if target - order.quantity <= self._lot_error(order):
                 continue
+            if self._denial_waits():
+                bracket.regrow = True
+                if not held:
+                    logger.warning("bracket {}: exit {} is not grown to {} yet ({}); sent at the next market event of "
+                                   "{} where it would pass", bracket.entry_id, coid, target,
+                                   self._kernel.risk.waiting_reason(self._kernel.orders.count_open()),
+                                   bracket.instrument_id)  # fmt: skip
+                return
             self._reducing.pop(coid, None)  # a sibling's reduction on its way: this modify follows it
             if coid in self._oco_size:
                 self._oco_size[coid] = max(self._oco_size[coid], target)
