@@ -1371,14 +1371,17 @@ class ContingentOrders:
             if bracket.instrument_id == instrument_id and bracket.regrow and not self._denial_waits():
                 self._grow(bracket)
 
-    def _denial_waits(self, bracket: Bracket) -> bool:
-        """Whether the risk gate would deny an exit of ``bracket`` sent again now by a check that passes with time
+    def _denial_waits(self, bracket: Bracket | None = None) -> bool:
+        """Whether the risk gate would deny an exit sent now by a check that passes with time
         (:meth:`RiskGate.waiting_reason <tradebus.risk.gate.RiskGate.waiting_reason>`): a live bracket's exits denied
         so are then left for a later market event, no order created (a halt of an hour on a busy instrument would
-        otherwise create, deny and journal exits at each of its trades). A WARNING says so once per check waited
-        for: the exits may wait as long as it fails (a ``max_open_orders`` its working exit keeps reached: forever)."""
+        otherwise create, deny and journal exits at each of its trades). Given the ``bracket`` whose exits were denied
+        at its entry's fill, a WARNING says so once per check waited for: the exits may wait as long as it fails (a
+        ``max_open_orders`` its working exit keeps reached: forever)."""
         kernel = self._kernel
         why = kernel.risk.waiting_reason(kernel.orders.count_open())
+        if bracket is None:
+            return why is not None
         if why is None:
             bracket.waiting = ""
             return False
