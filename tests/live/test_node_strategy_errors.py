@@ -124,7 +124,7 @@ async def test_paper_daemon_stops_cleanly_and_raises_the_strategy_error(
 
 
 @pytest.mark.parametrize(("hook", "raised", "started"), [("on_start", StrategyError, ["steady"]),
-                                                         ("history_sizes", ZeroDivisionError, [])])
+                                                         ("history_sizes", StrategyError, [])])
 async def test_a_failed_start_is_the_error_raised_and_no_strategy_not_started_is_stopped(
     tmp_path: Path, hook: str, raised: type[Exception], started: list[str]
 ) -> None:
@@ -134,7 +134,7 @@ async def test_a_failed_start_is_the_error_raised_and_no_strategy_not_started_is
     raising there). flaky's history_sizes raising (in the kernel's prepare, before any on_start): the shutdown
     started the three strategies on the half-built kernel, then stopped them. The stop's reason was "stopped".
     Now only a strategy whose on_start returned is stopped (steady: its on_stop's error logged as secondary), the
-    start's error is raised and is the stop's reason.
+    start's error is raised and is the stop's reason; history_sizes's is a StrategyError (was the bare exception).
     """
     node: PaperNode | None = None
 
@@ -196,3 +196,18 @@ def test_a_shutdown_error_after_a_strategy_failure_is_secondary_and_the_exit_is_
     assert "error: strategy 'flaky' on_trade at " in text, text
     assert ("secondary error while stopping (OSError: [Errno 28] No space left on device); the error raised is the "
             "one that stopped the daemon: StrategyError: strategy 'flaky' on_trade at ") in text, text
+
+
+def test_paper_command_names_the_strategy_whose_history_sizes_raised_as_the_daemon_starts(tmp_path: Path) -> None:
+    """Was the bare ZeroDivisionError's traceback, exit 1. It is asked before any socket opens: no server is needed."""
+    data = binance_config("ws://127.0.0.1:9/ws", "http://127.0.0.1:9", ["trade"], tmp=tmp_path, journal=True)
+    config = tmp_path / "paper.yaml"
+    config.write_text(yaml.safe_dump(with_strategies(data, entry("steady"), entry("flaky", hook="history_sizes"))))
+    res = CliRunner().invoke(app, ["paper", str(config), "--max-seconds", "30", "--out", str(tmp_path / "o")])
+    text = " ".join(res.output.split())
+    line = next(n for n, src in enumerate((HOOKS / "hook_failures.py").read_text().splitlines(), 1)
+                if "raise ZeroDivisionError" in src)
+    assert res.exit_code == 1, text
+    assert (f"error: strategy 'flaky' history_sizes: ZeroDivisionError: division by zero in history_sizes "
+            f"(at {HOOKS / 'hook_failures.py'}:{line} in _maybe_fail)") in text, text
+    assert "Traceback" not in text

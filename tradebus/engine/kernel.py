@@ -712,6 +712,8 @@ class Kernel:
         FeatureError
             A feature spec cannot be built, or a feature is driven by book events, which the
             kernel does not feed to feature banks.
+        StrategyError
+            A strategy's ``history_sizes`` raised (names the strategy; the original exception is chained).
         """
         if self._prepared:
             return
@@ -725,7 +727,10 @@ class Kernel:
                 view = FeatureView(bank.columns)
                 view.row = self._live_outputs(bank)
                 self.cache.feature_views[iid] = view
-            sizes = [s.history_sizes(iid) for s in self.strategies if iid in s.instrument_ids]
+            try:
+                sizes = [s.history_sizes(iid) for s in self.strategies if iid in s.instrument_ids]
+            except Exception as exc:
+                raise_strategy_failure(exc, None)  # before any message: no event's time
             bars = max((size.get("bars", 0) for size in sizes), default=0)
             trades = max((size.get("trades", 0) for size in sizes), default=0)
             if bars or trades:
