@@ -684,10 +684,16 @@ class SimulatedVenue(Venue):
         self._last[iid] = trade.price
 
     def on_quote(self, quote: Quote) -> None:
-        """Record best bid/ask; in quote mode handle arrivals and match against them."""
+        """Record best bid/ask; in quote mode handle arrivals and match against them.
+
+        A locked or crossed quote (bid >= ask) is no market to trade at, as the kernel marks nothing at
+        it: actions due before it still arrive (against the last sane quote), but it matches no order
+        and the venue keeps the last sane bid and ask as its reference.
+        """
         iid = quote.instrument_id
         if iid not in self._last:
             return
+        crossed = quote.bid_price >= quote.ask_price
         if self._fill_on == "quotes":
             pending = self._pending[iid]
             if self._expiries and iid in self._expiries:
@@ -698,12 +704,13 @@ class SimulatedVenue(Venue):
             working = self._working[iid]
             if working and quote.ts_init < self._arrived[iid]:
                 working = self._arrived_before(working, quote.ts_init)
-            if working:
+            if working and not crossed:
                 self._match_tick(
                     iid, working, quote.ask_price, quote.ask_size, quote.bid_price, quote.bid_size, quote.ts_event
                 )
-        self._bid[iid] = quote.bid_price
-        self._ask[iid] = quote.ask_price
+        if not crossed:
+            self._bid[iid] = quote.bid_price
+            self._ask[iid] = quote.ask_price
 
     @staticmethod
     def _arrived_before(working: list[_SimOrder], ts_init: int) -> list[_SimOrder]:
