@@ -400,7 +400,7 @@ def test_an_order_one_lot_over_max_order_notional_is_denied_in_both_tiers() -> N
             assert (first.status, first.reason) == (OrderStatus.FILLED, "")
         else:
             assert (first.status, first.reason) == (
-                OrderStatus.DENIED, "max_order_notional: 802153.7286266827 > 802153.728"
+                OrderStatus.DENIED, "max_order_notional: 802153.728627 > 802153.728"
             )
         assert_same_run(event, fast)
 
@@ -421,7 +421,7 @@ def test_an_order_one_lot_over_max_gross_exposure_is_denied_in_both_tiers() -> N
             assert first.status is OrderStatus.DENIED
             assert first.reason == (
                 "max_gross_exposure: 0.0802154 > 0.0802153728 "
-                "(gross notional 802153.7286266827 with working orders, equity 10000000.0)"
+                "(gross notional 802153.728627 with working orders, equity 10000000.0)"
             )
         assert_same_run(event, fast)
 
@@ -437,7 +437,7 @@ def test_an_order_at_max_order_quantity_but_for_float_noise_passes_and_one_lot_m
             assert (first.status, first.reason) == (OrderStatus.FILLED, "")
         else:
             assert (first.status, first.reason) == (
-                OrderStatus.DENIED, "max_order_quantity: 0.30000001 > 0.29999999999999993"
+                OrderStatus.DENIED, "max_order_quantity: 0.30000001 > 0.3"
             )
         assert_same_run(event, fast)
 

@@ -126,7 +126,7 @@ def test_max_order_notional_allows_an_order_exactly_at_the_limit() -> None:
     g = Gate(max_order_notional=110.0)
     assert g.check(qty=1.1) is None
     assert g.check(qty=1.1, typ=OrderType.LIMIT, price=100.0) is None
-    assert g.check(qty=1.11) == "max_order_notional: 111.00000000000001 > 110.0"
+    assert g.check(qty=1.11) == "max_order_notional: 111.0 > 110.0"  # 1.11 * 100.0 is 111.00000000000001
 
 
 def test_max_order_notional_denies_one_lot_over_and_allows_float_noise() -> None:
@@ -139,9 +139,7 @@ def test_max_order_notional_denies_one_lot_over_and_allows_float_noise() -> None
     assert noisy != 1e6
     g = Gate(cash=1e6, inst=FINE, max_order_notional=noisy)
     assert g.check(qty=10.0, typ=OrderType.LIMIT, price=100_000.0) is None
-    assert g.check(qty=10.00000001, typ=OrderType.LIMIT, price=100_000.0) == (
-        "max_order_notional: 1000000.001 > 999999.9999999999"
-    )
+    assert g.check(qty=10.00000001, typ=OrderType.LIMIT, price=100_000.0) == "max_order_notional: 1000000.001 > 1000000.0"
 
 
 def test_max_gross_exposure_denies_one_lot_over_and_allows_float_noise() -> None:
@@ -152,7 +150,7 @@ def test_max_gross_exposure_denies_one_lot_over_and_allows_float_noise() -> None
     g = Gate(cash=1e4, inst=FINE, max_gross_exposure=1.0)
     assert g.check(qty=100.0) is None
     assert g.check(qty=100.00000001) == (
-        "max_gross_exposure: 1 > 1.0 (gross notional 10000.000000999999 with working orders, equity 10000.0)"
+        "max_gross_exposure: 1 > 1.0 (gross notional 10000.000001 with working orders, equity 10000.0)"
     )
     noisy = sum([0.1] * 10)  # 0.9999999999999999: 1.0 but for float noise
     assert Gate(cash=1e4, inst=FINE, max_gross_exposure=noisy).check(qty=100.0) is None
@@ -177,7 +175,16 @@ def test_max_position_denies_one_lot_of_1e8_over_a_limit_of_20() -> None:
     assert g.check(qty=sum([0.1] * 200)) is None  # 20.000000000000014: the limit but for float noise
     assert g.check(qty=20.00000001) == "max_position: |0.0 + 20.00000001| = 20.00000001 > 20.0"
     g.hold(19.9)
-    assert g.check(qty=0.10000001) == "max_position: |19.9 + 0.10000001| = 20.000000009999997 > 20.0"
+    assert g.check(qty=0.10000001) == "max_position: |19.9 + 0.10000001| = 20.00000001 > 20.0"  # 20.000000009999997
+
+
+def test_denial_reasons_show_quantities_and_notionals_without_float_noise() -> None:
+    """0.1 + 0.2 is 0.30000000000000004 and 3 * 0.1 * 100.0 is 30.000000000000004: the reasons showed them so."""
+    g = Gate(max_position=0.25)
+    g.hold(0.1)
+    assert g.check(qty=0.2) == "max_position: |0.1 + 0.2| = 0.3 > 0.25"
+    assert Gate(max_order_notional=25.0).check(qty=3 * 0.1) == "max_order_notional: 30.0 > 25.0"
+    assert Gate(max_order_quantity=0.25).check(qty=0.1 + 0.2) == "max_order_quantity: 0.3 > 0.25"
 
 
 def test_max_position_allows_an_order_that_reduces_an_oversized_position() -> None:
