@@ -159,8 +159,8 @@ def refusal(venue: str, recording: Path | str, recorded: str, subscribed: str, c
 def test_a_recording_of_another_book_depth_or_bar_size_is_refused_by_replay_and_import(
     venue: str, tmp_path: Path
 ) -> None:
-    """The shipped paper_bybit.yaml (orderbook.50) replayed the shipped Bybit recording (orderbook.200) with no
-    book (414 frames skipped, a WARNING), exit 0; OKX books5 against books alike. As a Binance recording of another
+    """A config of orderbook.50 (as the shipped paper_bybit.yaml was) replayed the shipped Bybit recording
+    (orderbook.200) with no book (414 frames skipped, a WARNING), exit 0; OKX books5 against books alike. As a Binance recording of another
     depth speed is, it is refused, naming the file and both streams, and nothing is written."""
     base = venue.partition("-")[0]
     recorded, subscribed = VARIANTS[venue]
