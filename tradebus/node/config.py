@@ -138,6 +138,14 @@ class PaperConfig(RunBase):
                     raise ValueError(f"feeds.{n}.subscriptions: {iid!r} is already fed by feeds.{fed[iid]}")
                 fed[iid] = n
                 venues.add(inst.venue)
+                books = [ch for ch in feed.channels_of(iid) if ch.split(".")[0] in VENUES[feed.venue].book_channels]
+                if len(books) > 1:
+                    raise ValueError(
+                        f"feeds.{n}.subscriptions: {iid!r} subscribes two book channels, {books[0]!r} and "
+                        f"{books[1]!r}: an instrument has one book (its BookSnapshot and BookDelta messages, "
+                        f"cache.book, the quotes taken from it), which two books of other depths would interleave; "
+                        f"subscribe one of them"
+                    )
                 try:
                     venue_symbol(feed, inst)
                 except ConfigError as exc:

@@ -198,7 +198,8 @@ class FeedConfig(_Model):
     def quote_book(self, instrument_id: str) -> str | None:
         """The book channel whose top of book gives ``instrument_id``'s quotes, or ``None``.
 
-        The first book channel subscribed for it when no other channel of the venue's quotes (a ticker, a best
+        The book channel subscribed for it (a paper config subscribes at most one:
+        :class:`~tradebus.node.config.PaperConfig`) when no other channel of the venue's quotes (a ticker, a best
         bid and offer) is: the book is then its only source of quotes, which a strategy's ``on_quote``, the
         paper venue's ``fill_on: quotes`` and the marks need. ``None``: no book, or the quotes come from elsewhere.
         """
