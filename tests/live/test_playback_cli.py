@@ -847,3 +847,58 @@ def test_serve_points_only_its_own_venues_feeds_of_a_config_of_three_venues(tmp_
     assert {venue: feed["ws_url"] for venue, feed in feeds.items()} == urls
     assert feeds["binance"]["rest_url"] == urls["binance"].replace("ws://", "http://")
     assert len(set(urls.values())) == 3
+
+
+def _older_recording(path: Path, *, usdm: bool) -> dict[str, int]:
+    """The spot capture (connection binance-spot:1), and with ``usdm`` the USD-M one (binance-usdm:1), as a daemon
+    recorded them before the REST depth snapshot lines named their connection (``rest:BTCUSDT``): each one's
+    snapshot ``lastUpdateId`` by connection."""
+    from .node_testdata import USDM_CAPTURE
+
+    lines = [(t, "binance-spot:1", raw) for t, raw in SPOT_LINES]
+    if usdm:
+        lines += [(t, "binance-usdm:1", raw) for t, raw in iter_hftbacktest(USDM_CAPTURE)]
+    snapshots: dict[str, int] = {}
+    with FrameRecorder(path) as rec:
+        for recv_ns, conn, raw in sorted(lines, key=lambda line: line[0]):
+            text = raw if isinstance(raw, str) else raw.decode()
+            if text.startswith('{"lastUpdateId"'):
+                snapshots.setdefault(conn, json.loads(text)["lastUpdateId"])
+                conn = "rest:BTCUSDT"
+            rec.write(recv_ns, conn, text)
+    return snapshots
+
+
+def test_serve_connection_of_an_older_recording_of_two_markets_refuses_its_snapshots_naming_no_connection(
+    tmp_path: Path,
+) -> None:
+    """Snapshot lines naming no connection (``rest:BTCUSDT``) were kept under any ``--connection``: served with
+    ``--connection binance-spot``, the spot feed's ``/api/v3/depth`` got the first of them, the USD-M one
+    (lastUpdateId 2710246765483, on which the spot book never syncs). Whose each is cannot be told (a replay
+    refuses them alike): serve refuses, exit 2, naming the line and the connections."""
+    merged = tmp_path / "frames.jsonl.gz"
+    assert _older_recording(merged, usdm=True) == {"binance-usdm:1": 2710246765483, "binance-spot:1": 50093239218}
+    refused = subprocess.run(
+        [sys.executable, "-m", "tradebus.cli", "serve", str(merged), "--venue", "binance", "--speed", "0",
+         "--connection", "binance-spot"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert " ".join(refused.stderr.split()).endswith(
+        f"the recording {merged} holds a REST depth snapshot line naming no connection ('rest:BTCUSDT', written "
+        "before those lines named theirs) and frames of the connections binance-spot, binance-usdm: --connection "
+        "cannot tell which one's book it is (the server would answer every depth request with the first snapshot, "
+        "maybe another market's); serve a recording of one market's connections"
+    ), refused.stderr
+
+
+def test_serve_connection_of_an_older_recording_of_one_market_answers_its_snapshot(tmp_path: Path) -> None:
+    """A recording of one market's connections: its snapshot naming no connection is that market's, and kept."""
+    import urllib.request
+
+    older = tmp_path / "frames.jsonl.gz"
+    snapshots = _older_recording(older, usdm=False)
+    with serving("--speed", "0", "--connection", "binance-spot", recording=older) as ws_url:
+        url = ws_url.replace("ws://", "http://") + "/api/v3/depth?symbol=BTCUSDT&limit=1000"
+        with urllib.request.urlopen(url, timeout=60) as answer:
+            assert json.loads(answer.read())["lastUpdateId"] == snapshots["binance-spot:1"] == 50093239218

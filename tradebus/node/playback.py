@@ -733,7 +733,8 @@ async def serve_recording(
     this server is written to ``write_config`` (run ``tradebus paper`` on it). With ``connections``, only the
     frames of those recorded connections are served (``linear`` of a recording of Bybit's ``linear`` and ``spot``
     connections; ``binance-usdm`` of a daemon's ``binance-usdm:1``), and the REST answers naming another connection
-    are left out.
+    are left out; a depth snapshot line naming no connection (``rest:<SYMBOL>``, an older recording's) is kept when
+    the recording's frames are of one connection name, refused otherwise.
 
     Raises
     ------
@@ -744,7 +745,8 @@ async def serve_recording(
         ``config`` is invalid, of another venue's feeds or subscribing an instrument the recording lacks, or the
         copy cannot be written; a ``connections`` name the recording has no frame of (naming its connections); REST
         depth snapshots of two feeds' connections (a daemon's recording of Binance spot and USD-M depth) kept: the
-        server answers every depth request with one of them (naming the ``connections`` to keep).
+        server answers every depth request with one of them (naming the ``connections`` to keep); with
+        ``connections``, a depth snapshot line naming no connection in a recording of several.
     """
     from tradebus.adapters.common.local_server import LocalVenueServer
 
@@ -762,6 +764,7 @@ async def serve_recording(
     kept = set(connections)
     recorded: set[str] = set()
     snapshot_feeds: set[str] = set()  # of the depth snapshots served ("": one naming no connection)
+    unnamed: list[str] = []  # under ``connections``: the snapshot lines naming no connection (older recordings)
     for t, conn, raw in lines:
         text = raw if isinstance(raw, str) else raw.decode()
         if kept:
@@ -770,6 +773,8 @@ async def serve_recording(
                 recorded.add(name)
             if name and name not in kept:
                 continue
+            if not name and conn.startswith("rest:"):
+                unnamed.append(conn)
         if conn.startswith("rest:"):
             snapshot = snapshot or text
             snapshot_feeds.add(conn.partition("@")[2].partition(":")[0])
@@ -780,6 +785,13 @@ async def serve_recording(
             conns.append(conn)
     if kept - recorded:
         raise ConfigError(_unknown_connections(path, kept - recorded, recorded))
+    if unnamed and len(recorded) > 1:  # whose book it seeds cannot be told (a replay refuses it alike)
+        raise ConfigError(
+            f"the recording {path} holds a REST depth snapshot line naming no connection ({unnamed[0]!r}, written "
+            f"before those lines named theirs) and frames of the connections {', '.join(sorted(recorded))}: "
+            f"--connection cannot tell which one's book it is (the server would answer every depth request with "
+            f"the first snapshot, maybe another market's); serve a recording of one market's connections"
+        )
     protocol = adapter.emulator(frames, snapshot, futures)
     if not any(protocol.is_stream_frame(raw) for _, raw in frames):
         raise DataError(
