@@ -773,44 +773,6 @@ def test_serve_connection_of_a_capture_or_a_connection_id_is_refused_naming_what
         )
 
 
-def test_serve_of_a_recording_of_two_markets_depth_snapshots_asks_for_one_markets_connections(tmp_path: Path) -> None:
-    """A daemon's recording of a spot and a USD-M BTCUSDT feed holds each one's REST depth snapshot
-    (``rest:BTCUSDT@binance-spot:1``, ``rest:BTCUSDT@binance-usdm:1``); served without ``--connection``, the server
-    answered the spot feed's ``/api/v3/depth`` with the first of them, the USD-M one (lastUpdateId 2710246765483, a
-    futures sequence: the spot book never syncs on it). Now serve refuses it naming the option, and with
-    ``--connection binance-spot`` answers the spot capture's own snapshot."""
-    import urllib.request
-
-    from .node_testdata import USDM_CAPTURE
-
-    merged = tmp_path / "frames.jsonl.gz"
-    lines = [(t, "binance-spot:1", raw) for t, raw in SPOT_LINES]
-    lines += [(t, "binance-usdm:1", raw) for t, raw in iter_hftbacktest(USDM_CAPTURE)]
-    snapshots: dict[str, int] = {}
-    with FrameRecorder(merged) as rec:
-        for recv_ns, conn, raw in sorted(lines, key=lambda line: line[0]):
-            text = raw if isinstance(raw, str) else raw.decode()
-            if text.startswith('{"lastUpdateId"'):
-                snapshots.setdefault(conn, json.loads(text)["lastUpdateId"])
-                conn = f"rest:BTCUSDT@{conn}"
-            rec.write(recv_ns, conn, text)
-    assert snapshots == {"binance-usdm:1": 2710246765483, "binance-spot:1": 50093239218}  # the USD-M one first
-    refused = subprocess.run(
-        [sys.executable, "-m", "tradebus.cli", "serve", str(merged), "--venue", "binance", "--speed", "0"],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
-    )
-    assert refused.returncode == 2, refused.stderr
-    assert " ".join(refused.stderr.split()).endswith(
-        f"the recording {merged} holds REST depth snapshots of binance-spot, binance-usdm connections, and the server "
-        "answers every depth request with the first of them (another market's book for all but one): serve one "
-        "market's connections alone (--connection binance-spot or --connection binance-usdm)"
-    )
-    with serving("--speed", "0", "--connection", "binance-spot", recording=merged) as ws_url:
-        url = ws_url.replace("ws://", "http://") + "/api/v3/depth?symbol=BTCUSDT&limit=1000"
-        with urllib.request.urlopen(url, timeout=60) as answer:
-            assert json.loads(answer.read())["lastUpdateId"] == snapshots["binance-spot:1"]
-
-
 def test_serve_points_only_its_own_venues_feeds_of_a_config_of_three_venues(tmp_path: Path) -> None:
     """One paper config trading Binance spot, OKX spot and Bybit linear (a cross-venue strategy): ``serve --config``
     refused it on each server ('feed 1 is of venue okx; this server speaks binance', exit 2), so no server could
@@ -849,10 +811,10 @@ def test_serve_points_only_its_own_venues_feeds_of_a_config_of_three_venues(tmp_
     assert len(set(urls.values())) == 3
 
 
-def _older_recording(path: Path, *, usdm: bool) -> dict[str, int]:
+def _recording_of_markets(path: Path, *, usdm: bool = True, named: bool = True) -> dict[str, int]:
     """The spot capture (connection binance-spot:1), and with ``usdm`` the USD-M one (binance-usdm:1), as a daemon
-    recorded them before the REST depth snapshot lines named their connection (``rest:BTCUSDT``): each one's
-    snapshot ``lastUpdateId`` by connection."""
+    records them, their REST depth snapshot lines ``rest:BTCUSDT@<connection>`` (``named``) or, as before those lines
+    named their connection, ``rest:BTCUSDT``: each one's snapshot ``lastUpdateId`` by connection, in file order."""
     from .node_testdata import USDM_CAPTURE
 
     lines = [(t, "binance-spot:1", raw) for t, raw in SPOT_LINES]
@@ -864,9 +826,42 @@ def _older_recording(path: Path, *, usdm: bool) -> dict[str, int]:
             text = raw if isinstance(raw, str) else raw.decode()
             if text.startswith('{"lastUpdateId"'):
                 snapshots.setdefault(conn, json.loads(text)["lastUpdateId"])
-                conn = "rest:BTCUSDT"
+                conn = f"rest:BTCUSDT@{conn}" if named else "rest:BTCUSDT"
             rec.write(recv_ns, conn, text)
     return snapshots
+
+
+def _refused_serve(recording: Path, *options: str) -> str:
+    """The error of ``tradebus serve`` of a Binance ``recording`` at ``--speed 0`` with ``options``, which must refuse it
+    (exit 2), its whitespace collapsed; bounded: a server that starts serving runs until a signal."""
+    refused = subprocess.run(
+        [sys.executable, "-m", "tradebus.cli", "serve", str(recording), "--venue", "binance", "--speed", "0", *options],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    assert refused.returncode == 2, refused.stderr
+    return " ".join(refused.stderr.split())
+
+
+def test_serve_of_a_recording_of_two_markets_depth_snapshots_asks_for_one_markets_connections(tmp_path: Path) -> None:
+    """A daemon's recording of a spot and a USD-M BTCUSDT feed holds each one's REST depth snapshot
+    (``rest:BTCUSDT@binance-spot:1``, ``rest:BTCUSDT@binance-usdm:1``); served without ``--connection``, the server
+    answered the spot feed's ``/api/v3/depth`` with the first of them, the USD-M one (lastUpdateId 2710246765483, a
+    futures sequence: the spot book never syncs on it). Now serve refuses it naming the option, and with
+    ``--connection binance-spot`` answers the spot capture's own snapshot."""
+    import urllib.request
+
+    merged = tmp_path / "frames.jsonl.gz"
+    snapshots = _recording_of_markets(merged)
+    assert snapshots == {"binance-usdm:1": 2710246765483, "binance-spot:1": 50093239218}  # the USD-M one first
+    assert _refused_serve(merged).endswith(
+        f"the recording {merged} holds REST depth snapshots of binance-spot, binance-usdm connections, and the server "
+        "answers every depth request with the first of them (another market's book for all but one): serve one "
+        "market's connections alone (--connection binance-spot or --connection binance-usdm)"
+    )
+    with serving("--speed", "0", "--connection", "binance-spot", recording=merged) as ws_url:
+        url = ws_url.replace("ws://", "http://") + "/api/v3/depth?symbol=BTCUSDT&limit=1000"
+        with urllib.request.urlopen(url, timeout=60) as answer:
+            assert json.loads(answer.read())["lastUpdateId"] == snapshots["binance-spot:1"]
 
 
 def test_serve_connection_of_an_older_recording_of_two_markets_refuses_its_snapshots_naming_no_connection(
@@ -877,19 +872,13 @@ def test_serve_connection_of_an_older_recording_of_two_markets_refuses_its_snaps
     (lastUpdateId 2710246765483, on which the spot book never syncs). Whose each is cannot be told (a replay
     refuses them alike): serve refuses, exit 2, naming the line and the connections."""
     merged = tmp_path / "frames.jsonl.gz"
-    assert _older_recording(merged, usdm=True) == {"binance-usdm:1": 2710246765483, "binance-spot:1": 50093239218}
-    refused = subprocess.run(
-        [sys.executable, "-m", "tradebus.cli", "serve", str(merged), "--venue", "binance", "--speed", "0",
-         "--connection", "binance-spot"],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
-    )
-    assert refused.returncode == 2, refused.stderr
-    assert " ".join(refused.stderr.split()).endswith(
+    assert _recording_of_markets(merged, named=False) == {"binance-usdm:1": 2710246765483, "binance-spot:1": 50093239218}
+    assert _refused_serve(merged, "--connection", "binance-spot").endswith(
         f"the recording {merged} holds a REST depth snapshot line naming no connection ('rest:BTCUSDT', written "
         "before those lines named theirs) and frames of the connections binance-spot, binance-usdm: --connection "
         "cannot tell which one's book it is (the server would answer every depth request with the first snapshot, "
         "maybe another market's); serve a recording of one market's connections"
-    ), refused.stderr
+    )
 
 
 def test_serve_connection_of_an_older_recording_of_one_market_answers_its_snapshot(tmp_path: Path) -> None:
@@ -897,7 +886,7 @@ def test_serve_connection_of_an_older_recording_of_one_market_answers_its_snapsh
     import urllib.request
 
     older = tmp_path / "frames.jsonl.gz"
-    snapshots = _older_recording(older, usdm=False)
+    snapshots = _recording_of_markets(older, usdm=False, named=False)
     with serving("--speed", "0", "--connection", "binance-spot", recording=older) as ws_url:
         url = ws_url.replace("ws://", "http://") + "/api/v3/depth?symbol=BTCUSDT&limit=1000"
         with urllib.request.urlopen(url, timeout=60) as answer:
