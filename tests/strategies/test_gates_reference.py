@@ -134,3 +134,35 @@ def test_quantile_gate_decides_as_np_quantile_of_each_window_without_calling_it(
                     np.float64(quantile(past, tail)).view(np.int64)
     assert calls == [] and decided > 1000, on_threshold
     assert on_threshold > 0 if rounded else True
+
+
+@pytest.mark.parametrize("window", [2, 20, 288])
+def test_quantile_gate_turned_on_mid_run_judges_on_the_last_window_of_edges(window: int) -> None:
+    """EdgeGates.config swapped for one with the quantile gate on at bar 500, off at 1,500 and on again at 1,800:
+    each judged bar is decided on np.quantile of the last ``window`` finite edges, those seen while the gate was
+    off included, as the history it keeps for it holds them (the sorted window, kept only while the gate is on,
+    must not be an empty or stale one)."""
+    edges = _edges()
+    off = GatesConfig.model_validate(OFF)
+    on = GatesConfig.model_validate({**OFF, "quantile": {"enabled": True, "window": window, "q": 0.25}})
+    gates = EdgeGates(on)
+    gates.config = off
+    history: list[float] = []
+    decided = 0
+    for n, edge in enumerate(edges):
+        if n in (500, 1_800):
+            gates.config = on
+        elif n == 1_500:
+            gates.config = off
+        _, gate, _ = gates.update(float(edge), 10.0)
+        if gates.config is on and math.isfinite(edge) and edge != 0:
+            want = len(history) >= window
+            if want:
+                past = np.array(history[-window:])
+                threshold = float(np.quantile(past, 0.75 if edge > 0 else 0.25))
+                want = edge >= threshold if edge > 0 else edge <= threshold
+            assert (gate == "pass") == want, (n, edge)
+            decided += 1
+        if math.isfinite(edge):
+            history.append(float(edge))
+    assert decided > 1_000

@@ -112,8 +112,10 @@ class EdgeGates:
         self._count = 0
         self._deviations = np.empty(config.zscore.window, dtype=np.float64)
         # the quantile window's edges in order (kept only while the gate is on): a bar inserts
-        # one and drops the one leaving, where np.quantile partitioned a copy every bar
+        # one and drops the one leaving, where np.quantile partitioned a copy every bar; rebuilt
+        # from the history when the gate was off for an edge or its window changed (a config swapped mid-run)
         self._sorted: list[float] = []
+        self._sorted_for: int | None = None
         self._signs: deque[int] = deque(maxlen=config.persistence.k)
         #: The z-score of the last edge (NaN when undefined).
         self.z = math.nan
@@ -121,9 +123,12 @@ class EdgeGates:
     def _append(self, edge: float) -> None:
         if self.config.quantile.enabled:
             w = self.config.quantile.window
-            if len(self._sorted) == w:
-                del self._sorted[bisect.bisect_left(self._sorted, float(self._history[self._end - w]))]
-            bisect.insort(self._sorted, edge)
+            values = self._sorted_window()
+            if len(values) == w:
+                del values[bisect.bisect_left(values, float(self._history[self._end - w]))]
+            bisect.insort(values, edge)
+        else:
+            self._sorted_for = None
         if self._end == len(self._history):
             keep = self._size - 1
             self._history[:keep] = self._history[self._end - keep:self._end]
@@ -146,8 +151,16 @@ class EdgeGates:
         std = math.sqrt(float(np.add.reduce(deviations)) / (w - 1))
         return (edge - mean) / std if std > 0 else math.nan
 
+    def _sorted_window(self) -> list[float]:
+        window = self.config.quantile.window
+        if self._sorted_for != window:
+            w = min(self._count, window)
+            self._sorted = sorted(self._history[self._end - w:self._end].tolist())
+            self._sorted_for = window
+        return self._sorted
+
     def _quantile_ok(self, edge: float, direction: int) -> bool:
-        if len(self._sorted) < self.config.quantile.window:
+        if len(self._sorted_window()) < self.config.quantile.window:
             return False
         q = self.config.quantile.q
         return edge >= self._quantile(1.0 - q) if direction > 0 else edge <= self._quantile(q)
