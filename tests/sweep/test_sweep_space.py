@@ -821,3 +821,30 @@ def test_a_float_field_is_read_from_the_config_types_also_inside_a_mapping_or_a_
                                                                    **dict.fromkeys(others, False)}
     given = load_config(write_yaml(tmp_path / "given.yaml", catalog_config(balances={"USD": 1000.0, "BTC": 0.0})))
     assert float_field(given, "balances.USD") and float_field(given, "balances.BTC")
+
+
+def test_a_member_of_a_union_left_out_is_a_float_only_if_no_arm_types_it_otherwise() -> None:
+    """A section typed as a discriminated union of models (a strategy's sizing: one arm with amount: float, the
+    other amount: int), left out by the config, was typed by whichever arm its set of arms yielded first, so
+    float_field's answer changed with where the classes sat in memory: the arms that have the member now give the
+    union of their types, a float only where none is int. The pair is drawn so that the float arm comes first."""
+    from typing import Annotated, Literal, Optional, Union
+
+    from pydantic import BaseModel, Field, create_model
+
+    from tradebus.sweep.fields import _kinds, _member
+
+    for n in range(64):
+        fixed = create_model(f"Fixed{n}", kind=(Literal["fixed"], "fixed"), amount=(float, 1.0), cap=(float, 2.0))
+        vol = create_model(f"Vol{n}", kind=(Literal["vol"], "vol"), amount=(int, 1), cap=(float, 3.0))
+        sizing = Optional[Annotated[Union[fixed, vol], Field(discriminator="kind")]]  # noqa: UP007
+        if next(iter(_kinds(sizing) - {type(None)})) is fixed:
+            break
+    else:
+        pytest.skip("no draw put the float arm first")
+    params = create_model("Params", sizing=(sizing, None))
+    assert issubclass(params, BaseModel)
+    assert _kinds(_member(_member(params, "sizing"), "amount")) == {float, int}
+    assert _kinds(_member(_member(params, "sizing"), "cap")) == {float}
+    assert _member(_member(params, "sizing"), "nope") is None
+    assert _kinds(_member(_member(params, "sizing"), "kind")) == {Literal["fixed"], Literal["vol"]}

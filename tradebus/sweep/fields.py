@@ -47,20 +47,27 @@ def float_field(config: RunConfig, path: str) -> bool:
 
 
 def _member(annotation: Any, part: str) -> Any:
-    """The type of member ``part`` of a value typed ``annotation`` (a model's field, a list's item, a dict's value)."""
+    """The type of member ``part`` of a value typed ``annotation`` (a model's field, a list's item, a dict's value).
+
+    A union's arms that have the member give the union of their types (the config, leaving the value out,
+    does not say which arm it is): ``None`` where no arm has it.
+    """
+    found = []
     for arm in _kinds(annotation) - {type(None)}:
         origin, args = get_origin(arm), get_args(arm)
         if isinstance(arm, type) and issubclass(arm, BaseModel):
             field = arm.model_fields.get(part)
             if field is not None:
-                return field.annotation
+                found.append(field.annotation)
         elif origin in (list, tuple) and part.isdigit() and args:
             if origin is tuple and args[-1] is not Ellipsis:
-                return args[int(part)] if int(part) < len(args) else None
-            return args[0]
+                if int(part) < len(args):
+                    found.append(args[int(part)])
+            else:
+                found.append(args[0])
         elif origin is dict and len(args) == 2:
-            return args[1]
-    return None
+            found.append(args[1])
+    return Union[tuple(found)] if found else None  # noqa: UP007 (a union of the types found, built at run time)
 
 
 def _value(node: Any, part: str) -> Any:
