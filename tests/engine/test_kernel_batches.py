@@ -452,3 +452,50 @@ def test_the_sample_that_first_prices_an_instrument_carries_its_first_price(tmp_
     rows = EquityRows(kernel.result.instruments).prices(sample)
     assert rows[0][0] == first_ts and rows[0][2:] == ("C0USD.SIM", first_close)
     assert [r[0] for r in rows[1:]] == [sample.ts, sample.ts]
+
+
+@pytest.mark.parametrize("bursts", [False, True])
+@pytest.mark.parametrize("mark_offset", [-3 * MIN, 0, MIN])
+def test_a_perpetual_s_first_price_is_its_first_mark_or_bar_in_the_batch_loops_and_process(
+    tmp_path: Path, mark_offset: int, bursts: bool
+) -> None:
+    """C0USD, a perpetual: marks every 7 minutes from 3 minutes before its first bar, at it, or a minute after;
+    bars one a minute, or received 5 at a time (a burst at the first sample's time). The first price is the
+    earlier of the first mark and the first bar (the mark at one time: it values the perpetual), and the first
+    sample shows it where it came before the sample or the sample's mark is another price; both paths agree."""
+    import pyarrow.compute as pc
+
+    from tradebus.engine.instrument import InstrumentKind
+    from tradebus.engine.messages import MarkPrice
+
+    table = bar_table(200, seed=1)
+    if bursts:
+        table = received_in_bursts(table, 5 * MIN)
+    (source,) = bar_sources(tmp_path / "c", [table])
+    first_bar = int(table["ts_init"][0].as_py())
+    start = first_bar + mark_offset
+    marks = [MarkPrice(source.instrument_id, t, t, 100.0 + k * 0.25 + 0.003, float("nan"))
+             for k, t in enumerate(range(start, first_bar + 200 * MIN, 7 * MIN))]  # fmt: skip
+
+    def build() -> Kernel:
+        kernel = Kernel([Instrument("SIM", "C0USD", kind=InstrumentKind.PERPETUAL, base="C0", quote="USD",
+                                    tick_size=0.01, lot_size=0.001, leverage=5.0)],
+                        initial_cash=10_000.0, equity_interval_ns=5 * MIN)  # fmt: skip
+        kernel.feed_perpetual_data(marks)
+        return kernel
+
+    fast, slow = run_both([source], build, batch_rows=64)
+    assert fast.result.equity == slow.result.equity
+    samples = fast.result.equity
+    first = samples[0]
+    assert first.ts == first_bar and [s.first_prices for s in samples[1:]] == [()] * (len(samples) - 1)
+    burst = table.filter(pc.equal(table["ts_init"], first_bar))["close"].to_pylist()
+    if mark_offset < 0:  # the mark at start values it 3 minutes before its bars
+        assert first.marks == (100.003,) and first.first_prices == ((start, "C0USD.SIM", 100.003),)
+    elif mark_offset == 0:  # the mark and the bar at one time: the mark, the sample's own price
+        assert first.marks == (100.003,) and first.first_prices == ()
+    elif bursts:  # the burst's first close, its last the sample's
+        assert first.marks == (burst[-1],) != (burst[0],)
+        assert first.first_prices == ((first_bar, "C0USD.SIM", burst[0]),)
+    else:
+        assert first.marks == (burst[0],) and first.first_prices == ()
