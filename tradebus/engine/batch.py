@@ -29,7 +29,8 @@ Trade batches take the same path (features by ``FeatureBank.run_trades``; while 
 working the simulated venue is not shown the trades, and before the next order it is shown
 each skipped instrument's latest trade, the only one whose price it would have kept; when every
 subscriber declares the rows where it acts, :func:`~tradebus.strategies.base.wakes_at`, the
-loop visits only those and the rows where something else is due, see :func:`_next_row`), except
+loop visits only those and the rows where something else is due, see :func:`_next_row`; one
+instrument's bars do the same without perpetuals and bar histories, :meth:`BatchLoop._sparse_bars`), except
 with perpetuals or bars built from trades, whose settlement and bar building act between
 trades: those go through :meth:`Kernel.process` one at a time. A lone margin spot instrument
 stays in the batch: its liquidation is checked at the trades priced at or beyond the bounds
@@ -238,14 +239,22 @@ class BatchLoop:
         view, live, out, deliver, history = self._bar_lane(
             iid, batch.ts_event, batch.open, batch.high, batch.low, batch.close, batch.volume
         )
-        # Column lists zipped back into one tuple per row as the loop goes: no n-element list
-        # of lists for the garbage collector to walk.
-        features: Iterator[Any] = repeat((), n) if out is None else zip(*out.T.tolist(), strict=True)
         ts_init = batch.ts_init.tolist()
-        if _lean(k.bus.handlers(Bar, iid)):
-            self._lean_bars(batch, iid, ts_init, features, view, deliver)
+        handlers = k.bus.handlers(Bar, iid)
+        lean = _lean(handlers)
+        # Sparse: every handler declares where it acts (wakes_at), and no staged history or
+        # perpetual acts on the rows between.
+        wake = _wake_rows(handlers, iid, out, n) if lean and history is None and k.perpetuals is None else None
+        if wake is not None:
+            self._sparse_bars(batch, iid, ts_init, out, wake, view, deliver)  # type: ignore[arg-type]
         else:
-            self._full_bars(batch, iid, ts_init, features, view, deliver)
+            # Column lists zipped back into one tuple per row as the loop goes: no n-element list
+            # of lists for the garbage collector to walk.
+            features: Iterator[Any] = repeat((), n) if out is None else zip(*out.T.tolist(), strict=True)
+            if lean:
+                self._lean_bars(batch, iid, ts_init, features, view, deliver)
+            else:
+                self._full_bars(batch, iid, ts_init, features, view, deliver)
         if history is not None:
             history.end_batch()
         if live is not None:
@@ -428,6 +437,112 @@ class BatchLoop:
                     if priced and perps.watching:
                         perps.check(ti)
                         watch = ti + 1
+        finally:
+            self.lazy = None
+            self.bar_closes = None
+        materialize(n - 1)
+        result.bars += n
+        result.end_ns = ts_init[-1]
+
+    def _sparse_bars(
+        self,
+        batch: Any,
+        iid: str,
+        ts_init: list[int],
+        out: np.ndarray,
+        wake: list[int],
+        view: FeatureView,
+        deliver: Callable[[Bar | None], None],
+    ) -> None:
+        """The lean bar loop that visits only the rows where something may happen (no perpetuals, no history).
+
+        Those are the rows ``wake`` lists (where a handler may act, :func:`~tradebus.strategies.base.wakes_at`),
+        every row while an order works, and the rows where something else is due (:func:`_next_row`: a
+        timer, :meth:`Kernel.before_time <tradebus.engine.kernel.Kernel.before_time>`, a close at or beyond
+        :attr:`Kernel.mark_band <tradebus.engine.kernel.Kernel.mark_band>`). The rows skipped leave the
+        clock, the cache's price and the feature view at the last of them before the next row is visited,
+        as delivering them would have; the cache's bar is built as :meth:`_lean_bars` builds it.
+        """
+        k = self.kernel
+        clock = k.clock
+        assert isinstance(clock, SimulatedClock)
+        n = len(ts_init)
+        cache_bars = k.cache.bars
+        bar_at = _bar_reader(batch, ts_init)
+
+        def materialize(j: int) -> None:
+            if j >= 0:
+                cache_bars[iid] = bar_at(iid, j)
+
+        execution_on_bar = k.execution.on_bar
+        cache_prices = k.cache.prices
+        count_open = k.orders.count_open
+        advance = clock.advance_to
+        watch = k.watch_ns
+        marks = k.risk_config.breakers_on_marks
+        band_lo, band_hi = k.price_band(iid)
+        result = k.result
+        k.extend_span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
+        close_values = np.ascontiguousarray(batch.close, dtype=np.float64)
+        closes = _indexable(close_values)
+        span = (float(close_values.min()), float(close_values.max()))  # NaN if a close is NaN
+        rows = _FeatureRows(out)
+        pending = 0  # the index in wake of the next row a handler may act on
+        j = -1  # the current row, read by lazy() or bar_closes() (see _lean_bars)
+        if self._blind((iid,), *_VENUE_EVENTS, OrderSubmitted, OrderDenied):
+
+            def closed(instrument_id: str) -> int | None:
+                return ts_init[j] if instrument_id == iid and j >= 0 else None
+
+            self.bar_closes = closed
+        else:
+            self.lazy = lambda: materialize(j)
+        try:
+            nxt = 0
+            while nxt < n:
+                if nxt > j + 1:
+                    q = nxt - 1
+                    clock.current_ns = ts_init[q]
+                    cache_prices[iid] = closes[q]
+                    view.row = rows[q]
+                j = nxt
+                ti = ts_init[j]
+                c = closes[j]
+                if ti >= watch:
+                    watch = k.before_time(ti)
+                    band_lo, band_hi = k.price_band(iid)
+                if ti < clock.next_due:
+                    clock.current_ns = ti
+                else:
+                    j -= 1  # a timer's callback sees the previous bar (see _lean_bars)
+                    materialize(j)
+                    advance(ti)
+                    j += 1
+                    watch = ti + 1
+                if self.needs_execution:
+                    bar = bar_at(iid, j)
+                    execution_on_bar(bar)
+                    self.needs_execution = count_open() > 0
+                    cache_bars[iid] = bar
+                    if marks:
+                        watch = ti + 1
+                if marks and (c <= band_lo or c >= band_hi):
+                    watch = ti + 1
+                cache_prices[iid] = c
+                view.row = rows[j]
+                deliver(None)
+                nxt = j + 1
+                if self.needs_execution or nxt >= n:
+                    continue
+                while wake[pending] < nxt:
+                    pending += 1
+                nxt = _next_row(ts_init, close_values, nxt, wake[pending], min(watch, clock.next_due), band_lo, band_hi, span)
+            if j < n - 1:
+                q = n - 1
+                clock.current_ns = ts_init[q]
+                cache_prices[iid] = closes[q]
+                view.row = rows[q]
+                j = q
         finally:
             self.lazy = None
             self.bar_closes = None

@@ -883,8 +883,8 @@ def wakes_at(rows: Callable[[Any, str, np.ndarray], np.ndarray | None]) -> Calla
     at which the handler may do anything (``None``: any row). At every other row the handler
     must return at once, changing nothing. The loop asks once per run of messages, so the
     answer may depend on the strategy's state only where that state changes in the handler
-    itself. The lean trade loop then neither calls the handler at the other rows nor visits
-    them while nothing else is due there (:meth:`EmaCross.on_bar
+    itself. The lean trade and bar loops then neither call the handler at the other rows nor
+    visit them while nothing else is due there (:meth:`EmaCross.on_bar
     <tradebus.strategies.ema_cross.EmaCross.on_bar>` acts only where the relation of its EMAs
     is set or flips). Like :func:`feature_only`, the declaration belongs to the function.
     """
