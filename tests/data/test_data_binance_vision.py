@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 import zipfile
-from collections.abc import Iterator
 from datetime import date
 from functools import partial
 from pathlib import Path
@@ -114,17 +113,6 @@ class Server:
             digest = hashlib.sha256(b"something else").hexdigest()
         (path.parent / (path.name + ".CHECKSUM")).write_text(f"{digest}  {path.name}\n")
         return path
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tmp_path / "www")
-    srv.thread.start()
-    try:
-        yield srv
-    finally:
-        srv.httpd.shutdown()
-        srv.httpd.server_close()
 
 
 def klines(day: str) -> bytes:

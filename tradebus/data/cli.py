@@ -24,7 +24,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tradebus.data.catalog import Catalog, DatasetExists, DatasetNotFound, DatasetRef, Manifest, check_name, quality_report
-from tradebus.data.ingest import TsUnit, format_interval, import_path, parse_interval, split_contract_size
+from tradebus.data.archive_fetch import Archive, FetchReport
+from tradebus.data.ingest import ImportResult, TsUnit, format_interval, import_path, parse_interval, split_contract_size
 from tradebus.errors import ConfigError, DataError, FeatureError, TradebusError
 from tradebus.ops.logs import LOG_LEVELS, setup_logging
 
@@ -504,11 +505,89 @@ def _day(text: str, flag: str) -> date:
         raise _fail(ConfigError(f"{flag} {text!r} is not a date (YYYY-MM-DD)")) from None
 
 
+StartOpt = Annotated[str, typer.Option(help="First day (YYYY-MM-DD, UTC).")]
+EndOpt = Annotated[str, typer.Option(help="Last day, inclusive (YYYY-MM-DD, UTC).")]
+CacheDirOpt = Annotated[Path, typer.Option("--cache-dir", help="Where verified archives are kept; a re-run reuses them.")]
+WorkersOpt = Annotated[int, typer.Option(help="Archives downloaded at once.", min=1, max=32)]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail (exit 3) when a day is not published.")]
+AppendOpt = Annotated[bool, typer.Option("--append", help="Add a new, non-overlapping time range.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset.")]
+
+
+def _listed(list_archives: Callable[[date, date], list[Archive]], start: str, end: str) -> list[Archive]:
+    """The archives of ``--start``..``--end``; a bad date, market or symbol is a bad option (exit 2)."""
+    first, last = _day(start, "--start"), _day(end, "--end")
+    try:
+        return list_archives(first, last)
+    except DataError as exc:
+        raise _fail(ConfigError(str(exc))) from None
+
+
+def _fetched(label: str, items: list[Archive], run: Callable[[Callable[[Archive, str], None]], FetchReport]
+             ) -> FetchReport:
+    """``run(on_done)`` (a venue's fetch) under a progress bar; its counts printed, its refusals on stderr."""
+    console = _console()
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console, transient=True, disable=not console.is_terminal) as progress:
+            task = progress.add_task(label, total=len(items))
+            report = run(lambda _item, _outcome: progress.advance(task))
+    except TradebusError as exc:
+        raise _fail(exc) from None
+    console.print(
+        f"{len(items)} archives: {len(report.downloaded)} downloaded, {len(report.reused)} reused (verified), "
+        f"{len(report.missing)} missing, {len(report.refused)} refused",
+        highlight=False,
+    )
+    if report.missing:
+        console.print(f"missing (not published): {', '.join(report.missing)}", highlight=False, soft_wrap=True)
+        _console(stderr=True).print(
+            f"[bold yellow]warning:[/] {len(report.missing)} of the {len(items)} periods are not published on the "
+            f"server and are skipped: {', '.join(report.missing)}", highlight=False, soft_wrap=True)
+    for message in report.refused:
+        _console(stderr=True).print(f"[bold red]refused:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    return report
+
+
+def _check_fetched(report: FetchReport, strict: bool, none_published: str) -> None:
+    """Exit 3 when an archive was refused, one is missing under ``--strict``, or none is published."""
+    if report.refused:
+        raise _fail(DataError(f"{len(report.refused)} archive(s) refused; nothing was imported"))
+    if report.missing and strict:
+        raise _fail(DataError(f"{len(report.missing)} archive(s) missing and --strict; nothing was imported"))
+    if not report.ready:
+        raise _fail(DataError(none_published))
+
+
+def _download(label: str, items: list[Archive], fetch: Callable[[Callable[[Archive, str], None]], FetchReport],
+              strict: bool, none_published: str, import_ready: Callable[[list[Path]], ImportResult]) -> None:
+    """Fetch a venue's archives (:func:`_fetched`), check the outcome (:func:`_check_fetched`), import the ready ones."""
+    report = _fetched(label, items, fetch)
+    _check_fetched(report, strict, none_published)
+    _imported(lambda: import_ready(report.ready))
+
+
+def _download_mode(append: bool, overwrite: bool) -> Literal["create", "append", "overwrite"]:
+    if append and overwrite:
+        raise _fail(ConfigError("--append and --overwrite exclude each other"))
+    return "append" if append else "overwrite" if overwrite else "create"
+
+
+def _imported(run: Callable[[], ImportResult]) -> None:
+    """Run a venue's archive import; print each dataset written."""
+    try:
+        result = run()
+    except TradebusError as exc:
+        raise _fail(exc, _APPEND_OR_OVERWRITE) from None
+    for manifest in result.manifests:
+        _console().print(f"imported -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+
+
 @download_app.command("binance")
 def download_binance_cmd(
     symbol: Annotated[str, typer.Option(help="Binance symbol, e.g. BTCUSDT.")],
-    start: Annotated[str, typer.Option(help="First day (YYYY-MM-DD, UTC).")],
-    end: Annotated[str, typer.Option(help="Last day, inclusive (YYYY-MM-DD, UTC).")],
+    start: StartOpt,
+    end: EndOpt,
     market: Annotated[str, typer.Option(help="spot, um (USD-M futures) or cm (COIN-M futures).")] = "spot",
     data: Annotated[str, typer.Option("--data", help="klines, trades, aggTrades or bookDepth (futures).")] = "klines",
     interval: Annotated[str | None, typer.Option(help="Kline interval (1m, 1h, ...); klines only.")] = None,
@@ -519,17 +598,16 @@ def download_binance_cmd(
     cache_dir: Annotated[
         Path, typer.Option("--cache-dir", help="Where verified zips are kept; a re-run reuses them.")
     ] = Path("data/downloads/binance"),
-    workers: Annotated[int, typer.Option(help="Archives downloaded at once.", min=1, max=32)] = 4,
-    strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 3) when a day is not published.")] = False,
-    append: Annotated[bool, typer.Option("--append", help="Add a new, non-overlapping time range.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset.")] = False,
+    workers: WorkersOpt = 4,
+    strict: StrictOpt = False,
+    append: AppendOpt = False,
+    overwrite: OverwriteOpt = False,
     catalog: CatalogOpt = DEFAULT_CATALOG,
 ) -> None:
     """Download Binance public archives, verify each against its .CHECKSUM, import them as one dataset."""
     from tradebus.data import binance_vision as vision
 
-    if append and overwrite:
-        raise _fail(ConfigError("--append and --overwrite exclude each other"))
+    _download_mode(append, overwrite)
     _name_options(symbol=symbol, interval=interval)
     if interval is not None:
         _interval_option(interval, "--interval")  # checked by the import, after every archive was downloaded
@@ -538,42 +616,108 @@ def download_binance_cmd(
         items = vision.archives(market, data, symbol, first, last, interval=interval, monthly=monthly)  # type: ignore[arg-type]
     except DataError as exc:
         raise _fail(ConfigError(str(exc))) from None
-    console = _console()
-    try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=console, transient=True, disable=not console.is_terminal) as progress:
-            task = progress.add_task(f"binance {market} {data} {symbol}", total=len(items))
-            report = vision.fetch(items, cache_dir, base_url=base_url, workers=workers,
-                                  on_done=lambda _item, _outcome: progress.advance(task))
-    except TradebusError as exc:
-        raise _fail(exc) from None
-    console.print(
-        f"{len(items)} archives: {len(report.downloaded)} downloaded, {len(report.reused)} reused (verified), "
-        f"{len(report.missing)} missing, {len(report.refused)} refused",
-        highlight=False,
-    )
-    if report.missing:
-        console.print(f"missing (not published): {', '.join(report.missing)}", highlight=False, soft_wrap=True)
-    for message in report.refused:
-        _console(stderr=True).print(f"[bold red]refused:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    if report.refused:
-        raise _fail(DataError(f"{len(report.refused)} archive(s) refused; nothing was imported"))
-    if report.missing and strict:
-        raise _fail(DataError(f"{len(report.missing)} archive(s) missing and --strict; nothing was imported"))
-    if not report.ready:
-        raise _fail(DataError(
-            f"none of the {len(items)} archives is published: {base_url.rstrip('/')}/{items[0].path}.CHECKSUM "
-            f"answered HTTP 404, as did the others; check --symbol (Binance's symbols are upper case: BTCUSDT), "
-            f"--market, --data{', --interval' if interval else ''}, --start and --end; nothing was imported"
-        ))
-    mode: Literal["create", "append", "overwrite"] = "append" if append else "overwrite" if overwrite else "create"
-    try:
-        result = vision.import_archives(catalog, report.ready, market=market, data=data, symbol=symbol,  # type: ignore[arg-type]
-                                        interval=interval, mode=mode, days=(first, last))
-    except TradebusError as exc:
-        raise _fail(exc, _APPEND_OR_OVERWRITE) from None
-    for manifest in result.manifests:
-        console.print(f"imported -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+    _download(f"binance {market} {data} {symbol}", items,
+              lambda on_done: vision.fetch(items, cache_dir, base_url=base_url, workers=workers, on_done=on_done),
+              strict,
+              f"none of the {len(items)} archives is published: {base_url.rstrip('/')}/{items[0].path}.CHECKSUM "
+              f"answered HTTP 404, as did the others; check --symbol (Binance's symbols are upper case: BTCUSDT), "
+              f"--market, --data{', --interval' if interval else ''}, --start and --end; nothing was imported",
+              lambda ready: vision.import_archives(catalog, ready, market=market, data=data,  # type: ignore[arg-type]
+                                                   symbol=symbol, interval=interval,
+                                                   mode=_download_mode(append, overwrite), days=(first, last)))
+
+
+_NO_CHECKSUM = ("publishes no checksum: each archive is verified as far as it can be ({what}), and every row is "
+                "checked on import")
+_BYBIT_VERIFIED = "the whole gzip stream read, its CRC-32 and length checked, and the header of its market"
+_OKX_VERIFIED = "a zip of one CSV whose CRC-32 matches, with OKX's trade header"
+
+
+_BYBIT_HELP = (
+    "Download Bybit public trade archives (public.bybit.com), verify them, import them as one dataset "
+    "bybit/<market>/<symbol>/trades.\n\n"
+    f"Bybit {_NO_CHECKSUM.format(what=_BYBIT_VERIFIED)}. Days the server does not have are listed and "
+    "skipped (an error with --strict, or when none is found); a truncated or corrupt archive is refused "
+    "(exit 3, naming it) and nothing is imported; a re-run reuses the archives already complete in "
+    "--cache-dir."
+)
+
+
+@download_app.command("bybit", help=_BYBIT_HELP)
+def download_bybit_cmd(
+    symbol: Annotated[str, typer.Option(help="Bybit symbol, e.g. BTCUSDT.")],
+    start: StartOpt,
+    end: EndOpt,
+    market: Annotated[str, typer.Option(help="linear, inverse (trading/<SYMBOL>/<SYMBOL><day>.csv.gz) or spot "
+                                        "(spot/<SYMBOL>/<SYMBOL>_<day>.csv.gz).")] = "linear",
+    base_url: Annotated[
+        str, typer.Option("--base-url", envvar="TRADEBUS_BYBIT_PUBLIC_URL", help="URL prefix of the archive tree.")
+    ] = "https://public.bybit.com",
+    cache_dir: CacheDirOpt = Path("data/downloads/bybit"),
+    workers: WorkersOpt = 4,
+    strict: StrictOpt = False,
+    append: AppendOpt = False,
+    overwrite: OverwriteOpt = False,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+) -> None:
+    from tradebus.data import bybit_archive as bybit
+
+    mode = _download_mode(append, overwrite)
+    _name_options(symbol=symbol, market=market)
+    items = _listed(lambda first, last: bybit.archives(market, symbol, first, last), start, end)  # type: ignore[arg-type]
+    _download(f"bybit {market} trades {symbol}", items,
+              lambda on_done: bybit.fetch(items, cache_dir, market=market,  # type: ignore[arg-type]
+                                          base_url=base_url, workers=workers, on_done=on_done),
+              strict,
+              f"none of the {len(items)} archives is published: {base_url.rstrip('/')}/{items[0].path} answered "
+              f"HTTP 404, as did the others; check --symbol (Bybit's symbols are upper case: BTCUSDT), --market, "
+              f"--start and --end; nothing was imported",
+              lambda ready: bybit.import_archives(catalog, ready, market=market, symbol=symbol,  # type: ignore[arg-type]
+                                                  mode=mode, days=(_day(start, "--start"), _day(end, "--end"))))
+
+
+_OKX_HELP = (
+    "Download OKX public trade archives (static.okx.com/cdn/okex/traderecords), verify them, import them "
+    "as one dataset okx/<market>/<symbol>/trades.\n\n"
+    f"OKX {_NO_CHECKSUM.format(what=_OKX_VERIFIED)}. A day's file is cut at OKX's own day boundary, so all"
+    " its rows are imported. Days the server does not have are listed and skipped (an error with "
+    "--strict, or when none is found); a truncated or corrupt archive is refused (exit 3, naming it) and "
+    "nothing is imported; a re-run reuses the archives already complete in --cache-dir. Order-book "
+    "archives are not downloaded: fetch them from okx.com/data-download and run import-okx-book."
+)
+
+
+@download_app.command("okx", help=_OKX_HELP)
+def download_okx_cmd(
+    symbol: Annotated[str, typer.Option(help="OKX instrument id, e.g. BTC-USDT or BTC-USDT-SWAP.")],
+    start: StartOpt,
+    end: EndOpt,
+    market: Annotated[str, typer.Option(help="spot, swap or futures (sizes of swap and futures count contracts).")]
+    = "spot",
+    base_url: Annotated[
+        str, typer.Option("--base-url", envvar="TRADEBUS_OKX_TRADERECORDS_URL",
+                          help="URL prefix of the archive tree (holding trades/daily/<YYYYMMDD>/).")
+    ] = "https://static.okx.com/cdn/okex/traderecords",
+    cache_dir: CacheDirOpt = Path("data/downloads/okx"),
+    workers: WorkersOpt = 4,
+    strict: StrictOpt = False,
+    append: AppendOpt = False,
+    overwrite: OverwriteOpt = False,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+) -> None:
+    from tradebus.data import okx_archive as okx
+
+    mode = _download_mode(append, overwrite)
+    _name_options(symbol=symbol, market=market)
+    items = _listed(lambda first, last: okx.archives(market, symbol, first, last), start, end)  # type: ignore[arg-type]
+    _download(f"okx {market} trades {symbol}", items,
+              lambda on_done: okx.fetch(items, cache_dir, base_url=base_url, workers=workers, on_done=on_done),
+              strict,
+              f"none of the {len(items)} archives is published: {base_url.rstrip('/')}/{items[0].path} answered "
+              f"HTTP 404, as did the others; check --symbol (OKX instrument ids: BTC-USDT, BTC-USDT-SWAP), --start "
+              f"and --end; nothing was imported",
+              lambda ready: okx.import_archives(catalog, ready, market=market, symbol=symbol,  # type: ignore[arg-type]
+                                                mode=mode))
 
 
 def _ref(dataset: str) -> tuple[str, str, str, str]:
