@@ -12,13 +12,16 @@ import gzip
 import io
 import json
 import zipfile
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from tests.data.test_data_binance_vision import Server
+from tradebus.data import bybit_archive, okx_archive
 from tradebus.data.catalog import Catalog
 from tradebus.data.cli import data_app
 
@@ -217,3 +220,34 @@ def test_okx_interrupted_download_is_resumed(server: Server, tmp_path: Path) -> 
     assert "2 archives: 0 downloaded, 1 reused (verified), 1 missing, 0 refused" in out
     assert "/data/" + OKX_DAY not in server.requests
     assert len(stored(tmp_path / "cat", "okx", "spot", "BTC-USDT")) == 69
+
+
+def test_archive_paths_follow_the_venues_layouts() -> None:
+    days = (date(2024, 11, 30), date(2024, 12, 1))
+    assert [a.path for a in bybit_archive.archives("inverse", "BTCUSD", *days)] == [
+        "trading/BTCUSD/BTCUSD2024-11-30.csv.gz", "trading/BTCUSD/BTCUSD2024-12-01.csv.gz"]
+    assert [a.path for a in bybit_archive.archives("spot", "BTCUSDT", *days)] == [
+        "spot/BTCUSDT/BTCUSDT_2024-11-30.csv.gz", "spot/BTCUSDT/BTCUSDT_2024-12-01.csv.gz"]
+    assert [a.path for a in okx_archive.archives("swap", "BTC-USDT-SWAP", *days)] == [
+        "trades/daily/20241130/BTC-USDT-SWAP-trades-2024-11-30.zip",
+        "trades/daily/20241201/BTC-USDT-SWAP-trades-2024-12-01.zip"]
+
+
+@pytest.mark.parametrize(("venue", "market"), [("bybit", "perp"), ("okx", "linear")])
+def test_an_unknown_market_is_a_bad_option_before_any_request(
+    server: Server, tmp_path: Path, venue: str, market: str
+) -> None:
+    code, out = run("download", venue, "--symbol", "BTCUSDT", "--market", market, "--start", "2024-12-01",
+                    "--end", "2024-12-01", "--base-url", server.url, "--cache-dir", str(tmp_path / "cache"),
+                    "--catalog", str(tmp_path / "cat"))
+    assert code == 2, out
+    assert f"--market {market!r} is not" in out
+    assert server.requests == [] and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("venue", ["bybit", "okx"])
+def test_help_says_no_checksum_is_published(venue: str) -> None:
+    code, out = run("download", venue, "--help")
+    assert code == 0, out
+    text = " ".join(out.split())
+    assert "publishes no checksum" in text and "--base-url" in text and "--cache-dir" in text
