@@ -76,3 +76,17 @@ def random_walk(n: int, seed: int = 3, start: int = 1_600_000_000 * 1_000_000_00
         {"ts_event": ts, "ts_init": ts, "open": open_, "high": high, "low": low, "close": close,
          "volume": rng.uniform(1.0, 5.0, n)}
     )
+
+
+def warned_quickstart(tmp_path: Path) -> Path:
+    """configs/quickstart.yaml (its catalog made absolute) run by a user's EmaCross warning at each denied order
+    (tests/fixtures/warned_denials): what a re-run of a research command may log."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())
+    config["data"]["catalog"] = str(REPO / "data" / "catalog")
+    config["strategy"]["name"] = "warned_ema:WarnedEmaCross"
+    config["strategy"]["module_dir"] = str(REPO / "tests" / "fixtures" / "warned_denials")
+    path = tmp_path / "quickstart.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path

@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import yaml
-from research_helpers import DAY, H4, IID, REPO, SPECS, btc_bars, daily_from_4h
+from research_helpers import DAY, H4, IID, REPO, SPECS, btc_bars, daily_from_4h, warned_quickstart
 from research_leaky import BatchEndReader
 from typer.testing import CliRunner
 
@@ -435,8 +435,9 @@ def test_perpetual_frames_give_back_the_messages_the_backtest_feeds() -> None:
 
 def test_the_lookahead_command_shows_no_log_of_its_perturbed_reruns(tmp_path: Path) -> None:
     """quickstart.yaml's backtest has no denied order, but its re-runs on perturbed prices denied hundreds
-    (``order EmaCrrve... denied: buying_power``, 1,674 WARNING lines for 5 cuts): one INFO line counts them."""
-    config = str(REPO / "configs" / "quickstart.yaml")
+    (``order EmaCrrve... denied: buying_power``, 1,674 WARNING lines for 5 cuts): one INFO line counts them (the
+    built-in strategies no longer warn of a denial: a user's strategy that does)."""
+    config = str(warned_quickstart(tmp_path))
     result = CliRunner().invoke(app, ["research", "--log-level", "INFO", "lookahead", config, "--cuts", "2",
                                       "--out", str(tmp_path)])
     assert result.exit_code == 0, repr(result.exception)

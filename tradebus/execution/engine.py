@@ -320,7 +320,8 @@ class ExecutionEngine:
         elif reason is None:
             reason = self._risk.check(cmd, om.count_open())
         if reason is not None:
-            logger.info("order {} denied: {}", order.client_order_id, reason)
+            # A daemon logs each denial once, at WARNING (its decision line); a backtest one WARNING per check.
+            logger.debug("order {} denied: {}", order.client_order_id, reason)
             self._event(OrderDenied(cmd.strategy_id, cmd.instrument_id, order.client_order_id, reason, now, now))
             return order
         if journal is None and OrderSubmitted not in self._bus.wanted:

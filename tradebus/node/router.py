@@ -399,7 +399,7 @@ class NodeRouter:
 
     def _log_denied(self, event: OrderDenied) -> None:
         why = self.kernel.result.submit_reasons.get(event.client_order_id, "")
-        logger.bind(client_order_id=event.client_order_id, strategy_id=event.strategy_id, decision="denied").info(
+        logger.bind(client_order_id=event.client_order_id, strategy_id=event.strategy_id, decision="denied").warning(
             "decision {} -> denied: {} (strategy reason: {})",
             self._describe(event.client_order_id),
             event.reason,

@@ -2,9 +2,11 @@
 
 A denial's reason starts with the name of the check that denied it and a colon
 (``buying_power: SELL 0.1 BTCUSDT.BINANCE needs 0.1 BTC > available 0 BTC ...``,
-``max_position: ...``, ``trading_state: HALTED denies every order``). Each denial is logged at
-INFO as it happens and listed in ``orders.csv``; a strategy whose every order is denied would
-otherwise end its run with nothing at the default log level (WARNING) saying why nothing traded.
+``max_position: ...``, ``trading_state: HALTED denies every order``). Each denial is listed in
+``orders.csv``, logged at DEBUG by the execution engine and, in a daemon or a replay, once at
+WARNING by its decision line (``decision ... -> denied: ...``); a backtest's strategy whose every
+order is denied would otherwise end its run with nothing at the default log level (WARNING) saying
+why nothing traded.
 :class:`DenialTally` counts the denials per check and :meth:`DenialTally.warn` logs one WARNING per
 check: its count, the first one's time and its reason, so the log stays short however many
 orders were denied (the checks are few).

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from tradebus.config.base import StrictModel, describe_errors
 from tradebus.engine.cache import FeatureView
 from tradebus.engine.instrument import Instrument
-from tradebus.engine.messages import Bar, OrderDenied
+from tradebus.engine.messages import Bar
 from tradebus.errors import ConfigError
 from tradebus.features.spec import FeatureSpec
 from tradebus.strategies.base import Strategy, feature_only, wakes_at
@@ -221,8 +221,3 @@ class EmaCross(Strategy):
     # The decision of every data handler (TickEmaCross calls it on trades or quotes); the bar
     # handler is the decision itself: one call less per bar.
     _decide = on_bar
-
-    @feature_only
-    def on_order_denied(self, event: OrderDenied) -> None:
-        """Log a denial; the next crossing tries again."""
-        self.log.warning("order {} denied: {}", event.client_order_id, event.reason)

@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from tradebus.config.base import StrictModel
 from tradebus.engine.instrument import Instrument
-from tradebus.engine.messages import Bar, OrderDenied, TimeEvent
+from tradebus.engine.messages import Bar, TimeEvent
 from tradebus.errors import ConfigError
 from tradebus.features.spec import FeatureSpec
 from tradebus.strategies.base import Strategy, duration_ns
@@ -162,7 +162,3 @@ class CrossSectionalMomentum(Strategy):
                 weights[iid] = (longs - shorts) / len(members) * (p.gross / slots)
             first = end
         return weights
-
-    def on_order_denied(self, event: OrderDenied) -> None:
-        """Log a denial; the next rebalance tries again."""
-        self.log.warning("order {} denied: {}", event.client_order_id, event.reason)

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tradebus.config.base import StrictModel
 from tradebus.engine.instrument import Instrument
-from tradebus.engine.messages import Bar, OrderDenied
+from tradebus.engine.messages import Bar
 from tradebus.errors import ConfigError
 from tradebus.features.pairs import DistanceCorr, KalmanHedge
 from tradebus.strategies.base import Strategy
@@ -223,7 +223,3 @@ class PairsTrading(Strategy):
         # the legs are base units; a contract instrument's position counts contracts of contract_size
         self.target_position(pair.y, new * p.quantity / instruments[pair.y].contract_size, reason=reason)
         self.target_position(pair.x, -new * beta * p.quantity / instruments[pair.x].contract_size, reason=reason)
-
-    def on_order_denied(self, event: OrderDenied) -> None:
-        """Log a denial (a leg may then be missing until the next decision)."""
-        self.log.warning("order {} denied: {}", event.client_order_id, event.reason)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, ValidationError
 from tradebus.config.base import StrictModel, describe_errors
 from tradebus.engine.cache import FeatureView
 from tradebus.engine.instrument import Instrument
-from tradebus.engine.messages import Bar, OrderDenied
+from tradebus.engine.messages import Bar
 from tradebus.errors import ConfigError
 from tradebus.features.spec import FeatureSpec
 from tradebus.strategies.base import Strategy
@@ -122,7 +122,3 @@ class BarSignal(Strategy, ABC):
         self.target = target
         self.decisions.append((bar.ts_event, target, reason))
         self.target_position(self.instrument_id, target * self.params.quantity, reason=reason)
-
-    def on_order_denied(self, event: OrderDenied) -> None:
-        """Log a denial; the next change of target tries again."""
-        self.log.warning("order {} denied: {}", event.client_order_id, event.reason)
