@@ -1,4 +1,4 @@
-"""What a paper daemon of several strategies logs: each denial once at WARNING."""
+"""What a paper daemon of several strategies logs: its strategies by id, each denial once at WARNING."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ def _tick_ema(sid: str | None, fast: int, slow: int) -> dict[str, Any]:
     return entry
 
 
-async def test_a_daemon_warns_each_denial_once() -> None:
-    """Each
+async def test_a_daemon_names_its_strategies_by_id_and_warns_each_denial_once() -> None:
+    """Three TickEmaCross strategies were listed as ``strategies TickEmaCross, TickEmaCross, TickEmaCross``; and each
     denial was logged three times: INFO by the execution engine (``order ... denied: ...``), WARNING by the strategy
     (the same words) and INFO by the decision line. Every order of 0.01 here exceeds ``max_order_quantity`` 0.005."""
     records: list[dict[str, Any]] = []
@@ -49,3 +49,7 @@ async def test_a_daemon_warns_each_denial_once() -> None:
         level, message = lines[0]
         assert level == "WARNING"
         assert message.startswith(f"decision {coid} {denial.strategy_id}: ") and f"-> denied: {denial.reason}" in message
+    running = [r["message"] for r in records if "daemon running" in r["message"]]
+    assert running == [
+        "paper daemon running: 1 feed(s), strategies quick (TickEmaCross), calm (TickEmaCross), slow (TickEmaCross)"
+    ]

@@ -687,7 +687,8 @@ class PaperNode:
             "{} daemon running: {} feed(s), strategies {}",
             self.mode,
             len(self.feeds),
-            ", ".join(entry.name for _, entry in strategy_entries(self.config)),
+            ", ".join(s.strategy_id if s.strategy_id == type(s).__name__ else f"{s.strategy_id} ({type(s).__name__})"
+                      for s in self.kernel.strategies),
         )
         # Everything alive now (modules, compiled kernels, recovered state) is frozen out of
         # the cyclic collector: otherwise each gen-2 pass walks it all (~0.5 s on the event loop).
