@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -502,3 +503,42 @@ def test_a_nan_sample_is_skipped_not_taken_for_the_end_of_a_drawdown() -> None:
     values = np.array([100.0, 110.0, 105.0, np.nan, 100.0, 110.0])
     assert longest_drawdown_ns(ts, values, 100.0) == 4 * DAY
     assert longest_drawdown_ns(ts[:4], values[:4], 100.0) == DAY  # open at the NaN: to the last sample taken, day 2
+
+
+MAY_2022 = 1_652_400_000_000_000_000  # 2022-05-13T00:00:00Z
+AUG_2026 = 1_786_233_600_000_000_000  # 2026-08-09T00:00:00Z
+
+
+def test_a_paper_run_of_31_s_on_recordings_of_2022_and_2026_annualises_nothing() -> None:
+    """A paper daemon served a Binance recording of 2022 and a Bybit one of 2026 for 31 s: the venue times of its
+    trades span four years and its CAGR was taken over them (1 ** (1 / 4.24) - 1 = 0 for a flat account; 0.99 **
+    (1 / 4.24) - 1 = -0.24 % for a loss of 1 %) while it traded 31 s."""
+    from tradebus.engine.instrument import Instrument
+    from tradebus.engine.kernel import Kernel
+    from tradebus.engine.messages import Trade
+
+    assert format_ns(MAY_2022) == "2022-05-13T00:00:00Z" and format_ns(AUG_2026) == "2026-08-09T00:00:00Z"
+    kernel = Kernel([Instrument("SIM", "X"), Instrument("SIM", "Y")], initial_cash=100.0)
+    for k, (iid, venue_ts) in enumerate([("X.SIM", MAY_2022), ("Y.SIM", AUG_2026), ("X.SIM", MAY_2022 + 30 * SECOND),
+                                          ("Y.SIM", AUG_2026 + 31 * SECOND)]):
+        kernel.process(Trade(iid, venue_ts, WALL + [0, 1, 30, 31][k] * SECOND, 100.0, 1.0, 1, f"t{k}"))
+    kernel.stop()
+    result = kernel.result
+    assert (result.end_ns - result.start_ns, result.first_event_ns, result.last_event_ns) == (
+        31 * SECOND, MAY_2022, AUG_2026 + 31 * SECOND)
+    m = compute_metrics(result)
+    assert (m["start"], m["end"], m["total_return"]) == ("2022-05-13T00:00:00Z", "2026-08-09T00:00:31Z", 0.0)
+    assert (pd.Timestamp("2026-08-09") - pd.Timestamp("2022-05-13")).days == (AUG_2026 - MAY_2022) // DAY == 1549
+    reason = ("the run received market data for 31 s while its venue times span 1,549.0 days (sources whose clocks "
+              "disagree, or data served faster than recorded); annualised figures need at least 30 days")
+    for key in ("cagr", "calmar", "sharpe", "sortino", "annualised_volatility"):
+        assert m[key] is None
+        assert m["null_reasons"][key] == reason
+
+
+def test_a_run_spanning_four_years_on_both_clocks_keeps_its_cagr() -> None:
+    """A backtest over the same four years (receive time = venue time) annualises: 0.99 ** (365 / 1549) - 1."""
+    equity = [sample(MAY_2022, 100.0), sample(AUG_2026, 99.0)]
+    result = RunResult(("X.SIM",), 100.0, start_ns=MAY_2022, end_ns=AUG_2026, first_event_ns=MAY_2022,
+                       last_event_ns=AUG_2026, trades=2, equity=equity)
+    assert compute_metrics(result)["cagr"] == pytest.approx(0.99 ** (365 / 1549) - 1, rel=1e-12)

@@ -20,7 +20,11 @@ Definitions (amounts in the quote currency, rates as fractions, 0.1 = 10 %):
 * Annualised figures (**cagr**, **annualised_volatility**, **sharpe**, **sortino**,
   **calmar**) need a run spanning at least :data:`MIN_ANNUALISED_DAYS` (30) days: a
   shorter run's figures would be extrapolations of noise (a 38 s run losing 0.02 %
-  "compounds" to a CAGR of -100 %), so they are ``None``.
+  "compounds" to a CAGR of -100 %), so they are ``None``. The run must span them on both
+  clocks: in venue time (``end - start``) and in receive time (the kernel's clock,
+  :attr:`~tradebus.engine.kernel.RunResult.start_ns` to ``end_ns``). A paper run of 31 s on recordings of
+  2022 and 2026 served together has venue times four years apart, which are no four years of
+  trading.
 * Daily returns: the equity at the last sample of each UTC day, relative to the
   previous day's (the first day relative to ``initial_cash``). Crypto trades every
   day, so annualisation uses 365 days: 365 periods a year for the daily figures and a
@@ -412,11 +416,19 @@ def compute_metrics(
     start, end = result.first_event_ns, result.last_event_ns
     reasons: dict[str, str] = {}
     span = end - start if start is not None and end is not None else 0
-    annualise = span > 0 and span >= min_annualised_days * _DAY_NS
+    # The kernel's clock: venue times of sources recorded on different dates span years in a run of seconds.
+    received = result.end_ns - result.start_ns if result.start_ns is not None and result.end_ns is not None else span
+    annualise = 0 < span and min_annualised_days * _DAY_NS <= min(span, received)
+    need = f"annualised figures need at least {min_annualised_days:g} days"
     if start is None:
         short = "the run saw no market data"
+    elif received < min_annualised_days * _DAY_NS <= span:
+        short = (
+            f"the run received market data for {format_duration(received / 1e9)} while its venue times span "
+            f"{format_duration(span / 1e9)} (sources whose clocks disagree, or data served faster than recorded); {need}"
+        )
     else:
-        short = f"the run spans {format_duration(span / 1e9)}; annualised figures need at least {min_annualised_days:g} days"
+        short = f"the run spans {format_duration(span / 1e9)}; {need}"
     returns = [r for r in daily_returns(curve, initial) if math.isfinite(r)]
     vol = sharpe = sortino = None
     if not annualise:
