@@ -6,6 +6,7 @@ as on a signal (its journal closed and whole) and raises the same error.
 
 from __future__ import annotations
 
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.cli import app
-from tradebus.errors import StrategyError
+from tradebus.errors import StrategyError, VenueError
 from tradebus.execution.paper import PaperVenue
 from tradebus.node.daemon import PaperNode
 
@@ -211,3 +212,30 @@ def test_paper_command_names_the_strategy_whose_history_sizes_raised_as_the_daem
     assert (f"error: strategy 'flaky' history_sizes: ZeroDivisionError: division by zero in history_sizes "
             f"(at {HOOKS / 'hook_failures.py'}:{line} in _maybe_fail)") in text, text
     assert "Traceback" not in text
+
+
+async def test_a_feed_failure_is_the_error_raised_when_an_on_stop_then_raises(tmp_path: Path) -> None:
+    """The feed fails (nothing listens at its URL and it may not reconnect: max_reconnects 0), the daemon stops, and
+    steady's on_stop raises during the shutdown. The on_stop's StrategyError was raised (the feed's failure only in
+    a log line): a strategy failure was preferred to the feed's after the shutdown, whenever it happened. Now the
+    feed's error, what stopped the daemon, is raised and the on_stop's is logged as secondary."""
+    with socket.socket() as sock:  # a port nothing listens on: bound, not listening, until the daemon has stopped
+        sock.bind(("127.0.0.1", 0))
+        url = f"127.0.0.1:{sock.getsockname()[1]}"
+        data = binance_config(f"ws://{url}/stream", f"http://{url}", ["trade"], tmp=tmp_path, journal=True)
+        data["feeds"][0]["max_reconnects"] = 0
+        node = PaperNode(config_of(with_strategies(data, entry("steady", hook="on_stop"))), handle_signals=False)
+        lines: list[str] = []
+        sink = logger.add(lines.append, level="ERROR", format="{message}")
+        try:
+            with pytest.raises(VenueError, match=r"^binance-spot: gave up after 0 reconnect attempts") as info:
+                await run_node(node, lambda: False, timeout=START_BOUND)
+        finally:
+            logger.remove(sink)
+    assert not isinstance(info.value, StrategyError)
+    assert node.summary.stop_reason.startswith("feed binance-spot failed: binance-spot: gave up after 0 reconnect"), (
+        node.summary.stop_reason)
+    assert "on_stop" in node.kernel.strategies[0].calls  # type: ignore[attr-defined]
+    log = " ".join(" ".join(lines).split())
+    assert "secondary error while stopping: strategy 'steady' on_stop at " in log, log
+    assert node.journal is not None and node.journal.closed

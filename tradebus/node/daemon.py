@@ -577,11 +577,11 @@ class PaperNode:
                         logger.info("nothing was recovered or started: removing what this run created ({})",
                                     ", ".join(map(str, made)) or "directories")
                     self.withdraw()
-        if self._strategy_failure is not None:
-            failure = self._strategy_failure  # the cause of the stop, before what the stop met
-        elif self._failure is not None:
-            # A feed's failure is only this one again: a write raised inside the feed's handler.
-            failure = self._failure
+        # What stopped the daemon, else what its shutdown met (an on_stop's error, an on_stop's order the journal refused).
+        failure = first or self._strategy_failure or self._failure
+        if self._strategy_failure is not None and failure is not self._strategy_failure:
+            logger.error("secondary error while stopping: {} (the error raised is the one that stopped the daemon: "
+                         "{}: {})", self._strategy_failure, type(failure).__name__, failure)
         if failure is not None:
             raise failure
         return summary
