@@ -28,7 +28,9 @@ from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueSe
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import (
+    FundingRate,
     Liquidity,
+    MarkPrice,
     OrderDenied,
     OrderFilled,
     OrderRejected,
@@ -1746,6 +1748,55 @@ async def test_pnl_of_a_daemon_of_two_strategies_gives_each_strategys_share_summ
         "  b: realized 0.00, unrealized -2.00, fees 0.11, funding 0.00, interest 0.00",
     ], text
     assert text in summary
+
+
+async def test_pnl_of_two_strategies_splits_a_perpetuals_funding_by_each_ones_position() -> None:
+    """Strategies a and b on one BTCUSDT perpetual (no fees): a buys 0.03 at 28,000, b sells 0.01 at 28,100, a sells
+    0.01 at 28,200 (a holds 0.02, b -0.01, the account 0.01); then a mark of 30,000 and a funding rate of 0.1 % due
+    then. By hand: the account pays 0.01 * 30,000 * 0.001 = 0.30; a pays 0.02 * 30,000 * 0.001 = 0.60 and b, short,
+    receives 0.01 * 30,000 * 0.001 = 0.30 (-0.30), summing to the account's. At the mark: a realized 0.01 * 200 =
+    2.00, unrealized 0.02 * 2,000 = 40.00; b unrealized -0.01 * 1,900 = -19.00; the account realized 1.00 + 2.00 =
+    3.00, unrealized 0.01 * 2,000 = 20.00 (2 + 40 - 19 = 23 = 3 + 20)."""
+    kernel, iid = _kernel_of_a_and_b()
+    async with FakeBotApi(TOKEN) as api:
+        hooks = await _started_hooks(api, kernel)
+        kernel.start()
+        orders = [("a", OrderSide.BUY, 0.03, 28_000.0), ("b", OrderSide.SELL, 0.01, 28_100.0),
+                  ("a", OrderSide.SELL, 0.01, 28_200.0)]
+        for n, order in enumerate(orders):
+            _market_order_filled(kernel, n, *order)
+        kernel.process(MarkPrice(iid, 100, 100, 30_000.0, math.nan))
+        kernel.process(FundingRate(iid, 100, 100, 0.001, 100))
+        text = hooks.pnl_text()
+        await hooks.stop("test done")
+    assert [round(f.payment, 10) for f in kernel.result.funding] == [0.3]
+    lines = text.splitlines()
+    assert lines[1] == "realized 3.00, unrealized 20.00, fees 0.00, funding 0.30, interest 0.00", text
+    assert lines[3:] == [
+        "strategies:",
+        "  a: realized 2.00, unrealized 40.00, fees 0.00, funding 0.60, interest 0.00",
+        "  b: realized 0.00, unrealized -19.00, fees 0.00, funding -0.30, interest 0.00",
+    ], text
+
+
+async def test_pnl_of_two_strategies_lists_one_with_no_fill_at_zero() -> None:
+    """Strategies a and b, only a trading (a buys 0.01 at 28,000, last 28,300): b, with no fill, is listed at zero
+    rather than left out, and a's figures are the account's (unrealized 0.01 * 300 = 3.00)."""
+    kernel, iid = _kernel_of_a_and_b()
+    async with FakeBotApi(TOKEN) as api:
+        hooks = await _started_hooks(api, kernel)
+        kernel.start()
+        _market_order_filled(kernel, 0, "a", OrderSide.BUY, 0.01, 28_000.0)
+        kernel.process(Trade(iid, 100, 100, 28_300.0, 1.0, 1, "last"))
+        text = hooks.pnl_text()
+        await hooks.stop("test done")
+    assert text.splitlines()[1:] == [
+        "realized 0.00, unrealized 3.00, fees 0.00, funding 0.00, interest 0.00",
+        text.splitlines()[2],
+        "strategies:",
+        "  a: realized 0.00, unrealized 3.00, fees 0.00, funding 0.00, interest 0.00",
+        "  b: realized 0.00, unrealized 0.00, fees 0.00, funding 0.00, interest 0.00",
+    ], text
 
 
 async def test_a_token_revoked_mid_run_stops_the_poller_with_one_error_and_the_daemon_trades_on(
