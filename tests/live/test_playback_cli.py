@@ -891,3 +891,27 @@ def test_serve_connection_of_an_older_recording_of_one_market_answers_its_snapsh
         url = ws_url.replace("ws://", "http://") + "/api/v3/depth?symbol=BTCUSDT&limit=1000"
         with urllib.request.urlopen(url, timeout=60) as answer:
             assert json.loads(answer.read())["lastUpdateId"] == snapshots["binance-spot:1"] == 50093239218
+
+
+def test_serve_refuses_to_write_its_copy_over_the_config_or_the_recording(tmp_path: Path) -> None:
+    """``--write-config`` naming the ``--config`` file (``serve ... --config m1.yaml --write-config m1.yaml``, as a
+    chain of serves of several venues invites) replaced the user's config with the copy pointed at the server
+    (ws_url wss://stream.binance.com:9443 -> ws://127.0.0.1:<port>, gone with the server), and naming the recording
+    wrote YAML over the frames it serves. Both are now refused before anything is served (exit 2), the files
+    untouched."""
+    config = tmp_path / "paper.yaml"
+    config.write_text(yaml.safe_dump(binance_config("wss://stream.binance.com:9443", "https://api.binance.com",
+                                                    ["trade"])), encoding="utf-8")
+    recording = tmp_path / "capture.gz"
+    recording.write_bytes(SPOT_CAPTURE.read_bytes())
+    before = {path: path.read_bytes() for path in (config, recording)}
+    for target, what in ((config, "--config"), (tmp_path / "." / "capture.gz", "the recording")):
+        res = subprocess.run(
+            [sys.executable, "-m", "tradebus.cli", "serve", str(recording), "--venue", "binance", "--speed", "0",
+             "--config", str(config), "--write-config", str(target)],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+        )
+        assert res.returncode == 2, res.stderr
+        assert f"--write-config {target}: it is {what}" in " ".join(res.stderr.split()), res.stderr
+        assert "serving" not in res.stderr
+    assert {path: path.read_bytes() for path in (config, recording)} == before

@@ -752,6 +752,8 @@ async def serve_recording(
 
     adapter = venue_adapter(venue)
     path = Path(path)
+    if write_config is not None:
+        _refuse_overwriting(Path(write_config), {"--config": config, "the recording": path})
     local = None if config is None or write_config is None else read_local_config(Path(config), venue)
     frames: list[tuple[int, str]] = []
     conns: list[str] = []
@@ -862,6 +864,19 @@ def _unknown_connections(recording: Path, unknown: set[str], recorded: set[str])
         f"--connection {', '.join(named)}: the recording {recording} has no frame of it; its connections are "
         f"{', '.join(sorted(recorded - {''}))}"
     )
+
+
+def _refuse_overwriting(out: Path, inputs: Mapping[str, str | Path | None]) -> None:
+    """Refuse a ``--write-config`` path naming one of serve's ``inputs`` (the user's config, the recording served).
+
+    Raises
+    ------
+    ConfigError
+        ``out`` is the same file as one of ``inputs``.
+    """
+    for what, given in inputs.items():
+        if given is not None and out.resolve() == Path(given).resolve():
+            raise ConfigError(f"--write-config {out}: it is {what} ({given}); write the copy to another file")
 
 
 def check_served_symbols(
