@@ -84,7 +84,8 @@ async def serve(recording: Path, config_path: Path, out: Path, speed: float, ven
 def write_demo_config(
     config_path: Path, out: Path, public: tuple[str, str], account: tuple[str, str], venue: str = "binance"
 ) -> None:
-    """Write to ``out`` the live config ``config_path`` pointed at the local servers, its journal and recording beside ``out``.
+    """Write to ``out`` the live config ``config_path`` pointed at the local servers, its journal and recording beside ``out``
+    (in ``live-local/``, ``live-okx-local/`` for OKX).
 
     ``public`` is the market data server's (WebSocket, HTTP) URLs, ``account`` the account's
     (REST, private WebSocket) URLs. Every other path of the copy is absolute, naming the original's files.
@@ -94,7 +95,8 @@ def write_demo_config(
         for feed in data.get("feeds") or []:
             feed["snapshot_fetcher"] = "http"
     data["live"] = {**(data.get("live") or {}), "rest_url": account[0], "ws_api_url": account[1]}
-    run = out.resolve().parent / "live-local"
+    # One run directory a venue: the two demos' copies side by side (runs/) would share a journal otherwise.
+    run = out.resolve().parent / ("live-local" if venue == "binance" else f"live-{venue}-local")
     data["journal"], data["record"] = str(run / "journal.sqlite"), str(run / "frames.jsonl.gz")
     write_local_config(data, config_path, out, *public, model=LiveConfig, venue=venue)
 

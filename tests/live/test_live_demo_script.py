@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -107,3 +108,26 @@ def test_live_demo_serves_an_okx_spot_account_a_live_daemon_trades_on(tmp_path: 
     assert (fill["side"], fill["quantity"]) == ("BUY", 0.001)
     assert fill["price"] in _recorded_okx_prices()
     assert fill["fee"] == pytest.approx(0.001 * fill["price"] * 0.001, rel=1e-12)
+
+
+def test_the_binance_and_okx_demos_copies_beside_each_other_have_journals_of_their_own(tmp_path: Path) -> None:
+    """The README's two demos write runs/live_local.yaml and runs/live_okx_local.yaml: both copies named
+    runs/live-local/journal.sqlite, so `tradebus live runs/live_local.yaml` after the OKX demo's run was refused,
+    exit 3 ('written by a live (okx spot, testnet) run, opened by a live (binance spot, testnet) run'), and the OKX
+    daemon recorded into the Binance demo's recording. Each venue's copy now has its own run directory (Binance's
+    unchanged)."""
+    spec = importlib.util.spec_from_file_location("live_demo", ROOT / "scripts" / "live_demo.py")
+    assert spec is not None and spec.loader is not None
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    public, account = ("ws://127.0.0.1:1", "http://127.0.0.1:1"), ("http://127.0.0.1:2", "ws://127.0.0.1:2/ws")
+    runs = tmp_path / "runs"
+    for venue, config, out in (("binance", "live_binance_testnet.yaml", "live_local.yaml"),
+                               ("okx", "live_okx_spot_demo.yaml", "live_okx_local.yaml")):
+        demo.write_demo_config(ROOT / "configs" / config, runs / out, public, account, venue)
+    binance, okx = (load_live_config(runs / name) for name in ("live_local.yaml", "live_okx_local.yaml"))
+    assert binance.journal == runs / "live-local" / "journal.sqlite"
+    assert binance.record == runs / "live-local" / "frames.jsonl.gz"
+    assert okx.journal is not None and okx.record is not None
+    assert okx.journal.parent == okx.record.parent != binance.journal.parent
+    assert okx.journal.parent.parent == runs
