@@ -1699,6 +1699,23 @@ def _market_order_filled(kernel: Kernel, n: int, sid: str, side: OrderSide, qty:
     kernel.process(Trade(iid, 10 * n + 3, 10 * n + 3, px, 1.0, 1, f"{n}b"))
 
 
+async def _pnl_after_a_and_b_traded(kernel: Kernel, then: list[Any]) -> tuple[str, str]:
+    """/pnl and the daily summary once a bought 0.03 at 28,000, b sold 0.01 at 28,100 and a sold 0.01 at 28,200 on
+    ``kernel`` (:func:`_kernel_of_a_and_b`), and the messages ``then`` were processed."""
+    async with FakeBotApi(TOKEN) as api:
+        hooks = await _started_hooks(api, kernel)
+        kernel.start()
+        orders = [("a", OrderSide.BUY, 0.03, 28_000.0), ("b", OrderSide.SELL, 0.01, 28_100.0),
+                  ("a", OrderSide.SELL, 0.01, 28_200.0)]
+        for n, order in enumerate(orders):
+            _market_order_filled(kernel, n, *order)
+        for message in then:
+            kernel.process(message)
+        text, summary = hooks.pnl_text(), hooks.daily_summary()
+        await hooks.stop("test done")
+    return text, summary
+
+
 async def test_positions_of_an_instrument_two_strategies_trade_give_each_strategys_share() -> None:
     """Strategies a and b on one BTCUSDT perpetual: a buys 0.03 at 28,000, b sells 0.01 at 28,100, a sells 0.01 at
     28,200. /positions (and the daily summary) said only the account's net, "0.01 @ 28000", and "flat" once a and b
@@ -1729,17 +1746,7 @@ async def test_pnl_of_a_daemon_of_two_strategies_gives_each_strategys_share_summ
     netted): realized 1.00 + 2.00 = 3.00, unrealized 0.01 * 300 = 3.00, fees 0.5612: the strategies' realized plus
     unrealized (2 + 6 + 0 - 2 = 6) and fees sum to the account's."""
     kernel, iid = _kernel_of_a_and_b(maker_fee=0.0002, taker_fee=0.0004)
-    async with FakeBotApi(TOKEN) as api:
-        hooks = await _started_hooks(api, kernel)
-        kernel.start()
-        orders = [("a", OrderSide.BUY, 0.03, 28_000.0), ("b", OrderSide.SELL, 0.01, 28_100.0),
-                  ("a", OrderSide.SELL, 0.01, 28_200.0)]
-        for n, order in enumerate(orders):
-            _market_order_filled(kernel, n, *order)
-        kernel.process(Trade(iid, 100, 100, 28_300.0, 1.0, 1, "last"))
-        text = hooks.pnl_text()
-        summary = hooks.daily_summary()
-        await hooks.stop("test done")
+    text, summary = await _pnl_after_a_and_b_traded(kernel, [Trade(iid, 100, 100, 28_300.0, 1.0, 1, "last")])
     lines = text.splitlines()
     assert lines[1] == "realized 3.00, unrealized 3.00, fees 0.56, funding 0.00, interest 0.00", text
     assert lines[3:] == [
@@ -1758,17 +1765,9 @@ async def test_pnl_of_two_strategies_splits_a_perpetuals_funding_by_each_ones_po
     2.00, unrealized 0.02 * 2,000 = 40.00; b unrealized -0.01 * 1,900 = -19.00; the account realized 1.00 + 2.00 =
     3.00, unrealized 0.01 * 2,000 = 20.00 (2 + 40 - 19 = 23 = 3 + 20)."""
     kernel, iid = _kernel_of_a_and_b()
-    async with FakeBotApi(TOKEN) as api:
-        hooks = await _started_hooks(api, kernel)
-        kernel.start()
-        orders = [("a", OrderSide.BUY, 0.03, 28_000.0), ("b", OrderSide.SELL, 0.01, 28_100.0),
-                  ("a", OrderSide.SELL, 0.01, 28_200.0)]
-        for n, order in enumerate(orders):
-            _market_order_filled(kernel, n, *order)
-        kernel.process(MarkPrice(iid, 100, 100, 30_000.0, math.nan))
-        kernel.process(FundingRate(iid, 100, 100, 0.001, 100))
-        text = hooks.pnl_text()
-        await hooks.stop("test done")
+    text, _ = await _pnl_after_a_and_b_traded(
+        kernel, [MarkPrice(iid, 100, 100, 30_000.0, math.nan), FundingRate(iid, 100, 100, 0.001, 100)]
+    )
     assert [round(f.payment, 10) for f in kernel.result.funding] == [0.3]
     lines = text.splitlines()
     assert lines[1] == "realized 3.00, unrealized 20.00, fees 0.00, funding 0.30, interest 0.00", text
