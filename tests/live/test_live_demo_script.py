@@ -131,3 +131,21 @@ def test_the_binance_and_okx_demos_copies_beside_each_other_have_journals_of_the
     assert okx.journal is not None and okx.record is not None
     assert okx.journal.parent == okx.record.parent != binance.journal.parent
     assert okx.journal.parent.parent == runs
+
+
+def test_live_demo_refuses_to_write_its_copy_over_the_config(tmp_path: Path) -> None:
+    """``--write-config`` naming ``--config`` replaced the live config with the copy pointed at the demo's servers
+    (its feed wss://wspap.okx.com:8443 -> ws://127.0.0.1:<port>); it is refused (one ``error:`` line, exit 1), the
+    file untouched."""
+    config = tmp_path / "live_okx.yaml"
+    config.write_bytes((ROOT / "configs" / "live_okx_spot_demo.yaml").read_bytes())
+    before = config.read_bytes()
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "live_demo.py"), str(OKX_RECORDING), "--venue", "okx", "--config",
+         str(config), "--write-config", str(config)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert res.returncode == 1, res.stderr
+    assert f"error: --write-config {config}: it is --config" in res.stderr, res.stderr
+    assert "config written to" not in res.stdout
+    assert config.read_bytes() == before

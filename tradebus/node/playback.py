@@ -1042,8 +1042,9 @@ def write_local_config(
     Raises
     ------
     ConfigError
-        The config is invalid, or the copy cannot be written.
+        The config is invalid, the copy cannot be written, or ``out`` is ``config``.
     """
+    _refuse_overwriting(out, {"--config": config})  # scripts/live_demo.py writes its copy here too
     left = []
     for n, feed in enumerate(data.get("feeds") or []):
         if venue is not None and feed.get("venue") != venue:
