@@ -23,7 +23,9 @@ messages, faster:
   (:meth:`Kernel.sync_marks`);
 - the clock is moved by assignment (its timer heap is consulted only when a timer is due),
   after one vectorised check that the batch's times are in order;
-- the cyclic garbage collector runs rarely during the loop (see :func:`rare_gc`).
+- the cyclic garbage collector runs rarely during the loop (see :func:`rare_gc`);
+- a bar batch with a close the portfolio does not mark at goes through :meth:`Kernel.process`
+  (see :func:`_markable`).
 
 Trade batches take the same path (features by ``FeatureBank.run_trades``; while nothing is
 working the simulated venue is not shown the trades, and before the next order it is shown
@@ -225,9 +227,10 @@ class BatchLoop:
         n = len(batch.ts_init)
         clock = k.clock
         assert isinstance(clock, SimulatedClock)
-        if n < _SMALL_BATCH or not _ordered_from(batch, clock.current_ns):
+        if n < _SMALL_BATCH or not _ordered_from(batch, clock.current_ns) or not _markable(batch.close):
             # Interleaved sources give runs of a few rows: per-batch set-up would dominate.
             # Out-of-order times (not from a Replay) take the path that never moves time back.
+            # A close the portfolio cannot mark at (see _markable) leaves its last good one there.
             for bar in batch.messages():
                 k.process(bar)
             return
@@ -602,7 +605,7 @@ class BatchLoop:
         n = len(batch.ts_init)
         clock = k.clock
         assert isinstance(clock, SimulatedClock)
-        if n < _SMALL_BATCH or not _ordered_from(batch, clock.current_ns):
+        if n < _SMALL_BATCH or not _ordered_from(batch, clock.current_ns) or not _markable(batch.close):
             for bar in batch.messages():
                 k.process(bar)
             return
@@ -1140,6 +1143,17 @@ def _ordered_from(batch: Any, start: int) -> bool:
     ``ordered``: it checked its rows as it read them, and told of the first out of order in a ``DataError``)."""
     ts = batch.ts_init
     return bool(ts[0] >= start and (getattr(batch, "ordered", False) or (ts[1:] >= ts[:-1]).all()))
+
+
+def _markable(closes: np.ndarray) -> bool:
+    """Whether the portfolio can be marked at every close (finite and positive, :meth:`Portfolio.mark
+    <tradebus.engine.portfolio.Portfolio.mark>`).
+
+    :meth:`Kernel.process` marks it at every bar, so after a close it ignores (NaN, say) it values
+    positions at the last close it took; the bar loops mark only at the cached price when something
+    reads the equity, and would find the ignored close there and keep an older mark.
+    """
+    return bool(((closes > 0.0) & (closes < math.inf)).all())
 
 
 def _wake_rows(
