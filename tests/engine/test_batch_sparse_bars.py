@@ -66,6 +66,38 @@ class Watching(EmaCross):
         self.look("filled", event.ts_init)
 
 
+def watching_kernel(
+    universe: tuple[str, ...], latency_ns: int = 0, risk: RiskConfig | None = None, equity_interval_ns: int = 60 * MIN
+) -> Kernel:
+    """A :class:`Watching` EmaCross 6/40 on each of ``C0USD.SIM``, ``C1USD.SIM``, ... (``universe``)."""
+    kernel = Kernel(
+        [Instrument("SIM", f"C{k}USD", tick_size=0.01, lot_size=0.0001, taker_fee=0.0002) for k in range(len(universe))],
+        venue_config=VenueConfig(latency_ns=latency_ns),
+        initial_cash=10_000.0,
+        risk_config=risk,
+        equity_interval_ns=equity_interval_ns,
+    )
+    for iid in universe:
+        strategy = Watching(iid, fast=6, slow=40, quantity=1.0, strategy_id=iid)
+        strategy.universe = universe
+        kernel.add_strategy(strategy)
+    return kernel
+
+
+def count_jumps(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The rows each call of the batch loops' ``_next_row`` passes over, appended as they are asked."""
+    jumps: list[int] = []
+    next_row = batch_module._next_row
+
+    def counted(*args: Any) -> int:
+        row = next_row(*args)
+        jumps.append(row - args[2])
+        return row
+
+    monkeypatch.setattr(batch_module, "_next_row", counted)
+    return jumps
+
+
 @pytest.mark.parametrize("limits", ["none", "drawdown", "notional"])
 @pytest.mark.parametrize("layout", ["one", "three-same-times", "three-own-times"])
 @pytest.mark.parametrize("latency_ns", [0, 3 * MIN // 2])  # an order works over the next bars of the others
@@ -87,28 +119,10 @@ def test_the_sparse_bar_loops_show_timers_orders_and_breakers_what_process_shows
         median = float(np.median(np.concatenate([t.column("close").to_numpy() for t in tables])))
         risk = RiskConfig(max_order_notional=median)
     universe = tuple(src.instrument_id for src in sources)
-    jumps = []
-
-    def counted(*args: Any) -> int:
-        row = next_row(*args)
-        jumps.append(row - args[2])
-        return row
-
-    next_row = batch_module._next_row
-    monkeypatch.setattr(batch_module, "_next_row", counted)
+    jumps = count_jumps(monkeypatch)
 
     def build() -> Kernel:
-        kernel = Kernel(
-            [Instrument("SIM", f"C{k}USD", tick_size=0.01, lot_size=0.0001, taker_fee=0.0002) for k in range(len(tables))],
-            venue_config=VenueConfig(latency_ns=latency_ns),
-            initial_cash=10_000.0,
-            risk_config=risk,
-        )
-        for iid in universe:
-            strategy = Watching(iid, fast=6, slow=40, quantity=1.0, strategy_id=iid)
-            strategy.universe = universe
-            kernel.add_strategy(strategy)
-        return kernel
+        return watching_kernel(universe, latency_ns, risk)
 
     fast, slow = run_both(sources, build, batch_rows=700)
     assert fast.perpetuals is None  # cash instruments: the sparse loop applies to one

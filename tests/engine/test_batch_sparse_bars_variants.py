@@ -14,13 +14,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tradebus.engine import batch as batch_module
-from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
-from tradebus.execution.config import VenueConfig
 from tradebus.risk.config import RiskConfig
 
-from tests.engine.test_batch_sparse_bars import Watching
+from tests.engine.test_batch_sparse_bars import count_jumps, watching_kernel
 from tests.engine.test_kernel import MIN, T0, bar_table, received_in_bursts
 from tests.engine.test_kernel_batches import assert_same, bar_sources, orders_of, run_both
 
@@ -62,29 +59,11 @@ def test_sparse_bars_equal_process(
     elif data == "bursts":
         table = received_in_bursts(table, 5 * MIN)
     sources = bar_sources(tmp_path / "b", [table])
-    jumps: list[int] = []
-    next_row = batch_module._next_row
-
-    def counted(*args: Any) -> int:
-        row = next_row(*args)
-        jumps.append(row - args[2])
-        return row
-
-    monkeypatch.setattr(batch_module, "_next_row", counted)
+    jumps = count_jumps(monkeypatch)
     universe = tuple(src.instrument_id for src in sources)
 
     def build() -> Kernel:
-        kernel = Kernel(
-            [Instrument("SIM", "C0USD", tick_size=0.01, lot_size=0.0001, taker_fee=0.0002)],
-            venue_config=VenueConfig(latency_ns=latency_ns),
-            initial_cash=10_000.0,
-            risk_config=RISKS[risk],
-            equity_interval_ns=interval,
-        )
-        strategy = Watching(universe[0], fast=6, slow=40, quantity=1.0, strategy_id="w")
-        strategy.universe = universe
-        kernel.add_strategy(strategy)
-        return kernel
+        return watching_kernel(universe, latency_ns, RISKS[risk], interval)
 
     fast, slow = run_both(sources, build, batch_rows=700)
     assert_same(fast, slow, min_fills=5)
@@ -110,17 +89,7 @@ def test_mixed_bars_with_nan_closes_equal_process(tmp_path: Path, risk: str, lay
     universe = tuple(src.instrument_id for src in sources)
 
     def build() -> Kernel:
-        kernel = Kernel(
-            [Instrument("SIM", f"C{k}USD", tick_size=0.01, lot_size=0.0001, taker_fee=0.0002) for k in range(3)],
-            initial_cash=10_000.0,
-            risk_config=RISKS[risk],
-            equity_interval_ns=7 * MIN,
-        )
-        for iid in universe:
-            strategy = Watching(iid, fast=6, slow=40, quantity=1.0, strategy_id=iid)
-            strategy.universe = universe
-            kernel.add_strategy(strategy)
-        return kernel
+        return watching_kernel(universe, risk=RISKS[risk], equity_interval_ns=7 * MIN)
 
     fast, slow = run_both(sources, build, batch_rows=700)
     assert_same(fast, slow, min_fills=30)

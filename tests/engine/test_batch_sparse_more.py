@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ from tradebus.risk.config import RiskConfig
 from tradebus.strategies.tick_ema import TickEmaCross
 
 from tests.engine.test_batch_lean import snapshot
+from tests.engine.test_batch_sparse_bars import count_jumps
 from tests.engine.test_kernel_batches import IID, T0, assert_same, orders_of, run_both, synthetic_trades, trade_source
 
 
@@ -44,15 +44,7 @@ class TimerTrader(TickEmaCross):
 
 def test_timer_orders_second_declared_strategy_and_order_rate_match_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     source = trade_source(tmp_path, synthetic_trades(30_000, seed=7))
-    jumps = []
-    next_row = batch_module._next_row
-
-    def counted(*args: Any) -> int:
-        row = next_row(*args)
-        jumps.append(row - args[2])
-        return row
-
-    monkeypatch.setattr(batch_module, "_next_row", counted)
+    jumps = count_jumps(monkeypatch)
 
     def build() -> Kernel:
         kernel = Kernel(
