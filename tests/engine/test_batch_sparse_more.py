@@ -1,5 +1,5 @@
 """Parity of the sparse lean trade loop with ``process()``: an order submitted from a timer while
-rows are skipped, two declared strategies on one instrument and an order-rate breaker."""
+rows are skipped, two declared strategies on one instrument and an order-rate breaker; NaN prices (which the portfolio does not mark at)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -99,3 +100,28 @@ def test_the_next_row_is_the_first_row_due_or_priced_out_of_bounds(
     span = (float(values.min()), float(values.max())) if told else (math.nan, math.nan)
     ts = memoryview(np.array(times, dtype=np.int64))
     assert batch_module._next_row(ts, values, start, stop, due, lo, hi, span) == expected
+
+
+def test_trade_batches_with_nan_prices_value_positions_as_process(tmp_path: Path) -> None:
+    """800 of 4,000 trades' prices NaN (which the portfolio does not mark at): every equity sample
+    (one each 7 ms) values the position at the last good price, as ``process()`` does."""
+    table = synthetic_trades(30_000, seed=7)
+    price = table.column("price").to_numpy().copy()
+    price[np.random.default_rng(3).choice(np.arange(10_000, 14_000), 800, replace=False)] = np.nan
+    table = table.set_column(table.schema.get_field_index("price"), "price", pa.array(price))
+    source = trade_source(tmp_path, table)
+
+    def build() -> Kernel:
+        kernel = Kernel(
+            [Instrument("SIM", "BTCUSDT", tick_size=0.01, lot_size=0.0001, taker_fee=0.0002)],
+            venue_config=VenueConfig(fill_on="trades"),
+            initial_cash=100_000.0,
+            equity_interval_ns=7_000_000,
+        )
+        kernel.add_strategy(TickEmaCross(IID, fast=5, slow=20, quantity=0.01))
+        return kernel
+
+    fast, slow = run_both([source], build, batch_rows=2_000)
+    assert fast.portfolio.position(IID) != 0.0  # a position valued at every sample
+    assert len(fast.result.equity) > 4_000
+    assert_same(fast, slow, min_fills=1)

@@ -24,8 +24,8 @@ messages, faster:
 - the clock is moved by assignment (its timer heap is consulted only when a timer is due),
   after one vectorised check that the batch's times are in order;
 - the cyclic garbage collector runs rarely during the loop (see :func:`rare_gc`);
-- a bar batch with a close the portfolio does not mark at goes through :meth:`Kernel.process`
-  (see :func:`_markable`).
+- a batch with a bar close or trade price the portfolio does not mark at goes through
+  :meth:`Kernel.process` (see :func:`_markable`).
 
 Trade batches take the same path (features by ``FeatureBank.run_trades``; while nothing is
 working the simulated venue is not shown the trades, and before the next order it is shown
@@ -854,6 +854,7 @@ class BatchLoop:
             or (perps is not None and not perps.bounded)
             or iid in k.trade_bars
             or not _ordered_from(batch, clock.current_ns)
+            or not _markable(batch.price)
         ):
             # Perpetual settlement and bars built from trades act between trades: one at a time
             # (a lone margin spot instrument's liquidation is checked below at prices out of bounds).
@@ -1145,15 +1146,15 @@ def _ordered_from(batch: Any, start: int) -> bool:
     return bool(ts[0] >= start and (getattr(batch, "ordered", False) or (ts[1:] >= ts[:-1]).all()))
 
 
-def _markable(closes: np.ndarray) -> bool:
-    """Whether the portfolio can be marked at every close (finite and positive, :meth:`Portfolio.mark
-    <tradebus.engine.portfolio.Portfolio.mark>`).
+def _markable(prices: np.ndarray) -> bool:
+    """Whether the portfolio can be marked at every price (bar close or trade price: finite and positive,
+    :meth:`Portfolio.mark <tradebus.engine.portfolio.Portfolio.mark>`).
 
-    :meth:`Kernel.process` marks it at every bar, so after a close it ignores (NaN, say) it values
-    positions at the last close it took; the bar loops mark only at the cached price when something
-    reads the equity, and would find the ignored close there and keep an older mark.
+    :meth:`Kernel.process` marks it at every bar or trade, so after a price it ignores (NaN, say) it
+    values positions at the last price it took; the batch loops mark only at the cached price when
+    something reads the equity, and would find the ignored price there and keep an older mark.
     """
-    return bool(((closes > 0.0) & (closes < math.inf)).all())
+    return bool(((prices > 0.0) & (prices < math.inf)).all())
 
 
 def _wake_rows(
