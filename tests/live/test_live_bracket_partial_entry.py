@@ -1,7 +1,8 @@
 """A live bracket whose resting limit entry fills in parts: its exits protect each part as it fills.
 
 Against the local OKX swap account emulator (reduce-only exits; quantities in contracts of 0.01 BTC; its stops
-amended in place) and the Binance USD-M one (BTC; its stops are algo orders, cancel-replaced), each public trade
+amended in place), the Binance USD-M one (BTC; its stops are algo orders, cancel-replaced) and the Bybit linear
+one (BTC; amended in place, ``/v5/order/amend``), each public trade
 filling at most its own size (one unit, ``Perp.unit``). The exits are read at the emulator, the venue's own
 account, never from the daemon's view of itself.
 """
@@ -17,10 +18,12 @@ from pathlib import Path
 import pytest
 
 from tests.live.live_harness import until
+from tests.live.node_testdata import BYBIT_IID, BYBIT_INSTRUMENT
 from tests.live.test_live_okx_swap import OKX_SWAP
 from tests.live.test_live_resolved_contingent import T0, Contingent
 from tests.live.test_live_usdm_stops import USDM
 from tests.live.venue_kits import KitHarness, KitTape, VenueKit, kit_harness
+from tradebus.adapters.bybit.private_emulator import BybitLinearEmulator
 from tradebus.engine.messages import OrderDenied, OrderSide, OrderStatus, OrderType
 from tradebus.risk.config import RiskConfig
 
@@ -37,7 +40,16 @@ class Perp:
     unit: float
 
 
-PERPS = {"okx-swap": Perp(OKX_SWAP, "BTC-USDT-SWAP", 1.0), "binance-usdm": Perp(USDM, "BTCUSDT", 0.001)}
+BYBIT_LINEAR = VenueKit(
+    venue="bybit", iid=BYBIT_IID, instrument=BYBIT_INSTRUMENT, frames=[], channels=["publicTrade"], base="BTC",
+    make_emulator=BybitLinearEmulator, make_protocol=lambda frames, account: None,  # type: ignore[arg-type,return-value]
+    env={}, place_path="/v5/order/create", fill_frame='"topic": "execution"', market="perpetual", feed_market="linear",
+)
+PERPS = {
+    "okx-swap": Perp(OKX_SWAP, "BTC-USDT-SWAP", 1.0),
+    "binance-usdm": Perp(USDM, "BTCUSDT", 0.001),
+    "bybit-linear": Perp(BYBIT_LINEAR, "BTCUSDT", 0.001),
+}
 
 
 def _resting(h: KitHarness) -> list[tuple[OrderType, float, float, bool]]:
@@ -72,10 +84,12 @@ async def _filled_to(h: KitHarness, tape: KitTape, entry_id: str, price: float, 
 
 
 @asynccontextmanager
-async def _one_unit_filled(perp: Perp, risk: RiskConfig | None = None) -> AsyncIterator[tuple[KitHarness, KitTape, str]]:
-    """A bracket's entry of 3 units resting on ``perp``'s emulator, 1 unit filled and its exits of 1 resting:
-    the harness, its tape and the entry's id."""
-    strategy = Contingent(perp.kit.iid)
+async def _one_unit_filled(
+    perp: Perp, risk: RiskConfig | None = None, strategy: Contingent | None = None
+) -> AsyncIterator[tuple[KitHarness, KitTape, str]]:
+    """A bracket's entry of 3 units resting on ``perp``'s emulator (submitted by ``strategy``, default a new one),
+    1 unit filled and its exits of 1 resting: the harness, its tape and the entry's id."""
+    strategy = strategy or Contingent(perp.kit.iid)
     async with kit_harness(perp.kit, strategies=[strategy], trade_size_limit=True, risk_config=risk) as h:
         tape = KitTape(h, perp.kit.iid, T0, size=perp.unit)
         entry_id = await _entry(h, strategy, 3 * perp.unit, perp.kit.iid)
@@ -191,3 +205,56 @@ async def test_a_growth_the_order_rate_would_deny_waits_for_the_window() -> None
             await asyncio.sleep(0.1)
         assert denied == []
         assert len(h.kernel.orders.orders()) == 3
+
+
+@pytest.mark.parametrize("perp", list(PERPS.values()), ids=list(PERPS))
+async def test_an_entry_canceled_after_a_part_filled_keeps_its_exits_for_that_part(perp: Perp) -> None:
+    """Buy 3 units at 60,000; trades fill 1, then 2, and the exits grow to 2; the strategy cancels the entry's rest.
+    The exits stay as they are, for the 2 held (no second pair, no growth to 3); a trade at 58,900 sells the 2 with
+    the stop-loss and the OCO cancels the take-profit: flat, nothing open."""
+    unit, strategy = perp.unit, Contingent(perp.kit.iid)
+    async with _one_unit_filled(perp, strategy=strategy) as (h, tape, entry_id):
+        await _filled_to(h, tape, entry_id, 59_995.0, 2 * unit)
+        strategy.cancel(entry_id)
+        entry = h.kernel.orders.order(entry_id)
+        await until(lambda: entry.status is OrderStatus.CANCELED)
+        await h.venue.drain()
+        tape.trade(60_500.0)  # a market event: a growth still due would go here
+        await h.venue.drain()
+        assert _resting(h) == _exits_for(2 * unit)
+        assert len(h.kernel.orders.open_orders()) == 2
+        assert h.emulator.position(perp.symbol) == pytest.approx(2 * unit)
+        tape.size = 2 * unit
+        tape.trade(58_900.0)
+        await until(lambda: h.emulator.open_orders() == [])
+        await until(lambda: h.emulator.position(perp.symbol) == pytest.approx(0.0, abs=1e-12))
+        await until(lambda: h.kernel.orders.open_orders() == [])
+
+
+@pytest.mark.parametrize("exits_first", [False, True], ids=["cancel_all", "exits-then-entry"])
+@pytest.mark.parametrize("perp", list(PERPS.values()), ids=list(PERPS))
+async def test_the_strategy_canceling_all_while_the_entry_rests_partly_filled_leaves_nothing(perp: Perp, exits_first: bool) -> None:
+    """Buy 3 units at 60,000; a trade fills 1 and the exits of 1 rest; the strategy cancels its orders: with
+    ``cancel_all`` (the entry's cancel answered first), or the two exits and, once they are canceled, the entry (as
+    ``cancel_all`` ends when the venue answers the exits' cancels first). Either way nothing rests after, no order
+    is sent: the 1 unit is the strategy's to close, as after it cancels an armed bracket's exits. Before, the entry
+    canceled after its exits armed a new pair of 1 (5 orders, 2 resting) -- the outcome of ``cancel_all`` hung on the
+    order the venue answered its cancels in."""
+    unit, strategy = perp.unit, Contingent(perp.kit.iid)
+    async with _one_unit_filled(perp, strategy=strategy) as (h, tape, entry_id):
+        if exits_first:
+            exits = [o for o in h.kernel.orders.open_orders() if o.client_order_id != entry_id]
+            for order in exits:
+                strategy.cancel(order.client_order_id)
+            await until(lambda: all(o.status is OrderStatus.CANCELED for o in exits))
+            await h.venue.drain()
+            strategy.cancel(entry_id)
+        else:
+            assert strategy.cancel_all() == 3
+        await until(lambda: h.kernel.orders.order(entry_id).status is OrderStatus.CANCELED)
+        await h.venue.drain()
+        tape.trade(60_500.0)  # a market event: exits armed again would go here
+        await h.venue.drain()
+        assert (_resting(h), len(h.kernel.orders.orders())) == ([], 3)
+        assert h.kernel.orders.open_orders() == []
+        assert h.emulator.position(perp.symbol) == pytest.approx(unit)

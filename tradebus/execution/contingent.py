@@ -1487,7 +1487,9 @@ class ContingentOrders:
 
     def _part_done(self, bracket: Bracket) -> None:
         """The entry of a bracket protected in part (:meth:`_protect_part`) closed: its working exits grow to what it
-        filled; none working (they filled while it rested) and some of it left unexited, exits for that are armed."""
+        filled; none working (they filled while it rested) and some of it left unexited, exits for that are armed.
+        Exits all canceled unfilled (the strategy's ``cancel_all``, a kill switch) are not armed again: the position
+        is the strategy's, as after it cancels an armed bracket's exits."""
         left = self._unexited(bracket)
         if left <= self._kernel.instruments[bracket.instrument_id].lot_size * 1e-3:
             self._close_bracket(bracket)
@@ -1495,6 +1497,13 @@ class ContingentOrders:
         if any(self._is_open(c) for c in bracket.children):
             bracket.state = "armed"
             self._grow(bracket)
+            return
+        orders = self._kernel.orders
+        exits = [o for c in bracket.children if (o := orders.get(c)) is not None]
+        if exits and all(o.status is OrderStatus.CANCELED and o.filled_qty <= 0.0 for o in exits):
+            logger.warning("bracket {}: its entry closed with {} {} held and its exits {} canceled unfilled: none is "
+                           "armed again", bracket.entry_id, left, bracket.instrument_id, bracket.children)  # fmt: skip
+            self._close_bracket(bracket)
             return
         for coid in bracket.children:
             self._child_of.pop(coid, None)
