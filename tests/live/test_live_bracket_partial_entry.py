@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -258,3 +259,88 @@ async def test_the_strategy_canceling_all_while_the_entry_rests_partly_filled_le
         assert (_resting(h), len(h.kernel.orders.orders())) == ([], 3)
         assert h.kernel.orders.open_orders() == []
         assert h.emulator.position(perp.symbol) == pytest.approx(unit)
+
+
+
+async def test_a_restart_inside_a_usdm_take_profits_cancel_replace_growth(tmp_path: Path) -> None:
+    """Binance USD-M, journaled: buy 0.003 at 60,000; a trade fills 0.001 and the exits of 0.001 rest; the next fills
+    0.002 and the take-profit's growth cancel-replaces it: it is canceled, its replacement's place held by the venue,
+    unanswered, as the daemon stops. The venue then places it. Restarted on the journal (its start-up reconciliation),
+    the daemon knows the replacement as the bracket's take-profit: the last 0.001 grows both exits to 0.003, no
+    second pair; the stop-loss sells the 0.003 and nothing is left."""
+    from tradebus.adapters.common.account_emulator import RestFault
+    from tradebus.node.reconcile import Reconciler
+
+    unit, journal = 0.001, tmp_path / "journal.sqlite"
+    release = asyncio.Event()
+    held = RestFault("hold", "POST", "/fapi/v1/order", at=2, release=release)  # the entry, the take-profit, its replacement
+    emu = USDM.emulator([held], trade_size_limit=True)
+    await emu.start()
+    kit = VenueKit(**{**USDM.__dict__, "make_emulator": lambda *a, **k: emu})
+    try:
+        strategy = Contingent(USDM.iid)
+        async with kit_harness(kit, journal=journal, strategies=[strategy], emulator=emu) as h:
+            tape = KitTape(h, USDM.iid, T0, size=unit)
+            entry_id = await _entry(h, strategy, 3 * unit, USDM.iid)
+            await _filled_to(h, tape, entry_id, 59_990.0, unit)
+            tape.trade(59_995.0)
+            await until(lambda: held.fired)
+            unanswered = [o.client_order_id for o in h.kernel.orders.orders() if o.status is OrderStatus.SUBMITTED]
+            assert len(unanswered) == 1  # the take-profit's replacement
+        release.set()
+        await until(lambda: len(_resting_at(emu)) == 2)
+        assert sorted((r.order.order_type, r.order.quantity) for r in _resting_at(emu)) == [
+            (OrderType.LIMIT, 2 * unit), (OrderType.STOP_MARKET, 2 * unit)
+        ]
+        assert unanswered[0] in {r.order.client_order_id for r in _resting_at(emu)}
+        strategy = Contingent(USDM.iid)
+        async with kit_harness(kit, journal=journal, strategies=[strategy], emulator=emu) as h:
+            journaled = h.kernel.orders.open_orders()
+            for order in journaled:
+                h.venue.track(order)
+            reconciler = Reconciler(h.kernel, h.venue, lambda iid, why: None, 2.0)
+            await reconciler.startup(journaled, await h.venue.api.open_orders())
+            await h.venue.drain()
+            tape = KitTape(h, USDM.iid, T0 + 10**9, size=unit)
+            tape.trade(60_500.0)
+            await h.venue.drain()
+            await _filled_to(h, tape, entry_id, 59_998.0, 3 * unit)
+            exits = {o.client_order_id for o in h.kernel.orders.open_orders()}
+            assert exits == {r.order.client_order_id for r in _resting_at(emu)} and len(exits) == 2
+            tape.size = 3 * unit
+            tape.trade(58_900.0)
+            await until(lambda: emu.open_orders() == [])
+            await until(lambda: emu.position("BTCUSDT") == pytest.approx(0.0, abs=1e-12))
+    finally:
+        await emu.stop()
+
+
+def _resting_at(emu: Any) -> list[Any]:
+    return [r for r in emu.open_orders() if r.order.side is OrderSide.SELL]
+
+
+
+@pytest.mark.parametrize("perp", list(PERPS.values()), ids=list(PERPS))
+async def test_the_strategys_move_of_an_exit_while_the_entry_rests_is_kept_as_the_exits_grow(perp: Perp) -> None:
+    """Buy 3 units at 60,000; a trade fills 1 and the exits of 1 rest; the strategy moves its stop-loss to 59,500
+    and tries to raise its take-profit to 3 units (above its OCO group: denied, ``modify: OCO``). The next fills grow
+    both to 2, then 3, the stop-loss at 59,500, the take-profit at 61,000; 59,400 sells the 3 and nothing is left."""
+    unit, strategy = perp.unit, Contingent(perp.kit.iid)
+    async with _one_unit_filled(perp, strategy=strategy) as (h, tape, entry_id):
+        denied: list[OrderDenied] = []
+        h.kernel.bus.subscribe(OrderDenied, denied.append)
+        by_type = {o.order_type: o.client_order_id for o in h.kernel.orders.open_orders() if o.client_order_id != entry_id}
+        strategy.modify(by_type[OrderType.STOP_MARKET], trigger_price=59_500.0)
+        await until(lambda: [r[2] for r in _resting(h) if r[0] is OrderType.STOP_MARKET] == [59_500.0])
+        strategy.modify(by_type[OrderType.LIMIT], quantity=3 * unit)
+        await until(lambda: len(denied) == 1)
+        assert denied[0].reason.startswith("modify: OCO")
+        for price, filled in ((59_995.0, 2 * unit), (59_998.0, 3 * unit)):
+            tape.trade(price)
+            await until(lambda: h.kernel.orders.order(entry_id).filled_qty == pytest.approx(filled))
+            await until(lambda: _resting(h) == [(OrderType.LIMIT, filled, TARGET, True),
+                                                (OrderType.STOP_MARKET, filled, 59_500.0, True)])
+        tape.size = 3 * unit
+        tape.trade(59_400.0)
+        await until(lambda: h.emulator.open_orders() == [])
+        await until(lambda: h.emulator.position(perp.symbol) == pytest.approx(0.0, abs=1e-12))
