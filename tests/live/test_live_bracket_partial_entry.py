@@ -346,9 +346,15 @@ async def test_the_strategys_move_of_an_exit_while_the_entry_rests_is_kept_as_th
         await until(lambda: h.emulator.position(perp.symbol) == pytest.approx(0.0, abs=1e-12))
 
 
-@pytest.mark.xfail(strict=True, reason="defect found in review, not fixed: the OCO reduction at the take-profit's fill "
-                   "reads its quantity before the growth in flight and shrinks the stop-loss to 1 of the 2 held")
-@pytest.mark.parametrize("perp", list(PERPS.values()), ids=list(PERPS))
+_USDM_RACE = pytest.mark.xfail(
+    strict=True, reason="not fixed on USD-M: the take-profit's fill meets its cancel-replace growth; the stop-loss "
+    "replacement stays at 0.003 with 0.002 held"
+)
+
+
+@pytest.mark.parametrize(
+    "perp", [pytest.param(p, marks=_USDM_RACE) if n == "binance-usdm" else p for n, p in PERPS.items()], ids=list(PERPS)
+)
 async def test_a_growth_racing_the_take_profits_part_fill(perp: Perp) -> None:
     """Buy 3 units at 60,000; trades fill 1, then 2 (exits of 2). One trade fills the entry's last unit and the next,
     at 61,100, sells 1 of the take-profit's 2 before the growth to 3 reaches the venue. Held 2: the exits should be
@@ -366,10 +372,10 @@ async def test_a_growth_racing_the_take_profits_part_fill(perp: Perp) -> None:
         await until(lambda: h.kernel.orders.order(entry_id).status is OrderStatus.FILLED)
         await until(lambda: h.emulator.position(perp.symbol) == pytest.approx(2 * unit))
         await h.venue.drain()
-        tape.trade(60_500.0)
+        tape.trade(60_500.0)  # a market event: a reduction refused while a cancel-replace was in flight goes again
         await h.venue.drain()
-        exits = sorted((o.order_type, o.leaves_qty) for o in h.kernel.orders.open_orders())
-        assert [(t, pytest.approx(q)) for t, q in exits] == [(OrderType.LIMIT, 2 * unit), (OrderType.STOP_MARKET, 2 * unit)]
+        expected = [(OrderType.LIMIT, pytest.approx(2 * unit)), (OrderType.STOP_MARKET, pytest.approx(2 * unit))]
+        await until(lambda: sorted((o.order_type, o.leaves_qty) for o in h.kernel.orders.open_orders()) == expected)
         stops = [r.order.quantity for r in h.emulator.open_orders() if r.order.order_type is OrderType.STOP_MARKET]
         assert stops == [pytest.approx(2 * unit)]
         tape.size = 3 * unit

@@ -477,6 +477,8 @@ class ContingentOrders:
         self._cancel_again: set[str] = set()
         # OCO siblings' reductions sent and not applied yet (some refused: sent again at the next market event).
         self._reducing: dict[str, _Reduction] = {}
+        #: A partly filled entry's exits whose growth (:meth:`_grow`) is on its way: the quantity sent.
+        self._growing: dict[str, float] = {}
         # The OCO member whose raise refused_raise is denying (its OrderDenied is no refusal of a reduction).
         self._raise_refused: str | None = None
         bus = kernel.bus
@@ -988,6 +990,9 @@ class ContingentOrders:
         if trail is not None and (event.trigger_price > trail.trigger if trail.sell else event.trigger_price < trail.trigger):
             trail.trigger = event.trigger_price
         order = self._kernel.orders.get(event.client_order_id)
+        growth = self._growing.get(event.client_order_id)
+        if growth is not None and order is not None and not growth - order.quantity > self._lot_error(order):
+            del self._growing[event.client_order_id]
         reduction = self._reducing.get(event.client_order_id)
         if reduction is not None and order is not None and not self._above(order, reduction.quantity):
             del self._reducing[event.client_order_id]
@@ -1005,6 +1010,8 @@ class ContingentOrders:
         if group is not None:
             order = self._kernel.orders.get(coid)
             leaves = 0.0 if order is None or not order.is_open else order.leaves_qty
+            if order is not None and order.is_open and coid in self._growing:  # its growth on its way counts
+                leaves = max(leaves, self._growing[coid] - order.filled_qty)
             if coid not in self._venue_oco:
                 # A cash account may leave a sibling less than the filler's unfilled quantity (the
                 # venue capped the filler at its group's room and cancels the rest).
@@ -1024,6 +1031,8 @@ class ContingentOrders:
 
     def _on_closed(self, event: Any) -> None:
         coid = event.client_order_id
+        if not self._is_open(coid):
+            self._growing.pop(coid, None)
         if coid in self._canceling and not self._is_open(coid):
             self._forget_cancel(coid)
         if coid in self._reducing and not self._is_open(coid):
@@ -1151,6 +1160,7 @@ class ContingentOrders:
         if reduction is not None and order is not None and order.is_open and not reduction.again:
             passing = type(event) is OrderDenied and event.reason.startswith(_PASSING_DENIALS)
             self._reduction_refused(order, reduction, event.reason, counts=not passing)
+        self._growing.pop(event.client_order_id, None)
         parent = self._child_of.get(event.client_order_id)
         if (
             parent is not None and parent.state in ("partial", "armed") and self._protects_part(parent)
@@ -1481,6 +1491,7 @@ class ContingentOrders:
                 self._oco_size[coid] = max(self._oco_size[coid], target)
             logger.info("bracket {}: its entry filled {}: exit {} grows from {} to {}", bracket.entry_id, bracket.filled,
                         coid, order.quantity, target)  # fmt: skip
+            self._growing[coid] = target
             self._kernel.execution.modify(
                 ModifyOrder(order.strategy_id, order.instrument_id, coid, now, now, quantity=target)
             )
@@ -2127,7 +2138,7 @@ class ContingentOrders:
         if quantity <= 0.0:
             self._reducing.pop(coid, None)
             self._cancel(order.strategy_id, order.instrument_id, coid, reason)
-        elif quantity + order.filled_qty < order.quantity:
+        elif quantity + order.filled_qty < max(order.quantity, self._growing.pop(coid, 0.0)):
             target = order.filled_qty + quantity
             reduction = self._reducing.setdefault(coid, _Reduction(target))
             reduction.quantity, reduction.again = target, False
