@@ -346,8 +346,9 @@ async def test_the_strategys_move_of_an_exit_while_the_entry_rests_is_kept_as_th
         await until(lambda: h.emulator.position(perp.symbol) == pytest.approx(0.0, abs=1e-12))
 
 
+# Not strict: the two trades race the growth's requests; where the growth reaches the venue first, USD-M passes too.
 _USDM_RACE = pytest.mark.xfail(
-    strict=True, reason="not fixed on USD-M: the take-profit's fill meets its cancel-replace growth; the stop-loss "
+    strict=False, reason="not fixed on USD-M: the take-profit's fill meets its cancel-replace growth; the stop-loss "
     "replacement stays at 0.003 with 0.002 held"
 )
 
