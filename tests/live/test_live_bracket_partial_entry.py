@@ -346,25 +346,15 @@ async def test_the_strategys_move_of_an_exit_while_the_entry_rests_is_kept_as_th
         await until(lambda: h.emulator.position(perp.symbol) == pytest.approx(0.0, abs=1e-12))
 
 
-# Not strict: the two trades race the growth's requests; where the growth reaches the venue first, USD-M passes too.
-_USDM_RACE = pytest.mark.xfail(
-    strict=False, reason="not fixed on USD-M: the take-profit's fill meets its cancel-replace growth; the stop-loss "
-    "replacement stays at 0.003 with 0.002 held"
-)
-
-
-@pytest.mark.parametrize(
-    "perp", [pytest.param(p, marks=_USDM_RACE) if n == "binance-usdm" else p for n, p in PERPS.items()], ids=list(PERPS)
-)
+@pytest.mark.parametrize("perp", list(PERPS.values()), ids=list(PERPS))
 async def test_a_growth_racing_the_take_profits_part_fill(perp: Perp) -> None:
     """Buy 3 units at 60,000; trades fill 1, then 2 (exits of 2). One trade fills the entry's last unit and the next,
     at 61,100, sells 1 of the take-profit's 2 before the growth to 3 reaches the venue. Held 2: the exits should be
-    a take-profit with 2 left and a stop-loss of 2; 58,900 then sells the 2 and nothing is left. On all three
-    emulators the stop-loss ends at 1 with 2 held: the growth to 3 (both exits) is sent at the entry's fill; the
-    take-profit's fill of 1 comes before its growth is acknowledged, so the OCO reduction
-    (ContingentOrders._filled_some) takes its leaves as 2 - 1 = 1 and reduces the stop-loss to 1 after its growth
-    to 3 (OKX, Bybit: amended 3, then 1; USD-M: the reduction refused while the cancel-replace is in flight, sent
-    again to the replacement)."""
+    a take-profit with 2 left and a stop-loss of 2; 58,900 then sells the 2 and nothing is left. The OCO reduction
+    at the take-profit's fill counts its growth on its way (3 - 1 = 2) and reduces the stop-loss from its growth to
+    3 (OKX, Bybit: amended 3, then 2). On USD-M the growth is a cancel-replace: the reduction, refused while it is
+    in flight, is kept (the stop-loss's 2 is not above it, its replacement's 3 is), carried to the replacement and
+    sent again at the next market event."""
     unit = perp.unit
     async with _one_unit_filled(perp) as (h, tape, entry_id):
         await _filled_to(h, tape, entry_id, 59_995.0, 2 * unit)

@@ -395,6 +395,8 @@ class _Reduction:
     refusals: int = 0
     #: Refused: sent again at the next market event of its instrument.
     again: bool = False
+    #: The quantity of the order's growth (:meth:`ContingentOrders._grow`) on its way when the reduction was sent.
+    growth: float = 0.0
 
 
 @dataclass(slots=True)
@@ -2138,10 +2140,10 @@ class ContingentOrders:
         if quantity <= 0.0:
             self._reducing.pop(coid, None)
             self._cancel(order.strategy_id, order.instrument_id, coid, reason)
-        elif quantity + order.filled_qty < max(order.quantity, self._growing.pop(coid, 0.0)):
+        elif quantity + order.filled_qty < max(order.quantity, growth := self._growing.pop(coid, 0.0)):
             target = order.filled_qty + quantity
             reduction = self._reducing.setdefault(coid, _Reduction(target))
-            reduction.quantity, reduction.again = target, False
+            reduction.quantity, reduction.again, reduction.growth = target, False, max(reduction.growth, growth)
             now = self._kernel.clock.now_ns()
             self._kernel.modify(ModifyOrder(order.strategy_id, order.instrument_id, coid, now, now, quantity=target))
 
@@ -2158,7 +2160,8 @@ class ContingentOrders:
         :data:`REDUCE_TRIES` times, the sibling canceled (reduce-only: left as it is). Not ``counts``: a
         denial that passes with time (:data:`_PASSING_DENIALS`), sent again without counting."""
         coid = order.client_order_id
-        if not self._above(order, reduction.quantity):
+        growing = reduction.growth - reduction.quantity > self._lot_error(order)  # in flight: it ends above
+        if not self._above(order, reduction.quantity) and not growing:
             del self._reducing[coid]
             return
         if reduction.quantity - order.filled_qty <= self._lot_error(order):
