@@ -121,20 +121,21 @@ def test_on_start_of_a_cli_backtest_runs_at_the_first_bar_and_its_timer_counts_f
         run_backtest(path, tmp_path / "out")
 
 
-def test_history_sizes_raising_is_a_strategy_error_naming_the_strategy_and_the_hook(tmp_path: Path) -> None:
+@pytest.mark.parametrize("hook", ["history_sizes", "feature_specs"])
+def test_a_preparing_hook_raising_is_a_strategy_error_naming_the_strategy_and_the_hook(tmp_path: Path, hook: str) -> None:
     # was the bare ZeroDivisionError, its traceback through the kernel's prepare
-    path = config(tmp_path, [entry("steady"), entry("flaky", hook="history_sizes")])
+    path = config(tmp_path, [entry("steady"), entry("flaky", hook=hook)])
     result = CliRunner().invoke(app, ["backtest", str(path), "--out", str(tmp_path / "out")], catch_exceptions=False)
     text = " ".join(result.output.split())
     assert result.exit_code == 1, text
     line = next(n for n, src in enumerate(STRATEGY.read_text().splitlines(), 1) if "raise ZeroDivisionError" in src)
     # asked before any message is read: no event time
     assert text == (
-        "error: strategy 'flaky' history_sizes: ZeroDivisionError: division by zero in history_sizes "
+        f"error: strategy 'flaky' {hook}: ZeroDivisionError: division by zero in {hook} "
         f"(at {STRATEGY.resolve()}:{line} in _maybe_fail)"
     )
     assert not (tmp_path / "out").exists()
     with pytest.raises(StrategyError) as info:
         run_backtest(path, tmp_path / "out2")
-    assert (info.value.strategy_id, info.value.hook) == ("flaky", "history_sizes")
+    assert (info.value.strategy_id, info.value.hook) == ("flaky", hook)
     assert isinstance(info.value.__cause__, ZeroDivisionError)

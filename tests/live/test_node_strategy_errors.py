@@ -199,17 +199,20 @@ def test_a_shutdown_error_after_a_strategy_failure_is_secondary_and_the_exit_is_
             "one that stopped the daemon: StrategyError: strategy 'flaky' on_trade at ") in text, text
 
 
-def test_paper_command_names_the_strategy_whose_history_sizes_raised_as_the_daemon_starts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("hook", ["history_sizes", "feature_specs"])
+def test_paper_command_names_the_strategy_whose_preparing_hook_raised_as_the_daemon_starts(
+    tmp_path: Path, hook: str
+) -> None:
     """Was the bare ZeroDivisionError's traceback, exit 1. It is asked before any socket opens: no server is needed."""
     data = binance_config("ws://127.0.0.1:9/ws", "http://127.0.0.1:9", ["trade"], tmp=tmp_path, journal=True)
     config = tmp_path / "paper.yaml"
-    config.write_text(yaml.safe_dump(with_strategies(data, entry("steady"), entry("flaky", hook="history_sizes"))))
+    config.write_text(yaml.safe_dump(with_strategies(data, entry("steady"), entry("flaky", hook=hook))))
     res = CliRunner().invoke(app, ["paper", str(config), "--max-seconds", "30", "--out", str(tmp_path / "o")])
     text = " ".join(res.output.split())
     line = next(n for n, src in enumerate((HOOKS / "hook_failures.py").read_text().splitlines(), 1)
                 if "raise ZeroDivisionError" in src)
     assert res.exit_code == 1, text
-    assert (f"error: strategy 'flaky' history_sizes: ZeroDivisionError: division by zero in history_sizes "
+    assert (f"error: strategy 'flaky' {hook}: ZeroDivisionError: division by zero in {hook} "
             f"(at {HOOKS / 'hook_failures.py'}:{line} in _maybe_fail)") in text, text
     assert "Traceback" not in text
 

@@ -658,13 +658,22 @@ class Kernel:
             self.bus.subscribe(OrderResolved, lambda event: recovery.on_resolved(event, orders, cancel))
 
     def feature_specs(self) -> dict[str, list[FeatureSpec]]:
-        """The specs of each instrument's feature bank (those with any): the kernel's own, then its strategies'."""
+        """The specs of each instrument's feature bank (those with any): the kernel's own, then its strategies'.
+
+        Raises
+        ------
+        StrategyError
+            A strategy's ``feature_specs`` raised (names the strategy; the original exception is chained).
+        """
         banks: dict[str, list[FeatureSpec]] = {}
         for iid in self.instruments:
             specs = list(self._extra_features)
-            for strategy in self.strategies:
-                if iid in strategy.instrument_ids:
-                    specs.extend(strategy.feature_specs(iid))
+            try:
+                for strategy in self.strategies:
+                    if iid in strategy.instrument_ids:
+                        specs.extend(strategy.feature_specs(iid))
+            except Exception as exc:
+                raise_strategy_failure(exc, None)  # before any message: no event's time
             if specs:
                 banks[iid] = _dedupe(specs)
         return banks
