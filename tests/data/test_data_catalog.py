@@ -381,6 +381,29 @@ def test_write_rejects_unsorted_duplicate_and_missing_columns(tmp_path: Path) ->
     assert cat.datasets() == []
 
 
+@pytest.mark.parametrize(("kind", "column", "row", "value"), [("bars", "high", 7, float("nan")),
+                                                            ("bars", "close", 1, float("inf")),
+                                                            ("trades", "price", 3, float("-inf"))])
+def test_write_refuses_a_non_finite_price_naming_the_dataset_column_and_row(
+    tmp_path: Path, kind: str, column: str, row: int, value: float
+) -> None:
+    # was written as given (import refuses it); read back, a NaN high poisons every feature of the run
+    table = make_bars(10) if kind == "bars" else make_trades(10)
+    values = table.column(column).to_numpy().copy()
+    values[row - 1] = value
+    table = table.set_column(table.schema.get_field_index(column), column, pa.array(values))
+    cat = Catalog(tmp_path)
+    with pytest.raises(DataError, match=rf"^x/spot/S/d row {row}: {column} {value} is not a finite price$"):
+        cat.write(table, "x", "spot", "S", "d", "year")
+    with pytest.raises(DataError, match=rf"^x/spot/S/d row {row + 10}: {column} {value} is not a finite price$"):
+        with cat.writer("x", "spot", "S", "d", "year", kind=kind) as writer:  # a second batch: rows count on
+            writer.write(make_bars(10, T0_NS - 20 * HOUR_NS) if kind == "bars" else make_trades(10, T0_NS - 20 * 10**9))
+            writer.write(table)
+            writer.commit()
+    assert cat.datasets() == []
+    assert not any(p.is_file() for p in tmp_path.rglob("*.parquet"))
+
+
 def test_datasets_lists_every_dataset_sorted(tmp_path: Path) -> None:
     cat = Catalog(tmp_path)
     cat.write(make_trades(3), "okx", "perp", "BTC-USDT-SWAP", "trades", "day")

@@ -208,6 +208,8 @@ _SCHEMAS: dict[str, pa.Schema] = {
 }
 KINDS: tuple[str, ...] = tuple(_SCHEMAS)
 """Every dataset kind the catalog stores."""
+_PRICES: dict[str, tuple[str, ...]] = {"bars": ("open", "high", "low", "close"), "trades": ("price",)}
+"""The price columns of a kind that must be finite (as :mod:`tradebus.data.ingest` refuses them on import)."""
 _PERIOD_UNITS: dict[str, str] = {"day": "D", "month": "M", "year": "Y"}
 
 MANIFEST_NAME = "manifest.json"
@@ -459,6 +461,11 @@ def _conform(table: pa.Table, kind: str, name: str, offset: int = 0) -> pa.Table
                 column = column.cast(field.type)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 raise DataError(f"{name}: column {field.name} of type {column.type} is not {field.type}: {exc}") from None
+        if field.name in _PRICES.get(kind, ()):
+            values = column.to_numpy()
+            bad = np.flatnonzero(~np.isfinite(values))
+            if bad.size:
+                raise DataError(f"{name} row {offset + int(bad[0]) + 1}: {field.name} {values[bad[0]]} is not a finite price")
         columns.append(column)
     return pa.Table.from_arrays(columns, schema=schema)
 
@@ -1002,8 +1009,8 @@ class Catalog:
         table
             Rows in the stored layout (see module docstring), sorted by ``ts_init``
             (bars: strictly increasing ``ts_event``). Extra columns are dropped;
-            types are cast to the stored ones. Values are not re-validated here:
-            use :mod:`tradebus.data.ingest` to build tables from files.
+            types are cast to the stored ones. Values are not re-validated here beyond
+            finite prices of bars and trades: use :mod:`tradebus.data.ingest` to build tables from files.
         venue, market, symbol, dataset
             Where to put it.
         period
@@ -1028,7 +1035,8 @@ class Catalog:
         Raises
         ------
         DataError
-            Bad columns, unsorted rows, an existing dataset in ``"create"`` mode,
+            Bad columns, a non-finite price of bars or trades (naming the row), unsorted rows, an existing dataset
+            in ``"create"`` mode,
             an overlap or a kind/period/interval mismatch in ``"append"`` mode.
         ConfigError
             The catalog's folders cannot be created, or its staging folder (a read-only catalog), or a
