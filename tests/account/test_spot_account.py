@@ -496,3 +496,20 @@ def test_check_fill_refuses_exactly_past_the_need_fill_need_computes(side: Order
         else:
             assert reason is not None and reason.startswith(f"insufficient balance: {need:.10g} {asset} needed")
             assert f"held by other working orders {held:.10g})" in reason
+
+
+def test_buying_power_and_fill_refusals_show_quantities_and_prices_without_float_noise() -> None:
+    """0.1 + 0.2 is 0.30000000000000004 and 3 * 0.1 * 1000 is 300.00000000000006: the reasons showed them so."""
+    inst = spot()
+    iid = inst.instrument_id
+    account = SpotCashAccount({iid: inst}, {"BTC": 0.25, "USDT": 50.0})
+    account.bind(lambda: [], lambda _iid: 100.0, lambda: 0)
+    qty = 0.1 + 0.2
+    assert account.check_order(SubmitOrder("s", iid, "c", SELL, qty, 0, 0, OrderType.MARKET, math.nan), 100.0) == (
+        "buying_power: SELL 0.3 BTCUSDT.SIM needs 0.3 BTC > available 0.25 BTC (balance 0.25, held by working orders 0)"
+    )
+    filling = SimpleNamespace(instrument_id=iid, side=BUY, client_order_id="c-1", order_type=OrderType.MARKET,
+                              price=math.nan, trigger_price=math.nan, leaves_qty=qty, is_open=True)
+    assert account.check_fill(filling, qty, 3 * 0.1 * 1000, 0.0) == (
+        "insufficient balance: 90 USDT needed to fill 0.3 at 300.0 > available 50 USDT (held by other working orders 0)"
+    )

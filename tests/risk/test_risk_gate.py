@@ -187,6 +187,15 @@ def test_denial_reasons_show_quantities_and_notionals_without_float_noise() -> N
     assert Gate(max_order_quantity=0.25).check(qty=0.1 + 0.2) == "max_order_quantity: 0.3 > 0.25"
 
 
+def test_price_band_reason_shows_prices_without_float_noise() -> None:
+    """A last of (0.1 + 0.2) * 1000 / 3 and a trigger of 1.1 * 100 (100.00000000000001, 110.00000000000001) showed so."""
+    g = Gate(price_band_pct=5.0)
+    g.mark((0.1 + 0.2) * 1000 / 3)
+    assert g.check(SELL, typ=OrderType.STOP_MARKET, trigger=1.1 * 100) == (
+        "price_band: trigger_price 110.0 is 10% from last 100.0 > 5.0%"
+    )
+
+
 def test_max_position_allows_an_order_that_reduces_an_oversized_position() -> None:
     g = Gate(max_position=1.0)
     g.hold(3.0)

@@ -57,6 +57,7 @@ from tradebus.account.exact import exact, exact_sum, rounded
 from tradebus.engine.instrument import LOTS_RTOL, Instrument
 from tradebus.engine.messages import OrderFilled, OrderType, SubmitOrder
 from tradebus.errors import ConfigError
+from tradebus.risk.shown import shown
 
 __all__ = [
     "SpotCashAccount", "asset_names", "buying_power_reason", "exceeds", "insufficient_balance_reason", "settle",
@@ -132,7 +133,7 @@ def buying_power_reason(
     """The denial of an order whose cost (``need`` of ``asset``) exceeds the balance less what is ``held``."""
     side = "BUY" if buy else "SELL"
     return (
-        f"buying_power: {side} {quantity} {instrument_id} needs {need:.10g} {asset} > available "
+        f"buying_power: {side} {shown(quantity)} {instrument_id} needs {need:.10g} {asset} > available "
         f"{balance - held:.10g} {asset} (balance {balance:.10g}, held by working orders {held:.10g})"
     )
 
@@ -142,7 +143,7 @@ def insufficient_balance_reason(
 ) -> str:
     """Why a fill of ``quantity`` at ``price`` (costing ``need`` of ``asset``) cannot be paid."""
     return (
-        f"insufficient balance: {need:.10g} {asset} needed to fill {quantity} at {price} > "
+        f"insufficient balance: {need:.10g} {asset} needed to fill {shown(quantity)} at {shown(price)} > "
         f"available {available:.10g} {asset} (held by other working orders {held:.10g})"
     )
 

@@ -108,6 +108,7 @@ from tradebus.engine.messages import (
 from tradebus.engine.portfolio import Portfolio
 from tradebus.risk.breakers import BreakerState, Breakers
 from tradebus.risk.config import LIMIT_RTOL, RiskConfig, notional_slack, quantity_slack
+from tradebus.risk.shown import shown
 
 if TYPE_CHECKING:
     from tradebus.execution.orders import Order, OrderManager
@@ -142,16 +143,6 @@ HALTED_REASON = "trading_state: HALTED denies every order"
 PASSING_CHECKS = ("trading_state", "max_open_orders", "max_order_rate")
 
 
-def _shown(value: float) -> str:
-    """A quantity, price or notional of a denial as a user reads it: the shortest repr of it rounded to 12
-    significant digits (``0.019999999999999997`` reads ``0.02``, ``12500.0`` stays ``12500.0``).
-
-    A value the gate denies is over its limit by more than :data:`~tradebus.risk.config.LIMIT_RTOL` (1e-9) of it,
-    which 12 digits still show (``20.000000009999997`` reads ``20.00000001``, over ``20.0``).
-    """
-    return repr(float(f"{value:.12g}"))
-
-
 def reducing_reason(position: float, working: float, signed: float) -> str:
     """The denial of an order that would not reduce ``position + working`` while trading is REDUCING.
 
@@ -159,22 +150,22 @@ def reducing_reason(position: float, working: float, signed: float) -> str:
     of that asset (of a buy: the instrument's working buys); see the module docstring.
     """
     return (
-        f"trading_state: REDUCING allows only reducing orders; position {_shown(position)}, "
-        f"working on the order's side {_shown(working)}, order {_shown(signed)}"
+        f"trading_state: REDUCING allows only reducing orders; position {shown(position)}, "
+        f"working on the order's side {shown(working)}, order {shown(signed)}"
     )
 
 
 def gross_exposure_reason(ratio: float, limit: float, notional: float, equity: float) -> str:
     """The denial of an order that takes the worst-case gross exposure (``notional / equity``) over the limit."""
     return (
-        f"max_gross_exposure: {ratio:.6g} > {_shown(limit)} (gross notional {_shown(notional)} with working orders, "
-        f"equity {_shown(equity)})"
+        f"max_gross_exposure: {ratio:.6g} > {shown(limit)} (gross notional {shown(notional)} with working orders, "
+        f"equity {shown(equity)})"
     )
 
 
 def gross_equity_reason(equity: float) -> str:
     """The denial of an order that raises gross exposure while equity is not positive."""
-    return f"max_gross_exposure: equity {_shown(equity)} <= 0"
+    return f"max_gross_exposure: equity {shown(equity)} <= 0"
 
 
 def order_rate_reason(count: int, window_ns: int, limit: int) -> str:
@@ -184,28 +175,28 @@ def order_rate_reason(count: int, window_ns: int, limit: int) -> str:
 
 def min_notional_reason(notional: float, minimum: float) -> str:
     """The denial of a market order worth ``notional`` at the last price, under the instrument's minimum."""
-    return f"instrument: notional {_shown(notional)} at last price is below the minimum {_shown(minimum)}"
+    return f"instrument: notional {shown(notional)} at last price is below the minimum {shown(minimum)}"
 
 
 def max_quantity_reason(quantity: float, limit: float) -> str:
     """The denial of an order above ``max_order_quantity``."""
-    return f"max_order_quantity: {_shown(quantity)} > {_shown(limit)}"
+    return f"max_order_quantity: {shown(quantity)} > {shown(limit)}"
 
 
 def max_notional_reason(instrument_id: str, notional: float, limit: float) -> str:
     """The denial of an order above ``max_order_notional`` (``notional`` NaN: no price to value it)."""
     if notional != notional:
         return f"max_order_notional: no price to value the order (no last price for {instrument_id})"
-    return f"max_order_notional: {_shown(notional)} > {_shown(limit)}"
+    return f"max_order_notional: {shown(notional)} > {shown(limit)}"
 
 
 def max_position_reason(position: float, working: float, signed: float, projected: float, limit: float) -> str:
     """The denial of an order that takes ``|position + working + signed|`` beyond ``max_position``."""
     if working == 0.0:
-        return f"max_position: |{_shown(position)} + {_shown(signed)}| = {_shown(projected)} > {_shown(limit)}"
+        return f"max_position: |{shown(position)} + {shown(signed)}| = {shown(projected)} > {shown(limit)}"
     return (
-        f"max_position: |{_shown(position)} + working {_shown(working)} + {_shown(signed)}| = {_shown(projected)} "
-        f"> {_shown(limit)}"
+        f"max_position: |{shown(position)} + working {shown(working)} + {shown(signed)}| = {shown(projected)} "
+        f"> {shown(limit)}"
     )
 
 
@@ -498,7 +489,7 @@ class RiskGate:
                 if value == value:
                     dist = abs(value / last - 1.0) * 100.0
                     if dist > band * (1.0 + LIMIT_RTOL):
-                        return f"price_band: {name} {value} is {dist:.4g}% from last {last} > {band}%"
+                        return f"price_band: {name} {shown(value)} is {dist:.4g}% from last {shown(last)} > {shown(band)}%"
         limit = self._max_gross
         if limit is not None:
             why = self._check_gross(cmd, signed, px, limit, lot)
