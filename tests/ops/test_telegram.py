@@ -44,7 +44,7 @@ from tradebus.engine.messages import (
 from tradebus.errors import ConfigError, StrategyError
 from tradebus.execution.config import VenueConfig
 from tradebus.node.daemon import PaperNode
-from tradebus.ops.config import OpsConfig, TelegramConfig
+from tradebus.ops.config import LogConfig, OpsConfig, TelegramConfig
 from tradebus.ops.flapping import FlapDetector
 from tradebus.ops.hooks import OpsHooks
 from tradebus.ops.metrics import DaemonMetrics
@@ -1365,6 +1365,34 @@ async def test_a_feed_still_flapping_when_the_daemon_stops_gets_its_last_summary
         texts[-1],
     ], texts
     assert texts[-1].startswith("tradebus paper daemon stopped: test done\n"), texts
+
+
+async def test_a_log_file_failing_again_and_again_is_alerted_as_a_flapping_feed_is(tmp_path: Path) -> None:
+    """A disk that fills and frees again and again sent a cannot-write and a written-again alert each time (dce43aac),
+    as many pairs as cycles. Now the log file flaps as a feed does (``flap_cycles`` 1 here): its first failure and
+    recovery are alerted, the second failure sends one flapping alert, the rest are held and counted at the stop."""
+    inst = Instrument("BINANCE", "BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, lot_size=1e-5, margin=True)
+    log = tmp_path / "daemon.log"
+    async with FakeBotApi(TOKEN) as api:
+        config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, token_env="TB_TEST_TELEGRAM_TOKEN",
+                                commands=False, flap_cycles=1, flap_window=600.0)  # fmt: skip
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
+            hooks = OpsHooks(OpsConfig(telegram=config, log=LogConfig(file=log)))
+        await hooks.start(_Daemon(Kernel([inst], initial_cash=10_000.0)))  # type: ignore[arg-type]
+        failed = f"ops.log.file: cannot write {log} (No space left on device): its lines are not written until it can be"
+        for n in range(1, 4):  # the disk fills, then frees: three times
+            hooks._on_log_told(failed, True)
+            hooks._on_log_told(f"ops.log.file: {log} written again after {n} failed write(s)", False)
+        await hooks.stop("test done")
+    texts = [t for t in api.texts(OPERATOR) if not t.startswith("tradebus ")]  # but the start and stop alerts
+    assert texts == [
+        failed,
+        f"ops.log.file: {log} written again after 1 failed write(s)",
+        f"log file {log} flapping: 2 failures in the last 10 min; its cannot-write and written-again alerts are held "
+        "until it is written 10 min (a summary every 10 min at most)",
+        f"log file {log} still flapping at the stop: 3 failures in the last 10 min, 3 alerts held since the last message",
+    ], texts
 
 
 async def test_a_daemon_serves_the_command_pollers_counters_on_its_metrics_endpoint(

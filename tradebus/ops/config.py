@@ -84,7 +84,8 @@ class TelegramConfig(_Model):
         every ``flap_window``, by a timer) until a connection has stayed open ``flap_window``
         seconds and delivered data (:mod:`tradebus.ops.flapping`). A live daemon's user stream
         flaps the same way; its flapping ends once a connection has stayed open ``flap_window``
-        seconds.
+        seconds. So does the log file (``ops.log.file``): a failed write is its disconnect, the first write
+        after failures its reconnect.
     send_retries
         A message the Bot API did not take because of an HTTP 5xx, a connection error or
         flood control (429) is sent again up to this many times; then it is counted as not

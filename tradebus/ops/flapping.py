@@ -28,6 +28,11 @@ flapping: ...``), but carries no market data: an account may be quiet for hours.
 ends when a connection has stayed open ``window`` seconds (``user stream X stayed connected
 10 min after flapping (n alerts held ...)``), found by the same timer.
 
+A daemon's log file (:meth:`FlapDetector.add_log`; a detector of its own, whose alerts are of the
+``log`` kind) follows it for its cannot-write and written-again alerts: a failed write is its
+disconnect, the first write after failures its reconnect (``log file X flapping: k failures in the
+last 10 min``); its flapping ends when it has been written ``window`` seconds without a failure.
+
 The metrics count every stale feed, disconnect and resync whatever is alerted.
 """
 
@@ -37,6 +42,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 __all__ = ["FlapDetector", "duration_text"]
 
@@ -51,11 +57,26 @@ def duration_text(seconds: float) -> str:
     return f"{minutes:g} min {rest:g} s"
 
 
-class _Feed:
-    __slots__ = ("what", "data_ns", "disconnects", "held", "mark_ns", "noticed", "flapping", "up_since")
+class _Words(NamedTuple):
+    """How the messages of a watched thing name its cycles: its drops, the alerts held, being up and being down."""
 
-    def __init__(self, what: str, data_ns: Callable[[], int] | None) -> None:
-        self.what = what  # "feed" or "user stream", in messages
+    drops: str
+    held: str
+    up: str
+    stayed_up: str
+    down: str
+
+
+_CONNECTION = _Words("disconnects", "disconnect and reconnect", "stays connected", "stayed connected", "not connected")
+_LOG = _Words("failures", "cannot-write and written-again", "is written", "was written", "not written")
+
+
+class _Feed:
+    __slots__ = ("what", "data_ns", "words", "disconnects", "held", "mark_ns", "noticed", "flapping", "up_since")
+
+    def __init__(self, what: str, data_ns: Callable[[], int] | None, words: _Words = _CONNECTION) -> None:
+        self.what = what  # "feed", "user stream" or "log file", in messages
+        self.words = words
         self.data_ns = data_ns  # None: a stream without market data
         self.disconnects: deque[float] = deque()
         self.held = 0
@@ -103,6 +124,11 @@ class FlapDetector:
         """Watch user stream ``name`` (no market data: its flapping ends when a connection stays up ``window``)."""
         self._feeds[name] = _Feed("user stream", None)
 
+    def add_log(self, name: str) -> None:
+        """Watch log file ``name``: a write failing is its disconnect, the first write that succeeds after failures its
+        reconnect (its flapping ends when it has been written ``window`` without a failure)."""
+        self._feeds[name] = _Feed("log file", None, _LOG)
+
     def feed_of(self, instrument_id: str) -> str | None:
         """The watched feed of ``instrument_id``, or ``None``."""
         return self._instruments.get(instrument_id)
@@ -140,9 +166,9 @@ class FlapDetector:
             held = "stale, disconnect, reconnect and resync"
             until = f"a connection delivers data and stays open {self._minutes()}"
         else:
-            held, until = "disconnect and reconnect", f"it stays connected {self._minutes()}"
+            held, until = feed.words.held, f"it {feed.words.up} {self._minutes()}"
         self._alert(
-            f"{feed.what} {name} flapping: {len(feed.disconnects)} disconnects in the last {self._minutes()}; its "
+            f"{feed.what} {name} flapping: {len(feed.disconnects)} {feed.words.drops} in the last {self._minutes()}; its "
             f"{held} alerts are held until {until} (a summary every {self._minutes()} at most)"
         )
         return False
@@ -178,9 +204,9 @@ class FlapDetector:
     def _summary(self, name: str, feed: _Feed, now: float, what: str) -> None:
         while feed.disconnects and feed.disconnects[0] <= now - self.window:
             feed.disconnects.popleft()
-        down = "; not connected now" if feed.up_since is None else ""
+        down = f"; {feed.words.down} now" if feed.up_since is None else ""
         self._alert(
-            f"{feed.what} {name} {what}: {len(feed.disconnects)} disconnects in the last "
+            f"{feed.what} {name} {what}: {len(feed.disconnects)} {feed.words.drops} in the last "
             f"{self._minutes()}, {feed.held} alerts held since the last message{down}"
         )
 
@@ -198,5 +224,5 @@ class FlapDetector:
     def _end(self, name: str, feed: _Feed) -> None:
         feed.flapping = False
         del self.flapping[name]
-        how = "delivers data again" if feed.data_ns is not None else f"stayed connected {self._minutes()}"
+        how = "delivers data again" if feed.data_ns is not None else f"{feed.words.stayed_up} {self._minutes()}"
         self._alert(f"{feed.what} {name} {how} after flapping ({feed.held} alerts held since the last message)")

@@ -99,6 +99,7 @@ class OpsHooks:
         self._tasks: list[asyncio.Task[None]] = []
         self._user_streams: list[Any] = []
         self.flaps: FlapDetector | None = None
+        self.log_flaps: FlapDetector | None = None
         #: The denial and reject series of the alerts (told at the stop if still open).
         self._series: tuple[_Series, ...] = ()
         if config.telegram is not None:
@@ -113,6 +114,13 @@ class OpsHooks:
             self.flaps = FlapDetector(
                 config.telegram.flap_cycles, config.telegram.flap_window, partial(self._alert, "disconnect")
             )
+            #: The log file's cannot-write and written-again alerts, held as a flapping feed's (a disk that fills and
+            #: frees again and again); apart from :attr:`flaps`, as its alerts are of the ``log`` kind.
+            self.log_flaps = FlapDetector(
+                config.telegram.flap_cycles, config.telegram.flap_window, partial(self._alert, "log")
+            )
+            if config.log.file is not None:
+                self.log_flaps.add_log(str(config.log.file))
 
     # ------------------------------------------------------------------ daemon calls
 
@@ -131,9 +139,9 @@ class OpsHooks:
         self.target = target
         loop = asyncio.get_running_loop()
 
-        def told(text: str) -> None:  # from whichever thread logged
+        def told(text: str, failed: bool) -> None:  # from whichever thread logged
             with contextlib.suppress(RuntimeError):  # the loop is closed: the daemon has stopped
-                loop.call_soon_threadsafe(self._alert, "log", text)
+                loop.call_soon_threadsafe(self._on_log_told, text, failed)
 
         self._log_sink = open_log_sink(
             self.config.log, on_failed_write=self.metrics.log_write_failures.inc, on_told=told
@@ -149,8 +157,9 @@ class OpsHooks:
             asyncio.create_task(self.metrics.probe_loop(self.config.loop_lag_interval), name="ops:loop-lag")
         )
         if self.telegram is not None:
-            assert self.flaps is not None
+            assert self.flaps is not None and self.log_flaps is not None
             self._tasks.append(asyncio.create_task(self.flaps.run(), name="ops:flapping"))
+            self._tasks.append(asyncio.create_task(self.log_flaps.run(), name="ops:log-flapping"))
             self._subscribe_alerts(kernel.bus)
             await self.telegram.start(self.daily_summary)
             self.telegram.alert("lifecycle", f"tradebus {self.mode} daemon starting: {', '.join(kernel.instruments)}")
@@ -187,8 +196,9 @@ class OpsHooks:
         self._tasks.clear()
         if self.telegram is not None and self.telegram.started_s is not None:  # else the start was refused before it
             with self.telegram.last_words():  # sent even when a backlog of alerts takes all the stop's wait
-                if self.flaps is not None:
-                    self.flaps.close()
+                for flaps in (self.flaps, self.log_flaps):
+                    if flaps is not None:
+                        flaps.close()
                 for series in self._series:
                     series.on_passed(None)
                 self.telegram.alert("lifecycle", f"tradebus {self.mode} daemon stopped: {reason}\n{self.pnl_text()}")
@@ -234,6 +244,14 @@ class OpsHooks:
     def _alert(self, kind: str, text: str) -> None:
         if self.telegram is not None:
             self.telegram.alert(kind, text)
+
+    def _on_log_told(self, text: str, failed: bool) -> None:
+        """The log file's first failed write (``failed``) or its first write after failures: alerted unless it flaps."""
+        if self.log_flaps is None or self.config.log.file is None:
+            return
+        name = str(self.config.log.file)
+        if self.log_flaps.on_disconnect(name) if failed else self.log_flaps.on_connect(name):
+            self._alert("log", text)
 
     def _subscribe_alerts(self, bus: Any) -> None:
         alert = self._alert

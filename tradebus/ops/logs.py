@@ -46,7 +46,7 @@ def open_log_sink(
     config: LogConfig,
     *,
     on_failed_write: Callable[[], None] | None = None,
-    on_told: Callable[[str], None] | None = None,
+    on_told: Callable[[str, bool], None] | None = None,
 ) -> int | None:
     """Add the file sink ``config`` describes; return its loguru id (``None``: no file configured).
 
@@ -62,8 +62,8 @@ def open_log_sink(
     on_failed_write
         Called at each write to the file that failed (a count).
     on_told
-        Called with the text of the ERROR of a first failed write and of the line saying the file is written
-        again. Both are called from the thread that logged (not necessarily the event loop's).
+        Called with the text of the ERROR of a first failed write (and ``True``) and of the line saying the file is
+        written again (and ``False``). Both are called from the thread that logged (not necessarily the event loop's).
 
     Raises
     ------
@@ -110,7 +110,7 @@ class _GuardedFile:
     """
 
     def __init__(self, path: Path, sink: FileSink, on_failed_write: Callable[[], None] | None = None,
-                 on_told: Callable[[str], None] | None = None) -> None:
+                 on_told: Callable[[str, bool], None] | None = None) -> None:
         self._path = path
         self._sink = sink
         self._on_failed_write = on_failed_write
@@ -145,7 +145,7 @@ class _GuardedFile:
     def _tell(self, level: str, text: str) -> None:
         logger.log(level, "{}", text)
         if self._on_told is not None:
-            self._on_told(text)
+            self._on_told(text, level == "ERROR")
 
     def stop(self) -> None:
         """Close the file (loguru's ``remove``); a close that cannot write what is buffered is told, not raised."""
