@@ -851,9 +851,11 @@ def quality_cmd(
         raise _fail(DataError(f"{dataset}: quality checks failed: {', '.join(failing)}"))
 
 
-def _moment_ms(text: str, flag: str) -> int:
+def _moment_ms(text: str, flag: str, now_ms: int) -> int:
+    if text.strip().lower() == "now":  # the command's one reading of the clock, however long it has run
+        return now_ms
     try:
-        stamp = pd.Timestamp(text, tz="UTC")  # a naive time is UTC; "now" and "today" too (without tz: the machine's)
+        stamp = pd.Timestamp(text, tz="UTC")  # a naive time is UTC; "today" too (without tz: the machine's)
     except (ValueError, TypeError):
         stamp = pd.NaT
     if stamp is pd.NaT:  # also what "" and "NaT" parse to
@@ -889,11 +891,11 @@ def backfill_cmd(
         raise _fail(ConfigError(f"--kind {kind!r} is not bars or trades"))
     _name_options(venue=venue, market=market)  # checked by the catalog, after the markets were loaded
     step_ms = _interval_option(timeframe, "--timeframe") // 1_000_000 if kind == "bars" else 1
-    since_ms = _moment_ms(since, "--since")
     now_ms = int(pd.Timestamp.now(tz="UTC").value // 1_000_000)
+    since_ms = _moment_ms(since, "--since", now_ms)
     # a bar opening at or after it closes after now, wherever the venue starts its bars (Binance's weeks: Monday)
     last_whole_ms = now_ms - step_ms + 1
-    until_ms = _moment_ms(until, "--until") if until is not None else last_whole_ms
+    until_ms = _moment_ms(until, "--until", now_ms) if until is not None else last_whole_ms
     if until is not None and until_ms <= since_ms:
         raise _fail(ConfigError(f"--until {until} is not after --since {since}: nothing to fetch"))
     if since_ms >= last_whole_ms:
