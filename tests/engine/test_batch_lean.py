@@ -86,6 +86,14 @@ class ReadingEmaCross(LookingEmaCross):
         super().on_bar(bar)
 
 
+class DenialCountingEmaCross(EmaCross):
+    """EmaCross with an order-event handler declared feature-only (it reads its event, no cached bar)."""
+
+    @feature_only
+    def on_order_denied(self, event: OrderDenied) -> None:
+        self.denials = getattr(self, "denials", 0) + 1
+
+
 #: The instrument of ``bar_sources``' first table.
 BAR_IID = "C0USD.SIM"
 
@@ -101,8 +109,8 @@ def test_the_declaration_belongs_to_the_function() -> None:
     assert not is_feature_only(ReadingEmaCross.on_bar)
     assert is_feature_only(LookingEmaCross(IID, fast=4, slow=15, quantity=1.0).on_bar)
     # On an order-event handler too, and through the kernel's routing of it to its own strategy.
-    assert is_feature_only(EmaCross.on_order_denied)
-    kernel = bar_kernel(EmaCross, 0)
+    assert is_feature_only(DenialCountingEmaCross.on_order_denied)
+    kernel = bar_kernel(DenialCountingEmaCross, 0)
     kernel.start()
     routed = [h for h in kernel.bus.handlers(OrderDenied, BAR_IID) if h not in kernel.bookkeeping]
     assert len(routed) == 1 and is_feature_only(routed[0])
