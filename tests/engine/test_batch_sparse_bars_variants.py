@@ -19,7 +19,7 @@ from tradebus.risk.config import RiskConfig
 
 from tests.engine.test_batch_sparse_bars import count_jumps, watching_kernel
 from tests.engine.test_kernel import MIN, T0, bar_table, received_in_bursts
-from tests.engine.test_kernel_batches import assert_same, bar_sources, orders_of, run_both
+from tests.engine.test_kernel_batches import assert_same, bar_sources, orders_of, rewrite_column, run_both
 
 RISKS = {
     "none": None,
@@ -54,11 +54,11 @@ def test_sparse_bars_equal_process(
     tmp_path: Path, risk: str, data: str, latency_ns: int, interval: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     table = bar_table(6_000, seed=21)
-    if data == "nans":
-        table = _with_nans(table, 5)
-    elif data == "bursts":
+    if data == "bursts":
         table = received_in_bursts(table, 5 * MIN)
     sources = bar_sources(tmp_path / "b", [table])
+    if data == "nans":
+        rewrite_column(sources[0], _with_nans(table, 5), "close")
     jumps = count_jumps(monkeypatch)
     universe = tuple(src.instrument_id for src in sources)
 
@@ -84,8 +84,8 @@ def test_mixed_bars_with_nan_closes_equal_process(tmp_path: Path, risk: str, lay
         tables = [bar_table(2_000, seed=21 + k) for k in range(3)]
     else:
         tables = [bar_table(2_000, seed=31), bar_table(2_000, seed=32, start=T0 + MIN // 3), bar_table(1_500, seed=33, start=T0 + 400 * MIN + 7)]
-    tables[1] = _with_nans(tables[1], 6, first=900)
     sources = bar_sources(tmp_path / "b", tables)
+    rewrite_column(sources[1], _with_nans(tables[1], 6, first=900), "close")
     universe = tuple(src.instrument_id for src in sources)
 
     def build() -> Kernel:

@@ -23,7 +23,7 @@ from tradebus.strategies.tick_ema import TickEmaCross
 
 from tests.engine.test_batch_lean import snapshot
 from tests.engine.test_batch_sparse_bars import count_jumps
-from tests.engine.test_kernel_batches import IID, T0, assert_same, orders_of, run_both, synthetic_trades, trade_source
+from tests.engine.test_kernel_batches import IID, T0, assert_same, orders_of, rewrite_column, run_both, synthetic_trades, trade_source
 
 
 class TimerTrader(TickEmaCross):
@@ -108,8 +108,8 @@ def test_trade_batches_with_nan_prices_value_positions_as_process(tmp_path: Path
     table = synthetic_trades(30_000, seed=7)
     price = table.column("price").to_numpy().copy()
     price[np.random.default_rng(3).choice(np.arange(10_000, 14_000), 800, replace=False)] = np.nan
-    table = table.set_column(table.schema.get_field_index("price"), "price", pa.array(price))
     source = trade_source(tmp_path, table)
+    rewrite_column(source, table.set_column(table.schema.get_field_index("price"), "price", pa.array(price)), "price")
 
     def build() -> Kernel:
         kernel = Kernel(

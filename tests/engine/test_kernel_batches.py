@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tradebus.data.catalog import Catalog
@@ -97,6 +100,26 @@ def trade_source(tmp_path: Path, table: pa.Table, iid: str = IID, symbol: str = 
     catalog = Catalog(tmp_path / "cat")
     catalog.write(table, "sim", "spot", symbol, "trades", period="month", mode="overwrite")
     return ReplaySource.from_catalog(catalog, iid, "sim", "spot", symbol, "trades")
+
+
+def rewrite_column(source: ReplaySource, table: pa.Table, column: str) -> None:
+    """Put ``table``'s ``column`` (non-finite prices included) into the part files of the catalog dataset ``source``
+    reads, row for row, and their sizes and digests into its manifest: a catalog written by another tool, which
+    ``Catalog.write`` (refusing such prices) cannot make. ``table`` is the one written there, but for that column."""
+    assert source.catalog_root is not None
+    root = Path(source.catalog_root) / source.venue / source.market / source.symbol / source.dataset
+    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    values, start = table.column(column), 0
+    for entry in manifest["files"]:
+        path = root / entry["path"]
+        part = pq.read_table(path)
+        field = part.schema.field(column)
+        part = part.set_column(part.schema.get_field_index(column), field, values.slice(start, part.num_rows).cast(field.type))
+        pq.write_table(part, path)
+        start += part.num_rows
+        entry["size"], entry["sha256"] = path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest()
+    assert start == table.num_rows
+    (root / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
 
 
 def run_both(sources: list[ReplaySource], build: Any, batch_rows: int) -> tuple[Kernel, Kernel]:
