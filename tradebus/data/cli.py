@@ -607,15 +607,12 @@ def download_binance_cmd(
     """Download Binance public archives, verify each against its .CHECKSUM, import them as one dataset."""
     from tradebus.data import binance_vision as vision
 
-    _download_mode(append, overwrite)
+    mode = _download_mode(append, overwrite)
     _name_options(symbol=symbol, interval=interval)
     if interval is not None:
         _interval_option(interval, "--interval")  # checked by the import, after every archive was downloaded
-    first, last = _day(start, "--start"), _day(end, "--end")
-    try:
-        items = vision.archives(market, data, symbol, first, last, interval=interval, monthly=monthly)  # type: ignore[arg-type]
-    except DataError as exc:
-        raise _fail(ConfigError(str(exc))) from None
+    items = _listed(lambda first, last: vision.archives(market, data, symbol, first, last,  # type: ignore[arg-type]
+                                                        interval=interval, monthly=monthly), start, end)
     _download(f"binance {market} {data} {symbol}", items,
               lambda on_done: vision.fetch(items, cache_dir, base_url=base_url, workers=workers, on_done=on_done),
               strict,
@@ -623,8 +620,8 @@ def download_binance_cmd(
               f"answered HTTP 404, as did the others; check --symbol (Binance's symbols are upper case: BTCUSDT), "
               f"--market, --data{', --interval' if interval else ''}, --start and --end; nothing was imported",
               lambda ready: vision.import_archives(catalog, ready, market=market, data=data,  # type: ignore[arg-type]
-                                                   symbol=symbol, interval=interval,
-                                                   mode=_download_mode(append, overwrite), days=(first, last)))
+                                                   symbol=symbol, interval=interval, mode=mode,
+                                                   days=(_day(start, "--start"), _day(end, "--end"))))
 
 
 _NO_CHECKSUM = ("publishes no checksum: each archive is verified as far as it can be ({what}), and every row is "
